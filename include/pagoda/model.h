@@ -1,0 +1,78 @@
+/* What an architecture plugin sees while it loads a model: the checkpoint's config.json and
+ * its weights. Tensors loaded here live on the model's device, in its compute dtype, and are
+ * owned by the runtime until the model is unloaded: a plugin frees only its own structs. */
+#ifndef PAGODA_MODEL_H
+#define PAGODA_MODEL_H
+
+#include <pagoda/tensor.h>
+#include <pagoda/ops.h>
+#include <pagoda/status.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct pgd_model_ctx;         /* owned by the runtime, valid during pgd_arch_ops.load only */
+
+/* What the runtime needs to know of a loaded model (filled by the plugin's load). */
+struct pgd_model_desc {
+    int n_layers;
+    int n_kv_heads;           /* K/V heads per layer (the paged cache's width) */
+    int head_dim;
+    int hidden_size;
+    int vocab_size;           /* rows of the logits */
+    int max_position_embeddings;
+    int sliding_window;       /* widest window any layer uses; 0 = full attention */
+};
+
+/* The model directory and the checkpoint's config.json. Keys may be dotted to reach into
+ * objects ("rope_scaling.rope_type"). */
+const char *pgd_model_dir(const struct pgd_model_ctx *ctx);
+bool pgd_config_has(const struct pgd_model_ctx *ctx, const char *key);
+/* True when the key is absent or JSON null. */
+bool pgd_config_is_null(const struct pgd_model_ctx *ctx, const char *key);
+/* Reads a required value; PGD_ERR_NOT_FOUND or PGD_ERR_FORMAT with a message naming the key
+ * and config.json's path. */
+enum pgd_status pgd_config_int(const struct pgd_model_ctx *ctx, const char *key, int64_t *out,
+                               char *err, size_t errlen);
+enum pgd_status pgd_config_num(const struct pgd_model_ctx *ctx, const char *key, double *out,
+                               char *err, size_t errlen);
+/* Optional values: the default when the key is absent or null; a wrong type is an error. */
+enum pgd_status pgd_config_int_or(const struct pgd_model_ctx *ctx, const char *key,
+                                  int64_t dflt, int64_t *out, char *err, size_t errlen);
+enum pgd_status pgd_config_num_or(const struct pgd_model_ctx *ctx, const char *key,
+                                  double dflt, double *out, char *err, size_t errlen);
+enum pgd_status pgd_config_bool_or(const struct pgd_model_ctx *ctx, const char *key,
+                                   bool dflt, bool *out, char *err, size_t errlen);
+/* A string value, or NULL when absent, null or not a string. Owned by ctx. */
+const char *pgd_config_str(const struct pgd_model_ctx *ctx, const char *key);
+/* Refuses config keys that would change the math unless the plugin says it handles them:
+ * `known` is a NULL-terminated list of top-level keys the plugin reads or knows to be
+ * harmless; every other key present with a non-null value that is not in pagoda's list of
+ * math-neutral keys (ids, dtypes, names, transformers bookkeeping) is an error naming it. */
+enum pgd_status pgd_config_check_keys(const struct pgd_model_ctx *ctx, const char *const *known,
+                                      char *err, size_t errlen);
+/* Reads the rope settings (rope_theta, rope_scaling of type default/llama3/linear,
+ * partial_rotary_factor) for heads of head_dim into cfg; other scaling types are refused. */
+enum pgd_status pgd_config_rope(const struct pgd_model_ctx *ctx, int head_dim,
+                                struct pgd_rope_config *cfg, char *err, size_t errlen);
+
+bool pgd_model_has_tensor(const struct pgd_model_ctx *ctx, const char *name);
+/* Loads tensor `name`, checking it has exactly the ndim/shape given. */
+enum pgd_status pgd_model_load_tensor(struct pgd_model_ctx *ctx, const char *name, int ndim,
+                                      const int64_t *shape, struct pgd_tensor *out,
+                                      char *err, size_t errlen);
+/* Loads a linear layer from "<prefix>.weight" (and "<prefix>.bias" when `bias`), fusing
+ * n_parts prefixes along the output dimension (e.g. q/k/v or gate/up): part i has
+ * out_features[i] rows of in_features. Quantized checkpoints go through their quant plugin. */
+enum pgd_status pgd_model_load_linear(struct pgd_model_ctx *ctx, const char *const *prefixes,
+                                      int n_parts, int64_t in_features,
+                                      const int64_t *out_features, bool bias,
+                                      struct pgd_linear *out, char *err, size_t errlen);
+/* A linear layer whose weight is an already-loaded tensor [out, in] (tied embeddings). */
+struct pgd_linear pgd_linear_from_tensor(const struct pgd_tensor *weight);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

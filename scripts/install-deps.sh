@@ -1,0 +1,17 @@
+#!/bin/sh
+# Installs the system packages pagoda builds and tests with (Debian 12 / Ubuntu 22.04+).
+# Run as root or with sudo available. The CUDA toolkit is optional and not installed here.
+set -e
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+PACKAGES="build-essential autoconf automake libtool pkg-config git python3 python3-pip curl tmux
+  libinih-dev libcurl4-openssl-dev libxxhash-dev libcriterion-dev libjansson-dev libpcre2-dev
+  libutf8proc-dev libmicrohttpd-dev libopenblas-dev"
+missing=
+for p in $PACKAGES; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
+fi
