@@ -1,0 +1,50 @@
+/* Internal: the model runner. It owns a loaded model, its paged KV cache and the step's
+ * buffers; each step it turns a list of sequences into one flat batch (token ids,
+ * positions, slot mapping, block tables, which rows need logits), runs the architecture
+ * plugin's forward pass and hands back the logits. It knows nothing of requests or
+ * scheduling: the block tables come from the caller (the kv manager). */
+#ifndef PGD_RUNTIME_RUNNER_H
+#define PGD_RUNTIME_RUNNER_H
+
+#include <pagoda/model.h>
+#include <pagoda/registry.h>
+#include <stdint.h>
+
+struct pgd__runner;
+
+struct pgd__runner_params {
+    const char *model_dir;
+    struct pgd_registry *registry;   /* borrowed; must outlive the runner */
+    enum pgd_device device;
+    int block_size;                  /* tokens per KV block (default 16) */
+    int num_blocks;                  /* KV blocks in the pool; 0: from kv_cache_bytes */
+    size_t kv_cache_bytes;           /* used when num_blocks == 0 */
+    int max_num_batched_tokens;      /* the largest step (activation arena size) */
+    int max_num_seqs;                /* the most sequences in a step */
+};
+void pgd__runner_default_params(struct pgd__runner_params *p);
+
+/* One sequence in a step. Its tokens [n_computed, n_computed + n_new) are computed this
+ * step; positions 0 .. n_computed - 1 are already in the cache. */
+struct pgd__step_seq {
+    const int32_t *tokens;           /* [n_new], the new tokens */
+    int n_new;
+    int n_computed;
+    const int32_t *block_table;      /* block ids covering positions [0, n_computed + n_new) */
+    int n_blocks;
+    int n_logits;                    /* logits for the last n_logits new tokens (0..n_new) */
+};
+
+enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pgd__runner **out,
+                                   char *err, size_t errlen);
+void pgd__runner_destroy(struct pgd__runner *r);
+const struct pgd_model_desc *pgd__runner_desc(const struct pgd__runner *r);
+int pgd__runner_num_blocks(const struct pgd__runner *r);
+int pgd__runner_block_size(const struct pgd__runner *r);
+
+/* Runs one step. *logits receives [sum of n_logits, vocab_size] float32 rows in the order
+ * of seqs; owned by the runner, valid until the next step. */
+enum pgd_status pgd__runner_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
+                                 int n_seqs, const float **logits, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,64 @@
+/* pagoda: the command line. `pagoda <command> [options]`; `pagoda help` lists commands. */
+#include "config.h"
+#include "tools/commands.h"
+#include <pagoda/version.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <limits.h>
+#include <stdlib.h>
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    /* one line per command, in the order `pagoda help` lists them */
+};
+
+const char *pgd_tool_build_plugin_dirs(void)
+{
+    /* libtool runs the real binary from <builddir>/tools/.libs (or <builddir>/.libs). */
+    static char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return NULL;
+    exe[n] = '\0';
+    size_t blen = strlen(PGD_BUILD_DIR);
+    if (strncmp(exe, PGD_BUILD_DIR, blen) == 0 && exe[blen] == '/')
+        return PGD_BUILD_PLUGIN_DIRS;
+    return NULL;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "pagoda %s: serve large language models\n\nusage: pagoda <command> [options]\n\n"
+                 "commands:\n", PGD_VERSION_STRING);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-14s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n`pagoda <command> --help` describes a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("pagoda %s (plugin ABI %u)\n", PGD_VERSION_STRING, PGD_ABI_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "pagoda: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
