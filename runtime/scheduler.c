@@ -207,7 +207,7 @@ const struct pgd__sched_out *pgd__scheduler_schedule(struct pgd__scheduler *s)
                 i--;
         }
         if (self_preempted)
-            break;
+            continue;       /* running[i] is now the next one; it may fit in what was freed */
         if (n_new > budget)       /* a planned victim gave budget back; never less */
             n_new = budget;
         out_push(o, seq, n_new);

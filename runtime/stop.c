@@ -68,16 +68,18 @@ int pgd__stop_text_push(struct pgd__stop_text *t, const char *delta, size_t n,
                 }
             }
         }
-        if (hit < 0)
-            for (int i = 0; i < n_stops; i++) {
-                size_t sl = stops[i] ? strlen(stops[i]) : 0;
-                if (sl > 1) {
-                    size_t k = partial_suffix(t->buf, t->released, t->len, stops[i], sl);
-                    if (k > hold)
-                        hold = k;
-                }
-            }
     }
+    /* Even while matches are not checked (min_tokens), text that could begin a stop string
+     * is held back, so that the stop string may still start there. */
+    if (hit < 0)
+        for (int i = 0; i < n_stops; i++) {
+            size_t sl = stops[i] ? strlen(stops[i]) : 0;
+            if (sl > 1) {
+                size_t k = partial_suffix(t->buf, t->released, t->len, stops[i], sl);
+                if (k > hold)
+                    hold = k;
+            }
+        }
     if (hit >= 0) {
         t->len = hit_at + (include ? hit_len : 0);
         t->buf[t->len] = '\0';

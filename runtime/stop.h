@@ -19,10 +19,9 @@ struct pgd__stop_text {
 
 void pgd__stop_text_fini(struct pgd__stop_text *t);
 
-/* Appends delta and looks for the stop strings (n_stops of them; NULL entries and empty
- * strings are ignored) in the text at or after `scan_from` bytes (matches that end before
- * min_len bytes are ignored: pass 0 normally; min_tokens is handled by the caller by not
- * checking). Returns the index of the stop string that matched first (earliest start;
+/* Appends delta and, when `check` (false while min_tokens is not reached), looks for the
+ * stop strings (n_stops of them; empty strings are ignored) in the text not yet released.
+ * Returns the index of the stop string that matched first (earliest start;
  * ties: the earlier stop in the list), or -1. *release gets how many more bytes, starting
  * at buf + released, may go to the client now (and advances released). When a stop matched,
  * the text is cut after it (include) or at its start; nothing after is ever released. */
