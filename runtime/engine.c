@@ -1071,6 +1071,8 @@ enum pgd_status pgd_engine_submit(struct pgd_engine *e, const struct pgd_request
         r->stream = NULL;
         FAIL(PGD_ERR_CLOSED, "engine: shutting down");
     }
+    /* Once queued, r belongs to the engine thread (it may be gone by the time we unlock). */
+    *out = r->stream;
     if (e->pending_tail)
         e->pending_tail->next = r;
     else
@@ -1078,7 +1080,6 @@ enum pgd_status pgd_engine_submit(struct pgd_engine *e, const struct pgd_request
     e->pending_tail = r;
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
-    *out = r->stream;
     return PGD_OK;
 fail:
     free(ids);
