@@ -4,6 +4,8 @@
 #define PGD_TOOLS_COMMANDS_H
 
 
+int cmd_generate(int argc, char **argv);
+
 /* Plugin directories an uninstalled build adds to the search path (NULL when installed):
  * the build tree's plugin folders, when this binary runs from the build tree. */
 const char *pgd_tool_build_plugin_dirs(void);

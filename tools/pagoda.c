@@ -16,6 +16,7 @@ struct command {
 
 static const struct command commands[] = {
     /* one line per command, in the order `pagoda help` lists them */
+    { "generate", cmd_generate, "generate tokens from a model on the command line" },
 };
 
 const char *pgd_tool_build_plugin_dirs(void)
