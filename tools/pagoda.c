@@ -16,6 +16,7 @@ struct command {
 
 static const struct command commands[] = {
     /* one line per command, in the order `pagoda help` lists them */
+    { "plugins", pgd_cmd_plugins, "list the plugins found and the files refused" },
 };
 
 const char *pgd_tool_build_plugin_dirs(void)
