@@ -3,6 +3,7 @@
 #ifndef PGD_TOOLS_COMMANDS_H
 #define PGD_TOOLS_COMMANDS_H
 
+int pgd_cmd_plugins(int argc, char **argv);   /* tools/cmd_plugins.c */
 
 int cmd_generate(int argc, char **argv);
 

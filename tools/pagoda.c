@@ -17,6 +17,7 @@ struct command {
 static const struct command commands[] = {
     /* one line per command, in the order `pagoda help` lists them */
     { "generate", cmd_generate, "generate tokens from a model on the command line" },
+    { "plugins", pgd_cmd_plugins, "list the plugins found and the files refused" },
 };
 
 const char *pgd_tool_build_plugin_dirs(void)
