@@ -15,7 +15,6 @@ Models are built on the CPU in float64 and saved in the fixture's dtype, so the 
 the same whatever machine runs this; references are computed on the CPU.
 """
 import argparse
-import copy
 import json
 import math
 import os
@@ -109,10 +108,14 @@ def make(name, out_dir):
                                                           attn_implementation="eager")
     std = 0.5 / math.sqrt(cfg.hidden_size) * 4
     randomize(model, seed=1234, std=std)
-    model = model.to(dtype).eval()
+    model = model.to(dtype)
     path = os.path.join(out_dir, name)
     os.makedirs(path, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
+    # References come from the checkpoint as a user loads it (from_pretrained computes the
+    # rotary frequencies afresh in float32; a model cast with .to() would have them rounded).
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype, attn_implementation="eager").eval()
 
     g = torch.Generator().manual_seed(99)
     prompts = [torch.randint(3, cfg.vocab_size, (n,), generator=g).tolist() for n in PROMPT_LENGTHS]
@@ -123,7 +126,8 @@ def make(name, out_dir):
     # (what pagoda's CPU backend computes: 16-bit weights widened at load, f32 activations).
     variants = [("native", model)]
     if dtype != torch.float32:
-        variants.append(("f32_compute", copy.deepcopy(model).to(torch.float32)))
+        variants.append(("f32_compute", transformers.AutoModelForCausalLM.from_pretrained(
+            path, dtype=torch.float32, attn_implementation="eager").eval()))
     for prompt in prompts:
         case = {"prompt": prompt}
         for tag, m in variants:
