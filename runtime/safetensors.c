@@ -268,7 +268,7 @@ enum pgd_status pgd__st_file_parse(const char *path, const uint8_t *buf, size_t 
     if (!root) {
         if (json_error_code(&je) == json_error_duplicate_key) /* je.text quotes the name */
             return pgd_errf(err, errlen, PGD_ERR_FORMAT,
-                            "%s: header names a tensor twice: %s (line %d, column %d)", path,
+                            "%s: header repeats a name: %s (line %d, column %d)", path,
                             je.text, je.line, je.column);
         return pgd_errf(err, errlen, PGD_ERR_FORMAT,
                         "%s: header is not valid JSON: %s (line %d, column %d)", path, je.text,

@@ -488,7 +488,7 @@ static const struct bad_case bad_cases[] = {
     { "bytes after the last tensor", "{\"a\":" E("F32", "[1]", 0, 4) "}", 8, PGD_ERR_FORMAT,
       "'a'", "4 bytes of data after" },
     { "name twice", "{\"w\":" E("F32", "[1]", 0, 4) ",\"w\":" E("F32", "[1]", 4, 8) "}", 8,
-      PGD_ERR_FORMAT, "\"w\"", "twice" },
+      PGD_ERR_FORMAT, "\"w\"", "repeats" },
     { "metadata not an object", "{\"__metadata__\":[1]}", 0, PGD_ERR_FORMAT, "__metadata__",
       "array" },
     { "metadata value not a string", "{\"__metadata__\":{\"format\":\"pt\",\"step\":5}}", 0,
