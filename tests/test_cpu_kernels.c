@@ -1,10 +1,12 @@
 /* The CPU kernels against direct transcriptions of their formulas on random inputs. The
  * paged attention kernel is checked against dense attention over contiguous K/V. */
-#include <criterion/criterion.h>
+#include "tests/test_common.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+PGD_TEST_SUITE(cpu_kernels);
 
 static uint64_t rng_state = 0x1234567u;
 static float frand(void)        /* uniform in [-1, 1) */

@@ -3,13 +3,17 @@
  * the paged KV cache in several batch layouts that must all agree with the reference. */
 #include "tests/model_fixture.h"
 #include "runtime/model.h"
-#include <criterion/criterion.h>
+#include "tests/test_common.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include <math.h>
+
+PGD_TEST_SUITE(llama_f32);
+PGD_TEST_SUITE(llama_bf16);
+PGD_TEST_SUITE(cli);
 
 #define F32_TOL 1e-4     /* the bound: float32 logits within 1e-4 relative */
 
@@ -198,6 +202,7 @@ static void cleanup_tmp(void)
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (tmpdir[0] && system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", tmpdir);
+    pgd_test_check_leaks();
 }
 
 static enum pgd_status load_dir(const char *dir, char *err, size_t errlen)
@@ -246,7 +251,7 @@ Test(model_load, shape_disagreeing_with_config_names_tensor, .fini = cleanup_tmp
     cr_assert(strstr(err, "[128, 64]"), "%s", err);
 }
 
-Test(model_load, missing_config_names_path)
+Test(model_load, missing_config_names_path, .fini = pgd_test_check_leaks)
 {
     char err[1024] = "";
     cr_assert_eq(load_dir("/nonexistent/model", err, sizeof err), PGD_ERR_NOT_FOUND);

@@ -147,13 +147,8 @@ static int run(const struct gen_opts *o)
     int32_t *tokens = NULL, *blocks = NULL;
     struct cand *cands = NULL;
     int rc = 1;
-    if (pgd_registry_create(&reg, err, sizeof err))
+    if (pgd_tool_registry(o->plugin_dirs, &reg, err, sizeof err))
         goto out;
-    char dirs[8192] = "";
-    const char *build = pgd_tool_build_plugin_dirs();
-    snprintf(dirs, sizeof dirs, "%s%s%s", o->plugin_dirs ? o->plugin_dirs : "",
-             o->plugin_dirs && build ? ":" : "", build ? build : "");
-    pgd_registry_load_search_path(reg, dirs[0] ? dirs : NULL);
 
     struct pgd__runner_params p;
     pgd__runner_default_params(&p);
@@ -217,7 +212,7 @@ out:
     return rc;
 }
 
-int cmd_generate(int argc, char **argv)
+int pgd_cmd_generate(int argc, char **argv)
 {
     static const struct option long_opts[] = {
         { "model", required_argument, 0, 'm' }, { "prompt-ids", required_argument, 0, 'p' },
