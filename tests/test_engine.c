@@ -3,6 +3,11 @@
  * logprobs, metrics, many submitting threads. */
 #include <criterion/criterion.h>
 #include "tests/engine_fixture.h"
+#include "tests/test_common.h"
+
+PGD_TEST_SUITE(engine);
+PGD_TEST_SUITE(engine_threads);
+PGD_TEST_SUITE(engine_llama);
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -534,5 +539,143 @@ Test(engine_threads, many_submitters_small_pool)
     char *text;
     cr_assert_eq(pgd_engine_metrics_text(e, &text, NULL), PGD_OK);
     free(text);
+    pgd_engine_destroy(e);
+}
+
+/* ---- the real model: the tiny Llama fixture through the runner ------------------------- */
+
+#include <jansson.h>
+
+#define LLAMA_DIR PGD_TEST_SRCDIR "/tests/fixtures/models/llama-f32"
+
+static struct pgd_engine *llama_engine(int num_blocks, int block_size, int budget, int max_seqs)
+{
+    struct pgd_engine_params p = pgd_engine_default_params();
+    p.model_dir = LLAMA_DIR;
+    p.plugin_path = PGD_BUILD_PLUGIN_DIRS;
+    p.num_blocks = num_blocks;
+    p.block_size = block_size;
+    p.max_num_batched_tokens = budget;
+    p.max_num_seqs = max_seqs;
+    struct pgd_engine *e;
+    char err[1024];
+    cr_assert_eq(pgd_engine_create(&p, &e, err, sizeof err), PGD_OK, "%s", err);
+    pgd__engine_set_paranoid(e, true);
+    return e;
+}
+
+static int32_t *ints(json_t *a, int *n)
+{
+    *n = (int)json_array_size(a);
+    int32_t *v = malloc((size_t)*n * sizeof *v + 1);
+    for (int i = 0; i < *n; i++) v[i] = (int32_t)json_integer_value(json_array_get(a, (size_t)i));
+    return v;
+}
+
+Test(engine_llama, batched_chunked_preempted_greedy_matches_transformers)
+{
+    json_error_t je;
+    json_t *ref = json_load_file(LLAMA_DIR "/reference.json", 0, &je);
+    cr_assert_not_null(ref, "%s", je.text);
+    /* 40 blocks of 4 tokens for four sequences of up to 102 tokens: preemption; a budget
+     * of 24 tokens: chunked prefill beside decodes. */
+    struct pgd_engine *e = llama_engine(40, 4, 24, 8);
+    json_t *cases = json_object_get(ref, "cases");
+    size_t nc = json_array_size(cases);
+    struct pgd_stream *s[8];
+    int n_new = (int)json_integer_value(json_object_get(ref, "n_new"));
+    for (size_t i = 0; i < nc; i++) {
+        int np;
+        int32_t *prompt = ints(json_object_get(json_array_get(cases, i), "prompt"), &np);
+        struct pgd_sampling_params sp = greedy_params(n_new);
+        sp.ignore_eos = true;
+        sp.n = i == 1 ? 2 : 1;
+        s[i] = submit_ids(e, prompt, np, sp);
+        free(prompt);
+    }
+    for (size_t i = 0; i < nc; i++) {
+        struct collected c;
+        collect(s[i], &c);
+        pgd_stream_destroy(s[i]);
+        int ng;
+        int32_t *want = ints(json_object_get(json_object_get(json_array_get(cases, i), "native"),
+                                             "greedy"), &ng);
+        for (int k = 0; k < (i == 1 ? 2 : 1); k++) {
+            cr_assert_eq(c.n_tokens[k], ng);
+            for (int t = 0; t < ng; t++)
+                cr_assert_eq(c.tokens[k][t], want[t], "case %zu sample %d token %d: %d, "
+                             "transformers %d", i, k, t, c.tokens[k][t], want[t]);
+        }
+        free(want);
+    }
+    struct pgd_engine_stats st;
+    pgd_engine_get_stats(e, &st);
+    cr_assert_gt(st.num_preemptions, 0);
+    pgd_engine_destroy(e);
+    json_decref(ref);
+}
+
+Test(engine_llama, random_requests_match_their_runs_alone)
+{
+    enum { N = 48 };
+    struct { int32_t prompt[48]; int n, max_out, nc; bool abort; } rq[N];
+    uint32_t rs = 12345;
+    int32_t sys[32];
+    for (int i = 0; i < 32; i++) sys[i] = 3 + (int32_t)(xs(&rs) % 500);
+    for (int r = 0; r < N; r++) {
+        rq[r].n = 1 + (int)(xs(&rs) % 47);
+        int pre = xs(&rs) % 2 ? (int)(xs(&rs) % 32) : 0;
+        if (pre > rq[r].n) pre = rq[r].n;
+        memcpy(rq[r].prompt, sys, (size_t)pre * sizeof *sys);
+        for (int i = pre; i < rq[r].n; i++) rq[r].prompt[i] = 3 + (int32_t)(xs(&rs) % 500);
+        rq[r].max_out = 1 + (int)(xs(&rs) % 16);
+        rq[r].nc = xs(&rs) % 5 == 0 ? 2 : 1;
+        rq[r].abort = xs(&rs) % 8 == 0;
+    }
+    /* Alone, one at a time, in a roomy engine. */
+    int32_t alone[N][16];
+    int n_alone[N];
+    struct pgd_engine *e = llama_engine(64, 16, 256, 4);
+    for (int r = 0; r < N; r++) {
+        struct pgd_stream *s = submit_ids(e, rq[r].prompt, rq[r].n, greedy_params(rq[r].max_out));
+        struct collected c;
+        collect(s, &c);
+        pgd_stream_destroy(s);
+        n_alone[r] = c.n_tokens[0];
+        memcpy(alone[r], c.tokens[0], (size_t)c.n_tokens[0] * sizeof(int32_t));
+    }
+    pgd_engine_destroy(e);
+    /* All at once in a tight one: shared prefixes, n > 1, aborts, preemption. */
+    e = llama_engine(24, 4, 32, 6);
+    struct pgd_stream *s[N];
+    for (int r = 0; r < N; r++) {
+        struct pgd_sampling_params sp = greedy_params(rq[r].max_out);
+        sp.n = rq[r].nc;
+        s[r] = submit_ids(e, rq[r].prompt, rq[r].n, sp);
+        if (rq[r].abort)
+            pgd_engine_abort(e, pgd_stream_request_id(s[r]));
+    }
+    int aborted = 0;
+    for (int r = 0; r < N; r++) {
+        struct collected c;
+        collect(s[r], &c);
+        pgd_stream_destroy(s[r]);
+        for (int k = 0; k < rq[r].nc; k++) {
+            cr_assert_neq(c.finish[k], PGD_FINISH_NONE);
+            if (c.finish[k] == PGD_FINISH_ABORT) {
+                aborted++;
+                cr_assert_leq(c.n_tokens[k], n_alone[r]);
+            } else {
+                cr_assert_eq(c.n_tokens[k], n_alone[r], "request %d", r);
+            }
+            for (int t = 0; t < c.n_tokens[k]; t++)
+                cr_assert_eq(c.tokens[k][t], alone[r][t], "request %d sample %d token %d", r, k, t);
+        }
+    }
+    cr_assert_gt(aborted, 0);
+    struct pgd_engine_stats st;
+    pgd_engine_get_stats(e, &st);
+    cr_assert_gt(st.num_preemptions, 0);
+    cr_assert_gt(st.prefix_cache_hits, 0);
     pgd_engine_destroy(e);
 }
