@@ -1006,6 +1006,8 @@ enum pgd_status pgd_engine_submit(struct pgd_engine *e, const struct pgd_request
              "max_num_batched_tokens %d (chunked prefill is off)", n + max_out - 1,
              e->p.max_num_batched_tokens);
     bool detok = rp->detokenize && e->has_tio;
+    if (rp->sampling.n_stop > 0 && !detok)
+        FAIL(PGD_ERR_INVALID_ARG, "request: stop strings need detokenize on");
 
     r = calloc(1, sizeof *r);
     if (!r)

@@ -75,10 +75,10 @@ static int run(void (*tweak)(struct pgd_engine_params *), const char *name)
 
 int main(void)
 {
-    int fails = run(fixture_tweak_stress, "priority") + run(tweak_fcfs, "fcfs");
-    if (fails)
-        fprintf(stderr, "test_engine_tsan: %d failures\n", fails);
-    else
-        printf("test_engine_tsan: ok\n");
-    return fails ? 1 : 0;
+    int f1 = run(fixture_tweak_stress, "priority"), f2 = run(tweak_fcfs, "fcfs");
+    int failing = (f1 != 0) + (f2 != 0);
+    /* The summary line Criterion prints, which the CI report collects. */
+    printf("[====] Synthesis: Tested: 2 | Passing: %d | Failing: %d | Crashing: 0 \n",
+           2 - failing, failing);
+    return failing ? 1 : 0;
 }
