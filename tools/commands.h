@@ -8,4 +8,7 @@
  * the build tree's plugin folders, when this binary runs from the build tree. */
 const char *pgd_tool_build_plugin_dirs(void);
 
+int pgd_cmd_tokenize(int argc, char **argv);
+int pgd_cmd_detokenize(int argc, char **argv);
+
 #endif

@@ -16,6 +16,8 @@ struct command {
 
 static const struct command commands[] = {
     /* one line per command, in the order `pagoda help` lists them */
+    { "tokenize", pgd_cmd_tokenize, "text on stdin -> JSON token ids (--model DIR [--special])" },
+    { "detokenize", pgd_cmd_detokenize, "JSON token ids on stdin -> text (--model DIR [--skip-special])" },
 };
 
 const char *pgd_tool_build_plugin_dirs(void)
