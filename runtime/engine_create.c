@@ -3,6 +3,7 @@
  * the runner it loads the model with. */
 #include "runtime/engine_internal.h"
 #include "runtime/model.h"
+#include "runtime/engine_text.h"
 #include <pagoda/registry.h>
 #include <stdlib.h>
 
@@ -71,8 +72,14 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
         .step = rb_step,
         .destroy = rb_destroy,
     };
-    /* The text path: wired to the model's tokenizer (pgd_tokenizer_load(model_dir)) once
-     * the tokenizer lands; until then the engine serves token-id requests only and refuses
-     * text prompts and stop strings with a clear message. */
-    return pgd__engine_create_with(p, &be, NULL, out, err, errlen);
+    /* The text path: the model's tokenizer when the directory has one; without it the
+     * engine serves token-id requests and refuses text prompts and stop strings. */
+    struct pgd__textio tio;
+    bool have_tok;
+    st = pgd__engine_textio_load(p->model_dir, &tio, &have_tok, err, errlen);
+    if (st != PGD_OK) {
+        rb_destroy(rb);
+        return st;
+    }
+    return pgd__engine_create_with(p, &be, have_tok ? &tio : NULL, out, err, errlen);
 }
