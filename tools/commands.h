@@ -3,6 +3,8 @@
 #ifndef PGD_TOOLS_COMMANDS_H
 #define PGD_TOOLS_COMMANDS_H
 
+int pgd_cmd_chat_template(int argc, char **argv);  /* tools/cmd_chat_template.c */
+
 
 /* Plugin directories an uninstalled build adds to the search path (NULL when installed):
  * the build tree's plugin folders, when this binary runs from the build tree. */

@@ -16,6 +16,7 @@ struct command {
 
 static const struct command commands[] = {
     /* one line per command, in the order `pagoda help` lists them */
+    { "chat-template", pgd_cmd_chat_template, "render a model's chat template for a conversation" },
 };
 
 const char *pgd_tool_build_plugin_dirs(void)
