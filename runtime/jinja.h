@@ -311,6 +311,7 @@ struct pgd__jnode *pgd__jparse(struct pgd__jarena *a, struct pgd__jfail *f,
 
 struct pgd__jframe {
     struct pgd__jframe *parent;
+    bool captured;              /* a macro closes over it: it may not be reused */
     const char **names;
     struct pgd__jv **vals;
     size_t n, cap;

@@ -237,29 +237,86 @@ static bool is_cased(uint32_t cp)
            cat == UTF8PROC_CATEGORY_LT;
 }
 
+/* Python's full (one-to-many) case mappings from Unicode's SpecialCasing.txt that apply
+ * unconditionally (Greek iota-subscript forms and the final-sigma rule are not covered). */
+static const struct {
+    uint32_t cp;
+    uint32_t upper[3], title[3];
+} special_case[] = {
+    { 0x00DF, { 'S', 'S' }, { 'S', 's' } },
+    { 0x0149, { 0x02BC, 'N' }, { 0x02BC, 'N' } },
+    { 0x01F0, { 'J', 0x030C }, { 'J', 0x030C } },
+    { 0x0390, { 0x0399, 0x0308, 0x0301 }, { 0x0399, 0x0308, 0x0301 } },
+    { 0x03B0, { 0x03A5, 0x0308, 0x0301 }, { 0x03A5, 0x0308, 0x0301 } },
+    { 0x0587, { 0x0535, 0x0552 }, { 0x0535, 0x0582 } },
+    { 0x1E96, { 'H', 0x0331 }, { 'H', 0x0331 } },
+    { 0x1E97, { 'T', 0x0308 }, { 'T', 0x0308 } },
+    { 0x1E98, { 'W', 0x030A }, { 'W', 0x030A } },
+    { 0x1E99, { 'Y', 0x030A }, { 'Y', 0x030A } },
+    { 0x1E9A, { 'A', 0x02BE }, { 'A', 0x02BE } },
+    { 0xFB00, { 'F', 'F' }, { 'F', 'f' } },
+    { 0xFB01, { 'F', 'I' }, { 'F', 'i' } },
+    { 0xFB02, { 'F', 'L' }, { 'F', 'l' } },
+    { 0xFB03, { 'F', 'F', 'I' }, { 'F', 'f', 'i' } },
+    { 0xFB04, { 'F', 'F', 'L' }, { 'F', 'f', 'l' } },
+    { 0xFB05, { 'S', 'T' }, { 'S', 't' } },
+    { 0xFB06, { 'S', 'T' }, { 'S', 't' } },
+    { 0xFB13, { 0x0544, 0x0546 }, { 0x0544, 0x0576 } },
+    { 0xFB14, { 0x0544, 0x0535 }, { 0x0544, 0x0565 } },
+    { 0xFB15, { 0x0544, 0x053B }, { 0x0544, 0x056B } },
+    { 0xFB16, { 0x054E, 0x0546 }, { 0x054E, 0x0576 } },
+    { 0xFB17, { 0x0544, 0x053D }, { 0x0544, 0x056D } },
+};
+
+/* Appends the mapping of cp (upper when title is false) to out; returns the count. */
+static size_t map_case(uint32_t cp, bool title, uint32_t *out)
+{
+    for (size_t i = 0; i < sizeof special_case / sizeof special_case[0]; i++)
+        if (special_case[i].cp == cp) {
+            const uint32_t *m = title ? special_case[i].title : special_case[i].upper;
+            size_t k = 0;
+            while (k < 3 && m[k])
+                out[k] = m[k], k++;
+            return k;
+        }
+    out[0] = (uint32_t)(title ? utf8proc_totitle((utf8proc_int32_t)cp)
+                              : utf8proc_toupper((utf8proc_int32_t)cp));
+    return 1;
+}
+
+static size_t map_lower(uint32_t cp, uint32_t *out)
+{
+    if (cp == 0x0130) {   /* capital I with dot above: i + combining dot */
+        out[0] = 'i';
+        out[1] = 0x0307;
+        return 2;
+    }
+    out[0] = (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp);
+    return 1;
+}
+
 /* mode: 'u' upper, 'l' lower, 't' title (Python str.title), 'c' capitalize */
 struct pgd__jv *pgd__jstr_case(struct pgd__jctx *c, struct pgd__jv *s, char mode)
 {
-    size_t n;
+    size_t n, k = 0;
     uint32_t *cps = decode(c, s, &n);
+    uint32_t *res = pgd__jalloc(c->ar, (3 * n + 1) * sizeof *res);
     bool prev_cased = false;
     for (size_t i = 0; i < n; i++) {
-        utf8proc_int32_t cp = (utf8proc_int32_t)cps[i];
+        uint32_t cp = cps[i];
         switch (mode) {
-        case 'u': cps[i] = (uint32_t)utf8proc_toupper(cp); break;
-        case 'l': cps[i] = (uint32_t)utf8proc_tolower(cp); break;
-        case 'c':
-            cps[i] = (uint32_t)(i == 0 ? utf8proc_totitle(cp) : utf8proc_tolower(cp));
-            break;
+        case 'u': k += map_case(cp, false, res + k); break;
+        case 'l': k += map_lower(cp, res + k); break;
+        case 'c': k += i == 0 ? map_case(cp, true, res + k) : map_lower(cp, res + k); break;
         case 't': {
-            bool cased = is_cased((uint32_t)cp);
-            cps[i] = (uint32_t)(prev_cased ? utf8proc_tolower(cp) : utf8proc_totitle(cp));
+            bool cased = is_cased(cp);
+            k += prev_cased ? map_lower(cp, res + k) : map_case(cp, true, res + k);
             prev_cased = cased;
             break;
         }
         }
     }
-    return encode(c, cps, n);
+    return encode(c, res, k);
 }
 
 struct pgd__jv *pgd__jstr_replace(struct pgd__jctx *c, struct pgd__jv *s,

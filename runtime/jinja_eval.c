@@ -857,10 +857,16 @@ static void exec_for(struct pgd__jctx *c, const struct pgd__jnode *n, struct pgd
     struct pgd__jv *lv = pgd__jalloc(c->ar, sizeof *lv);
     lv->kind = PGD__J_LOOP;
     lv->loop = loop;
+    struct pgd__jframe *f = NULL;
     for (size_t i = 0; i < count; i++) {
         pgd__jtick(c, at);
         loop->index0 = i;
-        struct pgd__jframe *f = frame_new(c, fr);
+        /* each iteration starts from a fresh scope; reuse the last one's memory unless a
+         * macro defined in it still refers to it */
+        if (!f || f->captured)
+            f = frame_new(c, fr);
+        else
+            f->n = 0;
         pgd__jframe_set(c->ar, f, "loop", lv);
         assign(c, n->a, items[i], f);
         exec_body(c, n->kids, n->nkids, f);
@@ -915,6 +921,7 @@ static void exec_stmt(struct pgd__jctx *c, const struct pgd__jnode *n, struct pg
         m->m = pgd__jalloc(c->ar, sizeof *m->m);
         m->m->def = n;
         m->m->closure = fr;
+        fr->captured = true;
         pgd__jframe_set(c->ar, fr, n->name, m);
         return;
     }
@@ -925,6 +932,7 @@ static void exec_stmt(struct pgd__jctx *c, const struct pgd__jnode *n, struct pg
         caller->m = pgd__jalloc(c->ar, sizeof *caller->m);
         caller->m->def = n;
         caller->m->closure = fr;
+        fr->captured = true;
         const struct pgd__jnode *call = n->a;
         struct pgd__jv *fn = eval(c, call->a, fr);
         struct pgd__jargs a;
