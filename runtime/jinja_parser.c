@@ -116,20 +116,16 @@ static bool skip_name(struct parser *P, const char *name)
 
 static void expect_op(struct parser *P, int op, const char *what)
 {
-    if (!skip_op(P, op)) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "expected '%s', got '%%s'", what);
-        fail_at(P, cur(P)->off, msg, describe(cur(P)));
-    }
+    if (!skip_op(P, op))
+        pgd__jthrow(P->f, PGD_ERR_TEMPLATE, (long)cur(P)->off, "expected '%s', got '%s'", what,
+                    describe(cur(P)));
 }
 
 static void expect_type(struct parser *P, enum pgd__jtok type, const char *what)
 {
-    if (cur(P)->type != type) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "expected '%s', got '%%s'", what);
-        fail_at(P, cur(P)->off, msg, describe(cur(P)));
-    }
+    if (cur(P)->type != type)
+        pgd__jthrow(P->f, PGD_ERR_TEMPLATE, (long)cur(P)->off, "expected '%s', got '%s'", what,
+                    describe(cur(P)));
     advance(P);
 }
 
