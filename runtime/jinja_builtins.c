@@ -797,11 +797,16 @@ struct pgd__jv *pgd__jslice(struct pgd__jctx *c, struct pgd__jv *obj, struct pgd
 {
     if (obj->kind == PGD__J_UNDEF)
         pgd__jerr_undef(c, at, obj);
+    /* Jinja slices with Python's own subscript (not its lenient getitem): errors raise */
+    if (obj->kind == PGD__J_DICT)
+        pgd__jerr(c, at, "unhashable type: 'slice'");
     if (obj->kind != PGD__J_LIST && obj->kind != PGD__J_STR)
-        return pgd__jv_undef(c->ar, "object is not subscriptable with a slice");
+        pgd__jerr(c, at, "'%s' object is not subscriptable", pgd__jv_typename(obj));
+    static const char bad_index[] = "slice indices must be integers or None or have an "
+                                    "__index__ method";
     int64_t st = 1, lo, hi;
     if (step->kind != PGD__J_NONE && !slice_index(step, &st))
-        return pgd__jv_undef(c->ar, "slice indices must be integers or None");
+        pgd__jerr(c, at, bad_index);
     if (st == 0)
         pgd__jerr(c, at, "slice step cannot be zero");
     size_t ncp = 0;
@@ -817,7 +822,7 @@ struct pgd__jv *pgd__jslice(struct pgd__jctx *c, struct pgd__jv *obj, struct pgd
         lo = st < 0 ? len - 1 : 0;
     } else {
         if (!slice_index(start, &lo))
-            return pgd__jv_undef(c->ar, "slice indices must be integers or None");
+            pgd__jerr(c, at, bad_index);
         if (lo < 0) {
             lo += len;
             if (lo < 0)
@@ -830,7 +835,7 @@ struct pgd__jv *pgd__jslice(struct pgd__jctx *c, struct pgd__jv *obj, struct pgd
         hi = st < 0 ? -1 : len;
     } else {
         if (!slice_index(stop, &hi))
-            return pgd__jv_undef(c->ar, "slice indices must be integers or None");
+            pgd__jerr(c, at, bad_index);
         if (hi < 0) {
             hi += len;
             if (hi < 0)
@@ -955,7 +960,7 @@ struct pgd__jv *pgd__jstr_percent(struct pgd__jctx *c, struct pgd__jv *fmt, stru
             pgd__jerr(c, at, "unsupported format character '%c'", conv);
         }
     }
-    if (!mapping && next < nitems && nitems > 0 && items != &args)
+    if (!mapping && next < nitems)
         pgd__jerr(c, at, "not all arguments converted during string formatting");
     return pgd__jv_str_nocopy(c->ar, b.p, b.n);
 }

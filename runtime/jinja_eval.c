@@ -568,6 +568,9 @@ bool pgd__jcontains(struct pgd__jctx *c, struct pgd__jv *container, struct pgd__
                 return true;
         return false;
     case PGD__J_DICT:
+        if ((item->kind == PGD__J_LIST && !item->l.tuple) || item->kind == PGD__J_DICT ||
+            item->kind == PGD__J_NS)
+            pgd__jerr(c, at, "unhashable type: '%s'", pgd__jv_typename(item));
         return pgd__jdict_get(container, item) != NULL;
     case PGD__J_UNDEF:
         return false;

@@ -463,6 +463,8 @@ static struct pgd__jv *f_int(struct pgd__jctx *c, struct pgd__jv *v, const struc
     (void)at;
     struct pgd__jv *def = pgd__jarg(a, 0, "default");
     struct pgd__jv *basev = pgd__jarg(a, 1, "base");
+    if (v->kind == PGD__J_UNDEF)   /* int(Undefined) raises */
+        pgd__jerr_undef(c, at, v);
     int base = basev && basev->kind == PGD__J_INT ? (int)basev->i : 10;
     switch (v->kind) {
     case PGD__J_INT: return v;
@@ -500,6 +502,8 @@ static struct pgd__jv *f_float(struct pgd__jctx *c, struct pgd__jv *v,
 {
     (void)at;
     struct pgd__jv *def = pgd__jarg(a, 0, "default");
+    if (v->kind == PGD__J_UNDEF)   /* float(Undefined) raises */
+        pgd__jerr_undef(c, at, v);
     if (pgd__jv_is_num(v))
         return pgd__jv_float(c->ar, pgd__jv_num(v));
     if (v->kind == PGD__J_STR) {
@@ -537,6 +541,10 @@ static struct pgd__jv *f_round(struct pgd__jctx *c, struct pgd__jv *v,
     const struct pgd__jv *method = pgd__jarg_str(c, a, 1, "method", at);
     if (!pgd__jv_is_num(v))
         pgd__jerr(c, at, "round: value must be a number");
+    bool common = !method || !((method->s.n == 4 && !memcmp(method->s.p, "ceil", 4)) ||
+                               (method->s.n == 5 && !memcmp(method->s.p, "floor", 5)));
+    if (common && v->kind != PGD__J_FLOAT && prec >= 0)   /* Python's round(int) is an int */
+        return pgd__jv_int(c->ar, v->kind == PGD__J_BOOL ? v->b : v->i);
     if (prec > 15)
         prec = 15;
     if (prec < -15)
@@ -693,6 +701,8 @@ static struct pgd__jv *f_dictsort(struct pgd__jctx *c, struct pgd__jv *v,
     bool by_value = by && by->s.n == 5 && !memcmp(by->s.p, "value", 5);
     if (by && !by_value && !(by->s.n == 3 && !memcmp(by->s.p, "key", 3)))
         pgd__jerr(c, at, "You can only sort by either \"key\" or \"value\"");
+    if (v->kind == PGD__J_UNDEF)   /* dictsort calls value.items() */
+        pgd__jerr_undef(c, at, v);
     struct pgd__jargs none = { 0 };
     struct pgd__jv *items = f_items(c, v, &none, at);
     struct pgd__jv **keys = pgd__jalloc(c->ar, (items->l.n + 1) * sizeof *keys);
@@ -841,8 +851,7 @@ bool pgd__jtest_exists(const char *name)
 
 static bool str_is_case(struct pgd__jctx *c, struct pgd__jv *v, char mode)
 {
-    if (v->kind != PGD__J_STR)
-        return false;
+    v = soft_str(c, v);   /* Jinja: str(value).islower() */
     struct pgd__jargs none = { 0 };
     struct pgd__jv *m = pgd__jmethod(c, v, mode == 'l' ? "islower" : "isupper");
     return pgd__jv_truthy(pgd__jcall(c, m, &none, -1));
@@ -886,10 +895,9 @@ bool pgd__jtest(struct pgd__jctx *c, const char *name, struct pgd__jv *v,
         return false;
     }
     if (!strcmp(name, "even") || !strcmp(name, "odd")) {
-        if (k != PGD__J_INT && k != PGD__J_BOOL)
-            pgd__jerr(c, at, "%s test needs an integer, not %s", name, pgd__jv_typename(v));
-        int64_t x = k == PGD__J_INT ? v->i : v->b;
-        return (x % 2 == 0) == (name[0] == 'e');
+        /* value % 2 == 0 (or == 1), with Python's % */
+        struct pgd__jv *m = pgd__jbinop(c, PGD__OP_MOD, v, pgd__jv_int(c->ar, 2), at);
+        return pgd__jv_eq(m, pgd__jv_int(c->ar, name[0] == 'e' ? 0 : 1));
     }
     if (!strcmp(name, "divisibleby")) {
         struct pgd__jv *d = pgd__jarg(a, 0, "num");
