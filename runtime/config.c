@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <math.h>
+#include <stdlib.h>
 
 enum pgd_status pgd__config_read(const char *dir, json_t **out, char *err, size_t errlen)
 {
@@ -36,11 +37,17 @@ json_t *pgd__config_get(json_t *cfg, const char *key)
     while (cur && *p) {
         const char *dot = strchr(p, '.');
         size_t len = dot ? (size_t)(dot - p) : strlen(p);
-        if (len >= sizeof part || !json_is_object(cur))
+        if (len >= sizeof part)
             return NULL;
         memcpy(part, p, len);
         part[len] = '\0';
-        cur = json_object_get(cur, part);
+        if (json_is_array(cur)) {            /* "layer_types.3": an index into a list */
+            char *end;
+            unsigned long idx = strtoul(part, &end, 10);
+            cur = (len && !*end) ? json_array_get(cur, idx) : NULL;
+        } else {
+            cur = json_is_object(cur) ? json_object_get(cur, part) : NULL;
+        }
         p = dot ? dot + 1 : p + len;
     }
     return cur;

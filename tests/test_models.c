@@ -14,6 +14,9 @@
 PGD_TEST_SUITE(llama_f32);
 PGD_TEST_SUITE(llama_bf16);
 PGD_TEST_SUITE(cli);
+PGD_TEST_SUITE(qwen2_f32);
+PGD_TEST_SUITE(qwen3_f32);
+PGD_TEST_SUITE(mistral_f32);
 
 #define F32_TOL 1e-4     /* the bound: float32 logits within 1e-4 relative */
 
@@ -165,6 +168,9 @@ static void check_batched(const char *name)
 
 MODEL_TESTS(llama_f32, "llama-f32")
 MODEL_TESTS(llama_bf16, "llama-bf16")
+MODEL_TESTS(qwen2_f32, "qwen2-f32")
+MODEL_TESTS(qwen3_f32, "qwen3-f32")
+MODEL_TESTS(mistral_f32, "mistral-f32")
 Test(llama_bf16, native_bf16_within_tolerance) { check_bf16_native("llama-bf16"); }
 
 /* ---- refusals ----------------------------------------------------------------------------- */
@@ -311,6 +317,49 @@ Test(cli, generate_refuses_token_outside_vocab)
     cr_assert_neq(pclose(p), 0);
     cr_assert(strstr(got, "99999"), "%s", got);
 }
+
+/* The Mistral fixture's window (16) is shorter than its prompts plus generation: the same
+ * checkpoint with the window removed must give different logits for the long prompt, or the
+ * window-matching test above proves nothing. */
+Test(model_load, mistral_window_really_bites, .fini = cleanup_tmp)
+{
+    const char *dir = edited_fixture("mistral-f32", "\"sliding_window\": 16", "\"sliding_window\": null");
+    struct pgd_registry *reg = fixture_registry(NULL);
+    json_t *ref = fixture_reference("mistral-f32");
+    struct pgd__runner_params p;
+    pgd__runner_default_params(&p);
+    p.model_dir = dir;
+    p.registry = reg;
+    p.num_blocks = 16;
+    char err[1024] = "";
+    struct pgd__runner *r = NULL;
+    cr_assert_eq(pgd__runner_create(&p, &r, err, sizeof err), PGD_OK, "%s", err);
+    cr_assert_eq(pgd__runner_desc(r)->sliding_window, 0);
+    json_t *c = json_array_get(json_object_get(ref, "cases"), 3);      /* the 70-token prompt */
+    int np, nf;
+    int32_t *prompt = json_ints(json_object_get(c, "prompt"), &np);
+    float *rf = json_floats(json_object_get(json_object_get(c, "native"), "first_logits"), &nf);
+    int32_t table[16], out[1];
+    for (int b = 0; b < 16; b++)
+        table[b] = b;
+    float *first = malloc((size_t)nf * sizeof *first);
+    greedy_run(r, prompt, np, 1, 0, table, out, first, NULL);
+    cr_assert_gt(rel_max_diff(first, rf, nf), 1e-2, "full attention matched the windowed reference");
+    free(first);
+    free(prompt);
+    free(rf);
+    pgd__runner_destroy(r);
+    json_decref(ref);
+    pgd_registry_destroy(reg);
+}
+
+Test(model_load, qwen_layer_types_need_a_window, .fini = cleanup_tmp)
+{
+    const char *dir = edited_fixture("qwen2-f32", "\"full_attention\",\n    \"full_attention\"",
+                                     "\"sliding_attention\",\n    \"full_attention\"");
+    char err[1024] = "";
+    cr_assert_eq(load_dir(dir, err, sizeof err), PGD_ERR_FORMAT);
+    cr_assert(strstr(err, "sliding_window is not set"), "%s", err);
 
 /* --dump-logits writes the logits after the prompt: they are transformers' first_logits. */
 Test(cli, generate_dump_logits_matches_reference)

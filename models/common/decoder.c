@@ -1,6 +1,7 @@
 /* The Llama-family decoder (see decoder.h). */
 #include "models/common/decoder.h"
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,58 @@ enum pgd_status decoder_read_config(struct pgd_model_ctx *ctx, struct decoder_co
         return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s/config.json: hidden_act \"%s\" is "
                         "not supported (silu, gelu_pytorch_tanh)", pgd_model_dir(ctx), act);
     return pgd_config_rope(ctx, cfg->head_dim, &cfg->rope, err, errlen);
+}
+
+enum pgd_status decoder_read_windows(struct pgd_model_ctx *ctx, struct decoder_config *cfg,
+                                     bool **slides, char *err, size_t errlen)
+{
+    *slides = NULL;
+    int64_t window = 0, first_sliding;
+    bool use = true;
+    enum pgd_status st;
+    if ((st = pgd_config_int_or(ctx, "sliding_window", 0, &window, err, errlen)) ||
+        (st = pgd_config_bool_or(ctx, "use_sliding_window", true, &use, err, errlen)) ||
+        (st = pgd_config_int_or(ctx, "max_window_layers", 0, &first_sliding, err, errlen)))
+        return st;
+    if (window < 0)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s/config.json: sliding_window %lld < 0",
+                        pgd_model_dir(ctx), (long long)window);
+    bool *sl = calloc((size_t)cfg->n_layers, sizeof *sl);
+    if (!sl)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+    int n_sliding = 0;
+    if (pgd_config_has(ctx, "layer_types") && !pgd_config_is_null(ctx, "layer_types")) {
+        char key[64];
+        for (int l = 0; l < cfg->n_layers; l++) {
+            snprintf(key, sizeof key, "layer_types.%d", l);
+            const char *t = pgd_config_str(ctx, key);
+            if (!t || (strcmp(t, "sliding_attention") && strcmp(t, "full_attention"))) {
+                free(sl);
+                return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s/config.json: layer_types[%d] must "
+                                "be \"full_attention\" or \"sliding_attention\" (one per layer)",
+                                pgd_model_dir(ctx), l);
+            }
+            sl[l] = !strcmp(t, "sliding_attention");
+        }
+    } else {
+        for (int l = 0; l < cfg->n_layers; l++)
+            sl[l] = use && l >= first_sliding;
+    }
+    for (int l = 0; l < cfg->n_layers; l++)
+        n_sliding += sl[l];
+    if (n_sliding > 0 && window == 0) {
+        free(sl);
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s/config.json: layers use sliding attention "
+                        "but sliding_window is not set", pgd_model_dir(ctx));
+    }
+    cfg->sliding_window = n_sliding ? (int)window : 0;
+    if (n_sliding == 0 || n_sliding == cfg->n_layers) {
+        free(sl);
+    } else {
+        *slides = sl;
+        cfg->layer_slides = sl;
+    }
+    return PGD_OK;
 }
 
 static enum pgd_status load_norm(struct pgd_model_ctx *ctx, const char *name, int64_t d,
@@ -118,7 +171,8 @@ enum pgd_status decoder_load(struct pgd_model_ctx *ctx, const struct decoder_con
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
     d->cfg = *cfg;
     d->layers = calloc((size_t)cfg->n_layers, sizeof *d->layers);
-    enum pgd_status st = d->layers ? PGD_OK : PGD_ERR_NOMEM;
+    d->attn = calloc((size_t)cfg->n_layers, sizeof *d->attn);
+    enum pgd_status st = d->layers && d->attn ? PGD_OK : PGD_ERR_NOMEM;
     if (st)
         pgd_errf(err, errlen, st, "out of memory");
     if (!st)
@@ -142,15 +196,23 @@ enum pgd_status decoder_load(struct pgd_model_ctx *ctx, const struct decoder_con
         decoder_destroy(d);
         return st;
     }
-    d->attn = (struct pgd_attn_params){ .n_heads = cfg->n_heads, .n_kv_heads = cfg->n_kv_heads,
-                                        .head_dim = cfg->head_dim,
-                                        .scale = (float)(1.0 / sqrt((double)cfg->head_dim)),
-                                        .sliding_window = cfg->sliding_window };
+    /* The widest window any layer uses, or 0 when some layer sees everything. */
+    int widest = cfg->sliding_window;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        bool slides = cfg->sliding_window > 0 && (!cfg->layer_slides || cfg->layer_slides[l]);
+        d->attn[l] = (struct pgd_attn_params){
+            .n_heads = cfg->n_heads, .n_kv_heads = cfg->n_kv_heads, .head_dim = cfg->head_dim,
+            .scale = (float)(1.0 / sqrt((double)cfg->head_dim)),
+            .sliding_window = slides ? cfg->sliding_window : 0 };
+        if (!slides)
+            widest = 0;
+    }
+    d->cfg.layer_slides = NULL;
     *desc = (struct pgd_model_desc){ .n_layers = cfg->n_layers, .n_kv_heads = cfg->n_kv_heads,
                                      .head_dim = cfg->head_dim, .hidden_size = cfg->hidden,
                                      .vocab_size = cfg->vocab,
                                      .max_position_embeddings = cfg->max_pos,
-                                     .sliding_window = cfg->sliding_window };
+                                     .sliding_window = widest };
     *out = d;
     return PGD_OK;
 }
@@ -188,7 +250,7 @@ void decoder_forward(void *model, struct pgd_fwd *f)
             pgd_op_rmsnorm(f, &kh, &L->k_norm, c->eps, &kh);
         }
         pgd_op_rope(f, &d->rope, &q, &k);
-        pgd_op_attention(f, l, &d->attn, &q, &k, &v, &attn);
+        pgd_op_attention(f, l, &d->attn[l], &q, &k, &v, &attn);
         pgd_op_linear(f, &L->o, &attn, &proj);
         pgd_op_add_rmsnorm(f, &h, &proj, &L->post_norm, c->eps, &x);
         pgd_op_linear(f, &L->gate_up, &x, &gate_up);
@@ -207,6 +269,7 @@ void decoder_destroy(void *model)
     if (!d)
         return;
     pgd_rope_fini(&d->rope);
+    free(d->attn);
     free(d->layers);
     free(d);
 }

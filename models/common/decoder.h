@@ -20,6 +20,7 @@ struct decoder_config {
     bool qk_norm;             /* RMSNorm over each head of q and k before rope (Qwen3) */
     bool tied;                /* lm_head shares the embedding matrix */
     int sliding_window;       /* 0 = full attention */
+    const bool *layer_slides; /* [n_layers]: which layers use sliding_window; NULL = all */
     enum pgd_act act;
     struct pgd_rope_config rope;
 };
@@ -32,8 +33,8 @@ struct decoder_layer {
 };
 
 struct decoder {
-    struct decoder_config cfg;
-    struct pgd_attn_params attn;
+    struct decoder_config cfg;               /* layer_slides is not kept (NULL) */
+    struct pgd_attn_params *attn;            /* [n_layers], owned: each layer's window */
     struct pgd_rope rope;                   /* owned */
     struct pgd_tensor embed, final_norm;    /* [vocab, hidden], [hidden] */
     struct pgd_linear lm_head;              /* [vocab, hidden] */
@@ -42,6 +43,13 @@ struct decoder {
 
 /* Reads the keys every Llama-family config has (sizes, eps, rope, tie_word_embeddings,
  * hidden_act) into cfg; the plugin then sets what is its own. */
+/* Reads sliding_window, and which layers use it, as Qwen2/Qwen3 configs say: "layer_types"
+ * ("sliding_attention" / "full_attention") when present, else "use_sliding_window" with
+ * "max_window_layers" (layers from that index on slide). *slides ([n_layers]) is malloc'd
+ * when only some layers slide, else NULL; the caller frees it after decoder_load. */
+DECODER_HIDDEN enum pgd_status decoder_read_windows(struct pgd_model_ctx *ctx,
+                                                    struct decoder_config *cfg, bool **slides,
+                                                    char *err, size_t errlen);
 DECODER_HIDDEN enum pgd_status decoder_read_config(struct pgd_model_ctx *ctx,
                                                    struct decoder_config *cfg, char *err,
                                                    size_t errlen);
