@@ -2,7 +2,7 @@
 """Golden test of the Phi-3 example plugin against Hugging Face transformers.
 
 Drives the installed `pagoda generate` with the plugin found through the plugin path and
-compares, for every prompt in the fixture's reference.json (written by
+compares, for every fixture given and every prompt in its reference.json (written by
 scripts/make_fixtures.py with transformers):
 
   - the 32 greedy tokens, exactly;
@@ -13,12 +13,12 @@ scripts/make_fixtures.py with transformers):
 It also checks that the plugin loads (`pagoda plugins`), that Phi3ForCausalLM is refused
 without it, that PAGODA_PLUGIN_PATH finds it as --plugin-dir does, and that the plugin
 refuses what it cannot compute (longrope, unknown config keys, another activation, a qkv_proj
-that disagrees with the config), naming the culprit.
+that disagrees with the config), naming the culprit (these on the first fixture).
 
 Python 3 standard library only. Prints PASS:/FAIL:/SKIP: lines and a closing
 "golden: N passed, N failed"; exits 0 when nothing failed.
 
-    python3 golden_test.py --pagoda PATH --plugin-dir DIR [--fixture DIR]
+    python3 golden_test.py --pagoda PATH --plugin-dir DIR [--fixture DIR ...]
 """
 import argparse
 import json
@@ -33,10 +33,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class Golden:
-    def __init__(self, pagoda, plugin_dir, fixture):
+    def __init__(self, pagoda, plugin_dir):
         self.pagoda = pagoda
         self.plugin_dir = plugin_dir
-        self.fixture = fixture
+        self.fixture = None       # the fixture being checked
         self.passed = 0
         self.failed = 0
         self.tmp = tempfile.mkdtemp(prefix="pgd-phi3-golden-")
@@ -91,7 +91,7 @@ class Golden:
         dump = os.path.join(self.tmp, "logits.json")
         for i, case in enumerate(ref["cases"]):
             prompt, want = case["prompt"], case[key]
-            tag = f"case {i} (prompt of {len(prompt)})"
+            tag = f"{os.path.basename(self.fixture)} case {i} (prompt of {len(prompt)})"
             try:
                 tokens, first = self.generate(self.fixture, prompt, n_new, dump)
             except (RuntimeError, ValueError, KeyError) as e:
@@ -113,6 +113,39 @@ class Golden:
             self.compare_logits(f"{tag}: logits after {n_new} generated tokens", last,
                                 want["last_logits"])
         return ref
+
+    def check_knobs_bite(self, ref):
+        """The settings a fixture exists to test must matter: with partial_rotary_factor
+        back at 1, or the sliding window removed, the plugin's logits for the longest prompt
+        must move away from the reference (else matching it proved nothing about them)."""
+        with open(os.path.join(self.fixture, "config.json")) as f:
+            cfg = json.load(f)
+        key = "native" if ref["dtype"] == "float32" else "f32_compute"
+        case = max(ref["cases"], key=lambda c: len(c["prompt"]))
+        knobs = []
+        rope = cfg.get("rope_parameters") or {}
+        if rope.get("partial_rotary_factor", cfg.get("partial_rotary_factor", 1.0)) != 1.0:
+            def full_rotary(c):
+                c.pop("partial_rotary_factor", None)
+                if "rope_parameters" in c:
+                    c["rope_parameters"]["partial_rotary_factor"] = 1.0
+            knobs.append(("partial_rotary_factor", full_rotary))
+        if cfg.get("sliding_window"):
+            knobs.append(("sliding_window", lambda c: c.update(sliding_window=None)))
+        for knob, edit in knobs:
+            name = f"{os.path.basename(self.fixture)}-without-{knob}"
+            model = self.edited_fixture(name, edit)
+            dump = os.path.join(self.tmp, "knob.json")
+            try:
+                _, got = self.generate(model, case["prompt"], 1, dump)
+            except (RuntimeError, ValueError, KeyError) as e:
+                self.result(f"{name}: generate", False, str(e))
+                continue
+            want = case[key]["first_logits"]
+            rel = max(abs(a - b) for a, b in zip(got, want)) / max(abs(b) for b in want)
+            self.result(f"{os.path.basename(self.fixture)}: {knob} changes the logits "
+                        f"(without it: {rel:.2e} relative)", rel > 100 * TOL,
+                        "the reference does not depend on it")
 
     def compare_logits(self, name, got, want):
         if got is None or len(got) != len(want) or any(g is None for g in got):
@@ -213,19 +246,29 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pagoda", default="pagoda", help="the pagoda binary (default: on PATH)")
     ap.add_argument("--plugin-dir", required=True, help="the folder holding phi3.so")
-    ap.add_argument("--fixture", default=os.path.join(HERE, "..", "..", "tests", "fixtures",
-                                                      "models", "phi3-f32"))
+    ap.add_argument("--fixture", action="append",
+                    help="a fixture folder (repeatable; default: tests/fixtures/models/phi3-*)")
     a = ap.parse_args()
+    if not a.fixture:
+        models = os.path.join(HERE, "..", "..", "tests", "fixtures", "models")
+        a.fixture = sorted(os.path.join(models, d) for d in os.listdir(models)
+                           if d.startswith("phi3-"))
     pagoda = shutil.which(a.pagoda)
     if not pagoda:
         print(f"FAIL: no pagoda binary at '{a.pagoda}' (set --pagoda or PATH)")
         print("golden: 0 passed, 1 failed")
         return 1
-    g = Golden(pagoda, os.path.abspath(a.plugin_dir), os.path.abspath(a.fixture))
-    print(f"golden: {pagoda}, plugins from {g.plugin_dir}, fixture {g.fixture}")
+    g = Golden(pagoda, os.path.abspath(a.plugin_dir))
+    print(f"golden: {pagoda}, plugins from {g.plugin_dir}")
     try:
-        ref = g.check_reference()
-        g.check_plugin_path(ref)
+        refs = []
+        for fixture in a.fixture:
+            g.fixture = os.path.abspath(fixture)
+            print(f"golden: fixture {g.fixture}")
+            refs.append(g.check_reference())
+            g.check_knobs_bite(refs[-1])
+        g.fixture = os.path.abspath(a.fixture[0])
+        g.check_plugin_path(refs[0])
         g.check_refusals()
     finally:
         g.close()
