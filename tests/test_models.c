@@ -360,6 +360,7 @@ Test(model_load, qwen_layer_types_need_a_window, .fini = cleanup_tmp)
     char err[1024] = "";
     cr_assert_eq(load_dir(dir, err, sizeof err), PGD_ERR_FORMAT);
     cr_assert(strstr(err, "sliding_window is not set"), "%s", err);
+}
 
 /* --dump-logits writes the logits after the prompt: they are transformers' first_logits. */
 Test(cli, generate_dump_logits_matches_reference)
