@@ -756,6 +756,8 @@ static void engine_free(struct pgd_engine *e)
     free(e);
 }
 
+bool pgd_engine_has_tokenizer(const struct pgd_engine *e) { return e->has_tio; }
+
 enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
                                         const struct pgd__engine_backend *backend,
                                         const struct pgd__textio *textio,

@@ -361,3 +361,53 @@ Test(model_load, qwen_layer_types_need_a_window, .fini = cleanup_tmp)
     cr_assert_eq(load_dir(dir, err, sizeof err), PGD_ERR_FORMAT);
     cr_assert(strstr(err, "sliding_window is not set"), "%s", err);
 }
+
+/* --dump-logits writes the logits after the prompt: they are transformers' first_logits. */
+Test(cli, generate_dump_logits_matches_reference)
+{
+    json_t *ref = fixture_reference("llama-f32");
+    json_t *c = json_array_get(json_object_get(ref, "cases"), 1);
+    int np, nf;
+    int32_t *prompt = json_ints(json_object_get(c, "prompt"), &np);
+    float *want = json_floats(json_object_get(json_object_get(c, "native"), "first_logits"), &nf);
+    char dir[] = "/tmp/pgd-test-dump-XXXXXX", path[64], cmd[8192], ids[4096] = "";
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/logits.json", dir);
+    for (int i = 0; i < np; i++)
+        snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "%s%d", i ? "," : "", prompt[i]);
+    snprintf(cmd, sizeof cmd, "%s/tools/pagoda generate --model %s --prompt-ids %s "
+             "--max-tokens 2 --dump-logits %s >/dev/null 2>&1", PGD_TEST_BUILDDIR,
+             fixture_dir("llama-f32"), ids, path);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    json_error_t je;
+    json_t *got = json_load_file(path, 0, &je);
+    cr_assert_not_null(got, "%s: %s", path, je.text);
+    cr_assert_eq(json_integer_value(json_object_get(got, "n_prompt")), np);
+    cr_assert_eq(json_integer_value(json_object_get(got, "vocab_size")), nf);
+    int ng;
+    float *logits = json_floats(json_object_get(got, "logits"), &ng);
+    cr_assert_eq(ng, nf);
+    double d = rel_max_diff(logits, want, nf);
+    cr_assert_leq(d, F32_TOL, "dumped logits differ from transformers by %g relative", d);
+    unlink(path);
+    rmdir(dir);
+    free(logits);
+    json_decref(got);
+    free(want);
+    free(prompt);
+    json_decref(ref);
+}
+
+Test(cli, generate_dump_logits_unwritable_path_fails)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s/tools/pagoda generate --model %s --prompt-ids 5,6 "
+             "--dump-logits /nonexistent/dir/logits.json 2>&1", PGD_TEST_BUILDDIR,
+             fixture_dir("llama-f32"));
+    FILE *p = popen(cmd, "r");
+    char got[4096] = "";
+    size_t n = fread(got, 1, sizeof got - 1, p);
+    got[n] = '\0';
+    cr_assert_neq(pclose(p), 0);
+    cr_assert(strstr(got, "/nonexistent/dir/logits.json"), "%s", got);
+}

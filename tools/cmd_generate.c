@@ -22,6 +22,7 @@ struct gen_opts {
     int top_k;
     uint64_t seed;
     bool ignore_eos;
+    const char *dump_logits;   /* --dump-logits FILE, or NULL */
 };
 
 static void gen_usage(FILE *out)
@@ -36,7 +37,9 @@ static void gen_usage(FILE *out)
             "  --top-k K            keep the K most likely tokens (default 0 = all)\n"
             "  --seed S             random seed (default 0)\n"
             "  --ignore-eos         keep generating past the end-of-sequence token\n"
-            "  --plugin-dir DIR     also look for plugins in DIR (repeatable)\n");
+            "  --plugin-dir DIR     also look for plugins in DIR (repeatable)\n"
+            "  --dump-logits FILE   write the float32 logits after the prompt to FILE as JSON:\n"
+            "                       {\"n_prompt\": N, \"vocab_size\": V, \"logits\": [V numbers]}\n");
 }
 
 static int parse_ids(const char *s, struct gen_opts *o)
@@ -131,6 +134,31 @@ static int sample(const float *logits, int vocab, const struct gen_opts *o, stru
     return c[n - 1].id;
 }
 
+/* Writes the logits that follow the prompt as JSON (see gen_usage). %.9g round-trips a
+ * float32; a non-finite logit is written as null, which no reader takes for a number. */
+static int dump_logits(const char *path, const float *logits, int vocab, int n_prompt,
+                       char *err, size_t errlen)
+{
+    FILE *fp = fopen(path, "w");
+    if (!fp) {
+        snprintf(err, errlen, "--dump-logits: cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    fprintf(fp, "{\"n_prompt\": %d, \"vocab_size\": %d, \"logits\": [", n_prompt, vocab);
+    for (int i = 0; i < vocab; i++) {
+        if (isfinite(logits[i]))
+            fprintf(fp, "%s%.9g", i ? ", " : "", (double)logits[i]);
+        else
+            fprintf(fp, "%snull", i ? ", " : "");
+    }
+    fprintf(fp, "]}\n");
+    if (ferror(fp) | fclose(fp)) {
+        snprintf(err, errlen, "--dump-logits: cannot write %s", path);
+        return -1;
+    }
+    return 0;
+}
+
 static bool is_eos(const struct pgd__model *m, int tok)
 {
     for (int i = 0; i < m->n_eos; i++)
@@ -192,6 +220,9 @@ static int run(const struct gen_opts *o)
         if (pgd__runner_step(r, &seq, 1, &logits, err, sizeof err))
             goto out;
         computed = n;
+        if (step == 0 && o->dump_logits &&
+            dump_logits(o->dump_logits, logits, desc->vocab_size, o->n_prompt, err, sizeof err))
+            goto out;
         int tok = sample(logits, desc->vocab_size, o, &rng, cands);
         tokens[n++] = tok;
         printf("%s%d", step ? ", " : "", tok);
@@ -220,6 +251,7 @@ int pgd_cmd_generate(int argc, char **argv)
         { "top-p", required_argument, 0, 'P' }, { "top-k", required_argument, 0, 'k' },
         { "seed", required_argument, 0, 's' }, { "ignore-eos", no_argument, 0, 'e' },
         { "plugin-dir", required_argument, 0, 'D' }, { "help", no_argument, 0, 'h' },
+        { "dump-logits", required_argument, 0, 'L' },
         { 0, 0, 0, 0 },
     };
     struct gen_opts o = { .max_tokens = 16, .temperature = 0, .top_p = 1.0 };
@@ -238,6 +270,7 @@ int pgd_cmd_generate(int argc, char **argv)
         case 'k': o.top_k = (int)strtol(optarg, &end, 10); break;
         case 's': o.seed = strtoull(optarg, &end, 10); break;
         case 'e': o.ignore_eos = true; break;
+        case 'L': o.dump_logits = optarg; break;
         case 'D':
             snprintf(plugin_dirs + strlen(plugin_dirs), sizeof plugin_dirs - strlen(plugin_dirs),
                      "%s%s", plugin_dirs[0] ? ":" : "", optarg);
