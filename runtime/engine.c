@@ -648,7 +648,7 @@ static bool check_invariants(struct pgd_engine *e, char *err, size_t errlen)
                          (unsigned long long)s->id, s->kv.n_blocks);
                 ok = false;
             }
-            for (int b = 0; b < s->kv.n_blocks; b++)
+            for (int b = s->kv.n_released; b < s->kv.n_blocks; b++)
                 holders[s->kv.blocks[b]]++;
         }
     for (int b = 0; ok && b < nb; b++)
@@ -806,6 +806,7 @@ enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
             .max_num_batched_tokens = p->max_num_batched_tokens,
             .enable_chunked_prefill = p->enable_chunked_prefill,
             .policy = p->policy,
+            .sliding_window = backend->sliding_window,
         };
         st = pgd__scheduler_init(&e->sched, &sp, &e->kv, err, errlen);
     }

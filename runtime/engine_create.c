@@ -67,6 +67,7 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
         .block_size = pgd__runner_block_size(rb->runner),
         .vocab_size = d->vocab_size,
         .max_model_len = d->max_position_embeddings,
+        .sliding_window = d->sliding_window,
         .eos_ids = m->eos_ids,
         .n_eos = m->n_eos,
         .step = rb_step,

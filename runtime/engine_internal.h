@@ -15,6 +15,7 @@ struct pgd__engine_backend {
     int block_size;                 /* tokens per block */
     int vocab_size;                 /* logits per row */
     int max_model_len;              /* the model's longest sequence */
+    int sliding_window;             /* every layer's attention window; 0 = some layer sees all */
     const int32_t *eos_ids;         /* [n_eos], owned by ctx */
     int n_eos;
     /* One step: see pgd__runner_step (the logits stay the backend's until the next step). */

@@ -122,8 +122,26 @@ void pgd__kv_free(struct pgd__kv_manager *m, struct pgd__kv_seq *s)
 {
     /* Tail first: the free queue is LRU, so the tail blocks (least likely to be shared)
      * are reused before the head blocks of the same sequence. */
-    for (int i = s->n_blocks - 1; i >= 0; i--)
+    for (int i = s->n_blocks - 1; i >= s->n_released; i--)
         pgd__block_pool_free(&m->pool, &s->blocks[i], 1);
     s->n_blocks = 0;
     s->n_cached = 0;
+    s->n_released = 0;
+}
+
+int pgd__kv_release_outside_window(struct pgd__kv_manager *m, struct pgd__kv_seq *s,
+                                   int n_computed, int window)
+{
+    if (window <= 0)
+        return 0;
+    int first_needed = n_computed - window + 1;       /* the oldest key still to be read */
+    int limit = first_needed > 0 ? first_needed / m->block_size : 0;
+    if (limit > s->n_blocks)
+        limit = s->n_blocks;
+    int released = 0;
+    for (; s->n_released < limit; s->n_released++, released++) {
+        pgd__block_pool_free(&m->pool, &s->blocks[s->n_released], 1);
+        s->blocks[s->n_released] = -1;
+    }
+    return released;
 }

@@ -21,6 +21,8 @@ struct pgd__kv_seq {
     struct pgd__block_hash *hashes; /* [n_hashes] chained hashes of the first full blocks */
     int n_hashes, hashes_cap;
     int n_cached;                   /* blocks [0, n_cached) were offered to the cache */
+    int n_released;                 /* blocks [0, n_released) fell out of the sliding window
+                                       and went back to the pool: their entries are -1 */
     const void *salt;               /* borrowed cache salt (extra key of block 0), may be NULL */
     size_t salt_len;
 };
@@ -51,6 +53,12 @@ bool pgd__kv_allocate_slots(struct pgd__kv_manager *m, struct pgd__kv_seq *s, in
 void pgd__kv_cache_blocks(struct pgd__kv_manager *m, struct pgd__kv_seq *s,
                           const int32_t *tokens, int n_computed);
 
+/* Sliding-window attention: once n_computed tokens are in the cache, a query at any later
+ * position p reads only keys (p - window, p], so blocks wholly before n_computed - window + 1
+ * are never read again. Returns them to the pool (their table entries become -1) and
+ * returns how many it released. window 0 (full attention) releases nothing. */
+int pgd__kv_release_outside_window(struct pgd__kv_manager *m, struct pgd__kv_seq *s,
+                                   int n_computed, int window);
 /* Releases every block of s (tail first, so the tail is evicted first); keeps the hashes,
  * which stay valid for the same tokens. */
 void pgd__kv_free(struct pgd__kv_manager *m, struct pgd__kv_seq *s);

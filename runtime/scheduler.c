@@ -264,6 +264,8 @@ void pgd__scheduler_update(struct pgd__scheduler *s, const struct pgd__sched_out
         seq->n_computed += out->n_new[i];
         PGD_ASSERT(seq->n_computed <= seq->n_tokens);
         pgd__kv_cache_blocks(s->kv, &seq->kv, seq->tokens, seq->n_computed);
+        pgd__kv_release_outside_window(s->kv, &seq->kv, seq->n_computed,
+                                       s->p.sliding_window);
     }
 }
 

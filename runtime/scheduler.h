@@ -57,6 +57,7 @@ struct pgd__sched_params {
     int max_num_batched_tokens;
     bool enable_chunked_prefill;
     enum pgd_sched_policy policy;
+    int sliding_window;         /* every layer's window: release blocks it leaves; 0 = off */
 };
 
 /* One step's plan: seqs[i] computes n_new[i] tokens starting at its n_computed. */
