@@ -41,6 +41,7 @@ void pgd__runner_destroy(struct pgd__runner *r);
 const struct pgd_model_desc *pgd__runner_desc(const struct pgd__runner *r);
 int pgd__runner_num_blocks(const struct pgd__runner *r);
 int pgd__runner_block_size(const struct pgd__runner *r);
+const struct pgd__model *pgd__runner_model(const struct pgd__runner *r);
 
 /* Runs one step. *logits receives [sum of n_logits, vocab_size] float32 rows in the order
  * of seqs; owned by the runner, valid until the next step. */

@@ -150,11 +150,23 @@ uint16_t pgd_f32_to_f16(float f)
 
 void pgd_convert_to_f32(float *dst, const void *src, enum pgd_dtype src_dtype, size_t n)
 {
-    const uint16_t *s16 = src;
+    /* src may be unaligned (a tensor inside a safetensors map): read through memcpy. */
+    const unsigned char *s = src;
+    uint16_t h;
     switch (src_dtype) {
     case PGD_DTYPE_F32: memmove(dst, src, n * 4); break;
-    case PGD_DTYPE_BF16: for (size_t i = 0; i < n; i++) dst[i] = pgd_bf16_to_f32(s16[i]); break;
-    case PGD_DTYPE_F16: for (size_t i = 0; i < n; i++) dst[i] = pgd_f16_to_f32(s16[i]); break;
+    case PGD_DTYPE_BF16:
+        for (size_t i = 0; i < n; i++) {
+            memcpy(&h, s + 2 * i, 2);
+            dst[i] = pgd_bf16_to_f32(h);
+        }
+        break;
+    case PGD_DTYPE_F16:
+        for (size_t i = 0; i < n; i++) {
+            memcpy(&h, s + 2 * i, 2);
+            dst[i] = pgd_f16_to_f32(h);
+        }
+        break;
     default: PGD_ASSERT(!"pgd_convert_to_f32: not a float dtype");
     }
 }

@@ -1,8 +1,10 @@
 /* Dtype conversions and tensor views. */
-#include <criterion/criterion.h>
+#include "tests/test_common.h"
 #include <pagoda/tensor.h>
 #include <math.h>
 #include <string.h>
+
+PGD_TEST_SUITE(tensor);
 
 Test(tensor, bf16_roundtrip_and_rounding)
 {

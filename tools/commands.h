@@ -3,9 +3,20 @@
 #ifndef PGD_TOOLS_COMMANDS_H
 #define PGD_TOOLS_COMMANDS_H
 
+#include <pagoda/registry.h>
+
+int pgd_cmd_plugins(int argc, char **argv);   /* tools/cmd_plugins.c */
+
+int pgd_cmd_generate(int argc, char **argv);
 
 /* Plugin directories an uninstalled build adds to the search path (NULL when installed):
  * the build tree's plugin folders, when this binary runs from the build tree. */
 const char *pgd_tool_build_plugin_dirs(void);
+
+/* A registry loaded from the tool's search path: plugin_dirs (--plugin-dir, colon-separated,
+ * may be NULL), PAGODA_PLUGIN_PATH, the build tree's plugins when run from it, then the
+ * install directory. *out is owned by the caller: pgd_registry_destroy. */
+enum pgd_status pgd_tool_registry(const char *plugin_dirs, struct pgd_registry **out, char *err,
+                                  size_t errlen);
 
 #endif

@@ -16,6 +16,8 @@ struct command {
 
 static const struct command commands[] = {
     /* one line per command, in the order `pagoda help` lists them */
+    { "generate", pgd_cmd_generate, "generate tokens from a model on the command line" },
+    { "plugins", pgd_cmd_plugins, "list the plugins found and the files refused" },
 };
 
 const char *pgd_tool_build_plugin_dirs(void)
@@ -30,6 +32,22 @@ const char *pgd_tool_build_plugin_dirs(void)
     if (strncmp(exe, PGD_BUILD_DIR, blen) == 0 && exe[blen] == '/')
         return PGD_BUILD_PLUGIN_DIRS;
     return NULL;
+}
+
+enum pgd_status pgd_tool_registry(const char *plugin_dirs, struct pgd_registry **out, char *err,
+                                  size_t errlen)
+{
+    struct pgd_registry *reg = NULL;
+    enum pgd_status st = pgd_registry_create(&reg, err, errlen);
+    if (!st)
+        st = pgd_registry_set_build_dirs(reg, pgd_tool_build_plugin_dirs(), err, errlen);
+    if (st) {
+        pgd_registry_destroy(reg);
+        return st;
+    }
+    pgd_registry_load_search_path(reg, plugin_dirs);
+    *out = reg;
+    return PGD_OK;
 }
 
 static void usage(FILE *out)

@@ -26,7 +26,7 @@ struct pgd_model_desc {
 };
 
 /* The model directory and the checkpoint's config.json. Keys may be dotted to reach into
- * objects ("rope_scaling.rope_type"). */
+ * objects and lists ("rope_scaling.rope_type", "layer_types.0"). */
 const char *pgd_model_dir(const struct pgd_model_ctx *ctx);
 bool pgd_config_has(const struct pgd_model_ctx *ctx, const char *key);
 /* True when the key is absent or JSON null. */

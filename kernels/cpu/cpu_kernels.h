@@ -1,0 +1,64 @@
+/* The CPU kernels: the readable reference every CUDA kernel is tested against.
+ * All activations are float32, row-major. Shapes are in each comment; n is the number of
+ * rows (tokens). None of these allocate. */
+#ifndef PGD_KERNELS_CPU_H
+#define PGD_KERNELS_CPU_H
+
+#include <stdint.h>
+#include <pagoda/ops.h>
+
+/* out[i, :] = table[ids[i], :]   table [vocab, d], out [n, d]; ids already range-checked */
+void pgd_cpu_embed(const float *table, const int32_t *ids, int n, int d, float *out);
+
+/* out[r, :] = x[r, :] * rsqrt(mean(x[r, :]^2) + eps) * w   x, out [rows, d] (may alias) */
+void pgd_cpu_rmsnorm(const float *x, const float *w, float eps, int64_t rows, int d, float *out);
+/* residual[r, :] += delta[r, :]; out[r, :] = rmsnorm(residual[r, :]) * w */
+void pgd_cpu_add_rmsnorm(float *residual, const float *delta, const float *w, float eps,
+                         int64_t rows, int d, float *out);
+/* x[i] += delta[i] for i < n */
+void pgd_cpu_add(float *x, const float *delta, int64_t n);
+
+/* y[n, out] = x[n, in] @ w[out, in]^T + b[out] (b may be NULL) */
+void pgd_cpu_linear(const float *x, const float *w, const float *b, int n, int in, int out,
+                    float *y);
+
+/* Rotates the first rotary_dim dims of every head of q [n, n_q_heads * head_dim] and
+ * k [n, n_k_heads * head_dim] by angle pos[i] * inv_freq[j] (HF "rotate half" layout). */
+void pgd_cpu_rope(float *q, int n_q_heads, float *k, int n_k_heads, int n, int head_dim,
+                  int rotary_dim, const float *inv_freq, const int32_t *pos);
+
+/* The paged KV cache of one layer: [num_blocks, block_size, n_kv_heads, head_dim] for K and
+ * for V; token slot s lives at row s = block * block_size + offset. */
+struct pgd_cpu_kv_layer {
+    float *k, *v;
+    int block_size;
+    int n_kv_heads, head_dim;
+};
+
+/* Writes k, v [n, n_kv_heads * head_dim] into the cache rows slot_mapping[i] (< 0: skip). */
+void pgd_cpu_kv_write(const struct pgd_cpu_kv_layer *kv, const float *k, const float *v,
+                      const int64_t *slot_mapping, int n);
+
+/* The step's sequences, as the runner lays them out: the tokens of sequence s are rows
+ * [query_start[s], query_start[s + 1]) of q; seq_lens[s] is its length counting this
+ * step's tokens; block_tables [n_seqs, max_blocks] maps positions to blocks. */
+struct pgd_cpu_seq_layout {
+    int n_seqs;
+    const int32_t *query_start;      /* [n_seqs + 1] */
+    const int32_t *seq_lens;         /* [n_seqs] */
+    const int32_t *block_tables;     /* [n_seqs, max_blocks] */
+    int max_blocks;
+    const int32_t *positions;        /* [n], position of each query token in its sequence */
+};
+
+/* out[t, h*D..] = sum_j softmax_j(q[t,h] . k[j, h/g] * scale) v[j, h/g] over the keys j of t's
+ * sequence with j <= pos[t] (and j > pos[t] - window when sliding). q, out [n, H * D];
+ * scores is scratch of max(seq_lens) floats. */
+void pgd_cpu_attention(const struct pgd_cpu_kv_layer *kv, const struct pgd_cpu_seq_layout *L,
+                       const struct pgd_attn_params *p, const float *q, float *scores,
+                       float *out);
+
+/* out[r, i] = act(gate_up[r, i]) * gate_up[r, I + i]   gate_up [n, 2I], out [n, I] */
+void pgd_cpu_act_mul(enum pgd_act act, const float *gate_up, int n, int inter, float *out);
+
+#endif

@@ -1,0 +1,275 @@
+/* The Llama-family decoder (see decoder.h). */
+#include "models/common/decoder.h"
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum pgd_status decoder_read_config(struct pgd_model_ctx *ctx, struct decoder_config *cfg,
+                                    char *err, size_t errlen)
+{
+    int64_t v[8];
+    const char *keys[] = { "num_hidden_layers", "hidden_size", "num_attention_heads",
+                           "intermediate_size", "vocab_size" };
+    enum pgd_status st;
+    memset(cfg, 0, sizeof *cfg);
+    for (int i = 0; i < 5; i++) {
+        if ((st = pgd_config_int(ctx, keys[i], &v[i], err, errlen)))
+            return st;
+        if (v[i] <= 0 || v[i] > (1 << 24))
+            return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s/config.json: \"%s\" = %lld is out "
+                            "of range", pgd_model_dir(ctx), keys[i], (long long)v[i]);
+    }
+    cfg->n_layers = (int)v[0];
+    cfg->hidden = (int)v[1];
+    cfg->n_heads = (int)v[2];
+    cfg->inter = (int)v[3];
+    cfg->vocab = (int)v[4];
+    int64_t kv, hd, maxpos;
+    if ((st = pgd_config_int_or(ctx, "num_key_value_heads", cfg->n_heads, &kv, err, errlen)) ||
+        (st = pgd_config_int_or(ctx, "head_dim", cfg->hidden / cfg->n_heads, &hd, err, errlen)) ||
+        (st = pgd_config_int_or(ctx, "max_position_embeddings", 4096, &maxpos, err, errlen)))
+        return st;
+    if (kv <= 0 || cfg->n_heads % kv || hd <= 0 || hd > 1024 || maxpos <= 0)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s/config.json: num_key_value_heads %lld "
+                        "must divide num_attention_heads %d; head_dim %lld in 1..1024",
+                        pgd_model_dir(ctx), (long long)kv, cfg->n_heads, (long long)hd);
+    cfg->n_kv_heads = (int)kv;
+    cfg->head_dim = (int)hd;
+    cfg->max_pos = (int)maxpos;
+    double eps;
+    if ((st = pgd_config_num_or(ctx, "rms_norm_eps", 1e-6, &eps, err, errlen)))
+        return st;
+    cfg->eps = (float)eps;
+    if ((st = pgd_config_bool_or(ctx, "tie_word_embeddings", false, &cfg->tied, err, errlen)))
+        return st;
+    const char *act = pgd_config_str(ctx, "hidden_act");
+    if (!act || !strcmp(act, "silu") || !strcmp(act, "swish"))
+        cfg->act = PGD_ACT_SILU;
+    else if (!strcmp(act, "gelu_pytorch_tanh"))
+        cfg->act = PGD_ACT_GELU_TANH;
+    else
+        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s/config.json: hidden_act \"%s\" is "
+                        "not supported (silu, gelu_pytorch_tanh)", pgd_model_dir(ctx), act);
+    return pgd_config_rope(ctx, cfg->head_dim, &cfg->rope, err, errlen);
+}
+
+enum pgd_status decoder_read_windows(struct pgd_model_ctx *ctx, struct decoder_config *cfg,
+                                     bool **slides, char *err, size_t errlen)
+{
+    *slides = NULL;
+    int64_t window = 0, first_sliding;
+    bool use = true;
+    enum pgd_status st;
+    if ((st = pgd_config_int_or(ctx, "sliding_window", 0, &window, err, errlen)) ||
+        (st = pgd_config_bool_or(ctx, "use_sliding_window", true, &use, err, errlen)) ||
+        (st = pgd_config_int_or(ctx, "max_window_layers", 0, &first_sliding, err, errlen)))
+        return st;
+    if (window < 0)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s/config.json: sliding_window %lld < 0",
+                        pgd_model_dir(ctx), (long long)window);
+    bool *sl = calloc((size_t)cfg->n_layers, sizeof *sl);
+    if (!sl)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+    int n_sliding = 0;
+    if (pgd_config_has(ctx, "layer_types") && !pgd_config_is_null(ctx, "layer_types")) {
+        char key[64];
+        for (int l = 0; l < cfg->n_layers; l++) {
+            snprintf(key, sizeof key, "layer_types.%d", l);
+            const char *t = pgd_config_str(ctx, key);
+            if (!t || (strcmp(t, "sliding_attention") && strcmp(t, "full_attention"))) {
+                free(sl);
+                return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s/config.json: layer_types[%d] must "
+                                "be \"full_attention\" or \"sliding_attention\" (one per layer)",
+                                pgd_model_dir(ctx), l);
+            }
+            sl[l] = !strcmp(t, "sliding_attention");
+        }
+    } else {
+        for (int l = 0; l < cfg->n_layers; l++)
+            sl[l] = use && l >= first_sliding;
+    }
+    for (int l = 0; l < cfg->n_layers; l++)
+        n_sliding += sl[l];
+    if (n_sliding > 0 && window == 0) {
+        free(sl);
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s/config.json: layers use sliding attention "
+                        "but sliding_window is not set", pgd_model_dir(ctx));
+    }
+    cfg->sliding_window = n_sliding ? (int)window : 0;
+    if (n_sliding == 0 || n_sliding == cfg->n_layers) {
+        free(sl);
+    } else {
+        *slides = sl;
+        cfg->layer_slides = sl;
+    }
+    return PGD_OK;
+}
+
+static enum pgd_status load_norm(struct pgd_model_ctx *ctx, const char *name, int64_t d,
+                                 struct pgd_tensor *out, char *err, size_t errlen)
+{
+    return pgd_model_load_tensor(ctx, name, 1, &d, out, err, errlen);
+}
+
+static enum pgd_status load_layer(struct pgd_model_ctx *ctx, const struct decoder_config *c,
+                                  int l, struct decoder_layer *L, char *err, size_t errlen)
+{
+    char p[4][160], name[200];
+    const char *parts[2];
+    enum pgd_status st;
+    int64_t q_out = (int64_t)c->n_heads * c->head_dim, kv_out = (int64_t)c->n_kv_heads * c->head_dim;
+
+    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+    if ((st = load_norm(ctx, name, c->hidden, &L->in_norm, err, errlen)))
+        return st;
+    snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+    if ((st = load_norm(ctx, name, c->hidden, &L->post_norm, err, errlen)))
+        return st;
+    const char *proj[4] = { "q_proj", "k_proj", "v_proj", "o_proj" };
+    struct pgd_linear *lin[4] = { &L->q, &L->k, &L->v, &L->o };
+    int64_t outs[4] = { q_out, kv_out, kv_out, c->hidden };
+    int64_t ins[4] = { c->hidden, c->hidden, c->hidden, q_out };
+    for (int i = 0; i < 4; i++) {
+        snprintf(p[i], sizeof p[i], "model.layers.%d.self_attn.%s", l, proj[i]);
+        parts[0] = p[i];
+        bool bias = i < 3 ? c->qkv_bias : c->o_bias;
+        if ((st = pgd_model_load_linear(ctx, parts, 1, ins[i], &outs[i], bias, lin[i], err,
+                                        errlen)))
+            return st;
+    }
+    if (c->qk_norm) {
+        snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", l);
+        if ((st = load_norm(ctx, name, c->head_dim, &L->q_norm, err, errlen)))
+            return st;
+        snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", l);
+        if ((st = load_norm(ctx, name, c->head_dim, &L->k_norm, err, errlen)))
+            return st;
+    }
+    snprintf(p[0], sizeof p[0], "model.layers.%d.mlp.gate_proj", l);
+    snprintf(p[1], sizeof p[1], "model.layers.%d.mlp.up_proj", l);
+    parts[0] = p[0];
+    parts[1] = p[1];
+    int64_t gu[2] = { c->inter, c->inter };
+    if ((st = pgd_model_load_linear(ctx, parts, 2, c->hidden, gu, c->mlp_bias, &L->gate_up, err,
+                                    errlen)))
+        return st;
+    snprintf(p[2], sizeof p[2], "model.layers.%d.mlp.down_proj", l);
+    parts[0] = p[2];
+    int64_t hid = c->hidden;
+    return pgd_model_load_linear(ctx, parts, 1, c->inter, &hid, c->mlp_bias, &L->down, err,
+                                 errlen);
+}
+
+enum pgd_status decoder_load(struct pgd_model_ctx *ctx, const struct decoder_config *cfg,
+                             struct pgd_model_desc *desc, struct decoder **out, char *err,
+                             size_t errlen)
+{
+    struct decoder *d = calloc(1, sizeof *d);
+    if (!d)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+    d->cfg = *cfg;
+    d->layers = calloc((size_t)cfg->n_layers, sizeof *d->layers);
+    d->attn = calloc((size_t)cfg->n_layers, sizeof *d->attn);
+    enum pgd_status st = d->layers && d->attn ? PGD_OK : PGD_ERR_NOMEM;
+    if (st)
+        pgd_errf(err, errlen, st, "out of memory");
+    if (!st)
+        st = pgd_rope_init(&d->rope, &cfg->rope, err, errlen);
+    if (!st)
+        st = pgd_model_load_tensor(ctx, "model.embed_tokens.weight", 2,
+                                   (int64_t[]){ cfg->vocab, cfg->hidden }, &d->embed, err, errlen);
+    if (!st)
+        st = load_norm(ctx, "model.norm.weight", cfg->hidden, &d->final_norm, err, errlen);
+    for (int l = 0; !st && l < cfg->n_layers; l++)
+        st = load_layer(ctx, cfg, l, &d->layers[l], err, errlen);
+    if (!st && cfg->tied) {
+        d->lm_head = pgd_linear_from_tensor(&d->embed);
+    } else if (!st) {
+        const char *head = "lm_head";
+        int64_t vocab = cfg->vocab;
+        st = pgd_model_load_linear(ctx, &head, 1, cfg->hidden, &vocab, false, &d->lm_head, err,
+                                   errlen);
+    }
+    if (st) {
+        decoder_destroy(d);
+        return st;
+    }
+    /* The widest window any layer uses, or 0 when some layer sees everything. */
+    int widest = cfg->sliding_window;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        bool slides = cfg->sliding_window > 0 && (!cfg->layer_slides || cfg->layer_slides[l]);
+        d->attn[l] = (struct pgd_attn_params){
+            .n_heads = cfg->n_heads, .n_kv_heads = cfg->n_kv_heads, .head_dim = cfg->head_dim,
+            .scale = (float)(1.0 / sqrt((double)cfg->head_dim)),
+            .sliding_window = slides ? cfg->sliding_window : 0 };
+        if (!slides)
+            widest = 0;
+    }
+    d->cfg.layer_slides = NULL;
+    *desc = (struct pgd_model_desc){ .n_layers = cfg->n_layers, .n_kv_heads = cfg->n_kv_heads,
+                                     .head_dim = cfg->head_dim, .hidden_size = cfg->hidden,
+                                     .vocab_size = cfg->vocab,
+                                     .max_position_embeddings = cfg->max_pos,
+                                     .sliding_window = widest };
+    *out = d;
+    return PGD_OK;
+}
+
+void decoder_forward(void *model, struct pgd_fwd *f)
+{
+    const struct decoder *d = model;
+    const struct decoder_config *c = &d->cfg;
+    int n = pgd_fwd_n_tokens(f);
+    int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    /* Activations, reused by every layer. */
+    struct pgd_tensor h = pgd_fwd_alloc(f, n, c->hidden);        /* the residual stream */
+    struct pgd_tensor x = pgd_fwd_alloc(f, n, c->hidden);        /* normed input of a block */
+    struct pgd_tensor q = pgd_fwd_alloc(f, n, qd);
+    struct pgd_tensor k = pgd_fwd_alloc(f, n, kvd);
+    struct pgd_tensor v = pgd_fwd_alloc(f, n, kvd);
+    struct pgd_tensor attn = pgd_fwd_alloc(f, n, qd);
+    struct pgd_tensor proj = pgd_fwd_alloc(f, n, c->hidden);     /* o_proj / down_proj out */
+    struct pgd_tensor gate_up = pgd_fwd_alloc(f, n, 2 * (int64_t)c->inter);
+    struct pgd_tensor act = pgd_fwd_alloc(f, n, c->inter);
+    if (pgd_fwd_failed(f))
+        return;
+
+    pgd_op_embed(f, &d->embed, &h);
+    pgd_op_rmsnorm(f, &h, &d->layers[0].in_norm, c->eps, &x);
+    for (int l = 0; l < c->n_layers; l++) {
+        const struct decoder_layer *L = &d->layers[l];
+        pgd_op_linear(f, &L->q, &x, &q);
+        pgd_op_linear(f, &L->k, &x, &k);
+        pgd_op_linear(f, &L->v, &x, &v);
+        if (c->qk_norm) {
+            struct pgd_tensor qh = pgd_tensor_view2d(&q, (int64_t)n * c->n_heads, c->head_dim);
+            struct pgd_tensor kh = pgd_tensor_view2d(&k, (int64_t)n * c->n_kv_heads, c->head_dim);
+            pgd_op_rmsnorm(f, &qh, &L->q_norm, c->eps, &qh);
+            pgd_op_rmsnorm(f, &kh, &L->k_norm, c->eps, &kh);
+        }
+        pgd_op_rope(f, &d->rope, &q, &k);
+        pgd_op_attention(f, l, &d->attn[l], &q, &k, &v, &attn);
+        pgd_op_linear(f, &L->o, &attn, &proj);
+        pgd_op_add_rmsnorm(f, &h, &proj, &L->post_norm, c->eps, &x);
+        pgd_op_linear(f, &L->gate_up, &x, &gate_up);
+        pgd_op_act_mul(f, c->act, &gate_up, &act);
+        pgd_op_linear(f, &L->down, &act, &proj);
+        const struct pgd_tensor *next_norm =
+            l + 1 < c->n_layers ? &d->layers[l + 1].in_norm : &d->final_norm;
+        pgd_op_add_rmsnorm(f, &h, &proj, next_norm, c->eps, &x);
+    }
+    pgd_op_logits(f, &x, &d->lm_head);
+}
+
+void decoder_destroy(void *model)
+{
+    struct decoder *d = model;
+    if (!d)
+        return;
+    pgd_rope_fini(&d->rope);
+    free(d->attn);
+    free(d->layers);
+    free(d);
+}

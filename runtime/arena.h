@@ -1,0 +1,26 @@
+/* Internal: the activation arena. A bump allocator over chunks that are kept across steps:
+ * pgd__arena_reset() rewinds, so once the largest step has run no step allocates again.
+ * Allocations never move. */
+#ifndef PGD_RUNTIME_ARENA_H
+#define PGD_RUNTIME_ARENA_H
+
+#include <stddef.h>
+#include <pagoda/tensor.h>
+
+struct pgd__arena_chunk;
+struct pgd__arena {
+    enum pgd_device device;
+    struct pgd__arena_chunk *chunks;   /* owned; the current chunk is `cur` */
+    struct pgd__arena_chunk *cur;
+    size_t in_use, high_water;         /* bytes handed out this step / at most */
+};
+
+void pgd__arena_init(struct pgd__arena *a, enum pgd_device device);
+/* Pre-sizes the arena to at least bytes in one chunk (after a profiling step). */
+int pgd__arena_reserve(struct pgd__arena *a, size_t bytes);
+/* 256-byte aligned memory valid until the next reset, or NULL when memory ran out. */
+void *pgd__arena_alloc(struct pgd__arena *a, size_t bytes);
+void pgd__arena_reset(struct pgd__arena *a);
+void pgd__arena_fini(struct pgd__arena *a);
+
+#endif

@@ -1,0 +1,42 @@
+/* Internal: a loaded model. Reads config.json, finds the architecture plugin that claims
+ * it, opens the checkpoint and lets the plugin build itself through struct pgd_model_ctx.
+ * The model owns every tensor the plugin loaded. */
+#ifndef PGD_RUNTIME_MODEL_H
+#define PGD_RUNTIME_MODEL_H
+
+#include <pagoda/model.h>
+#include <pagoda/registry.h>
+#include <jansson.h>
+
+#define PGD_MAX_EOS 8
+
+struct pgd__model {
+    const struct pgd_plugin *plugin;   /* borrowed from the registry */
+    void *impl;                        /* the plugin's model */
+    struct pgd_model_desc desc;
+    char *dir;                         /* owned */
+    char *config_path;                 /* owned */
+    json_t *config;                    /* owned */
+    struct pgd__weights *weights;      /* owned; tensors may point into its maps */
+    enum pgd_device device;
+    enum pgd_dtype dtype;              /* of weights and activations on the device */
+    void **allocs;                     /* owned device allocations (weights) */
+    size_t n_allocs, cap_allocs;
+    int32_t eos_ids[PGD_MAX_EOS];      /* from generation_config.json, else config.json */
+    int n_eos;
+    int32_t bos_id;                    /* -1 when none */
+};
+
+/* Loads the model in dir onto device. *out is owned by the caller: pgd__model_destroy. A
+ * config whose architectures no plugin claims is refused with the list of those claimed. */
+enum pgd_status pgd__model_load(const char *dir, const struct pgd_registry *reg,
+                                enum pgd_device device, struct pgd__model **out,
+                                char *err, size_t errlen);
+void pgd__model_destroy(struct pgd__model *m);
+
+/* Reads config.json of dir (owned by the caller: json_decref). */
+enum pgd_status pgd__config_read(const char *dir, json_t **out, char *err, size_t errlen);
+/* The value at a dotted key, or NULL. Borrowed from cfg. */
+json_t *pgd__config_get(json_t *cfg, const char *key);
+
+#endif

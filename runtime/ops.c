@@ -1,0 +1,293 @@
+/* The ops of include/pagoda/ops.h: shape checks, then dispatch on the step's device.
+ * The CPU kernels (kernels/cpu) are the reference implementation. */
+#include "runtime/fwd.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include <pagoda/log.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ---- the step --------------------------------------------------------------------------- */
+int pgd_fwd_n_tokens(const struct pgd_fwd *f) { return f->n_tokens; }
+enum pgd_device pgd_fwd_device(const struct pgd_fwd *f) { return f->device; }
+enum pgd_dtype pgd_fwd_act_dtype(const struct pgd_fwd *f) { return f->act_dtype; }
+bool pgd_fwd_failed(const struct pgd_fwd *f) { return f->status != PGD_OK; }
+
+void pgd_fwd_fail(struct pgd_fwd *f, enum pgd_status st, const char *fmt, ...)
+{
+    if (f->status != PGD_OK)
+        return;
+    f->status = st;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->err, sizeof f->err, fmt, ap);
+    va_end(ap);
+}
+
+struct pgd_tensor pgd_fwd_alloc(struct pgd_fwd *f, int64_t rows, int64_t cols)
+{
+    struct pgd_tensor t = { .dtype = f->act_dtype, .device = f->device, .ndim = 2,
+                            .ne = { rows, cols } };
+    t.data = pgd__arena_alloc(f->arena, (size_t)(rows * cols) * pgd_dtype_size(f->act_dtype));
+    if (!t.data) {
+        pgd_fwd_fail(f, PGD_ERR_NOMEM, "activation arena: cannot allocate [%lld, %lld]",
+                     (long long)rows, (long long)cols);
+        /* Hand out a tensor with no rows so that callers' loops do nothing. */
+        t.ne[0] = 0;
+    }
+    return t;
+}
+
+/* True when the op should run: no earlier failure, and the tensors are on the step's
+ * device in the activation dtype. */
+static bool op_ready(struct pgd_fwd *f, const char *op, int n, const struct pgd_tensor *const *ts)
+{
+    if (f->status != PGD_OK)
+        return false;
+    for (int i = 0; i < n; i++) {
+        if (ts[i]->device != f->device) {
+            pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "%s: operand %d is on %s, the step on %s", op, i,
+                         ts[i]->device == PGD_DEVICE_CPU ? "cpu" : "cuda",
+                         f->device == PGD_DEVICE_CPU ? "cpu" : "cuda");
+            return false;
+        }
+        if (ts[i]->dtype != f->act_dtype) {
+            pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "%s: operand %d is %s, expected %s", op, i,
+                         pgd_dtype_name(ts[i]->dtype), pgd_dtype_name(f->act_dtype));
+            return false;
+        }
+    }
+    if (f->device != PGD_DEVICE_CPU) {
+        pgd_fwd_fail(f, PGD_ERR_UNSUPPORTED, "%s: no CUDA kernel in this build", op);
+        return false;
+    }
+    return true;
+}
+
+static bool check_shape(struct pgd_fwd *f, const char *op, const char *what,
+                        const struct pgd_tensor *t, int64_t rows, int64_t cols)
+{
+    if (pgd_tensor_rows(t) == rows && pgd_tensor_cols(t) == cols)
+        return true;
+    pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "%s: %s is [%lld, %lld], expected [%lld, %lld]", op,
+                 what, (long long)pgd_tensor_rows(t), (long long)pgd_tensor_cols(t),
+                 (long long)rows, (long long)cols);
+    return false;
+}
+
+/* ---- ops -------------------------------------------------------------------------------- */
+void pgd_op_embed(struct pgd_fwd *f, const struct pgd_tensor *table, struct pgd_tensor *out)
+{
+    if (!op_ready(f, "embed", 2, (const struct pgd_tensor *[]){ table, out }))
+        return;
+    int64_t vocab = pgd_tensor_rows(table), d = pgd_tensor_cols(table);
+    if (!check_shape(f, "embed", "out", out, f->n_tokens, d))
+        return;
+    for (int i = 0; i < f->n_tokens; i++)
+        if (f->token_ids[i] < 0 || f->token_ids[i] >= vocab) {
+            pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "embed: token id %d outside the vocabulary [0, %lld)",
+                         f->token_ids[i], (long long)vocab);
+            return;
+        }
+    pgd_cpu_embed(table->data, f->token_ids, f->n_tokens, (int)d, out->data);
+}
+
+void pgd_op_rmsnorm(struct pgd_fwd *f, const struct pgd_tensor *x, const struct pgd_tensor *w,
+                    float eps, struct pgd_tensor *out)
+{
+    if (!op_ready(f, "rmsnorm", 3, (const struct pgd_tensor *[]){ x, w, out }))
+        return;
+    int64_t rows = pgd_tensor_rows(x), d = pgd_tensor_cols(x);
+    if (!check_shape(f, "rmsnorm", "weight", w, 1, d) ||
+        !check_shape(f, "rmsnorm", "out", out, rows, d))
+        return;
+    pgd_cpu_rmsnorm(x->data, w->data, eps, rows, (int)d, out->data);
+}
+
+void pgd_op_add_rmsnorm(struct pgd_fwd *f, struct pgd_tensor *residual,
+                        const struct pgd_tensor *delta, const struct pgd_tensor *w, float eps,
+                        struct pgd_tensor *out)
+{
+    if (!op_ready(f, "add_rmsnorm", 4, (const struct pgd_tensor *[]){ residual, delta, w, out }))
+        return;
+    int64_t rows = pgd_tensor_rows(residual), d = pgd_tensor_cols(residual);
+    if (!check_shape(f, "add_rmsnorm", "delta", delta, rows, d) ||
+        !check_shape(f, "add_rmsnorm", "weight", w, 1, d) ||
+        !check_shape(f, "add_rmsnorm", "out", out, rows, d))
+        return;
+    pgd_cpu_add_rmsnorm(residual->data, delta->data, w->data, eps, rows, (int)d, out->data);
+}
+
+void pgd_op_add(struct pgd_fwd *f, struct pgd_tensor *x, const struct pgd_tensor *delta)
+{
+    if (!op_ready(f, "add", 2, (const struct pgd_tensor *[]){ x, delta }))
+        return;
+    if (!check_shape(f, "add", "delta", delta, pgd_tensor_rows(x), pgd_tensor_cols(x)))
+        return;
+    pgd_cpu_add(x->data, delta->data, pgd_tensor_numel(x));
+}
+
+void pgd_op_linear(struct pgd_fwd *f, const struct pgd_linear *w, const struct pgd_tensor *x,
+                   struct pgd_tensor *y)
+{
+    if (w->quant) {
+        pgd_fwd_fail(f, PGD_ERR_UNSUPPORTED, "linear: quantized weights need their quant plugin");
+        return;
+    }
+    if (!op_ready(f, "linear", 3, (const struct pgd_tensor *[]){ &w->weight, x, y }))
+        return;
+    int64_t n = pgd_tensor_rows(x);
+    if (!check_shape(f, "linear", "x", x, n, w->in_features) ||
+        !check_shape(f, "linear", "y", y, n, w->out_features))
+        return;
+    pgd_cpu_linear(x->data, w->weight.data, w->bias.data, (int)n, (int)w->in_features,
+                   (int)w->out_features, y->data);
+}
+
+void pgd_op_rope(struct pgd_fwd *f, const struct pgd_rope *rope, struct pgd_tensor *q,
+                 struct pgd_tensor *k)
+{
+    if (!op_ready(f, "rope", 2, (const struct pgd_tensor *[]){ q, k }))
+        return;
+    int64_t D = rope->head_dim;
+    if (pgd_tensor_rows(q) != f->n_tokens || pgd_tensor_rows(k) != f->n_tokens ||
+        pgd_tensor_cols(q) % D || pgd_tensor_cols(k) % D) {
+        pgd_fwd_fail(f, PGD_ERR_INVALID_ARG,
+                     "rope: q [%lld, %lld] and k [%lld, %lld] must be [%d, heads * %lld]",
+                     (long long)pgd_tensor_rows(q), (long long)pgd_tensor_cols(q),
+                     (long long)pgd_tensor_rows(k), (long long)pgd_tensor_cols(k), f->n_tokens,
+                     (long long)D);
+        return;
+    }
+    pgd_cpu_rope(q->data, (int)(pgd_tensor_cols(q) / D), k->data, (int)(pgd_tensor_cols(k) / D),
+                 f->n_tokens, (int)D, rope->rotary_dim, rope->inv_freq, f->positions);
+}
+
+void pgd_op_attention(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p,
+                      const struct pgd_tensor *q, const struct pgd_tensor *k,
+                      const struct pgd_tensor *v, struct pgd_tensor *out)
+{
+    if (!op_ready(f, "attention", 4, (const struct pgd_tensor *[]){ q, k, v, out }))
+        return;
+    struct pgd__kv_cache *kv = f->kv;
+    if (layer < 0 || layer >= kv->n_layers || p->n_kv_heads != kv->n_kv_heads ||
+        p->head_dim != kv->head_dim || p->n_kv_heads <= 0 || p->n_heads % p->n_kv_heads) {
+        pgd_fwd_fail(f, PGD_ERR_INVALID_ARG,
+                     "attention: layer %d with %d heads / %d kv heads of %d does not fit the "
+                     "cache (%d layers, %d kv heads of %d)", layer, p->n_heads, p->n_kv_heads,
+                     p->head_dim, kv->n_layers, kv->n_kv_heads, kv->head_dim);
+        return;
+    }
+    int64_t n = f->n_tokens;
+    if (!check_shape(f, "attention", "q", q, n, (int64_t)p->n_heads * p->head_dim) ||
+        !check_shape(f, "attention", "k", k, n, (int64_t)p->n_kv_heads * p->head_dim) ||
+        !check_shape(f, "attention", "v", v, n, (int64_t)p->n_kv_heads * p->head_dim) ||
+        !check_shape(f, "attention", "out", out, n, (int64_t)p->n_heads * p->head_dim))
+        return;
+    struct pgd_cpu_kv_layer cl = { .k = kv->k[layer], .v = kv->v[layer],
+                                   .block_size = kv->block_size, .n_kv_heads = kv->n_kv_heads,
+                                   .head_dim = kv->head_dim };
+    pgd_cpu_kv_write(&cl, k->data, v->data, f->slot_mapping, f->n_tokens);
+    struct pgd_cpu_seq_layout L = { .n_seqs = f->n_seqs, .query_start = f->query_start,
+                                    .seq_lens = f->seq_lens, .block_tables = f->block_tables,
+                                    .max_blocks = f->max_blocks, .positions = f->positions };
+    float *scores = pgd__arena_alloc(f->arena, (size_t)(f->max_seq_len + 1) * sizeof(float));
+    if (!scores) {
+        pgd_fwd_fail(f, PGD_ERR_NOMEM, "attention: no scratch for %d scores", f->max_seq_len);
+        return;
+    }
+    pgd_cpu_attention(&cl, &L, p, q->data, scores, out->data);
+}
+
+void pgd_op_act_mul(struct pgd_fwd *f, enum pgd_act act, const struct pgd_tensor *gate_up,
+                    struct pgd_tensor *out)
+{
+    if (!op_ready(f, "act_mul", 2, (const struct pgd_tensor *[]){ gate_up, out }))
+        return;
+    int64_t n = pgd_tensor_rows(gate_up), inter = pgd_tensor_cols(gate_up) / 2;
+    if (pgd_tensor_cols(gate_up) % 2 || !check_shape(f, "act_mul", "out", out, n, inter)) {
+        if (f->status == PGD_OK)
+            pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "act_mul: gate_up has an odd width %lld",
+                         (long long)pgd_tensor_cols(gate_up));
+        return;
+    }
+    pgd_cpu_act_mul(act, gate_up->data, (int)n, (int)inter, out->data);
+}
+
+void pgd_op_logits(struct pgd_fwd *f, const struct pgd_tensor *h, const struct pgd_linear *head)
+{
+    if (f->n_logits == 0)
+        return;
+    if (!op_ready(f, "logits", 2, (const struct pgd_tensor *[]){ h, &head->weight }))
+        return;
+    int64_t d = pgd_tensor_cols(h);
+    if (!check_shape(f, "logits", "h", h, f->n_tokens, head->in_features))
+        return;
+    if (head->out_features != f->vocab_size) {
+        pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "logits: head has %lld rows, the vocabulary %d",
+                     (long long)head->out_features, f->vocab_size);
+        return;
+    }
+    /* Gather the rows that need logits, then one GEMM over just those. */
+    float *rows = pgd__arena_alloc(f->arena, (size_t)f->n_logits * d * sizeof(float));
+    if (!rows) {
+        pgd_fwd_fail(f, PGD_ERR_NOMEM, "logits: no scratch for %d rows", f->n_logits);
+        return;
+    }
+    const float *hd = h->data;
+    for (int i = 0; i < f->n_logits; i++)
+        for (int64_t c = 0; c < d; c++)
+            rows[(size_t)i * d + c] = hd[(size_t)f->logits_rows[i] * d + c];
+    pgd_cpu_linear(rows, head->weight.data, head->bias.data, f->n_logits, (int)d,
+                   (int)head->out_features, f->logits);
+}
+
+/* ---- rope ------------------------------------------------------------------------------- */
+enum pgd_status pgd_rope_init(struct pgd_rope *rope, const struct pgd_rope_config *cfg,
+                              char *err, size_t errlen)
+{
+    rope->inv_freq = NULL;
+    if (cfg->head_dim <= 0 || cfg->rotary_dim <= 0 || cfg->rotary_dim > cfg->head_dim ||
+        cfg->rotary_dim % 2 || cfg->rotary_dim > 1024)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                        "rope: rotary_dim %d must be even, positive, <= head_dim %d and <= 1024",
+                        cfg->rotary_dim, cfg->head_dim);
+    if (!(cfg->theta > 0))
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "rope: rope_theta %g must be > 0",
+                        cfg->theta);
+    int half = cfg->rotary_dim / 2;
+    rope->head_dim = cfg->head_dim;
+    rope->rotary_dim = cfg->rotary_dim;
+    rope->inv_freq = malloc((size_t)half * sizeof(float));
+    if (!rope->inv_freq)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "rope: out of memory");
+    for (int j = 0; j < half; j++) {
+        /* As transformers computes it: in float32, base ** (2j / dim). */
+        float expo = (float)(2 * j) / (float)cfg->rotary_dim;
+        float inv = (float)(1.0 / pow(cfg->theta, (double)expo));
+        if (cfg->scaling == PGD_ROPE_LINEAR) {
+            inv = (float)(inv / cfg->factor);
+        } else if (cfg->scaling == PGD_ROPE_LLAMA3) {
+            double old_ctx = cfg->original_max_position;
+            double low_wl = old_ctx / cfg->low_freq_factor;
+            double high_wl = old_ctx / cfg->high_freq_factor;
+            double wavelen = 2.0 * M_PI / inv;
+            if (wavelen > low_wl) {
+                inv = (float)(inv / cfg->factor);
+            } else if (wavelen >= high_wl) {   /* medium frequencies: interpolate */
+                double smooth = (old_ctx / wavelen - cfg->low_freq_factor) /
+                                (cfg->high_freq_factor - cfg->low_freq_factor);
+                inv = (float)((1.0 - smooth) * inv / cfg->factor + smooth * inv);
+            }
+        }
+        rope->inv_freq[j] = inv;
+    }
+    return PGD_OK;
+}
+
+void pgd_rope_fini(struct pgd_rope *rope)
+{
+    free(rope->inv_freq);
+    rope->inv_freq = NULL;
+}

@@ -1,0 +1,127 @@
+/* Test helpers for the model fixtures (see model_fixture.h). */
+#include "tests/model_fixture.h"
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *fixture_dir(const char *name)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof buf, "%s/tests/fixtures/models/%s", PGD_TEST_SRCDIR, name);
+    return buf;
+}
+
+struct pgd_registry *fixture_registry(const char *extra_dir)
+{
+    char err[1024] = "";
+    struct pgd_registry *reg;
+    cr_assert_eq(pgd_registry_create(&reg, err, sizeof err), PGD_OK, "%s", err);
+    char dirs[8192];
+    snprintf(dirs, sizeof dirs, "%s%s%s", extra_dir ? extra_dir : "", extra_dir ? ":" : "",
+             PGD_BUILD_PLUGIN_DIRS);
+    cr_assert_gt(pgd_registry_load_search_path(reg, dirs), 0, "no plugin found in %s", dirs);
+    return reg;
+}
+
+json_t *fixture_reference(const char *name)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/reference.json", fixture_dir(name));
+    json_error_t je;
+    json_t *ref = json_load_file(path, 0, &je);
+    cr_assert_not_null(ref, "%s: %s", path, je.text);
+    return ref;
+}
+
+struct pgd__runner *fixture_runner(struct pgd_registry *reg, const char *name, int num_blocks,
+                                   int block_size, int max_seqs)
+{
+    struct pgd__runner_params p;
+    pgd__runner_default_params(&p);
+    p.model_dir = fixture_dir(name);
+    p.registry = reg;
+    p.num_blocks = num_blocks;
+    p.block_size = block_size;
+    p.max_num_seqs = max_seqs;
+    p.max_num_batched_tokens = 512;
+    char err[1024] = "";
+    struct pgd__runner *r = NULL;
+    cr_assert_eq(pgd__runner_create(&p, &r, err, sizeof err), PGD_OK, "%s", err);
+    return r;
+}
+
+float *json_floats(json_t *arr, int *n)
+{
+    cr_assert(json_is_array(arr));
+    *n = (int)json_array_size(arr);
+    float *v = malloc((size_t)*n * sizeof *v + 1);
+    for (int i = 0; i < *n; i++)
+        v[i] = (float)json_number_value(json_array_get(arr, (size_t)i));
+    return v;
+}
+
+int32_t *json_ints(json_t *arr, int *n)
+{
+    cr_assert(json_is_array(arr));
+    *n = (int)json_array_size(arr);
+    int32_t *v = malloc((size_t)*n * sizeof *v + 1);
+    for (int i = 0; i < *n; i++)
+        v[i] = (int32_t)json_integer_value(json_array_get(arr, (size_t)i));
+    return v;
+}
+
+double rel_max_diff(const float *a, const float *b, int n)
+{
+    double maxd = 0, maxb = 0;
+    for (int i = 0; i < n; i++) {
+        maxd = fmax(maxd, fabs((double)a[i] - b[i]));
+        maxb = fmax(maxb, fabs((double)b[i]));
+    }
+    return maxb > 0 ? maxd / maxb : maxd;
+}
+
+int argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
+void greedy_run(struct pgd__runner *r, const int32_t *prompt, int n_prompt, int n_new,
+                int chunk, const int32_t *table, int32_t *out, float *first, float *last)
+{
+    int vocab = pgd__runner_desc(r)->vocab_size, bs = pgd__runner_block_size(r);
+    int32_t *toks = malloc((size_t)(n_prompt + n_new + 1) * sizeof *toks);
+    memcpy(toks, prompt, (size_t)n_prompt * sizeof *toks);
+    int n = n_prompt, computed = 0;
+    char err[1024] = "";
+    for (int step = 0; step <= n_new; step++) {
+        const float *logits = NULL;
+        while (computed < n) {
+            int take = n - computed;
+            if (chunk > 0 && take > chunk)
+                take = chunk;
+            bool final = computed + take == n;
+            struct pgd__step_seq s = { .tokens = toks + computed, .n_new = take,
+                                       .n_computed = computed, .block_table = table,
+                                       .n_blocks = (computed + take + bs - 1) / bs,
+                                       .n_logits = final ? 1 : 0 };
+            cr_assert_eq(pgd__runner_step(r, &s, 1, &logits, err, sizeof err), PGD_OK, "%s", err);
+            computed += take;
+        }
+        if (step == 0 && first)
+            memcpy(first, logits, (size_t)vocab * sizeof *first);
+        if (step == n_new) {
+            if (last)
+                memcpy(last, logits, (size_t)vocab * sizeof *last);
+            break;
+        }
+        toks[n] = argmax(logits, vocab);
+        out[step] = toks[n++];
+    }
+    free(toks);
+}

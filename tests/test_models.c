@@ -1,0 +1,363 @@
+/* The whole forward pass against Hugging Face transformers: every fixture model's greedy
+ * continuations and logits (tests/fixtures/models/<name>/reference.json), computed through
+ * the paged KV cache in several batch layouts that must all agree with the reference. */
+#include "tests/model_fixture.h"
+#include "runtime/model.h"
+#include "tests/test_common.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <math.h>
+
+PGD_TEST_SUITE(llama_f32);
+PGD_TEST_SUITE(llama_bf16);
+PGD_TEST_SUITE(cli);
+PGD_TEST_SUITE(qwen2_f32);
+PGD_TEST_SUITE(qwen3_f32);
+PGD_TEST_SUITE(mistral_f32);
+
+#define F32_TOL 1e-4     /* the bound: float32 logits within 1e-4 relative */
+
+/* A bf16 checkpoint: pagoda's CPU backend widens the weights to float32 and computes in
+ * float32, which is exactly what transformers computes for the same weights upcast to
+ * float32 (the "f32_compute" reference): those must agree to F32_TOL with the same greedy
+ * tokens. Against transformers running natively in bf16 ("native"), every op's output is
+ * rounded to 8 mantissa bits (relative error up to 2^-9 = 0.2% per rounding); over 2 layers
+ * of about a dozen rounded ops each the logits drift by a few percent of their range, so
+ * the bound is 5% of the largest logit, and greedy tokens are compared only up to the first
+ * step where the native reference had a top-2 gap below that bound (a near-tie). */
+#define BF16_NATIVE_TOL 0.05
+
+static const char *reference_key(json_t *ref)
+{
+    return strcmp(json_string_value(json_object_get(ref, "dtype")), "float32") ? "f32_compute"
+                                                                               : "native";
+}
+
+/* The full check of one fixture in one batch layout: chunk is the prefill chunk size
+ * (0 = whole prompt), scramble uses a non-contiguous block order. */
+static void check_fixture(const char *name, int chunk, bool scramble)
+{
+    struct pgd_registry *reg = fixture_registry(NULL);
+    json_t *ref = fixture_reference(name);
+    struct pgd__runner *r = fixture_runner(reg, name, 64, 16, 8);
+    int vocab = pgd__runner_desc(r)->vocab_size;
+    int n_new = (int)json_integer_value(json_object_get(ref, "n_new"));
+    const char *key = reference_key(ref);
+    int32_t table[64];
+    for (int b = 0; b < 64; b++)
+        table[b] = scramble ? (int32_t)((b * 37 + 11) % 64) : b;
+    float *first = malloc((size_t)vocab * sizeof *first), *last = malloc((size_t)vocab * sizeof *last);
+    int32_t out[256];
+    size_t ci;
+    json_t *c;
+    json_array_foreach(json_object_get(ref, "cases"), ci, c) {
+        int np, ng, nf, nl;
+        int32_t *prompt = json_ints(json_object_get(c, "prompt"), &np);
+        json_t *want = json_object_get(c, key);
+        int32_t *greedy = json_ints(json_object_get(want, "greedy"), &ng);
+        float *rf = json_floats(json_object_get(want, "first_logits"), &nf);
+        float *rl = json_floats(json_object_get(want, "last_logits"), &nl);
+        cr_assert_eq(ng, n_new);
+        cr_assert_eq(nf, vocab);
+        greedy_run(r, prompt, np, n_new, chunk, table, out, first, last);
+        for (int i = 0; i < n_new; i++)
+            cr_assert_eq(out[i], greedy[i], "%s prompt %zu (len %d): token %d is %d, transformers "
+                         "gives %d", name, ci, np, i, out[i], greedy[i]);
+        double d1 = rel_max_diff(first, rf, vocab), d2 = rel_max_diff(last, rl, vocab);
+        cr_assert_leq(d1, F32_TOL, "%s prompt %zu: first logits differ by %g relative", name, ci, d1);
+        cr_assert_leq(d2, F32_TOL, "%s prompt %zu: last logits differ by %g relative", name, ci, d2);
+        free(prompt);
+        free(greedy);
+        free(rf);
+        free(rl);
+    }
+    free(first);
+    free(last);
+    pgd__runner_destroy(r);
+    json_decref(ref);
+    pgd_registry_destroy(reg);
+}
+
+/* Native-bf16 comparison (see BF16_NATIVE_TOL). */
+static void check_bf16_native(const char *name)
+{
+    struct pgd_registry *reg = fixture_registry(NULL);
+    json_t *ref = fixture_reference(name);
+    struct pgd__runner *r = fixture_runner(reg, name, 64, 16, 8);
+    int vocab = pgd__runner_desc(r)->vocab_size;
+    int n_new = (int)json_integer_value(json_object_get(ref, "n_new"));
+    int32_t table[64], out[256];
+    for (int b = 0; b < 64; b++)
+        table[b] = b;
+    float *first = malloc((size_t)vocab * sizeof *first);
+    size_t ci;
+    json_t *c;
+    json_array_foreach(json_object_get(ref, "cases"), ci, c) {
+        int np, ng, nf;
+        int32_t *prompt = json_ints(json_object_get(c, "prompt"), &np);
+        json_t *nat = json_object_get(c, "native");
+        int32_t *greedy = json_ints(json_object_get(nat, "greedy"), &ng);
+        float *rf = json_floats(json_object_get(nat, "first_logits"), &nf);
+        greedy_run(r, prompt, np, n_new, 0, table, out, first, NULL);
+        double d = rel_max_diff(first, rf, vocab);
+        cr_assert_leq(d, BF16_NATIVE_TOL, "%s prompt %zu: logits differ from native bf16 by %g",
+                      name, ci, d);
+        /* The first token is safe unless the native reference itself is near a tie. */
+        float top = rf[argmax(rf, vocab)], second = -1e30f;
+        for (int i = 0; i < vocab; i++)
+            if (i != argmax(rf, vocab) && rf[i] > second)
+                second = rf[i];
+        if ((top - second) / fabsf(top) > 2 * BF16_NATIVE_TOL)
+            cr_assert_eq(out[0], greedy[0], "%s prompt %zu: first token", name, ci);
+        free(prompt);
+        free(greedy);
+        free(rf);
+    }
+    free(first);
+    pgd__runner_destroy(r);
+    json_decref(ref);
+    pgd_registry_destroy(reg);
+}
+
+/* All prompts of a fixture in one step, each sequence with its own blocks: every row's
+ * logits equal its sequence's reference. */
+static void check_batched(const char *name)
+{
+    struct pgd_registry *reg = fixture_registry(NULL);
+    json_t *ref = fixture_reference(name);
+    struct pgd__runner *r = fixture_runner(reg, name, 64, 16, 8);
+    int vocab = pgd__runner_desc(r)->vocab_size;
+    json_t *cases = json_object_get(ref, "cases");
+    int n = (int)json_array_size(cases);
+    struct pgd__step_seq seqs[8];
+    int32_t *prompts[8], tables[8][16];
+    float *refs[8];
+    for (int s = 0; s < n; s++) {
+        int np, nf;
+        json_t *c = json_array_get(cases, (size_t)s);
+        prompts[s] = json_ints(json_object_get(c, "prompt"), &np);
+        refs[s] = json_floats(json_object_get(json_object_get(c, reference_key(ref)),
+                                              "first_logits"), &nf);
+        for (int b = 0; b < 16; b++)
+            tables[s][b] = 63 - (s * 16 + b) % 64;   /* interleaved, descending block ids */
+        seqs[s] = (struct pgd__step_seq){ .tokens = prompts[s], .n_new = np, .n_computed = 0,
+                                          .block_table = tables[s], .n_blocks = (np + 15) / 16,
+                                          .n_logits = 1 };
+    }
+    const float *logits;
+    char err[1024] = "";
+    cr_assert_eq(pgd__runner_step(r, seqs, n, &logits, err, sizeof err), PGD_OK, "%s", err);
+    for (int s = 0; s < n; s++) {
+        double d = rel_max_diff(logits + (size_t)s * vocab, refs[s], vocab);
+        cr_assert_leq(d, F32_TOL, "%s: sequence %d in a batch of %d differs by %g", name, s, n, d);
+        free(prompts[s]);
+        free(refs[s]);
+    }
+    pgd__runner_destroy(r);
+    json_decref(ref);
+    pgd_registry_destroy(reg);
+}
+
+#define MODEL_TESTS(id, name)                                                          \
+    Test(id, greedy_and_logits) { check_fixture(name, 0, false); }                     \
+    Test(id, chunked_prefill_scrambled_blocks) { check_fixture(name, 5, true); }       \
+    Test(id, batched_sequences) { check_batched(name); }
+
+MODEL_TESTS(llama_f32, "llama-f32")
+MODEL_TESTS(llama_bf16, "llama-bf16")
+MODEL_TESTS(qwen2_f32, "qwen2-f32")
+MODEL_TESTS(qwen3_f32, "qwen3-f32")
+MODEL_TESTS(mistral_f32, "mistral-f32")
+Test(llama_bf16, native_bf16_within_tolerance) { check_bf16_native("llama-bf16"); }
+
+/* ---- refusals ----------------------------------------------------------------------------- */
+static char tmpdir[256];
+
+/* Copies a fixture into a temp dir, replacing config.json's text `from` with `to`. */
+static const char *edited_fixture(const char *name, const char *from, const char *to)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/pgd-test-model-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cp %s/config.json %s/model.safetensors %s/", fixture_dir(name),
+             fixture_dir(name), tmpdir);
+    cr_assert_eq(system(cmd), 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/config.json", tmpdir);
+    FILE *fp = fopen(path, "r");
+    char buf[16384];
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    buf[n] = '\0';
+    fclose(fp);
+    char *at = strstr(buf, from);
+    cr_assert_not_null(at, "fixture config has no '%s'", from);
+    fp = fopen(path, "w");
+    fwrite(buf, 1, (size_t)(at - buf), fp);
+    fputs(to, fp);
+    fputs(at + strlen(from), fp);
+    fclose(fp);
+    return tmpdir;
+}
+
+static void cleanup_tmp(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (tmpdir[0] && system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
+    pgd_test_check_leaks();
+}
+
+static enum pgd_status load_dir(const char *dir, char *err, size_t errlen)
+{
+    struct pgd_registry *reg = fixture_registry(NULL);
+    struct pgd__model *m = NULL;
+    enum pgd_status st = pgd__model_load(dir, reg, PGD_DEVICE_CPU, &m, err, errlen);
+    pgd__model_destroy(m);
+    pgd_registry_destroy(reg);
+    return st;
+}
+
+Test(model_load, unknown_architecture_lists_available, .fini = cleanup_tmp)
+{
+    const char *dir = edited_fixture("llama-f32", "\"LlamaForCausalLM\"", "\"FancyNetForCausalLM\"");
+    char err[1024] = "";
+    cr_assert_eq(load_dir(dir, err, sizeof err), PGD_ERR_UNSUPPORTED);
+    cr_assert(strstr(err, "FancyNetForCausalLM"), "%s", err);
+    cr_assert(strstr(err, "available architectures: "), "%s", err);
+    cr_assert(strstr(err, "LlamaForCausalLM"), "%s", err);
+}
+
+Test(model_load, math_changing_key_is_refused, .fini = cleanup_tmp)
+{
+    const char *dir = edited_fixture("llama-f32", "\"mlp_bias\"", "\"logit_softcapping\": 30.0, \"mlp_bias\"");
+    char err[1024] = "";
+    cr_assert_eq(load_dir(dir, err, sizeof err), PGD_ERR_UNSUPPORTED);
+    cr_assert(strstr(err, "logit_softcapping"), "%s", err);
+    cr_assert(strstr(err, "config.json"), "%s", err);
+}
+
+Test(model_load, unsupported_rope_scaling_is_refused, .fini = cleanup_tmp)
+{
+    const char *dir = edited_fixture("llama-f32", "\"llama3\"", "\"yarn\"");
+    char err[1024] = "";
+    cr_assert_eq(load_dir(dir, err, sizeof err), PGD_ERR_UNSUPPORTED);
+    cr_assert(strstr(err, "yarn"), "%s", err);
+}
+
+Test(model_load, shape_disagreeing_with_config_names_tensor, .fini = cleanup_tmp)
+{
+    const char *dir = edited_fixture("llama-f32", "\"intermediate_size\": 128", "\"intermediate_size\": 96");
+    char err[1024] = "";
+    cr_assert_eq(load_dir(dir, err, sizeof err), PGD_ERR_FORMAT);
+    cr_assert(strstr(err, "gate_proj.weight"), "%s", err);
+    cr_assert(strstr(err, "[128, 64]"), "%s", err);
+}
+
+Test(model_load, missing_config_names_path, .fini = pgd_test_check_leaks)
+{
+    char err[1024] = "";
+    cr_assert_eq(load_dir("/nonexistent/model", err, sizeof err), PGD_ERR_NOT_FOUND);
+    cr_assert(strstr(err, "/nonexistent/model/config.json"), "%s", err);
+}
+
+/* ---- the command line --------------------------------------------------------------------- */
+Test(cli, generate_reproduces_transformers_greedy)
+{
+    json_t *ref = fixture_reference("llama-f32");
+    json_t *c = json_array_get(json_object_get(ref, "cases"), 2);
+    int np, ng;
+    int32_t *prompt = json_ints(json_object_get(c, "prompt"), &np);
+    int32_t *greedy = json_ints(json_object_get(json_object_get(c, "native"), "greedy"), &ng);
+    char cmd[8192], ids[4096] = "", want[4096] = "[";
+    for (int i = 0; i < np; i++)
+        snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "%s%d", i ? "," : "", prompt[i]);
+    for (int i = 0; i < ng; i++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d", i ? ", " : "", greedy[i]);
+    strcat(want, "]\n");
+    snprintf(cmd, sizeof cmd, "%s/tools/pagoda generate --model %s --prompt-ids %s "
+             "--max-tokens %d --ignore-eos 2>/dev/null", PGD_TEST_BUILDDIR,
+             fixture_dir("llama-f32"), ids, ng);
+    FILE *p = popen(cmd, "r");
+    char got[4096] = "";
+    size_t n = fread(got, 1, sizeof got - 1, p);
+    got[n] = '\0';
+    cr_assert_eq(pclose(p), 0, "%s", cmd);
+    cr_assert_str_eq(got, want);
+    free(prompt);
+    free(greedy);
+    json_decref(ref);
+}
+
+Test(cli, generate_refuses_bad_prompt_ids)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s/tools/pagoda generate --model %s --prompt-ids 1,x,3 2>&1",
+             PGD_TEST_BUILDDIR, fixture_dir("llama-f32"));
+    FILE *p = popen(cmd, "r");
+    char got[4096] = "";
+    size_t n = fread(got, 1, sizeof got - 1, p);
+    got[n] = '\0';
+    cr_assert_neq(pclose(p), 0);
+    cr_assert(strstr(got, "not a comma-separated list"), "%s", got);
+}
+
+Test(cli, generate_refuses_token_outside_vocab)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s/tools/pagoda generate --model %s --prompt-ids 5,99999 2>&1",
+             PGD_TEST_BUILDDIR, fixture_dir("llama-f32"));
+    FILE *p = popen(cmd, "r");
+    char got[4096] = "";
+    size_t n = fread(got, 1, sizeof got - 1, p);
+    got[n] = '\0';
+    cr_assert_neq(pclose(p), 0);
+    cr_assert(strstr(got, "99999"), "%s", got);
+}
+
+/* The Mistral fixture's window (16) is shorter than its prompts plus generation: the same
+ * checkpoint with the window removed must give different logits for the long prompt, or the
+ * window-matching test above proves nothing. */
+Test(model_load, mistral_window_really_bites, .fini = cleanup_tmp)
+{
+    const char *dir = edited_fixture("mistral-f32", "\"sliding_window\": 16", "\"sliding_window\": null");
+    struct pgd_registry *reg = fixture_registry(NULL);
+    json_t *ref = fixture_reference("mistral-f32");
+    struct pgd__runner_params p;
+    pgd__runner_default_params(&p);
+    p.model_dir = dir;
+    p.registry = reg;
+    p.num_blocks = 16;
+    char err[1024] = "";
+    struct pgd__runner *r = NULL;
+    cr_assert_eq(pgd__runner_create(&p, &r, err, sizeof err), PGD_OK, "%s", err);
+    cr_assert_eq(pgd__runner_desc(r)->sliding_window, 0);
+    json_t *c = json_array_get(json_object_get(ref, "cases"), 3);      /* the 70-token prompt */
+    int np, nf;
+    int32_t *prompt = json_ints(json_object_get(c, "prompt"), &np);
+    float *rf = json_floats(json_object_get(json_object_get(c, "native"), "first_logits"), &nf);
+    int32_t table[16], out[1];
+    for (int b = 0; b < 16; b++)
+        table[b] = b;
+    float *first = malloc((size_t)nf * sizeof *first);
+    greedy_run(r, prompt, np, 1, 0, table, out, first, NULL);
+    cr_assert_gt(rel_max_diff(first, rf, nf), 1e-2, "full attention matched the windowed reference");
+    free(first);
+    free(prompt);
+    free(rf);
+    pgd__runner_destroy(r);
+    json_decref(ref);
+    pgd_registry_destroy(reg);
+}
+
+Test(model_load, qwen_layer_types_need_a_window, .fini = cleanup_tmp)
+{
+    const char *dir = edited_fixture("qwen2-f32", "\"full_attention\",\n    \"full_attention\"",
+                                     "\"sliding_attention\",\n    \"full_attention\"");
+    char err[1024] = "";
+    cr_assert_eq(load_dir(dir, err, sizeof err), PGD_ERR_FORMAT);
+    cr_assert(strstr(err, "sliding_window is not set"), "%s", err);
+}
