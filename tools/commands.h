@@ -18,5 +18,7 @@ const char *pgd_tool_build_plugin_dirs(void);
  * install directory. *out is owned by the caller: pgd_registry_destroy. */
 enum pgd_status pgd_tool_registry(const char *plugin_dirs, struct pgd_registry **out, char *err,
                                   size_t errlen);
+int pgd_cmd_tokenize(int argc, char **argv);
+int pgd_cmd_detokenize(int argc, char **argv);
 
 #endif

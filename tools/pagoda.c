@@ -18,6 +18,8 @@ static const struct command commands[] = {
     /* one line per command, in the order `pagoda help` lists them */
     { "generate", pgd_cmd_generate, "generate tokens from a model on the command line" },
     { "plugins", pgd_cmd_plugins, "list the plugins found and the files refused" },
+    { "tokenize", pgd_cmd_tokenize, "text on stdin -> JSON token ids (--model DIR [--special])" },
+    { "detokenize", pgd_cmd_detokenize, "JSON token ids on stdin -> text (--model DIR [--skip-special])" },
 };
 
 const char *pgd_tool_build_plugin_dirs(void)
