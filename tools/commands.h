@@ -8,6 +8,7 @@
 int pgd_cmd_plugins(int argc, char **argv);   /* tools/cmd_plugins.c */
 
 int pgd_cmd_generate(int argc, char **argv);
+int pgd_cmd_serve(int argc, char **argv);       /* tools/cmd_serve.c */
 
 /* Plugin directories an uninstalled build adds to the search path (NULL when installed):
  * the build tree's plugin folders, when this binary runs from the build tree. */
