@@ -130,9 +130,9 @@ def weights(vocab, rng):
     # Embeddings (tied with the output head) wide enough that the logits are not flat; the
     # rows of printable ASCII bytes and of merges are wider than the rest, so that sampled
     # text is mostly readable characters rather than stray UTF-8 bytes.
-    emb = normal(0.1, vocab, H)
+    emb = normal(0.05, vocab, H)
     wide = [b for b in range(256) if 32 <= b < 127] + list(range(256, vocab - len(SPECIALS)))
-    emb[wide] *= 4.0
+    emb[wide] *= 3.0
     out = [("model.embed_tokens.weight", emb)]
     for i in range(L):
         p = f"model.layers.{i}."

@@ -556,6 +556,8 @@ enum MHD_Result oai_gen_run(struct oai_server *s, struct MHD_Connection *c, stru
     if (j) {
         j->g = *g;
         memset(g, 0, sizeof *g);
+        if (j->g.sp.n_stop > 0)    /* it pointed into *g */
+            j->g.sp.stop = (const char *const *)j->g.stop_buf;
         j->s = s;
         j->conn = c;
         j->streams = calloc((size_t)np, sizeof *j->streams);

@@ -121,7 +121,8 @@ struct oai_gen {
     int logprobs;                  /* -1: none; else top alternatives per token */
     struct oai_prompt *prompts;    /* [n_prompts], owned */
     int n_prompts;
-    struct pgd_sampling_params sp; /* its arrays point into the fields below */
+    struct pgd_sampling_params sp; /* its arrays point into the fields below (sp.stop into
+                                      this struct: re-point it after a copy) */
     char *stop_buf[OAI_MAX_STOP];  /* owned */
     int32_t *stop_ids;             /* owned */
     struct pgd_logit_bias *bias;   /* owned */
