@@ -1076,9 +1076,9 @@ enum pgd_status pgd_engine_submit(struct pgd_engine *e, const struct pgd_request
     else
         e->pending_head = r;
     e->pending_tail = r;
+    *out = r->stream;   /* before unlocking: the engine thread may retire r at once */
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
-    *out = r->stream;
     return PGD_OK;
 fail:
     free(ids);

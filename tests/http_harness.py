@@ -18,6 +18,7 @@ SRCDIR = os.environ.get("PGD_SRCDIR", os.path.join(os.path.dirname(__file__), ".
 PAGODA = os.path.join(BUILDDIR, "tools", "pagoda")
 TINY = os.path.join(SRCDIR, "tests", "fixtures", "models", "tiny-chat")
 STOP_TIMEOUT = 30
+SERVERS = []   # every server started, so that a failing test can show a dead one's log
 
 
 class Server:
@@ -27,6 +28,8 @@ class Server:
         cmd = [PAGODA, "serve", "--model", model, "--host", "127.0.0.1", "--port", "0",
                "--grace", "5", *args]
         self.lines = []
+        self.reported = False
+        SERVERS.append(self)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True, errors="replace")
         self._cv = threading.Condition()
@@ -202,6 +205,12 @@ class Suite:
             self.failed += 1
             print(f"[FAIL] {self.name}::{fn.__name__} ({time.time() - t0:.2f}s)")
             traceback.print_exc(file=sys.stdout)
+            for srv in SERVERS:
+                rc = srv.proc.poll()
+                if rc is not None and rc != 0 and not srv.reported:
+                    srv.reported = True
+                    print(f"---- pagoda serve exited with status {rc}; its log:")
+                    print(srv.log()[-6000:])
         else:
             self.passed += 1
             print(f"[PASS] {self.name}::{fn.__name__} ({time.time() - t0:.2f}s)")
