@@ -59,6 +59,8 @@ static void merge_put(struct pgd__bpe *m, int32_t a, int32_t b, uint32_t rank, i
     m->merges[i] = (struct pgd__merge_slot){ key, rank, new_id };
 }
 
+static bool build_pairs(struct pgd__bpe *m);
+
 /* ---- loading ---------------------------------------------------------------------------- */
 
 static char *dup_opt_string(json_t *v)
@@ -209,6 +211,8 @@ enum pgd_status pgd__bpe_load(struct pgd__bpe *m, const void *model_json, const 
         merge_put(m, ia, ib, (uint32_t)i, inew);
     }
     pgd__buf_free(&joined);
+    if (!build_pairs(m))
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
     return PGD_OK;
 }
 
@@ -259,11 +263,65 @@ enum pgd_status pgd__bpe_enable_bytelevel(struct pgd__bpe *m)
     pgd__buf_free(&raw);
     memcpy(m->byte_ids, ids, sizeof ids);
     m->bytelevel = true;
+    free(m->pairs);
+    m->pairs = NULL;
     return PGD_OK;
+}
+
+static bool pair_has(const struct pgd__bpe *m, uint64_t key)
+{
+    size_t i = mix64(key) & m->pair_mask;
+    for (;;) {
+        if (m->pairs[i] == key)
+            return true;
+        if (m->pairs[i] == UINT64_MAX)
+            return false;
+        i = (i + 1) & m->pair_mask;
+    }
+}
+
+/* Builds the pair set for cutting long pieces (only without prefix/suffix and byte-level). */
+static bool build_pairs(struct pgd__bpe *m)
+{
+    if (m->prefix || m->suffix || m->bytelevel)
+        return true;
+    size_t total = 0;
+    for (int32_t id = 0; id < m->n_ids; id++)
+        total += m->id_len[id];
+    size_t cap = 16;
+    while (cap < total * 2)
+        cap *= 2;
+    m->pairs = malloc(cap * sizeof *m->pairs);
+    if (!m->pairs)
+        return false;
+    memset(m->pairs, 0xFF, cap * sizeof *m->pairs);
+    m->pair_mask = cap - 1;
+    for (int32_t id = 0; id < m->n_ids; id++) {
+        const unsigned char *s = (const unsigned char *)m->id_str[id];
+        size_t n = m->id_len[id], i = 0;
+        uint32_t prev = UINT32_MAX;
+        while (s && i < n) {
+            size_t k = pgd__utf8_valid_len(s + i, n - i);
+            uint32_t c = k ? pgd__utf8_decode(s + i, &k) : 0xFFFFFFFEu;
+            if (!k)
+                k = 1;
+            if (prev != UINT32_MAX) {
+                uint64_t key = ((uint64_t)prev << 32) | c;
+                size_t j = mix64(key) & m->pair_mask;
+                while (m->pairs[j] != UINT64_MAX && m->pairs[j] != key)
+                    j = (j + 1) & m->pair_mask;
+                m->pairs[j] = key;
+            }
+            prev = c;
+            i += k;
+        }
+    }
+    return true;
 }
 
 void pgd__bpe_free(struct pgd__bpe *m)
 {
+    free(m->pairs);
     pgd__strmap_free(&m->vocab);
     pgd__strmap_free(&m->raw_vocab);
     if (m->id_str)
@@ -362,8 +420,40 @@ static void sym_add(struct sym *v, size_t *n, int32_t id, uint32_t len)
     v[i] = (struct sym){ id, (int32_t)i - 1, (int32_t)i + 1, len };
 }
 
+static enum pgd_status tokenize_word(const struct pgd__bpe *m, struct pgd__bpe_scratch *s,
+                                     const char *piece, size_t len, struct pgd_tokens *out);
+
 enum pgd_status pgd__bpe_tokenize(const struct pgd__bpe *m, struct pgd__bpe_scratch *s,
                                   const char *piece, size_t len, struct pgd_tokens *out)
+{
+    if (len < 128 || !m->pairs || (m->ignore_merges && pgd__strmap_get(&m->vocab, piece, len) >= 0))
+        return tokenize_word(m, s, piece, len, out);
+    /* Cut between characters a|b that are both tokens and never side by side in a token. */
+    const unsigned char *u = (const unsigned char *)piece;
+    size_t start = 0, i = 0;
+    uint32_t prev = UINT32_MAX; /* UINT32_MAX: the previous char is not a token */
+    while (i < len) {
+        size_t k = pgd__utf8_valid_len(u + i, len - i);
+        if (!k)
+            k = 1;
+        size_t kk;
+        uint32_t c = pgd__strmap_get(&m->vocab, piece + i, k) >= 0 ? pgd__utf8_decode(u + i, &kk)
+                                                                   : UINT32_MAX;
+        if (prev != UINT32_MAX && c != UINT32_MAX && i - start >= 32 &&
+            !pair_has(m, ((uint64_t)prev << 32) | c)) {
+            enum pgd_status st = tokenize_word(m, s, piece + start, i - start, out);
+            if (st)
+                return st;
+            start = i;
+        }
+        prev = c;
+        i += k;
+    }
+    return tokenize_word(m, s, piece + start, len - start, out);
+}
+
+static enum pgd_status tokenize_word(const struct pgd__bpe *m, struct pgd__bpe_scratch *s,
+                                     const char *piece, size_t len, struct pgd_tokens *out)
 {
     if (len == 0)
         return PGD_OK;

@@ -756,6 +756,8 @@ static void engine_free(struct pgd_engine *e)
     free(e);
 }
 
+bool pgd_engine_has_tokenizer(const struct pgd_engine *e) { return e->has_tio; }
+
 enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
                                         const struct pgd__engine_backend *backend,
                                         const struct pgd__textio *textio,
@@ -1006,6 +1008,8 @@ enum pgd_status pgd_engine_submit(struct pgd_engine *e, const struct pgd_request
              "max_num_batched_tokens %d (chunked prefill is off)", n + max_out - 1,
              e->p.max_num_batched_tokens);
     bool detok = rp->detokenize && e->has_tio;
+    if (rp->sampling.n_stop > 0 && !detok)
+        FAIL(PGD_ERR_INVALID_ARG, "request: stop strings need detokenize on");
 
     r = calloc(1, sizeof *r);
     if (!r)
@@ -1071,12 +1075,13 @@ enum pgd_status pgd_engine_submit(struct pgd_engine *e, const struct pgd_request
         r->stream = NULL;
         FAIL(PGD_ERR_CLOSED, "engine: shutting down");
     }
+    /* Once queued, r belongs to the engine thread (it may be gone by the time we unlock). */
+    *out = r->stream;
     if (e->pending_tail)
         e->pending_tail->next = r;
     else
         e->pending_head = r;
     e->pending_tail = r;
-    *out = r->stream;   /* before unlocking: the engine thread may retire r at once */
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
     return PGD_OK;

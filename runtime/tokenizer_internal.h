@@ -76,6 +76,11 @@ struct pgd__bpe {
     bool bytelevel;
     int32_t byte_ids[256];
     struct pgd__strmap raw_vocab;
+    /* Character pairs (a << 32 | b) that occur side by side inside some token: between two
+     * characters that are tokens and do not form such a pair, no merge can ever reach across,
+     * so a long piece is cut there and each part merged alone (same result, small heaps). */
+    uint64_t *pairs; /* [pair_mask + 1], UINT64_MAX: empty; NULL: no cutting */
+    size_t pair_mask;
 };
 struct json_t;
 /* Reads the "model" object. name is for error messages. */

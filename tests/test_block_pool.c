@@ -4,6 +4,11 @@
 #include "runtime/kv_manager.h"
 #include <stdlib.h>
 #include <string.h>
+#include "tests/test_common.h"
+
+PGD_TEST_SUITE(block_pool);
+PGD_TEST_SUITE(prefix_cache);
+PGD_TEST_SUITE(kv_manager);
 
 static void check_pool(const struct pgd__block_pool *p)
 {

@@ -1,233 +1,23 @@
-/* The engine end to end over a stand-in model backend: the "model" keeps a fake paged KV
- * cache (each computed position writes its token into the slot the block table names) and
- * derives each row of logits from what the cache holds for the positions before it, so a
- * scheduling or block-sharing mistake changes the output. A small fixture vocabulary of
- * text pieces stands in for the tokenizer (for stop strings and delta text). */
+/* The engine end to end over the stand-in paged model of tests/engine_fixture.h: streams,
+ * refusals, seeds across batch compositions, stop strings, aborts, prefix sharing, n > 1,
+ * logprobs, metrics, many submitting threads. */
 #include <criterion/criterion.h>
-#include "runtime/engine_internal.h"
-#include <math.h>
-#include <pthread.h>
-#include <stdio.h>
-#include <time.h>
-#include <stdlib.h>
-#include <string.h>
+#include "tests/engine_fixture.h"
+#include "tests/test_common.h"
 
-#define VOCAB 64
-#define EOS_ID 1
-
-/* ---- the stand-in model ---------------------------------------------------------------- */
-
-struct fake {
-    int num_blocks, block_size;
-    int64_t *cache;         /* [num_blocks * block_size]: token << 32 | position */
-    float *logits;          /* [rows, VOCAB] */
-    size_t logits_cap;
-    int32_t eos[1];
-    int32_t *hist;
-    size_t hist_cap;
-    bool boost_eos;
-};
-
-static uint64_t mix(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    return h ^ (h >> 33);
-}
-
-/* The model's rule: logits of the next token after toks[0..n). */
-static void rule(const int32_t *toks, int n, float *out)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (int i = 0; i < n; i++)
-        h = (h ^ (uint32_t)toks[i]) * 1099511628211ULL;
-    for (int v = 0; v < VOCAB; v++)
-        out[v] = (float)((double)(mix(h ^ ((uint64_t)v * 0x9e3779b97f4a7c15ULL)) >> 40) /
-                         16777216.0 * 6.0 - 3.0);
-    out[EOS_ID] -= 1.0f;    /* EOS a little rarer */
-}
-
-/* A step's duration (microseconds), for tests that act while requests run. Criterion runs
- * each test in its own process. */
-static long g_step_delay_us;
-
-static enum pgd_status fake_step(void *ctx, const struct pgd__step_seq *seqs, int n,
-                                 const float **logits, char *err, size_t errlen)
-{
-    struct fake *f = ctx;
-    if (g_step_delay_us > 0) {
-        struct timespec ts = { 0, g_step_delay_us * 1000L };
-        nanosleep(&ts, NULL);
-    }
-    size_t rows = 0;
-    for (int i = 0; i < n; i++)
-        rows += (size_t)seqs[i].n_logits;
-    if (rows * VOCAB > f->logits_cap) {
-        f->logits_cap = rows * VOCAB;
-        f->logits = realloc(f->logits, f->logits_cap * sizeof *f->logits);
-    }
-    int bs = f->block_size;
-    /* Write every new token's "KV" first (as attention layers do), then read. */
-    for (int i = 0; i < n; i++) {
-        const struct pgd__step_seq *s = &seqs[i];
-        for (int j = 0; j < s->n_new; j++) {
-            int pos = s->n_computed + j;
-            if (pos / bs >= s->n_blocks)
-                return pgd_errf(err, errlen, PGD_ERR_INTERNAL, "position %d has no block", pos);
-            f->cache[(size_t)s->block_table[pos / bs] * bs + pos % bs] =
-                (int64_t)s->tokens[j] << 32 | pos;
-        }
-    }
-    float *row = f->logits;
-    for (int i = 0; i < n; i++) {
-        const struct pgd__step_seq *s = &seqs[i];
-        int total = s->n_computed + s->n_new;
-        if ((size_t)total > f->hist_cap) {
-            f->hist_cap = (size_t)total * 2;
-            f->hist = realloc(f->hist, f->hist_cap * sizeof *f->hist);
-        }
-        for (int pos = 0; pos < total; pos++) {
-            int64_t v = f->cache[(size_t)s->block_table[pos / bs] * bs + pos % bs];
-            if ((int)(v & 0xffffffff) != pos)
-                return pgd_errf(err, errlen, PGD_ERR_INTERNAL, "slot of position %d holds %d",
-                                pos, (int)(v & 0xffffffff));
-            f->hist[pos] = (int32_t)(v >> 32);
-        }
-        for (int r = 0; r < s->n_logits; r++) {
-            int upto = total - s->n_logits + r + 1;
-            rule(f->hist, upto, row);
-            row += VOCAB;
-        }
-    }
-    *logits = f->logits;
-    return PGD_OK;
-}
-
-static void fake_destroy(void *ctx)
-{
-    struct fake *f = ctx;
-    free(f->cache);
-    free(f->logits);
-    free(f->hist);
-    free(f);
-}
-
-static struct pgd__engine_backend fake_backend(int num_blocks, int block_size, int max_len)
-{
-    struct fake *f = calloc(1, sizeof *f);
-    f->num_blocks = num_blocks;
-    f->block_size = block_size;
-    f->cache = malloc((size_t)num_blocks * block_size * sizeof *f->cache);
-    f->eos[0] = EOS_ID;
-    return (struct pgd__engine_backend){
-        .ctx = f, .num_blocks = num_blocks, .block_size = block_size, .vocab_size = VOCAB,
-        .max_model_len = max_len, .eos_ids = f->eos, .n_eos = 1, .step = fake_step,
-        .destroy = fake_destroy,
-    };
-}
-
-/* ---- the fixture vocabulary ------------------------------------------------------------ */
-
-static const char *PIECE[VOCAB] = {
-    "<unk>", "</s>", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n",
-    "o", "p", "q", "r", "s", "t", "u", "v", "w", "x", "y", "z", " ", ".", ",", "\n",
-    "S", "T", "O", "P", "ST", "OP", "STOP", "the", " the", "ing", "er", "<", ">", "|",
-    "end", "<|end|>", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "!", "?", "-",
-    ":", ";", "'",
-};
-
-static enum pgd_status fx_encode(void *ctx, const char *text, bool add_special, int32_t **ids,
-                                 int *n, char *err, size_t errlen)
-{
-    size_t len = strlen(text);
-    int32_t *out = malloc((len + 1) * sizeof *out);
-    int k = 0;
-    for (size_t i = 0; i < len;) {
-        int best = -1;
-        size_t bl = 0;
-        for (int v = 2; v < VOCAB; v++) {
-            size_t pl = strlen(PIECE[v]);
-            if (pl > bl && strncmp(text + i, PIECE[v], pl) == 0) {
-                best = v;
-                bl = pl;
-            }
-        }
-        if (best < 0) {
-            free(out);
-            return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "fixture: no piece for '%c'",
-                            text[i]);
-        }
-        out[k++] = best;
-        i += bl;
-    }
-    *ids = out;
-    *n = k;
-    return PGD_OK;
-}
-
-struct fx_detok { bool skip; };
-static void *fx_new(void *ctx, const int32_t *p, int n, bool skip)
-{
-    struct fx_detok *d = malloc(sizeof *d);
-    d->skip = skip;
-    return d;
-}
-static void fx_push(void *st, int32_t t, const char **delta, size_t *len)
-{
-    struct fx_detok *d = st;
-    const char *s = (t <= EOS_ID && d->skip) ? "" : PIECE[t];
-    *delta = s;
-    *len = strlen(s);
-}
-static void fx_flush(void *st, const char **delta, size_t *len) { *delta = ""; *len = 0; }
-static void fx_free(void *st) { free(st); }
-
-static const struct pgd__textio FIXTURE_TEXT = {
-    .encode = fx_encode, .detok_new = fx_new, .detok_push = fx_push, .detok_flush = fx_flush,
-    .detok_free = fx_free,
-};
+PGD_TEST_SUITE(engine);
+PGD_TEST_SUITE(engine_threads);
+PGD_TEST_SUITE(engine_llama);
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
 static struct pgd_engine *make_engine(int num_blocks, int block_size, bool text,
                                       void (*tweak)(struct pgd_engine_params *))
 {
-    struct pgd_engine_params p = pgd_engine_default_params();
-    p.max_num_seqs = 16;
-    p.max_num_batched_tokens = 64;
-    if (tweak)
-        tweak(&p);
-    struct pgd__engine_backend be = fake_backend(num_blocks, block_size, 1024);
-    struct pgd_engine *e;
     char err[256];
-    cr_assert_eq(pgd__engine_create_with(&p, &be, text ? &FIXTURE_TEXT : NULL, &e, err,
-                                         sizeof err), PGD_OK, "%s", err);
-    pgd__engine_set_paranoid(e, true);
+    struct pgd_engine *e = fixture_engine(num_blocks, block_size, text, tweak, err, sizeof err);
+    cr_assert_not_null(e, "%s", err);
     return e;
-}
-
-/* What greedy decoding gives alone. */
-static int reference_greedy(const int32_t *prompt, int n, int max_out, bool ignore_eos,
-                            int32_t *out)
-{
-    int32_t *h = malloc((size_t)(n + max_out) * sizeof *h);
-    memcpy(h, prompt, (size_t)n * sizeof *h);
-    float lg[VOCAB];
-    int k = 0;
-    while (k < max_out) {
-        rule(h, n + k, lg);
-        int best = 0;
-        for (int v = 1; v < VOCAB; v++)
-            if (lg[v] > lg[best]) best = v;
-        h[n + k] = best;
-        out[k++] = best;
-        if (best == EOS_ID && !ignore_eos)
-            break;
-    }
-    free(h);
-    return k;
 }
 
 struct collected {
@@ -280,14 +70,6 @@ static struct pgd_stream *submit_ids(struct pgd_engine *e, const int32_t *ids, i
     char err[256];
     cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_OK, "%s", err);
     return s;
-}
-
-static struct pgd_sampling_params greedy_params(int max_tokens)
-{
-    struct pgd_sampling_params sp = pgd_sampling_default_params();
-    sp.temperature = 0.0f;
-    sp.max_tokens = max_tokens;
-    return sp;
 }
 
 /* ---- tests ------------------------------------------------------------------------------ */
@@ -730,98 +512,10 @@ Test(engine, metrics_in_prometheus_text_format)
     pgd_engine_destroy(e);
 }
 
-/* ---- many threads, a small pool: preemption, aborts, n > 1, shared prefixes -------------- */
-
-struct worker {
-    struct pgd_engine *e;
-    int id, n_requests;
-    int done, aborted;
-};
-
-static uint32_t xs(uint32_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 17;
-    *s ^= *s << 5;
-    return *s;
-}
-
-static void *worker_main(void *arg)
-{
-    struct worker *w = arg;
-    uint32_t rs = 0x9e3779b9u * (uint32_t)(w->id + 1);
-    static const int32_t sys[24] = { 9, 8, 7, 6, 5, 4, 3, 2, 10, 11, 12, 13, 14, 15, 16, 17,
-                                     20, 21, 22, 23, 24, 25, 26, 27 };
-    for (int r = 0; r < w->n_requests; r++) {
-        int32_t prompt[48];
-        int n = 1 + (int)(xs(&rs) % 40);
-        int pre = xs(&rs) % 2 ? (int)(xs(&rs) % 24) : 0;
-        if (pre > n) pre = n;
-        memcpy(prompt, sys, (size_t)pre * sizeof *prompt);
-        for (int i = pre; i < n; i++) prompt[i] = 2 + (int32_t)(xs(&rs) % 60);
-        struct pgd_sampling_params sp = greedy_params(1 + (int)(xs(&rs) % 24));
-        sp.n = xs(&rs) % 4 == 0 ? 2 : 1;
-        bool greedy = xs(&rs) % 3 != 0;
-        if (!greedy) {
-            sp.temperature = 0.8f;
-            sp.top_k = 10;
-        }
-        struct pgd_request_params rp = pgd_request_default_params();
-        rp.prompt_ids = prompt;
-        rp.n_prompt_ids = n;
-        rp.sampling = sp;
-        rp.priority = (int)(xs(&rs) % 3);
-        struct pgd_stream *s;
-        char err[256];
-        if (pgd_engine_submit(w->e, &rp, &s, err, sizeof err) != PGD_OK)
-            return (void *)"submit failed";
-        int abort_at = xs(&rs) % 6 == 0 ? (int)(xs(&rs) % 5) : -1;
-        struct pgd_output o;
-        int32_t got[2][32];
-        int ng[2] = { 0, 0 }, finals = 0, outputs = 0;
-        enum pgd_finish_reason fin[2] = { 0, 0 };
-        enum pgd_status st;
-        while ((st = pgd_stream_next(s, &o, 20000)) == PGD_OK) {
-            if (outputs++ == abort_at)
-                pgd_engine_abort(w->e, pgd_stream_request_id(s));
-            for (int i = 0; i < o.n_token_ids; i++)
-                got[o.index][ng[o.index]++] = o.token_ids[i];
-            if (o.finish_reason) {
-                fin[o.index] = o.finish_reason;
-                finals++;
-            }
-        }
-        if (st != PGD_ERR_CLOSED || finals != sp.n)
-            return (void *)"stream did not close properly";
-        for (int c = 0; c < sp.n; c++) {
-            if (fin[c] == PGD_FINISH_ABORT) {
-                w->aborted++;
-                continue;
-            }
-            if (!greedy)
-                continue;
-            int32_t ref[32];
-            int nr = reference_greedy(prompt, n, sp.max_tokens, false, ref);
-            if (nr != ng[c] || memcmp(ref, got[c], (size_t)nr * sizeof *ref) != 0)
-                return (void *)"greedy output differs from the request run alone";
-        }
-        pgd_stream_destroy(s);
-        w->done++;
-    }
-    return NULL;
-}
-
-static void tweak_stress(struct pgd_engine_params *p)
-{
-    p->max_num_batched_tokens = 48;
-    p->max_num_seqs = 6;
-    p->policy = PGD_SCHED_PRIORITY;
-}
-
 Test(engine_threads, many_submitters_small_pool)
 {
     /* 20 blocks of 4 tokens: 80 tokens of KV for up to 6 sequences of up to 64. */
-    struct pgd_engine *e = make_engine(20, 4, false, tweak_stress);
+    struct pgd_engine *e = make_engine(20, 4, false, fixture_tweak_stress);
     enum { T = 8 };
     struct worker w[T];
     pthread_t th[T];
@@ -845,5 +539,143 @@ Test(engine_threads, many_submitters_small_pool)
     char *text;
     cr_assert_eq(pgd_engine_metrics_text(e, &text, NULL), PGD_OK);
     free(text);
+    pgd_engine_destroy(e);
+}
+
+/* ---- the real model: the tiny Llama fixture through the runner ------------------------- */
+
+#include <jansson.h>
+
+#define LLAMA_DIR PGD_TEST_SRCDIR "/tests/fixtures/models/llama-f32"
+
+static struct pgd_engine *llama_engine(int num_blocks, int block_size, int budget, int max_seqs)
+{
+    struct pgd_engine_params p = pgd_engine_default_params();
+    p.model_dir = LLAMA_DIR;
+    p.plugin_path = PGD_BUILD_PLUGIN_DIRS;
+    p.num_blocks = num_blocks;
+    p.block_size = block_size;
+    p.max_num_batched_tokens = budget;
+    p.max_num_seqs = max_seqs;
+    struct pgd_engine *e;
+    char err[1024];
+    cr_assert_eq(pgd_engine_create(&p, &e, err, sizeof err), PGD_OK, "%s", err);
+    pgd__engine_set_paranoid(e, true);
+    return e;
+}
+
+static int32_t *ints(json_t *a, int *n)
+{
+    *n = (int)json_array_size(a);
+    int32_t *v = malloc((size_t)*n * sizeof *v + 1);
+    for (int i = 0; i < *n; i++) v[i] = (int32_t)json_integer_value(json_array_get(a, (size_t)i));
+    return v;
+}
+
+Test(engine_llama, batched_chunked_preempted_greedy_matches_transformers)
+{
+    json_error_t je;
+    json_t *ref = json_load_file(LLAMA_DIR "/reference.json", 0, &je);
+    cr_assert_not_null(ref, "%s", je.text);
+    /* 40 blocks of 4 tokens for four sequences of up to 102 tokens: preemption; a budget
+     * of 24 tokens: chunked prefill beside decodes. */
+    struct pgd_engine *e = llama_engine(40, 4, 24, 8);
+    json_t *cases = json_object_get(ref, "cases");
+    size_t nc = json_array_size(cases);
+    struct pgd_stream *s[8];
+    int n_new = (int)json_integer_value(json_object_get(ref, "n_new"));
+    for (size_t i = 0; i < nc; i++) {
+        int np;
+        int32_t *prompt = ints(json_object_get(json_array_get(cases, i), "prompt"), &np);
+        struct pgd_sampling_params sp = greedy_params(n_new);
+        sp.ignore_eos = true;
+        sp.n = i == 1 ? 2 : 1;
+        s[i] = submit_ids(e, prompt, np, sp);
+        free(prompt);
+    }
+    for (size_t i = 0; i < nc; i++) {
+        struct collected c;
+        collect(s[i], &c);
+        pgd_stream_destroy(s[i]);
+        int ng;
+        int32_t *want = ints(json_object_get(json_object_get(json_array_get(cases, i), "native"),
+                                             "greedy"), &ng);
+        for (int k = 0; k < (i == 1 ? 2 : 1); k++) {
+            cr_assert_eq(c.n_tokens[k], ng);
+            for (int t = 0; t < ng; t++)
+                cr_assert_eq(c.tokens[k][t], want[t], "case %zu sample %d token %d: %d, "
+                             "transformers %d", i, k, t, c.tokens[k][t], want[t]);
+        }
+        free(want);
+    }
+    struct pgd_engine_stats st;
+    pgd_engine_get_stats(e, &st);
+    cr_assert_gt(st.num_preemptions, 0);
+    pgd_engine_destroy(e);
+    json_decref(ref);
+}
+
+Test(engine_llama, random_requests_match_their_runs_alone)
+{
+    enum { N = 48 };
+    struct { int32_t prompt[48]; int n, max_out, nc; bool abort; } rq[N];
+    uint32_t rs = 12345;
+    int32_t sys[32];
+    for (int i = 0; i < 32; i++) sys[i] = 3 + (int32_t)(xs(&rs) % 500);
+    for (int r = 0; r < N; r++) {
+        rq[r].n = 1 + (int)(xs(&rs) % 47);
+        int pre = xs(&rs) % 2 ? (int)(xs(&rs) % 32) : 0;
+        if (pre > rq[r].n) pre = rq[r].n;
+        memcpy(rq[r].prompt, sys, (size_t)pre * sizeof *sys);
+        for (int i = pre; i < rq[r].n; i++) rq[r].prompt[i] = 3 + (int32_t)(xs(&rs) % 500);
+        rq[r].max_out = 1 + (int)(xs(&rs) % 16);
+        rq[r].nc = xs(&rs) % 5 == 0 ? 2 : 1;
+        rq[r].abort = xs(&rs) % 8 == 0;
+    }
+    /* Alone, one at a time, in a roomy engine. */
+    int32_t alone[N][16];
+    int n_alone[N];
+    struct pgd_engine *e = llama_engine(64, 16, 256, 4);
+    for (int r = 0; r < N; r++) {
+        struct pgd_stream *s = submit_ids(e, rq[r].prompt, rq[r].n, greedy_params(rq[r].max_out));
+        struct collected c;
+        collect(s, &c);
+        pgd_stream_destroy(s);
+        n_alone[r] = c.n_tokens[0];
+        memcpy(alone[r], c.tokens[0], (size_t)c.n_tokens[0] * sizeof(int32_t));
+    }
+    pgd_engine_destroy(e);
+    /* All at once in a tight one: shared prefixes, n > 1, aborts, preemption. */
+    e = llama_engine(24, 4, 32, 6);
+    struct pgd_stream *s[N];
+    for (int r = 0; r < N; r++) {
+        struct pgd_sampling_params sp = greedy_params(rq[r].max_out);
+        sp.n = rq[r].nc;
+        s[r] = submit_ids(e, rq[r].prompt, rq[r].n, sp);
+        if (rq[r].abort)
+            pgd_engine_abort(e, pgd_stream_request_id(s[r]));
+    }
+    int aborted = 0;
+    for (int r = 0; r < N; r++) {
+        struct collected c;
+        collect(s[r], &c);
+        pgd_stream_destroy(s[r]);
+        for (int k = 0; k < rq[r].nc; k++) {
+            cr_assert_neq(c.finish[k], PGD_FINISH_NONE);
+            if (c.finish[k] == PGD_FINISH_ABORT) {
+                aborted++;
+                cr_assert_leq(c.n_tokens[k], n_alone[r]);
+            } else {
+                cr_assert_eq(c.n_tokens[k], n_alone[r], "request %d", r);
+            }
+            for (int t = 0; t < c.n_tokens[k]; t++)
+                cr_assert_eq(c.tokens[k][t], alone[r][t], "request %d sample %d token %d", r, k, t);
+        }
+    }
+    cr_assert_gt(aborted, 0);
+    struct pgd_engine_stats st;
+    pgd_engine_get_stats(e, &st);
+    cr_assert_gt(st.num_preemptions, 0);
+    cr_assert_gt(st.prefix_cache_hits, 0);
     pgd_engine_destroy(e);
 }

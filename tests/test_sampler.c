@@ -7,6 +7,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "tests/test_common.h"
+
+PGD_TEST_SUITE(sampler);
+PGD_TEST_SUITE(stop);
 
 #define V 10
 static const float LOGITS[V] = { 2.0f, 1.5f, 1.2f, 1.0f, 0.5f, 0.1f, -0.3f, -1.0f, -2.0f, 0.9f };

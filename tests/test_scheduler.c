@@ -7,6 +7,10 @@
 #include "runtime/scheduler.h"
 #include <stdlib.h>
 #include <string.h>
+#include "tests/test_common.h"
+
+PGD_TEST_SUITE(scheduler);
+PGD_TEST_SUITE(scheduler_stress);
 
 #define EOS 0
 

@@ -10,6 +10,7 @@
 #include <pagoda/log.h>
 #include <pagoda/registry.h>
 #include <pagoda/tokenizer.h>
+#include <pagoda/chat_template.h>
 #include <jansson.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -116,68 +117,34 @@ static json_t *read_json(const char *dir, const char *name)
     return json_load_file(path, 0, NULL);
 }
 
-/* PROVISIONAL: until the chat templates (include/pagoda/chat_template.h) land, a model
- * whose chat_template is ChatML (uses <|im_start|>) is rendered here as ChatML; other
- * templates are not supported yet (chat requests get a 400). */
-static enum pgd_status chatml_render(void *ctx, const char *messages_json,
-                                     bool add_generation_prompt, const char *kwargs_json,
-                                     char **out, char *err, size_t errlen)
+/* The model's chat template (compiled once; renders are thread-safe). */
+struct chat {
+    struct pgd_chat_template_config cfg;
+    struct pgd_chat_template *tpl;
+};
+
+static enum pgd_status chat_render(void *ctx, const char *messages_json, const char *tools_json,
+                                   bool add_generation_prompt, const char *kwargs_json,
+                                   char **out, char *err, size_t errlen)
 {
-    json_t *msgs = json_loads(messages_json, 0, NULL);
-    if (!json_is_array(msgs)) {
-        json_decref(msgs);
-        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "messages are not a JSON array");
-    }
-    size_t cap = 64, len = 0;
-    char *s = malloc(cap);
-    size_t i;
-    json_t *m;
-    json_array_foreach(msgs, i, m) {
-        const char *role = json_string_value(json_object_get(m, "role"));
-        const char *content = json_string_value(json_object_get(m, "content"));
-        if (!role || !content) {
-            free(s);
-            json_decref(msgs);
-            return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
-                            "messages[%zu] needs string role and content", i);
-        }
-        size_t need = len + strlen(role) + strlen(content) + 64;
-        if (need > cap) {
-            char *p = s ? realloc(s, cap = need * 2) : NULL;
-            if (!p) {
-                free(s);
-                json_decref(msgs);
-                return pgd_errf(err, errlen, PGD_ERR_NOMEM, "no memory");
-            }
-            s = p;
-        }
-        if (!s)
-            break;
-        len += (size_t)sprintf(s + len, "<|im_start|>%s\n%s<|im_end|>\n", role, content);
-    }
-    json_decref(msgs);
-    if (!s)
-        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "no memory");
-    if (add_generation_prompt) {
-        char *p = realloc(s, len + 32);
-        if (!p) {
-            free(s);
-            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "no memory");
-        }
-        s = p;
-        len += (size_t)sprintf(s + len, "<|im_start|>assistant\n");
-    }
-    *out = s;
-    return PGD_OK;
+    struct chat *c = ctx;
+    return pgd_chat_template_render(c->tpl, messages_json, tools_json, add_generation_prompt,
+                                    kwargs_json, c->cfg.bos_token, c->cfg.eos_token, out, NULL,
+                                    err, errlen);
 }
 
-static bool has_chatml_template(const char *dir)
+/* Loads DIR's chat template; false (and no template) when it has none. */
+static enum pgd_status chat_load(const char *dir, struct chat *c, bool *found, char *err,
+                                 size_t errlen)
 {
-    json_t *tc = read_json(dir, "tokenizer_config.json");
-    const char *t = json_string_value(json_object_get(tc, "chat_template"));
-    bool yes = t && strstr(t, "<|im_start|>");
-    json_decref(tc);
-    return yes;
+    *found = false;
+    enum pgd_status st = pgd_chat_template_config_load(dir, &c->cfg, err, errlen);
+    if (st == PGD_ERR_NOT_FOUND || (st == PGD_OK && !c->cfg.source))
+        return PGD_OK;
+    if (st == PGD_OK)
+        st = pgd_chat_template_create(c->cfg.source, c->cfg.path, &c->tpl, err, errlen);
+    *found = st == PGD_OK;
+    return st;
 }
 
 /* ---- signals: a self-pipe, so a signal delivered to any thread wakes the main one -------- */
@@ -231,6 +198,8 @@ static int run(struct serve_opts *o)
     const struct pgd_frontend_ops *ops = NULL;
     json_t *cfg = NULL;
     char *engine_dirs = NULL;
+    struct chat chat = { 0 };
+    bool has_chat = false;
 
     if (install_signals() != 0) {
         snprintf(err, sizeof err, "cannot set up signal handling");
@@ -282,6 +251,8 @@ static int run(struct serve_opts *o)
     snprintf(path, sizeof path, "%s/tokenizer.json", o->model);
     if (stat(path, &sb) == 0 && pgd_tokenizer_load(o->model, &tok, err, sizeof err))
         goto out;
+    if (tok && chat_load(o->model, &chat, &has_chat, err, sizeof err))
+        goto out;
     /* The model's name: DIR's last part (the frontend's served_model_name overrides it). */
     char namebuf[256], tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s", o->model);
@@ -298,8 +269,8 @@ static int run(struct serve_opts *o)
         .root = o->model,
         .max_model_len = o->ep.max_model_len,
         .vocab_size = (int)json_integer_value(vs),
-        .render_chat = tok && has_chatml_template(o->model) ? chatml_render : NULL,
-        .render_ctx = NULL,
+        .render_chat = has_chat ? chat_render : NULL,
+        .render_ctx = &chat,
     };
     if (ops->attach(fe, &fm, err, sizeof err))
         goto out;
@@ -317,6 +288,8 @@ out:
     }
     pgd_engine_destroy(eng);
     pgd_tokenizer_destroy(tok);
+    pgd_chat_template_destroy(chat.tpl);
+    pgd_chat_template_config_fini(&chat.cfg);
     pgd_registry_destroy(reg);
     json_decref(cfg);
     free(engine_dirs);

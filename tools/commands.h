@@ -9,6 +9,8 @@ int pgd_cmd_plugins(int argc, char **argv);   /* tools/cmd_plugins.c */
 
 int pgd_cmd_generate(int argc, char **argv);
 int pgd_cmd_serve(int argc, char **argv);       /* tools/cmd_serve.c */
+int pgd_cmd_chat_template(int argc, char **argv);  /* tools/cmd_chat_template.c */
+
 
 /* Plugin directories an uninstalled build adds to the search path (NULL when installed):
  * the build tree's plugin folders, when this binary runs from the build tree. */

@@ -21,6 +21,7 @@ static const struct command commands[] = {
     { "plugins", pgd_cmd_plugins, "list the plugins found and the files refused" },
     { "tokenize", pgd_cmd_tokenize, "text on stdin -> JSON token ids (--model DIR [--special])" },
     { "detokenize", pgd_cmd_detokenize, "JSON token ids on stdin -> text (--model DIR [--skip-special])" },
+    { "chat-template", pgd_cmd_chat_template, "render a model's chat template for a conversation" },
 };
 
 const char *pgd_tool_build_plugin_dirs(void)

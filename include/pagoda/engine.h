@@ -176,6 +176,9 @@ void pgd_engine_abort(struct pgd_engine *e, uint64_t request_id);
  * and stay readable until destroyed). NULL is fine. */
 void pgd_engine_destroy(struct pgd_engine *e);
 
+/* Whether the model directory had a tokenizer (text prompts, text output, stop strings). */
+bool pgd_engine_has_tokenizer(const struct pgd_engine *e);
+
 /* A snapshot of the engine's counters. */
 struct pgd_engine_stats {
     int num_requests_running;        /* sequences */

@@ -40,11 +40,14 @@ struct pgd_setting {
     const char *value;
 };
 
-/* Renders a chat with the model's chat template. messages_json is the JSON array of
- * messages as the client sent it; kwargs_json (may be NULL) a JSON object of extra template
- * variables. On success *out is a malloc'd NUL-terminated prompt, owned by the caller
- * (free()). Errors (PGD_ERR_TEMPLATE, PGD_ERR_INVALID_ARG) carry a message for the client. */
+/* Renders a chat with the model's chat template (must be thread-safe). messages_json is
+ * the JSON array of messages (contents as strings); tools_json (may be NULL) the request's
+ * JSON array of tools; kwargs_json (may be NULL) a JSON object of extra template variables.
+ * On success *out is a malloc'd NUL-terminated prompt, owned by the caller (free()).
+ * Errors carry a message for the client: PGD_ERR_INVALID_ARG when the conversation breaks
+ * the template's rules (the client's fault), anything else when the template itself fails. */
 typedef enum pgd_status (*pgd_chat_render_fn)(void *ctx, const char *messages_json,
+                                              const char *tools_json,
                                               bool add_generation_prompt,
                                               const char *kwargs_json, char **out, char *err,
                                               size_t errlen);

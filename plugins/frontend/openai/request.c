@@ -269,6 +269,12 @@ static bool parse_messages(struct oai_server *s, json_t *b, struct oai_gen *g, b
         OAI_BAD(e, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
         return false;
     }
+    json_t *tools = field(b, "tools");
+    if (tools && !json_is_array(tools)) {
+        json_decref(norm);
+        OAI_BAD(e, "tools", "'tools' must be a list of tools");
+        return false;
+    }
     if (!s->model.render_chat) {
         json_decref(norm);
         OAI_BAD(e, "messages", "this model has no chat template: use /v1/completions");
@@ -276,16 +282,24 @@ static bool parse_messages(struct oai_server *s, json_t *b, struct oai_gen *g, b
     }
     char *mj = json_dumps(norm, JSON_COMPACT);
     char *kj = kw ? json_dumps(kw, JSON_COMPACT) : NULL;
+    char *tj = tools ? json_dumps(tools, JSON_COMPACT) : NULL;
     json_decref(norm);
     char *prompt = NULL, err[512] = "";
-    enum pgd_status st = mj ? s->model.render_chat(s->model.render_ctx, mj, add_gen, kj, &prompt,
-                                                   err, sizeof err)
+    enum pgd_status st = mj ? s->model.render_chat(s->model.render_ctx, mj, tj, add_gen, kj,
+                                                   &prompt, err, sizeof err)
                             : PGD_ERR_NOMEM;
     free(mj);
     free(kj);
+    free(tj);
+    if (st == PGD_ERR_INVALID_ARG) {
+        free(prompt);
+        OAI_BAD(e, "messages", "%s", err);
+        return false;
+    }
     if (st != PGD_OK) {
         free(prompt);
-        OAI_BAD(e, "messages", "cannot apply the chat template: %s", err);
+        oai_err_set(e, 500, "internal_error", NULL, NULL,
+                    "the model's chat template failed: %s", err);
         return false;
     }
     bool ok = alloc_prompts(g, 1, e) &&
