@@ -17,6 +17,7 @@ struct command {
 static const struct command commands[] = {
     /* one line per command, in the order `pagoda help` lists them */
     { "generate", pgd_cmd_generate, "generate tokens from a model on the command line" },
+    { "serve", pgd_cmd_serve, "serve a model over the OpenAI API (HTTP, SSE streaming)" },
     { "plugins", pgd_cmd_plugins, "list the plugins found and the files refused" },
     { "tokenize", pgd_cmd_tokenize, "text on stdin -> JSON token ids (--model DIR [--special])" },
     { "detokenize", pgd_cmd_detokenize, "JSON token ids on stdin -> text (--model DIR [--skip-special])" },

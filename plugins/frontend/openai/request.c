@@ -1,0 +1,586 @@
+/* Request bodies of /v1/completions and /v1/chat/completions -> struct oai_gen.
+ *
+ * Every field is checked for its type and range; a wrong one is a 400 naming the field.
+ * Fields nobody knows are ignored, as OpenAI does. Prompts are rendered (chat) and
+ * tokenized here, so that the context check can say how many tokens the prompt has. */
+#include "plugins/frontend/openai/oai.h"
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The value of k, or NULL when absent or JSON null. */
+static json_t *field(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_null(v) ? NULL : v;
+}
+
+static bool opt_bool(json_t *o, const char *k, bool *out, struct oai_error *e)
+{
+    json_t *v = field(o, k);
+    if (!v)
+        return true;
+    if (!json_is_boolean(v)) {
+        OAI_BAD(e, k, "'%s' must be a boolean", k);
+        return false;
+    }
+    *out = json_is_true(v);
+    return true;
+}
+
+/* An integer (a real with an integral value is accepted) in [lo, hi]. */
+static bool opt_int(json_t *o, const char *k, long long lo, long long hi, long long *out,
+                    bool *set, struct oai_error *e)
+{
+    json_t *v = field(o, k);
+    if (set)
+        *set = false;
+    if (!v)
+        return true;
+    long long x;
+    if (json_is_integer(v))
+        x = json_integer_value(v);
+    else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) &&
+             fabs(json_real_value(v)) < 9e15)
+        x = (long long)json_real_value(v);
+    else {
+        OAI_BAD(e, k, "'%s' must be an integer", k);
+        return false;
+    }
+    if (x < lo || x > hi) {
+        if (hi == LLONG_MAX)
+            OAI_BAD(e, k, "'%s' must be at least %lld (got %lld)", k, lo, x);
+        else
+            OAI_BAD(e, k, "'%s' must be in [%lld, %lld] (got %lld)", k, lo, hi, x);
+        return false;
+    }
+    *out = x;
+    if (set)
+        *set = true;
+    return true;
+}
+
+/* A number in [lo, hi] (or (lo, hi] when lo_open). */
+static bool opt_num(json_t *o, const char *k, double lo, double hi, bool lo_open, float *out,
+                    struct oai_error *e)
+{
+    json_t *v = field(o, k);
+    if (!v)
+        return true;
+    if (!json_is_number(v)) {
+        OAI_BAD(e, k, "'%s' must be a number", k);
+        return false;
+    }
+    double x = json_number_value(v);
+    if (!(lo_open ? x > lo : x >= lo) || !(x <= hi)) {
+        OAI_BAD(e, k, "'%s' must be in %c%g, %g] (got %g)", k, lo_open ? '(' : '[', lo, hi, x);
+        return false;
+    }
+    *out = (float)x;
+    return true;
+}
+
+static bool take_ids(struct oai_server *s, json_t *arr, const char *param, struct oai_prompt *p,
+                     struct oai_error *e)
+{
+    size_t n = json_array_size(arr);
+    p->ids = malloc((n ? n : 1) * sizeof *p->ids);
+    if (!p->ids) {
+        oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(arr, i);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) >= s->model.vocab_size) {
+            OAI_BAD(e, param, "'%s': token ids must be integers in [0, %d)", param,
+                    s->model.vocab_size);
+            return false;
+        }
+        p->ids[i] = (int32_t)json_integer_value(v);
+    }
+    p->n_ids = (int)n;
+    return true;
+}
+
+static bool tokenize(struct oai_server *s, const char *text, size_t len, bool add_special,
+                     const char *param, struct oai_prompt *p, struct oai_error *e)
+{
+    if (!s->model.tokenizer) {
+        OAI_BAD(e, param, "this model has no tokenizer: send the prompt as token ids");
+        return false;
+    }
+    struct pgd_tokens t;
+    pgd_tokens_init(&t);
+    char err[256];
+    if (pgd_tokenizer_encode(s->model.tokenizer, text, len, add_special, &t, err, sizeof err)) {
+        pgd_tokens_fini(&t);
+        OAI_BAD(e, param, "cannot tokenize '%s': %s", param, err);
+        return false;
+    }
+    if (t.n > INT_MAX / 2) {
+        pgd_tokens_fini(&t);
+        OAI_BAD(e, param, "'%s' is too long", param);
+        return false;
+    }
+    p->ids = t.ids;            /* the array passes to p */
+    p->n_ids = (int)t.n;
+    if (!(p->text = malloc(len + 1))) {
+        oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    memcpy(p->text, text, len);
+    p->text[len] = '\0';
+    return true;
+}
+
+static bool alloc_prompts(struct oai_gen *g, size_t n, struct oai_error *e)
+{
+    g->prompts = calloc(n, sizeof *g->prompts);
+    if (!g->prompts) {
+        oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    g->n_prompts = (int)n;
+    return true;
+}
+
+/* "prompt": a string, a list of strings, a list of token ids, a list of lists of ids. */
+static bool parse_prompt(struct oai_server *s, json_t *b, struct oai_gen *g, bool add_special,
+                         struct oai_error *e)
+{
+    json_t *p = field(b, "prompt");
+    if (!p) {
+        OAI_BAD(e, "prompt", "'prompt' is required");
+        return false;
+    }
+    if (json_is_string(p)) {
+        if (!alloc_prompts(g, 1, e))
+            return false;
+        return tokenize(s, json_string_value(p), json_string_length(p), add_special, "prompt",
+                        &g->prompts[0], e);
+    }
+    if (!json_is_array(p) || json_array_size(p) == 0) {
+        OAI_BAD(e, "prompt", "'prompt' must be a string, a list of strings, a list of token "
+                "ids or a list of lists of token ids (non-empty)");
+        return false;
+    }
+    json_t *first = json_array_get(p, 0);
+    size_t n = json_array_size(p);
+    if (json_is_integer(first)) {
+        if (!alloc_prompts(g, 1, e))
+            return false;
+        return take_ids(s, p, "prompt", &g->prompts[0], e);
+    }
+    if ((size_t)s->cfg.max_n < n) {
+        OAI_BAD(e, "prompt", "at most %d prompts per request (got %zu)", s->cfg.max_n, n);
+        return false;
+    }
+    if (!alloc_prompts(g, n, e))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(p, i);
+        if (json_is_string(v) && json_is_string(first)) {
+            if (!tokenize(s, json_string_value(v), json_string_length(v), add_special, "prompt",
+                          &g->prompts[i], e))
+                return false;
+        } else if (json_is_array(v) && json_is_array(first)) {
+            if (!take_ids(s, v, "prompt", &g->prompts[i], e))
+                return false;
+        } else {
+            OAI_BAD(e, "prompt", "'prompt' must be a string, a list of strings, a list of "
+                    "token ids or a list of lists of token ids (prompt[%zu] does not fit)", i);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* "messages" -> the rendered chat -> tokens. Message contents may be strings or lists of
+ * text parts; the template sees strings. */
+static bool parse_messages(struct oai_server *s, json_t *b, struct oai_gen *g, bool add_special,
+                           struct oai_error *e)
+{
+    json_t *msgs = field(b, "messages");
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
+        OAI_BAD(e, "messages", "'messages' must be a non-empty list of messages");
+        return false;
+    }
+    json_t *norm = json_array();
+    size_t i;
+    json_t *m;
+    json_array_foreach(msgs, i, m) {
+        char param[48];
+        snprintf(param, sizeof param, "messages[%zu]", i);
+        json_t *role = json_object_get(m, "role");
+        if (!json_is_object(m) || !json_is_string(role)) {
+            json_decref(norm);
+            OAI_BAD(e, param, "'%s' must be an object with a string 'role'", param);
+            return false;
+        }
+        json_t *content = field(m, "content");
+        json_t *text;
+        if (!content)
+            text = json_string("");
+        else if (json_is_string(content))
+            text = json_copy(content);
+        else if (json_is_array(content)) {
+            struct oai_buf tb = { 0 };
+            size_t j;
+            json_t *part;
+            json_array_foreach(content, j, part) {
+                json_t *t = json_object_get(part, "text");
+                if (!json_is_object(part) ||
+                    !json_is_string(json_object_get(part, "type")) ||
+                    strcmp(json_string_value(json_object_get(part, "type")), "text") ||
+                    !json_is_string(t)) {
+                    oai_buf_fini(&tb);
+                    json_decref(norm);
+                    OAI_BAD(e, param, "'%s.content[%zu]': only parts {\"type\": \"text\", "
+                            "\"text\": ...} are supported", param, j);
+                    return false;
+                }
+                if (j)
+                    oai_buf_add(&tb, "\n", 1);
+                oai_buf_add(&tb, json_string_value(t), json_string_length(t));
+            }
+            text = json_stringn(tb.p ? tb.p : "", tb.len);
+            oai_buf_fini(&tb);
+        } else {
+            json_decref(norm);
+            OAI_BAD(e, param, "'%s.content' must be a string or a list of text parts", param);
+            return false;
+        }
+        json_t *nm = json_copy(m);
+        json_object_set_new(nm, "content", text);
+        json_array_append_new(norm, nm);
+    }
+    bool add_gen = true;
+    if (!opt_bool(b, "add_generation_prompt", &add_gen, e)) {
+        json_decref(norm);
+        return false;
+    }
+    json_t *kw = field(b, "chat_template_kwargs");
+    if (kw && !json_is_object(kw)) {
+        json_decref(norm);
+        OAI_BAD(e, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
+        return false;
+    }
+    json_t *tools = field(b, "tools");
+    if (tools && !json_is_array(tools)) {
+        json_decref(norm);
+        OAI_BAD(e, "tools", "'tools' must be a list of tools");
+        return false;
+    }
+    if (!s->model.render_chat) {
+        json_decref(norm);
+        OAI_BAD(e, "messages", "this model has no chat template: use /v1/completions");
+        return false;
+    }
+    char *mj = json_dumps(norm, JSON_COMPACT);
+    char *kj = kw ? json_dumps(kw, JSON_COMPACT) : NULL;
+    char *tj = tools ? json_dumps(tools, JSON_COMPACT) : NULL;
+    json_decref(norm);
+    char *prompt = NULL, err[512] = "";
+    enum pgd_status st = mj ? s->model.render_chat(s->model.render_ctx, mj, tj, add_gen, kj,
+                                                   &prompt, err, sizeof err)
+                            : PGD_ERR_NOMEM;
+    free(mj);
+    free(kj);
+    free(tj);
+    if (st == PGD_ERR_INVALID_ARG) {
+        free(prompt);
+        OAI_BAD(e, "messages", "%s", err);
+        return false;
+    }
+    if (st != PGD_OK) {
+        free(prompt);
+        oai_err_set(e, 500, "internal_error", NULL, NULL,
+                    "the model's chat template failed: %s", err);
+        return false;
+    }
+    bool ok = alloc_prompts(g, 1, e) &&
+              tokenize(s, prompt, strlen(prompt), add_special, "messages", &g->prompts[0], e);
+    free(prompt);
+    return ok;
+}
+
+static bool parse_stop(json_t *b, struct oai_gen *g, struct oai_error *e)
+{
+    json_t *st = field(b, "stop");
+    if (!st)
+        return true;
+    size_t n = json_is_string(st) ? 1 : json_array_size(st);
+    if (!json_is_string(st) && !json_is_array(st)) {
+        OAI_BAD(e, "stop", "'stop' must be a string or a list of strings");
+        return false;
+    }
+    if (n > OAI_MAX_STOP) {
+        OAI_BAD(e, "stop", "'stop' may hold at most %d strings (got %zu)", OAI_MAX_STOP, n);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_is_string(st) ? st : json_array_get(st, i);
+        if (!json_is_string(v) || json_string_length(v) == 0 ||
+            strlen(json_string_value(v)) != json_string_length(v)) {
+            OAI_BAD(e, "stop", "'stop' strings must be non-empty strings");
+            return false;
+        }
+        if (!(g->stop_buf[i] = strdup(json_string_value(v)))) {
+            oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
+            return false;
+        }
+        g->sp.n_stop = (int)i + 1;
+    }
+    g->sp.stop = (const char *const *)g->stop_buf;
+    return true;
+}
+
+static bool parse_token_lists(struct oai_server *s, json_t *b, struct oai_gen *g,
+                              struct oai_error *e)
+{
+    json_t *st = field(b, "stop_token_ids");
+    if (st) {
+        if (!json_is_array(st) || json_array_size(st) > 1024) {
+            OAI_BAD(e, "stop_token_ids", "'stop_token_ids' must be a list of token ids");
+            return false;
+        }
+        size_t n = json_array_size(st);
+        g->stop_ids = malloc((n ? n : 1) * sizeof *g->stop_ids);
+        if (!g->stop_ids)
+            return false;
+        for (size_t i = 0; i < n; i++) {
+            json_t *v = json_array_get(st, i);
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) >= s->model.vocab_size) {
+                OAI_BAD(e, "stop_token_ids", "'stop_token_ids' must be token ids in [0, %d)",
+                        s->model.vocab_size);
+                return false;
+            }
+            g->stop_ids[i] = (int32_t)json_integer_value(v);
+        }
+        g->sp.stop_token_ids = g->stop_ids;
+        g->sp.n_stop_token_ids = (int)n;
+    }
+    json_t *lb = field(b, "logit_bias");
+    if (lb) {
+        if (!json_is_object(lb) || json_object_size(lb) > 1024) {
+            OAI_BAD(e, "logit_bias", "'logit_bias' must be an object mapping token ids to "
+                    "biases");
+            return false;
+        }
+        g->bias = calloc(json_object_size(lb) + 1, sizeof *g->bias);
+        if (!g->bias)
+            return false;
+        const char *k;
+        json_t *v;
+        int i = 0;
+        json_object_foreach(lb, k, v) {
+            char *end;
+            errno = 0;
+            long id = strtol(k, &end, 10);
+            if (!*k || *end || errno || id < 0 || id >= s->model.vocab_size) {
+                OAI_BAD(e, "logit_bias", "'logit_bias' key '%.40s' is not a token id in "
+                        "[0, %d)", k, s->model.vocab_size);
+                return false;
+            }
+            if (!json_is_number(v) || !(json_number_value(v) >= -100.0) ||
+                !(json_number_value(v) <= 100.0)) {
+                OAI_BAD(e, "logit_bias", "'logit_bias' values must be numbers in [-100, 100]");
+                return false;
+            }
+            g->bias[i++] = (struct pgd_logit_bias){ (int32_t)id, (float)json_number_value(v) };
+        }
+        g->sp.logit_bias = g->bias;
+        g->sp.n_logit_bias = i;
+    }
+    return true;
+}
+
+static bool check_context(struct oai_server *s, struct oai_gen *g, int max_tokens,
+                          struct oai_error *e)
+{
+    int ctx = s->model.max_model_len;
+    for (int i = 0; i < g->n_prompts; i++) {
+        struct oai_prompt *p = &g->prompts[i];
+        if (p->n_ids == 0) {
+            OAI_BAD(e, g->chat ? "messages" : "prompt", "the prompt is empty (0 tokens)");
+            return false;
+        }
+        int want = g->max_tokens_set ? max_tokens : 1;
+        if ((long long)p->n_ids + want > ctx) {
+            oai_err_set(e, 400, "invalid_request_error", g->chat ? "messages" : "prompt",
+                        "context_length_exceeded",
+                        "This model's maximum context length is %d tokens. However, you "
+                        "requested %lld tokens (%d in the %s, %d in the completion). Please "
+                        "reduce the length of the %s or completion.", ctx,
+                        (long long)p->n_ids + want, p->n_ids, g->chat ? "messages" : "prompt",
+                        want, g->chat ? "messages" : "prompt");
+            return false;
+        }
+    }
+    return true;
+}
+
+bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g,
+                   struct oai_error *e)
+{
+    memset(g, 0, sizeof *g);
+    g->chat = chat;
+    g->logprobs = -1;
+    g->sp = pgd_sampling_default_params();
+
+    json_t *model = field(b, "model");
+    if (model && !json_is_string(model)) {
+        OAI_BAD(e, "model", "'model' must be a string");
+        return false;
+    }
+    if (model && strcmp(json_string_value(model), s->model_name)) {
+        oai_err_set(e, 404, "invalid_request_error", "model", "model_not_found",
+                    "The model `%.200s` does not exist (this server serves `%.200s`)",
+                    json_string_value(model), s->model_name);
+        return false;
+    }
+    json_t *user = field(b, "user");
+    if (user && !json_is_string(user)) {
+        OAI_BAD(e, "user", "'user' must be a string");
+        return false;
+    }
+    if (!opt_bool(b, "stream", &g->stream, e))
+        return false;
+    json_t *so = field(b, "stream_options");
+    if (so) {
+        if (!json_is_object(so)) {
+            OAI_BAD(e, "stream_options", "'stream_options' must be an object");
+            return false;
+        }
+        if (!g->stream) {
+            OAI_BAD(e, "stream_options", "'stream_options' is only allowed when 'stream' is "
+                    "true");
+            return false;
+        }
+        if (!opt_bool(so, "include_usage", &g->include_usage, e))
+            return false;
+    }
+
+    struct pgd_sampling_params *sp = &g->sp;
+    long long x;
+    bool set;
+    long long max_tokens = 0;
+    if (!opt_int(b, "max_tokens", 1, INT_MAX, &max_tokens, &g->max_tokens_set, e))
+        return false;
+    if (!g->max_tokens_set &&
+        !opt_int(b, "max_completion_tokens", 1, INT_MAX, &max_tokens, &g->max_tokens_set, e))
+        return false;
+    if (!opt_num(b, "temperature", 0.0, 2.0, false, &sp->temperature, e) ||
+        !opt_num(b, "top_p", 0.0, 1.0, true, &sp->top_p, e) ||
+        !opt_num(b, "presence_penalty", -2.0, 2.0, false, &sp->presence_penalty, e) ||
+        !opt_num(b, "frequency_penalty", -2.0, 2.0, false, &sp->frequency_penalty, e) ||
+        !opt_num(b, "min_p", 0.0, 1.0, false, &sp->min_p, e) ||
+        !opt_num(b, "repetition_penalty", 0.0, 10.0, true, &sp->repetition_penalty, e))
+        return false;
+    if (!opt_int(b, "n", 1, s->cfg.max_n, &x, &set, e))
+        return false;
+    if (set)
+        sp->n = (int)x;
+    if (!opt_int(b, "top_k", -1, INT_MAX, &x, &set, e))
+        return false;
+    if (set)
+        sp->top_k = (int)x;
+    if (!opt_int(b, "seed", LLONG_MIN, LLONG_MAX, &x, &sp->has_seed, e))
+        return false;
+    if (sp->has_seed)
+        sp->seed = (uint64_t)x;
+    if (!opt_int(b, "min_tokens", 0, INT_MAX, &x, &set, e))
+        return false;
+    if (set)
+        sp->min_tokens = (int)x;
+    if (!opt_bool(b, "ignore_eos", &sp->ignore_eos, e) ||
+        !opt_bool(b, "skip_special_tokens", &sp->skip_special_tokens, e) ||
+        !opt_bool(b, "include_stop_str_in_output", &sp->include_stop_str_in_output, e) ||
+        !parse_stop(b, g, e) || !parse_token_lists(s, b, g, e))
+        return false;
+
+    if (chat) {
+        bool lp = false;
+        if (!opt_bool(b, "logprobs", &lp, e) ||
+            !opt_int(b, "top_logprobs", 0, OAI_MAX_LOGPROBS, &x, &set, e))
+            return false;
+        if (set && !lp) {
+            OAI_BAD(e, "top_logprobs", "'top_logprobs' needs 'logprobs' to be true");
+            return false;
+        }
+        if (lp)
+            g->logprobs = set ? (int)x : 0;
+    } else {
+        if (!opt_int(b, "logprobs", 0, OAI_MAX_LOGPROBS, &x, &set, e) ||
+            !opt_bool(b, "echo", &g->echo, e))
+            return false;
+        if (set)
+            g->logprobs = (int)x;
+    }
+    sp->logprobs = g->logprobs;
+
+    bool add_special = !chat;
+    if (!opt_bool(b, "add_special_tokens", &add_special, e))
+        return false;
+    if (!(chat ? parse_messages(s, b, g, add_special, e) : parse_prompt(s, b, g, add_special, e)))
+        return false;
+    if ((long long)g->n_prompts * sp->n > s->cfg.max_n) {
+        OAI_BAD(e, "n", "%d prompts x n = %d choices exceed this server's limit of %d",
+                g->n_prompts, sp->n, s->cfg.max_n);
+        return false;
+    }
+    if (g->echo) {
+        for (int i = 0; i < g->n_prompts; i++) {
+            struct oai_prompt *p = &g->prompts[i];
+            if (!p->text && s->model.tokenizer &&
+                pgd_tokenizer_decode(s->model.tokenizer, p->ids, (size_t)p->n_ids, false,
+                                     &p->text, &(size_t){ 0 }, NULL, 0) != PGD_OK)
+                p->text = NULL;
+        }
+        if (g->logprobs >= 0)
+            sp->prompt_logprobs = g->logprobs;
+        if (g->logprobs >= 0 && g->stream && sp->n > 1) {
+            OAI_BAD(e, "echo", "'echo' with 'logprobs' is not supported when streaming with "
+                    "n > 1");
+            return false;
+        }
+    }
+    if (!check_context(s, g, (int)max_tokens, e))
+        return false;
+    /* max_tokens, when not given: 16 for completions (OpenAI's default), the rest of the
+     * context for chat; never more than the context has room for. */
+    sp->max_tokens = g->max_tokens_set ? (int)max_tokens : (chat ? -1 : 16);
+    if (!g->max_tokens_set && !chat) {
+        int room = INT_MAX;
+        for (int i = 0; i < g->n_prompts; i++)
+            if (s->model.max_model_len - g->prompts[i].n_ids < room)
+                room = s->model.max_model_len - g->prompts[i].n_ids;
+        if (room < sp->max_tokens)
+            sp->max_tokens = room;
+    }
+    if (sp->max_tokens > 0 && sp->min_tokens > sp->max_tokens) {
+        OAI_BAD(e, "min_tokens", "'min_tokens' (%d) exceeds 'max_tokens' (%d)", sp->min_tokens,
+                sp->max_tokens);
+        return false;
+    }
+    return true;
+}
+
+void oai_gen_fini(struct oai_gen *g)
+{
+    for (int i = 0; i < g->n_prompts; i++) {
+        free(g->prompts[i].ids);
+        free(g->prompts[i].text);
+    }
+    free(g->prompts);
+    for (int i = 0; i < OAI_MAX_STOP; i++)
+        free(g->stop_buf[i]);
+    free(g->stop_ids);
+    free(g->bias);
+    memset(g, 0, sizeof *g);
+}
