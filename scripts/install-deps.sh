@@ -15,3 +15,9 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
 fi
+# Python packages the test suite drives the server with (the official openai client).
+req="$(dirname "$0")/requirements-test.txt"
+if [ -f "$req" ] && ! python3 -c 'import openai' 2>/dev/null; then
+  python3 -m pip install -q -r "$req" 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages -r "$req"
+fi
