@@ -615,9 +615,11 @@ Test(engine_llama, batched_chunked_preempted_greedy_matches_transformers)
     json_decref(ref);
 }
 
-Test(engine_llama, random_requests_match_their_runs_alone)
+/* A thousand random requests through the real model, together, in a pool small enough
+ * to preempt: every greedy token equals the request's run alone. */
+Test(engine_llama, random_requests_match_their_runs_alone, .timeout = 600)
 {
-    enum { N = 48 };
+    enum { N = 1000 };
     struct { int32_t prompt[48]; int n, max_out, nc; bool abort; } rq[N];
     uint32_t rs = 12345;
     int32_t sys[32];
