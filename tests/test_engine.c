@@ -545,6 +545,7 @@ Test(engine_threads, many_submitters_small_pool)
 /* ---- the real model: the tiny Llama fixture through the runner ------------------------- */
 
 #include <jansson.h>
+#include <unistd.h>
 
 #define LLAMA_DIR PGD_TEST_SRCDIR "/tests/fixtures/models/llama-f32"
 
