@@ -22,6 +22,8 @@ struct gen_opts {
     int top_k;
     uint64_t seed;
     bool ignore_eos;
+    enum pgd_device device;
+    enum pgd_dtype dtype;            /* PGD_DTYPE_COUNT: the checkpoint's */
 };
 
 static void gen_usage(FILE *out)
@@ -36,6 +38,8 @@ static void gen_usage(FILE *out)
             "  --top-k K            keep the K most likely tokens (default 0 = all)\n"
             "  --seed S             random seed (default 0)\n"
             "  --ignore-eos         keep generating past the end-of-sequence token\n"
+            "  --device cuda|cpu    where to run (default: cuda when available, else cpu)\n"
+            "  --dtype bf16|fp16    compute dtype on the GPU (default: the checkpoint's)\n"
             "  --plugin-dir DIR     also look for plugins in DIR (repeatable)\n");
 }
 
@@ -154,9 +158,13 @@ static int run(const struct gen_opts *o)
     pgd__runner_default_params(&p);
     p.model_dir = o->model;
     p.registry = reg;
+    p.device = o->device;
+    p.dtype = o->dtype;
     int total = o->n_prompt + o->max_tokens;
     p.max_num_batched_tokens = total > 2048 ? total : 2048;
     p.max_num_seqs = 1;
+    if (o->device == PGD_DEVICE_CUDA)
+        p.num_blocks = (total + p.block_size - 1) / p.block_size + 1;
     if (pgd__runner_create(&p, &r, err, sizeof err))
         goto out;
     const struct pgd_model_desc *desc = pgd__runner_desc(r);
@@ -220,9 +228,11 @@ int pgd_cmd_generate(int argc, char **argv)
         { "top-p", required_argument, 0, 'P' }, { "top-k", required_argument, 0, 'k' },
         { "seed", required_argument, 0, 's' }, { "ignore-eos", no_argument, 0, 'e' },
         { "plugin-dir", required_argument, 0, 'D' }, { "help", no_argument, 0, 'h' },
+        { "device", required_argument, 0, 'V' }, { "dtype", required_argument, 0, 'T' },
         { 0, 0, 0, 0 },
     };
-    struct gen_opts o = { .max_tokens = 16, .temperature = 0, .top_p = 1.0 };
+    struct gen_opts o = { .max_tokens = 16, .temperature = 0, .top_p = 1.0,
+                          .device = pgd_tool_default_device(), .dtype = PGD_DTYPE_COUNT };
     char plugin_dirs[4096] = "";
     const char *ids = NULL;
     int c, rc = 2;
@@ -241,6 +251,14 @@ int pgd_cmd_generate(int argc, char **argv)
         case 'D':
             snprintf(plugin_dirs + strlen(plugin_dirs), sizeof plugin_dirs - strlen(plugin_dirs),
                      "%s%s", plugin_dirs[0] ? ":" : "", optarg);
+            break;
+        case 'V':
+            if (pgd_tool_parse_device(optarg, &o.device))
+                return 2;
+            break;
+        case 'T':
+            if (pgd_tool_parse_dtype(optarg, &o.dtype))
+                return 2;
             break;
         case 'h': gen_usage(stdout); return 0;
         default: gen_usage(stderr); return 2;

@@ -1,6 +1,7 @@
 /* pagoda: the command line. `pagoda <command> [options]`; `pagoda help` lists commands. */
 #include "config.h"
 #include "tools/commands.h"
+#include "runtime/device.h"
 #include <pagoda/version.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +19,7 @@ static const struct command commands[] = {
     /* one line per command, in the order `pagoda help` lists them */
     { "generate", pgd_cmd_generate, "generate tokens from a model on the command line" },
     { "plugins", pgd_cmd_plugins, "list the plugins found and the files refused" },
+    { "bench", pgd_cmd_bench, "measure decode latency and time to first token (bench latency)" },
 };
 
 const char *pgd_tool_build_plugin_dirs(void)
@@ -48,6 +50,37 @@ enum pgd_status pgd_tool_registry(const char *plugin_dirs, struct pgd_registry *
     pgd_registry_load_search_path(reg, plugin_dirs);
     *out = reg;
     return PGD_OK;
+}
+
+int pgd_tool_parse_device(const char *s, enum pgd_device *out)
+{
+    if (!strcmp(s, "cpu"))
+        *out = PGD_DEVICE_CPU;
+    else if (!strcmp(s, "cuda") || !strcmp(s, "gpu"))
+        *out = PGD_DEVICE_CUDA;
+    else {
+        fprintf(stderr, "pagoda: --device '%s': expected cuda or cpu\n", s);
+        return 1;
+    }
+    return 0;
+}
+
+int pgd_tool_parse_dtype(const char *s, enum pgd_dtype *out)
+{
+    if (!strcmp(s, "bf16") || !strcmp(s, "bfloat16"))
+        *out = PGD_DTYPE_BF16;
+    else if (!strcmp(s, "fp16") || !strcmp(s, "f16") || !strcmp(s, "float16"))
+        *out = PGD_DTYPE_F16;
+    else {
+        fprintf(stderr, "pagoda: --dtype '%s': expected bf16 or fp16\n", s);
+        return 1;
+    }
+    return 0;
+}
+
+enum pgd_device pgd_tool_default_device(void)
+{
+    return pgd__device_available(PGD_DEVICE_CUDA) ? PGD_DEVICE_CUDA : PGD_DEVICE_CPU;
 }
 
 static void usage(FILE *out)
