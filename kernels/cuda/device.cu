@@ -72,7 +72,11 @@ extern "C" void pgd_cuda_host_free(void *p)
 static int copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, const char *what,
                 char *err, size_t errlen)
 {
+    /* A pageable upload may return before its DMA is done; kernels run on non-blocking
+     * streams, so wait for the legacy stream before returning. */
     cudaError_t e = cudaMemcpy(dst, src, bytes, kind);
+    if (e == cudaSuccess)
+        e = cudaStreamSynchronize(0);
     if (e != cudaSuccess)
         return pgd_cuda_failf(err, errlen, "cudaMemcpy %s of %zu bytes: %s", what, bytes,
                               cudaGetErrorString(e));

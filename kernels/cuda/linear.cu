@@ -168,6 +168,7 @@ extern "C" int pgd_cuda_linear_lt(struct pgd_cuda_ctx *c, enum pgd_dtype dt, con
 
 /* ---- GEMV for small batches ------------------------------------------------------------------ */
 #define GEMV_WARPS 8
+#define GEMV_MAX_N_DEFAULT 8
 
 template <typename T>
 __device__ __forceinline__ void unpack16(const uint4 &v, float *f)
@@ -189,7 +190,10 @@ __device__ __forceinline__ uint4 ld_stream(const void *p)
 }
 
 /* One warp per output feature o: acc[r] = sum_k x[r, k] w[o, k] over the N rows. vec: rows
- * are 16-byte aligned and in is a multiple of the vector width. */
+ * are 16-byte aligned and in is a multiple of the vector width. Each lane issues UNR
+ * independent 16-byte weight loads before it uses any, so that enough bytes are in flight
+ * to cover the memory latency; x (a few rows, shared by all warps) comes from L1. */
+#define GEMV_UNR 4
 template <typename T, typename TY, int N>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
 gemv_kernel(const T *__restrict__ x, const T *__restrict__ w, const T *__restrict__ b, int in,
@@ -205,15 +209,35 @@ gemv_kernel(const T *__restrict__ x, const T *__restrict__ w, const T *__restric
     for (int r = 0; r < N; r++)
         acc[r] = 0.0f;
     constexpr int V = 16 / sizeof(T);
+    constexpr int STEP = 32 * V;                    /* elements a warp covers per load */
     if (vec) {
-#pragma unroll 4
-        for (int k = lane * V; k < in; k += 32 * V) {
+        int k = lane * V;
+        for (; k + (GEMV_UNR - 1) * STEP < in; k += GEMV_UNR * STEP) {
+            uint4 wv[GEMV_UNR];
+#pragma unroll
+            for (int u = 0; u < GEMV_UNR; u++)
+                wv[u] = ld_stream(wr + k + u * STEP);
+#pragma unroll
+            for (int u = 0; u < GEMV_UNR; u++) {
+                float wf[V];
+                unpack16<T>(wv[u], wf);
+#pragma unroll
+                for (int r = 0; r < N; r++) {
+                    float xf[V];
+                    unpack16<T>(__ldg(reinterpret_cast<const uint4 *>(x + (size_t)r * in + k + u * STEP)), xf);
+#pragma unroll
+                    for (int i = 0; i < V; i++)
+                        acc[r] = fmaf(wf[i], xf[i], acc[r]);
+                }
+            }
+        }
+        for (; k < in; k += STEP) {
             float wf[V];
             unpack16<T>(ld_stream(wr + k), wf);
 #pragma unroll
             for (int r = 0; r < N; r++) {
                 float xf[V];
-                unpack16<T>(*reinterpret_cast<const uint4 *>(x + (size_t)r * in + k), xf);
+                unpack16<T>(__ldg(reinterpret_cast<const uint4 *>(x + (size_t)r * in + k)), xf);
 #pragma unroll
                 for (int i = 0; i < V; i++)
                     acc[r] = fmaf(wf[i], xf[i], acc[r]);
@@ -279,11 +303,24 @@ extern "C" int pgd_cuda_linear_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, c
     return 0;
 }
 
+/* Batches up to this many rows take the GEMV kernel (PGD_CUDA_GEMV_MAX_N, 0..8, overrides:
+ * for measuring the two paths against each other). */
+static int gemv_max_n(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("PGD_CUDA_GEMV_MAX_N");
+        int n = e && *e ? atoi(e) : GEMV_MAX_N_DEFAULT;
+        v = n < 0 ? 0 : n > 8 ? 8 : n;
+    }
+    return v;
+}
+
 extern "C" int pgd_cuda_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
                                const void *w, const void *b, int n, int in, int out,
                                enum pgd_dtype ydt, void *y, char *err, size_t errlen)
 {
-    if (n <= 8)
+    if (n <= gemv_max_n())
         return pgd_cuda_linear_gemv(c, dt, x, w, b, n, in, out, ydt, y, err, errlen);
     return pgd_cuda_linear_lt(c, dt, x, w, b, n, in, out, ydt, y, err, errlen);
 }
