@@ -168,7 +168,7 @@ extern "C" int pgd_cuda_linear_lt(struct pgd_cuda_ctx *c, enum pgd_dtype dt, con
 
 /* ---- GEMV for small batches ------------------------------------------------------------------ */
 #define GEMV_WARPS 8
-#define GEMV_MAX_N_DEFAULT 8
+#define GEMV_MAX_N_DEFAULT 4   /* measured: see docs/PERFORMANCE.md */
 
 template <typename T>
 __device__ __forceinline__ void unpack16(const uint4 &v, float *f)
