@@ -139,13 +139,14 @@ static enum pgd_status upload(struct pgd__model *m, void *dst, const void *src, 
     return pgd__device_upload(m->device, dst, src, bytes, err, errlen);
 }
 
-/* Copies n elements of src (any float dtype) into device memory dst of the model's dtype. */
+/* Copies n elements of src (any float dtype), starting at src_data (the tensor's data or a
+ * row of it), into device memory dst of the model's dtype. */
 static enum pgd_status upload_converted(struct pgd__model *m, void *dst,
-                                        const struct pgd__st_tensor *src, size_t n,
-                                        char *err, size_t errlen)
+                                        const struct pgd__st_tensor *src, const void *src_data,
+                                        size_t n, char *err, size_t errlen)
 {
     if (src->dtype == m->dtype)
-        return upload(m, dst, src->data, n * pgd_dtype_size(m->dtype), err, errlen);
+        return upload(m, dst, src_data, n * pgd_dtype_size(m->dtype), err, errlen);
     /* Convert on the host in bounded chunks, then upload. */
     enum { CHUNK = 1 << 20 };
     float *tmp = malloc((size_t)CHUNK * sizeof(float));
@@ -160,7 +161,7 @@ static enum pgd_status upload_converted(struct pgd__model *m, void *dst,
     size_t esz = pgd_dtype_size(src->dtype), dsz = pgd_dtype_size(m->dtype);
     for (size_t off = 0; off < n && st == PGD_OK; off += CHUNK) {
         size_t cnt = n - off < CHUNK ? n - off : CHUNK;
-        pgd_convert_to_f32(tmp, (const char *)src->data + off * esz, src->dtype, cnt);
+        pgd_convert_to_f32(tmp, (const char *)src_data + off * esz, src->dtype, cnt);
         const void *chunk = tmp;
         if (m->dtype == PGD_DTYPE_BF16 || m->dtype == PGD_DTYPE_F16) {
             for (size_t i = 0; i < cnt; i++)
@@ -175,9 +176,11 @@ static enum pgd_status upload_converted(struct pgd__model *m, void *dst,
     return st;
 }
 
-enum pgd_status pgd_model_load_tensor(struct pgd_model_ctx *ctx, const char *name, int ndim,
-                                      const int64_t *shape, struct pgd_tensor *out,
-                                      char *err, size_t errlen)
+/* Loads rows [row0, row0 + n_rows) of tensor `name` (of exactly ndim/shape); a scalar
+ * (ndim 0) is one row. */
+static enum pgd_status load_rows(struct pgd_model_ctx *ctx, const char *name, int ndim,
+                                 const int64_t *shape, int64_t row0, int64_t n_rows,
+                                 struct pgd_tensor *out, char *err, size_t errlen)
 {
     struct pgd__model *m = ctx->m;
     const struct pgd__st_tensor *t = NULL;
@@ -186,21 +189,27 @@ enum pgd_status pgd_model_load_tensor(struct pgd_model_ctx *ctx, const char *nam
     if (st)
         return st;
     *out = (struct pgd_tensor){ .dtype = m->dtype, .device = m->device, .ndim = ndim };
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++) {
+    size_t row_elems = 1;
+    for (int i = 1; i < ndim; i++) {
         out->ne[i] = shape[i];
-        n *= (size_t)shape[i];
+        row_elems *= (size_t)shape[i];
     }
+    if (ndim > 0)
+        out->ne[0] = n_rows;
+    size_t n = row_elems * (size_t)n_rows;
     if (m->random_weights) {
+        char rname[600];
+        snprintf(rname, sizeof rname, "%s@%lld", name, (long long)row0);
         out->data = model_alloc(m, n * pgd_dtype_size(m->dtype));
         if (!out->data)
             return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of %s memory for \"%s\" (%zu bytes)",
                             pgd__device_name(m->device), name, n * pgd_dtype_size(m->dtype));
-        return fill_random(m, name, out->data, n, ndim > 1 ? shape[ndim - 1] : 0, err, errlen);
+        return fill_random(m, rname, out->data, n, ndim > 1 ? shape[ndim - 1] : 0, err, errlen);
     }
+    const char *src = (const char *)t->data + (size_t)row0 * row_elems * pgd_dtype_size(t->dtype);
     /* Zero-copy: a CPU model reads float32 weights straight from the map when aligned. */
-    if (m->device == PGD_DEVICE_CPU && t->dtype == m->dtype && ((uintptr_t)t->data % 16) == 0) {
-        out->data = (void *)t->data;
+    if (m->device == PGD_DEVICE_CPU && t->dtype == m->dtype && ((uintptr_t)src % 16) == 0) {
+        out->data = (void *)src;
         m->weight_bytes += n * pgd_dtype_size(m->dtype);
         return PGD_OK;
     }
@@ -208,7 +217,46 @@ enum pgd_status pgd_model_load_tensor(struct pgd_model_ctx *ctx, const char *nam
     if (!out->data)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of %s memory loading \"%s\" (%zu bytes)",
                         pgd__device_name(m->device), name, n * pgd_dtype_size(m->dtype));
-    return upload_converted(m, out->data, t, n, err, errlen);
+    return upload_converted(m, out->data, t, src, n, err, errlen);
+}
+
+enum pgd_status pgd_model_load_tensor(struct pgd_model_ctx *ctx, const char *name, int ndim,
+                                      const int64_t *shape, struct pgd_tensor *out,
+                                      char *err, size_t errlen)
+{
+    return load_rows(ctx, name, ndim, shape, 0, ndim > 0 ? shape[0] : 1, out, err, errlen);
+}
+
+enum pgd_status pgd_model_load_tensor_rows(struct pgd_model_ctx *ctx, const char *name, int ndim,
+                                           const int64_t *shape, int64_t row0, int64_t n_rows,
+                                           struct pgd_tensor *out, char *err, size_t errlen)
+{
+    if (ndim < 1 || ndim > PGD_MAX_DIMS)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: tensor \"%s\": ndim %d is not in "
+                        "1..%d", ctx->m->dir, name, ndim, PGD_MAX_DIMS);
+    if (row0 < 0 || n_rows <= 0 || row0 > shape[0] - n_rows)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: tensor \"%s\": rows [%lld, %lld) "
+                        "are not inside its %lld rows", ctx->m->dir, name, (long long)row0,
+                        (long long)(row0 + n_rows), (long long)shape[0]);
+    return load_rows(ctx, name, ndim, shape, row0, n_rows, out, err, errlen);
+}
+
+enum pgd_status pgd_model_load_linear_rows(struct pgd_model_ctx *ctx, const char *prefix,
+                                           int64_t in_features, int64_t total_out, int64_t row0,
+                                           int64_t n_rows, bool bias, struct pgd_linear *out,
+                                           char *err, size_t errlen)
+{
+    char name[512];
+    *out = (struct pgd_linear){ .in_features = in_features, .out_features = n_rows };
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    enum pgd_status st = pgd_model_load_tensor_rows(ctx, name, 2,
+                                                    (int64_t[]){ total_out, in_features }, row0,
+                                                    n_rows, &out->weight, err, errlen);
+    if (st || !bias)
+        return st;
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    return pgd_model_load_tensor_rows(ctx, name, 1, &total_out, row0, n_rows, &out->bias, err,
+                                      errlen);
 }
 
 enum pgd_status pgd_model_load_linear(struct pgd_model_ctx *ctx, const char *const *prefixes,
@@ -266,13 +314,14 @@ enum pgd_status pgd_model_load_linear(struct pgd_model_ctx *ctx, const char *con
                                           &t, err, errlen);
         if (!st)
             st = upload_converted(m, (char *)out->weight.data + (size_t)(row * in_features) * esz,
-                                  t, (size_t)(out_features[i] * in_features), err, errlen);
+                                  t, t->data, (size_t)(out_features[i] * in_features), err,
+                                  errlen);
         if (!st && bias) {
             snprintf(name, sizeof name, "%s.bias", prefixes[i]);
             st = find_checked(ctx, name, 1, &out_features[i], &t, err, errlen);
             if (!st)
                 st = upload_converted(m, (char *)out->bias.data + (size_t)row * esz, t,
-                                      (size_t)out_features[i], err, errlen);
+                                      t->data, (size_t)out_features[i], err, errlen);
         }
         if (st)
             return st;

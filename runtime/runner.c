@@ -330,8 +330,12 @@ static enum pgd_status check_step(struct pgd__runner *r, const struct pgd__step_
             return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
                             "step: sequence %d has %ld tokens but %d blocks of %d", s, len,
                             q->n_blocks, bs);
+        /* Entries before the block of the first new position may be -1: blocks a sliding
+         * window left behind, which attention never reads. */
+        int first_written = q->n_computed / bs;
         for (int b = 0; b < q->n_blocks; b++)
-            if (q->block_table[b] < 0 || q->block_table[b] >= r->kv.num_blocks)
+            if ((q->block_table[b] < 0 && b >= first_written) ||
+                q->block_table[b] >= r->kv.num_blocks)
                 return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
                                 "step: sequence %d block %d is %d, outside the pool of %d", s,
                                 b, q->block_table[b], r->kv.num_blocks);

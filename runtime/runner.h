@@ -37,7 +37,9 @@ struct pgd__step_seq {
     const int32_t *tokens;           /* [n_new], the new tokens */
     int n_new;
     int n_computed;
-    const int32_t *block_table;      /* block ids covering positions [0, n_computed + n_new) */
+    const int32_t *block_table;      /* block ids covering positions [0, n_computed + n_new);
+                                        -1 for blocks before the first new position that a
+                                        sliding window no longer reads */
     int n_blocks;
     int n_logits;                    /* logits for the last n_logits new tokens (0..n_new) */
 };

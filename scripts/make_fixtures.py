@@ -66,6 +66,11 @@ FIXTURES = {
         pad_token_id=0, tie_word_embeddings=False, resid_pdrop=0.0, embd_pdrop=0.0,
         attention_dropout=0.0)),
         torch.float32, "Phi-3, float32, fused qkv_proj and gate_up_proj (out-of-tree example)"),
+    "phi3-partial-f32": (lambda: transformers.Phi3Config(**small(
+        pad_token_id=0, tie_word_embeddings=True, partial_rotary_factor=0.5, sliding_window=16,
+        resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0)),
+        torch.float32, "Phi-3, float32, partial_rotary_factor 0.5, sliding window 16, tied "
+        "embeddings (out-of-tree example)"),
 }
 
 

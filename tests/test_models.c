@@ -392,3 +392,137 @@ Test(cli, bench_refuses_a_non_config_file)
     cr_assert_neq(pclose(p), 0);
     cr_assert(strstr(got, "config.json"), "%s", got);
 }
+
+/* --dump-logits writes the logits after the prompt: they are transformers' first_logits. */
+Test(cli, generate_dump_logits_matches_reference)
+{
+    json_t *ref = fixture_reference("llama-f32");
+    json_t *c = json_array_get(json_object_get(ref, "cases"), 1);
+    int np, nf;
+    int32_t *prompt = json_ints(json_object_get(c, "prompt"), &np);
+    float *want = json_floats(json_object_get(json_object_get(c, "native"), "first_logits"), &nf);
+    char dir[] = "/tmp/pgd-test-dump-XXXXXX", path[64], cmd[8192], ids[4096] = "";
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/logits.json", dir);
+    for (int i = 0; i < np; i++)
+        snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "%s%d", i ? "," : "", prompt[i]);
+    snprintf(cmd, sizeof cmd, "%s/tools/pagoda generate --device cpu --model %s --prompt-ids %s "
+             "--max-tokens 2 --dump-logits %s >/dev/null 2>&1", PGD_TEST_BUILDDIR,
+             fixture_dir("llama-f32"), ids, path);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    json_error_t je;
+    json_t *got = json_load_file(path, 0, &je);
+    cr_assert_not_null(got, "%s: %s", path, je.text);
+    cr_assert_eq(json_integer_value(json_object_get(got, "n_prompt")), np);
+    cr_assert_eq(json_integer_value(json_object_get(got, "vocab_size")), nf);
+    int ng;
+    float *logits = json_floats(json_object_get(got, "logits"), &ng);
+    cr_assert_eq(ng, nf);
+    double d = rel_max_diff(logits, want, nf);
+    cr_assert_leq(d, F32_TOL, "dumped logits differ from transformers by %g relative", d);
+    unlink(path);
+    rmdir(dir);
+    free(logits);
+    json_decref(got);
+    free(want);
+    free(prompt);
+    json_decref(ref);
+}
+
+Test(cli, generate_dump_logits_unwritable_path_fails)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s/tools/pagoda generate --model %s --prompt-ids 5,6 "
+             "--dump-logits /nonexistent/dir/logits.json 2>&1", PGD_TEST_BUILDDIR,
+             fixture_dir("llama-f32"));
+    FILE *p = popen(cmd, "r");
+    char got[4096] = "";
+    size_t n = fread(got, 1, sizeof got - 1, p);
+    got[n] = '\0';
+    cr_assert_neq(pclose(p), 0);
+    cr_assert(strstr(got, "/nonexistent/dir/logits.json"), "%s", got);
+}
+
+/* ---- pagoda generate --prompts-file: many requests through the engine together --------- */
+static char *run_capture(const char *cmd, int *status)
+{
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n - 1, p)) > 0) {
+        n += got;
+        if (n + 1 == cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[n] = '\0';
+    *status = pclose(p);
+    return buf;
+}
+
+Test(cli, prompts_file_runs_every_case_together)
+{
+    json_t *ref = fixture_reference("llama-f32");
+    char path[] = "/tmp/pgd-prompts-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    FILE *fp = fdopen(fd, "w");
+    size_t ci;
+    json_t *c;
+    json_array_foreach(json_object_get(ref, "cases"), ci, c) {
+        json_t *line = json_pack("{s:O, s:i, s:b}", "prompt_ids", json_object_get(c, "prompt"),
+                                 "max_tokens", 32, "ignore_eos", 1);
+        char *txt = json_dumps(line, JSON_COMPACT);
+        fprintf(fp, "%s\n", txt);
+        free(txt);
+        json_decref(line);
+    }
+    fclose(fp);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s/tools/pagoda generate --device cpu --model %s --prompts-file %s "
+             "--max-num-seqs 3 2>/dev/null", PGD_TEST_BUILDDIR, fixture_dir("llama-f32"), path);
+    int status;
+    char *out = run_capture(cmd, &status);
+    unlink(path);
+    cr_assert_eq(status, 0, "%s", cmd);
+    char *save, *line = strtok_r(out, "\n", &save);
+    json_array_foreach(json_object_get(ref, "cases"), ci, c) {
+        cr_assert_not_null(line, "missing output line %zu", ci);
+        json_t *o = json_loads(line, 0, NULL);
+        cr_assert_not_null(o, "%s", line);
+        cr_assert_eq(json_integer_value(json_object_get(o, "index")), (json_int_t)ci);
+        json_t *ids = json_object_get(json_array_get(json_object_get(o, "outputs"), 0), "token_ids");
+        cr_assert(json_equal(ids, json_object_get(json_object_get(c, "native"), "greedy")),
+                  "case %zu: %s", ci, line);
+        json_t *usage = json_object_get(o, "usage");
+        cr_assert_eq(json_integer_value(json_object_get(usage, "completion_tokens")), 32);
+        cr_assert_eq(json_integer_value(json_object_get(usage, "prompt_tokens")),
+                     (json_int_t)json_array_size(json_object_get(c, "prompt")));
+        json_decref(o);
+        line = strtok_r(NULL, "\n", &save);
+    }
+    cr_assert_null(line, "extra output: %s", line);
+    free(out);
+    json_decref(ref);
+}
+
+Test(cli, prompts_file_errors_name_file_and_line)
+{
+    char path[] = "/tmp/pgd-prompts-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *fp = fdopen(fd, "w");
+    fprintf(fp, "{\"prompt_ids\": [1, 2]}\n\n{\"prompt_ids\": [3], \"temperature\": \"hot\"}\n");
+    fclose(fp);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s/tools/pagoda generate --model %s --prompts-file %s 2>&1",
+             PGD_TEST_BUILDDIR, fixture_dir("llama-f32"), path);
+    int status;
+    char *out = run_capture(cmd, &status);
+    unlink(path);
+    cr_assert_neq(status, 0);
+    char want[256];
+    snprintf(want, sizeof want, "%s:3: \"temperature\" must be a number", path);
+    cr_assert(strstr(out, want), "%s", out);
+    free(out);
+}

@@ -1,285 +1,288 @@
-/* pagoda generate: run one prompt (token ids) through a model and print the new token ids. */
+/* pagoda generate: prompts through the engine (continuous batching, the full sampler) from
+ * the command line or a JSON-lines file; prints token ids or text. */
 #include "config.h"
 #include "tools/commands.h"
+#include "tools/generate_requests.h"
 #include "runtime/runner.h"
-#include "runtime/model.h"
-#include <pagoda/registry.h>
+#include <pagoda/engine.h>
 #include <pagoda/log.h>
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <errno.h>
+#include <time.h>
 
 struct gen_opts {
-    const char *model;
-    const char *plugin_dirs;
-    int32_t *prompt;
-    int n_prompt;
-    int max_tokens;
-    double temperature, top_p;
-    int top_k;
-    uint64_t seed;
-    bool ignore_eos;
-    enum pgd_device device;
-    enum pgd_dtype dtype;            /* PGD_DTYPE_COUNT: the checkpoint's */
+    const char *model, *prompt, *prompt_ids, *prompts_file, *dump_logits, *device;
+    char plugin_dirs[4096];
+    bool ids_out;                      /* print token ids even when there is a tokenizer */
+    struct pgd_engine_params engine;
+    struct gen_request_defaults dflt;  /* sampling defaults for every request */
 };
 
 static void gen_usage(FILE *out)
 {
     fprintf(out,
-            "usage: pagoda generate --model DIR --prompt-ids 1,2,3 [options]\n\n"
-            "  --model DIR          a Hugging Face model directory (config.json + safetensors)\n"
-            "  --prompt-ids LIST    comma-separated prompt token ids\n"
-            "  --max-tokens N       tokens to generate (default 16)\n"
-            "  --temperature T      0 = greedy (default 0)\n"
-            "  --top-p P            nucleus sampling mass (default 1)\n"
-            "  --top-k K            keep the K most likely tokens (default 0 = all)\n"
-            "  --seed S             random seed (default 0)\n"
-            "  --ignore-eos         keep generating past the end-of-sequence token\n"
-            "  --device cuda|cpu    where to run (default: cuda when available, else cpu)\n"
-            "  --dtype bf16|fp16    compute dtype on the GPU (default: the checkpoint's)\n"
-            "  --plugin-dir DIR     also look for plugins in DIR (repeatable)\n");
+        "usage: pagoda generate --model DIR (--prompt-ids LIST | --prompt TEXT | --prompts-file FILE)\n"
+        "                       [options]\n\n"
+        "Runs prompts through the engine (continuous batching over a paged KV cache).\n\n"
+        "  --model DIR              a Hugging Face model directory (config.json, safetensors,\n"
+        "                           tokenizer.json for text)\n"
+        "  --prompt-ids LIST        one prompt as comma-separated token ids\n"
+        "  --prompt TEXT            one text prompt (needs the model's tokenizer)\n"
+        "  --prompts-file FILE      many requests, one JSON object a line: \"prompt\" or\n"
+        "                           \"prompt_ids\", and any sampling field below by its JSON name\n"
+        "                           (max_tokens, temperature, top_p, top_k, min_p, seed, n, stop,\n"
+        "                           stop_token_ids, ignore_eos, min_tokens, presence_penalty,\n"
+        "                           frequency_penalty, repetition_penalty); prints one JSON object\n"
+        "                           a line, in the same order. All run together.\n"
+        "sampling (defaults for every request):\n"
+        "  --max-tokens N           tokens to generate (default 16)\n"
+        "  --temperature T          0 = greedy (default 0)\n"
+        "  --top-p P, --top-k K, --min-p P, --seed S, --n N, --ignore-eos\n"
+        "engine:\n"
+        "  --device cpu|cuda        (default: cuda when available, else cpu)\n"
+        "  --dtype bf16|fp16        compute dtype on the GPU (default: the checkpoint's)\n"
+        "  --num-blocks N           KV cache blocks (default: from 256 MiB)\n"
+        "  --block-size N           tokens per block (default 16)\n"
+        "  --max-num-seqs N         (default 256)   --max-num-batched-tokens N (default 2048)\n"
+        "  --no-prefix-caching\n"
+        "output:\n"
+        "  --ids                    print token ids even when the model has a tokenizer\n"
+        "  --dump-logits FILE       write the float32 logits after the prompt (--prompt-ids) to\n"
+        "                           FILE as {\"n_prompt\": N, \"vocab_size\": V, \"logits\": [...]}\n"
+        "                           (a separate forward pass through the model runner)\n"
+        "  --plugin-dir DIR         also look for plugins in DIR (repeatable)\n");
 }
 
-static int parse_ids(const char *s, struct gen_opts *o)
+/* Writes the logits that follow the prompt as JSON. %.9g round-trips a float32; a
+ * non-finite logit is written as null, which no reader takes for a number. */
+static int dump_logits(const char *path, const float *logits, int vocab, int n_prompt,
+                       char *err, size_t errlen)
 {
-    size_t cap = 16;
-    o->prompt = malloc(cap * sizeof *o->prompt);
-    o->n_prompt = 0;
-    const char *p = s;
-    while (o->prompt && *p) {
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
-            fprintf(stderr, "pagoda generate: --prompt-ids: '%s' is not a comma-separated list "
-                            "of token ids\n", s);
-            return -1;
-        }
-        if ((size_t)o->n_prompt == cap) {
-            int32_t *np = realloc(o->prompt, (cap *= 2) * sizeof *np);
-            if (!np)
-                return -1;
-            o->prompt = np;
-        }
-        o->prompt[o->n_prompt++] = (int32_t)v;
-        p = *end ? end + 1 : end;
+    FILE *fp = fopen(path, "w");
+    if (!fp) {
+        snprintf(err, errlen, "--dump-logits: cannot open %s: %s", path, strerror(errno));
+        return -1;
     }
-    if (o->n_prompt == 0) {
-        fprintf(stderr, "pagoda generate: --prompt-ids needs at least one id\n");
+    fprintf(fp, "{\"n_prompt\": %d, \"vocab_size\": %d, \"logits\": [", n_prompt, vocab);
+    for (int i = 0; i < vocab; i++) {
+        if (isfinite(logits[i]))
+            fprintf(fp, "%s%.9g", i ? ", " : "", (double)logits[i]);
+        else
+            fprintf(fp, "%snull", i ? ", " : "");
+    }
+    fprintf(fp, "]}\n");
+    if (ferror(fp) | fclose(fp)) {
+        snprintf(err, errlen, "--dump-logits: cannot write %s", path);
         return -1;
     }
     return 0;
 }
 
-/* xoshiro256** seeded by splitmix64: a uniform double in [0, 1). */
-struct rng { uint64_t s[4]; };
-static uint64_t splitmix(uint64_t *x)
+/* One prefill of the prompt through the model runner (no engine), for --dump-logits. */
+static int run_dump_logits(const struct gen_opts *o, const struct gen_request *rq, char *err,
+                           size_t errlen)
 {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static double rng_uniform(struct rng *r)
-{
-    uint64_t *s = r->s, result = ((s[1] * 5) << 7 | (s[1] * 5) >> 57) * 9, t = s[1] << 17;
-    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3]; s[2] ^= t;
-    s[3] = (s[3] << 45) | (s[3] >> 19);
-    return (double)(result >> 11) * 0x1.0p-53;
-}
-
-struct cand { float logit; int id; };
-static int by_logit_desc(const void *a, const void *b)
-{
-    const struct cand *x = a, *y = b;
-    if (x->logit != y->logit)
-        return x->logit < y->logit ? 1 : -1;
-    return x->id - y->id;
-}
-
-/* Greedy when temperature is 0; else top-k, then top-p over the tempered softmax. */
-static int sample(const float *logits, int vocab, const struct gen_opts *o, struct rng *rng,
-                  struct cand *c)
-{
-    if (o->temperature <= 0) {
-        int best = 0;
-        for (int i = 1; i < vocab; i++)
-            if (logits[i] > logits[best])
-                best = i;
-        return best;
-    }
-    for (int i = 0; i < vocab; i++)
-        c[i] = (struct cand){ (float)(logits[i] / o->temperature), i };
-    qsort(c, (size_t)vocab, sizeof *c, by_logit_desc);
-    int keep = o->top_k > 0 && o->top_k < vocab ? o->top_k : vocab;
-    double sum = 0;
-    for (int i = 0; i < keep; i++)
-        sum += exp((double)c[i].logit - c[0].logit);
-    double mass = 0;
-    int n = 0;
-    while (n < keep) {
-        mass += exp((double)c[n].logit - c[0].logit) / sum;
-        n++;
-        if (mass >= o->top_p)
-            break;
-    }
-    double u = rng_uniform(rng) * mass, acc = 0;
-    for (int i = 0; i < n; i++) {
-        acc += exp((double)c[i].logit - c[0].logit) / sum;
-        if (u < acc)
-            return c[i].id;
-    }
-    return c[n - 1].id;
-}
-
-static bool is_eos(const struct pgd__model *m, int tok)
-{
-    for (int i = 0; i < m->n_eos; i++)
-        if (m->eos_ids[i] == tok)
-            return true;
-    return false;
-}
-
-static int run(const struct gen_opts *o)
-{
-    char err[1024] = "";
     struct pgd_registry *reg = NULL;
     struct pgd__runner *r = NULL;
-    int32_t *tokens = NULL, *blocks = NULL;
-    struct cand *cands = NULL;
-    int rc = 1;
-    if (pgd_tool_registry(o->plugin_dirs, &reg, err, sizeof err))
-        goto out;
-
+    int rc = -1;
+    if (pgd_tool_registry(o->engine.plugin_path, &reg, err, errlen))
+        return -1;
     struct pgd__runner_params p;
     pgd__runner_default_params(&p);
     p.model_dir = o->model;
     p.registry = reg;
-    p.device = o->device;
-    p.dtype = o->dtype;
-    int total = o->n_prompt + o->max_tokens;
-    p.max_num_batched_tokens = total > 2048 ? total : 2048;
+    p.device = o->engine.device;
+    p.dtype = o->engine.dtype;
     p.max_num_seqs = 1;
-    if (o->device == PGD_DEVICE_CUDA)
-        p.num_blocks = (total + p.block_size - 1) / p.block_size + 1;
-    if (pgd__runner_create(&p, &r, err, sizeof err))
-        goto out;
-    const struct pgd_model_desc *desc = pgd__runner_desc(r);
-    int bs = pgd__runner_block_size(r);
-    int n_blocks = (total + bs - 1) / bs;
-    if (n_blocks > pgd__runner_num_blocks(r)) {
-        snprintf(err, sizeof err, "%d tokens need %d KV blocks; the cache has %d", total,
-                 n_blocks, pgd__runner_num_blocks(r));
-        goto out;
-    }
-    tokens = malloc((size_t)total * sizeof *tokens);
-    blocks = malloc((size_t)n_blocks * sizeof *blocks);
-    cands = malloc((size_t)desc->vocab_size * sizeof *cands);
-    if (!tokens || !blocks || !cands) {
-        snprintf(err, sizeof err, "out of memory");
-        goto out;
-    }
-    for (int b = 0; b < n_blocks; b++)
-        blocks[b] = b;
-    memcpy(tokens, o->prompt, (size_t)o->n_prompt * sizeof *tokens);
-    struct rng rng;
-    uint64_t x = o->seed;
-    for (int i = 0; i < 4; i++)
-        rng.s[i] = splitmix(&x);
-
-    int n = o->n_prompt, computed = 0;
-    printf("[");
-    for (int step = 0; step < o->max_tokens; step++) {
-        struct pgd__step_seq seq = { .tokens = tokens + computed, .n_new = n - computed,
-                                     .n_computed = computed, .block_table = blocks,
-                                     .n_blocks = (n + bs - 1) / bs, .n_logits = 1 };
+    p.max_num_batched_tokens = rq->n_ids > 2048 ? rq->n_ids : 2048;
+    int bs = p.block_size, n_blocks = (rq->n_ids + bs - 1) / bs;
+    p.num_blocks = n_blocks;
+    int32_t *table = malloc((size_t)n_blocks * sizeof *table);
+    if (table && !pgd__runner_create(&p, &r, err, errlen)) {
+        for (int b = 0; b < n_blocks; b++)
+            table[b] = b;
+        struct pgd__step_seq seq = { .tokens = rq->ids, .n_new = rq->n_ids, .block_table = table,
+                                     .n_blocks = n_blocks, .n_logits = 1 };
         const float *logits;
-        if (pgd__runner_step(r, &seq, 1, &logits, err, sizeof err))
-            goto out;
-        computed = n;
-        int tok = sample(logits, desc->vocab_size, o, &rng, cands);
-        tokens[n++] = tok;
-        printf("%s%d", step ? ", " : "", tok);
-        fflush(stdout);
-        if (!o->ignore_eos && is_eos(pgd__runner_model(r), tok))
-            break;
+        if (!pgd__runner_step(r, &seq, 1, &logits, err, errlen))
+            rc = dump_logits(o->dump_logits, logits, pgd__runner_desc(r)->vocab_size, rq->n_ids,
+                             err, errlen);
     }
-    printf("]\n");
-    rc = 0;
-out:
-    if (rc)
-        fprintf(stderr, "pagoda generate: %s\n", err);
-    free(tokens);
-    free(blocks);
-    free(cands);
+    free(table);
     pgd__runner_destroy(r);
     pgd_registry_destroy(reg);
     return rc;
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int run(struct gen_opts *o)
+{
+    char err[2048] = "";
+    struct gen_request *reqs = NULL;
+    int n_reqs = 0, rc = 1;
+    struct pgd_engine *eng = NULL;
+    struct pgd_stream **streams = NULL;
+
+    if (o->prompts_file)
+        n_reqs = gen_requests_read_file(o->prompts_file, &o->dflt, &reqs, err, sizeof err);
+    else
+        n_reqs = gen_requests_single(o->prompt, o->prompt_ids, &o->dflt, &reqs, err, sizeof err);
+    if (n_reqs < 0)
+        goto out;
+    if (o->dump_logits) {
+        if (o->prompts_file || !reqs[0].ids) {
+            snprintf(err, sizeof err, "--dump-logits needs one prompt given with --prompt-ids");
+            goto out;
+        }
+        if (run_dump_logits(o, &reqs[0], err, sizeof err))
+            goto out;
+    }
+    o->engine.model_dir = o->model;
+    if (pgd_engine_create(&o->engine, &eng, err, sizeof err))
+        goto out;
+    bool text_out = pgd_engine_has_tokenizer(eng) && !o->ids_out;
+    streams = calloc((size_t)n_reqs, sizeof *streams);
+    if (!streams) {
+        snprintf(err, sizeof err, "out of memory");
+        goto out;
+    }
+    double t0 = now_s();
+    for (int i = 0; i < n_reqs; i++) {
+        char rerr[1024];
+        if (pgd_engine_submit(eng, &reqs[i].params, &streams[i], rerr, sizeof rerr)) {
+            snprintf(err, sizeof err, "%s%d: %s", o->prompts_file ? "request " : "prompt ",
+                     reqs[i].line, rerr);
+            goto out;
+        }
+    }
+    long prompt_tokens = 0, gen_tokens = 0;
+    for (int i = 0; i < n_reqs; i++) {
+        struct gen_result res;
+        if (gen_result_collect(streams[i], reqs[i].params.sampling.n, &res, err, sizeof err))
+            goto out;
+        if (o->prompts_file)
+            gen_result_print_json(stdout, i, &res);
+        else
+            gen_result_print_plain(stdout, &res, text_out);
+        prompt_tokens += res.prompt_tokens;
+        gen_tokens += res.completion_tokens;
+        gen_result_fini(&res);
+        fflush(stdout);
+    }
+    double dt = now_s() - t0;
+    PGD_INFO("%d request(s): %ld prompt + %ld generated tokens in %.3f s (%.1f generated tokens/s)",
+             n_reqs, prompt_tokens, gen_tokens, dt, dt > 0 ? gen_tokens / dt : 0.0);
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "pagoda generate: %s\n", err);
+    for (int i = 0; streams && i < n_reqs; i++)
+        pgd_stream_destroy(streams[i]);
+    free(streams);
+    pgd_engine_destroy(eng);
+    gen_requests_free(reqs, n_reqs);
+    return rc;
+}
+
 int pgd_cmd_generate(int argc, char **argv)
 {
+    enum { O_MODEL = 256, O_PIDS, O_PROMPT, O_PFILE, O_MAXT, O_TEMP, O_TOPP, O_TOPK, O_MINP,
+           O_SEED, O_N, O_IGNEOS, O_DEVICE, O_NBLK, O_BS, O_MSEQ, O_MBT, O_NOPC, O_IDS, O_DUMP,
+           O_PDIR, O_DTYPE };
     static const struct option long_opts[] = {
-        { "model", required_argument, 0, 'm' }, { "prompt-ids", required_argument, 0, 'p' },
-        { "max-tokens", required_argument, 0, 'n' }, { "temperature", required_argument, 0, 't' },
-        { "top-p", required_argument, 0, 'P' }, { "top-k", required_argument, 0, 'k' },
-        { "seed", required_argument, 0, 's' }, { "ignore-eos", no_argument, 0, 'e' },
-        { "plugin-dir", required_argument, 0, 'D' }, { "help", no_argument, 0, 'h' },
-        { "device", required_argument, 0, 'V' }, { "dtype", required_argument, 0, 'T' },
+        { "model", required_argument, 0, O_MODEL }, { "prompt-ids", required_argument, 0, O_PIDS },
+        { "prompt", required_argument, 0, O_PROMPT },
+        { "prompts-file", required_argument, 0, O_PFILE },
+        { "max-tokens", required_argument, 0, O_MAXT },
+        { "temperature", required_argument, 0, O_TEMP }, { "top-p", required_argument, 0, O_TOPP },
+        { "top-k", required_argument, 0, O_TOPK }, { "min-p", required_argument, 0, O_MINP },
+        { "seed", required_argument, 0, O_SEED }, { "n", required_argument, 0, O_N },
+        { "ignore-eos", no_argument, 0, O_IGNEOS }, { "device", required_argument, 0, O_DEVICE },
+        { "num-blocks", required_argument, 0, O_NBLK }, { "block-size", required_argument, 0, O_BS },
+        { "max-num-seqs", required_argument, 0, O_MSEQ },
+        { "max-num-batched-tokens", required_argument, 0, O_MBT },
+        { "no-prefix-caching", no_argument, 0, O_NOPC }, { "ids", no_argument, 0, O_IDS },
+        { "dump-logits", required_argument, 0, O_DUMP },
+        { "plugin-dir", required_argument, 0, O_PDIR }, { "help", no_argument, 0, 'h' },
+        { "dtype", required_argument, 0, O_DTYPE },
         { 0, 0, 0, 0 },
     };
-    struct gen_opts o = { .max_tokens = 16, .temperature = 0, .top_p = 1.0,
-                          .device = pgd_tool_default_device(), .dtype = PGD_DTYPE_COUNT };
-    char plugin_dirs[4096] = "";
-    const char *ids = NULL;
-    int c, rc = 2;
+    struct gen_opts o = { .engine = pgd_engine_default_params() };
+    o.engine.device = pgd_tool_default_device();
+    gen_request_defaults_init(&o.dflt);
+    int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         char *end = NULL;
+        errno = 0;
         switch (c) {
-        case 'm': o.model = optarg; break;
-        case 'p': ids = optarg; break;
-        case 'n': o.max_tokens = (int)strtol(optarg, &end, 10); break;
-        case 't': o.temperature = strtod(optarg, &end); break;
-        case 'P': o.top_p = strtod(optarg, &end); break;
-        case 'k': o.top_k = (int)strtol(optarg, &end, 10); break;
-        case 's': o.seed = strtoull(optarg, &end, 10); break;
-        case 'e': o.ignore_eos = true; break;
-        case 'D':
-            snprintf(plugin_dirs + strlen(plugin_dirs), sizeof plugin_dirs - strlen(plugin_dirs),
-                     "%s%s", plugin_dirs[0] ? ":" : "", optarg);
+        case O_MODEL: o.model = optarg; break;
+        case O_PIDS: o.prompt_ids = optarg; break;
+        case O_PROMPT: o.prompt = optarg; break;
+        case O_PFILE: o.prompts_file = optarg; break;
+        case O_MAXT: o.dflt.s.max_tokens = (int)strtol(optarg, &end, 10); break;
+        case O_TEMP: o.dflt.s.temperature = strtof(optarg, &end); break;
+        case O_TOPP: o.dflt.s.top_p = strtof(optarg, &end); break;
+        case O_TOPK: o.dflt.s.top_k = (int)strtol(optarg, &end, 10); break;
+        case O_MINP: o.dflt.s.min_p = strtof(optarg, &end); break;
+        case O_SEED:
+            o.dflt.s.seed = strtoull(optarg, &end, 10);
+            o.dflt.s.has_seed = true;
             break;
-        case 'V':
-            if (pgd_tool_parse_device(optarg, &o.device))
+        case O_N: o.dflt.s.n = (int)strtol(optarg, &end, 10); break;
+        case O_IGNEOS: o.dflt.s.ignore_eos = true; break;
+        case O_DEVICE:
+            if (pgd_tool_parse_device(optarg, &o.engine.device))
                 return 2;
             break;
-        case 'T':
-            if (pgd_tool_parse_dtype(optarg, &o.dtype))
+        case O_DTYPE:
+            if (pgd_tool_parse_dtype(optarg, &o.engine.dtype))
                 return 2;
+            break;
+        case O_NBLK: o.engine.num_blocks = (int)strtol(optarg, &end, 10); break;
+        case O_BS: o.engine.block_size = (int)strtol(optarg, &end, 10); break;
+        case O_MSEQ: o.engine.max_num_seqs = (int)strtol(optarg, &end, 10); break;
+        case O_MBT: o.engine.max_num_batched_tokens = (int)strtol(optarg, &end, 10); break;
+        case O_NOPC: o.engine.enable_prefix_caching = false; break;
+        case O_IDS: o.ids_out = true; break;
+        case O_DUMP: o.dump_logits = optarg; break;
+        case O_PDIR:
+            snprintf(o.plugin_dirs + strlen(o.plugin_dirs),
+                     sizeof o.plugin_dirs - strlen(o.plugin_dirs), "%s%s",
+                     o.plugin_dirs[0] ? ":" : "", optarg);
             break;
         case 'h': gen_usage(stdout); return 0;
         default: gen_usage(stderr); return 2;
         }
-        if (end && *end) {
+        if (end && (*end || errno || end == optarg)) {
             fprintf(stderr, "pagoda generate: '%s' is not a number\n", optarg);
             return 2;
         }
     }
-    if (!o.model || !ids || optind < argc) {
+    int sources = !!o.prompt + !!o.prompt_ids + !!o.prompts_file;
+    if (!o.model || sources != 1 || optind < argc) {
+        if (o.model && sources != 1)
+            fprintf(stderr, "pagoda generate: give exactly one of --prompt-ids, --prompt, "
+                            "--prompts-file\n");
         gen_usage(stderr);
         return 2;
     }
-    if (o.max_tokens <= 0 || o.temperature < 0 || !(o.top_p > 0 && o.top_p <= 1) || o.top_k < 0) {
-        fprintf(stderr, "pagoda generate: need --max-tokens > 0, --temperature >= 0, "
-                        "0 < --top-p <= 1, --top-k >= 0\n");
-        return 2;
-    }
-    o.plugin_dirs = plugin_dirs[0] ? plugin_dirs : NULL;
-    if (parse_ids(ids, &o) == 0)
-        rc = run(&o);
-    free(o.prompt);
-    return rc;
+    /* The engine's registry searches plugin_path first: --plugin-dir, then the build tree's
+     * plugins when this binary runs from it (then PAGODA_PLUGIN_PATH and the install dir). */
+    static char path[8192];
+    const char *build = pgd_tool_build_plugin_dirs();
+    snprintf(path, sizeof path, "%s%s%s", o.plugin_dirs, o.plugin_dirs[0] && build ? ":" : "",
+             build ? build : "");
+    o.engine.plugin_path = path[0] ? path : NULL;
+    return run(&o);
 }

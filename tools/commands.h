@@ -8,6 +8,8 @@
 int pgd_cmd_plugins(int argc, char **argv);   /* tools/cmd_plugins.c */
 
 int pgd_cmd_generate(int argc, char **argv);
+int pgd_cmd_chat_template(int argc, char **argv);  /* tools/cmd_chat_template.c */
+
 int pgd_cmd_bench(int argc, char **argv);      /* tools/cmd_bench.c */
 
 /* --device cuda|cpu and --dtype bf16|fp16 (messages on stderr; non-zero when refused), and
@@ -25,5 +27,7 @@ const char *pgd_tool_build_plugin_dirs(void);
  * install directory. *out is owned by the caller: pgd_registry_destroy. */
 enum pgd_status pgd_tool_registry(const char *plugin_dirs, struct pgd_registry **out, char *err,
                                   size_t errlen);
+int pgd_cmd_tokenize(int argc, char **argv);
+int pgd_cmd_detokenize(int argc, char **argv);
 
 #endif

@@ -19,6 +19,9 @@ static const struct command commands[] = {
     /* one line per command, in the order `pagoda help` lists them */
     { "generate", pgd_cmd_generate, "generate tokens from a model on the command line" },
     { "plugins", pgd_cmd_plugins, "list the plugins found and the files refused" },
+    { "tokenize", pgd_cmd_tokenize, "text on stdin -> JSON token ids (--model DIR [--special])" },
+    { "detokenize", pgd_cmd_detokenize, "JSON token ids on stdin -> text (--model DIR [--skip-special])" },
+    { "chat-template", pgd_cmd_chat_template, "render a model's chat template for a conversation" },
     { "bench", pgd_cmd_bench, "measure decode latency and time to first token (bench latency)" },
 };
 

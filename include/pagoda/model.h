@@ -69,6 +69,25 @@ enum pgd_status pgd_model_load_linear(struct pgd_model_ctx *ctx, const char *con
                                       int n_parts, int64_t in_features,
                                       const int64_t *out_features, bool bias,
                                       struct pgd_linear *out, char *err, size_t errlen);
+/* Slices: the inverse of fusing, for checkpoints that store several layers in one tensor
+ * (Phi-3's qkv_proj [(H + 2 KV) * D, hidden], a fused gate_up_proj, ...) when the ops want
+ * them apart. Rows are along the outermost dimension (shape[0]).
+ *
+ * pgd_model_load_tensor_rows loads rows [row0, row0 + n_rows) of tensor `name`, which must
+ * have exactly the ndim (>= 1) and shape given (the whole tensor's, as the config implies
+ * it); *out has shape [n_rows, shape[1], ...]. Rows outside [0, shape[0]) or n_rows <= 0
+ * are PGD_ERR_INVALID_ARG; a tensor of another shape is PGD_ERR_FORMAT naming both shapes. */
+enum pgd_status pgd_model_load_tensor_rows(struct pgd_model_ctx *ctx, const char *name, int ndim,
+                                           const int64_t *shape, int64_t row0, int64_t n_rows,
+                                           struct pgd_tensor *out, char *err, size_t errlen);
+/* A linear layer of n_rows outputs made of rows [row0, row0 + n_rows) of "<prefix>.weight"
+ * [total_out, in_features] (and of "<prefix>.bias" [total_out] when `bias`). Loading the
+ * three row ranges of a fused qkv_proj gives three layers sharing nothing but the file.
+ * Dense (float) checkpoints only: a quantized tensor is refused. */
+enum pgd_status pgd_model_load_linear_rows(struct pgd_model_ctx *ctx, const char *prefix,
+                                           int64_t in_features, int64_t total_out, int64_t row0,
+                                           int64_t n_rows, bool bias, struct pgd_linear *out,
+                                           char *err, size_t errlen);
 /* A linear layer whose weight is an already-loaded tensor [out, in] (tied embeddings). */
 struct pgd_linear pgd_linear_from_tensor(const struct pgd_tensor *weight);
 

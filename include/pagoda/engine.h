@@ -1,0 +1,214 @@
+/* The engine: what frontends use to generate text. It owns a model runner (created from the
+ * model directory), a paged KV cache with prefix sharing and a continuous-batching
+ * scheduler, and runs them on its own thread.
+ *
+ * Thread safety: every function here may be called from any thread, concurrently, except
+ * that one stream must be read (pgd_stream_next) by one thread at a time, and
+ * pgd_engine_destroy must not race with other calls on the same engine.
+ *
+ *   struct pgd_engine_params ep = pgd_engine_default_params();
+ *   ep.model_dir = "models/tinyllama";
+ *   pgd_engine_create(&ep, &eng, err, sizeof err);
+ *   struct pgd_request_params rp = pgd_request_default_params();
+ *   rp.prompt = "Once upon a time";  rp.sampling.max_tokens = 64;
+ *   pgd_engine_submit(eng, &rp, &stream, err, sizeof err);
+ *   struct pgd_output out;
+ *   while (pgd_stream_next(stream, &out, -1) == PGD_OK)
+ *       fwrite(out.text, 1, out.text_len, stdout);
+ *   pgd_stream_destroy(stream);
+ *   pgd_engine_destroy(eng);
+ */
+#ifndef PAGODA_ENGINE_H
+#define PAGODA_ENGINE_H
+
+#include <pagoda/status.h>
+#include <pagoda/tensor.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct pgd_engine;
+struct pgd_stream;
+
+enum pgd_sched_policy {
+    PGD_SCHED_FCFS = 0,        /* first come, first served; the newest is preempted first */
+    PGD_SCHED_PRIORITY,        /* lowest `priority` value first, then arrival order */
+};
+
+struct pgd_engine_params {
+    const char *model_dir;           /* the checkpoint: config.json, *.safetensors, tokenizer */
+    const char *plugin_path;         /* extra plugin directories, colon-separated; may be NULL */
+    enum pgd_device device;          /* default PGD_DEVICE_CPU */
+    int block_size;                  /* tokens per KV block; default 16 */
+    int num_blocks;                  /* KV blocks; 0 (default): from kv_cache_bytes */
+    size_t kv_cache_bytes;           /* KV cache size when num_blocks is 0; default 256 MiB */
+    int max_num_seqs;                /* most sequences in one step; default 256 */
+    int max_num_batched_tokens;      /* per-step token budget; default 2048 */
+    int max_model_len;               /* longest sequence; 0 (default): the model's limit */
+    bool enable_prefix_caching;      /* default true */
+    bool enable_chunked_prefill;     /* default true; when false a prompt is computed whole */
+    enum pgd_sched_policy policy;    /* default PGD_SCHED_FCFS */
+    uint64_t seed;                   /* seeds the per-request seeds of unseeded requests */
+    /* GPU only. The compute dtype (PGD_DTYPE_BF16 or PGD_DTYPE_F16; default PGD_DTYPE_COUNT:
+     * the checkpoint's, float32 read as bf16), and with num_blocks 0 the share of the card
+     * the KV pool may fill after the weights and a profiling step's activations (default
+     * 0.9; kv_cache_bytes is not used on a GPU). */
+    enum pgd_dtype dtype;
+    double gpu_memory_utilization;
+};
+struct pgd_engine_params pgd_engine_default_params(void);
+
+struct pgd_logit_bias {
+    int32_t token;
+    float bias;                      /* added to the token's logit before sampling */
+};
+
+/* Sampling, named and defaulted as in vLLM's SamplingParams. */
+struct pgd_sampling_params {
+    int n;                           /* parallel samples of one prompt; default 1 */
+    float temperature;               /* default 1.0; 0 = greedy */
+    float top_p;                     /* (0, 1]; default 1.0 (off) */
+    int top_k;                       /* 0 or -1 = off (default 0) */
+    float min_p;                     /* [0, 1]; default 0 (off) */
+    float presence_penalty;          /* [-2, 2]; default 0 */
+    float frequency_penalty;         /* [-2, 2]; default 0 */
+    float repetition_penalty;        /* > 0; default 1.0 (off) */
+    bool has_seed;                   /* when true, `seed` makes the output reproducible */
+    uint64_t seed;
+    const char *const *stop;         /* [n_stop] stop strings (need a tokenizer); copied */
+    int n_stop;
+    const int32_t *stop_token_ids;   /* [n_stop_token_ids]; copied */
+    int n_stop_token_ids;
+    bool ignore_eos;                 /* default false */
+    int max_tokens;                  /* default 16; < 0: up to max_model_len */
+    int min_tokens;                  /* no stop before this many tokens; default 0 */
+    int logprobs;                    /* top alternatives per generated token; -1 = none
+                                        (default); 0 = the sampled token's only */
+    int prompt_logprobs;             /* the same for prompt tokens; -1 = none (default) */
+    bool include_stop_str_in_output; /* default false */
+    bool skip_special_tokens;        /* default true */
+    const struct pgd_logit_bias *logit_bias;   /* [n_logit_bias]; copied */
+    int n_logit_bias;
+};
+struct pgd_sampling_params pgd_sampling_default_params(void);
+
+struct pgd_request_params {
+    const char *prompt;              /* text (needs the model's tokenizer), or NULL */
+    const int32_t *prompt_ids;       /* [n_prompt_ids] token ids, used when prompt is NULL */
+    int n_prompt_ids;
+    bool add_special_tokens;         /* BOS etc. when tokenizing `prompt`; default true */
+    struct pgd_sampling_params sampling;
+    int priority;                    /* PGD_SCHED_PRIORITY: lower first; default 0 */
+    const char *cache_salt;          /* prefix-cache isolation; may be NULL; copied */
+    bool detokenize;                 /* produce text (needs a tokenizer); default true */
+};
+struct pgd_request_params pgd_request_default_params(void);
+
+enum pgd_finish_reason {
+    PGD_FINISH_NONE = 0,             /* not finished */
+    PGD_FINISH_STOP,                 /* EOS, a stop token or a stop string */
+    PGD_FINISH_LENGTH,               /* max_tokens or max_model_len */
+    PGD_FINISH_ABORT,                /* pgd_engine_abort, stream destroyed, engine destroyed */
+};
+/* "stop", "length", "abort" (NULL for PGD_FINISH_NONE). */
+const char *pgd_finish_reason_str(enum pgd_finish_reason r);
+
+struct pgd_logprob {
+    int32_t token;
+    float logprob;                   /* natural log of the model's probability (raw logits) */
+    int32_t rank;                    /* 1 = the most likely token */
+};
+/* The logprob of one chosen token and the most likely alternatives at its position. */
+struct pgd_token_logprobs {
+    struct pgd_logprob chosen;
+    const struct pgd_logprob *top;   /* [n_top], most likely first */
+    int n_top;
+};
+
+/* One piece of a request's output stream. All pointers are owned by the stream and valid
+ * until the next pgd_stream_next or pgd_stream_destroy on it. */
+struct pgd_output {
+    uint64_t request_id;
+    int index;                       /* which of the n parallel samples (0..n-1) */
+    const int32_t *token_ids;        /* [n_token_ids] new tokens */
+    int n_token_ids;
+    const char *text;                /* new text, NUL-terminated ("" without a tokenizer) */
+    size_t text_len;
+    const struct pgd_token_logprobs *logprobs;        /* [n_token_ids] or NULL */
+    const struct pgd_token_logprobs *prompt_logprobs; /* [n_prompt_logprobs] or NULL: for
+                                        prompt tokens 1.. (token 0 has none); sample 0's
+                                        first output only */
+    int n_prompt_logprobs;
+    enum pgd_finish_reason finish_reason;   /* set on this sample's last output */
+    const char *stop_reason;         /* the stop string that matched, or NULL */
+    int32_t stop_token;              /* the EOS/stop token that ended it, or -1 */
+    int prompt_tokens;               /* usage so far, for this sample */
+    int completion_tokens;
+    int cached_tokens;               /* prompt tokens served by the prefix cache */
+};
+
+/* Creates an engine and starts its thread. *out is owned by the caller: pgd_engine_destroy. */
+enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_engine **out,
+                                  char *err, size_t errlen);
+
+/* Queues a request. Everything r points to is copied. Refuses, with a message, a request
+ * that can never run: empty prompt, bad sampling values, prompt + max_tokens over
+ * max_model_len, more KV blocks than the whole pool, text without a tokenizer, a token id
+ * outside the vocabulary. *out (the request's output stream) is owned by the caller:
+ * pgd_stream_destroy. */
+enum pgd_status pgd_engine_submit(struct pgd_engine *e, const struct pgd_request_params *r,
+                                  struct pgd_stream **out, char *err, size_t errlen);
+
+/* The id the engine gave the stream's request (for pgd_engine_abort). */
+uint64_t pgd_stream_request_id(const struct pgd_stream *s);
+
+/* Waits up to timeout_ms (< 0: forever, 0: do not wait) for the next output. Returns PGD_OK
+ * with *out filled, PGD_ERR_TIMEOUT, or PGD_ERR_CLOSED once every sample's last output
+ * (the one with a finish_reason) has been read. */
+enum pgd_status pgd_stream_next(struct pgd_stream *s, struct pgd_output *out, int timeout_ms);
+
+/* Releases the stream; aborts its request when it has not finished. NULL is fine. */
+void pgd_stream_destroy(struct pgd_stream *s);
+
+/* Aborts a request: each unfinished sample ends with PGD_FINISH_ABORT. Unknown or finished
+ * ids are ignored. */
+void pgd_engine_abort(struct pgd_engine *e, uint64_t request_id);
+
+/* Stops the engine thread, aborting what is left (their streams get their abort outputs
+ * and stay readable until destroyed). NULL is fine. */
+void pgd_engine_destroy(struct pgd_engine *e);
+
+/* Whether the model directory had a tokenizer (text prompts, text output, stop strings). */
+bool pgd_engine_has_tokenizer(const struct pgd_engine *e);
+
+/* A snapshot of the engine's counters. */
+struct pgd_engine_stats {
+    int num_requests_running;        /* sequences */
+    int num_requests_waiting;
+    double kv_cache_usage;           /* fraction of KV blocks in use, [0, 1] */
+    int num_blocks;
+    int block_size;
+    uint64_t prefix_cache_queries;   /* prompt tokens looked up */
+    uint64_t prefix_cache_hits;      /* of which found in the cache */
+    uint64_t num_preemptions;
+    uint64_t prompt_tokens;          /* prompt tokens of admitted requests */
+    uint64_t prompt_tokens_computed; /* prompt tokens actually run through the model
+                                        (excludes prefix hits, includes recomputation) */
+    uint64_t generation_tokens;
+    uint64_t num_steps;
+    uint64_t requests_finished[4];   /* by enum pgd_finish_reason */
+};
+void pgd_engine_get_stats(struct pgd_engine *e, struct pgd_engine_stats *out);
+
+/* The engine's metrics in the Prometheus text exposition format (version 0.0.4), names
+ * prefixed `pagoda:`. *text is malloc'd, NUL-terminated, owned by the caller (free()). */
+enum pgd_status pgd_engine_metrics_text(struct pgd_engine *e, char **text, size_t *len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,35 @@
+/* Internal: stop strings over a stream of text deltas. The generated text accumulates in a
+ * buffer; text is released to the client only once it can no longer become part of a stop
+ * string (a suffix that is a prefix of some stop string is held back), and text from a
+ * matched stop string on is never released (unless include_stop_str_in_output, which
+ * releases the stop string itself). Stop strings may span any number of tokens. */
+#ifndef PGD_RUNTIME_STOP_H
+#define PGD_RUNTIME_STOP_H
+
+#include <pagoda/status.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct pgd__stop_text {
+    char *buf;          /* the generated text so far (NUL-terminated), owned */
+    size_t len, cap;
+    size_t released;    /* bytes [0, released) went to the client */
+    size_t scanned;     /* stop strings cannot start before this (already checked) */
+};
+
+void pgd__stop_text_fini(struct pgd__stop_text *t);
+
+/* Appends delta and, when `check` (false while min_tokens is not reached), looks for the
+ * stop strings (n_stops of them; empty strings are ignored) in the text not yet released.
+ * Returns the index of the stop string that matched first (earliest start;
+ * ties: the earlier stop in the list), or -1. *release gets how many more bytes, starting
+ * at buf + released, may go to the client now (and advances released). When a stop matched,
+ * the text is cut after it (include) or at its start; nothing after is ever released. */
+int pgd__stop_text_push(struct pgd__stop_text *t, const char *delta, size_t n,
+                        const char *const *stops, int n_stops, bool check, bool include,
+                        size_t *release);
+
+/* At the end (length, EOS, abort): releases everything still held back. */
+size_t pgd__stop_text_flush(struct pgd__stop_text *t);
+
+#endif

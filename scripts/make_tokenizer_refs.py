@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""Builds the tokenizer test corpus and the reference outputs of the `tokenizers` package.
+
+    pip install tokenizers
+    python3 scripts/make_tokenizer_refs.py [--shared ../shared/data/tokenizers]
+
+Writes tests/fixtures/tokenizer/corpus.json (the strings, built to break tokenizers) and
+tests/fixtures/tokenizer/refs_<name>.json for mistral, llama3 and qwen3:
+  encode(text, add_special_tokens=False/True), decode(ids, skip_special_tokens=False/True),
+  and decodes of random id sequences (byte tokens, special tokens, ids out of range).
+
+Where a field is left out it equals the input (see tests/test_tokenizer.c for the format).
+Texts with invalid UTF-8 are stored as hex bytes; Python sees them decoded with
+errors="replace" (each maximal invalid subsequence -> U+FFFD), which is what pagoda's encode
+does to invalid input. The corpus is generated from a fixed seed, so reruns give the same files.
+"""
+import argparse
+import json
+import os
+import random
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+FIX = os.path.join(ROOT, "tests", "fixtures", "tokenizer")
+
+
+def corpus():
+    out = []  # entries: str, or bytes (invalid UTF-8)
+
+    def add(*xs):
+        out.extend(xs)
+
+    # ---- plain text, contractions, case ------------------------------------------------------
+    add("Hello world", "Hello, world!", "hello", " hello", "  hello", "hello ", "HELLO WORLD",
+        "The quick brown fox jumps over the lazy dog.",
+        "I'm sure they'll say we've done what you'd've wanted; it's John's, isn't it?",
+        "DON'T YOU'LL WE'VE I'M HE'D SHE'S", "'s 't 're 've 'm 'll 'd", "'S'T'RE'VE'M'LL'D",
+        "don'ſ 'ſa", "rock'n'roll", "‘curly’ “quotes” «guillemets» „low”", "a'b'c'", "''''",
+        "e.g. i.e. etc... !!! ??? ?!", "--- *** ___ ~~~ ===", "@user #hashtag $100 50% &amp;",
+        "Mr. O'Neil's café", "naïve façade coöperate résumé", "ÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏ", "ß ẞ ſ ﬁ ﬂ ﬀ",
+        "", " ", "a", ".", "\n", "x" * 3)
+    # ---- whitespace ----------------------------------------------------------------------------
+    add("a  b", "a   b", "a\tb", "a\t\tb", "a\nb", "a\n\nb", "a\r\nb", "a\rb", "a \n b",
+        "a\n \n b", " \n", "\n ", "   ", "\t", "\t\n\t", "  \n\n  x", "x\n\n\n\n\n",
+        "line1\nline2\r\nline3\rline4", "trailing   ", "   leading", "  both  ",
+        "a\u00a0b", "a\u00a0\u00a0b", "a\u3000b", "a\u2028b\u2029c", "a\u180eb", "x \u180e y",
+        "a\u200bb", "a\u200d\u200cb", "a\x0bb\x0cc", "a\x1cb\x1dc\x1ed\x1fe", "a\x85b", "x \x85 y",
+        "\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a", "a\u202fb\u205fc",
+        "\ufeffBOM at start", "tab\tseparated\tvalues\n1\t2\t3", " \t \t ", "a \t\n\r\u00a0\u3000b",
+        "x" + " " * 17 + "y", "\n\n\n", "\r\n\r\n", " \r\n ", "end with space ")
+    # ---- digits --------------------------------------------------------------------------------
+    add("1", "12", "123", "1234", "12345", "1234567890", "3.14159", "1,000,000", "-42", "+7",
+        "1e10", "0x1F", "2024-01-15", "12:30:45", "v1.2.3", "a1b2c3", "abc123def",
+        "١٢٣٤٥ ٦٧٨٩", "१२३४५", "１２３４５", "²³¹ ½ ¾", "Ⅻ ⅻ Ⅸ", "① ② ⑩", "𝟘𝟙𝟚", "0.000001",
+        "$1,234.56", "99 bottles", "1st 2nd 3rd 4th", "007", "3.0e-8 -2.5E+10")
+    # ---- scripts -------------------------------------------------------------------------------
+    add("Ελληνικά: Καλημέρα κόσμε", "Русский: Привет, мир! Съешь же ещё этих мягких булок",
+        "Українська: Ґанок їжак", "Հայերեն: Բարեւ", "עברית: שלום עולם", "العربية: مرحبا بالعالم",
+        "فارسی: سلام دنیا", "اردو: ہیلو", "हिन्दी: नमस्ते दुनिया", "বাংলা: হ্যালো বিশ্ব",
+        "தமிழ்: வணக்கம் உலகம்", "తెలుగు: నమస్కారం", "ಕನ್ನಡ: ನಮಸ್ಕಾರ", "മലയാളം: നമസ്കാരം",
+        "ગુજરાતી: નમસ્તે", "ਪੰਜਾਬੀ: ਸਤ ਸ੍ਰੀ ਅਕਾਲ", "සිංහල: ආයුබෝවන්", "ไทย: สวัสดีชาวโลก",
+        "ລາວ: ສະບາຍດີ", "ພາສາ", "བོད་ཡིག: བཀྲ་ཤིས་བདེ་ལེགས།", "ქართული: გამარჯობა",
+        "한국어: 안녕하세요 세계", "日本語: こんにちは世界、カタカナ、漢字", "中文：你好，世界！繁體字測試",
+        "ግዕዝ: ሰላም ዓለም", "ᏣᎳᎩ: ᎣᏏᏲ", "ᠮᠣᠩᠭᠣᠯ: ᠰᠠᠶᠢᠨ", "ខ្មែរ: សួស្តី", "မြန်မာ: မင်္ဂလာပါ",
+        "ᚠᚢᚦᚨᚱᚲ runes", "𐌰𐌱𐌲 gothic", "𐌀𐌁𐌂 old italic", "𝐀𝐁𝐂 𝑥𝑦𝑧 𝔄𝔅", "𠀀𠀁𠀂 ext-B",
+        "ꦧꦱꦗꦮ javanese", "ᜆᜄᜎᜓᜄ᜔ tagalog", "ⴰⵣⵓⵍ tifinagh", "Ꭰ Ꭱ Ꭲ", "ǅ ǈ ǋ titlecase",
+        "İstanbul ıi IĞ", "Ǆ ǆ", "ÅÅ Ω Ω K K", "ﾊﾝｶｸ half-width", "Ｆｕｌｌ ｗｉｄｔｈ",
+        "mixed: hello мир 世界 عالم", "Ṩ ḍ̇ q̣̇")
+    # ---- emoji ---------------------------------------------------------------------------------
+    add("😀", "😀😃😄😁", "👍🏽 👍🏿", "👨‍👩‍👧‍👦 family", "🏳️‍🌈", "🇫🇷🇩🇪🇯🇵", "1️⃣ #️⃣",
+        "☺️ ☺︎", "🏴󠁧󠁢󠁳󠁣󠁴󠁿", "I ❤️ NY", "🤖: beep boop 🚀🌕", "emoji🙂inside🙃words",
+        "👩🏽‍💻👨🏿‍🚀", "🫠🫡🫶", "⌚⏰☕♻️✅", "🀄🃏🎴", "👁️‍🗨️")
+    # ---- combining marks and normalization -----------------------------------------------------
+    add("e\u0301", "cafe\u0301", "n\u0303o", "a\u0323\u0307", "a\u0307\u0323", "q\u0307\u0323",
+        "\u1100\u1161\u11a8", "\u1112\u1161\u11ab\u1100\u1173\u11af", "\u212b \u2126 \u212a",
+        "\u0344 \u0340 \u0341", "Z\u0351\u036b\u0343\u036a\u0302\u036b\u033d\u034f\u0334\u0319"
+        "\u0324\u031e\u0349\u035a\u032f\u031e\u0320\u034dA\u036b\u0357\u0334\u0362\u0335\u031c"
+        "\u0330\u0354L\u0368\u0367\u0369\u0358\u0320G\u0311\u0357\u030e\u0305\u035b\u0341\u0334"
+        "\u033b\u0348\u034d\u0354\u0339O\u0342\u030c\u030c\u0358\u0328\u0335\u0339\u033b\u031d"
+        "\u0333", "\u0301 leading mark", "x\u0300\u0301\u0302\u0303\u0304\u0305\u0306\u0307",
+        "\u0915\u094d\u0937", "\u0e01\u0e33", "\u00c5 vs A\u030a", "\ufb01 \ufb02 \u2460",
+        "\u1e9b\u0323", "\u0958", "\u2000\u2001", "\u3099\u309a \u304b\u3099", "\u05d0\u05b7",
+        "\uac00\u11a8", "e\u0301\u0301\u0301\u0301", "\u0f73 \u0f75 \u0f81",
+        "a\u034fb", "i\u0307\u0301")
+    # ---- code ----------------------------------------------------------------------------------
+    add("def f(x):\n    return x ** 2  # square\n",
+        "int main(void) {\n\tprintf(\"%d\\n\", 42);\n\treturn 0;\n}\n",
+        "for (int i = 0; i < n; ++i) { a[i] += b[i] * c; }",
+        '{"key": "value", "list": [1, 2, 3], "nested": {"a": null, "b": true}}',
+        "<html><head><title>T</title></head><body><p class=\"x\">Hi &lt;b&gt;</p></body></html>",
+        "SELECT name, COUNT(*) FROM users WHERE age >= 18 GROUP BY name;",
+        "#!/bin/bash\nset -euo pipefail\nfor f in *.txt; do echo \"$f\"; done\n",
+        "x = [i for i in range(10) if i % 2 == 0]\nprint(f\"{x!r:>10}\")",
+        "fn main() { let v: Vec<u32> = (0..10).collect(); println!(\"{:?}\", v); }",
+        "/^(?:[a-z0-9!#$%&'*+/=?^_`{|}~-]+)@example\\.com$/i",
+        "    indented\n        more\n\t\ttabs\n", "a->b; c=>d; e::f; g<=h; i!=j; k&&l||m",
+        "// comment\n/* block */\n# hash\n-- sql\n<!-- html -->",
+        "https://example.com/path?query=1&x=%20y#frag", "user@example.com",
+        "C:\\Users\\name\\file.txt", "0xDEADBEEF 0b1010 0o777 1_000_000", "\\n\\t\\\\ \\u00e9",
+        "```python\nimport os\n```", "    \n    \n", "}}}{{{)))(((]]][[[", "i++; --j; k += 1;",
+        "<div>\n  <span>text</span>\n</div>", "key: value\nlist:\n  - a\n  - b\n",
+        "λx. x + 1", "∀x ∈ ℝ: x² ≥ 0", "∑_{i=1}^{n} i = n(n+1)/2", "α→β ⇒ γ ⊕ δ")
+    # ---- added / special tokens written in the text ------------------------------------------
+    add("<s>", "</s>", "<unk>", "<s>Hello</s>", "Hello <s> world </s>", "<s><s></s></s>",
+        " <s> ", "x<s>y", "<<s>>", "<s", "s>", "< s >", "<S>",
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", "<|im_start|><|im_end|>",
+        "<|endoftext|>", "text<|endoftext|>more", "<|im_sta", "<|im_start|", "|im_start|>",
+        "<think>reasoning</think>answer", "<think>\n\n</think>\n\n", "<tool_call>{}</tool_call>",
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>",
+        "<|reserved_special_token_5|>", "<|reserved_special_token_250|>", "<|eot_id|><|eot_id|>",
+        "<|begin_of_text|>", "a <|end_of_text|> b", "<|fim_prefix|>def<|fim_suffix|>x<|fim_middle|>",
+        "<0x41>", "▁", "▁▁hello▁", "Ġhello", "ĠĠ", "<|vision_start|><|image_pad|><|vision_end|>",
+        "<|im_start|>system\nYou are helpful.<|im_end|>", "<|IM_START|>", "<think> <think>",
+        "  <|im_end|>  ", "\n<|im_end|>\n")
+    # ---- very long --------------------------------------------------------------------------
+    add("a" * 3000, "ab" * 700, "Supercalifragilisticexpialidocious" * 20, "1" * 500,
+        "1234567890" * 30, "你" * 400, "😀" * 100, " " * 1000, "\n" * 300, "\t" * 200,
+        "-" * 400, "=" * 150 + "\n" + "=" * 150, "x " * 500, "a\u0301" * 200,
+        "https://example.com/" + "verylongpathsegment/" * 40,
+        "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo" * 20, "аааааааааааааа" * 30,
+        " ".join(["word"] * 300), "ab" * 5 + " " * 50 + "cd" * 5, "\u3000" * 100)
+    # ---- invalid UTF-8 (bytes) ---------------------------------------------------------------
+    add(b"\x80", b"abc\x80def", b"\xe2\x82", b"x\xe2\x82y", b"\xe2\x82\xac\xe2", b"\xc0\xaf",
+        b"\xed\xa0\x80", b"\xed\xbf\xbf x", b"\xf4\x90\x80\x80", b"\xf5\xf6\xf7", b"\xff\xfe",
+        b"\xfe\xff hi", b"\xf0\x9f\x98", b"\xf0\x9f\x98 \xf0\x9f", b"caf\xe9", b"\xc3",
+        b"\xc3\x28", b"\xa0\xa1", b"\xe0\x80\x80", b"\xf0\x80\x80\x80", b"\xf8\x88\x80\x80\x80",
+        b"ok \x00 nul", b"\x00", b"<s>\xff</s>", b"\xe4\xbd\xa0\xe5\xa5", b"\xc2\xc2\xc2")
+    # ---- random mixes ---------------------------------------------------------------------------
+    rng = random.Random(1234)
+    pools = [
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        "0123456789",
+        " \t\n\r  \u00a0\u3000",
+        "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~",
+        "éèêëàâäôöûüçñßøåæœ",
+        "αβγδεζηθικλμνξοπρστυφχψωΑΒΓΔ",
+        "абвгдеёжзийклмнопрстуфхцчшщъыьэюя",
+        "你好世界中文字符测试漢字",
+        "こんにちはカタカナひらがな",
+        "안녕하세요한국어",
+        "مرحباالعربية",
+        "नमस्तेहिन्दी",
+        "😀😃😄😁👍🏽❤️🚀🇫🇷\u200d",
+        "\u0300\u0301\u0302\u0308\u0323\u034f",
+        "٣३３²Ⅻ①",
+        "\u180e\u200b\u200c\u200d\u2028\u2029\ufeff\x85\x0b\x0c\x1c",
+    ]
+    specials = ["<s>", "</s>", "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>",
+                "<|begin_of_text|>", "<|eot_id|>", "<unk>"]
+    for i in range(160):
+        n = rng.choice([1, 2, 3, 5, 8, 13, 21, 34, 55, 89])
+        s = []
+        for _ in range(n):
+            r = rng.random()
+            if r < 0.04:
+                s.append(rng.choice(specials))
+            elif r < 0.5:
+                p = pools[0] if rng.random() < 0.5 else rng.choice(pools)
+                s.append("".join(rng.choice(p) for _ in range(rng.randint(1, 8))))
+            else:
+                s.append(rng.choice(rng.choice(pools)))
+        out.append("".join(s))
+    for i in range(20):
+        b = bytes(rng.randrange(256) for _ in range(rng.randint(1, 40)))
+        try:
+            b.decode("utf-8")
+            out.append(b.decode("utf-8"))
+        except UnicodeDecodeError:
+            out.append(b)
+    return out
+
+
+def as_text(e):
+    return e.decode("utf-8", errors="replace") if isinstance(e, bytes) else e
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shared", default=os.path.join(ROOT, "..", "shared", "data", "tokenizers"))
+    args = ap.parse_args()
+    from tokenizers import Tokenizer
+    import tokenizers
+
+    entries = corpus()
+    assert len(entries) >= 300, len(entries)
+    os.makedirs(FIX, exist_ok=True)
+    with open(os.path.join(FIX, "corpus.json"), "w", encoding="utf-8") as f:
+        f.write("[\n")
+        for i, e in enumerate(entries):
+            item = {"hex": e.hex()} if isinstance(e, bytes) else {"text": e}
+            f.write(json.dumps(item, ensure_ascii=False) + (",\n" if i + 1 < len(entries) else "\n"))
+        f.write("]\n")
+
+    rng = random.Random(99)
+    for name in ("mistral", "llama3", "qwen3"):
+        tok = Tokenizer.from_file(os.path.join(args.shared, name, "tokenizer.json"))
+        vocab = tok.get_vocab_size(with_added_tokens=True)
+        cases = []
+        for e in entries:
+            text = as_text(e)
+            ids = tok.encode(text, add_special_tokens=False).ids
+            ids_sp = tok.encode(text, add_special_tokens=True).ids
+            case = {"ids": ids}
+            # ids_special is stored as what the post-processor put around ids when it has that
+            # shape (it always has for these tokenizers), else in full.
+            pre = post = None
+            for a in range(len(ids_sp) - len(ids) + 1):
+                b = len(ids_sp) - len(ids) - a
+                if ids_sp[a:a + len(ids)] == ids:
+                    pre, post = ids_sp[:a], ids_sp[len(ids_sp) - b:]
+                    break
+            if pre is None:
+                case["ids_special"] = ids_sp
+            elif pre or post:
+                case["special_pre"], case["special_post"] = pre, post
+            # decodes are omitted where they equal the input text
+            dec = tok.decode(ids_sp, skip_special_tokens=False)
+            dec_skip = tok.decode(ids_sp, skip_special_tokens=True)
+            if dec != text:
+                case["text"] = dec
+            if dec_skip != text:
+                case["text_skip"] = dec_skip
+            cases.append(case)
+        # Random id sequences: byte tokens, special tokens, ids past the vocabulary.
+        added = list(tok.get_added_tokens_decoder().keys()) if hasattr(
+            tok, "get_added_tokens_decoder") else []
+        byte_ids = [i for i in (tok.token_to_id("<0x%02X>" % b) for b in range(256)) if i is not None]
+        decodes = []
+        for k in range(60):
+            n = rng.randint(1, 24)
+            ids = []
+            for _ in range(n):
+                r = rng.random()
+                if r < 0.15 and added:
+                    ids.append(rng.choice(added))
+                elif r < 0.45 and byte_ids:
+                    ids.append(rng.choice(byte_ids))
+                elif r < 0.5:
+                    ids.append(vocab + rng.randint(0, 1000))
+                elif r < 0.75:
+                    ids.append(rng.randrange(min(vocab, 1200)))
+                else:
+                    ids.append(rng.randrange(vocab))
+            d = {"ids": ids, "text": tok.decode(ids, skip_special_tokens=False)}
+            sk = tok.decode(ids, skip_special_tokens=True)
+            if sk != d["text"]:
+                d["text_skip"] = sk
+            decodes.append(d)
+        ref = {"tokenizer": name, "tokenizers_version": tokenizers.__version__,
+               "encode": cases, "decode": decodes}
+        with open(os.path.join(FIX, "refs_%s.json" % name), "w", encoding="utf-8") as f:
+            json.dump(ref, f, ensure_ascii=False, separators=(",", ":"))
+        print(name, len(cases), "texts,", len(decodes), "decodes", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

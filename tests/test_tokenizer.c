@@ -1,0 +1,522 @@
+/* Tokenizer: encode/decode against the `tokenizers` package's outputs on a corpus built to
+ * break tokenizers (tests/fixtures/tokenizer, made by scripts/make_tokenizer_refs.py), the
+ * streaming detokenizer, random bytes and ids, and error messages. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <pagoda/tokenizer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define FIX PGD_TEST_SRCDIR "/tests/fixtures/tokenizer"
+
+static const char *tok_dir(const char *name, char *buf, size_t n)
+{
+    if (!strcmp(name, "llama3"))
+        snprintf(buf, n, "%s/../shared/data/tokenizers/llama3", PGD_TEST_SRCDIR);
+    else
+        snprintf(buf, n, "%s/%s", FIX, name);
+    return buf;
+}
+
+static struct pgd_tokenizer *load(const char *name)
+{
+    char dir[4096], path[4200], err[1024];
+    tok_dir(name, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        cr_assert_fail("tokenizer %s missing: %s (the shared data folder must sit beside the checkout)",
+                 name, path);
+    struct pgd_tokenizer *t = NULL;
+    enum pgd_status st = pgd_tokenizer_load(dir, &t, err, sizeof err);
+    cr_assert_eq(st, PGD_OK, "loading %s: %s", dir, err);
+    return t;
+}
+
+static json_t *load_json(const char *path)
+{
+    json_error_t je;
+    json_t *j = json_load_file(path, JSON_ALLOW_NUL, &je);
+    if (!j)
+        cr_assert_fail("%s: %s (line %d)", path, je.text, je.line);
+    return j;
+}
+
+/* Corpus entry i as bytes (malloc'ed) and, for the expected decodes, as Python saw it
+ * (invalid UTF-8 replaced). */
+static unsigned char *entry_bytes(json_t *e, size_t *len)
+{
+    json_t *t = json_object_get(e, "text");
+    if (t) {
+        *len = json_string_length(t);
+        unsigned char *p = malloc(*len + 1);
+        memcpy(p, json_string_value(t), *len + 1);
+        return p;
+    }
+    const char *hex = json_string_value(json_object_get(e, "hex"));
+    size_t n = strlen(hex) / 2;
+    unsigned char *p = malloc(n + 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        sscanf(hex + 2 * i, "%2x", &v);
+        p[i] = (unsigned char)v;
+    }
+    p[n] = 0;
+    *len = n;
+    return p;
+}
+
+/* U+FFFD for each maximal ill-formed subsequence (what Python's errors="replace" does):
+ * computed here with the tokenizer's own rule reimplemented independently. */
+static size_t valid_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80) return 1;
+    size_t need = c >= 0xC2 && c < 0xE0 ? 2 : c >= 0xE0 && c < 0xF0 ? 3 : c >= 0xF0 && c < 0xF5 ? 4 : 0;
+    if (!need || n < need) return 0;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < need; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    return need;
+}
+
+static bool is_valid_utf8(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t k = valid_len(u + i, n - i);
+        if (!k)
+            return false;
+        i += k;
+    }
+    return true;
+}
+
+static int32_t *json_ids(json_t *arr, size_t *n)
+{
+    *n = json_array_size(arr);
+    int32_t *v = malloc((*n + 1) * sizeof *v);
+    for (size_t i = 0; i < *n; i++)
+        v[i] = (int32_t)json_integer_value(json_array_get(arr, i));
+    return v;
+}
+
+static void assert_ids(const struct pgd_tokens *got, const int32_t *want, size_t n,
+                       const char *what, size_t idx)
+{
+    size_t i = 0;
+    while (i < n && i < got->n && got->ids[i] == want[i])
+        i++;
+    cr_assert(i == n && got->n == n,
+              "%s, corpus entry %zu: ids differ at position %zu (got %zu ids, want %zu; "
+              "got %d, want %d)", what, idx, i, got->n, n, i < got->n ? got->ids[i] : -1,
+              i < n ? want[i] : -1);
+}
+
+static void check_decode(const struct pgd_tokenizer *t, const int32_t *ids, size_t n, bool skip,
+                         const char *want, size_t want_len, const char *what, size_t idx)
+{
+    char *text, err[256];
+    size_t len;
+    cr_assert_eq(pgd_tokenizer_decode(t, ids, n, skip, &text, &len, err, sizeof err), PGD_OK,
+                 "%s", err);
+    cr_assert(len == want_len && !memcmp(text, want, len),
+              "%s, entry %zu (skip=%d):\n got  \"%.*s\"\n want \"%.*s\"", what, idx, skip,
+              (int)(len > 300 ? 300 : len), text, (int)(want_len > 300 ? 300 : want_len), want);
+    free(text);
+}
+
+/* Encodes and decodes every corpus entry; compares with the reference. */
+static void check_reference(const char *name)
+{
+    struct pgd_tokenizer *t = load(name);
+    char path[4096];
+    json_t *corpus = load_json(FIX "/corpus.json");
+    snprintf(path, sizeof path, FIX "/refs_%s.json", name);
+    json_t *ref = load_json(path);
+    json_t *enc = json_object_get(ref, "encode");
+    cr_assert_eq(json_array_size(enc), json_array_size(corpus), "%s and corpus.json disagree",
+                 path);
+    cr_assert_geq(json_array_size(corpus), 300);
+    char err[256];
+    for (size_t i = 0; i < json_array_size(corpus); i++) {
+        json_t *c = json_array_get(enc, i);
+        size_t len, n;
+        unsigned char *bytes = entry_bytes(json_array_get(corpus, i), &len);
+        /* what Python was given */
+        struct { char *p; size_t n; } py = { malloc(len * 3 + 1), 0 };
+        for (size_t k = 0; k < len;) {
+            size_t v = valid_len(bytes + k, len - k);
+            if (v) {
+                memcpy(py.p + py.n, bytes + k, v);
+                py.n += v;
+                k += v;
+            } else {
+                memcpy(py.p + py.n, "\xEF\xBF\xBD", 3);
+                py.n += 3;
+                /* maximal subpart: lead byte plus continuation bytes that still fit */
+                size_t m = 1;
+                unsigned char b0 = bytes[k];
+                size_t need = b0 >= 0xC2 && b0 < 0xE0 ? 2 : b0 >= 0xE0 && b0 < 0xF0 ? 3
+                              : b0 >= 0xF0 && b0 < 0xF5 ? 4 : 1;
+                unsigned lo = 0x80, hi = 0xBF;
+                if (b0 == 0xE0) lo = 0xA0;
+                if (b0 == 0xED) hi = 0x9F;
+                if (b0 == 0xF0) lo = 0x90;
+                if (b0 == 0xF4) hi = 0x8F;
+                if (need > 1 && k + 1 < len && bytes[k + 1] >= lo && bytes[k + 1] <= hi) {
+                    m = 2;
+                    while (m < need && k + m < len && (bytes[k + m] & 0xC0) == 0x80)
+                        m++;
+                }
+                k += m;
+            }
+        }
+
+        int32_t *want = json_ids(json_object_get(c, "ids"), &n);
+        struct pgd_tokens got = { 0 };
+        cr_assert_eq(pgd_tokenizer_encode(t, (char *)bytes, len, false, &got, err, sizeof err),
+                     PGD_OK, "%s", err);
+        assert_ids(&got, want, n, name, i);
+
+        /* with special tokens */
+        size_t ns = n;
+        int32_t *want_sp;
+        json_t *full = json_object_get(c, "ids_special");
+        if (full)
+            want_sp = json_ids(full, &ns);
+        else {
+            json_t *pre = json_object_get(c, "special_pre"), *post = json_object_get(c, "special_post");
+            size_t np = json_array_size(pre), nq = json_array_size(post);
+            ns = np + n + nq;
+            want_sp = malloc((ns + 1) * sizeof *want_sp);
+            for (size_t k = 0; k < np; k++)
+                want_sp[k] = (int32_t)json_integer_value(json_array_get(pre, k));
+            memcpy(want_sp + np, want, n * sizeof *want);
+            for (size_t k = 0; k < nq; k++)
+                want_sp[np + n + k] = (int32_t)json_integer_value(json_array_get(post, k));
+        }
+        got.n = 0;
+        cr_assert_eq(pgd_tokenizer_encode(t, (char *)bytes, len, true, &got, err, sizeof err),
+                     PGD_OK, "%s", err);
+        assert_ids(&got, want_sp, ns, "with special tokens", i);
+
+        json_t *dt = json_object_get(c, "text"), *ds = json_object_get(c, "text_skip");
+        check_decode(t, want_sp, ns, false, dt ? json_string_value(dt) : py.p,
+                     dt ? json_string_length(dt) : py.n, name, i);
+        check_decode(t, want_sp, ns, true, ds ? json_string_value(ds) : py.p,
+                     ds ? json_string_length(ds) : py.n, name, i);
+        pgd_tokens_fini(&got);
+        free(want);
+        free(want_sp);
+        free(bytes);
+        free(py.p);
+    }
+    json_t *dec = json_object_get(ref, "decode");
+    cr_assert_gt(json_array_size(dec), 0);
+    for (size_t i = 0; i < json_array_size(dec); i++) {
+        json_t *d = json_array_get(dec, i);
+        size_t n;
+        int32_t *ids = json_ids(json_object_get(d, "ids"), &n);
+        json_t *txt = json_object_get(d, "text"), *skip = json_object_get(d, "text_skip");
+        check_decode(t, ids, n, false, json_string_value(txt), json_string_length(txt),
+                     "random ids", i);
+        if (!skip)
+            skip = txt;
+        check_decode(t, ids, n, true, json_string_value(skip), json_string_length(skip),
+                     "random ids", i);
+        free(ids);
+    }
+    json_decref(ref);
+    json_decref(corpus);
+    pgd_tokenizer_destroy(t);
+}
+
+Test(tokenizer, mistral_matches_reference, .timeout = 120) { check_reference("mistral"); }
+Test(tokenizer, llama3_matches_reference, .timeout = 120) { check_reference("llama3"); }
+Test(tokenizer, qwen3_matches_reference, .timeout = 120) { check_reference("qwen3"); }
+
+/* ---- streaming ------------------------------------------------------------------------- */
+
+static void check_stream(const struct pgd_tokenizer *t, const int32_t *ids, size_t n, bool skip,
+                         size_t idx)
+{
+    char *full, err[256];
+    size_t full_len;
+    cr_assert_eq(pgd_tokenizer_decode(t, ids, n, skip, &full, &full_len, err, sizeof err), PGD_OK);
+    struct pgd_detok d;
+    cr_assert_eq(pgd_detok_init(&d, t, skip), PGD_OK);
+    char *acc = malloc(full_len + 1);
+    size_t acc_len = 0;
+    for (size_t i = 0; i <= n; i++) {
+        const char *delta;
+        size_t dl;
+        if (i < n)
+            cr_assert_eq(pgd_detok_push(&d, ids[i], &delta, &dl), PGD_OK);
+        else
+            cr_assert_eq(pgd_detok_flush(&d, &delta, &dl), PGD_OK);
+        cr_assert(is_valid_utf8(delta, dl), "entry %zu: delta %zu is not whole UTF-8", idx, i);
+        cr_assert_leq(acc_len + dl, full_len, "entry %zu: deltas run past the full decode", idx);
+        memcpy(acc + acc_len, delta, dl);
+        acc_len += dl;
+    }
+    cr_assert(acc_len == full_len && !memcmp(acc, full, full_len),
+              "entry %zu: deltas \"%.*s\" != decode \"%s\"", idx, (int)acc_len, acc, full);
+    /* the state is reusable after a flush */
+    const char *delta;
+    size_t dl;
+    if (n) {
+        cr_assert_eq(pgd_detok_push(&d, ids[0], &delta, &dl), PGD_OK);
+        cr_assert_eq(pgd_detok_flush(&d, &delta, &dl), PGD_OK);
+    }
+    pgd_detok_fini(&d);
+    free(acc);
+    free(full);
+}
+
+static void check_streaming(const char *name)
+{
+    struct pgd_tokenizer *t = load(name);
+    json_t *corpus = load_json(FIX "/corpus.json");
+    char err[256];
+    for (size_t i = 0; i < json_array_size(corpus); i++) {
+        size_t len;
+        unsigned char *bytes = entry_bytes(json_array_get(corpus, i), &len);
+        struct pgd_tokens ids = { 0 };
+        cr_assert_eq(pgd_tokenizer_encode(t, (char *)bytes, len, true, &ids, err, sizeof err),
+                     PGD_OK);
+        check_stream(t, ids.ids, ids.n, false, i);
+        check_stream(t, ids.ids, ids.n, true, i);
+        pgd_tokens_fini(&ids);
+        free(bytes);
+    }
+    /* byte-fallback runs and split UTF-8 across tokens, chosen to hurt */
+    srand(7);
+    int32_t v = pgd_tokenizer_vocab_size(t);
+    for (int k = 0; k < 200; k++) {
+        int32_t ids[32];
+        size_t n = (size_t)(rand() % 32);
+        for (size_t i = 0; i < n; i++)
+            ids[i] = rand() % 3 == 0 ? rand() % 300 : rand() % (v + 10) - 5;
+        check_stream(t, ids, n, k & 1, 10000 + (size_t)k);
+    }
+    json_decref(corpus);
+    pgd_tokenizer_destroy(t);
+}
+
+Test(tokenizer, mistral_streaming, .timeout = 120) { check_streaming("mistral"); }
+Test(tokenizer, llama3_streaming, .timeout = 120) { check_streaming("llama3"); }
+Test(tokenizer, qwen3_streaming, .timeout = 120) { check_streaming("qwen3"); }
+
+/* ---- random bytes and ids ---------------------------------------------------------------- */
+
+static const char *const ATOMS[] = { "a", "Z", " ", "  ", "\n", "\t", "\r\n", "1", "123",
+    "'s", "é", "e\xcc\x81", "\xe4\xbd\xa0", "\xf0\x9f\x98\x80", "\xe2\x80\x8d", "<s>", "</s>",
+    "<|im_start|>", "<|eot_id|>", "<", "|", ">", "\x80", "\xc3", "\xe2\x82", "\xff", "\x00",
+    "\xe2\x96\x81", "\xc2\xa0", "\xe3\x80\x80", "\xe1\xa0\x8e", "." };
+
+/* lossy(x) with Python's rule (independent of the library's helper) */
+static char *lossy(const unsigned char *s, size_t n, size_t *out_len)
+{
+    char *o = malloc(n * 3 + 1);
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        size_t v = valid_len(s + i, n - i);
+        if (v) {
+            memcpy(o + k, s + i, v);
+            k += v;
+            i += v;
+            continue;
+        }
+        memcpy(o + k, "\xEF\xBF\xBD", 3);
+        k += 3;
+        unsigned char b0 = s[i];
+        size_t need = b0 >= 0xC2 && b0 < 0xE0 ? 2 : b0 >= 0xE0 && b0 < 0xF0 ? 3
+                      : b0 >= 0xF0 && b0 < 0xF5 ? 4 : 1;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (b0 == 0xE0) lo = 0xA0;
+        if (b0 == 0xED) hi = 0x9F;
+        if (b0 == 0xF0) lo = 0x90;
+        if (b0 == 0xF4) hi = 0x8F;
+        size_t m = 1;
+        if (need > 1 && i + 1 < n && s[i + 1] >= lo && s[i + 1] <= hi) {
+            m = 2;
+            while (m < need && i + m < n && (s[i + m] & 0xC0) == 0x80)
+                m++;
+        }
+        i += m;
+    }
+    *out_len = k;
+    return o;
+}
+
+static void fuzz(const char *name)
+{
+    struct pgd_tokenizer *t = load(name);
+    int32_t v = pgd_tokenizer_vocab_size(t);
+    char err[256];
+    srand(12345);
+    unsigned char buf[512];
+    int lossless_checked = 0;
+    for (int iter = 0; iter < 1500; iter++) {
+        size_t n = 0;
+        int parts = rand() % 24;
+        for (int p = 0; p < parts && n < sizeof buf - 16; p++) {
+            if (rand() % 3 == 0) {
+                buf[n++] = (unsigned char)(rand() % 256);
+            } else {
+                const char *a = ATOMS[rand() % (sizeof ATOMS / sizeof ATOMS[0])];
+                size_t al = a[0] ? strlen(a) : 1; /* the "\x00" atom is one NUL byte */
+                memcpy(buf + n, a, al);
+                n += al;
+            }
+        }
+        struct pgd_tokens ids = { 0 };
+        cr_assert_eq(pgd_tokenizer_encode(t, (char *)buf, n, iter & 1, &ids, err, sizeof err),
+                     PGD_OK, "%s", err);
+        for (size_t i = 0; i < ids.n; i++)
+            cr_assert(ids.ids[i] >= 0 && ids.ids[i] < v);
+        char *text;
+        size_t tl;
+        cr_assert_eq(pgd_tokenizer_decode(t, ids.ids, ids.n, false, &text, &tl, err, sizeof err),
+                     PGD_OK);
+        cr_assert(is_valid_utf8(text, tl));
+        /* Lossless where the tokenizer is: Llama-3 always (invalid bytes come back as U+FFFD);
+         * Qwen3 on text NFC leaves alone (ASCII here); Mistral when no special token or
+         * U+2581 is written in the text (SentencePiece prepends a space after one). */
+        bool ascii = true, marks = false;
+        for (size_t i = 0; i < n; i++)
+            ascii = ascii && buf[i] < 0x80;
+        for (size_t i = 0; i < n; i++)
+            marks = marks || buf[i] == '<' || buf[i] == 0xE2;
+        bool lossless = !(iter & 1) && (!strcmp(name, "llama3") || (!strcmp(name, "qwen3") && ascii) ||
+                        (!strcmp(name, "mistral") && !marks));
+        if (lossless) {
+            size_t wl;
+            char *want = lossy(buf, n, &wl);
+            cr_assert(tl == wl && !memcmp(text, want, wl),
+                      "%s: decode(encode(x)) != x at iteration %d: \"%.*s\" vs \"%.*s\"", name,
+                      iter, (int)tl, text, (int)wl, want);
+            free(want);
+            lossless_checked++;
+        }
+        free(text);
+        pgd_tokens_fini(&ids);
+
+        /* random ids, some out of range */
+        int32_t rid[40];
+        size_t rn = (size_t)(rand() % 40);
+        for (size_t i = 0; i < rn; i++)
+            rid[i] = rand() % 4 == 0 ? rand() % 512 : rand() % (v + 200) - 100;
+        cr_assert_eq(pgd_tokenizer_decode(t, rid, rn, iter & 1, &text, &tl, err, sizeof err),
+                     PGD_OK);
+        cr_assert(is_valid_utf8(text, tl));
+        free(text);
+    }
+    cr_assert_gt(lossless_checked, 50);
+    pgd_tokenizer_destroy(t);
+}
+
+Test(tokenizer, mistral_random_input, .timeout = 120) { fuzz("mistral"); }
+Test(tokenizer, llama3_random_input, .timeout = 120) { fuzz("llama3"); }
+Test(tokenizer, qwen3_random_input, .timeout = 120) { fuzz("qwen3"); }
+
+/* ---- API details -------------------------------------------------------------------------- */
+
+Test(tokenizer, config_tokens_and_lookups)
+{
+    struct pgd_tokenizer *m = load("mistral"), *q = load("qwen3");
+    cr_assert_eq(pgd_tokenizer_bos_id(m), 1);
+    cr_assert_eq(pgd_tokenizer_eos_id(m), 2);
+    cr_assert_eq(pgd_tokenizer_bos_id(q), -1);
+    cr_assert_eq(pgd_tokenizer_eos_id(q), pgd_tokenizer_token_id(q, "<|im_end|>", 10));
+    cr_assert(pgd_tokenizer_is_special(q, pgd_tokenizer_token_id(q, "<|im_end|>", 10)));
+    cr_assert_not(pgd_tokenizer_is_special(q, pgd_tokenizer_token_id(q, "<think>", 7)));
+    cr_assert_str_eq(pgd_tokenizer_token(m, 13), "<0x0A>");
+    cr_assert_null(pgd_tokenizer_token(m, -1));
+    cr_assert_null(pgd_tokenizer_token(m, 1 << 30));
+    cr_assert_eq(pgd_tokenizer_vocab_size(q), 151669);
+    pgd_tokenizer_destroy(m);
+    pgd_tokenizer_destroy(q);
+}
+
+static enum pgd_status load_text(const char *json, char *err, size_t errlen)
+{
+    struct pgd_tokenizer *t = NULL;
+    enum pgd_status st = pgd_tokenizer_load_json(json, strlen(json), NULL, 0, "x/tokenizer.json",
+                                                 &t, err, errlen);
+    pgd_tokenizer_destroy(t);
+    return st;
+}
+
+#define MINI_MODEL "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\"a b\"]}"
+
+Test(tokenizer, errors_name_the_file_and_the_problem)
+{
+    char err[512];
+    cr_assert_eq(load_text("{\"model\": ", err, sizeof err), PGD_ERR_FORMAT);
+    cr_assert(strstr(err, "x/tokenizer.json") && strstr(err, "malformed JSON"), "%s", err);
+    cr_assert_eq(load_text("{\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}}", err, sizeof err),
+                 PGD_ERR_UNSUPPORTED);
+    cr_assert(strstr(err, "x/tokenizer.json") && strstr(err, "WordPiece"), "%s", err);
+    cr_assert_eq(load_text("{" MINI_MODEL ",\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":"
+                           "{\"Regex\":\"(\\\\p{L}\"},\"behavior\":\"Isolated\"}}", err, sizeof err),
+                 PGD_ERR_FORMAT);
+    cr_assert(strstr(err, "x/tokenizer.json") && strstr(err, "regex"), "%s", err);
+    cr_assert_eq(load_text("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a c\"]}}",
+                           err, sizeof err), PGD_ERR_FORMAT);
+    cr_assert(strstr(err, "merges[0]"), "%s", err);
+    cr_assert_eq(load_text("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a\"]}}",
+                           err, sizeof err), PGD_ERR_FORMAT);
+    cr_assert_eq(load_text("{" MINI_MODEL ",\"normalizer\":{\"type\":\"Precompiled\"}}", err,
+                           sizeof err), PGD_ERR_UNSUPPORTED);
+    cr_assert(strstr(err, "Precompiled"), "%s", err);
+    cr_assert_eq(load_text("{" MINI_MODEL ",\"decoder\":{\"type\":\"CTC\"}}", err, sizeof err),
+                 PGD_ERR_UNSUPPORTED);
+    cr_assert(strstr(err, "CTC"), "%s", err);
+    struct pgd_tokenizer *t;
+    cr_assert_eq(pgd_tokenizer_load("/nonexistent-dir", &t, err, sizeof err), PGD_ERR_NOT_FOUND);
+    cr_assert(strstr(err, "/nonexistent-dir/tokenizer.json"), "%s", err);
+    cr_assert_null(t);
+}
+
+Test(tokenizer, merges_as_pairs_and_added_token_flags)
+{
+    /* A tiny byte-level-free model: merges given as pairs; an added token with lstrip/rstrip
+     * swallows the spaces around it; a single_word token only matches as a whole word. */
+    const char *json =
+        "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2,\" \":3},"
+        "\"merges\":[[\"a\",\"b\"]]},"
+        "\"added_tokens\":[{\"id\":10,\"content\":\"<m>\",\"lstrip\":true,\"rstrip\":true,"
+        "\"special\":true,\"normalized\":false,\"single_word\":false},"
+        "{\"id\":11,\"content\":\"ab\",\"single_word\":true,\"special\":false,"
+        "\"normalized\":false,\"lstrip\":false,\"rstrip\":false}],"
+        "\"decoder\":{\"type\":\"Fuse\"}}";
+    char err[256];
+    struct pgd_tokenizer *t;
+    cr_assert_eq(pgd_tokenizer_load_json(json, strlen(json), NULL, 0, "mini", &t, err, sizeof err),
+                 PGD_OK, "%s", err);
+    struct pgd_tokens ids = { 0 };
+    const char *in = "aab  <m>  ab b";
+    cr_assert_eq(pgd_tokenizer_encode(t, in, strlen(in), false, &ids, err, sizeof err), PGD_OK);
+    /* "aab" (ab inside a word: no single_word match) -> a ab; spaces eaten by <m>; "ab" alone
+     * -> 11; " " and "b" */
+    int32_t want[] = { 0, 2, 10, 11, 3, 1 };
+    cr_assert_eq(ids.n, 6);
+    for (size_t i = 0; i < 6; i++)
+        cr_assert_eq(ids.ids[i], want[i], "position %zu", i);
+    char *text;
+    size_t tl;
+    cr_assert_eq(pgd_tokenizer_decode(t, ids.ids, ids.n, true, &text, &tl, err, sizeof err), PGD_OK);
+    cr_assert_str_eq(text, "aabab b");
+    free(text);
+    pgd_tokens_fini(&ids);
+    pgd_tokenizer_destroy(t);
+}
