@@ -41,11 +41,12 @@ if [ "${TESTS:-1}" = 1 ]; then
 fi
 if [ "${BENCH:-1}" = 1 ]; then
   # GEMV_VARIANTS: the largest batch the GEMV kernel takes (the rest go to cuBLASLt).
-  for g in ${GEMV_VARIANTS:-8}; do
+  for g in ${GEMV_VARIANTS:-default}; do
     stamp "bench (PGD_CUDA_GEMV_MAX_N=$g)"
+    [ $g = default ] && g=
     PGD_CUDA_GEMV_MAX_N=$g PAGODA_LOG=info timeout 300 ./tools/.libs/pagoda bench latency \
         --random-weights $WT/scripts/configs/llama-3-8b/config.json ${BENCH_ARGS:-} \
-        2>&1 | tee "$OUT/bench-gemv$g.txt"
+        2>&1 | tee "$OUT/bench-gemv${g:-default}.txt"
   done
 fi
 if [ "${HF:-0}" = 1 ]; then
