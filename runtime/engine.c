@@ -303,6 +303,8 @@ struct pgd_engine_params pgd_engine_default_params(void)
         .enable_prefix_caching = true,
         .enable_chunked_prefill = true,
         .policy = PGD_SCHED_FCFS,
+        .dtype = PGD_DTYPE_COUNT,
+        .gpu_memory_utilization = 0.9,
     };
 }
 

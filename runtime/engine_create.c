@@ -54,6 +54,9 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
     rp.kv_cache_bytes = p->kv_cache_bytes;
     rp.max_num_batched_tokens = p->max_num_batched_tokens;
     rp.max_num_seqs = p->max_num_seqs;
+    rp.dtype = p->dtype;
+    if (p->gpu_memory_utilization > 0)
+        rp.gpu_memory_utilization = p->gpu_memory_utilization;
     st = pgd__runner_create(&rp, &rb->runner, err, errlen);
     if (st != PGD_OK) {
         rb_destroy(rb);

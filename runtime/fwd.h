@@ -7,6 +7,8 @@
 #include "runtime/arena.h"
 #include "runtime/kv_cache.h"
 
+struct pgd_cuda_ctx;                   /* kernels/cuda/kernels.h */
+
 struct pgd_fwd {
     enum pgd_device device;
     enum pgd_dtype act_dtype;          /* activations (F32 on the CPU) */
@@ -26,8 +28,15 @@ struct pgd_fwd {
     /* Which rows need logits, and where they go. */
     int n_logits;
     const int32_t *logits_rows;        /* [n_logits], row indices into the batch */
-    float *logits;                     /* [n_logits, vocab_size], float32 */
+    float *logits;                     /* [n_logits, vocab_size], float32, on the device */
     int vocab_size;
+
+    /* Host copies of the batch arrays the ops inspect (the same pointers on the CPU). */
+    const int32_t *h_token_ids;        /* [n_tokens] */
+    const int32_t *h_query_start;      /* [n_seqs + 1] */
+    const int32_t *h_logits_rows;      /* [n_logits] */
+    uint64_t step_id;                  /* increases every step */
+    struct pgd_cuda_ctx *cuda;         /* borrowed from the runner; CUDA steps only */
 
     struct pgd__kv_cache *kv;          /* borrowed from the runner */
     struct pgd__arena *arena;          /* borrowed from the runner; reset every step */

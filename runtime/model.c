@@ -3,7 +3,12 @@
 #include "runtime/model_ctx.h"
 #include "runtime/safetensors.h"
 #include "runtime/device.h"
+#include "config.h"
+#ifdef PGD_HAVE_CUDA
+#include "kernels/cuda/kernels.h"
+#endif
 #include <pagoda/log.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,15 +25,66 @@ static void *model_alloc(struct pgd__model *m, size_t bytes)
         m->cap_allocs = cap;
     }
     void *p = pgd__device_alloc(m->device, bytes);
-    if (p)
+    if (p) {
         m->allocs[m->n_allocs++] = p;
+        m->weight_bytes += bytes;
+    }
     return p;
 }
 
 /* ---- tensors ----------------------------------------------------------------------------- */
 bool pgd_model_has_tensor(const struct pgd_model_ctx *ctx, const char *name)
 {
+    if (ctx->m->random_weights)
+        return true;
     return pgd__weights_find(ctx->m->weights, name) != NULL;
+}
+
+/* ---- random weights ------------------------------------------------------------------------ */
+static uint64_t name_seed(const char *name, uint64_t seed)
+{
+    uint64_t h = 1469598103934665603ull ^ seed;     /* FNV-1a */
+    for (const char *p = name; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return h;
+}
+
+/* The same counter hash as kernels/cuda (pgd_cuda_fill_random): equal values on both. */
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static enum pgd_status fill_random(struct pgd__model *m, const char *name, void *dst, size_t n,
+                                   int64_t cols, char *err, size_t errlen)
+{
+    float lo, hi;
+    if (strstr(name, "norm")) {
+        lo = 0.9f;
+        hi = 1.1f;
+    } else {
+        hi = (float)sqrt(3.0 / (double)(cols > 0 ? cols : 1));
+        lo = -hi;
+    }
+    uint64_t seed = name_seed(name, m->random_seed);
+#ifdef PGD_HAVE_CUDA
+    if (m->device == PGD_DEVICE_CUDA) {
+        if (pgd_cuda_fill_random(NULL, m->dtype, dst, n, seed, lo, hi, err, errlen))
+            return PGD_ERR_DEVICE;
+        return PGD_OK;
+    }
+#endif
+    if (m->device != PGD_DEVICE_CPU || m->dtype != PGD_DTYPE_F32)
+        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "random weights on %s in %s",
+                        pgd__device_name(m->device), pgd_dtype_name(m->dtype));
+    float *f = dst;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = mix64(seed + 0x9e3779b97f4a7c15ull * (i + 1));
+        f[i] = lo + (hi - lo) * ((float)(r >> 40) * (1.0f / 16777216.0f));
+    }
+    return PGD_OK;
 }
 
 static bool is_float_dtype(enum pgd_dtype dt)
@@ -71,6 +127,18 @@ static enum pgd_status find_checked(struct pgd_model_ctx *ctx, const char *name,
     return PGD_OK;
 }
 
+/* Host -> model memory; on CUDA through the pinned staging buffers of the load. */
+static enum pgd_status upload(struct pgd__model *m, void *dst, const void *src, size_t bytes,
+                              char *err, size_t errlen)
+{
+#ifdef PGD_HAVE_CUDA
+    if (m->stager)
+        return pgd_cuda_stager_upload(m->stager, dst, src, bytes, err, errlen) ? PGD_ERR_DEVICE
+                                                                               : PGD_OK;
+#endif
+    return pgd__device_upload(m->device, dst, src, bytes, err, errlen);
+}
+
 /* Copies n elements of src (any float dtype), starting at src_data (the tensor's data or a
  * row of it), into device memory dst of the model's dtype. */
 static enum pgd_status upload_converted(struct pgd__model *m, void *dst,
@@ -78,8 +146,7 @@ static enum pgd_status upload_converted(struct pgd__model *m, void *dst,
                                         size_t n, char *err, size_t errlen)
 {
     if (src->dtype == m->dtype)
-        return pgd__device_upload(m->device, dst, src_data, n * pgd_dtype_size(m->dtype), err,
-                                  errlen);
+        return upload(m, dst, src_data, n * pgd_dtype_size(m->dtype), err, errlen);
     /* Convert on the host in bounded chunks, then upload. */
     enum { CHUNK = 1 << 20 };
     float *tmp = malloc((size_t)CHUNK * sizeof(float));
@@ -102,8 +169,7 @@ static enum pgd_status upload_converted(struct pgd__model *m, void *dst,
                                                       : pgd_f32_to_f16(tmp[i]);
             chunk = tmp16;
         }
-        st = pgd__device_upload(m->device, (char *)dst + off * dsz, chunk, cnt * dsz, err,
-                                errlen);
+        st = upload(m, (char *)dst + off * dsz, chunk, cnt * dsz, err, errlen);
     }
     free(tmp);
     free(tmp16);
@@ -117,8 +183,9 @@ static enum pgd_status load_rows(struct pgd_model_ctx *ctx, const char *name, in
                                  struct pgd_tensor *out, char *err, size_t errlen)
 {
     struct pgd__model *m = ctx->m;
-    const struct pgd__st_tensor *t;
-    enum pgd_status st = find_checked(ctx, name, ndim, shape, &t, err, errlen);
+    const struct pgd__st_tensor *t = NULL;
+    enum pgd_status st = m->random_weights ? PGD_OK
+                                           : find_checked(ctx, name, ndim, shape, &t, err, errlen);
     if (st)
         return st;
     *out = (struct pgd_tensor){ .dtype = m->dtype, .device = m->device, .ndim = ndim };
@@ -130,10 +197,20 @@ static enum pgd_status load_rows(struct pgd_model_ctx *ctx, const char *name, in
     if (ndim > 0)
         out->ne[0] = n_rows;
     size_t n = row_elems * (size_t)n_rows;
+    if (m->random_weights) {
+        char rname[600];
+        snprintf(rname, sizeof rname, "%s@%lld", name, (long long)row0);
+        out->data = model_alloc(m, n * pgd_dtype_size(m->dtype));
+        if (!out->data)
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of %s memory for \"%s\" (%zu bytes)",
+                            pgd__device_name(m->device), name, n * pgd_dtype_size(m->dtype));
+        return fill_random(m, rname, out->data, n, ndim > 1 ? shape[ndim - 1] : 0, err, errlen);
+    }
     const char *src = (const char *)t->data + (size_t)row0 * row_elems * pgd_dtype_size(t->dtype);
     /* Zero-copy: a CPU model reads float32 weights straight from the map when aligned. */
     if (m->device == PGD_DEVICE_CPU && t->dtype == m->dtype && ((uintptr_t)src % 16) == 0) {
         out->data = (void *)src;
+        m->weight_bytes += n * pgd_dtype_size(m->dtype);
         return PGD_OK;
     }
     out->data = model_alloc(m, n * pgd_dtype_size(m->dtype));
@@ -219,6 +296,16 @@ enum pgd_status pgd_model_load_linear(struct pgd_model_ctx *ctx, const char *con
     if (!out->weight.data || (bias && !out->bias.data))
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of %s memory loading \"%s\" fused",
                         pgd__device_name(m->device), prefixes[0]);
+    if (m->random_weights) {
+        snprintf(name, sizeof name, "%s.weight", prefixes[0]);
+        enum pgd_status st = fill_random(m, name, out->weight.data,
+                                         (size_t)(total_out * in_features), in_features, err,
+                                         errlen);
+        snprintf(name, sizeof name, "%s.bias", prefixes[0]);
+        if (!st && bias)
+            st = fill_random(m, name, out->bias.data, (size_t)total_out, in_features, err, errlen);
+        return st;
+    }
     int64_t row = 0;
     for (int i = 0; i < n_parts; i++) {
         const struct pgd__st_tensor *t;
@@ -319,6 +406,14 @@ enum pgd_status pgd__model_load(const char *dir, const struct pgd_registry *reg,
                                 enum pgd_device device, struct pgd__model **out,
                                 char *err, size_t errlen)
 {
+    struct pgd__model_opts o = { .dtype = PGD_DTYPE_COUNT };
+    return pgd__model_load_opts(dir, reg, device, &o, out, err, errlen);
+}
+
+enum pgd_status pgd__model_load_opts(const char *dir, const struct pgd_registry *reg,
+                                     enum pgd_device device, const struct pgd__model_opts *opts,
+                                     struct pgd__model **out, char *err, size_t errlen)
+{
     *out = NULL;
     struct pgd__model *m = calloc(1, sizeof *m);
     if (!m)
@@ -334,21 +429,43 @@ enum pgd_status pgd__model_load(const char *dir, const struct pgd_registry *reg,
     enum pgd_status st = pgd__config_read(dir, &m->config, err, errlen);
     if (!st)
         st = pick_plugin(m, reg, err, errlen);
-    if (!st)
+    m->random_weights = opts->random_weights;
+    m->random_seed = opts->seed;
+    if (!st && !m->random_weights)
         st = pgd__weights_open_dir(dir, &m->weights, err, errlen);
     if (st) {
         pgd__model_destroy(m);
         return st;
     }
     /* The CPU computes in float32 (16-bit weights are widened at load); a GPU keeps the
-     * checkpoint's 16-bit dtype. */
+     * checkpoint's 16-bit dtype, or the one asked for. */
     m->dtype = device == PGD_DEVICE_CPU ? PGD_DTYPE_F32 : checkpoint_dtype(m);
+    if (device != PGD_DEVICE_CPU && opts->dtype != PGD_DTYPE_COUNT)
+        m->dtype = opts->dtype;
     if (m->dtype == PGD_DTYPE_F32 && device != PGD_DEVICE_CPU)
         m->dtype = PGD_DTYPE_BF16;
+    if (device != PGD_DEVICE_CPU && m->dtype != PGD_DTYPE_BF16 && m->dtype != PGD_DTYPE_F16) {
+        pgd__model_destroy(m);
+        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: a GPU model computes in BF16 or "
+                        "F16, not %s", dir, pgd_dtype_name(m->dtype));
+    }
     read_special_ids(m);
+#ifdef PGD_HAVE_CUDA
+    if (device == PGD_DEVICE_CUDA && !m->random_weights) {
+        m->stager = pgd_cuda_stager_create((size_t)32 << 20, err, errlen);
+        if (!m->stager) {
+            pgd__model_destroy(m);
+            return PGD_ERR_DEVICE;
+        }
+    }
+#endif
 
     struct pgd_model_ctx ctx = { .m = m };
     st = m->plugin->arch->load(&ctx, &m->desc, &m->impl, err, errlen);
+#ifdef PGD_HAVE_CUDA
+    pgd_cuda_stager_destroy(m->stager);
+    m->stager = NULL;
+#endif
     if (st) {
         if (err && errlen && !err[0])
             snprintf(err, errlen, "%s: the %s plugin failed to load it (%s)", dir,
@@ -364,10 +481,12 @@ enum pgd_status pgd__model_load(const char *dir, const struct pgd_registry *reg,
                         "%s: the %s plugin described the model with a non-positive size",
                         dir, m->plugin->name);
     }
-    PGD_INFO("loaded %s: %s (plugin %s %s), %d layers, hidden %d, vocab %d, on %s", dir,
+    PGD_INFO("loaded %s: %s (plugin %s %s), %d layers, hidden %d, vocab %d, on %s in %s, "
+             "%.2f GiB of weights%s", dir,
              json_string_value(json_array_get(json_object_get(m->config, "architectures"), 0)),
              m->plugin->name, m->plugin->version, d->n_layers, d->hidden_size, d->vocab_size,
-             pgd__device_name(device));
+             pgd__device_name(device), pgd_dtype_name(m->dtype),
+             (double)m->weight_bytes / (1 << 30), m->random_weights ? " (random)" : "");
     *out = m;
     return PGD_OK;
 }

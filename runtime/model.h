@@ -25,6 +25,20 @@ struct pgd__model {
     int32_t eos_ids[PGD_MAX_EOS];      /* from generation_config.json, else config.json */
     int n_eos;
     int32_t bos_id;                    /* -1 when none */
+    bool random_weights;               /* no checkpoint: tensors are made up (benchmarks) */
+    uint64_t random_seed;
+    void *stager;                      /* CUDA upload staging during load, else NULL */
+    size_t weight_bytes;               /* bytes of weights on the device */
+};
+
+/* How to load: the compute dtype on a GPU (PGD_DTYPE_COUNT: the checkpoint's, F32 read as
+ * BF16) and whether to make random weights from config.json alone (no safetensors read):
+ * uniform in +-sqrt(3 / in_features) for matrices, [0.9, 1.1) for norms, the same values on
+ * every device for a given seed. */
+struct pgd__model_opts {
+    enum pgd_dtype dtype;
+    bool random_weights;
+    uint64_t seed;
 };
 
 /* Loads the model in dir onto device. *out is owned by the caller: pgd__model_destroy. A
@@ -32,6 +46,9 @@ struct pgd__model {
 enum pgd_status pgd__model_load(const char *dir, const struct pgd_registry *reg,
                                 enum pgd_device device, struct pgd__model **out,
                                 char *err, size_t errlen);
+enum pgd_status pgd__model_load_opts(const char *dir, const struct pgd_registry *reg,
+                                     enum pgd_device device, const struct pgd__model_opts *opts,
+                                     struct pgd__model **out, char *err, size_t errlen);
 void pgd__model_destroy(struct pgd__model *m);
 
 /* Reads config.json of dir (owned by the caller: json_decref). */

@@ -1,7 +1,13 @@
 /* The ops of include/pagoda/ops.h: shape checks, then dispatch on the step's device.
- * The CPU kernels (kernels/cpu) are the reference implementation. */
+ * The CPU kernels (kernels/cpu) are the reference implementation; on a CUDA step each op
+ * calls its kernels/cuda entry, and a kernel's failure is recorded in the step with the
+ * kernel's own message (which names the kernel and the shapes). */
+#include "config.h"
 #include "runtime/fwd.h"
 #include "kernels/cpu/cpu_kernels.h"
+#ifdef PGD_HAVE_CUDA
+#include "kernels/cuda/kernels.h"
+#endif
 #include <pagoda/log.h>
 #include <math.h>
 #include <stdarg.h>
@@ -58,12 +64,29 @@ static bool op_ready(struct pgd_fwd *f, const char *op, int n, const struct pgd_
             return false;
         }
     }
+#ifndef PGD_HAVE_CUDA
     if (f->device != PGD_DEVICE_CPU) {
         pgd_fwd_fail(f, PGD_ERR_UNSUPPORTED, "%s: no CUDA kernel in this build", op);
         return false;
     }
+#endif
     return true;
 }
+
+#ifdef PGD_HAVE_CUDA
+/* Runs one kernels/cuda entry (whose last arguments are CUDA_ERR) and records a failure. */
+#define CUDA_ERR cuda_err_, sizeof cuda_err_
+#define CUDA_RUN(f, call)                                                               \
+    do {                                                                               \
+        char cuda_err_[400] = "";                                                      \
+        if (call)                                                                      \
+            pgd_fwd_fail(f, PGD_ERR_DEVICE, "%s", cuda_err_);                          \
+    } while (0)
+#define ON_CUDA(f) ((f)->device == PGD_DEVICE_CUDA)
+#else
+#define ON_CUDA(f) false
+#define CUDA_RUN(f, call) ((void)0)
+#endif
 
 static bool check_shape(struct pgd_fwd *f, const char *op, const char *what,
                         const struct pgd_tensor *t, int64_t rows, int64_t cols)
@@ -85,11 +108,16 @@ void pgd_op_embed(struct pgd_fwd *f, const struct pgd_tensor *table, struct pgd_
     if (!check_shape(f, "embed", "out", out, f->n_tokens, d))
         return;
     for (int i = 0; i < f->n_tokens; i++)
-        if (f->token_ids[i] < 0 || f->token_ids[i] >= vocab) {
+        if (f->h_token_ids[i] < 0 || f->h_token_ids[i] >= vocab) {
             pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "embed: token id %d outside the vocabulary [0, %lld)",
-                         f->token_ids[i], (long long)vocab);
+                         f->h_token_ids[i], (long long)vocab);
             return;
         }
+    if (ON_CUDA(f)) {
+        CUDA_RUN(f, pgd_cuda_gather_rows(f->cuda, f->act_dtype, table->data, f->token_ids,
+                                         f->n_tokens, (int)d, out->data, CUDA_ERR));
+        return;
+    }
     pgd_cpu_embed(table->data, f->token_ids, f->n_tokens, (int)d, out->data);
 }
 
@@ -102,6 +130,11 @@ void pgd_op_rmsnorm(struct pgd_fwd *f, const struct pgd_tensor *x, const struct 
     if (!check_shape(f, "rmsnorm", "weight", w, 1, d) ||
         !check_shape(f, "rmsnorm", "out", out, rows, d))
         return;
+    if (ON_CUDA(f)) {
+        CUDA_RUN(f, pgd_cuda_rmsnorm(f->cuda, f->act_dtype, x->data, w->data, eps, rows, (int)d,
+                                     out->data, CUDA_ERR));
+        return;
+    }
     pgd_cpu_rmsnorm(x->data, w->data, eps, rows, (int)d, out->data);
 }
 
@@ -116,6 +149,11 @@ void pgd_op_add_rmsnorm(struct pgd_fwd *f, struct pgd_tensor *residual,
         !check_shape(f, "add_rmsnorm", "weight", w, 1, d) ||
         !check_shape(f, "add_rmsnorm", "out", out, rows, d))
         return;
+    if (ON_CUDA(f)) {
+        CUDA_RUN(f, pgd_cuda_add_rmsnorm(f->cuda, f->act_dtype, residual->data, delta->data,
+                                         w->data, eps, rows, (int)d, out->data, CUDA_ERR));
+        return;
+    }
     pgd_cpu_add_rmsnorm(residual->data, delta->data, w->data, eps, rows, (int)d, out->data);
 }
 
@@ -125,6 +163,11 @@ void pgd_op_add(struct pgd_fwd *f, struct pgd_tensor *x, const struct pgd_tensor
         return;
     if (!check_shape(f, "add", "delta", delta, pgd_tensor_rows(x), pgd_tensor_cols(x)))
         return;
+    if (ON_CUDA(f)) {
+        CUDA_RUN(f, pgd_cuda_add(f->cuda, f->act_dtype, x->data, delta->data, pgd_tensor_numel(x),
+                                 CUDA_ERR));
+        return;
+    }
     pgd_cpu_add(x->data, delta->data, pgd_tensor_numel(x));
 }
 
@@ -141,6 +184,12 @@ void pgd_op_linear(struct pgd_fwd *f, const struct pgd_linear *w, const struct p
     if (!check_shape(f, "linear", "x", x, n, w->in_features) ||
         !check_shape(f, "linear", "y", y, n, w->out_features))
         return;
+    if (ON_CUDA(f)) {
+        CUDA_RUN(f, pgd_cuda_linear(f->cuda, f->act_dtype, x->data, w->weight.data, w->bias.data,
+                                    (int)n, (int)w->in_features, (int)w->out_features,
+                                    f->act_dtype, y->data, CUDA_ERR));
+        return;
+    }
     pgd_cpu_linear(x->data, w->weight.data, w->bias.data, (int)n, (int)w->in_features,
                    (int)w->out_features, y->data);
 }
@@ -158,6 +207,12 @@ void pgd_op_rope(struct pgd_fwd *f, const struct pgd_rope *rope, struct pgd_tens
                      (long long)pgd_tensor_rows(q), (long long)pgd_tensor_cols(q),
                      (long long)pgd_tensor_rows(k), (long long)pgd_tensor_cols(k), f->n_tokens,
                      (long long)D);
+        return;
+    }
+    if (ON_CUDA(f)) {
+        CUDA_RUN(f, pgd_cuda_rope(f->cuda, f->act_dtype, q->data, (int)(pgd_tensor_cols(q) / D),
+                                  k->data, (int)(pgd_tensor_cols(k) / D), f->n_tokens, (int)D,
+                                  rope->rotary_dim, rope->inv_freq, f->positions, CUDA_ERR));
         return;
     }
     pgd_cpu_rope(q->data, (int)(pgd_tensor_cols(q) / D), k->data, (int)(pgd_tensor_cols(k) / D),
@@ -185,6 +240,31 @@ void pgd_op_attention(struct pgd_fwd *f, int layer, const struct pgd_attn_params
         !check_shape(f, "attention", "v", v, n, (int64_t)p->n_kv_heads * p->head_dim) ||
         !check_shape(f, "attention", "out", out, n, (int64_t)p->n_heads * p->head_dim))
         return;
+#ifdef PGD_HAVE_CUDA
+    if (ON_CUDA(f)) {
+        CUDA_RUN(f, pgd_cuda_kv_write(f->cuda, f->act_dtype, kv->k[layer], kv->v[layer], k->data,
+                                      v->data, f->slot_mapping, f->n_tokens,
+                                      p->n_kv_heads * p->head_dim, CUDA_ERR));
+        struct pgd_cuda_attn a = {
+            .dtype = f->act_dtype, .q = q->data, .out = out->data, .k_cache = kv->k[layer],
+            .v_cache = kv->v[layer], .block_size = kv->block_size, .p = *p,
+            .n_tokens = f->n_tokens, .n_seqs = f->n_seqs, .query_start = f->query_start,
+            .seq_lens = f->seq_lens, .block_tables = f->block_tables,
+            .max_blocks = f->max_blocks, .positions = f->positions,
+            .h_query_start = f->h_query_start, .max_seq_len = f->max_seq_len,
+            .step_id = f->step_id,
+        };
+        size_t sb = pgd_cuda_attention_scratch(f->cuda, &a);
+        void *scratch = sb ? pgd__arena_alloc(f->arena, sb) : NULL;
+        if (sb && !scratch) {
+            pgd_fwd_fail(f, PGD_ERR_NOMEM, "attention: no scratch of %zu bytes", sb);
+            return;
+        }
+        if (f->status == PGD_OK)
+            CUDA_RUN(f, pgd_cuda_attention(f->cuda, &a, scratch, CUDA_ERR));
+        return;
+    }
+#endif
     struct pgd_cpu_kv_layer cl = { .k = kv->k[layer], .v = kv->v[layer],
                                    .block_size = kv->block_size, .n_kv_heads = kv->n_kv_heads,
                                    .head_dim = kv->head_dim };
@@ -212,6 +292,11 @@ void pgd_op_act_mul(struct pgd_fwd *f, enum pgd_act act, const struct pgd_tensor
                          (long long)pgd_tensor_cols(gate_up));
         return;
     }
+    if (ON_CUDA(f)) {
+        CUDA_RUN(f, pgd_cuda_act_mul(f->cuda, f->act_dtype, act, gate_up->data, (int)n,
+                                     (int)inter, out->data, CUDA_ERR));
+        return;
+    }
     pgd_cpu_act_mul(act, gate_up->data, (int)n, (int)inter, out->data);
 }
 
@@ -230,6 +315,23 @@ void pgd_op_logits(struct pgd_fwd *f, const struct pgd_tensor *h, const struct p
         return;
     }
     /* Gather the rows that need logits, then one GEMM over just those. */
+#ifdef PGD_HAVE_CUDA
+    if (ON_CUDA(f)) {
+        void *g = pgd__arena_alloc(f->arena, (size_t)f->n_logits * d * pgd_dtype_size(f->act_dtype));
+        if (!g) {
+            pgd_fwd_fail(f, PGD_ERR_NOMEM, "logits: no scratch for %d rows", f->n_logits);
+            return;
+        }
+        CUDA_RUN(f, pgd_cuda_gather_rows(f->cuda, f->act_dtype, h->data, f->logits_rows,
+                                         f->n_logits, (int)d, g, CUDA_ERR));
+        if (f->status == PGD_OK)
+            CUDA_RUN(f, pgd_cuda_linear(f->cuda, f->act_dtype, g, head->weight.data,
+                                        head->bias.data, f->n_logits, (int)d,
+                                        (int)head->out_features, PGD_DTYPE_F32, f->logits,
+                                        CUDA_ERR));
+        return;
+    }
+#endif
     float *rows = pgd__arena_alloc(f->arena, (size_t)f->n_logits * d * sizeof(float));
     if (!rows) {
         pgd_fwd_fail(f, PGD_ERR_NOMEM, "logits: no scratch for %d rows", f->n_logits);

@@ -21,6 +21,13 @@ struct pgd__runner_params {
     size_t kv_cache_bytes;           /* used when num_blocks == 0 */
     int max_num_batched_tokens;      /* the largest step (activation arena size) */
     int max_num_seqs;                /* the most sequences in a step */
+    /* GPU only: when num_blocks == 0, the KV pool takes this fraction of the card's memory
+     * minus the weights and the activations of a profiling step at max_num_batched_tokens
+     * (default 0.9). */
+    double gpu_memory_utilization;
+    enum pgd_dtype dtype;            /* GPU compute dtype; PGD_DTYPE_COUNT = the checkpoint's */
+    bool random_weights;             /* benchmark models: config.json only, random tensors */
+    uint64_t seed;                   /* for random_weights */
 };
 void pgd__runner_default_params(struct pgd__runner_params *p);
 
@@ -44,10 +51,17 @@ const struct pgd_model_desc *pgd__runner_desc(const struct pgd__runner *r);
 int pgd__runner_num_blocks(const struct pgd__runner *r);
 int pgd__runner_block_size(const struct pgd__runner *r);
 const struct pgd__model *pgd__runner_model(const struct pgd__runner *r);
+/* Bytes of activation memory the largest step needs (the profiling step's high water on a
+ * GPU; 0 before any step on the CPU). */
+size_t pgd__runner_activation_bytes(const struct pgd__runner *r);
 
 /* Runs one step. *logits receives [sum of n_logits, vocab_size] float32 rows in the order
  * of seqs; owned by the runner, valid until the next step. */
 enum pgd_status pgd__runner_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
                                  int n_seqs, const float **logits, char *err, size_t errlen);
+/* The same step, greedy: tokens[i] receives the argmax of logits row i (computed on the GPU
+ * there, and only the ids come back). tokens has sum of n_logits entries. */
+enum pgd_status pgd__runner_step_greedy(struct pgd__runner *r, const struct pgd__step_seq *seqs,
+                                        int n_seqs, int32_t *tokens, char *err, size_t errlen);
 
 #endif

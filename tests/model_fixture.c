@@ -6,10 +6,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* PGD_TEST_SRCDIR and PGD_TEST_PLUGIN_DIRS in the environment override the build's paths
+ * (a build copied to another machine, e.g. the GPU machine). */
+static const char *env_or(const char *var, const char *dflt)
+{
+    const char *v = getenv(var);
+    return v && *v ? v : dflt;
+}
+
 const char *fixture_dir(const char *name)
 {
     static char buf[4096];
-    snprintf(buf, sizeof buf, "%s/tests/fixtures/models/%s", PGD_TEST_SRCDIR, name);
+    snprintf(buf, sizeof buf, "%s/tests/fixtures/models/%s", env_or("PGD_TEST_SRCDIR", PGD_TEST_SRCDIR),
+             name);
     return buf;
 }
 
@@ -20,7 +29,7 @@ struct pgd_registry *fixture_registry(const char *extra_dir)
     cr_assert_eq(pgd_registry_create(&reg, err, sizeof err), PGD_OK, "%s", err);
     char dirs[8192];
     snprintf(dirs, sizeof dirs, "%s%s%s", extra_dir ? extra_dir : "", extra_dir ? ":" : "",
-             PGD_BUILD_PLUGIN_DIRS);
+             env_or("PGD_TEST_PLUGIN_DIRS", PGD_BUILD_PLUGIN_DIRS));
     cr_assert_gt(pgd_registry_load_search_path(reg, dirs), 0, "no plugin found in %s", dirs);
     return reg;
 }

@@ -278,7 +278,7 @@ Test(cli, generate_reproduces_transformers_greedy)
     for (int i = 0; i < ng; i++)
         snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d", i ? ", " : "", greedy[i]);
     strcat(want, "]\n");
-    snprintf(cmd, sizeof cmd, "%s/tools/pagoda generate --model %s --prompt-ids %s "
+    snprintf(cmd, sizeof cmd, "%s/tools/pagoda generate --device cpu --model %s --prompt-ids %s "
              "--max-tokens %d --ignore-eos 2>/dev/null", PGD_TEST_BUILDDIR,
              fixture_dir("llama-f32"), ids, ng);
     FILE *p = popen(cmd, "r");
@@ -362,6 +362,37 @@ Test(model_load, qwen_layer_types_need_a_window, .fini = cleanup_tmp)
     cr_assert(strstr(err, "sliding_window is not set"), "%s", err);
 }
 
+/* pagoda bench latency on the CPU with random weights from a fixture's config.json: every
+ * table row is there (the GPU run is scripts/gpu_check.sh's). */
+Test(cli, bench_latency_random_weights)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s/tools/pagoda bench latency --random-weights %s/config.json "
+             "--device cpu --batch 1,3 --prompt-len 5,9 --context 4 --steps 2 --warmup 1 2>&1",
+             PGD_TEST_BUILDDIR, fixture_dir("llama-f32"));
+    FILE *p = popen(cmd, "r");
+    char got[8192] = "";
+    size_t n = fread(got, 1, sizeof got - 1, p);
+    got[n] = '\0';
+    cr_assert_eq(pclose(p), 0, "%s\n%s", cmd, got);
+    cr_assert(strstr(got, "(random weights)"), "%s", got);
+    cr_assert(strstr(got, "\n     1 ") && strstr(got, "\n     3 "), "decode rows missing:\n%s", got);
+    cr_assert(strstr(got, "\n       5 ") && strstr(got, "\n       9 "), "ttft rows missing:\n%s", got);
+}
+
+Test(cli, bench_refuses_a_non_config_file)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s/tools/pagoda bench latency --random-weights %s/reference.json "
+             "--device cpu 2>&1", PGD_TEST_BUILDDIR, fixture_dir("llama-f32"));
+    FILE *p = popen(cmd, "r");
+    char got[4096] = "";
+    size_t n = fread(got, 1, sizeof got - 1, p);
+    got[n] = '\0';
+    cr_assert_neq(pclose(p), 0);
+    cr_assert(strstr(got, "config.json"), "%s", got);
+}
+
 /* --dump-logits writes the logits after the prompt: they are transformers' first_logits. */
 Test(cli, generate_dump_logits_matches_reference)
 {
@@ -375,7 +406,7 @@ Test(cli, generate_dump_logits_matches_reference)
     snprintf(path, sizeof path, "%s/logits.json", dir);
     for (int i = 0; i < np; i++)
         snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "%s%d", i ? "," : "", prompt[i]);
-    snprintf(cmd, sizeof cmd, "%s/tools/pagoda generate --model %s --prompt-ids %s "
+    snprintf(cmd, sizeof cmd, "%s/tools/pagoda generate --device cpu --model %s --prompt-ids %s "
              "--max-tokens 2 --dump-logits %s >/dev/null 2>&1", PGD_TEST_BUILDDIR,
              fixture_dir("llama-f32"), ids, path);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
@@ -449,7 +480,7 @@ Test(cli, prompts_file_runs_every_case_together)
     }
     fclose(fp);
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "%s/tools/pagoda generate --model %s --prompts-file %s "
+    snprintf(cmd, sizeof cmd, "%s/tools/pagoda generate --device cpu --model %s --prompts-file %s "
              "--max-num-seqs 3 2>/dev/null", PGD_TEST_BUILDDIR, fixture_dir("llama-f32"), path);
     int status;
     char *out = run_capture(cmd, &status);

@@ -43,7 +43,8 @@ static void gen_usage(FILE *out)
         "  --temperature T          0 = greedy (default 0)\n"
         "  --top-p P, --top-k K, --min-p P, --seed S, --n N, --ignore-eos\n"
         "engine:\n"
-        "  --device cpu|cuda        (default cpu)\n"
+        "  --device cpu|cuda        (default: cuda when available, else cpu)\n"
+        "  --dtype bf16|fp16        compute dtype on the GPU (default: the checkpoint's)\n"
         "  --num-blocks N           KV cache blocks (default: from 256 MiB)\n"
         "  --block-size N           tokens per block (default 16)\n"
         "  --max-num-seqs N         (default 256)   --max-num-batched-tokens N (default 2048)\n"
@@ -95,6 +96,7 @@ static int run_dump_logits(const struct gen_opts *o, const struct gen_request *r
     p.model_dir = o->model;
     p.registry = reg;
     p.device = o->engine.device;
+    p.dtype = o->engine.dtype;
     p.max_num_seqs = 1;
     p.max_num_batched_tokens = rq->n_ids > 2048 ? rq->n_ids : 2048;
     int bs = p.block_size, n_blocks = (rq->n_ids + bs - 1) / bs;
@@ -196,7 +198,7 @@ int pgd_cmd_generate(int argc, char **argv)
 {
     enum { O_MODEL = 256, O_PIDS, O_PROMPT, O_PFILE, O_MAXT, O_TEMP, O_TOPP, O_TOPK, O_MINP,
            O_SEED, O_N, O_IGNEOS, O_DEVICE, O_NBLK, O_BS, O_MSEQ, O_MBT, O_NOPC, O_IDS, O_DUMP,
-           O_PDIR };
+           O_PDIR, O_DTYPE };
     static const struct option long_opts[] = {
         { "model", required_argument, 0, O_MODEL }, { "prompt-ids", required_argument, 0, O_PIDS },
         { "prompt", required_argument, 0, O_PROMPT },
@@ -212,9 +214,11 @@ int pgd_cmd_generate(int argc, char **argv)
         { "no-prefix-caching", no_argument, 0, O_NOPC }, { "ids", no_argument, 0, O_IDS },
         { "dump-logits", required_argument, 0, O_DUMP },
         { "plugin-dir", required_argument, 0, O_PDIR }, { "help", no_argument, 0, 'h' },
+        { "dtype", required_argument, 0, O_DTYPE },
         { 0, 0, 0, 0 },
     };
     struct gen_opts o = { .engine = pgd_engine_default_params() };
+    o.engine.device = pgd_tool_default_device();
     gen_request_defaults_init(&o.dflt);
     int c;
     optind = 1;
@@ -238,14 +242,12 @@ int pgd_cmd_generate(int argc, char **argv)
         case O_N: o.dflt.s.n = (int)strtol(optarg, &end, 10); break;
         case O_IGNEOS: o.dflt.s.ignore_eos = true; break;
         case O_DEVICE:
-            if (!strcmp(optarg, "cpu")) {
-                o.engine.device = PGD_DEVICE_CPU;
-            } else if (!strcmp(optarg, "cuda")) {
-                o.engine.device = PGD_DEVICE_CUDA;
-            } else {
-                fprintf(stderr, "pagoda generate: --device must be cpu or cuda\n");
+            if (pgd_tool_parse_device(optarg, &o.engine.device))
                 return 2;
-            }
+            break;
+        case O_DTYPE:
+            if (pgd_tool_parse_dtype(optarg, &o.engine.dtype))
+                return 2;
             break;
         case O_NBLK: o.engine.num_blocks = (int)strtol(optarg, &end, 10); break;
         case O_BS: o.engine.block_size = (int)strtol(optarg, &end, 10); break;

@@ -11,6 +11,13 @@ int pgd_cmd_generate(int argc, char **argv);
 int pgd_cmd_serve(int argc, char **argv);       /* tools/cmd_serve.c */
 int pgd_cmd_chat_template(int argc, char **argv);  /* tools/cmd_chat_template.c */
 
+int pgd_cmd_bench(int argc, char **argv);      /* tools/cmd_bench.c */
+
+/* --device cuda|cpu and --dtype bf16|fp16 (messages on stderr; non-zero when refused), and
+ * the default device: cuda when this build and machine have one, else cpu. */
+int pgd_tool_parse_device(const char *s, enum pgd_device *out);
+int pgd_tool_parse_dtype(const char *s, enum pgd_dtype *out);
+enum pgd_device pgd_tool_default_device(void);
 
 /* Plugin directories an uninstalled build adds to the search path (NULL when installed):
  * the build tree's plugin folders, when this binary runs from the build tree. */

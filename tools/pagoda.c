@@ -1,6 +1,7 @@
 /* pagoda: the command line. `pagoda <command> [options]`; `pagoda help` lists commands. */
 #include "config.h"
 #include "tools/commands.h"
+#include "runtime/device.h"
 #include <pagoda/version.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +23,7 @@ static const struct command commands[] = {
     { "tokenize", pgd_cmd_tokenize, "text on stdin -> JSON token ids (--model DIR [--special])" },
     { "detokenize", pgd_cmd_detokenize, "JSON token ids on stdin -> text (--model DIR [--skip-special])" },
     { "chat-template", pgd_cmd_chat_template, "render a model's chat template for a conversation" },
+    { "bench", pgd_cmd_bench, "measure decode latency and time to first token (bench latency)" },
 };
 
 const char *pgd_tool_build_plugin_dirs(void)
@@ -52,6 +54,37 @@ enum pgd_status pgd_tool_registry(const char *plugin_dirs, struct pgd_registry *
     pgd_registry_load_search_path(reg, plugin_dirs);
     *out = reg;
     return PGD_OK;
+}
+
+int pgd_tool_parse_device(const char *s, enum pgd_device *out)
+{
+    if (!strcmp(s, "cpu"))
+        *out = PGD_DEVICE_CPU;
+    else if (!strcmp(s, "cuda") || !strcmp(s, "gpu"))
+        *out = PGD_DEVICE_CUDA;
+    else {
+        fprintf(stderr, "pagoda: --device '%s': expected cuda or cpu\n", s);
+        return 1;
+    }
+    return 0;
+}
+
+int pgd_tool_parse_dtype(const char *s, enum pgd_dtype *out)
+{
+    if (!strcmp(s, "bf16") || !strcmp(s, "bfloat16"))
+        *out = PGD_DTYPE_BF16;
+    else if (!strcmp(s, "fp16") || !strcmp(s, "f16") || !strcmp(s, "float16"))
+        *out = PGD_DTYPE_F16;
+    else {
+        fprintf(stderr, "pagoda: --dtype '%s': expected bf16 or fp16\n", s);
+        return 1;
+    }
+    return 0;
+}
+
+enum pgd_device pgd_tool_default_device(void)
+{
+    return pgd__device_available(PGD_DEVICE_CUDA) ? PGD_DEVICE_CUDA : PGD_DEVICE_CPU;
 }
 
 static void usage(FILE *out)

@@ -53,6 +53,12 @@ struct pgd_engine_params {
     bool enable_chunked_prefill;     /* default true; when false a prompt is computed whole */
     enum pgd_sched_policy policy;    /* default PGD_SCHED_FCFS */
     uint64_t seed;                   /* seeds the per-request seeds of unseeded requests */
+    /* GPU only. The compute dtype (PGD_DTYPE_BF16 or PGD_DTYPE_F16; default PGD_DTYPE_COUNT:
+     * the checkpoint's, float32 read as bf16), and with num_blocks 0 the share of the card
+     * the KV pool may fill after the weights and a profiling step's activations (default
+     * 0.9; kv_cache_bytes is not used on a GPU). */
+    enum pgd_dtype dtype;
+    double gpu_memory_utilization;
 };
 struct pgd_engine_params pgd_engine_default_params(void);
 

@@ -1,14 +1,24 @@
-/* The CUDA backend's C-callable entry points. Every CUDA call is checked; failures return
- * non-zero (or NULL) and write a message naming the call or kernel and the sizes. */
+/* The CUDA backend's C-callable entry points, one family per .cu file. Every CUDA call is
+ * checked; a failure returns non-zero (or NULL) and writes a message into err naming the
+ * call or kernel and the shapes.
+ *
+ * Activations and weights are 16-bit (PGD_DTYPE_BF16 or PGD_DTYPE_F16; F32 is accepted by
+ * the elementwise kernels and the GEMMs too), row-major, in device memory; every kernel
+ * accumulates in float32. Kernels run on the stream of a struct pgd_cuda_ctx and are
+ * asynchronous: an execution error surfaces at the next pgd_cuda_sync(). */
 #ifndef PGD_KERNELS_CUDA_H
 #define PGD_KERNELS_CUDA_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <pagoda/tensor.h>
+#include <pagoda/ops.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/* ---- device.cu: devices, memory, copies, the context ---------------------------------- */
 /* Number of usable CUDA devices (0 when there is no driver or no GPU). */
 int pgd_cuda_device_count(void);
 /* "NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB" into buf; non-zero when there is no device. */
@@ -16,8 +26,132 @@ int pgd_cuda_describe(int device, char *buf, size_t buflen);
 /* Zeroed device memory or NULL. */
 void *pgd_cuda_malloc(size_t bytes);
 void pgd_cuda_free(void *p);
+/* Page-locked host memory (for staging), or NULL. */
+void *pgd_cuda_host_alloc(size_t bytes);
+void pgd_cuda_host_free(void *p);
+/* Synchronous copies (any host memory). */
 int pgd_cuda_memcpy_h2d(void *dst, const void *src, size_t bytes, char *err, size_t errlen);
 int pgd_cuda_memcpy_d2h(void *dst, const void *src, size_t bytes, char *err, size_t errlen);
+/* Free and total device memory in bytes. */
+int pgd_cuda_mem_info(size_t *free_bytes, size_t *total_bytes, char *err, size_t errlen);
+
+/* Host -> device uploads of large pageable buffers (weights) through two pinned staging
+ * buffers, so that the next chunk is staged while the previous one is copied. */
+struct pgd_cuda_stager;
+struct pgd_cuda_stager *pgd_cuda_stager_create(size_t chunk_bytes, char *err, size_t errlen);
+int pgd_cuda_stager_upload(struct pgd_cuda_stager *s, void *dst, const void *src, size_t bytes,
+                           char *err, size_t errlen);
+void pgd_cuda_stager_destroy(struct pgd_cuda_stager *s);
+
+/* One per runner: a stream, the cuBLASLt handle, its workspace and its algorithm cache,
+ * and the attention planner's buffers. */
+struct pgd_cuda_ctx;
+int pgd_cuda_ctx_create(struct pgd_cuda_ctx **out, char *err, size_t errlen);
+void pgd_cuda_ctx_destroy(struct pgd_cuda_ctx *c);
+/* Waits for the context's stream; reports the first execution error. */
+int pgd_cuda_sync(struct pgd_cuda_ctx *c, char *err, size_t errlen);
+/* Stream-ordered copies (src / dst on the host must be pinned to overlap). */
+int pgd_cuda_copy_h2d_async(struct pgd_cuda_ctx *c, void *dst, const void *src, size_t bytes,
+                            char *err, size_t errlen);
+int pgd_cuda_copy_d2h_async(struct pgd_cuda_ctx *c, void *dst, const void *src, size_t bytes,
+                            char *err, size_t errlen);
+int pgd_cuda_sm_count(const struct pgd_cuda_ctx *c);
+/* Device-to-device copy bandwidth over `bytes` (counting bytes read plus written), the
+ * median of `iters` timed copies, in GB/s. */
+int pgd_cuda_bench_copy(struct pgd_cuda_ctx *c, size_t bytes, int iters, double *gbps,
+                        char *err, size_t errlen);
+/* Fills n elements of dtype at p with uniform values in [lo, hi) from a counter hash
+ * (c == NULL: on the default stream, synchronously). */
+int pgd_cuda_fill_random(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *p, size_t n,
+                         uint64_t seed, float lo, float hi, char *err, size_t errlen);
+
+/* ---- embed.cu: row gathers ---------------------------------------------------------- */
+/* out[i, :] = table[ids[i], :]   table [*, d], out [n, d], ids [n] on the device. The
+ * embedding lookup and the logits row gather. */
+int pgd_cuda_gather_rows(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *table,
+                         const int32_t *ids, int n, int d, void *out, char *err, size_t errlen);
+
+/* ---- norm.cu: RMSNorm, fused residual add, residual add ------------------------------ */
+/* out[r, :] = x[r, :] * rsqrt(mean(x[r, :]^2) + eps) * w   (out may alias x) */
+int pgd_cuda_rmsnorm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, const void *w,
+                     float eps, int64_t rows, int d, void *out, char *err, size_t errlen);
+/* residual += delta (rounded to dt); out = rmsnorm(residual) * w */
+int pgd_cuda_add_rmsnorm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *residual,
+                         const void *delta, const void *w, float eps, int64_t rows, int d,
+                         void *out, char *err, size_t errlen);
+/* x[i] += delta[i], i < n */
+int pgd_cuda_add(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *x, const void *delta,
+                 int64_t n, char *err, size_t errlen);
+
+/* ---- linear.cu: GEMMs ----------------------------------------------------------------- */
+/* y[n, out] = x[n, in] @ w[out, in]^T + b[out]   x, w, b in dt (b may be NULL); y in y_dt
+ * (dt, or F32 for the logits). Small n goes through a GEMV kernel, the rest through
+ * cuBLASLt with the algorithm picked once per shape. */
+int pgd_cuda_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, const void *w,
+                    const void *b, int n, int in, int out, enum pgd_dtype y_dt, void *y,
+                    char *err, size_t errlen);
+/* The same through cuBLASLt only / the GEMV kernel only (n <= 8), for tests and benches. */
+int pgd_cuda_linear_lt(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, const void *w,
+                       const void *b, int n, int in, int out, enum pgd_dtype y_dt, void *y,
+                       char *err, size_t errlen);
+int pgd_cuda_linear_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                         const void *w, const void *b, int n, int in, int out,
+                         enum pgd_dtype y_dt, void *y, char *err, size_t errlen);
+/* The rate of an m x n x k GEMM in dt through cuBLASLt on random data, median of iters, in
+ * TFLOP/s. */
+int pgd_cuda_bench_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int m, int n, int k,
+                        int iters, double *tflops, char *err, size_t errlen);
+
+/* ---- rope.cu ---------------------------------------------------------------------------- */
+/* Rotates q [n, n_q_heads * head_dim] and k [n, n_k_heads * head_dim] in place by
+ * pos[i] * inv_freq[j] (the "rotate half" layout). inv_freq [rotary_dim / 2] is on the host
+ * (passed by value to the kernel); pos [n] on the device. */
+int pgd_cuda_rope(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *q, int n_q_heads, void *k,
+                  int n_k_heads, int n, int head_dim, int rotary_dim, const float *inv_freq,
+                  const int32_t *pos, char *err, size_t errlen);
+
+/* ---- attention.cu: the paged KV cache and attention ---------------------------------- */
+/* Writes k, v [n, width] into the cache rows slot_mapping[i] (< 0: skipped); the caches are
+ * [num_slots, width]. */
+int pgd_cuda_kv_write(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *k_cache, void *v_cache,
+                      const void *k, const void *v, const int64_t *slot_mapping, int n,
+                      int width, char *err, size_t errlen);
+
+/* One attention call over the step's flat batch (device pointers unless marked host). */
+struct pgd_cuda_attn {
+    enum pgd_dtype dtype;
+    const void *q;                   /* [n_tokens, n_heads * head_dim] */
+    void *out;                       /* [n_tokens, n_heads * head_dim] */
+    const void *k_cache, *v_cache;   /* [num_blocks * block_size, n_kv_heads, head_dim] */
+    int block_size;
+    struct pgd_attn_params p;
+    int n_tokens, n_seqs;
+    const int32_t *query_start;      /* [n_seqs + 1] */
+    const int32_t *seq_lens;         /* [n_seqs] */
+    const int32_t *block_tables;     /* [n_seqs, max_blocks] */
+    int max_blocks;
+    const int32_t *positions;        /* [n_tokens] */
+    const int32_t *h_query_start;    /* host copy of query_start, for planning */
+    int max_seq_len;
+    uint64_t step_id;                /* the plan is rebuilt when this (or its shape) changes */
+};
+/* Bytes of float32 scratch (device) an attention call needs for its context splits. */
+size_t pgd_cuda_attention_scratch(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a);
+/* out = causal softmax(q k^T * scale) v over each token's sequence, through the block
+ * tables; grouped-query heads; split along the context when the batch is small. scratch
+ * holds pgd_cuda_attention_scratch() bytes. head_dim 16, 32, 64, 80, 96, 128 or 256. */
+int pgd_cuda_attention(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, void *scratch,
+                       char *err, size_t errlen);
+
+/* ---- act.cu ------------------------------------------------------------------------------ */
+/* out[r, i] = act(gate_up[r, i]) * gate_up[r, inter + i] */
+int pgd_cuda_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_act act,
+                     const void *gate_up, int n, int inter, void *out, char *err, size_t errlen);
+
+/* ---- sample.cu ----------------------------------------------------------------------- */
+/* out[r] = argmax(logits[r, :]) (the lowest index among equals); logits float32 [rows, vocab]. */
+int pgd_cuda_argmax(struct pgd_cuda_ctx *c, const float *logits, int rows, int vocab,
+                    int32_t *out, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,446 @@
+/* Paged attention over the step's flat batch.
+ *
+ * The work is cut into items: up to tq consecutive query tokens of one sequence (a decode
+ * row is an item of one token). A block takes one item, one KV head and hq of the query
+ * heads that share it (grouped query), so R = tokens x hq query rows read each K/V tile
+ * once. It walks the keys the rows need ([min first, max position], the causal limit and
+ * the sliding window applied per row) in tiles of KT keys gathered through the block
+ * table into shared memory, with an online softmax (float32 max, sum and accumulators).
+ * When the grid would leave the GPU idle (few rows, long context) the keys are also split
+ * into ranges, each block writes its partial (max, sum, accumulators) and a second kernel
+ * merges them (flash-decoding).
+ *
+ * Plain FMA math, no tensor cores yet: decode is bound by reading K/V, which this does
+ * once per tile; long prefills pay for it (see docs/PERFORMANCE.md). */
+#include "kernels/cuda/common.cuh"
+#include <math.h>
+#include <limits.h>
+#include <algorithm>
+
+#define ATT_THREADS 128
+#define RD_MAX 4096                  /* rows x head_dim held per block */
+#define SPLIT_MIN 256                /* fewest keys worth a split of their own */
+
+/* ---- K/V write ------------------------------------------------------------------------------ */
+template <typename T>
+__global__ void kv_write_kernel(T *kc, T *vc, const T *k, const T *v, const int64_t *slots,
+                                int width)
+{
+    int t = blockIdx.x;
+    int64_t s = slots[t];
+    if (s < 0)
+        return;
+    for (int i = threadIdx.x; i < width; i += blockDim.x) {
+        kc[s * width + i] = k[(int64_t)t * width + i];
+        vc[s * width + i] = v[(int64_t)t * width + i];
+    }
+}
+
+extern "C" int pgd_cuda_kv_write(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *k_cache,
+                                 void *v_cache, const void *k, const void *v,
+                                 const int64_t *slot_mapping, int n, int width, char *err,
+                                 size_t errlen)
+{
+    if (n == 0)
+        return 0;
+    int threads = width >= 256 ? 256 : ((width + 31) / 32) * 32;
+    PGD_CUDA_DISPATCH(dt, T, kv_write_kernel<T><<<n, threads, 0, c->stream>>>(
+                                 (T *)k_cache, (T *)v_cache, (const T *)k, (const T *)v,
+                                 slot_mapping, width));
+    PGD_CUDA_LAUNCHED(err, errlen, "kv_write [%d, %d] %s", n, width, pgd_cuda_dt(dt));
+    return 0;
+}
+
+/* ---- the attention kernel ---------------------------------------------------------------------- */
+struct attn_kparams {
+    const void *q;
+    void *out;
+    const void *kc, *vc;
+    const int32_t *seq_lens, *block_tables, *positions;
+    const int4 *items;               /* {seq, first token, tokens, 0} */
+    float *part;                     /* [n_tokens, H, n_splits, D + 2] when n_splits > 1 */
+    int block_size, max_blocks, H, KV, group, hq, head_chunks, window;
+    int n_splits, split_len;
+    float scale_log2;                /* scale * log2(e): softmax in base 2 */
+};
+
+template <int D> struct attn_shape {
+    static constexpr int KT = D <= 128 ? 32 : 16;       /* keys per tile */
+    static constexpr int RMAX = RD_MAX / D < 64 ? RD_MAX / D : 64;   /* query rows a block */
+    static constexpr int KPAD = D + 2;                   /* odd word stride: no bank conflicts */
+    static constexpr int ACC = (RD_MAX + ATT_THREADS - 1) / ATT_THREADS;
+};
+
+template <typename T, int D>
+__global__ void __launch_bounds__(ATT_THREADS) attn_kernel(const attn_kparams p)
+{
+    typedef attn_shape<D> S;
+    __shared__ float qs[S::RMAX * D];
+    __shared__ __align__(16) T ks[S::KT * S::KPAD];
+    __shared__ __align__(16) T vs[S::KT * D];
+    __shared__ float ss[S::RMAX * (S::KT + 1)];
+    __shared__ float row_m[S::RMAX], row_l[S::RMAX], row_c[S::RMAX];
+    __shared__ int row_first[S::RMAX], row_last[S::RMAX];
+    __shared__ int range[2];
+
+    const int4 item = p.items[blockIdx.x];
+    const int seq = item.x, t0 = item.y, nt = item.z;
+    const int kvh = blockIdx.y / p.head_chunks;
+    const int h0 = kvh * p.group + (blockIdx.y % p.head_chunks) * p.hq;
+    const int R = nt * p.hq;
+    const int split = blockIdx.z;
+    const int tid = threadIdx.x;
+    const T *q = (const T *)p.q;
+    const int32_t *table = p.block_tables + (int64_t)seq * p.max_blocks;
+    const int64_t kv_stride = (int64_t)p.KV * D;   /* between consecutive cache slots */
+
+    /* Rows: r = token i * hq + head j. Their queries (scaled) and key ranges. */
+    for (int idx = tid; idx < R * D; idx += ATT_THREADS) {
+        int r = idx / D, d = idx % D;
+        int t = t0 + r / p.hq, h = h0 + r % p.hq;
+        qs[idx] = to_f<T>(q[((int64_t)t * p.H + h) * D + d]) * p.scale_log2;
+    }
+    if (tid == 0) {
+        range[0] = INT_MAX;
+        range[1] = -1;
+    }
+    __syncthreads();
+    int split_lo = split * p.split_len, split_hi = split_lo + p.split_len - 1;
+    for (int r = tid; r < R; r += ATT_THREADS) {
+        int pos = p.positions[t0 + r / p.hq];
+        int first = p.window > 0 ? max(0, pos - p.window + 1) : 0;
+        row_first[r] = max(first, split_lo);
+        row_last[r] = min(pos, split_hi);
+        row_m[r] = -INFINITY;
+        row_l[r] = 0.0f;
+        if (row_first[r] <= row_last[r]) {
+            atomicMin(&range[0], row_first[r]);
+            atomicMax(&range[1], row_last[r]);
+        }
+    }
+    float acc[S::ACC];
+#pragma unroll
+    for (int i = 0; i < S::ACC; i++)
+        acc[i] = 0.0f;
+    __syncthreads();
+    const int kb = range[0], ke = range[1];
+
+    constexpr int VEC = 16 / sizeof(T);               /* elements per 16-byte load */
+    constexpr int VPR = D / VEC;                      /* vectors per row */
+    for (int tile = kb; tile <= ke; tile += S::KT) {
+        int nk = min(S::KT, ke - tile + 1);
+        /* Gather the tile's K and V rows through the block table. */
+        for (int idx = tid; idx < nk * VPR; idx += ATT_THREADS) {
+            int jj = idx / VPR, vv = idx % VPR, j = tile + jj;
+            int64_t slot = (int64_t)table[j / p.block_size] * p.block_size + j % p.block_size;
+            int64_t off = slot * kv_stride + (int64_t)kvh * D + vv * VEC;
+            uint4 kv4 = *reinterpret_cast<const uint4 *>((const T *)p.kc + off);
+            uint4 vv4 = *reinterpret_cast<const uint4 *>((const T *)p.vc + off);
+            /* K rows are padded by 2 elements: store in 4-byte pieces. */
+            const uint32_t *kw = reinterpret_cast<const uint32_t *>(&kv4);
+            uint32_t *kdst = reinterpret_cast<uint32_t *>(ks + jj * S::KPAD + vv * VEC);
+#pragma unroll
+            for (int w = 0; w < 4; w++)
+                kdst[w] = kw[w];
+            *reinterpret_cast<uint4 *>(vs + jj * D + vv * VEC) = vv4;
+        }
+        __syncthreads();
+        /* Scores, masked per row. */
+        for (int idx = tid; idx < R * S::KT; idx += ATT_THREADS) {
+            int r = idx / S::KT, jj = idx % S::KT, j = tile + jj;
+            float s = -INFINITY;
+            if (jj < nk && j >= row_first[r] && j <= row_last[r]) {
+                const float *qr = qs + r * D;
+                const T *kr = ks + jj * S::KPAD;
+                float a = 0.0f;
+#pragma unroll 8
+                for (int d = 0; d < D; d++)
+                    a = fmaf(qr[d], to_f<T>(kr[d]), a);
+                s = a;
+            }
+            ss[r * (S::KT + 1) + jj] = s;
+        }
+        __syncthreads();
+        /* Online softmax, one thread per row. */
+        for (int r = tid; r < R; r += ATT_THREADS) {
+            float *sr = ss + r * (S::KT + 1);
+            float mt = -INFINITY;
+            for (int jj = 0; jj < nk; jj++)
+                mt = fmaxf(mt, sr[jj]);
+            float m_old = row_m[r], m_new = fmaxf(m_old, mt);
+            float corr = 1.0f, sum = 0.0f;
+            if (m_new == -INFINITY) {
+                for (int jj = 0; jj < nk; jj++)
+                    sr[jj] = 0.0f;
+            } else {
+                corr = exp2f(m_old - m_new);
+                for (int jj = 0; jj < nk; jj++) {
+                    float e = exp2f(sr[jj] - m_new);
+                    sr[jj] = e;
+                    sum += e;
+                }
+            }
+            row_m[r] = m_new;
+            row_l[r] = row_l[r] * corr + sum;
+            row_c[r] = corr;
+        }
+        __syncthreads();
+        /* acc[r, d] = acc * corr + sum_j p[r, j] v[j, d] */
+#pragma unroll
+        for (int i = 0; i < S::ACC; i++) {
+            int idx = tid + i * ATT_THREADS;
+            if (idx < R * D) {
+                int r = idx / D, d = idx % D;
+                const float *pr = ss + r * (S::KT + 1);
+                float a = acc[i] * row_c[r];
+                for (int jj = 0; jj < nk; jj++)
+                    a = fmaf(pr[jj], to_f<T>(vs[jj * D + d]), a);
+                acc[i] = a;
+            }
+        }
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int i = 0; i < S::ACC; i++) {
+        int idx = tid + i * ATT_THREADS;
+        if (idx < R * D) {
+            int r = idx / D, d = idx % D;
+            int t = t0 + r / p.hq, h = h0 + r % p.hq;
+            if (p.n_splits == 1) {
+                float l = row_l[r];
+                ((T *)p.out)[((int64_t)t * p.H + h) * D + d] = from_f<T>(l > 0 ? acc[i] / l : 0.0f);
+            } else {
+                float *part = p.part + (((int64_t)t * p.H + h) * p.n_splits + split) * (D + 2);
+                part[d] = acc[i];
+                if (d == 0) {
+                    part[D] = row_m[r];
+                    part[D + 1] = row_l[r];
+                }
+            }
+        }
+    }
+}
+
+/* Merges the splits of one (token, head): weights 2^(m_s - M). */
+template <typename T>
+__global__ void attn_combine_kernel(const float *part, int n_splits, int D, T *out)
+{
+    int64_t th = blockIdx.x;                         /* token * H + head */
+    const float *pp = part + th * n_splits * (D + 2);
+    float M = -INFINITY;
+    for (int s = 0; s < n_splits; s++)
+        if (pp[s * (D + 2) + D + 1] > 0)
+            M = fmaxf(M, pp[s * (D + 2) + D]);
+    float den = 0.0f;
+    for (int s = 0; s < n_splits; s++) {
+        float l = pp[s * (D + 2) + D + 1];
+        if (l > 0)
+            den += exp2f(pp[s * (D + 2) + D] - M) * l;
+    }
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float num = 0.0f;
+        for (int s = 0; s < n_splits; s++) {
+            float l = pp[s * (D + 2) + D + 1];
+            if (l > 0)
+                num += exp2f(pp[s * (D + 2) + D] - M) * pp[s * (D + 2) + d];
+        }
+        out[th * D + d] = from_f<T>(den > 0 ? num / den : 0.0f);
+    }
+}
+
+/* ---- planning ---------------------------------------------------------------------------------- */
+static int rows_max(int D) { return std::min(RD_MAX / D, 64); }
+
+/* Heads per block: the largest divisor of group that fits; tokens per item fill the rest. */
+static void block_shape(int group, int D, int *hq, int *tq)
+{
+    int rmax = rows_max(D);
+    int h = std::min(group, rmax);
+    while (group % h)
+        h--;
+    *hq = h;
+    *tq = std::max(1, rmax / h);
+}
+
+struct split_plan {
+    int n_splits, split_len;
+};
+
+static split_plan plan_splits(const struct pgd_cuda_ctx *c, int blocks, int max_len, int n_tokens,
+                              int H, int D)
+{
+    split_plan sp = { 1, max_len > 0 ? max_len : 1 };
+    int want = (2 * c->sm_count + blocks - 1) / std::max(blocks, 1);
+    int by_len = max_len / SPLIT_MIN;
+    int n = std::min(want, by_len);
+    /* Bound the partials to 64 MiB of scratch. */
+    int64_t per_split = (int64_t)n_tokens * H * (D + 2) * 4;
+    int64_t cap = per_split > 0 ? ((int64_t)64 << 20) / per_split : 1;
+    n = (int)std::min<int64_t>(n, cap);
+    if (n > 1) {
+        int len = (max_len + n - 1) / n;
+        len = (len + 31) / 32 * 32;
+        sp.split_len = len;
+        sp.n_splits = (max_len + len - 1) / len;
+    }
+    if (sp.n_splits <= 1) {
+        sp.n_splits = 1;
+        sp.split_len = INT_MAX / 2;
+    }
+    return sp;
+}
+
+static bool head_dim_ok(int D)
+{
+    return D == 16 || D == 32 || D == 64 || D == 80 || D == 96 || D == 128 || D == 256;
+}
+
+/* Builds (or reuses) the step's items in the context's pinned buffer and uploads them. */
+static int plan_items(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, int tq, char *err,
+                      size_t errlen)
+{
+    if (c->plan_valid && c->plan_step == a->step_id && c->plan_tq == tq)
+        return 0;
+    int n = 0;
+    for (int s = 0; s < a->n_seqs; s++) {
+        int len = a->h_query_start[s + 1] - a->h_query_start[s];
+        n += (len + tq - 1) / tq;
+    }
+    if (n > c->plan_cap) {
+        PGD_CUDA_CHECK(err, errlen, cudaStreamSynchronize(c->stream), "attention plan");
+        cudaFree(c->plan_dev);
+        if (c->plan_host)
+            cudaFreeHost(c->plan_host);
+        c->plan_dev = NULL;
+        c->plan_host = NULL;
+        c->plan_cap = 0;
+        int cap = std::max(n, 1024);
+        PGD_CUDA_CHECK(err, errlen, cudaHostAlloc((void **)&c->plan_host, cap * sizeof(int4), 0),
+                       "attention plan of %d items", cap);
+        PGD_CUDA_CHECK(err, errlen, cudaMalloc((void **)&c->plan_dev, cap * sizeof(int4)),
+                       "attention plan of %d items", cap);
+        c->plan_cap = cap;
+    } else if (c->plan_valid && c->plan_step == a->step_id) {
+        /* A second shape in one step: the last upload must be done reading the buffer. */
+        PGD_CUDA_CHECK(err, errlen, cudaStreamSynchronize(c->stream), "attention plan");
+    }
+    int i = 0;
+    for (int s = 0; s < a->n_seqs; s++) {
+        int q0 = a->h_query_start[s], len = a->h_query_start[s + 1] - q0;
+        for (int t = 0; t < len; t += tq)
+            c->plan_host[i++] = make_int4(s, q0 + t, std::min(tq, len - t), 0);
+    }
+    PGD_CUDA_CHECK(err, errlen,
+                   cudaMemcpyAsync(c->plan_dev, c->plan_host, n * sizeof(int4),
+                                   cudaMemcpyHostToDevice, c->stream),
+                   "attention plan upload of %d items", n);
+    c->plan_items = n;
+    c->plan_tq = tq;
+    c->plan_step = a->step_id;
+    c->plan_valid = 1;
+    return 0;
+}
+
+static int n_items_for(const struct pgd_cuda_attn *a, int tq)
+{
+    int n = 0;
+    for (int s = 0; s < a->n_seqs; s++) {
+        int len = a->h_query_start[s + 1] - a->h_query_start[s];
+        n += (len + tq - 1) / tq;
+    }
+    return n;
+}
+
+extern "C" size_t pgd_cuda_attention_scratch(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a)
+{
+    int D = a->p.head_dim, group = a->p.n_heads / std::max(a->p.n_kv_heads, 1), hq, tq;
+    if (!head_dim_ok(D) || group <= 0)
+        return 0;
+    block_shape(group, D, &hq, &tq);
+    int blocks = n_items_for(a, tq) * a->p.n_kv_heads * (group / hq);
+    split_plan sp = plan_splits(c, blocks, a->max_seq_len, a->n_tokens, a->p.n_heads, D);
+    return sp.n_splits > 1 ? (size_t)a->n_tokens * a->p.n_heads * sp.n_splits * (D + 2) * 4 : 0;
+}
+
+template <typename T, int D>
+static int launch(struct pgd_cuda_ctx *c, const attn_kparams &kp, dim3 grid, int n_tokens)
+{
+    attn_kernel<T, D><<<grid, ATT_THREADS, 0, c->stream>>>(kp);
+    if (kp.n_splits > 1)
+        attn_combine_kernel<T><<<n_tokens * kp.H, std::min(D, 128), 0, c->stream>>>(
+            kp.part, kp.n_splits, D, (T *)kp.out);
+    return 0;
+}
+
+template <typename T>
+static int launch_d(struct pgd_cuda_ctx *c, int D, const attn_kparams &kp, dim3 grid, int n_tokens)
+{
+    switch (D) {
+    case 16: return launch<T, 16>(c, kp, grid, n_tokens);
+    case 32: return launch<T, 32>(c, kp, grid, n_tokens);
+    case 64: return launch<T, 64>(c, kp, grid, n_tokens);
+    case 80: return launch<T, 80>(c, kp, grid, n_tokens);
+    case 96: return launch<T, 96>(c, kp, grid, n_tokens);
+    case 128: return launch<T, 128>(c, kp, grid, n_tokens);
+    case 256: return launch<T, 256>(c, kp, grid, n_tokens);
+    }
+    return 1;
+}
+
+extern "C" int pgd_cuda_attention(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
+                                  void *scratch, char *err, size_t errlen)
+{
+    const struct pgd_attn_params *p = &a->p;
+    int D = p->head_dim;
+    if (a->n_tokens == 0)
+        return 0;
+    if (!head_dim_ok(D) || p->n_kv_heads <= 0 || p->n_heads % p->n_kv_heads)
+        return pgd_cuda_failf(err, errlen, "attention: head_dim %d (16, 32, 64, 80, 96, 128 or "
+                              "256) with %d heads over %d kv heads has no CUDA kernel", D,
+                              p->n_heads, p->n_kv_heads);
+    if (a->dtype != PGD_DTYPE_BF16 && a->dtype != PGD_DTYPE_F16)
+        return pgd_cuda_failf(err, errlen, "attention: dtype %s has no CUDA kernel (BF16, F16)",
+                              pgd_dtype_name(a->dtype));
+    int group = p->n_heads / p->n_kv_heads, hq, tq;
+    block_shape(group, D, &hq, &tq);
+    if (plan_items(c, a, tq, err, errlen))
+        return 1;
+    int head_chunks = group / hq;
+    int blocks = c->plan_items * p->n_kv_heads * head_chunks;
+    split_plan sp = plan_splits(c, blocks, a->max_seq_len, a->n_tokens, p->n_heads, D);
+    if (sp.n_splits > 1 && !scratch)
+        return pgd_cuda_failf(err, errlen, "attention: %d context splits need scratch",
+                              sp.n_splits);
+    attn_kparams kp;
+    kp.q = a->q;
+    kp.out = a->out;
+    kp.kc = a->k_cache;
+    kp.vc = a->v_cache;
+    kp.seq_lens = a->seq_lens;
+    kp.block_tables = a->block_tables;
+    kp.positions = a->positions;
+    kp.items = c->plan_dev;
+    kp.part = (float *)scratch;
+    kp.block_size = a->block_size;
+    kp.max_blocks = a->max_blocks;
+    kp.H = p->n_heads;
+    kp.KV = p->n_kv_heads;
+    kp.group = group;
+    kp.hq = hq;
+    kp.head_chunks = head_chunks;
+    kp.window = p->sliding_window;
+    kp.n_splits = sp.n_splits;
+    kp.split_len = sp.split_len;
+    kp.scale_log2 = p->scale * 1.4426950408889634f;
+    dim3 grid(c->plan_items, p->n_kv_heads * head_chunks, sp.n_splits);
+    if (a->dtype == PGD_DTYPE_BF16)
+        launch_d<__nv_bfloat16>(c, D, kp, grid, a->n_tokens);
+    else
+        launch_d<__half>(c, D, kp, grid, a->n_tokens);
+    PGD_CUDA_LAUNCHED(err, errlen, "attention %s [%d tokens, %d seqs, %d heads / %d kv of %d, "
+                      "max len %d, %d items x %d splits]", pgd_cuda_dt(a->dtype), a->n_tokens,
+                      a->n_seqs, p->n_heads, p->n_kv_heads, D, a->max_seq_len, c->plan_items,
+                      sp.n_splits);
+    return 0;
+}

@@ -1,0 +1,36 @@
+/* Row gathers: the embedding lookup (rows of the table by token id) and the logits row
+ * gather (rows of the hidden states by batch index). 16-byte copies when rows allow. */
+#include "kernels/cuda/common.cuh"
+
+/* One block per output row; vec: rows are whole 16-byte vectors. */
+template <typename T>
+__global__ void gather_kernel(const T *table, const int32_t *ids, int d, T *out, int vec)
+{
+    int64_t src = ids[blockIdx.x];
+    const T *s = table + src * d;
+    T *o = out + (int64_t)blockIdx.x * d;
+    if (vec) {
+        const uint4 *sv = reinterpret_cast<const uint4 *>(s);
+        uint4 *ov = reinterpret_cast<uint4 *>(o);
+        int nv = d * (int)sizeof(T) / 16;
+        for (int i = threadIdx.x; i < nv; i += blockDim.x)
+            ov[i] = sv[i];
+    } else {
+        for (int i = threadIdx.x; i < d; i += blockDim.x)
+            o[i] = s[i];
+    }
+}
+
+extern "C" int pgd_cuda_gather_rows(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *table,
+                                    const int32_t *ids, int n, int d, void *out, char *err,
+                                    size_t errlen)
+{
+    if (n == 0)
+        return 0;
+    size_t row = (size_t)d * pgd_dtype_size(dt);
+    int vec = row % 16 == 0 && (uintptr_t)table % 16 == 0 && (uintptr_t)out % 16 == 0;
+    PGD_CUDA_DISPATCH(dt, T, gather_kernel<T><<<n, 256, 0, c->stream>>>(
+                                 (const T *)table, ids, d, (T *)out, vec));
+    PGD_CUDA_LAUNCHED(err, errlen, "gather_rows %d rows of [*, %d] %s", n, d, pgd_cuda_dt(dt));
+    return 0;
+}

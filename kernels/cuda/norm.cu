@@ -1,0 +1,123 @@
+/* RMSNorm, RMSNorm with the residual add fused in, and the residual add. Sums of squares
+ * in float32; a row of width <= 512 is one warp's, a wider row one block's (512 threads). */
+#include "kernels/cuda/common.cuh"
+
+#define ROW_THREADS 512
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+    for (int off = 16; off > 0; off >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+/* Sum over the block (all threads get it); red has 32 floats. */
+__device__ __forceinline__ float block_sum(float v, float *red)
+{
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
+    v = warp_sum(v);
+    __syncthreads();                 /* red may still be read from a previous call */
+    if (lane == 0)
+        red[warp] = v;
+    __syncthreads();
+    float s = lane < nw ? red[lane] : 0.0f;
+    return warp_sum(s);
+}
+
+/* One row per group of `lanes` threads (32: a warp; blockDim.x: the block). When res is set,
+ * the row is first x + res (rounded to T), which is written back to res. */
+template <typename T, bool WARP>
+__global__ void rmsnorm_kernel(const T *x, T *res, const T *w, float eps, int64_t rows, int d,
+                               T *out)
+{
+    __shared__ float red[32];
+    int64_t row;
+    int lane, lanes;
+    if (WARP) {
+        row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+        lane = threadIdx.x % 32;
+        lanes = 32;
+        if (row >= rows)
+            return;
+    } else {
+        row = blockIdx.x;
+        lane = threadIdx.x;
+        lanes = blockDim.x;
+    }
+    const T *xr = x + row * d;
+    T *outr = out + row * d;
+    T *rr = res ? res + row * d : NULL;
+    float ss = 0.0f;
+    for (int i = lane; i < d; i += lanes) {
+        float v = to_f<T>(xr[i]);
+        if (rr) {
+            T s = from_f<T>(to_f<T>(rr[i]) + v);
+            rr[i] = s;
+            v = to_f<T>(s);
+        }
+        ss += v * v;
+    }
+    ss = WARP ? warp_sum(ss) : block_sum(ss, red);
+    float inv = rsqrtf(ss / (float)d + eps);
+    const T *src = rr ? rr : xr;
+    for (int i = lane; i < d; i += lanes)
+        outr[i] = from_f<T>(to_f<T>(src[i]) * inv * to_f<T>(w[i]));
+}
+
+template <typename T>
+static int rmsnorm_launch(struct pgd_cuda_ctx *c, const void *x, void *res, const void *w,
+                          float eps, int64_t rows, int d, void *out)
+{
+    if (d <= 512) {
+        int per_block = 8;
+        rmsnorm_kernel<T, true><<<(unsigned)((rows + per_block - 1) / per_block), per_block * 32, 0,
+                                  c->stream>>>((const T *)x, (T *)res, (const T *)w, eps, rows, d,
+                                               (T *)out);
+    } else {
+        rmsnorm_kernel<T, false><<<(unsigned)rows, ROW_THREADS, 0, c->stream>>>(
+            (const T *)x, (T *)res, (const T *)w, eps, rows, d, (T *)out);
+    }
+    return 0;
+}
+
+extern "C" int pgd_cuda_rmsnorm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                                const void *w, float eps, int64_t rows, int d, void *out,
+                                char *err, size_t errlen)
+{
+    if (rows == 0)
+        return 0;
+    PGD_CUDA_DISPATCH(dt, T, rmsnorm_launch<T>(c, x, NULL, w, eps, rows, d, out));
+    PGD_CUDA_LAUNCHED(err, errlen, "rmsnorm [%lld, %d] %s", (long long)rows, d, pgd_cuda_dt(dt));
+    return 0;
+}
+
+extern "C" int pgd_cuda_add_rmsnorm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *residual,
+                                    const void *delta, const void *w, float eps, int64_t rows,
+                                    int d, void *out, char *err, size_t errlen)
+{
+    if (rows == 0)
+        return 0;
+    PGD_CUDA_DISPATCH(dt, T, rmsnorm_launch<T>(c, delta, residual, w, eps, rows, d, out));
+    PGD_CUDA_LAUNCHED(err, errlen, "add_rmsnorm [%lld, %d] %s", (long long)rows, d,
+                      pgd_cuda_dt(dt));
+    return 0;
+}
+
+template <typename T>
+__global__ void add_kernel(T *x, const T *delta, int64_t n)
+{
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        x[i] = from_f<T>(to_f<T>(x[i]) + to_f<T>(delta[i]));
+}
+
+extern "C" int pgd_cuda_add(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *x, const void *delta,
+                            int64_t n, char *err, size_t errlen)
+{
+    if (n == 0)
+        return 0;
+    PGD_CUDA_DISPATCH(dt, T, add_kernel<T><<<pgd_cuda_blocks(n, 256), 256, 0, c->stream>>>(
+                                 (T *)x, (const T *)delta, n));
+    PGD_CUDA_LAUNCHED(err, errlen, "add [%lld] %s", (long long)n, pgd_cuda_dt(dt));
+    return 0;
+}

@@ -1,0 +1,69 @@
+#!/bin/bash
+# The GPU machine's part of the CUDA backend's checks, in one call:
+#   1. the kernel tests (each kernel against its CPU twin) and the fixture models on the GPU,
+#   2. `pagoda generate` on the GPU,
+#   3. the latency benchmark on a random-weight Llama-3-8B shape,
+#   4. transformers' generate on the same shape (optional: HF=1),
+#   5. compute-sanitizer memcheck and racecheck on the kernel tests (optional: SAN=1).
+# Run from the repository root on the GPU machine with the bundle from scripts/gpu_pack.sh
+# in $BUNDLE; logs go to $OUT.
+set -u
+OUT=${OUT:-/tmp/pgd-out}
+mkdir -p "$OUT"
+WT=/work/wt-cuda
+B=$WT/_build/gpu
+t0=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
+tar -xJf "$BUNDLE" --absolute-names -C / || { echo "cannot unpack $BUNDLE"; exit 1; }
+export LD_LIBRARY_PATH=$B/.libs:$WT/_build/gpulibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+if ! ldconfig -p | grep -q libcublasLt.so.13 && [ ! -e /usr/local/cuda/lib64/libcublasLt.so.13 ]; then
+  d=$(dirname "$(find / -name 'libcublasLt.so.13' -not -path '/proc/*' 2>/dev/null | head -1)")
+  export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
+export PAGODA_LOG=${PAGODA_LOG:-warn}
+cd "$B"
+status=0
+if [ "${TESTS:-1}" = 1 ]; then
+  stamp "kernel tests"
+  timeout 300 ./tests/.libs/test_cuda_kernels --verbose -j4 > "$OUT/kernels.log" 2>&1; rc=$?
+  grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal" "$OUT/kernels.log" | head -40
+  echo "test_cuda_kernels rc=$rc"; [ $rc -eq 0 ] || status=1
+  stamp "model tests"
+  timeout 300 ./tests/.libs/test_cuda_models --verbose -j4 > "$OUT/models.log" 2>&1; rc=$?
+  grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal|near-tie" "$OUT/models.log" | head -60
+  echo "test_cuda_models rc=$rc"; [ $rc -eq 0 ] || status=1
+  stamp "generate"
+  ids=$(python3 -c "import json;print(','.join(map(str,json.load(open('$WT/tests/fixtures/models/llama-bf16/reference.json'))['cases'][2]['prompt'])))")
+  PAGODA_LOG=info ./tools/.libs/pagoda generate --model $WT/tests/fixtures/models/llama-bf16 \
+      --prompt-ids "$ids" --max-tokens 12 --ignore-eos 2>&1 | tail -4
+  python3 -c "import json;print('reference  ', json.load(open('$WT/tests/fixtures/models/llama-bf16/reference.json'))['cases'][2]['native']['greedy'][:12])"
+fi
+if [ "${BENCH:-1}" = 1 ]; then
+  # GEMV_VARIANTS: the largest batch the GEMV kernel takes (the rest go to cuBLASLt).
+  for g in ${GEMV_VARIANTS:-default}; do
+    stamp "bench (PGD_CUDA_GEMV_MAX_N=$g)"
+    [ $g = default ] && g=
+    PGD_CUDA_GEMV_MAX_N=$g PAGODA_LOG=info timeout 300 ./tools/.libs/pagoda bench latency \
+        --random-weights $WT/scripts/configs/llama-3-8b/config.json ${BENCH_ARGS:-} \
+        2>&1 | tee "$OUT/bench-gemv${g:-default}.txt"
+  done
+fi
+if [ "${HF:-0}" = 1 ]; then
+  stamp "transformers"
+  PYTHONUNBUFFERED=1 timeout 300 python3 $WT/scripts/hf_decode_bench.py \
+      $WT/scripts/configs/llama-3-8b/config.json 2>&1 | grep -v Warning | tee "$OUT/hf.txt"
+fi
+if [ "${SAN:-0}" = 1 ]; then
+  for tool in memcheck racecheck; do
+    stamp "compute-sanitizer $tool"
+    [ $tool = racecheck ] && SAN_FILTER=${RACE_FILTER:-}
+    timeout ${SAN_TIMEOUT:-150} compute-sanitizer --tool $tool --target-processes all \
+        --error-exitcode 9 ./tests/.libs/test_cuda_kernels -j2 --verbose \
+        ${SAN_FILTER:+--filter "$SAN_FILTER"} > "$OUT/sanitizer-$tool.log" 2>&1; rc=$?
+    grep -E "Synthesis|ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race|FAIL" "$OUT/sanitizer-$tool.log" | head -12
+    echo "compute-sanitizer $tool rc=$rc"
+  done
+fi
+stamp "done (status $status)"
+exit $status

@@ -1,0 +1,364 @@
+/* pagoda bench latency: decode milliseconds per step at batch 1..B and time to first token
+ * at given prompt lengths, through the model runner with fixed block tables (no scheduler),
+ * each figure printed beside its physical bound measured in the same run: the bytes a step
+ * must read (weights, plus the KV cache it attends over) over the device-to-device copy
+ * bandwidth, and the step's FLOPs over the rate of a large GEMM. */
+#include "config.h"
+#include "tools/commands.h"
+#include "runtime/runner.h"
+#include "runtime/model.h"
+#include <pagoda/log.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#ifdef PGD_HAVE_CUDA
+#include "kernels/cuda/kernels.h"
+#endif
+
+#define MAX_LIST 32
+
+struct bench_opts {
+    const char *model;               /* a model directory, or a config for random weights */
+    bool random;
+    const char *plugin_dirs;
+    enum pgd_device device;
+    enum pgd_dtype dtype;
+    int batch[MAX_LIST], n_batch;
+    int prompt[MAX_LIST], n_prompt;
+    int context, steps, warmup, num_blocks;
+    uint64_t seed;
+};
+
+static void bench_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: pagoda bench latency (--model DIR | --random-weights CONFIG) [options]\n\n"
+            "  --model DIR              a Hugging Face model directory\n"
+            "  --random-weights CONFIG  a config.json (or its directory): random weights made\n"
+            "                           on the device, no checkpoint read\n"
+            "  --batch LIST             decode batch sizes (default 1,2,4,8,16,32)\n"
+            "  --prompt-len LIST        prompt lengths for time to first token (default 128,512,2048)\n"
+            "  --context N              tokens in each sequence's cache while decoding (default 128)\n"
+            "  --steps N                timed decode steps per batch size (default 32)\n"
+            "  --warmup N               untimed steps first (default 3)\n"
+            "  --num-blocks N           KV blocks (default: sized from GPU memory)\n"
+            "  --device cuda|cpu        default: cuda when available\n"
+            "  --dtype bf16|fp16        GPU compute dtype (default: the config's)\n"
+            "  --seed S                 random weights' seed (default 0)\n"
+            "  --plugin-dir DIR         also look for plugins in DIR (repeatable)\n");
+}
+
+static int parse_list(const char *s, int *out, int *n, const char *what)
+{
+    *n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v <= 0 || v > (1 << 24) || (*end && *end != ',') || *n == MAX_LIST) {
+            fprintf(stderr, "pagoda bench: %s: '%s' is not a list of positive numbers\n", what, s);
+            return -1;
+        }
+        out[(*n)++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    return *n ? 0 : -1;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The device's ceilings: copy bandwidth (GB/s, read + write) and GEMM rate (TFLOP/s). */
+static int measure_ceilings(enum pgd_device dev, enum pgd_dtype dt, double *gbps, double *tflops,
+                            char *desc, size_t desclen)
+{
+    *gbps = *tflops = 0;
+    snprintf(desc, desclen, "cpu");
+#ifdef PGD_HAVE_CUDA
+    if (dev == PGD_DEVICE_CUDA) {
+        char err[512];
+        struct pgd_cuda_ctx *c = NULL;
+        pgd_cuda_describe(0, desc, desclen);
+        if (pgd_cuda_ctx_create(&c, err, sizeof err) ||
+            pgd_cuda_bench_copy(c, (size_t)1 << 30, 20, gbps, err, sizeof err) ||
+            pgd_cuda_bench_gemm(c, dt, 8192, 8192, 8192, 10, tflops, err, sizeof err)) {
+            fprintf(stderr, "pagoda bench: %s\n", err);
+            pgd_cuda_ctx_destroy(c);
+            return -1;
+        }
+        pgd_cuda_ctx_destroy(c);
+    }
+#endif
+    return 0;
+}
+
+static int run(const struct bench_opts *o)
+{
+    char err[1024] = "";
+    struct pgd_registry *reg = NULL;
+    struct pgd__runner *r = NULL;
+    int32_t *tokens = NULL, *table = NULL, *ids = NULL;
+    struct pgd__step_seq *seqs = NULL;
+    int rc = 1;
+    int max_b = 1, max_p = 1;
+    for (int i = 0; i < o->n_batch; i++)
+        max_b = o->batch[i] > max_b ? o->batch[i] : max_b;
+    for (int i = 0; i < o->n_prompt; i++)
+        max_p = o->prompt[i] > max_p ? o->prompt[i] : max_p;
+
+    enum pgd_dtype gemm_dt = o->dtype == PGD_DTYPE_COUNT ? PGD_DTYPE_BF16 : o->dtype;
+    double gbps, tflops;
+    char desc[256];
+    if (measure_ceilings(o->device, gemm_dt, &gbps, &tflops, desc, sizeof desc))
+        return 1;
+    if (pgd_tool_registry(o->plugin_dirs, &reg, err, sizeof err))
+        goto out;
+
+    int decode_len = o->context + o->warmup + o->steps + 1;
+    struct pgd__runner_params p;
+    pgd__runner_default_params(&p);
+    p.model_dir = o->model;
+    p.registry = reg;
+    p.device = o->device;
+    p.dtype = o->dtype;
+    p.random_weights = o->random;
+    p.seed = o->seed;
+    p.max_num_seqs = max_b;
+    p.max_num_batched_tokens = max_p > max_b * o->context ? max_p : max_b * o->context;
+    if (p.max_num_batched_tokens < max_b)
+        p.max_num_batched_tokens = max_b;
+    int bs = p.block_size;
+    int per_seq = (decode_len + bs - 1) / bs, need = max_b * per_seq;
+    if ((max_p + bs - 1) / bs > need)
+        need = (max_p + bs - 1) / bs;
+    p.num_blocks = o->num_blocks > 0 ? o->num_blocks : (o->device == PGD_DEVICE_CPU ? need : 0);
+    if (pgd__runner_create(&p, &r, err, sizeof err))
+        goto out;
+    if (pgd__runner_num_blocks(r) < need) {
+        snprintf(err, sizeof err, "the benchmark needs %d KV blocks, the cache has %d", need,
+                 pgd__runner_num_blocks(r));
+        goto out;
+    }
+    const struct pgd_model_desc *d = pgd__runner_desc(r);
+    const struct pgd__model *m = pgd__runner_model(r);
+    size_t esz = pgd_dtype_size(m->dtype);
+    double wbytes = (double)m->weight_bytes;
+    /* Matrix parameters a token goes through: all weights but the embedding table and the
+     * head (counted once per logits row). */
+    double head = (double)d->vocab_size * d->hidden_size;
+    double body = wbytes / esz - 2 * head;
+    if (body < 0)
+        body = wbytes / esz;
+    double kv_tok = 2.0 * d->n_layers * d->n_kv_heads * d->head_dim * esz;  /* bytes a token */
+    printf("device: %s\n", desc);
+    if (gbps > 0)
+        printf("ceilings: device-to-device copy %.0f GB/s (read + write), %s GEMM 8192^3 "
+               "%.0f TFLOP/s\n", gbps, pgd_dtype_name(gemm_dt), tflops);
+    printf("model: %s%s, %d layers, hidden %d, vocab %d, %s, %.2f GB of weights\n", o->model,
+           o->random ? " (random weights)" : "", d->n_layers, d->hidden_size, d->vocab_size,
+           pgd_dtype_name(m->dtype), wbytes / 1e9);
+
+    size_t tok_cap = (size_t)(max_p > max_b * o->context ? max_p : max_b * o->context) + 64;
+    tokens = malloc(tok_cap * sizeof *tokens);
+    table = malloc((size_t)(need + 1) * sizeof *table);
+    seqs = calloc((size_t)max_b, sizeof *seqs);
+    ids = malloc((size_t)(max_b > max_p ? max_b : max_p) * sizeof *ids);
+    if (!tokens || !table || !seqs || !ids) {
+        snprintf(err, sizeof err, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < tok_cap; i++)
+        tokens[i] = (int32_t)((i * 2654435761u + 17) % (unsigned)d->vocab_size);
+    for (int b = 0; b <= need; b++)
+        table[b] = b;
+
+    /* ---- decode ---- */
+    printf("\ndecode, %d tokens of context, %d timed steps (greedy on the device):\n",
+           o->context, o->steps);
+    printf("%6s %10s %10s %12s %10s %9s\n", "batch", "ms/step", "tok/s", "bound ms", "bound by",
+           "% bound");
+    for (int bi = 0; bi < o->n_batch; bi++) {
+        int B = o->batch[bi];
+        /* Prefill each sequence's context (B at a time within the token budget). */
+        for (int s = 0; s < B; s++)
+            seqs[s] = (struct pgd__step_seq){ .tokens = tokens + (size_t)s * o->context,
+                                              .n_new = o->context, .n_computed = 0,
+                                              .block_table = table + (size_t)s * per_seq,
+                                              .n_blocks = per_seq, .n_logits = 1 };
+        if (pgd__runner_step_greedy(r, seqs, B, ids, err, sizeof err))
+            goto out;
+        double t0 = 0;
+        for (int step = 0; step < o->warmup + o->steps; step++) {
+            if (step == o->warmup)
+                t0 = now_ms();
+            for (int s = 0; s < B; s++) {
+                seqs[s].n_computed = o->context + step;
+                seqs[s].n_new = 1;
+                seqs[s].tokens = ids + s;       /* feed back the greedy token */
+            }
+            if (pgd__runner_step_greedy(r, seqs, B, ids, err, sizeof err))
+                goto out;
+        }
+        double ms = (now_ms() - t0) / o->steps;
+        double ctx = o->context + o->warmup + o->steps / 2.0;
+        double bytes = wbytes + B * ctx * kv_tok;
+        double t_bw = gbps > 0 ? bytes / (gbps * 1e9) * 1e3 : 0;
+        double flops = 2.0 * B * (body + head) + 4.0 * B * ctx * d->n_layers * d->hidden_size;
+        double t_fl = tflops > 0 ? flops / (tflops * 1e12) * 1e3 : 0;
+        double bound = t_bw > t_fl ? t_bw : t_fl;
+        printf("%6d %10.3f %10.1f %12.3f %10s %8.1f%%\n", B, ms, B * 1e3 / ms, bound,
+               bound <= 0 ? "-" : (t_bw > t_fl ? "bytes" : "flops"),
+               bound > 0 ? 100.0 * bound / ms : 0.0);
+        fflush(stdout);
+    }
+
+    /* ---- time to first token ---- */
+    printf("\ntime to first token (one sequence, whole prompt in one step):\n");
+    printf("%8s %10s %12s %10s %9s\n", "prompt", "ms", "bound ms", "bound by", "% bound");
+    for (int pi = 0; pi < o->n_prompt; pi++) {
+        int L = o->prompt[pi];
+        double t[5];
+        int reps = 5;
+        for (int rep = -1; rep < reps; rep++) {
+            struct pgd__step_seq s = { .tokens = tokens, .n_new = L, .n_computed = 0,
+                                       .block_table = table, .n_blocks = (L + bs - 1) / bs,
+                                       .n_logits = 1 };
+            double t0 = now_ms();
+            if (pgd__runner_step_greedy(r, &s, 1, ids, err, sizeof err))
+                goto out;
+            if (rep >= 0)
+                t[rep] = now_ms() - t0;
+        }
+        qsort(t, (size_t)reps, sizeof t[0], cmp_double);
+        double flops = 2.0 * L * body + 2.0 * head +
+                       2.0 * (double)L * L * d->n_layers * d->hidden_size;  /* causal QK + PV */
+        double t_fl = tflops > 0 ? flops / (tflops * 1e12) * 1e3 : 0;
+        double t_bw = gbps > 0 ? (wbytes + L * kv_tok) / (gbps * 1e9) * 1e3 : 0;
+        double bound = t_bw > t_fl ? t_bw : t_fl;
+        printf("%8d %10.2f %12.3f %10s %8.1f%%\n", L, t[reps / 2], bound,
+               bound <= 0 ? "-" : (t_bw > t_fl ? "bytes" : "flops"),
+               bound > 0 ? 100.0 * bound / t[reps / 2] : 0.0);
+        fflush(stdout);
+    }
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "pagoda bench: %s\n", err);
+    free(tokens);
+    free(table);
+    free(seqs);
+    free(ids);
+    pgd__runner_destroy(r);
+    pgd_registry_destroy(reg);
+    return rc;
+}
+
+/* A config.json path names its directory (the file must be called config.json). */
+static int model_dir_of(const char *path, char *dir, size_t n)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        fprintf(stderr, "pagoda bench: %s: no such file or directory\n", path);
+        return -1;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        snprintf(dir, n, "%s", path);
+        return 0;
+    }
+    char a[4096], b[4096];
+    snprintf(a, sizeof a, "%s", path);
+    snprintf(b, sizeof b, "%s", path);
+    if (strcmp(basename(a), "config.json")) {
+        fprintf(stderr, "pagoda bench: --random-weights %s: give a config.json or its directory\n",
+                path);
+        return -1;
+    }
+    snprintf(dir, n, "%s", dirname(b));
+    return 0;
+}
+
+int pgd_cmd_bench(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "latency")) {
+        if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+            bench_usage(stdout);
+            return 0;
+        }
+        bench_usage(stderr);
+        return 2;
+    }
+    argc--;
+    argv++;
+    static const struct option long_opts[] = {
+        { "model", required_argument, 0, 'm' }, { "random-weights", required_argument, 0, 'R' },
+        { "batch", required_argument, 0, 'b' }, { "prompt-len", required_argument, 0, 'p' },
+        { "context", required_argument, 0, 'c' }, { "steps", required_argument, 0, 's' },
+        { "warmup", required_argument, 0, 'w' }, { "num-blocks", required_argument, 0, 'N' },
+        { "device", required_argument, 0, 'V' }, { "dtype", required_argument, 0, 'T' },
+        { "seed", required_argument, 0, 'S' }, { "plugin-dir", required_argument, 0, 'D' },
+        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+    };
+    struct bench_opts o = { .device = pgd_tool_default_device(), .dtype = PGD_DTYPE_COUNT,
+                            .context = 128, .steps = 32, .warmup = 3 };
+    parse_list("1,2,4,8,16,32", o.batch, &o.n_batch, "--batch");
+    parse_list("128,512,2048", o.prompt, &o.n_prompt, "--prompt-len");
+    char plugin_dirs[4096] = "", dir[4096] = "";
+    const char *model = NULL, *random_cfg = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'R': random_cfg = optarg; break;
+        case 'b': if (parse_list(optarg, o.batch, &o.n_batch, "--batch")) return 2; break;
+        case 'p': if (parse_list(optarg, o.prompt, &o.n_prompt, "--prompt-len")) return 2; break;
+        case 'c': o.context = (int)strtol(optarg, &end, 10); break;
+        case 's': o.steps = (int)strtol(optarg, &end, 10); break;
+        case 'w': o.warmup = (int)strtol(optarg, &end, 10); break;
+        case 'N': o.num_blocks = (int)strtol(optarg, &end, 10); break;
+        case 'S': o.seed = strtoull(optarg, &end, 10); break;
+        case 'V': if (pgd_tool_parse_device(optarg, &o.device)) return 2; break;
+        case 'T': if (pgd_tool_parse_dtype(optarg, &o.dtype)) return 2; break;
+        case 'D':
+            snprintf(plugin_dirs + strlen(plugin_dirs), sizeof plugin_dirs - strlen(plugin_dirs),
+                     "%s%s", plugin_dirs[0] ? ":" : "", optarg);
+            break;
+        case 'h': bench_usage(stdout); return 0;
+        default: bench_usage(stderr); return 2;
+        }
+        if (end && *end) {
+            fprintf(stderr, "pagoda bench: '%s' is not a number\n", optarg);
+            return 2;
+        }
+    }
+    if (!!model == !!random_cfg || optind < argc || o.context <= 0 || o.steps <= 0 ||
+        o.warmup < 0) {
+        bench_usage(stderr);
+        return 2;
+    }
+    if (random_cfg) {
+        if (model_dir_of(random_cfg, dir, sizeof dir))
+            return 2;
+        o.model = dir;
+        o.random = true;
+    } else {
+        o.model = model;
+    }
+    o.plugin_dirs = plugin_dirs[0] ? plugin_dirs : NULL;
+    return run(&o);
+}
