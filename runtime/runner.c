@@ -202,6 +202,16 @@ static enum pgd_status size_gpu_cache(struct pgd__runner *r, size_t block_bytes,
                         budget / gib, r->model->weight_bytes / gib, r->act_bytes / gib, T,
                         used / gib, block_bytes);
     double nbl = budget / (double)block_bytes;
+    /* No more blocks than every sequence at full length could hold, four times over (the rest
+     * would only keep old prefixes, and a tiny model would get millions of host records). */
+    const struct pgd_model_desc *d = &r->model->desc;
+    double useful = 4.0 * p->max_num_seqs *
+                    ((double)(d->max_position_embeddings + p->block_size - 1) / p->block_size);
+    if (nbl > useful) {
+        PGD_INFO("kv cache: capping %.0f blocks to %.0f (4 x max_num_seqs %d x %d tokens)", nbl,
+                 useful, p->max_num_seqs, d->max_position_embeddings);
+        nbl = useful;
+    }
     *num_blocks = nbl > 2e9 ? 2000000000 : (int)nbl;
     PGD_INFO("gpu memory: %.1f GiB, weights %.2f GiB, activations %.2f GiB (+64 MiB scratch), "
              "KV cache %.2f GiB at gpu_memory_utilization %.2f", total_b / gib,
