@@ -204,7 +204,6 @@ static enum pgd_status size_gpu_cache(struct pgd__runner *r, size_t block_bytes,
     double nbl = budget / (double)block_bytes;
     /* No more blocks than every sequence at full length could hold, four times over (the rest
      * would only keep old prefixes, and a tiny model would get millions of host records). */
-    const struct pgd_model_desc *d = &r->model->desc;
     double useful = 4.0 * p->max_num_seqs *
                     ((double)(d->max_position_embeddings + p->block_size - 1) / p->block_size);
     if (nbl > useful) {
