@@ -489,20 +489,19 @@ static enum pgd_status add_dec(struct pgd_tokenizer *t, json_t *j, bool *fused, 
         d.start = (size_t)json_integer_value(json_object_get(j, "start"));
         d.stop = (size_t)json_integer_value(json_object_get(j, "stop"));
     } else if (!strcmp(ty, "Metaspace")) {
-        json_t *r = json_object_get(j, "replacement");
-        const unsigned char *rs = (const unsigned char *)(json_is_string(r) ? json_string_value(r)
-                                                                            : "\xE2\x96\x81");
-        size_t l;
-        if (!rs[0] || pgd__utf8_valid_len(rs, strlen((const char *)rs)) == 0)
-            return pgd_errf(err, errlen, PGD_ERR_FORMAT,
-                            "%s: decoder Metaspace: bad \"replacement\"", t->name);
+        const char *rep;
+        size_t rl, l;
+        enum pgd__prepend_scheme scheme;
+        bool split;
+        enum pgd_status st = pgd__metaspace_settings(t, j, "decoder", &rep, &rl, &scheme, &split,
+                                                     err, errlen);
+        if (st)
+            return st;
         d.kind = PGD__DEC_METASPACE;
-        d.ch = pgd__utf8_decode(rs, &l);
-        const char *scheme = json_string_value(json_object_get(j, "prepend_scheme"));
-        if (scheme)
-            d.strip_first = strcmp(scheme, "never") != 0;
-        else
-            d.strip_first = !json_is_false(json_object_get(j, "add_prefix_space"));
+        d.ch = pgd__utf8_decode((const unsigned char *)rep, &l);
+        /* `tokenizers` drops the replacement from the first token (all of them) unless the
+         * scheme is never; "first" and "always" decode alike */
+        d.strip_first = scheme != PGD__PREPEND_NEVER;
     } else
         return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED,
                         "%s: decoder type \"%s\" is not supported", t->name, ty);

@@ -239,8 +239,9 @@ static bool replace_all(const char *s, size_t n, const char *pat, size_t plen, c
 }
 
 enum pgd_status pgd__normalize(const struct pgd__norm *v, size_t n, const char *s, size_t len,
-                               struct pgd__buf *out, struct pgd__buf *tmp)
+                               struct pgd__buf *out, struct pgd__buf *tmp, bool *at_origin)
 {
+    bool origin = true;
     out->len = 0;
     if (!pgd__buf_add(out, s, len))
         return PGD_ERR_NOMEM;
@@ -269,6 +270,9 @@ enum pgd_status pgd__normalize(const struct pgd__norm *v, size_t n, const char *
             ok = pgd__buf_add(tmp, nm->a, nm->alen) && pgd__buf_add(tmp, out->p, out->len);
             break;
         case PGD__NORM_REPLACE:
+            /* deleting a match at the start leaves a later character first */
+            if (nm->alen && !nm->blen && out->len >= nm->alen && !memcmp(out->p, nm->a, nm->alen))
+                origin = false;
             ok = replace_all(out->p, out->len, nm->a, nm->alen, nm->b, nm->blen, tmp);
             break;
         case PGD__NORM_STRIP: {
@@ -285,6 +289,8 @@ enum pgd_status pgd__normalize(const struct pgd__norm *v, size_t n, const char *
                     break;
                 e = b + cs;
             }
+            if (b > 0)
+                origin = false;
             ok = pgd__buf_add(tmp, out->p + b, e - b);
             break;
         }
@@ -295,6 +301,8 @@ enum pgd_status pgd__normalize(const struct pgd__norm *v, size_t n, const char *
         *out = *tmp;
         *tmp = t;
     }
+    if (at_origin)
+        *at_origin = origin;
     return PGD_OK;
 }
 
@@ -400,16 +408,16 @@ struct splitter {
     struct pgd__pieces *out;
     enum pgd__split_behavior beh;
     bool first;        /* the span starts the input */
-    bool emitted;      /* a piece was emitted for this span */
+    size_t start;      /* the span's offset */
     size_t pend_off, pend_len; /* a piece held for MergedWithNext / Contiguous */
     bool pend, pend_match;
 };
 
 static bool split_emit(struct splitter *sp, size_t off, size_t len)
 {
-    bool f = sp->first && !sp->emitted;
-    sp->emitted = true;
-    return pgd__pieces_add(sp->out, off, len, f);
+    /* A piece starts the input only where it starts the span: after a Removed delimiter at
+     * the start it does not (`tokenizers` asks whether the piece's original offset is 0). */
+    return pgd__pieces_add(sp->out, off, len, sp->first && off == sp->start);
 }
 
 static bool split_piece(struct splitter *sp, size_t off, size_t len, bool is_delim)
@@ -556,7 +564,8 @@ enum pgd_status pgd__pretokenize(const struct pgd__pretok *v, size_t nv, struct 
         enum pgd_status st;
         if (pt->kind == PGD__PRE_SPLIT) {
             for (size_t i = 0; i < in->n; i++) {
-                struct splitter sp = { .out = tmp, .beh = pt->behavior, .first = in->v[i].first };
+                struct splitter sp = { .out = tmp, .beh = pt->behavior, .first = in->v[i].first,
+                                       .start = in->v[i].off };
                 if ((st = regex_split(pt, in->text.p, &in->v[i], &sp, md, mc, err, errlen)))
                     return st;
             }
@@ -814,25 +823,59 @@ static enum pgd_status add_pretok(struct pgd_tokenizer *t, json_t *j, char *err,
         return push_pretok(t, &pt);
     }
     if (!strcmp(type, "Metaspace")) {
-        const char *rep = jstr(j, "replacement");
-        const char *scheme = jstr(j, "prepend_scheme");
+        const char *rep;
+        size_t rl;
+        enum pgd_status st = pgd__metaspace_settings(t, j, "pre_tokenizer", &rep, &rl,
+                                                     &pt.prepend, &pt.split, err, errlen);
+        if (st)
+            return st;
         pt.kind = PGD__PRE_METASPACE;
-        pt.str = strdup(rep ? rep : "\xE2\x96\x81");
+        pt.str = dupn(rep, rl);
         if (!pt.str)
             return PGD_ERR_NOMEM;
-        pt.slen = strlen(pt.str);
-        json_t *split = json_object_get(j, "split");
-        pt.split = split ? json_is_true(split) : true;
-        if (scheme)
-            pt.prepend = !strcmp(scheme, "first") ? PGD__PREPEND_FIRST
-                         : !strcmp(scheme, "never") ? PGD__PREPEND_NEVER : PGD__PREPEND_ALWAYS;
-        else
-            pt.prepend = json_is_false(json_object_get(j, "add_prefix_space"))
-                             ? PGD__PREPEND_NEVER : PGD__PREPEND_ALWAYS;
+        pt.slen = rl;
         return push_pretok(t, &pt);
     }
     return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED,
                     "%s: pre_tokenizer type \"%s\" is not supported", t->name, type);
+}
+
+enum pgd_status pgd__metaspace_settings(const struct pgd_tokenizer *t, const void *json,
+                                        const char *what, const char **rep, size_t *rep_len,
+                                        enum pgd__prepend_scheme *scheme, bool *split, char *err,
+                                        size_t errlen)
+{
+    json_t *j = (json_t *)json;
+    json_t *r = json_object_get(j, "replacement");
+    const unsigned char *u = (const unsigned char *)json_string_value(r);
+    size_t n = json_string_length(r);
+    if (!u || n == 0 || pgd__utf8_valid_len(u, n) != n)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: %s Metaspace: \"replacement\" must "
+                        "be one character", t->name, what);
+    *rep = (const char *)u;
+    *rep_len = n;
+    json_t *aps = json_object_get(j, "add_prefix_space");
+    const char *sc = jstr(j, "prepend_scheme");
+    if (json_object_get(j, "prepend_scheme") && !sc)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: %s Metaspace: \"prepend_scheme\" is "
+                        "not a string", t->name, what);
+    if (!sc)
+        *scheme = json_is_false(aps) ? PGD__PREPEND_NEVER : PGD__PREPEND_ALWAYS;
+    else if (!strcmp(sc, "always"))
+        *scheme = PGD__PREPEND_ALWAYS;
+    else if (!strcmp(sc, "first"))
+        *scheme = PGD__PREPEND_FIRST;
+    else if (!strcmp(sc, "never"))
+        *scheme = PGD__PREPEND_NEVER;
+    else
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: %s Metaspace: unknown prepend_scheme "
+                        "\"%s\" (always, first or never)", t->name, what, sc);
+    if (json_is_false(aps) && *scheme != PGD__PREPEND_NEVER)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: %s Metaspace: add_prefix_space false "
+                        "contradicts prepend_scheme \"%s\"", t->name, what, sc);
+    json_t *sp = json_object_get(j, "split");
+    *split = sp ? json_is_true(sp) : true;
+    return PGD_OK;
 }
 
 enum pgd_status pgd__load_pretokenizer(struct pgd_tokenizer *t, const void *json, char *err,

@@ -155,7 +155,7 @@ static enum pgd_status build_added_index(struct pgd_tokenizer *t)
             t->added_by_id[a->id] = (int32_t)i;
         bool ok;
         if (a->normalized && t->n_norms) {
-            if (pgd__normalize(t->norms, t->n_norms, a->content, a->len, &norm, &tmp)) {
+            if (pgd__normalize(t->norms, t->n_norms, a->content, a->len, &norm, &tmp, NULL)) {
                 pgd__buf_free(&norm);
                 pgd__buf_free(&tmp);
                 return PGD_ERR_NOMEM;
@@ -501,11 +501,12 @@ static enum pgd_status on_raw_piece(void *ctx, size_t off, size_t len, int32_t t
         return pgd__tokens_push(e->out, t->added[tok].id) ? PGD_OK : PGD_ERR_NOMEM;
     if (len == 0)
         return PGD_OK;
-    e->seg_first = off == 0;
+    bool at_origin;
     enum pgd_status st = pgd__normalize(t->norms, t->n_norms, rc->text + off, len, &e->norm,
-                                        &e->ntmp);
+                                        &e->ntmp, &at_origin);
     if (st)
         return st;
+    e->seg_first = off == 0 && at_origin;
     return pgd__matcher_split(&t->match_norm, t->added, e->norm.p, e->norm.len, on_norm_piece, e);
 }
 

@@ -139,8 +139,12 @@ struct pgd__pieces {
 bool pgd__pieces_add(struct pgd__pieces *p, size_t off, size_t len, bool first);
 void pgd__pieces_free(struct pgd__pieces *p);
 
+/* Normalizes s[0..len) into out (tmp is scratch). *at_origin (may be NULL) tells whether the
+ * output's first character still stands for the input's first one, i.e. no normalizer deleted
+ * leading characters (Strip, Replace with ""): `tokenizers` aligns each normalized character
+ * with the original, and Metaspace's prepend_scheme "first" asks for original offset 0. */
 enum pgd_status pgd__normalize(const struct pgd__norm *v, size_t n, const char *s, size_t len,
-                               struct pgd__buf *out, struct pgd__buf *tmp);
+                               struct pgd__buf *out, struct pgd__buf *tmp, bool *at_origin);
 /* Runs the pre-tokenizers over in (its pieces), leaving the result in *in; tmp is scratch. */
 enum pgd_status pgd__pretokenize(const struct pgd__pretok *v, size_t n, struct pgd__pieces *in,
                                  struct pgd__pieces *tmp, pcre2_match_data *md,
@@ -219,6 +223,15 @@ enum pgd_status pgd__load_pretokenizer(struct pgd_tokenizer *t, const void *json
                                        size_t errlen);
 enum pgd_status pgd__load_decoder(struct pgd_tokenizer *t, const void *json, char *err,
                                   size_t errlen);
+/* Reads the settings of a Metaspace pre-tokenizer or decoder (json: its object; what:
+ * "pre_tokenizer" or "decoder", for messages) as `tokenizers` does: "replacement" one
+ * character, "prepend_scheme" always/first/never (default always; files older than the field
+ * have "add_prefix_space", false meaning never), "split" (default true). *rep (UTF-8, *rep_len
+ * bytes) points into json. */
+enum pgd_status pgd__metaspace_settings(const struct pgd_tokenizer *t, const void *json,
+                                        const char *what, const char **rep, size_t *rep_len,
+                                        enum pgd__prepend_scheme *scheme, bool *split, char *err,
+                                        size_t errlen);
 /* The token string of id (added tokens first), or NULL. */
 const char *pgd__token_str(const struct pgd_tokenizer *t, int32_t id, size_t *len);
 

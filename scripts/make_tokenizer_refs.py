@@ -9,6 +9,11 @@ tests/fixtures/tokenizer/refs_<name>.json for mistral, llama3 and qwen3:
   encode(text, add_special_tokens=False/True), decode(ids, skip_special_tokens=False/True),
   and decodes of random id sequences (byte tokens, special tokens, ids out of range).
 
+Also writes tests/fixtures/tokenizer/metaspace_variants.json and refs_metaspace_<variant>.json:
+Metaspace variants of the Mistral tokenizer (the Prepend/Replace normalizer dropped, a Metaspace
+pre-tokenizer and a decoder with Metaspace in it), stored as patches of the top-level keys of the
+committed mistral/tokenizer.json; the test builds each variant the same way.
+
 Where a field is left out it equals the input (see tests/test_tokenizer.c for the format).
 Texts with invalid UTF-8 are stored as hex bytes; Python sees them decoded with
 errors="replace" (each maximal invalid subsequence -> U+FFFD), which is what pagoda's encode
@@ -171,6 +176,77 @@ def corpus():
     return out
 
 
+# Metaspace variants of the Mistral tokenizer: top-level keys that replace those of
+# mistral/tokenizer.json. The normalizer (Prepend "▁" + Replace " " -> "▁") goes; a Metaspace
+# pre-tokenizer does its work. Decoders as tokenizer.json files have them:
+#  - transformers' LlamaConverter with legacy=False writes Metaspace(prepend_scheme="first",
+#    split=False) and keeps the Replace/ByteFallback/Fuse/Strip decoder (first_nosplit);
+#  - its SpmConverter writes a bare Metaspace decoder, which leaves byte tokens as "<0x0A>"
+#    (never_split, with the add_prefix_space field files keep for older readers);
+#  - files made before tokenizers 0.14 have only "add_prefix_space": true, read as
+#    prepend_scheme "always" with split (always_split's pre-tokenizer);
+#  - Metaspace in a Sequence with ByteFallback and Fuse, where Replace + Strip were, before or
+#    after ByteFallback (it strips the replacement from the first token only, so the order
+#    decides whether "<0xE2><0x96><0x81>" at the start is stripped);
+#  - after Fuse it sees one token: "never" turns every replacement into a space (never_nosplit),
+#    "first"/"always" strip them all (first_split_fused).
+_MS = "\u2581"
+
+
+def _ms(scheme, split=True):
+    return {"type": "Metaspace", "replacement": _MS, "prepend_scheme": scheme, "split": split}
+
+
+def _seq(*decs):
+    return {"type": "Sequence", "decoders": list(decs)}
+
+
+_BF, _FUSE = {"type": "ByteFallback"}, {"type": "Fuse"}
+METASPACE_VARIANTS = {
+    "always_split": {"normalizer": None,
+                     "pre_tokenizer": {"type": "Metaspace", "replacement": _MS,
+                                       "add_prefix_space": True},
+                     "decoder": _seq(_ms("always"), _BF, _FUSE)},
+    "always_nosplit": {"normalizer": None, "pre_tokenizer": _ms("always", False),
+                       "decoder": _seq(_BF, _ms("always", False), _FUSE)},
+    "first_split": {"normalizer": None, "pre_tokenizer": _ms("first"),
+                    "decoder": _seq(_ms("first"), _BF, _FUSE)},
+    "first_nosplit": {"normalizer": None, "pre_tokenizer": _ms("first", False)},
+    "never_split": {"normalizer": None, "pre_tokenizer": dict(_ms("never"), add_prefix_space=False),
+                    "decoder": dict(_ms("never"), add_prefix_space=False)},
+    "never_nosplit": {"normalizer": None, "pre_tokenizer": _ms("never", False),
+                      "decoder": _seq(_BF, _FUSE, _ms("never", False))},
+    "first_split_fused": {"normalizer": None, "pre_tokenizer": _ms("first"),
+                          "decoder": _seq(_BF, _FUSE, _ms("first"))},
+    # "first" means: the piece starts at offset 0 of the original text. Normalizers that delete
+    # leading characters (Strip, Replace with "") and a Split that removes a leading delimiter
+    # leave the first piece elsewhere. Not a real file; tested on its own corpus (DELETIONS).
+    "first_after_deletions": {
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "Strip", "strip_left": True, "strip_right": True},
+            {"type": "Replace", "pattern": {"String": "x"}, "content": ""}]},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": "[0-9]+"}, "behavior": "Removed",
+             "invert": False},
+            _ms("first")]},
+        "decoder": _seq(_ms("first"), _BF, _FUSE)},
+}
+# variants tested on a corpus of their own (stored in their refs file)
+DELETIONS = ("first_after_deletions",)
+
+
+def deletions_corpus():
+    out = ["xhello world", "xxhi", "x", "xx x", "  hello", "\t\n hello", " x hello", "1hello",
+           "12 hello", "1x hello", " 1x2 hello ", "hello", "hello x", "", " ", "x1 ", "<s>xhi",
+           "x<s>hi", "<s> hi", "1<s>hi", "\u2581x", "x\u2581hi", "\u3000hi", "\u00a0hi"]
+    rng = random.Random(4321)
+    atoms = ["x", "1", "23", " ", "  ", "\t", "\n", "hello", "world", "\u2581", "<s>", "</s>", "\u00e9",
+             "\u4f60"]
+    for _ in range(150):
+        out.append("".join(rng.choice(atoms) for _ in range(rng.randint(1, 8))))
+    return out
+
+
 def as_text(e):
     return e.decode("utf-8", errors="replace") if isinstance(e, bytes) else e
 
@@ -180,7 +256,6 @@ def main():
     ap.add_argument("--shared", default=os.path.join(ROOT, "..", "shared", "data", "tokenizers"))
     args = ap.parse_args()
     from tokenizers import Tokenizer
-    import tokenizers
 
     entries = corpus()
     assert len(entries) >= 300, len(entries)
@@ -195,63 +270,110 @@ def main():
     rng = random.Random(99)
     for name in ("mistral", "llama3", "qwen3"):
         tok = Tokenizer.from_file(os.path.join(args.shared, name, "tokenizer.json"))
-        vocab = tok.get_vocab_size(with_added_tokens=True)
-        cases = []
-        for e in entries:
-            text = as_text(e)
-            ids = tok.encode(text, add_special_tokens=False).ids
-            ids_sp = tok.encode(text, add_special_tokens=True).ids
-            case = {"ids": ids}
-            # ids_special is stored as what the post-processor put around ids when it has that
-            # shape (it always has for these tokenizers), else in full.
-            pre = post = None
-            for a in range(len(ids_sp) - len(ids) + 1):
-                b = len(ids_sp) - len(ids) - a
-                if ids_sp[a:a + len(ids)] == ids:
-                    pre, post = ids_sp[:a], ids_sp[len(ids_sp) - b:]
-                    break
-            if pre is None:
-                case["ids_special"] = ids_sp
-            elif pre or post:
-                case["special_pre"], case["special_post"] = pre, post
-            # decodes are omitted where they equal the input text
-            dec = tok.decode(ids_sp, skip_special_tokens=False)
-            dec_skip = tok.decode(ids_sp, skip_special_tokens=True)
-            if dec != text:
-                case["text"] = dec
-            if dec_skip != text:
-                case["text_skip"] = dec_skip
-            cases.append(case)
-        # Random id sequences: byte tokens, special tokens, ids past the vocabulary.
-        added = list(tok.get_added_tokens_decoder().keys()) if hasattr(
-            tok, "get_added_tokens_decoder") else []
-        byte_ids = [i for i in (tok.token_to_id("<0x%02X>" % b) for b in range(256)) if i is not None]
-        decodes = []
-        for k in range(60):
-            n = rng.randint(1, 24)
-            ids = []
-            for _ in range(n):
-                r = rng.random()
-                if r < 0.15 and added:
-                    ids.append(rng.choice(added))
-                elif r < 0.45 and byte_ids:
-                    ids.append(rng.choice(byte_ids))
-                elif r < 0.5:
-                    ids.append(vocab + rng.randint(0, 1000))
-                elif r < 0.75:
-                    ids.append(rng.randrange(min(vocab, 1200)))
-                else:
-                    ids.append(rng.randrange(vocab))
-            d = {"ids": ids, "text": tok.decode(ids, skip_special_tokens=False)}
-            sk = tok.decode(ids, skip_special_tokens=True)
-            if sk != d["text"]:
-                d["text_skip"] = sk
-            decodes.append(d)
-        ref = {"tokenizer": name, "tokenizers_version": tokenizers.__version__,
-               "encode": cases, "decode": decodes}
-        with open(os.path.join(FIX, "refs_%s.json" % name), "w", encoding="utf-8") as f:
-            json.dump(ref, f, ensure_ascii=False, separators=(",", ":"))
-        print(name, len(cases), "texts,", len(decodes), "decodes", file=sys.stderr)
+        write_refs(tok, name, entries, rng)
+
+    # Metaspace variants of the committed Mistral file (its own rng: the refs above stay put)
+    with open(os.path.join(FIX, "metaspace_variants.json"), "w", encoding="utf-8") as f:
+        json.dump(METASPACE_VARIANTS, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    with open(os.path.join(FIX, "mistral", "tokenizer.json"), encoding="utf-8") as f:
+        base = json.load(f)
+    rng = random.Random(77)
+    for vname, patch in METASPACE_VARIANTS.items():
+        j = dict(base)
+        j.update(patch)
+        tok = Tokenizer.from_str(json.dumps(j))
+        # tokenizers must have read the variant as meant (old fields included)
+        assert (tok.normalizer is None) == (patch["normalizer"] is None), vname
+        assert type(tok.pre_tokenizer).__name__ in ("Metaspace", "Sequence"), vname
+        own = deletions_corpus() if vname in DELETIONS else None
+        write_refs(tok, "metaspace_" + vname, own or entries, rng, metaspace_ids(tok),
+                   own is not None)
+
+
+def metaspace_ids(tok):
+    """Id lists that test where a Metaspace decoder strips the replacement, and the tokens
+    to mix into random ids: runs of "▁", "▁" spelled as byte tokens, words after them."""
+    t = tok.token_to_id
+    ms = [i for i in (t(_MS * k) for k in range(1, 9)) if i is not None]
+    ms_bytes = [t("<0xE2>"), t("<0x96>"), t("<0x81>")]
+    words = [t(_MS + "Hello"), t("hello"), t(_MS + "world"), t("<0x0A>"), t("<0x20>")]
+    bos, eos = t("<s>"), t("</s>")
+    assert None not in ms_bytes + words + [bos, eos] and len(ms) > 3
+    fixed = [ms[:1], ms[1:2], ms[:1] * 3, ms_bytes, ms_bytes + words[:1], ms_bytes * 2 + words[1:2],
+             [bos] + ms_bytes + words[:2], [bos] + ms[:1] + words[:1], [bos, bos] + ms[2:3],
+             words[1:2] + ms[:2] + words[1:2], [words[3]] + ms[:1] + words[2:3], [words[4]] * 3,
+             [bos] + [words[4]] + words[1:3] + [eos], ms[:1] + [eos] + ms[:1] + words[:1],
+             [t("<0xE2>"), t("<0x96>")] + words[:1], [t("<0xE2>")] + ms[:1]]
+    return fixed, ms + ms_bytes + words
+
+
+def write_refs(tok, name, entries, rng, extra=None, own_corpus=False):
+    """Writes refs_<name>.json. extra: (id lists to decode, ids to mix into the random ones);
+    own_corpus: entries are stored in the file ("corpus") instead of being corpus.json."""
+    import tokenizers
+    vocab = tok.get_vocab_size(with_added_tokens=True)
+    cases = []
+    for e in entries:
+        text = as_text(e)
+        ids = tok.encode(text, add_special_tokens=False).ids
+        ids_sp = tok.encode(text, add_special_tokens=True).ids
+        case = {"ids": ids}
+        # ids_special is stored as what the post-processor put around ids when it has that
+        # shape (it always has for these tokenizers), else in full.
+        pre = post = None
+        for a in range(len(ids_sp) - len(ids) + 1):
+            b = len(ids_sp) - len(ids) - a
+            if ids_sp[a:a + len(ids)] == ids:
+                pre, post = ids_sp[:a], ids_sp[len(ids_sp) - b:]
+                break
+        if pre is None:
+            case["ids_special"] = ids_sp
+        elif pre or post:
+            case["special_pre"], case["special_post"] = pre, post
+        # decodes are omitted where they equal the input text
+        dec = tok.decode(ids_sp, skip_special_tokens=False)
+        dec_skip = tok.decode(ids_sp, skip_special_tokens=True)
+        if dec != text:
+            case["text"] = dec
+        if dec_skip != text:
+            case["text_skip"] = dec_skip
+        cases.append(case)
+    # Random id sequences: byte tokens, special tokens, ids past the vocabulary.
+    added = list(tok.get_added_tokens_decoder().keys()) if hasattr(
+        tok, "get_added_tokens_decoder") else []
+    byte_ids = [i for i in (tok.token_to_id("<0x%02X>" % b) for b in range(256)) if i is not None]
+    fixed, mix = extra if extra else ([], [])
+    decodes = []
+    for k in range(len(fixed) + 60):
+        n = rng.randint(1, 24)
+        ids = list(fixed[k]) if k < len(fixed) else []
+        for _ in range(0 if k < len(fixed) else n):
+            r = rng.random()
+            if mix and r < 0.3:
+                ids.append(rng.choice(mix))
+            elif r < 0.15 and added:
+                ids.append(rng.choice(added))
+            elif r < 0.45 and byte_ids:
+                ids.append(rng.choice(byte_ids))
+            elif r < 0.5:
+                ids.append(vocab + rng.randint(0, 1000))
+            elif r < 0.75:
+                ids.append(rng.randrange(min(vocab, 1200)))
+            else:
+                ids.append(rng.randrange(vocab))
+        d = {"ids": ids, "text": tok.decode(ids, skip_special_tokens=False)}
+        sk = tok.decode(ids, skip_special_tokens=True)
+        if sk != d["text"]:
+            d["text_skip"] = sk
+        decodes.append(d)
+    ref = {"tokenizer": name, "tokenizers_version": tokenizers.__version__,
+           "encode": cases, "decode": decodes}
+    if own_corpus:
+        ref["corpus"] = [{"text": e} for e in entries]
+    with open(os.path.join(FIX, "refs_%s.json" % name), "w", encoding="utf-8") as f:
+        json.dump(ref, f, ensure_ascii=False, separators=(",", ":"))
+    print(name, len(cases), "texts,", len(decodes), "decodes", file=sys.stderr)
 
 
 if __name__ == "__main__":

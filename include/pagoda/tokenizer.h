@@ -5,7 +5,7 @@
  *     unk_token, fuse_unk, continuing_subword_prefix, end_of_word_suffix);
  *   - normalizers: Sequence, NFC, NFD, NFKC, NFKD, Prepend, Replace (string pattern), Strip;
  *   - pre-tokenizers: Sequence, Split (regex or string, every behaviour, invert), ByteLevel,
- *     Metaspace;
+ *     Metaspace (prepend_scheme always/first/never, split, or the older add_prefix_space);
  *   - added tokens with special, lstrip, rstrip, single_word and normalized, matched in the
  *     text before the model runs (leftmost, then longest);
  *   - post-processors: TemplateProcessing, ByteLevel, Sequence;
