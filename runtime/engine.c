@@ -759,6 +759,12 @@ static void engine_free(struct pgd_engine *e)
 }
 
 bool pgd_engine_has_tokenizer(const struct pgd_engine *e) { return e->has_tio; }
+const struct pgd_tokenizer *pgd_engine_tokenizer(const struct pgd_engine *e)
+{
+    return e->has_tio ? e->tio.tokenizer : NULL;
+}
+int pgd_engine_max_model_len(const struct pgd_engine *e) { return e->max_model_len; }
+int pgd_engine_vocab_size(const struct pgd_engine *e) { return e->vocab; }
 
 enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
                                         const struct pgd__engine_backend *backend,

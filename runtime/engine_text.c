@@ -92,7 +92,7 @@ enum pgd_status pgd__engine_textio_load(const char *model_dir, struct pgd__texti
     enum pgd_status st = pgd_tokenizer_load(model_dir, &tok, err, errlen);
     if (st != PGD_OK)
         return st;
-    *out = (struct pgd__textio){ .ctx = tok, .encode = tx_encode, .detok_new = tx_detok_new,
+    *out = (struct pgd__textio){ .ctx = tok, .tokenizer = tok, .encode = tx_encode, .detok_new = tx_detok_new,
                                  .detok_push = tx_detok_push, .detok_flush = tx_detok_flush,
                                  .detok_free = tx_detok_free, .destroy = tx_destroy };
     *found = true;

@@ -13,6 +13,7 @@
 
 struct pgd__textio {
     void *ctx;                       /* owned; released by destroy */
+    const struct pgd_tokenizer *tokenizer;   /* the tokenizer behind it, if any (in ctx) */
     /* Tokenizes text; *ids is malloc'd (caller frees). */
     enum pgd_status (*encode)(void *ctx, const char *text, bool add_special, int32_t **ids,
                               int *n_ids, char *err, size_t errlen);

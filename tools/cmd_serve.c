@@ -108,15 +108,6 @@ static bool parse_int(const char *s, long lo, long hi, int *out)
     return true;
 }
 
-/* ---- the model's facts the frontend needs ------------------------------------------- */
-
-static json_t *read_json(const char *dir, const char *name)
-{
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    return json_load_file(path, 0, NULL);
-}
-
 /* The model's chat template (compiled once; renders are thread-safe). */
 struct chat {
     struct pgd_chat_template_config cfg;
@@ -193,10 +184,9 @@ static int run(struct serve_opts *o)
     int rc = 1;
     struct pgd_registry *reg = NULL;
     struct pgd_engine *eng = NULL;
-    struct pgd_tokenizer *tok = NULL;
+    const struct pgd_tokenizer *tok = NULL;
     void *fe = NULL;
     const struct pgd_frontend_ops *ops = NULL;
-    json_t *cfg = NULL;
     char *engine_dirs = NULL;
     struct chat chat = { 0 };
     bool has_chat = false;
@@ -225,18 +215,6 @@ static int run(struct serve_opts *o)
         goto out;
     fprintf(stderr, "pagoda serve: listening on %s (loading %s)\n", ops->address(fe), o->model);
 
-    /* The model's facts: its context length and vocabulary, from config.json. */
-    cfg = read_json(o->model, "config.json");
-    json_t *mpe = json_object_get(cfg, "max_position_embeddings");
-    json_t *vs = json_object_get(cfg, "vocab_size");
-    if (!json_is_integer(mpe) || !json_is_integer(vs)) {
-        snprintf(err, sizeof err, "%s/config.json: no integer max_position_embeddings and "
-                 "vocab_size", o->model);
-        goto out;
-    }
-    if (o->ep.max_model_len <= 0 || o->ep.max_model_len > json_integer_value(mpe))
-        o->ep.max_model_len = o->ep.max_model_len > 0 ? o->ep.max_model_len
-                                                      : (int)json_integer_value(mpe);
     o->ep.model_dir = o->model;
     if (add_dir(&engine_dirs, o->plugin_dirs) ||
         add_dir(&engine_dirs, pgd_tool_build_plugin_dirs())) {
@@ -246,11 +224,7 @@ static int run(struct serve_opts *o)
     o->ep.plugin_path = engine_dirs;
     if (pgd_engine_create(&o->ep, &eng, err, sizeof err))
         goto out;
-    char path[PATH_MAX];
-    struct stat sb;
-    snprintf(path, sizeof path, "%s/tokenizer.json", o->model);
-    if (stat(path, &sb) == 0 && pgd_tokenizer_load(o->model, &tok, err, sizeof err))
-        goto out;
+    tok = pgd_engine_tokenizer(eng);    /* borrowed from the engine */
     if (tok && chat_load(o->model, &chat, &has_chat, err, sizeof err))
         goto out;
     /* The model's name: DIR's last part (the frontend's served_model_name overrides it). */
@@ -267,8 +241,8 @@ static int run(struct serve_opts *o)
         .tokenizer = tok,
         .name = namebuf,
         .root = o->model,
-        .max_model_len = o->ep.max_model_len,
-        .vocab_size = (int)json_integer_value(vs),
+        .max_model_len = pgd_engine_max_model_len(eng),
+        .vocab_size = pgd_engine_vocab_size(eng),
         .render_chat = has_chat ? chat_render : NULL,
         .render_ctx = &chat,
     };
@@ -287,11 +261,9 @@ out:
         ops->destroy(fe);
     }
     pgd_engine_destroy(eng);
-    pgd_tokenizer_destroy(tok);
     pgd_chat_template_destroy(chat.tpl);
     pgd_chat_template_config_fini(&chat.cfg);
     pgd_registry_destroy(reg);
-    json_decref(cfg);
     free(engine_dirs);
     if (sig_pipe[0] >= 0) {
         close(sig_pipe[0]);

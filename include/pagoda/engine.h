@@ -184,6 +184,13 @@ void pgd_engine_destroy(struct pgd_engine *e);
 
 /* Whether the model directory had a tokenizer (text prompts, text output, stop strings). */
 bool pgd_engine_has_tokenizer(const struct pgd_engine *e);
+struct pgd_tokenizer;
+/* The engine's tokenizer, or NULL without one. Borrowed: valid until pgd_engine_destroy;
+ * tokenizers are immutable, so any thread may encode and decode with it. */
+const struct pgd_tokenizer *pgd_engine_tokenizer(const struct pgd_engine *e);
+/* The longest sequence (prompt + output) the engine accepts, and the model's vocabulary. */
+int pgd_engine_max_model_len(const struct pgd_engine *e);
+int pgd_engine_vocab_size(const struct pgd_engine *e);
 
 /* A snapshot of the engine's counters. */
 struct pgd_engine_stats {
