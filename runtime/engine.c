@@ -245,6 +245,7 @@ struct pgd_engine {
     struct pgd__sampler sampler;
     float *row;                     /* [vocab] the row being sampled */
     struct pgd__step_seq *ss;       /* [max_num_seqs] */
+    int32_t *gids;                  /* [max_num_seqs] greedy ids of a greedy-only step */
     struct req *active;
 
     /* Shared, under mu. */
@@ -259,6 +260,8 @@ struct pgd_engine {
     uint64_t next_id;
     uint64_t seed_state;
     bool paranoid;                  /* check invariants after every step (tests) */
+    bool no_greedy_path;            /* always take full logits (tests); under mu */
+    bool greedy_path;               /* engine thread's copy of !no_greedy_path */
 
     /* Metrics, under stats_mu. */
     pthread_mutex_t stats_mu;
@@ -539,6 +542,17 @@ static void fail_all(struct pgd_engine *e)
         req_abort(e, e->active);
 }
 
+/* Whether the sampler would take the plain argmax of the raw logits for c's next token:
+ * temperature 0 with no processor or penalty that changes a logit (min_tokens only masks
+ * while fewer tokens were generated) and no logprobs (they need the whole row). */
+static bool plain_greedy(const struct child *c)
+{
+    const struct pgd_sampling_params *sp = &c->req->sp;
+    return sp->temperature < 1e-5f && sp->n_logit_bias == 0 && sp->presence_penalty == 0 &&
+           sp->frequency_penalty == 0 && sp->repetition_penalty == 1.0f && sp->logprobs < 0 &&
+           (sp->min_tokens == 0 || c->n_out >= sp->min_tokens);
+}
+
 static void engine_step(struct pgd_engine *e)
 {
     const struct pgd__sched_out *o = pgd__scheduler_schedule(&e->sched);
@@ -575,9 +589,17 @@ static void engine_step(struct pgd_engine *e)
             .n_logits = wants_prompt_logprobs(c) ? n_new : (completes ? 1 : 0),
         };
     }
+    /* A step whose every logits row is one plain-greedy sample takes the backend's greedy
+     * path: on a GPU only the argmax ids come back, not [rows, vocab] floats. */
+    bool greedy = e->be.step_greedy != NULL && e->greedy_path;
+    for (int i = 0; greedy && i < o->n; i++)
+        greedy = e->ss[i].n_logits == 0 ||
+                 (e->ss[i].n_logits == 1 && plain_greedy(o->seqs[i]->owner));
     const float *logits = NULL;
     char err[256] = "";
-    enum pgd_status st = e->be.step(e->be.ctx, e->ss, o->n, &logits, err, sizeof err);
+    enum pgd_status st = greedy ? e->be.step_greedy(e->be.ctx, e->ss, o->n, e->gids, err,
+                                                    sizeof err)
+                                : e->be.step(e->be.ctx, e->ss, o->n, &logits, err, sizeof err);
     if (st != PGD_OK) {
         PGD_ERROR("engine: model step failed (%s): %s; aborting every request",
                   pgd_status_str(st), err);
@@ -589,10 +611,21 @@ static void engine_step(struct pgd_engine *e)
     pgd__scheduler_update(&e->sched, o);
 
     const float *row = logits;
+    int gi = 0;
     for (int i = 0; i < o->n; i++) {
         struct pgd__seq *seq = o->seqs[i];
         struct child *c = seq->owner;
         int nl = e->ss[i].n_logits;
+        if (greedy) {
+            if (nl == 1) {
+                int32_t tok = e->gids[gi++];
+                if (seq->n_computed == seq->n_tokens) {
+                    pgd__seq_append(seq, tok);
+                    child_on_token(e, c, tok, NULL);
+                }
+            }
+            continue;
+        }
         int before = e->ss[i].n_computed;
         if (c->index == 0 && c->req->plps && nl == e->ss[i].n_new && before < c->req->n_prompt)
             prompt_logprobs_rows(e, c->req, seq, before, nl, row);
@@ -701,6 +734,7 @@ static void *engine_main(void *arg)
         e->n_aborts = 0;
         bool stop = e->stop;
         bool paranoid = e->paranoid;
+        e->greedy_path = !e->no_greedy_path;
         pthread_mutex_unlock(&e->mu);
 
         for (struct req *r = pend, *n; r; r = n) {
@@ -747,6 +781,7 @@ static void engine_free(struct pgd_engine *e)
     pgd__sampler_fini(&e->sampler);
     free(e->row);
     free(e->ss);
+    free(e->gids);
     free(e->aborts);
     if (e->be.destroy)
         e->be.destroy(e->be.ctx);
@@ -765,6 +800,8 @@ const struct pgd_tokenizer *pgd_engine_tokenizer(const struct pgd_engine *e)
 }
 int pgd_engine_max_model_len(const struct pgd_engine *e) { return e->max_model_len; }
 int pgd_engine_vocab_size(const struct pgd_engine *e) { return e->vocab; }
+
+void *pgd__engine_backend_ctx(const struct pgd_engine *e) { return e->be.ctx; }
 
 enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
                                         const struct pgd__engine_backend *backend,
@@ -823,7 +860,8 @@ enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
     if (st == PGD_OK) {
         e->row = malloc((size_t)e->vocab * sizeof *e->row);
         e->ss = malloc((size_t)p->max_num_seqs * sizeof *e->ss);
-        if (!e->row || !e->ss)
+        e->gids = malloc((size_t)p->max_num_seqs * sizeof *e->gids);
+        if (!e->row || !e->ss || !e->gids)
             st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "engine: no memory for step buffers");
     }
     e->next_id = 1;
@@ -862,6 +900,13 @@ void pgd_engine_destroy(struct pgd_engine *e)
         req_abort(e, r);
     }
     engine_free(e);
+}
+
+void pgd__engine_set_greedy_path(struct pgd_engine *e, bool on)
+{
+    pthread_mutex_lock(&e->mu);
+    e->no_greedy_path = !on;
+    pthread_mutex_unlock(&e->mu);
 }
 
 void pgd__engine_set_paranoid(struct pgd_engine *e, bool on)

@@ -19,6 +19,13 @@ static enum pgd_status rb_step(void *ctx, const struct pgd__step_seq *seqs, int 
     return pgd__runner_step(rb->runner, seqs, n_seqs, logits, err, errlen);
 }
 
+static enum pgd_status rb_step_greedy(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
+                                      int32_t *ids, char *err, size_t errlen)
+{
+    struct runner_backend *rb = ctx;
+    return pgd__runner_step_greedy(rb->runner, seqs, n_seqs, ids, err, errlen);
+}
+
 static void rb_destroy(void *ctx)
 {
     struct runner_backend *rb = ctx;
@@ -27,6 +34,12 @@ static void rb_destroy(void *ctx)
     pgd__runner_destroy(rb->runner);
     pgd_registry_destroy(rb->registry);
     free(rb);
+}
+
+const struct pgd__runner *pgd__engine_runner(const struct pgd_engine *e)
+{
+    const struct runner_backend *rb = pgd__engine_backend_ctx(e);
+    return rb->runner;
 }
 
 enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_engine **out,
@@ -55,6 +68,8 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
     rp.max_num_batched_tokens = p->max_num_batched_tokens;
     rp.max_num_seqs = p->max_num_seqs;
     rp.dtype = p->dtype;
+    rp.random_weights = p->random_weights;
+    rp.seed = p->seed;
     if (p->gpu_memory_utilization > 0)
         rp.gpu_memory_utilization = p->gpu_memory_utilization;
     st = pgd__runner_create(&rp, &rb->runner, err, errlen);
@@ -74,6 +89,7 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
         .eos_ids = m->eos_ids,
         .n_eos = m->n_eos,
         .step = rb_step,
+        .step_greedy = rb_step_greedy,
         .destroy = rb_destroy,
     };
     /* The text path: the model's tokenizer when the directory has one; without it the

@@ -21,6 +21,10 @@ struct pgd__engine_backend {
     /* One step: see pgd__runner_step (the logits stay the backend's until the next step). */
     enum pgd_status (*step)(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
                             const float **logits, char *err, size_t errlen);
+    /* Optional: the same step when every logits row is sampled greedily; ids receives the
+     * argmax of each row (sum of n_logits entries): see pgd__runner_step_greedy. */
+    enum pgd_status (*step_greedy)(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
+                                   int32_t *ids, char *err, size_t errlen);
     void (*destroy)(void *ctx);
 };
 
@@ -36,5 +40,16 @@ enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
  * and that each block's ref_count equals the number of live sequences listing it, and
  * aborts the process (PGD_ASSERT) if not. For tests. */
 void pgd__engine_set_paranoid(struct pgd_engine *e, bool on);
+
+/* On by default: steps whose every logits row is a plain greedy sample go through the
+ * backend's step_greedy (only ids come back). Off: always full logits and the sampler.
+ * For tests that compare the two. */
+void pgd__engine_set_greedy_path(struct pgd_engine *e, bool on);
+
+/* The backend's ctx (borrowed). */
+void *pgd__engine_backend_ctx(const struct pgd_engine *e);
+/* The model runner of an engine made by pgd_engine_create (borrowed; for the benchmarks'
+ * model facts: weight bytes, shapes). */
+const struct pgd__runner *pgd__engine_runner(const struct pgd_engine *e);
 
 #endif

@@ -4,13 +4,16 @@
 #   2. `pagoda generate` on the GPU,
 #   3. the latency benchmark on a random-weight Llama-3-8B shape,
 #   4. transformers' generate on the same shape (optional: HF=1),
-#   5. compute-sanitizer memcheck and racecheck on the kernel tests (optional: SAN=1).
+#   5. compute-sanitizer memcheck and racecheck on the kernel tests (optional: SAN=1),
+#   6. `pagoda bench throughput` through the engine (optional: TPUT=1; TPUT_ARGS), and
+#      transformers' batched generate for comparison (optional: HF_TPUT=batch,list).
+# TESTS=1 runs every GPU test program; ENGINE_ONLY=1 only tests/test_cuda_engine.
 # Run from the repository root on the GPU machine with the bundle from scripts/gpu_pack.sh
 # in $BUNDLE; logs go to $OUT.
 set -u
 OUT=${OUT:-/tmp/pgd-out}
 mkdir -p "$OUT"
-WT=/work/wt-cuda
+WT=${WT:-/work/wt-cuda}
 B=$WT/_build/gpu
 t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
@@ -24,6 +27,12 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --f
 export PAGODA_LOG=${PAGODA_LOG:-warn}
 cd "$B"
 status=0
+if [ "${TESTS:-1}" = 1 ] || [ "${ENGINE_ONLY:-0}" = 1 ]; then
+  stamp "engine tests"
+  timeout 400 ./tests/.libs/test_cuda_engine --verbose -j2 > "$OUT/engine.log" 2>&1; rc=$?
+  grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal|cuda_engine:" "$OUT/engine.log" | head -30
+  echo "test_cuda_engine rc=$rc"; [ $rc -eq 0 ] || status=1
+fi
 if [ "${TESTS:-1}" = 1 ]; then
   stamp "kernel tests"
   timeout 300 ./tests/.libs/test_cuda_kernels --verbose -j4 > "$OUT/kernels.log" 2>&1; rc=$?
@@ -53,6 +62,21 @@ if [ "${HF:-0}" = 1 ]; then
   stamp "transformers"
   PYTHONUNBUFFERED=1 timeout 300 python3 $WT/scripts/hf_decode_bench.py \
       $WT/scripts/configs/llama-3-8b/config.json 2>&1 | grep -v Warning | tee "$OUT/hf.txt"
+fi
+if [ "${TPUT:-0}" = 1 ]; then
+  stamp "bench throughput, 128 in / 128 out"
+  PAGODA_LOG=info timeout 300 ./tools/.libs/pagoda bench throughput \
+      --random-weights $WT/scripts/configs/llama-3-8b/config.json --num-prompts ${TPUT_N:-2000} \
+      --input-len 128 --output-len 128 ${TPUT_ARGS:-} 2>&1 | tee "$OUT/tput-fixed.txt"
+  stamp "bench throughput, sharegpt-shaped"
+  PAGODA_LOG=info timeout 300 ./tools/.libs/pagoda bench throughput \
+      --random-weights $WT/scripts/configs/llama-3-8b/config.json --num-prompts ${TPUT_SG_N:-1000} \
+      --dataset sharegpt ${TPUT_ARGS:-} 2>&1 | tee "$OUT/tput-sharegpt.txt"
+fi
+if [ -n "${HF_TPUT:-}" ]; then
+  stamp "transformers batched generate"
+  PYTHONUNBUFFERED=1 timeout 400 python3 $WT/scripts/hf_decode_bench.py \
+      $WT/scripts/configs/llama-3-8b/config.json --throughput $HF_TPUT 2>&1 | grep -v Warning | tee "$OUT/hf-tput.txt"
 fi
 if [ "${SAN:-0}" = 1 ]; then
   for tool in memcheck racecheck; do

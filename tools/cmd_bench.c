@@ -36,7 +36,8 @@ struct bench_opts {
 static void bench_usage(FILE *out)
 {
     fprintf(out,
-            "usage: pagoda bench latency (--model DIR | --random-weights CONFIG) [options]\n\n"
+            "usage: pagoda bench latency (--model DIR | --random-weights CONFIG) [options]\n"
+            "       pagoda bench throughput --help   (requests through the engine)\n\n"
             "  --model DIR              a Hugging Face model directory\n"
             "  --random-weights CONFIG  a config.json (or its directory): random weights made\n"
             "                           on the device, no checkpoint read\n"
@@ -83,7 +84,7 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* The device's ceilings: copy bandwidth (GB/s, read + write) and GEMM rate (TFLOP/s). */
-static int measure_ceilings(enum pgd_device dev, enum pgd_dtype dt, double *gbps, double *tflops,
+int pgd_tool_bench_ceilings(enum pgd_device dev, enum pgd_dtype dt, double *gbps, double *tflops,
                             char *desc, size_t desclen)
 {
     *gbps = *tflops = 0;
@@ -123,7 +124,7 @@ static int run(const struct bench_opts *o)
     enum pgd_dtype gemm_dt = o->dtype == PGD_DTYPE_COUNT ? PGD_DTYPE_BF16 : o->dtype;
     double gbps, tflops;
     char desc[256];
-    if (measure_ceilings(o->device, gemm_dt, &gbps, &tflops, desc, sizeof desc))
+    if (pgd_tool_bench_ceilings(o->device, gemm_dt, &gbps, &tflops, desc, sizeof desc))
         return 1;
     if (pgd_tool_registry(o->plugin_dirs, &reg, err, sizeof err))
         goto out;
@@ -268,7 +269,7 @@ out:
 }
 
 /* A config.json path names its directory (the file must be called config.json). */
-static int model_dir_of(const char *path, char *dir, size_t n)
+int pgd_tool_model_dir_of(const char *path, char *dir, size_t n)
 {
     struct stat sb;
     if (stat(path, &sb) != 0) {
@@ -293,6 +294,8 @@ static int model_dir_of(const char *path, char *dir, size_t n)
 
 int pgd_cmd_bench(int argc, char **argv)
 {
+    if (argc >= 2 && !strcmp(argv[1], "throughput"))
+        return pgd_cmd_bench_throughput(argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "latency")) {
         if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
             bench_usage(stdout);
@@ -352,7 +355,7 @@ int pgd_cmd_bench(int argc, char **argv)
         return 2;
     }
     if (random_cfg) {
-        if (model_dir_of(random_cfg, dir, sizeof dir))
+        if (pgd_tool_model_dir_of(random_cfg, dir, sizeof dir))
             return 2;
         o.model = dir;
         o.random = true;

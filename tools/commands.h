@@ -12,6 +12,14 @@ int pgd_cmd_serve(int argc, char **argv);       /* tools/cmd_serve.c */
 int pgd_cmd_chat_template(int argc, char **argv);  /* tools/cmd_chat_template.c */
 
 int pgd_cmd_bench(int argc, char **argv);      /* tools/cmd_bench.c */
+int pgd_cmd_bench_throughput(int argc, char **argv);   /* tools/cmd_bench_throughput.c */
+/* The device's ceilings for the benchmarks' bounds: device-to-device copy bandwidth (GB/s,
+ * read + write) and the rate of an 8192^3 GEMM in dt (TFLOP/s); both 0 on the CPU. desc
+ * receives the device's name. Non-zero (message on stderr) on failure. */
+int pgd_tool_bench_ceilings(enum pgd_device dev, enum pgd_dtype dt, double *gbps, double *tflops,
+                            char *desc, size_t desclen);
+/* --random-weights PATH: a config.json (or its directory) -> its directory. */
+int pgd_tool_model_dir_of(const char *path, char *dir, size_t n);
 
 /* --device cuda|cpu and --dtype bf16|fp16 (messages on stderr; non-zero when refused), and
  * the default device: cuda when this build and machine have one, else cpu. */

@@ -59,6 +59,9 @@ struct pgd_engine_params {
      * 0.9; kv_cache_bytes is not used on a GPU). */
     enum pgd_dtype dtype;
     double gpu_memory_utilization;
+    /* Benchmarks: read only model_dir's config.json and make random weights (from seed)
+     * on the device; default false. */
+    bool random_weights;
 };
 struct pgd_engine_params pgd_engine_default_params(void);
 

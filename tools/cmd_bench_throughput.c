@@ -1,0 +1,418 @@
+/* `pagoda bench throughput`: offline throughput through the engine. N requests of random
+ * prompt token ids are submitted at once (as vLLM's offline throughput benchmark does) and
+ * run to their output length (ignore_eos); the report gives requests/s and input/output
+ * tokens/s over the wall time from the first submit to the last output read, beside a
+ * physical floor for the same work.
+ *
+ * Lengths: fixed (--input-len/--output-len), or "sharegpt": a ShareGPT-shaped distribution
+ * drawn from a seeded generator. Input and output lengths are independent log-normals with
+ * sigma 1 (a heavy right tail: the median is 0.61 of the mean, one in 40 draws is over 3x
+ * the mean), their means --mean-input (200) and --mean-output (180) before capping; an input
+ * is capped at --max-input (1024), an output at --max-total (2048) minus its input, and both
+ * are at least 4 (vLLM drops shorter ShareGPT pairs). The report prints the drawn means.
+ *
+ * The floor: every step reads the weights once, and the work needs at least
+ * max(sum of outputs / max_num_seqs, all tokens / max_num_batched_tokens, longest output)
+ * steps; each generated token reads the KV cache of its context. Bytes over the measured
+ * copy bandwidth and FLOPs (2 x matrix parameters a token, the head for generated tokens
+ * only, 4 x hidden x context a layer for attention) over the measured GEMM rate; the floor
+ * is the larger. It ignores prefill's KV reads and everything small, so it is loose. */
+#include "config.h"
+#include "tools/commands.h"
+#include "runtime/engine_internal.h"
+#include "runtime/model.h"
+#include <pagoda/engine.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct tput_opts {
+    const char *model;
+    bool random;
+    const char *plugin_dirs;
+    enum pgd_device device;
+    enum pgd_dtype dtype;
+    int num_prompts, input_len, output_len, warmup;
+    bool sharegpt;
+    double mean_input, mean_output;
+    int max_input, max_total;
+    int max_num_seqs, max_num_batched_tokens, num_blocks;
+    double gpu_mem;
+    float temperature;
+    uint64_t seed;
+    const char *json;
+};
+
+static void tput_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: pagoda bench throughput (--model DIR | --random-weights CONFIG) [options]\n\n"
+            "  --num-prompts N          requests (default 1000)\n"
+            "  --input-len N            prompt tokens of each request (default 128)\n"
+            "  --output-len N           generated tokens of each request (default 128)\n"
+            "  --dataset fixed|sharegpt lengths: fixed, or drawn from a ShareGPT-shaped\n"
+            "                           log-normal (default fixed)\n"
+            "  --mean-input X, --mean-output X   sharegpt means before capping (200, 180)\n"
+            "  --max-input N, --max-total N      sharegpt caps (1024, 2048)\n"
+            "  --temperature T          0 (default): greedy; otherwise sampled\n"
+            "  --max-num-seqs N         sequences a step (default 256)\n"
+            "  --max-num-batched-tokens N   tokens a step (default 8192)\n"
+            "  --num-blocks N           KV blocks (default: sized by the engine)\n"
+            "  --gpu-memory-utilization X   (default 0.9)\n"
+            "  --warmup N               untimed requests first (default 8, 16 tokens each way)\n"
+            "  --device cuda|cpu, --dtype bf16|fp16, --seed S, --plugin-dir DIR\n"
+            "  --json FILE              also write the report as JSON\n");
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* A uniform in (0, 1). */
+static double unif(uint64_t *x) { return ((splitmix(x) >> 11) + 0.5) / 9007199254740992.0; }
+
+/* A log-normal draw with the given mean and sigma 1 (Box-Muller). */
+static double lognormal(uint64_t *x, double mean)
+{
+    double z = sqrt(-2.0 * log(unif(x))) * cos(2.0 * M_PI * unif(x));
+    double sigma = 1.0, mu = log(mean) - sigma * sigma / 2;
+    return exp(mu + sigma * z);
+}
+
+static void draw_lengths(const struct tput_opts *o, uint64_t *rng, int *in, int *out)
+{
+    if (!o->sharegpt) {
+        *in = o->input_len;
+        *out = o->output_len;
+        return;
+    }
+    double a = lognormal(rng, o->mean_input), b = lognormal(rng, o->mean_output);
+    int i = a > o->max_input ? o->max_input : (int)lround(a);
+    if (i < 4)
+        i = 4;
+    int cap = o->max_total - i;
+    int n = b > cap ? cap : (int)lround(b);
+    if (n < 4)
+        n = 4;
+    *in = i;
+    *out = n;
+}
+
+static struct pgd_stream *submit(struct pgd_engine *e, const struct tput_opts *o, uint64_t *rng,
+                                 int vocab, int in, int out, int32_t *ids, char *err,
+                                 size_t errlen)
+{
+    for (int i = 0; i < in; i++)
+        ids[i] = (int32_t)(splitmix(rng) % (uint64_t)vocab);
+    struct pgd_request_params r = pgd_request_default_params();
+    r.prompt_ids = ids;
+    r.n_prompt_ids = in;
+    r.detokenize = false;
+    r.sampling.temperature = o->temperature;
+    r.sampling.ignore_eos = true;
+    r.sampling.max_tokens = out;
+    struct pgd_stream *s = NULL;
+    if (pgd_engine_submit(e, &r, &s, err, errlen) != PGD_OK)
+        return NULL;
+    return s;
+}
+
+/* Reads a stream to its end; returns the tokens generated, or -1 if it did not finish by
+ * length. */
+static long drain(struct pgd_stream *s)
+{
+    struct pgd_output out;
+    long n = 0;
+    enum pgd_finish_reason fin = PGD_FINISH_NONE;
+    while (pgd_stream_next(s, &out, -1) == PGD_OK) {
+        n += out.n_token_ids;
+        if (out.finish_reason != PGD_FINISH_NONE)
+            fin = out.finish_reason;
+    }
+    return fin == PGD_FINISH_LENGTH ? n : -1;
+}
+
+static int run_tput(const struct tput_opts *o)
+{
+    char err[1024] = "";
+    int rc = 1;
+    struct pgd_engine *e = NULL;
+    struct pgd_stream **streams = NULL;
+    int *in_len = NULL, *out_len = NULL;
+    int32_t *ids = NULL;
+    enum pgd_dtype gemm_dt = o->dtype == PGD_DTYPE_COUNT ? PGD_DTYPE_BF16 : o->dtype;
+    double gbps, tflops;
+    char desc[256];
+    if (pgd_tool_bench_ceilings(o->device, gemm_dt, &gbps, &tflops, desc, sizeof desc))
+        return 1;
+
+    /* The workload first: its longest request sizes the engine. */
+    in_len = malloc((size_t)o->num_prompts * sizeof *in_len);
+    out_len = malloc((size_t)o->num_prompts * sizeof *out_len);
+    streams = calloc((size_t)o->num_prompts, sizeof *streams);
+    if (!in_len || !out_len || !streams) {
+        snprintf(err, sizeof err, "out of memory");
+        goto out;
+    }
+    uint64_t lrng = o->seed * 0x2545F4914F6CDD1DULL + 1;
+    long sum_in = 0, sum_out = 0, max_in = 0, max_out = 0, max_len = 0;
+    double kv_tokens = 0, attn_pos = 0;   /* context tokens read by generated tokens; sum L^2/2 */
+    for (int i = 0; i < o->num_prompts; i++) {
+        draw_lengths(o, &lrng, &in_len[i], &out_len[i]);
+        sum_in += in_len[i];
+        sum_out += out_len[i];
+        max_in = in_len[i] > max_in ? in_len[i] : max_in;
+        max_out = out_len[i] > max_out ? out_len[i] : max_out;
+        long L = in_len[i] + out_len[i];
+        max_len = L > max_len ? L : max_len;
+        kv_tokens += (double)out_len[i] * in_len[i] + (double)out_len[i] * (out_len[i] - 1) / 2;
+        attn_pos += (double)L * (L - 1) / 2;
+    }
+    ids = malloc((size_t)(max_in > 16 ? max_in : 16) * sizeof *ids);
+    if (!ids) {
+        snprintf(err, sizeof err, "out of memory");
+        goto out;
+    }
+
+    struct pgd_engine_params ep = pgd_engine_default_params();
+    ep.model_dir = o->model;
+    /* --plugin-dir first, then the build tree's plugins when run from it. */
+    static char path[8192];
+    const char *build = pgd_tool_build_plugin_dirs();
+    snprintf(path, sizeof path, "%s%s%s", o->plugin_dirs ? o->plugin_dirs : "",
+             o->plugin_dirs && build ? ":" : "", build ? build : "");
+    ep.plugin_path = path[0] ? path : NULL;
+    ep.device = o->device;
+    ep.dtype = o->dtype;
+    ep.random_weights = o->random;
+    ep.seed = o->seed;
+    ep.max_num_seqs = o->max_num_seqs;
+    ep.max_num_batched_tokens = o->max_num_batched_tokens;
+    ep.num_blocks = o->num_blocks;
+    ep.gpu_memory_utilization = o->gpu_mem;
+    double t_load = now_s();
+    if (pgd_engine_create(&ep, &e, err, sizeof err) != PGD_OK)
+        goto out;
+    t_load = now_s() - t_load;
+    const struct pgd__runner *r = pgd__engine_runner(e);
+    const struct pgd_model_desc *d = pgd__runner_desc(r);
+    const struct pgd__model *m = pgd__runner_model(r);
+    size_t esz = pgd_dtype_size(m->dtype);
+    double wbytes = (double)m->weight_bytes;
+    double head = (double)d->vocab_size * d->hidden_size, body = wbytes / esz - 2 * head;
+    if (body < 0)
+        body = wbytes / esz;
+    double kv_tok = 2.0 * d->n_layers * d->n_kv_heads * d->head_dim * esz;
+    struct pgd_engine_stats st0, st1;
+    pgd_engine_get_stats(e, &st0);
+    printf("device: %s\n", desc);
+    if (gbps > 0)
+        printf("ceilings: device-to-device copy %.0f GB/s (read + write), %s GEMM 8192^3 "
+               "%.0f TFLOP/s\n", gbps, pgd_dtype_name(gemm_dt), tflops);
+    printf("model: %s%s, %d layers, hidden %d, vocab %d, %s, %.2f GB of weights (loaded in "
+           "%.1f s)\n", o->model, o->random ? " (random weights)" : "", d->n_layers,
+           d->hidden_size, d->vocab_size, pgd_dtype_name(m->dtype), wbytes / 1e9, t_load);
+    printf("engine: max_num_seqs %d, max_num_batched_tokens %d, %d KV blocks of %d tokens, %s\n",
+           o->max_num_seqs, o->max_num_batched_tokens, st0.num_blocks, st0.block_size,
+           o->temperature > 0 ? "sampled" : "greedy");
+    printf("workload: %d requests, %s, input %.1f tokens on average (max %ld), output %.1f "
+           "(max %ld)\n", o->num_prompts, o->sharegpt ? "sharegpt-shaped lengths" : "fixed lengths",
+           (double)sum_in / o->num_prompts, max_in, (double)sum_out / o->num_prompts, max_out);
+    fflush(stdout);
+
+    /* Warm-up: a few short requests, untimed. */
+    uint64_t prng = o->seed ^ 0xA5A5A5A5DEADBEEFULL;
+    for (int i = 0; i < o->warmup; i++) {
+        struct pgd_stream *s = submit(e, o, &prng, d->vocab_size, 16, 16, ids, err, sizeof err);
+        if (!s)
+            goto out;
+        long n = drain(s);
+        pgd_stream_destroy(s);
+        if (n != 16) {
+            snprintf(err, sizeof err, "warm-up request %d ended with %ld tokens", i, n);
+            goto out;
+        }
+    }
+    pgd_engine_get_stats(e, &st0);
+
+    double t0 = now_s();
+    for (int i = 0; i < o->num_prompts; i++)
+        if (!(streams[i] = submit(e, o, &prng, d->vocab_size, in_len[i], out_len[i], ids, err,
+                                  sizeof err)))
+            goto out;
+    long counted = 0;
+    int unfinished = 0;
+    for (int i = 0; i < o->num_prompts; i++) {
+        long n = drain(streams[i]);
+        if (n < 0 || n != out_len[i])
+            unfinished++;
+        else
+            counted += n;
+        pgd_stream_destroy(streams[i]);
+        streams[i] = NULL;
+    }
+    double dt = now_s() - t0;
+    pgd_engine_get_stats(e, &st1);
+    if (unfinished) {
+        snprintf(err, sizeof err, "%d requests did not generate their output length", unfinished);
+        goto out;
+    }
+
+    /* The floor (see the top of the file). */
+    long steps = (sum_out + o->max_num_seqs - 1) / o->max_num_seqs;
+    long by_tokens = (sum_in + sum_out + o->max_num_batched_tokens - 1) / o->max_num_batched_tokens;
+    steps = by_tokens > steps ? by_tokens : steps;
+    steps = max_out > steps ? max_out : steps;
+    double bytes = steps * wbytes + kv_tokens * kv_tok;
+    double flops = 2.0 * body * (sum_in + sum_out) + 2.0 * head * sum_out +
+                   4.0 * d->hidden_size * d->n_layers * attn_pos;
+    double t_bw = gbps > 0 ? bytes / (gbps * 1e9) : 0, t_fl = tflops > 0 ? flops / (tflops * 1e12) : 0;
+    double floor_s = t_bw > t_fl ? t_bw : t_fl;
+    uint64_t nsteps = st1.num_steps - st0.num_steps;
+    uint64_t gen = st1.generation_tokens - st0.generation_tokens;
+    uint64_t computed = st1.prompt_tokens_computed - st0.prompt_tokens_computed;
+    printf("\n%d requests in %.3f s: %.2f requests/s, %.1f input tokens/s, %.1f output tokens/s, "
+           "%.1f total tokens/s\n", o->num_prompts, dt, o->num_prompts / dt, sum_in / dt,
+           counted / dt, (sum_in + counted) / dt);
+    printf("tokens: input %ld, output %ld (engine counted %llu generated, %llu prompt tokens "
+           "computed), %llu steps (%.1f generated a step), %llu preemptions\n", sum_in, counted,
+           (unsigned long long)gen, (unsigned long long)computed, (unsigned long long)nsteps,
+           nsteps ? (double)gen / nsteps : 0.0,
+           (unsigned long long)(st1.num_preemptions - st0.num_preemptions));
+    if (floor_s > 0)
+        printf("floor: %.3f s (bound by %s: at least %ld steps reading %.2f GB of weights each, "
+               "%.2f GB of KV reads, %.1f TFLOP): %.2f requests/s, %.1f output tokens/s; "
+               "measured is %.1f%% of the floor\n", floor_s, t_bw > t_fl ? "bytes" : "flops",
+               steps, wbytes / 1e9, kv_tokens * kv_tok / 1e9, flops / 1e12,
+               o->num_prompts / floor_s, sum_out / floor_s, 100.0 * floor_s / dt);
+    if (o->json) {
+        FILE *f = fopen(o->json, "w");
+        if (!f) {
+            snprintf(err, sizeof err, "--json %s: cannot write", o->json);
+            goto out;
+        }
+        fprintf(f, "{\"requests\": %d, \"elapsed_s\": %.6f, \"requests_per_s\": %.6f, "
+                   "\"input_tokens\": %ld, \"output_tokens\": %ld, \"input_tokens_per_s\": %.6f, "
+                   "\"output_tokens_per_s\": %.6f, \"engine_generated\": %llu, "
+                   "\"engine_prompt_computed\": %llu, \"steps\": %llu, \"max_input\": %ld, "
+                   "\"max_output\": %ld, \"max_len\": %ld, \"floor_s\": %.6f}\n",
+                o->num_prompts, dt, o->num_prompts / dt, sum_in, counted, sum_in / dt,
+                counted / dt, (unsigned long long)gen, (unsigned long long)computed,
+                (unsigned long long)nsteps, max_in, max_out, max_len, floor_s);
+        fclose(f);
+    }
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "pagoda bench throughput: %s\n", err);
+    for (int i = 0; streams && i < o->num_prompts; i++)
+        pgd_stream_destroy(streams[i]);
+    pgd_engine_destroy(e);
+    free(streams);
+    free(in_len);
+    free(out_len);
+    free(ids);
+    return rc;
+}
+
+int pgd_cmd_bench_throughput(int argc, char **argv)
+{
+    static const struct option long_opts[] = {
+        { "model", required_argument, 0, 'm' }, { "random-weights", required_argument, 0, 'R' },
+        { "num-prompts", required_argument, 0, 'n' }, { "input-len", required_argument, 0, 'i' },
+        { "output-len", required_argument, 0, 'o' }, { "dataset", required_argument, 0, 'd' },
+        { "mean-input", required_argument, 0, 'I' }, { "mean-output", required_argument, 0, 'O' },
+        { "max-input", required_argument, 0, 'x' }, { "max-total", required_argument, 0, 'X' },
+        { "temperature", required_argument, 0, 't' }, { "max-num-seqs", required_argument, 0, 'q' },
+        { "max-num-batched-tokens", required_argument, 0, 'B' },
+        { "num-blocks", required_argument, 0, 'N' },
+        { "gpu-memory-utilization", required_argument, 0, 'G' },
+        { "warmup", required_argument, 0, 'w' }, { "device", required_argument, 0, 'V' },
+        { "dtype", required_argument, 0, 'T' }, { "seed", required_argument, 0, 'S' },
+        { "plugin-dir", required_argument, 0, 'D' }, { "json", required_argument, 0, 'J' },
+        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+    };
+    struct tput_opts o = { .device = pgd_tool_default_device(), .dtype = PGD_DTYPE_COUNT,
+                           .num_prompts = 1000, .input_len = 128, .output_len = 128,
+                           .warmup = 8, .mean_input = 200, .mean_output = 180,
+                           .max_input = 1024, .max_total = 2048, .max_num_seqs = 256,
+                           .max_num_batched_tokens = 8192, .gpu_mem = 0.9 };
+    char plugin_dirs[4096] = "", dir[4096] = "";
+    const char *model = NULL, *random_cfg = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'R': random_cfg = optarg; break;
+        case 'n': o.num_prompts = (int)strtol(optarg, &end, 10); break;
+        case 'i': o.input_len = (int)strtol(optarg, &end, 10); break;
+        case 'o': o.output_len = (int)strtol(optarg, &end, 10); break;
+        case 'd':
+            if (!strcmp(optarg, "sharegpt"))
+                o.sharegpt = true;
+            else if (strcmp(optarg, "fixed")) {
+                fprintf(stderr, "pagoda bench throughput: --dataset %s: fixed or sharegpt\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 'I': o.mean_input = strtod(optarg, &end); break;
+        case 'O': o.mean_output = strtod(optarg, &end); break;
+        case 'x': o.max_input = (int)strtol(optarg, &end, 10); break;
+        case 'X': o.max_total = (int)strtol(optarg, &end, 10); break;
+        case 't': o.temperature = strtof(optarg, &end); break;
+        case 'q': o.max_num_seqs = (int)strtol(optarg, &end, 10); break;
+        case 'B': o.max_num_batched_tokens = (int)strtol(optarg, &end, 10); break;
+        case 'N': o.num_blocks = (int)strtol(optarg, &end, 10); break;
+        case 'G': o.gpu_mem = strtod(optarg, &end); break;
+        case 'w': o.warmup = (int)strtol(optarg, &end, 10); break;
+        case 'S': o.seed = strtoull(optarg, &end, 10); break;
+        case 'V': if (pgd_tool_parse_device(optarg, &o.device)) return 2; break;
+        case 'T': if (pgd_tool_parse_dtype(optarg, &o.dtype)) return 2; break;
+        case 'D':
+            snprintf(plugin_dirs + strlen(plugin_dirs), sizeof plugin_dirs - strlen(plugin_dirs),
+                     "%s%s", plugin_dirs[0] ? ":" : "", optarg);
+            break;
+        case 'J': o.json = optarg; break;
+        case 'h': tput_usage(stdout); return 0;
+        default: tput_usage(stderr); return 2;
+        }
+        if (end && *end) {
+            fprintf(stderr, "pagoda bench throughput: '%s' is not a number\n", optarg);
+            return 2;
+        }
+    }
+    if (!!model == !!random_cfg || optind < argc || o.num_prompts <= 0 || o.input_len <= 0 ||
+        o.output_len <= 0 || o.warmup < 0 || o.mean_input <= 0 || o.mean_output <= 0 ||
+        o.max_input < 4 || o.max_total < o.max_input + 4 || o.temperature < 0 ||
+        o.max_num_seqs <= 0 || o.max_num_batched_tokens <= 0) {
+        tput_usage(stderr);
+        return 2;
+    }
+    if (random_cfg) {
+        if (pgd_tool_model_dir_of(random_cfg, dir, sizeof dir))
+            return 2;
+        o.model = dir;
+        o.random = true;
+    } else {
+        o.model = model;
+    }
+    o.plugin_dirs = plugin_dirs[0] ? plugin_dirs : NULL;
+    return run_tput(&o);
+}
