@@ -372,6 +372,9 @@ static void count_finish(struct pgd_engine *e, struct child *c, enum pgd_finish_
     double t = now_s();
     pthread_mutex_lock(&e->stats_mu);
     e->stats.requests_finished[why]++;
+    /* The child's blocks are back in the pool before its last output is pushed: a caller
+     * reading the stats after its stream closes sees them freed. */
+    e->stats.kv_cache_usage = pgd__block_pool_usage(&e->kv.pool);
     if (r->n_done + 1 == r->n_children)
         pgd__histogram_observe(&e->h_e2e, t - r->t_arrival);
     pthread_mutex_unlock(&e->stats_mu);
