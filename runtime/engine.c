@@ -612,6 +612,15 @@ static void engine_step(struct pgd_engine *e)
     }
     /* e->ss[i].n_computed keeps where each planned sequence started. */
     pgd__scheduler_update(&e->sched, o);
+    /* The step's counters, before any of its outputs reaches a stream: a caller that reads
+     * the stats once its streams closed sees every step that fed them. */
+    pthread_mutex_lock(&e->stats_mu);
+    e->stats.num_steps++;
+    e->stats.prompt_tokens_computed += prompt_computed;
+    e->stats.num_preemptions = e->sched.n_preemptions;
+    e->stats.prefix_cache_queries = e->kv.prefix_queries;
+    e->stats.prefix_cache_hits = e->kv.prefix_hits;
+    pthread_mutex_unlock(&e->stats_mu);
 
     const float *row = logits;
     int gi = 0;
@@ -658,14 +667,9 @@ static void engine_step(struct pgd_engine *e)
             req_retire(e, r);
     }
     pthread_mutex_lock(&e->stats_mu);
-    e->stats.num_steps++;
-    e->stats.prompt_tokens_computed += prompt_computed;
-    e->stats.num_preemptions = e->sched.n_preemptions;
     e->stats.num_requests_running = e->sched.n_running;
     e->stats.num_requests_waiting = e->sched.n_waiting;
     e->stats.kv_cache_usage = pgd__block_pool_usage(&e->kv.pool);
-    e->stats.prefix_cache_queries = e->kv.prefix_queries;
-    e->stats.prefix_cache_hits = e->kv.prefix_hits;
     pthread_mutex_unlock(&e->stats_mu);
 }
 
