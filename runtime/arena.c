@@ -16,6 +16,7 @@ void pgd__arena_init(struct pgd__arena *a, enum pgd_device device)
     a->device = device;
     a->chunks = a->cur = NULL;
     a->in_use = a->high_water = 0;
+    a->fingerprint = 0xcbf29ce484222325ull;
 }
 
 static struct pgd__arena_chunk *chunk_new(enum pgd_device device, size_t cap)
@@ -70,6 +71,7 @@ void *pgd__arena_alloc(struct pgd__arena *a, size_t bytes)
     void *p = a->cur->base + a->cur->used;
     a->cur->used += bytes;
     a->in_use += bytes;
+    a->fingerprint = (a->fingerprint ^ (uint64_t)(uintptr_t)p) * 0x100000001b3ull + bytes;
     if (a->in_use > a->high_water)
         a->high_water = a->in_use;
     return p;
@@ -81,6 +83,7 @@ void pgd__arena_reset(struct pgd__arena *a)
         c->used = 0;
     a->cur = a->chunks;
     a->in_use = 0;
+    a->fingerprint = 0xcbf29ce484222325ull;
 }
 
 void pgd__arena_fini(struct pgd__arena *a)

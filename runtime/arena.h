@@ -5,6 +5,7 @@
 #define PGD_RUNTIME_ARENA_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <pagoda/tensor.h>
 
 struct pgd__arena_chunk;
@@ -13,6 +14,10 @@ struct pgd__arena {
     struct pgd__arena_chunk *chunks;   /* owned; the current chunk is `cur` */
     struct pgd__arena_chunk *cur;
     size_t in_use, high_water;         /* bytes handed out this step / at most */
+    /* A hash of the addresses handed out since the last reset: two steps that allocate the
+     * same sizes in the same order get the same addresses, and this shows it (the runner's
+     * CUDA graphs rely on it). */
+    uint64_t fingerprint;
 };
 
 void pgd__arena_init(struct pgd__arena *a, enum pgd_device device);

@@ -36,6 +36,10 @@ struct pgd_fwd {
     const int32_t *h_query_start;      /* [n_seqs + 1] */
     const int32_t *h_logits_rows;      /* [n_logits] */
     uint64_t step_id;                  /* increases every step */
+    /* Decode steps captured in a CUDA graph: [n_seqs, 4] int32 attention work items
+     * {seq, seq, 1, 0} in device memory the runner keeps (see struct pgd_cuda_attn);
+     * NULL otherwise. */
+    const int32_t *decode_items;
     struct pgd_cuda_ctx *cuda;         /* borrowed from the runner; CUDA steps only */
 
     struct pgd__kv_cache *kv;          /* borrowed from the runner */

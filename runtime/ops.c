@@ -252,7 +252,7 @@ void pgd_op_attention(struct pgd_fwd *f, int layer, const struct pgd_attn_params
             .seq_lens = f->seq_lens, .block_tables = f->block_tables,
             .max_blocks = f->max_blocks, .positions = f->positions,
             .h_query_start = f->h_query_start, .max_seq_len = f->max_seq_len,
-            .step_id = f->step_id,
+            .step_id = f->step_id, .decode_items = f->decode_items,
         };
         size_t sb = pgd_cuda_attention_scratch(f->cuda, &a);
         void *scratch = sb ? pgd__arena_alloc(f->arena, sb) : NULL;

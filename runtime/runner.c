@@ -5,7 +5,7 @@
  * host-to-device transfer per step on the context's stream. The logits come back as
  * float32 into pinned host memory (or, for greedy steps, only the argmax ids). */
 #include "config.h"
-#include "runtime/runner.h"
+#include "runtime/runner_internal.h"
 #include "runtime/model.h"
 #include "runtime/fwd.h"
 #include "runtime/device.h"
@@ -16,33 +16,9 @@
 #include "kernels/cuda/kernels.h"
 #endif
 
-struct pgd__runner {
-    struct pgd__runner_params params;
-    struct pgd__model *model;          /* owned */
-    struct pgd__kv_cache kv;           /* owned memory */
-    struct pgd__arena arena;           /* owned */
-    struct pgd_cuda_ctx *cuda;         /* owned; CUDA only */
-
-    /* The step's batch (see struct meta_layout); meta_dev == meta_host on the CPU. */
-    char *meta_host, *meta_dev;        /* owned; [meta_cap] bytes */
-    size_t meta_cap;
-    float *logits;                     /* [logits_cap, vocab] float32 host (pinned on CUDA) */
-    int logits_cap;
-    int32_t *greedy;                   /* [greedy_cap] host (pinned on CUDA) */
-    int greedy_cap;
-    uint64_t step_id;
-    size_t act_bytes;                  /* activation memory of the largest step */
-};
-
-/* Byte offsets of the batch arrays in the metadata buffer for a step's sizes. */
-struct meta_layout {
-    size_t slot_mapping, token_ids, positions, logits_rows, query_start, seq_lens, block_tables;
-    size_t total;
-};
-
-static struct meta_layout meta_layout(int n_tokens, int n_seqs, int max_blocks)
+struct pgd__meta_layout pgd__meta_layout(int n_tokens, int n_seqs, int max_blocks)
 {
-    struct meta_layout L;
+    struct pgd__meta_layout L;
     size_t off = 0;
     L.slot_mapping = off;
     off += (size_t)n_tokens * sizeof(int64_t);
@@ -283,8 +259,10 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
         pgd__runner_destroy(r);
         return st;
     }
-    st = meta_reserve(r, meta_layout(p->max_num_batched_tokens, p->max_num_seqs, 1).total, err,
-                      errlen);
+    st = meta_reserve(r, pgd__meta_layout(p->max_num_batched_tokens, p->max_num_seqs, 1).total,
+                      err, errlen);
+    if (!st)
+        st = pgd__graphs_create(r, &r->graphs, err, errlen);
     if (st) {
         pgd__runner_destroy(r);
         return st;
@@ -304,6 +282,7 @@ void pgd__runner_destroy(struct pgd__runner *r)
         return;
     char err[256];
     (void)device_sync(r, err, sizeof err);
+    pgd__graphs_destroy(r->graphs);
     pgd__kv_cache_fini(&r->kv);
     pgd__arena_fini(&r->arena);
     pgd__model_destroy(r->model);
@@ -318,9 +297,9 @@ void pgd__runner_destroy(struct pgd__runner *r)
 
 /* Checks the step against the runner's limits and grows the host buffers that depend on
  * it (logits rows). */
-static enum pgd_status check_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
-                                  int n_seqs, int *n_tokens, int *n_logits, int *max_blocks,
-                                  char *err, size_t errlen)
+enum pgd_status pgd__runner_check_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
+                                       int n_seqs, int *n_tokens, int *n_logits,
+                                       int *max_blocks, char *err, size_t errlen)
 {
     int bs = r->kv.block_size;
     if (n_seqs <= 0 || n_seqs > r->params.max_num_seqs)
@@ -371,16 +350,67 @@ static enum pgd_status check_step(struct pgd__runner *r, const struct pgd__step_
     return PGD_OK;
 }
 
+/* See runner_internal.h. */
+enum pgd_status pgd__runner_finish(struct pgd__runner *r, const float *logits, int n_logits,
+                                   int32_t *greedy, int32_t *ids_dev, char *err, size_t errlen)
+{
+    enum pgd_status st;
+    int vocab = r->model->desc.vocab_size;
+    if (greedy && n_logits > r->greedy_cap) {
+        if ((st = device_sync(r, err, errlen)))
+            return st;
+        host_free(r, r->greedy);
+        r->greedy = host_alloc(r, (size_t)n_logits * sizeof(int32_t));
+        r->greedy_cap = r->greedy ? n_logits : 0;
+        if (!r->greedy)
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: out of memory for %d ids", n_logits);
+    }
+#ifdef PGD_HAVE_CUDA
+    if (on_cuda(r)) {
+        int rc;
+        if (greedy) {
+            int32_t *ids = ids_dev ? ids_dev
+                                   : pgd__arena_alloc(&r->arena, (size_t)n_logits * sizeof(int32_t));
+            rc = !ids ? pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for ids") != 0
+                      : pgd_cuda_argmax(r->cuda, logits, n_logits, vocab, ids, err, errlen) ||
+                            pgd_cuda_copy_d2h_async(r->cuda, r->greedy, ids,
+                                                    (size_t)n_logits * sizeof(int32_t), err,
+                                                    errlen);
+        } else {
+            rc = pgd_cuda_copy_d2h_async(r->cuda, r->logits, logits,
+                                         (size_t)n_logits * vocab * sizeof(float), err, errlen);
+        }
+        if (rc || pgd_cuda_sync(r->cuda, err, errlen))
+            return PGD_ERR_DEVICE;
+        if (greedy)
+            memcpy(greedy, r->greedy, (size_t)n_logits * sizeof(int32_t));
+        return PGD_OK;
+    }
+#endif
+    if (greedy)
+        for (int i = 0; i < n_logits; i++) {
+            const float *row = r->logits + (size_t)i * vocab;
+            int best = 0;
+            for (int v = 1; v < vocab; v++)
+                if (row[v] > row[best])
+                    best = v;
+            greedy[i] = best;
+        }
+    return PGD_OK;
+}
+
 /* Runs a step; logits land in r->logits, or (greedy != NULL) only their argmax in greedy. */
 static enum pgd_status run_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
                                 int n_seqs, int32_t *greedy, char *err, size_t errlen)
 {
+    enum pgd_status st;
+    if (pgd__graphs_step(r, seqs, n_seqs, greedy, &st, err, errlen))
+        return st;
     int n_tokens = 0, n_logits = 0, max_blocks = 0;
-    enum pgd_status st = check_step(r, seqs, n_seqs, &n_tokens, &n_logits, &max_blocks, err,
-                                    errlen);
+    st = pgd__runner_check_step(r, seqs, n_seqs, &n_tokens, &n_logits, &max_blocks, err, errlen);
     if (st)
         return st;
-    struct meta_layout L = meta_layout(n_tokens, n_seqs, max_blocks);
+    struct pgd__meta_layout L = pgd__meta_layout(n_tokens, n_seqs, max_blocks);
     if ((st = meta_reserve(r, L.total, err, errlen)))
         return st;
     char *H = r->meta_host, *D = r->meta_dev;
@@ -445,46 +475,7 @@ static enum pgd_status run_step(struct pgd__runner *r, const struct pgd__step_se
         return pgd_errf(err, errlen, f.status, "forward (%s plugin): %s", r->model->plugin->name,
                         f.err);
     }
-    if (greedy && n_logits > r->greedy_cap) {
-        if ((st = device_sync(r, err, errlen)))
-            return st;
-        host_free(r, r->greedy);
-        r->greedy = host_alloc(r, (size_t)n_logits * sizeof(int32_t));
-        r->greedy_cap = r->greedy ? n_logits : 0;
-        if (!r->greedy)
-            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: out of memory for %d ids", n_logits);
-    }
-#ifdef PGD_HAVE_CUDA
-    if (on_cuda(r)) {
-        int rc;
-        if (greedy) {
-            int32_t *ids = pgd__arena_alloc(&r->arena, (size_t)n_logits * sizeof(int32_t));
-            rc = !ids ? pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for ids") != 0
-                      : pgd_cuda_argmax(r->cuda, logits, n_logits, vocab, ids, err, errlen) ||
-                            pgd_cuda_copy_d2h_async(r->cuda, r->greedy, ids,
-                                                    (size_t)n_logits * sizeof(int32_t), err,
-                                                    errlen);
-        } else {
-            rc = pgd_cuda_copy_d2h_async(r->cuda, r->logits, logits,
-                                         (size_t)n_logits * vocab * sizeof(float), err, errlen);
-        }
-        if (rc || pgd_cuda_sync(r->cuda, err, errlen))
-            return PGD_ERR_DEVICE;
-        if (greedy)
-            memcpy(greedy, r->greedy, (size_t)n_logits * sizeof(int32_t));
-        return PGD_OK;
-    }
-#endif
-    if (greedy)
-        for (int i = 0; i < n_logits; i++) {
-            const float *row = r->logits + (size_t)i * vocab;
-            int best = 0;
-            for (int v = 1; v < vocab; v++)
-                if (row[v] > row[best])
-                    best = v;
-            greedy[i] = best;
-        }
-    return PGD_OK;
+    return pgd__runner_finish(r, logits, n_logits, greedy, NULL, err, errlen);
 }
 
 enum pgd_status pgd__runner_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,

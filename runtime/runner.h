@@ -28,6 +28,11 @@ struct pgd__runner_params {
     enum pgd_dtype dtype;            /* GPU compute dtype; PGD_DTYPE_COUNT = the checkpoint's */
     bool random_weights;             /* benchmark models: config.json only, random tensors */
     uint64_t seed;                   /* for random_weights */
+    /* GPU only: run every step eagerly. Otherwise (the default) decode-only steps (one new
+     * token and one logits row per sequence) replay CUDA graphs captured per padded batch
+     * size (1, 2, 4, ... up to max_num_seqs) and context-length bucket (256, 512, ... tokens);
+     * the environment's PAGODA_CUDA_GRAPHS=0 turns them off as well. */
+    bool enforce_eager;
 };
 void pgd__runner_default_params(struct pgd__runner_params *p);
 
@@ -54,6 +59,9 @@ const struct pgd__model *pgd__runner_model(const struct pgd__runner *r);
 /* Bytes of activation memory the largest step needs (the profiling step's high water on a
  * GPU; 0 before any step on the CPU). */
 size_t pgd__runner_activation_bytes(const struct pgd__runner *r);
+
+/* How many decode steps ran through graphs, and how many graphs were captured. */
+void pgd__runner_graph_stats(const struct pgd__runner *r, long *replays, int *captured);
 
 /* Runs one step. *logits receives [sum of n_logits, vocab_size] float32 rows in the order
  * of seqs; owned by the runner, valid until the next step. */

@@ -7,6 +7,9 @@
 #   5. compute-sanitizer memcheck and racecheck on the kernel tests (optional: SAN=1),
 #   6. `pagoda bench throughput` through the engine (optional: TPUT=1; TPUT_ARGS), and
 #      transformers' batched generate for comparison (optional: HF_TPUT=batch,list).
+# GRAPHS_VARIANTS="0 1" runs the latency benchmark without and with CUDA graphs; TPUT_SG=0
+# skips the ShareGPT-shaped throughput run; SAN_TOOLS picks the sanitizer tools;
+# SAN_MODELS_FILTER also runs memcheck on the model tests it selects.
 # TESTS=1 runs every GPU test program; ENGINE_ONLY=1 only tests/test_cuda_engine.
 # Run from the repository root on the GPU machine with the bundle from scripts/gpu_pack.sh
 # in $BUNDLE; logs go to $OUT.
@@ -50,12 +53,17 @@ if [ "${TESTS:-1}" = 1 ]; then
 fi
 if [ "${BENCH:-1}" = 1 ]; then
   # GEMV_VARIANTS: the largest batch the GEMV kernel takes (the rest go to cuBLASLt).
+  # GRAPHS_VARIANTS: PAGODA_CUDA_GRAPHS values to run with (1: decode steps replay CUDA
+  # graphs, 0: every kernel launched one by one).
+  for gr in ${GRAPHS_VARIANTS:-1}; do
   for g in ${GEMV_VARIANTS:-default}; do
-    stamp "bench (PGD_CUDA_GEMV_MAX_N=$g)"
+    stamp "bench (PGD_CUDA_GEMV_MAX_N=$g, PAGODA_CUDA_GRAPHS=$gr)"
     [ $g = default ] && g=
-    PGD_CUDA_GEMV_MAX_N=$g PAGODA_LOG=info timeout 300 ./tools/.libs/pagoda bench latency \
+    PAGODA_CUDA_GRAPHS=$gr PGD_CUDA_GEMV_MAX_N=$g PAGODA_LOG=info timeout 300 \
+        ./tools/.libs/pagoda bench latency \
         --random-weights $WT/scripts/configs/llama-3-8b/config.json ${BENCH_ARGS:-} \
-        2>&1 | tee "$OUT/bench-gemv${g:-default}.txt"
+        2>&1 | grep -v "cuda graphs: captured" | tee "$OUT/bench-gemv${g:-default}-graphs$gr.txt"
+  done
   done
 fi
 if [ "${HF:-0}" = 1 ]; then
@@ -68,8 +76,7 @@ if [ "${TPUT:-0}" = 1 ]; then
   PAGODA_LOG=info timeout 300 ./tools/.libs/pagoda bench throughput \
       --random-weights $WT/scripts/configs/llama-3-8b/config.json --num-prompts ${TPUT_N:-2000} \
       --input-len 128 --output-len 128 ${TPUT_ARGS:-} 2>&1 | tee "$OUT/tput-fixed.txt"
-  stamp "bench throughput, sharegpt-shaped"
-  PAGODA_LOG=info timeout 300 ./tools/.libs/pagoda bench throughput \
+  [ "${TPUT_SG:-1}" = 1 ] && stamp "bench throughput, sharegpt-shaped" && PAGODA_LOG=info timeout 300 ./tools/.libs/pagoda bench throughput \
       --random-weights $WT/scripts/configs/llama-3-8b/config.json --num-prompts ${TPUT_SG_N:-1000} \
       --dataset sharegpt ${TPUT_ARGS:-} 2>&1 | tee "$OUT/tput-sharegpt.txt"
 fi
@@ -79,7 +86,7 @@ if [ -n "${HF_TPUT:-}" ]; then
       $WT/scripts/configs/llama-3-8b/config.json --throughput $HF_TPUT 2>&1 | grep -v Warning | tee "$OUT/hf-tput.txt"
 fi
 if [ "${SAN:-0}" = 1 ]; then
-  for tool in memcheck racecheck; do
+  for tool in ${SAN_TOOLS:-memcheck racecheck}; do
     stamp "compute-sanitizer $tool"
     [ $tool = racecheck ] && SAN_FILTER=${RACE_FILTER:-}
     timeout ${SAN_TIMEOUT:-150} compute-sanitizer --tool $tool --target-processes all \
@@ -88,6 +95,14 @@ if [ "${SAN:-0}" = 1 ]; then
     grep -E "Synthesis|ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race|FAIL" "$OUT/sanitizer-$tool.log" | head -12
     echo "compute-sanitizer $tool rc=$rc"
   done
+  if [ -n "${SAN_MODELS_FILTER:-}" ]; then
+    stamp "compute-sanitizer memcheck on the model tests ($SAN_MODELS_FILTER)"
+    timeout ${SAN_TIMEOUT:-150} compute-sanitizer --tool memcheck --target-processes all \
+        --error-exitcode 9 ./tests/.libs/test_cuda_models -j2 --verbose \
+        --filter "$SAN_MODELS_FILTER" > "$OUT/sanitizer-models.log" 2>&1; rc=$?
+    grep -E "Synthesis|ERROR SUMMARY|Invalid|FAIL" "$OUT/sanitizer-models.log" | head -12
+    echo "compute-sanitizer memcheck (models) rc=$rc"
+  fi
 fi
 stamp "done (status $status)"
 exit $status

@@ -244,7 +244,12 @@ Test(cuda_models, kv_cache_sized_from_gpu_memory, .init = need_gpu)
     enum pgd_status st;
     struct pgd__runner *r = gpu_runner(reg, "llama-bf16", 0, 0.3, err, sizeof err, &st);
     cr_assert_eq(st, PGD_OK, "%s", err);
-    cr_assert_gt(pgd__runner_num_blocks(r), 1000, "%d blocks", pgd__runner_num_blocks(r));
+    /* 30% of any card holds more than the pool's cap: 4 x max_num_seqs (8) sequences of
+     * max_position_embeddings (256) tokens in blocks of 16. */
+    int cap = (int)(4.0 * 8 * ((256.0 + 16 - 1) / 16));
+    cr_assert_eq(pgd__runner_desc(r)->max_position_embeddings, 256);
+    cr_assert_eq(pgd__runner_num_blocks(r), cap, "%d blocks, the cap is %d",
+                 pgd__runner_num_blocks(r), cap);
     cr_assert_gt(pgd__runner_activation_bytes(r), 0);
     pgd__runner_destroy(r);
     r = gpu_runner(reg, "llama-bf16", 0, 0.001, err, sizeof err, &st);
@@ -277,5 +282,149 @@ Test(cuda_models, greedy_step_is_argmax_of_logits, .init = need_gpu)
     free(copy);
     pgd__runner_destroy(r);
     pgd_registry_destroy(reg);
+}
+/* ---- CUDA graphs of decode steps ------------------------------------------------------- */
+static struct pgd__runner *graph_runner(struct pgd_registry *reg, const char *name, bool eager)
+{
+    struct pgd__runner_params p;
+    pgd__runner_default_params(&p);
+    p.model_dir = fixture_dir(name);
+    p.registry = reg;
+    p.device = PGD_DEVICE_CUDA;
+    p.num_blocks = 64;
+    p.block_size = 16;
+    p.max_num_seqs = 8;
+    p.max_num_batched_tokens = 512;
+    p.enforce_eager = eager;
+    struct pgd__runner *r = NULL;
+    char err[1024] = "";
+    cr_assert_eq(pgd__runner_create(&p, &r, err, sizeof err), PGD_OK, "%s", err);
+    return r;
+}
+
+/* Batches of B sequences (prompts of different lengths over scrambled blocks) decode 6
+ * steps on a runner with graphs and on an eager one, both fed the eager run's greedy
+ * tokens. At the ladder's sizes (1, 2, 4, 8) the graph replays run the very kernels of the
+ * eager step, so logits and ids are bit-identical; padded sizes (3 -> 4, 5 and 7 -> 8)
+ * run the GEMMs at another width, so only rounding may differ. Steps alternate between
+ * full logits and greedy ids. The graphs must have been replayed. */
+static void check_graphs(const char *name)
+{
+    struct pgd_registry *reg = fixture_registry(NULL);
+    json_t *ref = fixture_reference(name);
+    json_t *cases = json_object_get(ref, "cases");
+    int n_cases = (int)json_array_size(cases);
+    struct pgd__runner *G = graph_runner(reg, name, false), *E = graph_runner(reg, name, true);
+    int vocab = pgd__runner_desc(E)->vocab_size;
+    enum { STEPS = 6 };
+    int32_t *prompts[8], np[8], tables[8][8], toks[8][128];
+    for (int s = 0; s < 8; s++) {
+        int n;
+        prompts[s] = json_ints(json_object_get(json_array_get(cases, (size_t)(s % n_cases)),
+                                               "prompt"), &n);
+        np[s] = n - s / n_cases > 1 ? n - s / n_cases : 1;
+        cr_assert_leq(np[s] + STEPS, 128);
+        for (int b = 0; b < 8; b++)
+            tables[s][b] = (int32_t)((s * 8 + b) * 37 % 64);   /* a permutation of 0..63 */
+    }
+    float *eager = malloc((size_t)8 * vocab * sizeof *eager);
+    const int sizes[] = { 1, 2, 3, 4, 5, 8, 7 };
+    for (size_t bi = 0; bi < sizeof sizes / sizeof *sizes; bi++) {
+        int B = sizes[bi];
+        bool exact = (B & (B - 1)) == 0;
+        struct pgd__step_seq seqs[8];
+        for (int s = 0; s < B; s++) {
+            memcpy(toks[s], prompts[s], (size_t)np[s] * sizeof(int32_t));
+            seqs[s] = (struct pgd__step_seq){ .tokens = toks[s], .n_new = np[s], .n_computed = 0,
+                                              .block_table = tables[s], .n_blocks = 8,
+                                              .n_logits = 1 };
+        }
+        const float *lg;
+        char err[1024] = "";
+        cr_assert_eq(pgd__runner_step(G, seqs, B, &lg, err, sizeof err), PGD_OK, "%s", err);
+        cr_assert_eq(pgd__runner_step(E, seqs, B, &lg, err, sizeof err), PGD_OK, "%s", err);
+        for (int s = 0; s < B; s++)
+            toks[s][np[s]] = argmax(lg + (size_t)s * vocab, vocab);
+        for (int step = 0; step < STEPS; step++) {
+            for (int s = 0; s < B; s++)
+                seqs[s] = (struct pgd__step_seq){ .tokens = &toks[s][np[s] + step], .n_new = 1,
+                                                  .n_computed = np[s] + step,
+                                                  .block_table = tables[s], .n_blocks = 8,
+                                                  .n_logits = 1 };
+            cr_assert_eq(pgd__runner_step(E, seqs, B, &lg, err, sizeof err), PGD_OK, "%s", err);
+            memcpy(eager, lg, (size_t)B * vocab * sizeof *eager);
+            if (step % 2) {
+                int32_t ids[8];
+                cr_assert_eq(pgd__runner_step_greedy(G, seqs, B, ids, err, sizeof err), PGD_OK,
+                             "%s", err);
+                for (int s = 0; s < B; s++) {
+                    const float *row = eager + (size_t)s * vocab;
+                    int want = argmax(row, vocab);
+                    cr_assert(ids[s] == want || (!exact && row[want] - row[ids[s]] <= 0.02 *
+                                                 max_abs(row, vocab)),
+                              "%s batch %d step %d sequence %d: graph id %d, eager %d", name, B,
+                              step, s, ids[s], want);
+                }
+            } else {
+                cr_assert_eq(pgd__runner_step(G, seqs, B, &lg, err, sizeof err), PGD_OK, "%s",
+                             err);
+                for (int s = 0; s < B; s++) {
+                    const float *a = lg + (size_t)s * vocab, *b = eager + (size_t)s * vocab;
+                    if (exact) {
+                        cr_assert(!memcmp(a, b, (size_t)vocab * sizeof *a), "%s batch %d step %d "
+                                  "sequence %d: graph logits differ (by %g of the largest)",
+                                  name, B, step, s, rel_max_diff(a, b, vocab));
+                    } else {
+                        double d = rel_max_diff(a, b, vocab);
+                        cr_assert_leq(d, 0.02, "%s batch %d step %d sequence %d: graph logits "
+                                      "differ by %g of the largest", name, B, step, s, d);
+                    }
+                }
+            }
+            for (int s = 0; s < B; s++)
+                toks[s][np[s] + step + 1] = argmax(eager + (size_t)s * vocab, vocab);
+        }
+    }
+    long replays;
+    int captured;
+    pgd__runner_graph_stats(G, &replays, &captured);
+    /* Sizes 1, 2, 4, 8: the first step of each runs eagerly, the second is captured. */
+    cr_assert_eq(captured, 4, "%d graphs captured", captured);
+    cr_assert_geq(replays, 20, "%ld replays", replays);
+    pgd__runner_graph_stats(E, &replays, &captured);
+    cr_assert_eq(replays + captured, 0);
+    free(eager);
+    for (int s = 0; s < 8; s++)
+        free(prompts[s]);
+    pgd__runner_destroy(G);
+    pgd__runner_destroy(E);
+    json_decref(ref);
+    pgd_registry_destroy(reg);
+}
+
+Test(cuda_models, graphs_decode_like_eager_llama_bf16, .init = need_gpu) { check_graphs("llama-bf16"); }
+Test(cuda_models, graphs_decode_like_eager_qwen3, .init = need_gpu) { check_graphs("qwen3-f32"); }
+Test(cuda_models, graphs_decode_like_eager_mistral_window, .init = need_gpu) { check_graphs("mistral-f32"); }
+
+/* PAGODA_CUDA_GRAPHS=0 turns them off. */
+Test(cuda_models, graphs_off_by_environment, .init = need_gpu)
+{
+    setenv("PAGODA_CUDA_GRAPHS", "0", 1);
+    struct pgd_registry *reg = fixture_registry(NULL);
+    struct pgd__runner *r = graph_runner(reg, "llama-bf16", false);
+    int32_t toks[8] = { 1, 5, 9, 33, 2, 7, 100, 3 }, table[1] = { 5 }, id;
+    char err[1024] = "";
+    for (int i = 0; i < 6; i++) {
+        struct pgd__step_seq s = { .tokens = toks + i, .n_new = 1, .n_computed = i,
+                                   .block_table = table, .n_blocks = 1, .n_logits = 1 };
+        cr_assert_eq(pgd__runner_step_greedy(r, &s, 1, &id, err, sizeof err), PGD_OK, "%s", err);
+    }
+    long replays;
+    int captured;
+    pgd__runner_graph_stats(r, &replays, &captured);
+    cr_assert_eq(replays + captured, 0);
+    pgd__runner_destroy(r);
+    pgd_registry_destroy(reg);
+    unsetenv("PAGODA_CUDA_GRAPHS");
 }
 #endif

@@ -62,6 +62,10 @@ struct pgd_engine_params {
     /* Benchmarks: read only model_dir's config.json and make random weights (from seed)
      * on the device; default false. */
     bool random_weights;
+    /* GPU only: no CUDA graphs; every step runs its kernels one launch at a time (default
+     * false: decode-only steps replay graphs captured per padded batch size; the
+     * environment's PAGODA_CUDA_GRAPHS=0 also turns them off). */
+    bool enforce_eager;
 };
 struct pgd_engine_params pgd_engine_default_params(void);
 

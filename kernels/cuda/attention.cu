@@ -344,6 +344,8 @@ static int plan_items(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, int
 
 static int n_items_for(const struct pgd_cuda_attn *a, int tq)
 {
+    if (a->decode_items)
+        return a->n_seqs;
     int n = 0;
     for (int s = 0; s < a->n_seqs; s++) {
         int len = a->h_query_start[s + 1] - a->h_query_start[s];
@@ -404,10 +406,18 @@ extern "C" int pgd_cuda_attention(struct pgd_cuda_ctx *c, const struct pgd_cuda_
                               pgd_dtype_name(a->dtype));
     int group = p->n_heads / p->n_kv_heads, hq, tq;
     block_shape(group, D, &hq, &tq);
-    if (plan_items(c, a, tq, err, errlen))
-        return 1;
+    int n_items = a->n_seqs;
+    if (a->decode_items) {
+        if (a->n_tokens != a->n_seqs)
+            return pgd_cuda_failf(err, errlen, "attention: decode items need one token a "
+                                  "sequence (%d tokens, %d seqs)", a->n_tokens, a->n_seqs);
+    } else {
+        if (plan_items(c, a, tq, err, errlen))
+            return 1;
+        n_items = c->plan_items;
+    }
     int head_chunks = group / hq;
-    int blocks = c->plan_items * p->n_kv_heads * head_chunks;
+    int blocks = n_items * p->n_kv_heads * head_chunks;
     split_plan sp = plan_splits(c, blocks, a->max_seq_len, a->n_tokens, p->n_heads, D);
     if (sp.n_splits > 1 && !scratch)
         return pgd_cuda_failf(err, errlen, "attention: %d context splits need scratch",
@@ -420,7 +430,7 @@ extern "C" int pgd_cuda_attention(struct pgd_cuda_ctx *c, const struct pgd_cuda_
     kp.seq_lens = a->seq_lens;
     kp.block_tables = a->block_tables;
     kp.positions = a->positions;
-    kp.items = c->plan_dev;
+    kp.items = a->decode_items ? (const int4 *)a->decode_items : c->plan_dev;
     kp.part = (float *)scratch;
     kp.block_size = a->block_size;
     kp.max_blocks = a->max_blocks;
@@ -433,14 +443,14 @@ extern "C" int pgd_cuda_attention(struct pgd_cuda_ctx *c, const struct pgd_cuda_
     kp.n_splits = sp.n_splits;
     kp.split_len = sp.split_len;
     kp.scale_log2 = p->scale * 1.4426950408889634f;
-    dim3 grid(c->plan_items, p->n_kv_heads * head_chunks, sp.n_splits);
+    dim3 grid(n_items, p->n_kv_heads * head_chunks, sp.n_splits);
     if (a->dtype == PGD_DTYPE_BF16)
         launch_d<__nv_bfloat16>(c, D, kp, grid, a->n_tokens);
     else
         launch_d<__half>(c, D, kp, grid, a->n_tokens);
     PGD_CUDA_LAUNCHED(err, errlen, "attention %s [%d tokens, %d seqs, %d heads / %d kv of %d, "
                       "max len %d, %d items x %d splits]", pgd_cuda_dt(a->dtype), a->n_tokens,
-                      a->n_seqs, p->n_heads, p->n_kv_heads, D, a->max_seq_len, c->plan_items,
+                      a->n_seqs, p->n_heads, p->n_kv_heads, D, a->max_seq_len, n_items,
                       sp.n_splits);
     return 0;
 }

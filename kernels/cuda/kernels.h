@@ -134,6 +134,10 @@ struct pgd_cuda_attn {
     const int32_t *h_query_start;    /* host copy of query_start, for planning */
     int max_seq_len;
     uint64_t step_id;                /* the plan is rebuilt when this (or its shape) changes */
+    /* Decode steps captured in a graph: one item per sequence, {seq, seq, 1, 0} as int32 x 4,
+     * in device memory that outlives the graph (NULL: planned from h_query_start into the
+     * context's buffer, which moves when it grows). With it, h_query_start is not read. */
+    const int32_t *decode_items;
 };
 /* Bytes of float32 scratch (device) an attention call needs for its context splits. */
 size_t pgd_cuda_attention_scratch(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a);
@@ -152,6 +156,21 @@ int pgd_cuda_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_act act
 /* out[r] = argmax(logits[r, :]) (the lowest index among equals); logits float32 [rows, vocab]. */
 int pgd_cuda_argmax(struct pgd_cuda_ctx *c, const float *logits, int rows, int vocab,
                     int32_t *out, char *err, size_t errlen);
+
+/* ---- graph.cu: CUDA graphs ---------------------------------------------------------- */
+/* Between capture_begin and capture_end the context's stream records instead of running
+ * (on this thread only); capture_end instantiates what was recorded. Nothing in between may
+ * synchronise, allocate device memory or copy from pageable host memory. */
+struct pgd_cuda_graph;
+int pgd_cuda_capture_begin(struct pgd_cuda_ctx *c, char *err, size_t errlen);
+int pgd_cuda_capture_end(struct pgd_cuda_ctx *c, struct pgd_cuda_graph **out, char *err,
+                         size_t errlen);
+/* Ends a failed capture, dropping what was recorded. */
+void pgd_cuda_capture_abort(struct pgd_cuda_ctx *c);
+int pgd_cuda_graph_launch(struct pgd_cuda_ctx *c, struct pgd_cuda_graph *g, char *err,
+                          size_t errlen);
+size_t pgd_cuda_graph_nodes(const struct pgd_cuda_graph *g);
+void pgd_cuda_graph_destroy(struct pgd_cuda_graph *g);
 
 #ifdef __cplusplus
 }
