@@ -194,6 +194,41 @@ void pgd_op_linear(struct pgd_fwd *f, const struct pgd_linear *w, const struct p
                    (int)w->out_features, y->data);
 }
 
+void pgd_op_linear_multi(struct pgd_fwd *f, int count, const struct pgd_linear *const *w,
+                         const struct pgd_tensor *x, struct pgd_tensor *const *y)
+{
+    if (count < 1 || count > 3) {
+        pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "linear_multi: %d layers (1..3)", count);
+        return;
+    }
+    bool one_launch = ON_CUDA(f);
+    for (int i = 0; i < count; i++)
+        one_launch = one_launch && !w[i]->quant && w[i]->in_features == w[0]->in_features;
+    if (!one_launch) {
+        for (int i = 0; i < count; i++)
+            pgd_op_linear(f, w[i], x, y[i]);
+        return;
+    }
+    for (int i = 0; i < count; i++)
+        if (!op_ready(f, "linear_multi", 3, (const struct pgd_tensor *[]){ &w[i]->weight, x, y[i] }))
+            return;
+    int64_t n = pgd_tensor_rows(x);
+    const void *wd[3], *bd[3];
+    void *yd[3];
+    int out[3];
+    for (int i = 0; i < count; i++) {
+        if (!check_shape(f, "linear_multi", "x", x, n, w[i]->in_features) ||
+            !check_shape(f, "linear_multi", "y", y[i], n, w[i]->out_features))
+            return;
+        wd[i] = w[i]->weight.data;
+        bd[i] = w[i]->bias.data;
+        yd[i] = y[i]->data;
+        out[i] = (int)w[i]->out_features;
+    }
+    CUDA_RUN(f, pgd_cuda_linear_multi(f->cuda, f->act_dtype, x->data, (int)n,
+                                      (int)w[0]->in_features, count, wd, bd, out, yd, CUDA_ERR));
+}
+
 void pgd_op_rope(struct pgd_fwd *f, const struct pgd_rope *rope, struct pgd_tensor *q,
                  struct pgd_tensor *k)
 {

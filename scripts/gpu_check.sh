@@ -10,7 +10,10 @@
 # GRAPHS_VARIANTS="0 1" runs the latency benchmark without and with CUDA graphs; TPUT_SG=0
 # skips the ShareGPT-shaped throughput run; SAN_TOOLS picks the sanitizer tools;
 # SAN_MODELS_FILTER also runs memcheck on the model tests it selects.
-# TESTS=1 runs every GPU test program; ENGINE_ONLY=1 only tests/test_cuda_engine.
+# TESTS=1 runs every GPU test program; ENGINE_ONLY=1 only tests/test_cuda_engine;
+# KERNELS_ONLY=1 only tests/test_cuda_kernels. GEMV_BENCH=1 runs `pagoda bench gemv` (the
+# decode GEMV kernels alone) first; GEMV_KERNELS="warp split" runs the latency benchmark with
+# each PGD_CUDA_GEMV kernel; SASS=1 saves the GEMV kernels' disassembly.
 # Run from the repository root on the GPU machine with the bundle from scripts/gpu_pack.sh
 # in $BUNDLE; logs go to $OUT.
 set -u
@@ -36,6 +39,20 @@ if [ "${TESTS:-1}" = 1 ] || [ "${ENGINE_ONLY:-0}" = 1 ]; then
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal|cuda_engine:" "$OUT/engine.log" | head -30
   echo "test_cuda_engine rc=$rc"; [ $rc -eq 0 ] || status=1
 fi
+if [ "${SASS:-0}" = 1 ]; then
+  cuobjdump -arch sm_90 -sass .libs/libpagoda.so 2>/dev/null | awk '/Function : .*gemv/{p=1} /Function : /&&!/gemv/{p=0} p' > "$OUT/gemv.sass"
+  echo "gemv SASS: $(grep -c 'Function :' "$OUT/gemv.sass") functions, $(grep -c LDG "$OUT/gemv.sass") LDG"
+fi
+if [ "${GEMV_BENCH:-0}" = 1 ]; then
+  stamp "bench gemv"
+  timeout 200 ./tools/.libs/pagoda bench gemv 2>&1 | tee "$OUT/bench-gemv.txt"
+fi
+if [ "${KERNELS_ONLY:-0}" = 1 ]; then
+  stamp "kernel tests"
+  timeout 300 ./tests/.libs/test_cuda_kernels --verbose -j4 > "$OUT/kernels.log" 2>&1; rc=$?
+  grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal" "$OUT/kernels.log" | head -40
+  echo "test_cuda_kernels rc=$rc"; [ $rc -eq 0 ] || status=1
+fi
 if [ "${TESTS:-1}" = 1 ]; then
   stamp "kernel tests"
   timeout 300 ./tests/.libs/test_cuda_kernels --verbose -j4 > "$OUT/kernels.log" 2>&1; rc=$?
@@ -57,12 +74,15 @@ if [ "${BENCH:-1}" = 1 ]; then
   # graphs, 0: every kernel launched one by one).
   for gr in ${GRAPHS_VARIANTS:-1}; do
   for g in ${GEMV_VARIANTS:-default}; do
-    stamp "bench (PGD_CUDA_GEMV_MAX_N=$g, PAGODA_CUDA_GRAPHS=$gr)"
+  for k in ${GEMV_KERNELS:-default}; do
+    stamp "bench (PGD_CUDA_GEMV_MAX_N=$g, PGD_CUDA_GEMV=$k, PAGODA_CUDA_GRAPHS=$gr)"
     [ $g = default ] && g=
-    PAGODA_CUDA_GRAPHS=$gr PGD_CUDA_GEMV_MAX_N=$g PAGODA_LOG=info timeout 300 \
+    [ $k = default ] && k=
+    PAGODA_CUDA_GRAPHS=$gr PGD_CUDA_GEMV_MAX_N=$g PGD_CUDA_GEMV=$k PAGODA_LOG=info timeout 300 \
         ./tools/.libs/pagoda bench latency \
         --random-weights $WT/scripts/configs/llama-3-8b/config.json ${BENCH_ARGS:-} \
-        2>&1 | grep -v "cuda graphs: captured" | tee "$OUT/bench-gemv${g:-default}-graphs$gr.txt"
+        2>&1 | grep -v "cuda graphs: captured" | tee "$OUT/bench-gemv${g:-default}-${k:-default}-graphs$gr.txt"
+  done
   done
   done
 fi

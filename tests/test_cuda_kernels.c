@@ -233,29 +233,112 @@ GPU_TEST(rmsnorm_fused_add_and_add)
 }
 
 /* ---- linear ---------------------------------------------------------------------------------- */
-enum { PATH_AUTO, PATH_GEMV, PATH_LT };
+enum { PATH_AUTO, PATH_GEMV, PATH_LT, PATH_GEMV_WARP, PATH_GEMV_SPLIT };
 
-static void check_linear(enum pgd_dtype dt, int path, int n, int in, int out, bool bias,
-                         enum pgd_dtype ydt)
+/* PATH_GEMV_WARP / PATH_GEMV_SPLIT: that GEMV variant with ks warps a feature (split only;
+ * 0: picked from the shape). */
+static void check_linear_ks(enum pgd_dtype dt, int path, int ks, int n, int in, int out,
+                            bool bias, enum pgd_dtype ydt)
 {
     char err[512] = "";
     float *x = rand_vals((size_t)n * in, 1, dt), *w = rand_vals((size_t)out * in, 1, dt);
     float *b = bias ? rand_vals((size_t)out, 1, dt) : NULL;
     void *dx = upload(x, (size_t)n * in, dt), *dw = upload(w, (size_t)out * in, dt);
     void *db = bias ? upload(b, (size_t)out, dt) : NULL, *dy = poisoned((size_t)n * out, ydt);
-    int rc = path == PATH_GEMV ? pgd_cuda_linear_gemv(ctx, dt, dx, dw, db, n, in, out, ydt, dy, err, sizeof err)
+    int var = path == PATH_GEMV_WARP ? PGD_CUDA_GEMV_WARP : PGD_CUDA_GEMV_SPLIT;
+    int rc = path >= PATH_GEMV_WARP ? pgd_cuda_linear_gemv_variant(ctx, var, ks, dt, dx, dw, db, n, in, out, ydt, dy, err, sizeof err)
+           : path == PATH_GEMV ? pgd_cuda_linear_gemv(ctx, dt, dx, dw, db, n, in, out, ydt, dy, err, sizeof err)
            : path == PATH_LT   ? pgd_cuda_linear_lt(ctx, dt, dx, dw, db, n, in, out, ydt, dy, err, sizeof err)
                                : pgd_cuda_linear(ctx, dt, dx, dw, db, n, in, out, ydt, dy, err, sizeof err);
     CHECK_RC(rc);
     float *got = download(dy, (size_t)n * out, ydt), *want = malloc((size_t)n * out * sizeof *want);
     pgd_cpu_linear(x, w, b, n, in, out, want);
     char what[128];
-    snprintf(what, sizeof what, "linear path %d [%d x %d] -> %d%s, out %s", path, n, in, out,
-             bias ? " + bias" : "", pgd_dtype_name(ydt));
+    snprintf(what, sizeof what, "linear path %d ks %d [%d x %d] -> %d%s, out %s", path, ks, n,
+             in, out, bias ? " + bias" : "", pgd_dtype_name(ydt));
     /* float32 output: only the summation order differs. */
     expect_close(what, got, want, (size_t)n * out, ydt == PGD_DTYPE_F32 ? PGD_DTYPE_F16 : dt);
     free(x); free(w); free(b); free(got); free(want);
     pgd_cuda_free(dx); pgd_cuda_free(dw); pgd_cuda_free(db); pgd_cuda_free(dy);
+}
+
+static void check_linear(enum pgd_dtype dt, int path, int n, int in, int out, bool bias,
+                         enum pgd_dtype ydt)
+{
+    check_linear_ks(dt, path, 0, n, in, out, bias, ydt);
+}
+
+/* Both GEMV variants against the CPU twin, the split one at every ks: rows of several
+ * 512-byte chunks and of a ragged last one, fewer chunks than warps (in = 264: some warps of
+ * a feature read nothing), an out that leaves a block's last features empty, bias, float32
+ * logits, n past the split kernel's 4 (it falls back to the warp kernel), an unaligned
+ * width (likewise). */
+GPU_TEST(linear_gemv_variants)
+{
+    static const int KS[] = { 0, 1, 2, 4, 8 };
+    for (int di = 0; di < 2; di++) {
+        enum pgd_dtype dt = DTS[di];
+        for (int n = 1; n <= 4; n++)
+            check_linear_ks(dt, PATH_GEMV_WARP, 0, n, 2048, 37, n == 2, dt);
+        for (int k = 0; k < 5; k++) {
+            for (int n = 1; n <= 4; n++)
+                check_linear_ks(dt, PATH_GEMV_SPLIT, KS[k], n, 4096, 37, n % 2, dt);
+            check_linear_ks(dt, PATH_GEMV_SPLIT, KS[k], 2, 1000, 67, true, dt);
+            check_linear_ks(dt, PATH_GEMV_SPLIT, KS[k], 3, 264, 9, false, PGD_DTYPE_F32);
+            check_linear_ks(dt, PATH_GEMV_SPLIT, KS[k], 1, 14336, 20, true, PGD_DTYPE_F32);
+            check_linear_ks(dt, PATH_GEMV_SPLIT, KS[k], 6, 512, 40, true, dt);
+            check_linear_ks(dt, PATH_GEMV_SPLIT, KS[k], 2, 100, 33, true, dt);
+        }
+        check_linear_ks(dt, PATH_GEMV_SPLIT, 0, 1, 4096, 1024, false, dt);   /* a k/v projection */
+    }
+}
+
+/* q, k, v from one x: pgd_cuda_linear_multi against the CPU twin of each layer (one launch
+ * at n <= 4, per layer above; count 1..3; a width that is no multiple of 8). */
+static void check_linear_multi(enum pgd_dtype dt, int count, int n, int in, const int *out,
+                               bool bias)
+{
+    char err[512] = "";
+    float *x = rand_vals((size_t)n * in, 1, dt), *w[3], *b[3] = { NULL, NULL, NULL };
+    void *dx = upload(x, (size_t)n * in, dt), *dy[3];
+    const void *dw[3], *db[3] = { NULL, NULL, NULL };
+    for (int s = 0; s < count; s++) {
+        w[s] = rand_vals((size_t)out[s] * in, 1, dt);
+        dw[s] = upload(w[s], (size_t)out[s] * in, dt);
+        if (bias && s != 1) {         /* k without bias, as in Qwen2 */
+            b[s] = rand_vals((size_t)out[s], 1, dt);
+            db[s] = upload(b[s], (size_t)out[s], dt);
+        }
+        dy[s] = poisoned((size_t)n * out[s], dt);
+    }
+    CHECK_RC(pgd_cuda_linear_multi(ctx, dt, dx, n, in, count, dw, db, out, dy, err, sizeof err));
+    for (int s = 0; s < count; s++) {
+        float *got = download(dy[s], (size_t)n * out[s], dt);
+        float *want = malloc((size_t)n * out[s] * sizeof *want);
+        pgd_cpu_linear(x, w[s], b[s], n, in, out[s], want);
+        char what[128];
+        snprintf(what, sizeof what, "linear_multi %d of %d, [%d x %d] -> %d%s", s, count, n, in,
+                 out[s], b[s] ? " + bias" : "");
+        expect_close(what, got, want, (size_t)n * out[s], dt);
+        free(got); free(want); free(w[s]); free(b[s]);
+        pgd_cuda_free((void *)dw[s]); pgd_cuda_free((void *)db[s]); pgd_cuda_free(dy[s]);
+    }
+    free(x);
+    pgd_cuda_free(dx);
+}
+
+GPU_TEST(linear_multi_qkv)
+{
+    static const int QKV[3] = { 256, 64, 64 }, ODD[3] = { 37, 9, 70 };
+    for (int di = 0; di < 2; di++) {
+        enum pgd_dtype dt = DTS[di];
+        for (int n = 1; n <= 5; n++)
+            check_linear_multi(dt, 3, n, 1024, QKV, n % 2);
+        check_linear_multi(dt, 3, 2, 100, ODD, true);
+        check_linear_multi(dt, 2, 3, 512, ODD, false);
+        check_linear_multi(dt, 1, 1, 4096, ODD, true);
+        check_linear_multi(dt, 3, 9, 256, QKV, true);
+    }
 }
 
 GPU_TEST(linear_gemv_and_cublaslt)

@@ -90,6 +90,10 @@ void pgd_op_add(struct pgd_fwd *f, struct pgd_tensor *x, const struct pgd_tensor
 /* y[n, out] = x[n, in] @ W^T + b */
 void pgd_op_linear(struct pgd_fwd *f, const struct pgd_linear *w, const struct pgd_tensor *x,
                    struct pgd_tensor *y);
+/* y[i] = x @ w[i]^T + b[i] for i < count (1..3): the same x through several layers (q, k, v),
+ * on the GPU in one kernel at decode sizes. */
+void pgd_op_linear_multi(struct pgd_fwd *f, int count, const struct pgd_linear *const *w,
+                         const struct pgd_tensor *x, struct pgd_tensor *const *y);
 /* Rotates q [n, n_heads * head_dim] and k [n, n_kv_heads * head_dim] in place by each
  * token's position (the "rotate half" layout of HF Llama). */
 void pgd_op_rope(struct pgd_fwd *f, const struct pgd_rope *rope, struct pgd_tensor *q,

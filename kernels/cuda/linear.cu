@@ -8,6 +8,7 @@
  * cached with its layouts in the context. */
 #include "kernels/cuda/common.cuh"
 #include <stdlib.h>
+#include <string.h>
 #include <algorithm>
 #include <vector>
 
@@ -169,6 +170,7 @@ extern "C" int pgd_cuda_linear_lt(struct pgd_cuda_ctx *c, enum pgd_dtype dt, con
 /* ---- GEMV for small batches ------------------------------------------------------------------ */
 #define GEMV_WARPS 8
 #define GEMV_MAX_N_DEFAULT 4   /* measured: see docs/PERFORMANCE.md */
+#define GEMV_VARIANT_DEFAULT PGD_CUDA_GEMV_WARP   /* measured: split is slower */
 
 template <typename T>
 __device__ __forceinline__ void unpack16(const uint4 &v, float *f)
@@ -195,14 +197,10 @@ __device__ __forceinline__ uint4 ld_stream(const void *p)
  * to cover the memory latency; x (a few rows, shared by all warps) comes from L1. */
 #define GEMV_UNR 4
 template <typename T, typename TY, int N>
-__global__ void __launch_bounds__(GEMV_WARPS * 32)
-gemv_kernel(const T *__restrict__ x, const T *__restrict__ w, const T *__restrict__ b, int in,
-            int out, TY *__restrict__ y, int vec)
+__device__ __forceinline__ void gemv_row(const T *__restrict__ x, const T *__restrict__ w,
+                                         const T *__restrict__ b, int in, int out,
+                                         TY *__restrict__ y, int vec, int o, int lane)
 {
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    int o = blockIdx.x * GEMV_WARPS + warp;
-    if (o >= out)
-        return;
     const T *wr = w + (size_t)o * in;
     float acc[N];
 #pragma unroll
@@ -263,16 +261,163 @@ gemv_kernel(const T *__restrict__ x, const T *__restrict__ w, const T *__restric
     }
 }
 
+template <typename T, typename TY, int N>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+gemv_kernel(const T *__restrict__ x, const T *__restrict__ w, const T *__restrict__ b, int in,
+            int out, TY *__restrict__ y, int vec)
+{
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int o = blockIdx.x * GEMV_WARPS + warp;
+    if (o < out)
+        gemv_row<T, TY, N>(x, w, b, in, out, y, vec, o, lane);
+}
+
+/* Up to 3 layers on the same x in one launch (q, k, v): blocks [first[s], first[s + 1]) serve
+ * segment s, GEMV_WARPS features a block as in gemv_kernel. Passed by value. */
+struct gemv_segs {
+    const void *w[3], *b[3];
+    void *y[3];
+    int out[3], first[4];
+};
+
+template <typename T, typename TY, int N>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+gemv_multi_kernel(const T *__restrict__ x, const __grid_constant__ gemv_segs segs, int in, int vec)
+{
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int s = (int)blockIdx.x >= segs.first[2] ? 2 : (int)blockIdx.x >= segs.first[1] ? 1 : 0;
+    int o = ((int)blockIdx.x - segs.first[s]) * GEMV_WARPS + warp;
+    if (o < segs.out[s])
+        gemv_row<T, TY, N>(x, (const T *)segs.w[s], (const T *)segs.b[s], in, segs.out[s],
+                           (TY *)segs.y[s], vec, o, lane);
+}
+
+/* Split-K GEMV (the default for 1..GEMV_SPLIT_MAX_N rows): a block of 8 warps serves 8/ks
+ * output features, ks warps each; warp p of a feature reads the 512-byte chunks p, p + ks,
+ * p + 2 ks, ... of its weight row (each chunk one coalesced 16-byte load per lane), and the
+ * ks partial sums meet in shared memory. Each lane issues SPLIT_UNR loads before using any
+ * (8 x 16 bytes: a 4096-wide row is in flight in 2 rounds at ks = 1, in one at ks >= 2), and
+ * ks is picked so that out * ks warps fill the chip even for a [1024 x 4096] k/v projection
+ * (which one warp per feature leaves at 1024 warps, ~8 an SM). Needs 16-byte aligned rows
+ * (the caller falls back to gemv_kernel otherwise). */
+#define SPLIT_UNR 8
+#define GEMV_SPLIT_MAX_N 4
+template <typename T, typename TY, int N>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+gemv_split_kernel(const T *__restrict__ x, const T *__restrict__ w, const T *__restrict__ b,
+                  int in, int out, TY *__restrict__ y, int ks_log2)
+{
+    constexpr int V = 16 / sizeof(T);
+    __shared__ float part_sum[GEMV_WARPS][N];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int ks = 1 << ks_log2, part = warp & (ks - 1);
+    const int o = blockIdx.x * (GEMV_WARPS >> ks_log2) + (warp >> ks_log2);
+    float acc[N];
+#pragma unroll
+    for (int r = 0; r < N; r++)
+        acc[r] = 0.0f;
+    if (o < out) {
+        const uint4 *wr = reinterpret_cast<const uint4 *>(w + (size_t)o * in);
+        const uint4 *xv = reinterpret_cast<const uint4 *>(x);
+        const int nv = in / V, stride = 32 * ks;   /* in 16-byte vectors */
+        for (int v = part * 32 + lane; v < nv; v += SPLIT_UNR * stride) {
+            uint4 wv[SPLIT_UNR];
+#pragma unroll
+            for (int u = 0; u < SPLIT_UNR; u++)
+                wv[u] = v + u * stride < nv ? ld_stream(wr + v + u * stride) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+            for (int u = 0; u < SPLIT_UNR; u++) {
+                const int vi = v + u * stride;
+                if (vi < nv) {
+                    float wf[V];
+                    unpack16<T>(wv[u], wf);
+#pragma unroll
+                    for (int r = 0; r < N; r++) {
+                        float xf[V];
+                        unpack16<T>(__ldg(xv + (size_t)r * nv + vi), xf);
+#pragma unroll
+                        for (int i = 0; i < V; i++)
+                            acc[r] = fmaf(wf[i], xf[i], acc[r]);
+                    }
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < N; r++) {
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1)
+            acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
+    }
+    if (ks > 1) {
+        if (lane == 0) {
+#pragma unroll
+            for (int r = 0; r < N; r++)
+                part_sum[warp][r] = acc[r];
+        }
+        __syncthreads();
+        if (lane == 0 && part == 0) {
+            for (int p = 1; p < ks; p++) {
+#pragma unroll
+                for (int r = 0; r < N; r++)
+                    acc[r] += part_sum[warp + p][r];
+            }
+        }
+    }
+    if (lane == 0 && part == 0 && o < out) {
+        float bias = b ? to_f<T>(b[o]) : 0.0f;
+#pragma unroll
+        for (int r = 0; r < N; r++)
+            y[(size_t)r * out + o] = from_f<TY>(acc[r] + bias);
+    }
+}
+
+/* Warps per output feature for the split kernel: the fewest (1, 2, 4, 8) that put
+ * out * ks >= 48 warps on every SM, and no more than the row has 512-byte chunks.
+ * PGD_CUDA_GEMV_KSPLIT (1, 2, 4, 8) overrides, for measuring. */
+static int split_ks(const struct pgd_cuda_ctx *c, int in, int out, int elem)
+{
+    static int forced = -1;
+    if (forced < 0) {
+        const char *e = getenv("PGD_CUDA_GEMV_KSPLIT");
+        int v = e && *e ? atoi(e) : 0;
+        forced = v == 1 || v == 2 || v == 4 || v == 8 ? v : 0;
+    }
+    if (forced)
+        return forced;
+    int chunks = (int)(((int64_t)in * elem + 511) / 512);
+    int ks = 1;
+    while (ks < 8 && (int64_t)out * ks < (int64_t)c->sm_count * 48 && ks * 2 <= chunks)
+        ks *= 2;
+    return ks;
+}
+
 template <typename T, typename TY>
-static int gemv_launch(struct pgd_cuda_ctx *c, const void *x, const void *w, const void *b,
-                       int n, int in, int out, void *y, char *err, size_t errlen)
+static int gemv_launch(struct pgd_cuda_ctx *c, int variant, int ks, const void *x, const void *w,
+                       const void *b, int n, int in, int out, void *y, char *err, size_t errlen)
 {
     int vec = ((uintptr_t)x % 16 == 0) && ((uintptr_t)w % 16 == 0) &&
               (in % (16 / (int)sizeof(T)) == 0);
-    int blocks = (out + GEMV_WARPS - 1) / GEMV_WARPS;
     const T *xp = (const T *)x, *wp = (const T *)w, *bp = (const T *)b;
     TY *yp = (TY *)y;
-    dim3 grid(blocks), block(GEMV_WARPS * 32);
+    dim3 block(GEMV_WARPS * 32);
+    if (variant == PGD_CUDA_GEMV_SPLIT && vec && n <= GEMV_SPLIT_MAX_N) {
+        if (ks <= 0)
+            ks = split_ks(c, in, out, (int)sizeof(T));
+        int lg = ks >= 8 ? 3 : ks >= 4 ? 2 : ks >= 2 ? 1 : 0;
+        int rows = GEMV_WARPS >> lg;
+        dim3 grid((out + rows - 1) / rows);
+        switch (n) {
+        case 1: gemv_split_kernel<T, TY, 1><<<grid, block, 0, c->stream>>>(xp, wp, bp, in, out, yp, lg); break;
+        case 2: gemv_split_kernel<T, TY, 2><<<grid, block, 0, c->stream>>>(xp, wp, bp, in, out, yp, lg); break;
+        case 3: gemv_split_kernel<T, TY, 3><<<grid, block, 0, c->stream>>>(xp, wp, bp, in, out, yp, lg); break;
+        case 4: gemv_split_kernel<T, TY, 4><<<grid, block, 0, c->stream>>>(xp, wp, bp, in, out, yp, lg); break;
+        }
+        PGD_CUDA_LAUNCHED(err, errlen, "gemv (split-K %d) x [%d, %d] @ w [%d, %d]^T", ks, n, in,
+                          out, in);
+        return 0;
+    }
+    dim3 grid((out + GEMV_WARPS - 1) / GEMV_WARPS);
     switch (n) {
     case 1: gemv_kernel<T, TY, 1><<<grid, block, 0, c->stream>>>(xp, wp, bp, in, out, yp, vec); break;
     case 2: gemv_kernel<T, TY, 2><<<grid, block, 0, c->stream>>>(xp, wp, bp, in, out, yp, vec); break;
@@ -288,19 +433,44 @@ static int gemv_launch(struct pgd_cuda_ctx *c, const void *x, const void *w, con
     return 0;
 }
 
-extern "C" int pgd_cuda_linear_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
-                                    const void *w, const void *b, int n, int in, int out,
-                                    enum pgd_dtype ydt, void *y, char *err, size_t errlen)
+/* The GEMV variant the model uses: PGD_CUDA_GEMV=warp|split overrides the default. */
+static int gemv_variant(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("PGD_CUDA_GEMV");
+        v = e && !strcmp(e, "warp") ? PGD_CUDA_GEMV_WARP
+          : e && !strcmp(e, "split") ? PGD_CUDA_GEMV_SPLIT : GEMV_VARIANT_DEFAULT;
+    }
+    return v;
+}
+
+extern "C" int pgd_cuda_linear_gemv_variant(struct pgd_cuda_ctx *c, int variant, int ks,
+                                            enum pgd_dtype dt, const void *x, const void *w,
+                                            const void *b, int n, int in, int out,
+                                            enum pgd_dtype ydt, void *y, char *err, size_t errlen)
 {
     if (n == 0)
         return 0;
     if (ydt != dt && ydt != PGD_DTYPE_F32)
         return pgd_cuda_failf(err, errlen, "linear: output dtype %s for %s inputs",
                               pgd_dtype_name(ydt), pgd_dtype_name(dt));
+    if (variant != PGD_CUDA_GEMV_WARP && variant != PGD_CUDA_GEMV_SPLIT)
+        return pgd_cuda_failf(err, errlen, "gemv: variant %d", variant);
+    if (ks != 0 && ks != 1 && ks != 2 && ks != 4 && ks != 8)
+        return pgd_cuda_failf(err, errlen, "gemv: split %d (0 for auto, 1, 2, 4, 8)", ks);
     if (ydt == PGD_DTYPE_F32)
-        PGD_CUDA_DISPATCH(dt, T, return gemv_launch<T, float>(c, x, w, b, n, in, out, y, err, errlen));
-    PGD_CUDA_DISPATCH(dt, T, return gemv_launch<T, T>(c, x, w, b, n, in, out, y, err, errlen));
+        PGD_CUDA_DISPATCH(dt, T, return gemv_launch<T, float>(c, variant, ks, x, w, b, n, in, out, y, err, errlen));
+    PGD_CUDA_DISPATCH(dt, T, return gemv_launch<T, T>(c, variant, ks, x, w, b, n, in, out, y, err, errlen));
     return 0;
+}
+
+extern "C" int pgd_cuda_linear_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                                    const void *w, const void *b, int n, int in, int out,
+                                    enum pgd_dtype ydt, void *y, char *err, size_t errlen)
+{
+    return pgd_cuda_linear_gemv_variant(c, gemv_variant(), 0, dt, x, w, b, n, in, out, ydt, y,
+                                        err, errlen);
 }
 
 /* Batches up to this many rows take the GEMV kernel (PGD_CUDA_GEMV_MAX_N, 0..8, overrides:
@@ -316,6 +486,18 @@ static int gemv_max_n(void)
     return v;
 }
 
+/* Whether pgd_cuda_linear_multi takes one launch (PGD_CUDA_GEMV_MULTI=0: one per layer, for
+ * measuring the two against each other). */
+static int gemv_multi_on(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("PGD_CUDA_GEMV_MULTI");
+        v = !(e && !strcmp(e, "0"));
+    }
+    return v;
+}
+
 extern "C" int pgd_cuda_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
                                const void *w, const void *b, int n, int in, int out,
                                enum pgd_dtype ydt, void *y, char *err, size_t errlen)
@@ -323,6 +505,55 @@ extern "C" int pgd_cuda_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const 
     if (n <= gemv_max_n())
         return pgd_cuda_linear_gemv(c, dt, x, w, b, n, in, out, ydt, y, err, errlen);
     return pgd_cuda_linear_lt(c, dt, x, w, b, n, in, out, ydt, y, err, errlen);
+}
+
+/* ---- several layers on one x -------------------------------------------------------------- */
+template <typename T>
+static int gemv_multi_launch(struct pgd_cuda_ctx *c, const void *x, int n, int in, int count,
+                             const void *const *w, const void *const *b, const int *out,
+                             void *const *y, char *err, size_t errlen)
+{
+    gemv_segs segs = {};
+    int vec = ((uintptr_t)x % 16 == 0) && (in % (16 / (int)sizeof(T)) == 0);
+    for (int s = 0; s < 3; s++) {
+        int k = s < count ? s : count - 1;      /* unused segments: empty copies of the last */
+        segs.w[s] = w[k];
+        segs.b[s] = b ? b[k] : NULL;
+        segs.y[s] = y[k];
+        segs.out[s] = s < count ? out[k] : 0;
+        segs.first[s + 1] = segs.first[s] + (segs.out[s] + GEMV_WARPS - 1) / GEMV_WARPS;
+        vec = vec && (uintptr_t)w[k] % 16 == 0;
+    }
+    const T *xp = (const T *)x;
+    dim3 grid(segs.first[3]), block(GEMV_WARPS * 32);
+    switch (n) {
+    case 1: gemv_multi_kernel<T, T, 1><<<grid, block, 0, c->stream>>>(xp, segs, in, vec); break;
+    case 2: gemv_multi_kernel<T, T, 2><<<grid, block, 0, c->stream>>>(xp, segs, in, vec); break;
+    case 3: gemv_multi_kernel<T, T, 3><<<grid, block, 0, c->stream>>>(xp, segs, in, vec); break;
+    case 4: gemv_multi_kernel<T, T, 4><<<grid, block, 0, c->stream>>>(xp, segs, in, vec); break;
+    default: return pgd_cuda_failf(err, errlen, "gemv multi: %d rows (1..4)", n);
+    }
+    PGD_CUDA_LAUNCHED(err, errlen, "gemv x [%d, %d] through %d layers (%d + %d + %d)", n, in,
+                      count, segs.out[0], segs.out[1], segs.out[2]);
+    return 0;
+}
+
+extern "C" int pgd_cuda_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                                     int n, int in, int count, const void *const *w,
+                                     const void *const *b, const int *out, void *const *y,
+                                     char *err, size_t errlen)
+{
+    if (count < 1 || count > 3)
+        return pgd_cuda_failf(err, errlen, "linear multi: %d layers (1..3)", count);
+    if (n == 0)
+        return 0;
+    if (n <= gemv_max_n() && n <= 4 && gemv_multi_on())
+        PGD_CUDA_DISPATCH(dt, T, return gemv_multi_launch<T>(c, x, n, in, count, w, b, out, y,
+                                                             err, errlen));
+    for (int s = 0; s < count; s++)
+        if (pgd_cuda_linear(c, dt, x, w[s], b ? b[s] : NULL, n, in, out[s], dt, y[s], err, errlen))
+            return 1;
+    return 0;
 }
 
 /* ---- the GEMM rate probe ---------------------------------------------------------------------- */
@@ -371,6 +602,80 @@ extern "C" int pgd_cuda_bench_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, in
     cudaFree(a);
     cudaFree(bm);
     cudaFree(d);
+    if (e0)
+        cudaEventDestroy(e0);
+    if (e1)
+        cudaEventDestroy(e1);
+    return rc;
+}
+
+/* ---- the GEMV probe ------------------------------------------------------------------------- */
+extern "C" int pgd_cuda_bench_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int n, int in,
+                                   int out, int nvar, const int *variant, const int *ks,
+                                   double *us, char *err, size_t errlen)
+{
+    size_t esz = pgd_dtype_size(dt), wbytes = (size_t)out * in * esz;
+    /* Enough weight copies that one round reads >= 256 MB: L2 (50 MB) holds none of them. */
+    int copies = (int)std::min<size_t>(64, std::max<size_t>(1, ((size_t)256 << 20) / wbytes + 1));
+    int rounds = std::max(1, 48 / copies);
+    std::vector<void *> ws((size_t)copies, nullptr);
+    void *x = NULL, *y = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    int rc = 0;
+    cudaError_t e = cudaMalloc(&x, (size_t)n * in * esz);
+    if (e == cudaSuccess)
+        e = cudaMalloc(&y, (size_t)n * out * esz);
+    for (int i = 0; i < copies && e == cudaSuccess; i++)
+        e = cudaMalloc(&ws[(size_t)i], wbytes);
+    if (e == cudaSuccess)
+        e = cudaEventCreate(&e0);
+    if (e == cudaSuccess)
+        e = cudaEventCreate(&e1);
+    if (e != cudaSuccess)
+        rc = pgd_cuda_failf(err, errlen, "GEMV probe [%d x %d] -> %d (%d copies): %s", n, in, out,
+                            copies, cudaGetErrorString(e));
+    rc = rc || pgd_cuda_fill_random(c, dt, x, (size_t)n * in, 11, -1, 1, err, errlen);
+    for (int i = 0; !rc && i < copies; i++)
+        rc = pgd_cuda_fill_random(c, dt, ws[(size_t)i], (size_t)out * in, 12 + i, -1, 1, err, errlen);
+    for (int v = 0; !rc && v < nvar; v++) {
+        std::vector<float> ms;
+        for (int rep = -1; !rc && rep < 7; rep++) {
+            cudaEventRecord(e0, c->stream);
+            for (int k = 0; !rc && k < rounds * copies; k++) {
+                const char *wk = (const char *)ws[(size_t)(k % copies)];
+                if (variant[v] == PGD_CUDA_GEMV_BENCH_QKV) {
+                    /* The rows as q, k, v (out - 2 out/6, out/6, out/6), one launch. */
+                    int o3[3] = { out - 2 * (out / 6), out / 6, out / 6 };
+                    const void *w3[3] = { wk, wk + (size_t)o3[0] * in * esz,
+                                          wk + (size_t)(o3[0] + o3[1]) * in * esz };
+                    void *y3[3] = { y, (char *)y + (size_t)n * o3[0] * esz,
+                                    (char *)y + (size_t)n * (o3[0] + o3[1]) * esz };
+                    rc = pgd_cuda_linear_multi(c, dt, x, n, in, 3, w3, NULL, o3, y3, err, errlen);
+                } else {
+                    rc = pgd_cuda_linear_gemv_variant(c, variant[v], ks[v], dt, x, wk, NULL, n,
+                                                      in, out, dt, y, err, errlen);
+                }
+            }
+            cudaEventRecord(e1, c->stream);
+            e = cudaEventSynchronize(e1);
+            float t = 0;
+            if (e == cudaSuccess)
+                e = cudaEventElapsedTime(&t, e0, e1);
+            if (e != cudaSuccess && !rc)
+                rc = pgd_cuda_failf(err, errlen, "GEMV probe [%d x %d] -> %d: %s", n, in, out,
+                                    cudaGetErrorString(e));
+            if (rep >= 0)
+                ms.push_back(t / (float)(rounds * copies));
+        }
+        if (!rc) {
+            std::sort(ms.begin(), ms.end());
+            us[v] = ms[ms.size() / 2] * 1e3;
+        }
+    }
+    cudaFree(x);
+    cudaFree(y);
+    for (void *p : ws)
+        cudaFree(p);
     if (e0)
         cudaEventDestroy(e0);
     if (e1)

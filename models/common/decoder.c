@@ -240,9 +240,8 @@ void decoder_forward(void *model, struct pgd_fwd *f)
     pgd_op_rmsnorm(f, &h, &d->layers[0].in_norm, c->eps, &x);
     for (int l = 0; l < c->n_layers; l++) {
         const struct decoder_layer *L = &d->layers[l];
-        pgd_op_linear(f, &L->q, &x, &q);
-        pgd_op_linear(f, &L->k, &x, &k);
-        pgd_op_linear(f, &L->v, &x, &v);
+        pgd_op_linear_multi(f, 3, (const struct pgd_linear *const[]){ &L->q, &L->k, &L->v }, &x,
+                            (struct pgd_tensor *const[]){ &q, &k, &v });
         if (c->qk_norm) {
             struct pgd_tensor qh = pgd_tensor_view2d(&q, (int64_t)n * c->n_heads, c->head_dim);
             struct pgd_tensor kh = pgd_tensor_view2d(&k, (int64_t)n * c->n_kv_heads, c->head_dim);
