@@ -209,6 +209,7 @@ void pgd_op_linear_multi(struct pgd_fwd *f, int count, const struct pgd_linear *
             pgd_op_linear(f, w[i], x, y[i]);
         return;
     }
+#ifdef PGD_HAVE_CUDA
     for (int i = 0; i < count; i++)
         if (!op_ready(f, "linear_multi", 3, (const struct pgd_tensor *[]){ &w[i]->weight, x, y[i] }))
             return;
@@ -227,6 +228,7 @@ void pgd_op_linear_multi(struct pgd_fwd *f, int count, const struct pgd_linear *
     }
     CUDA_RUN(f, pgd_cuda_linear_multi(f->cuda, f->act_dtype, x->data, (int)n,
                                       (int)w[0]->in_features, count, wd, bd, out, yd, CUDA_ERR));
+#endif
 }
 
 void pgd_op_rope(struct pgd_fwd *f, const struct pgd_rope *rope, struct pgd_tensor *q,
