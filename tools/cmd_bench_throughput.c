@@ -192,10 +192,12 @@ static int run_tput(const struct tput_opts *o)
     ep.model_dir = o->model;
     /* --plugin-dir first, then the build tree's plugins when run from it. */
     static char path[8192];
-    const char *build = pgd_tool_build_plugin_dirs();
-    snprintf(path, sizeof path, "%s%s%s", o->plugin_dirs ? o->plugin_dirs : "",
-             o->plugin_dirs && build ? ":" : "", build ? build : "");
-    ep.plugin_path = path[0] ? path : NULL;
+    int too_long;
+    ep.plugin_path = pgd_tool_engine_plugin_path(o->plugin_dirs, path, sizeof path, &too_long);
+    if (too_long) {
+        snprintf(err, sizeof err, "--plugin-dir paths are too long");
+        goto out;
+    }
     ep.device = o->device;
     ep.dtype = o->dtype;
     ep.random_weights = o->random;

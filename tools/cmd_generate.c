@@ -280,9 +280,12 @@ int pgd_cmd_generate(int argc, char **argv)
     /* The engine's registry searches plugin_path first: --plugin-dir, then the build tree's
      * plugins when this binary runs from it (then PAGODA_PLUGIN_PATH and the install dir). */
     static char path[8192];
-    const char *build = pgd_tool_build_plugin_dirs();
-    snprintf(path, sizeof path, "%s%s%s", o.plugin_dirs, o.plugin_dirs[0] && build ? ":" : "",
-             build ? build : "");
-    o.engine.plugin_path = path[0] ? path : NULL;
+    int too_long;
+    o.engine.plugin_path = pgd_tool_engine_plugin_path(o.plugin_dirs, path, sizeof path,
+                                                       &too_long);
+    if (too_long) {
+        fprintf(stderr, "pagoda generate: --plugin-dir paths are too long\n");
+        return 2;
+    }
     return run(&o);
 }

@@ -113,15 +113,12 @@ int pgd_cmd_plugins(int argc, char **argv)
 
     char err[512];
     struct pgd_registry *reg;
-    if (pgd_registry_create(&reg, err, sizeof err) != PGD_OK ||
-        pgd_registry_set_build_dirs(reg, pgd_tool_build_plugin_dirs(), err, sizeof err) != PGD_OK) {
+    enum pgd_status st = pgd_tool_registry(dirs, &reg, err, sizeof err);
+    free(dirs);
+    if (st != PGD_OK) {
         fprintf(stderr, "pagoda plugins: %s\n", err);
-        pgd_registry_destroy(reg);
-        free(dirs);
         return 1;
     }
-    pgd_registry_load_search_path(reg, dirs);
-    free(dirs);
 
     printf("search path: %s\n\n", pgd_registry_search_path(reg));
     print_table(reg);

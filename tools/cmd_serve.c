@@ -187,7 +187,6 @@ static int run(struct serve_opts *o)
     const struct pgd_tokenizer *tok = NULL;
     void *fe = NULL;
     const struct pgd_frontend_ops *ops = NULL;
-    char *engine_dirs = NULL;
     struct chat chat = { 0 };
     bool has_chat = false;
 
@@ -216,12 +215,14 @@ static int run(struct serve_opts *o)
     fprintf(stderr, "pagoda serve: listening on %s (loading %s)\n", ops->address(fe), o->model);
 
     o->ep.model_dir = o->model;
-    if (add_dir(&engine_dirs, o->plugin_dirs) ||
-        add_dir(&engine_dirs, pgd_tool_build_plugin_dirs())) {
-        snprintf(err, sizeof err, "out of memory");
+    static char engine_dirs[8192];
+    int too_long;
+    o->ep.plugin_path = pgd_tool_engine_plugin_path(o->plugin_dirs, engine_dirs,
+                                                    sizeof engine_dirs, &too_long);
+    if (too_long) {
+        snprintf(err, sizeof err, "--plugin-dir paths are too long");
         goto out;
     }
-    o->ep.plugin_path = engine_dirs;
     if (pgd_engine_create(&o->ep, &eng, err, sizeof err))
         goto out;
     tok = pgd_engine_tokenizer(eng);    /* borrowed from the engine */
@@ -264,7 +265,6 @@ out:
     pgd_chat_template_destroy(chat.tpl);
     pgd_chat_template_config_fini(&chat.cfg);
     pgd_registry_destroy(reg);
-    free(engine_dirs);
     if (sig_pipe[0] >= 0) {
         close(sig_pipe[0]);
         close(sig_pipe[1]);

@@ -35,6 +35,11 @@ const char *pgd_tool_build_plugin_dirs(void);
 /* A registry loaded from the tool's search path: plugin_dirs (--plugin-dir, colon-separated,
  * may be NULL), PAGODA_PLUGIN_PATH, the build tree's plugins when run from it, then the
  * install directory. *out is owned by the caller: pgd_registry_destroy. */
+/* The engine's plugin_path for a tool: plugin_dirs (--plugin-dir, colon-separated, may be
+ * NULL or ""), then the build tree's plugins when run from it, into buf. Returns buf, or
+ * NULL when there are none; -1 in *too_long when buf is too small. */
+const char *pgd_tool_engine_plugin_path(const char *plugin_dirs, char *buf, size_t buflen,
+                                        int *too_long);
 enum pgd_status pgd_tool_registry(const char *plugin_dirs, struct pgd_registry **out, char *err,
                                   size_t errlen);
 int pgd_cmd_tokenize(int argc, char **argv);

@@ -40,6 +40,17 @@ const char *pgd_tool_build_plugin_dirs(void)
     return NULL;
 }
 
+const char *pgd_tool_engine_plugin_path(const char *plugin_dirs, char *buf, size_t buflen,
+                                        int *too_long)
+{
+    const char *build = pgd_tool_build_plugin_dirs();
+    bool mine = plugin_dirs && plugin_dirs[0];
+    int n = snprintf(buf, buflen, "%s%s%s", mine ? plugin_dirs : "", mine && build ? ":" : "",
+                     build ? build : "");
+    *too_long = n < 0 || (size_t)n >= buflen ? -1 : 0;
+    return buf[0] ? buf : NULL;
+}
+
 enum pgd_status pgd_tool_registry(const char *plugin_dirs, struct pgd_registry **out, char *err,
                                   size_t errlen)
 {
