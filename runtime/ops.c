@@ -256,32 +256,40 @@ void pgd_op_rope(struct pgd_fwd *f, const struct pgd_rope *rope, struct pgd_tens
                  f->n_tokens, (int)D, rope->rotary_dim, rope->inv_freq, f->positions);
 }
 
-void pgd_op_attention(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p,
-                      const struct pgd_tensor *q, const struct pgd_tensor *k,
-                      const struct pgd_tensor *v, struct pgd_tensor *out)
+/* Whether layer's cache fits p and q, k, v, out are [n, heads * head_dim]. */
+static bool attention_args_ok(struct pgd_fwd *f, const char *op, int layer,
+                              const struct pgd_attn_params *p, const struct pgd_tensor *q,
+                              const struct pgd_tensor *k, const struct pgd_tensor *v,
+                              const struct pgd_tensor *out)
 {
-    if (!op_ready(f, "attention", 4, (const struct pgd_tensor *[]){ q, k, v, out }))
-        return;
     struct pgd__kv_cache *kv = f->kv;
     if (layer < 0 || layer >= kv->n_layers || p->n_kv_heads != kv->n_kv_heads ||
         p->head_dim != kv->head_dim || p->n_kv_heads <= 0 || p->n_heads % p->n_kv_heads) {
         pgd_fwd_fail(f, PGD_ERR_INVALID_ARG,
-                     "attention: layer %d with %d heads / %d kv heads of %d does not fit the "
-                     "cache (%d layers, %d kv heads of %d)", layer, p->n_heads, p->n_kv_heads,
-                     p->head_dim, kv->n_layers, kv->n_kv_heads, kv->head_dim);
-        return;
+                     "%s: layer %d with %d heads / %d kv heads of %d does not fit the "
+                     "cache (%d layers, %d kv heads of %d)", op, layer, p->n_heads,
+                     p->n_kv_heads, p->head_dim, kv->n_layers, kv->n_kv_heads, kv->head_dim);
+        return false;
     }
     int64_t n = f->n_tokens;
-    if (!check_shape(f, "attention", "q", q, n, (int64_t)p->n_heads * p->head_dim) ||
-        !check_shape(f, "attention", "k", k, n, (int64_t)p->n_kv_heads * p->head_dim) ||
-        !check_shape(f, "attention", "v", v, n, (int64_t)p->n_kv_heads * p->head_dim) ||
-        !check_shape(f, "attention", "out", out, n, (int64_t)p->n_heads * p->head_dim))
-        return;
+    return check_shape(f, op, "q", q, n, (int64_t)p->n_heads * p->head_dim) &&
+           check_shape(f, op, "k", k, n, (int64_t)p->n_kv_heads * p->head_dim) &&
+           check_shape(f, op, "v", v, n, (int64_t)p->n_kv_heads * p->head_dim) &&
+           check_shape(f, op, "out", out, n, (int64_t)p->n_heads * p->head_dim);
+}
+
+/* The K/V write (unless the caller's kernel did it) and the attention itself. */
+static void attend(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p,
+                   const struct pgd_tensor *q, const struct pgd_tensor *k,
+                   const struct pgd_tensor *v, struct pgd_tensor *out, bool write_kv)
+{
+    struct pgd__kv_cache *kv = f->kv;
 #ifdef PGD_HAVE_CUDA
     if (ON_CUDA(f)) {
-        CUDA_RUN(f, pgd_cuda_kv_write(f->cuda, f->act_dtype, kv->k[layer], kv->v[layer], k->data,
-                                      v->data, f->slot_mapping, f->n_tokens,
-                                      p->n_kv_heads * p->head_dim, CUDA_ERR));
+        if (write_kv)
+            CUDA_RUN(f, pgd_cuda_kv_write(f->cuda, f->act_dtype, kv->k[layer], kv->v[layer],
+                                          k->data, v->data, f->slot_mapping, f->n_tokens,
+                                          p->n_kv_heads * p->head_dim, CUDA_ERR));
         struct pgd_cuda_attn a = {
             .dtype = f->act_dtype, .q = q->data, .out = out->data, .k_cache = kv->k[layer],
             .v_cache = kv->v[layer], .block_size = kv->block_size, .p = *p,
@@ -302,6 +310,7 @@ void pgd_op_attention(struct pgd_fwd *f, int layer, const struct pgd_attn_params
         return;
     }
 #endif
+    (void)write_kv;
     struct pgd_cpu_kv_layer cl = { .k = kv->k[layer], .v = kv->v[layer],
                                    .block_size = kv->block_size, .n_kv_heads = kv->n_kv_heads,
                                    .head_dim = kv->head_dim };
@@ -315,6 +324,60 @@ void pgd_op_attention(struct pgd_fwd *f, int layer, const struct pgd_attn_params
         return;
     }
     pgd_cpu_attention(&cl, &L, p, q->data, scores, out->data);
+}
+
+void pgd_op_attention(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p,
+                      const struct pgd_tensor *q, const struct pgd_tensor *k,
+                      const struct pgd_tensor *v, struct pgd_tensor *out)
+{
+    if (!op_ready(f, "attention", 4, (const struct pgd_tensor *[]){ q, k, v, out }) ||
+        !attention_args_ok(f, "attention", layer, p, q, k, v, out))
+        return;
+    attend(f, layer, p, q, k, v, out, true);
+}
+
+void pgd_op_rope_attention(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p,
+                           const struct pgd_rope *rope, const struct pgd_tensor *q_norm,
+                           const struct pgd_tensor *k_norm, float eps, struct pgd_tensor *q,
+                           struct pgd_tensor *k, const struct pgd_tensor *v,
+                           struct pgd_tensor *out)
+{
+    if (!op_ready(f, "rope_attention", 4, (const struct pgd_tensor *[]){ q, k, v, out }) ||
+        !attention_args_ok(f, "rope_attention", layer, p, q, k, v, out))
+        return;
+    if (rope->head_dim != p->head_dim || !q_norm != !k_norm ||
+        (q_norm && (pgd_tensor_numel(q_norm) != p->head_dim ||
+                    pgd_tensor_numel(k_norm) != p->head_dim))) {
+        pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "rope_attention: rope head_dim %d, q/k norms of %lld "
+                     "/ %lld elements for head_dim %d (both or neither, head_dim each)",
+                     rope->head_dim, q_norm ? (long long)pgd_tensor_numel(q_norm) : 0LL,
+                     k_norm ? (long long)pgd_tensor_numel(k_norm) : 0LL, p->head_dim);
+        return;
+    }
+#ifdef PGD_HAVE_CUDA
+    if (ON_CUDA(f)) {
+        struct pgd__kv_cache *kv = f->kv;
+        CUDA_RUN(f, pgd_cuda_rope_kv_write(f->cuda, f->act_dtype, q->data, p->n_heads, k->data,
+                                           v->data, p->n_kv_heads, f->n_tokens, p->head_dim,
+                                           rope->rotary_dim, rope->inv_freq, f->positions,
+                                           q_norm ? q_norm->data : NULL,
+                                           k_norm ? k_norm->data : NULL, eps, kv->k[layer],
+                                           kv->v[layer], f->slot_mapping, CUDA_ERR));
+        if (f->status == PGD_OK)
+            attend(f, layer, p, q, k, v, out, false);
+        return;
+    }
+#endif
+    if (q_norm) {
+        int64_t n = f->n_tokens;
+        struct pgd_tensor qh = pgd_tensor_view2d(q, n * p->n_heads, p->head_dim);
+        struct pgd_tensor kh = pgd_tensor_view2d(k, n * p->n_kv_heads, p->head_dim);
+        pgd_op_rmsnorm(f, &qh, q_norm, eps, &qh);
+        pgd_op_rmsnorm(f, &kh, k_norm, eps, &kh);
+    }
+    pgd_op_rope(f, rope, q, k);
+    if (f->status == PGD_OK)
+        attend(f, layer, p, q, k, v, out, true);
 }
 
 void pgd_op_act_mul(struct pgd_fwd *f, enum pgd_act act, const struct pgd_tensor *gate_up,

@@ -11,7 +11,8 @@
 # skips the ShareGPT-shaped throughput run; SAN_TOOLS picks the sanitizer tools;
 # SAN_MODELS_FILTER also runs memcheck on the model tests it selects.
 # TESTS=1 runs every GPU test program; ENGINE_ONLY=1 only tests/test_cuda_engine;
-# KERNELS_ONLY=1 only tests/test_cuda_kernels. GEMV_BENCH=1 runs `pagoda bench gemv` (the
+# KERNELS_ONLY=1 only tests/test_cuda_kernels. NCU="name:bench-args;name:bench-args" times every
+# kernel of `pagoda bench latency BENCH-ARGS` (eager) with Nsight Compute into $OUT/ncu-NAME.csv. GEMV_BENCH=1 runs `pagoda bench gemv` (the
 # decode GEMV kernels alone) first; GEMV_KERNELS="warp split" runs the latency benchmark with
 # each PGD_CUDA_GEMV kernel; SASS=1 saves the GEMV kernels' disassembly.
 # Run from the repository root on the GPU machine with the bundle from scripts/gpu_pack.sh
@@ -19,7 +20,7 @@
 set -u
 OUT=${OUT:-/tmp/pgd-out}
 mkdir -p "$OUT"
-WT=${WT:-/work/wt-cuda}
+WT=${WT:-/work/main}
 B=$WT/_build/gpu
 t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
@@ -52,6 +53,16 @@ if [ "${KERNELS_ONLY:-0}" = 1 ]; then
   timeout 300 ./tests/.libs/test_cuda_kernels --verbose -j4 > "$OUT/kernels.log" 2>&1; rc=$?
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal" "$OUT/kernels.log" | head -40
   echo "test_cuda_kernels rc=$rc"; [ $rc -eq 0 ] || status=1
+fi
+if [ -n "${NCU:-}" ]; then
+  echo "$NCU" | tr ';' '\n' | while IFS=: read -r name args; do
+    stamp "ncu $name: bench latency $args"
+    PAGODA_CUDA_GRAPHS=0 timeout ${NCU_TIMEOUT:-200} ncu --clock-control none --csv --page raw \
+        --metrics gpu__time_duration.sum ./tools/.libs/pagoda bench latency \
+        --random-weights $WT/scripts/configs/llama-3-8b/config.json $args \
+        > "$OUT/ncu-$name.csv" 2> "$OUT/ncu-$name.err"; echo "ncu $name rc=$? $(wc -l < "$OUT/ncu-$name.csv") lines"
+    tail -3 "$OUT/ncu-$name.err"
+  done
 fi
 if [ "${TESTS:-1}" = 1 ]; then
   stamp "kernel tests"

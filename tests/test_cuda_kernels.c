@@ -401,6 +401,80 @@ GPU_TEST(rope_matches_cpu)
     }
 }
 
+/* rope fused with the K/V write (and Qwen3's per-head q/k norms) against the CPU's rmsnorm
+ * (rounded to dt, as the GPU's separate norm kernel writes it), rope and kv_write. */
+static void check_rope_kv_write(enum pgd_dtype dt, int D, int rot, bool norms)
+{
+    char err[512] = "";
+    struct pgd_rope_config cfg = { .head_dim = D, .rotary_dim = rot, .theta = 1000000.0 };
+    struct pgd_rope rope;
+    cr_assert_eq(pgd_rope_init(&rope, &cfg, err, sizeof err), PGD_OK, "%s", err);
+    int n = 7, nq = 8, nkv = 2, num_slots = 40;
+    size_t width = (size_t)nkv * D, qn = (size_t)n * nq * D, kn = (size_t)n * width;
+    int32_t pos[7];
+    int64_t slot[7];
+    for (int i = 0; i < n; i++) {
+        pos[i] = (int32_t)((i * 1733 + 11) % 9000);
+        slot[i] = i == 3 ? -1 : (int64_t)((i * 13 + 5) % num_slots);   /* row 3: padding */
+    }
+    float *q = rand_vals(qn, 2, dt), *k = rand_vals(kn, 2, dt), *v = rand_vals(kn, 2, dt);
+    float *kc = rand_vals((size_t)num_slots * width, 1, dt);
+    float *vc = rand_vals((size_t)num_slots * width, 1, dt);
+    float *qw = rand_vals((size_t)D, 1.5f, dt), *kw = rand_vals((size_t)D, 1.5f, dt);
+    void *dq = upload(q, qn, dt), *dk = upload(k, kn, dt), *dv = upload(v, kn, dt);
+    void *dkc = upload(kc, (size_t)num_slots * width, dt);
+    void *dvc = upload(vc, (size_t)num_slots * width, dt);
+    void *dqw = upload(qw, (size_t)D, dt), *dkw = upload(kw, (size_t)D, dt);
+    int32_t *dpos = upload_raw(pos, sizeof pos);
+    int64_t *dslot = upload_raw(slot, sizeof slot);
+    float *k_orig = malloc(kn * sizeof *k_orig);
+    memcpy(k_orig, k, kn * sizeof *k_orig);
+    CHECK_RC(pgd_cuda_rope_kv_write(ctx, dt, dq, nq, dk, dv, nkv, n, D, rot, rope.inv_freq, dpos,
+                                    norms ? dqw : NULL, norms ? dkw : NULL, 1e-6f, dkc, dvc,
+                                    dslot, err, sizeof err));
+    if (norms) {
+        pgd_cpu_rmsnorm(q, qw, 1e-6f, (int64_t)n * nq, D, q);
+        pgd_cpu_rmsnorm(k, kw, 1e-6f, (int64_t)n * nkv, D, k);
+        for (size_t i = 0; i < qn; i++)
+            q[i] = round_to(q[i], dt);
+        for (size_t i = 0; i < kn; i++)
+            k[i] = round_to(k[i], dt);
+    }
+    pgd_cpu_rope(q, nq, k, nkv, n, D, rot, rope.inv_freq, pos);
+    for (size_t i = 0; i < kn; i++)
+        k[i] = round_to(k[i], dt);
+    struct pgd_cpu_kv_layer cl = { kc, vc, 1, nkv, D };
+    pgd_cpu_kv_write(&cl, k, v, slot, n);
+    float *gq = download(dq, qn, dt), *gkc = download(dkc, (size_t)num_slots * width, dt);
+    float *gvc = download(dvc, (size_t)num_slots * width, dt), *gk = download(dk, kn, dt);
+    char what[120];
+    snprintf(what, sizeof what, "rope_kv_write q, D %d rotary %d%s", D, rot, norms ? " normed" : "");
+    expect_close(what, gq, q, qn, dt);
+    snprintf(what, sizeof what, "rope_kv_write K cache, D %d rotary %d%s", D, rot,
+             norms ? " normed" : "");
+    expect_close(what, gkc, kc, (size_t)num_slots * width, dt);
+    cr_assert_arr_eq(gvc, vc, (size_t)num_slots * width * sizeof(float), "rope_kv_write V cache");
+    cr_assert_arr_eq(gk, k_orig, kn * sizeof(float), "rope_kv_write must leave k as it was");
+    free(k_orig);
+    free(q); free(k); free(v); free(kc); free(vc); free(qw); free(kw);
+    free(gq); free(gkc); free(gvc); free(gk);
+    void *ds[] = { dq, dk, dv, dkc, dvc, dqw, dkw, dpos, dslot };
+    for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
+        pgd_cuda_free(ds[i]);
+    pgd_rope_fini(&rope);
+}
+
+GPU_TEST(rope_kv_write_matches_cpu)
+{
+    for (int di = 0; di < 2; di++) {
+        check_rope_kv_write(DTS[di], 128, 128, false);   /* Llama */
+        check_rope_kv_write(DTS[di], 128, 128, true);    /* Qwen3: q/k norms */
+        check_rope_kv_write(DTS[di], 64, 64, true);
+        check_rope_kv_write(DTS[di], 96, 32, false);     /* partial rotary */
+        check_rope_kv_write(DTS[di], 16, 16, true);      /* the fixtures' head dim */
+    }
+}
+
 /* ---- activations ---------------------------------------------------------------------------- */
 GPU_TEST(act_mul_silu_and_gelu)
 {
@@ -454,6 +528,7 @@ GPU_TEST(argmax_matches_cpu)
 struct attn_case {
     int H, KV, D, bs, window, n_seqs;
     int cached[8], n_new[8];
+    bool graph_items;                /* decode rows given as fixed items, as graphs do */
 };
 
 static void check_attention(enum pgd_dtype dt, const struct attn_case *c, uint64_t step_id)
@@ -517,6 +592,14 @@ static void check_attention(enum pgd_dtype dt, const struct attn_case *c, uint64
         .block_tables = dtab, .max_blocks = max_blocks, .positions = dpos,
         .h_query_start = qs, .max_seq_len = max_len, .step_id = step_id,
     };
+    int32_t items[8 * 4];
+    for (int s = 0; s < S; s++) {
+        items[4 * s] = items[4 * s + 1] = s;
+        items[4 * s + 2] = 1;
+        items[4 * s + 3] = 0;
+    }
+    int32_t *ditems = c->graph_items ? upload_raw(items, (size_t)S * 4 * sizeof(int32_t)) : NULL;
+    a.decode_items = ditems;
     size_t sb = pgd_cuda_attention_scratch(ctx, &a);
     void *scratch = sb ? pgd_cuda_malloc(sb) : NULL;
     CHECK_RC(pgd_cuda_attention(ctx, &a, scratch, err, sizeof err));
@@ -537,7 +620,7 @@ static void check_attention(enum pgd_dtype dt, const struct attn_case *c, uint64
     expect_close(what, got, want, (size_t)n * H * D, dt);
     free(perm); free(tables); free(kc); free(vc); free(q); free(k); free(v); free(slot);
     free(pos); free(gk); free(gv); free(scores); free(want); free(got);
-    void *ds[] = { dkc, dvc, dq, dk, dv, dout, dqs, dlens, dtab, dpos, dslot, scratch };
+    void *ds[] = { dkc, dvc, dq, dk, dv, dout, dqs, dlens, dtab, dpos, dslot, scratch, ditems };
     for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
         pgd_cuda_free(ds[i]);
 }
@@ -545,7 +628,7 @@ static void check_attention(enum pgd_dtype dt, const struct attn_case *c, uint64
 GPU_TEST(attention_decode_rows_with_context_splits)
 {
     /* Llama-3-8B heads; one long sequence forces splits along the context. */
-    struct attn_case c = { 32, 8, 128, 16, 0, 5, { 0, 700, 3000, 63, 255 }, { 1, 1, 1, 1, 1 } };
+    struct attn_case c = { 32, 8, 128, 16, 0, 5, { 0, 700, 3000, 63, 255 }, { 1, 1, 1, 1, 1 }, false };
     for (int di = 0; di < 2; di++)
         check_attention(DTS[di], &c, 1 + di);
 }
@@ -553,14 +636,14 @@ GPU_TEST(attention_decode_rows_with_context_splits)
 GPU_TEST(attention_prefill_chunks_and_decode_mixed)
 {
     /* A fresh prompt, a chunk after a cached prefix, a decode row; GQA 8/2, head_dim 64. */
-    struct attn_case c = { 8, 2, 64, 16, 0, 3, { 0, 200, 50 }, { 100, 37, 1 } };
+    struct attn_case c = { 8, 2, 64, 16, 0, 3, { 0, 200, 50 }, { 100, 37, 1 }, false };
     for (int di = 0; di < 2; di++)
         check_attention(DTS[di], &c, 10 + di);
 }
 
 GPU_TEST(attention_sliding_window)
 {
-    struct attn_case c = { 4, 2, 128, 16, 32, 3, { 0, 90, 300 }, { 80, 20, 1 } };
+    struct attn_case c = { 4, 2, 128, 16, 32, 3, { 0, 90, 300 }, { 80, 20, 1 }, false };
     for (int di = 0; di < 2; di++)
         check_attention(DTS[di], &c, 20 + di);
 }
@@ -569,15 +652,50 @@ GPU_TEST(attention_small_and_odd_head_dims)
 {
     /* The fixtures' head dims (16, 32), 80 and 256, MQA and plain multi-head, block size 8. */
     struct attn_case cs[] = {
-        { 4, 2, 16, 16, 0, 2, { 0, 20 }, { 23, 1 } },
-        { 4, 2, 32, 16, 0, 2, { 5, 0 }, { 7, 70 } },
-        { 8, 1, 80, 8, 0, 2, { 33, 0 }, { 1, 41 } },
-        { 2, 2, 256, 16, 0, 2, { 100, 0 }, { 1, 30 } },
-        { 16, 1, 128, 16, 0, 1, { 1000 }, { 1 } },
+        { 4, 2, 16, 16, 0, 2, { 0, 20 }, { 23, 1 }, false },
+        { 4, 2, 32, 16, 0, 2, { 5, 0 }, { 7, 70 }, false },
+        { 8, 1, 80, 8, 0, 2, { 33, 0 }, { 1, 41 }, false },
+        { 2, 2, 256, 16, 0, 2, { 100, 0 }, { 1, 30 }, false },
+        { 16, 1, 128, 16, 0, 1, { 1000 }, { 1 }, false },
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
         for (int di = 0; di < 2; di++)
             check_attention(DTS[di], &cs[i], 30 + 2 * i + di);
+}
+
+GPU_TEST(attention_decode_kernel_groups_dims_windows)
+{
+    /* Decode rows only (attention_decode.cu): query heads a KV head 1, 2, 4, 7 (padded to
+     * 8) and 8; head dims 64, 128, 256; block sizes 16 and 32; contexts from 1 key to
+     * several thousand (context splits, a partial last tile); a sliding window narrower and
+     * wider than a split; as planned items and as the fixed items of a graph replay. */
+    struct attn_case cs[] = {
+        { 8, 8, 128, 16, 0, 4, { 0, 31, 32, 4000 }, { 1, 1, 1, 1 }, false },
+        { 8, 4, 64, 32, 0, 3, { 5, 129, 2500 }, { 1, 1, 1 }, true },
+        { 32, 8, 128, 16, 0, 8, { 0, 1, 127, 128, 129, 1000, 2047, 6000 },
+          { 1, 1, 1, 1, 1, 1, 1, 1 }, true },
+        { 28, 4, 128, 16, 0, 3, { 17, 300, 3333 }, { 1, 1, 1 }, false },
+        { 16, 2, 64, 16, 0, 2, { 900, 70 }, { 1, 1 }, false },
+        { 8, 2, 256, 16, 0, 2, { 1500, 3 }, { 1, 1 }, true },
+        { 32, 8, 128, 16, 1000, 3, { 5000, 999, 1001 }, { 1, 1, 1 }, true },
+        { 32, 8, 128, 32, 100, 2, { 3000, 50 }, { 1, 1 }, false },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        for (int di = 0; di < 2; di++)
+            check_attention(DTS[di], &cs[i], 60 + 2 * i + di);
+}
+
+GPU_TEST(attention_decode_rows_same_with_general_kernel)
+{
+    /* A mixed step with both kernels, then the general kernel alone for every row
+     * (PGD_CUDA_DECODE_ATTN=0): both against the CPU twin. */
+    struct attn_case c = { 32, 8, 128, 16, 0, 5, { 0, 3000, 40, 0, 511 }, { 70, 1, 1, 33, 1 }, false };
+    for (int di = 0; di < 2; di++)
+        check_attention(DTS[di], &c, 90 + di);
+    setenv("PGD_CUDA_DECODE_ATTN", "0", 1);
+    for (int di = 0; di < 2; di++)
+        check_attention(DTS[di], &c, 92 + di);
+    unsetenv("PGD_CUDA_DECODE_ATTN");
 }
 
 GPU_TEST(attention_refuses_unsupported_head_dim)

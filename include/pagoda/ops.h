@@ -104,6 +104,15 @@ void pgd_op_rope(struct pgd_fwd *f, const struct pgd_rope *rope, struct pgd_tens
 void pgd_op_attention(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p,
                       const struct pgd_tensor *q, const struct pgd_tensor *k,
                       const struct pgd_tensor *v, struct pgd_tensor *out);
+/* The middle of an attention block in one op: the optional per-head RMSNorm of q and k
+ * (q_norm, k_norm [head_dim] with eps, as Qwen3's; NULL: none), the rotary embedding of
+ * both, then pgd_op_attention. On a GPU the norms, the rotation and the K/V write are one
+ * kernel. Afterwards q holds the normed, rotated queries; k's contents are unspecified. */
+void pgd_op_rope_attention(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p,
+                           const struct pgd_rope *rope, const struct pgd_tensor *q_norm,
+                           const struct pgd_tensor *k_norm, float eps, struct pgd_tensor *q,
+                           struct pgd_tensor *k, const struct pgd_tensor *v,
+                           struct pgd_tensor *out);
 /* out[n, I] = act(gate_up[:, :I]) * gate_up[:, I:]   (gate_up [n, 2I]) */
 void pgd_op_act_mul(struct pgd_fwd *f, enum pgd_act act, const struct pgd_tensor *gate_up,
                     struct pgd_tensor *out);

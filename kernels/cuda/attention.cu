@@ -13,6 +13,9 @@
  * Plain FMA math, no tensor cores yet: decode is bound by reading K/V, which this does
  * once per tile; long prefills pay for it (see docs/PERFORMANCE.md). */
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/attention_decode.cuh"
+#include <stdlib.h>
+#include <string.h>
 #include <math.h>
 #include <limits.h>
 #include <algorithm>
@@ -222,30 +225,34 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_kernel(const attn_kparams p)
     }
 }
 
-/* Merges the splits of one (token, head): weights 2^(m_s - M). */
+/* Merges the splits of the tokens of one (item, head): weights 2^(m_s - M). */
 template <typename T>
-__global__ void attn_combine_kernel(const float *part, int n_splits, int D, T *out)
+__global__ void attn_combine_kernel(const float *part, const int4 *items, int H, int n_splits,
+                                    int D, T *out)
 {
-    int64_t th = blockIdx.x;                         /* token * H + head */
-    const float *pp = part + th * n_splits * (D + 2);
-    float M = -INFINITY;
-    for (int s = 0; s < n_splits; s++)
-        if (pp[s * (D + 2) + D + 1] > 0)
-            M = fmaxf(M, pp[s * (D + 2) + D]);
-    float den = 0.0f;
-    for (int s = 0; s < n_splits; s++) {
-        float l = pp[s * (D + 2) + D + 1];
-        if (l > 0)
-            den += exp2f(pp[s * (D + 2) + D] - M) * l;
-    }
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        float num = 0.0f;
+    const int4 item = items[blockIdx.x];
+    for (int t = item.y; t < item.y + item.z; t++) {
+        int64_t th = (int64_t)t * H + blockIdx.y;
+        const float *pp = part + th * n_splits * (D + 2);
+        float M = -INFINITY;
+        for (int s = 0; s < n_splits; s++)
+            if (pp[s * (D + 2) + D + 1] > 0)
+                M = fmaxf(M, pp[s * (D + 2) + D]);
+        float den = 0.0f;
         for (int s = 0; s < n_splits; s++) {
             float l = pp[s * (D + 2) + D + 1];
             if (l > 0)
-                num += exp2f(pp[s * (D + 2) + D] - M) * pp[s * (D + 2) + d];
+                den += exp2f(pp[s * (D + 2) + D] - M) * l;
         }
-        out[th * D + d] = from_f<T>(den > 0 ? num / den : 0.0f);
+        for (int d = threadIdx.x; d < D; d += blockDim.x) {
+            float num = 0.0f;
+            for (int s = 0; s < n_splits; s++) {
+                float l = pp[s * (D + 2) + D + 1];
+                if (l > 0)
+                    num += exp2f(pp[s * (D + 2) + D] - M) * pp[s * (D + 2) + d];
+            }
+            out[th * D + d] = from_f<T>(den > 0 ? num / den : 0.0f);
+        }
     }
 }
 
@@ -296,17 +303,47 @@ static bool head_dim_ok(int D)
     return D == 16 || D == 32 || D == 64 || D == 80 || D == 96 || D == 128 || D == 256;
 }
 
-/* Builds (or reuses) the step's items in the context's pinned buffer and uploads them. */
-static int plan_items(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, int tq, char *err,
-                      size_t errlen)
+/* Whether rows that are their sequence's only query token go to the decode kernel
+ * (attention_decode.cu); PGD_CUDA_DECODE_ATTN=0 leaves them to the general kernel. */
+static bool use_decode_kernel(const struct pgd_cuda_attn *a)
 {
-    if (c->plan_valid && c->plan_step == a->step_id && c->plan_tq == tq)
-        return 0;
-    int n = 0;
+    const char *e = getenv("PGD_CUDA_DECODE_ATTN");
+    return !(e && !strcmp(e, "0")) &&
+           pgd__attn_decode_ok(a->p.head_dim, a->p.n_heads / a->p.n_kv_heads);
+}
+
+/* The step's items: n_gen for the general kernel (up to tq tokens of a sequence), then
+ * n_dec decode rows (sequences with one query token) when the decode kernel takes them. */
+struct item_counts {
+    int n_gen, n_dec;
+};
+
+static item_counts count_items(const struct pgd_cuda_attn *a, int tq, bool dec)
+{
+    item_counts n = { 0, 0 };
+    if (a->decode_items) {
+        (dec ? n.n_dec : n.n_gen) = a->n_seqs;
+        return n;
+    }
     for (int s = 0; s < a->n_seqs; s++) {
         int len = a->h_query_start[s + 1] - a->h_query_start[s];
-        n += (len + tq - 1) / tq;
+        if (dec && len == 1)
+            n.n_dec++;
+        else
+            n.n_gen += (len + tq - 1) / tq;
     }
+    return n;
+}
+
+/* Builds (or reuses) the step's items in the context's pinned buffer and uploads them:
+ * [general items][decode items], each {seq, first token, tokens, 0}. */
+static int plan_items(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, int tq, bool dec,
+                      char *err, size_t errlen)
+{
+    if (c->plan_valid && c->plan_step == a->step_id && c->plan_tq == tq && c->plan_dec_on == dec)
+        return 0;
+    item_counts cnt = count_items(a, tq, dec);
+    int n = cnt.n_gen + cnt.n_dec;
     if (n > c->plan_cap) {
         PGD_CUDA_CHECK(err, errlen, cudaStreamSynchronize(c->stream), "attention plan");
         cudaFree(c->plan_dev);
@@ -325,33 +362,57 @@ static int plan_items(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, int
         /* A second shape in one step: the last upload must be done reading the buffer. */
         PGD_CUDA_CHECK(err, errlen, cudaStreamSynchronize(c->stream), "attention plan");
     }
-    int i = 0;
+    int gi = 0, di = cnt.n_gen;
     for (int s = 0; s < a->n_seqs; s++) {
         int q0 = a->h_query_start[s], len = a->h_query_start[s + 1] - q0;
-        for (int t = 0; t < len; t += tq)
-            c->plan_host[i++] = make_int4(s, q0 + t, std::min(tq, len - t), 0);
+        if (dec && len == 1)
+            c->plan_host[di++] = make_int4(s, q0, 1, 0);
+        else
+            for (int t = 0; t < len; t += tq)
+                c->plan_host[gi++] = make_int4(s, q0 + t, std::min(tq, len - t), 0);
     }
-    PGD_CUDA_CHECK(err, errlen,
-                   cudaMemcpyAsync(c->plan_dev, c->plan_host, n * sizeof(int4),
-                                   cudaMemcpyHostToDevice, c->stream),
-                   "attention plan upload of %d items", n);
-    c->plan_items = n;
+    if (n > 0)
+        PGD_CUDA_CHECK(err, errlen,
+                       cudaMemcpyAsync(c->plan_dev, c->plan_host, n * sizeof(int4),
+                                       cudaMemcpyHostToDevice, c->stream),
+                       "attention plan upload of %d items", n);
+    c->plan_items = cnt.n_gen;
+    c->plan_dec = cnt.n_dec;
+    c->plan_dec_on = dec;
     c->plan_tq = tq;
     c->plan_step = a->step_id;
     c->plan_valid = 1;
     return 0;
 }
 
-static int n_items_for(const struct pgd_cuda_attn *a, int tq)
+/* The splits of both kernels and where their partials go in the scratch. */
+struct attn_plan {
+    item_counts n;
+    split_plan gen;                  /* the general kernel's */
+    int dec_splits, dec_split_len;   /* the decode kernel's */
+    size_t gen_bytes, dec_bytes;     /* scratch: [gen_bytes][dec_bytes] */
+};
+
+static attn_plan plan_attention(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
+                                int hq, int tq, bool dec)
 {
-    if (a->decode_items)
-        return a->n_seqs;
-    int n = 0;
-    for (int s = 0; s < a->n_seqs; s++) {
-        int len = a->h_query_start[s + 1] - a->h_query_start[s];
-        n += (len + tq - 1) / tq;
-    }
-    return n;
+    const struct pgd_attn_params *p = &a->p;
+    int D = p->head_dim, head_chunks = (p->n_heads / p->n_kv_heads) / hq;
+    attn_plan ap;
+    ap.n = count_items(a, tq, dec);
+    ap.gen = plan_splits(c, ap.n.n_gen * p->n_kv_heads * head_chunks, a->max_seq_len,
+                         a->n_tokens, p->n_heads, D);
+    ap.gen_bytes = ap.gen.n_splits > 1
+                       ? ((size_t)a->n_tokens * p->n_heads * ap.gen.n_splits * (D + 2) * 4 + 255) /
+                             256 * 256
+                       : 0;
+    ap.dec_splits = 1;
+    ap.dec_split_len = INT_MAX / 2;
+    if (ap.n.n_dec > 0)
+        pgd__attn_decode_plan(c, ap.n.n_dec, p->n_kv_heads, p->n_heads, D, a->max_seq_len,
+                              &ap.dec_splits, &ap.dec_split_len);
+    ap.dec_bytes = pgd__attn_decode_scratch(ap.n.n_dec, p->n_heads, D, ap.dec_splits);
+    return ap;
 }
 
 extern "C" size_t pgd_cuda_attention_scratch(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a)
@@ -360,32 +421,31 @@ extern "C" size_t pgd_cuda_attention_scratch(struct pgd_cuda_ctx *c, const struc
     if (!head_dim_ok(D) || group <= 0)
         return 0;
     block_shape(group, D, &hq, &tq);
-    int blocks = n_items_for(a, tq) * a->p.n_kv_heads * (group / hq);
-    split_plan sp = plan_splits(c, blocks, a->max_seq_len, a->n_tokens, a->p.n_heads, D);
-    return sp.n_splits > 1 ? (size_t)a->n_tokens * a->p.n_heads * sp.n_splits * (D + 2) * 4 : 0;
+    attn_plan ap = plan_attention(c, a, hq, tq, use_decode_kernel(a));
+    return ap.gen_bytes + ap.dec_bytes;
 }
 
 template <typename T, int D>
-static int launch(struct pgd_cuda_ctx *c, const attn_kparams &kp, dim3 grid, int n_tokens)
+static int launch(struct pgd_cuda_ctx *c, const attn_kparams &kp, dim3 grid)
 {
     attn_kernel<T, D><<<grid, ATT_THREADS, 0, c->stream>>>(kp);
     if (kp.n_splits > 1)
-        attn_combine_kernel<T><<<n_tokens * kp.H, std::min(D, 128), 0, c->stream>>>(
-            kp.part, kp.n_splits, D, (T *)kp.out);
+        attn_combine_kernel<T><<<dim3(grid.x, kp.H), std::min(D, 128), 0, c->stream>>>(
+            kp.part, kp.items, kp.H, kp.n_splits, D, (T *)kp.out);
     return 0;
 }
 
 template <typename T>
-static int launch_d(struct pgd_cuda_ctx *c, int D, const attn_kparams &kp, dim3 grid, int n_tokens)
+static int launch_d(struct pgd_cuda_ctx *c, int D, const attn_kparams &kp, dim3 grid)
 {
     switch (D) {
-    case 16: return launch<T, 16>(c, kp, grid, n_tokens);
-    case 32: return launch<T, 32>(c, kp, grid, n_tokens);
-    case 64: return launch<T, 64>(c, kp, grid, n_tokens);
-    case 80: return launch<T, 80>(c, kp, grid, n_tokens);
-    case 96: return launch<T, 96>(c, kp, grid, n_tokens);
-    case 128: return launch<T, 128>(c, kp, grid, n_tokens);
-    case 256: return launch<T, 256>(c, kp, grid, n_tokens);
+    case 16: return launch<T, 16>(c, kp, grid);
+    case 32: return launch<T, 32>(c, kp, grid);
+    case 64: return launch<T, 64>(c, kp, grid);
+    case 80: return launch<T, 80>(c, kp, grid);
+    case 96: return launch<T, 96>(c, kp, grid);
+    case 128: return launch<T, 128>(c, kp, grid);
+    case 256: return launch<T, 256>(c, kp, grid);
     }
     return 1;
 }
@@ -406,51 +466,59 @@ extern "C" int pgd_cuda_attention(struct pgd_cuda_ctx *c, const struct pgd_cuda_
                               pgd_dtype_name(a->dtype));
     int group = p->n_heads / p->n_kv_heads, hq, tq;
     block_shape(group, D, &hq, &tq);
-    int n_items = a->n_seqs;
+    bool dec = use_decode_kernel(a);
+    const int4 *items;
     if (a->decode_items) {
         if (a->n_tokens != a->n_seqs)
             return pgd_cuda_failf(err, errlen, "attention: decode items need one token a "
                                   "sequence (%d tokens, %d seqs)", a->n_tokens, a->n_seqs);
+        items = (const int4 *)a->decode_items;
     } else {
-        if (plan_items(c, a, tq, err, errlen))
+        if (plan_items(c, a, tq, dec, err, errlen))
             return 1;
-        n_items = c->plan_items;
+        items = c->plan_dev;
     }
-    int head_chunks = group / hq;
-    int blocks = n_items * p->n_kv_heads * head_chunks;
-    split_plan sp = plan_splits(c, blocks, a->max_seq_len, a->n_tokens, p->n_heads, D);
-    if (sp.n_splits > 1 && !scratch)
-        return pgd_cuda_failf(err, errlen, "attention: %d context splits need scratch",
-                              sp.n_splits);
-    attn_kparams kp;
-    kp.q = a->q;
-    kp.out = a->out;
-    kp.kc = a->k_cache;
-    kp.vc = a->v_cache;
-    kp.seq_lens = a->seq_lens;
-    kp.block_tables = a->block_tables;
-    kp.positions = a->positions;
-    kp.items = a->decode_items ? (const int4 *)a->decode_items : c->plan_dev;
-    kp.part = (float *)scratch;
-    kp.block_size = a->block_size;
-    kp.max_blocks = a->max_blocks;
-    kp.H = p->n_heads;
-    kp.KV = p->n_kv_heads;
-    kp.group = group;
-    kp.hq = hq;
-    kp.head_chunks = head_chunks;
-    kp.window = p->sliding_window;
-    kp.n_splits = sp.n_splits;
-    kp.split_len = sp.split_len;
-    kp.scale_log2 = p->scale * 1.4426950408889634f;
-    dim3 grid(n_items, p->n_kv_heads * head_chunks, sp.n_splits);
-    if (a->dtype == PGD_DTYPE_BF16)
-        launch_d<__nv_bfloat16>(c, D, kp, grid, a->n_tokens);
-    else
-        launch_d<__half>(c, D, kp, grid, a->n_tokens);
-    PGD_CUDA_LAUNCHED(err, errlen, "attention %s [%d tokens, %d seqs, %d heads / %d kv of %d, "
-                      "max len %d, %d items x %d splits]", pgd_cuda_dt(a->dtype), a->n_tokens,
-                      a->n_seqs, p->n_heads, p->n_kv_heads, D, a->max_seq_len, n_items,
-                      sp.n_splits);
+    attn_plan ap = plan_attention(c, a, hq, tq, dec);
+    if ((ap.gen_bytes + ap.dec_bytes) > 0 && !scratch)
+        return pgd_cuda_failf(err, errlen, "attention: %d + %d context splits need scratch",
+                              ap.gen.n_splits, ap.dec_splits);
+    if (ap.n.n_gen > 0) {
+        int head_chunks = group / hq;
+        attn_kparams kp;
+        kp.q = a->q;
+        kp.out = a->out;
+        kp.kc = a->k_cache;
+        kp.vc = a->v_cache;
+        kp.seq_lens = a->seq_lens;
+        kp.block_tables = a->block_tables;
+        kp.positions = a->positions;
+        kp.items = items;
+        kp.part = (float *)scratch;
+        kp.block_size = a->block_size;
+        kp.max_blocks = a->max_blocks;
+        kp.H = p->n_heads;
+        kp.KV = p->n_kv_heads;
+        kp.group = group;
+        kp.hq = hq;
+        kp.head_chunks = head_chunks;
+        kp.window = p->sliding_window;
+        kp.n_splits = ap.gen.n_splits;
+        kp.split_len = ap.gen.split_len;
+        kp.scale_log2 = p->scale * 1.4426950408889634f;
+        dim3 grid(ap.n.n_gen, p->n_kv_heads * head_chunks, ap.gen.n_splits);
+        if (a->dtype == PGD_DTYPE_BF16)
+            launch_d<__nv_bfloat16>(c, D, kp, grid);
+        else
+            launch_d<__half>(c, D, kp, grid);
+        PGD_CUDA_LAUNCHED(err, errlen, "attention %s [%d tokens, %d seqs, %d heads / %d kv of "
+                          "%d, max len %d, %d items x %d splits]", pgd_cuda_dt(a->dtype),
+                          a->n_tokens, a->n_seqs, p->n_heads, p->n_kv_heads, D, a->max_seq_len,
+                          ap.n.n_gen, ap.gen.n_splits);
+    }
+    if (ap.n.n_dec > 0)
+        return pgd__attn_decode(c, a, items + ap.n.n_gen, ap.n.n_dec, ap.dec_splits,
+                                ap.dec_split_len,
+                                scratch ? (float *)((char *)scratch + ap.gen_bytes) : NULL, err,
+                                errlen);
     return 0;
 }

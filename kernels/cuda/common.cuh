@@ -26,6 +26,7 @@ struct pgd_cuda_ctx {
     int4 *plan_host;                 /* pinned [plan_cap] */
     int4 *plan_dev;                  /* device [plan_cap] */
     int plan_cap, plan_items, plan_tq, plan_hq;
+    int plan_dec, plan_dec_on;       /* decode rows after the plan_items general items */
     uint64_t plan_step;
     int plan_valid;
 };

@@ -131,6 +131,19 @@ int pgd_cuda_rope(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *q, int n_q_he
                   int n_k_heads, int n, int head_dim, int rotary_dim, const float *inv_freq,
                   const int32_t *pos, char *err, size_t errlen);
 
+/* The attention input of a layer in one launch: per token, the optional per-head RMSNorm of
+ * q and k (q_norm / k_norm [head_dim], NULL: none; the normed values rounded to dt as
+ * pgd_cuda_rmsnorm writes them), the rotation of q in place and of k, and the write of the
+ * rotated k and of v [n, n_kv_heads * head_dim] into the caches [num_slots, n_kv_heads *
+ * head_dim] at rows slot_mapping[i] (< 0: not written). k itself is not changed. At most 256
+ * rotated pairs and 256 unrotated dims a head. */
+int pgd_cuda_rope_kv_write(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *q, int n_q_heads,
+                           const void *k, const void *v, int n_kv_heads, int n, int head_dim,
+                           int rotary_dim, const float *inv_freq, const int32_t *pos,
+                           const void *q_norm, const void *k_norm, float eps, void *k_cache,
+                           void *v_cache, const int64_t *slot_mapping, char *err,
+                           size_t errlen);
+
 /* ---- attention.cu: the paged KV cache and attention ---------------------------------- */
 /* Writes k, v [n, width] into the cache rows slot_mapping[i] (< 0: skipped); the caches are
  * [num_slots, width]. */

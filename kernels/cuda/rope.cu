@@ -53,3 +53,109 @@ extern "C" int pgd_cuda_rope(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *q,
                       n_q_heads, n_k_heads, head_dim, rotary_dim, pgd_cuda_dt(dt));
     return 0;
 }
+
+/* ---- rope fused with the K/V write ----------------------------------------------------- */
+/* One block per token. The rotation's cos/sin for the token go to shared memory first;
+ * then each warp takes heads in turn: q heads (normed when qn is set, rotated, in place),
+ * k heads (normed when kn is set, rotated, written to the cache row) and v heads (copied
+ * to the cache row). A normed value is rounded to T before the rotation, as the separate
+ * rmsnorm kernel rounds what it writes. */
+#define ROPE_KV_THREADS 256
+
+template <typename T>
+__global__ void __launch_bounds__(ROPE_KV_THREADS)
+rope_kv_write_kernel(T *q, const T *k, const T *v, int nq, int nkv, int D, int rot,
+                     const int32_t *pos, const T *qn, const T *kn, float eps, T *kc, T *vc,
+                     const int64_t *slots, const __grid_constant__ rope_freqs fr)
+{
+    __shared__ float cs[512], sn[512];
+    const int t = blockIdx.x, half = rot / 2;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const float p = (float)pos[t];
+    for (int j = threadIdx.x; j < half; j += blockDim.x)
+        sincosf(p * fr.f[j], &sn[j], &cs[j]);
+    __syncthreads();
+    const int64_t slot = slots[t];
+    const int64_t width = (int64_t)nkv * D;
+    for (int h = warp; h < nq + 2 * nkv; h += nw) {
+        if (h >= nq + nkv) {                         /* a v head: copy */
+            if (slot < 0)
+                continue;
+            const T *src = v + t * width + (int64_t)(h - nq - nkv) * D;
+            T *dst = vc + slot * width + (int64_t)(h - nq - nkv) * D;
+            for (int e = lane; e < D; e += 32)
+                dst[e] = src[e];
+            continue;
+        }
+        const bool is_q = h < nq;
+        if (!is_q && slot < 0)
+            continue;
+        const T *src = is_q ? q + ((int64_t)t * nq + h) * D : k + t * width + (int64_t)(h - nq) * D;
+        T *dst = is_q ? q + ((int64_t)t * nq + h) * D : kc + slot * width + (int64_t)(h - nq) * D;
+        const T *w = is_q ? qn : kn;
+        float inv = 1.0f;
+        if (w) {
+            float ss = 0.0f;
+            for (int e = lane; e < D; e += 32) {
+                float x = to_f<T>(src[e]);
+                ss += x * x;
+            }
+            for (int off = 16; off > 0; off >>= 1)
+                ss += __shfl_xor_sync(0xffffffffu, ss, off);
+            inv = rsqrtf(ss / (float)D + eps);
+        }
+        /* Every lane reads its elements before any lane of the warp writes (q in place). */
+        float x1[8], x2[8], xr[8];
+        int nj = 0, ne = 0;
+        for (int j = lane; j < half && nj < 8; j += 32, nj++) {
+            float a = to_f<T>(src[j]), b = to_f<T>(src[j + half]);
+            if (w) {
+                a = to_f<T>(from_f<T>(a * inv * to_f<T>(w[j])));
+                b = to_f<T>(from_f<T>(b * inv * to_f<T>(w[j + half])));
+            }
+            x1[nj] = a;
+            x2[nj] = b;
+        }
+        for (int e = rot + lane; e < D && ne < 8; e += 32, ne++) {
+            float a = to_f<T>(src[e]);
+            xr[ne] = w ? to_f<T>(from_f<T>(a * inv * to_f<T>(w[e]))) : a;
+        }
+        __syncwarp();
+        nj = 0;
+        for (int j = lane; j < half && nj < 8; j += 32, nj++) {
+            float c = cs[j], s = sn[j];
+            dst[j] = from_f<T>(x1[nj] * c - x2[nj] * s);
+            dst[j + half] = from_f<T>(x2[nj] * c + x1[nj] * s);
+        }
+        ne = 0;
+        for (int e = rot + lane; e < D && ne < 8; e += 32, ne++)
+            dst[e] = from_f<T>(xr[ne]);
+    }
+}
+
+extern "C" int pgd_cuda_rope_kv_write(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *q,
+                                      int n_q_heads, const void *k, const void *v,
+                                      int n_kv_heads, int n, int head_dim, int rotary_dim,
+                                      const float *inv_freq, const int32_t *pos,
+                                      const void *q_norm, const void *k_norm, float eps,
+                                      void *k_cache, void *v_cache,
+                                      const int64_t *slot_mapping, char *err, size_t errlen)
+{
+    if (n == 0)
+        return 0;
+    if (rotary_dim <= 0 || rotary_dim % 2 || rotary_dim > head_dim || rotary_dim / 2 > 256 ||
+        head_dim - rotary_dim > 256)
+        return pgd_cuda_failf(err, errlen, "rope + kv_write: rotary_dim %d of head_dim %d (at "
+                              "most 512 rotated and 256 passed through)", rotary_dim, head_dim);
+    rope_freqs fr;
+    memset(&fr, 0, sizeof fr);
+    memcpy(fr.f, inv_freq, (size_t)(rotary_dim / 2) * sizeof(float));
+    PGD_CUDA_DISPATCH(dt, T, rope_kv_write_kernel<T><<<n, ROPE_KV_THREADS, 0, c->stream>>>(
+                                 (T *)q, (const T *)k, (const T *)v, n_q_heads, n_kv_heads,
+                                 head_dim, rotary_dim, pos, (const T *)q_norm, (const T *)k_norm,
+                                 eps, (T *)k_cache, (T *)v_cache, slot_mapping, fr));
+    PGD_CUDA_LAUNCHED(err, errlen, "rope + kv_write [%d tokens, %d q + %d kv heads of %d, rotary "
+                      "%d%s] %s", n, n_q_heads, n_kv_heads, head_dim, rotary_dim,
+                      q_norm ? ", q/k norms" : "", pgd_cuda_dt(dt));
+    return 0;
+}

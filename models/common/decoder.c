@@ -242,14 +242,8 @@ void decoder_forward(void *model, struct pgd_fwd *f)
         const struct decoder_layer *L = &d->layers[l];
         pgd_op_linear_multi(f, 3, (const struct pgd_linear *const[]){ &L->q, &L->k, &L->v }, &x,
                             (struct pgd_tensor *const[]){ &q, &k, &v });
-        if (c->qk_norm) {
-            struct pgd_tensor qh = pgd_tensor_view2d(&q, (int64_t)n * c->n_heads, c->head_dim);
-            struct pgd_tensor kh = pgd_tensor_view2d(&k, (int64_t)n * c->n_kv_heads, c->head_dim);
-            pgd_op_rmsnorm(f, &qh, &L->q_norm, c->eps, &qh);
-            pgd_op_rmsnorm(f, &kh, &L->k_norm, c->eps, &kh);
-        }
-        pgd_op_rope(f, &d->rope, &q, &k);
-        pgd_op_attention(f, l, &d->attn[l], &q, &k, &v, &attn);
+        pgd_op_rope_attention(f, l, &d->attn[l], &d->rope, c->qk_norm ? &L->q_norm : NULL,
+                              c->qk_norm ? &L->k_norm : NULL, c->eps, &q, &k, &v, &attn);
         pgd_op_linear(f, &L->o, &attn, &proj);
         pgd_op_add_rmsnorm(f, &h, &proj, &L->post_norm, c->eps, &x);
         pgd_op_linear(f, &L->gate_up, &x, &gate_up);

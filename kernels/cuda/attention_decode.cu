@@ -1,0 +1,366 @@
+/* Attention for decode rows: one query token of a sequence against its paged K/V.
+ *
+ * Decode reads every key and value once and does little math per byte (grouped query:
+ * G query heads per KV head), so the kernel is built to keep many loads in flight:
+ * a block takes one (row, KV head, context split) and its 4 warps take 32-key tiles in
+ * turn. In a tile each lane owns one key: it reads the key's row (D elements, 16 bytes a
+ * load) and computes its G scores against the queries held in shared memory, so scores
+ * need no cross-lane reduction. The online softmax (base 2, float32) keeps a running max
+ * per head (warp-uniform) and per-lane partial sums. For P·V each lane owns D/32 output
+ * dimensions of every head: the tile's values are read one key row at a time by the whole
+ * warp (coalesced), eight rows in flight, and each key's probabilities come from its
+ * lane by shuffle. The warps' (max, sum, accumulators) merge in shared memory; with
+ * context splits each block writes its partial and attn_decode_combine_kernel merges the
+ * splits (flash-decoding). */
+#include "kernels/cuda/attention_decode.cuh"
+#include <limits.h>
+#include <math.h>
+#include <algorithm>
+
+#define DEC_WARPS 4
+#define DEC_THREADS (32 * DEC_WARPS)
+#define DEC_SPLIT_MIN 128            /* keys a split covers at least: a tile for each warp */
+#define FULL_MASK 0xffffffffu
+
+struct dec_params {
+    const void *q;                   /* [n_tokens, H, D] */
+    void *out;                       /* [n_tokens, H, D] */
+    const void *kc, *vc;             /* [slots, KV, D] */
+    const int32_t *block_tables, *positions;
+    const int4 *items;               /* {seq, token, 1, 0} [n_items] */
+    float *part;                     /* [n_items, H, n_splits, D + 2] when n_splits > 1 */
+    int block_size, max_blocks, H, KV, group, window, n_splits, split_len;
+    float scale_log2;                /* scale * log2(e): softmax in base 2 */
+};
+
+/* Two 16-bit floats packed in a 32-bit word, as float2. */
+template <typename T> __device__ __forceinline__ float2 word_f2(uint32_t w);
+template <> __device__ __forceinline__ float2 word_f2<__nv_bfloat16>(uint32_t w)
+{
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&w));
+}
+template <> __device__ __forceinline__ float2 word_f2<__half>(uint32_t w)
+{
+    return __half22float2(*reinterpret_cast<const __half2 *>(&w));
+}
+
+/* NW 32-bit words (NW = 1, 2 or 4) from p, through the read-only path. */
+template <int NW> __device__ __forceinline__ void load_words(const void *p, uint32_t (&w)[NW])
+{
+    if constexpr (NW == 4) {
+        uint4 u = __ldg(reinterpret_cast<const uint4 *>(p));
+        w[0] = u.x; w[1] = u.y; w[2] = u.z; w[3] = u.w;
+    } else if constexpr (NW == 2) {
+        uint2 u = __ldg(reinterpret_cast<const uint2 *>(p));
+        w[0] = u.x; w[1] = u.y;
+    } else {
+        w[0] = __ldg(reinterpret_cast<const unsigned int *>(p));
+    }
+}
+
+/* G: query heads per KV head rounded up to 1, 2, 4 or 8 (rows g >= group are idle). */
+template <typename T, int D, int G>
+__global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const dec_params p)
+{
+    constexpr int DL = D / 32;                   /* output dims a lane owns */
+    constexpr int NCH = D / 8;                   /* 16-byte chunks in a K row */
+    __shared__ __align__(16) float qs[G * D];    /* scaled queries */
+    __shared__ float wm[DEC_WARPS][G], wl[DEC_WARPS][G];
+    __shared__ float wacc[DEC_WARPS][G][D];
+
+    const int4 item = p.items[blockIdx.x];
+    const int seq = item.x, t = item.y;
+    const int kvh = blockIdx.y, split = blockIdx.z;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int h0 = kvh * p.group;
+    const int64_t kv_stride = (int64_t)p.KV * D;
+    const T *q = (const T *)p.q;
+    for (int i = threadIdx.x; i < G * D; i += DEC_THREADS) {
+        int g = i / D, d = i % D;
+        qs[i] = g < p.group ? to_f<T>(q[((int64_t)t * p.H + h0 + g) * D + d]) * p.scale_log2
+                            : 0.0f;
+    }
+    const int pos = p.positions[t];
+    const int first = p.window > 0 ? max(0, pos - p.window + 1) : 0;
+    const int lo = max(first, split * p.split_len);
+    const int hi = min(pos, split * p.split_len + (p.split_len - 1));
+    const int32_t *table = p.block_tables + (int64_t)seq * p.max_blocks;
+    const T *kc = (const T *)p.kc + (int64_t)kvh * D;
+    const T *vc = (const T *)p.vc + (int64_t)kvh * D + lane * DL;
+    __syncthreads();
+
+    float m[G], l[G], acc[G][DL];
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+        m[g] = -INFINITY;
+        l[g] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < DL; e++)
+            acc[g][e] = 0.0f;
+    }
+    for (int base = lo + warp * 32; base <= hi; base += DEC_THREADS) {
+        const int j = base + lane;
+        const bool valid = j <= hi;
+        int slot = 0;
+        if (valid)
+            slot = table[j / p.block_size] * p.block_size + j % p.block_size;
+        float s[G];
+#pragma unroll
+        for (int g = 0; g < G; g++)
+            s[g] = 0.0f;
+        if (valid) {
+            const uint4 *kr = reinterpret_cast<const uint4 *>(kc + (int64_t)slot * kv_stride);
+            uint4 kw[NCH];
+#pragma unroll
+            for (int ch = 0; ch < NCH; ch++)
+                kw[ch] = __ldg(kr + ch);
+#pragma unroll
+            for (int ch = 0; ch < NCH; ch++) {
+                const uint32_t w4[4] = { kw[ch].x, kw[ch].y, kw[ch].z, kw[ch].w };
+#pragma unroll
+                for (int g = 0; g < G; g++) {
+                    const float4 *qv = reinterpret_cast<const float4 *>(qs + g * D + ch * 8);
+                    float4 a = qv[0], b = qv[1];
+                    float2 k0 = word_f2<T>(w4[0]), k1 = word_f2<T>(w4[1]);
+                    float2 k2 = word_f2<T>(w4[2]), k3 = word_f2<T>(w4[3]);
+                    float x = s[g];
+                    x = fmaf(a.x, k0.x, x); x = fmaf(a.y, k0.y, x);
+                    x = fmaf(a.z, k1.x, x); x = fmaf(a.w, k1.y, x);
+                    x = fmaf(b.x, k2.x, x); x = fmaf(b.y, k2.y, x);
+                    x = fmaf(b.z, k3.x, x); x = fmaf(b.w, k3.y, x);
+                    s[g] = x;
+                }
+            }
+        }
+        /* Online softmax: lane 0's key is always valid, so each tile max is finite. */
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+            float sg = valid ? s[g] : -INFINITY, mt = sg;
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1)
+                mt = fmaxf(mt, __shfl_xor_sync(FULL_MASK, mt, o));
+            float mn = fmaxf(m[g], mt);
+            float corr = exp2f(m[g] - mn);
+            s[g] = valid ? exp2f(sg - mn) : 0.0f;
+            l[g] = l[g] * corr + s[g];
+            m[g] = mn;
+#pragma unroll
+            for (int e = 0; e < DL; e++)
+                acc[g][e] *= corr;
+        }
+        /* P·V, eight value rows in flight. */
+        const int nk = min(32, hi - base + 1);
+        for (int j0 = 0; j0 < nk; j0 += 8) {
+            uint32_t w[8][DL / 2];
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                int sl = __shfl_sync(FULL_MASK, slot, j0 + u);
+                if (j0 + u < nk) {
+                    load_words<DL / 2>(vc + (int64_t)sl * kv_stride, w[u]);
+                } else {
+#pragma unroll
+                    for (int e = 0; e < DL / 2; e++)
+                        w[u][e] = 0u;
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+#pragma unroll
+                for (int g = 0; g < G; g++) {
+                    float pj = __shfl_sync(FULL_MASK, s[g], j0 + u);
+#pragma unroll
+                    for (int e = 0; e < DL / 2; e++) {
+                        float2 v = word_f2<T>(w[u][e]);
+                        acc[g][2 * e] = fmaf(pj, v.x, acc[g][2 * e]);
+                        acc[g][2 * e + 1] = fmaf(pj, v.y, acc[g][2 * e + 1]);
+                    }
+                }
+            }
+        }
+    }
+    /* Merge the warps. */
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+        float x = l[g];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            x += __shfl_xor_sync(FULL_MASK, x, o);
+        if (lane == 0) {
+            wm[warp][g] = m[g];
+            wl[warp][g] = x;
+        }
+#pragma unroll
+        for (int e = 0; e < DL; e++)
+            wacc[warp][g][lane * DL + e] = acc[g][e];
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < G * D; i += DEC_THREADS) {
+        const int g = i / D, d = i % D;
+        if (g >= p.group)
+            break;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++)
+            M = fmaxf(M, wm[w][g]);
+        float L = 0.0f, A = 0.0f;
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) {
+            if (wm[w][g] == -INFINITY)
+                continue;
+            float f = exp2f(wm[w][g] - M);
+            L += wl[w][g] * f;
+            A += wacc[w][g][d] * f;
+        }
+        const int h = h0 + g;
+        if (p.n_splits == 1) {
+            ((T *)p.out)[((int64_t)t * p.H + h) * D + d] = from_f<T>(L > 0.0f ? A / L : 0.0f);
+        } else {
+            float *part = p.part +
+                          (((int64_t)blockIdx.x * p.H + h) * p.n_splits + split) * (D + 2);
+            part[d] = A;
+            if (d == 0) {
+                part[D] = M;
+                part[D + 1] = L;
+            }
+        }
+    }
+}
+
+/* Merges the splits of one (item, head): weights 2^(m_s - M). */
+template <typename T, int D>
+__global__ void attn_decode_combine_kernel(const float *part, const int4 *items, int H,
+                                           int n_splits, T *out)
+{
+    const int i = blockIdx.x, h = blockIdx.y, t = items[i].y;
+    const float *pp = part + ((int64_t)i * H + h) * n_splits * (D + 2);
+    float M = -INFINITY, den = 0.0f;
+    for (int s = 0; s < n_splits; s++)
+        if (pp[s * (D + 2) + D + 1] > 0.0f)
+            M = fmaxf(M, pp[s * (D + 2) + D]);
+    for (int s = 0; s < n_splits; s++) {
+        float l = pp[s * (D + 2) + D + 1];
+        if (l > 0.0f)
+            den += exp2f(pp[s * (D + 2) + D] - M) * l;
+    }
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float num = 0.0f;
+        for (int s = 0; s < n_splits; s++) {
+            float l = pp[s * (D + 2) + D + 1];
+            if (l > 0.0f)
+                num += exp2f(pp[s * (D + 2) + D] - M) * pp[s * (D + 2) + d];
+        }
+        out[((int64_t)t * H + h) * D + d] = from_f<T>(den > 0.0f ? num / den : 0.0f);
+    }
+}
+
+static int group_rounded(int group)
+{
+    return group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : group <= 8 ? 8 : 0;
+}
+
+bool pgd__attn_decode_ok(int head_dim, int group)
+{
+    return (head_dim == 64 || head_dim == 128 || head_dim == 256) && group_rounded(group) > 0;
+}
+
+void pgd__attn_decode_plan(const struct pgd_cuda_ctx *c, int n_items, int n_kv_heads,
+                           int n_heads, int head_dim, int max_len, int *n_splits,
+                           int *split_len)
+{
+    *n_splits = 1;
+    *split_len = INT_MAX / 2;
+    int blocks = std::max(n_items * n_kv_heads, 1);
+    int want = (2 * c->sm_count + blocks - 1) / blocks;
+    int n = std::min(want, max_len / DEC_SPLIT_MIN);
+    /* Bound the partials to 64 MiB of scratch. */
+    int64_t per_split = (int64_t)std::max(n_items, 1) * n_heads * (head_dim + 2) * 4;
+    n = (int)std::min<int64_t>(n, ((int64_t)64 << 20) / per_split);
+    if (n > 1) {
+        int len = (max_len + n - 1) / n;
+        len = (len + 31) / 32 * 32;
+        *split_len = len;
+        *n_splits = (max_len + len - 1) / len;
+        if (*n_splits <= 1) {
+            *n_splits = 1;
+            *split_len = INT_MAX / 2;
+        }
+    }
+}
+
+size_t pgd__attn_decode_scratch(int n_items, int n_heads, int head_dim, int n_splits)
+{
+    return n_splits > 1 ? (size_t)n_items * n_heads * n_splits * (head_dim + 2) * 4 : 0;
+}
+
+template <typename T, int D, int G>
+static void launch(struct pgd_cuda_ctx *c, const dec_params &p, int n_items)
+{
+    dim3 grid(n_items, p.KV, p.n_splits);
+    attn_decode_kernel<T, D, G><<<grid, DEC_THREADS, 0, c->stream>>>(p);
+    if (p.n_splits > 1)
+        attn_decode_combine_kernel<T, D><<<dim3(n_items, p.H), std::min(D, 128), 0, c->stream>>>(
+            p.part, p.items, p.H, p.n_splits, (T *)p.out);
+}
+
+template <typename T, int D>
+static void launch_g(struct pgd_cuda_ctx *c, const dec_params &p, int n_items)
+{
+    switch (group_rounded(p.group)) {
+    case 1: launch<T, D, 1>(c, p, n_items); break;
+    case 2: launch<T, D, 2>(c, p, n_items); break;
+    case 4: launch<T, D, 4>(c, p, n_items); break;
+    default: launch<T, D, 8>(c, p, n_items); break;
+    }
+}
+
+template <typename T>
+static void launch_d(struct pgd_cuda_ctx *c, int D, const dec_params &p, int n_items)
+{
+    switch (D) {
+    case 64: launch_g<T, 64>(c, p, n_items); break;
+    case 128: launch_g<T, 128>(c, p, n_items); break;
+    default: launch_g<T, 256>(c, p, n_items); break;
+    }
+}
+
+int pgd__attn_decode(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, const int4 *items,
+                     int n_items, int n_splits, int split_len, float *scratch, char *err,
+                     size_t errlen)
+{
+    const struct pgd_attn_params *ap = &a->p;
+    int D = ap->head_dim, group = ap->n_heads / ap->n_kv_heads;
+    if (n_items == 0)
+        return 0;
+    if (!pgd__attn_decode_ok(D, group))
+        return pgd_cuda_failf(err, errlen, "attention (decode): head_dim %d with %d query heads "
+                              "a KV head has no decode kernel", D, group);
+    if (n_splits > 1 && !scratch)
+        return pgd_cuda_failf(err, errlen, "attention (decode): %d context splits need scratch",
+                              n_splits);
+    dec_params p;
+    p.q = a->q;
+    p.out = a->out;
+    p.kc = a->k_cache;
+    p.vc = a->v_cache;
+    p.block_tables = a->block_tables;
+    p.positions = a->positions;
+    p.items = items;
+    p.part = scratch;
+    p.block_size = a->block_size;
+    p.max_blocks = a->max_blocks;
+    p.H = ap->n_heads;
+    p.KV = ap->n_kv_heads;
+    p.group = group;
+    p.window = ap->sliding_window;
+    p.n_splits = n_splits;
+    p.split_len = split_len;
+    p.scale_log2 = ap->scale * 1.4426950408889634f;
+    if (a->dtype == PGD_DTYPE_BF16)
+        launch_d<__nv_bfloat16>(c, D, p, n_items);
+    else
+        launch_d<__half>(c, D, p, n_items);
+    PGD_CUDA_LAUNCHED(err, errlen, "attention (decode) %s [%d rows, %d heads / %d kv of %d, max "
+                      "len %d, %d splits of %d]", pgd_cuda_dt(a->dtype), n_items, ap->n_heads,
+                      ap->n_kv_heads, D, a->max_seq_len, n_splits, split_len);
+    return 0;
+}
