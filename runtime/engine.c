@@ -2,7 +2,7 @@
  * forward -> sample -> detokenize -> emit), per-request output streams and metrics. */
 #include "runtime/engine_internal.h"
 #include "runtime/metrics.h"
-#include "runtime/sampler.h"
+#include "runtime/sample_rows.h"
 #include "runtime/scheduler.h"
 #include "runtime/stop.h"
 #include <pagoda/log.h>
@@ -242,10 +242,11 @@ struct pgd_engine {
     /* Engine thread only. */
     struct pgd__kv_manager kv;
     struct pgd__scheduler sched;
-    struct pgd__sampler sampler;
-    float *row;                     /* [vocab] the row being sampled */
+    struct pgd__sampler sampler;    /* the host path's */
+    float *row;                     /* [vocab] the row being sampled (host path) */
     struct pgd__step_seq *ss;       /* [max_num_seqs] */
-    int32_t *gids;                  /* [max_num_seqs] greedy ids of a greedy-only step */
+    struct pgd__sample_row *rows;   /* [max_num_batched_tokens] the step's logits rows */
+    struct pgd__sample_result *res; /* [max_num_batched_tokens] what became of them */
     struct req *active;
 
     /* Shared, under mu. */
@@ -260,8 +261,8 @@ struct pgd_engine {
     uint64_t next_id;
     uint64_t seed_state;
     bool paranoid;                  /* check invariants after every step (tests) */
-    bool no_greedy_path;            /* always take full logits (tests); under mu */
-    bool greedy_path;               /* engine thread's copy of !no_greedy_path */
+    bool no_device_sampling;        /* always take full logits (tests); under mu */
+    bool device_sampling;           /* engine thread's copy of !no_device_sampling */
 
     /* Metrics, under stats_mu. */
     pthread_mutex_t stats_mu;
@@ -430,9 +431,10 @@ static bool contains(const int32_t *ids, int n, int32_t t)
     return false;
 }
 
-/* A child got `token` (already appended to its sequence): stop checks, text, output. */
+/* A child got `token` (already appended to its sequence): stop checks, text, output. lp
+ * holds its logprobs when the request asked for them. */
 static void child_on_token(struct pgd_engine *e, struct child *c, int32_t token,
-                           const float *raw_logits)
+                           const struct pgd__sample_result *lp)
 {
     struct req *rq = c->req;
     const struct pgd_sampling_params *sp = &rq->sp;
@@ -458,7 +460,9 @@ static void child_on_token(struct pgd_engine *e, struct child *c, int32_t token,
             r->lp_top = malloc((size_t)sp->logprobs * sizeof *r->lp_top);
             PGD_ASSERT(r->lp_top != NULL);
         }
-        pgd__logprobs(raw_logits, e->vocab, token, sp->logprobs, &r->lp.chosen, r->lp_top);
+        r->lp.chosen = lp->chosen;
+        if (sp->logprobs > 0)
+            memcpy(r->lp_top, lp->top, (size_t)sp->logprobs * sizeof *r->lp_top);
         r->lp.top = r->lp_top;
         r->lp.n_top = sp->logprobs;
         r->o.logprobs = &r->lp;
@@ -517,21 +521,17 @@ static void child_on_token(struct pgd_engine *e, struct child *c, int32_t token,
 
 /* ---- the step ------------------------------------------------------------------------ */
 
-static void prompt_logprobs_rows(struct pgd_engine *e, struct req *rq, const struct pgd__seq *seq,
-                                 int first_pos, int n_rows, const float *rows)
+/* The prompt logprobs of prompt position p + 1 from its row's result. */
+static void prompt_logprobs_row(struct req *rq, int p, const struct pgd__sample_result *res)
 {
     int k = rq->sp.prompt_logprobs;
-    for (int j = 0; j < n_rows; j++) {
-        int p = first_pos + j;      /* row p predicts token p + 1 */
-        if (p + 1 >= rq->n_prompt)
-            break;
-        struct pgd_token_logprobs *tl = &rq->plps[p];
-        struct pgd_logprob *top = rq->plp_top ? rq->plp_top + (size_t)p * k : NULL;
-        pgd__logprobs(rows + (size_t)j * e->vocab, e->vocab, seq->tokens[p + 1], k, &tl->chosen,
-                      top);
-        tl->top = top;
-        tl->n_top = k;
-    }
+    struct pgd_token_logprobs *tl = &rq->plps[p];
+    struct pgd_logprob *top = rq->plp_top ? rq->plp_top + (size_t)p * k : NULL;
+    tl->chosen = res->chosen;
+    if (top && k > 0)
+        memcpy(top, res->top, (size_t)k * sizeof *top);
+    tl->top = top;
+    tl->n_top = k;
 }
 
 static bool wants_prompt_logprobs(const struct child *c)
@@ -545,15 +545,42 @@ static void fail_all(struct pgd_engine *e)
         req_abort(e, e->active);
 }
 
-/* Whether the sampler would take the plain argmax of the raw logits for c's next token:
- * temperature 0 with no processor or penalty that changes a logit (min_tokens only masks
- * while fewer tokens were generated) and no logprobs (they need the whole row). */
-static bool plain_greedy(const struct child *c)
+/* The descriptors of seq's logits rows (the last nl of its n_new new tokens) into rows:
+ * prompt-logprobs rows for prompt positions, a sample row for the last when the step
+ * completes the sequence. */
+static void describe_rows(const struct pgd_engine *e, const struct pgd__seq *seq,
+                          const struct pgd__step_seq *ss, struct pgd__sample_row *rows)
 {
-    const struct pgd_sampling_params *sp = &c->req->sp;
-    return sp->temperature < 1e-5f && sp->n_logit_bias == 0 && sp->presence_penalty == 0 &&
-           sp->frequency_penalty == 0 && sp->repetition_penalty == 1.0f && sp->logprobs < 0 &&
-           (sp->min_tokens == 0 || c->n_out >= sp->min_tokens);
+    const struct child *c = seq->owner;
+    const struct req *rq = c->req;
+    int nl = ss->n_logits;
+    bool completes = ss->n_computed + ss->n_new == seq->n_tokens;
+    bool plp = c->index == 0 && rq->plps && nl == ss->n_new && ss->n_computed < rq->n_prompt;
+    for (int j = 0; j < nl; j++) {
+        struct pgd__sample_row *row = &rows[j];
+        int p = ss->n_computed + ss->n_new - nl + j;     /* row j predicts token p + 1 */
+        memset(row, 0, sizeof *row);
+        row->kind = PGD__ROW_SKIP;
+        row->n_top = -1;
+        if (completes && j == nl - 1) {
+            row->kind = PGD__ROW_SAMPLE;
+            row->n_top = rq->sp.logprobs;
+            row->ctx = (struct pgd__sample_ctx){
+                .sp = &rq->sp,
+                .tokens = seq->tokens,
+                .n_prompt = seq->n_prompt,
+                .n_out = seq->n_tokens - seq->n_prompt,
+                .eos = e->be.eos_ids,
+                .n_eos = e->be.n_eos,
+                .seed = rq->seed,
+                .child = (uint32_t)c->index,
+            };
+        } else if (plp && p + 1 < rq->n_prompt) {
+            row->kind = PGD__ROW_TARGET;
+            row->target = seq->tokens[p + 1];
+            row->n_top = rq->sp.prompt_logprobs;
+        }
+    }
 }
 
 static void engine_step(struct pgd_engine *e)
@@ -592,17 +619,23 @@ static void engine_step(struct pgd_engine *e)
             .n_logits = wants_prompt_logprobs(c) ? n_new : (completes ? 1 : 0),
         };
     }
-    /* A step whose every logits row is one plain-greedy sample takes the backend's greedy
-     * path: on a GPU only the argmax ids come back, not [rows, vocab] floats. */
-    bool greedy = e->be.step_greedy != NULL && e->greedy_path;
-    for (int i = 0; greedy && i < o->n; i++)
-        greedy = e->ss[i].n_logits == 0 ||
-                 (e->ss[i].n_logits == 1 && plain_greedy(o->seqs[i]->owner));
-    const float *logits = NULL;
+    int n_rows = 0;
+    for (int i = 0; i < o->n; i++) {
+        describe_rows(e, o->seqs[i], &e->ss[i], e->rows + n_rows);
+        n_rows += e->ss[i].n_logits;
+    }
+    /* The backend samples (on a GPU only the results come back, not [rows, vocab] floats),
+     * or hands back the logits for the host sampler. */
     char err[256] = "";
-    enum pgd_status st = greedy ? e->be.step_greedy(e->be.ctx, e->ss, o->n, e->gids, err,
-                                                    sizeof err)
-                                : e->be.step(e->be.ctx, e->ss, o->n, &logits, err, sizeof err);
+    enum pgd_status st;
+    if (e->be.step_sample && e->device_sampling) {
+        st = e->be.step_sample(e->be.ctx, e->ss, o->n, e->rows, e->res, err, sizeof err);
+    } else {
+        const float *logits = NULL;
+        st = e->be.step(e->be.ctx, e->ss, o->n, &logits, err, sizeof err);
+        if (st == PGD_OK)
+            pgd__sample_rows_host(&e->sampler, e->row, logits, e->rows, n_rows, e->res);
+    }
     if (st != PGD_OK) {
         PGD_ERROR("engine: model step failed (%s): %s; aborting every request",
                   pgd_status_str(st), err);
@@ -622,43 +655,22 @@ static void engine_step(struct pgd_engine *e)
     e->stats.prefix_cache_hits = e->kv.prefix_hits;
     pthread_mutex_unlock(&e->stats_mu);
 
-    const float *row = logits;
-    int gi = 0;
+    int k = 0;
     for (int i = 0; i < o->n; i++) {
         struct pgd__seq *seq = o->seqs[i];
         struct child *c = seq->owner;
-        int nl = e->ss[i].n_logits;
-        if (greedy) {
-            if (nl == 1) {
-                int32_t tok = e->gids[gi++];
-                if (seq->n_computed == seq->n_tokens) {
-                    pgd__seq_append(seq, tok);
-                    child_on_token(e, c, tok, NULL);
-                }
+        const struct pgd__step_seq *ss = &e->ss[i];
+        for (int j = 0; j < ss->n_logits; j++, k++) {
+            const struct pgd__sample_row *row = &e->rows[k];
+            if (row->kind == PGD__ROW_TARGET) {
+                prompt_logprobs_row(c->req, ss->n_computed + ss->n_new - ss->n_logits + j,
+                                    &e->res[k]);
+            } else if (row->kind == PGD__ROW_SAMPLE) {
+                int32_t tok = e->res[k].token;
+                pgd__seq_append(seq, tok);
+                child_on_token(e, c, tok, &e->res[k]);
             }
-            continue;
         }
-        int before = e->ss[i].n_computed;
-        if (c->index == 0 && c->req->plps && nl == e->ss[i].n_new && before < c->req->n_prompt)
-            prompt_logprobs_rows(e, c->req, seq, before, nl, row);
-        if (seq->n_computed == seq->n_tokens) {
-            const float *last = row + (size_t)(nl - 1) * e->vocab;
-            memcpy(e->row, last, (size_t)e->vocab * sizeof *e->row);
-            struct pgd__sample_ctx sc = {
-                .sp = &c->req->sp,
-                .tokens = seq->tokens,
-                .n_prompt = seq->n_prompt,
-                .n_out = seq->n_tokens - seq->n_prompt,
-                .eos = e->be.eos_ids,
-                .n_eos = e->be.n_eos,
-                .seed = c->req->seed,
-                .child = (uint32_t)c->index,
-            };
-            int32_t tok = pgd__sampler_sample(&e->sampler, &sc, e->row);
-            pgd__seq_append(seq, tok);
-            child_on_token(e, c, tok, last);
-        }
-        row += (size_t)nl * e->vocab;
     }
     /* Retire requests whose samples all finished. */
     for (struct req *r = e->active, *n; r; r = n) {
@@ -741,7 +753,7 @@ static void *engine_main(void *arg)
         e->n_aborts = 0;
         bool stop = e->stop;
         bool paranoid = e->paranoid;
-        e->greedy_path = !e->no_greedy_path;
+        e->device_sampling = !e->no_device_sampling;
         pthread_mutex_unlock(&e->mu);
 
         for (struct req *r = pend, *n; r; r = n) {
@@ -788,7 +800,8 @@ static void engine_free(struct pgd_engine *e)
     pgd__sampler_fini(&e->sampler);
     free(e->row);
     free(e->ss);
-    free(e->gids);
+    free(e->rows);
+    free(e->res);
     free(e->aborts);
     if (e->be.destroy)
         e->be.destroy(e->be.ctx);
@@ -867,8 +880,11 @@ enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
     if (st == PGD_OK) {
         e->row = malloc((size_t)e->vocab * sizeof *e->row);
         e->ss = malloc((size_t)p->max_num_seqs * sizeof *e->ss);
-        e->gids = malloc((size_t)p->max_num_seqs * sizeof *e->gids);
-        if (!e->row || !e->ss || !e->gids)
+        /* Every token of a step may want its logits row (prompt logprobs). */
+        int max_rows = p->max_num_batched_tokens > 0 ? p->max_num_batched_tokens : 1;
+        e->rows = malloc((size_t)max_rows * sizeof *e->rows);
+        e->res = malloc((size_t)max_rows * sizeof *e->res);
+        if (!e->row || !e->ss || !e->rows || !e->res)
             st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "engine: no memory for step buffers");
     }
     e->next_id = 1;
@@ -909,11 +925,16 @@ void pgd_engine_destroy(struct pgd_engine *e)
     engine_free(e);
 }
 
-void pgd__engine_set_greedy_path(struct pgd_engine *e, bool on)
+void pgd__engine_set_device_sampling(struct pgd_engine *e, bool on)
 {
     pthread_mutex_lock(&e->mu);
-    e->no_greedy_path = !on;
+    e->no_device_sampling = !on;
     pthread_mutex_unlock(&e->mu);
+}
+
+void pgd__engine_set_greedy_path(struct pgd_engine *e, bool on)
+{
+    pgd__engine_set_device_sampling(e, on);
 }
 
 void pgd__engine_set_paranoid(struct pgd_engine *e, bool on)

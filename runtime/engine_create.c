@@ -19,11 +19,12 @@ static enum pgd_status rb_step(void *ctx, const struct pgd__step_seq *seqs, int 
     return pgd__runner_step(rb->runner, seqs, n_seqs, logits, err, errlen);
 }
 
-static enum pgd_status rb_step_greedy(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
-                                      int32_t *ids, char *err, size_t errlen)
+static enum pgd_status rb_step_sample(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
+                                      const struct pgd__sample_row *rows,
+                                      struct pgd__sample_result *res, char *err, size_t errlen)
 {
     struct runner_backend *rb = ctx;
-    return pgd__runner_step_greedy(rb->runner, seqs, n_seqs, ids, err, errlen);
+    return pgd__runner_step_sample(rb->runner, seqs, n_seqs, rows, res, err, errlen);
 }
 
 static void rb_destroy(void *ctx)
@@ -90,7 +91,7 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
         .eos_ids = m->eos_ids,
         .n_eos = m->n_eos,
         .step = rb_step,
-        .step_greedy = rb_step_greedy,
+        .step_sample = rb_step_sample,
         .destroy = rb_destroy,
     };
     /* The text path: the model's tokenizer when the directory has one; without it the

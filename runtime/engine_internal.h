@@ -6,6 +6,7 @@
 
 #include <pagoda/engine.h>
 #include "runtime/runner.h"
+#include "runtime/sample_rows.h"
 #include "runtime/textio.h"
 
 /* The model as the engine sees it. */
@@ -21,10 +22,12 @@ struct pgd__engine_backend {
     /* One step: see pgd__runner_step (the logits stay the backend's until the next step). */
     enum pgd_status (*step)(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
                             const float **logits, char *err, size_t errlen);
-    /* Optional: the same step when every logits row is sampled greedily; ids receives the
-     * argmax of each row (sum of n_logits entries): see pgd__runner_step_greedy. */
-    enum pgd_status (*step_greedy)(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
-                                   int32_t *ids, char *err, size_t errlen);
+    /* Optional: the same step, sampled by the backend: rows [sum of n_logits] describe the
+     * logits rows, res receives their tokens and logprobs (see pgd__runner_step_sample; on
+     * a GPU the logits stay there). Without it the engine samples step's logits itself. */
+    enum pgd_status (*step_sample)(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
+                                   const struct pgd__sample_row *rows,
+                                   struct pgd__sample_result *res, char *err, size_t errlen);
     void (*destroy)(void *ctx);
 };
 
@@ -41,9 +44,11 @@ enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
  * aborts the process (PGD_ASSERT) if not. For tests. */
 void pgd__engine_set_paranoid(struct pgd_engine *e, bool on);
 
-/* On by default: steps whose every logits row is a plain greedy sample go through the
- * backend's step_greedy (only ids come back). Off: always full logits and the sampler.
- * For tests that compare the two. */
+/* On by default: every step goes through the backend's step_sample when it has one (on a
+ * GPU: sampling on the device, only ids and logprobs come back; the plain argmax when every
+ * row is a plain greedy sample). Off: always full logits to the host and the CPU sampler.
+ * For tests that compare the two. pgd__engine_set_greedy_path is its old name. */
+void pgd__engine_set_device_sampling(struct pgd_engine *e, bool on);
 void pgd__engine_set_greedy_path(struct pgd_engine *e, bool on);
 
 /* The backend's ctx (borrowed). */

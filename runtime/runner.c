@@ -3,12 +3,14 @@
  * The step's batch metadata lives in one buffer laid out tightly for the step's sizes: host
  * memory on the CPU; on a GPU a pinned host buffer and its device twin, copied with one
  * host-to-device transfer per step on the context's stream. The logits come back as
- * float32 into pinned host memory (or, for greedy steps, only the argmax ids). */
+ * float32 into pinned host memory (or, for greedy steps, only the argmax ids; for sampled
+ * steps, only the sampling results: see runner_sample.c). */
 #include "config.h"
 #include "runtime/runner_internal.h"
 #include "runtime/model.h"
 #include "runtime/fwd.h"
 #include "runtime/device.h"
+#include "runtime/sample_rows.h"
 #include <pagoda/log.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,6 +234,11 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
         pgd__runner_destroy(r);
         return st;
     }
+    st = pgd__runner_sampling_init(r, err, errlen);
+    if (st) {
+        pgd__runner_destroy(r);
+        return st;
+    }
     const struct pgd_model_desc *d = &r->model->desc;
     int num_blocks = p->num_blocks;
     size_t block_bytes = pgd__kv_cache_block_bytes(d->n_layers, p->block_size, d->n_kv_heads,
@@ -283,6 +290,7 @@ void pgd__runner_destroy(struct pgd__runner *r)
     char err[256];
     (void)device_sync(r, err, sizeof err);
     pgd__graphs_destroy(r->graphs);
+    pgd__runner_sampling_fini(r);
     pgd__kv_cache_fini(&r->kv);
     pgd__arena_fini(&r->arena);
     pgd__model_destroy(r->model);
@@ -350,8 +358,8 @@ enum pgd_status pgd__runner_check_step(struct pgd__runner *r, const struct pgd__
     return PGD_OK;
 }
 
-/* See runner_internal.h. */
-enum pgd_status pgd__runner_finish(struct pgd__runner *r, const float *logits, int n_logits,
+/* The argmax ids of the rows into greedy, or (greedy NULL) the rows into r->logits. */
+static enum pgd_status finish_rows(struct pgd__runner *r, const float *logits, int n_logits,
                                    int32_t *greedy, int32_t *ids_dev, char *err, size_t errlen)
 {
     enum pgd_status st;
@@ -399,12 +407,38 @@ enum pgd_status pgd__runner_finish(struct pgd__runner *r, const float *logits, i
     return PGD_OK;
 }
 
-/* Runs a step; logits land in r->logits, or (greedy != NULL) only their argmax in greedy. */
+/* See runner_internal.h. */
+enum pgd_status pgd__runner_finish(struct pgd__runner *r, const float *logits, int n_logits,
+                                   const struct pgd__step_want *want, int32_t *ids_dev,
+                                   char *err, size_t errlen)
+{
+    if (!want->rows)
+        return finish_rows(r, logits, n_logits, want->greedy, ids_dev, err, errlen);
+    bool greedy = true;
+    for (int i = 0; greedy && i < n_logits; i++)
+        greedy = pgd__sample_row_plain_greedy(&want->rows[i]);
+    if (!greedy)
+        return pgd__runner_sample(r, logits, n_logits, want->rows, want->res, err, errlen);
+    /* Every row the plain argmax: the greedy kernel, ids only (in the result records). */
+    int32_t *ids = malloc((size_t)(n_logits > 0 ? n_logits : 1) * sizeof *ids);
+    if (!ids)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: out of memory for %d ids", n_logits);
+    enum pgd_status st = finish_rows(r, logits, n_logits, ids, ids_dev, err, errlen);
+    for (int i = 0; !st && i < n_logits; i++) {
+        memset(&want->res[i].chosen, 0, sizeof want->res[i].chosen);
+        want->res[i].token = ids[i];
+    }
+    free(ids);
+    return st;
+}
+
+/* Runs a step and hands back what `want` asks for (see pgd__runner_finish). */
 static enum pgd_status run_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
-                                int n_seqs, int32_t *greedy, char *err, size_t errlen)
+                                int n_seqs, const struct pgd__step_want *want, char *err,
+                                size_t errlen)
 {
     enum pgd_status st;
-    if (pgd__graphs_step(r, seqs, n_seqs, greedy, &st, err, errlen))
+    if (pgd__graphs_step(r, seqs, n_seqs, want, &st, err, errlen))
         return st;
     int n_tokens = 0, n_logits = 0, max_blocks = 0;
     st = pgd__runner_check_step(r, seqs, n_seqs, &n_tokens, &n_logits, &max_blocks, err, errlen);
@@ -475,13 +509,14 @@ static enum pgd_status run_step(struct pgd__runner *r, const struct pgd__step_se
         return pgd_errf(err, errlen, f.status, "forward (%s plugin): %s", r->model->plugin->name,
                         f.err);
     }
-    return pgd__runner_finish(r, logits, n_logits, greedy, NULL, err, errlen);
+    return pgd__runner_finish(r, logits, n_logits, want, NULL, err, errlen);
 }
 
 enum pgd_status pgd__runner_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
                                  int n_seqs, const float **logits, char *err, size_t errlen)
 {
-    enum pgd_status st = run_step(r, seqs, n_seqs, NULL, err, errlen);
+    struct pgd__step_want want = { 0 };
+    enum pgd_status st = run_step(r, seqs, n_seqs, &want, err, errlen);
     if (!st)
         *logits = r->logits;
     return st;
@@ -490,5 +525,14 @@ enum pgd_status pgd__runner_step(struct pgd__runner *r, const struct pgd__step_s
 enum pgd_status pgd__runner_step_greedy(struct pgd__runner *r, const struct pgd__step_seq *seqs,
                                         int n_seqs, int32_t *tokens, char *err, size_t errlen)
 {
-    return run_step(r, seqs, n_seqs, tokens, err, errlen);
+    struct pgd__step_want want = { .greedy = tokens };
+    return run_step(r, seqs, n_seqs, &want, err, errlen);
+}
+
+enum pgd_status pgd__runner_step_sample(struct pgd__runner *r, const struct pgd__step_seq *seqs,
+                                        int n_seqs, const struct pgd__sample_row *rows,
+                                        struct pgd__sample_result *res, char *err, size_t errlen)
+{
+    struct pgd__step_want want = { .rows = rows, .res = res };
+    return run_step(r, seqs, n_seqs, &want, err, errlen);
 }

@@ -71,5 +71,15 @@ enum pgd_status pgd__runner_step(struct pgd__runner *r, const struct pgd__step_s
  * there, and only the ids come back). tokens has sum of n_logits entries. */
 enum pgd_status pgd__runner_step_greedy(struct pgd__runner *r, const struct pgd__step_seq *seqs,
                                         int n_seqs, int32_t *tokens, char *err, size_t errlen);
+/* The same step, sampled: rows [sum of n_logits] say what each logits row is for (see
+ * runtime/sample_rows.h) and res [sum of n_logits] receives the tokens and logprobs. On a GPU
+ * the sampling kernels run on the device logits and only res comes back (when every row is
+ * a plain greedy sample, only the argmax); on the CPU the CPU sampler runs on the rows. */
+struct pgd__sample_row;
+struct pgd__sample_result;
+enum pgd_status pgd__runner_step_sample(struct pgd__runner *r, const struct pgd__step_seq *seqs,
+                                        int n_seqs, const struct pgd__sample_row *rows,
+                                        struct pgd__sample_result *res, char *err,
+                                        size_t errlen);
 
 #endif

@@ -17,8 +17,8 @@
  *     eagerly and records the arena's fingerprint (a hash of the addresses), the second is
  *     captured and its fingerprint must match (else that (Bp, C) stays eager, with a
  *     warning), later ones replay the graph.
- * The argmax (greedy steps) and the copy of the logits back run after the graph, on the
- * real rows only. */
+ * The argmax (greedy steps), the sampling kernels (sampled steps) and the copy of the
+ * logits back run after the graph, on the real rows only. */
 #include "config.h"
 #include "runtime/runner_internal.h"
 #include <pagoda/log.h>
@@ -72,7 +72,8 @@ enum pgd_status pgd__graphs_create(struct pgd__runner *r, struct pgd__graphs **o
 }
 void pgd__graphs_destroy(struct pgd__graphs *g) { (void)g; }
 bool pgd__graphs_step(struct pgd__runner *r, const struct pgd__step_seq *seqs, int n_seqs,
-                      int32_t *greedy, enum pgd_status *st, char *err, size_t errlen)
+                      const struct pgd__step_want *want, enum pgd_status *st, char *err,
+                      size_t errlen)
 {
     return false;
 }
@@ -181,7 +182,8 @@ static enum pgd_status forward(struct pgd__runner *r, struct pgd_fwd *f, float *
 }
 
 bool pgd__graphs_step(struct pgd__runner *r, const struct pgd__step_seq *seqs, int n_seqs,
-                      int32_t *greedy, enum pgd_status *st, char *err, size_t errlen)
+                      const struct pgd__step_want *want, enum pgd_status *st, char *err,
+                      size_t errlen)
 {
     struct pgd__graphs *g = r->graphs;
     if (!g || n_seqs <= 0 || n_seqs > g->sizes[g->n_sizes - 1])
@@ -316,7 +318,7 @@ bool pgd__graphs_step(struct pgd__runner *r, const struct pgd__step_seq *seqs, i
             e->state = G_WARM;
         }
     }
-    *st = pgd__runner_finish(r, logits, n_seqs, greedy, g->ids_dev, err, errlen);
+    *st = pgd__runner_finish(r, logits, n_seqs, want, g->ids_dev, err, errlen);
     return true;
 }
 #endif

@@ -8,6 +8,15 @@
 #include "runtime/fwd.h"
 
 struct pgd__graphs;                    /* runner_graph.c */
+struct pgd__runner_sampling;           /* runner_sample.c */
+
+/* What a step hands back after its forward pass: the argmax ids (greedy), or the rows'
+ * sampling results (rows), or (neither) the logits rows in r->logits. */
+struct pgd__step_want {
+    int32_t *greedy;                   /* [n_logits] */
+    const struct pgd__sample_row *rows;   /* [n_logits] */
+    struct pgd__sample_result *res;    /* [n_logits] */
+};
 
 struct pgd__runner {
     struct pgd__runner_params params;
@@ -26,6 +35,7 @@ struct pgd__runner {
     uint64_t step_id;
     size_t act_bytes;                  /* activation memory of the largest step */
     struct pgd__graphs *graphs;        /* owned; CUDA graphs of decode steps, NULL when off */
+    struct pgd__runner_sampling *samp; /* owned; the sampling buffers */
 };
 
 /* Byte offsets of the batch arrays in a metadata buffer for a step's sizes. */
@@ -41,10 +51,22 @@ enum pgd_status pgd__runner_check_step(struct pgd__runner *r, const struct pgd__
                                        int n_seqs, int *n_tokens, int *n_logits,
                                        int *max_blocks, char *err, size_t errlen);
 /* After a forward pass that left n_logits float32 rows at logits (device memory on a GPU):
- * the argmax ids into greedy (when not NULL; computed into ids_dev [n_logits] on the GPU,
- * or the arena when ids_dev is NULL), else the rows into r->logits; waits for the GPU. */
+ * what `want` asks for (argmax ids are computed into ids_dev [n_logits] on the GPU, or the
+ * arena when ids_dev is NULL; rows are sampled through runner_sample.c; else the rows go to
+ * r->logits); waits for the GPU. */
 enum pgd_status pgd__runner_finish(struct pgd__runner *r, const float *logits, int n_logits,
-                                   int32_t *greedy, int32_t *ids_dev, char *err, size_t errlen);
+                                   const struct pgd__step_want *want, int32_t *ids_dev,
+                                   char *err, size_t errlen);
+
+/* runner_sample.c: the sampling buffers (on a GPU: the kernels' scratch rows, allocated
+ * here so that the KV cache sizing sees them; the packed rows and the results, pinned and
+ * on the device), and sampling n_logits rows of logits (device memory on a GPU, r->logits
+ * on the CPU) into res. */
+enum pgd_status pgd__runner_sampling_init(struct pgd__runner *r, char *err, size_t errlen);
+void pgd__runner_sampling_fini(struct pgd__runner *r);
+enum pgd_status pgd__runner_sample(struct pgd__runner *r, const float *logits, int n_logits,
+                                   const struct pgd__sample_row *rows,
+                                   struct pgd__sample_result *res, char *err, size_t errlen);
 
 /* runner_graph.c. Graphs are on for a CUDA runner unless params.enforce_eager or the
  * environment's PAGODA_CUDA_GRAPHS=0; *out stays NULL when they are off. */
@@ -54,6 +76,7 @@ void pgd__graphs_destroy(struct pgd__graphs *g);
 /* Runs the step through a graph when it is a decode-only step the graphs cover: returns
  * true with *st its status, or false (nothing done) for the caller to run it eagerly. */
 bool pgd__graphs_step(struct pgd__runner *r, const struct pgd__step_seq *seqs, int n_seqs,
-                      int32_t *greedy, enum pgd_status *st, char *err, size_t errlen);
+                      const struct pgd__step_want *want, enum pgd_status *st, char *err,
+                      size_t errlen);
 
 #endif

@@ -744,3 +744,69 @@ Test(engine_llama, sliding_window_releases_blocks_without_changing_results)
     pgd_engine_destroy(e);
     json_decref(ref);
 }
+
+/* ---- sampling through the backend (pgd__runner_step_sample) ------------------------------ */
+
+/* The engine with the backend sampling (the runner's step_sample) and with full logits and
+ * its own sampler gives the same tokens and logprobs: sampled, penalised, seeded requests
+ * with logprobs and prompt logprobs, n = 2, chunked prefill. */
+Test(engine_llama, backend_sampling_equals_engine_sampling)
+{
+    enum { N = 12, OUT = 10 };
+    int32_t prompt[N][40];
+    int len[N];
+    struct pgd_sampling_params sp[N];
+    uint32_t rs = 7;
+    for (int r = 0; r < N; r++) {
+        rs = rs * 1103515245u + 12345u;
+        len[r] = 2 + (int)(rs >> 16) % 38;
+        for (int i = 0; i < len[r]; i++) prompt[r][i] = 3 + (int32_t)((rs >> 8) + i * 53u) % 500;
+        sp[r] = pgd_sampling_default_params();
+        sp[r].max_tokens = OUT;
+        sp[r].ignore_eos = true;
+        sp[r].has_seed = true;
+        sp[r].seed = 500 + (uint64_t)r;
+        sp[r].n = r % 3 == 0 ? 2 : 1;
+        sp[r].logprobs = r % 2 ? 3 : -1;
+        sp[r].prompt_logprobs = r % 4 == 1 ? 2 : -1;
+        sp[r].top_p = r % 5 == 0 ? 0.8f : 1.0f;
+        sp[r].top_k = r % 3 == 1 ? 10 : 0;
+        sp[r].repetition_penalty = r % 4 == 2 ? 1.2f : 1.0f;
+        sp[r].presence_penalty = r % 4 == 3 ? 0.5f : 0.0f;
+        sp[r].temperature = r % 6 == 5 ? 0.0f : 0.9f;
+    }
+    struct out { int32_t tok[2][OUT]; float lp[2][OUT]; float plp[40]; int n_plp; };
+    static struct out got[2][N];
+    for (int mode = 0; mode < 2; mode++) {
+        struct pgd_engine *e = llama_engine(64, 4, 16, 4);
+        pgd__engine_set_device_sampling(e, mode == 0);
+        for (int r = 0; r < N; r++) {
+            struct pgd_stream *s = submit_ids(e, prompt[r], len[r], sp[r]);
+            struct pgd_output o;
+            int n[2] = { 0, 0 };
+            struct out *g = &got[mode][r];
+            while (pgd_stream_next(s, &o, 10000) == PGD_OK) {
+                for (int i = 0; i < o.n_token_ids; i++) {
+                    g->tok[o.index][n[o.index]] = o.token_ids[i];
+                    if (o.logprobs)
+                        g->lp[o.index][n[o.index]] = o.logprobs[i].chosen.logprob;
+                    n[o.index]++;
+                }
+                for (int i = 0; i < o.n_prompt_logprobs; i++)
+                    g->plp[i] = o.prompt_logprobs[i].chosen.logprob;
+                if (o.n_prompt_logprobs)
+                    g->n_plp = o.n_prompt_logprobs;
+            }
+            pgd_stream_destroy(s);
+            for (int k = 0; k < sp[r].n; k++)
+                cr_assert_eq(n[k], OUT);
+        }
+        pgd_engine_destroy(e);
+    }
+    for (int r = 0; r < N; r++) {
+        cr_assert_eq(memcmp(&got[0][r], &got[1][r], sizeof got[0][r]), 0, "request %d differs "
+                     "(first token %d vs %d)", r, got[0][r].tok[0][0], got[1][r].tok[0][0]);
+        if (sp[r].prompt_logprobs >= 0)
+            cr_assert_eq(got[0][r].n_plp, len[r] - 1);
+    }
+}

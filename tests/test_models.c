@@ -526,3 +526,95 @@ Test(cli, prompts_file_errors_name_file_and_line)
     cr_assert(strstr(out, want), "%s", out);
     free(out);
 }
+
+/* ---- sampling through the runner ---------------------------------------------------------- */
+#include "runtime/sample_rows.h"
+
+/* The runner's step_sample on the CPU equals full logits plus the CPU sampler (the engine's
+ * old path): one step of three sequences with prompt-logprobs rows, sampled rows with
+ * logprobs and penalties, a greedy row and rows with nothing to do. (Greedy-only steps,
+ * the argmax path, are the engine_llama tests' greedy requests.) */
+Test(llama_f32, runner_step_sample_equals_logits_and_the_cpu_sampler)
+{
+    struct pgd__runner_params rp;
+    pgd__runner_default_params(&rp);
+    struct pgd_registry *reg = fixture_registry(NULL);
+    char err[512];
+    rp.model_dir = fixture_dir("llama-f32");
+    rp.registry = reg;
+    rp.num_blocks = 64;
+    rp.block_size = 4;
+    struct pgd__runner *r;
+    cr_assert_eq(pgd__runner_create(&rp, &r, err, sizeof err), PGD_OK, "%s", err);
+    int V = pgd__runner_desc(r)->vocab_size;
+    enum { S = 3 };
+    int32_t toks[S][24];
+    int n[S] = { 9, 14, 5 }, nl[S] = { 9, 1, 3 };
+    int32_t tables[S][8];
+    for (int s = 0; s < S; s++) {
+        for (int i = 0; i < n[s]; i++) toks[s][i] = 3 + (int32_t)((s * 131 + i * 37) % 400);
+        for (int b = 0; b < 8; b++) tables[s][b] = s * 8 + b;
+    }
+    struct pgd__step_seq seqs[S];
+    for (int s = 0; s < S; s++)
+        seqs[s] = (struct pgd__step_seq){ .tokens = toks[s], .n_new = n[s], .n_computed = 0,
+                                          .block_table = tables[s], .n_blocks = 8,
+                                          .n_logits = nl[s] };
+    struct pgd_sampling_params sp[S];
+    for (int s = 0; s < S; s++) sp[s] = pgd_sampling_default_params();
+    sp[0].top_k = 50;
+    sp[0].top_p = 0.9f;
+    sp[1].repetition_penalty = 1.3f;
+    sp[1].frequency_penalty = 0.5f;
+    sp[1].temperature = 0.7f;
+    sp[2].temperature = 0;
+    static const int32_t eos[1] = { 2 };
+    struct pgd__sample_row rows[13];
+    int k = 0;
+    for (int s = 0; s < S; s++)
+        for (int j = 0; j < nl[s]; j++, k++) {
+            int p = n[s] - nl[s] + j;
+            rows[k] = (struct pgd__sample_row){ .kind = PGD__ROW_SKIP, .n_top = -1 };
+            if (j == nl[s] - 1)
+                rows[k] = (struct pgd__sample_row){
+                    .kind = PGD__ROW_SAMPLE, .n_top = s == 2 ? -1 : 4,
+                    .ctx = { .sp = &sp[s], .tokens = toks[s], .n_prompt = n[s] - 2, .n_out = 2,
+                             .eos = eos, .n_eos = 1, .seed = 99 + (uint64_t)s, .child = 1 } };
+            else if (s == 0 && j % 2 == 0)
+                rows[k] = (struct pgd__sample_row){ .kind = PGD__ROW_TARGET,
+                                                    .target = toks[s][p + 1], .n_top = 3 };
+        }
+    cr_assert_eq(k, 13);
+    struct pgd__sample_result res[13];
+    cr_assert_eq(pgd__runner_step_sample(r, seqs, S, rows, res, err, sizeof err), PGD_OK, "%s",
+                 err);
+    const float *logits;
+    cr_assert_eq(pgd__runner_step(r, seqs, S, &logits, err, sizeof err), PGD_OK, "%s", err);
+    struct pgd__sampler smp;
+    cr_assert_eq(pgd__sampler_init(&smp, V, err, sizeof err), PGD_OK);
+    float *row = malloc((size_t)V * sizeof *row);
+    for (int i = 0; i < 13; i++) {
+        const float *raw = logits + (size_t)i * V;
+        struct pgd_logprob chosen, top[4];
+        if (rows[i].kind == PGD__ROW_SKIP) {
+            cr_assert_eq(res[i].token, -1);
+            continue;
+        }
+        int32_t tok = rows[i].target;
+        if (rows[i].kind == PGD__ROW_SAMPLE) {
+            memcpy(row, raw, (size_t)V * sizeof *row);
+            tok = pgd__sampler_sample(&smp, &rows[i].ctx, row);
+            cr_assert_eq(res[i].token, tok, "row %d: step_sample %d, sampler %d", i,
+                         res[i].token, tok);
+        }
+        if (rows[i].n_top < 0)
+            continue;
+        pgd__logprobs(raw, V, tok, rows[i].n_top, &chosen, top);
+        cr_assert_eq(memcmp(&res[i].chosen, &chosen, sizeof chosen), 0, "row %d", i);
+        cr_assert_eq(memcmp(res[i].top, top, (size_t)rows[i].n_top * sizeof *top), 0, "row %d", i);
+    }
+    free(row);
+    pgd__sampler_fini(&smp);
+    pgd__runner_destroy(r);
+    pgd_registry_destroy(reg);
+}

@@ -311,3 +311,192 @@ Test(stop, include_stop_string_and_earliest_match_wins)
     cr_assert_eq(pgd__stop_text_flush(&h.t), 3);
     pgd__stop_text_fini(&h.t);
 }
+
+/* ---- a step's rows: the host path and the packing for the device kernels ---------------- */
+#include "runtime/sample_rows.h"
+
+PGD_TEST_SUITE(sample_rows);
+
+/* The host path is the sampler plus the logprobs of the raw row, row by row. */
+Test(sample_rows, host_path_is_the_sampler_and_raw_logprobs)
+{
+    struct pgd__sampler s;
+    char err[128];
+    cr_assert_eq(pgd__sampler_init(&s, V, err, sizeof err), PGD_OK);
+    float logits[4 * V];
+    for (int r = 0; r < 4; r++)
+        for (int i = 0; i < V; i++) logits[r * V + i] = LOGITS[(i + 3 * r) % V];
+    struct pgd_sampling_params sp = pgd_sampling_default_params();
+    sp.repetition_penalty = 1.5f;
+    int32_t toks[3] = { 0, 4, 0 };
+    struct pgd__sample_row rows[4] = {
+        { .kind = PGD__ROW_SAMPLE, .n_top = 3,
+          .ctx = { .sp = &sp, .tokens = toks, .n_prompt = 2, .n_out = 1, .seed = 9 } },
+        { .kind = PGD__ROW_TARGET, .target = 6, .n_top = 2 },
+        { .kind = PGD__ROW_SKIP, .n_top = -1 },
+        { .kind = PGD__ROW_SAMPLE, .n_top = -1,
+          .ctx = { .sp = &sp, .tokens = toks, .n_prompt = 3, .seed = 10, .child = 2 } },
+    };
+    struct pgd__sample_result res[4];
+    float scratch[V];
+    pgd__sample_rows_host(&s, scratch, logits, rows, 4, res);
+    float row[V];
+    for (int r = 0; r < 4; r += 3) {
+        memcpy(row, logits + r * V, sizeof row);
+        cr_assert_eq(res[r].token, pgd__sampler_sample(&s, &rows[r].ctx, row), "row %d", r);
+    }
+    struct pgd_logprob c, top[3];
+    pgd__logprobs(logits, V, res[0].token, 3, &c, top);
+    cr_assert_eq(memcmp(&res[0].chosen, &c, sizeof c), 0);
+    cr_assert_eq(memcmp(res[0].top, top, sizeof top), 0);
+    pgd__logprobs(logits + V, V, 6, 2, &c, top);
+    cr_assert_eq(res[1].token, -1);
+    cr_assert_eq(memcmp(&res[1].chosen, &c, sizeof c), 0);
+    cr_assert_eq(memcmp(res[1].top, top, 2 * sizeof *top), 0);
+    cr_assert_eq(res[2].token, -1);
+    pgd__sampler_fini(&s);
+}
+
+Test(sample_rows, plain_greedy_only_without_processors_or_logprobs)
+{
+    struct pgd_sampling_params sp = pgd_sampling_default_params();
+    sp.temperature = 0;
+    int32_t t = 1;
+    struct pgd__sample_row r = { .kind = PGD__ROW_SAMPLE, .n_top = -1,
+                                 .ctx = { .sp = &sp, .tokens = &t, .n_prompt = 1 } };
+    cr_assert(pgd__sample_row_plain_greedy(&r));
+    r.n_top = 0;
+    cr_assert_not(pgd__sample_row_plain_greedy(&r));
+    r.n_top = -1;
+    sp.min_tokens = 2;
+    cr_assert_not(pgd__sample_row_plain_greedy(&r));
+    r.ctx.n_out = 2;
+    cr_assert(pgd__sample_row_plain_greedy(&r));
+    sp.presence_penalty = 0.1f;
+    cr_assert_not(pgd__sample_row_plain_greedy(&r));
+    sp.presence_penalty = 0;
+    sp.temperature = 0.5f;
+    cr_assert_not(pgd__sample_row_plain_greedy(&r));
+    r.kind = PGD__ROW_TARGET;
+    cr_assert_not(pgd__sample_row_plain_greedy(&r));
+}
+
+/* The packed rows: parameters, the min_tokens mask (eos unless ignore_eos, then stop ids),
+ * bias pairs in request order, one (id, output count) pair per distinct token when a
+ * penalty is on; offsets into one pool; the size bound. */
+Test(sample_rows, pack_layout)
+{
+    enum { PV = 100 };
+    struct pgd__sample_packer pk;
+    char err[256];
+    cr_assert_eq(pgd__sample_packer_init(&pk, PV, err, sizeof err), PGD_OK);
+    static const int32_t eos[2] = { 1, 2 }, stops[1] = { 50 };
+    static const struct pgd_logit_bias bias[3] = { { 7, 1.5f }, { 3, -2.0f }, { 7, 0.25f } };
+    struct pgd_sampling_params a = pgd_sampling_default_params(), b = a;
+    a.temperature = 0.7f;
+    a.top_k = 5;
+    a.top_p = 0.5f;
+    a.min_p = 0.1f;
+    a.min_tokens = 3;
+    a.stop_token_ids = stops;
+    a.n_stop_token_ids = 1;
+    a.logit_bias = bias;
+    a.n_logit_bias = 3;
+    b.frequency_penalty = 0.5f;
+    b.min_tokens = 1;
+    b.ignore_eos = true;
+    int32_t ta[4] = { 9, 9, 4, 9 }, tb[7] = { 30, 10, 30, 10, 99, 10, 120 };
+    struct pgd__sample_row rows[4] = {
+        { .kind = PGD__ROW_SAMPLE, .n_top = 5,
+          .ctx = { .sp = &a, .tokens = ta, .n_prompt = 2, .n_out = 2, .eos = eos, .n_eos = 2,
+                   .seed = 77, .child = 3 } },
+        { .kind = PGD__ROW_TARGET, .target = 42, .n_top = -1 },
+        { .kind = PGD__ROW_SAMPLE, .n_top = -1,
+          .ctx = { .sp = &b, .tokens = tb, .n_prompt = 3, .n_out = 4, .eos = eos, .n_eos = 2 } },
+        { .kind = PGD__ROW_SKIP, .n_top = -1 },
+    };
+    size_t bytes = pgd__sample_pack_bytes(rows, 4), used = 0;
+    cr_assert_eq(bytes % 8, 0);
+    uint64_t *buf = calloc(bytes / 8, 8);
+    cr_assert_eq(pgd__sample_pack(&pk, rows, 4, buf, &used, err, sizeof err), PGD_OK, "%s", err);
+    cr_assert_leq(used, bytes);
+    const struct pgd_cuda_sample_row *P = (const void *)buf;
+    const int32_t *pool = (const int32_t *)(P + 4);
+    /* Row 0: mask {1, 2, 50}, bias pairs, no penalty. */
+    cr_assert_eq(P[0].kind, PGD_CUDA_ROW_SAMPLE);
+    cr_assert_eq(P[0].n_top, 5);
+    cr_assert_eq(P[0].top_k, 5);
+    cr_assert_float_eq(P[0].temperature, 0.7f, 0);
+    cr_assert_float_eq(P[0].top_p, 0.5f, 0);
+    cr_assert_float_eq(P[0].min_p, 0.1f, 0);
+    cr_assert_float_eq(P[0].rep, 1.0f, 0);
+    cr_assert_eq(P[0].seed, 77);
+    cr_assert_eq(P[0].child, 3);
+    cr_assert_eq(P[0].draw, 2);
+    cr_assert_eq(P[0].pool_off, 0);
+    cr_assert_eq(P[0].n_mask, 3);
+    cr_assert_eq(P[0].n_bias, 3);
+    cr_assert_eq(P[0].n_pen, 0);
+    cr_assert_eq(pool[0], 1);
+    cr_assert_eq(pool[1], 2);
+    cr_assert_eq(pool[2], 50);
+    for (int j = 0; j < 3; j++) {
+        float f;
+        memcpy(&f, &pool[3 + 2 * j + 1], sizeof f);
+        cr_assert_eq(pool[3 + 2 * j], bias[j].token);
+        cr_assert_float_eq(f, bias[j].bias, 0);
+    }
+    /* Row 1: a target row asks for its logprob. */
+    cr_assert_eq(P[1].kind, PGD_CUDA_ROW_TARGET);
+    cr_assert_eq(P[1].target, 42);
+    cr_assert_eq(P[1].n_top, 0);
+    /* Row 2: min_tokens over already (n_out 4 >= 1): no mask; penalties: distinct ids
+     * ascending, out-of-vocabulary 120 dropped, output counts (10 x2, 99 x1; 30 only in
+     * the prompt). */
+    cr_assert_eq(P[2].pool_off, 9);
+    cr_assert_eq(P[2].n_mask, 0);
+    cr_assert_eq(P[2].n_bias, 0);
+    cr_assert_eq(P[2].n_pen, 3);
+    cr_assert_float_eq(P[2].freq, 0.5f, 0);
+    static const int32_t want[6] = { 10, 2, 30, 0, 99, 1 };
+    for (int j = 0; j < 6; j++)
+        cr_assert_eq(pool[9 + j], want[j], "penalty pool[%d] = %d, want %d", j, pool[9 + j],
+                     want[j]);
+    cr_assert_eq(P[3].kind, PGD_CUDA_ROW_SKIP);
+    cr_assert_eq(used, 4 * sizeof *P + 15 * sizeof(int32_t));
+    /* A target outside the vocabulary is refused, naming the row. */
+    rows[1].target = PV;
+    cr_assert_eq(pgd__sample_pack(&pk, rows, 4, buf, &used, err, sizeof err), PGD_ERR_INVALID_ARG);
+    cr_assert(strstr(err, "row 1") != NULL, "%s", err);
+    free(buf);
+    pgd__sample_packer_fini(&pk);
+}
+
+/* Kernel output records become results: tokens only for sampled rows, logprobs when asked. */
+Test(sample_rows, unpack)
+{
+    struct pgd_cuda_sample_out out[3] = {
+        { .token = 5, .rank = 2, .logprob = -0.5f, .n_top = 2, .top_id = { 4, 5 },
+          .top_lp = { -0.2f, -0.5f } },
+        { .token = -1, .rank = 7, .logprob = -3.0f, .n_top = 0 },
+        { .token = 8, .n_top = 0 },
+    };
+    struct pgd__sample_row rows[3] = {
+        { .kind = PGD__ROW_SAMPLE, .n_top = 2 },
+        { .kind = PGD__ROW_TARGET, .target = 11, .n_top = 0 },
+        { .kind = PGD__ROW_SAMPLE, .n_top = -1 },
+    };
+    struct pgd__sample_result res[3];
+    pgd__sample_unpack(out, rows, 3, res);
+    cr_assert_eq(res[0].token, 5);
+    cr_assert_eq(res[0].chosen.token, 5);
+    cr_assert_eq(res[0].chosen.rank, 2);
+    cr_assert_eq(res[0].top[1].token, 5);
+    cr_assert_eq(res[0].top[1].rank, 2);
+    cr_assert_float_eq(res[0].top[0].logprob, -0.2f, 0);
+    cr_assert_eq(res[1].token, -1);
+    cr_assert_eq(res[1].chosen.token, 11);
+    cr_assert_eq(res[1].chosen.rank, 7);
+    cr_assert_eq(res[2].token, 8);
+    cr_assert_eq(res[2].chosen.rank, 0);
+}

@@ -57,7 +57,8 @@ static void tput_usage(FILE *out)
             "                           log-normal (default fixed)\n"
             "  --mean-input X, --mean-output X   sharegpt means before capping (200, 180)\n"
             "  --max-input N, --max-total N      sharegpt caps (1024, 2048)\n"
-            "  --temperature T          0 (default): greedy; otherwise sampled\n"
+            "  --temperature T          0 (default): greedy; otherwise sampled (on the GPU\n"
+            "                           with --device cuda: only token ids come back)\n"
             "  --max-num-seqs N         sequences a step (default 256)\n"
             "  --max-num-batched-tokens N   tokens a step (default 8192)\n"
             "  --num-blocks N           KV blocks (default: sized by the engine)\n"
@@ -230,7 +231,8 @@ static int run_tput(const struct tput_opts *o)
            d->hidden_size, d->vocab_size, pgd_dtype_name(m->dtype), wbytes / 1e9, t_load);
     printf("engine: max_num_seqs %d, max_num_batched_tokens %d, %d KV blocks of %d tokens, %s\n",
            o->max_num_seqs, o->max_num_batched_tokens, st0.num_blocks, st0.block_size,
-           o->temperature > 0 ? "sampled" : "greedy");
+           o->temperature > 0 ? (o->device == PGD_DEVICE_CUDA ? "sampled on the GPU" : "sampled")
+                              : "greedy");
     printf("workload: %d requests, %s, input %.1f tokens on average (max %ld), output %.1f "
            "(max %ld)\n", o->num_prompts, o->sharegpt ? "sharegpt-shaped lengths" : "fixed lengths",
            (double)sum_in / o->num_prompts, max_in, (double)sum_out / o->num_prompts, max_out);

@@ -191,6 +191,47 @@ int pgd_cuda_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_act act
 int pgd_cuda_argmax(struct pgd_cuda_ctx *c, const float *logits, int rows, int vocab,
                     int32_t *out, char *err, size_t errlen);
 
+/* Sampling on the device, the twin of runtime/sampler.c (pgd__sampler_sample and
+ * pgd__logprobs): per logits row, min_tokens masking and logit_bias, the repetition /
+ * frequency / presence penalties, then argmax (temperature < 1e-5) or softmax(logits / T),
+ * min_p, top_k, top_p and the Philox draw u(seed, child, draw) through what is left in the
+ * order (probability desc, id asc); and on request the logprob and rank of the sampled (or
+ * a target) token and the top n_top logprobs of the raw logits. Masses are summed as 64-bit
+ * fixed point (2^62 = probability 1), so every result is the same run to run. The host
+ * packs the rows (runtime/sample_rows.c). */
+#define PGD_CUDA_MAX_TOP 20
+#define PGD_CUDA_SAMPLE_MAX_VOCAB (1 << 20)
+enum { PGD_CUDA_ROW_SKIP = 0, PGD_CUDA_ROW_SAMPLE = 1, PGD_CUDA_ROW_TARGET = 2 };
+struct pgd_cuda_sample_row {
+    int32_t kind;                    /* PGD_CUDA_ROW_* */
+    int32_t target;                  /* TARGET rows: the token whose logprob is wanted */
+    int32_t n_top;                   /* top logprobs 0..PGD_CUDA_MAX_TOP; -1: no logprobs */
+    int32_t top_k;                   /* <= 0: off */
+    float temperature, top_p, min_p;
+    float rep, freq, pres;           /* repetition (1: off), frequency, presence penalties */
+    /* Into the pool: n_mask ids set to -inf, then n_bias (id, float bits) pairs added in
+     * order, then n_pen (id, output count) pairs of distinct ids for the penalties. */
+    int32_t pool_off, n_mask, n_bias, n_pen;
+    uint32_t child;
+    uint32_t pad_;
+    uint64_t seed;
+    uint64_t draw;                   /* the draw index: the output position */
+};
+struct pgd_cuda_sample_out {
+    int32_t token;                   /* the sampled token (SAMPLE rows) */
+    int32_t rank;                    /* of token / target under the raw logits (1 = best) */
+    float logprob;                   /* of token / target under the raw logits */
+    int32_t n_top;
+    int32_t top_id[PGD_CUDA_MAX_TOP];
+    float top_lp[PGD_CUDA_MAX_TOP];
+};
+/* out[r] for logits float32 [rows, vocab] (device), params [rows] and pool (device, as
+ * packed), through work: device float32 [work_rows, vocab] scratch (rows are done
+ * work_rows at a time). vocab <= PGD_CUDA_SAMPLE_MAX_VOCAB. */
+int pgd_cuda_sample(struct pgd_cuda_ctx *c, const float *logits, int rows, int vocab,
+                    const struct pgd_cuda_sample_row *params, const int32_t *pool, float *work,
+                    int work_rows, struct pgd_cuda_sample_out *out, char *err, size_t errlen);
+
 /* ---- graph.cu: CUDA graphs ---------------------------------------------------------- */
 /* Between capture_begin and capture_end the context's stream records instead of running
  * (on this thread only); capture_end instantiates what was recorded. Nothing in between may
