@@ -69,6 +69,10 @@ if [ "${TESTS:-1}" = 1 ]; then
   timeout 300 ./tests/.libs/test_cuda_kernels --verbose -j4 > "$OUT/kernels.log" 2>&1; rc=$?
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal" "$OUT/kernels.log" | head -40
   echo "test_cuda_kernels rc=$rc"; [ $rc -eq 0 ] || status=1
+  stamp "sampling tests"
+  timeout 300 ./tests/.libs/test_cuda_sample --verbose -j4 > "$OUT/sample.log" 2>&1; rc=$?
+  grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal|boundary|chi-square" "$OUT/sample.log" | head -40
+  echo "test_cuda_sample rc=$rc"; [ $rc -eq 0 ] || status=1
   stamp "model tests"
   timeout 300 ./tests/.libs/test_cuda_models --verbose -j4 > "$OUT/models.log" 2>&1; rc=$?
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal|near-tie" "$OUT/models.log" | head -60

@@ -4,6 +4,8 @@
 template <typename T, int ACT>
 __global__ void act_mul_kernel(const T *gate_up, int n, int inter, T *out)
 {
+    pdl_trigger();
+    pdl_wait();
     int64_t total = (int64_t)n * inter;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
@@ -29,11 +31,11 @@ extern "C" int pgd_cuda_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum 
         return 0;
     int blocks = pgd_cuda_blocks((int64_t)n * inter, 256);
     if (act == PGD_ACT_SILU) {
-        PGD_CUDA_DISPATCH(dt, T, act_mul_kernel<T, PGD_ACT_SILU><<<blocks, 256, 0, c->stream>>>(
-                                     (const T *)gate_up, n, inter, (T *)out));
+        PGD_CUDA_DISPATCH(dt, T, pgd_cuda_launch(c, act_mul_kernel<T, PGD_ACT_SILU>, blocks, 256,
+                                                 (const T *)gate_up, n, inter, (T *)out));
     } else if (act == PGD_ACT_GELU_TANH) {
-        PGD_CUDA_DISPATCH(dt, T, act_mul_kernel<T, PGD_ACT_GELU_TANH><<<blocks, 256, 0, c->stream>>>(
-                                     (const T *)gate_up, n, inter, (T *)out));
+        PGD_CUDA_DISPATCH(dt, T, pgd_cuda_launch(c, act_mul_kernel<T, PGD_ACT_GELU_TANH>, blocks, 256,
+                                                 (const T *)gate_up, n, inter, (T *)out));
     } else {
         return pgd_cuda_failf(err, errlen, "act_mul: unknown activation %d", (int)act);
     }

@@ -68,6 +68,8 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const dec_para
     __shared__ float wm[DEC_WARPS][G], wl[DEC_WARPS][G];
     __shared__ float wacc[DEC_WARPS][G][D];
 
+    pdl_trigger();
+    pdl_wait();
     const int4 item = p.items[blockIdx.x];
     const int seq = item.x, t = item.y;
     const int kvh = blockIdx.y, split = blockIdx.z;
@@ -231,6 +233,8 @@ template <typename T, int D>
 __global__ void attn_decode_combine_kernel(const float *part, const int4 *items, int H,
                                            int n_splits, T *out)
 {
+    pdl_trigger();
+    pdl_wait();
     const int i = blockIdx.x, h = blockIdx.y, t = items[i].y;
     const float *pp = part + ((int64_t)i * H + h) * n_splits * (D + 2);
     float M = -INFINITY, den = 0.0f;
@@ -296,10 +300,10 @@ template <typename T, int D, int G>
 static void launch(struct pgd_cuda_ctx *c, const dec_params &p, int n_items)
 {
     dim3 grid(n_items, p.KV, p.n_splits);
-    attn_decode_kernel<T, D, G><<<grid, DEC_THREADS, 0, c->stream>>>(p);
+    pgd_cuda_launch(c, attn_decode_kernel<T, D, G>, grid, DEC_THREADS, p);
     if (p.n_splits > 1)
-        attn_decode_combine_kernel<T, D><<<dim3(n_items, p.H), std::min(D, 128), 0, c->stream>>>(
-            p.part, p.items, p.H, p.n_splits, (T *)p.out);
+        pgd_cuda_launch(c, attn_decode_combine_kernel<T, D>, dim3(n_items, p.H), std::min(D, 128),
+                        (const float *)p.part, p.items, p.H, p.n_splits, (T *)p.out);
 }
 
 template <typename T, int D>

@@ -10,6 +10,7 @@
 #include <cublasLt.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <utility>
 
 struct pgd_cuda_gemm_entry;          /* linear.cu's algorithm cache */
 
@@ -29,6 +30,10 @@ struct pgd_cuda_ctx {
     int plan_dec, plan_dec_on;       /* decode rows after the plan_items general items */
     uint64_t plan_step;
     int plan_valid;
+    /* Programmatic dependent launch (sm_90+, PGD_CUDA_PDL=0 turns it off): the kernels
+     * started through pgd_cuda_launch may be scheduled while the kernel before them
+     * finishes; each waits (pdl_wait) before it touches what came before. */
+    int pdl;
 };
 
 /* Formats into err and returns 1. */
@@ -88,6 +93,46 @@ template <> __device__ __forceinline__ __half from_f<__half>(float v) { return _
     default: return pgd_cuda_failf(err, errlen, "dtype %s has no CUDA kernel",         \
                                    pgd_dtype_name(dt));                                \
     }
+
+/* ---- programmatic dependent launch ------------------------------------------------------ */
+/* A kernel launched through pgd_cuda_launch may start before the previous kernel on the
+ * stream has finished. It must call pdl_wait() before it reads anything an earlier kernel
+ * wrote and before it writes anything at all; until then it may only read memory no kernel
+ * of the step writes (weights). pdl_trigger() lets the next kernel be scheduled (it does
+ * not make this kernel's writes visible: the next kernel's pdl_wait does that). Both are
+ * no-ops below sm_90 and when the launch did not ask for it. */
+__device__ __forceinline__ void pdl_wait()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_trigger()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/* kernel<<<grid, block, 0, c->stream>>>(args...), with programmatic stream serialization
+ * when the context allows it. Only for kernels that follow the pdl_wait() rule above. */
+template <typename... KArgs, typename... Args>
+static inline cudaError_t pgd_cuda_launch(const struct pgd_cuda_ctx *c, void (*kernel)(KArgs...),
+                                          dim3 grid, dim3 block, Args &&...args)
+{
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = 0;
+    cfg.stream = c->stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = c->pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
 
 static inline int pgd_cuda_blocks(int64_t n, int threads)
 {

@@ -183,6 +183,11 @@ extern "C" int pgd_cuda_ctx_create(struct pgd_cuda_ctx **out, char *err, size_t 
     cudaError_t e = cudaGetDevice(&c->device);
     if (e == cudaSuccess)
         e = cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount, c->device);
+    int major = 0;
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device);
+    const char *pdl_env = getenv("PGD_CUDA_PDL");
+    c->pdl = major >= 9 && !(pdl_env && !strcmp(pdl_env, "0"));
     if (e == cudaSuccess)
         e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
     c->workspace_bytes = (size_t)32 << 20;

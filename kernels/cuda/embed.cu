@@ -6,6 +6,8 @@
 template <typename T>
 __global__ void gather_kernel(const T *table, const int32_t *ids, int d, T *out, int vec)
 {
+    pdl_trigger();
+    pdl_wait();
     int64_t src = ids[blockIdx.x];
     const T *s = table + src * d;
     T *o = out + (int64_t)blockIdx.x * d;
@@ -29,8 +31,8 @@ extern "C" int pgd_cuda_gather_rows(struct pgd_cuda_ctx *c, enum pgd_dtype dt, c
         return 0;
     size_t row = (size_t)d * pgd_dtype_size(dt);
     int vec = row % 16 == 0 && (uintptr_t)table % 16 == 0 && (uintptr_t)out % 16 == 0;
-    PGD_CUDA_DISPATCH(dt, T, gather_kernel<T><<<n, 256, 0, c->stream>>>(
-                                 (const T *)table, ids, d, (T *)out, vec));
+    PGD_CUDA_DISPATCH(dt, T, pgd_cuda_launch(c, gather_kernel<T>, n, 256, (const T *)table, ids,
+                                                 d, (T *)out, vec));
     PGD_CUDA_LAUNCHED(err, errlen, "gather_rows %d rows of [*, %d] %s", n, d, pgd_cuda_dt(dt));
     return 0;
 }

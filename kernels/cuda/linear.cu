@@ -261,6 +261,17 @@ __device__ __forceinline__ void gemv_row(const T *__restrict__ x, const T *__res
     }
 }
 
+/* Before the previous kernel is done (programmatic dependent launch), the first loads of
+ * the weight row o are asked into L2: weights are never written by a step's kernels. */
+template <typename T>
+__device__ __forceinline__ void gemv_prefetch_row(const T *__restrict__ w, int in, int o, int lane)
+{
+    constexpr int V = 16 / sizeof(T);
+    const T *wr = w + (size_t)o * in;
+    for (int k = lane * V; k < in && k < GEMV_UNR * 32 * V; k += 32 * V)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(wr + k));
+}
+
 template <typename T, typename TY, int N>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
 gemv_kernel(const T *__restrict__ x, const T *__restrict__ w, const T *__restrict__ b, int in,
@@ -268,6 +279,10 @@ gemv_kernel(const T *__restrict__ x, const T *__restrict__ w, const T *__restric
 {
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int o = blockIdx.x * GEMV_WARPS + warp;
+    pdl_trigger();
+    if (o < out)
+        gemv_prefetch_row(w, in, o, lane);
+    pdl_wait();
     if (o < out)
         gemv_row<T, TY, N>(x, w, b, in, out, y, vec, o, lane);
 }
@@ -287,6 +302,10 @@ gemv_multi_kernel(const T *__restrict__ x, const __grid_constant__ gemv_segs seg
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int s = (int)blockIdx.x >= segs.first[2] ? 2 : (int)blockIdx.x >= segs.first[1] ? 1 : 0;
     int o = ((int)blockIdx.x - segs.first[s]) * GEMV_WARPS + warp;
+    pdl_trigger();
+    if (o < segs.out[s])
+        gemv_prefetch_row((const T *)segs.w[s], in, o, lane);
+    pdl_wait();
     if (o < segs.out[s])
         gemv_row<T, TY, N>(x, (const T *)segs.w[s], (const T *)segs.b[s], in, segs.out[s],
                            (TY *)segs.y[s], vec, o, lane);
@@ -419,14 +438,14 @@ static int gemv_launch(struct pgd_cuda_ctx *c, int variant, int ks, const void *
     }
     dim3 grid((out + GEMV_WARPS - 1) / GEMV_WARPS);
     switch (n) {
-    case 1: gemv_kernel<T, TY, 1><<<grid, block, 0, c->stream>>>(xp, wp, bp, in, out, yp, vec); break;
-    case 2: gemv_kernel<T, TY, 2><<<grid, block, 0, c->stream>>>(xp, wp, bp, in, out, yp, vec); break;
-    case 3: gemv_kernel<T, TY, 3><<<grid, block, 0, c->stream>>>(xp, wp, bp, in, out, yp, vec); break;
-    case 4: gemv_kernel<T, TY, 4><<<grid, block, 0, c->stream>>>(xp, wp, bp, in, out, yp, vec); break;
-    case 5: gemv_kernel<T, TY, 5><<<grid, block, 0, c->stream>>>(xp, wp, bp, in, out, yp, vec); break;
-    case 6: gemv_kernel<T, TY, 6><<<grid, block, 0, c->stream>>>(xp, wp, bp, in, out, yp, vec); break;
-    case 7: gemv_kernel<T, TY, 7><<<grid, block, 0, c->stream>>>(xp, wp, bp, in, out, yp, vec); break;
-    case 8: gemv_kernel<T, TY, 8><<<grid, block, 0, c->stream>>>(xp, wp, bp, in, out, yp, vec); break;
+    case 1: pgd_cuda_launch(c, gemv_kernel<T, TY, 1>, grid, block, xp, wp, bp, in, out, yp, vec); break;
+    case 2: pgd_cuda_launch(c, gemv_kernel<T, TY, 2>, grid, block, xp, wp, bp, in, out, yp, vec); break;
+    case 3: pgd_cuda_launch(c, gemv_kernel<T, TY, 3>, grid, block, xp, wp, bp, in, out, yp, vec); break;
+    case 4: pgd_cuda_launch(c, gemv_kernel<T, TY, 4>, grid, block, xp, wp, bp, in, out, yp, vec); break;
+    case 5: pgd_cuda_launch(c, gemv_kernel<T, TY, 5>, grid, block, xp, wp, bp, in, out, yp, vec); break;
+    case 6: pgd_cuda_launch(c, gemv_kernel<T, TY, 6>, grid, block, xp, wp, bp, in, out, yp, vec); break;
+    case 7: pgd_cuda_launch(c, gemv_kernel<T, TY, 7>, grid, block, xp, wp, bp, in, out, yp, vec); break;
+    case 8: pgd_cuda_launch(c, gemv_kernel<T, TY, 8>, grid, block, xp, wp, bp, in, out, yp, vec); break;
     default: return pgd_cuda_failf(err, errlen, "gemv: %d rows (1..8)", n);
     }
     PGD_CUDA_LAUNCHED(err, errlen, "gemv x [%d, %d] @ w [%d, %d]^T", n, in, out, in);
@@ -527,10 +546,10 @@ static int gemv_multi_launch(struct pgd_cuda_ctx *c, const void *x, int n, int i
     const T *xp = (const T *)x;
     dim3 grid(segs.first[3]), block(GEMV_WARPS * 32);
     switch (n) {
-    case 1: gemv_multi_kernel<T, T, 1><<<grid, block, 0, c->stream>>>(xp, segs, in, vec); break;
-    case 2: gemv_multi_kernel<T, T, 2><<<grid, block, 0, c->stream>>>(xp, segs, in, vec); break;
-    case 3: gemv_multi_kernel<T, T, 3><<<grid, block, 0, c->stream>>>(xp, segs, in, vec); break;
-    case 4: gemv_multi_kernel<T, T, 4><<<grid, block, 0, c->stream>>>(xp, segs, in, vec); break;
+    case 1: pgd_cuda_launch(c, gemv_multi_kernel<T, T, 1>, grid, block, xp, segs, in, vec); break;
+    case 2: pgd_cuda_launch(c, gemv_multi_kernel<T, T, 2>, grid, block, xp, segs, in, vec); break;
+    case 3: pgd_cuda_launch(c, gemv_multi_kernel<T, T, 3>, grid, block, xp, segs, in, vec); break;
+    case 4: pgd_cuda_launch(c, gemv_multi_kernel<T, T, 4>, grid, block, xp, segs, in, vec); break;
     default: return pgd_cuda_failf(err, errlen, "gemv multi: %d rows (1..4)", n);
     }
     PGD_CUDA_LAUNCHED(err, errlen, "gemv x [%d, %d] through %d layers (%d + %d + %d)", n, in,

@@ -31,6 +31,8 @@ __global__ void rmsnorm_kernel(const T *x, T *res, const T *w, float eps, int64_
                                T *out)
 {
     __shared__ float red[32];
+    pdl_trigger();
+    pdl_wait();
     int64_t row;
     int lane, lanes;
     if (WARP) {
@@ -70,12 +72,12 @@ static int rmsnorm_launch(struct pgd_cuda_ctx *c, const void *x, void *res, cons
 {
     if (d <= 512) {
         int per_block = 8;
-        rmsnorm_kernel<T, true><<<(unsigned)((rows + per_block - 1) / per_block), per_block * 32, 0,
-                                  c->stream>>>((const T *)x, (T *)res, (const T *)w, eps, rows, d,
-                                               (T *)out);
+        pgd_cuda_launch(c, rmsnorm_kernel<T, true>, (unsigned)((rows + per_block - 1) / per_block),
+                        per_block * 32, (const T *)x, (T *)res, (const T *)w, eps, rows, d,
+                        (T *)out);
     } else {
-        rmsnorm_kernel<T, false><<<(unsigned)rows, ROW_THREADS, 0, c->stream>>>(
-            (const T *)x, (T *)res, (const T *)w, eps, rows, d, (T *)out);
+        pgd_cuda_launch(c, rmsnorm_kernel<T, false>, (unsigned)rows, ROW_THREADS, (const T *)x,
+                        (T *)res, (const T *)w, eps, rows, d, (T *)out);
     }
     return 0;
 }

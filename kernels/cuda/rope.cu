@@ -71,6 +71,8 @@ rope_kv_write_kernel(T *q, const T *k, const T *v, int nq, int nkv, int D, int r
     __shared__ float cs[512], sn[512];
     const int t = blockIdx.x, half = rot / 2;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    pdl_trigger();
+    pdl_wait();
     const float p = (float)pos[t];
     for (int j = threadIdx.x; j < half; j += blockDim.x)
         sincosf(p * fr.f[j], &sn[j], &cs[j]);
@@ -150,8 +152,8 @@ extern "C" int pgd_cuda_rope_kv_write(struct pgd_cuda_ctx *c, enum pgd_dtype dt,
     rope_freqs fr;
     memset(&fr, 0, sizeof fr);
     memcpy(fr.f, inv_freq, (size_t)(rotary_dim / 2) * sizeof(float));
-    PGD_CUDA_DISPATCH(dt, T, rope_kv_write_kernel<T><<<n, ROPE_KV_THREADS, 0, c->stream>>>(
-                                 (T *)q, (const T *)k, (const T *)v, n_q_heads, n_kv_heads,
+    PGD_CUDA_DISPATCH(dt, T, pgd_cuda_launch(c, rope_kv_write_kernel<T>, n, ROPE_KV_THREADS,
+                                                 (T *)q, (const T *)k, (const T *)v, n_q_heads, n_kv_heads,
                                  head_dim, rotary_dim, pos, (const T *)q_norm, (const T *)k_norm,
                                  eps, (T *)k_cache, (T *)v_cache, slot_mapping, fr));
     PGD_CUDA_LAUNCHED(err, errlen, "rope + kv_write [%d tokens, %d q + %d kv heads of %d, rotary "
