@@ -10,10 +10,12 @@
  * into ranges, each block writes its partial (max, sum, accumulators) and a second kernel
  * merges them (flash-decoding).
  *
- * Plain FMA math, no tensor cores yet: decode is bound by reading K/V, which this does
- * once per tile; long prefills pay for it (see docs/PERFORMANCE.md). */
+ * Plain FMA math. BF16/F16 at head_dim 64 and 128 go to the tensor-core kernel instead
+ * (attention_mma.cu, same items and splits) unless PGD_CUDA_ATTN=fma or a->path says
+ * otherwise; this one keeps the other head dims. */
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/attention_decode.cuh"
+#include "kernels/cuda/attention_internal.cuh"
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
@@ -256,6 +258,18 @@ __global__ void attn_combine_kernel(const float *part, const int4 *items, int H,
     }
 }
 
+void pgd__attn_combine(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const float *part,
+                       const int4 *items, int n_items, int H, int n_splits, int D, void *out)
+{
+    dim3 grid(n_items, H);
+    if (dt == PGD_DTYPE_BF16)
+        attn_combine_kernel<__nv_bfloat16><<<grid, std::min(D, 128), 0, c->stream>>>(
+            part, items, H, n_splits, D, (__nv_bfloat16 *)out);
+    else
+        attn_combine_kernel<__half><<<grid, std::min(D, 128), 0, c->stream>>>(
+            part, items, H, n_splits, D, (__half *)out);
+}
+
 /* ---- planning ---------------------------------------------------------------------------------- */
 static int rows_max(int D) { return std::min(RD_MAX / D, 64); }
 
@@ -304,12 +318,45 @@ static bool head_dim_ok(int D)
 }
 
 /* Whether rows that are their sequence's only query token go to the decode kernel
- * (attention_decode.cu); PGD_CUDA_DECODE_ATTN=0 leaves them to the general kernel. */
+ * (attention_decode.cu); PGD_CUDA_DECODE_ATTN=0, or a path forced in a->path, leaves them
+ * to the general kernel. */
 static bool use_decode_kernel(const struct pgd_cuda_attn *a)
 {
     const char *e = getenv("PGD_CUDA_DECODE_ATTN");
-    return !(e && !strcmp(e, "0")) &&
+    return a->path == PGD_CUDA_ATTN_AUTO && !(e && !strcmp(e, "0")) &&
            pgd__attn_decode_ok(a->p.head_dim, a->p.n_heads / a->p.n_kv_heads);
+}
+
+/* PGD_CUDA_ATTN=fma: the FMA kernel for the general items of every call left to
+ * PGD_CUDA_ATTN_AUTO (read once). */
+static bool env_forces_fma(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("PGD_CUDA_ATTN");
+        v = e && !strcmp(e, "fma");
+    }
+    return v;
+}
+
+/* Whether the general items run on the tensor cores (attention_mma.cu): a->path forced,
+ * else the environment, else the shapes that kernel takes. */
+static bool use_mma(const struct pgd_cuda_attn *a)
+{
+    if (a->path == PGD_CUDA_ATTN_MMA)
+        return true;
+    if (a->path == PGD_CUDA_ATTN_FMA || env_forces_fma())
+        return false;
+    return pgd__attn_mma_supports(a->dtype, a->p.head_dim);
+}
+
+/* The general kernel's block shape: hq heads a block, tq tokens an item. */
+static void general_shape(int group, int D, bool mma, int *hq, int *tq)
+{
+    if (mma)
+        pgd__attn_mma_shape(group, hq, tq);
+    else
+        block_shape(group, D, hq, tq);
 }
 
 /* The step's items: n_gen for the general kernel (up to tq tokens of a sequence), then
@@ -418,9 +465,10 @@ static attn_plan plan_attention(const struct pgd_cuda_ctx *c, const struct pgd_c
 extern "C" size_t pgd_cuda_attention_scratch(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a)
 {
     int D = a->p.head_dim, group = a->p.n_heads / std::max(a->p.n_kv_heads, 1), hq, tq;
-    if (!head_dim_ok(D) || group <= 0)
+    bool mma = use_mma(a);
+    if (!(mma ? pgd__attn_mma_supports(a->dtype, D) : head_dim_ok(D)) || group <= 0)
         return 0;
-    block_shape(group, D, &hq, &tq);
+    general_shape(group, D, mma, &hq, &tq);
     attn_plan ap = plan_attention(c, a, hq, tq, use_decode_kernel(a));
     return ap.gen_bytes + ap.dec_bytes;
 }
@@ -457,6 +505,13 @@ extern "C" int pgd_cuda_attention(struct pgd_cuda_ctx *c, const struct pgd_cuda_
     int D = p->head_dim;
     if (a->n_tokens == 0)
         return 0;
+    bool mma = use_mma(a);
+    if (mma && (!pgd__attn_mma_supports(a->dtype, D) || p->n_kv_heads <= 0 ||
+                p->n_heads % p->n_kv_heads))
+        return pgd_cuda_failf(err, errlen, "attention (tensor cores): dtype %s, head_dim %d "
+                              "with %d heads over %d kv heads has no kernel (BF16 or F16, "
+                              "head_dim 64 or 128)", pgd_dtype_name(a->dtype), D, p->n_heads,
+                              p->n_kv_heads);
     if (!head_dim_ok(D) || p->n_kv_heads <= 0 || p->n_heads % p->n_kv_heads)
         return pgd_cuda_failf(err, errlen, "attention: head_dim %d (16, 32, 64, 80, 96, 128 or "
                               "256) with %d heads over %d kv heads has no CUDA kernel", D,
@@ -465,7 +520,7 @@ extern "C" int pgd_cuda_attention(struct pgd_cuda_ctx *c, const struct pgd_cuda_
         return pgd_cuda_failf(err, errlen, "attention: dtype %s has no CUDA kernel (BF16, F16)",
                               pgd_dtype_name(a->dtype));
     int group = p->n_heads / p->n_kv_heads, hq, tq;
-    block_shape(group, D, &hq, &tq);
+    general_shape(group, D, mma, &hq, &tq);
     bool dec = use_decode_kernel(a);
     const int4 *items;
     if (a->decode_items) {
@@ -482,7 +537,11 @@ extern "C" int pgd_cuda_attention(struct pgd_cuda_ctx *c, const struct pgd_cuda_
     if ((ap.gen_bytes + ap.dec_bytes) > 0 && !scratch)
         return pgd_cuda_failf(err, errlen, "attention: %d + %d context splits need scratch",
                               ap.gen.n_splits, ap.dec_splits);
-    if (ap.n.n_gen > 0) {
+    if (ap.n.n_gen > 0 && mma) {
+        if (pgd__attn_mma_run(c, a, items, ap.n.n_gen, ap.gen.n_splits, ap.gen.split_len,
+                              (float *)scratch, err, errlen))
+            return 1;
+    } else if (ap.n.n_gen > 0) {
         int head_chunks = group / hq;
         attn_kparams kp;
         kp.q = a->q;

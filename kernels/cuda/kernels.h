@@ -172,7 +172,14 @@ struct pgd_cuda_attn {
      * in device memory that outlives the graph (NULL: planned from h_query_start into the
      * context's buffer, which moves when it grows). With it, h_query_start is not read. */
     const int32_t *decode_items;
+    /* Which kernel: PGD_CUDA_ATTN_AUTO (0): the decode kernel for rows that are their
+     * sequence's only query token (where it serves the shape; PGD_CUDA_DECODE_ATTN=0: not),
+     * the tensor-core kernel for the rest at BF16/F16 and head_dim 64 or 128 (unless the
+     * environment has PGD_CUDA_ATTN=fma), the FMA kernel otherwise. PGD_CUDA_ATTN_FMA or
+     * _MMA: that kernel for every row (tests, benches; MMA on other shapes fails). */
+    int path;
 };
+enum { PGD_CUDA_ATTN_AUTO = 0, PGD_CUDA_ATTN_FMA = 1, PGD_CUDA_ATTN_MMA = 2 };
 /* Bytes of float32 scratch (device) an attention call needs for its context splits. */
 size_t pgd_cuda_attention_scratch(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a);
 /* out = causal softmax(q k^T * scale) v over each token's sequence, through the block

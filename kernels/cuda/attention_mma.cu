@@ -1,0 +1,535 @@
+/* Paged attention on the tensor cores (BF16/F16, head_dim 64 or 128), flash-attention style.
+ *
+ * It runs the general items attention.cu plans (the same items, context splits and partial
+ * layout as its FMA kernel, attention_internal.cuh), decode rows among them when the call
+ * sends them here rather than to attention_decode.cu. A block of 4 warps takes one item,
+ * one KV head and the hq query heads sharing it: R = tokens x hq <= 64 query rows, row r = token r / hq, head r % hq. Its
+ * keys ([min first, max last] over the rows: causal limit, sliding window and split range
+ * per row) go by in tiles of 64, gathered through the block table with cp.async into shared
+ * memory, two tiles in flight. Two ways to spread the warps:
+ *   rows (R > 16, prefill): warp w owns rows 16w .. 16w+15 and every key of a tile;
+ *   keys (R <= 16, decode: one token's group of heads): every warp owns rows 0..15 and
+ *        keys 16w .. 16w+15 of each tile, with its own softmax state; the four states are
+ *        merged at the end.
+ * Per warp and tile: S = Q K^T with mma.sync m16n8k16 (Q fragments kept in registers, K by
+ * ldmatrix), scale and masks in float32, online softmax in base 2 (row max and sum in
+ * registers), P rounded to the 16-bit dtype and O += P V (V by ldmatrix.trans), float32
+ * accumulators. The end goes through shared memory: normalized rows to `out`, or the
+ * partials (accumulators, max, sum) to the split scratch for pgd__attn_combine.
+ *
+ * Shared memory rows are head_dim + 8 elements: the 16-byte pad puts the 8 rows an
+ * ldmatrix reads in 8 different bank groups. sm_80 and later (mma.sync, ldmatrix, cp.async). */
+#include "kernels/cuda/attention_internal.cuh"
+#include <math.h>
+#include <limits.h>
+#include <algorithm>
+#include <atomic>
+
+#define MMA_THREADS 128              /* 4 warps */
+#define MMA_BM 64                    /* query rows a block */
+#define MMA_BN 64                    /* keys a tile */
+
+struct mma_kparams {
+    const void *q;                   /* [n_tokens, H, D] */
+    void *out;                       /* [n_tokens, H, D] */
+    const void *kc, *vc;             /* [slots, KV, D] */
+    const int32_t *block_tables, *positions;
+    const int4 *items;               /* {seq, first token, tokens, 0} */
+    float *part;                     /* [n_tokens, H, n_splits, D + 2] when n_splits > 1 */
+    int block_size, bs_shift;        /* bs_shift: log2(block_size), or -1 */
+    int max_blocks, H, KV, group, hq, head_chunks, window;
+    int n_splits, split_len;
+    float scale_log2;                /* scale * log2(e) */
+};
+
+template <int D> struct mma_shape {
+    static constexpr int STRIDE = D + 8;                 /* elements a shared-memory row */
+    static constexpr int TILE = MMA_BN * STRIDE;         /* one K or V tile */
+    static constexpr int QTILE = MMA_BM * STRIDE;
+    static constexpr int SMEM = (QTILE + 4 * TILE) * 2;  /* Q, K x 2, V x 2 (bytes) */
+    /* The end: float accumulators [4 warps][16 rows][D], then max and sum [4][16] each,
+     * over the K/V buffers. */
+    static constexpr int FIN = (4 * 16 * D + 2 * 64) * 4;
+    static_assert(FIN <= 4 * TILE * 2, "the final stage fits over the K/V tiles");
+    static_assert(D % 16 == 0 && MMA_THREADS % (D / 8) == 0, "head_dim");
+};
+
+/* ---- PTX wrappers ---------------------------------------------------------------------------- */
+static __device__ __forceinline__ uint32_t smem_u32(const void *p)
+{
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+/* 16 bytes global -> shared, bypassing L1; !valid writes 16 zero bytes (src not read). */
+static __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool valid)
+{
+    int n = valid ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n)
+                 : "memory");
+}
+
+static __device__ __forceinline__ void cp_async_commit()
+{
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+template <int N> static __device__ __forceinline__ void cp_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+static __device__ __forceinline__ void ldsm_x4(uint32_t r[4], uint32_t addr)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr)
+                 : "memory");
+}
+
+static __device__ __forceinline__ void ldsm_x4_trans(uint32_t r[4], uint32_t addr)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr)
+                 : "memory");
+}
+
+/* c[16 x 8] += a[16 x 16] b[16 x 8], float32 accumulators. */
+template <typename T>
+static __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0,
+                                                uint32_t b1);
+template <>
+__device__ __forceinline__ void mma16816<__nv_bfloat16>(float c[4], const uint32_t a[4],
+                                                        uint32_t b0, uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void mma16816<__half>(float c[4], const uint32_t a[4], uint32_t b0,
+                                                 uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* Two floats rounded to T, lo in the low half. */
+template <typename T> static __device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi)
+{
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi)
+{
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+/* ---- one warp, one tile ---------------------------------------------------------------------- *
+ * The warp's 16 rows against NT * 8 keys: kt / vt point at its first key's K / V row in
+ * shared memory, key0 is that key's index in the sequence. Lane (g = lane / 4, c = lane % 4)
+ * holds rows g and g + 8 (index hr 0 and 1): first[hr] .. last[hr] are their keys, m / l
+ * their max and (this lane's part of the) sum, acc[n][..] their output dims 8n + 2c, +1. */
+template <typename T, int D, int NT>
+static __device__ __forceinline__ void warp_tile(const T *kt, const T *vt, int key0,
+                                                 const uint32_t (&qf)[D / 16][4],
+                                                 float (&acc)[D / 8][4], float (&m)[2],
+                                                 float (&l)[2], const int (&first)[2],
+                                                 const int (&last)[2], float scale_log2,
+                                                 int lane)
+{
+    typedef mma_shape<D> S;
+    const int mi = lane >> 3, rr = lane & 7, c = lane & 3;
+    float s[NT][4];
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+        s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+    /* S = Q K^T. One ldmatrix.x4 gives the B fragments of 16 dims for 16 keys: matrices
+     * (keys 0-7, dims 0-7), (keys 0-7, dims 8-15), (keys 8-15, dims 0-7), (keys 8-15, 8-15). */
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+#pragma unroll
+        for (int np = 0; np < NT / 2; np++) {
+            uint32_t b[4];
+            ldsm_x4(b, smem_u32(kt + (np * 16 + (mi >> 1) * 8 + rr) * S::STRIDE + kk * 16 +
+                                (mi & 1) * 8));
+            mma16816<T>(s[2 * np], qf[kk], b[0], b[1]);
+            mma16816<T>(s[2 * np + 1], qf[kk], b[2], b[3]);
+        }
+    }
+    /* Scale, mask, online softmax. s[n][e]: row g (e < 2) or g + 8, key 8n + 2c + (e & 1). */
+    float mx[2] = { -INFINITY, -INFINITY };
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int hr = e >> 1, j = key0 + n * 8 + 2 * c + (e & 1);
+            float v = s[n][e] * scale_log2;
+            if (j < first[hr] || j > last[hr])
+                v = -INFINITY;
+            s[n][e] = v;
+            mx[hr] = fmaxf(mx[hr], v);
+        }
+    float base[2], corr[2];
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++) {
+        mx[hr] = fmaxf(mx[hr], __shfl_xor_sync(0xffffffffu, mx[hr], 1));
+        mx[hr] = fmaxf(mx[hr], __shfl_xor_sync(0xffffffffu, mx[hr], 2));
+        float m_new = fmaxf(m[hr], mx[hr]);
+        base[hr] = m_new == -INFINITY ? 0.0f : m_new;   /* a row with no key yet stays 0 */
+        corr[hr] = exp2f(m[hr] - base[hr]);
+        m[hr] = m_new;
+    }
+    float rs[2] = { 0.0f, 0.0f };
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float pv = exp2f(s[n][e] - base[e >> 1]);
+            s[n][e] = pv;
+            rs[e >> 1] += pv;
+        }
+    l[0] = l[0] * corr[0] + rs[0];
+    l[1] = l[1] * corr[1] + rs[1];
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) {
+        acc[n][0] *= corr[0];
+        acc[n][1] *= corr[0];
+        acc[n][2] *= corr[1];
+        acc[n][3] *= corr[1];
+    }
+    /* O += P V. The S accumulators of keys 16kj .. 16kj+15 are the A fragment of P; one
+     * ldmatrix.x4.trans gives the B fragments of 16 keys for 16 dims: matrices (keys 0-7,
+     * dims 0-7), (keys 8-15, dims 0-7), (keys 0-7, dims 8-15), (keys 8-15, dims 8-15). */
+#pragma unroll
+    for (int kj = 0; kj < NT / 2; kj++) {
+        uint32_t a[4] = { pack2<T>(s[2 * kj][0], s[2 * kj][1]), pack2<T>(s[2 * kj][2], s[2 * kj][3]),
+                          pack2<T>(s[2 * kj + 1][0], s[2 * kj + 1][1]),
+                          pack2<T>(s[2 * kj + 1][2], s[2 * kj + 1][3]) };
+#pragma unroll
+        for (int dp = 0; dp < D / 16; dp++) {
+            uint32_t b[4];
+            ldsm_x4_trans(b, smem_u32(vt + (kj * 16 + (mi & 1) * 8 + rr) * S::STRIDE + dp * 16 +
+                                      (mi >> 1) * 8));
+            mma16816<T>(acc[2 * dp], a, b[0], b[1]);
+            mma16816<T>(acc[2 * dp + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+/* ---- the kernel ------------------------------------------------------------------------------ */
+template <typename T, int D>
+__global__ void __launch_bounds__(MMA_THREADS, 2) attn_mma_kernel(const mma_kparams p)
+{
+    typedef mma_shape<D> S;
+    constexpr int CPR = D / 8;                           /* 16-byte chunks a row */
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    T *qs = reinterpret_cast<T *>(smem_raw);             /* [MMA_BM][STRIDE] */
+    T *ks = qs + S::QTILE;                               /* [2][MMA_BN][STRIDE] */
+    T *vs = ks + 2 * S::TILE;                            /* [2][MMA_BN][STRIDE] */
+    __shared__ int row_first[MMA_BM], row_last[MMA_BM];
+
+    /* Items in reverse: in a prefill the late (longest) chunks start first. */
+    const int4 item = p.items[gridDim.x - 1 - blockIdx.x];
+    const int seq = item.x, t0 = item.y, nt = item.z;
+    const int kvh = blockIdx.y / p.head_chunks;
+    const int h0 = kvh * p.group + (blockIdx.y % p.head_chunks) * p.hq;
+    const int R = nt * p.hq;                             /* <= MMA_BM (the plan's tq) */
+    const int split = blockIdx.z;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const bool by_keys = R <= 16;
+    const int32_t *table = p.block_tables + (int64_t)seq * p.max_blocks;
+    const int64_t kv_stride = (int64_t)p.KV * D;         /* between cache slots */
+    const T *kc = (const T *)p.kc + (int64_t)kvh * D, *vc = (const T *)p.vc + (int64_t)kvh * D;
+
+    /* Q rows (zeros past R up to a multiple of 16), as cp.async group 0. */
+    const int q_rows = (R + 15) & ~15;
+    for (int idx = tid; idx < q_rows * CPR; idx += MMA_THREADS) {
+        int r = idx / CPR, ch = idx % CPR;
+        const T *src = (const T *)p.q;
+        bool ok = r < R;
+        if (ok)
+            src += ((int64_t)(t0 + r / p.hq) * p.H + h0 + r % p.hq) * D + ch * 8;
+        cp_async16(smem_u32(qs + r * S::STRIDE + ch * 8), src, ok);
+    }
+    cp_async_commit();
+    /* Each row's keys; rows past R have none. */
+    const int split_lo = split * p.split_len, split_hi = split_lo + p.split_len - 1;
+    if (tid < MMA_BM) {
+        int f = 1, la = 0;
+        if (tid < R) {
+            int pos = p.positions[t0 + tid / p.hq];
+            f = p.window > 0 ? max(0, pos - p.window + 1) : 0;
+            f = max(f, split_lo);
+            la = min(pos, split_hi);
+        }
+        row_first[tid] = f;
+        row_last[tid] = la;
+    }
+    __syncthreads();
+    int kb = INT_MAX, ke = -1;                           /* the block's keys */
+    for (int r = 0; r < R; r++)
+        if (row_first[r] <= row_last[r]) {
+            kb = min(kb, row_first[r]);
+            ke = max(ke, row_last[r]);
+        }
+    const int ntiles = ke >= kb ? (ke - kb) / MMA_BN + 1 : 0;
+
+    /* Tile `buf` <- keys kb0 .. kb0 + 63 (zeros past ke: P is 0 there, V must be finite). */
+    auto load_tile = [&](int buf, int kb0) {
+        T *kd = ks + buf * S::TILE, *vd = vs + buf * S::TILE;
+#pragma unroll
+        for (int i = 0; i < MMA_BN * CPR / MMA_THREADS; i++) {
+            int idx = tid + i * MMA_THREADS, jj = idx / CPR, ch = idx % CPR, j = kb0 + jj;
+            bool ok = j <= ke;
+            const T *ksrc = kc, *vsrc = vc;
+            if (ok) {
+                int blk = p.bs_shift >= 0 ? j >> p.bs_shift : j / p.block_size;
+                int64_t slot = (int64_t)table[blk] * p.block_size + (j - blk * p.block_size);
+                ksrc += slot * kv_stride + ch * 8;
+                vsrc += slot * kv_stride + ch * 8;
+            }
+            cp_async16(smem_u32(kd + jj * S::STRIDE + ch * 8), ksrc, ok);
+            cp_async16(smem_u32(vd + jj * S::STRIDE + ch * 8), vsrc, ok);
+        }
+    };
+    if (ntiles > 0)
+        load_tile(0, kb);
+    cp_async_commit();                                   /* group 1 (maybe empty) */
+
+    /* This warp's rows and key slice of a tile, and the keys its rows want. */
+    const int wr0 = by_keys ? 0 : warp * 16, koff = by_keys ? warp * 16 : 0;
+    const int nkw = by_keys ? 16 : MMA_BN;
+    const int g = lane >> 2;
+    int first[2], last[2];
+    first[0] = row_first[wr0 + g];
+    last[0] = row_last[wr0 + g];
+    first[1] = row_first[wr0 + g + 8];
+    last[1] = row_last[wr0 + g + 8];
+    int wlo = INT_MAX, whi = -1;
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++)
+        if (first[hr] <= last[hr]) {
+            wlo = min(wlo, first[hr]);
+            whi = max(whi, last[hr]);
+        }
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        wlo = min(wlo, __shfl_xor_sync(0xffffffffu, wlo, o));
+        whi = max(whi, __shfl_xor_sync(0xffffffffu, whi, o));
+    }
+
+    float acc[D / 8][4];
+#pragma unroll
+    for (int n = 0; n < D / 8; n++)
+        acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+    float m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f };
+
+    cp_async_wait<1>();                                  /* Q is in */
+    __syncthreads();
+    uint32_t qf[D / 16][4];
+    {
+        const int mi = lane >> 3, rr = lane & 7;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++)
+            ldsm_x4(qf[kk], smem_u32(qs + (wr0 + (mi & 1) * 8 + rr) * S::STRIDE + kk * 16 +
+                                     (mi >> 1) * 8));
+    }
+
+    for (int it = 0; it < ntiles; it++) {
+        if (it + 1 < ntiles) {
+            load_tile((it + 1) & 1, kb + (it + 1) * MMA_BN);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        const int k0 = kb + it * MMA_BN + koff;          /* this warp's first key */
+        if (whi >= k0 && wlo <= k0 + nkw - 1) {          /* warp-uniform */
+            const T *kt = ks + (it & 1) * S::TILE + koff * S::STRIDE;
+            const T *vt = vs + (it & 1) * S::TILE + koff * S::STRIDE;
+            if (by_keys)
+                warp_tile<T, D, 2>(kt, vt, k0, qf, acc, m, l, first, last, p.scale_log2, lane);
+            else
+                warp_tile<T, D, 8>(kt, vt, k0, qf, acc, m, l, first, last, p.scale_log2, lane);
+        }
+        __syncthreads();                                 /* before the buffer is refilled */
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+
+    /* Each warp's rows (sums completed across the lanes of a row) to shared memory:
+     * fo[w][i][D] = accumulators of row i of warp w, fm / fl [w][i] its max and sum. */
+    float *fo = reinterpret_cast<float *>(ks);
+    float *fm = fo + 4 * 16 * D, *fl = fm + 64;
+    {
+        const int c = lane & 3;
+        float *mine = fo + warp * 16 * D;
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++) {
+            l[hr] += __shfl_xor_sync(0xffffffffu, l[hr], 1);
+            l[hr] += __shfl_xor_sync(0xffffffffu, l[hr], 2);
+        }
+#pragma unroll
+        for (int n = 0; n < D / 8; n++) {
+            *reinterpret_cast<float2 *>(mine + g * D + n * 8 + 2 * c) =
+                make_float2(acc[n][0], acc[n][1]);
+            *reinterpret_cast<float2 *>(mine + (g + 8) * D + n * 8 + 2 * c) =
+                make_float2(acc[n][2], acc[n][3]);
+        }
+        if (c == 0) {
+            fm[warp * 16 + g] = m[0];
+            fm[warp * 16 + g + 8] = m[1];
+            fl[warp * 16 + g] = l[0];
+            fl[warp * 16 + g + 8] = l[1];
+        }
+    }
+    __syncthreads();
+    /* Row r is warp r / 16's row r % 16 (slot r), or in the keys layout the merge of slot r
+     * of the four warps. */
+    T *out = (T *)p.out;
+    for (int idx = tid; idx < R * D; idx += MMA_THREADS) {
+        int r = idx / D, d = idx % D;
+        float M, L, O;
+        if (by_keys) {
+            M = -INFINITY;
+#pragma unroll
+            for (int w = 0; w < 4; w++)
+                if (fl[w * 16 + r] > 0)
+                    M = fmaxf(M, fm[w * 16 + r]);
+            L = 0.0f;
+            O = 0.0f;
+#pragma unroll
+            for (int w = 0; w < 4; w++)
+                if (fl[w * 16 + r] > 0) {
+                    float e = exp2f(fm[w * 16 + r] - M);
+                    L += e * fl[w * 16 + r];
+                    O += e * fo[(w * 16 + r) * D + d];
+                }
+        } else {
+            M = fm[r];
+            L = fl[r];
+            O = fo[r * D + d];
+        }
+        int t = t0 + r / p.hq, h = h0 + r % p.hq;
+        if (p.n_splits == 1) {
+            out[((int64_t)t * p.H + h) * D + d] = from_f<T>(L > 0 ? O / L : 0.0f);
+        } else {
+            float *part = p.part + (((int64_t)t * p.H + h) * p.n_splits + split) * (D + 2);
+            part[d] = O;
+            if (d == 0) {
+                part[D] = M;
+                part[D + 1] = L;
+            }
+        }
+    }
+}
+
+/* ---- host side ------------------------------------------------------------------------------- */
+bool pgd__attn_mma_supports(enum pgd_dtype dt, int D)
+{
+    return (dt == PGD_DTYPE_BF16 || dt == PGD_DTYPE_F16) && (D == 64 || D == 128);
+}
+
+/* Heads a block: the largest divisor of group up to 64; tokens an item fill the 64 rows. */
+void pgd__attn_mma_shape(int group, int *hq, int *tq)
+{
+    int h = std::max(1, std::min(group, MMA_BM));
+    while (group % h)
+        h--;
+    *hq = h;
+    *tq = std::max(1, MMA_BM / h);
+}
+
+/* The dynamic shared memory above 48 KiB is granted per function and device, once. */
+template <typename T, int D> static cudaError_t allow_smem(int device)
+{
+    static std::atomic<unsigned> done(0);
+    unsigned bit = device >= 0 && device < 32 ? 1u << device : 0;
+    if (bit && (done.load() & bit))
+        return cudaSuccess;
+    cudaError_t e = cudaFuncSetAttribute(attn_mma_kernel<T, D>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         mma_shape<D>::SMEM);
+    if (e == cudaSuccess && bit)
+        done.fetch_or(bit);
+    return e;
+}
+
+template <typename T, int D>
+static cudaError_t launch(struct pgd_cuda_ctx *c, const mma_kparams &kp, dim3 grid)
+{
+    cudaError_t e = allow_smem<T, D>(c->device);
+    if (e != cudaSuccess)
+        return e;
+    attn_mma_kernel<T, D><<<grid, MMA_THREADS, mma_shape<D>::SMEM, c->stream>>>(kp);
+    return cudaSuccess;
+}
+
+int pgd__attn_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, const int4 *items,
+                      int n_items, int n_splits, int split_len, float *part, char *err,
+                      size_t errlen)
+{
+    const struct pgd_attn_params *p = &a->p;
+    int D = p->head_dim;
+    if (n_items == 0)
+        return 0;
+    if (!pgd__attn_mma_supports(a->dtype, D) || p->n_kv_heads <= 0 ||
+        p->n_heads % p->n_kv_heads)
+        return pgd_cuda_failf(err, errlen, "attention (tensor cores): dtype %s, head_dim %d "
+                              "with %d heads over %d kv heads has no kernel (BF16 or F16, "
+                              "head_dim 64 or 128)", pgd_dtype_name(a->dtype), D, p->n_heads,
+                              p->n_kv_heads);
+    if (n_splits > 1 && !part)
+        return pgd_cuda_failf(err, errlen, "attention (tensor cores): %d context splits need "
+                              "scratch", n_splits);
+    int group = p->n_heads / p->n_kv_heads, hq, tq;
+    pgd__attn_mma_shape(group, &hq, &tq);
+    mma_kparams kp;
+    kp.q = a->q;
+    kp.out = a->out;
+    kp.kc = a->k_cache;
+    kp.vc = a->v_cache;
+    kp.block_tables = a->block_tables;
+    kp.positions = a->positions;
+    kp.items = items;
+    kp.part = part;
+    kp.block_size = a->block_size;
+    kp.bs_shift = -1;
+    for (int sh = 0; sh < 30; sh++)
+        if (a->block_size == 1 << sh)
+            kp.bs_shift = sh;
+    kp.max_blocks = a->max_blocks;
+    kp.H = p->n_heads;
+    kp.KV = p->n_kv_heads;
+    kp.group = group;
+    kp.hq = hq;
+    kp.head_chunks = group / hq;
+    kp.window = p->sliding_window;
+    kp.n_splits = n_splits;
+    kp.split_len = split_len;
+    kp.scale_log2 = p->scale * 1.4426950408889634f;
+    dim3 grid(n_items, p->n_kv_heads * kp.head_chunks, n_splits);
+    cudaError_t e;
+    if (a->dtype == PGD_DTYPE_BF16)
+        e = D == 64 ? launch<__nv_bfloat16, 64>(c, kp, grid) : launch<__nv_bfloat16, 128>(c, kp, grid);
+    else
+        e = D == 64 ? launch<__half, 64>(c, kp, grid) : launch<__half, 128>(c, kp, grid);
+    if (e != cudaSuccess)
+        return pgd_cuda_failf(err, errlen, "attention (tensor cores): shared memory of %d "
+                              "bytes: %s", D == 64 ? mma_shape<64>::SMEM : mma_shape<128>::SMEM,
+                              cudaGetErrorString(e));
+    if (n_splits > 1)
+        pgd__attn_combine(c, a->dtype, part, items, n_items, p->n_heads, n_splits, D, a->out);
+    PGD_CUDA_LAUNCHED(err, errlen, "attention (tensor cores) %s [%d tokens, %d seqs, %d heads "
+                      "/ %d kv of %d, max len %d, %d items x %d splits]", pgd_cuda_dt(a->dtype),
+                      a->n_tokens, a->n_seqs, p->n_heads, p->n_kv_heads, D, a->max_seq_len,
+                      n_items, n_splits);
+    return 0;
+}

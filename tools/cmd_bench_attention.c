@@ -1,0 +1,322 @@
+/* pagoda bench attention: pgd_cuda_attention alone on the Llama-3-8B attention shape (32
+ * query heads over 8 KV heads, head_dim 128, KV blocks of 16 tokens, random data, the
+ * sequences' blocks scattered over the pool): the prefill of one sequence, and decode
+ * batches at several contexts, through the FMA kernel, the tensor-core kernel (each forced
+ * for every row) and the default dispatch (auto: decode rows to attention_decode.cu). Each is
+ * timed over back-to-back calls on the host clock (the median of 3 runs of a count that takes
+ * about 0.1 s), printed in microseconds a call, TFLOP/s (4 * q_len * kv_len * head_dim *
+ * heads, halved for the causal prefill) and GB/s of K/V read (each needed K/V row once). */
+#include "config.h"
+#include "tools/commands.h"
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef PGD_HAVE_CUDA
+#include "kernels/cuda/kernels.h"
+#endif
+
+/* Indexed by PGD_CUDA_ATTN_AUTO, _FMA, _MMA (0, 1, 2). */
+static const char *PATH_NAME[3] = { "auto", "fma", "mma" };
+#define MAX_PATHS 3
+
+#ifdef PGD_HAVE_CUDA
+#define H 32
+#define KV 8
+#define D 128
+#define BS 16
+#define MAX_SEQS 256
+#define MAX_CTX 4096
+#define MAX_PREFILL 8192
+
+static const int PREFILL[] = { 128, 512, 2048, 8192 };
+static const int BATCH[] = { 1, 32, 128, 256 };
+static const int CONTEXT[] = { 128, 1024, 4096 };
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Device buffers shared by every case. */
+struct bench_bufs {
+    void *kc, *vc, *q, *out;
+    int32_t *tables, *pos, *lens, *qstart;
+    int max_blocks;                  /* table width */
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Microseconds a call of `a` (median of 3 timed runs); non-zero on failure. */
+static int time_call(struct pgd_cuda_ctx *c, struct pgd_cuda_attn *a, double *us, char *err,
+                     size_t errlen)
+{
+    size_t sb = pgd_cuda_attention_scratch(c, a);
+    void *scratch = sb ? pgd_cuda_malloc(sb) : NULL;
+    if (sb && !scratch) {
+        snprintf(err, errlen, "no device memory for %zu bytes of split scratch", sb);
+        return 1;
+    }
+    int rc = 1;
+    /* Warm-up (plans the items), then one timed call to size the runs. */
+    if (pgd_cuda_attention(c, a, scratch, err, errlen) || pgd_cuda_sync(c, err, errlen))
+        goto out;
+    double t0 = now_s();
+    if (pgd_cuda_attention(c, a, scratch, err, errlen) || pgd_cuda_sync(c, err, errlen))
+        goto out;
+    double one = now_s() - t0;
+    int iters = one > 0 ? (int)(0.1 / one) : 1000;
+    iters = iters < 3 ? 3 : iters > 1000 ? 1000 : iters;
+    double runs[3];
+    for (int r = 0; r < 3; r++) {
+        t0 = now_s();
+        for (int i = 0; i < iters; i++)
+            if (pgd_cuda_attention(c, a, scratch, err, errlen))
+                goto out;
+        if (pgd_cuda_sync(c, err, errlen))
+            goto out;
+        runs[r] = (now_s() - t0) / iters * 1e6;
+    }
+    qsort(runs, 3, sizeof runs[0], cmp_double);
+    *us = runs[1];
+    rc = 0;
+out:
+    pgd_cuda_free(scratch);
+    return rc;
+}
+
+/* Host metadata of a case uploaded: n_seqs sequences of q_len new tokens after cached
+ * ones, sequence s on table row s. */
+static int upload_case(const struct bench_bufs *b, int n_seqs, int q_len, int cached,
+                       int32_t *h_qstart, char *err, size_t errlen)
+{
+    int n = n_seqs * q_len;
+    int32_t *pos = malloc((size_t)n * sizeof *pos), *lens = malloc((size_t)n_seqs * sizeof *lens);
+    if (!pos || !lens) {
+        free(pos);
+        free(lens);
+        snprintf(err, errlen, "out of host memory");
+        return 1;
+    }
+    for (int s = 0; s < n_seqs; s++) {
+        h_qstart[s] = s * q_len;
+        lens[s] = cached + q_len;
+        for (int i = 0; i < q_len; i++)
+            pos[s * q_len + i] = cached + i;
+    }
+    h_qstart[n_seqs] = n;
+    int rc = pgd_cuda_memcpy_h2d(b->pos, pos, (size_t)n * sizeof *pos, err, errlen) ||
+             pgd_cuda_memcpy_h2d(b->lens, lens, (size_t)n_seqs * sizeof *lens, err, errlen) ||
+             pgd_cuda_memcpy_h2d(b->qstart, h_qstart, (size_t)(n_seqs + 1) * sizeof(int32_t),
+                                 err, errlen);
+    free(pos);
+    free(lens);
+    return rc;
+}
+
+
+/* One case through the selected paths, one printed line. */
+static int bench_case(struct pgd_cuda_ctx *c, const struct bench_bufs *b, enum pgd_dtype dt,
+                      const char *label, int n_seqs, int q_len, int cached, double flops,
+                      double kv_bytes, const int *paths, int n_paths, uint64_t *step)
+{
+    char err[512] = "";
+    int32_t *h_qstart = malloc((size_t)(n_seqs + 1) * sizeof *h_qstart);
+    if (!h_qstart || upload_case(b, n_seqs, q_len, cached, h_qstart, err, sizeof err)) {
+        fprintf(stderr, "pagoda bench attention: %s\n", h_qstart ? err : "out of memory");
+        free(h_qstart);
+        return 1;
+    }
+    printf("%-22s", label);
+    double us[MAX_PATHS] = { 0 };
+    int i_fma = -1, i_mma = -1;
+    for (int i = 0; i < n_paths; i++) {
+        struct pgd_cuda_attn a = {
+            .dtype = dt, .q = b->q, .out = b->out, .k_cache = b->kc, .v_cache = b->vc,
+            .block_size = BS,
+            .p = { .n_heads = H, .n_kv_heads = KV, .head_dim = D, .scale = 0.08838834764831845f,
+                   .sliding_window = 0 },
+            .n_tokens = n_seqs * q_len, .n_seqs = n_seqs, .query_start = b->qstart,
+            .seq_lens = b->lens, .block_tables = b->tables, .max_blocks = b->max_blocks,
+            .positions = b->pos, .h_query_start = h_qstart, .max_seq_len = cached + q_len,
+            .step_id = ++*step, .path = paths[i],
+        };
+        if (time_call(c, &a, &us[i], err, sizeof err)) {
+            fprintf(stderr, "\npagoda bench attention: %s: %s\n", PATH_NAME[paths[i]], err);
+            free(h_qstart);
+            return 1;
+        }
+        printf("  %9.1f %6.1f %6.0f", us[i], flops / (us[i] * 1e6), kv_bytes / (us[i] * 1e3));
+        if (paths[i] == PGD_CUDA_ATTN_FMA)
+            i_fma = i;
+        if (paths[i] == PGD_CUDA_ATTN_MMA)
+            i_mma = i;
+    }
+    if (i_fma >= 0 && i_mma >= 0)
+        printf("  %6.2fx", us[i_fma] / us[i_mma]);
+    printf("\n");
+    fflush(stdout);
+    free(h_qstart);
+    return 0;
+}
+#endif
+
+int pgd_cmd_bench_attention(int argc, char **argv)
+{
+    int want[MAX_PATHS] = { 1, 1, 1 }, ceilings = 1;   /* by PGD_CUDA_ATTN_*: auto, fma, mma */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--path") && i + 1 < argc) {
+            const char *s = argv[++i];
+            want[0] = want[1] = want[2] = 0;
+            for (const char *t = s; *t;) {
+                size_t len = strcspn(t, ",");
+                int k = -1;
+                for (int j = 0; j < MAX_PATHS; j++)
+                    if (len == strlen(PATH_NAME[j]) && !strncmp(t, PATH_NAME[j], len))
+                        k = j;
+                if (k < 0) {
+                    fprintf(stderr, "pagoda bench attention: --path takes a list of fma, mma "
+                                    "and auto, not '%s'\n", s);
+                    return 2;
+                }
+                want[k] = 1;
+                t += len + (t[len] == ',');
+            }
+            if (!want[0] && !want[1] && !want[2]) {
+                fprintf(stderr, "pagoda bench attention: --path needs a kernel\n");
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--no-ceilings")) {
+            ceilings = 0;
+        } else {
+            fprintf(stderr, "usage: pagoda bench attention [--path fma,mma,auto] "
+                            "[--no-ceilings]   (the 8B shape's paged attention, bf16, on the "
+                            "GPU; auto: the default dispatch)\n");
+            return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
+        }
+    }
+#ifdef PGD_HAVE_CUDA
+    int paths[MAX_PATHS], n_paths = 0;
+    if (want[PGD_CUDA_ATTN_FMA])
+        paths[n_paths++] = PGD_CUDA_ATTN_FMA;
+    if (want[PGD_CUDA_ATTN_MMA])
+        paths[n_paths++] = PGD_CUDA_ATTN_MMA;
+    if (want[PGD_CUDA_ATTN_AUTO])
+        paths[n_paths++] = PGD_CUDA_ATTN_AUTO;
+    char desc[256] = "", err[512] = "";
+    double gbps = 0, tflops = 0;
+    if (ceilings) {
+        if (pgd_tool_bench_ceilings(PGD_DEVICE_CUDA, PGD_DTYPE_BF16, &gbps, &tflops, desc,
+                                    sizeof desc))
+            return 1;
+    } else if (pgd_cuda_describe(0, desc, sizeof desc)) {
+        fprintf(stderr, "pagoda bench attention: no CUDA device\n");
+        return 1;
+    }
+    struct pgd_cuda_ctx *c = NULL;
+    if (pgd_cuda_ctx_create(&c, err, sizeof err)) {
+        fprintf(stderr, "pagoda bench attention: %s\n", err);
+        return 1;
+    }
+    enum pgd_dtype dt = PGD_DTYPE_BF16;
+    /* The pool: enough blocks for the largest decode batch (and the longest prefill), each
+     * sequence's table a stride of a shuffled pool. */
+    int per_seq = MAX_CTX / BS + 1, max_blocks = MAX_PREFILL / BS;
+    if (max_blocks < per_seq)
+        max_blocks = per_seq;
+    int num_blocks = MAX_SEQS * per_seq;
+    if (num_blocks < max_blocks)
+        num_blocks = max_blocks;
+    size_t width = (size_t)KV * D, slots = (size_t)num_blocks * BS, esz = 2;
+    struct bench_bufs b = { 0 };
+    b.max_blocks = max_blocks;
+    b.kc = pgd_cuda_malloc(slots * width * esz);
+    b.vc = pgd_cuda_malloc(slots * width * esz);
+    b.q = pgd_cuda_malloc((size_t)MAX_PREFILL * H * D * esz);
+    b.out = pgd_cuda_malloc((size_t)MAX_PREFILL * H * D * esz);
+    b.tables = pgd_cuda_malloc((size_t)MAX_SEQS * max_blocks * sizeof(int32_t));
+    b.pos = pgd_cuda_malloc((size_t)MAX_PREFILL * sizeof(int32_t));
+    b.lens = pgd_cuda_malloc((size_t)MAX_SEQS * sizeof(int32_t));
+    b.qstart = pgd_cuda_malloc((size_t)(MAX_SEQS + 1) * sizeof(int32_t));
+    int32_t *perm = malloc((size_t)num_blocks * sizeof *perm);
+    int32_t *tables = calloc((size_t)MAX_SEQS * max_blocks, sizeof *tables);
+    int rc = 1;
+    if (!b.kc || !b.vc || !b.q || !b.out || !b.tables || !b.pos || !b.lens || !b.qstart ||
+        !perm || !tables) {
+        fprintf(stderr, "pagoda bench attention: out of memory (K/V pool of %zu MiB each)\n",
+                slots * width * esz >> 20);
+        goto out;
+    }
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < num_blocks; i++)
+        perm[i] = i;
+    for (int i = num_blocks - 1; i > 0; i--) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        int j = (int)((x >> 33) % (uint64_t)(i + 1));
+        int32_t t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+    }
+    /* Sequence s uses pool blocks s * per_seq .. (s + 1) * per_seq - 1 (shuffled); the
+     * prefill sequence (row 0) runs on to max_blocks. */
+    for (int s = 0; s < MAX_SEQS; s++)
+        for (int i = 0; i < max_blocks; i++)
+            tables[(size_t)s * max_blocks + i] = perm[((size_t)s * per_seq + i) % num_blocks];
+    if (pgd_cuda_fill_random(c, dt, b.kc, slots * width, 1, -1, 1, err, sizeof err) ||
+        pgd_cuda_fill_random(c, dt, b.vc, slots * width, 2, -1, 1, err, sizeof err) ||
+        pgd_cuda_fill_random(c, dt, b.q, (size_t)MAX_PREFILL * H * D, 3, -1, 1, err, sizeof err) ||
+        pgd_cuda_memcpy_h2d(b.tables, tables, (size_t)MAX_SEQS * max_blocks * sizeof(int32_t),
+                            err, sizeof err) ||
+        pgd_cuda_sync(c, err, sizeof err)) {
+        fprintf(stderr, "pagoda bench attention: %s\n", err);
+        goto out;
+    }
+    printf("device: %s\n", desc);
+    if (ceilings)
+        printf("copy bandwidth %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s\n", gbps, tflops);
+    printf("attention bf16: %d q heads / %d kv heads, head_dim %d, block %d\n\n", H, KV, D, BS);
+    printf("%-22s", "case");
+    for (int i = 0; i < n_paths; i++)
+        printf("  %9s %6s %6s", PATH_NAME[paths[i]], "TFLOP/s", "GB/s");
+    if (want[PGD_CUDA_ATTN_FMA] && want[PGD_CUDA_ATTN_MMA])
+        printf("  %7s", "fma/mma");
+    printf("   (us a call)\n");
+    uint64_t step = 1;
+    for (size_t i = 0; i < sizeof PREFILL / sizeof PREFILL[0]; i++) {
+        int n = PREFILL[i];
+        char label[64];
+        snprintf(label, sizeof label, "prefill %d", n);
+        double flops = 4.0 * n * n * D * H / 2, bytes = 2.0 * n * width * esz;
+        if (bench_case(c, &b, dt, label, 1, n, 0, flops, bytes, paths, n_paths, &step))
+            goto out;
+    }
+    for (size_t ci = 0; ci < sizeof CONTEXT / sizeof CONTEXT[0]; ci++)
+        for (size_t bi = 0; bi < sizeof BATCH / sizeof BATCH[0]; bi++) {
+            int B = BATCH[bi], L = CONTEXT[ci];
+            char label[64];
+            snprintf(label, sizeof label, "decode b%d ctx %d", B, L);
+            double flops = 4.0 * B * L * D * H, bytes = 2.0 * B * L * width * esz;
+            if (bench_case(c, &b, dt, label, B, 1, L - 1, flops, bytes, paths, n_paths, &step))
+                goto out;
+        }
+    rc = 0;
+out:
+    free(perm);
+    free(tables);
+    void *ds[] = { b.kc, b.vc, b.q, b.out, b.tables, b.pos, b.lens, b.qstart };
+    for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
+        pgd_cuda_free(ds[i]);
+    pgd_cuda_ctx_destroy(c);
+    return rc;
+#else
+    (void)want;
+    (void)ceilings;
+    fprintf(stderr, "pagoda bench attention: this build has no CUDA backend\n");
+    return 1;
+#endif
+}
