@@ -44,6 +44,10 @@ if [ "${SASS:-0}" = 1 ]; then
   cuobjdump -arch sm_90 -sass .libs/libpagoda.so 2>/dev/null | awk '/Function : .*gemv/{p=1} /Function : /&&!/gemv/{p=0} p' > "$OUT/gemv.sass"
   echo "gemv SASS: $(grep -c 'Function :' "$OUT/gemv.sass") functions, $(grep -c LDG "$OUT/gemv.sass") LDG"
 fi
+if [ "${ATTN_BENCH:-0}" = 1 ]; then
+  stamp "bench attention"
+  timeout 200 ./tools/.libs/pagoda bench attention ${ATTN_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-attention.txt"
+fi
 if [ "${GEMV_BENCH:-0}" = 1 ]; then
   stamp "bench gemv"
   timeout 200 ./tools/.libs/pagoda bench gemv 2>&1 | tee "$OUT/bench-gemv.txt"
@@ -69,6 +73,10 @@ if [ "${TESTS:-1}" = 1 ]; then
   timeout 300 ./tests/.libs/test_cuda_kernels --verbose -j4 > "$OUT/kernels.log" 2>&1; rc=$?
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal" "$OUT/kernels.log" | head -40
   echo "test_cuda_kernels rc=$rc"; [ $rc -eq 0 ] || status=1
+  stamp "attention tests"
+  timeout 300 ./tests/.libs/test_cuda_attention --verbose -j4 > "$OUT/attention.log" 2>&1; rc=$?
+  grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal" "$OUT/attention.log" | head -40
+  echo "test_cuda_attention rc=$rc"; [ $rc -eq 0 ] || status=1
   stamp "sampling tests"
   timeout 300 ./tests/.libs/test_cuda_sample --verbose -j4 > "$OUT/sample.log" 2>&1; rc=$?
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal|boundary|chi-square" "$OUT/sample.log" | head -40
@@ -129,6 +137,11 @@ if [ "${SAN:-0}" = 1 ]; then
         ${SAN_FILTER:+--filter "$SAN_FILTER"} > "$OUT/sanitizer-$tool.log" 2>&1; rc=$?
     grep -E "Synthesis|ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race|FAIL" "$OUT/sanitizer-$tool.log" | head -12
     echo "compute-sanitizer $tool rc=$rc"
+    timeout ${SAN_TIMEOUT:-150} compute-sanitizer --tool $tool --target-processes all \
+        --error-exitcode 9 ./tests/.libs/test_cuda_attention -j2 --verbose \
+        > "$OUT/sanitizer-$tool-attention.log" 2>&1; rc=$?
+    grep -E "Synthesis|ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race|FAIL" "$OUT/sanitizer-$tool-attention.log" | head -12
+    echo "compute-sanitizer $tool (attention) rc=$rc"
   done
   if [ -n "${SAN_MODELS_FILTER:-}" ]; then
     stamp "compute-sanitizer memcheck on the model tests ($SAN_MODELS_FILTER)"

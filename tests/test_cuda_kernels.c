@@ -665,10 +665,11 @@ GPU_TEST(attention_small_and_odd_head_dims)
 
 GPU_TEST(attention_decode_kernel_groups_dims_windows)
 {
-    /* Decode rows only (attention_decode.cu): query heads a KV head 1, 2, 4, 7 (padded to
-     * 8) and 8; head dims 64, 128, 256; block sizes 16 and 32; contexts from 1 key to
-     * several thousand (context splits, a partial last tile); a sliding window narrower and
-     * wider than a split; as planned items and as the fixed items of a graph replay. */
+    /* Decode rows only, on attention_decode.cu (PGD_CUDA_DECODE_ATTN=1): query heads a KV
+     * head 1, 2, 4, 7 (padded to 8) and 8; head dims 64, 128, 256; block sizes 16 and 32;
+     * contexts from 1 key to several thousand (context splits, a partial last tile); a
+     * sliding window narrower and wider than a split; as planned items and as the fixed items
+     * of a graph replay. */
     struct attn_case cs[] = {
         { 8, 8, 128, 16, 0, 4, { 0, 31, 32, 4000 }, { 1, 1, 1, 1 }, false },
         { 8, 4, 64, 32, 0, 3, { 5, 129, 2500 }, { 1, 1, 1 }, true },
@@ -680,16 +681,23 @@ GPU_TEST(attention_decode_kernel_groups_dims_windows)
         { 32, 8, 128, 16, 1000, 3, { 5000, 999, 1001 }, { 1, 1, 1 }, true },
         { 32, 8, 128, 32, 100, 2, { 3000, 50 }, { 1, 1 }, false },
     };
+    setenv("PGD_CUDA_DECODE_ATTN", "1", 1);
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
         for (int di = 0; di < 2; di++)
             check_attention(DTS[di], &cs[i], 60 + 2 * i + di);
+    unsetenv("PGD_CUDA_DECODE_ATTN");
+    /* The default dispatch on the same cases (decode rows to either kernel by shape). */
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        for (int di = 0; di < 2; di++)
+            check_attention(DTS[di], &cs[i], 100 + 2 * i + di);
 }
 
 GPU_TEST(attention_decode_rows_same_with_general_kernel)
 {
-    /* A mixed step with both kernels, then the general kernel alone for every row
-     * (PGD_CUDA_DECODE_ATTN=0): both against the CPU twin. */
+    /* A mixed step with both kernels (PGD_CUDA_DECODE_ATTN=1), then the general kernel
+     * alone for every row (=0): both against the CPU twin. */
     struct attn_case c = { 32, 8, 128, 16, 0, 5, { 0, 3000, 40, 0, 511 }, { 70, 1, 1, 33, 1 }, false };
+    setenv("PGD_CUDA_DECODE_ATTN", "1", 1);
     for (int di = 0; di < 2; di++)
         check_attention(DTS[di], &c, 90 + di);
     setenv("PGD_CUDA_DECODE_ATTN", "0", 1);

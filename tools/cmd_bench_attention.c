@@ -2,7 +2,8 @@
  * query heads over 8 KV heads, head_dim 128, KV blocks of 16 tokens, random data, the
  * sequences' blocks scattered over the pool): the prefill of one sequence, and decode
  * batches at several contexts, through the FMA kernel, the tensor-core kernel (each forced
- * for every row) and the default dispatch (auto: decode rows to attention_decode.cu). Each is
+ * for every row), the decode kernel for every decode row (decode) and the default dispatch
+ * (auto: decode rows to attention_decode.cu or the tensor cores by shape). Each is
  * timed over back-to-back calls on the host clock (the median of 3 runs of a count that takes
  * about 0.1 s), printed in microseconds a call, TFLOP/s (4 * q_len * kv_len * head_dim *
  * heads, halved for the causal prefill) and GB/s of K/V read (each needed K/V row once). */
@@ -17,9 +18,11 @@
 #include "kernels/cuda/kernels.h"
 #endif
 
-/* Indexed by PGD_CUDA_ATTN_AUTO, _FMA, _MMA (0, 1, 2). */
-static const char *PATH_NAME[3] = { "auto", "fma", "mma" };
-#define MAX_PATHS 3
+/* Indexed by PGD_CUDA_ATTN_AUTO, _FMA, _MMA (0, 1, 2), then PATH_DECODE: the default
+ * dispatch with every decode row on attention_decode.cu (PGD_CUDA_DECODE_ATTN=1). */
+static const char *PATH_NAME[4] = { "auto", "fma", "mma", "decode" };
+#define PATH_DECODE 3
+#define MAX_PATHS 4
 
 #ifdef PGD_HAVE_CUDA
 #define H 32
@@ -31,8 +34,8 @@ static const char *PATH_NAME[3] = { "auto", "fma", "mma" };
 #define MAX_PREFILL 8192
 
 static const int PREFILL[] = { 128, 512, 2048, 8192 };
-static const int BATCH[] = { 1, 32, 128, 256 };
-static const int CONTEXT[] = { 128, 1024, 4096 };
+static const int BATCH[] = { 1, 8, 32, 128, 256 };
+static const int CONTEXT[] = { 128, 256, 1024, 2048, 4096 };
 
 static double now_s(void)
 {
@@ -146,9 +149,14 @@ static int bench_case(struct pgd_cuda_ctx *c, const struct bench_bufs *b, enum p
             .n_tokens = n_seqs * q_len, .n_seqs = n_seqs, .query_start = b->qstart,
             .seq_lens = b->lens, .block_tables = b->tables, .max_blocks = b->max_blocks,
             .positions = b->pos, .h_query_start = h_qstart, .max_seq_len = cached + q_len,
-            .step_id = ++*step, .path = paths[i],
+            .step_id = ++*step, .path = paths[i] == PATH_DECODE ? PGD_CUDA_ATTN_AUTO : paths[i],
         };
-        if (time_call(c, &a, &us[i], err, sizeof err)) {
+        if (paths[i] == PATH_DECODE)
+            setenv("PGD_CUDA_DECODE_ATTN", "1", 1);
+        int failed = time_call(c, &a, &us[i], err, sizeof err);
+        if (paths[i] == PATH_DECODE)
+            unsetenv("PGD_CUDA_DECODE_ATTN");
+        if (failed) {
             fprintf(stderr, "\npagoda bench attention: %s: %s\n", PATH_NAME[paths[i]], err);
             free(h_qstart);
             return 1;
@@ -170,11 +178,11 @@ static int bench_case(struct pgd_cuda_ctx *c, const struct bench_bufs *b, enum p
 
 int pgd_cmd_bench_attention(int argc, char **argv)
 {
-    int want[MAX_PATHS] = { 1, 1, 1 }, ceilings = 1;   /* by PGD_CUDA_ATTN_*: auto, fma, mma */
+    int want[MAX_PATHS] = { 1, 1, 1, 1 }, ceilings = 1;   /* by PATH_NAME */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--path") && i + 1 < argc) {
             const char *s = argv[++i];
-            want[0] = want[1] = want[2] = 0;
+            memset(want, 0, sizeof want);
             for (const char *t = s; *t;) {
                 size_t len = strcspn(t, ",");
                 int k = -1;
@@ -182,23 +190,24 @@ int pgd_cmd_bench_attention(int argc, char **argv)
                     if (len == strlen(PATH_NAME[j]) && !strncmp(t, PATH_NAME[j], len))
                         k = j;
                 if (k < 0) {
-                    fprintf(stderr, "pagoda bench attention: --path takes a list of fma, mma "
-                                    "and auto, not '%s'\n", s);
+                    fprintf(stderr, "pagoda bench attention: --path takes a list of fma, mma, "
+                                    "decode and auto, not '%s'\n", s);
                     return 2;
                 }
                 want[k] = 1;
                 t += len + (t[len] == ',');
             }
-            if (!want[0] && !want[1] && !want[2]) {
+            if (!want[0] && !want[1] && !want[2] && !want[3]) {
                 fprintf(stderr, "pagoda bench attention: --path needs a kernel\n");
                 return 2;
             }
         } else if (!strcmp(argv[i], "--no-ceilings")) {
             ceilings = 0;
         } else {
-            fprintf(stderr, "usage: pagoda bench attention [--path fma,mma,auto] "
+            fprintf(stderr, "usage: pagoda bench attention [--path fma,mma,decode,auto] "
                             "[--no-ceilings]   (the 8B shape's paged attention, bf16, on the "
-                            "GPU; auto: the default dispatch)\n");
+                            "GPU; auto: the default dispatch; decode: auto with every decode "
+                            "row on the decode kernel)\n");
             return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
         }
     }
@@ -208,6 +217,8 @@ int pgd_cmd_bench_attention(int argc, char **argv)
         paths[n_paths++] = PGD_CUDA_ATTN_FMA;
     if (want[PGD_CUDA_ATTN_MMA])
         paths[n_paths++] = PGD_CUDA_ATTN_MMA;
+    if (want[PATH_DECODE])
+        paths[n_paths++] = PATH_DECODE;
     if (want[PGD_CUDA_ATTN_AUTO])
         paths[n_paths++] = PGD_CUDA_ATTN_AUTO;
     char desc[256] = "", err[512] = "";

@@ -318,13 +318,31 @@ static bool head_dim_ok(int D)
 }
 
 /* Whether rows that are their sequence's only query token go to the decode kernel
- * (attention_decode.cu); PGD_CUDA_DECODE_ATTN=0, or a path forced in a->path, leaves them
- * to the general kernel. */
-static bool use_decode_kernel(const struct pgd_cuda_attn *a)
+ * (attention_decode.cu) rather than with the general items. With the general items on the
+ * FMA kernel it always serves them better. Against the tensor-core kernel (`pagoda bench
+ * attention` on an H100, Llama-3-8B heads; docs/PERFORMANCE.md) the decode kernel (one lane
+ * a key, splits of 128+ keys) wins only for one or two sequences up to 2048 keys (by up to
+ * 25%: its finer splits fill the GPU); from 8 sequences on, or past 2048 keys, the
+ * tensor-core kernel's 64-key tiles win (up to 2x). max_seq_len is the step's longest
+ * sequence. PGD_CUDA_DECODE_ATTN=0 / =1, or a path forced in a->path: never / always (where
+ * the decode kernel serves the shape). */
+static bool use_decode_kernel(const struct pgd_cuda_attn *a, bool mma)
 {
+    if (a->path != PGD_CUDA_ATTN_AUTO ||
+        !pgd__attn_decode_ok(a->p.head_dim, a->p.n_heads / a->p.n_kv_heads))
+        return false;
     const char *e = getenv("PGD_CUDA_DECODE_ATTN");
-    return a->path == PGD_CUDA_ATTN_AUTO && !(e && !strcmp(e, "0")) &&
-           pgd__attn_decode_ok(a->p.head_dim, a->p.n_heads / a->p.n_kv_heads);
+    if (e && !strcmp(e, "0"))
+        return false;
+    if ((e && !strcmp(e, "1")) || !mma)
+        return true;
+    int n_dec = a->n_seqs;
+    if (!a->decode_items) {
+        n_dec = 0;
+        for (int s = 0; s < a->n_seqs; s++)
+            n_dec += a->h_query_start[s + 1] - a->h_query_start[s] == 1;
+    }
+    return n_dec <= 2 && a->max_seq_len <= 2048;
 }
 
 /* PGD_CUDA_ATTN=fma: the FMA kernel for the general items of every call left to
@@ -469,7 +487,7 @@ extern "C" size_t pgd_cuda_attention_scratch(struct pgd_cuda_ctx *c, const struc
     if (!(mma ? pgd__attn_mma_supports(a->dtype, D) : head_dim_ok(D)) || group <= 0)
         return 0;
     general_shape(group, D, mma, &hq, &tq);
-    attn_plan ap = plan_attention(c, a, hq, tq, use_decode_kernel(a));
+    attn_plan ap = plan_attention(c, a, hq, tq, use_decode_kernel(a, mma));
     return ap.gen_bytes + ap.dec_bytes;
 }
 
@@ -521,7 +539,7 @@ extern "C" int pgd_cuda_attention(struct pgd_cuda_ctx *c, const struct pgd_cuda_
                               pgd_dtype_name(a->dtype));
     int group = p->n_heads / p->n_kv_heads, hq, tq;
     general_shape(group, D, mma, &hq, &tq);
-    bool dec = use_decode_kernel(a);
+    bool dec = use_decode_kernel(a, mma);
     const int4 *items;
     if (a->decode_items) {
         if (a->n_tokens != a->n_seqs)
