@@ -226,9 +226,13 @@ GPU_TEST(rmsnorm_fused_add_and_add)
 {
     for (int di = 0; di < 2; di++) {
         check_norms(DTS[di], 7, 64);        /* a warp a row */
-        check_norms(DTS[di], 3, 4096);      /* a block a row */
+        check_norms(DTS[di], 3, 4096);      /* a block a row, 2 vectors a thread */
         check_norms(DTS[di], 50, 16);       /* per-head norms of small heads */
-        check_norms(DTS[di], 2, 1000);      /* width not a multiple of anything */
+        check_norms(DTS[di], 2, 1000);      /* 125 vectors: most threads one, some none */
+        check_norms(DTS[di], 2, 5120);      /* 640 vectors: up to 4 a thread */
+        check_norms(DTS[di], 1, 16384);     /* 8 vectors a thread */
+        check_norms(DTS[di], 3, 1003);      /* not whole vectors: element by element */
+        check_norms(DTS[di], 2, 24576);     /* too wide for registers: element by element */
     }
 }
 

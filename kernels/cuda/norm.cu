@@ -1,8 +1,11 @@
 /* RMSNorm, RMSNorm with the residual add fused in, and the residual add. Sums of squares
- * in float32; a row of width <= 512 is one warp's, a wider row one block's (512 threads). */
+ * in float32; a row of width <= 512 is one warp's; a wider row one block's: in 16-byte
+ * vectors held in registers (rmsnorm_vec_kernel) when the row is aligned and at most
+ * VEC_THREADS x 8 vectors, else element by element (512 threads). */
 #include "kernels/cuda/common.cuh"
 
 #define ROW_THREADS 512
+#define VEC_THREADS 256
 
 __device__ __forceinline__ float warp_sum(float v)
 {
@@ -66,6 +69,90 @@ __global__ void rmsnorm_kernel(const T *x, T *res, const T *w, float eps, int64_
         outr[i] = from_f<T>(to_f<T>(src[i]) * inv * to_f<T>(w[i]));
 }
 
+/* One row a block, each thread VPT 16-byte vectors of it kept in registers: the weight's
+ * vectors are loaded before pdl_wait (weights are never written by a step), then the row
+ * (and the residual) in one round of loads, the residual sum written back, one block-wide
+ * sum of squares, the normalized row written. x and out may alias (each element is read and
+ * written by the same thread); res is another buffer. Same rounding as rmsnorm_kernel. */
+template <typename T, int VPT>
+__global__ void __launch_bounds__(VEC_THREADS)
+rmsnorm_vec_kernel(const T *x, T *__restrict__ res, const T *__restrict__ w, float eps, int d,
+                   T *out)
+{
+    constexpr int V = 16 / sizeof(T);
+    __shared__ float red[32];
+    const int nv = d / V;
+    uint4 wv[VPT];
+#pragma unroll
+    for (int u = 0; u < VPT; u++) {
+        int i = threadIdx.x + u * VEC_THREADS;
+        wv[u] = i < nv ? __ldg(reinterpret_cast<const uint4 *>(w) + i) : make_uint4(0, 0, 0, 0);
+    }
+    pdl_trigger();
+    pdl_wait();
+    const int64_t row = blockIdx.x;
+    const uint4 *xv = reinterpret_cast<const uint4 *>(x + row * d);
+    uint4 *rv = res ? reinterpret_cast<uint4 *>(res + row * d) : NULL;
+    uint4 *ov = reinterpret_cast<uint4 *>(out + row * d);
+    uint4 xs[VPT], rs[VPT];
+#pragma unroll
+    for (int u = 0; u < VPT; u++) {
+        int i = threadIdx.x + u * VEC_THREADS;
+        if (i < nv) {
+            xs[u] = xv[i];
+            if (rv)
+                rs[u] = rv[i];
+        }
+    }
+    float ss = 0.0f;
+#pragma unroll
+    for (int u = 0; u < VPT; u++) {
+        int i = threadIdx.x + u * VEC_THREADS;
+        if (i >= nv)
+            continue;
+        T *e = reinterpret_cast<T *>(&xs[u]);
+        if (rv) {
+            const T *r = reinterpret_cast<const T *>(&rs[u]);
+#pragma unroll
+            for (int k = 0; k < V; k++)
+                e[k] = from_f<T>(to_f<T>(r[k]) + to_f<T>(e[k]));
+            rv[i] = xs[u];
+        }
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            float v = to_f<T>(e[k]);
+            ss += v * v;
+        }
+    }
+    ss = block_sum(ss, red);
+    const float inv = rsqrtf(ss / (float)d + eps);
+#pragma unroll
+    for (int u = 0; u < VPT; u++) {
+        int i = threadIdx.x + u * VEC_THREADS;
+        if (i >= nv)
+            continue;
+        T *e = reinterpret_cast<T *>(&xs[u]);
+        const T *wk = reinterpret_cast<const T *>(&wv[u]);
+#pragma unroll
+        for (int k = 0; k < V; k++)
+            e[k] = from_f<T>(to_f<T>(e[k]) * inv * to_f<T>(wk[k]));
+        ov[i] = xs[u];
+    }
+}
+
+/* Vectors a thread for rmsnorm_vec_kernel (1, 2, 4 or 8), or 0 where it does not serve:
+ * rows of 16-byte vectors at 16-byte aligned addresses, at most VEC_THREADS x 8 vectors. */
+template <typename T>
+static int vec_per_thread(const void *x, const void *res, const void *w, const void *out, int d)
+{
+    constexpr int V = 16 / sizeof(T);
+    uintptr_t a = (uintptr_t)x | (uintptr_t)res | (uintptr_t)w | (uintptr_t)out;
+    if (d % V || a % 16)
+        return 0;
+    int per = (d / V + VEC_THREADS - 1) / VEC_THREADS;
+    return per <= 1 ? 1 : per <= 2 ? 2 : per <= 4 ? 4 : per <= 8 ? 8 : 0;
+}
+
 template <typename T>
 static int rmsnorm_launch(struct pgd_cuda_ctx *c, const void *x, void *res, const void *w,
                           float eps, int64_t rows, int d, void *out)
@@ -75,6 +162,16 @@ static int rmsnorm_launch(struct pgd_cuda_ctx *c, const void *x, void *res, cons
         pgd_cuda_launch(c, rmsnorm_kernel<T, true>, (unsigned)((rows + per_block - 1) / per_block),
                         per_block * 32, (const T *)x, (T *)res, (const T *)w, eps, rows, d,
                         (T *)out);
+    } else if (int vpt = vec_per_thread<T>(x, res, w, out, d)) {
+        unsigned grid = (unsigned)rows;
+        const T *xp = (const T *)x, *wp = (const T *)w;
+        T *rp = (T *)res, *op = (T *)out;
+        switch (vpt) {
+        case 1: pgd_cuda_launch(c, rmsnorm_vec_kernel<T, 1>, grid, VEC_THREADS, xp, rp, wp, eps, d, op); break;
+        case 2: pgd_cuda_launch(c, rmsnorm_vec_kernel<T, 2>, grid, VEC_THREADS, xp, rp, wp, eps, d, op); break;
+        case 4: pgd_cuda_launch(c, rmsnorm_vec_kernel<T, 4>, grid, VEC_THREADS, xp, rp, wp, eps, d, op); break;
+        case 8: pgd_cuda_launch(c, rmsnorm_vec_kernel<T, 8>, grid, VEC_THREADS, xp, rp, wp, eps, d, op); break;
+        }
     } else {
         pgd_cuda_launch(c, rmsnorm_kernel<T, false>, (unsigned)rows, ROW_THREADS, (const T *)x,
                         (T *)res, (const T *)w, eps, rows, d, (T *)out);
