@@ -81,6 +81,15 @@ if [ "${TESTS:-1}" = 1 ]; then
   timeout 300 ./tests/.libs/test_cuda_sample --verbose -j4 > "$OUT/sample.log" 2>&1; rc=$?
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal|boundary|chi-square" "$OUT/sample.log" | head -40
   echo "test_cuda_sample rc=$rc"; [ $rc -eq 0 ] || status=1
+  # GPU test programs added later than the ones above (e.g. test_cuda_glu), if built.
+  for t in ./tests/.libs/test_cuda_*; do
+    n=$(basename "$t")
+    case $n in test_cuda_engine|test_cuda_kernels|test_cuda_attention|test_cuda_sample|test_cuda_models) continue ;; esac
+    stamp "$n"
+    timeout 300 "$t" --verbose -j4 > "$OUT/$n.log" 2>&1; rc=$?
+    grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal" "$OUT/$n.log" | head -40
+    echo "$n rc=$rc"; [ $rc -eq 0 ] || status=1
+  done
   stamp "model tests"
   timeout 300 ./tests/.libs/test_cuda_models --verbose -j4 > "$OUT/models.log" 2>&1; rc=$?
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal|near-tie" "$OUT/models.log" | head -60
