@@ -194,6 +194,23 @@ int pgd_cuda_attention(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, vo
 int pgd_cuda_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_act act,
                      const void *gate_up, int n, int inter, void *out, char *err, size_t errlen);
 
+/* ---- glu.cu: the MLP's gate/up projection fused with its activation ------------------ */
+/* out[n, inter] = act(x @ w[:inter]^T + b[:inter]) * (x @ w[inter:]^T + b[inter:])
+ *   x [n, in]; w [2 inter, in], the gate rows then the up rows; b [2 inter] or NULL; out
+ *   [n, inter]; gate and up each rounded to dt before the activation, as pgd_cuda_linear then
+ *   pgd_cuda_act_mul compute it. At GEMV sizes (n <= linear.cu's GEMV limit) in BF16/F16 one
+ *   kernel, one warp per output feature reading its gate and up rows, scratch untouched;
+ *   otherwise (larger n, F32, or the environment's PGD_CUDA_GLU=0) pgd_cuda_linear into
+ *   scratch [n, 2 inter] (device, the caller's; may be NULL only when the fused kernel runs)
+ *   then pgd_cuda_act_mul. */
+int pgd_cuda_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_act act,
+                            const void *x, const void *w, const void *b, int n, int in,
+                            int inter, void *scratch, void *out, char *err, size_t errlen);
+/* The fused kernel only (n <= 8, BF16/F16), for tests and benches. */
+int pgd_cuda_linear_act_mul_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_act act,
+                                 const void *x, const void *w, const void *b, int n, int in,
+                                 int inter, void *out, char *err, size_t errlen);
+
 /* ---- sample.cu ----------------------------------------------------------------------- */
 /* out[r] = argmax(logits[r, :]) (the lowest index among equals); logits float32 [rows, vocab]. */
 int pgd_cuda_argmax(struct pgd_cuda_ctx *c, const float *logits, int rows, int vocab,
