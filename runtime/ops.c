@@ -428,8 +428,6 @@ void pgd_op_linear_act_mul(struct pgd_fwd *f, const struct pgd_linear *gate_up, 
                                         gate_up->weight.data, gate_up->bias.data, (int)n,
                                         (int)gate_up->in_features, (int)inter,
                                         gate_up_scratch->data, out->data, CUDA_ERR));
-#else
-    (void)act;
 #endif
 }
 

@@ -101,7 +101,8 @@ int pgd_cuda_linear_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *
  * PGD_CUDA_GEMV_SPLIT, ks warps per feature splitting the row (n <= 4 and 16-byte aligned
  * rows; otherwise the warp kernel runs). pgd_cuda_linear_gemv takes the default variant
  * (PGD_CUDA_GEMV=warp|split overrides); ks 0 picks the split from the shape. */
-enum { PGD_CUDA_GEMV_WARP = 0, PGD_CUDA_GEMV_SPLIT = 1, PGD_CUDA_GEMV_BENCH_QKV = 2 };
+enum { PGD_CUDA_GEMV_WARP = 0, PGD_CUDA_GEMV_SPLIT = 1, PGD_CUDA_GEMV_BENCH_QKV = 2,
+       PGD_CUDA_GEMV_BENCH_GLU = 3 };
 int pgd_cuda_linear_gemv_variant(struct pgd_cuda_ctx *c, int variant, int ks, enum pgd_dtype dt,
                                  const void *x, const void *w, const void *b, int n, int in,
                                  int out, enum pgd_dtype y_dt, void *y, char *err, size_t errlen);
@@ -113,8 +114,9 @@ int pgd_cuda_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void 
                           const int *out, void *const *y, char *err, size_t errlen);
 /* Microseconds per GEMV y[n, out] = x[n, in] @ w[out, in]^T (dt in and out, no bias) for each
  * of nvar (variant[i], ks[i]) pairs (PGD_CUDA_GEMV_BENCH_QKV: pgd_cuda_linear_multi with the
- * rows cut into q, k, v as out - 2 out/6, out/6, out/6), median of 7 runs over weight copies that together
- * exceed L2 (random data). */
+ * rows cut into q, k, v as out - 2 out/6, out/6, out/6; PGD_CUDA_GEMV_BENCH_GLU: the rows as
+ * a fused gate_up through pgd_cuda_linear_act_mul_gemv, SiLU, out/2 outputs), median of 7
+ * runs over weight copies that together exceed L2 (random data). */
 int pgd_cuda_bench_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int n, int in, int out,
                         int nvar, const int *variant, const int *ks, double *us, char *err,
                         size_t errlen);

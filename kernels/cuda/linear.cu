@@ -639,6 +639,10 @@ extern "C" int pgd_cuda_bench_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, in
                     void *y3[3] = { y, (char *)y + (size_t)n * o3[0] * esz,
                                     (char *)y + (size_t)n * (o3[0] + o3[1]) * esz };
                     rc = pgd_cuda_linear_multi(c, dt, x, n, in, 3, w3, NULL, o3, y3, err, errlen);
+                } else if (variant[v] == PGD_CUDA_GEMV_BENCH_GLU) {
+                    /* The rows as a fused gate_up [2 x out/2, in] through glu.cu (SiLU). */
+                    rc = pgd_cuda_linear_act_mul_gemv(c, dt, PGD_ACT_SILU, x, wk, NULL, n, in,
+                                                      out / 2, y, err, errlen);
                 } else {
                     rc = pgd_cuda_linear_gemv_variant(c, variant[v], ks[v], dt, x, wk, NULL, n,
                                                       in, out, dt, y, err, errlen);
