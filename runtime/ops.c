@@ -400,6 +400,37 @@ void pgd_op_act_mul(struct pgd_fwd *f, enum pgd_act act, const struct pgd_tensor
     pgd_cpu_act_mul(act, gate_up->data, (int)n, (int)inter, out->data);
 }
 
+void pgd_op_linear_act_mul(struct pgd_fwd *f, const struct pgd_linear *gate_up, enum pgd_act act,
+                           const struct pgd_tensor *x, struct pgd_tensor *gate_up_scratch,
+                           struct pgd_tensor *out)
+{
+    if (!ON_CUDA(f) || gate_up->quant) {
+        /* The reference (and the quant plugin's linear): the two ops as they are. */
+        pgd_op_linear(f, gate_up, x, gate_up_scratch);
+        pgd_op_act_mul(f, act, gate_up_scratch, out);
+        return;
+    }
+#ifdef PGD_HAVE_CUDA
+    if (!op_ready(f, "linear_act_mul", 4,
+                  (const struct pgd_tensor *[]){ &gate_up->weight, x, gate_up_scratch, out }))
+        return;
+    int64_t n = pgd_tensor_rows(x), inter = gate_up->out_features / 2;
+    if (gate_up->out_features % 2) {
+        pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "linear_act_mul: gate_up has an odd width %lld",
+                     (long long)gate_up->out_features);
+        return;
+    }
+    if (!check_shape(f, "linear_act_mul", "x", x, n, gate_up->in_features) ||
+        !check_shape(f, "linear_act_mul", "scratch", gate_up_scratch, n, 2 * inter) ||
+        !check_shape(f, "linear_act_mul", "out", out, n, inter))
+        return;
+    CUDA_RUN(f, pgd_cuda_linear_act_mul(f->cuda, f->act_dtype, act, x->data,
+                                        gate_up->weight.data, gate_up->bias.data, (int)n,
+                                        (int)gate_up->in_features, (int)inter,
+                                        gate_up_scratch->data, out->data, CUDA_ERR));
+#endif
+}
+
 void pgd_op_logits(struct pgd_fwd *f, const struct pgd_tensor *h, const struct pgd_linear *head)
 {
     if (f->n_logits == 0)

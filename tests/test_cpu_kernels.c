@@ -2,6 +2,7 @@
  * paged attention kernel is checked against dense attention over contiguous K/V. */
 #include "tests/test_common.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "runtime/fwd.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,87 @@ Test(cpu_kernels, act_mul)
         double gelu = 0.5 * g * (1 + tanh(sqrt(2 / M_PI) * (g + 0.044715 * g * g * g)));
         cr_assert_float_eq(out[i], gelu * gu[4 + i], 1e-6);
     }
+}
+
+/* pgd_op_linear_act_mul on a CPU step is pgd_op_linear then pgd_op_act_mul, bit for bit
+ * (the decoder's MLP relies on it), and both are the formula act(x Wg^T + bg) * (x Wu^T + bu). */
+static void check_linear_act_mul_op(enum pgd_act act, int n, int in, int inter, bool bias)
+{
+    struct pgd__arena arena;
+    pgd__arena_init(&arena, PGD_DEVICE_CPU);
+    struct pgd_fwd f = { .device = PGD_DEVICE_CPU, .act_dtype = PGD_DTYPE_F32, .n_tokens = n,
+                         .arena = &arena };
+    float *w = rand_array((size_t)2 * inter * in), *b = rand_array((size_t)2 * inter);
+    struct pgd_linear gu = {
+        .weight = { .data = w, .dtype = PGD_DTYPE_F32, .device = PGD_DEVICE_CPU, .ndim = 2,
+                    .ne = { 2 * inter, in } },
+        .bias = { .data = bias ? b : NULL, .dtype = PGD_DTYPE_F32, .device = PGD_DEVICE_CPU,
+                  .ndim = 1, .ne = { 2 * inter } },
+        .in_features = in, .out_features = 2 * inter };
+    struct pgd_tensor x = pgd_fwd_alloc(&f, n, in), scratch = pgd_fwd_alloc(&f, n, 2 * inter);
+    struct pgd_tensor out = pgd_fwd_alloc(&f, n, inter), gu2 = pgd_fwd_alloc(&f, n, 2 * inter);
+    struct pgd_tensor want = pgd_fwd_alloc(&f, n, inter);
+    float *xd = x.data;
+    for (int i = 0; i < n * in; i++)
+        xd[i] = 2 * frand();
+    pgd_op_linear_act_mul(&f, &gu, act, &x, &scratch, &out);
+    pgd_op_linear(&f, &gu, &x, &gu2);
+    pgd_op_act_mul(&f, act, &gu2, &want);
+    cr_assert_eq(f.status, PGD_OK, "%s", f.err);
+    const float *got = out.data, *ref = want.data;
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < inter; i++) {
+            size_t e = (size_t)r * inter + i;
+            cr_assert(memcmp(&got[e], &ref[e], sizeof(float)) == 0,
+                      "act %d n %d in %d I %d%s: row %d col %d is %.9g, linear + act_mul gives "
+                      "%.9g", (int)act, n, in, inter, bias ? " bias" : "", r, i, got[e], ref[e]);
+            double g = bias ? b[i] : 0, u = bias ? b[inter + i] : 0;
+            for (int k = 0; k < in; k++) {
+                g += (double)xd[(size_t)r * in + k] * w[(size_t)i * in + k];
+                u += (double)xd[(size_t)r * in + k] * w[(size_t)(inter + i) * in + k];
+            }
+            double a = act == PGD_ACT_SILU
+                           ? g / (1 + exp(-g))
+                           : 0.5 * g * (1 + tanh(sqrt(2 / M_PI) * (g + 0.044715 * g * g * g)));
+            cr_assert_float_eq(got[e], a * u, 1e-4 * (1 + fabs(a * u)),
+                               "act %d row %d col %d: %.9g, the formula %.9g", (int)act, r, i,
+                               got[e], a * u);
+        }
+    /* A wrong out shape is reported, naming the op. */
+    struct pgd_tensor bad = out;
+    bad.ne[1] = inter - 1;
+    pgd_op_linear_act_mul(&f, &gu, act, &x, &scratch, &bad);
+    cr_assert_eq(f.status, PGD_ERR_INVALID_ARG);
+    cr_assert(strstr(f.err, "act_mul"), "%s", f.err);
+    free(w); free(b);
+    pgd__arena_fini(&arena);
+}
+
+Test(cpu_kernels, linear_act_mul_op_is_linear_then_act_mul)
+{
+    check_linear_act_mul_op(PGD_ACT_SILU, 1, 64, 40, false);
+    check_linear_act_mul_op(PGD_ACT_SILU, 3, 37, 29, true);
+    check_linear_act_mul_op(PGD_ACT_GELU_TANH, 2, 64, 40, true);
+    check_linear_act_mul_op(PGD_ACT_GELU_TANH, 9, 19, 13, false);
+}
+
+/* Quantized weights take the two ops' path: the linear's own answer (for now: that it needs
+ * its quant plugin) comes back, not a kernel of ours. */
+Test(cpu_kernels, linear_act_mul_op_quantized_falls_back)
+{
+    struct pgd__arena arena;
+    pgd__arena_init(&arena, PGD_DEVICE_CPU);
+    struct pgd_fwd f = { .device = PGD_DEVICE_CPU, .act_dtype = PGD_DTYPE_F32, .n_tokens = 1,
+                         .arena = &arena };
+    static const int fake_quant_ops;   /* struct pgd_quant_ops is opaque here; never read */
+    struct pgd_linear gu = { .in_features = 8, .out_features = 4,
+                             .quant = (const struct pgd_quant_ops *)&fake_quant_ops };
+    struct pgd_tensor x = pgd_fwd_alloc(&f, 1, 8), scratch = pgd_fwd_alloc(&f, 1, 4);
+    struct pgd_tensor out = pgd_fwd_alloc(&f, 1, 2);
+    pgd_op_linear_act_mul(&f, &gu, PGD_ACT_SILU, &x, &scratch, &out);
+    cr_assert_eq(f.status, PGD_ERR_UNSUPPORTED, "%s", f.err);
+    cr_assert(strstr(f.err, "quant"), "%s", f.err);
+    pgd__arena_fini(&arena);
 }
 
 Test(cpu_kernels, rope_rotates_pairs_and_keeps_norms)

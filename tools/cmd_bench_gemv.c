@@ -23,13 +23,15 @@ static const struct gemv_shape SHAPES[] = {
 };
 
 /* Variant 0 is the warp kernel, 1 the split kernel with its own ks, 2..5 the split forced,
- * 6 the warp kernel over the rows cut as q, k, v in one launch (pgd_cuda_linear_multi). */
-#define NVAR 7
+ * 6 the warp kernel over the rows cut as q, k, v in one launch (pgd_cuda_linear_multi), 7 the
+ * rows as a fused gate_up through the GLU kernel (glu.cu: GEMV and SiLU-mul in one). */
+#define NVAR 8
 static const int VARIANT[NVAR] = { PGD_CUDA_GEMV_WARP, PGD_CUDA_GEMV_SPLIT, PGD_CUDA_GEMV_SPLIT,
                                    PGD_CUDA_GEMV_SPLIT, PGD_CUDA_GEMV_SPLIT, PGD_CUDA_GEMV_SPLIT,
-                                   PGD_CUDA_GEMV_BENCH_QKV };
-static const int KS[NVAR] = { 0, 0, 1, 2, 4, 8, 0 };
-static const char *VNAME[NVAR] = { "warp", "split", "ks1", "ks2", "ks4", "ks8", "as-qkv" };
+                                   PGD_CUDA_GEMV_BENCH_QKV, PGD_CUDA_GEMV_BENCH_GLU };
+static const int KS[NVAR] = { 0, 0, 1, 2, 4, 8, 0, 0 };
+static const char *VNAME[NVAR] = { "warp", "split", "ks1", "ks2", "ks4", "ks8", "as-qkv",
+                                   "as-glu" };
 #endif
 
 int pgd_cmd_bench_gemv(int argc, char **argv)

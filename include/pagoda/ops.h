@@ -116,6 +116,16 @@ void pgd_op_rope_attention(struct pgd_fwd *f, int layer, const struct pgd_attn_p
 /* out[n, I] = act(gate_up[:, :I]) * gate_up[:, I:]   (gate_up [n, 2I]) */
 void pgd_op_act_mul(struct pgd_fwd *f, enum pgd_act act, const struct pgd_tensor *gate_up,
                     struct pgd_tensor *out);
+/* The MLP's first half in one op: out[n, I] = act(x @ Wg^T + bg) * (x @ Wu^T + bu), where
+ * gate_up is the fused layer [2I, in] (gate rows [0, I), then up rows [I, 2I)): exactly
+ * pgd_op_linear(gate_up, x) then pgd_op_act_mul, gate and up each rounded to the activation
+ * dtype. x [n, in]; gate_up_scratch [n, 2I] (the caller's, e.g. from pgd_fwd_alloc) holds
+ * the intermediate where the two steps run (the CPU, quantized weights, larger batches on a
+ * GPU); afterwards its contents are unspecified. On a GPU at decode batch sizes one kernel
+ * that never writes the scratch (PGD_CUDA_GLU=0 in the environment: the two steps). */
+void pgd_op_linear_act_mul(struct pgd_fwd *f, const struct pgd_linear *gate_up, enum pgd_act act,
+                           const struct pgd_tensor *x, struct pgd_tensor *gate_up_scratch,
+                           struct pgd_tensor *out);
 /* Logits [n_logits, vocab] for the rows the runner asked for (h [n, d], head [vocab, d]),
  * written into the step's logits buffer. */
 void pgd_op_logits(struct pgd_fwd *f, const struct pgd_tensor *h, const struct pgd_linear *head);

@@ -1,5 +1,6 @@
 /* Gated activations: out = act(gate) * up, SiLU or tanh-GELU, computed in float32. */
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/act.cuh"
 
 template <typename T, int ACT>
 __global__ void act_mul_kernel(const T *gate_up, int n, int inter, T *out)
@@ -12,14 +13,7 @@ __global__ void act_mul_kernel(const T *gate_up, int n, int inter, T *out)
         int64_t r = i / inter, j = i % inter;
         float g = to_f<T>(gate_up[r * 2 * inter + j]);
         float u = to_f<T>(gate_up[r * 2 * inter + inter + j]);
-        float a;
-        if (ACT == PGD_ACT_SILU) {
-            a = g / (1.0f + expf(-g));
-        } else {
-            const float k = 0.7978845608028654f;   /* sqrt(2 / pi) */
-            a = 0.5f * g * (1.0f + tanhf(k * (g + 0.044715f * g * g * g)));
-        }
-        out[i] = from_f<T>(a * u);
+        out[i] = from_f<T>(act_mul_f<ACT>(g, u));
     }
 }
 

@@ -101,7 +101,8 @@ int pgd_cuda_linear_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *
  * PGD_CUDA_GEMV_SPLIT, ks warps per feature splitting the row (n <= 4 and 16-byte aligned
  * rows; otherwise the warp kernel runs). pgd_cuda_linear_gemv takes the default variant
  * (PGD_CUDA_GEMV=warp|split overrides); ks 0 picks the split from the shape. */
-enum { PGD_CUDA_GEMV_WARP = 0, PGD_CUDA_GEMV_SPLIT = 1, PGD_CUDA_GEMV_BENCH_QKV = 2 };
+enum { PGD_CUDA_GEMV_WARP = 0, PGD_CUDA_GEMV_SPLIT = 1, PGD_CUDA_GEMV_BENCH_QKV = 2,
+       PGD_CUDA_GEMV_BENCH_GLU = 3 };
 int pgd_cuda_linear_gemv_variant(struct pgd_cuda_ctx *c, int variant, int ks, enum pgd_dtype dt,
                                  const void *x, const void *w, const void *b, int n, int in,
                                  int out, enum pgd_dtype y_dt, void *y, char *err, size_t errlen);
@@ -113,8 +114,9 @@ int pgd_cuda_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void 
                           const int *out, void *const *y, char *err, size_t errlen);
 /* Microseconds per GEMV y[n, out] = x[n, in] @ w[out, in]^T (dt in and out, no bias) for each
  * of nvar (variant[i], ks[i]) pairs (PGD_CUDA_GEMV_BENCH_QKV: pgd_cuda_linear_multi with the
- * rows cut into q, k, v as out - 2 out/6, out/6, out/6), median of 7 runs over weight copies that together
- * exceed L2 (random data). */
+ * rows cut into q, k, v as out - 2 out/6, out/6, out/6; PGD_CUDA_GEMV_BENCH_GLU: the rows as
+ * a fused gate_up through pgd_cuda_linear_act_mul_gemv, SiLU, out/2 outputs), median of 7
+ * runs over weight copies that together exceed L2 (random data). */
 int pgd_cuda_bench_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int n, int in, int out,
                         int nvar, const int *variant, const int *ks, double *us, char *err,
                         size_t errlen);
@@ -193,6 +195,23 @@ int pgd_cuda_attention(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, vo
 /* out[r, i] = act(gate_up[r, i]) * gate_up[r, inter + i] */
 int pgd_cuda_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_act act,
                      const void *gate_up, int n, int inter, void *out, char *err, size_t errlen);
+
+/* ---- glu.cu: the MLP's gate/up projection fused with its activation ------------------ */
+/* out[n, inter] = act(x @ w[:inter]^T + b[:inter]) * (x @ w[inter:]^T + b[inter:])
+ *   x [n, in]; w [2 inter, in], the gate rows then the up rows; b [2 inter] or NULL; out
+ *   [n, inter]; gate and up each rounded to dt before the activation, as pgd_cuda_linear then
+ *   pgd_cuda_act_mul compute it. At GEMV sizes (n <= linear.cu's GEMV limit) in BF16/F16 one
+ *   kernel, one warp per output feature reading its gate and up rows, scratch untouched;
+ *   otherwise (larger n, F32, or the environment's PGD_CUDA_GLU=0) pgd_cuda_linear into
+ *   scratch [n, 2 inter] (device, the caller's; may be NULL only when the fused kernel runs)
+ *   then pgd_cuda_act_mul. */
+int pgd_cuda_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_act act,
+                            const void *x, const void *w, const void *b, int n, int in,
+                            int inter, void *scratch, void *out, char *err, size_t errlen);
+/* The fused kernel only (n <= 8, BF16/F16), for tests and benches. */
+int pgd_cuda_linear_act_mul_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_act act,
+                                 const void *x, const void *w, const void *b, int n, int in,
+                                 int inter, void *out, char *err, size_t errlen);
 
 /* ---- sample.cu ----------------------------------------------------------------------- */
 /* out[r] = argmax(logits[r, :]) (the lowest index among equals); logits float32 [rows, vocab]. */

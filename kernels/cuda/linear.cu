@@ -7,6 +7,7 @@
  * compute. The algorithm for each (dtype, shape) is picked once by cuBLASLt's heuristic and
  * cached with its layouts in the context. */
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/gemv.cuh"
 #include <stdlib.h>
 #include <string.h>
 #include <algorithm>
@@ -168,34 +169,13 @@ extern "C" int pgd_cuda_linear_lt(struct pgd_cuda_ctx *c, enum pgd_dtype dt, con
 }
 
 /* ---- GEMV for small batches ------------------------------------------------------------------ */
-#define GEMV_WARPS 8
 #define GEMV_MAX_N_DEFAULT 4   /* measured: see docs/PERFORMANCE.md */
 #define GEMV_VARIANT_DEFAULT PGD_CUDA_GEMV_WARP   /* measured: split is slower */
-
-template <typename T>
-__device__ __forceinline__ void unpack16(const uint4 &v, float *f)
-{
-    const T *e = reinterpret_cast<const T *>(&v);
-#pragma unroll
-    for (int i = 0; i < (int)(16 / sizeof(T)); i++)
-        f[i] = to_f<T>(e[i]);
-}
-
-__device__ __forceinline__ uint4 ld_stream(const void *p)
-{
-    /* Weights are read once per step: do not let them displace x in L1. */
-    uint4 v;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(p));
-    return v;
-}
 
 /* One warp per output feature o: acc[r] = sum_k x[r, k] w[o, k] over the N rows. vec: rows
  * are 16-byte aligned and in is a multiple of the vector width. Each lane issues UNR
  * independent 16-byte weight loads before it uses any, so that enough bytes are in flight
  * to cover the memory latency; x (a few rows, shared by all warps) comes from L1. */
-#define GEMV_UNR 4
 template <typename T, typename TY, int N>
 __device__ __forceinline__ void gemv_row(const T *__restrict__ x, const T *__restrict__ w,
                                          const T *__restrict__ b, int in, int out,
@@ -259,17 +239,6 @@ __device__ __forceinline__ void gemv_row(const T *__restrict__ x, const T *__res
         for (int r = 0; r < N; r++)
             y[(size_t)r * out + o] = from_f<TY>(acc[r] + bias);
     }
-}
-
-/* Before the previous kernel is done (programmatic dependent launch), the first loads of
- * the weight row o are asked into L2: weights are never written by a step's kernels. */
-template <typename T>
-__device__ __forceinline__ void gemv_prefetch_row(const T *__restrict__ w, int in, int o, int lane)
-{
-    constexpr int V = 16 / sizeof(T);
-    const T *wr = w + (size_t)o * in;
-    for (int k = lane * V; k < in && k < GEMV_UNR * 32 * V; k += 32 * V)
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(wr + k));
 }
 
 template <typename T, typename TY, int N>
@@ -494,7 +463,7 @@ extern "C" int pgd_cuda_linear_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, c
 
 /* Batches up to this many rows take the GEMV kernel (PGD_CUDA_GEMV_MAX_N, 0..8, overrides:
  * for measuring the two paths against each other). */
-static int gemv_max_n(void)
+int pgd_cuda__gemv_max_n(void)
 {
     static int v = -1;
     if (v < 0) {
@@ -521,7 +490,7 @@ extern "C" int pgd_cuda_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const 
                                const void *w, const void *b, int n, int in, int out,
                                enum pgd_dtype ydt, void *y, char *err, size_t errlen)
 {
-    if (n <= gemv_max_n())
+    if (n <= pgd_cuda__gemv_max_n())
         return pgd_cuda_linear_gemv(c, dt, x, w, b, n, in, out, ydt, y, err, errlen);
     return pgd_cuda_linear_lt(c, dt, x, w, b, n, in, out, ydt, y, err, errlen);
 }
@@ -566,7 +535,7 @@ extern "C" int pgd_cuda_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, 
         return pgd_cuda_failf(err, errlen, "linear multi: %d layers (1..3)", count);
     if (n == 0)
         return 0;
-    if (n <= gemv_max_n() && n <= 4 && gemv_multi_on())
+    if (n <= pgd_cuda__gemv_max_n() && n <= 4 && gemv_multi_on())
         PGD_CUDA_DISPATCH(dt, T, return gemv_multi_launch<T>(c, x, n, in, count, w, b, out, y,
                                                              err, errlen));
     for (int s = 0; s < count; s++)
@@ -670,6 +639,10 @@ extern "C" int pgd_cuda_bench_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, in
                     void *y3[3] = { y, (char *)y + (size_t)n * o3[0] * esz,
                                     (char *)y + (size_t)n * (o3[0] + o3[1]) * esz };
                     rc = pgd_cuda_linear_multi(c, dt, x, n, in, 3, w3, NULL, o3, y3, err, errlen);
+                } else if (variant[v] == PGD_CUDA_GEMV_BENCH_GLU) {
+                    /* The rows as a fused gate_up [2 x out/2, in] through glu.cu (SiLU). */
+                    rc = pgd_cuda_linear_act_mul_gemv(c, dt, PGD_ACT_SILU, x, wk, NULL, n, in,
+                                                      out / 2, y, err, errlen);
                 } else {
                     rc = pgd_cuda_linear_gemv_variant(c, variant[v], ks[v], dt, x, wk, NULL, n,
                                                       in, out, dt, y, err, errlen);

@@ -231,7 +231,7 @@ void decoder_forward(void *model, struct pgd_fwd *f)
     struct pgd_tensor v = pgd_fwd_alloc(f, n, kvd);
     struct pgd_tensor attn = pgd_fwd_alloc(f, n, qd);
     struct pgd_tensor proj = pgd_fwd_alloc(f, n, c->hidden);     /* o_proj / down_proj out */
-    struct pgd_tensor gate_up = pgd_fwd_alloc(f, n, 2 * (int64_t)c->inter);
+    struct pgd_tensor gate_up = pgd_fwd_alloc(f, n, 2 * (int64_t)c->inter); /* scratch */
     struct pgd_tensor act = pgd_fwd_alloc(f, n, c->inter);
     if (pgd_fwd_failed(f))
         return;
@@ -246,8 +246,7 @@ void decoder_forward(void *model, struct pgd_fwd *f)
                               c->qk_norm ? &L->k_norm : NULL, c->eps, &q, &k, &v, &attn);
         pgd_op_linear(f, &L->o, &attn, &proj);
         pgd_op_add_rmsnorm(f, &h, &proj, &L->post_norm, c->eps, &x);
-        pgd_op_linear(f, &L->gate_up, &x, &gate_up);
-        pgd_op_act_mul(f, c->act, &gate_up, &act);
+        pgd_op_linear_act_mul(f, &L->gate_up, c->act, &x, &gate_up, &act);
         pgd_op_linear(f, &L->down, &act, &proj);
         const struct pgd_tensor *next_norm =
             l + 1 < c->n_layers ? &d->layers[l + 1].in_norm : &d->final_norm;
