@@ -20,45 +20,11 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#define GPU_SUITE cuda_glu
+#include "tests/gpu_ctx_test.h"
+
 #ifdef PGD_HAVE_CUDA
-#include "kernels/cuda/kernels.h"
 #include "runtime/fwd.h"
-#endif
-
-PGD_TEST_SUITE(cuda_glu);
-
-#ifndef PGD_HAVE_CUDA
-Test(cuda_glu, all)
-{
-    cr_skip_test("no CUDA device: this build has no CUDA backend (configure --with-cuda)");
-}
-#else
-
-static struct pgd_cuda_ctx *ctx;
-
-static void need_gpu(void)
-{
-    if (pgd_cuda_device_count() == 0)
-        cr_skip_test("no CUDA device");
-    char err[512] = "";
-    cr_assert_eq(pgd_cuda_ctx_create(&ctx, err, sizeof err), 0, "%s", err);
-}
-
-static void done(void)
-{
-    pgd_cuda_ctx_destroy(ctx);
-    ctx = NULL;
-    pgd_test_check_leaks();
-}
-
-#define GPU_TEST(name)                                                                  \
-    static void name##_body(void);                                                     \
-    Test(cuda_glu, name, .fini = done)                                                 \
-    {                                                                                  \
-        need_gpu();                                                                    \
-        name##_body();                                                                 \
-    }                                                                                  \
-    static void name##_body(void)
 
 #define CHECK_RC(rc) cr_assert_eq((rc), 0, "%s", err)
 

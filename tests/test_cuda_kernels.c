@@ -16,44 +16,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#define GPU_SUITE cuda_kernels
+#include "tests/gpu_ctx_test.h"
+
 #ifdef PGD_HAVE_CUDA
-#include "kernels/cuda/kernels.h"
-#endif
-
-PGD_TEST_SUITE(cuda_kernels);
-
-#ifndef PGD_HAVE_CUDA
-Test(cuda_kernels, all)
-{
-    cr_skip_test("no CUDA device: this build has no CUDA backend (configure --with-cuda)");
-}
-#else
-
-static struct pgd_cuda_ctx *ctx;
-
-static void need_gpu(void)
-{
-    if (pgd_cuda_device_count() == 0)
-        cr_skip_test("no CUDA device");
-    char err[512] = "";
-    cr_assert_eq(pgd_cuda_ctx_create(&ctx, err, sizeof err), 0, "%s", err);
-}
-
-static void done(void)
-{
-    pgd_cuda_ctx_destroy(ctx);
-    ctx = NULL;
-    pgd_test_check_leaks();
-}
-
-#define GPU_TEST(name)                                                                  \
-    static void name##_body(void);                                                     \
-    Test(cuda_kernels, name, .fini = done)                                             \
-    {                                                                                  \
-        need_gpu();                                                                    \
-        name##_body();                                                                 \
-    }                                                                                  \
-    static void name##_body(void)
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static float frand(void)        /* uniform in [-1, 1) */
