@@ -28,65 +28,14 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#define GPU_TEST_SEED 0x2545f4914f6cdd1dull
 #define GPU_SUITE cuda_attention
-#include "tests/gpu_ctx_test.h"
+#include "tests/gpu_kernel_test.h"
 
 #ifdef PGD_HAVE_CUDA
 
 #define CHECK_RC(rc) cr_assert_eq((rc), 0, "%s", err)
 #define MAXS 12
-
-static uint64_t rng = 0x2545f4914f6cdd1dull;
-static float frand(void)        /* uniform in [-1, 1) */
-{
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((rng >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
-}
-
-static float round_to(float v, enum pgd_dtype dt)
-{
-    return dt == PGD_DTYPE_BF16 ? pgd_bf16_to_f32(pgd_f32_to_bf16(v))
-                                : pgd_f16_to_f32(pgd_f32_to_f16(v));
-}
-
-static float *rand_vals(size_t n, float a, enum pgd_dtype dt)
-{
-    float *v = malloc(n * sizeof *v + 4);
-    for (size_t i = 0; i < n; i++)
-        v[i] = round_to(a * frand(), dt);
-    return v;
-}
-
-static void *upload_raw(const void *h, size_t bytes)
-{
-    void *d = pgd_cuda_malloc(bytes);
-    cr_assert_not_null(d, "cudaMalloc of %zu bytes", bytes);
-    char err[256] = "";
-    cr_assert_eq(pgd_cuda_memcpy_h2d(d, h, bytes, err, sizeof err), 0, "%s", err);
-    return d;
-}
-
-static void *upload(const float *h, size_t n, enum pgd_dtype dt)
-{
-    uint16_t *buf = malloc(n * 2 + 4);
-    for (size_t i = 0; i < n; i++)
-        buf[i] = dt == PGD_DTYPE_BF16 ? pgd_f32_to_bf16(h[i]) : pgd_f32_to_f16(h[i]);
-    void *d = upload_raw(buf, n * 2);
-    free(buf);
-    return d;
-}
-
-static float *download(const void *d, size_t n, enum pgd_dtype dt)
-{
-    char err[512] = "";
-    cr_assert_eq(pgd_cuda_sync(ctx, err, sizeof err), 0, "%s", err);
-    void *buf = malloc(n * 2 + 4);
-    float *out = malloc(n * sizeof *out + 4);
-    cr_assert_eq(pgd_cuda_memcpy_d2h(buf, d, n * 2, err, sizeof err), 0, "%s", err);
-    pgd_convert_to_f32(out, buf, dt, n);
-    free(buf);
-    return out;
-}
 
 /* ---- a batch ------------------------------------------------------------------------------- */
 /* Sequence s has n_new[s] new tokens after cached[s] cached ones; queries in [-qamp, qamp). */

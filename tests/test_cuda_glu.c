@@ -20,86 +20,14 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#define GPU_TEST_SEED 0x2545f4914f6cdd1dull
 #define GPU_SUITE cuda_glu
-#include "tests/gpu_ctx_test.h"
+#include "tests/gpu_kernel_test.h"
 
 #ifdef PGD_HAVE_CUDA
 #include "runtime/fwd.h"
 
 #define CHECK_RC(rc) cr_assert_eq((rc), 0, "%s", err)
-
-static uint64_t rng = 0x2545f4914f6cdd1dull;
-static float frand(void)        /* uniform in [-1, 1) */
-{
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((rng >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
-}
-
-static float round_to(float v, enum pgd_dtype dt)
-{
-    if (dt == PGD_DTYPE_BF16)
-        return pgd_bf16_to_f32(pgd_f32_to_bf16(v));
-    if (dt == PGD_DTYPE_F16)
-        return pgd_f16_to_f32(pgd_f32_to_f16(v));
-    return v;
-}
-
-/* n random values in [-a, a), already representable in dt (owned by the caller). */
-static float *rand_vals(size_t n, float a, enum pgd_dtype dt)
-{
-    float *v = malloc(n * sizeof *v + 4);
-    for (size_t i = 0; i < n; i++)
-        v[i] = round_to(a * frand(), dt);
-    return v;
-}
-
-/* Writes n floats into the device buffer d in dt. */
-static void upload_into(void *d, const float *h, size_t n, enum pgd_dtype dt)
-{
-    size_t esz = pgd_dtype_size(dt);
-    void *buf = malloc(n * esz + 4);
-    for (size_t i = 0; i < n; i++)
-        ((uint16_t *)buf)[i] = dt == PGD_DTYPE_BF16 ? pgd_f32_to_bf16(h[i]) : pgd_f32_to_f16(h[i]);
-    char err[256];
-    cr_assert_eq(pgd_cuda_memcpy_h2d(d, buf, n * esz, err, sizeof err), 0, "%s", err);
-    free(buf);
-}
-
-/* Device copy of n floats in dt (owned by the caller: pgd_cuda_free). */
-static void *upload(const float *h, size_t n, enum pgd_dtype dt)
-{
-    void *d = pgd_cuda_malloc(n * pgd_dtype_size(dt) + 16);
-    cr_assert_not_null(d);
-    upload_into(d, h, n, dt);
-    return d;
-}
-
-/* n elements of dt filled with NaN (all bits set), on the device. */
-static void *poisoned(size_t n, enum pgd_dtype dt)
-{
-    size_t bytes = n * pgd_dtype_size(dt);
-    void *h = malloc(bytes + 4), *d = pgd_cuda_malloc(bytes + 16);
-    cr_assert_not_null(d);
-    memset(h, 0xff, bytes);
-    char err[256];
-    cr_assert_eq(pgd_cuda_memcpy_h2d(d, h, bytes, err, sizeof err), 0, "%s", err);
-    free(h);
-    return d;
-}
-
-/* Waits for the stream, then n elements of dt at d in float32 (owned by the caller). */
-static float *download(const void *d, size_t n, enum pgd_dtype dt)
-{
-    char err[512] = "";
-    cr_assert_eq(pgd_cuda_sync(ctx, err, sizeof err), 0, "%s", err);
-    size_t esz = pgd_dtype_size(dt);
-    void *buf = malloc(n * esz + 4);
-    float *out = malloc(n * sizeof *out + 4);
-    cr_assert_eq(pgd_cuda_memcpy_d2h(buf, d, n * esz, err, sizeof err), 0, "%s", err);
-    pgd_convert_to_f32(out, buf, dt, n);
-    free(buf);
-    return out;
-}
 
 static const enum pgd_dtype DTS[2] = { PGD_DTYPE_BF16, PGD_DTYPE_F16 };
 static const enum pgd_act ACTS[2] = { PGD_ACT_SILU, PGD_ACT_GELU_TANH };

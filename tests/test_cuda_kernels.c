@@ -17,84 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #define GPU_SUITE cuda_kernels
-#include "tests/gpu_ctx_test.h"
+#include "tests/gpu_kernel_test.h"
 
 #ifdef PGD_HAVE_CUDA
-
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static float frand(void)        /* uniform in [-1, 1) */
-{
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((rng >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
-}
-
-static float round_to(float v, enum pgd_dtype dt)
-{
-    if (dt == PGD_DTYPE_BF16)
-        return pgd_bf16_to_f32(pgd_f32_to_bf16(v));
-    if (dt == PGD_DTYPE_F16)
-        return pgd_f16_to_f32(pgd_f32_to_f16(v));
-    return v;
-}
-
-/* n random values in [-a, a), already representable in dt. */
-static float *rand_vals(size_t n, float a, enum pgd_dtype dt)
-{
-    float *v = malloc(n * sizeof *v + 4);
-    for (size_t i = 0; i < n; i++)
-        v[i] = round_to(a * frand(), dt);
-    return v;
-}
-
-/* Device copy of n floats in dt (owned by the caller: pgd_cuda_free). */
-static void *upload(const float *h, size_t n, enum pgd_dtype dt)
-{
-    size_t esz = pgd_dtype_size(dt);
-    void *buf = malloc(n * esz + 4), *d = pgd_cuda_malloc(n * esz);
-    cr_assert_not_null(d);
-    for (size_t i = 0; i < n; i++) {
-        if (dt == PGD_DTYPE_F32)
-            ((float *)buf)[i] = h[i];
-        else
-            ((uint16_t *)buf)[i] = dt == PGD_DTYPE_BF16 ? pgd_f32_to_bf16(h[i]) : pgd_f32_to_f16(h[i]);
-    }
-    char err[256];
-    cr_assert_eq(pgd_cuda_memcpy_h2d(d, buf, n * esz, err, sizeof err), 0, "%s", err);
-    free(buf);
-    return d;
-}
-
-static void *upload_raw(const void *h, size_t bytes)
-{
-    void *d = pgd_cuda_malloc(bytes);
-    char err[256];
-    cr_assert_eq(pgd_cuda_memcpy_h2d(d, h, bytes, err, sizeof err), 0, "%s", err);
-    return d;
-}
-
-/* n elements of dt filled with NaN (all bits set). */
-static void *poisoned(size_t n, enum pgd_dtype dt)
-{
-    size_t bytes = n * pgd_dtype_size(dt);
-    void *h = malloc(bytes + 4);
-    memset(h, 0xff, bytes);
-    void *d = upload_raw(h, bytes);
-    free(h);
-    return d;
-}
-
-static float *download(const void *d, size_t n, enum pgd_dtype dt)
-{
-    char err[512] = "";
-    cr_assert_eq(pgd_cuda_sync(ctx, err, sizeof err), 0, "%s", err);
-    size_t esz = pgd_dtype_size(dt);
-    void *buf = malloc(n * esz + 4);
-    float *out = malloc(n * sizeof *out + 4);
-    cr_assert_eq(pgd_cuda_memcpy_d2h(buf, d, n * esz, err, sizeof err), 0, "%s", err);
-    pgd_convert_to_f32(out, buf, dt, n);
-    free(buf);
-    return out;
-}
 
 static double rtol_of(enum pgd_dtype dt) { return dt == PGD_DTYPE_BF16 ? 1.0 / 128 : 1.0 / 1024; }
 static double atol_of(enum pgd_dtype dt) { return dt == PGD_DTYPE_BF16 ? 1.0 / 256 : 1.0 / 2048; }
