@@ -545,55 +545,74 @@ extern "C" int pgd_cuda_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, 
 }
 
 /* ---- the GEMM rate probe ---------------------------------------------------------------------- */
-extern "C" int pgd_cuda_bench_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int m, int n, int k,
-                                   int iters, double *tflops, char *err, size_t errlen)
+/* ---- timing for the probes ------------------------------------------------------------------ */
+/* The median of `reps` timed calls of run() on the context's stream (events around each),
+ * after `warm` untimed ones, in milliseconds. run() returns nonzero with err set on failure;
+ * `what` names the probe in an event error. */
+template <typename F>
+static int median_ms(struct pgd_cuda_ctx *c, int warm, int reps, F run, float *ms_out,
+                     const char *what, char *err, size_t errlen)
 {
-    size_t esz = pgd_dtype_size(dt);
-    void *a = NULL, *bm = NULL, *d = NULL;
     cudaEvent_t e0 = NULL, e1 = NULL;
-    int rc = 0;
-    std::vector<float> ms;
-    cudaError_t e = cudaMalloc(&a, (size_t)m * k * esz);
-    if (e == cudaSuccess)
-        e = cudaMalloc(&bm, (size_t)n * k * esz);
-    if (e == cudaSuccess)
-        e = cudaMalloc(&d, (size_t)m * n * esz);
-    if (e == cudaSuccess)
-        e = cudaEventCreate(&e0);
+    cudaError_t e = cudaEventCreate(&e0);
     if (e == cudaSuccess)
         e = cudaEventCreate(&e1);
-    if (e != cudaSuccess)
-        rc = pgd_cuda_failf(err, errlen, "GEMM probe %d x %d x %d: %s", m, n, k,
-                            cudaGetErrorString(e));
-    if (!rc)
-        rc = pgd_cuda_fill_random(c, dt, a, (size_t)m * k, 7, -1, 1, err, errlen) ||
-             pgd_cuda_fill_random(c, dt, bm, (size_t)n * k, 8, -1, 1, err, errlen);
-    /* y[n, m] = x[n, k] @ w[m, k]^T: the layer's own GEMM path. */
-    for (int i = -3; !rc && i < iters; i++) {
+    int rc = e != cudaSuccess ? pgd_cuda_failf(err, errlen, "%s: %s", what, cudaGetErrorString(e))
+                              : 0;
+    std::vector<float> ms;
+    for (int i = -warm; !rc && i < reps; i++) {
         cudaEventRecord(e0, c->stream);
-        rc = pgd_cuda_linear_lt(c, dt, bm, a, NULL, n, k, m, dt, d, err, errlen);
+        rc = run();
         cudaEventRecord(e1, c->stream);
         e = cudaEventSynchronize(e1);
         float t = 0;
         if (e == cudaSuccess)
             e = cudaEventElapsedTime(&t, e0, e1);
         if (e != cudaSuccess && !rc)
-            rc = pgd_cuda_failf(err, errlen, "GEMM probe %d x %d x %d: %s", m, n, k,
-                                cudaGetErrorString(e));
+            rc = pgd_cuda_failf(err, errlen, "%s: %s", what, cudaGetErrorString(e));
         if (i >= 0)
             ms.push_back(t);
     }
     if (!rc) {
         std::sort(ms.begin(), ms.end());
-        *tflops = 2.0 * m * n * (double)k / (ms[ms.size() / 2] * 1e-3) / 1e12;
+        *ms_out = ms[ms.size() / 2];
     }
-    cudaFree(a);
-    cudaFree(bm);
-    cudaFree(d);
     if (e0)
         cudaEventDestroy(e0);
     if (e1)
         cudaEventDestroy(e1);
+    return rc;
+}
+
+extern "C" int pgd_cuda_bench_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int m, int n, int k,
+                                   int iters, double *tflops, char *err, size_t errlen)
+{
+    size_t esz = pgd_dtype_size(dt);
+    void *a = NULL, *bm = NULL, *d = NULL;
+    int rc = 0;
+    char what[96];
+    snprintf(what, sizeof what, "GEMM probe %d x %d x %d", m, n, k);
+    cudaError_t e = cudaMalloc(&a, (size_t)m * k * esz);
+    if (e == cudaSuccess)
+        e = cudaMalloc(&bm, (size_t)n * k * esz);
+    if (e == cudaSuccess)
+        e = cudaMalloc(&d, (size_t)m * n * esz);
+    if (e != cudaSuccess)
+        rc = pgd_cuda_failf(err, errlen, "%s: %s", what, cudaGetErrorString(e));
+    if (!rc)
+        rc = pgd_cuda_fill_random(c, dt, a, (size_t)m * k, 7, -1, 1, err, errlen) ||
+             pgd_cuda_fill_random(c, dt, bm, (size_t)n * k, 8, -1, 1, err, errlen);
+    /* y[n, m] = x[n, k] @ w[m, k]^T: the layer's own GEMM path. */
+    float ms = 0;
+    if (!rc)
+        rc = median_ms(c, 3, iters, [&] {
+            return pgd_cuda_linear_lt(c, dt, bm, a, NULL, n, k, m, dt, d, err, errlen);
+        }, &ms, what, err, errlen);
+    if (!rc)
+        *tflops = 2.0 * m * n * (double)k / (ms * 1e-3) / 1e12;
+    cudaFree(a);
+    cudaFree(bm);
+    cudaFree(d);
     return rc;
 }
 
@@ -608,28 +627,24 @@ extern "C" int pgd_cuda_bench_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, in
     int rounds = std::max(1, 48 / copies);
     std::vector<void *> ws((size_t)copies, nullptr);
     void *x = NULL, *y = NULL;
-    cudaEvent_t e0 = NULL, e1 = NULL;
     int rc = 0;
+    char what[96];
+    snprintf(what, sizeof what, "GEMV probe [%d x %d] -> %d (%d copies)", n, in, out, copies);
     cudaError_t e = cudaMalloc(&x, (size_t)n * in * esz);
     if (e == cudaSuccess)
         e = cudaMalloc(&y, (size_t)n * out * esz);
     for (int i = 0; i < copies && e == cudaSuccess; i++)
         e = cudaMalloc(&ws[(size_t)i], wbytes);
-    if (e == cudaSuccess)
-        e = cudaEventCreate(&e0);
-    if (e == cudaSuccess)
-        e = cudaEventCreate(&e1);
     if (e != cudaSuccess)
-        rc = pgd_cuda_failf(err, errlen, "GEMV probe [%d x %d] -> %d (%d copies): %s", n, in, out,
-                            copies, cudaGetErrorString(e));
+        rc = pgd_cuda_failf(err, errlen, "%s: %s", what, cudaGetErrorString(e));
     rc = rc || pgd_cuda_fill_random(c, dt, x, (size_t)n * in, 11, -1, 1, err, errlen);
     for (int i = 0; !rc && i < copies; i++)
         rc = pgd_cuda_fill_random(c, dt, ws[(size_t)i], (size_t)out * in, 12 + i, -1, 1, err, errlen);
     for (int v = 0; !rc && v < nvar; v++) {
-        std::vector<float> ms;
-        for (int rep = -1; !rc && rep < 7; rep++) {
-            cudaEventRecord(e0, c->stream);
-            for (int k = 0; !rc && k < rounds * copies; k++) {
+        /* One timed run: every copy, `rounds` times. */
+        auto run = [&] {
+            int r = 0;
+            for (int k = 0; !r && k < rounds * copies; k++) {
                 const char *wk = (const char *)ws[(size_t)(k % copies)];
                 if (variant[v] == PGD_CUDA_GEMV_BENCH_QKV) {
                     /* The rows as q, k, v (out - 2 out/6, out/6, out/6), one launch. */
@@ -638,39 +653,26 @@ extern "C" int pgd_cuda_bench_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, in
                                           wk + (size_t)(o3[0] + o3[1]) * in * esz };
                     void *y3[3] = { y, (char *)y + (size_t)n * o3[0] * esz,
                                     (char *)y + (size_t)n * (o3[0] + o3[1]) * esz };
-                    rc = pgd_cuda_linear_multi(c, dt, x, n, in, 3, w3, NULL, o3, y3, err, errlen);
+                    r = pgd_cuda_linear_multi(c, dt, x, n, in, 3, w3, NULL, o3, y3, err, errlen);
                 } else if (variant[v] == PGD_CUDA_GEMV_BENCH_GLU) {
                     /* The rows as a fused gate_up [2 x out/2, in] through glu.cu (SiLU). */
-                    rc = pgd_cuda_linear_act_mul_gemv(c, dt, PGD_ACT_SILU, x, wk, NULL, n, in,
-                                                      out / 2, y, err, errlen);
+                    r = pgd_cuda_linear_act_mul_gemv(c, dt, PGD_ACT_SILU, x, wk, NULL, n, in,
+                                                     out / 2, y, err, errlen);
                 } else {
-                    rc = pgd_cuda_linear_gemv_variant(c, variant[v], ks[v], dt, x, wk, NULL, n,
-                                                      in, out, dt, y, err, errlen);
+                    r = pgd_cuda_linear_gemv_variant(c, variant[v], ks[v], dt, x, wk, NULL, n,
+                                                     in, out, dt, y, err, errlen);
                 }
             }
-            cudaEventRecord(e1, c->stream);
-            e = cudaEventSynchronize(e1);
-            float t = 0;
-            if (e == cudaSuccess)
-                e = cudaEventElapsedTime(&t, e0, e1);
-            if (e != cudaSuccess && !rc)
-                rc = pgd_cuda_failf(err, errlen, "GEMV probe [%d x %d] -> %d: %s", n, in, out,
-                                    cudaGetErrorString(e));
-            if (rep >= 0)
-                ms.push_back(t / (float)(rounds * copies));
-        }
-        if (!rc) {
-            std::sort(ms.begin(), ms.end());
-            us[v] = ms[ms.size() / 2] * 1e3;
-        }
+            return r;
+        };
+        float ms = 0;
+        rc = median_ms(c, 1, 7, run, &ms, what, err, errlen);
+        if (!rc)
+            us[v] = ms / (float)(rounds * copies) * 1e3;
     }
     cudaFree(x);
     cudaFree(y);
     for (void *p : ws)
         cudaFree(p);
-    if (e0)
-        cudaEventDestroy(e0);
-    if (e1)
-        cudaEventDestroy(e1);
     return rc;
 }
