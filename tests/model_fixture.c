@@ -1,5 +1,6 @@
 /* Test helpers for the model fixtures (see model_fixture.h). */
 #include "tests/model_fixture.h"
+#include "runtime/engine_internal.h"
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -133,4 +134,57 @@ void greedy_run(struct pgd__runner *r, const int32_t *prompt, int n_prompt, int 
         out[step] = toks[n++];
     }
     free(toks);
+}
+
+struct pgd_engine *model_engine(const char *name, enum pgd_device device, int num_blocks,
+                                int block_size, int budget, int max_seqs)
+{
+    struct pgd_engine_params p = pgd_engine_default_params();
+    p.model_dir = fixture_dir(name);
+    p.plugin_path = env_or("PGD_TEST_PLUGIN_DIRS", PGD_BUILD_PLUGIN_DIRS);
+    p.device = device;
+    p.num_blocks = num_blocks;
+    p.block_size = block_size;
+    p.max_num_batched_tokens = budget;
+    p.max_num_seqs = max_seqs;
+    struct pgd_engine *e;
+    char err[1024] = "";
+    cr_assert_eq(pgd_engine_create(&p, &e, err, sizeof err), PGD_OK, "%s: %s", name, err);
+    pgd__engine_set_paranoid(e, true);
+    return e;
+}
+
+void check_batched_first_logits(struct pgd__runner *r, const char *name, const char *ref_key,
+                                double tol)
+{
+    json_t *ref = fixture_reference(name);
+    int vocab = pgd__runner_desc(r)->vocab_size;
+    json_t *cases = json_object_get(ref, "cases");
+    int n = (int)json_array_size(cases);
+    cr_assert_leq(n, 8, "%s: %d cases, at most 8 in a batch", name, n);
+    struct pgd__step_seq seqs[8];
+    int32_t *prompts[8], tables[8][16];
+    float *refs[8];
+    for (int s = 0; s < n; s++) {
+        int np, nf;
+        json_t *c = json_array_get(cases, (size_t)s);
+        prompts[s] = json_ints(json_object_get(c, "prompt"), &np);
+        refs[s] = json_floats(json_object_get(json_object_get(c, ref_key), "first_logits"), &nf);
+        cr_assert_eq(nf, vocab, "%s case %d: %d reference logits, vocab %d", name, s, nf, vocab);
+        for (int b = 0; b < 16; b++)
+            tables[s][b] = 63 - (s * 16 + b) % 64;
+        seqs[s] = (struct pgd__step_seq){ .tokens = prompts[s], .n_new = np, .n_computed = 0,
+                                          .block_table = tables[s], .n_blocks = (np + 15) / 16,
+                                          .n_logits = 1 };
+    }
+    const float *logits;
+    char err[1024] = "";
+    cr_assert_eq(pgd__runner_step(r, seqs, n, &logits, err, sizeof err), PGD_OK, "%s", err);
+    for (int s = 0; s < n; s++) {
+        double d = rel_max_diff(logits + (size_t)s * vocab, refs[s], vocab);
+        cr_assert_leq(d, tol, "%s: sequence %d in a batch of %d differs by %g", name, s, n, d);
+        free(prompts[s]);
+        free(refs[s]);
+    }
+    json_decref(ref);
 }

@@ -4,6 +4,7 @@
 #define PGD_TESTS_MODEL_FIXTURE_H
 
 #include "runtime/runner.h"
+#include <pagoda/engine.h>
 #include <pagoda/registry.h>
 #include <jansson.h>
 
@@ -16,6 +17,18 @@ json_t *fixture_reference(const char *name);
 /* A runner on the fixture with a pool of num_blocks blocks of block_size tokens. */
 struct pgd__runner *fixture_runner(struct pgd_registry *reg, const char *name, int num_blocks,
                                    int block_size, int max_seqs);
+
+/* An engine on the fixture (the build's plugins; paranoid checks on) on `device`, with a
+ * pool of num_blocks blocks of block_size tokens, `budget` tokens and max_seqs sequences a
+ * step (owned by the caller: pgd_engine_destroy). */
+struct pgd_engine *model_engine(const char *name, enum pgd_device device, int num_blocks,
+                                int block_size, int budget, int max_seqs);
+/* Runs every prompt of the fixture's reference.json in one step on r (sequence s on blocks
+ * 63 - (16 s + b) % 64: interleaved, descending ids) and asserts that each row's logits are
+ * within tol (rel_max_diff) of its case's first_logits under ref_key ("native",
+ * "float32", ...). r needs 64 blocks of 16 tokens and 8 sequences a step. */
+void check_batched_first_logits(struct pgd__runner *r, const char *name, const char *ref_key,
+                                double tol);
 
 /* A float array from a JSON list (malloc'd; *n gets the length). */
 float *json_floats(json_t *arr, int *n);

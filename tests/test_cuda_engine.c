@@ -14,6 +14,7 @@
 #include "tests/test_common.h"
 #include "tests/gpu_main.h"
 #include "runtime/engine_internal.h"
+#include "tests/model_fixture.h"
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,7 +29,6 @@ Test(cuda_engine, all)
 }
 #else
 
-#define MODEL_DIR PGD_TEST_SRCDIR "/tests/fixtures/models/llama-bf16"
 #define NEAR_TIE 0.25f
 #define MAX_OUT 16
 
@@ -38,21 +38,10 @@ static void need_gpu(void)
         cr_skip_test("no CUDA device");
 }
 
+/* An engine on the bf16 Llama fixture on the GPU (tests/model_fixture.c). */
 static struct pgd_engine *gpu_engine(int num_blocks, int block_size, int budget, int max_seqs)
 {
-    struct pgd_engine_params p = pgd_engine_default_params();
-    p.model_dir = MODEL_DIR;
-    p.plugin_path = PGD_BUILD_PLUGIN_DIRS;
-    p.device = PGD_DEVICE_CUDA;
-    p.num_blocks = num_blocks;
-    p.block_size = block_size;
-    p.max_num_batched_tokens = budget;
-    p.max_num_seqs = max_seqs;
-    struct pgd_engine *e;
-    char err[1024];
-    cr_assert_eq(pgd_engine_create(&p, &e, err, sizeof err), PGD_OK, "%s", err);
-    pgd__engine_set_paranoid(e, true);
-    return e;
+    return model_engine("llama-bf16", PGD_DEVICE_CUDA, num_blocks, block_size, budget, max_seqs);
 }
 
 struct got {

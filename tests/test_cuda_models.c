@@ -179,36 +179,9 @@ static void check_fixture(const char *name, int chunk, bool scramble)
 static void check_batched(const char *name)
 {
     struct pgd_registry *reg = fixture_registry(NULL);
-    json_t *ref = fixture_reference(name);
     struct pgd__runner *r = fixture_gpu_runner(reg, name);
-    int vocab = pgd__runner_desc(r)->vocab_size;
-    json_t *cases = json_object_get(ref, "cases");
-    int n = (int)json_array_size(cases);
-    struct pgd__step_seq seqs[8];
-    int32_t *prompts[8], tables[8][16];
-    float *refs[8];
-    for (int s = 0; s < n; s++) {
-        int np, nf;
-        json_t *c = json_array_get(cases, (size_t)s);
-        prompts[s] = json_ints(json_object_get(c, "prompt"), &np);
-        refs[s] = json_floats(json_object_get(json_object_get(c, "native"), "first_logits"), &nf);
-        for (int b = 0; b < 16; b++)
-            tables[s][b] = 63 - (s * 16 + b) % 64;
-        seqs[s] = (struct pgd__step_seq){ .tokens = prompts[s], .n_new = np, .n_computed = 0,
-                                          .block_table = tables[s], .n_blocks = (np + 15) / 16,
-                                          .n_logits = 1 };
-    }
-    const float *logits;
-    char err[1024] = "";
-    cr_assert_eq(pgd__runner_step(r, seqs, n, &logits, err, sizeof err), PGD_OK, "%s", err);
-    for (int s = 0; s < n; s++) {
-        double d = rel_max_diff(logits + (size_t)s * vocab, refs[s], vocab);
-        cr_assert_leq(d, BF16_TOL, "%s: sequence %d in a batch of %d differs by %g", name, s, n, d);
-        free(prompts[s]);
-        free(refs[s]);
-    }
+    check_batched_first_logits(r, name, "native", BF16_TOL);
     pgd__runner_destroy(r);
-    json_decref(ref);
     pgd_registry_destroy(reg);
 }
 

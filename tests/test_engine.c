@@ -544,40 +544,20 @@ Test(engine_threads, many_submitters_small_pool)
 
 /* ---- the real model: the tiny Llama fixture through the runner ------------------------- */
 
+#include "tests/model_fixture.h"
 #include <jansson.h>
 #include <unistd.h>
 
-#define LLAMA_DIR PGD_TEST_SRCDIR "/tests/fixtures/models/llama-f32"
 
+/* An engine on the Llama fixture, on the CPU (tests/model_fixture.c). */
 static struct pgd_engine *llama_engine(int num_blocks, int block_size, int budget, int max_seqs)
 {
-    struct pgd_engine_params p = pgd_engine_default_params();
-    p.model_dir = LLAMA_DIR;
-    p.plugin_path = PGD_BUILD_PLUGIN_DIRS;
-    p.num_blocks = num_blocks;
-    p.block_size = block_size;
-    p.max_num_batched_tokens = budget;
-    p.max_num_seqs = max_seqs;
-    struct pgd_engine *e;
-    char err[1024];
-    cr_assert_eq(pgd_engine_create(&p, &e, err, sizeof err), PGD_OK, "%s", err);
-    pgd__engine_set_paranoid(e, true);
-    return e;
-}
-
-static int32_t *ints(json_t *a, int *n)
-{
-    *n = (int)json_array_size(a);
-    int32_t *v = malloc((size_t)*n * sizeof *v + 1);
-    for (int i = 0; i < *n; i++) v[i] = (int32_t)json_integer_value(json_array_get(a, (size_t)i));
-    return v;
+    return model_engine("llama-f32", PGD_DEVICE_CPU, num_blocks, block_size, budget, max_seqs);
 }
 
 Test(engine_llama, batched_chunked_preempted_greedy_matches_transformers)
 {
-    json_error_t je;
-    json_t *ref = json_load_file(LLAMA_DIR "/reference.json", 0, &je);
-    cr_assert_not_null(ref, "%s", je.text);
+    json_t *ref = fixture_reference("llama-f32");
     /* 40 blocks of 4 tokens for four sequences of up to 102 tokens: preemption; a budget
      * of 24 tokens: chunked prefill beside decodes. */
     struct pgd_engine *e = llama_engine(40, 4, 24, 8);
@@ -587,7 +567,7 @@ Test(engine_llama, batched_chunked_preempted_greedy_matches_transformers)
     int n_new = (int)json_integer_value(json_object_get(ref, "n_new"));
     for (size_t i = 0; i < nc; i++) {
         int np;
-        int32_t *prompt = ints(json_object_get(json_array_get(cases, i), "prompt"), &np);
+        int32_t *prompt = json_ints(json_object_get(json_array_get(cases, i), "prompt"), &np);
         struct pgd_sampling_params sp = greedy_params(n_new);
         sp.ignore_eos = true;
         sp.n = i == 1 ? 2 : 1;
@@ -599,7 +579,7 @@ Test(engine_llama, batched_chunked_preempted_greedy_matches_transformers)
         collect(s[i], &c);
         pgd_stream_destroy(s[i]);
         int ng;
-        int32_t *want = ints(json_object_get(json_object_get(json_array_get(cases, i), "native"),
+        int32_t *want = json_ints(json_object_get(json_object_get(json_array_get(cases, i), "native"),
                                              "greedy"), &ng);
         for (int k = 0; k < (i == 1 ? 2 : 1); k++) {
             cr_assert_eq(c.n_tokens[k], ng);
@@ -684,7 +664,6 @@ Test(engine_llama, random_requests_match_their_runs_alone, .timeout = 600)
 }
 
 /* ---- sliding window: blocks the window left behind go back to the pool ------------------- */
-#define MISTRAL_DIR PGD_TEST_SRCDIR "/tests/fixtures/models/mistral-f32"
 
 /* The Mistral fixture (window 16) with 4 requests of up to 102 tokens in 64 blocks of 4:
  * holding every block they would need 104 and preempt; releasing what the window left
@@ -692,27 +671,15 @@ Test(engine_llama, random_requests_match_their_runs_alone, .timeout = 600)
  * request still equals transformers' greedy continuation, and the pool ends empty. */
 Test(engine_llama, sliding_window_releases_blocks_without_changing_results)
 {
-    json_error_t je;
-    json_t *ref = json_load_file(MISTRAL_DIR "/reference.json", 0, &je);
-    cr_assert_not_null(ref, "%s", je.text);
-    struct pgd_engine_params p = pgd_engine_default_params();
-    p.model_dir = MISTRAL_DIR;
-    p.plugin_path = PGD_BUILD_PLUGIN_DIRS;
-    p.num_blocks = 64;
-    p.block_size = 4;
-    p.max_num_batched_tokens = 24;
-    p.max_num_seqs = 8;
-    struct pgd_engine *e;
-    char err[1024];
-    cr_assert_eq(pgd_engine_create(&p, &e, err, sizeof err), PGD_OK, "%s", err);
-    pgd__engine_set_paranoid(e, true);
+    json_t *ref = fixture_reference("mistral-f32");
+    struct pgd_engine *e = model_engine("mistral-f32", PGD_DEVICE_CPU, 64, 4, 24, 8);
     json_t *cases = json_object_get(ref, "cases");
     size_t nc = json_array_size(cases);
     int n_new = (int)json_integer_value(json_object_get(ref, "n_new"));
     struct pgd_stream *s[8];
     for (size_t i = 0; i < nc; i++) {
         int np;
-        int32_t *prompt = ints(json_object_get(json_array_get(cases, i), "prompt"), &np);
+        int32_t *prompt = json_ints(json_object_get(json_array_get(cases, i), "prompt"), &np);
         struct pgd_sampling_params sp = greedy_params(n_new);
         sp.ignore_eos = true;
         s[i] = submit_ids(e, prompt, np, sp);
@@ -723,7 +690,7 @@ Test(engine_llama, sliding_window_releases_blocks_without_changing_results)
         collect(s[i], &c);
         pgd_stream_destroy(s[i]);
         int ng;
-        int32_t *want = ints(json_object_get(json_object_get(json_array_get(cases, i), "native"),
+        int32_t *want = json_ints(json_object_get(json_object_get(json_array_get(cases, i), "native"),
                                              "greedy"), &ng);
         cr_assert_eq(c.n_tokens[0], ng);
         for (int t = 0; t < ng; t++)
