@@ -6,32 +6,6 @@
 
 #define SAMPLING_EPS 1e-5f
 
-void pgd__philox4x32(uint64_t key, uint64_t c0, uint64_t c1, uint32_t out[4])
-{
-    uint32_t c[4] = { (uint32_t)c0, (uint32_t)(c0 >> 32), (uint32_t)c1, (uint32_t)(c1 >> 32) };
-    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
-    for (int r = 0; r < 10; r++) {
-        uint64_t p0 = (uint64_t)0xD2511F53u * c[0];
-        uint64_t p1 = (uint64_t)0xCD9E8D57u * c[2];
-        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c[1] ^ k0;
-        uint32_t n1 = (uint32_t)p1;
-        uint32_t n2 = (uint32_t)(p0 >> 32) ^ c[3] ^ k1;
-        uint32_t n3 = (uint32_t)p0;
-        c[0] = n0; c[1] = n1; c[2] = n2; c[3] = n3;
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-    memcpy(out, c, sizeof c);
-}
-
-double pgd__sample_uniform(uint64_t seed, uint32_t child, uint64_t draw)
-{
-    uint32_t r[4];
-    pgd__philox4x32(seed, draw, (uint64_t)child, r);
-    uint64_t bits = ((uint64_t)(r[0] >> 5) << 26) | (r[1] >> 6);   /* 53 bits */
-    return (double)bits * (1.0 / 9007199254740992.0);
-}
-
 enum pgd_status pgd__sampler_init(struct pgd__sampler *s, int vocab, char *err, size_t errlen)
 {
     memset(s, 0, sizeof *s);

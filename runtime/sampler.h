@@ -14,12 +14,8 @@
 #ifndef PGD_RUNTIME_SAMPLER_H
 #define PGD_RUNTIME_SAMPLER_H
 
+#include "runtime/philox.h"
 #include <pagoda/engine.h>
-
-/* Philox4x32-10 of the 128-bit counter (c0, c1) under a 64-bit key. */
-void pgd__philox4x32(uint64_t key, uint64_t c0, uint64_t c1, uint32_t out[4]);
-/* A uniform double in [0, 1) for draw number `draw` of sample `child` of `seed`. */
-double pgd__sample_uniform(uint64_t seed, uint32_t child, uint64_t draw);
 
 /* Scratch space for one vocabulary size; reused across rows (not thread-safe). */
 struct pgd__sampler {

@@ -1,6 +1,7 @@
 /* Sampling on the device: the argmax of each logits row (lowest index among ties, as the
  * CPU's argmax) for greedy steps, and the full sampler (below). */
 #include "kernels/cuda/common.cuh"
+#include "runtime/philox.h"
 
 __global__ void argmax_kernel(const float *logits, int vocab, int32_t *out)
 {
@@ -104,34 +105,6 @@ struct sample_smem {
     int top_n;
     unsigned long long top_keys[32];
 };
-
-__device__ static void philox_dev(uint64_t key, uint64_t c0, uint64_t c1, uint32_t out[4])
-{
-    uint32_t c[4] = { (uint32_t)c0, (uint32_t)(c0 >> 32), (uint32_t)c1, (uint32_t)(c1 >> 32) };
-    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
-    for (int r = 0; r < 10; r++) {
-        uint64_t p0 = (uint64_t)0xD2511F53u * c[0];
-        uint64_t p1 = (uint64_t)0xCD9E8D57u * c[2];
-        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c[1] ^ k0;
-        uint32_t n1 = (uint32_t)p1;
-        uint32_t n2 = (uint32_t)(p0 >> 32) ^ c[3] ^ k1;
-        uint32_t n3 = (uint32_t)p0;
-        c[0] = n0; c[1] = n1; c[2] = n2; c[3] = n3;
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-    for (int i = 0; i < 4; i++)
-        out[i] = c[i];
-}
-
-/* pgd__sample_uniform's twin: 53 bits of Philox(seed; draw, child) in [0, 1). */
-__device__ static double uniform_dev(uint64_t seed, uint32_t child, uint64_t draw)
-{
-    uint32_t r[4];
-    philox_dev(seed, draw, (uint64_t)child, r);
-    uint64_t bits = ((uint64_t)(r[0] >> 5) << 26) | (r[1] >> 6);
-    return (double)bits * (1.0 / 9007199254740992.0);
-}
 
 /* Block reductions (every thread calls; every thread gets the result). */
 __device__ static double block_sum_d(double v, sample_smem &s)
@@ -464,7 +437,7 @@ sample_kernel(const float *logits, int V, const struct pgd_cuda_sample_row *para
                 if (s.found)
                     lo = s.key;
             }
-            radix_select<true>(w, V, lo, SEL_DRAW, uniform_dev(P.seed, P.child, P.draw), s);
+            radix_select<true>(w, V, lo, SEL_DRAW, pgd__sample_uniform(P.seed, P.child, P.draw), s);
             if (s.found)
                 token = key_id(s.key);
         }
