@@ -235,26 +235,7 @@ __global__ void attn_combine_kernel(const float *part, const int4 *items, int H,
     const int4 item = items[blockIdx.x];
     for (int t = item.y; t < item.y + item.z; t++) {
         int64_t th = (int64_t)t * H + blockIdx.y;
-        const float *pp = part + th * n_splits * (D + 2);
-        float M = -INFINITY;
-        for (int s = 0; s < n_splits; s++)
-            if (pp[s * (D + 2) + D + 1] > 0)
-                M = fmaxf(M, pp[s * (D + 2) + D]);
-        float den = 0.0f;
-        for (int s = 0; s < n_splits; s++) {
-            float l = pp[s * (D + 2) + D + 1];
-            if (l > 0)
-                den += exp2f(pp[s * (D + 2) + D] - M) * l;
-        }
-        for (int d = threadIdx.x; d < D; d += blockDim.x) {
-            float num = 0.0f;
-            for (int s = 0; s < n_splits; s++) {
-                float l = pp[s * (D + 2) + D + 1];
-                if (l > 0)
-                    num += exp2f(pp[s * (D + 2) + D] - M) * pp[s * (D + 2) + d];
-            }
-            out[th * D + d] = from_f<T>(den > 0 ? num / den : 0.0f);
-        }
+        attn_merge_splits<T>(part + th * n_splits * (D + 2), n_splits, D, out + th * D);
     }
 }
 

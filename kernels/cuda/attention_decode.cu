@@ -13,6 +13,7 @@
  * context splits each block writes its partial and attn_decode_combine_kernel merges the
  * splits (flash-decoding). */
 #include "kernels/cuda/attention_decode.cuh"
+#include "kernels/cuda/attention_internal.cuh"
 #include <limits.h>
 #include <math.h>
 #include <algorithm>
@@ -236,25 +237,8 @@ __global__ void attn_decode_combine_kernel(const float *part, const int4 *items,
     pdl_trigger();
     pdl_wait();
     const int i = blockIdx.x, h = blockIdx.y, t = items[i].y;
-    const float *pp = part + ((int64_t)i * H + h) * n_splits * (D + 2);
-    float M = -INFINITY, den = 0.0f;
-    for (int s = 0; s < n_splits; s++)
-        if (pp[s * (D + 2) + D + 1] > 0.0f)
-            M = fmaxf(M, pp[s * (D + 2) + D]);
-    for (int s = 0; s < n_splits; s++) {
-        float l = pp[s * (D + 2) + D + 1];
-        if (l > 0.0f)
-            den += exp2f(pp[s * (D + 2) + D] - M) * l;
-    }
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        float num = 0.0f;
-        for (int s = 0; s < n_splits; s++) {
-            float l = pp[s * (D + 2) + D + 1];
-            if (l > 0.0f)
-                num += exp2f(pp[s * (D + 2) + D] - M) * pp[s * (D + 2) + d];
-        }
-        out[((int64_t)t * H + h) * D + d] = from_f<T>(den > 0.0f ? num / den : 0.0f);
-    }
+    attn_merge_splits<T>(part + ((int64_t)i * H + h) * n_splits * (D + 2), n_splits, D,
+                         out + ((int64_t)t * H + h) * D);
 }
 
 static int group_rounded(int group)

@@ -1,6 +1,6 @@
 /* Between attention.cu (the planner, the FMA kernel and the per-item merge of context
- * splits) and attention_mma.cu (the tensor-core kernel for the general items). Internal to
- * kernels/cuda.
+ * splits), attention_mma.cu (the tensor-core kernel for the general items) and
+ * attention_decode.cu (which shares the merge of a row's splits). Internal to kernels/cuda.
  *
  * Items are int4 {seq, first token, tokens, 0} (device): up to tq consecutive query tokens
  * of one sequence. Context splits write partials to float32 scratch laid out
@@ -10,6 +10,34 @@
 #define PGD_KERNELS_CUDA_ATTENTION_INTERNAL_CUH
 
 #include "kernels/cuda/common.cuh"
+
+/* out_row[0, D) = the merge of the n_splits partials at pp, each [D + 2]: the unnormalized
+ * accumulators, the row max in base 2 and the sum of weights (0 for a split that saw no
+ * key), weighted by 2^(max_s - max). The block's threads share d. Used by both combine
+ * kernels (attention.cu for the general items, attention_decode.cu for decode rows). */
+template <typename T>
+__device__ __forceinline__ void attn_merge_splits(const float *pp, int n_splits, int D,
+                                                  T *out_row)
+{
+    float M = -INFINITY, den = 0.0f;
+    for (int s = 0; s < n_splits; s++)
+        if (pp[s * (D + 2) + D + 1] > 0.0f)
+            M = fmaxf(M, pp[s * (D + 2) + D]);
+    for (int s = 0; s < n_splits; s++) {
+        float l = pp[s * (D + 2) + D + 1];
+        if (l > 0.0f)
+            den += exp2f(pp[s * (D + 2) + D] - M) * l;
+    }
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float num = 0.0f;
+        for (int s = 0; s < n_splits; s++) {
+            float l = pp[s * (D + 2) + D + 1];
+            if (l > 0.0f)
+                num += exp2f(pp[s * (D + 2) + D] - M) * pp[s * (D + 2) + d];
+        }
+        out_row[d] = from_f<T>(den > 0.0f ? num / den : 0.0f);
+    }
+}
 
 /* out[t, h, :] (dt) = the merge of part[t, h, 0 .. n_splits) for the tokens of items
  * [n_items] and every head h < H. */
