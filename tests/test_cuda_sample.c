@@ -15,6 +15,7 @@
 #include "tests/gpu_main.h"
 #include "runtime/sample_rows.h"
 #include "runtime/engine_internal.h"
+#include "tests/model_fixture.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -530,7 +531,6 @@ Test(cuda_sample, chi_square_over_seeds)
 
 /* ---- the engine: device sampling on and off give the same tokens ------------------------ */
 
-#define MODEL_DIR PGD_TEST_SRCDIR "/tests/fixtures/models/llama-f32"
 #define MAX_OUT 12
 
 struct got {
@@ -598,16 +598,8 @@ Test(cuda_sample, engine_device_sampling_equals_host_sampling, .timeout = 600)
     }
     static struct got g[2][N];
     for (int mode = 0; mode < 2; mode++) {
-        struct pgd_engine_params p = pgd_engine_default_params();
-        p.model_dir = MODEL_DIR;
-        p.plugin_path = PGD_BUILD_PLUGIN_DIRS;
-        p.device = PGD_DEVICE_CUDA;
-        p.num_blocks = 128;
-        p.max_num_seqs = 4;
-        p.max_num_batched_tokens = 256;
-        struct pgd_engine *e;
+        struct pgd_engine *e = model_engine("llama-f32", PGD_DEVICE_CUDA, 128, 16, 256, 4);
         char err[1024];
-        cr_assert_eq(pgd_engine_create(&p, &e, err, sizeof err), PGD_OK, "%s", err);
         pgd__engine_set_device_sampling(e, mode == 0);
         for (int r = 0; r < N; r++) {
             struct pgd_request_params rp = pgd_request_default_params();
