@@ -10,8 +10,8 @@
 # GRAPHS_VARIANTS="0 1" runs the latency benchmark without and with CUDA graphs; TPUT_SG=0
 # skips the ShareGPT-shaped throughput run; SAN_TOOLS picks the sanitizer tools;
 # SAN_MODELS_FILTER also runs memcheck on the model tests it selects.
-# TESTS=1 runs every GPU test program; ENGINE_ONLY=1 only tests/test_cuda_engine;
-# KERNELS_ONLY=1 only tests/test_cuda_kernels. NCU="name:bench-args;name:bench-args" times every
+# TESTS=1 runs every GPU test program; ENGINE_ONLY=1 only tests/gpu/test_cuda_engine;
+# KERNELS_ONLY=1 only tests/gpu/test_cuda_kernels. NCU="name:bench-args;name:bench-args" times every
 # kernel of `pagoda bench latency BENCH-ARGS` (eager) with Nsight Compute into $OUT/ncu-NAME.csv. GEMV_BENCH=1 runs `pagoda bench gemv` (the
 # decode GEMV kernels alone) first; GEMV_KERNELS="warp split" runs the latency benchmark with
 # each PGD_CUDA_GEMV kernel; SASS=1 saves the GEMV kernels' disassembly.
@@ -36,7 +36,7 @@ cd "$B"
 status=0
 if [ "${TESTS:-1}" = 1 ] || [ "${ENGINE_ONLY:-0}" = 1 ]; then
   stamp "engine tests"
-  timeout 400 ./tests/.libs/test_cuda_engine --verbose -j2 > "$OUT/engine.log" 2>&1; rc=$?
+  timeout 400 ./tests/gpu/.libs/test_cuda_engine --verbose -j2 > "$OUT/engine.log" 2>&1; rc=$?
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal|cuda_engine:" "$OUT/engine.log" | head -30
   echo "test_cuda_engine rc=$rc"; [ $rc -eq 0 ] || status=1
 fi
@@ -54,7 +54,7 @@ if [ "${GEMV_BENCH:-0}" = 1 ]; then
 fi
 if [ "${KERNELS_ONLY:-0}" = 1 ]; then
   stamp "kernel tests"
-  timeout 300 ./tests/.libs/test_cuda_kernels --verbose -j4 > "$OUT/kernels.log" 2>&1; rc=$?
+  timeout 300 ./tests/gpu/.libs/test_cuda_kernels --verbose -j4 > "$OUT/kernels.log" 2>&1; rc=$?
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal" "$OUT/kernels.log" | head -40
   echo "test_cuda_kernels rc=$rc"; [ $rc -eq 0 ] || status=1
 fi
@@ -70,19 +70,19 @@ if [ -n "${NCU:-}" ]; then
 fi
 if [ "${TESTS:-1}" = 1 ]; then
   stamp "kernel tests"
-  timeout 300 ./tests/.libs/test_cuda_kernels --verbose -j4 > "$OUT/kernels.log" 2>&1; rc=$?
+  timeout 300 ./tests/gpu/.libs/test_cuda_kernels --verbose -j4 > "$OUT/kernels.log" 2>&1; rc=$?
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal" "$OUT/kernels.log" | head -40
   echo "test_cuda_kernels rc=$rc"; [ $rc -eq 0 ] || status=1
   stamp "attention tests"
-  timeout 300 ./tests/.libs/test_cuda_attention --verbose -j4 > "$OUT/attention.log" 2>&1; rc=$?
+  timeout 300 ./tests/gpu/.libs/test_cuda_attention --verbose -j4 > "$OUT/attention.log" 2>&1; rc=$?
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal" "$OUT/attention.log" | head -40
   echo "test_cuda_attention rc=$rc"; [ $rc -eq 0 ] || status=1
   stamp "sampling tests"
-  timeout 300 ./tests/.libs/test_cuda_sample --verbose -j4 > "$OUT/sample.log" 2>&1; rc=$?
+  timeout 300 ./tests/gpu/.libs/test_cuda_sample --verbose -j4 > "$OUT/sample.log" 2>&1; rc=$?
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal|boundary|chi-square" "$OUT/sample.log" | head -40
   echo "test_cuda_sample rc=$rc"; [ $rc -eq 0 ] || status=1
   # GPU test programs added later than the ones above (e.g. test_cuda_glu), if built.
-  for t in ./tests/.libs/test_cuda_*; do
+  for t in ./tests/gpu/.libs/test_cuda_*; do
     n=$(basename "$t")
     case $n in test_cuda_engine|test_cuda_kernels|test_cuda_attention|test_cuda_sample|test_cuda_models) continue ;; esac
     stamp "$n"
@@ -91,7 +91,7 @@ if [ "${TESTS:-1}" = 1 ]; then
     echo "$n rc=$rc"; [ $rc -eq 0 ] || status=1
   done
   stamp "model tests"
-  timeout 300 ./tests/.libs/test_cuda_models --verbose -j4 > "$OUT/models.log" 2>&1; rc=$?
+  timeout 300 ./tests/gpu/.libs/test_cuda_models --verbose -j4 > "$OUT/models.log" 2>&1; rc=$?
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal|near-tie" "$OUT/models.log" | head -60
   echo "test_cuda_models rc=$rc"; [ $rc -eq 0 ] || status=1
   stamp "generate"
@@ -142,12 +142,12 @@ if [ "${SAN:-0}" = 1 ]; then
     stamp "compute-sanitizer $tool"
     [ $tool = racecheck ] && SAN_FILTER=${RACE_FILTER:-}
     timeout ${SAN_TIMEOUT:-150} compute-sanitizer --tool $tool --target-processes all \
-        --error-exitcode 9 ./tests/.libs/test_cuda_kernels -j2 --verbose \
+        --error-exitcode 9 ./tests/gpu/.libs/test_cuda_kernels -j2 --verbose \
         ${SAN_FILTER:+--filter "$SAN_FILTER"} > "$OUT/sanitizer-$tool.log" 2>&1; rc=$?
     grep -E "Synthesis|ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race|FAIL" "$OUT/sanitizer-$tool.log" | head -12
     echo "compute-sanitizer $tool rc=$rc"
     timeout ${SAN_TIMEOUT:-150} compute-sanitizer --tool $tool --target-processes all \
-        --error-exitcode 9 ./tests/.libs/test_cuda_attention -j2 --verbose \
+        --error-exitcode 9 ./tests/gpu/.libs/test_cuda_attention -j2 --verbose \
         > "$OUT/sanitizer-$tool-attention.log" 2>&1; rc=$?
     grep -E "Synthesis|ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race|FAIL" "$OUT/sanitizer-$tool-attention.log" | head -12
     echo "compute-sanitizer $tool (attention) rc=$rc"
@@ -155,7 +155,7 @@ if [ "${SAN:-0}" = 1 ]; then
   if [ -n "${SAN_MODELS_FILTER:-}" ]; then
     stamp "compute-sanitizer memcheck on the model tests ($SAN_MODELS_FILTER)"
     timeout ${SAN_TIMEOUT:-150} compute-sanitizer --tool memcheck --target-processes all \
-        --error-exitcode 9 ./tests/.libs/test_cuda_models -j2 --verbose \
+        --error-exitcode 9 ./tests/gpu/.libs/test_cuda_models -j2 --verbose \
         --filter "$SAN_MODELS_FILTER" > "$OUT/sanitizer-models.log" 2>&1; rc=$?
     grep -E "Synthesis|ERROR SUMMARY|Invalid|FAIL" "$OUT/sanitizer-models.log" | head -12
     echo "compute-sanitizer memcheck (models) rc=$rc"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generates the chat-template references that tests/test_chat_template.c compares against.
+"""Generates the chat-template references that tests/unit/test_chat_template.c compares against.
 
 Rendered by transformers itself (pip install transformers jinja2; no torch needed, works
 offline), so the references are what apply_chat_template(tokenize=False) produces:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the safetensors fixtures that tests/test_safetensors.c reads, with the real
+"""Writes the safetensors fixtures that tests/unit/test_safetensors.c reads, with the real
 Python `safetensors` package (pip install safetensors numpy), so that the C reader is
 checked against files it did not write itself.
 

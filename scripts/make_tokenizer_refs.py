@@ -14,7 +14,7 @@ Metaspace variants of the Mistral tokenizer (the Prepend/Replace normalizer drop
 pre-tokenizer and a decoder with Metaspace in it), stored as patches of the top-level keys of the
 committed mistral/tokenizer.json; the test builds each variant the same way.
 
-Where a field is left out it equals the input (see tests/test_tokenizer.c for the format).
+Where a field is left out it equals the input (see tests/unit/test_tokenizer.c for the format).
 Texts with invalid UTF-8 are stored as hex bytes; Python sees them decoded with
 errors="replace" (each maximal invalid subsequence -> U+FFFD), which is what pagoda's encode
 does to invalid input. The corpus is generated from a fixed seed, so reruns give the same files.

@@ -5,8 +5,8 @@
  * bandwidth, and the step's FLOPs over the rate of a large GEMM. */
 #include "config.h"
 #include "tools/commands.h"
-#include "runtime/runner.h"
-#include "runtime/model.h"
+#include "runtime/runner/runner.h"
+#include "runtime/model/model.h"
 #include <pagoda/log.h>
 #include <getopt.h>
 #include <libgen.h>

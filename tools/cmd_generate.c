@@ -3,7 +3,7 @@
 #include "config.h"
 #include "tools/commands.h"
 #include "tools/generate_requests.h"
-#include "runtime/runner.h"
+#include "runtime/runner/runner.h"
 #include <pagoda/engine.h>
 #include <pagoda/log.h>
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* pagoda: the command line. `pagoda <command> [options]`; `pagoda help` lists commands. */
 #include "config.h"
 #include "tools/commands.h"
-#include "runtime/device.h"
+#include "runtime/base/device.h"
 #include <pagoda/version.h>
 #include <stdio.h>
 #include <string.h>

@@ -270,7 +270,7 @@ __global__ void fill_random_kernel(T *p, size_t n, uint64_t seed, float lo, floa
          i += (size_t)gridDim.x * blockDim.x) {
         uint64_t r = mix64(seed + 0x9e3779b97f4a7c15ull * (i + 1));
         float u = (float)(r >> 40) * (1.0f / 16777216.0f);
-        /* No contraction into an FMA: the CPU (runtime/model.c) computes the same floats. */
+        /* No contraction into an FMA: the CPU (runtime/model/model.c) computes the same floats. */
         p[i] = from_f<T>(__fadd_rn(lo, __fmul_rn(hi - lo, u)));
     }
 }

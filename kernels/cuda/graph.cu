@@ -1,5 +1,5 @@
 /* CUDA graphs: capture of the work a context's stream is given, and its replay. The
- * runner captures decode steps with these (see runtime/runner_graph.c). */
+ * runner captures decode steps with these (see runtime/runner/runner_graph.c). */
 #include "kernels/cuda/common.cuh"
 #include <stdlib.h>
 

@@ -218,14 +218,14 @@ int pgd_cuda_linear_act_mul_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum
 int pgd_cuda_argmax(struct pgd_cuda_ctx *c, const float *logits, int rows, int vocab,
                     int32_t *out, char *err, size_t errlen);
 
-/* Sampling on the device, the twin of runtime/sampler.c (pgd__sampler_sample and
+/* Sampling on the device, the twin of runtime/sample/sampler.c (pgd__sampler_sample and
  * pgd__logprobs): per logits row, min_tokens masking and logit_bias, the repetition /
  * frequency / presence penalties, then argmax (temperature < 1e-5) or softmax(logits / T),
  * min_p, top_k, top_p and the Philox draw u(seed, child, draw) through what is left in the
  * order (probability desc, id asc); and on request the logprob and rank of the sampled (or
  * a target) token and the top n_top logprobs of the raw logits. Masses are summed as 64-bit
  * fixed point (2^62 = probability 1), so every result is the same run to run. The host
- * packs the rows (runtime/sample_rows.c). */
+ * packs the rows (runtime/sample/sample_rows.c). */
 #define PGD_CUDA_MAX_TOP 20
 #define PGD_CUDA_SAMPLE_MAX_VOCAB (1 << 20)
 enum { PGD_CUDA_ROW_SKIP = 0, PGD_CUDA_ROW_SAMPLE = 1, PGD_CUDA_ROW_TARGET = 2 };

@@ -1,7 +1,7 @@
 /* Sampling on the device: the argmax of each logits row (lowest index among ties, as the
  * CPU's argmax) for greedy steps, and the full sampler (below). */
 #include "kernels/cuda/common.cuh"
-#include "runtime/philox.h"
+#include "runtime/sample/philox.h"
 
 __global__ void argmax_kernel(const float *logits, int vocab, int32_t *out)
 {

@@ -1,0 +1,2 @@
+# Frontend and quantization plugins.
+include %reldir%/frontend/openai/local.mk

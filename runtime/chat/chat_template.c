@@ -1,0 +1,532 @@
+/* Chat templates: the public API over the Jinja interpreter (compile, render with
+ * transformers' variables and input normalization) and loading a model directory's
+ * template and special tokens. */
+#include <pagoda/chat_template.h>
+#include "runtime/chat/jinja.h"
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct pgd_chat_template {
+    char *src;                  /* normalized source (owned) */
+    size_t n;
+    char *name;                 /* error prefix, may be NULL (owned) */
+    struct pgd__jarena arena;   /* tokens and syntax tree */
+    struct pgd__jnode *root;
+    struct pgd_chat_template_limits limits;
+};
+
+struct pgd_chat_template_limits pgd_chat_template_default_limits(void)
+{
+    return (struct pgd_chat_template_limits){
+        .max_steps = 100000000,
+        .max_output_bytes = (size_t)64 << 20,
+        .max_memory_bytes = (size_t)1 << 30,
+        .max_depth = 400,
+    };
+}
+
+void pgd_chat_template_set_limits(struct pgd_chat_template *tpl,
+                                  const struct pgd_chat_template_limits *limits)
+{
+    tpl->limits = *limits;
+    if (tpl->limits.max_depth < 8)
+        tpl->limits.max_depth = 8;
+}
+
+static bool valid_utf8(const char *s, size_t n, size_t *bad)
+{
+    size_t i = 0, len;
+    while (i < n) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        uint32_t cp = pgd__jutf8_next(s + i, n - i, &len);
+        if (len == 1 && cp == c) {
+            *bad = i;
+            return false;
+        }
+        i += len;
+    }
+    return true;
+}
+
+/* Failure state of a compile or render: on the heap so that longjmp leaves it intact. */
+struct failure {
+    struct pgd__jfail fail;
+    struct pgd__jarena ar;
+    char msg[600];
+};
+
+/* Writes "name: msg" (or msg) into err. */
+static void prefixed(char *err, size_t errlen, const char *name, const char *msg)
+{
+    if (!err || !errlen)
+        return;
+    if (name)
+        snprintf(err, errlen, "%s: %s", name, msg);
+    else
+        snprintf(err, errlen, "%s", msg);
+}
+
+enum pgd_status pgd_chat_template_create(const char *source, const char *name,
+                                         struct pgd_chat_template **out, char *err,
+                                         size_t errlen)
+{
+    *out = NULL;
+    if (!source)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s%schat template source is NULL",
+                        name ? name : "", name ? ": " : "");
+    size_t n = strlen(source), bad;
+    if (!valid_utf8(source, n, &bad))
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                        "%s%schat template is not valid UTF-8 (byte %zu)", name ? name : "",
+                        name ? ": " : "", bad);
+    struct pgd_chat_template *t = calloc(1, sizeof *t);
+    if (!t)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+    t->src = malloc(n + 1);
+    t->name = name ? strdup(name) : NULL;
+    if (!t->src || (name && !t->name)) {
+        free(t->src);
+        free(t->name);
+        free(t);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+    }
+    /* Jinja normalizes \r\n and \r to \n and drops one trailing newline */
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (source[i] == '\r') {
+            t->src[k++] = '\n';
+            if (i + 1 < n && source[i + 1] == '\n')
+                i++;
+        } else {
+            t->src[k++] = source[i];
+        }
+    }
+    if (k > 0 && t->src[k - 1] == '\n')
+        k--;
+    t->src[k] = '\0';
+    t->n = k;
+    t->limits = pgd_chat_template_default_limits();
+
+    /* what a longjmp must find intact lives on the heap, not in this frame */
+    struct failure *fs = calloc(1, sizeof *fs);
+    if (!fs) {
+        pgd_chat_template_destroy(t);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+    }
+    fs->fail.err = fs->msg;
+    fs->fail.errlen = sizeof fs->msg;
+    fs->fail.src = t->src;
+    t->arena.fail = &fs->fail;
+    if (setjmp(fs->fail.jb)) {
+        enum pgd_status st = fs->fail.st;
+        prefixed(err, errlen, name, fs->msg);
+        free(fs);
+        pgd_chat_template_destroy(t);
+        return st;
+    }
+    struct pgd__jtoken *toks;
+    size_t ntok;
+    pgd__jlex(&t->arena, &fs->fail, t->src, t->n, &toks, &ntok);
+    t->root = pgd__jparse(&t->arena, &fs->fail, toks, ntok);
+    t->arena.fail = NULL;
+    free(fs);
+    *out = t;
+    return PGD_OK;
+}
+
+void pgd_chat_template_destroy(struct pgd_chat_template *tpl)
+{
+    if (!tpl)
+        return;
+    pgd__jarena_free(&tpl->arena);
+    free(tpl->src);
+    free(tpl->name);
+    free(tpl);
+}
+
+/* ---- render ----------------------------------------------------------------------------- */
+
+static json_t *parse_json(const char *what, const char *text, char *err, size_t errlen,
+                          enum pgd_status *st)
+{
+    json_error_t je;
+    json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    if (!j)
+        *st = pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: invalid JSON at line %d, column "
+                       "%d: %s", what, je.line, je.column, je.text);
+    return j;
+}
+
+/* apply_chat_template's message normalization: drop keys whose value is null, then give a
+ * message with reasoning (reasoning_content, thinking or reasoning) both `thinking` (first)
+ * and `reasoning_content`. */
+static struct pgd__jv *normalize_message(struct pgd__jarena *a, struct pgd__jv *m)
+{
+    struct pgd__jv *d = pgd__jv_dict(a, m->d.n + 2);
+    for (size_t i = 0; i < m->d.n; i++)
+        if (m->d.v[i]->kind != PGD__J_NONE)
+            pgd__jdict_set(a, d, m->d.k[i], m->d.v[i]);
+    static const char *fields[] = { "reasoning_content", "thinking", "reasoning" };
+    struct pgd__jv *reasoning = NULL;
+    for (size_t i = 0; i < 3 && !reasoning; i++)
+        reasoning = pgd__jdict_gets(d, fields[i], strlen(fields[i]));
+    if (!reasoning)
+        return d;
+    struct pgd__jv *r = pgd__jv_dict(a, d->d.n + 2);
+    pgd__jdict_set(a, r, pgd__jv_cstr(a, "thinking"), reasoning);
+    for (size_t i = 0; i < d->d.n; i++)
+        pgd__jdict_set(a, r, d->d.k[i], d->d.v[i]);
+    pgd__jdict_set(a, r, pgd__jv_cstr(a, "reasoning_content"), reasoning);
+    return r;
+}
+
+enum pgd_status pgd_chat_template_render(const struct pgd_chat_template *tpl,
+                                         const char *messages_json, const char *tools_json,
+                                         bool add_generation_prompt,
+                                         const char *extra_kwargs_json, const char *bos_token,
+                                         const char *eos_token, char **out, size_t *out_len,
+                                         char *err, size_t errlen)
+{
+    *out = NULL;
+    if (out_len)
+        *out_len = 0;
+    if (!tpl || !messages_json)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "chat template render: %s is NULL",
+                        tpl ? "messages" : "template");
+    enum pgd_status st = PGD_OK;
+    json_t *jm = parse_json("messages", messages_json, err, errlen, &st);
+    if (!jm)
+        return st;
+    json_t *jt = NULL, *jk = NULL;
+    if (!json_is_array(jm)) {
+        json_decref(jm);
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "messages: expected a JSON array");
+    }
+    if (json_array_size(jm) == 0) {
+        json_decref(jm);
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                        "messages: cannot apply a chat template to an empty conversation");
+    }
+    for (size_t i = 0; i < json_array_size(jm); i++)
+        if (!json_is_object(json_array_get(jm, i))) {
+            json_decref(jm);
+            return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                            "messages[%zu]: expected a JSON object", i);
+        }
+    if (tools_json && !(jt = parse_json("tools", tools_json, err, errlen, &st))) {
+        json_decref(jm);
+        return st;
+    }
+    if (jt && !json_is_array(jt) && !json_is_null(jt)) {
+        json_decref(jm);
+        json_decref(jt);
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "tools: expected a JSON array");
+    }
+    if (extra_kwargs_json && !(jk = parse_json("chat_template_kwargs", extra_kwargs_json, err,
+                                               errlen, &st))) {
+        json_decref(jm);
+        json_decref(jt);
+        return st;
+    }
+    if (jk && !json_is_object(jk) && !json_is_null(jk)) {
+        json_decref(jm);
+        json_decref(jt);
+        json_decref(jk);
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                        "chat_template_kwargs: expected a JSON object");
+    }
+    static const char *reserved[] = { "messages", "tools", "documents", "add_generation_prompt" };
+    for (size_t i = 0; jk && json_is_object(jk) && i < 4; i++)
+        if (json_object_get(jk, reserved[i])) {
+            json_decref(jm);
+            json_decref(jt);
+            json_decref(jk);
+            return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                            "chat_template_kwargs: '%s' cannot be set this way", reserved[i]);
+        }
+
+    struct failure *fs = calloc(1, sizeof *fs);
+    if (!fs) {
+        json_decref(jm);
+        json_decref(jt);
+        json_decref(jk);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+    }
+    fs->fail.err = fs->msg;
+    fs->fail.errlen = sizeof fs->msg;
+    fs->fail.src = tpl->src;
+    fs->ar.limit = tpl->limits.max_memory_bytes;
+    fs->ar.fail = &fs->fail;
+    if (setjmp(fs->fail.jb)) {
+        json_decref(jm);
+        json_decref(jt);
+        json_decref(jk);
+        pgd__jarena_free(&fs->ar);
+        prefixed(err, errlen, fs->fail.raised ? NULL : tpl->name, fs->msg);
+        st = fs->fail.st;
+        free(fs);
+        return st;
+    }
+    struct pgd__jarena *const A = &fs->ar;
+    struct pgd__jctx c = {
+        .ar = A,
+        .fail = &fs->fail,
+        .max_steps = tpl->limits.max_steps,
+        .max_depth = tpl->limits.max_depth,
+        .max_output = tpl->limits.max_output_bytes,
+    };
+    struct pgd__jframe *globals = pgd__jalloc(A, sizeof *globals);
+    c.globals = globals;
+    pgd__jglobals_install(&c, globals);
+    if (bos_token)
+        pgd__jframe_set(A, globals, "bos_token", pgd__jv_cstr(A, bos_token));
+    if (eos_token)
+        pgd__jframe_set(A, globals, "eos_token", pgd__jv_cstr(A, eos_token));
+    if (jk && json_is_object(jk)) {
+        const char *key;
+        json_t *val;
+        json_object_foreach(jk, key, val)
+            pgd__jframe_set(A, globals, pgd__jstrndup(A, key, strlen(key)),
+                            pgd__jv_from_json(A, val));
+    }
+    struct pgd__jv *msgs = pgd__jv_from_json(A, jm);
+    for (size_t i = 0; i < msgs->l.n; i++)
+        msgs->l.v[i] = normalize_message(A, msgs->l.v[i]);
+    pgd__jframe_set(A, globals, "messages", msgs);
+    pgd__jframe_set(A, globals, "tools", jt ? pgd__jv_from_json(A, jt) : &pgd__j_none);
+    pgd__jframe_set(A, globals, "documents", &pgd__j_none);
+    pgd__jframe_set(A, globals, "add_generation_prompt", pgd__jv_bool(add_generation_prompt));
+
+    struct pgd__jbuf result = { 0 };
+    pgd__jbuf_put(A, &result, "", 0);
+    c.out = &result;
+    struct pgd__jframe *root = pgd__jalloc(A, sizeof *root);
+    root->parent = globals;
+    pgd__jrender(&c, tpl->root, root);
+
+    char *s = malloc(result.n + 1);
+    if (!s) {
+        st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+    } else {
+        memcpy(s, result.p, result.n + 1);
+        *out = s;
+        if (out_len)
+            *out_len = result.n;
+    }
+    json_decref(jm);
+    json_decref(jt);
+    json_decref(jk);
+    pgd__jarena_free(A);
+    free(fs);
+    return st;
+}
+
+/* ---- model directory -------------------------------------------------------------------- */
+
+static char *join_path(const char *dir, const char *file)
+{
+    size_t a = strlen(dir), b = strlen(file);
+    char *p = malloc(a + b + 2);
+    if (!p)
+        return NULL;
+    memcpy(p, dir, a);
+    size_t k = a;
+    if (k && p[k - 1] != '/')
+        p[k++] = '/';
+    memcpy(p + k, file, b + 1);
+    return p;
+}
+
+static bool file_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static char *read_file(const char *path, char *err, size_t errlen, enum pgd_status *st)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        *st = pgd_errf(err, errlen, PGD_ERR_IO, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0)
+            break;
+        if (cap - n - 1 == 0) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    bool io_err = ferror(f);
+    fclose(f);
+    if (!buf) {
+        *st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", path);
+        return NULL;
+    }
+    if (io_err) {
+        free(buf);
+        *st = pgd_errf(err, errlen, PGD_ERR_IO, "%s: read error", path);
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+/* A special token: a string, null, or an AddedToken-like object {"content": "..."}. */
+static enum pgd_status token_field(const char *path, json_t *cfg, const char *field,
+                                   char **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    json_t *v = json_object_get(cfg, field);
+    if (!v || json_is_null(v))
+        return PGD_OK;
+    if (json_is_object(v))
+        v = json_object_get(v, "content");
+    if (!json_is_string(v))
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT,
+                        "%s: %s must be a string or an object with a string \"content\"", path,
+                        field);
+    *out = strdup(json_string_value(v));
+    return *out ? PGD_OK : pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+}
+
+/* "chat_template": a string, or a list of {"name", "template"}. */
+static enum pgd_status template_field(const char *path, json_t *v,
+                                      struct pgd_chat_template_config *cfg, char *err,
+                                      size_t errlen)
+{
+    if (json_is_string(v)) {
+        cfg->source = strdup(json_string_value(v));
+        return cfg->source ? PGD_OK : pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+    }
+    if (!json_is_array(v))
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT,
+                        "%s: chat_template must be a string or a list of {name, template}",
+                        path);
+    size_t i;
+    json_t *item;
+    json_array_foreach(v, i, item) {
+        json_t *name = json_object_get(item, "name"), *tpl = json_object_get(item, "template");
+        if (!json_is_string(name) || !json_is_string(tpl))
+            return pgd_errf(err, errlen, PGD_ERR_FORMAT,
+                            "%s: chat_template[%zu] needs string \"name\" and \"template\"",
+                            path, i);
+        char **dst = !strcmp(json_string_value(name), "default")    ? &cfg->source
+                     : !strcmp(json_string_value(name), "tool_use") ? &cfg->tool_use_source
+                                                                    : NULL;
+        if (dst && !*dst && !(*dst = strdup(json_string_value(tpl))))
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+    }
+    if (!cfg->source)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT,
+                        "%s: chat_template lists named templates but none named \"default\"",
+                        path);
+    return PGD_OK;
+}
+
+enum pgd_status pgd_chat_template_config_load(const char *model_dir,
+                                              struct pgd_chat_template_config *cfg, char *err,
+                                              size_t errlen)
+{
+    memset(cfg, 0, sizeof *cfg);
+    enum pgd_status st = PGD_OK;
+    char *jinja = join_path(model_dir, "chat_template.jinja");
+    char *tcfg = join_path(model_dir, "tokenizer_config.json");
+    char *ctjson = join_path(model_dir, "chat_template.json");
+    if (!jinja || !tcfg || !ctjson) {
+        st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if (file_exists(tcfg)) {
+        json_error_t je;
+        json_t *j = json_load_file(tcfg, JSON_DECODE_INT_AS_REAL, &je);
+        if (!j) {
+            st = pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: line %d, column %d: %s", tcfg,
+                          je.line, je.column, je.text);
+            goto done;
+        }
+        if (!json_is_object(j)) {
+            json_decref(j);
+            st = pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: expected a JSON object", tcfg);
+            goto done;
+        }
+        if ((st = token_field(tcfg, j, "bos_token", &cfg->bos_token, err, errlen)) ||
+            (st = token_field(tcfg, j, "eos_token", &cfg->eos_token, err, errlen))) {
+            json_decref(j);
+            goto done;
+        }
+        json_t *ct = json_object_get(j, "chat_template");
+        if (ct && !json_is_null(ct) && !file_exists(jinja)) {
+            st = template_field(tcfg, ct, cfg, err, errlen);
+            if (!st && !(cfg->path = strdup(tcfg)))
+                st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+        }
+        json_decref(j);
+        if (st)
+            goto done;
+    }
+    if (file_exists(jinja)) {
+        if (!(cfg->source = read_file(jinja, err, errlen, &st)))
+            goto done;
+        if (!(cfg->path = strdup(jinja))) {
+            st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+    } else if (!cfg->source && file_exists(ctjson)) {
+        json_error_t je;
+        json_t *j = json_load_file(ctjson, JSON_DECODE_INT_AS_REAL, &je);
+        if (!j) {
+            st = pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: line %d, column %d: %s", ctjson,
+                          je.line, je.column, je.text);
+            goto done;
+        }
+        json_t *ct = json_object_get(j, "chat_template");
+        st = ct ? template_field(ctjson, ct, cfg, err, errlen)
+                : pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: no \"chat_template\"", ctjson);
+        json_decref(j);
+        if (!st && !(cfg->path = strdup(ctjson)))
+            st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+        if (st)
+            goto done;
+    }
+    if (!cfg->source)
+        st = pgd_errf(err, errlen, PGD_ERR_NOT_FOUND,
+                      "%s: no chat template (looked for chat_template.jinja, a \"chat_template\" "
+                      "in tokenizer_config.json, and chat_template.json)", model_dir);
+done:
+    free(jinja);
+    free(tcfg);
+    free(ctjson);
+    if (st)
+        pgd_chat_template_config_fini(cfg);
+    return st;
+}
+
+void pgd_chat_template_config_fini(struct pgd_chat_template_config *cfg)
+{
+    free(cfg->source);
+    free(cfg->tool_use_source);
+    free(cfg->bos_token);
+    free(cfg->eos_token);
+    free(cfg->path);
+    memset(cfg, 0, sizeof *cfg);
+}

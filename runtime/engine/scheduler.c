@@ -1,0 +1,289 @@
+/* Continuous batching: a token budget per step, chunked prefill, preemption by recompute. */
+#include "runtime/engine/scheduler.h"
+#include <stdlib.h>
+#include <string.h>
+
+enum pgd_status pgd__seq_init(struct pgd__seq *s, uint64_t id, const int32_t *prompt,
+                              int n_prompt, int max_total, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    PGD_ASSERT(n_prompt > 0 && max_total >= n_prompt);
+    s->tokens = malloc((size_t)max_total * sizeof *s->tokens);
+    if (!s->tokens)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "request %llu: no memory for %d tokens",
+                        (unsigned long long)id, max_total);
+    memcpy(s->tokens, prompt, (size_t)n_prompt * sizeof *prompt);
+    s->id = id;
+    s->n_tokens = s->n_prompt = n_prompt;
+    s->tokens_cap = max_total;
+    s->use_prefix_cache = true;
+    s->n_cached_tokens = -1;
+    return PGD_OK;
+}
+
+void pgd__seq_fini(struct pgd__seq *s)
+{
+    pgd__kv_seq_fini(&s->kv);
+    free(s->tokens);
+    s->tokens = NULL;
+}
+
+void pgd__seq_append(struct pgd__seq *s, int32_t token)
+{
+    PGD_ASSERT(s->n_tokens < s->tokens_cap);
+    s->tokens[s->n_tokens++] = token;
+}
+
+static void *xgrow(void *p, int *cap, int need, size_t elem)
+{
+    if (need <= *cap)
+        return p;
+    int c = *cap ? *cap * 2 : 16;
+    while (c < need)
+        c *= 2;
+    void *q = realloc(p, (size_t)c * elem);
+    PGD_ASSERT(q != NULL);
+    *cap = c;
+    return q;
+}
+
+enum pgd_status pgd__scheduler_init(struct pgd__scheduler *s, const struct pgd__sched_params *p,
+                                    struct pgd__kv_manager *kv, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    if (p->max_num_seqs <= 0)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                        "scheduler: max_num_seqs must be positive (got %d)", p->max_num_seqs);
+    if (p->max_num_batched_tokens <= 0)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                        "scheduler: max_num_batched_tokens must be positive (got %d)",
+                        p->max_num_batched_tokens);
+    s->p = *p;
+    s->kv = kv;
+    s->out.seqs = malloc((size_t)p->max_num_seqs * sizeof *s->out.seqs);
+    s->out.n_new = malloc((size_t)p->max_num_seqs * sizeof *s->out.n_new);
+    if (!s->out.seqs || !s->out.n_new) {
+        pgd__scheduler_fini(s);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "scheduler: no memory");
+    }
+    return PGD_OK;
+}
+
+void pgd__scheduler_fini(struct pgd__scheduler *s)
+{
+    free(s->waiting);
+    free(s->running);
+    free(s->out.seqs);
+    free(s->out.n_new);
+    free(s->hits);
+    memset(s, 0, sizeof *s);
+}
+
+/* Whether a goes before b in the waiting queue under PRIORITY. */
+static bool prio_before(const struct pgd__seq *a, const struct pgd__seq *b)
+{
+    return a->priority != b->priority ? a->priority < b->priority : a->arrival < b->arrival;
+}
+
+static void waiting_insert_at(struct pgd__scheduler *s, int at, struct pgd__seq *seq)
+{
+    s->waiting = xgrow(s->waiting, &s->waiting_cap, s->n_waiting + 1, sizeof *s->waiting);
+    memmove(s->waiting + at + 1, s->waiting + at,
+            (size_t)(s->n_waiting - at) * sizeof *s->waiting);
+    s->waiting[at] = seq;
+    s->n_waiting++;
+    seq->status = PGD__SEQ_WAITING;
+}
+
+/* New sequences go to the back (FCFS) or to their priority's place; preempted ones to the
+ * front (FCFS: they were admitted before everything still waiting). */
+static void waiting_push(struct pgd__scheduler *s, struct pgd__seq *seq, bool preempted)
+{
+    int at = s->n_waiting;
+    if (s->p.policy == PGD_SCHED_PRIORITY) {
+        int lo = 0, hi = s->n_waiting;
+        while (lo < hi) {
+            int mid = (lo + hi) / 2;
+            if (prio_before(s->waiting[mid], seq))
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        at = lo;
+    } else if (preempted) {
+        at = 0;
+    }
+    waiting_insert_at(s, at, seq);
+}
+
+static void remove_at(struct pgd__seq **arr, int *n, int i)
+{
+    memmove(arr + i, arr + i + 1, (size_t)(*n - i - 1) * sizeof *arr);
+    (*n)--;
+}
+
+void pgd__scheduler_add(struct pgd__scheduler *s, struct pgd__seq *seq)
+{
+    PGD_ASSERT(seq->status == PGD__SEQ_NEW);
+    waiting_push(s, seq, false);
+}
+
+static int pick_victim(const struct pgd__scheduler *s)
+{
+    int v = s->n_running - 1;
+    if (s->p.policy == PGD_SCHED_PRIORITY)
+        for (int i = 0; i < s->n_running; i++)
+            if (prio_before(s->running[v], s->running[i]))
+                v = i;
+    return v;
+}
+
+static void out_push(struct pgd__sched_out *o, struct pgd__seq *seq, int n_new)
+{
+    o->seqs[o->n] = seq;
+    o->n_new[o->n] = n_new;
+    o->n++;
+    o->n_tokens += n_new;
+}
+
+/* Preempts running[v]: releases its blocks and queues it for recomputation. If it was
+ * already planned this step, unplans it and gives its tokens back to the budget. */
+static void preempt(struct pgd__scheduler *s, int v, int *budget)
+{
+    struct pgd__seq *seq = s->running[v];
+    remove_at(s->running, &s->n_running, v);
+    struct pgd__sched_out *o = &s->out;
+    for (int i = 0; i < o->n; i++)
+        if (o->seqs[i] == seq) {
+            *budget += o->n_new[i];
+            o->n_tokens -= o->n_new[i];
+            memmove(o->seqs + i, o->seqs + i + 1, (size_t)(o->n - i - 1) * sizeof *o->seqs);
+            memmove(o->n_new + i, o->n_new + i + 1, (size_t)(o->n - i - 1) * sizeof *o->n_new);
+            o->n--;
+            break;
+        }
+    pgd__kv_free(s->kv, &seq->kv);
+    seq->n_computed = 0;
+    seq->n_preemptions++;
+    s->n_preemptions++;
+    o->n_preempted++;
+    waiting_push(s, seq, true);
+}
+
+/* A parallel-sampling child waits while its leader computes the shared prompt, so that it
+ * finds the prompt in the prefix cache instead of computing it again. */
+static bool waits_for_leader(const struct pgd__seq *seq)
+{
+    const struct pgd__seq *l = seq->leader;
+    return l && l->status != PGD__SEQ_FINISHED && l->n_computed < l->n_prompt &&
+           seq->n_computed == 0;
+}
+
+const struct pgd__sched_out *pgd__scheduler_schedule(struct pgd__scheduler *s)
+{
+    struct pgd__sched_out *o = &s->out;
+    o->n = 0;
+    o->n_tokens = 0;
+    o->n_preempted = 0;
+    int budget = s->p.max_num_batched_tokens;
+
+    /* Running sequences first, oldest first. */
+    for (int i = 0; i < s->n_running && budget > 0;) {
+        struct pgd__seq *seq = s->running[i];
+        int n_new = seq->n_tokens - seq->n_computed;
+        PGD_ASSERT(n_new > 0);
+        if (n_new > budget)
+            n_new = budget;
+        bool self_preempted = false;
+        while (!pgd__kv_allocate_slots(s->kv, &seq->kv, seq->n_computed + n_new, NULL, 0)) {
+            int v = pick_victim(s);
+            bool self = s->running[v] == seq;
+            preempt(s, v, &budget);
+            if (self) {
+                self_preempted = true;
+                break;
+            }
+            if (v < i)
+                i--;
+        }
+        if (self_preempted)
+            continue;       /* running[i] is now the next one; it may fit in what was freed */
+        if (n_new > budget)       /* a planned victim gave budget back; never less */
+            n_new = budget;
+        out_push(o, seq, n_new);
+        budget -= n_new;
+        i++;
+    }
+
+    /* Then waiting ones, unless this step had to preempt (the pool is tight). */
+    if (o->n_preempted > 0)
+        return o;
+    int bs = s->kv->block_size;
+    for (int w = 0; w < s->n_waiting && budget > 0 && s->n_running < s->p.max_num_seqs;) {
+        struct pgd__seq *seq = s->waiting[w];
+        if (waits_for_leader(seq)) {
+            w++;
+            continue;
+        }
+        PGD_ASSERT(seq->n_computed == 0 && seq->kv.n_blocks == 0);
+        int n_hits = 0;
+        if (seq->use_prefix_cache && s->kv->pool.caching) {
+            s->hits = xgrow(s->hits, &s->hits_cap, seq->n_tokens / bs + 1, sizeof *s->hits);
+            n_hits = pgd__kv_find_prefix(s->kv, &seq->kv, seq->tokens, seq->n_tokens, s->hits);
+        }
+        int n_done = n_hits * bs;
+        int n_new = seq->n_tokens - n_done;
+        if (!s->p.enable_chunked_prefill && n_new > budget)
+            break;
+        if (n_new > budget)
+            n_new = budget;
+        if (!pgd__kv_allocate_slots(s->kv, &seq->kv, n_done + n_new, s->hits, n_hits))
+            break;
+        if (seq->use_prefix_cache && s->kv->pool.caching) {
+            s->kv->prefix_queries += (uint64_t)seq->n_tokens;
+            s->kv->prefix_hits += (uint64_t)n_done;
+        }
+        remove_at(s->waiting, &s->n_waiting, w);
+        seq->n_computed = n_done;
+        if (seq->n_cached_tokens < 0)
+            seq->n_cached_tokens = n_done;
+        seq->status = PGD__SEQ_RUNNING;
+        seq->scheduled_once = true;
+        s->running = xgrow(s->running, &s->running_cap, s->n_running + 1, sizeof *s->running);
+        s->running[s->n_running++] = seq;
+        out_push(o, seq, n_new);
+        budget -= n_new;
+    }
+    return o;
+}
+
+void pgd__scheduler_update(struct pgd__scheduler *s, const struct pgd__sched_out *out)
+{
+    for (int i = 0; i < out->n; i++) {
+        struct pgd__seq *seq = out->seqs[i];
+        seq->n_computed += out->n_new[i];
+        PGD_ASSERT(seq->n_computed <= seq->n_tokens);
+        pgd__kv_cache_blocks(s->kv, &seq->kv, seq->tokens, seq->n_computed);
+        pgd__kv_release_outside_window(s->kv, &seq->kv, seq->n_computed,
+                                       s->p.sliding_window);
+    }
+}
+
+void pgd__scheduler_finish(struct pgd__scheduler *s, struct pgd__seq *seq)
+{
+    if (seq->status == PGD__SEQ_RUNNING) {
+        for (int i = 0; i < s->n_running; i++)
+            if (s->running[i] == seq) {
+                remove_at(s->running, &s->n_running, i);
+                break;
+            }
+    } else if (seq->status == PGD__SEQ_WAITING) {
+        for (int i = 0; i < s->n_waiting; i++)
+            if (s->waiting[i] == seq) {
+                remove_at(s->waiting, &s->n_waiting, i);
+                break;
+            }
+    }
+    pgd__kv_free(s->kv, &seq->kv);
+    seq->status = PGD__SEQ_FINISHED;
+}

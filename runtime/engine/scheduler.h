@@ -1,0 +1,106 @@
+/* Internal: the scheduler. There is no prefill or decode phase: every step, each scheduled
+ * sequence's num_computed catches up with its n_tokens by as many tokens as the step's
+ * token budget (max_num_batched_tokens) allows, for at most max_num_seqs sequences. Long
+ * prompts are computed in chunks over several steps. Running sequences go first (oldest
+ * first), then waiting ones (by policy) while budget, sequence slots and blocks last; when
+ * a running sequence needs a block and the pool is short, the newest running sequence (the
+ * lowest priority one under PGD_SCHED_PRIORITY) is preempted: its blocks are released and
+ * it goes back to the waiting queue to be recomputed later (its full blocks may well still
+ * be in the prefix cache then).
+ *
+ * The scheduler owns neither sequences nor models: the engine (or a test) adds sequences,
+ * runs the step it is handed, appends sampled tokens and tells the scheduler which
+ * sequences finished. */
+#ifndef PGD_RUNTIME_SCHEDULER_H
+#define PGD_RUNTIME_SCHEDULER_H
+
+#include "runtime/kv/kv_manager.h"
+#include <pagoda/engine.h>
+
+enum pgd__seq_status {
+    PGD__SEQ_NEW = 0,       /* not yet added */
+    PGD__SEQ_WAITING,       /* in the waiting queue (new or preempted) */
+    PGD__SEQ_RUNNING,
+    PGD__SEQ_FINISHED,      /* removed from the scheduler; holds no blocks */
+};
+
+/* One sequence: a prompt and the tokens generated so far. Owned by whoever created it
+ * (the engine's request); the scheduler keeps pointers while it is added. */
+struct pgd__seq {
+    uint64_t id;
+    int32_t *tokens;            /* [n_tokens]: prompt then generated tokens, owned */
+    int n_tokens, tokens_cap;
+    int n_prompt;
+    int n_computed;             /* tokens whose KV is in the cache */
+    int priority;               /* lower runs first under PGD_SCHED_PRIORITY */
+    uint64_t arrival;           /* submission order (ties of priority) */
+    bool use_prefix_cache;      /* may take prefix hits (false with prompt logprobs) */
+    struct pgd__seq *leader;    /* parallel-sampling sibling whose prompt this one waits
+                                   for (to share it through the prefix cache), or NULL */
+    enum pgd__seq_status status;
+    struct pgd__kv_seq kv;
+    int n_cached_tokens;        /* prefix-cache hit tokens when first scheduled; -1 before */
+    int n_preemptions;
+    bool scheduled_once;
+    void *owner;                /* the engine's back pointer */
+};
+
+/* Initialises seq with a copy of the prompt. */
+enum pgd_status pgd__seq_init(struct pgd__seq *s, uint64_t id, const int32_t *prompt,
+                              int n_prompt, int max_total, char *err, size_t errlen);
+void pgd__seq_fini(struct pgd__seq *s);
+/* Appends a generated token (room for max_total tokens was reserved by init). */
+void pgd__seq_append(struct pgd__seq *s, int32_t token);
+
+struct pgd__sched_params {
+    int max_num_seqs;
+    int max_num_batched_tokens;
+    bool enable_chunked_prefill;
+    enum pgd_sched_policy policy;
+    int sliding_window;         /* every layer's window: release blocks it leaves; 0 = off */
+};
+
+/* One step's plan: seqs[i] computes n_new[i] tokens starting at its n_computed. */
+struct pgd__sched_out {
+    struct pgd__seq **seqs;     /* [n], owned by the scheduler, valid until the next call */
+    int *n_new;                 /* [n] */
+    int n;
+    int n_tokens;               /* sum of n_new */
+    int n_preempted;            /* preemptions while making this plan */
+};
+
+struct pgd__scheduler {
+    struct pgd__sched_params p;
+    struct pgd__kv_manager *kv;     /* borrowed */
+    struct pgd__seq **waiting;      /* queue order (policy order for PRIORITY) */
+    int n_waiting, waiting_cap;
+    struct pgd__seq **running;      /* scheduling order: oldest admitted first */
+    int n_running, running_cap;
+    struct pgd__sched_out out;
+    int32_t *hits;                  /* scratch for prefix lookups */
+    int hits_cap;
+    uint64_t n_preemptions;         /* all-time */
+};
+
+enum pgd_status pgd__scheduler_init(struct pgd__scheduler *s, const struct pgd__sched_params *p,
+                                    struct pgd__kv_manager *kv, char *err, size_t errlen);
+void pgd__scheduler_fini(struct pgd__scheduler *s);
+
+/* Queues a new sequence (status NEW -> WAITING). */
+void pgd__scheduler_add(struct pgd__scheduler *s, struct pgd__seq *seq);
+/* Plans a step (see struct pgd__sched_out). */
+const struct pgd__sched_out *pgd__scheduler_schedule(struct pgd__scheduler *s);
+/* After the step ran: advances each planned sequence's n_computed and caches its newly
+ * full blocks. The caller then appends a token to every sequence that caught up
+ * (n_computed == n_tokens) and calls pgd__scheduler_finish for those that are done. */
+void pgd__scheduler_update(struct pgd__scheduler *s, const struct pgd__sched_out *out);
+/* Removes seq wherever it is (waiting or running), releasing its blocks: finish or abort.
+ * Must not be called between schedule and update for a planned sequence. */
+void pgd__scheduler_finish(struct pgd__scheduler *s, struct pgd__seq *seq);
+
+static inline bool pgd__scheduler_has_work(const struct pgd__scheduler *s)
+{
+    return s->n_waiting > 0 || s->n_running > 0;
+}
+
+#endif

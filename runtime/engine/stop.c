@@ -1,0 +1,104 @@
+/* Stop strings with hold-back of partial matches. */
+#include "runtime/engine/stop.h"
+#include <stdlib.h>
+#include <string.h>
+
+void pgd__stop_text_fini(struct pgd__stop_text *t)
+{
+    free(t->buf);
+    memset(t, 0, sizeof *t);
+}
+
+static void append(struct pgd__stop_text *t, const char *s, size_t n)
+{
+    if (t->len + n + 1 > t->cap) {
+        size_t c = t->cap ? t->cap : 64;
+        while (c < t->len + n + 1)
+            c *= 2;
+        char *b = realloc(t->buf, c);
+        PGD_ASSERT(b != NULL);
+        t->buf = b;
+        t->cap = c;
+    }
+    if (n)
+        memcpy(t->buf + t->len, s, n);
+    t->len += n;
+    t->buf[t->len] = '\0';
+}
+
+/* Length of the longest suffix of buf[from, len) that is a proper prefix of s. */
+static size_t partial_suffix(const char *buf, size_t from, size_t len, const char *s,
+                             size_t slen)
+{
+    size_t max = slen - 1;
+    if (max > len - from)
+        max = len - from;
+    for (size_t k = max; k > 0; k--)
+        if (memcmp(buf + len - k, s, k) == 0)
+            return k;
+    return 0;
+}
+
+int pgd__stop_text_push(struct pgd__stop_text *t, const char *delta, size_t n,
+                        const char *const *stops, int n_stops, bool check, bool include,
+                        size_t *release)
+{
+    append(t, delta, n);
+    int hit = -1;
+    size_t hit_at = 0, hit_len = 0;
+    size_t hold = 0;
+    if (check) {
+        for (int i = 0; i < n_stops; i++) {
+            const char *s = stops[i];
+            size_t sl = s ? strlen(s) : 0;
+            if (sl == 0)
+                continue;
+            /* Only a match that ends in the new text is new; start the search sl - 1 bytes
+             * before it (but not before text already released or scanned). */
+            size_t from = t->len - n >= sl - 1 ? t->len - n - (sl - 1) : 0;
+            if (from < t->scanned)
+                from = t->scanned;
+            const char *m = memmem(t->buf + from, t->len - from, s, sl);
+            if (m) {
+                size_t at = (size_t)(m - t->buf);
+                if (hit < 0 || at < hit_at) {
+                    hit = i;
+                    hit_at = at;
+                    hit_len = sl;
+                }
+            }
+        }
+    }
+    /* Even while matches are not checked (min_tokens), text that could begin a stop string
+     * is held back, so that the stop string may still start there. */
+    if (hit < 0)
+        for (int i = 0; i < n_stops; i++) {
+            size_t sl = stops[i] ? strlen(stops[i]) : 0;
+            if (sl > 1) {
+                size_t k = partial_suffix(t->buf, t->released, t->len, stops[i], sl);
+                if (k > hold)
+                    hold = k;
+            }
+        }
+    if (hit >= 0) {
+        t->len = hit_at + (include ? hit_len : 0);
+        t->buf[t->len] = '\0';
+        hold = 0;
+    }
+    size_t upto = t->len - hold;
+    if (upto < t->released)
+        upto = t->released;
+    *release = upto - t->released;
+    t->released = upto;
+    /* Nothing that starts before the held-back suffix can still match. */
+    t->scanned = t->len - hold;
+    return hit;
+}
+
+size_t pgd__stop_text_flush(struct pgd__stop_text *t)
+{
+    size_t r = t->len - t->released;
+    t->released = t->len;
+    t->scanned = t->len;
+    return r;
+}

@@ -1,0 +1,72 @@
+/* Internal: the KV cache manager. It keeps each sequence's block table (the blocks holding
+ * its positions' KV, in order), finds a new sequence's prefix in the prefix cache,
+ * allocates the blocks a step needs (all or nothing) and registers full blocks in the
+ * prefix cache once their KV has been computed. */
+#ifndef PGD_RUNTIME_KV_MANAGER_H
+#define PGD_RUNTIME_KV_MANAGER_H
+
+#include "runtime/kv/block_pool.h"
+
+struct pgd__kv_manager {
+    struct pgd__block_pool pool;
+    int block_size;                 /* tokens per block */
+    /* Counters for metrics, in tokens (vLLM's prefix_cache_queries / _hits). */
+    uint64_t prefix_queries, prefix_hits;
+};
+
+/* One sequence's state in the manager. Zero-initialise it; pgd__kv_seq_fini frees it. */
+struct pgd__kv_seq {
+    int32_t *blocks;                /* [n_blocks] block table, owned */
+    int n_blocks, blocks_cap;
+    struct pgd__block_hash *hashes; /* [n_hashes] chained hashes of the first full blocks */
+    int n_hashes, hashes_cap;
+    int n_cached;                   /* blocks [0, n_cached) were offered to the cache */
+    int n_released;                 /* blocks [0, n_released) fell out of the sliding window
+                                       and went back to the pool: their entries are -1 */
+    const void *salt;               /* borrowed cache salt (extra key of block 0), may be NULL */
+    size_t salt_len;
+};
+
+enum pgd_status pgd__kv_manager_init(struct pgd__kv_manager *m, int num_blocks, int block_size,
+                                     bool enable_prefix_caching, char *err, size_t errlen);
+void pgd__kv_manager_fini(struct pgd__kv_manager *m);
+
+/* Frees a sequence's table and hashes (its blocks must have been released). */
+void pgd__kv_seq_fini(struct pgd__kv_seq *s);
+
+/* Looks up the longest cached prefix of tokens[0, n_tokens), in full blocks, never the
+ * whole sequence: the last token is always left to compute so that it yields logits.
+ * Writes the hit block ids to hits[] (room for n_tokens / block_size entries) and returns
+ * how many; takes no references (pass them to pgd__kv_allocate_slots). s must hold no
+ * blocks. The caller counts queries and hits once the sequence is admitted. */
+int pgd__kv_find_prefix(struct pgd__kv_manager *m, struct pgd__kv_seq *s, const int32_t *tokens,
+                        int n_tokens, int32_t *hits);
+
+/* Makes s's table cover n_total tokens, first appending the n_hits blocks found by
+ * pgd__kv_find_prefix (s must then hold no blocks). Returns false, changing nothing, when
+ * the pool is short. */
+bool pgd__kv_allocate_slots(struct pgd__kv_manager *m, struct pgd__kv_seq *s, int n_total,
+                            const int32_t *hits, int n_hits);
+
+/* The KV of tokens[0, n_computed) is in s's blocks: registers the full blocks among them in
+ * the prefix cache. */
+void pgd__kv_cache_blocks(struct pgd__kv_manager *m, struct pgd__kv_seq *s,
+                          const int32_t *tokens, int n_computed);
+
+/* Sliding-window attention: once n_computed tokens are in the cache, a query at any later
+ * position p reads only keys (p - window, p], so blocks wholly before n_computed - window + 1
+ * are never read again. Returns them to the pool (their table entries become -1) and
+ * returns how many it released. window 0 (full attention) releases nothing. */
+int pgd__kv_release_outside_window(struct pgd__kv_manager *m, struct pgd__kv_seq *s,
+                                   int n_computed, int window);
+/* Releases every block of s (tail first, so the tail is evicted first); keeps the hashes,
+ * which stay valid for the same tokens. */
+void pgd__kv_free(struct pgd__kv_manager *m, struct pgd__kv_seq *s);
+
+/* Blocks needed to hold n tokens. */
+static inline int pgd__kv_blocks_for(const struct pgd__kv_manager *m, int n_tokens)
+{
+    return (n_tokens + m->block_size - 1) / m->block_size;
+}
+
+#endif

@@ -1,0 +1,508 @@
+/* Loading a model: config.json -> architecture plugin -> weights (see model.h). */
+#include "runtime/model/model.h"
+#include "runtime/model/model_ctx.h"
+#include "runtime/model/safetensors.h"
+#include "runtime/base/device.h"
+#include "config.h"
+#ifdef PGD_HAVE_CUDA
+#include "kernels/cuda/kernels.h"
+#endif
+#include <pagoda/log.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- device allocations owned by the model ----------------------------------------------- */
+static void *model_alloc(struct pgd__model *m, size_t bytes)
+{
+    if (m->n_allocs == m->cap_allocs) {
+        size_t cap = m->cap_allocs ? 2 * m->cap_allocs : 64;
+        void **a = realloc(m->allocs, cap * sizeof *a);
+        if (!a)
+            return NULL;
+        m->allocs = a;
+        m->cap_allocs = cap;
+    }
+    void *p = pgd__device_alloc(m->device, bytes);
+    if (p) {
+        m->allocs[m->n_allocs++] = p;
+        m->weight_bytes += bytes;
+    }
+    return p;
+}
+
+/* ---- tensors ----------------------------------------------------------------------------- */
+bool pgd_model_has_tensor(const struct pgd_model_ctx *ctx, const char *name)
+{
+    if (ctx->m->random_weights)
+        return true;
+    return pgd__weights_find(ctx->m->weights, name) != NULL;
+}
+
+/* ---- random weights ------------------------------------------------------------------------ */
+static uint64_t name_seed(const char *name, uint64_t seed)
+{
+    uint64_t h = 1469598103934665603ull ^ seed;     /* FNV-1a */
+    for (const char *p = name; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return h;
+}
+
+/* The same counter hash as kernels/cuda (pgd_cuda_fill_random): equal values on both. */
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static enum pgd_status fill_random(struct pgd__model *m, const char *name, void *dst, size_t n,
+                                   int64_t cols, char *err, size_t errlen)
+{
+    float lo, hi;
+    if (strstr(name, "norm")) {
+        lo = 0.9f;
+        hi = 1.1f;
+    } else {
+        hi = (float)sqrt(3.0 / (double)(cols > 0 ? cols : 1));
+        lo = -hi;
+    }
+    uint64_t seed = name_seed(name, m->random_seed);
+#ifdef PGD_HAVE_CUDA
+    if (m->device == PGD_DEVICE_CUDA) {
+        if (pgd_cuda_fill_random(NULL, m->dtype, dst, n, seed, lo, hi, err, errlen))
+            return PGD_ERR_DEVICE;
+        return PGD_OK;
+    }
+#endif
+    if (m->device != PGD_DEVICE_CPU || m->dtype != PGD_DTYPE_F32)
+        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "random weights on %s in %s",
+                        pgd__device_name(m->device), pgd_dtype_name(m->dtype));
+    float *f = dst;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = mix64(seed + 0x9e3779b97f4a7c15ull * (i + 1));
+        f[i] = lo + (hi - lo) * ((float)(r >> 40) * (1.0f / 16777216.0f));
+    }
+    return PGD_OK;
+}
+
+static bool is_float_dtype(enum pgd_dtype dt)
+{
+    return dt == PGD_DTYPE_F32 || dt == PGD_DTYPE_F16 || dt == PGD_DTYPE_BF16;
+}
+
+static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape)
+{
+    size_t off = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && off < n; i++)
+        off += (size_t)snprintf(buf + off, n - off, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (off < n)
+        snprintf(buf + off, n - off, "]");
+}
+
+/* Finds name and checks it is a float tensor of the given shape. */
+static enum pgd_status find_checked(struct pgd_model_ctx *ctx, const char *name, int ndim,
+                                    const int64_t *shape, const struct pgd__st_tensor **out,
+                                    char *err, size_t errlen)
+{
+    const struct pgd__st_tensor *t = pgd__weights_find(ctx->m->weights, name);
+    if (!t)
+        return pgd_errf(err, errlen, PGD_ERR_NOT_FOUND, "%s: the checkpoint has no tensor \"%s\"",
+                        ctx->m->dir, name);
+    if (!is_float_dtype(t->dtype))
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: tensor \"%s\" is %s, expected a float "
+                        "dtype (F32, F16, BF16)", t->path, name, pgd_dtype_name(t->dtype));
+    bool same = t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++)
+        same = t->shape[i] == shape[i];
+    if (!same) {
+        char got[96], want[96];
+        shape_str(got, sizeof got, t->ndim, t->shape);
+        shape_str(want, sizeof want, ndim, shape);
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: tensor \"%s\" has shape %s, the config "
+                        "implies %s", t->path, name, got, want);
+    }
+    *out = t;
+    return PGD_OK;
+}
+
+/* Host -> model memory; on CUDA through the pinned staging buffers of the load. */
+static enum pgd_status upload(struct pgd__model *m, void *dst, const void *src, size_t bytes,
+                              char *err, size_t errlen)
+{
+#ifdef PGD_HAVE_CUDA
+    if (m->stager)
+        return pgd_cuda_stager_upload(m->stager, dst, src, bytes, err, errlen) ? PGD_ERR_DEVICE
+                                                                               : PGD_OK;
+#endif
+    return pgd__device_upload(m->device, dst, src, bytes, err, errlen);
+}
+
+/* Copies n elements of src (any float dtype), starting at src_data (the tensor's data or a
+ * row of it), into device memory dst of the model's dtype. */
+static enum pgd_status upload_converted(struct pgd__model *m, void *dst,
+                                        const struct pgd__st_tensor *src, const void *src_data,
+                                        size_t n, char *err, size_t errlen)
+{
+    if (src->dtype == m->dtype)
+        return upload(m, dst, src_data, n * pgd_dtype_size(m->dtype), err, errlen);
+    /* Convert on the host in bounded chunks, then upload. */
+    enum { CHUNK = 1 << 20 };
+    float *tmp = malloc((size_t)CHUNK * sizeof(float));
+    uint16_t *tmp16 = m->dtype == PGD_DTYPE_F32 ? NULL : malloc((size_t)CHUNK * 2);
+    if (!tmp || (m->dtype != PGD_DTYPE_F32 && !tmp16)) {
+        free(tmp);
+        free(tmp16);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of host memory converting \"%s\"",
+                        src->name);
+    }
+    enum pgd_status st = PGD_OK;
+    size_t esz = pgd_dtype_size(src->dtype), dsz = pgd_dtype_size(m->dtype);
+    for (size_t off = 0; off < n && st == PGD_OK; off += CHUNK) {
+        size_t cnt = n - off < CHUNK ? n - off : CHUNK;
+        pgd_convert_to_f32(tmp, (const char *)src_data + off * esz, src->dtype, cnt);
+        const void *chunk = tmp;
+        if (m->dtype == PGD_DTYPE_BF16 || m->dtype == PGD_DTYPE_F16) {
+            for (size_t i = 0; i < cnt; i++)
+                tmp16[i] = m->dtype == PGD_DTYPE_BF16 ? pgd_f32_to_bf16(tmp[i])
+                                                      : pgd_f32_to_f16(tmp[i]);
+            chunk = tmp16;
+        }
+        st = upload(m, (char *)dst + off * dsz, chunk, cnt * dsz, err, errlen);
+    }
+    free(tmp);
+    free(tmp16);
+    return st;
+}
+
+/* Loads rows [row0, row0 + n_rows) of tensor `name` (of exactly ndim/shape); a scalar
+ * (ndim 0) is one row. */
+static enum pgd_status load_rows(struct pgd_model_ctx *ctx, const char *name, int ndim,
+                                 const int64_t *shape, int64_t row0, int64_t n_rows,
+                                 struct pgd_tensor *out, char *err, size_t errlen)
+{
+    struct pgd__model *m = ctx->m;
+    const struct pgd__st_tensor *t = NULL;
+    enum pgd_status st = m->random_weights ? PGD_OK
+                                           : find_checked(ctx, name, ndim, shape, &t, err, errlen);
+    if (st)
+        return st;
+    *out = (struct pgd_tensor){ .dtype = m->dtype, .device = m->device, .ndim = ndim };
+    size_t row_elems = 1;
+    for (int i = 1; i < ndim; i++) {
+        out->ne[i] = shape[i];
+        row_elems *= (size_t)shape[i];
+    }
+    if (ndim > 0)
+        out->ne[0] = n_rows;
+    size_t n = row_elems * (size_t)n_rows;
+    if (m->random_weights) {
+        char rname[600];
+        snprintf(rname, sizeof rname, "%s@%lld", name, (long long)row0);
+        out->data = model_alloc(m, n * pgd_dtype_size(m->dtype));
+        if (!out->data)
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of %s memory for \"%s\" (%zu bytes)",
+                            pgd__device_name(m->device), name, n * pgd_dtype_size(m->dtype));
+        return fill_random(m, rname, out->data, n, ndim > 1 ? shape[ndim - 1] : 0, err, errlen);
+    }
+    const char *src = (const char *)t->data + (size_t)row0 * row_elems * pgd_dtype_size(t->dtype);
+    /* Zero-copy: a CPU model reads float32 weights straight from the map when aligned. */
+    if (m->device == PGD_DEVICE_CPU && t->dtype == m->dtype && ((uintptr_t)src % 16) == 0) {
+        out->data = (void *)src;
+        m->weight_bytes += n * pgd_dtype_size(m->dtype);
+        return PGD_OK;
+    }
+    out->data = model_alloc(m, n * pgd_dtype_size(m->dtype));
+    if (!out->data)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of %s memory loading \"%s\" (%zu bytes)",
+                        pgd__device_name(m->device), name, n * pgd_dtype_size(m->dtype));
+    return upload_converted(m, out->data, t, src, n, err, errlen);
+}
+
+enum pgd_status pgd_model_load_tensor(struct pgd_model_ctx *ctx, const char *name, int ndim,
+                                      const int64_t *shape, struct pgd_tensor *out,
+                                      char *err, size_t errlen)
+{
+    return load_rows(ctx, name, ndim, shape, 0, ndim > 0 ? shape[0] : 1, out, err, errlen);
+}
+
+enum pgd_status pgd_model_load_tensor_rows(struct pgd_model_ctx *ctx, const char *name, int ndim,
+                                           const int64_t *shape, int64_t row0, int64_t n_rows,
+                                           struct pgd_tensor *out, char *err, size_t errlen)
+{
+    if (ndim < 1 || ndim > PGD_MAX_DIMS)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: tensor \"%s\": ndim %d is not in "
+                        "1..%d", ctx->m->dir, name, ndim, PGD_MAX_DIMS);
+    if (row0 < 0 || n_rows <= 0 || row0 > shape[0] - n_rows)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: tensor \"%s\": rows [%lld, %lld) "
+                        "are not inside its %lld rows", ctx->m->dir, name, (long long)row0,
+                        (long long)(row0 + n_rows), (long long)shape[0]);
+    return load_rows(ctx, name, ndim, shape, row0, n_rows, out, err, errlen);
+}
+
+enum pgd_status pgd_model_load_linear_rows(struct pgd_model_ctx *ctx, const char *prefix,
+                                           int64_t in_features, int64_t total_out, int64_t row0,
+                                           int64_t n_rows, bool bias, struct pgd_linear *out,
+                                           char *err, size_t errlen)
+{
+    char name[512];
+    *out = (struct pgd_linear){ .in_features = in_features, .out_features = n_rows };
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    enum pgd_status st = pgd_model_load_tensor_rows(ctx, name, 2,
+                                                    (int64_t[]){ total_out, in_features }, row0,
+                                                    n_rows, &out->weight, err, errlen);
+    if (st || !bias)
+        return st;
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    return pgd_model_load_tensor_rows(ctx, name, 1, &total_out, row0, n_rows, &out->bias, err,
+                                      errlen);
+}
+
+enum pgd_status pgd_model_load_linear(struct pgd_model_ctx *ctx, const char *const *prefixes,
+                                      int n_parts, int64_t in_features,
+                                      const int64_t *out_features, bool bias,
+                                      struct pgd_linear *out, char *err, size_t errlen)
+{
+    struct pgd__model *m = ctx->m;
+    char name[512];
+    int64_t total_out = 0;
+    for (int i = 0; i < n_parts; i++)
+        total_out += out_features[i];
+    *out = (struct pgd_linear){ .in_features = in_features, .out_features = total_out };
+    if (n_parts == 1) {
+        snprintf(name, sizeof name, "%s.weight", prefixes[0]);
+        enum pgd_status st = pgd_model_load_tensor(ctx, name, 2,
+                                                   (int64_t[]){ total_out, in_features },
+                                                   &out->weight, err, errlen);
+        if (st)
+            return st;
+        if (bias) {
+            snprintf(name, sizeof name, "%s.bias", prefixes[0]);
+            return pgd_model_load_tensor(ctx, name, 1, &total_out, &out->bias, err, errlen);
+        }
+        return PGD_OK;
+    }
+    /* Fused: concatenate the parts along the output dimension. */
+    size_t esz = pgd_dtype_size(m->dtype);
+    out->weight = (struct pgd_tensor){ .dtype = m->dtype, .device = m->device, .ndim = 2,
+                                       .ne = { total_out, in_features } };
+    out->weight.data = model_alloc(m, (size_t)(total_out * in_features) * esz);
+    if (bias) {
+        out->bias = (struct pgd_tensor){ .dtype = m->dtype, .device = m->device, .ndim = 1,
+                                         .ne = { total_out } };
+        out->bias.data = model_alloc(m, (size_t)total_out * esz);
+    }
+    if (!out->weight.data || (bias && !out->bias.data))
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of %s memory loading \"%s\" fused",
+                        pgd__device_name(m->device), prefixes[0]);
+    if (m->random_weights) {
+        snprintf(name, sizeof name, "%s.weight", prefixes[0]);
+        enum pgd_status st = fill_random(m, name, out->weight.data,
+                                         (size_t)(total_out * in_features), in_features, err,
+                                         errlen);
+        snprintf(name, sizeof name, "%s.bias", prefixes[0]);
+        if (!st && bias)
+            st = fill_random(m, name, out->bias.data, (size_t)total_out, in_features, err, errlen);
+        return st;
+    }
+    int64_t row = 0;
+    for (int i = 0; i < n_parts; i++) {
+        const struct pgd__st_tensor *t;
+        snprintf(name, sizeof name, "%s.weight", prefixes[i]);
+        enum pgd_status st = find_checked(ctx, name, 2, (int64_t[]){ out_features[i], in_features },
+                                          &t, err, errlen);
+        if (!st)
+            st = upload_converted(m, (char *)out->weight.data + (size_t)(row * in_features) * esz,
+                                  t, t->data, (size_t)(out_features[i] * in_features), err,
+                                  errlen);
+        if (!st && bias) {
+            snprintf(name, sizeof name, "%s.bias", prefixes[i]);
+            st = find_checked(ctx, name, 1, &out_features[i], &t, err, errlen);
+            if (!st)
+                st = upload_converted(m, (char *)out->bias.data + (size_t)row * esz, t,
+                                      t->data, (size_t)out_features[i], err, errlen);
+        }
+        if (st)
+            return st;
+        row += out_features[i];
+    }
+    return PGD_OK;
+}
+
+struct pgd_linear pgd_linear_from_tensor(const struct pgd_tensor *weight)
+{
+    return (struct pgd_linear){ .weight = *weight, .in_features = pgd_tensor_cols(weight),
+                                .out_features = pgd_tensor_rows(weight) };
+}
+
+/* ---- special token ids -------------------------------------------------------------------- */
+static void add_ids(struct pgd__model *m, json_t *v)
+{
+    if (json_is_integer(v) && m->n_eos < PGD_MAX_EOS) {
+        m->eos_ids[m->n_eos++] = (int32_t)json_integer_value(v);
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e) add_ids(m, e);
+    }
+}
+
+static void read_special_ids(struct pgd__model *m)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/generation_config.json", m->dir);
+    json_t *gen = json_load_file(path, 0, NULL);
+    json_t *src = gen && json_object_get(gen, "eos_token_id") ? gen : m->config;
+    add_ids(m, json_object_get(src, "eos_token_id"));
+    json_t *bos = json_object_get(gen && json_object_get(gen, "bos_token_id") ? gen : m->config,
+                                  "bos_token_id");
+    m->bos_id = json_is_integer(bos) ? (int32_t)json_integer_value(bos) : -1;
+    json_decref(gen);
+}
+
+/* ---- the model ----------------------------------------------------------------------------- */
+static enum pgd_status pick_plugin(struct pgd__model *m, const struct pgd_registry *reg,
+                                   char *err, size_t errlen)
+{
+    json_t *archs = json_object_get(m->config, "architectures");
+    if (!json_is_array(archs) || json_array_size(archs) == 0)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT,
+                        "%s: \"architectures\" must be a non-empty list of strings",
+                        m->config_path);
+    size_t i;
+    json_t *a;
+    json_array_foreach(archs, i, a) {
+        if (!json_is_string(a))
+            return pgd_errf(err, errlen, PGD_ERR_FORMAT,
+                            "%s: \"architectures\" must be a list of strings", m->config_path);
+        m->plugin = pgd_registry_find_arch(reg, json_string_value(a));
+        if (m->plugin)
+            return PGD_OK;
+    }
+    char avail[1024];
+    pgd_registry_list_archs(reg, avail, sizeof avail);
+    return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED,
+                    "%s: no plugin claims architecture \"%s\"; available architectures: %s",
+                    m->config_path, json_string_value(json_array_get(archs, 0)), avail);
+}
+
+static enum pgd_dtype checkpoint_dtype(const struct pgd__model *m)
+{
+    const char *names[] = { "dtype", "torch_dtype" };
+    for (int i = 0; i < 2; i++) {
+        const char *s = json_string_value(json_object_get(m->config, names[i]));
+        if (s && !strcmp(s, "bfloat16"))
+            return PGD_DTYPE_BF16;
+        if (s && !strcmp(s, "float16"))
+            return PGD_DTYPE_F16;
+        if (s)
+            return PGD_DTYPE_F32;
+    }
+    return PGD_DTYPE_F32;
+}
+
+enum pgd_status pgd__model_load(const char *dir, const struct pgd_registry *reg,
+                                enum pgd_device device, struct pgd__model **out,
+                                char *err, size_t errlen)
+{
+    struct pgd__model_opts o = { .dtype = PGD_DTYPE_COUNT };
+    return pgd__model_load_opts(dir, reg, device, &o, out, err, errlen);
+}
+
+enum pgd_status pgd__model_load_opts(const char *dir, const struct pgd_registry *reg,
+                                     enum pgd_device device, const struct pgd__model_opts *opts,
+                                     struct pgd__model **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct pgd__model *m = calloc(1, sizeof *m);
+    if (!m)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+    m->device = device;
+    m->dir = strdup(dir);
+    m->config_path = malloc(strlen(dir) + sizeof "/config.json");
+    if (!m->dir || !m->config_path) {
+        pgd__model_destroy(m);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+    }
+    sprintf(m->config_path, "%s/config.json", dir);
+    enum pgd_status st = pgd__config_read(dir, &m->config, err, errlen);
+    if (!st)
+        st = pick_plugin(m, reg, err, errlen);
+    m->random_weights = opts->random_weights;
+    m->random_seed = opts->seed;
+    if (!st && !m->random_weights)
+        st = pgd__weights_open_dir(dir, &m->weights, err, errlen);
+    if (st) {
+        pgd__model_destroy(m);
+        return st;
+    }
+    /* The CPU computes in float32 (16-bit weights are widened at load); a GPU keeps the
+     * checkpoint's 16-bit dtype, or the one asked for. */
+    m->dtype = device == PGD_DEVICE_CPU ? PGD_DTYPE_F32 : checkpoint_dtype(m);
+    if (device != PGD_DEVICE_CPU && opts->dtype != PGD_DTYPE_COUNT)
+        m->dtype = opts->dtype;
+    if (m->dtype == PGD_DTYPE_F32 && device != PGD_DEVICE_CPU)
+        m->dtype = PGD_DTYPE_BF16;
+    if (device != PGD_DEVICE_CPU && m->dtype != PGD_DTYPE_BF16 && m->dtype != PGD_DTYPE_F16) {
+        pgd__model_destroy(m);
+        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: a GPU model computes in BF16 or "
+                        "F16, not %s", dir, pgd_dtype_name(m->dtype));
+    }
+    read_special_ids(m);
+#ifdef PGD_HAVE_CUDA
+    if (device == PGD_DEVICE_CUDA && !m->random_weights) {
+        m->stager = pgd_cuda_stager_create((size_t)32 << 20, err, errlen);
+        if (!m->stager) {
+            pgd__model_destroy(m);
+            return PGD_ERR_DEVICE;
+        }
+    }
+#endif
+
+    struct pgd_model_ctx ctx = { .m = m };
+    st = m->plugin->arch->load(&ctx, &m->desc, &m->impl, err, errlen);
+#ifdef PGD_HAVE_CUDA
+    pgd_cuda_stager_destroy(m->stager);
+    m->stager = NULL;
+#endif
+    if (st) {
+        if (err && errlen && !err[0])
+            snprintf(err, errlen, "%s: the %s plugin failed to load it (%s)", dir,
+                     m->plugin->name, pgd_status_str(st));
+        pgd__model_destroy(m);
+        return st;
+    }
+    const struct pgd_model_desc *d = &m->desc;
+    if (d->n_layers <= 0 || d->n_kv_heads <= 0 || d->head_dim <= 0 || d->vocab_size <= 0 ||
+        d->hidden_size <= 0) {
+        pgd__model_destroy(m);
+        return pgd_errf(err, errlen, PGD_ERR_PLUGIN,
+                        "%s: the %s plugin described the model with a non-positive size",
+                        dir, m->plugin->name);
+    }
+    PGD_INFO("loaded %s: %s (plugin %s %s), %d layers, hidden %d, vocab %d, on %s in %s, "
+             "%.2f GiB of weights%s", dir,
+             json_string_value(json_array_get(json_object_get(m->config, "architectures"), 0)),
+             m->plugin->name, m->plugin->version, d->n_layers, d->hidden_size, d->vocab_size,
+             pgd__device_name(device), pgd_dtype_name(m->dtype),
+             (double)m->weight_bytes / (1 << 30), m->random_weights ? " (random)" : "");
+    *out = m;
+    return PGD_OK;
+}
+
+void pgd__model_destroy(struct pgd__model *m)
+{
+    if (!m)
+        return;
+    if (m->impl && m->plugin)
+        m->plugin->arch->destroy(m->impl);
+    for (size_t i = 0; i < m->n_allocs; i++)
+        pgd__device_free(m->device, m->allocs[i]);
+    free(m->allocs);
+    pgd__weights_close(m->weights);
+    json_decref(m->config);
+    free(m->config_path);
+    free(m->dir);
+    free(m);
+}

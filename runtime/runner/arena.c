@@ -1,0 +1,99 @@
+/* The activation arena (see arena.h). */
+#include "runtime/runner/arena.h"
+#include "runtime/base/device.h"
+#include <stdlib.h>
+
+struct pgd__arena_chunk {
+    struct pgd__arena_chunk *next;
+    char *base;                        /* on the arena's device */
+    size_t cap, used;
+};
+
+#define ARENA_ALIGN 256
+
+void pgd__arena_init(struct pgd__arena *a, enum pgd_device device)
+{
+    a->device = device;
+    a->chunks = a->cur = NULL;
+    a->in_use = a->high_water = 0;
+    a->fingerprint = 0xcbf29ce484222325ull;
+}
+
+static struct pgd__arena_chunk *chunk_new(enum pgd_device device, size_t cap)
+{
+    struct pgd__arena_chunk *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->base = pgd__device_alloc(device, cap);
+    if (!c->base) {
+        free(c);
+        return NULL;
+    }
+    c->cap = cap;
+    return c;
+}
+
+int pgd__arena_reserve(struct pgd__arena *a, size_t bytes)
+{
+    size_t total = 0;
+    for (struct pgd__arena_chunk *c = a->chunks; c; c = c->next)
+        total += c->cap;
+    if (total >= bytes)
+        return 0;
+    /* Replace every chunk by one big enough (only between steps). */
+    struct pgd__arena_chunk *c = chunk_new(a->device, bytes);
+    if (!c)
+        return -1;
+    pgd__arena_fini(a);
+    a->chunks = a->cur = c;
+    return 0;
+}
+
+void *pgd__arena_alloc(struct pgd__arena *a, size_t bytes)
+{
+    bytes = (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    if (bytes == 0)
+        bytes = ARENA_ALIGN;
+    while (a->cur && a->cur->used + bytes > a->cur->cap)
+        a->cur = a->cur->next;
+    if (!a->cur) {
+        size_t cap = bytes > ((size_t)1 << 20) ? bytes : ((size_t)1 << 20);
+        struct pgd__arena_chunk *c = chunk_new(a->device, cap);
+        if (!c)
+            return NULL;
+        /* Append so that earlier chunks are tried first after a reset. */
+        struct pgd__arena_chunk **tail = &a->chunks;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = c;
+        a->cur = c;
+    }
+    void *p = a->cur->base + a->cur->used;
+    a->cur->used += bytes;
+    a->in_use += bytes;
+    a->fingerprint = (a->fingerprint ^ (uint64_t)(uintptr_t)p) * 0x100000001b3ull + bytes;
+    if (a->in_use > a->high_water)
+        a->high_water = a->in_use;
+    return p;
+}
+
+void pgd__arena_reset(struct pgd__arena *a)
+{
+    for (struct pgd__arena_chunk *c = a->chunks; c; c = c->next)
+        c->used = 0;
+    a->cur = a->chunks;
+    a->in_use = 0;
+    a->fingerprint = 0xcbf29ce484222325ull;
+}
+
+void pgd__arena_fini(struct pgd__arena *a)
+{
+    struct pgd__arena_chunk *c = a->chunks;
+    while (c) {
+        struct pgd__arena_chunk *next = c->next;
+        pgd__device_free(a->device, c->base);
+        free(c);
+        c = next;
+    }
+    a->chunks = a->cur = NULL;
+}

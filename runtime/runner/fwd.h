@@ -1,0 +1,52 @@
+/* Internal: struct pgd_fwd, the context of one forward step. The runner fills it; the
+ * architecture plugin reads it only through include/pagoda/ops.h. */
+#ifndef PGD_RUNTIME_FWD_H
+#define PGD_RUNTIME_FWD_H
+
+#include <pagoda/ops.h>
+#include "runtime/runner/arena.h"
+#include "runtime/kv/kv_cache.h"
+
+struct pgd_cuda_ctx;                   /* kernels/cuda/kernels.h */
+
+struct pgd_fwd {
+    enum pgd_device device;
+    enum pgd_dtype act_dtype;          /* activations (F32 on the CPU) */
+
+    /* The flat batch, in the device's memory. */
+    int n_tokens;
+    const int32_t *token_ids;          /* [n_tokens] */
+    const int32_t *positions;          /* [n_tokens], position within its sequence */
+    const int64_t *slot_mapping;       /* [n_tokens], cache row for each token's K/V */
+    int n_seqs;
+    const int32_t *query_start;        /* [n_seqs + 1], rows of each sequence */
+    const int32_t *seq_lens;           /* [n_seqs], tokens in the cache after this step */
+    const int32_t *block_tables;       /* [n_seqs, max_blocks] */
+    int max_blocks;
+    int max_seq_len;                   /* max of seq_lens */
+
+    /* Which rows need logits, and where they go. */
+    int n_logits;
+    const int32_t *logits_rows;        /* [n_logits], row indices into the batch */
+    float *logits;                     /* [n_logits, vocab_size], float32, on the device */
+    int vocab_size;
+
+    /* Host copies of the batch arrays the ops inspect (the same pointers on the CPU). */
+    const int32_t *h_token_ids;        /* [n_tokens] */
+    const int32_t *h_query_start;      /* [n_seqs + 1] */
+    const int32_t *h_logits_rows;      /* [n_logits] */
+    uint64_t step_id;                  /* increases every step */
+    /* Decode steps captured in a CUDA graph: [n_seqs, 4] int32 attention work items
+     * {seq, seq, 1, 0} in device memory the runner keeps (see struct pgd_cuda_attn);
+     * NULL otherwise. */
+    const int32_t *decode_items;
+    struct pgd_cuda_ctx *cuda;         /* borrowed from the runner; CUDA steps only */
+
+    struct pgd__kv_cache *kv;          /* borrowed from the runner */
+    struct pgd__arena *arena;          /* borrowed from the runner; reset every step */
+
+    enum pgd_status status;            /* first failure of the step */
+    char err[512];
+};
+
+#endif

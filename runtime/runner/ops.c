@@ -1,0 +1,526 @@
+/* The ops of include/pagoda/ops.h: shape checks, then dispatch on the step's device.
+ * The CPU kernels (kernels/cpu) are the reference implementation; on a CUDA step each op
+ * calls its kernels/cuda entry, and a kernel's failure is recorded in the step with the
+ * kernel's own message (which names the kernel and the shapes). */
+#include "config.h"
+#include "runtime/runner/fwd.h"
+#include "kernels/cpu/cpu_kernels.h"
+#ifdef PGD_HAVE_CUDA
+#include "kernels/cuda/kernels.h"
+#endif
+#include <pagoda/log.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ---- the step --------------------------------------------------------------------------- */
+int pgd_fwd_n_tokens(const struct pgd_fwd *f) { return f->n_tokens; }
+enum pgd_device pgd_fwd_device(const struct pgd_fwd *f) { return f->device; }
+enum pgd_dtype pgd_fwd_act_dtype(const struct pgd_fwd *f) { return f->act_dtype; }
+bool pgd_fwd_failed(const struct pgd_fwd *f) { return f->status != PGD_OK; }
+
+void pgd_fwd_fail(struct pgd_fwd *f, enum pgd_status st, const char *fmt, ...)
+{
+    if (f->status != PGD_OK)
+        return;
+    f->status = st;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->err, sizeof f->err, fmt, ap);
+    va_end(ap);
+}
+
+struct pgd_tensor pgd_fwd_alloc(struct pgd_fwd *f, int64_t rows, int64_t cols)
+{
+    struct pgd_tensor t = { .dtype = f->act_dtype, .device = f->device, .ndim = 2,
+                            .ne = { rows, cols } };
+    t.data = pgd__arena_alloc(f->arena, (size_t)(rows * cols) * pgd_dtype_size(f->act_dtype));
+    if (!t.data) {
+        pgd_fwd_fail(f, PGD_ERR_NOMEM, "activation arena: cannot allocate [%lld, %lld]",
+                     (long long)rows, (long long)cols);
+        /* Hand out a tensor with no rows so that callers' loops do nothing. */
+        t.ne[0] = 0;
+    }
+    return t;
+}
+
+/* True when the op should run: no earlier failure, and the tensors are on the step's
+ * device in the activation dtype. */
+static bool op_ready(struct pgd_fwd *f, const char *op, int n, const struct pgd_tensor *const *ts)
+{
+    if (f->status != PGD_OK)
+        return false;
+    for (int i = 0; i < n; i++) {
+        if (ts[i]->device != f->device) {
+            pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "%s: operand %d is on %s, the step on %s", op, i,
+                         ts[i]->device == PGD_DEVICE_CPU ? "cpu" : "cuda",
+                         f->device == PGD_DEVICE_CPU ? "cpu" : "cuda");
+            return false;
+        }
+        if (ts[i]->dtype != f->act_dtype) {
+            pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "%s: operand %d is %s, expected %s", op, i,
+                         pgd_dtype_name(ts[i]->dtype), pgd_dtype_name(f->act_dtype));
+            return false;
+        }
+    }
+#ifndef PGD_HAVE_CUDA
+    if (f->device != PGD_DEVICE_CPU) {
+        pgd_fwd_fail(f, PGD_ERR_UNSUPPORTED, "%s: no CUDA kernel in this build", op);
+        return false;
+    }
+#endif
+    return true;
+}
+
+#ifdef PGD_HAVE_CUDA
+/* Runs one kernels/cuda entry (whose last arguments are CUDA_ERR) and records a failure. */
+#define CUDA_ERR cuda_err_, sizeof cuda_err_
+#define CUDA_RUN(f, call)                                                               \
+    do {                                                                               \
+        char cuda_err_[400] = "";                                                      \
+        if (call)                                                                      \
+            pgd_fwd_fail(f, PGD_ERR_DEVICE, "%s", cuda_err_);                          \
+    } while (0)
+#define ON_CUDA(f) ((f)->device == PGD_DEVICE_CUDA)
+#else
+#define ON_CUDA(f) false
+#define CUDA_RUN(f, call) ((void)0)
+#endif
+
+static bool check_shape(struct pgd_fwd *f, const char *op, const char *what,
+                        const struct pgd_tensor *t, int64_t rows, int64_t cols)
+{
+    if (pgd_tensor_rows(t) == rows && pgd_tensor_cols(t) == cols)
+        return true;
+    pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "%s: %s is [%lld, %lld], expected [%lld, %lld]", op,
+                 what, (long long)pgd_tensor_rows(t), (long long)pgd_tensor_cols(t),
+                 (long long)rows, (long long)cols);
+    return false;
+}
+
+/* ---- ops -------------------------------------------------------------------------------- */
+void pgd_op_embed(struct pgd_fwd *f, const struct pgd_tensor *table, struct pgd_tensor *out)
+{
+    if (!op_ready(f, "embed", 2, (const struct pgd_tensor *[]){ table, out }))
+        return;
+    int64_t vocab = pgd_tensor_rows(table), d = pgd_tensor_cols(table);
+    if (!check_shape(f, "embed", "out", out, f->n_tokens, d))
+        return;
+    for (int i = 0; i < f->n_tokens; i++)
+        if (f->h_token_ids[i] < 0 || f->h_token_ids[i] >= vocab) {
+            pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "embed: token id %d outside the vocabulary [0, %lld)",
+                         f->h_token_ids[i], (long long)vocab);
+            return;
+        }
+    if (ON_CUDA(f)) {
+        CUDA_RUN(f, pgd_cuda_gather_rows(f->cuda, f->act_dtype, table->data, f->token_ids,
+                                         f->n_tokens, (int)d, out->data, CUDA_ERR));
+        return;
+    }
+    pgd_cpu_embed(table->data, f->token_ids, f->n_tokens, (int)d, out->data);
+}
+
+void pgd_op_rmsnorm(struct pgd_fwd *f, const struct pgd_tensor *x, const struct pgd_tensor *w,
+                    float eps, struct pgd_tensor *out)
+{
+    if (!op_ready(f, "rmsnorm", 3, (const struct pgd_tensor *[]){ x, w, out }))
+        return;
+    int64_t rows = pgd_tensor_rows(x), d = pgd_tensor_cols(x);
+    if (!check_shape(f, "rmsnorm", "weight", w, 1, d) ||
+        !check_shape(f, "rmsnorm", "out", out, rows, d))
+        return;
+    if (ON_CUDA(f)) {
+        CUDA_RUN(f, pgd_cuda_rmsnorm(f->cuda, f->act_dtype, x->data, w->data, eps, rows, (int)d,
+                                     out->data, CUDA_ERR));
+        return;
+    }
+    pgd_cpu_rmsnorm(x->data, w->data, eps, rows, (int)d, out->data);
+}
+
+void pgd_op_add_rmsnorm(struct pgd_fwd *f, struct pgd_tensor *residual,
+                        const struct pgd_tensor *delta, const struct pgd_tensor *w, float eps,
+                        struct pgd_tensor *out)
+{
+    if (!op_ready(f, "add_rmsnorm", 4, (const struct pgd_tensor *[]){ residual, delta, w, out }))
+        return;
+    int64_t rows = pgd_tensor_rows(residual), d = pgd_tensor_cols(residual);
+    if (!check_shape(f, "add_rmsnorm", "delta", delta, rows, d) ||
+        !check_shape(f, "add_rmsnorm", "weight", w, 1, d) ||
+        !check_shape(f, "add_rmsnorm", "out", out, rows, d))
+        return;
+    if (ON_CUDA(f)) {
+        CUDA_RUN(f, pgd_cuda_add_rmsnorm(f->cuda, f->act_dtype, residual->data, delta->data,
+                                         w->data, eps, rows, (int)d, out->data, CUDA_ERR));
+        return;
+    }
+    pgd_cpu_add_rmsnorm(residual->data, delta->data, w->data, eps, rows, (int)d, out->data);
+}
+
+void pgd_op_add(struct pgd_fwd *f, struct pgd_tensor *x, const struct pgd_tensor *delta)
+{
+    if (!op_ready(f, "add", 2, (const struct pgd_tensor *[]){ x, delta }))
+        return;
+    if (!check_shape(f, "add", "delta", delta, pgd_tensor_rows(x), pgd_tensor_cols(x)))
+        return;
+    if (ON_CUDA(f)) {
+        CUDA_RUN(f, pgd_cuda_add(f->cuda, f->act_dtype, x->data, delta->data, pgd_tensor_numel(x),
+                                 CUDA_ERR));
+        return;
+    }
+    pgd_cpu_add(x->data, delta->data, pgd_tensor_numel(x));
+}
+
+void pgd_op_linear(struct pgd_fwd *f, const struct pgd_linear *w, const struct pgd_tensor *x,
+                   struct pgd_tensor *y)
+{
+    if (w->quant) {
+        pgd_fwd_fail(f, PGD_ERR_UNSUPPORTED, "linear: quantized weights need their quant plugin");
+        return;
+    }
+    if (!op_ready(f, "linear", 3, (const struct pgd_tensor *[]){ &w->weight, x, y }))
+        return;
+    int64_t n = pgd_tensor_rows(x);
+    if (!check_shape(f, "linear", "x", x, n, w->in_features) ||
+        !check_shape(f, "linear", "y", y, n, w->out_features))
+        return;
+    if (ON_CUDA(f)) {
+        CUDA_RUN(f, pgd_cuda_linear(f->cuda, f->act_dtype, x->data, w->weight.data, w->bias.data,
+                                    (int)n, (int)w->in_features, (int)w->out_features,
+                                    f->act_dtype, y->data, CUDA_ERR));
+        return;
+    }
+    pgd_cpu_linear(x->data, w->weight.data, w->bias.data, (int)n, (int)w->in_features,
+                   (int)w->out_features, y->data);
+}
+
+void pgd_op_linear_multi(struct pgd_fwd *f, int count, const struct pgd_linear *const *w,
+                         const struct pgd_tensor *x, struct pgd_tensor *const *y)
+{
+    if (count < 1 || count > 3) {
+        pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "linear_multi: %d layers (1..3)", count);
+        return;
+    }
+    bool one_launch = ON_CUDA(f);
+    for (int i = 0; i < count; i++)
+        one_launch = one_launch && !w[i]->quant && w[i]->in_features == w[0]->in_features;
+    if (!one_launch) {
+        for (int i = 0; i < count; i++)
+            pgd_op_linear(f, w[i], x, y[i]);
+        return;
+    }
+#ifdef PGD_HAVE_CUDA
+    for (int i = 0; i < count; i++)
+        if (!op_ready(f, "linear_multi", 3, (const struct pgd_tensor *[]){ &w[i]->weight, x, y[i] }))
+            return;
+    int64_t n = pgd_tensor_rows(x);
+    const void *wd[3], *bd[3];
+    void *yd[3];
+    int out[3];
+    for (int i = 0; i < count; i++) {
+        if (!check_shape(f, "linear_multi", "x", x, n, w[i]->in_features) ||
+            !check_shape(f, "linear_multi", "y", y[i], n, w[i]->out_features))
+            return;
+        wd[i] = w[i]->weight.data;
+        bd[i] = w[i]->bias.data;
+        yd[i] = y[i]->data;
+        out[i] = (int)w[i]->out_features;
+    }
+    CUDA_RUN(f, pgd_cuda_linear_multi(f->cuda, f->act_dtype, x->data, (int)n,
+                                      (int)w[0]->in_features, count, wd, bd, out, yd, CUDA_ERR));
+#endif
+}
+
+void pgd_op_rope(struct pgd_fwd *f, const struct pgd_rope *rope, struct pgd_tensor *q,
+                 struct pgd_tensor *k)
+{
+    if (!op_ready(f, "rope", 2, (const struct pgd_tensor *[]){ q, k }))
+        return;
+    int64_t D = rope->head_dim;
+    if (pgd_tensor_rows(q) != f->n_tokens || pgd_tensor_rows(k) != f->n_tokens ||
+        pgd_tensor_cols(q) % D || pgd_tensor_cols(k) % D) {
+        pgd_fwd_fail(f, PGD_ERR_INVALID_ARG,
+                     "rope: q [%lld, %lld] and k [%lld, %lld] must be [%d, heads * %lld]",
+                     (long long)pgd_tensor_rows(q), (long long)pgd_tensor_cols(q),
+                     (long long)pgd_tensor_rows(k), (long long)pgd_tensor_cols(k), f->n_tokens,
+                     (long long)D);
+        return;
+    }
+    if (ON_CUDA(f)) {
+        CUDA_RUN(f, pgd_cuda_rope(f->cuda, f->act_dtype, q->data, (int)(pgd_tensor_cols(q) / D),
+                                  k->data, (int)(pgd_tensor_cols(k) / D), f->n_tokens, (int)D,
+                                  rope->rotary_dim, rope->inv_freq, f->positions, CUDA_ERR));
+        return;
+    }
+    pgd_cpu_rope(q->data, (int)(pgd_tensor_cols(q) / D), k->data, (int)(pgd_tensor_cols(k) / D),
+                 f->n_tokens, (int)D, rope->rotary_dim, rope->inv_freq, f->positions);
+}
+
+/* Whether layer's cache fits p and q, k, v, out are [n, heads * head_dim]. */
+static bool attention_args_ok(struct pgd_fwd *f, const char *op, int layer,
+                              const struct pgd_attn_params *p, const struct pgd_tensor *q,
+                              const struct pgd_tensor *k, const struct pgd_tensor *v,
+                              const struct pgd_tensor *out)
+{
+    struct pgd__kv_cache *kv = f->kv;
+    if (layer < 0 || layer >= kv->n_layers || p->n_kv_heads != kv->n_kv_heads ||
+        p->head_dim != kv->head_dim || p->n_kv_heads <= 0 || p->n_heads % p->n_kv_heads) {
+        pgd_fwd_fail(f, PGD_ERR_INVALID_ARG,
+                     "%s: layer %d with %d heads / %d kv heads of %d does not fit the "
+                     "cache (%d layers, %d kv heads of %d)", op, layer, p->n_heads,
+                     p->n_kv_heads, p->head_dim, kv->n_layers, kv->n_kv_heads, kv->head_dim);
+        return false;
+    }
+    int64_t n = f->n_tokens;
+    return check_shape(f, op, "q", q, n, (int64_t)p->n_heads * p->head_dim) &&
+           check_shape(f, op, "k", k, n, (int64_t)p->n_kv_heads * p->head_dim) &&
+           check_shape(f, op, "v", v, n, (int64_t)p->n_kv_heads * p->head_dim) &&
+           check_shape(f, op, "out", out, n, (int64_t)p->n_heads * p->head_dim);
+}
+
+/* The K/V write (unless the caller's kernel did it) and the attention itself. */
+static void attend(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p,
+                   const struct pgd_tensor *q, const struct pgd_tensor *k,
+                   const struct pgd_tensor *v, struct pgd_tensor *out, bool write_kv)
+{
+    struct pgd__kv_cache *kv = f->kv;
+#ifdef PGD_HAVE_CUDA
+    if (ON_CUDA(f)) {
+        if (write_kv)
+            CUDA_RUN(f, pgd_cuda_kv_write(f->cuda, f->act_dtype, kv->k[layer], kv->v[layer],
+                                          k->data, v->data, f->slot_mapping, f->n_tokens,
+                                          p->n_kv_heads * p->head_dim, CUDA_ERR));
+        struct pgd_cuda_attn a = {
+            .dtype = f->act_dtype, .q = q->data, .out = out->data, .k_cache = kv->k[layer],
+            .v_cache = kv->v[layer], .block_size = kv->block_size, .p = *p,
+            .n_tokens = f->n_tokens, .n_seqs = f->n_seqs, .query_start = f->query_start,
+            .seq_lens = f->seq_lens, .block_tables = f->block_tables,
+            .max_blocks = f->max_blocks, .positions = f->positions,
+            .h_query_start = f->h_query_start, .max_seq_len = f->max_seq_len,
+            .step_id = f->step_id, .decode_items = f->decode_items,
+        };
+        size_t sb = pgd_cuda_attention_scratch(f->cuda, &a);
+        void *scratch = sb ? pgd__arena_alloc(f->arena, sb) : NULL;
+        if (sb && !scratch) {
+            pgd_fwd_fail(f, PGD_ERR_NOMEM, "attention: no scratch of %zu bytes", sb);
+            return;
+        }
+        if (f->status == PGD_OK)
+            CUDA_RUN(f, pgd_cuda_attention(f->cuda, &a, scratch, CUDA_ERR));
+        return;
+    }
+#endif
+    (void)write_kv;
+    struct pgd_cpu_kv_layer cl = { .k = kv->k[layer], .v = kv->v[layer],
+                                   .block_size = kv->block_size, .n_kv_heads = kv->n_kv_heads,
+                                   .head_dim = kv->head_dim };
+    pgd_cpu_kv_write(&cl, k->data, v->data, f->slot_mapping, f->n_tokens);
+    struct pgd_cpu_seq_layout L = { .n_seqs = f->n_seqs, .query_start = f->query_start,
+                                    .seq_lens = f->seq_lens, .block_tables = f->block_tables,
+                                    .max_blocks = f->max_blocks, .positions = f->positions };
+    float *scores = pgd__arena_alloc(f->arena, (size_t)(f->max_seq_len + 1) * sizeof(float));
+    if (!scores) {
+        pgd_fwd_fail(f, PGD_ERR_NOMEM, "attention: no scratch for %d scores", f->max_seq_len);
+        return;
+    }
+    pgd_cpu_attention(&cl, &L, p, q->data, scores, out->data);
+}
+
+void pgd_op_attention(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p,
+                      const struct pgd_tensor *q, const struct pgd_tensor *k,
+                      const struct pgd_tensor *v, struct pgd_tensor *out)
+{
+    if (!op_ready(f, "attention", 4, (const struct pgd_tensor *[]){ q, k, v, out }) ||
+        !attention_args_ok(f, "attention", layer, p, q, k, v, out))
+        return;
+    attend(f, layer, p, q, k, v, out, true);
+}
+
+void pgd_op_rope_attention(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p,
+                           const struct pgd_rope *rope, const struct pgd_tensor *q_norm,
+                           const struct pgd_tensor *k_norm, float eps, struct pgd_tensor *q,
+                           struct pgd_tensor *k, const struct pgd_tensor *v,
+                           struct pgd_tensor *out)
+{
+    if (!op_ready(f, "rope_attention", 4, (const struct pgd_tensor *[]){ q, k, v, out }) ||
+        !attention_args_ok(f, "rope_attention", layer, p, q, k, v, out))
+        return;
+    if (rope->head_dim != p->head_dim || !q_norm != !k_norm ||
+        (q_norm && (pgd_tensor_numel(q_norm) != p->head_dim ||
+                    pgd_tensor_numel(k_norm) != p->head_dim))) {
+        pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "rope_attention: rope head_dim %d, q/k norms of %lld "
+                     "/ %lld elements for head_dim %d (both or neither, head_dim each)",
+                     rope->head_dim, q_norm ? (long long)pgd_tensor_numel(q_norm) : 0LL,
+                     k_norm ? (long long)pgd_tensor_numel(k_norm) : 0LL, p->head_dim);
+        return;
+    }
+#ifdef PGD_HAVE_CUDA
+    if (ON_CUDA(f)) {
+        struct pgd__kv_cache *kv = f->kv;
+        CUDA_RUN(f, pgd_cuda_rope_kv_write(f->cuda, f->act_dtype, q->data, p->n_heads, k->data,
+                                           v->data, p->n_kv_heads, f->n_tokens, p->head_dim,
+                                           rope->rotary_dim, rope->inv_freq, f->positions,
+                                           q_norm ? q_norm->data : NULL,
+                                           k_norm ? k_norm->data : NULL, eps, kv->k[layer],
+                                           kv->v[layer], f->slot_mapping, CUDA_ERR));
+        if (f->status == PGD_OK)
+            attend(f, layer, p, q, k, v, out, false);
+        return;
+    }
+#endif
+    if (q_norm) {
+        int64_t n = f->n_tokens;
+        struct pgd_tensor qh = pgd_tensor_view2d(q, n * p->n_heads, p->head_dim);
+        struct pgd_tensor kh = pgd_tensor_view2d(k, n * p->n_kv_heads, p->head_dim);
+        pgd_op_rmsnorm(f, &qh, q_norm, eps, &qh);
+        pgd_op_rmsnorm(f, &kh, k_norm, eps, &kh);
+    }
+    pgd_op_rope(f, rope, q, k);
+    if (f->status == PGD_OK)
+        attend(f, layer, p, q, k, v, out, true);
+}
+
+void pgd_op_act_mul(struct pgd_fwd *f, enum pgd_act act, const struct pgd_tensor *gate_up,
+                    struct pgd_tensor *out)
+{
+    if (!op_ready(f, "act_mul", 2, (const struct pgd_tensor *[]){ gate_up, out }))
+        return;
+    int64_t n = pgd_tensor_rows(gate_up), inter = pgd_tensor_cols(gate_up) / 2;
+    if (pgd_tensor_cols(gate_up) % 2 || !check_shape(f, "act_mul", "out", out, n, inter)) {
+        if (f->status == PGD_OK)
+            pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "act_mul: gate_up has an odd width %lld",
+                         (long long)pgd_tensor_cols(gate_up));
+        return;
+    }
+    if (ON_CUDA(f)) {
+        CUDA_RUN(f, pgd_cuda_act_mul(f->cuda, f->act_dtype, act, gate_up->data, (int)n,
+                                     (int)inter, out->data, CUDA_ERR));
+        return;
+    }
+    pgd_cpu_act_mul(act, gate_up->data, (int)n, (int)inter, out->data);
+}
+
+void pgd_op_linear_act_mul(struct pgd_fwd *f, const struct pgd_linear *gate_up, enum pgd_act act,
+                           const struct pgd_tensor *x, struct pgd_tensor *gate_up_scratch,
+                           struct pgd_tensor *out)
+{
+    if (!ON_CUDA(f) || gate_up->quant) {
+        /* The reference (and the quant plugin's linear): the two ops as they are. */
+        pgd_op_linear(f, gate_up, x, gate_up_scratch);
+        pgd_op_act_mul(f, act, gate_up_scratch, out);
+        return;
+    }
+#ifdef PGD_HAVE_CUDA
+    if (!op_ready(f, "linear_act_mul", 4,
+                  (const struct pgd_tensor *[]){ &gate_up->weight, x, gate_up_scratch, out }))
+        return;
+    int64_t n = pgd_tensor_rows(x), inter = gate_up->out_features / 2;
+    if (gate_up->out_features % 2) {
+        pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "linear_act_mul: gate_up has an odd width %lld",
+                     (long long)gate_up->out_features);
+        return;
+    }
+    if (!check_shape(f, "linear_act_mul", "x", x, n, gate_up->in_features) ||
+        !check_shape(f, "linear_act_mul", "scratch", gate_up_scratch, n, 2 * inter) ||
+        !check_shape(f, "linear_act_mul", "out", out, n, inter))
+        return;
+    CUDA_RUN(f, pgd_cuda_linear_act_mul(f->cuda, f->act_dtype, act, x->data,
+                                        gate_up->weight.data, gate_up->bias.data, (int)n,
+                                        (int)gate_up->in_features, (int)inter,
+                                        gate_up_scratch->data, out->data, CUDA_ERR));
+#endif
+}
+
+void pgd_op_logits(struct pgd_fwd *f, const struct pgd_tensor *h, const struct pgd_linear *head)
+{
+    if (f->n_logits == 0)
+        return;
+    if (!op_ready(f, "logits", 2, (const struct pgd_tensor *[]){ h, &head->weight }))
+        return;
+    int64_t d = pgd_tensor_cols(h);
+    if (!check_shape(f, "logits", "h", h, f->n_tokens, head->in_features))
+        return;
+    if (head->out_features != f->vocab_size) {
+        pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "logits: head has %lld rows, the vocabulary %d",
+                     (long long)head->out_features, f->vocab_size);
+        return;
+    }
+    /* Gather the rows that need logits, then one GEMM over just those. */
+#ifdef PGD_HAVE_CUDA
+    if (ON_CUDA(f)) {
+        void *g = pgd__arena_alloc(f->arena, (size_t)f->n_logits * d * pgd_dtype_size(f->act_dtype));
+        if (!g) {
+            pgd_fwd_fail(f, PGD_ERR_NOMEM, "logits: no scratch for %d rows", f->n_logits);
+            return;
+        }
+        CUDA_RUN(f, pgd_cuda_gather_rows(f->cuda, f->act_dtype, h->data, f->logits_rows,
+                                         f->n_logits, (int)d, g, CUDA_ERR));
+        if (f->status == PGD_OK)
+            CUDA_RUN(f, pgd_cuda_linear(f->cuda, f->act_dtype, g, head->weight.data,
+                                        head->bias.data, f->n_logits, (int)d,
+                                        (int)head->out_features, PGD_DTYPE_F32, f->logits,
+                                        CUDA_ERR));
+        return;
+    }
+#endif
+    float *rows = pgd__arena_alloc(f->arena, (size_t)f->n_logits * d * sizeof(float));
+    if (!rows) {
+        pgd_fwd_fail(f, PGD_ERR_NOMEM, "logits: no scratch for %d rows", f->n_logits);
+        return;
+    }
+    const float *hd = h->data;
+    for (int i = 0; i < f->n_logits; i++)
+        for (int64_t c = 0; c < d; c++)
+            rows[(size_t)i * d + c] = hd[(size_t)f->logits_rows[i] * d + c];
+    pgd_cpu_linear(rows, head->weight.data, head->bias.data, f->n_logits, (int)d,
+                   (int)head->out_features, f->logits);
+}
+
+/* ---- rope ------------------------------------------------------------------------------- */
+enum pgd_status pgd_rope_init(struct pgd_rope *rope, const struct pgd_rope_config *cfg,
+                              char *err, size_t errlen)
+{
+    rope->inv_freq = NULL;
+    if (cfg->head_dim <= 0 || cfg->rotary_dim <= 0 || cfg->rotary_dim > cfg->head_dim ||
+        cfg->rotary_dim % 2 || cfg->rotary_dim > 1024)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                        "rope: rotary_dim %d must be even, positive, <= head_dim %d and <= 1024",
+                        cfg->rotary_dim, cfg->head_dim);
+    if (!(cfg->theta > 0))
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "rope: rope_theta %g must be > 0",
+                        cfg->theta);
+    int half = cfg->rotary_dim / 2;
+    rope->head_dim = cfg->head_dim;
+    rope->rotary_dim = cfg->rotary_dim;
+    rope->inv_freq = malloc((size_t)half * sizeof(float));
+    if (!rope->inv_freq)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "rope: out of memory");
+    for (int j = 0; j < half; j++) {
+        /* As transformers computes it: in float32, base ** (2j / dim). */
+        float expo = (float)(2 * j) / (float)cfg->rotary_dim;
+        float inv = (float)(1.0 / pow(cfg->theta, (double)expo));
+        if (cfg->scaling == PGD_ROPE_LINEAR) {
+            inv = (float)(inv / cfg->factor);
+        } else if (cfg->scaling == PGD_ROPE_LLAMA3) {
+            double old_ctx = cfg->original_max_position;
+            double low_wl = old_ctx / cfg->low_freq_factor;
+            double high_wl = old_ctx / cfg->high_freq_factor;
+            double wavelen = 2.0 * M_PI / inv;
+            if (wavelen > low_wl) {
+                inv = (float)(inv / cfg->factor);
+            } else if (wavelen >= high_wl) {   /* medium frequencies: interpolate */
+                double smooth = (old_ctx / wavelen - cfg->low_freq_factor) /
+                                (cfg->high_freq_factor - cfg->low_freq_factor);
+                inv = (float)((1.0 - smooth) * inv / cfg->factor + smooth * inv);
+            }
+        }
+        rope->inv_freq[j] = inv;
+    }
+    return PGD_OK;
+}
+
+void pgd_rope_fini(struct pgd_rope *rope)
+{
+    free(rope->inv_freq);
+    rope->inv_freq = NULL;
+}

@@ -1,0 +1,538 @@
+/* The model runner (see runner.h): sequences in, one flat batch, logits out.
+ *
+ * The step's batch metadata lives in one buffer laid out tightly for the step's sizes: host
+ * memory on the CPU; on a GPU a pinned host buffer and its device twin, copied with one
+ * host-to-device transfer per step on the context's stream. The logits come back as
+ * float32 into pinned host memory (or, for greedy steps, only the argmax ids; for sampled
+ * steps, only the sampling results: see runner_sample.c). */
+#include "config.h"
+#include "runtime/runner/runner_internal.h"
+#include "runtime/model/model.h"
+#include "runtime/runner/fwd.h"
+#include "runtime/base/device.h"
+#include "runtime/sample/sample_rows.h"
+#include <pagoda/log.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef PGD_HAVE_CUDA
+#include "kernels/cuda/kernels.h"
+#endif
+
+struct pgd__meta_layout pgd__meta_layout(int n_tokens, int n_seqs, int max_blocks)
+{
+    struct pgd__meta_layout L;
+    size_t off = 0;
+    L.slot_mapping = off;
+    off += (size_t)n_tokens * sizeof(int64_t);
+    L.token_ids = off;
+    off += (size_t)n_tokens * sizeof(int32_t);
+    L.positions = off;
+    off += (size_t)n_tokens * sizeof(int32_t);
+    L.logits_rows = off;
+    off += (size_t)n_tokens * sizeof(int32_t);
+    L.query_start = off;
+    off += (size_t)(n_seqs + 1) * sizeof(int32_t);
+    L.seq_lens = off;
+    off += (size_t)n_seqs * sizeof(int32_t);
+    L.block_tables = off;
+    off += (size_t)n_seqs * max_blocks * sizeof(int32_t);
+    L.total = off;
+    return L;
+}
+
+static bool on_cuda(const struct pgd__runner *r) { return r->params.device == PGD_DEVICE_CUDA; }
+
+static void *host_alloc(const struct pgd__runner *r, size_t bytes)
+{
+#ifdef PGD_HAVE_CUDA
+    if (on_cuda(r))
+        return pgd_cuda_host_alloc(bytes);
+#endif
+    return malloc(bytes ? bytes : 1);
+}
+
+static void host_free(const struct pgd__runner *r, void *p)
+{
+#ifdef PGD_HAVE_CUDA
+    if (on_cuda(r)) {
+        pgd_cuda_host_free(p);
+        return;
+    }
+#endif
+    free(p);
+}
+
+/* Waits for the GPU (a no-op on the CPU). */
+static enum pgd_status device_sync(struct pgd__runner *r, char *err, size_t errlen)
+{
+#ifdef PGD_HAVE_CUDA
+    if (on_cuda(r) && r->cuda && pgd_cuda_sync(r->cuda, err, errlen))
+        return PGD_ERR_DEVICE;
+#endif
+    return PGD_OK;
+}
+
+static void meta_free(struct pgd__runner *r)
+{
+    host_free(r, r->meta_host);
+    if (r->meta_dev && r->meta_dev != r->meta_host)
+        pgd__device_free(r->params.device, r->meta_dev);
+    r->meta_host = r->meta_dev = NULL;
+    r->meta_cap = 0;
+}
+
+static enum pgd_status meta_reserve(struct pgd__runner *r, size_t bytes, char *err, size_t errlen)
+{
+    if (bytes <= r->meta_cap)
+        return PGD_OK;
+    enum pgd_status st = device_sync(r, err, errlen);
+    if (st)
+        return st;
+    meta_free(r);
+    size_t cap = bytes + bytes / 2;
+    r->meta_host = host_alloc(r, cap);
+    r->meta_dev = on_cuda(r) ? pgd__device_alloc(r->params.device, cap) : r->meta_host;
+    if (!r->meta_host || !r->meta_dev) {
+        meta_free(r);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "runner: out of memory for %zu bytes of "
+                        "batch metadata", cap);
+    }
+    r->meta_cap = cap;
+    return PGD_OK;
+}
+
+void pgd__runner_default_params(struct pgd__runner_params *p)
+{
+    *p = (struct pgd__runner_params){
+        .device = PGD_DEVICE_CPU,
+        .block_size = 16,
+        .num_blocks = 0,
+        .kv_cache_bytes = (size_t)256 << 20,
+        .max_num_batched_tokens = 2048,
+        .max_num_seqs = 256,
+        .gpu_memory_utilization = 0.9,
+        .dtype = PGD_DTYPE_COUNT,
+    };
+}
+
+const struct pgd_model_desc *pgd__runner_desc(const struct pgd__runner *r)
+{
+    return &r->model->desc;
+}
+int pgd__runner_num_blocks(const struct pgd__runner *r) { return r->kv.num_blocks; }
+int pgd__runner_block_size(const struct pgd__runner *r) { return r->kv.block_size; }
+const struct pgd__model *pgd__runner_model(const struct pgd__runner *r) { return r->model; }
+size_t pgd__runner_activation_bytes(const struct pgd__runner *r)
+{
+    return r->act_bytes ? r->act_bytes : r->arena.high_water;
+}
+
+#ifdef PGD_HAVE_CUDA
+/* One step of max_num_batched_tokens (one sequence, logits for max_num_seqs rows) over a
+ * temporary cache, to learn the activation high water; then the KV pool gets
+ * gpu_memory_utilization of the card minus everything in use. */
+static enum pgd_status size_gpu_cache(struct pgd__runner *r, size_t block_bytes, int *num_blocks,
+                                      char *err, size_t errlen)
+{
+    const struct pgd__runner_params *p = &r->params;
+    const struct pgd_model_desc *d = &r->model->desc;
+    int T = p->max_num_batched_tokens, bs = p->block_size, nb = (T + bs - 1) / bs;
+    enum pgd_status st = pgd__kv_cache_init(&r->kv, p->device, r->model->dtype, d->n_layers, nb,
+                                            bs, d->n_kv_heads, d->head_dim, err, errlen);
+    int32_t *tokens = malloc((size_t)T * sizeof *tokens), *table = malloc((size_t)nb * sizeof *table);
+    if (!st && (!tokens || !table))
+        st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of host memory");
+    if (!st) {
+        for (int i = 0; i < T; i++)
+            tokens[i] = (int32_t)((i * 7919u) % (unsigned)d->vocab_size);
+        for (int b = 0; b < nb; b++)
+            table[b] = b;
+        struct pgd__step_seq s = { .tokens = tokens, .n_new = T, .n_computed = 0,
+                                   .block_table = table, .n_blocks = nb,
+                                   .n_logits = T < p->max_num_seqs ? T : p->max_num_seqs };
+        const float *logits;
+        char e2[512];
+        st = pgd__runner_step(r, &s, 1, &logits, e2, sizeof e2);
+        if (st)
+            pgd_errf(err, errlen, st, "profiling step of %d tokens: %s", T, e2);
+    }
+    free(tokens);
+    free(table);
+    pgd__kv_cache_fini(&r->kv);
+    if (st)
+        return st;
+    /* Decode steps may split attention over the context: up to 64 MiB more scratch. */
+    r->act_bytes = r->arena.high_water;
+    if (pgd__arena_reserve(&r->arena, r->act_bytes + ((size_t)64 << 20)))
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of GPU memory for %zu bytes of "
+                        "activations", r->act_bytes + ((size_t)64 << 20));
+    size_t free_b, total_b;
+    if (pgd_cuda_mem_info(&free_b, &total_b, err, errlen))
+        return PGD_ERR_DEVICE;
+    double used = (double)(total_b - free_b), budget = p->gpu_memory_utilization * total_b - used;
+    double gib = 1024.0 * 1024.0 * 1024.0;
+    if (budget < (double)block_bytes)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM,
+                        "out of GPU memory: gpu_memory_utilization %.2f of %.1f GiB leaves %.2f "
+                        "GiB for the KV cache after the weights (%.2f GiB), activations (%.2f "
+                        "GiB at %d batched tokens) and everything else in use (%.2f GiB); one "
+                        "block needs %zu bytes", p->gpu_memory_utilization, total_b / gib,
+                        budget / gib, r->model->weight_bytes / gib, r->act_bytes / gib, T,
+                        used / gib, block_bytes);
+    double nbl = budget / (double)block_bytes;
+    /* No more blocks than every sequence at full length could hold, four times over (the rest
+     * would only keep old prefixes, and a tiny model would get millions of host records). */
+    double useful = 4.0 * p->max_num_seqs *
+                    ((double)(d->max_position_embeddings + p->block_size - 1) / p->block_size);
+    if (nbl > useful) {
+        PGD_INFO("kv cache: capping %.0f blocks to %.0f (4 x max_num_seqs %d x %d tokens)", nbl,
+                 useful, p->max_num_seqs, d->max_position_embeddings);
+        nbl = useful;
+    }
+    *num_blocks = nbl > 2e9 ? 2000000000 : (int)nbl;
+    PGD_INFO("gpu memory: %.1f GiB, weights %.2f GiB, activations %.2f GiB (+64 MiB scratch), "
+             "KV cache %.2f GiB at gpu_memory_utilization %.2f", total_b / gib,
+             r->model->weight_bytes / gib, r->act_bytes / gib,
+             (double)*num_blocks * block_bytes / gib, p->gpu_memory_utilization);
+    return PGD_OK;
+}
+#endif
+
+enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pgd__runner **out,
+                                   char *err, size_t errlen)
+{
+    *out = NULL;
+    if (p->block_size <= 0 || p->block_size > 1024 || p->max_num_batched_tokens <= 0 ||
+        p->max_num_seqs <= 0)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                        "runner: block_size %d (1..1024), max_num_batched_tokens %d and "
+                        "max_num_seqs %d must be positive", p->block_size,
+                        p->max_num_batched_tokens, p->max_num_seqs);
+    if (!(p->gpu_memory_utilization > 0 && p->gpu_memory_utilization <= 1))
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                        "runner: gpu_memory_utilization %g must be in (0, 1]",
+                        p->gpu_memory_utilization);
+    if (!pgd__device_available(p->device))
+        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "device %s is not available in this "
+                        "build or on this machine", pgd__device_name(p->device));
+    struct pgd__runner *r = calloc(1, sizeof *r);
+    if (!r)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+    r->params = *p;
+    pgd__arena_init(&r->arena, p->device);
+    enum pgd_status st = PGD_OK;
+#ifdef PGD_HAVE_CUDA
+    if (on_cuda(r) && pgd_cuda_ctx_create(&r->cuda, err, errlen)) {
+        free(r);
+        return PGD_ERR_DEVICE;
+    }
+#endif
+    struct pgd__model_opts mo = { .dtype = p->dtype, .random_weights = p->random_weights,
+                                  .seed = p->seed };
+    st = pgd__model_load_opts(p->model_dir, p->registry, p->device, &mo, &r->model, err, errlen);
+    if (st) {
+        pgd__runner_destroy(r);
+        return st;
+    }
+    st = pgd__runner_sampling_init(r, err, errlen);
+    if (st) {
+        pgd__runner_destroy(r);
+        return st;
+    }
+    const struct pgd_model_desc *d = &r->model->desc;
+    int num_blocks = p->num_blocks;
+    size_t block_bytes = pgd__kv_cache_block_bytes(d->n_layers, p->block_size, d->n_kv_heads,
+                                                   d->head_dim, r->model->dtype);
+#ifdef PGD_HAVE_CUDA
+    if (num_blocks <= 0 && on_cuda(r)) {
+        st = size_gpu_cache(r, block_bytes, &num_blocks, err, errlen);
+        if (st) {
+            pgd__runner_destroy(r);
+            return st;
+        }
+    }
+#endif
+    if (num_blocks <= 0)
+        num_blocks = (int)(p->kv_cache_bytes / block_bytes);
+    if (num_blocks <= 0) {
+        pgd__runner_destroy(r);
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                        "kv cache: %zu bytes hold no block of %zu bytes", p->kv_cache_bytes,
+                        block_bytes);
+    }
+    st = pgd__kv_cache_init(&r->kv, p->device, r->model->dtype, d->n_layers, num_blocks,
+                            p->block_size, d->n_kv_heads, d->head_dim, err, errlen);
+    if (st) {
+        pgd__runner_destroy(r);
+        return st;
+    }
+    st = meta_reserve(r, pgd__meta_layout(p->max_num_batched_tokens, p->max_num_seqs, 1).total,
+                      err, errlen);
+    if (!st)
+        st = pgd__graphs_create(r, &r->graphs, err, errlen);
+    if (st) {
+        pgd__runner_destroy(r);
+        return st;
+    }
+    int max_len = d->max_position_embeddings > 0 ? d->max_position_embeddings : 1;
+    PGD_INFO("kv cache: %d blocks of %d tokens (%.1f MiB, %zu bytes a block) on %s: %.2fx "
+             "concurrency at %d tokens a sequence", num_blocks, p->block_size,
+             (double)block_bytes * num_blocks / (1 << 20), block_bytes,
+             pgd__device_name(p->device), (double)num_blocks * p->block_size / max_len, max_len);
+    *out = r;
+    return PGD_OK;
+}
+
+void pgd__runner_destroy(struct pgd__runner *r)
+{
+    if (!r)
+        return;
+    char err[256];
+    (void)device_sync(r, err, sizeof err);
+    pgd__graphs_destroy(r->graphs);
+    pgd__runner_sampling_fini(r);
+    pgd__kv_cache_fini(&r->kv);
+    pgd__arena_fini(&r->arena);
+    pgd__model_destroy(r->model);
+    meta_free(r);
+    host_free(r, r->logits);
+    host_free(r, r->greedy);
+#ifdef PGD_HAVE_CUDA
+    pgd_cuda_ctx_destroy(r->cuda);
+#endif
+    free(r);
+}
+
+/* Checks the step against the runner's limits and grows the host buffers that depend on
+ * it (logits rows). */
+enum pgd_status pgd__runner_check_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
+                                       int n_seqs, int *n_tokens, int *n_logits,
+                                       int *max_blocks, char *err, size_t errlen)
+{
+    int bs = r->kv.block_size;
+    if (n_seqs <= 0 || n_seqs > r->params.max_num_seqs)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                        "step: %d sequences (must be 1..%d)", n_seqs, r->params.max_num_seqs);
+    long total = 0, logits = 0;
+    int mb = 1;
+    for (int s = 0; s < n_seqs; s++) {
+        const struct pgd__step_seq *q = &seqs[s];
+        if (q->n_new <= 0 || q->n_computed < 0 || q->n_logits < 0 || q->n_logits > q->n_new)
+            return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                            "step: sequence %d has n_new %d, n_computed %d, n_logits %d", s,
+                            q->n_new, q->n_computed, q->n_logits);
+        long len = (long)q->n_computed + q->n_new;
+        if ((long)q->n_blocks * bs < len)
+            return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                            "step: sequence %d has %ld tokens but %d blocks of %d", s, len,
+                            q->n_blocks, bs);
+        /* Entries before the block of the first new position may be -1: blocks a sliding
+         * window left behind, which attention never reads. */
+        int first_written = q->n_computed / bs;
+        for (int b = 0; b < q->n_blocks; b++)
+            if ((q->block_table[b] < 0 && b >= first_written) ||
+                q->block_table[b] >= r->kv.num_blocks)
+                return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                                "step: sequence %d block %d is %d, outside the pool of %d", s,
+                                b, q->block_table[b], r->kv.num_blocks);
+        total += q->n_new;
+        logits += q->n_logits;
+        if (q->n_blocks > mb)
+            mb = q->n_blocks;
+    }
+    if (total > r->params.max_num_batched_tokens)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                        "step: %ld tokens exceed max_num_batched_tokens %d", total,
+                        r->params.max_num_batched_tokens);
+    if (logits > r->logits_cap) {
+        host_free(r, r->logits);
+        r->logits = host_alloc(r, (size_t)logits * r->model->desc.vocab_size * sizeof(float));
+        r->logits_cap = r->logits ? (int)logits : 0;
+        if (!r->logits)
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: out of memory for %ld logits rows",
+                            logits);
+    }
+    *n_tokens = (int)total;
+    *n_logits = (int)logits;
+    *max_blocks = mb;
+    return PGD_OK;
+}
+
+/* The argmax ids of the rows into greedy, or (greedy NULL) the rows into r->logits. */
+static enum pgd_status finish_rows(struct pgd__runner *r, const float *logits, int n_logits,
+                                   int32_t *greedy, int32_t *ids_dev, char *err, size_t errlen)
+{
+    enum pgd_status st;
+    int vocab = r->model->desc.vocab_size;
+    if (greedy && n_logits > r->greedy_cap) {
+        if ((st = device_sync(r, err, errlen)))
+            return st;
+        host_free(r, r->greedy);
+        r->greedy = host_alloc(r, (size_t)n_logits * sizeof(int32_t));
+        r->greedy_cap = r->greedy ? n_logits : 0;
+        if (!r->greedy)
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: out of memory for %d ids", n_logits);
+    }
+#ifdef PGD_HAVE_CUDA
+    if (on_cuda(r)) {
+        int rc;
+        if (greedy) {
+            int32_t *ids = ids_dev ? ids_dev
+                                   : pgd__arena_alloc(&r->arena, (size_t)n_logits * sizeof(int32_t));
+            rc = !ids ? pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for ids") != 0
+                      : pgd_cuda_argmax(r->cuda, logits, n_logits, vocab, ids, err, errlen) ||
+                            pgd_cuda_copy_d2h_async(r->cuda, r->greedy, ids,
+                                                    (size_t)n_logits * sizeof(int32_t), err,
+                                                    errlen);
+        } else {
+            rc = pgd_cuda_copy_d2h_async(r->cuda, r->logits, logits,
+                                         (size_t)n_logits * vocab * sizeof(float), err, errlen);
+        }
+        if (rc || pgd_cuda_sync(r->cuda, err, errlen))
+            return PGD_ERR_DEVICE;
+        if (greedy)
+            memcpy(greedy, r->greedy, (size_t)n_logits * sizeof(int32_t));
+        return PGD_OK;
+    }
+#endif
+    if (greedy)
+        for (int i = 0; i < n_logits; i++) {
+            const float *row = r->logits + (size_t)i * vocab;
+            int best = 0;
+            for (int v = 1; v < vocab; v++)
+                if (row[v] > row[best])
+                    best = v;
+            greedy[i] = best;
+        }
+    return PGD_OK;
+}
+
+/* See runner_internal.h. */
+enum pgd_status pgd__runner_finish(struct pgd__runner *r, const float *logits, int n_logits,
+                                   const struct pgd__step_want *want, int32_t *ids_dev,
+                                   char *err, size_t errlen)
+{
+    if (!want->rows)
+        return finish_rows(r, logits, n_logits, want->greedy, ids_dev, err, errlen);
+    bool greedy = true;
+    for (int i = 0; greedy && i < n_logits; i++)
+        greedy = pgd__sample_row_plain_greedy(&want->rows[i]);
+    if (!greedy)
+        return pgd__runner_sample(r, logits, n_logits, want->rows, want->res, err, errlen);
+    /* Every row the plain argmax: the greedy kernel, ids only (in the result records). */
+    int32_t *ids = malloc((size_t)(n_logits > 0 ? n_logits : 1) * sizeof *ids);
+    if (!ids)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: out of memory for %d ids", n_logits);
+    enum pgd_status st = finish_rows(r, logits, n_logits, ids, ids_dev, err, errlen);
+    for (int i = 0; !st && i < n_logits; i++) {
+        memset(&want->res[i].chosen, 0, sizeof want->res[i].chosen);
+        want->res[i].token = ids[i];
+    }
+    free(ids);
+    return st;
+}
+
+/* Runs a step and hands back what `want` asks for (see pgd__runner_finish). */
+static enum pgd_status run_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
+                                int n_seqs, const struct pgd__step_want *want, char *err,
+                                size_t errlen)
+{
+    enum pgd_status st;
+    if (pgd__graphs_step(r, seqs, n_seqs, want, &st, err, errlen))
+        return st;
+    int n_tokens = 0, n_logits = 0, max_blocks = 0;
+    st = pgd__runner_check_step(r, seqs, n_seqs, &n_tokens, &n_logits, &max_blocks, err, errlen);
+    if (st)
+        return st;
+    struct pgd__meta_layout L = pgd__meta_layout(n_tokens, n_seqs, max_blocks);
+    if ((st = meta_reserve(r, L.total, err, errlen)))
+        return st;
+    char *H = r->meta_host, *D = r->meta_dev;
+    int64_t *slot_mapping = (int64_t *)(H + L.slot_mapping);
+    int32_t *token_ids = (int32_t *)(H + L.token_ids), *positions = (int32_t *)(H + L.positions);
+    int32_t *logits_rows = (int32_t *)(H + L.logits_rows);
+    int32_t *query_start = (int32_t *)(H + L.query_start), *seq_lens = (int32_t *)(H + L.seq_lens);
+    int32_t *block_tables = (int32_t *)(H + L.block_tables);
+    int bs = r->kv.block_size, t = 0, li = 0, max_len = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        const struct pgd__step_seq *q = &seqs[s];
+        query_start[s] = t;
+        seq_lens[s] = q->n_computed + q->n_new;
+        if (seq_lens[s] > max_len)
+            max_len = seq_lens[s];
+        int32_t *row = block_tables + (size_t)s * max_blocks;
+        memcpy(row, q->block_table, (size_t)q->n_blocks * sizeof *row);
+        for (int b = q->n_blocks; b < max_blocks; b++)
+            row[b] = 0;
+        for (int i = 0; i < q->n_new; i++, t++) {
+            int pos = q->n_computed + i;
+            token_ids[t] = q->tokens[i];
+            positions[t] = pos;
+            slot_mapping[t] = (int64_t)q->block_table[pos / bs] * bs + pos % bs;
+            if (i >= q->n_new - q->n_logits)
+                logits_rows[li++] = t;
+        }
+    }
+    query_start[n_seqs] = t;
+
+    pgd__arena_reset(&r->arena);
+    int vocab = r->model->desc.vocab_size;
+    float *logits = r->logits;
+#ifdef PGD_HAVE_CUDA
+    if (on_cuda(r)) {
+        if (pgd_cuda_copy_h2d_async(r->cuda, D, H, L.total, err, errlen))
+            return PGD_ERR_DEVICE;
+        logits = pgd__arena_alloc(&r->arena, (size_t)n_logits * vocab * sizeof(float));
+        if (!logits)
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for %d logits rows",
+                            n_logits);
+    }
+#endif
+    struct pgd_fwd f = {
+        .device = r->params.device, .act_dtype = r->model->dtype,
+        .n_tokens = n_tokens, .token_ids = (const int32_t *)(D + L.token_ids),
+        .positions = (const int32_t *)(D + L.positions),
+        .slot_mapping = (const int64_t *)(D + L.slot_mapping), .n_seqs = n_seqs,
+        .query_start = (const int32_t *)(D + L.query_start),
+        .seq_lens = (const int32_t *)(D + L.seq_lens),
+        .block_tables = (const int32_t *)(D + L.block_tables), .max_blocks = max_blocks,
+        .max_seq_len = max_len, .n_logits = n_logits,
+        .logits_rows = (const int32_t *)(D + L.logits_rows), .logits = logits,
+        .vocab_size = vocab, .h_token_ids = token_ids, .h_query_start = query_start,
+        .h_logits_rows = logits_rows, .step_id = ++r->step_id, .cuda = r->cuda, .kv = &r->kv,
+        .arena = &r->arena, .status = PGD_OK,
+    };
+    r->model->plugin->arch->forward(r->model->impl, &f);
+    if (f.status != PGD_OK) {
+        char e2[128];
+        (void)device_sync(r, e2, sizeof e2);   /* drain what was queued */
+        return pgd_errf(err, errlen, f.status, "forward (%s plugin): %s", r->model->plugin->name,
+                        f.err);
+    }
+    return pgd__runner_finish(r, logits, n_logits, want, NULL, err, errlen);
+}
+
+enum pgd_status pgd__runner_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
+                                 int n_seqs, const float **logits, char *err, size_t errlen)
+{
+    struct pgd__step_want want = { 0 };
+    enum pgd_status st = run_step(r, seqs, n_seqs, &want, err, errlen);
+    if (!st)
+        *logits = r->logits;
+    return st;
+}
+
+enum pgd_status pgd__runner_step_greedy(struct pgd__runner *r, const struct pgd__step_seq *seqs,
+                                        int n_seqs, int32_t *tokens, char *err, size_t errlen)
+{
+    struct pgd__step_want want = { .greedy = tokens };
+    return run_step(r, seqs, n_seqs, &want, err, errlen);
+}
+
+enum pgd_status pgd__runner_step_sample(struct pgd__runner *r, const struct pgd__step_seq *seqs,
+                                        int n_seqs, const struct pgd__sample_row *rows,
+                                        struct pgd__sample_result *res, char *err, size_t errlen)
+{
+    struct pgd__step_want want = { .rows = rows, .res = res };
+    return run_step(r, seqs, n_seqs, &want, err, errlen);
+}

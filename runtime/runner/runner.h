@@ -1,0 +1,85 @@
+/* Internal: the model runner. It owns a loaded model, its paged KV cache and the step's
+ * buffers; each step it turns a list of sequences into one flat batch (token ids,
+ * positions, slot mapping, block tables, which rows need logits), runs the architecture
+ * plugin's forward pass and hands back the logits. It knows nothing of requests or
+ * scheduling: the block tables come from the caller (the kv manager). */
+#ifndef PGD_RUNTIME_RUNNER_H
+#define PGD_RUNTIME_RUNNER_H
+
+#include <pagoda/model.h>
+#include <pagoda/registry.h>
+#include <stdint.h>
+
+struct pgd__runner;
+
+struct pgd__runner_params {
+    const char *model_dir;
+    struct pgd_registry *registry;   /* borrowed; must outlive the runner */
+    enum pgd_device device;
+    int block_size;                  /* tokens per KV block (default 16) */
+    int num_blocks;                  /* KV blocks in the pool; 0: from kv_cache_bytes */
+    size_t kv_cache_bytes;           /* used when num_blocks == 0 */
+    int max_num_batched_tokens;      /* the largest step (activation arena size) */
+    int max_num_seqs;                /* the most sequences in a step */
+    /* GPU only: when num_blocks == 0, the KV pool takes this fraction of the card's memory
+     * minus the weights and the activations of a profiling step at max_num_batched_tokens
+     * (default 0.9). */
+    double gpu_memory_utilization;
+    enum pgd_dtype dtype;            /* GPU compute dtype; PGD_DTYPE_COUNT = the checkpoint's */
+    bool random_weights;             /* benchmark models: config.json only, random tensors */
+    uint64_t seed;                   /* for random_weights */
+    /* GPU only: run every step eagerly. Otherwise (the default) decode-only steps (one new
+     * token and one logits row per sequence) replay CUDA graphs captured per padded batch
+     * size (1, 2, 4, ... up to max_num_seqs) and context-length bucket (256, 512, ... tokens);
+     * the environment's PAGODA_CUDA_GRAPHS=0 turns them off as well. */
+    bool enforce_eager;
+};
+void pgd__runner_default_params(struct pgd__runner_params *p);
+
+/* One sequence in a step. Its tokens [n_computed, n_computed + n_new) are computed this
+ * step; positions 0 .. n_computed - 1 are already in the cache. */
+struct pgd__step_seq {
+    const int32_t *tokens;           /* [n_new], the new tokens */
+    int n_new;
+    int n_computed;
+    const int32_t *block_table;      /* block ids covering positions [0, n_computed + n_new);
+                                        -1 for blocks before the first new position that a
+                                        sliding window no longer reads */
+    int n_blocks;
+    int n_logits;                    /* logits for the last n_logits new tokens (0..n_new) */
+};
+
+enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pgd__runner **out,
+                                   char *err, size_t errlen);
+void pgd__runner_destroy(struct pgd__runner *r);
+const struct pgd_model_desc *pgd__runner_desc(const struct pgd__runner *r);
+int pgd__runner_num_blocks(const struct pgd__runner *r);
+int pgd__runner_block_size(const struct pgd__runner *r);
+const struct pgd__model *pgd__runner_model(const struct pgd__runner *r);
+/* Bytes of activation memory the largest step needs (the profiling step's high water on a
+ * GPU; 0 before any step on the CPU). */
+size_t pgd__runner_activation_bytes(const struct pgd__runner *r);
+
+/* How many decode steps ran through graphs, and how many graphs were captured. */
+void pgd__runner_graph_stats(const struct pgd__runner *r, long *replays, int *captured);
+
+/* Runs one step. *logits receives [sum of n_logits, vocab_size] float32 rows in the order
+ * of seqs; owned by the runner, valid until the next step. */
+enum pgd_status pgd__runner_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
+                                 int n_seqs, const float **logits, char *err, size_t errlen);
+/* The same step, greedy: tokens[i] receives the argmax of logits row i (computed on the GPU
+ * there, and only the ids come back). tokens has sum of n_logits entries. */
+enum pgd_status pgd__runner_step_greedy(struct pgd__runner *r, const struct pgd__step_seq *seqs,
+                                        int n_seqs, int32_t *tokens, char *err, size_t errlen);
+/* The same step, sampled: rows [sum of n_logits] say what each logits row is for (see
+ * runtime/sample/sample_rows.h) and res [sum of n_logits] receives the tokens and logprobs. On a GPU
+ * the sampling kernels run on the device logits and only res comes back (when every row is
+ * a plain greedy sample, only the argmax); on the CPU the CPU sampler runs on the rows. */
+struct pgd__sample_row;
+struct pgd__sample_result;
+enum pgd_status pgd__runner_step_sample(struct pgd__runner *r, const struct pgd__step_seq *seqs,
+                                        int n_seqs, const struct pgd__sample_row *rows,
+                                        struct pgd__sample_result *res, char *err,
+                                        size_t errlen);
+
+#endif

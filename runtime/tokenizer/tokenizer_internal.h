@@ -1,0 +1,238 @@
+/* Internals of the tokenizer shared by runtime/tokenizer/tokenizer.c (loading, encode pipeline),
+ * runtime/tokenizer/bpe.c (the BPE model), runtime/tokenizer/pretokenize.c (normalizers, pre-tokenizers, added
+ * tokens) and runtime/tokenizer/detok.c (decoders, streaming). */
+#ifndef PGD_RUNTIME_TOKENIZER_INTERNAL_H
+#define PGD_RUNTIME_TOKENIZER_INTERNAL_H
+
+#include <pagoda/tokenizer.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+/* ---- growable byte buffer -------------------------------------------------------------- */
+struct pgd__buf {
+    char *p; /* [cap], malloc'ed, owned */
+    size_t len, cap;
+};
+bool pgd__buf_reserve(struct pgd__buf *b, size_t extra); /* false on out of memory */
+bool pgd__buf_add(struct pgd__buf *b, const void *s, size_t n);
+void pgd__buf_free(struct pgd__buf *b);
+
+/* ---- UTF-8 ------------------------------------------------------------------------------ */
+/* Length of the well-formed UTF-8 sequence at s[0..n), or 0 if s does not start with one
+ * (Unicode table 3-7: no overlongs, no surrogates, nothing above U+10FFFF). */
+size_t pgd__utf8_valid_len(const unsigned char *s, size_t n);
+/* Length of the maximal subpart of an ill-formed sequence at s (>= 1): the bytes one U+FFFD
+ * replaces, as Python's errors="replace" and Rust's from_utf8_lossy do. */
+size_t pgd__utf8_invalid_len(const unsigned char *s, size_t n);
+/* Decodes the (well-formed) character at s; *len gets its length. */
+uint32_t pgd__utf8_decode(const unsigned char *s, size_t *len);
+size_t pgd__utf8_encode(uint32_t cp, char out[4]);
+/* Appends s[0..n) to out with every ill-formed subsequence replaced by U+FFFD. */
+bool pgd__utf8_lossy_append(struct pgd__buf *out, const char *s, size_t n);
+/* The byte-level alphabet of GPT-2: byte -> code point, and back (-1 for none). */
+uint32_t pgd__bytelevel_char(uint8_t b);
+int pgd__bytelevel_byte(uint32_t cp);
+
+/* ---- string -> id hash table (keys copied and owned) ------------------------------------ */
+struct pgd__strmap_slot {
+    uint64_t hash;
+    uint32_t off, len; /* key at keys.p + off */
+    int32_t val;       /* -1: empty slot */
+};
+struct pgd__strmap {
+    struct pgd__strmap_slot *slots; /* [mask + 1] */
+    size_t mask, count;
+    struct pgd__buf keys;
+};
+bool pgd__strmap_init(struct pgd__strmap *m, size_t expected);
+void pgd__strmap_free(struct pgd__strmap *m);
+/* Sets key -> val (replacing an existing value). false on out of memory. */
+bool pgd__strmap_put(struct pgd__strmap *m, const char *key, size_t len, int32_t val);
+int32_t pgd__strmap_get(const struct pgd__strmap *m, const char *key, size_t len); /* -1 */
+
+/* ---- BPE model (runtime/tokenizer/bpe.c) ---------------------------------------------------------- */
+struct pgd__merge_slot {
+    uint64_t key; /* (left id << 32) | right id; UINT64_MAX: empty */
+    uint32_t rank;
+    int32_t new_id;
+};
+struct pgd__bpe {
+    struct pgd__strmap vocab; /* token string -> id */
+    char **id_str;            /* [n_ids] token strings by id (NULL for holes), owned */
+    uint32_t *id_len;         /* [n_ids] their lengths */
+    int32_t n_ids;
+    struct pgd__merge_slot *merges; /* [merge_mask + 1] */
+    size_t merge_mask, n_merges;
+    int32_t unk_id; /* -1: none */
+    bool fuse_unk, byte_fallback, ignore_merges;
+    char *prefix, *suffix; /* continuing_subword_prefix, end_of_word_suffix, or NULL */
+    int32_t fallback_ids[256]; /* <0xXX> ids or -1 */
+    /* Byte-level fast path: the pre-tokenizer ends in ByteLevel, so a piece is raw bytes and
+     * byte b is the symbol byte_ids[b]; raw_vocab maps raw bytes -> id for ignore_merges. */
+    bool bytelevel;
+    int32_t byte_ids[256];
+    struct pgd__strmap raw_vocab;
+    /* Character pairs (a << 32 | b) that occur side by side inside some token: between two
+     * characters that are tokens and do not form such a pair, no merge can ever reach across,
+     * so a long piece is cut there and each part merged alone (same result, small heaps). */
+    uint64_t *pairs; /* [pair_mask + 1], UINT64_MAX: empty; NULL: no cutting */
+    size_t pair_mask;
+};
+struct json_t;
+/* Reads the "model" object. name is for error messages. */
+enum pgd_status pgd__bpe_load(struct pgd__bpe *m, const void *model_json, const char *name,
+                              char *err, size_t errlen);
+/* Prepares the byte-level fast path (after the pre-tokenizer is known). */
+enum pgd_status pgd__bpe_enable_bytelevel(struct pgd__bpe *m);
+void pgd__bpe_free(struct pgd__bpe *m);
+/* Per-call scratch space for BPE, owned by the caller. */
+struct pgd__bpe_scratch {
+    void *sym;   /* symbols */
+    size_t sym_cap;
+    void *heap;  /* merge candidates */
+    size_t heap_cap;
+};
+void pgd__bpe_scratch_free(struct pgd__bpe_scratch *s);
+/* Tokenizes one pre-tokenized piece (UTF-8, or raw bytes in byte-level mode) and appends
+ * the ids to out. */
+enum pgd_status pgd__bpe_tokenize(const struct pgd__bpe *m, struct pgd__bpe_scratch *s,
+                                  const char *piece, size_t len, struct pgd_tokens *out);
+bool pgd__tokens_push(struct pgd_tokens *t, int32_t id);
+
+/* ---- normalizers and pre-tokenizers (runtime/tokenizer/pretokenize.c) ------------------------------ */
+enum pgd__norm_kind { PGD__NORM_NFC, PGD__NORM_NFD, PGD__NORM_NFKC, PGD__NORM_NFKD,
+                      PGD__NORM_PREPEND, PGD__NORM_REPLACE, PGD__NORM_STRIP };
+struct pgd__norm {
+    enum pgd__norm_kind kind;
+    char *a, *b; /* Prepend: a; Replace: a -> b; owned */
+    size_t alen, blen;
+    bool left, right; /* Strip */
+};
+enum pgd__split_behavior { PGD__SPLIT_REMOVED, PGD__SPLIT_ISOLATED, PGD__SPLIT_MERGED_PREV,
+                           PGD__SPLIT_MERGED_NEXT, PGD__SPLIT_CONTIGUOUS };
+enum pgd__pretok_kind { PGD__PRE_SPLIT, PGD__PRE_BYTELEVEL, PGD__PRE_METASPACE };
+enum pgd__prepend_scheme { PGD__PREPEND_ALWAYS, PGD__PREPEND_FIRST, PGD__PREPEND_NEVER };
+struct pgd__pretok {
+    enum pgd__pretok_kind kind;
+    pcre2_code *re;     /* Split with a regex; owned */
+    char *str;          /* Split with a string, or Metaspace replacement (UTF-8); owned */
+    size_t slen;
+    enum pgd__split_behavior behavior;
+    bool invert;
+    bool add_prefix_space; /* ByteLevel */
+    bool map_bytes;        /* ByteLevel: false when the BPE fast path reads raw bytes */
+    enum pgd__prepend_scheme prepend; /* Metaspace */
+    bool split;                       /* Metaspace */
+};
+
+/* A list of pieces: spans into a buffer. */
+struct pgd__span { size_t off, len; bool first; /* starts at offset 0 of the input */ };
+struct pgd__pieces {
+    struct pgd__buf text;
+    struct pgd__span *v;
+    size_t n, cap;
+};
+bool pgd__pieces_add(struct pgd__pieces *p, size_t off, size_t len, bool first);
+void pgd__pieces_free(struct pgd__pieces *p);
+
+/* Normalizes s[0..len) into out (tmp is scratch). *at_origin (may be NULL) tells whether the
+ * output's first character still stands for the input's first one, i.e. no normalizer deleted
+ * leading characters (Strip, Replace with ""): `tokenizers` aligns each normalized character
+ * with the original, and Metaspace's prepend_scheme "first" asks for original offset 0. */
+enum pgd_status pgd__normalize(const struct pgd__norm *v, size_t n, const char *s, size_t len,
+                               struct pgd__buf *out, struct pgd__buf *tmp, bool *at_origin);
+/* Runs the pre-tokenizers over in (its pieces), leaving the result in *in; tmp is scratch. */
+enum pgd_status pgd__pretokenize(const struct pgd__pretok *v, size_t n, struct pgd__pieces *in,
+                                 struct pgd__pieces *tmp, pcre2_match_data *md,
+                                 pcre2_match_context *mc, char *err, size_t errlen);
+/* Compiles a tokenizer.json (Oniguruma) regex with PCRE2, JIT included. */
+pcre2_code *pgd__regex_compile(const char *pattern, size_t len, char *err, size_t errlen);
+
+/* ---- added tokens ------------------------------------------------------------------------ */
+struct pgd__added {
+    int32_t id;
+    char *content; /* owned */
+    size_t len;
+    bool special, lstrip, rstrip, single_word, normalized;
+};
+/* A byte trie for leftmost-longest matching. */
+struct pgd__trie_node {
+    int32_t child, sibling; /* -1: none */
+    int32_t token;          /* index into the added tokens, -1: none */
+    unsigned char byte;
+};
+struct pgd__matcher {
+    struct pgd__trie_node *nodes;
+    size_t n, cap;
+    bool first[256];
+    bool empty;
+};
+void pgd__matcher_free(struct pgd__matcher *m);
+bool pgd__matcher_add(struct pgd__matcher *m, const char *s, size_t len, int32_t token);
+/* Splits s[0..len) around matches: for each piece calls fn(ctx, off, len, token index or -1).
+ * Applies each token's lstrip/rstrip/single_word. */
+enum pgd_status pgd__matcher_split(const struct pgd__matcher *m, const struct pgd__added *tokens,
+                                   const char *s, size_t len,
+                                   enum pgd_status (*fn)(void *ctx, size_t off, size_t len,
+                                                         int32_t token),
+                                   void *ctx);
+
+/* ---- decoders (runtime/tokenizer/detok.c) --------------------------------------------------------- */
+enum pgd__dec_kind { PGD__DEC_BYTELEVEL, PGD__DEC_REPLACE, PGD__DEC_BYTEFALLBACK, PGD__DEC_FUSE,
+                     PGD__DEC_STRIP, PGD__DEC_METASPACE };
+struct pgd__dec {
+    enum pgd__dec_kind kind;
+    bool fused; /* runs on the one fused string (after Fuse or ByteLevel) */
+    char *pat, *content; /* Replace; owned */
+    size_t patlen, clen;
+    uint32_t ch;     /* Strip: the character; Metaspace: the replacement */
+    size_t start, stop;
+    bool strip_first; /* Metaspace: prepend_scheme != never */
+};
+
+/* ---- the tokenizer ---------------------------------------------------------------------- */
+struct pgd_tokenizer {
+    char *name;
+    struct pgd__bpe bpe;
+    struct pgd__added *added; /* [n_added] */
+    size_t n_added;
+    int32_t *added_by_id;     /* [bpe.n_ids]: index into added, or -1 */
+    int32_t n_ids;            /* one more than the largest id */
+    struct pgd__matcher match_raw, match_norm;
+    struct pgd__norm *norms;
+    size_t n_norms;
+    struct pgd__pretok *pretoks;
+    size_t n_pretoks;
+    bool has_regex;
+    int32_t *tmpl_pre, *tmpl_post; /* ids the post-processor adds around the sequence */
+    size_t n_tmpl_pre, n_tmpl_post;
+    struct pgd__dec *decs;
+    size_t n_decs;
+    bool no_decoder; /* tokens are joined with spaces */
+    int32_t bos_id, eos_id;
+};
+
+/* Loads the "normalizer", "pre_tokenizer" and "decoder" sections. */
+enum pgd_status pgd__load_normalizer(struct pgd_tokenizer *t, const void *json, char *err,
+                                     size_t errlen);
+enum pgd_status pgd__load_pretokenizer(struct pgd_tokenizer *t, const void *json, char *err,
+                                       size_t errlen);
+enum pgd_status pgd__load_decoder(struct pgd_tokenizer *t, const void *json, char *err,
+                                  size_t errlen);
+/* Reads the settings of a Metaspace pre-tokenizer or decoder (json: its object; what:
+ * "pre_tokenizer" or "decoder", for messages) as `tokenizers` does: "replacement" one
+ * character, "prepend_scheme" always/first/never (default always; files older than the field
+ * have "add_prefix_space", false meaning never), "split" (default true). *rep (UTF-8, *rep_len
+ * bytes) points into json. */
+enum pgd_status pgd__metaspace_settings(const struct pgd_tokenizer *t, const void *json,
+                                        const char *what, const char **rep, size_t *rep_len,
+                                        enum pgd__prepend_scheme *scheme, bool *split, char *err,
+                                        size_t errlen);
+/* The token string of id (added tokens first), or NULL. */
+const char *pgd__token_str(const struct pgd_tokenizer *t, int32_t id, size_t *len);
+
+#endif

@@ -1,0 +1,43 @@
+# The CUDA backend's tests: each kernel against its CPU twin, the fixtures on the GPU. The
+# programs exist in every build; without a GPU they exit 77 (SKIP). `make check-gpu` runs
+# them and fails when they skip.
+GPU_TEST_BINS = tests/gpu/test_cuda_kernels tests/gpu/test_cuda_models tests/gpu/test_cuda_engine tests/gpu/test_cuda_sample \
+	tests/gpu/test_cuda_attention tests/gpu/test_cuda_glu
+check_PROGRAMS += $(GPU_TEST_BINS)
+tests_gpu_test_cuda_kernels_SOURCES = %reldir%/test_cuda_kernels.c
+tests_gpu_test_cuda_kernels_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_gpu_test_cuda_kernels_CFLAGS = $(TEST_CFLAGS)
+tests_gpu_test_cuda_kernels_LDFLAGS = $(TEST_LINKFLAGS)
+tests_gpu_test_cuda_kernels_LDADD = $(TEST_LDADD)
+tests_gpu_test_cuda_models_SOURCES = %reldir%/test_cuda_models.c
+tests_gpu_test_cuda_models_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_gpu_test_cuda_models_CFLAGS = $(TEST_CFLAGS)
+tests_gpu_test_cuda_models_LDFLAGS = $(TEST_LINKFLAGS)
+tests_gpu_test_cuda_models_LDADD = $(TEST_LDADD)
+tests_gpu_test_cuda_engine_SOURCES = %reldir%/test_cuda_engine.c
+tests_gpu_test_cuda_engine_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_gpu_test_cuda_engine_CFLAGS = $(TEST_CFLAGS)
+tests_gpu_test_cuda_engine_LDFLAGS = $(TEST_LINKFLAGS)
+tests_gpu_test_cuda_engine_LDADD = $(TEST_LDADD)
+tests_gpu_test_cuda_sample_SOURCES = %reldir%/test_cuda_sample.c
+tests_gpu_test_cuda_sample_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_gpu_test_cuda_sample_CFLAGS = $(TEST_CFLAGS)
+tests_gpu_test_cuda_sample_LDFLAGS = $(TEST_LINKFLAGS)
+tests_gpu_test_cuda_sample_LDADD = $(TEST_LDADD)
+tests_gpu_test_cuda_attention_SOURCES = %reldir%/test_cuda_attention.c
+tests_gpu_test_cuda_attention_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_gpu_test_cuda_attention_CFLAGS = $(TEST_CFLAGS)
+tests_gpu_test_cuda_attention_LDFLAGS = $(TEST_LINKFLAGS)
+tests_gpu_test_cuda_attention_LDADD = $(TEST_LDADD)
+tests_gpu_test_cuda_glu_SOURCES = %reldir%/test_cuda_glu.c
+tests_gpu_test_cuda_glu_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_gpu_test_cuda_glu_CFLAGS = $(TEST_CFLAGS)
+tests_gpu_test_cuda_glu_LDFLAGS = $(TEST_LINKFLAGS)
+tests_gpu_test_cuda_glu_LDADD = $(TEST_LDADD)
+check-gpu: $(GPU_TEST_BINS) $(plugin_LTLIBRARIES)
+	@for t in $(GPU_TEST_BINS); do \
+	  echo "== $$t"; rc=0; PAGODA_LOG=warn ./$$t || rc=$$?; \
+	  if [ $$rc -eq 77 ]; then echo "$$t skipped: check-gpu needs a CUDA device"; exit 1; fi; \
+	  if [ $$rc -ne 0 ]; then echo "$$t failed ($$rc)"; exit 1; fi; \
+	done
+.PHONY: check-gpu

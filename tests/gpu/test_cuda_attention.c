@@ -1,0 +1,460 @@
+/* The tensor-core paged attention (kernels/cuda/attention_mma.cu, forced for every row with
+ * .path = PGD_CUDA_ATTN_MMA) against the CPU twin pgd_cpu_attention, in bf16 and fp16, head
+ * dims 64 and 128, GQA groups 1, 4, 8 (and 4 with Llama-3-8B's 32/8 heads): decode rows with
+ * short and long contexts (splits along the context), prefill chunks after a cached prefix,
+ * query lengths at the 16- and 64-row edges of its tiles, sliding windows, block sizes 16 and
+ * 32, mixed batches, graph-style fixed decode items. Also: the FMA kernel against the CPU
+ * and against the MMA kernel on a big mixed batch, the default dispatch (decode rows to
+ * attention_decode.cu) and the PGD_CUDA_ATTN switch. Inputs are random (queries in [-a, a),
+ * a up to 8 for peaked softmaxes; K/V in [-1, 1)), the whole cache too, so that a wrong read
+ * shows.
+ *
+ * Tolerances, per element: |gpu - cpu| <= rtol |cpu| + atol * scale, scale = max |cpu|.
+ * The CPU runs in float32 on the same 16-bit inputs. The FMA kernel's bounds are the
+ * output rounding (rtol 2^-7 bf16, 2^-10 fp16) and float32 sums in another order (atol 2^-8,
+ * 2^-11). The MMA kernel also rounds the softmax weights P to the dtype before P V: each
+ * weight moves by at most u (unit roundoff: 2^-8 bf16, 2^-11 fp16; fp16 subnormals move by
+ * < 2^-25), so an output moves by at most u * sum_j w_j |v_j| and, the roundings being
+ * independent, typically by u / sqrt(3) * sqrt(sum_j w_j^2 v_j^2), which for |v| <= 1 is
+ * about u / 3 of the row's typical |out|. atol = 4u (2^-6 bf16, 2^-9 fp16) times the largest
+ * |out| of the batch is >= 12 such deviations for every row, and also covers u * max|v| for
+ * the rows where one weight dominates. rtol stays the output rounding.
+ *
+ * Without a GPU (or a build without CUDA) every test skips, saying so. */
+#include "config.h"
+#include "tests/lib/test_common.h"
+#include "tests/lib/gpu_main.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#define GPU_TEST_SEED 0x2545f4914f6cdd1dull
+#define GPU_SUITE cuda_attention
+#include "tests/lib/gpu_kernel_test.h"
+
+#ifdef PGD_HAVE_CUDA
+
+#define CHECK_RC(rc) cr_assert_eq((rc), 0, "%s", err)
+#define MAXS 12
+
+/* ---- a batch ------------------------------------------------------------------------------- */
+/* Sequence s has n_new[s] new tokens after cached[s] cached ones; queries in [-qamp, qamp). */
+struct attn_case {
+    const char *name;
+    int H, KV, D, bs, window, n_seqs;
+    int cached[MAXS], n_new[MAXS];
+    float qamp;
+};
+
+/* The batch on the host (values rounded to dt) and on the device, K/V of the step written. */
+struct batch {
+    const struct attn_case *c;
+    enum pgd_dtype dt;
+    int n, max_blocks, max_len;
+    size_t width, slots;
+    int32_t qs[MAXS + 1], lens[MAXS], *tables, *pos;
+    int64_t *slot;
+    float *kc, *vc, *q, *k, *v;
+    void *dkc, *dvc, *dq, *dk, *dv;
+    int32_t *dlens, *dtab, *dpos;
+    int64_t *dslot;
+};
+
+static void batch_make(struct batch *b, enum pgd_dtype dt, const struct attn_case *c)
+{
+    memset(b, 0, sizeof *b);
+    b->c = c;
+    b->dt = dt;
+    int S = c->n_seqs, bs = c->bs, total_blocks = 0;
+    cr_assert(S >= 1 && S <= MAXS);
+    b->max_blocks = 1;
+    for (int s = 0; s < S; s++) {
+        int len = c->cached[s] + c->n_new[s];
+        b->lens[s] = len;
+        b->qs[s] = b->n;
+        b->n += c->n_new[s];
+        int nb = (len + bs - 1) / bs;
+        b->max_blocks = nb > b->max_blocks ? nb : b->max_blocks;
+        total_blocks += nb;
+        b->max_len = len > b->max_len ? len : b->max_len;
+    }
+    b->qs[S] = b->n;
+    /* The sequences' blocks scattered over a pool with spare blocks. */
+    int num_blocks = total_blocks + 5;
+    int32_t *perm = malloc((size_t)num_blocks * sizeof *perm);
+    for (int i = 0; i < num_blocks; i++)
+        perm[i] = i;
+    for (int i = num_blocks - 1; i > 0; i--) {
+        int j = (int)((frand() + 1) * 0.5f * (i + 1)) % (i + 1);
+        int32_t t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+    }
+    b->tables = calloc((size_t)S * b->max_blocks, sizeof *b->tables);
+    for (int s = 0, used = 0; s < S; s++)
+        for (int i = 0; i < (b->lens[s] + bs - 1) / bs; i++)
+            b->tables[s * b->max_blocks + i] = perm[used++];
+    free(perm);
+    b->width = (size_t)c->KV * c->D;
+    b->slots = (size_t)num_blocks * bs;
+    b->kc = rand_vals(b->slots * b->width, 1, dt);
+    b->vc = rand_vals(b->slots * b->width, 1, dt);
+    b->q = rand_vals((size_t)b->n * c->H * c->D, c->qamp, dt);
+    b->k = rand_vals((size_t)b->n * b->width, 1, dt);
+    b->v = rand_vals((size_t)b->n * b->width, 1, dt);
+    b->slot = malloc((size_t)b->n * sizeof *b->slot);
+    b->pos = malloc((size_t)b->n * sizeof *b->pos);
+    for (int s = 0, t = 0; s < S; s++)
+        for (int i = 0; i < c->n_new[s]; i++, t++) {
+            int p = c->cached[s] + i;
+            b->pos[t] = p;
+            b->slot[t] = (int64_t)b->tables[s * b->max_blocks + p / bs] * bs + p % bs;
+        }
+    b->dkc = upload(b->kc, b->slots * b->width, dt);
+    b->dvc = upload(b->vc, b->slots * b->width, dt);
+    b->dq = upload(b->q, (size_t)b->n * c->H * c->D, dt);
+    b->dk = upload(b->k, (size_t)b->n * b->width, dt);
+    b->dv = upload(b->v, (size_t)b->n * b->width, dt);
+    b->dlens = upload_raw(b->lens, (size_t)S * sizeof(int32_t));
+    b->dtab = upload_raw(b->tables, (size_t)S * b->max_blocks * sizeof(int32_t));
+    b->dpos = upload_raw(b->pos, (size_t)b->n * sizeof(int32_t));
+    b->dslot = upload_raw(b->slot, (size_t)b->n * sizeof(int64_t));
+    char err[512] = "";
+    CHECK_RC(pgd_cuda_kv_write(ctx, dt, b->dkc, b->dvc, b->dk, b->dv, b->dslot, b->n,
+                               (int)b->width, err, sizeof err));
+    struct pgd_cpu_kv_layer cl = { b->kc, b->vc, bs, c->KV, c->D };
+    pgd_cpu_kv_write(&cl, b->k, b->v, b->slot, b->n);
+}
+
+static void batch_free(struct batch *b)
+{
+    free(b->tables); free(b->pos); free(b->slot);
+    free(b->kc); free(b->vc); free(b->q); free(b->k); free(b->v);
+    void *ds[] = { b->dkc, b->dvc, b->dq, b->dk, b->dv, b->dlens, b->dtab, b->dpos, b->dslot };
+    for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
+        pgd_cuda_free(ds[i]);
+}
+
+/* The GPU's output through `path` [n, H * D] (the caller frees it). items: pass fixed decode
+ * items {s, s, 1, 0} as a captured graph does (every sequence one token), with max_len
+ * standing in for the graph's context bucket. *scratch_bytes: the split scratch used. */
+static float *batch_run(struct batch *b, int path, uint64_t step_id, int items, int max_len,
+                        size_t *scratch_bytes)
+{
+    const struct attn_case *c = b->c;
+    char err[512] = "";
+    size_t out_n = (size_t)b->n * c->H * c->D;
+    uint16_t *nan = malloc(out_n * 2 + 4);
+    memset(nan, 0xff, out_n * 2);                   /* NaN: an unwritten element fails */
+    void *dout = upload_raw(nan, out_n * 2);
+    free(nan);
+    int32_t *ditems = NULL;
+    if (items) {
+        int32_t *h = malloc((size_t)b->n * 4 * sizeof *h);
+        for (int s = 0; s < c->n_seqs; s++) {
+            cr_assert_eq(c->n_new[s], 1, "%s: decode items need one token a sequence", c->name);
+            h[4 * s] = s; h[4 * s + 1] = s; h[4 * s + 2] = 1; h[4 * s + 3] = 0;
+        }
+        ditems = upload_raw(h, (size_t)b->n * 4 * sizeof *h);
+        free(h);
+    }
+    struct pgd_cuda_attn a = {
+        .dtype = b->dt, .q = b->dq, .out = dout, .k_cache = b->dkc, .v_cache = b->dvc,
+        .block_size = c->bs,
+        .p = { .n_heads = c->H, .n_kv_heads = c->KV, .head_dim = c->D,
+               .scale = (float)(1 / sqrt(c->D)), .sliding_window = c->window },
+        .n_tokens = b->n, .n_seqs = c->n_seqs, .query_start = NULL, .seq_lens = b->dlens,
+        .block_tables = b->dtab, .max_blocks = b->max_blocks, .positions = b->dpos,
+        .h_query_start = items ? NULL : b->qs, .max_seq_len = max_len > 0 ? max_len : b->max_len,
+        .step_id = step_id, .decode_items = ditems, .path = path,
+    };
+    size_t sb = pgd_cuda_attention_scratch(ctx, &a);
+    void *scratch = sb ? pgd_cuda_malloc(sb) : NULL;
+    if (sb)
+        cr_assert_not_null(scratch);
+    CHECK_RC(pgd_cuda_attention(ctx, &a, scratch, err, sizeof err));
+    float *got = download(dout, out_n, b->dt);
+    pgd_cuda_free(dout);
+    pgd_cuda_free(scratch);
+    pgd_cuda_free(ditems);
+    if (scratch_bytes)
+        *scratch_bytes = sb;
+    return got;
+}
+
+static float *batch_cpu(struct batch *b)
+{
+    const struct attn_case *c = b->c;
+    struct pgd_cpu_kv_layer cl = { b->kc, b->vc, c->bs, c->KV, c->D };
+    struct pgd_cpu_seq_layout L = { c->n_seqs, b->qs, b->lens, b->tables, b->max_blocks, b->pos };
+    struct pgd_attn_params p = { .n_heads = c->H, .n_kv_heads = c->KV, .head_dim = c->D,
+                                 .scale = (float)(1 / sqrt(c->D)), .sliding_window = c->window };
+    float *scores = malloc((size_t)(b->max_len + 1) * sizeof *scores);
+    float *want = malloc((size_t)b->n * c->H * c->D * sizeof *want);
+    pgd_cpu_attention(&cl, &L, &p, b->q, scores, want);
+    free(scores);
+    return want;
+}
+
+struct tol {
+    double rtol, atol;
+};
+static struct tol tol_fma(enum pgd_dtype dt)
+{
+    return dt == PGD_DTYPE_BF16 ? (struct tol){ 1.0 / 128, 1.0 / 256 }
+                                : (struct tol){ 1.0 / 1024, 1.0 / 2048 };
+}
+static struct tol tol_mma(enum pgd_dtype dt)
+{
+    return dt == PGD_DTYPE_BF16 ? (struct tol){ 1.0 / 128, 1.0 / 64 }
+                                : (struct tol){ 1.0 / 1024, 1.0 / 512 };
+}
+
+/* Every element within tol of want; a failure names the first bad element (sequence, token,
+ * position, head, dim), how many are bad and the worst. */
+static void expect_close(const struct batch *b, const char *what, const float *got,
+                         const float *want, struct tol t)
+{
+    const struct attn_case *c = b->c;
+    size_t n = (size_t)b->n * c->H * c->D;
+    double scale = 0;
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(want[i]));
+    double at = t.atol * (scale > 0 ? scale : 1), worst = 0;
+    size_t bad = 0, first = 0, worst_i = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - want[i]), bound = t.rtol * fabs(want[i]) + at;
+        if (!(e <= bound)) {
+            if (!bad++)
+                first = i;
+            if (!(e <= worst)) {
+                worst = e;
+                worst_i = i;
+            }
+        }
+    }
+    if (!bad)
+        return;
+    int tok = (int)(first / ((size_t)c->H * c->D)), h = (int)(first / c->D % c->H);
+    int d = (int)(first % c->D), s = 0;
+    while (s + 1 < c->n_seqs && b->qs[s + 1] <= tok)
+        s++;
+    cr_assert_fail("%s: %s (%s, H %d KV %d D %d block %d window %d): %zu of %zu elements off; "
+                   "first: seq %d (cached %d, new %d) token %d at position %d, head %d, dim %d: "
+                   "%.6g vs %.6g (bound %.3g); worst: element %zu off by %.3g; scale %.3g",
+                   c->name, what, pgd_dtype_name(b->dt), c->H, c->KV, c->D, c->bs, c->window,
+                   bad, n, s, c->cached[s], c->n_new[s], tok, b->pos[tok], h, d, got[first],
+                   want[first], t.rtol * fabs(want[first]) + at, worst_i, worst, scale);
+}
+
+static const enum pgd_dtype DTS[2] = { PGD_DTYPE_BF16, PGD_DTYPE_F16 };
+
+/* One path against the CPU on case c in both dtypes; returns the scratch bytes used. */
+static size_t check_path(const struct attn_case *c, int path, uint64_t step_id)
+{
+    size_t sb = 0;
+    for (int di = 0; di < 2; di++) {
+        struct batch b;
+        batch_make(&b, DTS[di], c);
+        float *got = batch_run(&b, path, step_id + di, 0, 0, &sb);
+        float *want = batch_cpu(&b);
+        if (path == PGD_CUDA_ATTN_MMA)
+            expect_close(&b, "tensor cores vs CPU", got, want, tol_mma(DTS[di]));
+        else if (path == PGD_CUDA_ATTN_AUTO)
+            expect_close(&b, "default dispatch vs CPU", got, want, tol_mma(DTS[di]));
+        else
+            expect_close(&b, "FMA kernel vs CPU", got, want, tol_fma(DTS[di]));
+        free(got);
+        free(want);
+        batch_free(&b);
+    }
+    return sb;
+}
+
+static size_t check_mma(const struct attn_case *c, uint64_t step_id)
+{
+    return check_path(c, PGD_CUDA_ATTN_MMA, step_id);
+}
+
+/* ---- the cases ------------------------------------------------------------------------------ */
+GPU_TEST(mma_decode_short_and_long_contexts_split)
+{
+    /* Llama-3-8B heads (group 4); 6 decode rows: few blocks, so the long ones split. */
+    struct attn_case c = { "decode", 32, 8, 128, 16, 0, 6, { 0, 700, 3000, 63, 255, 5000 },
+                           { 1, 1, 1, 1, 1, 1 }, 1 };
+    size_t sb = check_mma(&c, 100);
+    cr_assert_gt(sb, 0, "the long rows should have been split along the context");
+    c.name = "decode, peaked softmax";
+    c.qamp = 8;
+    check_mma(&c, 110);
+}
+
+GPU_TEST(mma_groups_head_dims_block_sizes_and_tile_edges)
+{
+    /* Query lengths 1, 15, 16, 17, 63, 64, 65, 200 (the warps' 16 rows, a block's 64 rows or
+     * tokens, the 64-key tiles), fresh and after cached prefixes (some on tile edges). */
+    static const int cached[8] = { 0, 37, 0, 64, 5, 0, 100, 0 };
+    static const int n_new[8] = { 1, 15, 16, 17, 63, 64, 65, 200 };
+    static const int groups[3] = { 1, 4, 8 }, dims[2] = { 64, 128 }, bss[2] = { 16, 32 };
+    uint64_t step = 200;
+    for (int gi = 0; gi < 3; gi++)
+        for (int di = 0; di < 2; di++)
+            for (int bi = 0; bi < 2; bi++) {
+                char name[96];
+                snprintf(name, sizeof name, "prefill edges, group %d", groups[gi]);
+                struct attn_case c = { name, 2 * groups[gi], 2, dims[di], bss[bi], 0, 8,
+                                       { 0 }, { 0 }, gi == 1 ? 4 : 1 };
+                memcpy(c.cached, cached, sizeof cached);
+                memcpy(c.n_new, n_new, sizeof n_new);
+                check_mma(&c, step);
+                step += 2;
+            }
+}
+
+GPU_TEST(mma_prefill_chunk_after_long_prefix_splits)
+{
+    /* One chunk of 16 tokens (one item a KV head) after 4000 cached ones, with decode rows:
+     * few blocks, so the prefill rows split along the context too. */
+    struct attn_case c = { "chunk after prefix", 32, 8, 128, 16, 0, 4, { 4000, 0, 2500, 0 },
+                           { 16, 1, 1, 40 }, 2 };
+    size_t sb = check_mma(&c, 300);
+    cr_assert_gt(sb, 0, "the chunk should have been split along the context");
+}
+
+GPU_TEST(mma_sliding_window)
+{
+    struct attn_case cs[] = {
+        { "window 32", 8, 2, 128, 16, 32, 4, { 0, 90, 300, 1000 }, { 80, 20, 1, 70 }, 2 },
+        { "window 100", 16, 2, 64, 32, 100, 4, { 0, 90, 3000, 150 }, { 130, 17, 1, 65 }, 1 },
+        { "window 64, MQA", 8, 1, 128, 16, 64, 3, { 5000, 63, 0 }, { 1, 1, 64 }, 1 },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        check_mma(&cs[i], 400 + 2 * i);
+}
+
+GPU_TEST(mma_mixed_batch_groups)
+{
+    /* Decode rows and prefill chunks in one launch, head counts beyond 64 rows a block
+     * (group 16: 4 tokens an item; MQA 16/1) and plain multi-head attention. */
+    struct attn_case cs[] = {
+        { "mixed, group 4", 32, 8, 128, 16, 0, 6, { 0, 200, 50, 1000, 17, 0 },
+          { 100, 37, 1, 1, 1, 33 }, 1 },
+        { "mixed, MQA 16/1", 16, 1, 128, 32, 0, 4, { 0, 513, 20, 2000 }, { 70, 1, 9, 1 }, 3 },
+        { "mixed, MHA", 4, 4, 64, 16, 0, 3, { 10, 0, 700 }, { 129, 1, 1 }, 1 },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        check_mma(&cs[i], 500 + 2 * i);
+}
+
+GPU_TEST(mma_graph_decode_items)
+{
+    /* Fixed items {s, s, 1, 0} and a context bucket above the longest row, as a captured
+     * decode step runs; a padding row at position 0. */
+    struct attn_case c = { "graph decode", 32, 8, 128, 16, 0, 5, { 5, 1000, 4000, 17, 0 },
+                           { 1, 1, 1, 1, 1 }, 2 };
+    for (int di = 0; di < 2; di++) {
+        struct batch b;
+        batch_make(&b, DTS[di], &c);
+        size_t sb = 0;
+        float *got = batch_run(&b, PGD_CUDA_ATTN_MMA, 600 + di, 1, 4096, &sb);
+        float *want = batch_cpu(&b);
+        cr_assert_gt(sb, 0, "a 4096-key bucket over 5 rows should split");
+        expect_close(&b, "tensor cores with decode items vs CPU", got, want, tol_mma(DTS[di]));
+        free(got);
+        free(want);
+        batch_free(&b);
+    }
+}
+
+GPU_TEST(mma_and_fma_agree_on_a_big_mixed_batch)
+{
+    /* Llama-3-8B heads: a 1000-token prompt, chunks after prefixes, decode rows up to 5000
+     * keys. The two kernels against each other (the CPU would take long), within the sum of
+     * their bounds. */
+    struct attn_case c = { "big mixed", 32, 8, 128, 16, 0, 8,
+                           { 0, 2000, 5000, 300, 0, 1500, 64, 4096 },
+                           { 1000, 300, 1, 1, 1, 200, 65, 1 }, 2 };
+    for (int di = 0; di < 2; di++) {
+        struct batch b;
+        batch_make(&b, DTS[di], &c);
+        float *mma = batch_run(&b, PGD_CUDA_ATTN_MMA, 700 + 2 * di, 0, 0, NULL);
+        float *fma = batch_run(&b, PGD_CUDA_ATTN_FMA, 701 + 2 * di, 0, 0, NULL);
+        struct tol a = tol_mma(DTS[di]), f = tol_fma(DTS[di]);
+        expect_close(&b, "tensor cores vs FMA kernel", mma, fma,
+                     (struct tol){ a.rtol + f.rtol, a.atol + f.atol });
+        free(mma);
+        free(fma);
+        batch_free(&b);
+    }
+}
+
+GPU_TEST(fma_still_matches_the_cpu_at_head_dims_64_and_128)
+{
+    /* pgd_cuda_attention now sends these shapes to the tensor cores: the FMA kernel forced. */
+    struct attn_case cs[] = {
+        { "FMA decode", 32, 8, 128, 16, 0, 4, { 0, 700, 3000, 255 }, { 1, 1, 1, 1 }, 1 },
+        { "FMA mixed", 8, 2, 64, 32, 48, 3, { 0, 200, 50 }, { 100, 37, 1 }, 2 },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        check_path(&cs[i], PGD_CUDA_ATTN_FMA, 800 + 2 * i);
+}
+
+/* PGD_CUDA_ATTN (read once a process; Criterion runs each test in a fresh one): the default
+ * path gives the same bits as the kernel it should pick, and the scratch that kernel plans
+ * (a 16-token chunk after 20000 cached tokens: the FMA kernel cuts it into 2 items a KV head,
+ * the MMA kernel into 1, so their split counts differ). No decode rows: those would go to
+ * attention_decode.cu by default. */
+static void check_default_path(int expect)
+{
+    struct attn_case c = { "default path", 32, 8, 128, 16, 0, 2, { 20000, 30 }, { 16, 2 }, 1 };
+    struct batch b;
+    batch_make(&b, PGD_DTYPE_BF16, &c);
+    size_t sb_auto = 0, sb_want = 0, sb_other = 0;
+    float *got = batch_run(&b, PGD_CUDA_ATTN_AUTO, 900, 0, 0, &sb_auto);
+    float *want = batch_run(&b, expect, 901, 0, 0, &sb_want);
+    float *other = batch_run(&b, expect == PGD_CUDA_ATTN_MMA ? PGD_CUDA_ATTN_FMA : PGD_CUDA_ATTN_MMA,
+                             902, 0, 0, &sb_other);
+    cr_assert_neq(sb_want, sb_other, "the case should plan different splits in the two kernels");
+    cr_assert_eq(sb_auto, sb_want, "default path: %zu bytes of scratch, the %s kernel plans %zu",
+                 sb_auto, expect == PGD_CUDA_ATTN_MMA ? "MMA" : "FMA", sb_want);
+    size_t n = (size_t)b.n * c.H * c.D;
+    cr_assert_arr_eq(got, want, n * sizeof *got, "the default path should run the %s kernel",
+                     expect == PGD_CUDA_ATTN_MMA ? "MMA" : "FMA");
+    free(got);
+    free(want);
+    free(other);
+    batch_free(&b);
+}
+
+GPU_TEST(default_path_is_mma_at_head_dim_128)
+{
+    unsetenv("PGD_CUDA_ATTN");
+    check_default_path(PGD_CUDA_ATTN_MMA);
+}
+
+GPU_TEST(env_switch_selects_fma)
+{
+    setenv("PGD_CUDA_ATTN", "fma", 1);
+    check_default_path(PGD_CUDA_ATTN_FMA);
+}
+
+GPU_TEST(default_dispatch_with_decode_kernel_matches_cpu)
+{
+    /* The default path: prefill items on the tensor cores, decode rows on attention_decode.cu,
+     * both split along the context, their partials side by side in one scratch. */
+    struct attn_case c = { "default dispatch", 32, 8, 128, 16, 0, 4, { 4000, 3000, 2500, 7 },
+                           { 16, 1, 1, 1 }, 2 };
+    size_t sb = check_path(&c, PGD_CUDA_ATTN_AUTO, 950);
+    cr_assert_gt(sb, 0, "the long rows should have been split along the context");
+}
+
+GPU_TEST(mma_refuses_what_it_has_no_kernel_for)
+{
+    char err[512] = "";
+    int32_t qs[2] = { 0, 1 };
+    struct pgd_cuda_attn a = { .dtype = PGD_DTYPE_BF16, .p = { 8, 1, 80, 0.1f, 0 },
+                               .n_tokens = 1, .n_seqs = 1, .h_query_start = qs,
+                               .max_seq_len = 1, .path = PGD_CUDA_ATTN_MMA };
+    cr_assert_neq(pgd_cuda_attention(ctx, &a, NULL, err, sizeof err), 0);
+    cr_assert(strstr(err, "head_dim 80"), "%s", err);
+    cr_assert_eq(pgd_cuda_attention_scratch(ctx, &a), 0);
+}
+#endif

@@ -1,0 +1,190 @@
+/* Test helpers for the model fixtures (see model_fixture.h). */
+#include "tests/lib/model_fixture.h"
+#include "runtime/engine/engine_internal.h"
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* PGD_TEST_SRCDIR and PGD_TEST_PLUGIN_DIRS in the environment override the build's paths
+ * (a build copied to another machine, e.g. the GPU machine). */
+static const char *env_or(const char *var, const char *dflt)
+{
+    const char *v = getenv(var);
+    return v && *v ? v : dflt;
+}
+
+const char *fixture_dir(const char *name)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof buf, "%s/tests/fixtures/models/%s", env_or("PGD_TEST_SRCDIR", PGD_TEST_SRCDIR),
+             name);
+    return buf;
+}
+
+struct pgd_registry *fixture_registry(const char *extra_dir)
+{
+    char err[1024] = "";
+    struct pgd_registry *reg;
+    cr_assert_eq(pgd_registry_create(&reg, err, sizeof err), PGD_OK, "%s", err);
+    char dirs[8192];
+    snprintf(dirs, sizeof dirs, "%s%s%s", extra_dir ? extra_dir : "", extra_dir ? ":" : "",
+             env_or("PGD_TEST_PLUGIN_DIRS", PGD_BUILD_PLUGIN_DIRS));
+    cr_assert_gt(pgd_registry_load_search_path(reg, dirs), 0, "no plugin found in %s", dirs);
+    return reg;
+}
+
+json_t *fixture_reference(const char *name)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/reference.json", fixture_dir(name));
+    json_error_t je;
+    json_t *ref = json_load_file(path, 0, &je);
+    cr_assert_not_null(ref, "%s: %s", path, je.text);
+    return ref;
+}
+
+struct pgd__runner *fixture_runner(struct pgd_registry *reg, const char *name, int num_blocks,
+                                   int block_size, int max_seqs)
+{
+    struct pgd__runner_params p;
+    pgd__runner_default_params(&p);
+    p.model_dir = fixture_dir(name);
+    p.registry = reg;
+    p.num_blocks = num_blocks;
+    p.block_size = block_size;
+    p.max_num_seqs = max_seqs;
+    p.max_num_batched_tokens = 512;
+    char err[1024] = "";
+    struct pgd__runner *r = NULL;
+    cr_assert_eq(pgd__runner_create(&p, &r, err, sizeof err), PGD_OK, "%s", err);
+    return r;
+}
+
+float *json_floats(json_t *arr, int *n)
+{
+    cr_assert(json_is_array(arr));
+    *n = (int)json_array_size(arr);
+    float *v = malloc((size_t)*n * sizeof *v + 1);
+    for (int i = 0; i < *n; i++)
+        v[i] = (float)json_number_value(json_array_get(arr, (size_t)i));
+    return v;
+}
+
+int32_t *json_ints(json_t *arr, int *n)
+{
+    cr_assert(json_is_array(arr));
+    *n = (int)json_array_size(arr);
+    int32_t *v = malloc((size_t)*n * sizeof *v + 1);
+    for (int i = 0; i < *n; i++)
+        v[i] = (int32_t)json_integer_value(json_array_get(arr, (size_t)i));
+    return v;
+}
+
+double rel_max_diff(const float *a, const float *b, int n)
+{
+    double maxd = 0, maxb = 0;
+    for (int i = 0; i < n; i++) {
+        maxd = fmax(maxd, fabs((double)a[i] - b[i]));
+        maxb = fmax(maxb, fabs((double)b[i]));
+    }
+    return maxb > 0 ? maxd / maxb : maxd;
+}
+
+int argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
+void greedy_run(struct pgd__runner *r, const int32_t *prompt, int n_prompt, int n_new,
+                int chunk, const int32_t *table, int32_t *out, float *first, float *last)
+{
+    int vocab = pgd__runner_desc(r)->vocab_size, bs = pgd__runner_block_size(r);
+    int32_t *toks = malloc((size_t)(n_prompt + n_new + 1) * sizeof *toks);
+    memcpy(toks, prompt, (size_t)n_prompt * sizeof *toks);
+    int n = n_prompt, computed = 0;
+    char err[1024] = "";
+    for (int step = 0; step <= n_new; step++) {
+        const float *logits = NULL;
+        while (computed < n) {
+            int take = n - computed;
+            if (chunk > 0 && take > chunk)
+                take = chunk;
+            bool final = computed + take == n;
+            struct pgd__step_seq s = { .tokens = toks + computed, .n_new = take,
+                                       .n_computed = computed, .block_table = table,
+                                       .n_blocks = (computed + take + bs - 1) / bs,
+                                       .n_logits = final ? 1 : 0 };
+            cr_assert_eq(pgd__runner_step(r, &s, 1, &logits, err, sizeof err), PGD_OK, "%s", err);
+            computed += take;
+        }
+        if (step == 0 && first)
+            memcpy(first, logits, (size_t)vocab * sizeof *first);
+        if (step == n_new) {
+            if (last)
+                memcpy(last, logits, (size_t)vocab * sizeof *last);
+            break;
+        }
+        toks[n] = argmax(logits, vocab);
+        out[step] = toks[n++];
+    }
+    free(toks);
+}
+
+struct pgd_engine *model_engine(const char *name, enum pgd_device device, int num_blocks,
+                                int block_size, int budget, int max_seqs)
+{
+    struct pgd_engine_params p = pgd_engine_default_params();
+    p.model_dir = fixture_dir(name);
+    p.plugin_path = env_or("PGD_TEST_PLUGIN_DIRS", PGD_BUILD_PLUGIN_DIRS);
+    p.device = device;
+    p.num_blocks = num_blocks;
+    p.block_size = block_size;
+    p.max_num_batched_tokens = budget;
+    p.max_num_seqs = max_seqs;
+    struct pgd_engine *e;
+    char err[1024] = "";
+    cr_assert_eq(pgd_engine_create(&p, &e, err, sizeof err), PGD_OK, "%s: %s", name, err);
+    pgd__engine_set_paranoid(e, true);
+    return e;
+}
+
+void check_batched_first_logits(struct pgd__runner *r, const char *name, const char *ref_key,
+                                double tol)
+{
+    json_t *ref = fixture_reference(name);
+    int vocab = pgd__runner_desc(r)->vocab_size;
+    json_t *cases = json_object_get(ref, "cases");
+    int n = (int)json_array_size(cases);
+    cr_assert_leq(n, 8, "%s: %d cases, at most 8 in a batch", name, n);
+    struct pgd__step_seq seqs[8];
+    int32_t *prompts[8], tables[8][16];
+    float *refs[8];
+    for (int s = 0; s < n; s++) {
+        int np, nf;
+        json_t *c = json_array_get(cases, (size_t)s);
+        prompts[s] = json_ints(json_object_get(c, "prompt"), &np);
+        refs[s] = json_floats(json_object_get(json_object_get(c, ref_key), "first_logits"), &nf);
+        cr_assert_eq(nf, vocab, "%s case %d: %d reference logits, vocab %d", name, s, nf, vocab);
+        for (int b = 0; b < 16; b++)
+            tables[s][b] = 63 - (s * 16 + b) % 64;
+        seqs[s] = (struct pgd__step_seq){ .tokens = prompts[s], .n_new = np, .n_computed = 0,
+                                          .block_table = tables[s], .n_blocks = (np + 15) / 16,
+                                          .n_logits = 1 };
+    }
+    const float *logits;
+    char err[1024] = "";
+    cr_assert_eq(pgd__runner_step(r, seqs, n, &logits, err, sizeof err), PGD_OK, "%s", err);
+    for (int s = 0; s < n; s++) {
+        double d = rel_max_diff(logits + (size_t)s * vocab, refs[s], vocab);
+        cr_assert_leq(d, tol, "%s: sequence %d in a batch of %d differs by %g", name, s, n, d);
+        free(prompts[s]);
+        free(refs[s]);
+    }
+    json_decref(ref);
+}

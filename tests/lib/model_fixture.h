@@ -1,0 +1,48 @@
+/* Test helpers: the tiny HF fixtures in tests/fixtures/models and their transformers
+ * references (reference.json, written by scripts/make_fixtures.py). */
+#ifndef PGD_TESTS_MODEL_FIXTURE_H
+#define PGD_TESTS_MODEL_FIXTURE_H
+
+#include "runtime/runner/runner.h"
+#include <pagoda/engine.h>
+#include <pagoda/registry.h>
+#include <jansson.h>
+
+/* The fixture directory of a model, e.g. fixture_dir("llama-f32"). Static buffer. */
+const char *fixture_dir(const char *name);
+/* A registry holding the build tree's plugins (and extra_dir's when non-NULL). */
+struct pgd_registry *fixture_registry(const char *extra_dir);
+/* reference.json of a fixture (owned by the caller: json_decref). */
+json_t *fixture_reference(const char *name);
+/* A runner on the fixture with a pool of num_blocks blocks of block_size tokens. */
+struct pgd__runner *fixture_runner(struct pgd_registry *reg, const char *name, int num_blocks,
+                                   int block_size, int max_seqs);
+
+/* An engine on the fixture (the build's plugins; paranoid checks on) on `device`, with a
+ * pool of num_blocks blocks of block_size tokens, `budget` tokens and max_seqs sequences a
+ * step (owned by the caller: pgd_engine_destroy). */
+struct pgd_engine *model_engine(const char *name, enum pgd_device device, int num_blocks,
+                                int block_size, int budget, int max_seqs);
+/* Runs every prompt of the fixture's reference.json in one step on r (sequence s on blocks
+ * 63 - (16 s + b) % 64: interleaved, descending ids) and asserts that each row's logits are
+ * within tol (rel_max_diff) of its case's first_logits under ref_key ("native",
+ * "float32", ...). r needs 64 blocks of 16 tokens and 8 sequences a step. */
+void check_batched_first_logits(struct pgd__runner *r, const char *name, const char *ref_key,
+                                double tol);
+
+/* A float array from a JSON list (malloc'd; *n gets the length). */
+float *json_floats(json_t *arr, int *n);
+/* An int32 array from a JSON list (malloc'd; *n gets the length). */
+int32_t *json_ints(json_t *arr, int *n);
+/* max |a - b| / max |b| */
+double rel_max_diff(const float *a, const float *b, int n);
+int argmax(const float *x, int n);
+
+/* Runs a whole greedy generation on the runner for one prompt: prefill in chunks of
+ * `chunk` tokens (0 = all at once), then n_new single-token steps. Blocks are table[] (in
+ * that order). Writes the generated tokens to out[n_new], the logits after the prompt to
+ * first[vocab] and after the last generated token to last[vocab] (either may be NULL). */
+void greedy_run(struct pgd__runner *r, const int32_t *prompt, int n_prompt, int n_new,
+                int chunk, const int32_t *table, int32_t *out, float *first, float *last);
+
+#endif

@@ -1,0 +1,779 @@
+/* The engine end to end over the stand-in paged model of tests/lib/engine_fixture.h: streams,
+ * refusals, seeds across batch compositions, stop strings, aborts, prefix sharing, n > 1,
+ * logprobs, metrics, many submitting threads. */
+#include <criterion/criterion.h>
+#include "tests/lib/engine_fixture.h"
+#include "tests/lib/test_common.h"
+
+PGD_TEST_SUITE(engine);
+PGD_TEST_SUITE(engine_threads);
+PGD_TEST_SUITE(engine_llama);
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static struct pgd_engine *make_engine(int num_blocks, int block_size, bool text,
+                                      void (*tweak)(struct pgd_engine_params *))
+{
+    char err[256];
+    struct pgd_engine *e = fixture_engine(num_blocks, block_size, text, tweak, err, sizeof err);
+    cr_assert_not_null(e, "%s", err);
+    return e;
+}
+
+struct collected {
+    int32_t tokens[8][512];
+    int n_tokens[8];
+    char text[8][2048];
+    size_t text_len[8];
+    enum pgd_finish_reason finish[8];
+    char stop_reason[8][32];
+    int32_t stop_token[8];
+    int n_outputs;
+    int cached_tokens[8];
+    int completion_tokens[8];
+    int prompt_tokens[8];
+};
+
+static void collect(struct pgd_stream *s, struct collected *c)
+{
+    memset(c, 0, sizeof *c);
+    struct pgd_output o;
+    enum pgd_status st;
+    while ((st = pgd_stream_next(s, &o, 10000)) == PGD_OK) {
+        cr_assert(o.index >= 0 && o.index < 8);
+        cr_assert_eq(c->finish[o.index], PGD_FINISH_NONE, "output after the finish");
+        for (int i = 0; i < o.n_token_ids; i++)
+            c->tokens[o.index][c->n_tokens[o.index]++] = o.token_ids[i];
+        cr_assert_eq(strlen(o.text), o.text_len);
+        memcpy(c->text[o.index] + c->text_len[o.index], o.text, o.text_len);
+        c->text_len[o.index] += o.text_len;
+        c->finish[o.index] = o.finish_reason;
+        if (o.stop_reason)
+            snprintf(c->stop_reason[o.index], 32, "%s", o.stop_reason);
+        c->stop_token[o.index] = o.stop_token;
+        c->cached_tokens[o.index] = o.cached_tokens;
+        c->completion_tokens[o.index] = o.completion_tokens;
+        c->prompt_tokens[o.index] = o.prompt_tokens;
+        c->n_outputs++;
+    }
+    cr_assert_eq(st, PGD_ERR_CLOSED, "stream ended with %s", pgd_status_str(st));
+}
+
+static struct pgd_stream *submit_ids(struct pgd_engine *e, const int32_t *ids, int n,
+                                     struct pgd_sampling_params sp)
+{
+    struct pgd_request_params r = pgd_request_default_params();
+    r.prompt_ids = ids;
+    r.n_prompt_ids = n;
+    r.sampling = sp;
+    struct pgd_stream *s;
+    char err[256];
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_OK, "%s", err);
+    return s;
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+Test(engine, greedy_ids_request_streams_what_the_model_gives_alone)
+{
+    struct pgd_engine *e = make_engine(64, 4, false, NULL);
+    int32_t prompt[10] = { 5, 9, 2, 44, 3, 3, 7, 8, 10, 11 };
+    struct pgd_sampling_params sp = greedy_params(30);
+    sp.ignore_eos = true;
+    struct pgd_stream *s = submit_ids(e, prompt, 10, sp);
+    cr_assert_gt(pgd_stream_request_id(s), 0);
+    struct collected c;
+    collect(s, &c);
+    int32_t ref[30];
+    int n = reference_greedy(prompt, 10, 30, true, ref);
+    cr_assert_eq(c.n_tokens[0], n);
+    for (int i = 0; i < n; i++) cr_assert_eq(c.tokens[0][i], ref[i], "token %d", i);
+    cr_assert_eq(c.finish[0], PGD_FINISH_LENGTH);
+    cr_assert_eq(c.n_outputs, 30);
+    cr_assert_eq(c.completion_tokens[0], 30);
+    cr_assert_eq(c.prompt_tokens[0], 10);
+    cr_assert_eq(c.text_len[0], 0);     /* no tokenizer, no text */
+    pgd_stream_destroy(s);
+    struct pgd_engine_stats st;
+    pgd_engine_get_stats(e, &st);
+    cr_assert_eq(st.generation_tokens, 30);
+    cr_assert_eq(st.prompt_tokens, 10);
+    cr_assert_eq(st.requests_finished[PGD_FINISH_LENGTH], 1);
+    pgd_engine_destroy(e);
+}
+
+Test(engine, refuses_requests_that_can_never_run)
+{
+    struct pgd_engine *e = make_engine(8, 4, false, NULL);   /* 32 tokens of KV */
+    int32_t prompt[1100];
+    for (int i = 0; i < 1100; i++) prompt[i] = 2 + i % 50;
+    struct pgd_request_params r = pgd_request_default_params();
+    struct pgd_stream *s = NULL;
+    char err[256];
+    r.prompt_ids = prompt;
+    r.n_prompt_ids = 1020;
+    r.sampling.max_tokens = 10;              /* 260 > max_model_len 256 */
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_ERR_INVALID_ARG);
+    cr_assert(strstr(err, "max_model_len 1024") != NULL, "%s", err);
+    cr_assert_null(s);
+    r.n_prompt_ids = 30;                     /* 30 + 10 - 1 tokens need 10 blocks of 8 */
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_ERR_INVALID_ARG);
+    cr_assert(strstr(err, "the whole cache has 8") != NULL, "%s", err);
+    r.n_prompt_ids = 0;
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_ERR_INVALID_ARG);
+    cr_assert(strstr(err, "empty") != NULL, "%s", err);
+    r.n_prompt_ids = 3;
+    prompt[1] = VOCAB;
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_ERR_INVALID_ARG);
+    cr_assert(strstr(err, "prompt token 1") != NULL, "%s", err);
+    prompt[1] = 3;
+    r.sampling.temperature = -1.0f;
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_ERR_INVALID_ARG);
+    cr_assert(strstr(err, "temperature") != NULL, "%s", err);
+    r.sampling = pgd_sampling_default_params();
+    r.sampling.top_p = 0.0f;
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_ERR_INVALID_ARG);
+    cr_assert(strstr(err, "top_p") != NULL, "%s", err);
+    r.sampling = pgd_sampling_default_params();
+    const char *stop[] = { "x" };
+    r.sampling.stop = stop;
+    r.sampling.n_stop = 1;
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_ERR_INVALID_ARG);
+    cr_assert(strstr(err, "tokenizer") != NULL, "%s", err);
+    r.sampling = pgd_sampling_default_params();
+    r.prompt = "hello";
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_ERR_UNSUPPORTED);
+    cr_assert(strstr(err, "tokenizer") != NULL, "%s", err);
+    /* max_tokens < 0: up to max_model_len, if the cache can hold it (here it cannot). */
+    r.prompt = NULL;
+    r.sampling.max_tokens = -1;
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_ERR_INVALID_ARG);
+    pgd_engine_destroy(e);
+}
+
+static void tweak_seqs4(struct pgd_engine_params *p) { p->max_num_batched_tokens = 32; }
+
+Test(engine, seeded_sampling_is_the_same_whatever_shares_the_batch)
+{
+    struct pgd_engine *e = make_engine(256, 4, false, tweak_seqs4);
+    int32_t prompt[12] = { 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14 };
+    struct pgd_sampling_params sp = pgd_sampling_default_params();
+    sp.temperature = 1.0f;
+    sp.top_p = 0.9f;
+    sp.has_seed = true;
+    sp.seed = 1234;
+    sp.max_tokens = 40;
+    sp.n = 3;
+    sp.ignore_eos = true;
+    struct collected alone, crowd;
+    struct pgd_stream *s = submit_ids(e, prompt, 12, sp);
+    collect(s, &alone);
+    pgd_stream_destroy(s);
+    /* Children are distinct streams of randomness. */
+    cr_assert(memcmp(alone.tokens[0], alone.tokens[1], 40 * sizeof(int32_t)) != 0);
+    /* The same request among 20 others of every kind, some of them mid-prefill. */
+    struct pgd_stream *others[20];
+    for (int i = 0; i < 20; i++) {
+        int32_t p2[40];
+        for (int k = 0; k < 40; k++) p2[k] = 2 + (i * 7 + k * 3) % 60;
+        struct pgd_sampling_params o = pgd_sampling_default_params();
+        o.max_tokens = 5 + i;
+        o.temperature = (float)(i % 3);
+        o.n = 1 + i % 2;
+        others[i] = submit_ids(e, p2, 10 + i, o);
+        if (i == 10)
+            s = submit_ids(e, prompt, 12, sp);
+    }
+    collect(s, &crowd);
+    for (int c = 0; c < 3; c++) {
+        cr_assert_eq(crowd.n_tokens[c], alone.n_tokens[c]);
+        for (int k = 0; k < alone.n_tokens[c]; k++)
+            cr_assert_eq(crowd.tokens[c][k], alone.tokens[c][k], "child %d token %d", c, k);
+    }
+    pgd_stream_destroy(s);
+    for (int i = 0; i < 20; i++) pgd_stream_destroy(others[i]);
+    pgd_engine_destroy(e);
+}
+
+Test(engine, stop_strings_stop_tokens_eos_and_min_tokens)
+{
+    struct pgd_engine *e = make_engine(128, 4, true, NULL);
+    struct pgd_request_params r = pgd_request_default_params();
+    struct pgd_stream *s;
+    char err[256];
+    struct collected c;
+    /* Force a known continuation with logit bias: "S", "T", "O", "P", ... */
+    struct pgd_logit_bias lb[1] = { { 0, 100.0f } };
+    r.prompt = "the end";
+    r.sampling = greedy_params(20);
+    r.sampling.logit_bias = lb;
+    r.sampling.n_logit_bias = 1;
+    /* Find what the model says first, then stop on a string spanning two tokens of it. */
+    lb[0].token = 32;   /* "S" always */
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_OK, "%s", err);
+    collect(s, &c);
+    pgd_stream_destroy(s);
+    cr_assert_str_eq(c.text[0], "SSSSSSSSSSSSSSSSSSSS");
+    cr_assert_eq(c.finish[0], PGD_FINISH_LENGTH);
+    const char *stops[] = { "SSS" };
+    r.sampling.stop = stops;
+    r.sampling.n_stop = 1;
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_OK, "%s", err);
+    collect(s, &c);
+    pgd_stream_destroy(s);
+    cr_assert_str_eq(c.text[0], "");
+    cr_assert_eq(c.n_tokens[0], 3);
+    cr_assert_eq(c.finish[0], PGD_FINISH_STOP);
+    cr_assert_str_eq(c.stop_reason[0], "SSS");
+    r.sampling.include_stop_str_in_output = true;
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_OK, "%s", err);
+    collect(s, &c);
+    pgd_stream_destroy(s);
+    cr_assert_str_eq(c.text[0], "SSS");
+    /* min_tokens holds stops off. */
+    r.sampling.include_stop_str_in_output = false;
+    r.sampling.min_tokens = 5;
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_OK, "%s", err);
+    collect(s, &c);
+    pgd_stream_destroy(s);
+    cr_assert_eq(c.finish[0], PGD_FINISH_STOP);
+    /* As vLLM: the stop may begin in text generated before min_tokens (held back). */
+    cr_assert_eq(c.n_tokens[0], 5);
+    cr_assert_str_eq(c.text[0], "SS", "%s", c.text[0]);
+    /* Stop token ids and EOS: the token is reported, its text is not. */
+    r.sampling = greedy_params(20);
+    r.sampling.logit_bias = lb;
+    r.sampling.n_logit_bias = 1;
+    lb[0].token = EOS_ID;
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_OK, "%s", err);
+    collect(s, &c);
+    pgd_stream_destroy(s);
+    cr_assert_eq(c.n_tokens[0], 1);
+    cr_assert_eq(c.tokens[0][0], EOS_ID);
+    cr_assert_eq(c.stop_token[0], EOS_ID);
+    cr_assert_eq(c.finish[0], PGD_FINISH_STOP);
+    r.sampling.ignore_eos = true;
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_OK, "%s", err);
+    collect(s, &c);
+    pgd_stream_destroy(s);
+    cr_assert_eq(c.n_tokens[0], 20);
+    cr_assert_eq(c.finish[0], PGD_FINISH_LENGTH);
+    r.sampling.ignore_eos = false;
+    lb[0].token = 38;   /* "STOP" */
+    int32_t stop_id = 38;
+    r.sampling.stop_token_ids = &stop_id;
+    r.sampling.n_stop_token_ids = 1;
+    r.sampling.min_tokens = 2;
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_OK, "%s", err);
+    collect(s, &c);
+    pgd_stream_destroy(s);
+    /* min_tokens (2) tokens first, with the stop token masked; then it may come. */
+    cr_assert_eq(c.n_tokens[0], 3);
+    cr_assert_neq(c.tokens[0][0], 38);
+    cr_assert_neq(c.tokens[0][1], 38);
+    cr_assert_eq(c.tokens[0][2], 38);
+    cr_assert_eq(c.stop_token[0], 38);
+    cr_assert_eq(c.finish[0], PGD_FINISH_STOP);
+    cr_assert_eq(c.text_len[0], strlen(PIECE[c.tokens[0][0]]) + strlen(PIECE[c.tokens[0][1]]));
+    pgd_engine_destroy(e);
+}
+
+Test(engine, abort_midway_and_stream_destroy_abort)
+{
+    g_step_delay_us = 1000;     /* 200 tokens take 200 ms: the abort lands midway */
+    struct pgd_engine *e = make_engine(128, 4, false, NULL);
+    int32_t prompt[5] = { 2, 3, 4, 5, 6 };
+    struct pgd_sampling_params sp = greedy_params(200);
+    sp.ignore_eos = true;
+    struct pgd_stream *s = submit_ids(e, prompt, 5, sp);
+    struct pgd_output o;
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(pgd_stream_next(s, &o, 10000), PGD_OK);
+        cr_assert_eq(o.finish_reason, PGD_FINISH_NONE);
+    }
+    pgd_engine_abort(e, pgd_stream_request_id(s));
+    pgd_engine_abort(e, 999999);        /* unknown: ignored */
+    enum pgd_status st;
+    int n = 3;
+    while ((st = pgd_stream_next(s, &o, 10000)) == PGD_OK) {
+        n++;
+        if (o.finish_reason != PGD_FINISH_NONE) {
+            cr_assert_eq(o.finish_reason, PGD_FINISH_ABORT, "finish %d after %d", o.finish_reason, n);
+            cr_assert_eq(o.n_token_ids, 0);
+        }
+    }
+    cr_assert_eq(st, PGD_ERR_CLOSED);
+    cr_assert_lt(n, 200);
+    cr_assert_eq(pgd_stream_next(s, &o, 0), PGD_ERR_CLOSED);
+    pgd_stream_destroy(s);
+    /* Destroying an unread stream aborts its request. */
+    s = submit_ids(e, prompt, 5, sp);
+    pgd_stream_destroy(s);
+    struct pgd_engine_stats stats;
+    for (int i = 0; i < 1000; i++) {
+        pgd_engine_get_stats(e, &stats);
+        if (stats.requests_finished[PGD_FINISH_ABORT] == 2 && stats.num_requests_running == 0)
+            break;
+        struct timespec ts = { 0, 2000000 };
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_eq(stats.requests_finished[PGD_FINISH_ABORT], 2);
+    cr_assert_eq(stats.num_requests_running, 0);
+    /* A poll with nothing to read times out. */
+    s = submit_ids(e, prompt, 5, sp);
+    pgd_engine_abort(e, pgd_stream_request_id(s));
+    while ((st = pgd_stream_next(s, &o, 10000)) == PGD_OK) {}
+    cr_assert_eq(st, PGD_ERR_CLOSED);
+    pgd_stream_destroy(s);
+    pgd_engine_destroy(e);
+}
+
+Test(engine, destroy_aborts_what_is_left_and_streams_stay_readable)
+{
+    struct pgd_engine *e = make_engine(128, 4, false, NULL);
+    int32_t prompt[5] = { 2, 3, 4, 5, 6 };
+    struct pgd_sampling_params sp = greedy_params(200);
+    sp.ignore_eos = true;
+    sp.n = 2;
+    struct pgd_stream *s[4];
+    for (int i = 0; i < 4; i++) s[i] = submit_ids(e, prompt, 5, sp);
+    pgd_engine_destroy(e);
+    for (int i = 0; i < 4; i++) {
+        struct collected c;
+        collect(s[i], &c);
+        cr_assert_eq(c.finish[0], PGD_FINISH_ABORT);
+        cr_assert_eq(c.finish[1], PGD_FINISH_ABORT);
+        pgd_stream_destroy(s[i]);
+    }
+}
+
+static void tweak_big_budget(struct pgd_engine_params *p) { p->max_num_batched_tokens = 512; }
+
+Test(engine, shared_system_prompt_computes_only_each_suffix)
+{
+    struct pgd_engine *e = make_engine(512, 16, false, tweak_big_budget);
+    enum { SYS = 320, SUF = 17, N = 8 };
+    int32_t prompt[SYS + SUF];
+    for (int i = 0; i < SYS; i++) prompt[i] = 2 + (i * 13) % 60;
+    for (int r = 0; r < N; r++) {
+        for (int i = 0; i < SUF; i++) prompt[SYS + i] = 2 + (r * 5 + i * 11) % 60;
+        struct pgd_stream *s = submit_ids(e, prompt, SYS + SUF, greedy_params(3));
+        struct collected c;
+        collect(s, &c);
+        pgd_stream_destroy(s);
+        cr_assert_eq(c.cached_tokens[0], r == 0 ? 0 : SYS);
+        int32_t ref[3];
+        int n = reference_greedy(prompt, SYS + SUF, 3, false, ref);
+        cr_assert_eq(c.n_tokens[0], n);
+        for (int k = 0; k < n; k++) cr_assert_eq(c.tokens[0][k], ref[k]);
+    }
+    struct pgd_engine_stats st;
+    pgd_engine_get_stats(e, &st);
+    cr_assert_eq(st.prompt_tokens, (uint64_t)(SYS + SUF) * N);
+    cr_assert_eq(st.prompt_tokens_computed, (uint64_t)SYS + (uint64_t)SUF * N,
+                 "computed %llu", (unsigned long long)st.prompt_tokens_computed);
+    cr_assert_eq(st.prefix_cache_hits, (uint64_t)SYS * (N - 1));
+    pgd_engine_destroy(e);
+
+    /* Switched off: everything is computed. */
+    struct pgd_engine_params p = pgd_engine_default_params();
+    p.enable_prefix_caching = false;
+    p.max_num_batched_tokens = 512;
+    struct pgd__engine_backend be = fake_backend(512, 16, 512);
+    char err[256];
+    cr_assert_eq(pgd__engine_create_with(&p, &be, NULL, &e, err, sizeof err), PGD_OK);
+    for (int r = 0; r < 3; r++) {
+        struct pgd_stream *s = submit_ids(e, prompt, SYS + SUF, greedy_params(2));
+        struct collected c;
+        collect(s, &c);
+        pgd_stream_destroy(s);
+    }
+    pgd_engine_get_stats(e, &st);
+    cr_assert_eq(st.prompt_tokens_computed, (uint64_t)(SYS + SUF) * 3);
+    pgd_engine_destroy(e);
+}
+
+Test(engine, parallel_samples_share_the_prompt)
+{
+    struct pgd_engine *e = make_engine(256, 4, false, NULL);
+    int32_t prompt[41];
+    for (int i = 0; i < 41; i++) prompt[i] = 2 + (i * 7) % 60;
+    struct pgd_sampling_params sp = greedy_params(10);
+    sp.n = 4;
+    sp.ignore_eos = true;
+    struct pgd_stream *s = submit_ids(e, prompt, 41, sp);
+    struct collected c;
+    collect(s, &c);
+    pgd_stream_destroy(s);
+    int32_t ref[10];
+    reference_greedy(prompt, 41, 10, true, ref);
+    for (int k = 0; k < 4; k++) {
+        cr_assert_eq(c.n_tokens[k], 10);
+        cr_assert_eq(c.finish[k], PGD_FINISH_LENGTH);
+        for (int i = 0; i < 10; i++) cr_assert_eq(c.tokens[k][i], ref[i]);
+        cr_assert_eq(c.cached_tokens[k], k == 0 ? 0 : 40);
+    }
+    struct pgd_engine_stats st;
+    pgd_engine_get_stats(e, &st);
+    cr_assert_eq(st.prompt_tokens_computed, 41 + 3 * 1);
+    pgd_engine_destroy(e);
+}
+
+Test(engine, logprobs_and_prompt_logprobs_match_the_model)
+{
+    struct pgd_engine *e = make_engine(256, 4, false, NULL);
+    int32_t prompt[70];
+    for (int i = 0; i < 70; i++) prompt[i] = 2 + (i * 29) % 60;
+    struct pgd_sampling_params sp = greedy_params(4);
+    sp.logprobs = 3;
+    sp.prompt_logprobs = 2;
+    sp.ignore_eos = true;
+    struct pgd_stream *s = submit_ids(e, prompt, 70, sp);   /* 70 > budget 64: chunked */
+    struct pgd_output o;
+    int32_t hist[80];
+    memcpy(hist, prompt, sizeof prompt);
+    float lg[VOCAB];
+    int k = 0;
+    while (pgd_stream_next(s, &o, 10000) == PGD_OK) {
+        if (k == 0) {
+            cr_assert_eq(o.n_prompt_logprobs, 69);
+            for (int p = 1; p < 70; p++) {
+                rule(hist, p, lg);
+                double mx = -INFINITY, sum = 0;
+                for (int v = 0; v < VOCAB; v++) mx = fmax(mx, lg[v]);
+                for (int v = 0; v < VOCAB; v++) sum += exp(lg[v] - mx);
+                const struct pgd_token_logprobs *t = &o.prompt_logprobs[p - 1];
+                cr_assert_eq(t->chosen.token, prompt[p]);
+                cr_assert_float_eq(t->chosen.logprob, lg[prompt[p]] - mx - log(sum), 1e-4);
+                cr_assert_eq(t->n_top, 2);
+                cr_assert_geq(t->top[0].logprob, t->top[1].logprob);
+            }
+        } else {
+            cr_assert_null(o.prompt_logprobs);
+        }
+        cr_assert_eq(o.n_token_ids, 1);
+        rule(hist, 70 + k, lg);
+        cr_assert_not_null(o.logprobs);
+        const struct pgd_token_logprobs *t = &o.logprobs[0];
+        cr_assert_eq(t->chosen.token, o.token_ids[0]);
+        cr_assert_eq(t->chosen.rank, 1);            /* greedy picks the top */
+        cr_assert_eq(t->top[0].token, o.token_ids[0]);
+        cr_assert_eq(t->n_top, 3);
+        hist[70 + k] = o.token_ids[0];
+        k++;
+    }
+    cr_assert_eq(k, 4);
+    pgd_stream_destroy(s);
+    pgd_engine_destroy(e);
+}
+
+Test(engine, metrics_in_prometheus_text_format)
+{
+    struct pgd_engine *e = make_engine(64, 4, false, NULL);
+    int32_t prompt[6] = { 2, 3, 4, 5, 6, 7 };
+    struct pgd_stream *s = submit_ids(e, prompt, 6, greedy_params(5));
+    struct collected c;
+    collect(s, &c);
+    pgd_stream_destroy(s);
+    char *text;
+    size_t len;
+    cr_assert_eq(pgd_engine_metrics_text(e, &text, &len), PGD_OK);
+    cr_assert_eq(strlen(text), len);
+    const char *names[] = {
+        "# TYPE pagoda:num_requests_running gauge", "# TYPE pagoda:num_requests_waiting gauge",
+        "# TYPE pagoda:kv_cache_usage_perc gauge", "pagoda:prefix_cache_queries_total ",
+        "pagoda:prefix_cache_hits_total ", "pagoda:num_preemptions_total 0",
+        "pagoda:prompt_tokens_total 6", "# TYPE pagoda:time_to_first_token_seconds histogram",
+        "pagoda:time_to_first_token_seconds_bucket{le=\"+Inf\"} 1",
+        "pagoda:time_to_first_token_seconds_count 1", "pagoda:inter_token_latency_seconds_count ",
+        "pagoda:e2e_request_latency_seconds_count 1", "pagoda:request_queue_time_seconds_count 1",
+        "pagoda:request_success_total{finished_reason=\"length\"} ",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        cr_assert(strstr(text, names[i]) != NULL, "missing %s in\n%s", names[i], text);
+    char want[64];
+    snprintf(want, sizeof want, "pagoda:generation_tokens_total %d.0\n", c.n_tokens[0]);
+    cr_assert(strstr(text, want) != NULL, "%s", text);
+    /* Every line is a comment or "name[{labels}] value". */
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        cr_assert_not_null(nl);
+        if (*line != '#') {
+            char *sp = memchr(line, ' ', (size_t)(nl - line));
+            cr_assert_not_null(sp);
+            char *end;
+            strtod(sp + 1, &end);
+            cr_assert(end == nl || strncmp(sp + 1, "+Inf", 4) == 0, "bad line %.*s",
+                      (int)(nl - line), line);
+        }
+        line = nl + 1;
+    }
+    free(text);
+    pgd_engine_destroy(e);
+}
+
+Test(engine_threads, many_submitters_small_pool)
+{
+    /* 20 blocks of 4 tokens: 80 tokens of KV for up to 6 sequences of up to 64. */
+    struct pgd_engine *e = make_engine(20, 4, false, fixture_tweak_stress);
+    enum { T = 8 };
+    struct worker w[T];
+    pthread_t th[T];
+    for (int i = 0; i < T; i++) {
+        w[i] = (struct worker){ .e = e, .id = i, .n_requests = 40 };
+        pthread_create(&th[i], NULL, worker_main, &w[i]);
+    }
+    int aborted = 0;
+    for (int i = 0; i < T; i++) {
+        void *ret;
+        pthread_join(th[i], &ret);
+        cr_assert_null(ret, "worker %d: %s", i, (const char *)ret);
+        cr_assert_eq(w[i].done, 40);
+        aborted += w[i].aborted;
+    }
+    struct pgd_engine_stats st;
+    pgd_engine_get_stats(e, &st);
+    cr_assert_gt(st.num_preemptions, 0);
+    cr_assert_gt(st.prefix_cache_hits, 0);
+    cr_assert_gt(aborted, 0);
+    char *text;
+    cr_assert_eq(pgd_engine_metrics_text(e, &text, NULL), PGD_OK);
+    free(text);
+    pgd_engine_destroy(e);
+}
+
+/* ---- the real model: the tiny Llama fixture through the runner ------------------------- */
+
+#include "tests/lib/model_fixture.h"
+#include <jansson.h>
+#include <unistd.h>
+
+
+/* An engine on the Llama fixture, on the CPU (tests/lib/model_fixture.c). */
+static struct pgd_engine *llama_engine(int num_blocks, int block_size, int budget, int max_seqs)
+{
+    return model_engine("llama-f32", PGD_DEVICE_CPU, num_blocks, block_size, budget, max_seqs);
+}
+
+Test(engine_llama, batched_chunked_preempted_greedy_matches_transformers)
+{
+    json_t *ref = fixture_reference("llama-f32");
+    /* 40 blocks of 4 tokens for four sequences of up to 102 tokens: preemption; a budget
+     * of 24 tokens: chunked prefill beside decodes. */
+    struct pgd_engine *e = llama_engine(40, 4, 24, 8);
+    json_t *cases = json_object_get(ref, "cases");
+    size_t nc = json_array_size(cases);
+    struct pgd_stream *s[8];
+    int n_new = (int)json_integer_value(json_object_get(ref, "n_new"));
+    for (size_t i = 0; i < nc; i++) {
+        int np;
+        int32_t *prompt = json_ints(json_object_get(json_array_get(cases, i), "prompt"), &np);
+        struct pgd_sampling_params sp = greedy_params(n_new);
+        sp.ignore_eos = true;
+        sp.n = i == 1 ? 2 : 1;
+        s[i] = submit_ids(e, prompt, np, sp);
+        free(prompt);
+    }
+    for (size_t i = 0; i < nc; i++) {
+        struct collected c;
+        collect(s[i], &c);
+        pgd_stream_destroy(s[i]);
+        int ng;
+        int32_t *want = json_ints(json_object_get(json_object_get(json_array_get(cases, i), "native"),
+                                             "greedy"), &ng);
+        for (int k = 0; k < (i == 1 ? 2 : 1); k++) {
+            cr_assert_eq(c.n_tokens[k], ng);
+            for (int t = 0; t < ng; t++)
+                cr_assert_eq(c.tokens[k][t], want[t], "case %zu sample %d token %d: %d, "
+                             "transformers %d", i, k, t, c.tokens[k][t], want[t]);
+        }
+        free(want);
+    }
+    struct pgd_engine_stats st;
+    pgd_engine_get_stats(e, &st);
+    cr_assert_gt(st.num_preemptions, 0);
+    pgd_engine_destroy(e);
+    json_decref(ref);
+}
+
+/* A thousand random requests through the real model, together, in a pool small enough
+ * to preempt: every greedy token equals the request's run alone. */
+Test(engine_llama, random_requests_match_their_runs_alone, .timeout = 600)
+{
+    enum { N = 1000 };
+    struct { int32_t prompt[48]; int n, max_out, nc; bool abort; } rq[N];
+    uint32_t rs = 12345;
+    int32_t sys[32];
+    for (int i = 0; i < 32; i++) sys[i] = 3 + (int32_t)(xs(&rs) % 500);
+    for (int r = 0; r < N; r++) {
+        rq[r].n = 1 + (int)(xs(&rs) % 47);
+        int pre = xs(&rs) % 2 ? (int)(xs(&rs) % 32) : 0;
+        if (pre > rq[r].n) pre = rq[r].n;
+        memcpy(rq[r].prompt, sys, (size_t)pre * sizeof *sys);
+        for (int i = pre; i < rq[r].n; i++) rq[r].prompt[i] = 3 + (int32_t)(xs(&rs) % 500);
+        rq[r].max_out = 1 + (int)(xs(&rs) % 16);
+        rq[r].nc = xs(&rs) % 5 == 0 ? 2 : 1;
+        rq[r].abort = xs(&rs) % 8 == 0;
+    }
+    /* Alone, one at a time, in a roomy engine. */
+    int32_t alone[N][16];
+    int n_alone[N];
+    struct pgd_engine *e = llama_engine(64, 16, 256, 4);
+    for (int r = 0; r < N; r++) {
+        struct pgd_stream *s = submit_ids(e, rq[r].prompt, rq[r].n, greedy_params(rq[r].max_out));
+        struct collected c;
+        collect(s, &c);
+        pgd_stream_destroy(s);
+        n_alone[r] = c.n_tokens[0];
+        memcpy(alone[r], c.tokens[0], (size_t)c.n_tokens[0] * sizeof(int32_t));
+    }
+    pgd_engine_destroy(e);
+    /* All at once in a tight one: shared prefixes, n > 1, aborts, preemption. */
+    e = llama_engine(24, 4, 32, 6);
+    struct pgd_stream *s[N];
+    for (int r = 0; r < N; r++) {
+        struct pgd_sampling_params sp = greedy_params(rq[r].max_out);
+        sp.n = rq[r].nc;
+        s[r] = submit_ids(e, rq[r].prompt, rq[r].n, sp);
+        if (rq[r].abort)
+            pgd_engine_abort(e, pgd_stream_request_id(s[r]));
+    }
+    int aborted = 0;
+    for (int r = 0; r < N; r++) {
+        struct collected c;
+        collect(s[r], &c);
+        pgd_stream_destroy(s[r]);
+        for (int k = 0; k < rq[r].nc; k++) {
+            cr_assert_neq(c.finish[k], PGD_FINISH_NONE);
+            if (c.finish[k] == PGD_FINISH_ABORT) {
+                aborted++;
+                cr_assert_leq(c.n_tokens[k], n_alone[r]);
+            } else {
+                cr_assert_eq(c.n_tokens[k], n_alone[r], "request %d", r);
+            }
+            for (int t = 0; t < c.n_tokens[k]; t++)
+                cr_assert_eq(c.tokens[k][t], alone[r][t], "request %d sample %d token %d", r, k, t);
+        }
+    }
+    cr_assert_gt(aborted, 0);
+    struct pgd_engine_stats st;
+    pgd_engine_get_stats(e, &st);
+    cr_assert_gt(st.num_preemptions, 0);
+    cr_assert_gt(st.prefix_cache_hits, 0);
+    pgd_engine_destroy(e);
+}
+
+/* ---- sliding window: blocks the window left behind go back to the pool ------------------- */
+
+/* The Mistral fixture (window 16) with 4 requests of up to 102 tokens in 64 blocks of 4:
+ * holding every block they would need 104 and preempt; releasing what the window left
+ * behind, each holds at most (16 + 24) / 4 + 2 blocks and nothing is preempted, every
+ * request still equals transformers' greedy continuation, and the pool ends empty. */
+Test(engine_llama, sliding_window_releases_blocks_without_changing_results)
+{
+    json_t *ref = fixture_reference("mistral-f32");
+    struct pgd_engine *e = model_engine("mistral-f32", PGD_DEVICE_CPU, 64, 4, 24, 8);
+    json_t *cases = json_object_get(ref, "cases");
+    size_t nc = json_array_size(cases);
+    int n_new = (int)json_integer_value(json_object_get(ref, "n_new"));
+    struct pgd_stream *s[8];
+    for (size_t i = 0; i < nc; i++) {
+        int np;
+        int32_t *prompt = json_ints(json_object_get(json_array_get(cases, i), "prompt"), &np);
+        struct pgd_sampling_params sp = greedy_params(n_new);
+        sp.ignore_eos = true;
+        s[i] = submit_ids(e, prompt, np, sp);
+        free(prompt);
+    }
+    for (size_t i = 0; i < nc; i++) {
+        struct collected c;
+        collect(s[i], &c);
+        pgd_stream_destroy(s[i]);
+        int ng;
+        int32_t *want = json_ints(json_object_get(json_object_get(json_array_get(cases, i), "native"),
+                                             "greedy"), &ng);
+        cr_assert_eq(c.n_tokens[0], ng);
+        for (int t = 0; t < ng; t++)
+            cr_assert_eq(c.tokens[0][t], want[t], "case %zu token %d: %d, transformers %d", i, t,
+                         c.tokens[0][t], want[t]);
+        free(want);
+    }
+    struct pgd_engine_stats st;
+    pgd_engine_get_stats(e, &st);
+    cr_assert_eq(st.num_preemptions, 0, "%llu preemptions", (unsigned long long)st.num_preemptions);
+    /* The stats are refreshed by the engine thread after the step that finished the last
+     * request: give it a moment. */
+    for (int tries = 0; tries < 200 && st.kv_cache_usage > 0; tries++) {
+        usleep(5000);
+        pgd_engine_get_stats(e, &st);
+    }
+    cr_assert_float_eq(st.kv_cache_usage, 0.0, 1e-12);
+    pgd_engine_destroy(e);
+    json_decref(ref);
+}
+
+/* ---- sampling through the backend (pgd__runner_step_sample) ------------------------------ */
+
+/* The engine with the backend sampling (the runner's step_sample) and with full logits and
+ * its own sampler gives the same tokens and logprobs: sampled, penalised, seeded requests
+ * with logprobs and prompt logprobs, n = 2, chunked prefill. */
+Test(engine_llama, backend_sampling_equals_engine_sampling)
+{
+    enum { N = 12, OUT = 10 };
+    int32_t prompt[N][40];
+    int len[N];
+    struct pgd_sampling_params sp[N];
+    uint32_t rs = 7;
+    for (int r = 0; r < N; r++) {
+        rs = rs * 1103515245u + 12345u;
+        len[r] = 2 + (int)(rs >> 16) % 38;
+        for (int i = 0; i < len[r]; i++) prompt[r][i] = 3 + (int32_t)((rs >> 8) + i * 53u) % 500;
+        sp[r] = pgd_sampling_default_params();
+        sp[r].max_tokens = OUT;
+        sp[r].ignore_eos = true;
+        sp[r].has_seed = true;
+        sp[r].seed = 500 + (uint64_t)r;
+        sp[r].n = r % 3 == 0 ? 2 : 1;
+        sp[r].logprobs = r % 2 ? 3 : -1;
+        sp[r].prompt_logprobs = r % 4 == 1 ? 2 : -1;
+        sp[r].top_p = r % 5 == 0 ? 0.8f : 1.0f;
+        sp[r].top_k = r % 3 == 1 ? 10 : 0;
+        sp[r].repetition_penalty = r % 4 == 2 ? 1.2f : 1.0f;
+        sp[r].presence_penalty = r % 4 == 3 ? 0.5f : 0.0f;
+        sp[r].temperature = r % 6 == 5 ? 0.0f : 0.9f;
+    }
+    struct out { int32_t tok[2][OUT]; float lp[2][OUT]; float plp[40]; int n_plp; };
+    static struct out got[2][N];
+    for (int mode = 0; mode < 2; mode++) {
+        struct pgd_engine *e = llama_engine(64, 4, 16, 4);
+        pgd__engine_set_device_sampling(e, mode == 0);
+        for (int r = 0; r < N; r++) {
+            struct pgd_stream *s = submit_ids(e, prompt[r], len[r], sp[r]);
+            struct pgd_output o;
+            int n[2] = { 0, 0 };
+            struct out *g = &got[mode][r];
+            while (pgd_stream_next(s, &o, 10000) == PGD_OK) {
+                for (int i = 0; i < o.n_token_ids; i++) {
+                    g->tok[o.index][n[o.index]] = o.token_ids[i];
+                    if (o.logprobs)
+                        g->lp[o.index][n[o.index]] = o.logprobs[i].chosen.logprob;
+                    n[o.index]++;
+                }
+                for (int i = 0; i < o.n_prompt_logprobs; i++)
+                    g->plp[i] = o.prompt_logprobs[i].chosen.logprob;
+                if (o.n_prompt_logprobs)
+                    g->n_plp = o.n_prompt_logprobs;
+            }
+            pgd_stream_destroy(s);
+            for (int k = 0; k < sp[r].n; k++)
+                cr_assert_eq(n[k], OUT);
+        }
+        pgd_engine_destroy(e);
+    }
+    for (int r = 0; r < N; r++) {
+        cr_assert_eq(memcmp(&got[0][r], &got[1][r], sizeof got[0][r]), 0, "request %d differs "
+                     "(first token %d vs %d)", r, got[0][r].tok[0][0], got[1][r].tok[0][0]);
+        if (sp[r].prompt_logprobs >= 0)
+            cr_assert_eq(got[0][r].n_plp, len[r] - 1);
+    }
+}

@@ -1,0 +1,534 @@
+/* The scheduler and kv manager driven step by step, with a stand-in "model" that only
+ * produces next tokens deterministically from the token history. The stand-in keeps a
+ * fake KV cache: every computed position writes (token, position) into the slot its block
+ * table names, and a next token is derived from what the cache holds for positions
+ * 0..n-1, so a block shared or reused wrongly changes the output. */
+#include <criterion/criterion.h>
+#include "runtime/engine/scheduler.h"
+#include <stdlib.h>
+#include <string.h>
+#include "tests/lib/test_common.h"
+
+PGD_TEST_SUITE(scheduler);
+PGD_TEST_SUITE(scheduler_stress);
+
+#define EOS 0
+
+struct sim {
+    struct pgd__kv_manager kv;
+    struct pgd__scheduler sched;
+    int64_t *cache;                 /* [num_blocks * block_size]: token << 32 | position */
+    int vocab;
+    uint64_t prompt_computed;       /* prompt positions actually computed */
+    uint64_t steps;
+};
+
+static void sim_init(struct sim *s, int num_blocks, int block_size, bool caching,
+                     int max_seqs, int budget, bool chunked, enum pgd_sched_policy pol)
+{
+    char err[256];
+    memset(s, 0, sizeof *s);
+    cr_assert_eq(pgd__kv_manager_init(&s->kv, num_blocks, block_size, caching, err, sizeof err),
+                 PGD_OK, "%s", err);
+    struct pgd__sched_params p = { .max_num_seqs = max_seqs, .max_num_batched_tokens = budget,
+                                   .enable_chunked_prefill = chunked, .policy = pol };
+    cr_assert_eq(pgd__scheduler_init(&s->sched, &p, &s->kv, err, sizeof err), PGD_OK);
+    s->cache = malloc((size_t)num_blocks * block_size * sizeof *s->cache);
+    for (int i = 0; i < num_blocks * block_size; i++)
+        s->cache[i] = -1;
+    s->vocab = 512;
+}
+
+static void sim_fini(struct sim *s)
+{
+    cr_assert_eq(pgd__block_pool_num_free(&s->kv.pool), s->kv.pool.num_blocks,
+                 "blocks leaked");
+    pgd__scheduler_fini(&s->sched);
+    pgd__kv_manager_fini(&s->kv);
+    free(s->cache);
+}
+
+/* The stand-in model's rule: a hash of the whole history. */
+static int32_t next_token_of(const int32_t *toks, int n, int vocab)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (int i = 0; i < n; i++) {
+        h ^= (uint64_t)(uint32_t)toks[i];
+        h *= 1099511628211ULL;
+    }
+    h ^= h >> 29;
+    if (h % 23 == 0)
+        return EOS;
+    return 1 + (int32_t)(h % (uint64_t)(vocab - 1));
+}
+
+static int64_t *slot(struct sim *s, const struct pgd__seq *q, int pos)
+{
+    int bs = s->kv.block_size;
+    cr_assert_lt(pos / bs, q->kv.n_blocks, "seq %llu: position %d has no block",
+                 (unsigned long long)q->id, pos);
+    return &s->cache[(size_t)q->kv.blocks[pos / bs] * bs + pos % bs];
+}
+
+/* Runs one planned step; returns how many sequences caught up (and got a token appended).
+ * caught[] gets them. */
+static int sim_step(struct sim *s, struct pgd__seq **caught)
+{
+    const struct pgd__sched_out *o = pgd__scheduler_schedule(&s->sched);
+    int budget = s->sched.p.max_num_batched_tokens;
+    cr_assert_leq(o->n_tokens, budget);
+    cr_assert_leq(o->n, s->sched.p.max_num_seqs);
+    for (int i = 0; i < o->n; i++) {
+        struct pgd__seq *q = o->seqs[i];
+        cr_assert_eq(q->status, PGD__SEQ_RUNNING);
+        cr_assert_gt(o->n_new[i], 0);
+        cr_assert_leq(q->n_computed + o->n_new[i], q->n_tokens);
+        for (int j = 0; j < o->n_new[i]; j++) {
+            int pos = q->n_computed + j;
+            *slot(s, q, pos) = (int64_t)q->tokens[pos] << 32 | pos;
+            if (pos < q->n_prompt)
+                s->prompt_computed++;
+        }
+    }
+    int32_t *hist = NULL;
+    int n_caught = 0;
+    for (int i = 0; i < o->n; i++) {
+        struct pgd__seq *q = o->seqs[i];
+        if (q->n_computed + o->n_new[i] != q->n_tokens)
+            continue;
+        hist = realloc(hist, (size_t)q->n_tokens * sizeof *hist);
+        for (int pos = 0; pos < q->n_tokens; pos++) {
+            int64_t v = *slot(s, q, pos);
+            cr_assert_eq((int)(v & 0xffffffff), pos, "seq %llu: slot of position %d holds "
+                         "position %d", (unsigned long long)q->id, pos, (int)(v & 0xffffffff));
+            hist[pos] = (int32_t)(v >> 32);
+            cr_assert_eq(hist[pos], q->tokens[pos], "seq %llu: KV of position %d is token %d, "
+                         "want %d", (unsigned long long)q->id, pos, hist[pos], q->tokens[pos]);
+        }
+        caught[n_caught++] = q;
+        q->owner = (void *)(intptr_t)next_token_of(hist, q->n_tokens, s->vocab);
+    }
+    free(hist);
+    pgd__scheduler_update(&s->sched, o);
+    for (int i = 0; i < n_caught; i++) {
+        struct pgd__seq *q = caught[i];
+        cr_assert_eq(q->n_computed, q->n_tokens);
+        pgd__seq_append(q, (int32_t)(intptr_t)q->owner);
+    }
+    s->steps++;
+    return n_caught;
+}
+
+/* ref_count == number of live sequences that list the block. */
+static void check_holders(struct sim *s, struct pgd__seq **live, int n_live)
+{
+    char err[256];
+    cr_assert(pgd__block_pool_check(&s->kv.pool, err, sizeof err), "%s", err);
+    int nb = s->kv.pool.num_blocks;
+    int *h = calloc((size_t)nb, sizeof *h);
+    for (int i = 0; i < n_live; i++) {
+        if (live[i]->status != PGD__SEQ_RUNNING)
+            cr_assert_eq(live[i]->kv.n_blocks, 0);
+        for (int b = 0; b < live[i]->kv.n_blocks; b++)
+            h[live[i]->kv.blocks[b]]++;
+    }
+    for (int b = 0; b < nb; b++)
+        cr_assert_eq(h[b], s->kv.pool.blocks[b].ref_count, "block %d: ref_count %d, holders %d",
+                     b, s->kv.pool.blocks[b].ref_count, h[b]);
+    free(h);
+}
+
+static struct pgd__seq *new_seq(uint64_t id, const int32_t *prompt, int n, int max_total)
+{
+    struct pgd__seq *q = calloc(1, sizeof *q);
+    char err[128];
+    cr_assert_eq(pgd__seq_init(q, id, prompt, n, max_total, err, sizeof err), PGD_OK);
+    q->arrival = id;
+    return q;
+}
+
+static void free_seq(struct pgd__seq *q)
+{
+    pgd__seq_fini(q);
+    free(q);
+}
+
+Test(scheduler, chunked_prefill_then_decode_one_token_per_step)
+{
+    struct sim s;
+    sim_init(&s, 64, 4, true, 4, 32, true, PGD_SCHED_FCFS);
+    int32_t prompt[100];
+    for (int i = 0; i < 100; i++) prompt[i] = 1 + i;
+    struct pgd__seq *q = new_seq(1, prompt, 100, 110);
+    pgd__scheduler_add(&s.sched, q);
+    int want[] = { 32, 32, 32, 4, 1, 1, 1 };
+    for (int k = 0; k < 7; k++) {
+        const struct pgd__sched_out *o = pgd__scheduler_schedule(&s.sched);
+        cr_assert_eq(o->n, 1);
+        cr_assert_eq(o->n_new[0], want[k], "step %d: %d tokens", k, o->n_new[0]);
+        /* Blocks grow with the chunk, not the whole prompt at once. */
+        cr_assert_eq(q->kv.n_blocks, (q->n_computed + o->n_new[0] + 3) / 4);
+        pgd__scheduler_update(&s.sched, o);
+        if (q->n_computed == q->n_tokens)
+            pgd__seq_append(q, 5);
+    }
+    pgd__scheduler_finish(&s.sched, q);
+    free_seq(q);
+    sim_fini(&s);
+}
+
+Test(scheduler, decodes_go_first_and_the_budget_is_shared)
+{
+    struct sim s;
+    sim_init(&s, 256, 4, false, 8, 16, true, PGD_SCHED_FCFS);
+    int32_t p[40];
+    for (int i = 0; i < 40; i++) p[i] = 3 + i;
+    struct pgd__seq *a = new_seq(1, p, 10, 60), *b = new_seq(2, p, 40, 60);
+    struct pgd__seq *caught[8];
+    pgd__scheduler_add(&s.sched, a);
+    sim_step(&s, caught);               /* a: 10 tokens */
+    pgd__scheduler_add(&s.sched, b);
+    const struct pgd__sched_out *o = pgd__scheduler_schedule(&s.sched);
+    cr_assert_eq(o->n, 2);
+    cr_assert_eq(o->seqs[0], a);
+    cr_assert_eq(o->n_new[0], 1);       /* a's decode first */
+    cr_assert_eq(o->seqs[1], b);
+    cr_assert_eq(o->n_new[1], 15);      /* b's chunk takes the rest */
+    pgd__scheduler_update(&s.sched, o);
+    pgd__seq_append(a, 9);
+    pgd__scheduler_finish(&s.sched, a);
+    pgd__scheduler_finish(&s.sched, b);
+    free_seq(a);
+    free_seq(b);
+    sim_fini(&s);
+}
+
+Test(scheduler, chunking_off_waits_for_room_for_the_whole_prompt)
+{
+    struct sim s;
+    sim_init(&s, 256, 4, false, 8, 16, false, PGD_SCHED_FCFS);
+    int32_t p[14];
+    for (int i = 0; i < 14; i++) p[i] = 3 + i;
+    struct pgd__seq *a = new_seq(1, p, 4, 30), *b = new_seq(2, p, 14, 30);
+    pgd__scheduler_add(&s.sched, a);
+    struct pgd__seq *caught[8];
+    sim_step(&s, caught);
+    for (int k = 0; k < 3; k++) {       /* a decodes alone; b (14) fits beside a (1) */
+        pgd__scheduler_add(&s.sched, b);
+        break;
+    }
+    const struct pgd__sched_out *o = pgd__scheduler_schedule(&s.sched);
+    cr_assert_eq(o->n, 2);
+    cr_assert_eq(o->n_new[1], 14);
+    pgd__scheduler_update(&s.sched, o);
+    pgd__seq_append(a, 1);
+    pgd__seq_append(b, 1);
+    pgd__scheduler_finish(&s.sched, a);
+    pgd__scheduler_finish(&s.sched, b);
+    free_seq(a);
+    free_seq(b);
+
+    /* A prompt longer than what is left of the budget waits a step rather than split. */
+    struct pgd__seq *c = new_seq(3, p, 4, 30), *d = new_seq(4, p, 14, 30);
+    pgd__scheduler_add(&s.sched, c);
+    pgd__scheduler_add(&s.sched, d);
+    o = pgd__scheduler_schedule(&s.sched);
+    cr_assert_eq(o->n, 1);              /* 4 + 14 > 16 */
+    cr_assert_eq(o->seqs[0], c);
+    pgd__scheduler_update(&s.sched, o);
+    pgd__seq_append(c, 1);
+    pgd__scheduler_finish(&s.sched, c);
+    pgd__scheduler_finish(&s.sched, d);
+    free_seq(c);
+    free_seq(d);
+    sim_fini(&s);
+}
+
+Test(scheduler, newest_is_preempted_and_recomputed_under_fcfs)
+{
+    struct sim s;
+    /* 6 blocks of 4: two sequences of 12 tokens fill the pool. */
+    sim_init(&s, 6, 4, false, 4, 64, true, PGD_SCHED_FCFS);
+    int32_t p[12];
+    for (int i = 0; i < 12; i++) p[i] = 10 + i;
+    struct pgd__seq *a = new_seq(1, p, 12, 20), *b = new_seq(2, p, 12, 20);
+    pgd__scheduler_add(&s.sched, a);
+    pgd__scheduler_add(&s.sched, b);
+    struct pgd__seq *caught[4];
+    cr_assert_eq(sim_step(&s, caught), 2);
+    cr_assert_eq(pgd__block_pool_num_free(&s.kv.pool), 0);
+    /* Both now need a 4th block: b (newest) is preempted so that a can go on. */
+    const struct pgd__sched_out *o = pgd__scheduler_schedule(&s.sched);
+    cr_assert_eq(o->n, 1);
+    cr_assert_eq(o->seqs[0], a);
+    cr_assert_eq(o->n_preempted, 1);
+    cr_assert_eq(b->status, PGD__SEQ_WAITING);
+    cr_assert_eq(b->n_computed, 0);
+    cr_assert_eq(b->kv.n_blocks, 0);
+    cr_assert_eq(b->n_tokens, 13);      /* keeps its generated token */
+    cr_assert_eq(s.sched.n_preemptions, 1);
+    pgd__scheduler_update(&s.sched, o);
+    pgd__seq_append(a, 1);
+    pgd__scheduler_finish(&s.sched, a);
+    /* b is recomputed: all 13 tokens (prompt and its output) in one step. */
+    o = pgd__scheduler_schedule(&s.sched);
+    cr_assert_eq(o->n, 1);
+    cr_assert_eq(o->seqs[0], b);
+    cr_assert_eq(o->n_new[0], 13);
+    pgd__scheduler_update(&s.sched, o);
+    pgd__scheduler_finish(&s.sched, b);
+    free_seq(a);
+    free_seq(b);
+    sim_fini(&s);
+}
+
+Test(scheduler, lowest_priority_is_preempted_under_priority)
+{
+    struct sim s;
+    sim_init(&s, 6, 4, false, 4, 64, true, PGD_SCHED_PRIORITY);
+    int32_t p[12];
+    for (int i = 0; i < 12; i++) p[i] = 10 + i;
+    struct pgd__seq *a = new_seq(1, p, 12, 20), *b = new_seq(2, p, 12, 20);
+    a->priority = 5;                    /* a arrived first but matters less */
+    b->priority = 1;
+    pgd__scheduler_add(&s.sched, a);
+    pgd__scheduler_add(&s.sched, b);
+    cr_assert_eq(s.sched.waiting[0], b);   /* priority order */
+    struct pgd__seq *caught[4];
+    cr_assert_eq(sim_step(&s, caught), 2);
+    const struct pgd__sched_out *o = pgd__scheduler_schedule(&s.sched);
+    cr_assert_eq(o->n, 1);
+    cr_assert_eq(o->seqs[0], b);
+    cr_assert_eq(a->status, PGD__SEQ_WAITING);
+    pgd__scheduler_update(&s.sched, o);
+    pgd__scheduler_finish(&s.sched, a);
+    pgd__scheduler_finish(&s.sched, b);
+    free_seq(a);
+    free_seq(b);
+    sim_fini(&s);
+}
+
+Test(scheduler, shared_system_prompt_is_computed_once)
+{
+    struct sim s;
+    sim_init(&s, 512, 16, true, 16, 512, true, PGD_SCHED_FCFS);
+    enum { SYS = 256, SUFFIX = 20, N = 10 };
+    int32_t prompt[SYS + SUFFIX];
+    for (int i = 0; i < SYS; i++) prompt[i] = 1 + (i * 37) % 500;
+    struct pgd__seq *q[N], *caught[16];
+    uint64_t own = 0;
+    for (int r = 0; r < N; r++) {
+        for (int i = 0; i < SUFFIX; i++) prompt[SYS + i] = 1 + (r * 101 + i * 7) % 500;
+        q[r] = new_seq((uint64_t)r + 1, prompt, SYS + SUFFIX, SYS + SUFFIX + 1);
+        pgd__scheduler_add(&s.sched, q[r]);
+        /* One at a time, so each finds the ones before it. */
+        while (q[r]->n_tokens == q[r]->n_prompt)
+            sim_step(&s, caught);
+        own += SUFFIX;
+        pgd__scheduler_finish(&s.sched, q[r]);
+        if (r > 0)
+            cr_assert_eq(q[r]->n_cached_tokens, SYS, "request %d: %d cached", r,
+                         q[r]->n_cached_tokens);
+    }
+    /* The system prompt once, then only each request's own suffix. */
+    cr_assert_eq(s.prompt_computed, SYS + own, "computed %llu prompt tokens",
+                 (unsigned long long)s.prompt_computed);
+    cr_assert_eq(s.kv.prefix_hits, (uint64_t)SYS * (N - 1));
+    cr_assert_eq(s.kv.prefix_queries, (uint64_t)(SYS + SUFFIX) * N);
+    for (int r = 0; r < N; r++) free_seq(q[r]);
+    sim_fini(&s);
+}
+
+Test(scheduler, parallel_samples_share_the_prompt_blocks)
+{
+    struct sim s;
+    sim_init(&s, 64, 4, true, 8, 8, true, PGD_SCHED_FCFS);
+    int32_t prompt[18];
+    for (int i = 0; i < 18; i++) prompt[i] = 40 + i;
+    struct pgd__seq *c[4], *caught[8];
+    for (int i = 0; i < 4; i++) {
+        c[i] = new_seq(1, prompt, 18, 30);
+        if (i > 0)
+            c[i]->leader = c[0];
+        pgd__scheduler_add(&s.sched, c[i]);
+    }
+    /* The leader's prompt takes 3 steps of 8; the others wait for it. */
+    while (c[0]->n_tokens == 18) {
+        sim_step(&s, caught);
+        for (int i = 1; i < 4; i++) cr_assert_eq(c[i]->status, PGD__SEQ_WAITING);
+    }
+    sim_step(&s, caught);
+    for (int i = 1; i < 4; i++) {
+        cr_assert_eq(c[i]->status, PGD__SEQ_RUNNING);
+        cr_assert_eq(c[i]->n_cached_tokens, 16);
+    }
+    /* The 4 full prompt blocks are held by all four children. */
+    for (int b = 0; b < 4; b++)
+        for (int i = 1; i < 4; i++)
+            cr_assert_eq(c[i]->kv.blocks[b], c[0]->kv.blocks[b]);
+    cr_assert_eq(s.kv.pool.blocks[c[0]->kv.blocks[0]].ref_count, 4);
+    cr_assert_eq(s.prompt_computed, 18 + 3 * 2);
+    for (int i = 0; i < 4; i++) {
+        pgd__scheduler_finish(&s.sched, c[i]);
+        free_seq(c[i]);
+    }
+    sim_fini(&s);
+}
+
+/* ---- the randomized stress test ---------------------------------------------------- */
+
+static uint64_t rng_state;
+static uint32_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11);
+}
+
+struct sreq {
+    struct pgd__seq *seq;
+    int max_out;
+    bool done, aborted;
+};
+
+/* What a request generates when it runs alone: the stand-in model, no scheduler. */
+static int reference_output(const int32_t *prompt, int n, int max_out, int vocab, int32_t *out)
+{
+    int32_t *h = malloc((size_t)(n + max_out) * sizeof *h);
+    memcpy(h, prompt, (size_t)n * sizeof *h);
+    int k = 0;
+    while (k < max_out) {
+        int32_t t = next_token_of(h, n + k, vocab);
+        h[n + k] = t;
+        out[k++] = t;
+        if (t == EOS)
+            break;
+    }
+    free(h);
+    return k;
+}
+
+static void stress(int n_requests, int num_blocks, int bs, bool caching, int max_seqs,
+                   int budget, bool chunked, enum pgd_sched_policy pol, uint64_t seed)
+{
+    struct sim s;
+    sim_init(&s, num_blocks, bs, caching, max_seqs, budget, chunked, pol);
+    rng_state = seed;
+    /* A few shared "system prompts". */
+    int32_t sys[3][48];
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < 48; i++) sys[k][i] = 1 + (int32_t)(rnd() % 500);
+    int max_len = chunked ? 60 : budget;
+    struct sreq *reqs = calloc((size_t)n_requests * 3, sizeof *reqs);
+    int n_reqs = 0, submitted = 0, finished = 0;
+    struct pgd__seq **live = malloc((size_t)n_requests * 3 * sizeof *live);
+    struct pgd__seq *caught[64];
+    int32_t prompt[128], ref[128];
+    uint64_t guard = 0;
+    while (finished < n_reqs || submitted < n_requests) {
+        cr_assert_lt(++guard, 2000000, "the scheduler stopped making progress");
+        /* Arrivals. */
+        int arrivals = submitted < n_requests ? (int)(rnd() % 3) : 0;
+        for (int a = 0; a < arrivals && submitted < n_requests; a++, submitted++) {
+            int n = 1 + (int)(rnd() % (unsigned)(max_len / 2));
+            if (rnd() % 2) {            /* shared prefix + own suffix */
+                int k = (int)(rnd() % 3), pre = 1 + (int)(rnd() % 48);
+                if (pre > n) pre = n;
+                memcpy(prompt, sys[k], (size_t)pre * sizeof *prompt);
+                for (int i = pre; i < n; i++) prompt[i] = 1 + (int32_t)(rnd() % 500);
+            } else {
+                for (int i = 0; i < n; i++) prompt[i] = 1 + (int32_t)(rnd() % 500);
+            }
+            int max_out = 1 + (int)(rnd() % (unsigned)(max_len - n));
+            int nc = rnd() % 5 == 0 ? 2 + (int)(rnd() % 2) : 1;
+            struct pgd__seq *lead = NULL;
+            for (int c = 0; c < nc; c++) {
+                struct sreq *r = &reqs[n_reqs++];
+                r->seq = new_seq((uint64_t)n_reqs, prompt, n, n + max_out);
+                r->seq->priority = (int)(rnd() % 4);
+                r->seq->leader = caching ? lead : NULL;
+                if (!lead) lead = r->seq;
+                r->max_out = max_out;
+                pgd__scheduler_add(&s.sched, r->seq);
+            }
+        }
+        /* Aborts, anywhere (waiting or running). */
+        if (rnd() % 40 == 0) {
+            int k = (int)(rnd() % (unsigned)(n_reqs > 0 ? n_reqs : 1));
+            if (n_reqs > 0 && !reqs[k].done) {
+                pgd__scheduler_finish(&s.sched, reqs[k].seq);
+                reqs[k].done = reqs[k].aborted = true;
+                finished++;
+            }
+        }
+        if (pgd__scheduler_has_work(&s.sched)) {
+            int nca = sim_step(&s, caught);
+            for (int i = 0; i < nca; i++) {
+                struct pgd__seq *q = caught[i];
+                struct sreq *r = &reqs[q->id - 1];
+                int n_out = q->n_tokens - q->n_prompt;
+                if (q->tokens[q->n_tokens - 1] == EOS || n_out >= r->max_out) {
+                    pgd__scheduler_finish(&s.sched, q);
+                    r->done = true;
+                    finished++;
+                }
+            }
+        }
+        int n_live = 0;
+        for (int i = 0; i < n_reqs; i++)
+            if (!reqs[i].done)
+                live[n_live++] = reqs[i].seq;
+        check_holders(&s, live, n_live);
+    }
+    /* Every request finished or was aborted; every finished one produced what it
+     * produces alone; aborted ones a prefix of it. */
+    for (int i = 0; i < n_reqs; i++) {
+        struct pgd__seq *q = reqs[i].seq;
+        cr_assert(reqs[i].done);
+        cr_assert_eq(q->status, PGD__SEQ_FINISHED);
+        cr_assert_eq(q->kv.n_blocks, 0);
+        int n_ref = reference_output(q->tokens, q->n_prompt, reqs[i].max_out, s.vocab, ref);
+        int n_out = q->n_tokens - q->n_prompt;
+        if (reqs[i].aborted)
+            cr_assert_leq(n_out, n_ref);
+        else
+            cr_assert_eq(n_out, n_ref, "request %d: %d tokens, alone %d", i, n_out, n_ref);
+        for (int k = 0; k < n_out; k++)
+            cr_assert_eq(q->tokens[q->n_prompt + k], ref[k], "request %d token %d", i, k);
+        free_seq(q);
+    }
+    if (num_blocks * bs < 4 * max_len)
+        cr_assert_gt(s.sched.n_preemptions, 0, "the pool was meant to force preemption");
+    if (caching)
+        cr_assert_gt(s.kv.prefix_hits, 0);
+    free(reqs);
+    free(live);
+    sim_fini(&s);
+}
+
+Test(scheduler_stress, fcfs_caching_chunked_small_pool)
+{
+    stress(2000, 24, 4, true, 8, 32, true, PGD_SCHED_FCFS, 0x1234567);
+}
+
+Test(scheduler_stress, priority_caching_chunked_small_pool)
+{
+    stress(1500, 20, 4, true, 6, 24, true, PGD_SCHED_PRIORITY, 0xabcdef);
+}
+
+Test(scheduler_stress, fcfs_no_caching)
+{
+    stress(1000, 18, 4, false, 8, 32, true, PGD_SCHED_FCFS, 0x5555);
+}
+
+Test(scheduler_stress, no_chunking_with_caching)
+{
+    stress(1000, 20, 4, true, 8, 64, false, PGD_SCHED_FCFS, 0x7777);
+}
+
+Test(scheduler_stress, block_size_one_and_sixteen)
+{
+    stress(500, 70, 1, true, 8, 32, true, PGD_SCHED_FCFS, 0x99);
+    stress(500, 6, 16, true, 8, 32, true, PGD_SCHED_PRIORITY, 0x98);
+}

@@ -1,0 +1,16 @@
+# The `pagoda` command line. It links the runtime's convenience library (the benchmarks
+# drive the runner and the kernels directly) and exports it to the plugins it loads.
+bin_PROGRAMS += tools/pagoda
+tools_pagoda_SOURCES = %reldir%/pagoda.c %reldir%/commands.h \
+	%reldir%/cmd_generate.c %reldir%/generate_requests.c %reldir%/generate_requests.h \
+	%reldir%/cmd_serve.c %reldir%/cmd_plugins.c %reldir%/cmd_tokenize.c \
+	%reldir%/cmd_chat_template.c %reldir%/cmd_bench.c %reldir%/cmd_bench_throughput.c \
+	%reldir%/cmd_bench_gemv.c %reldir%/cmd_bench_attention.c
+tools_pagoda_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+tools_pagoda_LDFLAGS = $(AM_LDFLAGS) -export-dynamic
+tools_pagoda_LDADD = runtime/libpagoda-private.la $(JANSSON_LIBS)
+
+# A benchmark program (not a test): tools/bench_tokenizer --model DIR --file TEXT
+noinst_PROGRAMS += tools/bench_tokenizer
+tools_bench_tokenizer_SOURCES = %reldir%/bench_tokenizer.c
+tools_bench_tokenizer_LDADD = libpagoda.la
