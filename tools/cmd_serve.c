@@ -1,20 +1,25 @@
-/* `pagoda serve --model DIR [options]`: the engine behind a frontend plugin (by default
- * `openai`, the OpenAI-compatible HTTP server), found through the plugin registry like any
- * plugin. The frontend listens first (answering 503 while the model loads), then gets the
- * engine. SIGTERM or SIGINT: stop accepting, let running requests finish for --grace
- * seconds, abort the rest, exit 0. */
+/* `pagoda serve MODEL [options]` (or --model DIR): the engine behind a frontend plugin (by
+ * default `openai`, the OpenAI-compatible HTTP server), found through the plugin registry like
+ * any plugin. The command line is read through the settings table (runtime/config/), with
+ * vLLM's flag names, so `vllm serve MODEL --dtype auto --max-model-len 8192` starts pagoda.
+ * The frontend listens first (answering 503 with a reason while the model loads and the GPU
+ * warms up), then gets the engine. While it serves, a stats line is logged every
+ * --log-stats-interval seconds of traffic. SIGTERM or SIGINT: stop accepting, let running
+ * requests finish for --grace seconds, abort the rest, exit 0. */
 #include "config.h"
 #include "tools/commands.h"
+#include "tools/serve_stats.h"
+#include "runtime/config/settings.h"
+#include "runtime/config/device_select.h"
+#include "runtime/config/generation_config.h"
 #include <pagoda/engine.h>
 #include <pagoda/frontend.h>
 #include <pagoda/log.h>
 #include <pagoda/registry.h>
 #include <pagoda/tokenizer.h>
 #include <pagoda/chat_template.h>
-#include <jansson.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -24,89 +29,163 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_SETTINGS 64
+#define MAX_FRONTEND_SETTINGS 128
+#define MAX_GRAPH_SIZES 64
+
+static const char USAGE[] =
+    "usage: pagoda serve [MODEL] [options]\n\n"
+    "Serves the model in MODEL (a directory: config.json, *.safetensors, tokenizer.json) over\n"
+    "the OpenAI API: POST /v1/completions, /v1/chat/completions, /tokenize, /detokenize;\n"
+    "GET /v1/models, /health, /version, /metrics. vLLM's `vllm serve` options are taken by\n"
+    "their vLLM names; each option is also a key of an INI deployment (docs/CONFIG.md).";
 
 struct serve_opts {
-    const char *model;
-    const char *frontend;
-    char *plugin_dirs;                       /* colon-separated, owned */
-    struct pgd_setting settings[MAX_SETTINGS];
-    size_t n_settings;
+    struct pgd__settings set;
+    struct pgd_setting fe[MAX_FRONTEND_SETTINGS];   /* borrowed from set */
+    size_t n_fe;
+    char *fe_opts[MAX_FRONTEND_SETTINGS];           /* owned copies of --frontend-opt */
+    char *plugin_dirs;                              /* colon-separated, owned */
     struct pgd_engine_params ep;
-    double grace_s;
+    int graph_sizes[MAX_GRAPH_SIZES];
+    struct pgd__device_choice dev;
+    struct pgd__gen_defaults gen;
+    char model_name[256];                           /* served name, for metrics and the API */
 };
 
-static void serve_usage(FILE *out)
-{
-    fprintf(out,
-        "usage: pagoda serve --model DIR [options]\n\n"
-        "Serves the model in DIR (config.json, *.safetensors, tokenizer.json) over the\n"
-        "OpenAI API: POST /v1/completions, /v1/chat/completions, /tokenize, /detokenize;\n"
-        "GET /v1/models, /health, /version, /metrics.\n\n"
-        "frontend (settings of the frontend plugin; INI: [frontend.openai]):\n"
-        "  --host H                 address to bind (default 127.0.0.1)\n"
-        "  --port P                 TCP port (default 8000; 0 = any free port)\n"
-        "  --api-key K              require 'Authorization: Bearer K' (not on /health, /metrics)\n"
-        "  --served-model-name N    the model's name in the API (default: DIR's last part)\n"
-        "  --max-body-bytes N       larger request bodies get 413 (default 4194304)\n"
-        "  --max-connections N      concurrent connections (default 1024)\n"
-        "  --max-n N                most choices (prompts x n) per request (default 64)\n"
-        "  --cors-origins LIST      comma-separated allowed origins, or '*'\n"
-        "  --frontend-opt KEY=VALUE any other frontend setting (repeatable)\n"
-        "  --frontend NAME          the frontend plugin (default openai)\n"
-        "  --grace SECONDS          on SIGTERM, how long running requests may finish (default 30)\n"
-        "engine:\n"
-        "  --max-model-len N        longest sequence (default: the model's)\n"
-        "  --max-num-seqs N         sequences per step (default 256)\n"
-        "  --max-num-batched-tokens N  tokens per step (default 2048)\n"
-        "  --block-size N           tokens per KV block (default 16)\n"
-        "  --num-blocks N           KV blocks (default: from --kv-cache-mib)\n"
-        "  --kv-cache-mib N         KV cache size (default 256)\n"
-        "  --no-prefix-caching      do not share KV blocks between prompts\n"
-        "  --seed N                 seeds the seeds of unseeded requests (default 0)\n"
-        "  --plugin-dir DIR         also look for plugins in DIR (repeatable)\n");
-}
+/* ---- settings -> frontend settings, plugin dirs, log level ---------------------------- */
 
-/* ---- settings ----------------------------------------------------------------------- */
-
-static int add_setting(struct serve_opts *o, const char *key, const char *value)
+static int add_fe(struct serve_opts *o, const char *key, const char *value)
 {
-    for (size_t i = 0; i < o->n_settings; i++)
-        if (!strcmp(o->settings[i].key, key)) {
-            o->settings[i].value = value;
-            return 0;
-        }
-    if (o->n_settings == MAX_SETTINGS) {
-        fprintf(stderr, "pagoda serve: too many frontend settings\n");
+    if (o->n_fe == MAX_FRONTEND_SETTINGS) {
+        fprintf(stderr, "pagoda serve: more than %d frontend settings\n", MAX_FRONTEND_SETTINGS);
         return 2;
     }
-    o->settings[o->n_settings++] = (struct pgd_setting){ key, value };
+    o->fe[o->n_fe++] = (struct pgd_setting){ key, value };
     return 0;
 }
 
-static int add_dir(char **dirs, const char *dir)
+/* The frontend gets the rows meant for it that were set (its defaults are the table's), then
+ * each --frontend-opt KEY=VALUE. */
+static int frontend_settings(struct serve_opts *o)
 {
-    if (!dir || !dir[0])
+    for (int i = 0; i < PGD__S_COUNT; i++) {
+        const struct pgd__setting_value *v = &o->set.v[i];
+        if (pgd__setting_defs[i].dest != PGD__SD_FRONTEND || v->origin == PGD__SO_DEFAULT)
+            continue;
+        for (int j = 0; j < v->n_items; j++)
+            if (add_fe(o, pgd__setting_defs[i].name, v->items[j]))
+                return 2;
+    }
+    const struct pgd__setting_value *fo = &o->set.v[PGD__S_FRONTEND_OPT];
+    for (int j = 0; j < fo->n_items && j < MAX_FRONTEND_SETTINGS; j++) {
+        o->fe_opts[j] = strdup(fo->items[j]);
+        if (!o->fe_opts[j])
+            return 1;
+        char *eq = strchr(o->fe_opts[j], '=');   /* checked when set */
+        *eq = '\0';
+        if (add_fe(o, o->fe_opts[j], eq + 1))
+            return 2;
+    }
+    return 0;
+}
+
+static int join_plugin_dirs(struct serve_opts *o)
+{
+    const struct pgd__setting_value *v = &o->set.v[PGD__S_PLUGIN_DIR];
+    size_t len = 0;
+    for (int i = 0; i < v->n_items; i++)
+        len += strlen(v->items[i]) + 1;
+    if (!len)
         return 0;
-    size_t old = *dirs ? strlen(*dirs) : 0;
-    char *p = realloc(*dirs, old + strlen(dir) + 2);
-    if (!p)
+    o->plugin_dirs = malloc(len);
+    if (!o->plugin_dirs)
         return 1;
-    snprintf(p + old, strlen(dir) + 2, "%s%s", old ? ":" : "", dir);
-    *dirs = p;
+    o->plugin_dirs[0] = '\0';
+    for (int i = 0; i < v->n_items; i++) {
+        if (i)
+            strcat(o->plugin_dirs, ":");
+        strcat(o->plugin_dirs, v->items[i]);
+    }
     return 0;
 }
 
-static bool parse_int(const char *s, long lo, long hi, int *out)
+static void apply_log_level(const struct pgd__settings *s)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi)
-        return false;
-    *out = (int)v;
-    return true;
+    /* PAGODA_LOG stays in charge unless the level was given explicitly. */
+    if (!pgd__settings_is_set(s, PGD__S_LOG_LEVEL) && getenv("PAGODA_LOG"))
+        return;
+    const char *v = pgd__settings_str(s, PGD__S_LOG_LEVEL);
+    int l = !strcmp(v, "trace") ? PGD_LOG_DEBUG : !strcmp(v, "critical") ? PGD_LOG_ERROR
+                                                                          : pgd_log_parse_level(v);
+    if (l >= 0)
+        pgd_log_set_level((enum pgd_log_level)l);
 }
+
+/* The served name: --served-model-name, else the model directory's last part. */
+static void served_name(struct serve_opts *o)
+{
+    const char *n = pgd__settings_str(&o->set, PGD__S_SERVED_MODEL_NAME);
+    char tmp[PATH_MAX];
+    if (!n) {
+        snprintf(tmp, sizeof tmp, "%s", pgd__settings_str(&o->set, PGD__S_MODEL));
+        size_t tl = strlen(tmp);
+        while (tl > 1 && tmp[tl - 1] == '/')
+            tmp[--tl] = '\0';
+        const char *base = strrchr(tmp, '/');
+        n = base && base[1] ? base + 1 : tmp;
+    }
+    snprintf(o->model_name, sizeof o->model_name, "%s", n);
+}
+
+/* Device, dtype, engine parameters and sampling defaults from the settings; messages on
+ * stderr. Returns the exit status on failure, else 0. */
+static int prepare(struct serve_opts *o)
+{
+    char err[1024], warn[256];
+    const struct pgd__settings *s = &o->set;
+    apply_log_level(s);
+    if (pgd__settings_bool(s, PGD__S_TRUST_REMOTE_CODE))
+        PGD_WARN("--trust-remote-code: accepted and ignored: pagoda runs no code from a "
+                 "checkpoint");
+    if (pgd__settings_str(s, PGD__S_ROOT_PATH))
+        PGD_WARN("--root-path %s: accepted and ignored: pagoda serves no documentation pages, "
+                 "and routes are matched as the proxy forwards them",
+                 pgd__settings_str(s, PGD__S_ROOT_PATH));
+    if (pgd__device_select(pgd__settings_str(s, PGD__S_DEVICE), &o->dev, err, sizeof err)) {
+        fprintf(stderr, "pagoda serve: %s\n", err);
+        return 1;
+    }
+    PGD_INFO("device: %s (--device %s)", o->dev.desc, pgd__settings_str(s, PGD__S_DEVICE));
+    o->ep = pgd_engine_default_params();
+    o->ep.device = o->dev.device;
+    if (pgd__dtype_select(pgd__settings_str(s, PGD__S_DTYPE), o->dev.device, &o->ep.dtype, warn,
+                          sizeof warn, err, sizeof err)) {
+        fprintf(stderr, "pagoda serve: %s\n", err);
+        return 2;
+    }
+    if (warn[0])
+        PGD_WARN("%s", warn);
+    pgd__settings_engine_params(s, &o->ep, o->graph_sizes, MAX_GRAPH_SIZES);
+    o->ep.model_dir = pgd__settings_str(s, PGD__S_MODEL);
+    served_name(o);
+    o->ep.model_name = o->model_name;
+    if (pgd__gen_defaults_load(pgd__settings_str(s, PGD__S_GENERATION_CONFIG), o->ep.model_dir,
+                               pgd__settings_str(s, PGD__S_OVERRIDE_GENERATION_CONFIG), &o->gen,
+                               err, sizeof err)) {
+        fprintf(stderr, "pagoda serve: %s\n", err);
+        return 1;
+    }
+    if (strcmp(o->gen.json, "{}"))
+        PGD_INFO("default sampling parameters from %s: %s (a request's own values win; "
+                 "--generation-config vllm turns these off)", o->gen.source, o->gen.json);
+    else
+        PGD_INFO("default sampling parameters: the API's (%s)", o->gen.source);
+    if (frontend_settings(o) || join_plugin_dirs(o))
+        return 2;
+    return 0;
+}
+
+/* ---- the chat template ------------------------------------------------------------------ */
 
 /* The model's chat template (compiled once; renders are thread-safe). */
 struct chat {
@@ -124,16 +203,65 @@ static enum pgd_status chat_render(void *ctx, const char *messages_json, const c
                                     err, errlen);
 }
 
-/* Loads DIR's chat template; false (and no template) when it has none. */
-static enum pgd_status chat_load(const char *dir, struct chat *c, bool *found, char *err,
-                                 size_t errlen)
+/* Reads all of path (malloc'd), or NULL. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+    char chunk[8192];
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (len + n + 1 > cap) {
+            cap = (len + n + 1) * 2;
+            char *p = realloc(buf, cap);
+            if (!p) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = p;
+        }
+        memcpy(buf + len, chunk, n);
+        len += n;
+    }
+    fclose(f);
+    if (!buf)
+        buf = calloc(1, 1);
+    else
+        buf[len] = '\0';
+    return buf;
+}
+
+/* Loads the tokenizer directory's chat template, or --chat-template (a file, or the template
+ * itself as vLLM takes it); *found false (and no template) when there is none. */
+static enum pgd_status chat_load(const char *dir, const char *override, struct chat *c,
+                                 bool *found, char *err, size_t errlen)
 {
     *found = false;
     enum pgd_status st = pgd_chat_template_config_load(dir, &c->cfg, err, errlen);
-    if (st == PGD_ERR_NOT_FOUND || (st == PGD_OK && !c->cfg.source))
+    if (st != PGD_OK && st != PGD_ERR_NOT_FOUND)
+        return st;
+    if (override) {
+        struct stat sb;
+        bool is_file = stat(override, &sb) == 0;
+        if (!is_file && !strstr(override, "{{") && !strstr(override, "{%"))
+            return pgd_errf(err, errlen, PGD_ERR_NOT_FOUND, "--chat-template %s: no such file "
+                            "(nor a template: it has no {{ or {%%)", override);
+        char *src = is_file ? slurp(override) : strdup(override);
+        if (!src)
+            return pgd_errf(err, errlen, PGD_ERR_IO, "--chat-template %s: cannot read it",
+                            override);
+        free(c->cfg.source);
+        c->cfg.source = src;
+        st = pgd_chat_template_create(src, is_file ? override : "--chat-template", &c->tpl, err,
+                                      errlen);
+    } else if (st == PGD_ERR_NOT_FOUND || !c->cfg.source) {
         return PGD_OK;
-    if (st == PGD_OK)
+    } else {
         st = pgd_chat_template_create(c->cfg.source, c->cfg.path, &c->tpl, err, errlen);
+    }
     *found = st == PGD_OK;
     return st;
 }
@@ -165,7 +293,7 @@ static int install_signals(void)
     return 0;
 }
 
-/* Non-blocking: true when SIGTERM/SIGINT arrived. */
+/* Waits up to timeout_ms (< 0: forever): true when SIGTERM/SIGINT arrived. */
 static bool signalled(int timeout_ms)
 {
     struct pollfd p = { .fd = sig_pipe[0], .events = POLLIN };
@@ -174,6 +302,17 @@ static bool signalled(int timeout_ms)
         return false;
     unsigned char b;
     return read(sig_pipe[0], &b, 1) == 1;
+}
+
+/* Serves until a signal, writing the stats line while there is traffic. */
+static void serve_until_signal(struct serve_opts *o, struct pgd_engine *eng)
+{
+    bool stats = !pgd__settings_bool(&o->set, PGD__S_DISABLE_LOG_STATS);
+    double interval = pgd__settings_float(&o->set, PGD__S_LOG_STATS_INTERVAL);
+    struct pgd_tool_stats_logger lg;
+    pgd_tool_stats_logger_init(&lg, eng, o->dev.device);
+    while (!signalled(stats ? (int)(interval * 1000) : -1))
+        pgd_tool_stats_logger_tick(&lg);
 }
 
 /* ---- run ---------------------------------------------------------------------------- */
@@ -189,6 +328,8 @@ static int run(struct serve_opts *o)
     const struct pgd_frontend_ops *ops = NULL;
     struct chat chat = { 0 };
     bool has_chat = false;
+    const char *model = o->ep.model_dir, *frontend = pgd__settings_str(&o->set, PGD__S_FRONTEND);
+    double grace_s = pgd__settings_float(&o->set, PGD__S_GRACE);
 
     if (install_signals() != 0) {
         snprintf(err, sizeof err, "cannot set up signal handling");
@@ -196,10 +337,10 @@ static int run(struct serve_opts *o)
     }
     if (pgd_tool_registry(o->plugin_dirs, &reg, err, sizeof err))
         goto out;
-    const struct pgd_plugin *pl = pgd_registry_find(reg, PGD_PLUGIN_FRONTEND, o->frontend);
+    const struct pgd_plugin *pl = pgd_registry_find(reg, PGD_PLUGIN_FRONTEND, frontend);
     if (!pl) {
         snprintf(err, sizeof err, "no frontend plugin named '%s' on the search path (%s); "
-                 "`pagoda plugins` lists what was found", o->frontend,
+                 "`pagoda plugins` lists what was found", frontend,
                  pgd_registry_search_path(reg));
         goto out;
     }
@@ -210,11 +351,10 @@ static int run(struct serve_opts *o)
         ops = NULL;
         goto out;
     }
-    if (ops->create(o->settings, o->n_settings, &fe, err, sizeof err))
+    if (ops->create(o->fe, o->n_fe, &fe, err, sizeof err))
         goto out;
-    fprintf(stderr, "pagoda serve: listening on %s (loading %s)\n", ops->address(fe), o->model);
+    fprintf(stderr, "pagoda serve: listening on %s (loading %s)\n", ops->address(fe), model);
 
-    o->ep.model_dir = o->model;
     static char engine_dirs[8192];
     int too_long;
     o->ep.plugin_path = pgd_tool_engine_plugin_path(o->plugin_dirs, engine_dirs,
@@ -223,42 +363,40 @@ static int run(struct serve_opts *o)
         snprintf(err, sizeof err, "--plugin-dir paths are too long");
         goto out;
     }
+    /* On a GPU this loads the weights, profiles a step, sizes the KV cache and captures every
+     * CUDA graph of the decode ladder: /health answers 503 until it returns. */
     if (pgd_engine_create(&o->ep, &eng, err, sizeof err))
         goto out;
     tok = pgd_engine_tokenizer(eng);    /* borrowed from the engine */
-    if (tok && chat_load(o->model, &chat, &has_chat, err, sizeof err))
+    if (tok && chat_load(o->ep.tokenizer ? o->ep.tokenizer : model,
+                         pgd__settings_str(&o->set, PGD__S_CHAT_TEMPLATE), &chat, &has_chat, err,
+                         sizeof err))
         goto out;
-    /* The model's name: DIR's last part (the frontend's served_model_name overrides it). */
-    char namebuf[256], tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", o->model);
-    size_t tl = strlen(tmp);
-    while (tl > 1 && tmp[tl - 1] == '/')
-        tmp[--tl] = '\0';
-    const char *base = strrchr(tmp, '/');
-    snprintf(namebuf, sizeof namebuf, "%s", base && base[1] ? base + 1 : tmp);
     struct pgd_frontend_model fm = {
         .struct_size = sizeof fm,
         .engine = eng,
         .tokenizer = tok,
-        .name = namebuf,
-        .root = o->model,
+        .name = o->model_name,
+        .root = model,
         .max_model_len = pgd_engine_max_model_len(eng),
         .vocab_size = pgd_engine_vocab_size(eng),
         .render_chat = has_chat ? chat_render : NULL,
         .render_ctx = &chat,
+        .default_sampling = &o->gen.sp,
+        .default_sampling_json = o->gen.json,
     };
     if (ops->attach(fe, &fm, err, sizeof err))
         goto out;
-    fprintf(stderr, "pagoda serve: ready: model '%s' on %s\n", namebuf, ops->address(fe));
-    while (!signalled(-1)) {
-    }
-    fprintf(stderr, "pagoda serve: stopping (grace %.1f s)\n", o->grace_s);
+    fprintf(stderr, "pagoda serve: ready: model '%s' on %s (%s)\n", o->model_name,
+            ops->address(fe), o->dev.desc);
+    serve_until_signal(o, eng);
+    fprintf(stderr, "pagoda serve: stopping (grace %.1f s)\n", grace_s);
     rc = 0;
 out:
     if (rc)
         fprintf(stderr, "pagoda serve: %s\n", err);
     if (fe) {
-        ops->shutdown(fe, (int)(o->grace_s * 1000));
+        ops->shutdown(fe, (int)(grace_s * 1000));
         ops->destroy(fe);
     }
     pgd_engine_destroy(eng);
@@ -276,97 +414,30 @@ out:
 
 int pgd_cmd_serve(int argc, char **argv)
 {
-    enum { O_HOST = 256, O_PORT, O_KEY, O_NAME, O_BODY, O_CONN, O_MAXN, O_CORS, O_FOPT,
-           O_FRONTEND, O_GRACE, O_MML, O_SEQS, O_BATCH, O_BS, O_NB, O_KV, O_NOPC, O_SEED,
-           O_PDIR };
-    static const struct option long_opts[] = {
-        { "model", required_argument, 0, 'm' }, { "host", required_argument, 0, O_HOST },
-        { "port", required_argument, 0, O_PORT }, { "api-key", required_argument, 0, O_KEY },
-        { "served-model-name", required_argument, 0, O_NAME },
-        { "max-body-bytes", required_argument, 0, O_BODY },
-        { "max-connections", required_argument, 0, O_CONN },
-        { "max-n", required_argument, 0, O_MAXN },
-        { "cors-origins", required_argument, 0, O_CORS },
-        { "frontend-opt", required_argument, 0, O_FOPT },
-        { "frontend", required_argument, 0, O_FRONTEND },
-        { "grace", required_argument, 0, O_GRACE },
-        { "max-model-len", required_argument, 0, O_MML },
-        { "max-num-seqs", required_argument, 0, O_SEQS },
-        { "max-num-batched-tokens", required_argument, 0, O_BATCH },
-        { "block-size", required_argument, 0, O_BS }, { "num-blocks", required_argument, 0, O_NB },
-        { "kv-cache-mib", required_argument, 0, O_KV },
-        { "no-prefix-caching", no_argument, 0, O_NOPC }, { "seed", required_argument, 0, O_SEED },
-        { "plugin-dir", required_argument, 0, O_PDIR }, { "help", no_argument, 0, 'h' },
-        { 0, 0, 0, 0 },
-    };
-    struct serve_opts o = { .frontend = "openai", .grace_s = 30.0 };
-    o.ep = pgd_engine_default_params();
-    int c, rc = 0, kv_mib = 0;
-    optind = 1;
-    while (rc == 0 && (c = getopt_long(argc, argv, "m:h", long_opts, NULL)) != -1) {
-        bool ok = true;
-        switch (c) {
-        case 'm': o.model = optarg; break;
-        case O_HOST: rc = add_setting(&o, "host", optarg); break;
-        case O_PORT: rc = add_setting(&o, "port", optarg); break;
-        case O_KEY: rc = add_setting(&o, "api_key", optarg); break;
-        case O_NAME: rc = add_setting(&o, "served_model_name", optarg); break;
-        case O_BODY: rc = add_setting(&o, "max_body_bytes", optarg); break;
-        case O_CONN: rc = add_setting(&o, "max_connections", optarg); break;
-        case O_MAXN: rc = add_setting(&o, "max_n", optarg); break;
-        case O_CORS: rc = add_setting(&o, "cors_origins", optarg); break;
-        case O_FOPT: {
-            char *eq = strchr(optarg, '=');
-            if (!eq || eq == optarg) {
-                fprintf(stderr, "pagoda serve: --frontend-opt '%s' is not KEY=VALUE\n", optarg);
-                rc = 2;
-                break;
-            }
-            *eq = '\0';
-            rc = add_setting(&o, optarg, eq + 1);
-            break;
-        }
-        case O_FRONTEND: o.frontend = optarg; break;
-        case O_GRACE: {
-            char *end;
-            o.grace_s = strtod(optarg, &end);
-            ok = *optarg && !*end && o.grace_s >= 0 && o.grace_s <= 86400;
-            break;
-        }
-        case O_MML: ok = parse_int(optarg, 1, INT_MAX, &o.ep.max_model_len); break;
-        case O_SEQS: ok = parse_int(optarg, 1, 65536, &o.ep.max_num_seqs); break;
-        case O_BATCH: ok = parse_int(optarg, 1, INT_MAX, &o.ep.max_num_batched_tokens); break;
-        case O_BS: ok = parse_int(optarg, 1, 1024, &o.ep.block_size); break;
-        case O_NB: ok = parse_int(optarg, 1, INT_MAX, &o.ep.num_blocks); break;
-        case O_KV: ok = parse_int(optarg, 1, 1 << 30, &kv_mib); break;
-        case O_NOPC: o.ep.enable_prefix_caching = false; break;
-        case O_SEED: {
-            char *end;
-            errno = 0;
-            o.ep.seed = strtoull(optarg, &end, 10);
-            ok = *optarg && !*end && !errno;
-            break;
-        }
-        case O_PDIR:
-            if (add_dir(&o.plugin_dirs, optarg))
-                rc = 1;
-            break;
-        case 'h': serve_usage(stdout); free(o.plugin_dirs); return 0;
-        default: rc = 2; break;
-        }
-        if (!ok) {
-            fprintf(stderr, "pagoda serve: '%s' is not a valid value for that option\n", optarg);
-            rc = 2;
-        }
-    }
-    if (rc == 0 && (!o.model || optind < argc)) {
-        serve_usage(stderr);
+    struct serve_opts o;
+    memset(&o, 0, sizeof o);
+    pgd__settings_init(&o.set);
+    char err[1024];
+    bool help = false;
+    int rc = 0;
+    if (pgd__settings_parse_args(&o.set, argc, argv, &help, err, sizeof err)) {
+        fprintf(stderr, "pagoda serve: %s\n", err);
         rc = 2;
+    } else if (help) {
+        pgd__settings_print_help(stdout, USAGE);
+    } else if (!pgd__settings_str(&o.set, PGD__S_MODEL)) {
+        fprintf(stderr, "pagoda serve: no model: give its directory (`pagoda serve DIR` or "
+                        "--model DIR); `pagoda serve --help` lists the options\n");
+        rc = 2;
+    } else {
+        rc = prepare(&o);
+        if (rc == 0)
+            rc = run(&o);
     }
-    if (kv_mib > 0)
-        o.ep.kv_cache_bytes = (size_t)kv_mib << 20;
-    if (rc == 0)
-        rc = run(&o);
+    for (size_t i = 0; i < MAX_FRONTEND_SETTINGS; i++)
+        free(o.fe_opts[i]);
     free(o.plugin_dirs);
+    pgd__gen_defaults_fini(&o.gen);
+    pgd__settings_fini(&o.set);
     return rc;
 }

@@ -9,6 +9,7 @@ int pgd_cmd_plugins(int argc, char **argv);   /* tools/cmd_plugins.c */
 
 int pgd_cmd_generate(int argc, char **argv);
 int pgd_cmd_serve(int argc, char **argv);       /* tools/cmd_serve.c */
+int pgd_cmd_config(int argc, char **argv);      /* tools/cmd_config.c */
 int pgd_cmd_chat_template(int argc, char **argv);  /* tools/cmd_chat_template.c */
 
 int pgd_cmd_bench(int argc, char **argv);      /* tools/cmd_bench.c */

@@ -19,6 +19,7 @@ static const struct command commands[] = {
     /* one line per command, in the order `pagoda help` lists them */
     { "generate", pgd_cmd_generate, "generate tokens from a model on the command line" },
     { "serve", pgd_cmd_serve, "serve a model over the OpenAI API (HTTP, SSE streaming)" },
+    { "config", pgd_cmd_config, "the settings: --print-doc (docs/CONFIG.md), --print (effective)" },
     { "plugins", pgd_cmd_plugins, "list the plugins found and the files refused" },
     { "tokenize", pgd_cmd_tokenize, "text on stdin -> JSON token ids (--model DIR [--special])" },
     { "detokenize", pgd_cmd_detokenize, "JSON token ids on stdin -> text (--model DIR [--skip-special])" },

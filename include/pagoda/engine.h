@@ -66,6 +66,22 @@ struct pgd_engine_params {
      * false: decode-only steps replay graphs captured per padded batch size; the
      * environment's PAGODA_CUDA_GRAPHS=0 also turns them off). */
     bool enforce_eager;
+    /* The tokenizer's directory (tokenizer.json, tokenizer_config.json); NULL (default):
+     * model_dir. */
+    const char *tokenizer;
+    /* > 0: the KV cache's size in bytes on any device, instead of gpu_memory_utilization on a
+     * GPU and kv_cache_bytes on the CPU (vLLM's kv_cache_memory_bytes); default 0. */
+    size_t kv_cache_memory_bytes;
+    /* GPU graphs: the longest context a captured decode graph covers (longer contexts run
+     * eagerly); default 8192. And the decode batch sizes captured (copied; NULL, the
+     * default: 1, 2, 4, ... up to max_num_seqs; one size N: the same ladder up to N;
+     * several: exactly those). Every graph is captured while pgd_engine_create runs. */
+    int max_seq_len_to_capture;
+    const int *cuda_graph_sizes;
+    int n_cuda_graph_sizes;
+    /* The value of the model_name label on every metric (copied); NULL (default): model_dir's
+     * last part. */
+    const char *model_name;
 };
 struct pgd_engine_params pgd_engine_default_params(void);
 

@@ -64,6 +64,15 @@ struct pgd_frontend_model {
     int vocab_size;                       /* ids in [0, vocab_size) are valid */
     pgd_chat_render_fn render_chat;       /* NULL when the model has no chat template */
     void *render_ctx;                     /* passed to render_chat */
+    /* Sampling defaults for the fields a request does not set (the model's
+     * generation_config.json, --override-generation-config); NULL: pgd_sampling_default_params().
+     * Only its scalar fields are used; max_tokens > 0 is the default max_tokens (never more
+     * than the context leaves), else OpenAI's (16 for completions, the rest of the context
+     * for chat). */
+    const struct pgd_sampling_params *default_sampling;
+    /* The defaults in force as a JSON object of the fields set, e.g. {"temperature":0.6}
+     * ("{}" when none; NULL when unknown), shown by /v1/models. */
+    const char *default_sampling_json;
 };
 
 struct pgd_frontend_ops {

@@ -309,6 +309,7 @@ struct pgd_engine_params pgd_engine_default_params(void)
         .policy = PGD_SCHED_FCFS,
         .dtype = PGD_DTYPE_COUNT,
         .gpu_memory_utilization = 0.9,
+        .max_seq_len_to_capture = 8192,
     };
 }
 

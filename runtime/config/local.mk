@@ -1,0 +1,8 @@
+# Deployment settings: the one table of every setting (section, key, type, default, range,
+# help, destination), command lines and (issue 16) INI files read through it, --help and
+# docs/CONFIG.md printed from it; device selection; generation_config.json defaults.
+runtime_libpagoda_private_la_SOURCES += \
+	%reldir%/settings.c %reldir%/settings.h %reldir%/settings_table.c \
+	%reldir%/settings_args.c %reldir%/settings_doc.c \
+	%reldir%/device_select.c %reldir%/device_select.h \
+	%reldir%/generation_config.c %reldir%/generation_config.h

@@ -1,0 +1,281 @@
+/* A set of settings (see settings.h): every row's value and where it came from, checked
+ * against the row's type when set, typed reads, and the engine rows -> engine params. */
+#include "runtime/config/settings.h"
+#include <pagoda/log.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void value_clear(struct pgd__setting_value *v)
+{
+    for (int i = 0; i < v->n_items; i++)
+        free(v->items[i]);
+    free(v->items);
+    v->items = NULL;
+    v->n_items = 0;
+}
+
+/* Adds (or, append false, replaces with) one item; false on no memory. */
+static bool value_put(struct pgd__setting_value *v, const char *text, bool append)
+{
+    if (!append)
+        value_clear(v);
+    char *copy = strdup(text);
+    char **items = copy ? realloc(v->items, (size_t)(v->n_items + 1) * sizeof *items) : NULL;
+    if (!items) {
+        free(copy);
+        return false;
+    }
+    items[v->n_items++] = copy;
+    v->items = items;
+    return true;
+}
+
+void pgd__settings_init(struct pgd__settings *s)
+{
+    memset(s, 0, sizeof *s);
+    for (int i = 0; i < PGD__S_COUNT; i++) {
+        const struct pgd__setting_def *d = &pgd__setting_defs[i];
+        PGD_ASSERT(d->name != NULL);   /* every id has its row */
+        bool ok = !d->def || value_put(&s->v[i], d->def, false);
+        PGD_ASSERT(ok);   /* the OOM policy: a few bytes at start-up */
+        s->v[i].origin = PGD__SO_DEFAULT;
+        snprintf(s->v[i].where, sizeof s->v[i].where, "default");
+    }
+}
+
+void pgd__settings_fini(struct pgd__settings *s)
+{
+    for (int i = 0; i < PGD__S_COUNT; i++)
+        value_clear(&s->v[i]);
+}
+
+/* name and key equal with '-' and '_' alike. */
+static bool same_name(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++) {
+        char x = *a == '-' ? '_' : *a, y = *b == '-' ? '_' : *b;
+        if (x != y)
+            return false;
+    }
+    return !*a && !*b;
+}
+
+int pgd__settings_find(const char *name)
+{
+    for (int i = 0; i < PGD__S_COUNT; i++)
+        if (same_name(name, pgd__setting_defs[i].name))
+            return i;
+    return -1;
+}
+
+bool pgd__parse_human_int(const char *s, long long *out)
+{
+    /* vLLM's human_readable_int: (\d+(\.\d+)?)([kKmMgGtT])?, decimals only with k m g t. */
+    const char *p = s;
+    if (!isdigit((unsigned char)*p))
+        return false;
+    while (isdigit((unsigned char)*p))
+        p++;
+    bool frac = false;
+    if (*p == '.') {
+        frac = true;
+        p++;
+        if (!isdigit((unsigned char)*p))
+            return false;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    double mult = 1;
+    if (*p) {
+        const char *dec = "kmgt", *bin = "KMGT", *c;
+        if (p[1])
+            return false;
+        if ((c = strchr(dec, *p)))
+            mult = pow(10.0, 3.0 * (double)(c - dec + 1));
+        else if ((c = strchr(bin, *p)) && !frac)
+            mult = ldexp(1.0, 10 * (int)(c - bin + 1));
+        else
+            return false;
+    } else if (frac) {
+        return false;
+    }
+    errno = 0;
+    double v = strtod(s, NULL) * mult;
+    if (errno || v >= 9.2e18)
+        return false;
+    *out = (long long)v;
+    return true;
+}
+
+static bool is_choice(const char *choices, const char *v)
+{
+    size_t n = strlen(v);
+    for (const char *p = choices; p && *p;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && !strncmp(p, v, n))
+            return true;
+        p = bar ? bar + 1 : NULL;
+    }
+    return false;
+}
+
+/* Checks v against row d; on success canon receives the text to store (a HUMAN_INT's
+ * decimal value, a BOOL's "true"/"false", else v). */
+static bool check_value(const struct pgd__setting_def *d, const char *v, char *canon,
+                        size_t canonlen, char *why, size_t whylen)
+{
+    snprintf(canon, canonlen, "%s", v);
+    if (d->type != PGD__ST_CHOICE && d->choices && is_choice(d->choices, v))
+        return true;   /* a word a numeric row also takes, e.g. max_model_len auto */
+    char *end;
+    switch (d->type) {
+    case PGD__ST_STRING:
+    case PGD__ST_PATH:
+        if (!*v) {
+            snprintf(why, whylen, "expected a non-empty %s", d->type == PGD__ST_PATH ? "path"
+                                                                                     : "value");
+            return false;
+        }
+        break;
+    case PGD__ST_INT:
+    case PGD__ST_HUMAN_INT: {
+        long long x;
+        errno = 0;
+        bool ok = d->type == PGD__ST_HUMAN_INT ? pgd__parse_human_int(v, &x)
+                                               : ((x = strtoll(v, &end, 10)), *v && !*end && !errno);
+        if (!ok || (double)x < d->min || (double)x > d->max) {
+            snprintf(why, whylen, "expected an integer%s in [%.0f, %.0f]",
+                     d->type == PGD__ST_HUMAN_INT ? " (suffixes k m g t = 10^3.., K M G T = "
+                                                    "2^10..)" : "", d->min, d->max);
+            return false;
+        }
+        snprintf(canon, canonlen, "%lld", x);
+        break;
+    }
+    case PGD__ST_FLOAT: {
+        errno = 0;
+        double x = strtod(v, &end);
+        if (!*v || *end || errno || !isfinite(x) || x < d->min || x > d->max) {
+            snprintf(why, whylen, "expected a number in [%g, %g]", d->min, d->max);
+            return false;
+        }
+        break;
+    }
+    case PGD__ST_BOOL:
+        if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on"))
+            snprintf(canon, canonlen, "true");
+        else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "off"))
+            snprintf(canon, canonlen, "false");
+        else {
+            snprintf(why, whylen, "expected true or false");
+            return false;
+        }
+        break;
+    case PGD__ST_CHOICE:
+        if (!is_choice(d->choices, v)) {
+            snprintf(why, whylen, "expected one of %s", d->choices);
+            return false;
+        }
+        break;
+    case PGD__ST_JSON:
+        break;   /* the row's check says which JSON */
+    }
+    return !d->check || d->check(v, why, whylen);
+}
+
+enum pgd_status pgd__settings_set(struct pgd__settings *s, enum pgd__setting_id id,
+                                  const char *value, enum pgd__setting_origin origin,
+                                  const char *where, char *err, size_t errlen)
+{
+    const struct pgd__setting_def *d = &pgd__setting_defs[id];
+    char canon[4096], why[256] = "";
+    if (strlen(value) >= sizeof canon)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: the value is longer than %zu "
+                        "bytes", where, sizeof canon - 1);
+    if (!check_value(d, value, canon, sizeof canon, why, sizeof why))
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: '%s' is not valid: %s", where,
+                        value, why);
+    struct pgd__setting_value *v = &s->v[id];
+    /* A repeatable row starts over from its default at its first explicit value. */
+    bool append = (d->flags & PGD__SF_REPEATABLE) && v->origin != PGD__SO_DEFAULT;
+    if (!value_put(v, canon, append))
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", where);
+    v->origin = origin;
+    snprintf(v->where, sizeof v->where, "%s", where);
+    return PGD_OK;
+}
+
+/* ---- typed reads ------------------------------------------------------------------------- */
+
+const char *pgd__settings_str(const struct pgd__settings *s, enum pgd__setting_id id)
+{
+    return s->v[id].n_items ? s->v[id].items[s->v[id].n_items - 1] : NULL;
+}
+
+long long pgd__settings_int(const struct pgd__settings *s, enum pgd__setting_id id)
+{
+    const char *v = pgd__settings_str(s, id);
+    return v ? strtoll(v, NULL, 10) : 0;   /* a word like "auto" reads as 0 */
+}
+
+double pgd__settings_float(const struct pgd__settings *s, enum pgd__setting_id id)
+{
+    const char *v = pgd__settings_str(s, id);
+    return v ? strtod(v, NULL) : 0.0;
+}
+
+bool pgd__settings_bool(const struct pgd__settings *s, enum pgd__setting_id id)
+{
+    const char *v = pgd__settings_str(s, id);
+    return v && !strcmp(v, "true");
+}
+
+bool pgd__settings_is_set(const struct pgd__settings *s, enum pgd__setting_id id)
+{
+    return s->v[id].origin != PGD__SO_DEFAULT;
+}
+
+/* ---- engine rows -> engine params ---------------------------------------------------------- */
+
+/* "1 2 4" or "1,2,4" -> sizes; returns the count (checked when set). */
+static int parse_sizes(const char *v, int *sizes, int max)
+{
+    int n = 0;
+    while (v && *v && n < max) {
+        while (*v == ' ' || *v == ',')
+            v++;
+        if (!*v)
+            break;
+        char *end;
+        sizes[n++] = (int)strtol(v, &end, 10);
+        v = end;
+    }
+    return n;
+}
+
+void pgd__settings_engine_params(const struct pgd__settings *s, struct pgd_engine_params *ep,
+                                 int *graph_sizes, int max_sizes)
+{
+    ep->tokenizer = pgd__settings_str(s, PGD__S_TOKENIZER);
+    ep->max_model_len = (int)pgd__settings_int(s, PGD__S_MAX_MODEL_LEN);
+    ep->seed = (uint64_t)pgd__settings_int(s, PGD__S_SEED);
+    ep->block_size = (int)pgd__settings_int(s, PGD__S_BLOCK_SIZE);
+    ep->gpu_memory_utilization = pgd__settings_float(s, PGD__S_GPU_MEMORY_UTILIZATION);
+    ep->kv_cache_memory_bytes = (size_t)pgd__settings_int(s, PGD__S_KV_CACHE_MEMORY_BYTES);
+    ep->num_blocks = (int)pgd__settings_int(s, PGD__S_NUM_BLOCKS);
+    ep->enable_prefix_caching = pgd__settings_bool(s, PGD__S_ENABLE_PREFIX_CACHING);
+    ep->max_num_seqs = (int)pgd__settings_int(s, PGD__S_MAX_NUM_SEQS);
+    ep->max_num_batched_tokens = (int)pgd__settings_int(s, PGD__S_MAX_NUM_BATCHED_TOKENS);
+    ep->enable_chunked_prefill = pgd__settings_bool(s, PGD__S_ENABLE_CHUNKED_PREFILL);
+    const char *pol = pgd__settings_str(s, PGD__S_SCHEDULING_POLICY);
+    ep->policy = pol && !strcmp(pol, "priority") ? PGD_SCHED_PRIORITY : PGD_SCHED_FCFS;
+    ep->enforce_eager = pgd__settings_bool(s, PGD__S_ENFORCE_EAGER);
+    ep->max_seq_len_to_capture = (int)pgd__settings_int(s, PGD__S_MAX_SEQ_LEN_TO_CAPTURE);
+    ep->n_cuda_graph_sizes = parse_sizes(pgd__settings_str(s, PGD__S_CUDA_GRAPH_SIZES),
+                                         graph_sizes, max_sizes);
+    ep->cuda_graph_sizes = ep->n_cuda_graph_sizes ? graph_sizes : NULL;
+}

@@ -1,0 +1,421 @@
+/* The settings table: every deployment setting, its other spellings, and the vLLM flags
+ * pagoda refuses (see settings.h). Names, defaults and value spellings are vLLM's where vLLM
+ * has the setting (`vllm serve --help`, vLLM 0.10); pagoda's own rows say so in their help.
+ * A new setting is one row here (and, for an engine row, one line in
+ * pgd__settings_engine_params); --help, docs/CONFIG.md and the INI reader follow. */
+#include "runtime/config/settings.h"
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- checks of values that passed their type ------------------------------------------- */
+
+static bool check_device(const char *v, char *why, size_t n)
+{
+    if (!strcmp(v, "auto") || !strcmp(v, "cpu") || !strcmp(v, "cuda") || !strcmp(v, "gpu"))
+        return true;
+    if (!strncmp(v, "cuda:", 5) && v[5]) {
+        char *end;
+        long i = strtol(v + 5, &end, 10);
+        if (!*end && i >= 0 && i < 1024)
+            return true;
+    }
+    snprintf(why, n, "expected auto, cpu, cuda or cuda:N");
+    return false;
+}
+
+/* vLLM's --cuda-graph-sizes: one or more batch sizes ("8", "1 2 4 8" or "1,2,4,8"). */
+static bool check_sizes(const char *v, char *why, size_t n)
+{
+    int count = 0;
+    const char *p = v;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        char *end;
+        long x = strtol(p, &end, 10);
+        if (end == p || x < 1 || x > 65536 || (*end && *end != ' ' && *end != ',')) {
+            snprintf(why, n, "expected batch sizes in [1, 65536], separated by spaces or commas");
+            return false;
+        }
+        count++;
+        p = end;
+    }
+    if (count == 0 || count > 64) {
+        snprintf(why, n, "expected 1 to 64 batch sizes");
+        return false;
+    }
+    return true;
+}
+
+static bool check_json_object(const char *v, char *why, size_t n)
+{
+    json_error_t je;
+    json_t *j = json_loads(v, 0, &je);
+    bool ok = json_is_object(j);
+    if (!j)
+        snprintf(why, n, "not JSON: %s (column %d)", je.text, je.column);
+    else if (!ok)
+        snprintf(why, n, "expected a JSON object, e.g. '{\"temperature\": 0.5}'");
+    json_decref(j);
+    return ok;
+}
+
+static bool check_key_value(const char *v, char *why, size_t n)
+{
+    const char *eq = strchr(v, '=');
+    if (eq && eq != v)
+        return true;
+    snprintf(why, n, "expected KEY=VALUE");
+    return false;
+}
+
+/* ---- conversions of other spellings ----------------------------------------------------- */
+
+/* vLLM's --allowed-origins '["a", "b"]' -> "a,b". */
+static bool convert_json_list(const char *in, char *out, size_t n, char *why, size_t whylen)
+{
+    json_t *j = json_loads(in, 0, NULL);
+    bool ok = json_is_array(j) && json_array_size(j) > 0;
+    size_t len = 0, i;
+    json_t *e;
+    out[0] = '\0';
+    json_array_foreach(j, i, e) {
+        const char *o = json_string_value(e);
+        if (!ok || !o || !*o || strchr(o, ',')) {
+            ok = false;
+            break;
+        }
+        int w = snprintf(out + len, n - len, "%s%s", i ? "," : "", o);
+        if (w < 0 || (size_t)w >= n - len) {
+            ok = false;
+            break;
+        }
+        len += (size_t)w;
+    }
+    json_decref(j);
+    if (!ok)
+        snprintf(why, whylen, "expected a JSON list of origins, e.g. '[\"https://a.example\"]'"
+                 " or '[\"*\"]'");
+    return ok;
+}
+
+/* pagoda's older --kv-cache-mib N -> N MiB in bytes. */
+static bool convert_mib(const char *in, char *out, size_t n, char *why, size_t whylen)
+{
+    char *end;
+    long long v = strtoll(in, &end, 10);
+    if (!*in || *end || v < 1 || v > (1LL << 30)) {
+        snprintf(why, whylen, "expected a number of MiB in [1, 2^30]");
+        return false;
+    }
+    snprintf(out, n, "%lld", v << 20);
+    return true;
+}
+
+/* ---- the rows -------------------------------------------------------------------------- */
+
+#define MODEL "model"
+#define ENGINE "engine"
+#define PLUGINS "plugins"
+#define OPENAI "frontend.openai"
+#define LOG "log"
+
+const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
+    [PGD__S_MODEL] = { MODEL, "model", PGD__ST_PATH, NULL, 0, 0, NULL, "DIR",
+        "The model directory (config.json, *.safetensors, tokenizer.json); also the command "
+        "line's positional MODEL, as in `vllm serve MODEL`. Required.",
+        PGD__SG_MODEL, PGD__SD_TOOL, PGD__SF_POSITIONAL, NULL },
+    [PGD__S_TOKENIZER] = { MODEL, "tokenizer", PGD__ST_PATH, NULL, 0, 0, NULL, "DIR",
+        "The directory of tokenizer.json and tokenizer_config.json (chat template, special "
+        "tokens). Default: the model's directory.",
+        PGD__SG_MODEL, PGD__SD_ENGINE, 0, NULL },
+    [PGD__S_DTYPE] = { MODEL, "dtype", PGD__ST_CHOICE, "auto", 0, 0,
+        "auto|bfloat16|float16|float32|half|float|bf16|fp16", "DTYPE",
+        "The compute dtype. auto: the checkpoint's torch_dtype on the GPU, bfloat16 for a "
+        "float32 checkpoint there; float32 on the CPU (the CPU backend computes in float32 "
+        "only). half = float16, float = float32; bf16 and fp16 are pagoda's older spellings.",
+        PGD__SG_MODEL, PGD__SD_TOOL, 0, NULL },
+    [PGD__S_MAX_MODEL_LEN] = { MODEL, "max_model_len", PGD__ST_HUMAN_INT, NULL, 1, INT_MAX,
+        "auto", "N",
+        "The longest sequence (prompt + output) in tokens; accepts vLLM's suffixes (32k, 8K). "
+        "Default (or auto): the model's max_position_embeddings.",
+        PGD__SG_MODEL, PGD__SD_ENGINE, 0, NULL },
+    [PGD__S_CHAT_TEMPLATE] = { MODEL, "chat_template", PGD__ST_STRING, NULL, 0, 0, NULL,
+        "FILE",
+        "A Jinja chat template: a file, or the template itself. Default: the tokenizer's "
+        "(tokenizer_config.json, chat_template.jinja).",
+        PGD__SG_FRONTEND, PGD__SD_TOOL, 0, NULL },
+    [PGD__S_GENERATION_CONFIG] = { MODEL, "generation_config", PGD__ST_STRING, "auto", 0, 0,
+        NULL, "auto|vllm|DIR",
+        "Sampling defaults for requests that do not set them: auto reads the model's "
+        "generation_config.json (temperature, top_p, top_k, min_p, repetition_penalty, "
+        "max_new_tokens as the default max_tokens), DIR reads DIR/generation_config.json, "
+        "vllm uses none (vLLM's own defaults).",
+        PGD__SG_MODEL, PGD__SD_TOOL, 0, NULL },
+    [PGD__S_OVERRIDE_GENERATION_CONFIG] = { MODEL, "override_generation_config", PGD__ST_JSON,
+        NULL, 0, 0, NULL, "JSON",
+        "Sampling defaults that override (or add to) the generation config's, e.g. "
+        "'{\"temperature\": 0.5}'.",
+        PGD__SG_MODEL, PGD__SD_TOOL, 0, check_json_object },
+    [PGD__S_TRUST_REMOTE_CODE] = { MODEL, "trust_remote_code", PGD__ST_BOOL, "false", 0, 0,
+        NULL, NULL,
+        "Accepted for vLLM command lines and ignored with a warning: pagoda runs no code "
+        "from a checkpoint.",
+        PGD__SG_MODEL, PGD__SD_TOOL, PGD__SF_NEGATABLE, NULL },
+
+    [PGD__S_DEVICE] = { ENGINE, "device", PGD__ST_STRING, "auto", 0, 0, NULL,
+        "auto|cuda|cpu|cuda:N",
+        "Where the model runs. auto: the GPU when this build and machine have one, else the "
+        "CPU (the choice is logged with the card's name and memory); cuda:N picks card N.",
+        PGD__SG_DEVICE, PGD__SD_TOOL, 0, check_device },
+    [PGD__S_SEED] = { ENGINE, "seed", PGD__ST_INT, "0", 0, 9.2e18, NULL, "N",
+        "Seeds the per-request seeds of requests that set none.",
+        PGD__SG_MODEL, PGD__SD_ENGINE, 0, NULL },
+    [PGD__S_BLOCK_SIZE] = { ENGINE, "block_size", PGD__ST_INT, "16", 1, 1024, NULL, "N",
+        "Tokens per KV cache block.",
+        PGD__SG_CACHE, PGD__SD_ENGINE, 0, NULL },
+    [PGD__S_GPU_MEMORY_UTILIZATION] = { ENGINE, "gpu_memory_utilization", PGD__ST_FLOAT, "0.9",
+        0.001, 1, NULL, "FRACTION",
+        "The share of the GPU's memory this server may use: the KV cache gets it minus the "
+        "weights and a profiling step's activations.",
+        PGD__SG_CACHE, PGD__SD_ENGINE, 0, NULL },
+    [PGD__S_KV_CACHE_MEMORY_BYTES] = { ENGINE, "kv_cache_memory_bytes", PGD__ST_HUMAN_INT, NULL,
+        1, 1.1e15, NULL, "BYTES",
+        "The KV cache's size in bytes (vLLM's suffixes: 4G = 4 GiB, 4g = 4e9), on any device; "
+        "overrides gpu_memory_utilization. Default: sized from gpu_memory_utilization on the "
+        "GPU, 256 MiB on the CPU.",
+        PGD__SG_CACHE, PGD__SD_ENGINE, 0, NULL },
+    [PGD__S_NUM_BLOCKS] = { ENGINE, "num_blocks", PGD__ST_INT, NULL, 1, INT_MAX, NULL, "N",
+        "pagoda: the number of KV cache blocks, overriding every other sizing (vLLM's "
+        "--num-gpu-blocks-override).",
+        PGD__SG_CACHE, PGD__SD_ENGINE, 0, NULL },
+    [PGD__S_ENABLE_PREFIX_CACHING] = { ENGINE, "enable_prefix_caching", PGD__ST_BOOL, "true",
+        0, 0, NULL, NULL,
+        "Share the KV blocks of common prompt prefixes between requests.",
+        PGD__SG_CACHE, PGD__SD_ENGINE, PGD__SF_NEGATABLE, NULL },
+    [PGD__S_MAX_NUM_SEQS] = { ENGINE, "max_num_seqs", PGD__ST_INT, "256", 1, 65536, NULL, "N",
+        "The most sequences in one step.",
+        PGD__SG_SCHEDULER, PGD__SD_ENGINE, 0, NULL },
+    [PGD__S_MAX_NUM_BATCHED_TOKENS] = { ENGINE, "max_num_batched_tokens", PGD__ST_HUMAN_INT,
+        "2048", 1, INT_MAX, NULL, "N",
+        "The most tokens in one step (the profiling step's size on the GPU).",
+        PGD__SG_SCHEDULER, PGD__SD_ENGINE, 0, NULL },
+    [PGD__S_ENABLE_CHUNKED_PREFILL] = { ENGINE, "enable_chunked_prefill", PGD__ST_BOOL, "true",
+        0, 0, NULL, NULL,
+        "Split long prompts over several steps; off: a prompt is computed whole.",
+        PGD__SG_SCHEDULER, PGD__SD_ENGINE, PGD__SF_NEGATABLE, NULL },
+    [PGD__S_SCHEDULING_POLICY] = { ENGINE, "scheduling_policy", PGD__ST_CHOICE, "fcfs", 0, 0,
+        "fcfs|priority", "POLICY",
+        "fcfs: first come, first served; priority: the request's `priority` (lower first), "
+        "then arrival.",
+        PGD__SG_SCHEDULER, PGD__SD_ENGINE, 0, NULL },
+    [PGD__S_ENFORCE_EAGER] = { ENGINE, "enforce_eager", PGD__ST_BOOL, "false", 0, 0, NULL,
+        NULL,
+        "GPU: no CUDA graphs; every step launches its kernels one by one.",
+        PGD__SG_MODEL, PGD__SD_ENGINE, PGD__SF_NEGATABLE, NULL },
+    [PGD__S_MAX_SEQ_LEN_TO_CAPTURE] = { ENGINE, "max_seq_len_to_capture", PGD__ST_INT, "8192",
+        1, INT_MAX, NULL, "N",
+        "GPU: the longest context CUDA graphs cover; decode steps over longer contexts run "
+        "eagerly.",
+        PGD__SG_MODEL, PGD__SD_ENGINE, 0, NULL },
+    [PGD__S_CUDA_GRAPH_SIZES] = { ENGINE, "cuda_graph_sizes", PGD__ST_STRING, NULL, 0, 0, NULL,
+        "N [N ...]",
+        "GPU: the decode batch sizes captured as CUDA graphs. One N: 1, 2, 4, ... up to N; "
+        "several: exactly those. Default: 1, 2, 4, ... up to max_num_seqs. All are captured "
+        "before /health answers 200.",
+        PGD__SG_SCHEDULER, PGD__SD_ENGINE, 0, check_sizes },
+
+    [PGD__S_PLUGIN_DIR] = { PLUGINS, "plugin_dir", PGD__ST_PATH, NULL, 0, 0, NULL, "DIR",
+        "pagoda: also look for plugins in DIR (repeatable; before PAGODA_PLUGIN_PATH and the "
+        "install directory).",
+        PGD__SG_OPTIONS, PGD__SD_TOOL, PGD__SF_REPEATABLE, NULL },
+    [PGD__S_FRONTEND] = { PLUGINS, "frontend", PGD__ST_STRING, "openai", 0, 0, NULL, "NAME",
+        "pagoda: the frontend plugin that serves the model.",
+        PGD__SG_OPTIONS, PGD__SD_TOOL, 0, NULL },
+
+    [PGD__S_HOST] = { OPENAI, "host", PGD__ST_STRING, "127.0.0.1", 0, 0, NULL, "HOST",
+        "The address to listen on (vLLM listens on every address by default; pagoda on the "
+        "loopback only: say --host 0.0.0.0 to serve others).",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_PORT] = { OPENAI, "port", PGD__ST_INT, "8000", 0, 65535, NULL, "PORT",
+        "The TCP port (0: any free port; the log says which).",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_UDS] = { OPENAI, "uds", PGD__ST_PATH, NULL, 0, 0, NULL, "PATH",
+        "Listen on this Unix domain socket instead of host and port.",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_API_KEY] = { OPENAI, "api_key", PGD__ST_STRING, NULL, 0, 0, NULL, "KEY",
+        "Require 'Authorization: Bearer KEY' (repeatable: any of the keys; not on /health and "
+        "/metrics).",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, PGD__SF_REPEATABLE, NULL },
+    [PGD__S_API_KEY_FILE] = { OPENAI, "api_key_file", PGD__ST_PATH, NULL, 0, 0, NULL, "FILE",
+        "pagoda: read the API keys from FILE, one a line (keeps them out of `ps`).",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_SERVED_MODEL_NAME] = { OPENAI, "served_model_name", PGD__ST_STRING, NULL, 0, 0,
+        NULL, "NAME",
+        "The model's name in the API and in the metrics' model_name label. Default: the "
+        "model directory's last part.",
+        PGD__SG_MODEL, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_RESPONSE_ROLE] = { OPENAI, "response_role", PGD__ST_STRING, "assistant", 0, 0,
+        NULL, "ROLE",
+        "The role of the generated message in chat completions.",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_RETURN_TOKENS_AS_TOKEN_IDS] = { OPENAI, "return_tokens_as_token_ids", PGD__ST_BOOL,
+        "false", 0, 0, NULL, NULL,
+        "With logprobs, name tokens as 'token_id:N' instead of their text.",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, PGD__SF_NEGATABLE, NULL },
+    [PGD__S_MAX_LOGPROBS] = { OPENAI, "max_logprobs", PGD__ST_INT, "20", 0, 20, NULL, "N",
+        "The most logprobs (top alternatives per token) a request may ask for.",
+        PGD__SG_MODEL, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_ROOT_PATH] = { OPENAI, "root_path", PGD__ST_STRING, NULL, 0, 0, NULL, "PATH",
+        "Accepted for vLLM command lines (FastAPI's root_path behind a path-stripping "
+        "proxy); pagoda serves no documentation pages, so it changes nothing (a warning "
+        "says so).",
+        PGD__SG_FRONTEND, PGD__SD_TOOL, 0, NULL },
+    [PGD__S_CORS_ORIGINS] = { OPENAI, "cors_origins", PGD__ST_STRING, NULL, 0, 0, NULL, "LIST",
+        "Origins allowed by CORS, comma-separated, or '*'. Default: no CORS headers.",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_MAX_BODY_BYTES] = { OPENAI, "max_body_bytes", PGD__ST_HUMAN_INT, "4194304", 1,
+        1.1e12, NULL, "BYTES",
+        "pagoda: larger request bodies get 413.",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_MAX_CONNECTIONS] = { OPENAI, "max_connections", PGD__ST_INT, "1024", 1, 1000000,
+        NULL, "N",
+        "pagoda: the most concurrent connections.",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_MAX_CONNECTIONS_PER_IP] = { OPENAI, "max_connections_per_ip", PGD__ST_INT, NULL,
+        1, 1000000, NULL, "N",
+        "pagoda: the most concurrent connections from one client address. Default: no limit "
+        "but max_connections.",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_MAX_N] = { OPENAI, "max_n", PGD__ST_INT, "64", 1, 4096, NULL, "N",
+        "pagoda: the most choices (prompts x n) one request may ask for.",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_TIMEOUT_KEEP_ALIVE] = { OPENAI, "timeout_keep_alive", PGD__ST_INT, "5", 1, 86400,
+        NULL, "SECONDS",
+        "How long an idle keep-alive connection stays open.",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_HEADER_TIMEOUT] = { OPENAI, "header_timeout", PGD__ST_INT, "10", 1, 86400, NULL,
+        "SECONDS",
+        "pagoda: how long a client may take to send a request's head.",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_GRACE] = { OPENAI, "grace", PGD__ST_FLOAT, "30", 0, 86400, NULL, "SECONDS",
+        "pagoda: on SIGTERM or SIGINT, how long running requests may finish before the rest "
+        "are aborted.",
+        PGD__SG_FRONTEND, PGD__SD_TOOL, 0, NULL },
+    [PGD__S_FRONTEND_OPT] = { OPENAI, "frontend_opt", PGD__ST_STRING, NULL, 0, 0, NULL,
+        "KEY=VALUE",
+        "pagoda: any other setting of the frontend plugin (repeatable).",
+        PGD__SG_FRONTEND, PGD__SD_TOOL, PGD__SF_REPEATABLE, check_key_value },
+
+    [PGD__S_LOG_LEVEL] = { LOG, "log_level", PGD__ST_CHOICE, "info", 0, 0,
+        "debug|info|warning|warn|error|critical|trace", "LEVEL",
+        "The log level (vLLM's --uvicorn-log-level; trace = debug, critical = error). The "
+        "environment's PAGODA_LOG sets it when no flag does.",
+        PGD__SG_FRONTEND, PGD__SD_TOOL, 0, NULL },
+    [PGD__S_ACCESS_LOG] = { LOG, "access_log", PGD__ST_BOOL, "true", 0, 0, NULL, NULL,
+        "One line per request: method, path, status, tokens in and out, time to first "
+        "token, total time, request id (off: --disable-log-requests or "
+        "--disable-uvicorn-access-log).",
+        PGD__SG_OBSERVABILITY, PGD__SD_FRONTEND, PGD__SF_NEGATABLE, NULL },
+    [PGD__S_DISABLE_LOG_STATS] = { LOG, "disable_log_stats", PGD__ST_BOOL, "false", 0, 0, NULL,
+        NULL,
+        "No periodic stats line (throughput, running and waiting requests, KV cache usage, "
+        "prefix cache hit rate).",
+        PGD__SG_OPTIONS, PGD__SD_TOOL, PGD__SF_NEGATABLE, NULL },
+    [PGD__S_LOG_STATS_INTERVAL] = { LOG, "log_stats_interval", PGD__ST_FLOAT, "10", 0.05, 3600,
+        NULL, "SECONDS",
+        "pagoda: how often the stats line is written while there is traffic (vLLM's "
+        "VLLM_LOG_STATS_INTERVAL).",
+        PGD__SG_OBSERVABILITY, PGD__SD_TOOL, 0, NULL },
+};
+
+const char *const pgd__setting_group_titles[PGD__SG_COUNT] = {
+    [PGD__SG_POSITIONAL] = "positional arguments",
+    [PGD__SG_OPTIONS] = "options",
+    [PGD__SG_FRONTEND] = "Frontend",
+    [PGD__SG_MODEL] = "ModelConfig",
+    [PGD__SG_CACHE] = "CacheConfig",
+    [PGD__SG_SCHEDULER] = "SchedulerConfig",
+    [PGD__SG_DEVICE] = "DeviceConfig",
+    [PGD__SG_OBSERVABILITY] = "ObservabilityConfig",
+};
+
+const struct pgd__setting_alias pgd__setting_aliases[] = {
+    /* vLLM's spellings where the row's name is another */
+    { "kv-cache-memory", PGD__S_KV_CACHE_MEMORY_BYTES, NULL, NULL, NULL },
+    { "num-gpu-blocks-override", PGD__S_NUM_BLOCKS, NULL, NULL, NULL },
+    { "allowed-origins", PGD__S_CORS_ORIGINS, NULL,
+      "a JSON list, e.g. '[\"https://a.example\"]'", convert_json_list },
+    { "uvicorn-log-level", PGD__S_LOG_LEVEL, NULL, NULL, NULL },
+    { "enable-log-requests", PGD__S_ACCESS_LOG, "true", NULL, NULL },
+    { "disable-log-requests", PGD__S_ACCESS_LOG, "false", NULL, NULL },
+    { "disable-uvicorn-access-log", PGD__S_ACCESS_LOG, "false", NULL, NULL },
+    /* pagoda's older spellings */
+    { "no-prefix-caching", PGD__S_ENABLE_PREFIX_CACHING, "false", NULL, NULL },
+    { "kv-cache-mib", PGD__S_KV_CACHE_MEMORY_BYTES, NULL, "in MiB", convert_mib },
+};
+const size_t pgd__n_setting_aliases = sizeof pgd__setting_aliases / sizeof pgd__setting_aliases[0];
+
+#define ONE_GPU "pagoda runs a model on one GPU per process: run one server per GPU behind a " \
+                "load balancer"
+#define NO_LORA "LoRA adapters are not supported: merge the adapter into the weights"
+#define NO_TLS "pagoda speaks plain HTTP: terminate TLS in a reverse proxy (nginx, envoy, caddy)"
+#define NO_CORS "CORS: --allowed-origins (or --cors-origins) only; methods and headers are fixed"
+#define LOCAL_DIR "pagoda reads a local model directory: download it first (`pagoda fetch`, " \
+                  "or huggingface-cli download --revision ...)"
+
+const struct pgd__refused_flag pgd__refused_flags[] = {
+    { "--tensor-parallel-size", ONE_GPU }, { "-tp", ONE_GPU },
+    { "--pipeline-parallel-size", ONE_GPU }, { "-pp", ONE_GPU },
+    { "--data-parallel-size", ONE_GPU }, { "-dp", ONE_GPU },
+    { "--distributed-executor-backend", ONE_GPU }, { "--api-server-count", ONE_GPU },
+    { "--quantization", "quantized checkpoints come with the quantization plugins; serve an "
+                        "unquantized (bf16/fp16) checkpoint" },
+    { "-q", "quantized checkpoints come with the quantization plugins; serve an unquantized "
+            "(bf16/fp16) checkpoint" },
+    { "--kv-cache-dtype", "the KV cache has the compute dtype (--dtype)" },
+    { "--swap-space", "pagoda does not swap KV blocks to the CPU: it preempts by recompute; "
+                      "raise --gpu-memory-utilization or lower --max-num-seqs" },
+    { "--cpu-offload-gb", "weights stay on the GPU: use a card with room for them" },
+    { "--load-format", "pagoda reads *.safetensors only" },
+    { "--download-dir", LOCAL_DIR },
+    { "--revision", LOCAL_DIR }, { "--tokenizer-revision", LOCAL_DIR },
+    { "--code-revision", "pagoda runs no code from a checkpoint" },
+    { "--tokenizer-mode", "pagoda has one tokenizer (tokenizer.json)" },
+    { "--enable-lora", NO_LORA }, { "--lora-modules", NO_LORA }, { "--max-loras", NO_LORA },
+    { "--max-lora-rank", NO_LORA },
+    { "--speculative-config", "speculative decoding is not supported" },
+    { "--ssl-keyfile", NO_TLS }, { "--ssl-certfile", NO_TLS }, { "--ssl-ca-certs", NO_TLS },
+    { "--ssl-cert-reqs", NO_TLS },
+    { "--middleware", "pagoda runs no Python middleware: put a reverse proxy in front" },
+    { "--allowed-methods", NO_CORS }, { "--allowed-headers", NO_CORS },
+    { "--allow-credentials", NO_CORS },
+    { "--enable-auto-tool-choice", "tools are rendered by the chat template; parsing tool "
+                                   "calls out of the output is not supported yet" },
+    { "--tool-call-parser", "parsing tool calls out of the output is not supported yet" },
+    { "--reasoning-parser", "reasoning content is not split out of the output yet" },
+    { "--chat-template-content-format", "pagoda renders message contents as strings" },
+    { "--disable-frontend-multiprocessing", "pagoda's frontend always runs in the serving "
+                                            "process: drop the flag" },
+    { "--disable-fastapi-docs", "pagoda serves no documentation pages: drop the flag" },
+    { "--compilation-config", "pagoda has no torch.compile: --enforce-eager and "
+                              "--cuda-graph-sizes control CUDA graphs" },
+    { "-O", "pagoda has no torch.compile: --enforce-eager and --cuda-graph-sizes control "
+            "CUDA graphs" },
+    { "--hf-overrides", "edit the checkpoint's config.json" },
+    { "--rope-scaling", "pagoda reads rope_scaling from config.json" },
+    { "--rope-theta", "pagoda reads rope_theta from config.json" },
+    { "--limit-mm-per-prompt", "pagoda serves text-only models" },
+    { "--guided-decoding-backend", "structured outputs are not supported yet" },
+    { "--structured-outputs-config", "structured outputs are not supported yet" },
+    { "--enable-sleep-mode", "sleep mode is not supported" },
+    { "--otlp-traces-endpoint", "no tracing: scrape /metrics and read the access log" },
+    { "--kv-transfer-config", "disaggregated prefill is not supported" },
+    { "--config", "vLLM's YAML config is not read: give the flags on the command line" },
+};
+const size_t pgd__n_refused_flags = sizeof pgd__refused_flags / sizeof pgd__refused_flags[0];

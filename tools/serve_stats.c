@@ -1,0 +1,48 @@
+/* The stats line of `pagoda serve` (see serve_stats.h). The prefix cache hit rate is over
+ * every prompt token looked up since the start (vLLM's is over its last 1000 requests). */
+#include "tools/serve_stats.h"
+#include <pagoda/log.h>
+#include <time.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void pgd_tool_stats_logger_init(struct pgd_tool_stats_logger *lg, struct pgd_engine *eng,
+                                enum pgd_device device)
+{
+    struct pgd_engine_stats s;
+    pgd_engine_get_stats(eng, &s);
+    *lg = (struct pgd_tool_stats_logger){
+        .eng = eng, .device = device, .t_last = now_s(),
+        .prompt_last = s.prompt_tokens, .gen_last = s.generation_tokens,
+    };
+}
+
+void pgd_tool_stats_logger_tick(struct pgd_tool_stats_logger *lg)
+{
+    struct pgd_engine_stats s;
+    pgd_engine_get_stats(lg->eng, &s);
+    double t = now_s(), dt = t - lg->t_last;
+    if (dt <= 0)
+        return;
+    double prompt_tps = (double)(s.prompt_tokens - lg->prompt_last) / dt;
+    double gen_tps = (double)(s.generation_tokens - lg->gen_last) / dt;
+    bool active = prompt_tps > 0 || gen_tps > 0 || s.num_requests_running > 0 ||
+                  s.num_requests_waiting > 0;
+    double hit = s.prefix_cache_queries ? 100.0 * (double)s.prefix_cache_hits /
+                                          (double)s.prefix_cache_queries : 0.0;
+    pgd_log(active || lg->was_active ? PGD_LOG_INFO : PGD_LOG_DEBUG,
+            "Engine 000: Avg prompt throughput: %.1f tokens/s, Avg generation throughput: "
+            "%.1f tokens/s, Running: %d reqs, Waiting: %d reqs, %s KV cache usage: %.1f%%, "
+            "Prefix cache hit rate: %.1f%%", prompt_tps, gen_tps, s.num_requests_running,
+            s.num_requests_waiting, lg->device == PGD_DEVICE_CUDA ? "GPU" : "CPU",
+            100.0 * s.kv_cache_usage, hit);
+    lg->was_active = active;
+    lg->t_last = t;
+    lg->prompt_last = s.prompt_tokens;
+    lg->gen_last = s.generation_tokens;
+}
