@@ -16,8 +16,16 @@ struct pgd__histogram {
     double sum;
 };
 
-enum pgd__hist_kind { PGD__HIST_TTFT, PGD__HIST_ITL, PGD__HIST_E2E, PGD__HIST_QUEUE };
+/* The bucket bounds of vLLM's histograms of the same names: TTFT, ITL, E2E (request latency,
+ * also the queue, prefill and decode times), TOKENS (1, 2, 5, 10, 20, 50, ... up to
+ * max_tokens: prompt and generation tokens of a request) and ITERATION (1, 8, 16, 32, ...
+ * up to max_tokens: tokens of one engine step). */
+enum pgd__hist_kind { PGD__HIST_TTFT, PGD__HIST_ITL, PGD__HIST_E2E, PGD__HIST_QUEUE,
+                      PGD__HIST_TOKENS, PGD__HIST_ITERATION };
 void pgd__histogram_init(struct pgd__histogram *h, enum pgd__hist_kind kind);
+/* The same for the token kinds, whose last bound is the first >= max_tokens. */
+void pgd__histogram_init_tokens(struct pgd__histogram *h, enum pgd__hist_kind kind,
+                                long max_tokens);
 void pgd__histogram_observe(struct pgd__histogram *h, double v);
 
 /* A growable text buffer; all writers abort on allocation failure only via PGD_ASSERT
@@ -30,11 +38,18 @@ struct pgd__strbuf {
 void pgd__strbuf_printf(struct pgd__strbuf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Writes one metric family. labels (may be NULL) is e.g. `finished_reason="stop"`. */
+/* Writes one metric family. labels (may be NULL) is e.g. `finished_reason="stop"`;
+ * pgd__prom_histogram puts its labels before each bucket's le. Numbers are written as
+ * Prometheus' own clients write them: the shortest text that reads back as the same double
+ * (le="0.005", not 0.0050000000000000001), integers with ".0", 1e+06 from a million up. */
 void pgd__prom_header(struct pgd__strbuf *b, const char *name, const char *type,
                       const char *help);
 void pgd__prom_sample(struct pgd__strbuf *b, const char *name, const char *labels, double v);
 void pgd__prom_histogram(struct pgd__strbuf *b, const char *name, const char *help,
-                         const struct pgd__histogram *h);
+                         const char *labels, const struct pgd__histogram *h);
+/* v as Prometheus writes it (see above), into buf. */
+void pgd__prom_float(char *buf, size_t n, double v);
+/* A label value with \, " and newlines escaped, into buf (cut to fit). */
+void pgd__prom_label_value(char *buf, size_t n, const char *v);
 
 #endif

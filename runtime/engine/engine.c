@@ -1,7 +1,7 @@
 /* The engine: request intake and validation, the engine thread's step loop (schedule ->
  * forward -> sample -> detokenize -> emit), per-request output streams and metrics. */
 #include "runtime/engine/engine_internal.h"
-#include "runtime/base/metrics.h"
+#include "runtime/engine/engine_metrics.h"
 #include "runtime/sample/sample_rows.h"
 #include "runtime/engine/scheduler.h"
 #include "runtime/engine/stop.h"
@@ -196,7 +196,7 @@ struct req {
     /* Prompt logprobs for prompt tokens 1 .. n_prompt-1, filled as chunks compute. */
     struct pgd_token_logprobs *plps;
     struct pgd_logprob *plp_top;
-    double t_arrival, t_first_token;
+    double t_arrival, t_first_token, t_scheduled;
     bool admitted, scheduled;
 };
 
@@ -267,7 +267,7 @@ struct pgd_engine {
     /* Metrics, under stats_mu. */
     pthread_mutex_t stats_mu;
     struct pgd_engine_stats stats;
-    struct pgd__histogram h_ttft, h_itl, h_e2e, h_queue;
+    struct pgd__engine_metrics metrics;
 };
 
 static double now_s(void)
@@ -378,7 +378,9 @@ static void count_finish(struct pgd_engine *e, struct child *c, enum pgd_finish_
      * reading the stats after its stream closes sees them freed. */
     e->stats.kv_cache_usage = pgd__block_pool_usage(&e->kv.pool);
     if (r->n_done + 1 == r->n_children)
-        pgd__histogram_observe(&e->h_e2e, t - r->t_arrival);
+        pgd__histogram_observe(&e->metrics.e2e, t - r->t_arrival);
+    pgd__engine_metrics_finished(&e->metrics, r->t_scheduled, r->t_first_token, t, r->n_prompt,
+                                 c->n_out);
     pthread_mutex_unlock(&e->stats_mu);
 }
 
@@ -445,10 +447,10 @@ static void child_on_token(struct pgd_engine *e, struct child *c, int32_t token,
     e->stats.generation_tokens++;
     if (rq->t_first_token == 0.0) {
         rq->t_first_token = t;
-        pgd__histogram_observe(&e->h_ttft, t - rq->t_arrival);
+        pgd__histogram_observe(&e->metrics.ttft, t - rq->t_arrival);
     }
     if (c->n_out > 1)
-        pgd__histogram_observe(&e->h_itl, t - c->t_last_token);
+        pgd__histogram_observe(&e->metrics.itl, t - c->t_last_token);
     pthread_mutex_unlock(&e->stats_mu);
     c->t_last_token = t;
 
@@ -600,8 +602,9 @@ static void engine_step(struct pgd_engine *e)
         struct req *rq = c->req;
         if (!rq->scheduled) {
             rq->scheduled = true;
+            rq->t_scheduled = t;
             pthread_mutex_lock(&e->stats_mu);
-            pgd__histogram_observe(&e->h_queue, t - rq->t_arrival);
+            pgd__histogram_observe(&e->metrics.queue, t - rq->t_arrival);
             pthread_mutex_unlock(&e->stats_mu);
         }
         int n_new = o->n_new[i];
@@ -620,11 +623,15 @@ static void engine_step(struct pgd_engine *e)
             .n_logits = wants_prompt_logprobs(c) ? n_new : (completes ? 1 : 0),
         };
     }
-    int n_rows = 0;
+    int n_rows = 0, n_step_tokens = 0;
     for (int i = 0; i < o->n; i++) {
         describe_rows(e, o->seqs[i], &e->ss[i], e->rows + n_rows);
         n_rows += e->ss[i].n_logits;
+        n_step_tokens += e->ss[i].n_new;
     }
+    pthread_mutex_lock(&e->stats_mu);
+    pgd__histogram_observe(&e->metrics.iteration_tokens, n_step_tokens);
+    pthread_mutex_unlock(&e->stats_mu);
     /* The backend samples (on a GPU only the results come back, not [rows, vocab] floats),
      * or hands back the logits for the host sampler. */
     char err[256] = "";
@@ -847,12 +854,10 @@ enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     pthread_mutex_init(&e->stats_mu, NULL);
-    pgd__histogram_init(&e->h_ttft, PGD__HIST_TTFT);
-    pgd__histogram_init(&e->h_itl, PGD__HIST_ITL);
-    pgd__histogram_init(&e->h_e2e, PGD__HIST_E2E);
-    pgd__histogram_init(&e->h_queue, PGD__HIST_QUEUE);
     e->vocab = backend->vocab_size;
     e->max_model_len = p->max_model_len > 0 ? p->max_model_len : backend->max_model_len;
+    pgd__engine_metrics_init(&e->metrics, p, e->max_model_len, backend->num_blocks,
+                             backend->block_size);
     enum pgd_status st = PGD_OK;
     if (e->vocab <= 0 || e->max_model_len <= 0)
         st = pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
@@ -1221,61 +1226,9 @@ void pgd_engine_get_stats(struct pgd_engine *e, struct pgd_engine_stats *out)
 
 enum pgd_status pgd_engine_metrics_text(struct pgd_engine *e, char **text, size_t *len)
 {
-    struct pgd__strbuf b = { 0 };
     pthread_mutex_lock(&e->stats_mu);
     struct pgd_engine_stats s = e->stats;
-    struct pgd__histogram h[4] = { e->h_ttft, e->h_itl, e->h_e2e, e->h_queue };
+    struct pgd__engine_metrics m = e->metrics;
     pthread_mutex_unlock(&e->stats_mu);
-
-    pgd__prom_header(&b, "pagoda:num_requests_running", "gauge",
-                     "Number of sequences in the running batch.");
-    pgd__prom_sample(&b, "pagoda:num_requests_running", NULL, s.num_requests_running);
-    pgd__prom_header(&b, "pagoda:num_requests_waiting", "gauge",
-                     "Number of sequences waiting to be scheduled.");
-    pgd__prom_sample(&b, "pagoda:num_requests_waiting", NULL, s.num_requests_waiting);
-    pgd__prom_header(&b, "pagoda:kv_cache_usage_perc", "gauge",
-                     "KV cache usage: 1 means 100 percent of the blocks are held.");
-    pgd__prom_sample(&b, "pagoda:kv_cache_usage_perc", NULL, s.kv_cache_usage);
-    pgd__prom_header(&b, "pagoda:prefix_cache_queries_total", "counter",
-                     "Prompt tokens looked up in the prefix cache.");
-    pgd__prom_sample(&b, "pagoda:prefix_cache_queries_total", NULL,
-                     (double)s.prefix_cache_queries);
-    pgd__prom_header(&b, "pagoda:prefix_cache_hits_total", "counter",
-                     "Prompt tokens found in the prefix cache.");
-    pgd__prom_sample(&b, "pagoda:prefix_cache_hits_total", NULL, (double)s.prefix_cache_hits);
-    pgd__prom_header(&b, "pagoda:num_preemptions_total", "counter",
-                     "Sequences preempted (to be recomputed) for lack of KV blocks.");
-    pgd__prom_sample(&b, "pagoda:num_preemptions_total", NULL, (double)s.num_preemptions);
-    pgd__prom_header(&b, "pagoda:prompt_tokens_total", "counter", "Prompt tokens admitted.");
-    pgd__prom_sample(&b, "pagoda:prompt_tokens_total", NULL, (double)s.prompt_tokens);
-    pgd__prom_header(&b, "pagoda:generation_tokens_total", "counter", "Tokens generated.");
-    pgd__prom_sample(&b, "pagoda:generation_tokens_total", NULL, (double)s.generation_tokens);
-    pgd__prom_header(&b, "pagoda:request_success_total", "counter",
-                     "Finished sequences by finish reason.");
-    for (int i = PGD_FINISH_STOP; i <= PGD_FINISH_ABORT; i++) {
-        char lab[64];
-        snprintf(lab, sizeof lab, "finished_reason=\"%s\"",
-                 pgd_finish_reason_str((enum pgd_finish_reason)i));
-        pgd__prom_sample(&b, "pagoda:request_success_total", lab,
-                         (double)s.requests_finished[i]);
-    }
-    pgd__prom_histogram(&b, "pagoda:time_to_first_token_seconds",
-                        "Time from arrival to the first generated token.", &h[0]);
-    pgd__prom_histogram(&b, "pagoda:inter_token_latency_seconds",
-                        "Time between consecutive tokens of a sequence.", &h[1]);
-    pgd__prom_histogram(&b, "pagoda:e2e_request_latency_seconds",
-                        "Time from arrival to the last sample's finish.", &h[2]);
-    pgd__prom_histogram(&b, "pagoda:request_queue_time_seconds",
-                        "Time from arrival to first being scheduled.", &h[3]);
-    if (b.failed) {
-        free(b.s);
-        *text = NULL;
-        if (len)
-            *len = 0;
-        return PGD_ERR_NOMEM;
-    }
-    *text = b.s;
-    if (len)
-        *len = b.len;
-    return PGD_OK;
+    return pgd__engine_metrics_text(&m, &s, text, len);
 }

@@ -74,7 +74,16 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
     rp.enforce_eager = p->enforce_eager;
     if (p->gpu_memory_utilization > 0)
         rp.gpu_memory_utilization = p->gpu_memory_utilization;
+    rp.kv_cache_memory_bytes = p->kv_cache_memory_bytes;
+    rp.max_model_len = p->max_model_len;
+    rp.max_seq_len_to_capture = p->max_seq_len_to_capture;
+    rp.cuda_graph_sizes = p->cuda_graph_sizes;
+    rp.n_cuda_graph_sizes = p->n_cuda_graph_sizes;
     st = pgd__runner_create(&rp, &rb->runner, err, errlen);
+    /* Readiness: every CUDA graph of the decode ladder is captured before the engine exists
+     * (a server answers /health 200 only after this), not during the first requests. */
+    if (st == PGD_OK)
+        st = pgd__runner_capture_graphs(rb->runner, err, errlen);
     if (st != PGD_OK) {
         rb_destroy(rb);
         return st;
@@ -98,7 +107,8 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
      * engine serves token-id requests and refuses text prompts and stop strings. */
     struct pgd__textio tio;
     bool have_tok;
-    st = pgd__engine_textio_load(p->model_dir, &tio, &have_tok, err, errlen);
+    st = pgd__engine_textio_load(p->tokenizer ? p->tokenizer : p->model_dir, &tio, &have_tok,
+                                 err, errlen);
     if (st != PGD_OK) {
         rb_destroy(rb);
         return st;

@@ -12,6 +12,7 @@
 #include "runtime/base/device.h"
 #include "runtime/sample/sample_rows.h"
 #include <pagoda/log.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef PGD_HAVE_CUDA
@@ -171,6 +172,16 @@ static enum pgd_status size_gpu_cache(struct pgd__runner *r, size_t block_bytes,
         return PGD_ERR_DEVICE;
     double used = (double)(total_b - free_b), budget = p->gpu_memory_utilization * total_b - used;
     double gib = 1024.0 * 1024.0 * 1024.0;
+    if (p->kv_cache_memory_bytes > 0) {
+        /* kv_cache_memory_bytes, as vLLM: exactly that, whatever gpu_memory_utilization says. */
+        *num_blocks = (int)(p->kv_cache_memory_bytes / block_bytes);
+        if (p->kv_cache_memory_bytes > free_b)
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "kv_cache_memory_bytes %zu (%.2f GiB) "
+                            "is more than the %.2f GiB free on the GPU after the weights and "
+                            "activations", p->kv_cache_memory_bytes,
+                            p->kv_cache_memory_bytes / gib, free_b / gib);
+        return PGD_OK;
+    }
     if (budget < (double)block_bytes)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM,
                         "out of GPU memory: gpu_memory_utilization %.2f of %.1f GiB leaves %.2f "
@@ -197,6 +208,43 @@ static enum pgd_status size_gpu_cache(struct pgd__runner *r, size_t block_bytes,
     return PGD_OK;
 }
 #endif
+
+/* n with thousands separators, as vLLM's log writes its KV figures ("1,234,567"). */
+static const char *grouped(long long n, char *buf, size_t len)
+{
+    char digits[32];
+    int nd = snprintf(digits, sizeof digits, "%lld", n < 0 ? -n : n), o = 0;
+    if (n < 0 && (size_t)o + 1 < len)
+        buf[o++] = '-';
+    for (int i = 0; i < nd && (size_t)o + 2 < len; i++) {
+        if (i && (nd - i) % 3 == 0)
+            buf[o++] = ',';
+        buf[o++] = digits[i];
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+/* The KV cache's size as vLLM logs it: the memory, the tokens it holds, and how many
+ * sequences of max_model_len tokens fit at once. */
+static void log_kv_size(const struct pgd__runner *r, int num_blocks, size_t block_bytes)
+{
+    const struct pgd__runner_params *p = &r->params;
+    int max_len = p->max_model_len > 0 ? p->max_model_len : r->model->desc.max_position_embeddings;
+    if (max_len <= 0)
+        max_len = 1;
+    long long tokens = (long long)num_blocks * p->block_size;
+    int blocks_per_seq = (max_len + p->block_size - 1) / p->block_size;
+    char a[32], b[32];
+    PGD_INFO("kv cache: %d blocks of %d tokens (%zu bytes a block) on %s; available KV cache "
+             "memory: %.2f GiB", num_blocks, p->block_size, block_bytes,
+             pgd__device_name(p->device),
+             (double)block_bytes * num_blocks / (1024.0 * 1024.0 * 1024.0));
+    PGD_INFO("%s KV cache size: %s tokens", p->device == PGD_DEVICE_CPU ? "CPU" : "GPU",
+             grouped(tokens, a, sizeof a));
+    PGD_INFO("Maximum concurrency for %s tokens per request: %.2fx", grouped(max_len, b, sizeof b),
+             (double)num_blocks / blocks_per_seq);
+}
 
 enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pgd__runner **out,
                                    char *err, size_t errlen)
@@ -252,13 +300,18 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
         }
     }
 #endif
+    size_t kv_bytes = p->kv_cache_memory_bytes > 0 ? p->kv_cache_memory_bytes : p->kv_cache_bytes;
+    if (num_blocks <= 0 && kv_bytes / block_bytes > INT_MAX) {
+        pgd__runner_destroy(r);
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "kv cache: %zu bytes are more than "
+                        "%d blocks of %zu bytes", kv_bytes, INT_MAX, block_bytes);
+    }
     if (num_blocks <= 0)
-        num_blocks = (int)(p->kv_cache_bytes / block_bytes);
+        num_blocks = (int)(kv_bytes / block_bytes);
     if (num_blocks <= 0) {
         pgd__runner_destroy(r);
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
-                        "kv cache: %zu bytes hold no block of %zu bytes", p->kv_cache_bytes,
-                        block_bytes);
+                        "kv cache: %zu bytes hold no block of %zu bytes", kv_bytes, block_bytes);
     }
     st = pgd__kv_cache_init(&r->kv, p->device, r->model->dtype, d->n_layers, num_blocks,
                             p->block_size, d->n_kv_heads, d->head_dim, err, errlen);
@@ -274,11 +327,7 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
         pgd__runner_destroy(r);
         return st;
     }
-    int max_len = d->max_position_embeddings > 0 ? d->max_position_embeddings : 1;
-    PGD_INFO("kv cache: %d blocks of %d tokens (%.1f MiB, %zu bytes a block) on %s: %.2fx "
-             "concurrency at %d tokens a sequence", num_blocks, p->block_size,
-             (double)block_bytes * num_blocks / (1 << 20), block_bytes,
-             pgd__device_name(p->device), (double)num_blocks * p->block_size / max_len, max_len);
+    log_kv_size(r, num_blocks, block_bytes);
     *out = r;
     return PGD_OK;
 }

@@ -33,8 +33,26 @@ struct pgd__runner_params {
      * size (1, 2, 4, ... up to max_num_seqs) and context-length bucket (256, 512, ... tokens);
      * the environment's PAGODA_CUDA_GRAPHS=0 turns them off as well. */
     bool enforce_eager;
+    /* > 0: the KV cache's size in bytes on any device, instead of gpu_memory_utilization
+     * (GPU) and kv_cache_bytes (CPU); num_blocks still wins. Default 0. */
+    size_t kv_cache_memory_bytes;
+    /* The sequence length the engine serves (the concurrency the KV log line reports is at
+     * it); 0 (default): the model's max_position_embeddings. */
+    int max_model_len;
+    /* GPU graphs: contexts longer than this run eagerly (0, the default: up to the model's
+     * length); the decode batch sizes captured (NULL: 1, 2, 4, ... up to max_num_seqs; one
+     * size N: the same up to N; several: those, sorted; borrowed for pgd__runner_create). */
+    int max_seq_len_to_capture;
+    const int *cuda_graph_sizes;
+    int n_cuda_graph_sizes;
 };
 void pgd__runner_default_params(struct pgd__runner_params *p);
+
+/* GPU graphs: captures the graph of every (batch size, context bucket) of the decode ladder
+ * now, with synthetic decode steps over block 0 (which must not hold a live sequence's KV:
+ * call it before serving), instead of lazily during the first requests. Logs its progress
+ * and the time it took. A no-op without graphs. */
+enum pgd_status pgd__runner_capture_graphs(struct pgd__runner *r, char *err, size_t errlen);
 
 /* One sequence in a step. Its tokens [n_computed, n_computed + n_new) are computed this
  * step; positions 0 .. n_computed - 1 are already in the cache. */

@@ -24,6 +24,7 @@
 #include <pagoda/log.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef PGD_HAVE_CUDA
 #include "kernels/cuda/kernels.h"
 #endif
@@ -71,6 +72,13 @@ enum pgd_status pgd__graphs_create(struct pgd__runner *r, struct pgd__graphs **o
     return PGD_OK;
 }
 void pgd__graphs_destroy(struct pgd__graphs *g) { (void)g; }
+enum pgd_status pgd__runner_capture_graphs(struct pgd__runner *r, char *err, size_t errlen)
+{
+    (void)r;
+    (void)err;
+    (void)errlen;
+    return PGD_OK;
+}
 bool pgd__graphs_step(struct pgd__runner *r, const struct pgd__step_seq *seqs, int n_seqs,
                       const struct pgd__step_want *want, enum pgd_status *st, char *err,
                       size_t errlen)
@@ -101,6 +109,41 @@ static bool graphs_wanted(const struct pgd__runner *r)
     return !(e && (!strcmp(e, "0") || !strcmp(e, "off") || !strcmp(e, "false")));
 }
 
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* The decode batch sizes to capture into sizes [GRAPH_MAX_SIZES], ascending; returns the
+ * largest. Default 1, 2, 4, ... up to max_num_seqs; one cuda_graph_sizes entry N: the same
+ * ladder up to N; several: those. Never more than max_num_seqs or max_num_batched_tokens. */
+static int graph_ladder(const struct pgd__runner_params *p, int *sizes, int *n_sizes)
+{
+    int max_b = p->max_num_seqs < p->max_num_batched_tokens ? p->max_num_seqs
+                                                            : p->max_num_batched_tokens;
+    int n = 0;
+    if (p->n_cuda_graph_sizes > 1) {
+        int tmp[GRAPH_MAX_SIZES];
+        int m = p->n_cuda_graph_sizes < GRAPH_MAX_SIZES ? p->n_cuda_graph_sizes : GRAPH_MAX_SIZES;
+        memcpy(tmp, p->cuda_graph_sizes, (size_t)m * sizeof *tmp);
+        qsort(tmp, (size_t)m, sizeof *tmp, cmp_int);
+        for (int i = 0; i < m; i++)
+            if (tmp[i] >= 1 && tmp[i] <= max_b && (n == 0 || tmp[i] != sizes[n - 1]))
+                sizes[n++] = tmp[i];
+    }
+    if (n == 0) {
+        if (p->n_cuda_graph_sizes == 1 && p->cuda_graph_sizes[0] >= 1 &&
+            p->cuda_graph_sizes[0] < max_b)
+            max_b = p->cuda_graph_sizes[0];
+        for (int b = 1; b < max_b && n < GRAPH_MAX_SIZES - 1; b *= 2)
+            sizes[n++] = b;
+        sizes[n++] = max_b;
+    }
+    *n_sizes = n;
+    return sizes[n - 1];
+}
+
 enum pgd_status pgd__graphs_create(struct pgd__runner *r, struct pgd__graphs **out, char *err,
                                    size_t errlen)
 {
@@ -110,16 +153,12 @@ enum pgd_status pgd__graphs_create(struct pgd__runner *r, struct pgd__graphs **o
     struct pgd__graphs *g = calloc(1, sizeof *g);
     if (!g)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "cuda graphs: out of host memory");
-    int max_b = r->params.max_num_seqs;
-    if (max_b > r->params.max_num_batched_tokens)
-        max_b = r->params.max_num_batched_tokens;
-    for (int b = 1; b < max_b && g->n_sizes < GRAPH_MAX_SIZES - 1; b *= 2)
-        g->sizes[g->n_sizes++] = b;
-    g->sizes[g->n_sizes++] = max_b;
-    max_b = g->sizes[g->n_sizes - 1];
+    int max_b = graph_ladder(&r->params, g->sizes, &g->n_sizes);
     int bs = r->kv.block_size, maxpos = r->model->desc.max_position_embeddings;
     if (maxpos <= 0)
         maxpos = 8192;
+    if (r->params.max_seq_len_to_capture > 0 && r->params.max_seq_len_to_capture < maxpos)
+        maxpos = r->params.max_seq_len_to_capture;
     long cap = GRAPH_MIN_BUCKET;
     g->n_buckets = 1;
     while (cap < maxpos && g->n_buckets < GRAPH_MAX_BUCKETS &&
@@ -320,5 +359,54 @@ bool pgd__graphs_step(struct pgd__runner *r, const struct pgd__step_seq *seqs, i
     }
     *st = pgd__runner_finish(r, logits, n_seqs, want, g->ids_dev, err, errlen);
     return true;
+}
+
+/* The warm-up: two greedy decode steps per (batch size, context bucket), the first eager (it
+ * records the arena's fingerprint), the second captured. Every row decodes one token at the
+ * bucket's last position over a block table of block 0 only, so nothing but block 0's slots
+ * is written (and the pool is empty at creation). */
+enum pgd_status pgd__runner_capture_graphs(struct pgd__runner *r, char *err, size_t errlen)
+{
+    struct pgd__graphs *g = r->graphs;
+    if (!g)
+        return PGD_OK;
+    int max_b = g->sizes[g->n_sizes - 1], bs = r->kv.block_size;
+    struct pgd__step_seq *seqs = calloc((size_t)max_b, sizeof *seqs);
+    int32_t *table = calloc((size_t)g->max_width, sizeof *table);   /* all block 0 */
+    int32_t *ids = malloc((size_t)max_b * sizeof *ids);
+    int32_t token = 0;
+    if (!seqs || !table || !ids) {
+        free(seqs);
+        free(table);
+        free(ids);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "cuda graphs: out of host memory");
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    PGD_INFO("cuda graphs: capturing %d decode graphs (%d batch sizes x %d context buckets) "
+             "before serving", g->n_sizes * g->n_buckets, g->n_sizes, g->n_buckets);
+    enum pgd_status st = PGD_OK;
+    for (int k = 0; k < g->n_buckets && !st; k++) {
+        long cap = (long)GRAPH_MIN_BUCKET << k;
+        int nb = (int)((cap + bs - 1) / bs);
+        for (int i = 0; i < g->n_sizes && !st; i++) {
+            int B = g->sizes[i];
+            for (int s = 0; s < B; s++)
+                seqs[s] = (struct pgd__step_seq){ .tokens = &token, .n_new = 1,
+                                                  .n_computed = (int)cap - 1,
+                                                  .block_table = table, .n_blocks = nb,
+                                                  .n_logits = 1 };
+            for (int rep = 0; rep < 2 && !st; rep++)
+                st = pgd__runner_step_greedy(r, seqs, B, ids, err, errlen);
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (!st)
+        PGD_INFO("cuda graphs: %d captured in %.1f s", g->captured,
+                 (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+    free(seqs);
+    free(table);
+    free(ids);
+    return st;
 }
 #endif

@@ -479,20 +479,39 @@ Test(engine, metrics_in_prometheus_text_format)
     size_t len;
     cr_assert_eq(pgd_engine_metrics_text(e, &text, &len), PGD_OK);
     cr_assert_eq(strlen(text), len);
+    /* Every series carries model_name (model_dir's last part without a model_name); the
+     * bucket bounds read as Prometheus writes them (le="0.005", not 0.0050000000000000001). */
+#define M "{model_name=\"model\"}"
+#define ML "{model_name=\"model\","
     const char *names[] = {
         "# TYPE pagoda:num_requests_running gauge", "# TYPE pagoda:num_requests_waiting gauge",
-        "# TYPE pagoda:kv_cache_usage_perc gauge", "pagoda:prefix_cache_queries_total ",
-        "pagoda:prefix_cache_hits_total ", "pagoda:num_preemptions_total 0",
-        "pagoda:prompt_tokens_total 6", "# TYPE pagoda:time_to_first_token_seconds histogram",
-        "pagoda:time_to_first_token_seconds_bucket{le=\"+Inf\"} 1",
-        "pagoda:time_to_first_token_seconds_count 1", "pagoda:inter_token_latency_seconds_count ",
-        "pagoda:e2e_request_latency_seconds_count 1", "pagoda:request_queue_time_seconds_count 1",
-        "pagoda:request_success_total{finished_reason=\"length\"} ",
+        "# TYPE pagoda:kv_cache_usage_perc gauge", "pagoda:prefix_cache_queries_total" M " ",
+        "pagoda:prefix_cache_hits_total" M " ", "pagoda:num_preemptions_total" M " 0",
+        "pagoda:prompt_tokens_total" M " 6", "# TYPE pagoda:time_to_first_token_seconds histogram",
+        "pagoda:time_to_first_token_seconds_bucket" ML "le=\"+Inf\"} 1",
+        "pagoda:time_to_first_token_seconds_bucket" ML "le=\"0.005\"} ",
+        "pagoda:time_to_first_token_seconds_count" M " 1",
+        "pagoda:inter_token_latency_seconds_count" M " ",
+        "pagoda:e2e_request_latency_seconds_count" M " 1",
+        "pagoda:request_queue_time_seconds_count" M " 1",
+        "pagoda:request_success_total" ML "finished_reason=\"length\"} ",
+        "pagoda:request_prompt_tokens_bucket" ML "le=\"5.0\"} 0.0",
+        "pagoda:request_prompt_tokens_bucket" ML "le=\"10.0\"} 1.0",
+        "pagoda:request_prompt_tokens_sum" M " 6.0",
+        "pagoda:request_generation_tokens_count" M " 1.0",
+        "pagoda:request_prefill_time_seconds_count" M " 1.0",
+        "pagoda:request_decode_time_seconds_count" M " 1.0",
+        "# TYPE pagoda:iteration_tokens_total histogram",
+        "pagoda:iteration_tokens_total_sum" M " 10.0",
+        "pagoda:cache_config_info" ML "block_size=\"4\",num_gpu_blocks=\"64\",",
     };
+#undef M
+#undef ML
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         cr_assert(strstr(text, names[i]) != NULL, "missing %s in\n%s", names[i], text);
     char want[64];
-    snprintf(want, sizeof want, "pagoda:generation_tokens_total %d.0\n", c.n_tokens[0]);
+    snprintf(want, sizeof want, "pagoda:generation_tokens_total{model_name=\"model\"} %d.0\n",
+             c.n_tokens[0]);
     cr_assert(strstr(text, want) != NULL, "%s", text);
     /* Every line is a comment or "name[{labels}] value". */
     for (char *line = text; *line;) {

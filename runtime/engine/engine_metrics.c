@@ -1,0 +1,128 @@
+/* The engine's metrics (see engine_metrics.h): vLLM's series and bucket bounds, under the
+ * `pagoda:` prefix, each with the model_name label. */
+#include "runtime/engine/engine_metrics.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void pgd__engine_metrics_init(struct pgd__engine_metrics *m, const struct pgd_engine_params *p,
+                              int max_model_len, int num_blocks, int block_size)
+{
+    memset(m, 0, sizeof *m);
+    const char *name = p->model_name;
+    char tmp[256];
+    if (!name || !*name) {
+        /* model_dir's last part, as `pagoda serve` names the model */
+        snprintf(tmp, sizeof tmp, "%s", p->model_dir ? p->model_dir : "model");
+        size_t n = strlen(tmp);
+        while (n > 1 && tmp[n - 1] == '/')
+            tmp[--n] = '\0';
+        const char *base = strrchr(tmp, '/');
+        name = base && base[1] ? base + 1 : tmp;
+    }
+    char esc[256];
+    pgd__prom_label_value(esc, sizeof esc, name);
+    snprintf(m->labels, sizeof m->labels, "model_name=\"%s\"", esc);
+    snprintf(m->cache_info, sizeof m->cache_info,
+             "%s,block_size=\"%d\",num_gpu_blocks=\"%d\",enable_prefix_caching=\"%s\","
+             "gpu_memory_utilization=\"%g\",cache_dtype=\"auto\",device=\"%s\"", m->labels,
+             block_size, num_blocks, p->enable_prefix_caching ? "True" : "False",
+             p->gpu_memory_utilization, p->device == PGD_DEVICE_CUDA ? "cuda" : "cpu");
+    pgd__histogram_init(&m->ttft, PGD__HIST_TTFT);
+    pgd__histogram_init(&m->itl, PGD__HIST_ITL);
+    pgd__histogram_init(&m->e2e, PGD__HIST_E2E);
+    pgd__histogram_init(&m->queue, PGD__HIST_QUEUE);
+    pgd__histogram_init(&m->prefill, PGD__HIST_E2E);
+    pgd__histogram_init(&m->decode, PGD__HIST_E2E);
+    pgd__histogram_init_tokens(&m->prompt_tokens, PGD__HIST_TOKENS, max_model_len);
+    pgd__histogram_init_tokens(&m->generation_tokens, PGD__HIST_TOKENS, max_model_len);
+    pgd__histogram_init_tokens(&m->iteration_tokens, PGD__HIST_ITERATION,
+                               p->max_num_batched_tokens);
+}
+
+void pgd__engine_metrics_finished(struct pgd__engine_metrics *m, double t_scheduled,
+                                  double t_first_token, double t_end, int n_prompt,
+                                  int n_generated)
+{
+    pgd__histogram_observe(&m->prompt_tokens, n_prompt);
+    pgd__histogram_observe(&m->generation_tokens, n_generated);
+    /* vLLM: prefill = first token - first scheduled, decode = last token - first token. */
+    if (t_scheduled > 0 && t_first_token >= t_scheduled)
+        pgd__histogram_observe(&m->prefill, t_first_token - t_scheduled);
+    if (t_first_token > 0 && t_end >= t_first_token)
+        pgd__histogram_observe(&m->decode, t_end - t_first_token);
+}
+
+static void gauge(struct pgd__strbuf *b, const char *labels, const char *name,
+                  const char *type, const char *help, double v)
+{
+    pgd__prom_header(b, name, type, help);
+    pgd__prom_sample(b, name, labels, v);
+}
+
+enum pgd_status pgd__engine_metrics_text(const struct pgd__engine_metrics *m,
+                                         const struct pgd_engine_stats *s, char **text,
+                                         size_t *len)
+{
+    struct pgd__strbuf b = { 0 };
+    const char *L = m->labels;
+    gauge(&b, L, "pagoda:num_requests_running", "gauge",
+          "Number of sequences in the running batch.", s->num_requests_running);
+    gauge(&b, L, "pagoda:num_requests_waiting", "gauge",
+          "Number of sequences waiting to be scheduled.", s->num_requests_waiting);
+    gauge(&b, L, "pagoda:kv_cache_usage_perc", "gauge",
+          "KV cache usage: 1 means 100 percent of the blocks are held.", s->kv_cache_usage);
+    gauge(&b, L, "pagoda:prefix_cache_queries_total", "counter",
+          "Prompt tokens looked up in the prefix cache.", (double)s->prefix_cache_queries);
+    gauge(&b, L, "pagoda:prefix_cache_hits_total", "counter",
+          "Prompt tokens found in the prefix cache.", (double)s->prefix_cache_hits);
+    gauge(&b, L, "pagoda:num_preemptions_total", "counter",
+          "Sequences preempted (to be recomputed) for lack of KV blocks.",
+          (double)s->num_preemptions);
+    gauge(&b, L, "pagoda:prompt_tokens_total", "counter", "Prompt tokens admitted.",
+          (double)s->prompt_tokens);
+    gauge(&b, L, "pagoda:generation_tokens_total", "counter", "Tokens generated.",
+          (double)s->generation_tokens);
+    pgd__prom_header(&b, "pagoda:request_success_total", "counter",
+                     "Finished sequences by finish reason.");
+    for (int i = PGD_FINISH_STOP; i <= PGD_FINISH_ABORT; i++) {
+        char lab[400];
+        snprintf(lab, sizeof lab, "%s,finished_reason=\"%s\"", L,
+                 pgd_finish_reason_str((enum pgd_finish_reason)i));
+        pgd__prom_sample(&b, "pagoda:request_success_total", lab,
+                         (double)s->requests_finished[i]);
+    }
+    gauge(&b, m->cache_info, "pagoda:cache_config_info", "gauge",
+          "Information of the KV cache's configuration (the value is always 1).", 1.0);
+    pgd__prom_histogram(&b, "pagoda:time_to_first_token_seconds",
+                        "Time from arrival to the first generated token.", L, &m->ttft);
+    pgd__prom_histogram(&b, "pagoda:inter_token_latency_seconds",
+                        "Time between consecutive tokens of a sequence.", L, &m->itl);
+    pgd__prom_histogram(&b, "pagoda:e2e_request_latency_seconds",
+                        "Time from arrival to the last sample's finish.", L, &m->e2e);
+    pgd__prom_histogram(&b, "pagoda:request_queue_time_seconds",
+                        "Time from arrival to first being scheduled.", L, &m->queue);
+    pgd__prom_histogram(&b, "pagoda:request_prefill_time_seconds",
+                        "Time from first being scheduled to the first token.", L, &m->prefill);
+    pgd__prom_histogram(&b, "pagoda:request_decode_time_seconds",
+                        "Time from the first token to the last.", L, &m->decode);
+    pgd__prom_histogram(&b, "pagoda:request_prompt_tokens",
+                        "Prompt tokens of each finished sequence.", L, &m->prompt_tokens);
+    pgd__prom_histogram(&b, "pagoda:request_generation_tokens",
+                        "Generated tokens of each finished sequence.", L,
+                        &m->generation_tokens);
+    pgd__prom_histogram(&b, "pagoda:iteration_tokens_total",
+                        "Tokens (prompt and generated) of each engine step.", L,
+                        &m->iteration_tokens);
+    if (b.failed) {
+        free(b.s);
+        *text = NULL;
+        if (len)
+            *len = 0;
+        return PGD_ERR_NOMEM;
+    }
+    *text = b.s;
+    if (len)
+        *len = b.len;
+    return PGD_OK;
+}
