@@ -162,9 +162,16 @@ static void compl_lp_extend(json_t *dst, json_t *src)
 }
 
 /* Completions-style logprobs of a prompt: tokens[0] has none. */
+/* The tokenizer that names logprobs' tokens: none with return_tokens_as_token_ids (then
+ * oai_token_text writes "token_id:N", as vLLM does). */
+static const struct pgd_tokenizer *lp_tokenizer(const struct job *j)
+{
+    return j->s->cfg.return_tokens_as_token_ids ? NULL : j->s->model.tokenizer;
+}
+
 static json_t *prompt_lp_json(struct job *j, int p, const struct pgd_output *o)
 {
-    const struct pgd_tokenizer *tok = j->s->model.tokenizer;
+    const struct pgd_tokenizer *tok = lp_tokenizer(j);
     const struct oai_prompt *pr = &j->g.prompts[p];
     json_t *obj = compl_lp_new();
     size_t off = 0;
@@ -223,6 +230,15 @@ static struct choice *take_output(struct job *j, int p, const struct pgd_output 
         c->finish = o->finish_reason;
     if (o->finish_reason == PGD_FINISH_ABORT)
         j->aborted = true;
+    /* For the access log: the request's first token, and its usage so far. */
+    if (o->n_token_ids > 0)
+        oai_access_note_first_token();
+    int prompt = 0, completion = 0;
+    for (int i = 0; i < j->g.n_prompts; i++)
+        prompt += j->prompt_tokens[i];
+    for (int i = 0; i < j->n_ch; i++)
+        completion += j->ch[i].completion_tokens;
+    oai_access_note_usage(j->id, prompt, completion);
     return c;
 }
 
@@ -231,7 +247,7 @@ static json_t *output_lp(struct job *j, struct choice *c, const struct pgd_outpu
 {
     if (j->g.logprobs < 0 || !o->logprobs)
         return NULL;
-    const struct pgd_tokenizer *tok = j->s->model.tokenizer;
+    const struct pgd_tokenizer *tok = lp_tokenizer(j);
     if (j->g.chat) {
         json_t *a = json_array();
         for (int k = 0; k < o->n_token_ids; k++)
@@ -323,7 +339,8 @@ static json_t *plain_body(struct job *j)
         const char *fin = finish_str(c->finish);
         if (j->g.chat)
             json_array_append_new(choices, json_pack(
-                "{s:i, s:{s:s, s:o, s:n}, s:o, s:o}", "index", i, "message", "role", "assistant",
+                "{s:i, s:{s:s, s:o, s:n}, s:o, s:o}", "index", i, "message", "role",
+                j->s->cfg.response_role,
                 "content", text, "refusal", "logprobs", lp, "finish_reason",
                 fin ? json_string(fin) : json_null()));
         else
@@ -418,7 +435,7 @@ static void stream_take(struct job *j, int p, const struct pgd_output *o)
         c->started = true;
         if (j->g.chat)
             sse_chunk(j, json_pack("{s:i, s:{s:s, s:s}, s:n, s:n}", "index", index, "delta",
-                                   "role", "assistant", "content", "", "logprobs",
+                                   "role", j->s->cfg.response_role, "content", "", "logprobs",
                                    "finish_reason"));
         else if (j->g.echo && j->g.prompts[p].text) {
             oai_buf_add(&text, j->g.prompts[p].text, strlen(j->g.prompts[p].text));

@@ -23,13 +23,26 @@ static const char *const route_names[R_COUNT] = {
     [R_OTHER] = "other",
 };
 
+/* What the access log line says of a request. */
+struct access_rec {
+    struct timespec t0;            /* its first byte */
+    double ttft;                   /* seconds to its first generated token; < 0: none */
+    char method[16], path[128], version[16], client[64], id[64];
+    int status;                    /* of the first response queued; 0: none */
+    int prompt_tokens, completion_tokens;   /* -1: not a generation */
+};
+
 /* Per request (MHD's con_cls): the route and the body read so far. */
 struct req_ctx {
     enum oai_route route;
     bool too_big;
     bool answered;                 /* a response was queued before the body was read */
     struct oai_buf body;
+    struct access_rec acc;
 };
+
+/* The request the calling thread is handling (one connection a thread: see oai.h). */
+static _Thread_local struct req_ctx *current_req;
 
 static enum oai_route route_of(const char *url)
 {
@@ -91,11 +104,78 @@ static const char *cors_origin(struct oai_server *s, struct MHD_Connection *c)
     return NULL;
 }
 
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) * 1e-9;
+}
+
+void oai_access_note_usage(const char *request_id, int prompt_tokens, int completion_tokens)
+{
+    struct req_ctx *cx = current_req;
+    if (!cx)
+        return;
+    snprintf(cx->acc.id, sizeof cx->acc.id, "%s", request_id);
+    cx->acc.prompt_tokens = prompt_tokens;
+    cx->acc.completion_tokens = completion_tokens;
+}
+
+void oai_access_note_first_token(void)
+{
+    struct req_ctx *cx = current_req;
+    if (cx && cx->acc.ttft < 0)
+        cx->acc.ttft = seconds_since(&cx->acc.t0);
+}
+
+static void access_start(struct req_ctx *cx, struct MHD_Connection *c, const char *url,
+                         const char *method, const char *version)
+{
+    struct access_rec *a = &cx->acc;
+    clock_gettime(CLOCK_MONOTONIC, &a->t0);
+    a->ttft = -1;
+    a->prompt_tokens = a->completion_tokens = -1;
+    snprintf(a->method, sizeof a->method, "%s", method);
+    snprintf(a->path, sizeof a->path, "%s", url);
+    snprintf(a->version, sizeof a->version, "%s", version);
+    snprintf(a->id, sizeof a->id, "-");
+    snprintf(a->client, sizeof a->client, "-");
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr) {
+        char host[INET6_ADDRSTRLEN] = "", port[16] = "";
+        socklen_t len = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                                : sizeof(struct sockaddr_in);
+        if (getnameinfo(ci->client_addr, len, host, sizeof host, port, sizeof port,
+                        NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+            snprintf(a->client, sizeof a->client, "%s:%s", host, port);
+    }
+}
+
+/* The access log line, e.g.
+ *   access: 127.0.0.1:50312 "POST /v1/completions HTTP/1.1" 200 prompt_tokens=6
+ *   completion_tokens=12 ttft=0.004s total=0.031s id=cmpl-1f2e... */
+static void access_log(const struct oai_server *s, const struct access_rec *a)
+{
+    if (!s->cfg.access_log)
+        return;
+    char gen[96] = "", ttft[32] = "";
+    if (a->prompt_tokens >= 0)
+        snprintf(gen, sizeof gen, " prompt_tokens=%d completion_tokens=%d", a->prompt_tokens,
+                 a->completion_tokens);
+    if (a->ttft >= 0)
+        snprintf(ttft, sizeof ttft, " ttft=%.3fs", a->ttft);
+    PGD_INFO("access: %s \"%s %s %s\" %d%s%s total=%.3fs id=%s", a->client, a->method, a->path,
+             a->version, a->status, gen, ttft, seconds_since(&a->t0), a->id);
+}
+
 enum MHD_Result oai_queue(struct oai_server *s, struct MHD_Connection *c, enum oai_route r,
                              int status, struct MHD_Response *resp)
 {
     if (!resp)
         return MHD_NO;
+    if (current_req && !current_req->acc.status)
+        current_req->acc.status = status;
     const char *origin = cors_origin(s, c);
     if (origin) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
@@ -159,27 +239,42 @@ static enum MHD_Result route_models(struct oai_server *s, struct MHD_Connection 
                           "object", "model", "created", (json_int_t)s->started, "owned_by",
                           "pagoda", "root", s->model.root ? s->model.root : s->model_name,
                           "parent", "max_model_len", s->model.max_model_len);
+    /* pagoda: the sampling defaults a request gets for the fields it leaves out. */
+    json_t *dflt = s->model.default_sampling_json
+                       ? json_loads(s->model.default_sampling_json, 0, NULL) : NULL;
+    if (m && dflt)
+        json_object_set_new(m, "default_sampling_params", dflt);
     return oai_respond_json(s, c, R_MODELS, 200,
                             json_pack("{s:s, s:[o]}", "object", "list", "data", m));
 }
 
 static void metrics_http(struct oai_server *s, struct oai_buf *b)
 {
+    /* Every series carries model_name, as the engine's do. */
+    char name[256] = "";
+    if (atomic_load(&s->attached))
+        for (size_t i = 0, o = 0; s->model_name[i] && o + 3 < sizeof name; i++) {
+            char ch = s->model_name[i];
+            if (ch == '\\' || ch == '"' || ch == '\n')
+                name[o++] = '\\';
+            name[o++] = ch == '\n' ? 'n' : ch;
+            name[o] = '\0';
+        }
     pthread_mutex_lock(&s->mu);
     oai_buf_addf(b, "# HELP pagoda:http_requests_total HTTP requests answered, by route and "
                     "status code.\n# TYPE pagoda:http_requests_total counter\n");
     for (int r = 0; r < R_COUNT; r++)
         for (int i = 0; i < OAI_STATUS_SLOTS && s->counts[r][i].status; i++)
-            oai_buf_addf(b, "pagoda:http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
-                         route_names[r], s->counts[r][i].status,
+            oai_buf_addf(b, "pagoda:http_requests_total{model_name=\"%s\",route=\"%s\","
+                         "status=\"%d\"} %llu\n", name, route_names[r], s->counts[r][i].status,
                          (unsigned long long)s->counts[r][i].n);
     oai_buf_addf(b, "# HELP pagoda:http_requests_in_progress HTTP requests being handled "
                     "(this one included).\n# TYPE pagoda:http_requests_in_progress gauge\n"
-                    "pagoda:http_requests_in_progress %d\n", s->active);
+                    "pagoda:http_requests_in_progress{model_name=\"%s\"} %d\n", name, s->active);
     oai_buf_addf(b, "# HELP pagoda:http_streams_aborted_total Requests aborted because their "
                     "client went away or the server shut down.\n"
                     "# TYPE pagoda:http_streams_aborted_total counter\n"
-                    "pagoda:http_streams_aborted_total %llu\n",
+                    "pagoda:http_streams_aborted_total{model_name=\"%s\"} %llu\n", name,
                  (unsigned long long)s->streams_aborted);
     pthread_mutex_unlock(&s->mu);
 }
@@ -398,6 +493,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return MHD_NO;
         *con_cls = cx;
         cx->route = route_of(url);
+        access_start(cx, c, url, method, version);
+        current_req = cx;
         pthread_mutex_lock(&s->mu);
         s->active++;
         pthread_mutex_unlock(&s->mu);
@@ -458,6 +555,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     struct req_ctx *cx = *con_cls;
     if (!cx)
         return;
+    access_log(s, &cx->acc);
+    if (current_req == cx)
+        current_req = NULL;
     oai_buf_fini(&cx->body);
     free(cx);
     *con_cls = NULL;

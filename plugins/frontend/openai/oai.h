@@ -35,6 +35,10 @@ struct oai_settings {
     int max_n;                     /* most choices per request (prompts x n); default 64 */
     int timeout_s;                 /* idle connection timeout; default 300 */
     char *cors_origins;            /* comma-separated, or "*"; NULL: no CORS headers */
+    bool access_log;               /* one log line per request; default true */
+    char *response_role;           /* the role of chat answers; default "assistant" */
+    bool return_tokens_as_token_ids;   /* logprobs name tokens "token_id:N"; default false */
+    int max_logprobs;              /* most logprobs a request may ask for; default 20 */
 };
 enum pgd_status oai_settings_parse(struct oai_settings *s, const struct pgd_setting *kv,
                                    size_t n, char *err, size_t errlen);
@@ -91,6 +95,13 @@ enum MHD_Result oai_respond_error(struct oai_server *s, struct MHD_Connection *c
                                   const char *param, const char *code, const char *msg);
 enum MHD_Result oai_respond_json(struct oai_server *s, struct MHD_Connection *c,
                                  enum oai_route r, int status, json_t *body /* stolen */);
+
+/* ---- the access log (http.c) -------------------------------------------------------------
+ * One line per request, written when it completes. The connection's thread handles the
+ * whole request, so what generate.c learns (its id, usage, first token) is noted through
+ * these calls into the request being handled on the calling thread (no-ops elsewhere). */
+void oai_access_note_usage(const char *request_id, int prompt_tokens, int completion_tokens);
+void oai_access_note_first_token(void);
 
 /* ---- errors while parsing or running a request --------------------------------------- */
 

@@ -10,7 +10,11 @@
  *   max_connections    concurrent connections (default 1024)
  *   max_n              most choices one request may ask for: prompts x n (default 64)
  *   timeout_s          idle connections are closed after this (default 300)
- *   cors_origins       comma-separated allowed origins, or "*" (default: no CORS) */
+ *   cors_origins       comma-separated allowed origins, or "*" (default: no CORS)
+ *   access_log         true/false: a log line per request (default true)
+ *   response_role      the role of chat answers (default "assistant")
+ *   return_tokens_as_token_ids  true/false: logprobs name tokens "token_id:N" (default false)
+ *   max_logprobs       the most logprobs a request may ask for, 0..20 (default 20) */
 #include "plugins/frontend/openai/oai.h"
 #include <pagoda/plugin.h>
 #include <pagoda/log.h>
@@ -33,6 +37,19 @@ static enum pgd_status parse_long(const char *key, const char *v, long lo, long 
     return PGD_OK;
 }
 
+static enum pgd_status parse_bool(const char *key, const char *v, bool *out, char *err,
+                                  size_t errlen)
+{
+    if (!strcmp(v, "true") || !strcmp(v, "1"))
+        *out = true;
+    else if (!strcmp(v, "false") || !strcmp(v, "0"))
+        *out = false;
+    else
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                        "frontend.openai: %s = '%s' is not true or false", key, v);
+    return PGD_OK;
+}
+
 static enum pgd_status set_str(char **dst, const char *v)
 {
     free(*dst);
@@ -49,8 +66,12 @@ enum pgd_status oai_settings_parse(struct oai_settings *s, const struct pgd_sett
         .max_connections = 1024,
         .max_n = 64,
         .timeout_s = 300,
+        .access_log = true,
+        .max_logprobs = OAI_MAX_LOGPROBS,
     };
     enum pgd_status st = set_str(&s->host, "127.0.0.1");
+    if (!st)
+        st = set_str(&s->response_role, "assistant");
     for (size_t i = 0; i < n && st == PGD_OK; i++) {
         const char *k = kv[i].key, *v = kv[i].value;
         long x;
@@ -89,11 +110,23 @@ enum pgd_status oai_settings_parse(struct oai_settings *s, const struct pgd_sett
             s->cors_origins = NULL;
             if (*v)
                 st = set_str(&s->cors_origins, v);
+        } else if (!strcmp(k, "access_log"))
+            st = parse_bool(k, v, &s->access_log, err, errlen);
+        else if (!strcmp(k, "return_tokens_as_token_ids"))
+            st = parse_bool(k, v, &s->return_tokens_as_token_ids, err, errlen);
+        else if (!strcmp(k, "response_role"))
+            st = *v ? set_str(&s->response_role, v)
+                    : pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                               "frontend.openai: response_role is empty");
+        else if (!strcmp(k, "max_logprobs")) {
+            if (!(st = parse_long(k, v, 0, OAI_MAX_LOGPROBS, &x, err, errlen)))
+                s->max_logprobs = (int)x;
         } else
             st = pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
                           "frontend.openai: unknown setting '%s' (known: host, port, api_key, "
                           "served_model_name, max_body_bytes, max_connections, max_n, "
-                          "timeout_s, cors_origins)", k);
+                          "timeout_s, cors_origins, access_log, response_role, "
+                          "return_tokens_as_token_ids, max_logprobs)", k);
         if (st == PGD_ERR_NOMEM)
             pgd_errf(err, errlen, st, "frontend.openai: no memory");
     }
@@ -108,6 +141,7 @@ void oai_settings_fini(struct oai_settings *s)
     free(s->api_key);
     free(s->served_model_name);
     free(s->cors_origins);
+    free(s->response_role);
     *s = (struct oai_settings){ 0 };
 }
 
@@ -159,7 +193,10 @@ static enum pgd_status fe_attach(void *fe, const struct pgd_frontend_model *m, c
     s->model_name = strdup(name);
     if (!s->model_name)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "frontend.openai: no memory");
-    s->model = *m;
+    /* A host built against an older header passes a shorter struct: the fields it lacks
+     * stay zero (NULL). */
+    memset(&s->model, 0, sizeof s->model);
+    memcpy(&s->model, m, m->struct_size < sizeof s->model ? m->struct_size : sizeof s->model);
     s->model.name = s->model_name;
     atomic_store(&s->attached, true);
     PGD_INFO("frontend.openai: serving '%s' (max_model_len %d) on %s", s->model_name,

@@ -425,6 +425,23 @@ static bool check_context(struct oai_server *s, struct oai_gen *g, int max_token
     return true;
 }
 
+/* The deployment's sampling defaults (generation_config.json, --override-generation-config)
+ * for the fields a request leaves out; returns their max_tokens (0: none). */
+static int apply_default_sampling(const struct oai_server *s, struct pgd_sampling_params *sp)
+{
+    const struct pgd_sampling_params *d = s->model.default_sampling;
+    if (!d)
+        return 0;
+    sp->temperature = d->temperature;
+    sp->top_p = d->top_p;
+    sp->top_k = d->top_k;
+    sp->min_p = d->min_p;
+    sp->presence_penalty = d->presence_penalty;
+    sp->frequency_penalty = d->frequency_penalty;
+    sp->repetition_penalty = d->repetition_penalty;
+    return d->max_tokens > 0 ? d->max_tokens : 0;
+}
+
 bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g,
                    struct oai_error *e)
 {
@@ -432,6 +449,7 @@ bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g
     g->chat = chat;
     g->logprobs = -1;
     g->sp = pgd_sampling_default_params();
+    int default_max_tokens = apply_default_sampling(s, &g->sp);
 
     json_t *model = field(b, "model");
     if (model && !json_is_string(model)) {
@@ -507,7 +525,7 @@ bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g
     if (chat) {
         bool lp = false;
         if (!opt_bool(b, "logprobs", &lp, e) ||
-            !opt_int(b, "top_logprobs", 0, OAI_MAX_LOGPROBS, &x, &set, e))
+            !opt_int(b, "top_logprobs", 0, s->cfg.max_logprobs, &x, &set, e))
             return false;
         if (set && !lp) {
             OAI_BAD(e, "top_logprobs", "'top_logprobs' needs 'logprobs' to be true");
@@ -516,7 +534,7 @@ bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g
         if (lp)
             g->logprobs = set ? (int)x : 0;
     } else {
-        if (!opt_int(b, "logprobs", 0, OAI_MAX_LOGPROBS, &x, &set, e) ||
+        if (!opt_int(b, "logprobs", 0, s->cfg.max_logprobs, &x, &set, e) ||
             !opt_bool(b, "echo", &g->echo, e))
             return false;
         if (set)
@@ -552,10 +570,12 @@ bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g
     }
     if (!check_context(s, g, (int)max_tokens, e))
         return false;
-    /* max_tokens, when not given: 16 for completions (OpenAI's default), the rest of the
-     * context for chat; never more than the context has room for. */
-    sp->max_tokens = g->max_tokens_set ? (int)max_tokens : (chat ? -1 : 16);
-    if (!g->max_tokens_set && !chat) {
+    /* max_tokens, when not given: the generation config's max_new_tokens, else 16 for
+     * completions (OpenAI's default) and the rest of the context for chat; never more than
+     * the context has room for. */
+    sp->max_tokens = g->max_tokens_set ? (int)max_tokens
+                     : default_max_tokens > 0 ? default_max_tokens : (chat ? -1 : 16);
+    if (!g->max_tokens_set && sp->max_tokens > 0) {
         int room = INT_MAX;
         for (int i = 0; i < g->n_prompts; i++)
             if (s->model.max_model_len - g->prompts[i].n_ids < room)
