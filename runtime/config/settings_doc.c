@@ -179,8 +179,9 @@ void pgd__settings_print_doc(FILE *out)
             snprintf(flags + fl, sizeof flags - fl, "%s%s%s",
                      d->flags & PGD__SF_POSITIONAL ? ", or positional" : "",
                      alias[0] ? "; also " : "", alias);
-            if (d->type == PGD__ST_INT || d->type == PGD__ST_HUMAN_INT ||
-                d->type == PGD__ST_FLOAT)
+            if (d->type == PGD__ST_INT || d->type == PGD__ST_HUMAN_INT)
+                snprintf(range, sizeof range, "[%.0f, %.0f]", d->min, d->max);
+            else if (d->type == PGD__ST_FLOAT)
                 snprintf(range, sizeof range, "[%g, %g]", d->min, d->max);
             else if (d->type == PGD__ST_CHOICE)
                 snprintf(range, sizeof range, "%s", d->choices);

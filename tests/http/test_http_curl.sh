@@ -130,9 +130,9 @@ if echo "$h" | grep -qi '^access-control-allow-origin'; then ko cors_other_origi
 
 # ---- metrics count what happened ---------------------------------------------------------
 curl -s "$U/metrics" >"$tmp/metrics"
-if grep -q '^pagoda:http_requests_total{route="/v1/models",status="401"} 3$' "$tmp/metrics" \
-   && grep -Eq '^pagoda:kv_cache_usage_perc 0(\.0)?$' "$tmp/metrics" \
-   && grep -q '^pagoda:http_requests_total{route="/v1/completions",status="413"} 1$' "$tmp/metrics"; then
+if grep -q '^pagoda:http_requests_total{model_name="tiny-chat",route="/v1/models",status="401"} 3$' "$tmp/metrics" \
+   && grep -Eq '^pagoda:kv_cache_usage_perc{model_name="tiny-chat"} 0(\.0)?$' "$tmp/metrics" \
+   && grep -q '^pagoda:http_requests_total{model_name="tiny-chat",route="/v1/completions",status="413"} 1$' "$tmp/metrics"; then
   ok metrics_counts
 else
   ko metrics_counts "$(grep -E 'http_requests_total|kv_cache_usage' "$tmp/metrics")"

@@ -5,6 +5,7 @@ Environment (set by `make check`): PGD_BUILDDIR (the build tree: tools/pagoda) a
 PGD_SRCDIR (the source tree: tests/fixtures)."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -25,8 +26,9 @@ class Server:
     """`pagoda serve --port 0 ...` on 127.0.0.1; .port, .url, .stop() -> exit status."""
 
     def __init__(self, *args, model=TINY, wait_ready=True, timeout=120):
-        cmd = [PAGODA, "serve", "--model", model, "--host", "127.0.0.1", "--port", "0",
-               "--grace", "5", *args]
+        # model None: the caller gives it in args (e.g. positionally, as `vllm serve MODEL`).
+        cmd = [PAGODA, "serve", *(["--model", model] if model else []), "--host", "127.0.0.1",
+               "--port", "0", "--grace", "5", *args]
         self.lines = []
         self.reported = False
         SERVERS.append(self)
@@ -164,13 +166,15 @@ def get(port, path, headers=None, timeout=30):
 
 
 def metrics(port):
-    """The /metrics samples as {name{labels}: value}."""
+    """The /metrics samples as {name{labels}: value}, without the model_name label every
+    series carries (a single model is served)."""
     st, _, body = get(port, "/metrics")
     assert st == 200, st
     out = {}
     for line in body.decode().splitlines():
         if line and not line.startswith("#"):
             k, v = line.rsplit(" ", 1)
+            k = re.sub(r'model_name="(?:[^"\\]|\\.)*",?', "", k).replace("{}", "")
             out[k] = float(v)
     return out
 
