@@ -49,8 +49,8 @@ static void bench_usage(FILE *out)
             "  --steps N                timed decode steps per batch size (default 32)\n"
             "  --warmup N               untimed steps first (default 3)\n"
             "  --num-blocks N           KV blocks (default: sized from GPU memory)\n"
-            "  --device cuda|cpu        default: cuda when available\n"
-            "  --dtype bf16|fp16        GPU compute dtype (default: the config's)\n"
+            "  --device auto|cpu|cuda|cuda:N  default auto: cuda when available\n"
+            "  --dtype auto|bfloat16|float16  GPU compute dtype (default: the config's)\n"
             "  --seed S                 random weights' seed (default 0)\n"
             "  --plugin-dir DIR         also look for plugins in DIR (repeatable)\n");
 }
@@ -360,6 +360,8 @@ int pgd_cmd_bench(int argc, char **argv)
         bench_usage(stderr);
         return 2;
     }
+    if (pgd_tool_check_dtype(o.device, &o.dtype))
+        return 2;
     if (random_cfg) {
         if (pgd_tool_model_dir_of(random_cfg, dir, sizeof dir))
             return 2;

@@ -64,7 +64,8 @@ static void tput_usage(FILE *out)
             "  --num-blocks N           KV blocks (default: sized by the engine)\n"
             "  --gpu-memory-utilization X   (default 0.9)\n"
             "  --warmup N               untimed requests first (default 8, 16 tokens each way)\n"
-            "  --device cuda|cpu, --dtype bf16|fp16, --seed S, --plugin-dir DIR\n"
+            "  --device auto|cpu|cuda|cuda:N, --dtype auto|bfloat16|float16, --seed S,\n"
+            "  --plugin-dir DIR\n"
             "  --json FILE              also write the report as JSON\n");
 }
 
@@ -409,6 +410,8 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         tput_usage(stderr);
         return 2;
     }
+    if (pgd_tool_check_dtype(o.device, &o.dtype))
+        return 2;
     if (random_cfg) {
         if (pgd_tool_model_dir_of(random_cfg, dir, sizeof dir))
             return 2;

@@ -43,8 +43,9 @@ static void gen_usage(FILE *out)
         "  --temperature T          0 = greedy (default 0)\n"
         "  --top-p P, --top-k K, --min-p P, --seed S, --n N, --ignore-eos\n"
         "engine:\n"
-        "  --device cpu|cuda        (default: cuda when available, else cpu)\n"
-        "  --dtype bf16|fp16        compute dtype on the GPU (default: the checkpoint's)\n"
+        "  --device auto|cpu|cuda|cuda:N  (default auto: cuda when available, else cpu)\n"
+        "  --dtype auto|bfloat16|float16   GPU compute dtype (default auto: the checkpoint's;\n"
+        "                           the CPU computes in float32)\n"
         "  --num-blocks N           KV cache blocks (default: from 256 MiB)\n"
         "  --block-size N           tokens per block (default 16)\n"
         "  --max-num-seqs N         (default 256)   --max-num-batched-tokens N (default 2048)\n"
@@ -277,6 +278,8 @@ int pgd_cmd_generate(int argc, char **argv)
         gen_usage(stderr);
         return 2;
     }
+    if (pgd_tool_check_dtype(o.engine.device, &o.engine.dtype))
+        return 2;
     /* The engine's registry searches plugin_path first: --plugin-dir, then the build tree's
      * plugins when this binary runs from it (then PAGODA_PLUGIN_PATH and the install dir). */
     static char path[8192];

@@ -24,10 +24,14 @@ int pgd_tool_bench_ceilings(enum pgd_device dev, enum pgd_dtype dt, double *gbps
 /* --random-weights PATH: a config.json (or its directory) -> its directory. */
 int pgd_tool_model_dir_of(const char *path, char *dir, size_t n);
 
-/* --device cuda|cpu and --dtype bf16|fp16 (messages on stderr; non-zero when refused), and
- * the default device: cuda when this build and machine have one, else cpu. */
+/* --device auto|cpu|cuda|cuda:N and --dtype auto|bfloat16|float16|float32 (and half, float,
+ * bf16, fp16), as `pagoda serve` reads them (runtime/config/device_select.h); messages on
+ * stderr, non-zero when refused. Once every flag is read, pgd_tool_check_dtype refuses
+ * float32 on the GPU and makes the CPU's dtype its float32 (PGD_DTYPE_COUNT). The default
+ * device: cuda when this build and machine have one, else cpu. */
 int pgd_tool_parse_device(const char *s, enum pgd_device *out);
 int pgd_tool_parse_dtype(const char *s, enum pgd_dtype *out);
+int pgd_tool_check_dtype(enum pgd_device dev, enum pgd_dtype *dt);
 enum pgd_device pgd_tool_default_device(void);
 
 /* Plugin directories an uninstalled build adds to the search path (NULL when installed):

@@ -2,6 +2,7 @@
 #include "config.h"
 #include "tools/commands.h"
 #include "runtime/base/device.h"
+#include "runtime/config/device_select.h"
 #include <pagoda/version.h>
 #include <stdio.h>
 #include <string.h>
@@ -70,27 +71,36 @@ enum pgd_status pgd_tool_registry(const char *plugin_dirs, struct pgd_registry *
 
 int pgd_tool_parse_device(const char *s, enum pgd_device *out)
 {
-    if (!strcmp(s, "cpu"))
-        *out = PGD_DEVICE_CPU;
-    else if (!strcmp(s, "cuda") || !strcmp(s, "gpu"))
-        *out = PGD_DEVICE_CUDA;
-    else {
-        fprintf(stderr, "pagoda: --device '%s': expected cuda or cpu\n", s);
+    struct pgd__device_choice d;
+    char err[512];
+    if (pgd__device_select(s, &d, err, sizeof err)) {
+        fprintf(stderr, "pagoda: %s\n", err);
         return 1;
     }
+    *out = d.device;
     return 0;
 }
 
 int pgd_tool_parse_dtype(const char *s, enum pgd_dtype *out)
 {
-    if (!strcmp(s, "bf16") || !strcmp(s, "bfloat16"))
-        *out = PGD_DTYPE_BF16;
-    else if (!strcmp(s, "fp16") || !strcmp(s, "f16") || !strcmp(s, "float16"))
-        *out = PGD_DTYPE_F16;
-    else {
-        fprintf(stderr, "pagoda: --dtype '%s': expected bf16 or fp16\n", s);
+    /* Resolved against the device in pgd_tool_check_dtype, once every flag is read. */
+    char err[512];
+    if (pgd__dtype_parse(s, out, err, sizeof err)) {
+        fprintf(stderr, "pagoda: %s\n", err);
         return 1;
     }
+    return 0;
+}
+
+int pgd_tool_check_dtype(enum pgd_device dev, enum pgd_dtype *dt)
+{
+    if (dev == PGD_DEVICE_CUDA && *dt == PGD_DTYPE_F32) {
+        fprintf(stderr, "pagoda: --dtype float32: the CUDA backend computes in bfloat16 or "
+                        "float16; use --dtype auto, bfloat16 or float16 (or --device cpu)\n");
+        return 1;
+    }
+    if (dev == PGD_DEVICE_CPU)
+        *dt = PGD_DTYPE_COUNT;   /* the CPU backend computes in float32 */
     return 0;
 }
 

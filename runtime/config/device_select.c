@@ -83,10 +83,9 @@ enum pgd_status pgd__device_select(const char *text, struct pgd__device_choice *
 #endif
 }
 
-enum pgd_status pgd__dtype_select(const char *text, enum pgd_device device, enum pgd_dtype *out,
-                                  char *warn, size_t warnlen, char *err, size_t errlen)
+enum pgd_status pgd__dtype_parse(const char *text, enum pgd_dtype *out, char *err,
+                                 size_t errlen)
 {
-    warn[0] = '\0';
     if (!strcmp(text, "auto"))
         *out = PGD_DTYPE_COUNT;
     else if (!strcmp(text, "bfloat16") || !strcmp(text, "bf16"))
@@ -99,6 +98,16 @@ enum pgd_status pgd__dtype_select(const char *text, enum pgd_device device, enum
     else
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "--dtype '%s': expected auto, "
                         "bfloat16, float16 or float32 (or half, float, bf16, fp16)", text);
+    return PGD_OK;
+}
+
+enum pgd_status pgd__dtype_select(const char *text, enum pgd_device device, enum pgd_dtype *out,
+                                  char *warn, size_t warnlen, char *err, size_t errlen)
+{
+    warn[0] = '\0';
+    enum pgd_status st = pgd__dtype_parse(text, out, err, errlen);
+    if (st)
+        return st;
     if (device == PGD_DEVICE_CUDA && *out == PGD_DTYPE_F32)
         return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "--dtype %s: the CUDA backend "
                         "computes in bfloat16 or float16; use --dtype auto, bfloat16 or "

@@ -23,6 +23,9 @@ enum pgd_status pgd__device_select(const char *text, struct pgd__device_choice *
  * checkpoints on the GPU); bfloat16/bf16, float16/half/fp16/f16, float32/float. float32 on the
  * GPU is refused (the CUDA kernels compute in 16 bits); a 16-bit dtype on the CPU is accepted
  * with a note in warn (the CPU backend computes in float32), else warn is "". */
+/* The dtype text alone (the same spellings), without a device. */
+enum pgd_status pgd__dtype_parse(const char *text, enum pgd_dtype *out, char *err,
+                                 size_t errlen);
 enum pgd_status pgd__dtype_select(const char *text, enum pgd_device device, enum pgd_dtype *out,
                                   char *warn, size_t warnlen, char *err, size_t errlen);
 

@@ -442,7 +442,9 @@ static enum MHD_Result dispatch(struct oai_server *s, struct MHD_Connection *c,
     }
     if (!atomic_load(&s->attached) || atomic_load(&s->draining)) {
         const char *why = atomic_load(&s->draining) ? "The server is shutting down"
-                                                    : "The model is loading; try again shortly";
+                                                    : "The model is loading (on a GPU: "
+                                                      "weights, profiling, KV cache, CUDA "
+                                                      "graph capture); try again shortly";
         return oai_respond_error(s, c, r, 503, "service_unavailable", NULL, NULL, why);
     }
     if (r == R_HEALTH)
