@@ -189,6 +189,13 @@ enum pgd_status pgd__settings_parse_args(struct pgd__settings *s, int argc, char
         } else if (!flags_done && a[0] == '-' && a[1] == '-' && a[2]) {
             st = parse_flag(s, argc, argv, &i, err, errlen);
             flag_model = flag_model || !strcmp(s->v[PGD__S_MODEL].where, "--model");
+        } else if (!flags_done && !strcmp(a, "-m")) {
+            /* pagoda's older short spelling of --model */
+            if (i + 1 >= argc)
+                return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "-m needs a value (DIR)");
+            st = pgd__settings_set(s, PGD__S_MODEL, argv[++i], PGD__SO_FLAG, "--model", err,
+                                   errlen);
+            flag_model = true;
         } else if (!flags_done && a[0] == '-' && a[1]) {
             const struct pgd__refused_flag *r = refused(a, strlen(a));
             st = r ? pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s is a vLLM option pagoda "

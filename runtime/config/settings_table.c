@@ -128,7 +128,8 @@ static bool convert_mib(const char *in, char *out, size_t n, char *why, size_t w
 const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
     [PGD__S_MODEL] = { MODEL, "model", PGD__ST_PATH, NULL, 0, 0, NULL, "DIR",
         "The model directory (config.json, *.safetensors, tokenizer.json); also the command "
-        "line's positional MODEL, as in `vllm serve MODEL`. Required.",
+        "line's positional MODEL, as in `vllm serve MODEL`, and pagoda's older -m DIR. "
+        "Required.",
         PGD__SG_MODEL, PGD__SD_TOOL, PGD__SF_POSITIONAL, NULL },
     [PGD__S_TOKENIZER] = { MODEL, "tokenizer", PGD__ST_PATH, NULL, 0, 0, NULL, "DIR",
         "The directory of tokenizer.json and tokenizer_config.json (chat template, special "

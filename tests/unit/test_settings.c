@@ -86,6 +86,8 @@ static const struct flag_case FLAGS[] = {
     { { "--cuda-graph-sizes", "64" }, PGD__S_CUDA_GRAPH_SIZES, "64" },
     { { "--num-gpu-blocks-override", "100" }, PGD__S_NUM_BLOCKS, "100" },
     { { "--num-blocks", "100" }, PGD__S_NUM_BLOCKS, "100" },
+    { { "-m", "models/x" }, PGD__S_MODEL, "models/x" },
+    { { "--model", "models/x" }, PGD__S_MODEL, "models/x" },
     { { "--max-num-seqs=8" }, PGD__S_MAX_NUM_SEQS, "8" },
     { { "--max_num_seqs", "9" }, PGD__S_MAX_NUM_SEQS, "9" },
     { { "--grace", "2.5" }, PGD__S_GRACE, "2.5" },
