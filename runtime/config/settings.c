@@ -200,8 +200,10 @@ enum pgd_status pgd__settings_set(struct pgd__settings *s, enum pgd__setting_id 
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: '%s' is not valid: %s", where,
                         value, why);
     struct pgd__setting_value *v = &s->v[id];
-    /* A repeatable row starts over from its default at its first explicit value. */
-    bool append = (d->flags & PGD__SF_REPEATABLE) && v->origin != PGD__SO_DEFAULT;
+    /* A repeatable row collects the values of one source; a value from another source (the
+     * default, a file under a flag) is replaced: flags override the file as a whole. */
+    bool append = (d->flags & PGD__SF_REPEATABLE) && v->origin == origin &&
+                  origin != PGD__SO_DEFAULT;
     if (!value_put(v, canon, append))
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", where);
     v->origin = origin;

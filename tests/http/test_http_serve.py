@@ -100,7 +100,7 @@ def test_stats_line(srv):
     complete(srv)
     line = wait_log(srv, r"Engine 000: Avg prompt throughput: [\d.]+ tokens/s, Avg generation "
                          r"throughput: [1-9][\d.]* tokens/s, Running: \d+ reqs, Waiting: \d+ reqs, "
-                         r"CPU KV cache usage: [\d.]+%, Prefix cache hit rate: [\d.]+%")
+                         r"(CPU|GPU) KV cache usage: [\d.]+%, Prefix cache hit rate: [\d.]+%")
     assert line
 
 

@@ -252,6 +252,18 @@ Test(settings, the_model_is_positional_or_a_flag_not_both)
     cr_assert_str_eq(s.v[PGD__S_API_KEY].items[0], "k1");
     cr_assert_eq(pgd__settings_int(&s, PGD__S_PORT), 2);
     pgd__settings_fini(&s);
+    /* Flags replace a file's list as a whole (issue 16's precedence). */
+    pgd__settings_init(&s);
+    cr_assert_eq(pgd__settings_set(&s, PGD__S_API_KEY, "f1", PGD__SO_FILE, "d.ini:2", err,
+                                   sizeof err), PGD_OK);
+    cr_assert_eq(pgd__settings_set(&s, PGD__S_API_KEY, "f2", PGD__SO_FILE, "d.ini:3", err,
+                                   sizeof err), PGD_OK);
+    cr_assert_eq(s.v[PGD__S_API_KEY].n_items, 2);
+    const char *flag[] = { "--api-key", "k1", NULL };
+    cr_assert_eq(parse(&s, flag, err, sizeof err), PGD_OK, "%s", err);
+    cr_assert_eq(s.v[PGD__S_API_KEY].n_items, 1);
+    cr_assert_str_eq(s.v[PGD__S_API_KEY].items[0], "k1");
+    pgd__settings_fini(&s);
 }
 
 Test(settings, human_readable_ints_as_vllm_reads_them)
