@@ -202,7 +202,11 @@ def main():
         for t in (test_defaults_shown, test_defaults_reach_requests, test_access_log,
                   test_stats_line, test_metrics_parse_with_labels, test_chat_template_file):
             suite.run(t, srv)
-        srv.stop()
+
+        def test_clean_exit():
+            rc = srv.stop()
+            assert rc == 0, f"exit status {rc}\n{srv.log()[-3000:]}"
+        suite.run(test_clean_exit)
         srv2 = h.Server(model, "--generation-config", "vllm", "--disable-log-requests",
                         "--disable-log-stats", "--served-model-name", "other",
                         "--response-role", "model", "--return-tokens-as-token-ids",
@@ -211,7 +215,11 @@ def main():
         for t in (test_vllm_generation_config, test_logs_off, test_role_and_token_ids,
                   test_metrics_served_name):
             suite.run(t, srv2)
-        srv2.stop()
+
+        def test_clean_exit_2():
+            rc = srv2.stop()
+            assert rc == 0, f"exit status {rc}\n{srv2.log()[-3000:]}"
+        suite.run(test_clean_exit_2)
     except Exception as e:
         print("cannot run pagoda serve:", e)
         suite.failed += 1
