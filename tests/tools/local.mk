@@ -4,4 +4,4 @@ EXTRA_DIST += %reldir%/test_bench_throughput.sh
 # The settings table: docs/CONFIG.md against `pagoda config --print-doc`, --help, refused
 # flags, --device on a machine without a GPU.
 SCRIPT_TESTS += %reldir%/test_config.sh
-EXTRA_DIST += %reldir%/test_config.sh
+EXTRA_DIST += %reldir%/test_config.sh docs/CONFIG.md

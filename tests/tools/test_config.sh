@@ -51,7 +51,19 @@ else
   if grep -q 'device: cpu (.*) (--device auto)' "$tmp/out"; then
     ok device_auto_picks_cpu
   else ko device_auto_picks_cpu "$(cat "$tmp/out")"; fi
+  "$P" serve "$M" --dtype bfloat16 --frontend none --port 0 >"$tmp/out" 2>&1
+  if grep -q 'warn\] --dtype bfloat16: the CPU backend computes in float32' "$tmp/out"; then
+    ok cpu_dtype_warns
+  else ko cpu_dtype_warns "$(cat "$tmp/out")"; fi
 fi
+
+# Accepted vLLM flags that change nothing say so.
+"$P" serve "$M" --trust-remote-code --root-path /api --frontend none --port 0 \
+  --uvicorn-log-level info >"$tmp/out" 2>&1
+if grep -q 'warn\] --trust-remote-code: accepted and ignored' "$tmp/out" \
+   && grep -q 'warn\] --root-path /api: accepted and ignored' "$tmp/out"; then
+  ok accepted_flags_warn
+else ko accepted_flags_warn "$(cat "$tmp/out")"; fi
 
 echo "[====] Synthesis: Tested: $((pass + fail)) | Passing: $pass | Failing: $fail | Crashing: 0"
 [ $fail -eq 0 ]
