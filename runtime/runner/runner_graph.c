@@ -362,9 +362,10 @@ bool pgd__graphs_step(struct pgd__runner *r, const struct pgd__step_seq *seqs, i
 }
 
 /* The warm-up: two greedy decode steps per (batch size, context bucket), the first eager (it
- * records the arena's fingerprint), the second captured. Every row decodes one token at the
- * bucket's last position over a block table of block 0 only, so nothing but block 0's slots
- * is written (and the pool is empty at creation). */
+ * records the arena's fingerprint), the second captured, as the first requests would have
+ * done it. Every row decodes one token at the bucket's last position over a block table of
+ * block 0 only, so nothing but block 0's slots is written (and the pool is empty at
+ * creation). */
 enum pgd_status pgd__runner_capture_graphs(struct pgd__runner *r, char *err, size_t errlen)
 {
     struct pgd__graphs *g = r->graphs;
@@ -386,14 +387,17 @@ enum pgd_status pgd__runner_capture_graphs(struct pgd__runner *r, char *err, siz
     PGD_INFO("cuda graphs: capturing %d decode graphs (%d batch sizes x %d context buckets) "
              "before serving", g->n_sizes * g->n_buckets, g->n_sizes, g->n_buckets);
     enum pgd_status st = PGD_OK;
+    int maxpos = r->model->desc.max_position_embeddings;
     for (int k = 0; k < g->n_buckets && !st; k++) {
-        long cap = (long)GRAPH_MIN_BUCKET << k;
-        int nb = (int)((cap + bs - 1) / bs);
+        /* The bucket's longest context, but no position past the model's last (the last
+         * bucket may reach beyond it; any length above the bucket before selects it). */
+        long cap = (long)GRAPH_MIN_BUCKET << k, len = maxpos > 0 && maxpos < cap ? maxpos : cap;
+        int nb = (int)((len + bs - 1) / bs);
         for (int i = 0; i < g->n_sizes && !st; i++) {
             int B = g->sizes[i];
             for (int s = 0; s < B; s++)
                 seqs[s] = (struct pgd__step_seq){ .tokens = &token, .n_new = 1,
-                                                  .n_computed = (int)cap - 1,
+                                                  .n_computed = (int)len - 1,
                                                   .block_table = table, .n_blocks = nb,
                                                   .n_logits = 1 };
             for (int rep = 0; rep < 2 && !st; rep++)
