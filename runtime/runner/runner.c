@@ -31,6 +31,8 @@ struct step_want {
 
 static bool on_cuda(const struct pgd__runner *r) { return r->params.device == PGD_DEVICE_CUDA; }
 
+/* Host memory the device copies to or from: pinned on a GPU (so that copies run
+ * asynchronously on the stream). Owned by the caller, freed with host_free. */
 static void *host_alloc(const struct pgd__runner *r, size_t bytes)
 {
 #ifdef PGD_HAVE_CUDA
@@ -70,6 +72,9 @@ static void meta_free(struct pgd__runner *r)
     r->meta_cap = 0;
 }
 
+/* Grows the batch metadata buffers to at least bytes (by half again, so that slowly
+ * growing steps do not reallocate each time). Waits for the GPU first: a queued copy may
+ * still read the old buffers. */
 static enum pgd_status meta_reserve(struct pgd__runner *r, size_t bytes, char *err, size_t errlen)
 {
     if (bytes <= r->meta_cap)
@@ -104,6 +109,7 @@ void pgd__runner_default_params(struct pgd__runner_params *p)
     };
 }
 
+/* The accessors hand out borrowed pointers, valid while the runner lives. */
 const struct pgd_model_desc *pgd__runner_desc(const struct pgd__runner *r)
 {
     return &r->model->desc;
@@ -136,6 +142,8 @@ static enum pgd_status size_gpu_cache(struct pgd__runner *r, size_t block_bytes,
     if (!st && (!tokens || !table))
         st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of host memory");
     if (!st) {
+        /* Any valid ids do (a prime stride keeps them varied); the activations' sizes
+         * depend only on the counts. */
         for (int i = 0; i < T; i++)
             tokens[i] = (int32_t)((i * 7919u) % (unsigned)d->vocab_size);
         for (int b = 0; b < nb; b++)
