@@ -207,6 +207,8 @@ struct runner_backend {
     struct pgd__runner *runner;        /* owned */
 };
 
+/* The backend's step and step_sample: the runner's (see engine_backend.h); ctx is the
+ * struct runner_backend, borrowed for the call. */
 static enum pgd_status rb_step(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
                                const float **logits, char *err, size_t errlen)
 {
@@ -222,6 +224,7 @@ static enum pgd_status rb_step_sample(void *ctx, const struct pgd__step_seq *seq
     return pgd__runner_step_sample(rb->runner, seqs, n_seqs, rows, res, err, errlen);
 }
 
+/* Frees ctx: the runner first, then the registry whose plugins it used. */
 static void rb_destroy(void *ctx)
 {
     struct runner_backend *rb = ctx;
@@ -232,6 +235,7 @@ static void rb_destroy(void *ctx)
     free(rb);
 }
 
+/* Only for an engine made by pgd_engine_create (its backend ctx is a runner_backend). */
 const struct pgd__runner *pgd__engine_runner(const struct pgd_engine *e)
 {
     const struct runner_backend *rb = pgd__engine_backend_ctx(e);

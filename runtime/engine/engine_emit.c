@@ -65,6 +65,7 @@ static void child_end(struct pgd_engine *e, struct pgd__child *c, enum pgd_finis
     c->req->n_done++;
 }
 
+/* Ends an unfinished child with an abort output (finished ones already had their last). */
 static void child_abort(struct pgd_engine *e, struct pgd__child *c)
 {
     if (c->done)
@@ -89,6 +90,7 @@ void pgd__engine_fail_all(struct pgd_engine *e)
         pgd__req_abort(e, e->active);
 }
 
+/* Whether t is among ids[0, n) (n may be 0 with ids NULL). */
 static bool contains(const int32_t *ids, int n, int32_t t)
 {
     for (int i = 0; i < n; i++)

@@ -160,6 +160,8 @@ static void retire_finished(struct pgd_engine *e)
     }
 }
 
+/* One step: schedule -> prepare -> run -> update the scheduler -> emit -> retire. A failed
+ * model step aborts every request (their KV is in an unknown state). */
 static void engine_step(struct pgd_engine *e)
 {
     const struct pgd__sched_out *o = pgd__scheduler_schedule(&e->sched);
@@ -222,6 +224,7 @@ static bool check_invariants(struct pgd_engine *e, char *err, size_t errlen)
     return ok;
 }
 
+/* Paranoid mode: a broken invariant stops the process with the reason in the log. */
 static void assert_invariants(struct pgd_engine *e)
 {
     char err[256];

@@ -61,6 +61,7 @@ static void tx_detok_push(void *state, int32_t token, const char **delta, size_t
     }
 }
 
+/* *delta is owned by the state, valid until its next call. */
 static void tx_detok_flush(void *state, const char **delta, size_t *len)
 {
     if (!state || pgd_detok_flush(state, delta, len) != PGD_OK) {
@@ -69,6 +70,7 @@ static void tx_detok_flush(void *state, const char **delta, size_t *len)
     }
 }
 
+/* Frees a state from tx_detok_new (NULL is fine). */
 static void tx_detok_free(void *state)
 {
     if (!state)
@@ -77,6 +79,7 @@ static void tx_detok_free(void *state)
     free(state);
 }
 
+/* Frees the tokenizer (the textio's ctx). */
 static void tx_destroy(void *ctx) { pgd_tokenizer_destroy(ctx); }
 
 /* The existence check comes first so that a directory without tokenizer.json is not an

@@ -88,6 +88,7 @@ static bool prio_before(const struct pgd__seq *a, const struct pgd__seq *b)
     return a->priority != b->priority ? a->priority < b->priority : a->arrival < b->arrival;
 }
 
+/* Inserts seq (borrowed) at index at of the waiting queue. */
 static void waiting_insert_at(struct pgd__scheduler *s, int at, struct pgd__seq *seq)
 {
     s->waiting = xgrow(s->waiting, &s->waiting_cap, s->n_waiting + 1, sizeof *s->waiting);
@@ -119,6 +120,7 @@ static void waiting_push(struct pgd__scheduler *s, struct pgd__seq *seq, bool pr
     waiting_insert_at(s, at, seq);
 }
 
+/* Removes arr[i] of *n entries, keeping the order of the rest. */
 static void remove_at(struct pgd__seq **arr, int *n, int i)
 {
     memmove(arr + i, arr + i + 1, (size_t)(*n - i - 1) * sizeof *arr);
