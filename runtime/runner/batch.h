@@ -43,7 +43,7 @@ static inline int64_t pgd__batch_slot(const int32_t *block_table, int pos, int b
 
 /* Fills b for the eager step of seqs (their new tokens one after another, in the order of
  * seqs; block tables max_blocks wide, padded with block 0); returns the longest sequence
- * length. The caller checked the step (pgd__runner_check_step's rules). */
+ * length. The caller checked the step (runner.c's check_step). */
 int pgd__batch_fill(const struct pgd__batch *b, const struct pgd__step_seq *seqs, int n_seqs,
                     int block_size, int max_blocks);
 
