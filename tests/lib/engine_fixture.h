@@ -9,7 +9,7 @@
 #ifndef PGD_TESTS_ENGINE_FIXTURE_H
 #define PGD_TESTS_ENGINE_FIXTURE_H
 
-#include "runtime/engine/engine_internal.h"
+#include "runtime/engine/engine_backend.h"
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>

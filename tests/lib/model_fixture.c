@@ -1,6 +1,6 @@
 /* Test helpers for the model fixtures (see model_fixture.h). */
 #include "tests/lib/model_fixture.h"
-#include "runtime/engine/engine_internal.h"
+#include "runtime/engine/engine_backend.h"
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
