@@ -335,9 +335,13 @@ Test(engine, destroy_aborts_what_is_left_and_streams_stay_readable)
     struct pgd_sampling_params sp = greedy_params(200);
     sp.ignore_eos = true;
     sp.n = 2;
+    /* 200 tokens take at least 200 ms, so no request can finish before the destroy below,
+     * however late a loaded machine schedules this thread. */
+    g_step_delay_us = 1000;
     struct pgd_stream *s[4];
     for (int i = 0; i < 4; i++) s[i] = submit_ids(e, prompt, 5, sp);
     pgd_engine_destroy(e);
+    g_step_delay_us = 0;
     for (int i = 0; i < 4; i++) {
         struct collected c;
         collect(s[i], &c);
