@@ -1,14 +1,16 @@
-/* Connections of the OpenAI frontend: how many a server and one client address may hold, and
- * how long a connection may take to send a request head or sit idle.
+/* Connections of the OpenAI frontend: accepting them, how many a server and one client
+ * address may hold, and how long a connection may take to send a request head or sit idle.
  *
- * Limits. libmicrohttpd holds at most max_connections plus a small reserve
- * (oai_conn_hard_limit); past that it stops accepting and new clients wait in the kernel's
- * backlog. A connection accepted past max_connections, or past max_connections_per_ip open
- * connections of its address, is refused here, at accept: it is written a complete
- * `503 Service Unavailable` with `Retry-After: 1` and an OpenAI error body, and shut down at
- * once. A refused connection thus holds its slot of the reserve for microseconds, so that
- * many slow clients can fill their own share, never the reserve: every client gets an
- * HTTP answer, never a silent close.
+ * Accepting. Our acceptor thread accepts on the listening socket and hands each connection
+ * to libmicrohttpd (MHD_add_connection), or refuses it: past max_connections open
+ * connections, or past max_connections_per_ip of its address, it writes a whole
+ * `503 Service Unavailable` with `Retry-After: 1` and an OpenAI error body and closes it,
+ * without a thread or a slot of libmicrohttpd's. libmicrohttpd's own limit (the hard
+ * limit) sits a reserve above max_connections for connections it has closed but not yet
+ * reaped: it would close a connection past it without a word, which the acceptor never lets
+ * happen. So a client opening many connections fills its own share, and every client gets
+ * an HTTP answer, never a silent close. At shutdown the acceptor stops first: the listening
+ * socket closes and new clients are refused by the kernel.
  *
  * Timeouts. libmicrohttpd's timeout is one of inactivity (nothing received or sent), which
  * a client sending a byte now and then never trips (slowloris). So:
@@ -24,13 +26,16 @@
 #include "plugins/frontend/openai/oai.h"
 #include <pagoda/log.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #define WATCHDOG_MS 100            /* how often head deadlines are checked */
 
@@ -43,7 +48,7 @@ static int64_t now_ms(void)
 
 unsigned oai_conn_hard_limit(const struct oai_settings *cfg)
 {
-    return (unsigned)cfg->max_connections + 8u + (unsigned)cfg->max_connections / 16u;
+    return (unsigned)cfg->max_connections + 64u + (unsigned)cfg->max_connections / 8u;
 }
 
 static struct oai_conn *conn_of(struct MHD_Connection *c)
@@ -54,28 +59,24 @@ static struct oai_conn *conn_of(struct MHD_Connection *c)
 }
 
 /* The peer's address as 16 bytes (IPv4 mapped into IPv6); false for a Unix socket. */
-static bool peer_ip(struct MHD_Connection *c, unsigned char ip[16])
+static bool peer_ip(const struct sockaddr *sa, unsigned char ip[16])
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (!ci || !ci->client_addr)
-        return false;
-    if (ci->client_addr->sa_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)ci->client_addr;
+    if (sa->sa_family == AF_INET) {
         memset(ip, 0, 10);
         ip[10] = ip[11] = 0xff;
-        memcpy(ip + 12, &a->sin_addr, 4);
+        memcpy(ip + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
         return true;
     }
-    if (ci->client_addr->sa_family == AF_INET6) {
-        memcpy(ip, &((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr, 16);
+    if (sa->sa_family == AF_INET6) {
+        memcpy(ip, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
         return true;
     }
     return false;
 }
 
-/* Writes a whole 503 on a fresh socket (its send buffer is empty: it fits) and shuts it
- * down; libmicrohttpd then sees the end of the stream and closes the connection. */
+/* Writes a whole 503 on a fresh socket (its send buffer is empty: it fits) and closes it.
+ * What the client already sent is read first, so that the close does not reset the
+ * connection under the answer. */
 static void refuse(int fd, bool per_ip, int limit)
 {
     char body[256], msg[512];
@@ -89,42 +90,158 @@ static void refuse(int fd, bool per_ip, int limit)
                       bn, body);
     if (send(fd, msg, (size_t)mn, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         PGD_DEBUG("frontend.openai: refusing a connection: %s", strerror(errno));
-    shutdown(fd, SHUT_RDWR);
+    shutdown(fd, SHUT_WR);
+    char sink[4096];
+    for (int i = 0; i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++) {
+    }
+    close(fd);
 }
 
-static void conn_started(struct oai_server *s, struct MHD_Connection *c, void **ctx)
+/* Unlinks k from s->conns (under conn_mu). */
+static void unlink_conn(struct oai_server *s, struct oai_conn *k)
+{
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        s->conns = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+    s->n_conns--;
+}
+
+/* Decides whether the connection fd from sa may be served: 0 (and it is registered, so the
+ * next decision counts it), or 1 past the total, 2 past the per-address limit, -1 out of
+ * memory (the refusals are counted). */
+static int admit(struct oai_server *s, int fd, const struct sockaddr *sa, struct oai_conn **out)
 {
     struct oai_conn *k = calloc(1, sizeof *k);
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!k || !ci) {
-        free(k);                   /* unregistered: no limit, no deadline (memory is out) */
-        return;
-    }
-    k->fd = ci->connect_fd;
-    k->has_ip = peer_ip(c, k->ip);
-    bool per_ip = false;
+    if (!k)
+        return -1;
+    k->fd = fd;
+    k->has_ip = peer_ip(sa, k->ip);
+    int verdict = 0;
     pthread_mutex_lock(&s->conn_mu);
-    int same = 0;
-    for (struct oai_conn *o = s->conns; k->has_ip && s->per_ip > 0 && o; o = o->next)
-        same += !o->refused && o->has_ip && !memcmp(o->ip, k->ip, 16);
     if (s->n_conns >= s->cfg.max_connections)
-        k->refused = true;
-    else if (k->has_ip && s->per_ip > 0 && same >= s->per_ip)
-        k->refused = per_ip = true;
-    if (k->refused) {
-        s->refused_total++;
-        s->refused_per_ip += per_ip;
-    } else {
+        verdict = 1;
+    else if (k->has_ip && s->per_ip > 0) {
+        int same = 0;
+        for (struct oai_conn *o = s->conns; o; o = o->next)
+            same += o->has_ip && !memcmp(o->ip, k->ip, 16);
+        if (same >= s->per_ip)
+            verdict = 2;
+    }
+    s->refused_total += verdict != 0;
+    s->refused_per_ip += verdict == 2;
+    if (verdict == 0) {
         s->n_conns++;
         k->head_deadline_ms = now_ms() + (int64_t)s->cfg.header_timeout * 1000;
+        k->next = s->conns;
+        if (s->conns)
+            s->conns->prev = k;
+        s->conns = k;
     }
-    k->next = s->conns;
-    if (s->conns)
-        s->conns->prev = k;
-    s->conns = k;
-    if (k->refused)
-        refuse(k->fd, per_ip, per_ip ? s->per_ip : s->cfg.max_connections);
+    pthread_mutex_unlock(&s->conn_mu);
+    if (verdict)
+        free(k);
+    *out = verdict ? NULL : k;
+    return verdict;
+}
+
+static void accept_ready(struct oai_server *s)
+{
+    for (;;) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(s->listen_fd, (struct sockaddr *)&ss, &sl,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                PGD_WARN("frontend.openai: accept: %s (raise the open-file limit or lower "
+                         "max_connections)", strerror(errno));
+                poll(NULL, 0, 50);   /* let connections close rather than spin */
+            }
+            return;                  /* EAGAIN: all taken */
+        }
+        struct oai_conn *k;
+        int verdict = admit(s, fd, (struct sockaddr *)&ss, &k);
+        if (verdict) {
+            refuse(fd, verdict == 2, verdict == 2 ? s->per_ip : s->cfg.max_connections);
+            continue;
+        }
+        if (MHD_add_connection(s->daemon, fd, (struct sockaddr *)&ss, sl) == MHD_YES)
+            continue;
+        /* libmicrohttpd closed fd; its CLOSED notification, if any, unregistered k. */
+        PGD_WARN("frontend.openai: libmicrohttpd refused a connection (it closed it)");
+        pthread_mutex_lock(&s->conn_mu);
+        bool still = false;
+        for (struct oai_conn *o = s->conns; o && !still; o = o->next)
+            still = o == k;
+        if (still)
+            unlink_conn(s, k);
+        pthread_mutex_unlock(&s->conn_mu);
+        if (still)
+            free(k);
+    }
+}
+
+/* Accepts until oai_conn_stop_accepting writes to the wake pipe. */
+static void *acceptor_main(void *arg)
+{
+    struct oai_server *s = arg;
+    for (;;) {
+        struct pollfd p[2] = { { .fd = s->listen_fd, .events = POLLIN },
+                               { .fd = s->wake[0], .events = POLLIN } };
+        if (poll(p, 2, -1) < 0 && errno != EINTR)
+            break;
+        if (p[1].revents)
+            break;
+        if (p[0].revents & POLLIN)
+            accept_ready(s);
+    }
+    return NULL;
+}
+
+enum pgd_status oai_conn_start_accepting(struct oai_server *s, char *err, size_t errlen)
+{
+    if (pipe2(s->wake, O_CLOEXEC) != 0)
+        return pgd_errf(err, errlen, PGD_ERR_IO, "frontend.openai: pipe: %s", strerror(errno));
+    int e = pthread_create(&s->acceptor, NULL, acceptor_main, s);
+    if (e != 0)
+        return pgd_errf(err, errlen, PGD_ERR_IO, "frontend.openai: cannot start the acceptor: "
+                        "%s", strerror(e));
+    s->acceptor_started = true;
+    return PGD_OK;
+}
+
+void oai_conn_stop_accepting(struct oai_server *s)
+{
+    if (s->acceptor_started) {
+        if (write(s->wake[1], "x", 1) != 1)
+            PGD_ERROR("frontend.openai: cannot wake the acceptor: %s", strerror(errno));
+        pthread_join(s->acceptor, NULL);
+        s->acceptor_started = false;
+    }
+    for (int i = 0; i < 2; i++)
+        if (s->wake[i] >= 0) {
+            close(s->wake[i]);
+            s->wake[i] = -1;
+        }
+    oai_listen_close(s);
+}
+
+/* Attaches the entry admit() registered for this connection's socket as its context. */
+static void conn_started(struct oai_server *s, struct MHD_Connection *c, void **ctx)
+{
+    const union MHD_ConnectionInfo *fi =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!fi)
+        return;
+    pthread_mutex_lock(&s->conn_mu);
+    struct oai_conn *k = s->conns;
+    while (k && (k->attached || k->fd != fi->connect_fd))
+        k = k->next;
+    if (k)
+        k->attached = true;
     pthread_mutex_unlock(&s->conn_mu);
     *ctx = k;
 }
@@ -135,14 +252,7 @@ static void conn_closed(struct oai_server *s, void **ctx)
     if (!k)
         return;
     pthread_mutex_lock(&s->conn_mu);
-    if (k->prev)
-        k->prev->next = k->next;
-    else
-        s->conns = k->next;
-    if (k->next)
-        k->next->prev = k->prev;
-    if (!k->refused)
-        s->n_conns--;
+    unlink_conn(s, k);
     pthread_mutex_unlock(&s->conn_mu);
     free(k);
     *ctx = NULL;
@@ -155,12 +265,6 @@ void oai_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
         conn_started(cls, c, socket_context);
     else
         conn_closed(cls, socket_context);
-}
-
-bool oai_conn_refused(struct MHD_Connection *c)
-{
-    struct oai_conn *k = conn_of(c);
-    return k && k->refused;        /* set before the connection's thread starts */
 }
 
 /* Sets the connection's phase: its head deadline, running, and its inactivity timeout. */
@@ -197,7 +301,7 @@ void oai_conn_close_idle(struct oai_server *s)
 {
     pthread_mutex_lock(&s->conn_mu);
     for (struct oai_conn *k = s->conns; k; k = k->next)
-        if (!k->running && !k->refused)
+        if (!k->running)
             shutdown(k->fd, SHUT_RDWR);
     pthread_mutex_unlock(&s->conn_mu);
 }
@@ -218,7 +322,7 @@ static void *watchdog_main(void *arg)
         pthread_cond_timedwait(&s->conn_cv, &s->conn_mu, &t);
         int64_t now = now_ms();
         for (struct oai_conn *k = s->conns; k; k = k->next) {
-            if (k->refused || !k->head_deadline_ms || now < k->head_deadline_ms)
+            if (!k->head_deadline_ms || now < k->head_deadline_ms)
                 continue;
             k->head_deadline_ms = 0;
             s->head_timeouts++;
@@ -274,8 +378,7 @@ void oai_conn_stop(struct oai_server *s)
 void oai_conn_metrics(struct oai_server *s, struct oai_buf *b)
 {
     pthread_mutex_lock(&s->conn_mu);
-    oai_buf_addf(b, "# HELP pagoda:http_connections Open HTTP connections (refused ones not "
-                    "counted).\n# TYPE pagoda:http_connections gauge\n"
+    oai_buf_addf(b, "# HELP pagoda:http_connections Open HTTP connections.\n# TYPE pagoda:http_connections gauge\n"
                     "pagoda:http_connections %d\n", s->n_conns);
     oai_buf_addf(b, "# HELP pagoda:http_connections_refused_total Connections answered 503 at "
                     "accept, past max_connections or max_connections_per_ip.\n"

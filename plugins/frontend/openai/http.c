@@ -526,8 +526,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct oai_server *s = cls;
     struct req_ctx *cx = *con_cls;
     if (!cx) {
-        if (oai_conn_refused(c))
-            return MHD_NO;         /* answered 503 at accept */
         cx = calloc(1, sizeof *cx);
         if (!cx)
             return MHD_NO;
@@ -596,11 +594,10 @@ enum pgd_status oai_server_start(struct oai_server *s, char *err, size_t errlen)
     if (st != PGD_OK)
         return st;
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->listen_fd,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, oai_conn_notify, s,
         MHD_OPTION_CONNECTION_LIMIT, oai_conn_hard_limit(&s->cfg),
@@ -610,7 +607,7 @@ enum pgd_status oai_server_start(struct oai_server *s, char *err, size_t errlen)
     if (!s->daemon)
         return pgd_errf(err, errlen, PGD_ERR_IO, "frontend.openai: cannot start the HTTP "
                         "server on %s", s->address);
-    return PGD_OK;
+    return oai_conn_start_accepting(s, err, errlen);
 }
 
 /* Waits until no request is active, the deadline passes or the grace is cut (when
@@ -656,9 +653,7 @@ void oai_server_shutdown(struct oai_server *s, int grace_ms)
     }
     if (s->daemon) {
         atomic_store(&s->draining, true);
-        MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-        if (fd != MHD_INVALID_SOCKET && fd == s->listen_fd)
-            oai_listen_close(s);
+        oai_conn_stop_accepting(s);
         struct timespec dl = deadline_in(grace_ms > 0 ? grace_ms : 0);
         if (!wait_idle(s, &dl, true)) {
             pthread_mutex_lock(&s->mu);
@@ -674,6 +669,6 @@ void oai_server_shutdown(struct oai_server *s, int grace_ms)
         MHD_stop_daemon(s->daemon);
         s->daemon = NULL;
     }
+    oai_conn_stop_accepting(s);
     oai_conn_stop(s);
-    oai_listen_close(s);
 }

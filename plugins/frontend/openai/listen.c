@@ -7,8 +7,8 @@
  *     come in as ::ffff:a.b.c.d;
  *   - uds: a Unix socket at a path (as vLLM's --uds); a stale socket file left by a dead
  *     server is replaced, a live one (something accepts on it) or any other file is not.
- * The socket is handed to libmicrohttpd (MHD_OPTION_LISTEN_SOCKET) and closed here at
- * shutdown, when MHD_quiesce_daemon gives it back. */
+ * conn.c's acceptor accepts on it and hands connections to libmicrohttpd; it is closed
+ * here at shutdown. */
 #include "plugins/frontend/openai/oai.h"
 #include <pagoda/log.h>
 #include <errno.h>

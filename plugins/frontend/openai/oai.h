@@ -60,13 +60,14 @@ enum oai_route {
 
 #define OAI_STATUS_SLOTS 12        /* distinct status codes counted per route */
 
-/* One connection (MHD's socket_context), from accept to close; in s->conns under s->conn_mu. */
+/* One connection (MHD's socket_context), registered by the acceptor before libmicrohttpd
+ * gets it, until libmicrohttpd's CLOSED notification; in s->conns under s->conn_mu. */
 struct oai_conn {
     struct oai_conn *prev, *next;
     int fd;                        /* MHD's socket: valid until our CLOSED callback returns */
     unsigned char ip[16];          /* the peer (IPv4 as ::ffff:a.b.c.d) when has_ip */
     bool has_ip;                   /* false on a Unix socket: no per-IP limit */
-    bool refused;                  /* over a limit: answered 503 at accept and shut down */
+    bool attached;                 /* libmicrohttpd's STARTED notification took it */
     bool running;                  /* a request is being generated (never timed out) */
     int64_t head_deadline_ms;      /* monotonic ms by which a whole request head must have
                                       come; 0 while a request is being handled */
@@ -75,7 +76,7 @@ struct oai_conn {
 struct oai_server {
     struct oai_settings cfg;
     struct MHD_Daemon *daemon;
-    int listen_fd;                 /* ours until MHD takes it; -1 once closed */
+    int listen_fd;                 /* accepted on by conn.c's acceptor; -1 once closed */
     char address[160];             /* "http://127.0.0.1:8000", "http://[::]:8000", "unix:PATH" */
     int port;
     time_t started;
@@ -95,12 +96,15 @@ struct oai_server {
     /* Connections (conn.c), under conn_mu. */
     pthread_mutex_t conn_mu;
     pthread_cond_t conn_cv;        /* wakes the watchdog early (stop) */
-    struct oai_conn *conns;        /* every open connection, refused ones included */
-    int n_conns;                   /* open connections not refused */
+    struct oai_conn *conns;        /* every connection libmicrohttpd holds */
+    int n_conns;
     int per_ip;                    /* max_connections_per_ip resolved (0: none) */
     bool watchdog_stop;
     bool watchdog_started;
     pthread_t watchdog;
+    pthread_t acceptor;
+    bool acceptor_started;
+    int wake[2];                   /* a pipe: a byte stops the acceptor */
 
     /* HTTP counters for /metrics, under mu. */
     struct { int status; uint64_t n; } counts[R_COUNT][OAI_STATUS_SLOTS];
@@ -146,12 +150,17 @@ void oai_listen_close(struct oai_server *s);
 
 /* ---- connections (conn.c) --------------------------------------------------------------- */
 
-/* Connections MHD may hold: max_connections plus a reserve to answer 503 past it. */
+/* Connections libmicrohttpd may hold: max_connections plus a reserve for the ones it closed
+ * but has not reaped yet. */
 unsigned oai_conn_hard_limit(const struct oai_settings *cfg);
+/* Starts the watchdog; then, once the daemon runs, the acceptor. */
 enum pgd_status oai_conn_start(struct oai_server *s, char *err, size_t errlen);
+enum pgd_status oai_conn_start_accepting(struct oai_server *s, char *err, size_t errlen);
+/* Stops accepting and closes the listening socket (shutdown's first step). */
+void oai_conn_stop_accepting(struct oai_server *s);
 /* Stops the watchdog (after MHD_stop_daemon). */
 void oai_conn_stop(struct oai_server *s);
-/* MHD_OPTION_NOTIFY_CONNECTION: registers, refuses (503) or forgets a connection. */
+/* MHD_OPTION_NOTIFY_CONNECTION: registers or forgets a connection. */
 void oai_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
                      enum MHD_ConnectionNotificationCode code);
 /* The phases of a request on its connection: its head came (body next), it is being
@@ -159,8 +168,6 @@ void oai_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
 void oai_conn_head_received(struct oai_server *s, struct MHD_Connection *c);
 void oai_conn_running(struct oai_server *s, struct MHD_Connection *c);
 void oai_conn_request_done(struct oai_server *s, struct MHD_Connection *c);
-/* True when the connection was refused at accept (its request must not be answered). */
-bool oai_conn_refused(struct MHD_Connection *c);
 /* Shuts down every connection not generating (shutdown: nothing of theirs is lost). */
 void oai_conn_close_idle(struct oai_server *s);
 void oai_conn_metrics(struct oai_server *s, struct oai_buf *b);

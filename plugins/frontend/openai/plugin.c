@@ -171,6 +171,7 @@ static enum pgd_status fe_create(const struct pgd_setting *settings, size_t n, v
     pthread_mutex_init(&s->conn_mu, NULL);
     pthread_cond_init(&s->conn_cv, NULL);
     s->listen_fd = -1;
+    s->wake[0] = s->wake[1] = -1;
     s->started = time(NULL);
     st = oai_server_start(s, err, errlen);
     if (st != PGD_OK) {
