@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Connection limits and timeouts a client cannot exhaust (server: --max-connections 200
---max-connections-per-ip 50 --header-timeout 2 --timeout-keep-alive 1).
+"""Connection limits and timeouts a client cannot exhaust (servers: --max-connections 200
+--max-connections-per-ip 50, and --header-timeout 3 --timeout-keep-alive 1 for the first).
 
 - Timeouts: a connection that never sends a head is closed after header_timeout; one idle
   after an answer after timeout_keep_alive; one that trickles a byte now and then (which an
@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import http_harness as h  # noqa: E402
 
 suite = h.Suite("http_limits")
-HEAD_TIMEOUT = 2
+HEAD_TIMEOUT = 3
 KEEP_ALIVE = 1
 HEALTH = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
@@ -68,13 +68,14 @@ def test_timeouts(srv):
     t0 = time.time()
     silent = connect_from("127.0.0.5", srv.port)
     took = closed_after(silent, t0, 10)
-    assert HEAD_TIMEOUT - 0.5 < took < HEAD_TIMEOUT + 2, f"silent connection closed at {took}"
+    assert HEAD_TIMEOUT - 0.5 < took < HEAD_TIMEOUT + 3, f"silent connection closed at {took}"
     idle = connect_from("127.0.0.5", srv.port)
     idle.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
     assert h.read_response(idle)[0] == 200
     t0 = time.time()
     took = closed_after(idle, t0, 10)
-    assert KEEP_ALIVE - 0.5 < took < KEEP_ALIVE + 1.5, f"idle connection closed at {took}"
+    # Before the head deadline (3 s): the keep-alive timeout closed it.
+    assert KEEP_ALIVE - 0.5 < took < HEAD_TIMEOUT - 0.5, f"idle connection closed at {took}"
     trickle = connect_from("127.0.0.5", srv.port)
     t0 = time.time()
     trickle.settimeout(0.3)
@@ -90,7 +91,7 @@ def test_timeouts(srv):
         except OSError:
             closed = time.time() - t0
             break
-    assert closed is not None and HEAD_TIMEOUT - 0.5 < closed < HEAD_TIMEOUT + 2, closed
+    assert closed is not None and HEAD_TIMEOUT - 0.5 < closed < HEAD_TIMEOUT + 3, closed
 
 
 def slowloris(port, n, stop, out):
@@ -200,8 +201,11 @@ def test_2000_connections(srv):
     answers = asyncio.run(many(srv.port, 20, 100))
     took = time.time() - t0
     ok = refused = 0
+    silent = [raw for raw in answers if not raw.startswith(b"HTTP/1.1 ")]
+    m = h.metrics(srv.port)
+    assert not silent, (f"{len(silent)} connections got no HTTP answer, e.g. {silent[0][:100]!r}; "
+                        f"header timeouts: {m['pagoda:http_header_timeouts_total']}")
     for raw in answers:
-        assert raw.startswith(b"HTTP/1.1 "), f"a connection got no HTTP answer: {raw[:100]!r}"
         if parse(raw)[0] == 200:
             ok += 1
         else:
@@ -209,7 +213,6 @@ def test_2000_connections(srv):
             refused += 1
     print(f"  2000 connections in {took:.1f}s: {ok} served, {refused} answered 503")
     assert ok > 0 and refused > 0
-    m = h.metrics(srv.port)
     counted = sum(m[f'pagoda:http_connections_refused_total{{limit="{k}"}}'] -
                   before[f'pagoda:http_connections_refused_total{{limit="{k}"}}']
                   for k in ("total", "per_ip"))
@@ -230,12 +233,16 @@ def main():
         suite.finish()
     suite.run(test_timeouts, srv)
     suite.run(test_slowloris, srv)
-    suite.run(test_2000_connections, srv)
 
     def test_still_serving_and_clean_exit():
         st, _, body = h.post(srv.port, "/v1/completions", {"prompt": "hi", "max_tokens": 3})
         assert st == 200, body
         assert srv.stop() == 0
+    suite.run(test_still_serving_and_clean_exit)
+    # The default header timeout here: a slow (sanitized) server accepting 2,000 connections
+    # at once may take seconds to read some heads.
+    srv = h.Server("--max-connections", "200", "--max-connections-per-ip", "50")
+    suite.run(test_2000_connections, srv)
     suite.run(test_still_serving_and_clean_exit)
     suite.finish()
 
