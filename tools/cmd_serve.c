@@ -46,7 +46,7 @@ static void serve_usage(FILE *out)
         "OpenAI API: POST /v1/completions, /v1/chat/completions, /tokenize, /detokenize;\n"
         "GET /v1/models, /health, /version, /metrics.\n\n"
         "frontend (settings of the frontend plugin; INI: [frontend.openai]):\n"
-        "  --host H                 address to bind (default 127.0.0.1)\n"
+        "  --host H                 address to bind (default 127.0.0.1; '::' = all, dual-stack)\n"
         "  --port P                 TCP port (default 8000; 0 = any free port)\n"
         "  --uds PATH               listen on a Unix socket instead of host:port\n"
         "  --api-key K              require 'Authorization: Bearer K' (not on /health, /metrics);\n"

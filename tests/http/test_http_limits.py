@@ -3,8 +3,9 @@
 --max-connections-per-ip 50, and --header-timeout 3 --timeout-keep-alive 1 for the first).
 
 - Timeouts: a connection that never sends a head is closed after header_timeout; one idle
-  after an answer after timeout_keep_alive; one that trickles a byte now and then (which an
-  inactivity timeout never catches) still after header_timeout.
+  after an answer after timeout_keep_alive; one whose body stops coming after
+  header_timeout; one that trickles its head a byte now and then (which an inactivity
+  timeout never catches) still after header_timeout.
 - Slowloris: one address opens 300 connections and trickles their heads. 50 are held (until
   header_timeout closes them), the other 250 get `503` with `Retry-After` at once, and
   clients from other addresses are served throughout.
@@ -76,6 +77,11 @@ def test_timeouts(srv):
     took = closed_after(idle, t0, 10)
     # Before the head deadline (3 s): the keep-alive timeout closed it.
     assert KEEP_ALIVE - 0.5 < took < HEAD_TIMEOUT - 0.5, f"idle connection closed at {took}"
+    stalled = connect_from("127.0.0.5", srv.port)   # a body that stops coming
+    stalled.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    t0 = time.time()
+    took = closed_after(stalled, t0, 10)
+    assert HEAD_TIMEOUT - 0.5 < took < HEAD_TIMEOUT + 3, f"stalled body closed at {took}"
     trickle = connect_from("127.0.0.5", srv.port)
     t0 = time.time()
     trickle.settimeout(0.3)

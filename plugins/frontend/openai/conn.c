@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,8 +157,13 @@ static void accept_ready(struct oai_server *s)
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                PGD_WARN("frontend.openai: accept: %s (raise the open-file limit or lower "
-                         "max_connections)", strerror(errno));
+                static _Atomic int64_t last_warned;   /* once every 10 s, not per attempt */
+                int64_t now = now_ms();
+                if (now - atomic_load(&last_warned) >= 10000) {
+                    atomic_store(&last_warned, now);
+                    PGD_WARN("frontend.openai: accept: %s (raise the open-file limit or lower "
+                             "max_connections)", strerror(errno));
+                }
                 poll(NULL, 0, 50);   /* let connections close rather than spin */
             }
             return;                  /* EAGAIN: all taken */
