@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -226,6 +227,8 @@ void oai_conn_stop_accepting(struct oai_server *s)
             PGD_ERROR("frontend.openai: cannot wake the acceptor: %s", strerror(errno));
         pthread_join(s->acceptor, NULL);
         s->acceptor_started = false;
+        accept_ready(s);           /* what came before the signal waits in the backlog: it
+                                      gets its answer (503) rather than a reset */
     }
     for (int i = 0; i < 2; i++)
         if (s->wake[i] >= 0) {
@@ -303,13 +306,26 @@ void oai_conn_request_done(struct oai_server *s, struct MHD_Connection *c)
               (unsigned)s->cfg.timeout_keep_alive);
 }
 
-void oai_conn_close_idle(struct oai_server *s)
+void oai_conn_close_uploads(struct oai_server *s)
 {
     pthread_mutex_lock(&s->conn_mu);
     for (struct oai_conn *k = s->conns; k; k = k->next)
-        if (!k->running)
+        if (!k->running && !k->head_deadline_ms)
             shutdown(k->fd, SHUT_RDWR);
     pthread_mutex_unlock(&s->conn_mu);
+}
+
+bool oai_conn_head_pending(struct oai_server *s)
+{
+    bool pending = false;
+    pthread_mutex_lock(&s->conn_mu);
+    for (struct oai_conn *k = s->conns; k && !pending; k = k->next) {
+        int unread = 0;
+        pending = !k->running && k->head_deadline_ms && ioctl(k->fd, FIONREAD, &unread) == 0 &&
+                  unread > 0;
+    }
+    pthread_mutex_unlock(&s->conn_mu);
+    return pending;
 }
 
 /* Shuts down every connection whose request head is overdue. */

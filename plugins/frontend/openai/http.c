@@ -637,11 +637,29 @@ static struct timespec deadline_in(int ms)
     return t;
 }
 
-/* Shutdown: (1) stop accepting (the listening socket closes: new clients are refused by the
- * kernel) and answer 503 to any request that arrives on an open connection; (2) let running
- * requests finish for the grace (a second call cuts it); (3) abort the rest: plain requests
- * get a 503, streams an error event and [DONE] (generate.c), connections without a request
- * being generated are shut down; (4) stop the daemon once every request was answered. */
+/* Waits up to ms until no request is active and no connection holds an unread request
+ * head; true when so. */
+static bool settle(struct oai_server *s, int ms)
+{
+    struct timespec end = deadline_in(ms);
+    for (;;) {
+        struct timespec step = deadline_in(5);
+        bool last = step.tv_sec > end.tv_sec ||
+                    (step.tv_sec == end.tv_sec && step.tv_nsec >= end.tv_nsec);
+        if (wait_idle(s, last ? &end : &step, false) && !oai_conn_head_pending(s))
+            return true;
+        if (last)
+            return false;
+    }
+}
+
+/* Shutdown: (1) stop accepting: connections already in the listen backlog are taken (and
+ * answered 503), then the listening socket closes and the kernel refuses new clients; a
+ * request arriving on an open connection gets 503; (2) let running requests finish for the
+ * grace (a second call cuts it); (3) abort the rest: plain requests get a 503, streams an
+ * error event and [DONE] (generate.c), bodies still coming are cut off; (4) once every
+ * request was answered and no connection holds an unread head, stop the daemon (which
+ * closes the idle connections). */
 void oai_server_shutdown(struct oai_server *s, int grace_ms)
 {
     if (atomic_exchange(&s->shutting_down, true)) {
@@ -655,17 +673,17 @@ void oai_server_shutdown(struct oai_server *s, int grace_ms)
         atomic_store(&s->draining, true);
         oai_conn_stop_accepting(s);
         struct timespec dl = deadline_in(grace_ms > 0 ? grace_ms : 0);
-        if (!wait_idle(s, &dl, true)) {
+        bool idle = wait_idle(s, &dl, true);
+        if (!idle) {
             pthread_mutex_lock(&s->mu);
             int left = s->active;
             pthread_mutex_unlock(&s->mu);
             PGD_WARN("frontend.openai: grace period over, aborting %d request(s)", left);
             atomic_store(&s->aborting, true);
-            oai_conn_close_idle(s);
-            dl = deadline_in(10000);
-            if (!wait_idle(s, &dl, false))
-                PGD_ERROR("frontend.openai: requests still running after their abort");
+            oai_conn_close_uploads(s);
         }
+        if (!settle(s, idle ? 2000 : 10000))
+            PGD_ERROR("frontend.openai: requests still running at the end of the shutdown");
         MHD_stop_daemon(s->daemon);
         s->daemon = NULL;
     }

@@ -168,8 +168,11 @@ void oai_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
 void oai_conn_head_received(struct oai_server *s, struct MHD_Connection *c);
 void oai_conn_running(struct oai_server *s, struct MHD_Connection *c);
 void oai_conn_request_done(struct oai_server *s, struct MHD_Connection *c);
-/* Shuts down every connection not generating (shutdown: nothing of theirs is lost). */
-void oai_conn_close_idle(struct oai_server *s);
+/* Shuts down every connection whose request body is still coming (when the grace ends). */
+void oai_conn_close_uploads(struct oai_server *s);
+/* True when a connection waiting for a request head has unread bytes (a head that came
+ * before the listener closed: shutdown waits for its 503 before stopping the daemon). */
+bool oai_conn_head_pending(struct oai_server *s);
 void oai_conn_metrics(struct oai_server *s, struct oai_buf *b);
 
 /* ---- API keys (auth.c) ------------------------------------------------------------------ */
