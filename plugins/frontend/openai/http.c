@@ -114,7 +114,8 @@ enum MHD_Result oai_queue(struct oai_server *s, struct MHD_Connection *c, enum o
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
-    oai_server_count(s, r, status);
+    if (ret == MHD_YES)
+        oai_server_count(s, r, status);
     return ret;
 }
 
@@ -322,14 +323,17 @@ static bool needs_key(enum oai_route r)
     return r != R_HEALTH && r != R_METRICS && r != R_OTHER;
 }
 
-/* Queues an answer on the first call, before the body: marks the request answered (its
- * body, if any, is then never buffered; libmicrohttpd closes the connection after it). */
+/* Queues an answer before (or instead of) the body: marks the request answered (its body,
+ * if any, is then never buffered; libmicrohttpd closes the connection after it). */
 static enum MHD_Result answer_early(struct oai_server *s, struct MHD_Connection *c,
                                     struct req_ctx *cx, int status, struct MHD_Response *resp)
 {
-    cx->answered = true;
-    oai_conn_running(s, c);
-    return oai_queue(s, c, cx->route, status, resp);
+    enum MHD_Result ret = oai_queue(s, c, cx->route, status, resp);
+    if (ret == MHD_YES) {          /* libmicrohttpd sends it once this call returns */
+        cx->answered = true;
+        oai_conn_running(s, c);
+    }
+    return ret;
 }
 
 static enum MHD_Result error_early(struct oai_server *s, struct MHD_Connection *c,
@@ -339,6 +343,7 @@ static enum MHD_Result error_early(struct oai_server *s, struct MHD_Connection *
     return answer_early(s, c, cx, status, oai_error_response(type, NULL, code, msg));
 }
 
+/* Queues the 413 for a body over the limit (on the head, mid-body or at its end). */
 static enum MHD_Result too_large(struct oai_server *s, struct MHD_Connection *c,
                                  struct req_ctx *cx)
 {
@@ -350,8 +355,8 @@ static enum MHD_Result too_large(struct oai_server *s, struct MHD_Connection *c,
 
 /* The body's framing: Transfer-Encoding must be exactly "chunked" (anything else: 501, as
  * RFC 9112 asks), never beside Content-Length (a request-smuggling shape: 400), and a
- * declared length must be a number within the limit (413). NULL when the framing is fine,
- * else the answer was queued and *ret holds its result. */
+ * declared length must be a number within the limit (413). False when the framing is fine,
+ * else true: the answer was queued and *ret holds its result. */
 static bool framing_refused(struct oai_server *s, struct MHD_Connection *c, struct req_ctx *cx,
                             enum MHD_Result *ret)
 {
@@ -501,18 +506,7 @@ static void body_piece(struct oai_server *s, struct MHD_Connection *c, struct re
     if (!cx->too_big && cx->body.len + n > s->cfg.max_body_bytes) {
         oai_buf_fini(&cx->body);
         cx->too_big = true;
-        char msg[160];
-        snprintf(msg, sizeof msg, "The request body is larger than the limit of %zu bytes",
-                 s->cfg.max_body_bytes);
-        struct MHD_Response *resp = oai_error_response("invalid_request_error", NULL,
-                                                        "request_too_large", msg);
-        if (resp && MHD_queue_response(c, 413, resp) == MHD_YES) {
-            cx->answered = true;
-            oai_conn_running(s, c);
-            oai_server_count(s, cx->route, 413);
-        }
-        if (resp)
-            MHD_destroy_response(resp);
+        too_large(s, c, cx);       /* may be refused mid-body: then at the end */
     }
     if (!cx->too_big)
         oai_buf_add(&cx->body, data, n);
