@@ -127,7 +127,8 @@ def one_round(n, second_signal):
         for b, r in zip(bodies, results):
             assert r and r[0] == "done", (b, r)
             kinds.append(check_answer(b, r[1]))
-        assert "aborted" in kinds, f"nothing outlived the grace: {kinds}"
+        if second_signal:   # the grace was cut at once: the long requests were aborted
+            assert "aborted" in kinds, f"nothing outlived the grace: {kinds}"
         srv._reader.join(5)
         log = srv.log()
         assert rc == 0, f"exit status {rc}:\n{log[-4000:]}"
@@ -146,6 +147,7 @@ def test_sigterm_rounds():
     print(f"  {ROUNDS} rounds: {totals['ok']} requests finished, {totals['aborted']} answered "
           f"with the shutdown error")
     assert totals["ok"] > 0, "no request finished within the grace"
+    assert totals["aborted"] > 0, "no request outlived the grace"
 
 
 def main():
