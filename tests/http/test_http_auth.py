@@ -10,7 +10,8 @@ memory (RSS) within a few MiB.
 
 Framing, answered on the head too: an unknown Transfer-Encoding gets 501 and the connection
 closes; Transfer-Encoding beside Content-Length gets 400; a declared length over the limit
-gets 413 before the body; a chunked body that passes the limit gets 413, nothing of it kept."""
+gets 413 before the body; a chunked body that passes the limit gets 413, nothing of it kept,
+and one that goes on is cut off."""
 import json
 import os
 import socket
@@ -142,12 +143,25 @@ def test_framing(srv):
     with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as s:
         s.sendall((head + "Transfer-Encoding: chunked\r\n\r\n").encode())
         piece = b"a" * 65536
-        for _ in range(256):   # 16 MiB > 1 MiB
+        for _ in range(96):   # 6 MiB > 1 MiB (and under the 8 MiB cut-off)
             s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
         s.sendall(b"0\r\n\r\n")
         check_error(h.read_response(s), 413, "request_too_large")
     grown = rss_kib(pid) - before
-    assert grown < 4 * 1024, f"RSS grew by {grown} KiB"   # kept, the body would be 16 MiB
+    assert grown < 4 * 1024, f"RSS grew by {grown} KiB"   # kept, the body would be 6 MiB
+    # A body that goes on and on: cut off, with its 413, after 8 times the limit.
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as s:
+        s.sendall((head + "Transfer-Encoding: chunked\r\n\r\n").encode())
+        piece = b"%x\r\n" % 65536 + b"a" * 65536 + b"\r\n"
+        sent = 0
+        try:
+            while sent < 256 * MIB:
+                s.sendall(piece)
+                sent += len(piece)
+        except OSError:
+            pass
+        assert sent < 64 * MIB, f"{sent} bytes went in without the server stopping them"
+        check_error(h.read_response(s), 413, "request_too_large")
     # Small chunk extensions are ignored (RFC 9112); the request is served.
     st, _, raw = h.raw_request(srv.port, (head + "Transfer-Encoding: chunked\r\n"
                                           "Connection: close\r\n\r\n").encode()

@@ -76,22 +76,28 @@ static bool peer_ip(const struct sockaddr *sa, unsigned char ip[16])
     return false;
 }
 
-/* Writes a whole 503 on a fresh socket (its send buffer is empty: it fits) and closes it.
- * What the client already sent is read first, so that the close does not reset the
- * connection under the answer. */
+void oai_conn_send_raw(int fd, const char *status, const char *extra_headers, const char *body)
+{
+    char msg[1024];
+    int n = snprintf(msg, sizeof msg,
+                     "HTTP/1.1 %s\r\nContent-Type: application/json\r\n%sConnection: close\r\n"
+                     "Content-Length: %zu\r\n\r\n%s", status, extra_headers, strlen(body), body);
+    if (n < 0 || (size_t)n >= sizeof msg)
+        return;
+    if (send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        PGD_DEBUG("frontend.openai: answering %s: %s", status, strerror(errno));
+}
+
+/* Answers 503 on a fresh socket and closes it. What the client already sent is read first,
+ * so that the close does not reset the connection under the answer. */
 static void refuse(int fd, bool per_ip, int limit)
 {
-    char body[256], msg[512];
-    int bn = snprintf(body, sizeof body,
-                      "{\"error\":{\"message\":\"Too many connections%s (the limit is %d); "
-                      "retry later\",\"type\":\"service_unavailable\",\"param\":null,"
-                      "\"code\":null}}", per_ip ? " from your address" : "", limit);
-    int mn = snprintf(msg, sizeof msg,
-                      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                      "Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
-                      bn, body);
-    if (send(fd, msg, (size_t)mn, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-        PGD_DEBUG("frontend.openai: refusing a connection: %s", strerror(errno));
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"error\":{\"message\":\"Too many connections%s (the limit is %d); retry later\","
+             "\"type\":\"service_unavailable\",\"param\":null,\"code\":null}}",
+             per_ip ? " from your address" : "", limit);
+    oai_conn_send_raw(fd, "503 Service Unavailable", "Retry-After: 1\r\n", body);
     shutdown(fd, SHUT_WR);
     char sink[4096];
     for (int i = 0; i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++) {

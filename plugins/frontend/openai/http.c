@@ -36,6 +36,7 @@ struct req_ctx {
     enum oai_route route;
     bool too_big;
     bool answered;                 /* a response was queued before the body was read */
+    size_t dropped;                /* body bytes past the limit, read and dropped */
     struct oai_buf body;
 };
 
@@ -497,19 +498,40 @@ static enum MHD_Result dispatch(struct oai_server *s, struct MHD_Connection *c,
     return ret;
 }
 
+/* A body past the limit is dropped, not kept; after this many times the limit more, the
+ * sender is cut off (its 413 written straight on the socket, the connection closed). */
+#define DROP_FACTOR 8
+
 /* A piece of the body: kept while within the limit. Past it, the 413 is queued at once when
- * libmicrohttpd allows it mid-body (then the connection closes), else the rest is read and
- * dropped and the 413 goes at the end; either way nothing past the limit is kept. */
-static void body_piece(struct oai_server *s, struct MHD_Connection *c, struct req_ctx *cx,
-                       const char *data, size_t n)
+ * libmicrohttpd allows it mid-body (0.9.75 does not), else the rest is read and dropped and
+ * the 413 goes at the end (so that a client that sends its whole body reads its answer); a
+ * body going on past DROP_FACTOR times the limit is cut off. MHD_NO closes the connection. */
+static enum MHD_Result body_piece(struct oai_server *s, struct MHD_Connection *c,
+                                  struct req_ctx *cx, const char *data, size_t n)
 {
     if (!cx->too_big && cx->body.len + n > s->cfg.max_body_bytes) {
         oai_buf_fini(&cx->body);
         cx->too_big = true;
-        too_large(s, c, cx);       /* may be refused mid-body: then at the end */
+        too_large(s, c, cx);
     }
-    if (!cx->too_big)
+    if (!cx->too_big) {
         oai_buf_add(&cx->body, data, n);
+        return MHD_YES;
+    }
+    cx->dropped += n;
+    if (cx->answered || cx->dropped / DROP_FACTOR < s->cfg.max_body_bytes)
+        return MHD_YES;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci) {
+        char body[256];
+        snprintf(body, sizeof body, "{\"error\":{\"message\":\"The request body is larger than "
+                 "the limit of %zu bytes\",\"type\":\"invalid_request_error\",\"param\":null,"
+                 "\"code\":\"request_too_large\"}}", s->cfg.max_body_bytes);
+        oai_conn_send_raw(ci->connect_fd, "413 Content Too Large", "", body);
+        oai_server_count(s, cx->route, 413);
+    }
+    return MHD_NO;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -537,9 +559,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (*upload_size) {
-        body_piece(s, c, cx, upload, *upload_size);
+        enum MHD_Result ret = body_piece(s, c, cx, upload, *upload_size);
         *upload_size = 0;
-        return MHD_YES;
+        return ret;
     }
     if (cx->too_big)
         return too_large(s, c, cx);

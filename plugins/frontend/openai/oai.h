@@ -168,6 +168,11 @@ void oai_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
 void oai_conn_head_received(struct oai_server *s, struct MHD_Connection *c);
 void oai_conn_running(struct oai_server *s, struct MHD_Connection *c);
 void oai_conn_request_done(struct oai_server *s, struct MHD_Connection *c);
+/* Writes a whole answer (status "413 Content Too Large", extra headers each ending in CRLF,
+ * a JSON body) straight on a socket, non-blocking, with `Connection: close`: for answers
+ * libmicrohttpd cannot send (before it has the socket, or in the middle of a body). */
+void oai_conn_send_raw(int fd, const char *status, const char *extra_headers,
+                       const char *body);
 /* Shuts down every connection whose request body is still coming (when the grace ends). */
 void oai_conn_close_uploads(struct oai_server *s);
 /* True when a connection waiting for a request head has unread bytes (a head that came
