@@ -2,7 +2,7 @@
  * connection, the routes, the checks made as soon as a request head arrives (method, route,
  * API key, framing, declared length: all answered before any body byte is read), request
  * bodies (413 past the limit), CORS, the HTTP counters of /metrics, and the graceful
- * shutdown (quiesce, drain, abort).
+ * shutdown (stop accepting, drain, abort).
  *
  * Every answer to a request that reached a route is an OpenAI JSON error or a success;
  * libmicrohttpd's own (HTML) answers remain only for what it refuses before calling us (a
