@@ -120,7 +120,7 @@ static void unlink_conn(struct oai_server *s, struct oai_conn *k)
 /* Decides whether the connection fd from sa may be served: 0 (and it is registered, so the
  * next decision counts it), or 1 past the total, 2 past the per-address limit, -1 out of
  * memory (the refusals are counted). */
-static int admit(struct oai_server *s, int fd, const struct sockaddr *sa, struct oai_conn **out)
+static int admit(struct oai_server *s, int fd, const struct sockaddr *sa)
 {
     struct oai_conn *k = calloc(1, sizeof *k);
     if (!k)
@@ -151,7 +151,6 @@ static int admit(struct oai_server *s, int fd, const struct sockaddr *sa, struct
     pthread_mutex_unlock(&s->conn_mu);
     if (verdict)
         free(k);
-    *out = verdict ? NULL : k;
     return verdict;
 }
 
@@ -175,25 +174,24 @@ static void accept_ready(struct oai_server *s)
             }
             return;                  /* EAGAIN: all taken */
         }
-        struct oai_conn *k;
-        int verdict = admit(s, fd, (struct sockaddr *)&ss, &k);
+        int verdict = admit(s, fd, (struct sockaddr *)&ss);
         if (verdict) {
             refuse(fd, verdict == 2, verdict == 2 ? s->per_ip : s->cfg.max_connections);
             continue;
         }
         if (MHD_add_connection(s->daemon, fd, (struct sockaddr *)&ss, sl) == MHD_YES)
             continue;
-        /* libmicrohttpd closed fd; its CLOSED notification, if any, unregistered k. */
+        /* libmicrohttpd closed fd. If it had taken the entry (STARTED), its CLOSED freed it;
+         * an entry of this fd not taken is ours to drop (only this thread registers). */
         PGD_WARN("frontend.openai: libmicrohttpd refused a connection (it closed it)");
         pthread_mutex_lock(&s->conn_mu);
-        bool still = false;
-        for (struct oai_conn *o = s->conns; o && !still; o = o->next)
-            still = o == k;
-        if (still)
-            unlink_conn(s, k);
+        struct oai_conn *o = s->conns;
+        while (o && (o->attached || o->fd != fd))
+            o = o->next;
+        if (o)
+            unlink_conn(s, o);
         pthread_mutex_unlock(&s->conn_mu);
-        if (still)
-            free(k);
+        free(o);
     }
 }
 
