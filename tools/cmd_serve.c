@@ -2,7 +2,7 @@
  * `openai`, the OpenAI-compatible HTTP server), found through the plugin registry like any
  * plugin. The frontend listens first (answering 503 while the model loads), then gets the
  * engine. SIGTERM or SIGINT: stop accepting, let running requests finish for --grace
- * seconds, abort the rest, exit 0. */
+ * seconds (a second signal ends it at once), answer the rest with errors, exit 0. */
 #include "config.h"
 #include "tools/commands.h"
 #include <pagoda/engine.h>
@@ -17,7 +17,9 @@
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,17 +46,25 @@ static void serve_usage(FILE *out)
         "OpenAI API: POST /v1/completions, /v1/chat/completions, /tokenize, /detokenize;\n"
         "GET /v1/models, /health, /version, /metrics.\n\n"
         "frontend (settings of the frontend plugin; INI: [frontend.openai]):\n"
-        "  --host H                 address to bind (default 127.0.0.1)\n"
+        "  --host H                 address to bind (default 127.0.0.1; '::' = all, dual-stack)\n"
         "  --port P                 TCP port (default 8000; 0 = any free port)\n"
-        "  --api-key K              require 'Authorization: Bearer K' (not on /health, /metrics)\n"
+        "  --uds PATH               listen on a Unix socket instead of host:port\n"
+        "  --api-key K              require 'Authorization: Bearer K' (not on /health, /metrics);\n"
+        "                           repeatable: any of the keys is accepted\n"
+        "  --api-key-file FILE      more keys, one a line (keep FILE private: chmod 600)\n"
         "  --served-model-name N    the model's name in the API (default: DIR's last part)\n"
         "  --max-body-bytes N       larger request bodies get 413 (default 4194304)\n"
-        "  --max-connections N      concurrent connections (default 1024)\n"
+        "  --max-connections N      open connections; past it, 503 + Retry-After (default 1024)\n"
+        "  --max-connections-per-ip N  the same for one client address (default: half of\n"
+        "                           --max-connections; 0 = no per-address limit)\n"
+        "  --timeout-keep-alive S   seconds an idle keep-alive connection is kept (default 5)\n"
+        "  --header-timeout S       seconds a client has to send a request head (default 10)\n"
         "  --max-n N                most choices (prompts x n) per request (default 64)\n"
         "  --cors-origins LIST      comma-separated allowed origins, or '*'\n"
         "  --frontend-opt KEY=VALUE any other frontend setting (repeatable)\n"
         "  --frontend NAME          the frontend plugin (default openai)\n"
-        "  --grace SECONDS          on SIGTERM, how long running requests may finish (default 30)\n"
+        "  --grace SECONDS          on SIGTERM, how long running requests may finish (default 30;\n"
+        "                           a second SIGTERM or SIGINT ends it at once)\n"
         "engine:\n"
         "  --max-model-len N        longest sequence (default: the model's)\n"
         "  --max-num-seqs N         sequences per step (default 256)\n"
@@ -71,7 +81,8 @@ static void serve_usage(FILE *out)
 
 static int add_setting(struct serve_opts *o, const char *key, const char *value)
 {
-    for (size_t i = 0; i < o->n_settings; i++)
+    bool repeatable = !strcmp(key, "api_key") || !strcmp(key, "api_key_file");
+    for (size_t i = 0; i < o->n_settings && !repeatable; i++)
         if (!strcmp(o->settings[i].key, key)) {
             o->settings[i].value = value;
             return 0;
@@ -176,6 +187,43 @@ static bool signalled(int timeout_ms)
     return read(sig_pipe[0], &b, 1) == 1;
 }
 
+/* The frontend's shutdown runs on a thread of its own so that this one keeps watching the
+ * signals: a second SIGTERM or SIGINT calls shutdown again, which ends the grace at once
+ * (the first call still answers what is left and returns). */
+struct fe_stop {
+    const struct pgd_frontend_ops *ops;
+    void *fe;
+    int grace_ms;
+    atomic_bool done;
+};
+
+static void *fe_stop_main(void *arg)
+{
+    struct fe_stop *st = arg;
+    st->ops->shutdown(st->fe, st->grace_ms);
+    atomic_store(&st->done, true);
+    return NULL;
+}
+
+static void shutdown_frontend(const struct pgd_frontend_ops *ops, void *fe, int grace_ms)
+{
+    struct fe_stop st = { .ops = ops, .fe = fe, .grace_ms = grace_ms };
+    pthread_t t;
+    if (grace_ms <= 0 || pthread_create(&t, NULL, fe_stop_main, &st) != 0) {
+        ops->shutdown(fe, grace_ms);
+        return;
+    }
+    bool cut = false;
+    while (!atomic_load(&st.done)) {
+        if (signalled(50) && !cut) {
+            fprintf(stderr, "pagoda serve: second signal: ending the grace period now\n");
+            ops->shutdown(fe, 0);
+            cut = true;
+        }
+    }
+    pthread_join(t, NULL);
+}
+
 /* ---- run ---------------------------------------------------------------------------- */
 
 static int run(struct serve_opts *o)
@@ -258,7 +306,7 @@ out:
     if (rc)
         fprintf(stderr, "pagoda serve: %s\n", err);
     if (fe) {
-        ops->shutdown(fe, (int)(o->grace_s * 1000));
+        shutdown_frontend(ops, fe, (int)(o->grace_s * 1000));
         ops->destroy(fe);
     }
     pgd_engine_destroy(eng);
@@ -278,13 +326,18 @@ int pgd_cmd_serve(int argc, char **argv)
 {
     enum { O_HOST = 256, O_PORT, O_KEY, O_NAME, O_BODY, O_CONN, O_MAXN, O_CORS, O_FOPT,
            O_FRONTEND, O_GRACE, O_MML, O_SEQS, O_BATCH, O_BS, O_NB, O_KV, O_NOPC, O_SEED,
-           O_PDIR };
+           O_PDIR, O_UDS, O_KEYFILE, O_CONNIP, O_KEEPALIVE, O_HEADTO };
     static const struct option long_opts[] = {
         { "model", required_argument, 0, 'm' }, { "host", required_argument, 0, O_HOST },
         { "port", required_argument, 0, O_PORT }, { "api-key", required_argument, 0, O_KEY },
         { "served-model-name", required_argument, 0, O_NAME },
         { "max-body-bytes", required_argument, 0, O_BODY },
         { "max-connections", required_argument, 0, O_CONN },
+        { "uds", required_argument, 0, O_UDS },
+        { "api-key-file", required_argument, 0, O_KEYFILE },
+        { "max-connections-per-ip", required_argument, 0, O_CONNIP },
+        { "timeout-keep-alive", required_argument, 0, O_KEEPALIVE },
+        { "header-timeout", required_argument, 0, O_HEADTO },
         { "max-n", required_argument, 0, O_MAXN },
         { "cors-origins", required_argument, 0, O_CORS },
         { "frontend-opt", required_argument, 0, O_FOPT },
@@ -313,6 +366,11 @@ int pgd_cmd_serve(int argc, char **argv)
         case O_NAME: rc = add_setting(&o, "served_model_name", optarg); break;
         case O_BODY: rc = add_setting(&o, "max_body_bytes", optarg); break;
         case O_CONN: rc = add_setting(&o, "max_connections", optarg); break;
+        case O_UDS: rc = add_setting(&o, "uds", optarg); break;
+        case O_KEYFILE: rc = add_setting(&o, "api_key_file", optarg); break;
+        case O_CONNIP: rc = add_setting(&o, "max_connections_per_ip", optarg); break;
+        case O_KEEPALIVE: rc = add_setting(&o, "timeout_keep_alive", optarg); break;
+        case O_HEADTO: rc = add_setting(&o, "header_timeout", optarg); break;
         case O_MAXN: rc = add_setting(&o, "max_n", optarg); break;
         case O_CORS: rc = add_setting(&o, "cors_origins", optarg); break;
         case O_FOPT: {

@@ -357,9 +357,11 @@ static enum MHD_Result run_plain(struct job *j)
                 return MHD_NO;
             }
             if (atomic_load(&s->aborting)) {
+                /* Read what the answer needs before the job goes (it owns g). */
+                struct MHD_Connection *c = j->conn;
+                enum oai_route route = j->g.chat ? R_CHAT : R_COMPLETIONS;
                 job_free(j);
-                return oai_respond_error(s, j->conn, j->g.chat ? R_CHAT : R_COMPLETIONS, 503,
-                                         "service_unavailable", NULL, NULL,
+                return oai_respond_error(s, c, route, 503, "service_unavailable", NULL, NULL,
                                          "The server shut down before the request finished");
             }
         }
