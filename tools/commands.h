@@ -43,6 +43,8 @@ const char *pgd_tool_engine_plugin_path(const char *plugin_dirs, char *buf, size
                                         int *too_long);
 enum pgd_status pgd_tool_registry(const char *plugin_dirs, struct pgd_registry **out, char *err,
                                   size_t errlen);
+int pgd_cmd_fetch(int argc, char **argv);      /* tools/cmd_fetch.c */
+int pgd_cmd_models(int argc, char **argv);     /* tools/cmd_models.c */
 int pgd_cmd_tokenize(int argc, char **argv);
 int pgd_cmd_detokenize(int argc, char **argv);
 
