@@ -17,7 +17,7 @@ if [ -n "$missing" ]; then
 fi
 # Python packages the test suite drives the server with (the official openai client).
 req="$(dirname "$0")/requirements-test.txt"
-if [ -f "$req" ] && ! python3 -c 'import openai' 2>/dev/null; then
+if [ -f "$req" ] && ! python3 -c 'import openai, huggingface_hub' 2>/dev/null; then
   python3 -m pip install -q -r "$req" 2>/dev/null \
     || python3 -m pip install -q --break-system-packages -r "$req"
 fi

@@ -416,6 +416,8 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         o.random = true;
     } else {
         o.model = model;
+        if (pgd_tool_resolve_model(&o.model, NULL, NULL))
+            return 1;
     }
     o.plugin_dirs = plugin_dirs[0] ? plugin_dirs : NULL;
     return run_tput(&o);

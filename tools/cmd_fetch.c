@@ -157,3 +157,20 @@ int pgd_cmd_fetch(int argc, char **argv)
     printf("%s\n", out);
     return 0;
 }
+
+int pgd_tool_resolve_model(const char **model, const char *revision, const char *download_dir)
+{
+    /* One model per process: the resolved path lives as long as the program. */
+    static char dir[PATH_MAX];
+    char err[2048];
+    if (!*model)
+        return 0;
+    if (pgd__hub_resolve_model(*model, revision, download_dir, dir, sizeof dir, err,
+                               sizeof err)) {
+        fprintf(stderr, "pagoda: %s\n", err);
+        return 1;
+    }
+    if (strcmp(dir, *model))   /* a directory stays the caller's string */
+        *model = dir;
+    return 0;
+}

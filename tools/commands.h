@@ -45,6 +45,11 @@ enum pgd_status pgd_tool_registry(const char *plugin_dirs, struct pgd_registry *
                                   size_t errlen);
 int pgd_cmd_fetch(int argc, char **argv);      /* tools/cmd_fetch.c */
 int pgd_cmd_models(int argc, char **argv);     /* tools/cmd_models.c */
+/* Everywhere a model is named: *model (a directory, an ORG/NAME[@REV] hub id or a catalog
+ * short name) becomes the directory to load, fetched into the hub cache when missing
+ * (runtime/hub/resolve.c); revision and download_dir are vLLM's --revision and
+ * --download-dir (NULL: none). Non-zero (message on stderr) on failure. */
+int pgd_tool_resolve_model(const char **model, const char *revision, const char *download_dir);
 int pgd_cmd_tokenize(int argc, char **argv);
 int pgd_cmd_detokenize(int argc, char **argv);
 

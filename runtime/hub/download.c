@@ -429,11 +429,14 @@ static void get_done(struct run *r, struct job *j, CURLcode rc)
     blob_path(r, j, part, sizeof part, ".incomplete");
     if (j->write_errno) {
         int e = j->write_errno;
-        if (e == ENOSPC || e == EDQUOT)
+        /* No room (a full disk, a quota, a file size limit): free what the partial file
+         * took; snapshots/ never saw it. */
+        bool no_room = e == ENOSPC || e == EDQUOT || e == EFBIG;
+        if (no_room)
             unlink(part);
         job_fail(r, j, "%s: writing %s: %s%s", j->path, part, strerror(e),
-                 e == ENOSPC || e == EDQUOT ? " (the disk is full; the partial file was deleted,"
-                                              " nothing was linked into snapshots/)" : "");
+                 no_room ? " (no room left: the partial file was deleted, nothing was linked "
+                           "into snapshots/)" : "");
         return;
     }
     long s = j->h.status;
