@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
@@ -118,6 +119,29 @@ print(json.dumps({"path": snapshot_download("mock-org/tiny-chat",
     shutil.rmtree(home, ignore_errors=True)
 
 
+def pagoda_waits_for_huggingface_hubs_lock():
+    """huggingface_hub holds .locks/models--ORG--NAME/{etag}.lock (filelock: flock(2))
+    while it writes a blob; pagoda waits for it, then finds the blob and links it."""
+    import filelock
+    import hashlib
+    home = tempfile.mkdtemp(prefix="pgd-interop-")
+    digest = hashlib.sha256(TINY_FILES["model.safetensors"]).hexdigest()
+    lock = os.path.join(home, "hub", ".locks", "models--mock-org--tiny-chat", digest + ".lock")
+    os.makedirs(os.path.dirname(lock))
+    held = filelock.FileLock(lock)
+    held.acquire()
+    p = subprocess.Popen([h.PAGODA, "fetch", "mock-org/tiny-chat"], env=env_for(home),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    assert p.poll() is None, "pagoda did not wait for the lock"
+    held.release()
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0 and "waiting" in err, err
+    with open(os.path.join(out.strip(), "model.safetensors"), "rb") as f:
+        assert f.read() == TINY_FILES["model.safetensors"]
+    shutil.rmtree(home, ignore_errors=True)
+
+
 if __name__ == "__main__":
     try:
         import huggingface_hub  # noqa: F401
@@ -128,5 +152,6 @@ if __name__ == "__main__":
         sys.exit(1)
     suite.run(huggingface_hub_finds_what_pagoda_fetched)
     suite.run(pagoda_serves_what_huggingface_hub_fetched)
+    suite.run(pagoda_waits_for_huggingface_hubs_lock)
     HUB.close()
     suite.finish()
