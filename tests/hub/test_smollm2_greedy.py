@@ -108,7 +108,10 @@ def main():
         print(f"[====] Synthesis: Tested: 2 | Passing: {2 - failed} | Failing: {failed} | "
               "Crashing: 0")
         sys.exit(1 if failed else 77)
-    ref = AutoModelForCausalLM.from_pretrained(model, torch_dtype=torch.float32)
+    try:   # float32, as pagoda computes on the CPU; "dtype" since transformers 4.56
+        ref = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+    except TypeError:
+        ref = AutoModelForCausalLM.from_pretrained(model, torch_dtype=torch.float32)
     ref.eval()
     theirs = []
     with torch.no_grad():
