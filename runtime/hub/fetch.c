@@ -201,7 +201,13 @@ enum pgd_status pgd__hub_fetch(const struct pgd__hub_config *c,
         char commit[PGD__HUB_COMMIT_LEN + 1];
         struct pgd__hub_file *files = NULL;
         size_t n = 0;
-        st = pgd__hub_api_revision(c, o->repo, rev, commit, &files, &n, err, errlen);
+        /* With a cached snapshot to fall back on, a hub that does not answer is not waited
+         * for (no retries), as huggingface_hub does for its fast fallback. */
+        struct pgd__hub_config quick = *c;
+        if (o->cache_fallback && from_cache(c, o, rev, repo_dir, "", snapshot, sizeof snapshot,
+                                            NULL, 0) == PGD_OK)
+            quick.max_retries = 0;
+        st = pgd__hub_api_revision(&quick, o->repo, rev, commit, &files, &n, err, errlen);
         if (!st) {
             snprintf(snapshot, sizeof snapshot, "%s/snapshots/%s", repo_dir, commit);
             st = from_hub(c, o, rev, repo_dir, files, n, commit, err, errlen);

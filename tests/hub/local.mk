@@ -1,8 +1,10 @@
 # The hub client: `pagoda fetch` and `pagoda models` against a mock hub (a hub and a CDN on
-# loopback ports, mock_hub.py), and interoperability with the huggingface_hub package
+# loopback ports, mock_hub.py), hub ids and catalog names where a model is named
+# (test_hub_resolve.py), and interoperability with the huggingface_hub package
 # (scripts/requirements-test.txt) in both directions; test_smollm2_greedy.py runs only with
 # PAGODA_SMOLLM2_DIR set (scripts/smollm2_to_hf.py) and SKIPs otherwise.
 HUB_TESTS = %reldir%/test_hub_fetch.py %reldir%/test_hub_interop.py \
+	%reldir%/test_hub_resolve.py \
 	%reldir%/test_smollm2_greedy.py
 SCRIPT_TESTS += $(HUB_TESTS)
 EXTRA_DIST += $(HUB_TESTS) %reldir%/mock_hub.py
