@@ -38,7 +38,8 @@ def env_for(home, **extra):
 def generate(home, model, **extra):
     p = subprocess.run([h.PAGODA, "generate", "--model", model, "--device", "cpu",
                         "--prompt", "hello", "--max-tokens", "3", "--ids"],
-                       env=env_for(home, **extra), capture_output=True, text=True, timeout=120)
+                       env=env_for(home, PAGODA_LOG="info", **extra), capture_output=True,
+                       text=True, timeout=120)
     return p.returncode, p.stdout, p.stderr
 
 
