@@ -17,6 +17,7 @@ Faults a test switches on (Hub.faults, keyed by repo path or blob):
   "cut:<path>"      n   the next n CDN downloads send half the bytes asked and close
   "corrupt:<path>"  1   the CDN serves the file with one byte flipped
   "slow:<path>"     s   the CDN spreads the file over about s seconds
+  "norange:<path>"  1   the CDN ignores Range headers (answers 200 with the whole file)
 Every request is logged (Hub.log: dicts with host, method, path, headers, sent bytes)."""
 import hashlib
 import json
@@ -245,7 +246,7 @@ def _handler(hub, host):
                 data = bytes([data[0] ^ 0xFF]) + data[1:]
             start, status, headers = 0, 200, {"ETag": f'"{digest}"', "Accept-Ranges": "bytes"}
             rng = self.headers.get("Range")
-            if rng:
+            if rng and not hub.faults.get(f"norange:{path}"):
                 start = int(rng.split("=")[1].split("-")[0])
                 if start >= len(data):
                     return self._send(416, b"", {"Content-Range": f"bytes */{len(data)}"})

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`pagoda fetch` against the mock hub (tests/hub/mock_hub.py: a hub and a CDN on loopback
 ports): a full fetch and the cache layout huggingface_hub writes; an interrupted download
-resumed without fetching the done part again; a corrupted LFS blob refused; two fetches of
+resumed without fetching the done part again (and restarted when the server ignores Range,
+checked without a download when it is already whole); a corrupted LFS blob refused; two fetches of
 one repo at once (locks) ending with one good copy; offline mode; the token sent to the hub
 and never to the CDN; --include/--exclude; a revision as branch, tag and commit; retries on
 429 (Retry-After) and 500; gated, missing repo and revision messages; a full disk; and
@@ -175,6 +176,46 @@ def retry_resumes_in_one_run():
     gets = cdn_gets(digest)[n:]
     assert len(gets) == 2 and gets[1]["headers"].get("range") == f"bytes={len(WEIGHTS) // 2}-"
     assert "resuming" in err, err
+    check_snapshot(c, MAIN, DEFAULT)
+    c.close()
+
+
+def server_ignoring_range_restarts_the_file():
+    c = Cache()
+    digest = sha256(WEIGHTS)
+    HUB.faults["cut:model.safetensors"] = 1
+    rc, _, _ = c.run("fetch", REPO, "--max-retries", "0", ok=False)
+    assert rc == 1
+    HUB.faults["norange:model.safetensors"] = 1
+    n = len(cdn_gets(digest))
+    try:
+        c.run("fetch", REPO)
+    finally:
+        del HUB.faults["norange:model.safetensors"]
+    gets = cdn_gets(digest)[n:]
+    assert len(gets) == 1 and gets[0]["headers"].get("range") and \
+        gets[0]["sent"] == len(WEIGHTS), gets
+    check_snapshot(c, MAIN, DEFAULT)
+    c.close()
+
+
+def complete_partial_file_is_checked_not_fetched():
+    """A .incomplete file already as long as the blob (a run killed before the rename) is
+    checked and moved in without a download; a wrong one is deleted and fails."""
+    c = Cache()
+    digest = sha256(WEIGHTS)
+    blobs = os.path.join(c.repo_dir, "blobs")
+    os.makedirs(blobs)
+    with open(os.path.join(blobs, digest + ".incomplete"), "wb") as f:
+        f.write(WEIGHTS[:-1] + bytes([WEIGHTS[-1] ^ 1]))
+    n = len(cdn_gets(digest))
+    rc, _, err = c.run("fetch", REPO, ok=False)
+    assert rc == 1 and "checksum mismatch" in err, err
+    assert not os.path.exists(os.path.join(blobs, digest + ".incomplete"))
+    with open(os.path.join(blobs, digest + ".incomplete"), "wb") as f:
+        f.write(WEIGHTS)
+    c.run("fetch", REPO)
+    assert len(cdn_gets(digest)) == n, "the complete partial file was downloaded again"
     check_snapshot(c, MAIN, DEFAULT)
     c.close()
 
@@ -383,6 +424,8 @@ def catalog_lists_and_names():
 
 if __name__ == "__main__":
     for t in (full_fetch, token_only_to_hub, resume_after_cut, retry_resumes_in_one_run,
+              server_ignoring_range_restarts_the_file,
+              complete_partial_file_is_checked_not_fetched,
               checksum_mismatch_refused, concurrent_fetches_share_one_download,
               offline_uses_the_cache, include_exclude, revisions_branch_tag_commit,
               retries_honour_retry_after, gated_missing_and_bad_revision,
