@@ -521,6 +521,32 @@ static void draw(struct run *r, long long t0, int *lines)
                            secs > 0 ? fetched / secs : 0, lines);
 }
 
+/* A job at its first stage: HEAD {endpoint}/{repo}/resolve/{commit}/{path}. */
+static void job_init(struct run *r, struct job *j, const char *path)
+{
+    *j = (struct job){ .path = path, .size = -1, .fd = -1, .lock_fd = -1 };
+    char *esc = curl_easy_escape(NULL, path, 0);
+    size_t ulen = strlen(r->c->endpoint) + strlen(r->repo) + (esc ? strlen(esc) : 0) + 64;
+    j->url = esc ? malloc(ulen) : NULL;
+    if (j->url) {
+        /* The path keeps its '/' separators: unescape them back. */
+        char *w = esc, *p = esc;
+        while (*p) {
+            if (!strncmp(p, "%2F", 3)) {
+                *w++ = '/';
+                p += 3;
+            } else {
+                *w++ = *p++;
+            }
+        }
+        *w = '\0';
+        snprintf(j->url, ulen, "%s/%s/resolve/%s/%s", r->c->endpoint, r->repo, r->commit, esc);
+    }
+    curl_free(esc);
+    if (!j->url)
+        job_fail(r, j, "%s: out of memory", path);
+}
+
 enum pgd_status pgd__hub_download(const struct pgd__hub_config *c, const char *repo,
                                   const char *rev, const char *commit, const char *repo_dir,
                                   const char *const *paths, size_t n, bool quiet, char *err,
@@ -542,30 +568,8 @@ enum pgd_status pgd__hub_download(const struct pgd__hub_config *c, const char *r
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
     }
     r.n = n;
-    for (size_t i = 0; i < n; i++) {
-        struct job *j = &r.jobs[i];
-        *j = (struct job){ .path = paths[i], .size = -1, .fd = -1, .lock_fd = -1 };
-        char *esc = curl_easy_escape(NULL, paths[i], 0);
-        size_t ulen = strlen(c->endpoint) + strlen(repo) + (esc ? strlen(esc) : 0) + 64;
-        j->url = esc ? malloc(ulen) : NULL;
-        if (j->url) {
-            /* The path keeps its '/' separators: unescape them back. */
-            char *w = esc, *p = esc;
-            while (*p) {
-                if (!strncmp(p, "%2F", 3)) {
-                    *w++ = '/';
-                    p += 3;
-                } else {
-                    *w++ = *p++;
-                }
-            }
-            *w = '\0';
-            snprintf(j->url, ulen, "%s/%s/resolve/%s/%s", c->endpoint, repo, commit, esc);
-        }
-        curl_free(esc);
-        if (!j->url)
-            job_fail(&r, j, "%s: out of memory", paths[i]);
-    }
+    for (size_t i = 0; i < n; i++)
+        job_init(&r, &r.jobs[i], paths[i]);
     long long t0 = pgd__hub_now_ms(), last_draw = 0;
     int lines = 0;
     while (r.finished < r.n) {
