@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A hub id or a catalog short name wherever a model is named: `pagoda generate --model
 ORG/NAME` fetches the repo from the mock hub and runs it; a catalog short name does the same;
-offline, the cached snapshot is used and a missing one is a clear error; with the hub down,
+offline, the cached snapshot is used and a missing one is a clear error; `bench` takes vLLM's
+--revision and --download-dir; with the hub down,
 the cache is used with a warning (as huggingface_hub does). And the progress display: bars
 and a total on a terminal, plain lines when HF_HUB_DISABLE_PROGRESS_BARS is set."""
 import os
@@ -26,6 +27,7 @@ for name in sorted(os.listdir(h.TINY)):
         TINY_FILES[name] = f.read()
 TINY = HUB.add_repo("mock-org/tiny-chat")
 TINY_MAIN = TINY.commit(TINY_FILES)
+TINY_DEV = TINY.commit(dict(TINY_FILES, **{"README.md": b"dev\n"}), ref="dev")
 
 
 def env_for(home, **extra):
@@ -73,6 +75,24 @@ def generate_with_a_catalog_name():
     assert snapshot(home) in err, err
     rc, _, err = generate(home, "no-such-model", PAGODA_CATALOG=cat)
     assert rc == 1 and "not a directory, not a hub id" in err and "pagoda models" in err, err
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def bench_with_revision_and_download_dir():
+    """vLLM's --revision and --download-dir, on `pagoda bench throughput`."""
+    home = tempfile.mkdtemp(prefix="pgd-resolve-")
+    dl = os.path.join(home, "elsewhere")
+    p = subprocess.run([h.PAGODA, "bench", "throughput", "--model", "mock-org/tiny-chat",
+                        "--revision", "dev", "--download-dir", dl, "--device", "cpu",
+                        "--num-prompts", "2", "--input-len", "4", "--output-len", "2",
+                        "--warmup", "0"], env=env_for(home), capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    snap = os.path.join(dl, "models--mock-org--tiny-chat", "snapshots", TINY_DEV)
+    assert os.path.isfile(os.path.join(snap, "config.json")), os.listdir(dl)
+    with open(os.path.join(dl, "models--mock-org--tiny-chat", "refs", "dev")) as f:
+        assert f.read() == TINY_DEV
+    assert not os.path.exists(os.path.join(home, "hub")), "HF_HOME was used"
     shutil.rmtree(home, ignore_errors=True)
 
 
@@ -133,6 +153,7 @@ def progress_on_a_terminal():
 if __name__ == "__main__":
     suite.run(generate_with_hub_ids)
     suite.run(generate_with_a_catalog_name)
+    suite.run(bench_with_revision_and_download_dir)
     suite.run(hub_down_uses_the_cache)
     suite.run(progress_on_a_terminal)
     HUB.close()
