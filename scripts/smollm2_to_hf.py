@@ -237,6 +237,11 @@ def main():
                "special_tokens_map.json": special_map,
                "generation_config.json": {"bos_token_id": bos, "eos_token_id": eos,
                                           "pad_token_id": pad}}
+    try:   # the tokenizers package, when there, must read what we wrote
+        from tokenizers import Tokenizer
+        Tokenizer.from_str(json.dumps(tok))
+    except ImportError:
+        pass
     for name, obj in outputs.items():
         with open(os.path.join(args.out, name), "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=2, ensure_ascii=False)
