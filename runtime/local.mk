@@ -19,6 +19,7 @@ include %reldir%/sample/local.mk
 include %reldir%/engine/local.mk
 include %reldir%/tokenizer/local.mk
 include %reldir%/chat/local.mk
+include %reldir%/hub/local.mk
 
 lib_LTLIBRARIES += libpagoda.la
 libpagoda_la_SOURCES =

@@ -25,6 +25,7 @@ check-local:
 endif
 include %reldir%/http/local.mk
 include %reldir%/tools/local.mk
+include %reldir%/hub/local.mk
 
 if ENABLE_TSAN
 # Criterion cannot run under ThreadSanitizer (Snaipe/Criterion#274): a TSan build runs the

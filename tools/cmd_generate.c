@@ -277,6 +277,8 @@ int pgd_cmd_generate(int argc, char **argv)
         gen_usage(stderr);
         return 2;
     }
+    if (pgd_tool_resolve_model(&o.model, NULL, NULL))
+        return 1;
     /* The engine's registry searches plugin_path first: --plugin-dir, then the build tree's
      * plugins when this binary runs from it (then PAGODA_PLUGIN_PATH and the install dir). */
     static char path[8192];

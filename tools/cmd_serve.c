@@ -423,6 +423,16 @@ int pgd_cmd_serve(int argc, char **argv)
     }
     if (kv_mib > 0)
         o.ep.kv_cache_bytes = (size_t)kv_mib << 20;
+    const char *named = o.model;
+    if (rc == 0 && pgd_tool_resolve_model(&o.model, NULL, NULL))
+        rc = 1;
+    /* A hub id or catalog name is also the served name (vLLM's default), unless one is given:
+     * the snapshot folder's last part is a commit id. */
+    bool name_given = false;
+    for (size_t i = 0; i < o.n_settings; i++)
+        name_given |= !strcmp(o.settings[i].key, "served_model_name");
+    if (rc == 0 && named != o.model && !name_given)
+        rc = add_setting(&o, "served_model_name", named);
     if (rc == 0)
         rc = run(&o);
     free(o.plugin_dirs);
