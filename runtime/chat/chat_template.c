@@ -3,7 +3,6 @@
  * template and special tokens. */
 #include <pagoda/chat_template.h>
 #include "runtime/chat/jinja.h"
-#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,25 +36,6 @@ void pgd_chat_template_set_limits(struct pgd_chat_template *tpl,
         tpl->limits.max_depth = 8;
 }
 
-static bool valid_utf8(const char *s, size_t n, size_t *bad)
-{
-    size_t i = 0, len;
-    while (i < n) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        uint32_t cp = pgd__jutf8_next(s + i, n - i, &len);
-        if (len == 1 && cp == c) {
-            *bad = i;
-            return false;
-        }
-        i += len;
-    }
-    return true;
-}
-
 /* Failure state of a compile or render: on the heap so that longjmp leaves it intact. */
 struct failure {
     struct pgd__jfail fail;
@@ -82,8 +62,8 @@ enum pgd_status pgd_chat_template_create(const char *source, const char *name,
     if (!source)
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s%schat template source is NULL",
                         name ? name : "", name ? ": " : "");
-    size_t n = strlen(source), bad;
-    if (!valid_utf8(source, n, &bad))
+    size_t n = strlen(source), bad = pgd__utf8_validate(source, n);
+    if (bad < n)
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
                         "%s%schat template is not valid UTF-8 (byte %zu)", name ? name : "",
                         name ? ": " : "", bad);
@@ -351,46 +331,6 @@ static bool file_exists(const char *path)
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-static char *read_file(const char *path, char *err, size_t errlen, enum pgd_status *st)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        *st = pgd_errf(err, errlen, PGD_ERR_IO, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-        if (cap - n - 1 == 0) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    bool io_err = ferror(f);
-    fclose(f);
-    if (!buf) {
-        *st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", path);
-        return NULL;
-    }
-    if (io_err) {
-        free(buf);
-        *st = pgd_errf(err, errlen, PGD_ERR_IO, "%s: read error", path);
-        return NULL;
-    }
-    buf[n] = '\0';
-    return buf;
-}
-
 /* A special token: a string, null, or an AddedToken-like object {"content": "..."}. */
 static enum pgd_status token_field(const char *path, json_t *cfg, const char *field,
                                    char **out, char *err, size_t errlen)
@@ -485,7 +425,7 @@ enum pgd_status pgd_chat_template_config_load(const char *model_dir,
             goto done;
     }
     if (file_exists(jinja)) {
-        if (!(cfg->source = read_file(jinja, err, errlen, &st)))
+        if ((st = pgd__read_file(jinja, &cfg->source, NULL, err, errlen)))
             goto done;
         if (!(cfg->path = strdup(jinja))) {
             st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
