@@ -646,7 +646,9 @@ static void repr_d(struct pgd__jarena *a, struct pgd__jbuf *b, const struct pgd_
         pgd__jbuf_putc(a, b, v->l.tuple ? ')' : ']');
         return;
     case PGD__J_DICT:
-        pgd__jbuf_putc(a, b, '{');
+    case PGD__J_NS:
+        /* a namespace prints as Jinja's Namespace does: its dict inside <Namespace ...> */
+        pgd__jbuf_puts(a, b, v->kind == PGD__J_NS ? "<Namespace {" : "{");
         for (size_t i = 0; i < v->d.n; i++) {
             if (i)
                 pgd__jbuf_puts(a, b, ", ");
@@ -654,20 +656,8 @@ static void repr_d(struct pgd__jarena *a, struct pgd__jbuf *b, const struct pgd_
             pgd__jbuf_puts(a, b, ": ");
             repr_d(a, b, v->d.v[i], d + 1);
         }
-        pgd__jbuf_putc(a, b, '}');
+        pgd__jbuf_puts(a, b, v->kind == PGD__J_NS ? "}>" : "}");
         return;
-    case PGD__J_NS: {
-        pgd__jbuf_puts(a, b, "<Namespace {");
-        for (size_t i = 0; i < v->d.n; i++) {
-            if (i)
-                pgd__jbuf_puts(a, b, ", ");
-            repr_d(a, b, v->d.k[i], d + 1);
-            pgd__jbuf_puts(a, b, ": ");
-            repr_d(a, b, v->d.v[i], d + 1);
-        }
-        pgd__jbuf_puts(a, b, "}>");
-        return;
-    }
     default:
         pgd__jv_str_to(a, b, v);
     }

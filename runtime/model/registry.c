@@ -57,16 +57,6 @@ const char *pgd_plugin_kind_str(enum pgd_plugin_kind kind)
     return "unknown";
 }
 
-static char *dup_range(const char *s, size_t n)
-{
-    char *d = malloc(n + 1);
-    if (d) {
-        memcpy(d, s, n);
-        d[n] = '\0';
-    }
-    return d;
-}
-
 /* dir + "/" + name, without doubling a trailing slash. Returned string owned by the caller. */
 static char *join_path(const char *dir, const char *name)
 {
@@ -470,7 +460,7 @@ struct dir_list {
 
 static bool dir_list_add(struct dir_list *l, const char *s, size_t len)
 {
-    char *d = dup_range(s, len);
+    char *d = strndup(s, len);
     if (!d)
         return false;
     char *key = realpath(d, NULL);
