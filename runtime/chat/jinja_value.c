@@ -91,8 +91,8 @@ void pgd__jreserve_(struct pgd__jarena *a, void *arrp, size_t *cap, size_t need,
         return;
     size_t c = pgd__grow_capacity(*cap, need, min_cap, elem);
     if (!c)
-        pgd__jthrow(a->fail, PGD_ERR_NOMEM, -1, "chat template: an array of %zu elements is too large",
-                    need);
+        pgd__jthrow(a->fail, PGD_ERR_NOMEM, -1,
+                    "chat template: an array of %zu elements is too large", need);
     /* arrp is the address of the caller's T *: read and written through memcpy (any object
      * pointer type, no aliasing cast). */
     void *old, *q = pgd__jalloc(a, c * elem);

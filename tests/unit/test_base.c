@@ -383,8 +383,8 @@ Test(utf8, every_scalar_value_round_trips)
         uint32_t back;
         size_t k = pgd__utf8_next(out, n, &back);
         if (k != n || back != c || n != (c < 0x80 ? 1u : c < 0x800 ? 2u : c < 0x10000 ? 3u : 4u))
-            cr_assert_fail("U+%04X: encoded in %zu bytes, decoded %zu bytes as U+%04X", (unsigned)c, n,
-                    k, (unsigned)back);
+            cr_assert_fail("U+%04X: encoded in %zu bytes, decoded %zu bytes as U+%04X",
+                           (unsigned)c, n, k, (unsigned)back);
     }
 }
 
@@ -432,8 +432,8 @@ Test(utf8, agrees_with_rfc3629_on_every_short_sequence)
                     s[3] = tail[u];
                     bool want = rfc3629_ok(s, 4);
                     if ((pgd__utf8_next(s, 4, NULL) != 0) != want)
-                        cr_assert_fail("%02X %02X %02X %02X: RFC 3629 says %d", a, b, s[2], s[3],
-                                want);
+                        cr_assert_fail("%02X %02X %02X %02X: RFC 3629 says %d", a, b, s[2],
+                                       s[3], want);
                 }
         }
     }
