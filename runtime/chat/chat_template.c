@@ -331,6 +331,18 @@ static bool file_exists(const char *path)
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
+/* Parses the JSON file at path into *out (the caller's reference); a parse error names the
+ * file, line and column. */
+static enum pgd_status load_json(const char *path, json_t **out, char *err, size_t errlen)
+{
+    json_error_t je;
+    *out = json_load_file(path, JSON_DECODE_INT_AS_REAL, &je);
+    if (!*out)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: line %d, column %d: %s", path, je.line,
+                        je.column, je.text);
+    return PGD_OK;
+}
+
 /* A special token: a string, null, or an AddedToken-like object {"content": "..."}. */
 static enum pgd_status token_field(const char *path, json_t *cfg, const char *field,
                                    char **out, char *err, size_t errlen)
@@ -397,13 +409,9 @@ enum pgd_status pgd_chat_template_config_load(const char *model_dir,
         goto done;
     }
     if (file_exists(tcfg)) {
-        json_error_t je;
-        json_t *j = json_load_file(tcfg, JSON_DECODE_INT_AS_REAL, &je);
-        if (!j) {
-            st = pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: line %d, column %d: %s", tcfg,
-                          je.line, je.column, je.text);
+        json_t *j;
+        if ((st = load_json(tcfg, &j, err, errlen)))
             goto done;
-        }
         if (!json_is_object(j)) {
             json_decref(j);
             st = pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: expected a JSON object", tcfg);
@@ -432,13 +440,9 @@ enum pgd_status pgd_chat_template_config_load(const char *model_dir,
             goto done;
         }
     } else if (!cfg->source && file_exists(ctjson)) {
-        json_error_t je;
-        json_t *j = json_load_file(ctjson, JSON_DECODE_INT_AS_REAL, &je);
-        if (!j) {
-            st = pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: line %d, column %d: %s", ctjson,
-                          je.line, je.column, je.text);
+        json_t *j;
+        if ((st = load_json(ctjson, &j, err, errlen)))
             goto done;
-        }
         json_t *ct = json_object_get(j, "chat_template");
         st = ct ? template_field(ctjson, ct, cfg, err, errlen)
                 : pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: no \"chat_template\"", ctjson);
