@@ -61,6 +61,27 @@ size_t pgd__utf8_next(const void *sv, size_t n, uint32_t *cp)
     return need;
 }
 
+uint32_t pgd__utf8_decode_valid(const void *sv, size_t *len)
+{
+    const unsigned char *s = sv;
+    unsigned char c = s[0];
+    if (c < 0x80) {
+        *len = 1;
+        return c;
+    }
+    if (c < 0xE0) {
+        *len = 2;
+        return ((uint32_t)(c & 0x1F) << 6) | (s[1] & 0x3F);
+    }
+    if (c < 0xF0) {
+        *len = 3;
+        return ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+    }
+    *len = 4;
+    return ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) |
+           ((uint32_t)(s[2] & 0x3F) << 6) | (s[3] & 0x3F);
+}
+
 size_t pgd__utf8_validate(const void *sv, size_t n)
 {
     const unsigned char *s = sv;

@@ -32,6 +32,10 @@
  * be NULL), or returns 0 when s does not begin with a well-formed sequence (n == 0
  * included); *cp is then untouched. */
 size_t pgd__utf8_next(const void *s, size_t n, uint32_t *cp);
+/* Decodes the character at s, which the caller knows begins with a well-formed sequence
+ * (text already checked with pgd__utf8_next or pgd__utf8_validate); *len gets its length.
+ * Reads that sequence only, and checks nothing: for the inner loops over checked text. */
+uint32_t pgd__utf8_decode_valid(const void *s, size_t *len);
 /* The length of the longest well-formed prefix of s[0..n): n when the whole span is valid,
  * else the offset of the first byte of the first ill-formed sequence. */
 size_t pgd__utf8_validate(const void *s, size_t n);

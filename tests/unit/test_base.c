@@ -380,11 +380,15 @@ Test(utf8, every_scalar_value_round_trips)
             continue;
         char out[4];
         size_t n = pgd__utf8_put(c, out);
-        uint32_t back;
-        size_t k = pgd__utf8_next(out, n, &back);
+        uint32_t back, fast;
+        size_t k = pgd__utf8_next(out, n, &back), kf;
+        fast = pgd__utf8_decode_valid(out, &kf);
         if (k != n || back != c || n != (c < 0x80 ? 1u : c < 0x800 ? 2u : c < 0x10000 ? 3u : 4u))
             cr_assert_fail("U+%04X: encoded in %zu bytes, decoded %zu bytes as U+%04X",
                            (unsigned)c, n, k, (unsigned)back);
+        if (kf != n || fast != c)
+            cr_assert_fail("U+%04X: decode_valid read %zu bytes as U+%04X", (unsigned)c, kf,
+                           (unsigned)fast);
     }
 }
 
