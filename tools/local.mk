@@ -14,4 +14,4 @@ tools_pagoda_LDADD = runtime/libpagoda-private.la $(JANSSON_LIBS)
 # A benchmark program (not a test): tools/bench_tokenizer --model DIR --file TEXT
 noinst_PROGRAMS += tools/bench_tokenizer
 tools_bench_tokenizer_SOURCES = %reldir%/bench_tokenizer.c
-tools_bench_tokenizer_LDADD = libpagoda.la
+tools_bench_tokenizer_LDADD = runtime/libpagoda-private.la

@@ -3,6 +3,7 @@
 #include "runtime/model/model_ctx.h"
 #include "runtime/model/safetensors.h"
 #include "runtime/base/device.h"
+#include "runtime/base/mem.h"
 #include "config.h"
 #ifdef PGD_HAVE_CUDA
 #include "kernels/cuda/kernels.h"
@@ -16,14 +17,8 @@
 /* ---- device allocations owned by the model ----------------------------------------------- */
 static void *model_alloc(struct pgd__model *m, size_t bytes)
 {
-    if (m->n_allocs == m->cap_allocs) {
-        size_t cap = m->cap_allocs ? 2 * m->cap_allocs : 64;
-        void **a = realloc(m->allocs, cap * sizeof *a);
-        if (!a)
-            return NULL;
-        m->allocs = a;
-        m->cap_allocs = cap;
-    }
+    if (!pgd__array_reserve(m->allocs, m->cap_allocs, m->n_allocs + 1))
+        return NULL;
     void *p = pgd__device_alloc(m->device, bytes);
     if (p) {
         m->allocs[m->n_allocs++] = p;

@@ -1,6 +1,7 @@
 /* The plugin registry: opens plugins with dlopen, checks their descriptors against the ABI
  * (include/pagoda/plugin.h), and indexes them by kind, name and claimed architecture. */
 #include <pagoda/registry.h>
+#include "runtime/base/mem.h"
 #include <pagoda/log.h>
 #include <dirent.h>
 #include <dlfcn.h>
@@ -54,30 +55,6 @@ const char *pgd_plugin_kind_str(enum pgd_plugin_kind kind)
     case PGD_PLUGIN_FRONTEND: return "frontend";
     }
     return "unknown";
-}
-
-/* Makes room for one more element in *arr (of *cap elements of elem bytes, n used). */
-static bool grow(void **arr, size_t *cap, size_t n, size_t elem)
-{
-    if (n < *cap)
-        return true;
-    size_t ncap = *cap ? *cap * 2 : 8;
-    void *p = realloc(*arr, ncap * elem);
-    if (!p)
-        return false;
-    *arr = p;
-    *cap = ncap;
-    return true;
-}
-
-static char *dup_range(const char *s, size_t n)
-{
-    char *d = malloc(n + 1);
-    if (d) {
-        memcpy(d, s, n);
-        d[n] = '\0';
-    }
-    return d;
 }
 
 /* dir + "/" + name, without doubling a trailing slash. Returned string owned by the caller. */
@@ -321,7 +298,7 @@ static enum pgd_status add_plugin(struct pgd_registry *reg, const char *path, co
     struct reg_plugin p = { .desc = d, .handle = h, .path = strdup(path), .real = real,
                             .dir = dir ? strdup(dir) : NULL };
     if (!p.path || (dir && !p.dir) ||
-        !grow((void **)&reg->plugins, &reg->cap_plugins, reg->n_plugins, sizeof p)) {
+        !pgd__array_reserve(reg->plugins, reg->cap_plugins, reg->n_plugins + 1)) {
         free(p.path);
         free(p.dir);
         free(real);
@@ -353,7 +330,7 @@ enum pgd_status pgd_registry_load_file(struct pgd_registry *reg, const char *pat
 
 static void record_refusal(struct pgd_registry *reg, const char *path, const char *why)
 {
-    if (!grow((void **)&reg->refused, &reg->cap_refused, reg->n_refused, sizeof *reg->refused))
+    if (!pgd__array_reserve(reg->refused, reg->cap_refused, reg->n_refused + 1))
         return;
     struct reg_refusal r = { strdup(path), strdup(why) };
     if (!r.path || !r.why) {
@@ -404,7 +381,7 @@ static long list_so_files(const char *dir, char ***out)
         if (!is_so_name(de->d_name))
             continue;
         char *copy = strdup(de->d_name);
-        if (!copy || !grow((void **)&names, &cap, n, sizeof *names)) {
+        if (!copy || !pgd__array_reserve(names, cap, n + 1)) {
             free(copy);
             oom = true;
             break;
@@ -483,7 +460,7 @@ struct dir_list {
 
 static bool dir_list_add(struct dir_list *l, const char *s, size_t len)
 {
-    char *d = dup_range(s, len);
+    char *d = strndup(s, len);
     if (!d)
         return false;
     char *key = realpath(d, NULL);
@@ -499,8 +476,8 @@ static bool dir_list_add(struct dir_list *l, const char *s, size_t len)
             free(key);
             return true;
         }
-    if (!grow((void **)&l->dirs, &l->cap_dirs, l->n, sizeof *l->dirs) ||
-        !grow((void **)&l->keys, &l->cap_keys, l->n, sizeof *l->keys)) {
+    if (!pgd__array_reserve(l->dirs, l->cap_dirs, l->n + 1) ||
+        !pgd__array_reserve(l->keys, l->cap_keys, l->n + 1)) {
         free(d);
         free(key);
         return false;

@@ -1,7 +1,12 @@
 # One Criterion program per runtime subsystem.
-CRITERION_TESTS = tests/unit/test_tensor tests/unit/test_cpu_kernels tests/unit/test_models tests/unit/test_safetensors tests/unit/test_block_pool tests/unit/test_scheduler \
+CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cpu_kernels tests/unit/test_models tests/unit/test_safetensors tests/unit/test_block_pool tests/unit/test_scheduler \
 	tests/unit/test_sampler tests/unit/test_engine tests/unit/test_tokenizer tests/unit/test_chat_template tests/unit/test_registry tests/unit/test_model_api
 check_PROGRAMS += $(CRITERION_TESTS) tests/unit/test_engine_tsan
+tests_unit_test_base_SOURCES = %reldir%/test_base.c
+tests_unit_test_base_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_base_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_base_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_base_LDADD = $(TEST_LDADD)
 tests_unit_test_tensor_SOURCES = %reldir%/test_tensor.c
 tests_unit_test_tensor_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_tensor_CFLAGS = $(TEST_CFLAGS)

@@ -9,7 +9,7 @@
  *               shutdown
  *   request.c   JSON request bodies -> struct oai_gen (every type and range checked)
  *   generate.c  running a struct oai_gen on the engine: JSON responses and SSE streams
- *   util.c      error bodies, UTF-8 repair, token strings, a growable byte buffer
+ *   util.c      error bodies, UTF-8 repair, token strings, response ids
  *
  * Threads: libmicrohttpd runs one thread per connection; each request is handled entirely
  * on its connection's thread (the engine, the tokenizer and the chat renderer are
@@ -18,6 +18,7 @@
 #define PGD_OAI_H
 
 #include <pagoda/frontend.h>
+#include "runtime/base/buf.h"
 #include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -241,14 +242,12 @@ enum MHD_Result oai_gen_run(struct oai_server *s, struct MHD_Connection *c, stru
 
 /* ---- util.c ---------------------------------------------------------------------------- */
 
-struct oai_buf {
-    char *p;
-    size_t len, cap;
-    bool failed;                   /* an allocation failed; p holds what fit */
-};
-void oai_buf_add(struct oai_buf *b, const char *s, size_t n);
-void oai_buf_addf(struct oai_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void oai_buf_fini(struct oai_buf *b);
+/* Byte buffers are runtime/base/buf.h's struct pgd__buf (its sources are compiled into this
+ * plugin). Transitional spellings for http.c, to go when it is next edited: */
+#define oai_buf pgd__buf
+#define oai_buf_add pgd__buf_append
+#define oai_buf_addf pgd__buf_appendf
+#define oai_buf_fini pgd__buf_fini
 
 /* A json string of s[0..n) with invalid UTF-8 replaced by U+FFFD (never NULL on memory). */
 json_t *oai_json_str(const char *s, size_t n);

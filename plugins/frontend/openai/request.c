@@ -228,7 +228,7 @@ static bool parse_messages(struct oai_server *s, json_t *b, struct oai_gen *g, b
         else if (json_is_string(content))
             text = json_copy(content);
         else if (json_is_array(content)) {
-            struct oai_buf tb = { 0 };
+            struct pgd__buf tb = { 0 };
             size_t j;
             json_t *part;
             json_array_foreach(content, j, part) {
@@ -237,18 +237,23 @@ static bool parse_messages(struct oai_server *s, json_t *b, struct oai_gen *g, b
                     !json_is_string(json_object_get(part, "type")) ||
                     strcmp(json_string_value(json_object_get(part, "type")), "text") ||
                     !json_is_string(t)) {
-                    oai_buf_fini(&tb);
+                    pgd__buf_fini(&tb);
                     json_decref(norm);
                     OAI_BAD(e, param, "'%s.content[%zu]': only parts {\"type\": \"text\", "
                             "\"text\": ...} are supported", param, j);
                     return false;
                 }
                 if (j)
-                    oai_buf_add(&tb, "\n", 1);
-                oai_buf_add(&tb, json_string_value(t), json_string_length(t));
+                    pgd__buf_append(&tb, "\n", 1);
+                pgd__buf_append(&tb, json_string_value(t), json_string_length(t));
             }
-            text = json_stringn(tb.p ? tb.p : "", tb.len);
-            oai_buf_fini(&tb);
+            text = tb.failed ? NULL : json_stringn(tb.p ? tb.p : "", tb.len);
+            pgd__buf_fini(&tb);
+            if (!text) {
+                json_decref(norm);
+                oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
+                return false;
+            }
         } else {
             json_decref(norm);
             OAI_BAD(e, param, "'%s.content' must be a string or a list of text parts", param);
