@@ -401,19 +401,19 @@ void oai_conn_stop(struct oai_server *s)
     s->watchdog_started = false;
 }
 
-void oai_conn_metrics(struct oai_server *s, struct oai_buf *b)
+void oai_conn_metrics(struct oai_server *s, struct pgd__buf *b)
 {
     pthread_mutex_lock(&s->conn_mu);
-    oai_buf_addf(b, "# HELP pagoda:http_connections Open HTTP connections.\n# TYPE pagoda:http_connections gauge\n"
+    pgd__buf_appendf(b, "# HELP pagoda:http_connections Open HTTP connections.\n# TYPE pagoda:http_connections gauge\n"
                     "pagoda:http_connections %d\n", s->n_conns);
-    oai_buf_addf(b, "# HELP pagoda:http_connections_refused_total Connections answered 503 at "
+    pgd__buf_appendf(b, "# HELP pagoda:http_connections_refused_total Connections answered 503 at "
                     "accept, past max_connections or max_connections_per_ip.\n"
                     "# TYPE pagoda:http_connections_refused_total counter\n"
                     "pagoda:http_connections_refused_total{limit=\"total\"} %llu\n"
                     "pagoda:http_connections_refused_total{limit=\"per_ip\"} %llu\n",
                  (unsigned long long)(s->refused_total - s->refused_per_ip),
                  (unsigned long long)s->refused_per_ip);
-    oai_buf_addf(b, "# HELP pagoda:http_header_timeouts_total Connections closed because a "
+    pgd__buf_appendf(b, "# HELP pagoda:http_header_timeouts_total Connections closed because a "
                     "request head did not arrive within header_timeout.\n"
                     "# TYPE pagoda:http_header_timeouts_total counter\n"
                     "pagoda:http_header_timeouts_total %llu\n",

@@ -37,7 +37,7 @@ struct req_ctx {
     bool too_big;
     bool answered;                 /* a response was queued before the body was read */
     size_t dropped;                /* body bytes past the limit, read and dropped */
-    struct oai_buf body;
+    struct pgd__buf body;
 };
 
 static enum oai_route route_of(const char *url)
@@ -191,20 +191,20 @@ static enum MHD_Result route_models(struct oai_server *s, struct MHD_Connection 
                             json_pack("{s:s, s:[o]}", "object", "list", "data", m));
 }
 
-static void metrics_http(struct oai_server *s, struct oai_buf *b)
+static void metrics_http(struct oai_server *s, struct pgd__buf *b)
 {
     pthread_mutex_lock(&s->mu);
-    oai_buf_addf(b, "# HELP pagoda:http_requests_total HTTP requests answered, by route and "
+    pgd__buf_appendf(b, "# HELP pagoda:http_requests_total HTTP requests answered, by route and "
                     "status code.\n# TYPE pagoda:http_requests_total counter\n");
     for (int r = 0; r < R_COUNT; r++)
         for (int i = 0; i < OAI_STATUS_SLOTS && s->counts[r][i].status; i++)
-            oai_buf_addf(b, "pagoda:http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+            pgd__buf_appendf(b, "pagoda:http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
                          route_names[r], s->counts[r][i].status,
                          (unsigned long long)s->counts[r][i].n);
-    oai_buf_addf(b, "# HELP pagoda:http_requests_in_progress HTTP requests being handled "
+    pgd__buf_appendf(b, "# HELP pagoda:http_requests_in_progress HTTP requests being handled "
                     "(this one included).\n# TYPE pagoda:http_requests_in_progress gauge\n"
                     "pagoda:http_requests_in_progress %d\n", s->active);
-    oai_buf_addf(b, "# HELP pagoda:http_streams_aborted_total Requests aborted because their "
+    pgd__buf_appendf(b, "# HELP pagoda:http_streams_aborted_total Requests aborted because their "
                     "client went away or the server shut down.\n"
                     "# TYPE pagoda:http_streams_aborted_total counter\n"
                     "pagoda:http_streams_aborted_total %llu\n",
@@ -215,17 +215,17 @@ static void metrics_http(struct oai_server *s, struct oai_buf *b)
 
 static enum MHD_Result route_metrics(struct oai_server *s, struct MHD_Connection *c)
 {
-    struct oai_buf b = { 0 };
+    struct pgd__buf b = { 0 };
     if (atomic_load(&s->attached)) {
         char *text = NULL;
         size_t len = 0;
         if (pgd_engine_metrics_text(s->model.engine, &text, &len) == PGD_OK)
-            oai_buf_add(&b, text, len);
+            pgd__buf_append(&b, text, len);
         free(text);
     }
     metrics_http(s, &b);
     if (b.failed) {
-        oai_buf_fini(&b);
+        pgd__buf_fini(&b);
         return oai_respond_error(s, c, R_METRICS, 500, "internal_error", NULL, NULL,
                                  "out of memory");
     }
@@ -510,12 +510,12 @@ static enum MHD_Result body_piece(struct oai_server *s, struct MHD_Connection *c
                                   struct req_ctx *cx, const char *data, size_t n)
 {
     if (!cx->too_big && cx->body.len + n > s->cfg.max_body_bytes) {
-        oai_buf_fini(&cx->body);
+        pgd__buf_fini(&cx->body);
         cx->too_big = true;
         too_large(s, c, cx);
     }
     if (!cx->too_big) {
-        oai_buf_add(&cx->body, data, n);
+        pgd__buf_append(&cx->body, data, n);
         return MHD_YES;
     }
     cx->dropped += n;
@@ -582,7 +582,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (!cx)
         return;
     oai_conn_request_done(s, c);
-    oai_buf_fini(&cx->body);
+    pgd__buf_fini(&cx->body);
     free(cx);
     *con_cls = NULL;
     pthread_mutex_lock(&s->mu);

@@ -26,8 +26,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct oai_buf;
-
 #define OAI_MAX_STOP 16            /* stop strings per request */
 #define OAI_MAX_LOGPROBS 20        /* top alternatives per token (the engine's limit) */
 
@@ -179,7 +177,7 @@ void oai_conn_close_uploads(struct oai_server *s);
 /* True when a connection waiting for a request head has unread bytes (a head that came
  * before the listener closed: shutdown waits for its 503 before stopping the daemon). */
 bool oai_conn_head_pending(struct oai_server *s);
-void oai_conn_metrics(struct oai_server *s, struct oai_buf *b);
+void oai_conn_metrics(struct oai_server *s, struct pgd__buf *b);
 
 /* ---- API keys (auth.c) ------------------------------------------------------------------ */
 
@@ -243,11 +241,7 @@ enum MHD_Result oai_gen_run(struct oai_server *s, struct MHD_Connection *c, stru
 /* ---- util.c ---------------------------------------------------------------------------- */
 
 /* Byte buffers are runtime/base/buf.h's struct pgd__buf (its sources are compiled into this
- * plugin). Transitional spellings for http.c, to go when it is next edited: */
-#define oai_buf pgd__buf
-#define oai_buf_add pgd__buf_append
-#define oai_buf_addf pgd__buf_appendf
-#define oai_buf_fini pgd__buf_fini
+ * plugin). */
 
 /* A json string of s[0..n) with invalid UTF-8 replaced by U+FFFD (never NULL on memory). */
 json_t *oai_json_str(const char *s, size_t n);
