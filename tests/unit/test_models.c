@@ -231,6 +231,98 @@ Test(model_load, shape_disagreeing_with_config_names_tensor, .fini = cleanup_tmp
     cr_assert(strstr(err, "[128, 64]"), "%s", err);
 }
 
+/* A temp copy of fixture `name` (config.json rewritten, the weights linked) whose config
+ * sets key to the JSON text value. Removed by cleanup_tmp. */
+static const char *fixture_with_key(const char *name, const char *key, const char *value)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/pgd-test-model-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+    char path[512], weights[4096];
+    snprintf(path, sizeof path, "%s/config.json", fixture_dir(name));
+    json_error_t je;
+    json_t *cfg = json_load_file(path, 0, &je);
+    cr_assert_not_null(cfg, "%s: %s", path, je.text);
+    json_t *v = json_loads(value, JSON_DECODE_ANY, &je);
+    cr_assert_not_null(v, "%s: %s", value, je.text);
+    cr_assert_eq(json_object_set_new(cfg, key, v), 0);
+    snprintf(path, sizeof path, "%s/config.json", tmpdir);
+    cr_assert_eq(json_dump_file(cfg, path, JSON_INDENT(2)), 0, "%s", path);
+    json_decref(cfg);
+    snprintf(weights, sizeof weights, "%s/model.safetensors", fixture_dir(name));
+    snprintf(path, sizeof path, "%s/model.safetensors", tmpdir);
+    cr_assert_eq(symlink(weights, path), 0, "%s", path);
+    return tmpdir;
+}
+
+/* config.json values that change the math: out of range is refused before any plugin reads
+ * them, naming the file, the key and the value; in range (or null) loads. The registry
+ * holds the fixture quant plugin (fixture-q4, fixture-q8) beside the in-tree plugins. */
+Test(model_load, math_values_out_of_range_are_refused_by_name)
+{
+    static const struct {
+        const char *key, *value;
+        enum pgd_status status;
+        const char *message;       /* after "<dir>/config.json: " */
+    } cases[] = {
+        { "rms_norm_eps", "0", PGD_ERR_FORMAT,
+          "\"rms_norm_eps\" = 0 is out of range (must be a number > 0)" },
+        { "rms_norm_eps", "-0.5", PGD_ERR_FORMAT, "\"rms_norm_eps\" = -0.5 is out of range" },
+        { "rms_norm_eps", "\"1e-6\"", PGD_ERR_FORMAT, "\"rms_norm_eps\" = \"1e-6\" is out of range" },
+        { "rope_theta", "-10000", PGD_ERR_FORMAT, "\"rope_theta\" = -10000 is out of range" },
+        { "max_position_embeddings", "0", PGD_ERR_FORMAT,
+          "\"max_position_embeddings\" = 0 is out of range (must be an integer > 0)" },
+        { "max_position_embeddings", "-256", PGD_ERR_FORMAT,
+          "\"max_position_embeddings\" = -256 is out of range" },
+        { "max_position_embeddings", "255.5", PGD_ERR_FORMAT,
+          "\"max_position_embeddings\" = 255.5 is out of range" },
+        { "hidden_act", "\"relu2\"", PGD_ERR_UNSUPPORTED,
+          "\"hidden_act\" = \"relu2\" is not an activation pagoda computes (silu, swish, "
+          "gelu_pytorch_tanh)" },
+        { "hidden_act", "\"gelu\"", PGD_ERR_UNSUPPORTED, "\"hidden_act\" = \"gelu\" is not" },
+        { "hidden_act", "1", PGD_ERR_UNSUPPORTED, "\"hidden_act\" = 1 is not an activation" },
+        { "rope_scaling", "\"linear\"", PGD_ERR_FORMAT,
+          "\"rope_scaling\" = \"linear\" is not an object (must be an object or null)" },
+        { "rope_scaling", "[8.0]", PGD_ERR_FORMAT, "\"rope_scaling\" = [8.0] is not an object" },
+        { "quantization_config", "\"gptq\"", PGD_ERR_FORMAT,
+          "\"quantization_config\" = \"gptq\" is not an object" },
+        { "quantization_config", "{\"quant_method\": \"gptq\", \"bits\": 4}", PGD_ERR_UNSUPPORTED,
+          "\"quantization_config.quant_method\" = \"gptq\" is not supported: no quant plugin "
+          "claims it (claimed: fixture-q4, fixture-q8)" },
+        { "quantization_config", "{\"bits\": 4}", PGD_ERR_FORMAT,
+          "\"quantization_config.quant_method\" = (missing) must be a string" },
+        { "quantization_config", "{\"quant_method\": 4}", PGD_ERR_FORMAT,
+          "\"quantization_config.quant_method\" = 4 must be a string" },
+        /* In range: these load. */
+        { "rms_norm_eps", "1e-05", PGD_OK, NULL },
+        { "max_position_embeddings", "512", PGD_OK, NULL },
+        { "hidden_act", "\"swish\"", PGD_OK, NULL },
+        { "rope_scaling", "null", PGD_OK, NULL },
+        { "quantization_config", "null", PGD_OK, NULL },
+        { "quantization_config", "{\"quant_method\": \"fixture-q8\"}", PGD_OK, NULL },
+    };
+    struct pgd_registry *reg = fixture_registry(PGD_TEST_BUILDDIR "/tests/fixtures/plugins/.libs");
+    cr_assert_not_null(pgd_registry_find_quant(reg, "fixture-q8"));
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *dir = fixture_with_key("llama-f32", cases[i].key, cases[i].value);
+        char err[1024] = "", want[1024] = "";
+        struct pgd__model *m = NULL;
+        enum pgd_status st = pgd__model_load(dir, reg, PGD_DEVICE_CPU, &m, err, sizeof err);
+        cr_assert_eq(st, cases[i].status, "%s = %s: status %s, expected %s: %s", cases[i].key,
+                     cases[i].value, pgd_status_str(st), pgd_status_str(cases[i].status), err);
+        if (cases[i].message) {
+            snprintf(want, sizeof want, "%s/config.json: %s", dir, cases[i].message);
+            cr_assert(strncmp(err, want, strlen(want)) == 0, "%s = %s:\n got: %s\nwant: %s...",
+                      cases[i].key, cases[i].value, err, want);
+            cr_assert_null(m);
+        } else {
+            cr_assert_not_null(m);
+        }
+        pgd__model_destroy(m);
+        cleanup_tmp();
+    }
+    pgd_registry_destroy(reg);
+}
+
 Test(model_load, missing_config_names_path, .fini = pgd_test_check_leaks)
 {
     char err[1024] = "";
