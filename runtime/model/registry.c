@@ -159,13 +159,6 @@ static enum pgd_status check_ops_size(const char *path, const struct pgd_plugin 
                     path, pgd_plugin_kind_str(d->kind), d->name, type, size, first_size, type);
 }
 
-/* Appends ", name" to missing (of missing_len bytes) when fn is NULL. */
-static void note_missing(char *missing, size_t missing_len, bool present, const char *name)
-{
-    if (!present)
-        snprintf(missing + strlen(missing), missing_len - strlen(missing), ", %s", name);
-}
-
 /* Refuses a NULL, empty or empty-entry list of claimed names (architectures, methods). */
 static enum pgd_status check_claims(const char *path, const struct pgd_plugin *d,
                                     const char *const *list, const char *what,
@@ -183,15 +176,37 @@ static enum pgd_status check_claims(const char *path, const struct pgd_plugin *d
     return PGD_OK;
 }
 
-static enum pgd_status refuse_missing(const char *path, const struct pgd_plugin *d,
-                                      const char *missing, const char *type, const char *needs,
-                                      char *err, size_t errlen)
+/* One function a vtable must have: its name, and whether the plugin's vtable has it. */
+struct required_fn {
+    const char *name;
+    bool present;
+};
+
+/* Refuses a vtable (struct `type`) missing any of req[n], naming the missing ones and
+ * every required one. */
+static enum pgd_status check_required(const char *path, const struct pgd_plugin *d,
+                                      const char *type, const struct required_fn *req,
+                                      size_t n, char *err, size_t errlen)
 {
+    char missing[160] = "", needs[160] = "";
+    for (size_t i = 0; i < n; i++) {
+        size_t ml = strlen(missing), nl = strlen(needs);
+        if (!req[i].present)
+            snprintf(missing + ml, sizeof missing - ml, "%s%s", ml ? ", " : "", req[i].name);
+        snprintf(needs + nl, sizeof needs - nl, "%s%s", i == 0 ? "" : i + 1 < n ? ", " : " and ",
+                 req[i].name);
+    }
+    if (!missing[0])
+        return PGD_OK;
     return pgd_errf(err, errlen, PGD_ERR_PLUGIN,
                     "%s: %s plugin '%s' has no %s in its vtable (struct %s needs %s)", path,
-                    pgd_plugin_kind_str(d->kind), d->name, missing + 2, type, needs);
+                    pgd_plugin_kind_str(d->kind), d->name, missing, type, needs);
 }
 
+#define N_REQUIRED(req) (sizeof(req) / sizeof((req)[0]))
+
+/* Each kind's vtable: its size first (nothing else is read when it is short), then its
+ * required functions, then the names it claims. */
 static enum pgd_status check_arch_ops(const char *path, const struct pgd_plugin *d,
                                       char *err, size_t errlen)
 {
@@ -200,13 +215,11 @@ static enum pgd_status check_arch_ops(const char *path, const struct pgd_plugin 
                                         ARCH_OPS_V1_SIZE, err, errlen);
     if (st)
         return st;
-    char missing[64] = "";
-    note_missing(missing, sizeof missing, a->load, "load");
-    note_missing(missing, sizeof missing, a->forward, "forward");
-    note_missing(missing, sizeof missing, a->destroy, "destroy");
-    if (missing[0])
-        return refuse_missing(path, d, missing, "pgd_arch_ops", "load, forward and destroy",
-                              err, errlen);
+    const struct required_fn req[] = {
+        { "load", a->load }, { "forward", a->forward }, { "destroy", a->destroy },
+    };
+    if ((st = check_required(path, d, "pgd_arch_ops", req, N_REQUIRED(req), err, errlen)))
+        return st;
     return check_claims(path, d, a->architectures, "architectures", err, errlen);
 }
 
@@ -218,17 +231,13 @@ static enum pgd_status check_quant_ops(const char *path, const struct pgd_plugin
                                         QUANT_OPS_V1_SIZE, err, errlen);
     if (st)
         return st;
-    char missing[128] = "";
-    note_missing(missing, sizeof missing, q->configure, "configure");
-    note_missing(missing, sizeof missing, q->is_quantized, "is_quantized");
-    note_missing(missing, sizeof missing, q->load_linear, "load_linear");
-    note_missing(missing, sizeof missing, q->linear, "linear");
-    note_missing(missing, sizeof missing, q->free_linear, "free_linear");
-    note_missing(missing, sizeof missing, q->release, "release");
-    if (missing[0])
-        return refuse_missing(path, d, missing, "pgd_quant_ops",
-                              "configure, is_quantized, load_linear, linear, free_linear and "
-                              "release", err, errlen);
+    const struct required_fn req[] = {
+        { "configure", q->configure }, { "is_quantized", q->is_quantized },
+        { "load_linear", q->load_linear }, { "linear", q->linear },
+        { "free_linear", q->free_linear }, { "release", q->release },
+    };
+    if ((st = check_required(path, d, "pgd_quant_ops", req, N_REQUIRED(req), err, errlen)))
+        return st;
     return check_claims(path, d, q->methods, "quantization methods", err, errlen);
 }
 
@@ -240,16 +249,11 @@ static enum pgd_status check_frontend_ops(const char *path, const struct pgd_plu
                                         FRONTEND_OPS_V1_SIZE, err, errlen);
     if (st)
         return st;
-    char missing[96] = "";
-    note_missing(missing, sizeof missing, o->create, "create");
-    note_missing(missing, sizeof missing, o->address, "address");
-    note_missing(missing, sizeof missing, o->attach, "attach");
-    note_missing(missing, sizeof missing, o->shutdown, "shutdown");
-    note_missing(missing, sizeof missing, o->destroy, "destroy");
-    if (missing[0])
-        return refuse_missing(path, d, missing, "pgd_frontend_ops",
-                              "create, address, attach, shutdown and destroy", err, errlen);
-    return PGD_OK;
+    const struct required_fn req[] = {
+        { "create", o->create }, { "address", o->address }, { "attach", o->attach },
+        { "shutdown", o->shutdown }, { "destroy", o->destroy },
+    };
+    return check_required(path, d, "pgd_frontend_ops", req, N_REQUIRED(req), err, errlen);
 }
 
 /* Checks everything a descriptor must be, whoever else is loaded. */

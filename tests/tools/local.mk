@@ -4,4 +4,4 @@
 TOOL_SCRIPT_TESTS = %reldir%/test_bench_throughput.sh %reldir%/test_generate_prompt_ids.sh \
 	%reldir%/test_export_boundary.sh
 SCRIPT_TESTS += $(TOOL_SCRIPT_TESTS)
-EXTRA_DIST += $(TOOL_SCRIPT_TESTS)
+EXTRA_DIST += $(TOOL_SCRIPT_TESTS) tests/lib/harness.sh

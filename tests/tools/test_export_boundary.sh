@@ -5,12 +5,9 @@
 # makes (models/, plugins/) exports pagoda_plugin_init alone. .ci/run runs this on its main
 # build too. Prints a Criterion-style synthesis line.
 set -u
-BUILDDIR=${PGD_BUILDDIR:-$(pwd)}
-SRCDIR=${PGD_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+SUITE=export_boundary
+. "$(dirname "$0")/../lib/harness.sh"
 NM=${NM:-nm}
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "[PASS] export_boundary::$1"; }
-ko() { fail=$((fail + 1)); echo "[FAIL] export_boundary::$1: $2"; }
 
 lib="$BUILDDIR/.libs/libpagoda.so"
 if ! names=$("$NM" -D --defined-only "$lib" 2>&1 | awk 'NF >= 3 { print $3 }'); then
@@ -41,5 +38,4 @@ for so in $plugins; do
   name=$(basename "$so" .so)
   if [ "$got" = "pagoda_plugin_init " ]; then ok "plugin_$name"; else ko "plugin_$name" "exports: $got"; fi
 done
-echo "[====] Synthesis: Tested: $((pass + fail)) | Passing: $pass | Failing: $fail | Crashing: 0"
-[ "$fail" -eq 0 ]
+finish

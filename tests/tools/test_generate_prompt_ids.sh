@@ -5,15 +5,9 @@
 # and say why the output is ids; a text prompt is still refused, naming the file. Prints a
 # Criterion-style synthesis line.
 set -u
-BUILDDIR=${PGD_BUILDDIR:-$(pwd)}
-SRCDIR=${PGD_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+SUITE=generate_prompt_ids
+. "$(dirname "$0")/../lib/harness.sh"
 MODEL=$SRCDIR/tests/fixtures/models/tiny-chat
-PAGODA="$BUILDDIR/tools/pagoda"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "[PASS] generate_prompt_ids::$1"; }
-ko() { fail=$((fail + 1)); echo "[FAIL] generate_prompt_ids::$1: $2"; }
 gen() { PAGODA_LOG=warn "$PAGODA" generate --device cpu --num-blocks 64 "$@"; }
 
 broken=$tmp/broken
@@ -51,5 +45,4 @@ rc=$?
 if [ $rc -ne 0 ] && grep -q "$broken/tokenizer.json" <<<"$out"; then ok mixed_file_refused
 else ko mixed_file_refused "rc $rc: $out"; fi
 
-echo "[====] Synthesis: Tested: $((pass + fail)) | Passing: $pass | Failing: $fail | Crashing: 0"
-[ "$fail" -eq 0 ]
+finish
