@@ -148,6 +148,11 @@ static int run(struct gen_opts *o)
             goto out;
     }
     o->engine.model_dir = o->model;
+    /* Prompts given as token ids need no tokenizer: one that cannot be loaded only turns
+     * the output into token ids. */
+    o->engine.tokenizer_optional = true;
+    for (int i = 0; i < n_reqs; i++)
+        o->engine.tokenizer_optional = o->engine.tokenizer_optional && reqs[i].ids;
     if (pgd_engine_create(&o->engine, &eng, err, sizeof err))
         goto out;
     bool text_out = pgd_engine_has_tokenizer(eng) && !o->ids_out;

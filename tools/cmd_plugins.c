@@ -1,5 +1,5 @@
 /* `pagoda plugins`: loads the plugin search path and prints what loaded (name, kind, version,
- * file, and the architectures an architecture plugin claims), then what was refused and why. */
+ * file, and the architectures or quant methods it claims), then what was refused and why. */
 #include "config.h"
 #include "tools/commands.h"
 #include "runtime/base/buf.h"
@@ -65,10 +65,14 @@ static void print_table(const struct pgd_registry *reg)
         const struct pgd_plugin *p = pgd_registry_at(reg, i, &path);
         printf("%-*s  %-*s  %-*s  %s\n", wn, p->name, wk, pgd_plugin_kind_str(p->kind), wv,
                p->version ? p->version : "-", path);
-        if (p->kind == PGD_PLUGIN_ARCH) {
-            printf("%-*s  architectures:", wn, "");
-            for (const char *const *a = p->arch->architectures; *a; a++)
-                printf("%s %s", a == p->arch->architectures ? "" : ",", *a);
+        const char *const *claims = p->kind == PGD_PLUGIN_ARCH    ? p->arch->architectures
+                                    : p->kind == PGD_PLUGIN_QUANT ? p->quant->methods
+                                                                  : NULL;
+        if (claims) {
+            printf("%-*s  %s:", wn, "",
+                   p->kind == PGD_PLUGIN_ARCH ? "architectures" : "quant methods");
+            for (const char *const *a = claims; *a; a++)
+                printf("%s %s", a == claims ? "" : ",", *a);
             printf("\n");
         }
     }

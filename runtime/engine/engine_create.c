@@ -8,6 +8,7 @@
 #include "runtime/model/model.h"
 #include "runtime/engine/engine_text.h"
 #include <pagoda/registry.h>
+#include <pagoda/log.h>
 #include <stdlib.h>
 
 struct pgd_engine_params pgd_engine_default_params(void)
@@ -297,10 +298,17 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
      * engine serves token-id requests and refuses text prompts and stop strings. */
     struct pgd__textio tio;
     bool have_tok;
-    st = pgd__engine_textio_load(p->model_dir, &tio, &have_tok, err, errlen);
+    char tok_err[1024] = "";
+    st = pgd__engine_textio_load(p->model_dir, &tio, &have_tok, tok_err, sizeof tok_err);
+    if (st != PGD_OK && p->tokenizer_optional) {
+        /* Token ids in and out need no tokenizer: say why there is none and go on. */
+        PGD_WARN("%s; serving token ids only", tok_err);
+        have_tok = false;
+        st = PGD_OK;
+    }
     if (st != PGD_OK) {
         rb_destroy(rb);
-        return st;
+        return pgd_errf(err, errlen, st, "%s", tok_err);
     }
     return pgd__engine_create_with(p, &be, have_tok ? &tio : NULL, out, err, errlen);
 }

@@ -424,6 +424,8 @@ enum pgd_status pgd__model_load_opts(const char *dir, const struct pgd_registry 
     enum pgd_status st = pgd__config_read(dir, &m->config, err, errlen);
     if (!st)
         st = pick_plugin(m, reg, err, errlen);
+    if (!st)
+        st = pgd__config_check_values(m->config, m->config_path, reg, err, errlen);
     m->random_weights = opts->random_weights;
     m->random_seed = opts->seed;
     if (!st && !m->random_weights)

@@ -2,7 +2,7 @@
  * sharded checkpoints, files written by the Python package); corrupt files are refused with
  * a status and a message that names the file and the tensor. The files are built here, in a
  * temporary directory, by a small writer (8-byte length, header, data). */
-#include <criterion/criterion.h>
+#include "tests/lib/test_common.h"
 #include "runtime/model/safetensors.h"
 #include <jansson.h>
 #include <ftw.h>
@@ -13,9 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#ifdef __SANITIZE_ADDRESS__
-#include <sanitizer/lsan_interface.h>
-#endif
 
 /* ---- a temporary directory per test -------------------------------------------------- */
 
@@ -36,17 +33,9 @@ static void remove_tmpdir(void)
 {
     if (tmpdir[0])
         nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-#ifdef __SANITIZE_ADDRESS__
-    /* Criterion runs each test in a child whose exit status it ignores, so a leak that
-     * LeakSanitizer reports at exit would not fail the test: check here instead. */
-    if (__lsan_do_recoverable_leak_check()) {
-        fprintf(stderr, "test_safetensors: memory leaked (see the report above)\n");
-        abort();
-    }
-#endif
 }
 
-TestSuite(safetensors, .init = make_tmpdir, .fini = remove_tmpdir);
+PGD_TEST_SUITE_FIXTURE(safetensors, make_tmpdir, remove_tmpdir);
 
 /* tmpdir/name, in one of a few rotating static buffers. */
 static const char *tp(const char *name)
