@@ -688,7 +688,8 @@ static struct pgd__jv *f_sort(struct pgd__jctx *c, struct pgd__jv *v,
         keys[i] = ignore_case(c, k, cs);
     }
     struct pgd__jv **sorted = sort_by_keys(c, l->l.v, keys, l->l.n, reverse, at);
-    memcpy(l->l.v, sorted, l->l.n * sizeof *sorted);
+    if (l->l.n)            /* [] has no item array: memcpy must not see its NULL */
+        memcpy(l->l.v, sorted, l->l.n * sizeof *sorted);
     return l;
 }
 

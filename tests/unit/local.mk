@@ -1,6 +1,7 @@
 # One Criterion program per runtime subsystem.
 CRITERION_TESTS = tests/unit/test_tensor tests/unit/test_cpu_kernels tests/unit/test_models tests/unit/test_safetensors tests/unit/test_block_pool tests/unit/test_scheduler \
-	tests/unit/test_sampler tests/unit/test_engine tests/unit/test_tokenizer tests/unit/test_chat_template tests/unit/test_registry tests/unit/test_model_api
+	tests/unit/test_sampler tests/unit/test_engine tests/unit/test_tokenizer tests/unit/test_chat_template tests/unit/test_registry tests/unit/test_model_api \
+	tests/unit/test_corrupt_files
 check_PROGRAMS += $(CRITERION_TESTS) tests/unit/test_engine_tsan
 tests_unit_test_tensor_SOURCES = %reldir%/test_tensor.c
 tests_unit_test_tensor_CPPFLAGS = $(TEST_CPPFLAGS)
@@ -62,6 +63,11 @@ tests_unit_test_model_api_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_model_api_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_model_api_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_model_api_LDADD = $(TEST_LDADD)
+tests_unit_test_corrupt_files_SOURCES = %reldir%/test_corrupt_files.c
+tests_unit_test_corrupt_files_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_corrupt_files_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_corrupt_files_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_corrupt_files_LDADD = $(TEST_LDADD)
 # The engine under many threads without Criterion, so that it also runs under TSan.
 tests_unit_test_engine_tsan_SOURCES = %reldir%/test_engine_tsan.c
 tests_unit_test_engine_tsan_CPPFLAGS = $(TEST_CPPFLAGS)
