@@ -324,7 +324,8 @@ BAD_HEADS = {
     "dotdot": b"GET /health/../v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     "absolute_form": b"GET http://x/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     "asterisk": b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    "connect": b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
+    "connect": b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n"
+               b"Connection: close\r\n\r\n",
     "expect_bogus": b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n"
                     b"Content-Length: 2\r\nConnection: close\r\n\r\n{}",
 }

@@ -163,16 +163,6 @@ static void check_refused(const struct corrupt_case *c, enum pgd_status st, cons
     cr_expect(!why[0], "%s: %s", c->label, why);
 }
 
-static enum pgd_status load_model(const char *dir, char *err, size_t errlen)
-{
-    struct pgd_registry *reg = fixture_registry(NULL);
-    struct pgd__model *m = NULL;
-    enum pgd_status st = pgd__model_load(dir, reg, PGD_DEVICE_CPU, &m, err, errlen);
-    pgd__model_destroy(m);
-    pgd_registry_destroy(reg);
-    return st;
-}
-
 /* ---- config.json ----------------------------------------------------------------------- */
 
 static const char *const model_files[] = { "config.json", "model.safetensors", NULL };
@@ -182,7 +172,8 @@ static const char *const model_files[] = { "config.json", "model.safetensors", N
 #define ABI_RANGES "models/common/decoder.c does not check this key (issue 13: config.json ranges)"
 
 static const struct corrupt_case config_cases[] = {
-    { "truncated", "config.json", NULL, CUT_IN_HALF, PGD_ERR_FORMAT, { "invalid JSON" }, NULL, NULL },
+    { "truncated", "config.json", NULL, CUT_IN_HALF, PGD_ERR_FORMAT, { "invalid JSON" }, NULL,
+      NULL },
     { "empty", "config.json", NULL, "", PGD_ERR_FORMAT, { "invalid JSON" }, NULL, NULL },
     { "not an object", "config.json", NULL, "[1, 2]", PGD_ERR_FORMAT, { "object" }, NULL, NULL },
     { "duplicate key", "config.json", "\"hidden_size\": 64,",
@@ -288,7 +279,7 @@ Test(corrupt, config_json_table)
         const char *dir = copy_fixture("llama-f32", model_files);
         apply(dir, c);
         char err[1024] = "";
-        check_refused(c, load_model(dir, err, sizeof err), err);
+        check_refused(c, fixture_load_status(dir, err, sizeof err), err);
     }
 }
 
@@ -320,7 +311,8 @@ static const struct corrupt_case tokenizer_cases[] = {
     { "truncated", "tokenizer.json", NULL, CUT_IN_HALF, PGD_ERR_FORMAT, { "JSON" }, NULL, NULL },
     { "empty", "tokenizer.json", NULL, "", PGD_ERR_FORMAT, { "JSON" }, NULL, NULL },
     { "not an object", "tokenizer.json", NULL, "[]", PGD_ERR_FORMAT, { "object" }, NULL, NULL },
-    { "no model", "tokenizer.json", "\"model\":", "\"x_model\":", ANY_ERROR, { "model" }, NULL, NULL },
+    { "no model", "tokenizer.json", "\"model\":", "\"x_model\":", ANY_ERROR, { "model" }, NULL,
+      NULL },
     { "model a string", "tokenizer.json", "\"model\": {", "\"model\": \"BPE\", \"x\": {",
       ANY_ERROR, { "model" }, NULL, NULL },
     { "model type unknown", "tokenizer.json", "\"type\": \"BPE\"", "\"type\": \"Unigram7\"",
@@ -329,7 +321,8 @@ static const struct corrupt_case tokenizer_cases[] = {
       { "vocab" }, NULL, NULL },
     { "vocab id a string", "tokenizer.json", "\"\xc4\x80\": 0", "\"\xc4\x80\": \"0\"", ANY_ERROR,
       { "vocab" }, NULL, NULL },
-    { "vocab id negative", "tokenizer.json", "\"\xc4\x80\": 0", "\"\xc4\x80\": -1", ANY_ERROR, { "vocab" }, NULL, NULL },
+    { "vocab id negative", "tokenizer.json", "\"\xc4\x80\": 0", "\"\xc4\x80\": -1", ANY_ERROR,
+      { "vocab" }, NULL, NULL },
     { "vocab id huge", "tokenizer.json", "\"\xc4\x80\": 0", "\"\xc4\x80\": 4000000000", ANY_ERROR,
       { "vocab" }, NULL, NULL },
     { "vocab id large", "tokenizer.json", "\"\xc4\x80\": 0", "\"\xc4\x80\": 1000000000", ANY_ERROR,
@@ -361,7 +354,8 @@ static const struct corrupt_case tokenizer_cases[] = {
 };
 
 static const struct corrupt_case tokenizer_config_cases[] = {
-    { "truncated", "tokenizer_config.json", NULL, CUT_IN_HALF, PGD_ERR_FORMAT, { "JSON" }, NULL, NULL },
+    { "truncated", "tokenizer_config.json", NULL, CUT_IN_HALF, PGD_ERR_FORMAT, { "JSON" }, NULL,
+      NULL },
     { "not an object", "tokenizer_config.json", NULL, "5", PGD_ERR_FORMAT, { "JSON" }, NULL, NULL },
     { "a list", "tokenizer_config.json", NULL, "[]", PGD_ERR_FORMAT, { "object" }, NULL, NULL },
     { "eos_token not a token", "tokenizer_config.json", "\"eos_token\": \"<|im_end|>\"",
@@ -383,7 +377,8 @@ static const struct corrupt_case tokenizer_config_cases[] = {
     { "chat_template a number", "tokenizer_config.json", "\"chat_template\": \"",
       "\"chat_template\": 5, \"x\": \"", ANY_ERROR, { "chat_template" }, NULL, NULL },
     { "chat_template a list without names", "tokenizer_config.json", "\"chat_template\": \"",
-      "\"chat_template\": [{\"template\": \"x\"}], \"x\": \"", ANY_ERROR, { "chat_template" }, NULL, NULL },
+      "\"chat_template\": [{\"template\": \"x\"}], \"x\": \"", ANY_ERROR, { "chat_template" },
+      NULL, NULL },
     { "chat_template syntax error", "tokenizer_config.json", "{% for message in messages %}",
       "{% for message in %}", PGD_ERR_TEMPLATE, { "line 1" }, NULL, NULL },
 };
@@ -417,7 +412,7 @@ Test(corrupt, fixtures_load_unedited)
     const char *dir = copy_fixture("tiny-chat", tokenizer_files);
     cr_assert_eq(load_tokenizer_files(dir, err, sizeof err), PGD_OK, "%s", err);
     dir = copy_fixture("llama-f32", model_files);
-    cr_assert_eq(load_model(dir, err, sizeof err), PGD_OK, "%s", err);
+    cr_assert_eq(fixture_load_status(dir, err, sizeof err), PGD_OK, "%s", err);
 }
 
 /* ---- weights: values that would poison every output ----------------------------------- */
@@ -474,7 +469,7 @@ Test(corrupt, non_finite_weights_are_refused_by_name)
         const char *dir = copy_fixture(c->fixture, model_files);
         poison(dir, c);
         char err[1024] = "";
-        enum pgd_status st = load_model(dir, err, sizeof err);
+        enum pgd_status st = fixture_load_status(dir, err, sizeof err);
         cr_expect_eq(st, PGD_ERR_FORMAT, "%s: status %d (%s)", c->label, st, err);
         cr_expect(strstr(err, "model.safetensors") && strstr(err, c->tensor) &&
                   strstr(err, c->want), "%s: %s", c->label, err);
