@@ -1069,7 +1069,9 @@ def test_many_clients(srv):
 
 # ---- disconnects at every point of a stream ------------------------------------------------
 
-def stream_request(path=C, n=64):
+def stream_request(path=C, n=480):
+    """A stream long enough (480 tokens) that a client cut after 20 events always leaves
+    the engine generating: every such cut must end in an abort."""
     if path == C:
         body = {"prompt": "hello", "max_tokens": n, "ignore_eos": True, "stream": True}
     else:

@@ -7,7 +7,9 @@
  * Each case copies a fixture model to a temporary directory, makes one edit to one file
  * (replace a piece of text, replace the whole file, or cut it in half) and asserts that
  * loading fails with the status given (or any error) and a message naming the file and the
- * key or tensor that is wrong. Nothing may load silently, crash or leak. */
+ * key or tensor that is wrong. Nothing may load silently, crash or leak. A case marked
+ * `known` (a bug in a file another branch owns) prints [KNOWN] on stderr instead of failing
+ * (cr_log_warn would make Criterion exit 1). */
 #include <criterion/criterion.h>
 #include "tests/lib/model_fixture.h"
 #include "tests/lib/test_common.h"
@@ -155,9 +157,10 @@ static void check_refused(const struct corrupt_case *c, enum pgd_status st, cons
     judge(c, st, err, why, sizeof why);
     if (c->known) {
         if (why[0])
-            cr_log_warn("KNOWN FAILURE %s: %s (%s)", c->label, c->known, why);
+            fprintf(stderr, "[KNOWN] %s: %s (%s)\n", c->label, c->known, why);
         else
-            cr_log_warn("%s passes now: drop its 'known' note (%s)", c->label, c->known);
+            fprintf(stderr, "[XPASS] %s passes now: drop its known note (%s)\n", c->label,
+                    c->known);
         return;
     }
     cr_expect(!why[0], "%s: %s", c->label, why);
