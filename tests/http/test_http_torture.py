@@ -816,6 +816,87 @@ def test_field_boundaries_accepted(srv):
     cs.finish()
 
 
+def sse_events(body):
+    """The JSON events of an SSE body that ends with [DONE]."""
+    text = body.decode("utf-8")
+    assert text.endswith("data: [DONE]\n\n"), text[-300:]
+    parts = [p for p in text.split("\n\n") if p]
+    assert all(p.startswith("data: ") for p in parts), parts[:3]
+    return [json.loads(p[6:]) for p in parts[:-1]]
+
+
+def check_choices(path, body, r):
+    """A 200 answer to body has one choice per prompt x n, each ended once, with usage."""
+    assert r is not None and r.status == 200, (body, r)
+    n = body.get("n", 1)
+    prompts = body["prompt"] if path == C and isinstance(body["prompt"], list) and \
+        body["prompt"] and not isinstance(body["prompt"][0], int) else [0]
+    want = len(prompts) * n
+    finish = {}
+    if body.get("stream"):
+        events = sse_events(r.body)
+        usage = [e["usage"] for e in events if e.get("usage")]
+        for e in events:
+            for c in e.get("choices", []):
+                if c.get("finish_reason"):
+                    assert c["index"] not in finish, ("ended twice", c)
+                    finish[c["index"]] = c["finish_reason"]
+        if body.get("stream_options", {}).get("include_usage"):
+            assert len(usage) == 1, usage
+    else:
+        j = json.loads(r.body)
+        finish = {c["index"]: c["finish_reason"] for c in j["choices"]}
+        assert len(j["choices"]) == want, (want, j)
+        usage = [j["usage"]]
+    assert sorted(finish) == list(range(want)), (want, finish)
+    assert set(finish.values()) <= {"stop", "length"}, finish
+    for u in usage:
+        assert u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"], u
+
+
+@group
+def test_combinations(srv):
+    """Options together, answered with the right number of choices, each ended once."""
+    cs = Cases("combos")
+    p2 = ["one two", "three"]
+    combos = [
+        (C, {"prompt": p2, "n": 3, "max_tokens": 4}),
+        (C, {"prompt": p2, "n": 2, "max_tokens": 4, "stream": True,
+             "stream_options": {"include_usage": True}}),
+        (C, {"prompt": "hi", "echo": True, "logprobs": 5, "max_tokens": 3}),
+        (C, {"prompt": p2, "echo": True, "logprobs": 2, "max_tokens": 3, "stream": True}),
+        (C, {"prompt": [[1, 2, 3], [4]], "n": 2, "logprobs": 1, "max_tokens": 2}),
+        (C, {"prompt": "hi", "stop": ["e", "\u00e9", "\U0001F600"], "max_tokens": 20,
+             "include_stop_str_in_output": True}),
+        (C, {"prompt": "hi", "stop_token_ids": list(range(0, VOCAB, 3)), "max_tokens": 20,
+             "min_tokens": 5, "stream": True}),
+        (C, {"prompt": "hi", "logit_bias": {str(i): 100 for i in range(0, VOCAB, 7)},
+             "max_tokens": 5, "temperature": 2, "top_k": 1, "top_p": 1e-9, "min_p": 1}),
+        (C, {"prompt": "hi", "max_tokens": 30, "presence_penalty": 2, "frequency_penalty": 2,
+             "repetition_penalty": 10, "seed": -1, "ignore_eos": True,
+             "skip_special_tokens": False, "stream": True}),
+        (C, {"prompt": "<|im_end|><|im_start|>", "max_tokens": 3, "add_special_tokens": False,
+             "echo": True}),
+        (C, {"prompt": "hi", "max_tokens": 510}),   # "hi" is 2 tokens: the whole context
+        (CHAT, {"messages": [{"role": "user", "content": "hi"}], "n": 4, "logprobs": True,
+                "top_logprobs": 20, "max_tokens": 3, "stream": True,
+                "stream_options": {"include_usage": True}}),
+        (CHAT, {"messages": [{"role": "system", "content": ""},
+                             {"role": "user", "content": [{"type": "text", "text": "a"},
+                                                          {"type": "text", "text": ""}]},
+                             {"role": "assistant", "content": None},
+                             {"role": "tool", "content": "x", "tool_call_id": "1"}],
+                "max_tokens": 3, "add_generation_prompt": False,
+                "chat_template_kwargs": {"enable_thinking": True}, "tools": []}),
+        (CHAT, {"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 2,
+                "max_tokens": 400, "n": 2, "seed": 5}),
+    ]
+    for i, (path, body) in enumerate(combos):
+        cs.run(f"{i}:{json.dumps(body)[:50]}", lambda path=path, body=body:
+               check_choices(path, body, post(srv.port, path, body)))
+    cs.finish()
+
+
 def check_ok(r):
     assert r is not None and r.status == 200, r
     return json.loads(r.body)
@@ -1241,7 +1322,8 @@ def main():
         suite.failed += 1
         suite.finish()
     for test in (test_request_lines_and_headers, test_bodies, test_chunked, test_pipelining,
-                 test_field_table, test_field_boundaries_accepted, test_deep_nesting,
+                 test_field_table, test_field_boundaries_accepted, test_combinations,
+                 test_deep_nesting,
                  test_utf8_and_surrogates, test_slow_clients, test_many_clients,
                  test_disconnects, test_nothing_leaked, test_sigterm_under_load):
         suite.run(test, srv)
