@@ -16,7 +16,7 @@ if ENABLE_FUZZING
 noinst_PROGRAMS += tests/fuzz/fuzz_request tests/fuzz/fuzz_http tests/fuzz/fuzz_tokenizer \
 	tests/fuzz/fuzz_chat_template tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_tokenizer_json
 endif
-EXTRA_DIST += %reldir%/corpus
+EXTRA_DIST += %reldir%/corpus %reldir%/README.md
 
 FUZZ_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(MHD_CFLAGS) $(UTF8PROC_CFLAGS)
 FUZZ_LDADD = runtime/libpagoda-private.la $(JANSSON_LIBS) $(MHD_LIBS) $(UTF8PROC_LIBS) \
