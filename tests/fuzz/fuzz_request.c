@@ -8,48 +8,37 @@
  * accepted request has 1..max_n prompts x n, every token id inside the vocabulary, and a
  * max_tokens that fits the context. */
 #include "tests/fuzz/fuzz.h"
+#include "tests/fuzz/fuzz_fixture.h"
 #include "plugins/frontend/openai/oai.h"
-#include <pagoda/chat_template.h>
 #include <pagoda/tokenizer.h>
 #include <string.h>
 
 static struct oai_server server;
-static struct pgd_chat_template_config chat_cfg;
-static struct pgd_chat_template *chat_tpl;
 
-static enum pgd_status render(void *ctx, const char *messages_json, const char *tools_json,
-                              bool add_generation_prompt, const char *kwargs_json, char **out,
-                              char *err, size_t errlen)
+static void fixture_fini(void)
 {
-    return pgd_chat_template_render(chat_tpl, messages_json, tools_json,
-                                    add_generation_prompt, kwargs_json, chat_cfg.bos_token,
-                                    chat_cfg.eos_token, out, NULL, err, errlen);
+    pgd_tokenizer_destroy((struct pgd_tokenizer *)server.model.tokenizer);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    char dir[4096], err[512];
-    snprintf(dir, sizeof dir, "%s/tests/fixtures/models/tiny-chat", fuzz_srcdir());
+    const char *dir = fuzz_tiny_chat_dir();
+    char err[512] = "";
     struct pgd_tokenizer *tok = NULL;
-    if (pgd_tokenizer_load(dir, &tok, err, sizeof err) ||
-        pgd_chat_template_config_load(dir, &chat_cfg, err, sizeof err) ||
-        pgd_chat_template_create(chat_cfg.source, chat_cfg.path, &chat_tpl, err, sizeof err)) {
+    if (pgd_tokenizer_load(dir, &tok, err, sizeof err)) {
         fprintf(stderr, "fuzz_request: cannot load the fixture: %s\n", err);
         abort();
     }
-    /* A render may run long on a hostile conversation: keep each one small. */
-    struct pgd_chat_template_limits lim = pgd_chat_template_default_limits();
-    lim.max_steps = 200000;
-    lim.max_output_bytes = 1 << 20;
-    pgd_chat_template_set_limits(chat_tpl, &lim);
+    fuzz_chat_init();
     server.cfg.max_n = 64;
     server.cfg.max_body_bytes = 4 << 20;
     server.model_name = "tiny-chat";
     server.model = (struct pgd_frontend_model){
         .struct_size = sizeof server.model, .tokenizer = tok, .name = "tiny-chat",
         .root = dir, .max_model_len = 512, .vocab_size = pgd_tokenizer_vocab_size(tok),
-        .render_chat = render,
+        .render_chat = fuzz_chat_render,
     };
+    atexit(fixture_fini);
     return 0;
 }
 
