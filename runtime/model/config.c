@@ -192,6 +192,10 @@ enum pgd_status pgd_config_rope(const struct pgd_model_ctx *ctx, int head_dim,
      * top-level "rope_theta" and an optional "rope_scaling". */
     const char *sect = pgd_config_has(ctx, "rope_parameters") ? "rope_parameters"
                        : "rope_scaling";
+    json_t *section = pgd__config_get(ctx->m->config, sect);
+    if (section && !json_is_object(section) && !json_is_null(section))
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: \"%s\" must be an object",
+                        ctx->m->config_path, sect);
     char key[128];
     enum pgd_status st;
     *cfg = (struct pgd_rope_config){ .head_dim = head_dim, .rotary_dim = head_dim };
@@ -202,6 +206,9 @@ enum pgd_status pgd_config_rope(const struct pgd_model_ctx *ctx, int head_dim,
         st = pgd_config_num_or(ctx, "rope_theta", 10000.0, &cfg->theta, err, errlen);
     if (st)
         return st;
+    if (!(cfg->theta > 0) || !isfinite(cfg->theta))
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: \"rope_theta\" = %g must be a "
+                        "positive number", ctx->m->config_path, cfg->theta);
 
     double partial = 1.0;
     snprintf(key, sizeof key, "%s.partial_rotary_factor", sect);
@@ -212,6 +219,11 @@ enum pgd_status pgd_config_rope(const struct pgd_model_ctx *ctx, int head_dim,
     if (st)
         return st;
     cfg->rotary_dim = (int)(head_dim * partial);
+    /* Rotation works on pairs of dimensions. */
+    if (!(partial > 0 && partial <= 1) || cfg->rotary_dim <= 0 || cfg->rotary_dim % 2)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: the rotary dimensions (head_dim %d x "
+                        "partial_rotary_factor %g = %d) must be a positive even number",
+                        ctx->m->config_path, head_dim, partial, cfg->rotary_dim);
 
     const char *type = NULL;
     snprintf(key, sizeof key, "%s.rope_type", sect);

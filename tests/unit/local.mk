@@ -3,7 +3,8 @@ CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cp
 	tests/unit/test_models tests/unit/test_safetensors tests/unit/test_block_pool \
 	tests/unit/test_scheduler tests/unit/test_sampler tests/unit/test_engine \
 	tests/unit/test_tokenizer tests/unit/test_chat_template tests/unit/test_registry \
-	tests/unit/test_model_api tests/unit/test_jinja_sort
+	tests/unit/test_model_api tests/unit/test_jinja_sort \
+	tests/unit/test_corrupt_files
 check_PROGRAMS += $(CRITERION_TESTS) tests/unit/test_engine_tsan
 tests_unit_test_base_SOURCES = %reldir%/test_base.c
 tests_unit_test_base_CPPFLAGS = $(TEST_CPPFLAGS)
@@ -75,6 +76,11 @@ tests_unit_test_jinja_sort_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_jinja_sort_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_jinja_sort_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_jinja_sort_LDADD = $(TEST_LDADD)
+tests_unit_test_corrupt_files_SOURCES = %reldir%/test_corrupt_files.c
+tests_unit_test_corrupt_files_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_corrupt_files_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_corrupt_files_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_corrupt_files_LDADD = $(TEST_LDADD)
 # The engine under many threads without Criterion, so that it also runs under TSan.
 tests_unit_test_engine_tsan_SOURCES = %reldir%/test_engine_tsan.c
 tests_unit_test_engine_tsan_CPPFLAGS = $(TEST_CPPFLAGS)

@@ -467,19 +467,10 @@ static enum MHD_Result dispatch(struct oai_server *s, struct MHD_Connection *c,
     if (r == R_MODELS)
         return route_models(s, c);
 
-    json_error_t jerr;
-    json_t *body = json_loadb(cx->body.p ? cx->body.p : "", cx->body.len, 0, &jerr);
-    if (!body) {
-        snprintf(msg, sizeof msg, "Invalid JSON body: %s (line %d, column %d)", jerr.text,
-                 jerr.line, jerr.column);
-        return oai_respond_error(s, c, r, 400, "invalid_request_error", NULL, "invalid_json",
-                                 msg);
-    }
-    if (!json_is_object(body)) {
-        json_decref(body);
-        return oai_respond_error(s, c, r, 400, "invalid_request_error", NULL, "invalid_json",
-                                 "The request body must be a JSON object");
-    }
+    struct oai_error be = { 0 };
+    json_t *body = oai_body_json(cx->body.p, cx->body.len, &be);
+    if (!body)
+        return respond_err(s, c, r, &be);
     enum MHD_Result ret;
     if (r == R_TOKENIZE)
         ret = route_tokenize(s, c, body);

@@ -228,6 +228,10 @@ struct oai_gen {
     struct pgd_logit_bias *bias;   /* owned */
 };
 
+/* The JSON object of a request body (body[0..len), need not be NUL-terminated), or NULL
+ * with e set (400 invalid_json: not JSON, or not an object). The caller owns the result
+ * (json_decref). Needs no connection: the fuzz target tests/fuzz/fuzz_request.c calls it. */
+json_t *oai_body_json(const char *body, size_t len, struct oai_error *e);
 /* Parses and checks a /v1/completions (chat false) or /v1/chat/completions body, renders
  * and tokenizes the prompts. On failure e is set and g is left for oai_gen_fini. */
 bool oai_gen_parse(struct oai_server *s, bool chat, json_t *body, struct oai_gen *g,
