@@ -449,7 +449,6 @@ static enum MHD_Result dispatch(struct oai_server *s, struct MHD_Connection *c,
                                 struct req_ctx *cx)
 {
     enum oai_route r = cx->route;
-    char msg[512];
     oai_conn_running(s, c);
     if (r == R_METRICS)
         return route_metrics(s, c);
