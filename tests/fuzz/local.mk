@@ -22,11 +22,8 @@ EXTRA_DIST += %reldir%/corpus %reldir%/README.md
 FUZZ_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(MHD_CFLAGS) $(UTF8PROC_CFLAGS)
 FUZZ_LDADD = runtime/libpagoda-private.la $(JANSSON_LIBS) $(MHD_LIBS) $(UTF8PROC_LIBS) \
 	-lpthread -lm
-FUZZ_OAI_SOURCES = plugins/frontend/openai/oai.h plugins/frontend/openai/request.c \
-	plugins/frontend/openai/util.c %reldir%/fuzz_fixture.c \
-	%reldir%/fuzz_fixture.h
-FUZZ_OAI_SERVER_SOURCES = $(FUZZ_OAI_SOURCES) plugins/frontend/openai/plugin.c \
-	plugins/frontend/openai/http.c plugins/frontend/openai/generate.c
+FUZZ_OAI_SOURCES = $(OPENAI_REQUEST_SOURCES) %reldir%/fuzz_fixture.c %reldir%/fuzz_fixture.h
+FUZZ_OAI_SERVER_SOURCES = $(FUZZ_OAI_SOURCES) $(OPENAI_SERVER_SOURCES)
 
 tests_fuzz_test_fuzz_request_SOURCES = %reldir%/corpus_main.c %reldir%/fuzz.h \
 	%reldir%/fuzz_request.c $(FUZZ_OAI_SOURCES)

@@ -57,10 +57,9 @@ static void remove_tmpdir(void)
     if (tmpdir[0])
         nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     tmpdir[0] = '\0';
-    pgd_test_check_leaks();
 }
 
-TestSuite(corrupt, .fini = remove_tmpdir);
+PGD_TEST_SUITE_FIXTURE(corrupt, NULL, remove_tmpdir);
 
 static char *read_all(const char *path, size_t *len)
 {
