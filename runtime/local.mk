@@ -20,6 +20,7 @@ include %reldir%/engine/local.mk
 include %reldir%/tokenizer/local.mk
 include %reldir%/chat/local.mk
 include %reldir%/config/local.mk
+include %reldir%/hub/local.mk
 
 lib_LTLIBRARIES += libpagoda.la
 libpagoda_la_SOURCES =

@@ -21,7 +21,7 @@ set -u
 OUT=${OUT:-/tmp/pgd-out}
 mkdir -p "$OUT"
 WT=${WT:-/work/main}
-B=$WT/_build/gpu
+B=${B:-$WT/_build/gpu}
 t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
 tar -xJf "$BUNDLE" --absolute-names -C / || { echo "cannot unpack $BUNDLE"; exit 1; }
@@ -36,7 +36,7 @@ cd "$B"
 status=0
 if [ "${TESTS:-1}" = 1 ] || [ "${ENGINE_ONLY:-0}" = 1 ]; then
   stamp "engine tests"
-  timeout 400 ./tests/gpu/.libs/test_cuda_engine --verbose -j2 > "$OUT/engine.log" 2>&1; rc=$?
+  timeout 400 ./tests/gpu/test_cuda_engine --verbose -j2 > "$OUT/engine.log" 2>&1; rc=$?
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal|cuda_engine:" "$OUT/engine.log" | head -30
   echo "test_cuda_engine rc=$rc"; [ $rc -eq 0 ] || status=1
 fi
@@ -46,15 +46,15 @@ if [ "${SASS:-0}" = 1 ]; then
 fi
 if [ "${ATTN_BENCH:-0}" = 1 ]; then
   stamp "bench attention"
-  timeout 200 ./tools/.libs/pagoda bench attention ${ATTN_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-attention.txt"
+  timeout 200 ./tools/pagoda bench attention ${ATTN_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-attention.txt"
 fi
 if [ "${GEMV_BENCH:-0}" = 1 ]; then
   stamp "bench gemv"
-  timeout 200 ./tools/.libs/pagoda bench gemv 2>&1 | tee "$OUT/bench-gemv.txt"
+  timeout 200 ./tools/pagoda bench gemv 2>&1 | tee "$OUT/bench-gemv.txt"
 fi
 if [ "${KERNELS_ONLY:-0}" = 1 ]; then
   stamp "kernel tests"
-  timeout 300 ./tests/gpu/.libs/test_cuda_kernels --verbose -j4 > "$OUT/kernels.log" 2>&1; rc=$?
+  timeout 300 ./tests/gpu/test_cuda_kernels --verbose -j4 > "$OUT/kernels.log" 2>&1; rc=$?
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal" "$OUT/kernels.log" | head -40
   echo "test_cuda_kernels rc=$rc"; [ $rc -eq 0 ] || status=1
 fi
@@ -62,7 +62,7 @@ if [ -n "${NCU:-}" ]; then
   echo "$NCU" | tr ';' '\n' | while IFS=: read -r name args; do
     stamp "ncu $name: bench latency $args"
     PAGODA_CUDA_GRAPHS=0 timeout ${NCU_TIMEOUT:-200} ncu --clock-control none --csv --page raw \
-        --metrics gpu__time_duration.sum ./tools/.libs/pagoda bench latency \
+        --metrics gpu__time_duration.sum ./tools/pagoda bench latency \
         --random-weights $WT/scripts/configs/llama-3-8b/config.json $args \
         > "$OUT/ncu-$name.csv" 2> "$OUT/ncu-$name.err"; echo "ncu $name rc=$? $(wc -l < "$OUT/ncu-$name.csv") lines"
     tail -3 "$OUT/ncu-$name.err"
@@ -70,19 +70,19 @@ if [ -n "${NCU:-}" ]; then
 fi
 if [ "${TESTS:-1}" = 1 ]; then
   stamp "kernel tests"
-  timeout 300 ./tests/gpu/.libs/test_cuda_kernels --verbose -j4 > "$OUT/kernels.log" 2>&1; rc=$?
+  timeout 300 ./tests/gpu/test_cuda_kernels --verbose -j4 > "$OUT/kernels.log" 2>&1; rc=$?
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal" "$OUT/kernels.log" | head -40
   echo "test_cuda_kernels rc=$rc"; [ $rc -eq 0 ] || status=1
   stamp "attention tests"
-  timeout 300 ./tests/gpu/.libs/test_cuda_attention --verbose -j4 > "$OUT/attention.log" 2>&1; rc=$?
+  timeout 300 ./tests/gpu/test_cuda_attention --verbose -j4 > "$OUT/attention.log" 2>&1; rc=$?
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal" "$OUT/attention.log" | head -40
   echo "test_cuda_attention rc=$rc"; [ $rc -eq 0 ] || status=1
   stamp "sampling tests"
-  timeout 300 ./tests/gpu/.libs/test_cuda_sample --verbose -j4 > "$OUT/sample.log" 2>&1; rc=$?
+  timeout 300 ./tests/gpu/test_cuda_sample --verbose -j4 > "$OUT/sample.log" 2>&1; rc=$?
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal|boundary|chi-square" "$OUT/sample.log" | head -40
   echo "test_cuda_sample rc=$rc"; [ $rc -eq 0 ] || status=1
   # GPU test programs added later than the ones above (e.g. test_cuda_glu), if built.
-  for t in ./tests/gpu/.libs/test_cuda_*; do
+  for t in ./tests/gpu/test_cuda_*; do
     n=$(basename "$t")
     case $n in test_cuda_engine|test_cuda_kernels|test_cuda_attention|test_cuda_sample|test_cuda_models) continue ;; esac
     stamp "$n"
@@ -91,12 +91,12 @@ if [ "${TESTS:-1}" = 1 ]; then
     echo "$n rc=$rc"; [ $rc -eq 0 ] || status=1
   done
   stamp "model tests"
-  timeout 300 ./tests/gpu/.libs/test_cuda_models --verbose -j4 > "$OUT/models.log" 2>&1; rc=$?
+  timeout 300 ./tests/gpu/test_cuda_models --verbose -j4 > "$OUT/models.log" 2>&1; rc=$?
   grep -E "^\[(FAIL|SKIP|----)\]|Synthesis|Assertion|CRASH|signal|near-tie" "$OUT/models.log" | head -60
   echo "test_cuda_models rc=$rc"; [ $rc -eq 0 ] || status=1
   stamp "generate"
   ids=$(python3 -c "import json;print(','.join(map(str,json.load(open('$WT/tests/fixtures/models/llama-bf16/reference.json'))['cases'][2]['prompt'])))")
-  PAGODA_LOG=info ./tools/.libs/pagoda generate --model $WT/tests/fixtures/models/llama-bf16 \
+  PAGODA_LOG=info ./tools/pagoda generate --model $WT/tests/fixtures/models/llama-bf16 \
       --prompt-ids "$ids" --max-tokens 12 --ignore-eos 2>&1 | tail -4
   python3 -c "import json;print('reference  ', json.load(open('$WT/tests/fixtures/models/llama-bf16/reference.json'))['cases'][2]['native']['greedy'][:12])"
 fi
@@ -111,7 +111,7 @@ if [ "${BENCH:-1}" = 1 ]; then
     [ $g = default ] && g=
     [ $k = default ] && k=
     PAGODA_CUDA_GRAPHS=$gr PGD_CUDA_GEMV_MAX_N=$g PGD_CUDA_GEMV=$k PAGODA_LOG=info timeout 300 \
-        ./tools/.libs/pagoda bench latency \
+        ./tools/pagoda bench latency \
         --random-weights $WT/scripts/configs/llama-3-8b/config.json ${BENCH_ARGS:-} \
         2>&1 | grep -v "cuda graphs: captured" | tee "$OUT/bench-gemv${g:-default}-${k:-default}-graphs$gr.txt"
   done
@@ -125,10 +125,10 @@ if [ "${HF:-0}" = 1 ]; then
 fi
 if [ "${TPUT:-0}" = 1 ]; then
   stamp "bench throughput, 128 in / 128 out"
-  PAGODA_LOG=info timeout 300 ./tools/.libs/pagoda bench throughput \
+  PAGODA_LOG=info timeout 300 ./tools/pagoda bench throughput \
       --random-weights $WT/scripts/configs/llama-3-8b/config.json --num-prompts ${TPUT_N:-2000} \
       --input-len 128 --output-len 128 ${TPUT_ARGS:-} 2>&1 | tee "$OUT/tput-fixed.txt"
-  [ "${TPUT_SG:-1}" = 1 ] && stamp "bench throughput, sharegpt-shaped" && PAGODA_LOG=info timeout 300 ./tools/.libs/pagoda bench throughput \
+  [ "${TPUT_SG:-1}" = 1 ] && stamp "bench throughput, sharegpt-shaped" && PAGODA_LOG=info timeout 300 ./tools/pagoda bench throughput \
       --random-weights $WT/scripts/configs/llama-3-8b/config.json --num-prompts ${TPUT_SG_N:-1000} \
       --dataset sharegpt ${TPUT_ARGS:-} 2>&1 | tee "$OUT/tput-sharegpt.txt"
 fi
@@ -142,12 +142,12 @@ if [ "${SAN:-0}" = 1 ]; then
     stamp "compute-sanitizer $tool"
     [ $tool = racecheck ] && SAN_FILTER=${RACE_FILTER:-}
     timeout ${SAN_TIMEOUT:-150} compute-sanitizer --tool $tool --target-processes all \
-        --error-exitcode 9 ./tests/gpu/.libs/test_cuda_kernels -j2 --verbose \
+        --error-exitcode 9 ./tests/gpu/test_cuda_kernels -j2 --verbose \
         ${SAN_FILTER:+--filter "$SAN_FILTER"} > "$OUT/sanitizer-$tool.log" 2>&1; rc=$?
     grep -E "Synthesis|ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race|FAIL" "$OUT/sanitizer-$tool.log" | head -12
     echo "compute-sanitizer $tool rc=$rc"
     timeout ${SAN_TIMEOUT:-150} compute-sanitizer --tool $tool --target-processes all \
-        --error-exitcode 9 ./tests/gpu/.libs/test_cuda_attention -j2 --verbose \
+        --error-exitcode 9 ./tests/gpu/test_cuda_attention -j2 --verbose \
         > "$OUT/sanitizer-$tool-attention.log" 2>&1; rc=$?
     grep -E "Synthesis|ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race|FAIL" "$OUT/sanitizer-$tool-attention.log" | head -12
     echo "compute-sanitizer $tool (attention) rc=$rc"
@@ -155,7 +155,7 @@ if [ "${SAN:-0}" = 1 ]; then
   if [ -n "${SAN_MODELS_FILTER:-}" ]; then
     stamp "compute-sanitizer memcheck on the model tests ($SAN_MODELS_FILTER)"
     timeout ${SAN_TIMEOUT:-150} compute-sanitizer --tool memcheck --target-processes all \
-        --error-exitcode 9 ./tests/gpu/.libs/test_cuda_models -j2 --verbose \
+        --error-exitcode 9 ./tests/gpu/test_cuda_models -j2 --verbose \
         --filter "$SAN_MODELS_FILTER" > "$OUT/sanitizer-models.log" 2>&1; rc=$?
     grep -E "Synthesis|ERROR SUMMARY|Invalid|FAIL" "$OUT/sanitizer-models.log" | head -12
     echo "compute-sanitizer memcheck (models) rc=$rc"

@@ -25,13 +25,16 @@ check-local:
 endif
 include %reldir%/http/local.mk
 include %reldir%/tools/local.mk
+include %reldir%/hub/local.mk
+include %reldir%/fuzz/local.mk
 
 if ENABLE_TSAN
 # Criterion cannot run under ThreadSanitizer (Snaipe/Criterion#274): a TSan build runs the
 # plain-C threaded tests only.
 TESTS += tests/unit/test_engine_tsan
 else
-TESTS += $(CRITERION_TESTS) tests/unit/test_engine_tsan $(GPU_TEST_BINS) $(SCRIPT_TESTS)
+TESTS += $(CRITERION_TESTS) tests/unit/test_engine_tsan $(GPU_TEST_BINS) $(SCRIPT_TESTS) \
+	$(FUZZ_CORPUS_TESTS)
 endif
 EXTRA_DIST += %reldir%/fixtures
 

@@ -5,6 +5,7 @@
  * Encodes the file N times (default 5) on one thread, either as one string or in pieces of
  * --chunk bytes (cut at line ends), and prints the best time, MB/s and tokens/s.
  * scripts/bench_tokenizer.py times the `tokenizers` package the same way. */
+#include "runtime/base/buf.h"
 #include <pagoda/tokenizer.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,21 +34,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_tokenizer --model DIR --file TEXT [--iters N] [--chunk B]\n");
         return 2;
     }
-    FILE *f = fopen(file, "rb");
-    if (!f) {
-        perror(file);
+    char err[1024], *text;
+    size_t sz;
+    if (pgd__read_file(file, &text, &sz, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
         return 1;
     }
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)sz + 1);
-    if (!text || fread(text, 1, (size_t)sz, f) != (size_t)sz) {
-        fprintf(stderr, "%s: read error\n", file);
-        return 1;
-    }
-    fclose(f);
-    char err[1024];
     struct pgd_tokenizer *tok;
     double t0 = now();
     if (pgd_tokenizer_load(dir, &tok, err, sizeof err)) {
@@ -61,11 +53,11 @@ int main(int argc, char **argv)
         ids.n = 0;
         double s = now();
         size_t off = 0;
-        while (off < (size_t)sz) {
-            size_t n = (size_t)sz - off;
+        while (off < sz) {
+            size_t n = sz - off;
             if (chunk && n > chunk) {
                 n = chunk;
-                while (off + n < (size_t)sz && text[off + n - 1] != '\n')
+                while (off + n < sz && text[off + n - 1] != '\n')
                     n++;
             }
             if (pgd_tokenizer_encode(tok, text + off, n, false, &ids, err, sizeof err)) {
@@ -78,7 +70,7 @@ int main(int argc, char **argv)
         if (e < best)
             best = e;
     }
-    printf("pagoda  %-8s load %.2fs  encode %.3fs  %.1f MB/s  %.2f Mtok/s  (%zu tokens, %ld bytes, chunk %zu)\n",
+    printf("pagoda  %-8s load %.2fs  encode %.3fs  %.1f MB/s  %.2f Mtok/s  (%zu tokens, %zu bytes, chunk %zu)\n",
            dir, load_s, best, (double)sz / best / 1e6, (double)ids.n / best / 1e6, ids.n, sz, chunk);
     pgd_tokens_fini(&ids);
     pgd_tokenizer_destroy(tok);

@@ -40,7 +40,9 @@ static void bench_usage(FILE *out)
             "       pagoda bench throughput --help   (requests through the engine)\n"
             "       pagoda bench gemv [--batch LIST] (the decode GEMV kernels alone)\n"
             "       pagoda bench attention [--path LIST] (the attention kernels alone)\n\n"
-            "  --model DIR              a Hugging Face model directory\n"
+            "  --model DIR|ORG/NAME     a Hugging Face model directory, hub id or catalog name\n"
+            "  --revision REV, --download-dir DIR   for a hub id: the branch, tag or commit,\n"
+            "                           and the cache root (default HF_HUB_CACHE)\n"
             "  --random-weights CONFIG  a config.json (or its directory): random weights made\n"
             "                           on the device, no checkpoint read\n"
             "  --batch LIST             decode batch sizes (default 1,2,4,8,16,32)\n"
@@ -319,6 +321,7 @@ int pgd_cmd_bench(int argc, char **argv)
         { "warmup", required_argument, 0, 'w' }, { "num-blocks", required_argument, 0, 'N' },
         { "device", required_argument, 0, 'V' }, { "dtype", required_argument, 0, 'T' },
         { "seed", required_argument, 0, 'S' }, { "plugin-dir", required_argument, 0, 'D' },
+        { "revision", required_argument, 0, 'r' }, { "download-dir", required_argument, 0, 'L' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     struct bench_opts o = { .device = pgd_tool_default_device(), .dtype = PGD_DTYPE_COUNT,
@@ -326,13 +329,15 @@ int pgd_cmd_bench(int argc, char **argv)
     parse_list("1,2,4,8,16,32", o.batch, &o.n_batch, "--batch");
     parse_list("128,512,2048", o.prompt, &o.n_prompt, "--prompt-len");
     char plugin_dirs[4096] = "", dir[4096] = "";
-    const char *model = NULL, *random_cfg = NULL;
+    const char *model = NULL, *random_cfg = NULL, *revision = NULL, *download_dir = NULL;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         char *end = NULL;
         switch (c) {
         case 'm': model = optarg; break;
+        case 'r': revision = optarg; break;
+        case 'L': download_dir = optarg; break;
         case 'R': random_cfg = optarg; break;
         case 'b': if (parse_list(optarg, o.batch, &o.n_batch, "--batch")) return 2; break;
         case 'p': if (parse_list(optarg, o.prompt, &o.n_prompt, "--prompt-len")) return 2; break;
@@ -369,6 +374,8 @@ int pgd_cmd_bench(int argc, char **argv)
         o.random = true;
     } else {
         o.model = model;
+        if (pgd_tool_resolve_model(&o.model, revision, download_dir))
+            return 1;
     }
     o.plugin_dirs = plugin_dirs[0] ? plugin_dirs : NULL;
     return run(&o);

@@ -19,7 +19,7 @@
  * is the larger. It ignores prefill's KV reads and everything small, so it is loose. */
 #include "config.h"
 #include "tools/commands.h"
-#include "runtime/engine/engine_internal.h"
+#include "runtime/engine/engine_backend.h"
 #include "runtime/model/model.h"
 #include <pagoda/engine.h>
 #include <getopt.h>
@@ -50,6 +50,9 @@ static void tput_usage(FILE *out)
 {
     fprintf(out,
             "usage: pagoda bench throughput (--model DIR | --random-weights CONFIG) [options]\n\n"
+            "  --model DIR|ORG/NAME     a model directory, hub id or catalog name\n"
+            "  --revision REV, --download-dir DIR   for a hub id: the branch, tag or commit,\n"
+            "                           and the cache root (default HF_HUB_CACHE)\n"
             "  --num-prompts N          requests (default 1000)\n"
             "  --input-len N            prompt tokens of each request (default 128)\n"
             "  --output-len N           generated tokens of each request (default 128)\n"
@@ -349,6 +352,7 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         { "warmup", required_argument, 0, 'w' }, { "device", required_argument, 0, 'V' },
         { "dtype", required_argument, 0, 'T' }, { "seed", required_argument, 0, 'S' },
         { "plugin-dir", required_argument, 0, 'D' }, { "json", required_argument, 0, 'J' },
+        { "revision", required_argument, 0, 'r' }, { "download-dir", required_argument, 0, 'L' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     struct tput_opts o = { .device = pgd_tool_default_device(), .dtype = PGD_DTYPE_COUNT,
@@ -357,7 +361,7 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
                            .max_input = 1024, .max_total = 2048, .max_num_seqs = 256,
                            .max_num_batched_tokens = 8192, .gpu_mem = 0.9 };
     char plugin_dirs[4096] = "", dir[4096] = "";
-    const char *model = NULL, *random_cfg = NULL;
+    const char *model = NULL, *random_cfg = NULL, *revision = NULL, *download_dir = NULL;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
@@ -395,6 +399,8 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
                      "%s%s", plugin_dirs[0] ? ":" : "", optarg);
             break;
         case 'J': o.json = optarg; break;
+        case 'r': revision = optarg; break;
+        case 'L': download_dir = optarg; break;
         case 'h': tput_usage(stdout); return 0;
         default: tput_usage(stderr); return 2;
         }
@@ -419,6 +425,8 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         o.random = true;
     } else {
         o.model = model;
+        if (pgd_tool_resolve_model(&o.model, revision, download_dir))
+            return 1;
     }
     o.plugin_dirs = plugin_dirs[0] ? plugin_dirs : NULL;
     return run_tput(&o);

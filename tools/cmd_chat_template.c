@@ -6,6 +6,7 @@
  *  "add_generation_prompt": true}. */
 #include "config.h"
 #include "tools/commands.h"
+#include "runtime/base/buf.h"
 #include <pagoda/chat_template.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -22,30 +23,6 @@ static void usage(FILE *out)
             "stdin: a JSON array of messages, or an object with \"messages\" and optionally\n"
             "\"tools\", \"chat_template_kwargs\" (e.g. {\"enable_thinking\": false}) and\n"
             "\"add_generation_prompt\".\n");
-}
-
-static char *read_all(FILE *f)
-{
-    size_t cap = 65536, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-        if (n + 1 == cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                return NULL;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    if (buf)
-        buf[n] = '\0';
-    return buf;
 }
 
 /* JSON text of j (NULL for NULL), caller frees. */
@@ -88,8 +65,8 @@ int pgd_cmd_chat_template(int argc, char **argv)
     struct pgd_chat_template *tpl = NULL;
     char *input = NULL, *msgs = NULL, *tools = NULL, *kwargs = NULL, *prompt = NULL;
     json_t *in = NULL;
-    input = read_all(stdin);
-    if (!input) {
+    char rerr[256];
+    if (pgd__read_stream(stdin, "stdin", &input, NULL, rerr, sizeof rerr)) {
         fprintf(stderr, "pagoda chat-template: cannot read stdin\n");
         goto out;
     }

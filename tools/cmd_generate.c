@@ -149,6 +149,11 @@ static int run(struct gen_opts *o)
             goto out;
     }
     o->engine.model_dir = o->model;
+    /* Prompts given as token ids need no tokenizer: one that cannot be loaded only turns
+     * the output into token ids. */
+    o->engine.tokenizer_optional = true;
+    for (int i = 0; i < n_reqs; i++)
+        o->engine.tokenizer_optional = o->engine.tokenizer_optional && reqs[i].ids;
     if (pgd_engine_create(&o->engine, &eng, err, sizeof err))
         goto out;
     bool text_out = pgd_engine_has_tokenizer(eng) && !o->ids_out;
@@ -280,6 +285,8 @@ int pgd_cmd_generate(int argc, char **argv)
     }
     if (pgd_tool_check_dtype(o.engine.device, &o.engine.dtype))
         return 2;
+    if (pgd_tool_resolve_model(&o.model, NULL, NULL))
+        return 1;
     /* The engine's registry searches plugin_path first: --plugin-dir, then the build tree's
      * plugins when this binary runs from it (then PAGODA_PLUGIN_PATH and the install dir). */
     static char path[8192];

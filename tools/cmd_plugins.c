@@ -1,7 +1,8 @@
 /* `pagoda plugins`: loads the plugin search path and prints what loaded (name, kind, version,
- * file, and the architectures an architecture plugin claims), then what was refused and why. */
+ * file, and the architectures or quant methods it claims), then what was refused and why. */
 #include "config.h"
 #include "tools/commands.h"
+#include "runtime/base/buf.h"
 #include <pagoda/log.h>
 #include <pagoda/registry.h>
 #include <stdio.h>
@@ -19,8 +20,8 @@ static void plugins_usage(FILE *out)
             pgd_registry_install_dir());
 }
 
-/* Appends dir to the colon-separated list *dirs (owned by the caller; starts NULL). */
-static int add_dir(char **dirs, const char *dir)
+/* Appends dir to the colon-separated list dirs. */
+static int add_dir(struct pgd__buf *dirs, const char *dir)
 {
     if (!dir[0] || strchr(dir, ':')) {
         fprintf(stderr, "pagoda plugins: --plugin-dir '%s': %s\n", dir,
@@ -28,14 +29,10 @@ static int add_dir(char **dirs, const char *dir)
                        : "empty directory name");
         return 2;
     }
-    size_t old = *dirs ? strlen(*dirs) : 0;
-    char *p = realloc(*dirs, old + strlen(dir) + 2);
-    if (!p) {
+    if (!pgd__buf_appendf(dirs, "%s%s", dirs->len ? ":" : "", dir)) {
         fprintf(stderr, "pagoda plugins: out of memory\n");
         return 1;
     }
-    snprintf(p + old, strlen(dir) + 2, "%s%s", old ? ":" : "", dir);
-    *dirs = p;
     return 0;
 }
 
@@ -68,10 +65,14 @@ static void print_table(const struct pgd_registry *reg)
         const struct pgd_plugin *p = pgd_registry_at(reg, i, &path);
         printf("%-*s  %-*s  %-*s  %s\n", wn, p->name, wk, pgd_plugin_kind_str(p->kind), wv,
                p->version ? p->version : "-", path);
-        if (p->kind == PGD_PLUGIN_ARCH) {
-            printf("%-*s  architectures:", wn, "");
-            for (const char *const *a = p->arch->architectures; *a; a++)
-                printf("%s %s", a == p->arch->architectures ? "" : ",", *a);
+        const char *const *claims = p->kind == PGD_PLUGIN_ARCH    ? p->arch->architectures
+                                    : p->kind == PGD_PLUGIN_QUANT ? p->quant->methods
+                                                                  : NULL;
+        if (claims) {
+            printf("%-*s  %s:", wn, "",
+                   p->kind == PGD_PLUGIN_ARCH ? "architectures" : "quant methods");
+            for (const char *const *a = claims; *a; a++)
+                printf("%s %s", a == claims ? "" : ",", *a);
             printf("\n");
         }
     }
@@ -79,13 +80,13 @@ static void print_table(const struct pgd_registry *reg)
 
 int pgd_cmd_plugins(int argc, char **argv)
 {
-    char *dirs = NULL;
+    struct pgd__buf dirs = { 0 };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int rc = -1;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             plugins_usage(stdout);
-            free(dirs);
+            pgd__buf_fini(&dirs);
             return 0;
         } else if (!strcmp(a, "--plugin-dir")) {
             if (i + 1 >= argc) {
@@ -102,7 +103,7 @@ int pgd_cmd_plugins(int argc, char **argv)
             rc = 2;
         }
         if (rc > 0) {
-            free(dirs);
+            pgd__buf_fini(&dirs);
             return rc;
         }
     }
@@ -113,8 +114,8 @@ int pgd_cmd_plugins(int argc, char **argv)
 
     char err[512];
     struct pgd_registry *reg;
-    enum pgd_status st = pgd_tool_registry(dirs, &reg, err, sizeof err);
-    free(dirs);
+    enum pgd_status st = pgd_tool_registry(dirs.p, &reg, err, sizeof err);
+    pgd__buf_fini(&dirs);
     if (st != PGD_OK) {
         fprintf(stderr, "pagoda plugins: %s\n", err);
         return 1;

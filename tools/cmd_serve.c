@@ -1,11 +1,13 @@
-/* `pagoda serve MODEL [options]` (or --model DIR): the engine behind a frontend plugin (by
+/* `pagoda serve MODEL [options]` (or --model MODEL): the engine behind a frontend plugin (by
  * default `openai`, the OpenAI-compatible HTTP server), found through the plugin registry like
  * any plugin. The command line is read through the settings table (runtime/config/), with
  * vLLM's flag names, so `vllm serve MODEL --dtype auto --max-model-len 8192` starts pagoda.
- * The frontend listens first (answering 503 with a reason while the model loads and the GPU
- * warms up), then gets the engine. While it serves, a stats line is logged every
- * --log-stats-interval seconds of traffic. SIGTERM or SIGINT: stop accepting, let running
- * requests finish for --grace seconds, abort the rest, exit 0. */
+ * MODEL is a directory, a hub id or a catalog name (fetched into the hub cache when missing,
+ * with --revision and --download-dir). The frontend listens first (answering 503 with a
+ * reason while the model loads and the GPU warms up), then gets the engine. While it serves,
+ * a stats line is logged every --log-stats-interval seconds of traffic. SIGTERM or SIGINT:
+ * stop accepting, let running requests finish for --grace seconds (a second signal ends it
+ * at once), answer the rest with errors, exit 0. */
 #include "config.h"
 #include "tools/commands.h"
 #include "tools/serve_stats.h"
@@ -22,7 +24,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,13 +125,17 @@ static void apply_log_level(const struct pgd__settings *s)
         pgd_log_set_level((enum pgd_log_level)l);
 }
 
-/* The served name: --served-model-name, else the model directory's last part. */
-static void served_name(struct serve_opts *o)
+/* The served name: --served-model-name; else a hub id or catalog name as given (vLLM's
+ * default: the snapshot folder's last part is a commit id), named being the MODEL given
+ * when it resolved to another path; else the model directory's last part. */
+static void served_name(struct serve_opts *o, const char *named)
 {
     const char *n = pgd__settings_str(&o->set, PGD__S_SERVED_MODEL_NAME);
     char tmp[PATH_MAX];
+    if (!n && named)
+        n = named;
     if (!n) {
-        snprintf(tmp, sizeof tmp, "%s", pgd__settings_str(&o->set, PGD__S_MODEL));
+        snprintf(tmp, sizeof tmp, "%s", o->ep.model_dir);
         size_t tl = strlen(tmp);
         while (tl > 1 && tmp[tl - 1] == '/')
             tmp[--tl] = '\0';
@@ -166,8 +174,13 @@ static int prepare(struct serve_opts *o)
     if (warn[0])
         PGD_WARN("%s", warn);
     pgd__settings_engine_params(s, &o->ep, o->graph_sizes, MAX_GRAPH_SIZES);
-    o->ep.model_dir = pgd__settings_str(s, PGD__S_MODEL);
-    served_name(o);
+    /* A hub id or catalog name becomes its snapshot directory (fetched when missing). */
+    const char *named = pgd__settings_str(s, PGD__S_MODEL);
+    o->ep.model_dir = named;
+    if (pgd_tool_resolve_model(&o->ep.model_dir, pgd__settings_str(s, PGD__S_REVISION),
+                               pgd__settings_str(s, PGD__S_DOWNLOAD_DIR)))
+        return 1;
+    served_name(o, o->ep.model_dir != named ? named : NULL);
     o->ep.model_name = o->model_name;
     if (pgd__gen_defaults_load(pgd__settings_str(s, PGD__S_GENERATION_CONFIG), o->ep.model_dir,
                                pgd__settings_str(s, PGD__S_OVERRIDE_GENERATION_CONFIG), &o->gen,
@@ -304,6 +317,43 @@ static bool signalled(int timeout_ms)
     return read(sig_pipe[0], &b, 1) == 1;
 }
 
+/* The frontend's shutdown runs on a thread of its own so that this one keeps watching the
+ * signals: a second SIGTERM or SIGINT calls shutdown again, which ends the grace at once
+ * (the first call still answers what is left and returns). */
+struct fe_stop {
+    const struct pgd_frontend_ops *ops;
+    void *fe;
+    int grace_ms;
+    atomic_bool done;
+};
+
+static void *fe_stop_main(void *arg)
+{
+    struct fe_stop *st = arg;
+    st->ops->shutdown(st->fe, st->grace_ms);
+    atomic_store(&st->done, true);
+    return NULL;
+}
+
+static void shutdown_frontend(const struct pgd_frontend_ops *ops, void *fe, int grace_ms)
+{
+    struct fe_stop st = { .ops = ops, .fe = fe, .grace_ms = grace_ms };
+    pthread_t t;
+    if (grace_ms <= 0 || pthread_create(&t, NULL, fe_stop_main, &st) != 0) {
+        ops->shutdown(fe, grace_ms);
+        return;
+    }
+    bool cut = false;
+    while (!atomic_load(&st.done)) {
+        if (signalled(50) && !cut) {
+            fprintf(stderr, "pagoda serve: second signal: ending the grace period now\n");
+            ops->shutdown(fe, 0);
+            cut = true;
+        }
+    }
+    pthread_join(t, NULL);
+}
+
 /* Serves until a signal, writing the stats line while there is traffic. */
 static void serve_until_signal(struct serve_opts *o, struct pgd_engine *eng)
 {
@@ -396,7 +446,7 @@ out:
     if (rc)
         fprintf(stderr, "pagoda serve: %s\n", err);
     if (fe) {
-        ops->shutdown(fe, (int)(grace_s * 1000));
+        shutdown_frontend(ops, fe, (int)(grace_s * 1000));
         ops->destroy(fe);
     }
     pgd_engine_destroy(eng);
@@ -426,8 +476,9 @@ int pgd_cmd_serve(int argc, char **argv)
     } else if (help) {
         pgd__settings_print_help(stdout, USAGE);
     } else if (!pgd__settings_str(&o.set, PGD__S_MODEL)) {
-        fprintf(stderr, "pagoda serve: no model: give its directory (`pagoda serve DIR` or "
-                        "--model DIR); `pagoda serve --help` lists the options\n");
+        fprintf(stderr, "pagoda serve: no model: give its directory, hub id or catalog name "
+                        "(`pagoda serve MODEL` or --model MODEL); `pagoda serve --help` lists "
+                        "the options\n");
         rc = 2;
     } else {
         rc = prepare(&o);

@@ -1,36 +1,13 @@
 /* `pagoda tokenize --model DIR [--special]`: text on stdin -> JSON array of token ids.
  * `pagoda detokenize --model DIR [--skip-special]`: JSON array of ids on stdin -> text. */
 #include "tools/commands.h"
+#include "runtime/base/buf.h"
 #include <pagoda/tokenizer.h>
 #include <jansson.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static char *read_all(FILE *f, size_t *len)
-{
-    size_t cap = 65536, n = 0;
-    char *p = malloc(cap);
-    while (p) {
-        size_t r = fread(p + n, 1, cap - n, f);
-        n += r;
-        if (n < cap) {
-            if (ferror(f)) {
-                free(p);
-                return NULL;
-            }
-            break;
-        }
-        char *q = realloc(p, cap *= 2);
-        if (!q)
-            free(p);
-        p = q;
-    }
-    if (p)
-        *len = n;
-    return p;
-}
 
 static int parse_args(int argc, char **argv, const char *cmd, const char *flag, const char **dir,
                       bool *flag_set)
@@ -76,8 +53,8 @@ int pgd_cmd_tokenize(int argc, char **argv)
         return 1;
     }
     size_t len = 0;
-    char *text = read_all(stdin, &len);
-    if (!text) {
+    char *text, rerr[256];
+    if (pgd__read_stream(stdin, "stdin", &text, &len, rerr, sizeof rerr)) {
         fprintf(stderr, "pagoda tokenize: cannot read stdin\n");
         pgd_tokenizer_destroy(tok);
         return 1;

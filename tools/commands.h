@@ -48,6 +48,13 @@ const char *pgd_tool_engine_plugin_path(const char *plugin_dirs, char *buf, size
                                         int *too_long);
 enum pgd_status pgd_tool_registry(const char *plugin_dirs, struct pgd_registry **out, char *err,
                                   size_t errlen);
+int pgd_cmd_fetch(int argc, char **argv);      /* tools/cmd_fetch.c */
+int pgd_cmd_models(int argc, char **argv);     /* tools/cmd_models.c */
+/* Everywhere a model is named: *model (a directory, an ORG/NAME[@REV] hub id or a catalog
+ * short name) becomes the directory to load, fetched into the hub cache when missing
+ * (runtime/hub/resolve.c); revision and download_dir are vLLM's --revision and
+ * --download-dir (NULL: none). Non-zero (message on stderr) on failure. */
+int pgd_tool_resolve_model(const char **model, const char *revision, const char *download_dir);
 int pgd_cmd_tokenize(int argc, char **argv);
 int pgd_cmd_detokenize(int argc, char **argv);
 

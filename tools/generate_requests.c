@@ -1,5 +1,6 @@
 /* pagoda generate's requests and results (see generate_requests.h). */
 #include "tools/generate_requests.h"
+#include "runtime/base/mem.h"
 #include <jansson.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -13,11 +14,10 @@ void gen_request_defaults_init(struct gen_request_defaults *d)
 
 static int parse_id_list(const char *s, struct gen_request *r, char *err, size_t errlen)
 {
-    size_t cap = 16;
-    r->ids = malloc(cap * sizeof *r->ids);
+    size_t cap = 0;
     r->n_ids = 0;
     const char *p = s;
-    while (r->ids && *p) {
+    while (*p) {
         char *end;
         errno = 0;
         long v = strtol(p, &end, 10);
@@ -26,16 +26,14 @@ static int parse_id_list(const char *s, struct gen_request *r, char *err, size_t
                      s);
             return -1;
         }
-        if ((size_t)r->n_ids == cap) {
-            int32_t *n = realloc(r->ids, (cap *= 2) * sizeof *n);
-            if (!n)
-                break;
-            r->ids = n;
+        if (!pgd__array_reserve(r->ids, cap, (size_t)r->n_ids + 1)) {
+            snprintf(err, errlen, "--prompt-ids: out of memory");
+            return -1;
         }
         r->ids[r->n_ids++] = (int32_t)v;
         p = *end ? end + 1 : end;
     }
-    if (!r->ids || r->n_ids == 0) {
+    if (r->n_ids == 0) {
         snprintf(err, errlen, "--prompt-ids needs at least one id");
         return -1;
     }
@@ -207,7 +205,8 @@ int gen_requests_read_file(const char *path, const struct gen_request_defaults *
         return -1;
     }
     struct gen_request *reqs = NULL;
-    int n = 0, cap = 0, lineno = 0;
+    int n = 0, lineno = 0;
+    size_t cap = 0;
     char *line = NULL;
     size_t lcap = 0;
     ssize_t len;
@@ -215,13 +214,9 @@ int gen_requests_read_file(const char *path, const struct gen_request_defaults *
         lineno++;
         if (strspn(line, " \t\r\n") == (size_t)len)
             continue;
-        if (n == cap) {
-            struct gen_request *nr = realloc(reqs, (size_t)(cap = cap ? 2 * cap : 64) * sizeof *nr);
-            if (!nr) {
-                snprintf(err, errlen, "out of memory");
-                goto fail;
-            }
-            reqs = nr;
+        if (!pgd__array_reserve(reqs, cap, (size_t)n + 1)) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
         }
         struct gen_request *r = &reqs[n++];
         memset(r, 0, sizeof *r);
@@ -272,27 +267,11 @@ void gen_requests_free(struct gen_request *reqs, int n)
 /* ---- results ---------------------------------------------------------------------------- */
 static int sample_append(struct gen_sample *s, const struct pgd_output *o)
 {
-    if (s->n_ids + o->n_token_ids > s->cap) {
-        int cap = (s->n_ids + o->n_token_ids) * 2 + 16;
-        int32_t *ids = realloc(s->ids, (size_t)cap * sizeof *ids);
-        if (!ids)
-            return -1;
-        s->ids = ids;
-        s->cap = cap;
-    }
+    if (!pgd__array_reserve(s->ids, s->cap, (size_t)s->n_ids + (size_t)o->n_token_ids) ||
+        !pgd__buf_append(&s->text, o->text, o->text_len))
+        return -1;
     memcpy(s->ids + s->n_ids, o->token_ids, (size_t)o->n_token_ids * sizeof *s->ids);
     s->n_ids += o->n_token_ids;
-    if (s->text_len + o->text_len + 1 > s->text_cap) {
-        size_t cap = (s->text_len + o->text_len + 1) * 2;
-        char *t = realloc(s->text, cap);
-        if (!t)
-            return -1;
-        s->text = t;
-        s->text_cap = cap;
-    }
-    memcpy(s->text + s->text_len, o->text, o->text_len);
-    s->text_len += o->text_len;
-    s->text[s->text_len] = '\0';
     return 0;
 }
 
@@ -333,7 +312,7 @@ void gen_result_print_plain(FILE *out, const struct gen_result *res, bool text)
     for (int k = 0; k < res->n; k++) {
         const struct gen_sample *s = &res->samples[k];
         if (text) {
-            fwrite(s->text ? s->text : "", 1, s->text_len, out);
+            fwrite(s->text.p ? s->text.p : "", 1, s->text.len, out);
             fputc('\n', out);
             continue;
         }
@@ -355,7 +334,7 @@ void gen_result_print_json(FILE *out, int index, const struct gen_result *res)
         const char *reason = pgd_finish_reason_str(s->finish);
         json_array_append_new(outputs, json_pack("{s:i, s:o, s:s%, s:s?}", "index", k,
                                                  "token_ids", ids, "text",
-                                                 s->text ? s->text : "", s->text_len,
+                                                 s->text.p ? s->text.p : "", s->text.len,
                                                  "finish_reason", reason));
     }
     json_t *o = json_pack("{s:i, s:o, s:{s:i, s:i, s:i}}", "index", index, "outputs", outputs,
@@ -372,7 +351,7 @@ void gen_result_fini(struct gen_result *res)
 {
     for (int k = 0; res->samples && k < res->n; k++) {
         free(res->samples[k].ids);
-        free(res->samples[k].text);
+        pgd__buf_fini(&res->samples[k].text);
     }
     free(res->samples);
     res->samples = NULL;

@@ -4,6 +4,7 @@
 #define PGD_TOOLS_GENERATE_REQUESTS_H
 
 #include <pagoda/engine.h>
+#include "runtime/base/buf.h"
 #include <stdio.h>
 
 struct gen_request_defaults {
@@ -35,9 +36,9 @@ void gen_requests_free(struct gen_request *reqs, int n);
 
 struct gen_sample {
     int32_t *ids;                      /* owned [n_ids] */
-    int n_ids, cap;
-    char *text;                        /* owned, NUL-terminated */
-    size_t text_len, text_cap;
+    int n_ids;
+    size_t cap;
+    struct pgd__buf text;              /* owned */
     enum pgd_finish_reason finish;
 };
 struct gen_result {

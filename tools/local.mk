@@ -5,7 +5,8 @@ tools_pagoda_SOURCES = %reldir%/pagoda.c %reldir%/commands.h \
 	%reldir%/cmd_generate.c %reldir%/generate_requests.c %reldir%/generate_requests.h \
 	%reldir%/cmd_serve.c %reldir%/cmd_plugins.c %reldir%/cmd_tokenize.c \
 	%reldir%/cmd_chat_template.c %reldir%/cmd_bench.c %reldir%/cmd_bench_throughput.c \
-	%reldir%/cmd_bench_gemv.c %reldir%/cmd_bench_attention.c %reldir%/serve_stats.c \
+	%reldir%/cmd_bench_gemv.c %reldir%/cmd_bench_attention.c \
+	%reldir%/cmd_fetch.c %reldir%/cmd_models.c %reldir%/serve_stats.c \
 	%reldir%/serve_stats.h %reldir%/cmd_config.c
 tools_pagoda_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 tools_pagoda_LDFLAGS = $(AM_LDFLAGS) -export-dynamic
@@ -14,4 +15,4 @@ tools_pagoda_LDADD = runtime/libpagoda-private.la $(JANSSON_LIBS)
 # A benchmark program (not a test): tools/bench_tokenizer --model DIR --file TEXT
 noinst_PROGRAMS += tools/bench_tokenizer
 tools_bench_tokenizer_SOURCES = %reldir%/bench_tokenizer.c
-tools_bench_tokenizer_LDADD = libpagoda.la
+tools_bench_tokenizer_LDADD = runtime/libpagoda-private.la

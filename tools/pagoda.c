@@ -26,6 +26,8 @@ static const struct command commands[] = {
     { "detokenize", pgd_cmd_detokenize, "JSON token ids on stdin -> text (--model DIR [--skip-special])" },
     { "chat-template", pgd_cmd_chat_template, "render a model's chat template for a conversation" },
     { "bench", pgd_cmd_bench, "measure decode latency and time to first token (bench latency)" },
+    { "fetch", pgd_cmd_fetch, "download a model from the Hugging Face hub into the shared cache" },
+    { "models", pgd_cmd_models, "the model catalog and the cache (--cached, rm NAME)" },
 };
 
 const char *pgd_tool_build_plugin_dirs(void)

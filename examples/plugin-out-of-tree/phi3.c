@@ -301,6 +301,7 @@ static void phi3_forward(void *model, struct pgd_fwd *f)
 static const char *const phi3_archs[] = { "Phi3ForCausalLM", NULL };
 
 static const struct pgd_arch_ops phi3_ops = {
+    .struct_size = sizeof(struct pgd_arch_ops),
     .architectures = phi3_archs,
     .load = phi3_load,
     .forward = phi3_forward,

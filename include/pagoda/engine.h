@@ -66,6 +66,10 @@ struct pgd_engine_params {
      * false: decode-only steps replay graphs captured per padded batch size; the
      * environment's PAGODA_CUDA_GRAPHS=0 also turns them off). */
     bool enforce_eager;
+    /* A tokenizer.json that cannot be loaded is no error: the engine logs why (a warning)
+     * and serves token ids only, as for a model directory without one (default false: the
+     * create fails with the tokenizer's message). For callers that give token ids. */
+    bool tokenizer_optional;
     /* The tokenizer's directory (tokenizer.json, tokenizer_config.json); NULL (default):
      * model_dir. */
     const char *tokenizer;

@@ -88,7 +88,9 @@ struct pgd_frontend_ops {
     enum pgd_status (*attach)(void *fe, const struct pgd_frontend_model *model, char *err,
                               size_t errlen);
     /* Stops accepting, lets running requests finish for up to grace_ms, aborts the rest and
-     * returns once no request is left (the engine is still alive). */
+     * returns once no request is left (the engine is still alive). A second call made from
+     * another thread while the first runs (a second SIGTERM) ends the grace at once and
+     * returns; the first call still finishes the job. */
     void (*shutdown)(void *fe, int grace_ms);
     /* Frees the frontend (after shutdown; shuts down with no grace when it was not). */
     void (*destroy)(void *fe);

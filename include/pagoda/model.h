@@ -46,6 +46,11 @@ enum pgd_status pgd_config_bool_or(const struct pgd_model_ctx *ctx, const char *
                                    bool dflt, bool *out, char *err, size_t errlen);
 /* A string value, or NULL when absent, null or not a string. Owned by ctx. */
 const char *pgd_config_str(const struct pgd_model_ctx *ctx, const char *key);
+/* Reads an activation name (e.g. "hidden_act") as transformers names it: "silu" and
+ * "swish" are PGD_ACT_SILU, "gelu_pytorch_tanh" PGD_ACT_GELU_TANH; dflt when the key is
+ * absent or null. Another name is PGD_ERR_UNSUPPORTED naming the key and the value. */
+enum pgd_status pgd_config_act(const struct pgd_model_ctx *ctx, const char *key,
+                               enum pgd_act dflt, enum pgd_act *out, char *err, size_t errlen);
 /* Refuses config keys that would change the math unless the plugin says it handles them:
  * `known` is a NULL-terminated list of top-level keys the plugin reads or knows to be
  * harmless; every other key present with a non-null value that is not in pagoda's list of

@@ -41,10 +41,12 @@ void pgd_registry_destroy(struct pgd_registry *reg);
 /* Loads one shared object. Refuses, with a message naming the file (and dlclosing it): a
  * file that is not a loadable shared object (dlerror's text included), no
  * pagoda_plugin_init symbol, a NULL descriptor, another ABI version (both versions named)
- * or a struct_size smaller than ABI 1's descriptor (PGD_ERR_ABI), an unknown kind, a
- * missing or empty name, a NULL vtable, an architecture vtable without load, forward or
- * destroy or claiming no architectures, a name already loaded (both files named). These
- * are PGD_ERR_PLUGIN; a path that does not exist is PGD_ERR_NOT_FOUND. */
+ * or a descriptor or vtable whose struct_size is smaller than that struct's first version
+ * (PGD_ERR_ABI), an unknown kind, a missing or empty name, a NULL vtable, a vtable without
+ * one of its required functions (each kind's struct in plugin.h says which), an
+ * architecture or quant plugin claiming no names (or an empty one), a name already loaded
+ * (both files named). These are PGD_ERR_PLUGIN; a path that does not exist is
+ * PGD_ERR_NOT_FOUND. */
 enum pgd_status pgd_registry_load_file(struct pgd_registry *reg, const char *path,
                                        char *err, size_t errlen);
 /* Loads every *.so in dir (sorted by name). Returns how many loaded; refusals go to the
@@ -85,6 +87,12 @@ const struct pgd_plugin *pgd_registry_find_arch(const struct pgd_registry *reg,
  * load order) into buf; "(none)" when no architecture plugin is loaded. Truncated to fit
  * (always NUL-terminated when buflen > 0). */
 void pgd_registry_list_archs(const struct pgd_registry *reg, char *buf, size_t buflen);
+/* The quant plugin claiming a config.json "quantization_config.quant_method" ("gptq"), or
+ * NULL; the one loaded first wins when two claim it. */
+const struct pgd_plugin *pgd_registry_find_quant(const struct pgd_registry *reg,
+                                                 const char *quant_method);
+/* Like pgd_registry_list_archs, for the quantization methods claimed ("(none)" when none). */
+void pgd_registry_list_quant_methods(const struct pgd_registry *reg, char *buf, size_t buflen);
 
 #ifdef __cplusplus
 }

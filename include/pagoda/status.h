@@ -42,7 +42,16 @@ enum pgd_status pgd_errf(char *err, size_t errlen, enum pgd_status st, const cha
 enum pgd_status pgd_verrf(char *err, size_t errlen, enum pgd_status st, const char *fmt,
                           va_list ap);
 
-/* Programmer errors (broken invariants, misuse of an API contract) abort with the location. */
+/* Programmer errors (broken invariants, misuse of an API contract) abort with the location.
+ *
+ * Running out of memory is not a programmer error, and pagoda's policy for it is this: an
+ * allocation whose size follows from input (a request body, a prompt, a file, a model, a
+ * chat template) fails with PGD_ERR_NOMEM returned up to the caller, with a message, so that
+ * a malformed or huge request costs that request only and never the server. The one
+ * exception is the engine's fixed-size bookkeeping inside a step (block tables, queues),
+ * bounded by the configuration and with no caller that could recover mid-step: there an
+ * allocation failure is fatal through the one hook pgd__oom() (runtime/base/mem.h), which
+ * names what ran out and aborts. Never PGD_ASSERT on an allocation; never exit(). */
 void pgd_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
 #define PGD_ASSERT(cond) \
     ((cond) ? (void)0 : pgd_assert_fail(#cond, __FILE__, __LINE__))

@@ -7,6 +7,11 @@
 #include <stdint.h>
 #include <pagoda/ops.h>
 
+/* Internal to libpagoda: hidden, so that the shared object's dynamic table holds only the
+ * public API of include/pagoda (the tests and the tool link the convenience library and
+ * still call these). */
+#pragma GCC visibility push(hidden)
+
 /* out[i, :] = table[ids[i], :]   table [vocab, d], out [n, d]; ids already range-checked */
 void pgd_cpu_embed(const float *table, const int32_t *ids, int n, int d, float *out);
 
@@ -60,5 +65,7 @@ void pgd_cpu_attention(const struct pgd_cpu_kv_layer *kv, const struct pgd_cpu_s
 
 /* out[r, i] = act(gate_up[r, i]) * gate_up[r, I + i]   gate_up [n, 2I], out [n, I] */
 void pgd_cpu_act_mul(enum pgd_act act, const float *gate_up, int n, int inter, float *out);
+
+#pragma GCC visibility pop
 
 #endif

@@ -18,6 +18,11 @@
 extern "C" {
 #endif
 
+/* Internal to libpagoda: hidden, so that the shared object's dynamic table holds only the
+ * public API of include/pagoda (the tests and the tool link the convenience library and
+ * still call these). */
+#pragma GCC visibility push(hidden)
+
 /* ---- device.cu: devices, memory, copies, the context ---------------------------------- */
 /* Number of usable CUDA devices (0 when there is no driver or no GPU). */
 int pgd_cuda_device_count(void);
@@ -274,6 +279,7 @@ int pgd_cuda_graph_launch(struct pgd_cuda_ctx *c, struct pgd_cuda_graph *g, char
 size_t pgd_cuda_graph_nodes(const struct pgd_cuda_graph *g);
 void pgd_cuda_graph_destroy(struct pgd_cuda_graph *g);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

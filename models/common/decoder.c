@@ -44,14 +44,8 @@ enum pgd_status decoder_read_config(struct pgd_model_ctx *ctx, struct decoder_co
     cfg->eps = (float)eps;
     if ((st = pgd_config_bool_or(ctx, "tie_word_embeddings", false, &cfg->tied, err, errlen)))
         return st;
-    const char *act = pgd_config_str(ctx, "hidden_act");
-    if (!act || !strcmp(act, "silu") || !strcmp(act, "swish"))
-        cfg->act = PGD_ACT_SILU;
-    else if (!strcmp(act, "gelu_pytorch_tanh"))
-        cfg->act = PGD_ACT_GELU_TANH;
-    else
-        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s/config.json: hidden_act \"%s\" is "
-                        "not supported (silu, gelu_pytorch_tanh)", pgd_model_dir(ctx), act);
+    if ((st = pgd_config_act(ctx, "hidden_act", PGD_ACT_SILU, &cfg->act, err, errlen)))
+        return st;
     return pgd_config_rope(ctx, cfg->head_dim, &cfg->rope, err, errlen);
 }
 

@@ -36,6 +36,7 @@ static enum pgd_status llama_load(struct pgd_model_ctx *ctx, struct pgd_model_de
 static const char *const llama_archs[] = { "LlamaForCausalLM", NULL };
 
 static const struct pgd_arch_ops llama_ops = {
+    .struct_size = sizeof(struct pgd_arch_ops),
     .architectures = llama_archs,
     .load = llama_load,
     .forward = decoder_forward,

@@ -36,6 +36,7 @@ static enum pgd_status mistral_load(struct pgd_model_ctx *ctx, struct pgd_model_
 static const char *const mistral_archs[] = { "MistralForCausalLM", NULL };
 
 static const struct pgd_arch_ops mistral_ops = {
+    .struct_size = sizeof(struct pgd_arch_ops),
     .architectures = mistral_archs,
     .load = mistral_load,
     .forward = decoder_forward,

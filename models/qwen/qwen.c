@@ -45,6 +45,7 @@ static enum pgd_status qwen_load(struct pgd_model_ctx *ctx, struct pgd_model_des
 static const char *const qwen_archs[] = { "Qwen2ForCausalLM", "Qwen3ForCausalLM", NULL };
 
 static const struct pgd_arch_ops qwen_ops = {
+    .struct_size = sizeof(struct pgd_arch_ops),
     .architectures = qwen_archs,
     .load = qwen_load,
     .forward = decoder_forward,

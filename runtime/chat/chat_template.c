@@ -3,7 +3,6 @@
  * template and special tokens. */
 #include <pagoda/chat_template.h>
 #include "runtime/chat/jinja.h"
-#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,25 +36,6 @@ void pgd_chat_template_set_limits(struct pgd_chat_template *tpl,
         tpl->limits.max_depth = 8;
 }
 
-static bool valid_utf8(const char *s, size_t n, size_t *bad)
-{
-    size_t i = 0, len;
-    while (i < n) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        uint32_t cp = pgd__jutf8_next(s + i, n - i, &len);
-        if (len == 1 && cp == c) {
-            *bad = i;
-            return false;
-        }
-        i += len;
-    }
-    return true;
-}
-
 /* Failure state of a compile or render: on the heap so that longjmp leaves it intact. */
 struct failure {
     struct pgd__jfail fail;
@@ -82,8 +62,8 @@ enum pgd_status pgd_chat_template_create(const char *source, const char *name,
     if (!source)
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s%schat template source is NULL",
                         name ? name : "", name ? ": " : "");
-    size_t n = strlen(source), bad;
-    if (!valid_utf8(source, n, &bad))
+    size_t n = strlen(source), bad = pgd__utf8_validate(source, n);
+    if (bad < n)
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
                         "%s%schat template is not valid UTF-8 (byte %zu)", name ? name : "",
                         name ? ": " : "", bad);
@@ -351,44 +331,16 @@ static bool file_exists(const char *path)
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-static char *read_file(const char *path, char *err, size_t errlen, enum pgd_status *st)
+/* Parses the JSON file at path into *out (the caller's reference); a parse error names the
+ * file, line and column. */
+static enum pgd_status load_json(const char *path, json_t **out, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        *st = pgd_errf(err, errlen, PGD_ERR_IO, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-        if (cap - n - 1 == 0) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    bool io_err = ferror(f);
-    fclose(f);
-    if (!buf) {
-        *st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", path);
-        return NULL;
-    }
-    if (io_err) {
-        free(buf);
-        *st = pgd_errf(err, errlen, PGD_ERR_IO, "%s: read error", path);
-        return NULL;
-    }
-    buf[n] = '\0';
-    return buf;
+    json_error_t je;
+    *out = json_load_file(path, JSON_DECODE_INT_AS_REAL, &je);
+    if (!*out)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: line %d, column %d: %s", path, je.line,
+                        je.column, je.text);
+    return PGD_OK;
 }
 
 /* A special token: a string, null, or an AddedToken-like object {"content": "..."}. */
@@ -457,13 +409,9 @@ enum pgd_status pgd_chat_template_config_load(const char *model_dir,
         goto done;
     }
     if (file_exists(tcfg)) {
-        json_error_t je;
-        json_t *j = json_load_file(tcfg, JSON_DECODE_INT_AS_REAL, &je);
-        if (!j) {
-            st = pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: line %d, column %d: %s", tcfg,
-                          je.line, je.column, je.text);
+        json_t *j;
+        if ((st = load_json(tcfg, &j, err, errlen)))
             goto done;
-        }
         if (!json_is_object(j)) {
             json_decref(j);
             st = pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: expected a JSON object", tcfg);
@@ -485,20 +433,16 @@ enum pgd_status pgd_chat_template_config_load(const char *model_dir,
             goto done;
     }
     if (file_exists(jinja)) {
-        if (!(cfg->source = read_file(jinja, err, errlen, &st)))
+        if ((st = pgd__read_file(jinja, &cfg->source, NULL, err, errlen)))
             goto done;
         if (!(cfg->path = strdup(jinja))) {
             st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
             goto done;
         }
     } else if (!cfg->source && file_exists(ctjson)) {
-        json_error_t je;
-        json_t *j = json_load_file(ctjson, JSON_DECODE_INT_AS_REAL, &je);
-        if (!j) {
-            st = pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: line %d, column %d: %s", ctjson,
-                          je.line, je.column, je.text);
+        json_t *j;
+        if ((st = load_json(ctjson, &j, err, errlen)))
             goto done;
-        }
         json_t *ct = json_object_get(j, "chat_template");
         st = ct ? template_field(ctjson, ct, cfg, err, errlen)
                 : pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: no \"chat_template\"", ctjson);

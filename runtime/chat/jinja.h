@@ -17,6 +17,7 @@
 #define PGD_RUNTIME_JINJA_H
 
 #include <pagoda/status.h>
+#include "runtime/base/utf8.h"
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -50,7 +51,13 @@ struct pgd__jarena {
 };
 
 void *pgd__jalloc(struct pgd__jarena *a, size_t n);           /* zeroed, 16-byte aligned */
-void *pgd__jrealloc(struct pgd__jarena *a, void *p, size_t old, size_t n);
+/* Makes the arena array arr (capacity cap elements) hold need elements: its capacity grows
+ * as pgd__grow_capacity says (doubling, at least min_cap), the elements are copied, and the
+ * old array stays in the arena until the arena is released. Throws PGD_ERR_NOMEM. */
+#define pgd__jreserve(a, arr, cap, need, min_cap) \
+    pgd__jreserve_((a), &(arr), &(cap), (need), sizeof *(arr), (min_cap))
+void pgd__jreserve_(struct pgd__jarena *a, void *arrp, size_t *cap, size_t need, size_t elem,
+                    size_t min_cap);
 char *pgd__jstrndup(struct pgd__jarena *a, const char *s, size_t n);  /* NUL-terminated */
 void pgd__jarena_free(struct pgd__jarena *a);
 
@@ -182,10 +189,11 @@ void pgd__jfloat_repr(double f, char *out, size_t outlen);
 
 /* ---- UTF-8 helpers ---------------------------------------------------------------------- */
 
-/* Decodes one code point at p (n bytes left); *len gets its byte length (>= 1). Invalid
- * bytes decode as themselves (0x80..0xFF), one byte each. */
+/* Decodes one code point at p (n >= 1 bytes left) by runtime/base/utf8.h; *len gets its
+ * byte length (>= 1). A byte that does not begin a well-formed sequence is one character,
+ * itself (0x80..0xFF), so that every byte string has a length and indexes. Encoding is
+ * pgd__utf8_put. */
 uint32_t pgd__jutf8_next(const char *p, size_t n, size_t *len);
-size_t pgd__jutf8_put(uint32_t cp, char out[4]);
 size_t pgd__jutf8_count(const char *p, size_t n);
 /* Byte offset of code point index i (clamped to n). */
 size_t pgd__jutf8_offset(const char *p, size_t n, size_t i);

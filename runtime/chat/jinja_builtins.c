@@ -70,7 +70,7 @@ static struct pgd__jv *encode(struct pgd__jctx *c, const uint32_t *cps, size_t n
     char *p = pgd__jalloc(c->ar, n * 4 + 1);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        k += pgd__jutf8_put(cps[i], p + k);
+        k += pgd__utf8_put(cps[i], p + k);
     return pgd__jv_str_nocopy(c->ar, p, k);
 }
 

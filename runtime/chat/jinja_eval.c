@@ -50,12 +50,11 @@ void pgd__jframe_set(struct pgd__jarena *a, struct pgd__jframe *f, const char *n
             f->vals[i] = v;
             return;
         }
-    if (f->n == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 8;
-        f->names = pgd__jrealloc(a, f->names, f->n * sizeof *f->names, cap * sizeof *f->names);
-        f->vals = pgd__jrealloc(a, f->vals, f->n * sizeof *f->vals, cap * sizeof *f->vals);
-        f->cap = cap;
-    }
+    /* Names and values share one capacity: both grow from the same old value to the same
+     * new one. */
+    size_t cap = f->cap;
+    pgd__jreserve(a, f->names, cap, f->n + 1, 8);
+    pgd__jreserve(a, f->vals, f->cap, f->n + 1, 8);
     f->names[f->n] = name;
     f->vals[f->n] = v;
     f->n++;

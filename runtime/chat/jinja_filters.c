@@ -108,20 +108,23 @@ static int cmp_pair_keys(void *ud, const struct pgd__jv *x, const struct pgd__jv
     return cmp_values(ud, x->l.v[0], y->l.v[0]);
 }
 
-/* Sorts items by keys (parallel arrays), stable; returns the items in order. */
-static struct pgd__jv **sort_by_keys(struct pgd__jctx *c, struct pgd__jv **items,
-                                     struct pgd__jv **keys, size_t n, bool reverse, long at)
+/* Sorts items[n] in place by keys[n] (parallel arrays), stably. An empty list has no item
+ * array at all (items may be NULL when n is 0): nothing is touched then. */
+static void sort_by_keys(struct pgd__jctx *c, struct pgd__jv **items, struct pgd__jv **keys,
+                         size_t n, bool reverse, long at)
 {
+    if (n < 2)
+        return;
     /* sort (key, index) pairs encoded as 2-tuples whose second element is the index */
-    struct pgd__jv **pairs = pgd__jalloc(c->ar, (n ? n : 1) * sizeof *pairs);
+    struct pgd__jv **pairs = pgd__jalloc(c->ar, n * sizeof *pairs);
     for (size_t i = 0; i < n; i++)
         pairs[i] = pgd__jv_tuple2(c->ar, keys[i], pgd__jv_int(c->ar, (int64_t)i));
     struct sortctx s = { c, at, reverse };
     pgd__jsort(c->ar, pairs, n, cmp_pair_keys, &s);
-    struct pgd__jv **out = pgd__jalloc(c->ar, (n ? n : 1) * sizeof *out);
+    struct pgd__jv **sorted = pgd__jalloc(c->ar, n * sizeof *sorted);
     for (size_t i = 0; i < n; i++)
-        out[i] = items[pairs[i]->l.v[1]->i];
-    return out;
+        sorted[i] = items[pairs[i]->l.v[1]->i];
+    memcpy(items, sorted, n * sizeof *sorted);
 }
 
 /* ---- filters ---------------------------------------------------------------------------- */
@@ -687,8 +690,7 @@ static struct pgd__jv *f_sort(struct pgd__jctx *c, struct pgd__jv *v,
                                                              : l->l.v[i];
         keys[i] = ignore_case(c, k, cs);
     }
-    struct pgd__jv **sorted = sort_by_keys(c, l->l.v, keys, l->l.n, reverse, at);
-    memcpy(l->l.v, sorted, l->l.n * sizeof *sorted);
+    sort_by_keys(c, l->l.v, keys, l->l.n, reverse, at);
     return l;
 }
 
@@ -708,8 +710,7 @@ static struct pgd__jv *f_dictsort(struct pgd__jctx *c, struct pgd__jv *v,
     struct pgd__jv **keys = pgd__jalloc(c->ar, (items->l.n + 1) * sizeof *keys);
     for (size_t i = 0; i < items->l.n; i++)
         keys[i] = ignore_case(c, items->l.v[i]->l.v[by_value ? 1 : 0], cs);
-    struct pgd__jv **sorted = sort_by_keys(c, items->l.v, keys, items->l.n, reverse, at);
-    memcpy(items->l.v, sorted, items->l.n * sizeof *sorted);
+    sort_by_keys(c, items->l.v, keys, items->l.n, reverse, at);
     return items;
 }
 

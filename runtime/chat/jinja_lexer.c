@@ -16,11 +16,7 @@ struct lexer {
 
 static struct pgd__jtoken *emit(struct lexer *L, enum pgd__jtok type, size_t off)
 {
-    if (L->nt == L->cap) {
-        size_t cap = L->cap ? L->cap * 2 : 256;
-        L->t = pgd__jrealloc(L->a, L->t, L->nt * sizeof *L->t, cap * sizeof *L->t);
-        L->cap = cap;
-    }
+    pgd__jreserve(L->a, L->t, L->cap, L->nt + 1, 256);
     struct pgd__jtoken *t = &L->t[L->nt++];
     memset(t, 0, sizeof *t);
     t->type = type;
@@ -201,7 +197,7 @@ static void unescape(struct lexer *L, size_t at, const char *s, size_t n,
             for (int k = 0; k < 3 && i < n && s[i] >= '0' && s[i] <= '7'; k++, i++)
                 cp = cp * 8 + (uint32_t)(s[i] - '0');
             char u[4];
-            pgd__jbuf_put(L->a, &b, u, pgd__jutf8_put(cp, u));
+            pgd__jbuf_put(L->a, &b, u, pgd__utf8_put(cp, u));
             continue;
         }
         if ((unsigned char)c >= 0x80) {
@@ -234,7 +230,7 @@ static void unescape(struct lexer *L, size_t at, const char *s, size_t n,
             pgd__jthrow(L->f, PGD_ERR_TEMPLATE, (long)at,
                         "illegal Unicode character in string literal");
         char u[4];
-        pgd__jbuf_put(L->a, &b, u, pgd__jutf8_put(cp, u));
+        pgd__jbuf_put(L->a, &b, u, pgd__utf8_put(cp, u));
     }
     *out = b.p;
     *outlen = b.n;

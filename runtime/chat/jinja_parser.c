@@ -25,11 +25,7 @@ struct nlist {
 
 static void nl_push(struct parser *P, struct nlist *l, struct pgd__jnode *x)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 8;
-        l->v = pgd__jrealloc(P->a, l->v, l->n * sizeof *l->v, cap * sizeof *l->v);
-        l->cap = cap;
-    }
+    pgd__jreserve(P->a, l->v, l->cap, l->n + 1, 8);
     l->v[l->n++] = x;
 }
 
@@ -40,11 +36,7 @@ struct slist {
 
 static void sl_push(struct parser *P, struct slist *l, const char *s)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 8;
-        l->v = pgd__jrealloc(P->a, l->v, l->n * sizeof *l->v, cap * sizeof *l->v);
-        l->cap = cap;
-    }
+    pgd__jreserve(P->a, l->v, l->cap, l->n + 1, 8);
     l->v[l->n++] = s;
 }
 
@@ -598,10 +590,7 @@ static struct pgd__jnode *parse_compare(struct parser *P)
         } else {
             break;
         }
-        if (nops == cap) {
-            cap = cap ? cap * 2 : 4;
-            ops = pgd__jrealloc(P->a, ops, nops * sizeof *ops, cap * sizeof *ops);
-        }
+        pgd__jreserve(P->a, ops, cap, nops + 1, 4);
         ops[nops++] = op;
         nl_push(P, &rest, parse_math1(P));
     }

@@ -1,6 +1,7 @@
 /* Jinja runtime values: arenas, buffers, failures, constructors, Python equality, ordering,
  * truthiness, str() and repr(). */
 #include "runtime/chat/jinja.h"
+#include "runtime/base/mem.h"
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -83,12 +84,23 @@ void *pgd__jalloc(struct pgd__jarena *a, size_t n)
     return p;
 }
 
-void *pgd__jrealloc(struct pgd__jarena *a, void *p, size_t old, size_t n)
+void pgd__jreserve_(struct pgd__jarena *a, void *arrp, size_t *cap, size_t need, size_t elem,
+                    size_t min_cap)
 {
-    void *q = pgd__jalloc(a, n);
-    if (p && old)
-        memcpy(q, p, old < n ? old : n);
-    return q;
+    if (need <= *cap)
+        return;
+    size_t c = pgd__grow_capacity(*cap, need, min_cap, elem);
+    if (!c)
+        pgd__jthrow(a->fail, PGD_ERR_NOMEM, -1,
+                    "chat template: an array of %zu elements is too large", need);
+    /* arrp is the address of the caller's T *: read and written through memcpy (any object
+     * pointer type, no aliasing cast). */
+    void *old, *q = pgd__jalloc(a, c * elem);
+    memcpy(&old, arrp, sizeof old);
+    if (old && *cap)
+        memcpy(q, old, *cap * elem);
+    memcpy(arrp, &q, sizeof q);
+    *cap = c;
 }
 
 char *pgd__jstrndup(struct pgd__jarena *a, const char *s, size_t n)
@@ -114,13 +126,7 @@ void pgd__jarena_free(struct pgd__jarena *a)
 
 void pgd__jbuf_put(struct pgd__jarena *a, struct pgd__jbuf *b, const char *s, size_t n)
 {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        b->p = pgd__jrealloc(a, b->p, b->n, cap);
-        b->cap = cap;
-    }
+    pgd__jreserve(a, b->p, b->cap, b->n + n + 1, 64);
     if (n)
         memcpy(b->p + b->n, s, n);
     b->n += n;
@@ -161,62 +167,12 @@ void pgd__jbuf_printf(struct pgd__jarena *a, struct pgd__jbuf *b, const char *fm
 
 uint32_t pgd__jutf8_next(const char *p, size_t n, size_t *len)
 {
-    const unsigned char *s = (const unsigned char *)p;
-    unsigned char c = s[0];
-    int need;
-    uint32_t cp, min;
-    if (c < 0x80) {
-        *len = 1;
-        return c;
-    } else if ((c & 0xE0) == 0xC0) {
-        need = 1, cp = c & 0x1F, min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-        need = 2, cp = c & 0x0F, min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-        need = 3, cp = c & 0x07, min = 0x10000;
-    } else {
-        *len = 1;
-        return c;
-    }
-    if ((size_t)need >= n) {
-        *len = 1;
-        return c;
-    }
-    for (int i = 1; i <= need; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            *len = 1;
-            return c;
-        }
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-        *len = 1;
-        return c;
-    }
-    *len = (size_t)need + 1;
-    return cp;
-}
-
-size_t pgd__jutf8_put(uint32_t cp, char out[4])
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    } else if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    } else if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
+    uint32_t cp;
+    *len = pgd__utf8_next(p, n, &cp);
+    if (*len)
+        return cp;
+    *len = 1;
+    return (unsigned char)p[0];
 }
 
 size_t pgd__jutf8_count(const char *p, size_t n)
@@ -358,11 +314,7 @@ struct pgd__jv *pgd__jv_func(struct pgd__jarena *a, pgd__jfn fn, struct pgd__jv 
 
 void pgd__jlist_push(struct pgd__jarena *a, struct pgd__jv *l, struct pgd__jv *x)
 {
-    if (l->l.n == l->l.cap) {
-        size_t cap = l->l.cap ? l->l.cap * 2 : 4;
-        l->l.v = pgd__jrealloc(a, l->l.v, l->l.n * sizeof *l->l.v, cap * sizeof *l->l.v);
-        l->l.cap = cap;
-    }
+    pgd__jreserve(a, l->l.v, l->l.cap, l->l.n + 1, 4);
     l->l.v[l->l.n++] = x;
 }
 
@@ -392,12 +344,11 @@ void pgd__jdict_set(struct pgd__jarena *a, struct pgd__jv *d, struct pgd__jv *ke
             d->d.v[i] = val;
             return;
         }
-    if (d->d.n == d->d.cap) {
-        size_t cap = d->d.cap ? d->d.cap * 2 : 4;
-        d->d.k = pgd__jrealloc(a, d->d.k, d->d.n * sizeof *d->d.k, cap * sizeof *d->d.k);
-        d->d.v = pgd__jrealloc(a, d->d.v, d->d.n * sizeof *d->d.v, cap * sizeof *d->d.v);
-        d->d.cap = cap;
-    }
+    /* Keys and values share one capacity: both grow from the same old value to the same
+     * new one. */
+    size_t cap = d->d.cap;
+    pgd__jreserve(a, d->d.k, cap, d->d.n + 1, 4);
+    pgd__jreserve(a, d->d.v, d->d.cap, d->d.n + 1, 4);
     d->d.k[d->d.n] = key;
     d->d.v[d->d.n] = val;
     d->d.n++;
@@ -695,7 +646,9 @@ static void repr_d(struct pgd__jarena *a, struct pgd__jbuf *b, const struct pgd_
         pgd__jbuf_putc(a, b, v->l.tuple ? ')' : ']');
         return;
     case PGD__J_DICT:
-        pgd__jbuf_putc(a, b, '{');
+    case PGD__J_NS:
+        /* a namespace prints as Jinja's Namespace does: its dict inside <Namespace ...> */
+        pgd__jbuf_puts(a, b, v->kind == PGD__J_NS ? "<Namespace {" : "{");
         for (size_t i = 0; i < v->d.n; i++) {
             if (i)
                 pgd__jbuf_puts(a, b, ", ");
@@ -703,20 +656,8 @@ static void repr_d(struct pgd__jarena *a, struct pgd__jbuf *b, const struct pgd_
             pgd__jbuf_puts(a, b, ": ");
             repr_d(a, b, v->d.v[i], d + 1);
         }
-        pgd__jbuf_putc(a, b, '}');
+        pgd__jbuf_puts(a, b, v->kind == PGD__J_NS ? "}>" : "}");
         return;
-    case PGD__J_NS: {
-        pgd__jbuf_puts(a, b, "<Namespace {");
-        for (size_t i = 0; i < v->d.n; i++) {
-            if (i)
-                pgd__jbuf_puts(a, b, ", ");
-            repr_d(a, b, v->d.k[i], d + 1);
-            pgd__jbuf_puts(a, b, ": ");
-            repr_d(a, b, v->d.v[i], d + 1);
-        }
-        pgd__jbuf_puts(a, b, "}>");
-        return;
-    }
     default:
         pgd__jv_str_to(a, b, v);
     }

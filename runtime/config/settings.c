@@ -136,8 +136,8 @@ static bool check_value(const struct pgd__setting_def *d, const char *v, char *c
     case PGD__ST_STRING:
     case PGD__ST_PATH:
         if (!*v) {
-            snprintf(why, whylen, "expected a non-empty %s", d->type == PGD__ST_PATH ? "path"
-                                                                                     : "value");
+            snprintf(why, whylen, "%s is empty: expected a non-empty %s", d->name,
+                     d->type == PGD__ST_PATH ? "path" : "value");
             return false;
         }
         break;

@@ -126,11 +126,20 @@ static bool convert_mib(const char *in, char *out, size_t n, char *why, size_t w
 #define LOG "log"
 
 const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
-    [PGD__S_MODEL] = { MODEL, "model", PGD__ST_PATH, NULL, 0, 0, NULL, "DIR",
-        "The model directory (config.json, *.safetensors, tokenizer.json); also the command "
-        "line's positional MODEL, as in `vllm serve MODEL`, and pagoda's older -m DIR. "
-        "Required.",
+    [PGD__S_MODEL] = { MODEL, "model", PGD__ST_PATH, NULL, 0, 0, NULL, "MODEL",
+        "The model: a directory (config.json, *.safetensors, tokenizer.json), a Hugging Face "
+        "hub id ORG/NAME[@REV] or a catalog short name (`pagoda models`), fetched into the hub "
+        "cache when missing (docs/FETCH.md); a hub id or short name is also the default "
+        "served model name. Also the command line's positional MODEL, as in `vllm serve "
+        "MODEL`, and pagoda's older -m DIR. Required.",
         PGD__SG_MODEL, PGD__SD_TOOL, PGD__SF_POSITIONAL, NULL },
+    [PGD__S_REVISION] = { MODEL, "revision", PGD__ST_STRING, NULL, 0, 0, NULL, "REV",
+        "For a hub id: the branch, tag or commit to serve. Default: main (or the id's @REV).",
+        PGD__SG_MODEL, PGD__SD_TOOL, 0, NULL },
+    [PGD__S_DOWNLOAD_DIR] = { MODEL, "download_dir", PGD__ST_PATH, NULL, 0, 0, NULL, "DIR",
+        "For a hub id: the cache directory to find or fetch it in. Default: the Hugging Face "
+        "cache (HF_HUB_CACHE, or HF_HOME/hub, or ~/.cache/huggingface/hub).",
+        PGD__SG_MODEL, PGD__SD_TOOL, 0, NULL },
     [PGD__S_TOKENIZER] = { MODEL, "tokenizer", PGD__ST_PATH, NULL, 0, 0, NULL, "DIR",
         "The directory of tokenizer.json and tokenizer_config.json (chat template, special "
         "tokens). Default: the model's directory.",
@@ -241,7 +250,8 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
 
     [PGD__S_HOST] = { OPENAI, "host", PGD__ST_STRING, "127.0.0.1", 0, 0, NULL, "HOST",
         "The address to listen on (vLLM listens on every address by default; pagoda on the "
-        "loopback only: say --host 0.0.0.0 to serve others).",
+        "loopback only: say --host 0.0.0.0 to serve others, or '::' for every IPv6 and IPv4 "
+        "address, dual-stack). A port in use is an error (no SO_REUSEPORT).",
         PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
     [PGD__S_PORT] = { OPENAI, "port", PGD__ST_INT, "8000", 0, 65535, NULL, "PORT",
         "The TCP port (0: any free port; the log says which).",
@@ -254,8 +264,10 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         "/metrics).",
         PGD__SG_FRONTEND, PGD__SD_FRONTEND, PGD__SF_REPEATABLE, NULL },
     [PGD__S_API_KEY_FILE] = { OPENAI, "api_key_file", PGD__ST_PATH, NULL, 0, 0, NULL, "FILE",
-        "pagoda: read the API keys from FILE, one a line (keeps them out of `ps`).",
-        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+        "pagoda: more API keys from FILE, one a line, blank lines and lines starting with '#' "
+        "skipped (keeps them out of `ps`; a warning when FILE is readable by group or "
+        "others).",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, PGD__SF_REPEATABLE, NULL },
     [PGD__S_SERVED_MODEL_NAME] = { OPENAI, "served_model_name", PGD__ST_STRING, NULL, 0, 0,
         NULL, "NAME",
         "The model's name in the API and in the metrics' model_name label. Default: the "
@@ -280,33 +292,35 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
     [PGD__S_CORS_ORIGINS] = { OPENAI, "cors_origins", PGD__ST_STRING, NULL, 0, 0, NULL, "LIST",
         "Origins allowed by CORS, comma-separated, or '*'. Default: no CORS headers.",
         PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
-    [PGD__S_MAX_BODY_BYTES] = { OPENAI, "max_body_bytes", PGD__ST_HUMAN_INT, "4194304", 1,
+    [PGD__S_MAX_BODY_BYTES] = { OPENAI, "max_body_bytes", PGD__ST_HUMAN_INT, "4194304", 64,
         1.1e12, NULL, "BYTES",
         "pagoda: larger request bodies get 413.",
         PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
-    [PGD__S_MAX_CONNECTIONS] = { OPENAI, "max_connections", PGD__ST_INT, "1024", 1, 1000000,
+    [PGD__S_MAX_CONNECTIONS] = { OPENAI, "max_connections", PGD__ST_INT, "1024", 1, 65536,
         NULL, "N",
-        "pagoda: the most concurrent connections.",
+        "pagoda: the most open connections served; past it a new one gets 503 with "
+        "Retry-After.",
         PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
     [PGD__S_MAX_CONNECTIONS_PER_IP] = { OPENAI, "max_connections_per_ip", PGD__ST_INT, NULL,
-        1, 1000000, NULL, "N",
-        "pagoda: the most concurrent connections from one client address. Default: no limit "
-        "but max_connections.",
+        0, 65536, NULL, "N",
+        "pagoda: the most open connections from one client address (past it: 503 with "
+        "Retry-After); 0: no per-address limit. Default: half of max_connections.",
         PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
-    [PGD__S_MAX_N] = { OPENAI, "max_n", PGD__ST_INT, "64", 1, 4096, NULL, "N",
+    [PGD__S_MAX_N] = { OPENAI, "max_n", PGD__ST_INT, "64", 1, 256, NULL, "N",
         "pagoda: the most choices (prompts x n) one request may ask for.",
         PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
     [PGD__S_TIMEOUT_KEEP_ALIVE] = { OPENAI, "timeout_keep_alive", PGD__ST_INT, "5", 1, 86400,
         NULL, "SECONDS",
         "How long an idle keep-alive connection stays open.",
         PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
-    [PGD__S_HEADER_TIMEOUT] = { OPENAI, "header_timeout", PGD__ST_INT, "10", 1, 86400, NULL,
+    [PGD__S_HEADER_TIMEOUT] = { OPENAI, "header_timeout", PGD__ST_INT, "10", 1, 3600, NULL,
         "SECONDS",
-        "pagoda: how long a client may take to send a request's head.",
+        "pagoda: how long a client may take to send a whole request head, from its "
+        "connection or its previous answer.",
         PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
     [PGD__S_GRACE] = { OPENAI, "grace", PGD__ST_FLOAT, "30", 0, 86400, NULL, "SECONDS",
         "pagoda: on SIGTERM or SIGINT, how long running requests may finish before the rest "
-        "are aborted.",
+        "are aborted (a second SIGTERM or SIGINT ends it at once).",
         PGD__SG_FRONTEND, PGD__SD_TOOL, 0, NULL },
     [PGD__S_FRONTEND_OPT] = { OPENAI, "frontend_opt", PGD__ST_STRING, NULL, 0, 0, NULL,
         "KEY=VALUE",
@@ -367,8 +381,6 @@ const size_t pgd__n_setting_aliases = sizeof pgd__setting_aliases / sizeof pgd__
 #define NO_LORA "LoRA adapters are not supported: merge the adapter into the weights"
 #define NO_TLS "pagoda speaks plain HTTP: terminate TLS in a reverse proxy (nginx, envoy, caddy)"
 #define NO_CORS "CORS: --allowed-origins (or --cors-origins) only; methods and headers are fixed"
-#define LOCAL_DIR "pagoda reads a local model directory: download it first (`pagoda fetch`, " \
-                  "or huggingface-cli download --revision ...)"
 
 const struct pgd__refused_flag pgd__refused_flags[] = {
     { "--tensor-parallel-size", ONE_GPU }, { "-tp", ONE_GPU },
@@ -384,8 +396,8 @@ const struct pgd__refused_flag pgd__refused_flags[] = {
                       "raise --gpu-memory-utilization or lower --max-num-seqs" },
     { "--cpu-offload-gb", "weights stay on the GPU: use a card with room for them" },
     { "--load-format", "pagoda reads *.safetensors only" },
-    { "--download-dir", LOCAL_DIR },
-    { "--revision", LOCAL_DIR }, { "--tokenizer-revision", LOCAL_DIR },
+    { "--tokenizer-revision", "the tokenizer comes from the model's revision (--revision), or "
+                              "from a directory (--tokenizer)" },
     { "--code-revision", "pagoda runs no code from a checkpoint" },
     { "--tokenizer-mode", "pagoda has one tokenizer (tokenizer.json)" },
     { "--enable-lora", NO_LORA }, { "--lora-modules", NO_LORA }, { "--max-loras", NO_LORA },

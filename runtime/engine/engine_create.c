@@ -1,17 +1,214 @@
-/* pgd_engine_create: the engine over a real model runner. The engine owns a plugin registry
- * (searched along params.plugin_path, PAGODA_PLUGIN_PATH, then the install directory) and
- * the runner it loads the model with. */
+/* Making and ending an engine: the defaults of pgd_engine_params, pgd__engine_create_with
+ * (an engine over any backend and text path: its scheduler, KV manager, step buffers and
+ * thread), pgd_engine_create (the engine over a real model runner: it owns a plugin registry,
+ * searched along params.plugin_path, PAGODA_PLUGIN_PATH, then the install directory, and the
+ * runner it loads the model with), pgd_engine_destroy, the read-only accessors and the test
+ * switches. */
 #include "runtime/engine/engine_internal.h"
 #include "runtime/model/model.h"
 #include "runtime/engine/engine_text.h"
 #include <pagoda/registry.h>
+#include <pagoda/log.h>
 #include <stdlib.h>
 
+struct pgd_engine_params pgd_engine_default_params(void)
+{
+    return (struct pgd_engine_params){
+        .device = PGD_DEVICE_CPU,
+        .block_size = 16,
+        .kv_cache_bytes = (size_t)256 << 20,
+        .max_num_seqs = 256,
+        .max_num_batched_tokens = 2048,
+        .enable_prefix_caching = true,
+        .enable_chunked_prefill = true,
+        .policy = PGD_SCHED_FCFS,
+        .dtype = PGD_DTYPE_COUNT,
+        .gpu_memory_utilization = 0.9,
+        .max_seq_len_to_capture = 8192,
+    };
+}
+
+/* ---- an engine over any backend ----------------------------------------------------- */
+
+/* Frees e and everything it owns, after its thread ended (or never started). */
+static void engine_free(struct pgd_engine *e)
+{
+    pgd__scheduler_fini(&e->sched);
+    pgd__kv_manager_fini(&e->kv);
+    pgd__sampler_fini(&e->sampler);
+    free(e->row);
+    free(e->ss);
+    free(e->rows);
+    free(e->res);
+    free(e->aborts);
+    if (e->be.destroy)
+        e->be.destroy(e->be.ctx);
+    if (e->has_tio && e->tio.destroy)
+        e->tio.destroy(e->tio.ctx);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    pthread_mutex_destroy(&e->stats_mu);
+    free(e);
+}
+
+/* The model's limits against the caller's: max_model_len may only shrink the model's. */
+static enum pgd_status check_limits(const struct pgd_engine *e, const struct pgd_engine_params *p,
+                                    const struct pgd__engine_backend *backend, char *err,
+                                    size_t errlen)
+{
+    if (e->vocab <= 0 || e->max_model_len <= 0)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                        "engine: the model reports vocab_size %d, max_model_len %d", e->vocab,
+                        e->max_model_len);
+    if (p->max_model_len > 0 && backend->max_model_len > 0 &&
+        p->max_model_len > backend->max_model_len)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                        "engine: max_model_len %d exceeds the model's %d", p->max_model_len,
+                        backend->max_model_len);
+    return PGD_OK;
+}
+
+/* The engine thread's parts: KV manager, scheduler, host sampler, step buffers. */
+static enum pgd_status init_parts(struct pgd_engine *e, const struct pgd_engine_params *p,
+                                  const struct pgd__engine_backend *backend, char *err,
+                                  size_t errlen)
+{
+    enum pgd_status st = pgd__kv_manager_init(&e->kv, backend->num_blocks, backend->block_size,
+                                              p->enable_prefix_caching, err, errlen);
+    if (st != PGD_OK)
+        return st;
+    struct pgd__sched_params sp = {
+        .max_num_seqs = p->max_num_seqs,
+        .max_num_batched_tokens = p->max_num_batched_tokens,
+        .enable_chunked_prefill = p->enable_chunked_prefill,
+        .policy = p->policy,
+        .sliding_window = backend->sliding_window,
+    };
+    if ((st = pgd__scheduler_init(&e->sched, &sp, &e->kv, err, errlen)) != PGD_OK)
+        return st;
+    if ((st = pgd__sampler_init(&e->sampler, e->vocab, err, errlen)) != PGD_OK)
+        return st;
+    e->row = malloc((size_t)e->vocab * sizeof *e->row);
+    e->ss = malloc((size_t)p->max_num_seqs * sizeof *e->ss);
+    /* Every token of a step may want its logits row (prompt logprobs). */
+    int max_rows = p->max_num_batched_tokens > 0 ? p->max_num_batched_tokens : 1;
+    e->rows = malloc((size_t)max_rows * sizeof *e->rows);
+    e->res = malloc((size_t)max_rows * sizeof *e->res);
+    if (!e->row || !e->ss || !e->rows || !e->res)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "engine: no memory for step buffers");
+    return PGD_OK;
+}
+
+/* Takes ownership of backend->ctx and textio->ctx in every case (see engine_backend.h). */
+enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
+                                        const struct pgd__engine_backend *backend,
+                                        const struct pgd__textio *textio,
+                                        struct pgd_engine **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct pgd_engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        if (backend->destroy)
+            backend->destroy(backend->ctx);
+        if (textio && textio->destroy)
+            textio->destroy(textio->ctx);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "engine: no memory");
+    }
+    e->p = *p;
+    e->be = *backend;
+    if (textio) {
+        e->tio = *textio;
+        e->has_tio = true;
+    }
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    pthread_mutex_init(&e->stats_mu, NULL);
+    e->vocab = backend->vocab_size;
+    e->max_model_len = p->max_model_len > 0 ? p->max_model_len : backend->max_model_len;
+    pgd__engine_metrics_init(&e->metrics, p, e->max_model_len, backend->num_blocks,
+                             backend->block_size);
+    enum pgd_status st = check_limits(e, p, backend, err, errlen);
+    if (st == PGD_OK)
+        st = init_parts(e, p, backend, err, errlen);
+    e->next_id = 1;
+    e->seed_state = p->seed ^ 0x5eed5eed5eedULL;
+    e->stats.num_blocks = backend->num_blocks;
+    e->stats.block_size = backend->block_size;
+    if (st == PGD_OK) {
+        if (pthread_create(&e->thread, NULL, pgd__engine_main, e) != 0)
+            st = pgd_errf(err, errlen, PGD_ERR_INTERNAL, "engine: cannot start its thread");
+        else
+            e->started = true;
+    }
+    if (st != PGD_OK) {
+        engine_free(e);
+        return st;
+    }
+    *out = e;
+    return PGD_OK;
+}
+
+void pgd_engine_destroy(struct pgd_engine *e)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->mu);
+    e->stop = true;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    if (e->started)
+        pthread_join(e->thread, NULL);
+    /* Requests submitted after the thread's last look: each gets its abort outputs, as if
+     * it had been active (the thread is gone, so this thread may act as it). */
+    for (struct pgd__req *r = e->pending_head, *n; r; r = n) {
+        n = r->next;
+        r->prev = r->next = NULL;
+        e->active = r;
+        pgd__req_abort(e, r);
+    }
+    engine_free(e);
+}
+
+bool pgd_engine_has_tokenizer(const struct pgd_engine *e) { return e->has_tio; }
+/* Borrowed: the engine's text path owns it. */
+const struct pgd_tokenizer *pgd_engine_tokenizer(const struct pgd_engine *e)
+{
+    return e->has_tio ? e->tio.tokenizer : NULL;
+}
+int pgd_engine_max_model_len(const struct pgd_engine *e) { return e->max_model_len; }
+int pgd_engine_vocab_size(const struct pgd_engine *e) { return e->vocab; }
+
+void *pgd__engine_backend_ctx(const struct pgd_engine *e) { return e->be.ctx; }
+
+void pgd__engine_set_device_sampling(struct pgd_engine *e, bool on)
+{
+    pthread_mutex_lock(&e->mu);
+    e->no_device_sampling = !on;
+    pthread_mutex_unlock(&e->mu);
+}
+
+void pgd__engine_set_greedy_path(struct pgd_engine *e, bool on)
+{
+    pgd__engine_set_device_sampling(e, on);
+}
+
+void pgd__engine_set_paranoid(struct pgd_engine *e, bool on)
+{
+    pthread_mutex_lock(&e->mu);
+    e->paranoid = on;
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* ---- the engine over the model runner ------------------------------------------------- */
+
+/* The backend's ctx: what pgd_engine_create made, released by rb_destroy. */
 struct runner_backend {
     struct pgd_registry *registry;     /* owned; outlives the runner */
     struct pgd__runner *runner;        /* owned */
 };
 
+/* The backend's step and step_sample: the runner's (see engine_backend.h); ctx is the
+ * struct runner_backend, borrowed for the call. */
 static enum pgd_status rb_step(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
                                const float **logits, char *err, size_t errlen)
 {
@@ -27,6 +224,7 @@ static enum pgd_status rb_step_sample(void *ctx, const struct pgd__step_seq *seq
     return pgd__runner_step_sample(rb->runner, seqs, n_seqs, rows, res, err, errlen);
 }
 
+/* Frees ctx: the runner first, then the registry whose plugins it used. */
 static void rb_destroy(void *ctx)
 {
     struct runner_backend *rb = ctx;
@@ -37,6 +235,7 @@ static void rb_destroy(void *ctx)
     free(rb);
 }
 
+/* Only for an engine made by pgd_engine_create (its backend ctx is a runner_backend). */
 const struct pgd__runner *pgd__engine_runner(const struct pgd_engine *e)
 {
     const struct runner_backend *rb = pgd__engine_backend_ctx(e);
@@ -107,11 +306,18 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
      * engine serves token-id requests and refuses text prompts and stop strings. */
     struct pgd__textio tio;
     bool have_tok;
+    char tok_err[1024] = "";
     st = pgd__engine_textio_load(p->tokenizer ? p->tokenizer : p->model_dir, &tio, &have_tok,
-                                 err, errlen);
+                                 tok_err, sizeof tok_err);
+    if (st != PGD_OK && p->tokenizer_optional) {
+        /* Token ids in and out need no tokenizer: say why there is none and go on. */
+        PGD_WARN("%s; serving token ids only", tok_err);
+        have_tok = false;
+        st = PGD_OK;
+    }
     if (st != PGD_OK) {
         rb_destroy(rb);
-        return st;
+        return pgd_errf(err, errlen, st, "%s", tok_err);
     }
     return pgd__engine_create_with(p, &be, have_tok ? &tio : NULL, out, err, errlen);
 }

@@ -1,60 +1,206 @@
-/* Internal: how the engine is put together, for pgd_engine_create and the tests. The engine
- * runs any model backend (the model runner in production) and any text path (the model's
- * tokenizer) through these two small interfaces. */
+/* Internal to the engine's files (runtime/engine/engine_*.c): the engine's state, its
+ * requests and their output streams, and the functions one file of the engine offers the
+ * others. Tests and tools use engine_backend.h instead.
+ *
+ * Who runs where. Callers (any thread) submit and abort requests and read streams; one
+ * engine thread (engine_step.c) owns everything a step touches: the scheduler, the KV
+ * manager, the sampler, the step buffers and every request once it is queued.
+ *
+ * Locks (each guards the fields listed under it below):
+ *   - e->mu + e->cv: the inbox (pending requests, abort ids, stop) and the few settings a
+ *     caller may change while the engine runs. cv wakes the engine thread.
+ *   - s->mu + s->cv (one per stream): the stream's queue of outputs, its reference count and
+ *     its engine pointer. cv wakes the reader in pgd_stream_next.
+ *   - e->stats_mu: the counters and histograms (engine_stats.c). A leaf: nothing else is
+ *     taken while it is held.
+ * Lock order: a stream's mu, then the engine's mu (pgd_stream_destroy queues an abort while
+ * holding its stream's mu). The engine thread never holds e->mu while it takes a stream's mu
+ * or stats_mu, and holds no lock while it runs a step. */
 #ifndef PGD_RUNTIME_ENGINE_INTERNAL_H
 #define PGD_RUNTIME_ENGINE_INTERNAL_H
 
-#include <pagoda/engine.h>
-#include "runtime/runner/runner.h"
+#include "runtime/engine/engine_backend.h"
+#include "runtime/engine/engine_metrics.h"
+#include "runtime/engine/scheduler.h"
+#include "runtime/engine/stop.h"
+#include "runtime/kv/kv_manager.h"
 #include "runtime/sample/sample_rows.h"
-#include "runtime/engine/textio.h"
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 
-/* The model as the engine sees it. */
-struct pgd__engine_backend {
-    void *ctx;                      /* owned; released by destroy */
-    int num_blocks;                 /* KV blocks the backend's cache has */
-    int block_size;                 /* tokens per block */
-    int vocab_size;                 /* logits per row */
-    int max_model_len;              /* the model's longest sequence */
-    int sliding_window;             /* every layer's attention window; 0 = some layer sees all */
-    const int32_t *eos_ids;         /* [n_eos], owned by ctx */
-    int n_eos;
-    /* One step: see pgd__runner_step (the logits stay the backend's until the next step). */
-    enum pgd_status (*step)(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
-                            const float **logits, char *err, size_t errlen);
-    /* Optional: the same step, sampled by the backend: rows [sum of n_logits] describe the
-     * logits rows, res receives their tokens and logprobs (see pgd__runner_step_sample; on
-     * a GPU the logits stay there). Without it the engine samples step's logits itself. */
-    enum pgd_status (*step_sample)(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
-                                   const struct pgd__sample_row *rows,
-                                   struct pgd__sample_result *res, char *err, size_t errlen);
-    void (*destroy)(void *ctx);
+#define PGD__MAX_LOGPROBS 20    /* vLLM's default max_logprobs */
+#define PGD__MAX_N 256          /* parallel samples per request */
+
+/* ---- outputs and streams (engine_stream.c) ------------------------------------------- */
+
+/* One queued output; everything its pgd_output points to is owned by the record. */
+struct pgd__out_rec {
+    struct pgd__out_rec *next;
+    struct pgd_output o;
+    int32_t token;                  /* the (single) new token, if any */
+    char *text;                     /* owned; o.text points here (or at "") */
+    struct pgd_token_logprobs lp;   /* of token */
+    struct pgd_logprob *lp_top;     /* owned [n_top] */
+    struct pgd_token_logprobs *plps;    /* owned; prompt logprobs (moved in from the request) */
+    struct pgd_logprob *plp_top;    /* owned */
+    char *stop_reason;              /* owned; the stop string that matched */
 };
 
-/* Creates an engine over a backend and (optionally, may be NULL) a text path, taking
- * ownership of both (even on failure). p's model_dir/plugin_path/device/num_blocks/
- * kv_cache_bytes/block_size are ignored: the backend already decided them. */
-enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
-                                        const struct pgd__engine_backend *backend,
-                                        const struct pgd__textio *textio,
-                                        struct pgd_engine **out, char *err, size_t errlen);
+/* A request's outputs, from the engine thread to the caller. Two references: the caller's
+ * (dropped by pgd_stream_destroy) and the engine's (dropped by pgd__stream_release_engine
+ * when the request retires); the last one frees it. */
+struct pgd_stream {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* Under mu: */
+    struct pgd__out_rec *head, *tail;   /* queued, oldest first; owned */
+    struct pgd__out_rec *current;   /* the one last returned; freed by the next call */
+    int n_final_queued;             /* outputs with a finish_reason queued so far */
+    int n_final_read;
+    int refs;                       /* the caller's and the engine's */
+    struct pgd_engine *engine;      /* borrowed; NULL once the engine let go */
+    /* Fixed at creation: */
+    int n_samples;
+    uint64_t request_id;
+};
 
-/* When on, the engine thread checks after every step that the block pool is consistent
- * and that each block's ref_count equals the number of live sequences listing it, and
- * aborts the process (PGD_ASSERT) if not. For tests. */
-void pgd__engine_set_paranoid(struct pgd_engine *e, bool on);
+/* Frees r and everything it owns (NULL is fine). */
+void pgd__out_rec_free(struct pgd__out_rec *r);
+/* A stream for request id with n_samples samples, holding both references; NULL when out
+ * of memory. The caller sets s->engine. */
+struct pgd_stream *pgd__stream_create(uint64_t id, int n_samples);
+/* Frees s, its queued outputs and its locks, whatever its references (for a stream that
+ * was never handed out). */
+void pgd__stream_free(struct pgd_stream *s);
+/* Engine thread: queues r (ownership moves to the stream) and wakes the reader. */
+void pgd__stream_push(struct pgd_stream *s, struct pgd__out_rec *r);
+/* Engine thread: drops the engine's reference (s may be freed on return). */
+void pgd__stream_release_engine(struct pgd_stream *s);
 
-/* On by default: every step goes through the backend's step_sample when it has one (on a
- * GPU: sampling on the device, only ids and logprobs come back; the plain argmax when every
- * row is a plain greedy sample). Off: always full logits to the host and the CPU sampler.
- * For tests that compare the two. pgd__engine_set_greedy_path is its old name. */
-void pgd__engine_set_device_sampling(struct pgd_engine *e, bool on);
-void pgd__engine_set_greedy_path(struct pgd_engine *e, bool on);
+/* ---- requests (engine_submit.c builds them, the engine thread runs them) -------------- */
 
-/* The backend's ctx (borrowed). */
-void *pgd__engine_backend_ctx(const struct pgd_engine *e);
-/* The model runner of an engine made by pgd_engine_create (borrowed; for the benchmarks'
- * model facts: weight bytes, shapes). */
-const struct pgd__runner *pgd__engine_runner(const struct pgd_engine *e);
+struct pgd__req;
+
+/* One sample of a request (the n of pgd_sampling_params): a sequence of its own. */
+struct pgd__child {
+    struct pgd__seq seq;            /* owned; seq.owner points back here */
+    struct pgd__req *req;           /* the request it belongs to */
+    int index;                      /* its pgd_output.index */
+    struct pgd__stop_text stop;     /* owned; the text released so far, held back for stops */
+    void *detok;                    /* owned detokenizer state, or NULL (no text) */
+    int n_out;                      /* tokens generated */
+    bool done;
+    double t_last_token;            /* for the inter-token latency */
+};
+
+struct pgd__req {
+    struct pgd__req *prev, *next;   /* the inbox, then the engine thread's active list */
+    uint64_t id;
+    struct pgd_stream *stream;      /* one reference (the engine's) */
+    struct pgd_sampling_params sp;  /* its arrays are owned copies */
+    char *salt;                     /* owned cache_salt, or NULL */
+    int priority;
+    bool detokenize;
+    int n_prompt;
+    int max_out;                    /* generated tokens at most */
+    uint64_t seed;
+    int n_children, n_done;
+    struct pgd__child *children;    /* owned [n_children] */
+    /* Prompt logprobs for prompt tokens 1 .. n_prompt-1, filled as chunks compute; moved to
+     * the first output of child 0. Owned: plps [n_prompt - 1], plp_top [n_prompt - 1, k]. */
+    struct pgd_token_logprobs *plps;
+    struct pgd_logprob *plp_top;
+    double t_arrival, t_first_token;
+    double t_scheduled;             /* first in a step (the prefill time starts); 0: not yet */
+    bool scheduled;                 /* has been in a step (for the queue time) */
+};
+
+/* Frees r and everything it owns (NULL is fine); tio frees the detokenizer states (NULL:
+ * there are none). Does not touch r->stream. */
+void pgd__req_free(struct pgd__req *r, const struct pgd__textio *tio);
+
+/* ---- the engine ---------------------------------------------------------------------- */
+
+struct pgd_engine {
+    /* Fixed at creation. */
+    struct pgd_engine_params p;
+    struct pgd__engine_backend be;  /* owned (be.ctx) */
+    struct pgd__textio tio;         /* owned (tio.ctx) when has_tio */
+    bool has_tio;
+    int max_model_len;
+    int vocab;
+
+    /* Engine thread only. */
+    struct pgd__kv_manager kv;
+    struct pgd__scheduler sched;
+    struct pgd__sampler sampler;    /* the host path's */
+    float *row;                     /* [vocab] the row being sampled (host path) */
+    struct pgd__step_seq *ss;       /* [max_num_seqs] the step's sequences, for the backend */
+    struct pgd__sample_row *rows;   /* [max_num_batched_tokens] the step's logits rows */
+    struct pgd__sample_result *res; /* [max_num_batched_tokens] what became of them */
+    struct pgd__req *active;        /* owned; admitted requests, newest first */
+    bool device_sampling;           /* the thread's copy of !no_device_sampling */
+
+    /* Under mu (cv: the engine thread waits on it for work). */
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct pgd__req *pending_head, *pending_tail;   /* owned; submitted, not yet admitted */
+    uint64_t *aborts;               /* owned [aborts_cap]; request ids to abort */
+    int n_aborts, aborts_cap;
+    bool stop;                      /* destroy asked the thread to end */
+    uint64_t next_id;
+    uint64_t seed_state;            /* splitmix64 state for requests without a seed */
+    bool paranoid;                  /* check invariants after every step (tests) */
+    bool no_device_sampling;        /* always take full logits (tests) */
+
+    /* Under stats_mu (engine_stats.c). */
+    pthread_mutex_t stats_mu;
+    struct pgd_engine_stats stats;
+    struct pgd__engine_metrics metrics;   /* histograms and labels (engine_metrics.h) */
+};
+
+/* Seconds on the monotonic clock: arrival, token and finish times (engine_stats.c). */
+double pgd__engine_now(void);
+
+/* ---- the engine thread (engine_step.c) ------------------------------------------------ */
+
+/* The engine thread's body (arg: the engine); returns when e->stop is set, after aborting
+ * every request it holds. */
+void *pgd__engine_main(void *arg);
+
+/* ---- emitting outputs (engine_emit.c); engine thread only --------------------------- */
+
+/* Child c got `token` (already appended to its sequence): stop checks, text, the output on
+ * its stream, and the child's end when it finished. res holds the token's logprobs when the
+ * request asked for them (borrowed). */
+void pgd__emit_token(struct pgd_engine *e, struct pgd__child *c, int32_t token,
+                     const struct pgd__sample_result *res);
+/* Ends every unfinished child of r with an abort output, then retires r (freed). */
+void pgd__req_abort(struct pgd_engine *e, struct pgd__req *r);
+/* Removes r from the active list, lets go of its stream and frees it. */
+void pgd__req_retire(struct pgd_engine *e, struct pgd__req *r);
+/* Aborts every active request. */
+void pgd__engine_fail_all(struct pgd_engine *e);
+
+/* ---- stats (engine_stats.c): each takes stats_mu for its update ------------------------ */
+
+/* A request was admitted: its prompt tokens, once per sample. */
+void pgd__stats_on_admit(struct pgd_engine *e, const struct pgd__req *r);
+/* A request was scheduled for the first time at time t: its queue time. */
+void pgd__stats_on_scheduled(struct pgd_engine *e, const struct pgd__req *r, double t);
+/* A step ran: its count, prompt tokens computed, the tokens it computed in all (the
+ * iteration_tokens_total histogram) and the scheduler's and cache's counters. */
+void pgd__stats_on_step(struct pgd_engine *e, uint64_t prompt_computed, int step_tokens);
+/* Child c generated a token at time t (c->n_out already counts it, c->t_last_token is
+ * still the previous one's); stamps the request's t_first_token on its first token. */
+void pgd__stats_on_token(struct pgd_engine *e, const struct pgd__child *c, double t);
+/* Child c finished for reason why (its blocks are back in the pool). */
+void pgd__stats_on_finish(struct pgd_engine *e, const struct pgd__child *c,
+                          enum pgd_finish_reason why);
+/* The gauges: running and waiting sequences, KV cache usage. */
+void pgd__stats_gauges(struct pgd_engine *e);
 
 #endif

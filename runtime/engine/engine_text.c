@@ -10,6 +10,7 @@
  * in the full decode, not "Hello"). */
 #define PROMPT_CONTEXT 4
 
+/* ctx: the tokenizer (borrowed). *ids is malloc'd for the caller. */
 static enum pgd_status tx_encode(void *ctx, const char *text, bool add_special, int32_t **ids,
                                  int *n_ids, char *err, size_t errlen)
 {
@@ -33,6 +34,9 @@ static enum pgd_status tx_encode(void *ctx, const char *text, bool add_special, 
     return PGD_OK;
 }
 
+/* A new detokenizer state (owned by the caller, freed with tx_detok_free) over the
+ * tokenizer ctx (borrowed; it outlives every state), or NULL when out of memory (the
+ * sample then gets no text: tx_detok_push and tx_detok_flush give ""). */
 static void *tx_detok_new(void *ctx, const int32_t *prompt, int n_prompt, bool skip_special)
 {
     struct pgd_detok *d = malloc(sizeof *d);
@@ -48,6 +52,7 @@ static void *tx_detok_new(void *ctx, const int32_t *prompt, int n_prompt, bool s
     return d;
 }
 
+/* *delta is owned by the state, valid until its next call. */
 static void tx_detok_push(void *state, int32_t token, const char **delta, size_t *len)
 {
     if (!state || pgd_detok_push(state, token, delta, len) != PGD_OK) {
@@ -56,6 +61,7 @@ static void tx_detok_push(void *state, int32_t token, const char **delta, size_t
     }
 }
 
+/* *delta is owned by the state, valid until its next call. */
 static void tx_detok_flush(void *state, const char **delta, size_t *len)
 {
     if (!state || pgd_detok_flush(state, delta, len) != PGD_OK) {
@@ -64,6 +70,7 @@ static void tx_detok_flush(void *state, const char **delta, size_t *len)
     }
 }
 
+/* Frees a state from tx_detok_new (NULL is fine). */
 static void tx_detok_free(void *state)
 {
     if (!state)
@@ -72,8 +79,11 @@ static void tx_detok_free(void *state)
     free(state);
 }
 
+/* Frees the tokenizer (the textio's ctx). */
 static void tx_destroy(void *ctx) { pgd_tokenizer_destroy(ctx); }
 
+/* The existence check comes first so that a directory without tokenizer.json is not an
+ * error (a tokenizer that is there but broken is). */
 enum pgd_status pgd__engine_textio_load(const char *model_dir, struct pgd__textio *out,
                                         bool *found, char *err, size_t errlen)
 {

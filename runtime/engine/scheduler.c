@@ -1,4 +1,6 @@
-/* Continuous batching: a token budget per step, chunked prefill, preemption by recompute. */
+/* The scheduler (see scheduler.h): sequences (their tokens and KV blocks), the waiting and
+ * running queues, and each step's plan: a token budget per step, chunked prefill,
+ * preemption by recompute. */
 #include "runtime/engine/scheduler.h"
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,7 @@ void pgd__seq_append(struct pgd__seq *s, int32_t token)
     s->tokens[s->n_tokens++] = token;
 }
 
+/* p grown (doubling) to hold at least need elements of elem bytes; *cap updated. */
 static void *xgrow(void *p, int *cap, int need, size_t elem)
 {
     if (need <= *cap)
@@ -85,6 +88,7 @@ static bool prio_before(const struct pgd__seq *a, const struct pgd__seq *b)
     return a->priority != b->priority ? a->priority < b->priority : a->arrival < b->arrival;
 }
 
+/* Inserts seq (borrowed) at index at of the waiting queue. */
 static void waiting_insert_at(struct pgd__scheduler *s, int at, struct pgd__seq *seq)
 {
     s->waiting = xgrow(s->waiting, &s->waiting_cap, s->n_waiting + 1, sizeof *s->waiting);
@@ -116,6 +120,7 @@ static void waiting_push(struct pgd__scheduler *s, struct pgd__seq *seq, bool pr
     waiting_insert_at(s, at, seq);
 }
 
+/* Removes arr[i] of *n entries, keeping the order of the rest. */
 static void remove_at(struct pgd__seq **arr, int *n, int i)
 {
     memmove(arr + i, arr + i + 1, (size_t)(*n - i - 1) * sizeof *arr);
@@ -128,6 +133,8 @@ void pgd__scheduler_add(struct pgd__scheduler *s, struct pgd__seq *seq)
     waiting_push(s, seq, false);
 }
 
+/* The running sequence to preempt: the newest (FCFS), or under PRIORITY the one that goes
+ * last (the lowest priority, newest among equals). */
 static int pick_victim(const struct pgd__scheduler *s)
 {
     int v = s->n_running - 1;
@@ -138,6 +145,7 @@ static int pick_victim(const struct pgd__scheduler *s)
     return v;
 }
 
+/* Plans n_new tokens of seq (borrowed) this step. */
 static void out_push(struct pgd__sched_out *o, struct pgd__seq *seq, int n_new)
 {
     o->seqs[o->n] = seq;
@@ -179,47 +187,50 @@ static bool waits_for_leader(const struct pgd__seq *seq)
            seq->n_computed == 0;
 }
 
-const struct pgd__sched_out *pgd__scheduler_schedule(struct pgd__scheduler *s)
+/* Running sequences first, oldest first: each catches up by as much as the budget allows;
+ * when the pool is short of blocks, running sequences are preempted (pick_victim) until it
+ * fits, possibly itself. */
+static void schedule_running(struct pgd__scheduler *s, int *budget)
 {
     struct pgd__sched_out *o = &s->out;
-    o->n = 0;
-    o->n_tokens = 0;
-    o->n_preempted = 0;
-    int budget = s->p.max_num_batched_tokens;
-
-    /* Running sequences first, oldest first. */
-    for (int i = 0; i < s->n_running && budget > 0;) {
+    for (int i = 0; i < s->n_running && *budget > 0;) {
         struct pgd__seq *seq = s->running[i];
         int n_new = seq->n_tokens - seq->n_computed;
         PGD_ASSERT(n_new > 0);
-        if (n_new > budget)
-            n_new = budget;
+        if (n_new > *budget)
+            n_new = *budget;
         bool self_preempted = false;
         while (!pgd__kv_allocate_slots(s->kv, &seq->kv, seq->n_computed + n_new, NULL, 0)) {
             int v = pick_victim(s);
             bool self = s->running[v] == seq;
-            preempt(s, v, &budget);
+            preempt(s, v, budget);
             if (self) {
                 self_preempted = true;
                 break;
             }
+            /* Removing an earlier entry shifted seq down to i - 1. */
             if (v < i)
                 i--;
         }
         if (self_preempted)
             continue;       /* running[i] is now the next one; it may fit in what was freed */
-        if (n_new > budget)       /* a planned victim gave budget back; never less */
-            n_new = budget;
+        if (n_new > *budget)      /* a planned victim gave budget back; never less */
+            n_new = *budget;
         out_push(o, seq, n_new);
-        budget -= n_new;
+        *budget -= n_new;
         i++;
     }
+}
 
-    /* Then waiting ones, unless this step had to preempt (the pool is tight). */
-    if (o->n_preempted > 0)
-        return o;
+/* Waiting sequences in queue order while budget, sequence slots and blocks last: each takes
+ * its prefix-cache hits (whole blocks) and computes the rest, in chunks when chunked
+ * prefill is on. A sample waiting for its leader's prompt is passed over; the first one
+ * that does not fit ends the pass (the queue's order is kept). */
+static void schedule_waiting(struct pgd__scheduler *s, int *budget)
+{
+    struct pgd__sched_out *o = &s->out;
     int bs = s->kv->block_size;
-    for (int w = 0; w < s->n_waiting && budget > 0 && s->n_running < s->p.max_num_seqs;) {
+    for (int w = 0; w < s->n_waiting && *budget > 0 && s->n_running < s->p.max_num_seqs;) {
         struct pgd__seq *seq = s->waiting[w];
         if (waits_for_leader(seq)) {
             w++;
@@ -228,15 +239,16 @@ const struct pgd__sched_out *pgd__scheduler_schedule(struct pgd__scheduler *s)
         PGD_ASSERT(seq->n_computed == 0 && seq->kv.n_blocks == 0);
         int n_hits = 0;
         if (seq->use_prefix_cache && s->kv->pool.caching) {
+            /* At most one hit per full block of the sequence. */
             s->hits = xgrow(s->hits, &s->hits_cap, seq->n_tokens / bs + 1, sizeof *s->hits);
             n_hits = pgd__kv_find_prefix(s->kv, &seq->kv, seq->tokens, seq->n_tokens, s->hits);
         }
-        int n_done = n_hits * bs;
+        int n_done = n_hits * bs;   /* tokens whose KV the hits already hold */
         int n_new = seq->n_tokens - n_done;
-        if (!s->p.enable_chunked_prefill && n_new > budget)
+        if (!s->p.enable_chunked_prefill && n_new > *budget)
             break;
-        if (n_new > budget)
-            n_new = budget;
+        if (n_new > *budget)
+            n_new = *budget;
         if (!pgd__kv_allocate_slots(s->kv, &seq->kv, n_done + n_new, s->hits, n_hits))
             break;
         if (seq->use_prefix_cache && s->kv->pool.caching) {
@@ -252,8 +264,21 @@ const struct pgd__sched_out *pgd__scheduler_schedule(struct pgd__scheduler *s)
         s->running = xgrow(s->running, &s->running_cap, s->n_running + 1, sizeof *s->running);
         s->running[s->n_running++] = seq;
         out_push(o, seq, n_new);
-        budget -= n_new;
+        *budget -= n_new;
     }
+}
+
+const struct pgd__sched_out *pgd__scheduler_schedule(struct pgd__scheduler *s)
+{
+    struct pgd__sched_out *o = &s->out;
+    o->n = 0;
+    o->n_tokens = 0;
+    o->n_preempted = 0;
+    int budget = s->p.max_num_batched_tokens;
+    schedule_running(s, &budget);
+    /* No new sequences in a step that had to preempt: the pool is tight. */
+    if (o->n_preempted == 0)
+        schedule_waiting(s, &budget);
     return o;
 }
 

@@ -86,9 +86,11 @@ enum pgd_status pgd__scheduler_init(struct pgd__scheduler *s, const struct pgd__
                                     struct pgd__kv_manager *kv, char *err, size_t errlen);
 void pgd__scheduler_fini(struct pgd__scheduler *s);
 
-/* Queues a new sequence (status NEW -> WAITING). */
+/* Queues a new sequence (status NEW -> WAITING). seq is borrowed: the caller keeps it alive
+ * until pgd__scheduler_finish. */
 void pgd__scheduler_add(struct pgd__scheduler *s, struct pgd__seq *seq);
-/* Plans a step (see struct pgd__sched_out). */
+/* Plans a step (see struct pgd__sched_out). The plan is the scheduler's, valid until the
+ * next call; its seqs are the callers' sequences. */
 const struct pgd__sched_out *pgd__scheduler_schedule(struct pgd__scheduler *s);
 /* After the step ran: advances each planned sequence's n_computed and caches its newly
  * full blocks. The caller then appends a token to every sequence that caught up

@@ -1,4 +1,6 @@
-/* Stop strings with hold-back of partial matches. */
+/* Stop strings over a sample's text (see stop.h): the text buffer, the search for a stop
+ * string that ends in the newest delta, and the hold-back of a suffix that may still become
+ * one. */
 #include "runtime/engine/stop.h"
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,7 @@ void pgd__stop_text_fini(struct pgd__stop_text *t)
     memset(t, 0, sizeof *t);
 }
 
+/* Appends s[0, n) to the buffer, keeping it NUL-terminated (memmem and strdup read it). */
 static void append(struct pgd__stop_text *t, const char *s, size_t n)
 {
     if (t->len + n + 1 > t->cap) {
@@ -26,7 +29,9 @@ static void append(struct pgd__stop_text *t, const char *s, size_t n)
     t->buf[t->len] = '\0';
 }
 
-/* Length of the longest suffix of buf[from, len) that is a proper prefix of s. */
+/* Length of the longest suffix of buf[from, len) that is a proper prefix of s: the bytes
+ * that must be held back because the next delta may complete s. A full match is not
+ * "proper" (k < slen): it was found by the search. */
 static size_t partial_suffix(const char *buf, size_t from, size_t len, const char *s,
                              size_t slen)
 {
@@ -59,6 +64,8 @@ int pgd__stop_text_push(struct pgd__stop_text *t, const char *delta, size_t n,
             if (from < t->scanned)
                 from = t->scanned;
             const char *m = memmem(t->buf + from, t->len - from, s, sl);
+            /* The earliest start wins across stops (ties: the earlier stop, by the strict <),
+             * as the text a client sees ends at the first stop string in it. */
             if (m) {
                 size_t at = (size_t)(m - t->buf);
                 if (hit < 0 || at < hit_at) {
@@ -80,11 +87,15 @@ int pgd__stop_text_push(struct pgd__stop_text *t, const char *delta, size_t n,
                     hold = k;
             }
         }
+    /* A match cuts the text at the stop string's start (or after it with include):
+     * nothing after it is ever released. */
     if (hit >= 0) {
         t->len = hit_at + (include ? hit_len : 0);
         t->buf[t->len] = '\0';
         hold = 0;
     }
+    /* Release up to the held-back suffix. A cut never reaches before released (the search
+     * starts at scanned, past every released byte); the guard keeps release monotonic. */
     size_t upto = t->len - hold;
     if (upto < t->released)
         upto = t->released;

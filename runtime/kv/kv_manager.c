@@ -1,5 +1,6 @@
 /* Per-sequence block tables over the block pool, with prefix-cache lookups. */
 #include "runtime/kv/kv_manager.h"
+#include "runtime/base/mem.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,26 +28,16 @@ void pgd__kv_seq_fini(struct pgd__kv_seq *s)
     memset(s, 0, sizeof *s);
 }
 
-static void grow(void **arr, int *cap, int need, size_t elem)
-{
-    if (need <= *cap)
-        return;
-    int c = *cap ? *cap : 8;
-    while (c < need)
-        c *= 2;
-    void *p = realloc(*arr, (size_t)c * elem);
-    PGD_ASSERT(p != NULL);   /* a few bytes per block: treat as fatal like malloc in a loop */
-    *arr = p;
-    *cap = c;
-}
-
 /* Extends s->hashes to cover the first n_full full blocks of tokens. */
 static void compute_hashes(struct pgd__kv_manager *m, struct pgd__kv_seq *s,
                            const int32_t *tokens, int n_full)
 {
     if (n_full <= s->n_hashes)
         return;
-    grow((void **)&s->hashes, &s->hashes_cap, n_full, sizeof *s->hashes);
+    /* A few bytes per block, bounded by max_model_len: bookkeeping the OOM policy
+     * (include/pagoda/status.h) lets fail fatally. */
+    pgd__array_reserve_or_oom(s->hashes, s->hashes_cap, (size_t)n_full,
+                              "kv manager: block hashes");
     for (int i = s->n_hashes; i < n_full; i++) {
         const struct pgd__block_hash *parent = i > 0 ? &s->hashes[i - 1] : NULL;
         s->hashes[i] = pgd__block_hash_compute(parent, tokens + (size_t)i * m->block_size,
@@ -89,7 +80,8 @@ bool pgd__kv_allocate_slots(struct pgd__kv_manager *m, struct pgd__kv_seq *s, in
             hits_free++;
     if (n_new + hits_free > pgd__block_pool_num_free(&m->pool))
         return false;
-    grow((void **)&s->blocks, &s->blocks_cap, s->n_blocks + n_hits + n_new, sizeof *s->blocks);
+    pgd__array_reserve_or_oom(s->blocks, s->blocks_cap, (size_t)(s->n_blocks + n_hits + n_new),
+                              "kv manager: block table");
     for (int i = 0; i < n_hits; i++) {
         pgd__block_pool_touch(&m->pool, hits[i]);
         s->blocks[s->n_blocks++] = hits[i];

@@ -17,9 +17,11 @@ struct pgd__kv_manager {
 /* One sequence's state in the manager. Zero-initialise it; pgd__kv_seq_fini frees it. */
 struct pgd__kv_seq {
     int32_t *blocks;                /* [n_blocks] block table, owned */
-    int n_blocks, blocks_cap;
+    int n_blocks;
+    size_t blocks_cap;
     struct pgd__block_hash *hashes; /* [n_hashes] chained hashes of the first full blocks */
-    int n_hashes, hashes_cap;
+    int n_hashes;
+    size_t hashes_cap;
     int n_cached;                   /* blocks [0, n_cached) were offered to the cache */
     int n_released;                 /* blocks [0, n_released) fell out of the sliding window
                                        and went back to the pool: their entries are -1 */

@@ -1,4 +1,5 @@
-/* The Hugging Face config.json reader behind the pgd_config_* functions of model.h. */
+/* The Hugging Face config.json reader behind the pgd_config_* functions of model.h, and the
+ * range checks of the values whose meaning transformers fixes for every architecture. */
 #include "runtime/model/model.h"
 #include "runtime/model/model_ctx.h"
 #include <stdio.h>
@@ -191,6 +192,10 @@ enum pgd_status pgd_config_rope(const struct pgd_model_ctx *ctx, int head_dim,
      * top-level "rope_theta" and an optional "rope_scaling". */
     const char *sect = pgd_config_has(ctx, "rope_parameters") ? "rope_parameters"
                        : "rope_scaling";
+    json_t *section = pgd__config_get(ctx->m->config, sect);
+    if (section && !json_is_object(section) && !json_is_null(section))
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: \"%s\" must be an object",
+                        ctx->m->config_path, sect);
     char key[128];
     enum pgd_status st;
     *cfg = (struct pgd_rope_config){ .head_dim = head_dim, .rotary_dim = head_dim };
@@ -201,6 +206,9 @@ enum pgd_status pgd_config_rope(const struct pgd_model_ctx *ctx, int head_dim,
         st = pgd_config_num_or(ctx, "rope_theta", 10000.0, &cfg->theta, err, errlen);
     if (st)
         return st;
+    if (!(cfg->theta > 0) || !isfinite(cfg->theta))
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: \"rope_theta\" = %g must be a "
+                        "positive number", ctx->m->config_path, cfg->theta);
 
     double partial = 1.0;
     snprintf(key, sizeof key, "%s.partial_rotary_factor", sect);
@@ -211,6 +219,11 @@ enum pgd_status pgd_config_rope(const struct pgd_model_ctx *ctx, int head_dim,
     if (st)
         return st;
     cfg->rotary_dim = (int)(head_dim * partial);
+    /* Rotation works on pairs of dimensions. */
+    if (!(partial > 0 && partial <= 1) || cfg->rotary_dim <= 0 || cfg->rotary_dim % 2)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: the rotary dimensions (head_dim %d x "
+                        "partial_rotary_factor %g = %d) must be a positive even number",
+                        ctx->m->config_path, head_dim, partial, cfg->rotary_dim);
 
     const char *type = NULL;
     snprintf(key, sizeof key, "%s.rope_type", sect);
@@ -255,4 +268,134 @@ enum pgd_status pgd_config_rope(const struct pgd_model_ctx *ctx, int head_dim,
     return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED,
                     "%s: rope scaling type \"%s\" is not supported (supported: default, linear, "
                     "llama3)", ctx->m->config_path, type);
+}
+
+/* ---- activations ---------------------------------------------------------------------- */
+
+/* transformers' ACT2FN names for the activations the ops compute (enum pgd_act). */
+static const struct {
+    const char *name;
+    enum pgd_act act;
+} hf_acts[] = {
+    { "silu", PGD_ACT_SILU },
+    { "swish", PGD_ACT_SILU },                 /* ACT2FN maps it to SiLU too */
+    { "gelu_pytorch_tanh", PGD_ACT_GELU_TANH },
+};
+#define HF_ACT_NAMES "silu, swish, gelu_pytorch_tanh"
+
+static bool act_from_name(const char *name, enum pgd_act *out)
+{
+    for (size_t i = 0; i < sizeof hf_acts / sizeof hf_acts[0]; i++)
+        if (strcmp(hf_acts[i].name, name) == 0) {
+            *out = hf_acts[i].act;
+            return true;
+        }
+    return false;
+}
+
+enum pgd_status pgd_config_act(const struct pgd_model_ctx *ctx, const char *key,
+                               enum pgd_act dflt, enum pgd_act *out, char *err, size_t errlen)
+{
+    json_t *v = pgd__config_get(ctx->m->config, key);
+    if (!v || json_is_null(v)) {
+        *out = dflt;
+        return PGD_OK;
+    }
+    if (!json_is_string(v))
+        return wrong_type(ctx, key, "a string", err, errlen);
+    if (!act_from_name(json_string_value(v), out))
+        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED,
+                        "%s: \"%s\" = \"%s\" is not an activation pagoda computes (%s)",
+                        ctx->m->config_path, key, json_string_value(v), HF_ACT_NAMES);
+    return PGD_OK;
+}
+
+/* ---- values that change the math ------------------------------------------------------- */
+
+enum value_rule {
+    RULE_POSITIVE_NUMBER,          /* a number > 0 */
+    RULE_POSITIVE_INTEGER,         /* an integer > 0 */
+    RULE_OBJECT,                   /* an object */
+    RULE_ACTIVATION,               /* a name of hf_acts */
+};
+
+/* The keys every architecture reads the same way. Absent or null is fine (the plugin's
+ * default, or the feature is off); any other value must keep its rule. */
+static const struct {
+    const char *key;
+    enum value_rule rule;
+} math_values[] = {
+    { "rms_norm_eps", RULE_POSITIVE_NUMBER },
+    { "rope_theta", RULE_POSITIVE_NUMBER },
+    { "max_position_embeddings", RULE_POSITIVE_INTEGER },
+    { "hidden_act", RULE_ACTIVATION },
+    { "rope_scaling", RULE_OBJECT },
+    { "rope_parameters", RULE_OBJECT },
+    { "quantization_config", RULE_OBJECT },
+};
+
+/* v as compact JSON, for a message (static buffer, truncated). */
+static const char *json_text(const json_t *v)
+{
+    static _Thread_local char buf[96];
+    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(10));
+    snprintf(buf, sizeof buf, "%s", s ? s : "?");
+    free(s);
+    return buf;
+}
+
+static bool keeps_rule(const json_t *v, enum value_rule rule, const char **want)
+{
+    switch (rule) {
+    case RULE_POSITIVE_NUMBER:
+        *want = "is out of range (must be a number > 0)";
+        return json_is_number(v) && json_number_value(v) > 0;
+    case RULE_POSITIVE_INTEGER:
+        *want = "is out of range (must be an integer > 0)";
+        return (json_is_integer(v) && json_integer_value(v) > 0) ||
+               (json_is_real(v) && json_real_value(v) > 0 && json_real_value(v) < 9e15 &&
+                json_real_value(v) == floor(json_real_value(v)));
+    case RULE_OBJECT:
+        *want = "is not an object (must be an object or null)";
+        return json_is_object(v);
+    case RULE_ACTIVATION: {
+        enum pgd_act act;
+        *want = "is not an activation pagoda computes (" HF_ACT_NAMES ")";
+        return json_is_string(v) && act_from_name(json_string_value(v), &act);
+    }
+    }
+    return false;
+}
+
+enum pgd_status pgd__config_check_values(json_t *cfg, const char *config_path,
+                                         const struct pgd_registry *reg, char *err,
+                                         size_t errlen)
+{
+    for (size_t i = 0; i < sizeof math_values / sizeof math_values[0]; i++) {
+        json_t *v = json_object_get(cfg, math_values[i].key);
+        const char *want = "";
+        if (!v || json_is_null(v) || keeps_rule(v, math_values[i].rule, &want))
+            continue;
+        return pgd_errf(err, errlen, math_values[i].rule == RULE_ACTIVATION
+                                         ? PGD_ERR_UNSUPPORTED : PGD_ERR_FORMAT,
+                        "%s: \"%s\" = %s %s", config_path, math_values[i].key, json_text(v),
+                        want);
+    }
+    json_t *q = json_object_get(cfg, "quantization_config");
+    if (!q || json_is_null(q))
+        return PGD_OK;
+    json_t *method = json_object_get(q, "quant_method");
+    if (!json_is_string(method))
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT,
+                        "%s: \"quantization_config.quant_method\" = %s must be a string "
+                        "naming the quantization method", config_path,
+                        method ? json_text(method) : "(missing)");
+    if (pgd_registry_find_quant(reg, json_string_value(method)))
+        return PGD_OK;
+    char claimed[512];
+    pgd_registry_list_quant_methods(reg, claimed, sizeof claimed);
+    return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED,
+                    "%s: \"quantization_config.quant_method\" = \"%s\" is not supported: no "
+                    "quant plugin claims it (claimed: %s)", config_path,
+                    json_string_value(method), claimed);
 }

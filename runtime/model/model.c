@@ -3,6 +3,7 @@
 #include "runtime/model/model_ctx.h"
 #include "runtime/model/safetensors.h"
 #include "runtime/base/device.h"
+#include "runtime/base/mem.h"
 #include "config.h"
 #ifdef PGD_HAVE_CUDA
 #include "kernels/cuda/kernels.h"
@@ -16,14 +17,8 @@
 /* ---- device allocations owned by the model ----------------------------------------------- */
 static void *model_alloc(struct pgd__model *m, size_t bytes)
 {
-    if (m->n_allocs == m->cap_allocs) {
-        size_t cap = m->cap_allocs ? 2 * m->cap_allocs : 64;
-        void **a = realloc(m->allocs, cap * sizeof *a);
-        if (!a)
-            return NULL;
-        m->allocs = a;
-        m->cap_allocs = cap;
-    }
+    if (!pgd__array_reserve(m->allocs, m->cap_allocs, m->n_allocs + 1))
+        return NULL;
     void *p = pgd__device_alloc(m->device, bytes);
     if (p) {
         m->allocs[m->n_allocs++] = p;
@@ -127,6 +122,39 @@ static enum pgd_status find_checked(struct pgd_model_ctx *ctx, const char *name,
     return PGD_OK;
 }
 
+/* The first of src[0..n) (elements of float dtype dt) that is NaN or +-Inf, or n when
+ * none; *nan says which. One such weight poisons every output it reaches (a NaN spreads
+ * through every sum it enters), so a checkpoint holding one is refused at load, where the
+ * file and the tensor can still be named, rather than answering requests with garbage. The
+ * test looks at the bits (an exponent of all ones): one pass over memory the load reads
+ * anyway. */
+static size_t first_non_finite(const void *src, enum pgd_dtype dt, size_t n, bool *nan)
+{
+    const unsigned char *p = src;
+    if (dt == PGD_DTYPE_F32) {
+        for (size_t i = 0; i < n; i++) {
+            uint32_t b;
+            memcpy(&b, p + 4 * i, 4);
+            if ((b & 0x7f800000u) == 0x7f800000u) {
+                *nan = (b & 0x007fffffu) != 0;
+                return i;
+            }
+        }
+        return n;
+    }
+    /* BF16: exponent 0x7f80, mantissa 0x007f; F16: exponent 0x7c00, mantissa 0x03ff. */
+    uint16_t exp = dt == PGD_DTYPE_BF16 ? 0x7f80u : 0x7c00u;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t b;
+        memcpy(&b, p + 2 * i, 2);
+        if ((b & exp) == exp) {
+            *nan = (b & (uint16_t)~(exp | 0x8000u)) != 0;
+            return i;
+        }
+    }
+    return n;
+}
+
 /* Host -> model memory; on CUDA through the pinned staging buffers of the load. */
 static enum pgd_status upload(struct pgd__model *m, void *dst, const void *src, size_t bytes,
                               char *err, size_t errlen)
@@ -168,6 +196,16 @@ static enum pgd_status upload_converted(struct pgd__model *m, void *dst,
                 tmp16[i] = m->dtype == PGD_DTYPE_BF16 ? pgd_f32_to_bf16(tmp[i])
                                                       : pgd_f32_to_f16(tmp[i]);
             chunk = tmp16;
+            /* A finite weight past float16's range (65504) would become Inf. */
+            bool nan;
+            size_t bad = m->dtype == PGD_DTYPE_F16 ? first_non_finite(tmp16, m->dtype, cnt, &nan)
+                                                   : cnt;
+            if (bad < cnt) {
+                st = pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: tensor \"%s\" element %zu = %g "
+                              "overflows float16 (largest 65504): load it as bfloat16 or "
+                              "float32", src->path, src->name, off + bad, (double)tmp[bad]);
+                break;
+            }
         }
         st = upload(m, (char *)dst + off * dsz, chunk, cnt * dsz, err, errlen);
     }
@@ -207,6 +245,12 @@ static enum pgd_status load_rows(struct pgd_model_ctx *ctx, const char *name, in
         return fill_random(m, rname, out->data, n, ndim > 1 ? shape[ndim - 1] : 0, err, errlen);
     }
     const char *src = (const char *)t->data + (size_t)row0 * row_elems * pgd_dtype_size(t->dtype);
+    bool nan = false;
+    size_t bad = first_non_finite(src, t->dtype, n, &nan);
+    if (bad < n)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: tensor \"%s\" holds %s at element %zu "
+                        "(it would poison every output): the checkpoint is corrupt", t->path,
+                        name, nan ? "NaN" : "Inf", (size_t)row0 * row_elems + bad);
     /* Zero-copy: a CPU model reads float32 weights straight from the map when aligned. */
     if (m->device == PGD_DEVICE_CPU && t->dtype == m->dtype && ((uintptr_t)src % 16) == 0) {
         out->data = (void *)src;
@@ -429,6 +473,8 @@ enum pgd_status pgd__model_load_opts(const char *dir, const struct pgd_registry 
     enum pgd_status st = pgd__config_read(dir, &m->config, err, errlen);
     if (!st)
         st = pick_plugin(m, reg, err, errlen);
+    if (!st)
+        st = pgd__config_check_values(m->config, m->config_path, reg, err, errlen);
     m->random_weights = opts->random_weights;
     m->random_seed = opts->seed;
     if (!st && !m->random_weights)

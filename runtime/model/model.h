@@ -55,5 +55,14 @@ void pgd__model_destroy(struct pgd__model *m);
 enum pgd_status pgd__config_read(const char *dir, json_t **out, char *err, size_t errlen);
 /* The value at a dotted key, or NULL. Borrowed from cfg. */
 json_t *pgd__config_get(json_t *cfg, const char *key);
+/* Refuses, before any plugin reads them, config values that would change the math and are
+ * out of range, naming config_path, the key and the value: rms_norm_eps or rope_theta <= 0,
+ * max_position_embeddings not an integer > 0, a hidden_act the ops do not compute
+ * (PGD_ERR_UNSUPPORTED), rope_scaling, rope_parameters or quantization_config that is not
+ * an object, and a quantization_config.quant_method no quant plugin of reg claims
+ * (PGD_ERR_UNSUPPORTED, listing those claimed). Absent and null keys pass. */
+enum pgd_status pgd__config_check_values(json_t *cfg, const char *config_path,
+                                         const struct pgd_registry *reg, char *err,
+                                         size_t errlen);
 
 #endif

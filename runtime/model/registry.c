@@ -1,6 +1,8 @@
 /* The plugin registry: opens plugins with dlopen, checks their descriptors against the ABI
  * (include/pagoda/plugin.h), and indexes them by kind, name and claimed architecture. */
 #include <pagoda/registry.h>
+#include "runtime/base/mem.h"
+#include <pagoda/frontend.h>
 #include <pagoda/log.h>
 #include <dirent.h>
 #include <dlfcn.h>
@@ -16,9 +18,14 @@
 #error "PGD_PLUGIN_INSTALL_DIR is defined by Makefile.am"
 #endif
 
-/* ABI 1's descriptor ends with the vtable pointer. Later ABIs may only append fields, so this
- * stays the smallest struct_size the host can read whatever sizeof(struct pgd_plugin) becomes. */
-#define ABI1_DESCRIPTOR_SIZE (offsetof(struct pgd_plugin, ops) + sizeof(const void *))
+/* The first version of each struct a plugin hands the host ends with the field named
+ * here. Later versions only append fields, so these stay the smallest struct_size the host
+ * can read, whatever sizeof the struct becomes: never change them when a field is added. */
+#define FIRST_SIZE(type, last_field) (offsetof(type, last_field) + sizeof(((type *)0)->last_field))
+#define DESCRIPTOR_V1_SIZE FIRST_SIZE(struct pgd_plugin, ops)          /* ABI 1 */
+#define ARCH_OPS_V1_SIZE FIRST_SIZE(struct pgd_arch_ops, destroy)      /* ABI 2 */
+#define QUANT_OPS_V1_SIZE FIRST_SIZE(struct pgd_quant_ops, release)    /* ABI 2 */
+#define FRONTEND_OPS_V1_SIZE FIRST_SIZE(struct pgd_frontend_ops, destroy) /* ABI 1 */
 
 /* Room for one refusal message (a path, a dlerror text and a sentence). */
 #define MSG_MAX 1536
@@ -54,30 +61,6 @@ const char *pgd_plugin_kind_str(enum pgd_plugin_kind kind)
     case PGD_PLUGIN_FRONTEND: return "frontend";
     }
     return "unknown";
-}
-
-/* Makes room for one more element in *arr (of *cap elements of elem bytes, n used). */
-static bool grow(void **arr, size_t *cap, size_t n, size_t elem)
-{
-    if (n < *cap)
-        return true;
-    size_t ncap = *cap ? *cap * 2 : 8;
-    void *p = realloc(*arr, ncap * elem);
-    if (!p)
-        return false;
-    *arr = p;
-    *cap = ncap;
-    return true;
-}
-
-static char *dup_range(const char *s, size_t n)
-{
-    char *d = malloc(n + 1);
-    if (d) {
-        memcpy(d, s, n);
-        d[n] = '\0';
-    }
-    return d;
 }
 
 /* dir + "/" + name, without doubling a trailing slash. Returned string owned by the caller. */
@@ -138,32 +121,116 @@ void pgd_registry_destroy(struct pgd_registry *reg)
 
 /* ---- validation ---------------------------------------------------------------------- */
 
+/* Refuses a vtable whose struct_size stops before the end of the struct's first version;
+ * nothing else of the vtable is read before this passes. */
+static enum pgd_status check_ops_size(const char *path, const struct pgd_plugin *d,
+                                      const char *type, uint32_t size, size_t first_size,
+                                      char *err, size_t errlen)
+{
+    if (size >= first_size)
+        return PGD_OK;
+    return pgd_errf(err, errlen, PGD_ERR_ABI,
+                    "%s: %s plugin '%s': struct %s has struct_size %" PRIu32 " bytes, smaller "
+                    "than the %zu bytes of its first version: set .struct_size = sizeof(struct "
+                    "%s) and rebuild the plugin against this pagoda",
+                    path, pgd_plugin_kind_str(d->kind), d->name, type, size, first_size, type);
+}
+
+/* Refuses a NULL, empty or empty-entry list of claimed names (architectures, methods). */
+static enum pgd_status check_claims(const char *path, const struct pgd_plugin *d,
+                                    const char *const *list, const char *what,
+                                    char *err, size_t errlen)
+{
+    if (!list || !list[0])
+        return pgd_errf(err, errlen, PGD_ERR_PLUGIN,
+                        "%s: %s plugin '%s' claims no %s (its %s list is NULL or empty)",
+                        path, pgd_plugin_kind_str(d->kind), d->name, what, what);
+    for (size_t i = 0; list[i]; i++)
+        if (!list[i][0])
+            return pgd_errf(err, errlen, PGD_ERR_PLUGIN,
+                            "%s: %s plugin '%s' claims an empty %s name (entry %zu)", path,
+                            pgd_plugin_kind_str(d->kind), d->name, what, i);
+    return PGD_OK;
+}
+
+/* One function a vtable must have: its name, and whether the plugin's vtable has it. */
+struct required_fn {
+    const char *name;
+    bool present;
+};
+
+/* Refuses a vtable (struct `type`) missing any of req[n], naming the missing ones and
+ * every required one. */
+static enum pgd_status check_required(const char *path, const struct pgd_plugin *d,
+                                      const char *type, const struct required_fn *req,
+                                      size_t n, char *err, size_t errlen)
+{
+    char missing[160] = "", needs[160] = "";
+    for (size_t i = 0; i < n; i++) {
+        size_t ml = strlen(missing), nl = strlen(needs);
+        if (!req[i].present)
+            snprintf(missing + ml, sizeof missing - ml, "%s%s", ml ? ", " : "", req[i].name);
+        snprintf(needs + nl, sizeof needs - nl, "%s%s", i == 0 ? "" : i + 1 < n ? ", " : " and ",
+                 req[i].name);
+    }
+    if (!missing[0])
+        return PGD_OK;
+    return pgd_errf(err, errlen, PGD_ERR_PLUGIN,
+                    "%s: %s plugin '%s' has no %s in its vtable (struct %s needs %s)", path,
+                    pgd_plugin_kind_str(d->kind), d->name, missing, type, needs);
+}
+
+#define N_REQUIRED(req) (sizeof(req) / sizeof((req)[0]))
+
+/* Each kind's vtable: its size first (nothing else is read when it is short), then its
+ * required functions, then the names it claims. */
 static enum pgd_status check_arch_ops(const char *path, const struct pgd_plugin *d,
                                       char *err, size_t errlen)
 {
     const struct pgd_arch_ops *a = d->arch;
-    char missing[32] = "";
-    if (!a->load)
-        strcat(missing, ", load");
-    if (!a->forward)
-        strcat(missing, ", forward");
-    if (!a->destroy)
-        strcat(missing, ", destroy");
-    if (missing[0])
-        return pgd_errf(err, errlen, PGD_ERR_PLUGIN,
-                        "%s: architecture plugin '%s' has no %s in its vtable (struct "
-                        "pgd_arch_ops needs load, forward and destroy)",
-                        path, d->name, missing + 2);
-    if (!a->architectures || !a->architectures[0])
-        return pgd_errf(err, errlen, PGD_ERR_PLUGIN,
-                        "%s: architecture plugin '%s' claims no architectures (its "
-                        "architectures list is NULL or empty)", path, d->name);
-    for (size_t i = 0; a->architectures[i]; i++)
-        if (!a->architectures[i][0])
-            return pgd_errf(err, errlen, PGD_ERR_PLUGIN,
-                            "%s: architecture plugin '%s' claims an empty architecture "
-                            "name (entry %zu)", path, d->name, i);
-    return PGD_OK;
+    enum pgd_status st = check_ops_size(path, d, "pgd_arch_ops", a->struct_size,
+                                        ARCH_OPS_V1_SIZE, err, errlen);
+    if (st)
+        return st;
+    const struct required_fn req[] = {
+        { "load", a->load }, { "forward", a->forward }, { "destroy", a->destroy },
+    };
+    if ((st = check_required(path, d, "pgd_arch_ops", req, N_REQUIRED(req), err, errlen)))
+        return st;
+    return check_claims(path, d, a->architectures, "architectures", err, errlen);
+}
+
+static enum pgd_status check_quant_ops(const char *path, const struct pgd_plugin *d,
+                                       char *err, size_t errlen)
+{
+    const struct pgd_quant_ops *q = d->quant;
+    enum pgd_status st = check_ops_size(path, d, "pgd_quant_ops", q->struct_size,
+                                        QUANT_OPS_V1_SIZE, err, errlen);
+    if (st)
+        return st;
+    const struct required_fn req[] = {
+        { "configure", q->configure }, { "is_quantized", q->is_quantized },
+        { "load_linear", q->load_linear }, { "linear", q->linear },
+        { "free_linear", q->free_linear }, { "release", q->release },
+    };
+    if ((st = check_required(path, d, "pgd_quant_ops", req, N_REQUIRED(req), err, errlen)))
+        return st;
+    return check_claims(path, d, q->methods, "quantization methods", err, errlen);
+}
+
+static enum pgd_status check_frontend_ops(const char *path, const struct pgd_plugin *d,
+                                          char *err, size_t errlen)
+{
+    const struct pgd_frontend_ops *o = d->frontend;
+    enum pgd_status st = check_ops_size(path, d, "pgd_frontend_ops", o->struct_size,
+                                        FRONTEND_OPS_V1_SIZE, err, errlen);
+    if (st)
+        return st;
+    const struct required_fn req[] = {
+        { "create", o->create }, { "address", o->address }, { "attach", o->attach },
+        { "shutdown", o->shutdown }, { "destroy", o->destroy },
+    };
+    return check_required(path, d, "pgd_frontend_ops", req, N_REQUIRED(req), err, errlen);
 }
 
 /* Checks everything a descriptor must be, whoever else is loaded. */
@@ -179,11 +246,11 @@ static enum pgd_status check_descriptor(const char *path, const struct pgd_plugi
                         "%s: built for plugin ABI version %" PRIu32 ", but this pagoda has "
                         "plugin ABI version %u: rebuild the plugin against this pagoda",
                         path, d->abi_version, PGD_ABI_VERSION);
-    if (d->struct_size < ABI1_DESCRIPTOR_SIZE)
+    if (d->struct_size < DESCRIPTOR_V1_SIZE)
         return pgd_errf(err, errlen, PGD_ERR_ABI,
                         "%s: descriptor struct_size is %" PRIu32 " bytes, smaller than the "
-                        "%zu bytes of an ABI 1 struct pgd_plugin", path, d->struct_size,
-                        (size_t)ABI1_DESCRIPTOR_SIZE);
+                        "%zu bytes of the first struct pgd_plugin", path, d->struct_size,
+                        (size_t)DESCRIPTOR_V1_SIZE);
     switch (d->kind) {
     case PGD_PLUGIN_ARCH:
     case PGD_PLUGIN_QUANT:
@@ -201,8 +268,11 @@ static enum pgd_status check_descriptor(const char *path, const struct pgd_plugi
     if (!d->ops)
         return pgd_errf(err, errlen, PGD_ERR_PLUGIN, "%s: %s plugin '%s' has a NULL vtable",
                         path, pgd_plugin_kind_str(d->kind), d->name);
-    if (d->kind == PGD_PLUGIN_ARCH)
-        return check_arch_ops(path, d, err, errlen);
+    switch (d->kind) {
+    case PGD_PLUGIN_ARCH: return check_arch_ops(path, d, err, errlen);
+    case PGD_PLUGIN_QUANT: return check_quant_ops(path, d, err, errlen);
+    case PGD_PLUGIN_FRONTEND: return check_frontend_ops(path, d, err, errlen);
+    }
     return PGD_OK;
 }
 
@@ -251,14 +321,28 @@ static const struct reg_plugin *find_name(const struct pgd_registry *reg, const 
     return NULL;
 }
 
-static const struct reg_plugin *find_claim(const struct pgd_registry *reg, const char *arch)
+/* The names a plugin claims: an architecture plugin's architectures, a quant plugin's
+ * methods; NULL for a kind that claims nothing. */
+static const char *const *claims_of(const struct pgd_plugin *d)
+{
+    switch (d->kind) {
+    case PGD_PLUGIN_ARCH: return d->arch->architectures;
+    case PGD_PLUGIN_QUANT: return d->quant->methods;
+    case PGD_PLUGIN_FRONTEND: break;
+    }
+    return NULL;
+}
+
+/* The first loaded plugin of kind that claims name. */
+static const struct reg_plugin *find_claim(const struct pgd_registry *reg,
+                                           enum pgd_plugin_kind kind, const char *name)
 {
     for (size_t i = 0; i < reg->n_plugins; i++) {
         const struct pgd_plugin *d = reg->plugins[i].desc;
-        if (d->kind != PGD_PLUGIN_ARCH)
+        if (d->kind != kind)
             continue;
-        for (const char *const *a = d->arch->architectures; *a; a++)
-            if (strcmp(*a, arch) == 0)
+        for (const char *const *a = claims_of(d); *a; a++)
+            if (strcmp(*a, name) == 0)
                 return &reg->plugins[i];
     }
     return NULL;
@@ -321,16 +405,16 @@ static enum pgd_status add_plugin(struct pgd_registry *reg, const char *path, co
     struct reg_plugin p = { .desc = d, .handle = h, .path = strdup(path), .real = real,
                             .dir = dir ? strdup(dir) : NULL };
     if (!p.path || (dir && !p.dir) ||
-        !grow((void **)&reg->plugins, &reg->cap_plugins, reg->n_plugins, sizeof p)) {
+        !pgd__array_reserve(reg->plugins, reg->cap_plugins, reg->n_plugins + 1)) {
         free(p.path);
         free(p.dir);
         free(real);
         unload(reg, h);
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory while loading", path);
     }
-    if (d->kind == PGD_PLUGIN_ARCH)
-        for (const char *const *a = d->arch->architectures; *a; a++) {
-            const struct reg_plugin *owner = find_claim(reg, *a);
+    if (claims_of(d))
+        for (const char *const *a = claims_of(d); *a; a++) {
+            const struct reg_plugin *owner = find_claim(reg, d->kind, *a);
             if (owner)
                 PGD_WARN("%s: plugin '%s' claims %s, which plugin '%s' (%s) already claims "
                          "and keeps", path, d->name, *a, owner->desc->name, owner->path);
@@ -353,7 +437,7 @@ enum pgd_status pgd_registry_load_file(struct pgd_registry *reg, const char *pat
 
 static void record_refusal(struct pgd_registry *reg, const char *path, const char *why)
 {
-    if (!grow((void **)&reg->refused, &reg->cap_refused, reg->n_refused, sizeof *reg->refused))
+    if (!pgd__array_reserve(reg->refused, reg->cap_refused, reg->n_refused + 1))
         return;
     struct reg_refusal r = { strdup(path), strdup(why) };
     if (!r.path || !r.why) {
@@ -404,7 +488,7 @@ static long list_so_files(const char *dir, char ***out)
         if (!is_so_name(de->d_name))
             continue;
         char *copy = strdup(de->d_name);
-        if (!copy || !grow((void **)&names, &cap, n, sizeof *names)) {
+        if (!copy || !pgd__array_reserve(names, cap, n + 1)) {
             free(copy);
             oom = true;
             break;
@@ -483,7 +567,7 @@ struct dir_list {
 
 static bool dir_list_add(struct dir_list *l, const char *s, size_t len)
 {
-    char *d = dup_range(s, len);
+    char *d = strndup(s, len);
     if (!d)
         return false;
     char *key = realpath(d, NULL);
@@ -499,8 +583,8 @@ static bool dir_list_add(struct dir_list *l, const char *s, size_t len)
             free(key);
             return true;
         }
-    if (!grow((void **)&l->dirs, &l->cap_dirs, l->n, sizeof *l->dirs) ||
-        !grow((void **)&l->keys, &l->cap_keys, l->n, sizeof *l->keys)) {
+    if (!pgd__array_reserve(l->dirs, l->cap_dirs, l->n + 1) ||
+        !pgd__array_reserve(l->keys, l->cap_keys, l->n + 1)) {
         free(d);
         free(key);
         return false;
@@ -616,11 +700,22 @@ const struct pgd_plugin *pgd_registry_find_arch(const struct pgd_registry *reg,
 {
     if (!reg || !hf_architecture)
         return NULL;
-    const struct reg_plugin *p = find_claim(reg, hf_architecture);
+    const struct reg_plugin *p = find_claim(reg, PGD_PLUGIN_ARCH, hf_architecture);
     return p ? p->desc : NULL;
 }
 
-void pgd_registry_list_archs(const struct pgd_registry *reg, char *buf, size_t buflen)
+const struct pgd_plugin *pgd_registry_find_quant(const struct pgd_registry *reg,
+                                                 const char *quant_method)
+{
+    if (!reg || !quant_method)
+        return NULL;
+    const struct reg_plugin *p = find_claim(reg, PGD_PLUGIN_QUANT, quant_method);
+    return p ? p->desc : NULL;
+}
+
+/* Writes every name the plugins of kind claim, once each, in load order, into buf. */
+static void list_claims(const struct pgd_registry *reg, enum pgd_plugin_kind kind, char *buf,
+                        size_t buflen)
 {
     if (!buf || buflen == 0)
         return;
@@ -629,13 +724,14 @@ void pgd_registry_list_archs(const struct pgd_registry *reg, char *buf, size_t b
     bool any = false;
     for (size_t i = 0; reg && i < reg->n_plugins; i++) {
         const struct pgd_plugin *d = reg->plugins[i].desc;
-        if (d->kind != PGD_PLUGIN_ARCH)
+        if (d->kind != kind)
             continue;
-        for (const char *const *a = d->arch->architectures; *a; a++) {
-            if (find_claim(reg, *a) != &reg->plugins[i])
+        const char *const *claims = claims_of(d);
+        for (const char *const *a = claims; *a; a++) {
+            if (find_claim(reg, kind, *a) != &reg->plugins[i])
                 continue; /* listed with the plugin that claimed it first */
             bool seen = false;
-            for (const char *const *b = d->arch->architectures; b != a && !seen; b++)
+            for (const char *const *b = claims; b != a && !seen; b++)
                 seen = strcmp(*b, *a) == 0;
             if (seen)
                 continue;
@@ -648,4 +744,14 @@ void pgd_registry_list_archs(const struct pgd_registry *reg, char *buf, size_t b
     }
     if (!any)
         snprintf(buf, buflen, "(none)");
+}
+
+void pgd_registry_list_archs(const struct pgd_registry *reg, char *buf, size_t buflen)
+{
+    list_claims(reg, PGD_PLUGIN_ARCH, buf, buflen);
+}
+
+void pgd_registry_list_quant_methods(const struct pgd_registry *reg, char *buf, size_t buflen)
+{
+    list_claims(reg, PGD_PLUGIN_QUANT, buf, buflen);
 }

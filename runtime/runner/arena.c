@@ -1,4 +1,5 @@
-/* The activation arena (see arena.h). */
+/* The activation arena (see arena.h): chunks of device memory handed out by bumping an
+ * offset, rewound every step, and the fingerprint of the addresses handed out. */
 #include "runtime/runner/arena.h"
 #include "runtime/base/device.h"
 #include <stdlib.h>
@@ -9,6 +10,8 @@ struct pgd__arena_chunk {
     size_t cap, used;
 };
 
+/* Every allocation starts on a 256-byte boundary: what cuBLAS and vectorised kernels want,
+ * and a multiple of every element size. */
 #define ARENA_ALIGN 256
 
 void pgd__arena_init(struct pgd__arena *a, enum pgd_device device)
@@ -16,9 +19,10 @@ void pgd__arena_init(struct pgd__arena *a, enum pgd_device device)
     a->device = device;
     a->chunks = a->cur = NULL;
     a->in_use = a->high_water = 0;
-    a->fingerprint = 0xcbf29ce484222325ull;
+    a->fingerprint = 0xcbf29ce484222325ull;   /* FNV-1a's offset basis */
 }
 
+/* A chunk of cap bytes on device (owned by the caller), or NULL when out of memory. */
 static struct pgd__arena_chunk *chunk_new(enum pgd_device device, size_t cap)
 {
     struct pgd__arena_chunk *c = calloc(1, sizeof *c);
@@ -68,9 +72,12 @@ void *pgd__arena_alloc(struct pgd__arena *a, size_t bytes)
         *tail = c;
         a->cur = c;
     }
+    /* Memory valid until the next reset; owned by the arena. */
     void *p = a->cur->base + a->cur->used;
     a->cur->used += bytes;
     a->in_use += bytes;
+    /* An FNV-1a style fold of (address, size): equal for two steps that got the same
+     * addresses for the same sizes in the same order (what a CUDA graph replay needs). */
     a->fingerprint = (a->fingerprint ^ (uint64_t)(uintptr_t)p) * 0x100000001b3ull + bytes;
     if (a->in_use > a->high_water)
         a->high_water = a->in_use;

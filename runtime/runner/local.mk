@@ -1,5 +1,7 @@
 # The model runner: one flat batch per step, ops dispatch, CUDA graphs, the forward arena.
+# Layers, top down: runner.c (uses runner_sample.c, runner_graph.c, batch.c) -> ops.c ->
+# kernels; runner_graph.c and batch.c never call the runner.
 runtime_libpagoda_private_la_SOURCES += \
-	%reldir%/arena.c %reldir%/arena.h %reldir%/fwd.h %reldir%/ops.c %reldir%/runner.c \
-	%reldir%/runner.h %reldir%/runner_graph.c %reldir%/runner_internal.h \
-	%reldir%/runner_sample.c
+	%reldir%/arena.c %reldir%/arena.h %reldir%/batch.c %reldir%/batch.h %reldir%/fwd.h \
+	%reldir%/ops.c %reldir%/runner.c %reldir%/runner.h %reldir%/runner_graph.c \
+	%reldir%/runner_graph.h %reldir%/runner_internal.h %reldir%/runner_sample.c

@@ -299,6 +299,8 @@ static void attend(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p
             .h_query_start = f->h_query_start, .max_seq_len = f->max_seq_len,
             .step_id = f->step_id, .decode_items = f->decode_items,
         };
+        /* Split-context decode needs partial results per split: the kernel says how much
+         * (0 when it does not split). From the arena, so a graph replay finds it again. */
         size_t sb = pgd_cuda_attention_scratch(f->cuda, &a);
         void *scratch = sb ? pgd__arena_alloc(f->arena, sb) : NULL;
         if (sb && !scratch) {
@@ -318,6 +320,8 @@ static void attend(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p
     struct pgd_cpu_seq_layout L = { .n_seqs = f->n_seqs, .query_start = f->query_start,
                                     .seq_lens = f->seq_lens, .block_tables = f->block_tables,
                                     .max_blocks = f->max_blocks, .positions = f->positions };
+    /* The CPU kernel scores one query row at a time over its context: max_seq_len entries
+     * are enough for any row (one spare). */
     float *scores = pgd__arena_alloc(f->arena, (size_t)(f->max_seq_len + 1) * sizeof(float));
     if (!scores) {
         pgd_fwd_fail(f, PGD_ERR_NOMEM, "attention: no scratch for %d scores", f->max_seq_len);
@@ -445,7 +449,8 @@ void pgd_op_logits(struct pgd_fwd *f, const struct pgd_tensor *h, const struct p
                      (long long)head->out_features, f->vocab_size);
         return;
     }
-    /* Gather the rows that need logits, then one GEMM over just those. */
+    /* Gather the rows that need logits (f->logits_rows, usually each sequence's last token),
+     * then one GEMM over just those: [n_logits, d] x [vocab, d]^T -> [n_logits, vocab]. */
 #ifdef PGD_HAVE_CUDA
     if (ON_CUDA(f)) {
         void *g = pgd__arena_alloc(f->arena, (size_t)f->n_logits * d * pgd_dtype_size(f->act_dtype));
@@ -502,6 +507,9 @@ enum pgd_status pgd_rope_init(struct pgd_rope *rope, const struct pgd_rope_confi
         if (cfg->scaling == PGD_ROPE_LINEAR) {
             inv = (float)(inv / cfg->factor);
         } else if (cfg->scaling == PGD_ROPE_LLAMA3) {
+            /* Llama 3.1's rule (transformers' _compute_llama3_parameters): wavelengths
+             * longer than the original context / low_freq_factor are divided by factor,
+             * shorter than / high_freq_factor kept, the band between interpolated. */
             double old_ctx = cfg->original_max_position;
             double low_wl = old_ctx / cfg->low_freq_factor;
             double high_wl = old_ctx / cfg->high_freq_factor;

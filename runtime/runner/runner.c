@@ -7,6 +7,8 @@
  * steps, only the sampling results: see runner_sample.c). */
 #include "config.h"
 #include "runtime/runner/runner_internal.h"
+#include "runtime/runner/batch.h"
+#include "runtime/runner/runner_graph.h"
 #include "runtime/model/model.h"
 #include "runtime/runner/fwd.h"
 #include "runtime/base/device.h"
@@ -15,34 +17,24 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef PGD_HAVE_CUDA
 #include "kernels/cuda/kernels.h"
 #endif
 
-struct pgd__meta_layout pgd__meta_layout(int n_tokens, int n_seqs, int max_blocks)
-{
-    struct pgd__meta_layout L;
-    size_t off = 0;
-    L.slot_mapping = off;
-    off += (size_t)n_tokens * sizeof(int64_t);
-    L.token_ids = off;
-    off += (size_t)n_tokens * sizeof(int32_t);
-    L.positions = off;
-    off += (size_t)n_tokens * sizeof(int32_t);
-    L.logits_rows = off;
-    off += (size_t)n_tokens * sizeof(int32_t);
-    L.query_start = off;
-    off += (size_t)(n_seqs + 1) * sizeof(int32_t);
-    L.seq_lens = off;
-    off += (size_t)n_seqs * sizeof(int32_t);
-    L.block_tables = off;
-    off += (size_t)n_seqs * max_blocks * sizeof(int32_t);
-    L.total = off;
-    return L;
-}
+/* What a step hands back after its forward pass: the argmax ids (greedy), or the rows'
+ * sampling results (rows), or (neither) the logits rows in r->logits. Borrowed from the
+ * caller of the step. */
+struct step_want {
+    int32_t *greedy;                   /* [n_logits] */
+    const struct pgd__sample_row *rows;   /* [n_logits] */
+    struct pgd__sample_result *res;    /* [n_logits] */
+};
 
 static bool on_cuda(const struct pgd__runner *r) { return r->params.device == PGD_DEVICE_CUDA; }
 
+/* Host memory the device copies to or from: pinned on a GPU (so that copies run
+ * asynchronously on the stream). Owned by the caller, freed with host_free. */
 static void *host_alloc(const struct pgd__runner *r, size_t bytes)
 {
 #ifdef PGD_HAVE_CUDA
@@ -82,6 +74,9 @@ static void meta_free(struct pgd__runner *r)
     r->meta_cap = 0;
 }
 
+/* Grows the batch metadata buffers to at least bytes (by half again, so that slowly
+ * growing steps do not reallocate each time). Waits for the GPU first: a queued copy may
+ * still read the old buffers. */
 static enum pgd_status meta_reserve(struct pgd__runner *r, size_t bytes, char *err, size_t errlen)
 {
     if (bytes <= r->meta_cap)
@@ -116,6 +111,7 @@ void pgd__runner_default_params(struct pgd__runner_params *p)
     };
 }
 
+/* The accessors hand out borrowed pointers, valid while the runner lives. */
 const struct pgd_model_desc *pgd__runner_desc(const struct pgd__runner *r)
 {
     return &r->model->desc;
@@ -126,6 +122,10 @@ const struct pgd__model *pgd__runner_model(const struct pgd__runner *r) { return
 size_t pgd__runner_activation_bytes(const struct pgd__runner *r)
 {
     return r->act_bytes ? r->act_bytes : r->arena.high_water;
+}
+void pgd__runner_graph_stats(const struct pgd__runner *r, long *replays, int *captured)
+{
+    pgd__graphs_stats(r->graphs, replays, captured);
 }
 
 #ifdef PGD_HAVE_CUDA
@@ -144,6 +144,8 @@ static enum pgd_status size_gpu_cache(struct pgd__runner *r, size_t block_bytes,
     if (!st && (!tokens || !table))
         st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of host memory");
     if (!st) {
+        /* Any valid ids do (a prime stride keeps them varied); the activations' sizes
+         * depend only on the counts. */
         for (int i = 0; i < T; i++)
             tokens[i] = (int32_t)((i * 7919u) % (unsigned)d->vocab_size);
         for (int b = 0; b < nb; b++)
@@ -246,10 +248,9 @@ static void log_kv_size(const struct pgd__runner *r, int num_blocks, size_t bloc
              (double)num_blocks / blocks_per_seq);
 }
 
-enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pgd__runner **out,
-                                   char *err, size_t errlen)
+static enum pgd_status check_params(const struct pgd__runner_params *p, char *err,
+                                    size_t errlen)
 {
-    *out = NULL;
     if (p->block_size <= 0 || p->block_size > 1024 || p->max_num_batched_tokens <= 0 ||
         p->max_num_seqs <= 0)
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
@@ -263,12 +264,81 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
     if (!pgd__device_available(p->device))
         return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "device %s is not available in this "
                         "build or on this machine", pgd__device_name(p->device));
+    return PGD_OK;
+}
+
+/* How many KV blocks of block_bytes the cache gets: params.num_blocks; else, on a GPU,
+ * kv_cache_memory_bytes or what gpu_memory_utilization leaves after a profiling step; else
+ * kv_cache_memory_bytes' or kv_cache_bytes' worth. */
+static enum pgd_status count_blocks(struct pgd__runner *r, size_t block_bytes, int *num_blocks,
+                                    char *err, size_t errlen)
+{
+    const struct pgd__runner_params *p = &r->params;
+    *num_blocks = p->num_blocks;
+#ifdef PGD_HAVE_CUDA
+    if (*num_blocks <= 0 && on_cuda(r)) {
+        enum pgd_status st = size_gpu_cache(r, block_bytes, num_blocks, err, errlen);
+        if (st)
+            return st;
+    }
+#endif
+    /* kv_cache_memory_bytes (any device) wins over kv_cache_bytes (the CPU's default). */
+    size_t kv_bytes = p->kv_cache_memory_bytes > 0 ? p->kv_cache_memory_bytes : p->kv_cache_bytes;
+    if (*num_blocks <= 0 && kv_bytes / block_bytes > INT_MAX)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "kv cache: %zu bytes are more than "
+                        "%d blocks of %zu bytes", kv_bytes, INT_MAX, block_bytes);
+    if (*num_blocks <= 0)
+        *num_blocks = (int)(kv_bytes / block_bytes);
+    if (*num_blocks <= 0)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                        "kv cache: %zu bytes hold no block of %zu bytes", kv_bytes, block_bytes);
+    return PGD_OK;
+}
+
+/* The buffers that outlive steps: the KV cache of num_blocks blocks, the step metadata for
+ * the largest step (block tables grow with the step), and the CUDA graphs when they are on. */
+static enum pgd_status alloc_buffers(struct pgd__runner *r, int num_blocks, char *err,
+                                     size_t errlen)
+{
+    const struct pgd__runner_params *p = &r->params;
+    const struct pgd_model_desc *d = &r->model->desc;
+    enum pgd_status st = pgd__kv_cache_init(&r->kv, p->device, r->model->dtype, d->n_layers,
+                                            num_blocks, p->block_size, d->n_kv_heads,
+                                            d->head_dim, err, errlen);
+    if (st)
+        return st;
+    st = meta_reserve(r, pgd__meta_layout(p->max_num_batched_tokens, p->max_num_seqs, 1).total,
+                      err, errlen);
+    if (st)
+        return st;
+    struct pgd__graph_params gp = {
+        .device = p->device,
+        .enforce_eager = p->enforce_eager,
+        .max_num_seqs = p->max_num_seqs,
+        .max_num_batched_tokens = p->max_num_batched_tokens,
+        .block_size = r->kv.block_size,
+        .max_position_embeddings = d->max_position_embeddings,
+        .vocab_size = d->vocab_size,
+        .max_seq_len_to_capture = p->max_seq_len_to_capture,
+        .cuda_graph_sizes = p->cuda_graph_sizes,
+        .n_cuda_graph_sizes = p->n_cuda_graph_sizes,
+    };
+    return pgd__graphs_create(&gp, &r->graphs, err, errlen);
+}
+
+/* check the params, load the model, size the KV cache, allocate the buffers. */
+enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pgd__runner **out,
+                                   char *err, size_t errlen)
+{
+    *out = NULL;
+    enum pgd_status st = check_params(p, err, errlen);
+    if (st)
+        return st;
     struct pgd__runner *r = calloc(1, sizeof *r);
     if (!r)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
     r->params = *p;
     pgd__arena_init(&r->arena, p->device);
-    enum pgd_status st = PGD_OK;
 #ifdef PGD_HAVE_CUDA
     if (on_cuda(r) && pgd_cuda_ctx_create(&r->cuda, err, errlen)) {
         free(r);
@@ -278,58 +348,24 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
     struct pgd__model_opts mo = { .dtype = p->dtype, .random_weights = p->random_weights,
                                   .seed = p->seed };
     st = pgd__model_load_opts(p->model_dir, p->registry, p->device, &mo, &r->model, err, errlen);
-    if (st) {
-        pgd__runner_destroy(r);
-        return st;
-    }
-    st = pgd__runner_sampling_init(r, err, errlen);
-    if (st) {
-        pgd__runner_destroy(r);
-        return st;
-    }
+    if (st)
+        goto fail;
+    if ((st = pgd__runner_sampling_init(r, err, errlen)))
+        goto fail;
     const struct pgd_model_desc *d = &r->model->desc;
-    int num_blocks = p->num_blocks;
     size_t block_bytes = pgd__kv_cache_block_bytes(d->n_layers, p->block_size, d->n_kv_heads,
                                                    d->head_dim, r->model->dtype);
-#ifdef PGD_HAVE_CUDA
-    if (num_blocks <= 0 && on_cuda(r)) {
-        st = size_gpu_cache(r, block_bytes, &num_blocks, err, errlen);
-        if (st) {
-            pgd__runner_destroy(r);
-            return st;
-        }
-    }
-#endif
-    size_t kv_bytes = p->kv_cache_memory_bytes > 0 ? p->kv_cache_memory_bytes : p->kv_cache_bytes;
-    if (num_blocks <= 0 && kv_bytes / block_bytes > INT_MAX) {
-        pgd__runner_destroy(r);
-        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "kv cache: %zu bytes are more than "
-                        "%d blocks of %zu bytes", kv_bytes, INT_MAX, block_bytes);
-    }
-    if (num_blocks <= 0)
-        num_blocks = (int)(kv_bytes / block_bytes);
-    if (num_blocks <= 0) {
-        pgd__runner_destroy(r);
-        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
-                        "kv cache: %zu bytes hold no block of %zu bytes", kv_bytes, block_bytes);
-    }
-    st = pgd__kv_cache_init(&r->kv, p->device, r->model->dtype, d->n_layers, num_blocks,
-                            p->block_size, d->n_kv_heads, d->head_dim, err, errlen);
-    if (st) {
-        pgd__runner_destroy(r);
-        return st;
-    }
-    st = meta_reserve(r, pgd__meta_layout(p->max_num_batched_tokens, p->max_num_seqs, 1).total,
-                      err, errlen);
-    if (!st)
-        st = pgd__graphs_create(r, &r->graphs, err, errlen);
-    if (st) {
-        pgd__runner_destroy(r);
-        return st;
-    }
+    int num_blocks;
+    if ((st = count_blocks(r, block_bytes, &num_blocks, err, errlen)))
+        goto fail;
+    if ((st = alloc_buffers(r, num_blocks, err, errlen)))
+        goto fail;
     log_kv_size(r, num_blocks, block_bytes);
     *out = r;
     return PGD_OK;
+fail:
+    pgd__runner_destroy(r);
+    return st;
 }
 
 void pgd__runner_destroy(struct pgd__runner *r)
@@ -352,11 +388,14 @@ void pgd__runner_destroy(struct pgd__runner *r)
     free(r);
 }
 
-/* Checks the step against the runner's limits and grows the host buffers that depend on
- * it (logits rows). */
-enum pgd_status pgd__runner_check_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
-                                       int n_seqs, int *n_tokens, int *n_logits,
-                                       int *max_blocks, char *err, size_t errlen)
+/* ---- the step ------------------------------------------------------------------------ */
+
+/* Checks a step against the runner's limits and the pool, and grows the host logits rows
+ * for it; *n_tokens and *n_logits get its token and logits-row counts, *max_blocks its
+ * widest block table. */
+static enum pgd_status check_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
+                                  int n_seqs, int *n_tokens, int *n_logits, int *max_blocks,
+                                  char *err, size_t errlen)
 {
     int bs = r->kv.block_size;
     if (n_seqs <= 0 || n_seqs > r->params.max_num_seqs)
@@ -407,13 +446,60 @@ enum pgd_status pgd__runner_check_step(struct pgd__runner *r, const struct pgd__
     return PGD_OK;
 }
 
-/* The argmax ids of the rows into greedy, or (greedy NULL) the rows into r->logits. */
+/* The forward context's fields that come from the runner (the batch fields are the
+ * caller's to fill). */
+static struct pgd_fwd fwd_base(struct pgd__runner *r)
+{
+    return (struct pgd_fwd){
+        .device = r->params.device, .act_dtype = r->model->dtype, .cuda = r->cuda,
+        .kv = &r->kv, .arena = &r->arena,
+        .vocab_size = r->model->desc.vocab_size,
+    };
+}
+
+/* Runs the architecture's forward pass over the batch f describes (the arena reset first)
+ * into a fresh logits buffer: [f->n_logits, vocab] float32, in the arena on a GPU, r->logits
+ * on the CPU; *logits gets it. It never waits for the GPU (it may run inside a graph
+ * capture): on a failure the caller drains what was queued (drain). */
+static enum pgd_status forward(struct pgd__runner *r, struct pgd_fwd *f, float **logits,
+                               char *err, size_t errlen)
+{
+    pgd__arena_reset(&r->arena);
+    *logits = r->logits;
+    if (on_cuda(r)) {
+        *logits = pgd__arena_alloc(&r->arena, (size_t)f->n_logits * f->vocab_size *
+                                                  sizeof(float));
+        if (!*logits)
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for %d logits "
+                            "rows", f->n_logits);
+    }
+    f->logits = *logits;
+    f->status = PGD_OK;
+    f->err[0] = 0;
+    r->model->plugin->arch->forward(r->model->impl, f);
+    if (f->status != PGD_OK)
+        return pgd_errf(err, errlen, f->status, "forward (%s plugin): %s",
+                        r->model->plugin->name, f->err);
+    return PGD_OK;
+}
+
+/* After a failed step: waits for what was queued before returning the step's error (its
+ * own error, if any, is dropped: the step's is the one to report). */
+static void drain(struct pgd__runner *r)
+{
+    char e2[128];
+    (void)device_sync(r, e2, sizeof e2);
+}
+
+/* The argmax ids of the rows into greedy, or (greedy NULL) the rows into r->logits. On a
+ * GPU the argmax runs there into ids_dev (the arena when NULL) and only the ids come back. */
 static enum pgd_status finish_rows(struct pgd__runner *r, const float *logits, int n_logits,
                                    int32_t *greedy, int32_t *ids_dev, char *err, size_t errlen)
 {
     enum pgd_status st;
     int vocab = r->model->desc.vocab_size;
     if (greedy && n_logits > r->greedy_cap) {
+        /* The old pinned buffer may still be the target of a queued copy. */
         if ((st = device_sync(r, err, errlen)))
             return st;
         host_free(r, r->greedy);
@@ -443,6 +529,8 @@ static enum pgd_status finish_rows(struct pgd__runner *r, const float *logits, i
             memcpy(greedy, r->greedy, (size_t)n_logits * sizeof(int32_t));
         return PGD_OK;
     }
+#else
+    (void)ids_dev;
 #endif
     if (greedy)
         for (int i = 0; i < n_logits; i++) {
@@ -456,10 +544,13 @@ static enum pgd_status finish_rows(struct pgd__runner *r, const float *logits, i
     return PGD_OK;
 }
 
-/* See runner_internal.h. */
-enum pgd_status pgd__runner_finish(struct pgd__runner *r, const float *logits, int n_logits,
-                                   const struct pgd__step_want *want, int32_t *ids_dev,
-                                   char *err, size_t errlen)
+/* After a forward pass that left n_logits float32 rows at logits (device memory on a GPU):
+ * what `want` asks for (argmax ids through finish_rows; sampled rows through
+ * runner_sample.c, or the argmax when every row is a plain greedy sample; else the rows
+ * copied to r->logits); waits for the GPU. ids_dev: see finish_rows. */
+static enum pgd_status finish(struct pgd__runner *r, const float *logits, int n_logits,
+                              const struct step_want *want, int32_t *ids_dev, char *err,
+                              size_t errlen)
 {
     if (!want->rows)
         return finish_rows(r, logits, n_logits, want->greedy, ids_dev, err, errlen);
@@ -481,90 +572,111 @@ enum pgd_status pgd__runner_finish(struct pgd__runner *r, const float *logits, i
     return st;
 }
 
-/* Runs a step and hands back what `want` asks for (see pgd__runner_finish). */
-static enum pgd_status run_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
-                                int n_seqs, const struct pgd__step_want *want, char *err,
-                                size_t errlen)
+#ifdef PGD_HAVE_CUDA
+/* A decode-only step through the CUDA graphs (runner_graph.h): pick a bucket, fill the
+ * padded batch, capture or replay, finish on the real rows. Returns false (nothing done)
+ * when the graphs do not cover the step, for the caller to run it eagerly; true with *st
+ * the step's status otherwise. */
+static bool graph_step(struct pgd__runner *r, const struct pgd__step_seq *seqs, int n_seqs,
+                       const struct step_want *want, enum pgd_status *st, char *err,
+                       size_t errlen)
 {
-    enum pgd_status st;
-    if (pgd__graphs_step(r, seqs, n_seqs, want, &st, err, errlen))
-        return st;
+    struct pgd__graphs *g = r->graphs;
+    struct pgd__graph_plan plan;
+    if (!g || !pgd__graphs_plan(g, seqs, n_seqs, &plan))
+        return false;
+    int n_tokens, n_logits, max_blocks;
+    if ((*st = check_step(r, seqs, n_seqs, &n_tokens, &n_logits, &max_blocks, err, errlen)))
+        return true;
+    struct pgd_fwd f = fwd_base(r);
+    if ((*st = pgd__graphs_fill_batch(g, &plan, seqs, n_seqs, r->cuda, &f, err, errlen)))
+        return true;
+    f.step_id = ++r->step_id;
+    if (pgd__graphs_should_capture(g, &plan)) {
+        /* The shape's second step: record its forward pass (nothing runs yet). */
+        char why[512] = "";
+        float *captured = NULL;
+        enum pgd_status cst = pgd__graphs_capture_begin(g, r->cuda, why, sizeof why);
+        if (cst == PGD_OK)
+            cst = forward(r, &f, &captured, why, sizeof why);
+        pgd__graphs_capture_end(g, &plan, r->cuda, cst, r->arena.fingerprint, captured, why);
+    }
+    const float *logits = NULL;
+    if (pgd__graphs_captured(g, &plan)) {
+        if ((*st = pgd__graphs_replay(g, &plan, r->cuda, &logits, err, errlen)))
+            return true;
+    } else {
+        float *eager = NULL;
+        if ((*st = forward(r, &f, &eager, err, errlen))) {
+            drain(r);
+            return true;
+        }
+        pgd__graphs_note_eager(g, &plan, r->arena.fingerprint, eager);
+        logits = eager;
+    }
+    /* Only the real rows: the padding rows' logits are computed and ignored. */
+    *st = finish(r, logits, n_seqs, want, pgd__graphs_ids_dev(g), err, errlen);
+    return true;
+}
+#endif
+
+/* A step run eagerly: check, fill the batch tightly for its sizes, copy it to the device,
+ * forward, finish. */
+static enum pgd_status eager_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
+                                  int n_seqs, const struct step_want *want, char *err,
+                                  size_t errlen)
+{
     int n_tokens = 0, n_logits = 0, max_blocks = 0;
-    st = pgd__runner_check_step(r, seqs, n_seqs, &n_tokens, &n_logits, &max_blocks, err, errlen);
+    enum pgd_status st = check_step(r, seqs, n_seqs, &n_tokens, &n_logits, &max_blocks, err,
+                                    errlen);
     if (st)
         return st;
     struct pgd__meta_layout L = pgd__meta_layout(n_tokens, n_seqs, max_blocks);
     if ((st = meta_reserve(r, L.total, err, errlen)))
         return st;
-    char *H = r->meta_host, *D = r->meta_dev;
-    int64_t *slot_mapping = (int64_t *)(H + L.slot_mapping);
-    int32_t *token_ids = (int32_t *)(H + L.token_ids), *positions = (int32_t *)(H + L.positions);
-    int32_t *logits_rows = (int32_t *)(H + L.logits_rows);
-    int32_t *query_start = (int32_t *)(H + L.query_start), *seq_lens = (int32_t *)(H + L.seq_lens);
-    int32_t *block_tables = (int32_t *)(H + L.block_tables);
-    int bs = r->kv.block_size, t = 0, li = 0, max_len = 0;
-    for (int s = 0; s < n_seqs; s++) {
-        const struct pgd__step_seq *q = &seqs[s];
-        query_start[s] = t;
-        seq_lens[s] = q->n_computed + q->n_new;
-        if (seq_lens[s] > max_len)
-            max_len = seq_lens[s];
-        int32_t *row = block_tables + (size_t)s * max_blocks;
-        memcpy(row, q->block_table, (size_t)q->n_blocks * sizeof *row);
-        for (int b = q->n_blocks; b < max_blocks; b++)
-            row[b] = 0;
-        for (int i = 0; i < q->n_new; i++, t++) {
-            int pos = q->n_computed + i;
-            token_ids[t] = q->tokens[i];
-            positions[t] = pos;
-            slot_mapping[t] = (int64_t)q->block_table[pos / bs] * bs + pos % bs;
-            if (i >= q->n_new - q->n_logits)
-                logits_rows[li++] = t;
-        }
-    }
-    query_start[n_seqs] = t;
-
-    pgd__arena_reset(&r->arena);
-    int vocab = r->model->desc.vocab_size;
-    float *logits = r->logits;
+    struct pgd__batch b = pgd__batch_at(r->meta_host, &L);
+    int max_len = pgd__batch_fill(&b, seqs, n_seqs, r->kv.block_size, max_blocks);
 #ifdef PGD_HAVE_CUDA
-    if (on_cuda(r)) {
-        if (pgd_cuda_copy_h2d_async(r->cuda, D, H, L.total, err, errlen))
-            return PGD_ERR_DEVICE;
-        logits = pgd__arena_alloc(&r->arena, (size_t)n_logits * vocab * sizeof(float));
-        if (!logits)
-            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for %d logits rows",
-                            n_logits);
-    }
+    if (on_cuda(r) && pgd_cuda_copy_h2d_async(r->cuda, r->meta_dev, r->meta_host, L.total, err,
+                                              errlen))
+        return PGD_ERR_DEVICE;
 #endif
-    struct pgd_fwd f = {
-        .device = r->params.device, .act_dtype = r->model->dtype,
-        .n_tokens = n_tokens, .token_ids = (const int32_t *)(D + L.token_ids),
-        .positions = (const int32_t *)(D + L.positions),
-        .slot_mapping = (const int64_t *)(D + L.slot_mapping), .n_seqs = n_seqs,
-        .query_start = (const int32_t *)(D + L.query_start),
-        .seq_lens = (const int32_t *)(D + L.seq_lens),
-        .block_tables = (const int32_t *)(D + L.block_tables), .max_blocks = max_blocks,
-        .max_seq_len = max_len, .n_logits = n_logits,
-        .logits_rows = (const int32_t *)(D + L.logits_rows), .logits = logits,
-        .vocab_size = vocab, .h_token_ids = token_ids, .h_query_start = query_start,
-        .h_logits_rows = logits_rows, .step_id = ++r->step_id, .cuda = r->cuda, .kv = &r->kv,
-        .arena = &r->arena, .status = PGD_OK,
-    };
-    r->model->plugin->arch->forward(r->model->impl, &f);
-    if (f.status != PGD_OK) {
-        char e2[128];
-        (void)device_sync(r, e2, sizeof e2);   /* drain what was queued */
-        return pgd_errf(err, errlen, f.status, "forward (%s plugin): %s", r->model->plugin->name,
-                        f.err);
+    struct pgd_fwd f = fwd_base(r);
+    f.n_tokens = n_tokens;
+    f.n_seqs = n_seqs;
+    f.max_blocks = max_blocks;
+    f.max_seq_len = max_len;
+    f.n_logits = n_logits;
+    f.step_id = ++r->step_id;
+    /* On the CPU meta_dev is meta_host: device and host pointers coincide. */
+    pgd__batch_point_fwd(&f, r->meta_dev, &L, &b);
+    float *logits;
+    if ((st = forward(r, &f, &logits, err, errlen))) {
+        drain(r);
+        return st;
     }
-    return pgd__runner_finish(r, logits, n_logits, want, NULL, err, errlen);
+    return finish(r, logits, n_logits, want, NULL, err, errlen);
 }
 
+/* Runs a step (through a CUDA graph when one covers it) and hands back what `want` asks
+ * for (see finish). */
+static enum pgd_status run_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
+                                int n_seqs, const struct step_want *want, char *err,
+                                size_t errlen)
+{
+#ifdef PGD_HAVE_CUDA
+    enum pgd_status st;
+    if (graph_step(r, seqs, n_seqs, want, &st, err, errlen))
+        return st;
+#endif
+    return eager_step(r, seqs, n_seqs, want, err, errlen);
+}
+
+/* *logits: r->logits, the runner's (valid until the next step). */
 enum pgd_status pgd__runner_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
                                  int n_seqs, const float **logits, char *err, size_t errlen)
 {
-    struct pgd__step_want want = { 0 };
+    struct step_want want = { 0 };
     enum pgd_status st = run_step(r, seqs, n_seqs, &want, err, errlen);
     if (!st)
         *logits = r->logits;
@@ -574,7 +686,7 @@ enum pgd_status pgd__runner_step(struct pgd__runner *r, const struct pgd__step_s
 enum pgd_status pgd__runner_step_greedy(struct pgd__runner *r, const struct pgd__step_seq *seqs,
                                         int n_seqs, int32_t *tokens, char *err, size_t errlen)
 {
-    struct pgd__step_want want = { .greedy = tokens };
+    struct step_want want = { .greedy = tokens };
     return run_step(r, seqs, n_seqs, &want, err, errlen);
 }
 
@@ -582,6 +694,55 @@ enum pgd_status pgd__runner_step_sample(struct pgd__runner *r, const struct pgd_
                                         int n_seqs, const struct pgd__sample_row *rows,
                                         struct pgd__sample_result *res, char *err, size_t errlen)
 {
-    struct pgd__step_want want = { .rows = rows, .res = res };
+    struct step_want want = { .rows = rows, .res = res };
     return run_step(r, seqs, n_seqs, &want, err, errlen);
+}
+
+/* ---- the graph warm-up ------------------------------------------------------------------ */
+
+/* Two greedy decode steps per shape of the graphs (runner_graph.h: each context bucket with
+ * each batch size), through the ordinary step: the first runs eagerly (the graphs record the
+ * arena's fingerprint), the second is captured, as the first requests would have done it.
+ * Every row decodes one token at the bucket's last position over a block table of block 0
+ * only, so nothing but block 0's slots is written (the pool is empty at creation). */
+enum pgd_status pgd__runner_capture_graphs(struct pgd__runner *r, char *err, size_t errlen)
+{
+    int n_shapes = 0, max_b = 0, max_nb = 0, bs = r->kv.block_size, B, len;
+    for (; pgd__graphs_warmup_shape(r->graphs, n_shapes, &B, &len); n_shapes++) {
+        max_b = B > max_b ? B : max_b;
+        max_nb = (len + bs - 1) / bs > max_nb ? (len + bs - 1) / bs : max_nb;
+    }
+    if (n_shapes == 0)
+        return PGD_OK;
+    struct pgd__step_seq *seqs = calloc((size_t)max_b, sizeof *seqs);
+    int32_t *table = calloc((size_t)max_nb, sizeof *table);   /* all block 0 */
+    int32_t *ids = malloc((size_t)max_b * sizeof *ids);
+    int32_t token = 0;
+    enum pgd_status st = PGD_OK;
+    if (!seqs || !table || !ids)
+        st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "cuda graphs: out of host memory");
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (!st)
+        PGD_INFO("cuda graphs: capturing %d decode graphs before serving", n_shapes);
+    for (int i = 0; i < n_shapes && !st; i++) {
+        pgd__graphs_warmup_shape(r->graphs, i, &B, &len);
+        for (int s = 0; s < B; s++)
+            seqs[s] = (struct pgd__step_seq){ .tokens = &token, .n_new = 1,
+                                              .n_computed = len - 1, .block_table = table,
+                                              .n_blocks = (len + bs - 1) / bs, .n_logits = 1 };
+        for (int rep = 0; rep < 2 && !st; rep++)
+            st = pgd__runner_step_greedy(r, seqs, B, ids, err, errlen);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long replays;
+    int captured;
+    pgd__graphs_stats(r->graphs, &replays, &captured);
+    if (!st)
+        PGD_INFO("cuda graphs: %d captured in %.1f s", captured,
+                 (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+    free(seqs);
+    free(table);
+    free(ids);
+    return st;
 }

@@ -67,9 +67,11 @@ struct pgd__step_seq {
     int n_logits;                    /* logits for the last n_logits new tokens (0..n_new) */
 };
 
+/* *out is the caller's (pgd__runner_destroy). p is copied; p->registry is borrowed. */
 enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pgd__runner **out,
                                    char *err, size_t errlen);
 void pgd__runner_destroy(struct pgd__runner *r);
+/* The model's description and the model: borrowed, valid while the runner lives. */
 const struct pgd_model_desc *pgd__runner_desc(const struct pgd__runner *r);
 int pgd__runner_num_blocks(const struct pgd__runner *r);
 int pgd__runner_block_size(const struct pgd__runner *r);
@@ -81,6 +83,8 @@ size_t pgd__runner_activation_bytes(const struct pgd__runner *r);
 /* How many decode steps ran through graphs, and how many graphs were captured. */
 void pgd__runner_graph_stats(const struct pgd__runner *r, long *replays, int *captured);
 
+/* The step functions read seqs (and the tokens and block tables they point to) during the
+ * call only. */
 /* Runs one step. *logits receives [sum of n_logits, vocab_size] float32 rows in the order
  * of seqs; owned by the runner, valid until the next step. */
 enum pgd_status pgd__runner_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,

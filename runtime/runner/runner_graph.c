@@ -1,4 +1,5 @@
-/* CUDA graphs of decode-only steps (see runner_internal.h).
+/* CUDA graphs of decode-only steps (see runner_graph.h): the batch ladder and context
+ * buckets, the padded batch at fixed addresses, and each shape's capture and replay.
  *
  * A decode-only step (every sequence adds one token and wants its one logits row) of B
  * sequences whose longest context is L runs as a step of Bp rows, Bp the smallest size of
@@ -18,13 +19,17 @@
  *     captured and its fingerprint must match (else that (Bp, C) stays eager, with a
  *     warning), later ones replay the graph.
  * The argmax (greedy steps), the sampling kernels (sampled steps) and the copy of the
- * logits back run after the graph, on the real rows only. */
+ * logits back run after the graph, on the real rows only (the runner does those).
+ *
+ * This file never calls the runner: the runner asks it for a plan, a filled batch, and a
+ * capture or replay, and runs the forward pass itself. */
 #include "config.h"
-#include "runtime/runner/runner_internal.h"
+#include "runtime/runner/runner_graph.h"
+#include "runtime/runner/batch.h"
 #include <pagoda/log.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #ifdef PGD_HAVE_CUDA
 #include "kernels/cuda/kernels.h"
 #endif
@@ -35,56 +40,62 @@
 /* The fixed block-table buffer may take this much; longer contexts run eagerly. */
 #define GRAPH_TABLE_BYTES ((size_t)64 << 20)
 
+/* A shape's life: NONE (never run) -> WARM (ran eagerly once, fingerprint recorded) ->
+ * CAPTURED (replayed from now on), or EAGER (capture failed: always eager). */
 enum graph_state { G_NONE, G_WARM, G_CAPTURED, G_EAGER };
 
 struct graph_entry {
     enum graph_state state;
     uint64_t fingerprint;              /* the arena's, after the forward pass */
-    float *logits;                     /* [Bp, vocab] in the arena, where the graph writes */
+    const float *logits;               /* [Bp, vocab] in the arena, where the graph writes */
     struct pgd_cuda_graph *graph;      /* owned; G_CAPTURED only */
 };
 
 struct pgd__graphs {
     int sizes[GRAPH_MAX_SIZES], n_sizes;   /* the batch ladder, ascending */
+    int max_position_embeddings;           /* the model's (<= 0: unknown) */
     int n_buckets;                         /* buckets 256 << k, k < n_buckets */
     int max_width;                         /* block-table width of the largest bucket */
+    int block_size, vocab_size;
     struct pgd__meta_layout L;             /* at the largest size and bucket */
     char *meta_host;                       /* owned, pinned */
     char *meta_dev;                        /* owned, device */
     int32_t *items_dev;                    /* owned, device [sizes[last], 4] */
     int32_t *ids_dev;                      /* owned, device [sizes[last]] argmax ids */
+    bool capturing;                        /* between capture_begin and capture_end */
     struct graph_entry e[GRAPH_MAX_SIZES][GRAPH_MAX_BUCKETS];
     long replays;
     int captured;
 };
 
-void pgd__runner_graph_stats(const struct pgd__runner *r, long *replays, int *captured)
+void pgd__graphs_stats(const struct pgd__graphs *g, long *replays, int *captured)
 {
-    *replays = r->graphs ? r->graphs->replays : 0;
-    *captured = r->graphs ? r->graphs->captured : 0;
+    *replays = g ? g->replays : 0;
+    *captured = g ? g->captured : 0;
+}
+
+bool pgd__graphs_warmup_shape(const struct pgd__graphs *g, int i, int *batch, int *context_len)
+{
+    if (!g || i < 0 || i >= g->n_sizes * g->n_buckets)
+        return false;
+    int k = i / g->n_sizes, maxpos = g->max_position_embeddings;
+    /* The bucket's longest context, but no position past the model's last (the last bucket
+     * may reach beyond it; any length above the bucket before selects it). */
+    long cap = (long)GRAPH_MIN_BUCKET << k;
+    *batch = g->sizes[i % g->n_sizes];
+    *context_len = (int)(maxpos > 0 && maxpos < cap ? maxpos : cap);
+    return true;
 }
 
 #ifndef PGD_HAVE_CUDA
-enum pgd_status pgd__graphs_create(struct pgd__runner *r, struct pgd__graphs **out, char *err,
-                                   size_t errlen)
+enum pgd_status pgd__graphs_create(const struct pgd__graph_params *p, struct pgd__graphs **out,
+                                   char *err, size_t errlen)
 {
+    (void)p, (void)err, (void)errlen;
     *out = NULL;
     return PGD_OK;
 }
 void pgd__graphs_destroy(struct pgd__graphs *g) { (void)g; }
-enum pgd_status pgd__runner_capture_graphs(struct pgd__runner *r, char *err, size_t errlen)
-{
-    (void)r;
-    (void)err;
-    (void)errlen;
-    return PGD_OK;
-}
-bool pgd__graphs_step(struct pgd__runner *r, const struct pgd__step_seq *seqs, int n_seqs,
-                      const struct pgd__step_want *want, enum pgd_status *st, char *err,
-                      size_t errlen)
-{
-    return false;
-}
 #else
 
 void pgd__graphs_destroy(struct pgd__graphs *g)
@@ -101,9 +112,9 @@ void pgd__graphs_destroy(struct pgd__graphs *g)
     free(g);
 }
 
-static bool graphs_wanted(const struct pgd__runner *r)
+static bool graphs_wanted(const struct pgd__graph_params *p)
 {
-    if (r->params.device != PGD_DEVICE_CUDA || r->params.enforce_eager)
+    if (p->device != PGD_DEVICE_CUDA || p->enforce_eager)
         return false;
     const char *e = getenv("PAGODA_CUDA_GRAPHS");
     return !(e && (!strcmp(e, "0") || !strcmp(e, "off") || !strcmp(e, "false")));
@@ -115,50 +126,46 @@ static int cmp_int(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The decode batch sizes to capture into sizes [GRAPH_MAX_SIZES], ascending; returns the
- * largest. Default 1, 2, 4, ... up to max_num_seqs; one cuda_graph_sizes entry N: the same
- * ladder up to N; several: those. Never more than max_num_seqs or max_num_batched_tokens. */
-static int graph_ladder(const struct pgd__runner_params *p, int *sizes, int *n_sizes)
+/* The batch ladder, ascending, never above the largest batch (max_num_seqs, no more than
+ * one token a sequence fits in max_num_batched_tokens): by default 1, 2, 4, ... and the
+ * largest batch as its last rung; one cuda_graph_sizes entry N: the same ladder up to N;
+ * several: those (vLLM's --cuda-graph-sizes). */
+static void make_ladder(struct pgd__graphs *g, const struct pgd__graph_params *p)
 {
-    int max_b = p->max_num_seqs < p->max_num_batched_tokens ? p->max_num_seqs
-                                                            : p->max_num_batched_tokens;
-    int n = 0;
+    int max_b = p->max_num_seqs;
+    if (max_b > p->max_num_batched_tokens)
+        max_b = p->max_num_batched_tokens;
     if (p->n_cuda_graph_sizes > 1) {
         int tmp[GRAPH_MAX_SIZES];
         int m = p->n_cuda_graph_sizes < GRAPH_MAX_SIZES ? p->n_cuda_graph_sizes : GRAPH_MAX_SIZES;
         memcpy(tmp, p->cuda_graph_sizes, (size_t)m * sizeof *tmp);
         qsort(tmp, (size_t)m, sizeof *tmp, cmp_int);
         for (int i = 0; i < m; i++)
-            if (tmp[i] >= 1 && tmp[i] <= max_b && (n == 0 || tmp[i] != sizes[n - 1]))
-                sizes[n++] = tmp[i];
+            if (tmp[i] >= 1 && tmp[i] <= max_b &&
+                (g->n_sizes == 0 || tmp[i] != g->sizes[g->n_sizes - 1]))
+                g->sizes[g->n_sizes++] = tmp[i];
+        if (g->n_sizes > 0)
+            return;
     }
-    if (n == 0) {
-        if (p->n_cuda_graph_sizes == 1 && p->cuda_graph_sizes[0] >= 1 &&
-            p->cuda_graph_sizes[0] < max_b)
-            max_b = p->cuda_graph_sizes[0];
-        for (int b = 1; b < max_b && n < GRAPH_MAX_SIZES - 1; b *= 2)
-            sizes[n++] = b;
-        sizes[n++] = max_b;
-    }
-    *n_sizes = n;
-    return sizes[n - 1];
+    if (p->n_cuda_graph_sizes == 1 && p->cuda_graph_sizes[0] >= 1 &&
+        p->cuda_graph_sizes[0] < max_b)
+        max_b = p->cuda_graph_sizes[0];
+    for (int b = 1; b < max_b && g->n_sizes < GRAPH_MAX_SIZES - 1; b *= 2)
+        g->sizes[g->n_sizes++] = b;
+    g->sizes[g->n_sizes++] = max_b;
 }
 
-enum pgd_status pgd__graphs_create(struct pgd__runner *r, struct pgd__graphs **out, char *err,
-                                   size_t errlen)
+/* The context buckets 256, 512, ...: up to the model's longest context (or
+ * max_seq_len_to_capture when that is shorter), while the largest batch's block tables at
+ * the next bucket still fit GRAPH_TABLE_BYTES. Returns the largest bucket's capacity in
+ * tokens. */
+static long make_buckets(struct pgd__graphs *g, const struct pgd__graph_params *p, int max_b)
 {
-    *out = NULL;
-    if (!graphs_wanted(r))
-        return PGD_OK;
-    struct pgd__graphs *g = calloc(1, sizeof *g);
-    if (!g)
-        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "cuda graphs: out of host memory");
-    int max_b = graph_ladder(&r->params, g->sizes, &g->n_sizes);
-    int bs = r->kv.block_size, maxpos = r->model->desc.max_position_embeddings;
+    int bs = p->block_size, maxpos = p->max_position_embeddings;
     if (maxpos <= 0)
         maxpos = 8192;
-    if (r->params.max_seq_len_to_capture > 0 && r->params.max_seq_len_to_capture < maxpos)
-        maxpos = r->params.max_seq_len_to_capture;
+    if (p->max_seq_len_to_capture > 0 && p->max_seq_len_to_capture < maxpos)
+        maxpos = p->max_seq_len_to_capture;
     long cap = GRAPH_MIN_BUCKET;
     g->n_buckets = 1;
     while (cap < maxpos && g->n_buckets < GRAPH_MAX_BUCKETS &&
@@ -167,6 +174,14 @@ enum pgd_status pgd__graphs_create(struct pgd__runner *r, struct pgd__graphs **o
         g->n_buckets++;
     }
     g->max_width = (int)((cap + bs - 1) / bs);
+    return cap;
+}
+
+/* The fixed buffers, at the largest batch and bucket: the batch metadata (pinned host and
+ * device), the attention work items and the argmax ids. */
+static enum pgd_status alloc_buffers(struct pgd__graphs *g, int max_b, long cap, char *err,
+                                     size_t errlen)
+{
     g->L = pgd__meta_layout(max_b, max_b, g->max_width);
     g->meta_host = pgd_cuda_host_alloc(g->L.total);
     g->meta_dev = pgd_cuda_malloc(g->L.total);
@@ -179,6 +194,9 @@ enum pgd_status pgd__graphs_create(struct pgd__runner *r, struct pgd__graphs **o
                       "buffers (%zu bytes for %d sequences of up to %ld tokens)", g->L.total,
                       max_b, cap);
     } else {
+        /* One attention work item per row, {seq, seq, 1, 0} (see struct pgd_cuda_attn):
+         * the same for every decode batch, so written once, and a padded batch of B rows
+         * reads the first B. */
         for (int s = 0; s < max_b; s++) {
             items[4 * s] = items[4 * s + 1] = s;
             items[4 * s + 2] = 1;
@@ -189,6 +207,25 @@ enum pgd_status pgd__graphs_create(struct pgd__runner *r, struct pgd__graphs **o
             st = PGD_ERR_DEVICE;
     }
     free(items);
+    return st;
+}
+
+enum pgd_status pgd__graphs_create(const struct pgd__graph_params *p, struct pgd__graphs **out,
+                                   char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!graphs_wanted(p))
+        return PGD_OK;
+    struct pgd__graphs *g = calloc(1, sizeof *g);
+    if (!g)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "cuda graphs: out of host memory");
+    g->block_size = p->block_size;
+    g->vocab_size = p->vocab_size;
+    g->max_position_embeddings = p->max_position_embeddings;
+    make_ladder(g, p);
+    int max_b = g->sizes[g->n_sizes - 1];
+    long cap = make_buckets(g, p, max_b);
+    enum pgd_status st = alloc_buffers(g, max_b, cap, err, errlen);
     if (st) {
         pgd__graphs_destroy(g);
         return st;
@@ -200,40 +237,21 @@ enum pgd_status pgd__graphs_create(struct pgd__runner *r, struct pgd__graphs **o
     return PGD_OK;
 }
 
-/* Runs the forward pass of the step described by f (its arena reset here) into a fresh
- * logits buffer; *logits receives it. */
-static enum pgd_status forward(struct pgd__runner *r, struct pgd_fwd *f, float **logits,
-                               char *err, size_t errlen)
-{
-    pgd__arena_reset(&r->arena);
-    *logits = pgd__arena_alloc(&r->arena, (size_t)f->n_logits * f->vocab_size * sizeof(float));
-    if (!*logits)
-        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for %d logits rows",
-                        f->n_logits);
-    f->logits = *logits;
-    f->status = PGD_OK;
-    f->err[0] = 0;
-    r->model->plugin->arch->forward(r->model->impl, f);
-    if (f->status != PGD_OK)
-        return pgd_errf(err, errlen, f->status, "forward (%s plugin): %s",
-                        r->model->plugin->name, f->err);
-    return PGD_OK;
-}
+/* ---- 1. pick a bucket ------------------------------------------------------------------ */
 
-bool pgd__graphs_step(struct pgd__runner *r, const struct pgd__step_seq *seqs, int n_seqs,
-                      const struct pgd__step_want *want, enum pgd_status *st, char *err,
-                      size_t errlen)
+bool pgd__graphs_plan(const struct pgd__graphs *g, const struct pgd__step_seq *seqs, int n_seqs,
+                      struct pgd__graph_plan *plan)
 {
-    struct pgd__graphs *g = r->graphs;
     if (!g || n_seqs <= 0 || n_seqs > g->sizes[g->n_sizes - 1])
         return false;
-    int max_len = 0;
+    int max_len = 0;                   /* the longest context after the step */
     for (int s = 0; s < n_seqs; s++) {
         if (seqs[s].n_new != 1 || seqs[s].n_logits != 1 || seqs[s].n_computed < 0)
             return false;
         if (seqs[s].n_computed + 1 > max_len)
             max_len = seqs[s].n_computed + 1;
     }
+    /* The smallest bucket 256 << k that holds max_len. */
     int k = 0;
     long cap = GRAPH_MIN_BUCKET;
     while (cap < max_len) {
@@ -242,175 +260,164 @@ bool pgd__graphs_step(struct pgd__runner *r, const struct pgd__step_seq *seqs, i
     }
     if (k >= g->n_buckets)
         return false;
-    int n_tokens, n_logits, max_blocks;
-    if ((*st = pgd__runner_check_step(r, seqs, n_seqs, &n_tokens, &n_logits, &max_blocks, err,
-                                      errlen)))
-        return true;
-    int vocab = r->model->desc.vocab_size, bs = r->kv.block_size;
-    int width = (int)((cap + bs - 1) / bs);
+    /* The smallest rung of the ladder that holds the batch. */
     int si = 0;
     while (g->sizes[si] < n_seqs)
         si++;
-    int B = g->sizes[si];
-    /* The batch at the fixed offsets; rows n_seqs .. B - 1 are padding. */
-    const struct pgd__meta_layout *L = &g->L;
-    char *H = g->meta_host;
-    int64_t *slot_mapping = (int64_t *)(H + L->slot_mapping);
-    int32_t *token_ids = (int32_t *)(H + L->token_ids), *positions = (int32_t *)(H + L->positions);
-    int32_t *logits_rows = (int32_t *)(H + L->logits_rows);
-    int32_t *query_start = (int32_t *)(H + L->query_start), *seq_lens = (int32_t *)(H + L->seq_lens);
-    int32_t *block_tables = (int32_t *)(H + L->block_tables);
-    for (int s = 0; s < B; s++) {
-        int32_t *row = block_tables + (size_t)s * width;
-        query_start[s] = s;
-        logits_rows[s] = s;
-        if (s < n_seqs) {
-            const struct pgd__step_seq *q = &seqs[s];
-            int pos = q->n_computed, nb = q->n_blocks < width ? q->n_blocks : width;
-            if (q->tokens[0] < 0 || q->tokens[0] >= vocab) {
-                *st = pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "forward: embed: token id %d "
-                               "outside the vocabulary [0, %d)", q->tokens[0], vocab);
-                return true;
-            }
-            token_ids[s] = q->tokens[0];
-            positions[s] = pos;
-            seq_lens[s] = pos + 1;
-            slot_mapping[s] = (int64_t)q->block_table[pos / bs] * bs + pos % bs;
-            memcpy(row, q->block_table, (size_t)nb * sizeof *row);
-            for (int b = nb; b < width; b++)
-                row[b] = 0;
-        } else {
-            token_ids[s] = 0;
-            positions[s] = 0;
-            seq_lens[s] = 1;
-            slot_mapping[s] = -1;
-            memset(row, 0, (size_t)width * sizeof *row);
-        }
-    }
-    query_start[B] = B;
-    char *D = g->meta_dev;
-    size_t bytes = L->block_tables + (size_t)B * width * sizeof(int32_t);
-    if (pgd_cuda_copy_h2d_async(r->cuda, D, H, bytes, err, errlen)) {
-        *st = PGD_ERR_DEVICE;
-        return true;
-    }
-    struct pgd_fwd f = {
-        .device = r->params.device, .act_dtype = r->model->dtype,
-        .n_tokens = B, .token_ids = (const int32_t *)(D + L->token_ids),
-        .positions = (const int32_t *)(D + L->positions),
-        .slot_mapping = (const int64_t *)(D + L->slot_mapping), .n_seqs = B,
-        .query_start = (const int32_t *)(D + L->query_start),
-        .seq_lens = (const int32_t *)(D + L->seq_lens),
-        .block_tables = (const int32_t *)(D + L->block_tables), .max_blocks = width,
-        .max_seq_len = (int)cap, .n_logits = B,
-        .logits_rows = (const int32_t *)(D + L->logits_rows), .vocab_size = vocab,
-        .h_token_ids = token_ids, .h_query_start = query_start, .h_logits_rows = logits_rows,
-        .step_id = ++r->step_id, .cuda = r->cuda, .kv = &r->kv, .arena = &r->arena,
-        .decode_items = g->items_dev,
+    *plan = (struct pgd__graph_plan){
+        .size_index = si,
+        .batch = g->sizes[si],
+        .bucket = k,
+        .max_seq_len = (int)cap,
+        .width = (int)((cap + g->block_size - 1) / g->block_size),
     };
-    struct graph_entry *e = &g->e[si][k];
-    float *logits = NULL;
-    if (e->state == G_WARM) {
-        char e2[512] = "";
-        struct pgd_cuda_graph *graph = NULL;
-        enum pgd_status cst = PGD_OK;
-        if (pgd_cuda_capture_begin(r->cuda, e2, sizeof e2))
-            cst = PGD_ERR_DEVICE;
-        if (!cst && (cst = forward(r, &f, &logits, e2, sizeof e2)))
-            pgd_cuda_capture_abort(r->cuda);
-        if (!cst && pgd_cuda_capture_end(r->cuda, &graph, e2, sizeof e2))
-            cst = PGD_ERR_DEVICE;
-        if (!cst && (r->arena.fingerprint != e->fingerprint || logits != e->logits)) {
-            cst = PGD_ERR_INTERNAL;
-            snprintf(e2, sizeof e2, "the activation arena handed out other addresses than in "
-                     "the step before");
-        }
-        if (cst) {
-            pgd_cuda_graph_destroy(graph);
-            PGD_WARN("cuda graphs: decode batch %d, contexts up to %ld: not captured, runs "
-                     "eagerly: %s", B, cap, e2);
-            e->state = G_EAGER;
-        } else {
-            e->graph = graph;
-            e->state = G_CAPTURED;
-            g->captured++;
-            PGD_INFO("cuda graphs: captured decode batch %d, contexts up to %ld (%zu nodes)", B,
-                     cap, pgd_cuda_graph_nodes(graph));
-        }
-    }
-    if (e->state == G_CAPTURED) {
-        if (pgd_cuda_graph_launch(r->cuda, e->graph, err, errlen)) {
-            *st = PGD_ERR_DEVICE;
-            return true;
-        }
-        logits = e->logits;
-        g->replays++;
-    } else {
-        if ((*st = forward(r, &f, &logits, err, errlen))) {
-            char e2[128];
-            (void)pgd_cuda_sync(r->cuda, e2, sizeof e2);   /* drain what was queued */
-            return true;
-        }
-        if (e->state == G_NONE) {
-            e->fingerprint = r->arena.fingerprint;
-            e->logits = logits;
-            e->state = G_WARM;
-        }
-    }
-    *st = pgd__runner_finish(r, logits, n_seqs, want, g->ids_dev, err, errlen);
     return true;
 }
 
-/* The warm-up: two greedy decode steps per (batch size, context bucket), the first eager (it
- * records the arena's fingerprint), the second captured, as the first requests would have
- * done it. Every row decodes one token at the bucket's last position over a block table of
- * block 0 only, so nothing but block 0's slots is written (and the pool is empty at
- * creation). */
-enum pgd_status pgd__runner_capture_graphs(struct pgd__runner *r, char *err, size_t errlen)
+/* ---- 2. fill the padded batch ---------------------------------------------------------- */
+
+enum pgd_status pgd__graphs_fill_batch(struct pgd__graphs *g, const struct pgd__graph_plan *plan,
+                                       const struct pgd__step_seq *seqs, int n_seqs,
+                                       struct pgd_cuda_ctx *cuda, struct pgd_fwd *f, char *err,
+                                       size_t errlen)
 {
-    struct pgd__graphs *g = r->graphs;
-    if (!g)
-        return PGD_OK;
-    int max_b = g->sizes[g->n_sizes - 1], bs = r->kv.block_size;
-    struct pgd__step_seq *seqs = calloc((size_t)max_b, sizeof *seqs);
-    int32_t *table = calloc((size_t)g->max_width, sizeof *table);   /* all block 0 */
-    int32_t *ids = malloc((size_t)max_b * sizeof *ids);
-    int32_t token = 0;
-    if (!seqs || !table || !ids) {
-        free(seqs);
-        free(table);
-        free(ids);
-        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "cuda graphs: out of host memory");
-    }
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    PGD_INFO("cuda graphs: capturing %d decode graphs (%d batch sizes x %d context buckets) "
-             "before serving", g->n_sizes * g->n_buckets, g->n_sizes, g->n_buckets);
-    enum pgd_status st = PGD_OK;
-    int maxpos = r->model->desc.max_position_embeddings;
-    for (int k = 0; k < g->n_buckets && !st; k++) {
-        /* The bucket's longest context, but no position past the model's last (the last
-         * bucket may reach beyond it; any length above the bucket before selects it). */
-        long cap = (long)GRAPH_MIN_BUCKET << k, len = maxpos > 0 && maxpos < cap ? maxpos : cap;
-        int nb = (int)((len + bs - 1) / bs);
-        for (int i = 0; i < g->n_sizes && !st; i++) {
-            int B = g->sizes[i];
-            for (int s = 0; s < B; s++)
-                seqs[s] = (struct pgd__step_seq){ .tokens = &token, .n_new = 1,
-                                                  .n_computed = (int)len - 1,
-                                                  .block_table = table, .n_blocks = nb,
-                                                  .n_logits = 1 };
-            for (int rep = 0; rep < 2 && !st; rep++)
-                st = pgd__runner_step_greedy(r, seqs, B, ids, err, errlen);
+    int B = plan->batch, width = plan->width, bs = g->block_size, vocab = g->vocab_size;
+    /* The batch at the fixed offsets of the largest layout (block-table rows `width` apart
+     * within it); rows n_seqs .. B - 1 are padding. */
+    struct pgd__batch b = pgd__batch_at(g->meta_host, &g->L);
+    for (int s = 0; s < B; s++) {
+        int32_t *row = b.block_tables + (size_t)s * width;
+        /* One token and one logits row per sequence: row s is sequence s. */
+        b.query_start[s] = s;
+        b.logits_rows[s] = s;
+        if (s < n_seqs) {
+            const struct pgd__step_seq *q = &seqs[s];
+            int pos = q->n_computed, nb = q->n_blocks < width ? q->n_blocks : width;
+            /* Checked here because a graph replay has no embedding op to refuse it. */
+            if (q->tokens[0] < 0 || q->tokens[0] >= vocab)
+                return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "forward: embed: token id %d "
+                                "outside the vocabulary [0, %d)", q->tokens[0], vocab);
+            b.token_ids[s] = q->tokens[0];
+            b.positions[s] = pos;
+            b.seq_lens[s] = pos + 1;
+            b.slot_mapping[s] = pgd__batch_slot(q->block_table, pos, bs);
+            memcpy(row, q->block_table, (size_t)nb * sizeof *row);
+            for (int k = nb; k < width; k++)
+                row[k] = 0;
+        } else {
+            /* Padding: token 0 at position 0, no K/V write (slot -1), block 0. */
+            b.token_ids[s] = 0;
+            b.positions[s] = 0;
+            b.seq_lens[s] = 1;
+            b.slot_mapping[s] = -1;
+            memset(row, 0, (size_t)width * sizeof *row);
         }
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (!st)
-        PGD_INFO("cuda graphs: %d captured in %.1f s", g->captured,
-                 (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
-    free(seqs);
-    free(table);
-    free(ids);
-    return st;
+    b.query_start[B] = B;
+    /* Everything up to the end of the used block tables (the layout ends with them). */
+    size_t bytes = g->L.block_tables + (size_t)B * width * sizeof(int32_t);
+    if (pgd_cuda_copy_h2d_async(cuda, g->meta_dev, g->meta_host, bytes, err, errlen))
+        return PGD_ERR_DEVICE;
+    f->n_tokens = B;
+    f->n_seqs = B;
+    f->max_blocks = width;
+    /* Attention plans its context split from the bucket, not the batch's longest context,
+     * so that the split count is the graph's. */
+    f->max_seq_len = plan->max_seq_len;
+    f->n_logits = B;
+    f->vocab_size = vocab;
+    f->decode_items = g->items_dev;
+    pgd__batch_point_fwd(f, g->meta_dev, &g->L, &b);
+    return PGD_OK;
 }
+
+/* ---- 3. capture or replay --------------------------------------------------------------- */
+
+static struct graph_entry *entry(struct pgd__graphs *g, const struct pgd__graph_plan *plan)
+{
+    return &g->e[plan->size_index][plan->bucket];
+}
+
+bool pgd__graphs_should_capture(const struct pgd__graphs *g, const struct pgd__graph_plan *plan)
+{
+    return g->e[plan->size_index][plan->bucket].state == G_WARM;
+}
+
+enum pgd_status pgd__graphs_capture_begin(struct pgd__graphs *g, struct pgd_cuda_ctx *cuda,
+                                          char *err, size_t errlen)
+{
+    if (pgd_cuda_capture_begin(cuda, err, errlen))
+        return PGD_ERR_DEVICE;
+    g->capturing = true;
+    return PGD_OK;
+}
+
+void pgd__graphs_capture_end(struct pgd__graphs *g, const struct pgd__graph_plan *plan,
+                             struct pgd_cuda_ctx *cuda, enum pgd_status fwd_st,
+                             uint64_t fingerprint, const float *logits, const char *why)
+{
+    struct graph_entry *e = entry(g, plan);
+    struct pgd_cuda_graph *graph = NULL;
+    char e2[512];
+    snprintf(e2, sizeof e2, "%s", why ? why : "");
+    enum pgd_status cst = fwd_st;
+    if (g->capturing) {
+        g->capturing = false;
+        if (cst)
+            pgd_cuda_capture_abort(cuda);
+        else if (pgd_cuda_capture_end(cuda, &graph, e2, sizeof e2))
+            cst = PGD_ERR_DEVICE;
+    }
+    /* The graph bakes in the addresses the captured pass got from the arena. The same
+     * fingerprint and logits as the eager pass of this shape show that the forward pass
+     * allocates alike every time, so a replay's buffers are where the arena would put them
+     * and its logits are at e->logits. */
+    if (!cst && (fingerprint != e->fingerprint || logits != e->logits)) {
+        cst = PGD_ERR_INTERNAL;
+        snprintf(e2, sizeof e2, "the activation arena handed out other addresses than in "
+                 "the step before");
+    }
+    if (cst) {
+        pgd_cuda_graph_destroy(graph);
+        PGD_WARN("cuda graphs: decode batch %d, contexts up to %d: not captured, runs "
+                 "eagerly: %s", plan->batch, plan->max_seq_len, e2);
+        e->state = G_EAGER;
+    } else {
+        e->graph = graph;
+        e->state = G_CAPTURED;
+        g->captured++;
+        PGD_INFO("cuda graphs: captured decode batch %d, contexts up to %d (%zu nodes)",
+                 plan->batch, plan->max_seq_len, pgd_cuda_graph_nodes(graph));
+    }
+}
+
+bool pgd__graphs_captured(const struct pgd__graphs *g, const struct pgd__graph_plan *plan)
+{
+    return g->e[plan->size_index][plan->bucket].state == G_CAPTURED;
+}
+
+enum pgd_status pgd__graphs_replay(struct pgd__graphs *g, const struct pgd__graph_plan *plan,
+                                   struct pgd_cuda_ctx *cuda, const float **logits, char *err,
+                                   size_t errlen)
+{
+    struct graph_entry *e = entry(g, plan);
+    if (pgd_cuda_graph_launch(cuda, e->graph, err, errlen))
+        return PGD_ERR_DEVICE;
+    *logits = e->logits;
+    g->replays++;
+    return PGD_OK;
+}
+
+void pgd__graphs_note_eager(struct pgd__graphs *g, const struct pgd__graph_plan *plan,
+                            uint64_t fingerprint, const float *logits)
+{
+    struct graph_entry *e = entry(g, plan);
+    if (e->state == G_NONE) {
+        e->fingerprint = fingerprint;
+        e->logits = logits;
+        e->state = G_WARM;
+    }
+}
+
+int32_t *pgd__graphs_ids_dev(struct pgd__graphs *g) { return g->ids_dev; }
 #endif

@@ -83,7 +83,8 @@ enum pgd_status pgd__runner_sampling_init(struct pgd__runner *r, char *err, size
 }
 
 #ifdef PGD_HAVE_CUDA
-/* Grows the packed-rows and result buffers (after the stream is idle). */
+/* Grows the packed-rows and result buffers (by half again plus slack). Waits for the
+ * stream first: a queued copy may still use the old ones. */
 static enum pgd_status reserve(struct pgd__runner *r, size_t pack_bytes, int rows, char *err,
                                size_t errlen)
 {
@@ -128,6 +129,8 @@ static enum pgd_status sample_gpu(struct pgd__runner *r, const float *logits, in
     size_t used = 0;
     if ((st = pgd__sample_pack(&s->packer, rows, n, s->pack_host, &used, err, errlen)))
         return st;
+    /* The packed layout (sample_rows.h): n row parameter records, then the int32 pool
+     * they index into; the same offsets in the device copy. */
     const struct pgd_cuda_sample_row *params = (const struct pgd_cuda_sample_row *)s->pack_dev;
     const int32_t *pool = (const int32_t *)(params + n);
     if (pgd_cuda_copy_h2d_async(r->cuda, s->pack_dev, s->pack_host, used, err, errlen) ||
@@ -142,6 +145,7 @@ static enum pgd_status sample_gpu(struct pgd__runner *r, const float *logits, in
 }
 #endif
 
+/* logits, rows and res are the caller's; rows and logits are read during the call. */
 enum pgd_status pgd__runner_sample(struct pgd__runner *r, const float *logits, int n_logits,
                                    const struct pgd__sample_row *rows,
                                    struct pgd__sample_result *res, char *err, size_t errlen)

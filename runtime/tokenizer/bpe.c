@@ -103,9 +103,10 @@ enum pgd_status pgd__bpe_load(struct pgd__bpe *m, const void *model_json, const 
     json_t *val;
     json_object_foreach(vocab, key, val) {
         if (!json_is_integer(val) || json_integer_value(val) < 0 ||
-            json_integer_value(val) > INT32_MAX / 2)
+            json_integer_value(val) >= PGD__MAX_TOKEN_ID)
             return pgd_errf(err, errlen, PGD_ERR_FORMAT,
-                            "%s: model.vocab[\"%s\"] is not a valid token id", name, key);
+                            "%s: model.vocab[\"%s\"] is not a valid token id (an integer in "
+                            "[0, %d))", name, key, PGD__MAX_TOKEN_ID);
         int32_t id = (int32_t)json_integer_value(val);
         if (id > max_id)
             max_id = id;

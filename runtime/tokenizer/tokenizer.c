@@ -115,10 +115,10 @@ static enum pgd_status load_added(struct pgd_tokenizer *t, json_t *list, char *e
         json_t *e = json_array_get(list, i);
         json_t *id = json_object_get(e, "id"), *content = json_object_get(e, "content");
         if (!json_is_integer(id) || json_integer_value(id) < 0 ||
-            json_integer_value(id) > INT32_MAX / 2 || !json_is_string(content))
+            json_integer_value(id) >= PGD__MAX_TOKEN_ID || !json_is_string(content))
             return pgd_errf(err, errlen, PGD_ERR_FORMAT,
-                            "%s: added_tokens[%zu] needs an \"id\" (a token id) and a "
-                            "\"content\" string", t->name, i);
+                            "%s: added_tokens[%zu] needs an \"id\" (a token id in [0, %d)) "
+                            "and a \"content\" string", t->name, i, PGD__MAX_TOKEN_ID);
         struct pgd__added *a = &t->added[t->n_added++];
         a->id = (int32_t)json_integer_value(id);
         a->len = json_string_length(content);
@@ -278,9 +278,15 @@ static enum pgd_status load_config(struct pgd_tokenizer *t, json_t *c, const cha
     /* transformers' Llama-family fast tokenizers rebuild the template from add_bos_token
      * (default true) and add_eos_token (default false). */
     const char *cls = json_string_value(json_object_get(c, "tokenizer_class"));
+    json_t *ab = json_object_get(c, "add_bos_token"), *ae = json_object_get(c, "add_eos_token");
+    if (ab && !json_is_boolean(ab) && !json_is_null(ab))
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: \"add_bos_token\" must be true or "
+                        "false", name);
+    if (ae && !json_is_boolean(ae) && !json_is_null(ae))
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: \"add_eos_token\" must be true or "
+                        "false", name);
     if (cls && (!strncmp(cls, "LlamaTokenizer", 14) || !strncmp(cls, "CodeLlamaTokenizer", 18) ||
                 !strncmp(cls, "GemmaTokenizer", 14))) {
-        json_t *ab = json_object_get(c, "add_bos_token"), *ae = json_object_get(c, "add_eos_token");
         bool add_bos = ab ? json_is_true(ab) : true, add_eos = ae ? json_is_true(ae) : false;
         t->n_tmpl_pre = t->n_tmpl_post = 0;
         if (add_bos && t->bos_id >= 0) {

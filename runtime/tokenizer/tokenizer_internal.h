@@ -9,6 +9,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Token ids index dense tables (id -> string, id -> flags), so an absurd id in a corrupt
+ * tokenizer.json would cost memory and time in proportion: ids at or past this limit are
+ * refused. The largest vocabularies in use hold about 260k tokens. */
+#define PGD__MAX_TOKEN_ID (1 << 24)
+
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 

@@ -13,7 +13,7 @@
 #include "config.h"
 #include "tests/lib/test_common.h"
 #include "tests/lib/gpu_main.h"
-#include "runtime/engine/engine_internal.h"
+#include "runtime/engine/engine_backend.h"
 #include "tests/lib/model_fixture.h"
 #include <stdlib.h>
 #include <string.h>

@@ -14,7 +14,7 @@
 #include "tests/lib/test_common.h"
 #include "tests/lib/gpu_main.h"
 #include "runtime/sample/sample_rows.h"
-#include "runtime/engine/engine_internal.h"
+#include "runtime/engine/engine_backend.h"
 #include "tests/lib/model_fixture.h"
 #include <math.h>
 #include <stdlib.h>

@@ -9,7 +9,7 @@
 #ifndef PGD_TESTS_ENGINE_FIXTURE_H
 #define PGD_TESTS_ENGINE_FIXTURE_H
 
-#include "runtime/engine/engine_internal.h"
+#include "runtime/engine/engine_backend.h"
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -194,10 +194,15 @@ static const struct pgd__textio FIXTURE_TEXT = {
     .detok_free = fx_free,
 };
 
-/* What greedy decoding gives alone. */
-static int reference_greedy(const int32_t *prompt, int n, int max_out, bool ignore_eos,
+/* Whether a reference generation stops at EOS (as a request does by default). */
+enum eos_rule { STOP_AT_EOS, IGNORE_EOS };
+
+/* What greedy decoding gives alone: up to max_out tokens after prompt[n] into out;
+ * returns how many. */
+static int reference_greedy(const int32_t *prompt, int n, int max_out, enum eos_rule eos,
                             int32_t *out)
 {
+    const bool ignore_eos = eos == IGNORE_EOS;
     int32_t *h = malloc((size_t)(n + max_out) * sizeof *h);
     memcpy(h, prompt, (size_t)n * sizeof *h);
     float lg[VOCAB];
@@ -224,19 +229,28 @@ static struct pgd_sampling_params greedy_params(int max_tokens)
     return sp;
 }
 
-/* Makes an engine over the stand-in model; NULL (and the reason in err) on failure. */
-static struct pgd_engine *fixture_engine(int num_blocks, int block_size, bool text,
-                                         void (*tweak)(struct pgd_engine_params *), char *err,
+/* How fixture_engine builds an engine; name the fields you set, e.g.
+ * &(struct fixture_engine_opts){ .num_blocks = 64, .block_size = 4, .text = true }. */
+struct fixture_engine_opts {
+    int num_blocks, block_size;        /* the stand-in model's KV pool */
+    bool text;                         /* with the fixture's text path (text, stop strings) */
+    void (*tweak)(struct pgd_engine_params *); /* adjusts the defaults below; may be NULL */
+};
+
+/* Makes an engine over the stand-in model (16 sequences and 64 tokens a step unless
+ * tweaked); NULL (and the reason in err) on failure. */
+static struct pgd_engine *fixture_engine(const struct fixture_engine_opts *o, char *err,
                                          size_t errlen)
 {
     struct pgd_engine_params p = pgd_engine_default_params();
     p.max_num_seqs = 16;
     p.max_num_batched_tokens = 64;
-    if (tweak)
-        tweak(&p);
-    struct pgd__engine_backend be = fake_backend(num_blocks, block_size, 1024);
+    if (o->tweak)
+        o->tweak(&p);
+    struct pgd__engine_backend be = fake_backend(o->num_blocks, o->block_size, 1024);
     struct pgd_engine *e;
-    if (pgd__engine_create_with(&p, &be, text ? &FIXTURE_TEXT : NULL, &e, err, errlen) != PGD_OK)
+    if (pgd__engine_create_with(&p, &be, o->text ? &FIXTURE_TEXT : NULL, &e, err, errlen) !=
+        PGD_OK)
         return NULL;
     pgd__engine_set_paranoid(e, true);
     return e;
@@ -313,7 +327,7 @@ static void *worker_main(void *arg)
             if (!greedy)
                 continue;
             int32_t ref[32];
-            int nr = reference_greedy(prompt, n, sp.max_tokens, false, ref);
+            int nr = reference_greedy(prompt, n, sp.max_tokens, STOP_AT_EOS, ref);
             if (nr != ng[c] || memcmp(ref, got[c], (size_t)nr * sizeof *ref) != 0)
                 return (void *)"greedy output differs from the request run alone";
         }

@@ -5,4 +5,4 @@ tests_lib_libtestlib_la_SOURCES = %reldir%/model_fixture.c %reldir%/model_fixtur
 	%reldir%/gpu_kernel_test.h
 tests_lib_libtestlib_la_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_lib_libtestlib_la_CFLAGS = $(TEST_CFLAGS)
-EXTRA_DIST += %reldir%/http_harness.py
+EXTRA_DIST += %reldir%/http_harness.py %reldir%/raw_http.py

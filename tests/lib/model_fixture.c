@@ -1,6 +1,7 @@
 /* Test helpers for the model fixtures (see model_fixture.h). */
 #include "tests/lib/model_fixture.h"
-#include "runtime/engine/engine_internal.h"
+#include "runtime/engine/engine_backend.h"
+#include "runtime/model/model.h"
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -33,6 +34,16 @@ struct pgd_registry *fixture_registry(const char *extra_dir)
              env_or("PGD_TEST_PLUGIN_DIRS", PGD_BUILD_PLUGIN_DIRS));
     cr_assert_gt(pgd_registry_load_search_path(reg, dirs), 0, "no plugin found in %s", dirs);
     return reg;
+}
+
+enum pgd_status fixture_load_status(const char *dir, char *err, size_t errlen)
+{
+    struct pgd_registry *reg = fixture_registry(NULL);
+    struct pgd__model *m = NULL;
+    enum pgd_status st = pgd__model_load(dir, reg, PGD_DEVICE_CPU, &m, err, errlen);
+    pgd__model_destroy(m);
+    pgd_registry_destroy(reg);
+    return st;
 }
 
 json_t *fixture_reference(const char *name)

@@ -12,6 +12,9 @@
 const char *fixture_dir(const char *name);
 /* A registry holding the build tree's plugins (and extra_dir's when non-NULL). */
 struct pgd_registry *fixture_registry(const char *extra_dir);
+/* Loads the model in dir on the CPU with the build's plugins and frees it at once: the
+ * status and message of the load (for tests of refusals). */
+enum pgd_status fixture_load_status(const char *dir, char *err, size_t errlen);
 /* reference.json of a fixture (owned by the caller: json_decref). */
 json_t *fixture_reference(const char *name);
 /* A runner on the fixture with a pool of num_blocks blocks of block_size tokens. */

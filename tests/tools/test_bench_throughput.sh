@@ -5,15 +5,9 @@
 # their caps and are reproducible from the seed, and a pool small enough to preempt still
 # finishes everything. Prints a Criterion-style synthesis line.
 set -u
-BUILDDIR=${PGD_BUILDDIR:-$(pwd)}
-SRCDIR=${PGD_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
+SUITE=bench_throughput
+. "$(dirname "$0")/../lib/harness.sh"
 MODEL=$SRCDIR/tests/fixtures/models/llama-f32
-PAGODA="$BUILDDIR/tools/pagoda"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "[PASS] bench_throughput::$1"; }
-ko() { fail=$((fail + 1)); echo "[FAIL] bench_throughput::$1: $2"; }
 # check NAME JSON PYTHON-EXPRESSION (over the report's keys)
 check() {
   local out
@@ -66,5 +60,4 @@ if "$PAGODA" bench throughput --model "$MODEL" --dataset nope >/dev/null 2>&1; t
 else
   ok usage
 fi
-echo "[====] Synthesis: Tested: $((pass + fail)) | Passing: $pass | Failing: $fail | Crashing: 0"
-[ "$fail" -eq 0 ]
+finish

@@ -1,8 +1,16 @@
 # One Criterion program per runtime subsystem.
-CRITERION_TESTS = tests/unit/test_tensor tests/unit/test_cpu_kernels tests/unit/test_models tests/unit/test_safetensors tests/unit/test_block_pool tests/unit/test_scheduler \
-	tests/unit/test_sampler tests/unit/test_engine tests/unit/test_tokenizer tests/unit/test_chat_template tests/unit/test_registry tests/unit/test_model_api \
-	tests/unit/test_settings tests/unit/test_metrics
+CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cpu_kernels \
+	tests/unit/test_models tests/unit/test_safetensors tests/unit/test_block_pool \
+	tests/unit/test_scheduler tests/unit/test_sampler tests/unit/test_engine \
+	tests/unit/test_tokenizer tests/unit/test_chat_template tests/unit/test_registry \
+	tests/unit/test_model_api tests/unit/test_jinja_sort \
+	tests/unit/test_corrupt_files tests/unit/test_settings tests/unit/test_metrics
 check_PROGRAMS += $(CRITERION_TESTS) tests/unit/test_engine_tsan
+tests_unit_test_base_SOURCES = %reldir%/test_base.c
+tests_unit_test_base_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_base_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_base_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_base_LDADD = $(TEST_LDADD)
 tests_unit_test_tensor_SOURCES = %reldir%/test_tensor.c
 tests_unit_test_tensor_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_tensor_CFLAGS = $(TEST_CFLAGS)
@@ -63,6 +71,16 @@ tests_unit_test_model_api_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_model_api_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_model_api_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_model_api_LDADD = $(TEST_LDADD)
+tests_unit_test_jinja_sort_SOURCES = %reldir%/test_jinja_sort.c
+tests_unit_test_jinja_sort_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_jinja_sort_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_jinja_sort_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_jinja_sort_LDADD = $(TEST_LDADD)
+tests_unit_test_corrupt_files_SOURCES = %reldir%/test_corrupt_files.c
+tests_unit_test_corrupt_files_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_corrupt_files_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_corrupt_files_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_corrupt_files_LDADD = $(TEST_LDADD)
 tests_unit_test_settings_SOURCES = %reldir%/test_settings.c
 tests_unit_test_settings_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_settings_CFLAGS = $(TEST_CFLAGS)

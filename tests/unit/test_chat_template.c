@@ -1,7 +1,7 @@
 /* Chat templates: the Jinja interpreter against references rendered by transformers
  * (scripts/make_chat_template_refs.py), error locations, raise_exception, model directory
  * loading, the `pagoda chat-template` command, and a bounded fuzz run. */
-#include <criterion/criterion.h>
+#include "tests/lib/test_common.h"
 #include <pagoda/chat_template.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+PGD_TEST_SUITE(chat_template);
 
 #define FIX PGD_TEST_SRCDIR "/tests/fixtures/chat_templates"
 #define SHARED_TOK PGD_TEST_SRCDIR "/../shared/data/tokenizers"

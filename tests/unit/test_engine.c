@@ -11,11 +11,13 @@ PGD_TEST_SUITE(engine_llama);
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
-static struct pgd_engine *make_engine(int num_blocks, int block_size, bool text,
-                                      void (*tweak)(struct pgd_engine_params *))
+/* An engine over the stand-in model, options named: make_engine(.num_blocks = 64,
+ * .block_size = 4, .text = true) (struct fixture_engine_opts). */
+#define make_engine(...) make_engine_with(&(struct fixture_engine_opts){ __VA_ARGS__ })
+static struct pgd_engine *make_engine_with(const struct fixture_engine_opts *o)
 {
     char err[256];
-    struct pgd_engine *e = fixture_engine(num_blocks, block_size, text, tweak, err, sizeof err);
+    struct pgd_engine *e = fixture_engine(o, err, sizeof err);
     cr_assert_not_null(e, "%s", err);
     return e;
 }
@@ -76,7 +78,7 @@ static struct pgd_stream *submit_ids(struct pgd_engine *e, const int32_t *ids, i
 
 Test(engine, greedy_ids_request_streams_what_the_model_gives_alone)
 {
-    struct pgd_engine *e = make_engine(64, 4, false, NULL);
+    struct pgd_engine *e = make_engine(.num_blocks = 64, .block_size = 4);
     int32_t prompt[10] = { 5, 9, 2, 44, 3, 3, 7, 8, 10, 11 };
     struct pgd_sampling_params sp = greedy_params(30);
     sp.ignore_eos = true;
@@ -85,7 +87,7 @@ Test(engine, greedy_ids_request_streams_what_the_model_gives_alone)
     struct collected c;
     collect(s, &c);
     int32_t ref[30];
-    int n = reference_greedy(prompt, 10, 30, true, ref);
+    int n = reference_greedy(prompt, 10, 30, IGNORE_EOS, ref);
     cr_assert_eq(c.n_tokens[0], n);
     for (int i = 0; i < n; i++) cr_assert_eq(c.tokens[0][i], ref[i], "token %d", i);
     cr_assert_eq(c.finish[0], PGD_FINISH_LENGTH);
@@ -104,7 +106,7 @@ Test(engine, greedy_ids_request_streams_what_the_model_gives_alone)
 
 Test(engine, refuses_requests_that_can_never_run)
 {
-    struct pgd_engine *e = make_engine(8, 4, false, NULL);   /* 32 tokens of KV */
+    struct pgd_engine *e = make_engine(.num_blocks = 8, .block_size = 4);   /* 32 tokens of KV */
     int32_t prompt[1100];
     for (int i = 0; i < 1100; i++) prompt[i] = 2 + i % 50;
     struct pgd_request_params r = pgd_request_default_params();
@@ -155,7 +157,7 @@ static void tweak_seqs4(struct pgd_engine_params *p) { p->max_num_batched_tokens
 
 Test(engine, seeded_sampling_is_the_same_whatever_shares_the_batch)
 {
-    struct pgd_engine *e = make_engine(256, 4, false, tweak_seqs4);
+    struct pgd_engine *e = make_engine(.num_blocks = 256, .block_size = 4, .tweak = tweak_seqs4);
     int32_t prompt[12] = { 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14 };
     struct pgd_sampling_params sp = pgd_sampling_default_params();
     sp.temperature = 1.0f;
@@ -197,7 +199,7 @@ Test(engine, seeded_sampling_is_the_same_whatever_shares_the_batch)
 
 Test(engine, stop_strings_stop_tokens_eos_and_min_tokens)
 {
-    struct pgd_engine *e = make_engine(128, 4, true, NULL);
+    struct pgd_engine *e = make_engine(.num_blocks = 128, .block_size = 4, .text = true);
     struct pgd_request_params r = pgd_request_default_params();
     struct pgd_stream *s;
     char err[256];
@@ -281,7 +283,7 @@ Test(engine, stop_strings_stop_tokens_eos_and_min_tokens)
 Test(engine, abort_midway_and_stream_destroy_abort)
 {
     g_step_delay_us = 1000;     /* 200 tokens take 200 ms: the abort lands midway */
-    struct pgd_engine *e = make_engine(128, 4, false, NULL);
+    struct pgd_engine *e = make_engine(.num_blocks = 128, .block_size = 4);
     int32_t prompt[5] = { 2, 3, 4, 5, 6 };
     struct pgd_sampling_params sp = greedy_params(200);
     sp.ignore_eos = true;
@@ -330,14 +332,18 @@ Test(engine, abort_midway_and_stream_destroy_abort)
 
 Test(engine, destroy_aborts_what_is_left_and_streams_stay_readable)
 {
-    struct pgd_engine *e = make_engine(128, 4, false, NULL);
+    struct pgd_engine *e = make_engine(.num_blocks = 128, .block_size = 4);
     int32_t prompt[5] = { 2, 3, 4, 5, 6 };
     struct pgd_sampling_params sp = greedy_params(200);
     sp.ignore_eos = true;
     sp.n = 2;
+    /* 200 tokens take at least 200 ms, so no request can finish before the destroy below,
+     * however late a loaded machine schedules this thread. */
+    g_step_delay_us = 1000;
     struct pgd_stream *s[4];
     for (int i = 0; i < 4; i++) s[i] = submit_ids(e, prompt, 5, sp);
     pgd_engine_destroy(e);
+    g_step_delay_us = 0;
     for (int i = 0; i < 4; i++) {
         struct collected c;
         collect(s[i], &c);
@@ -351,7 +357,7 @@ static void tweak_big_budget(struct pgd_engine_params *p) { p->max_num_batched_t
 
 Test(engine, shared_system_prompt_computes_only_each_suffix)
 {
-    struct pgd_engine *e = make_engine(512, 16, false, tweak_big_budget);
+    struct pgd_engine *e = make_engine(.num_blocks = 512, .block_size = 16, .tweak = tweak_big_budget);
     enum { SYS = 320, SUF = 17, N = 8 };
     int32_t prompt[SYS + SUF];
     for (int i = 0; i < SYS; i++) prompt[i] = 2 + (i * 13) % 60;
@@ -363,7 +369,7 @@ Test(engine, shared_system_prompt_computes_only_each_suffix)
         pgd_stream_destroy(s);
         cr_assert_eq(c.cached_tokens[0], r == 0 ? 0 : SYS);
         int32_t ref[3];
-        int n = reference_greedy(prompt, SYS + SUF, 3, false, ref);
+        int n = reference_greedy(prompt, SYS + SUF, 3, STOP_AT_EOS, ref);
         cr_assert_eq(c.n_tokens[0], n);
         for (int k = 0; k < n; k++) cr_assert_eq(c.tokens[0][k], ref[k]);
     }
@@ -395,7 +401,7 @@ Test(engine, shared_system_prompt_computes_only_each_suffix)
 
 Test(engine, parallel_samples_share_the_prompt)
 {
-    struct pgd_engine *e = make_engine(256, 4, false, NULL);
+    struct pgd_engine *e = make_engine(.num_blocks = 256, .block_size = 4);
     int32_t prompt[41];
     for (int i = 0; i < 41; i++) prompt[i] = 2 + (i * 7) % 60;
     struct pgd_sampling_params sp = greedy_params(10);
@@ -406,7 +412,7 @@ Test(engine, parallel_samples_share_the_prompt)
     collect(s, &c);
     pgd_stream_destroy(s);
     int32_t ref[10];
-    reference_greedy(prompt, 41, 10, true, ref);
+    reference_greedy(prompt, 41, 10, IGNORE_EOS, ref);
     for (int k = 0; k < 4; k++) {
         cr_assert_eq(c.n_tokens[k], 10);
         cr_assert_eq(c.finish[k], PGD_FINISH_LENGTH);
@@ -421,7 +427,7 @@ Test(engine, parallel_samples_share_the_prompt)
 
 Test(engine, logprobs_and_prompt_logprobs_match_the_model)
 {
-    struct pgd_engine *e = make_engine(256, 4, false, NULL);
+    struct pgd_engine *e = make_engine(.num_blocks = 256, .block_size = 4);
     int32_t prompt[70];
     for (int i = 0; i < 70; i++) prompt[i] = 2 + (i * 29) % 60;
     struct pgd_sampling_params sp = greedy_params(4);
@@ -469,7 +475,7 @@ Test(engine, logprobs_and_prompt_logprobs_match_the_model)
 
 Test(engine, metrics_in_prometheus_text_format)
 {
-    struct pgd_engine *e = make_engine(64, 4, false, NULL);
+    struct pgd_engine *e = make_engine(.num_blocks = 64, .block_size = 4);
     int32_t prompt[6] = { 2, 3, 4, 5, 6, 7 };
     struct pgd_stream *s = submit_ids(e, prompt, 6, greedy_params(5));
     struct collected c;
@@ -534,7 +540,7 @@ Test(engine, metrics_in_prometheus_text_format)
 Test(engine_threads, many_submitters_small_pool)
 {
     /* 20 blocks of 4 tokens: 80 tokens of KV for up to 6 sequences of up to 64. */
-    struct pgd_engine *e = make_engine(20, 4, false, fixture_tweak_stress);
+    struct pgd_engine *e = make_engine(.num_blocks = 20, .block_size = 4, .tweak = fixture_tweak_stress);
     enum { T = 8 };
     struct worker w[T];
     pthread_t th[T];

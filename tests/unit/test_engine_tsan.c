@@ -14,7 +14,9 @@ static void tweak_fcfs(struct pgd_engine_params *p)
 static int run(void (*tweak)(struct pgd_engine_params *), const char *name)
 {
     char err[256];
-    struct pgd_engine *e = fixture_engine(20, 4, false, tweak, err, sizeof err);
+    struct pgd_engine *e = fixture_engine(
+        &(struct fixture_engine_opts){ .num_blocks = 20, .block_size = 4, .tweak = tweak }, err,
+        sizeof err);
     if (!e) {
         fprintf(stderr, "%s: %s\n", name, err);
         return 1;

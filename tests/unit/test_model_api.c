@@ -167,25 +167,33 @@ Test(load_rows, refusals_name_the_tensor)
     struct pgd_model_ctx ctx = { .m = m };
     char err[1024] = "";
     struct pgd_linear l;
-    const char *qkv = "model.layers.0.self_attn.qkv_proj";
-    /* Past the end. */
-    cr_assert_eq(pgd_model_load_linear_rows(&ctx, qkv, 64, 128, 96, 64, false, &l, err,
-                                            sizeof err), PGD_ERR_INVALID_ARG);
-    cr_assert(strstr(err, "qkv_proj.weight") && strstr(err, "[96, 160)") &&
-              strstr(err, "128 rows"), "%s", err);
-    /* Negative start, empty slice. */
-    cr_assert_eq(pgd_model_load_linear_rows(&ctx, qkv, 64, 128, -1, 8, false, &l, err,
-                                            sizeof err), PGD_ERR_INVALID_ARG);
-    cr_assert_eq(pgd_model_load_linear_rows(&ctx, qkv, 64, 128, 0, 0, false, &l, err,
-                                            sizeof err), PGD_ERR_INVALID_ARG);
-    /* The whole tensor is not what the caller's config implies. */
-    cr_assert_eq(pgd_model_load_linear_rows(&ctx, qkv, 64, 192, 0, 64, false, &l, err,
-                                            sizeof err), PGD_ERR_FORMAT);
-    cr_assert(strstr(err, "[128, 64]") && strstr(err, "[192, 64]"), "%s", err);
-    /* A bias the checkpoint does not have. */
-    cr_assert_eq(pgd_model_load_linear_rows(&ctx, qkv, 64, 128, 0, 64, true, &l, err,
-                                            sizeof err), PGD_ERR_NOT_FOUND);
-    cr_assert(strstr(err, "qkv_proj.bias"), "%s", err);
+    const char *qkv = "model.layers.0.self_attn.qkv_proj";   /* [128, 64] in the file */
+    static const struct {
+        const char *what;
+        int64_t total_out, row0, n_rows;
+        bool bias;
+        enum pgd_status status;
+        const char *needles[4];    /* NULL-terminated */
+    } cases[] = {
+        { "past the end", 128, 96, 64, false, PGD_ERR_INVALID_ARG,
+          { "qkv_proj.weight", "[96, 160)", "128 rows" } },
+        { "a negative start", 128, -1, 8, false, PGD_ERR_INVALID_ARG, { NULL } },
+        { "an empty slice", 128, 0, 0, false, PGD_ERR_INVALID_ARG, { NULL } },
+        { "a whole tensor other than the config implies", 192, 0, 64, false, PGD_ERR_FORMAT,
+          { "[128, 64]", "[192, 64]" } },
+        { "a bias the checkpoint does not have", 128, 0, 64, true, PGD_ERR_NOT_FOUND,
+          { "qkv_proj.bias" } },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        enum pgd_status st = pgd_model_load_linear_rows(&ctx, qkv, 64, cases[i].total_out,
+                                                        cases[i].row0, cases[i].n_rows,
+                                                        cases[i].bias, &l, err, sizeof err);
+        cr_assert_eq(st, cases[i].status, "%s: status %s: %s", cases[i].what,
+                     pgd_status_str(st), err);
+        for (const char *const *needle = cases[i].needles; *needle; needle++)
+            cr_assert(strstr(err, *needle), "%s: message lacks \"%s\": %s", cases[i].what,
+                      *needle, err);
+    }
     /* ndim 0 has no rows. */
     struct pgd_tensor t;
     cr_assert_eq(pgd_model_load_tensor_rows(&ctx, "model.norm.weight", 0, NULL, 0, 1, &t, err,

@@ -2,7 +2,7 @@
  * sharded checkpoints, files written by the Python package); corrupt files are refused with
  * a status and a message that names the file and the tensor. The files are built here, in a
  * temporary directory, by a small writer (8-byte length, header, data). */
-#include <criterion/criterion.h>
+#include "tests/lib/test_common.h"
 #include "runtime/model/safetensors.h"
 #include <jansson.h>
 #include <ftw.h>
@@ -13,9 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#ifdef __SANITIZE_ADDRESS__
-#include <sanitizer/lsan_interface.h>
-#endif
 
 /* ---- a temporary directory per test -------------------------------------------------- */
 
@@ -36,17 +33,9 @@ static void remove_tmpdir(void)
 {
     if (tmpdir[0])
         nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-#ifdef __SANITIZE_ADDRESS__
-    /* Criterion runs each test in a child whose exit status it ignores, so a leak that
-     * LeakSanitizer reports at exit would not fail the test: check here instead. */
-    if (__lsan_do_recoverable_leak_check()) {
-        fprintf(stderr, "test_safetensors: memory leaked (see the report above)\n");
-        abort();
-    }
-#endif
 }
 
-TestSuite(safetensors, .init = make_tmpdir, .fini = remove_tmpdir);
+PGD_TEST_SUITE_FIXTURE(safetensors, make_tmpdir, remove_tmpdir);
 
 /* tmpdir/name, in one of a few rotating static buffers. */
 static const char *tp(const char *name)
@@ -493,6 +482,21 @@ static const struct bad_case bad_cases[] = {
       "array" },
     { "metadata value not a string", "{\"__metadata__\":{\"format\":\"pt\",\"step\":5}}", 0,
       PGD_ERR_FORMAT, "'step'", "integer" },
+    { "dtype in lower case", "{\"w\":" E("f32", "[1]", 0, 4) "}", 4, PGD_ERR_FORMAT, "'w'",
+      "f32" },
+    { "dim past int64", "{\"w\":" E("F32", "[9223372036854775808]", 0, 4) "}", 4,
+      PGD_ERR_FORMAT, NULL, "not valid JSON" },
+    { "real offsets",
+      "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0.0,4.0]}}", 4,
+      PGD_ERR_FORMAT, "'w'", "data_offsets" },
+    { "string offsets",
+      "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[\"0\",\"4\"]}}", 4,
+      PGD_ERR_FORMAT, "'w'", "data_offsets" },
+    { "offset past 2^63", "{\"w\":" E("U8", "[1]", 0, 9223372036854775807) "}", 1,
+      PGD_ERR_FORMAT, "'w'", "past the end" },
+    { "bad shape after an empty tensor of huge dims",
+      "{\"a\":" E("F32", "[4611686018427387904, 0, 4611686018427387904]", 0, 0)
+      ",\"w\":" E("F32", "[2]", 0, 4) "}", 4, PGD_ERR_FORMAT, "'w'", NULL },
     { "NUL in the header", "{\"w\":" E("F32", "[1]", 0, 4) "}\0  ", 4, PGD_ERR_FORMAT, NULL,
       "JSON" },
 };

@@ -7,9 +7,13 @@
 #include "runtime/config/settings.h"
 #include "runtime/config/device_select.h"
 #include "runtime/config/generation_config.h"
+#include "tests/lib/model_fixture.h"
+#include <pagoda/frontend.h>
+#include <pagoda/registry.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 PGD_TEST_SUITE(settings);
@@ -97,6 +101,11 @@ static const struct flag_case FLAGS[] = {
     { { "--timeout-keep-alive", "7" }, PGD__S_TIMEOUT_KEEP_ALIVE, "7" },
     { { "--uds", "/tmp/p.sock" }, PGD__S_UDS, "/tmp/p.sock" },
     { { "--log-stats-interval", "0.5" }, PGD__S_LOG_STATS_INTERVAL, "0.5" },
+    { { "--revision", "v1.0" }, PGD__S_REVISION, "v1.0" },
+    { { "--download-dir", "/models" }, PGD__S_DOWNLOAD_DIR, "/models" },
+    { { "--api-key-file", "/k" }, PGD__S_API_KEY_FILE, "/k" },
+    { { "--header-timeout", "3" }, PGD__S_HEADER_TIMEOUT, "3" },
+    { { "--max-connections-per-ip", "0" }, PGD__S_MAX_CONNECTIONS_PER_IP, "0" },
 };
 
 Test(settings, every_listed_flag_parses_to_its_row)
@@ -511,4 +520,68 @@ Test(settings, generation_config_defaults)
                  PGD_ERR_FORMAT);
     cr_assert(strstr(err, "--override-generation-config") && strstr(err, "top_k"), "%s", err);
     gen_dir_remove(dir);
+}
+
+/* Creates the openai frontend (a server on a free loopback port) with key = value, or with
+ * two values of key when value2 is set; destroys it again. */
+static enum pgd_status frontend_takes(const struct pgd_frontend_ops *ops, const char *key,
+                                      const char *value, const char *value2, char *err,
+                                      size_t errlen)
+{
+    struct pgd_setting kv[] = { { "host", "127.0.0.1" }, { "port", "0" }, { key, value },
+                                { key, value2 } };
+    void *fe = NULL;
+    enum pgd_status st = ops->create(kv, value2 ? 4 : 3, &fe, err, errlen);
+    if (fe)
+        ops->destroy(fe);
+    return st;
+}
+
+/* The table's frontend rows are settings of the openai plugin: each row's default, and the
+ * ends of an integer row's range, are taken by the plugin; the repeatable ones take several
+ * values; the plugin refuses keys the table no longer has (timeout_s). */
+Test(settings, frontend_rows_are_settings_of_the_openai_plugin)
+{
+    struct pgd_registry *reg = fixture_registry(NULL);
+    const struct pgd_plugin *pl = pgd_registry_find(reg, PGD_PLUGIN_FRONTEND, "openai");
+    cr_assert_not_null(pl, "no openai frontend on %s", pgd_registry_search_path(reg));
+    const struct pgd_frontend_ops *ops = pl->frontend;
+    char dir[] = "/tmp/pgd-settings-XXXXXX", keys[64], sock[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(keys, sizeof keys, "%s/keys", dir);
+    snprintf(sock, sizeof sock, "%s/sock", dir);
+    FILE *f = fopen(keys, "w");
+    cr_assert_not_null(f);
+    fputs("# a key\nk1\n", f);
+    fclose(f);
+    chmod(keys, 0600);
+    char err[1024];
+    int n_rows = 0;
+    for (int id = 0; id < PGD__S_COUNT; id++) {
+        const struct pgd__setting_def *d = &pgd__setting_defs[id];
+        if (d->dest != PGD__SD_FRONTEND)
+            continue;
+        n_rows++;
+        const char *v = id == PGD__S_UDS ? sock : id == PGD__S_API_KEY_FILE ? keys
+                        : d->type == PGD__ST_BOOL ? "true" : sample_value(id);
+        cr_assert_eq(frontend_takes(ops, d->name, v, NULL, err, sizeof err), PGD_OK,
+                     "%s = %s: %s", d->name, v, err);
+        if (d->flags & PGD__SF_REPEATABLE)
+            cr_assert_eq(frontend_takes(ops, d->name, v, v, err, sizeof err), PGD_OK,
+                         "%s twice: %s", d->name, err);
+        bool ranged = d->type == PGD__ST_INT || d->type == PGD__ST_HUMAN_INT;
+        for (int end = 0; ranged && id != PGD__S_PORT && end < 2; end++) {
+            char num[32];
+            snprintf(num, sizeof num, "%.0f", end ? d->max : d->min);
+            cr_assert_eq(frontend_takes(ops, d->name, num, NULL, err, sizeof err), PGD_OK,
+                         "%s = %s (the table's range): %s", d->name, num, err);
+        }
+    }
+    cr_assert_geq(n_rows, 17);
+    cr_assert_eq(frontend_takes(ops, "timeout_s", "5", NULL, err, sizeof err),
+                 PGD_ERR_INVALID_ARG);
+    cr_assert(strstr(err, "unknown setting 'timeout_s'"), "%s", err);
+    unlink(keys);
+    rmdir(dir);
+    pgd_registry_destroy(reg);
 }

@@ -2,13 +2,15 @@
  * break tokenizers (tests/fixtures/tokenizer, made by scripts/make_tokenizer_refs.py) for
  * Mistral, Llama-3, Qwen3 and Metaspace variants of Mistral, the streaming detokenizer, random
  * bytes and ids, and error messages. */
-#include <criterion/criterion.h>
+#include "tests/lib/test_common.h"
 #include <jansson.h>
 #include <pagoda/tokenizer.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+PGD_TEST_SUITE(tokenizer);
 
 #define FIX PGD_TEST_SRCDIR "/tests/fixtures/tokenizer"
 

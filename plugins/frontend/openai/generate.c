@@ -17,7 +17,7 @@
 #define WAIT_MS 20                 /* longest wait on a stream before checking the client */
 
 struct choice {
-    struct oai_buf text;           /* plain responses: the generated text so far */
+    struct pgd__buf text;           /* plain responses: the generated text so far */
     json_t *lp;                    /* plain responses: chat: [entries]; completions: {tokens,
                                       token_logprobs, top_logprobs, text_offset} */
     size_t offset;                 /* completions: text_offset of the next token */
@@ -41,7 +41,7 @@ struct job {
     time_t created;
     bool aborted;                  /* some sample ended with PGD_FINISH_ABORT */
     /* streaming */
-    struct oai_buf out;
+    struct pgd__buf out;
     size_t out_pos;
     bool eof;
 };
@@ -66,7 +66,7 @@ static void job_free(struct job *j)
         return;
     streams_destroy(j);
     for (int i = 0; i < j->n_ch; i++) {
-        oai_buf_fini(&j->ch[i].text);
+        pgd__buf_fini(&j->ch[i].text);
         json_decref(j->ch[i].lp);
     }
     for (int i = 0; j->prompt_lp && i < j->g.n_prompts; i++)
@@ -77,7 +77,7 @@ static void job_free(struct job *j)
     free(j->ch);
     free(j->streams);
     free(j->closed);
-    oai_buf_fini(&j->out);
+    pgd__buf_fini(&j->out);
     oai_gen_fini(&j->g);
     free(j);
 }
@@ -298,11 +298,11 @@ static void plain_take(struct job *j, int p, const struct pgd_output *o)
     if (!c->started) {
         c->started = true;
         if (j->g.echo && j->g.prompts[p].text) {
-            oai_buf_add(&c->text, j->g.prompts[p].text, strlen(j->g.prompts[p].text));
+            pgd__buf_append(&c->text, j->g.prompts[p].text, strlen(j->g.prompts[p].text));
             c->offset = c->text.len;
         }
     }
-    oai_buf_add(&c->text, o->text ? o->text : "", o->text_len);
+    pgd__buf_append(&c->text, o->text ? o->text : "", o->text_len);
     json_t *lp = output_lp(j, c, o);
     if (lp) {
         if (!c->lp)
@@ -374,9 +374,11 @@ static enum MHD_Result run_plain(struct job *j)
                 return MHD_NO;
             }
             if (atomic_load(&s->aborting)) {
+                /* Read what the answer needs before the job goes (it owns g). */
+                struct MHD_Connection *c = j->conn;
+                enum oai_route route = j->g.chat ? R_CHAT : R_COMPLETIONS;
                 job_free(j);
-                return oai_respond_error(s, j->conn, j->g.chat ? R_CHAT : R_COMPLETIONS, 503,
-                                         "service_unavailable", NULL, NULL,
+                return oai_respond_error(s, c, route, 503, "service_unavailable", NULL, NULL,
                                          "The server shut down before the request finished");
             }
         }
@@ -403,9 +405,9 @@ static void sse_json(struct job *j, json_t *obj)
         j->out.failed = true;
         return;
     }
-    oai_buf_add(&j->out, "data: ", 6);
-    oai_buf_add(&j->out, t, strlen(t));
-    oai_buf_add(&j->out, "\n\n", 2);
+    pgd__buf_append(&j->out, "data: ", 6);
+    pgd__buf_append(&j->out, t, strlen(t));
+    pgd__buf_append(&j->out, "\n\n", 2);
     free(t);
 }
 
@@ -429,7 +431,7 @@ static void stream_take(struct job *j, int p, const struct pgd_output *o)
 {
     struct choice *c = take_output(j, p, o);
     int index = p * j->g.sp.n + o->index;
-    struct oai_buf text = { 0 };
+    struct pgd__buf text = { 0 };
     json_t *lp = NULL;
     if (!c->started) {
         c->started = true;
@@ -438,18 +440,18 @@ static void stream_take(struct job *j, int p, const struct pgd_output *o)
                                    "role", j->s->cfg.response_role, "content", "", "logprobs",
                                    "finish_reason"));
         else if (j->g.echo && j->g.prompts[p].text) {
-            oai_buf_add(&text, j->g.prompts[p].text, strlen(j->g.prompts[p].text));
+            pgd__buf_append(&text, j->g.prompts[p].text, strlen(j->g.prompts[p].text));
             c->offset = text.len;
             if (j->prompt_lp[p])
                 lp = json_deep_copy(j->prompt_lp[p]);
         }
     }
     if (o->finish_reason == PGD_FINISH_ABORT) {
-        oai_buf_fini(&text);
+        pgd__buf_fini(&text);
         json_decref(lp);
         return;
     }
-    oai_buf_add(&text, o->text ? o->text : "", o->text_len);
+    pgd__buf_append(&text, o->text ? o->text : "", o->text_len);
     json_t *olp = output_lp(j, c, o);
     if (olp && lp) {
         compl_lp_extend(lp, olp);
@@ -458,11 +460,11 @@ static void stream_take(struct job *j, int p, const struct pgd_output *o)
         lp = olp;
     const char *fin = finish_str(o->finish_reason);
     if (text.len == 0 && !lp && !fin) {
-        oai_buf_fini(&text);
+        pgd__buf_fini(&text);
         return;
     }
     json_t *jt = oai_json_str(text.p ? text.p : "", text.len);
-    oai_buf_fini(&text);
+    pgd__buf_fini(&text);
     json_t *jfin = fin ? json_string(fin) : json_null();
     json_t *jlp = lp ? (j->g.chat ? json_pack("{s:o, s:n}", "content", lp, "refusal") : lp)
                      : json_null();
@@ -493,7 +495,7 @@ static bool stream_fill(struct job *j)
             if (j->aborted) {
                 streams_destroy(j);
                 sse_error(j, 503, "service_unavailable", "The request was aborted");
-                oai_buf_add(&j->out, "data: [DONE]\n\n", 14);
+                pgd__buf_append(&j->out, "data: [DONE]\n\n", 14);
                 j->eof = true;
             }
         } else if (r < 0) {
@@ -503,7 +505,7 @@ static bool stream_fill(struct job *j)
                 json_object_set_new(env, "usage", usage_json(j));
                 sse_json(j, env);
             }
-            oai_buf_add(&j->out, "data: [DONE]\n\n", 14);
+            pgd__buf_append(&j->out, "data: [DONE]\n\n", 14);
             j->eof = true;
         }
         if (r == 0 || j->out.len == 0) {
@@ -517,7 +519,7 @@ static bool stream_fill(struct job *j)
                 streams_destroy(j);
                 sse_error(j, 503, "service_unavailable",
                           "The server shut down before the request finished");
-                oai_buf_add(&j->out, "data: [DONE]\n\n", 14);
+                pgd__buf_append(&j->out, "data: [DONE]\n\n", 14);
                 j->eof = true;
             }
         }

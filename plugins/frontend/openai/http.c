@@ -1,6 +1,13 @@
 /* The HTTP side of the OpenAI frontend: a libmicrohttpd daemon with one thread per
- * connection, the routes, request bodies (413 over the limit), bearer auth, CORS, the HTTP
- * counters of /metrics, and the graceful shutdown (quiesce, drain, abort). */
+ * connection, the routes, the checks made as soon as a request head arrives (method, route,
+ * API key, framing, declared length: all answered before any body byte is read), request
+ * bodies (413 past the limit), CORS, the HTTP counters of /metrics, and the graceful
+ * shutdown (stop accepting, drain, abort).
+ *
+ * Every answer to a request that reached a route is an OpenAI JSON error or a success;
+ * libmicrohttpd's own (HTML) answers remain only for what it refuses before calling us (a
+ * malformed request line or head, a head over its buffer) and for malformed chunk framing
+ * (a chunk-size line over its 32 KiB buffer, a bad chunk size), which it parses alone. */
 #include "plugins/frontend/openai/oai.h"
 #include <pagoda/log.h>
 #include <pagoda/version.h>
@@ -12,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,7 +45,8 @@ struct req_ctx {
     enum oai_route route;
     bool too_big;
     bool answered;                 /* a response was queued before the body was read */
-    struct oai_buf body;
+    size_t dropped;                /* body bytes past the limit, read and dropped */
+    struct pgd__buf body;
     struct access_rec acc;
 };
 
@@ -186,7 +195,8 @@ enum MHD_Result oai_queue(struct oai_server *s, struct MHD_Connection *c, enum o
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
-    oai_server_count(s, r, status);
+    if (ret == MHD_YES)
+        oai_server_count(s, r, status);
     return ret;
 }
 
@@ -216,6 +226,24 @@ enum MHD_Result oai_respond_json(struct oai_server *s, struct MHD_Connection *c,
                            "{\"error\":{\"message\":\"out of memory\",\"type\":\"internal_error\","
                            "\"param\":null,\"code\":null}}", 86, false);
     return oai_respond(s, c, r, status, "application/json", text, strlen(text), true);
+}
+
+struct MHD_Response *oai_error_response(const char *type, const char *param, const char *code,
+                                        const char *msg)
+{
+    json_t *e = oai_error_json(type, param, code, msg);
+    char *text = e ? json_dumps(e, JSON_COMPACT) : NULL;
+    json_decref(e);
+    if (!text)
+        return NULL;
+    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text,
+                                                                MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return NULL;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    return resp;
 }
 
 enum MHD_Result oai_respond_error(struct oai_server *s, struct MHD_Connection *c,
@@ -248,7 +276,7 @@ static enum MHD_Result route_models(struct oai_server *s, struct MHD_Connection 
                             json_pack("{s:s, s:[o]}", "object", "list", "data", m));
 }
 
-static void metrics_http(struct oai_server *s, struct oai_buf *b)
+static void metrics_http(struct oai_server *s, struct pgd__buf *b)
 {
     /* Every series carries model_name, as the engine's do. */
     char name[256] = "";
@@ -261,37 +289,38 @@ static void metrics_http(struct oai_server *s, struct oai_buf *b)
             name[o] = '\0';
         }
     pthread_mutex_lock(&s->mu);
-    oai_buf_addf(b, "# HELP pagoda:http_requests_total HTTP requests answered, by route and "
+    pgd__buf_appendf(b, "# HELP pagoda:http_requests_total HTTP requests answered, by route and "
                     "status code.\n# TYPE pagoda:http_requests_total counter\n");
     for (int r = 0; r < R_COUNT; r++)
         for (int i = 0; i < OAI_STATUS_SLOTS && s->counts[r][i].status; i++)
-            oai_buf_addf(b, "pagoda:http_requests_total{model_name=\"%s\",route=\"%s\","
-                         "status=\"%d\"} %llu\n", name, route_names[r], s->counts[r][i].status,
+            pgd__buf_appendf(b, "pagoda:http_requests_total{model_name=\"%s\",route=\"%s\","
+                             "status=\"%d\"} %llu\n", name, route_names[r], s->counts[r][i].status,
                          (unsigned long long)s->counts[r][i].n);
-    oai_buf_addf(b, "# HELP pagoda:http_requests_in_progress HTTP requests being handled "
+    pgd__buf_appendf(b, "# HELP pagoda:http_requests_in_progress HTTP requests being handled "
                     "(this one included).\n# TYPE pagoda:http_requests_in_progress gauge\n"
                     "pagoda:http_requests_in_progress{model_name=\"%s\"} %d\n", name, s->active);
-    oai_buf_addf(b, "# HELP pagoda:http_streams_aborted_total Requests aborted because their "
+    pgd__buf_appendf(b, "# HELP pagoda:http_streams_aborted_total Requests aborted because their "
                     "client went away or the server shut down.\n"
                     "# TYPE pagoda:http_streams_aborted_total counter\n"
                     "pagoda:http_streams_aborted_total{model_name=\"%s\"} %llu\n", name,
                  (unsigned long long)s->streams_aborted);
     pthread_mutex_unlock(&s->mu);
+    oai_conn_metrics(s, b, name);
 }
 
 static enum MHD_Result route_metrics(struct oai_server *s, struct MHD_Connection *c)
 {
-    struct oai_buf b = { 0 };
+    struct pgd__buf b = { 0 };
     if (atomic_load(&s->attached)) {
         char *text = NULL;
         size_t len = 0;
         if (pgd_engine_metrics_text(s->model.engine, &text, &len) == PGD_OK)
-            oai_buf_add(&b, text, len);
+            pgd__buf_append(&b, text, len);
         free(text);
     }
     metrics_http(s, &b);
     if (b.failed) {
-        oai_buf_fini(&b);
+        pgd__buf_fini(&b);
         return oai_respond_error(s, c, R_METRICS, 500, "internal_error", NULL, NULL,
                                  "out of memory");
     }
@@ -378,35 +407,99 @@ static enum MHD_Result route_detokenize(struct oai_server *s, struct MHD_Connect
     return oai_respond_json(s, c, R_DETOKENIZE, 200, json_pack("{s:o}", "prompt", j));
 }
 
-/* ---- dispatch -------------------------------------------------------------------------- */
-
-static bool authorized(struct oai_server *s, struct MHD_Connection *c)
-{
-    if (!s->cfg.api_key)
-        return true;
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7))
-        return false;
-    h += 7;
-    while (*h == ' ')
-        h++;
-    size_t a = strlen(h), b = strlen(s->cfg.api_key);
-    unsigned diff = (unsigned)(a ^ b);
-    for (size_t i = 0; i < a; i++)
-        diff |= (unsigned char)h[i] ^ (unsigned char)s->cfg.api_key[i % (b ? b : 1)];
-    return diff == 0;
-}
+/* ---- the head: answered before any body byte is read ---------------------------------- */
 
 static bool needs_post(enum oai_route r)
 {
     return r == R_COMPLETIONS || r == R_CHAT || r == R_TOKENIZE || r == R_DETOKENIZE;
 }
 
-static enum MHD_Result dispatch(struct oai_server *s, struct MHD_Connection *c,
-                                struct req_ctx *cx, const char *url, const char *method)
+static bool needs_key(enum oai_route r)
+{
+    return r != R_HEALTH && r != R_METRICS && r != R_OTHER;
+}
+
+/* Queues an answer before (or instead of) the body: marks the request answered (its body,
+ * if any, is then never buffered; libmicrohttpd closes the connection after it). */
+static enum MHD_Result answer_early(struct oai_server *s, struct MHD_Connection *c,
+                                    struct req_ctx *cx, int status, struct MHD_Response *resp)
+{
+    enum MHD_Result ret = oai_queue(s, c, cx->route, status, resp);
+    if (ret == MHD_YES) {          /* libmicrohttpd sends it once this call returns */
+        cx->answered = true;
+        oai_conn_running(s, c);
+    }
+    return ret;
+}
+
+static enum MHD_Result error_early(struct oai_server *s, struct MHD_Connection *c,
+                                   struct req_ctx *cx, int status, const char *type,
+                                   const char *code, const char *msg)
+{
+    return answer_early(s, c, cx, status, oai_error_response(type, NULL, code, msg));
+}
+
+/* Queues the 413 for a body over the limit (on the head, mid-body or at its end). */
+static enum MHD_Result too_large(struct oai_server *s, struct MHD_Connection *c,
+                                 struct req_ctx *cx)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg, "The request body is larger than the limit of %zu bytes",
+             s->cfg.max_body_bytes);
+    return error_early(s, c, cx, 413, "invalid_request_error", "request_too_large", msg);
+}
+
+/* The body's framing: Transfer-Encoding must be exactly "chunked" (anything else: 501, as
+ * RFC 9112 asks), never beside Content-Length (a request-smuggling shape: 400), and a
+ * declared length must be a number within the limit (413). False when the framing is fine,
+ * else true: the answer was queued and *ret holds its result. */
+static bool framing_refused(struct oai_server *s, struct MHD_Connection *c, struct req_ctx *cx,
+                            enum MHD_Result *ret)
+{
+    const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    char msg[256];
+    if (te && strcasecmp(te, "chunked")) {
+        snprintf(msg, sizeof msg, "Transfer-Encoding '%.64s' is not supported (only chunked)",
+                 te);
+        struct MHD_Response *resp = oai_error_response("invalid_request_error", NULL,
+                                                        "not_implemented", msg);
+        if (resp)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+        *ret = answer_early(s, c, cx, 501, resp);
+        return true;
+    }
+    if (te && cl) {
+        *ret = error_early(s, c, cx, 400, "invalid_request_error", "invalid_framing",
+                           "A request may not have both Transfer-Encoding and Content-Length");
+        return true;
+    }
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (errno || *end || end == cl || n > s->cfg.max_body_bytes) {
+            *ret = too_large(s, c, cx);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Everything the head alone decides: draining, CORS preflight, route, method, API key,
+ * framing. Returns true with *ret set when it answered. */
+static bool head_answered(struct oai_server *s, struct MHD_Connection *c, struct req_ctx *cx,
+                          const char *url, const char *method, enum MHD_Result *ret)
 {
     enum oai_route r = cx->route;
     char msg[512];
+    if (atomic_load(&s->draining)) {
+        *ret = error_early(s, c, cx, 503, "service_unavailable", NULL,
+                           "The server is shutting down");
+        return true;
+    }
     if (!strcmp(method, "OPTIONS") && s->cfg.cors_origins) {
         struct MHD_Response *resp = MHD_create_response_from_buffer(0, "",
                                                                     MHD_RESPMEM_PERSISTENT);
@@ -416,24 +509,42 @@ static enum MHD_Result dispatch(struct oai_server *s, struct MHD_Connection *c,
                                     "Authorization, Content-Type");
             MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
         }
-        return oai_queue(s, c, r, 204, resp);
+        *ret = answer_early(s, c, cx, 204, resp);
+        return true;
     }
     if (r == R_OTHER) {
         snprintf(msg, sizeof msg, "Not found: %.400s", url);
-        return oai_respond_error(s, c, r, 404, "not_found_error", NULL, NULL, msg);
+        *ret = error_early(s, c, cx, 404, "not_found_error", NULL, msg);
+        return true;
     }
     bool post = !strcmp(method, "POST");
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     if ((needs_post(r) && !post) || (!needs_post(r) && !get)) {
         snprintf(msg, sizeof msg, "Method %.32s is not allowed on %s (use %s)", method,
                  route_names[r], needs_post(r) ? "POST" : "GET");
-        return oai_respond_error(s, c, r, 405, "invalid_request_error", NULL,
-                                 "method_not_allowed", msg);
+        *ret = error_early(s, c, cx, 405, "invalid_request_error", "method_not_allowed", msg);
+        return true;
     }
-    if (r != R_HEALTH && r != R_METRICS && !authorized(s, c))
-        return oai_respond_error(s, c, r, 401, "invalid_request_error", NULL, "invalid_api_key",
-                                 "Incorrect API key provided (send 'Authorization: Bearer "
-                                 "<key>')");
+    if (needs_key(r) &&
+        !oai_auth_ok(&s->cfg, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"))) {
+        struct MHD_Response *resp = oai_error_response(
+            "invalid_request_error", NULL, "invalid_api_key",
+            "Incorrect API key provided (send 'Authorization: Bearer <key>')");
+        if (resp)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+        *ret = answer_early(s, c, cx, 401, resp);
+        return true;
+    }
+    return framing_refused(s, c, cx, ret);
+}
+
+/* ---- dispatch: the whole request is here ------------------------------------------------ */
+
+static enum MHD_Result dispatch(struct oai_server *s, struct MHD_Connection *c,
+                                struct req_ctx *cx)
+{
+    enum oai_route r = cx->route;
+    oai_conn_running(s, c);
     if (r == R_METRICS)
         return route_metrics(s, c);
     if (r == R_VERSION) {
@@ -452,19 +563,10 @@ static enum MHD_Result dispatch(struct oai_server *s, struct MHD_Connection *c,
     if (r == R_MODELS)
         return route_models(s, c);
 
-    json_error_t jerr;
-    json_t *body = json_loadb(cx->body.p ? cx->body.p : "", cx->body.len, 0, &jerr);
-    if (!body) {
-        snprintf(msg, sizeof msg, "Invalid JSON body: %s (line %d, column %d)", jerr.text,
-                 jerr.line, jerr.column);
-        return oai_respond_error(s, c, r, 400, "invalid_request_error", NULL, "invalid_json",
-                                 msg);
-    }
-    if (!json_is_object(body)) {
-        json_decref(body);
-        return oai_respond_error(s, c, r, 400, "invalid_request_error", NULL, "invalid_json",
-                                 "The request body must be a JSON object");
-    }
+    struct oai_error be = { 0 };
+    json_t *body = oai_body_json(cx->body.p, cx->body.len, &be);
+    if (!body)
+        return respond_err(s, c, r, &be);
     enum MHD_Result ret;
     if (r == R_TOKENIZE)
         ret = route_tokenize(s, c, body);
@@ -483,10 +585,49 @@ static enum MHD_Result dispatch(struct oai_server *s, struct MHD_Connection *c,
     return ret;
 }
 
+/* A body past the limit is dropped, not kept; after this many times the limit more, the
+ * sender is cut off (its 413 written straight on the socket, the connection closed). */
+#define DROP_FACTOR 8
+
+/* A piece of the body: kept while within the limit. Past it, the 413 is queued at once when
+ * libmicrohttpd allows it mid-body (0.9.75 does not), else the rest is read and dropped and
+ * the 413 goes at the end (so that a client that sends its whole body reads its answer); a
+ * body going on past DROP_FACTOR times the limit is cut off. MHD_NO closes the connection. */
+static enum MHD_Result body_piece(struct oai_server *s, struct MHD_Connection *c,
+                                  struct req_ctx *cx, const char *data, size_t n)
+{
+    if (!cx->too_big && cx->body.len + n > s->cfg.max_body_bytes) {
+        pgd__buf_fini(&cx->body);
+        cx->too_big = true;
+        too_large(s, c, cx);
+    }
+    if (!cx->too_big) {
+        pgd__buf_append(&cx->body, data, n);
+        return MHD_YES;
+    }
+    cx->dropped += n;
+    if (cx->answered || cx->dropped / DROP_FACTOR < s->cfg.max_body_bytes)
+        return MHD_YES;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci) {
+        char body[256];
+        snprintf(body, sizeof body, "{\"error\":{\"message\":\"The request body is larger than "
+                 "the limit of %zu bytes\",\"type\":\"invalid_request_error\",\"param\":null,"
+                 "\"code\":\"request_too_large\"}}", s->cfg.max_body_bytes);
+        oai_conn_send_raw(ci->connect_fd, "413 Content Too Large", "", body);
+        oai_server_count(s, cx->route, 413);
+        if (!cx->acc.status)
+            cx->acc.status = 413;
+    }
+    return MHD_NO;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload, size_t *upload_size, void **con_cls)
 {
+    (void)version;
     struct oai_server *s = cls;
     struct req_ctx *cx = *con_cls;
     if (!cx) {
@@ -500,59 +641,33 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         pthread_mutex_lock(&s->mu);
         s->active++;
         pthread_mutex_unlock(&s->mu);
-        if (atomic_load(&s->draining)) {
-            cx->answered = true;
-            return oai_respond_error(s, c, cx->route, 503, "service_unavailable", NULL, NULL,
-                                     "The server is shutting down");
-        }
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl) {
-            char *end;
-            errno = 0;
-            unsigned long long n = strtoull(cl, &end, 10);
-            if (errno || *end || n > s->cfg.max_body_bytes) {
-                cx->too_big = cx->answered = true;
-                char msg[160];
-                snprintf(msg, sizeof msg, "The request body is larger than the limit of %zu "
-                         "bytes", s->cfg.max_body_bytes);
-                /* An early answer: libmicrohttpd does not read the body and closes. */
-                return oai_respond_error(s, c, cx->route, 413, "invalid_request_error", NULL,
-                                         "request_too_large", msg);
-            }
-        }
-        return MHD_YES;
+        oai_conn_head_received(s, c);
+        enum MHD_Result ret;
+        return head_answered(s, c, cx, url, method, &ret) ? ret : MHD_YES;
     }
     if (cx->answered) {
         *upload_size = 0;
         return MHD_YES;
     }
     if (*upload_size) {
-        if (!cx->too_big && cx->body.len + *upload_size > s->cfg.max_body_bytes) {
-            cx->too_big = true;
-            oai_buf_fini(&cx->body);
-        }
-        if (!cx->too_big)
-            oai_buf_add(&cx->body, upload, *upload_size);
+        enum MHD_Result ret = body_piece(s, c, cx, upload, *upload_size);
         *upload_size = 0;
-        return MHD_YES;
+        return ret;
     }
-    if (cx->too_big) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "The request body is larger than the limit of %zu bytes",
-                 s->cfg.max_body_bytes);
-        return oai_respond_error(s, c, cx->route, 413, "invalid_request_error", NULL,
-                                 "request_too_large", msg);
-    }
-    if (cx->body.failed)
+    if (cx->too_big)
+        return too_large(s, c, cx);
+    if (cx->body.failed) {
+        oai_conn_running(s, c);
         return oai_respond_error(s, c, cx->route, 500, "internal_error", NULL, NULL,
                                  "out of memory reading the body");
-    return dispatch(s, c, cx, url, method);
+    }
+    return dispatch(s, c, cx);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    (void)toe;
     struct oai_server *s = cls;
     struct req_ctx *cx = *con_cls;
     if (!cx)
@@ -560,7 +675,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     access_log(s, &cx->acc);
     if (current_req == cx)
         current_req = NULL;
-    oai_buf_fini(&cx->body);
+    oai_conn_request_done(s, c);
+    pgd__buf_fini(&cx->body);
     free(cx);
     *con_cls = NULL;
     pthread_mutex_lock(&s->mu);
@@ -571,6 +687,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    (void)cls;
     char buf[512];
     vsnprintf(buf, sizeof buf, fmt, ap);
     size_t n = strlen(buf);
@@ -581,48 +698,34 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 enum pgd_status oai_server_start(struct oai_server *s, char *err, size_t errlen)
 {
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_NUMERICSERV | AI_PASSIVE };
-    struct addrinfo *ai = NULL;
-    char port[16];
-    snprintf(port, sizeof port, "%d", s->cfg.port);
-    int gai = getaddrinfo(s->cfg.host, port, &hints, &ai);
-    if (gai != 0 || !ai)
-        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
-                        "frontend.openai: host '%s': %s", s->cfg.host, gai_strerror(gai));
+    enum pgd_status st = oai_listen_open(s, err, errlen);
+    if (st == PGD_OK)
+        st = oai_conn_start(s, err, errlen);
+    if (st != PGD_OK)
+        return st;
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    if (ai->ai_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     s->daemon = MHD_start_daemon(
-        flags, (uint16_t)s->cfg.port, NULL, NULL, on_request, s,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg.timeout_s,
-        MHD_OPTION_THREAD_STACK_SIZE, (size_t)2 << 20,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+        flags, 0, NULL, NULL, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, oai_conn_notify, s,
+        MHD_OPTION_CONNECTION_LIMIT, oai_conn_hard_limit(&s->cfg),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg.header_timeout,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)2 << 20,
         MHD_OPTION_END);
-    int family = ai->ai_family;
-    freeaddrinfo(ai);
     if (!s->daemon)
-        return pgd_errf(err, errlen, PGD_ERR_IO,
-                        "frontend.openai: cannot listen on %s port %d (in use, or not an "
-                        "address of this machine)", s->cfg.host, s->cfg.port);
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = di && di->port ? di->port : s->cfg.port;
-    snprintf(s->address, sizeof s->address, family == AF_INET6 ? "http://[%s]:%d" : "http://%s:%d",
-             s->cfg.host, s->port);
-    return PGD_OK;
+        return pgd_errf(err, errlen, PGD_ERR_IO, "frontend.openai: cannot start the HTTP "
+                        "server on %s", s->address);
+    return oai_conn_start_accepting(s, err, errlen);
 }
 
-/* Waits until no request is active or the deadline passes; true when none is left. */
-static bool wait_idle(struct oai_server *s, const struct timespec *deadline)
+/* Waits until no request is active, the deadline passes or the grace is cut (when
+ * cut_ok); true when none is left. */
+static bool wait_idle(struct oai_server *s, const struct timespec *deadline, bool cut_ok)
 {
     pthread_mutex_lock(&s->mu);
-    while (s->active > 0) {
+    while (s->active > 0 && !(cut_ok && s->cut_grace)) {
         if (pthread_cond_timedwait(&s->cv, &s->mu, deadline) == ETIMEDOUT)
             break;
     }
@@ -644,25 +747,56 @@ static struct timespec deadline_in(int ms)
     return t;
 }
 
+/* Waits up to ms until no request is active and no connection holds an unread request
+ * head; true when so. */
+static bool settle(struct oai_server *s, int ms)
+{
+    struct timespec end = deadline_in(ms);
+    for (;;) {
+        struct timespec step = deadline_in(5);
+        bool last = step.tv_sec > end.tv_sec ||
+                    (step.tv_sec == end.tv_sec && step.tv_nsec >= end.tv_nsec);
+        if (wait_idle(s, last ? &end : &step, false) && !oai_conn_head_pending(s))
+            return true;
+        if (last)
+            return false;
+    }
+}
+
+/* Shutdown: (1) stop accepting: connections already in the listen backlog are taken (and
+ * answered 503), then the listening socket closes and the kernel refuses new clients; a
+ * request arriving on an open connection gets 503; (2) let running requests finish for the
+ * grace (a second call cuts it); (3) abort the rest: plain requests get a 503, streams an
+ * error event and [DONE] (generate.c), bodies still coming are cut off; (4) once every
+ * request was answered and no connection holds an unread head, stop the daemon (which
+ * closes the idle connections). */
 void oai_server_shutdown(struct oai_server *s, int grace_ms)
 {
-    if (!s->daemon)
-        return;
-    atomic_store(&s->draining, true);
-    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
-    struct timespec dl = deadline_in(grace_ms > 0 ? grace_ms : 0);
-    if (!wait_idle(s, &dl)) {
-        pthread_mutex_lock(&s->mu);
-        int left = s->active;
+    if (atomic_exchange(&s->shutting_down, true)) {
+        pthread_mutex_lock(&s->mu);     /* a second call: end the first one's grace now */
+        s->cut_grace = true;
+        pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);
-        PGD_WARN("frontend.openai: grace period over, aborting %d request(s)", left);
-        atomic_store(&s->aborting, true);
-        dl = deadline_in(10000);
-        if (!wait_idle(s, &dl))
-            PGD_ERROR("frontend.openai: requests still running after their abort");
+        return;
     }
-    MHD_stop_daemon(s->daemon);
-    s->daemon = NULL;
+    if (s->daemon) {
+        atomic_store(&s->draining, true);
+        oai_conn_stop_accepting(s);
+        struct timespec dl = deadline_in(grace_ms > 0 ? grace_ms : 0);
+        bool idle = wait_idle(s, &dl, true);
+        if (!idle) {
+            pthread_mutex_lock(&s->mu);
+            int left = s->active;
+            pthread_mutex_unlock(&s->mu);
+            PGD_WARN("frontend.openai: grace period over, aborting %d request(s)", left);
+            atomic_store(&s->aborting, true);
+            oai_conn_close_uploads(s);
+        }
+        if (!settle(s, idle ? 2000 : 10000))
+            PGD_ERROR("frontend.openai: requests still running at the end of the shutdown");
+        MHD_stop_daemon(s->daemon);
+        s->daemon = NULL;
+    }
+    oai_conn_stop_accepting(s);
+    oai_conn_stop(s);
 }

@@ -1,10 +1,15 @@
 /* The OpenAI-compatible HTTP frontend: what its files share.
  *
  *   plugin.c    the plugin descriptor, the ops, the settings
- *   http.c      the libmicrohttpd daemon: routing, bodies, auth, CORS, counters, shutdown
+ *   listen.c    the listening socket: TCP (IPv4, IPv6, dual-stack) or a Unix socket
+ *   conn.c      connections: total and per-IP limits (503 + Retry-After past them), the
+ *               deadline to receive a request head, the idle keep-alive timeout
+ *   auth.c      API keys: loading them, checking a request's bearer token in constant time
+ *   http.c      the libmicrohttpd daemon: routing, head checks, bodies, CORS, counters,
+ *               shutdown
  *   request.c   JSON request bodies -> struct oai_gen (every type and range checked)
  *   generate.c  running a struct oai_gen on the engine: JSON responses and SSE streams
- *   util.c      error bodies, UTF-8 repair, token strings, a growable byte buffer
+ *   util.c      error bodies, UTF-8 repair, token strings, response ids
  *
  * Threads: libmicrohttpd runs one thread per connection; each request is handled entirely
  * on its connection's thread (the engine, the tokenizer and the chat renderer are
@@ -13,6 +18,7 @@
 #define PGD_OAI_H
 
 #include <pagoda/frontend.h>
+#include "runtime/base/buf.h"
 #include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -28,12 +34,16 @@
 struct oai_settings {
     char *host;                    /* default "127.0.0.1" */
     int port;                      /* default 8000; 0 = any free port */
-    char *api_key;                 /* NULL: no auth */
+    char *uds;                     /* a Unix socket path; when set, host and port are unused */
+    char **api_keys;               /* [n_api_keys], owned; none: no auth */
+    int n_api_keys;
     char *served_model_name;       /* NULL: the host's model name */
     size_t max_body_bytes;         /* default 4 MiB */
-    int max_connections;           /* default 1024 */
+    int max_connections;           /* default 1024 (past it: 503 + Retry-After) */
+    int max_connections_per_ip;    /* default -1: half of max_connections; 0: no limit */
     int max_n;                     /* most choices per request (prompts x n); default 64 */
-    int timeout_s;                 /* idle connection timeout; default 300 */
+    int timeout_keep_alive;        /* s an idle keep-alive connection is kept; default 5 */
+    int header_timeout;            /* s to receive a whole request head; default 10 */
     char *cors_origins;            /* comma-separated, or "*"; NULL: no CORS headers */
     bool access_log;               /* one log line per request; default true */
     char *response_role;           /* the role of chat answers; default "assistant" */
@@ -53,10 +63,24 @@ enum oai_route {
 
 #define OAI_STATUS_SLOTS 12        /* distinct status codes counted per route */
 
+/* One connection (MHD's socket_context), registered by the acceptor before libmicrohttpd
+ * gets it, until libmicrohttpd's CLOSED notification; in s->conns under s->conn_mu. */
+struct oai_conn {
+    struct oai_conn *prev, *next;
+    int fd;                        /* MHD's socket: valid until our CLOSED callback returns */
+    unsigned char ip[16];          /* the peer (IPv4 as ::ffff:a.b.c.d) when has_ip */
+    bool has_ip;                   /* false on a Unix socket: no per-IP limit */
+    bool attached;                 /* libmicrohttpd's STARTED notification took it */
+    bool running;                  /* a request is being generated (never timed out) */
+    int64_t head_deadline_ms;      /* monotonic ms by which a whole request head must have
+                                      come; 0 while a request is being handled */
+};
+
 struct oai_server {
     struct oai_settings cfg;
     struct MHD_Daemon *daemon;
-    char address[160];
+    int listen_fd;                 /* accepted on by conn.c's acceptor; -1 once closed */
+    char address[160];             /* "http://127.0.0.1:8000", "http://[::]:8000", "unix:PATH" */
     int port;
     time_t started;
 
@@ -65,17 +89,37 @@ struct oai_server {
     int active;                    /* requests between their first byte and completion */
     atomic_bool draining;          /* shutdown began: refuse new requests */
     atomic_bool aborting;          /* the grace period ended: abort running requests */
+    atomic_bool shutting_down;     /* a shutdown call is under way (a second one cuts it) */
+    bool cut_grace;                /* under mu: a second shutdown call ended the grace */
     atomic_bool attached;
     struct pgd_frontend_model model;   /* valid once attached */
     char *model_name;              /* owned */
     atomic_uint_fast64_t next_id;
 
+    /* Connections (conn.c), under conn_mu. */
+    pthread_mutex_t conn_mu;
+    pthread_cond_t conn_cv;        /* wakes the watchdog early (stop) */
+    struct oai_conn *conns;        /* every connection libmicrohttpd holds */
+    int n_conns;
+    int per_ip;                    /* max_connections_per_ip resolved (0: none) */
+    bool watchdog_stop;
+    bool watchdog_started;
+    pthread_t watchdog;
+    pthread_t acceptor;
+    bool acceptor_started;
+    int wake[2];                   /* a pipe: a byte stops the acceptor */
+
     /* HTTP counters for /metrics, under mu. */
     struct { int status; uint64_t n; } counts[R_COUNT][OAI_STATUS_SLOTS];
     uint64_t streams_aborted;      /* streams ended early by a client or by shutdown */
+    /* Connection counters for /metrics, under conn_mu. */
+    uint64_t refused_total, refused_per_ip, head_timeouts;
 };
 
 enum pgd_status oai_server_start(struct oai_server *s, char *err, size_t errlen);
+/* Stops accepting, lets requests run for grace_ms, then answers the rest (503 / an error
+ * event) and stops the daemon. A call while another runs (from another thread: a second
+ * SIGTERM) ends that one's grace at once and returns. */
 void oai_server_shutdown(struct oai_server *s, int grace_ms);
 void oai_server_count(struct oai_server *s, enum oai_route r, int status);
 /* True when the client of c has closed its end (checked without waiting). */
@@ -89,6 +133,9 @@ enum MHD_Result oai_queue(struct oai_server *s, struct MHD_Connection *c, enum o
 enum MHD_Result oai_respond(struct oai_server *s, struct MHD_Connection *c, enum oai_route r,
                             int status, const char *ctype, char *body, size_t len,
                             bool body_owned);
+/* An OpenAI-shaped error body as a response (NULL on memory), for headers to be added. */
+struct MHD_Response *oai_error_response(const char *type, const char *param, const char *code,
+                                        const char *msg);
 /* An OpenAI-shaped error response. */
 enum MHD_Result oai_respond_error(struct oai_server *s, struct MHD_Connection *c,
                                   enum oai_route r, int status, const char *type,
@@ -102,6 +149,59 @@ enum MHD_Result oai_respond_json(struct oai_server *s, struct MHD_Connection *c,
  * these calls into the request being handled on the calling thread (no-ops elsewhere). */
 void oai_access_note_usage(const char *request_id, int prompt_tokens, int completion_tokens);
 void oai_access_note_first_token(void);
+/* ---- the listening socket (listen.c) ---------------------------------------------------- */
+
+/* Binds and listens per s->cfg (TCP host:port, or the Unix socket cfg.uds); sets
+ * s->listen_fd, s->port and s->address. Never SO_REUSEPORT: a port in use is an error. */
+enum pgd_status oai_listen_open(struct oai_server *s, char *err, size_t errlen);
+/* Closes the listening socket (once) and removes a Unix socket's file. */
+void oai_listen_close(struct oai_server *s);
+
+/* ---- connections (conn.c) --------------------------------------------------------------- */
+
+/* Connections libmicrohttpd may hold: max_connections plus a reserve for the ones it closed
+ * but has not reaped yet. */
+unsigned oai_conn_hard_limit(const struct oai_settings *cfg);
+/* Starts the watchdog; then, once the daemon runs, the acceptor. */
+enum pgd_status oai_conn_start(struct oai_server *s, char *err, size_t errlen);
+enum pgd_status oai_conn_start_accepting(struct oai_server *s, char *err, size_t errlen);
+/* Stops accepting and closes the listening socket (shutdown's first step). */
+void oai_conn_stop_accepting(struct oai_server *s);
+/* Stops the watchdog (after MHD_stop_daemon). */
+void oai_conn_stop(struct oai_server *s);
+/* MHD_OPTION_NOTIFY_CONNECTION: registers or forgets a connection. */
+void oai_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                     enum MHD_ConnectionNotificationCode code);
+/* The phases of a request on its connection: its head came (body next), it is being
+ * generated (no timeout), it was answered (the next head is due within header_timeout). */
+void oai_conn_head_received(struct oai_server *s, struct MHD_Connection *c);
+void oai_conn_running(struct oai_server *s, struct MHD_Connection *c);
+void oai_conn_request_done(struct oai_server *s, struct MHD_Connection *c);
+/* Writes a whole answer (status "413 Content Too Large", extra headers each ending in CRLF,
+ * a JSON body) straight on a socket, non-blocking, with `Connection: close`: for answers
+ * libmicrohttpd cannot send (before it has the socket, or in the middle of a body). */
+void oai_conn_send_raw(int fd, const char *status, const char *extra_headers,
+                       const char *body);
+/* Shuts down every connection whose request body is still coming (when the grace ends). */
+void oai_conn_close_uploads(struct oai_server *s);
+/* True when a connection waiting for a request head has unread bytes (a head that came
+ * before the listener closed: shutdown waits for its 503 before stopping the daemon). */
+bool oai_conn_head_pending(struct oai_server *s);
+/* The connection series of /metrics, each labelled model_name="<model_name>" (escaped). */
+void oai_conn_metrics(struct oai_server *s, struct pgd__buf *b, const char *model_name);
+
+/* ---- API keys (auth.c) ------------------------------------------------------------------ */
+
+/* Adds one key (api_key; an empty one is refused: it would turn authentication off). */
+enum pgd_status oai_auth_add_key(struct oai_settings *s, const char *key, char *err,
+                                 size_t errlen);
+/* Adds every key of FILE (one a line; blank lines and lines starting with '#' skipped);
+ * warns when the file is readable by group or others. */
+enum pgd_status oai_auth_load_file(struct oai_settings *s, const char *path, char *err,
+                                   size_t errlen);
+/* True when no key is set or `Authorization: Bearer K` names one of them; the time taken
+ * depends on the lengths and the number of keys only. */
+bool oai_auth_ok(const struct oai_settings *s, const char *authorization);
 
 /* ---- errors while parsing or running a request --------------------------------------- */
 
@@ -139,6 +239,10 @@ struct oai_gen {
     struct pgd_logit_bias *bias;   /* owned */
 };
 
+/* The JSON object of a request body (body[0..len), need not be NUL-terminated), or NULL
+ * with e set (400 invalid_json: not JSON, or not an object). The caller owns the result
+ * (json_decref). Needs no connection: the fuzz target tests/fuzz/fuzz_request.c calls it. */
+json_t *oai_body_json(const char *body, size_t len, struct oai_error *e);
 /* Parses and checks a /v1/completions (chat false) or /v1/chat/completions body, renders
  * and tokenizes the prompts. On failure e is set and g is left for oai_gen_fini. */
 bool oai_gen_parse(struct oai_server *s, bool chat, json_t *body, struct oai_gen *g,
@@ -151,14 +255,8 @@ enum MHD_Result oai_gen_run(struct oai_server *s, struct MHD_Connection *c, stru
 
 /* ---- util.c ---------------------------------------------------------------------------- */
 
-struct oai_buf {
-    char *p;
-    size_t len, cap;
-    bool failed;                   /* an allocation failed; p holds what fit */
-};
-void oai_buf_add(struct oai_buf *b, const char *s, size_t n);
-void oai_buf_addf(struct oai_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void oai_buf_fini(struct oai_buf *b);
+/* Byte buffers are runtime/base/buf.h's struct pgd__buf (its sources are compiled into this
+ * plugin). */
 
 /* A json string of s[0..n) with invalid UTF-8 replaced by U+FFFD (never NULL on memory). */
 json_t *oai_json_str(const char *s, size_t n);

@@ -1,25 +1,36 @@
 /* The OpenAI-compatible HTTP frontend plugin: its descriptor, its ops and its settings.
  *
- * Settings (keys of [frontend.openai] in an INI deployment, or `pagoda serve` options):
- *   host               address to bind (default 127.0.0.1)
- *   port               TCP port (default 8000; 0 = a free port, see ops->address)
- *   api_key            when set, requests need `Authorization: Bearer <key>` (except
- *                      /health and /metrics)
- *   served_model_name  the model's name in requests and responses (default: the host's)
- *   max_body_bytes     larger request bodies get 413 (default 4194304)
- *   max_connections    concurrent connections (default 1024)
- *   max_n              most choices one request may ask for: prompts x n (default 64)
- *   timeout_s          idle connections are closed after this (default 300)
- *   cors_origins       comma-separated allowed origins, or "*" (default: no CORS)
- *   access_log         true/false: a log line per request (default true)
- *   response_role      the role of chat answers (default "assistant")
+ * Settings (keys of [frontend.openai] in an INI deployment, or `pagoda serve` options; the
+ * flag is the key with '-' for '_'):
+ *   host                   address to bind (default 127.0.0.1; "::" = every IPv6 and IPv4
+ *                          address, dual-stack)
+ *   port                   TCP port (default 8000; 0 = a free port, see ops->address)
+ *   uds                    listen on this Unix socket instead of host:port
+ *   api_key                when set, requests need `Authorization: Bearer <key>` (except
+ *                          /health and /metrics); repeatable (any of the keys is accepted);
+ *                          an empty key is refused
+ *   api_key_file           more keys, one a line (blank lines and '#' lines skipped)
+ *   served_model_name      the model's name in requests and responses (default: the host's)
+ *   max_body_bytes         larger request bodies get 413 (default 4194304)
+ *   max_connections        open connections served; past it a new one gets 503 with
+ *                          Retry-After (default 1024)
+ *   max_connections_per_ip the same for one client address (default: half of
+ *                          max_connections; 0 = no per-address limit)
+ *   max_n                  most choices one request may ask for: prompts x n (default 64)
+ *   timeout_keep_alive     seconds an idle keep-alive connection is kept (default 5)
+ *   header_timeout         seconds a client has to send a whole request head, from its
+ *                          connection or its previous answer (default 10)
+ *   cors_origins           comma-separated allowed origins, or "*" (default: no CORS)
+ *   access_log             true/false: a log line per request (default true)
+ *   response_role          the role of chat answers (default "assistant")
  *   return_tokens_as_token_ids  true/false: logprobs name tokens "token_id:N" (default false)
- *   max_logprobs       the most logprobs a request may ask for, 0..20 (default 20) */
+ *   max_logprobs           the most logprobs a request may ask for, 0..20 (default 20) */
 #include "plugins/frontend/openai/oai.h"
 #include <pagoda/plugin.h>
 #include <pagoda/log.h>
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,6 +68,70 @@ static enum pgd_status set_str(char **dst, const char *v)
     return *dst ? PGD_OK : PGD_ERR_NOMEM;
 }
 
+/* Integer settings: key, range, where the value goes. */
+struct int_setting {
+    const char *key;
+    long lo, hi;
+    size_t offset;                 /* of an int, or of max_body_bytes (a size_t) */
+};
+static const struct int_setting int_settings[] = {
+    { "port", 0, 65535, offsetof(struct oai_settings, port) },
+    { "max_body_bytes", 64, LONG_MAX, offsetof(struct oai_settings, max_body_bytes) },
+    { "max_connections", 1, 65536, offsetof(struct oai_settings, max_connections) },
+    { "max_connections_per_ip", 0, 65536,
+      offsetof(struct oai_settings, max_connections_per_ip) },
+    { "max_n", 1, 256, offsetof(struct oai_settings, max_n) },
+    { "timeout_keep_alive", 1, 86400, offsetof(struct oai_settings, timeout_keep_alive) },
+    { "header_timeout", 1, 3600, offsetof(struct oai_settings, header_timeout) },
+    { "max_logprobs", 0, OAI_MAX_LOGPROBS, offsetof(struct oai_settings, max_logprobs) },
+};
+
+/* One key = value; PGD_ERR_NOT_FOUND when the key is not a setting. */
+static enum pgd_status parse_one(struct oai_settings *s, const char *k, const char *v,
+                                 char *err, size_t errlen)
+{
+    for (size_t i = 0; i < sizeof int_settings / sizeof *int_settings; i++) {
+        const struct int_setting *is = &int_settings[i];
+        if (strcmp(k, is->key))
+            continue;
+        long x = 0;
+        enum pgd_status st = parse_long(k, v, is->lo, is->hi, &x, err, errlen);
+        if (st == PGD_OK && !strcmp(k, "max_body_bytes"))
+            s->max_body_bytes = (size_t)x;
+        else if (st == PGD_OK)
+            *(int *)((char *)s + is->offset) = (int)x;
+        return st;
+    }
+    if (!strcmp(k, "host"))
+        return *v ? set_str(&s->host, v)
+                  : pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "frontend.openai: host is empty");
+    if (!strcmp(k, "uds"))
+        return *v ? set_str(&s->uds, v)
+                  : pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "frontend.openai: uds is empty");
+    if (!strcmp(k, "api_key"))
+        return oai_auth_add_key(s, v, err, errlen);
+    if (!strcmp(k, "api_key_file"))
+        return oai_auth_load_file(s, v, err, errlen);
+    if (!strcmp(k, "served_model_name"))
+        return *v ? set_str(&s->served_model_name, v)
+                  : pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                             "frontend.openai: served_model_name is empty");
+    if (!strcmp(k, "cors_origins")) {
+        free(s->cors_origins);
+        s->cors_origins = NULL;
+        return *v ? set_str(&s->cors_origins, v) : PGD_OK;
+    }
+    if (!strcmp(k, "access_log"))
+        return parse_bool(k, v, &s->access_log, err, errlen);
+    if (!strcmp(k, "return_tokens_as_token_ids"))
+        return parse_bool(k, v, &s->return_tokens_as_token_ids, err, errlen);
+    if (!strcmp(k, "response_role"))
+        return *v ? set_str(&s->response_role, v)
+                  : pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                             "frontend.openai: response_role is empty");
+    return PGD_ERR_NOT_FOUND;
+}
+
 enum pgd_status oai_settings_parse(struct oai_settings *s, const struct pgd_setting *kv,
                                    size_t n, char *err, size_t errlen)
 {
@@ -64,8 +139,10 @@ enum pgd_status oai_settings_parse(struct oai_settings *s, const struct pgd_sett
         .port = 8000,
         .max_body_bytes = (size_t)4 << 20,
         .max_connections = 1024,
+        .max_connections_per_ip = -1,
         .max_n = 64,
-        .timeout_s = 300,
+        .timeout_keep_alive = 5,
+        .header_timeout = 10,
         .access_log = true,
         .max_logprobs = OAI_MAX_LOGPROBS,
     };
@@ -74,58 +151,15 @@ enum pgd_status oai_settings_parse(struct oai_settings *s, const struct pgd_sett
         st = set_str(&s->response_role, "assistant");
     for (size_t i = 0; i < n && st == PGD_OK; i++) {
         const char *k = kv[i].key, *v = kv[i].value;
-        long x;
         if (!k || !v)
             st = pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
                           "frontend.openai: setting %zu has no key or no value", i);
-        else if (!strcmp(k, "host"))
-            st = *v ? set_str(&s->host, v)
-                    : pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "frontend.openai: host is empty");
-        else if (!strcmp(k, "port")) {
-            if (!(st = parse_long(k, v, 0, 65535, &x, err, errlen)))
-                s->port = (int)x;
-        } else if (!strcmp(k, "api_key")) {
-            free(s->api_key);
-            s->api_key = NULL;
-            if (*v)
-                st = set_str(&s->api_key, v);
-        } else if (!strcmp(k, "served_model_name"))
-            st = *v ? set_str(&s->served_model_name, v)
-                    : pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
-                               "frontend.openai: served_model_name is empty");
-        else if (!strcmp(k, "max_body_bytes")) {
-            if (!(st = parse_long(k, v, 64, LONG_MAX, &x, err, errlen)))
-                s->max_body_bytes = (size_t)x;
-        } else if (!strcmp(k, "max_connections")) {
-            if (!(st = parse_long(k, v, 1, 65536, &x, err, errlen)))
-                s->max_connections = (int)x;
-        } else if (!strcmp(k, "max_n")) {
-            if (!(st = parse_long(k, v, 1, 256, &x, err, errlen)))
-                s->max_n = (int)x;
-        } else if (!strcmp(k, "timeout_s")) {
-            if (!(st = parse_long(k, v, 0, 86400, &x, err, errlen)))
-                s->timeout_s = (int)x;
-        } else if (!strcmp(k, "cors_origins")) {
-            free(s->cors_origins);
-            s->cors_origins = NULL;
-            if (*v)
-                st = set_str(&s->cors_origins, v);
-        } else if (!strcmp(k, "access_log"))
-            st = parse_bool(k, v, &s->access_log, err, errlen);
-        else if (!strcmp(k, "return_tokens_as_token_ids"))
-            st = parse_bool(k, v, &s->return_tokens_as_token_ids, err, errlen);
-        else if (!strcmp(k, "response_role"))
-            st = *v ? set_str(&s->response_role, v)
-                    : pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
-                               "frontend.openai: response_role is empty");
-        else if (!strcmp(k, "max_logprobs")) {
-            if (!(st = parse_long(k, v, 0, OAI_MAX_LOGPROBS, &x, err, errlen)))
-                s->max_logprobs = (int)x;
-        } else
+        else if ((st = parse_one(s, k, v, err, errlen)) == PGD_ERR_NOT_FOUND)
             st = pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
-                          "frontend.openai: unknown setting '%s' (known: host, port, api_key, "
-                          "served_model_name, max_body_bytes, max_connections, max_n, "
-                          "timeout_s, cors_origins, access_log, response_role, "
+                          "frontend.openai: unknown setting '%s' (known: host, port, uds, "
+                          "api_key, api_key_file, served_model_name, max_body_bytes, "
+                          "max_connections, max_connections_per_ip, max_n, timeout_keep_alive, "
+                          "header_timeout, cors_origins, access_log, response_role, "
                           "return_tokens_as_token_ids, max_logprobs)", k);
         if (st == PGD_ERR_NOMEM)
             pgd_errf(err, errlen, st, "frontend.openai: no memory");
@@ -138,7 +172,10 @@ enum pgd_status oai_settings_parse(struct oai_settings *s, const struct pgd_sett
 void oai_settings_fini(struct oai_settings *s)
 {
     free(s->host);
-    free(s->api_key);
+    free(s->uds);
+    for (int i = 0; i < s->n_api_keys; i++)
+        free(s->api_keys[i]);
+    free(s->api_keys);
     free(s->served_model_name);
     free(s->cors_origins);
     free(s->response_role);
@@ -163,6 +200,10 @@ static enum pgd_status fe_create(const struct pgd_setting *settings, size_t n, v
     }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    pthread_mutex_init(&s->conn_mu, NULL);
+    pthread_cond_init(&s->conn_cv, NULL);
+    s->listen_fd = -1;
+    s->wake[0] = s->wake[1] = -1;
     s->started = time(NULL);
     st = oai_server_start(s, err, errlen);
     if (st != PGD_OK) {
@@ -219,6 +260,8 @@ static void fe_destroy(void *fe)
     free(s->model_name);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->conn_mu);
+    pthread_cond_destroy(&s->conn_cv);
     free(s);
 }
 

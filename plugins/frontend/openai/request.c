@@ -18,17 +18,24 @@ static json_t *field(json_t *o, const char *k)
     return json_is_null(v) ? NULL : v;
 }
 
-static bool opt_bool(json_t *o, const char *k, bool *out, struct oai_error *e)
+/* A boolean field k of o; name is how errors call it (e.g. "stream_options.include_usage"). */
+static bool opt_bool_named(json_t *o, const char *k, const char *name, bool *out,
+                           struct oai_error *e)
 {
     json_t *v = field(o, k);
     if (!v)
         return true;
     if (!json_is_boolean(v)) {
-        OAI_BAD(e, k, "'%s' must be a boolean", k);
+        OAI_BAD(e, name, "'%s' must be a boolean", name);
         return false;
     }
     *out = json_is_true(v);
     return true;
+}
+
+static bool opt_bool(json_t *o, const char *k, bool *out, struct oai_error *e)
+{
+    return opt_bool_named(o, k, k, out, e);
 }
 
 /* An integer (a real with an integral value is accepted) in [lo, hi]. */
@@ -228,7 +235,7 @@ static bool parse_messages(struct oai_server *s, json_t *b, struct oai_gen *g, b
         else if (json_is_string(content))
             text = json_copy(content);
         else if (json_is_array(content)) {
-            struct oai_buf tb = { 0 };
+            struct pgd__buf tb = { 0 };
             size_t j;
             json_t *part;
             json_array_foreach(content, j, part) {
@@ -237,18 +244,23 @@ static bool parse_messages(struct oai_server *s, json_t *b, struct oai_gen *g, b
                     !json_is_string(json_object_get(part, "type")) ||
                     strcmp(json_string_value(json_object_get(part, "type")), "text") ||
                     !json_is_string(t)) {
-                    oai_buf_fini(&tb);
+                    pgd__buf_fini(&tb);
                     json_decref(norm);
                     OAI_BAD(e, param, "'%s.content[%zu]': only parts {\"type\": \"text\", "
                             "\"text\": ...} are supported", param, j);
                     return false;
                 }
                 if (j)
-                    oai_buf_add(&tb, "\n", 1);
-                oai_buf_add(&tb, json_string_value(t), json_string_length(t));
+                    pgd__buf_append(&tb, "\n", 1);
+                pgd__buf_append(&tb, json_string_value(t), json_string_length(t));
             }
-            text = json_stringn(tb.p ? tb.p : "", tb.len);
-            oai_buf_fini(&tb);
+            text = tb.failed ? NULL : json_stringn(tb.p ? tb.p : "", tb.len);
+            pgd__buf_fini(&tb);
+            if (!text) {
+                json_decref(norm);
+                oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
+                return false;
+            }
         } else {
             json_decref(norm);
             OAI_BAD(e, param, "'%s.content' must be a string or a list of text parts", param);
@@ -379,10 +391,12 @@ static bool parse_token_lists(struct oai_server *s, json_t *b, struct oai_gen *g
         json_t *v;
         int i = 0;
         json_object_foreach(lb, k, v) {
+            /* Decimal digits only: strtol alone would take " 5", "+5" and "-0". */
             char *end;
             errno = 0;
             long id = strtol(k, &end, 10);
-            if (!*k || *end || errno || id < 0 || id >= s->model.vocab_size) {
+            if (!(*k >= '0' && *k <= '9') || *end || errno || id < 0 ||
+                id >= s->model.vocab_size) {
                 OAI_BAD(e, "logit_bias", "'logit_bias' key '%.40s' is not a token id in "
                         "[0, %d)", k, s->model.vocab_size);
                 return false;
@@ -442,6 +456,25 @@ static int apply_default_sampling(const struct oai_server *s, struct pgd_samplin
     return d->max_tokens > 0 ? d->max_tokens : 0;
 }
 
+json_t *oai_body_json(const char *body, size_t len, struct oai_error *e)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(body ? body : "", len, 0, &jerr);
+    if (!j) {
+        oai_err_set(e, 400, "invalid_request_error", NULL, "invalid_json",
+                    "Invalid JSON body: %s (line %d, column %d)", jerr.text, jerr.line,
+                    jerr.column);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        oai_err_set(e, 400, "invalid_request_error", NULL, "invalid_json",
+                    "The request body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
 bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g,
                    struct oai_error *e)
 {
@@ -480,19 +513,25 @@ bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g
                     "true");
             return false;
         }
-        if (!opt_bool(so, "include_usage", &g->include_usage, e))
+        if (!opt_bool_named(so, "include_usage", "stream_options.include_usage",
+                            &g->include_usage, e))
             return false;
     }
 
     struct pgd_sampling_params *sp = &g->sp;
     long long x;
     bool set;
-    long long max_tokens = 0;
-    if (!opt_int(b, "max_tokens", 1, INT_MAX, &max_tokens, &g->max_tokens_set, e))
+    /* Both spellings are checked; max_completion_tokens (OpenAI's newer name) wins when
+     * both are given, as in vLLM. */
+    long long max_tokens = 0, max_completion = 0;
+    bool completion_set = false;
+    if (!opt_int(b, "max_tokens", 1, INT_MAX, &max_tokens, &g->max_tokens_set, e) ||
+        !opt_int(b, "max_completion_tokens", 1, INT_MAX, &max_completion, &completion_set, e))
         return false;
-    if (!g->max_tokens_set &&
-        !opt_int(b, "max_completion_tokens", 1, INT_MAX, &max_tokens, &g->max_tokens_set, e))
-        return false;
+    if (completion_set) {
+        max_tokens = max_completion;
+        g->max_tokens_set = true;
+    }
     if (!opt_num(b, "temperature", 0.0, 2.0, false, &sp->temperature, e) ||
         !opt_num(b, "top_p", 0.0, 1.0, true, &sp->top_p, e) ||
         !opt_num(b, "presence_penalty", -2.0, 2.0, false, &sp->presence_penalty, e) ||

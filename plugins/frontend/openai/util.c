@@ -1,64 +1,13 @@
-/* Small helpers of the OpenAI frontend: a byte buffer, error bodies, UTF-8 repair for JSON
- * strings, token strings and response ids. */
+/* Small helpers of the OpenAI frontend: error bodies, UTF-8 repair for JSON strings, token
+ * strings and response ids. */
 #include "plugins/frontend/openai/oai.h"
+#include "runtime/base/utf8.h"
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-void oai_buf_add(struct oai_buf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->failed = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-void oai_buf_addf(struct oai_buf *b, const char *fmt, ...)
-{
-    char small[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n < sizeof small) {
-        oai_buf_add(b, small, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big) {
-        b->failed = true;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    oai_buf_add(b, big, (size_t)n);
-    free(big);
-}
-
-void oai_buf_fini(struct oai_buf *b)
-{
-    free(b->p);
-    *b = (struct oai_buf){ 0 };
-}
 
 void oai_err_set(struct oai_error *e, int status, const char *type, const char *param,
                  const char *code, const char *fmt, ...)
@@ -73,57 +22,24 @@ void oai_err_set(struct oai_error *e, int status, const char *type, const char *
     va_end(ap);
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 when it is not one. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned min;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; min = 0x80; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; min = 0x800; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; min = 0x10000; }
-    else return 0;
-    if (n < len)
-        return 0;
-    unsigned cp = c & (0xFF >> (len + 1));
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
 json_t *oai_json_str(const char *s, size_t n)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        size_t k = utf8_seq(u + i, n - i);
-        if (!k)
-            break;
-        i += k;
-    }
+    size_t i = pgd__utf8_validate(s, n);
     if (i == n)
         return json_stringn(s, n);
-    struct oai_buf b = { 0 };
-    oai_buf_add(&b, s, i);
+    /* Each byte that does not begin a well-formed sequence becomes one U+FFFD (byte by
+     * byte, not by maximal subparts as pgd__utf8_append_lossy does). */
+    struct pgd__buf b = { 0 };
     while (i < n) {
-        size_t k = utf8_seq(u + i, n - i);
-        if (k) {
-            oai_buf_add(&b, s + i, k);
-            i += k;
-        } else {
-            oai_buf_add(&b, "\xEF\xBF\xBD", 3);
-            i++;
-        }
+        pgd__buf_append(&b, s, i);
+        pgd__buf_append(&b, "\xEF\xBF\xBD", 3);
+        s += i + 1;
+        n -= i + 1;
+        i = pgd__utf8_validate(s, n);
     }
-    json_t *j = b.failed ? NULL : json_stringn(b.p ? b.p : "", b.len);
-    oai_buf_fini(&b);
+    pgd__buf_append(&b, s, n);
+    json_t *j = b.failed ? NULL : json_stringn(b.p, b.len);
+    pgd__buf_fini(&b);
     return j;
 }
 

@@ -1,0 +1,62 @@
+/* Internal: how the engine is put together, for pgd_engine_create, the tests and the
+ * benchmarks. The engine runs any model backend (the model runner in production) and any
+ * text path (the model's tokenizer) through these two small interfaces. The engine's own
+ * state (struct pgd_engine, requests, streams) is in engine_internal.h, for the engine's
+ * files only. */
+#ifndef PGD_RUNTIME_ENGINE_BACKEND_H
+#define PGD_RUNTIME_ENGINE_BACKEND_H
+
+#include <pagoda/engine.h>
+#include "runtime/runner/runner.h"
+#include "runtime/sample/sample_rows.h"
+#include "runtime/engine/textio.h"
+
+/* The model as the engine sees it. */
+struct pgd__engine_backend {
+    void *ctx;                      /* owned; released by destroy */
+    int num_blocks;                 /* KV blocks the backend's cache has */
+    int block_size;                 /* tokens per block */
+    int vocab_size;                 /* logits per row */
+    int max_model_len;              /* the model's longest sequence */
+    int sliding_window;             /* every layer's attention window; 0 = some layer sees all */
+    const int32_t *eos_ids;         /* [n_eos], owned by ctx */
+    int n_eos;
+    /* One step: see pgd__runner_step (the logits stay the backend's until the next step). */
+    enum pgd_status (*step)(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
+                            const float **logits, char *err, size_t errlen);
+    /* Optional: the same step, sampled by the backend: rows [sum of n_logits] describe the
+     * logits rows, res receives their tokens and logprobs (see pgd__runner_step_sample; on
+     * a GPU the logits stay there). Without it the engine samples step's logits itself. */
+    enum pgd_status (*step_sample)(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
+                                   const struct pgd__sample_row *rows,
+                                   struct pgd__sample_result *res, char *err, size_t errlen);
+    void (*destroy)(void *ctx);
+};
+
+/* Creates an engine over a backend and (optionally, may be NULL) a text path, taking
+ * ownership of both (even on failure). p's model_dir/plugin_path/device/num_blocks/
+ * kv_cache_bytes/block_size are ignored: the backend already decided them. */
+enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
+                                        const struct pgd__engine_backend *backend,
+                                        const struct pgd__textio *textio,
+                                        struct pgd_engine **out, char *err, size_t errlen);
+
+/* When on, the engine thread checks after every step that the block pool is consistent
+ * and that each block's ref_count equals the number of live sequences listing it, and
+ * aborts the process (PGD_ASSERT) if not. For tests. */
+void pgd__engine_set_paranoid(struct pgd_engine *e, bool on);
+
+/* On by default: every step goes through the backend's step_sample when it has one (on a
+ * GPU: sampling on the device, only ids and logprobs come back; the plain argmax when every
+ * row is a plain greedy sample). Off: always full logits to the host and the CPU sampler.
+ * For tests that compare the two. pgd__engine_set_greedy_path is its old name. */
+void pgd__engine_set_device_sampling(struct pgd_engine *e, bool on);
+void pgd__engine_set_greedy_path(struct pgd_engine *e, bool on);
+
+/* The backend's ctx (borrowed). */
+void *pgd__engine_backend_ctx(const struct pgd_engine *e);
+/* The model runner of an engine made by pgd_engine_create (borrowed; for the benchmarks'
+ * model facts: weight bytes, shapes). */
+const struct pgd__runner *pgd__engine_runner(const struct pgd_engine *e);
+
+#endif

@@ -1,0 +1,105 @@
+/* The engine's counters and latency histograms (everything under stats_mu): the updates the
+ * engine thread makes as requests are admitted, scheduled, stepped, generate and finish,
+ * and the two ways out: pgd_engine_get_stats and the Prometheus text of /metrics (vLLM's
+ * metric names, pagoda: prefix; the histograms and the text are engine_metrics.c's). */
+#include "runtime/engine/engine_internal.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+double pgd__engine_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void pgd__stats_on_admit(struct pgd_engine *e, const struct pgd__req *r)
+{
+    pthread_mutex_lock(&e->stats_mu);
+    e->stats.prompt_tokens += (uint64_t)r->n_prompt * (uint64_t)r->n_children;
+    pthread_mutex_unlock(&e->stats_mu);
+}
+
+void pgd__stats_on_scheduled(struct pgd_engine *e, const struct pgd__req *r, double t)
+{
+    pthread_mutex_lock(&e->stats_mu);
+    pgd__histogram_observe(&e->metrics.queue, t - r->t_arrival);
+    pthread_mutex_unlock(&e->stats_mu);
+}
+
+void pgd__stats_on_step(struct pgd_engine *e, uint64_t prompt_computed, int step_tokens)
+{
+    pthread_mutex_lock(&e->stats_mu);
+    pgd__histogram_observe(&e->metrics.iteration_tokens, step_tokens);
+    e->stats.num_steps++;
+    e->stats.prompt_tokens_computed += prompt_computed;
+    e->stats.num_preemptions = e->sched.n_preemptions;
+    e->stats.prefix_cache_queries = e->kv.prefix_queries;
+    e->stats.prefix_cache_hits = e->kv.prefix_hits;
+    pthread_mutex_unlock(&e->stats_mu);
+}
+
+/* Also stamps the request's first token (t_first_token is the engine thread's; it is set
+ * here so that the time to first token is observed exactly once). */
+void pgd__stats_on_token(struct pgd_engine *e, const struct pgd__child *c, double t)
+{
+    struct pgd__req *rq = c->req;
+    pthread_mutex_lock(&e->stats_mu);
+    e->stats.generation_tokens++;
+    if (rq->t_first_token == 0.0) {
+        rq->t_first_token = t;
+        pgd__histogram_observe(&e->metrics.ttft, t - rq->t_arrival);
+    }
+    if (c->n_out > 1)
+        pgd__histogram_observe(&e->metrics.itl, t - c->t_last_token);
+    pthread_mutex_unlock(&e->stats_mu);
+}
+
+void pgd__stats_on_finish(struct pgd_engine *e, const struct pgd__child *c,
+                          enum pgd_finish_reason why)
+{
+    const struct pgd__req *r = c->req;
+    double t = pgd__engine_now();
+    pthread_mutex_lock(&e->stats_mu);
+    e->stats.requests_finished[why]++;
+    /* The child's blocks are back in the pool before its last output is pushed: a caller
+     * reading the stats after its stream closes sees them freed. */
+    e->stats.kv_cache_usage = pgd__block_pool_usage(&e->kv.pool);
+    /* The request's end-to-end latency, once: when its last sample finishes (n_done does
+     * not count this one yet). */
+    if (r->n_done + 1 == r->n_children)
+        pgd__histogram_observe(&e->metrics.e2e, t - r->t_arrival);
+    /* Per sequence: its prompt and generated tokens, prefill and decode times. */
+    pgd__engine_metrics_finished(&e->metrics, r->t_scheduled, r->t_first_token, t, r->n_prompt,
+                                 c->n_out);
+    pthread_mutex_unlock(&e->stats_mu);
+}
+
+void pgd__stats_gauges(struct pgd_engine *e)
+{
+    pthread_mutex_lock(&e->stats_mu);
+    e->stats.num_requests_running = e->sched.n_running;
+    e->stats.num_requests_waiting = e->sched.n_waiting;
+    e->stats.kv_cache_usage = pgd__block_pool_usage(&e->kv.pool);
+    pthread_mutex_unlock(&e->stats_mu);
+}
+
+void pgd_engine_get_stats(struct pgd_engine *e, struct pgd_engine_stats *out)
+{
+    pthread_mutex_lock(&e->stats_mu);
+    *out = e->stats;
+    pthread_mutex_unlock(&e->stats_mu);
+}
+
+/* *text is malloc'd (the caller frees it). The stats are copied under stats_mu and
+ * formatted outside it (engine_metrics.c), so a slow scrape never holds up the engine
+ * thread. */
+enum pgd_status pgd_engine_metrics_text(struct pgd_engine *e, char **text, size_t *len)
+{
+    pthread_mutex_lock(&e->stats_mu);
+    struct pgd_engine_stats s = e->stats;
+    struct pgd__engine_metrics m = e->metrics;
+    pthread_mutex_unlock(&e->stats_mu);
+    return pgd__engine_metrics_text(&m, &s, text, len);
+}

@@ -1,0 +1,329 @@
+/* The engine thread: its loop (wait for work, take the inbox, admit and abort, step) and one
+ * step: schedule -> prepare (the backend's sequences and logits-row descriptors) -> run
+ * (forward and sample, on the backend or the host) -> update the scheduler -> emit each
+ * sampled token -> retire finished requests. Also the paranoid invariant check of tests. */
+#include "runtime/engine/engine_internal.h"
+#include <pagoda/log.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the step ------------------------------------------------------------------------ */
+
+/* The prompt logprobs of prompt position p + 1 (entry p of the request's arrays) from its
+ * row's result. */
+static void prompt_logprobs_row(struct pgd__req *rq, int p, const struct pgd__sample_result *res)
+{
+    int k = rq->sp.prompt_logprobs;
+    struct pgd_token_logprobs *tl = &rq->plps[p];
+    struct pgd_logprob *top = rq->plp_top ? rq->plp_top + (size_t)p * k : NULL;
+    tl->chosen = res->chosen;
+    if (top && k > 0)
+        memcpy(top, res->top, (size_t)k * sizeof *top);
+    tl->top = top;
+    tl->n_top = k;
+}
+
+/* Sample 0 of a request with prompt logprobs, still computing its prompt: every new token
+ * of the step gets its logits row. */
+static bool wants_prompt_logprobs(const struct pgd__child *c)
+{
+    return c->index == 0 && c->req->plps && c->seq.n_computed < c->req->n_prompt;
+}
+
+/* The descriptors of seq's logits rows (the last nl of its n_new new tokens) into rows:
+ * prompt-logprobs rows for prompt positions, a sample row for the last when the step
+ * completes the sequence. */
+static void describe_rows(const struct pgd_engine *e, const struct pgd__seq *seq,
+                          const struct pgd__step_seq *ss, struct pgd__sample_row *rows)
+{
+    const struct pgd__child *c = seq->owner;
+    const struct pgd__req *rq = c->req;
+    int nl = ss->n_logits;
+    bool completes = ss->n_computed + ss->n_new == seq->n_tokens;
+    bool plp = c->index == 0 && rq->plps && nl == ss->n_new && ss->n_computed < rq->n_prompt;
+    for (int j = 0; j < nl; j++) {
+        struct pgd__sample_row *row = &rows[j];
+        int p = ss->n_computed + ss->n_new - nl + j;     /* row j predicts token p + 1 */
+        memset(row, 0, sizeof *row);
+        row->kind = PGD__ROW_SKIP;
+        row->n_top = -1;
+        if (completes && j == nl - 1) {
+            row->kind = PGD__ROW_SAMPLE;
+            row->n_top = rq->sp.logprobs;
+            row->ctx = (struct pgd__sample_ctx){
+                .sp = &rq->sp,
+                .tokens = seq->tokens,
+                .n_prompt = seq->n_prompt,
+                .n_out = seq->n_tokens - seq->n_prompt,
+                .eos = e->be.eos_ids,
+                .n_eos = e->be.n_eos,
+                .seed = rq->seed,
+                .child = (uint32_t)c->index,
+            };
+        } else if (plp && p + 1 < rq->n_prompt) {
+            /* A prompt position: the logprob of the prompt's own next token. */
+            row->kind = PGD__ROW_TARGET;
+            row->target = seq->tokens[p + 1];
+            row->n_top = rq->sp.prompt_logprobs;
+        }
+    }
+}
+
+/* prepare: e->ss[i] for each scheduled sequence (its new tokens, its block table, how many
+ * logits rows) and e->rows for every logits row, in the order of o; observes the queue time
+ * of requests scheduled for the first time (and stamps their t_scheduled). Returns the number
+ * of rows; *prompt_computed gets the prompt tokens the step computes, *step_tokens all the
+ * tokens it computes. */
+static int prepare_step(struct pgd_engine *e, const struct pgd__sched_out *o,
+                        uint64_t *prompt_computed, int *step_tokens)
+{
+    double t = pgd__engine_now();
+    *prompt_computed = 0;
+    for (int i = 0; i < o->n; i++) {
+        struct pgd__seq *seq = o->seqs[i];
+        struct pgd__child *c = seq->owner;
+        struct pgd__req *rq = c->req;
+        if (!rq->scheduled) {
+            rq->scheduled = true;
+            rq->t_scheduled = t;
+            pgd__stats_on_scheduled(e, rq, t);
+        }
+        int n_new = o->n_new[i];
+        if (seq->n_computed < seq->n_prompt) {
+            /* The part of [n_computed, n_computed + n_new) that is still prompt. */
+            int end = seq->n_computed + n_new < seq->n_prompt ? seq->n_computed + n_new
+                                                              : seq->n_prompt;
+            *prompt_computed += (uint64_t)(end - seq->n_computed);
+        }
+        /* The step reaches the sequence's end: its last row samples the next token. */
+        bool completes = seq->n_computed + n_new == seq->n_tokens;
+        e->ss[i] = (struct pgd__step_seq){
+            .tokens = seq->tokens + seq->n_computed,
+            .n_new = n_new,
+            .n_computed = seq->n_computed,
+            .block_table = seq->kv.blocks,
+            .n_blocks = seq->kv.n_blocks,
+            .n_logits = wants_prompt_logprobs(c) ? n_new : (completes ? 1 : 0),
+        };
+    }
+    int n_rows = 0;
+    *step_tokens = 0;
+    for (int i = 0; i < o->n; i++) {
+        describe_rows(e, o->seqs[i], &e->ss[i], e->rows + n_rows);
+        n_rows += e->ss[i].n_logits;
+        *step_tokens += e->ss[i].n_new;
+    }
+    return n_rows;
+}
+
+/* run: the backend samples (on a GPU only the results come back, not [rows, vocab] floats),
+ * or hands back the logits for the host sampler. e->res gets one result per row. */
+static enum pgd_status run_step(struct pgd_engine *e, int n_seqs, int n_rows, char *err,
+                                size_t errlen)
+{
+    if (e->be.step_sample && e->device_sampling)
+        return e->be.step_sample(e->be.ctx, e->ss, n_seqs, e->rows, e->res, err, errlen);
+    const float *logits = NULL;
+    enum pgd_status st = e->be.step(e->be.ctx, e->ss, n_seqs, &logits, err, errlen);
+    if (st == PGD_OK)
+        pgd__sample_rows_host(&e->sampler, e->row, logits, e->rows, n_rows, e->res);
+    return st;
+}
+
+/* emit: each row's result, in the order prepare_step laid the rows out: prompt logprobs
+ * into their request, sampled tokens appended and emitted. */
+static void emit_results(struct pgd_engine *e, const struct pgd__sched_out *o)
+{
+    int k = 0;                      /* the row, across all sequences */
+    for (int i = 0; i < o->n; i++) {
+        struct pgd__seq *seq = o->seqs[i];
+        struct pgd__child *c = seq->owner;
+        const struct pgd__step_seq *ss = &e->ss[i];
+        for (int j = 0; j < ss->n_logits; j++, k++) {
+            const struct pgd__sample_row *row = &e->rows[k];
+            if (row->kind == PGD__ROW_TARGET) {
+                /* Row j is new token n_new - n_logits + j (see describe_rows). */
+                prompt_logprobs_row(c->req, ss->n_computed + ss->n_new - ss->n_logits + j,
+                                    &e->res[k]);
+            } else if (row->kind == PGD__ROW_SAMPLE) {
+                int32_t tok = e->res[k].token;
+                pgd__seq_append(seq, tok);
+                pgd__emit_token(e, c, tok, &e->res[k]);
+            }
+        }
+    }
+}
+
+/* Retires the requests whose samples all finished. */
+static void retire_finished(struct pgd_engine *e)
+{
+    for (struct pgd__req *r = e->active, *n; r; r = n) {
+        n = r->next;
+        if (r->n_done == r->n_children)
+            pgd__req_retire(e, r);
+    }
+}
+
+/* One step: schedule -> prepare -> run -> update the scheduler -> emit -> retire. A failed
+ * model step aborts every request (their KV is in an unknown state). */
+static void engine_step(struct pgd_engine *e)
+{
+    const struct pgd__sched_out *o = pgd__scheduler_schedule(&e->sched);
+    if (o->n == 0) {
+        PGD_WARN("engine: nothing schedulable with %d waiting, %d running", e->sched.n_waiting,
+                 e->sched.n_running);
+        return;
+    }
+    uint64_t prompt_computed;
+    int step_tokens;
+    int n_rows = prepare_step(e, o, &prompt_computed, &step_tokens);
+    char err[256] = "";
+    enum pgd_status st = run_step(e, o->n, n_rows, err, sizeof err);
+    if (st != PGD_OK) {
+        PGD_ERROR("engine: model step failed (%s): %s; aborting every request",
+                  pgd_status_str(st), err);
+        /* No update: the planned blocks never got their KV, so none may be cached. */
+        pgd__engine_fail_all(e);
+        return;
+    }
+    /* e->ss[i].n_computed keeps where each planned sequence started. */
+    pgd__scheduler_update(&e->sched, o);
+    /* The step's counters, before any of its outputs reaches a stream: a caller that reads
+     * the stats once its streams closed sees every step that fed them. */
+    pgd__stats_on_step(e, prompt_computed, step_tokens);
+    emit_results(e, o);
+    retire_finished(e);
+    pgd__stats_gauges(e);
+}
+
+/* ---- invariants (tests) ---------------------------------------------------------------- */
+
+/* Every block's count equals the number of live sequences listing it. */
+static bool check_invariants(struct pgd_engine *e, char *err, size_t errlen)
+{
+    if (!pgd__block_pool_check(&e->kv.pool, err, errlen))
+        return false;
+    int nb = e->kv.pool.num_blocks;
+    int *holders = calloc((size_t)nb, sizeof *holders);   /* [nb] sequences listing block b */
+    PGD_ASSERT(holders != NULL);
+    bool ok = true;
+    for (struct pgd__req *r = e->active; r; r = r->next)
+        for (int i = 0; i < r->n_children; i++) {
+            const struct pgd__seq *s = &r->children[i].seq;
+            if (s->status != PGD__SEQ_RUNNING && s->kv.n_blocks != 0) {
+                pgd_errf(err, errlen, PGD_ERR_INTERNAL, "seq %llu: %d blocks while not running",
+                         (unsigned long long)s->id, s->kv.n_blocks);
+                ok = false;
+            }
+            /* Entries before n_released went back to the pool (a sliding window left them). */
+            for (int b = s->kv.n_released; b < s->kv.n_blocks; b++)
+                holders[s->kv.blocks[b]]++;
+        }
+    for (int b = 0; ok && b < nb; b++)
+        if (holders[b] != e->kv.pool.blocks[b].ref_count) {
+            pgd_errf(err, errlen, PGD_ERR_INTERNAL, "block %d: ref_count %d, %d holders", b,
+                     e->kv.pool.blocks[b].ref_count, holders[b]);
+            ok = false;
+        }
+    free(holders);
+    return ok;
+}
+
+/* Paranoid mode: a broken invariant stops the process with the reason in the log. */
+static void assert_invariants(struct pgd_engine *e)
+{
+    char err[256];
+    if (!check_invariants(e, err, sizeof err)) {
+        PGD_ERROR("engine: invariant broken: %s", err);
+        PGD_ASSERT(!"engine invariant");
+    }
+}
+
+/* ---- the loop -------------------------------------------------------------------------- */
+
+/* What the engine thread took from the shared inbox in one go (under e->mu), to act on
+ * without the lock. */
+struct inbox {
+    struct pgd__req *pending;       /* owned now: to admit, oldest first */
+    uint64_t *aborts;               /* owned [cap], kept across rounds: ids to abort */
+    int n_aborts, cap;
+    bool stop;
+    bool paranoid;
+};
+
+/* Waits until there is something to do (a request, an abort, stop, or work the scheduler
+ * holds) and moves the inbox into in. */
+static void inbox_take(struct pgd_engine *e, struct inbox *in)
+{
+    pthread_mutex_lock(&e->mu);
+    while (!e->stop && !e->pending_head && e->n_aborts == 0 &&
+           !pgd__scheduler_has_work(&e->sched))
+        pthread_cond_wait(&e->cv, &e->mu);
+    in->pending = e->pending_head;
+    e->pending_head = e->pending_tail = NULL;
+    in->n_aborts = e->n_aborts;
+    if (in->n_aborts > in->cap) {
+        uint64_t *a = realloc(in->aborts, (size_t)in->n_aborts * sizeof *a);
+        PGD_ASSERT(a != NULL);
+        in->aborts = a;
+        in->cap = in->n_aborts;
+    }
+    if (in->n_aborts)
+        memcpy(in->aborts, e->aborts, (size_t)in->n_aborts * sizeof *in->aborts);
+    e->n_aborts = 0;
+    in->stop = e->stop;
+    in->paranoid = e->paranoid;
+    e->device_sampling = !e->no_device_sampling;
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* Admits r: the active list and the scheduler's waiting queue get it. */
+static void admit(struct pgd_engine *e, struct pgd__req *r)
+{
+    r->next = e->active;
+    r->prev = NULL;
+    if (e->active)
+        e->active->prev = r;
+    e->active = r;
+    for (int i = 0; i < r->n_children; i++)
+        pgd__scheduler_add(&e->sched, &r->children[i].seq);
+    pgd__stats_on_admit(e, r);
+}
+
+/* Admits the new requests, then aborts: an abort that raced its own submission finds its
+ * request admitted. Unknown ids (finished requests) are ignored. */
+static void inbox_apply(struct pgd_engine *e, const struct inbox *in)
+{
+    for (struct pgd__req *r = in->pending, *n; r; r = n) {
+        n = r->next;
+        admit(e, r);
+    }
+    for (int i = 0; i < in->n_aborts; i++)
+        for (struct pgd__req *r = e->active; r; r = r->next)
+            if (r->id == in->aborts[i]) {
+                pgd__req_abort(e, r);
+                break;
+            }
+}
+
+void *pgd__engine_main(void *arg)
+{
+    struct pgd_engine *e = arg;
+    struct inbox in = { 0 };
+    for (;;) {
+        inbox_take(e, &in);
+        inbox_apply(e, &in);
+        if (in.stop) {
+            pgd__engine_fail_all(e);
+            break;
+        }
+        if (pgd__scheduler_has_work(&e->sched))
+            engine_step(e);
+        else
+            pgd__stats_gauges(e);
+        if (in.paranoid)
+            assert_invariants(e);
+    }
+    free(in.aborts);
+    return NULL;
+}

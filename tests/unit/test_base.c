@@ -1,0 +1,444 @@
+/* The base layer's shared utilities: the byte buffer (runtime/base/buf.h), array growth and
+ * the fatal out-of-memory hook (runtime/base/mem.h), and UTF-8 (runtime/base/utf8.h), whose
+ * replacement results are Python's bytes.decode("utf-8", "replace"). */
+#include <criterion/criterion.h>
+#include "runtime/base/buf.h"
+#include "runtime/base/mem.h"
+#include "runtime/base/utf8.h"
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "tests/lib/test_common.h"
+
+PGD_TEST_SUITE(buf);
+PGD_TEST_SUITE(mem);
+PGD_TEST_SUITE(utf8);
+
+/* ---- the byte buffer ---------------------------------------------------------------------- */
+
+Test(buf, empty_buffer_steals_an_empty_string)
+{
+    struct pgd__buf b = { 0 };
+    size_t len = 99;
+    char *s = pgd__buf_steal(&b, &len);
+    cr_assert_not_null(s);
+    cr_assert_str_eq(s, "");
+    cr_assert_eq(len, 0);
+    cr_assert_null(b.p);
+    free(s);
+    pgd__buf_fini(&b); /* fini of an empty buffer is fine, twice too */
+    pgd__buf_fini(&b);
+}
+
+Test(buf, append_keeps_bytes_and_terminator)
+{
+    struct pgd__buf b = { 0 };
+    cr_assert(pgd__buf_append(&b, NULL, 0));
+    cr_assert_not_null(b.p, "an empty append still leaves a NUL-terminated string");
+    cr_assert_eq(b.p[0], '\0');
+    cr_assert(pgd__buf_append(&b, "ab\0c", 4));
+    cr_assert(pgd__buf_puts(&b, "de"));
+    cr_assert_eq(b.len, 6);
+    cr_assert_eq(memcmp(b.p, "ab\0cde", 7), 0);
+    size_t len;
+    char *s = pgd__buf_steal(&b, &len);
+    cr_assert_eq(len, 6);
+    cr_assert_eq(memcmp(s, "ab\0cde", 7), 0);
+    cr_assert_null(b.p);
+    cr_assert_eq(b.len, 0);
+    free(s);
+}
+
+Test(buf, exact_capacity_fits_without_growing)
+{
+    struct pgd__buf b = { 0 };
+    cr_assert(pgd__buf_grow(&b, 0));
+    size_t cap = b.cap;
+    cr_assert_geq(cap, 2);
+    char *p = b.p;
+    /* cap - 1 bytes and the NUL fill the buffer exactly */
+    char fill[4096];
+    cr_assert_lt(cap, sizeof fill);
+    memset(fill, 'x', cap - 1);
+    cr_assert(pgd__buf_append(&b, fill, cap - 1));
+    cr_assert_eq(b.cap, cap);
+    cr_assert_eq(b.p, p);
+    cr_assert_eq(b.p[cap - 1], '\0');
+    /* one more byte needs room */
+    cr_assert(pgd__buf_append(&b, "y", 1));
+    cr_assert_gt(b.cap, cap);
+    cr_assert_eq(b.len, cap);
+    cr_assert_eq(b.p[cap - 1], 'y');
+    cr_assert_eq(b.p[cap], '\0');
+    pgd__buf_fini(&b);
+}
+
+Test(buf, appendf_formats_in_place_and_past_the_capacity)
+{
+    struct pgd__buf b = { 0 };
+    cr_assert(pgd__buf_appendf(&b, "%d-%s", 42, "x"));
+    cr_assert_str_eq(b.p, "42-x");
+    /* a formatted piece that exactly fills the remaining room, then one that does not fit */
+    size_t room = b.cap - b.len - 1;
+    size_t cap = b.cap;
+    cr_assert(pgd__buf_appendf(&b, "%*s", (int)room, "r"));
+    cr_assert_eq(b.cap, cap, "an exact fit does not grow");
+    cr_assert_eq(b.len, b.cap - 1);
+    char big[1000];
+    memset(big, 'z', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    size_t before = b.len;
+    cr_assert(pgd__buf_appendf(&b, "<%s>", big));
+    cr_assert_eq(b.len, before + sizeof big + 1);
+    cr_assert_eq(strncmp(b.p, "42-x", 4), 0);
+    cr_assert_eq(b.p[before], '<');
+    cr_assert_eq(strcmp(b.p + before + 1 + sizeof big - 1, ">"), 0);
+    cr_assert_eq(strlen(b.p), b.len);
+    pgd__buf_fini(&b);
+}
+
+Test(buf, size_overflow_fails_and_sticks)
+{
+    struct pgd__buf b = { 0 };
+    cr_assert(pgd__buf_puts(&b, "keep"));
+    /* len + extra + 1 wraps around: refused before any allocation */
+    cr_assert_not(pgd__buf_grow(&b, SIZE_MAX));
+    cr_assert(b.failed);
+    cr_assert_not(pgd__buf_grow(&b, SIZE_MAX - 4));
+    cr_assert_not(pgd__buf_append(&b, "x", 1), "appends after a failure do nothing");
+    cr_assert_not(pgd__buf_appendf(&b, "%d", 1));
+    cr_assert_eq(b.len, 4);
+    cr_assert_str_eq(b.p, "keep", "what fit before the failure is intact");
+    size_t len = 7;
+    cr_assert_null(pgd__buf_steal(&b, &len), "a failed buffer hands nothing over");
+    cr_assert_eq(len, 0);
+    cr_assert_null(b.p, "steal released the failed buffer");
+}
+
+Test(buf, clear_keeps_memory_and_forgets_failure)
+{
+    struct pgd__buf b = { 0 };
+    cr_assert(pgd__buf_puts(&b, "hello"));
+    char *p = b.p;
+    cr_assert_not(pgd__buf_grow(&b, SIZE_MAX));
+    pgd__buf_clear(&b);
+    cr_assert_not(b.failed);
+    cr_assert_eq(b.len, 0);
+    cr_assert_eq(b.p, p);
+    cr_assert_str_eq(b.p, "");
+    cr_assert(pgd__buf_puts(&b, "again"));
+    cr_assert_str_eq(b.p, "again");
+    pgd__buf_fini(&b);
+}
+
+Test(buf, read_stream_reads_everything)
+{
+    /* more than one 64 KiB round, with NUL bytes inside */
+    size_t n = 200000;
+    char *data = malloc(n);
+    cr_assert_not_null(data);
+    for (size_t i = 0; i < n; i++)
+        data[i] = (char)(i * 7 % 251);
+    FILE *f = tmpfile();
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(data, 1, n, f), n);
+    rewind(f);
+    char err[256] = "", *got;
+    size_t len;
+    cr_assert_eq(pgd__read_stream(f, "tmp", &got, &len, err, sizeof err), PGD_OK, "%s", err);
+    cr_assert_eq(len, n);
+    cr_assert_eq(memcmp(got, data, n), 0);
+    cr_assert_eq(got[n], '\0');
+    free(got);
+    /* at the end: an empty string */
+    cr_assert_eq(pgd__read_stream(f, "tmp", &got, &len, err, sizeof err), PGD_OK, "%s", err);
+    cr_assert_eq(len, 0);
+    cr_assert_str_eq(got, "");
+    free(got);
+    fclose(f);
+    free(data);
+}
+
+Test(buf, read_file_names_the_file_when_it_fails)
+{
+    char err[256] = "", *data = (char *)"untouched";
+    cr_assert_eq(pgd__read_file("/nonexistent/pagoda-test", &data, NULL, err, sizeof err),
+                 PGD_ERR_NOT_FOUND);
+    cr_assert_null(data);
+    cr_assert(strstr(err, "/nonexistent/pagoda-test: "), "%s", err);
+    /* a directory opens, and reading it fails */
+    char dir[] = "/tmp/pgd_test_base_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    enum pgd_status st = pgd__read_file(dir, &data, NULL, err, sizeof err);
+    rmdir(dir);
+    cr_assert_eq(st, PGD_ERR_IO);
+    cr_assert_null(data);
+    cr_assert(strstr(err, dir), "%s", err);
+}
+
+Test(buf, read_file_reads_the_file)
+{
+    char path[] = "/tmp/pgd_test_base_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "abc\n", 4), 4);
+    close(fd);
+    char err[256] = "", *data;
+    size_t len;
+    enum pgd_status st = pgd__read_file(path, &data, &len, err, sizeof err);
+    unlink(path);
+    cr_assert_eq(st, PGD_OK, "%s", err);
+    cr_assert_eq(len, 4);
+    cr_assert_str_eq(data, "abc\n");
+    free(data);
+}
+
+/* ---- array growth ------------------------------------------------------------------------- */
+
+Test(mem, grow_capacity_doubles_and_clamps)
+{
+    cr_assert_eq(pgd__grow_capacity(0, 1, 8, 4), 8, "from nothing to the minimum");
+    cr_assert_eq(pgd__grow_capacity(8, 8, 8, 4), 8, "need == cap: no growth");
+    cr_assert_eq(pgd__grow_capacity(8, 9, 8, 4), 16, "doubling");
+    cr_assert_eq(pgd__grow_capacity(8, 100, 8, 4), 100, "a jump past the double");
+    size_t max = SIZE_MAX / 4;
+    cr_assert_eq(pgd__grow_capacity(max - 1, max, 8, 4), max, "doubling clamped at the limit");
+    cr_assert_eq(pgd__grow_capacity(max, max + 1, 8, 4), 0, "need * elem overflows");
+    cr_assert_eq(pgd__grow_capacity(0, SIZE_MAX, 8, 2), 0);
+    cr_assert_eq(pgd__grow_capacity(SIZE_MAX / 2 + 1, SIZE_MAX / 2 + 2, 1, 1), SIZE_MAX);
+    cr_assert_eq(pgd__grow_capacity(0, 1, SIZE_MAX, 16), SIZE_MAX / 16,
+                 "a minimum above the limit is clamped");
+}
+
+Test(mem, array_reserve_grows_and_keeps_elements)
+{
+    int64_t *a = NULL;
+    size_t cap = 0;
+    cr_assert(pgd__array_reserve(a, cap, 0), "nothing needed: nothing done");
+    cr_assert_null(a);
+    cr_assert(pgd__array_reserve(a, cap, 1));
+    cr_assert_not_null(a);
+    cr_assert_geq(cap, 1);
+    size_t first = cap;
+    for (size_t i = 0; i < first; i++)
+        a[i] = (int64_t)i * 3;
+    int64_t *same = a;
+    cr_assert(pgd__array_reserve(a, cap, first), "exact capacity: no realloc");
+    cr_assert_eq(a, same);
+    cr_assert_eq(cap, first);
+    cr_assert(pgd__array_reserve(a, cap, first + 1));
+    cr_assert_geq(cap, 2 * first);
+    for (size_t i = 0; i < first; i++)
+        cr_assert_eq(a[i], (int64_t)i * 3);
+    free(a);
+}
+
+Test(mem, array_reserve_refuses_an_overflowing_size)
+{
+    int64_t *a = NULL;
+    size_t cap = 0;
+    cr_assert(pgd__array_reserve(a, cap, 4));
+    int64_t *before = a;
+    size_t cap_before = cap;
+    cr_assert_not(pgd__array_reserve(a, cap, SIZE_MAX / sizeof *a + 1));
+    cr_assert_eq(a, before, "the array is left as it was");
+    cr_assert_eq(cap, cap_before);
+    free(a);
+}
+
+Test(mem, oom_hook_aborts, .signal = SIGABRT)
+{
+    pgd__oom("test allocation", 123);
+}
+
+Test(mem, reserve_or_oom_aborts_on_overflow, .signal = SIGABRT)
+{
+    int32_t *a = NULL;
+    size_t cap = 0;
+    pgd__array_reserve_or_oom(a, cap, SIZE_MAX / 2, "test table");
+    free(a);
+}
+
+/* ---- UTF-8 -------------------------------------------------------------------------------- */
+
+Test(utf8, decodes_each_length_at_its_edges)
+{
+    static const struct {
+        const char *s;
+        size_t len;
+        uint32_t cp;
+    } ok[] = {
+        { "\x00", 1, 0 },            { "\x7F", 1, 0x7F },
+        { "\xC2\x80", 2, 0x80 },     { "\xDF\xBF", 2, 0x7FF },
+        { "\xE0\xA0\x80", 3, 0x800 }, { "\xED\x9F\xBF", 3, 0xD7FF },
+        { "\xEE\x80\x80", 3, 0xE000 }, { "\xEF\xBF\xBF", 3, 0xFFFF },
+        { "\xF0\x90\x80\x80", 4, 0x10000 }, { "\xF4\x8F\xBF\xBF", 4, 0x10FFFF },
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        uint32_t cp = 0xDEAD;
+        cr_assert_eq(pgd__utf8_next(ok[i].s, ok[i].len, &cp), ok[i].len, "case %zu", i);
+        cr_assert_eq(cp, ok[i].cp, "case %zu: U+%04X", i, (unsigned)cp);
+        cr_assert_eq(pgd__utf8_next(ok[i].s, ok[i].len, NULL), ok[i].len);
+        cr_assert_eq(pgd__utf8_validate(ok[i].s, ok[i].len), ok[i].len);
+        if (ok[i].len > 1)
+            cr_assert_eq(pgd__utf8_next(ok[i].s, ok[i].len - 1, &cp), 0, "cut short: case %zu",
+                         i);
+    }
+    uint32_t cp = 7;
+    cr_assert_eq(pgd__utf8_next("", 0, &cp), 0, "an empty span holds no character");
+    cr_assert_eq(cp, 7);
+    cr_assert_eq(pgd__utf8_validate("", 0), 0);
+}
+
+/* Every class of ill-formed input, with the bytes after each U+FFFD substitution as Python's
+ * bytes.decode("utf-8", "replace") gives them. */
+Test(utf8, every_invalid_class_is_refused_and_replaced_as_python_does)
+{
+#define R "\xEF\xBF\xBD"
+    static const struct {
+        const char *what, *in, *out;
+        size_t n, bad_len; /* bad_len: the first maximal subpart */
+    } bad[] = {
+        { "stray continuation", "\x80", R, 1, 1 },
+        { "overlong 2-byte C0", "\xC0\x80", R R, 2, 1 },
+        { "overlong 2-byte C1", "\xC1\xBF", R R, 2, 1 },
+        { "overlong 3-byte", "\xE0\x80\x80", R R R, 3, 1 },
+        { "overlong 3-byte top", "\xE0\x9F\xBF", R R R, 3, 1 },
+        { "overlong 4-byte", "\xF0\x80\x80\x80", R R R R, 4, 1 },
+        { "overlong 4-byte top", "\xF0\x8F\xBF\xBF", R R R R, 4, 1 },
+        { "surrogate D800", "\xED\xA0\x80", R R R, 3, 1 },
+        { "surrogate DFFF", "\xED\xBF\xBF", R R R, 3, 1 },
+        { "above U+10FFFF", "\xF4\x90\x80\x80", R R R R, 4, 1 },
+        { "lead F5", "\xF5\x80\x80\x80", R R R R, 4, 1 },
+        { "lead FE", "\xFE", R, 1, 1 },
+        { "lead FF", "\xFF", R, 1, 1 },
+        { "5-byte form", "\xF8\x88\x80\x80\x80", R R R R R, 5, 1 },
+        { "2-byte cut by the end", "\xC2", R, 1, 1 },
+        { "3-byte cut by the end", "\xE2\x82", R, 2, 2 },
+        { "4-byte cut by the end", "\xF0\x9F\x98", R, 3, 3 },
+        { "2-byte cut by ASCII", "\xC2" "A", R "A", 2, 1 },
+        { "3-byte cut by ASCII", "\xE2\x82" "A", R "A", 3, 2 },
+        { "4-byte cut by ASCII", "\xF0\x9F" "A", R "A", 3, 2 },
+        { "cut by a lead byte", "\xE2\x82\xE2\x82\xAC", R "\xE2\x82\xAC", 5, 2 },
+    };
+#undef R
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint32_t cp = 0xDEAD;
+        cr_assert_eq(pgd__utf8_next(bad[i].in, bad[i].n, &cp), 0, "%s", bad[i].what);
+        cr_assert_eq(cp, 0xDEAD, "%s", bad[i].what);
+        cr_assert_eq(pgd__utf8_validate(bad[i].in, bad[i].n), 0, "%s", bad[i].what);
+        cr_assert_eq(pgd__utf8_bad_len(bad[i].in, bad[i].n), bad[i].bad_len, "%s",
+                     bad[i].what);
+        struct pgd__buf b = { 0 };
+        cr_assert(pgd__utf8_append_lossy(&b, bad[i].in, bad[i].n));
+        cr_assert_eq(b.len, strlen(bad[i].out), "%s", bad[i].what);
+        cr_assert_eq(memcmp(b.p, bad[i].out, b.len), 0, "%s", bad[i].what);
+        pgd__buf_fini(&b);
+    }
+}
+
+Test(utf8, validate_stops_at_the_first_bad_byte)
+{
+    const char *s = "ab\xC3\xA9\xF0\x9F\x98\x80" "c\x80xyz";
+    cr_assert_eq(pgd__utf8_validate(s, strlen(s)), 9);
+    cr_assert_eq(pgd__utf8_validate(s, 9), 9, "valid up to the end");
+    cr_assert_eq(pgd__utf8_validate(s, 6), 4, "a character cut by the end is not valid");
+    struct pgd__buf b = { 0 };
+    cr_assert(pgd__utf8_append_lossy(&b, s, strlen(s)));
+    cr_assert_str_eq(b.p, "ab\xC3\xA9\xF0\x9F\x98\x80" "c\xEF\xBF\xBDxyz");
+    cr_assert(pgd__utf8_append_lossy(&b, "", 0));
+    cr_assert_eq(b.len, 15);
+    pgd__buf_fini(&b);
+}
+
+Test(utf8, encodes_scalar_values_and_refuses_the_rest)
+{
+    char out[4];
+    cr_assert_eq(pgd__utf8_put(0, out), 1);
+    cr_assert_eq(out[0], 0);
+    cr_assert_eq(pgd__utf8_put(0x7FF, out), 2);
+    cr_assert_eq(memcmp(out, "\xDF\xBF", 2), 0);
+    cr_assert_eq(pgd__utf8_put(0x20AC, out), 3);
+    cr_assert_eq(memcmp(out, "\xE2\x82\xAC", 3), 0);
+    cr_assert_eq(pgd__utf8_put(0x10FFFF, out), 4);
+    cr_assert_eq(memcmp(out, "\xF4\x8F\xBF\xBF", 4), 0);
+    static const uint32_t refused[] = { 0xD800, 0xDBFF, 0xDC00, 0xDFFF, 0x110000, 0xFFFFFFFF };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        memset(out, 'q', sizeof out);
+        cr_assert_eq(pgd__utf8_put(refused[i], out), 0, "U+%X", (unsigned)refused[i]);
+        cr_assert_eq(memcmp(out, "qqqq", 4), 0, "nothing written for U+%X",
+                     (unsigned)refused[i]);
+    }
+}
+
+Test(utf8, every_scalar_value_round_trips)
+{
+    for (uint32_t c = 0; c <= 0x10FFFF; c++) {
+        if (c >= 0xD800 && c <= 0xDFFF)
+            continue;
+        char out[4];
+        size_t n = pgd__utf8_put(c, out);
+        uint32_t back, fast;
+        size_t k = pgd__utf8_next(out, n, &back), kf;
+        fast = pgd__utf8_decode_valid(out, &kf);
+        if (k != n || back != c || n != (c < 0x80 ? 1u : c < 0x800 ? 2u : c < 0x10000 ? 3u : 4u))
+            cr_assert_fail("U+%04X: encoded in %zu bytes, decoded %zu bytes as U+%04X",
+                           (unsigned)c, n, k, (unsigned)back);
+        if (kf != n || fast != c)
+            cr_assert_fail("U+%04X: decode_valid read %zu bytes as U+%04X", (unsigned)c, kf,
+                           (unsigned)fast);
+    }
+}
+
+/* RFC 3629's rule, written another way than the table the decoder uses: the lead byte's bit
+ * pattern gives the length, the rest are 10xxxxxx, and the value is a scalar value that
+ * needs that length. */
+static bool rfc3629_ok(const unsigned char *s, size_t n)
+{
+    size_t len = s[0] < 0x80 ? 1 : (s[0] >> 5) == 6 ? 2 : (s[0] >> 4) == 14 ? 3
+               : (s[0] >> 3) == 30 ? 4 : 0;
+    if (!len || n < len)
+        return false;
+    uint32_t c = len == 1 ? s[0] : s[0] & (0x7F >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] >> 6) != 2)
+            return false;
+        c = (c << 6) | (s[i] & 0x3F);
+    }
+    static const uint32_t min[5] = { 0, 0, 0x80, 0x800, 0x10000 };
+    return c >= min[len] && c <= 0x10FFFF && !(c >= 0xD800 && c <= 0xDFFF);
+}
+
+Test(utf8, agrees_with_rfc3629_on_every_short_sequence)
+{
+    /* every 1-, 2- and 3-byte string; 4-byte strings with every lead and second byte */
+    unsigned char s[4];
+    static const unsigned char tail[] = { 0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0,
+                                          0xBF, 0xC0, 0xF4, 0xFF };
+    for (unsigned a = 0; a < 256; a++) {
+        s[0] = (unsigned char)a;
+        if ((pgd__utf8_next(s, 1, NULL) != 0) != rfc3629_ok(s, 1))
+            cr_assert_fail("%02X alone", a);
+        for (unsigned b = 0; b < 256; b++) {
+            s[1] = (unsigned char)b;
+            if ((pgd__utf8_next(s, 2, NULL) != 0) != rfc3629_ok(s, 2))
+                cr_assert_fail("%02X %02X", a, b);
+            for (unsigned c = 0; c < 256; c++) {
+                s[2] = (unsigned char)c;
+                if ((pgd__utf8_next(s, 3, NULL) != 0) != rfc3629_ok(s, 3))
+                    cr_assert_fail("%02X %02X %02X", a, b, c);
+            }
+            for (size_t t = 0; t < sizeof tail; t++)
+                for (size_t u = 0; u < sizeof tail; u++) {
+                    s[2] = tail[t];
+                    s[3] = tail[u];
+                    bool want = rfc3629_ok(s, 4);
+                    if ((pgd__utf8_next(s, 4, NULL) != 0) != want)
+                        cr_assert_fail("%02X %02X %02X %02X: RFC 3629 says %d", a, b, s[2],
+                                       s[3], want);
+                }
+        }
+    }
+}
