@@ -39,20 +39,12 @@ MAX_BODY = 256 * 1024       # this server's --max-body-bytes
 
 # Case id -> why it fails today. Each names the bug and whose item fixes it.
 KNOWN = {
-    "head/no_host_1.1": "libmicrohttpd serves an HTTP/1.1 request without Host (RFC 9112 "
-                        "3.2 wants a 400; issue 14 item 5)",
     "chunked/extension_64k": "a 64 KiB chunk extension gets libmicrohttpd's 500 (issue 14 "
                              "item 5: 400)",
-    "chunked/te_gzip": "an unknown Transfer-Encoding holds the connection (issue 14 item 5: "
-                       "501 and close)",
-    "chunked/te_gzip_chunked": "as te_gzip (issue 14 item 5)",
-    "chunked/te_unknown": "as te_gzip (issue 14 item 5)",
     "chunked/size_over_limit": "a chunk size past --max-body-bytes is not refused until that "
                                "much data arrives (issue 14 item 5: refuse once the length "
                                "is known)",
     "chunked/size_2_64_minus_1": "as size_over_limit: a chunk of 2^64-1 bytes is awaited",
-    "shutdown/past_grace": "plain requests still running when the grace ends crash the server "
-                           "(SIGSEGV; a use after free under ASan; issue 14 item 1)",
 }
 # libmicrohttpd answers HTTP it cannot parse itself, before any route is reached, with an
 # HTML page (and for a bad Content-Length it writes the status line and headers twice).

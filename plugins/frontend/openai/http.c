@@ -45,6 +45,7 @@ struct req_ctx {
     enum oai_route route;
     bool too_big;
     bool answered;                 /* a response was queued before the body was read */
+    bool head_deferred;            /* no body: the head is judged when the request completes */
     size_t dropped;                /* body bytes past the limit, read and dropped */
     struct pgd__buf body;
     struct access_rec acc;
@@ -623,11 +624,21 @@ static enum MHD_Result body_piece(struct oai_server *s, struct MHD_Connection *c
     return MHD_NO;
 }
 
+/* Whether the request announces a body (a Content-Length other than 0, or any
+ * Transfer-Encoding). */
+static bool has_body(struct MHD_Connection *c)
+{
+    const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    return te || (cl && strcmp(cl, "0") != 0);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload, size_t *upload_size, void **con_cls)
 {
-    (void)version;
     struct oai_server *s = cls;
     struct req_ctx *cx = *con_cls;
     if (!cx) {
@@ -642,12 +653,32 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         s->active++;
         pthread_mutex_unlock(&s->mu);
         oai_conn_head_received(s, c);
+        /* HTTP/1.1 requires Host (RFC 9112 3.2): a request without one is refused, and the
+         * connection closes after the answer. */
+        if (!strcmp(version, MHD_HTTP_VERSION_1_1) &&
+            !MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST))
+            return error_early(s, c, cx, 400, "invalid_request_error", "missing_host",
+                               "An HTTP/1.1 request must carry a Host header");
+        /* A request without a body is judged when it completes, one call later: an answer
+         * queued before a request is complete makes libmicrohttpd close the connection
+         * after it, which would cut keep-alive and pipelined requests for a plain 404.
+         * Only a body is worth refusing on the head (auth first, framing, size). */
+        if (!has_body(c)) {
+            cx->head_deferred = true;
+            return MHD_YES;
+        }
         enum MHD_Result ret;
         return head_answered(s, c, cx, url, method, &ret) ? ret : MHD_YES;
     }
     if (cx->answered) {
         *upload_size = 0;
         return MHD_YES;
+    }
+    if (cx->head_deferred && !*upload_size) {
+        cx->head_deferred = false;
+        enum MHD_Result ret;
+        if (head_answered(s, c, cx, url, method, &ret))
+            return ret;
     }
     if (*upload_size) {
         enum MHD_Result ret = body_piece(s, c, cx, upload, *upload_size);
