@@ -107,7 +107,8 @@ int bs_conn_json(const struct bs_conn *c, const char *path, const json_t *body, 
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
     CURLcode cc = curl_easy_perform(h);
     if (cc != CURLE_OK) {
-        snprintf(err, errlen, "%s%s: %s", c->base_url, path, cerr[0] ? cerr : curl_easy_strerror(cc));
+        snprintf(err, errlen, "%s%s: %s", c->base_url, path,
+                 cerr[0] ? cerr : curl_easy_strerror(cc));
         goto out;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
