@@ -424,7 +424,8 @@ static json_t *setup_keys(const struct serve_opts *o, const char *backend, const
     }
     json_object_set_new(r, "request_rate", isfinite(o->request_rate) ?
                         json_real(o->request_rate) : json_string("inf"));
-    json_object_set_new(r, "burstiness", json_real(o->burstiness));
+    json_object_set_new(r, "burstiness", isfinite(o->burstiness) ? json_real(o->burstiness)
+                                                                  : json_string("inf"));
     json_object_set_new(r, "max_concurrency", o->max_concurrency ?
                         json_integer(o->max_concurrency) : json_null());
     return r;

@@ -2,8 +2,8 @@
  * one libcurl multi handle driving every stream, and the per-chunk timing of each stream.
  *
  * Timing: each token chunk is stamped in the write callback, i.e. when curl hands over the
- * bytes after curl_multi_poll wakes up; the loop does nothing else between polls, so the
- * stamp trails the socket by the parsing of the other streams' chunks of the same wake-up.
+ * bytes after epoll wakes up; the loop does nothing else between waits, so the stamp
+ * trails the socket by the parsing of the other streams' chunks of the same wake-up.
  * What counts as a token chunk follows vLLM's client: on /v1/completions every chunk with a
  * non-empty "choices" (its text may be empty, for special tokens); on chat, chunks whose
  * delta carries non-empty content (or reasoning_content): the role-only first chunk and an
@@ -11,10 +11,14 @@
 #include "config.h"
 #include "tools/bench_serve/driver.h"
 #include "tools/bench_serve/sse.h"
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 
 #define ERR_BODY_MAX 4096     /* bytes of a refused request's body kept for its message */
 
@@ -228,17 +232,87 @@ static void progress(const struct bs_run_params *p, int done, int *shown)
     fprintf(stderr, "\r%d/%d requests done (%d%%)%s", done, p->n, pct, done == p->n ? "\n" : "");
 }
 
+/* The event loop's state: curl tells us which sockets to watch (socket callback) and when
+ * to call it back without socket activity (timer callback); epoll waits on both. Unlike
+ * curl_multi_perform, which visits every transfer at each wake-up, curl_multi_socket_action
+ * touches only the transfers whose sockets are ready, so a wake-up costs what it delivers
+ * even with a thousand streams open. */
+struct loop {
+    int epfd;
+    double timer_at;     /* absolute time curl wants a timeout call; < 0: none */
+};
+
+static int on_socket(CURL *h, curl_socket_t fd, int what, void *ud, void *sockp)
+{
+    struct loop *l = ud;
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+        return 0;
+    }
+    struct epoll_event ev = { .events = (what & CURL_POLL_IN ? EPOLLIN : 0u) |
+                                        (what & CURL_POLL_OUT ? EPOLLOUT : 0u),
+                              .data.fd = fd };
+    if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) && errno == ENOENT)
+        epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev);
+    return 0;
+}
+
+static int on_timer(CURLM *m, long timeout_ms, void *ud)
+{
+    struct loop *l = ud;
+    l->timer_at = timeout_ms < 0 ? -1 : bs_now_s() + timeout_ms / 1e3;
+    return 0;
+}
+
+/* Collects the finished transfers; returns how many. */
+static int reap(const struct bs_run_params *p, CURLM *m, int done, int *shown, double *t_end)
+{
+    CURLMsg *msg;
+    int left, n = 0;
+    while ((msg = curl_multi_info_read(m, &left)))
+        if (msg->msg == CURLMSG_DONE) {
+            struct xfer *xf;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&xf);
+            finish(m, xf, msg->data.result);
+            n++;
+            *t_end = bs_now_s();
+            progress(p, done + n, shown);
+        }
+    return n;
+}
+
+/* Milliseconds epoll may sleep: until curl's timer or the next arrival that can start. */
+static int wait_ms(const struct bs_run_params *p, const struct loop *l, double t_start,
+                   int next, bool slot_free)
+{
+    double now = bs_now_s(), until = now + 1.0;
+    if (l->timer_at >= 0 && l->timer_at < until)
+        until = l->timer_at;
+    if (next < p->n && slot_free) {
+        double a = p->arrival_s ? t_start + p->arrival_s[next] : now;
+        until = a < until ? a : until;
+    }
+    double ms = (until - now) * 1e3;
+    return ms <= 0 ? 0 : (int)ceil(ms);
+}
+
 int bs_run(const struct bs_run_params *p, struct bs_result *res, double *duration_s, char *err,
            size_t errlen)
 {
     int slots = p->max_concurrency > 0 && p->max_concurrency < p->n ? p->max_concurrency : p->n;
     struct xfer *x = calloc((size_t)slots, sizeof *x);
+    struct epoll_event *evs = calloc((size_t)slots + 1, sizeof *evs);
+    struct loop l = { .epfd = epoll_create1(EPOLL_CLOEXEC), .timer_at = -1 };
     CURLM *m = curl_multi_init();
-    int rc = -1, next = 0, active = 0, done = 0, shown = -10;
-    if (!x || !m) {
-        snprintf(err, errlen, "out of memory");
+    int rc = -1, next = 0, active = 0, done = 0, shown = -10, running;
+    if (!x || !evs || !m || l.epfd < 0) {
+        snprintf(err, errlen, "out of memory (or no epoll)");
         goto out;
     }
+    curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(m, CURLMOPT_SOCKETDATA, &l);
+    curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(m, CURLMOPT_TIMERDATA, &l);
     /* Keep a connection for every slot alive between requests. */
     curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)slots);
     double t_start = bs_now_s(), t_end = t_start;
@@ -256,36 +330,25 @@ int bs_run(const struct bs_run_params *p, struct bs_result *res, double *duratio
             next++;
             active++;
         }
-        int running;
-        if (curl_multi_perform(m, &running) != CURLM_OK) {
-            snprintf(err, errlen, "curl_multi_perform failed");
+        int ne = epoll_wait(l.epfd, evs, slots + 1, wait_ms(p, &l, t_start, next,
+                                                             active < slots));
+        if (ne < 0 && errno != EINTR) {
+            snprintf(err, errlen, "epoll_wait: %s", strerror(errno));
             goto out;
         }
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(m, &left)))
-            if (msg->msg == CURLMSG_DONE) {
-                struct xfer *xf;
-                curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&xf);
-                finish(m, xf, msg->data.result);
-                active--;
-                done++;
-                t_end = bs_now_s();
-                progress(p, done, &shown);
-            }
-        if (done == p->n)
-            break;
-        /* Sleep until a socket is ready, or the next arrival when it can start. */
-        int wait_ms = 1000;
-        if (next < p->n && active < slots && p->arrival_s) {
-            double w = (t_start + p->arrival_s[next] - bs_now_s()) * 1e3;
-            wait_ms = w <= 0 ? 0 : w < 1000 ? (int)w + 1 : 1000;
-        } else if (next < p->n && active < slots)
-            wait_ms = 0;
-        if (wait_ms > 0 && curl_multi_poll(m, NULL, 0, wait_ms, NULL) != CURLM_OK) {
-            snprintf(err, errlen, "curl_multi_poll failed");
-            goto out;
+        for (int i = 0; i < ne; i++) {
+            int what = (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR) ? CURL_CSELECT_IN : 0) |
+                       (evs[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                       (evs[i].events & EPOLLERR ? CURL_CSELECT_ERR : 0);
+            curl_multi_socket_action(m, evs[i].data.fd, what, &running);
         }
+        if (l.timer_at >= 0 && bs_now_s() >= l.timer_at) {
+            l.timer_at = -1;
+            curl_multi_socket_action(m, CURL_SOCKET_TIMEOUT, 0, &running);
+        }
+        int n = reap(p, m, done, &shown, &t_end);
+        done += n;
+        active -= n;
     }
     *duration_s = t_end - t_start;
     rc = 0;
@@ -294,6 +357,9 @@ out:
         if (x[s].h)
             finish(m, &x[s], CURLE_ABORTED_BY_CALLBACK);
     curl_multi_cleanup(m);
+    if (l.epfd >= 0)
+        close(l.epfd);
+    free(evs);
     free(x);
     return rc;
 }
