@@ -172,8 +172,8 @@ json_t *bs_report(const struct bs_report_in *in, FILE *out)
             tpot.v[tpot.n++] = tp;
         ttft.v[ttft.n++] = x->ttft_s;
         e2el.v[e2el.n++] = x->latency_s;
-        memcpy(itl.v + itl.n, x->itl, (size_t)x->n_itl * sizeof(double));
-        itl.n += x->n_itl;
+        for (int k = 0; k < x->n_itl; k++)
+            itl.v[itl.n++] = x->itl[k];
         const double *slo = in->goodput_ms;
         if (in->goodput && (slo[0] < 0 || x->ttft_s * 1e3 <= slo[0]) &&
             (slo[1] < 0 || tp * 1e3 <= slo[1]) && (slo[2] < 0 || x->latency_s * 1e3 <= slo[2]))
