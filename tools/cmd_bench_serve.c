@@ -44,7 +44,8 @@ struct serve_opts {
     bool ignore_eos, ignore_eos_set, save_result, save_detailed, quiet;
     double temperature, top_p;
     int top_k;
-    const char *extra_body;
+    json_t *extra_body;             /* --extra-body, an object (owned) */
+    int num_warmups;
     const char *result_dir, *result_filename;
     struct bs_report_in rep;        /* goodput, percentiles, metrics */
 };
@@ -83,6 +84,7 @@ static void usage(FILE *out)
         "  --ignore-eos               send ignore_eos (on by default for random datasets)\n"
         "  --temperature T (default 0), --top-p P, --top-k K\n"
         "  --extra-body JSON          fields merged into every request\n"
+        "  --num-warmups N            untimed runs of the first prompt first (default 0)\n"
         "report:\n"
         "  --percentile-metrics LIST  of ttft,tpot,itl,e2el (default all four)\n"
         "  --metric-percentiles LIST  (default 99)\n"
@@ -177,7 +179,7 @@ enum {
     O_HEADER, O_READY, O_DATASET, O_PATH, O_NUM, O_RIN, O_ROUT, O_RRATIO, O_RPREFIX,
     O_SGOUT, O_MIN, O_MOUT, O_MAXIN, O_MAXTOT, O_SEED, O_RATE, O_BURST, O_CONC, O_EOS,
     O_TEMP, O_TOPP, O_TOPK, O_EXTRA, O_PMETRICS, O_PCTS, O_GOODPUT, O_SAVE, O_DETAILED,
-    O_RDIR, O_RFILE, O_LABEL, O_META, O_TQDM, O_TOKENIZER,
+    O_RDIR, O_RFILE, O_LABEL, O_META, O_TQDM, O_TOKENIZER, O_WARMUPS,
 };
 
 static const struct option long_opts[] = {
@@ -200,7 +202,7 @@ static const struct option long_opts[] = {
     { "save-detailed", 0, 0, O_DETAILED }, { "result-dir", 1, 0, O_RDIR },
     { "result-filename", 1, 0, O_RFILE }, { "label", 1, 0, O_LABEL },
     { "metadata", 1, 0, O_META }, { "disable-tqdm", 0, 0, O_TQDM },
-    { "tokenizer", 1, 0, O_TOKENIZER }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
+    { "tokenizer", 1, 0, O_TOKENIZER }, { "num-warmups", 1, 0, O_WARMUPS }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
 };
 
 /* vLLM's --header KEY=VALUE, or a curl-style "Name: value". */
@@ -270,7 +272,17 @@ static int take_option(struct serve_opts *o, int c, int argc, char **argv)
     case O_TEMP: return parse_num("--temperature", a, &o->temperature);
     case O_TOPP: return parse_num("--top-p", a, &o->top_p);
     case O_TOPK: return parse_int("--top-k", a, -1, &o->top_k);
-    case O_EXTRA: o->extra_body = a; return 0;
+    case O_EXTRA: {
+        json_error_t je;
+        json_decref(o->extra_body);
+        if (!json_is_object(o->extra_body = json_loads(a, 0, &je))) {
+            fprintf(stderr, "pagoda bench serve: --extra-body: not a JSON object%s%s\n",
+                    o->extra_body ? "" : ": ", o->extra_body ? "" : je.text);
+            return -1;
+        }
+        return 0;
+    }
+    case O_WARMUPS: return parse_int("--num-warmups", a, 0, &o->num_warmups);
     case O_PMETRICS: return parse_metrics(a, &o->rep.metrics);
     case O_PCTS: return parse_percentiles(a, &o->rep);
     case O_GOODPUT:
@@ -483,6 +495,47 @@ static void print_failures(const struct bs_result *res, int n)
     }
 }
 
+/* --num-warmups: the first prompt n times, untimed, under the same concurrency limit (as
+ * vLLM does); a failed warm-up stops the benchmark. */
+static int warm_up(const struct bs_run_params *timed, int n)
+{
+    struct bs_run_params p = *timed;
+    char **bodies = malloc((size_t)n * sizeof *bodies), err[512];
+    struct bs_result *res = calloc((size_t)n, sizeof *res);
+    double duration;
+    int rc = -1;
+    if (!bodies || !res) {
+        fprintf(stderr, "pagoda bench serve: out of memory\n");
+        goto out;
+    }
+    for (int i = 0; i < n; i++)
+        bodies[i] = timed->bodies[0];
+    p.bodies = bodies;
+    p.n = n;
+    p.arrival_s = NULL;
+    p.progress = false;
+    printf("Warming up with %d requests...\n", n);
+    fflush(stdout);
+    if (bs_run(&p, res, &duration, err, sizeof err)) {
+        fprintf(stderr, "pagoda bench serve: %s\n", err);
+        goto out;
+    }
+    rc = 0;
+    for (int i = 0; i < n && !rc; i++)
+        if (!res[i].success) {
+            fprintf(stderr, "pagoda bench serve: the warm-up failed: %s\n", res[i].error);
+            rc = -1;
+        }
+    if (!rc)
+        printf("Warmup run completed.\n");
+out:
+    for (int i = 0; res && i < n; i++)
+        bs_result_fini(&res[i]);
+    free(res);
+    free(bodies);
+    return rc;
+}
+
 /* Everything after the command line; returns the exit status. */
 static int run_bench(struct serve_opts *o, const struct bs_conn *conn, bool chat,
                      const char *backend)
@@ -492,15 +545,7 @@ static int run_bench(struct serve_opts *o, const struct bs_conn *conn, bool chat
     struct bs_result *res = NULL;
     double *arrive = NULL;
     int *plen = NULL, n = o->data.num_prompts, rc = 1;
-    json_t *extra = NULL, *result = NULL, *bench = NULL;
-    if (o->extra_body) {
-        json_error_t je;
-        if (!json_is_object(extra = json_loads(o->extra_body, 0, &je))) {
-            fprintf(stderr, "pagoda bench serve: --extra-body: not a JSON object: %s\n",
-                    extra ? "" : je.text);
-            goto out;
-        }
-    }
+    json_t *result = NULL, *bench = NULL;
     if (wait_for_server(conn, o->ready_timeout_s, &first_model))
         goto out;
     const char *model = o->model ? o->model : first_model;
@@ -524,7 +569,7 @@ static int run_bench(struct serve_opts *o, const struct bs_conn *conn, bool chat
         goto oom;
     long sum_in = 0, sum_out = 0;
     for (int i = 0; i < n; i++) {
-        if (!(bodies[i] = request_body(o, chat, api_model, &prompts[i], extra)))
+        if (!(bodies[i] = request_body(o, chat, api_model, &prompts[i], o->extra_body)))
             goto oom;
         plen[i] = prompts[i].prompt_len;
         sum_in += plen[i];
@@ -552,6 +597,8 @@ static int run_bench(struct serve_opts *o, const struct bs_conn *conn, bool chat
                                 .keep_text = o->save_detailed,
                                 .progress = !o->quiet && isatty(STDERR_FILENO) };
     double duration = 0;
+    if (o->num_warmups && warm_up(&rp, o->num_warmups))
+        goto out;
     if (bs_run(&rp, res, &duration, err, sizeof err)) {
         fprintf(stderr, "pagoda bench serve: %s\n", err);
         goto out;
@@ -593,7 +640,6 @@ out:
     free(arrive);
     free(first_model);
     bs_dataset_free(prompts, n);
-    json_decref(extra);
     json_decref(bench);
     json_decref(result);
     return rc;
@@ -609,6 +655,77 @@ static void raise_fd_limit(void)
     }
 }
 
+/* The command line into *o, then the run; returns the exit status. */
+static int bench_serve(struct serve_opts *o, int argc, char **argv)
+{
+    int c;
+    optind = 1;
+    /* '+': stop at the first non-option, so that the values after --goodput/--metadata/
+     * --header are read in order by take_option. */
+    while ((c = getopt_long(argc, argv, "+h", long_opts, NULL)) != -1) {
+        int r = take_option(o, c, argc, argv);
+        if (r)
+            return r > 0 ? 0 : 2;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "pagoda bench serve: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    bool chat;
+    if (!strcmp(o->backend, "openai-chat"))
+        chat = true;
+    else if (!strcmp(o->backend, "openai") || !strcmp(o->backend, "vllm"))
+        chat = o->endpoint && strstr(o->endpoint, "chat/completions");
+    else {
+        fprintf(stderr, "pagoda bench serve: --backend %s: openai, openai-chat or vllm\n",
+                o->backend);
+        return 2;
+    }
+    if (!o->endpoint)
+        o->endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
+    if (!strcmp(o->dataset_name, "random"))
+        o->data.kind = BS_DATA_RANDOM;
+    else if (!strcmp(o->dataset_name, "sharegpt"))
+        o->data.kind = BS_DATA_SHAREGPT;
+    else {
+        fprintf(stderr, "pagoda bench serve: --dataset-name %s: random or sharegpt\n",
+                o->dataset_name);
+        return 2;
+    }
+    const struct pgd_tool_sharegpt_shape *sh = &o->data.shape;
+    if (!(o->data.range_ratio >= 0 && o->data.range_ratio < 1) || sh->mean_input <= 0 ||
+        sh->mean_output <= 0 || sh->max_total < sh->max_input + 4) {
+        fprintf(stderr, "pagoda bench serve: --random-range-ratio must be in [0, 1), the "
+                "sharegpt means positive and --max-total at least --max-input + 4\n");
+        return 2;
+    }
+    /* vLLM sends ignore_eos for its random datasets, so outputs run to their length. */
+    if (!o->data.path && !o->ignore_eos_set)
+        o->ignore_eos = true;
+    const char *key = o->api_key ? o->api_key : getenv("OPENAI_API_KEY");
+    char base[2048];
+    if (o->base_url)
+        snprintf(base, sizeof base, "%s", o->base_url);
+    else
+        snprintf(base, sizeof base, strchr(o->host, ':') ? "http://[%s]:%d" : "http://%s:%d",
+                 o->host, o->port);
+    raise_fd_limit();
+    if (curl_global_init(CURL_GLOBAL_DEFAULT)) {
+        fprintf(stderr, "pagoda bench serve: curl_global_init failed\n");
+        return 1;
+    }
+    struct bs_conn conn;
+    char err[512];
+    int rc = 1;
+    if (bs_conn_init(&conn, base, key, o->headers, o->n_headers, err, sizeof err))
+        fprintf(stderr, "pagoda bench serve: %s\n", err);
+    else
+        rc = run_bench(o, &conn, chat, chat ? "openai-chat" : o->backend);
+    bs_conn_fini(&conn);
+    curl_global_cleanup();
+    return rc;
+}
+
 int pgd_cmd_bench_serve(int argc, char **argv)
 {
     struct serve_opts o = {
@@ -619,70 +736,7 @@ int pgd_cmd_bench_serve(int argc, char **argv)
         .rep = { .goodput_ms = { -1, -1, -1 }, .percentiles = { 99 }, .n_percentiles = 1,
                  .metrics = BS_M_TTFT | BS_M_TPOT | BS_M_ITL | BS_M_E2EL },
     };
-    int c;
-    optind = 1;
-    /* '+': stop at the first non-option, so that the values after --goodput/--metadata/
-     * --header are read in order by take_option. */
-    while ((c = getopt_long(argc, argv, "+h", long_opts, NULL)) != -1) {
-        int r = take_option(&o, c, argc, argv);
-        if (r)
-            return r > 0 ? 0 : 2;
-    }
-    if (optind < argc) {
-        fprintf(stderr, "pagoda bench serve: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
-    bool chat;
-    if (!strcmp(o.backend, "openai-chat"))
-        chat = true;
-    else if (!strcmp(o.backend, "openai") || !strcmp(o.backend, "vllm"))
-        chat = o.endpoint && strstr(o.endpoint, "chat/completions");
-    else {
-        fprintf(stderr, "pagoda bench serve: --backend %s: openai, openai-chat or vllm\n",
-                o.backend);
-        return 2;
-    }
-    if (!o.endpoint)
-        o.endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
-    if (!strcmp(o.dataset_name, "random"))
-        o.data.kind = BS_DATA_RANDOM;
-    else if (!strcmp(o.dataset_name, "sharegpt"))
-        o.data.kind = BS_DATA_SHAREGPT;
-    else {
-        fprintf(stderr, "pagoda bench serve: --dataset-name %s: random or sharegpt\n",
-                o.dataset_name);
-        return 2;
-    }
-    const struct pgd_tool_sharegpt_shape *sh = &o.data.shape;
-    if (!(o.data.range_ratio >= 0 && o.data.range_ratio < 1) || sh->mean_input <= 0 ||
-        sh->mean_output <= 0 || sh->max_total < sh->max_input + 4) {
-        fprintf(stderr, "pagoda bench serve: --random-range-ratio must be in [0, 1), the "
-                "sharegpt means positive and --max-total at least --max-input + 4\n");
-        return 2;
-    }
-    /* vLLM sends ignore_eos for its random datasets, so outputs run to their length. */
-    if (!o.data.path && !o.ignore_eos_set)
-        o.ignore_eos = true;
-    const char *key = o.api_key ? o.api_key : getenv("OPENAI_API_KEY");
-    char base[2048];
-    if (o.base_url)
-        snprintf(base, sizeof base, "%s", o.base_url);
-    else
-        snprintf(base, sizeof base, strchr(o.host, ':') ? "http://[%s]:%d" : "http://%s:%d",
-                 o.host, o.port);
-    raise_fd_limit();
-    if (curl_global_init(CURL_GLOBAL_DEFAULT)) {
-        fprintf(stderr, "pagoda bench serve: curl_global_init failed\n");
-        return 1;
-    }
-    struct bs_conn conn;
-    char err[512];
-    int rc = 1;
-    if (bs_conn_init(&conn, base, key, o.headers, o.n_headers, err, sizeof err))
-        fprintf(stderr, "pagoda bench serve: %s\n", err);
-    else
-        rc = run_bench(&o, &conn, chat, chat ? "openai-chat" : o.backend);
-    bs_conn_fini(&conn);
-    curl_global_cleanup();
+    int rc = bench_serve(&o, argc, argv);
+    json_decref(o.extra_body);
     return rc;
 }

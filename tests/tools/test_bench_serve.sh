@@ -110,10 +110,21 @@ else
   ko rate "rc $?: $(cat "$tmp/rate.err")"
 fi
 # An SLO nobody meets (TTFT under 1 microsecond): goodput 0, throughput not.
-if bench slo --num-prompts 4 --random-input-len 8 --random-output-len 4 --goodput ttft:0.001; then
+# Two warm-up requests first (untimed: not in the result).
+if bench slo --num-prompts 4 --random-input-len 8 --random-output-len 4 --goodput ttft:0.001 \
+     --num-warmups 2; then
   check slo_goodput "$tmp/slo.json" 'completed == 4 and request_goodput == 0 and request_throughput > 0'
+  if grep -q '^Warmup run completed.$' "$tmp/slo.out"; then ok warmups; else ko warmups "$(cat "$tmp/slo.out")"; fi
 else
   ko slo "rc $?: $(cat "$tmp/slo.err")"
+fi
+# --extra-body reaches every request: a temperature the server refuses fails them all.
+bench extra --num-prompts 3 --random-input-len 8 --random-output-len 4 --extra-body '{"temperature": "hot"}'
+rc=$?
+if [ "$rc" = 1 ]; then
+  check extra_body "$tmp/extra.json" 'failed == 3 and all(e.startswith("HTTP 400: ") and "temperature" in e for e in errors)'
+else
+  ko extra_body "rc $rc: $(cat "$tmp/extra.err")"
 fi
 
 # ---- chat, and a ShareGPT file -------------------------------------------------------------
@@ -207,7 +218,7 @@ if [ "$rc" = 1 ] && grep -q 'the server is not ready' "$tmp/down.err"; then ok s
 # ---- bad arguments are refused with exit 2 -------------------------------------------------
 bad=0
 for args in "--dataset-name nope" "--goodput fast:1" "--request-rate 0" "--random-range-ratio 1" \
-            "--percentile-metrics ttft,nope" "--backend tgi" "stray"; do
+            "--percentile-metrics ttft,nope" "--backend tgi" "--extra-body [1]" "stray"; do
   # shellcheck disable=SC2086
   "$PAGODA" bench serve $args >/dev/null 2>&1
   [ $? = 2 ] || { bad=1; ko usage "'$args' was not refused with exit 2"; }
