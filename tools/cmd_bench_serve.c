@@ -202,7 +202,8 @@ static const struct option long_opts[] = {
     { "save-detailed", 0, 0, O_DETAILED }, { "result-dir", 1, 0, O_RDIR },
     { "result-filename", 1, 0, O_RFILE }, { "label", 1, 0, O_LABEL },
     { "metadata", 1, 0, O_META }, { "disable-tqdm", 0, 0, O_TQDM },
-    { "tokenizer", 1, 0, O_TOKENIZER }, { "num-warmups", 1, 0, O_WARMUPS }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
+    { "tokenizer", 1, 0, O_TOKENIZER }, { "num-warmups", 1, 0, O_WARMUPS },
+    { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
 };
 
 /* vLLM's --header KEY=VALUE, or a curl-style "Name: value". */

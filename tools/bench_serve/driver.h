@@ -1,8 +1,8 @@
 /* The timed run of `pagoda bench serve`: every request is streamed over HTTP from one
  * thread with libcurl's multi socket interface and epoll (one easy handle and one
- * connection per request in flight, connections kept alive and reused), started at its arrival time once fewer than
- * max_concurrency are in flight, its SSE stream parsed as it arrives so that each token
- * chunk is timed when it lands. */
+ * connection per request in flight, connections kept alive and reused), started at its
+ * arrival time once fewer than max_concurrency are in flight, its SSE stream parsed as it
+ * arrives so that each token chunk is timed when it lands. */
 #ifndef PGD_TOOLS_BENCH_SERVE_DRIVER_H
 #define PGD_TOOLS_BENCH_SERVE_DRIVER_H
 
