@@ -276,7 +276,8 @@ static int take_option(struct serve_opts *o, int c, int argc, char **argv)
     case O_EXTRA: {
         json_error_t je;
         json_decref(o->extra_body);
-        if (!json_is_object(o->extra_body = json_loads(a, 0, &je))) {
+        o->extra_body = json_loads(a, 0, &je);   /* json_is_object evaluates twice */
+        if (!json_is_object(o->extra_body)) {
             fprintf(stderr, "pagoda bench serve: --extra-body: not a JSON object%s%s\n",
                     o->extra_body ? "" : ": ", o->extra_body ? "" : je.text);
             return -1;
