@@ -321,18 +321,42 @@ static int take_option(struct serve_opts *o, int c, int argc, char **argv)
     }
 }
 
-/* Waits until GET /v1/models answers 200 (at most timeout_s; one try when 0) and returns
- * the first model's id when the server names one (strdup'ed; NULL otherwise). */
+/* GET path once: 1 when it answers 200 (the body in *ans, may be NULL), 0 when the server
+ * is not up or not ready yet (no answer, 503), -1 for any other status (message in err). */
+static int probe(const struct bs_conn *c, const char *path, json_t **ans, char *err,
+                 size_t errlen)
+{
+    long status = 0;
+    if (bs_conn_json(c, path, NULL, 30, &status, ans, err, errlen) || status == 503)
+        return 0;
+    if (status == 200)
+        return 1;
+    const char *m = bs_error_message(*ans);
+    snprintf(err, errlen, "%s%s: HTTP %ld%s%s", c->base_url, path, status, m ? ": " : "",
+             m ? m : "");
+    json_decref(*ans);
+    *ans = NULL;
+    return -1;
+}
+
+/* Waits (at most timeout_s; one try when 0) until the server is ready: /health answers 200
+ * where the server has one (pagoda's answers 503 until its warm-up is done; one that has
+ * none answers 404) and /v1/models answers 200. *first_model: the first model's id when
+ * the server names one (strdup'ed; NULL otherwise). */
 static int wait_for_server(const struct bs_conn *c, int timeout_s, char **first_model)
 {
     double end = bs_now_s() + timeout_s;
-    char err[4096] = "";
+    char err[4096] = "the server answers 503";
     *first_model = NULL;
     for (;;) {
-        long status = 0;
         json_t *ans = NULL;
-        if (!bs_conn_json(c, "/v1/models", NULL, 30, &status, &ans, err, sizeof err) &&
-            status == 200) {
+        int h = probe(c, "/health", &ans, err, sizeof err);
+        json_decref(ans);
+        ans = NULL;
+        if (h < 0 && !strstr(err, "HTTP 404") && !strstr(err, "HTTP 405"))
+            break;
+        int r = h != 0 ? probe(c, "/v1/models", &ans, err, sizeof err) : 0;
+        if (r > 0) {
             const json_t *id = json_object_get(json_array_get(json_object_get(ans, "data"), 0),
                                                "id");
             if (json_is_string(id))
@@ -340,19 +364,11 @@ static int wait_for_server(const struct bs_conn *c, int timeout_s, char **first_
             json_decref(ans);
             return 0;
         }
-        if (status && status != 503) {
-            const char *m = bs_error_message(ans);
-            snprintf(err, sizeof err, "%s/v1/models: HTTP %ld%s%s", c->base_url, status,
-                     m ? ": " : "", m ? m : "");
-            json_decref(ans);
-            break;
-        }
-        json_decref(ans);
-        if (bs_now_s() >= end)
+        if (r < 0 || bs_now_s() >= end)
             break;
         usleep(200 * 1000);
     }
-    fprintf(stderr, "pagoda bench serve: the server is not ready: %s\n", err[0] ? err : "503");
+    fprintf(stderr, "pagoda bench serve: the server is not ready: %s\n", err);
     return -1;
 }
 
