@@ -41,7 +41,7 @@ struct serve_opts {
     const char *dataset_name;
     double request_rate, burstiness;
     int max_concurrency, ready_timeout_s;
-    bool ignore_eos, ignore_eos_set, save_result, save_detailed, quiet;
+    bool ignore_eos, ignore_eos_set, save_result, save_detailed, append_result, quiet;
     double temperature, top_p;
     int top_k;
     json_t *extra_body;             /* --extra-body, an object (owned) */
@@ -90,6 +90,7 @@ static void usage(FILE *out)
         "  --metric-percentiles LIST  (default 99)\n"
         "  --goodput KEY:MS ...       SLOs: ttft, tpot, e2el in milliseconds\n"
         "  --save-result              write the result JSON (vLLM's keys)\n"
+        "  --append-result            append it to the file, a line each\n"
         "  --save-detailed            with per-request lists (ttfts, itls, errors, ...)\n"
         "  --result-dir DIR, --result-filename NAME, --label L, --metadata KEY=VALUE ...\n"
         "  --disable-tqdm             no progress line\n");
@@ -179,7 +180,7 @@ enum {
     O_HEADER, O_READY, O_DATASET, O_PATH, O_NUM, O_RIN, O_ROUT, O_RRATIO, O_RPREFIX,
     O_SGOUT, O_MIN, O_MOUT, O_MAXIN, O_MAXTOT, O_SEED, O_RATE, O_BURST, O_CONC, O_EOS,
     O_TEMP, O_TOPP, O_TOPK, O_EXTRA, O_PMETRICS, O_PCTS, O_GOODPUT, O_SAVE, O_DETAILED,
-    O_RDIR, O_RFILE, O_LABEL, O_META, O_TQDM, O_TOKENIZER, O_WARMUPS,
+    O_RDIR, O_RFILE, O_LABEL, O_META, O_TQDM, O_TOKENIZER, O_WARMUPS, O_APPEND, O_TRUST,
 };
 
 static const struct option long_opts[] = {
@@ -203,6 +204,7 @@ static const struct option long_opts[] = {
     { "result-filename", 1, 0, O_RFILE }, { "label", 1, 0, O_LABEL },
     { "metadata", 1, 0, O_META }, { "disable-tqdm", 0, 0, O_TQDM },
     { "tokenizer", 1, 0, O_TOKENIZER }, { "num-warmups", 1, 0, O_WARMUPS },
+    { "append-result", 0, 0, O_APPEND }, { "trust-remote-code", 0, 0, O_TRUST },
     { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
 };
 
@@ -296,6 +298,7 @@ static int take_option(struct serve_opts *o, int c, int argc, char **argv)
             a = argv[optind++];
         }
     case O_SAVE: o->save_result = true; return 0;
+    case O_APPEND: o->append_result = true; return 0;
     case O_DETAILED: o->save_detailed = true; return 0;
     case O_RDIR: o->result_dir = a; return 0;
     case O_RFILE: o->result_filename = a; return 0;
@@ -313,8 +316,10 @@ static int take_option(struct serve_opts *o, int c, int argc, char **argv)
         }
     case O_TQDM: o->quiet = true; return 0;
     case O_TOKENIZER:
-        fprintf(stderr, "pagoda bench serve: --tokenizer %s ignored: token counts come from "
-                "the server (token-id prompts, its /tokenize, its usage)\n", a);
+    case O_TRUST:
+        fprintf(stderr, "pagoda bench serve: --%s ignored: no tokenizer runs in the client; "
+                "token counts come from the server (token-id prompts, its /tokenize, its "
+                "usage)\n", c == O_TRUST ? "trust-remote-code" : "tokenizer");
         return 0;
     case 'h': usage(stdout); return 1;
     default: usage(stderr); return -1;
@@ -484,7 +489,16 @@ static int save_result(const struct serve_opts *o, json_t *r, const char *backen
     } else {
         snprintf(path, sizeof path, "%s", name);
     }
-    if (json_dump_file(r, path, JSON_COMPACT | JSON_REAL_PRECISION(17))) {
+    /* --append-result: one JSON document a line, as vLLM appends them. */
+    FILE *f = fopen(path, o->append_result ? "a" : "w");
+    bool bad = !f;
+    if (f) {
+        if (o->append_result && !fseek(f, 0, SEEK_END) && ftell(f) > 0)
+            bad |= fputc('\n', f) == EOF;
+        bad |= json_dumpf(r, f, JSON_COMPACT | JSON_REAL_PRECISION(17)) != 0;
+        bad |= fclose(f) != 0;
+    }
+    if (bad) {
         fprintf(stderr, "pagoda bench serve: cannot write %s\n", path);
         return -1;
     }
@@ -640,7 +654,7 @@ static int run_bench(struct serve_opts *o, const struct bs_conn *conn, bool chat
         for (size_t i = 0; i < sizeof per_request / sizeof per_request[0]; i++)
             json_object_del(result, per_request[i]);
     }
-    if (o->save_result && save_result(o, result, backend, model, date))
+    if ((o->save_result || o->append_result) && save_result(o, result, backend, model, date))
         goto out;
     /* Failed requests are part of the result; a run where none completed is a failure. */
     rc = json_integer_value(json_object_get(result, "completed")) > 0 ? 0 : 1;

@@ -130,6 +130,18 @@ else
   ko extra_body "rc $rc: $(cat "$tmp/extra.err")"
 fi
 
+# --append-result: a second run appended to the first's file, one JSON document a line.
+bench app1 --num-prompts 3 --random-input-len 8 --random-output-len 2 --result-filename app.json &&
+  bench app2 --num-prompts 2 --random-input-len 8 --random-output-len 2 --append-result \
+    --result-filename app.json
+rc=$?
+if [ "$rc" = 0 ] && [ "$(wc -l <"$tmp/app.json")" = 1 ] &&
+   [ "$(python3 -c 'import json,sys; print([json.loads(l)["num_prompts"] for l in open(sys.argv[1])])' "$tmp/app.json")" = "[3, 2]" ]; then
+  ok append_result
+else
+  ko append_result "rc $rc: $(cat "$tmp/app2.err") $(head -c 300 "$tmp/app.json")"
+fi
+
 # ---- chat, and a ShareGPT file -------------------------------------------------------------
 if bench chat --backend openai-chat --num-prompts 8 --random-input-len 12 --random-output-len 4 \
      --max-concurrency 3; then
