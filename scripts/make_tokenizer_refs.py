@@ -2,10 +2,12 @@
 """Builds the tokenizer test corpus and the reference outputs of the `tokenizers` package.
 
     pip install tokenizers
-    python3 scripts/make_tokenizer_refs.py [--shared ../shared/data/tokenizers]
+    python3 scripts/make_tokenizer_refs.py
 
-Writes tests/fixtures/tokenizer/corpus.json (the strings, built to break tokenizers) and
-tests/fixtures/tokenizer/refs_<name>.json for mistral, llama3 and qwen3:
+Reads only the tokenizers committed under tests/fixtures/tokenizer/ (llama3_style/ is made by
+scripts/make_llama3_style_tokenizer.py). Writes tests/fixtures/tokenizer/corpus.json (the
+strings, built to break tokenizers) and tests/fixtures/tokenizer/refs_<name>.json for mistral,
+llama3_style and qwen3:
   encode(text, add_special_tokens=False/True), decode(ids, skip_special_tokens=False/True),
   and decodes of random id sequences (byte tokens, special tokens, ids out of range).
 
@@ -252,9 +254,8 @@ def as_text(e):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--shared", default=os.path.join(ROOT, "..", "shared", "data", "tokenizers"))
-    args = ap.parse_args()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.parse_args()
     from tokenizers import Tokenizer
 
     entries = corpus()
@@ -268,8 +269,8 @@ def main():
         f.write("]\n")
 
     rng = random.Random(99)
-    for name in ("mistral", "llama3", "qwen3"):
-        tok = Tokenizer.from_file(os.path.join(args.shared, name, "tokenizer.json"))
+    for name in ("mistral", "llama3_style", "qwen3"):
+        tok = Tokenizer.from_file(os.path.join(FIX, name, "tokenizer.json"))
         write_refs(tok, name, entries, rng)
 
     # Metaspace variants of the committed Mistral file (its own rng: the refs above stay put)

@@ -1,7 +1,8 @@
 /* Tokenizer: encode/decode against the `tokenizers` package's outputs on a corpus built to
  * break tokenizers (tests/fixtures/tokenizer, made by scripts/make_tokenizer_refs.py) for
- * Mistral, Llama-3, Qwen3 and Metaspace variants of Mistral, the streaming detokenizer, random
- * bytes and ids, and error messages. */
+ * Mistral, a Llama-3-style tokenizer (scripts/make_llama3_style_tokenizer.py), Qwen3 and
+ * variants (Metaspace, every other pre-tokenizer, normalizer and decoder), the streaming
+ * detokenizer, random bytes and ids, and error messages. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <pagoda/tokenizer.h>
@@ -12,30 +13,21 @@
 
 #define FIX PGD_TEST_SRCDIR "/tests/fixtures/tokenizer"
 
-static const char *tok_dir(const char *name, char *buf, size_t n)
-{
-    if (!strcmp(name, "llama3"))
-        snprintf(buf, n, "%s/../shared/data/tokenizers/llama3", PGD_TEST_SRCDIR);
-    else
-        snprintf(buf, n, "%s/%s", FIX, name);
-    return buf;
-}
-
 static json_t *load_json(const char *path);
 static struct pgd_tokenizer *load_metaspace_variant(const char *variant);
 
-/* name: mistral, llama3, qwen3, or metaspace_VARIANT (see load_metaspace_variant) */
+/* name: mistral, llama3_style, qwen3 (folders of tests/fixtures/tokenizer), or
+ * metaspace_VARIANT (see load_metaspace_variant) */
 static struct pgd_tokenizer *load(const char *name)
 {
     if (!strncmp(name, "metaspace_", 10))
         return load_metaspace_variant(name + 10);
     char dir[4096], path[4200], err[1024];
-    tok_dir(name, dir, sizeof dir);
+    snprintf(dir, sizeof dir, "%s/%s", FIX, name);
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     struct stat sb;
     if (stat(path, &sb) != 0)
-        cr_assert_fail("tokenizer %s missing: %s (the shared data folder must sit beside the checkout)",
-                 name, path);
+        cr_assert_fail("tokenizer %s missing: %s", name, path);
     struct pgd_tokenizer *t = NULL;
     enum pgd_status st = pgd_tokenizer_load(dir, &t, err, sizeof err);
     cr_assert_eq(st, PGD_OK, "loading %s: %s", dir, err);
@@ -303,7 +295,7 @@ static void check_reference(const char *name)
 }
 
 Test(tokenizer, mistral_matches_reference, .timeout = 120) { check_reference("mistral"); }
-Test(tokenizer, llama3_matches_reference, .timeout = 120) { check_reference("llama3"); }
+Test(tokenizer, llama3_style_matches_reference, .timeout = 120) { check_reference("llama3_style"); }
 Test(tokenizer, qwen3_matches_reference, .timeout = 120) { check_reference("qwen3"); }
 
 /* ---- streaming ------------------------------------------------------------------------- */
@@ -375,7 +367,7 @@ static void check_streaming(const char *name)
 }
 
 Test(tokenizer, mistral_streaming, .timeout = 120) { check_streaming("mistral"); }
-Test(tokenizer, llama3_streaming, .timeout = 120) { check_streaming("llama3"); }
+Test(tokenizer, llama3_style_streaming, .timeout = 120) { check_streaming("llama3_style"); }
 Test(tokenizer, qwen3_streaming, .timeout = 120) { check_streaming("qwen3"); }
 
 /* ---- random bytes and ids ---------------------------------------------------------------- */
@@ -453,7 +445,7 @@ static void fuzz(const char *name, bool lossless_kind)
         cr_assert_eq(pgd_tokenizer_decode(t, ids.ids, ids.n, false, &text, &tl, err, sizeof err),
                      PGD_OK);
         cr_assert(is_valid_utf8(text, tl));
-        /* Lossless where the tokenizer is: Llama-3 always (invalid bytes come back as U+FFFD);
+        /* Lossless where the tokenizer is: Llama-3 style always (invalid bytes come back as U+FFFD);
          * Qwen3 on text NFC leaves alone (ASCII here); Mistral when no special token or
          * U+2581 is written in the text (SentencePiece prepends a space after one). */
         bool ascii = true, marks = false;
@@ -461,8 +453,9 @@ static void fuzz(const char *name, bool lossless_kind)
             ascii = ascii && buf[i] < 0x80;
         for (size_t i = 0; i < n; i++)
             marks = marks || buf[i] == '<' || buf[i] == 0xE2;
-        bool lossless = lossless_kind && !(iter & 1) && (!strcmp(name, "llama3") || (!strcmp(name, "qwen3") && ascii) ||
-                        (!strcmp(name, "mistral") && !marks));
+        bool lossless = lossless_kind && !(iter & 1) &&
+                        (!strcmp(name, "llama3_style") || (!strcmp(name, "qwen3") && ascii) ||
+                         (!strcmp(name, "mistral") && !marks));
         if (lossless) {
             size_t wl;
             char *want = lossy(buf, n, &wl);
@@ -491,7 +484,7 @@ static void fuzz(const char *name, bool lossless_kind)
 }
 
 Test(tokenizer, mistral_random_input, .timeout = 120) { fuzz("mistral", true); }
-Test(tokenizer, llama3_random_input, .timeout = 120) { fuzz("llama3", true); }
+Test(tokenizer, llama3_style_random_input, .timeout = 120) { fuzz("llama3_style", true); }
 Test(tokenizer, qwen3_random_input, .timeout = 120) { fuzz("qwen3", true); }
 
 /* ---- Metaspace variants of the Mistral tokenizer -------------------------------------------
