@@ -15,13 +15,16 @@
 
 static json_t *load_json(const char *path);
 static struct pgd_tokenizer *load_metaspace_variant(const char *variant);
+static struct pgd_tokenizer *load_variant(const char *variant);
 
-/* name: mistral, llama3_style, qwen3 (folders of tests/fixtures/tokenizer), or
- * metaspace_VARIANT (see load_metaspace_variant) */
+/* name: mistral, llama3_style, qwen3 (folders of tests/fixtures/tokenizer), metaspace_VARIANT
+ * (see load_metaspace_variant) or variant_VARIANT (see load_variant) */
 static struct pgd_tokenizer *load(const char *name)
 {
     if (!strncmp(name, "metaspace_", 10))
         return load_metaspace_variant(name + 10);
+    if (!strncmp(name, "variant_", 8))
+        return load_variant(name + 8);
     char dir[4096], path[4200], err[1024];
     snprintf(dir, sizeof dir, "%s/%s", FIX, name);
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
@@ -59,31 +62,58 @@ static char *read_text(const char *path, size_t *len)
     return p;
 }
 
-/* A Metaspace variant of the Mistral tokenizer: the committed mistral/tokenizer.json with the
- * top-level keys of metaspace_variants.json[variant] put in (normalizer dropped, Metaspace
- * pre-tokenizer and decoder), as scripts/make_tokenizer_refs.py builds it for `tokenizers`;
- * loaded with Mistral's tokenizer_config.json. */
-static struct pgd_tokenizer *load_metaspace_variant(const char *variant)
+/* base_dir's tokenizer.json with the top-level keys of patch put in, loaded with base_dir's
+ * tokenizer_config.json, as scripts/make_tokenizer_refs.py builds it for `tokenizers`. */
+static struct pgd_tokenizer *load_patched(const char *base_dir, json_t *patch, const char *name)
 {
-    json_t *base = load_json(FIX "/mistral/tokenizer.json");
-    json_t *all = load_json(FIX "/metaspace_variants.json");
-    json_t *patch = json_object_get(all, variant);
-    cr_assert(json_is_object(patch), "metaspace_variants.json has no variant \"%s\"", variant);
+    char path[4096], err[1024];
+    snprintf(path, sizeof path, "%s/tokenizer.json", base_dir);
+    json_t *base = load_json(path);
     cr_assert_eq(json_object_update(base, patch), 0);
     char *text = json_dumps(base, JSON_COMPACT);
     cr_assert_not_null(text);
     size_t cl;
-    char *cfg = read_text(FIX "/mistral/tokenizer_config.json", &cl);
-    char name[256], err[1024];
-    snprintf(name, sizeof name, "metaspace_%s", variant);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", base_dir);
+    char *cfg = read_text(path, &cl);
     struct pgd_tokenizer *t = NULL;
     enum pgd_status st = pgd_tokenizer_load_json(text, strlen(text), cfg, cl, name, &t, err,
                                                  sizeof err);
     cr_assert_eq(st, PGD_OK, "loading %s: %s", name, err);
     free(cfg);
     free(text);
-    json_decref(all);
     json_decref(base);
+    return t;
+}
+
+/* A Metaspace variant of the Mistral tokenizer: the top-level keys of
+ * metaspace_variants.json[variant] (normalizer dropped, Metaspace pre-tokenizer and decoder)
+ * put into mistral/tokenizer.json. */
+static struct pgd_tokenizer *load_metaspace_variant(const char *variant)
+{
+    json_t *all = load_json(FIX "/metaspace_variants.json");
+    json_t *patch = json_object_get(all, variant);
+    cr_assert(json_is_object(patch), "metaspace_variants.json has no variant \"%s\"", variant);
+    char name[256];
+    snprintf(name, sizeof name, "metaspace_%s", variant);
+    struct pgd_tokenizer *t = load_patched(FIX "/mistral", patch, name);
+    json_decref(all);
+    return t;
+}
+
+/* A variant of variants.json: {"base": folder, "patch": top-level keys} (every other
+ * pre-tokenizer, normalizer and decoder type). */
+static struct pgd_tokenizer *load_variant(const char *variant)
+{
+    json_t *all = load_json(FIX "/variants.json");
+    json_t *v = json_object_get(all, variant);
+    const char *base = json_string_value(json_object_get(v, "base"));
+    json_t *patch = json_object_get(v, "patch");
+    cr_assert(base && json_is_object(patch), "variants.json has no variant \"%s\"", variant);
+    char dir[4096], name[256];
+    snprintf(dir, sizeof dir, "%s/%s", FIX, base);
+    snprintf(name, sizeof name, "variant_%s", variant);
+    struct pgd_tokenizer *t = load_patched(dir, patch, name);
+    json_decref(all);
     return t;
 }
 
@@ -176,16 +206,19 @@ static void check_decode(const struct pgd_tokenizer *t, const int32_t *ids, size
     free(text);
 }
 
-/* The strings name's reference was made on: corpus.json, or the refs file's own "corpus"
- * (variants tested on strings made for them). A new reference. */
+/* The strings name's reference was made on: corpus.json, the refs file's own "corpus"
+ * (variants tested on strings made for them) or the file its "corpus_file" names. A new
+ * reference. */
 static json_t *load_corpus(const char *name)
 {
     char path[4096];
     snprintf(path, sizeof path, FIX "/refs_%s.json", name);
     json_t *ref = load_json(path);
     json_t *own = json_incref(json_object_get(ref, "corpus"));
+    const char *file = json_string_value(json_object_get(ref, "corpus_file"));
+    snprintf(path, sizeof path, FIX "/%s", file ? file : "corpus.json");
     json_decref(ref);
-    return own ? own : load_json(FIX "/corpus.json");
+    return own ? own : load_json(path);
 }
 
 /* Encodes and decodes every corpus entry; compares with the reference. */
@@ -516,6 +549,45 @@ Test(tokenizer, metaspace_variants_all_tested)
     size_t n = sizeof names / sizeof names[0];
     cr_assert_eq(json_object_size(all), n, "metaspace_variants.json has %zu variants, the test "
                  "knows %zu", json_object_size(all), n);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_not_null(json_object_get(all, names[i]), "%s", names[i]);
+    json_decref(all);
+}
+
+/* ---- every other pre-tokenizer, normalizer and decoder type ---------------------------------
+ * Variants of variants.json (made by scripts/make_tokenizer_refs.py): each must match
+ * `tokenizers` exactly (refs_variant_VARIANT.json on variant_corpus.json), stream the same
+ * text and survive random input. */
+
+#define TYPE_VARIANTS(X) \
+    X(digits_individual) X(digits_contiguous) X(digits_metaspace) X(whitespace) \
+    X(whitespace_split) X(punctuation_removed) X(punctuation_isolated) \
+    X(punctuation_merged_prev) X(punctuation_merged_next) X(punctuation_contiguous) \
+    X(char_delimiter) X(bert_pretokenizer) X(fixed_length) X(nested_sequence) \
+    X(lowercase) X(strip_accents) X(nfd_strip_accents) X(nfkd_lowercase) X(nfkc) X(nfd) \
+    X(nmt_nfkc) X(replace_regex) X(bert_normalizer) X(bert_normalizer_cased) \
+    X(bert_normalizer_strip_only) X(bytelevel_normalizer) X(wordpiece_decoder) \
+    X(wordpiece_decoder_plain) X(bpe_decoder) X(ctc_decoder) X(ctc_decoder_plain) \
+    X(replace_regex_decoder)
+
+#define TYPE_TESTS(v) \
+    Test(tokenizer, v##_matches_reference, .timeout = 120) { check_reference("variant_" #v); } \
+    Test(tokenizer, v##_streaming, .timeout = 120) { check_streaming("variant_" #v); } \
+    Test(tokenizer, v##_random_input, .timeout = 120) { fuzz("variant_" #v, false); }
+TYPE_VARIANTS(TYPE_TESTS)
+
+/* Every variant the script wrote is tested above. */
+Test(tokenizer, type_variants_all_tested)
+{
+    static const char *const names[] = {
+#define TYPE_NAME(v) #v,
+        TYPE_VARIANTS(TYPE_NAME)
+#undef TYPE_NAME
+    };
+    json_t *all = load_json(FIX "/variants.json");
+    size_t n = sizeof names / sizeof names[0];
+    cr_assert_eq(json_object_size(all), n, "variants.json has %zu variants, the test knows %zu",
+                 json_object_size(all), n);
     for (size_t i = 0; i < n; i++)
         cr_assert_not_null(json_object_get(all, names[i]), "%s", names[i]);
     json_decref(all);
