@@ -136,35 +136,6 @@ static bool map_bytes(const char *s, size_t n, struct pgd__buf *out)
     return true;
 }
 
-/* Replace with a regex: every match becomes nm->b (content is literal: `tokenizers` expands
- * no $1 in a normalizer). An empty match replaces nothing. */
-static enum pgd_status replace_regex(const struct pgd__norm *nm, const char *s, size_t n,
-                                     struct pgd__buf *out, bool *first_deleted)
-{
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(nm->re, NULL);
-    if (!md)
-        return PGD_ERR_NOMEM;
-    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-    size_t done = 0, at = 0;
-    bool ok = true;
-    *first_deleted = false;
-    while (ok && at <= n &&
-           pcre2_match(nm->re, (PCRE2_SPTR)s, n, at, PCRE2_NO_UTF_CHECK, md, NULL) >= 0) {
-        size_t ms = ov[0], me = ov[1];
-        if (me == ms) {
-            size_t k = ms < n ? pgd__utf8_valid_len((const unsigned char *)s + ms, n - ms) : 0;
-            at = ms + (k ? k : 1);
-            continue;
-        }
-        if (ms == 0 && nm->blen == 0)
-            *first_deleted = true;
-        ok = pgd__buf_add(out, s + done, ms - done) && pgd__buf_add(out, nm->b, nm->blen);
-        done = at = me;
-    }
-    pcre2_match_data_free(md);
-    return ok && pgd__buf_add(out, s + done, n - done) ? PGD_OK : PGD_ERR_NOMEM;
-}
-
 static bool strip_spaces(const struct pgd__norm *nm, const char *s, size_t n,
                          struct pgd__buf *out, bool *first_deleted)
 {
@@ -203,8 +174,8 @@ static enum pgd_status normalize_one(const struct pgd__norm *nm, const char *in,
         ok = n == 0 || (pgd__buf_add(out, nm->a, nm->alen) && pgd__buf_add(out, in, n));
         break;
     case PGD__NORM_REPLACE:
-        if (nm->re)
-            return replace_regex(nm, in, n, out, first_deleted);
+        if (nm->re) /* content is literal: tokenizers expands no $1 here */
+            return pgd__regex_replace(nm->re, in, n, nm->b, nm->blen, out, first_deleted);
         /* deleting a match at the start leaves a later character first */
         *first_deleted = nm->alen && !nm->blen && n >= nm->alen && !memcmp(in, nm->a, nm->alen);
         ok = pgd__replace_all(in, n, nm->a, nm->alen, nm->b, nm->blen, out);

@@ -94,6 +94,8 @@ void pgd_tokenizer_destroy(struct pgd_tokenizer *t)
     for (size_t i = 0; i < t->n_decs; i++) {
         free(t->decs[i].pat);
         free(t->decs[i].content);
+        if (t->decs[i].re)
+            pcre2_code_free(t->decs[i].re);
     }
     free(t->decs);
     free(t->name);

@@ -195,8 +195,14 @@ enum pgd_status pgd__normalize(const struct pgd__norm *v, size_t n, const char *
 enum pgd_status pgd__pretokenize(const struct pgd__pretok *v, size_t n, struct pgd__pieces *in,
                                  struct pgd__pieces *tmp, pcre2_match_data *md,
                                  pcre2_match_context *mc, char *err, size_t errlen);
+/* ---- regular expressions (runtime/tokenizer/regex.c) ------------------------------------- */
 /* Compiles a tokenizer.json (Oniguruma) regex with PCRE2, JIT included. */
 pcre2_code *pgd__regex_compile(const char *pattern, size_t len, char *err, size_t errlen);
+/* Appends s[0..n) to out with every match of re replaced by rep[0..rlen) (literally), matches
+ * found as `tokenizers` finds them (empty ones included). *first_deleted: a non-empty match
+ * at offset 0 was replaced by nothing. */
+enum pgd_status pgd__regex_replace(const pcre2_code *re, const char *s, size_t n, const char *rep,
+                                   size_t rlen, struct pgd__buf *out, bool *first_deleted);
 
 /* ---- added tokens ------------------------------------------------------------------------ */
 struct pgd__added {
