@@ -314,6 +314,9 @@ VARIANTS = {
     "char_delimiter": ("mistral", {"pre_tokenizer": _pre("CharDelimiterSplit", delimiter=_MS)}),
     "bert_pretokenizer": ("mistral", dict(_NO_SPACES, pre_tokenizer=_pre("BertPreTokenizer"))),
     "fixed_length": ("mistral", {"pre_tokenizer": _pre("FixedLength", length=3)}),
+    "unicode_scripts": ("mistral", dict(_NO_SPACES, pre_tokenizer=_pre("UnicodeScripts"))),
+    "unicode_scripts_metaspace": ("mistral", {"normalizer": None, "pre_tokenizer": _pseq(
+        _pre("UnicodeScripts"), _ms("first")), "decoder": _seq(_ms("first"), _BF, _FUSE)}),
     # Sequences inside Sequences, a ByteLevel with add_prefix_space at the end
     "nested_sequence": ("llama3_style", {"pre_tokenizer": _pseq(
         _pseq(_pre("Punctuation", behavior="MergedWithPrevious"),
@@ -417,8 +420,8 @@ def write_variants():
     with open(os.path.join(FIX, "variant_corpus.json"), "w", encoding="utf-8") as f:
         json.dump([{"text": e} for e in texts], f, ensure_ascii=False, indent=0)
         f.write("\n")
-    rng = random.Random(55)
     for vname, (base_name, patch) in VARIANTS.items():
+        rng = random.Random("variant_" + vname)  # its own: adding a variant moves no other
         with open(os.path.join(FIX, base_name, "tokenizer.json"), encoding="utf-8") as f:
             j = json.load(f)
         j.update(patch)

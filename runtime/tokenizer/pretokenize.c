@@ -1,7 +1,7 @@
 /* Pre-tokenizers (tokenizer.json "pre_tokenizer"): loading them and cutting normalized text
  * into the pieces BPE sees. Split with a regex (PCRE2 + JIT), a string or a character class
  * (Whitespace, WhitespaceSplit, Digits, Punctuation, BertPreTokenizer, CharDelimiterSplit),
- * FixedLength, ByteLevel and Metaspace; Sequence nests. */
+ * FixedLength, UnicodeScripts, ByteLevel and Metaspace; Sequence nests. */
 #include "runtime/tokenizer/tokenizer_internal.h"
 #include <jansson.h>
 #include <stdlib.h>
@@ -232,6 +232,31 @@ static bool split_fixed(const struct pgd__pretok *pt, const char *text,
     return pgd__pieces_add(out, span->off + b, span->len - b, span->first && b == 0);
 }
 
+/* UnicodeScripts: a piece starts at each character whose script differs from the last
+ * non-Any one. As `tokenizers` does it, Any characters (spaces) before the first other
+ * character are dropped, and a span of only Any characters gives no piece. */
+static bool split_scripts(const char *text, const struct pgd__span *span,
+                          struct pgd__pieces *out)
+{
+    const char *s = text + span->off;
+    uint32_t last = 0;  /* 0: none yet, or Any */
+    size_t start = 0;
+    bool started = false; /* a piece started at `start` */
+    for (size_t i = 0, k; i < span->len; i += k) {
+        uint32_t sc = pgd__uc_script_class(pgd__utf8_decode((const unsigned char *)s + i, &k));
+        if (sc == 0 || sc == last)
+            continue;
+        if (started && !pgd__pieces_add(out, span->off + start, i - start,
+                                     span->first && start == 0))
+            return false;
+        start = i;
+        started = true;
+        last = sc;
+    }
+    return !started || pgd__pieces_add(out, span->off + start, span->len - start,
+                                    span->first && start == 0);
+}
+
 static void swap_pieces(struct pgd__pieces *a, struct pgd__pieces *b, bool text_too)
 {
     struct pgd__span *v = a->v;
@@ -263,9 +288,10 @@ enum pgd_status pgd__pretokenize(const struct pgd__pretok *v, size_t nv, struct 
             swap_pieces(in, tmp, false);
             continue;
         }
-        if (pt->kind == PGD__PRE_FIXED_LENGTH) {
+        if (pt->kind == PGD__PRE_FIXED_LENGTH || pt->kind == PGD__PRE_SCRIPTS) {
             for (size_t i = 0; i < in->n; i++)
-                if (!split_fixed(pt, in->text.p, &in->v[i], tmp))
+                if (pt->kind == PGD__PRE_SCRIPTS ? !split_scripts(in->text.p, &in->v[i], tmp)
+                                                 : !split_fixed(pt, in->text.p, &in->v[i], tmp))
                     return PGD_ERR_NOMEM;
             swap_pieces(in, tmp, false);
             continue;
@@ -535,6 +561,10 @@ static enum pgd_status add_pretok(struct pgd_tokenizer *t, json_t *j, char *err,
         return load_metaspace(t, j, err, errlen);
     if (!strcmp(type, "FixedLength"))
         return load_fixed_length(t, j, err, errlen);
+    if (!strcmp(type, "UnicodeScripts")) {
+        struct pgd__pretok pt = { .kind = PGD__PRE_SCRIPTS };
+        return push_pretok(t, &pt);
+    }
     bool known;
     enum pgd_status st = load_class_split(t, type, j, &known, err, errlen);
     if (known)

@@ -49,6 +49,7 @@ const char *pgd__jstr(const void *obj, const char *key);
 /* ---- character classes (runtime/tokenizer/unicode_class.c) -------------------------------- */
 struct pgd__cp_range { uint32_t lo, hi; };
 struct pgd__cp_map { uint32_t from, to; };
+struct pgd__cp_class { uint32_t lo, hi, id; };
 /* generated tables (runtime/tokenizer/unicode_tables.c), sorted */
 extern const struct pgd__cp_range pgd__uc_punct[], pgd__uc_numeric[], pgd__uc_mark[],
     pgd__uc_nonspacing[], pgd__uc_bert_ctrl[];
@@ -56,6 +57,8 @@ extern const size_t pgd__uc_punct_n, pgd__uc_numeric_n, pgd__uc_mark_n, pgd__uc_
     pgd__uc_bert_ctrl_n;
 extern const struct pgd__cp_map pgd__uc_lower_map[];
 extern const size_t pgd__uc_lower_map_n;
+extern const struct pgd__cp_class pgd__uc_script[];
+extern const size_t pgd__uc_script_n;
 bool pgd__uc_is_white_space(uint32_t c); /* char::is_whitespace */
 bool pgd__uc_is_alnum(uint32_t c);       /* added tokens' single_word boundary */
 bool pgd__uc_is_punct(uint32_t c);       /* Punctuation, BertPreTokenizer */
@@ -64,6 +67,9 @@ bool pgd__uc_is_mark(uint32_t c);        /* StripAccents */
 bool pgd__uc_is_nonspacing(uint32_t c);  /* BertNormalizer strip_accents */
 bool pgd__uc_is_bert_control(uint32_t c); /* BertNormalizer clean_text removes it */
 bool pgd__uc_is_chinese(uint32_t c);     /* BertNormalizer handle_chinese_chars */
+/* UnicodeScripts' script class of c: equal numbers for one script (Hiragana, Katakana and
+ * U+30FC count as Han), 0 for "Any" (the space, and what its table does not list). */
+uint32_t pgd__uc_script_class(uint32_t c);
 /* Lowercase of c (1 or 2 characters) into out; returns the count. */
 size_t pgd__uc_lower(uint32_t c, uint32_t out[2]);
 /* The last character of s[0..n) (valid UTF-8), or (uint32_t)-1 if empty; *start its offset. */
@@ -152,7 +158,7 @@ struct pgd__norm {
 enum pgd__split_behavior { PGD__SPLIT_REMOVED, PGD__SPLIT_ISOLATED, PGD__SPLIT_MERGED_PREV,
                            PGD__SPLIT_MERGED_NEXT, PGD__SPLIT_CONTIGUOUS };
 enum pgd__pretok_kind { PGD__PRE_SPLIT, PGD__PRE_BYTELEVEL, PGD__PRE_METASPACE,
-                        PGD__PRE_FIXED_LENGTH };
+                        PGD__PRE_FIXED_LENGTH, PGD__PRE_SCRIPTS };
 /* A Split on a class of characters, each character its own match (as `tokenizers` splits on
  * a char predicate): Whitespace(Split), Digits, Punctuation, BertPreTokenizer,
  * CharDelimiterSplit. */

@@ -55,6 +55,21 @@ bool pgd__uc_is_chinese(uint32_t c) /* the CJK blocks BertNormalizer pads with s
            (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
 }
 
+uint32_t pgd__uc_script_class(uint32_t c)
+{
+    if (c == ' ')
+        return 0;
+    size_t lo = 0, hi = pgd__uc_script_n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (pgd__uc_script[mid].hi < c)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < pgd__uc_script_n && pgd__uc_script[lo].lo <= c ? pgd__uc_script[lo].id : 0;
+}
+
 size_t pgd__uc_lower(uint32_t c, uint32_t out[2])
 {
     /* Rust's char::to_lowercase, character by character (no final-sigma context, as the

@@ -579,7 +579,8 @@ Test(tokenizer, metaspace_variants_all_tested)
     X(digits_individual) X(digits_contiguous) X(digits_metaspace) X(whitespace) \
     X(whitespace_split) X(punctuation_removed) X(punctuation_isolated) \
     X(punctuation_merged_prev) X(punctuation_merged_next) X(punctuation_contiguous) \
-    X(char_delimiter) X(bert_pretokenizer) X(fixed_length) X(nested_sequence) \
+    X(char_delimiter) X(bert_pretokenizer) X(fixed_length) X(unicode_scripts) \
+    X(unicode_scripts_metaspace) X(nested_sequence) \
     X(lowercase) X(strip_accents) X(nfd_strip_accents) X(nfkd_lowercase) X(nfkc) X(nfd) \
     X(nmt_nfkc) X(replace_regex) X(bert_normalizer) X(bert_normalizer_cased) \
     X(bert_normalizer_strip_only) X(bytelevel_normalizer) X(wordpiece_decoder) \
