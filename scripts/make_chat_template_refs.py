@@ -38,6 +38,7 @@ TOKFIX = os.path.join(SRC, "tests", "fixtures", "tokenizer")
 MODELS = {
     "llama2-chat": ("llama2-chat", "mistral"),
     "llama3-style": ("llama3-style", "llama3_style"),
+    "smollm2": ("smollm2", "smollm2"),
     "qwen2.5-instruct": ("qwen2.5-instruct", "qwen3"),
     "qwen3": ("qwen3", "qwen3"),
     "mistral-instruct": ("mistral-instruct", "mistral"),

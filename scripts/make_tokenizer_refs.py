@@ -7,7 +7,7 @@
 Reads only the tokenizers committed under tests/fixtures/tokenizer/ (llama3_style/ is made by
 scripts/make_llama3_style_tokenizer.py). Writes tests/fixtures/tokenizer/corpus.json (the
 strings, built to break tokenizers) and tests/fixtures/tokenizer/refs_<name>.json for mistral,
-llama3_style and qwen3:
+llama3_style, qwen3 and smollm2 (made by scripts/make_smollm2_tokenizer.py):
   encode(text, add_special_tokens=False/True), decode(ids, skip_special_tokens=False/True),
   and decodes of random id sequences (byte tokens, special tokens, ids out of range).
 
@@ -385,7 +385,7 @@ def main():
         f.write("]\n")
 
     rng = random.Random(99)
-    for name in ("mistral", "llama3_style", "qwen3"):
+    for name in ("mistral", "llama3_style", "qwen3", "smollm2"):
         tok = Tokenizer.from_file(os.path.join(FIX, name, "tokenizer.json"))
         write_refs(tok, name, entries, rng)
 

@@ -160,6 +160,7 @@ static void check_model(const char *model)
 
 Test(chat_template, llama2_chat_matches_transformers) { check_model("llama2-chat"); }
 Test(chat_template, llama3_style_matches_transformers) { check_model("llama3-style"); }
+Test(chat_template, smollm2_matches_transformers) { check_model("smollm2"); }
 Test(chat_template, qwen2_5_matches_transformers) { check_model("qwen2.5-instruct"); }
 Test(chat_template, qwen3_matches_transformers) { check_model("qwen3"); }
 Test(chat_template, mistral_matches_transformers) { check_model("mistral-instruct"); }

@@ -1,8 +1,9 @@
 /* Tokenizer: encode/decode against the `tokenizers` package's outputs on a corpus built to
  * break tokenizers (tests/fixtures/tokenizer, made by scripts/make_tokenizer_refs.py) for
- * Mistral, a Llama-3-style tokenizer (scripts/make_llama3_style_tokenizer.py), Qwen3 and
- * variants (Metaspace, every other pre-tokenizer, normalizer and decoder), the streaming
- * detokenizer, random bytes and ids, and error messages. */
+ * Mistral, a Llama-3-style tokenizer (scripts/make_llama3_style_tokenizer.py), Qwen3,
+ * SmolLM2 (scripts/make_smollm2_tokenizer.py) and variants (Metaspace, every other
+ * pre-tokenizer, normalizer and decoder), the streaming detokenizer, random bytes and ids,
+ * and error messages. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <pagoda/tokenizer.h>
@@ -335,6 +336,8 @@ static void check_reference(const char *name)
 Test(tokenizer, mistral_matches_reference, .timeout = 120) { check_reference("mistral"); }
 Test(tokenizer, llama3_style_matches_reference, .timeout = 120) { check_reference("llama3_style"); }
 Test(tokenizer, qwen3_matches_reference, .timeout = 120) { check_reference("qwen3"); }
+/* SmolLM2: Digits(individual_digits) before a ByteLevel with its regex, a real vocabulary */
+Test(tokenizer, smollm2_matches_reference, .timeout = 120) { check_reference("smollm2"); }
 
 /* ---- streaming ------------------------------------------------------------------------- */
 
@@ -412,6 +415,7 @@ static void check_streaming(const char *name)
 Test(tokenizer, mistral_streaming, .timeout = 120) { check_streaming("mistral"); }
 Test(tokenizer, llama3_style_streaming, .timeout = 120) { check_streaming("llama3_style"); }
 Test(tokenizer, qwen3_streaming, .timeout = 120) { check_streaming("qwen3"); }
+Test(tokenizer, smollm2_streaming, .timeout = 120) { check_streaming("smollm2"); }
 
 /* ---- random bytes and ids ---------------------------------------------------------------- */
 
@@ -488,16 +492,21 @@ static void fuzz_with(const struct pgd_tokenizer *t, const char *name, bool loss
         cr_assert_eq(pgd_tokenizer_decode(t, ids.ids, ids.n, false, &text, &tl, err, sizeof err),
                      PGD_OK);
         cr_assert(is_valid_utf8(text, tl));
-        /* Lossless where the tokenizer is: Llama-3 style always (invalid bytes come back as U+FFFD);
-         * Qwen3 on text NFC leaves alone (ASCII here); Mistral when no special token or
-         * U+2581 is written in the text (SentencePiece prepends a space after one). */
-        bool ascii = true, marks = false;
-        for (size_t i = 0; i < n; i++)
+        /* Lossless where the tokenizer is: Llama-3 style always (invalid bytes come back as
+         * U+FFFD); SmolLM2 unless x holds a control byte its vocabulary lacks (4, 6, 19, 20,
+         * 22, 29: `tokenizers` drops those); Qwen3 on text NFC leaves alone (ASCII here);
+         * Mistral when no special token or U+2581 is written in the text (SentencePiece
+         * prepends a space after one). */
+        bool ascii = true, marks = false, smol_bytes = true;
+        for (size_t i = 0; i < n; i++) {
             ascii = ascii && buf[i] < 0x80;
-        for (size_t i = 0; i < n; i++)
             marks = marks || buf[i] == '<' || buf[i] == 0xE2;
+            smol_bytes = smol_bytes && !memchr("\x04\x06\x13\x14\x16\x1d", buf[i], 6);
+        }
         bool lossless = lossless_kind && !(iter & 1) &&
-                        (!strcmp(name, "llama3_style") || (!strcmp(name, "qwen3") && ascii) ||
+                        (!strcmp(name, "llama3_style") ||
+                         (!strcmp(name, "smollm2") && smol_bytes) ||
+                         (!strcmp(name, "qwen3") && ascii) ||
                          (!strcmp(name, "mistral") && !marks));
         if (lossless) {
             size_t wl;
@@ -535,6 +544,7 @@ static void fuzz(const char *name, bool lossless_kind)
 Test(tokenizer, mistral_random_input, .timeout = 120) { fuzz("mistral", true); }
 Test(tokenizer, llama3_style_random_input, .timeout = 120) { fuzz("llama3_style", true); }
 Test(tokenizer, qwen3_random_input, .timeout = 120) { fuzz("qwen3", true); }
+Test(tokenizer, smollm2_random_input, .timeout = 120) { fuzz("smollm2", true); }
 
 /* ---- Metaspace variants of the Mistral tokenizer -------------------------------------------
  * Each must match `tokenizers` exactly (refs_metaspace_VARIANT.json), stream the same text
