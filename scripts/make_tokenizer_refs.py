@@ -336,6 +336,16 @@ VARIANTS = {
                                              strip_accents=True, lowercase=False),
     "bytelevel_normalizer": ("llama3_style", {"normalizer": {"type": "ByteLevel"},
                                               "pre_tokenizer": None, "decoder": _BL_DEC}),
+    # Metaspace "first" after normalizers that delete the first character (a leading control
+    # character, a leading mark, a regex match) or put a space before it (a leading ideograph)
+    "deletions_metaspace_first": ("mistral", {
+        "normalizer": _nseq({"type": "Nmt"}, {"type": "StripAccents"},
+                            {"type": "Replace", "pattern": {"Regex": "^x+"}, "content": ""}),
+        "pre_tokenizer": _ms("first"), "decoder": _seq(_ms("first"), _BF, _FUSE)}),
+    "bert_chinese_metaspace_first": ("mistral", {
+        "normalizer": {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True,
+                       "strip_accents": False, "lowercase": False},
+        "pre_tokenizer": _ms("first", False), "decoder": _seq(_ms("first"), _BF, _FUSE)}),
     "wordpiece_decoder": _dec(_BF, {"type": "WordPiece", "prefix": _MS, "cleanup": True}),
     "wordpiece_decoder_plain": _dec({"type": "Replace", "pattern": {"String": _MS}, "content": " "},
                                     _BF, {"type": "WordPiece", "prefix": "##", "cleanup": False},
@@ -357,7 +367,8 @@ VARIANT_EXTRA = [
     "\u0130stanbul \u03a3\u0391\u03a3 \u1e9e \u01c5", "cafe\u0301 \u0301x \u0e33 \u1ab0", "\x01\x02 ctrl\x7f\x85 \x9f",
     "a\u200bb\u200fc\ufeffd\u2581e\ufffdf", "\u4e2d\u6587English\ud55c\uad6d\uc5b4 \u3042\u30a2",
     "tab\t\tand   spaces  ", "  lead and trail  ", "\ue000 private \U000f0000", "do not don't isn't . , ! ?",
-    "##sub ##word \u2581\u2581x", "a" * 7 + " " + "b" * 11, "\U0001f600\U0001f600\U0001f600 x",
+    "##sub ##word \u2581\u2581x", "x\u4e2d", "\u4e2d\u6587 x", "\x01\u4e2d", "xxhello", "\u0301\u0301a",
+    "\x01 x", "\u200b\u4e2d", "a" * 7 + " " + "b" * 11, "\U0001f600\U0001f600\U0001f600 x",
 ]
 
 

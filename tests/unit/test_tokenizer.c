@@ -593,7 +593,8 @@ Test(tokenizer, metaspace_variants_all_tested)
     X(unicode_scripts_metaspace) X(nested_sequence) \
     X(lowercase) X(strip_accents) X(nfd_strip_accents) X(nfkd_lowercase) X(nfkc) X(nfd) \
     X(nmt_nfkc) X(replace_regex) X(bert_normalizer) X(bert_normalizer_cased) \
-    X(bert_normalizer_strip_only) X(bytelevel_normalizer) X(wordpiece_decoder) \
+    X(bert_normalizer_strip_only) X(bytelevel_normalizer) X(deletions_metaspace_first) \
+    X(bert_chinese_metaspace_first) X(wordpiece_decoder) \
     X(wordpiece_decoder_plain) X(bpe_decoder) X(ctc_decoder) X(ctc_decoder_plain) \
     X(replace_regex_decoder)
 
