@@ -12,6 +12,7 @@ utf8proc's tables for a few hundred code points (characters assigned in between)
 same pieces as `tokenizers` on any machine, pagoda uses these tables, made by running each
 pre-tokenizer / normalizer of the package over every code point:
   punct       Punctuation and BertPreTokenizer isolate it (ASCII punctuation or a P* category)
+  word        Whitespace keeps it in a run of word characters (Rust regex's \\w)
   numeric     Digits isolates it (char::is_numeric)
   mark        StripAccents removes it (a combining mark)
   nonspacing  BertNormalizer's strip_accents removes it (Mn), on characters NFD leaves alone
@@ -48,6 +49,21 @@ def isolated_by(pretok):
         s = "a" + "a".join(chr(c) for c in chunk) + "a"
         pieces = {p for p, _ in pretok.pre_tokenize_str(s) if "a" not in p}
         out.update(c for c in chunk if chr(c) in pieces)
+    return out
+
+
+def word_chars():
+    """Characters Whitespace (\\w+|[^\\w\\s]+) keeps in one piece with the letters around them."""
+    from tokenizers import pre_tokenizers as P
+    pt = P.Whitespace()
+    out = set()
+    for chunk in batches():
+        s = "a" + "a".join(chr(c) for c in chunk) + "a"
+        # a run of word characters stays one piece: find the piece around each character
+        pieces = pt.pre_tokenize_str(s)
+        for p, (a, b) in pieces:
+            if "a" in p:
+                out.update(ord(ch) for ch in p)
     return out
 
 
@@ -136,6 +152,8 @@ def main():
     from tokenizers import normalizers as N, pre_tokenizers as P
     punct = isolated_by(P.Punctuation())
     numeric = isolated_by(P.Digits(individual_digits=True))
+    word = word_chars()
+    assert ord("a") in word and ord("_") in word and ord(" ") not in word and ord("!") not in word
     assert ord("!") in punct and ord("7") in numeric and ord("a") not in punct | numeric
     strip = mapped_by(N.StripAccents())
     mark = {c for c, s in strip.items() if s == ""}
@@ -161,6 +179,7 @@ def main():
             "#include \"runtime/tokenizer/tokenizer_internal.h\"\n" % tokenizers.__version__]
     body.append(c_ranges("punct", punct, "Punctuation / BertPreTokenizer punctuation"))
     body.append(c_ranges("numeric", numeric, "Digits (char::is_numeric)"))
+    body.append(c_ranges("word", word, "Whitespace's word characters (Rust regex \\w)"))
     body.append(c_ranges("mark", mark, "StripAccents (combining marks)"))
     body.append(c_ranges("nonspacing", nonspacing, "BertNormalizer strip_accents (Mn)"))
     body.append(c_ranges("bert_ctrl", bert_ctrl, "BertNormalizer clean_text removes"))

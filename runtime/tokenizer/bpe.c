@@ -184,8 +184,8 @@ static enum pgd_status load_merges(struct pgd__bpe *m, json_t *merges, const cha
     struct pgd__buf joined = { 0 };
     enum pgd_status st = PGD_OK;
     for (size_t i = 0; i < n && !st; i++) {
-        const char *a, *b;
-        size_t alen, blen;
+        const char *a = NULL, *b = NULL;
+        size_t alen = 0, blen = 0;
         if ((st = parse_merge(json_array_get(merges, i), i, &a, &alen, &b, &blen, name, err,
                               errlen)))
             break;

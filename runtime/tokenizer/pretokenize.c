@@ -1,6 +1,6 @@
 /* Pre-tokenizers (tokenizer.json "pre_tokenizer"): loading them and cutting normalized text
  * into the pieces BPE sees. Split with a regex (PCRE2 + JIT), a string or a character class
- * (Whitespace, WhitespaceSplit, Digits, Punctuation, BertPreTokenizer, CharDelimiterSplit),
+ * (WhitespaceSplit, Digits, Punctuation, BertPreTokenizer, CharDelimiterSplit), Whitespace,
  * FixedLength, UnicodeScripts, ByteLevel and Metaspace; Sequence nests. */
 #include "runtime/tokenizer/tokenizer_internal.h"
 #include <jansson.h>
@@ -257,6 +257,33 @@ static bool split_scripts(const char *text, const struct pgd__span *span,
                                     span->first && start == 0);
 }
 
+/* Whitespace: `tokenizers` keeps the matches of \w+|[^\w\s]+ (Rust regex) and drops the rest,
+ * i.e. runs of word characters and runs of other non-space characters; done here with its
+ * own \w table rather than a regex (PCRE2's \w is narrower, and the exact class needs
+ * properties older PCRE2 lacks). */
+static bool split_whitespace(const char *text, const struct pgd__span *span,
+                             struct pgd__pieces *out)
+{
+    const char *s = text + span->off;
+    int run = 0; /* class of the current run: 0 none (spaces), 1 word, 2 other */
+    size_t start = 0;
+    for (size_t i = 0, k; i <= span->len; i += k) {
+        int cls = 0;
+        k = 1;
+        if (i < span->len) {
+            uint32_t c = pgd__utf8_decode((const unsigned char *)s + i, &k);
+            cls = pgd__uc_is_word(c) ? 1 : pgd__uc_is_white_space(c) ? 0 : 2;
+        }
+        if (cls == run)
+            continue;
+        if (run && !pgd__pieces_add(out, span->off + start, i - start, span->first && start == 0))
+            return false;
+        run = cls;
+        start = i;
+    }
+    return true;
+}
+
 static void swap_pieces(struct pgd__pieces *a, struct pgd__pieces *b, bool text_too)
 {
     struct pgd__span *v = a->v;
@@ -288,11 +315,16 @@ enum pgd_status pgd__pretokenize(const struct pgd__pretok *v, size_t nv, struct 
             swap_pieces(in, tmp, false);
             continue;
         }
-        if (pt->kind == PGD__PRE_FIXED_LENGTH || pt->kind == PGD__PRE_SCRIPTS) {
-            for (size_t i = 0; i < in->n; i++)
-                if (pt->kind == PGD__PRE_SCRIPTS ? !split_scripts(in->text.p, &in->v[i], tmp)
-                                                 : !split_fixed(pt, in->text.p, &in->v[i], tmp))
+        if (pt->kind == PGD__PRE_FIXED_LENGTH || pt->kind == PGD__PRE_SCRIPTS ||
+            pt->kind == PGD__PRE_WHITESPACE) {
+            for (size_t i = 0; i < in->n; i++) {
+                const struct pgd__span *sp = &in->v[i];
+                bool ok = pt->kind == PGD__PRE_SCRIPTS ? split_scripts(in->text.p, sp, tmp)
+                          : pt->kind == PGD__PRE_WHITESPACE ? split_whitespace(in->text.p, sp, tmp)
+                                                            : split_fixed(pt, in->text.p, sp, tmp);
+                if (!ok)
                     return PGD_ERR_NOMEM;
+            }
             swap_pieces(in, tmp, false);
             continue;
         }
@@ -369,10 +401,6 @@ static enum pgd_status push_pretok(struct pgd_tokenizer *t, struct pgd__pretok *
 }
 
 #define GPT2_REGEX "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
-/* tokenizers' Whitespace: \w+|[^\w\s]+ in Rust's regex crate, whose \w is Alphabetic, marks,
- * decimal numbers, connector punctuation and Join_Control (PCRE2's \w is narrower). */
-#define RUST_W "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}"
-#define WHITESPACE_REGEX "[" RUST_W "]+|[^" RUST_W "\\s]+"
 
 static enum pgd_status parse_behavior(const struct pgd_tokenizer *t, const char *type,
                                       const char *beh, enum pgd__split_behavior *out, char *err,
@@ -480,15 +508,12 @@ static enum pgd_status load_metaspace(struct pgd_tokenizer *t, json_t *j, char *
     return push_pretok(t, &pt);
 }
 
-/* The pre-tokenizers `tokenizers` defines as splits on a character class (or on its
- * Whitespace regex); *known false if type is none of them. */
+/* The pre-tokenizers `tokenizers` defines as splits on a character class; *known false if
+ * type is none of them. */
 static enum pgd_status load_class_split(struct pgd_tokenizer *t, const char *type, json_t *j,
                                         bool *known, char *err, size_t errlen)
 {
     *known = true;
-    if (!strcmp(type, "Whitespace")) /* tokenizers: Invert(\w+|[^\w\s]+), Removed */
-        return push_regex_split(t, type, WHITESPACE_REGEX, strlen(WHITESPACE_REGEX),
-                                PGD__SPLIT_REMOVED, true, err, errlen);
     if (!strcmp(type, "WhitespaceSplit"))
         return push_class_split(t, PGD__CC_WHITESPACE, 0, PGD__SPLIT_REMOVED);
     if (!strcmp(type, "Digits")) /* individual_digits: each digit alone, else runs */
@@ -561,8 +586,8 @@ static enum pgd_status add_pretok(struct pgd_tokenizer *t, json_t *j, char *err,
         return load_metaspace(t, j, err, errlen);
     if (!strcmp(type, "FixedLength"))
         return load_fixed_length(t, j, err, errlen);
-    if (!strcmp(type, "UnicodeScripts")) {
-        struct pgd__pretok pt = { .kind = PGD__PRE_SCRIPTS };
+    if (!strcmp(type, "UnicodeScripts") || !strcmp(type, "Whitespace")) {
+        struct pgd__pretok pt = { .kind = type[0] == 'U' ? PGD__PRE_SCRIPTS : PGD__PRE_WHITESPACE };
         return push_pretok(t, &pt);
     }
     bool known;

@@ -51,10 +51,10 @@ struct pgd__cp_range { uint32_t lo, hi; };
 struct pgd__cp_map { uint32_t from, to; };
 struct pgd__cp_class { uint32_t lo, hi, id; };
 /* generated tables (runtime/tokenizer/unicode_tables.c), sorted */
-extern const struct pgd__cp_range pgd__uc_punct[], pgd__uc_numeric[], pgd__uc_mark[],
-    pgd__uc_nonspacing[], pgd__uc_bert_ctrl[];
-extern const size_t pgd__uc_punct_n, pgd__uc_numeric_n, pgd__uc_mark_n, pgd__uc_nonspacing_n,
-    pgd__uc_bert_ctrl_n;
+extern const struct pgd__cp_range pgd__uc_punct[], pgd__uc_numeric[], pgd__uc_word[],
+    pgd__uc_mark[], pgd__uc_nonspacing[], pgd__uc_bert_ctrl[];
+extern const size_t pgd__uc_punct_n, pgd__uc_numeric_n, pgd__uc_word_n, pgd__uc_mark_n,
+    pgd__uc_nonspacing_n, pgd__uc_bert_ctrl_n;
 extern const struct pgd__cp_map pgd__uc_lower_map[];
 extern const size_t pgd__uc_lower_map_n;
 extern const struct pgd__cp_class pgd__uc_script[];
@@ -63,6 +63,7 @@ bool pgd__uc_is_white_space(uint32_t c); /* char::is_whitespace */
 bool pgd__uc_is_alnum(uint32_t c);       /* added tokens' single_word boundary */
 bool pgd__uc_is_punct(uint32_t c);       /* Punctuation, BertPreTokenizer */
 bool pgd__uc_is_numeric(uint32_t c);     /* Digits */
+bool pgd__uc_is_word(uint32_t c);        /* Whitespace: Rust regex's \w */
 bool pgd__uc_is_mark(uint32_t c);        /* StripAccents */
 bool pgd__uc_is_nonspacing(uint32_t c);  /* BertNormalizer strip_accents */
 bool pgd__uc_is_bert_control(uint32_t c); /* BertNormalizer clean_text removes it */
@@ -158,7 +159,7 @@ struct pgd__norm {
 enum pgd__split_behavior { PGD__SPLIT_REMOVED, PGD__SPLIT_ISOLATED, PGD__SPLIT_MERGED_PREV,
                            PGD__SPLIT_MERGED_NEXT, PGD__SPLIT_CONTIGUOUS };
 enum pgd__pretok_kind { PGD__PRE_SPLIT, PGD__PRE_BYTELEVEL, PGD__PRE_METASPACE,
-                        PGD__PRE_FIXED_LENGTH, PGD__PRE_SCRIPTS };
+                        PGD__PRE_FIXED_LENGTH, PGD__PRE_SCRIPTS, PGD__PRE_WHITESPACE };
 /* A Split on a class of characters, each character its own match (as `tokenizers` splits on
  * a char predicate): Whitespace(Split), Digits, Punctuation, BertPreTokenizer,
  * CharDelimiterSplit. */

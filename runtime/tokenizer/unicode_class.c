@@ -35,6 +35,7 @@ bool pgd__uc_is_alnum(uint32_t c) /* letters and numbers (close to Alphabetic ||
 
 bool pgd__uc_is_punct(uint32_t c) { return in_ranges(pgd__uc_punct, pgd__uc_punct_n, c); }
 bool pgd__uc_is_numeric(uint32_t c) { return in_ranges(pgd__uc_numeric, pgd__uc_numeric_n, c); }
+bool pgd__uc_is_word(uint32_t c) { return in_ranges(pgd__uc_word, pgd__uc_word_n, c); }
 bool pgd__uc_is_mark(uint32_t c) { return in_ranges(pgd__uc_mark, pgd__uc_mark_n, c); }
 
 bool pgd__uc_is_nonspacing(uint32_t c)
