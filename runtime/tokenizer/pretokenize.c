@@ -297,6 +297,91 @@ static void swap_pieces(struct pgd__pieces *a, struct pgd__pieces *b, bool text_
     }
 }
 
+/* ByteLevel on one piece: the prefix space, then each byte as its character of GPT-2's byte
+ * alphabet (unless the BPE fast path reads raw bytes); appended to out as one piece. */
+static bool bytelevel_piece(const struct pgd__pretok *pt, const char *s, size_t n, bool first,
+                            struct pgd__pieces *out)
+{
+    size_t start = out->text.len;
+    bool ok = true;
+    if (pt->add_prefix_space && s[0] != ' ')
+        ok = pt->map_bytes ? pgd__buf_add(&out->text, "\xC4\xA0", 2)
+                           : pgd__buf_add(&out->text, " ", 1);
+    if (pt->map_bytes) {
+        for (size_t j = 0; j < n && ok; j++) {
+            char enc[4];
+            size_t l = pgd__utf8_encode(pgd__bytelevel_char((uint8_t)s[j]), enc);
+            ok = pgd__buf_add(&out->text, enc, l);
+        }
+    } else
+        ok = ok && pgd__buf_add(&out->text, s, n);
+    return ok && pgd__pieces_add(out, start, out->text.len - start, first);
+}
+
+/* Metaspace on one piece: the replacement prepended (always, or on the first piece), spaces
+ * replaced, and with split, a new piece before each replacement. */
+static bool metaspace_piece(const struct pgd__pretok *pt, const char *s, size_t n, bool first,
+                            struct pgd__pieces *out)
+{
+    size_t start = out->text.len;
+    bool ok = true;
+    if (pt->prepend == PGD__PREPEND_ALWAYS || (pt->prepend == PGD__PREPEND_FIRST && first)) {
+        /* `tokenizers` checks after spaces became the replacement */
+        bool starts = s[0] == ' ' || (n >= pt->slen && !memcmp(s, pt->str, pt->slen));
+        if (!starts)
+            ok = pgd__buf_add(&out->text, pt->str, pt->slen);
+    }
+    if (!ok || !pgd__replace_all(s, n, " ", 1, pt->str, pt->slen, &out->text))
+        return false;
+    size_t end = out->text.len;
+    if (!pt->split)
+        return pgd__pieces_add(out, start, end - start, first);
+    /* MergedWithNext on the replacement: each one starts a new piece */
+    size_t b = start;
+    for (size_t j = start + 1; j + pt->slen <= end && ok; j++) {
+        if (!memcmp(out->text.p + j, pt->str, pt->slen)) {
+            ok = pgd__pieces_add(out, b, j - b, first);
+            first = false;
+            b = j;
+        }
+    }
+    return ok && pgd__pieces_add(out, b, end - b, first);
+}
+
+/* A pre-tokenizer that only cuts: each span of in into pieces of out (same text). */
+static enum pgd_status cut_spans(const struct pgd__pretok *pt, const struct pgd__pieces *in,
+                                 struct pgd__pieces *out, pcre2_match_data *md,
+                                 pcre2_match_context *mc, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < in->n; i++) {
+        const struct pgd__span *sp = &in->v[i];
+        bool ok;
+        switch (pt->kind) {
+        case PGD__PRE_SPLIT: {
+            struct splitter spl = { .out = out, .beh = pt->behavior, .first = sp->first,
+                                    .start = sp->off };
+            enum pgd_status st = split_span(pt, in->text.p, sp, &spl, md, mc, err, errlen);
+            if (st)
+                return st;
+            ok = true;
+            break;
+        }
+        case PGD__PRE_SCRIPTS:
+            ok = split_scripts(in->text.p, sp, out);
+            break;
+        case PGD__PRE_WHITESPACE:
+            ok = split_whitespace(in->text.p, sp, out);
+            break;
+        default:
+            ok = split_fixed(pt, in->text.p, sp, out);
+            break;
+        }
+        if (!ok)
+            return PGD_ERR_NOMEM;
+    }
+    return PGD_OK;
+}
+
 enum pgd_status pgd__pretokenize(const struct pgd__pretok *v, size_t nv, struct pgd__pieces *in,
                                  struct pgd__pieces *tmp, pcre2_match_data *md,
                                  pcre2_match_context *mc, char *err, size_t errlen)
@@ -304,78 +389,23 @@ enum pgd_status pgd__pretokenize(const struct pgd__pretok *v, size_t nv, struct 
     for (size_t k = 0; k < nv; k++) {
         const struct pgd__pretok *pt = &v[k];
         tmp->n = 0;
-        enum pgd_status st;
-        if (pt->kind == PGD__PRE_SPLIT) {
-            for (size_t i = 0; i < in->n; i++) {
-                struct splitter sp = { .out = tmp, .beh = pt->behavior, .first = in->v[i].first,
-                                       .start = in->v[i].off };
-                if ((st = split_span(pt, in->text.p, &in->v[i], &sp, md, mc, err, errlen)))
-                    return st;
-            }
-            swap_pieces(in, tmp, false);
-            continue;
-        }
-        if (pt->kind == PGD__PRE_FIXED_LENGTH || pt->kind == PGD__PRE_SCRIPTS ||
-            pt->kind == PGD__PRE_WHITESPACE) {
-            for (size_t i = 0; i < in->n; i++) {
-                const struct pgd__span *sp = &in->v[i];
-                bool ok = pt->kind == PGD__PRE_SCRIPTS ? split_scripts(in->text.p, sp, tmp)
-                          : pt->kind == PGD__PRE_WHITESPACE ? split_whitespace(in->text.p, sp, tmp)
-                                                            : split_fixed(pt, in->text.p, sp, tmp);
-                if (!ok)
-                    return PGD_ERR_NOMEM;
-            }
+        if (pt->kind != PGD__PRE_BYTELEVEL && pt->kind != PGD__PRE_METASPACE) {
+            enum pgd_status st = cut_spans(pt, in, tmp, md, mc, err, errlen);
+            if (st)
+                return st;
             swap_pieces(in, tmp, false);
             continue;
         }
         if (pt->kind == PGD__PRE_BYTELEVEL && !pt->map_bytes && !pt->add_prefix_space)
-            continue;
+            continue; /* the BPE fast path maps the bytes itself */
+        /* these rewrite the text: the pieces move to tmp's buffer */
         tmp->text.len = 0;
         for (size_t i = 0; i < in->n; i++) {
             const char *s = in->text.p + in->v[i].off;
-            size_t n = in->v[i].len, start = tmp->text.len;
-            bool ok = true;
-            if (pt->kind == PGD__PRE_BYTELEVEL) {
-                if (pt->add_prefix_space && s[0] != ' ')
-                    ok = pt->map_bytes ? pgd__buf_add(&tmp->text, "\xC4\xA0", 2)
-                                       : pgd__buf_add(&tmp->text, " ", 1);
-                if (pt->map_bytes) {
-                    for (size_t j = 0; j < n && ok; j++) {
-                        char enc[4];
-                        size_t l = pgd__utf8_encode(pgd__bytelevel_char((uint8_t)s[j]), enc);
-                        ok = pgd__buf_add(&tmp->text, enc, l);
-                    }
-                } else
-                    ok = ok && pgd__buf_add(&tmp->text, s, n);
-                ok = ok && pgd__pieces_add(tmp, start, tmp->text.len - start, in->v[i].first);
-            } else { /* Metaspace */
-                if (pt->prepend == PGD__PREPEND_ALWAYS ||
-                    (pt->prepend == PGD__PREPEND_FIRST && in->v[i].first)) {
-                    /* `tokenizers` checks after spaces became the replacement */
-                    bool starts = s[0] == ' ' || (n >= pt->slen && !memcmp(s, pt->str, pt->slen));
-                    if (!starts)
-                        ok = pgd__buf_add(&tmp->text, pt->str, pt->slen);
-                }
-                ok = ok && pgd__replace_all(s, n, " ", 1, pt->str, pt->slen, &tmp->text);
-                if (!ok)
-                    return PGD_ERR_NOMEM;
-                size_t end = tmp->text.len;
-                if (!pt->split) {
-                    ok = pgd__pieces_add(tmp, start, end - start, in->v[i].first);
-                } else {
-                    /* MergedWithNext on the replacement: each one starts a new piece */
-                    size_t b = start;
-                    bool f = in->v[i].first;
-                    for (size_t j = start + 1; j + pt->slen <= end && ok; j++) {
-                        if (!memcmp(tmp->text.p + j, pt->str, pt->slen)) {
-                            ok = pgd__pieces_add(tmp, b, j - b, f);
-                            f = false;
-                            b = j;
-                        }
-                    }
-                    ok = ok && pgd__pieces_add(tmp, b, end - b, f);
-                }
-            }
+            size_t n = in->v[i].len;
+            bool ok = pt->kind == PGD__PRE_BYTELEVEL
+                          ? bytelevel_piece(pt, s, n, in->v[i].first, tmp)
+                          : metaspace_piece(pt, s, n, in->v[i].first, tmp);
             if (!ok)
                 return PGD_ERR_NOMEM;
         }
