@@ -372,6 +372,31 @@ VARIANT_EXTRA = [
 ]
 
 
+def nmt_nfkc_charsmap():
+    """SentencePiece's built-in nmt_nfkc rules as a precompiled_charsmap (base64): taken from
+    the committed variants.json when it has them, else made by training a throwaway
+    SentencePiece model (pip install sentencepiece protobuf); the rules do not depend on the
+    training text."""
+    path = os.path.join(FIX, "variants.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f).get("precompiled_nmt_nfkc")
+        if old:
+            return old["patch"]["normalizer"]["normalizers"][0]["precompiled_charsmap"]
+    import base64
+    import io
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2 as pb
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter([as_text(e) for e in corpus()] * 3),
+                                   model_writer=model, vocab_size=1000, model_type="bpe",
+                                   normalization_rule_name="nmt_nfkc", minloglevel=2,
+                                   hard_vocab_limit=False)
+    proto = pb.ModelProto()
+    proto.ParseFromString(model.getvalue())
+    return base64.b64encode(proto.normalizer_spec.precompiled_charsmap).decode("ascii")
+
+
 def variant_corpus():
     return [as_text(e) for e in corpus() if len(as_text(e)) <= 200] + VARIANT_EXTRA
 
@@ -423,6 +448,8 @@ def main():
 def write_variants():
     """variants.json and refs_variant_<name>.json (see VARIANTS)."""
     from tokenizers import Tokenizer
+    VARIANTS["precompiled_nmt_nfkc"] = _norm({"type": "Precompiled",
+                                              "precompiled_charsmap": nmt_nfkc_charsmap()})
     with open(os.path.join(FIX, "variants.json"), "w", encoding="utf-8") as f:
         json.dump({k: {"base": b, "patch": p} for k, (b, p) in VARIANTS.items()}, f,
                   ensure_ascii=False, indent=1)

@@ -1,8 +1,8 @@
 /* Normalizers (tokenizer.json "normalizer"): loading them and running the chain over a text.
  * Unicode forms go through utf8proc; the per-character ones (Lowercase, StripAccents, Nmt,
  * ByteLevel and BertNormalizer's steps) use the character classes of `tokenizers`
- * (runtime/tokenizer/unicode_class.c); Replace with a regex through PCRE2. BertNormalizer is
- * loaded as the sequence of steps it runs. */
+ * (runtime/tokenizer/unicode_class.c); Replace with a regex through PCRE2; Precompiled in
+ * runtime/tokenizer/precompiled.c. BertNormalizer is loaded as the sequence of steps it runs. */
 #include "runtime/tokenizer/tokenizer_internal.h"
 #include <jansson.h>
 #include <stdlib.h>
@@ -186,6 +186,9 @@ static enum pgd_status normalize_one(const struct pgd__norm *nm, const char *in,
     case PGD__NORM_BYTELEVEL:
         ok = map_bytes(in, n, out);
         break;
+    case PGD__NORM_PRECOMPILED:
+        ok = pgd__precompiled_normalize(nm, in, n, out, first_deleted);
+        break;
     case PGD__NORM_LOWERCASE:
     case PGD__NORM_STRIP_ACCENTS:
     case PGD__NORM_NMT:
@@ -232,6 +235,7 @@ static enum pgd_status push_norm(struct pgd_tokenizer *t, struct pgd__norm *nm)
     if (!v) {
         free(nm->a);
         free(nm->b);
+        free(nm->trie);
         if (nm->re)
             pcre2_code_free(nm->re);
         return PGD_ERR_NOMEM;
@@ -345,11 +349,21 @@ static enum pgd_status add_norm(struct pgd_tokenizer *t, json_t *j, char *err, s
         nm.right = json_is_true(json_object_get(j, "strip_right"));
         return push_norm(t, &nm);
     }
-    if (!strcmp(type, "Precompiled"))
-        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED,
-                        "%s: normalizer type \"Precompiled\" (SentencePiece's compiled "
-                        "normalization rules, \"precompiled_charsmap\") is not supported",
-                        t->name);
+    if (!strcmp(type, "Precompiled")) {
+        json_t *cm = json_object_get(j, "precompiled_charsmap");
+        if (!json_is_string(cm))
+            return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: normalizer Precompiled without a "
+                            "\"precompiled_charsmap\" string", t->name);
+        struct pgd__norm nm = { .kind = PGD__NORM_PRECOMPILED };
+        enum pgd_status st = pgd__precompiled_load(&nm, json_string_value(cm),
+                                                   json_string_length(cm), t->name, err, errlen);
+        if (st) {
+            free(nm.trie);
+            free(nm.b);
+            return st;
+        }
+        return push_norm(t, &nm);
+    }
     return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED,
                     "%s: normalizer type \"%s\" is not supported", t->name, type);
 }

@@ -79,6 +79,7 @@ void pgd_tokenizer_destroy(struct pgd_tokenizer *t)
     for (size_t i = 0; i < t->n_norms; i++) {
         free(t->norms[i].a);
         free(t->norms[i].b);
+        free(t->norms[i].trie);
         if (t->norms[i].re)
             pcre2_code_free(t->norms[i].re);
     }

@@ -148,11 +148,14 @@ enum pgd__norm_kind { PGD__NORM_NFC, PGD__NORM_NFD, PGD__NORM_NFKC, PGD__NORM_NF
                       PGD__NORM_LOWERCASE, PGD__NORM_STRIP_ACCENTS, PGD__NORM_NMT,
                       PGD__NORM_BYTELEVEL,
                       /* BertNormalizer's steps (with NFD and LOWERCASE) */
-                      PGD__NORM_BERT_CLEAN, PGD__NORM_BERT_CHINESE, PGD__NORM_BERT_STRIP };
+                      PGD__NORM_BERT_CLEAN, PGD__NORM_BERT_CHINESE, PGD__NORM_BERT_STRIP,
+                      PGD__NORM_PRECOMPILED };
 struct pgd__norm {
     enum pgd__norm_kind kind;
-    char *a, *b; /* Prepend: a; Replace: a (or re) -> b; owned */
+    char *a, *b; /* Prepend: a; Replace: a (or re) -> b; Precompiled: b the strings; owned */
     size_t alen, blen;
+    uint32_t *trie;   /* Precompiled: the double array [trie_n]; owned */
+    size_t trie_n;
     pcre2_code *re;   /* Replace with a Regex pattern; owned */
     bool left, right; /* Strip */
 };
@@ -181,6 +184,13 @@ struct pgd__pretok {
     enum pgd__prepend_scheme prepend; /* Metaspace */
     bool split;                       /* Metaspace */
 };
+
+/* Precompiled (runtime/tokenizer/precompiled.c): reads the base64 "precompiled_charsmap" into
+ * nm->trie and nm->b; runs it over s[0..n) into out. */
+enum pgd_status pgd__precompiled_load(struct pgd__norm *nm, const char *b64, size_t len,
+                                      const char *name, char *err, size_t errlen);
+bool pgd__precompiled_normalize(const struct pgd__norm *nm, const char *s, size_t n,
+                                struct pgd__buf *out, bool *first_deleted);
 
 /* A list of pieces: spans into a buffer. */
 struct pgd__span { size_t off, len; bool first; /* starts at offset 0 of the input */ };

@@ -592,7 +592,8 @@ Test(tokenizer, metaspace_variants_all_tested)
     X(char_delimiter) X(bert_pretokenizer) X(fixed_length) X(unicode_scripts) \
     X(unicode_scripts_metaspace) X(nested_sequence) \
     X(lowercase) X(strip_accents) X(nfd_strip_accents) X(nfkd_lowercase) X(nfkc) X(nfd) \
-    X(nmt_nfkc) X(replace_regex) X(bert_normalizer) X(bert_normalizer_cased) \
+    X(nmt_nfkc) X(precompiled_nmt_nfkc) X(replace_regex) X(bert_normalizer) \
+    X(bert_normalizer_cased) \
     X(bert_normalizer_strip_only) X(bytelevel_normalizer) X(deletions_metaspace_first) \
     X(bert_chinese_metaspace_first) X(wordpiece_decoder) \
     X(wordpiece_decoder_plain) X(bpe_decoder) X(ctc_decoder) X(ctc_decoder_plain) \
@@ -681,8 +682,12 @@ Test(tokenizer, errors_name_the_file_and_the_problem)
 #define FUSED(d) "{" MINI_MODEL ",\"decoder\":{\"type\":\"Sequence\",\"decoders\":[" \
                  "{\"type\":\"Fuse\"}," d "]}}"
     static const struct { const char *json; enum pgd_status st; const char *n1, *n2; } bad[] = {
-        { "{" MINI_MODEL ",\"normalizer\":{\"type\":\"Precompiled\"}}", PGD_ERR_UNSUPPORTED,
-          "normalizer type \"Precompiled\"", "precompiled_charsmap" },
+        { "{" MINI_MODEL ",\"normalizer\":{\"type\":\"Precompiled\"}}", PGD_ERR_FORMAT,
+          "normalizer Precompiled", "\"precompiled_charsmap\" string" },
+        { "{" MINI_MODEL ",\"normalizer\":{\"type\":\"Precompiled\",\"precompiled_charsmap\":"
+          "\"*!\"}}", PGD_ERR_FORMAT, "normalizer Precompiled", "not base64" },
+        { "{" MINI_MODEL ",\"normalizer\":{\"type\":\"Precompiled\",\"precompiled_charsmap\":"
+          "\"CAAAAAAA\"}}", PGD_ERR_FORMAT, "normalizer Precompiled", "no valid trie" },
         { "{" MINI_MODEL ",\"normalizer\":{\"type\":\"Frobnicate\"}}", PGD_ERR_UNSUPPORTED,
           "normalizer type \"Frobnicate\"", "not supported" },
         { "{" MINI_MODEL ",\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"(\"},"
