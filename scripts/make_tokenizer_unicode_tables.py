@@ -140,7 +140,7 @@ def ranges(cps):
 def c_ranges(name, cps, what):
     r = ranges(cps)
     items = ["{0x%X, 0x%X}" % (a, b) for a, b in r]
-    lines = ["    " + ", ".join(items[i:i + 6]) + "," for i in range(0, len(items), 6)]
+    lines = ["    " + ", ".join(items[i:i + 4]) + "," for i in range(0, len(items), 4)]
     return ("/* %s: %d code points in %d ranges */\n"
             "const struct pgd__cp_range pgd__uc_%s[] = {\n%s\n};\n"
             "const size_t pgd__uc_%s_n = %d;\n" % (what, len(cps), len(r), name,
@@ -184,7 +184,7 @@ def main():
     body.append(c_ranges("nonspacing", nonspacing, "BertNormalizer strip_accents (Mn)"))
     body.append(c_ranges("bert_ctrl", bert_ctrl, "BertNormalizer clean_text removes"))
     items = ["{0x%X, 0x%X}" % p for p in lower]
-    lines = ["    " + ", ".join(items[i:i + 6]) + "," for i in range(0, len(items), 6)]
+    lines = ["    " + ", ".join(items[i:i + 4]) + "," for i in range(0, len(items), 4)]
     body.append("/* Lowercase: %d single-character mappings, sorted by the upper one */\n"
                 "const struct pgd__cp_map pgd__uc_lower_map[] = {\n%s\n};\n"
                 "const size_t pgd__uc_lower_map_n = %d;\n" % (len(lower), "\n".join(lines),
@@ -196,7 +196,7 @@ def main():
         else:
             sr.append([c, c, script[c]])
     items = ["{0x%X, 0x%X, %d}" % tuple(r) for r in sr]
-    lines = ["    " + ", ".join(items[i:i + 5]) + "," for i in range(0, len(items), 5)]
+    lines = ["    " + ", ".join(items[i:i + 4]) + "," for i in range(0, len(items), 4)]
     body.append("/* UnicodeScripts: %d classes over %d code points, in %d ranges (others: Any) */\n"
                 "const struct pgd__cp_class pgd__uc_script[] = {\n%s\n};\n"
                 "const size_t pgd__uc_script_n = %d;\n" % (max(script.values()), len(script),

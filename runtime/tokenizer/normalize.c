@@ -140,7 +140,8 @@ static bool strip_spaces(const struct pgd__norm *nm, const char *s, size_t n,
                          struct pgd__buf *out, bool *first_deleted)
 {
     size_t b = 0, e = n, cs, k;
-    while (nm->left && b < e && pgd__uc_is_white_space(pgd__utf8_decode((const unsigned char *)s + b, &k)))
+    while (nm->left && b < e &&
+           pgd__uc_is_white_space(pgd__utf8_decode((const unsigned char *)s + b, &k)))
         b += k;
     while (nm->right && e > b && pgd__uc_is_white_space(pgd__uc_last_char(s + b, e - b, &cs)))
         e = b + cs;

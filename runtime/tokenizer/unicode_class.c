@@ -92,7 +92,8 @@ size_t pgd__uc_lower(uint32_t c, uint32_t out[2])
         else
             hi = mid;
     }
-    out[0] = lo < pgd__uc_lower_map_n && pgd__uc_lower_map[lo].from == c ? pgd__uc_lower_map[lo].to : c;
+    bool hit = lo < pgd__uc_lower_map_n && pgd__uc_lower_map[lo].from == c;
+    out[0] = hit ? pgd__uc_lower_map[lo].to : c;
     return 1;
 }
 
