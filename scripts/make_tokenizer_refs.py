@@ -346,6 +346,13 @@ VARIANTS = {
         "normalizer": {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True,
                        "strip_accents": False, "lowercase": False},
         "pre_tokenizer": _ms("first", False), "decoder": _seq(_ms("first"), _BF, _FUSE)}),
+    # the other post-processors: cls before the sequence, sep after it (on llama3_style: a
+    # Llama tokenizer_config.json would make the template from add_bos_token, as transformers)
+    "roberta_processing": ("llama3_style", {"post_processor": {
+        "type": "RobertaProcessing", "sep": ["<|end_of_text|>", 3326],
+        "cls": ["<|begin_of_text|>", 3325], "trim_offsets": True, "add_prefix_space": True}}),
+    "bert_processing": ("llama3_style", {"post_processor": {
+        "type": "BertProcessing", "sep": ["<|eot_id|>", 3334], "cls": ["<|start_header_id|>", 3331]}}),
     "wordpiece_decoder": _dec(_BF, {"type": "WordPiece", "prefix": _MS, "cleanup": True}),
     "wordpiece_decoder_plain": _dec({"type": "Replace", "pattern": {"String": _MS}, "content": " "},
                                     _BF, {"type": "WordPiece", "prefix": "##", "cleanup": False},

@@ -2,8 +2,8 @@
  * break tokenizers (tests/fixtures/tokenizer, made by scripts/make_tokenizer_refs.py) for
  * Mistral, a Llama-3-style tokenizer (scripts/make_llama3_style_tokenizer.py), Qwen3,
  * SmolLM2 (scripts/make_smollm2_tokenizer.py) and variants (Metaspace, every other
- * pre-tokenizer, normalizer and decoder), the streaming detokenizer, random bytes and ids,
- * and error messages. */
+ * pre-tokenizer, normalizer, decoder and post-processor), the streaming detokenizer, random
+ * bytes and ids, and error messages. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <pagoda/tokenizer.h>
@@ -595,7 +595,8 @@ Test(tokenizer, metaspace_variants_all_tested)
     X(nmt_nfkc) X(precompiled_nmt_nfkc) X(replace_regex) X(bert_normalizer) \
     X(bert_normalizer_cased) \
     X(bert_normalizer_strip_only) X(bytelevel_normalizer) X(deletions_metaspace_first) \
-    X(bert_chinese_metaspace_first) X(wordpiece_decoder) \
+    X(bert_chinese_metaspace_first) X(roberta_processing) X(bert_processing) \
+    X(wordpiece_decoder) \
     X(wordpiece_decoder_plain) X(bpe_decoder) X(ctc_decoder) X(ctc_decoder_plain) \
     X(replace_regex_decoder)
 
