@@ -10,10 +10,9 @@ offline), so the references are what apply_chat_template(tokenize=False) produce
       small templates exercising one interpreter construct each, rendered by transformers'
       chat-template environment (render_jinja_template)
 
-Usage: scripts/make_chat_template_refs.py [--shared DIR]
-  --shared  the shared data folder (default: ../shared beside the checkout), which holds
-            data/tokenizers/{llama3,qwen3,mistral}/ (tokenizer.json files and Llama-3's
-            tokenizer_config.json, which is not committed here for license reasons)
+Usage: scripts/make_chat_template_refs.py
+Reads only the repository: each template folder here is paired with a tokenizer.json of
+tests/fixtures/tokenizer/.
 """
 import argparse
 import json
@@ -32,11 +31,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(HERE)
 FIX = os.path.join(SRC, "tests", "fixtures", "chat_templates")
 
-# model -> (folder holding tokenizer_config.json, tokenizer.json to pair it with)
-# A folder starting with "$shared/" is read from the shared data folder.
+TOKFIX = os.path.join(SRC, "tests", "fixtures", "tokenizer")
+
+# model -> (folder holding tokenizer_config.json, tests/fixtures/tokenizer folder whose
+# tokenizer.json it is paired with)
 MODELS = {
     "llama2-chat": ("llama2-chat", "mistral"),
-    "llama3": ("$shared/llama3", "llama3"),
+    "llama3-style": ("llama3-style", "llama3_style"),
+    "smollm2": ("smollm2", "smollm2"),
     "qwen2.5-instruct": ("qwen2.5-instruct", "qwen3"),
     "qwen3": ("qwen3", "qwen3"),
     "mistral-instruct": ("mistral-instruct", "mistral"),
@@ -423,17 +425,13 @@ def render_jinja(template, variables):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shared", default=os.path.join(os.path.dirname(SRC), "shared"))
-    args = ap.parse_args()
-    toks = os.path.join(args.shared, "data", "tokenizers")
+    ap.parse_args()
 
     os.makedirs(os.path.join(FIX, "refs"), exist_ok=True)
     for model, (folder, tokjson) in MODELS.items():
-        cfg_dir = (os.path.join(toks, folder[len("$shared/"):]) if folder.startswith("$shared/")
-                   else os.path.join(FIX, folder))
         with tempfile.TemporaryDirectory() as tmp:
-            shutil.copy(os.path.join(cfg_dir, "tokenizer_config.json"), tmp)
-            shutil.copy(os.path.join(toks, tokjson, "tokenizer.json"), tmp)
+            shutil.copy(os.path.join(FIX, folder, "tokenizer_config.json"), tmp)
+            shutil.copy(os.path.join(TOKFIX, tokjson, "tokenizer.json"), tmp)
             tok = AutoTokenizer.from_pretrained(tmp)
         cases = []
         for case in model_cases(model):

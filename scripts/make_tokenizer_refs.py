@@ -2,10 +2,12 @@
 """Builds the tokenizer test corpus and the reference outputs of the `tokenizers` package.
 
     pip install tokenizers
-    python3 scripts/make_tokenizer_refs.py [--shared ../shared/data/tokenizers]
+    python3 scripts/make_tokenizer_refs.py
 
-Writes tests/fixtures/tokenizer/corpus.json (the strings, built to break tokenizers) and
-tests/fixtures/tokenizer/refs_<name>.json for mistral, llama3 and qwen3:
+Reads only the tokenizers committed under tests/fixtures/tokenizer/ (llama3_style/ is made by
+scripts/make_llama3_style_tokenizer.py). Writes tests/fixtures/tokenizer/corpus.json (the
+strings, built to break tokenizers) and tests/fixtures/tokenizer/refs_<name>.json for mistral,
+llama3_style, qwen3 and smollm2 (made by scripts/make_smollm2_tokenizer.py):
   encode(text, add_special_tokens=False/True), decode(ids, skip_special_tokens=False/True),
   and decodes of random id sequences (byte tokens, special tokens, ids out of range).
 
@@ -247,14 +249,172 @@ def deletions_corpus():
     return out
 
 
+# ---- every other pre-tokenizer, normalizer and decoder type of `tokenizers` ---------------
+# VARIANTS: name -> (base tokenizer folder, top-level keys that replace the base's). The test
+# builds each the same way (tests/fixtures/tokenizer/variants.json) and compares with
+# refs_variant_<name>.json, made on VARIANT_CORPUS.
+def _pre(type_, **kw):
+    return dict(type=type_, **kw)
+
+
+def _pseq(*p):
+    return {"type": "Sequence", "pretokenizers": list(p)}
+
+
+def _nseq(*n):
+    return {"type": "Sequence", "normalizers": list(n)}
+
+
+_BL_REGEX = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+_BL_PLAIN = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}
+_BL_DEC = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+# Mistral's normalizer (Prepend "▁", Replace " " -> "▁") after a normalizer under test
+_SPM_TAIL = [{"type": "Prepend", "prepend": _MS},
+             {"type": "Replace", "pattern": {"String": " "}, "content": _MS}]
+_BF_FUSE = _seq(_BF, _FUSE)
+_NO_SPACES = {"normalizer": None, "decoder": _BF_FUSE}
+
+
+def _punct(b):
+    return ("mistral", {"pre_tokenizer": _pre("Punctuation", behavior=b)})
+
+
+def _norm(*n):
+    return ("mistral", {"normalizer": _nseq(*n, *_SPM_TAIL)})
+
+
+def _bert_norm(**kw):
+    args = dict(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
+    args.update(kw)
+    return ("mistral", {"normalizer": dict(type="BertNormalizer", **args),
+                        "pre_tokenizer": _pre("BertPreTokenizer"), "decoder": _BF_FUSE})
+
+
+def _dec(*d):
+    return ("mistral", {"decoder": _seq(*d)})
+
+
+VARIANTS = {
+    # Digits as SmolLM2 and StarCoder2 use it: before a ByteLevel with its regex
+    "digits_individual": ("llama3_style", {"pre_tokenizer": _pseq(
+        _pre("Digits", individual_digits=True), _BL_REGEX)}),
+    "digits_contiguous": ("llama3_style", {"pre_tokenizer": _pseq(
+        _pre("Digits", individual_digits=False), _BL_REGEX)}),
+    # Digits before Metaspace "first": pieces after a digit are not first
+    "digits_metaspace": ("mistral", {"normalizer": None, "pre_tokenizer": _pseq(
+        _pre("Digits", individual_digits=True), _ms("first")),
+        "decoder": _seq(_ms("first"), _BF, _FUSE)}),
+    "whitespace": ("mistral", dict(_NO_SPACES, pre_tokenizer=_pre("Whitespace"))),
+    "whitespace_split": ("mistral", dict(_NO_SPACES, pre_tokenizer=_pre("WhitespaceSplit"))),
+    "punctuation_removed": _punct("Removed"),
+    "punctuation_isolated": _punct("Isolated"),
+    "punctuation_merged_prev": _punct("MergedWithPrevious"),
+    "punctuation_merged_next": _punct("MergedWithNext"),
+    "punctuation_contiguous": _punct("Contiguous"),
+    "char_delimiter": ("mistral", {"pre_tokenizer": _pre("CharDelimiterSplit", delimiter=_MS)}),
+    "bert_pretokenizer": ("mistral", dict(_NO_SPACES, pre_tokenizer=_pre("BertPreTokenizer"))),
+    "fixed_length": ("mistral", {"pre_tokenizer": _pre("FixedLength", length=3)}),
+    "unicode_scripts": ("mistral", dict(_NO_SPACES, pre_tokenizer=_pre("UnicodeScripts"))),
+    "unicode_scripts_metaspace": ("mistral", {"normalizer": None, "pre_tokenizer": _pseq(
+        _pre("UnicodeScripts"), _ms("first")), "decoder": _seq(_ms("first"), _BF, _FUSE)}),
+    # Sequences inside Sequences, a ByteLevel with add_prefix_space at the end
+    "nested_sequence": ("llama3_style", {"pre_tokenizer": _pseq(
+        _pseq(_pre("Punctuation", behavior="MergedWithPrevious"),
+              _pseq(_pre("Digits", individual_digits=False))),
+        dict(_BL_REGEX, add_prefix_space=True))}),
+    "lowercase": _norm({"type": "Lowercase"}),
+    "strip_accents": _norm({"type": "StripAccents"}),
+    "nfd_strip_accents": _norm({"type": "NFD"}, {"type": "StripAccents"}),
+    "nfkd_lowercase": _norm({"type": "NFKD"}, {"type": "Lowercase"}),
+    "nfkc": _norm({"type": "NFKC"}),
+    "nfd": _norm({"type": "NFD"}),
+    "nmt_nfkc": _norm({"type": "Nmt"}, {"type": "NFKC"}),
+    "replace_regex": _norm({"type": "Replace", "pattern": {"Regex": " {2,}|\\t+"}, "content": " "}),
+    "bert_normalizer": _bert_norm(),
+    "bert_normalizer_cased": _bert_norm(lowercase=False),
+    "bert_normalizer_strip_only": _bert_norm(clean_text=False, handle_chinese_chars=False,
+                                             strip_accents=True, lowercase=False),
+    "bytelevel_normalizer": ("llama3_style", {"normalizer": {"type": "ByteLevel"},
+                                              "pre_tokenizer": None, "decoder": _BL_DEC}),
+    # Metaspace "first" after normalizers that delete the first character (a leading control
+    # character, a leading mark, a regex match) or put a space before it (a leading ideograph)
+    "deletions_metaspace_first": ("mistral", {
+        "normalizer": _nseq({"type": "Nmt"}, {"type": "StripAccents"},
+                            {"type": "Replace", "pattern": {"Regex": "^x+"}, "content": ""}),
+        "pre_tokenizer": _ms("first"), "decoder": _seq(_ms("first"), _BF, _FUSE)}),
+    "bert_chinese_metaspace_first": ("mistral", {
+        "normalizer": {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True,
+                       "strip_accents": False, "lowercase": False},
+        "pre_tokenizer": _ms("first", False), "decoder": _seq(_ms("first"), _BF, _FUSE)}),
+    # the other post-processors: cls before the sequence, sep after it (on llama3_style: a
+    # Llama tokenizer_config.json would make the template from add_bos_token, as transformers)
+    "roberta_processing": ("llama3_style", {"post_processor": {
+        "type": "RobertaProcessing", "sep": ["<|end_of_text|>", 3326],
+        "cls": ["<|begin_of_text|>", 3325], "trim_offsets": True, "add_prefix_space": True}}),
+    "bert_processing": ("llama3_style", {"post_processor": {
+        "type": "BertProcessing", "sep": ["<|eot_id|>", 3334], "cls": ["<|start_header_id|>", 3331]}}),
+    "wordpiece_decoder": _dec(_BF, {"type": "WordPiece", "prefix": _MS, "cleanup": True}),
+    "wordpiece_decoder_plain": _dec({"type": "Replace", "pattern": {"String": _MS}, "content": " "},
+                                    _BF, {"type": "WordPiece", "prefix": "##", "cleanup": False},
+                                    _FUSE),
+    "bpe_decoder": _dec(_BF, {"type": "BPEDecoder", "suffix": _MS}),
+    "ctc_decoder": _dec(_BF, {"type": "CTC", "pad_token": "<unk>", "word_delimiter_token": _MS,
+                              "cleanup": True}),
+    "ctc_decoder_plain": _dec({"type": "CTC", "pad_token": "<unk>", "word_delimiter_token": _MS,
+                               "cleanup": False}, _BF, _FUSE),
+    "replace_regex_decoder": _dec({"type": "Replace", "pattern": {"Regex": _MS + "+"},
+                                   "content": " "}, _BF, _FUSE,
+                                  {"type": "Strip", "content": " ", "start": 1, "stop": 0}),
+}
+
+# Strings aimed at the variants, added to the corpus entries of up to 200 characters.
+VARIANT_EXTRA = [
+    "abc123def4567", "x1.5e-3 and 42", "\u0663\u0664 \u00be \u2167 \U0001d7d8 \u00b2", "2024-01-15T12:30:45Z",
+    "Hello,world!!... (yes) [no] {maybe}", "a_b-c d\u2014e \u00abf\u00bb", "\u2e52 \u2e5d \u166d new punct",
+    "\u0130stanbul \u03a3\u0391\u03a3 \u1e9e \u01c5", "cafe\u0301 \u0301x \u0e33 \u1ab0", "\x01\x02 ctrl\x7f\x85 \x9f",
+    "a\u200bb\u200fc\ufeffd\u2581e\ufffdf", "\u4e2d\u6587English\ud55c\uad6d\uc5b4 \u3042\u30a2",
+    "tab\t\tand   spaces  ", "  lead and trail  ", "\ue000 private \U000f0000", "do not don't isn't . , ! ?",
+    "##sub ##word \u2581\u2581x", "x\u4e2d", "\u4e2d\u6587 x", "\x01\u4e2d", "xxhello", "\u0301\u0301a",
+    "\x01 x", "\u200b\u4e2d", "a" * 7 + " " + "b" * 11, "\U0001f600\U0001f600\U0001f600 x",
+]
+
+
+def nmt_nfkc_charsmap():
+    """SentencePiece's built-in nmt_nfkc rules as a precompiled_charsmap (base64): taken from
+    the committed variants.json when it has them, else made by training a throwaway
+    SentencePiece model (pip install sentencepiece protobuf); the rules do not depend on the
+    training text."""
+    path = os.path.join(FIX, "variants.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f).get("precompiled_nmt_nfkc")
+        if old:
+            return old["patch"]["normalizer"]["normalizers"][0]["precompiled_charsmap"]
+    import base64
+    import io
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2 as pb
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter([as_text(e) for e in corpus()] * 3),
+                                   model_writer=model, vocab_size=1000, model_type="bpe",
+                                   normalization_rule_name="nmt_nfkc", minloglevel=2,
+                                   hard_vocab_limit=False)
+    proto = pb.ModelProto()
+    proto.ParseFromString(model.getvalue())
+    return base64.b64encode(proto.normalizer_spec.precompiled_charsmap).decode("ascii")
+
+
+def variant_corpus():
+    return [as_text(e) for e in corpus() if len(as_text(e)) <= 200] + VARIANT_EXTRA
+
+
 def as_text(e):
     return e.decode("utf-8", errors="replace") if isinstance(e, bytes) else e
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--shared", default=os.path.join(ROOT, "..", "shared", "data", "tokenizers"))
-    args = ap.parse_args()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.parse_args()
     from tokenizers import Tokenizer
 
     entries = corpus()
@@ -268,8 +428,8 @@ def main():
         f.write("]\n")
 
     rng = random.Random(99)
-    for name in ("mistral", "llama3", "qwen3"):
-        tok = Tokenizer.from_file(os.path.join(args.shared, name, "tokenizer.json"))
+    for name in ("mistral", "llama3_style", "qwen3", "smollm2"):
+        tok = Tokenizer.from_file(os.path.join(FIX, name, "tokenizer.json"))
         write_refs(tok, name, entries, rng)
 
     # Metaspace variants of the committed Mistral file (its own rng: the refs above stay put)
@@ -278,6 +438,7 @@ def main():
         f.write("\n")
     with open(os.path.join(FIX, "mistral", "tokenizer.json"), encoding="utf-8") as f:
         base = json.load(f)
+    write_variants()
     rng = random.Random(77)
     for vname, patch in METASPACE_VARIANTS.items():
         j = dict(base)
@@ -289,6 +450,28 @@ def main():
         own = deletions_corpus() if vname in DELETIONS else None
         write_refs(tok, "metaspace_" + vname, own or entries, rng, metaspace_ids(tok),
                    own is not None)
+
+
+def write_variants():
+    """variants.json and refs_variant_<name>.json (see VARIANTS)."""
+    from tokenizers import Tokenizer
+    VARIANTS["precompiled_nmt_nfkc"] = _norm({"type": "Precompiled",
+                                              "precompiled_charsmap": nmt_nfkc_charsmap()})
+    with open(os.path.join(FIX, "variants.json"), "w", encoding="utf-8") as f:
+        json.dump({k: {"base": b, "patch": p} for k, (b, p) in VARIANTS.items()}, f,
+                  ensure_ascii=False, indent=1)
+        f.write("\n")
+    texts = variant_corpus()
+    with open(os.path.join(FIX, "variant_corpus.json"), "w", encoding="utf-8") as f:
+        json.dump([{"text": e} for e in texts], f, ensure_ascii=False, indent=0)
+        f.write("\n")
+    for vname, (base_name, patch) in VARIANTS.items():
+        rng = random.Random("variant_" + vname)  # its own: adding a variant moves no other
+        with open(os.path.join(FIX, base_name, "tokenizer.json"), encoding="utf-8") as f:
+            j = json.load(f)
+        j.update(patch)
+        tok = Tokenizer.from_str(json.dumps(j))
+        write_refs(tok, "variant_" + vname, texts, rng, corpus_file="variant_corpus.json")
 
 
 def metaspace_ids(tok):
@@ -308,9 +491,10 @@ def metaspace_ids(tok):
     return fixed, ms + ms_bytes + words
 
 
-def write_refs(tok, name, entries, rng, extra=None, own_corpus=False):
+def write_refs(tok, name, entries, rng, extra=None, own_corpus=False, corpus_file=None):
     """Writes refs_<name>.json. extra: (id lists to decode, ids to mix into the random ones);
-    own_corpus: entries are stored in the file ("corpus") instead of being corpus.json."""
+    own_corpus: entries are stored in the file ("corpus") instead of being corpus.json;
+    corpus_file: entries are that file of tests/fixtures/tokenizer ("corpus_file")."""
     import tokenizers
     vocab = tok.get_vocab_size(with_added_tokens=True)
     cases = []
@@ -371,6 +555,8 @@ def write_refs(tok, name, entries, rng, extra=None, own_corpus=False):
            "encode": cases, "decode": decodes}
     if own_corpus:
         ref["corpus"] = [{"text": e} for e in entries]
+    if corpus_file:
+        ref["corpus_file"] = corpus_file
     with open(os.path.join(FIX, "refs_%s.json" % name), "w", encoding="utf-8") as f:
         json.dump(ref, f, ensure_ascii=False, separators=(",", ":"))
     print(name, len(cases), "texts,", len(decodes), "decodes", file=sys.stderr)

@@ -19,11 +19,11 @@
  * is the larger. It ignores prefill's KV reads and everything small, so it is loose. */
 #include "config.h"
 #include "tools/commands.h"
+#include "tools/bench_draw.h"
 #include "runtime/engine/engine_backend.h"
 #include "runtime/model/model.h"
 #include <pagoda/engine.h>
 #include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,8 +37,7 @@ struct tput_opts {
     enum pgd_dtype dtype;
     int num_prompts, input_len, output_len, warmup;
     bool sharegpt;
-    double mean_input, mean_output;
-    int max_input, max_total;
+    struct pgd_tool_sharegpt_shape shape;   /* --mean-input/-output, --max-input/-total */
     int max_num_seqs, max_num_batched_tokens, num_blocks;
     double gpu_mem;
     float temperature;
@@ -79,25 +78,6 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static uint64_t splitmix(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-/* A uniform in (0, 1). */
-static double unif(uint64_t *x) { return ((splitmix(x) >> 11) + 0.5) / 9007199254740992.0; }
-
-/* A log-normal draw with the given mean and sigma 1 (Box-Muller). */
-static double lognormal(uint64_t *x, double mean)
-{
-    double z = sqrt(-2.0 * log(unif(x))) * cos(2.0 * M_PI * unif(x));
-    double sigma = 1.0, mu = log(mean) - sigma * sigma / 2;
-    return exp(mu + sigma * z);
-}
-
 static void draw_lengths(const struct tput_opts *o, uint64_t *rng, int *in, int *out)
 {
     if (!o->sharegpt) {
@@ -105,16 +85,7 @@ static void draw_lengths(const struct tput_opts *o, uint64_t *rng, int *in, int 
         *out = o->output_len;
         return;
     }
-    double a = lognormal(rng, o->mean_input), b = lognormal(rng, o->mean_output);
-    int i = a > o->max_input ? o->max_input : (int)lround(a);
-    if (i < 4)
-        i = 4;
-    int cap = o->max_total - i;
-    int n = b > cap ? cap : (int)lround(b);
-    if (n < 4)
-        n = 4;
-    *in = i;
-    *out = n;
+    pgd_tool_sharegpt_lengths(&o->shape, rng, in, out);
 }
 
 static struct pgd_stream *submit(struct pgd_engine *e, const struct tput_opts *o, uint64_t *rng,
@@ -122,7 +93,7 @@ static struct pgd_stream *submit(struct pgd_engine *e, const struct tput_opts *o
                                  size_t errlen)
 {
     for (int i = 0; i < in; i++)
-        ids[i] = (int32_t)(splitmix(rng) % (uint64_t)vocab);
+        ids[i] = (int32_t)(pgd_tool_splitmix(rng) % (uint64_t)vocab);
     struct pgd_request_params r = pgd_request_default_params();
     r.prompt_ids = ids;
     r.n_prompt_ids = in;
@@ -357,8 +328,8 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
     };
     struct tput_opts o = { .device = pgd_tool_default_device(), .dtype = PGD_DTYPE_COUNT,
                            .num_prompts = 1000, .input_len = 128, .output_len = 128,
-                           .warmup = 8, .mean_input = 200, .mean_output = 180,
-                           .max_input = 1024, .max_total = 2048, .max_num_seqs = 256,
+                           .warmup = 8, .shape = PGD_TOOL_SHAREGPT_SHAPE_DEFAULT,
+                           .max_num_seqs = 256,
                            .max_num_batched_tokens = 8192, .gpu_mem = 0.9 };
     char plugin_dirs[4096] = "", dir[4096] = "";
     const char *model = NULL, *random_cfg = NULL, *revision = NULL, *download_dir = NULL;
@@ -381,10 +352,10 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
                 return 2;
             }
             break;
-        case 'I': o.mean_input = strtod(optarg, &end); break;
-        case 'O': o.mean_output = strtod(optarg, &end); break;
-        case 'x': o.max_input = (int)strtol(optarg, &end, 10); break;
-        case 'X': o.max_total = (int)strtol(optarg, &end, 10); break;
+        case 'I': o.shape.mean_input = strtod(optarg, &end); break;
+        case 'O': o.shape.mean_output = strtod(optarg, &end); break;
+        case 'x': o.shape.max_input = (int)strtol(optarg, &end, 10); break;
+        case 'X': o.shape.max_total = (int)strtol(optarg, &end, 10); break;
         case 't': o.temperature = strtof(optarg, &end); break;
         case 'q': o.max_num_seqs = (int)strtol(optarg, &end, 10); break;
         case 'B': o.max_num_batched_tokens = (int)strtol(optarg, &end, 10); break;
@@ -409,9 +380,10 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
             return 2;
         }
     }
+    const struct pgd_tool_sharegpt_shape *sh = &o.shape;
     if (!!model == !!random_cfg || optind < argc || o.num_prompts <= 0 || o.input_len <= 0 ||
-        o.output_len <= 0 || o.warmup < 0 || o.mean_input <= 0 || o.mean_output <= 0 ||
-        o.max_input < 4 || o.max_total < o.max_input + 4 || o.temperature < 0 ||
+        o.output_len <= 0 || o.warmup < 0 || sh->mean_input <= 0 || sh->mean_output <= 0 ||
+        sh->max_input < 4 || sh->max_total < sh->max_input + 4 || o.temperature < 0 ||
         o.max_num_seqs <= 0 || o.max_num_batched_tokens <= 0) {
         tput_usage(stderr);
         return 2;

@@ -70,6 +70,147 @@ static char *dup_opt_string(json_t *v)
     return strdup(json_string_value(v));
 }
 
+/* model.vocab: token string -> id both ways. */
+static enum pgd_status load_vocab(struct pgd__bpe *m, json_t *vocab, const char *name, char *err,
+                                  size_t errlen)
+{
+    if (!pgd__strmap_init(&m->vocab, json_object_size(vocab)))
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
+    int32_t max_id = -1;
+    const char *key;
+    json_t *val;
+    json_object_foreach(vocab, key, val) {
+        if (!json_is_integer(val) || json_integer_value(val) < 0 ||
+            json_integer_value(val) >= PGD__MAX_TOKEN_ID)
+            return pgd_errf(err, errlen, PGD_ERR_FORMAT,
+                            "%s: model.vocab[\"%s\"] is not a valid token id (an integer in "
+                            "[0, %d))", name, key, PGD__MAX_TOKEN_ID);
+        int32_t id = (int32_t)json_integer_value(val);
+        if (id > max_id)
+            max_id = id;
+    }
+    m->n_ids = max_id + 1;
+    m->id_str = calloc((size_t)m->n_ids + 1, sizeof *m->id_str);
+    m->id_len = calloc((size_t)m->n_ids + 1, sizeof *m->id_len);
+    if (!m->id_str || !m->id_len)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
+    size_t klen;
+    void *tmp;
+    json_object_keylen_foreach_safe(vocab, tmp, key, klen, val) {
+        int32_t id = (int32_t)json_integer_value(val);
+        if (m->id_str[id] == NULL) { /* two strings with one id: the first names it */
+            m->id_str[id] = malloc(klen + 1);
+            if (!m->id_str[id])
+                return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
+            memcpy(m->id_str[id], key, klen + 1);
+            m->id_len[id] = (uint32_t)klen;
+        }
+        if (!pgd__strmap_put(&m->vocab, key, klen, id))
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
+    }
+    return PGD_OK;
+}
+
+/* unk_token, fuse_unk, byte_fallback, ignore_merges, the subword prefix/suffix, <0xXX> ids. */
+static enum pgd_status load_options(struct pgd__bpe *m, json_t *model, const char *name,
+                                    char *err, size_t errlen)
+{
+    json_t *unk = json_object_get(model, "unk_token");
+    if (json_is_string(unk)) {
+        m->unk_id = pgd__strmap_get(&m->vocab, json_string_value(unk), json_string_length(unk));
+        if (m->unk_id < 0)
+            return pgd_errf(err, errlen, PGD_ERR_FORMAT,
+                            "%s: model.unk_token \"%s\" is not in the vocabulary", name,
+                            json_string_value(unk));
+    }
+    m->fuse_unk = json_is_true(json_object_get(model, "fuse_unk"));
+    m->byte_fallback = json_is_true(json_object_get(model, "byte_fallback"));
+    m->ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
+    m->prefix = dup_opt_string(json_object_get(model, "continuing_subword_prefix"));
+    m->suffix = dup_opt_string(json_object_get(model, "end_of_word_suffix"));
+    if (m->prefix && !m->prefix[0]) { free(m->prefix); m->prefix = NULL; }
+    if (m->suffix && !m->suffix[0]) { free(m->suffix); m->suffix = NULL; }
+    for (int b = 0; b < 256; b++) {
+        char code[8];
+        snprintf(code, sizeof code, "<0x%02X>", b);
+        m->fallback_ids[b] = pgd__strmap_get(&m->vocab, code, 6);
+    }
+    return PGD_OK;
+}
+
+/* model.merges[i]: "a b" or ["a", "b"] into a, b (pointing into e). */
+static enum pgd_status parse_merge(json_t *e, size_t i, const char **a, size_t *alen,
+                                   const char **b, size_t *blen, const char *name, char *err,
+                                   size_t errlen)
+{
+    if (json_is_string(e)) {
+        const char *s = json_string_value(e);
+        size_t n = json_string_length(e);
+        const char *sp = memchr(s, ' ', n);
+        if (!sp || memchr(sp + 1, ' ', n - (size_t)(sp + 1 - s)))
+            return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: model.merges[%zu] \"%s\" is not "
+                            "two tokens separated by one space", name, i, s);
+        *a = s;
+        *alen = (size_t)(sp - s);
+        *b = sp + 1;
+        *blen = n - *alen - 1;
+        return PGD_OK;
+    }
+    if (json_is_array(e) && json_array_size(e) == 2 && json_is_string(json_array_get(e, 0)) &&
+        json_is_string(json_array_get(e, 1))) {
+        *a = json_string_value(json_array_get(e, 0));
+        *alen = json_string_length(json_array_get(e, 0));
+        *b = json_string_value(json_array_get(e, 1));
+        *blen = json_string_length(json_array_get(e, 1));
+        return PGD_OK;
+    }
+    return pgd_errf(err, errlen, PGD_ERR_FORMAT,
+                    "%s: model.merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", name, i);
+}
+
+/* model.merges into the merge table: (left id, right id) -> (rank, merged id). */
+static enum pgd_status load_merges(struct pgd__bpe *m, json_t *merges, const char *name,
+                                   char *err, size_t errlen)
+{
+    size_t n = json_array_size(merges), cap = 16;
+    while (cap < n * 2)
+        cap *= 2;
+    m->merges = malloc(cap * sizeof *m->merges);
+    if (!m->merges)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
+    for (size_t i = 0; i < cap; i++)
+        m->merges[i].key = UINT64_MAX;
+    m->merge_mask = cap - 1;
+    size_t plen = m->prefix ? strlen(m->prefix) : 0;
+    struct pgd__buf joined = { 0 };
+    enum pgd_status st = PGD_OK;
+    for (size_t i = 0; i < n && !st; i++) {
+        const char *a = NULL, *b = NULL;
+        size_t alen = 0, blen = 0;
+        if ((st = parse_merge(json_array_get(merges, i), i, &a, &alen, &b, &blen, name, err,
+                              errlen)))
+            break;
+        int32_t ia = pgd__strmap_get(&m->vocab, a, alen);
+        int32_t ib = pgd__strmap_get(&m->vocab, b, blen);
+        /* the merged token drops the right part's continuing_subword_prefix */
+        joined.len = 0;
+        size_t skip = (plen && blen >= plen && !memcmp(b, m->prefix, plen)) ? plen : 0;
+        if (!pgd__buf_add(&joined, a, alen) || !pgd__buf_add(&joined, b + skip, blen - skip)) {
+            st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
+            break;
+        }
+        int32_t inew = pgd__strmap_get(&m->vocab, joined.p, joined.len);
+        if (ia < 0 || ib < 0 || inew < 0)
+            st = pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: model.merges[%zu] (\"%.*s\", "
+                          "\"%.*s\"): token \"%s\" is not in the vocabulary", name, i, (int)alen,
+                          a, (int)blen, b, ia < 0 ? "(left)" : ib < 0 ? "(right)" : joined.p);
+        else
+            merge_put(m, ia, ib, (uint32_t)i, inew);
+    }
+    pgd__buf_free(&joined);
+    return st;
+}
+
 enum pgd_status pgd__bpe_load(struct pgd__bpe *m, const void *model_json, const char *name,
                               char *err, size_t errlen)
 {
@@ -94,124 +235,11 @@ enum pgd_status pgd__bpe_load(struct pgd__bpe *m, const void *model_json, const 
     if (!json_is_array(merges))
         return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: model.merges is missing or not an array",
                         name);
-    if (!pgd__strmap_init(&m->vocab, json_object_size(vocab)))
-        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
-
-    /* vocab */
-    int32_t max_id = -1;
-    const char *key;
-    json_t *val;
-    json_object_foreach(vocab, key, val) {
-        if (!json_is_integer(val) || json_integer_value(val) < 0 ||
-            json_integer_value(val) >= PGD__MAX_TOKEN_ID)
-            return pgd_errf(err, errlen, PGD_ERR_FORMAT,
-                            "%s: model.vocab[\"%s\"] is not a valid token id (an integer in "
-                            "[0, %d))", name, key, PGD__MAX_TOKEN_ID);
-        int32_t id = (int32_t)json_integer_value(val);
-        if (id > max_id)
-            max_id = id;
-    }
-    m->n_ids = max_id + 1;
-    m->id_str = calloc((size_t)m->n_ids + 1, sizeof *m->id_str);
-    m->id_len = calloc((size_t)m->n_ids + 1, sizeof *m->id_len);
-    if (!m->id_str || !m->id_len)
-        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
-    size_t klen;
-    void *tmp;
-    json_object_keylen_foreach_safe(vocab, tmp, key, klen, val) {
-        int32_t id = (int32_t)json_integer_value(val);
-        if (m->id_str[id] == NULL) {
-            m->id_str[id] = malloc(klen + 1);
-            if (!m->id_str[id])
-                return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
-            memcpy(m->id_str[id], key, klen + 1);
-            m->id_len[id] = (uint32_t)klen;
-        }
-        if (!pgd__strmap_put(&m->vocab, key, klen, id))
-            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
-    }
-
-    /* options */
-    json_t *unk = json_object_get(model, "unk_token");
-    if (json_is_string(unk)) {
-        m->unk_id = pgd__strmap_get(&m->vocab, json_string_value(unk), json_string_length(unk));
-        if (m->unk_id < 0)
-            return pgd_errf(err, errlen, PGD_ERR_FORMAT,
-                            "%s: model.unk_token \"%s\" is not in the vocabulary", name,
-                            json_string_value(unk));
-    }
-    m->fuse_unk = json_is_true(json_object_get(model, "fuse_unk"));
-    m->byte_fallback = json_is_true(json_object_get(model, "byte_fallback"));
-    m->ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
-    m->prefix = dup_opt_string(json_object_get(model, "continuing_subword_prefix"));
-    m->suffix = dup_opt_string(json_object_get(model, "end_of_word_suffix"));
-    if (m->prefix && !m->prefix[0]) { free(m->prefix); m->prefix = NULL; }
-    if (m->suffix && !m->suffix[0]) { free(m->suffix); m->suffix = NULL; }
-    for (int b = 0; b < 256; b++) {
-        char code[8];
-        snprintf(code, sizeof code, "<0x%02X>", b);
-        m->fallback_ids[b] = pgd__strmap_get(&m->vocab, code, 6);
-    }
-
-    /* merges */
-    size_t n = json_array_size(merges), cap = 16;
-    while (cap < n * 2)
-        cap *= 2;
-    m->merges = malloc(cap * sizeof *m->merges);
-    if (!m->merges)
-        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
-    for (size_t i = 0; i < cap; i++)
-        m->merges[i].key = UINT64_MAX;
-    m->merge_mask = cap - 1;
-    size_t plen = m->prefix ? strlen(m->prefix) : 0;
-    struct pgd__buf joined = { 0 };
-    for (size_t i = 0; i < n; i++) {
-        json_t *e = json_array_get(merges, i);
-        const char *a, *b;
-        size_t alen, blen;
-        if (json_is_string(e)) {
-            a = json_string_value(e);
-            const char *sp = memchr(a, ' ', json_string_length(e));
-            if (!sp || memchr(sp + 1, ' ', json_string_length(e) - (size_t)(sp + 1 - a))) {
-                pgd__buf_free(&joined);
-                return pgd_errf(err, errlen, PGD_ERR_FORMAT,
-                                "%s: model.merges[%zu] \"%s\" is not two tokens separated by "
-                                "one space", name, i, a);
-            }
-            alen = (size_t)(sp - a);
-            b = sp + 1;
-            blen = json_string_length(e) - alen - 1;
-        } else if (json_is_array(e) && json_array_size(e) == 2 &&
-                   json_is_string(json_array_get(e, 0)) && json_is_string(json_array_get(e, 1))) {
-            a = json_string_value(json_array_get(e, 0));
-            alen = json_string_length(json_array_get(e, 0));
-            b = json_string_value(json_array_get(e, 1));
-            blen = json_string_length(json_array_get(e, 1));
-        } else {
-            pgd__buf_free(&joined);
-            return pgd_errf(err, errlen, PGD_ERR_FORMAT,
-                            "%s: model.merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", name, i);
-        }
-        int32_t ia = pgd__strmap_get(&m->vocab, a, alen);
-        int32_t ib = pgd__strmap_get(&m->vocab, b, blen);
-        joined.len = 0;
-        size_t skip = (plen && blen >= plen && !memcmp(b, m->prefix, plen)) ? plen : 0;
-        if (!pgd__buf_add(&joined, a, alen) || !pgd__buf_add(&joined, b + skip, blen - skip)) {
-            pgd__buf_free(&joined);
-            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
-        }
-        int32_t inew = pgd__strmap_get(&m->vocab, joined.p, joined.len);
-        if (ia < 0 || ib < 0 || inew < 0) {
-            enum pgd_status st = pgd_errf(
-                err, errlen, PGD_ERR_FORMAT, "%s: model.merges[%zu] (\"%.*s\", \"%.*s\"): token "
-                "\"%s\" is not in the vocabulary", name, i, (int)alen, a, (int)blen, b,
-                ia < 0 ? "(left)" : ib < 0 ? "(right)" : joined.p);
-            pgd__buf_free(&joined);
-            return st;
-        }
-        merge_put(m, ia, ib, (uint32_t)i, inew);
-    }
-    pgd__buf_free(&joined);
+    enum pgd_status st;
+    if ((st = load_vocab(m, vocab, name, err, errlen)) ||
+        (st = load_options(m, model, name, err, errlen)) ||
+        (st = load_merges(m, merges, name, err, errlen)))
+        return st;
     if (!build_pairs(m))
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
     return PGD_OK;
@@ -453,100 +481,95 @@ enum pgd_status pgd__bpe_tokenize(const struct pgd__bpe *m, struct pgd__bpe_scra
     return tokenize_word(m, s, piece + start, len - start, out);
 }
 
-static enum pgd_status tokenize_word(const struct pgd__bpe *m, struct pgd__bpe_scratch *s,
-                                     const char *piece, size_t len, struct pgd_tokens *out)
+/* The initial symbols of a piece without the byte-level fast path: one per character (with
+ * continuing_subword_prefix / end_of_word_suffix where the model has them), <0xXX> bytes for
+ * a character not in the vocabulary when byte_fallback is on, else unk (fused when fuse_unk).
+ * *n: the symbols written to s->sym. */
+static enum pgd_status char_symbols(const struct pgd__bpe *m, struct pgd__bpe_scratch *s,
+                                    const char *piece, size_t len, size_t *n_out)
 {
-    if (len == 0)
-        return PGD_OK;
-    if (m->ignore_merges) {
-        int32_t id = pgd__strmap_get(m->bytelevel ? &m->raw_vocab : &m->vocab, piece, len);
-        if (id >= 0)
-            return pgd__tokens_push(out, id) ? PGD_OK : PGD_ERR_NOMEM;
-    }
-    /* A symbol per byte at most, or per byte-fallback byte, so len symbols suffice. */
-    if (!scratch_reserve(s, len + 1))
-        return PGD_ERR_NOMEM;
     struct sym *v = s->sym;
     size_t n = 0;
     const unsigned char *u = (const unsigned char *)piece;
-    if (m->bytelevel) {
-        for (size_t i = 0; i < len; i++)
-            sym_add(v, &n, m->byte_ids[u[i]], 1);
-    } else {
-        char stack[64];
-        struct pgd__buf heapbuf = { 0 };
-        int32_t unk_id = -1;
-        uint32_t unk_len = 0;
-        size_t plen = m->prefix ? strlen(m->prefix) : 0, slen = m->suffix ? strlen(m->suffix) : 0;
-        for (size_t i = 0; i < len;) {
-            size_t k = pgd__utf8_valid_len(u + i, len - i);
-            if (!k)
-                k = 1; /* cannot happen: pieces are valid UTF-8 */
-            bool first = i == 0, last = i + k == len;
-            const char *key = piece + i;
-            size_t klen = k;
-            if ((plen && !first) || (slen && last)) {
-                size_t need = (first ? 0 : plen) + k + (last ? slen : 0);
-                char *dst = stack;
-                if (need > sizeof stack) {
-                    heapbuf.len = 0;
-                    if (!pgd__buf_reserve(&heapbuf, need))
-                        return PGD_ERR_NOMEM;
-                    dst = heapbuf.p;
-                }
-                size_t o = 0;
-                if (plen && !first) { memcpy(dst, m->prefix, plen); o += plen; }
-                memcpy(dst + o, piece + i, k);
-                o += k;
-                if (slen && last) { memcpy(dst + o, m->suffix, slen); o += slen; }
-                key = dst;
-                klen = o;
+    char stack[64];
+    struct pgd__buf heapbuf = { 0 };
+    int32_t unk_id = -1;
+    uint32_t unk_len = 0;
+    size_t plen = m->prefix ? strlen(m->prefix) : 0, slen = m->suffix ? strlen(m->suffix) : 0;
+    for (size_t i = 0; i < len;) {
+        size_t k = pgd__utf8_valid_len(u + i, len - i);
+        if (!k)
+            k = 1; /* cannot happen: pieces are valid UTF-8 */
+        bool first = i == 0, last = i + k == len;
+        const char *key = piece + i;
+        size_t klen = k;
+        if ((plen && !first) || (slen && last)) {
+            size_t need = (first ? 0 : plen) + k + (last ? slen : 0);
+            char *dst = stack;
+            if (need > sizeof stack) {
+                heapbuf.len = 0;
+                if (!pgd__buf_reserve(&heapbuf, need))
+                    return PGD_ERR_NOMEM;
+                dst = heapbuf.p;
             }
-            int32_t id = pgd__strmap_get(&m->vocab, key, klen);
-            if (id >= 0) {
-                if (unk_id >= 0) {
-                    sym_add(v, &n, unk_id, unk_len);
-                    unk_id = -1;
-                }
-                sym_add(v, &n, id, (uint32_t)k);
-            } else {
-                bool done = false;
-                if (m->byte_fallback) {
-                    done = true;
-                    for (size_t j = 0; j < klen; j++)
-                        if (m->fallback_ids[(unsigned char)key[j]] < 0)
-                            done = false;
-                    if (done) {
-                        if (!scratch_reserve(s, n + klen + (len - i) + 1)) {
-                            pgd__buf_free(&heapbuf);
-                            return PGD_ERR_NOMEM;
-                        }
-                        v = s->sym;
-                        for (size_t j = 0; j < klen; j++)
-                            sym_add(v, &n, m->fallback_ids[(unsigned char)key[j]], 1);
-                    }
-                }
-                if (!done && m->unk_id >= 0) {
-                    if (unk_id >= 0 && m->fuse_unk)
-                        unk_len += (uint32_t)k;
-                    else {
-                        if (unk_id >= 0)
-                            sym_add(v, &n, unk_id, unk_len);
-                        unk_id = m->unk_id;
-                        unk_len = (uint32_t)k;
-                    }
-                }
-            }
-            i += k;
+            size_t o = 0;
+            if (plen && !first) { memcpy(dst, m->prefix, plen); o += plen; }
+            memcpy(dst + o, piece + i, k);
+            o += k;
+            if (slen && last) { memcpy(dst + o, m->suffix, slen); o += slen; }
+            key = dst;
+            klen = o;
         }
-        if (unk_id >= 0)
-            sym_add(v, &n, unk_id, unk_len);
-        pgd__buf_free(&heapbuf);
+        int32_t id = pgd__strmap_get(&m->vocab, key, klen);
+        if (id >= 0) {
+            if (unk_id >= 0) {
+                sym_add(v, &n, unk_id, unk_len);
+                unk_id = -1;
+            }
+            sym_add(v, &n, id, (uint32_t)k);
+        } else {
+            bool done = false;
+            if (m->byte_fallback) {
+                done = true;
+                for (size_t j = 0; j < klen; j++)
+                    if (m->fallback_ids[(unsigned char)key[j]] < 0)
+                        done = false;
+                if (done) {
+                    if (!scratch_reserve(s, n + klen + (len - i) + 1)) {
+                        pgd__buf_free(&heapbuf);
+                        return PGD_ERR_NOMEM;
+                    }
+                    v = s->sym;
+                    for (size_t j = 0; j < klen; j++)
+                        sym_add(v, &n, m->fallback_ids[(unsigned char)key[j]], 1);
+                }
+            }
+            if (!done && m->unk_id >= 0) {
+                if (unk_id >= 0 && m->fuse_unk)
+                    unk_len += (uint32_t)k;
+                else {
+                    if (unk_id >= 0)
+                        sym_add(v, &n, unk_id, unk_len);
+                    unk_id = m->unk_id;
+                    unk_len = (uint32_t)k;
+                }
+            }
+        }
+        i += k;
     }
-    if (n == 0)
-        return PGD_OK;
-    v[n - 1].next = -1;
+    if (unk_id >= 0)
+        sym_add(v, &n, unk_id, unk_len);
+    pgd__buf_free(&heapbuf);
+    *n_out = n;
+    return PGD_OK;
+}
 
+/* Applies the merges to the n symbols of s->sym, lowest rank first, and appends the ids. */
+static enum pgd_status merge_symbols(const struct pgd__bpe *m, struct pgd__bpe_scratch *s,
+                                     size_t n, struct pgd_tokens *out)
+{
+    struct sym *v = s->sym;
+    v[n - 1].next = -1;
     struct cand *h = s->heap;
     size_t hn = 0;
     for (size_t i = 0; i + 1 < n; i++) {
@@ -584,4 +607,30 @@ static enum pgd_status tokenize_word(const struct pgd__bpe *m, struct pgd__bpe_s
         if (!pgd__tokens_push(out, v[i].id))
             return PGD_ERR_NOMEM;
     return PGD_OK;
+}
+
+static enum pgd_status tokenize_word(const struct pgd__bpe *m, struct pgd__bpe_scratch *s,
+                                     const char *piece, size_t len, struct pgd_tokens *out)
+{
+    if (len == 0)
+        return PGD_OK;
+    if (m->ignore_merges) {
+        int32_t id = pgd__strmap_get(m->bytelevel ? &m->raw_vocab : &m->vocab, piece, len);
+        if (id >= 0)
+            return pgd__tokens_push(out, id) ? PGD_OK : PGD_ERR_NOMEM;
+    }
+    /* A symbol per byte at most, or per byte-fallback byte, so len symbols suffice. */
+    if (!scratch_reserve(s, len + 1))
+        return PGD_ERR_NOMEM;
+    size_t n = 0;
+    if (m->bytelevel) {
+        const unsigned char *u = (const unsigned char *)piece;
+        for (size_t i = 0; i < len; i++)
+            sym_add(s->sym, &n, m->byte_ids[u[i]], 1);
+    } else {
+        enum pgd_status st = char_symbols(m, s, piece, len, &n);
+        if (st)
+            return st;
+    }
+    return n ? merge_symbols(m, s, n, out) : PGD_OK;
 }

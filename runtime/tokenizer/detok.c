@@ -1,23 +1,25 @@
 /* Decoders and incremental detokenization.
  *
  * The decoder chain of tokenizer.json (Replace, ByteFallback, Fuse, Strip, ByteLevel,
- * Metaspace) runs as a chain of streaming stages: a token goes in at the top, each stage
+ * Metaspace, WordPiece, BPEDecoder, CTC; loaded by decoder_load.c) runs as a chain of
+ * streaming stages: a token goes in at the top, each stage
  * passes on what it can already decide and holds back the rest (an incomplete UTF-8 sequence,
  * a run of <0xXX> tokens, a possible start of a Replace pattern, trailing Strip characters).
  * Batch decode is the same machine fed every id, then flushed, so the streamed deltas always
  * add up to the full decode. Stages after Fuse or ByteLevel see one fused string arriving in
  * chunks ("fused" stages). */
 #include "runtime/tokenizer/tokenizer_internal.h"
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define REPL "\xEF\xBF\xBD" /* U+FFFD */
 
 struct stage {
-    struct pgd__buf hold; /* held-back input (see the file comment) */
+    struct pgd__buf hold; /* held-back input (see the file comment); CTC: the last token */
     struct pgd__buf out;  /* scratch */
-    size_t count;         /* Strip: leading chars removed; Metaspace: tokens seen */
+    struct pgd__buf aux;  /* scratch (WordPiece's cleanup) */
+    size_t count;         /* Strip: leading chars removed; Metaspace, WordPiece: tokens seen;
+                           * BPEDecoder: a token is held; CTC: a token came before */
     bool lead_done;       /* Strip (fused): past the leading characters */
 };
 struct detok_priv {
@@ -133,6 +135,232 @@ static enum pgd_status fallback_flush(const struct pgd_tokenizer *t, struct deto
     return PGD_OK;
 }
 
+static enum pgd_status replace_put(const struct pgd_tokenizer *t, struct detok_priv *p,
+                                   size_t k, const char *s, size_t n)
+{
+    const struct pgd__dec *d = &t->decs[k];
+    struct stage *st = &p->st[k];
+    st->out.len = 0;
+    if (d->re) { /* per token only (refused after Fuse/ByteLevel at load) */
+        bool first_deleted;
+        enum pgd_status r = pgd__regex_replace(d->re, s, n, d->content, d->clen, &st->out,
+                                               &first_deleted);
+        return r ? r : put(t, p, k + 1, st->out.p, st->out.len);
+    }
+    const char *src = s;
+    size_t len = n;
+    if (d->fused) {
+        if (!pgd__buf_add(&st->hold, s, n))
+            return PGD_ERR_NOMEM;
+        src = st->hold.p;
+        len = st->hold.len;
+    }
+    size_t i = 0;
+    while (d->patlen && i < len) {
+        const char *hit = memmem(src + i, len - i, d->pat, d->patlen);
+        if (!hit)
+            break;
+        if (!pgd__buf_add(&st->out, src + i, (size_t)(hit - (src + i))) ||
+            !pgd__buf_add(&st->out, d->content, d->clen))
+            return PGD_ERR_NOMEM;
+        i = (size_t)(hit - src) + d->patlen;
+    }
+    size_t keep = 0;
+    if (d->fused) /* the longest tail that may begin the pattern */
+        for (size_t l = d->patlen ? d->patlen - 1 : 0; l > 0; l--)
+            if (len - i >= l && !memcmp(src + len - l, d->pat, l)) {
+                keep = l;
+                break;
+            }
+    if (!pgd__buf_add(&st->out, src + i, len - i - keep))
+        return PGD_ERR_NOMEM;
+    if (d->fused) {
+        memmove(st->hold.p, st->hold.p + len - keep, keep);
+        st->hold.len = keep;
+        if (st->out.len == 0)
+            return PGD_OK;
+    }
+    return put(t, p, k + 1, st->out.p, st->out.len);
+}
+
+static enum pgd_status strip_put(const struct pgd_tokenizer *t, struct detok_priv *p, size_t k,
+                                 const char *s, size_t n)
+{
+    const struct pgd__dec *d = &t->decs[k];
+    struct stage *st = &p->st[k];
+    const unsigned char *u = (const unsigned char *)s;
+    st->out.len = 0;
+    if (!d->fused) {
+        size_t b = 0, e = n, cnt = 0, l;
+        while (cnt < d->start && b < n && pgd__utf8_decode(u + b, &l) == d->ch) {
+            b += l;
+            cnt++;
+        }
+        for (cnt = 0; cnt < d->stop && e > b; cnt++) {
+            size_t c0;
+            if (pgd__uc_last_char(s + b, e - b, &c0) != d->ch)
+                break;
+            e = b + c0;
+        }
+        return put(t, p, k + 1, s + b, e - b);
+    }
+    for (size_t i = 0; i < n;) {
+        size_t l;
+        uint32_t c = pgd__utf8_decode(u + i, &l);
+        if (!st->lead_done) {
+            if (c == d->ch && st->count < d->start) {
+                st->count++;
+                i += l;
+                continue;
+            }
+            st->lead_done = true;
+        }
+        bool ok;
+        if (d->stop && c == d->ch)
+            ok = pgd__buf_add(&st->hold, s + i, l);
+        else
+            ok = pgd__buf_add(&st->out, st->hold.p, st->hold.len) &&
+                 pgd__buf_add(&st->out, s + i, l);
+        if (!(d->stop && c == d->ch))
+            st->hold.len = 0;
+        if (!ok)
+            return PGD_ERR_NOMEM;
+        i += l;
+    }
+    return st->out.len ? put(t, p, k + 1, st->out.p, st->out.len) : PGD_OK;
+}
+
+static enum pgd_status metaspace_put(const struct pgd_tokenizer *t, struct detok_priv *p,
+                                     size_t k, const char *s, size_t n)
+{
+    const struct pgd__dec *d = &t->decs[k];
+    struct stage *st = &p->st[k];
+    bool first = st->count == 0;
+    if (!d->fused)
+        st->count++;
+    st->out.len = 0;
+    for (size_t i = 0; i < n;) {
+        size_t l;
+        uint32_t c = pgd__utf8_decode((const unsigned char *)s + i, &l);
+        bool ok = true;
+        if (c == d->ch) {
+            if (!(first && d->strip_first))
+                ok = pgd__buf_add(&st->out, " ", 1);
+        } else
+            ok = pgd__buf_add(&st->out, s + i, l);
+        if (!ok)
+            return PGD_ERR_NOMEM;
+        i += l;
+    }
+    if (d->fused && st->out.len == 0)
+        return PGD_OK;
+    return put(t, p, k + 1, st->out.p, st->out.len);
+}
+
+/* WordPiece's cleanup of s into out (aux scratch): `tokenizers` runs these replacements one
+ * after the other over the token. */
+static bool cleanup(const char *s, size_t n, struct pgd__buf *out, struct pgd__buf *aux)
+{
+    static const char *const pairs[][2] = {
+        { " .", "." }, { " ?", "?" }, { " !", "!" }, { " ,", "," }, { " ' ", "'" },
+        { " n't", "n't" }, { " 'm", "'m" }, { " do not", " don't" }, { " 's", "'s" },
+        { " 've", "'ve" }, { " 're", "'re" },
+    };
+    out->len = 0;
+    if (!pgd__buf_add(out, s, n))
+        return false;
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        aux->len = 0;
+        if (!pgd__replace_all(out->p, out->len, pairs[i][0], strlen(pairs[i][0]), pairs[i][1],
+                              strlen(pairs[i][1]), aux))
+            return false;
+        struct pgd__buf x = *out;
+        *out = *aux;
+        *aux = x;
+    }
+    return true;
+}
+
+/* WordPiece: after the first token, a token starting with the prefix loses it (once), any
+ * other gets a space in front; then the cleanup. */
+static enum pgd_status wordpiece_put(const struct pgd_tokenizer *t, struct detok_priv *p,
+                                     size_t k, const char *s, size_t n)
+{
+    const struct pgd__dec *d = &t->decs[k];
+    struct stage *st = &p->st[k];
+    st->hold.len = 0;
+    bool ok = true;
+    if (st->count++ > 0) {
+        if (n >= d->patlen && !memcmp(s, d->pat, d->patlen)) {
+            s += d->patlen;
+            n -= d->patlen;
+        } else
+            ok = pgd__buf_add(&st->hold, " ", 1);
+    }
+    ok = ok && pgd__buf_add(&st->hold, s, n);
+    if (ok && d->cleanup)
+        ok = cleanup(st->hold.p, st->hold.len, &st->out, &st->aux);
+    if (!ok)
+        return PGD_ERR_NOMEM;
+    const struct pgd__buf *res = d->cleanup ? &st->out : &st->hold;
+    return put(t, p, k + 1, res->p, res->len);
+}
+
+/* BPEDecoder: the suffix becomes a space in every token but the last, where it goes. The
+ * stage holds one token back until it knows whether another follows. */
+static enum pgd_status bpe_suffix_emit(const struct pgd_tokenizer *t, struct detok_priv *p,
+                                       size_t k, bool last)
+{
+    const struct pgd__dec *d = &t->decs[k];
+    struct stage *st = &p->st[k];
+    st->out.len = 0;
+    if (!pgd__replace_all(st->hold.p, st->hold.len, d->pat, d->patlen, last ? "" : " ",
+                          last ? 0 : 1, &st->out))
+        return PGD_ERR_NOMEM;
+    st->count = 0;
+    st->hold.len = 0;
+    return put(t, p, k + 1, st->out.p, st->out.len);
+}
+
+static enum pgd_status bpe_suffix_put(const struct pgd_tokenizer *t, struct detok_priv *p,
+                                      size_t k, const char *s, size_t n)
+{
+    struct stage *st = &p->st[k];
+    enum pgd_status r = st->count ? bpe_suffix_emit(t, p, k, false) : PGD_OK;
+    if (r)
+        return r;
+    st->count = 1;
+    return pgd__buf_add(&st->hold, s, n) ? PGD_OK : PGD_ERR_NOMEM;
+}
+
+/* CTC: a token equal to the one before it goes; the pad token is removed; with cleanup,
+ * WordPiece's cleanup and the word delimiter -> " "; tokens left empty go. */
+static enum pgd_status ctc_put(const struct pgd_tokenizer *t, struct detok_priv *p, size_t k,
+                               const char *s, size_t n)
+{
+    const struct pgd__dec *d = &t->decs[k];
+    struct stage *st = &p->st[k];
+    if (st->count && st->hold.len == n && !memcmp(st->hold.p, s, n))
+        return PGD_OK; /* hold: the previous token, as it came in */
+    st->count = 1;
+    st->hold.len = 0;
+    if (!pgd__buf_add(&st->hold, s, n))
+        return PGD_ERR_NOMEM;
+    st->out.len = 0;
+    if (!pgd__replace_all(s, n, d->pat, d->patlen, "", 0, &st->out))
+        return PGD_ERR_NOMEM;
+    if (d->cleanup) {
+        struct pgd__buf c = { 0 };
+        bool ok = cleanup(st->out.p, st->out.len, &c, &st->aux);
+        st->out.len = 0;
+        ok = ok && pgd__replace_all(c.p, c.len, d->content, d->clen, " ", 1, &st->out);
+        pgd__buf_free(&c);
+        if (!ok)
+            return PGD_ERR_NOMEM;
+    }
+    return st->out.len ? put(t, p, k + 1, st->out.p, st->out.len) : PGD_OK;
+}
+
 static enum pgd_status put(const struct pgd_tokenizer *t, struct detok_priv *p, size_t k,
                            const char *s, size_t n)
 {
@@ -142,10 +370,7 @@ static enum pgd_status put(const struct pgd_tokenizer *t, struct detok_priv *p, 
         p->any = true;
         return pgd__buf_add(&p->delta, s, n) ? PGD_OK : PGD_ERR_NOMEM;
     }
-    const struct pgd__dec *d = &t->decs[k];
-    struct stage *st = &p->st[k];
-    const unsigned char *u = (const unsigned char *)s;
-    switch (d->kind) {
+    switch (t->decs[k].kind) {
     case PGD__DEC_BYTELEVEL:
         return bytelevel_put(t, p, k, s, n);
     case PGD__DEC_FUSE:
@@ -153,112 +378,22 @@ static enum pgd_status put(const struct pgd_tokenizer *t, struct detok_priv *p, 
     case PGD__DEC_BYTEFALLBACK: {
         unsigned char b;
         if (byte_token(s, n, &b))
-            return pgd__buf_add(&st->hold, &b, 1) ? PGD_OK : PGD_ERR_NOMEM;
+            return pgd__buf_add(&p->st[k].hold, &b, 1) ? PGD_OK : PGD_ERR_NOMEM;
         enum pgd_status r = fallback_flush(t, p, k);
         return r ? r : put(t, p, k + 1, s, n);
     }
-    case PGD__DEC_REPLACE: {
-        const char *src = s;
-        size_t len = n;
-        if (d->fused) {
-            if (!pgd__buf_add(&st->hold, s, n))
-                return PGD_ERR_NOMEM;
-            src = st->hold.p;
-            len = st->hold.len;
-        }
-        st->out.len = 0;
-        size_t i = 0;
-        while (d->patlen && i < len) {
-            const char *hit = memmem(src + i, len - i, d->pat, d->patlen);
-            if (!hit)
-                break;
-            if (!pgd__buf_add(&st->out, src + i, (size_t)(hit - (src + i))) ||
-                !pgd__buf_add(&st->out, d->content, d->clen))
-                return PGD_ERR_NOMEM;
-            i = (size_t)(hit - src) + d->patlen;
-        }
-        size_t keep = 0;
-        if (d->fused) /* the longest tail that may begin the pattern */
-            for (size_t l = d->patlen ? d->patlen - 1 : 0; l > 0; l--)
-                if (len - i >= l && !memcmp(src + len - l, d->pat, l)) {
-                    keep = l;
-                    break;
-                }
-        if (!pgd__buf_add(&st->out, src + i, len - i - keep))
-            return PGD_ERR_NOMEM;
-        if (d->fused) {
-            memmove(st->hold.p, st->hold.p + len - keep, keep);
-            st->hold.len = keep;
-            if (st->out.len == 0)
-                return PGD_OK;
-        }
-        return put(t, p, k + 1, st->out.p, st->out.len);
-    }
-    case PGD__DEC_STRIP: {
-        st->out.len = 0;
-        if (!d->fused) {
-            size_t b = 0, e = n, cnt = 0, l;
-            while (cnt < d->start && b < n && pgd__utf8_decode(u + b, &l) == d->ch) {
-                b += l;
-                cnt++;
-            }
-            for (cnt = 0; cnt < d->stop && e > b; cnt++) {
-                size_t c0 = e - 1;
-                while (c0 > b && (u[c0] & 0xC0) == 0x80)
-                    c0--;
-                if (pgd__utf8_decode(u + c0, &l) != d->ch)
-                    break;
-                e = c0;
-            }
-            return put(t, p, k + 1, s + b, e - b);
-        }
-        for (size_t i = 0; i < n;) {
-            size_t l;
-            uint32_t c = pgd__utf8_decode(u + i, &l);
-            if (!st->lead_done) {
-                if (c == d->ch && st->count < d->start) {
-                    st->count++;
-                    i += l;
-                    continue;
-                }
-                st->lead_done = true;
-            }
-            bool ok;
-            if (d->stop && c == d->ch)
-                ok = pgd__buf_add(&st->hold, s + i, l);
-            else
-                ok = pgd__buf_add(&st->out, st->hold.p, st->hold.len) &&
-                     pgd__buf_add(&st->out, s + i, l);
-            if (!(d->stop && c == d->ch))
-                st->hold.len = 0;
-            if (!ok)
-                return PGD_ERR_NOMEM;
-            i += l;
-        }
-        return st->out.len ? put(t, p, k + 1, st->out.p, st->out.len) : PGD_OK;
-    }
-    case PGD__DEC_METASPACE: {
-        bool first = st->count == 0;
-        if (!d->fused)
-            st->count++;
-        st->out.len = 0;
-        for (size_t i = 0; i < n;) {
-            size_t l;
-            uint32_t c = pgd__utf8_decode(u + i, &l);
-            bool ok = true;
-            if (c == d->ch) {
-                if (!(first && d->strip_first))
-                    ok = pgd__buf_add(&st->out, " ", 1);
-            } else
-                ok = pgd__buf_add(&st->out, s + i, l);
-            if (!ok)
-                return PGD_ERR_NOMEM;
-            i += l;
-        }
-        if (d->fused && st->out.len == 0)
-            return PGD_OK;
-        return put(t, p, k + 1, st->out.p, st->out.len);
-    }
+    case PGD__DEC_REPLACE:
+        return replace_put(t, p, k, s, n);
+    case PGD__DEC_STRIP:
+        return strip_put(t, p, k, s, n);
+    case PGD__DEC_METASPACE:
+        return metaspace_put(t, p, k, s, n);
+    case PGD__DEC_WORDPIECE:
+        return wordpiece_put(t, p, k, s, n);
+    case PGD__DEC_BPE:
+        return bpe_suffix_put(t, p, k, s, n);
+    case PGD__DEC_CTC:
+        return ctc_put(t, p, k, s, n);
     }
     return PGD_ERR_INTERNAL;
 }
@@ -313,7 +448,16 @@ static enum pgd_status flush_from(const struct pgd_tokenizer *t, struct detok_pr
             st->lead_done = false;
             break;
         case PGD__DEC_METASPACE:
+        case PGD__DEC_WORDPIECE:
             st->count = 0;
+            break;
+        case PGD__DEC_BPE:
+            if (st->count)
+                r = bpe_suffix_emit(t, p, k, true);
+            break;
+        case PGD__DEC_CTC:
+            st->count = 0;
+            st->hold.len = 0;
             break;
         case PGD__DEC_FUSE:
             break;
@@ -332,6 +476,7 @@ static void priv_free(struct detok_priv *p, size_t n)
     for (size_t i = 0; i < n && p->st; i++) {
         pgd__buf_free(&p->st[i].hold);
         pgd__buf_free(&p->st[i].out);
+        pgd__buf_free(&p->st[i].aux);
     }
     free(p->st);
     pgd__buf_free(&p->delta);
@@ -423,115 +568,4 @@ enum pgd_status pgd_tokenizer_decode(const struct pgd_tokenizer *tok, const int3
     p->delta.p = NULL;
     pgd_detok_fini(&d);
     return PGD_OK;
-}
-
-/* ---- loading ----------------------------------------------------------------------------- */
-
-static enum pgd_status add_dec(struct pgd_tokenizer *t, json_t *j, bool *fused, char *err,
-                               size_t errlen)
-{
-    json_t *type = json_object_get(j, "type");
-    const char *ty = json_string_value(type);
-    if (!ty)
-        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: decoder without a \"type\"", t->name);
-    if (!strcmp(ty, "Sequence")) {
-        json_t *list = json_object_get(j, "decoders");
-        if (!json_is_array(list))
-            return pgd_errf(err, errlen, PGD_ERR_FORMAT,
-                            "%s: decoder Sequence without a \"decoders\" array", t->name);
-        size_t i;
-        json_t *e;
-        json_array_foreach(list, i, e) {
-            enum pgd_status st = add_dec(t, e, fused, err, errlen);
-            if (st)
-                return st;
-        }
-        return PGD_OK;
-    }
-    struct pgd__dec d = { .fused = *fused };
-    if (!strcmp(ty, "ByteLevel")) {
-        d.kind = PGD__DEC_BYTELEVEL;
-        *fused = true;
-    } else if (!strcmp(ty, "Fuse")) {
-        d.kind = PGD__DEC_FUSE;
-        *fused = true;
-    } else if (!strcmp(ty, "ByteFallback")) {
-        d.kind = PGD__DEC_BYTEFALLBACK;
-    } else if (!strcmp(ty, "Replace")) {
-        json_t *pat = json_object_get(json_object_get(j, "pattern"), "String");
-        json_t *c = json_object_get(j, "content");
-        if (!json_is_string(pat) || !json_is_string(c))
-            return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED,
-                            "%s: decoder Replace needs pattern.String and content (regex "
-                            "patterns are not supported)", t->name);
-        d.kind = PGD__DEC_REPLACE;
-        d.patlen = json_string_length(pat);
-        d.clen = json_string_length(c);
-        d.pat = malloc(d.patlen + 1);
-        d.content = malloc(d.clen + 1);
-        if (!d.pat || !d.content) {
-            free(d.pat);
-            free(d.content);
-            return PGD_ERR_NOMEM;
-        }
-        memcpy(d.pat, json_string_value(pat), d.patlen + 1);
-        memcpy(d.content, json_string_value(c), d.clen + 1);
-    } else if (!strcmp(ty, "Strip")) {
-        json_t *c = json_object_get(j, "content");
-        const unsigned char *cs = (const unsigned char *)json_string_value(c);
-        size_t l;
-        if (!cs || !cs[0] || pgd__utf8_valid_len(cs, strlen((const char *)cs)) !=
-                                 strlen((const char *)cs))
-            return pgd_errf(err, errlen, PGD_ERR_FORMAT,
-                            "%s: decoder Strip: \"content\" must be one character", t->name);
-        d.kind = PGD__DEC_STRIP;
-        d.ch = pgd__utf8_decode(cs, &l);
-        d.start = (size_t)json_integer_value(json_object_get(j, "start"));
-        d.stop = (size_t)json_integer_value(json_object_get(j, "stop"));
-    } else if (!strcmp(ty, "Metaspace")) {
-        const char *rep;
-        size_t rl, l;
-        enum pgd__prepend_scheme scheme;
-        bool split;
-        enum pgd_status st = pgd__metaspace_settings(t, j, "decoder", &rep, &rl, &scheme, &split,
-                                                     err, errlen);
-        if (st)
-            return st;
-        d.kind = PGD__DEC_METASPACE;
-        d.ch = pgd__utf8_decode((const unsigned char *)rep, &l);
-        /* `tokenizers` drops the replacement from the first token (all of them) unless the
-         * scheme is never; "first" and "always" decode alike */
-        d.strip_first = scheme != PGD__PREPEND_NEVER;
-    } else
-        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED,
-                        "%s: decoder type \"%s\" is not supported", t->name, ty);
-    if (d.fused && (d.kind == PGD__DEC_BYTELEVEL || d.kind == PGD__DEC_BYTEFALLBACK)) {
-        free(d.pat);
-        free(d.content);
-        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED,
-                        "%s: decoder %s after Fuse or ByteLevel is not supported", t->name, ty);
-    }
-    struct pgd__dec *v = realloc(t->decs, (t->n_decs + 1) * sizeof *v);
-    if (!v) {
-        free(d.pat);
-        free(d.content);
-        return PGD_ERR_NOMEM;
-    }
-    t->decs = v;
-    t->decs[t->n_decs++] = d;
-    return PGD_OK;
-}
-
-enum pgd_status pgd__load_decoder(struct pgd_tokenizer *t, const void *json, char *err,
-                                  size_t errlen)
-{
-    json_t *j = (json_t *)json;
-    if (!j || json_is_null(j)) {
-        t->no_decoder = true;
-        return PGD_OK;
-    }
-    if (!json_is_object(j))
-        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: \"decoder\" is not an object", t->name);
-    bool fused = false;
-    return add_dec(t, j, &fused, err, errlen);
 }

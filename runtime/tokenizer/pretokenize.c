@@ -1,382 +1,12 @@
-/* What runs before the BPE model: added-token matching, normalizers and pre-tokenizers
- * (Split with the model's regex through PCRE2 + JIT, ByteLevel, Metaspace). */
+/* Pre-tokenizers (tokenizer.json "pre_tokenizer"): loading them and cutting normalized text
+ * into the pieces BPE sees. Split with a regex (PCRE2 + JIT), a string or a character class
+ * (WhitespaceSplit, Digits, Punctuation, BertPreTokenizer, CharDelimiterSplit), Whitespace,
+ * FixedLength, UnicodeScripts, ByteLevel and Metaspace; Sequence nests. */
 #include "runtime/tokenizer/tokenizer_internal.h"
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
-
-/* ---- Unicode predicates of Rust's char, which the `tokenizers` package uses --------------- */
-
-static bool is_white_space(uint32_t c) /* the White_Space property */
-{
-    return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
-           c == 0x205F || c == 0x3000;
-}
-
-static bool is_alnum(uint32_t c) /* letters and numbers (close to Alphabetic || Numeric) */
-{
-    utf8proc_category_t cat = utf8proc_category((utf8proc_int32_t)c);
-    return (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO) ||
-           (cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO);
-}
-
-/* The last character of s[0..n) (valid UTF-8), or (uint32_t)-1 if empty; *start its offset. */
-static uint32_t last_char(const char *s, size_t n, size_t *start)
-{
-    if (n == 0)
-        return (uint32_t)-1;
-    size_t i = n - 1;
-    while (i > 0 && ((unsigned char)s[i] & 0xC0) == 0x80)
-        i--;
-    size_t k;
-    *start = i;
-    return pgd__utf8_decode((const unsigned char *)s + i, &k);
-}
-
-/* ---- added-token matcher ----------------------------------------------------------------- */
-
-void pgd__matcher_free(struct pgd__matcher *m)
-{
-    free(m->nodes);
-    memset(m, 0, sizeof *m);
-}
-
-static int32_t trie_new(struct pgd__matcher *m, unsigned char byte)
-{
-    if (m->n == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 64;
-        struct pgd__trie_node *p = realloc(m->nodes, cap * sizeof *p);
-        if (!p)
-            return -1;
-        m->nodes = p;
-        m->cap = cap;
-    }
-    m->nodes[m->n] = (struct pgd__trie_node){ -1, -1, -1, byte };
-    return (int32_t)m->n++;
-}
-
-bool pgd__matcher_add(struct pgd__matcher *m, const char *s, size_t len, int32_t token)
-{
-    if (len == 0)
-        return true; /* an empty token never matches */
-    if (m->n == 0 && trie_new(m, 0) < 0)
-        return false;
-    int32_t cur = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char b = (unsigned char)s[i];
-        int32_t c = m->nodes[cur].child;
-        while (c >= 0 && m->nodes[c].byte != b)
-            c = m->nodes[c].sibling;
-        if (c < 0) {
-            c = trie_new(m, b);
-            if (c < 0)
-                return false;
-            m->nodes[c].sibling = m->nodes[cur].child;
-            m->nodes[cur].child = c;
-        }
-        cur = c;
-    }
-    /* The first token with a given content wins, as the added vocabulary keeps it. */
-    if (m->nodes[cur].token < 0)
-        m->nodes[cur].token = token;
-    m->first[(unsigned char)s[0]] = true;
-    return true;
-}
-
-/* Longest token starting at s[0]: its length, or 0. */
-static size_t trie_longest(const struct pgd__matcher *m, const char *s, size_t n, int32_t *token)
-{
-    int32_t cur = 0;
-    size_t best = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char b = (unsigned char)s[i];
-        int32_t c = m->nodes[cur].child;
-        while (c >= 0 && m->nodes[c].byte != b)
-            c = m->nodes[c].sibling;
-        if (c < 0)
-            break;
-        cur = c;
-        if (m->nodes[cur].token >= 0) {
-            best = i + 1;
-            *token = m->nodes[cur].token;
-        }
-    }
-    return best;
-}
-
-enum pgd_status pgd__matcher_split(const struct pgd__matcher *m, const struct pgd__added *tokens,
-                                   const char *s, size_t len,
-                                   enum pgd_status (*fn)(void *ctx, size_t off, size_t len,
-                                                         int32_t token),
-                                   void *ctx)
-{
-    size_t done = 0; /* everything before this offset has been handed to fn */
-    enum pgd_status st;
-    if (m->n) {
-        for (size_t pos = 0; pos < len;) {
-            int32_t tok = -1;
-            size_t mlen = m->first[(unsigned char)s[pos]] ? trie_longest(m, s + pos, len - pos, &tok)
-                                                          : 0;
-            if (!mlen) {
-                pos++;
-                continue;
-            }
-            const struct pgd__added *a = &tokens[tok];
-            size_t start = pos, stop = pos + mlen;
-            if (a->single_word) {
-                size_t cs;
-                uint32_t before = last_char(s, start, &cs);
-                size_t k = 0;
-                uint32_t after = stop < len && pgd__utf8_valid_len((const unsigned char *)s + stop,
-                                                                   len - stop)
-                                     ? pgd__utf8_decode((const unsigned char *)s + stop, &k)
-                                     : (uint32_t)-1;
-                bool start_ok = start == 0 || !(is_alnum(before) || before == '_');
-                bool stop_ok = stop == len || !(is_alnum(after) || after == '_');
-                if (!start_ok || !stop_ok) {
-                    pos++;
-                    continue;
-                }
-            }
-            if (a->lstrip) {
-                size_t ns = start, cs;
-                for (;;) {
-                    uint32_t c = last_char(s, ns, &cs);
-                    if (c == (uint32_t)-1 || !is_white_space(c))
-                        break;
-                    ns = cs;
-                }
-                start = ns > done ? ns : done;
-            }
-            if (a->rstrip) {
-                while (stop < len) {
-                    size_t k;
-                    uint32_t c = pgd__utf8_decode((const unsigned char *)s + stop, &k);
-                    if (!is_white_space(c))
-                        break;
-                    stop += k;
-                }
-            }
-            if (done < start && (st = fn(ctx, done, start - done, -1)) != PGD_OK)
-                return st;
-            if ((st = fn(ctx, start, stop - start, tok)) != PGD_OK)
-                return st;
-            done = stop;
-            pos = stop > pos + mlen ? stop : pos + mlen;
-        }
-    }
-    if (done < len || len == 0)
-        return fn(ctx, done, len - done, -1);
-    return PGD_OK;
-}
-
-/* ---- normalizers ------------------------------------------------------------------------- */
-
-static bool is_ascii(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] >= 0x80)
-            return false;
-    return true;
-}
-
-/* Unicode normalization of s into out. ASCII stretches cannot change and cannot combine
- * with what follows them, so only the runs holding non-ASCII bytes (plus the ASCII character
- * just before, which a combining mark may compose with) go through utf8proc. */
-static bool unicode_normalize(utf8proc_option_t opts, const char *s, size_t n,
-                              struct pgd__buf *out)
-{
-    size_t i = 0;
-    while (i < n) {
-        size_t j = i;
-        while (j < n && (unsigned char)s[j] < 0x80)
-            j++;
-        if (j == n)
-            return pgd__buf_add(out, s + i, n - i);
-        size_t run = j > i ? j - 1 : j; /* keep one ASCII char as a possible base */
-        if (!pgd__buf_add(out, s + i, run - i))
-            return false;
-        size_t e = j;
-        while (e < n && !((unsigned char)s[e] < 0x80 && (e + 1 == n || (unsigned char)s[e + 1] < 0x80)))
-            e++;
-        /* s[run..e) holds the non-ASCII run (and ends before an ASCII char followed by ASCII
-         * or the end). */
-        utf8proc_uint8_t *res = NULL;
-        utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s + run,
-                                          (utf8proc_ssize_t)(e - run), &res, opts);
-        if (r < 0) {
-            free(res);
-            if (!pgd__buf_add(out, s + run, e - run)) /* should not happen: input is valid */
-                return false;
-        } else {
-            bool ok = pgd__buf_add(out, res, (size_t)r);
-            free(res);
-            if (!ok)
-                return false;
-        }
-        i = e;
-    }
-    return true;
-}
-
-static bool replace_all(const char *s, size_t n, const char *pat, size_t plen, const char *rep,
-                        size_t rlen, struct pgd__buf *out)
-{
-    if (plen == 0)
-        return pgd__buf_add(out, s, n);
-    size_t i = 0;
-    while (i < n) {
-        const char *hit = memmem(s + i, n - i, pat, plen);
-        if (!hit)
-            break;
-        if (!pgd__buf_add(out, s + i, (size_t)(hit - (s + i))) || !pgd__buf_add(out, rep, rlen))
-            return false;
-        i = (size_t)(hit - s) + plen;
-    }
-    return pgd__buf_add(out, s + i, n - i);
-}
-
-enum pgd_status pgd__normalize(const struct pgd__norm *v, size_t n, const char *s, size_t len,
-                               struct pgd__buf *out, struct pgd__buf *tmp, bool *at_origin)
-{
-    bool origin = true;
-    out->len = 0;
-    if (!pgd__buf_add(out, s, len))
-        return PGD_ERR_NOMEM;
-    for (size_t k = 0; k < n; k++) {
-        const struct pgd__norm *nm = &v[k];
-        tmp->len = 0;
-        bool ok = true;
-        switch (nm->kind) {
-        case PGD__NORM_NFC:
-        case PGD__NORM_NFD:
-        case PGD__NORM_NFKC:
-        case PGD__NORM_NFKD: {
-            if (is_ascii(out->p, out->len))
-                continue;
-            utf8proc_option_t o = UTF8PROC_STABLE;
-            o |= (nm->kind == PGD__NORM_NFC || nm->kind == PGD__NORM_NFKC) ? UTF8PROC_COMPOSE
-                                                                           : UTF8PROC_DECOMPOSE;
-            if (nm->kind == PGD__NORM_NFKC || nm->kind == PGD__NORM_NFKD)
-                o |= UTF8PROC_COMPAT;
-            ok = unicode_normalize(o, out->p, out->len, tmp);
-            break;
-        }
-        case PGD__NORM_PREPEND:
-            if (out->len == 0)
-                continue;
-            ok = pgd__buf_add(tmp, nm->a, nm->alen) && pgd__buf_add(tmp, out->p, out->len);
-            break;
-        case PGD__NORM_REPLACE:
-            /* deleting a match at the start leaves a later character first */
-            if (nm->alen && !nm->blen && out->len >= nm->alen && !memcmp(out->p, nm->a, nm->alen))
-                origin = false;
-            ok = replace_all(out->p, out->len, nm->a, nm->alen, nm->b, nm->blen, tmp);
-            break;
-        case PGD__NORM_STRIP: {
-            size_t b = 0, e = out->len, cs;
-            while (nm->left && b < e) {
-                size_t k2;
-                if (!is_white_space(pgd__utf8_decode((unsigned char *)out->p + b, &k2)))
-                    break;
-                b += k2;
-            }
-            while (nm->right && e > b) {
-                uint32_t c = last_char(out->p + b, e - b, &cs);
-                if (!is_white_space(c))
-                    break;
-                e = b + cs;
-            }
-            if (b > 0)
-                origin = false;
-            ok = pgd__buf_add(tmp, out->p + b, e - b);
-            break;
-        }
-        }
-        if (!ok)
-            return PGD_ERR_NOMEM;
-        struct pgd__buf t = *out;
-        *out = *tmp;
-        *tmp = t;
-    }
-    if (at_origin)
-        *at_origin = origin;
-    return PGD_OK;
-}
-
-/* ---- regex ------------------------------------------------------------------------------- */
-
-/* Oniguruma's \s is the White_Space property; PCRE2's (with UCP) also takes U+180E. The
- * translation spells \s out so both agree. */
-#define WS_CLASS "\\t-\\r \\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}" \
-                 "\\x{205f}\\x{3000}"
-
-pcre2_code *pgd__regex_compile(const char *pattern, size_t len, char *err, size_t errlen)
-{
-    struct pgd__buf p = { 0 };
-    bool in_class = false, ok = true;
-    for (size_t i = 0; i < len && ok; i++) {
-        char c = pattern[i];
-        if (c == '\\' && i + 1 < len) {
-            char d = pattern[i + 1];
-            if (d == 's')
-                ok = pgd__buf_add(&p, in_class ? WS_CLASS : "[" WS_CLASS "]",
-                                  strlen(in_class ? WS_CLASS : "[" WS_CLASS "]"));
-            else if (d == 'S' && !in_class)
-                ok = pgd__buf_add(&p, "[^" WS_CLASS "]", strlen("[^" WS_CLASS "]"));
-            else
-                ok = pgd__buf_add(&p, pattern + i, 2);
-            i++;
-            continue;
-        }
-        if (c == '[' && !in_class) {
-            in_class = true;
-            ok = pgd__buf_add(&p, &c, 1);
-            /* a ']' right after '[' or '[^' is a literal */
-            if (i + 1 < len && pattern[i + 1] == '^') {
-                ok = ok && pgd__buf_add(&p, "^", 1);
-                i++;
-            }
-            if (i + 1 < len && pattern[i + 1] == ']') {
-                ok = ok && pgd__buf_add(&p, "]", 1);
-                i++;
-            }
-            continue;
-        }
-        if (c == '[' && in_class && i + 1 < len && pattern[i + 1] == ':') {
-            const char *end = strstr(pattern + i, ":]");
-            if (end && (size_t)(end - pattern) < len) {
-                ok = pgd__buf_add(&p, pattern + i, (size_t)(end - (pattern + i)) + 2);
-                i = (size_t)(end - pattern) + 1;
-                continue;
-            }
-        }
-        if (c == ']' && in_class)
-            in_class = false;
-        ok = ok && pgd__buf_add(&p, &c, 1);
-    }
-    if (!ok) {
-        pgd__buf_free(&p);
-        pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
-    int code;
-    PCRE2_SIZE at;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)(p.p ? p.p : ""), p.len, PCRE2_UTF | PCRE2_UCP,
-                                   &code, &at, NULL);
-    pgd__buf_free(&p);
-    if (!re) {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(code, msg, sizeof msg);
-        pgd_errf(err, errlen, PGD_ERR_FORMAT, "bad regex /%.*s/: %s", (int)len, pattern,
-                 (const char *)msg);
-        return NULL;
-    }
-    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* without JIT the interpreter still works */
-    return re;
-}
 
 /* ---- pieces ------------------------------------------------------------------------------ */
 
@@ -493,35 +123,79 @@ static bool split_end(struct splitter *sp)
     return ok;
 }
 
-static enum pgd_status regex_split(const struct pgd__pretok *pt, const char *text,
-                                   const struct pgd__span *span, struct splitter *sp,
-                                   pcre2_match_data *md, pcre2_match_context *mc, char *err,
-                                   size_t errlen)
+static bool in_class(const struct pgd__pretok *pt, uint32_t c)
+{
+    switch (pt->cls) {
+    case PGD__CC_WHITESPACE: return pgd__uc_is_white_space(c);
+    case PGD__CC_NUMERIC: return pgd__uc_is_numeric(c);
+    case PGD__CC_PUNCT: return pgd__uc_is_punct(c);
+    case PGD__CC_CHAR: return c == pt->delim;
+    case PGD__CC_NONE: break;
+    }
+    return false;
+}
+
+/* The next match of pt's pattern in s[at..n): *found, and where it is, [*ms, *me). */
+static enum pgd_status next_match(const struct pgd__pretok *pt, const char *s, size_t n,
+                                  size_t at, bool *found, size_t *ms, size_t *me,
+                                  pcre2_match_data *md, pcre2_match_context *mc, char *err,
+                                  size_t errlen)
+{
+    *found = false;
+    if (pt->re) {
+        int rc = pcre2_match(pt->re, (PCRE2_SPTR)s, n, at, PCRE2_NO_UTF_CHECK, md, mc);
+        if (rc == PCRE2_ERROR_NOMATCH)
+            return PGD_OK;
+        if (rc < 0) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(rc, msg, sizeof msg);
+            return pgd_errf(err, errlen, PGD_ERR_INTERNAL, "regex match failed: %s",
+                            (const char *)msg);
+        }
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        *ms = ov[0];
+        *me = ov[1];
+        *found = true;
+        return PGD_OK;
+    }
+    if (pt->cls != PGD__CC_NONE) {
+        /* tokenizers: a char predicate matches each such character on its own */
+        for (size_t i = at, k; i < n; i += k) {
+            uint32_t c = pgd__utf8_decode((const unsigned char *)s + i, &k);
+            if (in_class(pt, c)) {
+                *ms = i;
+                *me = i + k;
+                *found = true;
+                return PGD_OK;
+            }
+        }
+        return PGD_OK;
+    }
+    const char *hit = pt->slen ? memmem(s + at, n - at, pt->str, pt->slen) : NULL;
+    if (hit) {
+        *ms = (size_t)(hit - s);
+        *me = *ms + pt->slen;
+        *found = true;
+    }
+    return PGD_OK;
+}
+
+/* Splits one span by pt's pattern (regex, string or character class) and behaviour. */
+static enum pgd_status split_span(const struct pgd__pretok *pt, const char *text,
+                                  const struct pgd__span *span, struct splitter *sp,
+                                  pcre2_match_data *md, pcre2_match_context *mc, char *err,
+                                  size_t errlen)
 {
     const char *s = text + span->off;
     size_t n = span->len, prev = 0, at = 0;
-    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
     while (at <= n) {
-        size_t ms, me;
-        if (pt->re) {
-            int rc = pcre2_match(pt->re, (PCRE2_SPTR)s, n, at, PCRE2_NO_UTF_CHECK, md, mc);
-            if (rc == PCRE2_ERROR_NOMATCH)
-                break;
-            if (rc < 0) {
-                PCRE2_UCHAR msg[256];
-                pcre2_get_error_message(rc, msg, sizeof msg);
-                return pgd_errf(err, errlen, PGD_ERR_INTERNAL, "regex match failed: %s",
-                                (const char *)msg);
-            }
-            ms = ov[0];
-            me = ov[1];
-        } else {
-            const char *hit = pt->slen ? memmem(s + at, n - at, pt->str, pt->slen) : NULL;
-            if (!hit)
-                break;
-            ms = (size_t)(hit - s);
-            me = ms + pt->slen;
-        }
+        size_t ms = 0, me = 0;
+        bool found;
+        enum pgd_status st = next_match(pt, s, n, at, &found, &ms, &me, md, mc, err, errlen);
+        if (st)
+            return st;
+        if (!found)
+            break;
         if (me == ms) {
             /* an empty match splits nothing: step over one character */
             if (ms >= n)
@@ -541,6 +215,75 @@ static enum pgd_status regex_split(const struct pgd__pretok *pt, const char *tex
     return split_end(sp) ? PGD_OK : PGD_ERR_NOMEM;
 }
 
+/* FixedLength: pieces of pt->length characters (the last one shorter). */
+static bool split_fixed(const struct pgd__pretok *pt, const char *text,
+                        const struct pgd__span *span, struct pgd__pieces *out)
+{
+    size_t b = 0, chars = 0;
+    for (size_t i = 0, k; i < span->len; i += k) {
+        pgd__utf8_decode((const unsigned char *)text + span->off + i, &k);
+        if (++chars == pt->length) {
+            if (!pgd__pieces_add(out, span->off + b, i + k - b, span->first && b == 0))
+                return false;
+            b = i + k;
+            chars = 0;
+        }
+    }
+    return pgd__pieces_add(out, span->off + b, span->len - b, span->first && b == 0);
+}
+
+/* UnicodeScripts: a piece starts at each character whose script differs from the last
+ * non-Any one. As `tokenizers` does it, Any characters (spaces) before the first other
+ * character are dropped, and a span of only Any characters gives no piece. */
+static bool split_scripts(const char *text, const struct pgd__span *span,
+                          struct pgd__pieces *out)
+{
+    const char *s = text + span->off;
+    uint32_t last = 0;  /* 0: none yet, or Any */
+    size_t start = 0;
+    bool started = false; /* a piece started at `start` */
+    for (size_t i = 0, k; i < span->len; i += k) {
+        uint32_t sc = pgd__uc_script_class(pgd__utf8_decode((const unsigned char *)s + i, &k));
+        if (sc == 0 || sc == last)
+            continue;
+        if (started && !pgd__pieces_add(out, span->off + start, i - start,
+                                     span->first && start == 0))
+            return false;
+        start = i;
+        started = true;
+        last = sc;
+    }
+    return !started || pgd__pieces_add(out, span->off + start, span->len - start,
+                                    span->first && start == 0);
+}
+
+/* Whitespace: `tokenizers` keeps the matches of \w+|[^\w\s]+ (Rust regex) and drops the rest,
+ * i.e. runs of word characters and runs of other non-space characters; done here with its
+ * own \w table rather than a regex (PCRE2's \w is narrower, and the exact class needs
+ * properties older PCRE2 lacks). */
+static bool split_whitespace(const char *text, const struct pgd__span *span,
+                             struct pgd__pieces *out)
+{
+    const char *s = text + span->off;
+    int run = 0; /* class of the current run: 0 none (spaces), 1 word, 2 other */
+    size_t start = 0;
+    for (size_t i = 0, k; i <= span->len; i += k) {
+        int cls = 0;
+        k = 1;
+        if (i < span->len) {
+            uint32_t c = pgd__utf8_decode((const unsigned char *)s + i, &k);
+            cls = pgd__uc_is_word(c) ? 1 : pgd__uc_is_white_space(c) ? 0 : 2;
+        }
+        if (cls == run)
+            continue;
+        if (run && !pgd__pieces_add(out, span->off + start, i - start, span->first && start == 0))
+            return false;
+        run = cls;
+        start = i;
+    }
+    return true;
+}
+
 static void swap_pieces(struct pgd__pieces *a, struct pgd__pieces *b, bool text_too)
 {
     struct pgd__span *v = a->v;
@@ -554,6 +297,91 @@ static void swap_pieces(struct pgd__pieces *a, struct pgd__pieces *b, bool text_
     }
 }
 
+/* ByteLevel on one piece: the prefix space, then each byte as its character of GPT-2's byte
+ * alphabet (unless the BPE fast path reads raw bytes); appended to out as one piece. */
+static bool bytelevel_piece(const struct pgd__pretok *pt, const char *s, size_t n, bool first,
+                            struct pgd__pieces *out)
+{
+    size_t start = out->text.len;
+    bool ok = true;
+    if (pt->add_prefix_space && s[0] != ' ')
+        ok = pt->map_bytes ? pgd__buf_add(&out->text, "\xC4\xA0", 2)
+                           : pgd__buf_add(&out->text, " ", 1);
+    if (pt->map_bytes) {
+        for (size_t j = 0; j < n && ok; j++) {
+            char enc[4];
+            size_t l = pgd__utf8_encode(pgd__bytelevel_char((uint8_t)s[j]), enc);
+            ok = pgd__buf_add(&out->text, enc, l);
+        }
+    } else
+        ok = ok && pgd__buf_add(&out->text, s, n);
+    return ok && pgd__pieces_add(out, start, out->text.len - start, first);
+}
+
+/* Metaspace on one piece: the replacement prepended (always, or on the first piece), spaces
+ * replaced, and with split, a new piece before each replacement. */
+static bool metaspace_piece(const struct pgd__pretok *pt, const char *s, size_t n, bool first,
+                            struct pgd__pieces *out)
+{
+    size_t start = out->text.len;
+    bool ok = true;
+    if (pt->prepend == PGD__PREPEND_ALWAYS || (pt->prepend == PGD__PREPEND_FIRST && first)) {
+        /* `tokenizers` checks after spaces became the replacement */
+        bool starts = s[0] == ' ' || (n >= pt->slen && !memcmp(s, pt->str, pt->slen));
+        if (!starts)
+            ok = pgd__buf_add(&out->text, pt->str, pt->slen);
+    }
+    if (!ok || !pgd__replace_all(s, n, " ", 1, pt->str, pt->slen, &out->text))
+        return false;
+    size_t end = out->text.len;
+    if (!pt->split)
+        return pgd__pieces_add(out, start, end - start, first);
+    /* MergedWithNext on the replacement: each one starts a new piece */
+    size_t b = start;
+    for (size_t j = start + 1; j + pt->slen <= end && ok; j++) {
+        if (!memcmp(out->text.p + j, pt->str, pt->slen)) {
+            ok = pgd__pieces_add(out, b, j - b, first);
+            first = false;
+            b = j;
+        }
+    }
+    return ok && pgd__pieces_add(out, b, end - b, first);
+}
+
+/* A pre-tokenizer that only cuts: each span of in into pieces of out (same text). */
+static enum pgd_status cut_spans(const struct pgd__pretok *pt, const struct pgd__pieces *in,
+                                 struct pgd__pieces *out, pcre2_match_data *md,
+                                 pcre2_match_context *mc, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < in->n; i++) {
+        const struct pgd__span *sp = &in->v[i];
+        bool ok;
+        switch (pt->kind) {
+        case PGD__PRE_SPLIT: {
+            struct splitter spl = { .out = out, .beh = pt->behavior, .first = sp->first,
+                                    .start = sp->off };
+            enum pgd_status st = split_span(pt, in->text.p, sp, &spl, md, mc, err, errlen);
+            if (st)
+                return st;
+            ok = true;
+            break;
+        }
+        case PGD__PRE_SCRIPTS:
+            ok = split_scripts(in->text.p, sp, out);
+            break;
+        case PGD__PRE_WHITESPACE:
+            ok = split_whitespace(in->text.p, sp, out);
+            break;
+        default:
+            ok = split_fixed(pt, in->text.p, sp, out);
+            break;
+        }
+        if (!ok)
+            return PGD_ERR_NOMEM;
+    }
+    return PGD_OK;
+}
+
 enum pgd_status pgd__pretokenize(const struct pgd__pretok *v, size_t nv, struct pgd__pieces *in,
                                  struct pgd__pieces *tmp, pcre2_match_data *md,
                                  pcre2_match_context *mc, char *err, size_t errlen)
@@ -561,65 +389,23 @@ enum pgd_status pgd__pretokenize(const struct pgd__pretok *v, size_t nv, struct 
     for (size_t k = 0; k < nv; k++) {
         const struct pgd__pretok *pt = &v[k];
         tmp->n = 0;
-        enum pgd_status st;
-        if (pt->kind == PGD__PRE_SPLIT) {
-            for (size_t i = 0; i < in->n; i++) {
-                struct splitter sp = { .out = tmp, .beh = pt->behavior, .first = in->v[i].first,
-                                       .start = in->v[i].off };
-                if ((st = regex_split(pt, in->text.p, &in->v[i], &sp, md, mc, err, errlen)))
-                    return st;
-            }
+        if (pt->kind != PGD__PRE_BYTELEVEL && pt->kind != PGD__PRE_METASPACE) {
+            enum pgd_status st = cut_spans(pt, in, tmp, md, mc, err, errlen);
+            if (st)
+                return st;
             swap_pieces(in, tmp, false);
             continue;
         }
         if (pt->kind == PGD__PRE_BYTELEVEL && !pt->map_bytes && !pt->add_prefix_space)
-            continue;
+            continue; /* the BPE fast path maps the bytes itself */
+        /* these rewrite the text: the pieces move to tmp's buffer */
         tmp->text.len = 0;
         for (size_t i = 0; i < in->n; i++) {
             const char *s = in->text.p + in->v[i].off;
-            size_t n = in->v[i].len, start = tmp->text.len;
-            bool ok = true;
-            if (pt->kind == PGD__PRE_BYTELEVEL) {
-                if (pt->add_prefix_space && s[0] != ' ')
-                    ok = pt->map_bytes ? pgd__buf_add(&tmp->text, "\xC4\xA0", 2)
-                                       : pgd__buf_add(&tmp->text, " ", 1);
-                if (pt->map_bytes) {
-                    for (size_t j = 0; j < n && ok; j++) {
-                        char enc[4];
-                        size_t l = pgd__utf8_encode(pgd__bytelevel_char((uint8_t)s[j]), enc);
-                        ok = pgd__buf_add(&tmp->text, enc, l);
-                    }
-                } else
-                    ok = ok && pgd__buf_add(&tmp->text, s, n);
-                ok = ok && pgd__pieces_add(tmp, start, tmp->text.len - start, in->v[i].first);
-            } else { /* Metaspace */
-                if (pt->prepend == PGD__PREPEND_ALWAYS ||
-                    (pt->prepend == PGD__PREPEND_FIRST && in->v[i].first)) {
-                    /* `tokenizers` checks after spaces became the replacement */
-                    bool starts = s[0] == ' ' || (n >= pt->slen && !memcmp(s, pt->str, pt->slen));
-                    if (!starts)
-                        ok = pgd__buf_add(&tmp->text, pt->str, pt->slen);
-                }
-                ok = ok && replace_all(s, n, " ", 1, pt->str, pt->slen, &tmp->text);
-                if (!ok)
-                    return PGD_ERR_NOMEM;
-                size_t end = tmp->text.len;
-                if (!pt->split) {
-                    ok = pgd__pieces_add(tmp, start, end - start, in->v[i].first);
-                } else {
-                    /* MergedWithNext on the replacement: each one starts a new piece */
-                    size_t b = start;
-                    bool f = in->v[i].first;
-                    for (size_t j = start + 1; j + pt->slen <= end && ok; j++) {
-                        if (!memcmp(tmp->text.p + j, pt->str, pt->slen)) {
-                            ok = pgd__pieces_add(tmp, b, j - b, f);
-                            f = false;
-                            b = j;
-                        }
-                    }
-                    ok = ok && pgd__pieces_add(tmp, b, end - b, f);
-                }
-            }
+            size_t n = in->v[i].len;
+            bool ok = pt->kind == PGD__PRE_BYTELEVEL
+                          ? bytelevel_piece(pt, s, n, in->v[i].first, tmp)
+                          : metaspace_piece(pt, s, n, in->v[i].first, tmp);
             if (!ok)
                 return PGD_ERR_NOMEM;
         }
@@ -629,96 +415,6 @@ enum pgd_status pgd__pretokenize(const struct pgd__pretok *v, size_t nv, struct 
 }
 
 /* ---- loading ----------------------------------------------------------------------------- */
-
-static const char *jstr(json_t *o, const char *key)
-{
-    json_t *v = json_object_get(o, key);
-    return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-static char *dupn(const char *s, size_t n)
-{
-    char *p = malloc(n + 1);
-    if (p) {
-        memcpy(p, s, n);
-        p[n] = '\0';
-    }
-    return p;
-}
-
-static enum pgd_status add_norm(struct pgd_tokenizer *t, json_t *j, char *err, size_t errlen)
-{
-    const char *type = jstr(j, "type");
-    if (!type)
-        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: normalizer without a \"type\"", t->name);
-    if (!strcmp(type, "Sequence")) {
-        json_t *list = json_object_get(j, "normalizers");
-        if (!json_is_array(list))
-            return pgd_errf(err, errlen, PGD_ERR_FORMAT,
-                            "%s: normalizer Sequence without a \"normalizers\" array", t->name);
-        size_t i;
-        json_t *e;
-        json_array_foreach(list, i, e) {
-            enum pgd_status st = add_norm(t, e, err, errlen);
-            if (st)
-                return st;
-        }
-        return PGD_OK;
-    }
-    struct pgd__norm nm = { 0 };
-    if (!strcmp(type, "NFC")) nm.kind = PGD__NORM_NFC;
-    else if (!strcmp(type, "NFD")) nm.kind = PGD__NORM_NFD;
-    else if (!strcmp(type, "NFKC")) nm.kind = PGD__NORM_NFKC;
-    else if (!strcmp(type, "NFKD")) nm.kind = PGD__NORM_NFKD;
-    else if (!strcmp(type, "Prepend")) {
-        json_t *p = json_object_get(j, "prepend");
-        if (!json_is_string(p))
-            return pgd_errf(err, errlen, PGD_ERR_FORMAT,
-                            "%s: normalizer Prepend without a \"prepend\" string", t->name);
-        nm.kind = PGD__NORM_PREPEND;
-        nm.alen = json_string_length(p);
-        nm.a = dupn(json_string_value(p), nm.alen);
-    } else if (!strcmp(type, "Replace")) {
-        json_t *pat = json_object_get(json_object_get(j, "pattern"), "String");
-        json_t *c = json_object_get(j, "content");
-        if (!json_is_string(pat) || !json_is_string(c))
-            return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED,
-                            "%s: normalizer Replace needs pattern.String and content (regex "
-                            "patterns are not supported)", t->name);
-        nm.kind = PGD__NORM_REPLACE;
-        nm.alen = json_string_length(pat);
-        nm.a = dupn(json_string_value(pat), nm.alen);
-        nm.blen = json_string_length(c);
-        nm.b = dupn(json_string_value(c), nm.blen);
-    } else if (!strcmp(type, "Strip")) {
-        nm.kind = PGD__NORM_STRIP;
-        nm.left = json_is_true(json_object_get(j, "strip_left"));
-        nm.right = json_is_true(json_object_get(j, "strip_right"));
-    } else
-        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED,
-                        "%s: normalizer type \"%s\" is not supported", t->name, type);
-    struct pgd__norm *v = realloc(t->norms, (t->n_norms + 1) * sizeof *v);
-    if (!v) {
-        free(nm.a);
-        free(nm.b);
-        return PGD_ERR_NOMEM;
-    }
-    t->norms = v;
-    t->norms[t->n_norms++] = nm;
-    return PGD_OK;
-}
-
-enum pgd_status pgd__load_normalizer(struct pgd_tokenizer *t, const void *json, char *err,
-                                     size_t errlen)
-{
-    json_t *j = (json_t *)json;
-    if (!j || json_is_null(j))
-        return PGD_OK;
-    if (!json_is_object(j))
-        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: \"normalizer\" is not an object",
-                        t->name);
-    return add_norm(t, j, err, errlen);
-}
 
 static enum pgd_status push_pretok(struct pgd_tokenizer *t, struct pgd__pretok *pt)
 {
@@ -736,14 +432,168 @@ static enum pgd_status push_pretok(struct pgd_tokenizer *t, struct pgd__pretok *
 
 #define GPT2_REGEX "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 
+static enum pgd_status parse_behavior(const struct pgd_tokenizer *t, const char *type,
+                                      const char *beh, enum pgd__split_behavior *out, char *err,
+                                      size_t errlen)
+{
+    static const struct { const char *name; enum pgd__split_behavior b; } names[] = {
+        { "Removed", PGD__SPLIT_REMOVED }, { "Isolated", PGD__SPLIT_ISOLATED },
+        { "MergedWithPrevious", PGD__SPLIT_MERGED_PREV },
+        { "MergedWithNext", PGD__SPLIT_MERGED_NEXT }, { "Contiguous", PGD__SPLIT_CONTIGUOUS },
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(beh, names[i].name)) {
+            *out = names[i].b;
+            return PGD_OK;
+        }
+    return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: pre_tokenizer %s: unknown behavior \"%s\"",
+                    t->name, type, beh);
+}
+
+/* Appends a Split on a regex (pattern[0..len)). */
+static enum pgd_status push_regex_split(struct pgd_tokenizer *t, const char *type,
+                                        const char *pattern, size_t len,
+                                        enum pgd__split_behavior beh, bool invert, char *err,
+                                        size_t errlen)
+{
+    char msg[512];
+    struct pgd__pretok pt = { .kind = PGD__PRE_SPLIT, .behavior = beh, .invert = invert };
+    pt.re = pgd__regex_compile(pattern, len, msg, sizeof msg);
+    if (!pt.re)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: pre_tokenizer %s: %s", t->name, type,
+                        msg);
+    t->has_regex = true;
+    return push_pretok(t, &pt);
+}
+
+static enum pgd_status push_class_split(struct pgd_tokenizer *t, enum pgd__char_class cls,
+                                        uint32_t delim, enum pgd__split_behavior beh)
+{
+    struct pgd__pretok pt = { .kind = PGD__PRE_SPLIT, .cls = cls, .delim = delim, .behavior = beh };
+    return push_pretok(t, &pt);
+}
+
+static enum pgd_status load_split(struct pgd_tokenizer *t, json_t *j, char *err, size_t errlen)
+{
+    json_t *pat = json_object_get(j, "pattern");
+    json_t *re = json_object_get(pat, "Regex"), *str = json_object_get(pat, "String");
+    const char *beh = pgd__jstr(j, "behavior");
+    struct pgd__pretok pt = { .kind = PGD__PRE_SPLIT };
+    pt.invert = json_is_true(json_object_get(j, "invert"));
+    if (!beh)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: pre_tokenizer Split without a "
+                        "\"behavior\"", t->name);
+    enum pgd_status st = parse_behavior(t, "Split", beh, &pt.behavior, err, errlen);
+    if (st)
+        return st;
+    if (json_is_string(re))
+        return push_regex_split(t, "Split", json_string_value(re), json_string_length(re),
+                                pt.behavior, pt.invert, err, errlen);
+    if (!json_is_string(str))
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT,
+                        "%s: pre_tokenizer Split: pattern is neither Regex nor String", t->name);
+    pt.slen = json_string_length(str);
+    pt.str = pgd__dupn(json_string_value(str), pt.slen);
+    return pt.str ? push_pretok(t, &pt) : PGD_ERR_NOMEM;
+}
+
+static enum pgd_status load_bytelevel(struct pgd_tokenizer *t, json_t *j, char *err,
+                                      size_t errlen)
+{
+    json_t *ur = json_object_get(j, "use_regex");
+    bool prefix = json_is_true(json_object_get(j, "add_prefix_space"));
+    enum pgd_status st;
+    if (!ur || json_is_true(ur)) {
+        /* The prefix space goes on each piece before the GPT-2 split, bytes are mapped
+         * after it: three steps. */
+        if (prefix) {
+            struct pgd__pretok ps = { .kind = PGD__PRE_BYTELEVEL, .add_prefix_space = true };
+            if ((st = push_pretok(t, &ps)))
+                return st;
+            prefix = false;
+        }
+        st = push_regex_split(t, "ByteLevel", GPT2_REGEX, strlen(GPT2_REGEX),
+                              PGD__SPLIT_ISOLATED, false, err, errlen);
+        if (st)
+            return st;
+    }
+    struct pgd__pretok pt = { .kind = PGD__PRE_BYTELEVEL, .add_prefix_space = prefix,
+                              .map_bytes = true };
+    return push_pretok(t, &pt);
+}
+
+static enum pgd_status load_metaspace(struct pgd_tokenizer *t, json_t *j, char *err,
+                                      size_t errlen)
+{
+    const char *rep;
+    size_t rl;
+    struct pgd__pretok pt = { .kind = PGD__PRE_METASPACE };
+    enum pgd_status st = pgd__metaspace_settings(t, j, "pre_tokenizer", &rep, &rl, &pt.prepend,
+                                                 &pt.split, err, errlen);
+    if (st)
+        return st;
+    if (!(pt.str = pgd__dupn(rep, rl)))
+        return PGD_ERR_NOMEM;
+    pt.slen = rl;
+    return push_pretok(t, &pt);
+}
+
+/* The pre-tokenizers `tokenizers` defines as splits on a character class; *known false if
+ * type is none of them. */
+static enum pgd_status load_class_split(struct pgd_tokenizer *t, const char *type, json_t *j,
+                                        bool *known, char *err, size_t errlen)
+{
+    *known = true;
+    if (!strcmp(type, "WhitespaceSplit"))
+        return push_class_split(t, PGD__CC_WHITESPACE, 0, PGD__SPLIT_REMOVED);
+    if (!strcmp(type, "Digits")) /* individual_digits: each digit alone, else runs */
+        return push_class_split(t, PGD__CC_NUMERIC, 0,
+                                json_is_true(json_object_get(j, "individual_digits"))
+                                    ? PGD__SPLIT_ISOLATED : PGD__SPLIT_CONTIGUOUS);
+    if (!strcmp(type, "BertPreTokenizer")) { /* whitespace removed, then punctuation isolated */
+        enum pgd_status st = push_class_split(t, PGD__CC_WHITESPACE, 0, PGD__SPLIT_REMOVED);
+        return st ? st : push_class_split(t, PGD__CC_PUNCT, 0, PGD__SPLIT_ISOLATED);
+    }
+    if (!strcmp(type, "Punctuation")) {
+        const char *beh = pgd__jstr(j, "behavior");
+        enum pgd__split_behavior b = PGD__SPLIT_ISOLATED; /* its default */
+        enum pgd_status st = beh ? parse_behavior(t, type, beh, &b, err, errlen) : PGD_OK;
+        return st ? st : push_class_split(t, PGD__CC_PUNCT, 0, b);
+    }
+    if (!strcmp(type, "CharDelimiterSplit")) {
+        const char *d = pgd__jstr(j, "delimiter");
+        size_t k = d ? strlen(d) : 0;
+        if (!k || pgd__utf8_valid_len((const unsigned char *)d, k) != k)
+            return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: pre_tokenizer CharDelimiterSplit: "
+                            "\"delimiter\" must be one character", t->name);
+        return push_class_split(t, PGD__CC_CHAR, pgd__utf8_decode((const unsigned char *)d, &k),
+                                PGD__SPLIT_REMOVED);
+    }
+    *known = false;
+    return PGD_OK;
+}
+
+static enum pgd_status load_fixed_length(struct pgd_tokenizer *t, json_t *j, char *err,
+                                         size_t errlen)
+{
+    json_t *len = json_object_get(j, "length");
+    struct pgd__pretok pt = { .kind = PGD__PRE_FIXED_LENGTH, .length = 5 }; /* its default */
+    if (len && (!json_is_integer(len) || json_integer_value(len) <= 0))
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT,
+                        "%s: pre_tokenizer FixedLength: \"length\" must be a positive integer",
+                        t->name);
+    if (len)
+        pt.length = (size_t)json_integer_value(len);
+    return push_pretok(t, &pt);
+}
+
 static enum pgd_status add_pretok(struct pgd_tokenizer *t, json_t *j, char *err, size_t errlen)
 {
-    const char *type = jstr(j, "type");
+    const char *type = pgd__jstr(j, "type");
     if (!type)
         return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: pre_tokenizer without a \"type\"",
                         t->name);
-    struct pgd__pretok pt = { 0 };
-    if (!strcmp(type, "Sequence")) {
+    if (!strcmp(type, "Sequence")) { /* nested Sequences flatten into one list */
         json_t *list = json_object_get(j, "pretokenizers");
         if (!json_is_array(list))
             return pgd_errf(err, errlen, PGD_ERR_FORMAT,
@@ -758,84 +608,22 @@ static enum pgd_status add_pretok(struct pgd_tokenizer *t, json_t *j, char *err,
         }
         return PGD_OK;
     }
-    if (!strcmp(type, "Split")) {
-        json_t *pat = json_object_get(j, "pattern");
-        json_t *re = json_object_get(pat, "Regex"), *str = json_object_get(pat, "String");
-        const char *beh = jstr(j, "behavior");
-        pt.kind = PGD__PRE_SPLIT;
-        pt.invert = json_is_true(json_object_get(j, "invert"));
-        if (!beh)
-            return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: pre_tokenizer Split without a "
-                            "\"behavior\"", t->name);
-        if (!strcmp(beh, "Removed")) pt.behavior = PGD__SPLIT_REMOVED;
-        else if (!strcmp(beh, "Isolated")) pt.behavior = PGD__SPLIT_ISOLATED;
-        else if (!strcmp(beh, "MergedWithPrevious")) pt.behavior = PGD__SPLIT_MERGED_PREV;
-        else if (!strcmp(beh, "MergedWithNext")) pt.behavior = PGD__SPLIT_MERGED_NEXT;
-        else if (!strcmp(beh, "Contiguous")) pt.behavior = PGD__SPLIT_CONTIGUOUS;
-        else
-            return pgd_errf(err, errlen, PGD_ERR_FORMAT,
-                            "%s: pre_tokenizer Split: unknown behavior \"%s\"", t->name, beh);
-        if (json_is_string(re)) {
-            char msg[512];
-            pt.re = pgd__regex_compile(json_string_value(re), json_string_length(re), msg,
-                                       sizeof msg);
-            if (!pt.re)
-                return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: pre_tokenizer Split: %s",
-                                t->name, msg);
-            t->has_regex = true;
-        } else if (json_is_string(str)) {
-            pt.slen = json_string_length(str);
-            pt.str = dupn(json_string_value(str), pt.slen);
-            if (!pt.str)
-                return PGD_ERR_NOMEM;
-        } else
-            return pgd_errf(err, errlen, PGD_ERR_FORMAT,
-                            "%s: pre_tokenizer Split: pattern is neither Regex nor String",
-                            t->name);
+    if (!strcmp(type, "Split"))
+        return load_split(t, j, err, errlen);
+    if (!strcmp(type, "ByteLevel"))
+        return load_bytelevel(t, j, err, errlen);
+    if (!strcmp(type, "Metaspace"))
+        return load_metaspace(t, j, err, errlen);
+    if (!strcmp(type, "FixedLength"))
+        return load_fixed_length(t, j, err, errlen);
+    if (!strcmp(type, "UnicodeScripts") || !strcmp(type, "Whitespace")) {
+        struct pgd__pretok pt = { .kind = type[0] == 'U' ? PGD__PRE_SCRIPTS : PGD__PRE_WHITESPACE };
         return push_pretok(t, &pt);
     }
-    if (!strcmp(type, "ByteLevel")) {
-        json_t *ur = json_object_get(j, "use_regex");
-        bool prefix = json_is_true(json_object_get(j, "add_prefix_space"));
-        if (!ur || json_is_true(ur)) {
-            /* The prefix space goes on each piece before the GPT-2 split, bytes are mapped
-             * after it: three steps. */
-            if (prefix) {
-                struct pgd__pretok ps = { .kind = PGD__PRE_BYTELEVEL, .add_prefix_space = true };
-                enum pgd_status st = push_pretok(t, &ps);
-                if (st)
-                    return st;
-                prefix = false;
-            }
-            struct pgd__pretok sp = { .kind = PGD__PRE_SPLIT, .behavior = PGD__SPLIT_ISOLATED };
-            char msg[512];
-            sp.re = pgd__regex_compile(GPT2_REGEX, strlen(GPT2_REGEX), msg, sizeof msg);
-            if (!sp.re)
-                return pgd_errf(err, errlen, PGD_ERR_INTERNAL, "%s: %s", t->name, msg);
-            t->has_regex = true;
-            enum pgd_status st = push_pretok(t, &sp);
-            if (st)
-                return st;
-        }
-        pt.kind = PGD__PRE_BYTELEVEL;
-        pt.add_prefix_space = prefix;
-        pt.map_bytes = true;
-        return push_pretok(t, &pt);
-    }
-    if (!strcmp(type, "Metaspace")) {
-        const char *rep;
-        size_t rl;
-        enum pgd_status st = pgd__metaspace_settings(t, j, "pre_tokenizer", &rep, &rl,
-                                                     &pt.prepend, &pt.split, err, errlen);
-        if (st)
-            return st;
-        pt.kind = PGD__PRE_METASPACE;
-        pt.str = dupn(rep, rl);
-        if (!pt.str)
-            return PGD_ERR_NOMEM;
-        pt.slen = rl;
-        return push_pretok(t, &pt);
-    }
+    bool known;
+    enum pgd_status st = load_class_split(t, type, j, &known, err, errlen);
+    if (known)
+        return st;
     return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED,
                     "%s: pre_tokenizer type \"%s\" is not supported", t->name, type);
 }
@@ -855,7 +643,7 @@ enum pgd_status pgd__metaspace_settings(const struct pgd_tokenizer *t, const voi
     *rep = (const char *)u;
     *rep_len = n;
     json_t *aps = json_object_get(j, "add_prefix_space");
-    const char *sc = jstr(j, "prepend_scheme");
+    const char *sc = pgd__jstr(j, "prepend_scheme");
     if (json_object_get(j, "prepend_scheme") && !sc)
         return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: %s Metaspace: \"prepend_scheme\" is "
                         "not a string", t->name, what);

@@ -79,6 +79,9 @@ void pgd_tokenizer_destroy(struct pgd_tokenizer *t)
     for (size_t i = 0; i < t->n_norms; i++) {
         free(t->norms[i].a);
         free(t->norms[i].b);
+        free(t->norms[i].trie);
+        if (t->norms[i].re)
+            pcre2_code_free(t->norms[i].re);
     }
     free(t->norms);
     for (size_t i = 0; i < t->n_pretoks; i++) {
@@ -92,6 +95,8 @@ void pgd_tokenizer_destroy(struct pgd_tokenizer *t)
     for (size_t i = 0; i < t->n_decs; i++) {
         free(t->decs[i].pat);
         free(t->decs[i].content);
+        if (t->decs[i].re)
+            pcre2_code_free(t->decs[i].re);
     }
     free(t->decs);
     free(t->name);
@@ -188,6 +193,29 @@ static enum pgd_status ids_append(int32_t **v, size_t *n, json_t *ids)
     return PGD_OK;
 }
 
+/* BertProcessing / RobertaProcessing: `tokenizers` puts cls before a single sequence and sep
+ * after it; each is ["token", id]. (Roberta's trim_offsets / add_prefix_space move offsets
+ * only.) */
+static enum pgd_status load_cls_sep(struct pgd_tokenizer *t, json_t *j, const char *type,
+                                    char *err, size_t errlen)
+{
+    json_t *cls = json_object_get(j, "cls"), *sep = json_object_get(j, "sep");
+    json_t *cls_id = json_array_get(cls, 1), *sep_id = json_array_get(sep, 1);
+    if (!json_is_integer(cls_id) || !json_is_integer(sep_id) || json_integer_value(cls_id) < 0 ||
+        json_integer_value(sep_id) < 0 || json_integer_value(cls_id) > INT32_MAX ||
+        json_integer_value(sep_id) > INT32_MAX)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: post_processor %s needs \"cls\" and "
+                        "\"sep\" as [\"token\", id]", t->name, type);
+    json_t *pre = json_pack("[O]", cls_id), *post = json_pack("[O]", sep_id);
+    enum pgd_status st = pre && post ? ids_append(&t->tmpl_pre, &t->n_tmpl_pre, pre)
+                                     : PGD_ERR_NOMEM;
+    if (!st)
+        st = ids_append(&t->tmpl_post, &t->n_tmpl_post, post);
+    json_decref(pre);
+    json_decref(post);
+    return st;
+}
+
 static enum pgd_status load_post(struct pgd_tokenizer *t, json_t *j, char *err, size_t errlen)
 {
     if (!j || json_is_null(j))
@@ -209,6 +237,8 @@ static enum pgd_status load_post(struct pgd_tokenizer *t, json_t *j, char *err, 
         }
         return PGD_OK;
     }
+    if (!strcmp(type, "BertProcessing") || !strcmp(type, "RobertaProcessing"))
+        return load_cls_sep(t, j, type, err, errlen);
     if (strcmp(type, "TemplateProcessing"))
         return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED,
                         "%s: post_processor type \"%s\" is not supported", t->name, type);

@@ -1,6 +1,7 @@
 /* Internals of the tokenizer shared by runtime/tokenizer/tokenizer.c (loading, encode pipeline),
- * runtime/tokenizer/bpe.c (the BPE model), runtime/tokenizer/pretokenize.c (normalizers, pre-tokenizers, added
- * tokens) and runtime/tokenizer/detok.c (decoders, streaming). */
+ * bpe.c (the BPE model), added_tokens.c (added tokens in text), normalize.c (normalizers),
+ * pretokenize.c (pre-tokenizers), unicode_class.c + unicode_tables.c (character classes as
+ * `tokenizers` defines them), detok.c (decoders, streaming) and tokenizer_util.c. */
 #ifndef PGD_RUNTIME_TOKENIZER_INTERNAL_H
 #define PGD_RUNTIME_TOKENIZER_INTERNAL_H
 
@@ -41,6 +42,44 @@ bool pgd__utf8_lossy_append(struct pgd__buf *out, const char *s, size_t n);
 /* The byte-level alphabet of GPT-2: byte -> code point, and back (-1 for none). */
 uint32_t pgd__bytelevel_char(uint8_t b);
 int pgd__bytelevel_byte(uint32_t cp);
+
+/* Appends s[0..n) to out with every occurrence of pat replaced by rep (pat empty: a copy). */
+bool pgd__replace_all(const char *s, size_t n, const char *pat, size_t plen, const char *rep,
+                      size_t rlen, struct pgd__buf *out);
+/* A malloc'ed NUL-terminated copy of s[0..n), or NULL. */
+char *pgd__dupn(const char *s, size_t n);
+/* The string value of obj[key] (obj a json_t object), or NULL. */
+const char *pgd__jstr(const void *obj, const char *key);
+
+/* ---- character classes (runtime/tokenizer/unicode_class.c) -------------------------------- */
+struct pgd__cp_range { uint32_t lo, hi; };
+struct pgd__cp_map { uint32_t from, to; };
+struct pgd__cp_class { uint32_t lo, hi, id; };
+/* generated tables (runtime/tokenizer/unicode_tables.c), sorted */
+extern const struct pgd__cp_range pgd__uc_punct[], pgd__uc_numeric[], pgd__uc_word[],
+    pgd__uc_mark[], pgd__uc_nonspacing[], pgd__uc_bert_ctrl[];
+extern const size_t pgd__uc_punct_n, pgd__uc_numeric_n, pgd__uc_word_n, pgd__uc_mark_n,
+    pgd__uc_nonspacing_n, pgd__uc_bert_ctrl_n;
+extern const struct pgd__cp_map pgd__uc_lower_map[];
+extern const size_t pgd__uc_lower_map_n;
+extern const struct pgd__cp_class pgd__uc_script[];
+extern const size_t pgd__uc_script_n;
+bool pgd__uc_is_white_space(uint32_t c); /* char::is_whitespace */
+bool pgd__uc_is_alnum(uint32_t c);       /* added tokens' single_word boundary */
+bool pgd__uc_is_punct(uint32_t c);       /* Punctuation, BertPreTokenizer */
+bool pgd__uc_is_numeric(uint32_t c);     /* Digits */
+bool pgd__uc_is_word(uint32_t c);        /* Whitespace: Rust regex's \w */
+bool pgd__uc_is_mark(uint32_t c);        /* StripAccents */
+bool pgd__uc_is_nonspacing(uint32_t c);  /* BertNormalizer strip_accents */
+bool pgd__uc_is_bert_control(uint32_t c); /* BertNormalizer clean_text removes it */
+bool pgd__uc_is_chinese(uint32_t c);     /* BertNormalizer handle_chinese_chars */
+/* UnicodeScripts' script class of c: equal numbers for one script (Hiragana, Katakana and
+ * U+30FC count as Han), 0 for "Any" (the space, and what its table does not list). */
+uint32_t pgd__uc_script_class(uint32_t c);
+/* Lowercase of c (1 or 2 characters) into out; returns the count. */
+size_t pgd__uc_lower(uint32_t c, uint32_t out[2]);
+/* The last character of s[0..n) (valid UTF-8), or (uint32_t)-1 if empty; *start its offset. */
+uint32_t pgd__uc_last_char(const char *s, size_t n, size_t *start);
 
 /* ---- string -> id hash table (keys copied and owned) ------------------------------------ */
 struct pgd__strmap_slot {
@@ -110,20 +149,37 @@ bool pgd__tokens_push(struct pgd_tokens *t, int32_t id);
 
 /* ---- normalizers and pre-tokenizers (runtime/tokenizer/pretokenize.c) ------------------------------ */
 enum pgd__norm_kind { PGD__NORM_NFC, PGD__NORM_NFD, PGD__NORM_NFKC, PGD__NORM_NFKD,
-                      PGD__NORM_PREPEND, PGD__NORM_REPLACE, PGD__NORM_STRIP };
+                      PGD__NORM_PREPEND, PGD__NORM_REPLACE, PGD__NORM_STRIP,
+                      PGD__NORM_LOWERCASE, PGD__NORM_STRIP_ACCENTS, PGD__NORM_NMT,
+                      PGD__NORM_BYTELEVEL,
+                      /* BertNormalizer's steps (with NFD and LOWERCASE) */
+                      PGD__NORM_BERT_CLEAN, PGD__NORM_BERT_CHINESE, PGD__NORM_BERT_STRIP,
+                      PGD__NORM_PRECOMPILED };
 struct pgd__norm {
     enum pgd__norm_kind kind;
-    char *a, *b; /* Prepend: a; Replace: a -> b; owned */
+    char *a, *b; /* Prepend: a; Replace: a (or re) -> b; Precompiled: b the strings; owned */
     size_t alen, blen;
+    uint32_t *trie;   /* Precompiled: the double array [trie_n]; owned */
+    size_t trie_n;
+    pcre2_code *re;   /* Replace with a Regex pattern; owned */
     bool left, right; /* Strip */
 };
 enum pgd__split_behavior { PGD__SPLIT_REMOVED, PGD__SPLIT_ISOLATED, PGD__SPLIT_MERGED_PREV,
                            PGD__SPLIT_MERGED_NEXT, PGD__SPLIT_CONTIGUOUS };
-enum pgd__pretok_kind { PGD__PRE_SPLIT, PGD__PRE_BYTELEVEL, PGD__PRE_METASPACE };
+enum pgd__pretok_kind { PGD__PRE_SPLIT, PGD__PRE_BYTELEVEL, PGD__PRE_METASPACE,
+                        PGD__PRE_FIXED_LENGTH, PGD__PRE_SCRIPTS, PGD__PRE_WHITESPACE };
+/* A Split on a class of characters, each character its own match (as `tokenizers` splits on
+ * a char predicate): Whitespace(Split), Digits, Punctuation, BertPreTokenizer,
+ * CharDelimiterSplit. */
+enum pgd__char_class { PGD__CC_NONE, PGD__CC_WHITESPACE, PGD__CC_NUMERIC, PGD__CC_PUNCT,
+                       PGD__CC_CHAR };
 enum pgd__prepend_scheme { PGD__PREPEND_ALWAYS, PGD__PREPEND_FIRST, PGD__PREPEND_NEVER };
 struct pgd__pretok {
     enum pgd__pretok_kind kind;
     pcre2_code *re;     /* Split with a regex; owned */
+    enum pgd__char_class cls; /* Split on a class of characters (re and str NULL) */
+    uint32_t delim;     /* PGD__CC_CHAR: the character */
+    size_t length;      /* FixedLength: characters per piece */
     char *str;          /* Split with a string, or Metaspace replacement (UTF-8); owned */
     size_t slen;
     enum pgd__split_behavior behavior;
@@ -133,6 +189,13 @@ struct pgd__pretok {
     enum pgd__prepend_scheme prepend; /* Metaspace */
     bool split;                       /* Metaspace */
 };
+
+/* Precompiled (runtime/tokenizer/precompiled.c): reads the base64 "precompiled_charsmap" into
+ * nm->trie and nm->b; runs it over s[0..n) into out. */
+enum pgd_status pgd__precompiled_load(struct pgd__norm *nm, const char *b64, size_t len,
+                                      const char *name, char *err, size_t errlen);
+bool pgd__precompiled_normalize(const struct pgd__norm *nm, const char *s, size_t n,
+                                struct pgd__buf *out, bool *first_deleted);
 
 /* A list of pieces: spans into a buffer. */
 struct pgd__span { size_t off, len; bool first; /* starts at offset 0 of the input */ };
@@ -154,8 +217,14 @@ enum pgd_status pgd__normalize(const struct pgd__norm *v, size_t n, const char *
 enum pgd_status pgd__pretokenize(const struct pgd__pretok *v, size_t n, struct pgd__pieces *in,
                                  struct pgd__pieces *tmp, pcre2_match_data *md,
                                  pcre2_match_context *mc, char *err, size_t errlen);
+/* ---- regular expressions (runtime/tokenizer/regex.c) ------------------------------------- */
 /* Compiles a tokenizer.json (Oniguruma) regex with PCRE2, JIT included. */
 pcre2_code *pgd__regex_compile(const char *pattern, size_t len, char *err, size_t errlen);
+/* Appends s[0..n) to out with every match of re replaced by rep[0..rlen) (literally), matches
+ * found as `tokenizers` finds them (empty ones included). *first_deleted: a non-empty match
+ * at offset 0 was replaced by nothing. */
+enum pgd_status pgd__regex_replace(const pcre2_code *re, const char *s, size_t n, const char *rep,
+                                   size_t rlen, struct pgd__buf *out, bool *first_deleted);
 
 /* ---- added tokens ------------------------------------------------------------------------ */
 struct pgd__added {
@@ -188,12 +257,17 @@ enum pgd_status pgd__matcher_split(const struct pgd__matcher *m, const struct pg
 
 /* ---- decoders (runtime/tokenizer/detok.c) --------------------------------------------------------- */
 enum pgd__dec_kind { PGD__DEC_BYTELEVEL, PGD__DEC_REPLACE, PGD__DEC_BYTEFALLBACK, PGD__DEC_FUSE,
-                     PGD__DEC_STRIP, PGD__DEC_METASPACE };
+                     PGD__DEC_STRIP, PGD__DEC_METASPACE, PGD__DEC_WORDPIECE, PGD__DEC_BPE,
+                     PGD__DEC_CTC };
 struct pgd__dec {
     enum pgd__dec_kind kind;
     bool fused; /* runs on the one fused string (after Fuse or ByteLevel) */
-    char *pat, *content; /* Replace; owned */
+    /* owned strings: Replace pat -> content; WordPiece prefix = pat; BPEDecoder suffix = pat;
+     * CTC pad_token = pat, word_delimiter_token = content */
+    char *pat, *content;
     size_t patlen, clen;
+    pcre2_code *re; /* Replace with a Regex pattern; owned */
+    bool cleanup;   /* WordPiece, CTC */
     uint32_t ch;     /* Strip: the character; Metaspace: the replacement */
     size_t start, stop;
     bool strip_first; /* Metaspace: prepend_scheme != never */

@@ -1,6 +1,7 @@
-/* Small pieces the tokenizer files share: byte buffers, UTF-8, the byte-level alphabet and a
- * string -> id hash table. */
+/* Small pieces the tokenizer files share: byte buffers, string replacement, UTF-8, the
+ * byte-level alphabet, a string -> id hash table, JSON string fields. */
 #include "runtime/tokenizer/tokenizer_internal.h"
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -36,6 +37,39 @@ void pgd__buf_free(struct pgd__buf *b)
     free(b->p);
     b->p = NULL;
     b->len = b->cap = 0;
+}
+
+bool pgd__replace_all(const char *s, size_t n, const char *pat, size_t plen, const char *rep,
+                      size_t rlen, struct pgd__buf *out)
+{
+    if (plen == 0)
+        return pgd__buf_add(out, s, n);
+    size_t i = 0;
+    while (i < n) {
+        const char *hit = memmem(s + i, n - i, pat, plen);
+        if (!hit)
+            break;
+        if (!pgd__buf_add(out, s + i, (size_t)(hit - (s + i))) || !pgd__buf_add(out, rep, rlen))
+            return false;
+        i = (size_t)(hit - s) + plen;
+    }
+    return pgd__buf_add(out, s + i, n - i);
+}
+
+char *pgd__dupn(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+const char *pgd__jstr(const void *obj, const char *key)
+{
+    json_t *v = json_object_get((const json_t *)obj, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
 /* ---- UTF-8 ------------------------------------------------------------------------------ */

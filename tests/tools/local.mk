@@ -7,3 +7,16 @@ TOOL_SCRIPT_TESTS = %reldir%/test_bench_throughput.sh %reldir%/test_generate_pro
 	%reldir%/test_export_boundary.sh %reldir%/test_config.sh
 SCRIPT_TESTS += $(TOOL_SCRIPT_TESTS)
 EXTRA_DIST += $(TOOL_SCRIPT_TESTS) tests/lib/harness.sh docs/CONFIG.md
+# `pagoda bench serve` against `pagoda serve` on the CPU fixture (and a faulty fake server).
+SCRIPT_TESTS += %reldir%/test_bench_serve.sh
+EXTRA_DIST += %reldir%/test_bench_serve.sh
+# The parts of `pagoda bench serve` that need no server (SSE parser, report, draws).
+if HAVE_CRITERION
+CRITERION_TESTS += tests/tools/test_bench_serve_units
+check_PROGRAMS += tests/tools/test_bench_serve_units
+tests_tools_test_bench_serve_units_SOURCES = %reldir%/test_bench_serve_units.c \
+	tools/bench_serve/sse.c tools/bench_serve/report.c tools/bench_draw.c
+tests_tools_test_bench_serve_units_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_tools_test_bench_serve_units_CFLAGS = $(TEST_CFLAGS) $(CURL_CFLAGS)
+tests_tools_test_bench_serve_units_LDADD = $(CRITERION_LIBS) $(JANSSON_LIBS) -lm
+endif

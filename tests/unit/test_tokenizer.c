@@ -1,6 +1,8 @@
 /* Tokenizer: encode/decode against the `tokenizers` package's outputs on a corpus built to
  * break tokenizers (tests/fixtures/tokenizer, made by scripts/make_tokenizer_refs.py) for
- * Mistral, Llama-3, Qwen3 and Metaspace variants of Mistral, the streaming detokenizer, random
+ * Mistral, a Llama-3-style tokenizer (scripts/make_llama3_style_tokenizer.py), Qwen3,
+ * SmolLM2 (scripts/make_smollm2_tokenizer.py) and variants (Metaspace, every other
+ * pre-tokenizer, normalizer, decoder and post-processor), the streaming detokenizer, random
  * bytes and ids, and error messages. */
 #include "tests/lib/test_common.h"
 #include <jansson.h>
@@ -14,30 +16,24 @@ PGD_TEST_SUITE(tokenizer);
 
 #define FIX PGD_TEST_SRCDIR "/tests/fixtures/tokenizer"
 
-static const char *tok_dir(const char *name, char *buf, size_t n)
-{
-    if (!strcmp(name, "llama3"))
-        snprintf(buf, n, "%s/../shared/data/tokenizers/llama3", PGD_TEST_SRCDIR);
-    else
-        snprintf(buf, n, "%s/%s", FIX, name);
-    return buf;
-}
-
 static json_t *load_json(const char *path);
 static struct pgd_tokenizer *load_metaspace_variant(const char *variant);
+static struct pgd_tokenizer *load_variant(const char *variant);
 
-/* name: mistral, llama3, qwen3, or metaspace_VARIANT (see load_metaspace_variant) */
+/* name: mistral, llama3_style, qwen3 (folders of tests/fixtures/tokenizer), metaspace_VARIANT
+ * (see load_metaspace_variant) or variant_VARIANT (see load_variant) */
 static struct pgd_tokenizer *load(const char *name)
 {
     if (!strncmp(name, "metaspace_", 10))
         return load_metaspace_variant(name + 10);
+    if (!strncmp(name, "variant_", 8))
+        return load_variant(name + 8);
     char dir[4096], path[4200], err[1024];
-    tok_dir(name, dir, sizeof dir);
+    snprintf(dir, sizeof dir, "%s/%s", FIX, name);
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     struct stat sb;
     if (stat(path, &sb) != 0)
-        cr_assert_fail("tokenizer %s missing: %s (the shared data folder must sit beside the checkout)",
-                 name, path);
+        cr_assert_fail("tokenizer %s missing: %s", name, path);
     struct pgd_tokenizer *t = NULL;
     enum pgd_status st = pgd_tokenizer_load(dir, &t, err, sizeof err);
     cr_assert_eq(st, PGD_OK, "loading %s: %s", dir, err);
@@ -69,31 +65,58 @@ static char *read_text(const char *path, size_t *len)
     return p;
 }
 
-/* A Metaspace variant of the Mistral tokenizer: the committed mistral/tokenizer.json with the
- * top-level keys of metaspace_variants.json[variant] put in (normalizer dropped, Metaspace
- * pre-tokenizer and decoder), as scripts/make_tokenizer_refs.py builds it for `tokenizers`;
- * loaded with Mistral's tokenizer_config.json. */
-static struct pgd_tokenizer *load_metaspace_variant(const char *variant)
+/* base_dir's tokenizer.json with the top-level keys of patch put in, loaded with base_dir's
+ * tokenizer_config.json, as scripts/make_tokenizer_refs.py builds it for `tokenizers`. */
+static struct pgd_tokenizer *load_patched(const char *base_dir, json_t *patch, const char *name)
 {
-    json_t *base = load_json(FIX "/mistral/tokenizer.json");
-    json_t *all = load_json(FIX "/metaspace_variants.json");
-    json_t *patch = json_object_get(all, variant);
-    cr_assert(json_is_object(patch), "metaspace_variants.json has no variant \"%s\"", variant);
+    char path[4096], err[1024];
+    snprintf(path, sizeof path, "%s/tokenizer.json", base_dir);
+    json_t *base = load_json(path);
     cr_assert_eq(json_object_update(base, patch), 0);
     char *text = json_dumps(base, JSON_COMPACT);
     cr_assert_not_null(text);
     size_t cl;
-    char *cfg = read_text(FIX "/mistral/tokenizer_config.json", &cl);
-    char name[256], err[1024];
-    snprintf(name, sizeof name, "metaspace_%s", variant);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", base_dir);
+    char *cfg = read_text(path, &cl);
     struct pgd_tokenizer *t = NULL;
     enum pgd_status st = pgd_tokenizer_load_json(text, strlen(text), cfg, cl, name, &t, err,
                                                  sizeof err);
     cr_assert_eq(st, PGD_OK, "loading %s: %s", name, err);
     free(cfg);
     free(text);
-    json_decref(all);
     json_decref(base);
+    return t;
+}
+
+/* A Metaspace variant of the Mistral tokenizer: the top-level keys of
+ * metaspace_variants.json[variant] (normalizer dropped, Metaspace pre-tokenizer and decoder)
+ * put into mistral/tokenizer.json. */
+static struct pgd_tokenizer *load_metaspace_variant(const char *variant)
+{
+    json_t *all = load_json(FIX "/metaspace_variants.json");
+    json_t *patch = json_object_get(all, variant);
+    cr_assert(json_is_object(patch), "metaspace_variants.json has no variant \"%s\"", variant);
+    char name[256];
+    snprintf(name, sizeof name, "metaspace_%s", variant);
+    struct pgd_tokenizer *t = load_patched(FIX "/mistral", patch, name);
+    json_decref(all);
+    return t;
+}
+
+/* A variant of variants.json: {"base": folder, "patch": top-level keys} (every other
+ * pre-tokenizer, normalizer and decoder type). */
+static struct pgd_tokenizer *load_variant(const char *variant)
+{
+    json_t *all = load_json(FIX "/variants.json");
+    json_t *v = json_object_get(all, variant);
+    const char *base = json_string_value(json_object_get(v, "base"));
+    json_t *patch = json_object_get(v, "patch");
+    cr_assert(base && json_is_object(patch), "variants.json has no variant \"%s\"", variant);
+    char dir[4096], name[256];
+    snprintf(dir, sizeof dir, "%s/%s", FIX, base);
+    snprintf(name, sizeof name, "variant_%s", variant);
+    struct pgd_tokenizer *t = load_patched(dir, patch, name);
+    json_decref(all);
     return t;
 }
 
@@ -186,22 +209,24 @@ static void check_decode(const struct pgd_tokenizer *t, const int32_t *ids, size
     free(text);
 }
 
-/* The strings name's reference was made on: corpus.json, or the refs file's own "corpus"
- * (variants tested on strings made for them). A new reference. */
+/* The strings name's reference was made on: corpus.json, the refs file's own "corpus"
+ * (variants tested on strings made for them) or the file its "corpus_file" names. A new
+ * reference. */
 static json_t *load_corpus(const char *name)
 {
     char path[4096];
     snprintf(path, sizeof path, FIX "/refs_%s.json", name);
     json_t *ref = load_json(path);
     json_t *own = json_incref(json_object_get(ref, "corpus"));
+    const char *file = json_string_value(json_object_get(ref, "corpus_file"));
+    snprintf(path, sizeof path, FIX "/%s", file ? file : "corpus.json");
     json_decref(ref);
-    return own ? own : load_json(FIX "/corpus.json");
+    return own ? own : load_json(path);
 }
 
 /* Encodes and decodes every corpus entry; compares with the reference. */
-static void check_reference(const char *name)
+static void check_reference_with(const struct pgd_tokenizer *t, const char *name)
 {
-    struct pgd_tokenizer *t = load(name);
     char path[4096];
     json_t *corpus = load_corpus(name);
     snprintf(path, sizeof path, FIX "/refs_%s.json", name);
@@ -301,12 +326,20 @@ static void check_reference(const char *name)
     }
     json_decref(ref);
     json_decref(corpus);
+}
+
+static void check_reference(const char *name)
+{
+    struct pgd_tokenizer *t = load(name);
+    check_reference_with(t, name);
     pgd_tokenizer_destroy(t);
 }
 
 Test(tokenizer, mistral_matches_reference, .timeout = 120) { check_reference("mistral"); }
-Test(tokenizer, llama3_matches_reference, .timeout = 120) { check_reference("llama3"); }
+Test(tokenizer, llama3_style_matches_reference, .timeout = 120) { check_reference("llama3_style"); }
 Test(tokenizer, qwen3_matches_reference, .timeout = 120) { check_reference("qwen3"); }
+/* SmolLM2: Digits(individual_digits) before a ByteLevel with its regex, a real vocabulary */
+Test(tokenizer, smollm2_matches_reference, .timeout = 120) { check_reference("smollm2"); }
 
 /* ---- streaming ------------------------------------------------------------------------- */
 
@@ -346,9 +379,8 @@ static void check_stream(const struct pgd_tokenizer *t, const int32_t *ids, size
     free(full);
 }
 
-static void check_streaming(const char *name)
+static void check_streaming_with(const struct pgd_tokenizer *t, const char *name)
 {
-    struct pgd_tokenizer *t = load(name);
     json_t *corpus = load_corpus(name);
     char err[256];
     for (size_t i = 0; i < json_array_size(corpus); i++) {
@@ -373,12 +405,19 @@ static void check_streaming(const char *name)
         check_stream(t, ids, n, k & 1, 10000 + (size_t)k);
     }
     json_decref(corpus);
+}
+
+static void check_streaming(const char *name)
+{
+    struct pgd_tokenizer *t = load(name);
+    check_streaming_with(t, name);
     pgd_tokenizer_destroy(t);
 }
 
 Test(tokenizer, mistral_streaming, .timeout = 120) { check_streaming("mistral"); }
-Test(tokenizer, llama3_streaming, .timeout = 120) { check_streaming("llama3"); }
+Test(tokenizer, llama3_style_streaming, .timeout = 120) { check_streaming("llama3_style"); }
 Test(tokenizer, qwen3_streaming, .timeout = 120) { check_streaming("qwen3"); }
+Test(tokenizer, smollm2_streaming, .timeout = 120) { check_streaming("smollm2"); }
 
 /* ---- random bytes and ids ---------------------------------------------------------------- */
 
@@ -424,15 +463,15 @@ static char *lossy(const unsigned char *s, size_t n, size_t *out_len)
 
 /* lossless: check decode(encode(x)) == x where the tokenizer keeps it (see below); the
  * Metaspace variants are not checked for it. */
-static void fuzz(const char *name, bool lossless_kind)
+static void fuzz_with(const struct pgd_tokenizer *t, const char *name, bool lossless_kind,
+                      int iterations)
 {
-    struct pgd_tokenizer *t = load(name);
     int32_t v = pgd_tokenizer_vocab_size(t);
     char err[256];
     srand(12345);
     unsigned char buf[512];
     int lossless_checked = 0;
-    for (int iter = 0; iter < 1500; iter++) {
+    for (int iter = 0; iter < iterations; iter++) {
         size_t n = 0;
         int parts = rand() % 24;
         for (int p = 0; p < parts && n < sizeof buf - 16; p++) {
@@ -455,16 +494,22 @@ static void fuzz(const char *name, bool lossless_kind)
         cr_assert_eq(pgd_tokenizer_decode(t, ids.ids, ids.n, false, &text, &tl, err, sizeof err),
                      PGD_OK);
         cr_assert(is_valid_utf8(text, tl));
-        /* Lossless where the tokenizer is: Llama-3 always (invalid bytes come back as U+FFFD);
-         * Qwen3 on text NFC leaves alone (ASCII here); Mistral when no special token or
-         * U+2581 is written in the text (SentencePiece prepends a space after one). */
-        bool ascii = true, marks = false;
-        for (size_t i = 0; i < n; i++)
+        /* Lossless where the tokenizer is: Llama-3 style always (invalid bytes come back as
+         * U+FFFD); SmolLM2 unless x holds a control byte its vocabulary lacks (4, 6, 19, 20,
+         * 22, 29: `tokenizers` drops those); Qwen3 on text NFC leaves alone (ASCII here);
+         * Mistral when no special token or U+2581 is written in the text (SentencePiece
+         * prepends a space after one). */
+        bool ascii = true, marks = false, smol_bytes = true;
+        for (size_t i = 0; i < n; i++) {
             ascii = ascii && buf[i] < 0x80;
-        for (size_t i = 0; i < n; i++)
             marks = marks || buf[i] == '<' || buf[i] == 0xE2;
-        bool lossless = lossless_kind && !(iter & 1) && (!strcmp(name, "llama3") || (!strcmp(name, "qwen3") && ascii) ||
-                        (!strcmp(name, "mistral") && !marks));
+            smol_bytes = smol_bytes && !memchr("\x04\x06\x13\x14\x16\x1d", buf[i], 6);
+        }
+        bool lossless = lossless_kind && !(iter & 1) &&
+                        (!strcmp(name, "llama3_style") ||
+                         (!strcmp(name, "smollm2") && smol_bytes) ||
+                         (!strcmp(name, "qwen3") && ascii) ||
+                         (!strcmp(name, "mistral") && !marks));
         if (lossless) {
             size_t wl;
             char *want = lossy(buf, n, &wl);
@@ -489,12 +534,19 @@ static void fuzz(const char *name, bool lossless_kind)
     }
     if (lossless_kind)
         cr_assert_gt(lossless_checked, 50);
+}
+
+static void fuzz(const char *name, bool lossless_kind)
+{
+    struct pgd_tokenizer *t = load(name);
+    fuzz_with(t, name, lossless_kind, 1500);
     pgd_tokenizer_destroy(t);
 }
 
 Test(tokenizer, mistral_random_input, .timeout = 120) { fuzz("mistral", true); }
-Test(tokenizer, llama3_random_input, .timeout = 120) { fuzz("llama3", true); }
+Test(tokenizer, llama3_style_random_input, .timeout = 120) { fuzz("llama3_style", true); }
 Test(tokenizer, qwen3_random_input, .timeout = 120) { fuzz("qwen3", true); }
+Test(tokenizer, smollm2_random_input, .timeout = 120) { fuzz("smollm2", true); }
 
 /* ---- Metaspace variants of the Mistral tokenizer -------------------------------------------
  * Each must match `tokenizers` exactly (refs_metaspace_VARIANT.json), stream the same text
@@ -525,6 +577,58 @@ Test(tokenizer, metaspace_variants_all_tested)
     size_t n = sizeof names / sizeof names[0];
     cr_assert_eq(json_object_size(all), n, "metaspace_variants.json has %zu variants, the test "
                  "knows %zu", json_object_size(all), n);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_not_null(json_object_get(all, names[i]), "%s", names[i]);
+    json_decref(all);
+}
+
+/* ---- every other pre-tokenizer, normalizer and decoder type ---------------------------------
+ * Variants of variants.json (made by scripts/make_tokenizer_refs.py): each must match
+ * `tokenizers` exactly (refs_variant_VARIANT.json on variant_corpus.json), stream the same
+ * text and survive random input. */
+
+#define TYPE_VARIANTS(X) \
+    X(digits_individual) X(digits_contiguous) X(digits_metaspace) X(whitespace) \
+    X(whitespace_split) X(punctuation_removed) X(punctuation_isolated) \
+    X(punctuation_merged_prev) X(punctuation_merged_next) X(punctuation_contiguous) \
+    X(char_delimiter) X(bert_pretokenizer) X(fixed_length) X(unicode_scripts) \
+    X(unicode_scripts_metaspace) X(nested_sequence) \
+    X(lowercase) X(strip_accents) X(nfd_strip_accents) X(nfkd_lowercase) X(nfkc) X(nfd) \
+    X(nmt_nfkc) X(precompiled_nmt_nfkc) X(replace_regex) X(bert_normalizer) \
+    X(bert_normalizer_cased) \
+    X(bert_normalizer_strip_only) X(bytelevel_normalizer) X(deletions_metaspace_first) \
+    X(bert_chinese_metaspace_first) X(roberta_processing) X(bert_processing) \
+    X(wordpiece_decoder) \
+    X(wordpiece_decoder_plain) X(bpe_decoder) X(ctc_decoder) X(ctc_decoder_plain) \
+    X(replace_regex_decoder)
+
+/* One test per variant, the tokenizer loaded once (CI time): reference, streaming, 300
+ * rounds of random bytes and ids. */
+static void check_variant(const char *name)
+{
+    struct pgd_tokenizer *t = load(name);
+    check_reference_with(t, name);
+    check_streaming_with(t, name);
+    fuzz_with(t, name, false, 300);
+    pgd_tokenizer_destroy(t);
+}
+
+#define TYPE_TESTS(v) \
+    Test(tokenizer, v, .timeout = 120) { check_variant("variant_" #v); }
+TYPE_VARIANTS(TYPE_TESTS)
+
+/* Every variant the script wrote is tested above. */
+Test(tokenizer, type_variants_all_tested)
+{
+    static const char *const names[] = {
+#define TYPE_NAME(v) #v,
+        TYPE_VARIANTS(TYPE_NAME)
+#undef TYPE_NAME
+    };
+    json_t *all = load_json(FIX "/variants.json");
+    size_t n = sizeof names / sizeof names[0];
+    cr_assert_eq(json_object_size(all), n, "variants.json has %zu variants, the test knows %zu",
+                 json_object_size(all), n);
     for (size_t i = 0; i < n; i++)
         cr_assert_not_null(json_object_get(all, names[i]), "%s", names[i]);
     json_decref(all);
@@ -577,12 +681,44 @@ Test(tokenizer, errors_name_the_file_and_the_problem)
     cr_assert(strstr(err, "merges[0]"), "%s", err);
     cr_assert_eq(load_text("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a\"]}}",
                            err, sizeof err), PGD_ERR_FORMAT);
-    cr_assert_eq(load_text("{" MINI_MODEL ",\"normalizer\":{\"type\":\"Precompiled\"}}", err,
-                           sizeof err), PGD_ERR_UNSUPPORTED);
-    cr_assert(strstr(err, "Precompiled"), "%s", err);
-    cr_assert_eq(load_text("{" MINI_MODEL ",\"decoder\":{\"type\":\"CTC\"}}", err, sizeof err),
-                 PGD_ERR_UNSUPPORTED);
-    cr_assert(strstr(err, "CTC"), "%s", err);
+    /* what pagoda refuses, each with the file, the section and the type in the message */
+#define FUSED(d) "{" MINI_MODEL ",\"decoder\":{\"type\":\"Sequence\",\"decoders\":[" \
+                 "{\"type\":\"Fuse\"}," d "]}}"
+    static const struct { const char *json; enum pgd_status st; const char *n1, *n2; } bad[] = {
+        { "{" MINI_MODEL ",\"normalizer\":{\"type\":\"Precompiled\"}}", PGD_ERR_FORMAT,
+          "normalizer Precompiled", "\"precompiled_charsmap\" string" },
+        { "{" MINI_MODEL ",\"normalizer\":{\"type\":\"Precompiled\",\"precompiled_charsmap\":"
+          "\"*!\"}}", PGD_ERR_FORMAT, "normalizer Precompiled", "not base64" },
+        { "{" MINI_MODEL ",\"normalizer\":{\"type\":\"Precompiled\",\"precompiled_charsmap\":"
+          "\"CAAAAAAA\"}}", PGD_ERR_FORMAT, "normalizer Precompiled", "no valid trie" },
+        { "{" MINI_MODEL ",\"normalizer\":{\"type\":\"Frobnicate\"}}", PGD_ERR_UNSUPPORTED,
+          "normalizer type \"Frobnicate\"", "not supported" },
+        { "{" MINI_MODEL ",\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"(\"},"
+          "\"content\":\"\"}}", PGD_ERR_FORMAT, "normalizer Replace", "regex" },
+        { "{" MINI_MODEL ",\"pre_tokenizer\":{\"type\":\"Frobnicate\"}}", PGD_ERR_UNSUPPORTED,
+          "pre_tokenizer type \"Frobnicate\"", "not supported" },
+        { "{" MINI_MODEL ",\"pre_tokenizer\":{\"type\":\"FixedLength\",\"length\":0}}",
+          PGD_ERR_FORMAT, "FixedLength", "positive" },
+        { "{" MINI_MODEL ",\"pre_tokenizer\":{\"type\":\"CharDelimiterSplit\",\"delimiter\":\"ab\"}}",
+          PGD_ERR_FORMAT, "CharDelimiterSplit", "one character" },
+        { "{" MINI_MODEL ",\"pre_tokenizer\":{\"type\":\"Punctuation\",\"behavior\":\"Sideways\"}}",
+          PGD_ERR_FORMAT, "Punctuation", "unknown behavior \"Sideways\"" },
+        { "{" MINI_MODEL ",\"decoder\":{\"type\":\"Frobnicate\"}}", PGD_ERR_UNSUPPORTED,
+          "decoder type \"Frobnicate\"", "not supported" },
+        { FUSED("{\"type\":\"CTC\"}"), PGD_ERR_UNSUPPORTED, "decoder CTC after Fuse", "" },
+        { FUSED("{\"type\":\"WordPiece\"}"), PGD_ERR_UNSUPPORTED, "decoder WordPiece after", "" },
+        { FUSED("{\"type\":\"BPEDecoder\"}"), PGD_ERR_UNSUPPORTED, "decoder BPEDecoder after", "" },
+        { FUSED("{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"a\"},\"content\":\"b\"}"),
+          PGD_ERR_UNSUPPORTED, "decoder Replace with a Regex after Fuse", "" },
+        { "{" MINI_MODEL ",\"decoder\":{\"type\":\"CTC\",\"pad_token\":7}}", PGD_ERR_FORMAT,
+          "decoder CTC", "\"pad_token\" is not a string" },
+    };
+#undef FUSED
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(load_text(bad[i].json, err, sizeof err), bad[i].st, "case %zu: %s", i, err);
+        cr_assert(strstr(err, "x/tokenizer.json") && strstr(err, bad[i].n1) &&
+                  strstr(err, bad[i].n2), "case %zu: %s", i, err);
+    }
     /* Metaspace settings `tokenizers` refuses */
     static const struct { const char *json, *needle; } ms_bad[] = {
         { "{" MINI_MODEL ",\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"ab\"}}",
