@@ -235,6 +235,56 @@ static struct pgd__jv *eval(struct pgd__jctx *c, const struct pgd__jnode *n,
     return r;
 }
 
+/* Unary - or + (n's kind) applied to v: ints (and bools, as Python) and floats. */
+static struct pgd__jv *eval_sign(struct pgd__jctx *c, const struct pgd__jnode *n,
+                                 struct pgd__jv *v, long at)
+{
+    if (v->kind == PGD__J_UNDEF)
+        pgd__jerr_undef(c, at, v);
+    if (pgd__jv_is_intlike(v)) {
+        if (n->kind == PGD__E_POS)
+            return pgd__jv_int(c->ar, pgd__jv_ival(v));
+        if (pgd__jv_ival(v) == INT64_MIN)
+            pgd__jerr(c, at, "integer overflow in unary -");
+        return pgd__jv_int(c->ar, -pgd__jv_ival(v));
+    }
+    if (v->kind == PGD__J_FLOAT)
+        return pgd__jv_float(c->ar, n->kind == PGD__E_NEG ? -v->f : v->f);
+    pgd__jerr(c, at, "bad operand type for unary %c: '%s'", n->kind == PGD__E_NEG ? '-' : '+',
+              pgd__jv_typename(v));
+}
+
+/* A dict literal {k: v, ...}: keys must be hashable in Python (no list, dict or namespace). */
+static struct pgd__jv *eval_dict(struct pgd__jctx *c, const struct pgd__jnode *n,
+                                 struct pgd__jframe *fr)
+{
+    struct pgd__jv *d = pgd__jv_dict(c->ar, n->nkids);
+    for (size_t i = 0; i < n->nkids; i++) {
+        struct pgd__jv *k = eval(c, n->kids[i], fr);
+        if ((k->kind == PGD__J_LIST && !k->l.tuple) || k->kind == PGD__J_DICT ||
+            k->kind == PGD__J_NS)
+            pgd__jerr(c, (long)n->kids[i]->off, "unhashable type: '%s'", pgd__jv_typename(k));
+        pgd__jdict_set(c->ar, d, k, eval(c, n->kids2[i], fr));
+    }
+    return d;
+}
+
+/* A comparison chain a < b <= c: Python's `a < b and b <= c`, each operand evaluated once
+ * and the chain stopping at the first false link. */
+static struct pgd__jv *eval_compare(struct pgd__jctx *c, const struct pgd__jnode *n,
+                                    struct pgd__jframe *fr)
+{
+    struct pgd__jv *x = eval(c, n->a, fr);
+    for (size_t i = 0; i < n->nkids; i++) {
+        struct pgd__jv *y = eval(c, n->kids[i], fr);
+        if (!pgd__jcompare(c, n->ops[i], x, y, (long)n->kids[i]->off))
+            return &pgd__j_false;
+        x = y;
+    }
+    return &pgd__j_true;
+}
+
+/* One expression node's value; eval wraps it with the step budget and depth check. */
 static struct pgd__jv *eval_inner(struct pgd__jctx *c, const struct pgd__jnode *n,
                                   struct pgd__jframe *fr, long at)
 {
@@ -288,22 +338,8 @@ static struct pgd__jv *eval_inner(struct pgd__jctx *c, const struct pgd__jnode *
     }
     case PGD__E_NOT:
         return pgd__jv_bool(!pgd__jv_truthy(eval(c, n->a, fr)));
-    case PGD__E_NEG: case PGD__E_POS: {
-        struct pgd__jv *v = eval(c, n->a, fr);
-        if (v->kind == PGD__J_UNDEF)
-            pgd__jerr_undef(c, at, v);
-        if (pgd__jv_is_intlike(v)) {
-            if (n->kind == PGD__E_POS)
-                return pgd__jv_int(A, pgd__jv_ival(v));
-            if (pgd__jv_ival(v) == INT64_MIN)
-                pgd__jerr(c, at, "integer overflow in unary -");
-            return pgd__jv_int(A, -pgd__jv_ival(v));
-        }
-        if (v->kind == PGD__J_FLOAT)
-            return pgd__jv_float(A, n->kind == PGD__E_NEG ? -v->f : v->f);
-        pgd__jerr(c, at, "bad operand type for unary %c: '%s'", n->kind == PGD__E_NEG ? '-' : '+',
-                  pgd__jv_typename(v));
-    }
+    case PGD__E_NEG: case PGD__E_POS:
+        return eval_sign(c, n, eval(c, n->a, fr), at);
     case PGD__E_BIN: {
         struct pgd__jv *x = eval(c, n->a, fr);
         struct pgd__jv *y = eval(c, n->b, fr);
@@ -332,28 +368,10 @@ static struct pgd__jv *eval_inner(struct pgd__jctx *c, const struct pgd__jnode *
         l->l.tuple = n->kind == PGD__E_TUPLE;
         return l;
     }
-    case PGD__E_DICT: {
-        struct pgd__jv *d = pgd__jv_dict(A, n->nkids);
-        for (size_t i = 0; i < n->nkids; i++) {
-            struct pgd__jv *k = eval(c, n->kids[i], fr);
-            if ((k->kind == PGD__J_LIST && !k->l.tuple) || k->kind == PGD__J_DICT ||
-                k->kind == PGD__J_NS)
-                pgd__jerr(c, (long)n->kids[i]->off, "unhashable type: '%s'",
-                          pgd__jv_typename(k));
-            pgd__jdict_set(A, d, k, eval(c, n->kids2[i], fr));
-        }
-        return d;
-    }
-    case PGD__E_CMP: {
-        struct pgd__jv *x = eval(c, n->a, fr);
-        for (size_t i = 0; i < n->nkids; i++) {
-            struct pgd__jv *y = eval(c, n->kids[i], fr);
-            if (!pgd__jcompare(c, n->ops[i], x, y, (long)n->kids[i]->off))
-                return &pgd__j_false;
-            x = y;
-        }
-        return &pgd__j_true;
-    }
+    case PGD__E_DICT:
+        return eval_dict(c, n, fr);
+    case PGD__E_CMP:
+        return eval_compare(c, n, fr);
     default:
         pgd__jerr(c, at, "statement used as an expression");
     }

@@ -244,17 +244,131 @@ static double py_fmod(double x, double y)
     return m;
 }
 
+/* x ~ y: both sides as str(), concatenated (Jinja's ~ never fails, undefined is ''). */
+static struct pgd__jv *concat(struct pgd__jarena *A, struct pgd__jv *x, struct pgd__jv *y)
+{
+    struct pgd__jbuf b = { 0 };
+    pgd__jbuf_put(A, &b, "", 0);
+    pgd__jv_str_to(A, &b, x);
+    pgd__jv_str_to(A, &b, y);
+    return pgd__jv_str_nocopy(A, b.p, b.n);
+}
+
+/* x + y: numbers, str + str, list + list, tuple + tuple; else Python's TypeError text. */
+static struct pgd__jv *add(struct pgd__jctx *c, struct pgd__jv *x, struct pgd__jv *y, bool ints,
+                           bool num, long at)
+{
+    struct pgd__jarena *A = c->ar;
+    if (ints) {
+        int64_t r;
+        if (__builtin_add_overflow(pgd__jv_ival(x), pgd__jv_ival(y), &r))
+            pgd__jerr(c, at, "integer overflow in +");
+        return pgd__jv_int(A, r);
+    }
+    if (num)
+        return pgd__jv_float(A, pgd__jv_num(x) + pgd__jv_num(y));
+    if (x->kind == PGD__J_STR && y->kind == PGD__J_STR) {
+        size_t n = x->s.n + y->s.n;
+        char *p = pgd__jalloc(A, n + 1);
+        memcpy(p, x->s.p, x->s.n);
+        memcpy(p + x->s.n, y->s.p, y->s.n);
+        return pgd__jv_str_nocopy(A, p, n);
+    }
+    /* Python adds a list to a list and a tuple to a tuple, never one to the other */
+    if (x->kind == PGD__J_LIST && y->kind == PGD__J_LIST && x->l.tuple == y->l.tuple) {
+        struct pgd__jv *l = pgd__jv_list(A, x->l.n + y->l.n);
+        memcpy(l->l.v, x->l.v, x->l.n * sizeof *l->l.v);
+        if (y->l.n)
+            memcpy(l->l.v + x->l.n, y->l.v, y->l.n * sizeof *l->l.v);
+        l->l.n = x->l.n + y->l.n;
+        l->l.tuple = x->l.tuple;
+        return l;
+    }
+    if (x->kind == PGD__J_STR || y->kind == PGD__J_STR) {
+        const struct pgd__jv *other = x->kind == PGD__J_STR ? y : x;
+        if (x->kind == PGD__J_STR)
+            pgd__jerr(c, at, "can only concatenate str (not \"%s\") to str",
+                      pgd__jv_typename(other));
+    }
+    if (x->kind == PGD__J_LIST && !x->l.tuple)
+        pgd__jerr(c, at, "can only concatenate list (not \"%s\") to list", pgd__jv_typename(y));
+    bad_operands(c, at, "+", x, y);
+}
+
+/* x // y: Python's floor division, which rounds toward negative infinity (C's / truncates). */
+static struct pgd__jv *floordiv(struct pgd__jctx *c, struct pgd__jv *x, struct pgd__jv *y,
+                                bool ints, bool num, long at)
+{
+    if (num && pgd__jv_num(y) == 0)
+        pgd__jerr(c, at, "integer division or modulo by zero");
+    if (ints) {
+        int64_t a = pgd__jv_ival(x), b = pgd__jv_ival(y);
+        if (a == INT64_MIN && b == -1)
+            pgd__jerr(c, at, "integer overflow in //");
+        int64_t q = a / b;
+        if ((a % b != 0) && ((a < 0) != (b < 0)))
+            q--;
+        return pgd__jv_int(c->ar, q);
+    }
+    if (num)
+        return pgd__jv_float(c->ar, floor(pgd__jv_num(x) / pgd__jv_num(y)));
+    bad_operands(c, at, "//", x, y);
+}
+
+/* x % y: printf-style formatting when x is a str (Python's str.__mod__); otherwise Python's
+ * modulo, whose result takes the sign of the divisor (C's % takes the dividend's). */
+static struct pgd__jv *modulo(struct pgd__jctx *c, struct pgd__jv *x, struct pgd__jv *y,
+                              bool ints, bool num, long at)
+{
+    if (x->kind == PGD__J_STR)
+        return pgd__jstr_percent(c, x, y, at);
+    if (num && pgd__jv_num(y) == 0)
+        pgd__jerr(c, at, "integer division or modulo by zero");
+    if (ints) {
+        int64_t a = pgd__jv_ival(x), b = pgd__jv_ival(y);
+        if (b == -1)
+            return pgd__jv_int(c->ar, 0);   /* and INT64_MIN % -1 would trap in C */
+        int64_t m = a % b;
+        if (m != 0 && ((m < 0) != (b < 0)))
+            m += b;
+        return pgd__jv_int(c->ar, m);
+    }
+    if (num)
+        return pgd__jv_float(c->ar, py_fmod(pgd__jv_num(x), pgd__jv_num(y)));
+    bad_operands(c, at, "%", x, y);
+}
+
+/* x ** y: exact for an int base and a non-negative int exponent (square and multiply, each
+ * step overflow-checked), a float otherwise, as Python's int and float pow. */
+static struct pgd__jv *power(struct pgd__jctx *c, struct pgd__jv *x, struct pgd__jv *y,
+                             bool ints, bool num, long at)
+{
+    if (ints && pgd__jv_ival(y) >= 0) {
+        int64_t base = pgd__jv_ival(x), e = pgd__jv_ival(y), r = 1;
+        while (e > 0) {
+            if (e & 1)
+                if (__builtin_mul_overflow(r, base, &r))
+                    pgd__jerr(c, at, "integer overflow in **");
+            e >>= 1;
+            if (e && __builtin_mul_overflow(base, base, &base))
+                pgd__jerr(c, at, "integer overflow in **");
+        }
+        return pgd__jv_int(c->ar, r);
+    }
+    if (num) {
+        if (pgd__jv_num(x) == 0 && pgd__jv_num(y) < 0)
+            pgd__jerr(c, at, "0.0 cannot be raised to a negative power");
+        return pgd__jv_float(c->ar, pow(pgd__jv_num(x), pgd__jv_num(y)));
+    }
+    bad_operands(c, at, "** or pow()", x, y);
+}
+
 struct pgd__jv *pgd__jbinop(struct pgd__jctx *c, int op, struct pgd__jv *x, struct pgd__jv *y,
                             long at)
 {
     struct pgd__jarena *A = c->ar;
-    if (op == PGD__OP_TILDE) {
-        struct pgd__jbuf b = { 0 };
-        pgd__jbuf_put(A, &b, "", 0);
-        pgd__jv_str_to(A, &b, x);
-        pgd__jv_str_to(A, &b, y);
-        return pgd__jv_str_nocopy(A, b.p, b.n);
-    }
+    if (op == PGD__OP_TILDE)
+        return concat(A, x, y);
     if (x->kind == PGD__J_UNDEF)
         pgd__jerr_undef(c, at, x);
     if (y->kind == PGD__J_UNDEF)
@@ -264,43 +378,11 @@ struct pgd__jv *pgd__jbinop(struct pgd__jctx *c, int op, struct pgd__jv *x, stru
                                    [PGD__OP_MOD] = "%", [PGD__OP_POW] = "** or pow()" };
     const char *opname = names[op];
     bool num = pgd__jv_is_num(x) && pgd__jv_is_num(y);
+    /* Python's bool is an int: True + 1 == 2 */
     bool ints = num && pgd__jv_is_intlike(x) && pgd__jv_is_intlike(y);
     switch (op) {
     case PGD__OP_ADD:
-        if (ints) {
-            int64_t r;
-            if (__builtin_add_overflow(pgd__jv_ival(x), pgd__jv_ival(y), &r))
-                pgd__jerr(c, at, "integer overflow in +");
-            return pgd__jv_int(A, r);
-        }
-        if (num)
-            return pgd__jv_float(A, pgd__jv_num(x) + pgd__jv_num(y));
-        if (x->kind == PGD__J_STR && y->kind == PGD__J_STR) {
-            size_t n = x->s.n + y->s.n;
-            char *p = pgd__jalloc(A, n + 1);
-            memcpy(p, x->s.p, x->s.n);
-            memcpy(p + x->s.n, y->s.p, y->s.n);
-            return pgd__jv_str_nocopy(A, p, n);
-        }
-        if (x->kind == PGD__J_LIST && y->kind == PGD__J_LIST && x->l.tuple == y->l.tuple) {
-            struct pgd__jv *l = pgd__jv_list(A, x->l.n + y->l.n);
-            memcpy(l->l.v, x->l.v, x->l.n * sizeof *l->l.v);
-            if (y->l.n)
-                memcpy(l->l.v + x->l.n, y->l.v, y->l.n * sizeof *l->l.v);
-            l->l.n = x->l.n + y->l.n;
-            l->l.tuple = x->l.tuple;
-            return l;
-        }
-        if (x->kind == PGD__J_STR || y->kind == PGD__J_STR) {
-            const struct pgd__jv *other = x->kind == PGD__J_STR ? y : x;
-            if (x->kind == PGD__J_STR)
-                pgd__jerr(c, at, "can only concatenate str (not \"%s\") to str",
-                          pgd__jv_typename(other));
-        }
-        if (x->kind == PGD__J_LIST && !x->l.tuple)
-            pgd__jerr(c, at, "can only concatenate list (not \"%s\") to list",
-                      pgd__jv_typename(y));
-        bad_operands(c, at, opname, x, y);
+        return add(c, x, y, ints, num, at);
     case PGD__OP_SUB:
         if (ints) {
             int64_t r;
@@ -320,6 +402,7 @@ struct pgd__jv *pgd__jbinop(struct pgd__jctx *c, int op, struct pgd__jv *x, stru
         }
         if (num)
             return pgd__jv_float(A, pgd__jv_num(x) * pgd__jv_num(y));
+        /* Python repeats a sequence by an int on either side: 'ab' * 2, 2 * [0] */
         if ((x->kind == PGD__J_STR || x->kind == PGD__J_LIST) && pgd__jv_is_intlike(y))
             return repeat(c, x, pgd__jv_ival(y), at);
         if ((y->kind == PGD__J_STR || y->kind == PGD__J_LIST) && pgd__jv_is_intlike(x))
@@ -329,60 +412,15 @@ struct pgd__jv *pgd__jbinop(struct pgd__jctx *c, int op, struct pgd__jv *x, stru
         if (num) {
             if (pgd__jv_num(y) == 0)
                 pgd__jerr(c, at, "division by zero");
-            return pgd__jv_float(A, pgd__jv_num(x) / pgd__jv_num(y));
+            return pgd__jv_float(A, pgd__jv_num(x) / pgd__jv_num(y));   /* Python 3's true / */
         }
         bad_operands(c, at, opname, x, y);
     case PGD__OP_FLOORDIV:
-        if (num && pgd__jv_num(y) == 0)
-            pgd__jerr(c, at, "integer division or modulo by zero");
-        if (ints) {
-            int64_t a = pgd__jv_ival(x), b = pgd__jv_ival(y);
-            if (a == INT64_MIN && b == -1)
-                pgd__jerr(c, at, "integer overflow in //");
-            int64_t q = a / b;
-            if ((a % b != 0) && ((a < 0) != (b < 0)))
-                q--;
-            return pgd__jv_int(A, q);
-        }
-        if (num)
-            return pgd__jv_float(A, floor(pgd__jv_num(x) / pgd__jv_num(y)));
-        bad_operands(c, at, opname, x, y);
+        return floordiv(c, x, y, ints, num, at);
     case PGD__OP_MOD:
-        if (x->kind == PGD__J_STR)
-            return pgd__jstr_percent(c, x, y, at);
-        if (num && pgd__jv_num(y) == 0)
-            pgd__jerr(c, at, "integer division or modulo by zero");
-        if (ints) {
-            int64_t a = pgd__jv_ival(x), b = pgd__jv_ival(y);
-            if (b == -1)
-                return pgd__jv_int(A, 0);
-            int64_t m = a % b;
-            if (m != 0 && ((m < 0) != (b < 0)))
-                m += b;
-            return pgd__jv_int(A, m);
-        }
-        if (num)
-            return pgd__jv_float(A, py_fmod(pgd__jv_num(x), pgd__jv_num(y)));
-        bad_operands(c, at, opname, x, y);
+        return modulo(c, x, y, ints, num, at);
     case PGD__OP_POW:
-        if (ints && pgd__jv_ival(y) >= 0) {
-            int64_t base = pgd__jv_ival(x), e = pgd__jv_ival(y), r = 1;
-            while (e > 0) {
-                if (e & 1)
-                    if (__builtin_mul_overflow(r, base, &r))
-                        pgd__jerr(c, at, "integer overflow in **");
-                e >>= 1;
-                if (e && __builtin_mul_overflow(base, base, &base))
-                    pgd__jerr(c, at, "integer overflow in **");
-            }
-            return pgd__jv_int(A, r);
-        }
-        if (num) {
-            if (pgd__jv_num(x) == 0 && pgd__jv_num(y) < 0)
-                pgd__jerr(c, at, "0.0 cannot be raised to a negative power");
-            return pgd__jv_float(A, pow(pgd__jv_num(x), pgd__jv_num(y)));
-        }
-        bad_operands(c, at, opname, x, y);
+        return power(c, x, y, ints, num, at);
     }
     pgd__jerr(c, at, "unknown operator");
 }
