@@ -412,6 +412,7 @@ static void assign(struct pgd__jctx *c, const struct pgd__jnode *target, struct 
         struct pgd__jv *ns = pgd__jframe_get(fr, target->a->name);
         if (!ns || ns->kind != PGD__J_NS)
             pgd__jerr(c, at, "cannot assign attribute on non-namespace object");
+        /* transformers' sandbox refuses these (its message, word for word) */
         if (target->name[0] == '_')
             pgd__jerr(c, at, "Chat templates cannot store underscore-prefixed attributes on a "
                              "namespace, but got '%s'. Please rename the attribute.",
@@ -448,7 +449,7 @@ static void exec_for(struct pgd__jctx *c, const struct pgd__jnode *n, struct pgd
     struct pgd__jv *seq = eval(c, n->b, fr);
     size_t count;
     struct pgd__jv **items = pgd__jiter(c, seq, &count, (long)n->b->off);
-    if (n->c) {
+    if (n->c) {   /* Jinja2 filters before the loop: loop.length counts the kept items */
         struct pgd__jv **kept = pgd__jalloc(c->ar, (count ? count : 1) * sizeof *kept);
         size_t k = 0;
         for (size_t i = 0; i < count; i++) {
@@ -460,7 +461,7 @@ static void exec_for(struct pgd__jctx *c, const struct pgd__jnode *n, struct pgd
         items = kept;
         count = k;
     }
-    if (count == 0) {
+    if (count == 0) {   /* Jinja2's for-else runs when there was no iteration */
         exec_body(c, n->kids2, n->nkids2, fr);
         return;
     }

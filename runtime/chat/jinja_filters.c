@@ -140,7 +140,7 @@ static struct pgd__jv *f_default(struct pgd__jctx *c, struct pgd__jv *v,
     struct pgd__jv *def = pgd__jarg(a, 0, "default_value");
     bool boolean = arg_bool(a, 1, "boolean", false);
     if (v->kind == PGD__J_UNDEF || (boolean && !pgd__jv_truthy(v)))
-        return def ? def : pgd__jv_str(c->ar, "", 0);
+        return def ? def : pgd__jv_str(c->ar, "", 0);   /* Jinja2's default_value='' */
     return v;
 }
 
@@ -150,6 +150,7 @@ static struct pgd__jv *f_length(struct pgd__jctx *c, struct pgd__jv *v,
     (void)a;
     switch (v->kind) {
     case PGD__J_UNDEF: return pgd__jv_int(c->ar, 0);
+    /* Python's len(str) counts code points */
     case PGD__J_STR: return pgd__jv_int(c->ar, (int64_t)pgd__jutf8_count(v->s.p, v->s.n));
     case PGD__J_LIST: return pgd__jv_int(c->ar, (int64_t)v->l.n);
     case PGD__J_DICT: return pgd__jv_int(c->ar, (int64_t)v->d.n);
@@ -167,6 +168,8 @@ static struct pgd__jv *f_trim(struct pgd__jctx *c, struct pgd__jv *v,
 static struct pgd__jv *f_tojson(struct pgd__jctx *c, struct pgd__jv *v,
                                 const struct pgd__jargs *a, long at)
 {
+    /* transformers replaces Jinja2's tojson with json.dumps(x, ensure_ascii=False,
+     * indent=None, separators=None, sort_keys=False): not HTML-escaped, ", " and ": " */
     struct pgd__jdump o = { .ensure_ascii = arg_bool(a, 0, "ensure_ascii", false),
                             .sort_keys = arg_bool(a, 3, "sort_keys", false),
                             .item_sep = ", ", .key_sep = ": " };

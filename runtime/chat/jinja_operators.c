@@ -27,6 +27,8 @@ static struct pgd__jv *undef_attr(struct pgd__jctx *c, const struct pgd__jv *obj
 
 static struct pgd__jv *loop_attr(struct pgd__jctx *c, struct pgd__jv *lv, const char *name);
 
+/* obj.name as Jinja2's getattr does it: the Python attribute (a method) first, then the
+ * item of that name; a missing one is an undefined value, not an error, until it is used. */
 struct pgd__jv *pgd__jgetattr(struct pgd__jctx *c, struct pgd__jv *obj, const char *name,
                               long at)
 {
@@ -34,6 +36,7 @@ struct pgd__jv *pgd__jgetattr(struct pgd__jctx *c, struct pgd__jv *obj, const ch
     case PGD__J_UNDEF:
         pgd__jerr_undef(c, at, obj);
     case PGD__J_DICT: {
+        /* {'items': 1}.items is the method in Jinja2, as in Python */
         struct pgd__jv *m = pgd__jmethod(c, obj, name);
         if (m)
             return m;
@@ -55,6 +58,8 @@ struct pgd__jv *pgd__jgetattr(struct pgd__jctx *c, struct pgd__jv *obj, const ch
     }
 }
 
+/* obj[key] as Jinja2's getitem does it: the item first (negative indices count from the
+ * end, as Python's), then the attribute of a str key; a missing one is undefined. */
 struct pgd__jv *pgd__jgetitem(struct pgd__jctx *c, struct pgd__jv *obj, struct pgd__jv *key,
                               long at)
 {
@@ -76,6 +81,7 @@ struct pgd__jv *pgd__jgetitem(struct pgd__jctx *c, struct pgd__jv *obj, struct p
             if (i >= 0 && i < n)
                 return obj->l.v[i];
         } else {
+            /* Python indexes a str by code point; ASCII needs no decoding */
             size_t n = obj->s.n;
             bool ascii = true;
             for (size_t k = 0; k < n && ascii; k++)
@@ -176,16 +182,16 @@ static struct pgd__jv *loop_attr(struct pgd__jctx *c, struct pgd__jv *lv, const 
 struct pgd__jv **pgd__jiter(struct pgd__jctx *c, struct pgd__jv *v, size_t *n, long at)
 {
     switch (v->kind) {
-    case PGD__J_UNDEF:
+    case PGD__J_UNDEF:   /* Jinja2's default Undefined iterates as empty */
         *n = 0;
         return NULL;
     case PGD__J_LIST:
         *n = v->l.n;
         return v->l.v;
-    case PGD__J_DICT:
+    case PGD__J_DICT:   /* a dict iterates over its keys, in insertion order, as Python's */
         *n = v->d.n;
         return v->d.k;
-    case PGD__J_STR: {
+    case PGD__J_STR: {   /* a str over its code points */
         size_t cnt = pgd__jutf8_count(v->s.p, v->s.n), off = 0, len;
         struct pgd__jv **items = pgd__jalloc(c->ar, (cnt ? cnt : 1) * sizeof *items);
         for (size_t i = 0; i < cnt; i++) {
@@ -434,7 +440,7 @@ bool pgd__jcontains(struct pgd__jctx *c, struct pgd__jv *container, struct pgd__
             pgd__jerr(c, at, "'in <string>' requires string as left operand, not %s",
                       pgd__jv_typename(item));
         if (item->s.n == 0)
-            return true;
+            return true;   /* Python: '' in s for every s */
         if (item->s.n > container->s.n)
             return false;
         for (size_t i = 0; i + item->s.n <= container->s.n; i++)
@@ -451,7 +457,7 @@ bool pgd__jcontains(struct pgd__jctx *c, struct pgd__jv *container, struct pgd__
             item->kind == PGD__J_NS)
             pgd__jerr(c, at, "unhashable type: '%s'", pgd__jv_typename(item));
         return pgd__jdict_get(container, item) != NULL;
-    case PGD__J_UNDEF:
+    case PGD__J_UNDEF:   /* x in undefined: Undefined iterates as empty in Jinja2 */
         return false;
     default:
         pgd__jerr(c, at, "argument of type '%s' is not iterable", pgd__jv_typename(container));
@@ -478,7 +484,7 @@ bool pgd__jcompare(struct pgd__jctx *c, int op, struct pgd__jv *x, struct pgd__j
         pgd__jerr(c, at, "'%s' not supported between instances of '%s' and '%s'", names[op],
                   pgd__jv_typename(x), pgd__jv_typename(y));
     if (r == 2)
-        return false;   /* NaN */
+        return false;   /* NaN: every ordering comparison is False in Python */
     switch (op) {
     case PGD__OP_LT: return r < 0;
     case PGD__OP_LTEQ: return r <= 0;
