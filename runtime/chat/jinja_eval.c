@@ -1,39 +1,13 @@
 /* Jinja evaluator: walks the syntax tree, evaluating expressions with Python semantics and
- * writing template output; owns the error and budget helpers, variable frames, calls (macros
- * and builtins, and the accessors builtins read their arguments with). What an operator or
- * `.`/`[]` does to values is in jinja_operators.c. Scoping follows Jinja: a for loop runs
- * each iteration in a fresh frame, macros run in a frame whose parent is the frame they were
- * defined in, and `if` does not open a scope. */
+ * writing template output; owns variable frames and calls (macros and builtins, and the
+ * accessors builtins read their arguments with). What an operator or `.`/`[]` does to
+ * values is in jinja_operators.c. Scoping follows Jinja: a for loop runs each iteration in
+ * a fresh frame, macros run in a frame whose parent is the frame they were defined in, and
+ * `if` does not open a scope. */
 #include "runtime/chat/jinja.h"
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-/* ---- errors and budget ------------------------------------------------------------------ */
-
-void pgd__jerr(struct pgd__jctx *c, long at, const char *fmt, ...)
-{
-    char msg[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    pgd__jthrow(c->fail, PGD_ERR_TEMPLATE, at, "%s", msg);
-}
-
-void pgd__jerr_undef(struct pgd__jctx *c, long at, const struct pgd__jv *u)
-{
-    pgd__jerr(c, at, "%s", u->u.hint ? u->u.hint : "value is undefined");
-}
-
-void pgd__jtick(struct pgd__jctx *c, long at)
-{
-    if (++c->steps > c->max_steps)
-        pgd__jthrow(c->fail, PGD_ERR_TEMPLATE, at,
-                    "chat template exceeded its work budget (%llu steps)",
-                    (unsigned long long)c->max_steps);
-}
 
 /* ---- frames ----------------------------------------------------------------------------- */
 

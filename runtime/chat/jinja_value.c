@@ -1,5 +1,5 @@
-/* Jinja runtime values: arenas, buffers, failures, constructors, Python equality, ordering,
- * truthiness, str() and repr(). */
+/* Jinja runtime values: failures (template errors and the work budget), arenas, buffers,
+ * constructors, Python equality, ordering, truthiness, str() and repr(). */
 #include "runtime/chat/jinja.h"
 #include "runtime/base/mem.h"
 #include <math.h>
@@ -42,6 +42,30 @@ void pgd__jthrow(struct pgd__jfail *f, enum pgd_status st, long offset, const ch
         }
     }
     longjmp(f->jb, 1);
+}
+
+/* Evaluation errors, thrown through the render's failure with the node's offset. */
+void pgd__jerr(struct pgd__jctx *c, long at, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pgd__jthrow(c->fail, PGD_ERR_TEMPLATE, at, "%s", msg);
+}
+
+void pgd__jerr_undef(struct pgd__jctx *c, long at, const struct pgd__jv *u)
+{
+    pgd__jerr(c, at, "%s", u->u.hint ? u->u.hint : "value is undefined");
+}
+
+void pgd__jtick(struct pgd__jctx *c, long at)
+{
+    if (++c->steps > c->max_steps)
+        pgd__jthrow(c->fail, PGD_ERR_TEMPLATE, at,
+                    "chat template exceeded its work budget (%llu steps)",
+                    (unsigned long long)c->max_steps);
 }
 
 /* ---- arena ------------------------------------------------------------------------------ */
