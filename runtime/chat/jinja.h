@@ -17,8 +17,8 @@
  * Files: chat_template.c (the pgd_chat_template_* front), jinja_lexer.c, jinja_parse_expr.c
  * and jinja_parse_stmt.c (sharing jinja_parse.h), jinja_eval.c (the tree walker, frames,
  * calls), jinja_operators.c (what . [] + in < ... do to values, the loop object),
- * jinja_value.c (arena, values, Python truthiness / equality / str / repr), jinja_json.c
- * (JSON in and tojson out), jinja_strings.c (str methods, % formatting),
+ * jinja_value.c (errors, arena, values, Python truthiness / equality / sort / str / repr),
+ * jinja_json.c (JSON in and tojson out), jinja_strings.c (str methods, % formatting),
  * jinja_collection_methods.c (dict and list methods, slicing), jinja_globals.c (range, dict,
  * namespace, raise_exception, strftime_now), jinja_filters.c, jinja_tests.c. */
 #ifndef PGD_RUNTIME_JINJA_H

@@ -1,34 +1,10 @@
 /* Jinja filters (`x | tojson`, `x | selectattr(...)` ...) with Jinja2 3.1's behaviour (and
- * transformers' tojson), and the stable sort the sorting filters use. */
+ * transformers' tojson). */
 #include "runtime/chat/jinja.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- sorting ---------------------------------------------------------------------------- */
-
-void pgd__jsort(struct pgd__jarena *ar, struct pgd__jv **v, size_t n,
-                int (*cmp)(void *ud, const struct pgd__jv *x, const struct pgd__jv *y), void *ud)
-{
-    if (n < 2)
-        return;
-    struct pgd__jv **tmp = pgd__jalloc(ar, n * sizeof *tmp);
-    for (size_t width = 1; width < n; width *= 2) {
-        for (size_t lo = 0; lo < n; lo += 2 * width) {
-            size_t mid = lo + width < n ? lo + width : n;
-            size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
-            size_t i = lo, j = mid, k = lo;
-            while (i < mid && j < hi)
-                tmp[k++] = cmp(ud, v[j], v[i]) < 0 ? v[j++] : v[i++];
-            while (i < mid)
-                tmp[k++] = v[i++];
-            while (j < hi)
-                tmp[k++] = v[j++];
-        }
-        memcpy(v, tmp, n * sizeof *v);
-    }
-}
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
