@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+/* An assignment target is a name or a tuple of them; Jinja2 refuses true/false/none (and
+ * their capitalized forms) as names to assign to. */
 static void check_target(struct parser *P, const struct pgd__jnode *t)
 {
     if (t->kind == PGD__E_NAME) {
@@ -23,6 +25,8 @@ static void check_target(struct parser *P, const struct pgd__jnode *t)
     fail_at(P, t->off, "%s", "can't assign to this expression");
 }
 
+/* The target of for or set; with_namespace admits `ns.attr` (set only, as Jinja2's
+ * namespace assignment). */
 static struct pgd__jnode *parse_assign_target(struct parser *P, const char *extra_end,
                                               bool with_namespace)
 {
