@@ -19,6 +19,15 @@ static int32_t trie_new(struct pgd__matcher *m, unsigned char byte)
     return (int32_t)m->n++;
 }
 
+/* The child of node cur for byte b, or -1. */
+static int32_t trie_child(const struct pgd__matcher *m, int32_t cur, unsigned char b)
+{
+    int32_t c = m->nodes[cur].child;
+    while (c >= 0 && m->nodes[c].byte != b)
+        c = m->nodes[c].sibling;
+    return c;
+}
+
 bool pgd__matcher_add(struct pgd__matcher *m, const char *s, size_t len, int32_t token)
 {
     if (len == 0)
@@ -28,9 +37,7 @@ bool pgd__matcher_add(struct pgd__matcher *m, const char *s, size_t len, int32_t
     int32_t cur = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char b = (unsigned char)s[i];
-        int32_t c = m->nodes[cur].child;
-        while (c >= 0 && m->nodes[c].byte != b)
-            c = m->nodes[c].sibling;
+        int32_t c = trie_child(m, cur, b);
         if (c < 0) {
             c = trie_new(m, b);
             if (c < 0)
@@ -53,10 +60,7 @@ static size_t trie_longest(const struct pgd__matcher *m, const char *s, size_t n
     int32_t cur = 0;
     size_t best = 0;
     for (size_t i = 0; i < n; i++) {
-        unsigned char b = (unsigned char)s[i];
-        int32_t c = m->nodes[cur].child;
-        while (c >= 0 && m->nodes[c].byte != b)
-            c = m->nodes[c].sibling;
+        int32_t c = trie_child(m, cur, (unsigned char)s[i]);
         if (c < 0)
             break;
         cur = c;

@@ -257,28 +257,18 @@ enum pgd_status pgd__bpe_enable_bytelevel(struct pgd__bpe *m)
         return PGD_ERR_NOMEM;
     struct pgd__buf raw = { 0 };
     for (int32_t id = 0; id < m->n_ids; id++) {
-        const unsigned char *s = (const unsigned char *)m->id_str[id];
+        const char *s = m->id_str[id];
         if (!s)
             continue;
-        size_t n = m->id_len[id], i = 0;
+        size_t n = m->id_len[id];
         raw.len = 0;
-        bool ok = true;
-        while (i < n && ok) {
-            size_t k = pgd__utf8_next(s + i, n - i, NULL);
-            int byte = k ? pgd__bytelevel_byte(pgd__utf8_decode_valid(s + i, &k)) : -1;
-            if (byte < 0) {
-                ok = false;
-                break;
-            }
-            unsigned char c = (unsigned char)byte;
-            if (!pgd__buf_append(&raw, &c, 1)) {
-                pgd__buf_fini(&raw);
-                return PGD_ERR_NOMEM;
-            }
-            i += k;
+        bool ok = pgd__bytelevel_unmap(s, n, &raw);
+        if (raw.failed) {
+            pgd__buf_fini(&raw);
+            return PGD_ERR_NOMEM;
         }
         /* Only the id the vocabulary itself gives this string counts. */
-        if (ok && pgd__strmap_get(&m->vocab, (const char *)s, n) == id &&
+        if (ok && pgd__strmap_get(&m->vocab, s, n) == id &&
             !pgd__strmap_put(&m->raw_vocab, raw.p ? raw.p : "", raw.len, id)) {
             pgd__buf_fini(&raw);
             return PGD_ERR_NOMEM;

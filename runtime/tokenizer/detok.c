@@ -37,26 +37,9 @@ static enum pgd_status bytelevel_put(const struct pgd_tokenizer *t, struct detok
                                      const char *s, size_t n)
 {
     struct stage *st = &p->st[k];
-    size_t start = st->hold.len;
-    const unsigned char *u = (const unsigned char *)s;
-    bool mapped = true;
-    for (size_t i = 0; i < n;) {
-        size_t l = pgd__utf8_next(u + i, n - i, NULL);
-        int b = l ? pgd__bytelevel_byte(pgd__utf8_decode_valid(u + i, &l)) : -1;
-        if (b < 0) {
-            mapped = false;
-            break;
-        }
-        unsigned char c = (unsigned char)b;
-        if (!pgd__buf_append(&st->hold, &c, 1))
-            return PGD_ERR_NOMEM;
-        i += l;
-    }
-    if (!mapped) {
-        st->hold.len = start;
-        if (!pgd__buf_append(&st->hold, s, n))
-            return PGD_ERR_NOMEM;
-    }
+    if (!pgd__bytelevel_unmap(s, n, &st->hold) &&
+        (st->hold.failed || !pgd__buf_append(&st->hold, s, n)))
+        return PGD_ERR_NOMEM;
     /* Pass on all but an incomplete (still possibly valid) sequence at the end. */
     const unsigned char *h = (const unsigned char *)st->hold.p;
     size_t len = st->hold.len, i = 0, ok_end = 0;

@@ -27,6 +27,10 @@
 /* The byte-level alphabet of GPT-2: byte -> code point, and back (-1 for none). */
 uint32_t pgd__bytelevel_char(uint8_t b);
 int pgd__bytelevel_byte(uint32_t cp);
+/* Appends to out the bytes that the characters of s[0..n) stand for in that alphabet. false
+ * when one of them stands for none (or is not UTF-8): out is then back at its length on
+ * entry; or when out of memory: out->failed is set. */
+bool pgd__bytelevel_unmap(const char *s, size_t n, struct pgd__buf *out);
 
 /* Appends s[0..n) to out with every occurrence of pat replaced by rep (pat empty: a copy). */
 bool pgd__replace_all(const char *s, size_t n, const char *pat, size_t plen, const char *rep,

@@ -72,6 +72,27 @@ int pgd__bytelevel_byte(uint32_t cp)
     return cp < 0x200 ? bl_byte[cp] : -1;
 }
 
+bool pgd__bytelevel_unmap(const char *s, size_t n, struct pgd__buf *out)
+{
+    size_t start = out->len;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t k = pgd__utf8_next(s + i, n - i, &cp);
+        int byte = k ? pgd__bytelevel_byte(cp) : -1;
+        if (byte < 0) {
+            out->len = start;
+            if (out->p)
+                out->p[start] = '\0';
+            return false;
+        }
+        unsigned char c = (unsigned char)byte;
+        if (!pgd__buf_append(out, &c, 1))
+            return false;
+        i += k;
+    }
+    return true;
+}
+
 /* ---- string map ------------------------------------------------------------------------- */
 
 bool pgd__strmap_init(struct pgd__strmap *m, size_t expected)
