@@ -1,11 +1,11 @@
 # The base layer: status codes and messages, logging, tensors, devices, metrics, and the
 # utilities every subsystem shares.
 runtime_libpagoda_private_la_SOURCES += \
-	%reldir%/buf.c %reldir%/buf.h %reldir%/device.c %reldir%/device.h %reldir%/log.c \
-	%reldir%/mem.c %reldir%/mem.h %reldir%/metrics.c %reldir%/metrics.h %reldir%/status.c \
-	%reldir%/tensor.c %reldir%/utf8.c %reldir%/utf8.h
+	%reldir%/buf.c %reldir%/buf.h %reldir%/clock.c %reldir%/clock.h %reldir%/device.c \
+	%reldir%/device.h %reldir%/log.c %reldir%/mem.c %reldir%/mem.h %reldir%/metrics.c \
+	%reldir%/metrics.h %reldir%/status.c %reldir%/tensor.c %reldir%/utf8.c %reldir%/utf8.h
 
-# What a plugin may compile into itself (hidden: plugins export one symbol) to build strings
-# and check UTF-8 without reaching for internals of the host.
-BASE_PLUGIN_SOURCES = %reldir%/buf.c %reldir%/buf.h %reldir%/mem.c %reldir%/mem.h \
-	%reldir%/utf8.c %reldir%/utf8.h
+# What a plugin may compile into itself (hidden: plugins export one symbol) to build strings,
+# check UTF-8 and time its waits without reaching for internals of the host.
+BASE_PLUGIN_SOURCES = %reldir%/buf.c %reldir%/buf.h %reldir%/clock.c %reldir%/clock.h \
+	%reldir%/mem.c %reldir%/mem.h %reldir%/utf8.c %reldir%/utf8.h

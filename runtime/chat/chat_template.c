@@ -168,6 +168,123 @@ static struct pgd__jv *normalize_message(struct pgd__jarena *a, struct pgd__jv *
     return r;
 }
 
+/* The JSON a render is given, parsed and checked: messages (a non-empty array of objects),
+ * tools (an array or null, may be absent) and chat_template_kwargs (an object or null, may be
+ * absent, not setting a variable the render sets itself). Owned; render_inputs_free. */
+struct render_inputs {
+    json_t *messages, *tools, *kwargs;
+};
+
+static void render_inputs_free(struct render_inputs *in)
+{
+    json_decref(in->messages);
+    json_decref(in->tools);
+    json_decref(in->kwargs);
+}
+
+static enum pgd_status check_messages(const json_t *jm, char *err, size_t errlen)
+{
+    if (!json_is_array(jm))
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "messages: expected a JSON array");
+    /* transformers refuses an empty conversation the same way */
+    if (json_array_size(jm) == 0)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                        "messages: cannot apply a chat template to an empty conversation");
+    for (size_t i = 0; i < json_array_size(jm); i++)
+        if (!json_is_object(json_array_get(jm, i)))
+            return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                            "messages[%zu]: expected a JSON object", i);
+    return PGD_OK;
+}
+
+static enum pgd_status check_kwargs(json_t *jk, char *err, size_t errlen)
+{
+    if (!json_is_object(jk) && !json_is_null(jk))
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                        "chat_template_kwargs: expected a JSON object");
+    /* the variables apply_chat_template sets from its own arguments */
+    static const char *reserved[] = { "messages", "tools", "documents", "add_generation_prompt" };
+    for (size_t i = 0; json_is_object(jk) && i < 4; i++)
+        if (json_object_get(jk, reserved[i]))
+            return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                            "chat_template_kwargs: '%s' cannot be set this way", reserved[i]);
+    return PGD_OK;
+}
+
+/* Parses and checks the render's JSON arguments into in (all NULL on failure). */
+static enum pgd_status parse_inputs(struct render_inputs *in, const char *messages_json,
+                                    const char *tools_json, const char *extra_kwargs_json,
+                                    char *err, size_t errlen)
+{
+    enum pgd_status st = PGD_OK;
+    *in = (struct render_inputs){ 0 };
+    if (!(in->messages = parse_json("messages", messages_json, err, errlen, &st)))
+        return st;
+    if ((st = check_messages(in->messages, err, errlen)))
+        goto fail;
+    if (tools_json && !(in->tools = parse_json("tools", tools_json, err, errlen, &st)))
+        goto fail;
+    if (in->tools && !json_is_array(in->tools) && !json_is_null(in->tools)) {
+        st = pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "tools: expected a JSON array");
+        goto fail;
+    }
+    if (extra_kwargs_json && !(in->kwargs = parse_json("chat_template_kwargs",
+                                                       extra_kwargs_json, err, errlen, &st)))
+        goto fail;
+    if (in->kwargs && (st = check_kwargs(in->kwargs, err, errlen)))
+        goto fail;
+    return PGD_OK;
+fail:
+    render_inputs_free(in);
+    *in = (struct render_inputs){ 0 };
+    return st;
+}
+
+/* The variables a template sees, as transformers' apply_chat_template sets them: the Jinja
+ * globals, bos_token / eos_token, the chat_template_kwargs (which may replace those two),
+ * then messages (normalized), tools (none when absent), documents (none) and
+ * add_generation_prompt. Throws through c->fail. */
+static void set_template_vars(struct pgd__jctx *c, struct pgd__jframe *globals,
+                              const struct render_inputs *in, bool add_generation_prompt,
+                              const char *bos_token, const char *eos_token)
+{
+    struct pgd__jarena *A = c->ar;
+    pgd__jglobals_install(c, globals);
+    if (bos_token)
+        pgd__jframe_set(A, globals, "bos_token", pgd__jv_cstr(A, bos_token));
+    if (eos_token)
+        pgd__jframe_set(A, globals, "eos_token", pgd__jv_cstr(A, eos_token));
+    if (in->kwargs && json_is_object(in->kwargs)) {
+        const char *key;
+        json_t *val;
+        json_object_foreach(in->kwargs, key, val)
+            pgd__jframe_set(A, globals, pgd__jstrndup(A, key, strlen(key)),
+                            pgd__jv_from_json(A, val));
+    }
+    struct pgd__jv *msgs = pgd__jv_from_json(A, in->messages);
+    for (size_t i = 0; i < msgs->l.n; i++)
+        msgs->l.v[i] = normalize_message(A, msgs->l.v[i]);
+    pgd__jframe_set(A, globals, "messages", msgs);
+    pgd__jframe_set(A, globals, "tools", in->tools ? pgd__jv_from_json(A, in->tools)
+                                                   : &pgd__j_none);
+    pgd__jframe_set(A, globals, "documents", &pgd__j_none);
+    pgd__jframe_set(A, globals, "add_generation_prompt", pgd__jv_bool(add_generation_prompt));
+}
+
+/* A malloc'd, NUL-terminated copy of the rendered text into *out (and its length). */
+static enum pgd_status copy_result(const struct pgd__jbuf *result, char **out, size_t *out_len,
+                                   char *err, size_t errlen)
+{
+    char *s = malloc(result->n + 1);
+    if (!s)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+    memcpy(s, result->p, result->n + 1);
+    *out = s;
+    if (out_len)
+        *out_len = result->n;
+    return PGD_OK;
+}
+
 enum pgd_status pgd_chat_template_render(const struct pgd_chat_template *tpl,
                                          const char *messages_json, const char *tools_json,
                                          bool add_generation_prompt,
@@ -181,63 +298,15 @@ enum pgd_status pgd_chat_template_render(const struct pgd_chat_template *tpl,
     if (!tpl || !messages_json)
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "chat template render: %s is NULL",
                         tpl ? "messages" : "template");
-    enum pgd_status st = PGD_OK;
-    json_t *jm = parse_json("messages", messages_json, err, errlen, &st);
-    if (!jm)
+    struct render_inputs in;
+    enum pgd_status st = parse_inputs(&in, messages_json, tools_json, extra_kwargs_json, err,
+                                      errlen);
+    if (st)
         return st;
-    json_t *jt = NULL, *jk = NULL;
-    if (!json_is_array(jm)) {
-        json_decref(jm);
-        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "messages: expected a JSON array");
-    }
-    if (json_array_size(jm) == 0) {
-        json_decref(jm);
-        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
-                        "messages: cannot apply a chat template to an empty conversation");
-    }
-    for (size_t i = 0; i < json_array_size(jm); i++)
-        if (!json_is_object(json_array_get(jm, i))) {
-            json_decref(jm);
-            return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
-                            "messages[%zu]: expected a JSON object", i);
-        }
-    if (tools_json && !(jt = parse_json("tools", tools_json, err, errlen, &st))) {
-        json_decref(jm);
-        return st;
-    }
-    if (jt && !json_is_array(jt) && !json_is_null(jt)) {
-        json_decref(jm);
-        json_decref(jt);
-        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "tools: expected a JSON array");
-    }
-    if (extra_kwargs_json && !(jk = parse_json("chat_template_kwargs", extra_kwargs_json, err,
-                                               errlen, &st))) {
-        json_decref(jm);
-        json_decref(jt);
-        return st;
-    }
-    if (jk && !json_is_object(jk) && !json_is_null(jk)) {
-        json_decref(jm);
-        json_decref(jt);
-        json_decref(jk);
-        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
-                        "chat_template_kwargs: expected a JSON object");
-    }
-    static const char *reserved[] = { "messages", "tools", "documents", "add_generation_prompt" };
-    for (size_t i = 0; jk && json_is_object(jk) && i < 4; i++)
-        if (json_object_get(jk, reserved[i])) {
-            json_decref(jm);
-            json_decref(jt);
-            json_decref(jk);
-            return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
-                            "chat_template_kwargs: '%s' cannot be set this way", reserved[i]);
-        }
 
     struct failure *fs = calloc(1, sizeof *fs);
     if (!fs) {
-        json_decref(jm);
-        json_decref(jt);
-        json_decref(jk);
+        render_inputs_free(&in);
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
     }
     fs->fail.err = fs->msg;
@@ -245,10 +314,9 @@ enum pgd_status pgd_chat_template_render(const struct pgd_chat_template *tpl,
     fs->fail.src = tpl->src;
     fs->ar.limit = tpl->limits.max_memory_bytes;
     fs->ar.fail = &fs->fail;
+    /* every error below (template errors, limits, arena out of memory) longjmps here */
     if (setjmp(fs->fail.jb)) {
-        json_decref(jm);
-        json_decref(jt);
-        json_decref(jk);
+        render_inputs_free(&in);
         pgd__jarena_free(&fs->ar);
         prefixed(err, errlen, fs->fail.raised ? NULL : tpl->name, fs->msg);
         st = fs->fail.st;
@@ -265,45 +333,18 @@ enum pgd_status pgd_chat_template_render(const struct pgd_chat_template *tpl,
     };
     struct pgd__jframe *globals = pgd__jalloc(A, sizeof *globals);
     c.globals = globals;
-    pgd__jglobals_install(&c, globals);
-    if (bos_token)
-        pgd__jframe_set(A, globals, "bos_token", pgd__jv_cstr(A, bos_token));
-    if (eos_token)
-        pgd__jframe_set(A, globals, "eos_token", pgd__jv_cstr(A, eos_token));
-    if (jk && json_is_object(jk)) {
-        const char *key;
-        json_t *val;
-        json_object_foreach(jk, key, val)
-            pgd__jframe_set(A, globals, pgd__jstrndup(A, key, strlen(key)),
-                            pgd__jv_from_json(A, val));
-    }
-    struct pgd__jv *msgs = pgd__jv_from_json(A, jm);
-    for (size_t i = 0; i < msgs->l.n; i++)
-        msgs->l.v[i] = normalize_message(A, msgs->l.v[i]);
-    pgd__jframe_set(A, globals, "messages", msgs);
-    pgd__jframe_set(A, globals, "tools", jt ? pgd__jv_from_json(A, jt) : &pgd__j_none);
-    pgd__jframe_set(A, globals, "documents", &pgd__j_none);
-    pgd__jframe_set(A, globals, "add_generation_prompt", pgd__jv_bool(add_generation_prompt));
+    set_template_vars(&c, globals, &in, add_generation_prompt, bos_token, eos_token);
 
     struct pgd__jbuf result = { 0 };
     pgd__jbuf_put(A, &result, "", 0);
     c.out = &result;
+    /* the template's own top-level sets go to a frame below the globals */
     struct pgd__jframe *root = pgd__jalloc(A, sizeof *root);
     root->parent = globals;
     pgd__jrender(&c, tpl->root, root);
 
-    char *s = malloc(result.n + 1);
-    if (!s) {
-        st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
-    } else {
-        memcpy(s, result.p, result.n + 1);
-        *out = s;
-        if (out_len)
-            *out_len = result.n;
-    }
-    json_decref(jm);
-    json_decref(jt);
-    json_decref(jk);
+    st = copy_result(&result, out, out_len, err, errlen);
+    render_inputs_free(&in);
     pgd__jarena_free(A);
     free(fs);
     return st;

@@ -12,7 +12,15 @@
  * one and may share structure freely.
  *
  * Errors: lexer, parser and evaluator report failures with pgd__jthrow*(), which longjmps to
- * the struct pgd__jfail the entry point set up; the arena is released there. */
+ * the struct pgd__jfail the entry point set up; the arena is released there.
+ *
+ * Files: chat_template.c (the pgd_chat_template_* front), jinja_lexer.c, jinja_parse_expr.c
+ * and jinja_parse_stmt.c (sharing jinja_parse.h), jinja_eval.c (the tree walker, frames,
+ * calls), jinja_operators.c (what . [] + in < ... do to values, the loop object),
+ * jinja_value.c (errors, arena, values, Python truthiness / equality / sort / str / repr),
+ * jinja_json.c (JSON in and tojson out), jinja_strings.c (str methods, % formatting),
+ * jinja_collection_methods.c (dict and list methods, slicing), jinja_globals.c (range, dict,
+ * namespace, raise_exception, strftime_now), jinja_filters.c, jinja_tests.c. */
 #ifndef PGD_RUNTIME_JINJA_H
 #define PGD_RUNTIME_JINJA_H
 
@@ -364,6 +372,15 @@ bool pgd__jcontains(struct pgd__jctx *c, struct pgd__jv *container, struct pgd__
 struct pgd__jv *pgd__jbinop(struct pgd__jctx *c, int op, struct pgd__jv *x, struct pgd__jv *y,
                             long at);
 bool pgd__jcompare(struct pgd__jctx *c, int op, struct pgd__jv *x, struct pgd__jv *y, long at);
+/* An int or bool as Python's int (True is 1): what arithmetic and unary +/- accept. */
+static inline bool pgd__jv_is_intlike(const struct pgd__jv *v)
+{
+    return v->kind == PGD__J_INT || v->kind == PGD__J_BOOL;
+}
+static inline int64_t pgd__jv_ival(const struct pgd__jv *v)
+{
+    return v->kind == PGD__J_BOOL ? (int64_t)v->b : v->i;
+}
 /* The items of an iterable (list, tuple, dict keys, string characters); undefined is empty. */
 struct pgd__jv **pgd__jiter(struct pgd__jctx *c, struct pgd__jv *v, size_t *n, long at);
 
@@ -375,8 +392,16 @@ struct pgd__jv *pgd__jfilter(struct pgd__jctx *c, const char *name, struct pgd__
 bool pgd__jtest(struct pgd__jctx *c, const char *name, struct pgd__jv *v,
                 const struct pgd__jargs *a, long at);
 bool pgd__jtest_exists(const char *name);
+bool pgd__jfilter_exists(const char *name);
 /* A method of a str, dict or list value bound to it, or NULL. */
 struct pgd__jv *pgd__jmethod(struct pgd__jctx *c, struct pgd__jv *self, const char *name);
+/* A builtin method by name; the str methods' table (jinja_strings.c) is pgd__jstr_methods. */
+struct pgd__jmethod_def {
+    const char *name;
+    pgd__jfn fn;
+};
+extern const struct pgd__jmethod_def pgd__jstr_methods[];
+extern const size_t pgd__jstr_nmethods;
 /* Adds range, dict, namespace, raise_exception, strftime_now, cycler, joiner to f. */
 void pgd__jglobals_install(struct pgd__jctx *c, struct pgd__jframe *f);
 
@@ -385,6 +410,9 @@ struct pgd__jv *pgd__jarg(const struct pgd__jargs *a, size_t i, const char *kw);
 /* Argument parsing helpers that throw on a wrong type. */
 const struct pgd__jv *pgd__jarg_str(struct pgd__jctx *c, const struct pgd__jargs *a, size_t i,
                                     const char *kw, long at);
+/* An int argument (a bool counts, as in Python); def when absent or none. */
+int64_t pgd__jarg_int(struct pgd__jctx *c, const struct pgd__jargs *a, size_t i, const char *kw,
+                      int64_t def, long at);
 /* String operations shared by methods and filters (Python semantics on code points). */
 struct pgd__jv *pgd__jstr_strip(struct pgd__jctx *c, struct pgd__jv *s,
                                 const struct pgd__jv *chars, int which);  /* 0 both, 1 l, 2 r */
@@ -398,6 +426,9 @@ struct pgd__jv *pgd__jstr_percent(struct pgd__jctx *c, struct pgd__jv *fmt, stru
 /* Stable merge sort of v[0..n) by cmp (negative, zero, positive), scratch in ar. */
 void pgd__jsort(struct pgd__jarena *ar, struct pgd__jv **v, size_t n,
                 int (*cmp)(void *ud, const struct pgd__jv *x, const struct pgd__jv *y), void *ud);
+/* A str value as its code points (n of them, scratch in c->ar), and back. */
+uint32_t *pgd__jstr_decode(struct pgd__jctx *c, const struct pgd__jv *s, size_t *n);
+struct pgd__jv *pgd__jstr_encode(struct pgd__jctx *c, const uint32_t *cps, size_t n);
 /* Python-style slicing of a list or string. */
 struct pgd__jv *pgd__jslice(struct pgd__jctx *c, struct pgd__jv *obj, struct pgd__jv *start,
                             struct pgd__jv *stop, struct pgd__jv *step, long at);

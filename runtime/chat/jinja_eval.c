@@ -1,37 +1,13 @@
 /* Jinja evaluator: walks the syntax tree, evaluating expressions with Python semantics and
- * writing template output. Scoping follows Jinja: a for loop runs each iteration in a fresh
- * frame, macros run in a frame whose parent is the frame they were defined in, and `if`
- * does not open a scope. */
+ * writing template output; owns variable frames and calls (macros and builtins, and the
+ * accessors builtins read their arguments with). What an operator or `.`/`[]` does to
+ * values is in jinja_operators.c. Scoping follows Jinja: a for loop runs each iteration in
+ * a fresh frame, macros run in a frame whose parent is the frame they were defined in, and
+ * `if` does not open a scope. */
 #include "runtime/chat/jinja.h"
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-/* ---- errors and budget ------------------------------------------------------------------ */
-
-void pgd__jerr(struct pgd__jctx *c, long at, const char *fmt, ...)
-{
-    char msg[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    pgd__jthrow(c->fail, PGD_ERR_TEMPLATE, at, "%s", msg);
-}
-
-void pgd__jerr_undef(struct pgd__jctx *c, long at, const struct pgd__jv *u)
-{
-    pgd__jerr(c, at, "%s", u->u.hint ? u->u.hint : "value is undefined");
-}
-
-void pgd__jtick(struct pgd__jctx *c, long at)
-{
-    if (++c->steps > c->max_steps)
-        pgd__jthrow(c->fail, PGD_ERR_TEMPLATE, at,
-                    "chat template exceeded its work budget (%llu steps)",
-                    (unsigned long long)c->max_steps);
-}
 
 /* ---- frames ----------------------------------------------------------------------------- */
 
@@ -67,201 +43,6 @@ struct pgd__jv *pgd__jframe_get(const struct pgd__jframe *f, const char *name)
             if (!strcmp(f->names[i - 1], name))
                 return f->vals[i - 1];
     return NULL;
-}
-
-/* ---- attribute and item access ---------------------------------------------------------- */
-
-static const char *obj_desc(struct pgd__jctx *c, const struct pgd__jv *obj)
-{
-    if (obj->kind == PGD__J_NONE)
-        return "None";
-    struct pgd__jbuf b = { 0 };
-    pgd__jbuf_printf(c->ar, &b, "%s object", pgd__jv_typename(obj));
-    return b.p;
-}
-
-static struct pgd__jv *undef_attr(struct pgd__jctx *c, const struct pgd__jv *obj,
-                                  const char *name)
-{
-    struct pgd__jbuf b = { 0 };
-    pgd__jbuf_printf(c->ar, &b, "'%s' has no attribute '%s'", obj_desc(c, obj), name);
-    return pgd__jv_undef(c->ar, b.p);
-}
-
-static struct pgd__jv *loop_attr(struct pgd__jctx *c, struct pgd__jv *lv, const char *name);
-
-struct pgd__jv *pgd__jgetattr(struct pgd__jctx *c, struct pgd__jv *obj, const char *name,
-                              long at)
-{
-    switch (obj->kind) {
-    case PGD__J_UNDEF:
-        pgd__jerr_undef(c, at, obj);
-    case PGD__J_DICT: {
-        struct pgd__jv *m = pgd__jmethod(c, obj, name);
-        if (m)
-            return m;
-        struct pgd__jv *v = pgd__jdict_gets(obj, name, strlen(name));
-        return v ? v : undef_attr(c, obj, name);
-    }
-    case PGD__J_NS: {
-        struct pgd__jv *v = pgd__jdict_gets(obj, name, strlen(name));
-        return v ? v : undef_attr(c, obj, name);
-    }
-    case PGD__J_LOOP:
-        return loop_attr(c, obj, name);
-    case PGD__J_STR: case PGD__J_LIST: {
-        struct pgd__jv *m = pgd__jmethod(c, obj, name);
-        return m ? m : undef_attr(c, obj, name);
-    }
-    default:
-        return undef_attr(c, obj, name);
-    }
-}
-
-struct pgd__jv *pgd__jgetitem(struct pgd__jctx *c, struct pgd__jv *obj, struct pgd__jv *key,
-                              long at)
-{
-    if (obj->kind == PGD__J_UNDEF)
-        pgd__jerr_undef(c, at, obj);
-    if (obj->kind == PGD__J_DICT) {
-        if (key->kind == PGD__J_LIST && !key->l.tuple)
-            pgd__jerr(c, at, "unhashable type: 'list'");
-        struct pgd__jv *v = pgd__jdict_get(obj, key);
-        if (v)
-            return v;
-    } else if ((obj->kind == PGD__J_LIST || obj->kind == PGD__J_STR) &&
-               (key->kind == PGD__J_INT || key->kind == PGD__J_BOOL)) {
-        int64_t i = key->kind == PGD__J_BOOL ? key->b : key->i;
-        if (obj->kind == PGD__J_LIST) {
-            int64_t n = (int64_t)obj->l.n;
-            if (i < 0)
-                i += n;
-            if (i >= 0 && i < n)
-                return obj->l.v[i];
-        } else {
-            size_t n = obj->s.n;
-            bool ascii = true;
-            for (size_t k = 0; k < n && ascii; k++)
-                ascii = (unsigned char)obj->s.p[k] < 0x80;
-            int64_t len = ascii ? (int64_t)n : (int64_t)pgd__jutf8_count(obj->s.p, n);
-            if (i < 0)
-                i += len;
-            if (i >= 0 && i < len) {
-                size_t off = ascii ? (size_t)i : pgd__jutf8_offset(obj->s.p, n, (size_t)i);
-                size_t cl;
-                pgd__jutf8_next(obj->s.p + off, n - off, &cl);
-                return pgd__jv_str(c->ar, obj->s.p + off, cl);
-            }
-        }
-    } else if (obj->kind == PGD__J_NS && key->kind == PGD__J_STR) {
-        /* Namespace has no __getitem__; getattr(ns, key) is the fallback */
-        struct pgd__jv *v = pgd__jdict_get(obj, key);
-        if (v)
-            return v;
-    } else if (obj->kind == PGD__J_LOOP && key->kind == PGD__J_STR) {
-        return loop_attr(c, obj, pgd__jstrndup(c->ar, key->s.p, key->s.n));
-    }
-    if (key->kind == PGD__J_STR && obj->kind != PGD__J_NS) {
-        const char *name = pgd__jstrndup(c->ar, key->s.p, key->s.n);
-        struct pgd__jv *m = obj->kind == PGD__J_DICT || obj->kind == PGD__J_STR ||
-                                    obj->kind == PGD__J_LIST
-                                ? pgd__jmethod(c, obj, name)
-                                : NULL;
-        if (m)
-            return m;
-        return undef_attr(c, obj, name);
-    }
-    struct pgd__jbuf b = { 0 };
-    pgd__jbuf_printf(c->ar, &b, "%s has no element ", obj_desc(c, obj));
-    pgd__jv_repr_to(c->ar, &b, key);
-    return pgd__jv_undef(c->ar, b.p);
-}
-
-/* ---- loop ------------------------------------------------------------------------------- */
-
-static struct pgd__jv *loop_cycle(struct pgd__jctx *c, struct pgd__jv *self,
-                                  const struct pgd__jargs *a, long at)
-{
-    if (a->npos == 0)
-        pgd__jerr(c, at, "no items for cycling given");
-    return a->pos[self->loop->index0 % a->npos];
-}
-
-static struct pgd__jv *loop_changed(struct pgd__jctx *c, struct pgd__jv *self,
-                                    const struct pgd__jargs *a, long at)
-{
-    (void)at;
-    struct pgd__jv *now = pgd__jv_list(c->ar, a->npos);
-    for (size_t i = 0; i < a->npos; i++)
-        pgd__jlist_push(c->ar, now, a->pos[i]);
-    struct pgd__jloop *l = self->loop;
-    if (l->changed && pgd__jv_eq(l->changed, now))
-        return &pgd__j_false;
-    l->changed = now;
-    return &pgd__j_true;
-}
-
-static struct pgd__jv *loop_attr(struct pgd__jctx *c, struct pgd__jv *lv, const char *name)
-{
-    const struct pgd__jloop *l = lv->loop;
-    size_t i = l->index0, n = l->length;
-    if (!strcmp(name, "index"))
-        return pgd__jv_int(c->ar, (int64_t)i + 1);
-    if (!strcmp(name, "index0"))
-        return pgd__jv_int(c->ar, (int64_t)i);
-    if (!strcmp(name, "revindex"))
-        return pgd__jv_int(c->ar, (int64_t)(n - i));
-    if (!strcmp(name, "revindex0"))
-        return pgd__jv_int(c->ar, (int64_t)(n - i - 1));
-    if (!strcmp(name, "first"))
-        return pgd__jv_bool(i == 0);
-    if (!strcmp(name, "last"))
-        return pgd__jv_bool(i + 1 == n);
-    if (!strcmp(name, "length"))
-        return pgd__jv_int(c->ar, (int64_t)n);
-    if (!strcmp(name, "depth"))
-        return pgd__jv_int(c->ar, 1);
-    if (!strcmp(name, "depth0"))
-        return pgd__jv_int(c->ar, 0);
-    if (!strcmp(name, "previtem"))
-        return i > 0 ? l->items[i - 1] : pgd__jv_undef(c->ar, "there is no previous item");
-    if (!strcmp(name, "nextitem"))
-        return i + 1 < n ? l->items[i + 1] : pgd__jv_undef(c->ar, "there is no next item");
-    if (!strcmp(name, "cycle"))
-        return pgd__jv_func(c->ar, loop_cycle, lv, "cycle");
-    if (!strcmp(name, "changed"))
-        return pgd__jv_func(c->ar, loop_changed, lv, "changed");
-    return undef_attr(c, lv, name);
-}
-
-/* ---- iteration -------------------------------------------------------------------------- */
-
-struct pgd__jv **pgd__jiter(struct pgd__jctx *c, struct pgd__jv *v, size_t *n, long at)
-{
-    switch (v->kind) {
-    case PGD__J_UNDEF:
-        *n = 0;
-        return NULL;
-    case PGD__J_LIST:
-        *n = v->l.n;
-        return v->l.v;
-    case PGD__J_DICT:
-        *n = v->d.n;
-        return v->d.k;
-    case PGD__J_STR: {
-        size_t cnt = pgd__jutf8_count(v->s.p, v->s.n), off = 0, len;
-        struct pgd__jv **items = pgd__jalloc(c->ar, (cnt ? cnt : 1) * sizeof *items);
-        for (size_t i = 0; i < cnt; i++) {
-            pgd__jutf8_next(v->s.p + off, v->s.n - off, &len);
-            items[i] = pgd__jv_str_nocopy(c->ar, v->s.p + off, len);
-            off += len;
-        }
-        *n = cnt;
-        return items;
-    }
-    default:
-        pgd__jerr(c, at, "'%s' object is not iterable", pgd__jv_typename(v));
-    }
 }
 
 /* ---- calls ------------------------------------------------------------------------------ */
@@ -350,262 +131,48 @@ struct pgd__jv *pgd__jcall(struct pgd__jctx *c, struct pgd__jv *fn, const struct
     }
 }
 
-/* ---- operators -------------------------------------------------------------------------- */
 
-_Noreturn static void bad_operands(struct pgd__jctx *c, long at, const char *op,
-                                   const struct pgd__jv *x, const struct pgd__jv *y)
+/* ---- arguments -------------------------------------------------------------------------- */
+
+struct pgd__jv *pgd__jarg(const struct pgd__jargs *a, size_t i, const char *kw)
 {
-    pgd__jerr(c, at, "unsupported operand type(s) for %s: '%s' and '%s'", op,
-              pgd__jv_typename(x), pgd__jv_typename(y));
+    if (i < a->npos)
+        return a->pos[i];
+    if (kw)
+        for (size_t k = 0; k < a->nkw; k++)
+            if (!strcmp(a->kwn[k], kw))
+                return a->kwv[k];
+    return NULL;
 }
 
-static int64_t ival(const struct pgd__jv *v)
+const struct pgd__jv *pgd__jarg_str(struct pgd__jctx *c, const struct pgd__jargs *a, size_t i,
+                                    const char *kw, long at)
 {
-    return v->kind == PGD__J_BOOL ? (int64_t)v->b : v->i;
+    struct pgd__jv *v = pgd__jarg(a, i, kw);
+    if (!v || v->kind == PGD__J_NONE)
+        return NULL;
+    if (v->kind == PGD__J_UNDEF)
+        pgd__jerr_undef(c, at, v);
+    if (v->kind != PGD__J_STR)
+        pgd__jerr(c, at, "argument %s must be str, not %s", kw ? kw : "", pgd__jv_typename(v));
+    return v;
 }
 
-static bool is_intlike(const struct pgd__jv *v)
+int64_t pgd__jarg_int(struct pgd__jctx *c, const struct pgd__jargs *a, size_t i, const char *kw,
+                      int64_t def, long at)
 {
-    return v->kind == PGD__J_INT || v->kind == PGD__J_BOOL;
+    struct pgd__jv *v = pgd__jarg(a, i, kw);
+    if (!v || v->kind == PGD__J_NONE)
+        return def;
+    if (v->kind == PGD__J_INT)
+        return v->i;
+    if (v->kind == PGD__J_BOOL)
+        return v->b;
+    if (v->kind == PGD__J_UNDEF)
+        pgd__jerr_undef(c, at, v);
+    pgd__jerr(c, at, "'%s' object cannot be interpreted as an integer", pgd__jv_typename(v));
 }
 
-static struct pgd__jv *repeat(struct pgd__jctx *c, struct pgd__jv *seq, int64_t times, long at)
-{
-    if (times < 0)
-        times = 0;
-    if (seq->kind == PGD__J_STR) {
-        if (seq->s.n && (uint64_t)times > c->max_output / seq->s.n)
-            pgd__jerr(c, at, "string repetition too large");
-        struct pgd__jbuf b = { 0 };
-        pgd__jbuf_put(c->ar, &b, "", 0);
-        for (int64_t i = 0; i < times; i++)
-            pgd__jbuf_put(c->ar, &b, seq->s.p, seq->s.n);
-        return pgd__jv_str_nocopy(c->ar, b.p, b.n);
-    }
-    if (seq->l.n && (uint64_t)times > (c->max_steps - c->steps) / seq->l.n)
-        pgd__jerr(c, at, "list repetition too large");
-    struct pgd__jv *l = pgd__jv_list(c->ar, 0);
-    l->l.tuple = seq->l.tuple;
-    for (int64_t i = 0; i < times; i++)
-        for (size_t k = 0; k < seq->l.n; k++) {
-            pgd__jtick(c, at);
-            pgd__jlist_push(c->ar, l, seq->l.v[k]);
-        }
-    return l;
-}
-
-static double py_fmod(double x, double y)
-{
-    double m = fmod(x, y);
-    if (m != 0 && ((m < 0) != (y < 0)))
-        m += y;
-    return m;
-}
-
-struct pgd__jv *pgd__jbinop(struct pgd__jctx *c, int op, struct pgd__jv *x, struct pgd__jv *y,
-                            long at)
-{
-    struct pgd__jarena *A = c->ar;
-    if (op == PGD__OP_TILDE) {
-        struct pgd__jbuf b = { 0 };
-        pgd__jbuf_put(A, &b, "", 0);
-        pgd__jv_str_to(A, &b, x);
-        pgd__jv_str_to(A, &b, y);
-        return pgd__jv_str_nocopy(A, b.p, b.n);
-    }
-    if (x->kind == PGD__J_UNDEF)
-        pgd__jerr_undef(c, at, x);
-    if (y->kind == PGD__J_UNDEF)
-        pgd__jerr_undef(c, at, y);
-    static const char *names[] = { [PGD__OP_ADD] = "+", [PGD__OP_SUB] = "-", [PGD__OP_MUL] = "*",
-                                   [PGD__OP_DIV] = "/", [PGD__OP_FLOORDIV] = "//",
-                                   [PGD__OP_MOD] = "%", [PGD__OP_POW] = "** or pow()" };
-    const char *opname = names[op];
-    bool num = pgd__jv_is_num(x) && pgd__jv_is_num(y);
-    bool ints = num && is_intlike(x) && is_intlike(y);
-    switch (op) {
-    case PGD__OP_ADD:
-        if (ints) {
-            int64_t r;
-            if (__builtin_add_overflow(ival(x), ival(y), &r))
-                pgd__jerr(c, at, "integer overflow in +");
-            return pgd__jv_int(A, r);
-        }
-        if (num)
-            return pgd__jv_float(A, pgd__jv_num(x) + pgd__jv_num(y));
-        if (x->kind == PGD__J_STR && y->kind == PGD__J_STR) {
-            size_t n = x->s.n + y->s.n;
-            char *p = pgd__jalloc(A, n + 1);
-            memcpy(p, x->s.p, x->s.n);
-            memcpy(p + x->s.n, y->s.p, y->s.n);
-            return pgd__jv_str_nocopy(A, p, n);
-        }
-        if (x->kind == PGD__J_LIST && y->kind == PGD__J_LIST && x->l.tuple == y->l.tuple) {
-            struct pgd__jv *l = pgd__jv_list(A, x->l.n + y->l.n);
-            memcpy(l->l.v, x->l.v, x->l.n * sizeof *l->l.v);
-            if (y->l.n)
-                memcpy(l->l.v + x->l.n, y->l.v, y->l.n * sizeof *l->l.v);
-            l->l.n = x->l.n + y->l.n;
-            l->l.tuple = x->l.tuple;
-            return l;
-        }
-        if (x->kind == PGD__J_STR || y->kind == PGD__J_STR) {
-            const struct pgd__jv *other = x->kind == PGD__J_STR ? y : x;
-            if (x->kind == PGD__J_STR)
-                pgd__jerr(c, at, "can only concatenate str (not \"%s\") to str",
-                          pgd__jv_typename(other));
-        }
-        if (x->kind == PGD__J_LIST && !x->l.tuple)
-            pgd__jerr(c, at, "can only concatenate list (not \"%s\") to list",
-                      pgd__jv_typename(y));
-        bad_operands(c, at, opname, x, y);
-    case PGD__OP_SUB:
-        if (ints) {
-            int64_t r;
-            if (__builtin_sub_overflow(ival(x), ival(y), &r))
-                pgd__jerr(c, at, "integer overflow in -");
-            return pgd__jv_int(A, r);
-        }
-        if (num)
-            return pgd__jv_float(A, pgd__jv_num(x) - pgd__jv_num(y));
-        bad_operands(c, at, opname, x, y);
-    case PGD__OP_MUL:
-        if (ints) {
-            int64_t r;
-            if (__builtin_mul_overflow(ival(x), ival(y), &r))
-                pgd__jerr(c, at, "integer overflow in *");
-            return pgd__jv_int(A, r);
-        }
-        if (num)
-            return pgd__jv_float(A, pgd__jv_num(x) * pgd__jv_num(y));
-        if ((x->kind == PGD__J_STR || x->kind == PGD__J_LIST) && is_intlike(y))
-            return repeat(c, x, ival(y), at);
-        if ((y->kind == PGD__J_STR || y->kind == PGD__J_LIST) && is_intlike(x))
-            return repeat(c, y, ival(x), at);
-        bad_operands(c, at, opname, x, y);
-    case PGD__OP_DIV:
-        if (num) {
-            if (pgd__jv_num(y) == 0)
-                pgd__jerr(c, at, "division by zero");
-            return pgd__jv_float(A, pgd__jv_num(x) / pgd__jv_num(y));
-        }
-        bad_operands(c, at, opname, x, y);
-    case PGD__OP_FLOORDIV:
-        if (num && pgd__jv_num(y) == 0)
-            pgd__jerr(c, at, "integer division or modulo by zero");
-        if (ints) {
-            int64_t a = ival(x), b = ival(y);
-            if (a == INT64_MIN && b == -1)
-                pgd__jerr(c, at, "integer overflow in //");
-            int64_t q = a / b;
-            if ((a % b != 0) && ((a < 0) != (b < 0)))
-                q--;
-            return pgd__jv_int(A, q);
-        }
-        if (num)
-            return pgd__jv_float(A, floor(pgd__jv_num(x) / pgd__jv_num(y)));
-        bad_operands(c, at, opname, x, y);
-    case PGD__OP_MOD:
-        if (x->kind == PGD__J_STR)
-            return pgd__jstr_percent(c, x, y, at);
-        if (num && pgd__jv_num(y) == 0)
-            pgd__jerr(c, at, "integer division or modulo by zero");
-        if (ints) {
-            int64_t a = ival(x), b = ival(y);
-            if (b == -1)
-                return pgd__jv_int(A, 0);
-            int64_t m = a % b;
-            if (m != 0 && ((m < 0) != (b < 0)))
-                m += b;
-            return pgd__jv_int(A, m);
-        }
-        if (num)
-            return pgd__jv_float(A, py_fmod(pgd__jv_num(x), pgd__jv_num(y)));
-        bad_operands(c, at, opname, x, y);
-    case PGD__OP_POW:
-        if (ints && ival(y) >= 0) {
-            int64_t base = ival(x), e = ival(y), r = 1;
-            while (e > 0) {
-                if (e & 1)
-                    if (__builtin_mul_overflow(r, base, &r))
-                        pgd__jerr(c, at, "integer overflow in **");
-                e >>= 1;
-                if (e && __builtin_mul_overflow(base, base, &base))
-                    pgd__jerr(c, at, "integer overflow in **");
-            }
-            return pgd__jv_int(A, r);
-        }
-        if (num) {
-            if (pgd__jv_num(x) == 0 && pgd__jv_num(y) < 0)
-                pgd__jerr(c, at, "0.0 cannot be raised to a negative power");
-            return pgd__jv_float(A, pow(pgd__jv_num(x), pgd__jv_num(y)));
-        }
-        bad_operands(c, at, opname, x, y);
-    }
-    pgd__jerr(c, at, "unknown operator");
-}
-
-bool pgd__jcontains(struct pgd__jctx *c, struct pgd__jv *container, struct pgd__jv *item,
-                    long at)
-{
-    switch (container->kind) {
-    case PGD__J_STR:
-        if (item->kind != PGD__J_STR)
-            pgd__jerr(c, at, "'in <string>' requires string as left operand, not %s",
-                      pgd__jv_typename(item));
-        if (item->s.n == 0)
-            return true;
-        if (item->s.n > container->s.n)
-            return false;
-        for (size_t i = 0; i + item->s.n <= container->s.n; i++)
-            if (!memcmp(container->s.p + i, item->s.p, item->s.n))
-                return true;
-        return false;
-    case PGD__J_LIST:
-        for (size_t i = 0; i < container->l.n; i++)
-            if (pgd__jv_eq(container->l.v[i], item))
-                return true;
-        return false;
-    case PGD__J_DICT:
-        if ((item->kind == PGD__J_LIST && !item->l.tuple) || item->kind == PGD__J_DICT ||
-            item->kind == PGD__J_NS)
-            pgd__jerr(c, at, "unhashable type: '%s'", pgd__jv_typename(item));
-        return pgd__jdict_get(container, item) != NULL;
-    case PGD__J_UNDEF:
-        return false;
-    default:
-        pgd__jerr(c, at, "argument of type '%s' is not iterable", pgd__jv_typename(container));
-    }
-}
-
-bool pgd__jcompare(struct pgd__jctx *c, int op, struct pgd__jv *x, struct pgd__jv *y, long at)
-{
-    switch (op) {
-    case PGD__OP_EQ: return pgd__jv_eq(x, y);
-    case PGD__OP_NE: return !pgd__jv_eq(x, y);
-    case PGD__OP_IN: return pgd__jcontains(c, y, x, at);
-    case PGD__OP_NOTIN: return !pgd__jcontains(c, y, x, at);
-    default: break;
-    }
-    if (x->kind == PGD__J_UNDEF)
-        pgd__jerr_undef(c, at, x);
-    if (y->kind == PGD__J_UNDEF)
-        pgd__jerr_undef(c, at, y);
-    int r;
-    static const char *names[] = { [PGD__OP_LT] = "<", [PGD__OP_LTEQ] = "<=",
-                                   [PGD__OP_GT] = ">", [PGD__OP_GTEQ] = ">=" };
-    if (!pgd__jv_cmp(x, y, &r))
-        pgd__jerr(c, at, "'%s' not supported between instances of '%s' and '%s'", names[op],
-                  pgd__jv_typename(x), pgd__jv_typename(y));
-    if (r == 2)
-        return false;   /* NaN */
-    switch (op) {
-    case PGD__OP_LT: return r < 0;
-    case PGD__OP_LTEQ: return r <= 0;
-    case PGD__OP_GT: return r > 0;
-    default: return r >= 0;
-    }
-}
 
 /* ---- expressions ------------------------------------------------------------------------ */
 
@@ -642,6 +209,56 @@ static struct pgd__jv *eval(struct pgd__jctx *c, const struct pgd__jnode *n,
     return r;
 }
 
+/* Unary - or + (n's kind) applied to v: ints (and bools, as Python) and floats. */
+static struct pgd__jv *eval_sign(struct pgd__jctx *c, const struct pgd__jnode *n,
+                                 struct pgd__jv *v, long at)
+{
+    if (v->kind == PGD__J_UNDEF)
+        pgd__jerr_undef(c, at, v);
+    if (pgd__jv_is_intlike(v)) {
+        if (n->kind == PGD__E_POS)
+            return pgd__jv_int(c->ar, pgd__jv_ival(v));
+        if (pgd__jv_ival(v) == INT64_MIN)
+            pgd__jerr(c, at, "integer overflow in unary -");
+        return pgd__jv_int(c->ar, -pgd__jv_ival(v));
+    }
+    if (v->kind == PGD__J_FLOAT)
+        return pgd__jv_float(c->ar, n->kind == PGD__E_NEG ? -v->f : v->f);
+    pgd__jerr(c, at, "bad operand type for unary %c: '%s'", n->kind == PGD__E_NEG ? '-' : '+',
+              pgd__jv_typename(v));
+}
+
+/* A dict literal {k: v, ...}: keys must be hashable in Python (no list, dict or namespace). */
+static struct pgd__jv *eval_dict(struct pgd__jctx *c, const struct pgd__jnode *n,
+                                 struct pgd__jframe *fr)
+{
+    struct pgd__jv *d = pgd__jv_dict(c->ar, n->nkids);
+    for (size_t i = 0; i < n->nkids; i++) {
+        struct pgd__jv *k = eval(c, n->kids[i], fr);
+        if ((k->kind == PGD__J_LIST && !k->l.tuple) || k->kind == PGD__J_DICT ||
+            k->kind == PGD__J_NS)
+            pgd__jerr(c, (long)n->kids[i]->off, "unhashable type: '%s'", pgd__jv_typename(k));
+        pgd__jdict_set(c->ar, d, k, eval(c, n->kids2[i], fr));
+    }
+    return d;
+}
+
+/* A comparison chain a < b <= c: Python's `a < b and b <= c`, each operand evaluated once
+ * and the chain stopping at the first false link. */
+static struct pgd__jv *eval_compare(struct pgd__jctx *c, const struct pgd__jnode *n,
+                                    struct pgd__jframe *fr)
+{
+    struct pgd__jv *x = eval(c, n->a, fr);
+    for (size_t i = 0; i < n->nkids; i++) {
+        struct pgd__jv *y = eval(c, n->kids[i], fr);
+        if (!pgd__jcompare(c, n->ops[i], x, y, (long)n->kids[i]->off))
+            return &pgd__j_false;
+        x = y;
+    }
+    return &pgd__j_true;
+}
+
+/* One expression node's value; eval wraps it with the step budget and depth check. */
 static struct pgd__jv *eval_inner(struct pgd__jctx *c, const struct pgd__jnode *n,
                                   struct pgd__jframe *fr, long at)
 {
@@ -695,22 +312,8 @@ static struct pgd__jv *eval_inner(struct pgd__jctx *c, const struct pgd__jnode *
     }
     case PGD__E_NOT:
         return pgd__jv_bool(!pgd__jv_truthy(eval(c, n->a, fr)));
-    case PGD__E_NEG: case PGD__E_POS: {
-        struct pgd__jv *v = eval(c, n->a, fr);
-        if (v->kind == PGD__J_UNDEF)
-            pgd__jerr_undef(c, at, v);
-        if (is_intlike(v)) {
-            if (n->kind == PGD__E_POS)
-                return pgd__jv_int(A, ival(v));
-            if (ival(v) == INT64_MIN)
-                pgd__jerr(c, at, "integer overflow in unary -");
-            return pgd__jv_int(A, -ival(v));
-        }
-        if (v->kind == PGD__J_FLOAT)
-            return pgd__jv_float(A, n->kind == PGD__E_NEG ? -v->f : v->f);
-        pgd__jerr(c, at, "bad operand type for unary %c: '%s'", n->kind == PGD__E_NEG ? '-' : '+',
-                  pgd__jv_typename(v));
-    }
+    case PGD__E_NEG: case PGD__E_POS:
+        return eval_sign(c, n, eval(c, n->a, fr), at);
     case PGD__E_BIN: {
         struct pgd__jv *x = eval(c, n->a, fr);
         struct pgd__jv *y = eval(c, n->b, fr);
@@ -739,28 +342,10 @@ static struct pgd__jv *eval_inner(struct pgd__jctx *c, const struct pgd__jnode *
         l->l.tuple = n->kind == PGD__E_TUPLE;
         return l;
     }
-    case PGD__E_DICT: {
-        struct pgd__jv *d = pgd__jv_dict(A, n->nkids);
-        for (size_t i = 0; i < n->nkids; i++) {
-            struct pgd__jv *k = eval(c, n->kids[i], fr);
-            if ((k->kind == PGD__J_LIST && !k->l.tuple) || k->kind == PGD__J_DICT ||
-                k->kind == PGD__J_NS)
-                pgd__jerr(c, (long)n->kids[i]->off, "unhashable type: '%s'",
-                          pgd__jv_typename(k));
-            pgd__jdict_set(A, d, k, eval(c, n->kids2[i], fr));
-        }
-        return d;
-    }
-    case PGD__E_CMP: {
-        struct pgd__jv *x = eval(c, n->a, fr);
-        for (size_t i = 0; i < n->nkids; i++) {
-            struct pgd__jv *y = eval(c, n->kids[i], fr);
-            if (!pgd__jcompare(c, n->ops[i], x, y, (long)n->kids[i]->off))
-                return &pgd__j_false;
-            x = y;
-        }
-        return &pgd__j_true;
-    }
+    case PGD__E_DICT:
+        return eval_dict(c, n, fr);
+    case PGD__E_CMP:
+        return eval_compare(c, n, fr);
     default:
         pgd__jerr(c, at, "statement used as an expression");
     }
@@ -801,6 +386,7 @@ static void assign(struct pgd__jctx *c, const struct pgd__jnode *target, struct 
         struct pgd__jv *ns = pgd__jframe_get(fr, target->a->name);
         if (!ns || ns->kind != PGD__J_NS)
             pgd__jerr(c, at, "cannot assign attribute on non-namespace object");
+        /* transformers' sandbox refuses these (its message, word for word) */
         if (target->name[0] == '_')
             pgd__jerr(c, at, "Chat templates cannot store underscore-prefixed attributes on a "
                              "namespace, but got '%s'. Please rename the attribute.",
@@ -837,7 +423,7 @@ static void exec_for(struct pgd__jctx *c, const struct pgd__jnode *n, struct pgd
     struct pgd__jv *seq = eval(c, n->b, fr);
     size_t count;
     struct pgd__jv **items = pgd__jiter(c, seq, &count, (long)n->b->off);
-    if (n->c) {
+    if (n->c) {   /* Jinja2 filters before the loop: loop.length counts the kept items */
         struct pgd__jv **kept = pgd__jalloc(c->ar, (count ? count : 1) * sizeof *kept);
         size_t k = 0;
         for (size_t i = 0; i < count; i++) {
@@ -849,7 +435,7 @@ static void exec_for(struct pgd__jctx *c, const struct pgd__jnode *n, struct pgd
         items = kept;
         count = k;
     }
-    if (count == 0) {
+    if (count == 0) {   /* Jinja2's for-else runs when there was no iteration */
         exec_body(c, n->kids2, n->nkids2, fr);
         return;
     }

@@ -1,5 +1,5 @@
-/* Jinja runtime values: arenas, buffers, failures, constructors, Python equality, ordering,
- * truthiness, str() and repr(). */
+/* Jinja runtime values: failures (template errors and the work budget), arenas, buffers,
+ * constructors, Python equality, ordering, truthiness, stable sorting, str() and repr(). */
 #include "runtime/chat/jinja.h"
 #include "runtime/base/mem.h"
 #include <math.h>
@@ -42,6 +42,30 @@ void pgd__jthrow(struct pgd__jfail *f, enum pgd_status st, long offset, const ch
         }
     }
     longjmp(f->jb, 1);
+}
+
+/* Evaluation errors, thrown through the render's failure with the node's offset. */
+void pgd__jerr(struct pgd__jctx *c, long at, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pgd__jthrow(c->fail, PGD_ERR_TEMPLATE, at, "%s", msg);
+}
+
+void pgd__jerr_undef(struct pgd__jctx *c, long at, const struct pgd__jv *u)
+{
+    pgd__jerr(c, at, "%s", u->u.hint ? u->u.hint : "value is undefined");
+}
+
+void pgd__jtick(struct pgd__jctx *c, long at)
+{
+    if (++c->steps > c->max_steps)
+        pgd__jthrow(c->fail, PGD_ERR_TEMPLATE, at,
+                    "chat template exceeded its work budget (%llu steps)",
+                    (unsigned long long)c->max_steps);
 }
 
 /* ---- arena ------------------------------------------------------------------------------ */
@@ -493,6 +517,30 @@ const char *pgd__jv_typename(const struct pgd__jv *v)
     case PGD__J_LOOP: return "LoopContext";
     }
     return "object";
+}
+
+/* Python's sorted() is stable (the sort, dictsort and unique filters rely on it): a bottom-up
+ * merge sort, ties keep their order. */
+void pgd__jsort(struct pgd__jarena *ar, struct pgd__jv **v, size_t n,
+                int (*cmp)(void *ud, const struct pgd__jv *x, const struct pgd__jv *y), void *ud)
+{
+    if (n < 2)
+        return;
+    struct pgd__jv **tmp = pgd__jalloc(ar, n * sizeof *tmp);
+    for (size_t width = 1; width < n; width *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * width) {
+            size_t mid = lo + width < n ? lo + width : n;
+            size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+            size_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi)
+                tmp[k++] = cmp(ud, v[j], v[i]) < 0 ? v[j++] : v[i++];
+            while (i < mid)
+                tmp[k++] = v[i++];
+            while (j < hi)
+                tmp[k++] = v[j++];
+        }
+        memcpy(v, tmp, n * sizeof *v);
+    }
 }
 
 /* ---- str() and repr() ------------------------------------------------------------------- */

@@ -3,6 +3,7 @@
  * pushed on the request's stream, and the end of a sample or a request (finish, abort,
  * retire). */
 #include "runtime/engine/engine_internal.h"
+#include "runtime/base/mem.h"
 #include <pagoda/log.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,8 @@ static void usage_fill(struct pgd__out_rec *r, const struct pgd__child *c)
 static struct pgd__out_rec *rec_new(const struct pgd__child *c)
 {
     struct pgd__out_rec *r = calloc(1, sizeof *r);
-    PGD_ASSERT(r != NULL);
+    if (!r)
+        pgd__oom("engine: output record", sizeof *r);
     r->o.request_id = c->req->id;
     r->o.index = c->index;
     r->o.stop_token = -1;
@@ -34,7 +36,8 @@ static void rec_set_text(struct pgd__out_rec *r, const char *s, size_t n)
     if (n == 0)
         return;
     r->text = malloc(n + 1);
-    PGD_ASSERT(r->text != NULL);
+    if (!r->text)
+        pgd__oom("engine: output text", n + 1);
     memcpy(r->text, s, n);
     r->text[n] = '\0';
     r->o.text = r->text;
@@ -113,7 +116,8 @@ static struct pgd__out_rec *token_output(struct pgd__child *c, int32_t token,
     if (sp->logprobs >= 0) {
         if (sp->logprobs > 0) {
             r->lp_top = malloc((size_t)sp->logprobs * sizeof *r->lp_top);
-            PGD_ASSERT(r->lp_top != NULL);
+            if (!r->lp_top)
+                pgd__oom("engine: top logprobs", (size_t)sp->logprobs * sizeof *r->lp_top);
             memcpy(r->lp_top, res->top, (size_t)sp->logprobs * sizeof *r->lp_top);
         }
         r->lp.chosen = res->chosen;
@@ -173,7 +177,8 @@ static void token_text(struct pgd_engine *e, struct pgd__child *c, int32_t token
     if (hit >= 0) {
         *fin = PGD_FINISH_STOP;
         r->stop_reason = strdup(sp->stop[hit]);
-        PGD_ASSERT(r->stop_reason != NULL);
+        if (!r->stop_reason)
+            pgd__oom("engine: stop reason", strlen(sp->stop[hit]) + 1);
         r->o.stop_reason = r->stop_reason;
     }
     bool last = at_length(e, c);
@@ -186,7 +191,7 @@ static void token_text(struct pgd_engine *e, struct pgd__child *c, int32_t token
     if (*fin != PGD_FINISH_NONE || last)
         pgd__stop_text_flush(&c->stop);
     /* Everything released by this token: [before, released) of the stop buffer. */
-    rec_set_text(r, c->stop.buf + before, c->stop.released - before);
+    rec_set_text(r, c->stop.text.p + before, c->stop.released - before);
 }
 
 void pgd__emit_token(struct pgd_engine *e, struct pgd__child *c, int32_t token,

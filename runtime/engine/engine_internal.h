@@ -149,7 +149,8 @@ struct pgd_engine {
     pthread_cond_t cv;
     struct pgd__req *pending_head, *pending_tail;   /* owned; submitted, not yet admitted */
     uint64_t *aborts;               /* owned [aborts_cap]; request ids to abort */
-    int n_aborts, aborts_cap;
+    int n_aborts;
+    size_t aborts_cap;
     bool stop;                      /* destroy asked the thread to end */
     uint64_t next_id;
     uint64_t seed_state;            /* splitmix64 state for requests without a seed */

@@ -3,6 +3,7 @@
  * (forward and sample, on the backend or the host) -> update the scheduler -> emit each
  * sampled token -> retire finished requests. Also the paranoid invariant check of tests. */
 #include "runtime/engine/engine_internal.h"
+#include "runtime/base/mem.h"
 #include <pagoda/log.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,7 +206,8 @@ static bool check_invariants(struct pgd_engine *e, char *err, size_t errlen)
         return false;
     int nb = e->kv.pool.num_blocks;
     int *holders = calloc((size_t)nb, sizeof *holders);   /* [nb] sequences listing block b */
-    PGD_ASSERT(holders != NULL);
+    if (!holders)
+        pgd__oom("engine: block holders", (size_t)nb * sizeof *holders);
     bool ok = true;
     for (struct pgd__req *r = e->active; r; r = r->next)
         for (int i = 0; i < r->n_children; i++) {
@@ -246,7 +248,8 @@ static void assert_invariants(struct pgd_engine *e)
 struct inbox {
     struct pgd__req *pending;       /* owned now: to admit, oldest first */
     uint64_t *aborts;               /* owned [cap], kept across rounds: ids to abort */
-    int n_aborts, cap;
+    int n_aborts;
+    size_t cap;
     bool stop;
     bool paranoid;
 };
@@ -262,12 +265,7 @@ static void inbox_take(struct pgd_engine *e, struct inbox *in)
     in->pending = e->pending_head;
     e->pending_head = e->pending_tail = NULL;
     in->n_aborts = e->n_aborts;
-    if (in->n_aborts > in->cap) {
-        uint64_t *a = realloc(in->aborts, (size_t)in->n_aborts * sizeof *a);
-        PGD_ASSERT(a != NULL);
-        in->aborts = a;
-        in->cap = in->n_aborts;
-    }
+    pgd__array_reserve_or_oom(in->aborts, in->cap, (size_t)in->n_aborts, "engine: abort list");
     if (in->n_aborts)
         memcpy(in->aborts, e->aborts, (size_t)in->n_aborts * sizeof *in->aborts);
     e->n_aborts = 0;

@@ -2,6 +2,7 @@
  * caller (which reads with pgd_stream_next), their two references, and the names of the
  * finish reasons. The lock rules are in engine_internal.h. */
 #include "runtime/engine/engine_internal.h"
+#include "runtime/base/clock.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <time.h>
@@ -91,27 +92,13 @@ uint64_t pgd_stream_request_id(const struct pgd_stream *s)
     return s->request_id;
 }
 
-/* The CLOCK_MONOTONIC time timeout_ms from now. */
-static struct timespec deadline_after(int timeout_ms)
-{
-    struct timespec d;
-    clock_gettime(CLOCK_MONOTONIC, &d);
-    d.tv_sec += timeout_ms / 1000;
-    d.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (d.tv_nsec >= 1000000000L) {
-        d.tv_sec++;
-        d.tv_nsec -= 1000000000L;
-    }
-    return d;
-}
-
 /* The returned output points into s->current, which stays the stream's until the next
  * call (or pgd_stream_destroy) frees it. */
 enum pgd_status pgd_stream_next(struct pgd_stream *s, struct pgd_output *out, int timeout_ms)
 {
     struct timespec deadline = { 0 };
     if (timeout_ms > 0)
-        deadline = deadline_after(timeout_ms);
+        deadline = pgd__deadline_after(CLOCK_MONOTONIC, timeout_ms); /* s->cv's clock */
     pthread_mutex_lock(&s->mu);
     pgd__out_rec_free(s->current);
     s->current = NULL;

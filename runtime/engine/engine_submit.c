@@ -2,6 +2,7 @@
  * (every refusal names the field and the value), building a request (its samples, their
  * sequences, detokenizers and stream), queuing it for the engine thread, and aborts. */
 #include "runtime/engine/engine_internal.h"
+#include "runtime/base/mem.h"
 #include <pagoda/log.h>
 #include <math.h>
 #include <stdlib.h>
@@ -375,17 +376,13 @@ enum pgd_status pgd_engine_submit(struct pgd_engine *e, const struct pgd_request
 void pgd_engine_abort(struct pgd_engine *e, uint64_t request_id)
 {
     pthread_mutex_lock(&e->mu);
-    if (e->n_aborts == e->aborts_cap) {
-        int cap = e->aborts_cap ? e->aborts_cap * 2 : 16;
-        uint64_t *a = realloc(e->aborts, (size_t)cap * sizeof *a);
-        if (!a) {
-            pthread_mutex_unlock(&e->mu);
-            PGD_ERROR("engine: no memory to queue the abort of request %llu",
-                      (unsigned long long)request_id);
-            return;
-        }
-        e->aborts = a;
-        e->aborts_cap = cap;
+    /* An abort comes from a client's thread, which can live on without it: a failure is
+     * logged and the request runs to its end, rather than taking the server down. */
+    if (!pgd__array_reserve(e->aborts, e->aborts_cap, (size_t)e->n_aborts + 1)) {
+        pthread_mutex_unlock(&e->mu);
+        PGD_ERROR("engine: no memory to queue the abort of request %llu",
+                  (unsigned long long)request_id);
+        return;
     }
     e->aborts[e->n_aborts++] = request_id;
     pthread_cond_broadcast(&e->cv);

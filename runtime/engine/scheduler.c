@@ -2,6 +2,7 @@
  * running queues, and each step's plan: a token budget per step, chunked prefill,
  * preemption by recompute. */
 #include "runtime/engine/scheduler.h"
+#include "runtime/base/mem.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,20 +35,6 @@ void pgd__seq_append(struct pgd__seq *s, int32_t token)
 {
     PGD_ASSERT(s->n_tokens < s->tokens_cap);
     s->tokens[s->n_tokens++] = token;
-}
-
-/* p grown (doubling) to hold at least need elements of elem bytes; *cap updated. */
-static void *xgrow(void *p, int *cap, int need, size_t elem)
-{
-    if (need <= *cap)
-        return p;
-    int c = *cap ? *cap * 2 : 16;
-    while (c < need)
-        c *= 2;
-    void *q = realloc(p, (size_t)c * elem);
-    PGD_ASSERT(q != NULL);
-    *cap = c;
-    return q;
 }
 
 enum pgd_status pgd__scheduler_init(struct pgd__scheduler *s, const struct pgd__sched_params *p,
@@ -91,7 +78,8 @@ static bool prio_before(const struct pgd__seq *a, const struct pgd__seq *b)
 /* Inserts seq (borrowed) at index at of the waiting queue. */
 static void waiting_insert_at(struct pgd__scheduler *s, int at, struct pgd__seq *seq)
 {
-    s->waiting = xgrow(s->waiting, &s->waiting_cap, s->n_waiting + 1, sizeof *s->waiting);
+    pgd__array_reserve_or_oom(s->waiting, s->waiting_cap, (size_t)s->n_waiting + 1,
+                              "scheduler: waiting queue");
     memmove(s->waiting + at + 1, s->waiting + at,
             (size_t)(s->n_waiting - at) * sizeof *s->waiting);
     s->waiting[at] = seq;
@@ -240,7 +228,8 @@ static void schedule_waiting(struct pgd__scheduler *s, int *budget)
         int n_hits = 0;
         if (seq->use_prefix_cache && s->kv->pool.caching) {
             /* At most one hit per full block of the sequence. */
-            s->hits = xgrow(s->hits, &s->hits_cap, seq->n_tokens / bs + 1, sizeof *s->hits);
+            pgd__array_reserve_or_oom(s->hits, s->hits_cap, (size_t)(seq->n_tokens / bs + 1),
+                                      "scheduler: prefix hits");
             n_hits = pgd__kv_find_prefix(s->kv, &seq->kv, seq->tokens, seq->n_tokens, s->hits);
         }
         int n_done = n_hits * bs;   /* tokens whose KV the hits already hold */
@@ -261,7 +250,8 @@ static void schedule_waiting(struct pgd__scheduler *s, int *budget)
             seq->n_cached_tokens = n_done;
         seq->status = PGD__SEQ_RUNNING;
         seq->scheduled_once = true;
-        s->running = xgrow(s->running, &s->running_cap, s->n_running + 1, sizeof *s->running);
+        pgd__array_reserve_or_oom(s->running, s->running_cap, (size_t)s->n_running + 1,
+                                  "scheduler: running batch");
         s->running[s->n_running++] = seq;
         out_push(o, seq, n_new);
         *budget -= n_new;

@@ -73,12 +73,14 @@ struct pgd__scheduler {
     struct pgd__sched_params p;
     struct pgd__kv_manager *kv;     /* borrowed */
     struct pgd__seq **waiting;      /* queue order (policy order for PRIORITY) */
-    int n_waiting, waiting_cap;
+    int n_waiting;
+    size_t waiting_cap;
     struct pgd__seq **running;      /* scheduling order: oldest admitted first */
-    int n_running, running_cap;
+    int n_running;
+    size_t running_cap;
     struct pgd__sched_out out;
     int32_t *hits;                  /* scratch for prefix lookups */
-    int hits_cap;
+    size_t hits_cap;
     uint64_t n_preemptions;         /* all-time */
 };
 

@@ -2,31 +2,23 @@
  * string that ends in the newest delta, and the hold-back of a suffix that may still become
  * one. */
 #include "runtime/engine/stop.h"
-#include <stdlib.h>
+#include "runtime/base/mem.h"
 #include <string.h>
 
 void pgd__stop_text_fini(struct pgd__stop_text *t)
 {
-    free(t->buf);
+    pgd__buf_fini(&t->text);
     memset(t, 0, sizeof *t);
 }
 
-/* Appends s[0, n) to the buffer, keeping it NUL-terminated (memmem and strdup read it). */
+/* Appends s[0, n) to the buffer, keeping it NUL-terminated (memmem and strdup read it).
+ * The text grows with the request's output (bounded by max_tokens) inside the engine step,
+ * where no caller could recover: failure is fatal, by the out-of-memory policy
+ * (include/pagoda/status.h). */
 static void append(struct pgd__stop_text *t, const char *s, size_t n)
 {
-    if (t->len + n + 1 > t->cap) {
-        size_t c = t->cap ? t->cap : 64;
-        while (c < t->len + n + 1)
-            c *= 2;
-        char *b = realloc(t->buf, c);
-        PGD_ASSERT(b != NULL);
-        t->buf = b;
-        t->cap = c;
-    }
-    if (n)
-        memcpy(t->buf + t->len, s, n);
-    t->len += n;
-    t->buf[t->len] = '\0';
+    if (!pgd__buf_append(&t->text, s, n))
+        pgd__oom("stop strings: generated text", t->text.len + n + 1);
 }
 
 /* Length of the longest suffix of buf[from, len) that is a proper prefix of s: the bytes
@@ -60,14 +52,14 @@ int pgd__stop_text_push(struct pgd__stop_text *t, const char *delta, size_t n,
                 continue;
             /* Only a match that ends in the new text is new; start the search sl - 1 bytes
              * before it (but not before text already released or scanned). */
-            size_t from = t->len - n >= sl - 1 ? t->len - n - (sl - 1) : 0;
+            size_t from = t->text.len - n >= sl - 1 ? t->text.len - n - (sl - 1) : 0;
             if (from < t->scanned)
                 from = t->scanned;
-            const char *m = memmem(t->buf + from, t->len - from, s, sl);
+            const char *m = memmem(t->text.p + from, t->text.len - from, s, sl);
             /* The earliest start wins across stops (ties: the earlier stop, by the strict <),
              * as the text a client sees ends at the first stop string in it. */
             if (m) {
-                size_t at = (size_t)(m - t->buf);
+                size_t at = (size_t)(m - t->text.p);
                 if (hit < 0 || at < hit_at) {
                     hit = i;
                     hit_at = at;
@@ -82,7 +74,7 @@ int pgd__stop_text_push(struct pgd__stop_text *t, const char *delta, size_t n,
         for (int i = 0; i < n_stops; i++) {
             size_t sl = stops[i] ? strlen(stops[i]) : 0;
             if (sl > 1) {
-                size_t k = partial_suffix(t->buf, t->released, t->len, stops[i], sl);
+                size_t k = partial_suffix(t->text.p, t->released, t->text.len, stops[i], sl);
                 if (k > hold)
                     hold = k;
             }
@@ -90,26 +82,26 @@ int pgd__stop_text_push(struct pgd__stop_text *t, const char *delta, size_t n,
     /* A match cuts the text at the stop string's start (or after it with include):
      * nothing after it is ever released. */
     if (hit >= 0) {
-        t->len = hit_at + (include ? hit_len : 0);
-        t->buf[t->len] = '\0';
+        t->text.len = hit_at + (include ? hit_len : 0);
+        t->text.p[t->text.len] = '\0';
         hold = 0;
     }
     /* Release up to the held-back suffix. A cut never reaches before released (the search
      * starts at scanned, past every released byte); the guard keeps release monotonic. */
-    size_t upto = t->len - hold;
+    size_t upto = t->text.len - hold;
     if (upto < t->released)
         upto = t->released;
     *release = upto - t->released;
     t->released = upto;
     /* Nothing that starts before the held-back suffix can still match. */
-    t->scanned = t->len - hold;
+    t->scanned = t->text.len - hold;
     return hit;
 }
 
 size_t pgd__stop_text_flush(struct pgd__stop_text *t)
 {
-    size_t r = t->len - t->released;
-    t->released = t->len;
-    t->scanned = t->len;
+    size_t r = t->text.len - t->released;
+    t->released = t->text.len;
+    t->scanned = t->text.len;
     return r;
 }

@@ -6,13 +6,13 @@
 #ifndef PGD_RUNTIME_STOP_H
 #define PGD_RUNTIME_STOP_H
 
+#include "runtime/base/buf.h"
 #include <pagoda/status.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 struct pgd__stop_text {
-    char *buf;          /* the generated text so far (NUL-terminated), owned */
-    size_t len, cap;
+    struct pgd__buf text; /* the generated text so far (NUL-terminated), owned */
     size_t released;    /* bytes [0, released) went to the client */
     size_t scanned;     /* stop strings cannot start before this (already checked) */
 };
@@ -23,7 +23,7 @@ void pgd__stop_text_fini(struct pgd__stop_text *t);
  * stop strings (n_stops of them; empty strings are ignored) in the text not yet released.
  * Returns the index of the stop string that matched first (earliest start;
  * ties: the earlier stop in the list), or -1. *release gets how many more bytes, starting
- * at buf + released, may go to the client now (and advances released). When a stop matched,
+ * at text.p + released, may go to the client now (and advances released). When a stop matched,
  * the text is cut after it (include) or at its start; nothing after is ever released. */
 int pgd__stop_text_push(struct pgd__stop_text *t, const char *delta, size_t n,
                         const char *const *stops, int n_stops, bool check, bool include,

@@ -13,16 +13,19 @@ void pgd__matcher_free(struct pgd__matcher *m)
 
 static int32_t trie_new(struct pgd__matcher *m, unsigned char byte)
 {
-    if (m->n == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 64;
-        struct pgd__trie_node *p = realloc(m->nodes, cap * sizeof *p);
-        if (!p)
-            return -1;
-        m->nodes = p;
-        m->cap = cap;
-    }
+    if (!pgd__array_reserve(m->nodes, m->cap, m->n + 1))
+        return -1;
     m->nodes[m->n] = (struct pgd__trie_node){ -1, -1, -1, byte };
     return (int32_t)m->n++;
+}
+
+/* The child of node cur for byte b, or -1. */
+static int32_t trie_child(const struct pgd__matcher *m, int32_t cur, unsigned char b)
+{
+    int32_t c = m->nodes[cur].child;
+    while (c >= 0 && m->nodes[c].byte != b)
+        c = m->nodes[c].sibling;
+    return c;
 }
 
 bool pgd__matcher_add(struct pgd__matcher *m, const char *s, size_t len, int32_t token)
@@ -34,9 +37,7 @@ bool pgd__matcher_add(struct pgd__matcher *m, const char *s, size_t len, int32_t
     int32_t cur = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char b = (unsigned char)s[i];
-        int32_t c = m->nodes[cur].child;
-        while (c >= 0 && m->nodes[c].byte != b)
-            c = m->nodes[c].sibling;
+        int32_t c = trie_child(m, cur, b);
         if (c < 0) {
             c = trie_new(m, b);
             if (c < 0)
@@ -59,10 +60,7 @@ static size_t trie_longest(const struct pgd__matcher *m, const char *s, size_t n
     int32_t cur = 0;
     size_t best = 0;
     for (size_t i = 0; i < n; i++) {
-        unsigned char b = (unsigned char)s[i];
-        int32_t c = m->nodes[cur].child;
-        while (c >= 0 && m->nodes[c].byte != b)
-            c = m->nodes[c].sibling;
+        int32_t c = trie_child(m, cur, (unsigned char)s[i]);
         if (c < 0)
             break;
         cur = c;
@@ -97,9 +95,9 @@ enum pgd_status pgd__matcher_split(const struct pgd__matcher *m, const struct pg
                 size_t cs;
                 uint32_t before = pgd__uc_last_char(s, start, &cs);
                 size_t k = 0;
-                uint32_t after = stop < len && pgd__utf8_valid_len((const unsigned char *)s + stop,
-                                                                   len - stop)
-                                     ? pgd__utf8_decode((const unsigned char *)s + stop, &k)
+                uint32_t after = stop < len && pgd__utf8_next((const unsigned char *)s + stop,
+                                                                   len - stop, NULL)
+                                     ? pgd__utf8_decode_valid((const unsigned char *)s + stop, &k)
                                      : (uint32_t)-1;
                 bool start_ok = start == 0 || !(pgd__uc_is_alnum(before) || before == '_');
                 bool stop_ok = stop == len || !(pgd__uc_is_alnum(after) || after == '_');
@@ -121,7 +119,7 @@ enum pgd_status pgd__matcher_split(const struct pgd__matcher *m, const struct pg
             if (a->rstrip) {
                 while (stop < len) {
                     size_t k;
-                    uint32_t c = pgd__utf8_decode((const unsigned char *)s + stop, &k);
+                    uint32_t c = pgd__utf8_decode_valid((const unsigned char *)s + stop, &k);
                     if (!pgd__uc_is_white_space(c))
                         break;
                     stop += k;

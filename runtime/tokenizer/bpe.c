@@ -8,14 +8,8 @@
 
 bool pgd__tokens_push(struct pgd_tokens *t, int32_t id)
 {
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 64;
-        int32_t *p = realloc(t->ids, cap * sizeof *p);
-        if (!p)
-            return false;
-        t->ids = p;
-        t->cap = cap;
-    }
+    if (!pgd__array_reserve(t->ids, t->cap, t->n + 1))
+        return false;
     t->ids[t->n++] = id;
     return true;
 }
@@ -195,7 +189,8 @@ static enum pgd_status load_merges(struct pgd__bpe *m, json_t *merges, const cha
         /* the merged token drops the right part's continuing_subword_prefix */
         joined.len = 0;
         size_t skip = (plen && blen >= plen && !memcmp(b, m->prefix, plen)) ? plen : 0;
-        if (!pgd__buf_add(&joined, a, alen) || !pgd__buf_add(&joined, b + skip, blen - skip)) {
+        if (!pgd__buf_append(&joined, a, alen) ||
+            !pgd__buf_append(&joined, b + skip, blen - skip)) {
             st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
             break;
         }
@@ -207,7 +202,7 @@ static enum pgd_status load_merges(struct pgd__bpe *m, json_t *merges, const cha
         else
             merge_put(m, ia, ib, (uint32_t)i, inew);
     }
-    pgd__buf_free(&joined);
+    pgd__buf_fini(&joined);
     return st;
 }
 
@@ -253,7 +248,7 @@ enum pgd_status pgd__bpe_enable_bytelevel(struct pgd__bpe *m)
     int32_t ids[256];
     for (int b = 0; b < 256; b++) {
         char s[4];
-        size_t n = pgd__utf8_encode(pgd__bytelevel_char((uint8_t)b), s);
+        size_t n = pgd__utf8_put(pgd__bytelevel_char((uint8_t)b), s);
         ids[b] = pgd__strmap_get(&m->vocab, s, n);
         if (ids[b] < 0)
             return PGD_OK;
@@ -262,34 +257,24 @@ enum pgd_status pgd__bpe_enable_bytelevel(struct pgd__bpe *m)
         return PGD_ERR_NOMEM;
     struct pgd__buf raw = { 0 };
     for (int32_t id = 0; id < m->n_ids; id++) {
-        const unsigned char *s = (const unsigned char *)m->id_str[id];
+        const char *s = m->id_str[id];
         if (!s)
             continue;
-        size_t n = m->id_len[id], i = 0;
+        size_t n = m->id_len[id];
         raw.len = 0;
-        bool ok = true;
-        while (i < n && ok) {
-            size_t k = pgd__utf8_valid_len(s + i, n - i);
-            int byte = k ? pgd__bytelevel_byte(pgd__utf8_decode(s + i, &k)) : -1;
-            if (byte < 0) {
-                ok = false;
-                break;
-            }
-            unsigned char c = (unsigned char)byte;
-            if (!pgd__buf_add(&raw, &c, 1)) {
-                pgd__buf_free(&raw);
-                return PGD_ERR_NOMEM;
-            }
-            i += k;
+        bool ok = pgd__bytelevel_unmap(s, n, &raw);
+        if (raw.failed) {
+            pgd__buf_fini(&raw);
+            return PGD_ERR_NOMEM;
         }
         /* Only the id the vocabulary itself gives this string counts. */
-        if (ok && pgd__strmap_get(&m->vocab, (const char *)s, n) == id &&
+        if (ok && pgd__strmap_get(&m->vocab, s, n) == id &&
             !pgd__strmap_put(&m->raw_vocab, raw.p ? raw.p : "", raw.len, id)) {
-            pgd__buf_free(&raw);
+            pgd__buf_fini(&raw);
             return PGD_ERR_NOMEM;
         }
     }
-    pgd__buf_free(&raw);
+    pgd__buf_fini(&raw);
     memcpy(m->byte_ids, ids, sizeof ids);
     m->bytelevel = true;
     free(m->pairs);
@@ -330,8 +315,8 @@ static bool build_pairs(struct pgd__bpe *m)
         size_t n = m->id_len[id], i = 0;
         uint32_t prev = UINT32_MAX;
         while (s && i < n) {
-            size_t k = pgd__utf8_valid_len(s + i, n - i);
-            uint32_t c = k ? pgd__utf8_decode(s + i, &k) : 0xFFFFFFFEu;
+            size_t k = pgd__utf8_next(s + i, n - i, NULL);
+            uint32_t c = k ? pgd__utf8_decode_valid(s + i, &k) : 0xFFFFFFFEu;
             if (!k)
                 k = 1;
             if (prev != UINT32_MAX) {
@@ -423,24 +408,11 @@ static struct cand heap_pop(struct cand *h, size_t *n)
 
 static bool scratch_reserve(struct pgd__bpe_scratch *s, size_t nsym)
 {
-    if (nsym > s->sym_cap) {
-        size_t cap = nsym < 64 ? 64 : nsym * 2;
-        void *p = realloc(s->sym, cap * sizeof(struct sym));
-        if (!p)
-            return false;
-        s->sym = p;
-        s->sym_cap = cap;
-    }
-    /* Each merge pushes at most two candidates: n - 1 initial + 2 per merge. */
-    size_t hcap = 3 * nsym + 4;
-    if (hcap > s->heap_cap) {
-        void *p = realloc(s->heap, hcap * sizeof(struct cand));
-        if (!p)
-            return false;
-        s->heap = p;
-        s->heap_cap = hcap;
-    }
-    return true;
+    /* sym and heap are void * in the header (their types are this file's), so the element
+     * sizes are given here. Each merge pushes at most two candidates: n - 1 initial + 2 per
+     * merge. */
+    return pgd__array_reserve_(&s->sym, &s->sym_cap, nsym, sizeof(struct sym)) &&
+           pgd__array_reserve_(&s->heap, &s->heap_cap, 3 * nsym + 4, sizeof(struct cand));
 }
 
 static void sym_add(struct sym *v, size_t *n, int32_t id, uint32_t len)
@@ -462,12 +434,13 @@ enum pgd_status pgd__bpe_tokenize(const struct pgd__bpe *m, struct pgd__bpe_scra
     size_t start = 0, i = 0;
     uint32_t prev = UINT32_MAX; /* UINT32_MAX: the previous char is not a token */
     while (i < len) {
-        size_t k = pgd__utf8_valid_len(u + i, len - i);
+        size_t k = pgd__utf8_next(u + i, len - i, NULL);
         if (!k)
             k = 1;
         size_t kk;
-        uint32_t c = pgd__strmap_get(&m->vocab, piece + i, k) >= 0 ? pgd__utf8_decode(u + i, &kk)
-                                                                   : UINT32_MAX;
+        uint32_t c = pgd__strmap_get(&m->vocab, piece + i, k) >= 0
+                         ? pgd__utf8_decode_valid(u + i, &kk)
+                         : UINT32_MAX;
         if (prev != UINT32_MAX && c != UINT32_MAX && i - start >= 32 &&
             !pair_has(m, ((uint64_t)prev << 32) | c)) {
             enum pgd_status st = tokenize_word(m, s, piece + start, i - start, out);
@@ -497,7 +470,7 @@ static enum pgd_status char_symbols(const struct pgd__bpe *m, struct pgd__bpe_sc
     uint32_t unk_len = 0;
     size_t plen = m->prefix ? strlen(m->prefix) : 0, slen = m->suffix ? strlen(m->suffix) : 0;
     for (size_t i = 0; i < len;) {
-        size_t k = pgd__utf8_valid_len(u + i, len - i);
+        size_t k = pgd__utf8_next(u + i, len - i, NULL);
         if (!k)
             k = 1; /* cannot happen: pieces are valid UTF-8 */
         bool first = i == 0, last = i + k == len;
@@ -508,7 +481,7 @@ static enum pgd_status char_symbols(const struct pgd__bpe *m, struct pgd__bpe_sc
             char *dst = stack;
             if (need > sizeof stack) {
                 heapbuf.len = 0;
-                if (!pgd__buf_reserve(&heapbuf, need))
+                if (!pgd__buf_grow(&heapbuf, need))
                     return PGD_ERR_NOMEM;
                 dst = heapbuf.p;
             }
@@ -536,7 +509,7 @@ static enum pgd_status char_symbols(const struct pgd__bpe *m, struct pgd__bpe_sc
                         done = false;
                 if (done) {
                     if (!scratch_reserve(s, n + klen + (len - i) + 1)) {
-                        pgd__buf_free(&heapbuf);
+                        pgd__buf_fini(&heapbuf);
                         return PGD_ERR_NOMEM;
                     }
                     v = s->sym;
@@ -559,7 +532,7 @@ static enum pgd_status char_symbols(const struct pgd__bpe *m, struct pgd__bpe_sc
     }
     if (unk_id >= 0)
         sym_add(v, &n, unk_id, unk_len);
-    pgd__buf_free(&heapbuf);
+    pgd__buf_fini(&heapbuf);
     *n_out = n;
     return PGD_OK;
 }

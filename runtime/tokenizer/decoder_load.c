@@ -63,11 +63,11 @@ static enum pgd_status load_strip(const struct pgd_tokenizer *t, json_t *j, stru
 {
     const unsigned char *cs = (const unsigned char *)pgd__jstr(j, "content");
     size_t n = cs ? strlen((const char *)cs) : 0, l;
-    if (!n || pgd__utf8_valid_len(cs, n) != n)
+    if (!n || pgd__utf8_next(cs, n, NULL) != n)
         return pgd_errf(err, errlen, PGD_ERR_FORMAT,
                         "%s: decoder Strip: \"content\" must be one character", t->name);
     d->kind = PGD__DEC_STRIP;
-    d->ch = pgd__utf8_decode(cs, &l);
+    d->ch = pgd__utf8_decode_valid(cs, &l);
     d->start = (size_t)json_integer_value(json_object_get(j, "start"));
     d->stop = (size_t)json_integer_value(json_object_get(j, "stop"));
     return PGD_OK;
@@ -85,7 +85,7 @@ static enum pgd_status load_metaspace(const struct pgd_tokenizer *t, json_t *j,
     if (st)
         return st;
     d->kind = PGD__DEC_METASPACE;
-    d->ch = pgd__utf8_decode((const unsigned char *)rep, &l);
+    d->ch = pgd__utf8_decode_valid((const unsigned char *)rep, &l);
     /* `tokenizers` drops the replacement from the first token (all of them) unless the
      * scheme is never; "first" and "always" decode alike */
     d->strip_first = scheme != PGD__PREPEND_NEVER;

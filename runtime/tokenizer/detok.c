@@ -37,45 +37,29 @@ static enum pgd_status bytelevel_put(const struct pgd_tokenizer *t, struct detok
                                      const char *s, size_t n)
 {
     struct stage *st = &p->st[k];
-    size_t start = st->hold.len;
-    const unsigned char *u = (const unsigned char *)s;
-    bool mapped = true;
-    for (size_t i = 0; i < n;) {
-        size_t l = pgd__utf8_valid_len(u + i, n - i);
-        int b = l ? pgd__bytelevel_byte(pgd__utf8_decode(u + i, &l)) : -1;
-        if (b < 0) {
-            mapped = false;
-            break;
-        }
-        unsigned char c = (unsigned char)b;
-        if (!pgd__buf_add(&st->hold, &c, 1))
-            return PGD_ERR_NOMEM;
-        i += l;
-    }
-    if (!mapped) {
-        st->hold.len = start;
-        if (!pgd__buf_add(&st->hold, s, n))
-            return PGD_ERR_NOMEM;
-    }
+    if (!pgd__bytelevel_unmap(s, n, &st->hold) &&
+        (st->hold.failed || !pgd__buf_append(&st->hold, s, n)))
+        return PGD_ERR_NOMEM;
     /* Pass on all but an incomplete (still possibly valid) sequence at the end. */
     const unsigned char *h = (const unsigned char *)st->hold.p;
     size_t len = st->hold.len, i = 0, ok_end = 0;
     st->out.len = 0;
     while (i < len) {
-        size_t l = pgd__utf8_valid_len(h + i, len - i);
+        size_t l = pgd__utf8_next(h + i, len - i, NULL);
         if (l) {
             i += l;
             continue;
         }
-        size_t bad = pgd__utf8_invalid_len(h + i, len - i);
+        size_t bad = pgd__utf8_bad_len(h + i, len - i);
         if (i + bad == len && h[i] >= 0xC2 && h[i] <= 0xF4)
             break; /* may still complete */
-        if (!pgd__buf_add(&st->out, h + ok_end, i - ok_end) || !pgd__buf_add(&st->out, REPL, 3))
+        if (!pgd__buf_append(&st->out, h + ok_end, i - ok_end) ||
+            !pgd__buf_append(&st->out, REPL, 3))
             return PGD_ERR_NOMEM;
         i += bad;
         ok_end = i;
     }
-    if (!pgd__buf_add(&st->out, h + ok_end, i - ok_end))
+    if (!pgd__buf_append(&st->out, h + ok_end, i - ok_end))
         return PGD_ERR_NOMEM;
     memmove(st->hold.p, st->hold.p + i, len - i);
     st->hold.len = len - i;
@@ -116,7 +100,7 @@ static enum pgd_status fallback_flush(const struct pgd_tokenizer *t, struct deto
     const unsigned char *h = (const unsigned char *)st->hold.p;
     bool valid = true;
     for (size_t i = 0; i < n;) {
-        size_t l = pgd__utf8_valid_len(h + i, n - i);
+        size_t l = pgd__utf8_next(h + i, n - i, NULL);
         if (!l) {
             valid = false;
             break;
@@ -150,7 +134,7 @@ static enum pgd_status replace_put(const struct pgd_tokenizer *t, struct detok_p
     const char *src = s;
     size_t len = n;
     if (d->fused) {
-        if (!pgd__buf_add(&st->hold, s, n))
+        if (!pgd__buf_append(&st->hold, s, n))
             return PGD_ERR_NOMEM;
         src = st->hold.p;
         len = st->hold.len;
@@ -160,8 +144,8 @@ static enum pgd_status replace_put(const struct pgd_tokenizer *t, struct detok_p
         const char *hit = memmem(src + i, len - i, d->pat, d->patlen);
         if (!hit)
             break;
-        if (!pgd__buf_add(&st->out, src + i, (size_t)(hit - (src + i))) ||
-            !pgd__buf_add(&st->out, d->content, d->clen))
+        if (!pgd__buf_append(&st->out, src + i, (size_t)(hit - (src + i))) ||
+            !pgd__buf_append(&st->out, d->content, d->clen))
             return PGD_ERR_NOMEM;
         i = (size_t)(hit - src) + d->patlen;
     }
@@ -172,7 +156,7 @@ static enum pgd_status replace_put(const struct pgd_tokenizer *t, struct detok_p
                 keep = l;
                 break;
             }
-    if (!pgd__buf_add(&st->out, src + i, len - i - keep))
+    if (!pgd__buf_append(&st->out, src + i, len - i - keep))
         return PGD_ERR_NOMEM;
     if (d->fused) {
         memmove(st->hold.p, st->hold.p + len - keep, keep);
@@ -192,7 +176,7 @@ static enum pgd_status strip_put(const struct pgd_tokenizer *t, struct detok_pri
     st->out.len = 0;
     if (!d->fused) {
         size_t b = 0, e = n, cnt = 0, l;
-        while (cnt < d->start && b < n && pgd__utf8_decode(u + b, &l) == d->ch) {
+        while (cnt < d->start && b < n && pgd__utf8_decode_valid(u + b, &l) == d->ch) {
             b += l;
             cnt++;
         }
@@ -206,7 +190,7 @@ static enum pgd_status strip_put(const struct pgd_tokenizer *t, struct detok_pri
     }
     for (size_t i = 0; i < n;) {
         size_t l;
-        uint32_t c = pgd__utf8_decode(u + i, &l);
+        uint32_t c = pgd__utf8_decode_valid(u + i, &l);
         if (!st->lead_done) {
             if (c == d->ch && st->count < d->start) {
                 st->count++;
@@ -217,10 +201,10 @@ static enum pgd_status strip_put(const struct pgd_tokenizer *t, struct detok_pri
         }
         bool ok;
         if (d->stop && c == d->ch)
-            ok = pgd__buf_add(&st->hold, s + i, l);
+            ok = pgd__buf_append(&st->hold, s + i, l);
         else
-            ok = pgd__buf_add(&st->out, st->hold.p, st->hold.len) &&
-                 pgd__buf_add(&st->out, s + i, l);
+            ok = pgd__buf_append(&st->out, st->hold.p, st->hold.len) &&
+                 pgd__buf_append(&st->out, s + i, l);
         if (!(d->stop && c == d->ch))
             st->hold.len = 0;
         if (!ok)
@@ -241,13 +225,13 @@ static enum pgd_status metaspace_put(const struct pgd_tokenizer *t, struct detok
     st->out.len = 0;
     for (size_t i = 0; i < n;) {
         size_t l;
-        uint32_t c = pgd__utf8_decode((const unsigned char *)s + i, &l);
+        uint32_t c = pgd__utf8_decode_valid((const unsigned char *)s + i, &l);
         bool ok = true;
         if (c == d->ch) {
             if (!(first && d->strip_first))
-                ok = pgd__buf_add(&st->out, " ", 1);
+                ok = pgd__buf_append(&st->out, " ", 1);
         } else
-            ok = pgd__buf_add(&st->out, s + i, l);
+            ok = pgd__buf_append(&st->out, s + i, l);
         if (!ok)
             return PGD_ERR_NOMEM;
         i += l;
@@ -267,7 +251,7 @@ static bool cleanup(const char *s, size_t n, struct pgd__buf *out, struct pgd__b
         { " 've", "'ve" }, { " 're", "'re" },
     };
     out->len = 0;
-    if (!pgd__buf_add(out, s, n))
+    if (!pgd__buf_append(out, s, n))
         return false;
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
         aux->len = 0;
@@ -295,9 +279,9 @@ static enum pgd_status wordpiece_put(const struct pgd_tokenizer *t, struct detok
             s += d->patlen;
             n -= d->patlen;
         } else
-            ok = pgd__buf_add(&st->hold, " ", 1);
+            ok = pgd__buf_append(&st->hold, " ", 1);
     }
-    ok = ok && pgd__buf_add(&st->hold, s, n);
+    ok = ok && pgd__buf_append(&st->hold, s, n);
     if (ok && d->cleanup)
         ok = cleanup(st->hold.p, st->hold.len, &st->out, &st->aux);
     if (!ok)
@@ -330,7 +314,7 @@ static enum pgd_status bpe_suffix_put(const struct pgd_tokenizer *t, struct deto
     if (r)
         return r;
     st->count = 1;
-    return pgd__buf_add(&st->hold, s, n) ? PGD_OK : PGD_ERR_NOMEM;
+    return pgd__buf_append(&st->hold, s, n) ? PGD_OK : PGD_ERR_NOMEM;
 }
 
 /* CTC: a token equal to the one before it goes; the pad token is removed; with cleanup,
@@ -344,7 +328,7 @@ static enum pgd_status ctc_put(const struct pgd_tokenizer *t, struct detok_priv 
         return PGD_OK; /* hold: the previous token, as it came in */
     st->count = 1;
     st->hold.len = 0;
-    if (!pgd__buf_add(&st->hold, s, n))
+    if (!pgd__buf_append(&st->hold, s, n))
         return PGD_ERR_NOMEM;
     st->out.len = 0;
     if (!pgd__replace_all(s, n, d->pat, d->patlen, "", 0, &st->out))
@@ -354,7 +338,7 @@ static enum pgd_status ctc_put(const struct pgd_tokenizer *t, struct detok_priv 
         bool ok = cleanup(st->out.p, st->out.len, &c, &st->aux);
         st->out.len = 0;
         ok = ok && pgd__replace_all(c.p, c.len, d->content, d->clen, " ", 1, &st->out);
-        pgd__buf_free(&c);
+        pgd__buf_fini(&c);
         if (!ok)
             return PGD_ERR_NOMEM;
     }
@@ -365,10 +349,10 @@ static enum pgd_status put(const struct pgd_tokenizer *t, struct detok_priv *p, 
                            const char *s, size_t n)
 {
     if (k == t->n_decs) {
-        if (t->no_decoder && p->any && !pgd__buf_add(&p->delta, " ", 1))
+        if (t->no_decoder && p->any && !pgd__buf_append(&p->delta, " ", 1))
             return PGD_ERR_NOMEM;
         p->any = true;
-        return pgd__buf_add(&p->delta, s, n) ? PGD_OK : PGD_ERR_NOMEM;
+        return pgd__buf_append(&p->delta, s, n) ? PGD_OK : PGD_ERR_NOMEM;
     }
     switch (t->decs[k].kind) {
     case PGD__DEC_BYTELEVEL:
@@ -378,7 +362,7 @@ static enum pgd_status put(const struct pgd_tokenizer *t, struct detok_priv *p, 
     case PGD__DEC_BYTEFALLBACK: {
         unsigned char b;
         if (byte_token(s, n, &b))
-            return pgd__buf_add(&p->st[k].hold, &b, 1) ? PGD_OK : PGD_ERR_NOMEM;
+            return pgd__buf_append(&p->st[k].hold, &b, 1) ? PGD_OK : PGD_ERR_NOMEM;
         enum pgd_status r = fallback_flush(t, p, k);
         return r ? r : put(t, p, k + 1, s, n);
     }
@@ -409,7 +393,7 @@ static enum pgd_status flush_from(const struct pgd_tokenizer *t, struct detok_pr
         case PGD__DEC_BYTELEVEL:
             if (st->hold.len) {
                 st->out.len = 0;
-                if (!pgd__utf8_lossy_append(&st->out, st->hold.p, st->hold.len))
+                if (!pgd__utf8_append_lossy(&st->out, st->hold.p, st->hold.len))
                     return PGD_ERR_NOMEM;
                 st->hold.len = 0;
                 r = put(t, p, k + 1, st->out.p, st->out.len);
@@ -421,7 +405,7 @@ static enum pgd_status flush_from(const struct pgd_tokenizer *t, struct detok_pr
         case PGD__DEC_REPLACE:
             if (d->fused && st->hold.len) {
                 st->out.len = 0;
-                if (!pgd__buf_add(&st->out, st->hold.p, st->hold.len))
+                if (!pgd__buf_append(&st->out, st->hold.p, st->hold.len))
                     return PGD_ERR_NOMEM;
                 st->hold.len = 0;
                 r = put(t, p, k + 1, st->out.p, st->out.len);
@@ -438,7 +422,7 @@ static enum pgd_status flush_from(const struct pgd_tokenizer *t, struct detok_pr
                     chars++;
                 }
                 st->out.len = 0;
-                if (!pgd__buf_add(&st->out, st->hold.p, cut))
+                if (!pgd__buf_append(&st->out, st->hold.p, cut))
                     return PGD_ERR_NOMEM;
                 st->hold.len = 0;
                 if (st->out.len)
@@ -474,12 +458,12 @@ static void priv_free(struct detok_priv *p, size_t n)
     if (!p)
         return;
     for (size_t i = 0; i < n && p->st; i++) {
-        pgd__buf_free(&p->st[i].hold);
-        pgd__buf_free(&p->st[i].out);
-        pgd__buf_free(&p->st[i].aux);
+        pgd__buf_fini(&p->st[i].hold);
+        pgd__buf_fini(&p->st[i].out);
+        pgd__buf_fini(&p->st[i].aux);
     }
     free(p->st);
-    pgd__buf_free(&p->delta);
+    pgd__buf_fini(&p->delta);
     free(p);
 }
 
@@ -556,7 +540,7 @@ enum pgd_status pgd_tokenizer_decode(const struct pgd_tokenizer *tok, const int3
         st = feed(&d, ids[i]);
     if (!st)
         st = flush_from(tok, p, 0);
-    if (!st && !pgd__buf_reserve(&p->delta, 0))
+    if (!st && !pgd__buf_grow(&p->delta, 0))
         st = PGD_ERR_NOMEM;
     if (st) {
         pgd_detok_fini(&d);

@@ -29,9 +29,9 @@ static bool unicode_normalize(utf8proc_option_t opts, const char *s, size_t n,
         while (j < n && (unsigned char)s[j] < 0x80)
             j++;
         if (j == n)
-            return pgd__buf_add(out, s + i, n - i);
+            return pgd__buf_append(out, s + i, n - i);
         size_t run = j > i ? j - 1 : j; /* keep one ASCII char as a possible base */
-        if (!pgd__buf_add(out, s + i, run - i))
+        if (!pgd__buf_append(out, s + i, run - i))
             return false;
         size_t e = j;
         while (e < n && !((unsigned char)s[e] < 0x80 && (e + 1 == n || (unsigned char)s[e + 1] < 0x80)))
@@ -43,10 +43,10 @@ static bool unicode_normalize(utf8proc_option_t opts, const char *s, size_t n,
                                           (utf8proc_ssize_t)(e - run), &res, opts);
         if (r < 0) {
             free(res);
-            if (!pgd__buf_add(out, s + run, e - run)) /* should not happen: input is valid */
+            if (!pgd__buf_append(out, s + run, e - run)) /* should not happen: input is valid */
                 return false;
         } else {
-            bool ok = pgd__buf_add(out, res, (size_t)r);
+            bool ok = pgd__buf_append(out, res, (size_t)r);
             free(res);
             if (!ok)
                 return false;
@@ -108,17 +108,17 @@ static bool map_chars(enum pgd__norm_kind kind, const char *s, size_t n, struct 
         if ((unsigned char)s[i] < 0x80 && kind != PGD__NORM_NMT && kind != PGD__NORM_BERT_CLEAN &&
             kind != PGD__NORM_LOWERCASE) {
             k = 1; /* no ASCII character is a mark or an ideograph */
-            if (!pgd__buf_add(out, s + i, 1))
+            if (!pgd__buf_append(out, s + i, 1))
                 return false;
             continue;
         }
         uint32_t m[3];
-        size_t cnt = map_char(kind, pgd__utf8_decode((const unsigned char *)s + i, &k), m);
+        size_t cnt = map_char(kind, pgd__utf8_decode_valid((const unsigned char *)s + i, &k), m);
         if (cnt == 0 && i == 0)
             *first_deleted = true;
         for (size_t j = 0; j < cnt; j++) {
             char enc[4];
-            if (!pgd__buf_add(out, enc, pgd__utf8_encode(m[j], enc)))
+            if (!pgd__buf_append(out, enc, pgd__utf8_put(m[j], enc)))
                 return false;
         }
     }
@@ -130,7 +130,7 @@ static bool map_bytes(const char *s, size_t n, struct pgd__buf *out)
 {
     for (size_t i = 0; i < n; i++) {
         char enc[4];
-        if (!pgd__buf_add(out, enc, pgd__utf8_encode(pgd__bytelevel_char((uint8_t)s[i]), enc)))
+        if (!pgd__buf_append(out, enc, pgd__utf8_put(pgd__bytelevel_char((uint8_t)s[i]), enc)))
             return false;
     }
     return true;
@@ -141,12 +141,12 @@ static bool strip_spaces(const struct pgd__norm *nm, const char *s, size_t n,
 {
     size_t b = 0, e = n, cs, k;
     while (nm->left && b < e &&
-           pgd__uc_is_white_space(pgd__utf8_decode((const unsigned char *)s + b, &k)))
+           pgd__uc_is_white_space(pgd__utf8_decode_valid((const unsigned char *)s + b, &k)))
         b += k;
     while (nm->right && e > b && pgd__uc_is_white_space(pgd__uc_last_char(s + b, e - b, &cs)))
         e = b + cs;
     *first_deleted = b > 0;
-    return pgd__buf_add(out, s + b, e - b);
+    return pgd__buf_append(out, s + b, e - b);
 }
 
 /* One normalizer from in[0..n) into out (empty on entry). *first_deleted: the first character
@@ -162,7 +162,7 @@ static enum pgd_status normalize_one(const struct pgd__norm *nm, const char *in,
     case PGD__NORM_NFKC:
     case PGD__NORM_NFKD: {
         if (is_ascii(in, n))
-            return pgd__buf_add(out, in, n) ? PGD_OK : PGD_ERR_NOMEM;
+            return pgd__buf_append(out, in, n) ? PGD_OK : PGD_ERR_NOMEM;
         utf8proc_option_t o = UTF8PROC_STABLE;
         o |= (nm->kind == PGD__NORM_NFC || nm->kind == PGD__NORM_NFKC) ? UTF8PROC_COMPOSE
                                                                        : UTF8PROC_DECOMPOSE;
@@ -172,7 +172,7 @@ static enum pgd_status normalize_one(const struct pgd__norm *nm, const char *in,
         break;
     }
     case PGD__NORM_PREPEND: /* tokenizers prepends nothing to an empty string */
-        ok = n == 0 || (pgd__buf_add(out, nm->a, nm->alen) && pgd__buf_add(out, in, n));
+        ok = n == 0 || (pgd__buf_append(out, nm->a, nm->alen) && pgd__buf_append(out, in, n));
         break;
     case PGD__NORM_REPLACE:
         if (nm->re) /* content is literal: tokenizers expands no $1 here */
@@ -207,7 +207,7 @@ enum pgd_status pgd__normalize(const struct pgd__norm *v, size_t n, const char *
 {
     bool origin = true;
     out->len = 0;
-    if (!pgd__buf_add(out, s, len))
+    if (!pgd__buf_append(out, s, len))
         return PGD_ERR_NOMEM;
     for (size_t k = 0; k < n; k++) {
         tmp->len = 0;

@@ -34,7 +34,7 @@ static bool b64_decode(const char *s, size_t n, struct pgd__buf *out, bool *nome
         if (bits >= 8) {
             bits -= 8;
             unsigned char byte = (unsigned char)(acc >> bits);
-            if (!pgd__buf_add(out, &byte, 1)) {
+            if (!pgd__buf_append(out, &byte, 1)) {
                 *nomem = true;
                 return false;
             }
@@ -49,7 +49,7 @@ enum pgd_status pgd__precompiled_load(struct pgd__norm *nm, const char *b64, siz
     struct pgd__buf raw = { 0 };
     bool nomem;
     if (!b64_decode(b64, len, &raw, &nomem)) {
-        pgd__buf_free(&raw);
+        pgd__buf_fini(&raw);
         return nomem ? PGD_ERR_NOMEM
                      : pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: normalizer Precompiled: "
                                 "\"precompiled_charsmap\" is not base64", name);
@@ -58,7 +58,7 @@ enum pgd_status pgd__precompiled_load(struct pgd__norm *nm, const char *b64, siz
     uint32_t trie_bytes = raw.len >= 4 ? (uint32_t)u[0] | (uint32_t)u[1] << 8 |
                                              (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24 : 0;
     if (raw.len < 4 || trie_bytes % 4 || trie_bytes == 0 || trie_bytes > raw.len - 4) {
-        pgd__buf_free(&raw);
+        pgd__buf_fini(&raw);
         return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: normalizer Precompiled: "
                         "\"precompiled_charsmap\" has no valid trie", name);
     }
@@ -67,7 +67,7 @@ enum pgd_status pgd__precompiled_load(struct pgd__norm *nm, const char *b64, siz
     nm->blen = raw.len - 4 - trie_bytes;
     nm->b = pgd__dupn(raw.p + 4 + trie_bytes, nm->blen);
     if (!nm->trie || !nm->b) {
-        pgd__buf_free(&raw);
+        pgd__buf_fini(&raw);
         return PGD_ERR_NOMEM;
     }
     for (size_t i = 0; i < nm->trie_n; i++) {
@@ -75,7 +75,7 @@ enum pgd_status pgd__precompiled_load(struct pgd__norm *nm, const char *b64, siz
         nm->trie[i] = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
                       (uint32_t)p[3] << 24;
     }
-    pgd__buf_free(&raw);
+    pgd__buf_fini(&raw);
     return PGD_OK;
 }
 
@@ -123,10 +123,10 @@ bool pgd__precompiled_normalize(const struct pgd__norm *nm, const char *s, size_
     while (g < n) {
         /* extend the grapheme cluster (extended, UAX #29) starting at g */
         size_t k, e = g;
-        uint32_t prev = pgd__utf8_decode((const unsigned char *)s + e, &k);
+        uint32_t prev = pgd__utf8_decode_valid((const unsigned char *)s + e, &k);
         e += k;
         while (e < n) {
-            uint32_t c = pgd__utf8_decode((const unsigned char *)s + e, &k);
+            uint32_t c = pgd__utf8_decode_valid((const unsigned char *)s + e, &k);
             if (utf8proc_grapheme_break_stateful((utf8proc_int32_t)prev, (utf8proc_int32_t)c,
                                                  &state))
                 break;
@@ -138,18 +138,18 @@ bool pgd__precompiled_normalize(const struct pgd__norm *nm, const char *s, size_
         if (r) {
             if (g == 0 && rl == 0)
                 *first_deleted = true;
-            if (!pgd__buf_add(out, r, rl))
+            if (!pgd__buf_append(out, r, rl))
                 return false;
             g = e;
             continue;
         }
         /* else character by character */
         for (size_t i = g; i < e; i += k) {
-            pgd__utf8_decode((const unsigned char *)s + i, &k);
+            pgd__utf8_decode_valid((const unsigned char *)s + i, &k);
             r = transform(nm, s + i, k, &rl);
             if (r && i == 0 && rl == 0)
                 *first_deleted = true;
-            if (!(r ? pgd__buf_add(out, r, rl) : pgd__buf_add(out, s + i, k)))
+            if (!(r ? pgd__buf_append(out, r, rl) : pgd__buf_append(out, s + i, k)))
                 return false;
         }
         g = e;

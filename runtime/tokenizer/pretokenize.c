@@ -14,21 +14,15 @@ bool pgd__pieces_add(struct pgd__pieces *p, size_t off, size_t len, bool first)
 {
     if (len == 0)
         return true; /* empty pieces are dropped, as `tokenizers` drops them */
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 64;
-        struct pgd__span *v = realloc(p->v, cap * sizeof *v);
-        if (!v)
-            return false;
-        p->v = v;
-        p->cap = cap;
-    }
+    if (!pgd__array_reserve(p->v, p->cap, p->n + 1))
+        return false;
     p->v[p->n++] = (struct pgd__span){ off, len, first };
     return true;
 }
 
 void pgd__pieces_free(struct pgd__pieces *p)
 {
-    pgd__buf_free(&p->text);
+    pgd__buf_fini(&p->text);
     free(p->v);
     memset(p, 0, sizeof *p);
 }
@@ -161,7 +155,7 @@ static enum pgd_status next_match(const struct pgd__pretok *pt, const char *s, s
     if (pt->cls != PGD__CC_NONE) {
         /* tokenizers: a char predicate matches each such character on its own */
         for (size_t i = at, k; i < n; i += k) {
-            uint32_t c = pgd__utf8_decode((const unsigned char *)s + i, &k);
+            uint32_t c = pgd__utf8_decode_valid((const unsigned char *)s + i, &k);
             if (in_class(pt, c)) {
                 *ms = i;
                 *me = i + k;
@@ -200,7 +194,7 @@ static enum pgd_status split_span(const struct pgd__pretok *pt, const char *text
             /* an empty match splits nothing: step over one character */
             if (ms >= n)
                 break;
-            size_t k = pgd__utf8_valid_len((const unsigned char *)s + ms, n - ms);
+            size_t k = pgd__utf8_next((const unsigned char *)s + ms, n - ms, NULL);
             at = ms + (k ? k : 1);
             continue;
         }
@@ -221,7 +215,7 @@ static bool split_fixed(const struct pgd__pretok *pt, const char *text,
 {
     size_t b = 0, chars = 0;
     for (size_t i = 0, k; i < span->len; i += k) {
-        pgd__utf8_decode((const unsigned char *)text + span->off + i, &k);
+        pgd__utf8_decode_valid((const unsigned char *)text + span->off + i, &k);
         if (++chars == pt->length) {
             if (!pgd__pieces_add(out, span->off + b, i + k - b, span->first && b == 0))
                 return false;
@@ -243,7 +237,7 @@ static bool split_scripts(const char *text, const struct pgd__span *span,
     size_t start = 0;
     bool started = false; /* a piece started at `start` */
     for (size_t i = 0, k; i < span->len; i += k) {
-        uint32_t sc = pgd__uc_script_class(pgd__utf8_decode((const unsigned char *)s + i, &k));
+        uint32_t sc = pgd__uc_script_class(pgd__utf8_decode_valid(s + i, &k));
         if (sc == 0 || sc == last)
             continue;
         if (started && !pgd__pieces_add(out, span->off + start, i - start,
@@ -271,7 +265,7 @@ static bool split_whitespace(const char *text, const struct pgd__span *span,
         int cls = 0;
         k = 1;
         if (i < span->len) {
-            uint32_t c = pgd__utf8_decode((const unsigned char *)s + i, &k);
+            uint32_t c = pgd__utf8_decode_valid((const unsigned char *)s + i, &k);
             cls = pgd__uc_is_word(c) ? 1 : pgd__uc_is_white_space(c) ? 0 : 2;
         }
         if (cls == run)
@@ -305,16 +299,16 @@ static bool bytelevel_piece(const struct pgd__pretok *pt, const char *s, size_t 
     size_t start = out->text.len;
     bool ok = true;
     if (pt->add_prefix_space && s[0] != ' ')
-        ok = pt->map_bytes ? pgd__buf_add(&out->text, "\xC4\xA0", 2)
-                           : pgd__buf_add(&out->text, " ", 1);
+        ok = pt->map_bytes ? pgd__buf_append(&out->text, "\xC4\xA0", 2)
+                           : pgd__buf_append(&out->text, " ", 1);
     if (pt->map_bytes) {
         for (size_t j = 0; j < n && ok; j++) {
             char enc[4];
-            size_t l = pgd__utf8_encode(pgd__bytelevel_char((uint8_t)s[j]), enc);
-            ok = pgd__buf_add(&out->text, enc, l);
+            size_t l = pgd__utf8_put(pgd__bytelevel_char((uint8_t)s[j]), enc);
+            ok = pgd__buf_append(&out->text, enc, l);
         }
     } else
-        ok = ok && pgd__buf_add(&out->text, s, n);
+        ok = ok && pgd__buf_append(&out->text, s, n);
     return ok && pgd__pieces_add(out, start, out->text.len - start, first);
 }
 
@@ -329,7 +323,7 @@ static bool metaspace_piece(const struct pgd__pretok *pt, const char *s, size_t 
         /* `tokenizers` checks after spaces became the replacement */
         bool starts = s[0] == ' ' || (n >= pt->slen && !memcmp(s, pt->str, pt->slen));
         if (!starts)
-            ok = pgd__buf_add(&out->text, pt->str, pt->slen);
+            ok = pgd__buf_append(&out->text, pt->str, pt->slen);
     }
     if (!ok || !pgd__replace_all(s, n, " ", 1, pt->str, pt->slen, &out->text))
         return false;
@@ -563,10 +557,10 @@ static enum pgd_status load_class_split(struct pgd_tokenizer *t, const char *typ
     if (!strcmp(type, "CharDelimiterSplit")) {
         const char *d = pgd__jstr(j, "delimiter");
         size_t k = d ? strlen(d) : 0;
-        if (!k || pgd__utf8_valid_len((const unsigned char *)d, k) != k)
+        if (!k || pgd__utf8_next((const unsigned char *)d, k, NULL) != k)
             return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: pre_tokenizer CharDelimiterSplit: "
                             "\"delimiter\" must be one character", t->name);
-        return push_class_split(t, PGD__CC_CHAR, pgd__utf8_decode((const unsigned char *)d, &k),
+        return push_class_split(t, PGD__CC_CHAR, pgd__utf8_decode_valid(d, &k),
                                 PGD__SPLIT_REMOVED);
     }
     *known = false;
@@ -637,7 +631,7 @@ enum pgd_status pgd__metaspace_settings(const struct pgd_tokenizer *t, const voi
     json_t *r = json_object_get(j, "replacement");
     const unsigned char *u = (const unsigned char *)json_string_value(r);
     size_t n = json_string_length(r);
-    if (!u || n == 0 || pgd__utf8_valid_len(u, n) != n)
+    if (!u || n == 0 || pgd__utf8_next(u, n, NULL) != n)
         return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: %s Metaspace: \"replacement\" must "
                         "be one character", t->name, what);
     *rep = (const char *)u;

@@ -18,25 +18,25 @@ pcre2_code *pgd__regex_compile(const char *pattern, size_t len, char *err, size_
         if (c == '\\' && i + 1 < len) {
             char d = pattern[i + 1];
             if (d == 's')
-                ok = pgd__buf_add(&p, in_class ? WS_CLASS : "[" WS_CLASS "]",
+                ok = pgd__buf_append(&p, in_class ? WS_CLASS : "[" WS_CLASS "]",
                                   strlen(in_class ? WS_CLASS : "[" WS_CLASS "]"));
             else if (d == 'S' && !in_class)
-                ok = pgd__buf_add(&p, "[^" WS_CLASS "]", strlen("[^" WS_CLASS "]"));
+                ok = pgd__buf_append(&p, "[^" WS_CLASS "]", strlen("[^" WS_CLASS "]"));
             else
-                ok = pgd__buf_add(&p, pattern + i, 2);
+                ok = pgd__buf_append(&p, pattern + i, 2);
             i++;
             continue;
         }
         if (c == '[' && !in_class) {
             in_class = true;
-            ok = pgd__buf_add(&p, &c, 1);
+            ok = pgd__buf_append(&p, &c, 1);
             /* a ']' right after '[' or '[^' is a literal */
             if (i + 1 < len && pattern[i + 1] == '^') {
-                ok = ok && pgd__buf_add(&p, "^", 1);
+                ok = ok && pgd__buf_append(&p, "^", 1);
                 i++;
             }
             if (i + 1 < len && pattern[i + 1] == ']') {
-                ok = ok && pgd__buf_add(&p, "]", 1);
+                ok = ok && pgd__buf_append(&p, "]", 1);
                 i++;
             }
             continue;
@@ -44,17 +44,17 @@ pcre2_code *pgd__regex_compile(const char *pattern, size_t len, char *err, size_
         if (c == '[' && in_class && i + 1 < len && pattern[i + 1] == ':') {
             const char *end = strstr(pattern + i, ":]");
             if (end && (size_t)(end - pattern) < len) {
-                ok = pgd__buf_add(&p, pattern + i, (size_t)(end - (pattern + i)) + 2);
+                ok = pgd__buf_append(&p, pattern + i, (size_t)(end - (pattern + i)) + 2);
                 i = (size_t)(end - pattern) + 1;
                 continue;
             }
         }
         if (c == ']' && in_class)
             in_class = false;
-        ok = ok && pgd__buf_add(&p, &c, 1);
+        ok = ok && pgd__buf_append(&p, &c, 1);
     }
     if (!ok) {
-        pgd__buf_free(&p);
+        pgd__buf_fini(&p);
         pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
         return NULL;
     }
@@ -62,7 +62,7 @@ pcre2_code *pgd__regex_compile(const char *pattern, size_t len, char *err, size_
     PCRE2_SIZE at;
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)(p.p ? p.p : ""), p.len, PCRE2_UTF | PCRE2_UCP,
                                    &code, &at, NULL);
-    pgd__buf_free(&p);
+    pgd__buf_fini(&p);
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(code, msg, sizeof msg);
@@ -92,7 +92,7 @@ enum pgd_status pgd__regex_replace(const pcre2_code *re, const char *s, size_t n
         if (me == ms) {
             /* tokenizers (onig's find_iter): an empty match counts, except right where the
              * previous match ended; the search then goes on one character later */
-            size_t k = ms < n ? pgd__utf8_valid_len((const unsigned char *)s + ms, n - ms) : 0;
+            size_t k = ms < n ? pgd__utf8_next((const unsigned char *)s + ms, n - ms, NULL) : 0;
             at = ms + (k ? k : 1);
             if (any && ms == done)
                 continue;
@@ -100,10 +100,10 @@ enum pgd_status pgd__regex_replace(const pcre2_code *re, const char *s, size_t n
             at = me;
         if (ms == 0 && me > 0 && rlen == 0)
             *first_deleted = true;
-        ok = pgd__buf_add(out, s + done, ms - done) && pgd__buf_add(out, rep, rlen);
+        ok = pgd__buf_append(out, s + done, ms - done) && pgd__buf_append(out, rep, rlen);
         done = me;
         any = true;
     }
     pcre2_match_data_free(md);
-    return ok && pgd__buf_add(out, s + done, n - done) ? PGD_OK : PGD_ERR_NOMEM;
+    return ok && pgd__buf_append(out, s + done, n - done) ? PGD_OK : PGD_ERR_NOMEM;
 }

@@ -2,7 +2,6 @@
  *   text -> added tokens (as written) -> normalizers -> added tokens (normalized)
  *        -> pre-tokenizers -> BPE per piece -> post-processor template. */
 #include "runtime/tokenizer/tokenizer_internal.h"
-#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,8 +160,8 @@ static enum pgd_status build_added_index(struct pgd_tokenizer *t)
         bool ok;
         if (a->normalized && t->n_norms) {
             if (pgd__normalize(t->norms, t->n_norms, a->content, a->len, &norm, &tmp, NULL)) {
-                pgd__buf_free(&norm);
-                pgd__buf_free(&tmp);
+                pgd__buf_fini(&norm);
+                pgd__buf_fini(&tmp);
                 return PGD_ERR_NOMEM;
             }
             ok = pgd__matcher_add(&t->match_norm, norm.p, norm.len, (int32_t)i);
@@ -171,13 +170,13 @@ static enum pgd_status build_added_index(struct pgd_tokenizer *t)
         else
             ok = pgd__matcher_add(&t->match_raw, a->content, a->len, (int32_t)i);
         if (!ok) {
-            pgd__buf_free(&norm);
-            pgd__buf_free(&tmp);
+            pgd__buf_fini(&norm);
+            pgd__buf_fini(&tmp);
             return PGD_ERR_NOMEM;
         }
     }
-    pgd__buf_free(&norm);
-    pgd__buf_free(&tmp);
+    pgd__buf_fini(&norm);
+    pgd__buf_fini(&tmp);
     return PGD_OK;
 }
 
@@ -423,33 +422,6 @@ enum pgd_status pgd_tokenizer_load_json(const char *json, size_t json_len, const
     return load_named(json, json_len, config, config_len, name, cfgname, out, err, errlen);
 }
 
-static enum pgd_status read_file(const char *path, char **data, size_t *len, char *err,
-                                 size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return pgd_errf(err, errlen, errno == ENOENT ? PGD_ERR_NOT_FOUND : PGD_ERR_IO, "%s: %s",
-                        path, strerror(errno));
-    struct pgd__buf b = { 0 };
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        if (!pgd__buf_add(&b, chunk, n)) {
-            fclose(f);
-            pgd__buf_free(&b);
-            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", path);
-        }
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        pgd__buf_free(&b);
-        return pgd_errf(err, errlen, PGD_ERR_IO, "%s: read error", path);
-    }
-    *data = b.p ? b.p : strdup("");
-    *len = b.len;
-    return PGD_OK;
-}
-
 enum pgd_status pgd_tokenizer_load(const char *dir, struct pgd_tokenizer **out, char *err,
                                    size_t errlen)
 {
@@ -465,14 +437,14 @@ enum pgd_status pgd_tokenizer_load(const char *dir, struct pgd_tokenizer **out, 
     snprintf(p2, dl + 32, "%s/tokenizer_config.json", dir);
     char *json = NULL, *cfg = NULL;
     size_t jl = 0, cl = 0;
-    enum pgd_status st = read_file(p1, &json, &jl, err, errlen);
+    enum pgd_status st = pgd__read_file(p1, &json, &jl, err, errlen);
     if (!st) {
         char e2[16];
-        enum pgd_status s2 = read_file(p2, &cfg, &cl, e2, sizeof e2);
+        enum pgd_status s2 = pgd__read_file(p2, &cfg, &cl, e2, sizeof e2);
         if (s2 == PGD_ERR_NOT_FOUND)
             cfg = NULL;
         else if (s2)
-            st = read_file(p2, &cfg, &cl, err, errlen);
+            st = pgd__read_file(p2, &cfg, &cl, err, errlen);
     }
     if (!st)
         st = load_named(json, jl, cfg, cl, p1, p2, out, err, errlen);
@@ -507,7 +479,7 @@ static enum pgd_status on_norm_piece(void *ctx, size_t off, size_t len, int32_t 
         return PGD_OK;
     e->pieces.n = 0;
     e->pieces.text.len = 0;
-    if (!pgd__buf_add(&e->pieces.text, e->norm.p + off, len) ||
+    if (!pgd__buf_append(&e->pieces.text, e->norm.p + off, len) ||
         !pgd__pieces_add(&e->pieces, 0, len, e->seg_first && off == 0))
         return PGD_ERR_NOMEM;
     enum pgd_status st = pgd__pretokenize(t->pretoks, t->n_pretoks, &e->pieces, &e->ptmp, e->md,
@@ -557,9 +529,9 @@ enum pgd_status pgd_tokenizer_encode(const struct pgd_tokenizer *tok, const char
     const unsigned char *u = (const unsigned char *)text;
     for (size_t i = 0; i < len;) {
         if (u[i] < 0x80) { i++; continue; }
-        size_t k = pgd__utf8_valid_len(u + i, len - i);
+        size_t k = pgd__utf8_next(u + i, len - i, NULL);
         if (!k) {
-            if (!pgd__utf8_lossy_append(&fixed, text, len)) {
+            if (!pgd__utf8_append_lossy(&fixed, text, len)) {
                 st = PGD_ERR_NOMEM;
                 goto done;
             }
@@ -590,9 +562,9 @@ enum pgd_status pgd_tokenizer_encode(const struct pgd_tokenizer *tok, const char
 done:
     if (st == PGD_ERR_NOMEM)
         pgd_errf(err, errlen, st, "%s: encode: out of memory", tok->name);
-    pgd__buf_free(&fixed);
-    pgd__buf_free(&e.norm);
-    pgd__buf_free(&e.ntmp);
+    pgd__buf_fini(&fixed);
+    pgd__buf_fini(&e.norm);
+    pgd__buf_fini(&e.ntmp);
     pgd__pieces_free(&e.pieces);
     pgd__pieces_free(&e.ptmp);
     pgd__bpe_scratch_free(&e.bs);

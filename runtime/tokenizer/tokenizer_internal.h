@@ -18,35 +18,25 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-/* ---- growable byte buffer -------------------------------------------------------------- */
-struct pgd__buf {
-    char *p; /* [cap], malloc'ed, owned */
-    size_t len, cap;
-};
-bool pgd__buf_reserve(struct pgd__buf *b, size_t extra); /* false on out of memory */
-bool pgd__buf_add(struct pgd__buf *b, const void *s, size_t n);
-void pgd__buf_free(struct pgd__buf *b);
+/* Byte buffers, UTF-8 and array growth come from the base layer. */
+#include "runtime/base/buf.h"
+#include "runtime/base/mem.h"
+#include "runtime/base/utf8.h"
 
-/* ---- UTF-8 ------------------------------------------------------------------------------ */
-/* Length of the well-formed UTF-8 sequence at s[0..n), or 0 if s does not start with one
- * (Unicode table 3-7: no overlongs, no surrogates, nothing above U+10FFFF). */
-size_t pgd__utf8_valid_len(const unsigned char *s, size_t n);
-/* Length of the maximal subpart of an ill-formed sequence at s (>= 1): the bytes one U+FFFD
- * replaces, as Python's errors="replace" and Rust's from_utf8_lossy do. */
-size_t pgd__utf8_invalid_len(const unsigned char *s, size_t n);
-/* Decodes the (well-formed) character at s; *len gets its length. */
-uint32_t pgd__utf8_decode(const unsigned char *s, size_t *len);
-size_t pgd__utf8_encode(uint32_t cp, char out[4]);
-/* Appends s[0..n) to out with every ill-formed subsequence replaced by U+FFFD. */
-bool pgd__utf8_lossy_append(struct pgd__buf *out, const char *s, size_t n);
+/* ---- the byte-level alphabet, small string helpers (tokenizer_util.c) ------------------- */
 /* The byte-level alphabet of GPT-2: byte -> code point, and back (-1 for none). */
 uint32_t pgd__bytelevel_char(uint8_t b);
 int pgd__bytelevel_byte(uint32_t cp);
+/* Appends to out the bytes that the characters of s[0..n) stand for in that alphabet. false
+ * when one of them stands for none (or is not UTF-8): out is then back at its length on
+ * entry; or when out of memory: out->failed is set. */
+bool pgd__bytelevel_unmap(const char *s, size_t n, struct pgd__buf *out);
 
 /* Appends s[0..n) to out with every occurrence of pat replaced by rep (pat empty: a copy). */
 bool pgd__replace_all(const char *s, size_t n, const char *pat, size_t plen, const char *rep,
                       size_t rlen, struct pgd__buf *out);
-/* A malloc'ed NUL-terminated copy of s[0..n), or NULL. */
+/* A malloc'ed NUL-terminated copy of s[0..n), or NULL. Unlike strndup it copies all n bytes:
+ * the JSON strings it copies may hold U+0000 and are used with their lengths. */
 char *pgd__dupn(const char *s, size_t n);
 /* The string value of obj[key] (obj a json_t object), or NULL. */
 const char *pgd__jstr(const void *obj, const char *key);

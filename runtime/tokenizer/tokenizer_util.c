@@ -1,59 +1,28 @@
-/* Small pieces the tokenizer files share: byte buffers, string replacement, UTF-8, the
- * byte-level alphabet, a string -> id hash table, JSON string fields. */
+/* Small pieces the tokenizer files share: string replacement, length-bearing string copies,
+ * JSON string fields, the byte-level alphabet, a string -> id hash table. (Byte buffers and
+ * UTF-8 are runtime/base/buf.h and utf8.h.) */
 #include "runtime/tokenizer/tokenizer_internal.h"
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
-bool pgd__buf_reserve(struct pgd__buf *b, size_t extra)
-{
-    if (b->len + extra + 1 <= b->cap)
-        return true;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + extra + 1)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p)
-        return false;
-    b->p = p;
-    b->cap = cap;
-    return true;
-}
-
-bool pgd__buf_add(struct pgd__buf *b, const void *s, size_t n)
-{
-    if (!pgd__buf_reserve(b, n))
-        return false;
-    if (n)
-        memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return true;
-}
-
-void pgd__buf_free(struct pgd__buf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
-
 bool pgd__replace_all(const char *s, size_t n, const char *pat, size_t plen, const char *rep,
                       size_t rlen, struct pgd__buf *out)
 {
     if (plen == 0)
-        return pgd__buf_add(out, s, n);
+        return pgd__buf_append(out, s, n);
     size_t i = 0;
     while (i < n) {
         const char *hit = memmem(s + i, n - i, pat, plen);
         if (!hit)
             break;
-        if (!pgd__buf_add(out, s + i, (size_t)(hit - (s + i))) || !pgd__buf_add(out, rep, rlen))
+        if (!pgd__buf_append(out, s + i, (size_t)(hit - (s + i))) ||
+            !pgd__buf_append(out, rep, rlen))
             return false;
         i = (size_t)(hit - s) + plen;
     }
-    return pgd__buf_add(out, s + i, n - i);
+    return pgd__buf_append(out, s + i, n - i);
 }
 
 char *pgd__dupn(const char *s, size_t n)
@@ -70,116 +39,6 @@ const char *pgd__jstr(const void *obj, const char *key)
 {
     json_t *v = json_object_get((const json_t *)obj, key);
     return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-/* ---- UTF-8 ------------------------------------------------------------------------------ */
-
-size_t pgd__utf8_valid_len(const unsigned char *s, size_t n)
-{
-    if (n == 0)
-        return 0;
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    if (c < 0xC2)
-        return 0;
-    if (c < 0xE0)
-        return (n >= 2 && (s[1] & 0xC0) == 0x80) ? 2 : 0;
-    if (c < 0xF0) {
-        if (n < 3)
-            return 0;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-        return (s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80) ? 3 : 0;
-    }
-    if (c < 0xF5) {
-        if (n < 4)
-            return 0;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-        return (s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 && (s[3] & 0xC0) == 0x80)
-                   ? 4 : 0;
-    }
-    return 0;
-}
-
-size_t pgd__utf8_invalid_len(const unsigned char *s, size_t n)
-{
-    /* The maximal subpart: the longest prefix of a well-formed sequence, at least one byte. */
-    unsigned char c = s[0];
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c < 0xE0) need = 2;
-    else if (c >= 0xE0 && c < 0xF0) {
-        need = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c < 0xF5) {
-        need = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else
-        return 1;
-    size_t i = 1;
-    if (i < n && s[i] >= lo && s[i] <= hi) {
-        i++;
-        while (i < need && i < n && (s[i] & 0xC0) == 0x80)
-            i++;
-    }
-    return i;
-}
-
-uint32_t pgd__utf8_decode(const unsigned char *s, size_t *len)
-{
-    unsigned char c = s[0];
-    if (c < 0x80) { *len = 1; return c; }
-    if (c < 0xE0) { *len = 2; return ((uint32_t)(c & 0x1F) << 6) | (s[1] & 0x3F); }
-    if (c < 0xF0) {
-        *len = 3;
-        return ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
-    }
-    *len = 4;
-    return ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) |
-           ((uint32_t)(s[2] & 0x3F) << 6) | (s[3] & 0x3F);
-}
-
-size_t pgd__utf8_encode(uint32_t cp, char out[4])
-{
-    if (cp < 0x80) { out[0] = (char)cp; return 1; }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-bool pgd__utf8_lossy_append(struct pgd__buf *out, const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0, run = 0;
-    while (i < n) {
-        if (u[i] < 0x80) { i++; continue; }
-        size_t k = pgd__utf8_valid_len(u + i, n - i);
-        if (k) { i += k; continue; }
-        if (!pgd__buf_add(out, s + run, i - run) || !pgd__buf_add(out, "\xEF\xBF\xBD", 3))
-            return false;
-        i += pgd__utf8_invalid_len(u + i, n - i);
-        run = i;
-    }
-    return pgd__buf_add(out, s + run, n - run);
 }
 
 /* GPT-2's byte alphabet: printable Latin-1 bytes stand for themselves, the other 68 bytes
@@ -213,6 +72,27 @@ int pgd__bytelevel_byte(uint32_t cp)
     return cp < 0x200 ? bl_byte[cp] : -1;
 }
 
+bool pgd__bytelevel_unmap(const char *s, size_t n, struct pgd__buf *out)
+{
+    size_t start = out->len;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t k = pgd__utf8_next(s + i, n - i, &cp);
+        int byte = k ? pgd__bytelevel_byte(cp) : -1;
+        if (byte < 0) {
+            out->len = start;
+            if (out->p)
+                out->p[start] = '\0';
+            return false;
+        }
+        unsigned char c = (unsigned char)byte;
+        if (!pgd__buf_append(out, &c, 1))
+            return false;
+        i += k;
+    }
+    return true;
+}
+
 /* ---- string map ------------------------------------------------------------------------- */
 
 bool pgd__strmap_init(struct pgd__strmap *m, size_t expected)
@@ -233,7 +113,7 @@ bool pgd__strmap_init(struct pgd__strmap *m, size_t expected)
 void pgd__strmap_free(struct pgd__strmap *m)
 {
     free(m->slots);
-    pgd__buf_free(&m->keys);
+    pgd__buf_fini(&m->keys);
     memset(m, 0, sizeof *m);
 }
 
@@ -274,7 +154,7 @@ bool pgd__strmap_put(struct pgd__strmap *m, const char *key, size_t len, int32_t
         i = (i + 1) & m->mask;
     }
     size_t off = m->keys.len;
-    if (!pgd__buf_add(&m->keys, key, len))
+    if (!pgd__buf_append(&m->keys, key, len))
         return false;
     m->slots[i] = (struct pgd__strmap_slot){ h, (uint32_t)off, (uint32_t)len, val };
     m->count++;

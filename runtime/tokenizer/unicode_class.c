@@ -106,5 +106,5 @@ uint32_t pgd__uc_last_char(const char *s, size_t n, size_t *start)
         i--;
     size_t k;
     *start = i;
-    return pgd__utf8_decode((const unsigned char *)s + i, &k);
+    return pgd__utf8_decode_valid((const unsigned char *)s + i, &k);
 }

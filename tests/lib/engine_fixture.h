@@ -9,6 +9,7 @@
 #ifndef PGD_TESTS_ENGINE_FIXTURE_H
 #define PGD_TESTS_ENGINE_FIXTURE_H
 
+#include "runtime/base/mem.h"
 #include "runtime/engine/engine_backend.h"
 #include <math.h>
 #include <pthread.h>
@@ -69,10 +70,9 @@ static enum pgd_status fake_step(void *ctx, const struct pgd__step_seq *seqs, in
     size_t rows = 0;
     for (int i = 0; i < n; i++)
         rows += (size_t)seqs[i].n_logits;
-    if (rows * VOCAB > f->logits_cap) {
-        f->logits_cap = rows * VOCAB;
-        f->logits = realloc(f->logits, f->logits_cap * sizeof *f->logits);
-    }
+    if (!pgd__array_reserve(f->logits, f->logits_cap, rows * VOCAB))
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "fake model: no memory for %zu logits rows",
+                        rows);
     int bs = f->block_size;
     /* Write every new token's "KV" first (as attention layers do), then read. */
     for (int i = 0; i < n; i++) {
@@ -89,10 +89,9 @@ static enum pgd_status fake_step(void *ctx, const struct pgd__step_seq *seqs, in
     for (int i = 0; i < n; i++) {
         const struct pgd__step_seq *s = &seqs[i];
         int total = s->n_computed + s->n_new;
-        if ((size_t)total > f->hist_cap) {
-            f->hist_cap = (size_t)total * 2;
-            f->hist = realloc(f->hist, f->hist_cap * sizeof *f->hist);
-        }
+        if (!pgd__array_reserve(f->hist, f->hist_cap, (size_t)total))
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "fake model: no memory for %d tokens",
+                            total);
         for (int pos = 0; pos < total; pos++) {
             int64_t v = f->cache[(size_t)s->block_table[pos / bs] * bs + pos % bs];
             if ((int)(v & 0xffffffff) != pos)

@@ -1,8 +1,10 @@
 /* The base layer's shared utilities: the byte buffer (runtime/base/buf.h), array growth and
- * the fatal out-of-memory hook (runtime/base/mem.h), and UTF-8 (runtime/base/utf8.h), whose
- * replacement results are Python's bytes.decode("utf-8", "replace"). */
+ * the fatal out-of-memory hook (runtime/base/mem.h), UTF-8 (runtime/base/utf8.h), whose
+ * replacement results are Python's bytes.decode("utf-8", "replace"), and the clock readings
+ * for timeouts (runtime/base/clock.h). */
 #include <criterion/criterion.h>
 #include "runtime/base/buf.h"
+#include "runtime/base/clock.h"
 #include "runtime/base/mem.h"
 #include "runtime/base/utf8.h"
 #include <signal.h>
@@ -15,6 +17,7 @@
 PGD_TEST_SUITE(buf);
 PGD_TEST_SUITE(mem);
 PGD_TEST_SUITE(utf8);
+PGD_TEST_SUITE(clock);
 
 /* ---- the byte buffer ---------------------------------------------------------------------- */
 
@@ -441,4 +444,48 @@ Test(utf8, agrees_with_rfc3629_on_every_short_sequence)
                 }
         }
     }
+}
+
+/* ---- clock readings ------------------------------------------------------------------------ */
+
+static int64_t ns_of(struct timespec t)
+{
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* The deadline lies ms after a reading taken before it and no later than ms after one taken
+ * after it, on the clock asked for, with tv_nsec normalized: 999 ms and 1999 ms carry into
+ * tv_sec for most starting points, and the checks hold for every one of them. */
+static void check_deadline(clockid_t clock, int ms)
+{
+    struct timespec before, after;
+    clock_gettime(clock, &before);
+    struct timespec d = pgd__deadline_after(clock, ms);
+    clock_gettime(clock, &after);
+    cr_assert(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L, "tv_nsec %ld", d.tv_nsec);
+    int64_t want = (int64_t)ms * 1000000;
+    cr_assert_geq(ns_of(d) - ns_of(before), want, "clock %d, %d ms", (int)clock, ms);
+    cr_assert_leq(ns_of(d) - ns_of(after), want, "clock %d, %d ms", (int)clock, ms);
+}
+
+Test(clock, deadlines_are_ms_from_now_on_the_clock_asked_for)
+{
+    static const int ms[] = { 0, 1, 5, 999, 1000, 1999, 60000 };
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+        check_deadline(CLOCK_MONOTONIC, ms[i]);
+        check_deadline(CLOCK_REALTIME, ms[i]);
+    }
+}
+
+Test(clock, now_ms_is_monotonic_milliseconds)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    int64_t a = pgd__now_ms();
+    cr_assert_geq(a, (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000);
+    struct timespec nap = { 0, 20 * 1000000L };
+    nanosleep(&nap, NULL);
+    int64_t b = pgd__now_ms();
+    cr_assert_geq(b - a, 20);
+    cr_assert_lt(b - a, 20000, "a 20 ms sleep took %lld ms", (long long)(b - a));
 }

@@ -260,7 +260,7 @@ static int push(struct feed *f, const char *delta, const char *const *stops, int
     size_t before = f->t.released, rel;
     int hit = pgd__stop_text_push(&f->t, delta, strlen(delta), stops, n, true, include, &rel);
     cr_assert_eq(before + rel, f->t.released);
-    memcpy(f->out + f->out_len, f->t.buf + before, rel);
+    memcpy(f->out + f->out_len, f->t.text.p + before, rel);
     f->out_len += rel;
     f->out[f->out_len] = '\0';
     return hit;

@@ -24,6 +24,7 @@
  * connection is registered: libmicrohttpd closes a socket after our CLOSED notification
  * (which takes conn_mu and unregisters it), so the descriptor cannot be reused under us. */
 #include "plugins/frontend/openai/oai.h"
+#include "runtime/base/clock.h"
 #include <pagoda/log.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -40,13 +41,6 @@
 #include <unistd.h>
 
 #define WATCHDOG_MS 100            /* how often head deadlines are checked */
-
-static int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 unsigned oai_conn_hard_limit(const struct oai_settings *cfg)
 {
@@ -142,7 +136,7 @@ static int admit(struct oai_server *s, int fd, const struct sockaddr *sa)
     s->refused_per_ip += verdict == 2;
     if (verdict == 0) {
         s->n_conns++;
-        k->head_deadline_ms = now_ms() + (int64_t)s->cfg.header_timeout * 1000;
+        k->head_deadline_ms = pgd__now_ms() + (int64_t)s->cfg.header_timeout * 1000;
         k->next = s->conns;
         if (s->conns)
             s->conns->prev = k;
@@ -164,7 +158,7 @@ static void accept_ready(struct oai_server *s)
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 static _Atomic int64_t last_warned;   /* once every 10 s, not per attempt */
-                int64_t now = now_ms();
+                int64_t now = pgd__now_ms();
                 if (now - atomic_load(&last_warned) >= 10000) {
                     atomic_store(&last_warned, now);
                     PGD_WARN("frontend.openai: accept: %s (raise the open-file limit or lower "
@@ -306,7 +300,7 @@ void oai_conn_running(struct oai_server *s, struct MHD_Connection *c)
 
 void oai_conn_request_done(struct oai_server *s, struct MHD_Connection *c)
 {
-    set_phase(s, c, now_ms() + (int64_t)s->cfg.header_timeout * 1000, false,
+    set_phase(s, c, pgd__now_ms() + (int64_t)s->cfg.header_timeout * 1000, false,
               (unsigned)s->cfg.timeout_keep_alive);
 }
 
@@ -346,7 +340,7 @@ static void *watchdog_main(void *arg)
             t.tv_nsec -= 1000000000L;
         }
         pthread_cond_timedwait(&s->conn_cv, &s->conn_mu, &t);
-        int64_t now = now_ms();
+        int64_t now = pgd__now_ms();
         for (struct oai_conn *k = s->conns; k; k = k->next) {
             if (!k->head_deadline_ms || now < k->head_deadline_ms)
                 continue;

@@ -9,6 +9,7 @@
  * malformed request line or head, a head over its buffer) and for malformed chunk framing
  * (a chunk-size line over its 32 KiB buffer, a bad chunk size), which it parses alone. */
 #include "plugins/frontend/openai/oai.h"
+#include "runtime/base/clock.h"
 #include <pagoda/log.h>
 #include <pagoda/version.h>
 #include <arpa/inet.h>
@@ -765,26 +766,13 @@ static bool wait_idle(struct oai_server *s, const struct timespec *deadline, boo
     return idle;
 }
 
-static struct timespec deadline_in(int ms)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
-}
-
 /* Waits up to ms until no request is active and no connection holds an unread request
  * head; true when so. */
 static bool settle(struct oai_server *s, int ms)
 {
-    struct timespec end = deadline_in(ms);
+    struct timespec end = pgd__deadline_after(CLOCK_REALTIME, ms);
     for (;;) {
-        struct timespec step = deadline_in(5);
+        struct timespec step = pgd__deadline_after(CLOCK_REALTIME, 5);
         bool last = step.tv_sec > end.tv_sec ||
                     (step.tv_sec == end.tv_sec && step.tv_nsec >= end.tv_nsec);
         if (wait_idle(s, last ? &end : &step, false) && !oai_conn_head_pending(s))
@@ -813,7 +801,7 @@ void oai_server_shutdown(struct oai_server *s, int grace_ms)
     if (s->daemon) {
         atomic_store(&s->draining, true);
         oai_conn_stop_accepting(s);
-        struct timespec dl = deadline_in(grace_ms > 0 ? grace_ms : 0);
+        struct timespec dl = pgd__deadline_after(CLOCK_REALTIME, grace_ms > 0 ? grace_ms : 0);
         bool idle = wait_idle(s, &dl, true);
         if (!idle) {
             pthread_mutex_lock(&s->mu);

@@ -1,59 +1,15 @@
-/* Jinja builtins other than filters and tests: methods of str, dict and list values, the
- * globals a chat template sees (range, dict, namespace, raise_exception, strftime_now),
- * Python slicing and printf-style `%` formatting. */
+/* Python's str for chat templates: the methods of str values (strip, split, replace, find,
+ * case mapping, isX ...), the string operations filters share with them (pgd__jstr_*), and
+ * printf-style `str % args` formatting. Python semantics on code points, not bytes. */
 #include "runtime/chat/jinja.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <utf8proc.h>
 
-/* ---- arguments -------------------------------------------------------------------------- */
-
-struct pgd__jv *pgd__jarg(const struct pgd__jargs *a, size_t i, const char *kw)
-{
-    if (i < a->npos)
-        return a->pos[i];
-    if (kw)
-        for (size_t k = 0; k < a->nkw; k++)
-            if (!strcmp(a->kwn[k], kw))
-                return a->kwv[k];
-    return NULL;
-}
-
-const struct pgd__jv *pgd__jarg_str(struct pgd__jctx *c, const struct pgd__jargs *a, size_t i,
-                                    const char *kw, long at)
-{
-    struct pgd__jv *v = pgd__jarg(a, i, kw);
-    if (!v || v->kind == PGD__J_NONE)
-        return NULL;
-    if (v->kind == PGD__J_UNDEF)
-        pgd__jerr_undef(c, at, v);
-    if (v->kind != PGD__J_STR)
-        pgd__jerr(c, at, "argument %s must be str, not %s", kw ? kw : "", pgd__jv_typename(v));
-    return v;
-}
-
-static int64_t arg_int(struct pgd__jctx *c, const struct pgd__jargs *a, size_t i, const char *kw,
-                       int64_t def, long at)
-{
-    struct pgd__jv *v = pgd__jarg(a, i, kw);
-    if (!v || v->kind == PGD__J_NONE)
-        return def;
-    if (v->kind == PGD__J_INT)
-        return v->i;
-    if (v->kind == PGD__J_BOOL)
-        return v->b;
-    if (v->kind == PGD__J_UNDEF)
-        pgd__jerr_undef(c, at, v);
-    pgd__jerr(c, at, "'%s' object cannot be interpreted as an integer", pgd__jv_typename(v));
-}
-
-/* ---- strings ---------------------------------------------------------------------------- */
-
 /* Code points of a string. */
-static uint32_t *decode(struct pgd__jctx *c, const struct pgd__jv *s, size_t *n)
+uint32_t *pgd__jstr_decode(struct pgd__jctx *c, const struct pgd__jv *s, size_t *n)
 {
     uint32_t *cps = pgd__jalloc(c->ar, (s->s.n + 1) * sizeof *cps);
     size_t k = 0, i = 0, len;
@@ -65,7 +21,7 @@ static uint32_t *decode(struct pgd__jctx *c, const struct pgd__jv *s, size_t *n)
     return cps;
 }
 
-static struct pgd__jv *encode(struct pgd__jctx *c, const uint32_t *cps, size_t n)
+struct pgd__jv *pgd__jstr_encode(struct pgd__jctx *c, const uint32_t *cps, size_t n)
 {
     char *p = pgd__jalloc(c->ar, n * 4 + 1);
     size_t k = 0;
@@ -87,9 +43,9 @@ struct pgd__jv *pgd__jstr_strip(struct pgd__jctx *c, struct pgd__jv *s,
                                 const struct pgd__jv *chars, int which)
 {
     size_t n, ns = 0;
-    uint32_t *cps = decode(c, s, &n), *set = NULL;
+    uint32_t *cps = pgd__jstr_decode(c, s, &n), *set = NULL;
     if (chars)
-        set = decode(c, chars, &ns);
+        set = pgd__jstr_decode(c, chars, &ns);
     size_t lo = 0, hi = n;
     if (which != 2)
         while (lo < hi && (set ? in_set(cps[lo], set, ns) : pgd__jis_space(cps[lo])))
@@ -99,7 +55,7 @@ struct pgd__jv *pgd__jstr_strip(struct pgd__jctx *c, struct pgd__jv *s,
             hi--;
     if (lo == 0 && hi == n)
         return s;
-    return encode(c, cps + lo, hi - lo);
+    return pgd__jstr_encode(c, cps + lo, hi - lo);
 }
 
 static const char *find_bytes(const char *h, size_t hn, const char *nd, size_t nn)
@@ -176,7 +132,7 @@ static struct pgd__jv *split(struct pgd__jctx *c, struct pgd__jv *s, const struc
     }
     /* whitespace split: runs of whitespace separate, empty strings dropped */
     size_t n;
-    uint32_t *cps = decode(c, s, &n);
+    uint32_t *cps = pgd__jstr_decode(c, s, &n);
     if (!right) {
         size_t i = 0;
         while (i < n) {
@@ -189,12 +145,12 @@ static struct pgd__jv *split(struct pgd__jctx *c, struct pgd__jv *s, const struc
                 j = n;
                 while (j > i && pgd__jis_space(cps[j - 1]))
                     j--;
-                pgd__jlist_push(c->ar, out, encode(c, cps + i, j - i));
+                pgd__jlist_push(c->ar, out, pgd__jstr_encode(c, cps + i, j - i));
                 break;
             }
             while (j < n && !pgd__jis_space(cps[j]))
                 j++;
-            pgd__jlist_push(c->ar, out, encode(c, cps + i, j - i));
+            pgd__jlist_push(c->ar, out, pgd__jstr_encode(c, cps + i, j - i));
             if (maxsplit > 0)
                 maxsplit--;
             i = j;
@@ -212,12 +168,12 @@ static struct pgd__jv *split(struct pgd__jctx *c, struct pgd__jv *s, const struc
             j = 0;
             while (j < i && pgd__jis_space(cps[j]))
                 j++;
-            pgd__jlist_push(c->ar, out, encode(c, cps + j, i - j));
+            pgd__jlist_push(c->ar, out, pgd__jstr_encode(c, cps + j, i - j));
             break;
         }
         while (j > 0 && !pgd__jis_space(cps[j - 1]))
             j--;
-        pgd__jlist_push(c->ar, out, encode(c, cps + j, i - j));
+        pgd__jlist_push(c->ar, out, pgd__jstr_encode(c, cps + j, i - j));
         if (maxsplit > 0)
             maxsplit--;
         i = j;
@@ -299,7 +255,7 @@ static size_t map_lower(uint32_t cp, uint32_t *out)
 struct pgd__jv *pgd__jstr_case(struct pgd__jctx *c, struct pgd__jv *s, char mode)
 {
     size_t n, k = 0;
-    uint32_t *cps = decode(c, s, &n);
+    uint32_t *cps = pgd__jstr_decode(c, s, &n);
     uint32_t *res = pgd__jalloc(c->ar, (3 * n + 1) * sizeof *res);
     bool prev_cased = false;
     for (size_t i = 0; i < n; i++) {
@@ -316,7 +272,7 @@ struct pgd__jv *pgd__jstr_case(struct pgd__jctx *c, struct pgd__jv *s, char mode
         }
         }
     }
-    return encode(c, res, k);
+    return pgd__jstr_encode(c, res, k);
 }
 
 struct pgd__jv *pgd__jstr_replace(struct pgd__jctx *c, struct pgd__jv *s,
@@ -428,14 +384,14 @@ static struct pgd__jv *m_rstrip(struct pgd__jctx *c, struct pgd__jv *self,
 static struct pgd__jv *m_split(struct pgd__jctx *c, struct pgd__jv *self,
                                const struct pgd__jargs *a, long at)
 {
-    return split(c, self, pgd__jarg_str(c, a, 0, "sep", at), arg_int(c, a, 1, "maxsplit", -1, at),
+    return split(c, self, pgd__jarg_str(c, a, 0, "sep", at), pgd__jarg_int(c, a, 1, "maxsplit", -1, at),
                  false, at);
 }
 
 static struct pgd__jv *m_rsplit(struct pgd__jctx *c, struct pgd__jv *self,
                                 const struct pgd__jargs *a, long at)
 {
-    return split(c, self, pgd__jarg_str(c, a, 0, "sep", at), arg_int(c, a, 1, "maxsplit", -1, at),
+    return split(c, self, pgd__jarg_str(c, a, 0, "sep", at), pgd__jarg_int(c, a, 1, "maxsplit", -1, at),
                  true, at);
 }
 
@@ -445,7 +401,7 @@ static struct pgd__jv *m_splitlines(struct pgd__jctx *c, struct pgd__jv *self,
     struct pgd__jv *keep = pgd__jarg(a, 0, "keepends");
     bool keepends = keep && pgd__jv_truthy(keep);
     size_t n;
-    uint32_t *cps = decode(c, self, &n);
+    uint32_t *cps = pgd__jstr_decode(c, self, &n);
     struct pgd__jv *out = pgd__jv_list(c->ar, 0);
     size_t i = 0, start = 0;
     while (i < n) {
@@ -457,12 +413,12 @@ static struct pgd__jv *m_splitlines(struct pgd__jctx *c, struct pgd__jv *self,
             continue;
         }
         size_t eol = i + ((cp == '\r' && i + 1 < n && cps[i + 1] == '\n') ? 2 : 1);
-        pgd__jlist_push(c->ar, out, encode(c, cps + start, (keepends ? eol : i) - start));
+        pgd__jlist_push(c->ar, out, pgd__jstr_encode(c, cps + start, (keepends ? eol : i) - start));
         start = i = eol;
         pgd__jtick(c, at);
     }
     if (start < n)
-        pgd__jlist_push(c->ar, out, encode(c, cps + start, n - start));
+        pgd__jlist_push(c->ar, out, pgd__jstr_encode(c, cps + start, n - start));
     return out;
 }
 
@@ -501,7 +457,7 @@ static struct pgd__jv *m_replace(struct pgd__jctx *c, struct pgd__jv *self,
     const struct pgd__jv *new_ = pgd__jarg_str(c, a, 1, NULL, at);
     if (!old || !new_)
         pgd__jerr(c, at, "replace() takes at least 2 arguments");
-    return pgd__jstr_replace(c, self, old, new_, arg_int(c, a, 2, "count", -1, at), at);
+    return pgd__jstr_replace(c, self, old, new_, pgd__jarg_int(c, a, 2, "count", -1, at), at);
 }
 
 static struct pgd__jv *find_common(struct pgd__jctx *c, struct pgd__jv *self,
@@ -571,7 +527,7 @@ static struct pgd__jv *m_join(struct pgd__jctx *c, struct pgd__jv *self,
 static struct pgd__jv *str_is(struct pgd__jctx *c, struct pgd__jv *self, char kind)
 {
     size_t n;
-    uint32_t *cps = decode(c, self, &n);
+    uint32_t *cps = pgd__jstr_decode(c, self, &n);
     if (n == 0)
         return &pgd__j_false;
     bool any_cased = false;
@@ -625,245 +581,29 @@ STR_IS(m_isspace, 's')
 STR_IS(m_islower, 'l')
 STR_IS(m_isupper, 'u')
 
-/* ---- dict and list methods -------------------------------------------------------------- */
-
-static struct pgd__jv *m_items(struct pgd__jctx *c, struct pgd__jv *self,
-                               const struct pgd__jargs *a, long at)
+static struct pgd__jv *m_str_index(struct pgd__jctx *c, struct pgd__jv *self,
+                                   const struct pgd__jargs *a, long at)
 {
-    (void)a, (void)at;
-    struct pgd__jv *l = pgd__jv_list(c->ar, self->d.n);
-    for (size_t i = 0; i < self->d.n; i++)
-        l->l.v[i] = pgd__jv_tuple2(c->ar, self->d.k[i], self->d.v[i]);
-    l->l.n = self->d.n;
-    return l;
-}
-
-static struct pgd__jv *m_keys(struct pgd__jctx *c, struct pgd__jv *self,
-                              const struct pgd__jargs *a, long at)
-{
-    (void)a, (void)at;
-    struct pgd__jv *l = pgd__jv_list(c->ar, self->d.n);
-    if (self->d.n)
-        memcpy(l->l.v, self->d.k, self->d.n * sizeof *l->l.v);
-    l->l.n = self->d.n;
-    return l;
-}
-
-static struct pgd__jv *m_values(struct pgd__jctx *c, struct pgd__jv *self,
-                                const struct pgd__jargs *a, long at)
-{
-    (void)a, (void)at;
-    struct pgd__jv *l = pgd__jv_list(c->ar, self->d.n);
-    if (self->d.n)
-        memcpy(l->l.v, self->d.v, self->d.n * sizeof *l->l.v);
-    l->l.n = self->d.n;
-    return l;
-}
-
-static struct pgd__jv *m_get(struct pgd__jctx *c, struct pgd__jv *self,
-                             const struct pgd__jargs *a, long at)
-{
-    struct pgd__jv *k = pgd__jarg(a, 0, NULL);
-    if (!k)
-        pgd__jerr(c, at, "get expected at least 1 argument, got 0");
-    struct pgd__jv *v = pgd__jdict_get(self, k);
-    if (v)
-        return v;
-    struct pgd__jv *d = pgd__jarg(a, 1, NULL);
-    return d ? d : &pgd__j_none;
-}
-
-static struct pgd__jv *m_copy(struct pgd__jctx *c, struct pgd__jv *self,
-                              const struct pgd__jargs *a, long at)
-{
-    (void)a, (void)at;
-    struct pgd__jv *v = pgd__jalloc(c->ar, sizeof *v);
-    *v = *self;
-    if (self->kind == PGD__J_DICT) {
-        v->d.k = pgd__jalloc(c->ar, (self->d.n + 1) * sizeof *v->d.k);
-        v->d.v = pgd__jalloc(c->ar, (self->d.n + 1) * sizeof *v->d.v);
-        memcpy(v->d.k, self->d.k, self->d.n * sizeof *v->d.k);
-        memcpy(v->d.v, self->d.v, self->d.n * sizeof *v->d.v);
-        v->d.cap = self->d.n + 1;
-    } else {
-        v->l.v = pgd__jalloc(c->ar, (self->l.n + 1) * sizeof *v->l.v);
-        memcpy(v->l.v, self->l.v, self->l.n * sizeof *v->l.v);
-        v->l.cap = self->l.n + 1;
-    }
-    return v;
-}
-
-static struct pgd__jv *m_index(struct pgd__jctx *c, struct pgd__jv *self,
-                               const struct pgd__jargs *a, long at)
-{
-    struct pgd__jv *x = pgd__jarg(a, 0, NULL);
-    if (!x)
+    if (!pgd__jarg(a, 0, NULL))
         pgd__jerr(c, at, "index expected at least 1 argument, got 0");
-    if (self->kind == PGD__J_STR) {
-        struct pgd__jv *r = find_common(c, self, a, at, false);
-        if (r->i < 0)
-            pgd__jerr(c, at, "substring not found");
-        return r;
-    }
-    for (size_t i = 0; i < self->l.n; i++)
-        if (pgd__jv_eq(self->l.v[i], x))
-            return pgd__jv_int(c->ar, (int64_t)i);
-    pgd__jerr(c, at, "value is not in list");
+    struct pgd__jv *r = find_common(c, self, a, at, false);
+    if (r->i < 0)
+        pgd__jerr(c, at, "substring not found");   /* Python's str.index raises ValueError */
+    return r;
 }
 
-static struct pgd__jv *m_list_count(struct pgd__jctx *c, struct pgd__jv *self,
-                                    const struct pgd__jargs *a, long at)
-{
-    struct pgd__jv *x = pgd__jarg(a, 0, NULL);
-    if (!x)
-        pgd__jerr(c, at, "count() takes exactly one argument (0 given)");
-    int64_t k = 0;
-    for (size_t i = 0; i < self->l.n; i++)
-        k += pgd__jv_eq(self->l.v[i], x);
-    return pgd__jv_int(c->ar, k);
-}
-
-static struct pgd__jv *m_unsafe(struct pgd__jctx *c, struct pgd__jv *self,
-                                const struct pgd__jargs *a, long at)
-{
-    (void)a;
-    pgd__jthrow(c->fail, PGD_ERR_TEMPLATE, at,
-                "access to a method that modifies a %s is not allowed in a chat template",
-                pgd__jv_typename(self));
-}
-
-struct method {
-    const char *name;
-    pgd__jfn fn;
-};
-
-static const struct method str_methods[] = {
+const struct pgd__jmethod_def pgd__jstr_methods[] = {
     { "strip", m_strip }, { "lstrip", m_lstrip }, { "rstrip", m_rstrip },
     { "split", m_split }, { "rsplit", m_rsplit }, { "splitlines", m_splitlines },
     { "startswith", m_startswith }, { "endswith", m_endswith }, { "upper", m_upper },
     { "lower", m_lower }, { "title", m_title }, { "capitalize", m_capitalize },
     { "replace", m_replace }, { "find", m_find }, { "rfind", m_rfind },
-    { "index", m_index }, { "count", m_str_count }, { "join", m_join },
+    { "index", m_str_index }, { "count", m_str_count }, { "join", m_join },
     { "isdigit", m_isdigit }, { "isalpha", m_isalpha }, { "isalnum", m_isalnum },
     { "isspace", m_isspace }, { "islower", m_islower }, { "isupper", m_isupper },
 };
 
-static const struct method dict_methods[] = {
-    { "items", m_items }, { "keys", m_keys }, { "values", m_values }, { "get", m_get },
-    { "copy", m_copy }, { "update", m_unsafe }, { "pop", m_unsafe }, { "popitem", m_unsafe },
-    { "clear", m_unsafe }, { "setdefault", m_unsafe },
-};
-
-static const struct method list_methods[] = {
-    { "index", m_index }, { "count", m_list_count }, { "copy", m_copy },
-    { "append", m_unsafe }, { "extend", m_unsafe }, { "insert", m_unsafe },
-    { "pop", m_unsafe }, { "remove", m_unsafe }, { "reverse", m_unsafe },
-    { "sort", m_unsafe }, { "clear", m_unsafe },
-};
-
-struct pgd__jv *pgd__jmethod(struct pgd__jctx *c, struct pgd__jv *self, const char *name)
-{
-    const struct method *tab;
-    size_t n;
-    switch (self->kind) {
-    case PGD__J_STR: tab = str_methods, n = sizeof str_methods / sizeof *tab; break;
-    case PGD__J_DICT: tab = dict_methods, n = sizeof dict_methods / sizeof *tab; break;
-    case PGD__J_LIST: tab = list_methods, n = sizeof list_methods / sizeof *tab; break;
-    default: return NULL;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(tab[i].name, name))
-            return pgd__jv_func(c->ar, tab[i].fn, self, tab[i].name);
-    return NULL;
-}
-
-/* ---- slicing ---------------------------------------------------------------------------- */
-
-static bool slice_index(const struct pgd__jv *v, int64_t *out)
-{
-    if (v->kind == PGD__J_INT) {
-        *out = v->i;
-        return true;
-    }
-    if (v->kind == PGD__J_BOOL) {
-        *out = v->b;
-        return true;
-    }
-    return false;
-}
-
-struct pgd__jv *pgd__jslice(struct pgd__jctx *c, struct pgd__jv *obj, struct pgd__jv *start,
-                            struct pgd__jv *stop, struct pgd__jv *step, long at)
-{
-    if (obj->kind == PGD__J_UNDEF)
-        pgd__jerr_undef(c, at, obj);
-    /* Jinja slices with Python's own subscript (not its lenient getitem): errors raise */
-    if (obj->kind == PGD__J_DICT)
-        pgd__jerr(c, at, "unhashable type: 'slice'");
-    if (obj->kind != PGD__J_LIST && obj->kind != PGD__J_STR)
-        pgd__jerr(c, at, "'%s' object is not subscriptable", pgd__jv_typename(obj));
-    static const char bad_index[] = "slice indices must be integers or None or have an "
-                                    "__index__ method";
-    int64_t st = 1, lo, hi;
-    if (step->kind != PGD__J_NONE && !slice_index(step, &st))
-        pgd__jerr(c, at, bad_index);
-    if (st == 0)
-        pgd__jerr(c, at, "slice step cannot be zero");
-    size_t ncp = 0;
-    uint32_t *cps = NULL;
-    int64_t len;
-    if (obj->kind == PGD__J_STR) {
-        cps = decode(c, obj, &ncp);
-        len = (int64_t)ncp;
-    } else {
-        len = (int64_t)obj->l.n;
-    }
-    if (start->kind == PGD__J_NONE) {
-        lo = st < 0 ? len - 1 : 0;
-    } else {
-        if (!slice_index(start, &lo))
-            pgd__jerr(c, at, bad_index);
-        if (lo < 0) {
-            lo += len;
-            if (lo < 0)
-                lo = st < 0 ? -1 : 0;
-        } else if (lo >= len) {
-            lo = st < 0 ? len - 1 : len;
-        }
-    }
-    if (stop->kind == PGD__J_NONE) {
-        hi = st < 0 ? -1 : len;
-    } else {
-        if (!slice_index(stop, &hi))
-            pgd__jerr(c, at, bad_index);
-        if (hi < 0) {
-            hi += len;
-            if (hi < 0)
-                hi = st < 0 ? -1 : 0;
-        } else if (hi >= len) {
-            hi = st < 0 ? len - 1 : len;
-        }
-    }
-    size_t count = 0;
-    if (st > 0 && lo < hi)
-        count = (size_t)((hi - lo - 1) / st + 1);
-    else if (st < 0 && lo > hi)
-        count = (size_t)((lo - hi - 1) / (-st) + 1);
-    if (obj->kind == PGD__J_STR) {
-        if (st == 1)
-            return encode(c, cps + lo, count);
-        uint32_t *res = pgd__jalloc(c->ar, (count + 1) * sizeof *res);
-        for (size_t k = 0; k < count; k++)
-            res[k] = cps[lo + (int64_t)k * st];
-        return encode(c, res, count);
-    }
-    struct pgd__jv *l = pgd__jv_list(c->ar, count);
-    for (size_t k = 0; k < count; k++)
-        l->l.v[k] = obj->l.v[lo + (int64_t)k * st];
-    l->l.n = count;
-    l->l.tuple = obj->l.tuple;
-    return l;
-}
+const size_t pgd__jstr_nmethods = sizeof pgd__jstr_methods / sizeof pgd__jstr_methods[0];
 
 /* ---- printf-style formatting (str % args) ----------------------------------------------- */
 
@@ -965,124 +705,3 @@ struct pgd__jv *pgd__jstr_percent(struct pgd__jctx *c, struct pgd__jv *fmt, stru
     return pgd__jv_str_nocopy(c->ar, b.p, b.n);
 }
 
-/* ---- globals ---------------------------------------------------------------------------- */
-
-static struct pgd__jv *g_range(struct pgd__jctx *c, struct pgd__jv *self,
-                               const struct pgd__jargs *a, long at)
-{
-    (void)self;
-    int64_t start = 0, stop, step = 1;
-    if (a->npos == 1) {
-        stop = arg_int(c, a, 0, NULL, 0, at);
-    } else if (a->npos >= 2) {
-        start = arg_int(c, a, 0, NULL, 0, at);
-        stop = arg_int(c, a, 1, NULL, 0, at);
-        step = arg_int(c, a, 2, NULL, 1, at);
-    } else {
-        pgd__jerr(c, at, "range expected at least 1 argument, got 0");
-    }
-    if (step == 0)
-        pgd__jerr(c, at, "range() arg 3 must not be zero");
-    int64_t n = 0;
-    if (step > 0 && start < stop)
-        n = (stop - start - 1) / step + 1;
-    else if (step < 0 && start > stop)
-        n = (start - stop - 1) / (-step) + 1;
-    if (n > 100000)
-        pgd__jerr(c, at, "Range too big. The sandbox blocks ranges larger than MAX_RANGE "
-                         "(100000).");
-    struct pgd__jv *l = pgd__jv_list(c->ar, (size_t)n);
-    for (int64_t i = 0; i < n; i++)
-        l->l.v[i] = pgd__jv_int(c->ar, start + i * step);
-    l->l.n = (size_t)n;
-    return l;
-}
-
-static void fill_from(struct pgd__jctx *c, struct pgd__jv *d, const struct pgd__jargs *a,
-                      long at, bool ns)
-{
-    if (a->npos > 1)
-        pgd__jerr(c, at, "expected at most 1 positional argument, got %zu", a->npos);
-    if (a->npos == 1) {
-        struct pgd__jv *src = a->pos[0];
-        if (src->kind == PGD__J_DICT || src->kind == PGD__J_NS) {
-            for (size_t i = 0; i < src->d.n; i++)
-                pgd__jdict_set(c->ar, d, src->d.k[i], src->d.v[i]);
-        } else {
-            size_t n;
-            struct pgd__jv **items = pgd__jiter(c, src, &n, at);
-            for (size_t i = 0; i < n; i++) {
-                size_t m;
-                struct pgd__jv **kv = pgd__jiter(c, items[i], &m, at);
-                if (m != 2)
-                    pgd__jerr(c, at, "dictionary update sequence element #%zu has length %zu; "
-                                     "2 is required", i, m);
-                pgd__jdict_set(c->ar, d, kv[0], kv[1]);
-            }
-        }
-    }
-    for (size_t k = 0; k < a->nkw; k++)
-        pgd__jdict_set(c->ar, d, pgd__jv_cstr(c->ar, a->kwn[k]), a->kwv[k]);
-    if (ns)
-        for (size_t i = 0; i < d->d.n; i++)
-            if (d->d.k[i]->kind == PGD__J_STR && d->d.k[i]->s.n && d->d.k[i]->s.p[0] == '_')
-                pgd__jerr(c, at, "Chat templates cannot store underscore-prefixed attributes "
-                                 "on a namespace, but got '%.*s'. Please rename the attribute.",
-                          (int)d->d.k[i]->s.n, d->d.k[i]->s.p);
-}
-
-static struct pgd__jv *g_dict(struct pgd__jctx *c, struct pgd__jv *self,
-                              const struct pgd__jargs *a, long at)
-{
-    (void)self;
-    struct pgd__jv *d = pgd__jv_dict(c->ar, 0);
-    fill_from(c, d, a, at, false);
-    return d;
-}
-
-static struct pgd__jv *g_namespace(struct pgd__jctx *c, struct pgd__jv *self,
-                                   const struct pgd__jargs *a, long at)
-{
-    (void)self;
-    struct pgd__jv *d = pgd__jv_dict(c->ar, 0);
-    fill_from(c, d, a, at, true);
-    d->kind = PGD__J_NS;
-    return d;
-}
-
-static struct pgd__jv *g_raise_exception(struct pgd__jctx *c, struct pgd__jv *self,
-                                         const struct pgd__jargs *a, long at)
-{
-    (void)self, (void)at;
-    struct pgd__jv *msg = pgd__jarg(a, 0, "message");
-    struct pgd__jv *s = msg ? pgd__jv_to_str(c->ar, msg) : pgd__jv_cstr(c->ar, "");
-    c->fail->raised = true;
-    pgd__jthrow(c->fail, PGD_ERR_INVALID_ARG, -1, "%.*s", (int)s->s.n, s->s.p);
-}
-
-static struct pgd__jv *g_strftime_now(struct pgd__jctx *c, struct pgd__jv *self,
-                                      const struct pgd__jargs *a, long at)
-{
-    (void)self;
-    const struct pgd__jv *fmt = pgd__jarg_str(c, a, 0, "format", at);
-    if (!fmt)
-        pgd__jerr(c, at, "strftime_now() missing required argument 'format'");
-    char *f = pgd__jstrndup(c->ar, fmt->s.p, fmt->s.n);
-    time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    char out[512];
-    size_t n = f[0] ? strftime(out, sizeof out, f, &tm) : 0;
-    return pgd__jv_str(c->ar, out, n);
-}
-
-void pgd__jglobals_install(struct pgd__jctx *c, struct pgd__jframe *f)
-{
-    pgd__jframe_set(c->ar, f, "range", pgd__jv_func(c->ar, g_range, NULL, "range"));
-    pgd__jframe_set(c->ar, f, "dict", pgd__jv_func(c->ar, g_dict, NULL, "dict"));
-    pgd__jframe_set(c->ar, f, "namespace", pgd__jv_func(c->ar, g_namespace, NULL, "namespace"));
-    pgd__jframe_set(c->ar, f, "raise_exception",
-                    pgd__jv_func(c->ar, g_raise_exception, NULL, "raise_exception"));
-    pgd__jframe_set(c->ar, f, "strftime_now",
-                    pgd__jv_func(c->ar, g_strftime_now, NULL, "strftime_now"));
-}
