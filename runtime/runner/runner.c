@@ -11,13 +11,13 @@
 #include "runtime/runner/runner_graph.h"
 #include "runtime/model/model.h"
 #include "runtime/runner/fwd.h"
+#include "runtime/base/clock.h"
 #include "runtime/base/device.h"
 #include "runtime/sample/sample_rows.h"
 #include <pagoda/log.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #ifdef PGD_HAVE_CUDA
 #include "kernels/cuda/kernels.h"
 #endif
@@ -721,8 +721,7 @@ enum pgd_status pgd__runner_capture_graphs(struct pgd__runner *r, char *err, siz
     enum pgd_status st = PGD_OK;
     if (!seqs || !table || !ids)
         st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "cuda graphs: out of host memory");
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = pgd__now_ms();
     if (!st)
         PGD_INFO("cuda graphs: capturing %d decode graphs before serving", n_shapes);
     for (int i = 0; i < n_shapes && !st; i++) {
@@ -734,13 +733,12 @@ enum pgd_status pgd__runner_capture_graphs(struct pgd__runner *r, char *err, siz
         for (int rep = 0; rep < 2 && !st; rep++)
             st = pgd__runner_step_greedy(r, seqs, B, ids, err, errlen);
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
     long replays;
     int captured;
     pgd__graphs_stats(r->graphs, &replays, &captured);
     if (!st)
         PGD_INFO("cuda graphs: %d captured in %.1f s", captured,
-                 (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+                 (double)(pgd__now_ms() - t0) / 1000.0);
     free(seqs);
     free(table);
     free(ids);
