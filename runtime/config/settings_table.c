@@ -144,6 +144,12 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         "The directory of tokenizer.json and tokenizer_config.json (chat template, special "
         "tokens). Default: the model's directory.",
         PGD__SG_MODEL, PGD__SD_ENGINE, 0, NULL },
+    [PGD__S_LOAD_FORMAT] = { MODEL, "load_format", PGD__ST_CHOICE, "auto", 0, 0,
+        "auto|safetensors|dummy", "FORMAT",
+        "auto and safetensors read the checkpoint's *.safetensors; dummy reads config.json "
+        "alone and makes random weights (from --seed), as vLLM's dummy format does: for "
+        "benchmarks of a model shape without its checkpoint.",
+        PGD__SG_MODEL, PGD__SD_ENGINE, 0, NULL },
     [PGD__S_DTYPE] = { MODEL, "dtype", PGD__ST_CHOICE, "auto", 0, 0,
         "auto|bfloat16|float16|float32|half|float|bf16|fp16", "DTYPE",
         "The compute dtype. auto: the checkpoint's torch_dtype on the GPU, bfloat16 for a "
@@ -395,7 +401,6 @@ const struct pgd__refused_flag pgd__refused_flags[] = {
     { "--swap-space", "pagoda does not swap KV blocks to the CPU: it preempts by recompute; "
                       "raise --gpu-memory-utilization or lower --max-num-seqs" },
     { "--cpu-offload-gb", "weights stay on the GPU: use a card with room for them" },
-    { "--load-format", "pagoda reads *.safetensors only" },
     { "--tokenizer-revision", "the tokenizer comes from the model's revision (--revision), or "
                               "from a directory (--tokenizer)" },
     { "--code-revision", "pagoda runs no code from a checkpoint" },

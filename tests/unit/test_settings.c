@@ -46,6 +46,7 @@ static const struct flag_case FLAGS[] = {
     { { "--max-model-len", "32k" }, PGD__S_MAX_MODEL_LEN, "32000" },
     { { "--max-model-len", "8K" }, PGD__S_MAX_MODEL_LEN, "8192" },
     { { "--max-model-len", "auto" }, PGD__S_MAX_MODEL_LEN, "auto" },
+    { { "--load-format", "dummy" }, PGD__S_LOAD_FORMAT, "dummy" },
     { { "--dtype", "auto" }, PGD__S_DTYPE, "auto" },
     { { "--dtype", "bfloat16" }, PGD__S_DTYPE, "bfloat16" },
     { { "--dtype", "half" }, PGD__S_DTYPE, "half" },
@@ -207,6 +208,7 @@ static const struct bad_case BAD[] = {
     { { "--gpu-memory-utilization", "1.5" }, { "--gpu-memory-utilization", "[0.001, 1]" } },
     { { "--dtype", "int8" }, { "--dtype: 'int8'", "auto|bfloat16" } },
     { { "--scheduling-policy", "lifo" }, { "'lifo'", "fcfs|priority" } },
+    { { "--load-format", "pt" }, { "--load-format: 'pt'", "auto|safetensors|dummy" } },
     { { "--device", "tpu" }, { "--device: 'tpu'", "cuda:N" } },
     { { "--kv-cache-memory", "4GiB" }, { "'4GiB'", "suffixes" } },
     { { "--kv-cache-memory", "1.5G" }, { "'1.5G'", "suffixes" } },
@@ -305,6 +307,7 @@ static bool engine_params_differ(const struct pgd_engine_params *a,
            a->enable_chunked_prefill != b->enable_chunked_prefill || a->policy != b->policy ||
            a->seed != b->seed || a->gpu_memory_utilization != b->gpu_memory_utilization ||
            a->enforce_eager != b->enforce_eager || (a->tokenizer != b->tokenizer) ||
+           a->random_weights != b->random_weights ||
            a->max_seq_len_to_capture != b->max_seq_len_to_capture ||
            a->n_cuda_graph_sizes != b->n_cuda_graph_sizes;
 }
@@ -314,6 +317,7 @@ static const char *other_value(int id)
 {
     switch (id) {
     case PGD__S_TOKENIZER: return "tok";
+    case PGD__S_LOAD_FORMAT: return "dummy";
     case PGD__S_MAX_MODEL_LEN: return "100";
     case PGD__S_SEED: return "7";
     case PGD__S_BLOCK_SIZE: return "32";
