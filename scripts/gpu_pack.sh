@@ -2,21 +2,29 @@
 # Packs a CUDA build for the GPU machine: the source tree, the build directory (no object
 # files) and the shared libraries that machine lacks, as one xz tarball of absolute paths,
 # so that the build's compiled-in paths (plugins, fixtures, libtool) hold there too.
-#   scripts/gpu_pack.sh BUILD_DIR OUT.tar.xz
+#   [PACK_SOURCES=0] scripts/gpu_pack.sh BUILD_DIR OUT.tar.xz
 set -e
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "$1" && pwd)
 out=$2
 libs="$build/../gpulibs"
 rm -rf "$libs" && mkdir -p "$libs"
-for l in libcriterion.so.3 libgit2.so.1.5 libhttp_parser.so.2.9 libjansson.so.4 \
-         libmbedcrypto.so.7 libmbedtls.so.14 libmbedx509.so.1 libnanomsg.so.5 libopenblas.so.0 \
-         libgfortran.so.5 libquadmath.so.0 libpcre2-8.so.0 libssh2.so.1 libxxhash.so.0 \
-         libinih.so.1 libutf8proc.so.2 libmicrohttpd.so.12; do
-  cp -L "/lib/x86_64-linux-gnu/$l" "$libs/$l"
-done
+# Every library the tool, the library and the plugins load from the system's library folder,
+# but glibc, the C++ runtime and CUDA's own (the GPU machine has newer ones of those).
+for f in "$build"/tools/pagoda "$build"/.libs/libpagoda.so "$build"/plugins/frontend/*/.libs/*.so \
+         "$build"/tests/unit/test_engine; do
+  [ -e "$f" ] && ldd "$f"
+done | awk '$3 ~ /^\/(usr\/)?lib\/x86_64-linux-gnu\// {print $3}' | sort -u |
+  grep -Ev '/(libc|libm|libdl|libpthread|librt|libresolv|libstdc\+\+|libgcc_s|libcuda|libcudart|libcublas|libcublasLt)\.so' |
+  while read -r l; do cp -L "$l" "$libs/$(basename "$l")"; done
 list=$(mktemp)
-(cd "$src" && { git ls-files; git ls-files --others --exclude-standard; } | sed "s|^|$src/|") > "$list"
+# PACK_SOURCES=0 leaves the source tree out (the device tool sends the checkout itself; link
+# it to the path the build was configured from there).
+if [ "${PACK_SOURCES:-1}" = 1 ]; then
+  (cd "$src" && { git ls-files; git ls-files --others --exclude-standard; } | sed "s|^|$src/|") > "$list"
+else
+  : > "$list"
+fi
 find "$build" -type f ! -name '*.o' ! -name '*.lo' ! -name '*.Po' ! -name '*.Plo' >> "$list"
 find "$build" -type l >> "$list"
 find "$libs" -type f >> "$list"
