@@ -119,36 +119,6 @@ static bool parse_int(const char *s, long lo, long hi, int *out)
     return true;
 }
 
-/* The model's chat template (compiled once; renders are thread-safe). */
-struct chat {
-    struct pgd_chat_template_config cfg;
-    struct pgd_chat_template *tpl;
-};
-
-static enum pgd_status chat_render(void *ctx, const char *messages_json, const char *tools_json,
-                                   bool add_generation_prompt, const char *kwargs_json,
-                                   char **out, char *err, size_t errlen)
-{
-    struct chat *c = ctx;
-    return pgd_chat_template_render(c->tpl, messages_json, tools_json, add_generation_prompt,
-                                    kwargs_json, c->cfg.bos_token, c->cfg.eos_token, out, NULL,
-                                    err, errlen);
-}
-
-/* Loads DIR's chat template; false (and no template) when it has none. */
-static enum pgd_status chat_load(const char *dir, struct chat *c, bool *found, char *err,
-                                 size_t errlen)
-{
-    *found = false;
-    enum pgd_status st = pgd_chat_template_config_load(dir, &c->cfg, err, errlen);
-    if (st == PGD_ERR_NOT_FOUND || (st == PGD_OK && !c->cfg.source))
-        return PGD_OK;
-    if (st == PGD_OK)
-        st = pgd_chat_template_create(c->cfg.source, c->cfg.path, &c->tpl, err, errlen);
-    *found = st == PGD_OK;
-    return st;
-}
-
 /* ---- signals: a self-pipe, so a signal delivered to any thread wakes the main one -------- */
 
 static int sig_pipe[2] = { -1, -1 };
@@ -235,7 +205,7 @@ static int run(struct serve_opts *o)
     const struct pgd_tokenizer *tok = NULL;
     void *fe = NULL;
     const struct pgd_frontend_ops *ops = NULL;
-    struct chat chat = { 0 };
+    struct pgd_tool_chat chat = { 0 };
     bool has_chat = false;
 
     if (install_signals() != 0) {
@@ -274,7 +244,7 @@ static int run(struct serve_opts *o)
     if (pgd_engine_create(&o->ep, &eng, err, sizeof err))
         goto out;
     tok = pgd_engine_tokenizer(eng);    /* borrowed from the engine */
-    if (tok && chat_load(o->model, &chat, &has_chat, err, sizeof err))
+    if (tok && pgd_tool_chat_load(o->model, &chat, &has_chat, err, sizeof err))
         goto out;
     /* The model's name: DIR's last part (the frontend's served_model_name overrides it). */
     char namebuf[256], tmp[PATH_MAX];
@@ -292,7 +262,7 @@ static int run(struct serve_opts *o)
         .root = o->model,
         .max_model_len = pgd_engine_max_model_len(eng),
         .vocab_size = pgd_engine_vocab_size(eng),
-        .render_chat = has_chat ? chat_render : NULL,
+        .render_chat = has_chat ? pgd_tool_chat_render : NULL,
         .render_ctx = &chat,
     };
     if (ops->attach(fe, &fm, err, sizeof err))
@@ -310,8 +280,7 @@ out:
         ops->destroy(fe);
     }
     pgd_engine_destroy(eng);
-    pgd_chat_template_destroy(chat.tpl);
-    pgd_chat_template_config_fini(&chat.cfg);
+    pgd_tool_chat_fini(&chat);
     pgd_registry_destroy(reg);
     if (sig_pipe[0] >= 0) {
         close(sig_pipe[0]);
