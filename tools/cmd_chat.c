@@ -11,6 +11,7 @@
 #include "tools/commands.h"
 #include <pagoda/engine.h>
 #include <pagoda/frontend.h>
+#include <pagoda/log.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -250,6 +251,8 @@ out:
 int pgd_cmd_chat(int argc, char **argv)
 {
     struct chat_opts o = { .ep = pgd_engine_default_params() };
+    if (!getenv("PAGODA_LOG"))
+        pgd_log_set_level(PGD_LOG_WARN);   /* the chat is the screen: no info lines */
     o.ep.device = pgd_tool_default_device();
     int rc = parse_args(argc, argv, &o);
     if (rc == -1)

@@ -84,7 +84,8 @@ enum pgd_status repl_turn(struct repl_backend *b, json_t *conv, const char *user
     return st;
 }
 
-/* stdin is not a terminal: all of it is one user message; only the answer goes to stdout. */
+/* stdin is not a terminal: all of it (less its final newlines) is one user message; only
+ * the answer goes to stdout. */
 int repl_pipe(struct repl_backend *b, struct repl_settings *s)
 {
     char err[1024];
@@ -99,6 +100,8 @@ int repl_pipe(struct repl_backend *b, struct repl_settings *s)
         free(text);
         return 1;
     }
+    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        text[--len] = '\0';          /* echo's newline is no part of the question */
     bool blank = true;
     for (size_t i = 0; i < len && blank; i++)
         blank = text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r';
