@@ -3,9 +3,9 @@
 and once against `pagoda serve` through --url, on the tiny-chat fixture (greedy, EOS ignored,
 so every answer is known: `pagoda generate` on the chat template's prompt):
 a two-turn conversation (the second message typed on two lines with a trailing '\\'),
-/save, /reset, /show, /system, /set, bad values and an unknown command, /load, Ctrl-C in the
-middle of a long answer (and then the engine runs nothing and holds no KV block), another
-question after it, /quit; then history recalled with the up arrow in a second run, and
+/save, /reset, /show, /system, /set, bad values and an unknown command, /load, Ctrl-C on a
+half-typed line and in the middle of a long answer (and then the engine runs nothing and
+holds no KV block), another question after it, /quit; then history recalled with the up arrow in a second run, and
 Ctrl-C at an empty prompt and Ctrl-D leaving with status 0."""
 import json
 import os
@@ -54,6 +54,9 @@ def check_conversation(t, tmp, model):
 
 
 def check_commands(t, tmp, model, conv):
+    t.keys("-l", "half a thought")              # Ctrl-C on a typed line drops the line only
+    t.wait(r">>> half a thought")
+    t.keys("C-c")
     t.line("/reset")
     t.wait("new conversation")
     t.line("/show")

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 struct repl {
@@ -112,8 +113,11 @@ static bool read_message(struct repl *r, char **msg)
         if (!line || count <= 0) {
             bool ctrl_c = repl_interrupted;
             repl_interrupted = 0;
-            if (ctrl_c && b.len) {                /* Ctrl-C drops the lines typed so far */
+            const LineInfo *li = el_line(r->el);
+            bool typed = b.len || (li && li->lastchar > li->buffer);
+            if (ctrl_c && typed) {                /* Ctrl-C drops what was typed so far */
                 fputc('\n', stdout);
+                el_reset(r->el);
                 pgd__buf_clear(&b);
                 r->continuation = false;
                 continue;
@@ -247,10 +251,20 @@ static void ask(struct repl *r, const char *msg)
     struct repl_result res;
     struct repl_turn_opts o = { .out = stdout, .color = r->color, .show_think = true,
                                 .sampling = &r->cfg->sampling };
+    /* Keys typed during the answer wait for the next prompt instead of echoing into it. */
+    struct termios saved, quiet;
+    bool tty = tcgetattr(STDIN_FILENO, &saved) == 0;
+    if (tty) {
+        quiet = saved;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+    }
     repl_interrupted = 0;
     enum pgd_status st = repl_turn(r->backend, r->conv, msg, &o, &res, err, sizeof err);
     bool stopped = repl_interrupted;
     repl_interrupted = 0;
+    if (tty)
+        tcsetattr(STDIN_FILENO, TCSANOW, &saved);
     if (st != PGD_OK) {
         fprintf(stderr, "error: %s\n", err);
         return;
