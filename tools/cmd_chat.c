@@ -59,9 +59,12 @@ static void chat_usage(FILE *out)
                  "Chats with MODEL (a directory, hub id or catalog name) in the terminal, or\n"
                  "with a server. With stdin not a terminal, all of it is one question and the\n"
                  "answer alone goes to stdout. /help in the chat lists its commands.\n\n");
-    for (size_t i = 0; i < N_FLAGS; i++)
-        fprintf(out, "  --%-14s%s %s\n", chat_flags[i].flag,
-                chat_flags[i].boolean ? "      " : " VALUE", chat_flags[i].help);
+    for (size_t i = 0; i < N_FLAGS; i++) {
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s%s", chat_flags[i].flag,
+                 chat_flags[i].boolean ? "" : " VALUE");
+        fprintf(out, "  %-26s %s\n", flag, chat_flags[i].help);
+    }
     fprintf(out, "engine (in-process):\n"
                  "  --device cpu|cuda          (default: cuda when available, else cpu)\n"
                  "  --dtype bf16|fp16          compute dtype on the GPU\n"

@@ -26,10 +26,8 @@ enum pgd_status repl_conv_add(json_t *conv, const char *role, const char *conten
 
 enum pgd_status repl_conv_set_system(json_t *conv, const char *system)
 {
-    json_t *first = json_array_get(conv, 0);
-    bool has = first && !strcmp(json_string_value(json_object_get(first, "role")) ?
-                                json_string_value(json_object_get(first, "role")) : "",
-                                "system");
+    const char *role = json_string_value(json_object_get(json_array_get(conv, 0), "role"));
+    bool has = role && !strcmp(role, "system");
     if (!system)
         return has && json_array_remove(conv, 0) ? PGD_ERR_NOMEM : PGD_OK;
     json_t *m = json_pack("{s:s, s:s}", "role", "system", "content", system);
