@@ -116,7 +116,8 @@ def check_interrupt(t, tmp, model, idle):
 
 
 def check_history(tmp, args, state, name):
-    """A second run recalls the first run's lines with the up arrow (newest first)."""
+    """A second run recalls the first run's lines with the up arrow (newest first); a paste of
+    two lines is one message; Ctrl-C at an empty prompt and Ctrl-D leave."""
     t = Tmux(tmp, args, name + "-2", state)
     try:
         t.wait("pagoda chat with")
@@ -134,6 +135,13 @@ def check_history(tmp, args, state, name):
         t = Tmux(tmp, args, name + "-" + key, state)
         try:
             t.wait("pagoda chat with")
+            if key == "C-c":                    # a paste of two lines is one message
+                t.keys("-l", "pasted one\npasted two\n")
+                t.wait(STATS)
+                pasted = os.path.join(tmp, "pasted.json")
+                t.line(f"/save {pasted}")
+                t.wait("saved 2 messages")
+                assert load(pasted)[0] == user("pasted one\npasted two"), load(pasted)
             t.keys(key)
             assert t.exit_status() == 0, t.screen()
         finally:
