@@ -12,6 +12,7 @@
 #include <pagoda/engine.h>
 #include <pagoda/frontend.h>
 #include <pagoda/log.h>
+#include <pagoda/plugin.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -226,8 +227,8 @@ static int run(struct chat_opts *o, const char *named)
         goto out;
     }
     ops = pl->frontend;
-    if (ops->struct_size < offsetof(struct pgd_frontend_ops, run) + sizeof ops->run ||
-        !ops->create || !ops->attach || !ops->destroy || !ops->run) {
+    if (!PGD_STRUCT_HAS(ops, struct pgd_frontend_ops, run) || !ops->create || !ops->attach ||
+        !ops->destroy || !ops->run) {
         snprintf(err, sizeof err, "frontend plugin '%s' cannot run in the foreground",
                  pl->name);
         ops = NULL;
