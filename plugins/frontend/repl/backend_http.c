@@ -5,6 +5,7 @@
  * Prometheus /metrics (pagoda and vLLM both serve it beside /v1). */
 #include "plugins/frontend/repl/repl.h"
 #include "runtime/base/buf.h"
+#include "tools/bench_serve/sse.h"
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +19,9 @@ struct http_backend {
     struct curl_slist *headers;       /* Content-Type, Authorization */
 };
 
-/* One transfer: the SSE line being assembled and what the turn produced. */
+/* One transfer: the event-stream parser and what the turn produced. */
 struct transfer {
-    struct pgd__buf line;             /* the current SSE line (no newline) */
+    struct bs_sse sse;                /* the text/event-stream parser (`pagoda bench serve`'s) */
     struct pgd__buf body;             /* the whole body when the status is not 200 */
     long status;
     repl_text_fn on_text;
@@ -38,16 +39,17 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* One `data: {...}` event: the first choice's delta text, and usage when sent. */
-static void on_event(struct transfer *t, const char *data)
+/* One event's data: the first choice's delta text, and usage when sent. */
+static int on_event(void *arg, const char *data, size_t len)
 {
+    struct transfer *t = arg;
     if (!strcmp(data, "[DONE]")) {
         t->done = true;
-        return;
+        return 0;
     }
-    json_t *j = json_loads(data, 0, NULL);
+    json_t *j = json_loadb(data, len, 0, NULL);
     if (!j)
-        return;
+        return 0;
     json_t *choice = json_array_get(json_object_get(j, "choices"), 0);
     json_t *content = json_object_get(json_object_get(choice, "delta"), "content");
     if (json_is_string(content) && json_string_length(content) > 0) {
@@ -68,6 +70,7 @@ static void on_event(struct transfer *t, const char *data)
             t->res->completion_tokens = (int)json_integer_value(ct);
     }
     json_decref(j);
+    return 0;
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
@@ -78,17 +81,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
         t->status = 200;
     if (t->status != 200)
         return pgd__buf_append(&t->body, p, len) ? len : 0;
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] != '\n') {
-            if (p[i] != '\r' && !pgd__buf_append(&t->line, p + i, 1))
-                return 0;
-            continue;
-        }
-        if (t->line.len >= 5 && !strncmp(t->line.p, "data:", 5))
-            on_event(t, t->line.p + 5 + (t->line.p[5] == ' '));
-        pgd__buf_clear(&t->line);
-    }
-    return len;
+    return bs_sse_feed(&t->sse, p, len, on_event, t) == 0 ? len : 0;
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *arg)
@@ -175,6 +168,8 @@ static enum pgd_status hb_chat(struct repl_backend *base, json_t *messages,
     CURLcode cc = curl_easy_perform(c);
     curl_easy_cleanup(c);
     free(text);
+    if (cc == CURLE_OK && t.status == 200)
+        bs_sse_finish(&t.sse, on_event, &t);   /* a server that closed after its last event */
     res->total_s = now_s() - t.t0;
     enum pgd_status st = PGD_OK;
     if (cc == CURLE_ABORTED_BY_CALLBACK)
@@ -185,7 +180,7 @@ static enum pgd_status hb_chat(struct repl_backend *base, json_t *messages,
         st = status_error(&t, url, err, errlen);
     else if (!t.done)
         st = pgd_errf(err, errlen, PGD_ERR_IO, "%s: the stream ended without [DONE]", url);
-    pgd__buf_fini(&t.line);
+    bs_sse_fini(&t.sse);
     pgd__buf_fini(&t.body);
     return st;
 }
