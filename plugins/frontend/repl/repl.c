@@ -21,6 +21,7 @@ struct repl {
     History *hist;
     char history_path[4096];      /* "" when there is nowhere to keep it */
     bool continuation;            /* the prompt is "... " */
+    bool ctrl_c, ctrl_c_typed;    /* Ctrl-C at the prompt, and whether a line was typed */
     bool color;
     int turns, tokens;            /* this session's, for /stats */
 };
@@ -65,6 +66,19 @@ static void history_path(struct repl *r)
         make_parents(r->history_path);
 }
 
+/* Ctrl-C at the prompt is a key (the prompt's tty mode has no ISIG, so no signal races
+ * with the keys typed before it): it ends el_gets, telling whether a line was typed. */
+static unsigned char on_ctrl_c(EditLine *el, int ch)
+{
+    (void)ch;
+    struct repl *r = NULL;
+    el_get(el, EL_CLIENTDATA, &r);
+    const LineInfo *li = el_line(el);
+    r->ctrl_c = true;
+    r->ctrl_c_typed = li && li->lastchar > li->buffer;
+    return CC_EOF;
+}
+
 static bool editor_open(struct repl *r)
 {
     HistEvent ev;
@@ -82,6 +96,10 @@ static bool editor_open(struct repl *r)
     el_set(r->el, EL_PROMPT, prompt_fn);
     el_set(r->el, EL_HIST, history, r->hist);
     el_source(r->el, NULL);                                /* the user's ~/.editrc */
+    el_set(r->el, EL_SETTY, "-d", "-isig", NULL);
+    el_set(r->el, EL_ADDFN, "pgd-interrupt", "drop the line; at an empty prompt, leave",
+           on_ctrl_c);
+    el_set(r->el, EL_BIND, "^C", "pgd-interrupt", NULL);
     return true;
 }
 
@@ -108,14 +126,10 @@ static bool read_message(struct repl *r, char **msg)
     r->continuation = false;
     for (;;) {
         int count = 0;
-        repl_interrupted = 0;
+        r->ctrl_c = false;
         const char *line = el_gets(r->el, &count);
         if (!line || count <= 0) {
-            bool ctrl_c = repl_interrupted;
-            repl_interrupted = 0;
-            const LineInfo *li = el_line(r->el);
-            bool typed = b.len || (li && li->lastchar > li->buffer);
-            if (ctrl_c && typed) {                /* Ctrl-C drops what was typed so far */
+            if (r->ctrl_c && (b.len || r->ctrl_c_typed)) {   /* drop what was typed so far */
                 fputc('\n', stdout);
                 el_reset(r->el);
                 pgd__buf_clear(&b);
@@ -282,7 +296,7 @@ int repl_run(struct repl_backend *b, struct repl_settings *s)
 {
     struct repl r = { .backend = b, .cfg = s, .color = isatty(STDOUT_FILENO) };
     struct sigaction sa = { .sa_handler = on_sigint }, old;
-    sigemptyset(&sa.sa_mask);          /* no SA_RESTART: Ctrl-C interrupts el_gets' read */
+    sigemptyset(&sa.sa_mask);          /* Ctrl-C during an answer (the prompt's is a key) */
     sigaction(SIGINT, &sa, &old);
     int rc = 1;
     r.conv = repl_conv_new(s->system);
