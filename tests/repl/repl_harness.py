@@ -83,7 +83,10 @@ class Tmux:
 
     def exit_status(self, timeout=30):
         s = self.wait(r"EXITED:\d+", 1, timeout)
-        return int(re.search(r"EXITED:(\d+)", s).group(1))
+        rc = int(re.search(r"EXITED:(\d+)", s).group(1))
+        if rc:
+            print(f"pagoda chat exited with {rc}; its screen:\n{s}")
+        return rc
 
     def close(self):
         subprocess.run(["tmux", "-S", self.sock, "kill-server"], capture_output=True)

@@ -97,8 +97,9 @@ static bool editor_open(struct repl *r)
     el_set(r->el, EL_HIST, history, r->hist);
     el_source(r->el, NULL);                                /* the user's ~/.editrc */
     el_set(r->el, EL_SETTY, "-d", "-isig", NULL);
-    el_set(r->el, EL_ADDFN, "pgd-interrupt", "drop the line; at an empty prompt, leave",
-           on_ctrl_c);
+    /* The wide call: the narrow one copies name and help and never frees them. */
+    el_wset(r->el, EL_ADDFN, L"pgd-interrupt", L"drop the line; at an empty prompt, leave",
+            on_ctrl_c);
     el_set(r->el, EL_BIND, "^C", "pgd-interrupt", NULL);
     return true;
 }
