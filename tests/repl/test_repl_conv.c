@@ -122,3 +122,69 @@ Test(repl_conv, system_message_save_and_load)
     cr_assert(strstr(err, path), "%s", err);
     unlink(path);
 }
+
+/* ---- one turn (turn.c) with a backend that streams a reasoning model's answer ----------
+ * The fixture models never write <think>, so this backend plays one: it sends its pieces
+ * with the tags cut across them, as a tokenizer would. */
+struct thinking_backend {
+    struct repl_backend base;
+    const char *const *pieces;
+    json_t *seen;                 /* the messages of the last request (a copy) */
+};
+
+static enum pgd_status tb_chat(struct repl_backend *b, json_t *messages,
+                               const struct repl_sampling *sp, repl_text_fn on_text, void *ctx,
+                               volatile sig_atomic_t *cancel, struct repl_result *res,
+                               char *err, size_t errlen)
+{
+    (void)sp, (void)cancel, (void)err, (void)errlen;
+    struct thinking_backend *t = (struct thinking_backend *)b;
+    json_decref(t->seen);
+    t->seen = json_deep_copy(messages);
+    *res = (struct repl_result){ .completion_tokens = 0, .ttft_s = 0.001, .total_s = 0.002 };
+    for (const char *const *p = t->pieces; *p; p++, res->completion_tokens++)
+        on_text(ctx, *p, strlen(*p));
+    return PGD_OK;
+}
+
+static const char *const THINKING[] = { "<thi", "nk>I should gree", "t.</th", "ink>Hel",
+                                        "lo!", NULL };
+
+static char *one_turn(struct thinking_backend *tb, json_t *conv, bool terminal)
+{
+    char *text = NULL, err[256];
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    struct repl_sampling sp = { 0 };
+    struct repl_turn_opts o = { .out = out, .color = terminal, .show_think = terminal,
+                                .sampling = &sp };
+    struct repl_result res;
+    cr_assert_eq(repl_turn(&tb->base, conv, "hi", &o, &res, err, sizeof err), PGD_OK, "%s",
+                 err);
+    cr_assert_eq(res.completion_tokens, 5);
+    fclose(out);
+    return text;
+}
+
+Test(repl_conv, think_is_shown_dim_and_kept_out_of_the_conversation)
+{
+    struct thinking_backend tb = { .base = { .chat = tb_chat }, .pieces = THINKING };
+    json_t *conv = repl_conv_new(NULL);
+    char *piped = one_turn(&tb, conv, false);
+    cr_assert_str_eq(piped, "Hello!\n", "piped: the answer alone");
+    char *shown = one_turn(&tb, conv, true);
+    cr_assert_str_eq(shown, "\033[2mI should greet.\033[0mHello!\n");
+    json_t *want = json_pack("[{s:s, s:s}, {s:s, s:s}, {s:s, s:s}]", "role", "user", "content",
+                             "hi", "role", "assistant", "content", "Hello!", "role", "user",
+                             "content", "hi");
+    cr_assert(json_equal(tb.seen, want), "the second request carries no <think>: %s",
+              json_dumps(tb.seen, 0));
+    cr_assert_eq(json_array_size(conv), 4);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(conv, 3), "content")),
+                     "Hello!");
+    json_decref(want);
+    json_decref(tb.seen);
+    json_decref(conv);
+    free(piped);
+    free(shown);
+}
