@@ -2,10 +2,10 @@
  * and runs it on the engine the host attached (the same engine `pagoda serve` uses).
  * Ctrl-C aborts the request in the engine, which frees its KV blocks. */
 #include "plugins/frontend/repl/repl.h"
+#include "runtime/base/clock.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct engine_backend {
     struct repl_backend base;
@@ -14,9 +14,7 @@ struct engine_backend {
 
 static double now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return (double)pgd__now_ms() * 1e-3;
 }
 
 static struct pgd_request_params request_params(const struct repl_sampling *sp)

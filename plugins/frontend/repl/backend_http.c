@@ -4,13 +4,13 @@
  * transfer (the server aborts the request when its client goes). /stats reads the server's
  * Prometheus /metrics (pagoda and vLLM both serve it beside /v1). */
 #include "plugins/frontend/repl/repl.h"
+#include "runtime/base/clock.h"
 #include "runtime/base/buf.h"
 #include "tools/bench_serve/sse.h"
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct http_backend {
     struct repl_backend base;
@@ -34,9 +34,7 @@ struct transfer {
 
 static double now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return (double)pgd__now_ms() * 1e-3;
 }
 
 /* One event's data: the first choice's delta text, and usage when sent. */
