@@ -1,2 +1,3 @@
 # Frontend and quantization plugins.
 include %reldir%/frontend/openai/local.mk
+include %reldir%/frontend/repl/local.mk

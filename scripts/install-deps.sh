@@ -7,7 +7,7 @@ set -e
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 PACKAGES="build-essential autoconf automake libtool pkg-config git python3 python3-pip curl tmux
-  libinih-dev libcurl4-openssl-dev libssl-dev libxxhash-dev libcriterion-dev libjansson-dev libpcre2-dev
+  libinih-dev libedit-dev libcurl4-openssl-dev libssl-dev libxxhash-dev libcriterion-dev libjansson-dev libpcre2-dev
   libutf8proc-dev libmicrohttpd-dev libopenblas-dev clang libclang-rt-dev"
 missing=
 for p in $PACKAGES; do

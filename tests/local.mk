@@ -26,6 +26,7 @@ endif
 include %reldir%/http/local.mk
 include %reldir%/tools/local.mk
 include %reldir%/hub/local.mk
+include %reldir%/repl/local.mk
 include %reldir%/fuzz/local.mk
 
 if ENABLE_TSAN

@@ -198,87 +198,6 @@ static int prepare(struct serve_opts *o)
     return 0;
 }
 
-/* ---- the chat template ------------------------------------------------------------------ */
-
-/* The model's chat template (compiled once; renders are thread-safe). */
-struct chat {
-    struct pgd_chat_template_config cfg;
-    struct pgd_chat_template *tpl;
-};
-
-static enum pgd_status chat_render(void *ctx, const char *messages_json, const char *tools_json,
-                                   bool add_generation_prompt, const char *kwargs_json,
-                                   char **out, char *err, size_t errlen)
-{
-    struct chat *c = ctx;
-    return pgd_chat_template_render(c->tpl, messages_json, tools_json, add_generation_prompt,
-                                    kwargs_json, c->cfg.bos_token, c->cfg.eos_token, out, NULL,
-                                    err, errlen);
-}
-
-/* Reads all of path (malloc'd), or NULL. */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t len = 0, cap = 0, n;
-    char chunk[8192];
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (len + n + 1 > cap) {
-            cap = (len + n + 1) * 2;
-            char *p = realloc(buf, cap);
-            if (!p) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = p;
-        }
-        memcpy(buf + len, chunk, n);
-        len += n;
-    }
-    fclose(f);
-    if (!buf)
-        buf = calloc(1, 1);
-    else
-        buf[len] = '\0';
-    return buf;
-}
-
-/* Loads the tokenizer directory's chat template, or --chat-template (a file, or the template
- * itself as vLLM takes it); *found false (and no template) when there is none. */
-static enum pgd_status chat_load(const char *dir, const char *override, struct chat *c,
-                                 bool *found, char *err, size_t errlen)
-{
-    *found = false;
-    enum pgd_status st = pgd_chat_template_config_load(dir, &c->cfg, err, errlen);
-    if (st != PGD_OK && st != PGD_ERR_NOT_FOUND)
-        return st;
-    if (override) {
-        struct stat sb;
-        bool is_file = stat(override, &sb) == 0;
-        if (!is_file && !strstr(override, "{{") && !strstr(override, "{%"))
-            return pgd_errf(err, errlen, PGD_ERR_NOT_FOUND, "--chat-template %s: no such file "
-                            "(nor a template: it has no {{ or {%%)", override);
-        char *src = is_file ? slurp(override) : strdup(override);
-        if (!src)
-            return pgd_errf(err, errlen, PGD_ERR_IO, "--chat-template %s: cannot read it",
-                            override);
-        free(c->cfg.source);
-        c->cfg.source = src;
-        st = pgd_chat_template_create(src, is_file ? override : "--chat-template", &c->tpl, err,
-                                      errlen);
-    } else if (st == PGD_ERR_NOT_FOUND || !c->cfg.source) {
-        return PGD_OK;
-    } else {
-        st = pgd_chat_template_create(c->cfg.source, c->cfg.path, &c->tpl, err, errlen);
-    }
-    *found = st == PGD_OK;
-    return st;
-}
-
 /* ---- signals: a self-pipe, so a signal delivered to any thread wakes the main one -------- */
 
 static int sig_pipe[2] = { -1, -1 };
@@ -376,7 +295,7 @@ static int run(struct serve_opts *o)
     const struct pgd_tokenizer *tok = NULL;
     void *fe = NULL;
     const struct pgd_frontend_ops *ops = NULL;
-    struct chat chat = { 0 };
+    struct pgd_tool_chat chat = { 0 };
     bool has_chat = false;
     const char *model = o->ep.model_dir, *frontend = pgd__settings_str(&o->set, PGD__S_FRONTEND);
     double grace_s = pgd__settings_float(&o->set, PGD__S_GRACE);
@@ -418,9 +337,9 @@ static int run(struct serve_opts *o)
     if (pgd_engine_create(&o->ep, &eng, err, sizeof err))
         goto out;
     tok = pgd_engine_tokenizer(eng);    /* borrowed from the engine */
-    if (tok && chat_load(o->ep.tokenizer ? o->ep.tokenizer : model,
-                         pgd__settings_str(&o->set, PGD__S_CHAT_TEMPLATE), &chat, &has_chat, err,
-                         sizeof err))
+    if (tok && pgd_tool_chat_load(o->ep.tokenizer ? o->ep.tokenizer : model,
+                                  pgd__settings_str(&o->set, PGD__S_CHAT_TEMPLATE), &chat,
+                                  &has_chat, err, sizeof err))
         goto out;
     struct pgd_frontend_model fm = {
         .struct_size = sizeof fm,
@@ -430,7 +349,7 @@ static int run(struct serve_opts *o)
         .root = model,
         .max_model_len = pgd_engine_max_model_len(eng),
         .vocab_size = pgd_engine_vocab_size(eng),
-        .render_chat = has_chat ? chat_render : NULL,
+        .render_chat = has_chat ? pgd_tool_chat_render : NULL,
         .render_ctx = &chat,
         .default_sampling = &o->gen.sp,
         .default_sampling_json = o->gen.json,
@@ -450,8 +369,7 @@ out:
         ops->destroy(fe);
     }
     pgd_engine_destroy(eng);
-    pgd_chat_template_destroy(chat.tpl);
-    pgd_chat_template_config_fini(&chat.cfg);
+    pgd_tool_chat_fini(&chat);
     pgd_registry_destroy(reg);
     if (sig_pipe[0] >= 0) {
         close(sig_pipe[0]);

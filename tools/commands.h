@@ -4,6 +4,8 @@
 #define PGD_TOOLS_COMMANDS_H
 
 #include <pagoda/registry.h>
+#include <pagoda/chat_template.h>
+#include <stdbool.h>
 
 int pgd_cmd_plugins(int argc, char **argv);   /* tools/cmd_plugins.c */
 
@@ -11,6 +13,25 @@ int pgd_cmd_generate(int argc, char **argv);
 int pgd_cmd_serve(int argc, char **argv);       /* tools/cmd_serve.c */
 int pgd_cmd_config(int argc, char **argv);      /* tools/cmd_config.c */
 int pgd_cmd_chat_template(int argc, char **argv);  /* tools/cmd_chat_template.c */
+int pgd_cmd_chat(int argc, char **argv);        /* tools/cmd_chat.c */
+
+/* A model directory's chat template (tools/model_chat.c), for struct pgd_frontend_model's
+ * render_chat (pgd_tool_chat_render, ctx = the struct pgd_tool_chat). */
+struct pgd_tool_chat {
+    struct pgd_chat_template_config cfg;
+    struct pgd_chat_template *tpl;
+};
+/* Loads dir's chat template (tokenizer_config.json), or `override` when not NULL
+ * (--chat-template: a file, or the template text itself); *found is false (and PGD_OK)
+ * when there is none. */
+enum pgd_status pgd_tool_chat_load(const char *dir, const char *override,
+                                   struct pgd_tool_chat *c, bool *found, char *err,
+                                   size_t errlen);
+enum pgd_status pgd_tool_chat_render(void *ctx, const char *messages_json,
+                                     const char *tools_json, bool add_generation_prompt,
+                                     const char *kwargs_json, char **out, char *err,
+                                     size_t errlen);
+void pgd_tool_chat_fini(struct pgd_tool_chat *c);
 
 int pgd_cmd_bench(int argc, char **argv);      /* tools/cmd_bench.c */
 int pgd_cmd_bench_throughput(int argc, char **argv);   /* tools/cmd_bench_throughput.c */

@@ -7,7 +7,7 @@ tools_pagoda_SOURCES = %reldir%/pagoda.c %reldir%/commands.h \
 	%reldir%/cmd_chat_template.c %reldir%/cmd_bench.c %reldir%/cmd_bench_throughput.c \
 	%reldir%/cmd_bench_gemv.c %reldir%/cmd_bench_attention.c \
 	%reldir%/cmd_fetch.c %reldir%/cmd_models.c %reldir%/serve_stats.c \
-	%reldir%/serve_stats.h %reldir%/cmd_config.c \
+	%reldir%/serve_stats.h %reldir%/cmd_config.c %reldir%/cmd_chat.c %reldir%/model_chat.c \
 	%reldir%/bench_draw.c %reldir%/bench_draw.h %reldir%/cmd_bench_serve.c \
 	%reldir%/bench_serve/conn.c %reldir%/bench_serve/conn.h \
 	%reldir%/bench_serve/dataset.c %reldir%/bench_serve/dataset.h \

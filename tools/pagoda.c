@@ -24,6 +24,7 @@ static const struct command commands[] = {
     { "plugins", pgd_cmd_plugins, "list the plugins found and the files refused" },
     { "tokenize", pgd_cmd_tokenize, "text on stdin -> JSON token ids (--model DIR [--special])" },
     { "detokenize", pgd_cmd_detokenize, "JSON token ids on stdin -> text (--model DIR [--skip-special])" },
+    { "chat", pgd_cmd_chat, "chat with a model in the terminal (or with a server: --url)" },
     { "chat-template", pgd_cmd_chat_template, "render a model's chat template for a conversation" },
     { "bench", pgd_cmd_bench, "measure decode latency and time to first token (bench latency)" },
     { "fetch", pgd_cmd_fetch, "download a model from the Hugging Face hub into the shared cache" },

@@ -13,6 +13,9 @@
  *     ops->destroy(fe);
  *     pgd_engine_destroy(engine);
  *
+ * A foreground frontend (`pagoda chat` drives the REPL) has ops->run instead of the wait
+ * for a signal: create, attach, run (returns when the user leaves), destroy.
+ *
  * Settings are key/value strings (struct pgd_setting) so that the command line and an INI
  * section ([frontend.<name>]) feed a frontend the same way; a frontend refuses a key it does
  * not know, with a message naming it.
@@ -94,6 +97,12 @@ struct pgd_frontend_ops {
     void (*shutdown)(void *fe, int grace_ms);
     /* Frees the frontend (after shutdown; shuts down with no grace when it was not). */
     void (*destroy)(void *fe);
+    /* Frontends that own the foreground (the terminal REPL, `pagoda chat`); NULL for those
+     * that serve in the background. Runs until the user leaves and returns the process's
+     * exit status (0 done, 1 an error, already reported on stderr). Called after attach,
+     * or without attach when the frontend's settings name a remote server (e.g. "url").
+     * Added with ABI 2's struct_size: read it only when ops->struct_size covers it. */
+    int (*run)(void *fe);
 };
 
 #ifdef __cplusplus
