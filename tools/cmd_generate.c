@@ -16,6 +16,7 @@
 
 struct gen_opts {
     const char *model, *prompt, *prompt_ids, *prompts_file, *dump_logits, *device;
+    const char *revision, *download_dir;   /* for a hub id (NULL: main, the HF cache) */
     char plugin_dirs[4096];
     bool ids_out;                      /* print token ids even when there is a tokenizer */
     struct pgd_engine_params engine;
@@ -28,8 +29,10 @@ static void gen_usage(FILE *out)
         "usage: pagoda generate --model DIR (--prompt-ids LIST | --prompt TEXT | --prompts-file FILE)\n"
         "                       [options]\n\n"
         "Runs prompts through the engine (continuous batching over a paged KV cache).\n\n"
-        "  --model DIR              a Hugging Face model directory (config.json, safetensors,\n"
-        "                           tokenizer.json for text)\n"
+        "  --model DIR|ORG/NAME     a Hugging Face model directory (config.json, safetensors,\n"
+        "                           tokenizer.json for text), hub id or catalog name\n"
+        "  --revision REV, --download-dir DIR   for a hub id: the branch, tag or commit,\n"
+        "                           and the cache root (default HF_HUB_CACHE)\n"
         "  --prompt-ids LIST        one prompt as comma-separated token ids\n"
         "  --prompt TEXT            one text prompt (needs the model's tokenizer)\n"
         "  --prompts-file FILE      many requests, one JSON object a line: \"prompt\" or\n"
@@ -204,7 +207,7 @@ int pgd_cmd_generate(int argc, char **argv)
 {
     enum { O_MODEL = 256, O_PIDS, O_PROMPT, O_PFILE, O_MAXT, O_TEMP, O_TOPP, O_TOPK, O_MINP,
            O_SEED, O_N, O_IGNEOS, O_DEVICE, O_NBLK, O_BS, O_MSEQ, O_MBT, O_NOPC, O_IDS, O_DUMP,
-           O_PDIR, O_DTYPE };
+           O_PDIR, O_DTYPE, O_REV, O_DLDIR };
     static const struct option long_opts[] = {
         { "model", required_argument, 0, O_MODEL }, { "prompt-ids", required_argument, 0, O_PIDS },
         { "prompt", required_argument, 0, O_PROMPT },
@@ -221,6 +224,8 @@ int pgd_cmd_generate(int argc, char **argv)
         { "dump-logits", required_argument, 0, O_DUMP },
         { "plugin-dir", required_argument, 0, O_PDIR }, { "help", no_argument, 0, 'h' },
         { "dtype", required_argument, 0, O_DTYPE },
+        { "revision", required_argument, 0, O_REV },
+        { "download-dir", required_argument, 0, O_DLDIR },
         { 0, 0, 0, 0 },
     };
     struct gen_opts o = { .engine = pgd_engine_default_params() };
@@ -233,6 +238,8 @@ int pgd_cmd_generate(int argc, char **argv)
         errno = 0;
         switch (c) {
         case O_MODEL: o.model = optarg; break;
+        case O_REV: o.revision = optarg; break;
+        case O_DLDIR: o.download_dir = optarg; break;
         case O_PIDS: o.prompt_ids = optarg; break;
         case O_PROMPT: o.prompt = optarg; break;
         case O_PFILE: o.prompts_file = optarg; break;
@@ -285,7 +292,7 @@ int pgd_cmd_generate(int argc, char **argv)
     }
     if (pgd_tool_check_dtype(o.engine.device, &o.engine.dtype))
         return 2;
-    if (pgd_tool_resolve_model(&o.model, NULL, NULL))
+    if (pgd_tool_resolve_model(&o.model, o.revision, o.download_dir))
         return 1;
     /* The engine's registry searches plugin_path first: --plugin-dir, then the build tree's
      * plugins when this binary runs from it (then PAGODA_PLUGIN_PATH and the install dir). */

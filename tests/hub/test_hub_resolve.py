@@ -37,9 +37,9 @@ def env_for(home, **extra):
     return env
 
 
-def generate(home, model, **extra):
+def generate(home, model, *flags, **extra):
     p = subprocess.run([h.PAGODA, "generate", "--model", model, "--device", "cpu",
-                        "--prompt", "hello", "--max-tokens", "3", "--ids"],
+                        "--prompt", "hello", "--max-tokens", "3", "--ids", *flags],
                        env=env_for(home, PAGODA_LOG="info", **extra), capture_output=True,
                        text=True, timeout=120)
     return p.returncode, p.stdout, p.stderr
@@ -92,6 +92,18 @@ def bench_with_revision_and_download_dir():
     assert os.path.isfile(os.path.join(snap, "config.json")), os.listdir(dl)
     with open(os.path.join(dl, "models--mock-org--tiny-chat", "refs", "dev")) as f:
         assert f.read() == TINY_DEV
+    assert not os.path.exists(os.path.join(home, "hub")), "HF_HOME was used"
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def generate_with_revision_and_download_dir():
+    """vLLM's --revision and --download-dir, on `pagoda generate`."""
+    home = tempfile.mkdtemp(prefix="pgd-resolve-")
+    dl = os.path.join(home, "elsewhere")
+    rc, _, err = generate(home, "mock-org/tiny-chat", "--revision", "dev", "--download-dir", dl)
+    assert rc == 0, err
+    snap = os.path.join(dl, "models--mock-org--tiny-chat", "snapshots", TINY_DEV)
+    assert snap in err, err   # the engine loaded the dev snapshot from the download dir
     assert not os.path.exists(os.path.join(home, "hub")), "HF_HOME was used"
     shutil.rmtree(home, ignore_errors=True)
 
@@ -153,6 +165,7 @@ def progress_on_a_terminal():
 if __name__ == "__main__":
     suite.run(generate_with_hub_ids)
     suite.run(generate_with_a_catalog_name)
+    suite.run(generate_with_revision_and_download_dir)
     suite.run(bench_with_revision_and_download_dir)
     suite.run(hub_down_uses_the_cache)
     suite.run(progress_on_a_terminal)
