@@ -75,17 +75,6 @@ static void chat_usage(FILE *out)
                  "  --plugin-dir DIR           also look for plugins in DIR (repeatable)\n");
 }
 
-static bool parse_int(const char *s, long lo, long hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi)
-        return false;
-    *out = (int)v;
-    return true;
-}
-
 static int add_plugin_dir(char **dirs, const char *dir)
 {
     size_t old = *dirs ? strlen(*dirs) : 0;
@@ -133,9 +122,9 @@ static int parse_args(int argc, char **argv, struct chat_opts *o)
         case 'm': o->model = optarg; break;
         case O_DEVICE: ok = !pgd_tool_parse_device(optarg, &o->ep.device); break;
         case O_DTYPE: ok = !pgd_tool_parse_dtype(optarg, &o->ep.dtype); break;
-        case O_MML: ok = parse_int(optarg, 1, INT_MAX, &o->ep.max_model_len); break;
-        case O_NB: ok = parse_int(optarg, 1, INT_MAX, &o->ep.num_blocks); break;
-        case O_KV: ok = parse_int(optarg, 1, 1 << 30, &kv_mib); break;
+        case O_MML: ok = pgd_tool_parse_int(optarg, 1, INT_MAX, &o->ep.max_model_len); break;
+        case O_NB: ok = pgd_tool_parse_int(optarg, 1, INT_MAX, &o->ep.num_blocks); break;
+        case O_KV: ok = pgd_tool_parse_int(optarg, 1, 1 << 30, &kv_mib); break;
         case O_PDIR:
             if (add_plugin_dir(&o->plugin_dirs, optarg))
                 return 1;

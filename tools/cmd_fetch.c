@@ -38,17 +38,6 @@ static void fetch_usage(FILE *out)
         "https_proxy/no_proxy. SHORT-NAME is a name from `pagoda models`.\n");
 }
 
-static bool parse_count(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi)
-        return false;
-    *out = (int)v;
-    return true;
-}
-
 /* The hub id for a name: ORG/NAME[@REV] as is, or a catalog short name's repo. */
 static int name_to_repo(const char *name, char **repo, char **rev)
 {
@@ -114,7 +103,7 @@ int pgd_cmd_fetch(int argc, char **argv)
         case O_DL: download_dir = optarg; break;
         case O_CONN:
         case O_RETRY:
-            if (!parse_count(optarg, c == O_CONN ? 1 : 0, c == O_CONN ? 64 : 100,
+            if (!pgd_tool_parse_int(optarg, c == O_CONN ? 1 : 0, c == O_CONN ? 64 : 100,
                              c == O_CONN ? &conns : &retries)) {
                 fprintf(stderr, "pagoda fetch: --%s '%s': expected %s\n",
                         c == O_CONN ? "max-connections" : "max-retries", optarg,

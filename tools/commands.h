@@ -52,6 +52,8 @@ int pgd_tool_model_dir_of(const char *path, char *dir, size_t n);
  * float32 on the GPU and makes the CPU's dtype its float32 (PGD_DTYPE_COUNT). The default
  * device: cuda when this build and machine have one, else cpu. */
 int pgd_tool_parse_device(const char *s, enum pgd_device *out);
+/* A whole decimal integer in [lo, hi] (no sign games, no trailing text) into *out. */
+bool pgd_tool_parse_int(const char *s, long lo, long hi, int *out);
 int pgd_tool_parse_dtype(const char *s, enum pgd_dtype *out);
 int pgd_tool_check_dtype(enum pgd_device dev, enum pgd_dtype *dt);
 enum pgd_device pgd_tool_default_device(void);

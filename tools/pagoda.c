@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <limits.h>
+#include <errno.h>
 #include <stdlib.h>
 
 struct command {
@@ -70,6 +71,17 @@ enum pgd_status pgd_tool_registry(const char *plugin_dirs, struct pgd_registry *
     pgd_registry_load_search_path(reg, plugin_dirs);
     *out = reg;
     return PGD_OK;
+}
+
+bool pgd_tool_parse_int(const char *s, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi)
+        return false;
+    *out = (int)v;
+    return true;
 }
 
 int pgd_tool_parse_device(const char *s, enum pgd_device *out)
