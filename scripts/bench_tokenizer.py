@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Times the `tokenizers` package encoding the same text as tools/bench_tokenizer.
+"""Times the `tokenizers` package encoding the same text as tools/bench/bench_tokenizer.
 
     python3 scripts/bench_tokenizer.py --make-text /tmp/bench.txt      # build the text
     RAYON_NUM_THREADS=1 python3 scripts/bench_tokenizer.py --model DIR --file /tmp/bench.txt [--chunk B]

@@ -15,7 +15,8 @@ if HAVE_CRITERION
 CRITERION_TESTS += tests/tools/test_bench_serve_units
 check_PROGRAMS += tests/tools/test_bench_serve_units
 tests_tools_test_bench_serve_units_SOURCES = %reldir%/test_bench_serve_units.c \
-	tools/bench_serve/sse.c tools/bench_serve/report.c tools/bench_draw.c
+	runtime/base/sse.c runtime/base/mem.c tools/bench/serve/report.c \
+	tools/bench/bench_draw.c
 tests_tools_test_bench_serve_units_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_tools_test_bench_serve_units_CFLAGS = $(TEST_CFLAGS) $(CURL_CFLAGS)
 tests_tools_test_bench_serve_units_LDADD = $(CRITERION_LIBS) $(JANSSON_LIBS) -lm

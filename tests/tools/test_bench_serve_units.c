@@ -2,9 +2,9 @@
  * stream cut at every byte, the report's arithmetic (TPOT, goodput, numpy's percentiles,
  * vLLM's keys) over hand-made results, and the arrival-gap draws' moments. */
 #include "config.h"
-#include "tools/bench_draw.h"
-#include "tools/bench_serve/report.h"
-#include "tools/bench_serve/sse.h"
+#include "tools/bench/bench_draw.h"
+#include "tools/bench/serve/report.h"
+#include "runtime/base/sse.h"
 #include "tests/lib/test_common.h"
 #include <math.h>
 #include <stdio.h>
@@ -50,21 +50,21 @@ Test(bench_serve_sse, same_events_wherever_the_stream_is_cut)
 {
     size_t n = strlen(STREAM);
     for (size_t cut = 0; cut <= n; cut++) {
-        struct bs_sse p = { 0 };
+        struct pgd__sse p = { 0 };
         struct events e = { 0 };
-        cr_assert_eq(bs_sse_feed(&p, STREAM, cut, on_event, &e), 0);
-        cr_assert_eq(bs_sse_feed(&p, STREAM + cut, n - cut, on_event, &e), 0);
-        cr_assert_eq(bs_sse_finish(&p, on_event, &e), 0);
+        cr_assert_eq(pgd__sse_feed(&p, STREAM, cut, on_event, &e), 0);
+        cr_assert_eq(pgd__sse_feed(&p, STREAM + cut, n - cut, on_event, &e), 0);
+        cr_assert_eq(pgd__sse_finish(&p, on_event, &e), 0);
         expect_events(&e);
-        bs_sse_fini(&p);
+        pgd__sse_fini(&p);
     }
-    struct bs_sse p = { 0 };   /* one byte at a time */
+    struct pgd__sse p = { 0 };   /* one byte at a time */
     struct events e = { 0 };
     for (size_t i = 0; i < n; i++)
-        cr_assert_eq(bs_sse_feed(&p, STREAM + i, 1, on_event, &e), 0);
-    cr_assert_eq(bs_sse_finish(&p, on_event, &e), 0);
+        cr_assert_eq(pgd__sse_feed(&p, STREAM + i, 1, on_event, &e), 0);
+    cr_assert_eq(pgd__sse_finish(&p, on_event, &e), 0);
     expect_events(&e);
-    bs_sse_fini(&p);
+    pgd__sse_fini(&p);
 }
 
 static int stop_at_second(void *ctx, const char *data, size_t len)
@@ -74,12 +74,12 @@ static int stop_at_second(void *ctx, const char *data, size_t len)
 
 Test(bench_serve_sse, callback_stops_the_feed)
 {
-    struct bs_sse p = { 0 };
+    struct pgd__sse p = { 0 };
     int seen = 0;
     const char *s = "data: 1\n\ndata: 2\n\ndata: 3\n\n";
-    cr_assert_eq(bs_sse_feed(&p, s, strlen(s), stop_at_second, &seen), 42);
+    cr_assert_eq(pgd__sse_feed(&p, s, strlen(s), stop_at_second, &seen), 42);
     cr_assert_eq(seen, 2);
-    bs_sse_fini(&p);
+    pgd__sse_fini(&p);
 }
 
 Test(bench_serve_report, percentiles_are_numpys)

@@ -6,7 +6,7 @@
 #include "plugins/frontend/repl/repl.h"
 #include "runtime/base/clock.h"
 #include "runtime/base/buf.h"
-#include "tools/bench_serve/sse.h"
+#include "runtime/base/sse.h"
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +21,7 @@ struct http_backend {
 
 /* One transfer: the event-stream parser and what the turn produced. */
 struct transfer {
-    struct bs_sse sse;                /* the text/event-stream parser (`pagoda bench serve`'s) */
+    struct pgd__sse sse;                /* the text/event-stream parser (`pagoda bench serve`'s) */
     struct pgd__buf body;             /* the whole body when the status is not 200 */
     long status;
     repl_text_fn on_text;
@@ -79,7 +79,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
         t->status = 200;
     if (t->status != 200)
         return pgd__buf_append(&t->body, p, len) ? len : 0;
-    return bs_sse_feed(&t->sse, p, len, on_event, t) == 0 ? len : 0;
+    return pgd__sse_feed(&t->sse, p, len, on_event, t) == 0 ? len : 0;
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *arg)
@@ -167,7 +167,7 @@ static enum pgd_status hb_chat(struct repl_backend *base, json_t *messages,
     curl_easy_cleanup(c);
     free(text);
     if (cc == CURLE_OK && t.status == 200)
-        bs_sse_finish(&t.sse, on_event, &t);   /* a server that closed after its last event */
+        pgd__sse_finish(&t.sse, on_event, &t);   /* a server that closed after its last event */
     res->total_s = now_s() - t.t0;
     enum pgd_status st = PGD_OK;
     if (cc == CURLE_ABORTED_BY_CALLBACK)
@@ -178,7 +178,7 @@ static enum pgd_status hb_chat(struct repl_backend *base, json_t *messages,
         st = status_error(&t, url, err, errlen);
     else if (!t.done)
         st = pgd_errf(err, errlen, PGD_ERR_IO, "%s: the stream ended without [DONE]", url);
-    bs_sse_fini(&t.sse);
+    pgd__sse_fini(&t.sse);
     pgd__buf_fini(&t.body);
     return st;
 }

@@ -6,7 +6,7 @@
  * size nor which ids are special), drawn at random from that pool. Without /tokenize the
  * prompts are text. */
 #include "config.h"
-#include "tools/bench_serve/dataset.h"
+#include "tools/bench/serve/dataset.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,9 +2,9 @@
  * OpenAI-compatible server (pagoda's, vLLM's, any other) as `vllm bench serve` does, with
  * its flag names, its report table and its --save-result JSON keys. This file owns the
  * command line and the order of the run: wait for the server and learn its model, build
- * the workload (tools/bench_serve/dataset.c), the request bodies and the arrival times,
- * stream every request (tools/bench_serve/driver.c), then print and save the report
- * (tools/bench_serve/report.c).
+ * the workload (tools/bench/serve/dataset.c), the request bodies and the arrival times,
+ * stream every request (tools/bench/serve/driver.c), then print and save the report
+ * (tools/bench/serve/report.c).
  *
  * Arrivals follow vLLM: with --request-rate R the gaps between sends are gamma draws of
  * shape --burstiness (1: a Poisson process) and mean 1/R, their sum rescaled so that the
@@ -12,11 +12,11 @@
  * --max-concurrency holds a request that has arrived until fewer are in flight. */
 #include "config.h"
 #include "tools/commands.h"
-#include "tools/bench_draw.h"
-#include "tools/bench_serve/conn.h"
-#include "tools/bench_serve/dataset.h"
-#include "tools/bench_serve/driver.h"
-#include "tools/bench_serve/report.h"
+#include "tools/bench/bench_draw.h"
+#include "tools/bench/serve/conn.h"
+#include "tools/bench/serve/dataset.h"
+#include "tools/bench/serve/driver.h"
+#include "tools/bench/serve/report.h"
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>

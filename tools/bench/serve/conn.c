@@ -1,7 +1,7 @@
 /* The server connection of `pagoda bench serve` (see conn.h): the shared request headers
  * and the blocking JSON exchanges made before and after the timed run. */
 #include "config.h"
-#include "tools/bench_serve/conn.h"
+#include "tools/bench/serve/conn.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

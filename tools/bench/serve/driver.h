@@ -6,7 +6,7 @@
 #ifndef PGD_TOOLS_BENCH_SERVE_DRIVER_H
 #define PGD_TOOLS_BENCH_SERVE_DRIVER_H
 
-#include "tools/bench_serve/conn.h"
+#include "tools/bench/serve/conn.h"
 #include <stdbool.h>
 
 /* What one request did. Times are seconds; start_s from the start of the run. */

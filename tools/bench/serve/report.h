@@ -5,7 +5,7 @@
 #ifndef PGD_TOOLS_BENCH_SERVE_REPORT_H
 #define PGD_TOOLS_BENCH_SERVE_REPORT_H
 
-#include "tools/bench_serve/driver.h"
+#include "tools/bench/serve/driver.h"
 #include <jansson.h>
 #include <stdio.h>
 

@@ -8,7 +8,7 @@
  * meet every SLO given (a TPOT of 0 for one-token outputs). Means, medians, standard
  * deviations and percentiles are numpy's (population std, linear percentiles). */
 #include "config.h"
-#include "tools/bench_serve/report.h"
+#include "tools/bench/serve/report.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -10,8 +10,8 @@
 #ifndef PGD_TOOLS_BENCH_SERVE_DATASET_H
 #define PGD_TOOLS_BENCH_SERVE_DATASET_H
 
-#include "tools/bench_draw.h"
-#include "tools/bench_serve/conn.h"
+#include "tools/bench/bench_draw.h"
+#include "tools/bench/serve/conn.h"
 #include <jansson.h>
 #include <stdbool.h>
 

@@ -1,7 +1,7 @@
 /* Seeded random draws shared by the benchmarks: the generator, the ShareGPT-shaped lengths
  * and the gamma gaps of request arrivals (see bench_draw.h). */
 #include "config.h"
-#include "tools/bench_draw.h"
+#include "tools/bench/bench_draw.h"
 #include <math.h>
 
 uint64_t pgd_tool_splitmix(uint64_t *x)

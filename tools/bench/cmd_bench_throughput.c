@@ -19,7 +19,7 @@
  * is the larger. It ignores prefill's KV reads and everything small, so it is loose. */
 #include "config.h"
 #include "tools/commands.h"
-#include "tools/bench_draw.h"
+#include "tools/bench/bench_draw.h"
 #include "runtime/engine/engine_backend.h"
 #include "runtime/model/model.h"
 #include <pagoda/engine.h>

@@ -1,27 +1,13 @@
 /* The incremental Server-Sent Events parser (see sse.h): lines are cut at '\n' (a '\r'
  * before it is dropped), "data:" values accumulate, a blank line dispatches the event. */
 #include "config.h"
-#include "tools/bench_serve/sse.h"
+#include "runtime/base/sse.h"
+#include "runtime/base/mem.h"
 #include <stdlib.h>
 #include <string.h>
 
-static int grow(char **p, size_t *cap, size_t need)
-{
-    if (need <= *cap)
-        return 0;
-    size_t c = *cap ? *cap : 256;
-    while (c < need)
-        c *= 2;
-    char *q = realloc(*p, c);
-    if (!q)
-        return -1;
-    *p = q;
-    *cap = c;
-    return 0;
-}
-
 /* One line (without its newline). */
-static int line(struct bs_sse *p, char *s, size_t n, bs_sse_event_fn fn, void *ctx)
+static int line(struct pgd__sse *p, char *s, size_t n, pgd__sse_event_fn fn, void *ctx)
 {
     if (n && s[n - 1] == '\r')
         n--;
@@ -40,7 +26,7 @@ static int line(struct bs_sse *p, char *s, size_t n, bs_sse_event_fn fn, void *c
     if (n && *s == ' ')                 /* one space after the colon is part of the syntax */
         s++, n--;
     size_t sep = p->has_data ? 1 : 0;
-    if (grow(&p->data, &p->dcap, p->dlen + sep + n + 1))
+    if (!pgd__array_reserve(p->data, p->dcap, p->dlen + sep + n + 1))
         return -1;
     if (sep)
         p->data[p->dlen++] = '\n';
@@ -51,9 +37,9 @@ static int line(struct bs_sse *p, char *s, size_t n, bs_sse_event_fn fn, void *c
     return 0;
 }
 
-int bs_sse_feed(struct bs_sse *p, const char *bytes, size_t n, bs_sse_event_fn fn, void *ctx)
+int pgd__sse_feed(struct pgd__sse *p, const char *bytes, size_t n, pgd__sse_event_fn fn, void *ctx)
 {
-    if (grow(&p->buf, &p->cap, p->len + n + 1))
+    if (!pgd__array_reserve(p->buf, p->cap, p->len + n + 1))
         return -1;
     memcpy(p->buf + p->len, bytes, n);
     p->len += n;
@@ -69,7 +55,7 @@ int bs_sse_feed(struct bs_sse *p, const char *bytes, size_t n, bs_sse_event_fn f
     return rc;
 }
 
-int bs_sse_finish(struct bs_sse *p, bs_sse_event_fn fn, void *ctx)
+int pgd__sse_finish(struct pgd__sse *p, pgd__sse_event_fn fn, void *ctx)
 {
     int rc = 0;
     if (p->len) {
@@ -81,9 +67,9 @@ int bs_sse_finish(struct bs_sse *p, bs_sse_event_fn fn, void *ctx)
     return rc;
 }
 
-void bs_sse_fini(struct bs_sse *p)
+void pgd__sse_fini(struct pgd__sse *p)
 {
     free(p->buf);
     free(p->data);
-    *p = (struct bs_sse){ 0 };
+    *p = (struct pgd__sse){ 0 };
 }

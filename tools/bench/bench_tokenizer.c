@@ -1,6 +1,6 @@
 /* bench_tokenizer: encode speed of pagoda's tokenizer (a benchmark program, not a test).
  *
- *   tools/bench_tokenizer --model DIR --file TEXT [--iters N] [--chunk BYTES]
+ *   tools/bench/bench_tokenizer --model DIR --file TEXT [--iters N] [--chunk BYTES]
  *
  * Encodes the file N times (default 5) on one thread, either as one string or in pieces of
  * --chunk bytes (cut at line ends), and prints the best time, MB/s and tokens/s.

@@ -9,8 +9,8 @@
  * delta carries non-empty content (or reasoning_content): the role-only first chunk and an
  * empty closing chunk are not tokens. */
 #include "config.h"
-#include "tools/bench_serve/driver.h"
-#include "tools/bench_serve/sse.h"
+#include "tools/bench/serve/driver.h"
+#include "runtime/base/sse.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -33,7 +33,7 @@ double bs_now_s(void)
 struct xfer {
     struct bs_result *res;
     CURL *h;
-    struct bs_sse sse;
+    struct pgd__sse sse;
     bool chat, keep_text;
     double t0, last;          /* absolute: sent, last token chunk */
     long status;              /* 0 until the status line arrived */
@@ -157,7 +157,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
         }
         return n;
     }
-    if (bs_sse_feed(&x->sse, ptr, n, on_event, x) || x->oom)
+    if (pgd__sse_feed(&x->sse, ptr, n, on_event, x) || x->oom)
         return 0;                      /* out of memory: curl fails the transfer */
     return n;
 }
@@ -190,7 +190,7 @@ static void finish(CURLM *m, struct xfer *x, CURLcode cc)
     struct bs_result *r = x->res;
     double now = bs_now_s();
     if (cc == CURLE_OK && x->status == 200)
-        bs_sse_finish(&x->sse, on_event, x);
+        pgd__sse_finish(&x->sse, on_event, x);
     r->status = x->status;
     r->latency_s = now - x->t0;
     if (!r->usage_seen)
@@ -217,7 +217,7 @@ static void finish(CURLM *m, struct xfer *x, CURLcode cc)
     r->success = !r->error;
     curl_multi_remove_handle(m, x->h);
     curl_easy_cleanup(x->h);
-    bs_sse_fini(&x->sse);
+    pgd__sse_fini(&x->sse);
     free(x->stream_err);
     free(x->body);
     *x = (struct xfer){ 0 };
