@@ -7,9 +7,9 @@
 noinst_LTLIBRARIES += runtime/libpagoda-private.la
 runtime_libpagoda_private_la_SOURCES =
 runtime_libpagoda_private_la_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(XXHASH_CFLAGS) \
-	$(OPENBLAS_CFLAGS) $(PCRE2_CFLAGS) $(UTF8PROC_CFLAGS) $(CUDA_CFLAGS)
+	$(OPENBLAS_CFLAGS) $(PCRE2_CFLAGS) $(UTF8PROC_CFLAGS) $(INIH_CFLAGS) $(CUDA_CFLAGS)
 runtime_libpagoda_private_la_LIBADD = $(JANSSON_LIBS) $(XXHASH_LIBS) $(OPENBLAS_LIBS) \
-	$(PCRE2_LIBS) $(UTF8PROC_LIBS) $(CUDA_LIBS) -lm
+	$(PCRE2_LIBS) $(UTF8PROC_LIBS) $(INIH_LIBS) $(CUDA_LIBS) -lm
 
 include %reldir%/base/local.mk
 include %reldir%/model/local.mk

@@ -12,6 +12,7 @@
 #include "tools/commands.h"
 #include "tools/serve_stats.h"
 #include "runtime/config/settings.h"
+#include "runtime/config/ini.h"
 #include "runtime/config/device_select.h"
 #include "runtime/config/generation_config.h"
 #include <pagoda/engine.h>
@@ -41,7 +42,8 @@ static const char USAGE[] =
     "Serves the model in MODEL (a directory: config.json, *.safetensors, tokenizer.json) over\n"
     "the OpenAI API: POST /v1/completions, /v1/chat/completions, /tokenize, /detokenize;\n"
     "GET /v1/models, /health, /version, /metrics. vLLM's `vllm serve` options are taken by\n"
-    "their vLLM names; each option is also a key of an INI deployment (docs/CONFIG.md).";
+    "their vLLM names; each option is also a key of an INI deployment (docs/CONFIG.md):\n"
+    "--config FILE reads one first, and the options given on the command line override it.";
 
 struct serve_opts {
     struct pgd__settings set;
@@ -385,11 +387,13 @@ int pgd_cmd_serve(int argc, char **argv)
     struct serve_opts o;
     memset(&o, 0, sizeof o);
     pgd__settings_init(&o.set);
-    char err[1024];
+    char err[8192];
     bool help = false;
     int rc = 0;
-    if (pgd__settings_parse_args(&o.set, argc, argv, &help, err, sizeof err)) {
-        fprintf(stderr, "pagoda serve: %s\n", err);
+    enum pgd_status st = pgd__settings_from_command(&o.set, argc, argv, &help, err, sizeof err);
+    if (err[0])   /* the errors, or the deployment file's warnings */
+        fprintf(stderr, "pagoda serve: %s%s", err, err[strlen(err) - 1] == '\n' ? "" : "\n");
+    if (st) {
         rc = 2;
     } else if (help) {
         pgd__settings_print_help(stdout, USAGE);

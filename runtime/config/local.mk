@@ -3,6 +3,6 @@
 # docs/CONFIG.md printed from it; device selection; generation_config.json defaults.
 runtime_libpagoda_private_la_SOURCES += \
 	%reldir%/settings.c %reldir%/settings.h %reldir%/settings_table.c \
-	%reldir%/settings_args.c %reldir%/settings_doc.c \
+	%reldir%/settings_args.c %reldir%/settings_doc.c %reldir%/ini.c %reldir%/ini.h \
 	%reldir%/device_select.c %reldir%/device_select.h \
 	%reldir%/generation_config.c %reldir%/generation_config.h

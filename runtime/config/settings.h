@@ -145,6 +145,12 @@ enum pgd_status pgd__settings_set(struct pgd__settings *s, enum pgd__setting_id 
                                   const char *value, enum pgd__setting_origin origin,
                                   const char *where, char *err, size_t errlen);
 
+/* The row name nearest to name by edit distance ('-' and '_' alike), or NULL when none is
+ * close: for "did you mean" in messages about unknown flags and INI keys. */
+const char *pgd__settings_nearest_key(const char *name);
+/* The edit distance of a and b ('-' and '_' alike; 99 for names over 63 characters). */
+int pgd__settings_distance(const char *a, const char *b);
+
 /* Parses a command line (argv[0] is the command's name; --flag VALUE, --flag=VALUE,
  * --flag_with_underscores, --no-flag, one positional MODEL, "--" ends the flags) into s.
  * Refuses unknown flags (with the nearest known name), vLLM flags pagoda does not support

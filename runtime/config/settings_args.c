@@ -70,6 +70,26 @@ static void nearest(const char *name, size_t n, char *out, size_t outlen)
     }
 }
 
+int pgd__settings_distance(const char *a, const char *b)
+{
+    return distance(a, b, strlen(b));
+}
+
+const char *pgd__settings_nearest_key(const char *name)
+{
+    size_t n = strlen(name);
+    int best = (int)(n / 3 > 2 ? n / 3 : 2) + 1;
+    const char *pick = NULL;
+    for (int i = 0; i < PGD__S_COUNT; i++) {
+        int dd = distance(pgd__setting_defs[i].name, name, n);
+        if (dd < best) {
+            best = dd;
+            pick = pgd__setting_defs[i].name;
+        }
+    }
+    return pick;
+}
+
 static const struct pgd__refused_flag *refused(const char *flag, size_t n)
 {
     for (size_t i = 0; i < pgd__n_refused_flags; i++)

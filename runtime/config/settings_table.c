@@ -434,6 +434,5 @@ const struct pgd__refused_flag pgd__refused_flags[] = {
     { "--enable-sleep-mode", "sleep mode is not supported" },
     { "--otlp-traces-endpoint", "no tracing: scrape /metrics and read the access log" },
     { "--kv-transfer-config", "disaggregated prefill is not supported" },
-    { "--config", "vLLM's YAML config is not read: give the flags on the command line" },
 };
 const size_t pgd__n_refused_flags = sizeof pgd__refused_flags / sizeof pgd__refused_flags[0];
