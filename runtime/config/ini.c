@@ -24,6 +24,7 @@ struct ini_read {
     int line;                        /* the line the reader returned last (1-based) */
     int set_line[PGD__S_COUNT];      /* where the file set each row first (0: not yet) */
     char bad_section[64];            /* the unknown section reported last, not repeated */
+    bool reported_section;           /* bad_section holds one */
     char *msgs;
     size_t msgslen, used;
     int errors;
@@ -125,8 +126,9 @@ static bool known_section(const char *section)
 /* An unknown section, reported once for its keys, with the nearest section's name. */
 static void unknown_section(struct ini_read *r, const char *section)
 {
-    if (!strncmp(r->bad_section, section, sizeof r->bad_section - 1))
+    if (r->reported_section && !strncmp(r->bad_section, section, sizeof r->bad_section - 1))
         return;
+    r->reported_section = true;
     snprintf(r->bad_section, sizeof r->bad_section, "%s", section);
     if (!*section) {
         report(r, false, "a key before any [section]: the sections are [model], [engine], "

@@ -4,7 +4,8 @@ CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cp
 	tests/unit/test_scheduler tests/unit/test_sampler tests/unit/test_engine \
 	tests/unit/test_tokenizer tests/unit/test_chat_template tests/unit/test_registry \
 	tests/unit/test_model_api tests/unit/test_jinja_sort \
-	tests/unit/test_corrupt_files tests/unit/test_settings tests/unit/test_metrics
+	tests/unit/test_corrupt_files tests/unit/test_settings tests/unit/test_metrics \
+	tests/unit/test_ini
 check_PROGRAMS += $(CRITERION_TESTS) tests/unit/test_engine_tsan
 tests_unit_test_base_SOURCES = %reldir%/test_base.c
 tests_unit_test_base_CPPFLAGS = $(TEST_CPPFLAGS)
@@ -97,3 +98,8 @@ tests_unit_test_engine_tsan_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_engine_tsan_CFLAGS = $(AM_CFLAGS)
 tests_unit_test_engine_tsan_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_engine_tsan_LDADD = runtime/libpagoda-private.la -lpthread -lm
+tests_unit_test_ini_SOURCES = %reldir%/test_ini.c
+tests_unit_test_ini_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_ini_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_ini_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_ini_LDADD = $(TEST_LDADD)
