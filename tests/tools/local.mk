@@ -21,3 +21,7 @@ tests_tools_test_bench_serve_units_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_tools_test_bench_serve_units_CFLAGS = $(TEST_CFLAGS) $(CURL_CFLAGS)
 tests_tools_test_bench_serve_units_LDADD = $(CRITERION_LIBS) $(JANSSON_LIBS) -lm
 endif
+# Deployment INI files: examples/deploy/*.ini pass `pagoda config --check`; a bad file's
+# problems with file:line; --config in `config --print` and `serve` (flag > file > default).
+SCRIPT_TESTS += %reldir%/test_deploy_examples.sh
+EXTRA_DIST += %reldir%/test_deploy_examples.sh examples/deploy/cpu.ini examples/deploy/gpu-8b.ini
