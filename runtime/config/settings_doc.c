@@ -158,7 +158,21 @@ void pgd__settings_print_doc(FILE *out)
           "`pagoda serve --help` prints the same rows grouped as `vllm serve --help` groups\n"
           "them. Bool keys are flags (`--enforce-eager`); those marked `--[no-]` also have a\n"
           "`--no-` form. *Goes to* says who uses the value: the engine, the frontend plugin\n"
-          "(as a `key=value` setting), or `pagoda serve` itself.\n", out);
+          "(as a `key=value` setting), or `pagoda serve` itself.\n\n"
+          "## Deployment files\n\n"
+          "`pagoda serve --config deploy.ini` reads a deployment INI file first, then the\n"
+          "command line: a flag overrides the file's key, the file overrides the default.\n"
+          "`pagoda config --print --config deploy.ini [flags]` prints every effective value\n"
+          "with where it came from (`default`, `deploy.ini:LINE` or the flag), and\n"
+          "`pagoda config --check deploy.ini` validates a file without starting anything\n"
+          "(exit status 1 with every problem as `deploy.ini:LINE: ...`). The sections are\n"
+          "those below; an unknown section or key (with the nearest name), a key in another\n"
+          "section than its own, a bad value (in the flag's words) and a key given twice\n"
+          "(except the repeatable ones, which collect every value) are errors. `${NAME}` in\n"
+          "a value is the environment variable NAME (an error when it is not set), e.g.\n"
+          "`api_key = ${PAGODA_API_KEY}`; an `api_key_file` readable by group or others is\n"
+          "a warning. Lines starting with `;` or `#` are comments, as is `;` after a space.\n"
+          "examples/deploy/ holds files to copy.\n", out);
     for (size_t s = 0; s < sizeof sections / sizeof sections[0]; s++) {
         fprintf(out, "\n## [%s]\n\n| key | flag | type | default | range | goes to | help |\n"
                      "| --- | --- | --- | --- | --- | --- | --- |\n", sections[s]);
