@@ -38,6 +38,12 @@ if [ $rc -eq 1 ] && grep -q "bad.ini:3: max_model_len: 'lots' is not valid" "$tm
   ok check_lists_every_problem
 else ko check_lists_every_problem "rc $rc: $(cat "$tmp/out")"; fi
 
+printf '[engine]\nseed = 1\n' >"$tmp/nomodel.ini"
+"$P" config --check "$tmp/nomodel.ini" >"$tmp/out" 2>&1; rc=$?
+if [ $rc -eq 1 ] && grep -q 'nomodel.ini: no model: \[model\] needs model = ' "$tmp/out"; then
+  ok check_needs_a_model
+else ko check_needs_a_model "rc $rc: $(cat "$tmp/out")"; fi
+
 "$P" serve --config "$tmp/bad.ini" >"$tmp/out" 2>&1; rc=$?
 if [ $rc -eq 2 ] && grep -q "bad.ini:3: max_model_len" "$tmp/out" && ! grep -q 'device:' "$tmp/out"; then
   ok serve_refuses_invalid_file

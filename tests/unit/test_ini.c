@@ -175,6 +175,20 @@ Test(ini, an_api_key_file_readable_by_others_is_a_warning)
     unlink(keys);
 }
 
+Test(ini, a_line_longer_than_the_reader_takes_is_an_error_not_a_cut_value)
+{
+    char text[512], msgs[4096];
+    int n = snprintf(text, sizeof text, "[model]\nchat_template = ");
+    memset(text + n, 'x', 300);
+    snprintf(text + n + 300, sizeof text - (size_t)n - 300, "\n[engine]\nseed = 7\n");
+    struct pgd__settings s;
+    cr_expect_eq(load(&s, text, msgs, sizeof msgs), PGD_ERR_INVALID_ARG);
+    cr_expect(!strncmp(msgs, "PATH:2: the line is longer than ", 32), "%s", msgs);
+    cr_expect_null(pgd__settings_str(&s, PGD__S_CHAT_TEMPLATE));
+    cr_expect_eq(pgd__settings_int(&s, PGD__S_SEED), 7, "the lines after it still count");
+    pgd__settings_fini(&s);
+}
+
 Test(ini, a_missing_file_is_an_io_error_naming_it)
 {
     struct pgd__settings s;
