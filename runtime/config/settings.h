@@ -5,7 +5,7 @@
  * help text, vLLM's --help group, and where its value goes (an engine parameter, a frontend
  * setting, or an option the tool itself uses). `pagoda serve` parses its command line through
  * it (settings_args.c), `--help` and docs/CONFIG.md are printed from it (settings_doc.c), and
- * issue 16's INI reader will set the same rows with pgd__settings_set (origin "file:line").
+ * the INI reader (ini.h) sets the same rows with pgd__settings_set (origin "file:line").
  *
  *   struct pgd__settings s;
  *   pgd__settings_init(&s);                                 every row at its default
