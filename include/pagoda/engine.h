@@ -95,6 +95,15 @@ struct pgd_logit_bias {
 };
 
 /* Sampling, named and defaulted as in vLLM's SamplingParams. */
+enum pgd_guide_kind {
+    PGD_GUIDE_NONE = 0,
+    PGD_GUIDE_JSON_OBJECT,           /* any JSON object (guide unused) */
+    PGD_GUIDE_JSON_SCHEMA,           /* guide: a JSON Schema document */
+    PGD_GUIDE_REGEX,                 /* guide: a regular expression, matched in full */
+    PGD_GUIDE_CHOICE,                /* guide: a JSON array of strings; the output is one */
+    PGD_GUIDE_GRAMMAR,               /* guide: a GBNF/EBNF grammar, start symbol root */
+};
+
 struct pgd_sampling_params {
     int n;                           /* parallel samples of one prompt; default 1 */
     float temperature;               /* default 1.0; 0 = greedy */
@@ -120,6 +129,12 @@ struct pgd_sampling_params {
     bool skip_special_tokens;        /* default true */
     const struct pgd_logit_bias *logit_bias;   /* [n_logit_bias]; copied */
     int n_logit_bias;
+    /* Structured output: the text generated must match `guide` (copied), read as
+     * guide_kind says. Compiled at pgd_engine_submit (an invalid schema, regex or grammar
+     * is refused there with a message saying what is wrong), cached by its text's hash,
+     * and applied as a logits mask in the batched sampler. */
+    enum pgd_guide_kind guide_kind;  /* default PGD_GUIDE_NONE */
+    const char *guide;
 };
 struct pgd_sampling_params pgd_sampling_default_params(void);
 

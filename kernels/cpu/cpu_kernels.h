@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 #include <pagoda/ops.h>
+#include <pagoda/quant.h>
 
 /* Internal to libpagoda: hidden, so that the shared object's dynamic table holds only the
  * public API of include/pagoda (the tests and the tool link the convenience library and
@@ -26,6 +27,15 @@ void pgd_cpu_add(float *x, const float *delta, int64_t n);
 /* y[n, out] = x[n, in] @ w[out, in]^T + b[out] (b may be NULL) */
 void pgd_cpu_linear(const float *x, const float *w, const float *b, int n, int in, int out,
                     float *y);
+
+/* quant.c: the reference of include/pagoda/quant.h's layouts.
+ * w [out, in] = the layer's logical weights, in the checkpoint's input order. */
+void pgd_cpu_wq_dequantize(const struct pgd_wq_host *h, float *w);
+void pgd_cpu_fp8_dequantize(const struct pgd_fp8_host *h, float *w);
+/* FP8 per-token activation quantization: scales[r] = max|x[r, :]| / 448 (1 for an all-zero
+ * row), q[r, c] = e4m3(x[r, c] / scales[r]).   x [rows, cols], q [rows, cols] */
+void pgd_cpu_fp8_quantize_rows(const float *x, int64_t rows, int64_t cols, uint8_t *q,
+                               float *scales);
 
 /* Rotates the first rotary_dim dims of every head of q [n, n_q_heads * head_dim] and
  * k [n, n_k_heads * head_dim] by angle pos[i] * inv_freq[j] (HF "rotate half" layout). */

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <pagoda/tensor.h>
 #include <pagoda/ops.h>
+#include <pagoda/quant.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -263,6 +264,31 @@ struct pgd_cuda_sample_out {
 int pgd_cuda_sample(struct pgd_cuda_ctx *c, const float *logits, int rows, int vocab,
                     const struct pgd_cuda_sample_row *params, const int32_t *pool, float *work,
                     int work_rows, struct pgd_cuda_sample_out *out, char *err, size_t errlen);
+
+/* ---- quant_wq.cu, quant_fp8.cu: quantized linear layers --------------------------------
+ * A layer is made once at load from its canonical host layout (include/pagoda/quant.h),
+ * repacked into the layout the kernels read and uploaded; *out owns its device memory
+ * (pgd_cuda_*_destroy). The linears compute y[n, out] = x[n, in] @ W^T + b (b [out] or
+ * NULL) with x, b, y in dt (BF16 or F16) on the context's stream; they neither allocate nor
+ * synchronise (graph capture records them), scratch coming from the context.
+ *   wq:  W4A16 / W8A16 (GPTQ, AWQ): small n reads the packed weights once (a GEMV that
+ *        dequantizes in registers); large n runs on tensor cores.
+ *   fp8: W8A8 e4m3: x quantized per token (dynamic scale), cuBLASLt's FP8 GEMM (or our own
+ *        kernel where it is faster), the two scales applied in the epilogue. */
+struct pgd_cuda_wq;
+int pgd_cuda_wq_create(const struct pgd_wq_host *h, struct pgd_cuda_wq **out, char *err,
+                       size_t errlen);
+int pgd_cuda_wq_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                       const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
+                       size_t errlen);
+void pgd_cuda_wq_destroy(struct pgd_cuda_wq *w);
+struct pgd_cuda_fp8;
+int pgd_cuda_fp8_create(const struct pgd_fp8_host *h, struct pgd_cuda_fp8 **out, char *err,
+                        size_t errlen);
+int pgd_cuda_fp8_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                        const struct pgd_cuda_fp8 *w, const void *b, void *y, char *err,
+                        size_t errlen);
+void pgd_cuda_fp8_destroy(struct pgd_cuda_fp8 *w);
 
 /* ---- graph.cu: CUDA graphs ---------------------------------------------------------- */
 /* Between capture_begin and capture_end the context's stream records instead of running
