@@ -2,11 +2,11 @@
 """SIGHUP on `pagoda serve --config deploy.ini` (issue 16): the file is read again and what
 can change while serving changes at once, while requests keep coming.
 
-A server starts from an INI file with an API key and a key file. The file is rewritten
-(a new api_key, a new key in the key file, log_level debug, the access log off, and a
-restart-only key, max_model_len), SIGHUP: the new keys are required and the old ones get
-401, the access log stops, and max_model_len is logged as needing a restart with its file
-and line. A file with an error is refused on SIGHUP with its file:line and the keys stay.
+A server starts from an INI file with an API key, a key file and the stats line off. The
+file is rewritten (a new api_key, a new key in the key file, log_level debug, the access log
+off, the stats line on, and a restart-only key, max_model_len), SIGHUP: the new keys are
+required and the old ones get 401, the access log stops, the stats line starts, and
+max_model_len is logged as needing a restart with its file and line. A file with an error is refused on SIGHUP with its file:line and the keys stay.
 Then [log] log_format = json and log_file: the log goes to the file as JSON lines, and after
 the file is moved away (logrotate) a SIGHUP starts a new one. Requests sent from other
 threads during the reloads get 200 or 401 only, and the server stops with status 0."""
@@ -45,11 +45,13 @@ def write(path, text):
     os.replace(path + ".new", path)
 
 
-def deployment(model, keys, api_key, level="info", access="true", max_len=256, extra=""):
+def deployment(model, keys, api_key, level="info", access="true", max_len=256, stats="true",
+               extra=""):
     return (f"[model]\nmodel = {model}\nmax_model_len = {max_len}\n"
             f"[engine]\ndevice = cpu\n"
             f"[frontend.openai]\napi_key = {api_key}\napi_key_file = {keys}\n"
-            f"[log]\nlog_level = {level}\naccess_log = {access}\n{extra}")
+            f"[log]\nlog_level = {level}\naccess_log = {access}\n"
+            f"disable_log_stats = {stats}\nlog_stats_interval = 0.2\n{extra}")
 
 
 def hup_and_wait(srv, done_text):
@@ -94,7 +96,10 @@ def test_new_keys_apply_and_restart_keys_are_named(srv, ini, keys):
     time.sleep(0.2)
     assert any(l and "access: " in l for l in srv.lines[n:]), "no access log line"
     hammer = Hammer(["old-key", "new-key"])
-    write(ini, deployment(h.TINY, keys, "new-key", level="debug", access="false", max_len=128))
+    time.sleep(0.5)   # traffic over two stats intervals: no stats line while it is off
+    assert not any(l and "Engine 000:" in l for l in srv.lines), "the stats line is on"
+    write(ini, deployment(h.TINY, keys, "new-key", level="debug", access="false", max_len=128,
+                          stats="false"))
     write(keys, "# rotated\nfile-key-2\n")
     log = hup_and_wait(srv, "reloaded:")
     hammer.join()
@@ -103,11 +108,13 @@ def test_new_keys_apply_and_restart_keys_are_named(srv, ini, keys):
     assert f"max_model_len = 128 ({ini}:3): needs a restart (running: 256)" in log, log
     assert f"log_level = debug ({ini}:10): applied" in log, log
     assert f"access_log = false ({ini}:11): applied" in log, log
+    assert f"disable_log_stats = false ({ini}:12): applied" in log, log
     assert "new-key" not in srv.log() and "old-key" not in srv.log(), "a key was logged"
     n = len(srv.lines)
     assert status("new-key") == 200
     time.sleep(0.2)
     assert not any(l and "access: " in l for l in srv.lines[n:]), "the access log is still on"
+    srv.wait_for("Engine 000: Avg prompt throughput", 5)   # the stats line is on now
     # /v1/models still says the running max_model_len: it needs a restart
     st, _, body = h.get(srv.port, "/v1/models", headers=bearer("new-key"))
     assert st == 200 and json.loads(body)["data"][0]["max_model_len"] == 256, body[:300]
@@ -159,7 +166,7 @@ def main():
         os.chmod(keys, 0o600)
         write(ini, deployment(h.TINY, keys, "old-key"))
         try:
-            srv = h.Server("--config", ini, "--disable-log-stats", model=None)
+            srv = h.Server("--config", ini, model=None)
         except Exception as e:
             print("cannot start pagoda serve:", e)
             suite.failed += 1
