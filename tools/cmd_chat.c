@@ -291,7 +291,7 @@ static int apply_file(const struct pgd__settings *s, struct chat_opts *o)
         if (add_plugin_dir(&o->plugin_dirs, pd->items[i]))
             return 1;
     if (pgd__settings_is_set(s, PGD__S_LOG_LEVEL)) {
-        int l = pgd_log_parse_level(pgd__settings_str(s, PGD__S_LOG_LEVEL));
+        int l = pgd__settings_log_level(s);
         if (l >= 0)
             pgd_log_set_level((enum pgd_log_level)l);
     }

@@ -124,18 +124,22 @@ static int join_plugin_dirs(struct serve_opts *o)
     return 0;
 }
 
-/* The [log] rows: level, format, file (opened again each time: after logrotate moved it,
- * a new file starts). Returns false when the file cannot be opened (said on the log). */
-static bool apply_log(const struct pgd__settings *s)
+/* The [log] rows' level and format. */
+static void apply_log_style(const struct pgd__settings *s)
 {
-    const char *v = pgd__settings_str(s, PGD__S_LOG_LEVEL);
-    int l = !strcmp(v, "trace") ? PGD_LOG_DEBUG : !strcmp(v, "critical") ? PGD_LOG_ERROR
-                                                                          : pgd_log_parse_level(v);
+    int l = pgd__settings_log_level(s);
     /* PAGODA_LOG stays in charge unless the level was given explicitly. */
     if (l >= 0 && (pgd__settings_is_set(s, PGD__S_LOG_LEVEL) || !getenv("PAGODA_LOG")))
         pgd_log_set_level((enum pgd_log_level)l);
     const char *fmt = pgd__settings_str(s, PGD__S_LOG_FORMAT);
     pgd_log_set_format(!strcmp(fmt, "json") ? PGD_LOG_FORMAT_JSON : PGD_LOG_FORMAT_TEXT);
+}
+
+/* The [log] row log_file, opened again each time (after logrotate moved it, a new file
+ * starts); stderr when unset. False (said on the log) when it cannot be opened: the log
+ * stays where it was. */
+static bool apply_log_file(const struct pgd__settings *s)
+{
     char err[512];
     if (pgd_log_set_file(pgd__settings_str(s, PGD__S_LOG_FILE), err, sizeof err)) {
         PGD_ERROR("%s", err);
@@ -170,7 +174,8 @@ static int prepare(struct serve_opts *o)
 {
     char err[1024], warn[256];
     const struct pgd__settings *s = &o->set;
-    if (!apply_log(s))
+    apply_log_style(s);
+    if (!apply_log_file(s))
         return 1;
     const char *quant = pgd__settings_str(s, PGD__S_QUANTIZATION);
     if (quant && strcmp(quant, "auto") && strcmp(quant, "none")) {
@@ -312,8 +317,10 @@ static void log_lines(enum pgd_log_level level, const char *prefix, const char *
     }
 }
 
-/* The frontend's reloadable rows, as they now are in o->set, through its reload op. */
-static void reload_frontend(struct serve_opts *o, const struct pgd_frontend_ops *ops, void *fe)
+/* The frontend's reloadable rows of s through its reload op; false (logged) when the
+ * frontend cannot reload or refused them (it then keeps what it had). */
+static bool reload_frontend(const struct pgd__settings *s, const struct pgd_frontend_ops *ops,
+                            void *fe)
 {
     struct pgd_setting kv[MAX_FRONTEND_SETTINGS];
     size_t n = 0;
@@ -321,46 +328,61 @@ static void reload_frontend(struct serve_opts *o, const struct pgd_frontend_ops 
         const struct pgd__setting_def *d = &pgd__setting_defs[i];
         if (d->dest != PGD__SD_FRONTEND || !(d->flags & PGD__SF_RELOADABLE))
             continue;
-        for (int j = 0; j < o->set.v[i].n_items && n < MAX_FRONTEND_SETTINGS; j++)
-            kv[n++] = (struct pgd_setting){ d->name, o->set.v[i].items[j] };
+        for (int j = 0; j < s->v[i].n_items && n < MAX_FRONTEND_SETTINGS; j++)
+            kv[n++] = (struct pgd_setting){ d->name, s->v[i].items[j] };
     }
     char err[1024];
-    if (!PGD_STRUCT_HAS(ops, struct pgd_frontend_ops, reload) || !ops->reload)
+    if (!PGD_STRUCT_HAS(ops, struct pgd_frontend_ops, reload) || !ops->reload) {
         PGD_WARN("SIGHUP: the frontend cannot reload its settings: API keys and access_log "
                  "need a restart");
-    else if (ops->reload(fe, kv, n, err, sizeof err))
+        return false;
+    }
+    if (ops->reload(fe, kv, n, err, sizeof err)) {
         PGD_ERROR("SIGHUP: %s: the frontend keeps its API keys and access log", err);
+        return false;
+    }
+    return true;
 }
 
-/* SIGHUP: the --config file again (see settings_reload.h), then what changed applied. */
+/* SIGHUP: the --config file read again (see settings_reload.h); the changes tried (the
+ * frontend's rows, the log file), what failed refused, the rest taken into o->set and
+ * applied, each changed row logged. */
 static void reload(struct serve_opts *o, const struct pgd_frontend_ops *ops, void *fe)
 {
     if (!o->config_path) {
         PGD_WARN("SIGHUP: no --config file to read again; reopening the log only");
-        apply_log(&o->set);
+        apply_log_file(&o->set);
         return;
     }
     PGD_INFO("SIGHUP: reading %s again", o->config_path);
     char msgs[8192], report[8192];
+    struct pgd__settings fresh;
     struct pgd__reload r;
-    if (pgd__settings_reload(&o->set, o->argc, o->argv, &r, msgs, sizeof msgs, report,
-                             sizeof report)) {
+    if (pgd__settings_reread(&o->set, o->argc, o->argv, &fresh, &r, msgs, sizeof msgs)) {
         log_lines(PGD_LOG_ERROR, "SIGHUP: ", msgs);
         PGD_ERROR("SIGHUP: %s is refused: the running settings stay", o->config_path);
+        pgd__settings_fini(&fresh);
         return;
     }
     log_lines(PGD_LOG_WARN, "SIGHUP: ", msgs);   /* the file's warnings */
-    apply_log(&o->set);
-    reload_frontend(o, ops, fe);
+    if (!reload_frontend(&fresh, ops, fe))
+        for (int i = 0; i < PGD__S_COUNT; i++)
+            if (pgd__setting_defs[i].dest == PGD__SD_FRONTEND)
+                pgd__reload_refuse(&r, (enum pgd__setting_id)i);
+    if (!apply_log_file(&fresh))
+        pgd__reload_refuse(&r, PGD__S_LOG_FILE);
+    pgd__settings_reload_finish(&o->set, &fresh, &r, report, sizeof report);
+    pgd__settings_fini(&fresh);
+    apply_log_style(&o->set);
     for (const char *p = report; *p;) {
         size_t len = strcspn(p, "\n");
-        bool restart = memmem(p, len, ": needs a restart", 17) != NULL;
-        pgd_log(restart ? PGD_LOG_WARN : PGD_LOG_INFO, "SIGHUP: %.*s", (int)len, p);
+        bool applied = len > 9 && !memcmp(p + len - 9, ": applied", 9);
+        pgd_log(applied ? PGD_LOG_INFO : PGD_LOG_WARN, "SIGHUP: %.*s", (int)len, p);
         p += len + (p[len] == '\n');
     }
-    PGD_INFO("SIGHUP: %s reloaded: %d setting%s applied, %d need%s a restart",
+    PGD_INFO("SIGHUP: %s reloaded: %d setting%s applied, %d need%s a restart, %d refused",
              o->config_path, r.n_applied, r.n_applied == 1 ? "" : "s", r.n_restart,
-             r.n_restart == 1 ? "s" : "");
+             r.n_restart == 1 ? "s" : "", r.n_refused);
 }
 
 /* Serves until SIGTERM or SIGINT, writing the stats line while there is traffic and
@@ -499,6 +521,9 @@ int pgd_cmd_serve(int argc, char **argv)
 {
     struct serve_opts o;
     memset(&o, 0, sizeof o);
+    /* A SIGHUP before the handlers are in place (a long model download) must not end the
+     * server (its default action): ignored until run() installs them. */
+    signal(SIGHUP, SIG_IGN);
     pgd__settings_init(&o.set);
     char err[8192];
     bool help = false;

@@ -253,6 +253,13 @@ bool pgd__settings_is_set(const struct pgd__settings *s, enum pgd__setting_id id
     return s->v[id].origin != PGD__SO_DEFAULT;
 }
 
+int pgd__settings_log_level(const struct pgd__settings *s)
+{
+    const char *v = pgd__settings_str(s, PGD__S_LOG_LEVEL);
+    return !strcmp(v, "trace") ? PGD_LOG_DEBUG : !strcmp(v, "critical") ? PGD_LOG_ERROR
+                                                                        : pgd_log_parse_level(v);
+}
+
 /* ---- engine rows -> engine params ---------------------------------------------------------- */
 
 /* "1 2 4" or "1,2,4" -> sizes; returns the count (checked when set). */

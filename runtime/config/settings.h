@@ -182,6 +182,8 @@ long long pgd__settings_int(const struct pgd__settings *s, enum pgd__setting_id 
 double pgd__settings_float(const struct pgd__settings *s, enum pgd__setting_id id);
 bool pgd__settings_bool(const struct pgd__settings *s, enum pgd__setting_id id);
 bool pgd__settings_is_set(const struct pgd__settings *s, enum pgd__setting_id id);
+/* The log_level row as an enum pgd_log_level (vLLM's trace = debug, critical = error). */
+int pgd__settings_log_level(const struct pgd__settings *s);
 
 /* vLLM's human_readable_int: "25.6k" = 25600, "4G" = 4 * 2^30, "1024" = 1024 (decimals only
  * with the decimal suffixes k m g t). False when s is none of these. */

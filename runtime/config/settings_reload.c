@@ -37,16 +37,14 @@ void pgd__settings_diff(const struct pgd__settings *running, const struct pgd__s
     }
 }
 
-void pgd__settings_take_reloadable(struct pgd__settings *running, struct pgd__settings *fresh,
-                                   const struct pgd__reload *r)
+void pgd__reload_refuse(struct pgd__reload *r, enum pgd__setting_id id)
 {
-    for (int i = 0; i < PGD__S_COUNT; i++) {
-        if (!r->applied[i])
-            continue;
-        struct pgd__setting_value t = running->v[i];
-        running->v[i] = fresh->v[i];
-        fresh->v[i] = t;
-    }
+    if (!r->applied[id])
+        return;
+    r->applied[id] = false;
+    r->n_applied--;
+    r->refused[id] = true;
+    r->n_refused++;
 }
 
 /* "a, b" of a row's values into out (API keys hidden; "(not set)" when none). */
@@ -66,48 +64,72 @@ static void values_text(int id, const struct pgd__setting_value *v, char *out, s
     }
 }
 
+/* One report line: "KEY = VALUE (WHERE): what", with " (running: OLD)" when old is given. */
 static void add_line(char *report, size_t n, size_t *used, int id,
-                     const struct pgd__setting_value *now, const struct pgd__setting_value *old)
+                     const struct pgd__setting_value *now, const char *what,
+                     const struct pgd__setting_value *old)
 {
-    char val[512], was[512];
+    char val[512], was[512] = "";
     values_text(id, now, val, sizeof val);
+    if (old) {
+        memcpy(was, " (running: ", 11);
+        values_text(id, old, was + 11, sizeof was - 12);
+        strcat(was, ")");
+    }
     if (*used >= n)
         return;
-    int w;
-    if (old) {
-        values_text(id, old, was, sizeof was);
-        w = snprintf(report + *used, n - *used, "%s = %s (%s): needs a restart (running: %s)\n",
-                     pgd__setting_defs[id].name, val, now->where, was);
-    } else {
-        w = snprintf(report + *used, n - *used, "%s = %s (%s): applied\n",
-                     pgd__setting_defs[id].name, val, now->where);
-    }
+    int w = snprintf(report + *used, n - *used, "%s = %s (%s): %s%s\n",
+                     pgd__setting_defs[id].name, val, now->where, what, was);
     if (w > 0)
         *used = *used + (size_t)w < n ? *used + (size_t)w : n;
+}
+
+enum pgd_status pgd__settings_reread(const struct pgd__settings *running, int argc,
+                                     char **argv, struct pgd__settings *fresh,
+                                     struct pgd__reload *r, char *msgs, size_t msgslen)
+{
+    memset(r, 0, sizeof *r);
+    pgd__settings_init(fresh);
+    bool help;
+    enum pgd_status st = pgd__settings_from_command(fresh, argc, argv, &help, msgs, msgslen);
+    if (st == PGD_OK)
+        pgd__settings_diff(running, fresh, r);
+    return st;
+}
+
+void pgd__settings_reload_finish(struct pgd__settings *running, struct pgd__settings *fresh,
+                                 const struct pgd__reload *r, char *report, size_t reportlen)
+{
+    size_t used = 0;
+    if (reportlen)
+        report[0] = '\0';
+    for (int i = 0; i < PGD__S_COUNT; i++) {
+        if (r->restart[i])
+            add_line(report, reportlen, &used, i, &fresh->v[i], "needs a restart",
+                     &running->v[i]);
+        else if (r->refused[i])
+            add_line(report, reportlen, &used, i, &fresh->v[i], "refused", &running->v[i]);
+    }
+    for (int i = 0; i < PGD__S_COUNT; i++) {
+        if (!r->applied[i])
+            continue;
+        struct pgd__setting_value t = running->v[i];
+        running->v[i] = fresh->v[i];
+        fresh->v[i] = t;
+        add_line(report, reportlen, &used, i, &running->v[i], "applied", NULL);
+    }
 }
 
 enum pgd_status pgd__settings_reload(struct pgd__settings *running, int argc, char **argv,
                                      struct pgd__reload *r, char *msgs, size_t msgslen,
                                      char *report, size_t reportlen)
 {
-    memset(r, 0, sizeof *r);
+    struct pgd__settings fresh;
     if (reportlen)
         report[0] = '\0';
-    struct pgd__settings fresh;
-    pgd__settings_init(&fresh);
-    bool help;
-    enum pgd_status st = pgd__settings_from_command(&fresh, argc, argv, &help, msgs, msgslen);
-    if (st == PGD_OK) {
-        pgd__settings_diff(running, &fresh, r);
-        size_t used = 0;
-        for (int i = 0; i < PGD__S_COUNT; i++)
-            if (r->restart[i])
-                add_line(report, reportlen, &used, i, &fresh.v[i], &running->v[i]);
-        pgd__settings_take_reloadable(running, &fresh, r);
-        for (int i = 0; i < PGD__S_COUNT; i++)
-            if (r->applied[i])
-                add_line(report, reportlen, &used, i, &running->v[i], NULL);
-    }
+    enum pgd_status st = pgd__settings_reread(running, argc, argv, &fresh, r, msgs, msgslen);
+    if (st == PGD_OK)
+        pgd__settings_reload_finish(running, &fresh, r, report, reportlen);
     pgd__settings_fini(&fresh);
     return st;
 }

@@ -6,7 +6,8 @@ A server starts from an INI file with an API key, a key file and the stats line 
 file is rewritten (a new api_key, a new key in the key file, log_level debug, the access log
 off, the stats line on, and a restart-only key, max_model_len), SIGHUP: the new keys are
 required and the old ones get 401, the access log stops, the stats line starts, and
-max_model_len is logged as needing a restart with its file and line. A file with an error is refused on SIGHUP with its file:line and the keys stay.
+max_model_len is logged as needing a restart with its file and line. A file with an error is refused on SIGHUP with its file:line and the keys stay; a key file
+that cannot be read is refused by the frontend, which keeps its keys.
 Then [log] log_format = json and log_file: the log goes to the file as JSON lines, and after
 the file is moved away (logrotate) a SIGHUP starts a new one. Requests sent from other
 threads during the reloads get 200 or 401 only, and the server stops with status 0."""
@@ -128,6 +129,15 @@ def test_an_invalid_file_is_refused_and_the_keys_stay(srv, ini, keys):
     assert status("new-key") == 200 and status("third-key") == 401
 
 
+def test_a_key_file_that_cannot_be_read_is_refused(srv, ini, keys):
+    missing = keys + ".missing"
+    write(ini, deployment(h.TINY, missing, "fourth-key", max_len=128, stats="false"))
+    log = hup_and_wait(srv, "reloaded:")
+    assert f"api_key_file '{missing}'" in log and "keeps its API keys" in log, log
+    assert f"api_key_file = {missing} ({ini}:8): refused (running: {keys})" in log, log
+    assert status("new-key") == 200 and status("fourth-key") == 401
+
+
 def test_json_log_file_and_rotation(srv, ini, keys, tmp):
     logf = os.path.join(tmp, "pagoda.log")
     write(ini, deployment(h.TINY, keys, "new-key", max_len=128, access="true",
@@ -174,6 +184,7 @@ def main():
         h_port[0] = srv.port
         suite.run(test_new_keys_apply_and_restart_keys_are_named, srv, ini, keys)
         suite.run(test_an_invalid_file_is_refused_and_the_keys_stay, srv, ini, keys)
+        suite.run(test_a_key_file_that_cannot_be_read_is_refused, srv, ini, keys)
         suite.run(test_json_log_file_and_rotation, srv, ini, keys, tmp)
 
         def test_clean_exit():

@@ -1,7 +1,7 @@
 /* A deployment file read again while serving (runtime/config/settings_reload.c, SIGHUP):
  * the diff sorts changed rows into applied (the table's reloadable rows) and needing a
  * restart; applied values move into the running set with their new origin, the others keep
- * running; the report names each changed key (API keys hidden); flags still override the
+ * running, as do the changes the caller refused; the report names each changed key (API keys hidden); flags still override the
  * reloaded file; a file with errors changes nothing; the same file again changes nothing.
  * Also the [frontend.repl] section: its keys share names with serve rows (api_key, seed)
  * and are found by section. */
@@ -127,6 +127,34 @@ Test(reload, an_invalid_file_is_refused_with_file_and_line_and_nothing_changes)
     cr_assert_eq(reload(&s, &r, msgs, sizeof msgs, report, sizeof report), PGD_ERR_IO);
     cr_expect(strstr(msgs, "cannot read"), "%s", msgs);
     cr_expect_str_eq(pgd__settings_str(&s, PGD__S_API_KEY), "old-key");
+    pgd__settings_fini(&s);
+}
+
+Test(reload, a_change_the_caller_refuses_keeps_its_running_value)
+{
+    struct pgd__settings s, fresh;
+    start(&s, FILE_A, NULL, NULL);
+    write_file("[model]\nmodel = /m\nmax_model_len = 4096\n[frontend.openai]\n"
+               "api_key = new-key\nport = 8000\n[log]\nlog_level = debug\n");
+    struct pgd__reload r;
+    char msgs[4096], report[4096], line[256];
+    cr_assert_eq(pgd__settings_reread(&s, argc_, argv_, &fresh, &r, msgs, sizeof msgs), PGD_OK,
+                 "%s", msgs);
+    cr_expect_eq(r.n_applied, 2);
+    /* nothing moved yet */
+    cr_expect_str_eq(pgd__settings_str(&s, PGD__S_LOG_LEVEL), "info");
+    pgd__reload_refuse(&r, PGD__S_API_KEY);       /* e.g. the frontend refused it */
+    pgd__reload_refuse(&r, PGD__S_PORT);          /* not a change: no effect */
+    cr_expect_eq(r.n_applied, 1);
+    cr_expect_eq(r.n_refused, 1);
+    pgd__settings_reload_finish(&s, &fresh, &r, report, sizeof report);
+    pgd__settings_fini(&fresh);
+    cr_expect_str_eq(pgd__settings_str(&s, PGD__S_API_KEY), "old-key");
+    cr_expect_str_eq(pgd__settings_str(&s, PGD__S_LOG_LEVEL), "debug");
+    snprintf(line, sizeof line, "api_key = (hidden) (%s:5): refused (running: (hidden))\n",
+             path);
+    cr_expect(strstr(report, line), "%s", report);
+    unlink(path);
     pgd__settings_fini(&s);
 }
 
