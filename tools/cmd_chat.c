@@ -6,9 +6,14 @@
  *
  * The options live in one table (chat_flags): each frontend flag is the repl frontend's
  * setting of the same name with '_' for '-', so an INI [frontend.repl] section and this
- * command line say the same thing; the engine's few flags follow it. */
+ * command line say the same thing; the engine's few flags follow it. --config FILE reads a
+ * deployment file first ([model], [engine], [plugins], [frontend.repl] and the log level
+ * of [log], through the settings table); the command line's flags override it. */
 #include "config.h"
 #include "tools/commands.h"
+#include "runtime/config/settings.h"
+#include "runtime/config/ini.h"
+#include "runtime/config/device_select.h"
 #include <pagoda/engine.h>
 #include <pagoda/frontend.h>
 #include <pagoda/log.h>
@@ -21,6 +26,7 @@
 #include <string.h>
 
 #define MAX_SETTINGS 32
+#define MAX_GRAPH_SIZES 64
 
 /* The frontend's settings as flags: --KEY VALUE (or --KEY alone for a "true" one). */
 static const struct chat_flag {
@@ -46,6 +52,10 @@ static const struct chat_flag {
 struct chat_opts {
     const char *model;               /* a directory, hub id or catalog name; or with --url,
                                         the server's model name */
+    bool model_from_file;            /* model is [model] model: the command line's wins */
+    const char *chat_template;       /* [model] chat_template, or NULL */
+    const char *revision, *download_dir;   /* [model]'s, for a hub id */
+    int graph_sizes[MAX_GRAPH_SIZES];
     char *plugin_dirs;
     struct pgd_setting settings[MAX_SETTINGS];
     size_t n_settings;
@@ -56,10 +66,13 @@ struct chat_opts {
 static void chat_usage(FILE *out)
 {
     fprintf(out, "usage: pagoda chat MODEL [options]    (or --model MODEL)\n"
-                 "       pagoda chat --url http://HOST:PORT/v1 [--api-key K] [--model NAME]\n\n"
+                 "       pagoda chat --url http://HOST:PORT/v1 [--api-key K] [--model NAME]\n"
+                 "       pagoda chat --config deploy.ini [options]\n\n"
                  "Chats with MODEL (a directory, hub id or catalog name) in the terminal, or\n"
                  "with a server. With stdin not a terminal, all of it is one question and the\n"
-                 "answer alone goes to stdout. /help in the chat lists its commands.\n\n");
+                 "answer alone goes to stdout. /help in the chat lists its commands.\n"
+                 "--config FILE reads [model], [engine], [plugins] and [frontend.repl] of a\n"
+                 "deployment file first (docs/CONFIG.md); the options below override it.\n\n");
     for (size_t i = 0; i < N_FLAGS; i++) {
         char flag[64];
         snprintf(flag, sizeof flag, "--%s%s", chat_flags[i].flag,
@@ -119,7 +132,7 @@ static int parse_args(int argc, char **argv, struct chat_opts *o)
             continue;
         }
         switch (c) {
-        case 'm': o->model = optarg; break;
+        case 'm': o->model = optarg; o->model_from_file = false; break;
         case O_DEVICE: ok = !pgd_tool_parse_device(optarg, &o->ep.device); break;
         case O_DTYPE: ok = !pgd_tool_parse_dtype(optarg, &o->ep.dtype); break;
         case O_MML: ok = pgd_tool_parse_int(optarg, 1, INT_MAX, &o->ep.max_model_len); break;
@@ -137,8 +150,10 @@ static int parse_args(int argc, char **argv, struct chat_opts *o)
             return 2;
         }
     }
-    if (optind < argc && !o->model)
+    if (optind < argc && (!o->model || o->model_from_file)) {
         o->model = argv[optind++];
+        o->model_from_file = false;
+    }
     if (optind < argc || (!o->model && !o->remote)) {
         chat_usage(stderr);
         return 2;
@@ -170,7 +185,8 @@ static enum pgd_status local_load(struct chat_opts *o, const char *named, struct
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "--plugin-dir paths are too long");
     enum pgd_status st = pgd_engine_create(&o->ep, &lm->engine, err, errlen);
     if (st == PGD_OK && pgd_engine_tokenizer(lm->engine))
-        st = pgd_tool_chat_load(o->model, NULL, &lm->chat, &lm->has_chat, err, errlen);
+        st = pgd_tool_chat_load(o->ep.tokenizer ? o->ep.tokenizer : o->model, o->chat_template,
+                                &lm->chat, &lm->has_chat, err, errlen);
     if (st != PGD_OK)
         return st;
     /* The name: a hub id as given, else the directory's last part. */
@@ -241,22 +257,104 @@ out:
     return rc;
 }
 
+/* The deployment file's rows into o (before the command line, which overrides them):
+ * the model and its files, the engine rows (device and dtype when the file sets them), the
+ * plugin directories, the log level when the file sets it, and every [frontend.repl] key
+ * the file sets as a frontend setting. 0, or the exit status. */
+static int apply_file(const struct pgd__settings *s, struct chat_opts *o)
+{
+    char err[1024], warn[256];
+    if ((o->model = pgd__settings_str(s, PGD__S_MODEL)))
+        o->model_from_file = true;
+    o->chat_template = pgd__settings_str(s, PGD__S_CHAT_TEMPLATE);
+    o->revision = pgd__settings_str(s, PGD__S_REVISION);
+    o->download_dir = pgd__settings_str(s, PGD__S_DOWNLOAD_DIR);
+    enum pgd_device device = o->ep.device;
+    pgd__settings_engine_params(s, &o->ep, o->graph_sizes, MAX_GRAPH_SIZES);
+    struct pgd__device_choice dev;
+    if (pgd__settings_is_set(s, PGD__S_DEVICE)) {
+        if (pgd__device_select(pgd__settings_str(s, PGD__S_DEVICE), &dev, err, sizeof err)) {
+            fprintf(stderr, "pagoda chat: %s\n", err);
+            return 1;
+        }
+        device = dev.device;
+    }
+    o->ep.device = device;
+    if (pgd__settings_is_set(s, PGD__S_DTYPE) &&
+        pgd__dtype_select(pgd__settings_str(s, PGD__S_DTYPE), device, &o->ep.dtype, warn,
+                          sizeof warn, err, sizeof err)) {
+        fprintf(stderr, "pagoda chat: %s\n", err);
+        return 2;
+    }
+    const struct pgd__setting_value *pd = &s->v[PGD__S_PLUGIN_DIR];
+    for (int i = 0; i < pd->n_items; i++)
+        if (add_plugin_dir(&o->plugin_dirs, pd->items[i]))
+            return 1;
+    if (pgd__settings_is_set(s, PGD__S_LOG_LEVEL)) {
+        int l = pgd__settings_log_level(s);
+        if (l >= 0)
+            pgd_log_set_level((enum pgd_log_level)l);
+    }
+    for (int i = 0; i < PGD__S_COUNT; i++) {
+        if (pgd__setting_defs[i].dest != PGD__SD_REPL || !pgd__settings_is_set(s, i))
+            continue;
+        if (o->n_settings == MAX_SETTINGS)
+            return 2;
+        o->settings[o->n_settings++] = (struct pgd_setting){ pgd__setting_defs[i].name,
+                                                             pgd__settings_str(s, i) };
+        o->remote |= i == PGD__S_REPL_URL;
+    }
+    return 0;
+}
+
+/* --config FILE of argv (taken out of it) read into s and applied to o. 0, or the exit
+ * status (the file's problems on stderr, each with its file:line). */
+static int read_config(int *argc, char **argv, struct pgd__settings *s, struct chat_opts *o)
+{
+    char msgs[8192];
+    const char *path;
+    if (pgd__settings_take_config_flag(argc, argv, &path, msgs, sizeof msgs)) {
+        fprintf(stderr, "pagoda chat: %s\n", msgs);
+        return 2;
+    }
+    if (!path)
+        return 0;
+    enum pgd_status st = pgd__settings_load_ini(s, path, msgs, sizeof msgs);
+    for (const char *p = msgs; *p;) {
+        size_t len = strcspn(p, "\n");
+        fprintf(stderr, "pagoda chat: %.*s\n", (int)len, p);
+        p += len + (p[len] == '\n');
+    }
+    return st ? 2 : apply_file(s, o);
+}
+
 int pgd_cmd_chat(int argc, char **argv)
 {
     struct chat_opts o = { .ep = pgd_engine_default_params() };
     if (!getenv("PAGODA_LOG"))
         pgd_log_set_level(PGD_LOG_WARN);   /* the chat is the screen: no info lines */
     o.ep.device = pgd_tool_default_device();
-    int rc = parse_args(argc, argv, &o);
+    struct pgd__settings file;
+    pgd__settings_init(&file);
+    char **args = malloc((size_t)(argc + 1) * sizeof *args);
+    if (!args)
+        return 1;
+    memcpy(args, argv, (size_t)argc * sizeof *args);
+    args[argc] = NULL;
+    int rc = read_config(&argc, args, &file, &o);
+    if (rc == 0)
+        rc = parse_args(argc, args, &o);
     if (rc == -1)
         rc = 0;
     else if (rc == 0) {
         const char *named = o.model;
-        if (!o.remote && pgd_tool_resolve_model(&o.model, NULL, NULL))
+        if (!o.remote && pgd_tool_resolve_model(&o.model, o.revision, o.download_dir))
             rc = 1;
         else
             rc = run(&o, named);
     }
     free(o.plugin_dirs);
+    free(args);
+    pgd__settings_fini(&file);
     return rc;
 }

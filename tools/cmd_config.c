@@ -18,7 +18,8 @@ static void config_usage(FILE *out)
                  "--print      the effective settings as INI, each with where it came from\n"
                  "             (default, FILE:LINE of --config FILE, or the flag)\n"
                  "--check      validates the deployment INI file FILE: exit status 0 when it\n"
-                 "             can start a server (warnings aside), 1 with every problem listed\n");
+                 "             can start a server or a chat (warnings aside), 1 with every\n"
+                 "             problem listed\n");
 }
 
 /* Prints msgs (lines, maybe without the last newline) to stderr, each after "pagoda config: ". */
@@ -39,9 +40,12 @@ static int config_check(const char *path)
     char msgs[8192];
     int rc = pgd__settings_load_ini(&s, path, msgs, sizeof msgs) ? 1 : 0;
     print_msgs(msgs);
-    if (rc == 0 && !pgd__settings_str(&s, PGD__S_MODEL)) {
+    /* A chat with a server ([frontend.repl] url) runs no model of its own. */
+    if (rc == 0 && !pgd__settings_str(&s, PGD__S_MODEL) &&
+        !pgd__settings_str(&s, PGD__S_REPL_URL)) {
         fprintf(stderr, "pagoda config: %s: no model: [model] needs model = DIR, hub id or "
-                        "catalog name\n", path);
+                        "catalog name (or [frontend.repl] needs url, for a chat with a "
+                        "server)\n", path);
         rc = 1;
     }
     if (rc == 0)

@@ -7,17 +7,23 @@
  * reason while the model loads and the GPU warms up), then gets the engine. While it serves,
  * a stats line is logged every --log-stats-interval seconds of traffic. SIGTERM or SIGINT:
  * stop accepting, let running requests finish for --grace seconds (a second signal ends it
- * at once), answer the rest with errors, exit 0. */
+ * at once), answer the rest with errors, exit 0. SIGHUP: read the --config file again and
+ * apply what can change while serving (runtime/config/settings_reload.h): the log, the
+ * stats line, the frontend's API keys and access log; the rest is logged as needing a
+ * restart. Signal handlers only write the signal's number to a pipe; the main thread
+ * reads it and does the work. */
 #include "config.h"
 #include "tools/commands.h"
 #include "tools/serve_stats.h"
 #include "runtime/config/settings.h"
 #include "runtime/config/ini.h"
+#include "runtime/config/settings_reload.h"
 #include "runtime/config/device_select.h"
 #include "runtime/config/generation_config.h"
 #include <pagoda/engine.h>
 #include <pagoda/frontend.h>
 #include <pagoda/log.h>
+#include <pagoda/plugin.h>
 #include <pagoda/registry.h>
 #include <pagoda/tokenizer.h>
 #include <pagoda/chat_template.h>
@@ -56,6 +62,9 @@ struct serve_opts {
     struct pgd__device_choice dev;
     struct pgd__gen_defaults gen;
     char model_name[256];                           /* served name, for metrics and the API */
+    int argc;                                       /* the command line, read again on */
+    char **argv;                                    /* SIGHUP (borrowed) */
+    const char *config_path;                        /* its --config FILE, or NULL */
 };
 
 /* ---- settings -> frontend settings, plugin dirs, log level ---------------------------- */
@@ -115,16 +124,28 @@ static int join_plugin_dirs(struct serve_opts *o)
     return 0;
 }
 
-static void apply_log_level(const struct pgd__settings *s)
+/* The [log] rows' level and format. */
+static void apply_log_style(const struct pgd__settings *s)
 {
+    int l = pgd__settings_log_level(s);
     /* PAGODA_LOG stays in charge unless the level was given explicitly. */
-    if (!pgd__settings_is_set(s, PGD__S_LOG_LEVEL) && getenv("PAGODA_LOG"))
-        return;
-    const char *v = pgd__settings_str(s, PGD__S_LOG_LEVEL);
-    int l = !strcmp(v, "trace") ? PGD_LOG_DEBUG : !strcmp(v, "critical") ? PGD_LOG_ERROR
-                                                                          : pgd_log_parse_level(v);
-    if (l >= 0)
+    if (l >= 0 && (pgd__settings_is_set(s, PGD__S_LOG_LEVEL) || !getenv("PAGODA_LOG")))
         pgd_log_set_level((enum pgd_log_level)l);
+    const char *fmt = pgd__settings_str(s, PGD__S_LOG_FORMAT);
+    pgd_log_set_format(!strcmp(fmt, "json") ? PGD_LOG_FORMAT_JSON : PGD_LOG_FORMAT_TEXT);
+}
+
+/* The [log] row log_file, opened again each time (after logrotate moved it, a new file
+ * starts); stderr when unset. False (said on the log) when it cannot be opened: the log
+ * stays where it was. */
+static bool apply_log_file(const struct pgd__settings *s)
+{
+    char err[512];
+    if (pgd_log_set_file(pgd__settings_str(s, PGD__S_LOG_FILE), err, sizeof err)) {
+        PGD_ERROR("%s", err);
+        return false;
+    }
+    return true;
 }
 
 /* The served name: --served-model-name; else a hub id or catalog name as given (vLLM's
@@ -153,7 +174,15 @@ static int prepare(struct serve_opts *o)
 {
     char err[1024], warn[256];
     const struct pgd__settings *s = &o->set;
-    apply_log_level(s);
+    apply_log_style(s);
+    if (!apply_log_file(s))
+        return 1;
+    const char *quant = pgd__settings_str(s, PGD__S_QUANTIZATION);
+    if (quant && strcmp(quant, "auto") && strcmp(quant, "none")) {
+        fprintf(stderr, "pagoda serve: --quantization %s: this build has no quantization "
+                        "plugin for it\n", quant);
+        return 2;
+    }
     if (pgd__settings_bool(s, PGD__S_TRUST_REMOTE_CODE))
         PGD_WARN("--trust-remote-code: accepted and ignored: pagoda runs no code from a "
                  "checkpoint");
@@ -223,19 +252,20 @@ static int install_signals(void)
     sa.sa_flags = SA_RESTART;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     return 0;
 }
 
-/* Waits up to timeout_ms (< 0: forever): true when SIGTERM/SIGINT arrived. */
-static bool signalled(int timeout_ms)
+/* Waits up to timeout_ms (< 0: forever) for a signal: its number, or 0 when none came. */
+static int next_signal(int timeout_ms)
 {
     struct pollfd p = { .fd = sig_pipe[0], .events = POLLIN };
     int r = poll(&p, 1, timeout_ms);
     if (r <= 0)
-        return false;
+        return 0;
     unsigned char b;
-    return read(sig_pipe[0], &b, 1) == 1;
+    return read(sig_pipe[0], &b, 1) == 1 ? b : 0;
 }
 
 /* The frontend's shutdown runs on a thread of its own so that this one keeps watching the
@@ -266,7 +296,8 @@ static void shutdown_frontend(const struct pgd_frontend_ops *ops, void *fe, int 
     }
     bool cut = false;
     while (!atomic_load(&st.done)) {
-        if (signalled(50) && !cut) {
+        int sig = next_signal(50);
+        if (sig && sig != SIGHUP && !cut) {
             fprintf(stderr, "pagoda serve: second signal: ending the grace period now\n");
             ops->shutdown(fe, 0);
             cut = true;
@@ -275,15 +306,104 @@ static void shutdown_frontend(const struct pgd_frontend_ops *ops, void *fe, int 
     pthread_join(t, NULL);
 }
 
-/* Serves until a signal, writing the stats line while there is traffic. */
-static void serve_until_signal(struct serve_opts *o, struct pgd_engine *eng)
+/* Logs msgs' lines (each ending in '\n') at level, each after prefix. */
+static void log_lines(enum pgd_log_level level, const char *prefix, const char *msgs)
 {
-    bool stats = !pgd__settings_bool(&o->set, PGD__S_DISABLE_LOG_STATS);
-    double interval = pgd__settings_float(&o->set, PGD__S_LOG_STATS_INTERVAL);
+    for (const char *p = msgs; *p;) {
+        size_t len = strcspn(p, "\n");
+        if (len)
+            pgd_log(level, "%s%.*s", prefix, (int)len, p);
+        p += len + (p[len] == '\n');
+    }
+}
+
+/* The frontend's reloadable rows of s through its reload op; false (logged) when the
+ * frontend cannot reload or refused them (it then keeps what it had). */
+static bool reload_frontend(const struct pgd__settings *s, const struct pgd_frontend_ops *ops,
+                            void *fe)
+{
+    struct pgd_setting kv[MAX_FRONTEND_SETTINGS];
+    size_t n = 0;
+    for (int i = 0; i < PGD__S_COUNT; i++) {
+        const struct pgd__setting_def *d = &pgd__setting_defs[i];
+        if (d->dest != PGD__SD_FRONTEND || !(d->flags & PGD__SF_RELOADABLE))
+            continue;
+        for (int j = 0; j < s->v[i].n_items && n < MAX_FRONTEND_SETTINGS; j++)
+            kv[n++] = (struct pgd_setting){ d->name, s->v[i].items[j] };
+    }
+    char err[1024];
+    if (!PGD_STRUCT_HAS(ops, struct pgd_frontend_ops, reload) || !ops->reload) {
+        PGD_WARN("SIGHUP: the frontend cannot reload its settings: API keys and access_log "
+                 "need a restart");
+        return false;
+    }
+    if (ops->reload(fe, kv, n, err, sizeof err)) {
+        PGD_ERROR("SIGHUP: %s: the frontend keeps its API keys and access log", err);
+        return false;
+    }
+    return true;
+}
+
+/* SIGHUP: the --config file read again (see settings_reload.h); the changes tried (the
+ * frontend's rows, the log file), what failed refused, the rest taken into o->set and
+ * applied, each changed row logged. */
+static void reload(struct serve_opts *o, const struct pgd_frontend_ops *ops, void *fe)
+{
+    if (!o->config_path) {
+        PGD_WARN("SIGHUP: no --config file to read again; reopening the log only");
+        apply_log_file(&o->set);
+        return;
+    }
+    PGD_INFO("SIGHUP: reading %s again", o->config_path);
+    char msgs[8192], report[8192];
+    struct pgd__settings fresh;
+    struct pgd__reload r;
+    if (pgd__settings_reread(&o->set, o->argc, o->argv, &fresh, &r, msgs, sizeof msgs)) {
+        log_lines(PGD_LOG_ERROR, "SIGHUP: ", msgs);
+        PGD_ERROR("SIGHUP: %s is refused: the running settings stay", o->config_path);
+        pgd__settings_fini(&fresh);
+        return;
+    }
+    log_lines(PGD_LOG_WARN, "SIGHUP: ", msgs);   /* the file's warnings */
+    if (!reload_frontend(&fresh, ops, fe))
+        for (int i = 0; i < PGD__S_COUNT; i++)
+            if (pgd__setting_defs[i].dest == PGD__SD_FRONTEND)
+                pgd__reload_refuse(&r, (enum pgd__setting_id)i);
+    if (!apply_log_file(&fresh))
+        pgd__reload_refuse(&r, PGD__S_LOG_FILE);
+    pgd__settings_reload_finish(&o->set, &fresh, &r, report, sizeof report);
+    pgd__settings_fini(&fresh);
+    apply_log_style(&o->set);
+    for (const char *p = report; *p;) {
+        size_t len = strcspn(p, "\n");
+        bool applied = len > 9 && !memcmp(p + len - 9, ": applied", 9);
+        pgd_log(applied ? PGD_LOG_INFO : PGD_LOG_WARN, "SIGHUP: %.*s", (int)len, p);
+        p += len + (p[len] == '\n');
+    }
+    PGD_INFO("SIGHUP: %s reloaded: %d setting%s applied, %d need%s a restart, %d refused",
+             o->config_path, r.n_applied, r.n_applied == 1 ? "" : "s", r.n_restart,
+             r.n_restart == 1 ? "s" : "", r.n_refused);
+}
+
+/* Serves until SIGTERM or SIGINT, writing the stats line while there is traffic and
+ * reloading on SIGHUP. */
+static void serve_until_signal(struct serve_opts *o, struct pgd_engine *eng,
+                               const struct pgd_frontend_ops *ops, void *fe)
+{
     struct pgd_tool_stats_logger lg;
     pgd_tool_stats_logger_init(&lg, eng, o->dev.device);
-    while (!signalled(stats ? (int)(interval * 1000) : -1))
-        pgd_tool_stats_logger_tick(&lg);
+    for (;;) {
+        /* Read each time: a reload may have changed them. */
+        bool stats = !pgd__settings_bool(&o->set, PGD__S_DISABLE_LOG_STATS);
+        double interval = pgd__settings_float(&o->set, PGD__S_LOG_STATS_INTERVAL);
+        int sig = next_signal(stats ? (int)(interval * 1000) : -1);
+        if (sig == SIGHUP)
+            reload(o, ops, fe);
+        else if (sig)
+            return;
+        else
+            pgd_tool_stats_logger_tick(&lg);
+    }
 }
 
 /* ---- run ---------------------------------------------------------------------------- */
@@ -360,7 +480,7 @@ static int run(struct serve_opts *o)
         goto out;
     fprintf(stderr, "pagoda serve: ready: model '%s' on %s (%s)\n", o->model_name,
             ops->address(fe), o->dev.desc);
-    serve_until_signal(o, eng);
+    serve_until_signal(o, eng, ops, fe);
     fprintf(stderr, "pagoda serve: stopping (grace %.1f s)\n", grace_s);
     rc = 0;
 out:
@@ -382,15 +502,36 @@ out:
     return rc;
 }
 
+/* The --config FILE of argv (pointing into argv), or NULL. */
+static const char *config_path(int argc, char **argv)
+{
+    char **copy = malloc((size_t)(argc + 1) * sizeof *copy);
+    const char *path = NULL;
+    char err[256];
+    if (copy) {
+        memcpy(copy, argv, (size_t)argc * sizeof *copy);
+        if (pgd__settings_take_config_flag(&argc, copy, &path, err, sizeof err))
+            path = NULL;
+    }
+    free(copy);
+    return path;
+}
+
 int pgd_cmd_serve(int argc, char **argv)
 {
     struct serve_opts o;
     memset(&o, 0, sizeof o);
+    /* A SIGHUP before the handlers are in place (a long model download) must not end the
+     * server (its default action): ignored until run() installs them. */
+    signal(SIGHUP, SIG_IGN);
     pgd__settings_init(&o.set);
     char err[8192];
     bool help = false;
     int rc = 0;
     enum pgd_status st = pgd__settings_from_command(&o.set, argc, argv, &help, err, sizeof err);
+    o.argc = argc;
+    o.argv = argv;
+    o.config_path = config_path(argc, argv);
     if (err[0])   /* the errors, or the deployment file's warnings */
         fprintf(stderr, "pagoda serve: %s%s", err, err[strlen(err) - 1] == '\n' ? "" : "\n");
     if (st) {

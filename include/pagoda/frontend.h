@@ -8,6 +8,7 @@
  *     ... the host loads the engine ...
  *     ops->attach(fe, &model, err, errlen);          from now on requests run on the engine
  *     ... the host waits for SIGTERM / SIGINT ...
+ *     ops->reload(fe, settings, n, err, errlen);     on SIGHUP: new API keys, access log
  *     ops->shutdown(fe, grace_ms);                   stop accepting, let running requests
  *                                                    finish up to grace_ms, abort the rest
  *     ops->destroy(fe);
@@ -103,6 +104,15 @@ struct pgd_frontend_ops {
      * or without attach when the frontend's settings name a remote server (e.g. "url").
      * Added with ABI 2's struct_size: read it only when ops->struct_size covers it. */
     int (*run)(void *fe);
+    /* Applies the settings that may change while it serves: `pagoda serve` calls it on
+     * SIGHUP from its main thread while requests run, with the complete new values of the
+     * rows marked reloadable in the settings table that go to the frontend (for openai:
+     * api_key, api_key_file, access_log); a key left out takes its default (no api_key and
+     * no api_key_file: no authentication). Files named are read again. All or nothing: on
+     * an error nothing changed. NULL: the frontend reloads nothing. Read it only when
+     * ops->struct_size covers it. */
+    enum pgd_status (*reload)(void *fe, const struct pgd_setting *settings, size_t n,
+                              char *err, size_t errlen);
 };
 
 #ifdef __cplusplus

@@ -12,9 +12,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static const char *const ini_sections[] = { "model", "engine", "plugins", "frontend.openai",
-                                            "log" };
-#define N_SECTIONS (sizeof ini_sections / sizeof ini_sections[0])
+#define ini_sections pgd__setting_sections
+#define N_SECTIONS pgd__n_setting_sections
+#define SECTION_LIST "[model], [engine], [plugins], [frontend.openai], [frontend.repl] and [log]"
 
 /* The state of one file's reading: the reader counts lines for the handler's messages. */
 struct ini_read {
@@ -131,8 +131,7 @@ static void unknown_section(struct ini_read *r, const char *section)
     r->reported_section = true;
     snprintf(r->bad_section, sizeof r->bad_section, "%s", section);
     if (!*section) {
-        report(r, false, "a key before any [section]: the sections are [model], [engine], "
-               "[plugins], [frontend.openai] and [log]");
+        report(r, false, "a key before any [section]: the sections are " SECTION_LIST);
         return;
     }
     const char *near = NULL;
@@ -144,8 +143,8 @@ static void unknown_section(struct ini_read *r, const char *section)
             near = ini_sections[i];
         }
     }
-    report(r, false, "unknown section [%s]%s%s%s; the sections are [model], [engine], "
-           "[plugins], [frontend.openai] and [log]", section, near ? " (did you mean [" : "",
+    report(r, false, "unknown section [%s]%s%s%s; the sections are " SECTION_LIST, section,
+           near ? " (did you mean [" : "",
            near ? near : "", near ? "]?)" : "");
 }
 
@@ -179,7 +178,9 @@ static int on_key(void *user, const char *section, const char *key, const char *
         unknown_section(r, section);
         return 1;
     }
-    int id = pgd__settings_find(key);
+    int id = pgd__settings_find_in(section, key);
+    if (id < 0)
+        id = pgd__settings_find(key);   /* another section's: said so below */
     if (id < 0) {
         const char *near = pgd__settings_nearest_key(key);
         report(r, false, "unknown key %s in [%s]%s%s%s", key, section,

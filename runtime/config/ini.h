@@ -1,8 +1,8 @@
 /* Internal: a deployment INI file read into the settings (issue 16).
  *
  * The file's sections and keys are the settings table's (settings_table.c): [model],
- * [engine], [plugins], [frontend.openai], [log]; a key is the long flag name with '_' for
- * '-'. Values are checked exactly as the flags' are (pgd__settings_set), each stored with
+ * [engine], [plugins], [frontend.openai], [frontend.repl], [log]; a key is the long flag
+ * name with '_' for '-'. Values are checked exactly as the flags' are (pgd__settings_set), each stored with
  * origin PGD__SO_FILE and where "PATH:LINE", so `pagoda config --print` says which line set
  * it. ${NAME} in a value is the environment variable NAME (for secrets). Apply the file
  * first, then the command line: a flag then replaces the file's value (flag > file >

@@ -65,8 +65,20 @@ static bool same_name(const char *a, const char *b)
 
 int pgd__settings_find(const char *name)
 {
+    /* The serve rows first: a repl row shares its name with one of them at most. */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < PGD__S_COUNT; i++)
+            if ((pgd__setting_defs[i].dest == PGD__SD_REPL) == (pass == 1) &&
+                same_name(name, pgd__setting_defs[i].name))
+                return i;
+    return -1;
+}
+
+int pgd__settings_find_in(const char *section, const char *name)
+{
     for (int i = 0; i < PGD__S_COUNT; i++)
-        if (same_name(name, pgd__setting_defs[i].name))
+        if (!strcmp(section, pgd__setting_defs[i].section) &&
+            same_name(name, pgd__setting_defs[i].name))
             return i;
     return -1;
 }
@@ -239,6 +251,13 @@ bool pgd__settings_bool(const struct pgd__settings *s, enum pgd__setting_id id)
 bool pgd__settings_is_set(const struct pgd__settings *s, enum pgd__setting_id id)
 {
     return s->v[id].origin != PGD__SO_DEFAULT;
+}
+
+int pgd__settings_log_level(const struct pgd__settings *s)
+{
+    const char *v = pgd__settings_str(s, PGD__S_LOG_LEVEL);
+    return !strcmp(v, "trace") ? PGD_LOG_DEBUG : !strcmp(v, "critical") ? PGD_LOG_ERROR
+                                                                        : pgd_log_parse_level(v);
 }
 
 /* ---- engine rows -> engine params ---------------------------------------------------------- */

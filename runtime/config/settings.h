@@ -29,6 +29,7 @@ enum pgd__setting_id {
     /* [model] */
     PGD__S_MODEL, PGD__S_REVISION, PGD__S_DOWNLOAD_DIR, PGD__S_TOKENIZER, PGD__S_LOAD_FORMAT, PGD__S_DTYPE, PGD__S_MAX_MODEL_LEN, PGD__S_CHAT_TEMPLATE,
     PGD__S_GENERATION_CONFIG, PGD__S_OVERRIDE_GENERATION_CONFIG, PGD__S_TRUST_REMOTE_CODE,
+    PGD__S_QUANTIZATION,
     /* [engine] */
     PGD__S_DEVICE, PGD__S_SEED, PGD__S_BLOCK_SIZE, PGD__S_GPU_MEMORY_UTILIZATION,
     PGD__S_KV_CACHE_MEMORY_BYTES, PGD__S_NUM_BLOCKS, PGD__S_ENABLE_PREFIX_CACHING,
@@ -43,8 +44,13 @@ enum pgd__setting_id {
     PGD__S_MAX_LOGPROBS, PGD__S_ROOT_PATH, PGD__S_CORS_ORIGINS, PGD__S_MAX_BODY_BYTES,
     PGD__S_MAX_CONNECTIONS, PGD__S_MAX_CONNECTIONS_PER_IP, PGD__S_MAX_N,
     PGD__S_TIMEOUT_KEEP_ALIVE, PGD__S_HEADER_TIMEOUT, PGD__S_GRACE, PGD__S_FRONTEND_OPT,
+    /* [frontend.repl]: `pagoda chat`'s settings (not flags of `pagoda serve`) */
+    PGD__S_REPL_URL, PGD__S_REPL_API_KEY, PGD__S_REPL_SYSTEM, PGD__S_REPL_TEMPERATURE,
+    PGD__S_REPL_TOP_P, PGD__S_REPL_TOP_K, PGD__S_REPL_MAX_TOKENS, PGD__S_REPL_SEED,
+    PGD__S_REPL_NO_STATS, PGD__S_REPL_HISTORY_FILE,
     /* [log] */
-    PGD__S_LOG_LEVEL, PGD__S_ACCESS_LOG, PGD__S_DISABLE_LOG_STATS, PGD__S_LOG_STATS_INTERVAL,
+    PGD__S_LOG_LEVEL, PGD__S_LOG_FORMAT, PGD__S_LOG_FILE, PGD__S_ACCESS_LOG,
+    PGD__S_DISABLE_LOG_STATS, PGD__S_LOG_STATS_INTERVAL,
     PGD__S_COUNT
 };
 
@@ -64,6 +70,8 @@ enum pgd__setting_dest {
     PGD__SD_ENGINE,     /* a field of struct pgd_engine_params (pgd__settings_engine_params) */
     PGD__SD_FRONTEND,   /* a key=value setting handed to the frontend plugin, key = name */
     PGD__SD_TOOL,       /* read by `pagoda serve` itself */
+    PGD__SD_REPL,       /* a setting of the repl frontend (`pagoda chat`, [frontend.repl]):
+                           not a flag of `pagoda serve`, not in its --help */
 };
 
 /* vLLM's `vllm serve --help` groups, in its order (pagoda's own rows join the nearest). */
@@ -76,10 +84,12 @@ enum {
     PGD__SF_NEGATABLE = 1,   /* a bool with a --no-NAME form (argparse BooleanOptionalAction) */
     PGD__SF_REPEATABLE = 2,  /* each use adds a value (a list) */
     PGD__SF_POSITIONAL = 4,  /* may also be given as the command line's one positional word */
+    PGD__SF_RELOADABLE = 8,  /* a running `pagoda serve --config F` applies a new value on
+                                SIGHUP (settings_reload.c); other rows need a restart */
 };
 
 struct pgd__setting_def {
-    const char *section;     /* INI section: "model", "engine", "plugins", "frontend.openai", "log" */
+    const char *section;     /* INI section: one of pgd__setting_sections */
     const char *name;        /* INI key; the flag is --name with '-' for '_' */
     enum pgd__setting_type type;
     const char *def;         /* the default as text; NULL: unset (the help says what then) */
@@ -118,6 +128,9 @@ extern const size_t pgd__n_setting_aliases;
 extern const struct pgd__refused_flag pgd__refused_flags[];
 extern const size_t pgd__n_refused_flags;
 extern const char *const pgd__setting_group_titles[PGD__SG_COUNT];
+/* The INI sections, in the order the doc and --print list them. */
+extern const char *const pgd__setting_sections[];
+extern const size_t pgd__n_setting_sections;
 
 enum pgd__setting_origin { PGD__SO_DEFAULT, PGD__SO_FLAG, PGD__SO_FILE, PGD__SO_ENV };
 
@@ -135,8 +148,12 @@ struct pgd__settings {
 void pgd__settings_init(struct pgd__settings *s);
 void pgd__settings_fini(struct pgd__settings *s);
 
-/* The row named name (INI key or flag name, '-' and '_' alike), or -1. */
+/* The row named name (INI key or flag name, '-' and '_' alike), or -1. A name two
+ * sections share (api_key, seed: [frontend.openai] and [engine] vs [frontend.repl]) finds
+ * the `pagoda serve` row. */
 int pgd__settings_find(const char *name);
+/* The row named name in INI section section, or -1. */
+int pgd__settings_find_in(const char *section, const char *name);
 
 /* Checks value against row id's type, range and check, then stores it (a repeatable row
  * appends; any other replaces). where names the source for messages and --print. Errors
@@ -165,6 +182,8 @@ long long pgd__settings_int(const struct pgd__settings *s, enum pgd__setting_id 
 double pgd__settings_float(const struct pgd__settings *s, enum pgd__setting_id id);
 bool pgd__settings_bool(const struct pgd__settings *s, enum pgd__setting_id id);
 bool pgd__settings_is_set(const struct pgd__settings *s, enum pgd__setting_id id);
+/* The log_level row as an enum pgd_log_level (vLLM's trace = debug, critical = error). */
+int pgd__settings_log_level(const struct pgd__settings *s);
 
 /* vLLM's human_readable_int: "25.6k" = 25600, "4G" = 4 * 2^30, "1024" = 1024 (decimals only
  * with the decimal suffixes k m g t). False when s is none of these. */

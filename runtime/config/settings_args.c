@@ -42,6 +42,12 @@ static int distance(const char *a, const char *b, size_t bn)
     return d[an][bn];
 }
 
+/* Whether row i is a flag of `pagoda serve` (the repl's rows are `pagoda chat`'s). */
+static bool is_flag(int i)
+{
+    return pgd__setting_defs[i].dest != PGD__SD_REPL;
+}
+
 /* The flag closest to name[0..n) as "--x-y", or "" when none is close. */
 static void nearest(const char *name, size_t n, char *out, size_t outlen)
 {
@@ -49,7 +55,7 @@ static void nearest(const char *name, size_t n, char *out, size_t outlen)
     const char *pick = NULL;
     for (int i = 0; i < PGD__S_COUNT; i++) {
         int dd = distance(pgd__setting_defs[i].name, name, n);
-        if (dd < best) {
+        if (is_flag(i) && dd < best) {
             best = dd;
             pick = pgd__setting_defs[i].name;
         }
@@ -116,7 +122,7 @@ static struct flag_meaning lookup(const char *name, size_t n)
             return m;
         }
     for (int i = 0; i < PGD__S_COUNT; i++)
-        if (same_name_n(pgd__setting_defs[i].name, name, n)) {
+        if (is_flag(i) && same_name_n(pgd__setting_defs[i].name, name, n)) {
             m.id = i;
             if (pgd__setting_defs[i].type == PGD__ST_BOOL)
                 m.fixed = "true";
@@ -124,7 +130,7 @@ static struct flag_meaning lookup(const char *name, size_t n)
         }
     if (n > 3 && !strncmp(name, "no-", 3))
         for (int i = 0; i < PGD__S_COUNT; i++)
-            if ((pgd__setting_defs[i].flags & PGD__SF_NEGATABLE) &&
+            if (is_flag(i) && (pgd__setting_defs[i].flags & PGD__SF_NEGATABLE) &&
                 same_name_n(pgd__setting_defs[i].name, name + 3, n - 3)) {
                 m.id = i;
                 m.fixed = "false";

@@ -79,6 +79,8 @@ static void aliases_of(int id, char *out, size_t n)
 static void help_row(FILE *out, int id)
 {
     const struct pgd__setting_def *d = &pgd__setting_defs[id];
+    if (d->dest == PGD__SD_REPL)
+        return;   /* `pagoda chat`'s, not a flag of serve */
     char flag[64], head[160], alias[512], text[1400];
     flag_of(d->name, flag, sizeof flag);
     if (d->type == PGD__ST_BOOL && (d->flags & PGD__SF_NEGATABLE))
@@ -141,10 +143,10 @@ static void cell(FILE *out, const char *s)
     fputs(" |", out);
 }
 
-static const char *const sections[] = { "model", "engine", "plugins", "frontend.openai", "log" };
 
 static const char *const dest_names[] = {
     [PGD__SD_ENGINE] = "engine", [PGD__SD_FRONTEND] = "frontend", [PGD__SD_TOOL] = "serve",
+    [PGD__SD_REPL] = "chat",
 };
 
 void pgd__settings_print_doc(FILE *out)
@@ -172,18 +174,32 @@ void pgd__settings_print_doc(FILE *out)
           "a value is the environment variable NAME (an error when it is not set), e.g.\n"
           "`api_key = ${PAGODA_API_KEY}`; an `api_key_file` readable by group or others is\n"
           "a warning. Lines starting with `;` or `#` are comments, as is `;` after a space.\n"
-          "examples/deploy/ holds files to copy.\n", out);
-    for (size_t s = 0; s < sizeof sections / sizeof sections[0]; s++) {
+          "examples/deploy/ holds files to copy; docs/DEPLOY.md says how to run them.\n\n"
+          "`pagoda chat --config deploy.ini` reads [model], [engine], [plugins] and\n"
+          "[frontend.repl] of the same kind of file (its own flags override them).\n\n"
+          "## Reloading (SIGHUP)\n\n"
+          "`kill -HUP` of a `pagoda serve --config deploy.ini` reads the file again (the\n"
+          "command line's flags still override it) and applies the keys marked *Reloaded on\n"
+          "SIGHUP* at once: the log level, format and file (reopened, for logrotate), the\n"
+          "access log, the stats line and the API keys (api_key_file is read again even when\n"
+          "its name is the same). Every other key whose value changed is logged as needing a\n"
+          "restart, by name, and keeps its running value. A file with errors is refused with\n"
+          "each problem's file:line, and the running settings stay as they were.\n", out);
+    for (size_t s = 0; s < pgd__n_setting_sections; s++) {
         fprintf(out, "\n## [%s]\n\n| key | flag | type | default | range | goes to | help |\n"
-                     "| --- | --- | --- | --- | --- | --- | --- |\n", sections[s]);
+                     "| --- | --- | --- | --- | --- | --- | --- |\n", pgd__setting_sections[s]);
         for (int i = 0; i < PGD__S_COUNT; i++) {
             const struct pgd__setting_def *d = &pgd__setting_defs[i];
-            if (strcmp(d->section, sections[s]))
+            if (strcmp(d->section, pgd__setting_sections[s]))
                 continue;
             char flag[64], flags[700], alias[512], range[96] = "", help[1400];
             flag_of(d->name, flag, sizeof flag);
             aliases_of(i, alias, sizeof alias);
-            if (d->type == PGD__ST_BOOL)
+            if (d->dest == PGD__SD_REPL)
+                snprintf(flags, sizeof flags, "`pagoda chat --%s%s%s`", flag,
+                         d->type == PGD__ST_BOOL ? "" : " ",
+                         d->type == PGD__ST_BOOL ? "" : d->metavar ? d->metavar : "VALUE");
+            else if (d->type == PGD__ST_BOOL)
                 snprintf(flags, sizeof flags, "`--%s%s`",
                          d->flags & PGD__SF_NEGATABLE ? "[no-]" : "", flag);
             else
@@ -199,8 +215,9 @@ void pgd__settings_print_doc(FILE *out)
                 snprintf(range, sizeof range, "[%g, %g]", d->min, d->max);
             else if (d->type == PGD__ST_CHOICE)
                 snprintf(range, sizeof range, "%s", d->choices);
-            snprintf(help, sizeof help, "%s%s", d->help,
-                     d->flags & PGD__SF_REPEATABLE ? " Repeatable." : "");
+            snprintf(help, sizeof help, "%s%s%s", d->help,
+                     d->flags & PGD__SF_REPEATABLE ? " Repeatable." : "",
+                     d->flags & PGD__SF_RELOADABLE ? " Reloaded on SIGHUP." : "");
             fputs("|", out);
             cell(out, d->name);
             cell(out, flags);
@@ -229,14 +246,14 @@ void pgd__settings_print_doc(FILE *out)
 
 void pgd__settings_print_effective(FILE *out, const struct pgd__settings *s)
 {
-    for (size_t k = 0; k < sizeof sections / sizeof sections[0]; k++) {
-        fprintf(out, "%s[%s]\n", k ? "\n" : "", sections[k]);
+    for (size_t k = 0; k < pgd__n_setting_sections; k++) {
+        fprintf(out, "%s[%s]\n", k ? "\n" : "", pgd__setting_sections[k]);
         for (int i = 0; i < PGD__S_COUNT; i++) {
             const struct pgd__setting_def *d = &pgd__setting_defs[i];
             const struct pgd__setting_value *v = &s->v[i];
-            if (strcmp(d->section, sections[k]))
+            if (strcmp(d->section, pgd__setting_sections[k]))
                 continue;
-            bool secret = i == PGD__S_API_KEY;
+            bool secret = i == PGD__S_API_KEY || i == PGD__S_REPL_API_KEY;
             if (v->n_items == 0)
                 fprintf(out, "; %s is not set\n", d->name);
             for (int j = 0; j < v->n_items; j++)

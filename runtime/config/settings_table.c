@@ -65,6 +65,14 @@ static bool check_json_object(const char *v, char *why, size_t n)
     return ok;
 }
 
+static bool check_top_p(const char *v, char *why, size_t n)
+{
+    if (strtod(v, NULL) > 0)
+        return true;
+    snprintf(why, n, "expected a number in (0, 1]");
+    return false;
+}
+
 static bool check_key_value(const char *v, char *why, size_t n)
 {
     const char *eq = strchr(v, '=');
@@ -124,6 +132,13 @@ static bool convert_mib(const char *in, char *out, size_t n, char *why, size_t w
 #define PLUGINS "plugins"
 #define OPENAI "frontend.openai"
 #define LOG "log"
+#define REPL "frontend.repl"
+/* Applied by a running server on SIGHUP (settings_reload.c). */
+#define RELOAD PGD__SF_RELOADABLE
+
+const char *const pgd__setting_sections[] = { MODEL, ENGINE, PLUGINS, OPENAI, REPL, LOG };
+const size_t pgd__n_setting_sections = sizeof pgd__setting_sections /
+                                       sizeof pgd__setting_sections[0];
 
 const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
     [PGD__S_MODEL] = { MODEL, "model", PGD__ST_PATH, NULL, 0, 0, NULL, "MODEL",
@@ -183,6 +198,12 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         "Accepted for vLLM command lines and ignored with a warning: pagoda runs no code "
         "from a checkpoint.",
         PGD__SG_MODEL, PGD__SD_TOOL, PGD__SF_NEGATABLE, NULL },
+    [PGD__S_QUANTIZATION] = { MODEL, "quantization", PGD__ST_CHOICE, NULL, 0, 0,
+        "auto|none|gptq|awq|fp8", "METHOD",
+        "The weights' quantization method (vLLM's --quantization). Default (or auto): what "
+        "the checkpoint's config.json says in quantization_config; none: refuse a quantized "
+        "checkpoint. gptq, awq, fp8 need the quantization plugin of that name.",
+        PGD__SG_MODEL, PGD__SD_TOOL, 0, NULL },
 
     [PGD__S_DEVICE] = { ENGINE, "device", PGD__ST_STRING, "auto", 0, 0, NULL,
         "auto|cuda|cpu|cuda:N",
@@ -268,12 +289,12 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
     [PGD__S_API_KEY] = { OPENAI, "api_key", PGD__ST_STRING, NULL, 0, 0, NULL, "KEY",
         "Require 'Authorization: Bearer KEY' (repeatable: any of the keys; not on /health and "
         "/metrics).",
-        PGD__SG_FRONTEND, PGD__SD_FRONTEND, PGD__SF_REPEATABLE, NULL },
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, PGD__SF_REPEATABLE | RELOAD, NULL },
     [PGD__S_API_KEY_FILE] = { OPENAI, "api_key_file", PGD__ST_PATH, NULL, 0, 0, NULL, "FILE",
         "pagoda: more API keys from FILE, one a line, blank lines and lines starting with '#' "
         "skipped (keeps them out of `ps`; a warning when FILE is readable by group or "
         "others).",
-        PGD__SG_FRONTEND, PGD__SD_FRONTEND, PGD__SF_REPEATABLE, NULL },
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, PGD__SF_REPEATABLE | RELOAD, NULL },
     [PGD__S_SERVED_MODEL_NAME] = { OPENAI, "served_model_name", PGD__ST_STRING, NULL, 0, 0,
         NULL, "NAME",
         "The model's name in the API and in the metrics' model_name label. Default: the "
@@ -333,26 +354,74 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         "pagoda: any other setting of the frontend plugin (repeatable).",
         PGD__SG_FRONTEND, PGD__SD_TOOL, PGD__SF_REPEATABLE, check_key_value },
 
+    [PGD__S_REPL_URL] = { REPL, "url", PGD__ST_STRING, NULL, 0, 0, NULL, "URL",
+        "pagoda chat: chat with this OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1) "
+        "instead of running the model in-process; [model] model is then the server's model "
+        "name (default: the first of its /v1/models).",
+        PGD__SG_FRONTEND, PGD__SD_REPL, 0, NULL },
+    [PGD__S_REPL_API_KEY] = { REPL, "api_key", PGD__ST_STRING, NULL, 0, 0, NULL, "KEY",
+        "pagoda chat: the server's API key (sent as 'Authorization: Bearer KEY'); "
+        "${NAME} keeps it out of the file.",
+        PGD__SG_FRONTEND, PGD__SD_REPL, 0, NULL },
+    [PGD__S_REPL_SYSTEM] = { REPL, "system", PGD__ST_STRING, NULL, 0, 0, NULL, "TEXT",
+        "pagoda chat: the system message every conversation starts with.",
+        PGD__SG_FRONTEND, PGD__SD_REPL, 0, NULL },
+    [PGD__S_REPL_TEMPERATURE] = { REPL, "temperature", PGD__ST_FLOAT, NULL, 0, 2, NULL, "T",
+        "pagoda chat: the sampling temperature (0: greedy). Default: the model's "
+        "generation_config.json or the server's.",
+        PGD__SG_FRONTEND, PGD__SD_REPL, 0, NULL },
+    [PGD__S_REPL_TOP_P] = { REPL, "top_p", PGD__ST_FLOAT, NULL, 0, 1, NULL, "P",
+        "pagoda chat: nucleus sampling, in (0, 1].",
+        PGD__SG_FRONTEND, PGD__SD_REPL, 0, check_top_p },
+    [PGD__S_REPL_TOP_K] = { REPL, "top_k", PGD__ST_INT, NULL, -1, 16777216, NULL, "K",
+        "pagoda chat: top-k sampling (-1: off).",
+        PGD__SG_FRONTEND, PGD__SD_REPL, 0, NULL },
+    [PGD__S_REPL_MAX_TOKENS] = { REPL, "max_tokens", PGD__ST_INT, NULL, 1, 16777216, NULL,
+        "N",
+        "pagoda chat: the longest answer in tokens. Default: up to max_model_len.",
+        PGD__SG_FRONTEND, PGD__SD_REPL, 0, NULL },
+    [PGD__S_REPL_SEED] = { REPL, "seed", PGD__ST_INT, NULL, 0, 9.2e18, NULL, "N",
+        "pagoda chat: the sampling seed of every answer (the same question, the same "
+        "answer).",
+        PGD__SG_FRONTEND, PGD__SD_REPL, 0, NULL },
+    [PGD__S_REPL_NO_STATS] = { REPL, "no_stats", PGD__ST_BOOL, "false", 0, 0, NULL, NULL,
+        "pagoda chat: no dim line (tokens, tokens/s, time to first token) after an answer.",
+        PGD__SG_FRONTEND, PGD__SD_REPL, 0, NULL },
+    [PGD__S_REPL_HISTORY_FILE] = { REPL, "history_file", PGD__ST_PATH, NULL, 0, 0, NULL,
+        "FILE",
+        "pagoda chat: where typed lines are kept across runs. Default: "
+        "$XDG_STATE_HOME/pagoda/chat_history (~/.local/state/pagoda/chat_history).",
+        PGD__SG_FRONTEND, PGD__SD_REPL, 0, NULL },
+
     [PGD__S_LOG_LEVEL] = { LOG, "log_level", PGD__ST_CHOICE, "info", 0, 0,
         "debug|info|warning|warn|error|critical|trace", "LEVEL",
         "The log level (vLLM's --uvicorn-log-level; trace = debug, critical = error). The "
         "environment's PAGODA_LOG sets it when no flag does.",
-        PGD__SG_FRONTEND, PGD__SD_TOOL, 0, NULL },
+        PGD__SG_FRONTEND, PGD__SD_TOOL, RELOAD, NULL },
+    [PGD__S_LOG_FORMAT] = { LOG, "log_format", PGD__ST_CHOICE, "text", 0, 0, "text|json",
+        "FORMAT",
+        "pagoda: text: '[HH:MM:SS.mmm pagoda LEVEL] message' lines; json: one JSON object a "
+        "line with ts (RFC 3339, UTC), level, msg and the line's key=value fields.",
+        PGD__SG_OBSERVABILITY, PGD__SD_TOOL, RELOAD, NULL },
+    [PGD__S_LOG_FILE] = { LOG, "log_file", PGD__ST_PATH, NULL, 0, 0, NULL, "FILE",
+        "pagoda: append the log to FILE instead of stderr; SIGHUP reopens it (after "
+        "logrotate has moved it).",
+        PGD__SG_OBSERVABILITY, PGD__SD_TOOL, RELOAD, NULL },
     [PGD__S_ACCESS_LOG] = { LOG, "access_log", PGD__ST_BOOL, "true", 0, 0, NULL, NULL,
         "One line per request: method, path, status, tokens in and out, time to first "
         "token, total time, request id (off: --disable-log-requests or "
         "--disable-uvicorn-access-log).",
-        PGD__SG_OBSERVABILITY, PGD__SD_FRONTEND, PGD__SF_NEGATABLE, NULL },
+        PGD__SG_OBSERVABILITY, PGD__SD_FRONTEND, PGD__SF_NEGATABLE | RELOAD, NULL },
     [PGD__S_DISABLE_LOG_STATS] = { LOG, "disable_log_stats", PGD__ST_BOOL, "false", 0, 0, NULL,
         NULL,
         "No periodic stats line (throughput, running and waiting requests, KV cache usage, "
         "prefix cache hit rate).",
-        PGD__SG_OPTIONS, PGD__SD_TOOL, PGD__SF_NEGATABLE, NULL },
+        PGD__SG_OPTIONS, PGD__SD_TOOL, PGD__SF_NEGATABLE | RELOAD, NULL },
     [PGD__S_LOG_STATS_INTERVAL] = { LOG, "log_stats_interval", PGD__ST_FLOAT, "10", 0.05, 3600,
         NULL, "SECONDS",
         "pagoda: how often the stats line is written while there is traffic (vLLM's "
         "VLLM_LOG_STATS_INTERVAL).",
-        PGD__SG_OBSERVABILITY, PGD__SD_TOOL, 0, NULL },
+        PGD__SG_OBSERVABILITY, PGD__SD_TOOL, RELOAD, NULL },
 };
 
 const char *const pgd__setting_group_titles[PGD__SG_COUNT] = {
@@ -393,10 +462,6 @@ const struct pgd__refused_flag pgd__refused_flags[] = {
     { "--pipeline-parallel-size", ONE_GPU }, { "-pp", ONE_GPU },
     { "--data-parallel-size", ONE_GPU }, { "-dp", ONE_GPU },
     { "--distributed-executor-backend", ONE_GPU }, { "--api-server-count", ONE_GPU },
-    { "--quantization", "quantized checkpoints come with the quantization plugins; serve an "
-                        "unquantized (bf16/fp16) checkpoint" },
-    { "-q", "quantized checkpoints come with the quantization plugins; serve an unquantized "
-            "(bf16/fp16) checkpoint" },
     { "--kv-cache-dtype", "the KV cache has the compute dtype (--dtype)" },
     { "--swap-space", "pagoda does not swap KV blocks to the CPU: it preempts by recompute; "
                       "raise --gpu-memory-utilization or lower --max-num-seqs" },

@@ -24,4 +24,13 @@ endif
 # Deployment INI files: examples/deploy/*.ini pass `pagoda config --check`; a bad file's
 # problems with file:line; --config in `config --print` and `serve` (flag > file > default).
 SCRIPT_TESTS += %reldir%/test_deploy_examples.sh
-EXTRA_DIST += %reldir%/test_deploy_examples.sh examples/deploy/cpu.ini examples/deploy/gpu-8b.ini
+EXTRA_DIST += %reldir%/test_deploy_examples.sh examples/deploy/cpu.ini examples/deploy/gpu-8b.ini \
+	examples/deploy/gpu-8b-gptq.ini examples/deploy/repl.ini
+# The systemd unit (systemd-analyze verify, or a visible SKIP without it), the container
+# file's stages and build commands (the README's), the Kubernetes manifests (PyYAML: the
+# fields a GPU deployment needs, every name that ties them together, the ConfigMap's INI).
+SCRIPT_TESTS += %reldir%/test_deploy_files.py
+EXTRA_DIST += %reldir%/test_deploy_files.py examples/deploy/systemd/pagoda.service \
+	examples/deploy/container/Containerfile examples/deploy/container/pagoda.ini \
+	examples/deploy/k8s/configmap.yaml examples/deploy/k8s/deployment.yaml \
+	examples/deploy/k8s/secret.yaml examples/deploy/k8s/service.yaml

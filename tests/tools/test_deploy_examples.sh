@@ -1,5 +1,5 @@
 #!/bin/sh
-# Deployment INI files from the command line: every examples/deploy/*.ini passes
+# Deployment INI files from the command line: every examples/deploy/**/*.ini passes
 # `pagoda config --check`; a file with problems fails it (exit 1) with each problem's
 # file:line; `pagoda config --print --config F` shows which line set each value and that a
 # flag overrides the file; `pagoda serve --config F` reads the file and starts nothing when
@@ -15,14 +15,43 @@ tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 
 n=0
-for f in "$S"/examples/deploy/*.ini; do
+for f in $(find "$S/examples/deploy" -name '*.ini' | sort); do
   n=$((n + 1))
+  name=$(echo "${f#"$S"/examples/deploy/}" | sed 's|/|_|g; s|\.ini$||')
   if PAGODA_API_KEY=example "$P" config --check "$f" >"$tmp/out" 2>&1 \
      && grep -q ': OK$' "$tmp/out" && ! grep -q warning "$tmp/out"; then
-    ok "check_$(basename "$f" .ini)"
-  else ko "check_$(basename "$f" .ini)" "$(cat "$tmp/out")"; fi
+    ok "check_$name"
+  else ko "check_$name" "$(cat "$tmp/out")"; fi
 done
-if [ $n -ge 2 ]; then ok examples_present; else ko examples_present "only $n in examples/deploy"; fi
+# A CPU box, one GPU with an 8B model, a quantized model, a REPL-only setup, the container's.
+if [ $n -ge 5 ]; then ok examples_present; else ko examples_present "only $n in examples/deploy"; fi
+if grep -q '^quantization = gptq$' "$S/examples/deploy/gpu-8b-gptq.ini" \
+   && grep -q '^\[frontend.repl\]$' "$S/examples/deploy/repl.ini" \
+   && ! grep -q '^\[frontend.openai\]$' "$S/examples/deploy/repl.ini"; then
+  ok examples_quantized_and_repl_only
+else ko examples_quantized_and_repl_only "gpu-8b-gptq.ini or repl.ini lost its point"; fi
+
+printf '[model]\nmodel = %s\nquantization = gguf\n' "$M" >"$tmp/quant.ini"
+"$P" config --check "$tmp/quant.ini" >"$tmp/out" 2>&1; rc=$?
+if [ $rc -eq 1 ] && grep -q "quant.ini:3: quantization: 'gguf' is not valid: expected one of auto|none|gptq|awq|fp8" "$tmp/out"; then
+  ok check_quantization_values
+else ko check_quantization_values "rc $rc: $(cat "$tmp/out")"; fi
+
+# Until a quantization plugin is built in, serve refuses a method it cannot run.
+printf '[model]\nmodel = %s\nquantization = gptq\n[plugins]\nfrontend = none\n' "$M" >"$tmp/gptq.ini"
+"$P" serve --config "$tmp/gptq.ini" >"$tmp/out" 2>&1; rc=$?
+if [ $rc -eq 2 ] && grep -q 'pagoda serve: --quantization gptq: this build has no quantization plugin for it' "$tmp/out"; then
+  ok serve_refuses_unavailable_quantization
+else ko serve_refuses_unavailable_quantization "rc $rc: $(cat "$tmp/out")"; fi
+
+# A chat with a server needs no model of its own; a [log] log_format outside its list fails.
+printf '[frontend.repl]\nurl = http://127.0.0.1:8000/v1\n[log]\nlog_format = json\n' >"$tmp/remote.ini"
+printf '[log]\nlog_format = yaml\n' >"$tmp/logfmt.ini"
+"$P" config --check "$tmp/remote.ini" >"$tmp/out" 2>&1; rc=$?
+"$P" config --check "$tmp/logfmt.ini" >"$tmp/out2" 2>&1; rc2=$?
+if [ $rc -eq 0 ] && [ $rc2 -eq 1 ] && grep -q "logfmt.ini:2: log_format: 'yaml' is not valid: expected one of text|json" "$tmp/out2"; then
+  ok check_remote_chat_and_log_format
+else ko check_remote_chat_and_log_format "rc $rc $rc2: $(cat "$tmp/out" "$tmp/out2")"; fi
 
 # The secret comes from the environment: without it the example is refused, naming it.
 env -u PAGODA_API_KEY "$P" config --check "$S/examples/deploy/gpu-8b.ini" >"$tmp/out" 2>&1; rc=$?

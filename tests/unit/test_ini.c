@@ -51,10 +51,10 @@ static enum pgd_status load(struct pgd__settings *s, const char *text, char *msg
 static const struct { const char *text, *msg; } bad_files[] = {
     { "[model]\nmodel = m\n[egnine]\nseed = 1\n",
       "PATH:4: unknown section [egnine] (did you mean [engine]?); the sections are [model], "
-      "[engine], [plugins], [frontend.openai] and [log]\n" },
+      "[engine], [plugins], [frontend.openai], [frontend.repl] and [log]\n" },
     { "seed = 1\n",
       "PATH:1: a key before any [section]: the sections are [model], [engine], [plugins], "
-      "[frontend.openai] and [log]\n" },
+      "[frontend.openai], [frontend.repl] and [log]\n" },
     { "[model]\nmax_model_lenn = 4096\n",
       "PATH:2: unknown key max_model_lenn in [model] (did you mean max_model_len?)\n" },
     { "[model]\nwhatever_this_is = 1\n", "PATH:2: unknown key whatever_this_is in [model]\n" },

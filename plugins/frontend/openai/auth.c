@@ -3,15 +3,34 @@
  *
  * The check runs when a request's head has arrived, before any body byte is read (http.c),
  * and compares the token with every key, each byte by byte without an early exit, so that
- * its time tells nothing about how much of a key a guess got right. Keys are never logged. */
+ * its time tells nothing about how much of a key a guess got right. Keys are never logged.
+ * A reload (SIGHUP) swaps the whole key list at once under keys_lock, which every check
+ * holds for reading: a request sees the old keys or the new ones, never a mix. */
 #include "plugins/frontend/openai/oai.h"
 #include <pagoda/log.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+
+/* Guards every oai_settings' api_keys/n_api_keys against oai_auth_swap_keys (one lock for
+ * all servers of the process: swaps are rare, checks only read). */
+static pthread_rwlock_t keys_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+void oai_auth_swap_keys(struct oai_settings *live, struct oai_settings *fresh)
+{
+    pthread_rwlock_wrlock(&keys_lock);
+    char **keys = live->api_keys;
+    int n = live->n_api_keys;
+    live->api_keys = fresh->api_keys;
+    live->n_api_keys = fresh->n_api_keys;
+    fresh->api_keys = keys;
+    fresh->n_api_keys = n;
+    pthread_rwlock_unlock(&keys_lock);
+}
 
 enum pgd_status oai_auth_add_key(struct oai_settings *s, const char *key, char *err,
                                  size_t errlen)
@@ -91,17 +110,17 @@ static unsigned key_diff(const char *a, size_t an, const char *b, size_t bn)
 
 bool oai_auth_ok(const struct oai_settings *s, const char *authorization)
 {
-    if (s->n_api_keys == 0)
-        return true;
+    pthread_rwlock_rdlock(&keys_lock);
     const char *h = authorization;
-    if (!h || strncasecmp(h, "Bearer ", 7))
-        return false;
-    h += 7;
-    while (*h == ' ')
-        h++;
-    size_t hn = strlen(h);
-    unsigned ok = 0;
-    for (int i = 0; i < s->n_api_keys; i++)   /* no early exit: every key is compared */
-        ok |= key_diff(h, hn, s->api_keys[i], strlen(s->api_keys[i])) == 0;
+    unsigned ok = s->n_api_keys == 0;
+    if (!ok && h && !strncasecmp(h, "Bearer ", 7)) {
+        h += 7;
+        while (*h == ' ')
+            h++;
+        size_t hn = strlen(h);
+        for (int i = 0; i < s->n_api_keys; i++)   /* no early exit: every key is compared */
+            ok |= key_diff(h, hn, s->api_keys[i], strlen(s->api_keys[i])) == 0;
+    }
+    pthread_rwlock_unlock(&keys_lock);
     return ok != 0;
 }

@@ -45,7 +45,8 @@ struct oai_settings {
     int timeout_keep_alive;        /* s an idle keep-alive connection is kept; default 5 */
     int header_timeout;            /* s to receive a whole request head; default 10 */
     char *cors_origins;            /* comma-separated, or "*"; NULL: no CORS headers */
-    bool access_log;               /* one log line per request; default true */
+    atomic_bool access_log;        /* one log line per request; default true (a reload
+                                      may change it while requests run) */
     char *response_role;           /* the role of chat answers; default "assistant" */
     bool return_tokens_as_token_ids;   /* logprobs name tokens "token_id:N"; default false */
     int max_logprobs;              /* most logprobs a request may ask for; default 20 */
@@ -202,6 +203,9 @@ enum pgd_status oai_auth_load_file(struct oai_settings *s, const char *path, cha
 /* True when no key is set or `Authorization: Bearer K` names one of them; the time taken
  * depends on the lengths and the number of keys only. */
 bool oai_auth_ok(const struct oai_settings *s, const char *authorization);
+/* Swaps the key lists of live (the server's, checked by other threads) and fresh (keys
+ * made by a reload) at once; fresh then holds the old keys (free them with it). */
+void oai_auth_swap_keys(struct oai_settings *live, struct oai_settings *fresh);
 
 /* ---- errors while parsing or running a request --------------------------------------- */
 

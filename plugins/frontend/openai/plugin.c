@@ -121,8 +121,13 @@ static enum pgd_status parse_one(struct oai_settings *s, const char *k, const ch
         s->cors_origins = NULL;
         return *v ? set_str(&s->cors_origins, v) : PGD_OK;
     }
-    if (!strcmp(k, "access_log"))
-        return parse_bool(k, v, &s->access_log, err, errlen);
+    if (!strcmp(k, "access_log")) {
+        bool on;
+        enum pgd_status st = parse_bool(k, v, &on, err, errlen);
+        if (st == PGD_OK)
+            atomic_store(&s->access_log, on);
+        return st;
+    }
     if (!strcmp(k, "return_tokens_as_token_ids"))
         return parse_bool(k, v, &s->return_tokens_as_token_ids, err, errlen);
     if (!strcmp(k, "response_role"))
@@ -265,6 +270,37 @@ static void fe_destroy(void *fe)
     free(s);
 }
 
+/* SIGHUP: new API keys and access log, all or nothing (see pgd_frontend_ops.reload). The
+ * keys are read into a scratch settings and swapped in at once (auth.c). */
+static enum pgd_status fe_reload(void *fe, const struct pgd_setting *settings, size_t n,
+                                 char *err, size_t errlen)
+{
+    struct oai_server *s = fe;
+    struct oai_settings fresh = { .access_log = true };
+    enum pgd_status st = PGD_OK;
+    for (size_t i = 0; i < n && st == PGD_OK; i++) {
+        const char *k = settings[i].key;
+        if (!k || !settings[i].value || (strcmp(k, "api_key") && strcmp(k, "api_key_file") &&
+                                         strcmp(k, "access_log")))
+            st = pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "frontend.openai: %s cannot "
+                          "change while serving (api_key, api_key_file and access_log can)",
+                          k ? k : "(null)");
+        else
+            st = parse_one(&fresh, k, settings[i].value, err, errlen);
+    }
+    if (st == PGD_OK) {
+        bool had = s->cfg.n_api_keys > 0;   /* only this thread writes the keys */
+        oai_auth_swap_keys(&s->cfg, &fresh);
+        atomic_store(&s->cfg.access_log, atomic_load(&fresh.access_log));
+        PGD_INFO("frontend.openai: reloaded: %d API key%s%s, access log %s",
+                 s->cfg.n_api_keys, s->cfg.n_api_keys == 1 ? "" : "s",
+                 had && !s->cfg.n_api_keys ? " (authentication is off now)" : "",
+                 atomic_load(&s->cfg.access_log) ? "on" : "off");
+    }
+    oai_settings_fini(&fresh);
+    return st;
+}
+
 static const struct pgd_frontend_ops ops = {
     .struct_size = sizeof(struct pgd_frontend_ops),
     .create = fe_create,
@@ -272,6 +308,7 @@ static const struct pgd_frontend_ops ops = {
     .attach = fe_attach,
     .shutdown = fe_shutdown,
     .destroy = fe_destroy,
+    .reload = fe_reload,
 };
 
 static const struct pgd_plugin plugin = {
