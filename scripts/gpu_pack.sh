@@ -12,11 +12,14 @@ rm -rf "$libs" && mkdir -p "$libs"
 # Every library the tool, the library and the plugins load from the system's library folder,
 # but glibc, the C++ runtime and CUDA's own (the GPU machine has newer ones of those).
 for f in "$build"/tools/pagoda "$build"/.libs/libpagoda.so "$build"/plugins/frontend/*/.libs/*.so \
-         "$build"/tests/unit/test_engine; do
+         "$build"/tests/unit/test_engine "$libs/bin/curl"; do
   [ -e "$f" ] && ldd "$f"
 done | awk '$3 ~ /^\/(usr\/)?lib\/x86_64-linux-gnu\// {print $3}' | sort -u |
   grep -Ev '/(libc|libm|libdl|libpthread|librt|libresolv|libstdc\+\+|libgcc_s|libcuda|libcudart|libcublas|libcublasLt)\.so' |
   while read -r l; do cp -L "$l" "$libs/$(basename "$l")"; done
+# curl for the serving checks (the GPU machine's image may lack it); its libraries join
+# the others through the ldd pass below.
+mkdir -p "$libs/bin" && cp -L "$(command -v curl)" "$libs/bin/curl"
 list=$(mktemp)
 # PACK_SOURCES=0 leaves the source tree out (the device tool sends the checkout itself; link
 # it to the path the build was configured from there).

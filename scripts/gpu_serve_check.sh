@@ -23,11 +23,19 @@ status=0
 t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
 check() { if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; status=1; fi; }
+# The GPU machine's image may lack curl: gpu_pack.sh carries one in gpulibs/bin.
+command -v curl >/dev/null || export PATH=$WT/_build/gpulibs/bin:$PATH
+command -v curl >/dev/null || { echo "FAIL no curl on this machine"; exit 1; }
+# wait_health PORT PID: until /health is 200; gives up when the server exits or after
+# HEALTH_WAIT seconds (default 120), printing the end of its log.
 wait_health() {
-  for _ in $(seq 3000); do
+  local end=$(( $(date +%s) + ${HEALTH_WAIT:-120} ))
+  while [ "$(date +%s)" -lt $end ]; do
     curl -sf "localhost:$1/health" >/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || { echo "server on port $1 exited before /health was 200"; return 1; }
     sleep 0.1
   done
+  echo "server on port $1: /health not 200 after ${HEALTH_WAIT:-120} s"
   return 1
 }
 
@@ -35,7 +43,7 @@ if [ "${BASIC:-1}" = 1 ]; then
 stamp "1. device, dtype, KV sizing"
 $P serve "$M" --port 8001 --max-model-len 512 --gpu-memory-utilization 0.9 >"$OUT/serve1.log" 2>&1 &
 pid=$!
-wait_health 8001; kill -TERM $pid; wait $pid; rc=$?
+wait_health 8001 $pid || tail -5 "$OUT/serve1.log"; kill -TERM $pid; wait $pid; rc=$?
 grep -E 'device: |GPU KV cache size|Maximum concurrency' "$OUT/serve1.log"
 check "serve picks the GPU (--device auto)" "grep -q 'device: cuda:0 (NVIDIA' '$OUT/serve1.log'"
 check "vLLM's KV lines" "grep -q 'GPU KV cache size: [0-9,]* tokens' '$OUT/serve1.log' && grep -q 'Maximum concurrency for 512 tokens per request' '$OUT/serve1.log'"
@@ -44,7 +52,7 @@ $P serve "$M" --port 8009 --dtype float32 >"$OUT/serve-f32.log" 2>&1; rc=$?
 check "--dtype float32 refused on the GPU (rc $rc)" "[ $rc != 0 ] && grep -q float32 '$OUT/serve-f32.log'"
 $P serve "$M" --port 8008 --kv-cache-memory 1G >"$OUT/serve-kv.log" 2>&1 &
 pid=$!
-wait_health 8008; kill -TERM $pid; wait $pid
+wait_health 8008 $pid || tail -5 "$OUT/serve-kv.log"; kill -TERM $pid; wait $pid
 check "--kv-cache-memory 1G sizes the pool" "grep -q '1.00 GiB' '$OUT/serve-kv.log'"
 
 stamp "2. graphs captured before /health is 200"
@@ -55,6 +63,7 @@ for _ in $(seq 3000); do
   c=$(curl -s -o /dev/null -w '%{http_code}' localhost:8002/health)
   echo "$c" >>"$OUT/health-codes.txt"
   [ "$c" = 200 ] && break
+  kill -0 $pid 2>/dev/null || { echo "server exited while starting"; tail -5 "$OUT/serve2.log"; break; }
   sleep 0.01
 done
 echo "health answers while starting: $(uniq -c "$OUT/health-codes.txt" | tr -s ' \n' ' ')"
@@ -72,12 +81,12 @@ check "no capture during traffic ($n then $m)" "[ $n = $m ]"
 kill -TERM $pid; wait $pid
 $P serve "$M" --port 8003 --enforce-eager >"$OUT/serve-eager.log" 2>&1 &
 pid=$!
-wait_health 8003; kill -TERM $pid; wait $pid
+wait_health 8003 $pid || tail -5 "$OUT/serve-eager.log"; kill -TERM $pid; wait $pid
 check "--enforce-eager captures nothing" "! grep -q 'captured decode' '$OUT/serve-eager.log'"
 
 stamp "3. HTTP suites on the GPU"
 for t in test_http_serve.py test_http_curl.sh test_http_badinput.py; do
-  PGD_BUILDDIR=$B PGD_SRCDIR=$WT PAGODA_LOG=warn timeout 300 "$WT/tests/http/$t" \
+  PGD_BUILDDIR=$B PGD_SRCDIR=$WT PAGODA_LOG=warn timeout 150 "$WT/tests/http/$t" \
     >"$OUT/$t.log" 2>&1; rc=$?
   grep -a 'Synthesis' "$OUT/$t.log" | tail -1
   check "$t on the GPU (rc $rc)" "[ $rc = 0 ]"
@@ -96,7 +105,7 @@ if [ "${SERVE8B:-1}" = 1 ]; then
       --disable-log-requests >"$OUT/serve8b.log" 2>&1 &
   pid=$!
   ts=$(date +%s.%N)
-  wait_health 8010
+  HEALTH_WAIT=300 wait_health 8010 $pid || tail -5 "$OUT/serve8b.log"
   te=$(date +%s.%N)
   echo "serve start to /health 200: $(python3 -c "print(round($te - $ts, 1))") s"
   grep -E 'loaded |GPU KV cache size|Maximum concurrency|graphs captured in|cuda graphs' "$OUT/serve8b.log" | head -6
