@@ -489,7 +489,7 @@ bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g
         OAI_BAD(e, "model", "'model' must be a string");
         return false;
     }
-    if (model && strcmp(json_string_value(model), s->model_name)) {
+    if (model && !oai_model_known(s, json_string_value(model))) {
         oai_err_set(e, 404, "invalid_request_error", "model", "model_not_found",
                     "The model `%.200s` does not exist (this server serves `%.200s`)",
                     json_string_value(model), s->model_name);
