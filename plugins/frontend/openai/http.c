@@ -269,16 +269,6 @@ static enum MHD_Result respond_err(struct oai_server *s, struct MHD_Connection *
 
 /* ---- the small routes -------------------------------------------------------------- */
 
-bool oai_model_known(const struct oai_server *s, const char *name)
-{
-    if (!s->cfg.n_served_model_names)
-        return !strcmp(name, s->model_name);
-    for (int i = 0; i < s->cfg.n_served_model_names; i++)
-        if (!strcmp(name, s->cfg.served_model_names[i]))
-            return true;
-    return false;
-}
-
 /* GET /v1/models: one entry per served name (as vLLM lists them), the first being the name
  * responses report; each has the same root, limits and defaults. */
 static enum MHD_Result route_models(struct oai_server *s, struct MHD_Connection *c)

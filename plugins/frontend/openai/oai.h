@@ -146,8 +146,6 @@ enum MHD_Result oai_respond(struct oai_server *s, struct MHD_Connection *c, enum
 /* An OpenAI-shaped error body as a response (NULL on memory), for headers to be added. */
 struct MHD_Response *oai_error_response(const char *type, const char *param, const char *code,
                                         const char *msg);
-/* True when name is one of the served model names (a request's "model"). */
-bool oai_model_known(const struct oai_server *s, const char *name);
 /* Appends one Prometheus series with its HELP and TYPE lines: `name{model_name="M"[,labels]}
  * value`. model_name is already escaped; labels is NULL or `key="value",...`. */
 void oai_metric(struct pgd__buf *b, const char *name, const char *type, const char *help,
