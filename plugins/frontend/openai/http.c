@@ -4,10 +4,12 @@
  * bodies (413 past the limit), CORS, the HTTP counters of /metrics, and the graceful
  * shutdown (stop accepting, drain, abort).
  *
- * Every answer to a request that reached a route is an OpenAI JSON error or a success;
- * libmicrohttpd's own (HTML) answers remain only for what it refuses before calling us (a
- * malformed request line or head, a head over its buffer) and for malformed chunk framing
- * (a chunk-size line over its 32 KiB buffer, a bad chunk size), which it parses alone. */
+ * Every answer to a request that reached a route is an OpenAI JSON error or a success,
+ * malformed chunk framing included (libmicrohttpd parses it alone: see
+ * answer_framing_error); libmicrohttpd's own (HTML) answers remain only for what it refuses
+ * before calling us (a malformed request line, head or Content-Length, a head over its
+ * buffer). Answers due in the middle of a body (413, framing errors) are written straight
+ * on the socket, as libmicrohttpd 0.9.75 cannot queue one there. */
 #include "plugins/frontend/openai/oai.h"
 #include "runtime/base/clock.h"
 #include <pagoda/log.h>
