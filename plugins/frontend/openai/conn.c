@@ -74,7 +74,7 @@ static bool peer_ip(const struct sockaddr *sa, unsigned char ip[16])
 
 void oai_conn_send_raw(int fd, const char *status, const char *extra_headers, const char *body)
 {
-    char msg[1024];
+    char msg[2048];
     int n = snprintf(msg, sizeof msg,
                      "HTTP/1.1 %s\r\nContent-Type: application/json\r\n%sConnection: close\r\n"
                      "Content-Length: %zu\r\n\r\n%s", status, extra_headers, strlen(body), body);

@@ -635,8 +635,13 @@ static void answer_raw(struct oai_server *s, struct req_ctx *cx, int status,
     json_t *e = oai_error_json("invalid_request_error", NULL, code, msg);
     char *body = e ? json_dumps(e, JSON_COMPACT) : NULL;
     json_decref(e);
+    const char *origin = cors_origin(s, cx->conn);   /* a configured one: short */
+    char cors[300] = "";
+    if (origin)
+        snprintf(cors, sizeof cors, "Access-Control-Allow-Origin: %.200s\r\n%s", origin,
+                 strcmp(origin, "*") ? "Vary: Origin\r\n" : "");
     if (ci && body)
-        oai_conn_send_raw(ci->connect_fd, status_line, "", body);
+        oai_conn_send_raw(ci->connect_fd, status_line, cors, body);
     free(body);
     cx->answered_raw = true;
     oai_server_count(s, cx->route, status);
