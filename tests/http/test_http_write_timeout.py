@@ -94,14 +94,14 @@ def test_stalled_stream_is_aborted(srv):
     assert h.post(srv.port, C, {"prompt": "after", "max_tokens": 2})[0] == 200
 
 
-def test_long_waits_are_not_stalls(srv):
-    """A plain request generating for longer than the timeout, and a stream queued behind it
-    for longer than the timeout before its first token: both answered in full."""
+def long_waits_round(srv, tokens):
+    """A plain request of N x tokens and a stream queued behind it; both must be answered in
+    full. Returns how long each took."""
     plain = {}
 
     def long_plain():
         t = time.time()
-        plain["r"] = h.post(srv.port, C, {"prompt": "long", "max_tokens": MAX_TOKENS, "n": N,
+        plain["r"] = h.post(srv.port, C, {"prompt": "long", "max_tokens": tokens, "n": N,
                                           "ignore_eos": True}, timeout=120)
         plain["s"] = time.time() - t
     th = threading.Thread(target=long_plain)
@@ -116,8 +116,19 @@ def test_long_waits_are_not_stalls(srv):
     assert b'"error"' not in body, body[-300:]
     st, _, pbody = plain["r"]
     assert st == 200 and len(json.loads(pbody)["choices"]) == N, (st, pbody[:300])
-    print(f"  plain request: {plain['s']:.1f} s; queued stream: {waited:.1f} s")
-    assert plain["s"] > 2 * WRITE_TIMEOUT and waited > 2 * WRITE_TIMEOUT, \
+    print(f"  {tokens} tokens: plain request {plain['s']:.1f} s, queued stream {waited:.1f} s")
+    return plain["s"], waited
+
+
+def test_long_waits_are_not_stalls(srv):
+    """A plain request generating for longer than the timeout, and a stream queued behind it
+    for longer than the timeout before its first token: both answered in full. The length
+    doubles until both waits pass twice the timeout (a sanitizer build gets there first)."""
+    for tokens in (64, 128, 256, MAX_TOKENS):
+        plain_s, waited = long_waits_round(srv, tokens)
+        if plain_s > 2 * WRITE_TIMEOUT and waited > 2 * WRITE_TIMEOUT:
+            break
+    assert plain_s > 2 * WRITE_TIMEOUT and waited > 2 * WRITE_TIMEOUT, \
         "the waits were not longer than the timeout: the test proves nothing"
     h.wait_idle(srv.port)
 
