@@ -148,12 +148,13 @@ static bool apply_log_file(const struct pgd__settings *s)
     return true;
 }
 
-/* The served name: --served-model-name; else a hub id or catalog name as given (vLLM's
- * default: the snapshot folder's last part is a commit id), named being the MODEL given
- * when it resolved to another path; else the model directory's last part. */
+/* The served name: the first --served-model-name; else a hub id or catalog name as given
+ * (vLLM's default: the snapshot folder's last part is a commit id), named being the MODEL
+ * given when it resolved to another path; else the model directory's last part. */
 static void served_name(struct serve_opts *o, const char *named)
 {
-    const char *n = pgd__settings_str(&o->set, PGD__S_SERVED_MODEL_NAME);
+    const struct pgd__setting_value *names = &o->set.v[PGD__S_SERVED_MODEL_NAME];
+    const char *n = names->n_items ? names->items[0] : NULL;
     char tmp[PATH_MAX];
     if (!n && named)
         n = named;

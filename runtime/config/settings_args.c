@@ -195,6 +195,15 @@ static enum pgd_status parse_flag(struct pgd__settings *s, int argc, char **argv
         while (*i + 1 < argc && is_int_word(argv[*i + 1]) && len < sizeof conv - 1)
             len += (size_t)snprintf(conv + len, sizeof conv - len, " %s", argv[++*i]);
         value = conv;
+    } else if (m.id == PGD__S_SERVED_MODEL_NAME && !eq) {
+        /* vLLM's nargs="+": "--served-model-name NAME [NAME ...]" takes the words up to the
+         * next option (a repeatable row: each is one more name) */
+        enum pgd_status st = pgd__settings_set(s, PGD__S_SERVED_MODEL_NAME, value,
+                                               PGD__SO_FLAG, where, err, errlen);
+        while (st == PGD_OK && *i + 1 < argc && argv[*i + 1][0] != '-')
+            st = pgd__settings_set(s, PGD__S_SERVED_MODEL_NAME, argv[++*i], PGD__SO_FLAG,
+                                   where, err, errlen);
+        return st;
     }
     return pgd__settings_set(s, (enum pgd__setting_id)m.id, value, PGD__SO_FLAG, where, err,
                              errlen);

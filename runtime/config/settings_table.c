@@ -296,10 +296,11 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         "others).",
         PGD__SG_FRONTEND, PGD__SD_FRONTEND, PGD__SF_REPEATABLE | RELOAD, NULL },
     [PGD__S_SERVED_MODEL_NAME] = { OPENAI, "served_model_name", PGD__ST_STRING, NULL, 0, 0,
-        NULL, "NAME",
-        "The model's name in the API and in the metrics' model_name label. Default: the "
-        "model directory's last part.",
-        PGD__SG_MODEL, PGD__SD_FRONTEND, 0, NULL },
+        NULL, "NAME [NAME ...]",
+        "The model's names in the API: a request's 'model' may be any of them, /v1/models "
+        "lists them all, and the first is the one responses and the metrics' model_name "
+        "label report. Default: the model directory's last part.",
+        PGD__SG_MODEL, PGD__SD_FRONTEND, PGD__SF_REPEATABLE, NULL },
     [PGD__S_RESPONSE_ROLE] = { OPENAI, "response_role", PGD__ST_STRING, "assistant", 0, 0,
         NULL, "ROLE",
         "The role of the generated message in chat completions.",
@@ -344,6 +345,12 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         "SECONDS",
         "pagoda: how long a client may take to send a whole request head, from its "
         "connection or its previous answer.",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_WRITE_TIMEOUT] = { OPENAI, "write_timeout", PGD__ST_INT, "60", 1, 86400, NULL,
+        "SECONDS",
+        "pagoda: how long a client may take none of the bytes of an answer waiting for it "
+        "(a stream's clock restarts with each new piece); then its request is aborted, "
+        "which frees its KV blocks and batch slot, and the connection closes.",
         PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
     [PGD__S_GRACE] = { OPENAI, "grace", PGD__ST_FLOAT, "30", 0, 86400, NULL, "SECONDS",
         "pagoda: on SIGTERM or SIGINT, how long running requests may finish before the rest "

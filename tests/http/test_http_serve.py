@@ -4,7 +4,8 @@ generation_config.json sampling defaults reach requests that leave those fields 
 shown by /v1/models and the start-up log; --generation-config vllm turns them off; the access
 log line and the periodic stats line appear (and go away with --disable-log-requests and
 --disable-log-stats); /metrics parses with prometheus_client's text parser and every series
-carries model_name; --chat-template, --response-role, --return-tokens-as-token-ids."""
+carries model_name; --chat-template, --response-role, --return-tokens-as-token-ids; several
+--served-model-name (any may be asked for, the first is reported, /v1/models lists all)."""
 import json
 import os
 import re
@@ -186,6 +187,23 @@ def test_metrics_served_name(srv2):
     test_metrics_parse_with_labels(srv2, name="other")
 
 
+def test_several_served_names(srv2):
+    """--served-model-name other second org/third: /v1/models lists the three in order; a
+    request naming any of them is served and answered as the first; another name is 404."""
+    st, _, body = h.get(srv2.port, "/v1/models")
+    assert st == 200, body
+    assert [m["id"] for m in json.loads(body)["data"]] == ["other", "second", "org/third"], body
+    for name, path, req in (("second", "/v1/completions", {"prompt": "hi"}),
+                            ("org/third", "/v1/chat/completions",
+                             {"messages": [{"role": "user", "content": "hi"}]})):
+        st, _, body = h.post(srv2.port, path, dict(req, model=name, max_tokens=2))
+        assert st == 200, (name, body)
+        assert json.loads(body)["model"] == "other", (name, body)
+    st, _, body = h.post(srv2.port, "/v1/completions", {"prompt": "hi", "model": "tiny-chat",
+                                                        "max_tokens": 2})
+    assert st == 404 and json.loads(body)["error"]["code"] == "model_not_found", body
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="pgd-serve-")
     srv = srv2 = None
@@ -208,12 +226,13 @@ def main():
             assert rc == 0, f"exit status {rc}\n{srv.log()[-3000:]}"
         suite.run(test_clean_exit)
         srv2 = h.Server(model, "--generation-config", "vllm", "--disable-log-requests",
-                        "--disable-log-stats", "--served-model-name", "other",
+                        "--disable-log-stats", "--served-model-name", "other", "second",
+                        "org/third",
                         "--response-role", "model", "--return-tokens-as-token-ids",
                         "--max-logprobs", "2", "--uvicorn-log-level", "info",
                         "--log-stats-interval", "0.1", model=None)
         for t in (test_vllm_generation_config, test_logs_off, test_role_and_token_ids,
-                  test_metrics_served_name):
+                  test_metrics_served_name, test_several_served_names):
             suite.run(t, srv2)
 
         def test_clean_exit_2():

@@ -280,6 +280,30 @@ Test(settings, the_model_is_positional_or_a_flag_not_both)
     pgd__settings_fini(&s);
 }
 
+/* vLLM's --served-model-name NAME [NAME ...]: the words up to the next option, each one name
+ * (the first is the reported one); the flag may also be repeated. */
+Test(settings, several_served_model_names)
+{
+    struct pgd__settings s;
+    char err[512];
+    pgd__settings_init(&s);
+    const char *words[] = { "--served-model-name", "llama", "org/llama-8b", "l8",
+                            "--port", "1", "--served-model-name", "more", NULL };
+    cr_assert_eq(parse(&s, words, err, sizeof err), PGD_OK, "%s", err);
+    const struct pgd__setting_value *v = &s.v[PGD__S_SERVED_MODEL_NAME];
+    cr_assert_eq(v->n_items, 4);
+    const char *want[] = { "llama", "org/llama-8b", "l8", "more" };
+    for (int i = 0; i < 4; i++)
+        cr_assert_str_eq(v->items[i], want[i]);
+    cr_assert_eq(pgd__settings_int(&s, PGD__S_PORT), 1);
+    pgd__settings_fini(&s);
+    pgd__settings_init(&s);
+    const char *none[] = { "--served-model-name", NULL };
+    cr_assert_eq(parse(&s, none, err, sizeof err), PGD_ERR_INVALID_ARG);
+    cr_assert(strstr(err, "--served-model-name"), "%s", err);
+    pgd__settings_fini(&s);
+}
+
 Test(settings, human_readable_ints_as_vllm_reads_them)
 {
     struct { const char *in; long long want; } ok[] = {

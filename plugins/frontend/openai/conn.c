@@ -17,9 +17,11 @@
  *   - a whole request head must arrive within header_timeout of the connection's accept or
  *     of its previous answer: the watchdog thread shuts down a connection past that deadline;
  *   - libmicrohttpd's inactivity timeout is header_timeout while a head or a body comes,
- *     timeout_keep_alive while the connection is idle after an answer, and none while a
+ *     timeout_keep_alive while the connection is idle after an answer, none while a
  *     request is generated (a long completion sends nothing until its end; a client that
- *     leaves is noticed by generate.c).
+ *     leaves is noticed by generate.c), and write_timeout while bytes of an answer wait for
+ *     the client (a stream's clock restarts each time it has new bytes): a client that
+ *     stops reading has its connection closed, which aborts its engine requests.
  * The watchdog and the shutdown touch a socket only under conn_mu and only while its
  * connection is registered: libmicrohttpd closes a socket after our CLOSED notification
  * (which takes conn_mu and unregisters it), so the descriptor cannot be reused under us. */
@@ -72,7 +74,7 @@ static bool peer_ip(const struct sockaddr *sa, unsigned char ip[16])
 
 void oai_conn_send_raw(int fd, const char *status, const char *extra_headers, const char *body)
 {
-    char msg[1024];
+    char msg[2048];
     int n = snprintf(msg, sizeof msg,
                      "HTTP/1.1 %s\r\nContent-Type: application/json\r\n%sConnection: close\r\n"
                      "Content-Length: %zu\r\n\r\n%s", status, extra_headers, strlen(body), body);
@@ -274,33 +276,58 @@ void oai_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
         conn_closed(cls, socket_context);
 }
 
-/* Sets the connection's phase: its head deadline, running, and its inactivity timeout. */
+/* Sets the connection's phase: its head deadline, running, sending, and its inactivity
+ * timeout. libmicrohttpd 0.9.75 restarts a connection's inactivity clock when its timeout
+ * goes from 0 to another value, so setting 0 first makes the new timeout count from now. */
 static void set_phase(struct oai_server *s, struct MHD_Connection *c, int64_t deadline_ms,
-                      bool running, unsigned inactivity_s)
+                      bool running, bool sending, unsigned inactivity_s)
 {
     struct oai_conn *k = conn_of(c);
     if (k) {
         pthread_mutex_lock(&s->conn_mu);
         k->head_deadline_ms = deadline_ms;
         k->running = running;
+        k->sending = sending;
         pthread_mutex_unlock(&s->conn_mu);
     }
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, inactivity_s);
 }
 
 void oai_conn_head_received(struct oai_server *s, struct MHD_Connection *c)
 {
-    set_phase(s, c, 0, false, (unsigned)s->cfg.header_timeout);
+    set_phase(s, c, 0, false, false, (unsigned)s->cfg.header_timeout);
 }
 
 void oai_conn_running(struct oai_server *s, struct MHD_Connection *c)
 {
-    set_phase(s, c, 0, true, 0);
+    set_phase(s, c, 0, true, false, 0);
 }
 
-void oai_conn_request_done(struct oai_server *s, struct MHD_Connection *c)
+/* The write-stall timeout: libmicrohttpd's inactivity timeout counts from the last byte the
+ * socket took (or received). While a stream's next bytes are being generated, the content
+ * callback holds the connection's thread and nothing is checked; each time it hands over
+ * bytes it calls this again, so the clock runs only while bytes wait for the client. */
+void oai_conn_sending(struct oai_server *s, struct MHD_Connection *c)
 {
-    set_phase(s, c, pgd__now_ms() + (int64_t)s->cfg.header_timeout * 1000, false,
+    set_phase(s, c, 0, true, true, (unsigned)s->cfg.write_timeout);
+}
+
+void oai_conn_request_done(struct oai_server *s, struct MHD_Connection *c,
+                           enum MHD_RequestTerminationCode toe)
+{
+    struct oai_conn *k = conn_of(c);
+    if (k && toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED) {
+        pthread_mutex_lock(&s->conn_mu);
+        bool stalled = k->sending;
+        s->write_timeouts += stalled;
+        pthread_mutex_unlock(&s->conn_mu);
+        if (stalled)
+            PGD_INFO("frontend.openai: a client read nothing of its answer for %d s "
+                     "(write_timeout): its request is aborted and the connection closed",
+                     s->cfg.write_timeout);
+    }
+    set_phase(s, c, pgd__now_ms() + (int64_t)s->cfg.header_timeout * 1000, false, false,
               (unsigned)s->cfg.timeout_keep_alive);
 }
 
@@ -399,22 +426,19 @@ void oai_conn_metrics(struct oai_server *s, struct pgd__buf *b, const char *mode
 {
     const char *m = model_name;
     pthread_mutex_lock(&s->conn_mu);
-    pgd__buf_appendf(b, "# HELP pagoda:http_connections Open HTTP connections.\n"
-                    "# TYPE pagoda:http_connections gauge\n"
-                    "pagoda:http_connections{model_name=\"%s\"} %d\n", m, s->n_conns);
-    pgd__buf_appendf(b, "# HELP pagoda:http_connections_refused_total Connections answered 503 at "
-                    "accept, past max_connections or max_connections_per_ip.\n"
-                    "# TYPE pagoda:http_connections_refused_total counter\n"
-                    "pagoda:http_connections_refused_total{model_name=\"%s\",limit=\"total\"} "
-                    "%llu\n"
-                    "pagoda:http_connections_refused_total{model_name=\"%s\",limit=\"per_ip\"} "
-                    "%llu\n",
-                 m, (unsigned long long)(s->refused_total - s->refused_per_ip), m,
-                 (unsigned long long)s->refused_per_ip);
-    pgd__buf_appendf(b, "# HELP pagoda:http_header_timeouts_total Connections closed because a "
-                    "request head did not arrive within header_timeout.\n"
-                    "# TYPE pagoda:http_header_timeouts_total counter\n"
-                    "pagoda:http_header_timeouts_total{model_name=\"%s\"} %llu\n", m,
-                 (unsigned long long)s->head_timeouts);
+    uint64_t open = (uint64_t)s->n_conns, per_ip = s->refused_per_ip;
+    uint64_t total = s->refused_total - per_ip, heads = s->head_timeouts;
+    uint64_t writes = s->write_timeouts;
     pthread_mutex_unlock(&s->conn_mu);
+    oai_metric(b, "pagoda:http_connections", "gauge", "Open HTTP connections.", m, NULL, open);
+    oai_metric(b, "pagoda:http_connections_refused_total", "counter",
+               "Connections answered 503 at accept, past max_connections or "
+               "max_connections_per_ip.", m, "limit=\"total\"", total);
+    oai_metric_more(b, "pagoda:http_connections_refused_total", m, "limit=\"per_ip\"", per_ip);
+    oai_metric(b, "pagoda:http_header_timeouts_total", "counter",
+               "Connections closed because a request head did not arrive within "
+               "header_timeout.", m, NULL, heads);
+    oai_metric(b, "pagoda:http_write_timeouts_total", "counter",
+               "Requests aborted and their connections closed because the client took no "
+               "byte of its answer for write_timeout seconds.", m, NULL, writes);
 }

@@ -5,8 +5,10 @@
  *
  * A client that goes away is noticed within WAIT_MS (the connection's socket is polled for
  * a hang-up between outputs): its engine requests are aborted at once, which frees their KV
- * blocks. When the server's grace period ends, running requests are aborted too: a stream
- * then ends with an error chunk, a plain request with a 503. */
+ * blocks. A stream whose client takes none of its bytes for write_timeout seconds has its
+ * connection closed by libmicrohttpd (see oai_conn_sending), which frees the job and so
+ * aborts its engine requests. When the server's grace period ends, running requests are
+ * aborted too: a stream then ends with an error chunk, a plain request with a 503. */
 #include "plugins/frontend/openai/oai.h"
 #include <pagoda/log.h>
 #include <stdio.h>
@@ -542,6 +544,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     size_t n = avail < max ? avail : max;
     memcpy(buf, j->out.p + j->out_pos, n);
     j->out_pos += n;
+    oai_conn_sending(j->s, j->conn);   /* the client has write_timeout to take these */
     return (ssize_t)n;
 }
 

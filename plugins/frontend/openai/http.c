@@ -4,10 +4,12 @@
  * bodies (413 past the limit), CORS, the HTTP counters of /metrics, and the graceful
  * shutdown (stop accepting, drain, abort).
  *
- * Every answer to a request that reached a route is an OpenAI JSON error or a success;
- * libmicrohttpd's own (HTML) answers remain only for what it refuses before calling us (a
- * malformed request line or head, a head over its buffer) and for malformed chunk framing
- * (a chunk-size line over its 32 KiB buffer, a bad chunk size), which it parses alone. */
+ * Every answer to a request that reached a route is an OpenAI JSON error or a success,
+ * malformed chunk framing included (libmicrohttpd parses it alone: see
+ * answer_framing_error); libmicrohttpd's own (HTML) answers remain only for what it refuses
+ * before calling us (a malformed request line, head or Content-Length, a head over its
+ * buffer). Answers due in the middle of a body (413, framing errors) are written straight
+ * on the socket, as libmicrohttpd 0.9.75 cannot queue one there. */
 #include "plugins/frontend/openai/oai.h"
 #include "runtime/base/clock.h"
 #include <pagoda/log.h>
@@ -43,9 +45,13 @@ struct access_rec {
 
 /* Per request (MHD's con_cls): the route and the body read so far. */
 struct req_ctx {
+    struct MHD_Connection *conn;
     enum oai_route route;
-    bool too_big;
+    bool has_body;                 /* the head announced a body */
+    bool too_big;                  /* the body passed max_body_bytes (its 413 went raw) */
     bool answered;                 /* a response was queued before the body was read */
+    bool answered_raw;             /* an answer was written straight on the socket in the
+                                      middle of the body: nothing more may be sent */
     bool head_deferred;            /* no body: the head is judged when the request completes */
     size_t dropped;                /* body bytes past the limit, read and dropped */
     struct pgd__buf body;
@@ -197,8 +203,10 @@ enum MHD_Result oai_queue(struct oai_server *s, struct MHD_Connection *c, enum o
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
-    if (ret == MHD_YES)
+    if (ret == MHD_YES) {
         oai_server_count(s, r, status);
+        oai_conn_sending(s, c);    /* the client has write_timeout to take it */
+    }
     return ret;
 }
 
@@ -263,19 +271,50 @@ static enum MHD_Result respond_err(struct oai_server *s, struct MHD_Connection *
 
 /* ---- the small routes -------------------------------------------------------------- */
 
+/* GET /v1/models: one entry per served name (as vLLM lists them), the first being the name
+ * responses report; each has the same root, limits and defaults. */
 static enum MHD_Result route_models(struct oai_server *s, struct MHD_Connection *c)
 {
-    json_t *m = json_pack("{s:s, s:s, s:I, s:s, s:s, s:n, s:i}", "id", s->model_name,
-                          "object", "model", "created", (json_int_t)s->started, "owned_by",
-                          "pagoda", "root", s->model.root ? s->model.root : s->model_name,
-                          "parent", "max_model_len", s->model.max_model_len);
-    /* pagoda: the sampling defaults a request gets for the fields it leaves out. */
-    json_t *dflt = s->model.default_sampling_json
-                       ? json_loads(s->model.default_sampling_json, 0, NULL) : NULL;
-    if (m && dflt)
-        json_object_set_new(m, "default_sampling_params", dflt);
+    json_t *data = json_array();
+    int n = s->cfg.n_served_model_names ? s->cfg.n_served_model_names : 1;
+    for (int i = 0; data && i < n; i++) {
+        const char *id = s->cfg.n_served_model_names ? s->cfg.served_model_names[i]
+                                                      : s->model_name;
+        json_t *m = json_pack("{s:s, s:s, s:I, s:s, s:s, s:n, s:i}", "id", id, "object",
+                              "model", "created", (json_int_t)s->started, "owned_by", "pagoda",
+                              "root", s->model.root ? s->model.root : s->model_name, "parent",
+                              "max_model_len", s->model.max_model_len);
+        /* pagoda: the sampling defaults a request gets for the fields it leaves out. */
+        json_t *dflt = m && s->model.default_sampling_json
+                           ? json_loads(s->model.default_sampling_json, 0, NULL) : NULL;
+        if (dflt)
+            json_object_set_new(m, "default_sampling_params", dflt);
+        if (!m || json_array_append_new(data, m)) {
+            json_decref(data);
+            data = NULL;
+        }
+    }
     return oai_respond_json(s, c, R_MODELS, 200,
-                            json_pack("{s:s, s:[o]}", "object", "list", "data", m));
+                            data ? json_pack("{s:s, s:o}", "object", "list", "data", data) : NULL);
+}
+
+void oai_metric_more(struct pgd__buf *b, const char *name, const char *model_name,
+                     const char *labels, uint64_t value)
+{
+    pgd__buf_appendf(b, "%s{model_name=\"%s\"%s%s} %llu\n", name, model_name, labels ? "," : "",
+                     labels ? labels : "", (unsigned long long)value);
+}
+
+void oai_metric_head(struct pgd__buf *b, const char *name, const char *type, const char *help)
+{
+    pgd__buf_appendf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void oai_metric(struct pgd__buf *b, const char *name, const char *type, const char *help,
+                const char *model_name, const char *labels, uint64_t value)
+{
+    oai_metric_head(b, name, type, help);
+    oai_metric_more(b, name, model_name, labels, value);
 }
 
 static void metrics_http(struct oai_server *s, struct pgd__buf *b)
@@ -291,22 +330,22 @@ static void metrics_http(struct oai_server *s, struct pgd__buf *b)
             name[o] = '\0';
         }
     pthread_mutex_lock(&s->mu);
-    pgd__buf_appendf(b, "# HELP pagoda:http_requests_total HTTP requests answered, by route and "
-                    "status code.\n# TYPE pagoda:http_requests_total counter\n");
+    oai_metric_head(b, "pagoda:http_requests_total", "counter",
+                    "HTTP requests answered, by route and status code.");
     for (int r = 0; r < R_COUNT; r++)
-        for (int i = 0; i < OAI_STATUS_SLOTS && s->counts[r][i].status; i++)
-            pgd__buf_appendf(b, "pagoda:http_requests_total{model_name=\"%s\",route=\"%s\","
-                             "status=\"%d\"} %llu\n", name, route_names[r], s->counts[r][i].status,
-                         (unsigned long long)s->counts[r][i].n);
-    pgd__buf_appendf(b, "# HELP pagoda:http_requests_in_progress HTTP requests being handled "
-                    "(this one included).\n# TYPE pagoda:http_requests_in_progress gauge\n"
-                    "pagoda:http_requests_in_progress{model_name=\"%s\"} %d\n", name, s->active);
-    pgd__buf_appendf(b, "# HELP pagoda:http_streams_aborted_total Requests aborted because their "
-                    "client went away or the server shut down.\n"
-                    "# TYPE pagoda:http_streams_aborted_total counter\n"
-                    "pagoda:http_streams_aborted_total{model_name=\"%s\"} %llu\n", name,
-                 (unsigned long long)s->streams_aborted);
+        for (int i = 0; i < OAI_STATUS_SLOTS && s->counts[r][i].status; i++) {
+            char labels[96];
+            snprintf(labels, sizeof labels, "route=\"%s\",status=\"%d\"", route_names[r],
+                     s->counts[r][i].status);
+            oai_metric_more(b, "pagoda:http_requests_total", name, labels, s->counts[r][i].n);
+        }
+    uint64_t active = (uint64_t)s->active, aborted = s->streams_aborted;
     pthread_mutex_unlock(&s->mu);
+    oai_metric(b, "pagoda:http_requests_in_progress", "gauge",
+               "HTTP requests being handled (this one included).", name, NULL, active);
+    oai_metric(b, "pagoda:http_streams_aborted_total", "counter",
+               "Requests aborted because their client went away or stopped reading, or the "
+               "server shut down.", name, NULL, aborted);
     oai_conn_metrics(s, b, name);
 }
 
@@ -427,10 +466,8 @@ static enum MHD_Result answer_early(struct oai_server *s, struct MHD_Connection 
                                     struct req_ctx *cx, int status, struct MHD_Response *resp)
 {
     enum MHD_Result ret = oai_queue(s, c, cx->route, status, resp);
-    if (ret == MHD_YES) {          /* libmicrohttpd sends it once this call returns */
+    if (ret == MHD_YES)            /* libmicrohttpd sends it once this call returns */
         cx->answered = true;
-        oai_conn_running(s, c);
-    }
     return ret;
 }
 
@@ -587,42 +624,90 @@ static enum MHD_Result dispatch(struct oai_server *s, struct MHD_Connection *c,
     return ret;
 }
 
-/* A body past the limit is dropped, not kept; after this many times the limit more, the
- * sender is cut off (its 413 written straight on the socket, the connection closed). */
+/* Writes an OpenAI error straight on the connection's socket, with `Connection: close`: the
+ * answers due in the middle of a body, which libmicrohttpd 0.9.75 cannot queue there.
+ * Counted and logged like a queued answer; nothing else is sent on this request after it. */
+static void answer_raw(struct oai_server *s, struct req_ctx *cx, int status,
+                       const char *status_line, const char *code, const char *msg)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(cx->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    json_t *e = oai_error_json("invalid_request_error", NULL, code, msg);
+    char *body = e ? json_dumps(e, JSON_COMPACT) : NULL;
+    json_decref(e);
+    const char *origin = cors_origin(s, cx->conn);   /* a configured one: short */
+    char cors[300] = "";
+    if (origin)
+        snprintf(cors, sizeof cors, "Access-Control-Allow-Origin: %.200s\r\n%s", origin,
+                 strcmp(origin, "*") ? "Vary: Origin\r\n" : "");
+    if (ci && body)
+        oai_conn_send_raw(ci->connect_fd, status_line, cors, body);
+    free(body);
+    cx->answered_raw = true;
+    oai_server_count(s, cx->route, status);
+    if (!cx->acc.status)
+        cx->acc.status = status;
+}
+
+/* A body going on past this many times the limit is cut off (the connection closed). */
 #define DROP_FACTOR 8
 
-/* A piece of the body: kept while within the limit. Past it, the 413 is queued at once when
- * libmicrohttpd allows it mid-body (0.9.75 does not), else the rest is read and dropped and
- * the 413 goes at the end (so that a client that sends its whole body reads its answer); a
- * body going on past DROP_FACTOR times the limit is cut off. MHD_NO closes the connection. */
-static enum MHD_Result body_piece(struct oai_server *s, struct MHD_Connection *c,
-                                  struct req_ctx *cx, const char *data, size_t n)
+/* A piece of the body: kept while within the limit. At the first byte past it, the 413 is
+ * written at once (answer_raw) and what was kept is freed; the rest of the body is read and
+ * dropped, so that a client that sends its whole body before reading still gets its answer,
+ * and when it ends the connection closes (its answer went already). A body going on past
+ * DROP_FACTOR times the limit is cut off. MHD_NO closes the connection. */
+static enum MHD_Result body_piece(struct oai_server *s, struct req_ctx *cx, const char *data,
+                                  size_t n)
 {
     if (!cx->too_big && cx->body.len + n > s->cfg.max_body_bytes) {
         pgd__buf_fini(&cx->body);
         cx->too_big = true;
-        too_large(s, c, cx);
+        char msg[160];
+        snprintf(msg, sizeof msg, "The request body is larger than the limit of %zu bytes",
+                 s->cfg.max_body_bytes);
+        answer_raw(s, cx, 413, "413 Content Too Large", "request_too_large", msg);
     }
     if (!cx->too_big) {
         pgd__buf_append(&cx->body, data, n);
         return MHD_YES;
     }
     cx->dropped += n;
-    if (cx->answered || cx->dropped / DROP_FACTOR < s->cfg.max_body_bytes)
-        return MHD_YES;
+    return cx->dropped / DROP_FACTOR < s->cfg.max_body_bytes ? MHD_YES : MHD_NO;
+}
+
+/* libmicrohttpd parses chunked framing alone and answers its errors itself, with HTML,
+ * after our first call for the request: a bad chunk size (400), a chunk size over 64 bits
+ * (413), a chunk-size line (extensions included) longer than its read buffer (500: "the
+ * application did not take the data"), trailer fields over it (431). It logs each such
+ * answer first ("Error processing request (HTTP response code is %u ...") through our
+ * logger, on the connection's own thread: there the request's JSON answer is written
+ * instead, and the socket's sending side shut down, so that libmicrohttpd's page never
+ * goes out (its send fails and it closes the connection). */
+static void answer_framing_error(struct oai_server *s, struct req_ctx *cx, unsigned status)
+{
     const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci) {
-        char body[256];
-        snprintf(body, sizeof body, "{\"error\":{\"message\":\"The request body is larger than "
-                 "the limit of %zu bytes\",\"type\":\"invalid_request_error\",\"param\":null,"
-                 "\"code\":\"request_too_large\"}}", s->cfg.max_body_bytes);
-        oai_conn_send_raw(ci->connect_fd, "413 Content Too Large", "", body);
-        oai_server_count(s, cx->route, 413);
-        if (!cx->acc.status)
-            cx->acc.status = 413;
+        MHD_get_connection_info(cx->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return;
+    if (!cx->answered_raw) {
+        char msg[200];
+        if (status == 500) {       /* our handler takes every byte: the line did not fit */
+            snprintf(msg, sizeof msg, "A chunk-size line (with its chunk extensions) does "
+                     "not fit in the server's %u KiB connection buffer", OAI_CONN_MEMORY >> 10);
+            answer_raw(s, cx, 400, "400 Bad Request", "invalid_chunked_encoding", msg);
+        } else if (status == 413)
+            answer_raw(s, cx, 413, "413 Content Too Large", "request_too_large",
+                       "A chunk size does not fit in 64 bits");
+        else if (status == 431)
+            answer_raw(s, cx, 431, "431 Request Header Fields Too Large",
+                       "trailer_too_large", "The trailer fields of the chunked body do not "
+                       "fit in the server's buffer");
+        else
+            answer_raw(s, cx, 400, "400 Bad Request", "invalid_chunked_encoding",
+                       "The chunked encoding of the body is malformed (RFC 9112 7.1)");
     }
-    return MHD_NO;
+    shutdown(ci->connect_fd, SHUT_WR);
 }
 
 /* Whether the request announces a body (a Content-Length other than 0, or any
@@ -647,6 +732,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!cx)
             return MHD_NO;
         *con_cls = cx;
+        cx->conn = c;
         cx->route = route_of(url);
         access_start(cx, c, url, method, version);
         current_req = cx;
@@ -668,6 +754,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             cx->head_deferred = true;
             return MHD_YES;
         }
+        cx->has_body = true;
         enum MHD_Result ret;
         return head_answered(s, c, cx, url, method, &ret) ? ret : MHD_YES;
     }
@@ -682,12 +769,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return ret;
     }
     if (*upload_size) {
-        enum MHD_Result ret = body_piece(s, c, cx, upload, *upload_size);
+        enum MHD_Result ret = body_piece(s, cx, upload, *upload_size);
         *upload_size = 0;
         return ret;
     }
-    if (cx->too_big)
-        return too_large(s, c, cx);
+    if (cx->answered_raw)          /* the body ended; its answer went: close */
+        return MHD_NO;
     if (cx->body.failed) {
         oai_conn_running(s, c);
         return oai_respond_error(s, c, cx->route, 500, "internal_error", NULL, NULL,
@@ -699,7 +786,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)toe;
     struct oai_server *s = cls;
     struct req_ctx *cx = *con_cls;
     if (!cx)
@@ -707,7 +793,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     access_log(s, &cx->acc);
     if (current_req == cx)
         current_req = NULL;
-    oai_conn_request_done(s, c);
+    oai_conn_request_done(s, c, toe);
     pgd__buf_fini(&cx->body);
     free(cx);
     *con_cls = NULL;
@@ -717,9 +803,21 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     pthread_mutex_unlock(&s->mu);
 }
 
+/* How libmicrohttpd 0.9.75 logs an error it is about to answer itself (status, then text). */
+#define MHD_ERROR_ANSWER_LOG "Error processing request (HTTP response code is %u"
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    (void)cls;
+    struct oai_server *s = cls;
+    struct req_ctx *cx = current_req;   /* this thread's request, when one is under way */
+    if (cx && cx->has_body && !cx->answered &&
+        !strncmp(fmt, MHD_ERROR_ANSWER_LOG, strlen(MHD_ERROR_ANSWER_LOG))) {
+        va_list aq;
+        va_copy(aq, ap);
+        unsigned status = va_arg(aq, unsigned);
+        va_end(aq);
+        answer_framing_error(s, cx, status);
+    }
     char buf[512];
     vsnprintf(buf, sizeof buf, fmt, ap);
     size_t n = strlen(buf);
@@ -744,6 +842,7 @@ enum pgd_status oai_server_start(struct oai_server *s, char *err, size_t errlen)
         MHD_OPTION_NOTIFY_CONNECTION, oai_conn_notify, s,
         MHD_OPTION_CONNECTION_LIMIT, oai_conn_hard_limit(&s->cfg),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg.header_timeout,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)OAI_CONN_MEMORY,
         MHD_OPTION_THREAD_STACK_SIZE, (size_t)2 << 20,
         MHD_OPTION_END);
     if (!s->daemon)

@@ -28,6 +28,8 @@
 
 #define OAI_MAX_STOP 16            /* stop strings per request */
 #define OAI_MAX_LOGPROBS 20        /* top alternatives per token (the engine's limit) */
+#define OAI_CONN_MEMORY (32u << 10) /* libmicrohttpd's memory per connection (its default):
+                                      the request head and a chunk-size line must fit */
 
 /* ---- settings (plugin.c) -------------------------------------------------------------- */
 
@@ -37,13 +39,18 @@ struct oai_settings {
     char *uds;                     /* a Unix socket path; when set, host and port are unused */
     char **api_keys;               /* [n_api_keys], owned; none: no auth */
     int n_api_keys;
-    char *served_model_name;       /* NULL: the host's model name */
+    char **served_model_names;     /* [n_served_model_names], owned; none: the host's model
+                                      name. The first is reported (responses, metrics); a
+                                      request may name any of them */
+    int n_served_model_names;
     size_t max_body_bytes;         /* default 4 MiB */
     int max_connections;           /* default 1024 (past it: 503 + Retry-After) */
     int max_connections_per_ip;    /* default -1: half of max_connections; 0: no limit */
     int max_n;                     /* most choices per request (prompts x n); default 64 */
     int timeout_keep_alive;        /* s an idle keep-alive connection is kept; default 5 */
     int header_timeout;            /* s to receive a whole request head; default 10 */
+    int write_timeout;             /* s a client may take no byte of an answer it has to read
+                                      (a stalled stream is aborted); default 60 */
     char *cors_origins;            /* comma-separated, or "*"; NULL: no CORS headers */
     atomic_bool access_log;        /* one log line per request; default true (a reload
                                       may change it while requests run) */
@@ -72,7 +79,10 @@ struct oai_conn {
     unsigned char ip[16];          /* the peer (IPv4 as ::ffff:a.b.c.d) when has_ip */
     bool has_ip;                   /* false on a Unix socket: no per-IP limit */
     bool attached;                 /* libmicrohttpd's STARTED notification took it */
-    bool running;                  /* a request is being generated (never timed out) */
+    bool running;                  /* a request is being generated or answered (no head
+                                      deadline) */
+    bool sending;                  /* an answer waits for the client to read it (its
+                                      inactivity timeout is write_timeout) */
     int64_t head_deadline_ms;      /* monotonic ms by which a whole request head must have
                                       come; 0 while a request is being handled */
 };
@@ -94,7 +104,7 @@ struct oai_server {
     bool cut_grace;                /* under mu: a second shutdown call ended the grace */
     atomic_bool attached;
     struct pgd_frontend_model model;   /* valid once attached */
-    char *model_name;              /* owned */
+    char *model_name;              /* owned: the name reported (the first served name) */
     atomic_uint_fast64_t next_id;
 
     /* Connections (conn.c), under conn_mu. */
@@ -114,7 +124,7 @@ struct oai_server {
     struct { int status; uint64_t n; } counts[R_COUNT][OAI_STATUS_SLOTS];
     uint64_t streams_aborted;      /* streams ended early by a client or by shutdown */
     /* Connection counters for /metrics, under conn_mu. */
-    uint64_t refused_total, refused_per_ip, head_timeouts;
+    uint64_t refused_total, refused_per_ip, head_timeouts, write_timeouts;
 };
 
 enum pgd_status oai_server_start(struct oai_server *s, char *err, size_t errlen);
@@ -137,6 +147,15 @@ enum MHD_Result oai_respond(struct oai_server *s, struct MHD_Connection *c, enum
 /* An OpenAI-shaped error body as a response (NULL on memory), for headers to be added. */
 struct MHD_Response *oai_error_response(const char *type, const char *param, const char *code,
                                         const char *msg);
+/* Appends one Prometheus series with its HELP and TYPE lines: `name{model_name="M"[,labels]}
+ * value`. model_name is already escaped; labels is NULL or `key="value",...`. */
+void oai_metric(struct pgd__buf *b, const char *name, const char *type, const char *help,
+                const char *model_name, const char *labels, uint64_t value);
+/* A series' HELP and TYPE lines alone; then its samples (oai_metric_more). */
+void oai_metric_head(struct pgd__buf *b, const char *name, const char *type, const char *help);
+/* The same series again with other labels (no HELP/TYPE lines). */
+void oai_metric_more(struct pgd__buf *b, const char *name, const char *model_name,
+                     const char *labels, uint64_t value);
 /* An OpenAI-shaped error response. */
 enum MHD_Result oai_respond_error(struct oai_server *s, struct MHD_Connection *c,
                                   enum oai_route r, int status, const char *type,
@@ -174,10 +193,14 @@ void oai_conn_stop(struct oai_server *s);
 void oai_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
                      enum MHD_ConnectionNotificationCode code);
 /* The phases of a request on its connection: its head came (body next), it is being
- * generated (no timeout), it was answered (the next head is due within header_timeout). */
+ * generated (no timeout), bytes of its answer are ready (the client has write_timeout
+ * seconds to take them: each call restarts that clock), it was answered (the next head is
+ * due within header_timeout; toe tells a write timeout, which is counted and logged). */
 void oai_conn_head_received(struct oai_server *s, struct MHD_Connection *c);
 void oai_conn_running(struct oai_server *s, struct MHD_Connection *c);
-void oai_conn_request_done(struct oai_server *s, struct MHD_Connection *c);
+void oai_conn_sending(struct oai_server *s, struct MHD_Connection *c);
+void oai_conn_request_done(struct oai_server *s, struct MHD_Connection *c,
+                           enum MHD_RequestTerminationCode toe);
 /* Writes a whole answer (status "413 Content Too Large", extra headers each ending in CRLF,
  * a JSON body) straight on a socket, non-blocking, with `Connection: close`: for answers
  * libmicrohttpd cannot send (before it has the socket, or in the middle of a body). */

@@ -10,7 +10,9 @@
  *                          /health and /metrics); repeatable (any of the keys is accepted);
  *                          an empty key is refused
  *   api_key_file           more keys, one a line (blank lines and '#' lines skipped)
- *   served_model_name      the model's name in requests and responses (default: the host's)
+ *   served_model_name      a name of the model (repeatable, as vLLM's
+ *                          `--served-model-name NAME [NAME ...]`): the first is the one in
+ *                          responses and metrics, a request may name any (default: the host's)
  *   max_body_bytes         larger request bodies get 413 (default 4194304)
  *   max_connections        open connections served; past it a new one gets 503 with
  *                          Retry-After (default 1024)
@@ -20,6 +22,8 @@
  *   timeout_keep_alive     seconds an idle keep-alive connection is kept (default 5)
  *   header_timeout         seconds a client has to send a whole request head, from its
  *                          connection or its previous answer (default 10)
+ *   write_timeout          seconds a client may take no byte of an answer waiting for it;
+ *                          then its request is aborted and the connection closed (default 60)
  *   cors_origins           comma-separated allowed origins, or "*" (default: no CORS)
  *   access_log             true/false: a log line per request (default true)
  *   response_role          the role of chat answers (default "assistant")
@@ -68,6 +72,27 @@ static enum pgd_status set_str(char **dst, const char *v)
     return *dst ? PGD_OK : PGD_ERR_NOMEM;
 }
 
+/* One more served model name (a name given twice is kept once). */
+static enum pgd_status add_name(struct oai_settings *s, const char *v, char *err, size_t errlen)
+{
+    if (!*v)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
+                        "frontend.openai: served_model_name is empty");
+    for (int i = 0; i < s->n_served_model_names; i++)
+        if (!strcmp(s->served_model_names[i], v))
+            return PGD_OK;
+    char **names = realloc(s->served_model_names,
+                           (size_t)(s->n_served_model_names + 1) * sizeof *names);
+    if (!names)
+        return PGD_ERR_NOMEM;
+    s->served_model_names = names;
+    names[s->n_served_model_names] = strdup(v);
+    if (!names[s->n_served_model_names])
+        return PGD_ERR_NOMEM;
+    s->n_served_model_names++;
+    return PGD_OK;
+}
+
 /* Integer settings: key, range, where the value goes. */
 struct int_setting {
     const char *key;
@@ -83,6 +108,7 @@ static const struct int_setting int_settings[] = {
     { "max_n", 1, 256, offsetof(struct oai_settings, max_n) },
     { "timeout_keep_alive", 1, 86400, offsetof(struct oai_settings, timeout_keep_alive) },
     { "header_timeout", 1, 3600, offsetof(struct oai_settings, header_timeout) },
+    { "write_timeout", 1, 86400, offsetof(struct oai_settings, write_timeout) },
     { "max_logprobs", 0, OAI_MAX_LOGPROBS, offsetof(struct oai_settings, max_logprobs) },
 };
 
@@ -113,9 +139,7 @@ static enum pgd_status parse_one(struct oai_settings *s, const char *k, const ch
     if (!strcmp(k, "api_key_file"))
         return oai_auth_load_file(s, v, err, errlen);
     if (!strcmp(k, "served_model_name"))
-        return *v ? set_str(&s->served_model_name, v)
-                  : pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
-                             "frontend.openai: served_model_name is empty");
+        return add_name(s, v, err, errlen);
     if (!strcmp(k, "cors_origins")) {
         free(s->cors_origins);
         s->cors_origins = NULL;
@@ -148,6 +172,7 @@ enum pgd_status oai_settings_parse(struct oai_settings *s, const struct pgd_sett
         .max_n = 64,
         .timeout_keep_alive = 5,
         .header_timeout = 10,
+        .write_timeout = 60,
         .access_log = true,
         .max_logprobs = OAI_MAX_LOGPROBS,
     };
@@ -164,7 +189,8 @@ enum pgd_status oai_settings_parse(struct oai_settings *s, const struct pgd_sett
                           "frontend.openai: unknown setting '%s' (known: host, port, uds, "
                           "api_key, api_key_file, served_model_name, max_body_bytes, "
                           "max_connections, max_connections_per_ip, max_n, timeout_keep_alive, "
-                          "header_timeout, cors_origins, access_log, response_role, "
+                          "header_timeout, write_timeout, cors_origins, access_log, "
+                          "response_role, "
                           "return_tokens_as_token_ids, max_logprobs)", k);
         if (st == PGD_ERR_NOMEM)
             pgd_errf(err, errlen, st, "frontend.openai: no memory");
@@ -181,7 +207,9 @@ void oai_settings_fini(struct oai_settings *s)
     for (int i = 0; i < s->n_api_keys; i++)
         free(s->api_keys[i]);
     free(s->api_keys);
-    free(s->served_model_name);
+    for (int i = 0; i < s->n_served_model_names; i++)
+        free(s->served_model_names[i]);
+    free(s->served_model_names);
     free(s->cors_origins);
     free(s->response_role);
     *s = (struct oai_settings){ 0 };
@@ -235,7 +263,7 @@ static enum pgd_status fe_attach(void *fe, const struct pgd_frontend_model *m, c
                         "and vocab_size");
     if (atomic_load(&s->attached))
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "frontend.openai: already attached");
-    const char *name = s->cfg.served_model_name ? s->cfg.served_model_name : m->name;
+    const char *name = s->cfg.n_served_model_names ? s->cfg.served_model_names[0] : m->name;
     s->model_name = strdup(name);
     if (!s->model_name)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "frontend.openai: no memory");
