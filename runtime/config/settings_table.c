@@ -324,10 +324,11 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         1.1e12, NULL, "BYTES",
         "pagoda: larger request bodies get 413.",
         PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
-    [PGD__S_MAX_CONNECTIONS] = { OPENAI, "max_connections", PGD__ST_INT, "1024", 1, 65536,
+    [PGD__S_MAX_CONNECTIONS] = { OPENAI, "max_connections", PGD__ST_INT, "4096", 1, 65536,
         NULL, "N",
         "pagoda: the most open connections served; past it a new one gets 503 with "
-        "Retry-After.",
+        "Retry-After. The default leaves room for `vllm bench serve`-style runs of a "
+        "thousand requests at once from one address (the per-address share is half).",
         PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
     [PGD__S_MAX_CONNECTIONS_PER_IP] = { OPENAI, "max_connections_per_ip", PGD__ST_INT, NULL,
         0, 65536, NULL, "N",
