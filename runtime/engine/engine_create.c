@@ -99,6 +99,28 @@ static enum pgd_status init_parts(struct pgd_engine *e, const struct pgd_engine_
     return PGD_OK;
 }
 
+/* Speculative decoding's settings from p->speculative_config (vLLM's JSON) into e->spec;
+ * the text is not kept. The draft-model method is refused: only n-gram proposals run. */
+static enum pgd_status spec_setup(struct pgd_engine *e, const struct pgd_engine_params *p,
+                                  char *err, size_t errlen)
+{
+    e->p.speculative_config = NULL;
+    enum pgd_status st = pgd__spec_config_parse(p->speculative_config, &e->spec, err, errlen);
+    if (st)
+        return st;
+    if (e->spec.method == PGD__SPEC_DRAFT_MODEL)
+        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "speculative_config: method "
+                        "\"draft_model\" (draft %s) is not supported yet; use \"method\": "
+                        "\"ngram\"", e->spec.model);
+    e->stats.spec_num_speculative_tokens = e->spec.num_speculative_tokens;
+    if (e->spec.method != PGD__SPEC_OFF)
+        PGD_INFO("speculative decoding: %s, %d tokens a step, prompt lookup %d..%d%s",
+                 pgd__spec_method_name(e->spec.method), e->spec.num_speculative_tokens,
+                 e->spec.prompt_lookup_min, e->spec.prompt_lookup_max,
+                 e->spec.disable_by_batch_size ? " (off above disable_by_batch_size)" : "");
+    return PGD_OK;
+}
+
 /* Takes ownership of backend->ctx and textio->ctx in every case (see engine_backend.h). */
 enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
                                         const struct pgd__engine_backend *backend,
@@ -128,6 +150,8 @@ enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
     pgd__engine_metrics_init(&e->metrics, p, e->max_model_len, backend->num_blocks,
                              backend->block_size);
     enum pgd_status st = check_limits(e, p, backend, err, errlen);
+    if (st == PGD_OK)
+        st = spec_setup(e, p, err, errlen);
     if (st == PGD_OK)
         st = init_parts(e, p, backend, err, errlen);
     e->next_id = 1;
@@ -248,6 +272,11 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
     *out = NULL;
     if (!p->model_dir || !*p->model_dir)
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "engine: model_dir is not set");
+    /* A bad speculative_config fails before the model is loaded (create_with parses it). */
+    struct pgd__spec_config spec;
+    enum pgd_status sst = pgd__spec_config_parse(p->speculative_config, &spec, err, errlen);
+    if (sst)
+        return sst;
     struct runner_backend *rb = calloc(1, sizeof *rb);
     if (!rb)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "engine: no memory");

@@ -25,6 +25,7 @@
 #include "runtime/engine/stop.h"
 #include "runtime/kv/kv_manager.h"
 #include "runtime/sample/sample_rows.h"
+#include "runtime/spec/spec_config.h"
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -141,6 +142,7 @@ struct pgd_engine {
     struct pgd__sample_result *res; /* [max_num_batched_tokens] what became of them */
     struct pgd__req *active;        /* owned; admitted requests, newest first */
     bool device_sampling;           /* the thread's copy of !no_device_sampling */
+    struct pgd__spec_config spec;   /* speculative decoding (fixed at creation) */
 
     /* Under mu (cv: the engine thread waits on it for work). */
     pthread_t thread;
@@ -172,6 +174,22 @@ double pgd__engine_now(void);
  * every request it holds. */
 void *pgd__engine_main(void *arg);
 
+/* ---- speculative decoding (engine_spec.c); engine thread only ------------------------ */
+
+/* Before a step is scheduled: appends proposals (seq->n_spec of them) to each running
+ * sequence that is decoding, so that the step verifies them. A no-op when speculation is
+ * off. */
+void pgd__spec_propose(struct pgd_engine *e);
+/* After the step ran and the scheduler was updated: seq (with proposals, in the step with
+ * its n_rows sample rows, results res) keeps the accepted proposals and the correction or
+ * bonus token, drops the rest and the KV blocks they alone used, and emits the kept tokens
+ * one by one (a stop inside the run ends it there). */
+void pgd__spec_verify_emit(struct pgd_engine *e, struct pgd__seq *seq, int n_rows,
+                           const struct pgd__sample_result *res);
+/* After the step's outputs: drops the proposals of running sequences the step did not
+ * reach (the budget ran out before them). */
+void pgd__spec_drop_unverified(struct pgd_engine *e);
+
 /* ---- emitting outputs (engine_emit.c); engine thread only --------------------------- */
 
 /* Child c got `token` (already appended to its sequence): stop checks, text, the output on
@@ -201,6 +219,8 @@ void pgd__stats_on_token(struct pgd_engine *e, const struct pgd__child *c, doubl
 /* Child c finished for reason why (its blocks are back in the pool). */
 void pgd__stats_on_finish(struct pgd_engine *e, const struct pgd__child *c,
                           enum pgd_finish_reason why);
+/* A verify run: n_proposed proposals verified, the first n_accepted of them accepted. */
+void pgd__stats_on_spec(struct pgd_engine *e, int n_proposed, int n_accepted);
 /* The gauges: running and waiting sequences, KV cache usage. */
 void pgd__stats_gauges(struct pgd_engine *e);
 
