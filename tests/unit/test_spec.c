@@ -313,6 +313,30 @@ struct req {
     struct pgd_sampling_params sp;
 };
 
+/* The Prometheus text has vLLM's spec_decode counters with the stats' values when
+ * speculation is on (one per-position series a proposal slot), none when it is off. */
+static void check_metrics_text(struct pgd_engine *e, const struct pgd_engine_stats *st, bool on)
+{
+    char *text;
+    cr_assert_eq(pgd_engine_metrics_text(e, &text, NULL), PGD_OK);
+    cr_assert_eq(strstr(text, "pagoda:spec_decode") != NULL, on);
+    if (on) {
+        char want[256];
+        snprintf(want, sizeof want, "\npagoda:spec_decode_num_accepted_tokens_total{model_name="
+                 "\"model\"} %llu.0\n", (unsigned long long)st->spec_num_accepted_tokens);
+        cr_assert(strstr(text, want), "no '%s' in\n%s", want, text);
+        snprintf(want, sizeof want, "\npagoda:spec_decode_num_draft_tokens_total{model_name="
+                 "\"model\"} %llu.0\n", (unsigned long long)st->spec_num_draft_tokens);
+        cr_assert(strstr(text, want), "no '%s'", want);
+        snprintf(want, sizeof want, "pagoda:spec_decode_num_accepted_tokens_per_pos_total{"
+                 "model_name=\"model\",position=\"0\"} %llu.0\n",
+                 (unsigned long long)st->spec_num_accepted_tokens_per_pos[0]);
+        cr_assert(strstr(text, want), "no '%s'", want);
+        cr_assert(strstr(text, "position=\"3\"") && !strstr(text, "position=\"4\""));
+    }
+    free(text);
+}
+
 /* Runs reqs [n] all at once on an engine with (json) and without (NULL) speculation, in
  * a pool of num_blocks blocks of 4, and asserts that every sample's tokens, text, finish,
  * stop reason and stop token are the same. Returns the speculative engine's stats. */
@@ -337,6 +361,7 @@ static struct pgd_engine_stats same_with_and_without(const struct req *reqs, int
             pgd_stream_destroy(s[i]);
         }
         pgd_engine_get_stats(e, &st);
+        check_metrics_text(e, &st, mode == 1);
         /* Every block is back in the pool once the last stream closed (the finishing
          * step frees them before it pushes the last output). */
         cr_assert_float_eq(st.kv_cache_usage, 0.0, 1e-12, "mode %d: KV usage %g", mode,
