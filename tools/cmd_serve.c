@@ -14,6 +14,7 @@
 #include "runtime/config/settings.h"
 #include "runtime/config/ini.h"
 #include "runtime/config/device_select.h"
+#include "runtime/config/batch_defaults.h"
 #include "runtime/config/generation_config.h"
 #include <pagoda/engine.h>
 #include <pagoda/frontend.h>
@@ -176,6 +177,10 @@ static int prepare(struct serve_opts *o)
     if (warn[0])
         PGD_WARN("%s", warn);
     pgd__settings_engine_params(s, &o->ep, o->graph_sizes, MAX_GRAPH_SIZES);
+    /* On a GPU, batch limits the user left unset fit the card as vLLM's serving ones do. */
+    pgd__batch_defaults_apply(&o->ep, s->v[PGD__S_MAX_NUM_SEQS].origin != PGD__SO_DEFAULT,
+                              s->v[PGD__S_MAX_NUM_BATCHED_TOKENS].origin != PGD__SO_DEFAULT,
+                              PGD__USAGE_SERVER);
     /* A hub id or catalog name becomes its snapshot directory (fetched when missing). */
     const char *named = pgd__settings_str(s, PGD__S_MODEL);
     o->ep.model_dir = named;
