@@ -513,13 +513,13 @@ Test(spec_engine, bad_config_and_draft_model_refused_at_create)
 
 /* ---- the real model: the tiny Llama fixture through the runner ------------------------- */
 
-/* Greedy decoding of the Llama fixture (random weights) with n-gram speculation equals its
- * decoding without, token for token, over 200 tokens a request; the verify steps are the
+/* Decoding the Llama fixture (random weights), greedy and seeded sampling, with n-gram
+ * speculation equals its decoding without, token for token, over 200 tokens a request; the verify steps are the
  * runner's multi-token chunks with a logits row per position, and the rollback after each
  * rejection leaves the paged KV as decoding one token at a time would. A random model
  * repeats itself only now and then (the 1-gram lookups find "153 153 153" and the like):
  * some proposals are accepted (21 of 668 on this fixture), most are rejected. */
-Test(spec_llama, greedy_output_is_unchanged_and_proposals_are_accepted)
+Test(spec_llama, output_is_unchanged_and_proposals_are_accepted)
 {
     enum { N = 4, OUT = 200 };
     int32_t prompt[N][48];
@@ -547,7 +547,12 @@ Test(spec_llama, greedy_output_is_unchanged_and_proposals_are_accepted)
             struct pgd_request_params rp = pgd_request_default_params();
             rp.prompt_ids = prompt[r];
             rp.n_prompt_ids = len[r];
-            rp.sampling = greedy_params(OUT);
+            /* Requests 2 and 3 sample (seeded, top_k 5, a repetition penalty): the same
+             * tokens with and without speculation, as each row draws its own position's
+             * number. */
+            rp.sampling = r < 2 ? greedy_params(OUT) : sampled(OUT, 40 + (uint64_t)r);
+            rp.sampling.top_k = r < 2 ? 0 : 5;
+            rp.sampling.repetition_penalty = r == 3 ? 1.3f : 1.0f;
             rp.sampling.ignore_eos = true;
             char err[256];
             cr_assert_eq(pgd_engine_submit(e, &rp, &s[r], err, sizeof err), PGD_OK, "%s", err);
