@@ -178,7 +178,8 @@ static void retire_finished(struct pgd_engine *e)
  * unknown state). */
 static void engine_step(struct pgd_engine *e)
 {
-    pgd__spec_propose(e);
+    if (!pgd__spec_propose(e))
+        return;
     const struct pgd__sched_out *o = pgd__scheduler_schedule(&e->sched);
     if (o->n == 0) {
         PGD_WARN("engine: nothing schedulable with %d waiting, %d running", e->sched.n_waiting,

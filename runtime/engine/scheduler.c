@@ -166,8 +166,10 @@ static void preempt(struct pgd__scheduler *s, int v, int *budget)
         }
     pgd__kv_free(s->kv, &seq->kv);
     seq->n_computed = 0;
-    /* Recomputation starts from verified tokens only. */
+    /* Recomputation starts from verified tokens only; the draft model's KV starts over
+     * (a prefix hit's blocks need not hold the draft's KV). */
     pgd__seq_drop_spec(seq);
+    seq->n_draft_computed = 0;
     seq->n_preemptions++;
     s->n_preemptions++;
     o->n_preempted++;

@@ -35,6 +35,8 @@ struct pgd__seq {
     int n_spec;                 /* speculative decoding: the last n_spec of tokens are
                                    proposals, not yet verified (runtime/engine/engine_spec.c);
                                    never cached, dropped on preemption */
+    int n_draft_computed;       /* draft-model speculation: tokens whose KV is in the draft
+                                   model's cache (engine_spec.c); 0 after preemption */
     int priority;               /* lower runs first under PGD_SCHED_PRIORITY */
     uint64_t arrival;           /* submission order (ties of priority) */
     bool use_prefix_cache;      /* may take prefix hits (false with prompt logprobs) */

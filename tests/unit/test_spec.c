@@ -493,7 +493,7 @@ Test(spec_engine, preemption_and_a_tight_budget)
     cr_assert_gt(st.spec_num_accepted_tokens, 0);
 }
 
-Test(spec_engine, bad_config_and_draft_model_refused_at_create)
+Test(spec_engine, bad_config_and_a_draft_without_a_draft_model_refused_at_create)
 {
     struct pgd_engine_params p = pgd_engine_default_params();
     struct pgd__engine_backend be = fake_backend(16, 4, 256);
@@ -501,14 +501,168 @@ Test(spec_engine, bad_config_and_draft_model_refused_at_create)
     struct pgd_engine *e = NULL;
     char err[256] = "";
     cr_assert_eq(pgd__engine_create_with(&p, &be, NULL, &e, err, sizeof err),
-                 PGD_ERR_UNSUPPORTED);
-    cr_assert(strstr(err, "draft_model"), "%s", err);
+                 PGD_ERR_INVALID_ARG);
+    cr_assert(strstr(err, "draft_model") && strstr(err, "no draft model"), "%s", err);
     be = fake_backend(16, 4, 256);
     p.speculative_config = "{\"method\": \"ngram\"}";
     cr_assert_eq(pgd__engine_create_with(&p, &be, NULL, &e, err, sizeof err),
                  PGD_ERR_INVALID_ARG);
     cr_assert(strstr(err, "num_speculative_tokens"), "%s", err);
     cr_assert_null(e);
+}
+
+/* ---- a draft model over the stand-in ---------------------------------------------------- */
+
+/* Target and draft: two stand-in models, each with a paged cache of its own over the same
+ * block ids, each checking that every slot it reads holds the position it expects (so a
+ * draft that skipped a catch-up, or read a rejected proposal's KV, fails the step). The
+ * draft follows g_draft_rule. */
+struct duo {
+    struct fake *target, *draft;
+};
+static void (*g_draft_rule)(const int32_t *toks, int n, float *out);
+
+static enum pgd_status duo_step(void *ctx, const struct pgd__step_seq *seqs, int n,
+                                const float **logits, char *err, size_t errlen)
+{
+    return fake_step(((struct duo *)ctx)->target, seqs, n, logits, err, errlen);
+}
+
+static enum pgd_status duo_draft_step(void *ctx, const struct pgd__step_seq *seqs, int n,
+                                      int32_t *ids, char *err, size_t errlen)
+{
+    struct duo *d = ctx;
+    void (*target_rule)(const int32_t *, int, float *) = g_rule;
+    const float *lg;
+    g_rule = g_draft_rule;
+    enum pgd_status st = fake_step(d->draft, seqs, n, &lg, err, errlen);
+    g_rule = target_rule;
+    int rows = 0;
+    for (int i = 0; i < n; i++)
+        rows += seqs[i].n_logits;
+    for (int r = 0; st == PGD_OK && r < rows; r++)
+        ids[r] = argmax(lg + (size_t)r * VOCAB, VOCAB);
+    return st;
+}
+
+static void duo_destroy(void *ctx)
+{
+    struct duo *d = ctx;
+    fake_destroy(d->target);
+    fake_destroy(d->draft);
+    free(d);
+}
+
+#define DRAFT3 "{\"method\": \"draft_model\", \"model\": \"stand-in\", " \
+               "\"num_speculative_tokens\": 3}"
+
+/* reqs [n] on the stand-in target with (json, a draft following draft_rule) and without
+ * speculation: the same outputs (see same_with_and_without); the draft engine's stats. */
+static struct pgd_engine_stats draft_same(const struct req *reqs, int n,
+                                          void (*draft_rule)(const int32_t *, int, float *),
+                                          int num_blocks)
+{
+    static struct run got[2][16];
+    struct pgd_engine_stats st = { 0 };
+    g_draft_rule = draft_rule;
+    for (int mode = 0; mode < 2; mode++) {
+        struct pgd_engine_params p = pgd_engine_default_params();
+        p.max_num_seqs = g_seqs;
+        p.max_num_batched_tokens = g_budget;
+        struct pgd__engine_backend be = fake_backend(num_blocks, 4, 1024);
+        if (mode) {
+            struct duo *d = malloc(sizeof *d);
+            struct pgd__engine_backend db = fake_backend(num_blocks, 4, 1024);
+            d->target = be.ctx;
+            d->draft = db.ctx;
+            be.ctx = d;
+            be.step = duo_step;
+            be.draft_step = duo_draft_step;
+            be.draft_max_model_len = 1024;
+            be.destroy = duo_destroy;
+            p.speculative_config = DRAFT3;
+        }
+        struct pgd_engine *e;
+        char err[256];
+        cr_assert_eq(pgd__engine_create_with(&p, &be, &FIXTURE_TEXT, &e, err, sizeof err), PGD_OK,
+                     "%s", err);
+        pgd__engine_set_paranoid(e, true);
+        struct pgd_stream *s[16];
+        for (int i = 0; i < n; i++) {
+            struct pgd_request_params rp = pgd_request_default_params();
+            rp.prompt = reqs[i].prompt;
+            rp.sampling = reqs[i].sp;
+            cr_assert_eq(pgd_engine_submit(e, &rp, &s[i], err, sizeof err), PGD_OK, "%s", err);
+        }
+        for (int i = 0; i < n; i++) {
+            read_run(s[i], &got[mode][i]);
+            pgd_stream_destroy(s[i]);
+        }
+        pgd_engine_get_stats(e, &st);
+        cr_assert_float_eq(st.kv_cache_usage, 0.0, 1e-12);
+        pgd_engine_destroy(e);
+    }
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < (reqs[i].sp.n > 0 ? reqs[i].sp.n : 1); k++) {
+            cr_assert_eq(got[0][i].n[k], got[1][i].n[k], "request %d", i);
+            cr_assert_eq(memcmp(got[0][i].tokens[k], got[1][i].tokens[k],
+                                sizeof got[0][i].tokens[k]), 0, "request %d sample %d", i, k);
+            cr_assert_str_eq(got[0][i].text[k], got[1][i].text[k]);
+            cr_assert_eq(got[0][i].fin[k], got[1][i].fin[k]);
+        }
+    return st;
+}
+
+static struct req g_draft_reqs[6] = {
+    { "abcdefghijabc", { 0 } }, { "cdefghij", { 0 } }, { "the cat. the", { 0 } },
+    { "jabcdefg", { 0 } }, { "zabcdefghijab", { 0 } }, { "abcdefghijabcdefgh", { 0 } },
+};
+
+/* The requests of the draft tests: half of them seeded samples unless greedy. */
+static void draft_reqs(bool greedy)
+{
+    static const char *const stop_fgh[] = { "fgh" };
+    for (int i = 0; i < 6; i++) {
+        g_draft_reqs[i].sp = i % 2 == 0 || greedy ? greedy_params(30 + i)
+                                                  : sampled(30 + i, 60 + (uint64_t)i);
+        g_draft_reqs[i].sp.ignore_eos = i != 4;     /* request 4 ends with EOS */
+    }
+    g_draft_reqs[5].sp.stop = stop_fgh;
+    g_draft_reqs[5].sp.n_stop = 1;
+    g_draft_reqs[1].sp.n = 2;
+}
+
+/* A draft that is the target itself: every greedy proposal is accepted (and sampled ones
+ * whenever the target samples the draft's argmax); outputs as without speculation. */
+Test(spec_engine, draft_model_equal_to_the_target)
+{
+    g_rule = cyclic_rule;
+    draft_reqs(true);
+    struct pgd_engine_stats st = draft_same(g_draft_reqs, 6, cyclic_rule, 256);
+    cr_assert_gt(st.spec_num_draft_tokens, 0);
+    cr_assert_eq(st.spec_num_accepted_tokens, st.spec_num_draft_tokens);
+    cr_assert_eq(st.spec_num_accepted_tokens_per_pos[0], st.spec_num_drafts);
+    cr_assert_eq(st.spec_num_speculative_tokens, 3);
+    draft_reqs(false);
+    st = draft_same(g_draft_reqs, 6, cyclic_rule, 256);
+    cr_assert_gt(st.spec_num_accepted_tokens, 0);
+    cr_assert_lt(st.spec_num_accepted_tokens, st.spec_num_draft_tokens);
+}
+
+/* A draft that knows nothing (the stand-in's noise alone): proposals rejected, the output
+ * still the target's; and a tight pool: preemption resets the draft's KV. */
+Test(spec_engine, draft_model_that_disagrees_and_preemption)
+{
+    g_rule = cyclic_rule;
+    draft_reqs(false);
+    struct pgd_engine_stats st = draft_same(g_draft_reqs, 6, rule, 256);
+    cr_assert_gt(st.spec_num_draft_tokens, 0);
+    cr_assert_lt(st.spec_num_accepted_tokens, st.spec_num_draft_tokens / 4);
+    g_budget = 7;
+    g_seqs = 4;
+    st = draft_same(g_draft_reqs, 6, cyclic_rule, 20);
+    cr_assert_gt(st.num_preemptions, 0);
+    cr_assert_gt(st.spec_num_accepted_tokens, 0);
 }
 
 /* ---- the real model: the tiny Llama fixture through the runner ------------------------- */
@@ -575,4 +729,85 @@ Test(spec_llama, output_is_unchanged_and_proposals_are_accepted)
     cr_assert_gt(st.spec_num_drafts, 0);
     cr_assert_gt(st.spec_num_accepted_tokens, 0, "none of %llu proposals accepted",
                  (unsigned long long)st.spec_num_draft_tokens);
+}
+
+/* Draft-model speculation through two runners: the Llama fixture drafting for itself
+ * accepts every greedy proposal; the bf16 fixture (another random model of the same
+ * vocabulary) proposes what the target never says. Either way the tokens are those of
+ * decoding without speculation (greedy and a seeded sample), and both pools end empty. */
+Test(spec_llama, draft_model_runner)
+{
+    enum { N = 4, OUT = 60 };
+    int32_t prompt[N][8];
+    for (int r = 0; r < N; r++)
+        for (int i = 0; i < 8; i++)
+            prompt[r][i] = 3 + (int32_t)((i * 53 + r * 101) % 500);
+    static const char *const drafts[2] = { "llama-f32", "llama-bf16" };
+    int32_t want[N][OUT];
+    for (int mode = 0; mode < 3; mode++) {
+        char json[1024];
+        struct pgd_engine_params p = pgd_engine_default_params();
+        p.num_blocks = 64;
+        p.block_size = 4;
+        p.max_num_batched_tokens = 16;
+        p.max_num_seqs = 4;
+        if (mode) {
+            snprintf(json, sizeof json, "{\"method\": \"draft_model\", \"model\": \"%s\", "
+                     "\"num_speculative_tokens\": 4}", fixture_dir(drafts[mode - 1]));
+            p.speculative_config = json;
+        }
+        struct pgd_engine *e = model_engine_params("llama-f32", &p);
+        struct pgd_stream *s[N];
+        int n = mode == 1 ? 3 : N;          /* the self-draft: greedy requests only */
+        for (int r = 0; r < n; r++) {
+            struct pgd_request_params rp = pgd_request_default_params();
+            rp.prompt_ids = prompt[r];
+            rp.n_prompt_ids = 8;
+            rp.sampling = r < 3 ? greedy_params(OUT) : sampled(OUT, 9);
+            rp.sampling.ignore_eos = true;
+            char err[256];
+            cr_assert_eq(pgd_engine_submit(e, &rp, &s[r], err, sizeof err), PGD_OK, "%s", err);
+        }
+        for (int r = 0; r < n; r++) {
+            struct run run;
+            read_run(s[r], &run);
+            pgd_stream_destroy(s[r]);
+            cr_assert_eq(run.n[0], OUT);
+            if (mode == 0)
+                memcpy(want[r], run.tokens[0], sizeof want[r]);
+            else
+                for (int t = 0; t < OUT; t++)
+                    cr_assert_eq(run.tokens[0][t], want[r][t], "draft %s request %d token %d",
+                                 drafts[mode - 1], r, t);
+        }
+        struct pgd_engine_stats st;
+        pgd_engine_get_stats(e, &st);
+        cr_assert_float_eq(st.kv_cache_usage, 0.0, 1e-12);
+        if (mode == 1) {
+            /* Drafting for itself: the draft's argmax is the target's, every time. */
+            cr_assert_gt(st.spec_num_draft_tokens, 0);
+            cr_assert_eq(st.spec_num_accepted_tokens, st.spec_num_draft_tokens, "%llu of %llu",
+                         (unsigned long long)st.spec_num_accepted_tokens,
+                         (unsigned long long)st.spec_num_draft_tokens);
+        }
+        pgd_engine_destroy(e);
+    }
+}
+
+/* A draft of another vocabulary is refused when the engine is made, naming both sizes. */
+Test(spec_llama, draft_of_another_vocabulary_refused)
+{
+    char json[1024], err[1024] = "";
+    snprintf(json, sizeof json, "{\"method\": \"draft_model\", \"model\": \"%s\", "
+             "\"num_speculative_tokens\": 2}", fixture_dir("qwen2-f32"));
+    struct pgd_engine_params p = pgd_engine_default_params();
+    p.model_dir = fixture_dir("llama-f32");
+    p.plugin_path = getenv("PGD_TEST_PLUGIN_DIRS") ? getenv("PGD_TEST_PLUGIN_DIRS")
+                                                   : PGD_BUILD_PLUGIN_DIRS;
+    p.num_blocks = 16;
+    p.speculative_config = json;
+    struct pgd_engine *e = NULL;
+    cr_assert_eq(pgd_engine_create(&p, &e, err, sizeof err), PGD_ERR_INVALID_ARG, "%s", err);
+    cr_assert(strstr(err, "vocab_size 256") && strstr(err, "512"), "%s", err);
+    cr_assert_null(e);
 }
