@@ -261,9 +261,12 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         "(the tokens after the latest earlier occurrence of the sequence's last n tokens, n "
         "from prompt_lookup_max down to prompt_lookup_min, both 5 by default) and verifies "
         "them in one forward pass; the output is exactly what it is without speculation "
-        "(greedy, and seeded sampling token for token). disable_by_batch_size N: no "
-        "proposals while more than N sequences run. The draft-model method is not "
-        "supported yet. Default: off.",
+        "(greedy, and seeded sampling token for token). '{\"method\": \"draft_model\", "
+        "\"model\": \"DIR\", \"num_speculative_tokens\": 4}' proposes with a small model "
+        "of the same vocabulary (a directory; greedy drafting, as vLLM's; its KV cache has "
+        "as many blocks as the target's, and both fit the memory budget). "
+        "disable_by_batch_size N: no proposals while more than N sequences run. Default: "
+        "off.",
         PGD__SG_VLLM, PGD__SD_ENGINE, 0, check_spec_config },
 
     [PGD__S_PLUGIN_DIR] = { PLUGINS, "plugin_dir", PGD__ST_PATH, NULL, 0, 0, NULL, "DIR",
