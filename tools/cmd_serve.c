@@ -53,6 +53,7 @@ struct serve_opts {
     char *fe_opts[MAX_FRONTEND_SETTINGS];           /* owned copies of --frontend-opt */
     char *plugin_dirs;                              /* colon-separated, owned */
     struct pgd_engine_params ep;
+    char spec_json[8192];            /* --speculative-config with its draft resolved */
     int graph_sizes[MAX_GRAPH_SIZES];
     struct pgd__device_choice dev;
     struct pgd__gen_defaults gen;
@@ -186,6 +187,9 @@ static int prepare(struct serve_opts *o)
     o->ep.model_dir = named;
     if (pgd_tool_resolve_model(&o->ep.model_dir, pgd__settings_str(s, PGD__S_REVISION),
                                pgd__settings_str(s, PGD__S_DOWNLOAD_DIR)))
+        return 1;
+    if (pgd_tool_resolve_spec_model(&o->ep.speculative_config, o->spec_json,
+                                    sizeof o->spec_json))
         return 1;
     served_name(o, o->ep.model_dir != named ? named : NULL);
     o->ep.model_name = o->model_name;

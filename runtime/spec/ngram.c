@@ -2,16 +2,22 @@
 #include "runtime/spec/ngram.h"
 #include <string.h>
 
-/* The start of the latest occurrence of tokens[n - len, n) that begins before n - len and
- * has at least one token after it, or -1. */
-static int latest_match(const int32_t *tokens, int n, int len)
+/* Where to copy from for the pattern tokens[n - len, n): the latest earlier occurrence with
+ * at least k tokens after it, else (the pattern runs into itself, as a run of one repeated
+ * token does) the earliest, which has the most; -1 when there is none. An occurrence at i
+ * starts before n - len, so tokens[i + len] exists. */
+static int pick_match(const int32_t *tokens, int n, int len, int k)
 {
     const int32_t *pat = tokens + (n - len);
-    /* A match at i is followed by tokens[i + len]: i + len < n, and i < n - len. */
-    for (int i = n - len - 1; i >= 0; i--)
-        if (tokens[i] == pat[0] && !memcmp(tokens + i, pat, (size_t)len * sizeof *pat))
+    int earliest = -1;
+    for (int i = n - len - 1; i >= 0; i--) {
+        if (tokens[i] != pat[0] || memcmp(tokens + i, pat, (size_t)len * sizeof *pat))
+            continue;
+        if (n - (i + len) >= k)
             return i;
-    return -1;
+        earliest = i;
+    }
+    return earliest;
 }
 
 int pgd__ngram_propose(const int32_t *tokens, int n, int min_n, int max_n, int k, int32_t *out)
@@ -21,7 +27,7 @@ int pgd__ngram_propose(const int32_t *tokens, int n, int min_n, int max_n, int k
     if (max_n > n - 1)
         max_n = n - 1;                  /* the pattern needs an earlier place to match */
     for (int len = max_n; len >= min_n; len--) {
-        int i = latest_match(tokens, n, len);
+        int i = pick_match(tokens, n, len, k);
         if (i < 0)
             continue;
         int from = i + len, m = n - from < k ? n - from : k;

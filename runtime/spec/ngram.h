@@ -1,6 +1,6 @@
 /* Internal: the n-gram proposer (prompt lookup decoding). The draft for a sequence is what
- * followed the most recent earlier occurrence of its last n tokens, for the longest n in
- * [min_n, max_n] that occurs earlier: in text that repeats itself (code edits, quoting the
+ * followed the most recent earlier occurrence of its last n tokens (the most recent with k
+ * tokens after it, when one has), for the longest n in [min_n, max_n] that occurs earlier: in text that repeats itself (code edits, quoting the
  * prompt, structured output) the model is likely to continue as it did before. It needs no
  * model and costs O(len * max_n) a sequence. */
 #ifndef PGD_RUNTIME_SPEC_NGRAM_H

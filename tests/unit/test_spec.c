@@ -102,6 +102,11 @@ Test(spec_ngram, longest_suffix_latest_match)
     cr_assert_eq(out[0], 2);
     /* No match of at least min_n; the proposal stops at the end of the tokens. */
     cr_assert_eq(pgd__ngram_propose(c, 11, 4, 5, 3, out), 0);
+    /* A run of one token: the latest match with k tokens after it, not the one at the end. */
+    const int32_t e[] = { 9, 7, 7, 7, 7, 7, 7 };
+    cr_assert_eq(pgd__ngram_propose(e, 7, 1, 1, 3, out), 3);
+    cr_assert(out[0] == 7 && out[1] == 7 && out[2] == 7);
+    cr_assert_eq(pgd__ngram_propose(e, 7, 1, 1, 6, out), 5);   /* at most what follows 9 7 */
     const int32_t d[] = { 3, 3, 3 };
     cr_assert_eq(pgd__ngram_propose(d, 3, 1, 2, 5, out), 1);
     cr_assert_eq(out[0], 3);
@@ -672,7 +677,7 @@ Test(spec_engine, draft_model_that_disagrees_and_preemption)
  * runner's multi-token chunks with a logits row per position, and the rollback after each
  * rejection leaves the paged KV as decoding one token at a time would. A random model
  * repeats itself only now and then (the 1-gram lookups find "153 153 153" and the like):
- * some proposals are accepted (21 of 668 on this fixture), most are rejected. */
+ * some proposals are accepted, most are rejected. */
 Test(spec_llama, output_is_unchanged_and_proposals_are_accepted)
 {
     enum { N = 4, OUT = 200 };

@@ -300,5 +300,8 @@ int pgd_cmd_bench_spec(int argc, char **argv)
             return 1;
     }
     o.plugin_dirs = plugin_dirs[0] ? plugin_dirs : NULL;
+    static char spec_json[8192];
+    if (pgd_tool_resolve_spec_model(&o.spec, spec_json, sizeof spec_json))
+        return 1;
     return run_spec(&o);
 }
