@@ -1,9 +1,10 @@
 /* Speculative decoding in the engine's step (engine thread only): proposals appended to
- * decoding sequences before the step is scheduled, so that the step computes the last
- * verified token and the k proposals of each (a short prefill chunk on the paged KV, with a
- * sample row for every one of those positions); then the rejection sampler's verdict
- * (runtime/spec/rejection.h), the rollback of the rejected tail (tokens, n_computed, the KV
- * blocks only they used) and the emission of the kept tokens.
+ * decoding sequences before the step is scheduled (by prompt lookup, runtime/spec/ngram.h,
+ * or by the draft model's greedy steps over its own KV cache), so that the step computes
+ * the last verified token and the k proposals of each (a short prefill chunk on the paged
+ * KV, with a sample row for every one of those positions); then the rejection sampler's
+ * verdict (runtime/spec/rejection.h), the rollback of the rejected tail (tokens,
+ * n_computed, the KV blocks only they used) and the emission of the kept tokens.
  *
  * A sequence with proposals holds them at the end of its tokens (seq->n_spec of them). The
  * scheduler treats them as tokens to compute, caches only verified blocks, and drops them
