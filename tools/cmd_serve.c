@@ -19,6 +19,7 @@
 #include "runtime/config/ini.h"
 #include "runtime/config/settings_reload.h"
 #include "runtime/config/device_select.h"
+#include "runtime/config/batch_defaults.h"
 #include "runtime/config/generation_config.h"
 #include <pagoda/engine.h>
 #include <pagoda/frontend.h>
@@ -58,6 +59,7 @@ struct serve_opts {
     char *fe_opts[MAX_FRONTEND_SETTINGS];           /* owned copies of --frontend-opt */
     char *plugin_dirs;                              /* colon-separated, owned */
     struct pgd_engine_params ep;
+    char spec_json[8192];            /* --speculative-config with its draft resolved */
     int graph_sizes[MAX_GRAPH_SIZES];
     struct pgd__device_choice dev;
     struct pgd__gen_defaults gen;
@@ -206,11 +208,18 @@ static int prepare(struct serve_opts *o)
     if (warn[0])
         PGD_WARN("%s", warn);
     pgd__settings_engine_params(s, &o->ep, o->graph_sizes, MAX_GRAPH_SIZES);
+    /* On a GPU, batch limits the user left unset fit the card as vLLM's serving ones do. */
+    pgd__batch_defaults_apply(&o->ep, s->v[PGD__S_MAX_NUM_SEQS].origin != PGD__SO_DEFAULT,
+                              s->v[PGD__S_MAX_NUM_BATCHED_TOKENS].origin != PGD__SO_DEFAULT,
+                              PGD__USAGE_SERVER);
     /* A hub id or catalog name becomes its snapshot directory (fetched when missing). */
     const char *named = pgd__settings_str(s, PGD__S_MODEL);
     o->ep.model_dir = named;
     if (pgd_tool_resolve_model(&o->ep.model_dir, pgd__settings_str(s, PGD__S_REVISION),
                                pgd__settings_str(s, PGD__S_DOWNLOAD_DIR)))
+        return 1;
+    if (pgd_tool_resolve_spec_model(&o->ep.speculative_config, o->spec_json,
+                                    sizeof o->spec_json))
         return 1;
     served_name(o, o->ep.model_dir != named ? named : NULL);
     o->ep.model_name = o->model_name;

@@ -38,6 +38,7 @@ int pgd_cmd_bench_throughput(int argc, char **argv);   /* tools/bench/cmd_bench_
 int pgd_cmd_bench_gemv(int argc, char **argv);         /* tools/bench/cmd_bench_gemv.c */
 int pgd_cmd_bench_attention(int argc, char **argv);    /* tools/bench/cmd_bench_attention.c */
 int pgd_cmd_bench_serve(int argc, char **argv);        /* tools/bench/cmd_bench_serve.c */
+int pgd_cmd_bench_spec(int argc, char **argv);         /* tools/bench/cmd_bench_spec.c */
 /* The device's ceilings for the benchmarks' bounds: device-to-device copy bandwidth (GB/s,
  * read + write) and the rate of an 8192^3 GEMM in dt (TFLOP/s); both 0 on the CPU. desc
  * receives the device's name. Non-zero (message on stderr) on failure. */
@@ -79,6 +80,11 @@ int pgd_cmd_models(int argc, char **argv);     /* tools/cmd_models.c */
  * (runtime/hub/resolve.c); revision and download_dir are vLLM's --revision and
  * --download-dir (NULL: none). Non-zero (message on stderr) on failure. */
 int pgd_tool_resolve_model(const char **model, const char *revision, const char *download_dir);
+/* --speculative-config's draft "model" (a hub id or catalog short name) resolved as
+ * pgd_tool_resolve_model does: *spec_json then points at buf [buflen] holding the JSON with
+ * the directory (unchanged when the JSON names no model or a directory). Non-zero (message
+ * on stderr) on failure. An unparsable JSON is left for the engine to refuse. */
+int pgd_tool_resolve_spec_model(const char **spec_json, char *buf, size_t buflen);
 int pgd_cmd_tokenize(int argc, char **argv);
 int pgd_cmd_detokenize(int argc, char **argv);
 

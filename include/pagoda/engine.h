@@ -34,6 +34,9 @@ extern "C" {
 struct pgd_engine;
 struct pgd_stream;
 
+/* The most proposals a speculative step may make a sequence (num_speculative_tokens). */
+#define PGD_SPEC_MAX_TOKENS 16
+
 enum pgd_sched_policy {
     PGD_SCHED_FCFS = 0,        /* first come, first served; the newest is preempted first */
     PGD_SCHED_PRIORITY,        /* lowest `priority` value first, then arrival order */
@@ -86,6 +89,10 @@ struct pgd_engine_params {
     /* The value of the model_name label on every metric (copied); NULL (default): model_dir's
      * last part. */
     const char *model_name;
+    /* Speculative decoding: vLLM's --speculative-config JSON, e.g. '{"method": "ngram",
+     * "num_speculative_tokens": 4, "prompt_lookup_max": 4, "prompt_lookup_min": 2}'
+     * (copied; checked by pgd_engine_create); NULL (default): off. */
+    const char *speculative_config;
 };
 struct pgd_engine_params pgd_engine_default_params(void);
 
@@ -250,6 +257,13 @@ struct pgd_engine_stats {
     uint64_t generation_tokens;
     uint64_t num_steps;
     uint64_t requests_finished[4];   /* by enum pgd_finish_reason */
+    /* Speculative decoding (vLLM's spec_decode_* counters; all 0 when it is off). */
+    int spec_num_speculative_tokens; /* k, the most proposals a step; 0: off */
+    uint64_t spec_num_drafts;        /* verify runs: a sequence's proposals in one step */
+    uint64_t spec_num_draft_tokens;  /* proposals verified */
+    uint64_t spec_num_accepted_tokens;   /* of which accepted */
+    uint64_t spec_num_accepted_tokens_per_pos[PGD_SPEC_MAX_TOKENS];  /* accepted at
+                                        position i of a run (i < k) */
 };
 void pgd_engine_get_stats(struct pgd_engine *e, struct pgd_engine_stats *out);
 

@@ -5,5 +5,6 @@ runtime_libpagoda_private_la_SOURCES += \
 	%reldir%/settings.c %reldir%/settings.h %reldir%/settings_table.c \
 	%reldir%/settings_args.c %reldir%/settings_doc.c %reldir%/ini.c %reldir%/ini.h \
 	%reldir%/settings_reload.c %reldir%/settings_reload.h \
-	%reldir%/device_select.c %reldir%/device_select.h \
+	%reldir%/device_select.c %reldir%/device_select.h %reldir%/batch_defaults.c \
+	%reldir%/batch_defaults.h \
 	%reldir%/generation_config.c %reldir%/generation_config.h

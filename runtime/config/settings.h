@@ -35,7 +35,7 @@ enum pgd__setting_id {
     PGD__S_KV_CACHE_MEMORY_BYTES, PGD__S_NUM_BLOCKS, PGD__S_ENABLE_PREFIX_CACHING,
     PGD__S_MAX_NUM_SEQS, PGD__S_MAX_NUM_BATCHED_TOKENS, PGD__S_ENABLE_CHUNKED_PREFILL,
     PGD__S_SCHEDULING_POLICY, PGD__S_ENFORCE_EAGER, PGD__S_MAX_SEQ_LEN_TO_CAPTURE,
-    PGD__S_CUDA_GRAPH_SIZES,
+    PGD__S_CUDA_GRAPH_SIZES, PGD__S_SPECULATIVE_CONFIG,
     /* [plugins] */
     PGD__S_PLUGIN_DIR, PGD__S_FRONTEND,
     /* [frontend.openai] */
@@ -78,7 +78,8 @@ enum pgd__setting_dest {
 /* vLLM's `vllm serve --help` groups, in its order (pagoda's own rows join the nearest). */
 enum pgd__setting_group {
     PGD__SG_POSITIONAL, PGD__SG_OPTIONS, PGD__SG_FRONTEND, PGD__SG_MODEL, PGD__SG_CACHE,
-    PGD__SG_SCHEDULER, PGD__SG_DEVICE, PGD__SG_OBSERVABILITY, PGD__SG_COUNT
+    PGD__SG_SCHEDULER, PGD__SG_DEVICE, PGD__SG_OBSERVABILITY, PGD__SG_VLLM,
+    PGD__SG_COUNT
 };
 
 enum {

@@ -4,6 +4,7 @@
  * A new setting is one row here (and, for an engine row, one line in
  * pgd__settings_engine_params); --help, docs/CONFIG.md and the INI reader follow. */
 #include "runtime/config/settings.h"
+#include "runtime/spec/spec_config.h"
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
@@ -71,6 +72,13 @@ static bool check_top_p(const char *v, char *why, size_t n)
         return true;
     snprintf(why, n, "expected a number in (0, 1]");
     return false;
+}
+
+/* --speculative-config: the whole parse (runtime/spec/spec_config.c) at the flag. */
+static bool check_spec_config(const char *v, char *why, size_t n)
+{
+    struct pgd__spec_config c;
+    return pgd__spec_config_parse(v, &c, why, n) == PGD_OK;
 }
 
 static bool check_key_value(const char *v, char *why, size_t n)
@@ -266,6 +274,21 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         "several: exactly those. Default: 1, 2, 4, ... up to max_num_seqs. All are captured "
         "before /health answers 200.",
         PGD__SG_SCHEDULER, PGD__SD_ENGINE, 0, check_sizes },
+    [PGD__S_SPECULATIVE_CONFIG] = { ENGINE, "speculative_config", PGD__ST_JSON, NULL, 0, 0,
+        NULL, "JSON",
+        "Speculative decoding, as vLLM's JSON: '{\"method\": \"ngram\", "
+        "\"num_speculative_tokens\": 4, \"prompt_lookup_max\": 4, \"prompt_lookup_min\": "
+        "2}' proposes up to num_speculative_tokens (1..16) tokens a step by prompt lookup "
+        "(the tokens after the latest earlier occurrence of the sequence's last n tokens, n "
+        "from prompt_lookup_max down to prompt_lookup_min, both 5 by default) and verifies "
+        "them in one forward pass; the output is exactly what it is without speculation "
+        "(greedy, and seeded sampling token for token). '{\"method\": \"draft_model\", "
+        "\"model\": \"DIR\", \"num_speculative_tokens\": 4}' proposes with a small model "
+        "of the same vocabulary (a directory; greedy drafting, as vLLM's; its KV cache has "
+        "as many blocks as the target's, and both fit the memory budget). "
+        "disable_by_batch_size N: no proposals while more than N sequences run. Default: "
+        "off.",
+        PGD__SG_VLLM, PGD__SD_ENGINE, 0, check_spec_config },
 
     [PGD__S_PLUGIN_DIR] = { PLUGINS, "plugin_dir", PGD__ST_PATH, NULL, 0, 0, NULL, "DIR",
         "pagoda: also look for plugins in DIR (repeatable; before PAGODA_PLUGIN_PATH and the "
@@ -441,6 +464,7 @@ const char *const pgd__setting_group_titles[PGD__SG_COUNT] = {
     [PGD__SG_SCHEDULER] = "SchedulerConfig",
     [PGD__SG_DEVICE] = "DeviceConfig",
     [PGD__SG_OBSERVABILITY] = "ObservabilityConfig",
+    [PGD__SG_VLLM] = "VllmConfig",
 };
 
 const struct pgd__setting_alias pgd__setting_aliases[] = {
@@ -480,7 +504,6 @@ const struct pgd__refused_flag pgd__refused_flags[] = {
     { "--tokenizer-mode", "pagoda has one tokenizer (tokenizer.json)" },
     { "--enable-lora", NO_LORA }, { "--lora-modules", NO_LORA }, { "--max-loras", NO_LORA },
     { "--max-lora-rank", NO_LORA },
-    { "--speculative-config", "speculative decoding is not supported" },
     { "--ssl-keyfile", NO_TLS }, { "--ssl-certfile", NO_TLS }, { "--ssl-ca-certs", NO_TLS },
     { "--ssl-cert-reqs", NO_TLS },
     { "--middleware", "pagoda runs no Python middleware: put a reverse proxy in front" },

@@ -30,6 +30,13 @@ struct pgd__engine_backend {
     enum pgd_status (*step_sample)(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
                                    const struct pgd__sample_row *rows,
                                    struct pgd__sample_result *res, char *err, size_t errlen);
+    /* Optional: speculative decoding's draft model (method draft_model), a model of the
+     * same vocabulary with a paged KV cache of its own over the same block ids (the same
+     * num_blocks and block_size): one step of it, the greedy ids of its logits rows into
+     * ids [sum of n_logits]. The engine keeps the draft's KV in step with the blocks. */
+    enum pgd_status (*draft_step)(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
+                                  int32_t *ids, char *err, size_t errlen);
+    int draft_max_model_len;        /* the draft's longest sequence */
     void (*destroy)(void *ctx);
 };
 

@@ -33,6 +33,7 @@ struct pgd_engine_params pgd_engine_default_params(void)
 /* Frees e and everything it owns, after its thread ended (or never started). */
 static void engine_free(struct pgd_engine *e)
 {
+    pgd__spec_fini(e);
     pgd__scheduler_fini(&e->sched);
     pgd__kv_manager_fini(&e->kv);
     pgd__sampler_fini(&e->sampler);
@@ -99,6 +100,33 @@ static enum pgd_status init_parts(struct pgd_engine *e, const struct pgd_engine_
     return PGD_OK;
 }
 
+/* Speculative decoding's settings from p->speculative_config (vLLM's JSON) into e->spec;
+ * the text is not kept. The draft-model method needs a backend with a draft (made by
+ * pgd_engine_create from the config's "model"). */
+static enum pgd_status spec_setup(struct pgd_engine *e, const struct pgd_engine_params *p,
+                                  char *err, size_t errlen)
+{
+    e->p.speculative_config = NULL;
+    enum pgd_status st = pgd__spec_config_parse(p->speculative_config, &e->spec, err, errlen);
+    if (st)
+        return st;
+    if (e->spec.method == PGD__SPEC_DRAFT_MODEL && !e->be.draft_step)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "speculative_config: method "
+                        "\"draft_model\" (draft %s): this backend has no draft model",
+                        e->spec.model);
+    e->stats.spec_num_speculative_tokens = e->spec.num_speculative_tokens;
+    if (e->spec.method == PGD__SPEC_NGRAM)
+        PGD_INFO("speculative decoding: ngram, %d tokens a step, prompt lookup %d..%d%s",
+                 e->spec.num_speculative_tokens, e->spec.prompt_lookup_min,
+                 e->spec.prompt_lookup_max,
+                 e->spec.disable_by_batch_size ? " (off above disable_by_batch_size)" : "");
+    if (e->spec.method == PGD__SPEC_DRAFT_MODEL)
+        PGD_INFO("speculative decoding: draft model %s, %d tokens a step%s", e->spec.model,
+                 e->spec.num_speculative_tokens,
+                 e->spec.disable_by_batch_size ? " (off above disable_by_batch_size)" : "");
+    return pgd__spec_init(e, err, errlen);
+}
+
 /* Takes ownership of backend->ctx and textio->ctx in every case (see engine_backend.h). */
 enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
                                         const struct pgd__engine_backend *backend,
@@ -128,6 +156,8 @@ enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
     pgd__engine_metrics_init(&e->metrics, p, e->max_model_len, backend->num_blocks,
                              backend->block_size);
     enum pgd_status st = check_limits(e, p, backend, err, errlen);
+    if (st == PGD_OK)
+        st = spec_setup(e, p, err, errlen);
     if (st == PGD_OK)
         st = init_parts(e, p, backend, err, errlen);
     e->next_id = 1;
@@ -203,8 +233,9 @@ void pgd__engine_set_paranoid(struct pgd_engine *e, bool on)
 
 /* The backend's ctx: what pgd_engine_create made, released by rb_destroy. */
 struct runner_backend {
-    struct pgd_registry *registry;     /* owned; outlives the runner */
+    struct pgd_registry *registry;     /* owned; outlives the runners */
     struct pgd__runner *runner;        /* owned */
+    struct pgd__runner *draft;         /* owned speculative draft model, or NULL */
 };
 
 /* The backend's step and step_sample: the runner's (see engine_backend.h); ctx is the
@@ -224,12 +255,20 @@ static enum pgd_status rb_step_sample(void *ctx, const struct pgd__step_seq *seq
     return pgd__runner_step_sample(rb->runner, seqs, n_seqs, rows, res, err, errlen);
 }
 
-/* Frees ctx: the runner first, then the registry whose plugins it used. */
+static enum pgd_status rb_draft_step(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
+                                     int32_t *ids, char *err, size_t errlen)
+{
+    struct runner_backend *rb = ctx;
+    return pgd__runner_step_greedy(rb->draft, seqs, n_seqs, ids, err, errlen);
+}
+
+/* Frees ctx: the runners first, then the registry whose plugins they used. */
 static void rb_destroy(void *ctx)
 {
     struct runner_backend *rb = ctx;
     if (!rb)
         return;
+    pgd__runner_destroy(rb->draft);
     pgd__runner_destroy(rb->runner);
     pgd_registry_destroy(rb->registry);
     free(rb);
@@ -248,6 +287,11 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
     *out = NULL;
     if (!p->model_dir || !*p->model_dir)
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "engine: model_dir is not set");
+    /* A bad speculative_config fails before the model is loaded (create_with parses it). */
+    struct pgd__spec_config spec;
+    enum pgd_status sst = pgd__spec_config_parse(p->speculative_config, &spec, err, errlen);
+    if (sst)
+        return sst;
     struct runner_backend *rb = calloc(1, sizeof *rb);
     if (!rb)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "engine: no memory");
@@ -278,11 +322,17 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
     rp.max_seq_len_to_capture = p->max_seq_len_to_capture;
     rp.cuda_graph_sizes = p->cuda_graph_sizes;
     rp.n_cuda_graph_sizes = p->n_cuda_graph_sizes;
-    st = pgd__runner_create(&rp, &rb->runner, err, errlen);
+    /* A draft model first: its weights count when the target sizes the pool. */
+    if (spec.method == PGD__SPEC_DRAFT_MODEL)
+        st = pgd__engine_draft_open(&spec, &rp, &rb->draft, err, errlen);
+    if (st == PGD_OK)
+        st = pgd__runner_create(&rp, &rb->runner, err, errlen);
     /* Readiness: every CUDA graph of the decode ladder is captured before the engine exists
      * (a server answers /health 200 only after this), not during the first requests. */
     if (st == PGD_OK)
         st = pgd__runner_capture_graphs(rb->runner, err, errlen);
+    if (st == PGD_OK && rb->draft)
+        st = pgd__engine_draft_finish(rb->draft, rb->runner, err, errlen);
     if (st != PGD_OK) {
         rb_destroy(rb);
         return st;
@@ -300,6 +350,9 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
         .n_eos = m->n_eos,
         .step = rb_step,
         .step_sample = rb_step_sample,
+        .draft_step = rb->draft ? rb_draft_step : NULL,
+        .draft_max_model_len = rb->draft ? pgd__runner_desc(rb->draft)->max_position_embeddings
+                                         : 0,
         .destroy = rb_destroy,
     };
     /* The text path: the model's tokenizer when the directory has one; without it the

@@ -25,6 +25,7 @@
 #include "runtime/engine/stop.h"
 #include "runtime/kv/kv_manager.h"
 #include "runtime/sample/sample_rows.h"
+#include "runtime/spec/spec_config.h"
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -141,6 +142,8 @@ struct pgd_engine {
     struct pgd__sample_result *res; /* [max_num_batched_tokens] what became of them */
     struct pgd__req *active;        /* owned; admitted requests, newest first */
     bool device_sampling;           /* the thread's copy of !no_device_sampling */
+    struct pgd__spec_config spec;   /* speculative decoding (fixed at creation) */
+    struct pgd__spec_scratch *spec_scratch;   /* owned; draft-model steps (engine_spec.c) */
 
     /* Under mu (cv: the engine thread waits on it for work). */
     pthread_t thread;
@@ -172,6 +175,38 @@ double pgd__engine_now(void);
  * every request it holds. */
 void *pgd__engine_main(void *arg);
 
+/* ---- speculative decoding (engine_spec.c); engine thread only ------------------------ */
+
+/* The scratch of draft-model proposals (e->spec_scratch), made when the engine is. */
+enum pgd_status pgd__spec_init(struct pgd_engine *e, char *err, size_t errlen);
+void pgd__spec_fini(struct pgd_engine *e);
+/* Before a step is scheduled: appends proposals (seq->n_spec of them) to each running
+ * sequence that is decoding, so that the step verifies them. A no-op when speculation is
+ * off. False when the draft model's step failed (every request was aborted then). */
+bool pgd__spec_propose(struct pgd_engine *e);
+/* After the step ran and the scheduler was updated: seq (with proposals, in the step with
+ * its n_rows sample rows, results res) keeps the accepted proposals and the correction or
+ * bonus token, drops the rest and the KV blocks they alone used, and emits the kept tokens
+ * one by one (a stop inside the run ends it there). */
+void pgd__spec_verify_emit(struct pgd_engine *e, struct pgd__seq *seq, int n_rows,
+                           const struct pgd__sample_result *res);
+/* After the step's outputs: drops the proposals of running sequences the step did not
+ * reach (the budget ran out before them). */
+void pgd__spec_drop_unverified(struct pgd_engine *e);
+
+/* ---- the draft model (engine_draft.c), for pgd_engine_create ------------------------- */
+
+/* Loads spec->model as *draft (owned by the caller) with the target's parameters rp and a
+ * one-block pool, and sets rp->extra_block_bytes to the draft's block size in bytes. */
+enum pgd_status pgd__engine_draft_open(const struct pgd__spec_config *spec,
+                                       struct pgd__runner_params *rp,
+                                       struct pgd__runner **draft, char *err, size_t errlen);
+/* Once the target exists: checks the pair (the same vocabulary, no sliding window), gives
+ * the draft a pool of the target's block count, captures its graphs. */
+enum pgd_status pgd__engine_draft_finish(struct pgd__runner *draft,
+                                         const struct pgd__runner *target, char *err,
+                                         size_t errlen);
+
 /* ---- emitting outputs (engine_emit.c); engine thread only --------------------------- */
 
 /* Child c got `token` (already appended to its sequence): stop checks, text, the output on
@@ -201,6 +236,8 @@ void pgd__stats_on_token(struct pgd_engine *e, const struct pgd__child *c, doubl
 /* Child c finished for reason why (its blocks are back in the pool). */
 void pgd__stats_on_finish(struct pgd_engine *e, const struct pgd__child *c,
                           enum pgd_finish_reason why);
+/* A verify run: n_proposed proposals verified, the first n_accepted of them accepted. */
+void pgd__stats_on_spec(struct pgd_engine *e, int n_proposed, int n_accepted);
 /* The gauges: running and waiting sequences, KV cache usage. */
 void pgd__stats_gauges(struct pgd_engine *e);
 

@@ -60,6 +60,26 @@ static void gauge(struct pgd__strbuf *b, const char *labels, const char *name,
     pgd__prom_sample(b, name, labels, v);
 }
 
+/* Speculative decoding's counters, as vLLM's spec_decode_* (only with speculation on):
+ * verify runs, proposals, accepted proposals, and accepted by position in the run. */
+static void spec_counters(struct pgd__strbuf *b, const char *L, const struct pgd_engine_stats *s)
+{
+    gauge(b, L, "pagoda:spec_decode_num_drafts_total", "counter",
+          "Verify runs: a sequence's proposals checked in one step.", (double)s->spec_num_drafts);
+    gauge(b, L, "pagoda:spec_decode_num_draft_tokens_total", "counter",
+          "Proposed tokens verified.", (double)s->spec_num_draft_tokens);
+    gauge(b, L, "pagoda:spec_decode_num_accepted_tokens_total", "counter",
+          "Proposed tokens accepted.", (double)s->spec_num_accepted_tokens);
+    pgd__prom_header(b, "pagoda:spec_decode_num_accepted_tokens_per_pos_total", "counter",
+                     "Proposed tokens accepted, by their position in the run.");
+    for (int i = 0; i < s->spec_num_speculative_tokens && i < PGD_SPEC_MAX_TOKENS; i++) {
+        char lab[400];
+        snprintf(lab, sizeof lab, "%s,position=\"%d\"", L, i);
+        pgd__prom_sample(b, "pagoda:spec_decode_num_accepted_tokens_per_pos_total", lab,
+                         (double)s->spec_num_accepted_tokens_per_pos[i]);
+    }
+}
+
 enum pgd_status pgd__engine_metrics_text(const struct pgd__engine_metrics *m,
                                          const struct pgd_engine_stats *s, char **text,
                                          size_t *len)
@@ -92,6 +112,8 @@ enum pgd_status pgd__engine_metrics_text(const struct pgd__engine_metrics *m,
         pgd__prom_sample(&b, "pagoda:request_success_total", lab,
                          (double)s->requests_finished[i]);
     }
+    if (s->spec_num_speculative_tokens > 0)
+        spec_counters(&b, L, s);
     gauge(&b, m->cache_info, "pagoda:cache_config_info", "gauge",
           "Information of the KV cache's configuration (the value is always 1).", 1.0);
     pgd__prom_histogram(&b, "pagoda:time_to_first_token_seconds",

@@ -40,6 +40,17 @@ void pgd__stats_on_step(struct pgd_engine *e, uint64_t prompt_computed, int step
     pthread_mutex_unlock(&e->stats_mu);
 }
 
+void pgd__stats_on_spec(struct pgd_engine *e, int n_proposed, int n_accepted)
+{
+    pthread_mutex_lock(&e->stats_mu);
+    e->stats.spec_num_drafts++;
+    e->stats.spec_num_draft_tokens += (uint64_t)n_proposed;
+    e->stats.spec_num_accepted_tokens += (uint64_t)n_accepted;
+    for (int i = 0; i < n_accepted && i < PGD_SPEC_MAX_TOKENS; i++)
+        e->stats.spec_num_accepted_tokens_per_pos[i]++;
+    pthread_mutex_unlock(&e->stats_mu);
+}
+
 /* Also stamps the request's first token (t_first_token is the engine thread's; it is set
  * here so that the time to first token is observed exactly once). */
 void pgd__stats_on_token(struct pgd_engine *e, const struct pgd__child *c, double t)

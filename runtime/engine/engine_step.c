@@ -33,7 +33,8 @@ static bool wants_prompt_logprobs(const struct pgd__child *c)
 
 /* The descriptors of seq's logits rows (the last nl of its n_new new tokens) into rows:
  * prompt-logprobs rows for prompt positions, a sample row for the last when the step
- * completes the sequence. */
+ * completes the sequence, a sample row for every one when it verifies proposals (each row
+ * samples the token after its position, with the tokens before it as context). */
 static void describe_rows(const struct pgd_engine *e, const struct pgd__seq *seq,
                           const struct pgd__step_seq *ss, struct pgd__sample_row *rows)
 {
@@ -48,14 +49,14 @@ static void describe_rows(const struct pgd_engine *e, const struct pgd__seq *seq
         memset(row, 0, sizeof *row);
         row->kind = PGD__ROW_SKIP;
         row->n_top = -1;
-        if (completes && j == nl - 1) {
+        if (seq->n_spec > 0 || (completes && j == nl - 1)) {
             row->kind = PGD__ROW_SAMPLE;
             row->n_top = rq->sp.logprobs;
             row->ctx = (struct pgd__sample_ctx){
                 .sp = &rq->sp,
                 .tokens = seq->tokens,
                 .n_prompt = seq->n_prompt,
-                .n_out = seq->n_tokens - seq->n_prompt,
+                .n_out = p + 1 - seq->n_prompt,
                 .eos = e->be.eos_ids,
                 .n_eos = e->be.n_eos,
                 .seed = rq->seed,
@@ -104,7 +105,8 @@ static int prepare_step(struct pgd_engine *e, const struct pgd__sched_out *o,
             .n_computed = seq->n_computed,
             .block_table = seq->kv.blocks,
             .n_blocks = seq->kv.n_blocks,
-            .n_logits = wants_prompt_logprobs(c) ? n_new : (completes ? 1 : 0),
+            .n_logits = wants_prompt_logprobs(c) || seq->n_spec > 0 ? n_new
+                                                                    : (completes ? 1 : 0),
         };
     }
     int n_rows = 0;
@@ -140,6 +142,12 @@ static void emit_results(struct pgd_engine *e, const struct pgd__sched_out *o)
         struct pgd__seq *seq = o->seqs[i];
         struct pgd__child *c = seq->owner;
         const struct pgd__step_seq *ss = &e->ss[i];
+        if (seq->n_spec > 0) {
+            /* A verify run: every row is a sample (engine_spec.c). */
+            pgd__spec_verify_emit(e, seq, ss->n_logits, &e->res[k]);
+            k += ss->n_logits;
+            continue;
+        }
         for (int j = 0; j < ss->n_logits; j++, k++) {
             const struct pgd__sample_row *row = &e->rows[k];
             if (row->kind == PGD__ROW_TARGET) {
@@ -165,14 +173,18 @@ static void retire_finished(struct pgd_engine *e)
     }
 }
 
-/* One step: schedule -> prepare -> run -> update the scheduler -> emit -> retire. A failed
- * model step aborts every request (their KV is in an unknown state). */
+/* One step: propose (speculative decoding) -> schedule -> prepare -> run -> update the
+ * scheduler -> emit -> retire. A failed model step aborts every request (their KV is in an
+ * unknown state). */
 static void engine_step(struct pgd_engine *e)
 {
+    if (!pgd__spec_propose(e))
+        return;
     const struct pgd__sched_out *o = pgd__scheduler_schedule(&e->sched);
     if (o->n == 0) {
         PGD_WARN("engine: nothing schedulable with %d waiting, %d running", e->sched.n_waiting,
                  e->sched.n_running);
+        pgd__spec_drop_unverified(e);
         return;
     }
     uint64_t prompt_computed;
@@ -193,6 +205,7 @@ static void engine_step(struct pgd_engine *e)
      * the stats once its streams closed sees every step that fed them. */
     pgd__stats_on_step(e, prompt_computed, step_tokens);
     emit_results(e, o);
+    pgd__spec_drop_unverified(e);
     retire_finished(e);
     pgd__stats_gauges(e);
 }

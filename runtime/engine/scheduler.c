@@ -37,6 +37,12 @@ void pgd__seq_append(struct pgd__seq *s, int32_t token)
     s->tokens[s->n_tokens++] = token;
 }
 
+void pgd__seq_drop_spec(struct pgd__seq *s)
+{
+    s->n_tokens -= s->n_spec;
+    s->n_spec = 0;
+}
+
 enum pgd_status pgd__scheduler_init(struct pgd__scheduler *s, const struct pgd__sched_params *p,
                                     struct pgd__kv_manager *kv, char *err, size_t errlen)
 {
@@ -160,6 +166,10 @@ static void preempt(struct pgd__scheduler *s, int v, int *budget)
         }
     pgd__kv_free(s->kv, &seq->kv);
     seq->n_computed = 0;
+    /* Recomputation starts from verified tokens only; the draft model's KV starts over
+     * (a prefix hit's blocks need not hold the draft's KV). */
+    pgd__seq_drop_spec(seq);
+    seq->n_draft_computed = 0;
     seq->n_preemptions++;
     s->n_preemptions++;
     o->n_preempted++;
@@ -278,9 +288,11 @@ void pgd__scheduler_update(struct pgd__scheduler *s, const struct pgd__sched_out
         struct pgd__seq *seq = out->seqs[i];
         seq->n_computed += out->n_new[i];
         PGD_ASSERT(seq->n_computed <= seq->n_tokens);
-        pgd__kv_cache_blocks(s->kv, &seq->kv, seq->tokens, seq->n_computed);
-        pgd__kv_release_outside_window(s->kv, &seq->kv, seq->n_computed,
-                                       s->p.sliding_window);
+        /* Proposals' KV may yet be rejected: cache and slide over verified tokens only. */
+        int verified = seq->n_tokens - seq->n_spec;
+        int upto = seq->n_computed < verified ? seq->n_computed : verified;
+        pgd__kv_cache_blocks(s->kv, &seq->kv, seq->tokens, upto);
+        pgd__kv_release_outside_window(s->kv, &seq->kv, upto, s->p.sliding_window);
     }
 }
 

@@ -32,6 +32,11 @@ struct pgd__seq {
     int n_tokens, tokens_cap;
     int n_prompt;
     int n_computed;             /* tokens whose KV is in the cache */
+    int n_spec;                 /* speculative decoding: the last n_spec of tokens are
+                                   proposals, not yet verified (runtime/engine/engine_spec.c);
+                                   never cached, dropped on preemption */
+    int n_draft_computed;       /* draft-model speculation: tokens whose KV is in the draft
+                                   model's cache (engine_spec.c); 0 after preemption */
     int priority;               /* lower runs first under PGD_SCHED_PRIORITY */
     uint64_t arrival;           /* submission order (ties of priority) */
     bool use_prefix_cache;      /* may take prefix hits (false with prompt logprobs) */
@@ -95,9 +100,12 @@ void pgd__scheduler_add(struct pgd__scheduler *s, struct pgd__seq *seq);
  * next call; its seqs are the callers' sequences. */
 const struct pgd__sched_out *pgd__scheduler_schedule(struct pgd__scheduler *s);
 /* After the step ran: advances each planned sequence's n_computed and caches its newly
- * full blocks. The caller then appends a token to every sequence that caught up
+ * full blocks (of verified tokens only: never a block holding a proposal). The caller then appends a token to every sequence that caught up
  * (n_computed == n_tokens) and calls pgd__scheduler_finish for those that are done. */
 void pgd__scheduler_update(struct pgd__scheduler *s, const struct pgd__sched_out *out);
+/* Speculative decoding: drops seq's proposals (n_spec tokens at the tail of its tokens). */
+void pgd__seq_drop_spec(struct pgd__seq *s);
+
 /* Removes seq wherever it is (waiting or running), releasing its blocks: finish or abort.
  * Must not be called between schedule and update for a planned sequence. */
 void pgd__scheduler_finish(struct pgd__scheduler *s, struct pgd__seq *seq);

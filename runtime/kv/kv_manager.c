@@ -110,6 +110,16 @@ void pgd__kv_cache_blocks(struct pgd__kv_manager *m, struct pgd__kv_seq *s,
     s->n_cached = n_full;
 }
 
+void pgd__kv_truncate(struct pgd__kv_manager *m, struct pgd__kv_seq *s, int n_tokens)
+{
+    int keep = pgd__kv_blocks_for(m, n_tokens);
+    PGD_ASSERT(keep >= s->n_cached && keep >= s->n_released);
+    for (int i = s->n_blocks - 1; i >= keep; i--)
+        pgd__block_pool_free(&m->pool, &s->blocks[i], 1);
+    if (s->n_blocks > keep)
+        s->n_blocks = keep;
+}
+
 void pgd__kv_free(struct pgd__kv_manager *m, struct pgd__kv_seq *s)
 {
     /* Tail first: the free queue is LRU, so the tail blocks (least likely to be shared)

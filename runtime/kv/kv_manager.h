@@ -61,6 +61,11 @@ void pgd__kv_cache_blocks(struct pgd__kv_manager *m, struct pgd__kv_seq *s,
  * returns how many it released. window 0 (full attention) releases nothing. */
 int pgd__kv_release_outside_window(struct pgd__kv_manager *m, struct pgd__kv_seq *s,
                                    int n_computed, int window);
+/* Speculative decoding's rollback: s keeps the blocks that n_tokens tokens need and
+ * releases the rest (tail first), which held only rejected proposals' KV. Blocks offered
+ * to the prefix cache are never released here (they hold verified tokens only). */
+void pgd__kv_truncate(struct pgd__kv_manager *m, struct pgd__kv_seq *s, int n_tokens);
+
 /* Releases every block of s (tail first, so the tail is evicted first); keeps the hashes,
  * which stay valid for the same tokens. */
 void pgd__kv_free(struct pgd__kv_manager *m, struct pgd__kv_seq *s);

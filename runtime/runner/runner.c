@@ -356,7 +356,7 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
     size_t block_bytes = pgd__kv_cache_block_bytes(d->n_layers, p->block_size, d->n_kv_heads,
                                                    d->head_dim, r->model->dtype);
     int num_blocks;
-    if ((st = count_blocks(r, block_bytes, &num_blocks, err, errlen)))
+    if ((st = count_blocks(r, block_bytes + p->extra_block_bytes, &num_blocks, err, errlen)))
         goto fail;
     if ((st = alloc_buffers(r, num_blocks, err, errlen)))
         goto fail;
@@ -365,6 +365,23 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
     return PGD_OK;
 fail:
     pgd__runner_destroy(r);
+    return st;
+}
+
+enum pgd_status pgd__runner_set_num_blocks(struct pgd__runner *r, int num_blocks, char *err,
+                                           size_t errlen)
+{
+    const struct pgd_model_desc *d = &r->model->desc;
+    enum pgd_status st = device_sync(r, err, errlen);
+    if (st)
+        return st;
+    pgd__kv_cache_fini(&r->kv);
+    st = pgd__kv_cache_init(&r->kv, r->params.device, r->model->dtype, d->n_layers, num_blocks,
+                            r->params.block_size, d->n_kv_heads, d->head_dim, err, errlen);
+    if (st == PGD_OK)
+        log_kv_size(r, num_blocks, pgd__kv_cache_block_bytes(d->n_layers, r->params.block_size,
+                                                             d->n_kv_heads, d->head_dim,
+                                                             r->model->dtype));
     return st;
 }
 

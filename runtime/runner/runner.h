@@ -45,8 +45,18 @@ struct pgd__runner_params {
     int max_seq_len_to_capture;
     const int *cuda_graph_sizes;
     int n_cuda_graph_sizes;
+    /* Bytes a KV block costs elsewhere (a speculative draft model's cache over the same
+     * block ids): counted with each block when the pool is sized from memory, so that both
+     * caches fit the budget. Default 0. */
+    size_t extra_block_bytes;
 };
 void pgd__runner_default_params(struct pgd__runner_params *p);
+
+/* Gives the runner a KV cache of num_blocks blocks instead of the one it has (whose
+ * contents are dropped): a draft model's cache made to match its target's pool. Call it
+ * before any graph is captured. */
+enum pgd_status pgd__runner_set_num_blocks(struct pgd__runner *r, int num_blocks, char *err,
+                                           size_t errlen);
 
 /* GPU graphs: captures the graph of every (batch size, context bucket) of the decode ladder
  * now, with synthetic decode steps over block 0 (which must not hold a live sequence's KV:

@@ -55,6 +55,10 @@ static void rule(const int32_t *toks, int n, float *out)
     out[EOS_ID] -= 1.0f;    /* EOS a little rarer */
 }
 
+/* The rule the stand-in model follows (rule above unless a test installs another, e.g. one
+ * that repeats itself, for speculative decoding); reference_greedy follows it too. */
+static void (*g_rule)(const int32_t *toks, int n, float *out) = rule;
+
 /* A step's duration (microseconds), for tests that act while requests run. Criterion runs
  * each test in its own process. */
 static long g_step_delay_us;
@@ -101,7 +105,7 @@ static enum pgd_status fake_step(void *ctx, const struct pgd__step_seq *seqs, in
         }
         for (int r = 0; r < s->n_logits; r++) {
             int upto = total - s->n_logits + r + 1;
-            rule(f->hist, upto, row);
+            g_rule(f->hist, upto, row);
             row += VOCAB;
         }
     }
@@ -207,7 +211,7 @@ static int reference_greedy(const int32_t *prompt, int n, int max_out, enum eos_
     float lg[VOCAB];
     int k = 0;
     while (k < max_out) {
-        rule(h, n + k, lg);
+        g_rule(h, n + k, lg);
         int best = 0;
         for (int v = 1; v < VOCAB; v++)
             if (lg[v] > lg[best]) best = v;
@@ -271,7 +275,7 @@ static uint32_t xs(uint32_t *s)
     return *s;
 }
 
-static void *worker_main(void *arg)
+__attribute__((unused)) static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     uint32_t rs = 0x9e3779b9u * (uint32_t)(w->id + 1);
@@ -336,7 +340,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static void fixture_tweak_stress(struct pgd_engine_params *p)
+__attribute__((unused)) static void fixture_tweak_stress(struct pgd_engine_params *p)
 {
     p->max_num_batched_tokens = 48;
     p->max_num_seqs = 6;

@@ -147,22 +147,27 @@ void greedy_run(struct pgd__runner *r, const int32_t *prompt, int n_prompt, int 
     free(toks);
 }
 
+struct pgd_engine *model_engine_params(const char *name, struct pgd_engine_params *p)
+{
+    p->model_dir = fixture_dir(name);
+    p->plugin_path = env_or("PGD_TEST_PLUGIN_DIRS", PGD_BUILD_PLUGIN_DIRS);
+    struct pgd_engine *e;
+    char err[1024] = "";
+    cr_assert_eq(pgd_engine_create(p, &e, err, sizeof err), PGD_OK, "%s: %s", name, err);
+    pgd__engine_set_paranoid(e, true);
+    return e;
+}
+
 struct pgd_engine *model_engine(const char *name, enum pgd_device device, int num_blocks,
                                 int block_size, int budget, int max_seqs)
 {
     struct pgd_engine_params p = pgd_engine_default_params();
-    p.model_dir = fixture_dir(name);
-    p.plugin_path = env_or("PGD_TEST_PLUGIN_DIRS", PGD_BUILD_PLUGIN_DIRS);
     p.device = device;
     p.num_blocks = num_blocks;
     p.block_size = block_size;
     p.max_num_batched_tokens = budget;
     p.max_num_seqs = max_seqs;
-    struct pgd_engine *e;
-    char err[1024] = "";
-    cr_assert_eq(pgd_engine_create(&p, &e, err, sizeof err), PGD_OK, "%s: %s", name, err);
-    pgd__engine_set_paranoid(e, true);
-    return e;
+    return model_engine_params(name, &p);
 }
 
 void check_batched_first_logits(struct pgd__runner *r, const char *name, const char *ref_key,

@@ -26,6 +26,9 @@ struct pgd__runner *fixture_runner(struct pgd_registry *reg, const char *name, i
  * step (owned by the caller: pgd_engine_destroy). */
 struct pgd_engine *model_engine(const char *name, enum pgd_device device, int num_blocks,
                                 int block_size, int budget, int max_seqs);
+/* The same with the caller's parameters p (model_dir and plugin_path are filled in; the
+ * rest is the caller's, e.g. speculative_config). */
+struct pgd_engine *model_engine_params(const char *name, struct pgd_engine_params *p);
 /* Runs every prompt of the fixture's reference.json in one step on r (sequence s on blocks
  * 63 - (16 s + b) % 64: interleaved, descending ids) and asserts that each row's logits are
  * within tol (rel_max_diff) of its case's first_logits under ref_key ("native",

@@ -4,6 +4,7 @@
 # table: docs/CONFIG.md against `pagoda config --print-doc`, --help, refused flags, --device
 # on a machine without a GPU.
 TOOL_SCRIPT_TESTS = %reldir%/test_bench_throughput.sh %reldir%/test_generate_prompt_ids.sh \
+	%reldir%/test_bench_spec.sh \
 	%reldir%/test_export_boundary.sh %reldir%/test_config.sh
 SCRIPT_TESTS += $(TOOL_SCRIPT_TESTS)
 EXTRA_DIST += $(TOOL_SCRIPT_TESTS) tests/lib/harness.sh docs/CONFIG.md

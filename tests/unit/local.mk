@@ -5,7 +5,8 @@ CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cp
 	tests/unit/test_tokenizer tests/unit/test_chat_template tests/unit/test_registry \
 	tests/unit/test_model_api tests/unit/test_jinja_sort \
 	tests/unit/test_corrupt_files tests/unit/test_settings tests/unit/test_metrics \
-	tests/unit/test_ini tests/unit/test_reload tests/unit/test_log
+	tests/unit/test_ini tests/unit/test_reload tests/unit/test_log tests/unit/test_spec \
+	tests/unit/test_batch_defaults
 check_PROGRAMS += $(CRITERION_TESTS) tests/unit/test_engine_tsan
 tests_unit_test_base_SOURCES = %reldir%/test_base.c
 tests_unit_test_base_CPPFLAGS = $(TEST_CPPFLAGS)
@@ -47,6 +48,16 @@ tests_unit_test_sampler_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_sampler_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_sampler_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_sampler_LDADD = $(TEST_LDADD)
+tests_unit_test_batch_defaults_SOURCES = %reldir%/test_batch_defaults.c
+tests_unit_test_batch_defaults_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_batch_defaults_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_batch_defaults_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_batch_defaults_LDADD = $(TEST_LDADD)
+tests_unit_test_spec_SOURCES = %reldir%/test_spec.c
+tests_unit_test_spec_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_spec_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_spec_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_spec_LDADD = $(TEST_LDADD)
 tests_unit_test_engine_SOURCES = %reldir%/test_engine.c
 tests_unit_test_engine_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_engine_CFLAGS = $(TEST_CFLAGS)

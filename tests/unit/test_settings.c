@@ -123,6 +123,8 @@ Test(settings, every_listed_flag_parses_to_its_row)
     }
 }
 
+#define SPEC_NGRAM "{\"method\": \"ngram\", \"num_speculative_tokens\": 2}"
+
 /* A valid value for each row, to parse every row from its own flag. */
 static const char *sample_value(int id)
 {
@@ -130,6 +132,7 @@ static const char *sample_value(int id)
     switch (id) {
     case PGD__S_CUDA_GRAPH_SIZES: return "8";
     case PGD__S_OVERRIDE_GENERATION_CONFIG: return "{}";
+    case PGD__S_SPECULATIVE_CONFIG: return SPEC_NGRAM;
     case PGD__S_FRONTEND_OPT: return "k=v";
     case PGD__S_DEVICE: return "cpu";
     default: break;
@@ -336,7 +339,10 @@ static bool engine_params_differ(const struct pgd_engine_params *a,
            a->enforce_eager != b->enforce_eager || (a->tokenizer != b->tokenizer) ||
            a->random_weights != b->random_weights ||
            a->max_seq_len_to_capture != b->max_seq_len_to_capture ||
-           a->n_cuda_graph_sizes != b->n_cuda_graph_sizes;
+           a->n_cuda_graph_sizes != b->n_cuda_graph_sizes ||
+           (a->speculative_config != b->speculative_config &&
+            (!a->speculative_config || !b->speculative_config ||
+             strcmp(a->speculative_config, b->speculative_config)));
 }
 
 /* Not the default, for each engine row. */
@@ -359,6 +365,7 @@ static const char *other_value(int id)
     case PGD__S_ENFORCE_EAGER: return "true";
     case PGD__S_MAX_SEQ_LEN_TO_CAPTURE: return "100";
     case PGD__S_CUDA_GRAPH_SIZES: return "1 2";
+    case PGD__S_SPECULATIVE_CONFIG: return SPEC_NGRAM;
     default: return NULL;
     }
 }

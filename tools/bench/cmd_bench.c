@@ -40,6 +40,7 @@ static void bench_usage(FILE *out)
             "       pagoda bench throughput --help   (requests through the engine)\n"
             "       pagoda bench gemv [--batch LIST] (the decode GEMV kernels alone)\n"
             "       pagoda bench attention [--path LIST] (the attention kernels alone)\n"
+            "       pagoda bench spec --help     (speculative decoding at batch 1)\n"
             "       pagoda bench serve --help    (a client against a running server)\n\n"
             "  --model DIR|ORG/NAME     a Hugging Face model directory, hub id or catalog name\n"
             "  --revision REV, --download-dir DIR   for a hub id: the branch, tag or commit,\n"
@@ -305,6 +306,8 @@ int pgd_cmd_bench(int argc, char **argv)
         return pgd_cmd_bench_gemv(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "attention"))
         return pgd_cmd_bench_attention(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "spec"))
+        return pgd_cmd_bench_spec(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "serve"))
         return pgd_cmd_bench_serve(argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "latency")) {

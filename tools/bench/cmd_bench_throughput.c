@@ -21,6 +21,7 @@
 #include "tools/commands.h"
 #include "tools/bench/bench_draw.h"
 #include "runtime/engine/engine_backend.h"
+#include "runtime/config/batch_defaults.h"
 #include "runtime/model/model.h"
 #include <pagoda/engine.h>
 #include <getopt.h>
@@ -61,8 +62,10 @@ static void tput_usage(FILE *out)
             "  --max-input N, --max-total N      sharegpt caps (1024, 2048)\n"
             "  --temperature T          0 (default): greedy; otherwise sampled (on the GPU\n"
             "                           with --device cuda: only token ids come back)\n"
-            "  --max-num-seqs N         sequences a step (default 256)\n"
-            "  --max-num-batched-tokens N   tokens a step (default 8192)\n"
+            "  --max-num-seqs N         sequences a step (default 256; on a GPU of 70 GiB\n"
+            "                           or more, not an A100: 1024, as vLLM's offline)\n"
+            "  --max-num-batched-tokens N   tokens a step (default 8192; on such a GPU\n"
+            "                           16384)\n"
             "  --num-blocks N           KV blocks (default: sized by the engine)\n"
             "  --gpu-memory-utilization X   (default 0.9)\n"
             "  --warmup N               untimed requests first (default 8, 16 tokens each way)\n"
@@ -178,8 +181,12 @@ static int run_tput(const struct tput_opts *o)
     ep.dtype = o->dtype;
     ep.random_weights = o->random;
     ep.seed = o->seed;
-    ep.max_num_seqs = o->max_num_seqs;
-    ep.max_num_batched_tokens = o->max_num_batched_tokens;
+    /* Unset batch limits: 256 / 8192 on the CPU; on a GPU the card's offline defaults, as
+     * vLLM's LLM class picks them (runtime/config/batch_defaults.h). */
+    ep.max_num_seqs = o->max_num_seqs > 0 ? o->max_num_seqs : 256;
+    ep.max_num_batched_tokens = o->max_num_batched_tokens > 0 ? o->max_num_batched_tokens : 8192;
+    pgd__batch_defaults_apply(&ep, o->max_num_seqs > 0, o->max_num_batched_tokens > 0,
+                              PGD__USAGE_OFFLINE);
     ep.num_blocks = o->num_blocks;
     ep.gpu_memory_utilization = o->gpu_mem;
     double t_load = now_s();
@@ -205,7 +212,7 @@ static int run_tput(const struct tput_opts *o)
            "%.1f s)\n", o->model, o->random ? " (random weights)" : "", d->n_layers,
            d->hidden_size, d->vocab_size, pgd_dtype_name(m->dtype), wbytes / 1e9, t_load);
     printf("engine: max_num_seqs %d, max_num_batched_tokens %d, %d KV blocks of %d tokens, %s\n",
-           o->max_num_seqs, o->max_num_batched_tokens, st0.num_blocks, st0.block_size,
+           ep.max_num_seqs, ep.max_num_batched_tokens, st0.num_blocks, st0.block_size,
            o->temperature > 0 ? (o->device == PGD_DEVICE_CUDA ? "sampled on the GPU" : "sampled")
                               : "greedy");
     printf("workload: %d requests, %s, input %.1f tokens on average (max %ld), output %.1f "
@@ -252,8 +259,8 @@ static int run_tput(const struct tput_opts *o)
     }
 
     /* The floor (see the top of the file). */
-    long steps = (sum_out + o->max_num_seqs - 1) / o->max_num_seqs;
-    long by_tokens = (sum_in + sum_out + o->max_num_batched_tokens - 1) / o->max_num_batched_tokens;
+    long steps = (sum_out + ep.max_num_seqs - 1) / ep.max_num_seqs;
+    long by_tokens = (sum_in + sum_out + ep.max_num_batched_tokens - 1) / ep.max_num_batched_tokens;
     steps = by_tokens > steps ? by_tokens : steps;
     steps = max_out > steps ? max_out : steps;
     double bytes = steps * wbytes + kv_tokens * kv_tok;
@@ -329,8 +336,8 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
     struct tput_opts o = { .device = pgd_tool_default_device(), .dtype = PGD_DTYPE_COUNT,
                            .num_prompts = 1000, .input_len = 128, .output_len = 128,
                            .warmup = 8, .shape = PGD_TOOL_SHAREGPT_SHAPE_DEFAULT,
-                           .max_num_seqs = 256,
-                           .max_num_batched_tokens = 8192, .gpu_mem = 0.9 };
+                           .max_num_seqs = -1, .max_num_batched_tokens = -1,
+                           .gpu_mem = 0.9 };
     char plugin_dirs[4096] = "", dir[4096] = "";
     const char *model = NULL, *random_cfg = NULL, *revision = NULL, *download_dir = NULL;
     int c;
@@ -384,7 +391,8 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
     if (!!model == !!random_cfg || optind < argc || o.num_prompts <= 0 || o.input_len <= 0 ||
         o.output_len <= 0 || o.warmup < 0 || sh->mean_input <= 0 || sh->mean_output <= 0 ||
         sh->max_input < 4 || sh->max_total < sh->max_input + 4 || o.temperature < 0 ||
-        o.max_num_seqs <= 0 || o.max_num_batched_tokens <= 0) {
+        o.max_num_seqs == 0 || o.max_num_batched_tokens == 0 || o.max_num_seqs < -1 ||
+        o.max_num_batched_tokens < -1) {
         tput_usage(stderr);
         return 2;
     }

@@ -1,0 +1,307 @@
+/* `pagoda bench spec`: speculative decoding at batch 1. Two prompt sets, each run without and
+ * with speculation (--speculative-config, vLLM's JSON; default n-gram, 4 tokens, lookup 1..4):
+ * "repetitive" prompts (a random span of token ids said several times over: text that
+ * repeats itself, as code edits and quoting do) and "free-form" ones (random ids, nothing to
+ * look up). Requests run one at a time, greedy, to their output length (ignore_eos); the
+ * report gives decode tokens/s and ms/token for each, the speed-up, and the engine's
+ * spec_decode counters: proposals, accepted, acceptance rate, mean tokens a verify step
+ * emits. Token ids only, so any model runs, random weights included. */
+#include "config.h"
+#include "tools/commands.h"
+#include "tools/bench/bench_draw.h"
+#include <pagoda/engine.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DEFAULT_SPEC "{\"method\": \"ngram\", \"num_speculative_tokens\": 4, " \
+                     "\"prompt_lookup_max\": 4, \"prompt_lookup_min\": 1}"
+
+struct spec_opts {
+    const char *model, *plugin_dirs, *spec, *json;
+    bool random;
+    enum pgd_device device;
+    enum pgd_dtype dtype;
+    int num_prompts, input_len, output_len, span;
+    uint64_t seed;
+};
+
+/* One (prompt set, speculation on or off) run. */
+struct spec_result {
+    double seconds;                  /* wall time of the set's requests, one after another */
+    long tokens;                     /* tokens generated */
+    struct pgd_engine_stats d;       /* the spec_decode counters over the set */
+};
+
+static void spec_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: pagoda bench spec (--model DIR | --random-weights CONFIG) [options]\n\n"
+            "  --speculative-config JSON  what to compare with none (default\n"
+            "                           '" DEFAULT_SPEC "')\n"
+            "  --num-prompts N          requests a prompt set (default 8)\n"
+            "  --input-len N            prompt tokens (default 64)\n"
+            "  --output-len N           generated tokens a request (default 128)\n"
+            "  --span N                 the repetitive set's prompts repeat a span of N\n"
+            "                           random ids (default 16)\n"
+            "  --model DIR|ORG/NAME, --random-weights CONFIG, --device auto|cpu|cuda|cuda:N,\n"
+            "  --dtype auto|bfloat16|float16, --seed S, --plugin-dir DIR\n"
+            "  --json FILE              also write the report as JSON\n");
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Prompt i of a set into ids [input_len]: random ids in [3, vocab), or (repetitive) a
+ * random span of o->span ids repeated. */
+static void make_prompt(const struct spec_opts *o, bool repetitive, int i, int vocab,
+                        int32_t *ids)
+{
+    uint64_t rng = o->seed * 1000003u + (uint64_t)i * 7919u + (repetitive ? 1 : 2);
+    int span = repetitive ? o->span : o->input_len;
+    for (int t = 0; t < o->input_len; t++)
+        ids[t] = t < span ? 3 + (int32_t)(pgd_tool_splitmix(&rng) % (uint64_t)(vocab - 3))
+                          : ids[t - span];
+}
+
+/* Runs one request to its end; returns the tokens it generated, or -1. */
+static long run_one(struct pgd_engine *e, const int32_t *ids, int n, int out, char *err,
+                    size_t errlen)
+{
+    struct pgd_request_params r = pgd_request_default_params();
+    r.prompt_ids = ids;
+    r.n_prompt_ids = n;
+    r.detokenize = false;
+    r.sampling.temperature = 0.0f;
+    r.sampling.ignore_eos = true;
+    r.sampling.max_tokens = out;
+    struct pgd_stream *s;
+    if (pgd_engine_submit(e, &r, &s, err, errlen) != PGD_OK)
+        return -1;
+    struct pgd_output o;
+    long got = 0;
+    while (pgd_stream_next(s, &o, -1) == PGD_OK)
+        got += o.n_token_ids;
+    pgd_stream_destroy(s);
+    return got;
+}
+
+/* The set's requests one at a time on e; the counters' difference over them into res. */
+static int run_set(struct pgd_engine *e, const struct spec_opts *o, bool repetitive,
+                   struct spec_result *res, char *err, size_t errlen)
+{
+    int vocab = pgd_engine_vocab_size(e);
+    int32_t *ids = malloc((size_t)o->input_len * sizeof *ids);
+    if (!ids) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    /* One untimed request first (first-touch of the buffers, lazy CUDA graphs). */
+    make_prompt(o, repetitive, -1, vocab, ids);
+    int rc = run_one(e, ids, o->input_len, o->output_len < 16 ? o->output_len : 16, err,
+                     errlen) < 0 ? -1 : 0;
+    struct pgd_engine_stats a, b;
+    pgd_engine_get_stats(e, &a);
+    double t0 = now_s();
+    res->tokens = 0;
+    for (int i = 0; rc == 0 && i < o->num_prompts; i++) {
+        make_prompt(o, repetitive, i, vocab, ids);
+        long n = run_one(e, ids, o->input_len, o->output_len, err, errlen);
+        if (n != o->output_len) {
+            if (n >= 0)
+                snprintf(err, errlen, "request %d generated %ld of %d tokens", i, n,
+                         o->output_len);
+            rc = -1;
+        }
+        res->tokens += n;
+    }
+    res->seconds = now_s() - t0;
+    pgd_engine_get_stats(e, &b);
+    res->d = b;
+    res->d.spec_num_drafts = b.spec_num_drafts - a.spec_num_drafts;
+    res->d.spec_num_draft_tokens = b.spec_num_draft_tokens - a.spec_num_draft_tokens;
+    res->d.spec_num_accepted_tokens = b.spec_num_accepted_tokens - a.spec_num_accepted_tokens;
+    free(ids);
+    return rc;
+}
+
+/* An engine for the bench: batch 1 (one sequence a step), speculation as spec says. */
+static struct pgd_engine *make_engine(const struct spec_opts *o, const char *spec, char *err,
+                                      size_t errlen)
+{
+    struct pgd_engine_params ep = pgd_engine_default_params();
+    static char path[8192];
+    int too_long;
+    ep.model_dir = o->model;
+    ep.plugin_path = pgd_tool_engine_plugin_path(o->plugin_dirs, path, sizeof path, &too_long);
+    ep.device = o->device;
+    ep.dtype = o->dtype;
+    ep.random_weights = o->random;
+    ep.seed = o->seed;
+    ep.max_num_seqs = 1;
+    ep.max_num_batched_tokens = o->input_len + 64 > 2048 ? o->input_len + 64 : 2048;
+    ep.speculative_config = spec;
+    ep.tokenizer_optional = true;
+    struct pgd_engine *e = NULL;
+    if (too_long) {
+        snprintf(err, errlen, "--plugin-dir paths are too long");
+        return NULL;
+    }
+    if (pgd_engine_create(&ep, &e, err, errlen) != PGD_OK)
+        return NULL;
+    return e;
+}
+
+static void print_row(const char *set, const char *mode, const struct spec_result *r,
+                      const struct spec_result *base)
+{
+    double tps = r->tokens / r->seconds, ms = 1000.0 * r->seconds / (double)r->tokens;
+    printf("%-11s %-5s %10.1f %9.3f", set, mode, tps, ms);
+    if (!base) {
+        printf("\n");
+        return;
+    }
+    const struct pgd_engine_stats *d = &r->d;
+    double acc = d->spec_num_draft_tokens ? (double)d->spec_num_accepted_tokens /
+                                            (double)d->spec_num_draft_tokens : 0.0;
+    double mean = d->spec_num_drafts ? 1.0 + (double)d->spec_num_accepted_tokens /
+                                             (double)d->spec_num_drafts : 1.0;
+    printf(" %9llu %9llu %9.1f%% %9.2f %8.2fx\n", (unsigned long long)d->spec_num_draft_tokens,
+           (unsigned long long)d->spec_num_accepted_tokens, 100.0 * acc, mean,
+           tps / (base->tokens / base->seconds));
+}
+
+static void write_json(const struct spec_opts *o, const struct spec_result r[2][2])
+{
+    FILE *f = fopen(o->json, "w");
+    if (!f) {
+        fprintf(stderr, "pagoda bench spec: cannot write %s\n", o->json);
+        return;
+    }
+    fprintf(f, "{\"model\": \"%s\", \"num_prompts\": %d, \"input_len\": %d, \"output_len\": %d, "
+            "\"sets\": {", o->model, o->num_prompts, o->input_len, o->output_len);
+    for (int s = 0; s < 2; s++) {
+        const struct spec_result *off = &r[s][0], *on = &r[s][1];
+        fprintf(f, "%s\"%s\": {\"tokens_off\": %ld, \"tokens_on\": %ld, "
+                "\"tokens_per_s_off\": %.3f, \"tokens_per_s_on\": %.3f, \"num_drafts\": %llu, "
+                "\"num_draft_tokens\": %llu, \"num_accepted_tokens\": %llu}", s ? ", " : "",
+                s ? "free_form" : "repetitive", off->tokens, on->tokens,
+                off->tokens / off->seconds, on->tokens / on->seconds,
+                (unsigned long long)on->d.spec_num_drafts,
+                (unsigned long long)on->d.spec_num_draft_tokens,
+                (unsigned long long)on->d.spec_num_accepted_tokens);
+    }
+    fprintf(f, "}}\n");
+    fclose(f);
+}
+
+static int run_spec(const struct spec_opts *o)
+{
+    struct spec_result r[2][2];      /* [set: repetitive, free-form][off, on] */
+    char err[1024] = "";
+    for (int mode = 0; mode < 2; mode++) {
+        struct pgd_engine *e = make_engine(o, mode ? o->spec : NULL, err, sizeof err);
+        if (!e) {
+            fprintf(stderr, "pagoda bench spec: %s\n", err);
+            return 1;
+        }
+        int rc = run_set(e, o, true, &r[0][mode], err, sizeof err);
+        if (rc == 0)
+            rc = run_set(e, o, false, &r[1][mode], err, sizeof err);
+        pgd_engine_destroy(e);
+        if (rc) {
+            fprintf(stderr, "pagoda bench spec: %s\n", err);
+            return 1;
+        }
+    }
+    printf("pagoda bench spec: %s, batch 1, greedy, %d requests a set, %d prompt and %d "
+           "output tokens each\nspeculative_config: %s\n\n", o->model, o->num_prompts,
+           o->input_len, o->output_len, o->spec);
+    printf("%-11s %-5s %10s %9s %9s %9s %10s %9s %9s\n", "set", "spec", "tokens/s",
+           "ms/token", "drafted", "accepted", "acceptance", "mean run", "speed-up");
+    static const char *const names[2] = { "repetitive", "free-form" };
+    for (int s = 0; s < 2; s++) {
+        print_row(names[s], "off", &r[s][0], NULL);
+        print_row(names[s], "on", &r[s][1], &r[s][0]);
+    }
+    printf("\n(mean run: tokens a verify step emits, the accepted proposals + 1)\n");
+    if (o->json)
+        write_json(o, r);
+    return 0;
+}
+
+int pgd_cmd_bench_spec(int argc, char **argv)
+{
+    static const struct option long_opts[] = {
+        { "model", required_argument, 0, 'm' }, { "random-weights", required_argument, 0, 'R' },
+        { "speculative-config", required_argument, 0, 'C' },
+        { "num-prompts", required_argument, 0, 'n' }, { "input-len", required_argument, 0, 'i' },
+        { "output-len", required_argument, 0, 'o' }, { "span", required_argument, 0, 's' },
+        { "device", required_argument, 0, 'V' }, { "dtype", required_argument, 0, 'T' },
+        { "seed", required_argument, 0, 'S' }, { "plugin-dir", required_argument, 0, 'D' },
+        { "json", required_argument, 0, 'J' }, { "help", no_argument, 0, 'h' },
+        { 0, 0, 0, 0 },
+    };
+    struct spec_opts o = { .device = pgd_tool_default_device(), .dtype = PGD_DTYPE_COUNT,
+                           .spec = DEFAULT_SPEC, .num_prompts = 8, .input_len = 64,
+                           .output_len = 128, .span = 16 };
+    char plugin_dirs[4096] = "", dir[4096] = "";
+    const char *model = NULL, *random_cfg = NULL;
+    int c;
+    bool ok = true;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'R': random_cfg = optarg; break;
+        case 'C': o.spec = optarg; break;
+        case 'n': ok = pgd_tool_parse_int(optarg, 1, 100000, &o.num_prompts); break;
+        case 'i': ok = pgd_tool_parse_int(optarg, 2, 1 << 20, &o.input_len); break;
+        case 'o': ok = pgd_tool_parse_int(optarg, 1, 1 << 20, &o.output_len); break;
+        case 's': ok = pgd_tool_parse_int(optarg, 1, 1 << 20, &o.span); break;
+        case 'S': o.seed = strtoull(optarg, NULL, 10); break;
+        case 'V': if (pgd_tool_parse_device(optarg, &o.device)) return 2; break;
+        case 'T': if (pgd_tool_parse_dtype(optarg, &o.dtype)) return 2; break;
+        case 'D':
+            snprintf(plugin_dirs + strlen(plugin_dirs), sizeof plugin_dirs - strlen(plugin_dirs),
+                     "%s%s", plugin_dirs[0] ? ":" : "", optarg);
+            break;
+        case 'J': o.json = optarg; break;
+        case 'h': spec_usage(stdout); return 0;
+        default: spec_usage(stderr); return 2;
+        }
+        if (!ok) {
+            fprintf(stderr, "pagoda bench spec: '%s' is not a number in range\n", optarg);
+            return 2;
+        }
+    }
+    if (!!model == !!random_cfg || optind < argc) {
+        spec_usage(stderr);
+        return 2;
+    }
+    if (o.span > o.input_len)
+        o.span = o.input_len;
+    if (pgd_tool_check_dtype(o.device, &o.dtype))
+        return 2;
+    if (random_cfg) {
+        if (pgd_tool_model_dir_of(random_cfg, dir, sizeof dir))
+            return 2;
+        o.model = dir;
+        o.random = true;
+    } else {
+        o.model = model;
+        if (pgd_tool_resolve_model(&o.model, NULL, NULL))
+            return 1;
+    }
+    o.plugin_dirs = plugin_dirs[0] ? plugin_dirs : NULL;
+    static char spec_json[8192];
+    if (pgd_tool_resolve_spec_model(&o.spec, spec_json, sizeof spec_json))
+        return 1;
+    return run_spec(&o);
+}
