@@ -306,6 +306,21 @@ static int run(struct serve_opts *o)
         snprintf(err, sizeof err, "cannot set up signal handling");
         goto out;
     }
+    static char engine_dirs[8192];
+    int too_long;
+    o->ep.plugin_path = pgd_tool_engine_plugin_path(o->plugin_dirs, engine_dirs,
+                                                    sizeof engine_dirs, &too_long);
+    if (too_long) {
+        snprintf(err, sizeof err, "--plugin-dir paths are too long");
+        goto out;
+    }
+    /* Tensor parallelism: ranks other than 0 serve rank 0's steps, with no frontend. */
+    int worker = pgd_tool_tp_worker("serve", &o->ep);
+    if (worker >= 0) {
+        rc = worker;
+        err[0] = 0;
+        goto out;
+    }
     if (pgd_tool_registry(o->plugin_dirs, &reg, err, sizeof err))
         goto out;
     const struct pgd_plugin *pl = pgd_registry_find(reg, PGD_PLUGIN_FRONTEND, frontend);
@@ -325,15 +340,6 @@ static int run(struct serve_opts *o)
     if (ops->create(o->fe, o->n_fe, &fe, err, sizeof err))
         goto out;
     fprintf(stderr, "pagoda serve: listening on %s (loading %s)\n", ops->address(fe), model);
-
-    static char engine_dirs[8192];
-    int too_long;
-    o->ep.plugin_path = pgd_tool_engine_plugin_path(o->plugin_dirs, engine_dirs,
-                                                    sizeof engine_dirs, &too_long);
-    if (too_long) {
-        snprintf(err, sizeof err, "--plugin-dir paths are too long");
-        goto out;
-    }
     /* On a GPU this loads the weights, profiles a step, sizes the KV cache and captures every
      * CUDA graph of the decode ladder: /health answers 503 until it returns. */
     if (pgd_engine_create(&o->ep, &eng, err, sizeof err))
@@ -364,8 +370,9 @@ static int run(struct serve_opts *o)
     fprintf(stderr, "pagoda serve: stopping (grace %.1f s)\n", grace_s);
     rc = 0;
 out:
-    if (rc)
+    if (rc && err[0])
         fprintf(stderr, "pagoda serve: %s\n", err);
+    pgd_tool_tp_failed(&o->ep, rc);
     if (fe) {
         shutdown_frontend(ops, fe, (int)(grace_s * 1000));
         ops->destroy(fe);

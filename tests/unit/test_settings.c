@@ -187,12 +187,12 @@ Test(settings, refused_vllm_flags_say_what_to_use_instead)
                      r->flag);
         pgd__settings_fini(&s);
     }
-    const char *eq[] = { "m", "--tensor-parallel-size=2", NULL };
+    const char *eq[] = { "m", "--pipeline-parallel-size=2", NULL };
     struct pgd__settings s;
     pgd__settings_init(&s);
     char err[512];
     cr_assert_eq(parse(&s, eq, err, sizeof err), PGD_ERR_UNSUPPORTED);
-    cr_assert(strstr(err, "--tensor-parallel-size is a vLLM option"), "%s", err);
+    cr_assert(strstr(err, "--pipeline-parallel-size is a vLLM option"), "%s", err);
     pgd__settings_fini(&s);
 }
 
