@@ -301,6 +301,7 @@ static int run(struct serve_opts *o)
     bool has_chat = false;
     const char *model = o->ep.model_dir, *frontend = pgd__settings_str(&o->set, PGD__S_FRONTEND);
     double grace_s = pgd__settings_float(&o->set, PGD__S_GRACE);
+    bool quiet = false;                /* a tensor-parallel worker rank: rank 0 talks */
 
     if (install_signals() != 0) {
         snprintf(err, sizeof err, "cannot set up signal handling");
@@ -319,6 +320,7 @@ static int run(struct serve_opts *o)
     if (worker >= 0) {
         rc = worker;
         err[0] = 0;
+        quiet = true;
         goto out;
     }
     if (pgd_tool_registry(o->plugin_dirs, &reg, err, sizeof err))
@@ -384,7 +386,7 @@ out:
         close(sig_pipe[0]);
         close(sig_pipe[1]);
     }
-    if (rc == 0)
+    if (rc == 0 && !quiet)
         fprintf(stderr, "pagoda serve: stopped\n");
     return rc;
 }

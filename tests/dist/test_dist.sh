@@ -65,6 +65,30 @@ else
   ko generate_single "$(tail -n 20 "$tmp/single.err")"
 fi
 
+# `pagoda serve` split over 2 ranks: only rank 0 listens; a completion is the single
+# process's text; SIGTERM to mpirun drains rank 0, which ends the worker.
+T="$S/tests/fixtures/models/tiny-chat"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+$MPIRUN -np 2 "$P" serve "$T" --port "$port" --device cpu --tensor-parallel-size 2 \
+  >"$tmp/serve.out" 2>&1 &
+mpid=$!
+up=no
+for _ in $(seq 1 150); do
+  if curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health" 2>/dev/null | grep -q 200; then up=yes; break; fi
+  sleep 0.2
+done
+want=$("$P" generate --model "$T" --prompt "hello there" --max-tokens 8 --device cpu 2>/dev/null)
+got=$(curl -s "http://127.0.0.1:$port/v1/completions" -H 'content-type: application/json' \
+  -d '{"model": "tiny-chat", "prompt": "hello there", "max_tokens": 8, "temperature": 0}' \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["choices"][0]["text"])' 2>&1)
+kill -TERM $mpid 2>/dev/null
+for _ in $(seq 1 100); do kill -0 $mpid 2>/dev/null || break; sleep 0.1; done
+kill -0 $mpid 2>/dev/null && { kill -KILL $mpid; ko serve_np2_stops "still running 10 s after SIGTERM"; }
+if [ $up = yes ] && [ -n "$want" ] && [ "$got" = "$want" ] && [ "$(grep -c 'listening on' "$tmp/serve.out")" -eq 1 ] \
+   && grep -q 'pagoda serve: stopped' "$tmp/serve.out"; then
+  ok serve_np2
+else ko serve_np2 "up $up, want '$want', got '$got': $(tail -n 20 "$tmp/serve.out")"; fi
+
 # A group size that mpirun did not start is refused, saying how to launch.
 rc=0
 timeout 60 $MPIRUN -np 2 "$P" generate --model "$M" --prompt-ids 1,2 --device cpu \
