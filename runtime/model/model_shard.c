@@ -118,10 +118,10 @@ static enum pgd_status load_col_shard(struct pgd_model_ctx *ctx, const char *pre
         st = pgd__model_fill_random(m, rname, out->weight.data, (size_t)(out_f * in), sh->full_in,
                                     err, errlen);
     } else if (!st) {
-        const struct pgd__st_tensor *t;
+        const struct pgd__st_tensor *t = NULL;
         st = pgd__model_find_float(ctx, name, 2, (int64_t[]){ out_f, sh->full_in }, &t, err,
                                    errlen);
-        size_t src_esz = t && !st ? pgd_dtype_size(t->dtype) : 1, dst_esz = pgd_dtype_size(m->dtype);
+        size_t src_esz = t ? pgd_dtype_size(t->dtype) : 1, dst_esz = pgd_dtype_size(m->dtype);
         /* About 16 MiB of staging, at least one row. */
         int64_t block = ((int64_t)16 << 20) / (int64_t)(in * (int64_t)src_esz);
         block = block < 1 ? 1 : block > out_f ? out_f : block;

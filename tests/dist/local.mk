@@ -21,4 +21,4 @@ tests_dist_test_tp_models_LDFLAGS = $(TEST_LINKFLAGS)
 tests_dist_test_tp_models_LDADD = $(DIST_TEST_LDADD)
 endif
 SCRIPT_TESTS += %reldir%/test_dist.sh
-EXTRA_DIST += %reldir%/test_dist.sh
+EXTRA_DIST += %reldir%/test_dist.sh %reldir%/lsan_openmpi.supp

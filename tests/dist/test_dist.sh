@@ -24,6 +24,11 @@ if [ "$(id -u)" -eq 0 ]; then
   OMPI_ALLOW_RUN_AS_ROOT=1; OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
   export OMPI_ALLOW_RUN_AS_ROOT OMPI_ALLOW_RUN_AS_ROOT_CONFIRM
 fi
+# ASan builds: Open MPI keeps what MPI_Init allocates until exit; suppress those stacks (and
+# only those: lsan_openmpi.supp), with the slow unwinder, which reaches through its frames.
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
+LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$S/tests/dist/lsan_openmpi.supp:fast_unwind_on_malloc=0"
+export ASAN_OPTIONS LSAN_OPTIONS
 # More ranks than cores is fine for these tiny models; no network probing in containers.
 MPIRUN="mpirun --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none"
 tmp=$(mktemp -d) || exit 1
