@@ -309,7 +309,8 @@ static bool engine_params_differ(const struct pgd_engine_params *a,
            a->enforce_eager != b->enforce_eager || (a->tokenizer != b->tokenizer) ||
            a->random_weights != b->random_weights ||
            a->max_seq_len_to_capture != b->max_seq_len_to_capture ||
-           a->n_cuda_graph_sizes != b->n_cuda_graph_sizes;
+           a->n_cuda_graph_sizes != b->n_cuda_graph_sizes ||
+           a->tensor_parallel_size != b->tensor_parallel_size;
 }
 
 /* Not the default, for each engine row. */
@@ -332,6 +333,7 @@ static const char *other_value(int id)
     case PGD__S_ENFORCE_EAGER: return "true";
     case PGD__S_MAX_SEQ_LEN_TO_CAPTURE: return "100";
     case PGD__S_CUDA_GRAPH_SIZES: return "1 2";
+    case PGD__S_TENSOR_PARALLEL_SIZE: return "2";
     default: return NULL;
     }
 }
