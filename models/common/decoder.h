@@ -2,6 +2,9 @@
  * mistral): pre-norm blocks of grouped-query attention with rotary embeddings and a gated
  * MLP. Each plugin reads its own config into struct decoder_config (what differs: biases,
  * per-head q/k norms, sliding windows) and lets this file load and run the weights.
+ * Under tensor parallelism each rank loads and runs its Megatron shard (struct
+ * decoder_shard): column-parallel q/k/v and gate/up, row-parallel o_proj and down_proj each
+ * followed by pgd_op_all_reduce, the embedding and head split over the vocabulary.
  * Compiled into each plugin; uses only the public API (include/pagoda). */
 #ifndef PGD_MODELS_DECODER_H
 #define PGD_MODELS_DECODER_H

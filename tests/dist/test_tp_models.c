@@ -231,58 +231,6 @@ static void run_fixture(const char *name, const char *dir, struct pgd_registry *
     pgd__runner_destroy(tp);      /* rank 0's ends the workers' loop */
 }
 
-/* Loads config_json (random weights: no checkpoint needed) as shard 0 of 2 and returns
- * the status; err gets the message. */
-static enum pgd_status load_split(struct pgd_registry *reg, const char *config_json, char *err,
-                                  size_t errlen)
-{
-    char dir[256], path[300];
-    snprintf(dir, sizeof dir, "%s/pgd_tp_cfg_XXXXXX", env_or("TMPDIR", "/tmp"));
-    if (!mkdtemp(dir))
-        return pgd_errf(err, errlen, PGD_ERR_IO, "mkdtemp");
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    FILE *fp = fopen(path, "w");
-    if (fp) {
-        fputs(config_json, fp);
-        fclose(fp);
-    }
-    struct pgd__model_opts o = { .dtype = PGD_DTYPE_COUNT, .random_weights = true,
-                                 .tp_rank = 0, .tp_size = 2 };
-    struct pgd__model *m = NULL;
-    enum pgd_status st = pgd__model_load_opts(dir, reg, PGD_DEVICE_CPU, &o, &m, err, errlen);
-    pgd__model_destroy(m);
-    unlink(path);
-    rmdir(dir);
-    return st;
-}
-
-/* What cannot be split is refused at load, naming why: sizes the ranks do not divide, and
- * a plugin that never asked how the model is split (it would compute the whole model's
- * math on a shard's share of nothing: tests/fixtures/plugins/good_arch). */
-static void check_refusals(struct pgd_registry *reg)
-{
-    char err[1024] = "";
-    enum pgd_status st = load_split(reg, "{\"architectures\": [\"LlamaForCausalLM\"], "
-        "\"hidden_size\": 32, \"intermediate_size\": 48, \"num_attention_heads\": 3, "
-        "\"num_key_value_heads\": 1, \"num_hidden_layers\": 1, \"vocab_size\": 64, "
-        "\"head_dim\": 8}", err, sizeof err);
-    CHECK(st == PGD_ERR_UNSUPPORTED && strstr(err, "tensor_parallel_size 2 must divide "
-          "num_attention_heads 3"), "3 heads over 2 ranks: %s", err);
-    char plugin[4200];
-    snprintf(plugin, sizeof plugin, "%s/tests/fixtures/plugins/.libs/good_arch.so",
-             env_or("PGD_BUILDDIR", PGD_TEST_BUILDDIR));
-    struct pgd_registry *own = NULL;
-    CHECK(pgd_registry_create(&own, err, sizeof err) == PGD_OK, "%s", err);
-    if (own && pgd_registry_load_file(own, plugin, err, sizeof err) == PGD_OK) {
-        st = load_split(own, "{\"architectures\": [\"FixtureForCausalLM\"]}", err, sizeof err);
-        CHECK(st == PGD_ERR_UNSUPPORTED && strstr(err, "does not support tensor parallelism"),
-              "a plugin that does not shard: %s", err);
-    } else {
-        CHECK(false, "%s: %s", plugin, err);
-    }
-    pgd_registry_destroy(own);
-}
-
 int main(int argc, char **argv)
 {
     dist_start(&argc, &argv);
@@ -316,8 +264,6 @@ int main(int argc, char **argv)
                  env_or("PGD_TEST_SRCDIR", PGD_TEST_SRCDIR), fixtures[i]);
         run_fixture(fixtures[i], dir, reg, comm);
     }
-    if (dist_rank == 0)
-        check_refusals(reg);
     MPI_Barrier(MPI_COMM_WORLD);
     if (dist_rank == 0)
         printf("largest logits difference, split vs whole: %.3g of the row's largest |logit| "

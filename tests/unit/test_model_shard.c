@@ -165,6 +165,13 @@ Test(model_shard, random_weights_load_split_for_benchmark_shapes)
     cr_assert_lt(part->weight_bytes, whole->weight_bytes / 2);
     pgd__model_destroy(whole);
     pgd__model_destroy(part);
+    /* Sizes the ranks do not divide are refused, naming them. */
+    part = NULL;
+    cr_assert_eq(load_split(reg, LLAMA_CONFIG(""), 0, 3, &part, err, sizeof err),
+                 PGD_ERR_UNSUPPORTED);
+    cr_assert(strstr(err, "tensor_parallel_size 3 must divide num_attention_heads 4 and "
+                          "intermediate_size 128"), "%s", err);
+    cr_assert_null(part);
     pgd_registry_destroy(reg);
 }
 
