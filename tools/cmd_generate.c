@@ -300,6 +300,11 @@ int pgd_cmd_generate(int argc, char **argv)
         gen_usage(stderr);
         return 2;
     }
+    if (o.engine.tensor_parallel_size < 1) {
+        fprintf(stderr, "pagoda generate: --tensor-parallel-size %d must be at least 1\n",
+                o.engine.tensor_parallel_size);
+        return 2;
+    }
     if (pgd_tool_check_dtype(o.engine.device, &o.engine.dtype))
         return 2;
     if (pgd_tool_resolve_model(&o.model, o.revision, o.download_dir))
