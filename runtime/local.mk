@@ -22,6 +22,7 @@ include %reldir%/tokenizer/local.mk
 include %reldir%/chat/local.mk
 include %reldir%/config/local.mk
 include %reldir%/hub/local.mk
+include %reldir%/dist/local.mk
 
 lib_LTLIBRARIES += libpagoda.la
 libpagoda_la_SOURCES =

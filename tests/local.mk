@@ -24,6 +24,7 @@ check-local:
 	@echo "make check needs Criterion (libcriterion-dev); configure did not find it"; exit 1
 endif
 include %reldir%/http/local.mk
+include %reldir%/dist/local.mk
 include %reldir%/tools/local.mk
 include %reldir%/hub/local.mk
 include %reldir%/repl/local.mk

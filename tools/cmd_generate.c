@@ -53,6 +53,8 @@ static void gen_usage(FILE *out)
         "  --block-size N           tokens per block (default 16)\n"
         "  --max-num-seqs N         (default 256)   --max-num-batched-tokens N (default 2048)\n"
         "  --no-prefix-caching\n"
+        "  --tensor-parallel-size N split the model over N ranks of `mpirun -np N` (default 1;\n"
+        "                           docs/TENSOR_PARALLEL.md)\n"
         "output:\n"
         "  --ids                    print token ids even when the model has a tokenizer\n"
         "  --dump-logits FILE       write the float32 logits after the prompt (--prompt-ids) to\n"
@@ -137,6 +139,11 @@ static int run(struct gen_opts *o)
     struct pgd_engine *eng = NULL;
     struct pgd_stream **streams = NULL;
 
+    /* Tensor parallelism: ranks other than 0 follow rank 0's steps and print nothing. */
+    o->engine.model_dir = o->model;
+    int worker = pgd_tool_tp_worker("generate", &o->engine);
+    if (worker >= 0)
+        return worker;
     if (o->prompts_file)
         n_reqs = gen_requests_read_file(o->prompts_file, &o->dflt, &reqs, err, sizeof err);
     else
@@ -195,6 +202,7 @@ static int run(struct gen_opts *o)
 out:
     if (rc)
         fprintf(stderr, "pagoda generate: %s\n", err);
+    pgd_tool_tp_failed(&o->engine, rc);
     for (int i = 0; streams && i < n_reqs; i++)
         pgd_stream_destroy(streams[i]);
     free(streams);
@@ -207,7 +215,7 @@ int pgd_cmd_generate(int argc, char **argv)
 {
     enum { O_MODEL = 256, O_PIDS, O_PROMPT, O_PFILE, O_MAXT, O_TEMP, O_TOPP, O_TOPK, O_MINP,
            O_SEED, O_N, O_IGNEOS, O_DEVICE, O_NBLK, O_BS, O_MSEQ, O_MBT, O_NOPC, O_IDS, O_DUMP,
-           O_PDIR, O_DTYPE, O_REV, O_DLDIR };
+           O_PDIR, O_DTYPE, O_REV, O_DLDIR, O_TP };
     static const struct option long_opts[] = {
         { "model", required_argument, 0, O_MODEL }, { "prompt-ids", required_argument, 0, O_PIDS },
         { "prompt", required_argument, 0, O_PROMPT },
@@ -226,6 +234,7 @@ int pgd_cmd_generate(int argc, char **argv)
         { "dtype", required_argument, 0, O_DTYPE },
         { "revision", required_argument, 0, O_REV },
         { "download-dir", required_argument, 0, O_DLDIR },
+        { "tensor-parallel-size", required_argument, 0, O_TP },
         { 0, 0, 0, 0 },
     };
     struct gen_opts o = { .engine = pgd_engine_default_params() };
@@ -266,6 +275,7 @@ int pgd_cmd_generate(int argc, char **argv)
         case O_BS: o.engine.block_size = (int)strtol(optarg, &end, 10); break;
         case O_MSEQ: o.engine.max_num_seqs = (int)strtol(optarg, &end, 10); break;
         case O_MBT: o.engine.max_num_batched_tokens = (int)strtol(optarg, &end, 10); break;
+        case O_TP: o.engine.tensor_parallel_size = (int)strtol(optarg, &end, 10); break;
         case O_NOPC: o.engine.enable_prefix_caching = false; break;
         case O_IDS: o.ids_out = true; break;
         case O_DUMP: o.dump_logits = optarg; break;
@@ -288,6 +298,11 @@ int pgd_cmd_generate(int argc, char **argv)
             fprintf(stderr, "pagoda generate: give exactly one of --prompt-ids, --prompt, "
                             "--prompts-file\n");
         gen_usage(stderr);
+        return 2;
+    }
+    if (o.engine.tensor_parallel_size < 1) {
+        fprintf(stderr, "pagoda generate: --tensor-parallel-size %d must be at least 1\n",
+                o.engine.tensor_parallel_size);
         return 2;
     }
     if (pgd_tool_check_dtype(o.engine.device, &o.engine.dtype))

@@ -431,9 +431,26 @@ static int run(struct serve_opts *o)
     bool has_chat = false;
     const char *model = o->ep.model_dir, *frontend = pgd__settings_str(&o->set, PGD__S_FRONTEND);
     double grace_s = pgd__settings_float(&o->set, PGD__S_GRACE);
+    bool quiet = false;                /* a tensor-parallel worker rank: rank 0 talks */
 
     if (install_signals() != 0) {
         snprintf(err, sizeof err, "cannot set up signal handling");
+        goto out;
+    }
+    static char engine_dirs[8192];
+    int too_long;
+    o->ep.plugin_path = pgd_tool_engine_plugin_path(o->plugin_dirs, engine_dirs,
+                                                    sizeof engine_dirs, &too_long);
+    if (too_long) {
+        snprintf(err, sizeof err, "--plugin-dir paths are too long");
+        goto out;
+    }
+    /* Tensor parallelism: ranks other than 0 serve rank 0's steps, with no frontend. */
+    int worker = pgd_tool_tp_worker("serve", &o->ep);
+    if (worker >= 0) {
+        rc = worker;
+        err[0] = 0;
+        quiet = true;
         goto out;
     }
     if (pgd_tool_registry(o->plugin_dirs, &reg, err, sizeof err))
@@ -455,15 +472,6 @@ static int run(struct serve_opts *o)
     if (ops->create(o->fe, o->n_fe, &fe, err, sizeof err))
         goto out;
     fprintf(stderr, "pagoda serve: listening on %s (loading %s)\n", ops->address(fe), model);
-
-    static char engine_dirs[8192];
-    int too_long;
-    o->ep.plugin_path = pgd_tool_engine_plugin_path(o->plugin_dirs, engine_dirs,
-                                                    sizeof engine_dirs, &too_long);
-    if (too_long) {
-        snprintf(err, sizeof err, "--plugin-dir paths are too long");
-        goto out;
-    }
     /* On a GPU this loads the weights, profiles a step, sizes the KV cache and captures every
      * CUDA graph of the decode ladder: /health answers 503 until it returns. */
     if (pgd_engine_create(&o->ep, &eng, err, sizeof err))
@@ -494,8 +502,9 @@ static int run(struct serve_opts *o)
     fprintf(stderr, "pagoda serve: stopping (grace %.1f s)\n", grace_s);
     rc = 0;
 out:
-    if (rc)
+    if (rc && err[0])
         fprintf(stderr, "pagoda serve: %s\n", err);
+    pgd_tool_tp_failed(&o->ep, rc);
     if (fe) {
         shutdown_frontend(ops, fe, (int)(grace_s * 1000));
         ops->destroy(fe);
@@ -507,7 +516,7 @@ out:
         close(sig_pipe[0]);
         close(sig_pipe[1]);
     }
-    if (rc == 0)
+    if (rc == 0 && !quiet)
         fprintf(stderr, "pagoda serve: stopped\n");
     return rc;
 }

@@ -33,6 +33,15 @@ enum pgd_status pgd_tool_chat_render(void *ctx, const char *messages_json,
                                      size_t errlen);
 void pgd_tool_chat_fini(struct pgd_tool_chat *c);
 
+/* Tensor parallelism (tools/tp_worker.c). pgd_tool_tp_worker: -1 when this process is rank
+ * 0 or the model is not split (the command goes on), else it served as a worker rank and
+ * returns the exit status. pgd_tool_tp_failed: a command that fails with status != 0 under
+ * tensor parallelism ends the whole mpirun job (MPI_Abort), so that no rank waits forever
+ * in a collective. */
+struct pgd_engine_params;
+int pgd_tool_tp_worker(const char *cmd, const struct pgd_engine_params *ep);
+void pgd_tool_tp_failed(const struct pgd_engine_params *ep, int status);
+
 int pgd_cmd_bench(int argc, char **argv);      /* tools/bench/cmd_bench.c */
 int pgd_cmd_bench_throughput(int argc, char **argv);   /* tools/bench/cmd_bench_throughput.c */
 int pgd_cmd_bench_gemv(int argc, char **argv);         /* tools/bench/cmd_bench_gemv.c */

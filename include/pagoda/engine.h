@@ -93,6 +93,12 @@ struct pgd_engine_params {
      * "num_speculative_tokens": 4, "prompt_lookup_max": 4, "prompt_lookup_min": 2}'
      * (copied; checked by pgd_engine_create); NULL (default): off. */
     const char *speculative_config;
+    /* Tensor parallelism (vLLM's tensor_parallel_size): the model split over this many
+     * processes, one per rank (GPU), started by `mpirun -np N`; default 1. Every rank loads
+     * its shard; rank 0's pgd_engine_create makes the engine (scheduler, sampling) and each
+     * step is broadcast to the others, which run the worker loop of `pagoda serve` instead
+     * (pgd_engine_create on them is refused). Needs a build with MPI (and NCCL on CUDA). */
+    int tensor_parallel_size;
 };
 struct pgd_engine_params pgd_engine_default_params(void);
 

@@ -93,6 +93,44 @@ enum pgd_status pgd_model_load_linear_rows(struct pgd_model_ctx *ctx, const char
                                            int64_t in_features, int64_t total_out, int64_t row0,
                                            int64_t n_rows, bool bias, struct pgd_linear *out,
                                            char *err, size_t errlen);
+/* Tensor parallelism (Megatron): the model is split over tp_size processes, this one being
+ * tp_rank (0 and 1 when the model is not split). A plugin that supports it loads only its
+ * rank's share of each layer (pgd_model_load_linear_shard, pgd_model_load_tensor_rows) and
+ * calls pgd_op_all_reduce after each row-parallel layer; a plugin that does not should
+ * refuse a tp_size above 1. */
+int pgd_model_tp_rank(const struct pgd_model_ctx *ctx);
+int pgd_model_tp_size(const struct pgd_model_ctx *ctx);
+
+/* How a linear layer is split over the ranks.
+ * PGD_SHARD_ROWS (column-parallel: q/k/v, gate/up, a vocabulary-split head): part i of the
+ * checkpoint ("<prefixes[i]>.weight" [full_out[i], in_features]) gives this rank its rows
+ * [row0[i], row0[i] + out_features[i]) (and the same rows of its bias); the parts are fused
+ * along the output dimension as pgd_model_load_linear fuses them.
+ * PGD_SHARD_COLS (row-parallel: o_proj, down_proj; one part): the checkpoint's weight is
+ * [out_features, full_in]; this rank takes its input columns [col0, col0 + in_features).
+ * Each rank's product is a partial sum that pgd_op_all_reduce adds up, so the bias is
+ * loaded only where with_bias is set (one rank, usually rank 0): it must enter the sum
+ * once. */
+enum pgd_shard_kind { PGD_SHARD_ROWS = 1, PGD_SHARD_COLS = 2 };
+struct pgd_shard {
+    enum pgd_shard_kind kind;
+    const int64_t *full_out;  /* ROWS: [n_parts] the checkpoint's rows of each part */
+    const int64_t *row0;      /* ROWS: [n_parts] this rank's first row of each part */
+    int64_t full_in;          /* COLS: the checkpoint's in_features */
+    int64_t col0;             /* COLS: this rank's first input column */
+    bool with_bias;           /* COLS: this rank loads the bias (when the layer has one) */
+};
+/* pgd_model_load_linear for one rank's shard: in_features and out_features are the shard's
+ * sizes, the shard spec says where they sit in the checkpoint's tensors. Only the shard is
+ * read from the safetensors map and copied (a CPU model in the checkpoint's float32 reads
+ * a single part's row shard in place); no rank ever holds a whole tensor. A shard outside
+ * the tensor is PGD_ERR_INVALID_ARG; a quantized checkpoint is refused
+ * (PGD_ERR_UNSUPPORTED) until the quant plugins shard along their groups. */
+enum pgd_status pgd_model_load_linear_shard(struct pgd_model_ctx *ctx,
+                                            const char *const *prefixes, int n_parts,
+                                            int64_t in_features, const int64_t *out_features,
+                                            bool bias, const struct pgd_shard *shard,
+                                            struct pgd_linear *out, char *err, size_t errlen);
 /* A linear layer whose weight is an already-loaded tensor [out, in] (tied embeddings). */
 struct pgd_linear pgd_linear_from_tensor(const struct pgd_tensor *weight);
 

@@ -127,8 +127,22 @@ void pgd_op_linear_act_mul(struct pgd_fwd *f, const struct pgd_linear *gate_up, 
                            const struct pgd_tensor *x, struct pgd_tensor *gate_up_scratch,
                            struct pgd_tensor *out);
 /* Logits [n_logits, vocab] for the rows the runner asked for (h [n, d], head [vocab, d]),
- * written into the step's logits buffer. */
+ * written into the step's logits buffer. Under tensor parallelism (N ranks) the head may
+ * instead hold this rank's share of the vocabulary, rows [rank * C, rank * C + its rows)
+ * with C = ceil(vocab / N) (the last rank holds what is left): each rank computes its
+ * columns of the logits and an all-gather puts the whole rows in the buffer. */
 void pgd_op_logits(struct pgd_fwd *f, const struct pgd_tensor *h, const struct pgd_linear *head);
+
+/* ---- tensor parallelism (Megatron) ------------------------------------------------------ */
+/* The embedding lookup over a vocabulary shard: out[i, :] = table[token_ids[i] - row0, :]
+ * for the ids in [row0, row0 + rows of table), zeros for the others (table [rows, d], out
+ * [n, d]). pgd_op_all_reduce of the ranks' outputs is the whole lookup. */
+void pgd_op_embed_shard(struct pgd_fwd *f, const struct pgd_tensor *table, int64_t row0,
+                        struct pgd_tensor *out);
+/* x = the sum over the tensor-parallel ranks of each rank's x, in place (after a
+ * row-parallel layer, whose outputs are partial sums). Nothing when the model is not split.
+ * Every rank must call the collectives of a step in the same order. */
+void pgd_op_all_reduce(struct pgd_fwd *f, struct pgd_tensor *x);
 
 #ifdef __cplusplus
 }

@@ -15,6 +15,9 @@
 
 /* out[i, :] = table[ids[i], :]   table [vocab, d], out [n, d]; ids already range-checked */
 void pgd_cpu_embed(const float *table, const int32_t *ids, int n, int d, float *out);
+/* out[i] = table[ids[i] - row0] for ids in [row0, row0 + rows), zeros for the others. */
+void pgd_cpu_embed_shard(const float *table, int64_t row0, int64_t rows, const int32_t *ids,
+                         int n, int d, float *out);
 
 /* out[r, :] = x[r, :] * rsqrt(mean(x[r, :]^2) + eps) * w   x, out [rows, d] (may alias) */
 void pgd_cpu_rmsnorm(const float *x, const float *w, float eps, int64_t rows, int d, float *out);

@@ -254,6 +254,19 @@ extern "C" int pgd_cuda_copy_d2h_async(struct pgd_cuda_ctx *c, void *dst, const 
 }
 
 extern "C" int pgd_cuda_sm_count(const struct pgd_cuda_ctx *c) { return c->sm_count; }
+extern "C" void *pgd_cuda_ctx_stream(struct pgd_cuda_ctx *c) { return (void *)c->stream; }
+
+extern "C" int pgd_cuda_copy_2d_async(struct pgd_cuda_ctx *c, void *dst, size_t dpitch,
+                                      const void *src, size_t spitch, size_t width,
+                                      size_t height, char *err, size_t errlen)
+{
+    if (width == 0 || height == 0)
+        return 0;
+    PGD_CUDA_CHECK(err, errlen, cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height,
+                                                  cudaMemcpyDeviceToDevice, c->stream),
+                   "device->device 2D copy of %zu rows of %zu bytes", height, width);
+    return 0;
+}
 
 /* ---- random fill and the copy probe ------------------------------------------------------- */
 __device__ __forceinline__ uint64_t mix64(uint64_t z)

@@ -1,5 +1,6 @@
-/* Row gathers: the embedding lookup (rows of the table by token id) and the logits row
- * gather (rows of the hidden states by batch index). 16-byte copies when rows allow. */
+/* Row gathers: the embedding lookup (rows of the table by token id; over a vocabulary shard
+ * under tensor parallelism) and the logits row gather (rows of the hidden states by batch
+ * index). 16-byte copies when rows allow. */
 #include "kernels/cuda/common.cuh"
 
 /* One block per output row; vec: rows are whole 16-byte vectors. */
@@ -34,5 +35,33 @@ extern "C" int pgd_cuda_gather_rows(struct pgd_cuda_ctx *c, enum pgd_dtype dt, c
     PGD_CUDA_DISPATCH(dt, T, pgd_cuda_launch(c, gather_kernel<T>, n, 256, (const T *)table, ids,
                                                  d, (T *)out, vec));
     PGD_CUDA_LAUNCHED(err, errlen, "gather_rows %d rows of [*, %d] %s", n, d, pgd_cuda_dt(dt));
+    return 0;
+}
+
+/* One block per output row: row ids[i] - row0 of the shard, or zeros outside it. */
+template <typename T>
+__global__ void gather_shard_kernel(const T *table, int64_t row0, int64_t rows,
+                                    const int32_t *ids, int d, T *out)
+{
+    pdl_trigger();
+    pdl_wait();
+    int64_t src = (int64_t)ids[blockIdx.x] - row0;
+    bool inside = src >= 0 && src < rows;
+    T *o = out + (int64_t)blockIdx.x * d;
+    for (int i = threadIdx.x; i < d; i += blockDim.x)
+        o[i] = inside ? table[src * d + i] : T(0.0f);
+}
+
+extern "C" int pgd_cuda_gather_rows_shard(struct pgd_cuda_ctx *c, enum pgd_dtype dt,
+                                          const void *table, int64_t row0, int64_t rows,
+                                          const int32_t *ids, int n, int d, void *out, char *err,
+                                          size_t errlen)
+{
+    if (n == 0)
+        return 0;
+    PGD_CUDA_DISPATCH(dt, T, pgd_cuda_launch(c, gather_shard_kernel<T>, n, 256, (const T *)table,
+                                                 row0, rows, ids, d, (T *)out));
+    PGD_CUDA_LAUNCHED(err, errlen, "gather_rows_shard %d rows of [%lld, %d] %s from row %lld", n,
+                      (long long)rows, d, pgd_cuda_dt(dt), (long long)row0);
     return 0;
 }

@@ -62,6 +62,12 @@ int pgd_cuda_copy_h2d_async(struct pgd_cuda_ctx *c, void *dst, const void *src, 
 int pgd_cuda_copy_d2h_async(struct pgd_cuda_ctx *c, void *dst, const void *src, size_t bytes,
                             char *err, size_t errlen);
 int pgd_cuda_sm_count(const struct pgd_cuda_ctx *c);
+/* The context's stream (a cudaStream_t), for the NCCL collectives of tensor parallelism. */
+void *pgd_cuda_ctx_stream(struct pgd_cuda_ctx *c);
+/* Stream-ordered device-to-device copy of height rows of width bytes, rows dpitch / spitch
+ * bytes apart (the logits columns of each tensor-parallel rank into the whole rows). */
+int pgd_cuda_copy_2d_async(struct pgd_cuda_ctx *c, void *dst, size_t dpitch, const void *src,
+                           size_t spitch, size_t width, size_t height, char *err, size_t errlen);
 /* Device-to-device copy bandwidth over `bytes` (counting bytes read plus written), the
  * median of `iters` timed copies, in GB/s. */
 int pgd_cuda_bench_copy(struct pgd_cuda_ctx *c, size_t bytes, int iters, double *gbps,
@@ -76,6 +82,11 @@ int pgd_cuda_fill_random(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *p, siz
  * embedding lookup and the logits row gather. */
 int pgd_cuda_gather_rows(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *table,
                          const int32_t *ids, int n, int d, void *out, char *err, size_t errlen);
+/* out[i, :] = table[ids[i] - row0, :] for ids in [row0, row0 + rows), zeros for the others:
+ * the embedding lookup over a vocabulary shard (tensor parallelism). */
+int pgd_cuda_gather_rows_shard(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *table,
+                               int64_t row0, int64_t rows, const int32_t *ids, int n, int d,
+                               void *out, char *err, size_t errlen);
 
 /* ---- norm.cu: RMSNorm, fused residual add, residual add ------------------------------ */
 /* out[r, :] = x[r, :] * rsqrt(mean(x[r, :]^2) + eps) * w   (out may alias x) */

@@ -2,6 +2,9 @@
  * mistral): pre-norm blocks of grouped-query attention with rotary embeddings and a gated
  * MLP. Each plugin reads its own config into struct decoder_config (what differs: biases,
  * per-head q/k norms, sliding windows) and lets this file load and run the weights.
+ * Under tensor parallelism each rank loads and runs its Megatron shard (struct
+ * decoder_shard): column-parallel q/k/v and gate/up, row-parallel o_proj and down_proj each
+ * followed by pgd_op_all_reduce, the embedding and head split over the vocabulary.
  * Compiled into each plugin; uses only the public API (include/pagoda). */
 #ifndef PGD_MODELS_DECODER_H
 #define PGD_MODELS_DECODER_H
@@ -28,16 +31,28 @@ struct decoder_config {
 struct decoder_layer {
     struct pgd_tensor in_norm, post_norm;   /* [hidden] */
     struct pgd_tensor q_norm, k_norm;       /* [head_dim], qk_norm only */
+    /* Sizes are this rank's (see struct decoder_shard): H heads, KV kv_heads, I inter. */
     struct pgd_linear q, k, v, o;           /* [H*D, hidden], [KV*D, hidden] x2, [hidden, H*D] */
     struct pgd_linear gate_up, down;        /* [2I, hidden] (gate rows first), [hidden, I] */
 };
 
+/* This rank's share of the model under tensor parallelism (Megatron; rank 0 of 1 holds it
+ * all): query heads [rank * heads, +heads), KV heads [kv_head0, +kv_heads) (one head,
+ * shared by the ranks of its group, when there are fewer KV heads than ranks), MLP features
+ * [rank * inter, +inter), vocabulary rows [vocab0, +vocab_rows) of the embedding and head. */
+struct decoder_shard {
+    int rank, size;
+    int heads, kv_heads, kv_head0, inter;
+    int64_t vocab0, vocab_rows;
+};
+
 struct decoder {
     struct decoder_config cfg;               /* layer_slides is not kept (NULL) */
+    struct decoder_shard shard;
     struct pgd_attn_params *attn;            /* [n_layers], owned: each layer's window */
     struct pgd_rope rope;                   /* owned */
-    struct pgd_tensor embed, final_norm;    /* [vocab, hidden], [hidden] */
-    struct pgd_linear lm_head;              /* [vocab, hidden] */
+    struct pgd_tensor embed, final_norm;    /* [vocab_rows, hidden], [hidden] */
+    struct pgd_linear lm_head;              /* [vocab_rows, hidden] */
     struct decoder_layer *layers;           /* [n_layers], owned */
 };
 

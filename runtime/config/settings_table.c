@@ -289,6 +289,13 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         "disable_by_batch_size N: no proposals while more than N sequences run. Default: "
         "off.",
         PGD__SG_VLLM, PGD__SD_ENGINE, 0, check_spec_config },
+    [PGD__S_TENSOR_PARALLEL_SIZE] = { ENGINE, "tensor_parallel_size", PGD__ST_INT, "1", 1, 1024,
+        NULL, "N",
+        "Splits the model over N processes, one per GPU (or CPU rank), started with `mpirun "
+        "-np N pagoda serve ...`: Megatron tensor parallelism, each rank loading only its "
+        "shard; rank 0 serves and the others follow its steps. Needs a build with MPI (NCCL on "
+        "GPUs). docs/TENSOR_PARALLEL.md.",
+        PGD__SG_DEVICE, PGD__SD_ENGINE, 0, NULL },
 
     [PGD__S_PLUGIN_DIR] = { PLUGINS, "plugin_dir", PGD__ST_PATH, NULL, 0, 0, NULL, "DIR",
         "pagoda: also look for plugins in DIR (repeatable; before PAGODA_PLUGIN_PATH and the "
@@ -483,14 +490,14 @@ const struct pgd__setting_alias pgd__setting_aliases[] = {
 };
 const size_t pgd__n_setting_aliases = sizeof pgd__setting_aliases / sizeof pgd__setting_aliases[0];
 
-#define ONE_GPU "pagoda runs a model on one GPU per process: run one server per GPU behind a " \
-                "load balancer"
+#define ONE_GPU "pagoda splits a model by tensor parallelism only (--tensor-parallel-size): " \
+                "run one server per group of GPUs behind a load balancer"
 #define NO_LORA "LoRA adapters are not supported: merge the adapter into the weights"
 #define NO_TLS "pagoda speaks plain HTTP: terminate TLS in a reverse proxy (nginx, envoy, caddy)"
 #define NO_CORS "CORS: --allowed-origins (or --cors-origins) only; methods and headers are fixed"
 
 const struct pgd__refused_flag pgd__refused_flags[] = {
-    { "--tensor-parallel-size", ONE_GPU }, { "-tp", ONE_GPU },
+    { "-tp", "spell it --tensor-parallel-size N" },
     { "--pipeline-parallel-size", ONE_GPU }, { "-pp", ONE_GPU },
     { "--data-parallel-size", ONE_GPU }, { "-dp", ONE_GPU },
     { "--distributed-executor-backend", ONE_GPU }, { "--api-server-count", ONE_GPU },

@@ -66,4 +66,13 @@ void *pgd__engine_backend_ctx(const struct pgd_engine *e);
  * model facts: weight bytes, shapes). */
 const struct pgd__runner *pgd__engine_runner(const struct pgd_engine *e);
 
+/* Tensor parallelism: *rank gets this process's rank in the mpirun group when
+ * p->tensor_parallel_size > 1 (initializing MPI), else 0. Errors: a build without MPI. */
+enum pgd_status pgd__engine_tp_rank(const struct pgd_engine_params *p, int *rank, char *err,
+                                    size_t errlen);
+/* Tensor parallelism, every rank but 0: loads this rank's shard as pgd_engine_create would
+ * and runs rank 0's steps (pgd__runner_serve_worker) until rank 0's engine ends. */
+enum pgd_status pgd__engine_serve_tp_worker(const struct pgd_engine_params *p, char *err,
+                                            size_t errlen);
+
 #endif

@@ -7,6 +7,7 @@
 #include "runtime/engine/engine_internal.h"
 #include "runtime/model/model.h"
 #include "runtime/engine/engine_text.h"
+#include "runtime/dist/comm.h"
 #include <pagoda/registry.h>
 #include <pagoda/log.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@ struct pgd_engine_params pgd_engine_default_params(void)
         .dtype = PGD_DTYPE_COUNT,
         .gpu_memory_utilization = 0.9,
         .max_seq_len_to_capture = 8192,
+        .tensor_parallel_size = 1,
     };
 }
 
@@ -234,6 +236,8 @@ void pgd__engine_set_paranoid(struct pgd_engine *e, bool on)
 /* The backend's ctx: what pgd_engine_create made, released by rb_destroy. */
 struct runner_backend {
     struct pgd_registry *registry;     /* owned; outlives the runners */
+    struct pgd__comm *comm;            /* owned; outlives the runners; NULL without tensor
+                                          parallelism */
     struct pgd__runner *runner;        /* owned */
     struct pgd__runner *draft;         /* owned speculative draft model, or NULL */
 };
@@ -270,6 +274,7 @@ static void rb_destroy(void *ctx)
         return;
     pgd__runner_destroy(rb->draft);
     pgd__runner_destroy(rb->runner);
+    pgd__comm_destroy(rb->comm);
     pgd_registry_destroy(rb->registry);
     free(rb);
 }
@@ -281,8 +286,10 @@ const struct pgd__runner *pgd__engine_runner(const struct pgd_engine *e)
     return rb->runner;
 }
 
-enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_engine **out,
-                                  char *err, size_t errlen)
+/* The registry, the communicator (tensor parallelism) and the runner of p into a new *out
+ * (owned by the caller: rb_destroy). */
+static enum pgd_status make_runner(const struct pgd_engine_params *p, struct runner_backend **out,
+                                   char *err, size_t errlen)
 {
     *out = NULL;
     if (!p->model_dir || !*p->model_dir)
@@ -296,6 +303,8 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
     if (!rb)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "engine: no memory");
     enum pgd_status st = pgd_registry_create(&rb->registry, err, errlen);
+    if (st == PGD_OK && p->tensor_parallel_size > 1)
+        st = pgd__comm_create(p->tensor_parallel_size, p->device, &rb->comm, err, errlen);
     if (st != PGD_OK) {
         rb_destroy(rb);
         return st;
@@ -305,6 +314,7 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
     pgd__runner_default_params(&rp);
     rp.model_dir = p->model_dir;
     rp.registry = rb->registry;
+    rp.comm = rb->comm;
     rp.device = p->device;
     rp.block_size = p->block_size;
     rp.num_blocks = p->num_blocks;
@@ -323,14 +333,59 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
     rp.cuda_graph_sizes = p->cuda_graph_sizes;
     rp.n_cuda_graph_sizes = p->n_cuda_graph_sizes;
     /* A draft model first: its weights count when the target sizes the pool. */
-    if (spec.method == PGD__SPEC_DRAFT_MODEL)
+    if (spec.method == PGD__SPEC_DRAFT_MODEL && rb->comm)
+        st = pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "engine: a speculative draft model "
+                      "with tensor_parallel_size %d is not supported yet (method \"ngram\" "
+                      "is)", p->tensor_parallel_size);
+    else if (spec.method == PGD__SPEC_DRAFT_MODEL)
         st = pgd__engine_draft_open(&spec, &rp, &rb->draft, err, errlen);
     if (st == PGD_OK)
         st = pgd__runner_create(&rp, &rb->runner, err, errlen);
+    if (st != PGD_OK) {
+        rb_destroy(rb);
+        return st;
+    }
+    *out = rb;
+    return PGD_OK;
+}
+
+enum pgd_status pgd__engine_tp_rank(const struct pgd_engine_params *p, int *rank, char *err,
+                                    size_t errlen)
+{
+    *rank = 0;
+    return p->tensor_parallel_size > 1 ? pgd__comm_world_rank(rank, err, errlen) : PGD_OK;
+}
+
+enum pgd_status pgd__engine_serve_tp_worker(const struct pgd_engine_params *p, char *err,
+                                            size_t errlen)
+{
+    struct runner_backend *rb;
+    enum pgd_status st = make_runner(p, &rb, err, errlen);
+    if (st != PGD_OK)
+        return st;
+    st = pgd__runner_serve_worker(rb->runner, err, errlen);
+    rb_destroy(rb);
+    return st;
+}
+
+enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_engine **out,
+                                  char *err, size_t errlen)
+{
+    *out = NULL;
+    struct runner_backend *rb;
+    enum pgd_status st = make_runner(p, &rb, err, errlen);
+    if (st != PGD_OK)
+        return st;
+    if (rb->comm && pgd__comm_rank(rb->comm) != 0) {
+        int rank = pgd__comm_rank(rb->comm);
+        rb_destroy(rb);
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "engine: tensor parallel rank %d is a "
+                        "worker: only rank 0 makes the engine (`pagoda serve` runs the worker "
+                        "loop on the other ranks)", rank);
+    }
     /* Readiness: every CUDA graph of the decode ladder is captured before the engine exists
      * (a server answers /health 200 only after this), not during the first requests. */
-    if (st == PGD_OK)
-        st = pgd__runner_capture_graphs(rb->runner, err, errlen);
+    st = pgd__runner_capture_graphs(rb->runner, err, errlen);
     if (st == PGD_OK && rb->draft)
         st = pgd__engine_draft_finish(rb->draft, rb->runner, err, errlen);
     if (st != PGD_OK) {

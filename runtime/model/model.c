@@ -264,6 +264,32 @@ static enum pgd_status load_rows(struct pgd_model_ctx *ctx, const char *name, in
     return upload_converted(m, out->data, t, src, n, err, errlen);
 }
 
+/* The helpers runtime/model/model_shard.c loads shards with (model_ctx.h). */
+void *pgd__model_alloc(struct pgd__model *m, size_t bytes) { return model_alloc(m, bytes); }
+enum pgd_status pgd__model_find_float(struct pgd_model_ctx *ctx, const char *name, int ndim,
+                                      const int64_t *shape, const struct pgd__st_tensor **out,
+                                      char *err, size_t errlen)
+{
+    return find_checked(ctx, name, ndim, shape, out, err, errlen);
+}
+enum pgd_status pgd__model_upload_checked(struct pgd__model *m, void *dst,
+                                          const struct pgd__st_tensor *src, const void *src_data,
+                                          size_t n, size_t first, char *err, size_t errlen)
+{
+    bool nan = false;
+    size_t bad = first_non_finite(src_data, src->dtype, n, &nan);
+    if (bad < n)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: tensor \"%s\" holds %s at element %zu "
+                        "(it would poison every output): the checkpoint is corrupt", src->path,
+                        src->name, nan ? "NaN" : "Inf", first + bad);
+    return upload_converted(m, dst, src, src_data, n, err, errlen);
+}
+enum pgd_status pgd__model_fill_random(struct pgd__model *m, const char *name, void *dst,
+                                       size_t n, int64_t cols, char *err, size_t errlen)
+{
+    return fill_random(m, name, dst, n, cols, err, errlen);
+}
+
 enum pgd_status pgd_model_load_tensor(struct pgd_model_ctx *ctx, const char *name, int ndim,
                                       const int64_t *shape, struct pgd_tensor *out,
                                       char *err, size_t errlen)
@@ -477,6 +503,8 @@ enum pgd_status pgd__model_load_opts(const char *dir, const struct pgd_registry 
         st = pgd__config_check_values(m->config, m->config_path, reg, err, errlen);
     m->random_weights = opts->random_weights;
     m->random_seed = opts->seed;
+    m->tp_rank = opts->tp_rank;
+    m->tp_size = opts->tp_size > 0 ? opts->tp_size : 1;
     if (!st && !m->random_weights)
         st = pgd__weights_open_dir(dir, &m->weights, err, errlen);
     if (st) {
@@ -516,6 +544,14 @@ enum pgd_status pgd__model_load_opts(const char *dir, const struct pgd_registry 
         if (err && errlen && !err[0])
             snprintf(err, errlen, "%s: the %s plugin failed to load it (%s)", dir,
                      m->plugin->name, pgd_status_str(st));
+        pgd__model_destroy(m);
+        return st;
+    }
+    if (!st && m->tp_size > 1 && !m->tp_asked)
+        st = pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: the %s plugin does not support "
+                      "tensor parallelism (tensor_parallel_size %d): it never asked how the "
+                      "model is split", dir, m->plugin->name, m->tp_size);
+    if (st) {
         pgd__model_destroy(m);
         return st;
     }

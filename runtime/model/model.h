@@ -29,6 +29,8 @@ struct pgd__model {
     uint64_t random_seed;
     void *stager;                      /* CUDA upload staging during load, else NULL */
     size_t weight_bytes;               /* bytes of weights on the device */
+    int tp_rank, tp_size;              /* tensor parallelism: this rank's shard (0 of 1: none) */
+    bool tp_asked;                     /* the plugin read tp_size (it knows how to shard) */
 };
 
 /* How to load: the compute dtype on a GPU (PGD_DTYPE_COUNT: the checkpoint's, F32 read as
@@ -39,6 +41,9 @@ struct pgd__model_opts {
     enum pgd_dtype dtype;
     bool random_weights;
     uint64_t seed;
+    /* Tensor parallelism: load shard tp_rank of tp_size (0 for both: no split). A plugin that
+     * never asks pgd_model_tp_size is refused when tp_size > 1. */
+    int tp_rank, tp_size;
 };
 
 /* Loads the model in dir onto device. *out is owned by the caller: pgd__model_destroy. A

@@ -8,6 +8,7 @@
 #include "runtime/kv/kv_cache.h"
 
 struct pgd_cuda_ctx;                   /* kernels/cuda/kernels.h */
+struct pgd__comm;                      /* runtime/dist/comm.h */
 
 struct pgd_fwd {
     enum pgd_device device;
@@ -42,6 +43,7 @@ struct pgd_fwd {
     const int32_t *decode_items;
     struct pgd_cuda_ctx *cuda;         /* borrowed from the runner; CUDA steps only */
 
+    struct pgd__comm *comm;            /* borrowed; tensor parallelism, NULL when not split */
     struct pgd__kv_cache *kv;          /* borrowed from the runner */
     struct pgd__arena *arena;          /* borrowed from the runner; reset every step */
 

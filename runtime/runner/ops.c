@@ -5,6 +5,7 @@
 #include "config.h"
 #include "runtime/runner/fwd.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "runtime/dist/comm.h"
 #ifdef PGD_HAVE_CUDA
 #include "kernels/cuda/kernels.h"
 #endif
@@ -13,6 +14,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* ---- the step --------------------------------------------------------------------------- */
 int pgd_fwd_n_tokens(const struct pgd_fwd *f) { return f->n_tokens; }
@@ -435,22 +437,13 @@ void pgd_op_linear_act_mul(struct pgd_fwd *f, const struct pgd_linear *gate_up, 
 #endif
 }
 
-void pgd_op_logits(struct pgd_fwd *f, const struct pgd_tensor *h, const struct pgd_linear *head)
+/* out [n_logits, head rows] float32 on the step's device = the rows of h the runner asked
+ * for (f->logits_rows, usually each sequence's last token) times the head: the rows are
+ * gathered, then one GEMM over just those ([n_logits, d] x [rows, d]^T). */
+static void logits_into(struct pgd_fwd *f, const struct pgd_tensor *h,
+                        const struct pgd_linear *head, float *out)
 {
-    if (f->n_logits == 0)
-        return;
-    if (!op_ready(f, "logits", 2, (const struct pgd_tensor *[]){ h, &head->weight }))
-        return;
     int64_t d = pgd_tensor_cols(h);
-    if (!check_shape(f, "logits", "h", h, f->n_tokens, head->in_features))
-        return;
-    if (head->out_features != f->vocab_size) {
-        pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "logits: head has %lld rows, the vocabulary %d",
-                     (long long)head->out_features, f->vocab_size);
-        return;
-    }
-    /* Gather the rows that need logits (f->logits_rows, usually each sequence's last token),
-     * then one GEMM over just those: [n_logits, d] x [vocab, d]^T -> [n_logits, vocab]. */
 #ifdef PGD_HAVE_CUDA
     if (ON_CUDA(f)) {
         void *g = pgd__arena_alloc(f->arena, (size_t)f->n_logits * d * pgd_dtype_size(f->act_dtype));
@@ -463,8 +456,7 @@ void pgd_op_logits(struct pgd_fwd *f, const struct pgd_tensor *h, const struct p
         if (f->status == PGD_OK)
             CUDA_RUN(f, pgd_cuda_linear(f->cuda, f->act_dtype, g, head->weight.data,
                                         head->bias.data, f->n_logits, (int)d,
-                                        (int)head->out_features, PGD_DTYPE_F32, f->logits,
-                                        CUDA_ERR));
+                                        (int)head->out_features, PGD_DTYPE_F32, out, CUDA_ERR));
         return;
     }
 #endif
@@ -478,7 +470,125 @@ void pgd_op_logits(struct pgd_fwd *f, const struct pgd_tensor *h, const struct p
         for (int64_t c = 0; c < d; c++)
             rows[(size_t)i * d + c] = hd[(size_t)f->logits_rows[i] * d + c];
     pgd_cpu_linear(rows, head->weight.data, head->bias.data, f->n_logits, (int)d,
-                   (int)head->out_features, f->logits);
+                   (int)head->out_features, out);
+}
+
+/* Tensor parallelism: this rank's columns of the logits, [n_logits, its rows] in a slot of
+ * C = ceil(vocab / N) columns, all-gathered into N slots, then copied into the whole rows
+ * of f->logits (rank q's columns start at q * C). */
+static void logits_gather(struct pgd_fwd *f, const struct pgd_tensor *h,
+                          const struct pgd_linear *head)
+{
+    int n_ranks = pgd__comm_size(f->comm), vocab = f->vocab_size;
+    int64_t chunk = (vocab + n_ranks - 1) / n_ranks, mine = chunk * pgd__comm_rank(f->comm);
+    int64_t want = vocab - mine < chunk ? vocab - mine : chunk;
+    if (head->out_features != want) {
+        pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "logits: head has %lld rows; tensor parallel rank "
+                     "%d of %d holds %lld of the vocabulary %d", (long long)head->out_features,
+                     pgd__comm_rank(f->comm), n_ranks, (long long)want, vocab);
+        return;
+    }
+    size_t slot = (size_t)f->n_logits * (size_t)chunk;
+    float *local = pgd__arena_alloc(f->arena, slot * sizeof(float));
+    float *all = pgd__arena_alloc(f->arena, slot * n_ranks * sizeof(float));
+    if (!local || !all) {
+        pgd_fwd_fail(f, PGD_ERR_NOMEM, "logits: no scratch for %d rows of %d ranks", f->n_logits,
+                     n_ranks);
+        return;
+    }
+    logits_into(f, h, head, local);
+    if (f->status != PGD_OK)
+        return;
+    char err[256];
+    void *stream = NULL;
+#ifdef PGD_HAVE_CUDA
+    if (ON_CUDA(f))
+        stream = pgd_cuda_ctx_stream(f->cuda);
+#endif
+    enum pgd_status st = pgd__comm_all_gather(f->comm, PGD_DTYPE_F32, local, all, slot, stream,
+                                              err, sizeof err);
+    if (st) {
+        pgd_fwd_fail(f, st, "logits: %s", err);
+        return;
+    }
+    for (int q = 0; q < n_ranks; q++) {
+        int64_t cols = vocab - q * chunk < chunk ? vocab - q * chunk : chunk;
+        const float *src = all + slot * q;   /* [n_logits, cols] */
+        float *dst = f->logits + q * chunk;
+        if (ON_CUDA(f)) {
+            CUDA_RUN(f, pgd_cuda_copy_2d_async(f->cuda, dst, (size_t)vocab * sizeof(float), src,
+                                               (size_t)cols * sizeof(float),
+                                               (size_t)cols * sizeof(float), (size_t)f->n_logits,
+                                               CUDA_ERR));
+            continue;
+        }
+        for (int i = 0; i < f->n_logits; i++)
+            memcpy(dst + (size_t)i * vocab, src + (size_t)i * cols, (size_t)cols * sizeof(float));
+    }
+}
+
+void pgd_op_logits(struct pgd_fwd *f, const struct pgd_tensor *h, const struct pgd_linear *head)
+{
+    if (f->n_logits == 0)
+        return;
+    if (!op_ready(f, "logits", 2, (const struct pgd_tensor *[]){ h, &head->weight }))
+        return;
+    if (!check_shape(f, "logits", "h", h, f->n_tokens, head->in_features))
+        return;
+    if (f->comm && pgd__comm_size(f->comm) > 1 && head->out_features != f->vocab_size) {
+        logits_gather(f, h, head);
+        return;
+    }
+    if (head->out_features != f->vocab_size) {
+        pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "logits: head has %lld rows, the vocabulary %d",
+                     (long long)head->out_features, f->vocab_size);
+        return;
+    }
+    logits_into(f, h, head, f->logits);
+}
+
+/* ---- tensor parallelism ----------------------------------------------------------------- */
+void pgd_op_embed_shard(struct pgd_fwd *f, const struct pgd_tensor *table, int64_t row0,
+                        struct pgd_tensor *out)
+{
+    if (!op_ready(f, "embed_shard", 2, (const struct pgd_tensor *[]){ table, out }))
+        return;
+    int64_t rows = pgd_tensor_rows(table), d = pgd_tensor_cols(table);
+    if (!check_shape(f, "embed_shard", "out", out, f->n_tokens, d))
+        return;
+    for (int i = 0; i < f->n_tokens; i++)
+        if (f->h_token_ids[i] < 0 || f->h_token_ids[i] >= f->vocab_size) {
+            pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "embed_shard: token id %d outside the "
+                         "vocabulary [0, %d)", f->h_token_ids[i], f->vocab_size);
+            return;
+        }
+    if (ON_CUDA(f)) {
+        CUDA_RUN(f, pgd_cuda_gather_rows_shard(f->cuda, f->act_dtype, table->data, row0, rows,
+                                               f->token_ids, f->n_tokens, (int)d, out->data,
+                                               CUDA_ERR));
+        return;
+    }
+    pgd_cpu_embed_shard(table->data, row0, rows, f->token_ids, f->n_tokens, (int)d, out->data);
+}
+
+void pgd_op_all_reduce(struct pgd_fwd *f, struct pgd_tensor *x)
+{
+    if (!f->comm || pgd__comm_size(f->comm) == 1)
+        return;
+    if (!op_ready(f, "all_reduce", 1, (const struct pgd_tensor *[]){ x }))
+        return;
+    void *stream = NULL;
+#ifdef PGD_HAVE_CUDA
+    if (ON_CUDA(f))
+        stream = pgd_cuda_ctx_stream(f->cuda);
+#endif
+    char err[256];
+    enum pgd_status st = pgd__comm_all_reduce_sum(f->comm, f->act_dtype, x->data,
+                                                  (size_t)pgd_tensor_numel(x), stream, err,
+                                                  sizeof err);
+    if (st)
+        pgd_fwd_fail(f, st, "all_reduce of [%lld, %lld]: %s", (long long)pgd_tensor_rows(x),
+                     (long long)pgd_tensor_cols(x), err);
 }
 
 /* ---- rope ------------------------------------------------------------------------------- */

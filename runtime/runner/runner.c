@@ -14,6 +14,7 @@
 #include "runtime/base/clock.h"
 #include "runtime/base/device.h"
 #include "runtime/sample/sample_rows.h"
+#include "runtime/dist/comm.h"
 #include <pagoda/log.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@ struct step_want {
 };
 
 static bool on_cuda(const struct pgd__runner *r) { return r->params.device == PGD_DEVICE_CUDA; }
+static void tp_stop_workers(struct pgd__runner *r);
 
 /* Host memory the device copies to or from: pinned on a GPU (so that copies run
  * asynchronously on the stream). Owned by the caller, freed with host_free. */
@@ -326,6 +328,29 @@ static enum pgd_status alloc_buffers(struct pgd__runner *r, int num_blocks, char
     return pgd__graphs_create(&gp, &r->graphs, err, errlen);
 }
 
+static bool tp_split(const struct pgd__runner *r)
+{
+    return r->params.comm && pgd__comm_size(r->params.comm) > 1;
+}
+
+/* Tensor parallelism: every rank takes the smallest pool any rank can hold, so that rank
+ * 0's block tables are valid everywhere. */
+static enum pgd_status tp_agree_blocks(struct pgd__runner *r, int *num_blocks, char *err,
+                                       size_t errlen)
+{
+    int n = pgd__comm_size(r->params.comm);
+    int32_t mine = *num_blocks, *all = malloc((size_t)n * sizeof *all);
+    if (!all)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+    enum pgd_status st = pgd__comm_host_all_gather(r->params.comm, PGD_DTYPE_I32, &mine, all, 1,
+                                                   err, errlen);
+    for (int i = 0; !st && i < n; i++)
+        if (all[i] < *num_blocks)
+            *num_blocks = all[i];
+    free(all);
+    return st;
+}
+
 /* check the params, load the model, size the KV cache, allocate the buffers. */
 enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pgd__runner **out,
                                    char *err, size_t errlen)
@@ -347,6 +372,11 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
 #endif
     struct pgd__model_opts mo = { .dtype = p->dtype, .random_weights = p->random_weights,
                                   .seed = p->seed };
+    if (tp_split(r)) {
+        mo.tp_rank = pgd__comm_rank(p->comm);
+        mo.tp_size = pgd__comm_size(p->comm);
+        r->params.enforce_eager = true;
+    }
     st = pgd__model_load_opts(p->model_dir, p->registry, p->device, &mo, &r->model, err, errlen);
     if (st)
         goto fail;
@@ -358,9 +388,12 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
     int num_blocks;
     if ((st = count_blocks(r, block_bytes + p->extra_block_bytes, &num_blocks, err, errlen)))
         goto fail;
+    if (tp_split(r) && (st = tp_agree_blocks(r, &num_blocks, err, errlen)))
+        goto fail;
     if ((st = alloc_buffers(r, num_blocks, err, errlen)))
         goto fail;
     log_kv_size(r, num_blocks, block_bytes);
+    r->tp_serving = tp_split(r);
     *out = r;
     return PGD_OK;
 fail:
@@ -391,6 +424,7 @@ void pgd__runner_destroy(struct pgd__runner *r)
         return;
     char err[256];
     (void)device_sync(r, err, sizeof err);
+    tp_stop_workers(r);
     pgd__graphs_destroy(r->graphs);
     pgd__runner_sampling_fini(r);
     pgd__kv_cache_fini(&r->kv);
@@ -406,6 +440,19 @@ void pgd__runner_destroy(struct pgd__runner *r)
 }
 
 /* ---- the step ------------------------------------------------------------------------ */
+
+/* Grows the host logits rows to n. */
+static enum pgd_status logits_reserve(struct pgd__runner *r, int n, char *err, size_t errlen)
+{
+    if (n <= r->logits_cap)
+        return PGD_OK;
+    host_free(r, r->logits);
+    r->logits = host_alloc(r, (size_t)n * r->model->desc.vocab_size * sizeof(float));
+    r->logits_cap = r->logits ? n : 0;
+    if (!r->logits)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: out of memory for %d logits rows", n);
+    return PGD_OK;
+}
 
 /* Checks a step against the runner's limits and the pool, and grows the host logits rows
  * for it; *n_tokens and *n_logits get its token and logits-row counts, *max_blocks its
@@ -449,14 +496,9 @@ static enum pgd_status check_step(struct pgd__runner *r, const struct pgd__step_
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
                         "step: %ld tokens exceed max_num_batched_tokens %d", total,
                         r->params.max_num_batched_tokens);
-    if (logits > r->logits_cap) {
-        host_free(r, r->logits);
-        r->logits = host_alloc(r, (size_t)logits * r->model->desc.vocab_size * sizeof(float));
-        r->logits_cap = r->logits ? (int)logits : 0;
-        if (!r->logits)
-            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: out of memory for %ld logits rows",
-                            logits);
-    }
+    enum pgd_status st = logits_reserve(r, (int)logits, err, errlen);
+    if (st)
+        return st;
     *n_tokens = (int)total;
     *n_logits = (int)logits;
     *max_blocks = mb;
@@ -469,7 +511,7 @@ static struct pgd_fwd fwd_base(struct pgd__runner *r)
 {
     return (struct pgd_fwd){
         .device = r->params.device, .act_dtype = r->model->dtype, .cuda = r->cuda,
-        .kv = &r->kv, .arena = &r->arena,
+        .kv = &r->kv, .arena = &r->arena, .comm = r->params.comm,
         .vocab_size = r->model->desc.vocab_size,
     };
 }
@@ -637,6 +679,97 @@ static bool graph_step(struct pgd__runner *r, const struct pgd__step_seq *seqs, 
 }
 #endif
 
+/* ---- tensor parallelism: rank 0 broadcasts each step's flat batch ------------------------ */
+
+/* What rank 0 broadcasts before each step's batch (or to end the workers' loop). */
+enum { TP_STOP = 0, TP_STEP = 1 };
+struct tp_header {
+    int32_t op, n_tokens, n_seqs, max_blocks, max_len, n_logits;
+};
+
+/* Rank 0: the header, then the metadata buffer laid out as L (the whole flat batch: the
+ * workers need nothing else, not even the sequences). */
+static enum pgd_status tp_send_step(struct pgd__runner *r, struct tp_header *h,
+                                    const struct pgd__meta_layout *L, char *err, size_t errlen)
+{
+    if (pgd__comm_rank(r->params.comm) != 0)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "step: tensor parallel rank %d is a "
+                        "worker (pgd__runner_serve_worker); only rank 0 is stepped",
+                        pgd__comm_rank(r->params.comm));
+    enum pgd_status st = pgd__comm_bind_thread(r->params.comm, err, errlen);
+    if (!st)
+        st = pgd__comm_broadcast(r->params.comm, h, sizeof *h, 0, err, errlen);
+    if (!st)
+        st = pgd__comm_broadcast(r->params.comm, r->meta_host, L->total, 0, err, errlen);
+    return st;
+}
+
+/* Rank 0's runner going away ends the workers' loops. */
+static void tp_stop_workers(struct pgd__runner *r)
+{
+    if (!r->tp_serving || pgd__comm_rank(r->params.comm) != 0)
+        return;
+    struct tp_header h = { .op = TP_STOP };
+    char err[256];
+    if (pgd__comm_broadcast(r->params.comm, &h, sizeof h, 0, err, sizeof err))
+        PGD_WARN("tensor parallel: could not stop the workers: %s", err);
+}
+
+/* A worker's step: receive the batch into the metadata buffer, copy it to the device, run
+ * the forward pass (its collectives meet rank 0's); the logits stay unread. */
+static enum pgd_status tp_worker_step(struct pgd__runner *r, const struct tp_header *h,
+                                      char *err, size_t errlen)
+{
+    struct pgd__meta_layout L = pgd__meta_layout(h->n_tokens, h->n_seqs, h->max_blocks);
+    enum pgd_status st = meta_reserve(r, L.total, err, errlen);
+    if (!st)
+        st = logits_reserve(r, h->n_logits, err, errlen);
+    if (!st)
+        st = pgd__comm_broadcast(r->params.comm, r->meta_host, L.total, 0, err, errlen);
+    if (st)
+        return st;
+    struct pgd__batch b = pgd__batch_at(r->meta_host, &L);
+#ifdef PGD_HAVE_CUDA
+    if (on_cuda(r) && pgd_cuda_copy_h2d_async(r->cuda, r->meta_dev, r->meta_host, L.total, err,
+                                              errlen))
+        return PGD_ERR_DEVICE;
+#endif
+    struct pgd_fwd f = fwd_base(r);
+    f.n_tokens = h->n_tokens;
+    f.n_seqs = h->n_seqs;
+    f.max_blocks = h->max_blocks;
+    f.max_seq_len = h->max_len;
+    f.n_logits = h->n_logits;
+    f.step_id = ++r->step_id;
+    pgd__batch_point_fwd(&f, r->meta_dev, &L, &b);
+    float *logits;
+    if ((st = forward(r, &f, &logits, err, errlen))) {
+        drain(r);
+        return st;
+    }
+    return device_sync(r, err, errlen);
+}
+
+enum pgd_status pgd__runner_serve_worker(struct pgd__runner *r, char *err, size_t errlen)
+{
+    if (!r->tp_serving || pgd__comm_rank(r->params.comm) == 0)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "runner: only a tensor-parallel rank "
+                        "other than 0 serves as a worker");
+    enum pgd_status st = pgd__comm_bind_thread(r->params.comm, err, errlen);
+    long steps = 0;
+    while (!st) {
+        struct tp_header h;
+        if ((st = pgd__comm_broadcast(r->params.comm, &h, sizeof h, 0, err, errlen)))
+            break;
+        if (h.op == TP_STOP)
+            break;
+        st = tp_worker_step(r, &h, err, errlen);
+        steps++;
+    }
+    PGD_DEBUG("tensor parallel rank %d: %ld steps served", pgd__comm_rank(r->params.comm), steps);
+    return st;
+}
+
 /* A step run eagerly: check, fill the batch tightly for its sizes, copy it to the device,
  * forward, finish. */
 static enum pgd_status eager_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
@@ -653,6 +786,9 @@ static enum pgd_status eager_step(struct pgd__runner *r, const struct pgd__step_
         return st;
     struct pgd__batch b = pgd__batch_at(r->meta_host, &L);
     int max_len = pgd__batch_fill(&b, seqs, n_seqs, r->kv.block_size, max_blocks);
+    struct tp_header h = { TP_STEP, n_tokens, n_seqs, max_blocks, max_len, n_logits };
+    if (r->tp_serving && (st = tp_send_step(r, &h, &L, err, errlen)))
+        return st;
 #ifdef PGD_HAVE_CUDA
     if (on_cuda(r) && pgd_cuda_copy_h2d_async(r->cuda, r->meta_dev, r->meta_host, L.total, err,
                                               errlen))

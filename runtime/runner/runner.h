@@ -49,6 +49,12 @@ struct pgd__runner_params {
      * block ids): counted with each block when the pool is sized from memory, so that both
      * caches fit the budget. Default 0. */
     size_t extra_block_bytes;
+    /* Tensor parallelism (runtime/dist/comm.h; borrowed, must outlive the runner; NULL: the
+     * whole model here). Every rank creates a runner over its shard; rank 0 is the one the
+     * engine steps, and each of its steps first broadcasts the flat batch to the others,
+     * which run pgd__runner_serve_worker. The ranks agree on the smallest KV pool. CUDA
+     * graphs are off under tensor parallelism (they do not capture the collectives yet). */
+    struct pgd__comm *comm;
 };
 void pgd__runner_default_params(struct pgd__runner_params *p);
 
@@ -92,6 +98,13 @@ size_t pgd__runner_activation_bytes(const struct pgd__runner *r);
 
 /* How many decode steps ran through graphs, and how many graphs were captured. */
 void pgd__runner_graph_stats(const struct pgd__runner *r, long *replays, int *captured);
+
+/* Tensor parallelism, every rank but 0: runs the steps rank 0's runner broadcasts (the
+ * forward pass over this rank's shard, taking part in its collectives) until rank 0's
+ * runner is destroyed. A failed step ends the loop with its error: the group cannot go on
+ * (rank 0's step failed too, or will wait; mpirun ends the job when a rank exits with an
+ * error). PGD_ERR_INVALID_ARG on rank 0 or without a communicator. */
+enum pgd_status pgd__runner_serve_worker(struct pgd__runner *r, char *err, size_t errlen);
 
 /* The step functions read seqs (and the tokens and block tables they point to) during the
  * call only. */

@@ -29,6 +29,9 @@ struct pgd__runner {
     size_t act_bytes;                  /* activation memory of the largest step */
     struct pgd__graphs *graphs;        /* owned; CUDA graphs of decode steps, NULL when off */
     struct pgd__runner_sampling *samp; /* owned; the sampling buffers */
+    /* Tensor parallelism: rank 0 broadcasts each step once it serves (after the start-up
+     * steps every rank runs by itself, the GPU's profiling step). */
+    bool tp_serving;
 };
 
 /* runner_sample.c: the sampling buffers (on a GPU: the kernels' scratch rows, allocated

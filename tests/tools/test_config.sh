@@ -25,8 +25,8 @@ if grep -q '^positional arguments:$' "$tmp/help" && grep -q '^ModelConfig:$' "$t
   ok help_grouped_as_vllm
 else ko help_grouped_as_vllm "$(head -30 "$tmp/help")"; fi
 
-"$P" serve "$M" --tensor-parallel-size 2 >"$tmp/out" 2>&1; rc=$?
-if [ $rc -eq 2 ] && grep -q -- '--tensor-parallel-size is a vLLM option pagoda does not support: pagoda runs a model on one GPU' "$tmp/out"; then
+"$P" serve "$M" --pipeline-parallel-size 2 >"$tmp/out" 2>&1; rc=$?
+if [ $rc -eq 2 ] && grep -q -- '--pipeline-parallel-size is a vLLM option pagoda does not support: pagoda splits a model by tensor parallelism only' "$tmp/out"; then
   ok refused_flag
 else ko refused_flag "rc $rc: $(cat "$tmp/out")"; fi
 

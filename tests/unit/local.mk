@@ -6,7 +6,7 @@ CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cp
 	tests/unit/test_model_api tests/unit/test_jinja_sort \
 	tests/unit/test_corrupt_files tests/unit/test_settings tests/unit/test_metrics \
 	tests/unit/test_ini tests/unit/test_reload tests/unit/test_log tests/unit/test_spec \
-	tests/unit/test_batch_defaults
+	tests/unit/test_batch_defaults tests/unit/test_model_shard
 check_PROGRAMS += $(CRITERION_TESTS) tests/unit/test_engine_tsan
 tests_unit_test_base_SOURCES = %reldir%/test_base.c
 tests_unit_test_base_CPPFLAGS = $(TEST_CPPFLAGS)
@@ -83,6 +83,11 @@ tests_unit_test_model_api_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_model_api_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_model_api_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_model_api_LDADD = $(TEST_LDADD)
+tests_unit_test_model_shard_SOURCES = %reldir%/test_model_shard.c
+tests_unit_test_model_shard_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_model_shard_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_model_shard_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_model_shard_LDADD = $(TEST_LDADD)
 tests_unit_test_jinja_sort_SOURCES = %reldir%/test_jinja_sort.c
 tests_unit_test_jinja_sort_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_jinja_sort_CFLAGS = $(TEST_CFLAGS)

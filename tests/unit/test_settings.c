@@ -193,12 +193,12 @@ Test(settings, refused_vllm_flags_say_what_to_use_instead)
                      r->flag);
         pgd__settings_fini(&s);
     }
-    const char *eq[] = { "m", "--tensor-parallel-size=2", NULL };
+    const char *eq[] = { "m", "--pipeline-parallel-size=2", NULL };
     struct pgd__settings s;
     pgd__settings_init(&s);
     char err[512];
     cr_assert_eq(parse(&s, eq, err, sizeof err), PGD_ERR_UNSUPPORTED);
-    cr_assert(strstr(err, "--tensor-parallel-size is a vLLM option"), "%s", err);
+    cr_assert(strstr(err, "--pipeline-parallel-size is a vLLM option"), "%s", err);
     pgd__settings_fini(&s);
 }
 
@@ -342,7 +342,8 @@ static bool engine_params_differ(const struct pgd_engine_params *a,
            a->n_cuda_graph_sizes != b->n_cuda_graph_sizes ||
            (a->speculative_config != b->speculative_config &&
             (!a->speculative_config || !b->speculative_config ||
-             strcmp(a->speculative_config, b->speculative_config)));
+             strcmp(a->speculative_config, b->speculative_config))) ||
+           a->tensor_parallel_size != b->tensor_parallel_size;
 }
 
 /* Not the default, for each engine row. */
@@ -366,6 +367,7 @@ static const char *other_value(int id)
     case PGD__S_MAX_SEQ_LEN_TO_CAPTURE: return "100";
     case PGD__S_CUDA_GRAPH_SIZES: return "1 2";
     case PGD__S_SPECULATIVE_CONFIG: return SPEC_NGRAM;
+    case PGD__S_TENSOR_PARALLEL_SIZE: return "2";
     default: return NULL;
     }
 }
