@@ -2,8 +2,10 @@
  * the command line or a JSON-lines file; prints token ids or text. */
 #include "config.h"
 #include "tools/commands.h"
+#include "tools/tool_model.h"
 #include "tools/generate_requests.h"
 #include "runtime/runner/runner.h"
+#include "runtime/base/clock.h"
 #include <pagoda/engine.h>
 #include <pagoda/log.h>
 #include <errno.h>
@@ -15,9 +17,8 @@
 #include <time.h>
 
 struct gen_opts {
-    const char *model, *prompt, *prompt_ids, *prompts_file, *dump_logits, *device;
-    const char *revision, *download_dir;   /* for a hub id (NULL: main, the HF cache) */
-    char plugin_dirs[4096];
+    struct pgd_tool_model m;           /* the model, device, dtype and plugin dirs */
+    const char *prompt, *prompt_ids, *prompts_file, *dump_logits;
     bool ids_out;                      /* print token ids even when there is a tokenizer */
     struct pgd_engine_params engine;
     struct gen_request_defaults dflt;  /* sampling defaults for every request */
@@ -99,7 +100,7 @@ static int run_dump_logits(const struct gen_opts *o, const struct gen_request *r
         return -1;
     struct pgd__runner_params p;
     pgd__runner_default_params(&p);
-    p.model_dir = o->model;
+    p.model_dir = o->m.dir;
     p.registry = reg;
     p.device = o->engine.device;
     p.dtype = o->engine.dtype;
@@ -124,13 +125,6 @@ static int run_dump_logits(const struct gen_opts *o, const struct gen_request *r
     return rc;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int run(struct gen_opts *o)
 {
     char err[2048] = "";
@@ -140,7 +134,6 @@ static int run(struct gen_opts *o)
     struct pgd_stream **streams = NULL;
 
     /* Tensor parallelism: ranks other than 0 follow rank 0's steps and print nothing. */
-    o->engine.model_dir = o->model;
     int worker = pgd_tool_tp_worker("generate", &o->engine);
     if (worker >= 0)
         return worker;
@@ -158,7 +151,6 @@ static int run(struct gen_opts *o)
         if (run_dump_logits(o, &reqs[0], err, sizeof err))
             goto out;
     }
-    o->engine.model_dir = o->model;
     /* Prompts given as token ids need no tokenizer: one that cannot be loaded only turns
      * the output into token ids. */
     o->engine.tokenizer_optional = true;
@@ -172,7 +164,7 @@ static int run(struct gen_opts *o)
         snprintf(err, sizeof err, "out of memory");
         goto out;
     }
-    double t0 = now_s();
+    double t0 = pgd__now_s();
     for (int i = 0; i < n_reqs; i++) {
         char rerr[1024];
         if (pgd_engine_submit(eng, &reqs[i].params, &streams[i], rerr, sizeof rerr)) {
@@ -195,7 +187,7 @@ static int run(struct gen_opts *o)
         gen_result_fini(&res);
         fflush(stdout);
     }
-    double dt = now_s() - t0;
+    double dt = pgd__now_s() - t0;
     PGD_INFO("%d request(s): %ld prompt + %ld generated tokens in %.3f s (%.1f generated tokens/s)",
              n_reqs, prompt_tokens, gen_tokens, dt, dt > 0 ? gen_tokens / dt : 0.0);
     rc = 0;
@@ -213,32 +205,28 @@ out:
 
 int pgd_cmd_generate(int argc, char **argv)
 {
-    enum { O_MODEL = 256, O_PIDS, O_PROMPT, O_PFILE, O_MAXT, O_TEMP, O_TOPP, O_TOPK, O_MINP,
-           O_SEED, O_N, O_IGNEOS, O_DEVICE, O_NBLK, O_BS, O_MSEQ, O_MBT, O_NOPC, O_IDS, O_DUMP,
-           O_PDIR, O_DTYPE, O_REV, O_DLDIR, O_TP };
+    enum { O_PIDS = 256, O_PROMPT, O_PFILE, O_MAXT, O_TEMP, O_TOPP, O_TOPK, O_MINP, O_SEED,
+           O_N, O_IGNEOS, O_NBLK, O_BS, O_MSEQ, O_MBT, O_NOPC, O_IDS, O_DUMP, O_TP };
     static const struct option long_opts[] = {
-        { "model", required_argument, 0, O_MODEL }, { "prompt-ids", required_argument, 0, O_PIDS },
+        PGD_TOOL_MODEL_OPTIONS, { "prompt-ids", required_argument, 0, O_PIDS },
         { "prompt", required_argument, 0, O_PROMPT },
         { "prompts-file", required_argument, 0, O_PFILE },
         { "max-tokens", required_argument, 0, O_MAXT },
         { "temperature", required_argument, 0, O_TEMP }, { "top-p", required_argument, 0, O_TOPP },
         { "top-k", required_argument, 0, O_TOPK }, { "min-p", required_argument, 0, O_MINP },
         { "seed", required_argument, 0, O_SEED }, { "n", required_argument, 0, O_N },
-        { "ignore-eos", no_argument, 0, O_IGNEOS }, { "device", required_argument, 0, O_DEVICE },
+        { "ignore-eos", no_argument, 0, O_IGNEOS },
         { "num-blocks", required_argument, 0, O_NBLK }, { "block-size", required_argument, 0, O_BS },
         { "max-num-seqs", required_argument, 0, O_MSEQ },
         { "max-num-batched-tokens", required_argument, 0, O_MBT },
         { "no-prefix-caching", no_argument, 0, O_NOPC }, { "ids", no_argument, 0, O_IDS },
         { "dump-logits", required_argument, 0, O_DUMP },
-        { "plugin-dir", required_argument, 0, O_PDIR }, { "help", no_argument, 0, 'h' },
-        { "dtype", required_argument, 0, O_DTYPE },
-        { "revision", required_argument, 0, O_REV },
-        { "download-dir", required_argument, 0, O_DLDIR },
+        { "help", no_argument, 0, 'h' },
         { "tensor-parallel-size", required_argument, 0, O_TP },
         { 0, 0, 0, 0 },
     };
     struct gen_opts o = { .engine = pgd_engine_default_params() };
-    o.engine.device = pgd_tool_default_device();
+    pgd_tool_model_init(&o.m);
     gen_request_defaults_init(&o.dflt);
     int c;
     optind = 1;
@@ -246,9 +234,6 @@ int pgd_cmd_generate(int argc, char **argv)
         char *end = NULL;
         errno = 0;
         switch (c) {
-        case O_MODEL: o.model = optarg; break;
-        case O_REV: o.revision = optarg; break;
-        case O_DLDIR: o.download_dir = optarg; break;
         case O_PIDS: o.prompt_ids = optarg; break;
         case O_PROMPT: o.prompt = optarg; break;
         case O_PFILE: o.prompts_file = optarg; break;
@@ -263,14 +248,6 @@ int pgd_cmd_generate(int argc, char **argv)
             break;
         case O_N: o.dflt.s.n = (int)strtol(optarg, &end, 10); break;
         case O_IGNEOS: o.dflt.s.ignore_eos = true; break;
-        case O_DEVICE:
-            if (pgd_tool_parse_device(optarg, &o.engine.device))
-                return 2;
-            break;
-        case O_DTYPE:
-            if (pgd_tool_parse_dtype(optarg, &o.engine.dtype))
-                return 2;
-            break;
         case O_NBLK: o.engine.num_blocks = (int)strtol(optarg, &end, 10); break;
         case O_BS: o.engine.block_size = (int)strtol(optarg, &end, 10); break;
         case O_MSEQ: o.engine.max_num_seqs = (int)strtol(optarg, &end, 10); break;
@@ -279,13 +256,13 @@ int pgd_cmd_generate(int argc, char **argv)
         case O_NOPC: o.engine.enable_prefix_caching = false; break;
         case O_IDS: o.ids_out = true; break;
         case O_DUMP: o.dump_logits = optarg; break;
-        case O_PDIR:
-            snprintf(o.plugin_dirs + strlen(o.plugin_dirs),
-                     sizeof o.plugin_dirs - strlen(o.plugin_dirs), "%s%s",
-                     o.plugin_dirs[0] ? ":" : "", optarg);
-            break;
         case 'h': gen_usage(stdout); return 0;
-        default: gen_usage(stderr); return 2;
+        default:
+            switch (pgd_tool_model_option(&o.m, c, optarg)) {
+            case 1: break;
+            case 0: gen_usage(stderr); return 2;
+            default: return 2;
+            }
         }
         if (end && (*end || errno || end == optarg)) {
             fprintf(stderr, "pagoda generate: '%s' is not a number\n", optarg);
@@ -293,8 +270,8 @@ int pgd_cmd_generate(int argc, char **argv)
         }
     }
     int sources = !!o.prompt + !!o.prompt_ids + !!o.prompts_file;
-    if (!o.model || sources != 1 || optind < argc) {
-        if (o.model && sources != 1)
+    if (!pgd_tool_model_named(&o.m) || sources != 1 || optind < argc) {
+        if (o.m.name && sources != 1)
             fprintf(stderr, "pagoda generate: give exactly one of --prompt-ids, --prompt, "
                             "--prompts-file\n");
         gen_usage(stderr);
@@ -305,19 +282,11 @@ int pgd_cmd_generate(int argc, char **argv)
                 o.engine.tensor_parallel_size);
         return 2;
     }
-    if (pgd_tool_check_dtype(o.engine.device, &o.engine.dtype))
-        return 2;
-    if (pgd_tool_resolve_model(&o.model, o.revision, o.download_dir))
-        return 1;
     /* The engine's registry searches plugin_path first: --plugin-dir, then the build tree's
      * plugins when this binary runs from it (then PAGODA_PLUGIN_PATH and the install dir). */
-    static char path[8192];
-    int too_long;
-    o.engine.plugin_path = pgd_tool_engine_plugin_path(o.plugin_dirs, path, sizeof path,
-                                                       &too_long);
-    if (too_long) {
-        fprintf(stderr, "pagoda generate: --plugin-dir paths are too long\n");
-        return 2;
-    }
+    int rc = pgd_tool_model_resolve(&o.m, "pagoda generate");
+    if (rc)
+        return rc;
+    pgd_tool_model_engine_params(&o.m, &o.engine);
     return run(&o);
 }

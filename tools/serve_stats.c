@@ -1,17 +1,11 @@
 /* The stats line of `pagoda serve` (see serve_stats.h). The prefix cache hit rate is over
  * every prompt token looked up since the start (vLLM's is over its last 1000 requests). */
 #include "tools/serve_stats.h"
+#include "runtime/base/clock.h"
 #include <pagoda/log.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 void pgd_tool_stats_logger_init(struct pgd_tool_stats_logger *lg, struct pgd_engine *eng,
                                 enum pgd_device device)
@@ -19,7 +13,7 @@ void pgd_tool_stats_logger_init(struct pgd_tool_stats_logger *lg, struct pgd_eng
     struct pgd_engine_stats s;
     pgd_engine_get_stats(eng, &s);
     *lg = (struct pgd_tool_stats_logger){
-        .eng = eng, .device = device, .t_last = now_s(),
+        .eng = eng, .device = device, .t_last = pgd__now_s(),
         .prompt_last = s.prompt_tokens, .gen_last = s.generation_tokens,
     };
 }
@@ -53,7 +47,7 @@ void pgd_tool_stats_logger_tick(struct pgd_tool_stats_logger *lg)
 {
     struct pgd_engine_stats s;
     pgd_engine_get_stats(lg->eng, &s);
-    double t = now_s(), dt = t - lg->t_last;
+    double t = pgd__now_s(), dt = t - lg->t_last;
     if (dt <= 0)
         return;
     double prompt_tps = (double)(s.prompt_tokens - lg->prompt_last) / dt;

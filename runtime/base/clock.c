@@ -1,4 +1,5 @@
-/* Clock readings for timeouts: monotonic milliseconds and absolute deadlines (clock.h). */
+/* Clock readings for timeouts and timings: monotonic milliseconds and seconds, and absolute
+ * deadlines (clock.h). */
 #include "runtime/base/clock.h"
 
 int64_t pgd__now_ms(void)
@@ -6,6 +7,13 @@ int64_t pgd__now_ms(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+double pgd__now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
 struct timespec pgd__deadline_after(clockid_t clock, int ms)

@@ -15,6 +15,9 @@
 
 /* CLOCK_MONOTONIC now, in milliseconds (from an arbitrary origin). */
 int64_t pgd__now_ms(void);
+/* CLOCK_MONOTONIC now, in seconds to the nanosecond (from an arbitrary origin): for
+ * measuring elapsed times finer than a millisecond (benchmarks, latency statistics). */
+double pgd__now_s(void);
 
 /* The time on clock `clock` ms (>= 0) milliseconds from now, normalized (tv_nsec below 1e9):
  * a deadline for pthread_cond_timedwait. */

@@ -6,18 +6,12 @@
  * --chunk bytes (cut at line ends), and prints the best time, MB/s and tokens/s.
  * scripts/bench_tokenizer.py times the `tokenizers` package the same way. */
 #include "runtime/base/buf.h"
+#include "runtime/base/clock.h"
 #include <pagoda/tokenizer.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 int main(int argc, char **argv)
 {
@@ -41,17 +35,17 @@ int main(int argc, char **argv)
         return 1;
     }
     struct pgd_tokenizer *tok;
-    double t0 = now();
+    double t0 = pgd__now_s();
     if (pgd_tokenizer_load(dir, &tok, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    double load_s = now() - t0, best = 1e30;
+    double load_s = pgd__now_s() - t0, best = 1e30;
     struct pgd_tokens ids;
     pgd_tokens_init(&ids);
     for (int it = 0; it < iters; it++) {
         ids.n = 0;
-        double s = now();
+        double s = pgd__now_s();
         size_t off = 0;
         while (off < sz) {
             size_t n = sz - off;
@@ -66,7 +60,7 @@ int main(int argc, char **argv)
             }
             off += n;
         }
-        double e = now() - s;
+        double e = pgd__now_s() - s;
         if (e < best)
             best = e;
     }

@@ -5,15 +5,15 @@
  * bandwidth, and the step's FLOPs over the rate of a large GEMM. */
 #include "config.h"
 #include "tools/commands.h"
+#include "runtime/base/clock.h"
+#include "tools/tool_model.h"
 #include "runtime/runner/runner.h"
 #include "runtime/model/model.h"
 #include <pagoda/log.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #ifdef PGD_HAVE_CUDA
 #include "kernels/cuda/kernels.h"
@@ -22,11 +22,7 @@
 #define MAX_LIST 32
 
 struct bench_opts {
-    const char *model;               /* a model directory, or a config for random weights */
-    bool random;
-    const char *plugin_dirs;
-    enum pgd_device device;
-    enum pgd_dtype dtype;
+    struct pgd_tool_model m;         /* the model, device, dtype and plugin dirs */
     int batch[MAX_LIST], n_batch;
     int prompt[MAX_LIST], n_prompt;
     int context, steps, warmup, num_blocks;
@@ -76,13 +72,6 @@ static int parse_list(const char *s, int *out, int *n, const char *what)
     return *n ? 0 : -1;
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -127,22 +116,22 @@ static int run(const struct bench_opts *o)
     for (int i = 0; i < o->n_prompt; i++)
         max_p = o->prompt[i] > max_p ? o->prompt[i] : max_p;
 
-    enum pgd_dtype gemm_dt = o->dtype == PGD_DTYPE_COUNT ? PGD_DTYPE_BF16 : o->dtype;
+    enum pgd_dtype gemm_dt = o->m.dtype == PGD_DTYPE_COUNT ? PGD_DTYPE_BF16 : o->m.dtype;
     double gbps, tflops;
     char desc[256];
-    if (pgd_tool_bench_ceilings(o->device, gemm_dt, &gbps, &tflops, desc, sizeof desc))
+    if (pgd_tool_bench_ceilings(o->m.device, gemm_dt, &gbps, &tflops, desc, sizeof desc))
         return 1;
-    if (pgd_tool_registry(o->plugin_dirs, &reg, err, sizeof err))
+    if (pgd_tool_registry(pgd_tool_model_plugin_dirs(&o->m), &reg, err, sizeof err))
         goto out;
 
     int decode_len = o->context + o->warmup + o->steps + 1;
     struct pgd__runner_params p;
     pgd__runner_default_params(&p);
-    p.model_dir = o->model;
+    p.model_dir = o->m.dir;
     p.registry = reg;
-    p.device = o->device;
-    p.dtype = o->dtype;
-    p.random_weights = o->random;
+    p.device = o->m.device;
+    p.dtype = o->m.dtype;
+    p.random_weights = o->m.random;
     p.seed = o->seed;
     p.max_num_seqs = max_b;
     p.max_num_batched_tokens = max_p > max_b * o->context ? max_p : max_b * o->context;
@@ -152,7 +141,7 @@ static int run(const struct bench_opts *o)
     int per_seq = (decode_len + bs - 1) / bs, need = max_b * per_seq;
     if ((max_p + bs - 1) / bs > need)
         need = (max_p + bs - 1) / bs;
-    p.num_blocks = o->num_blocks > 0 ? o->num_blocks : (o->device == PGD_DEVICE_CPU ? need : 0);
+    p.num_blocks = o->num_blocks > 0 ? o->num_blocks : (o->m.device == PGD_DEVICE_CPU ? need : 0);
     if (pgd__runner_create(&p, &r, err, sizeof err))
         goto out;
     if (pgd__runner_num_blocks(r) < need) {
@@ -175,8 +164,8 @@ static int run(const struct bench_opts *o)
     if (gbps > 0)
         printf("ceilings: device-to-device copy %.0f GB/s (read + write), %s GEMM 8192^3 "
                "%.0f TFLOP/s\n", gbps, pgd_dtype_name(gemm_dt), tflops);
-    printf("model: %s%s, %d layers, hidden %d, vocab %d, %s, %.2f GB of weights\n", o->model,
-           o->random ? " (random weights)" : "", d->n_layers, d->hidden_size, d->vocab_size,
+    printf("model: %s%s, %d layers, hidden %d, vocab %d, %s, %.2f GB of weights\n", o->m.dir,
+           o->m.random ? " (random weights)" : "", d->n_layers, d->hidden_size, d->vocab_size,
            pgd_dtype_name(m->dtype), wbytes / 1e9);
 
     size_t tok_cap = (size_t)(max_p > max_b * o->context ? max_p : max_b * o->context) + 64;
@@ -211,7 +200,7 @@ static int run(const struct bench_opts *o)
         double t0 = 0;
         for (int step = 0; step < o->warmup + o->steps; step++) {
             if (step == o->warmup)
-                t0 = now_ms();
+                t0 = 1e3 * pgd__now_s();
             for (int s = 0; s < B; s++) {
                 seqs[s].n_computed = o->context + step;
                 seqs[s].n_new = 1;
@@ -220,7 +209,7 @@ static int run(const struct bench_opts *o)
             if (pgd__runner_step_greedy(r, seqs, B, ids, err, sizeof err))
                 goto out;
         }
-        double ms = (now_ms() - t0) / o->steps;
+        double ms = (1e3 * pgd__now_s() - t0) / o->steps;
         double ctx = o->context + o->warmup + o->steps / 2.0;
         double bytes = wbytes + B * ctx * kv_tok;
         double t_bw = gbps > 0 ? bytes / (gbps * 1e9) * 1e3 : 0;
@@ -244,11 +233,11 @@ static int run(const struct bench_opts *o)
             struct pgd__step_seq s = { .tokens = tokens, .n_new = L, .n_computed = 0,
                                        .block_table = table, .n_blocks = (L + bs - 1) / bs,
                                        .n_logits = 1 };
-            double t0 = now_ms();
+            double t0 = 1e3 * pgd__now_s();
             if (pgd__runner_step_greedy(r, &s, 1, ids, err, sizeof err))
                 goto out;
             if (rep >= 0)
-                t[rep] = now_ms() - t0;
+                t[rep] = 1e3 * pgd__now_s() - t0;
         }
         qsort(t, (size_t)reps, sizeof t[0], cmp_double);
         double flops = 2.0 * L * body + 2.0 * head +
@@ -274,30 +263,6 @@ out:
     return rc;
 }
 
-/* A config.json path names its directory (the file must be called config.json). */
-int pgd_tool_model_dir_of(const char *path, char *dir, size_t n)
-{
-    struct stat sb;
-    if (stat(path, &sb) != 0) {
-        fprintf(stderr, "pagoda bench: %s: no such file or directory\n", path);
-        return -1;
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        snprintf(dir, n, "%s", path);
-        return 0;
-    }
-    char a[4096], b[4096];
-    snprintf(a, sizeof a, "%s", path);
-    snprintf(b, sizeof b, "%s", path);
-    if (strcmp(basename(a), "config.json")) {
-        fprintf(stderr, "pagoda bench: --random-weights %s: give a config.json or its directory\n",
-                path);
-        return -1;
-    }
-    snprintf(dir, n, "%s", dirname(b));
-    return 0;
-}
-
 int pgd_cmd_bench(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "throughput"))
@@ -321,30 +286,21 @@ int pgd_cmd_bench(int argc, char **argv)
     argc--;
     argv++;
     static const struct option long_opts[] = {
-        { "model", required_argument, 0, 'm' }, { "random-weights", required_argument, 0, 'R' },
+        PGD_TOOL_MODEL_OPTIONS, PGD_TOOL_RANDOM_WEIGHTS_OPTION,
         { "batch", required_argument, 0, 'b' }, { "prompt-len", required_argument, 0, 'p' },
         { "context", required_argument, 0, 'c' }, { "steps", required_argument, 0, 's' },
         { "warmup", required_argument, 0, 'w' }, { "num-blocks", required_argument, 0, 'N' },
-        { "device", required_argument, 0, 'V' }, { "dtype", required_argument, 0, 'T' },
-        { "seed", required_argument, 0, 'S' }, { "plugin-dir", required_argument, 0, 'D' },
-        { "revision", required_argument, 0, 'r' }, { "download-dir", required_argument, 0, 'L' },
-        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+        { "seed", required_argument, 0, 'S' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
-    struct bench_opts o = { .device = pgd_tool_default_device(), .dtype = PGD_DTYPE_COUNT,
-                            .context = 128, .steps = 32, .warmup = 3 };
+    struct bench_opts o = { .context = 128, .steps = 32, .warmup = 3 };
+    pgd_tool_model_init(&o.m);
     parse_list("1,2,4,8,16,32", o.batch, &o.n_batch, "--batch");
     parse_list("128,512,2048", o.prompt, &o.n_prompt, "--prompt-len");
-    char plugin_dirs[4096] = "", dir[4096] = "";
-    const char *model = NULL, *random_cfg = NULL, *revision = NULL, *download_dir = NULL;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         char *end = NULL;
         switch (c) {
-        case 'm': model = optarg; break;
-        case 'r': revision = optarg; break;
-        case 'L': download_dir = optarg; break;
-        case 'R': random_cfg = optarg; break;
         case 'b': if (parse_list(optarg, o.batch, &o.n_batch, "--batch")) return 2; break;
         case 'p': if (parse_list(optarg, o.prompt, &o.n_prompt, "--prompt-len")) return 2; break;
         case 'c': o.context = (int)strtol(optarg, &end, 10); break;
@@ -352,37 +308,24 @@ int pgd_cmd_bench(int argc, char **argv)
         case 'w': o.warmup = (int)strtol(optarg, &end, 10); break;
         case 'N': o.num_blocks = (int)strtol(optarg, &end, 10); break;
         case 'S': o.seed = strtoull(optarg, &end, 10); break;
-        case 'V': if (pgd_tool_parse_device(optarg, &o.device)) return 2; break;
-        case 'T': if (pgd_tool_parse_dtype(optarg, &o.dtype)) return 2; break;
-        case 'D':
-            snprintf(plugin_dirs + strlen(plugin_dirs), sizeof plugin_dirs - strlen(plugin_dirs),
-                     "%s%s", plugin_dirs[0] ? ":" : "", optarg);
-            break;
         case 'h': bench_usage(stdout); return 0;
-        default: bench_usage(stderr); return 2;
+        default:
+            switch (pgd_tool_model_option(&o.m, c, optarg)) {
+            case 1: break;
+            case 0: bench_usage(stderr); return 2;
+            default: return 2;
+            }
         }
         if (end && *end) {
             fprintf(stderr, "pagoda bench: '%s' is not a number\n", optarg);
             return 2;
         }
     }
-    if (!!model == !!random_cfg || optind < argc || o.context <= 0 || o.steps <= 0 ||
+    if (!pgd_tool_model_named(&o.m) || optind < argc || o.context <= 0 || o.steps <= 0 ||
         o.warmup < 0) {
         bench_usage(stderr);
         return 2;
     }
-    if (pgd_tool_check_dtype(o.device, &o.dtype))
-        return 2;
-    if (random_cfg) {
-        if (pgd_tool_model_dir_of(random_cfg, dir, sizeof dir))
-            return 2;
-        o.model = dir;
-        o.random = true;
-    } else {
-        o.model = model;
-        if (pgd_tool_resolve_model(&o.model, revision, download_dir))
-            return 1;
-    }
-    o.plugin_dirs = plugin_dirs[0] ? plugin_dirs : NULL;
-    return run(&o);
+    int rc = pgd_tool_model_resolve(&o.m, "pagoda bench");
+    return rc ? rc : run(&o);
 }

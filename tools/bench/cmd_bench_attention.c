@@ -9,6 +9,7 @@
  * heads, halved for the causal prefill) and GB/s of K/V read (each needed K/V row once). */
 #include "config.h"
 #include "tools/commands.h"
+#include "runtime/base/clock.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,13 +38,6 @@ static const int PREFILL[] = { 128, 512, 2048, 8192 };
 static const int BATCH[] = { 1, 8, 32, 128, 256 };
 static const int CONTEXT[] = { 128, 256, 1024, 2048, 4096 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Device buffers shared by every case. */
 struct bench_bufs {
     void *kc, *vc, *q, *out;
@@ -71,21 +65,21 @@ static int time_call(struct pgd_cuda_ctx *c, struct pgd_cuda_attn *a, double *us
     /* Warm-up (plans the items), then one timed call to size the runs. */
     if (pgd_cuda_attention(c, a, scratch, err, errlen) || pgd_cuda_sync(c, err, errlen))
         goto out;
-    double t0 = now_s();
+    double t0 = pgd__now_s();
     if (pgd_cuda_attention(c, a, scratch, err, errlen) || pgd_cuda_sync(c, err, errlen))
         goto out;
-    double one = now_s() - t0;
+    double one = pgd__now_s() - t0;
     int iters = one > 0 ? (int)(0.1 / one) : 1000;
     iters = iters < 3 ? 3 : iters > 1000 ? 1000 : iters;
     double runs[3];
     for (int r = 0; r < 3; r++) {
-        t0 = now_s();
+        t0 = pgd__now_s();
         for (int i = 0; i < iters; i++)
             if (pgd_cuda_attention(c, a, scratch, err, errlen))
                 goto out;
         if (pgd_cuda_sync(c, err, errlen))
             goto out;
-        runs[r] = (now_s() - t0) / iters * 1e6;
+        runs[r] = (pgd__now_s() - t0) / iters * 1e6;
     }
     qsort(runs, 3, sizeof runs[0], cmp_double);
     *us = runs[1];

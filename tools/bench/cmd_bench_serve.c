@@ -17,6 +17,7 @@
 #include "tools/bench/serve/dataset.h"
 #include "tools/bench/serve/driver.h"
 #include "tools/bench/serve/report.h"
+#include "runtime/base/clock.h"
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -350,7 +351,7 @@ static int probe(const struct bs_conn *c, const char *path, json_t **ans, char *
  * the server names one (strdup'ed; NULL otherwise). */
 static int wait_for_server(const struct bs_conn *c, int timeout_s, char **first_model)
 {
-    double end = bs_now_s() + timeout_s;
+    double end = pgd__now_s() + timeout_s;
     char err[4096] = "the server answers 503";
     *first_model = NULL;
     for (;;) {
@@ -369,7 +370,7 @@ static int wait_for_server(const struct bs_conn *c, int timeout_s, char **first_
             json_decref(ans);
             return 0;
         }
-        if (r < 0 || bs_now_s() >= end)
+        if (r < 0 || pgd__now_s() >= end)
             break;
         usleep(200 * 1000);
     }

@@ -8,7 +8,9 @@
  * emits. Token ids only, so any model runs, random weights included. */
 #include "config.h"
 #include "tools/commands.h"
+#include "tools/tool_model.h"
 #include "tools/bench/bench_draw.h"
+#include "runtime/base/clock.h"
 #include <pagoda/engine.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -20,10 +22,8 @@
                      "\"prompt_lookup_max\": 4, \"prompt_lookup_min\": 1}"
 
 struct spec_opts {
-    const char *model, *plugin_dirs, *spec, *json;
-    bool random;
-    enum pgd_device device;
-    enum pgd_dtype dtype;
+    struct pgd_tool_model m;         /* the model, device, dtype and plugin dirs */
+    const char *spec, *json;
     int num_prompts, input_len, output_len, span;
     uint64_t seed;
 };
@@ -46,16 +46,10 @@ static void spec_usage(FILE *out)
             "  --output-len N           generated tokens a request (default 128)\n"
             "  --span N                 the repetitive set's prompts repeat a span of N\n"
             "                           random ids (default 16)\n"
-            "  --model DIR|ORG/NAME, --random-weights CONFIG, --device auto|cpu|cuda|cuda:N,\n"
+            "  --model DIR|ORG/NAME, --revision REV, --download-dir DIR,\n"
+            "  --random-weights CONFIG, --device auto|cpu|cuda|cuda:N,\n"
             "  --dtype auto|bfloat16|float16, --seed S, --plugin-dir DIR\n"
             "  --json FILE              also write the report as JSON\n");
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* Prompt i of a set into ids [input_len]: random ids in [3, vocab), or (repetitive) a
@@ -108,7 +102,7 @@ static int run_set(struct pgd_engine *e, const struct spec_opts *o, bool repetit
                      errlen) < 0 ? -1 : 0;
     struct pgd_engine_stats a, b;
     pgd_engine_get_stats(e, &a);
-    double t0 = now_s();
+    double t0 = pgd__now_s();
     res->tokens = 0;
     for (int i = 0; rc == 0 && i < o->num_prompts; i++) {
         make_prompt(o, repetitive, i, vocab, ids);
@@ -121,7 +115,7 @@ static int run_set(struct pgd_engine *e, const struct spec_opts *o, bool repetit
         }
         res->tokens += n;
     }
-    res->seconds = now_s() - t0;
+    res->seconds = pgd__now_s() - t0;
     pgd_engine_get_stats(e, &b);
     res->d = b;
     res->d.spec_num_drafts = b.spec_num_drafts - a.spec_num_drafts;
@@ -136,23 +130,13 @@ static struct pgd_engine *make_engine(const struct spec_opts *o, const char *spe
                                       size_t errlen)
 {
     struct pgd_engine_params ep = pgd_engine_default_params();
-    static char path[8192];
-    int too_long;
-    ep.model_dir = o->model;
-    ep.plugin_path = pgd_tool_engine_plugin_path(o->plugin_dirs, path, sizeof path, &too_long);
-    ep.device = o->device;
-    ep.dtype = o->dtype;
-    ep.random_weights = o->random;
+    pgd_tool_model_engine_params(&o->m, &ep);
     ep.seed = o->seed;
     ep.max_num_seqs = 1;
     ep.max_num_batched_tokens = o->input_len + 64 > 2048 ? o->input_len + 64 : 2048;
     ep.speculative_config = spec;
     ep.tokenizer_optional = true;
     struct pgd_engine *e = NULL;
-    if (too_long) {
-        snprintf(err, errlen, "--plugin-dir paths are too long");
-        return NULL;
-    }
     if (pgd_engine_create(&ep, &e, err, errlen) != PGD_OK)
         return NULL;
     return e;
@@ -185,7 +169,7 @@ static void write_json(const struct spec_opts *o, const struct spec_result r[2][
         return;
     }
     fprintf(f, "{\"model\": \"%s\", \"num_prompts\": %d, \"input_len\": %d, \"output_len\": %d, "
-            "\"sets\": {", o->model, o->num_prompts, o->input_len, o->output_len);
+            "\"sets\": {", o->m.dir, o->num_prompts, o->input_len, o->output_len);
     for (int s = 0; s < 2; s++) {
         const struct spec_result *off = &r[s][0], *on = &r[s][1];
         fprintf(f, "%s\"%s\": {\"tokens_off\": %ld, \"tokens_on\": %ld, "
@@ -221,7 +205,7 @@ static int run_spec(const struct spec_opts *o)
         }
     }
     printf("pagoda bench spec: %s, batch 1, greedy, %d requests a set, %d prompt and %d "
-           "output tokens each\nspeculative_config: %s\n\n", o->model, o->num_prompts,
+           "output tokens each\nspeculative_config: %s\n\n", o->m.dir, o->num_prompts,
            o->input_len, o->output_len, o->spec);
     printf("%-11s %-5s %10s %9s %9s %9s %10s %9s %9s\n", "set", "spec", "tokens/s",
            "ms/token", "drafted", "accepted", "acceptance", "mean run", "speed-up");
@@ -239,67 +223,51 @@ static int run_spec(const struct spec_opts *o)
 int pgd_cmd_bench_spec(int argc, char **argv)
 {
     static const struct option long_opts[] = {
-        { "model", required_argument, 0, 'm' }, { "random-weights", required_argument, 0, 'R' },
+        PGD_TOOL_MODEL_OPTIONS, PGD_TOOL_RANDOM_WEIGHTS_OPTION,
         { "speculative-config", required_argument, 0, 'C' },
         { "num-prompts", required_argument, 0, 'n' }, { "input-len", required_argument, 0, 'i' },
         { "output-len", required_argument, 0, 'o' }, { "span", required_argument, 0, 's' },
-        { "device", required_argument, 0, 'V' }, { "dtype", required_argument, 0, 'T' },
-        { "seed", required_argument, 0, 'S' }, { "plugin-dir", required_argument, 0, 'D' },
-        { "json", required_argument, 0, 'J' }, { "help", no_argument, 0, 'h' },
+        { "seed", required_argument, 0, 'S' }, { "json", required_argument, 0, 'J' },
+        { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
-    struct spec_opts o = { .device = pgd_tool_default_device(), .dtype = PGD_DTYPE_COUNT,
-                           .spec = DEFAULT_SPEC, .num_prompts = 8, .input_len = 64,
+    struct spec_opts o = { .spec = DEFAULT_SPEC, .num_prompts = 8, .input_len = 64,
                            .output_len = 128, .span = 16 };
-    char plugin_dirs[4096] = "", dir[4096] = "";
-    const char *model = NULL, *random_cfg = NULL;
+    pgd_tool_model_init(&o.m);
     int c;
     bool ok = true;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         switch (c) {
-        case 'm': model = optarg; break;
-        case 'R': random_cfg = optarg; break;
         case 'C': o.spec = optarg; break;
         case 'n': ok = pgd_tool_parse_int(optarg, 1, 100000, &o.num_prompts); break;
         case 'i': ok = pgd_tool_parse_int(optarg, 2, 1 << 20, &o.input_len); break;
         case 'o': ok = pgd_tool_parse_int(optarg, 1, 1 << 20, &o.output_len); break;
         case 's': ok = pgd_tool_parse_int(optarg, 1, 1 << 20, &o.span); break;
         case 'S': o.seed = strtoull(optarg, NULL, 10); break;
-        case 'V': if (pgd_tool_parse_device(optarg, &o.device)) return 2; break;
-        case 'T': if (pgd_tool_parse_dtype(optarg, &o.dtype)) return 2; break;
-        case 'D':
-            snprintf(plugin_dirs + strlen(plugin_dirs), sizeof plugin_dirs - strlen(plugin_dirs),
-                     "%s%s", plugin_dirs[0] ? ":" : "", optarg);
-            break;
         case 'J': o.json = optarg; break;
         case 'h': spec_usage(stdout); return 0;
-        default: spec_usage(stderr); return 2;
+        default:
+            switch (pgd_tool_model_option(&o.m, c, optarg)) {
+            case 1: break;
+            case 0: spec_usage(stderr); return 2;
+            default: return 2;
+            }
         }
         if (!ok) {
             fprintf(stderr, "pagoda bench spec: '%s' is not a number in range\n", optarg);
             return 2;
         }
     }
-    if (!!model == !!random_cfg || optind < argc) {
+    if (!pgd_tool_model_named(&o.m) || optind < argc) {
         spec_usage(stderr);
         return 2;
     }
     if (o.span > o.input_len)
         o.span = o.input_len;
-    if (pgd_tool_check_dtype(o.device, &o.dtype))
-        return 2;
-    if (random_cfg) {
-        if (pgd_tool_model_dir_of(random_cfg, dir, sizeof dir))
-            return 2;
-        o.model = dir;
-        o.random = true;
-    } else {
-        o.model = model;
-        if (pgd_tool_resolve_model(&o.model, NULL, NULL))
-            return 1;
-    }
-    o.plugin_dirs = plugin_dirs[0] ? plugin_dirs : NULL;
+    int rc = pgd_tool_model_resolve(&o.m, "pagoda bench spec");
+    if (rc)
+        return rc;
     static char spec_json[8192];
     if (pgd_tool_resolve_spec_model(&o.spec, spec_json, sizeof spec_json))
         return 1;

@@ -19,10 +19,12 @@
  * is the larger. It ignores prefill's KV reads and everything small, so it is loose. */
 #include "config.h"
 #include "tools/commands.h"
+#include "tools/tool_model.h"
 #include "tools/bench/bench_draw.h"
 #include "runtime/engine/engine_backend.h"
 #include "runtime/config/batch_defaults.h"
 #include "runtime/model/model.h"
+#include "runtime/base/clock.h"
 #include <pagoda/engine.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -31,11 +33,7 @@
 #include <time.h>
 
 struct tput_opts {
-    const char *model;
-    bool random;
-    const char *plugin_dirs;
-    enum pgd_device device;
-    enum pgd_dtype dtype;
+    struct pgd_tool_model m;                /* the model, device, dtype and plugin dirs */
     int num_prompts, input_len, output_len, warmup;
     bool sharegpt;
     struct pgd_tool_sharegpt_shape shape;   /* --mean-input/-output, --max-input/-total */
@@ -72,13 +70,6 @@ static void tput_usage(FILE *out)
             "  --device auto|cpu|cuda|cuda:N, --dtype auto|bfloat16|float16, --seed S,\n"
             "  --plugin-dir DIR\n"
             "  --json FILE              also write the report as JSON\n");
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static void draw_lengths(const struct tput_opts *o, uint64_t *rng, int *in, int *out)
@@ -133,10 +124,10 @@ static int run_tput(const struct tput_opts *o)
     struct pgd_stream **streams = NULL;
     int *in_len = NULL, *out_len = NULL;
     int32_t *ids = NULL;
-    enum pgd_dtype gemm_dt = o->dtype == PGD_DTYPE_COUNT ? PGD_DTYPE_BF16 : o->dtype;
+    enum pgd_dtype gemm_dt = o->m.dtype == PGD_DTYPE_COUNT ? PGD_DTYPE_BF16 : o->m.dtype;
     double gbps, tflops;
     char desc[256];
-    if (pgd_tool_bench_ceilings(o->device, gemm_dt, &gbps, &tflops, desc, sizeof desc))
+    if (pgd_tool_bench_ceilings(o->m.device, gemm_dt, &gbps, &tflops, desc, sizeof desc))
         return 1;
 
     /* The workload first: its longest request sizes the engine. */
@@ -168,18 +159,7 @@ static int run_tput(const struct tput_opts *o)
     }
 
     struct pgd_engine_params ep = pgd_engine_default_params();
-    ep.model_dir = o->model;
-    /* --plugin-dir first, then the build tree's plugins when run from it. */
-    static char path[8192];
-    int too_long;
-    ep.plugin_path = pgd_tool_engine_plugin_path(o->plugin_dirs, path, sizeof path, &too_long);
-    if (too_long) {
-        snprintf(err, sizeof err, "--plugin-dir paths are too long");
-        goto out;
-    }
-    ep.device = o->device;
-    ep.dtype = o->dtype;
-    ep.random_weights = o->random;
+    pgd_tool_model_engine_params(&o->m, &ep);
     ep.seed = o->seed;
     /* Unset batch limits: 256 / 8192 on the CPU; on a GPU the card's offline defaults, as
      * vLLM's LLM class picks them (runtime/config/batch_defaults.h). */
@@ -189,10 +169,10 @@ static int run_tput(const struct tput_opts *o)
                               PGD__USAGE_OFFLINE);
     ep.num_blocks = o->num_blocks;
     ep.gpu_memory_utilization = o->gpu_mem;
-    double t_load = now_s();
+    double t_load = pgd__now_s();
     if (pgd_engine_create(&ep, &e, err, sizeof err) != PGD_OK)
         goto out;
-    t_load = now_s() - t_load;
+    t_load = pgd__now_s() - t_load;
     const struct pgd__runner *r = pgd__engine_runner(e);
     const struct pgd_model_desc *d = pgd__runner_desc(r);
     const struct pgd__model *m = pgd__runner_model(r);
@@ -209,11 +189,11 @@ static int run_tput(const struct tput_opts *o)
         printf("ceilings: device-to-device copy %.0f GB/s (read + write), %s GEMM 8192^3 "
                "%.0f TFLOP/s\n", gbps, pgd_dtype_name(gemm_dt), tflops);
     printf("model: %s%s, %d layers, hidden %d, vocab %d, %s, %.2f GB of weights (loaded in "
-           "%.1f s)\n", o->model, o->random ? " (random weights)" : "", d->n_layers,
+           "%.1f s)\n", o->m.dir, o->m.random ? " (random weights)" : "", d->n_layers,
            d->hidden_size, d->vocab_size, pgd_dtype_name(m->dtype), wbytes / 1e9, t_load);
     printf("engine: max_num_seqs %d, max_num_batched_tokens %d, %d KV blocks of %d tokens, %s\n",
            ep.max_num_seqs, ep.max_num_batched_tokens, st0.num_blocks, st0.block_size,
-           o->temperature > 0 ? (o->device == PGD_DEVICE_CUDA ? "sampled on the GPU" : "sampled")
+           o->temperature > 0 ? (o->m.device == PGD_DEVICE_CUDA ? "sampled on the GPU" : "sampled")
                               : "greedy");
     printf("workload: %d requests, %s, input %.1f tokens on average (max %ld), output %.1f "
            "(max %ld)\n", o->num_prompts, o->sharegpt ? "sharegpt-shaped lengths" : "fixed lengths",
@@ -235,7 +215,7 @@ static int run_tput(const struct tput_opts *o)
     }
     pgd_engine_get_stats(e, &st0);
 
-    double t0 = now_s();
+    double t0 = pgd__now_s();
     for (int i = 0; i < o->num_prompts; i++)
         if (!(streams[i] = submit(e, o, &prng, d->vocab_size, in_len[i], out_len[i], ids, err,
                                   sizeof err)))
@@ -251,7 +231,7 @@ static int run_tput(const struct tput_opts *o)
         pgd_stream_destroy(streams[i]);
         streams[i] = NULL;
     }
-    double dt = now_s() - t0;
+    double dt = pgd__now_s() - t0;
     pgd_engine_get_stats(e, &st1);
     if (unfinished) {
         snprintf(err, sizeof err, "%d requests did not generate their output length", unfinished);
@@ -318,7 +298,7 @@ out:
 int pgd_cmd_bench_throughput(int argc, char **argv)
 {
     static const struct option long_opts[] = {
-        { "model", required_argument, 0, 'm' }, { "random-weights", required_argument, 0, 'R' },
+        PGD_TOOL_MODEL_OPTIONS, PGD_TOOL_RANDOM_WEIGHTS_OPTION,
         { "num-prompts", required_argument, 0, 'n' }, { "input-len", required_argument, 0, 'i' },
         { "output-len", required_argument, 0, 'o' }, { "dataset", required_argument, 0, 'd' },
         { "mean-input", required_argument, 0, 'I' }, { "mean-output", required_argument, 0, 'O' },
@@ -327,26 +307,19 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         { "max-num-batched-tokens", required_argument, 0, 'B' },
         { "num-blocks", required_argument, 0, 'N' },
         { "gpu-memory-utilization", required_argument, 0, 'G' },
-        { "warmup", required_argument, 0, 'w' }, { "device", required_argument, 0, 'V' },
-        { "dtype", required_argument, 0, 'T' }, { "seed", required_argument, 0, 'S' },
-        { "plugin-dir", required_argument, 0, 'D' }, { "json", required_argument, 0, 'J' },
-        { "revision", required_argument, 0, 'r' }, { "download-dir", required_argument, 0, 'L' },
-        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+        { "warmup", required_argument, 0, 'w' }, { "seed", required_argument, 0, 'S' },
+        { "json", required_argument, 0, 'J' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
-    struct tput_opts o = { .device = pgd_tool_default_device(), .dtype = PGD_DTYPE_COUNT,
-                           .num_prompts = 1000, .input_len = 128, .output_len = 128,
+    struct tput_opts o = { .num_prompts = 1000, .input_len = 128, .output_len = 128,
                            .warmup = 8, .shape = PGD_TOOL_SHAREGPT_SHAPE_DEFAULT,
                            .max_num_seqs = -1, .max_num_batched_tokens = -1,
                            .gpu_mem = 0.9 };
-    char plugin_dirs[4096] = "", dir[4096] = "";
-    const char *model = NULL, *random_cfg = NULL, *revision = NULL, *download_dir = NULL;
+    pgd_tool_model_init(&o.m);
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         char *end = NULL;
         switch (c) {
-        case 'm': model = optarg; break;
-        case 'R': random_cfg = optarg; break;
         case 'n': o.num_prompts = (int)strtol(optarg, &end, 10); break;
         case 'i': o.input_len = (int)strtol(optarg, &end, 10); break;
         case 'o': o.output_len = (int)strtol(optarg, &end, 10); break;
@@ -370,17 +343,14 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         case 'G': o.gpu_mem = strtod(optarg, &end); break;
         case 'w': o.warmup = (int)strtol(optarg, &end, 10); break;
         case 'S': o.seed = strtoull(optarg, &end, 10); break;
-        case 'V': if (pgd_tool_parse_device(optarg, &o.device)) return 2; break;
-        case 'T': if (pgd_tool_parse_dtype(optarg, &o.dtype)) return 2; break;
-        case 'D':
-            snprintf(plugin_dirs + strlen(plugin_dirs), sizeof plugin_dirs - strlen(plugin_dirs),
-                     "%s%s", plugin_dirs[0] ? ":" : "", optarg);
-            break;
         case 'J': o.json = optarg; break;
-        case 'r': revision = optarg; break;
-        case 'L': download_dir = optarg; break;
         case 'h': tput_usage(stdout); return 0;
-        default: tput_usage(stderr); return 2;
+        default:
+            switch (pgd_tool_model_option(&o.m, c, optarg)) {
+            case 1: break;
+            case 0: tput_usage(stderr); return 2;
+            default: return 2;
+            }
         }
         if (end && *end) {
             fprintf(stderr, "pagoda bench throughput: '%s' is not a number\n", optarg);
@@ -388,7 +358,7 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         }
     }
     const struct pgd_tool_sharegpt_shape *sh = &o.shape;
-    if (!!model == !!random_cfg || optind < argc || o.num_prompts <= 0 || o.input_len <= 0 ||
+    if (!pgd_tool_model_named(&o.m) || optind < argc || o.num_prompts <= 0 || o.input_len <= 0 ||
         o.output_len <= 0 || o.warmup < 0 || sh->mean_input <= 0 || sh->mean_output <= 0 ||
         sh->max_input < 4 || sh->max_total < sh->max_input + 4 || o.temperature < 0 ||
         o.max_num_seqs == 0 || o.max_num_batched_tokens == 0 || o.max_num_seqs < -1 ||
@@ -396,18 +366,6 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         tput_usage(stderr);
         return 2;
     }
-    if (pgd_tool_check_dtype(o.device, &o.dtype))
-        return 2;
-    if (random_cfg) {
-        if (pgd_tool_model_dir_of(random_cfg, dir, sizeof dir))
-            return 2;
-        o.model = dir;
-        o.random = true;
-    } else {
-        o.model = model;
-        if (pgd_tool_resolve_model(&o.model, revision, download_dir))
-            return 1;
-    }
-    o.plugin_dirs = plugin_dirs[0] ? plugin_dirs : NULL;
-    return run_tput(&o);
+    int rc = pgd_tool_model_resolve(&o.m, "pagoda bench throughput");
+    return rc ? rc : run_tput(&o);
 }

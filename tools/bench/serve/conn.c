@@ -2,6 +2,7 @@
  * and the blocking JSON exchanges made before and after the timed run. */
 #include "config.h"
 #include "tools/bench/serve/conn.h"
+#include "runtime/base/buf.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,23 +66,11 @@ void bs_conn_setup(const struct bs_conn *c, CURL *h, const char *path)
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
 }
 
-struct body {
-    char *p;
-    size_t len;
-};
-
 static size_t collect(char *ptr, size_t size, size_t nmemb, void *ud)
 {
-    struct body *b = ud;
     size_t n = size * nmemb;
-    char *q = realloc(b->p, b->len + n + 1);
-    if (!q)
-        return 0;                      /* curl fails the transfer: CURLE_WRITE_ERROR */
-    memcpy(q + b->len, ptr, n);
-    b->p = q;
-    b->len += n;
-    b->p[b->len] = 0;
-    return n;
+    /* Out of memory: 0 makes curl fail the transfer (CURLE_WRITE_ERROR). */
+    return pgd__buf_append(ud, ptr, n) ? n : 0;
 }
 
 int bs_conn_json(const struct bs_conn *c, const char *path, const json_t *body, long timeout_s,
@@ -91,7 +80,7 @@ int bs_conn_json(const struct bs_conn *c, const char *path, const json_t *body, 
     *status = 0;
     CURL *h = curl_easy_init();
     char *post = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    struct body b = { 0 };
+    struct pgd__buf b = { 0 };
     char cerr[CURL_ERROR_SIZE] = "";
     int rc = -1;
     if (!h || (body && !post)) {
@@ -116,7 +105,7 @@ int bs_conn_json(const struct bs_conn *c, const char *path, const json_t *body, 
         *out = json_loadb(b.p, b.len, 0, NULL);
     rc = 0;
 out:
-    free(b.p);
+    pgd__buf_fini(&b);
     free(post);
     curl_easy_cleanup(h);
     return rc;

@@ -10,6 +10,8 @@
  * empty closing chunk are not tokens. */
 #include "config.h"
 #include "tools/bench/serve/driver.h"
+#include "runtime/base/clock.h"
+#include "runtime/base/mem.h"
 #include "runtime/base/sse.h"
 #include <errno.h>
 #include <math.h>
@@ -22,13 +24,6 @@
 
 #define ERR_BODY_MAX 4096     /* bytes of a refused request's body kept for its message */
 
-double bs_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* One request in flight. */
 struct xfer {
     struct bs_result *res;
@@ -39,8 +34,7 @@ struct xfer {
     long status;              /* 0 until the status line arrived */
     bool done;                /* "data: [DONE]" seen */
     char *stream_err;         /* the first error found in the stream (owned) */
-    char *body;               /* a non-200 answer's first bytes (owned) */
-    size_t body_len;
+    struct pgd__buf body;     /* a non-200 answer's first ERR_BODY_MAX bytes */
     bool oom;
 };
 
@@ -55,27 +49,9 @@ static void set_err(char **dst, const char *fmt, const char *a, const char *b)
 
 static int push_itl(struct bs_result *r, double v)
 {
-    if (r->n_itl == r->cap_itl) {
-        int c = r->cap_itl ? 2 * r->cap_itl : 64;
-        double *p = realloc(r->itl, (size_t)c * sizeof *p);
-        if (!p)
-            return -1;
-        r->itl = p;
-        r->cap_itl = c;
-    }
-    r->itl[r->n_itl++] = v;
-    return 0;
-}
-
-static int append_text(struct bs_result *r, const char *s, size_t n)
-{
-    char *p = realloc(r->text, r->text_len + n + 1);
-    if (!p)
+    if (!pgd__array_reserve(r->itl, r->cap_itl, (size_t)r->n_itl + 1))
         return -1;
-    memcpy(p + r->text_len, s, n);
-    r->text = p;
-    r->text_len += n;
-    p[r->text_len] = 0;
+    r->itl[r->n_itl++] = v;
     return 0;
 }
 
@@ -96,7 +72,7 @@ static const json_t *chunk_text(const json_t *c0, bool chat)
 static int on_event(void *ctx, const char *data, size_t len)
 {
     struct xfer *x = ctx;
-    double now = bs_now_s();
+    double now = pgd__now_s();
     if (len == 6 && !memcmp(data, "[DONE]", 6)) {
         x->done = true;
         return 0;
@@ -125,7 +101,7 @@ static int on_event(void *ctx, const char *data, size_t len)
             x->last = now;
             r->chunks++;
             if (x->keep_text && json_is_string(t) &&
-                append_text(r, json_string_value(t), json_string_length(t)))
+                !pgd__buf_append(&r->text, json_string_value(t), json_string_length(t)))
                 x->oom = true;
         }
     }
@@ -146,15 +122,8 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
     if (!x->status)
         curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &x->status);
     if (x->status != 200) {            /* keep the start of the error body for its message */
-        size_t keep = x->body_len < ERR_BODY_MAX ? ERR_BODY_MAX - x->body_len : 0;
-        keep = keep < n ? keep : n;
-        char *p = keep ? realloc(x->body, x->body_len + keep + 1) : x->body;
-        if (keep && p) {
-            memcpy(p + x->body_len, ptr, keep);
-            x->body = p;
-            x->body_len += keep;
-            p[x->body_len] = 0;
-        }
+        size_t keep = x->body.len < ERR_BODY_MAX ? ERR_BODY_MAX - x->body.len : 0;
+        pgd__buf_append(&x->body, ptr, keep < n ? keep : n);  /* a failure only loses it */
         return n;
     }
     if (pgd__sse_feed(&x->sse, ptr, n, on_event, x) || x->oom)
@@ -174,7 +143,7 @@ static int start(const struct bs_run_params *p, CURLM *m, struct xfer *x, int i,
     curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(x->h, CURLOPT_PRIVATE, x);
-    x->t0 = x->last = bs_now_s();
+    x->t0 = x->last = pgd__now_s();
     res[i].start_s = x->t0 - t_start;
     if (curl_multi_add_handle(m, x->h) != CURLM_OK) {
         curl_easy_cleanup(x->h);
@@ -188,7 +157,7 @@ static int start(const struct bs_run_params *p, CURLM *m, struct xfer *x, int i,
 static void finish(CURLM *m, struct xfer *x, CURLcode cc)
 {
     struct bs_result *r = x->res;
-    double now = bs_now_s();
+    double now = pgd__now_s();
     if (cc == CURLE_OK && x->status == 200)
         pgd__sse_finish(&x->sse, on_event, x);
     r->status = x->status;
@@ -203,9 +172,10 @@ static void finish(CURLM *m, struct xfer *x, CURLcode cc)
         set_err(&r->error, "%s%s", curl_easy_strerror(cc),
                 x->status == 200 ? " (the stream broke off)" : "");
     else if (x->status != 200) {
-        json_t *j = x->body ? json_loads(x->body, 0, NULL) : NULL;
+        const char *body = x->body.p;   /* what was kept, even after a failed append */
+        json_t *j = body ? json_loads(body, 0, NULL) : NULL;
         const char *msg = bs_error_message(j);
-        set_err(&r->error, "HTTP %s: %s", code, msg ? msg : x->body ? x->body : "");
+        set_err(&r->error, "HTTP %s: %s", code, msg ? msg : body ? body : "");
         json_decref(j);
     } else if (x->stream_err) {
         r->error = x->stream_err;
@@ -219,7 +189,7 @@ static void finish(CURLM *m, struct xfer *x, CURLcode cc)
     curl_easy_cleanup(x->h);
     pgd__sse_fini(&x->sse);
     free(x->stream_err);
-    free(x->body);
+    pgd__buf_fini(&x->body);
     *x = (struct xfer){ 0 };
 }
 
@@ -260,7 +230,7 @@ static int on_socket(CURL *h, curl_socket_t fd, int what, void *ud, void *sockp)
 static int on_timer(CURLM *m, long timeout_ms, void *ud)
 {
     struct loop *l = ud;
-    l->timer_at = timeout_ms < 0 ? -1 : bs_now_s() + timeout_ms / 1e3;
+    l->timer_at = timeout_ms < 0 ? -1 : pgd__now_s() + timeout_ms / 1e3;
     return 0;
 }
 
@@ -275,7 +245,7 @@ static int reap(const struct bs_run_params *p, CURLM *m, int done, int *shown, d
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&xf);
             finish(m, xf, msg->data.result);
             n++;
-            *t_end = bs_now_s();
+            *t_end = pgd__now_s();
             progress(p, done + n, shown);
         }
     return n;
@@ -285,7 +255,7 @@ static int reap(const struct bs_run_params *p, CURLM *m, int done, int *shown, d
 static int wait_ms(const struct bs_run_params *p, const struct loop *l, double t_start,
                    int next, bool slot_free)
 {
-    double now = bs_now_s(), until = now + 1.0;
+    double now = pgd__now_s(), until = now + 1.0;
     if (l->timer_at >= 0 && l->timer_at < until)
         until = l->timer_at;
     if (next < p->n && slot_free) {
@@ -315,9 +285,9 @@ int bs_run(const struct bs_run_params *p, struct bs_result *res, double *duratio
     curl_multi_setopt(m, CURLMOPT_TIMERDATA, &l);
     /* Keep a connection for every slot alive between requests. */
     curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)slots);
-    double t_start = bs_now_s(), t_end = t_start;
+    double t_start = pgd__now_s(), t_end = t_start;
     while (done < p->n) {
-        double now = bs_now_s();
+        double now = pgd__now_s();
         while (next < p->n && active < slots &&
                (!p->arrival_s || t_start + p->arrival_s[next] <= now)) {
             int s = 0;
@@ -342,7 +312,7 @@ int bs_run(const struct bs_run_params *p, struct bs_result *res, double *duratio
                        (evs[i].events & EPOLLERR ? CURL_CSELECT_ERR : 0);
             curl_multi_socket_action(m, evs[i].data.fd, what, &running);
         }
-        if (l.timer_at >= 0 && bs_now_s() >= l.timer_at) {
+        if (l.timer_at >= 0 && pgd__now_s() >= l.timer_at) {
             l.timer_at = -1;
             curl_multi_socket_action(m, CURL_SOCKET_TIMEOUT, 0, &running);
         }
@@ -368,6 +338,6 @@ void bs_result_fini(struct bs_result *r)
 {
     free(r->error);
     free(r->itl);
-    free(r->text);
+    pgd__buf_fini(&r->text);
     *r = (struct bs_result){ 0 };
 }

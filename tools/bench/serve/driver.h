@@ -7,6 +7,7 @@
 #define PGD_TOOLS_BENCH_SERVE_DRIVER_H
 
 #include "tools/bench/serve/conn.h"
+#include "runtime/base/buf.h"
 #include <stdbool.h>
 
 /* What one request did. Times are seconds; start_s from the start of the run. */
@@ -18,13 +19,14 @@ struct bs_result {
     double start_s;         /* when it was sent */
     double ttft_s;          /* to the first token chunk */
     double latency_s;       /* to the end of the stream */
-    double *itl;            /* gaps between token chunks (n_itl of them; owned) */
-    int n_itl, cap_itl;
+    double *itl;            /* gaps between token chunks (n_itl of them, room for cap_itl;
+                             * owned) */
+    int n_itl;
+    size_t cap_itl;
     int chunks;             /* token chunks received */
     int output_tokens;      /* the final usage's completion_tokens, else chunks */
     bool usage_seen;
-    char *text;             /* the generated text when keep_text (owned) */
-    size_t text_len;
+    struct pgd__buf text;   /* the generated text when keep_text (text.p NULL when none) */
 };
 
 struct bs_run_params {
@@ -46,6 +48,5 @@ int bs_run(const struct bs_run_params *p, struct bs_result *res, double *duratio
            size_t errlen);
 void bs_result_fini(struct bs_result *r);
 
-double bs_now_s(void);   /* CLOCK_MONOTONIC in seconds */
 
 #endif

@@ -135,7 +135,7 @@ static void lists(const struct bs_report_in *in, json_t *r)
         for (int k = 0; x->success && k < x->n_itl; k++)
             json_array_append_new(g, json_real(x->itl[k]));
         json_array_append_new(itls, g);
-        json_array_append_new(txt, json_string(x->text ? x->text : ""));
+        json_array_append_new(txt, json_string(x->text.p ? x->text.p : ""));
         json_array_append_new(errs, json_string(x->error ? x->error : ""));
     }
     json_object_set_new(r, "input_lens", il);
