@@ -1,7 +1,6 @@
 /* Histograms and Prometheus text exposition. */
 #include "runtime/base/metrics.h"
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,41 +71,10 @@ void pgd__histogram_observe(struct pgd__histogram *h, double v)
     h->sum += v;
 }
 
-void pgd__strbuf_printf(struct pgd__strbuf *b, const char *fmt, ...)
-{
-    if (b->failed)
-        return;
-    for (;;) {
-        size_t room = b->cap - b->len;
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->s ? b->s + b->len : NULL, room, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->failed = true;
-            return;
-        }
-        if ((size_t)n < room) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap * 2 : 1024;
-        while (cap < b->len + (size_t)n + 1)
-            cap *= 2;
-        char *s = realloc(b->s, cap);
-        if (!s) {
-            b->failed = true;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-}
-
-void pgd__prom_header(struct pgd__strbuf *b, const char *name, const char *type,
+void pgd__prom_header(struct pgd__buf *b, const char *name, const char *type,
                       const char *help)
 {
-    pgd__strbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    pgd__buf_appendf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 void pgd__prom_float(char *buf, size_t n, double v)
@@ -157,17 +125,17 @@ void pgd__prom_label_value(char *buf, size_t n, const char *v)
         buf[o < n ? o : n - 1] = '\0';
 }
 
-void pgd__prom_sample(struct pgd__strbuf *b, const char *name, const char *labels, double v)
+void pgd__prom_sample(struct pgd__buf *b, const char *name, const char *labels, double v)
 {
     char val[64];
     pgd__prom_float(val, sizeof val, v);
     if (labels && *labels)
-        pgd__strbuf_printf(b, "%s{%s} %s\n", name, labels, val);
+        pgd__buf_appendf(b, "%s{%s} %s\n", name, labels, val);
     else
-        pgd__strbuf_printf(b, "%s %s\n", name, val);
+        pgd__buf_appendf(b, "%s %s\n", name, val);
 }
 
-void pgd__prom_histogram(struct pgd__strbuf *b, const char *name, const char *help,
+void pgd__prom_histogram(struct pgd__buf *b, const char *name, const char *help,
                          const char *labels, const struct pgd__histogram *h)
 {
     pgd__prom_header(b, name, "histogram", help);

@@ -2,6 +2,7 @@
 #ifndef PGD_RUNTIME_METRICS_H
 #define PGD_RUNTIME_METRICS_H
 
+#include "runtime/base/buf.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,24 +29,15 @@ void pgd__histogram_init_tokens(struct pgd__histogram *h, enum pgd__hist_kind ki
                                 long max_tokens);
 void pgd__histogram_observe(struct pgd__histogram *h, double v);
 
-/* A growable text buffer; all writers abort on allocation failure only via PGD_ASSERT
- * (they report it as `failed` instead). */
-struct pgd__strbuf {
-    char *s;
-    size_t len, cap;
-    bool failed;
-};
-void pgd__strbuf_printf(struct pgd__strbuf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-/* Writes one metric family. labels (may be NULL) is e.g. `finished_reason="stop"`;
- * pgd__prom_histogram puts its labels before each bucket's le. Numbers are written as
- * Prometheus' own clients write them: the shortest text that reads back as the same double
- * (le="0.005", not 0.0050000000000000001), integers with ".0", 1e+06 from a million up. */
-void pgd__prom_header(struct pgd__strbuf *b, const char *name, const char *type,
+/* Writes one metric family into b (a failed append leaves b->failed set). labels (may be
+ * NULL) is e.g. `finished_reason="stop"`; pgd__prom_histogram puts its labels before each
+ * bucket's le. Numbers are written as Prometheus' own clients write them: the shortest
+ * text that reads back as the same double (le="0.005", not 0.0050000000000000001),
+ * integers with ".0", 1e+06 from a million up. */
+void pgd__prom_header(struct pgd__buf *b, const char *name, const char *type,
                       const char *help);
-void pgd__prom_sample(struct pgd__strbuf *b, const char *name, const char *labels, double v);
-void pgd__prom_histogram(struct pgd__strbuf *b, const char *name, const char *help,
+void pgd__prom_sample(struct pgd__buf *b, const char *name, const char *labels, double v);
+void pgd__prom_histogram(struct pgd__buf *b, const char *name, const char *help,
                          const char *labels, const struct pgd__histogram *h);
 /* v as Prometheus writes it (see above), into buf. */
 void pgd__prom_float(char *buf, size_t n, double v);

@@ -53,7 +53,7 @@ void pgd__engine_metrics_finished(struct pgd__engine_metrics *m, double t_schedu
         pgd__histogram_observe(&m->decode, t_end - t_first_token);
 }
 
-static void gauge(struct pgd__strbuf *b, const char *labels, const char *name,
+static void gauge(struct pgd__buf *b, const char *labels, const char *name,
                   const char *type, const char *help, double v)
 {
     pgd__prom_header(b, name, type, help);
@@ -62,7 +62,7 @@ static void gauge(struct pgd__strbuf *b, const char *labels, const char *name,
 
 /* Speculative decoding's counters, as vLLM's spec_decode_* (only with speculation on):
  * verify runs, proposals, accepted proposals, and accepted by position in the run. */
-static void spec_counters(struct pgd__strbuf *b, const char *L, const struct pgd_engine_stats *s)
+static void spec_counters(struct pgd__buf *b, const char *L, const struct pgd_engine_stats *s)
 {
     gauge(b, L, "pagoda:spec_decode_num_drafts_total", "counter",
           "Verify runs: a sequence's proposals checked in one step.", (double)s->spec_num_drafts);
@@ -84,7 +84,7 @@ enum pgd_status pgd__engine_metrics_text(const struct pgd__engine_metrics *m,
                                          const struct pgd_engine_stats *s, char **text,
                                          size_t *len)
 {
-    struct pgd__strbuf b = { 0 };
+    struct pgd__buf b = { 0 };
     const char *L = m->labels;
     gauge(&b, L, "pagoda:num_requests_running", "gauge",
           "Number of sequences in the running batch.", s->num_requests_running);
@@ -136,15 +136,11 @@ enum pgd_status pgd__engine_metrics_text(const struct pgd__engine_metrics *m,
     pgd__prom_histogram(&b, "pagoda:iteration_tokens_total",
                         "Tokens (prompt and generated) of each engine step.", L,
                         &m->iteration_tokens);
-    if (b.failed) {
-        free(b.s);
-        *text = NULL;
+    *text = pgd__buf_steal(&b, len);   /* NULL when an append failed; b is released */
+    if (!*text) {
         if (len)
             *len = 0;
         return PGD_ERR_NOMEM;
     }
-    *text = b.s;
-    if (len)
-        *len = b.len;
     return PGD_OK;
 }

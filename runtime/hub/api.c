@@ -3,33 +3,24 @@
  * each {"rfilename": path}). One request at a time, retried on transient failures. */
 #include "config.h"
 #include "runtime/hub/http.h"
+#include "runtime/base/buf.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-struct body {
-    char *data;
-    size_t len;
-};
-
 #define MAX_API_BODY (64u << 20)
 
+/* curl's write callback: the answer into the struct pgd__buf ud. 0 (curl fails the
+ * transfer) past MAX_API_BODY or out of memory. */
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
-    struct body *b = ud;
+    struct pgd__buf *b = ud;
     size_t add = size * n;
     if (b->len + add > MAX_API_BODY)
         return 0;
-    char *d = realloc(b->data, b->len + add + 1);
-    if (!d)
-        return 0;
-    memcpy(d + b->len, p, add);
-    b->len += add;
-    d[b->len] = '\0';
-    b->data = d;
-    return add;
+    return pgd__buf_append(b, p, add) ? add : 0;
 }
 
 static void sleep_ms(long ms)
@@ -41,7 +32,7 @@ static void sleep_ms(long ms)
 
 /* One GET of url into *b with retries; the final headers in *h. */
 static enum pgd_status get_with_retries(const struct pgd__hub_config *c, const char *url,
-                                        const char *repo, const char *rev, struct body *b,
+                                        const char *repo, const char *rev, struct pgd__buf *b,
                                         struct pgd__hub_headers *h, char *err, size_t errlen)
 {
     CURL *e = curl_easy_init();
@@ -51,8 +42,7 @@ static enum pgd_status get_with_retries(const struct pgd__hub_config *c, const c
     for (int attempt = 0;; attempt++) {
         struct curl_slist *list = NULL;
         char cerr[CURL_ERROR_SIZE] = "";
-        free(b->data);
-        *b = (struct body){ 0 };
+        pgd__buf_clear(b);
         curl_easy_reset(e);
         st = pgd__hub_easy_setup(e, c, url, true, h, &list, err, errlen);
         if (st)
@@ -160,12 +150,12 @@ enum pgd_status pgd__hub_api_revision(const struct pgd__hub_config *c, const cha
     }
     snprintf(url, ulen, "%s/api/models/%s/revision/%s", c->endpoint, repo, esc);
     curl_free(esc);
-    struct body b = { 0 };
+    struct pgd__buf b = { 0 };
     struct pgd__hub_headers h;
     enum pgd_status st = get_with_retries(c, url, repo, rev, &b, &h, err, errlen);
     if (!st)
-        st = parse_revision(url, b.data ? b.data : "", commit, files, n_files, err, errlen);
-    free(b.data);
+        st = parse_revision(url, b.p ? b.p : "", commit, files, n_files, err, errlen);
+    pgd__buf_fini(&b);
     free(url);
     return st;
 }

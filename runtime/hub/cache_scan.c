@@ -4,6 +4,8 @@
  * still links to stay). */
 #include "config.h"
 #include "runtime/hub/hub.h"
+#include "runtime/base/buf.h"
+#include "runtime/base/mem.h"
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
@@ -22,14 +24,8 @@ struct names {
 
 static bool names_add(struct names *s, const char *name)
 {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 16;
-        char **v = realloc(s->v, cap * sizeof *v);
-        if (!v)
-            return false;
-        s->v = v;
-        s->cap = cap;
-    }
+    if (!pgd__array_reserve(s->v, s->cap, s->n + 1))
+        return false;
     return (s->v[s->n] = strdup(name)) ? (s->n++, true) : false;
 }
 
@@ -103,15 +99,18 @@ static uint64_t blobs_bytes(const char *repo_dir, const struct names *only)
     return total;
 }
 
-/* Appends ref to rev->refs ("a, b"). */
+/* Appends ref to rev->refs ("a, b"); out of memory leaves rev->refs as it was. */
 static void add_ref_name(struct pgd__hub_cached_rev *rev, const char *ref)
 {
-    size_t old = rev->refs ? strlen(rev->refs) : 0;
-    char *s = realloc(rev->refs, old + strlen(ref) + 3);
-    if (!s)
-        return;
-    snprintf(s + old, strlen(ref) + 3, "%s%s", old ? ", " : "", ref);
-    rev->refs = s;
+    struct pgd__buf b = { 0 };
+    if (rev->refs && rev->refs[0])
+        pgd__buf_appendf(&b, "%s, ", rev->refs);
+    pgd__buf_puts(&b, ref);
+    char *s = pgd__buf_steal(&b, NULL);
+    if (s) {
+        free(rev->refs);
+        rev->refs = s;
+    }
 }
 
 /* Reads refs/ (recursively: refs/pr/1) and names each revision it points at. */
@@ -162,13 +161,12 @@ static enum pgd_status scan_repo(const char *cache, const char *folder,
     snprintf(snaps, sizeof snaps, "%s/snapshots", dir);
     DIR *d = opendir(snaps);
     struct dirent *de;
+    size_t cap = 0;                      /* r->revs' capacity */
     while (d && (de = readdir(d))) {
         if (!pgd__hub_is_commit(de->d_name))
             continue;
-        void *p = realloc(r->revs, (r->n_revs + 1) * sizeof *r->revs);
-        if (!p)
+        if (!pgd__array_reserve(r->revs, cap, r->n_revs + 1))
             break;
-        r->revs = p;
         struct pgd__hub_cached_rev *v = &r->revs[r->n_revs++];
         *v = (struct pgd__hub_cached_rev){ 0 };
         memcpy(v->commit, de->d_name, sizeof v->commit);   /* 40 hex digits and NUL */
@@ -200,15 +198,14 @@ enum pgd_status pgd__hub_scan_cache(const char *cache, struct pgd__hub_cached_re
                                           strerror(errno));
     struct dirent *de;
     enum pgd_status st = PGD_OK;
+    size_t cap = 0;                      /* *out's capacity */
     while (!st && (de = readdir(d))) {
         if (strncmp(de->d_name, "models--", 8) || !de->d_name[8])
             continue;
-        void *p = realloc(*out, (*n + 1) * sizeof **out);
-        if (!p) {
+        if (!pgd__array_reserve(*out, cap, *n + 1)) {
             st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
             break;
         }
-        *out = p;
         st = scan_repo(cache, de->d_name, &(*out)[(*n)++]);
         if (st)
             pgd_errf(err, errlen, st, "out of memory");

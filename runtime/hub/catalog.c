@@ -13,6 +13,7 @@
  */
 #include "config.h"
 #include "runtime/hub/hub.h"
+#include "runtime/base/mem.h"
 #include <ini.h>
 #include <errno.h>
 #include <stdio.h>
@@ -22,7 +23,7 @@
 
 struct load {
     struct pgd__hub_catalog *cat;
-    size_t cap;
+    size_t cap;                      /* cat->entries' capacity */
     char *err;
     size_t errlen;
     enum pgd_status st;
@@ -36,14 +37,8 @@ static struct pgd__hub_catalog_entry *entry_for(struct load *l, const char *sect
     for (size_t i = 0; i < cat->n; i++)
         if (!strcmp(cat->entries[i].name, section))
             return &cat->entries[i];
-    if (cat->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 32;
-        void *p = realloc(cat->entries, cap * sizeof *cat->entries);
-        if (!p)
-            return NULL;
-        cat->entries = p;
-        l->cap = cap;
-    }
+    if (!pgd__array_reserve(cat->entries, l->cap, cat->n + 1))
+        return NULL;
     struct pgd__hub_catalog_entry *e = &cat->entries[cat->n];
     *e = (struct pgd__hub_catalog_entry){ .name = strdup(section) };
     if (!e->name)

@@ -39,7 +39,7 @@ Test(metrics, histogram_lines_carry_the_labels)
     cr_assert_eq(h.n_bounds, 7);   /* 1 2 5 10 20 50 100 */
     pgd__histogram_observe(&h, 3);
     pgd__histogram_observe(&h, 1000);
-    struct pgd__strbuf b = { 0 };
+    struct pgd__buf b = { 0 };
     pgd__prom_histogram(&b, "x", "help", "model_name=\"m\"", &h);
     cr_assert(!b.failed);
     const char *want[] = {
@@ -50,6 +50,6 @@ Test(metrics, histogram_lines_carry_the_labels)
         "x_sum{model_name=\"m\"} 1003.0\n",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
-        cr_assert(strstr(b.s, want[i]), "no %s in\n%s", want[i], b.s);
-    free(b.s);
+        cr_assert(strstr(b.p, want[i]), "no %s in\n%s", want[i], b.p);
+    pgd__buf_fini(&b);
 }
