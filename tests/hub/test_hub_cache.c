@@ -1,7 +1,7 @@
 /* The hub client's pieces that need no network: hub ids and commit ids, the file
  * selection (default set, --include/--exclude globs), the retry waits, the environment's
- * settings, and the cache files (refs, snapshot links, .no_exist, locks) as huggingface_hub
- * lays them out. The protocol itself is tested against the mock hub (test_hub_fetch.py). */
+ * settings, the cache files (refs, snapshot links, .no_exist, locks) as huggingface_hub
+ * lays them out and the scan of what the cache holds. The protocol itself is tested against the mock hub (test_hub_fetch.py). */
 #include "config.h"
 #include "tests/lib/test_common.h"
 #include "runtime/hub/filter.h"
@@ -178,5 +178,52 @@ Test(hub, cache_files)
     int b = pgd__hub_lock(p, false, err, sizeof err);
     cr_expect_geq(b, 0);
     close(b);
+    nftw(cache, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The cache scan: repos sorted by name, each snapshot a revision with its file count, and
+ * every ref naming its revision ("main, v1" in readdir's order). */
+Test(hub, cache_scan)
+{
+    static const char *const C2 = "89abcdef0123456789abcdef0123456789abcdef";
+    char cache[] = "/tmp/pgd-hub-scan-XXXXXX", dir[512], err[512];
+    cr_assert_not_null(mkdtemp(cache));
+    cr_assert_eq(pgd__hub_repo_dir(cache, "zeta/Model", dir, sizeof dir, err, sizeof err),
+                 PGD_OK);
+    cr_assert_eq(pgd__hub_link_snapshot(dir, C1, "config.json", "b1", err, sizeof err), PGD_OK);
+    cr_assert_eq(pgd__hub_repo_dir(cache, "Alpha/Model", dir, sizeof dir, err, sizeof err),
+                 PGD_OK);
+    cr_assert_eq(pgd__hub_link_snapshot(dir, C1, "config.json", "b1", err, sizeof err), PGD_OK);
+    cr_assert_eq(pgd__hub_link_snapshot(dir, C1, "w/model.safetensors", "b2", err, sizeof err),
+                 PGD_OK);
+    cr_assert_eq(pgd__hub_link_snapshot(dir, C2, "config.json", "b3", err, sizeof err), PGD_OK);
+    cr_assert_eq(pgd__hub_write_ref(dir, "main", C1, err, sizeof err), PGD_OK);
+    cr_assert_eq(pgd__hub_write_ref(dir, "v1", C1, err, sizeof err), PGD_OK);
+    cr_assert_eq(pgd__hub_write_ref(dir, "refs/pr/1", C2, err, sizeof err), PGD_OK);
+
+    struct pgd__hub_cached_repo *repos = NULL;
+    size_t n = 0;
+    cr_assert_eq(pgd__hub_scan_cache(cache, &repos, &n, err, sizeof err), PGD_OK, "%s", err);
+    cr_assert_eq(n, 2);
+    cr_expect_str_eq(repos[0].repo, "Alpha/Model");
+    cr_expect_str_eq(repos[1].repo, "zeta/Model");
+    cr_assert_eq(repos[0].n_revs, 2);
+    cr_assert_eq(repos[1].n_revs, 1);
+    cr_expect_eq(repos[1].revs[0].n_files, 1);
+    cr_expect(!repos[1].revs[0].refs || !repos[1].revs[0].refs[0]);
+    for (size_t i = 0; i < 2; i++) {
+        const struct pgd__hub_cached_rev *v = &repos[0].revs[i];
+        const char *refs = v->refs ? v->refs : "";
+        if (!strcmp(v->commit, C1)) {
+            cr_expect_eq(v->n_files, 2);
+            cr_expect(!strcmp(refs, "main, v1") || !strcmp(refs, "v1, main"), "refs '%s'",
+                      refs);
+        } else {
+            cr_expect_str_eq(v->commit, C2);
+            cr_expect_eq(v->n_files, 1);
+            cr_expect_str_eq(refs, "refs/pr/1");
+        }
+    }
+    pgd__hub_cached_free(repos, n);
     nftw(cache, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
