@@ -1,7 +1,8 @@
 /* The hub client's pieces that need no network: hub ids and commit ids, the file
  * selection (default set, --include/--exclude globs), the retry waits, the environment's
  * settings, the cache files (refs, snapshot links, .no_exist, locks) as huggingface_hub
- * lays them out and the scan of what the cache holds. The protocol itself is tested against the mock hub (test_hub_fetch.py). */
+ * lays them out and the scan of what the cache holds. The protocol itself is tested
+ * against the mock hub (test_hub_fetch.py). */
 #include "config.h"
 #include "tests/lib/test_common.h"
 #include "runtime/hub/filter.h"
