@@ -2,6 +2,7 @@
  * (scripts/make_chat_template_refs.py), error locations, raise_exception, model directory
  * loading, the `pagoda chat-template` command, and a bounded fuzz run. */
 #include "tests/lib/test_common.h"
+#include "tests/lib/capture.h"
 #include <pagoda/chat_template.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -383,15 +384,11 @@ static char *run_cli(const char *args, const char *input, int *rc)
     close(fd);
     snprintf(cmd, sizeof cmd, "%s/tools/pagoda chat-template %s < %s 2>&1", PGD_TEST_BUILDDIR,
              args, inpath);
-    FILE *p = popen(cmd, "r");
-    cr_assert(p);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    n = fread(buf, 1, cap - 1, p);
-    buf[n] = '\0';
-    *rc = WEXITSTATUS(pclose(p));
+    int st;
+    char *out = pgd_test_capture(cmd, &st);
+    *rc = WEXITSTATUS(st);
     unlink(inpath);
-    return buf;
+    return out;
 }
 
 Test(chat_template, cli_renders_prompt_and_reports_errors)

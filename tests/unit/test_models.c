@@ -4,6 +4,7 @@
 #include "tests/lib/model_fixture.h"
 #include "runtime/model/model.h"
 #include "tests/lib/test_common.h"
+#include "tests/lib/capture.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -359,12 +360,11 @@ Test(cli, generate_reproduces_transformers_greedy)
     snprintf(cmd, sizeof cmd, "%s/tools/pagoda generate --device cpu --model %s --prompt-ids %s "
              "--max-tokens %d --ignore-eos 2>/dev/null", PGD_TEST_BUILDDIR,
              fixture_dir("llama-f32"), ids, ng);
-    FILE *p = popen(cmd, "r");
-    char got[4096] = "";
-    size_t n = fread(got, 1, sizeof got - 1, p);
-    got[n] = '\0';
-    cr_assert_eq(pclose(p), 0, "%s", cmd);
+    int status;
+    char *got = pgd_test_capture(cmd, &status);
+    cr_assert_eq(status, 0, "%s", cmd);
     cr_assert_str_eq(got, want);
+    free(got);
     free(prompt);
     free(greedy);
     json_decref(ref);
@@ -413,14 +413,13 @@ Test(cli, bench_latency_random_weights)
     snprintf(cmd, sizeof cmd, "%s/tools/pagoda bench latency --random-weights %s/config.json "
              "--device cpu --batch 1,3 --prompt-len 5,9 --context 4 --steps 2 --warmup 1 2>&1",
              PGD_TEST_BUILDDIR, fixture_dir("llama-f32"));
-    FILE *p = popen(cmd, "r");
-    char got[8192] = "";
-    size_t n = fread(got, 1, sizeof got - 1, p);
-    got[n] = '\0';
-    cr_assert_eq(pclose(p), 0, "%s\n%s", cmd, got);
+    int status;
+    char *got = pgd_test_capture(cmd, &status);
+    cr_assert_eq(status, 0, "%s\n%s", cmd, got);
     cr_assert(strstr(got, "(random weights)"), "%s", got);
     cr_assert(strstr(got, "\n     1 ") && strstr(got, "\n     3 "), "decode rows missing:\n%s", got);
     cr_assert(strstr(got, "\n       5 ") && strstr(got, "\n       9 "), "ttft rows missing:\n%s", got);
+    free(got);
 }
 
 /* --dump-logits writes the logits after the prompt: they are transformers' first_logits. */
@@ -460,23 +459,6 @@ Test(cli, generate_dump_logits_matches_reference)
 }
 
 /* ---- pagoda generate --prompts-file: many requests through the engine together --------- */
-static char *run_capture(const char *cmd, int *status)
-{
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while ((got = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += got;
-        if (n + 1 == cap)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = '\0';
-    *status = pclose(p);
-    return buf;
-}
-
 Test(cli, prompts_file_runs_every_case_together)
 {
     json_t *ref = fixture_reference("llama-f32");
@@ -499,7 +481,7 @@ Test(cli, prompts_file_runs_every_case_together)
     snprintf(cmd, sizeof cmd, "%s/tools/pagoda generate --device cpu --model %s --prompts-file %s "
              "--max-num-seqs 3 2>/dev/null", PGD_TEST_BUILDDIR, fixture_dir("llama-f32"), path);
     int status;
-    char *out = run_capture(cmd, &status);
+    char *out = pgd_test_capture(cmd, &status);
     unlink(path);
     cr_assert_eq(status, 0, "%s", cmd);
     char *save, *line = strtok_r(out, "\n", &save);
@@ -541,7 +523,7 @@ Test(cli, bad_arguments_are_refused_by_name)
         snprintf(args, sizeof args, cases[i].args, fixture_dir("llama-f32"));
         snprintf(cmd, sizeof cmd, "%s/tools/pagoda %s 2>&1", PGD_TEST_BUILDDIR, args);
         int status;
-        char *out = run_capture(cmd, &status);
+        char *out = pgd_test_capture(cmd, &status);
         cr_assert_neq(status, 0, "%s: exited 0:\n%s", cmd, out);
         cr_assert(strstr(out, cases[i].needle), "%s: output lacks \"%s\":\n%s", cmd,
                   cases[i].needle, out);
@@ -560,7 +542,7 @@ Test(cli, prompts_file_errors_name_file_and_line)
     snprintf(cmd, sizeof cmd, "%s/tools/pagoda generate --model %s --prompts-file %s 2>&1",
              PGD_TEST_BUILDDIR, fixture_dir("llama-f32"), path);
     int status;
-    char *out = run_capture(cmd, &status);
+    char *out = pgd_test_capture(cmd, &status);
     unlink(path);
     cr_assert_neq(status, 0);
     char want[256];

@@ -2,6 +2,7 @@
  * into tests/fixtures/plugins/.libs), refusing the bad ones with messages that name the file and the
  * problem, scanning directories and the search path, and the `pagoda plugins` command. */
 #include "tests/lib/test_common.h"
+#include "tests/lib/capture.h"
 #include <pagoda/registry.h>
 #include <pagoda/frontend.h>
 #include <dlfcn.h>
@@ -509,23 +510,9 @@ static int run_pagoda(const char *args, char **out)
 {
     char cmd[4400];
     snprintf(cmd, sizeof cmd, "'%s' %s", PAGODA_BIN, args);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p, "%s", cmd);
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while ((got = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += got;
-        if (cap - n < 2) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            cr_assert_not_null(buf);
-        }
-    }
-    buf[n] = '\0';
-    int st = pclose(p);
+    int st;
+    *out = pgd_test_capture(cmd, &st);
     cr_assert(WIFEXITED(st), "%s did not exit normally", cmd);
-    *out = buf;
     return WEXITSTATUS(st);
 }
 

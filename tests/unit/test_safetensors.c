@@ -112,7 +112,9 @@ static void b_add(struct builder *b, const char *name, const char *dtype, int nd
                         json_pack("{s:s, s:o, s:[I, I]}", "dtype", dtype, "shape", sh,
                                   "data_offsets", (json_int_t)b->len,
                                   (json_int_t)(b->len + nbytes)));
-    b->data = realloc(b->data, b->len + nbytes + 1);
+    uint8_t *grown = realloc(b->data, b->len + nbytes + 1);
+    cr_assert_not_null(grown);
+    b->data = grown;
     if (nbytes)
         memcpy(b->data + b->len, bytes, nbytes);
     b->len += nbytes;

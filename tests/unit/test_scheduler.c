@@ -96,7 +96,9 @@ static int sim_step(struct sim *s, struct pgd__seq **caught)
         struct pgd__seq *q = o->seqs[i];
         if (q->n_computed + o->n_new[i] != q->n_tokens)
             continue;
-        hist = realloc(hist, (size_t)q->n_tokens * sizeof *hist);
+        int32_t *grown = realloc(hist, (size_t)q->n_tokens * sizeof *hist);
+        cr_assert_not_null(grown);
+        hist = grown;
         for (int pos = 0; pos < q->n_tokens; pos++) {
             int64_t v = *slot(s, q, pos);
             cr_assert_eq((int)(v & 0xffffffff), pos, "seq %llu: slot of position %d holds "
