@@ -101,17 +101,28 @@ static bool starts(const struct lexer *L, size_t i, const char *lit)
     return i + k <= L->n && memcmp(L->s + i, lit, k) == 0;
 }
 
-/* If a raw-begin tag `{%[-+]? raw [-]%}` starts at i, returns its end (and sets *sign). */
-static size_t match_raw_begin(const struct lexer *L, size_t i, char *sign)
+/* If `{%[-+]? WORD` starts at i: the offset past WORD and the spaces after it (the sign,
+ * or 0, in *sign); else 0. The raw tags' shared start. */
+static size_t match_tag_word(const struct lexer *L, size_t i, const char *word, char *sign)
 {
+    if (!starts(L, i, "{%"))
+        return 0;
     size_t p = i + 2;
     *sign = 0;
     if (p < L->n && (L->s[p] == '-' || L->s[p] == '+'))
         *sign = L->s[p++];
     p = skip_space(L->s, L->n, p);
-    if (!starts(L, p, "raw"))
+    if (!starts(L, p, word))
         return 0;
-    p = skip_space(L->s, L->n, p + 3);
+    return skip_space(L->s, L->n, p + strlen(word));
+}
+
+/* If a raw-begin tag `{%[-+]? raw [-]%}` starts at i, returns its end (and sets *sign). */
+static size_t match_raw_begin(const struct lexer *L, size_t i, char *sign)
+{
+    size_t p = match_tag_word(L, i, "raw", sign);
+    if (!p)
+        return 0;
     if (starts(L, p, "-%}"))
         return skip_space(L->s, L->n, p + 3);
     if (starts(L, p, "%}"))
@@ -122,16 +133,9 @@ static size_t match_raw_begin(const struct lexer *L, size_t i, char *sign)
 /* If `{%[-+]? endraw (+%}|-%}\s*|%}\n?)` starts at i, returns its end (sign in *sign). */
 static size_t match_raw_end(const struct lexer *L, size_t i, char *sign)
 {
-    if (!starts(L, i, "{%"))
+    size_t p = match_tag_word(L, i, "endraw", sign);
+    if (!p)
         return 0;
-    size_t p = i + 2;
-    *sign = 0;
-    if (p < L->n && (L->s[p] == '-' || L->s[p] == '+'))
-        *sign = L->s[p++];
-    p = skip_space(L->s, L->n, p);
-    if (!starts(L, p, "endraw"))
-        return 0;
-    p = skip_space(L->s, L->n, p + 6);
     if (starts(L, p, "+%}"))
         return p + 3;
     if (starts(L, p, "-%}"))

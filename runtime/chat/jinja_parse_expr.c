@@ -476,32 +476,31 @@ static struct pgd__jnode *parse_not(struct parser *P)
     return parse_compare(P);
 }
 
-static struct pgd__jnode *parse_and(struct parser *P)
+/* operand (word operand)*, left-associative: `and` over `not` terms, `or` over `and`. */
+static struct pgd__jnode *parse_bool_chain(struct parser *P, const char *word,
+                                           enum pgd__jnkind kind,
+                                           struct pgd__jnode *(*operand)(struct parser *))
 {
-    struct pgd__jnode *l = parse_not(P);
-    while (is_name(P, "and")) {
+    struct pgd__jnode *l = operand(P);
+    while (is_name(P, word)) {
         size_t off = cur(P)->off;
         advance(P);
-        struct pgd__jnode *n = node(P, PGD__E_AND, off);
+        struct pgd__jnode *n = node(P, kind, off);
         n->a = l;
-        n->b = parse_not(P);
+        n->b = operand(P);
         l = n;
     }
     return l;
 }
 
+static struct pgd__jnode *parse_and(struct parser *P)
+{
+    return parse_bool_chain(P, "and", PGD__E_AND, parse_not);
+}
+
 static struct pgd__jnode *parse_or(struct parser *P)
 {
-    struct pgd__jnode *l = parse_and(P);
-    while (is_name(P, "or")) {
-        size_t off = cur(P)->off;
-        advance(P);
-        struct pgd__jnode *n = node(P, PGD__E_OR, off);
-        n->a = l;
-        n->b = parse_and(P);
-        l = n;
-    }
-    return l;
+    return parse_bool_chain(P, "or", PGD__E_OR, parse_and);
 }
 
 static struct pgd__jnode *parse_condexpr(struct parser *P)

@@ -155,6 +155,13 @@ static void free_seq(struct pgd__seq *q)
     free(q);
 }
 
+/* The sequence is done: out of the scheduler (its blocks back to the pool), then freed. */
+static void retire(struct sim *s, struct pgd__seq *q)
+{
+    pgd__scheduler_finish(&s->sched, q);
+    free_seq(q);
+}
+
 Test(scheduler, chunked_prefill_then_decode_one_token_per_step)
 {
     struct sim s;
@@ -174,8 +181,7 @@ Test(scheduler, chunked_prefill_then_decode_one_token_per_step)
         if (q->n_computed == q->n_tokens)
             pgd__seq_append(q, 5);
     }
-    pgd__scheduler_finish(&s.sched, q);
-    free_seq(q);
+    retire(&s, q);
     sim_fini(&s);
 }
 
@@ -198,10 +204,8 @@ Test(scheduler, decodes_go_first_and_the_budget_is_shared)
     cr_assert_eq(o->n_new[1], 15);      /* b's chunk takes the rest */
     pgd__scheduler_update(&s.sched, o);
     pgd__seq_append(a, 9);
-    pgd__scheduler_finish(&s.sched, a);
-    pgd__scheduler_finish(&s.sched, b);
-    free_seq(a);
-    free_seq(b);
+    retire(&s, a);
+    retire(&s, b);
     sim_fini(&s);
 }
 
@@ -225,10 +229,8 @@ Test(scheduler, chunking_off_waits_for_room_for_the_whole_prompt)
     pgd__scheduler_update(&s.sched, o);
     pgd__seq_append(a, 1);
     pgd__seq_append(b, 1);
-    pgd__scheduler_finish(&s.sched, a);
-    pgd__scheduler_finish(&s.sched, b);
-    free_seq(a);
-    free_seq(b);
+    retire(&s, a);
+    retire(&s, b);
 
     /* A prompt longer than what is left of the budget waits a step rather than split. */
     struct pgd__seq *c = new_seq(3, p, 4, 30), *d = new_seq(4, p, 14, 30);
@@ -239,10 +241,8 @@ Test(scheduler, chunking_off_waits_for_room_for_the_whole_prompt)
     cr_assert_eq(o->seqs[0], c);
     pgd__scheduler_update(&s.sched, o);
     pgd__seq_append(c, 1);
-    pgd__scheduler_finish(&s.sched, c);
-    pgd__scheduler_finish(&s.sched, d);
-    free_seq(c);
-    free_seq(d);
+    retire(&s, c);
+    retire(&s, d);
     sim_fini(&s);
 }
 
@@ -271,16 +271,14 @@ Test(scheduler, newest_is_preempted_and_recomputed_under_fcfs)
     cr_assert_eq(s.sched.n_preemptions, 1);
     pgd__scheduler_update(&s.sched, o);
     pgd__seq_append(a, 1);
-    pgd__scheduler_finish(&s.sched, a);
+    retire(&s, a);
     /* b is recomputed: all 13 tokens (prompt and its output) in one step. */
     o = pgd__scheduler_schedule(&s.sched);
     cr_assert_eq(o->n, 1);
     cr_assert_eq(o->seqs[0], b);
     cr_assert_eq(o->n_new[0], 13);
     pgd__scheduler_update(&s.sched, o);
-    pgd__scheduler_finish(&s.sched, b);
-    free_seq(a);
-    free_seq(b);
+    retire(&s, b);
     sim_fini(&s);
 }
 
@@ -303,10 +301,8 @@ Test(scheduler, lowest_priority_is_preempted_under_priority)
     cr_assert_eq(o->seqs[0], b);
     cr_assert_eq(a->status, PGD__SEQ_WAITING);
     pgd__scheduler_update(&s.sched, o);
-    pgd__scheduler_finish(&s.sched, a);
-    pgd__scheduler_finish(&s.sched, b);
-    free_seq(a);
-    free_seq(b);
+    retire(&s, a);
+    retire(&s, b);
     sim_fini(&s);
 }
 
@@ -371,8 +367,7 @@ Test(scheduler, parallel_samples_share_the_prompt_blocks)
     cr_assert_eq(s.kv.pool.blocks[c[0]->kv.blocks[0]].ref_count, 4);
     cr_assert_eq(s.prompt_computed, 18 + 3 * 2);
     for (int i = 0; i < 4; i++) {
-        pgd__scheduler_finish(&s.sched, c[i]);
-        free_seq(c[i]);
+        retire(&s, c[i]);
     }
     sim_fini(&s);
 }
