@@ -96,14 +96,11 @@ static int run_dump_logits(const struct gen_opts *o, const struct gen_request *r
     struct pgd_registry *reg = NULL;
     struct pgd__runner *r = NULL;
     int rc = -1;
-    if (pgd_tool_registry(o->engine.plugin_path, &reg, err, errlen))
+    if (pgd_tool_registry(o->m.plugin_path, &reg, err, errlen))
         return -1;
     struct pgd__runner_params p;
     pgd__runner_default_params(&p);
-    p.model_dir = o->m.dir;
-    p.registry = reg;
-    p.device = o->engine.device;
-    p.dtype = o->engine.dtype;
+    pgd_tool_model_runner_params(&o->m, reg, &p);
     p.max_num_seqs = 1;
     p.max_num_batched_tokens = rq->n_ids > 2048 ? rq->n_ids : 2048;
     int bs = p.block_size, n_blocks = (rq->n_ids + bs - 1) / bs;

@@ -4,6 +4,7 @@
 #include "config.h"
 #include "tools/tool_model.h"
 #include "tools/commands.h"
+#include "runtime/runner/runner.h"
 #include <libgen.h>
 #include <stdio.h>
 #include <string.h>
@@ -75,6 +76,16 @@ void pgd_tool_model_engine_params(const struct pgd_tool_model *m, struct pgd_eng
     ep->device = m->device;
     ep->dtype = m->dtype;
     ep->random_weights = m->random;
+}
+
+void pgd_tool_model_runner_params(const struct pgd_tool_model *m, struct pgd_registry *reg,
+                                  struct pgd__runner_params *p)
+{
+    p->model_dir = m->dir;
+    p->registry = reg;
+    p->device = m->device;
+    p->dtype = m->dtype;
+    p->random_weights = m->random;
 }
 
 /* A config.json path names its directory (the file must be called config.json). */

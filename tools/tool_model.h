@@ -68,5 +68,11 @@ int pgd_tool_model_resolve(struct pgd_tool_model *m, const char *cmd);
 const char *pgd_tool_model_plugin_dirs(const struct pgd_tool_model *m);
 /* Copies the resolved model, device, dtype, random weights and plugin path into ep. */
 void pgd_tool_model_engine_params(const struct pgd_tool_model *m, struct pgd_engine_params *ep);
+/* The same for the model runner the benchmarks drive without an engine (its registry is the
+ * caller's: reg, from pgd_tool_registry). */
+struct pgd__runner_params;
+struct pgd_registry;
+void pgd_tool_model_runner_params(const struct pgd_tool_model *m, struct pgd_registry *reg,
+                                  struct pgd__runner_params *p);
 
 #endif

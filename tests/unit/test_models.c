@@ -197,16 +197,6 @@ static void cleanup_tmp(void)
     tmpdir[0] = '\0';
 }
 
-static enum pgd_status load_dir(const char *dir, char *err, size_t errlen)
-{
-    struct pgd_registry *reg = fixture_registry(NULL);
-    struct pgd__model *m = NULL;
-    enum pgd_status st = pgd__model_load(dir, reg, PGD_DEVICE_CPU, &m, err, errlen);
-    pgd__model_destroy(m);
-    pgd_registry_destroy(reg);
-    return st;
-}
-
 /* Checkpoints whose config.json says something the plugin cannot compute (one text edit
  * of a fixture's config each): refused with the status and a message naming the problem. */
 Test(model_load, bad_configs_are_refused_naming_the_problem, .fini = cleanup_tmp)
@@ -234,7 +224,7 @@ Test(model_load, bad_configs_are_refused_naming_the_problem, .fini = cleanup_tmp
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *dir = edited_fixture(cases[i].fixture, cases[i].from, cases[i].to);
         char err[1024] = "";
-        enum pgd_status st = load_dir(dir, err, sizeof err);
+        enum pgd_status st = fixture_load_status(dir, err, sizeof err);
         cr_assert_eq(st, cases[i].status, "%s: status %s: %s", cases[i].what,
                      pgd_status_str(st), err);
         for (const char *const *needle = cases[i].needles; *needle; needle++)
@@ -247,7 +237,7 @@ Test(model_load, bad_configs_are_refused_naming_the_problem, .fini = cleanup_tmp
 Test(model_load, missing_config_names_path)
 {
     char err[1024] = "";
-    cr_assert_eq(load_dir("/nonexistent/model", err, sizeof err), PGD_ERR_NOT_FOUND);
+    cr_assert_eq(fixture_load_status("/nonexistent/model", err, sizeof err), PGD_ERR_NOT_FOUND);
     cr_assert(strstr(err, "/nonexistent/model/config.json"), "%s", err);
 }
 

@@ -127,11 +127,7 @@ static int run(const struct bench_opts *o)
     int decode_len = o->context + o->warmup + o->steps + 1;
     struct pgd__runner_params p;
     pgd__runner_default_params(&p);
-    p.model_dir = o->m.dir;
-    p.registry = reg;
-    p.device = o->m.device;
-    p.dtype = o->m.dtype;
-    p.random_weights = o->m.random;
+    pgd_tool_model_runner_params(&o->m, reg, &p);
     p.seed = o->seed;
     p.max_num_seqs = max_b;
     p.max_num_batched_tokens = max_p > max_b * o->context ? max_p : max_b * o->context;
