@@ -37,6 +37,15 @@ class _Server(ThreadingHTTPServer):
         pass   # clients that hang up (a cut transfer, a killed fetch) are part of the tests
 
 
+def dir_files(path):
+    """Every file of the folder path, {name: bytes}: a repo's files for Repo.commit."""
+    files = {}
+    for name in sorted(os.listdir(path)):
+        with open(os.path.join(path, name), "rb") as f:
+            files[name] = f.read()
+    return files
+
+
 def git_blob_id(data):
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 

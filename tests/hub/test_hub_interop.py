@@ -22,10 +22,7 @@ import mock_hub  # noqa: E402
 
 suite = h.Suite("hub_interop")
 HUB = mock_hub.Hub()
-TINY_FILES = {}
-for name in sorted(os.listdir(h.TINY)):
-    with open(os.path.join(h.TINY, name), "rb") as f:
-        TINY_FILES[name] = f.read()
+TINY_FILES = mock_hub.dir_files(h.TINY)
 TINY_FILES["pytorch_model.bin"] = os.urandom(1000)   # not in pagoda's default set
 TINY = HUB.add_repo("mock-org/tiny-chat")
 TINY_MAIN = TINY.commit(TINY_FILES)

@@ -21,10 +21,7 @@ import mock_hub  # noqa: E402
 
 suite = h.Suite("hub_resolve")
 HUB = mock_hub.Hub()
-TINY_FILES = {}
-for name in sorted(os.listdir(h.TINY)):
-    with open(os.path.join(h.TINY, name), "rb") as f:
-        TINY_FILES[name] = f.read()
+TINY_FILES = mock_hub.dir_files(h.TINY)
 TINY = HUB.add_repo("mock-org/tiny-chat")
 TINY_MAIN = TINY.commit(TINY_FILES)
 TINY_DEV = TINY.commit(dict(TINY_FILES, **{"README.md": b"dev\n"}), ref="dev")
