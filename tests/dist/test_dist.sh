@@ -1,16 +1,12 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # Tensor parallelism over MPI on the CPU (tests/dist/local.mk says what each part checks):
 # test_comm and test_tp_models under `mpirun -np 2` and `-np 4`, then `pagoda generate
 # --tensor-parallel-size N` (the engine's scheduler on rank 0, each step broadcast to the
 # workers) against the single-process output on several prompts at once, and the refusal
 # of a group size mpirun did not start. Skips (77) when the build has no MPI (no test
 # programs) or mpirun is missing.
-B=${PGD_BUILDDIR:-.}
-S=${PGD_SRCDIR:-..}
-P="$B/tools/pagoda"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "[PASS] dist::$1"; }
-ko() { fail=$((fail + 1)); echo "[FAIL] dist::$1: $2"; }
+SUITE=dist; . "$(dirname "$0")/../lib/harness.sh"
+B=$BUILDDIR S=$SRCDIR P=$PAGODA
 if [ ! -x "$B/tests/dist/test_comm" ]; then
   echo "SKIP: this build has no MPI (configure found no Open MPI: libopenmpi-dev openmpi-bin)"
   exit 77
@@ -31,8 +27,6 @@ LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$S/tests/dist/lsan_ope
 export ASAN_OPTIONS LSAN_OPTIONS
 # More ranks than cores is fine for these tiny models; no network probing in containers.
 MPIRUN="mpirun --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none"
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
 
 # The programs print "dist: NAME np=N: P passed, F failed" on rank 0.
 for np in 2 4; do
@@ -102,5 +96,4 @@ if [ $rc -ne 0 ] && grep -q 'tensor_parallel_size 4, but mpirun started 2 proces
   ok refuses_wrong_world
 else ko refuses_wrong_world "rc $rc: $(tail -n 20 "$tmp/out")"; fi
 
-echo "[====] Synthesis: Tested: $((pass + fail)) | Passing: $pass | Failing: $fail | Crashing: 0"
-[ $fail -eq 0 ]
+finish

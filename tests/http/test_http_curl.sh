@@ -2,21 +2,15 @@
 # curl against a real `pagoda serve`: the SSE framing byte for byte, status codes, headers,
 # bearer auth, CORS, and a clean SIGTERM exit. Prints a Criterion-style synthesis line.
 set -u
-BUILDDIR=${PGD_BUILDDIR:-$(pwd)}
-SRCDIR=${PGD_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
+SUITE=http_curl; . "$(dirname "$0")/../lib/harness.sh"
 MODEL=$SRCDIR/tests/fixtures/models/tiny-chat
-tmp=$(mktemp -d)
-pass=0 fail=0
 pid=
 cleanup() {
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-
-ok() { pass=$((pass + 1)); echo "[PASS] http_curl::$1"; }
-ko() { fail=$((fail + 1)); echo "[FAIL] http_curl::$1: $2"; }
-finish() {
+finish() {                 # ends the script
   echo "[====] Synthesis: Tested: $((pass + fail)) | Passing: $pass | Failing: $fail | Crashing: 0"
   [ "$fail" -eq 0 ]
   exit $?

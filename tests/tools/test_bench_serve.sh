@@ -7,21 +7,15 @@
 # streams cut before [DONE]) every failure is counted with its reason. Prints a
 # Criterion-style synthesis line.
 set -u
-BUILDDIR=${PGD_BUILDDIR:-$(pwd)}
-SRCDIR=${PGD_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
+SUITE=bench_serve; . "$(dirname "$0")/../lib/harness.sh"
 MODEL=$SRCDIR/tests/fixtures/models/tiny-chat
-PAGODA="$BUILDDIR/tools/pagoda"
-tmp=$(mktemp -d)
-pass=0 fail=0
 pid= fpid=
 cleanup() {
   for p in $pid $fpid; do kill -0 "$p" 2>/dev/null && kill -KILL "$p"; done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-ok() { pass=$((pass + 1)); echo "[PASS] bench_serve::$1"; }
-ko() { fail=$((fail + 1)); echo "[FAIL] bench_serve::$1: $2"; }
-finish() {
+finish() {                 # the queued checks first; ends the script
   run_checks
   echo "[====] Synthesis: Tested: $((pass + fail)) | Passing: $pass | Failing: $fail | Crashing: 0"
   [ "$fail" -eq 0 ]

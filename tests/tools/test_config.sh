@@ -1,17 +1,11 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # The settings table from the command line: docs/CONFIG.md is what `pagoda config --print-doc`
 # prints (the doc cannot drift from the table), `pagoda serve --help` groups the options as
 # vLLM's does, a refused vLLM flag stops serve with what to use instead, and on a machine
 # without a usable GPU --device auto says it picked the CPU while --device cuda fails clearly.
-B=${PGD_BUILDDIR:-.}
-S=${PGD_SRCDIR:-..}
-P="$B/tools/pagoda"
+SUITE=config; . "$(dirname "$0")/../lib/harness.sh"
+B=$BUILDDIR S=$SRCDIR P=$PAGODA
 M="$S/tests/fixtures/models/tiny-chat"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "[PASS] config::$1"; }
-ko() { fail=$((fail + 1)); echo "[FAIL] config::$1: $2"; }
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
 
 "$P" config --print-doc >"$tmp/doc.md"
 if cmp -s "$tmp/doc.md" "$S/docs/CONFIG.md"; then ok doc_matches_table
@@ -65,5 +59,4 @@ if grep -q 'warn\] --trust-remote-code: accepted and ignored' "$tmp/out" \
   ok accepted_flags_warn
 else ko accepted_flags_warn "$(cat "$tmp/out")"; fi
 
-echo "[====] Synthesis: Tested: $((pass + fail)) | Passing: $pass | Failing: $fail | Crashing: 0"
-[ $fail -eq 0 ]
+finish

@@ -1,18 +1,12 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # Deployment INI files from the command line: every examples/deploy/**/*.ini passes
 # `pagoda config --check`; a file with problems fails it (exit 1) with each problem's
 # file:line; `pagoda config --print --config F` shows which line set each value and that a
 # flag overrides the file; `pagoda serve --config F` reads the file and starts nothing when
 # it is invalid.
-B=${PGD_BUILDDIR:-.}
-S=${PGD_SRCDIR:-..}
-P="$B/tools/pagoda"
+SUITE=deploy; . "$(dirname "$0")/../lib/harness.sh"
+B=$BUILDDIR S=$SRCDIR P=$PAGODA
 M="$S/tests/fixtures/models/tiny-chat"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "[PASS] deploy::$1"; }
-ko() { fail=$((fail + 1)); echo "[FAIL] deploy::$1: $2"; }
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
 
 n=0
 for f in $(find "$S/examples/deploy" -name '*.ini' | sort); do
@@ -93,5 +87,4 @@ if grep -q 'device: cpu (--device cpu)' "$tmp/out" && grep -q "no frontend plugi
   ok serve_reads_file
 else ko serve_reads_file "$(cat "$tmp/out")"; fi
 
-echo "[====] Synthesis: Tested: $((pass + fail)) | Passing: $pass | Failing: $fail | Crashing: 0"
-[ $fail -eq 0 ]
+finish
