@@ -19,12 +19,7 @@ finish() {                 # ends the script
 "$BUILDDIR/tools/pagoda" serve --model "$MODEL" --port 0 --api-key K \
   --cors-origins "http://a.example, http://b.example" --grace 5 2>"$tmp/log" &
 pid=$!
-for _ in $(seq 1 600); do
-  grep -q 'ready:' "$tmp/log" && break
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
-port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/log" | head -n1)
+port=$(serve_port "$pid" "$tmp/log" 'ready:')
 if ! grep -q 'ready:' "$tmp/log" || [ -z "$port" ]; then
   cat "$tmp/log"; ko start "the server did not start"; finish
 fi

@@ -78,6 +78,7 @@ float *json_floats(json_t *arr, int *n)
     cr_assert(json_is_array(arr));
     *n = (int)json_array_size(arr);
     float *v = malloc((size_t)*n * sizeof *v + 1);
+    cr_assert_not_null(v);
     for (int i = 0; i < *n; i++)
         v[i] = (float)json_number_value(json_array_get(arr, (size_t)i));
     return v;
@@ -88,6 +89,7 @@ int32_t *json_ints(json_t *arr, int *n)
     cr_assert(json_is_array(arr));
     *n = (int)json_array_size(arr);
     int32_t *v = malloc((size_t)*n * sizeof *v + 1);
+    cr_assert_not_null(v);
     for (int i = 0; i < *n; i++)
         v[i] = (int32_t)json_integer_value(json_array_get(arr, (size_t)i));
     return v;

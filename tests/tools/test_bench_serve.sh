@@ -65,12 +65,7 @@ bench() {
 pid=$!
 # Only until it listens: the first run waits for its readiness (/health answers 503 until
 # the engine is ready).
-for _ in $(seq 1 600); do
-  grep -q 'listening on' "$tmp/server.log" && break
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
-port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/server.log" | head -n1)
+port=$(serve_port "$pid" "$tmp/server.log" 'listening on')
 if [ -z "$port" ]; then
   cat "$tmp/server.log"; ko start "the server did not start"; finish
 fi
