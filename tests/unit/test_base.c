@@ -489,3 +489,19 @@ Test(clock, now_ms_is_monotonic_milliseconds)
     cr_assert_geq(b - a, 20);
     cr_assert_lt(b - a, 20000, "a 20 ms sleep took %lld ms", (long long)(b - a));
 }
+
+Test(clock, now_s_is_monotonic_seconds_finer_than_a_millisecond)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double a = pgd__now_s();
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    cr_assert_geq(a, (double)ns_of(t0) * 1e-9 - 1e-9);
+    cr_assert_leq(a, (double)ns_of(t1) * 1e-9 + 1e-9);
+    /* A 200 us sleep shows as at least 200 us (pgd__now_ms could round it to 0). */
+    struct timespec nap = { 0, 200 * 1000L };
+    nanosleep(&nap, NULL);
+    double b = pgd__now_s();
+    cr_assert_geq(b - a, 200e-6);
+    cr_assert_lt(b - a, 20.0, "a 200 us sleep took %g s", b - a);
+}
