@@ -86,6 +86,12 @@ struct pgd_engine_params {
     /* The value of the model_name label on every metric (copied); NULL (default): model_dir's
      * last part. */
     const char *model_name;
+    /* vLLM's --quantization: the quantization method the weights are read with ("gptq",
+     * "awq", "fp8": a quant plugin's name for it); NULL (default): the checkpoint's own
+     * (config.json's quantization_config, quantize_config.json, quant_config.json). A
+     * checkpoint quantized with another method is refused; "fp8" on a 16-bit checkpoint
+     * quantizes its linear layers to FP8 at load. */
+    const char *quantization;
 };
 struct pgd_engine_params pgd_engine_default_params(void);
 

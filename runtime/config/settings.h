@@ -45,6 +45,8 @@ enum pgd__setting_id {
     PGD__S_TIMEOUT_KEEP_ALIVE, PGD__S_HEADER_TIMEOUT, PGD__S_GRACE, PGD__S_FRONTEND_OPT,
     /* [log] */
     PGD__S_LOG_LEVEL, PGD__S_ACCESS_LOG, PGD__S_DISABLE_LOG_STATS, PGD__S_LOG_STATS_INTERVAL,
+    /* [model] quantization and [engine] kv_cache_dtype (listed in their groups) */
+    PGD__S_QUANTIZATION, PGD__S_KV_CACHE_DTYPE,
     PGD__S_COUNT
 };
 

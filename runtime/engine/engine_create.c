@@ -270,6 +270,7 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
     rp.dtype = p->dtype;
     rp.random_weights = p->random_weights;
     rp.seed = p->seed;
+    rp.quantization = p->quantization;
     rp.enforce_eager = p->enforce_eager;
     if (p->gpu_memory_utilization > 0)
         rp.gpu_memory_utilization = p->gpu_memory_utilization;

@@ -93,8 +93,8 @@ enum pgd_status pgd__model_quant_setup(struct pgd__model *m, const struct pgd_re
     if (st) {
         m->quant_state = NULL;
         if (err && errlen && !err[0])
-            snprintf(err, errlen, "%s: the %s plugin refused quantization \"%s\" (%s)", m->dir,
-                     m->quant->name, method, pgd_status_str(st));
+            snprintf(err, errlen, "%s: quantization \"%s\": the %s plugin refused it (%s)",
+                     m->config_path, method, m->quant->name, pgd_status_str(st));
         m->quant = NULL;
         return st;
     }

@@ -346,7 +346,7 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
     }
 #endif
     struct pgd__model_opts mo = { .dtype = p->dtype, .random_weights = p->random_weights,
-                                  .seed = p->seed };
+                                  .seed = p->seed, .quantization = p->quantization };
     st = pgd__model_load_opts(p->model_dir, p->registry, p->device, &mo, &r->model, err, errlen);
     if (st)
         goto fail;

@@ -79,7 +79,9 @@ static enum pgd_status load_part(const void *state, struct pgd_model_ctx *ctx,
                                  struct pgd_wq_host *host, void **conv, char *err, size_t errlen)
 {
     const struct awq_state *s = state;
-    int64_t group = s->group_size == -1 ? in : s->group_size;
+    /* A group wider than the layer (group_size 128 on a 64-wide input) is one group of all
+     * its inputs, as the quantizers write it (ceil(in / group_size) groups). */
+    int64_t group = s->group_size == -1 || s->group_size > in ? in : s->group_size;
     if (in % 8 || out % 8 || in % group)
         return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: a [%lld, %lld] layer cannot be "
                         "packed 8 to a word with group_size %lld (input and output must be "
