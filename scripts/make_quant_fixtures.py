@@ -51,6 +51,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = os.path.join(HERE, "..", "tests", "fixtures", "models")
 N_NEW = 16
 PROMPT_LENGTHS = (5, 23)
+# FP8 references are shorter: see fragile().
+N_NEW_FP8 = 8
+PROMPT_LENGTHS_FP8 = (5, 12)
 LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
 
@@ -248,32 +251,36 @@ def fake_quant_input(module, args):
 
 # ---- references ----------------------------------------------------------------------------
 def fragile(model, ids, out):
-    """Whether the logits move by more than 1e-5 of their range when every FP8 layer's input
-    moves by 1e-6 relative: then some input sits on a rounding boundary of e4m3 and another
-    float32 summation order (pagoda's) can round it the other way, which can move the logits
-    by several percent. Such a prompt is no reference: another one is drawn."""
+    """Whether the logits move by more than 1e-4 of their range when every FP8 layer's input
+    moves by 3e-7 relative (a few float32 roundings, what another summation order such as
+    pagoda's makes): then some input sits on a rounding boundary of e4m3 whose other side
+    moves the logits by 1e-4 to 1e-1 in these random tiny models (their attention is nearly
+    one-hot, so one rounded input can change which key wins). Such a prompt is no reference:
+    another one is drawn. Long sequences meet such boundaries more often, hence the shorter
+    FP8 prompts."""
     worst = 0.0
-    for _ in range(4):
-        PROBE["noise"] = 1e-6
+    for _ in range(3):
+        PROBE["noise"] = 3e-7
         noisy = model(torch.tensor([ids])).logits[0, -1].double()
         PROBE["noise"] = 0.0
         worst = max(worst, float((noisy - out).abs().max() / out.abs().max()))
-    return worst > 1e-5
+    return worst > 1e-4
 
 
 def greedy_reference(model, prompt, probe):
     ids = list(prompt)
     first = last = None
     gaps = []
+    n_new = N_NEW_FP8 if probe else N_NEW
     with torch.no_grad():
-        for step in range(N_NEW + 1):
+        for step in range(n_new + 1):
             out = model(torch.tensor([ids])).logits[0, -1].double()
             if probe and fragile(model, ids, out):
                 return None
             top2 = torch.topk(out, 2).values
             if step == 0:
                 first = out
-            if step == N_NEW:
+            if step == n_new:
                 last = out
                 break
             gaps.append(float("%.6g" % float(top2[0] - top2[1])))
@@ -289,8 +296,9 @@ def reference(dense_dir, cfg, desc, fp8_layers):
             mod.register_forward_pre_hook(fake_quant_input)
     g = torch.Generator().manual_seed(7)
     refs = {"description": desc, "transformers_version": transformers.__version__,
-            "torch_version": torch.__version__, "n_new": N_NEW, "cases": []}
-    for n in PROMPT_LENGTHS:
+            "torch_version": torch.__version__,
+            "n_new": N_NEW_FP8 if fp8_layers else N_NEW, "cases": []}
+    for n in PROMPT_LENGTHS_FP8 if fp8_layers else PROMPT_LENGTHS:
         for _ in range(50):
             prompt = torch.randint(3, cfg["vocab_size"], (n,), generator=g).tolist()
             ref = greedy_reference(model, prompt, bool(fp8_layers))

@@ -297,6 +297,8 @@ int pgd_cmd_generate(int argc, char **argv)
     }
     if (pgd_tool_check_dtype(o.engine.device, &o.engine.dtype))
         return 2;
+    if (!o.engine.quantization)
+        o.engine.quantization = pgd_tool_catalog_quantization(o.model);
     if (pgd_tool_resolve_model(&o.model, o.revision, o.download_dir))
         return 1;
     /* The engine's registry searches plugin_path first: --plugin-dir, then the build tree's

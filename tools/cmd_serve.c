@@ -179,6 +179,8 @@ static int prepare(struct serve_opts *o)
     /* A hub id or catalog name becomes its snapshot directory (fetched when missing). */
     const char *named = pgd__settings_str(s, PGD__S_MODEL);
     o->ep.model_dir = named;
+    if (!o->ep.quantization)   /* a catalog entry with quant = fp8 is served as FP8 */
+        o->ep.quantization = pgd_tool_catalog_quantization(named);
     if (pgd_tool_resolve_model(&o->ep.model_dir, pgd__settings_str(s, PGD__S_REVISION),
                                pgd__settings_str(s, PGD__S_DOWNLOAD_DIR)))
         return 1;

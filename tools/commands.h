@@ -79,6 +79,10 @@ int pgd_cmd_models(int argc, char **argv);     /* tools/cmd_models.c */
  * (runtime/hub/resolve.c); revision and download_dir are vLLM's --revision and
  * --download-dir (NULL: none). Non-zero (message on stderr) on failure. */
 int pgd_tool_resolve_model(const char **model, const char *revision, const char *download_dir);
+/* The --quantization a catalog name implies: "fp8" when its catalog entry says quant = fp8
+ * (a 16-bit repo served quantized at load, or an FP8 checkpoint); NULL for anything else
+ * (a directory, a hub id, another quant, which the checkpoint's config says itself). */
+const char *pgd_tool_catalog_quantization(const char *model);
 int pgd_cmd_tokenize(int argc, char **argv);
 int pgd_cmd_detokenize(int argc, char **argv);
 

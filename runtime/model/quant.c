@@ -168,6 +168,40 @@ void pgd__model_quant_teardown(struct pgd__model *m)
     m->qweights = NULL;
 }
 
+void pgd__model_quant_label(const char *dir, char *buf, size_t len)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    json_t *cfg = json_load_file(path, 0, NULL);
+    if (!json_is_object(cfg)) {
+        json_decref(cfg);
+        snprintf(buf, len, "?");
+        return;
+    }
+    json_t *q = json_incref(json_object_get(cfg, "quantization_config"));
+    const char *dflt = NULL;
+    for (size_t i = 0; !json_is_object(q) && i < sizeof side_files / sizeof side_files[0]; i++) {
+        json_decref(q);
+        snprintf(path, sizeof path, "%s/%s", dir, side_files[i].file);
+        q = json_load_file(path, 0, NULL);
+        dflt = side_files[i].method;
+    }
+    const char *method = json_string_value(json_object_get(q, "quant_method"));
+    if (!method)
+        method = json_is_object(q) ? dflt : NULL;
+    json_t *bits = json_object_get(q, "bits");
+    if (!bits)
+        bits = json_object_get(q, "w_bit");
+    if (!method)
+        snprintf(buf, len, "none");
+    else if ((!strcmp(method, "gptq") || !strcmp(method, "awq")) && json_is_integer(bits))
+        snprintf(buf, len, "%s-int%lld", method, (long long)json_integer_value(bits));
+    else
+        snprintf(buf, len, "%s", method);
+    json_decref(q);
+    json_decref(cfg);
+}
+
 /* ---- ctx services --------------------------------------------------------------------- */
 enum pgd_status pgd_model_raw_tensor(const struct pgd_model_ctx *ctx, const char *name,
                                      enum pgd_dtype dtype, int ndim, const int64_t *shape,

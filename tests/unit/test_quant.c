@@ -370,6 +370,25 @@ GOLDEN(qwen3_fp8_per_channel, "qwen3-fp8-channel", FP8_TOL)
 GOLDEN(mistral_fp8_ignored_layers, "mistral-fp8-tensor-ignored", FP8_TOL)
 GOLDEN(llama_bf16_quantized_to_fp8_at_load, "llama-bf16-fp8-dynamic", FP8_TOL)
 
+/* ---- labels (`pagoda models`) -------------------------------------------------------------- */
+Test(quant_refusals, labels_come_from_the_config_or_the_side_file)
+{
+    static const struct { const char *dir, *label; } cases[] = {
+        { "llama-gptq-4b-g32-sym", "gptq-int4" },
+        { "qwen3-gptq-8b-gm1-asym", "gptq-int8" },
+        { "mistral-gptq-4b-g64-sym-act-v2-file", "gptq-int4" },   /* quantize_config.json */
+        { "qwen2-awq-g64-file", "awq-int4" },                     /* quant_config.json */
+        { "llama-fp8-tensor", "fp8" },
+        { "../models/llama-f32", "none" },
+        { "no-such-dir", "?" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char label[64];
+        pgd__model_quant_label(quant_dir(cases[i].dir), label, sizeof label);
+        cr_expect_str_eq(label, cases[i].label, "%s", cases[i].dir);
+    }
+}
+
 /* ---- refusals ------------------------------------------------------------------------------ */
 static char tmpdir[256];
 
