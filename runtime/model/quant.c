@@ -28,7 +28,7 @@ static const struct { const char *file, *method; } side_files[] = {
 static enum pgd_status read_side_file(struct pgd__model *m, const char *quantization,
                                       char *err, size_t errlen)
 {
-    if (json_object_get(m->config, "quantization_config"))
+    if (json_is_object(json_object_get(m->config, "quantization_config")))
         return PGD_OK;
     for (size_t i = 0; i < sizeof side_files / sizeof side_files[0]; i++) {
         char path[4200];
@@ -65,7 +65,7 @@ enum pgd_status pgd__model_quant_setup(struct pgd__model *m, const struct pgd_re
         return st;
     json_t *qm = pgd__config_get(m->config, "quantization_config.quant_method");
     const char *ckpt = json_string_value(qm);
-    if (json_object_get(m->config, "quantization_config") && !ckpt)
+    if (json_is_object(json_object_get(m->config, "quantization_config")) && !ckpt)
         return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: \"quantization_config\" has no "
                         "\"quant_method\" string naming its quantization method",
                         m->config_path);

@@ -29,7 +29,7 @@ static enum pgd_status fp8_configure(struct pgd_model_ctx *ctx, enum pgd_device 
     (void)act_dtype;
     *state = NULL;
     const char *dir = pgd_model_dir(ctx);
-    bool serialized = pgd_config_has(ctx, "quantization_config");
+    bool serialized = !pgd_config_is_null(ctx, "quantization_config");
     if (serialized) {
         const char *scheme = pgd_config_str(ctx, Q "activation_scheme");
         if (scheme && strcmp(scheme, "dynamic"))
