@@ -148,8 +148,8 @@ def gptq_quantize(w, bits, group, sym, act, v2, site):
         else:
             z = np.clip(np.round(-xmin / s16.astype(np.float64)), 0, maxq).astype(np.int64)
             if not v2:
-                # v1 stores zero - 1 in the field, and a zero of 0 cannot be stored (its -1
-                # spills into the neighbouring fields): v1 quantizers only produce zeros >= 1.
+                # v1 stores max(zero - 1, 0) and readers add the one back: a zero of 0 would
+                # read back as 1, so the reference (and any v1 checkpoint) has zeros >= 1.
                 z = np.maximum(z, 1)
         scales[g] = s16
         zeros[g] = z

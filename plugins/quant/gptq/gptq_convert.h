@@ -15,8 +15,8 @@
  *   scales  float [groups, out]
  *   g_idx   int32 [in] or NULL        the group of each input channel (NULL: i / group)
  * with groups = in / group (group == in for group_size -1). Format v1 ("gptq") stores each
- * zero minus one, and its readers add the one back to the unmasked field (so a stored 0b1111
- * reads 2^bits, as every v1 kernel reads it); v2 ("gptq_v2") stores the zero itself. */
+ * zero as max(zero - 1, 0) and its readers add the one back (so a zero of 0 cannot be stored:
+ * it reads back as 1, in every v1 reader alike); v2 ("gptq_v2") stores the zero itself. */
 struct gptq_layer {
     const char *name;          /* for messages: the layer's prefix */
     int bits;                  /* 4 or 8 */
