@@ -37,7 +37,8 @@ static enum pgd_status awq_configure(struct pgd_model_ctx *ctx, enum pgd_device 
     int64_t bits, group;
     bool zero_point;
     enum pgd_status st;
-    if ((st = int_either(ctx, Q "bits", Q "w_bit", 4, &bits, &bkey, err, errlen)) ||
+    if ((st = qc_need_config(ctx, "awq", err, errlen)) ||
+        (st = int_either(ctx, Q "bits", Q "w_bit", 4, &bits, &bkey, err, errlen)) ||
         (st = int_either(ctx, Q "group_size", Q "q_group_size", 128, &group, &gkey, err,
                          errlen)) ||
         (st = pgd_config_bool_or(ctx, Q "zero_point", true, &zero_point, err, errlen)))

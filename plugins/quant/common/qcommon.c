@@ -61,6 +61,18 @@ enum pgd_status qc_list_read(const struct pgd_model_ctx *ctx, const char *key,
     return PGD_OK;
 }
 
+enum pgd_status qc_need_config(const struct pgd_model_ctx *ctx, const char *method, char *err,
+                               size_t errlen)
+{
+    if (!pgd_config_is_null(ctx, "quantization_config"))
+        return PGD_OK;
+    return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: --quantization %s needs a checkpoint "
+                    "quantized with %s (config.json has no quantization_config, and no %s beside "
+                    "it): %s weights are not made at load (--quantization fp8 is)",
+                    pgd_model_dir(ctx), method, method,
+                    !strcmp(method, "awq") ? "quant_config.json" : "quantize_config.json", method);
+}
+
 void qc_read_floats(const struct pgd_raw_tensor *t, size_t n, float *dst)
 {
     size_t esz = pgd_dtype_size(t->dtype);

@@ -22,6 +22,11 @@ void qc_list_free(struct qc_list *list);
  * equality or as a dotted suffix (vLLM's ignored_layers: "model.layers.0.mlp.down_proj"). */
 bool qc_list_has(const struct qc_list *list, const char *prefix, bool substring);
 
+/* PGD_ERR_UNSUPPORTED when the checkpoint has no quantization_config (a 16-bit checkpoint
+ * named with --quantization METHOD for a format that cannot quantize at load). */
+enum pgd_status qc_need_config(const struct pgd_model_ctx *ctx, const char *method, char *err,
+                               size_t errlen);
+
 /* Reads n elements of a float tensor (F32, F16 or BF16) into dst; I32 into dst32. Data may
  * be unaligned (it points into the checkpoint's map). */
 void qc_read_floats(const struct pgd_raw_tensor *t, size_t n, float *dst);

@@ -52,7 +52,8 @@ static enum pgd_status gptq_configure(struct pgd_model_ctx *ctx, enum pgd_device
     int64_t bits, group;
     bool sym, desc_act, true_seq, static_groups, lm_head, v1 = true;
     enum pgd_status st;
-    if ((st = pgd_config_int(ctx, Q "bits", &bits, err, errlen)) ||
+    if ((st = qc_need_config(ctx, "gptq", err, errlen)) ||
+        (st = pgd_config_int(ctx, Q "bits", &bits, err, errlen)) ||
         (st = pgd_config_int_or(ctx, Q "group_size", -1, &group, err, errlen)) ||
         (st = pgd_config_bool_or(ctx, Q "sym", true, &sym, err, errlen)) ||
         (st = pgd_config_bool_or(ctx, Q "desc_act", false, &desc_act, err, errlen)) ||
