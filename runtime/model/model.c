@@ -292,6 +292,14 @@ enum pgd_status pgd_model_load_linear_rows(struct pgd_model_ctx *ctx, const char
 {
     char name[512];
     *out = (struct pgd_linear){ .in_features = in_features, .out_features = n_rows };
+    bool quantized;
+    enum pgd_status qst = pgd__model_quant_claims(ctx->m, &prefix, 1, &quantized, err, errlen);
+    if (qst)
+        return qst;
+    if (quantized)
+        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: %s is quantized (%s): row slices "
+                        "of a quantized layer are not supported", ctx->m->dir, prefix,
+                        ctx->m->quant->name);
     snprintf(name, sizeof name, "%s.weight", prefix);
     enum pgd_status st = pgd_model_load_tensor_rows(ctx, name, 2,
                                                     (int64_t[]){ total_out, in_features }, row0,

@@ -7,6 +7,8 @@
 #include "tests/lib/test_common.h"
 #include "runtime/model/model.h"
 #include "runtime/model/qweight.h"
+#include "runtime/model/model_ctx.h"
+#include "runtime/model/safetensors.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "plugins/quant/gptq/gptq_convert.h"
 #include "plugins/quant/awq/awq_convert.h"
@@ -372,6 +374,36 @@ GOLDEN(llama_fp8_per_tensor, "llama-fp8-tensor", FP8_TOL)
 GOLDEN(qwen3_fp8_per_channel, "qwen3-fp8-channel", FP8_TOL)
 GOLDEN(mistral_fp8_ignored_layers, "mistral-fp8-tensor-ignored", FP8_TOL)
 GOLDEN(llama_bf16_quantized_to_fp8_at_load, "llama-bf16-fp8-dynamic", FP8_TOL)
+
+/* A checkpoint that stores q/k/v fused (Phi-3's qkv_proj) is loaded in row slices
+ * (pgd_model_load_linear_rows): with --quantization fp8 those slices would be quantized
+ * layers, which the row loader refuses by name; the LM head stays dense and loads. */
+Test(quant_refusals, row_slices_of_quantized_layers_are_refused)
+{
+    char dir[4096], err[1024] = "";
+    snprintf(dir, sizeof dir, "%s", fixture_dir("phi3-f32"));
+    struct pgd__model *m = calloc(1, sizeof *m);
+    m->device = PGD_DEVICE_CPU;
+    m->dtype = PGD_DTYPE_F32;
+    m->dir = strdup(dir);
+    m->config_path = malloc(strlen(dir) + sizeof "/config.json");
+    sprintf(m->config_path, "%s/config.json", dir);
+    cr_assert_eq(pgd__config_read(dir, &m->config, err, sizeof err), PGD_OK, "%s", err);
+    cr_assert_eq(pgd__weights_open_dir(dir, &m->weights, err, sizeof err), PGD_OK, "%s", err);
+    struct pgd_registry *reg = fixture_registry(NULL);
+    cr_assert_eq(pgd__model_quant_setup(m, reg, "fp8", err, sizeof err), PGD_OK, "%s", err);
+    struct pgd_model_ctx ctx = { .m = m };
+    struct pgd_linear lin;
+    cr_assert_eq(pgd_model_load_linear_rows(&ctx, "model.layers.1.self_attn.qkv_proj", 64, 128,
+                                            0, 64, false, &lin, err, sizeof err),
+                 PGD_ERR_UNSUPPORTED);
+    cr_assert(strstr(err, "model.layers.1.self_attn.qkv_proj is quantized"), "%s", err);
+    cr_assert_eq(pgd_model_load_linear_rows(&ctx, "lm_head", 64, 256, 0, 16, false, &lin, err,
+                                            sizeof err), PGD_OK, "%s", err);
+    cr_assert_null(lin.quant);
+    pgd__model_destroy(m);
+    pgd_registry_destroy(reg);
+}
 
 /* ---- labels (`pagoda models`) -------------------------------------------------------------- */
 Test(quant_refusals, labels_come_from_the_config_or_the_side_file)
