@@ -49,6 +49,8 @@ static void gen_usage(FILE *out)
         "  --device auto|cpu|cuda|cuda:N  (default auto: cuda when available, else cpu)\n"
         "  --dtype auto|bfloat16|float16   GPU compute dtype (default auto: the checkpoint's;\n"
         "                           the CPU computes in float32)\n"
+        "  --quantization METHOD    gptq, awq or fp8 (default: the checkpoint's; fp8 on a\n"
+        "                           16-bit checkpoint quantizes it at load)\n"
         "  --num-blocks N           KV cache blocks (default: from 256 MiB)\n"
         "  --block-size N           tokens per block (default 16)\n"
         "  --max-num-seqs N         (default 256)   --max-num-batched-tokens N (default 2048)\n"
@@ -103,6 +105,7 @@ static int run_dump_logits(const struct gen_opts *o, const struct gen_request *r
     p.registry = reg;
     p.device = o->engine.device;
     p.dtype = o->engine.dtype;
+    p.quantization = o->engine.quantization;
     p.max_num_seqs = 1;
     p.max_num_batched_tokens = rq->n_ids > 2048 ? rq->n_ids : 2048;
     int bs = p.block_size, n_blocks = (rq->n_ids + bs - 1) / bs;
@@ -215,7 +218,7 @@ int pgd_cmd_generate(int argc, char **argv)
 {
     enum { O_MODEL = 256, O_PIDS, O_PROMPT, O_PFILE, O_MAXT, O_TEMP, O_TOPP, O_TOPK, O_MINP,
            O_SEED, O_N, O_IGNEOS, O_DEVICE, O_NBLK, O_BS, O_MSEQ, O_MBT, O_NOPC, O_IDS, O_DUMP,
-           O_PDIR, O_DTYPE, O_REV, O_DLDIR, O_TP };
+           O_PDIR, O_DTYPE, O_REV, O_DLDIR, O_TP, O_QUANT };
     static const struct option long_opts[] = {
         { "model", required_argument, 0, O_MODEL }, { "prompt-ids", required_argument, 0, O_PIDS },
         { "prompt", required_argument, 0, O_PROMPT },
@@ -232,6 +235,7 @@ int pgd_cmd_generate(int argc, char **argv)
         { "dump-logits", required_argument, 0, O_DUMP },
         { "plugin-dir", required_argument, 0, O_PDIR }, { "help", no_argument, 0, 'h' },
         { "dtype", required_argument, 0, O_DTYPE },
+        { "quantization", required_argument, 0, O_QUANT },
         { "revision", required_argument, 0, O_REV },
         { "download-dir", required_argument, 0, O_DLDIR },
         { "tensor-parallel-size", required_argument, 0, O_TP },
@@ -271,6 +275,7 @@ int pgd_cmd_generate(int argc, char **argv)
             if (pgd_tool_parse_dtype(optarg, &o.engine.dtype))
                 return 2;
             break;
+        case O_QUANT: o.engine.quantization = optarg; break;
         case O_NBLK: o.engine.num_blocks = (int)strtol(optarg, &end, 10); break;
         case O_BS: o.engine.block_size = (int)strtol(optarg, &end, 10); break;
         case O_MSEQ: o.engine.max_num_seqs = (int)strtol(optarg, &end, 10); break;
@@ -307,6 +312,8 @@ int pgd_cmd_generate(int argc, char **argv)
     }
     if (pgd_tool_check_dtype(o.engine.device, &o.engine.dtype))
         return 2;
+    if (!o.engine.quantization)
+        o.engine.quantization = pgd_tool_catalog_quantization(o.model);
     if (pgd_tool_resolve_model(&o.model, o.revision, o.download_dir))
         return 1;
     /* The engine's registry searches plugin_path first: --plugin-dir, then the build tree's

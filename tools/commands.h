@@ -94,6 +94,10 @@ int pgd_tool_resolve_model(const char **model, const char *revision, const char 
  * the directory (unchanged when the JSON names no model or a directory). Non-zero (message
  * on stderr) on failure. An unparsable JSON is left for the engine to refuse. */
 int pgd_tool_resolve_spec_model(const char **spec_json, char *buf, size_t buflen);
+/* The --quantization a catalog name implies: "fp8" when its catalog entry says quant = fp8
+ * (a 16-bit repo served quantized at load, or an FP8 checkpoint); NULL for anything else
+ * (a directory, a hub id, another quant, which the checkpoint's config says itself). */
+const char *pgd_tool_catalog_quantization(const char *model);
 int pgd_cmd_tokenize(int argc, char **argv);
 int pgd_cmd_detokenize(int argc, char **argv);
 

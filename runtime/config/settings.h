@@ -52,6 +52,8 @@ enum pgd__setting_id {
     /* [log] */
     PGD__S_LOG_LEVEL, PGD__S_LOG_FORMAT, PGD__S_LOG_FILE, PGD__S_ACCESS_LOG,
     PGD__S_DISABLE_LOG_STATS, PGD__S_LOG_STATS_INTERVAL,
+    /* [engine] kv_cache_dtype (listed in its group) */
+    PGD__S_KV_CACHE_DTYPE,
     PGD__S_COUNT
 };
 

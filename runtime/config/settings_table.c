@@ -53,6 +53,19 @@ static bool check_sizes(const char *v, char *why, size_t n)
     return true;
 }
 
+/* vLLM's --kv-cache-dtype: only auto (the compute dtype) yet. */
+static bool check_kv_cache_dtype(const char *v, char *why, size_t n)
+{
+    if (!strcmp(v, "auto"))
+        return true;
+    if (!strncmp(v, "fp8", 3))
+        snprintf(why, n, "an FP8 KV cache is not supported yet: the KV cache is kept in the "
+                 "compute dtype (auto)");
+    else
+        snprintf(why, n, "expected auto (the compute dtype)");
+    return false;
+}
+
 static bool check_json_object(const char *v, char *why, size_t n)
 {
     json_error_t je;
@@ -207,11 +220,18 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         "from a checkpoint.",
         PGD__SG_MODEL, PGD__SD_TOOL, PGD__SF_NEGATABLE, NULL },
     [PGD__S_QUANTIZATION] = { MODEL, "quantization", PGD__ST_CHOICE, NULL, 0, 0,
-        "auto|none|gptq|awq|fp8", "METHOD",
-        "The weights' quantization method (vLLM's --quantization). Default (or auto): what "
-        "the checkpoint's config.json says in quantization_config; none: refuse a quantized "
-        "checkpoint. gptq, awq, fp8 need the quantization plugin of that name.",
-        PGD__SG_MODEL, PGD__SD_TOOL, 0, NULL },
+        "auto|gptq|awq|fp8", "METHOD",
+        "The method the weights are quantized with: gptq, awq, fp8. Default (or auto): the "
+        "checkpoint's (config.json's quantization_config, or "
+        "quantize_config.json / quant_config.json beside it); a checkpoint quantized with "
+        "another method is refused. fp8 on a bfloat16/float16 checkpoint quantizes its linear "
+        "layers at load (e4m3, one scale per output channel; activations per token).",
+        PGD__SG_MODEL, PGD__SD_ENGINE, 0, NULL },
+    [PGD__S_KV_CACHE_DTYPE] = { ENGINE, "kv_cache_dtype", PGD__ST_CHOICE, "auto", 0, 0,
+        "auto|fp8|fp8_e4m3|fp8_e5m2", "DTYPE",
+        "The KV cache's dtype. auto: the compute dtype (--dtype); the FP8 caches are not "
+        "supported yet and are refused.",
+        PGD__SG_CACHE, PGD__SD_TOOL, 0, check_kv_cache_dtype },
 
     [PGD__S_DEVICE] = { ENGINE, "device", PGD__ST_STRING, "auto", 0, 0, NULL,
         "auto|cuda|cpu|cuda:N",
@@ -501,7 +521,7 @@ const struct pgd__refused_flag pgd__refused_flags[] = {
     { "--pipeline-parallel-size", ONE_GPU }, { "-pp", ONE_GPU },
     { "--data-parallel-size", ONE_GPU }, { "-dp", ONE_GPU },
     { "--distributed-executor-backend", ONE_GPU }, { "--api-server-count", ONE_GPU },
-    { "--kv-cache-dtype", "the KV cache has the compute dtype (--dtype)" },
+    { "-q", "spell it --quantization" },
     { "--swap-space", "pagoda does not swap KV blocks to the CPU: it preempts by recompute; "
                       "raise --gpu-memory-utilization or lower --max-num-seqs" },
     { "--cpu-offload-gb", "weights stay on the GPU: use a card with room for them" },

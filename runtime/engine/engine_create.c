@@ -324,6 +324,7 @@ static enum pgd_status make_runner(const struct pgd_engine_params *p, struct run
     rp.dtype = p->dtype;
     rp.random_weights = p->random_weights;
     rp.seed = p->seed;
+    rp.quantization = p->quantization;
     rp.enforce_eager = p->enforce_eager;
     if (p->gpu_memory_utilization > 0)
         rp.gpu_memory_utilization = p->gpu_memory_utilization;

@@ -41,3 +41,10 @@ check-gpu: $(GPU_TEST_BINS) $(plugin_LTLIBRARIES)
 	  if [ $$rc -ne 0 ]; then echo "$$t failed ($$rc)"; exit 1; fi; \
 	done
 .PHONY: check-gpu
+# The quantized fixtures on the GPU (the quant plugins on the CUDA kernels).
+GPU_TEST_BINS += tests/gpu/test_cuda_quant_models
+tests_gpu_test_cuda_quant_models_SOURCES = %reldir%/test_cuda_quant_models.c
+tests_gpu_test_cuda_quant_models_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_gpu_test_cuda_quant_models_CFLAGS = $(TEST_CFLAGS)
+tests_gpu_test_cuda_quant_models_LDFLAGS = $(TEST_LINKFLAGS)
+tests_gpu_test_cuda_quant_models_LDADD = $(TEST_LDADD)
