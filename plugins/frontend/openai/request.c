@@ -1,9 +1,12 @@
-/* Request bodies of /v1/completions and /v1/chat/completions -> struct oai_gen.
+/* Request bodies of /v1/completions and /v1/chat/completions (and /v1/responses, once
+ * responses.c made it a chat body) -> struct oai_gen.
  *
  * Every field is checked for its type and range; a wrong one is a 400 naming the field.
- * Fields nobody knows are ignored, as OpenAI does. Prompts are rendered (chat) and
- * tokenized here, so that the context check can say how many tokens the prompt has. */
+ * fields.c says which fields are honoured, refused or ignored (unknown ones are logged).
+ * Prompts are rendered (chat) and tokenized here, so that the context check can say how
+ * many tokens the prompt has. Strings may hold NUL bytes (\u0000): lengths are carried. */
 #include "plugins/frontend/openai/oai.h"
+#include <pagoda/chat_template.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -141,6 +144,7 @@ static bool tokenize(struct oai_server *s, const char *text, size_t len, bool ad
     }
     memcpy(p->text, text, len);
     p->text[len] = '\0';
+    p->text_len = len;
     return true;
 }
 
@@ -204,6 +208,178 @@ static bool parse_prompt(struct oai_server *s, json_t *b, struct oai_gen *g, boo
         }
     }
     return true;
+}
+
+/* A NUL byte (\u0000 in a request) cannot pass through the chat renderer, whose prompt is a
+ * NUL-terminated string: each one travels as U+10FFFE (a noncharacter, written "\udbff\udffe"
+ * in the JSON) and becomes NUL again in the rendered prompt, whose length is carried. */
+#define NUL_STANDIN "\xF4\x8F\xBF\xBE"
+
+/* Replaces each real \u0000 escape of the JSON text j (not "\\u0000", an escaped backslash)
+ * with the stand-in's escape. Returns a new malloc'd text, or NULL when there is none. */
+static char *nul_to_standin(const char *j)
+{
+    if (!strstr(j, "\\u0000"))
+        return NULL;
+    struct pgd__buf b = { 0 };
+    size_t slashes = 0;
+    for (const char *p = j; *p; p++) {
+        if (*p == 'u' && slashes % 2 == 1 && !strncmp(p + 1, "0000", 4)) {
+            pgd__buf_append(&b, "udbff\\udffe", 11);
+            p += 4;
+            slashes = 0;
+            continue;
+        }
+        slashes = *p == '\\' ? slashes + 1 : 0;
+        pgd__buf_append(&b, p, 1);
+    }
+    return pgd__buf_steal(&b, NULL);
+}
+
+/* Turns the stand-ins of p[0..*len) back into NUL bytes, in place. */
+static void standin_to_nul(char *p, size_t *len)
+{
+    size_t o = 0, k = strlen(NUL_STANDIN);
+    for (size_t i = 0; i < *len; i++) {
+        if (i + k <= *len && !memcmp(p + i, NUL_STANDIN, k)) {
+            p[o++] = '\0';
+            i += k - 1;
+        } else
+            p[o++] = p[i];
+    }
+    p[o] = '\0';
+    *len = o;
+}
+
+/* Renders with the request's own chat_template (allowed by --trust-request-chat-template). */
+static enum pgd_status render_request_template(struct oai_server *s, const char *source,
+                                               const char *mj, const char *tj, bool add_gen,
+                                               const char *kj, char **out, char *err,
+                                               size_t errlen)
+{
+    struct pgd_chat_template *tpl = NULL;
+    enum pgd_status st = pgd_chat_template_create(source, "chat_template", &tpl, err, errlen);
+    if (st != PGD_OK)
+        return PGD_ERR_INVALID_ARG;   /* the client's template: its error is the client's */
+    const struct pgd_tokenizer *tok = s->model.tokenizer;
+    const char *bos = tok && pgd_tokenizer_bos_id(tok) >= 0
+                          ? pgd_tokenizer_token(tok, pgd_tokenizer_bos_id(tok)) : NULL;
+    const char *eos = tok && pgd_tokenizer_eos_id(tok) >= 0
+                          ? pgd_tokenizer_token(tok, pgd_tokenizer_eos_id(tok)) : NULL;
+    st = pgd_chat_template_render(tpl, mj, tj, add_gen, kj, bos, eos, out, NULL, err, errlen);
+    pgd_chat_template_destroy(tpl);
+    return st == PGD_ERR_TEMPLATE ? PGD_ERR_INVALID_ARG : st;
+}
+
+/* continue_final_message: the prompt ends where the final message's text ends (the
+ * template's end-of-turn after it is cut), as transformers does it. */
+static bool cut_after_final(json_t *msgs, char *prompt, size_t *len, struct oai_error *e)
+{
+    json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
+    json_t *c = json_object_get(last, "content");
+    const char *t = json_string_value(c);
+    size_t n = json_string_length(c);
+    while (n && (t[n - 1] == ' ' || t[n - 1] == '\n' || t[n - 1] == '\t' || t[n - 1] == '\r'))
+        n--;
+    while (n && (*t == ' ' || *t == '\n' || *t == '\t' || *t == '\r')) {
+        t++;
+        n--;
+    }
+    for (size_t i = *len; n && i >= n; i--)
+        if (!memcmp(prompt + i - n, t, n)) {
+            *len = i;
+            prompt[i] = '\0';
+            return true;
+        }
+    if (!n)
+        return true;
+    OAI_BAD(e, "continue_final_message", "continue_final_message: the final message's text "
+            "does not appear in the rendered chat");
+    return false;
+}
+
+/* The rendering options of a chat body: add_generation_prompt, continue_final_message,
+ * chat_template_kwargs, chat_template, echo. Then renders msgs and tokenizes the prompt. */
+static bool render_messages(struct oai_server *s, json_t *b, struct oai_gen *g, json_t *msgs,
+                            bool add_special, struct oai_error *e)
+{
+    bool add_gen = true, cont = false, echo = false;
+    json_t *agp = field(b, "add_generation_prompt");
+    if (!opt_bool(b, "add_generation_prompt", &add_gen, e) ||
+        !opt_bool(b, "continue_final_message", &cont, e) || !opt_bool(b, "echo", &echo, e))
+        return false;
+    if (cont && agp && add_gen) {
+        OAI_BAD(e, "continue_final_message", "Cannot set both 'continue_final_message' and "
+                "'add_generation_prompt' to true");
+        return false;
+    }
+    if (cont)
+        add_gen = false;
+    json_t *kw = field(b, "chat_template_kwargs");
+    if (kw && !json_is_object(kw)) {
+        OAI_BAD(e, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
+        return false;
+    }
+    json_t *ct = field(b, "chat_template");
+    if (ct && !json_is_string(ct)) {
+        OAI_BAD(e, "chat_template", "'chat_template' must be a string");
+        return false;
+    }
+    if (ct && !s->cfg.trust_request_chat_template) {
+        OAI_BAD(e, "chat_template", "Chat template is passed with request, but "
+                "--trust-request-chat-template is not set. Refused request with untrusted "
+                "chat template.");
+        return false;
+    }
+    if (!ct && !s->model.render_chat) {
+        OAI_BAD(e, "messages", "this model has no chat template: use /v1/completions");
+        return false;
+    }
+    json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
+    json_t *role = json_object_get(last, "role");
+    if (echo && !strcmp(json_string_value(role), s->cfg.response_role)) {
+        json_t *c = json_object_get(last, "content");
+        g->echo_len = json_string_length(c);
+        if (!(g->echo_text = malloc(g->echo_len + 1))) {
+            oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
+            return false;
+        }
+        memcpy(g->echo_text, json_string_value(c), g->echo_len + 1);
+    }
+    json_t *tools = field(b, "tools");
+    char *mj = json_dumps(msgs, JSON_COMPACT);
+    char *mj_standin = mj ? nul_to_standin(mj) : NULL;
+    char *kj = kw ? json_dumps(kw, JSON_COMPACT) : NULL;
+    char *tj = tools ? json_dumps(tools, JSON_COMPACT) : NULL;
+    const char *m_in = mj_standin ? mj_standin : mj;
+    char *prompt = NULL, err[512] = "";
+    enum pgd_status st =
+        !mj ? PGD_ERR_NOMEM
+        : ct ? render_request_template(s, json_string_value(ct), m_in, tj, add_gen, kj, &prompt,
+                                       err, sizeof err)
+             : s->model.render_chat(s->model.render_ctx, m_in, tj, add_gen, kj, &prompt, err,
+                                    sizeof err);
+    free(mj);
+    free(mj_standin);
+    free(kj);
+    free(tj);
+    if (st == PGD_ERR_INVALID_ARG) {
+        free(prompt);
+        OAI_BAD(e, ct ? "chat_template" : "messages", "%s", err);
+        return false;
+    }
+    if (st != PGD_OK) {
+        free(prompt);
+        oai_err_set(e, 500, "internal_error", NULL, NULL,
+                    "the model's chat template failed: %s", err);
+        return false;
+    }
+    size_t len = strlen(prompt);
+    standin_to_nul(prompt, &len);
+    bool ok = (!cont || cut_after_final(msgs, prompt, &len, e)) && alloc_prompts(g, 1, e) &&
+              tokenize(s, prompt, len, add_special, "messages", &g->prompts[0], e);
+    free(prompt);
+    return ok;
 }
 
 /* "messages" -> the rendered chat -> tokens. Message contents may be strings or lists of
@@ -270,53 +446,10 @@ static bool parse_messages(struct oai_server *s, json_t *b, struct oai_gen *g, b
         json_object_set_new(nm, "content", text);
         json_array_append_new(norm, nm);
     }
-    bool add_gen = true;
-    if (!opt_bool(b, "add_generation_prompt", &add_gen, e)) {
-        json_decref(norm);
-        return false;
-    }
-    json_t *kw = field(b, "chat_template_kwargs");
-    if (kw && !json_is_object(kw)) {
-        json_decref(norm);
-        OAI_BAD(e, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
-        return false;
-    }
-    json_t *tools = field(b, "tools");
-    if (tools && !json_is_array(tools)) {
-        json_decref(norm);
-        OAI_BAD(e, "tools", "'tools' must be a list of tools");
-        return false;
-    }
-    if (!s->model.render_chat) {
-        json_decref(norm);
-        OAI_BAD(e, "messages", "this model has no chat template: use /v1/completions");
-        return false;
-    }
-    char *mj = json_dumps(norm, JSON_COMPACT);
-    char *kj = kw ? json_dumps(kw, JSON_COMPACT) : NULL;
-    char *tj = tools ? json_dumps(tools, JSON_COMPACT) : NULL;
+    json_t *tmpl = oai_messages_for_template(norm);
     json_decref(norm);
-    char *prompt = NULL, err[512] = "";
-    enum pgd_status st = mj ? s->model.render_chat(s->model.render_ctx, mj, tj, add_gen, kj,
-                                                   &prompt, err, sizeof err)
-                            : PGD_ERR_NOMEM;
-    free(mj);
-    free(kj);
-    free(tj);
-    if (st == PGD_ERR_INVALID_ARG) {
-        free(prompt);
-        OAI_BAD(e, "messages", "%s", err);
-        return false;
-    }
-    if (st != PGD_OK) {
-        free(prompt);
-        oai_err_set(e, 500, "internal_error", NULL, NULL,
-                    "the model's chat template failed: %s", err);
-        return false;
-    }
-    bool ok = alloc_prompts(g, 1, e) &&
-              tokenize(s, prompt, strlen(prompt), add_special, "messages", &g->prompts[0], e);
-    free(prompt);
+    bool ok = tmpl && render_messages(s, b, g, tmpl, add_special, e);
+    json_decref(tmpl);
     return ok;
 }
 
@@ -414,6 +547,109 @@ static bool parse_token_lists(struct oai_server *s, json_t *b, struct oai_gen *g
     return true;
 }
 
+/* Added to a banned token's logit: its probability underflows to 0 (the engine refuses
+ * non-finite biases). */
+#define BAN_BIAS (-1.0e9f)
+
+/* The tokens of one bad word's spelling; bans it when it is one token. */
+static bool ban_word(struct oai_server *s, const char *w, size_t n, bool space,
+                     unsigned char *ban, struct oai_error *e)
+{
+    struct pgd__buf t = { 0 };
+    if (space)
+        pgd__buf_append(&t, " ", 1);
+    pgd__buf_append(&t, w, n);
+    struct pgd_tokens ids;
+    pgd_tokens_init(&ids);
+    char err[256];
+    bool ok = !t.failed && pgd_tokenizer_encode(s->model.tokenizer, t.p, t.len, false, &ids, err,
+                                                sizeof err) == PGD_OK;
+    if (ok && ids.n == 1)
+        ban[ids.ids[0]] = 1;
+    else if (ok && ids.n > 1) {
+        OAI_BAD(e, "bad_words", "'bad_words': \"%.*s\" is %zu tokens; this server bans words "
+                "of one token only (with and without a leading space)", (int)(t.len > 64 ? 64 :
+                t.len), t.p, ids.n);
+        ok = false;
+    } else if (!ok)
+        OAI_BAD(e, "bad_words", "'bad_words': cannot tokenize \"%.64s\"", w);
+    pgd_tokens_fini(&ids);
+    pgd__buf_fini(&t);
+    return ok;
+}
+
+/* allowed_token_ids and bad_words: the tokens they exclude get BAN_BIAS in logit_bias. */
+static bool parse_banned_tokens(struct oai_server *s, json_t *b, struct oai_gen *g,
+                                struct oai_error *e)
+{
+    json_t *allowed = field(b, "allowed_token_ids"), *bad = field(b, "bad_words");
+    if ((!allowed) && (!bad || (json_is_array(bad) && json_array_size(bad) == 0)))
+        return true;
+    int V = s->model.vocab_size;
+    if (allowed && (!json_is_array(allowed) || json_array_size(allowed) == 0)) {
+        OAI_BAD(e, "allowed_token_ids", "'allowed_token_ids' must be a non-empty list of "
+                "token ids");
+        return false;
+    }
+    if (bad && !json_is_array(bad)) {
+        OAI_BAD(e, "bad_words", "'bad_words' must be a list of strings");
+        return false;
+    }
+    if (bad && !s->model.tokenizer) {
+        OAI_BAD(e, "bad_words", "'bad_words' needs a tokenizer; this model has none");
+        return false;
+    }
+    unsigned char *ban = calloc((size_t)V, 1);
+    if (!ban) {
+        oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    if (allowed)
+        memset(ban, 1, (size_t)V);
+    size_t i;
+    json_t *v;
+    json_array_foreach(allowed, i, v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= V) {
+            free(ban);
+            OAI_BAD(e, "allowed_token_ids", "'allowed_token_ids' must be token ids in "
+                    "[0, %d)", V);
+            return false;
+        }
+        ban[json_integer_value(v)] = 0;
+    }
+    json_array_foreach(bad, i, v) {
+        if (!json_is_string(v) || json_string_length(v) == 0) {
+            free(ban);
+            OAI_BAD(e, "bad_words", "'bad_words' must be a list of non-empty strings");
+            return false;
+        }
+        if (!ban_word(s, json_string_value(v), json_string_length(v), false, ban, e) ||
+            !ban_word(s, json_string_value(v), json_string_length(v), true, ban, e)) {
+            free(ban);
+            return false;
+        }
+    }
+    int n_ban = 0;
+    for (int t = 0; t < V; t++)
+        n_ban += ban[t];
+    struct pgd_logit_bias *nb = realloc(g->bias, (size_t)(g->sp.n_logit_bias + n_ban + 1) *
+                                                 sizeof *nb);
+    if (!nb) {
+        free(ban);
+        oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    int k = g->sp.n_logit_bias;
+    for (int t = 0; t < V; t++)
+        if (ban[t])
+            nb[k++] = (struct pgd_logit_bias){ t, BAN_BIAS };
+    free(ban);
+    g->bias = nb;
+    g->sp.logit_bias = nb;
+    g->sp.n_logit_bias = k;
+    return true;
+}
+
 static bool check_context(struct oai_server *s, struct oai_gen *g, int max_tokens,
                           struct oai_error *e)
 {
@@ -459,7 +695,7 @@ static int apply_default_sampling(const struct oai_server *s, struct pgd_samplin
 json_t *oai_body_json(const char *body, size_t len, struct oai_error *e)
 {
     json_error_t jerr;
-    json_t *j = json_loadb(body ? body : "", len, 0, &jerr);
+    json_t *j = json_loadb(body ? body : "", len, JSON_ALLOW_NUL, &jerr);
     if (!j) {
         oai_err_set(e, 400, "invalid_request_error", NULL, "invalid_json",
                     "Invalid JSON body: %s (line %d, column %d)", jerr.text, jerr.line,
@@ -475,61 +711,43 @@ json_t *oai_body_json(const char *body, size_t len, struct oai_error *e)
     return j;
 }
 
-bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g,
-                   struct oai_error *e)
+static bool parse_stream_options(json_t *b, struct oai_gen *g, struct oai_error *e)
 {
-    memset(g, 0, sizeof *g);
-    g->chat = chat;
-    g->logprobs = -1;
-    g->sp = pgd_sampling_default_params();
-    int default_max_tokens = apply_default_sampling(s, &g->sp);
-
-    json_t *model = field(b, "model");
-    if (model && !json_is_string(model)) {
-        OAI_BAD(e, "model", "'model' must be a string");
-        return false;
-    }
-    if (model && strcmp(json_string_value(model), s->model_name)) {
-        oai_err_set(e, 404, "invalid_request_error", "model", "model_not_found",
-                    "The model `%.200s` does not exist (this server serves `%.200s`)",
-                    json_string_value(model), s->model_name);
-        return false;
-    }
-    json_t *user = field(b, "user");
-    if (user && !json_is_string(user)) {
-        OAI_BAD(e, "user", "'user' must be a string");
-        return false;
-    }
     if (!opt_bool(b, "stream", &g->stream, e))
         return false;
     json_t *so = field(b, "stream_options");
-    if (so) {
-        if (!json_is_object(so)) {
-            OAI_BAD(e, "stream_options", "'stream_options' must be an object");
-            return false;
-        }
-        if (!g->stream) {
-            OAI_BAD(e, "stream_options", "'stream_options' is only allowed when 'stream' is "
-                    "true");
-            return false;
-        }
-        if (!opt_bool_named(so, "include_usage", "stream_options.include_usage",
-                            &g->include_usage, e))
-            return false;
+    if (!so)
+        return true;
+    if (!json_is_object(so)) {
+        OAI_BAD(e, "stream_options", "'stream_options' must be an object");
+        return false;
     }
+    if (!g->stream) {
+        OAI_BAD(e, "stream_options", "'stream_options' is only allowed when 'stream' is true");
+        return false;
+    }
+    return opt_bool_named(so, "include_usage", "stream_options.include_usage",
+                          &g->include_usage, e) &&
+           opt_bool_named(so, "continuous_usage_stats", "stream_options.continuous_usage_stats",
+                          &g->continuous_usage, e);
+}
 
+/* The sampling fields; *max_tokens gets max_tokens / max_completion_tokens. */
+static bool parse_sampling(struct oai_server *s, json_t *b, struct oai_gen *g,
+                           long long *max_tokens, struct oai_error *e)
+{
     struct pgd_sampling_params *sp = &g->sp;
     long long x;
     bool set;
     /* Both spellings are checked; max_completion_tokens (OpenAI's newer name) wins when
      * both are given, as in vLLM. */
-    long long max_tokens = 0, max_completion = 0;
+    long long max_completion = 0;
     bool completion_set = false;
-    if (!opt_int(b, "max_tokens", 1, INT_MAX, &max_tokens, &g->max_tokens_set, e) ||
+    if (!opt_int(b, "max_tokens", 1, INT_MAX, max_tokens, &g->max_tokens_set, e) ||
         !opt_int(b, "max_completion_tokens", 1, INT_MAX, &max_completion, &completion_set, e))
         return false;
     if (completion_set) {
-        max_tokens = max_completion;
+        *max_tokens = max_completion;
         g->max_tokens_set = true;
     }
     if (!opt_num(b, "temperature", 0.0, 2.0, false, &sp->temperature, e) ||
@@ -555,18 +773,23 @@ bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g
         return false;
     if (set)
         sp->min_tokens = (int)x;
-    if (!opt_bool(b, "ignore_eos", &sp->ignore_eos, e) ||
-        !opt_bool(b, "skip_special_tokens", &sp->skip_special_tokens, e) ||
-        !opt_bool(b, "include_stop_str_in_output", &sp->include_stop_str_in_output, e) ||
-        !parse_stop(b, g, e) || !parse_token_lists(s, b, g, e))
-        return false;
+    return opt_bool(b, "ignore_eos", &sp->ignore_eos, e) &&
+           opt_bool(b, "skip_special_tokens", &sp->skip_special_tokens, e) &&
+           opt_bool(b, "include_stop_str_in_output", &sp->include_stop_str_in_output, e) &&
+           parse_stop(b, g, e) && parse_token_lists(s, b, g, e);
+}
 
-    if (chat) {
+static bool parse_logprobs(struct oai_server *s, json_t *b, struct oai_gen *g,
+                           struct oai_error *e)
+{
+    long long x;
+    bool set;
+    if (g->chat) {
         bool lp = false;
         if (!opt_bool(b, "logprobs", &lp, e) ||
             !opt_int(b, "top_logprobs", 0, s->cfg.max_logprobs, &x, &set, e))
             return false;
-        if (set && !lp) {
+        if (set && x > 0 && !lp) {
             OAI_BAD(e, "top_logprobs", "'top_logprobs' needs 'logprobs' to be true");
             return false;
         }
@@ -579,16 +802,117 @@ bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g
         if (set)
             g->logprobs = (int)x;
     }
-    sp->logprobs = g->logprobs;
+    g->sp.logprobs = g->logprobs;
+    g->prompt_logprobs = -1;
+    if (!opt_int(b, "prompt_logprobs", 0, s->cfg.max_logprobs, &x, &set, e))
+        return false;
+    if (set && g->stream && x > 0) {
+        OAI_BAD(e, "prompt_logprobs", "'prompt_logprobs' are not available when 'stream' is "
+                "true");
+        return false;
+    }
+    if (set)
+        g->sp.prompt_logprobs = g->prompt_logprobs = (int)x;
+    bool ids = s->cfg.return_tokens_as_token_ids;
+    if (!opt_bool(b, "return_tokens_as_token_ids", &ids, e))
+        return false;
+    g->token_ids_as_names = ids;
+    return true;
+}
 
-    bool add_special = !chat;
-    if (!opt_bool(b, "add_special_tokens", &add_special, e))
+/* best_of: sp.n samples run, the n best (by cumulative logprob) come back. */
+static bool parse_best_of(struct oai_server *s, json_t *b, struct oai_gen *g,
+                          struct oai_error *e)
+{
+    long long x;
+    bool set;
+    g->n_return = g->sp.n;
+    if (!opt_int(b, "best_of", 1, s->cfg.max_n, &x, &set, e) || !set)
+        return !e->status;
+    if (x < g->sp.n) {
+        OAI_BAD(e, "best_of", "'best_of' (%lld) must be at least 'n' (%d)", x, g->sp.n);
         return false;
-    if (!(chat ? parse_messages(s, b, g, add_special, e) : parse_prompt(s, b, g, add_special, e)))
+    }
+    if (x > g->sp.n && g->stream) {
+        OAI_BAD(e, "best_of", "'best_of' greater than 'n' is not supported when 'stream' is "
+                "true");
         return false;
+    }
+    if (x > g->sp.n) {
+        g->best_of = true;
+        g->sp.n = (int)x;
+        if (g->sp.logprobs < 0)
+            g->sp.logprobs = 0;    /* the ranking needs each token's logprob */
+    }
+    return true;
+}
+
+/* priority, cache_salt, request_id, include_reasoning. */
+static bool parse_request_extras(json_t *b, struct oai_gen *g, struct oai_error *e)
+{
+    long long x;
+    bool set;
+    if (!opt_int(b, "priority", INT_MIN, INT_MAX, &x, &set, e))
+        return false;
+    if (set)
+        g->priority = (int)x;
+    static const char *const strs[] = { "cache_salt", "request_id" };
+    char **dst[] = { &g->cache_salt, &g->request_id };
+    for (int i = 0; i < 2; i++) {
+        json_t *v = field(b, strs[i]);
+        if (!v)
+            continue;
+        if (!json_is_string(v) || json_string_length(v) == 0 ||
+            strlen(json_string_value(v)) != json_string_length(v) ||
+            (i == 1 && json_string_length(v) > 128)) {
+            OAI_BAD(e, strs[i], "'%s' must be a non-empty string%s", strs[i],
+                    i == 1 ? " of at most 128 bytes" : "");
+            return false;
+        }
+        if (!(*dst[i] = strdup(json_string_value(v)))) {
+            oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
+            return false;
+        }
+    }
+    g->include_reasoning = true;
+    return opt_bool(b, "include_reasoning", &g->include_reasoning, e);
+}
+
+/* truncate_prompt_tokens: each prompt keeps its last k tokens (vLLM's truncation side). */
+static bool truncate_prompts(struct oai_server *s, json_t *b, struct oai_gen *g,
+                             struct oai_error *e)
+{
+    long long k;
+    bool set;
+    if (!opt_int(b, "truncate_prompt_tokens", 1, INT_MAX, &k, &set, e) || !set)
+        return !e->status;
+    if (k > s->model.max_model_len) {
+        OAI_BAD(e, "truncate_prompt_tokens", "'truncate_prompt_tokens' (%lld) exceeds the "
+                "model's maximum context length (%d)", k, s->model.max_model_len);
+        return false;
+    }
+    for (int i = 0; i < g->n_prompts; i++) {
+        struct oai_prompt *p = &g->prompts[i];
+        if (p->n_ids <= k)
+            continue;
+        memmove(p->ids, p->ids + (p->n_ids - k), (size_t)k * sizeof *p->ids);
+        p->n_ids = (int)k;
+        free(p->text);             /* echo shows what the model saw */
+        p->text = NULL;
+        p->text_len = 0;
+    }
+    return true;
+}
+
+/* What follows the prompts: echo's text, the choice count, the context, max_tokens. */
+static bool finish_request(struct oai_server *s, struct oai_gen *g, long long max_tokens,
+                           int default_max_tokens, struct oai_error *e)
+{
+    struct pgd_sampling_params *sp = &g->sp;
     if ((long long)g->n_prompts * sp->n > s->cfg.max_n) {
-        OAI_BAD(e, "n", "%d prompts x n = %d choices exceed this server's limit of %d",
-                g->n_prompts, sp->n, s->cfg.max_n);
+        OAI_BAD(e, g->best_of ? "best_of" : "n", "%d prompts x %s = %d choices exceed this "
+                "server's limit of %d", g->n_prompts, g->best_of ? "best_of" : "n", sp->n,
+                s->cfg.max_n);
         return false;
     }
     if (g->echo) {
@@ -596,10 +920,10 @@ bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g
             struct oai_prompt *p = &g->prompts[i];
             if (!p->text && s->model.tokenizer &&
                 pgd_tokenizer_decode(s->model.tokenizer, p->ids, (size_t)p->n_ids, false,
-                                     &p->text, &(size_t){ 0 }, NULL, 0) != PGD_OK)
+                                     &p->text, &p->text_len, NULL, 0) != PGD_OK)
                 p->text = NULL;
         }
-        if (g->logprobs >= 0)
+        if (g->logprobs >= 0 && sp->prompt_logprobs < g->logprobs)
             sp->prompt_logprobs = g->logprobs;
         if (g->logprobs >= 0 && g->stream && sp->n > 1) {
             OAI_BAD(e, "echo", "'echo' with 'logprobs' is not supported when streaming with "
@@ -613,7 +937,7 @@ bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g
      * completions (OpenAI's default) and the rest of the context for chat; never more than
      * the context has room for. */
     sp->max_tokens = g->max_tokens_set ? (int)max_tokens
-                     : default_max_tokens > 0 ? default_max_tokens : (chat ? -1 : 16);
+                     : default_max_tokens > 0 ? default_max_tokens : (g->chat ? -1 : 16);
     if (!g->max_tokens_set && sp->max_tokens > 0) {
         int room = INT_MAX;
         for (int i = 0; i < g->n_prompts; i++)
@@ -630,6 +954,60 @@ bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g
     return true;
 }
 
+bool oai_gen_parse_api(struct oai_server *s, enum oai_api api, json_t *b, struct oai_gen *g,
+                       struct oai_error *e)
+{
+    memset(g, 0, sizeof *g);
+    g->api = api;
+    g->chat = api != OAI_API_COMPLETIONS;
+    g->logprobs = -1;
+    g->sp = pgd_sampling_default_params();
+    int default_max_tokens = apply_default_sampling(s, &g->sp);
+    if (api != OAI_API_RESPONSES && !oai_fields_check(s, api, b, e))
+        return false;
+
+    json_t *model = field(b, "model");
+    if (model && !json_is_string(model)) {
+        OAI_BAD(e, "model", "'model' must be a string");
+        return false;
+    }
+    if (model && strcmp(json_string_value(model), s->model_name)) {
+        oai_err_set(e, 404, "invalid_request_error", "model", "model_not_found",
+                    "The model `%.200s` does not exist (this server serves `%.200s`)",
+                    json_string_value(model), s->model_name);
+        return false;
+    }
+    json_t *user = field(b, "user");
+    if (user && !json_is_string(user)) {
+        OAI_BAD(e, "user", "'user' must be a string");
+        return false;
+    }
+    long long max_tokens = 0;
+    if (!parse_stream_options(b, g, e) || !parse_sampling(s, b, g, &max_tokens, e) ||
+        !parse_logprobs(s, b, g, e) || !parse_best_of(s, b, g, e) ||
+        !parse_request_extras(b, g, e) || !oai_guide_parse(s, b, g, e) ||
+        !parse_banned_tokens(s, b, g, e))
+        return false;
+    if (g->tool_choice == OAI_TOOLS_AUTO &&
+        oai_tool_parser_needs_special_tokens(s->cfg.tool_call_parser))
+        g->sp.skip_special_tokens = false;   /* the parser's markers are special tokens */
+
+    bool add_special = !g->chat;
+    if (!opt_bool(b, "add_special_tokens", &add_special, e))
+        return false;
+    if (!(g->chat ? parse_messages(s, b, g, add_special, e)
+                  : parse_prompt(s, b, g, add_special, e)))
+        return false;
+    return truncate_prompts(s, b, g, e) &&
+           finish_request(s, g, max_tokens, default_max_tokens, e);
+}
+
+bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g,
+                   struct oai_error *e)
+{
+    return oai_gen_parse_api(s, chat ? OAI_API_CHAT : OAI_API_COMPLETIONS, b, g, e);
+}
+
 void oai_gen_fini(struct oai_gen *g)
 {
     for (int i = 0; i < g->n_prompts; i++) {
@@ -641,5 +1019,10 @@ void oai_gen_fini(struct oai_gen *g)
         free(g->stop_buf[i]);
     free(g->stop_ids);
     free(g->bias);
+    free(g->cache_salt);
+    free(g->guide);
+    free(g->tool_name);
+    free(g->echo_text);
+    free(g->request_id);
     memset(g, 0, sizeof *g);
 }
