@@ -621,9 +621,14 @@ static json_t *responses_final(struct job *j, struct choice *c)
 {
     long long in, out, cached;
     usage_totals(j, &in, &out, &cached);
-    return oai_responses_object(j->id, (long long)j->created, j->s->model_name,
-                                c->finish == PGD_FINISH_LENGTH ? "incomplete" : "completed",
-                                responses_output(j, c), oai_responses_usage(in, out, cached));
+    bool cut = c->finish == PGD_FINISH_LENGTH;
+    json_t *r = oai_responses_object(j->id, (long long)j->created, j->s->model_name,
+                                     cut ? "incomplete" : "completed", responses_output(j, c),
+                                     oai_responses_usage(in, out, cached));
+    if (cut)
+        json_object_set_new(r, "incomplete_details",
+                            json_pack("{s:s}", "reason", "max_output_tokens"));
+    return r;
 }
 
 static json_t *responses_plain_body(struct job *j)
