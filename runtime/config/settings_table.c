@@ -432,10 +432,6 @@ const struct pgd__refused_flag pgd__refused_flags[] = {
     { "--middleware", "pagoda runs no Python middleware: put a reverse proxy in front" },
     { "--allowed-methods", NO_CORS }, { "--allowed-headers", NO_CORS },
     { "--allow-credentials", NO_CORS },
-    { "--enable-auto-tool-choice", "tools are rendered by the chat template; parsing tool "
-                                   "calls out of the output is not supported yet" },
-    { "--tool-call-parser", "parsing tool calls out of the output is not supported yet" },
-    { "--reasoning-parser", "reasoning content is not split out of the output yet" },
     { "--chat-template-content-format", "pagoda renders message contents as strings" },
     { "--disable-frontend-multiprocessing", "pagoda's frontend always runs in the serving "
                                             "process: drop the flag" },

@@ -749,7 +749,7 @@ static void chat_chunk(struct job *j, int index, json_t *delta, json_t *lp, cons
 
 /* Chat deltas: the role first, then reasoning_content / content as the parsers release
  * them, each tool call as OpenAI streams it (its id, type and name with empty arguments,
- * then the arguments), and a last chunk with the finish reason. */
+ * then the arguments), and the finish reason on the last chunk. */
 static void stream_take_chat(struct job *j, struct choice *c, int index,
                              const struct pgd_output *o)
 {
@@ -773,8 +773,11 @@ static void stream_take_chat(struct job *j, struct choice *c, int index,
         json_object_set_new(delta, "content", oai_json_str(ct.p, ct.len));
     pgd__buf_fini(&r);
     pgd__buf_fini(&ct);
-    if (json_object_size(delta) || lp)
-        chat_chunk(j, index, delta, lp, NULL);
+    /* The finish reason rides on the last text chunk, or after the calls when there are. */
+    bool calls_pending = c->n_calls_sent < c->n_calls;
+    const char *fin = final && !calls_pending ? choice_finish(c) : NULL;
+    if (json_object_size(delta) || lp || fin)
+        chat_chunk(j, index, delta, lp, fin);
     else
         json_decref(delta);
     for (; c->n_calls_sent < c->n_calls; c->n_calls_sent++) {
@@ -785,7 +788,7 @@ static void stream_take_chat(struct job *j, struct choice *c, int index,
                                        "function", "arguments", c->calls[k].arguments),
                    NULL, NULL);
     }
-    if (final)
+    if (final && calls_pending)
         chat_chunk(j, index, json_object(), NULL, choice_finish(c));
 }
 

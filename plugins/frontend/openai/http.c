@@ -359,6 +359,7 @@ static enum MHD_Result route_tokenize(struct oai_server *s, struct MHD_Connectio
         return MHD_NO;
     json_object_del(copy, "stream");
     json_object_del(copy, "return_token_strs");
+    json_object_set_new(copy, "tool_choice", json_string("none"));   /* tools: rendered only */
     json_object_del(copy, "max_tokens");
     json_object_del(copy, "max_completion_tokens");
     json_object_set_new(copy, "max_tokens", json_integer(1));

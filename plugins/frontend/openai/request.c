@@ -905,14 +905,20 @@ static bool truncate_prompts(struct oai_server *s, json_t *b, struct oai_gen *g,
 }
 
 /* What follows the prompts: echo's text, the choice count, the context, max_tokens. */
-static bool finish_request(struct oai_server *s, struct oai_gen *g, long long max_tokens,
-                           int default_max_tokens, struct oai_error *e)
+static bool finish_request(struct oai_server *s, json_t *b, struct oai_gen *g,
+                           long long max_tokens, int default_max_tokens, struct oai_error *e)
 {
     struct pgd_sampling_params *sp = &g->sp;
     if ((long long)g->n_prompts * sp->n > s->cfg.max_n) {
-        OAI_BAD(e, g->best_of ? "best_of" : "n", "%d prompts x %s = %d choices exceed this "
-                "server's limit of %d", g->n_prompts, g->best_of ? "best_of" : "n", sp->n,
-                s->cfg.max_n);
+        OAI_BAD(e, "n", "%d prompts x n = %d choices exceed this server's limit of %d",
+                g->n_prompts, sp->n, s->cfg.max_n);
+        return false;
+    }
+    if (!parse_best_of(s, b, g, e))
+        return false;
+    if ((long long)g->n_prompts * sp->n > s->cfg.max_n) {
+        OAI_BAD(e, "best_of", "%d prompts x best_of = %d choices exceed this server's limit "
+                "of %d", g->n_prompts, sp->n, s->cfg.max_n);
         return false;
     }
     if (g->echo) {
@@ -984,8 +990,7 @@ bool oai_gen_parse_api(struct oai_server *s, enum oai_api api, json_t *b, struct
     }
     long long max_tokens = 0;
     if (!parse_stream_options(b, g, e) || !parse_sampling(s, b, g, &max_tokens, e) ||
-        !parse_logprobs(s, b, g, e) || !parse_best_of(s, b, g, e) ||
-        !parse_request_extras(b, g, e) || !oai_guide_parse(s, b, g, e) ||
+        !parse_logprobs(s, b, g, e) || !parse_request_extras(b, g, e) || !oai_guide_parse(s, b, g, e) ||
         !parse_banned_tokens(s, b, g, e))
         return false;
     if (g->tool_choice == OAI_TOOLS_AUTO &&
@@ -999,7 +1004,7 @@ bool oai_gen_parse_api(struct oai_server *s, enum oai_api api, json_t *b, struct
                   : parse_prompt(s, b, g, add_special, e)))
         return false;
     return truncate_prompts(s, b, g, e) &&
-           finish_request(s, g, max_tokens, default_max_tokens, e);
+           finish_request(s, b, g, max_tokens, default_max_tokens, e);
 }
 
 bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g,
