@@ -509,6 +509,37 @@ def test_reasoning_server():
         assert srv.stop() == 0
 
 
+def test_tool_history_server():
+    """Assistant tool_calls and tool messages of the history, and the tools, reach the chat
+    template (Qwen2.5's, from the fixtures) as vLLM passes them: arguments as objects."""
+    import tempfile
+    cfg = json.load(open(os.path.join(h.SRCDIR, "tests", "fixtures", "chat_templates",
+                                      "qwen2.5-instruct", "tokenizer_config.json")))
+    with tempfile.NamedTemporaryFile("w", suffix=".jinja", delete=False) as f:
+        f.write(cfg["chat_template"])
+    try:
+        with h.Server("--chat-template", f.name) as srv:
+            tools = [{"type": "function", "function": {
+                "name": "get_weather", "description": "the weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+            msgs = MSGS + [
+                {"role": "assistant", "content": None, "tool_calls": [{
+                    "id": "call_1", "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "22C"}]
+            ids = tokenize(srv, messages=msgs, tools=tools)
+            prompt = ok(post(srv, "/detokenize", {"tokens": ids}))["prompt"]
+            assert '<tools>\n{"type": "function", "function": {"name": "get_weather"' in prompt, \
+                prompt
+            assert ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
+                    '</tool_call>') in prompt, prompt
+            assert "<tool_response>\n22C\n</tool_response>" in prompt, prompt
+            assert prompt.endswith("<|im_start|>assistant\n"), prompt
+            assert srv.stop() == 0
+    finally:
+        os.unlink(f.name)
+
+
 def main():
     try:
         srv = h.Server()
@@ -528,6 +559,7 @@ def main():
     suite.run(test_clean_exit)
     suite.run(test_trusted_template_server)
     suite.run(test_reasoning_server)
+    suite.run(test_tool_history_server)
     suite.finish()
 
 

@@ -1,7 +1,13 @@
-/* Running a completion or chat request on the engine and answering it: one engine request
- * per prompt (each with n samples), outputs read from their streams round-robin, and either
+/* Running a completion, chat or Responses request on the engine and answering it: one
+ * engine request per prompt (each with n samples, or best_of of which the n best by
+ * cumulative logprob come back), outputs read from their streams round-robin, and either
  * one JSON response at the end or a Server-Sent Events stream of chunks ending with
- * `data: [DONE]`.
+ * `data: [DONE]` (the Responses API: its events, ending with response.completed).
+ *
+ * Chat answers go through the parsers of parsers.h: the reasoning section becomes
+ * reasoning_content, the model's tool-call syntax (tool_choice "auto") or the constrained
+ * JSON (tool_choice "required" or a named tool) becomes tool_calls, streamed as OpenAI
+ * streams them.
  *
  * A client that goes away is noticed within WAIT_MS (the connection's socket is polled for
  * a hang-up between outputs): its engine requests are aborted at once, which frees their KV
