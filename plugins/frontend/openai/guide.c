@@ -17,12 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static json_t *field(json_t *o, const char *k)
-{
-    json_t *v = json_object_get(o, k);
-    return json_is_null(v) ? NULL : v;
-}
-
 /* Sets the guide (kind and text) once; a second source is the client's mistake. */
 struct guide_pick {
     const char *from;              /* the field that set it, for the error */
@@ -105,9 +99,9 @@ static bool parse_response_format(json_t *rf, struct guide_pick *p, struct oai_e
     if (!strcmp(t, "json_object"))
         return pick(p, "response_format", PGD_GUIDE_JSON_OBJECT, NULL, e);
     if (!strcmp(t, "json_schema")) {
-        json_t *js = field(rf, "json_schema");
-        json_t *schema = js ? field(js, "schema") : NULL;
-        json_t *strict = js ? field(js, "strict") : NULL;
+        json_t *js = oai_field(rf, "json_schema");
+        json_t *schema = js ? oai_field(js, "schema") : NULL;
+        json_t *strict = js ? oai_field(js, "strict") : NULL;
         if (!json_is_object(js) || !schema) {
             OAI_BAD(e, "response_format.json_schema", "'response_format' of type "
                     "\"json_schema\" needs 'json_schema': {\"name\": ..., \"schema\": {...}}");
@@ -138,23 +132,23 @@ static bool parse_structured_outputs(json_t *so, struct guide_pick *p, struct oa
     }
     static const char *const unsupported[] = { "structural_tag", "whitespace_pattern" };
     for (size_t i = 0; i < 2; i++)
-        if (field(so, unsupported[i])) {
+        if (oai_field(so, unsupported[i])) {
             OAI_BAD(e, "structured_outputs", "'structured_outputs.%s' is not supported by "
                     "this server", unsupported[i]);
             return false;
         }
     json_t *v;
-    if ((v = field(so, "json")) && !pick_schema(p, "structured_outputs.json", v, e))
+    if ((v = oai_field(so, "json")) && !pick_schema(p, "structured_outputs.json", v, e))
         return false;
-    if ((v = field(so, "regex")) &&
+    if ((v = oai_field(so, "regex")) &&
         !pick_string(p, "structured_outputs.regex", PGD_GUIDE_REGEX, v, e))
         return false;
-    if ((v = field(so, "choice")) && !pick_choice(p, "structured_outputs.choice", v, e))
+    if ((v = oai_field(so, "choice")) && !pick_choice(p, "structured_outputs.choice", v, e))
         return false;
-    if ((v = field(so, "grammar")) &&
+    if ((v = oai_field(so, "grammar")) &&
         !pick_string(p, "structured_outputs.grammar", PGD_GUIDE_GRAMMAR, v, e))
         return false;
-    if ((v = field(so, "json_object")) && json_is_true(v) &&
+    if ((v = oai_field(so, "json_object")) && json_is_true(v) &&
         !pick(p, "structured_outputs.json_object", PGD_GUIDE_JSON_OBJECT, NULL, e))
         return false;
     return true;
@@ -173,7 +167,7 @@ static bool check_tools(json_t *tools, struct oai_error *e)
     json_array_foreach(tools, i, t) {
         json_t *type = json_object_get(t, "type");
         json_t *fn = json_object_get(t, "function");
-        json_t *params = fn ? field(fn, "parameters") : NULL;
+        json_t *params = fn ? oai_field(fn, "parameters") : NULL;
         if (!json_is_object(t) || (type && (!json_is_string(type) ||
                                             strcmp(json_string_value(type), "function"))) ||
             !json_is_object(fn) || !json_is_string(json_object_get(fn, "name")) ||
@@ -189,7 +183,7 @@ static bool check_tools(json_t *tools, struct oai_error *e)
 /* The parameters schema of a tool ({"type": "object", "properties": {}} when it has none). */
 static json_t *tool_params(json_t *tool)
 {
-    json_t *p = field(json_object_get(tool, "function"), "parameters");
+    json_t *p = oai_field(json_object_get(tool, "function"), "parameters");
     return p && json_object_size(p) ? json_deep_copy(p)
                                     : json_pack("{s:s, s:{}}", "type", "object", "properties");
 }
@@ -255,12 +249,12 @@ static json_t *find_tool(json_t *tools, const char *name)
 static bool parse_tool_choice(struct oai_server *s, json_t *b, struct oai_gen *g,
                               struct guide_pick *p, struct oai_error *e)
 {
-    json_t *tools = field(b, "tools");
-    json_t *tc = field(b, "tool_choice");
+    json_t *tools = oai_field(b, "tools");
+    json_t *tc = oai_field(b, "tool_choice");
     if (tools && !check_tools(tools, e))
         return false;
     g->parallel_tool_calls = true;
-    json_t *par = field(b, "parallel_tool_calls");
+    json_t *par = oai_field(b, "parallel_tool_calls");
     if (par && !json_is_boolean(par)) {
         OAI_BAD(e, "parallel_tool_calls", "'parallel_tool_calls' must be a boolean");
         return false;
@@ -329,17 +323,17 @@ bool oai_guide_parse(struct oai_server *s, json_t *b, struct oai_gen *g, struct 
     struct guide_pick p = { 0 };
     json_t *v;
     bool ok = true;
-    if (ok && (v = field(b, "response_format")))
+    if (ok && (v = oai_field(b, "response_format")))
         ok = parse_response_format(v, &p, e);
-    if (ok && (v = field(b, "structured_outputs")))
+    if (ok && (v = oai_field(b, "structured_outputs")))
         ok = parse_structured_outputs(v, &p, e);
-    if (ok && (v = field(b, "guided_json")))
+    if (ok && (v = oai_field(b, "guided_json")))
         ok = pick_schema(&p, "guided_json", v, e);
-    if (ok && (v = field(b, "guided_regex")))
+    if (ok && (v = oai_field(b, "guided_regex")))
         ok = pick_string(&p, "guided_regex", PGD_GUIDE_REGEX, v, e);
-    if (ok && (v = field(b, "guided_choice")))
+    if (ok && (v = oai_field(b, "guided_choice")))
         ok = pick_choice(&p, "guided_choice", v, e);
-    if (ok && (v = field(b, "guided_grammar")))
+    if (ok && (v = oai_field(b, "guided_grammar")))
         ok = pick_string(&p, "guided_grammar", PGD_GUIDE_GRAMMAR, v, e);
     if (ok && g->chat)
         ok = parse_tool_choice(s, b, g, &p, e);

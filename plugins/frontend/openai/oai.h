@@ -8,6 +8,7 @@
  *   http.c      the libmicrohttpd daemon: routing, head checks, bodies, CORS, counters,
  *               shutdown
  *   request.c   JSON request bodies -> struct oai_gen (every type and range checked)
+ *   chat.c      a chat request's messages -> its rendered, tokenized prompt
  *   generate.c  running a struct oai_gen on the engine: JSON responses and SSE streams
  *   util.c      error bodies, UTF-8 repair, token strings, response ids
  *   fields.c    the table of every request field: honoured, refused (400) or ignored (a
@@ -277,6 +278,19 @@ struct oai_gen {
     int32_t *stop_ids;             /* owned */
     struct pgd_logit_bias *bias;   /* owned */
 };
+
+/* Request helpers shared by request.c and chat.c (guide.c, responses.c use oai_field):
+ * the value of k (NULL when absent or JSON null); a boolean field (a 400 when not one);
+ * g's prompt array of n; text[0..len) tokenized into p (param names it in errors; p->text
+ * keeps a copy for echo). */
+json_t *oai_field(json_t *o, const char *k);
+bool oai_opt_bool(json_t *o, const char *k, bool *out, struct oai_error *e);
+bool oai_prompts_alloc(struct oai_gen *g, size_t n, struct oai_error *e);
+bool oai_prompt_tokenize(struct oai_server *s, const char *text, size_t len, bool add_special,
+                         const char *param, struct oai_prompt *p, struct oai_error *e);
+/* chat.c: "messages" -> the rendered chat -> g's one prompt. */
+bool oai_parse_messages(struct oai_server *s, json_t *b, struct oai_gen *g, bool add_special,
+                        struct oai_error *e);
 
 /* The JSON object of a request body (body[0..len), need not be NUL-terminated), or NULL
  * with e set (400 invalid_json: not JSON, or not an object). The caller owns the result

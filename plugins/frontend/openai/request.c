@@ -6,7 +6,6 @@
  * Prompts are rendered (chat) and tokenized here, so that the context check can say how
  * many tokens the prompt has. Strings may hold NUL bytes (\u0000): lengths are carried. */
 #include "plugins/frontend/openai/oai.h"
-#include <pagoda/chat_template.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -14,8 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The value of k, or NULL when absent or JSON null. */
-static json_t *field(json_t *o, const char *k)
+json_t *oai_field(json_t *o, const char *k)
 {
     json_t *v = json_object_get(o, k);
     return json_is_null(v) ? NULL : v;
@@ -25,7 +23,7 @@ static json_t *field(json_t *o, const char *k)
 static bool opt_bool_named(json_t *o, const char *k, const char *name, bool *out,
                            struct oai_error *e)
 {
-    json_t *v = field(o, k);
+    json_t *v = oai_field(o, k);
     if (!v)
         return true;
     if (!json_is_boolean(v)) {
@@ -36,7 +34,7 @@ static bool opt_bool_named(json_t *o, const char *k, const char *name, bool *out
     return true;
 }
 
-static bool opt_bool(json_t *o, const char *k, bool *out, struct oai_error *e)
+bool oai_opt_bool(json_t *o, const char *k, bool *out, struct oai_error *e)
 {
     return opt_bool_named(o, k, k, out, e);
 }
@@ -45,7 +43,7 @@ static bool opt_bool(json_t *o, const char *k, bool *out, struct oai_error *e)
 static bool opt_int(json_t *o, const char *k, long long lo, long long hi, long long *out,
                     bool *set, struct oai_error *e)
 {
-    json_t *v = field(o, k);
+    json_t *v = oai_field(o, k);
     if (set)
         *set = false;
     if (!v)
@@ -77,7 +75,7 @@ static bool opt_int(json_t *o, const char *k, long long lo, long long hi, long l
 static bool opt_num(json_t *o, const char *k, double lo, double hi, bool lo_open, float *out,
                     struct oai_error *e)
 {
-    json_t *v = field(o, k);
+    json_t *v = oai_field(o, k);
     if (!v)
         return true;
     if (!json_is_number(v)) {
@@ -116,7 +114,7 @@ static bool take_ids(struct oai_server *s, json_t *arr, const char *param, struc
     return true;
 }
 
-static bool tokenize(struct oai_server *s, const char *text, size_t len, bool add_special,
+bool oai_prompt_tokenize(struct oai_server *s, const char *text, size_t len, bool add_special,
                      const char *param, struct oai_prompt *p, struct oai_error *e)
 {
     if (!s->model.tokenizer) {
@@ -148,7 +146,7 @@ static bool tokenize(struct oai_server *s, const char *text, size_t len, bool ad
     return true;
 }
 
-static bool alloc_prompts(struct oai_gen *g, size_t n, struct oai_error *e)
+bool oai_prompts_alloc(struct oai_gen *g, size_t n, struct oai_error *e)
 {
     g->prompts = calloc(n, sizeof *g->prompts);
     if (!g->prompts) {
@@ -163,15 +161,15 @@ static bool alloc_prompts(struct oai_gen *g, size_t n, struct oai_error *e)
 static bool parse_prompt(struct oai_server *s, json_t *b, struct oai_gen *g, bool add_special,
                          struct oai_error *e)
 {
-    json_t *p = field(b, "prompt");
+    json_t *p = oai_field(b, "prompt");
     if (!p) {
         OAI_BAD(e, "prompt", "'prompt' is required");
         return false;
     }
     if (json_is_string(p)) {
-        if (!alloc_prompts(g, 1, e))
+        if (!oai_prompts_alloc(g, 1, e))
             return false;
-        return tokenize(s, json_string_value(p), json_string_length(p), add_special, "prompt",
+        return oai_prompt_tokenize(s, json_string_value(p), json_string_length(p), add_special, "prompt",
                         &g->prompts[0], e);
     }
     if (!json_is_array(p) || json_array_size(p) == 0) {
@@ -182,7 +180,7 @@ static bool parse_prompt(struct oai_server *s, json_t *b, struct oai_gen *g, boo
     json_t *first = json_array_get(p, 0);
     size_t n = json_array_size(p);
     if (json_is_integer(first)) {
-        if (!alloc_prompts(g, 1, e))
+        if (!oai_prompts_alloc(g, 1, e))
             return false;
         return take_ids(s, p, "prompt", &g->prompts[0], e);
     }
@@ -190,12 +188,12 @@ static bool parse_prompt(struct oai_server *s, json_t *b, struct oai_gen *g, boo
         OAI_BAD(e, "prompt", "at most %d prompts per request (got %zu)", s->cfg.max_n, n);
         return false;
     }
-    if (!alloc_prompts(g, n, e))
+    if (!oai_prompts_alloc(g, n, e))
         return false;
     for (size_t i = 0; i < n; i++) {
         json_t *v = json_array_get(p, i);
         if (json_is_string(v) && json_is_string(first)) {
-            if (!tokenize(s, json_string_value(v), json_string_length(v), add_special, "prompt",
+            if (!oai_prompt_tokenize(s, json_string_value(v), json_string_length(v), add_special, "prompt",
                           &g->prompts[i], e))
                 return false;
         } else if (json_is_array(v) && json_is_array(first)) {
@@ -210,252 +208,9 @@ static bool parse_prompt(struct oai_server *s, json_t *b, struct oai_gen *g, boo
     return true;
 }
 
-/* A NUL byte (\u0000 in a request) cannot pass through the chat renderer, whose prompt is a
- * NUL-terminated string: each one travels as U+10FFFE (a noncharacter, written "\udbff\udffe"
- * in the JSON) and becomes NUL again in the rendered prompt, whose length is carried. */
-#define NUL_STANDIN "\xF4\x8F\xBF\xBE"
-
-/* Replaces each real \u0000 escape of the JSON text j (not "\\u0000", an escaped backslash)
- * with the stand-in's escape. Returns a new malloc'd text, or NULL when there is none. */
-static char *nul_to_standin(const char *j)
-{
-    if (!strstr(j, "\\u0000"))
-        return NULL;
-    struct pgd__buf b = { 0 };
-    size_t slashes = 0;
-    for (const char *p = j; *p; p++) {
-        if (*p == 'u' && slashes % 2 == 1 && !strncmp(p + 1, "0000", 4)) {
-            pgd__buf_append(&b, "udbff\\udffe", 11);
-            p += 4;
-            slashes = 0;
-            continue;
-        }
-        slashes = *p == '\\' ? slashes + 1 : 0;
-        pgd__buf_append(&b, p, 1);
-    }
-    return pgd__buf_steal(&b, NULL);
-}
-
-/* Turns the stand-ins of p[0..*len) back into NUL bytes, in place. */
-static void standin_to_nul(char *p, size_t *len)
-{
-    size_t o = 0, k = strlen(NUL_STANDIN);
-    for (size_t i = 0; i < *len; i++) {
-        if (i + k <= *len && !memcmp(p + i, NUL_STANDIN, k)) {
-            p[o++] = '\0';
-            i += k - 1;
-        } else
-            p[o++] = p[i];
-    }
-    p[o] = '\0';
-    *len = o;
-}
-
-/* Renders with the request's own chat_template (allowed by --trust-request-chat-template). */
-static enum pgd_status render_request_template(struct oai_server *s, const char *source,
-                                               const char *mj, const char *tj, bool add_gen,
-                                               const char *kj, char **out, char *err,
-                                               size_t errlen)
-{
-    struct pgd_chat_template *tpl = NULL;
-    enum pgd_status st = pgd_chat_template_create(source, "chat_template", &tpl, err, errlen);
-    if (st != PGD_OK)
-        return PGD_ERR_INVALID_ARG;   /* the client's template: its error is the client's */
-    const struct pgd_tokenizer *tok = s->model.tokenizer;
-    const char *bos = tok && pgd_tokenizer_bos_id(tok) >= 0
-                          ? pgd_tokenizer_token(tok, pgd_tokenizer_bos_id(tok)) : NULL;
-    const char *eos = tok && pgd_tokenizer_eos_id(tok) >= 0
-                          ? pgd_tokenizer_token(tok, pgd_tokenizer_eos_id(tok)) : NULL;
-    st = pgd_chat_template_render(tpl, mj, tj, add_gen, kj, bos, eos, out, NULL, err, errlen);
-    pgd_chat_template_destroy(tpl);
-    return st == PGD_ERR_TEMPLATE ? PGD_ERR_INVALID_ARG : st;
-}
-
-/* continue_final_message: the prompt ends where the final message's text ends (the
- * template's end-of-turn after it is cut), as transformers does it. */
-static bool cut_after_final(json_t *msgs, char *prompt, size_t *len, struct oai_error *e)
-{
-    json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
-    json_t *c = json_object_get(last, "content");
-    const char *t = json_string_value(c);
-    size_t n = json_string_length(c);
-    while (n && (t[n - 1] == ' ' || t[n - 1] == '\n' || t[n - 1] == '\t' || t[n - 1] == '\r'))
-        n--;
-    while (n && (*t == ' ' || *t == '\n' || *t == '\t' || *t == '\r')) {
-        t++;
-        n--;
-    }
-    for (size_t i = *len; n && i >= n; i--)
-        if (!memcmp(prompt + i - n, t, n)) {
-            *len = i;
-            prompt[i] = '\0';
-            return true;
-        }
-    if (!n)
-        return true;
-    OAI_BAD(e, "continue_final_message", "continue_final_message: the final message's text "
-            "does not appear in the rendered chat");
-    return false;
-}
-
-/* The rendering options of a chat body: add_generation_prompt, continue_final_message,
- * chat_template_kwargs, chat_template, echo. Then renders msgs and tokenizes the prompt. */
-static bool render_messages(struct oai_server *s, json_t *b, struct oai_gen *g, json_t *msgs,
-                            bool add_special, struct oai_error *e)
-{
-    bool add_gen = true, cont = false, echo = false;
-    json_t *agp = field(b, "add_generation_prompt");
-    if (!opt_bool(b, "add_generation_prompt", &add_gen, e) ||
-        !opt_bool(b, "continue_final_message", &cont, e) || !opt_bool(b, "echo", &echo, e))
-        return false;
-    if (cont && agp && add_gen) {
-        OAI_BAD(e, "continue_final_message", "Cannot set both 'continue_final_message' and "
-                "'add_generation_prompt' to true");
-        return false;
-    }
-    if (cont)
-        add_gen = false;
-    json_t *kw = field(b, "chat_template_kwargs");
-    if (kw && !json_is_object(kw)) {
-        OAI_BAD(e, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
-        return false;
-    }
-    json_t *ct = field(b, "chat_template");
-    if (ct && !json_is_string(ct)) {
-        OAI_BAD(e, "chat_template", "'chat_template' must be a string");
-        return false;
-    }
-    if (ct && !s->cfg.trust_request_chat_template) {
-        OAI_BAD(e, "chat_template", "Chat template is passed with request, but "
-                "--trust-request-chat-template is not set. Refused request with untrusted "
-                "chat template.");
-        return false;
-    }
-    if (!ct && !s->model.render_chat) {
-        OAI_BAD(e, "messages", "this model has no chat template: use /v1/completions");
-        return false;
-    }
-    json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
-    json_t *role = json_object_get(last, "role");
-    if (echo && !strcmp(json_string_value(role), s->cfg.response_role)) {
-        json_t *c = json_object_get(last, "content");
-        g->echo_len = json_string_length(c);
-        if (!(g->echo_text = malloc(g->echo_len + 1))) {
-            oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
-            return false;
-        }
-        memcpy(g->echo_text, json_string_value(c), g->echo_len + 1);
-    }
-    json_t *tools = field(b, "tools");
-    char *mj = json_dumps(msgs, JSON_COMPACT);
-    char *mj_standin = mj ? nul_to_standin(mj) : NULL;
-    char *kj = kw ? json_dumps(kw, JSON_COMPACT) : NULL;
-    char *tj = tools ? json_dumps(tools, JSON_COMPACT) : NULL;
-    const char *m_in = mj_standin ? mj_standin : mj;
-    char *prompt = NULL, err[512] = "";
-    enum pgd_status st =
-        !mj ? PGD_ERR_NOMEM
-        : ct ? render_request_template(s, json_string_value(ct), m_in, tj, add_gen, kj, &prompt,
-                                       err, sizeof err)
-             : s->model.render_chat(s->model.render_ctx, m_in, tj, add_gen, kj, &prompt, err,
-                                    sizeof err);
-    free(mj);
-    free(mj_standin);
-    free(kj);
-    free(tj);
-    if (st == PGD_ERR_INVALID_ARG) {
-        free(prompt);
-        OAI_BAD(e, ct ? "chat_template" : "messages", "%s", err);
-        return false;
-    }
-    if (st != PGD_OK) {
-        free(prompt);
-        oai_err_set(e, 500, "internal_error", NULL, NULL,
-                    "the model's chat template failed: %s", err);
-        return false;
-    }
-    size_t len = strlen(prompt);
-    standin_to_nul(prompt, &len);
-    bool ok = (!cont || cut_after_final(msgs, prompt, &len, e)) && alloc_prompts(g, 1, e) &&
-              tokenize(s, prompt, len, add_special, "messages", &g->prompts[0], e);
-    free(prompt);
-    return ok;
-}
-
-/* "messages" -> the rendered chat -> tokens. Message contents may be strings or lists of
- * text parts; the template sees strings. */
-static bool parse_messages(struct oai_server *s, json_t *b, struct oai_gen *g, bool add_special,
-                           struct oai_error *e)
-{
-    json_t *msgs = field(b, "messages");
-    if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
-        OAI_BAD(e, "messages", "'messages' must be a non-empty list of messages");
-        return false;
-    }
-    json_t *norm = json_array();
-    size_t i;
-    json_t *m;
-    json_array_foreach(msgs, i, m) {
-        char param[48];
-        snprintf(param, sizeof param, "messages[%zu]", i);
-        json_t *role = json_object_get(m, "role");
-        if (!json_is_object(m) || !json_is_string(role)) {
-            json_decref(norm);
-            OAI_BAD(e, param, "'%s' must be an object with a string 'role'", param);
-            return false;
-        }
-        json_t *content = field(m, "content");
-        json_t *text;
-        if (!content)
-            text = json_string("");
-        else if (json_is_string(content))
-            text = json_copy(content);
-        else if (json_is_array(content)) {
-            struct pgd__buf tb = { 0 };
-            size_t j;
-            json_t *part;
-            json_array_foreach(content, j, part) {
-                json_t *t = json_object_get(part, "text");
-                if (!json_is_object(part) ||
-                    !json_is_string(json_object_get(part, "type")) ||
-                    strcmp(json_string_value(json_object_get(part, "type")), "text") ||
-                    !json_is_string(t)) {
-                    pgd__buf_fini(&tb);
-                    json_decref(norm);
-                    OAI_BAD(e, param, "'%s.content[%zu]': only parts {\"type\": \"text\", "
-                            "\"text\": ...} are supported", param, j);
-                    return false;
-                }
-                if (j)
-                    pgd__buf_append(&tb, "\n", 1);
-                pgd__buf_append(&tb, json_string_value(t), json_string_length(t));
-            }
-            text = tb.failed ? NULL : json_stringn(tb.p ? tb.p : "", tb.len);
-            pgd__buf_fini(&tb);
-            if (!text) {
-                json_decref(norm);
-                oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
-                return false;
-            }
-        } else {
-            json_decref(norm);
-            OAI_BAD(e, param, "'%s.content' must be a string or a list of text parts", param);
-            return false;
-        }
-        json_t *nm = json_copy(m);
-        json_object_set_new(nm, "content", text);
-        json_array_append_new(norm, nm);
-    }
-    json_t *tmpl = oai_messages_for_template(norm);
-    json_decref(norm);
-    bool ok = tmpl && render_messages(s, b, g, tmpl, add_special, e);
-    json_decref(tmpl);
-    return ok;
-}
-
 static bool parse_stop(json_t *b, struct oai_gen *g, struct oai_error *e)
 {
-    json_t *st = field(b, "stop");
+    json_t *st = oai_field(b, "stop");
     if (!st)
         return true;
     size_t n = json_is_string(st) ? 1 : json_array_size(st);
@@ -487,7 +242,7 @@ static bool parse_stop(json_t *b, struct oai_gen *g, struct oai_error *e)
 static bool parse_token_lists(struct oai_server *s, json_t *b, struct oai_gen *g,
                               struct oai_error *e)
 {
-    json_t *st = field(b, "stop_token_ids");
+    json_t *st = oai_field(b, "stop_token_ids");
     if (st) {
         if (!json_is_array(st) || json_array_size(st) > 1024) {
             OAI_BAD(e, "stop_token_ids", "'stop_token_ids' must be a list of token ids");
@@ -510,7 +265,7 @@ static bool parse_token_lists(struct oai_server *s, json_t *b, struct oai_gen *g
         g->sp.stop_token_ids = g->stop_ids;
         g->sp.n_stop_token_ids = (int)n;
     }
-    json_t *lb = field(b, "logit_bias");
+    json_t *lb = oai_field(b, "logit_bias");
     if (lb) {
         if (!json_is_object(lb) || json_object_size(lb) > 1024) {
             OAI_BAD(e, "logit_bias", "'logit_bias' must be an object mapping token ids to "
@@ -582,7 +337,7 @@ static bool ban_word(struct oai_server *s, const char *w, size_t n, bool space,
 static bool parse_banned_tokens(struct oai_server *s, json_t *b, struct oai_gen *g,
                                 struct oai_error *e)
 {
-    json_t *allowed = field(b, "allowed_token_ids"), *bad = field(b, "bad_words");
+    json_t *allowed = oai_field(b, "allowed_token_ids"), *bad = oai_field(b, "bad_words");
     if ((!allowed) && (!bad || (json_is_array(bad) && json_array_size(bad) == 0)))
         return true;
     int V = s->model.vocab_size;
@@ -713,9 +468,9 @@ json_t *oai_body_json(const char *body, size_t len, struct oai_error *e)
 
 static bool parse_stream_options(json_t *b, struct oai_gen *g, struct oai_error *e)
 {
-    if (!opt_bool(b, "stream", &g->stream, e))
+    if (!oai_opt_bool(b, "stream", &g->stream, e))
         return false;
-    json_t *so = field(b, "stream_options");
+    json_t *so = oai_field(b, "stream_options");
     if (!so)
         return true;
     if (!json_is_object(so)) {
@@ -773,9 +528,9 @@ static bool parse_sampling(struct oai_server *s, json_t *b, struct oai_gen *g,
         return false;
     if (set)
         sp->min_tokens = (int)x;
-    return opt_bool(b, "ignore_eos", &sp->ignore_eos, e) &&
-           opt_bool(b, "skip_special_tokens", &sp->skip_special_tokens, e) &&
-           opt_bool(b, "include_stop_str_in_output", &sp->include_stop_str_in_output, e) &&
+    return oai_opt_bool(b, "ignore_eos", &sp->ignore_eos, e) &&
+           oai_opt_bool(b, "skip_special_tokens", &sp->skip_special_tokens, e) &&
+           oai_opt_bool(b, "include_stop_str_in_output", &sp->include_stop_str_in_output, e) &&
            parse_stop(b, g, e) && parse_token_lists(s, b, g, e);
 }
 
@@ -786,7 +541,7 @@ static bool parse_logprobs(struct oai_server *s, json_t *b, struct oai_gen *g,
     bool set;
     if (g->chat) {
         bool lp = false;
-        if (!opt_bool(b, "logprobs", &lp, e) ||
+        if (!oai_opt_bool(b, "logprobs", &lp, e) ||
             !opt_int(b, "top_logprobs", 0, s->cfg.max_logprobs, &x, &set, e))
             return false;
         if (set && x > 0 && !lp) {
@@ -797,7 +552,7 @@ static bool parse_logprobs(struct oai_server *s, json_t *b, struct oai_gen *g,
             g->logprobs = set ? (int)x : 0;
     } else {
         if (!opt_int(b, "logprobs", 0, s->cfg.max_logprobs, &x, &set, e) ||
-            !opt_bool(b, "echo", &g->echo, e))
+            !oai_opt_bool(b, "echo", &g->echo, e))
             return false;
         if (set)
             g->logprobs = (int)x;
@@ -814,7 +569,7 @@ static bool parse_logprobs(struct oai_server *s, json_t *b, struct oai_gen *g,
     if (set)
         g->sp.prompt_logprobs = g->prompt_logprobs = (int)x;
     bool ids = s->cfg.return_tokens_as_token_ids;
-    if (!opt_bool(b, "return_tokens_as_token_ids", &ids, e))
+    if (!oai_opt_bool(b, "return_tokens_as_token_ids", &ids, e))
         return false;
     g->token_ids_as_names = ids;
     return true;
@@ -859,7 +614,7 @@ static bool parse_request_extras(json_t *b, struct oai_gen *g, struct oai_error 
     static const char *const strs[] = { "cache_salt", "request_id" };
     char **dst[] = { &g->cache_salt, &g->request_id };
     for (int i = 0; i < 2; i++) {
-        json_t *v = field(b, strs[i]);
+        json_t *v = oai_field(b, strs[i]);
         if (!v)
             continue;
         if (!json_is_string(v) || json_string_length(v) == 0 ||
@@ -875,7 +630,7 @@ static bool parse_request_extras(json_t *b, struct oai_gen *g, struct oai_error 
         }
     }
     g->include_reasoning = true;
-    return opt_bool(b, "include_reasoning", &g->include_reasoning, e);
+    return oai_opt_bool(b, "include_reasoning", &g->include_reasoning, e);
 }
 
 /* truncate_prompt_tokens: each prompt keeps its last k tokens (vLLM's truncation side). */
@@ -972,7 +727,7 @@ bool oai_gen_parse_api(struct oai_server *s, enum oai_api api, json_t *b, struct
     if (api != OAI_API_RESPONSES && !oai_fields_check(s, api, b, e))
         return false;
 
-    json_t *model = field(b, "model");
+    json_t *model = oai_field(b, "model");
     if (model && !json_is_string(model)) {
         OAI_BAD(e, "model", "'model' must be a string");
         return false;
@@ -983,7 +738,7 @@ bool oai_gen_parse_api(struct oai_server *s, enum oai_api api, json_t *b, struct
                     json_string_value(model), s->model_name);
         return false;
     }
-    json_t *user = field(b, "user");
+    json_t *user = oai_field(b, "user");
     if (user && !json_is_string(user)) {
         OAI_BAD(e, "user", "'user' must be a string");
         return false;
@@ -998,9 +753,9 @@ bool oai_gen_parse_api(struct oai_server *s, enum oai_api api, json_t *b, struct
         g->sp.skip_special_tokens = false;   /* the parser's markers are special tokens */
 
     bool add_special = !g->chat;
-    if (!opt_bool(b, "add_special_tokens", &add_special, e))
+    if (!oai_opt_bool(b, "add_special_tokens", &add_special, e))
         return false;
-    if (!(g->chat ? parse_messages(s, b, g, add_special, e)
+    if (!(g->chat ? oai_parse_messages(s, b, g, add_special, e)
                   : parse_prompt(s, b, g, add_special, e)))
         return false;
     return truncate_prompts(s, b, g, e) &&

@@ -8,12 +8,6 @@
 #include "plugins/frontend/openai/oai.h"
 #include <string.h>
 
-static json_t *field(json_t *o, const char *k)
-{
-    json_t *v = json_object_get(o, k);
-    return json_is_null(v) ? NULL : v;
-}
-
 /* A Responses content (a string, or parts input_text / output_text / text) as chat text. */
 static json_t *content_text(json_t *c, const char *param, struct oai_error *e)
 {
@@ -97,8 +91,8 @@ static json_t *chat_tools(json_t *tools, struct oai_error *e)
         json_t *fn = json_pack("{s:O}", "name", json_object_get(t, "name"));
         const char *keys[] = { "description", "parameters" };
         for (int k = 0; k < 2; k++)
-            if (field(t, keys[k]))
-                json_object_set(fn, keys[k], field(t, keys[k]));
+            if (oai_field(t, keys[k]))
+                json_object_set(fn, keys[k], oai_field(t, keys[k]));
         json_array_append_new(out, json_pack("{s:s, s:o}", "type", "function", "function", fn));
     }
     return out;
@@ -107,7 +101,7 @@ static json_t *chat_tools(json_t *tools, struct oai_error *e)
 /* text.format {"type": "json_schema", "name", "schema", "strict"} -> response_format. */
 static json_t *response_format(json_t *text)
 {
-    json_t *f = field(text, "format");
+    json_t *f = oai_field(text, "format");
     const char *type = json_string_value(json_object_get(f, "type"));
     if (!f || !type)
         return NULL;
@@ -121,7 +115,7 @@ static json_t *response_format(json_t *text)
 json_t *oai_responses_to_chat(json_t *b, struct oai_error *e)
 {
     json_t *msgs = json_array();
-    json_t *ins = field(b, "instructions"), *input = field(b, "input");
+    json_t *ins = oai_field(b, "instructions"), *input = oai_field(b, "input");
     if (ins && !json_is_string(ins)) {
         OAI_BAD(e, "instructions", "'instructions' must be a string");
         goto fail;
@@ -145,24 +139,24 @@ json_t *oai_responses_to_chat(json_t *b, struct oai_error *e)
                                         "parallel_tool_calls", "priority", "cache_salt",
                                         "request_id" };
     for (size_t i = 0; i < sizeof same / sizeof *same; i++)
-        if (field(b, same[i]))
-            json_object_set(chat, same[i], field(b, same[i]));
-    if (field(b, "max_output_tokens"))
-        json_object_set(chat, "max_tokens", field(b, "max_output_tokens"));
-    json_t *tc = field(b, "tool_choice");
+        if (oai_field(b, same[i]))
+            json_object_set(chat, same[i], oai_field(b, same[i]));
+    if (oai_field(b, "max_output_tokens"))
+        json_object_set(chat, "max_tokens", oai_field(b, "max_output_tokens"));
+    json_t *tc = oai_field(b, "tool_choice");
     if (json_is_object(tc) && json_is_string(json_object_get(tc, "name")))
         json_object_set_new(chat, "tool_choice", json_pack("{s:s, s:{s:O}}", "type", "function",
                                                            "function", "name",
                                                            json_object_get(tc, "name")));
-    if (field(b, "tools") && json_array_size(field(b, "tools"))) {
-        json_t *tools = chat_tools(field(b, "tools"), e);
+    if (oai_field(b, "tools") && json_array_size(oai_field(b, "tools"))) {
+        json_t *tools = chat_tools(oai_field(b, "tools"), e);
         if (!tools) {
             json_decref(chat);
             return NULL;
         }
         json_object_set_new(chat, "tools", tools);
     }
-    json_t *rf = field(b, "text") ? response_format(field(b, "text")) : NULL;
+    json_t *rf = oai_field(b, "text") ? response_format(oai_field(b, "text")) : NULL;
     if (rf)
         json_object_set_new(chat, "response_format", rf);
     return chat;
