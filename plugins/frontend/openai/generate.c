@@ -13,7 +13,7 @@
  * a hang-up between outputs): its engine requests are aborted at once, which frees their KV
  * blocks. When the server's grace period ends, running requests are aborted too: a stream
  * then ends with an error chunk, a plain request with a 503. */
-#include "plugins/frontend/openai/oai.h"
+#include "plugins/frontend/openai/gen.h"
 #include <pagoda/log.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,45 +22,6 @@
 
 #define WAIT_MS 20                 /* longest wait on a stream before checking the client */
 
-struct choice {
-    struct pgd__buf text;           /* plain responses, and constrained tool calls: the
-                                       generated text so far */
-    json_t *lp;                    /* plain responses: chat: [entries]; completions: {tokens,
-                                      token_logprobs, top_logprobs, text_offset} */
-    size_t offset;                 /* completions: text_offset of the next token */
-    enum pgd_finish_reason finish;
-    int completion_tokens;
-    bool started;
-    double cum_logprob;            /* best_of's ranking */
-    /* Chat post-processing (parsers.h): the reasoning section, then tool calls. */
-    struct oai_reasoning_stream rs;
-    struct oai_tool_stream ts;
-    struct oai_tool_call *calls;   /* [n_calls], owned */
-    int n_calls, n_calls_sent;
-    struct pgd__buf reasoning, content;   /* plain: the split answer */
-};
-
-struct job {
-    struct oai_server *s;
-    struct MHD_Connection *conn;
-    struct oai_gen g;
-    struct pgd_stream **streams;   /* [g.n_prompts], owned */
-    bool *closed;                  /* [g.n_prompts] */
-    int n_open, rr;
-    struct choice *ch;             /* [g.n_prompts * g.sp.n] */
-    int n_ch;
-    json_t **prompt_lp;            /* [g.n_prompts]: completions-style prompt logprobs (echo) */
-    json_t **prompt_lp_vllm;       /* [g.n_prompts]: vLLM's prompt_logprobs field */
-    int *prompt_tokens, *cached_tokens;   /* [g.n_prompts] */
-    char id[160];
-    time_t created;
-    bool aborted;                  /* some sample ended with PGD_FINISH_ABORT */
-    int seq;                       /* responses: the next event's sequence_number */
-    /* streaming */
-    struct pgd__buf out;
-    size_t out_pos;
-    bool eof;
-};
 
 static enum oai_route gen_route(const struct oai_gen *g)
 {
@@ -362,11 +323,8 @@ static bool constrained_tools(const struct job *j)
     return j->g.tool_choice == OAI_TOOLS_REQUIRED || j->g.tool_choice == OAI_TOOLS_NAMED;
 }
 
-/* Splits new text t[0..n) of choice c: the reasoning section to *r, the content to *ct, the
- * tool calls to c->calls (final: the answer ended). A constrained tool choice's text is held
- * in c->text until the end, then read as its calls (as content when it does not parse). */
-static void post_feed(struct job *j, struct choice *c, const char *t, size_t n, bool final,
-                      struct pgd__buf *r, struct pgd__buf *ct)
+void oai_post_feed(struct job *j, struct choice *c, const char *t, size_t n, bool final,
+                   struct pgd__buf *r, struct pgd__buf *ct)
 {
     c->rs.kind = j->g.chat ? j->s->cfg.reasoning_parser : OAI_RP_NONE;
     c->ts.kind = j->g.tool_choice == OAI_TOOLS_AUTO ? j->s->cfg.tool_call_parser : OAI_TP_NONE;
@@ -412,7 +370,7 @@ static const char *choice_finish(const struct choice *c)
     return finish_str(c->finish);
 }
 
-static bool blank(const struct pgd__buf *b)
+bool oai_blank(const struct pgd__buf *b)
 {
     for (size_t i = 0; i < b->len; i++)
         if (!strchr(" \t\r\n", b->p[i]))
@@ -426,13 +384,13 @@ static json_t *chat_message(struct job *j, struct choice *c)
 {
     struct pgd__buf raw = c->text;
     c->text = (struct pgd__buf){ 0 };
-    post_feed(j, c, raw.p, raw.len, true, &c->reasoning, &c->content);
+    oai_post_feed(j, c, raw.p, raw.len, true, &c->reasoning, &c->content);
     pgd__buf_fini(&raw);
     struct pgd__buf text = { 0 };
     if (j->g.echo_text)
         pgd__buf_append(&text, j->g.echo_text, j->g.echo_len);
     pgd__buf_append(&text, c->content.p, c->content.len);
-    json_t *content = c->n_calls > 0 && blank(&text) ? json_null()
+    json_t *content = c->n_calls > 0 && oai_blank(&text) ? json_null()
                       : oai_json_str(text.p ? text.p : "", text.len);
     pgd__buf_fini(&text);
     json_t *msg = json_pack("{s:s, s:o, s:n}", "role", j->s->cfg.response_role, "content",
@@ -544,8 +502,6 @@ static json_t *plain_body(struct job *j)
     return body;
 }
 
-static json_t *responses_plain_body(struct job *j);
-
 static enum MHD_Result run_plain(struct job *j)
 {
     struct oai_server *s = j->s;
@@ -583,134 +539,9 @@ static enum MHD_Result run_plain(struct job *j)
         return oai_respond_error(s, c, route, 500, "internal_error", NULL, NULL,
                                  "The request was aborted by the engine");
     }
-    json_t *body = j->g.api == OAI_API_RESPONSES ? responses_plain_body(j) : plain_body(j);
+    json_t *body = j->g.api == OAI_API_RESPONSES ? oai_responses_plain_body(j) : plain_body(j);
     job_free(j);
     return oai_respond_json(s, c, route, 200, body);
-}
-
-/* ---- /v1/responses ------------------------------------------------------------------------ */
-
-static void usage_totals(struct job *j, long long *prompt, long long *completion,
-                         long long *cached)
-{
-    *prompt = *completion = *cached = 0;
-    for (int p = 0; p < j->g.n_prompts; p++) {
-        *prompt += j->prompt_tokens[p];
-        *cached += j->cached_tokens[p];
-    }
-    for (int i = 0; i < j->n_ch; i++)
-        *completion += j->ch[i].completion_tokens;
-}
-
-/* The output items of choice 0 (split already): its message (when it has text or no call)
- * and its calls; ids from the job's. */
-static json_t *responses_output(struct job *j, struct choice *c)
-{
-    json_t *out = json_array();
-    char id[200];
-    if (!blank(&c->content) || c->n_calls == 0) {
-        snprintf(id, sizeof id, "msg_%s", j->id + 5);
-        json_array_append_new(out, oai_responses_message(
-            id, oai_json_str(c->content.p ? c->content.p : "", c->content.len), "completed"));
-    }
-    for (int k = 0; k < c->n_calls; k++) {
-        char call_id[48];
-        oai_make_id(j->s, "call_", call_id, sizeof call_id);
-        snprintf(id, sizeof id, "fc_%s_%d", j->id + 5, k);
-        json_array_append_new(out, oai_responses_call(id, call_id, c->calls[k].name,
-                                                      c->calls[k].arguments, "completed"));
-    }
-    return out;
-}
-
-static json_t *responses_final(struct job *j, struct choice *c)
-{
-    long long in, out, cached;
-    usage_totals(j, &in, &out, &cached);
-    bool cut = c->finish == PGD_FINISH_LENGTH;
-    json_t *r = oai_responses_object(j->id, (long long)j->created, j->s->model_name,
-                                     cut ? "incomplete" : "completed", responses_output(j, c),
-                                     oai_responses_usage(in, out, cached));
-    if (cut)
-        json_object_set_new(r, "incomplete_details",
-                            json_pack("{s:s}", "reason", "max_output_tokens"));
-    return r;
-}
-
-static json_t *responses_plain_body(struct job *j)
-{
-    struct choice *c = &j->ch[0];
-    struct pgd__buf raw = c->text;
-    c->text = (struct pgd__buf){ 0 };
-    post_feed(j, c, raw.p, raw.len, true, &c->reasoning, &c->content);
-    pgd__buf_fini(&raw);
-    return responses_final(j, c);
-}
-
-/* Streaming events: created and in_progress, the message item and its part, a delta per
- * piece of text, then the done events, each call's item, and completed. */
-static void responses_stream_take(struct job *j, struct choice *c, const struct pgd_output *o)
-{
-    char msg_id[200];
-    snprintf(msg_id, sizeof msg_id, "msg_%s", j->id + 5);
-    if (!c->started) {
-        c->started = true;
-        const char *ev[] = { "response.created", "response.in_progress" };
-        for (int i = 0; i < 2; i++)
-            oai_responses_event(&j->out, &j->seq, ev[i], json_pack("{s:o}", "response",
-                oai_responses_object(j->id, (long long)j->created, j->s->model_name,
-                                     "in_progress", json_array(), NULL)));
-        oai_responses_event(&j->out, &j->seq, "response.output_item.added", json_pack(
-            "{s:i, s:o}", "output_index", 0, "item",
-            oai_responses_message(msg_id, NULL, "in_progress")));
-        oai_responses_event(&j->out, &j->seq, "response.content_part.added", json_pack(
-            "{s:s, s:i, s:i, s:{s:s, s:s, s:[]}}", "item_id", msg_id, "output_index", 0,
-            "content_index", 0, "part", "type", "output_text", "text", "", "annotations"));
-    }
-    if (o->finish_reason == PGD_FINISH_ABORT)
-        return;
-    bool final = o->finish_reason != PGD_FINISH_NONE;
-    struct pgd__buf ct = { 0 };
-    post_feed(j, c, o->text, o->text_len, final, &c->reasoning, &ct);
-    if (ct.len)
-        oai_responses_event(&j->out, &j->seq, "response.output_text.delta", json_pack(
-            "{s:s, s:i, s:i, s:o, s:[]}", "item_id", msg_id, "output_index", 0,
-            "content_index", 0, "delta", oai_json_str(ct.p, ct.len), "logprobs"));
-    pgd__buf_append(&c->content, ct.p, ct.len);
-    pgd__buf_fini(&ct);
-    if (!final)
-        return;
-    json_t *text = oai_json_str(c->content.p ? c->content.p : "", c->content.len);
-    oai_responses_event(&j->out, &j->seq, "response.output_text.done", json_pack(
-        "{s:s, s:i, s:i, s:O, s:[]}", "item_id", msg_id, "output_index", 0, "content_index", 0,
-        "text", text, "logprobs"));
-    oai_responses_event(&j->out, &j->seq, "response.content_part.done", json_pack(
-        "{s:s, s:i, s:i, s:{s:s, s:O, s:[]}}", "item_id", msg_id, "output_index", 0,
-        "content_index", 0, "part", "type", "output_text", "text", text, "annotations"));
-    oai_responses_event(&j->out, &j->seq, "response.output_item.done", json_pack(
-        "{s:i, s:o}", "output_index", 0, "item", oai_responses_message(msg_id, text,
-                                                                       "completed")));
-    json_t *resp = responses_final(j, c);
-    json_t *items = json_object_get(resp, "output");
-    for (size_t k = 0; k < json_array_size(items); k++) {
-        json_t *it = json_array_get(items, k);
-        if (strcmp(json_string_value(json_object_get(it, "type")), "function_call"))
-            continue;
-        oai_responses_event(&j->out, &j->seq, "response.output_item.added",
-                            json_pack("{s:i, s:O}", "output_index", (int)k + 1, "item", it));
-        oai_responses_event(&j->out, &j->seq, "response.function_call_arguments.delta",
-                            json_pack("{s:O, s:i, s:O}", "item_id", json_object_get(it, "id"),
-                                      "output_index", (int)k + 1, "delta",
-                                      json_object_get(it, "arguments")));
-        oai_responses_event(&j->out, &j->seq, "response.function_call_arguments.done",
-                            json_pack("{s:O, s:i, s:O}", "item_id", json_object_get(it, "id"),
-                                      "output_index", (int)k + 1, "arguments",
-                                      json_object_get(it, "arguments")));
-        oai_responses_event(&j->out, &j->seq, "response.output_item.done",
-                            json_pack("{s:i, s:O}", "output_index", (int)k + 1, "item", it));
-    }
-    oai_responses_event(&j->out, &j->seq, "response.completed",
-                        json_pack("{s:o}", "response", resp));
 }
 
 /* ---- streaming responses ------------------------------------------------------------- */
@@ -770,7 +601,7 @@ static void stream_take_chat(struct job *j, struct choice *c, int index,
         return;
     bool final = o->finish_reason != PGD_FINISH_NONE;
     struct pgd__buf r = { 0 }, ct = { 0 };
-    post_feed(j, c, o->text, o->text_len, final, &r, &ct);
+    oai_post_feed(j, c, o->text, o->text_len, final, &r, &ct);
     json_t *lp = output_lp(j, c, o);
     json_t *delta = json_object();
     if (r.len && j->g.include_reasoning)
@@ -803,7 +634,7 @@ static void stream_take(struct job *j, int p, const struct pgd_output *o)
     struct choice *c = take_output(j, p, o);
     int index = p * j->g.sp.n + o->index;
     if (j->g.api == OAI_API_RESPONSES) {
-        responses_stream_take(j, c, o);
+        oai_responses_stream_take(j, c, o);
         return;
     }
     if (j->g.chat) {

@@ -5,7 +5,9 @@
  * (output_text parts) and "function_call". generate.c runs it and calls the builders here;
  * streaming answers are events (response.created, response.output_text.delta, ...,
  * response.completed), each `event: TYPE` + `data: JSON` with a sequence_number. */
-#include "plugins/frontend/openai/oai.h"
+#include "plugins/frontend/openai/gen.h"
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* A Responses content (a string, or parts input_text / output_text / text) as chat text. */
@@ -236,4 +238,129 @@ enum MHD_Result oai_route_responses(struct oai_server *s, struct MHD_Connection 
         return oai_respond_error(s, c, R_RESPONSES, e.status, e.type, e.param, e.code, e.msg);
     }
     return oai_gen_run(s, c, &g);
+}
+
+/* ---- /v1/responses ------------------------------------------------------------------------ */
+
+static void usage_totals(struct job *j, long long *prompt, long long *completion,
+                         long long *cached)
+{
+    *prompt = *completion = *cached = 0;
+    for (int p = 0; p < j->g.n_prompts; p++) {
+        *prompt += j->prompt_tokens[p];
+        *cached += j->cached_tokens[p];
+    }
+    for (int i = 0; i < j->n_ch; i++)
+        *completion += j->ch[i].completion_tokens;
+}
+
+/* The output items of choice 0 (split already): its message (when it has text or no call)
+ * and its calls; ids from the job's. */
+static json_t *responses_output(struct job *j, struct choice *c)
+{
+    json_t *out = json_array();
+    char id[200];
+    if (!oai_blank(&c->content) || c->n_calls == 0) {
+        snprintf(id, sizeof id, "msg_%s", j->id + 5);
+        json_array_append_new(out, oai_responses_message(
+            id, oai_json_str(c->content.p ? c->content.p : "", c->content.len), "completed"));
+    }
+    for (int k = 0; k < c->n_calls; k++) {
+        char call_id[48];
+        oai_make_id(j->s, "call_", call_id, sizeof call_id);
+        snprintf(id, sizeof id, "fc_%s_%d", j->id + 5, k);
+        json_array_append_new(out, oai_responses_call(id, call_id, c->calls[k].name,
+                                                      c->calls[k].arguments, "completed"));
+    }
+    return out;
+}
+
+static json_t *responses_final(struct job *j, struct choice *c)
+{
+    long long in, out, cached;
+    usage_totals(j, &in, &out, &cached);
+    bool cut = c->finish == PGD_FINISH_LENGTH;
+    json_t *r = oai_responses_object(j->id, (long long)j->created, j->s->model_name,
+                                     cut ? "incomplete" : "completed", responses_output(j, c),
+                                     oai_responses_usage(in, out, cached));
+    if (cut)
+        json_object_set_new(r, "incomplete_details",
+                            json_pack("{s:s}", "reason", "max_output_tokens"));
+    return r;
+}
+
+json_t *oai_responses_plain_body(struct job *j)
+{
+    struct choice *c = &j->ch[0];
+    struct pgd__buf raw = c->text;
+    c->text = (struct pgd__buf){ 0 };
+    oai_post_feed(j, c, raw.p, raw.len, true, &c->reasoning, &c->content);
+    pgd__buf_fini(&raw);
+    return responses_final(j, c);
+}
+
+/* Streaming events: created and in_progress, the message item and its part, a delta per
+ * piece of text, then the done events, each call's item, and completed. */
+void oai_responses_stream_take(struct job *j, struct choice *c, const struct pgd_output *o)
+{
+    char msg_id[200];
+    snprintf(msg_id, sizeof msg_id, "msg_%s", j->id + 5);
+    if (!c->started) {
+        c->started = true;
+        const char *ev[] = { "response.created", "response.in_progress" };
+        for (int i = 0; i < 2; i++)
+            oai_responses_event(&j->out, &j->seq, ev[i], json_pack("{s:o}", "response",
+                oai_responses_object(j->id, (long long)j->created, j->s->model_name,
+                                     "in_progress", json_array(), NULL)));
+        oai_responses_event(&j->out, &j->seq, "response.output_item.added", json_pack(
+            "{s:i, s:o}", "output_index", 0, "item",
+            oai_responses_message(msg_id, NULL, "in_progress")));
+        oai_responses_event(&j->out, &j->seq, "response.content_part.added", json_pack(
+            "{s:s, s:i, s:i, s:{s:s, s:s, s:[]}}", "item_id", msg_id, "output_index", 0,
+            "content_index", 0, "part", "type", "output_text", "text", "", "annotations"));
+    }
+    if (o->finish_reason == PGD_FINISH_ABORT)
+        return;
+    bool final = o->finish_reason != PGD_FINISH_NONE;
+    struct pgd__buf ct = { 0 };
+    oai_post_feed(j, c, o->text, o->text_len, final, &c->reasoning, &ct);
+    if (ct.len)
+        oai_responses_event(&j->out, &j->seq, "response.output_text.delta", json_pack(
+            "{s:s, s:i, s:i, s:o, s:[]}", "item_id", msg_id, "output_index", 0,
+            "content_index", 0, "delta", oai_json_str(ct.p, ct.len), "logprobs"));
+    pgd__buf_append(&c->content, ct.p, ct.len);
+    pgd__buf_fini(&ct);
+    if (!final)
+        return;
+    json_t *text = oai_json_str(c->content.p ? c->content.p : "", c->content.len);
+    oai_responses_event(&j->out, &j->seq, "response.output_text.done", json_pack(
+        "{s:s, s:i, s:i, s:O, s:[]}", "item_id", msg_id, "output_index", 0, "content_index", 0,
+        "text", text, "logprobs"));
+    oai_responses_event(&j->out, &j->seq, "response.content_part.done", json_pack(
+        "{s:s, s:i, s:i, s:{s:s, s:O, s:[]}}", "item_id", msg_id, "output_index", 0,
+        "content_index", 0, "part", "type", "output_text", "text", text, "annotations"));
+    oai_responses_event(&j->out, &j->seq, "response.output_item.done", json_pack(
+        "{s:i, s:o}", "output_index", 0, "item", oai_responses_message(msg_id, text,
+                                                                       "completed")));
+    json_t *resp = responses_final(j, c);
+    json_t *items = json_object_get(resp, "output");
+    for (size_t k = 0; k < json_array_size(items); k++) {
+        json_t *it = json_array_get(items, k);
+        if (strcmp(json_string_value(json_object_get(it, "type")), "function_call"))
+            continue;
+        oai_responses_event(&j->out, &j->seq, "response.output_item.added",
+                            json_pack("{s:i, s:O}", "output_index", (int)k + 1, "item", it));
+        oai_responses_event(&j->out, &j->seq, "response.function_call_arguments.delta",
+                            json_pack("{s:O, s:i, s:O}", "item_id", json_object_get(it, "id"),
+                                      "output_index", (int)k + 1, "delta",
+                                      json_object_get(it, "arguments")));
+        oai_responses_event(&j->out, &j->seq, "response.function_call_arguments.done",
+                            json_pack("{s:O, s:i, s:O}", "item_id", json_object_get(it, "id"),
+                                      "output_index", (int)k + 1, "arguments",
+                                      json_object_get(it, "arguments")));
+        oai_responses_event(&j->out, &j->seq, "response.output_item.done",
+                            json_pack("{s:i, s:O}", "output_index", (int)k + 1, "item", it));
+    }
+    oai_responses_event(&j->out, &j->seq, "response.completed",
+                        json_pack("{s:o}", "response", resp));
 }
