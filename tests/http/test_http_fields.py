@@ -540,6 +540,20 @@ def test_tool_history_server():
         os.unlink(f.name)
 
 
+def test_auto_tool_choice_needs_a_parser():
+    """"auto" needs both flags (each request says so: h_structured_requests); a parser
+    pagoda does not have is refused at start."""
+    with h.Server("--enable-auto-tool-choice") as srv:
+        tools = [{"type": "function", "function": {"name": "f"}}]
+        bad(chat(srv, tools=tools), "tool_choice", "--tool-call-parser")
+        assert srv.stop() == 0
+    try:
+        h.Server("--tool-call-parser", "no-such-parser", timeout=60).stop()
+        raise AssertionError("an unknown --tool-call-parser started")
+    except RuntimeError as e:
+        assert "no-such-parser" in str(e), e
+
+
 def main():
     try:
         srv = h.Server()
@@ -560,6 +574,7 @@ def main():
     suite.run(test_trusted_template_server)
     suite.run(test_reasoning_server)
     suite.run(test_tool_history_server)
+    suite.run(test_auto_tool_choice_needs_a_parser)
     suite.finish()
 
 
