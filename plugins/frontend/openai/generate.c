@@ -331,8 +331,7 @@ void oai_post_feed(struct job *j, struct choice *c, const char *t, size_t n, boo
     struct pgd__buf mid = { 0 };
     oai_reasoning_feed(&c->rs, t ? t : "", n, final, r, &mid);
     if (constrained_tools(j)) {
-        if (&c->text != ct)
-            pgd__buf_append(&c->text, mid.p, mid.len);
+        pgd__buf_append(&c->text, mid.p, mid.len);   /* the whole answer is the calls */
         if (final && !oai_tool_calls_from_constrained(c->text.p ? c->text.p : "", c->text.len,
                                                       j->g.tool_name, &c->calls, &c->n_calls)) {
             PGD_WARN("frontend.openai: %s: the output is not the tool calls its schema asked "
@@ -373,7 +372,7 @@ static const char *choice_finish(const struct choice *c)
 bool oai_blank(const struct pgd__buf *b)
 {
     for (size_t i = 0; i < b->len; i++)
-        if (!strchr(" \t\r\n", b->p[i]))
+        if (b->p[i] != ' ' && b->p[i] != '\t' && b->p[i] != '\r' && b->p[i] != '\n')
             return false;
     return true;
 }
