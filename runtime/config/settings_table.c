@@ -362,6 +362,25 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
     [PGD__S_MAX_LOGPROBS] = { OPENAI, "max_logprobs", PGD__ST_INT, "20", 0, 20, NULL, "N",
         "The most logprobs (top alternatives per token) a request may ask for.",
         PGD__SG_MODEL, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_TOOL_CALL_PARSER] = { OPENAI, "tool_call_parser", PGD__ST_CHOICE, NULL, 0, 0,
+        "hermes|llama3_json|mistral", "NAME",
+        "How the model writes tool calls, parsed into message.tool_calls when tool_choice is "
+        "\"auto\": hermes (Qwen2.5, Qwen3), llama3_json (Llama 3.1+), mistral.",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_ENABLE_AUTO_TOOL_CHOICE] = { OPENAI, "enable_auto_tool_choice", PGD__ST_BOOL,
+        "false", 0, 0, NULL, NULL,
+        "Allow tool_choice \"auto\" (the default when a request has tools); needs "
+        "--tool-call-parser.",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_REASONING_PARSER] = { OPENAI, "reasoning_parser", PGD__ST_CHOICE, NULL, 0, 0,
+        "qwen3|deepseek_r1", "NAME",
+        "Split the model's <think>...</think> section into reasoning_content: qwen3 (an "
+        "answer opening with <think>), deepseek_r1 (the answer reasons until </think>).",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_TRUST_REQUEST_CHAT_TEMPLATE] = { OPENAI, "trust_request_chat_template",
+        PGD__ST_BOOL, "false", 0, 0, NULL, NULL,
+        "Render chats with a request's own chat_template (else such a request gets 400).",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
     [PGD__S_ROOT_PATH] = { OPENAI, "root_path", PGD__ST_STRING, NULL, 0, 0, NULL, "PATH",
         "Accepted for vLLM command lines (FastAPI's root_path behind a path-stripping "
         "proxy); pagoda serves no documentation pages, so it changes nothing (a warning "
@@ -536,10 +555,6 @@ const struct pgd__refused_flag pgd__refused_flags[] = {
     { "--middleware", "pagoda runs no Python middleware: put a reverse proxy in front" },
     { "--allowed-methods", NO_CORS }, { "--allowed-headers", NO_CORS },
     { "--allow-credentials", NO_CORS },
-    { "--enable-auto-tool-choice", "tools are rendered by the chat template; parsing tool "
-                                   "calls out of the output is not supported yet" },
-    { "--tool-call-parser", "parsing tool calls out of the output is not supported yet" },
-    { "--reasoning-parser", "reasoning content is not split out of the output yet" },
     { "--chat-template-content-format", "pagoda renders message contents as strings" },
     { "--disable-frontend-multiprocessing", "pagoda's frontend always runs in the serving "
                                             "process: drop the flag" },

@@ -6,7 +6,8 @@ CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cp
 	tests/unit/test_model_api tests/unit/test_jinja_sort \
 	tests/unit/test_corrupt_files tests/unit/test_settings tests/unit/test_metrics \
 	tests/unit/test_ini tests/unit/test_reload tests/unit/test_log tests/unit/test_spec \
-	tests/unit/test_batch_defaults tests/unit/test_model_shard tests/unit/test_quant
+	tests/unit/test_batch_defaults tests/unit/test_model_shard tests/unit/test_quant \
+	tests/unit/test_oai_parsers
 check_PROGRAMS += $(CRITERION_TESTS) tests/unit/test_engine_tsan
 tests_unit_test_base_SOURCES = %reldir%/test_base.c
 tests_unit_test_base_CPPFLAGS = $(TEST_CPPFLAGS)
@@ -135,3 +136,10 @@ tests_unit_test_quant_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_quant_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_quant_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_quant_LDADD = $(TEST_LDADD)
+# The OpenAI frontend's tool-call and reasoning parsers (plugin sources compiled in).
+tests_unit_test_oai_parsers_SOURCES = %reldir%/test_oai_parsers.c \
+	plugins/frontend/openai/parsers.c plugins/frontend/openai/parsers.h
+tests_unit_test_oai_parsers_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_oai_parsers_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_oai_parsers_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_oai_parsers_LDADD = $(TEST_LDADD)

@@ -137,6 +137,8 @@ static const char *sample_value(int id)
     case PGD__S_SPECULATIVE_CONFIG: return SPEC_NGRAM;
     case PGD__S_FRONTEND_OPT: return "k=v";
     case PGD__S_DEVICE: return "cpu";
+    case PGD__S_TOOL_CALL_PARSER: return "hermes";
+    case PGD__S_REASONING_PARSER: return "qwen3";
     default: break;
     }
     if (d->type == PGD__ST_CHOICE)
