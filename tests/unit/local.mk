@@ -5,7 +5,7 @@ CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cp
 	tests/unit/test_tokenizer tests/unit/test_chat_template tests/unit/test_registry \
 	tests/unit/test_model_api tests/unit/test_jinja_sort \
 	tests/unit/test_corrupt_files tests/unit/test_settings tests/unit/test_metrics \
-	tests/unit/test_ini
+	tests/unit/test_ini tests/unit/test_grammar
 check_PROGRAMS += $(CRITERION_TESTS) tests/unit/test_engine_tsan
 tests_unit_test_base_SOURCES = %reldir%/test_base.c
 tests_unit_test_base_CPPFLAGS = $(TEST_CPPFLAGS)
@@ -103,3 +103,8 @@ tests_unit_test_ini_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_ini_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_ini_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_ini_LDADD = $(TEST_LDADD)
+tests_unit_test_grammar_SOURCES = %reldir%/test_grammar.c %reldir%/test_grammar_cases.h
+tests_unit_test_grammar_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_grammar_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_grammar_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_grammar_LDADD = $(TEST_LDADD)

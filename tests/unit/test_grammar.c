@@ -1,0 +1,190 @@
+/* The grammar engine (runtime/grammar/): the acceptance table of grammars, regexes, JSON
+ * Schemas, json_object and choices (test_grammar_cases.h); refusals that say what and where;
+ * left recursion; matching byte by byte across partial UTF-8; the token mask against a
+ * brute-force check over the whole vocabulary of the real tokenizers of tests/fixtures; the
+ * cache of compiled guides. */
+#include <criterion/criterion.h>
+#include "runtime/grammar/guide.h"
+#include "tests/lib/test_common.h"
+#include "tests/unit/test_grammar_cases.h"
+#include <stdlib.h>
+#include <string.h>
+
+PGD_TEST_SUITE(grammar);
+PGD_TEST_SUITE(grammar_mask);
+
+static enum pgd_guide_kind kind_of(char k)
+{
+    switch (k) {
+    case 'G': return PGD_GUIDE_GRAMMAR;
+    case 'R': return PGD_GUIDE_REGEX;
+    case 'S': return PGD_GUIDE_JSON_SCHEMA;
+    case 'O': return PGD_GUIDE_JSON_OBJECT;
+    default: return PGD_GUIDE_CHOICE;
+    }
+}
+
+/* Whether the compiled guide takes all of text and may end there. */
+static bool accepts(const struct pgd__grammar *g, const char *text, size_t len)
+{
+    struct pgd__gmatch m;
+    cr_assert(pgd__gmatch_init(&m, g));
+    bool ok = pgd__gmatch_accept(&m, text, len) && pgd__gmatch_accepting(&m);
+    pgd__gmatch_fini(&m);
+    return ok;
+}
+
+Test(grammar, acceptance_table)
+{
+    size_t n = sizeof GCASES / sizeof *GCASES;
+    cr_assert_gt(n, 300);
+    int wrong = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct gcase *c = &GCASES[i];
+        struct pgd__grammar *g;
+        char err[512];
+        enum pgd_status st = pgd__guide_compile(kind_of(c->kind), c->guide, &g, err, sizeof err);
+        if (st != PGD_OK) {
+            cr_log_error("case %zu (%c %s): does not compile: %s", i, c->kind, c->guide, err);
+            wrong++;
+            continue;
+        }
+        bool got = accepts(g, c->text, strlen(c->text));
+        /* byte by byte gives the same answer */
+        struct pgd__gmatch m;
+        cr_assert(pgd__gmatch_init(&m, g));
+        bool alive = true;
+        for (size_t k = 0; alive && c->text[k]; k++)
+            alive = pgd__gmatch_accept(&m, c->text + k, 1);
+        bool got1 = alive && pgd__gmatch_accepting(&m);
+        pgd__gmatch_fini(&m);
+        if (got != (bool)c->accept || got1 != got) {
+            cr_log_error("case %zu (%c %s): \"%s\": expected %s, got %s (byte by byte %s)", i,
+                         c->kind, c->guide ? c->guide : "", c->text, c->accept ? "yes" : "no",
+                         got ? "yes" : "no", got1 ? "yes" : "no");
+            wrong++;
+        }
+        pgd__grammar_free(g);
+    }
+    cr_assert_eq(wrong, 0, "%d of %zu cases wrong", wrong, n);
+}
+
+struct refusal {
+    char kind;
+    const char *guide;
+    const char *says;               /* a part of the message */
+};
+
+static const struct refusal REFUSALS[] = {
+    { 'G', "root ::= a", "rule 'a' is used but never defined" },
+    { 'G', "x ::= \"a\"", "no start rule" },
+    { 'G', "root ::= root \"a\" | \"b\"", "rule 'root' is left-recursive" },
+    { 'G', "root ::= a\na ::= b \"x\"\nb ::= \"\" | a", "left-recursive" },
+    { 'G', "root ::= \"a\"* root", "left-recursive" },
+    { 'G', "root ::= (\"a\" | )*", "left-recursive" },    /* a star over the empty string */
+    { 'G', "root ::= \"abc", "line 1, column 10: unterminated string literal" },
+    { 'G', "root ::= [a-", "unterminated character class" },
+    { 'G', "root ::= [z-a]", "runs backwards" },
+    { 'G', "root ::= (\"a\"", "expected ) to close this group" },
+    { 'G', "root ::= \"a\"\n\nroot ::= \"b\"", "line 3, column 1: rule defined twice" },
+    { 'G', "root ::= \"a\"{3,2}", "needs m <= n" },
+    { 'G', "root ::= \"a\"{99999}", "over 10000" },
+    { 'G', "root ::= \"\\q\"", "unknown escape" },
+    { 'G', "root ::= \"a\" )", "a ) without its (" },
+    { 'G', "%import common.WS", "lark directives" },
+    { 'G', "root ::= @", "unexpected character '@'" },
+    { 'G', "", "no start rule" },
+    { 'R', "(abc", "regex: offset 0: expected ) to close this group" },
+    { 'R', "abc)", "a ) without its (" },
+    { 'R', "a**", "a quantifier after a quantifier" },
+    { 'R', "*a", "nothing to repeat" },
+    { 'R', "(a)\\1", "backreferences are not supported" },
+    { 'R', "(?=a)", "lookaround" },
+    { 'R', "a\\b", "word boundary" },
+    { 'R', "[a", "unterminated character class" },
+    { 'R', "a{2,1}", "needs m <= n" },
+    { 'R', "a^b", "^ is only supported at the start" },
+    { 'R', "\\x4", "hex digits" },
+    { 'C', "[]", "non-empty JSON array of strings" },
+    { 'C', "[\"a\", 1]", "choice: [1] is not a string" },
+    { 'C', "nope", "non-empty JSON array" },
+    { 'S', "{\"type\":\"strin\"}", "json_schema: /type: unknown type \"strin\"" },
+    { 'S', "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":5,"
+           "\"maximum\":1}}}", "/properties/a: no integer satisfies" },
+    { 'S', "{\"type\":\"string\",\"pattern\":\"(a\"}",
+      "json_schema: /pattern: regex: offset 0: expected )" },
+    { 'S', "{\"properties\":{\"x\":{\"not\":{}}}}", "/properties/x/not: the keyword \"not\" is not "
+           "supported" },
+    { 'S', "{\"$ref\":\"#/$defs/missing\"}", "/$ref: the reference \"#/$defs/missing\" points at "
+           "nothing" },
+    { 'S', "{\"$ref\":\"http://x/y\"}", "only local references" },
+    { 'S', "{\"type\":\"array\",\"minItems\":3,\"maxItems\":2}", "minItems/maxItems" },
+    { 'S', "{\"allOf\":[{},{}]}", "allOf with more than one schema" },
+    { 'S', "false", "the schema false matches nothing" },
+    { 'S', "{\"type\":", "json_schema: not JSON" },
+    { 'S', "42", "a schema must be an object or a boolean" },
+    { 'S', "{\"anyOf\":[]}", "/anyOf: must be a non-empty array" },
+    { 'S', "{\"type\":\"string\",\"minLength\":5,\"maxLength\":2}", "minLength/maxLength" },
+};
+
+Test(grammar, invalid_guides_are_refused_saying_what_and_where)
+{
+    for (size_t i = 0; i < sizeof REFUSALS / sizeof *REFUSALS; i++) {
+        const struct refusal *r = &REFUSALS[i];
+        struct pgd__grammar *g = NULL;
+        char err[512] = "";
+        enum pgd_status st = pgd__guide_compile(kind_of(r->kind), r->guide, &g, err, sizeof err);
+        cr_expect_eq(st, PGD_ERR_INVALID_ARG, "refusal %zu (%s): status %d", i, r->guide, st);
+        cr_expect_null(g);
+        cr_expect(strstr(err, r->says) != NULL, "refusal %zu (%s): message \"%s\" lacks \"%s\"",
+                  i, r->guide, err, r->says);
+        pgd__grammar_free(g);
+    }
+}
+
+Test(grammar, partial_utf8_is_held_until_the_character_completes)
+{
+    struct pgd__grammar *g;
+    char err[256];
+    const char *src = "root ::= \"\xe2\x82\xac\" [a-z]";
+    cr_assert_eq(pgd__grammar_parse(src, strlen(src), "grammar", &g, err, sizeof err), PGD_OK,
+                 "%s", err);
+    struct pgd__gmatch m;
+    cr_assert(pgd__gmatch_init(&m, g));
+    cr_assert(pgd__gmatch_accept(&m, "\xe2", 1));
+    cr_assert(!pgd__gmatch_accepting(&m));
+    cr_assert(pgd__gmatch_accept(&m, "\x82", 1));
+    struct pgd__gmatch c;
+    cr_assert(pgd__gmatch_copy(&c, &m));
+    cr_assert(!pgd__gmatch_accept(&c, "\x83", 1), "the wrong last byte of the euro sign");
+    pgd__gmatch_fini(&c);
+    cr_assert(pgd__gmatch_accept(&m, "\xac" "q", 2));
+    cr_assert(pgd__gmatch_terminated(&m));
+    cr_assert(!pgd__gmatch_accept(&m, "q", 1));
+    pgd__gmatch_fini(&m);
+    pgd__grammar_free(g);
+    /* a stray continuation byte, an overlong form and a surrogate are never characters */
+    cr_assert_eq(pgd__grammar_parse("root ::= .*", 11, "grammar", &g, err, sizeof err), PGD_OK);
+    cr_assert(!accepts(g, "\x80", 1));
+    cr_assert(!accepts(g, "\xc0\xaf", 2));
+    cr_assert(!accepts(g, "\xed\xa0\x80", 3));
+    cr_assert(accepts(g, "\xf4\x8f\xbf\xbf", 4));
+    pgd__grammar_free(g);
+}
+
+Test(grammar, a_long_generation_keeps_the_matcher_small)
+{
+    struct pgd__grammar *g;
+    char err[256];
+    cr_assert_eq(pgd__guide_compile(PGD_GUIDE_JSON_OBJECT, NULL, &g, err, sizeof err), PGD_OK);
+    struct pgd__gmatch m;
+    cr_assert(pgd__gmatch_init(&m, g));
+    cr_assert(pgd__gmatch_accept(&m, "{\"k\":[", 6));
+    for (int i = 0; i < 20000; i++)
+        cr_assert(pgd__gmatch_accept(&m, i ? ",1" : "1", i ? 2 : 1));
+    cr_assert_lt(m.n_nodes, 8192, "arena of %zu entries", m.n_nodes);
+    cr_assert(pgd__gmatch_accept(&m, "]}", 2));
+    cr_assert(pgd__gmatch_terminated(&m));
+    pgd__gmatch_fini(&m);
+    pgd__grammar_free(g);
+}
