@@ -23,6 +23,7 @@
 #include "runtime/engine/engine_metrics.h"
 #include "runtime/engine/scheduler.h"
 #include "runtime/engine/stop.h"
+#include "runtime/grammar/guide.h"
 #include "runtime/kv/kv_manager.h"
 #include "runtime/sample/sample_rows.h"
 #include <pthread.h>
@@ -90,6 +91,8 @@ struct pgd__child {
     struct pgd__stop_text stop;     /* owned; the text released so far, held back for stops */
     void *detok;                    /* owned detokenizer state, or NULL (no text) */
     int n_out;                      /* tokens generated */
+    struct pgd__gmatch *gm;         /* owned; structured output's matcher, or NULL */
+    bool guide_done;                /* the grammar is complete: the sample ends (stop) */
     bool done;
     double t_last_token;            /* for the inter-token latency */
 };
@@ -98,7 +101,10 @@ struct pgd__req {
     struct pgd__req *prev, *next;   /* the inbox, then the engine thread's active list */
     uint64_t id;
     struct pgd_stream *stream;      /* one reference (the engine's) */
-    struct pgd_sampling_params sp;  /* its arrays are owned copies */
+    struct pgd_sampling_params sp;  /* its arrays and guide are owned copies */
+    struct pgd__guide *guide;       /* one reference (released to guides), or NULL */
+    struct pgd__guides *guides;     /* borrowed: the engine's */
+    const struct pgd__vocab *vocab; /* borrowed (the guides'): token bytes, for the matcher */
     char *salt;                     /* owned cache_salt, or NULL */
     int priority;
     bool detokenize;
@@ -141,6 +147,15 @@ struct pgd_engine {
     struct pgd__sample_result *res; /* [max_num_batched_tokens] what became of them */
     struct pgd__req *active;        /* owned; admitted requests, newest first */
     bool device_sampling;           /* the thread's copy of !no_device_sampling */
+    uint32_t *allow;                /* [allow_cap] the step's allowed-token masks, one
+                                       pgd__mask_words(vocab) run per constrained row */
+    size_t allow_cap;
+    double guide_mask_seconds;      /* total time spent computing masks (benchmarks) */
+    uint64_t guide_masks;           /* masks computed */
+
+    /* Compiled guides (structured output), shared by the requests; NULL without a
+     * tokenizer. Thread-safe (its own lock). */
+    struct pgd__guides *guides;
 
     /* Under mu (cv: the engine thread waits on it for work). */
     pthread_t thread;

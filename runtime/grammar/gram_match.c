@@ -197,13 +197,18 @@ bool pgd__gmatch_copy(struct pgd__gmatch *dst, const struct pgd__gmatch *src)
     return true;
 }
 
-/* The code points a partial sequence (val so far, need bytes due) may still become. */
-static void part_range(uint32_t val, int need, uint32_t *lo, uint32_t *hi)
+/* The code points a partial sequence (val so far, need bytes due, total bytes in all) may
+ * still validly become; false when none (an overlong form or past U+10FFFF). */
+static bool part_range(uint32_t val, int need, int total, uint32_t *lo, uint32_t *hi)
 {
+    static const uint32_t min[5] = { 0, 0, 0x80, 0x800, 0x10000 };
     *lo = val << (6 * need);
     *hi = *lo | ((1u << (6 * need)) - 1);
-    if (*lo < 0x80)
-        *lo = 0x80;
+    if (*lo < min[total])
+        *lo = min[total];
+    if (*hi > 0x10FFFF)
+        *hi = 0x10FFFF;
+    return *lo <= *hi;
 }
 
 /* Whether some stack in arr[off, off + n) can take a character in [lo, hi]. */
@@ -254,8 +259,8 @@ size_t pgd__gmatch_step(struct pgd__gmatch *m, size_t in_off, size_t n_in,
         }
         if (need > 0) {
             uint32_t lo, hi;
-            part_range(cp, need, &lo, &hi);
-            if (!any_partial(m, m->scr, in_off, n_in, lo, hi))
+            if (!part_range(cp, need, need + 1, &lo, &hi) ||
+                !any_partial(m, m->scr, in_off, n_in, lo, hi))
                 return 0;
             if (!pgd__gmatch_scr_reserve(m, out_off + n_in))
                 return 0;
@@ -271,8 +276,8 @@ size_t pgd__gmatch_step(struct pgd__gmatch *m, size_t in_off, size_t n_in,
         len = part->len + 1;
         if (part->need > 1) {
             uint32_t lo, hi;
-            part_range(cp, part->need - 1, &lo, &hi);
-            if (!any_partial(m, m->scr, in_off, n_in, lo, hi))
+            if (!part_range(cp, part->need - 1, part->len + part->need, &lo, &hi) ||
+                !any_partial(m, m->scr, in_off, n_in, lo, hi))
                 return 0;
             if (!pgd__gmatch_scr_reserve(m, out_off + n_in))
                 return 0;

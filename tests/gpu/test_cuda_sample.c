@@ -167,7 +167,7 @@ static void gpu_sample(const float *logits, int V, const struct pgd__sample_row 
     char err[512];
     struct pgd__sample_packer pk;
     cr_assert_eq(pgd__sample_packer_init(&pk, V, err, sizeof err), PGD_OK, "%s", err);
-    size_t bytes = pgd__sample_pack_bytes(rows, n), used = 0;
+    size_t bytes = pgd__sample_pack_bytes(rows, n, V), used = 0;
     void *buf = malloc(bytes);
     cr_assert_eq(pgd__sample_pack(&pk, rows, n, buf, &used, err, sizeof err), PGD_OK, "%s", err);
     cr_assert_leq(used, bytes);
@@ -644,4 +644,61 @@ Test(cuda_sample, engine_device_sampling_equals_host_sampling, .timeout = 600)
         }
     }
 }
+/* Structured output: rows with an allowed-token bitmask (a few hundred tokens of 128256, the
+ * spikes mostly outside it) beside rows without, in one call: every token is allowed, the
+ * greedy rows are the CPU's token exactly, the sampled ones too unless at a boundary. */
+Test(cuda_sample, allowed_token_bitmask_rows_beside_free_rows)
+{
+    need_gpu();
+    enum { V = 128256, R = 48 };
+    size_t words = (V + 31) / 32;
+    static struct pgd_sampling_params sp[R];
+    static struct pgd__sample_row rows[R];
+    static struct pgd__sample_result cpu[R], gpu[R];
+    static int32_t toks[R][4];
+    uint32_t *allow = calloc((size_t)R * words, sizeof *allow);
+    float *logits = malloc((size_t)R * V * sizeof *logits);
+    for (int r = 0; r < R; r++) {
+        fill_logits(logits + (size_t)r * V, V, 5);
+        sp[r] = pgd_sampling_default_params();
+        sp[r].temperature = r % 2 ? 0.0f : 0.8f;
+        uint32_t *a = allow + (size_t)r * words;
+        for (int k = 0; k < 300; k++) {
+            int t = (int)(rnd() % V);
+            a[t >> 5] |= 1u << (t & 31);
+        }
+        toks[r][0] = 5;
+        rows[r] = (struct pgd__sample_row){
+            .kind = PGD__ROW_SAMPLE, .n_top = r % 4 == 0 ? 3 : -1,
+            .ctx = { .sp = &sp[r], .tokens = toks[r], .n_prompt = 1, .n_out = 0, .eos = EOS,
+                     .n_eos = 2, .seed = 99 + (uint64_t)r, .allow = r % 3 == 2 ? NULL : a },
+        };
+    }
+    struct pgd__sampler s;
+    char err[256];
+    cr_assert_eq(pgd__sampler_init(&s, V, err, sizeof err), PGD_OK);
+    float *scratch = malloc((size_t)V * sizeof *scratch);
+    pgd__sample_rows_host(&s, scratch, logits, rows, R, cpu);
+    gpu_sample(logits, V, rows, R, 16, gpu);
+    int differ = 0;
+    for (int r = 0; r < R; r++) {
+        const uint32_t *a = rows[r].ctx.allow;
+        int t = gpu[r].token;
+        cr_assert(t >= 0 && t < V);
+        if (a)
+            cr_assert((a[t >> 5] >> (t & 31)) & 1, "row %d: GPU token %d is not allowed", r, t);
+        if (sp[r].temperature == 0.0f)
+            cr_assert_eq(t, cpu[r].token, "row %d (greedy): GPU %d, CPU %d", r, t, cpu[r].token);
+        else
+            differ += t != cpu[r].token;
+        if (rows[r].n_top >= 0)
+            cr_assert_eq(gpu[r].chosen.rank, cpu[r].chosen.rank, "row %d: rank (raw logits)", r);
+    }
+    cr_assert_leq(differ, 1, "%d sampled rows differ from the CPU", differ);
+    pgd__sampler_fini(&s);
+    free(scratch);
+    free(logits);
+    free(allow);
+}
+
 #endif

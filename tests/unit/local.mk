@@ -5,7 +5,7 @@ CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cp
 	tests/unit/test_tokenizer tests/unit/test_chat_template tests/unit/test_registry \
 	tests/unit/test_model_api tests/unit/test_jinja_sort \
 	tests/unit/test_corrupt_files tests/unit/test_settings tests/unit/test_metrics \
-	tests/unit/test_ini tests/unit/test_grammar
+	tests/unit/test_ini tests/unit/test_grammar tests/unit/test_engine_guided
 check_PROGRAMS += $(CRITERION_TESTS) tests/unit/test_engine_tsan
 tests_unit_test_base_SOURCES = %reldir%/test_base.c
 tests_unit_test_base_CPPFLAGS = $(TEST_CPPFLAGS)
@@ -108,3 +108,8 @@ tests_unit_test_grammar_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_grammar_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_grammar_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_grammar_LDADD = $(TEST_LDADD)
+tests_unit_test_engine_guided_SOURCES = %reldir%/test_engine_guided.c
+tests_unit_test_engine_guided_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_engine_guided_CFLAGS = $(TEST_CFLAGS) $(PCRE2_CFLAGS)
+tests_unit_test_engine_guided_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_engine_guided_LDADD = $(TEST_LDADD) $(PCRE2_LIBS)

@@ -170,6 +170,20 @@ Test(grammar, partial_utf8_is_held_until_the_character_completes)
     cr_assert(!accepts(g, "\xed\xa0\x80", 3));
     cr_assert(accepts(g, "\xf4\x8f\xbf\xbf", 4));
     pgd__grammar_free(g);
+    /* a lead byte whose every completion is overlong is refused at once (E0 80..9F would
+     * only spell code points below U+0800 such as U+00E9) */
+    src = "root ::= [\\u00e0-\\u00ff] | \"\\u20ac\"";
+    cr_assert_eq(pgd__grammar_parse(src, strlen(src), "grammar", &g, err, sizeof err), PGD_OK,
+                 "%s", err);
+    cr_assert(pgd__gmatch_init(&m, g));
+    cr_assert(pgd__gmatch_accept(&m, "\xe2", 1));
+    cr_assert(!pgd__gmatch_accept(&m, "\x83", 1), "E2 83 cannot lead to U+20AC");
+    pgd__gmatch_fini(&m);
+    cr_assert(pgd__gmatch_init(&m, g));
+    cr_assert(!pgd__gmatch_accept(&m, "\xe0", 1), "E0 can only be overlong here");
+    cr_assert(!pgd__gmatch_accept(&m, "\xf4\x90", 2), "past U+10FFFF");
+    pgd__gmatch_fini(&m);
+    pgd__grammar_free(g);
 }
 
 Test(grammar, a_long_generation_keeps_the_matcher_small)

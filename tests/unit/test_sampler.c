@@ -415,7 +415,7 @@ Test(sample_rows, pack_layout)
           .ctx = { .sp = &b, .tokens = tb, .n_prompt = 3, .n_out = 4, .eos = eos, .n_eos = 2 } },
         { .kind = PGD__ROW_SKIP, .n_top = -1 },
     };
-    size_t bytes = pgd__sample_pack_bytes(rows, 4), used = 0;
+    size_t bytes = pgd__sample_pack_bytes(rows, 4, pk.vocab), used = 0;
     cr_assert_eq(bytes % 8, 0);
     uint64_t *buf = calloc(bytes / 8, 8);
     cr_assert_eq(pgd__sample_pack(&pk, rows, 4, buf, &used, err, sizeof err), PGD_OK, "%s", err);
