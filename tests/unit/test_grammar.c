@@ -202,3 +202,140 @@ Test(grammar, a_long_generation_keeps_the_matcher_small)
     pgd__gmatch_fini(&m);
     pgd__grammar_free(g);
 }
+
+/* ---- the token mask against brute force over real vocabularies ---------------------------- */
+
+#define TOKDIR PGD_TEST_SRCDIR "/tests/fixtures/tokenizer"
+
+struct mask_guide {
+    enum pgd_guide_kind kind;
+    const char *guide;
+    const char *walk;               /* a text it accepts: states are taken along it */
+};
+
+static const struct mask_guide MASK_GUIDES[] = {
+    { PGD_GUIDE_JSON_SCHEMA,
+      "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"n\":{\"type\":\"integer\","
+      "\"minimum\":1,\"maximum\":500},\"t\":{\"type\":\"array\",\"items\":{\"enum\":[\"x\",\"y\"]}}},"
+      "\"required\":[\"name\",\"n\"]}",
+      "{\"name\": \"Zo\xc3\xab \xe2\x82\xac\\n\", \"n\": 42, \"t\": [\"x\"]}" },
+    { PGD_GUIDE_JSON_OBJECT, NULL, "{\"k\": [1, {\"a\": null}], \"\xe4\xb8\xad\": true}" },
+    { PGD_GUIDE_REGEX, "[a-z\xc3\xa9\xe2\x82\xac]+ \\d{2,4}(\\.\\d+)?", "caf\xc3\xa9\xe2\x82\xac 2024.5" },
+    { PGD_GUIDE_GRAMMAR, "root ::= ([\\u4e00-\\u9fff]+ | \"\\U0001F600\") (\" \" root)?",
+      "\xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x98\x80 \xe5\xad\x97" },
+    { PGD_GUIDE_CHOICE, "[\"The answer\", \"The end\", \" Thanks\"]", "The end" },
+};
+
+/* Checks the mask of state m (also through the guide's cache) token by token: a token is
+ * allowed iff feeding its bytes to a copy of m keeps it alive; EOS iff m accepts (or no
+ * token fits); special tokens never. */
+static void check_mask(struct pgd__guide *g, const struct pgd__vocab *v, struct pgd__gmatch *m,
+                       const struct pgd_tokenizer *tok, int32_t eos, const char *what, size_t at)
+{
+    size_t words = pgd__mask_words(v->n);
+    uint32_t *mask = malloc(words * sizeof *mask), *cached = malloc(words * sizeof *cached);
+    pgd__gmask_fill(m, v, &eos, 1, mask);
+    size_t n_before = m->n_nodes;
+    pgd__guide_mask(g, v, m, &eos, 1, cached);      /* computed, then */
+    pgd__guide_mask(g, v, m, &eos, 1, cached);      /* from the cache */
+    cr_assert_eq(m->n_nodes, n_before, "the walk must leave the matcher as it was");
+    cr_assert(memcmp(mask, cached, words * sizeof *mask) == 0, "%s @%zu: cached mask differs",
+              what, at);
+    bool any = false;
+    int wrong = 0;
+    for (int32_t t = 0; t < v->n; t++) {
+        size_t len;
+        const uint8_t *b = pgd__vocab_token(v, t, &len);
+        bool want = false;
+        if (len > 0 && !pgd_tokenizer_is_special(tok, t)) {
+            struct pgd__gmatch c;
+            cr_assert(pgd__gmatch_copy(&c, m));
+            want = pgd__gmatch_accept(&c, b, len);
+            pgd__gmatch_fini(&c);
+        }
+        any |= want;
+        bool got = (mask[t >> 5] >> (t & 31)) & 1;
+        if (t == eos)
+            continue;
+        if (got != want && wrong++ < 5)
+            cr_log_error("%s @%zu: token %d (%zu bytes): mask %d, brute force %d", what, at, t,
+                         len, got, want);
+    }
+    bool eos_got = (mask[eos >> 5] >> (eos & 31)) & 1;
+    cr_assert_eq(eos_got, pgd__gmatch_accepting(m) || !any, "%s @%zu: EOS bit", what, at);
+    cr_assert_eq(wrong, 0, "%s @%zu: %d tokens wrong", what, at, wrong);
+    cr_assert(any, "%s @%zu: no token fits inside the walk", what, at);
+    free(mask);
+    free(cached);
+}
+
+static void mask_vs_brute_force(const char *name, size_t stride)
+{
+    char dir[512], err[512];
+    snprintf(dir, sizeof dir, "%s/%s", TOKDIR, name);
+    struct pgd_tokenizer *tok;
+    cr_assert_eq(pgd_tokenizer_load(dir, &tok, err, sizeof err), PGD_OK, "%s", err);
+    int32_t n = pgd_tokenizer_vocab_size(tok);
+    struct pgd__guides gs;
+    cr_assert_eq(pgd__guides_init(&gs, tok, n, err, sizeof err), PGD_OK);
+    int32_t eos = pgd_tokenizer_eos_id(tok);
+    if (eos < 0)
+        eos = n - 1;
+    for (size_t i = 0; i < sizeof MASK_GUIDES / sizeof *MASK_GUIDES; i++) {
+        const struct mask_guide *mg = &MASK_GUIDES[i];
+        struct pgd__guide *g;
+        const struct pgd__vocab *v;
+        cr_assert_eq(pgd__guides_get(&gs, mg->kind, mg->guide, &g, &v, err, sizeof err), PGD_OK,
+                     "%s", err);
+        struct pgd__gmatch m;
+        cr_assert(pgd__gmatch_init(&m, g->g));
+        size_t len = strlen(mg->walk);
+        char what[128];
+        snprintf(what, sizeof what, "%s/%s", name, pgd__guide_kind_name(mg->kind));
+        for (size_t at = 0; at < len; at++) {
+            if (at % stride == 0 || at == 1)
+                check_mask(g, v, &m, tok, eos, what, at);
+            cr_assert(pgd__gmatch_accept(&m, mg->walk + at, 1), "%s: the walk dies at %zu", what,
+                      at);
+        }
+        cr_assert(pgd__gmatch_accepting(&m), "%s: the walk is not accepted", what);
+        pgd__gmatch_fini(&m);
+        pgd__guide_release(&gs, g);
+    }
+    pgd__guides_fini(&gs);
+    pgd_tokenizer_destroy(tok);
+}
+
+Test(grammar_mask, brute_force_llama3_style) { mask_vs_brute_force("llama3_style", 1); }
+Test(grammar_mask, brute_force_mistral, .timeout = 60) { mask_vs_brute_force("mistral", 3); }
+Test(grammar_mask, brute_force_smollm2, .timeout = 60) { mask_vs_brute_force("smollm2", 4); }
+Test(grammar_mask, brute_force_qwen3, .timeout = 120) { mask_vs_brute_force("qwen3", 9); }
+
+Test(grammar_mask, the_cache_shares_one_compiled_guide_per_kind_and_text)
+{
+    char dir[512], err[512];
+    snprintf(dir, sizeof dir, "%s/llama3_style", TOKDIR);
+    struct pgd_tokenizer *tok;
+    cr_assert_eq(pgd_tokenizer_load(dir, &tok, err, sizeof err), PGD_OK, "%s", err);
+    struct pgd__guides gs;
+    cr_assert_eq(pgd__guides_init(&gs, tok, pgd_tokenizer_vocab_size(tok), err, sizeof err),
+                 PGD_OK);
+    struct pgd__guide *a, *b, *c, *d;
+    const struct pgd__vocab *v;
+    cr_assert_eq(pgd__guides_get(&gs, PGD_GUIDE_REGEX, "[0-9]+", &a, &v, err, sizeof err), PGD_OK);
+    cr_assert_eq(pgd__guides_get(&gs, PGD_GUIDE_REGEX, "[0-9]+", &b, &v, err, sizeof err), PGD_OK);
+    cr_assert_eq(pgd__guides_get(&gs, PGD_GUIDE_GRAMMAR, "root ::= [0-9]+", &c, &v, err,
+                                 sizeof err), PGD_OK);
+    cr_assert_eq(a, b, "the same (kind, text): one compiled guide");
+    cr_assert_neq(a, c, "another kind: another guide");
+    cr_assert_eq(a->refs, 2);
+    cr_assert_eq(pgd__guides_get(&gs, PGD_GUIDE_REGEX, "(", &d, &v, err, sizeof err),
+                 PGD_ERR_INVALID_ARG);
+    cr_assert_eq(gs.n, 2, "a refused guide is not cached");
+    pgd__guide_release(&gs, a);
+    pgd__guide_release(&gs, b);
+    pgd__guide_release(&gs, c);
+    cr_assert_eq(a->refs, 0);
+    pgd__guides_fini(&gs);
+    pgd_tokenizer_destroy(tok);
+}
