@@ -303,6 +303,43 @@ size_t pgd__gmatch_step(struct pgd__gmatch *m, size_t in_off, size_t n_in,
     return s.nomem ? 0 : s.n;
 }
 
+uint64_t pgd__gmatch_takers(const struct pgd__gmatch *m, const uint32_t *set, size_t n,
+                            uint32_t cp)
+{
+    const struct pgd__grammar *g = m->g;
+    uint64_t sel = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t node = set[i];
+        if (node == EMPTY)
+            continue;
+        if (pgd__cset_has(g, &g->cs[g->el[m->nodes[node].el].value], cp))
+            sel |= 1ull << i;
+    }
+    return sel;
+}
+
+size_t pgd__gmatch_advance_sel(struct pgd__gmatch *m, const uint32_t *set, size_t n,
+                               uint64_t sel, size_t out_off)
+{
+    struct sink s = { .arr = &m->scr, .cap = &m->cap_scr, .off = out_off };
+    for (size_t i = 0; i < n; i++)
+        if ((sel >> i) & 1)
+            advance_node(m, set[i], &s);
+    return s.nomem ? 0 : s.n;
+}
+
+bool pgd__gmatch_partial_ok(const struct pgd__gmatch *m, const uint32_t *set, size_t n,
+                            uint32_t val, int need, int total)
+{
+    uint32_t lo, hi;
+    return part_range(val, need, total, &lo, &hi) && any_partial(m, set, 0, n, lo, hi);
+}
+
+bool pgd__gmatch_valid_cp(uint32_t cp, int len)
+{
+    return valid_cp(cp, len);
+}
+
 bool pgd__gmatch_scr_reserve(struct pgd__gmatch *m, size_t need)
 {
     return pgd__array_reserve(m->scr, m->cap_scr, need);

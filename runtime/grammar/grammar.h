@@ -215,6 +215,18 @@ struct pgd__gpart {
 };
 size_t pgd__gmatch_step(struct pgd__gmatch *m, size_t in_off, size_t n_in,
                         struct pgd__gpart *part, uint8_t byte, size_t out_off);
+/* The pieces of a step, for the mask walk's memo (gram_mask.c): which stacks of set[0, n)
+ * (n <= 64; entries of m's arena) take code point cp (bit i: set[i]); the stacks of sel
+ * advanced into m->scr at out_off (their count; 0 also when out of memory); whether some
+ * stack could take a character that a partial sequence (val so far, need bytes due, total
+ * bytes) may still become; whether a complete sequence of len bytes encodes cp validly. */
+uint64_t pgd__gmatch_takers(const struct pgd__gmatch *m, const uint32_t *set, size_t n,
+                            uint32_t cp);
+size_t pgd__gmatch_advance_sel(struct pgd__gmatch *m, const uint32_t *set, size_t n,
+                               uint64_t sel, size_t out_off);
+bool pgd__gmatch_partial_ok(const struct pgd__gmatch *m, const uint32_t *set, size_t n,
+                            uint32_t val, int need, int total);
+bool pgd__gmatch_valid_cp(uint32_t cp, int len);
 /* Drops arena entries from n on (they must be unreferenced). */
 void pgd__gmatch_release(struct pgd__gmatch *m, size_t n);
 /* Makes room in m->scr for need entries; false when out of memory. */
