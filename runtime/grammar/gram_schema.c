@@ -26,29 +26,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char PRELUDE[] =
-    "ws ::= | \" \" | \"\\n\" [ \\t]{0,20}\n"
-    "jchar ::= [^\"\\\\\\x00-\\x1f] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4})\n"
-    "jstring ::= \"\\\"\" jchar* \"\\\"\"\n"
-    "jint ::= \"-\"? (\"0\" | [1-9] [0-9]{0,15})\n"
-    "jnumber ::= jint (\".\" [0-9]{1,15})? ([eE] [-+]? [0-9]{1,3})?\n"
-    "jbool ::= \"true\" | \"false\"\n"
-    "jnull ::= \"null\"\n"
-    "jvalue ::= jobject | jarray | jstring | jnumber | jbool | jnull\n"
-    "jmember ::= jstring ws \":\" ws jvalue ws\n"
-    "jobject ::= \"{\" ws (jmember (\",\" ws jmember)*)? \"}\"\n"
-    "jarray ::= \"[\" ws (jvalue ws (\",\" ws jvalue ws)*)? \"]\"\n";
+/* The JSON building blocks every schema's grammar ends with. */
+#define PRELUDE_TEXT \
+    "ws ::= | \" \" | \"\\n\" [ \\t]{0,20}\n" \
+    "jchar ::= [^\"\\\\\\x00-\\x1f] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4})\n" \
+    "jstring ::= \"\\\"\" jchar* \"\\\"\"\n" \
+    "jint ::= \"-\"? (\"0\" | [1-9] [0-9]{0,15})\n" \
+    "jnumber ::= jint (\".\" [0-9]{1,15})? ([eE] [-+]? [0-9]{1,3})?\n" \
+    "jbool ::= \"true\" | \"false\"\n" \
+    "jnull ::= \"null\"\n" \
+    "jvalue ::= jobject | jarray | jstring | jnumber | jbool | jnull\n" \
+    "jmember ::= jstring ws \":\" ws jvalue ws\n" \
+    "jobject ::= \"{\" ws (jmember (\",\" ws jmember)*)? \"}\"\n" \
+    "jarray ::= \"[\" ws (jvalue ws (\",\" ws jvalue ws)*)? \"]\"\n"
+static const char PRELUDE[] = PRELUDE_TEXT;
 
 const char *pgd__json_object_gbnf(void)
 {
-    static const char *text = NULL;
-    /* root first, then the prelude (rules may come in any order) */
-    static char buf[sizeof PRELUDE + 32];
-    if (!text) {
-        snprintf(buf, sizeof buf, "root ::= jobject\n%s", PRELUDE);
-        text = buf;
-    }
-    return text;
+    return "root ::= jobject\n" PRELUDE_TEXT;
 }
 
 struct sc {
