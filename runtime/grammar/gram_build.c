@@ -137,7 +137,8 @@ int pgd__gb_cset_end(struct pgd__gbuilder *b, bool neg)
         return -1;
     struct pgd__cset c = { .neg = neg };
     size_t np = b->n_tmp / 2;
-    qsort(b->tmp, np, 2 * sizeof *b->tmp, cmp_pair);
+    if (np > 1)
+        qsort(b->tmp, np, 2 * sizeof *b->tmp, cmp_pair);
     /* ASCII into the bitmap; the rest (from 0x80) merged into disjoint ranges. */
     size_t first = b->n_ranges;
     for (size_t i = 0; i < np; i++) {
@@ -247,7 +248,8 @@ bool pgd__gb_group(struct pgd__gbuilder *b, struct pgd__gvec *v, size_t start,
         b->nomem = true;
         return false;
     }
-    memcpy(body.v, v->v + start, n * sizeof *body.v);
+    if (n > 0)
+        memcpy(body.v, v->v + start, n * sizeof *body.v);
     body.n = n;
     v->n = start;
     if (!pgd__gb_define(b, id, &body))

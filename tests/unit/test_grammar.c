@@ -307,9 +307,9 @@ static void mask_vs_brute_force(const char *name, size_t stride)
 }
 
 Test(grammar_mask, brute_force_llama3_style) { mask_vs_brute_force("llama3_style", 1); }
-Test(grammar_mask, brute_force_mistral, .timeout = 60) { mask_vs_brute_force("mistral", 3); }
-Test(grammar_mask, brute_force_smollm2, .timeout = 60) { mask_vs_brute_force("smollm2", 4); }
-Test(grammar_mask, brute_force_qwen3, .timeout = 120) { mask_vs_brute_force("qwen3", 9); }
+Test(grammar_mask, brute_force_mistral) { mask_vs_brute_force("mistral", 3); }
+Test(grammar_mask, brute_force_smollm2) { mask_vs_brute_force("smollm2", 4); }
+Test(grammar_mask, brute_force_qwen3) { mask_vs_brute_force("qwen3", 9); }
 
 Test(grammar_mask, the_cache_shares_one_compiled_guide_per_kind_and_text)
 {
