@@ -150,8 +150,6 @@ struct pgd_engine {
     uint32_t *allow;                /* [allow_cap] the step's allowed-token masks, one
                                        pgd__mask_words(vocab) run per constrained row */
     size_t allow_cap;
-    double guide_mask_seconds;      /* total time spent computing masks (benchmarks) */
-    uint64_t guide_masks;           /* masks computed */
 
     /* Compiled guides (structured output), shared by the requests; NULL without a
      * tokenizer. Thread-safe (its own lock). */

@@ -84,8 +84,7 @@ static void guide_masks(struct pgd_engine *e, const struct pgd__sched_out *o)
         return;
     pgd__array_reserve_or_oom(e->allow, e->allow_cap, (size_t)n_constrained * words,
                               "engine: structured output masks");
-    double t0 = pgd__engine_now();
-    int slot = 0, k = 0, n_masks = 0;
+    int slot = 0, k = 0;
     for (int i = 0; i < o->n; k += e->ss[i].n_logits, i++) {
         struct pgd__child *c = o->seqs[i]->owner;
         if (!c->gm || e->ss[i].n_logits == 0)
@@ -103,10 +102,7 @@ static void guide_masks(struct pgd_engine *e, const struct pgd__sched_out *o)
                 mask[t >> 5] |= 1u << (t & 31);
             }
         row->ctx.allow = mask;
-        n_masks++;
     }
-    e->guide_mask_seconds += pgd__engine_now() - t0;
-    e->guide_masks += (uint64_t)n_masks;
 }
 
 /* Child c sampled tok: its matcher takes the token's bytes (EOS and stop ids end the sample

@@ -9,8 +9,10 @@
 #include <string.h>
 #include <xxhash.h>
 
-#define GUIDES_KEPT 64              /* unused compiled guides kept for reuse */
-#define MASK_CACHE_BYTES (64u << 20)    /* per guide */
+/* Memory: at most GUIDES_KEPT guides beyond those in use, each with at most
+ * MASK_CACHE_BYTES of cached masks (about 800 states of a 150k vocabulary). */
+#define GUIDES_KEPT 16
+#define MASK_CACHE_BYTES (16u << 20)
 
 const char *pgd__guide_kind_name(enum pgd_guide_kind kind)
 {
