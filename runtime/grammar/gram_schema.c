@@ -205,7 +205,7 @@ static void nonneg_range(struct pgd__buf *b, long long lo, long long hi)
 {
     bool first = true;
     long long p = 1;                /* 10^(d-1) */
-    for (int d = 1; d <= INT_DIGITS && p <= hi; d++, p *= 10) {
+    for (int d = 1; d <= INT_DIGITS && (d == 1 || p <= hi); d++, p *= 10) {
         long long a = d == 1 ? 0 : p, z = p * 10 - 1;
         if (a < lo)
             a = lo;

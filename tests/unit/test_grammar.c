@@ -203,6 +203,35 @@ Test(grammar, a_long_generation_keeps_the_matcher_small)
     pgd__grammar_free(g);
 }
 
+/* Integer bounds become digit patterns: for random ranges, a number is accepted exactly when
+ * it lies inside (boundaries, their neighbours and random values checked). */
+Test(grammar, integer_ranges_are_exact)
+{
+    uint64_t x = 0x2545F4914F6CDD1DULL;
+    for (int r = 0; r < 120; r++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        long long lo = (long long)(x % 200000) - 100000;
+        long long span = (long long)((x >> 20) % (r % 3 == 0 ? 50 : 300000));
+        long long hi = lo + span;
+        char schema[160];
+        snprintf(schema, sizeof schema, "{\"type\":\"integer\",\"minimum\":%lld,\"maximum\":%lld}",
+                 lo, hi);
+        struct pgd__grammar *g;
+        char err[256];
+        cr_assert_eq(pgd__guide_compile(PGD_GUIDE_JSON_SCHEMA, schema, &g, err, sizeof err),
+                     PGD_OK, "%s: %s", schema, err);
+        long long probes[12] = { lo - 1, lo, lo + 1, hi - 1, hi, hi + 1, 0, -1, 1,
+                                 (lo + hi) / 2, lo * 10, hi * 10 };
+        for (int k = 0; k < 12; k++) {
+            char num[32];
+            snprintf(num, sizeof num, "%lld", probes[k]);
+            bool want = probes[k] >= lo && probes[k] <= hi;
+            cr_assert_eq(accepts(g, num, strlen(num)), want, "%s: %s", schema, num);
+        }
+        pgd__grammar_free(g);
+    }
+}
+
 /* ---- the token mask against brute force over real vocabularies ---------------------------- */
 
 #define TOKDIR PGD_TEST_SRCDIR "/tests/fixtures/tokenizer"
