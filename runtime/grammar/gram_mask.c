@@ -227,16 +227,15 @@ static int32_t partial_state(struct walk *w, int32_t base, const struct pgd__gpa
     return (int32_t)w->n_st++;
 }
 
-/* base's stacks after code point cp (complete) by the subset that takes it. */
+/* base's stacks (at most 32) after code point cp (complete) by the subset that takes it. */
 static int32_t complete(struct walk *w, int32_t base, uint32_t cp)
 {
     const struct wstate *b = &w->st[base];
     uint64_t sel = pgd__gmatch_takers(w->m, w->sets + b->off, b->n, cp);
     if (sel == 0)
         return DEAD;
-    /* keys: base and the subset (distinct bases have distinct keys by a multiplier) */
-    uint64_t key = (sel * 0xff51afd7ed558ccdULL) ^ ((uint64_t)(uint32_t)base + 1);
-    key = key ? key : 1;
+    /* the exact key: base and the subset (states of at most 32 stacks come here; sel != 0) */
+    uint64_t key = (uint64_t)(uint32_t)base << 32 | sel;
     int32_t r = kmap_get(&w->advanced, key);
     if (r != UNKNOWN)
         return r;
@@ -260,7 +259,7 @@ static int32_t transition(struct walk *w, int32_t s, uint8_t byte)
         return *slot;
     const struct wstate st = w->st[s];
     int32_t r = DEAD;
-    if (st.n > 64) {
+    if (st.n > 32) {
         r = step_state(w, s, byte);
     } else if (st.part.need == 0) {
         int need = byte < 0x80 ? 0 : byte >= 0xC2 && byte <= 0xDF ? 1

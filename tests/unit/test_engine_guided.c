@@ -90,8 +90,9 @@ static bool re_full_match(const char *re, const char *s, size_t n)
 {
     int code;
     PCRE2_SIZE off;
-    pcre2_code *c = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_ANCHORED |
-                                  PCRE2_ENDANCHORED, &code, &off, NULL);
+    pcre2_code *c = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED,
+                                  PCRE2_UTF | PCRE2_ANCHORED | PCRE2_ENDANCHORED, &code, &off,
+                                  NULL);
     cr_assert_not_null(c, "bad test regex %s", re);
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(c, NULL);
     int rc = pcre2_match(c, (PCRE2_SPTR)s, n, 0, 0, md, NULL);

@@ -244,15 +244,25 @@ struct mask_guide {
 
 static const struct mask_guide MASK_GUIDES[] = {
     { PGD_GUIDE_JSON_SCHEMA,
-      "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"n\":{\"type\":\"integer\","
-      "\"minimum\":1,\"maximum\":500},\"t\":{\"type\":\"array\",\"items\":{\"enum\":[\"x\",\"y\"]}}},"
+      "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},"
+      "\"n\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":500},"
+      "\"t\":{\"type\":\"array\",\"items\":{\"enum\":[\"x\",\"y\"]}}},"
       "\"required\":[\"name\",\"n\"]}",
       "{\"name\": \"Zo\xc3\xab \xe2\x82\xac\\n\", \"n\": 42, \"t\": [\"x\"]}" },
     { PGD_GUIDE_JSON_OBJECT, NULL, "{\"k\": [1, {\"a\": null}], \"\xe4\xb8\xad\": true}" },
-    { PGD_GUIDE_REGEX, "[a-z\xc3\xa9\xe2\x82\xac]+ \\d{2,4}(\\.\\d+)?", "caf\xc3\xa9\xe2\x82\xac 2024.5" },
+    { PGD_GUIDE_REGEX, "[a-z\xc3\xa9\xe2\x82\xac]+ \\d{2,4}(\\.\\d+)?",
+      "caf\xc3\xa9\xe2\x82\xac 2024.5" },
     { PGD_GUIDE_GRAMMAR, "root ::= ([\\u4e00-\\u9fff]+ | \"\\U0001F600\") (\" \" root)?",
       "\xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x98\x80 \xe5\xad\x97" },
     { PGD_GUIDE_CHOICE, "[\"The answer\", \"The end\", \" Thanks\"]", "The end" },
+    /* 40 alternatives: over 32 stacks at first, the walk's generic path */
+    { PGD_GUIDE_CHOICE,
+      "[\"th0\",\"th1\",\"th2\",\"th3\",\"th4\",\"th5\",\"th6\",\"th7\",\"th8\","
+      "\"th9\",\"th10\",\"th11\",\"th12\",\"th13\",\"th14\",\"th15\",\"th16\","
+      "\"th17\",\"th18\",\"th19\",\"th20\",\"th21\",\"th22\",\"th23\",\"th24\","
+      "\"th25\",\"th26\",\"th27\",\"th28\",\"th29\",\"th30\",\"th31\",\"th32\","
+      "\"th33\",\"th34\",\"th35\",\"th36\",\"th37\",\"th38\",\"th39\"]",
+      "th17" },
 };
 
 /* Checks the mask of state m (also through the guide's cache) token by token: a token is

@@ -4,8 +4,9 @@
  * computed (walking the vocabulary trie: "walk"; and through the guide's mask cache, as the
  * engine does: "engine"), a random allowed token is taken (seeded) and the matcher advances.
  * Prints the compile time and, per step, the mean, p50, p99 and max of both in microseconds
- * of the thread's CPU time, and how many distinct states the generation met. The engine computes one mask per constrained row of a step, on
- * its thread, before the forward pass is launched. */
+ * of the thread's CPU time, and how many distinct states the generation met. The engine
+ * computes one mask per constrained row of a step, on its thread, before the forward pass
+ * is launched. */
 #include "config.h"
 #include "tools/commands.h"
 #include "runtime/base/buf.h"
