@@ -91,8 +91,9 @@ int pgd__gb_rule_new(struct pgd__gbuilder *b, const char *hint)
 {
     size_t n = strlen(hint) + 16;
     char *s = malloc(n);
+    /* '#' cannot appear in a rule name of grammar text: no clash with the user's rules */
     if (s)
-        snprintf(s, n, "%s_%d", hint, b->n_rules);
+        snprintf(s, n, "%s#%d", hint, b->n_rules);
     return rule_add(b, s);
 }
 

@@ -101,7 +101,8 @@ void pgd__gb_init(struct pgd__gbuilder *b);
 void pgd__gb_fini(struct pgd__gbuilder *b);
 /* The rule named name[0..len) (created undefined when new); -1 when out of memory. */
 int pgd__gb_rule(struct pgd__gbuilder *b, const char *name, size_t len);
-/* A new rule with a fresh name made from hint ("hint_N"); -1 when out of memory. */
+/* A new rule with a fresh name made from hint ("hint#N", which no grammar text can name);
+ * -1 when out of memory. */
 int pgd__gb_rule_new(struct pgd__gbuilder *b, const char *hint);
 /* Defines rule id with body (moved in: body is empty after; an END is appended). false:
  * out of memory or over PGD__GRAMMAR_MAX_EL (b->nomem tells which). */

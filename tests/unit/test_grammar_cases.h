@@ -447,6 +447,8 @@ static const struct gcase GCASES[] = {
     { 'S', "{\"type\":\"string\",\"pattern\":\"\\\\s\"}", "\"\n\"", NO },
     { 'C', "[\"\xe4\xb8\xad\", \"\xe4\xb8\xad\xe6\x96\x87\"]", "\xe4\xb8\xad\xe6\x96\x87", YES },
     { 'C', "[\"\xe4\xb8\xad\", \"\xe4\xb8\xad\xe6\x96\x87\"]", "\xe6\x96\x87", NO },
+    /* user rules named like the helper rules repetition makes */
+    { 'G', "root ::= rep_1 \"a\"* group_2\nrep_1 ::= \"r\"\ngroup_2 ::= (\"g\")", "raag", YES },
 };
 
 #endif
