@@ -358,3 +358,21 @@ Test(guided, every_sample_of_n_has_its_own_matcher, .timeout = 120)
     }
     pgd_engine_destroy(e);
 }
+
+Test(guided, an_engine_without_a_tokenizer_refuses_structured_output)
+{
+    /* llama-f32 has no tokenizer.json: requests come as token ids */
+    struct pgd_engine *e = model_engine("llama-f32", PGD_DEVICE_CPU, 64, 16, 128, 4);
+    cr_assert_not(pgd_engine_has_tokenizer(e));
+    static const int32_t ids[3] = { 5, 6, 7 };
+    struct pgd_request_params r = pgd_request_default_params();
+    r.prompt_ids = ids;
+    r.n_prompt_ids = 3;
+    r.sampling.guide_kind = PGD_GUIDE_REGEX;
+    r.sampling.guide = "[0-9]+";
+    struct pgd_stream *s;
+    char err[512] = "";
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_ERR_INVALID_ARG);
+    cr_assert(strstr(err, "structured output (regex) needs the model's tokenizer"), "%s", err);
+    pgd_engine_destroy(e);
+}
