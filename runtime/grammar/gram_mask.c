@@ -308,7 +308,10 @@ void pgd__gmask_fill(struct pgd__gmatch *m, const struct pgd__vocab *v, const in
         lv[0] = intern(&w, start, m->n_set, &part);
         for (uint32_t i = 0; lv[0] >= 0 && i < v->n_nodes;) {
             int d = v->ndepth[i];
-            int32_t s = transition(&w, lv[d - 1], v->nbyte[i]);
+            /* the memo row first (most nodes), the transition's work on a miss */
+            int32_t s = w.next[(size_t)lv[d - 1] * 256 + v->nbyte[i]];
+            if (s == UNKNOWN)
+                s = transition(&w, lv[d - 1], v->nbyte[i]);
             if (s < 0) {
                 i = v->nend[i];
                 continue;
