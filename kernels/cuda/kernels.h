@@ -242,7 +242,8 @@ int pgd_cuda_argmax(struct pgd_cuda_ctx *c, const float *logits, int rows, int v
  * order (probability desc, id asc); and on request the logprob and rank of the sampled (or
  * a target) token and the top n_top logprobs of the raw logits. Masses are summed as 64-bit
  * fixed point (2^62 = probability 1), so every result is the same run to run. The host
- * packs the rows (runtime/sample/sample_rows.c). */
+ * packs the rows (runtime/sample/sample_rows.c). A row may carry an allowed-token bitmask
+ * (structured output, allow_off), applied first; rows without one pay nothing for it. */
 #define PGD_CUDA_MAX_TOP 20
 #define PGD_CUDA_SAMPLE_MAX_VOCAB (1 << 20)
 enum { PGD_CUDA_ROW_SKIP = 0, PGD_CUDA_ROW_SAMPLE = 1, PGD_CUDA_ROW_TARGET = 2 };
@@ -257,7 +258,10 @@ struct pgd_cuda_sample_row {
      * order, then n_pen (id, output count) pairs of distinct ids for the penalties. */
     int32_t pool_off, n_mask, n_bias, n_pen;
     uint32_t child;
-    uint32_t pad_;
+    /* Structured output: the pool offset of the row's allowed-token bitmask
+     * [ceil(vocab / 32)] words (bit t % 32 of word t / 32: token t allowed; the others get
+     * -inf before anything else), or -1 for none. */
+    int32_t allow_off;
     uint64_t seed;
     uint64_t draw;                   /* the draw index: the output position */
 };

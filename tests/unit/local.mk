@@ -7,7 +7,8 @@ CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cp
 	tests/unit/test_corrupt_files tests/unit/test_settings tests/unit/test_metrics \
 	tests/unit/test_ini tests/unit/test_reload tests/unit/test_log tests/unit/test_spec \
 	tests/unit/test_batch_defaults tests/unit/test_model_shard tests/unit/test_quant \
-	tests/unit/test_oai_parsers
+	tests/unit/test_oai_parsers \
+	tests/unit/test_grammar tests/unit/test_engine_guided
 check_PROGRAMS += $(CRITERION_TESTS) tests/unit/test_engine_tsan
 tests_unit_test_base_SOURCES = %reldir%/test_base.c
 tests_unit_test_base_CPPFLAGS = $(TEST_CPPFLAGS)
@@ -143,3 +144,13 @@ tests_unit_test_oai_parsers_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_oai_parsers_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_oai_parsers_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_oai_parsers_LDADD = $(TEST_LDADD)
+tests_unit_test_grammar_SOURCES = %reldir%/test_grammar.c %reldir%/test_grammar_cases.h
+tests_unit_test_grammar_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_grammar_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_grammar_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_grammar_LDADD = $(TEST_LDADD)
+tests_unit_test_engine_guided_SOURCES = %reldir%/test_engine_guided.c
+tests_unit_test_engine_guided_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_engine_guided_CFLAGS = $(TEST_CFLAGS) $(PCRE2_CFLAGS)
+tests_unit_test_engine_guided_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_engine_guided_LDADD = $(TEST_LDADD) $(PCRE2_LIBS)
