@@ -36,6 +36,7 @@ void pgd_tool_chat_fini(struct pgd_tool_chat *c);
 int pgd_cmd_bench(int argc, char **argv);      /* tools/bench/cmd_bench.c */
 int pgd_cmd_bench_throughput(int argc, char **argv);   /* tools/bench/cmd_bench_throughput.c */
 int pgd_cmd_bench_gemv(int argc, char **argv);         /* tools/bench/cmd_bench_gemv.c */
+int pgd_cmd_bench_quant(int argc, char **argv);        /* tools/bench/cmd_bench_quant.c */
 int pgd_cmd_bench_attention(int argc, char **argv);    /* tools/bench/cmd_bench_attention.c */
 int pgd_cmd_bench_serve(int argc, char **argv);        /* tools/bench/cmd_bench_serve.c */
 /* The device's ceilings for the benchmarks' bounds: device-to-device copy bandwidth (GB/s,

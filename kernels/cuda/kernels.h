@@ -289,6 +289,33 @@ int pgd_cuda_fp8_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x
                         const struct pgd_cuda_fp8 *w, const void *b, void *y, char *err,
                         size_t errlen);
 void pgd_cuda_fp8_destroy(struct pgd_cuda_fp8 *w);
+/* The linears with the path forced, for tests and benches: PGD_CUDA_QPATH_AUTO as above;
+ * _GEMV (any n: QGEMV_ROWS rows a launch); _GEMM: wq: dequantized slices through cuBLASLt;
+ * fp8: cuBLASLt's FP8 GEMM, outer-vector scales where it has them, else float32 output and
+ * an epilogue kernel; _GEMM_VEC / _GEMM_F32 (fp8 only): that one. Returns 2 when cuBLASLt has
+ * no algorithm for the forced FP8 kind (err says so; nothing was written). The auto path
+ * takes the GEMV up to PGD_CUDA_WQ_GEMV_MAX_N (16) / PGD_CUDA_FP8_GEMV_MAX_N (8) rows. */
+enum { PGD_CUDA_QPATH_AUTO = 0, PGD_CUDA_QPATH_GEMV = 1, PGD_CUDA_QPATH_GEMM = 2,
+       PGD_CUDA_QPATH_GEMM_VEC = 3, PGD_CUDA_QPATH_GEMM_F32 = 4 };
+int pgd_cuda_wq_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const void *x,
+                            int n, const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
+                            size_t errlen);
+int pgd_cuda_fp8_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const void *x,
+                             int n, const struct pgd_cuda_fp8 *w, const void *b, void *y,
+                             char *err, size_t errlen);
+/* Bytes of device memory a layer's weights take (packed weights and their scales): what a
+ * pass over the layer reads. */
+size_t pgd_cuda_wq_weight_bytes(const struct pgd_cuda_wq *w);
+size_t pgd_cuda_fp8_weight_bytes(const struct pgd_cuda_fp8 *w);
+/* Microseconds per y[n, out] = x[n, in] @ W^T (BF16 activations, no bias) through `path`, on
+ * random layers made on the device (format PGD_CUDA_QBENCH_W4 / _W8: group_size as given,
+ * -1 per-channel, act_order: a random perm; _FP8: per-channel scales), the median of 7 runs
+ * over layer copies that together exceed L2. *bytes: one layer's weight bytes. Returns 2 when
+ * the path has no cuBLASLt algorithm. */
+enum { PGD_CUDA_QBENCH_W4 = 0, PGD_CUDA_QBENCH_W8 = 1, PGD_CUDA_QBENCH_FP8 = 2 };
+int pgd_cuda_bench_quant(struct pgd_cuda_ctx *c, int format, int group_size, int act_order,
+                         int path, int n, int in, int out, double *us, size_t *bytes, char *err,
+                         size_t errlen);
 
 /* ---- graph.cu: CUDA graphs ---------------------------------------------------------- */
 /* Between capture_begin and capture_end the context's stream records instead of running
