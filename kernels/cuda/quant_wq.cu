@@ -1,35 +1,26 @@
 /* Weight-only integer linears (W4A16 / W8A16: GPTQ, AWQ) on the GPU, from the canonical
  * layout of include/pagoda/quant.h.
  *
- * Repacked at create into what the kernels read:
- *   w     [out][in / pack] uint32: the canonical qweight transposed, so that each output
- *         feature's packed weights are one contiguous row (the same words, GPTQ's packing:
- *         8 or 4 consecutive canonical inputs a word, the low bits first);
- *   meta  [out][groups] half2 {scale, zero}: GPTQ and AWQ store fp16 scales, and fp16 holds
- *         their integer zeros exactly (a scale outside fp16's range is refused at create);
- *   perm  [in] int32 (act-order), applied to x by a gather into the context's scratch, after
- *         which act-order runs exactly the plain kernels.
- * Small n (decode): quant.cuh's GEMV, a warp per output feature reading its packed row once
- * in 16-byte chunks (32 inputs at 4 bits, 16 at 8), dequantizing in registers and summing in
- * float32. A chunk lies inside one group, so its scale multiplies the chunk's sum once.
- * Integers become floats without a conversion instruction: OR-ing a field into the mantissa
- * of 2^23 gives 2^23 + q * 2^shift exactly; subtracting 2^23 and one FMA by 2^-shift gives
- * q - zero rounded once.
+ * Repacked at create into what the kernels read (quant_wq.cuh): the packed weights in the
+ * mma layout (4 bits, integer zeros: the tensor-core GEMV of quant_wq_mma.cu) or the plain
+ * one (the canonical qweight transposed: each output feature's words one contiguous row);
+ * meta half2 {scale, zero} per feature and group (GPTQ and AWQ store fp16 scales, and fp16
+ * holds their integer zeros exactly; a value outside fp16's range is refused at create); perm
+ * (act-order) applied to x by a gather into the context's scratch, after which act-order
+ * runs exactly the plain kernels.
+ * Small n (decode), plain layout: quant.cuh's GEMV, a warp per output feature reading its
+ * packed row once in 16-byte chunks (32 inputs at 4 bits, 16 at 8), dequantizing in
+ * registers and summing in float32. A chunk lies inside one group, so its scale multiplies
+ * the chunk's sum once. Integers become floats without a conversion instruction: OR-ing a
+ * field into the mantissa of 2^23 gives 2^23 + q * 2^shift exactly; subtracting 2^23 and one
+ * FMA by 2^-shift gives q - zero rounded once.
  * Large n: the rows are dequantized a slice at a time into a 16-bit tile in the scratch and
  * multiplied by cuBLASLt into the slice's columns of y (quant_lt.cu). */
-#include "kernels/cuda/quant.cuh"
+#include "kernels/cuda/quant_wq.cuh"
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct pgd_cuda_wq {
-    int bits, group_size, groups;
-    int in, out;
-    uint32_t *w;                     /* device [out][in / pack] */
-    __half2 *meta;                   /* device [out][groups] {scale, zero} */
-    int32_t *perm;                   /* device [in] or NULL */
-};
 
 #define WQ_GEMV_MAX_N_DEFAULT 16     /* the GEMV up to here, cuBLASLt beyond */
 
@@ -136,7 +127,7 @@ __global__ void wq_dequant_kernel(const uint32_t *__restrict__ w, const __half2 
             dq4(word, z, f);
         else
             dq8(word, z, f);
-        T out[PACK];
+        __align__(16) T out[PACK];
 #pragma unroll
         for (int e = 0; e < PACK; e++)
             out[e] = from_f<T>(f[e] * s);
@@ -214,21 +205,29 @@ extern "C" int pgd_cuda_wq_create(const struct pgd_wq_host *h, struct pgd_cuda_w
         return 1;
     const int in = (int)h->in, o_n = (int)h->out, pack = 32 / h->bits;
     const int wpr = in / pack, groups = in / h->group_size;
+    const int mma = pgd_cuda__wq_mma_fits(h), out_pad = (o_n + 15) / 16 * 16;
     struct pgd_cuda_wq *w = (struct pgd_cuda_wq *)calloc(1, sizeof *w);
-    uint32_t *tw = (uint32_t *)malloc((size_t)o_n * wpr * sizeof(uint32_t));
-    __half2 *meta = (__half2 *)malloc((size_t)o_n * groups * sizeof(__half2));
+    /* the mma layout is zero-padded to out_pad rows; meta has out_pad rows either way */
+    const size_t wbytes = (size_t)(mma ? out_pad : o_n) * wpr * sizeof(uint32_t);
+    const size_t mbytes = (size_t)out_pad * groups * sizeof(__half2);
+    uint32_t *tw = (uint32_t *)malloc(wbytes);
+    __half2 *meta = (__half2 *)calloc(1, mbytes);
     int rc = 0;
     if (!w || !tw || !meta)
         rc = pgd_cuda_failf(err, errlen, "out of host memory repacking a [%d, %d] layer", o_n, in);
     if (!rc) {
-        *w = (struct pgd_cuda_wq){ h->bits, h->group_size, groups, in, o_n, NULL, NULL, NULL };
-        /* the transpose: canonical word row i of feature o becomes word i of row o */
-        for (int i = 0; i < wpr; i++)
-            for (int o = 0; o < o_n; o++)
-                tw[(size_t)o * wpr + i] = h->qweight[(size_t)i * o_n + o];
+        *w = (struct pgd_cuda_wq){ h->bits, h->group_size, groups, in, o_n, out_pad, mma, NULL,
+                                   NULL, NULL };
+        if (mma) {
+            pgd_cuda__wq_mma_pack(h, out_pad, tw);
+        } else {
+            /* the transpose: canonical word row i of feature o becomes word i of row o */
+            for (int i = 0; i < wpr; i++)
+                for (int o = 0; o < o_n; o++)
+                    tw[(size_t)o * wpr + i] = h->qweight[(size_t)i * o_n + o];
+        }
         rc = wq_meta(h, groups, meta, err, errlen);
     }
-    size_t wbytes = (size_t)o_n * wpr * sizeof(uint32_t), mbytes = (size_t)o_n * groups * sizeof(__half2);
     if (!rc) {
         w->w = (uint32_t *)pgd_cuda_malloc(wbytes);
         w->meta = (__half2 *)pgd_cuda_malloc(mbytes);
@@ -287,6 +286,8 @@ static int wq_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int
         return 1;
     char what[64];
     snprintf(what, sizeof what, "W%dA16 (group %d)", w->bits, w->group_size);
+    if (w->mma)
+        return pgd_cuda__wq_mma_gemv(c, dt, xk, n, w, b, y, err, errlen);
     if (w->bits == 4)
         return qgemv_launch(c, make_dec<4>(w), (const T *)xk, (const T *)b, (const float *)NULL,
                             n, w->in, w->out, (T *)y, what, err, errlen);
@@ -295,9 +296,11 @@ static int wq_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int
 }
 
 template <typename T>
-static int wq_dequant(struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int o0, int rows,
-                      void *dst, char *err, size_t errlen)
+static int wq_dequant(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const struct pgd_cuda_wq *w,
+                      int o0, int rows, void *dst, char *err, size_t errlen)
 {
+    if (w->mma)
+        return pgd_cuda__wq_mma_dequant(c, dt, w, o0, rows, dst, err, errlen);
     const size_t words = (size_t)rows * (w->in / (32 / w->bits));
     dim3 grid(pgd_cuda_blocks((int64_t)words, 256)), block(256);
     cudaError_t e;
@@ -341,7 +344,7 @@ static int wq_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int
         return 1;
     for (int o0 = 0; o0 < w->out; o0 += wrows) {
         const int rows = w->out - o0 < wrows ? w->out - o0 : wrows;
-        if (wq_dequant<T>(c, w, o0, rows, wbuf, err, errlen))
+        if (wq_dequant<T>(c, dt, w, o0, rows, wbuf, err, errlen))
             return 1;
         const int step = stage && !stage_once ? xrows : n;
         for (int r0 = 0; r0 < n; r0 += step) {
@@ -403,5 +406,6 @@ extern "C" int pgd_cuda_wq_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, con
 
 extern "C" size_t pgd_cuda_wq_weight_bytes(const struct pgd_cuda_wq *w)
 {
-    return (size_t)w->out * w->in / (32 / w->bits) * 4 + (size_t)w->out * w->groups * 4;
+    return (size_t)(w->mma ? w->out_pad : w->out) * w->in / (32 / w->bits) * 4 +
+           (size_t)w->out_pad * w->groups * 4;
 }

@@ -111,9 +111,14 @@ struct wq_layer {
     char name[160];
 };
 
-/* A random layer; asym: zeros random integers in [0, 2^bits - 1] (AWQ, GPTQ asym), else the
- * symmetric 2^(bits - 1). Scales in [2^-9, 2^-5], fp16 values. group_size -1: per-channel. */
-static void wq_init(struct wq_layer *L, int bits, int group_size, bool act_order, bool asym,
+/* Zeros: the symmetric 2^(bits - 1); random integers in [0, 2^bits] (AWQ, GPTQ asym; 2^bits:
+ * GPTQ v1's stored 2^bits - 1 plus one); or those plus 0.5 (not GPTQ's or AWQ's, but the
+ * canonical layout's zeros are real-valued: such a layer takes the plain layout, not the
+ * tensor-core one). */
+enum { Z_SYM, Z_INT, Z_HALF };
+
+/* A random layer. Scales in [2^-9, 2^-5], fp16 values. group_size -1: per-channel. */
+static void wq_init(struct wq_layer *L, int bits, int group_size, bool act_order, int zeros,
                     int in, int out)
 {
     const int pack = 32 / bits, gs = group_size > 0 ? group_size : in, groups = in / gs;
@@ -127,7 +132,8 @@ static void wq_init(struct wq_layer *L, int bits, int group_size, bool act_order
     for (size_t i = 0; i < (size_t)groups * out; i++) {
         L->scales[i] = f16_exact(ldexpf(1.0f + (float)(rand32() % 1024) / 1024.0f,
                                         -9 + (int)(rand32() % 4)));
-        L->zeros[i] = asym ? (float)(rand32() % (1u << bits)) : (float)(1 << (bits - 1));
+        L->zeros[i] = zeros == Z_SYM ? (float)(1 << (bits - 1))
+                    : (float)(rand32() % ((1u << bits) + 1)) + (zeros == Z_HALF ? 0.5f : 0.0f);
     }
     if (act_order) {
         L->perm = malloc((size_t)in * sizeof *L->perm);
@@ -147,8 +153,10 @@ static void wq_init(struct wq_layer *L, int bits, int group_size, bool act_order
         for (size_t i = 0; i < (size_t)out * in; i++)
             L->w_dt[t][i] = round_to(L->w[i], DTS[t]);
     }
-    snprintf(L->name, sizeof L->name, "W%dA16 [%d x %d] group %d%s%s", bits, out, in, gs,
-             group_size < 0 ? " (per-channel)" : "", act_order ? " act-order" : "");
+    static const char *zname[3] = { "sym", "asym", "half-integer zeros" };
+    snprintf(L->name, sizeof L->name, "W%dA16 [%d x %d] group %d%s%s, %s", bits, out, in, gs,
+             group_size < 0 ? " (per-channel)" : "", act_order ? " act-order" : "",
+             zname[zeros]);
     char err[512] = "";
     CHECK_RC(pgd_cuda_wq_create(&L->h, &L->d, err, sizeof err));
 }
@@ -187,13 +195,15 @@ static const int NS[6] = { 1, 3, 8, 17, 64, 256 };
 
 /* Every bits x group x act-order x dtype on [200 x 1024] (200: not a multiple of 16 or of
  * the GEMV block), every n through the GEMV, the GEMM and the automatic choice (GEMV at
- * 256 rows: 64 launches of 4, tested once a layer to keep the run short). */
-static void wq_sweep(int bits, bool act_order)
+ * 256 rows: many launches, tested once a layer to keep the run short). 4 bits with integer
+ * zeros run the tensor-core GEMV; with half_zeros, and at 8 bits, the plain one. */
+static void wq_sweep(int bits, bool act_order, bool half_zeros)
 {
     static const int GROUPS[4] = { 32, 64, 128, -1 };
     for (int g = 0; g < 4; g++) {
         struct wq_layer L;
-        wq_init(&L, bits, GROUPS[g], act_order, g % 2 == 1, 1024, 200);
+        wq_init(&L, bits, GROUPS[g], act_order, half_zeros ? Z_HALF : g % 2 == 1 ? Z_INT : Z_SYM,
+                1024, 200);
         for (int t = 0; t < 2; t++)
             for (int i = 0; i < 6; i++) {
                 const int n = NS[i];
@@ -207,16 +217,19 @@ static void wq_sweep(int bits, bool act_order)
     }
 }
 
-GPU_TEST(w4_every_group_and_n) { wq_sweep(4, false); }
-GPU_TEST(w4_act_order_every_group_and_n) { wq_sweep(4, true); }
-GPU_TEST(w8_every_group_and_n) { wq_sweep(8, false); }
-GPU_TEST(w8_act_order_every_group_and_n) { wq_sweep(8, true); }
+GPU_TEST(w4_every_group_and_n) { wq_sweep(4, false, false); }
+GPU_TEST(w4_act_order_every_group_and_n) { wq_sweep(4, true, false); }
+GPU_TEST(w4_plain_layout_every_group_and_n) { wq_sweep(4, true, true); }
+GPU_TEST(w8_every_group_and_n) { wq_sweep(8, false, false); }
+GPU_TEST(w8_act_order_every_group_and_n) { wq_sweep(8, true, false); }
 
-/* Shapes that reach the loops' other branches: rows of 33 chunks (lanes idle in the last
- * round), rows longer than one round of loads (4-bit 8192 wide: 256 chunks; 8-bit 4096
- * wide), a single output (most of the block idle), a GEMM over more rows than one
- * scratch slice (32768 wide: 512 rows a slice, so 600 take two), and act-order x staged in
- * pieces (520 rows of 32768 > the 512 the staging half holds). */
+/* Shapes that reach the loops' other branches: rows of 33 chunks (1056 wide: the plain
+ * layout, lanes idle in the last round), rows longer than one round of loads (4-bit 8192
+ * wide; 8-bit 4096 wide), a tensor-core row split unevenly over the warps (4160 wide: 65
+ * blocks of 64 over 8 warps of 9, the last one idle, groups cut by the warps' ranges), a
+ * single output (one tile, 15 rows of padding), a GEMM over more rows than one scratch slice
+ * (32768 wide: 512 rows a slice, so 600 take two), and act-order x staged in pieces (520
+ * rows of 32768 > the 512 the staging half holds). */
 GPU_TEST(wq_odd_and_large_shapes)
 {
     struct { int bits, group, in, out, n, path; bool act; } cases[] = {
@@ -226,6 +239,9 @@ GPU_TEST(wq_odd_and_large_shapes)
         { 8, 64, 4096, 130, 2, PGD_CUDA_QPATH_GEMV, true },
         { 8, -1, 4096, 130, 4, PGD_CUDA_QPATH_AUTO, false },
         { 4, 128, 4096, 1, 1, PGD_CUDA_QPATH_GEMV, false },
+        { 4, 320, 4160, 40, 2, PGD_CUDA_QPATH_GEMV, true },
+        { 4, 64, 4160, 40, 16, PGD_CUDA_QPATH_GEMV, false },
+        { 4, 64, 4160, 40, 17, PGD_CUDA_QPATH_GEMM, false },
         { 4, 128, 4096, 1, 33, PGD_CUDA_QPATH_GEMM, true },
         { 4, 128, 32768, 600, 17, PGD_CUDA_QPATH_GEMM, false },
         { 8, 128, 32768, 600, 9, PGD_CUDA_QPATH_GEMM, true },
@@ -233,8 +249,8 @@ GPU_TEST(wq_odd_and_large_shapes)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct wq_layer L;
-        wq_init(&L, cases[i].bits, cases[i].group, cases[i].act, i % 2 == 0, cases[i].in,
-                cases[i].out);
+        wq_init(&L, cases[i].bits, cases[i].group, cases[i].act, i % 2 == 0 ? Z_INT : Z_SYM,
+                cases[i].in, cases[i].out);
         wq_check(&L, PGD_DTYPE_BF16, cases[i].n, cases[i].path, i % 3 == 0);
         wq_fini(&L);
     }
@@ -381,7 +397,7 @@ GPU_TEST(quantized_linears_in_a_cuda_graph)
     const int in = 1024, out = 208;
     struct wq_layer W;
     struct fp8_layer F;
-    wq_init(&W, 4, 128, true, true, in, out);
+    wq_init(&W, 4, 128, true, Z_INT, in, out);
     fp8_init(&F, true, in, out);
     const int ns[2] = { 2, 64 };
     for (int k = 0; k < 2; k++) {
