@@ -152,6 +152,15 @@ struct pgd_cuda_qlt {
 int pgd_cuda__qlt_matmul(struct pgd_cuda_ctx *c, const struct pgd_cuda_qlt *g, char *err,
                          size_t errlen);
 
+/* ---- the FP8 tensor-core GEMV (quant_fp8_mma.cu) ------------------------------------------- */
+/* Whether the context's device runs e4m3 mma.sync (compute capability 8.9 or later). */
+bool pgd_cuda__fp8_mma_ok(const struct pgd_cuda_ctx *c);
+/* y [n, out] (dt) = (xq [n, in] e4m3 @ w [out, in]^T e4m3) * xs[row] * sw[col] + b, in a
+ * multiple of 64, xq 16-byte aligned; 16 rows a launch. */
+int pgd_cuda__fp8_mma_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const uint8_t *xq,
+                           const float *xs, int n, const uint8_t *w, const float *sw, int in,
+                           int out, const void *b, void *y, char *err, size_t errlen);
+
 /* Environment knobs read once (for measuring paths against each other): an integer
  * variable, or def when unset. */
 int pgd_cuda__qenv_int(const char *name, int def);

@@ -5,9 +5,11 @@
  * (a per-tensor scale is stored expanded).
  *
  * Every call first quantizes x, one block a row, into the context's scratch; then
- *   small n: quant.cuh's GEMV reads the e4m3 weight rows once (16 bytes a lane a load) and x
- *            as the exact 16-bit values of its e4m3 codes (every e4m3 value is a bf16 and an
- *            fp16), summing in float32 and scaling by sx * sw at the end;
+ *   small n: a GEMV reading the e4m3 weight rows once: on tensor cores (quant_fp8_mma.cu,
+ *            e4m3 mma.sync on the codes themselves; in a multiple of 64, sm_89 and later) or
+ *            quant.cuh's plain GEMV (16 bytes a lane a load, x as the exact 16-bit values of
+ *            its e4m3 codes: every e4m3 value is a bf16 and an fp16), summing in float32 and
+ *            scaling by sx * sw at the end;
  *   large n: cuBLASLt's FP8 GEMM (TN, e4m3 inputs, float32 compute) with sw and sx as
  *            outer-vector scales in its epilogue and y written in dt; where cuBLASLt has no
  *            such algorithm, the GEMM writes float32 into the scratch and a small kernel
@@ -192,17 +194,37 @@ extern "C" void pgd_cuda_fp8_destroy(struct pgd_cuda_fp8 *w)
 /* ---- the paths -------------------------------------------------------------------------------- */
 static size_t align256(size_t v) { return (v + 255) / 256 * 256; }
 
-/* Scratch: x's e4m3 values as T [n, in], then sx [n]. */
-template <typename T>
-static int fp8_gemv(struct pgd_cuda_ctx *c, const void *x, int n, const struct pgd_cuda_fp8 *w,
-                    const void *b, void *y, char *err, size_t errlen)
+/* Whether the GEMV runs on tensor cores (quant_fp8_mma.cu): in a multiple of 64, a device
+ * with e4m3 mma.sync, and not PGD_CUDA_FP8_MMA=0. */
+static bool fp8_mma_on(struct pgd_cuda_ctx *c, const struct pgd_cuda_fp8 *w)
 {
-    const size_t xbytes = align256((size_t)n * w->in * sizeof(T));
+    static int env = -1;
+    if (env < 0)
+        env = pgd_cuda__qenv_int("PGD_CUDA_FP8_MMA", 1) != 0;
+    return env && w->in % 64 == 0 && pgd_cuda__fp8_mma_ok(c);
+}
+
+/* Scratch: x's e4m3 codes [n, in] (tensor cores) or their values as T [n, in] (the plain
+ * GEMV), then sx [n]. */
+template <typename T>
+static int fp8_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                    const struct pgd_cuda_fp8 *w, const void *b, void *y, char *err,
+                    size_t errlen)
+{
+    const bool mma = fp8_mma_on(c, w);
+    const size_t xbytes = align256((size_t)n * w->in * (mma ? 1 : sizeof(T)));
     if (xbytes + align256((size_t)n * sizeof(float)) > c->qscratch_bytes)
         return pgd_cuda_failf(err, errlen, "fp8 GEMV: x [%d, %d] exceeds the %zu-byte scratch", n,
                               w->in, c->qscratch_bytes);
     T *xd = (T *)c->qscratch;
     float *sx = (float *)((char *)c->qscratch + xbytes);
+    if (mma) {
+        uint8_t *xq = (uint8_t *)c->qscratch;
+        if (fp8_quantize<T>(c, x, n, w->in, xq, NULL, sx, err, errlen))
+            return 1;
+        return pgd_cuda__fp8_mma_gemv(c, dt, xq, sx, n, w->w, w->sw, w->in, w->out, b, y, err,
+                                      errlen);
+    }
     if (fp8_quantize<T>(c, x, n, w->in, NULL, xd, sx, err, errlen))
         return 1;
     fp8_dec d;
@@ -297,7 +319,7 @@ static int fp8_linear(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const
                       size_t errlen)
 {
     if (path == PGD_CUDA_QPATH_GEMV)
-        return fp8_gemv<T>(c, x, n, w, b, y, err, errlen);
+        return fp8_gemv<T>(c, dt, x, n, w, b, y, err, errlen);
     if (path == PGD_CUDA_QPATH_GEMM_VEC || path == PGD_CUDA_QPATH_GEMM_F32)
         return fp8_gemm<T>(c, path == PGD_CUDA_QPATH_GEMM_VEC ? PGD_QLT_FP8_VEC : PGD_QLT_FP8_F32,
                            dt, x, n, w, b, y, err, errlen);
@@ -306,9 +328,9 @@ static int fp8_linear(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const
     /* auto: cuBLASLt past the GEMV sizes where its FP8 GEMM takes the shape; the GEMV where
      * it has no algorithm at all (a device without FP8 tensor cores) */
     if (n <= fp8_gemv_max_n() || w->out % 16 != 0)
-        return fp8_gemv<T>(c, x, n, w, b, y, err, errlen);
+        return fp8_gemv<T>(c, dt, x, n, w, b, y, err, errlen);
     int rc = fp8_gemm<T>(c, -1, dt, x, n, w, b, y, err, errlen);
-    return rc == 2 ? fp8_gemv<T>(c, x, n, w, b, y, err, errlen) : rc;
+    return rc == 2 ? fp8_gemv<T>(c, dt, x, n, w, b, y, err, errlen) : rc;
 }
 
 extern "C" int pgd_cuda_fp8_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt,

@@ -19,8 +19,12 @@
  *       order (warp shuffles, tensor-core tiles) differ by about sqrt(K) 2^-24 A, under
  *       2^-16 A for every K here; 2^-14 leaves room for tensor-core accumulation. A wrong
  *       group, zero, nibble or permutation moves an output by far more than that.
- * FP8's products of two e4m3 values are exact in float32 on both sides, and the GPU's x
- * codes come from the same division and round-to-nearest-even as the reference's.
+ * FP8's products of two e4m3 values are exact in float32 on both sides (the tensor-core
+ * GEMV's partial sums leave the tensor cores every 64 inputs), and the GPU's x codes come
+ * from the same division and round-to-nearest-even as the reference's. The GEMV paths are
+ * the tensor-core ones where the layer fits them (4 bits with integer zeros and in a
+ * multiple of 64; FP8 with in a multiple of 64) and the plain ones otherwise: both are
+ * reached below.
  * Outputs are poisoned with NaN first, so an unwritten element fails; a failure names the
  * case, path, row and column.
  *
@@ -342,14 +346,17 @@ static int fp8_check(const struct fp8_layer *L, enum pgd_dtype dt, int n, int pa
 }
 
 /* Per-channel and per-tensor, both dtypes, every n through the GEMV, the GEMM (whichever
- * cuBLASLt kind is there) and the automatic choice; [208 x 1024] (cuBLASLt's FP8 GEMM takes
- * it) and [200 x 512] (out not a multiple of 16: the GEMV for every n). */
+ * cuBLASLt kind is there) and the automatic choice: [208 x 1024] (cuBLASLt's FP8 GEMM takes
+ * it; the tensor-core GEMV), [200 x 528] (in not a multiple of 64: the plain GEMV; out not a
+ * multiple of 16: the GEMV for every n) and [37 x 1088] (the tensor-core GEMV with a padded
+ * tile, 17 chunks of 64 over 8 warps). */
 GPU_TEST(fp8_gemv_gemm_auto_every_n)
 {
+    static const int SHAPES[3][2] = { { 1024, 208 }, { 528, 200 }, { 1088, 37 } };
     for (int pc = 0; pc < 2; pc++)
-        for (int s = 0; s < 2; s++) {
+        for (int s = 0; s < 3; s++) {
             struct fp8_layer L;
-            fp8_init(&L, pc == 1, s ? 512 : 1024, s ? 200 : 208);
+            fp8_init(&L, pc == 1, SHAPES[s][0], SHAPES[s][1]);
             for (int t = 0; t < 2; t++)
                 for (int i = 0; i < 6; i++) {
                     const int n = NS[i];
