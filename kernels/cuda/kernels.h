@@ -310,15 +310,20 @@ int pgd_cuda_fp8_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt
  * pass over the layer reads. */
 size_t pgd_cuda_wq_weight_bytes(const struct pgd_cuda_wq *w);
 size_t pgd_cuda_fp8_weight_bytes(const struct pgd_cuda_fp8 *w);
-/* Microseconds per y[n, out] = x[n, in] @ W^T (BF16 activations, no bias) through `path`, on
- * random layers made on the device (format PGD_CUDA_QBENCH_W4 / _W8: group_size as given,
- * -1 per-channel, act_order: a random perm; _FP8: per-channel scales), the median of 7 runs
- * over layer copies that together exceed L2. *bytes: one layer's weight bytes. Returns 2 when
+/* The speed probe: random canonical layers, made through the create calls (format
+ * PGD_CUDA_QBENCH_W4 / _W8: group_size as given, -1 per-channel, act_order: a random perm;
+ * _FP8: per-channel scales), copied until the copies together exceed L2; *bytes: one layer's
+ * weight bytes. run: microseconds per y[n, out] = x[n, in] @ W^T (BF16 activations, no bias,
+ * n <= max_n) through `path`, the median of 7 timed rounds over the copies; returns 2 when
  * the path has no cuBLASLt algorithm. */
 enum { PGD_CUDA_QBENCH_W4 = 0, PGD_CUDA_QBENCH_W8 = 1, PGD_CUDA_QBENCH_FP8 = 2 };
-int pgd_cuda_bench_quant(struct pgd_cuda_ctx *c, int format, int group_size, int act_order,
-                         int path, int n, int in, int out, double *us, size_t *bytes, char *err,
-                         size_t errlen);
+struct pgd_cuda_qbench;
+int pgd_cuda_qbench_create(struct pgd_cuda_ctx *c, int format, int group_size, int act_order,
+                           int in, int out, int max_n, struct pgd_cuda_qbench **q, size_t *bytes,
+                           char *err, size_t errlen);
+int pgd_cuda_qbench_run(struct pgd_cuda_ctx *c, struct pgd_cuda_qbench *q, int path, int n,
+                        double *us, char *err, size_t errlen);
+void pgd_cuda_qbench_destroy(struct pgd_cuda_qbench *q);
 
 /* ---- graph.cu: CUDA graphs ---------------------------------------------------------- */
 /* Between capture_begin and capture_end the context's stream records instead of running

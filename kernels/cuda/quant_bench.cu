@@ -92,63 +92,100 @@ static int bench_make(struct bench_layers *L, const struct bench_host *h, int fo
     return 0;
 }
 
-extern "C" int pgd_cuda_bench_quant(struct pgd_cuda_ctx *c, int format, int group_size,
-                                    int act_order, int path, int n, int in, int out, double *us,
-                                    size_t *bytes, char *err, size_t errlen)
+struct pgd_cuda_qbench {
+    int format, in, out, max_n, copies, rounds;
+    size_t bytes;
+    struct bench_layers L;
+    void *x, *y;                     /* bf16 [max_n, in], [max_n, out] */
+    cudaEvent_t e0, e1;
+};
+
+extern "C" void pgd_cuda_qbench_destroy(struct pgd_cuda_qbench *q)
 {
-    if (format < PGD_CUDA_QBENCH_W4 || format > PGD_CUDA_QBENCH_FP8 || n < 1)
-        return pgd_cuda_failf(err, errlen, "quant bench: format %d, %d rows", format, n);
+    if (!q)
+        return;
+    if (q->e0)
+        cudaEventDestroy(q->e0);
+    if (q->e1)
+        cudaEventDestroy(q->e1);
+    pgd_cuda_free(q->x);
+    pgd_cuda_free(q->y);
+    delete q;
+}
+
+extern "C" int pgd_cuda_qbench_create(struct pgd_cuda_ctx *c, int format, int group_size,
+                                      int act_order, int in, int out, int max_n,
+                                      struct pgd_cuda_qbench **res, size_t *bytes, char *err,
+                                      size_t errlen)
+{
+    *res = NULL;
+    if (format < PGD_CUDA_QBENCH_W4 || format > PGD_CUDA_QBENCH_FP8 || max_n < 1)
+        return pgd_cuda_failf(err, errlen, "quant bench: format %d, %d rows", format, max_n);
+    struct pgd_cuda_qbench *q = new pgd_cuda_qbench();
+    q->format = format;
+    q->in = in;
+    q->out = out;
+    q->max_n = max_n;
     struct bench_host h;
     bench_fill(&h, format, group_size, act_order, in, out);
-    struct bench_layers L;
-    if (bench_make(&L, &h, format, group_size, in, out, bytes, err, errlen))
-        return 1;
+    int rc = bench_make(&q->L, &h, format, group_size, in, out, &q->bytes, err, errlen);
     /* Copies until a round reads >= 256 MB: L2 (50 MB) holds none of them. */
-    const int copies = (int)std::min<size_t>(64, ((size_t)256 << 20) / *bytes + 1);
-    const int rounds = std::max(1, 32 / copies);
+    q->copies = rc ? 0 : (int)std::min<size_t>(64, ((size_t)256 << 20) / q->bytes + 1);
+    q->rounds = std::max(1, 32 / std::max(1, q->copies));
     size_t b1;
-    for (int i = 1; i < copies; i++)
-        if (bench_make(&L, &h, format, group_size, in, out, &b1, err, errlen))
-            return 1;
-    void *x = pgd_cuda_malloc((size_t)n * in * 2), *y = pgd_cuda_malloc((size_t)n * out * 2);
-    cudaEvent_t e0 = NULL, e1 = NULL;
-    int rc = 0;
-    if (!x || !y)
-        rc = pgd_cuda_failf(err, errlen, "quant bench: out of device memory for x [%d, %d]", n, in);
-    rc = rc || pgd_cuda_fill_random(c, PGD_DTYPE_BF16, x, (size_t)n * in, 5, -1, 1, err, errlen);
-    if (!rc && (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess))
+    for (int i = 1; !rc && i < q->copies; i++)
+        rc = bench_make(&q->L, &h, format, group_size, in, out, &b1, err, errlen);
+    if (!rc) {
+        q->x = pgd_cuda_malloc((size_t)max_n * in * 2);
+        q->y = pgd_cuda_malloc((size_t)max_n * out * 2);
+        if (!q->x || !q->y)
+            rc = pgd_cuda_failf(err, errlen, "quant bench: out of device memory for x [%d, %d]",
+                                max_n, in);
+    }
+    rc = rc || pgd_cuda_fill_random(c, PGD_DTYPE_BF16, q->x, (size_t)max_n * in, 5, -1, 1, err,
+                                    errlen);
+    if (!rc && (cudaEventCreate(&q->e0) != cudaSuccess || cudaEventCreate(&q->e1) != cudaSuccess))
         rc = pgd_cuda_failf(err, errlen, "quant bench: cudaEventCreate failed");
+    if (rc) {
+        pgd_cuda_qbench_destroy(q);
+        return 1;
+    }
+    *bytes = q->bytes;
+    *res = q;
+    return 0;
+}
+
+extern "C" int pgd_cuda_qbench_run(struct pgd_cuda_ctx *c, struct pgd_cuda_qbench *q, int path,
+                                   int n, double *us, char *err, size_t errlen)
+{
+    if (n < 1 || n > q->max_n)
+        return pgd_cuda_failf(err, errlen, "quant bench: %d rows (1..%d)", n, q->max_n);
     std::vector<float> ms;
+    int rc = 0;
     for (int it = -1; !rc && it < 7; it++) {
-        cudaEventRecord(e0, c->stream);
-        for (int k = 0; !rc && k < rounds * copies; k++) {
-            const int i = k % copies;
-            rc = format == PGD_CUDA_QBENCH_FP8
-                     ? pgd_cuda_fp8_linear_path(c, path, PGD_DTYPE_BF16, x, n, L.fp8[(size_t)i],
-                                                NULL, y, err, errlen)
-                     : pgd_cuda_wq_linear_path(c, path, PGD_DTYPE_BF16, x, n, L.wq[(size_t)i],
-                                               NULL, y, err, errlen);
+        cudaEventRecord(q->e0, c->stream);
+        for (int k = 0; !rc && k < q->rounds * q->copies; k++) {
+            const int i = k % q->copies;
+            rc = q->format == PGD_CUDA_QBENCH_FP8
+                     ? pgd_cuda_fp8_linear_path(c, path, PGD_DTYPE_BF16, q->x, n,
+                                                q->L.fp8[(size_t)i], NULL, q->y, err, errlen)
+                     : pgd_cuda_wq_linear_path(c, path, PGD_DTYPE_BF16, q->x, n,
+                                               q->L.wq[(size_t)i], NULL, q->y, err, errlen);
         }
-        cudaEventRecord(e1, c->stream);
-        cudaError_t e = cudaEventSynchronize(e1);
+        cudaEventRecord(q->e1, c->stream);
+        cudaError_t e = cudaEventSynchronize(q->e1);
         float t = 0;
         if (e == cudaSuccess)
-            e = cudaEventElapsedTime(&t, e0, e1);
+            e = cudaEventElapsedTime(&t, q->e0, q->e1);
         if (e != cudaSuccess && !rc)
-            rc = pgd_cuda_failf(err, errlen, "quant bench [%d, %d] -> %d: %s", n, in, out,
+            rc = pgd_cuda_failf(err, errlen, "quant bench [%d, %d] -> %d: %s", n, q->in, q->out,
                                 cudaGetErrorString(e));
         if (it >= 0)
             ms.push_back(t);
     }
     if (!rc) {
         std::sort(ms.begin(), ms.end());
-        *us = ms[ms.size() / 2] * 1e3 / (rounds * copies);
+        *us = ms[ms.size() / 2] * 1e3 / (q->rounds * q->copies);
     }
-    if (e0)
-        cudaEventDestroy(e0);
-    if (e1)
-        cudaEventDestroy(e1);
-    pgd_cuda_free(x);
-    pgd_cuda_free(y);
     return rc;
 }

@@ -80,27 +80,36 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
     for (int p = 0; p < npath; p++)
         printf(" %19s", PATH_NAME[paths[p]]);
     printf(" %17s %8s\n", "bf16", "floor us");
+    int max_n = 1;
+    for (int bi = 0; bi < nb; bi++)
+        max_n = batches[bi] > max_n ? batches[bi] : max_n;
     for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++) {
         const struct quant_shape *sh = &SHAPES[s];
+        struct pgd_cuda_qbench *q = NULL;
+        size_t bytes = 0;
+        if (pgd_cuda_qbench_create(c, f->format, f->group, f->act_order, sh->in, sh->out, max_n,
+                                   &q, &bytes, err, sizeof err)) {
+            fprintf(stderr, "pagoda bench quant: %s\n", err);
+            return 1;
+        }
         for (int bi = 0; bi < nb; bi++) {
             const int n = batches[bi];
-            size_t bytes = 0;
             printf("%-8s %6d %6d %4d", sh->name, sh->out, sh->in, n);
             for (int p = 0; p < npath; p++) {
                 double us = 0;
-                /* the GEMV past 64 rows is 16+ launches a call: not a contender */
+                /* the GEMV past 64 rows is many launches a call: not a contender */
                 if (paths[p] == PGD_CUDA_QPATH_GEMV && n > 64) {
                     printf(" %19s", "-");
                     continue;
                 }
-                int rc = pgd_cuda_bench_quant(c, f->format, f->group, f->act_order, paths[p], n,
-                                              sh->in, sh->out, &us, &bytes, err, sizeof err);
+                int rc = pgd_cuda_qbench_run(c, q, paths[p], n, &us, err, sizeof err);
                 if (rc == 2) {
                     printf(" %19s", "no algo");
                     continue;
                 }
                 if (rc) {
                     fprintf(stderr, "\npagoda bench quant: %s\n", err);
+                    pgd_cuda_qbench_destroy(q);
                     return 1;
                 }
                 const double tf = 2.0 * n * sh->out * (double)sh->in / (us * 1e6);
@@ -109,11 +118,14 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
             double bus = 0;
             if (bf16_us(c, n, sh->in, sh->out, &bus, err, sizeof err)) {
                 fprintf(stderr, "\npagoda bench quant: %s\n", err);
+                pgd_cuda_qbench_destroy(q);
                 return 1;
             }
             printf(" %7.1f %9.1f %8.1f\n", bus, 2.0 * n * sh->out * (double)sh->in / (bus * 1e6),
                    bytes / (gbps * 1e3));
+            fflush(stdout);
         }
+        pgd_cuda_qbench_destroy(q);
     }
     printf("(each path: us, GB/s of weight bytes, TFLOP/s; bf16: us, TFLOP/s; floor: weight "
            "bytes / copy bandwidth)\n\n");
@@ -145,6 +157,14 @@ int pgd_cmd_bench_quant(int argc, char **argv)
         }
     }
 #ifdef PGD_HAVE_CUDA
+    int known = !only;
+    for (int i = 0; i < NFORMAT && !known; i++)
+        known = !strcmp(only, FORMATS[i].name);
+    if (!known) {
+        fprintf(stderr, "pagoda bench quant: no format '%s' (w4g128 w4g128-act w4g32 w4ch w8g128 "
+                        "fp8)\n", only);
+        return 2;
+    }
     double gbps, tflops;
     char desc[256], err[512];
     if (pgd_tool_bench_ceilings(PGD_DEVICE_CUDA, PGD_DTYPE_BF16, &gbps, &tflops, desc, sizeof desc))
@@ -156,18 +176,11 @@ int pgd_cmd_bench_quant(int argc, char **argv)
     }
     printf("device: %s\ncopy bandwidth %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s\n\n",
            desc, gbps, tflops);
-    int found = 0, rc = 0;
-    for (int i = 0; i < NFORMAT && !rc; i++) {
-        if (only && strcmp(only, FORMATS[i].name))
-            continue;
-        found = 1;
-        rc = run_format(c, &FORMATS[i], batches, nb, gbps);
-    }
+    int rc = 0;
+    for (int i = 0; i < NFORMAT && !rc; i++)
+        if (!only || !strcmp(only, FORMATS[i].name))
+            rc = run_format(c, &FORMATS[i], batches, nb, gbps);
     pgd_cuda_ctx_destroy(c);
-    if (!found) {
-        fprintf(stderr, "pagoda bench quant: no format '%s'\n", only);
-        return 2;
-    }
     return rc;
 #else
     (void)batches;
