@@ -197,6 +197,27 @@ static int wq_perm(const struct pgd_wq_host *h, char *err, size_t errlen)
     return 0;
 }
 
+/* The plain layout: dst [out][wpr] = the canonical q [wpr][out] transposed (canonical word
+ * row i of feature o becomes word i of row o); synchronous (default stream). */
+__global__ void wq_transpose_kernel(const uint32_t *__restrict__ q, int wpr, int out,
+                                    uint32_t *__restrict__ dst)
+{
+    const size_t total = (size_t)out * wpr;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = q[(i % wpr) * out + i / wpr];
+}
+
+static int wq_transpose(const uint32_t *q, int wpr, int out, uint32_t *dst, char *err,
+                        size_t errlen)
+{
+    wq_transpose_kernel<<<pgd_cuda_blocks((int64_t)out * wpr, 256), 256>>>(q, wpr, out, dst);
+    PGD_CUDA_LAUNCHED(err, errlen, "W4A16/W8A16 repack [%d, %d words]", out, wpr);
+    PGD_CUDA_CHECK(err, errlen, cudaStreamSynchronize(0), "W4A16/W8A16 repack [%d, %d words]",
+                   out, wpr);
+    return 0;
+}
+
 extern "C" int pgd_cuda_wq_create(const struct pgd_wq_host *h, struct pgd_cuda_wq **out,
                                   char *err, size_t errlen)
 {
@@ -208,38 +229,36 @@ extern "C" int pgd_cuda_wq_create(const struct pgd_wq_host *h, struct pgd_cuda_w
     const int mma = pgd_cuda__wq_mma_fits(h), out_pad = (o_n + 15) / 16 * 16;
     struct pgd_cuda_wq *w = (struct pgd_cuda_wq *)calloc(1, sizeof *w);
     /* the mma layout is zero-padded to out_pad rows; meta has out_pad rows either way */
+    const size_t qbytes = (size_t)o_n * wpr * sizeof(uint32_t);
     const size_t wbytes = (size_t)(mma ? out_pad : o_n) * wpr * sizeof(uint32_t);
     const size_t mbytes = (size_t)out_pad * groups * sizeof(__half2);
-    uint32_t *tw = (uint32_t *)malloc(wbytes);
     __half2 *meta = (__half2 *)calloc(1, mbytes);
+    uint32_t *q = NULL;              /* device: the canonical qweight, repacked from there */
     int rc = 0;
-    if (!w || !tw || !meta)
+    if (!w || !meta)
         rc = pgd_cuda_failf(err, errlen, "out of host memory repacking a [%d, %d] layer", o_n, in);
     if (!rc) {
         *w = (struct pgd_cuda_wq){ h->bits, h->group_size, groups, in, o_n, out_pad, mma, NULL,
                                    NULL, NULL };
-        if (mma) {
-            pgd_cuda__wq_mma_pack(h, out_pad, tw);
-        } else {
-            /* the transpose: canonical word row i of feature o becomes word i of row o */
-            for (int i = 0; i < wpr; i++)
-                for (int o = 0; o < o_n; o++)
-                    tw[(size_t)o * wpr + i] = h->qweight[(size_t)i * o_n + o];
-        }
         rc = wq_meta(h, groups, meta, err, errlen);
     }
     if (!rc) {
+        q = (uint32_t *)pgd_cuda_malloc(qbytes);
         w->w = (uint32_t *)pgd_cuda_malloc(wbytes);
         w->meta = (__half2 *)pgd_cuda_malloc(mbytes);
         w->perm = h->perm ? (int32_t *)pgd_cuda_malloc((size_t)in * sizeof(int32_t)) : NULL;
-        if (!w->w || !w->meta || (h->perm && !w->perm))
+        if (!q || !w->w || !w->meta || (h->perm && !w->perm))
             rc = pgd_cuda_failf(err, errlen, "out of device memory for a [%d, %d] %d-bit layer "
-                                "(%zu bytes)", o_n, in, h->bits, wbytes + mbytes);
+                                "(%zu bytes, and %zu while repacking)", o_n, in, h->bits,
+                                wbytes + mbytes, qbytes);
     }
-    rc = rc || pgd_cuda_memcpy_h2d(w->w, tw, wbytes, err, errlen) ||
+    rc = rc || pgd_cuda_memcpy_h2d(q, h->qweight, qbytes, err, errlen) ||
          pgd_cuda_memcpy_h2d(w->meta, meta, mbytes, err, errlen) ||
          (h->perm && pgd_cuda_memcpy_h2d(w->perm, h->perm, (size_t)in * sizeof(int32_t), err, errlen));
-    free(tw);
+    if (!rc)
+        rc = mma ? pgd_cuda__wq_mma_pack(q, in, o_n, out_pad, w->w, err, errlen)
+                 : wq_transpose(q, wpr, o_n, w->w, err, errlen);
+    pgd_cuda_free(q);
     free(meta);
     if (rc) {
         pgd_cuda_wq_destroy(w);

@@ -24,8 +24,10 @@ struct pgd_cuda_wq {
 /* quant_wq_mma.cu */
 /* Whether the mma layout takes h (and the environment's PGD_CUDA_WQ_MMA is not 0). */
 bool pgd_cuda__wq_mma_fits(const struct pgd_wq_host *h);
-/* dst = the mma layout of h's qweight: out_pad / 16 * in / 64 * 32 uint4 (zero-padded). */
-void pgd_cuda__wq_mma_pack(const struct pgd_wq_host *h, int out_pad, uint32_t *dst);
+/* dst (device, out_pad / 16 * in / 64 * 32 uint4) = the mma layout of the canonical
+ * qweight q (device [in / 8][out]), rows past out zero; synchronous (default stream). */
+int pgd_cuda__wq_mma_pack(const uint32_t *q, int in, int out, int out_pad, uint32_t *dst,
+                          char *err, size_t errlen);
 /* y [n, out] = x [n, in] (16-byte aligned, canonical order) through the tensor-core GEMV,
  * 16 rows a launch. */
 int pgd_cuda__wq_mma_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,

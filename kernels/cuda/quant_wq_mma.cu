@@ -7,7 +7,7 @@
  * multiplies the float32 accumulators at each group's end, so the only roundings are the
  * float32 sums'.
  *
- * The packing (pgd_cuda__wq_mma_pack): in lane l's word for a 16 x 16 tile (g = l / 4,
+ * The packing (mma_pack_word, on the device at create): in lane l's word for a 16 x 16 tile (g = l / 4,
  * t = l % 4), nibble p (j = p % 4, second = p / 4) is the weight of row g + 8 (j % 2),
  * input 2t + 8 (j / 2) + second: shifting the word right by 4j and masking 0x000F000F gives
  * A-fragment register j (rows g / g + 8, inputs 2t, 2t + 1 / 2t + 8, 2t + 9) in one step.
@@ -313,26 +313,39 @@ bool pgd_cuda__wq_mma_fits(const struct pgd_wq_host *h)
     return true;
 }
 
-void pgd_cuda__wq_mma_pack(const struct pgd_wq_host *h, int out_pad, uint32_t *dst)
+/* Word idx of the mma layout from the canonical qweight q [in / 8][out]: word s of lane
+ * lane's 16 bytes for block (tile, kq), idx = ((tile * kq_n + kq) * 32 + lane) * 4 + s. */
+__host__ __device__ __forceinline__ uint32_t mma_pack_word(const uint32_t *q, int in, int out,
+                                                           size_t idx)
 {
-    const int kq = (int)(h->in / 64), out = (int)h->out;
-    for (int tile = 0; tile < out_pad / 16; tile++)
-        for (int q = 0; q < kq; q++)
-            for (int lane = 0; lane < 32; lane++) {
-                const int g = lane >> 2, t = lane & 3;
-                uint32_t *blk = dst + (((size_t)tile * kq + q) * 32 + lane) * 4;
-                for (int s = 0; s < 4; s++) {
-                    uint32_t word = 0;
-                    for (int p = 0; p < 8; p++) {
-                        const int j = p & 3, second = p >> 2;
-                        const int o = tile * 16 + g + 8 * (j & 1);
-                        const int k = q * 64 + s * 16 + 2 * t + 8 * (j >> 1) + second;
-                        uint32_t v = 0;
-                        if (o < out)
-                            v = (h->qweight[(size_t)(k / 8) * out + o] >> (4 * (k % 8))) & 0xFu;
-                        word |= v << (4 * p);
-                    }
-                    blk[s] = word;
-                }
-            }
+    const int kq_n = in / 64, s = (int)(idx % 4), lane = (int)(idx / 4 % 32);
+    const int kq = (int)(idx / 128 % (size_t)kq_n), tile = (int)(idx / 128 / (size_t)kq_n);
+    const int g = lane >> 2, t = lane & 3;
+    uint32_t word = 0;
+    for (int p = 0; p < 8; p++) {
+        const int j = p & 3, second = p >> 2;
+        const int o = tile * 16 + g + 8 * (j & 1);
+        const int k = kq * 64 + s * 16 + 2 * t + 8 * (j >> 1) + second;
+        if (o < out)
+            word |= ((q[(size_t)(k / 8) * out + o] >> (4 * (k % 8))) & 0xFu) << (4 * p);
+    }
+    return word;
+}
+
+__global__ void wq_mma_pack_kernel(const uint32_t *__restrict__ q, int in, int out, size_t words,
+                                   uint32_t *__restrict__ dst)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < words;
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = mma_pack_word(q, in, out, i);
+}
+
+int pgd_cuda__wq_mma_pack(const uint32_t *q, int in, int out, int out_pad, uint32_t *dst,
+                          char *err, size_t errlen)
+{
+    const size_t words = (size_t)out_pad * in / 8;
+    wq_mma_pack_kernel<<<pgd_cuda_blocks((int64_t)words, 256), 256>>>(q, in, out, words, dst);
+    PGD_CUDA_LAUNCHED(err, errlen, "W4A16 repack [%d, %d]", out, in);
+    PGD_CUDA_CHECK(err, errlen, cudaStreamSynchronize(0), "W4A16 repack [%d, %d]", out, in);
+    return 0;
 }
