@@ -300,13 +300,16 @@ static int wq_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int
     if ((size_t)n * w->in * 2 > c->qscratch_bytes)
         return pgd_cuda_failf(err, errlen, "quantized GEMV: x [%d, %d] exceeds the %zu-byte "
                               "scratch", n, w->in, c->qscratch_bytes);
+    /* act-order on tensor cores: the gather happens as the kernel loads x */
+    if (w->mma && w->perm && (uintptr_t)x % 2 == 0)
+        return pgd_cuda__wq_mma_gemv(c, dt, x, w->perm, n, w, b, y, err, errlen);
     const void *xk;
     if (wq_x(c, dt, x, 0, n, w, c->qscratch, &xk, err, errlen))
         return 1;
     char what[64];
     snprintf(what, sizeof what, "W%dA16 (group %d)", w->bits, w->group_size);
     if (w->mma)
-        return pgd_cuda__wq_mma_gemv(c, dt, xk, n, w, b, y, err, errlen);
+        return pgd_cuda__wq_mma_gemv(c, dt, xk, NULL, n, w, b, y, err, errlen);
     if (w->bits == 4)
         return qgemv_launch(c, make_dec<4>(w), (const T *)xk, (const T *)b, (const float *)NULL,
                             n, w->in, w->out, (T *)y, what, err, errlen);

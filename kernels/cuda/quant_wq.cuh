@@ -28,11 +28,12 @@ bool pgd_cuda__wq_mma_fits(const struct pgd_wq_host *h);
  * qweight q (device [in / 8][out]), rows past out zero; synchronous (default stream). */
 int pgd_cuda__wq_mma_pack(const uint32_t *q, int in, int out, int out_pad, uint32_t *dst,
                           char *err, size_t errlen);
-/* y [n, out] = x [n, in] (16-byte aligned, canonical order) through the tensor-core GEMV,
- * 16 rows a launch. */
-int pgd_cuda__wq_mma_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
-                          const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
-                          size_t errlen);
+/* y [n, out] = x [n, in] through the tensor-core GEMV, 16 rows a launch: perm NULL: x in
+ * canonical order, 4-byte aligned; else x in the checkpoint's order (2-byte aligned),
+ * gathered through perm [in] (device) inside the kernel. */
+int pgd_cuda__wq_mma_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                          const int32_t *perm, int n, const struct pgd_cuda_wq *w, const void *b,
+                          void *y, char *err, size_t errlen);
 /* dst [rows, in] (dt) = the dequantized rows [o0, o0 + rows) (o0 a multiple of 16). */
 int pgd_cuda__wq_mma_dequant(struct pgd_cuda_ctx *c, enum pgd_dtype dt,
                              const struct pgd_cuda_wq *w, int o0, int rows, void *dst, char *err,

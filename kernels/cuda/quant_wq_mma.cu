@@ -78,11 +78,22 @@ struct mma_args {
     int kq, groups, gsteps, kq_per_warp;   /* 64-input blocks a row; 16-input steps a group */
 };
 
-/* NT tiles of 8 tokens (n <= 8 NT): y[tok, o] for the block's 16 features o. */
-template <typename T, int NT>
+/* x[tok, perm[k]], x[tok, perm[k + 1]] as a 16-bit pair. */
+template <typename T>
+__device__ __forceinline__ uint32_t gather_pair(const T *xr, int2 p)
+{
+    const T lo = xr[p.x], hi = xr[p.y];
+    return (uint32_t)*reinterpret_cast<const uint16_t *>(&lo) |
+           ((uint32_t)*reinterpret_cast<const uint16_t *>(&hi) << 16);
+}
+
+/* NT tiles of 8 tokens (n <= 8 NT): y[tok, o] for the block's 16 features o. PERM: x in the
+ * checkpoint's input order, gathered through perm [in] as the B fragments load (act-order
+ * without a staging kernel); else x in canonical order, 4-byte aligned. */
+template <typename T, int NT, bool PERM>
 __global__ void __launch_bounds__(MMA_WARPS * 32)
-wq_mma_gemv_kernel(const mma_args a, const T *__restrict__ x, int n, int in, int out,
-                   const T *__restrict__ b, T *__restrict__ y)
+wq_mma_gemv_kernel(const mma_args a, const T *__restrict__ x, const int32_t *__restrict__ perm,
+                   int n, int in, int out, const T *__restrict__ b, T *__restrict__ y)
 {
     __shared__ float red[MMA_WARPS][NT][4][32];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
@@ -130,11 +141,20 @@ wq_mma_gemv_kernel(const mma_args a, const T *__restrict__ x, int n, int in, int
                     A[1] = sub_pair<T>(((words[s] >> 4) & 0x000F000Fu) | mma_magic<T>::BITS, zg8);
                     A[2] = sub_pair<T>(((words[s] >> 8) & 0x000F000Fu) | mma_magic<T>::BITS, zg);
                     A[3] = sub_pair<T>(((words[s] >> 12) & 0x000F000Fu) | mma_magic<T>::BITS, zg8);
+                    int2 p0 = make_int2(0, 0), p1 = make_int2(0, 0);
+                    if (PERM) {          /* the inputs of slots 2t, 2t + 1 and 2t + 8, 2t + 9 */
+                        p0 = __ldg(reinterpret_cast<const int2 *>(perm + k0 + 2 * t));
+                        p1 = __ldg(reinterpret_cast<const int2 *>(perm + k0 + 2 * t + 8));
+                    }
 #pragma unroll
                     for (int nt = 0; nt < NT; nt++) {
                         const int tok = nt * 8 + g;
                         uint32_t B[2] = { 0u, 0u };
-                        if (tok < n) {
+                        if (tok < n && PERM) {
+                            const T *xr = x + (size_t)tok * in;
+                            B[0] = gather_pair<T>(xr, p0);
+                            B[1] = gather_pair<T>(xr, p1);
+                        } else if (tok < n) {
                             const uint32_t *xr = reinterpret_cast<const uint32_t *>(
                                 x + (size_t)tok * in + k0 + 2 * t);
                             B[0] = __ldg(xr);
@@ -199,9 +219,17 @@ wq_mma_gemv_kernel(const mma_args a, const T *__restrict__ x, int n, int in, int
     }
 }
 
+template <typename T, int NT, bool PERM>
+static cudaError_t mma_launch(struct pgd_cuda_ctx *c, dim3 grid, const mma_args &a, const T *x,
+                              const int32_t *perm, int n, int in, int out, const T *b, T *y)
+{
+    return pgd_cuda_launch(c, wq_mma_gemv_kernel<T, NT, PERM>, grid, dim3(MMA_WARPS * 32), a, x,
+                           perm, n, in, out, b, y);
+}
+
 template <typename T>
-static int mma_gemv(struct pgd_cuda_ctx *c, const T *x, int n, const struct pgd_cuda_wq *w,
-                    const T *b, T *y, char *err, size_t errlen)
+static int mma_gemv(struct pgd_cuda_ctx *c, const T *x, const int32_t *perm, int n,
+                    const struct pgd_cuda_wq *w, const T *b, T *y, char *err, size_t errlen)
 {
     mma_args a;
     a.w = reinterpret_cast<const uint4 *>(w->w);
@@ -210,14 +238,17 @@ static int mma_gemv(struct pgd_cuda_ctx *c, const T *x, int n, const struct pgd_
     a.groups = w->groups;
     a.gsteps = w->group_size / 16;
     a.kq_per_warp = (a.kq + MMA_WARPS - 1) / MMA_WARPS;
-    dim3 grid(w->out_pad / 16), block(MMA_WARPS * 32);
+    dim3 grid(w->out_pad / 16);
     for (int r0 = 0; r0 < n; r0 += 16) {
         const int rows = n - r0 < 16 ? n - r0 : 16;
         const T *xr = x + (size_t)r0 * w->in;
         T *yr = y + (size_t)r0 * w->out;
+        const int in = w->in, out = w->out;
         cudaError_t e = rows <= 8
-            ? pgd_cuda_launch(c, wq_mma_gemv_kernel<T, 1>, grid, block, a, xr, rows, w->in, w->out, b, yr)
-            : pgd_cuda_launch(c, wq_mma_gemv_kernel<T, 2>, grid, block, a, xr, rows, w->in, w->out, b, yr);
+            ? (perm ? mma_launch<T, 1, true>(c, grid, a, xr, perm, rows, in, out, b, yr)
+                    : mma_launch<T, 1, false>(c, grid, a, xr, perm, rows, in, out, b, yr))
+            : (perm ? mma_launch<T, 2, true>(c, grid, a, xr, perm, rows, in, out, b, yr)
+                    : mma_launch<T, 2, false>(c, grid, a, xr, perm, rows, in, out, b, yr));
         if (e != cudaSuccess)
             return pgd_cuda_failf(err, errlen, "W4A16 tensor-core GEMV x [%d, %d] -> %d (rows "
                                   "%d..%d): %s", n, w->in, w->out, r0, r0 + rows - 1,
@@ -226,14 +257,14 @@ static int mma_gemv(struct pgd_cuda_ctx *c, const T *x, int n, const struct pgd_
     return 0;
 }
 
-int pgd_cuda__wq_mma_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
-                          const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
-                          size_t errlen)
+int pgd_cuda__wq_mma_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                          const int32_t *perm, int n, const struct pgd_cuda_wq *w, const void *b,
+                          void *y, char *err, size_t errlen)
 {
     if (dt == PGD_DTYPE_BF16)
-        return mma_gemv<__nv_bfloat16>(c, (const __nv_bfloat16 *)x, n, w,
+        return mma_gemv<__nv_bfloat16>(c, (const __nv_bfloat16 *)x, perm, n, w,
                                        (const __nv_bfloat16 *)b, (__nv_bfloat16 *)y, err, errlen);
-    return mma_gemv<__half>(c, (const __half *)x, n, w, (const __half *)b, (__half *)y, err,
+    return mma_gemv<__half>(c, (const __half *)x, perm, n, w, (const __half *)b, (__half *)y, err,
                             errlen);
 }
 
