@@ -6,8 +6,8 @@
  * one (the canonical qweight transposed: each output feature's words one contiguous row);
  * meta half2 {scale, zero} per feature and group (GPTQ and AWQ store fp16 scales, and fp16
  * holds their integer zeros exactly; a value outside fp16's range is refused at create); perm
- * (act-order) applied to x by a gather into the context's scratch, after which act-order
- * runs exactly the plain kernels.
+ * (act-order) applied to x as the tensor-core GEMV loads it, or elsewhere by a gather into the
+ * context's scratch, after which act-order runs exactly the plain kernels.
  * Small n (decode), plain layout: quant.cuh's GEMV, a warp per output feature reading its
  * packed row once in 16-byte chunks (32 inputs at 4 bits, 16 at 8), dequantizing in
  * registers and summing in float32. A chunk lies inside one group, so its scale multiplies
