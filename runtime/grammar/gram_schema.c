@@ -8,9 +8,10 @@
  *   - properties come in the schema's order; the required ones always, the others may be
  *     left out; an object takes other keys only when additionalProperties is true or a
  *     schema (absent counts as false when there are properties, as in strict mode);
- *   - whitespace is bounded: nothing, one space, or a newline and up to 20 spaces/tabs
- *     between tokens (a model cannot loop on spaces), and numbers have at most 16 digits
- *     in their integer part (15 in fractions), so output stays bounded;
+ *   - whitespace is nothing or one space between tokens (xgrammar's compact JSON, vLLM's
+ *     disable_any_whitespace): a model can neither loop on spaces nor spend its token
+ *     budget on indentation, and numbers have at most 16 digits in their integer part (15
+ *     in fractions), so output stays bounded;
  *   - integer minimum/maximum (and the exclusive forms) are exact; for numbers only the
  *     sign is enforced (minimum >= 0); string minLength/maxLength count characters;
  *   - metadata (title, description, default, examples, $schema, $id, $comment,
@@ -28,7 +29,7 @@
 
 /* The JSON building blocks every schema's grammar ends with. */
 #define PRELUDE_TEXT \
-    "ws ::= | \" \" | \"\\n\" [ \\t]{0,20}\n" \
+    "ws ::= | \" \"\n" \
     "jchar ::= [^\"\\\\\\x00-\\x1f] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4})\n" \
     "jstring ::= \"\\\"\" jchar* \"\\\"\"\n" \
     "jint ::= \"-\"? (\"0\" | [1-9] [0-9]{0,15})\n" \

@@ -114,7 +114,7 @@ def test_regex_choice_grammar(srv):
 
 def test_invalid_guides_are_400(srv):
     c = client(srv)
-    for extra in ({"guided_regex": "(unclosed"}, {"guided_grammar": "root ::= "},
+    for extra in ({"guided_regex": "(unclosed"}, {"guided_grammar": "root ::= undefined_rule"},
                   {"guided_json": {"type": "no-such-type"}}):
         try:
             c.chat.completions.create(model=M, messages=MSGS, max_tokens=4, extra_body=extra)
@@ -132,7 +132,7 @@ def test_parse_pydantic(srv):
 
 def test_tool_choice_required_and_named(srv):
     c = client(srv)
-    r = c.chat.completions.create(model=M, messages=MSGS, max_tokens=128, seed=5, tools=TOOLS,
+    r = c.chat.completions.create(model=M, messages=MSGS, max_tokens=400, seed=5, tools=TOOLS,
                                   tool_choice="required")
     ch = r.choices[0]
     assert ch.finish_reason == "tool_calls" and ch.message.tool_calls, ch
@@ -170,10 +170,10 @@ def reassemble(chunks):
 
 def test_streamed_tool_calls(srv):
     c = client(srv)
-    chunks = list(c.chat.completions.create(model=M, messages=MSGS, max_tokens=128, seed=5,
+    chunks = list(c.chat.completions.create(model=M, messages=MSGS, max_tokens=400, seed=5,
                                             tools=TOOLS, tool_choice="required", stream=True))
     calls = reassemble(chunks)
-    plain = c.chat.completions.create(model=M, messages=MSGS, max_tokens=128, seed=5,
+    plain = c.chat.completions.create(model=M, messages=MSGS, max_tokens=400, seed=5,
                                       tools=TOOLS, tool_choice="required")
     assert [(x["name"], x["arguments"]) for x in calls] == \
         [(t.function.name, t.function.arguments) for t in plain.choices[0].message.tool_calls]
@@ -220,7 +220,7 @@ def test_responses_tools(srv):
     r = client(srv).responses.create(
         model=M, input="weather in Rome?", max_output_tokens=128,
         tools=[{"type": "function", "name": "get_weather", "parameters": WEATHER_PARAMS}],
-        tool_choice="required")
+        tool_choice="required", parallel_tool_calls=False)
     calls = [o for o in r.output if o.type == "function_call"]
     assert calls and calls[0].call_id.startswith("call_"), r
     check_call(calls[0].name, calls[0].arguments)
@@ -241,7 +241,8 @@ def test_langchain(srv):
     def get_weather(city: Literal["Paris", "Rome", "Oslo"], days: int) -> str:
         """The weather in a city for some days."""
         return "sunny"
-    msg = llm.bind_tools([get_weather], tool_choice="required").invoke("weather?")
+    msg = llm.bind_tools([get_weather], tool_choice="required",
+                         parallel_tool_calls=False).invoke("weather?")
     assert msg.tool_calls and msg.tool_calls[0]["name"] == "get_weather", msg
     assert msg.tool_calls[0]["args"]["city"] in ("Paris", "Rome", "Oslo"), msg
 
@@ -250,7 +251,7 @@ def test_litellm(srv):
     import litellm
     r = litellm.completion(model="openai/" + M, api_base=srv.url + "/v1", api_key="none",
                            messages=MSGS, tools=TOOLS, tool_choice="required", max_tokens=128,
-                           seed=11)
+                           seed=11, parallel_tool_calls=False)
     calls = r.choices[0].message.tool_calls
     assert calls, r
     for tc in calls:

@@ -204,7 +204,8 @@ static const struct gcase GCASES[] = {
     { 'O', NULL, "{\"a\":1}", YES },
     { 'O', NULL, "{ \"a\" : [1, 2.5, -3e10, true, false, null, \"s\"] }", YES },
     { 'O', NULL, "{\"a\":{\"b\":{\"c\":[]}}}", YES },
-    { 'O', NULL, "{\n  \"a\": 1\n}", YES },
+    { 'O', NULL, "{\n  \"a\": 1\n}", NO },  /* compact JSON: at most one space */
+    { 'O', NULL, "{ \"a\": 1 }", YES },
     { 'O', NULL, "[1]", NO },
     { 'O', NULL, "{\"a\":}", NO },
     { 'O', NULL, "{\"a\":1,}", NO },
@@ -386,7 +387,7 @@ static const struct gcase GCASES[] = {
     { 'S', "{\"title\":\"Person\",\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"age\":"
       "{\"type\":\"integer\"}},\"required\":[\"name\",\"age\"]}", "{\"name\": \"Ann\"}", NO },
     /* bounded whitespace */
-    { 'S', "{\"type\":\"array\",\"items\":{\"type\":\"integer\"}}", "[\n  1,\n  2\n]", YES },
+    { 'S', "{\"type\":\"array\",\"items\":{\"type\":\"integer\"}}", "[\n  1,\n  2\n]", NO },  /* compact JSON */
     { 'S', "{\"type\":\"array\",\"items\":{\"type\":\"integer\"}}", "[  1]", NO },
     /* ---- more breadth ---- */
     { 'G', "?start: a+\na: \"x\" | \"y\"", "xyx", YES },
