@@ -17,6 +17,7 @@ include %reldir%/kv/local.mk
 include %reldir%/runner/local.mk
 include %reldir%/sample/local.mk
 include %reldir%/spec/local.mk
+include %reldir%/grammar/local.mk
 include %reldir%/engine/local.mk
 include %reldir%/tokenizer/local.mk
 include %reldir%/chat/local.mk

@@ -147,6 +147,25 @@ int pgd_cmd_fetch(int argc, char **argv)
     return 0;
 }
 
+const char *pgd_tool_catalog_quantization(const char *model)
+{
+    if (!model || strchr(model, '/'))
+        return NULL;
+    char name[256];
+    snprintf(name, sizeof name, "%s", model);
+    char *at = strchr(name, '@');
+    if (at)
+        *at = '\0';
+    struct pgd__hub_catalog cat;
+    char err[1024];
+    if (pgd__hub_catalog_load(NULL, &cat, err, sizeof err))
+        return NULL;
+    const struct pgd__hub_catalog_entry *e = pgd__hub_catalog_find(&cat, name);
+    bool fp8 = e && e->quant && !strcmp(e->quant, "fp8");
+    pgd__hub_catalog_free(&cat);
+    return fp8 ? "fp8" : NULL;
+}
+
 int pgd_tool_resolve_model(const char **model, const char *revision, const char *download_dir)
 {
     /* One model per process: the resolved path lives as long as the program. */

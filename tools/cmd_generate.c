@@ -50,6 +50,8 @@ static void gen_usage(FILE *out)
         "  --device auto|cpu|cuda|cuda:N  (default auto: cuda when available, else cpu)\n"
         "  --dtype auto|bfloat16|float16   GPU compute dtype (default auto: the checkpoint's;\n"
         "                           the CPU computes in float32)\n"
+        "  --quantization METHOD    gptq, awq or fp8 (default: the checkpoint's; fp8 on a\n"
+        "                           16-bit checkpoint quantizes it at load)\n"
         "  --num-blocks N           KV cache blocks (default: from 256 MiB)\n"
         "  --block-size N           tokens per block (default 16)\n"
         "  --max-num-seqs N         (default 256)   --max-num-batched-tokens N (default 2048)\n"

@@ -5,7 +5,9 @@
 #include "config.h"
 #include "tools/commands.h"
 #include "runtime/hub/hub.h"
+#include "runtime/model/model.h"
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +18,11 @@ static void models_usage(FILE *out)
         "usage: pagoda models [--cached] [--download-dir DIR]\n"
         "       pagoda models rm ORG/NAME[@REVISION] | SHORT-NAME[@REVISION] [--download-dir DIR]\n\n"
         "Without options: the catalog (short names for `pagoda fetch`, `serve`, `generate`)\n"
-        "and, for each, the size on disk and the revisions already in the cache.\n"
-        "  --cached             every model in the cache (HF_HUB_CACHE), whatever fetched it\n"
+        "and, for each, the size on disk and the revisions already in the cache. QUANT is the\n"
+        "quantization (none, gptq-int4, awq-int4, fp8, ...; fp8 on a 16-bit repo: quantized\n"
+        "at load, as --quantization fp8).\n"
+        "  --cached             every model in the cache (HF_HUB_CACHE), whatever fetched it,\n"
+        "                       with the quantization its config.json names\n"
         "  --download-dir DIR   the cache root instead of HF_HUB_CACHE\n"
         "rm: without @REVISION the whole repo; with it that revision, its refs, and the\n"
         "blobs no other revision links to.\n");
@@ -74,15 +79,32 @@ static int list_catalog(const struct pgd__hub_cached_repo *cached, size_t n_cach
     return 0;
 }
 
+/* The quantization of a cached repo, from the config.json of its main revision (else its
+ * first): "none", "gptq-int4", "awq-int4", "fp8", ... */
+static void cached_quant(const struct pgd__hub_cached_repo *r, char *buf, size_t len)
+{
+    snprintf(buf, len, "?");
+    if (!r->n_revs)
+        return;
+    const struct pgd__hub_cached_rev *v = &r->revs[0];
+    for (size_t k = 0; k < r->n_revs; k++)
+        if (r->revs[k].refs && strstr(r->revs[k].refs, "main"))
+            v = &r->revs[k];
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/snapshots/%s", r->dir, v->commit);
+    pgd__model_quant_label(dir, buf, len);
+}
+
 static int list_cached(const char *cache, const struct pgd__hub_cached_repo *r, size_t n)
 {
-    printf("%-48s %-10s %s\n", "REPO", "ON DISK", "REVISIONS");
+    printf("%-48s %-10s %-10s %s\n", "REPO", "ON DISK", "QUANT", "REVISIONS");
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        char bytes[32], rt[1024];
+        char bytes[32], rt[1024], quant[64];
         revisions_text(&r[i], rt, sizeof rt);
-        printf("%-48s %-10s %s\n", r[i].repo,
-               pgd__hub_human_bytes((long long)r[i].bytes, bytes, sizeof bytes), rt);
+        cached_quant(&r[i], quant, sizeof quant);
+        printf("%-48s %-10s %-10s %s\n", r[i].repo,
+               pgd__hub_human_bytes((long long)r[i].bytes, bytes, sizeof bytes), quant, rt);
         total += r[i].bytes;
     }
     char bytes[32];

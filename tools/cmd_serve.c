@@ -180,12 +180,6 @@ static int prepare(struct serve_opts *o)
     apply_log_style(s);
     if (!apply_log_file(s))
         return 1;
-    const char *quant = pgd__settings_str(s, PGD__S_QUANTIZATION);
-    if (quant && strcmp(quant, "auto") && strcmp(quant, "none")) {
-        fprintf(stderr, "pagoda serve: --quantization %s: this build has no quantization "
-                        "plugin for it\n", quant);
-        return 2;
-    }
     if (pgd__settings_bool(s, PGD__S_TRUST_REMOTE_CODE))
         PGD_WARN("--trust-remote-code: accepted and ignored: pagoda runs no code from a "
                  "checkpoint");
@@ -215,6 +209,8 @@ static int prepare(struct serve_opts *o)
     /* A hub id or catalog name becomes its snapshot directory (fetched when missing). */
     const char *named = pgd__settings_str(s, PGD__S_MODEL);
     o->ep.model_dir = named;
+    if (!o->ep.quantization)   /* a catalog entry with quant = fp8 is served as FP8 */
+        o->ep.quantization = pgd_tool_catalog_quantization(named);
     if (pgd_tool_resolve_model(&o->ep.model_dir, pgd__settings_str(s, PGD__S_REVISION),
                                pgd__settings_str(s, PGD__S_DOWNLOAD_DIR)))
         return 1;

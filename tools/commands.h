@@ -45,9 +45,11 @@ void pgd_tool_tp_failed(const struct pgd_engine_params *ep, int status);
 int pgd_cmd_bench(int argc, char **argv);      /* tools/bench/cmd_bench.c */
 int pgd_cmd_bench_throughput(int argc, char **argv);   /* tools/bench/cmd_bench_throughput.c */
 int pgd_cmd_bench_gemv(int argc, char **argv);         /* tools/bench/cmd_bench_gemv.c */
+int pgd_cmd_bench_quant(int argc, char **argv);        /* tools/bench/cmd_bench_quant.c */
 int pgd_cmd_bench_attention(int argc, char **argv);    /* tools/bench/cmd_bench_attention.c */
 int pgd_cmd_bench_serve(int argc, char **argv);        /* tools/bench/cmd_bench_serve.c */
 int pgd_cmd_bench_spec(int argc, char **argv);         /* tools/bench/cmd_bench_spec.c */
+int pgd_cmd_bench_grammar(int argc, char **argv);      /* tools/bench/cmd_bench_grammar.c */
 /* The device's ceilings for the benchmarks' bounds: device-to-device copy bandwidth (GB/s,
  * read + write) and the rate of an 8192^3 GEMM in dt (TFLOP/s); both 0 on the CPU. desc
  * receives the device's name. Non-zero (message on stderr) on failure. */
@@ -94,6 +96,10 @@ int pgd_tool_resolve_model(const char **model, const char *revision, const char 
  * the directory (unchanged when the JSON names no model or a directory). Non-zero (message
  * on stderr) on failure. An unparsable JSON is left for the engine to refuse. */
 int pgd_tool_resolve_spec_model(const char **spec_json, char *buf, size_t buflen);
+/* The --quantization a catalog name implies: "fp8" when its catalog entry says quant = fp8
+ * (a 16-bit repo served quantized at load, or an FP8 checkpoint); NULL for anything else
+ * (a directory, a hub id, another quant, which the checkpoint's config says itself). */
+const char *pgd_tool_catalog_quantization(const char *model);
 int pgd_cmd_tokenize(int argc, char **argv);
 int pgd_cmd_detokenize(int argc, char **argv);
 

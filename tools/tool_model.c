@@ -25,6 +25,7 @@ int pgd_tool_model_option(struct pgd_tool_model *m, int c, const char *arg)
     case PGD_TOOL_OPT_REVISION: m->revision = arg; return 1;
     case PGD_TOOL_OPT_DOWNLOAD_DIR: m->download_dir = arg; return 1;
     case PGD_TOOL_OPT_RANDOM: m->random_cfg = arg; return 1;
+    case PGD_TOOL_OPT_QUANTIZATION: m->quantization = arg; return 1;
     case PGD_TOOL_OPT_DEVICE: return pgd_tool_parse_device(arg, &m->device) ? -1 : 1;
     case PGD_TOOL_OPT_DTYPE: return pgd_tool_parse_dtype(arg, &m->dtype) ? -1 : 1;
     case PGD_TOOL_OPT_PLUGIN_DIR:
@@ -66,6 +67,8 @@ int pgd_tool_model_resolve(struct pgd_tool_model *m, const char *cmd)
     }
     m->dir = m->name;
     m->random = false;
+    if (!m->quantization)   /* a catalog entry with quant = fp8 is served as FP8 */
+        m->quantization = pgd_tool_catalog_quantization(m->name);
     return pgd_tool_resolve_model(&m->dir, m->revision, m->download_dir) ? 1 : 0;
 }
 
@@ -75,6 +78,7 @@ void pgd_tool_model_engine_params(const struct pgd_tool_model *m, struct pgd_eng
     ep->plugin_path = m->plugin_path;
     ep->device = m->device;
     ep->dtype = m->dtype;
+    ep->quantization = m->quantization;
     ep->random_weights = m->random;
 }
 
@@ -85,6 +89,7 @@ void pgd_tool_model_runner_params(const struct pgd_tool_model *m, struct pgd_reg
     p->registry = reg;
     p->device = m->device;
     p->dtype = m->dtype;
+    p->quantization = m->quantization;
     p->random_weights = m->random;
 }
 

@@ -1,6 +1,7 @@
 /* The model flags every command that loads a model shares (tools/tool_model.c): --model
  * (a directory, hub id or catalog name) with --revision and --download-dir, or
- * --random-weights CONFIG where the command allows it, --device, --dtype and --plugin-dir.
+ * --random-weights CONFIG where the command allows it, --device, --dtype, --quantization
+ * and --plugin-dir.
  *
  *     static const struct option opts[] = { PGD_TOOL_MODEL_OPTIONS,
  *                                           PGD_TOOL_RANDOM_WEIGHTS_OPTION, ... };
@@ -23,6 +24,7 @@
 enum {
     PGD_TOOL_OPT_MODEL = 0x7000, PGD_TOOL_OPT_REVISION, PGD_TOOL_OPT_DOWNLOAD_DIR,
     PGD_TOOL_OPT_DEVICE, PGD_TOOL_OPT_DTYPE, PGD_TOOL_OPT_PLUGIN_DIR, PGD_TOOL_OPT_RANDOM,
+    PGD_TOOL_OPT_QUANTIZATION,
 };
 
 #define PGD_TOOL_MODEL_OPTIONS \
@@ -31,6 +33,7 @@ enum {
     { "download-dir", required_argument, 0, PGD_TOOL_OPT_DOWNLOAD_DIR }, \
     { "device", required_argument, 0, PGD_TOOL_OPT_DEVICE }, \
     { "dtype", required_argument, 0, PGD_TOOL_OPT_DTYPE }, \
+    { "quantization", required_argument, 0, PGD_TOOL_OPT_QUANTIZATION }, \
     { "plugin-dir", required_argument, 0, PGD_TOOL_OPT_PLUGIN_DIR }
 #define PGD_TOOL_RANDOM_WEIGHTS_OPTION \
     { "random-weights", required_argument, 0, PGD_TOOL_OPT_RANDOM }
@@ -42,6 +45,8 @@ struct pgd_tool_model {
     const char *revision, *download_dir;
     enum pgd_device device;        /* default: cuda when available, else cpu */
     enum pgd_dtype dtype;          /* PGD_DTYPE_COUNT: auto */
+    const char *quantization;      /* --quantization; NULL: the checkpoint's (resolve fills
+                                    * in a catalog entry's, see pgd_tool_catalog_quantization) */
     char plugin_dirs[4096];        /* every --plugin-dir, colon-separated */
     /* Set by pgd_tool_model_resolve. */
     const char *dir;               /* the model directory to load (points into the flags or
@@ -59,14 +64,16 @@ void pgd_tool_model_init(struct pgd_tool_model *m);
 int pgd_tool_model_option(struct pgd_tool_model *m, int c, const char *arg);
 /* Exactly one of --model and --random-weights was given. */
 bool pgd_tool_model_named(const struct pgd_tool_model *m);
-/* Once every flag is read: checks the dtype against the device, joins the plugin path and
- * turns the model into the directory to load (fetching a hub id into the cache; a
+/* Once every flag is read: checks the dtype against the device, joins the plugin path, takes
+ * a catalog name's quantization when none was given, and turns the model into the directory
+ * to load (fetching a hub id into the cache; a
  * --random-weights config into its directory). 0, or the exit status (2: a usage error,
  * 1: the model could not be had), the message on stderr prefixed by cmd. */
 int pgd_tool_model_resolve(struct pgd_tool_model *m, const char *cmd);
 /* The --plugin-dir list for pgd_tool_registry: NULL when none was given. */
 const char *pgd_tool_model_plugin_dirs(const struct pgd_tool_model *m);
-/* Copies the resolved model, device, dtype, random weights and plugin path into ep. */
+/* Copies the resolved model, device, dtype, quantization, random weights and plugin path
+ * into ep. */
 void pgd_tool_model_engine_params(const struct pgd_tool_model *m, struct pgd_engine_params *ep);
 /* The same for the model runner the benchmarks drive without an engine (its registry is the
  * caller's: reg, from pgd_tool_registry). */

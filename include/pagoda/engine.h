@@ -99,6 +99,12 @@ struct pgd_engine_params {
      * step is broadcast to the others, which run the worker loop of `pagoda serve` instead
      * (pgd_engine_create on them is refused). Needs a build with MPI (and NCCL on CUDA). */
     int tensor_parallel_size;
+    /* vLLM's --quantization: the quantization method the weights are read with ("gptq",
+     * "awq", "fp8": a quant plugin's name for it); NULL (default): the checkpoint's own
+     * (config.json's quantization_config, quantize_config.json, quant_config.json). A
+     * checkpoint quantized with another method is refused; "fp8" on a 16-bit checkpoint
+     * quantizes its linear layers to FP8 at load. */
+    const char *quantization;
 };
 struct pgd_engine_params pgd_engine_default_params(void);
 

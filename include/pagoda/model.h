@@ -7,6 +7,7 @@
 #include <pagoda/tensor.h>
 #include <pagoda/ops.h>
 #include <pagoda/status.h>
+#include <pagoda/quant.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -131,6 +132,55 @@ enum pgd_status pgd_model_load_linear_shard(struct pgd_model_ctx *ctx,
                                             int64_t in_features, const int64_t *out_features,
                                             bool bias, const struct pgd_shard *shard,
                                             struct pgd_linear *out, char *err, size_t errlen);
+
+/* ---- services for quantization plugins (struct pgd_quant_ops in include/pagoda/plugin.h) --
+ * A quant plugin reads its tensors as stored (pgd_model_raw_tensor), converts them into a
+ * canonical layout of include/pagoda/quant.h and hands that to the model
+ * (pgd_model_qweight_wq / _fp8), which keeps it on the model's device; its linear then runs
+ * pgd_op_qweight_linear. */
+
+/* A checkpoint tensor as stored on disk: any dtype, never converted. data points into the
+ * checkpoint's read-only map (valid while the model is loaded) and may be unaligned for its
+ * dtype: read elements with memcpy. */
+struct pgd_raw_tensor {
+    const void *data;
+    enum pgd_dtype dtype;
+    int ndim;                 /* 0 for a scalar */
+    int64_t shape[PGD_MAX_DIMS];
+    const char *path;         /* the .safetensors file that holds it (for messages) */
+};
+/* Finds tensor `name` as stored and checks its dtype (PGD_DTYPE_COUNT: any) and, when
+ * ndim >= 0, its rank and shape (shape NULL or an entry < 0: any size there). Absent:
+ * PGD_ERR_NOT_FOUND; another dtype, rank or shape (or a rank above PGD_MAX_DIMS):
+ * PGD_ERR_FORMAT; every message names the file, the tensor, what it is and what was
+ * expected. A model loaded with random weights has no checkpoint: PGD_ERR_UNSUPPORTED. */
+enum pgd_status pgd_model_raw_tensor(const struct pgd_model_ctx *ctx, const char *name,
+                                     enum pgd_dtype dtype, int ndim, const int64_t *shape,
+                                     struct pgd_raw_tensor *out, char *err, size_t errlen);
+/* The bias of a linear layer fused from n_parts prefixes: "<prefix>.bias" of each (any float
+ * dtype, [out_features[i]]) concatenated into *out [sum out_features] in the model's dtype on
+ * its device (owned by the model). */
+enum pgd_status pgd_model_load_bias(struct pgd_model_ctx *ctx, const char *const *prefixes,
+                                    int n_parts, const int64_t *out_features,
+                                    struct pgd_tensor *out, char *err, size_t errlen);
+
+/* A quantized weight on the model's device, owned by the model (freed with it). */
+struct pgd_qweight;
+/* Makes the weight of a layer from n_parts canonical layouts stacked along the output
+ * dimension (the parts of a fused q/k/v or gate/up; each with the layer's `in`), for the
+ * model's device. `name` names the layer in messages. The host arrays are only read during
+ * the call. On the CPU the weight is kept dequantized (float32 [out, in]); on CUDA the parts
+ * are joined into one layout (same bits, group size and perm: else PGD_ERR_UNSUPPORTED
+ * naming the layer) and handed to the kernels (pgd_cuda_wq_create), which repack it. */
+enum pgd_status pgd_model_qweight_wq(struct pgd_model_ctx *ctx, const char *name,
+                                     const struct pgd_wq_host *parts, int n_parts,
+                                     struct pgd_qweight **out, char *err, size_t errlen);
+/* The same for FP8 layers (pgd_cuda_fp8_create on CUDA). Parts whose per-tensor scales
+ * differ are joined with per-channel scales (the same numbers). */
+enum pgd_status pgd_model_qweight_fp8(struct pgd_model_ctx *ctx, const char *name,
+                                      const struct pgd_fp8_host *parts, int n_parts,
+                                      struct pgd_qweight **out, char *err, size_t errlen);
+
 /* A linear layer whose weight is an already-loaded tensor [out, in] (tied embeddings). */
 struct pgd_linear pgd_linear_from_tensor(const struct pgd_tensor *weight);
 

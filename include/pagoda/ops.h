@@ -87,9 +87,18 @@ void pgd_op_add_rmsnorm(struct pgd_fwd *f, struct pgd_tensor *residual,
                         struct pgd_tensor *out);
 /* x += delta   (both [rows, d]) */
 void pgd_op_add(struct pgd_fwd *f, struct pgd_tensor *x, const struct pgd_tensor *delta);
-/* y[n, out] = x[n, in] @ W^T + b */
+/* y[n, out] = x[n, in] @ W^T + b; a quantized layer (w->quant set) runs its plugin's linear */
 void pgd_op_linear(struct pgd_fwd *f, const struct pgd_linear *w, const struct pgd_tensor *x,
                    struct pgd_tensor *y);
+/* y[n, out] = x[n, in] @ W^T + bias for a quantized weight made by pgd_model_qweight_wq or
+ * pgd_model_qweight_fp8 (include/pagoda/model.h): what a quant plugin's linear calls. bias is
+ * [out] in the activation dtype, or NULL (or data NULL) for none. On the CPU it multiplies
+ * the dequantized weights (an FP8 layer first rounds x to e4m3 per token, as the GPU does);
+ * on CUDA it runs pgd_cuda_wq_linear / pgd_cuda_fp8_linear on the packed weights. */
+struct pgd_qweight;
+void pgd_op_qweight_linear(struct pgd_fwd *f, const struct pgd_qweight *w,
+                           const struct pgd_tensor *bias, const struct pgd_tensor *x,
+                           struct pgd_tensor *y);
 /* y[i] = x @ w[i]^T + b[i] for i < count (1..3): the same x through several layers (q, k, v),
  * on the GPU in one kernel at decode sizes. */
 void pgd_op_linear_multi(struct pgd_fwd *f, int count, const struct pgd_linear *const *w,

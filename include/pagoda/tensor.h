@@ -19,6 +19,7 @@ enum pgd_dtype {
     PGD_DTYPE_I32,
     PGD_DTYPE_I64,
     PGD_DTYPE_U8,
+    PGD_DTYPE_F8_E4M3,        /* float8 e4m3fn (FP8 checkpoints; include/pagoda/quant.h) */
     PGD_DTYPE_COUNT
 };
 
@@ -35,7 +36,7 @@ struct pgd_tensor {
 };
 
 size_t pgd_dtype_size(enum pgd_dtype dt);
-/* "F32", "F16", "BF16", "I32", "I64", "U8" (the safetensors spelling). */
+/* "F32", "F16", "BF16", "I32", "I64", "U8", "F8_E4M3" (the safetensors spelling). */
 const char *pgd_dtype_name(enum pgd_dtype dt);
 /* Parses a safetensors dtype name; returns false when it is not one pagoda knows. */
 bool pgd_dtype_parse(const char *name, enum pgd_dtype *out);

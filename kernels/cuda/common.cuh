@@ -13,6 +13,12 @@
 #include <utility>
 
 struct pgd_cuda_gemm_entry;          /* linear.cu's algorithm cache */
+struct pgd_cuda_qplan;               /* quant_lt.cu's algorithm cache */
+
+/* The quantized linears' device scratch (staged x, quantized x and its scales, dequantized
+ * weight tiles, float32 partial outputs), made with the context so that no linear call
+ * allocates (graph capture); every quantized linear cuts its work to fit it. */
+#define PGD_CUDA_QSCRATCH_BYTES ((size_t)64 << 20)
 
 struct pgd_cuda_ctx {
     int device;
@@ -34,6 +40,11 @@ struct pgd_cuda_ctx {
      * started through pgd_cuda_launch may be scheduled while the kernel before them
      * finishes; each waits (pdl_wait) before it touches what came before. */
     int pdl;
+    /* quant_wq.cu / quant_fp8.cu: the scratch above and quant_lt.cu's cuBLASLt plans */
+    void *qscratch;                  /* device [qscratch_bytes] */
+    size_t qscratch_bytes;
+    struct pgd_cuda_qplan *qplan;    /* [qplan_cap] */
+    int qplan_n, qplan_cap, qplan_next;
 };
 
 /* Formats into err and returns 1. */

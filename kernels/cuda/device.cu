@@ -6,6 +6,7 @@
 #include <vector>
 
 extern "C" void pgd_cuda_gemm_cache_free(struct pgd_cuda_ctx *c);   /* linear.cu */
+extern "C" void pgd_cuda_qplan_cache_free(struct pgd_cuda_ctx *c);  /* quant_lt.cu */
 
 extern "C" int pgd_cuda_device_count(void)
 {
@@ -193,10 +194,14 @@ extern "C" int pgd_cuda_ctx_create(struct pgd_cuda_ctx **out, char *err, size_t 
     c->workspace_bytes = (size_t)32 << 20;
     if (e == cudaSuccess)
         e = cudaMalloc(&c->workspace, c->workspace_bytes);
+    c->qscratch_bytes = PGD_CUDA_QSCRATCH_BYTES;
+    if (e == cudaSuccess)
+        e = cudaMalloc(&c->qscratch, c->qscratch_bytes);
     if (e != cudaSuccess) {
         pgd_cuda_ctx_destroy(c);
-        return pgd_cuda_failf(err, errlen, "CUDA context (stream, %zu-byte GEMM workspace): %s",
-                              (size_t)32 << 20, cudaGetErrorString(e));
+        return pgd_cuda_failf(err, errlen, "CUDA context (stream, %zu-byte GEMM workspace, "
+                              "%zu-byte quantized-linear scratch): %s", (size_t)32 << 20,
+                              PGD_CUDA_QSCRATCH_BYTES, cudaGetErrorString(e));
     }
     cublasStatus_t bs = cublasLtCreate(&c->lt);
     if (bs != CUBLAS_STATUS_SUCCESS) {
@@ -215,9 +220,11 @@ extern "C" void pgd_cuda_ctx_destroy(struct pgd_cuda_ctx *c)
     if (c->stream)
         cudaStreamSynchronize(c->stream);
     pgd_cuda_gemm_cache_free(c);
+    pgd_cuda_qplan_cache_free(c);
     if (c->lt)
         cublasLtDestroy(c->lt);
     cudaFree(c->workspace);
+    cudaFree(c->qscratch);
     cudaFree(c->plan_dev);
     if (c->plan_host)
         cudaFreeHost(c->plan_host);

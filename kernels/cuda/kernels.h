@@ -242,7 +242,8 @@ int pgd_cuda_argmax(struct pgd_cuda_ctx *c, const float *logits, int rows, int v
  * order (probability desc, id asc); and on request the logprob and rank of the sampled (or
  * a target) token and the top n_top logprobs of the raw logits. Masses are summed as 64-bit
  * fixed point (2^62 = probability 1), so every result is the same run to run. The host
- * packs the rows (runtime/sample/sample_rows.c). */
+ * packs the rows (runtime/sample/sample_rows.c). A row may carry an allowed-token bitmask
+ * (structured output, allow_off), applied first; rows without one pay nothing for it. */
 #define PGD_CUDA_MAX_TOP 20
 #define PGD_CUDA_SAMPLE_MAX_VOCAB (1 << 20)
 enum { PGD_CUDA_ROW_SKIP = 0, PGD_CUDA_ROW_SAMPLE = 1, PGD_CUDA_ROW_TARGET = 2 };
@@ -257,7 +258,10 @@ struct pgd_cuda_sample_row {
      * order, then n_pen (id, output count) pairs of distinct ids for the penalties. */
     int32_t pool_off, n_mask, n_bias, n_pen;
     uint32_t child;
-    uint32_t pad_;
+    /* Structured output: the pool offset of the row's allowed-token bitmask
+     * [ceil(vocab / 32)] words (bit t % 32 of word t / 32: token t allowed; the others get
+     * -inf before anything else), or -1 for none. */
+    int32_t allow_off;
     uint64_t seed;
     uint64_t draw;                   /* the draw index: the output position */
 };
@@ -300,6 +304,41 @@ int pgd_cuda_fp8_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x
                         const struct pgd_cuda_fp8 *w, const void *b, void *y, char *err,
                         size_t errlen);
 void pgd_cuda_fp8_destroy(struct pgd_cuda_fp8 *w);
+/* The linears with the path forced, for tests and benches: PGD_CUDA_QPATH_AUTO as above;
+ * _GEMV (any n: QGEMV_ROWS rows a launch); _GEMM: wq: dequantized slices through cuBLASLt;
+ * fp8: cuBLASLt's FP8 GEMM, outer-vector scales where it has them, else float32 output and
+ * an epilogue kernel; _GEMM_VEC / _GEMM_F32 (fp8 only): that one. Returns 2 when cuBLASLt has
+ * no algorithm for the forced FP8 kind (err says so; nothing was written). The auto path
+ * takes the GEMV up to PGD_CUDA_WQ_GEMV_MAX_N (16) / PGD_CUDA_FP8_GEMV_MAX_N (8) rows. The
+ * GEMVs run on tensor cores where the layer allows (4 bits with integer zeros, FP8; in a
+ * multiple of 64): PGD_CUDA_WQ_MMA=0 (read at create) / PGD_CUDA_FP8_MMA=0 take the plain
+ * GEMV instead, for measuring. */
+enum { PGD_CUDA_QPATH_AUTO = 0, PGD_CUDA_QPATH_GEMV = 1, PGD_CUDA_QPATH_GEMM = 2,
+       PGD_CUDA_QPATH_GEMM_VEC = 3, PGD_CUDA_QPATH_GEMM_F32 = 4 };
+int pgd_cuda_wq_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const void *x,
+                            int n, const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
+                            size_t errlen);
+int pgd_cuda_fp8_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const void *x,
+                             int n, const struct pgd_cuda_fp8 *w, const void *b, void *y,
+                             char *err, size_t errlen);
+/* Bytes of device memory a layer's weights take (packed weights and their scales): what a
+ * pass over the layer reads. */
+size_t pgd_cuda_wq_weight_bytes(const struct pgd_cuda_wq *w);
+size_t pgd_cuda_fp8_weight_bytes(const struct pgd_cuda_fp8 *w);
+/* The speed probe: random canonical layers, made through the create calls (format
+ * PGD_CUDA_QBENCH_W4 / _W8: group_size as given, -1 per-channel, act_order: a random perm;
+ * _FP8: per-channel scales), copied until the copies together exceed L2; *bytes: one layer's
+ * weight bytes. run: microseconds per y[n, out] = x[n, in] @ W^T (BF16 activations, no bias,
+ * n <= max_n) through `path`, the median of 7 timed rounds over the copies; returns 2 when
+ * the path has no cuBLASLt algorithm. */
+enum { PGD_CUDA_QBENCH_W4 = 0, PGD_CUDA_QBENCH_W8 = 1, PGD_CUDA_QBENCH_FP8 = 2 };
+struct pgd_cuda_qbench;
+int pgd_cuda_qbench_create(struct pgd_cuda_ctx *c, int format, int group_size, int act_order,
+                           int in, int out, int max_n, struct pgd_cuda_qbench **q, size_t *bytes,
+                           char *err, size_t errlen);
+int pgd_cuda_qbench_run(struct pgd_cuda_ctx *c, struct pgd_cuda_qbench *q, int path, int n,
+                        double *us, char *err, size_t errlen);
+void pgd_cuda_qbench_destroy(struct pgd_cuda_qbench *q);
 
 /* ---- graph.cu: CUDA graphs ---------------------------------------------------------- */
 /* Between capture_begin and capture_end the context's stream records instead of running

@@ -54,8 +54,9 @@ extern "C" int pgd_cuda_argmax(struct pgd_cuda_ctx *c, const float *logits, int 
 
 /* ---- sampling -------------------------------------------------------------------------------
  * One block of SAMPLE_THREADS threads per logits row, in a few passes over the row:
- *   1. the processed logits (only when the row has a mask, a bias or a penalty): the raw row
- *      copied to the work row, masks and biases applied by one thread in request order (so
+ *   1. the processed logits (only when the row has a mask, a bias, a penalty or an allowed-
+ *      token bitmask): the raw row copied to the work row (-inf where the bitmask's bit is
+ *      clear), masks and biases applied by one thread in request order (so
  *      that repeated bias entries add in the CPU's order), penalties by one thread per
  *      distinct token (the host deduplicated them);
  *   2. max and argmax (lowest id on ties); temperature < 1e-5 stops here;
@@ -376,9 +377,16 @@ sample_kernel(const float *logits, int V, const struct pgd_cuda_sample_row *para
     int token = -1;
     if (P.kind == PGD_CUDA_ROW_SAMPLE) {
         const float *proc = raw;
-        if (P.n_mask > 0 || P.n_bias > 0 || P.n_pen > 0) {
-            for (int i = tid; i < V; i += blockDim.x)
-                w[i] = raw[i];
+        if (P.n_mask > 0 || P.n_bias > 0 || P.n_pen > 0 || P.allow_off >= 0) {
+            if (P.allow_off >= 0) {
+                /* structured output first: tokens whose bit is clear cannot be sampled */
+                const uint32_t *allow = (const uint32_t *)(pool + P.allow_off);
+                for (int i = tid; i < V; i += blockDim.x)
+                    w[i] = (allow[i >> 5] >> (i & 31)) & 1u ? raw[i] : -INFINITY;
+            } else {
+                for (int i = tid; i < V; i += blockDim.x)
+                    w[i] = raw[i];
+            }
             __syncthreads();
             const int32_t *q = pool + P.pool_off;
             if (tid == 0) {

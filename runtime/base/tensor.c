@@ -7,6 +7,7 @@ static const struct { const char *name; size_t size; } dtype_info[PGD_DTYPE_COUN
     [PGD_DTYPE_F32] = { "F32", 4 },  [PGD_DTYPE_F16] = { "F16", 2 },
     [PGD_DTYPE_BF16] = { "BF16", 2 }, [PGD_DTYPE_I32] = { "I32", 4 },
     [PGD_DTYPE_I64] = { "I64", 8 },  [PGD_DTYPE_U8] = { "U8", 1 },
+    [PGD_DTYPE_F8_E4M3] = { "F8_E4M3", 1 },
 };
 
 size_t pgd_dtype_size(enum pgd_dtype dt)

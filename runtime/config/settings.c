@@ -282,6 +282,9 @@ void pgd__settings_engine_params(const struct pgd__settings *s, struct pgd_engin
                                  int *graph_sizes, int max_sizes)
 {
     ep->tokenizer = pgd__settings_str(s, PGD__S_TOKENIZER);
+    ep->quantization = pgd__settings_str(s, PGD__S_QUANTIZATION);
+    if (ep->quantization && !strcmp(ep->quantization, "auto"))
+        ep->quantization = NULL;       /* the checkpoint's own, as no value */
     const char *fmt = pgd__settings_str(s, PGD__S_LOAD_FORMAT);
     ep->random_weights = fmt && !strcmp(fmt, "dummy");
     ep->max_model_len = (int)pgd__settings_int(s, PGD__S_MAX_MODEL_LEN);

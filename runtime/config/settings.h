@@ -45,6 +45,8 @@ enum pgd__setting_id {
     PGD__S_MAX_CONNECTIONS, PGD__S_MAX_CONNECTIONS_PER_IP, PGD__S_MAX_N,
     PGD__S_TIMEOUT_KEEP_ALIVE, PGD__S_HEADER_TIMEOUT, PGD__S_WRITE_TIMEOUT, PGD__S_GRACE,
     PGD__S_FRONTEND_OPT,
+    PGD__S_TOOL_CALL_PARSER, PGD__S_ENABLE_AUTO_TOOL_CHOICE, PGD__S_REASONING_PARSER,
+    PGD__S_TRUST_REQUEST_CHAT_TEMPLATE,
     /* [frontend.repl]: `pagoda chat`'s settings (not flags of `pagoda serve`) */
     PGD__S_REPL_URL, PGD__S_REPL_API_KEY, PGD__S_REPL_SYSTEM, PGD__S_REPL_TEMPERATURE,
     PGD__S_REPL_TOP_P, PGD__S_REPL_TOP_K, PGD__S_REPL_MAX_TOKENS, PGD__S_REPL_SEED,
@@ -52,6 +54,8 @@ enum pgd__setting_id {
     /* [log] */
     PGD__S_LOG_LEVEL, PGD__S_LOG_FORMAT, PGD__S_LOG_FILE, PGD__S_ACCESS_LOG,
     PGD__S_DISABLE_LOG_STATS, PGD__S_LOG_STATS_INTERVAL,
+    /* [engine] kv_cache_dtype (listed in its group) */
+    PGD__S_KV_CACHE_DTYPE,
     PGD__S_COUNT
 };
 

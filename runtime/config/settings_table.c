@@ -53,6 +53,19 @@ static bool check_sizes(const char *v, char *why, size_t n)
     return true;
 }
 
+/* vLLM's --kv-cache-dtype: only auto (the compute dtype) yet. */
+static bool check_kv_cache_dtype(const char *v, char *why, size_t n)
+{
+    if (!strcmp(v, "auto"))
+        return true;
+    if (!strncmp(v, "fp8", 3))
+        snprintf(why, n, "an FP8 KV cache is not supported yet: the KV cache is kept in the "
+                 "compute dtype (auto)");
+    else
+        snprintf(why, n, "expected auto (the compute dtype)");
+    return false;
+}
+
 static bool check_json_object(const char *v, char *why, size_t n)
 {
     json_error_t je;
@@ -207,11 +220,18 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         "from a checkpoint.",
         PGD__SG_MODEL, PGD__SD_TOOL, PGD__SF_NEGATABLE, NULL },
     [PGD__S_QUANTIZATION] = { MODEL, "quantization", PGD__ST_CHOICE, NULL, 0, 0,
-        "auto|none|gptq|awq|fp8", "METHOD",
-        "The weights' quantization method (vLLM's --quantization). Default (or auto): what "
-        "the checkpoint's config.json says in quantization_config; none: refuse a quantized "
-        "checkpoint. gptq, awq, fp8 need the quantization plugin of that name.",
-        PGD__SG_MODEL, PGD__SD_TOOL, 0, NULL },
+        "auto|gptq|awq|fp8", "METHOD",
+        "The method the weights are quantized with: gptq, awq, fp8. Default (or auto): the "
+        "checkpoint's (config.json's quantization_config, or "
+        "quantize_config.json / quant_config.json beside it); a checkpoint quantized with "
+        "another method is refused. fp8 on a bfloat16/float16 checkpoint quantizes its linear "
+        "layers at load (e4m3, one scale per output channel; activations per token).",
+        PGD__SG_MODEL, PGD__SD_ENGINE, 0, NULL },
+    [PGD__S_KV_CACHE_DTYPE] = { ENGINE, "kv_cache_dtype", PGD__ST_CHOICE, "auto", 0, 0,
+        "auto|fp8|fp8_e4m3|fp8_e5m2", "DTYPE",
+        "The KV cache's dtype. auto: the compute dtype (--dtype); the FP8 caches are not "
+        "supported yet and are refused.",
+        PGD__SG_CACHE, PGD__SD_TOOL, 0, check_kv_cache_dtype },
 
     [PGD__S_DEVICE] = { ENGINE, "device", PGD__ST_STRING, "auto", 0, 0, NULL,
         "auto|cuda|cpu|cuda:N",
@@ -342,6 +362,25 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
     [PGD__S_MAX_LOGPROBS] = { OPENAI, "max_logprobs", PGD__ST_INT, "20", 0, 20, NULL, "N",
         "The most logprobs (top alternatives per token) a request may ask for.",
         PGD__SG_MODEL, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_TOOL_CALL_PARSER] = { OPENAI, "tool_call_parser", PGD__ST_CHOICE, NULL, 0, 0,
+        "hermes|llama3_json|mistral", "NAME",
+        "How the model writes tool calls, parsed into message.tool_calls when tool_choice is "
+        "\"auto\": hermes (Qwen2.5, Qwen3), llama3_json (Llama 3.1+), mistral.",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_ENABLE_AUTO_TOOL_CHOICE] = { OPENAI, "enable_auto_tool_choice", PGD__ST_BOOL,
+        "false", 0, 0, NULL, NULL,
+        "Allow tool_choice \"auto\" (the default when a request has tools); needs "
+        "--tool-call-parser.",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_REASONING_PARSER] = { OPENAI, "reasoning_parser", PGD__ST_CHOICE, NULL, 0, 0,
+        "qwen3|deepseek_r1", "NAME",
+        "Split the model's <think>...</think> section into reasoning_content: qwen3 (an "
+        "answer opening with <think>), deepseek_r1 (the answer reasons until </think>).",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
+    [PGD__S_TRUST_REQUEST_CHAT_TEMPLATE] = { OPENAI, "trust_request_chat_template",
+        PGD__ST_BOOL, "false", 0, 0, NULL, NULL,
+        "Render chats with a request's own chat_template (else such a request gets 400).",
+        PGD__SG_FRONTEND, PGD__SD_FRONTEND, 0, NULL },
     [PGD__S_ROOT_PATH] = { OPENAI, "root_path", PGD__ST_STRING, NULL, 0, 0, NULL, "PATH",
         "Accepted for vLLM command lines (FastAPI's root_path behind a path-stripping "
         "proxy); pagoda serves no documentation pages, so it changes nothing (a warning "
@@ -501,7 +540,7 @@ const struct pgd__refused_flag pgd__refused_flags[] = {
     { "--pipeline-parallel-size", ONE_GPU }, { "-pp", ONE_GPU },
     { "--data-parallel-size", ONE_GPU }, { "-dp", ONE_GPU },
     { "--distributed-executor-backend", ONE_GPU }, { "--api-server-count", ONE_GPU },
-    { "--kv-cache-dtype", "the KV cache has the compute dtype (--dtype)" },
+    { "-q", "spell it --quantization" },
     { "--swap-space", "pagoda does not swap KV blocks to the CPU: it preempts by recompute; "
                       "raise --gpu-memory-utilization or lower --max-num-seqs" },
     { "--cpu-offload-gb", "weights stay on the GPU: use a card with room for them" },
@@ -516,10 +555,6 @@ const struct pgd__refused_flag pgd__refused_flags[] = {
     { "--middleware", "pagoda runs no Python middleware: put a reverse proxy in front" },
     { "--allowed-methods", NO_CORS }, { "--allowed-headers", NO_CORS },
     { "--allow-credentials", NO_CORS },
-    { "--enable-auto-tool-choice", "tools are rendered by the chat template; parsing tool "
-                                   "calls out of the output is not supported yet" },
-    { "--tool-call-parser", "parsing tool calls out of the output is not supported yet" },
-    { "--reasoning-parser", "reasoning content is not split out of the output yet" },
     { "--chat-template-content-format", "pagoda renders message contents as strings" },
     { "--disable-frontend-multiprocessing", "pagoda's frontend always runs in the serving "
                                             "process: drop the flag" },

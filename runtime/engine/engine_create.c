@@ -39,6 +39,11 @@ static void engine_free(struct pgd_engine *e)
     pgd__scheduler_fini(&e->sched);
     pgd__kv_manager_fini(&e->kv);
     pgd__sampler_fini(&e->sampler);
+    if (e->guides) {
+        pgd__guides_fini(e->guides);
+        free(e->guides);
+    }
+    free(e->allow);
     free(e->row);
     free(e->ss);
     free(e->rows);
@@ -99,6 +104,16 @@ static enum pgd_status init_parts(struct pgd_engine *e, const struct pgd_engine_
     e->res = malloc((size_t)max_rows * sizeof *e->res);
     if (!e->row || !e->ss || !e->rows || !e->res)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "engine: no memory for step buffers");
+    /* Structured output needs each token's bytes: only with a tokenizer. */
+    if (e->has_tio && e->tio.tokenizer) {
+        if (!(e->guides = malloc(sizeof *e->guides)))
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "engine: no memory");
+        if ((st = pgd__guides_init(e->guides, e->tio.tokenizer, e->vocab, err, errlen))) {
+            free(e->guides);
+            e->guides = NULL;
+            return st;
+        }
+    }
     return PGD_OK;
 }
 
@@ -324,6 +339,7 @@ static enum pgd_status make_runner(const struct pgd_engine_params *p, struct run
     rp.dtype = p->dtype;
     rp.random_weights = p->random_weights;
     rp.seed = p->seed;
+    rp.quantization = p->quantization;
     rp.enforce_eager = p->enforce_eager;
     if (p->gpu_memory_utilization > 0)
         rp.gpu_memory_utilization = p->gpu_memory_utilization;

@@ -181,7 +181,7 @@ static void token_text(struct pgd_engine *e, struct pgd__child *c, int32_t token
             pgd__oom("engine: stop reason", strlen(sp->stop[hit]) + 1);
         r->o.stop_reason = r->stop_reason;
     }
-    bool last = at_length(e, c);
+    bool last = at_length(e, c) || c->guide_done;
     /* The detokenizer may hold bytes (an unfinished UTF-8 sequence): at the length limit
      * they are the sample's last text, past any stop check. */
     if (*fin == PGD_FINISH_NONE && last) {
@@ -207,6 +207,9 @@ void pgd__emit_token(struct pgd_engine *e, struct pgd__child *c, int32_t token,
     enum pgd_finish_reason fin = stop_token(e, c, token, may_stop, r);
     if (c->detok)
         token_text(e, c, token, may_stop, &fin, r);
+    /* A complete grammar (structured output) ends the sample as a stop does. */
+    if (fin == PGD_FINISH_NONE && c->guide_done)
+        fin = PGD_FINISH_STOP;
     if (fin == PGD_FINISH_NONE && at_length(e, c))
         fin = PGD_FINISH_LENGTH;
     r->o.finish_reason = fin;

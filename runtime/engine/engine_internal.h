@@ -23,6 +23,7 @@
 #include "runtime/engine/engine_metrics.h"
 #include "runtime/engine/scheduler.h"
 #include "runtime/engine/stop.h"
+#include "runtime/grammar/guide.h"
 #include "runtime/kv/kv_manager.h"
 #include "runtime/sample/sample_rows.h"
 #include "runtime/spec/spec_config.h"
@@ -91,6 +92,8 @@ struct pgd__child {
     struct pgd__stop_text stop;     /* owned; the text released so far, held back for stops */
     void *detok;                    /* owned detokenizer state, or NULL (no text) */
     int n_out;                      /* tokens generated */
+    struct pgd__gmatch *gm;         /* owned; structured output's matcher, or NULL */
+    bool guide_done;                /* the grammar is complete: the sample ends (stop) */
     bool done;
     double t_last_token;            /* for the inter-token latency */
 };
@@ -99,7 +102,10 @@ struct pgd__req {
     struct pgd__req *prev, *next;   /* the inbox, then the engine thread's active list */
     uint64_t id;
     struct pgd_stream *stream;      /* one reference (the engine's) */
-    struct pgd_sampling_params sp;  /* its arrays are owned copies */
+    struct pgd_sampling_params sp;  /* its arrays and guide are owned copies */
+    struct pgd__guide *guide;       /* one reference (released to guides), or NULL */
+    struct pgd__guides *guides;     /* borrowed: the engine's */
+    const struct pgd__vocab *vocab; /* borrowed (the guides'): token bytes, for the matcher */
     char *salt;                     /* owned cache_salt, or NULL */
     int priority;
     bool detokenize;
@@ -144,6 +150,13 @@ struct pgd_engine {
     bool device_sampling;           /* the thread's copy of !no_device_sampling */
     struct pgd__spec_config spec;   /* speculative decoding (fixed at creation) */
     struct pgd__spec_scratch *spec_scratch;   /* owned; draft-model steps (engine_spec.c) */
+    uint32_t *allow;                /* [allow_cap] the step's allowed-token masks, one
+                                       pgd__mask_words(vocab) run per constrained row */
+    size_t allow_cap;
+
+    /* Compiled guides (structured output), shared by the requests; NULL without a
+     * tokenizer. Thread-safe (its own lock). */
+    struct pgd__guides *guides;
 
     /* Under mu (cv: the engine thread waits on it for work). */
     pthread_t thread;

@@ -50,6 +50,7 @@ static void sp_free(struct pgd_sampling_params *sp)
     free((void *)sp->stop);
     free((void *)sp->stop_token_ids);
     free((void *)sp->logit_bias);
+    free((void *)sp->guide);
 }
 
 void pgd__req_free(struct pgd__req *r, const struct pgd__textio *tio)
@@ -60,6 +61,10 @@ void pgd__req_free(struct pgd__req *r, const struct pgd__textio *tio)
         struct pgd__child *c = &r->children[i];
         if (c->detok && tio)
             tio->detok_free(c->detok);
+        if (c->gm) {
+            pgd__gmatch_fini(c->gm);
+            free(c->gm);
+        }
         pgd__stop_text_fini(&c->stop);
         pgd__seq_fini(&c->seq);
     }
@@ -67,6 +72,8 @@ void pgd__req_free(struct pgd__req *r, const struct pgd__textio *tio)
     free(r->plps);
     free(r->plp_top);
     free(r->salt);
+    if (r->guide)
+        pgd__guide_release(r->guides, r->guide);
     sp_free(&r->sp);
     free(r);
 }
@@ -128,6 +135,13 @@ static enum pgd_status validate_sampling(const struct pgd_engine *e,
         if (!isfinite(s->logit_bias[i].bias))
             BAD("sampling: logit_bias[%d].bias is not finite", i);
     }
+    if (s->guide_kind < PGD_GUIDE_NONE || s->guide_kind > PGD_GUIDE_GRAMMAR)
+        BAD("sampling: guide_kind %d is not a kind of guide", (int)s->guide_kind);
+    if (s->guide_kind != PGD_GUIDE_NONE && !e->guides)
+        BAD("sampling: structured output (%s) needs the model's tokenizer, and this engine has "
+            "none", pgd__guide_kind_name(s->guide_kind));
+    if (s->guide_kind != PGD_GUIDE_NONE && s->guide_kind != PGD_GUIDE_JSON_OBJECT && !s->guide)
+        BAD("sampling: guide_kind %s needs its guide text", pgd__guide_kind_name(s->guide_kind));
 #undef BAD
     return PGD_OK;
 }
@@ -141,6 +155,9 @@ static enum pgd_status sp_copy(struct pgd_sampling_params *d, const struct pgd_s
     d->stop = NULL;
     d->stop_token_ids = NULL;
     d->logit_bias = NULL;
+    d->guide = NULL;
+    if (s->guide_kind != PGD_GUIDE_NONE && s->guide && !(d->guide = strdup(s->guide)))
+        return PGD_ERR_NOMEM;
     if (s->n_stop > 0) {
         char **st = calloc((size_t)s->n_stop, sizeof *st);
         if (!st)
@@ -265,6 +282,15 @@ static enum pgd_status child_init(struct pgd_engine *e, const struct pgd_request
         c->seq.leader = &r->children[0].seq;
     if (r->detokenize)
         c->detok = e->tio.detok_new(e->tio.ctx, prompt, n, rp->sampling.skip_special_tokens);
+    if (r->guide) {
+        c->gm = malloc(sizeof *c->gm);
+        if (!c->gm || !pgd__gmatch_init(c->gm, r->guide->g)) {
+            free(c->gm);
+            c->gm = NULL;
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "request: no memory for its grammar "
+                            "matcher");
+        }
+    }
     return PGD_OK;
 }
 
@@ -293,6 +319,14 @@ static enum pgd_status req_build(struct pgd_engine *e, const struct pgd_request_
     r->children = calloc((size_t)nc, sizeof *r->children);
     if (!r->children)
         FAIL(PGD_ERR_NOMEM, "request: no memory");
+    /* Structured output: the compiled guide (from the engine's cache, or compiled now; an
+     * invalid schema, regex or grammar is refused here with what and where). */
+    if (rp->sampling.guide_kind != PGD_GUIDE_NONE) {
+        r->guides = e->guides;
+        if ((st = pgd__guides_get(e->guides, rp->sampling.guide_kind, rp->sampling.guide,
+                                  &r->guide, &r->vocab, err, errlen)))
+            goto fail;
+    }
     if (rp->sampling.prompt_logprobs >= 0 && n > 1) {
         /* Prompt token 0 has no logprob: n - 1 entries, each with k top entries. */
         r->plps = calloc((size_t)n - 1, sizeof *r->plps);

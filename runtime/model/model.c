@@ -318,6 +318,14 @@ enum pgd_status pgd_model_load_linear_rows(struct pgd_model_ctx *ctx, const char
 {
     char name[512];
     *out = (struct pgd_linear){ .in_features = in_features, .out_features = n_rows };
+    bool quantized;
+    enum pgd_status qst = pgd__model_quant_claims(ctx->m, &prefix, 1, &quantized, err, errlen);
+    if (qst)
+        return qst;
+    if (quantized)
+        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: %s is quantized (%s): row slices "
+                        "of a quantized layer are not supported", ctx->m->dir, prefix,
+                        ctx->m->quant->name);
     snprintf(name, sizeof name, "%s.weight", prefix);
     enum pgd_status st = pgd_model_load_tensor_rows(ctx, name, 2,
                                                     (int64_t[]){ total_out, in_features }, row0,
@@ -327,6 +335,53 @@ enum pgd_status pgd_model_load_linear_rows(struct pgd_model_ctx *ctx, const char
     snprintf(name, sizeof name, "%s.bias", prefix);
     return pgd_model_load_tensor_rows(ctx, name, 1, &total_out, row0, n_rows, &out->bias, err,
                                       errlen);
+}
+
+/* pgd_model_load_bias; random_cols is the width random values are scaled for (a fused
+ * layer's random bias has always been drawn like its weight rows). */
+static enum pgd_status load_bias(struct pgd_model_ctx *ctx, const char *const *prefixes,
+                                 int n_parts, const int64_t *out_features, int64_t random_cols,
+                                 struct pgd_tensor *out, char *err, size_t errlen)
+{
+    struct pgd__model *m = ctx->m;
+    char name[512];
+    int64_t total = 0;
+    for (int i = 0; i < n_parts; i++)
+        total += out_features[i];
+    if (n_parts == 1) {
+        snprintf(name, sizeof name, "%s.bias", prefixes[0]);
+        return pgd_model_load_tensor(ctx, name, 1, &total, out, err, errlen);
+    }
+    size_t esz = pgd_dtype_size(m->dtype);
+    *out = (struct pgd_tensor){ .dtype = m->dtype, .device = m->device, .ndim = 1,
+                                .ne = { total } };
+    if (!(out->data = model_alloc(m, (size_t)total * esz)))
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of %s memory loading \"%s.bias\" fused",
+                        pgd__device_name(m->device), prefixes[0]);
+    if (m->random_weights) {
+        snprintf(name, sizeof name, "%s.bias", prefixes[0]);
+        return fill_random(m, name, out->data, (size_t)total, random_cols, err, errlen);
+    }
+    int64_t row = 0;
+    for (int i = 0; i < n_parts; i++) {
+        const struct pgd__st_tensor *t;
+        snprintf(name, sizeof name, "%s.bias", prefixes[i]);
+        enum pgd_status st = find_checked(ctx, name, 1, &out_features[i], &t, err, errlen);
+        if (!st)
+            st = upload_converted(m, (char *)out->data + (size_t)row * esz, t, t->data,
+                                  (size_t)out_features[i], err, errlen);
+        if (st)
+            return st;
+        row += out_features[i];
+    }
+    return PGD_OK;
+}
+
+enum pgd_status pgd_model_load_bias(struct pgd_model_ctx *ctx, const char *const *prefixes,
+                                    int n_parts, const int64_t *out_features,
+                                    struct pgd_tensor *out, char *err, size_t errlen)
+{
+    return load_bias(ctx, prefixes, n_parts, out_features, 0, out, err, errlen);
 }
 
 enum pgd_status pgd_model_load_linear(struct pgd_model_ctx *ctx, const char *const *prefixes,
@@ -340,64 +395,53 @@ enum pgd_status pgd_model_load_linear(struct pgd_model_ctx *ctx, const char *con
     for (int i = 0; i < n_parts; i++)
         total_out += out_features[i];
     *out = (struct pgd_linear){ .in_features = in_features, .out_features = total_out };
+    /* A quantized checkpoint's layers go to its quant plugin; the ones it leaves dense
+     * (lm_head, modules_to_not_convert) are read here like any dense layer. */
+    bool quantized;
+    enum pgd_status st = pgd__model_quant_claims(m, prefixes, n_parts, &quantized, err, errlen);
+    if (st)
+        return st;
+    if (quantized)
+        return pgd__model_quant_load_linear(ctx, prefixes, n_parts, in_features, out_features,
+                                            bias, out, err, errlen);
     if (n_parts == 1) {
         snprintf(name, sizeof name, "%s.weight", prefixes[0]);
-        enum pgd_status st = pgd_model_load_tensor(ctx, name, 2,
-                                                   (int64_t[]){ total_out, in_features },
-                                                   &out->weight, err, errlen);
-        if (st)
+        st = pgd_model_load_tensor(ctx, name, 2, (int64_t[]){ total_out, in_features },
+                                   &out->weight, err, errlen);
+        if (st || !bias)
             return st;
-        if (bias) {
-            snprintf(name, sizeof name, "%s.bias", prefixes[0]);
-            return pgd_model_load_tensor(ctx, name, 1, &total_out, &out->bias, err, errlen);
-        }
-        return PGD_OK;
+        return load_bias(ctx, prefixes, 1, out_features, 0, &out->bias, err, errlen);
     }
     /* Fused: concatenate the parts along the output dimension. */
     size_t esz = pgd_dtype_size(m->dtype);
     out->weight = (struct pgd_tensor){ .dtype = m->dtype, .device = m->device, .ndim = 2,
                                        .ne = { total_out, in_features } };
     out->weight.data = model_alloc(m, (size_t)(total_out * in_features) * esz);
-    if (bias) {
-        out->bias = (struct pgd_tensor){ .dtype = m->dtype, .device = m->device, .ndim = 1,
-                                         .ne = { total_out } };
-        out->bias.data = model_alloc(m, (size_t)total_out * esz);
-    }
-    if (!out->weight.data || (bias && !out->bias.data))
+    if (!out->weight.data)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of %s memory loading \"%s\" fused",
                         pgd__device_name(m->device), prefixes[0]);
     if (m->random_weights) {
         snprintf(name, sizeof name, "%s.weight", prefixes[0]);
-        enum pgd_status st = fill_random(m, name, out->weight.data,
-                                         (size_t)(total_out * in_features), in_features, err,
-                                         errlen);
-        snprintf(name, sizeof name, "%s.bias", prefixes[0]);
-        if (!st && bias)
-            st = fill_random(m, name, out->bias.data, (size_t)total_out, in_features, err, errlen);
-        return st;
-    }
-    int64_t row = 0;
-    for (int i = 0; i < n_parts; i++) {
-        const struct pgd__st_tensor *t;
-        snprintf(name, sizeof name, "%s.weight", prefixes[i]);
-        enum pgd_status st = find_checked(ctx, name, 2, (int64_t[]){ out_features[i], in_features },
-                                          &t, err, errlen);
-        if (!st)
-            st = upload_converted(m, (char *)out->weight.data + (size_t)(row * in_features) * esz,
-                                  t, t->data, (size_t)(out_features[i] * in_features), err,
-                                  errlen);
-        if (!st && bias) {
-            snprintf(name, sizeof name, "%s.bias", prefixes[i]);
-            st = find_checked(ctx, name, 1, &out_features[i], &t, err, errlen);
+        st = fill_random(m, name, out->weight.data, (size_t)(total_out * in_features),
+                         in_features, err, errlen);
+    } else {
+        int64_t row = 0;
+        for (int i = 0; i < n_parts && !st; i++) {
+            const struct pgd__st_tensor *t;
+            snprintf(name, sizeof name, "%s.weight", prefixes[i]);
+            st = find_checked(ctx, name, 2, (int64_t[]){ out_features[i], in_features }, &t,
+                              err, errlen);
             if (!st)
-                st = upload_converted(m, (char *)out->bias.data + (size_t)row * esz, t,
-                                      t->data, (size_t)out_features[i], err, errlen);
+                st = upload_converted(m, (char *)out->weight.data +
+                                             (size_t)(row * in_features) * esz,
+                                      t, t->data, (size_t)(out_features[i] * in_features), err,
+                                      errlen);
+            row += out_features[i];
         }
-        if (st)
-            return st;
-        row += out_features[i];
     }
-    return PGD_OK;
+    if (st || !bias)
+        return st;
+    return load_bias(ctx, prefixes, n_parts, out_features, in_features, &out->bias, err, errlen);
 }
 
 struct pgd_linear pgd_linear_from_tensor(const struct pgd_tensor *weight)
@@ -524,6 +568,10 @@ enum pgd_status pgd__model_load_opts(const char *dir, const struct pgd_registry 
                         "F16, not %s", dir, pgd_dtype_name(m->dtype));
     }
     read_special_ids(m);
+    if ((st = pgd__model_quant_setup(m, reg, opts->quantization, err, errlen))) {
+        pgd__model_destroy(m);
+        return st;
+    }
 #ifdef PGD_HAVE_CUDA
     if (device == PGD_DEVICE_CUDA && !m->random_weights) {
         m->stager = pgd_cuda_stager_create((size_t)32 << 20, err, errlen);
@@ -564,11 +612,12 @@ enum pgd_status pgd__model_load_opts(const char *dir, const struct pgd_registry 
                         dir, m->plugin->name);
     }
     PGD_INFO("loaded %s: %s (plugin %s %s), %d layers, hidden %d, vocab %d, on %s in %s, "
-             "%.2f GiB of weights%s", dir,
+             "%.2f GiB of weights%s%s", dir,
              json_string_value(json_array_get(json_object_get(m->config, "architectures"), 0)),
              m->plugin->name, m->plugin->version, d->n_layers, d->hidden_size, d->vocab_size,
              pgd__device_name(device), pgd_dtype_name(m->dtype),
-             (double)m->weight_bytes / (1 << 30), m->random_weights ? " (random)" : "");
+             (double)m->weight_bytes / (1 << 30), m->random_weights ? " (random)" : "",
+             m->quant ? ", quantized" : "");
     *out = m;
     return PGD_OK;
 }
@@ -579,6 +628,7 @@ void pgd__model_destroy(struct pgd__model *m)
         return;
     if (m->impl && m->plugin)
         m->plugin->arch->destroy(m->impl);
+    pgd__model_quant_teardown(m);
     for (size_t i = 0; i < m->n_allocs; i++)
         pgd__device_free(m->device, m->allocs[i]);
     free(m->allocs);

@@ -31,6 +31,14 @@ struct pgd__model {
     size_t weight_bytes;               /* bytes of weights on the device */
     int tp_rank, tp_size;              /* tensor parallelism: this rank's shard (0 of 1: none) */
     bool tp_asked;                     /* the plugin read tp_size (it knows how to shard) */
+    /* Quantization (runtime/model/quant.c): the quant plugin routing pgd_model_load_linear,
+     * its per-model state, the layers it loaded (each freed with free_linear) and the
+     * quantized weights the model keeps for it (runtime/model/qweight.c). */
+    const struct pgd_plugin *quant;    /* borrowed from the registry; NULL: dense */
+    void *quant_state;
+    void **quant_layers;               /* [n_quant_layers] the plugin's layer states */
+    size_t n_quant_layers, cap_quant_layers;
+    struct pgd_qweight *qweights;      /* owned list */
 };
 
 /* How to load: the compute dtype on a GPU (PGD_DTYPE_COUNT: the checkpoint's, F32 read as
@@ -44,6 +52,9 @@ struct pgd__model_opts {
     /* Tensor parallelism: load shard tp_rank of tp_size (0 for both: no split). A plugin that
      * never asks pgd_model_tp_size is refused when tp_size > 1. */
     int tp_rank, tp_size;
+    /* vLLM's --quantization: a quant method ("gptq", "awq", "fp8"), or NULL / "" to take
+     * config.json's. With an unquantized checkpoint, "fp8" quantizes it at load. */
+    const char *quantization;
 };
 
 /* Loads the model in dir onto device. *out is owned by the caller: pgd__model_destroy. A
@@ -69,5 +80,31 @@ json_t *pgd__config_get(json_t *cfg, const char *key);
 enum pgd_status pgd__config_check_values(json_t *cfg, const char *config_path,
                                          const struct pgd_registry *reg, char *err,
                                          size_t errlen);
+
+/* runtime/model/quant.c. Picks the quant plugin of the checkpoint (config.json's
+ * quantization_config.quant_method, else quantize_config.json or quant_config.json beside it,
+ * which become config.json's quantization_config) or of `quantization` (--quantization; a
+ * different method in the checkpoint is refused), and lets it configure itself. No method:
+ * m->quant stays NULL. */
+enum pgd_status pgd__model_quant_setup(struct pgd__model *m, const struct pgd_registry *reg,
+                                       const char *quantization, char *err, size_t errlen);
+/* Whether the linear layer of these parts is the quant plugin's (all parts quantized); a
+ * layer with some parts quantized and some not is refused. */
+enum pgd_status pgd__model_quant_claims(struct pgd__model *m, const char *const *prefixes,
+                                        int n_parts, bool *claims, char *err, size_t errlen);
+/* Loads the layer through the quant plugin and remembers it for free_linear. */
+enum pgd_status pgd__model_quant_load_linear(struct pgd_model_ctx *ctx,
+                                             const char *const *prefixes, int n_parts,
+                                             int64_t in_features, const int64_t *out_features,
+                                             bool bias, struct pgd_linear *out, char *err,
+                                             size_t errlen);
+/* The quantization of the checkpoint in dir as the catalog (models/catalog.ini) spells it,
+ * read from config.json's quantization_config or the side files, without loading: "none",
+ * "gptq-int4", "gptq-int8", "awq-int4", "fp8", another quant_method as it is, or "?" when
+ * dir has no readable config.json. */
+void pgd__model_quant_label(const char *dir, char *buf, size_t len);
+/* Frees the plugin's layers and state, and the quantized weights (after the architecture's
+ * destroy). */
+void pgd__model_quant_teardown(struct pgd__model *m);
 
 #endif

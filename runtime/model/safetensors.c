@@ -15,7 +15,7 @@
 /* dtypes the safetensors format defines that pagoda does not read (refused as unsupported,
  * not as corrupt). */
 static const char *const other_st_dtypes[] = {
-    "BOOL", "I8", "U16", "I16", "U32", "U64", "F64", "F8_E4M3", "F8_E5M2", "F8_E8M0",
+    "BOOL", "I8", "U16", "I16", "U32", "U64", "F64", "F8_E5M2", "F8_E8M0",
     "F4", "F6_E2M3", "F6_E3M2", "C64", NULL,
 };
 
@@ -86,7 +86,7 @@ static enum pgd_status parse_entry(const char *path, const char *name, const jso
             if (!strcmp(ds, other_st_dtypes[i]))
                 return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED,
                                 "%s: tensor '%s': dtype %s is not supported (pagoda reads F32, "
-                                "F16, BF16, I32, I64 and U8)", path, name, ds);
+                                "F16, BF16, I32, I64, U8 and F8_E4M3)", path, name, ds);
         return pgd_errf(err, errlen, PGD_ERR_FORMAT,
                         "%s: tensor '%s': unknown dtype '%s'", path, name, ds);
     }

@@ -4,6 +4,8 @@
  * kernel's own message (which names the kernel and the shapes). */
 #include "config.h"
 #include "runtime/runner/fwd.h"
+#include "runtime/model/qweight.h"
+#include <pagoda/plugin.h>
 #include "kernels/cpu/cpu_kernels.h"
 #include "runtime/dist/comm.h"
 #ifdef PGD_HAVE_CUDA
@@ -177,7 +179,13 @@ void pgd_op_linear(struct pgd_fwd *f, const struct pgd_linear *w, const struct p
                    struct pgd_tensor *y)
 {
     if (w->quant) {
-        pgd_fwd_fail(f, PGD_ERR_UNSUPPORTED, "linear: quantized weights need their quant plugin");
+        /* A quantized layer: its plugin's linear, which runs pgd_op_qweight_linear. */
+        if (!op_ready(f, "linear", 2, (const struct pgd_tensor *[]){ x, y }))
+            return;
+        int64_t n = pgd_tensor_rows(x);
+        if (check_shape(f, "linear", "x", x, n, w->in_features) &&
+            check_shape(f, "linear", "y", y, n, w->out_features))
+            w->quant->linear(f, w, x, y);
         return;
     }
     if (!op_ready(f, "linear", 3, (const struct pgd_tensor *[]){ &w->weight, x, y }))
@@ -194,6 +202,71 @@ void pgd_op_linear(struct pgd_fwd *f, const struct pgd_linear *w, const struct p
     }
     pgd_cpu_linear(x->data, w->weight.data, w->bias.data, (int)n, (int)w->in_features,
                    (int)w->out_features, y->data);
+}
+
+/* The CPU reference of an FP8 layer: x rounded to e4m3 with one scale per token (what the
+ * GPU's W8A8 GEMM multiplies), then the dequantized weights. xq [n, in] gets x as rounded. */
+static void fp8_round_activations(struct pgd_fwd *f, const struct pgd_tensor *x,
+                                  struct pgd_tensor *xq)
+{
+    int64_t n = pgd_tensor_rows(x), in = pgd_tensor_cols(x);
+    uint8_t *q = pgd__arena_alloc(f->arena, (size_t)(n * in));
+    float *scales = pgd__arena_alloc(f->arena, (size_t)n * sizeof(float));
+    *xq = pgd_fwd_alloc(f, n, in);
+    if (!q || !scales) {
+        pgd_fwd_fail(f, PGD_ERR_NOMEM, "linear fp8: no scratch for [%lld, %lld]", (long long)n,
+                     (long long)in);
+        return;
+    }
+    if (f->status != PGD_OK)
+        return;
+    pgd_cpu_fp8_quantize_rows(x->data, n, in, q, scales);
+    float *d = xq->data;
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t c = 0; c < in; c++)
+            d[r * in + c] = pgd_fp8_e4m3_to_float(q[r * in + c]) * scales[r];
+}
+
+void pgd_op_qweight_linear(struct pgd_fwd *f, const struct pgd_qweight *w,
+                           const struct pgd_tensor *bias, const struct pgd_tensor *x,
+                           struct pgd_tensor *y)
+{
+    const void *b = bias ? bias->data : NULL;
+    if (b && !op_ready(f, "qweight_linear", 1, (const struct pgd_tensor *[]){ bias }))
+        return;
+    if (!op_ready(f, "qweight_linear", 2, (const struct pgd_tensor *[]){ x, y }))
+        return;
+    int64_t n = pgd_tensor_rows(x);
+    if (!check_shape(f, "qweight_linear", "x", x, n, w->in) ||
+        !check_shape(f, "qweight_linear", "y", y, n, w->out) ||
+        (b && !check_shape(f, "qweight_linear", "bias", bias, 1, w->out)))
+        return;
+    if (w->device != f->device) {
+        pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "qweight_linear: the weight is on %s, the step on %s",
+                     w->device == PGD_DEVICE_CPU ? "cpu" : "cuda",
+                     f->device == PGD_DEVICE_CPU ? "cpu" : "cuda");
+        return;
+    }
+#ifdef PGD_HAVE_CUDA
+    if (ON_CUDA(f)) {
+        if (w->kind == PGD__QW_WQ)
+            CUDA_RUN(f, pgd_cuda_wq_linear(f->cuda, f->act_dtype, x->data, (int)n, w->cuda_wq, b,
+                                           y->data, CUDA_ERR));
+        else
+            CUDA_RUN(f, pgd_cuda_fp8_linear(f->cuda, f->act_dtype, x->data, (int)n, w->cuda_fp8,
+                                            b, y->data, CUDA_ERR));
+        return;
+    }
+#endif
+    const struct pgd_tensor *in = x;
+    struct pgd_tensor xq;
+    if (w->kind == PGD__QW_FP8) {
+        fp8_round_activations(f, x, &xq);
+        if (f->status != PGD_OK)
+            return;
+        in = &xq;
+    }
+    pgd_cpu_linear(in->data, w->dense, b, (int)n, (int)w->in, (int)w->out, y->data);
 }
 
 void pgd_op_linear_multi(struct pgd_fwd *f, int count, const struct pgd_linear *const *w,

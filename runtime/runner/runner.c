@@ -371,7 +371,7 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
     }
 #endif
     struct pgd__model_opts mo = { .dtype = p->dtype, .random_weights = p->random_weights,
-                                  .seed = p->seed };
+                                  .seed = p->seed, .quantization = p->quantization };
     if (tp_split(r)) {
         mo.tp_rank = pgd__comm_rank(p->comm);
         mo.tp_size = pgd__comm_size(p->comm);

@@ -28,6 +28,7 @@ struct pgd__runner_params {
     enum pgd_dtype dtype;            /* GPU compute dtype; PGD_DTYPE_COUNT = the checkpoint's */
     bool random_weights;             /* benchmark models: config.json only, random tensors */
     uint64_t seed;                   /* for random_weights */
+    const char *quantization;        /* --quantization; NULL: the checkpoint's method */
     /* GPU only: run every step eagerly. Otherwise (the default) decode-only steps (one new
      * token and one logits row per sequence) replay CUDA graphs captured per padded batch
      * size (1, 2, 4, ... up to max_num_seqs) and context-length bucket (256, 512, ... tokens);

@@ -123,7 +123,7 @@ static enum pgd_status sample_gpu(struct pgd__runner *r, const float *logits, in
                                   struct pgd__sample_result *res, char *err, size_t errlen)
 {
     struct pgd__runner_sampling *s = r->samp;
-    enum pgd_status st = reserve(r, pgd__sample_pack_bytes(rows, n), n, err, errlen);
+    enum pgd_status st = reserve(r, pgd__sample_pack_bytes(rows, n, s->vocab), n, err, errlen);
     if (st)
         return st;
     size_t used = 0;

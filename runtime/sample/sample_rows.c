@@ -5,7 +5,7 @@
 
 bool pgd__sample_row_plain_greedy(const struct pgd__sample_row *r)
 {
-    if (r->kind != PGD__ROW_SAMPLE || r->n_top >= 0)
+    if (r->kind != PGD__ROW_SAMPLE || r->n_top >= 0 || r->ctx.allow)
         return false;
     const struct pgd_sampling_params *sp = r->ctx.sp;
     return sp->temperature < 1e-5f && sp->n_logit_bias == 0 && sp->presence_penalty == 0 &&
@@ -71,13 +71,15 @@ static bool masking(const struct pgd__sample_ctx *c)
 }
 
 /* Pool int32 entries row r needs at most. */
-static size_t row_pool_ints(const struct pgd__sample_row *r)
+static size_t row_pool_ints(const struct pgd__sample_row *r, int vocab)
 {
     if (r->kind != PGD__ROW_SAMPLE)
         return 0;
     const struct pgd__sample_ctx *c = &r->ctx;
     const struct pgd_sampling_params *sp = c->sp;
     size_t n = 2 * (size_t)sp->n_logit_bias;
+    if (c->allow)
+        n += ((size_t)vocab + 31) / 32;
     if (masking(c))
         n += (size_t)(sp->ignore_eos ? 0 : c->n_eos) + (size_t)sp->n_stop_token_ids;
     if (has_penalty(sp))
@@ -85,11 +87,11 @@ static size_t row_pool_ints(const struct pgd__sample_row *r)
     return n;
 }
 
-size_t pgd__sample_pack_bytes(const struct pgd__sample_row *rows, int n_rows)
+size_t pgd__sample_pack_bytes(const struct pgd__sample_row *rows, int n_rows, int vocab)
 {
     size_t ints = 0;
     for (int i = 0; i < n_rows; i++)
-        ints += row_pool_ints(&rows[i]);
+        ints += row_pool_ints(&rows[i], vocab);
     size_t b = (size_t)n_rows * sizeof(struct pgd_cuda_sample_row) + ints * sizeof(int32_t);
     return (b + 7) & ~(size_t)7;
 }
@@ -151,6 +153,7 @@ enum pgd_status pgd__sample_pack(struct pgd__sample_packer *pk, const struct pgd
                                                : PGD_CUDA_ROW_SKIP;
         p->n_top = r->n_top > PGD__MAX_TOP ? PGD__MAX_TOP : r->n_top;
         p->pool_off = off;
+        p->allow_off = -1;
         p->rep = 1.0f;
         if (r->kind == PGD__ROW_TARGET) {
             if (r->target < 0 || r->target >= pk->vocab)
@@ -193,6 +196,12 @@ enum pgd_status pgd__sample_pack(struct pgd__sample_packer *pk, const struct pgd
         if (has_penalty(sp))
             p->n_pen = pack_penalties(pk, c, q);
         off += p->n_mask + 2 * p->n_bias + 2 * p->n_pen;
+        if (c->allow) {
+            size_t words = ((size_t)pk->vocab + 31) / 32;
+            memcpy(pool + off, c->allow, words * sizeof(uint32_t));
+            p->allow_off = off;
+            off += (int32_t)words;
+        }
     }
     *used = (size_t)((char *)(pool + off) - (char *)buf);
     return PGD_OK;

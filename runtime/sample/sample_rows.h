@@ -49,9 +49,10 @@ void pgd__sample_rows_host(struct pgd__sampler *s, float *scratch, const float *
 /* ---- packing for the device kernels ------------------------------------------------------
  * The packed buffer: struct pgd_cuda_sample_row [n_rows], then the int32 pool the rows
  * point into (see kernels.h): per row its masked ids (min_tokens: eos unless ignore_eos,
- * then stop_token_ids), its logit_bias pairs (id, float bits) in request order, and its
+ * then stop_token_ids), its logit_bias pairs (id, float bits) in request order, its
  * penalty pairs (id, output count) for each distinct token of prompt + output (only when a
- * penalty is on; ids ascending). */
+ * penalty is on; ids ascending), and its allowed-token bitmask [ceil(vocab / 32)] (only
+ * for a row with structured output). */
 struct pgd__sample_packer {
     int vocab;
     uint32_t *stamp;                     /* [vocab] row stamp for count / seen */
@@ -61,8 +62,8 @@ struct pgd__sample_packer {
 enum pgd_status pgd__sample_packer_init(struct pgd__sample_packer *pk, int vocab, char *err,
                                         size_t errlen);
 void pgd__sample_packer_fini(struct pgd__sample_packer *pk);
-/* Bytes the packed buffer of these rows needs at most (a multiple of 8). */
-size_t pgd__sample_pack_bytes(const struct pgd__sample_row *rows, int n_rows);
+/* Bytes the packed buffer of these rows needs at most (a multiple of 8), vocab wide. */
+size_t pgd__sample_pack_bytes(const struct pgd__sample_row *rows, int n_rows, int vocab);
 /* Packs into buf (pgd__sample_pack_bytes bytes, 8-aligned); *used receives the bytes
  * written. Fails (naming the row) on an out-of-range target or a vocab over
  * PGD_CUDA_SAMPLE_MAX_VOCAB. */

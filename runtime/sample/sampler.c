@@ -38,11 +38,27 @@ static void mask(float *logits, int vocab, int32_t t)
         logits[t] = -INFINITY;
 }
 
+/* Structured output: -inf for every token whose bit is clear (a word at a time). */
+static void apply_allow(const uint32_t *allow, float *logits, int V)
+{
+    for (int w = 0; w * 32 < V; w++) {
+        uint32_t bits = allow[w];
+        if (bits == 0xffffffffu)
+            continue;
+        int end = w * 32 + 32 < V ? w * 32 + 32 : V;
+        for (int t = w * 32; t < end; t++)
+            if (!((bits >> (t & 31)) & 1))
+                logits[t] = -INFINITY;
+    }
+}
+
 static void apply_processors(struct pgd__sampler *s, const struct pgd__sample_ctx *c,
                              float *logits)
 {
     const struct pgd_sampling_params *sp = c->sp;
     int V = s->vocab;
+    if (c->allow)
+        apply_allow(c->allow, logits, V);
     if (c->n_out < sp->min_tokens) {
         if (!sp->ignore_eos)
             for (int i = 0; i < c->n_eos; i++)

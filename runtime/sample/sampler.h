@@ -1,4 +1,6 @@
 /* Internal: turning one row of logits into a token, as vLLM's v1 sampler does:
+ *   0. structured output: tokens outside the row's allowed set (a bitmask from the
+ *      grammar, runtime/grammar/guide.h) get -inf before anything else;
  *   1. logits processors: min_tokens (EOS and stop tokens masked while fewer than
  *      min_tokens were generated), logit_bias;
  *   2. penalties: repetition (prompt and output tokens: positive logits divided, negative
@@ -40,6 +42,7 @@ struct pgd__sample_ctx {
     int n_eos;
     uint64_t seed;
     uint32_t child;
+    const uint32_t *allow;      /* [ceil(vocab / 32)] bit t: token t allowed; NULL: all */
 };
 
 /* Processes logits [vocab] in place (steps 1-2 above) and returns the sampled token. */

@@ -69,7 +69,7 @@ static enum pgd_status bytelevel_put(const struct pgd_tokenizer *t, struct detok
     return put(t, p, k + 1, st->out.p, st->out.len);
 }
 
-static bool byte_token(const char *s, size_t n, unsigned char *byte)
+bool pgd__byte_token(const char *s, size_t n, unsigned char *byte)
 {
     if (n != 6 || memcmp(s, "<0x", 3) || s[5] != '>')
         return false;
@@ -361,7 +361,7 @@ static enum pgd_status put(const struct pgd_tokenizer *t, struct detok_priv *p, 
         return n ? put(t, p, k + 1, s, n) : PGD_OK;
     case PGD__DEC_BYTEFALLBACK: {
         unsigned char b;
-        if (byte_token(s, n, &b))
+        if (pgd__byte_token(s, n, &b))
             return pgd__buf_append(&p->st[k].hold, &b, 1) ? PGD_OK : PGD_ERR_NOMEM;
         enum pgd_status r = fallback_flush(t, p, k);
         return r ? r : put(t, p, k + 1, s, n);

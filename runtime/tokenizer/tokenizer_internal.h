@@ -263,6 +263,9 @@ struct pgd__dec {
     bool strip_first; /* Metaspace: prepend_scheme != never */
 };
 
+/* A byte-fallback token "<0xNN>" (s[0, n)): true with its byte (detok.c). */
+bool pgd__byte_token(const char *s, size_t n, unsigned char *byte);
+
 /* ---- the tokenizer ---------------------------------------------------------------------- */
 struct pgd_tokenizer {
     char *name;

@@ -11,11 +11,13 @@
 # program's runtime (-export-dynamic, as the tests do).
 FUZZ_CORPUS_TESTS = tests/fuzz/test_fuzz_request tests/fuzz/test_fuzz_http \
 	tests/fuzz/test_fuzz_tokenizer tests/fuzz/test_fuzz_chat_template \
-	tests/fuzz/test_fuzz_safetensors tests/fuzz/test_fuzz_tokenizer_json
+	tests/fuzz/test_fuzz_safetensors tests/fuzz/test_fuzz_tokenizer_json \
+	tests/fuzz/test_fuzz_grammar
 check_PROGRAMS += $(FUZZ_CORPUS_TESTS)
 if ENABLE_FUZZING
 noinst_PROGRAMS += tests/fuzz/fuzz_request tests/fuzz/fuzz_http tests/fuzz/fuzz_tokenizer \
-	tests/fuzz/fuzz_chat_template tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_tokenizer_json
+	tests/fuzz/fuzz_chat_template tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_tokenizer_json \
+	tests/fuzz/fuzz_grammar
 endif
 EXTRA_DIST += %reldir%/corpus %reldir%/README.md
 
@@ -96,3 +98,15 @@ tests_fuzz_fuzz_tokenizer_json_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_fuzz_fuzz_tokenizer_json_CFLAGS = $(FUZZ_CFLAGS)
 tests_fuzz_fuzz_tokenizer_json_LDFLAGS = $(TEST_LINKFLAGS) $(FUZZ_LDFLAGS)
 tests_fuzz_fuzz_tokenizer_json_LDADD = $(FUZZ_LDADD)
+
+tests_fuzz_test_fuzz_grammar_SOURCES = %reldir%/corpus_main.c %reldir%/fuzz.h \
+	%reldir%/fuzz_grammar.c
+tests_fuzz_test_fuzz_grammar_CPPFLAGS = $(TEST_CPPFLAGS) -DFUZZ_TARGET='"grammar"'
+tests_fuzz_test_fuzz_grammar_CFLAGS = $(FUZZ_CFLAGS)
+tests_fuzz_test_fuzz_grammar_LDFLAGS = $(TEST_LINKFLAGS)
+tests_fuzz_test_fuzz_grammar_LDADD = $(FUZZ_LDADD)
+tests_fuzz_fuzz_grammar_SOURCES = %reldir%/fuzz.h %reldir%/fuzz_grammar.c
+tests_fuzz_fuzz_grammar_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_fuzz_fuzz_grammar_CFLAGS = $(FUZZ_CFLAGS)
+tests_fuzz_fuzz_grammar_LDFLAGS = $(TEST_LINKFLAGS) $(FUZZ_LDFLAGS)
+tests_fuzz_fuzz_grammar_LDADD = $(FUZZ_LDADD)

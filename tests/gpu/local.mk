@@ -2,7 +2,7 @@
 # programs exist in every build; without a GPU they exit 77 (SKIP). `make check-gpu` runs
 # them and fails when they skip.
 GPU_TEST_BINS = tests/gpu/test_cuda_kernels tests/gpu/test_cuda_models tests/gpu/test_cuda_engine tests/gpu/test_cuda_sample \
-	tests/gpu/test_cuda_attention tests/gpu/test_cuda_glu
+	tests/gpu/test_cuda_attention tests/gpu/test_cuda_glu tests/gpu/test_cuda_quant
 check_PROGRAMS += $(GPU_TEST_BINS)
 tests_gpu_test_cuda_kernels_SOURCES = %reldir%/test_cuda_kernels.c
 tests_gpu_test_cuda_kernels_CPPFLAGS = $(TEST_CPPFLAGS)
@@ -21,9 +21,9 @@ tests_gpu_test_cuda_engine_LDFLAGS = $(TEST_LINKFLAGS)
 tests_gpu_test_cuda_engine_LDADD = $(TEST_LDADD)
 tests_gpu_test_cuda_sample_SOURCES = %reldir%/test_cuda_sample.c
 tests_gpu_test_cuda_sample_CPPFLAGS = $(TEST_CPPFLAGS)
-tests_gpu_test_cuda_sample_CFLAGS = $(TEST_CFLAGS)
+tests_gpu_test_cuda_sample_CFLAGS = $(TEST_CFLAGS) $(PCRE2_CFLAGS)
 tests_gpu_test_cuda_sample_LDFLAGS = $(TEST_LINKFLAGS)
-tests_gpu_test_cuda_sample_LDADD = $(TEST_LDADD)
+tests_gpu_test_cuda_sample_LDADD = $(TEST_LDADD) $(PCRE2_LIBS)
 tests_gpu_test_cuda_attention_SOURCES = %reldir%/test_cuda_attention.c
 tests_gpu_test_cuda_attention_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_gpu_test_cuda_attention_CFLAGS = $(TEST_CFLAGS)
@@ -34,6 +34,11 @@ tests_gpu_test_cuda_glu_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_gpu_test_cuda_glu_CFLAGS = $(TEST_CFLAGS)
 tests_gpu_test_cuda_glu_LDFLAGS = $(TEST_LINKFLAGS)
 tests_gpu_test_cuda_glu_LDADD = $(TEST_LDADD)
+tests_gpu_test_cuda_quant_SOURCES = %reldir%/test_cuda_quant.c
+tests_gpu_test_cuda_quant_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_gpu_test_cuda_quant_CFLAGS = $(TEST_CFLAGS)
+tests_gpu_test_cuda_quant_LDFLAGS = $(TEST_LINKFLAGS)
+tests_gpu_test_cuda_quant_LDADD = $(TEST_LDADD)
 check-gpu: $(GPU_TEST_BINS) $(plugin_LTLIBRARIES)
 	@for t in $(GPU_TEST_BINS); do \
 	  echo "== $$t"; rc=0; PAGODA_LOG=warn ./$$t || rc=$$?; \
@@ -41,3 +46,10 @@ check-gpu: $(GPU_TEST_BINS) $(plugin_LTLIBRARIES)
 	  if [ $$rc -ne 0 ]; then echo "$$t failed ($$rc)"; exit 1; fi; \
 	done
 .PHONY: check-gpu
+# The quantized fixtures on the GPU (the quant plugins on the CUDA kernels).
+GPU_TEST_BINS += tests/gpu/test_cuda_quant_models
+tests_gpu_test_cuda_quant_models_SOURCES = %reldir%/test_cuda_quant_models.c
+tests_gpu_test_cuda_quant_models_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_gpu_test_cuda_quant_models_CFLAGS = $(TEST_CFLAGS)
+tests_gpu_test_cuda_quant_models_LDFLAGS = $(TEST_LINKFLAGS)
+tests_gpu_test_cuda_quant_models_LDADD = $(TEST_LDADD)

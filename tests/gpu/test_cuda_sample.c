@@ -16,6 +16,8 @@
 #include "runtime/sample/sample_rows.h"
 #include "runtime/engine/engine_backend.h"
 #include "tests/lib/model_fixture.h"
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,7 +169,7 @@ static void gpu_sample(const float *logits, int V, const struct pgd__sample_row 
     char err[512];
     struct pgd__sample_packer pk;
     cr_assert_eq(pgd__sample_packer_init(&pk, V, err, sizeof err), PGD_OK, "%s", err);
-    size_t bytes = pgd__sample_pack_bytes(rows, n), used = 0;
+    size_t bytes = pgd__sample_pack_bytes(rows, n, V), used = 0;
     void *buf = malloc(bytes);
     cr_assert_eq(pgd__sample_pack(&pk, rows, n, buf, &used, err, sizeof err), PGD_OK, "%s", err);
     cr_assert_leq(used, bytes);
@@ -644,4 +646,131 @@ Test(cuda_sample, engine_device_sampling_equals_host_sampling, .timeout = 600)
         }
     }
 }
+/* Structured output: rows with an allowed-token bitmask (a few hundred tokens of 128256, the
+ * spikes mostly outside it) beside rows without, in one call: every token is allowed, the
+ * greedy rows are the CPU's token exactly, the sampled ones too unless at a boundary. */
+Test(cuda_sample, allowed_token_bitmask_rows_beside_free_rows)
+{
+    need_gpu();
+    enum { V = 128256, R = 48 };
+    size_t words = (V + 31) / 32;
+    static struct pgd_sampling_params sp[R];
+    static struct pgd__sample_row rows[R];
+    static struct pgd__sample_result cpu[R], gpu[R];
+    static int32_t toks[R][4];
+    uint32_t *allow = calloc((size_t)R * words, sizeof *allow);
+    float *logits = malloc((size_t)R * V * sizeof *logits);
+    for (int r = 0; r < R; r++) {
+        fill_logits(logits + (size_t)r * V, V, 5);
+        sp[r] = pgd_sampling_default_params();
+        sp[r].temperature = r % 2 ? 0.0f : 0.8f;
+        uint32_t *a = allow + (size_t)r * words;
+        for (int k = 0; k < 300; k++) {
+            int t = (int)(rnd() % V);
+            a[t >> 5] |= 1u << (t & 31);
+        }
+        toks[r][0] = 5;
+        rows[r] = (struct pgd__sample_row){
+            .kind = PGD__ROW_SAMPLE, .n_top = r % 4 == 0 ? 3 : -1,
+            .ctx = { .sp = &sp[r], .tokens = toks[r], .n_prompt = 1, .n_out = 0, .eos = EOS,
+                     .n_eos = 2, .seed = 99 + (uint64_t)r, .allow = r % 3 == 2 ? NULL : a },
+        };
+    }
+    struct pgd__sampler s;
+    char err[256];
+    cr_assert_eq(pgd__sampler_init(&s, V, err, sizeof err), PGD_OK);
+    float *scratch = malloc((size_t)V * sizeof *scratch);
+    pgd__sample_rows_host(&s, scratch, logits, rows, R, cpu);
+    gpu_sample(logits, V, rows, R, 16, gpu);
+    int differ = 0;
+    for (int r = 0; r < R; r++) {
+        const uint32_t *a = rows[r].ctx.allow;
+        int t = gpu[r].token;
+        cr_assert(t >= 0 && t < V);
+        if (a)
+            cr_assert((a[t >> 5] >> (t & 31)) & 1, "row %d: GPU token %d is not allowed", r, t);
+        if (sp[r].temperature == 0.0f)
+            cr_assert_eq(t, cpu[r].token, "row %d (greedy): GPU %d, CPU %d", r, t, cpu[r].token);
+        else
+            differ += t != cpu[r].token;
+        if (rows[r].n_top >= 0)
+            cr_assert_eq(gpu[r].chosen.rank, cpu[r].chosen.rank, "row %d: rank (raw logits)", r);
+    }
+    cr_assert_leq(differ, 1, "%d sampled rows differ from the CPU", differ);
+    pgd__sampler_fini(&s);
+    free(scratch);
+    free(logits);
+    free(allow);
+}
+
+/* Structured output through the engine on the GPU (tiny-chat: a real tokenizer): with device
+ * sampling (the allowed-token bitmask packed into the sampling kernel's rows) and without
+ * (host sampling), guided requests beside free ones give the same tokens, and the guided
+ * outputs have their shape. */
+Test(cuda_sample, engine_structured_output_device_equals_host, .timeout = 600)
+{
+    need_gpu();
+    enum { N = 8 };
+    static const char *const RE = "[a-z]{2,6}-[0-9]{1,3}";
+    char text[2][N][1024];
+    int32_t toks[2][N][64];
+    int nt[2][N];
+    for (int mode = 0; mode < 2; mode++) {
+        struct pgd_engine *e = model_engine("tiny-chat", PGD_DEVICE_CUDA, 128, 16, 256, 8);
+        pgd__engine_set_device_sampling(e, mode == 0);
+        struct pgd_stream *s[N];
+        char err[1024];
+        for (int r = 0; r < N; r++) {
+            struct pgd_request_params rp = pgd_request_default_params();
+            rp.prompt = "Write:";
+            rp.sampling.max_tokens = 48;
+            rp.sampling.has_seed = true;
+            rp.sampling.seed = 77 + (uint64_t)r;
+            rp.sampling.temperature = r % 2 ? 0.0f : 0.9f;
+            if (r % 4 != 3) {               /* three guided requests in four */
+                rp.sampling.guide_kind = r % 4 == 2 ? PGD_GUIDE_JSON_OBJECT : PGD_GUIDE_REGEX;
+                rp.sampling.guide = r % 4 == 2 ? NULL : RE;
+            } else {
+                rp.sampling.ignore_eos = true;
+            }
+            cr_assert_eq(pgd_engine_submit(e, &rp, &s[r], err, sizeof err), PGD_OK, "%s", err);
+        }
+        for (int r = 0; r < N; r++) {
+            struct pgd_output o;
+            size_t len = 0;
+            nt[mode][r] = 0;
+            while (pgd_stream_next(s[r], &o, 60000) == PGD_OK) {
+                cr_assert_lt(len + o.text_len, sizeof text[0][0]);
+                memcpy(text[mode][r] + len, o.text, o.text_len);
+                len += o.text_len;
+                for (int i = 0; i < o.n_token_ids && nt[mode][r] < 64; i++)
+                    toks[mode][r][nt[mode][r]++] = o.token_ids[i];
+            }
+            text[mode][r][len] = '\0';
+            pgd_stream_destroy(s[r]);
+        }
+        pgd_engine_destroy(e);
+    }
+    pcre2_code *re = NULL;
+    for (int r = 0; r < N; r++) {
+        cr_assert_eq(nt[0][r], nt[1][r], "request %d: %d tokens on the device, %d on the host",
+                     r, nt[0][r], nt[1][r]);
+        cr_assert_eq(memcmp(toks[0][r], toks[1][r], (size_t)nt[0][r] * sizeof(int32_t)), 0,
+                     "request %d: device \"%s\", host \"%s\"", r, text[0][r], text[1][r]);
+        if (r % 4 == 0 || r % 4 == 1) {
+            int code;
+            PCRE2_SIZE off;
+            if (!re)
+                re = pcre2_compile((PCRE2_SPTR)RE, PCRE2_ZERO_TERMINATED,
+                                   PCRE2_ANCHORED | PCRE2_ENDANCHORED, &code, &off, NULL);
+            pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+            cr_assert_geq(pcre2_match(re, (PCRE2_SPTR)text[0][r], strlen(text[0][r]), 0, 0, md,
+                                      NULL), 0, "request %d: \"%s\" does not match %s", r,
+                          text[0][r], RE);
+            pcre2_match_data_free(md);
+        }
+    }
+    pcre2_code_free(re);
+}
+
 #endif

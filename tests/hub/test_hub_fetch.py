@@ -383,6 +383,7 @@ def models_cached_and_rm():
     line = [l for l in out.splitlines() if l.startswith(REPO)]
     assert line and "dev = " + DEV[:12] in line[0] and "main, v1.0" not in line[0], out
     assert "main = " + MAIN[:12] in line[0], out
+    assert "QUANT" in out.splitlines()[0] and " none " in line[0], out   # from its config.json
     _, out, _ = c.run("models", "rm", f"{REPO}@dev")
     assert "removed" in out, out
     assert not os.path.exists(c.snapshot(DEV))

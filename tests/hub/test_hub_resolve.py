@@ -70,6 +70,14 @@ def generate_with_a_catalog_name():
     rc, _, err = generate(home, "tiny", PAGODA_CATALOG=cat)
     assert rc == 0, err
     assert snapshot(home) in err, err
+    # A catalog entry with quant = fp8 runs its 16-bit repo quantized to FP8 at load.
+    with open(cat, "a") as f:
+        f.write("[tiny-fp8]\nrepo = mock-org/tiny-chat\narch = llama\nquant = fp8\nsize = 1M\n"
+                "context = 512\nchat = ChatML\ngated = false\n")
+    rc, _, err = generate(home, "tiny-fp8", PAGODA_CATALOG=cat)
+    assert rc == 0 and "quantization fp8" in err, err
+    rc, _, err = generate(home, "tiny", PAGODA_CATALOG=cat)
+    assert rc == 0 and "quantization fp8" not in err, err
     rc, _, err = generate(home, "no-such-model", PAGODA_CATALOG=cat)
     assert rc == 1 and "not a directory, not a hub id" in err and "pagoda models" in err, err
     shutil.rmtree(home, ignore_errors=True)

@@ -59,9 +59,17 @@ json_t *fixture_reference(const char *name)
 struct pgd__runner *fixture_runner(struct pgd_registry *reg, const char *name, int num_blocks,
                                    int block_size, int max_seqs)
 {
+    return fixture_runner_dir(reg, fixture_dir(name), NULL, num_blocks, block_size, max_seqs);
+}
+
+struct pgd__runner *fixture_runner_dir(struct pgd_registry *reg, const char *dir,
+                                       const char *quantization, int num_blocks, int block_size,
+                                       int max_seqs)
+{
     struct pgd__runner_params p;
     pgd__runner_default_params(&p);
-    p.model_dir = fixture_dir(name);
+    p.model_dir = dir;
+    p.quantization = quantization;
     p.registry = reg;
     p.num_blocks = num_blocks;
     p.block_size = block_size;

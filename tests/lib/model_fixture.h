@@ -20,6 +20,10 @@ json_t *fixture_reference(const char *name);
 /* A runner on the fixture with a pool of num_blocks blocks of block_size tokens. */
 struct pgd__runner *fixture_runner(struct pgd_registry *reg, const char *name, int num_blocks,
                                    int block_size, int max_seqs);
+/* The same for a model directory, loaded with --quantization `quantization` (NULL: none). */
+struct pgd__runner *fixture_runner_dir(struct pgd_registry *reg, const char *dir,
+                                       const char *quantization, int num_blocks, int block_size,
+                                       int max_seqs);
 
 /* An engine on the fixture (the build's plugins; paranoid checks on) on `device`, with a
  * pool of num_blocks blocks of block_size tokens, `budget` tokens and max_seqs sequences a

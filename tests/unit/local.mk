@@ -6,7 +6,9 @@ CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cp
 	tests/unit/test_model_api tests/unit/test_jinja_sort \
 	tests/unit/test_corrupt_files tests/unit/test_settings tests/unit/test_metrics \
 	tests/unit/test_ini tests/unit/test_reload tests/unit/test_log tests/unit/test_spec \
-	tests/unit/test_batch_defaults tests/unit/test_model_shard
+	tests/unit/test_batch_defaults tests/unit/test_model_shard tests/unit/test_quant \
+	tests/unit/test_oai_parsers \
+	tests/unit/test_grammar tests/unit/test_engine_guided
 check_PROGRAMS += $(CRITERION_TESTS) tests/unit/test_engine_tsan
 tests_unit_test_base_SOURCES = %reldir%/test_base.c
 tests_unit_test_base_CPPFLAGS = $(TEST_CPPFLAGS)
@@ -129,3 +131,26 @@ tests_unit_test_log_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_log_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_log_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_log_LDADD = $(TEST_LDADD)
+tests_unit_test_quant_SOURCES = %reldir%/test_quant.c plugins/quant/gptq/gptq_convert.c \
+	plugins/quant/awq/awq_convert.c
+tests_unit_test_quant_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_quant_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_quant_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_quant_LDADD = $(TEST_LDADD)
+# The OpenAI frontend's tool-call and reasoning parsers (plugin sources compiled in).
+tests_unit_test_oai_parsers_SOURCES = %reldir%/test_oai_parsers.c \
+	plugins/frontend/openai/parsers.c plugins/frontend/openai/parsers.h
+tests_unit_test_oai_parsers_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_oai_parsers_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_oai_parsers_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_oai_parsers_LDADD = $(TEST_LDADD)
+tests_unit_test_grammar_SOURCES = %reldir%/test_grammar.c %reldir%/test_grammar_cases.h
+tests_unit_test_grammar_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_grammar_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_grammar_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_grammar_LDADD = $(TEST_LDADD)
+tests_unit_test_engine_guided_SOURCES = %reldir%/test_engine_guided.c
+tests_unit_test_engine_guided_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_engine_guided_CFLAGS = $(TEST_CFLAGS) $(PCRE2_CFLAGS)
+tests_unit_test_engine_guided_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_engine_guided_LDADD = $(TEST_LDADD) $(PCRE2_LIBS)

@@ -3,6 +3,7 @@
 #include "tests/lib/test_common.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "runtime/runner/fwd.h"
+#include <pagoda/plugin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,22 +140,37 @@ Test(cpu_kernels, linear_act_mul_op_is_linear_then_act_mul)
     check_linear_act_mul_op(PGD_ACT_GELU_TANH, 9, 19, 13, false);
 }
 
-/* Quantized weights take the two ops' path: the linear's own answer (for now: that it needs
- * its quant plugin) comes back, not a kernel of ours. */
+/* A quant plugin's linear for the test below: y[r, j] = j + 1 (gate 1, 2; up 3, 4). */
+static void fake_quant_linear(struct pgd_fwd *f, const struct pgd_linear *w,
+                              const struct pgd_tensor *x, struct pgd_tensor *y)
+{
+    (void)f;
+    (void)x;
+    float *yd = y->data;
+    for (int64_t r = 0; r < pgd_tensor_rows(y); r++)
+        for (int64_t j = 0; j < w->out_features; j++)
+            yd[r * w->out_features + j] = (float)(j + 1);
+}
+
+/* Quantized weights take the two ops' path: the plugin's linear into the scratch, then the
+ * activation, not a kernel of ours. */
 Test(cpu_kernels, linear_act_mul_op_quantized_falls_back)
 {
     struct pgd__arena arena;
     pgd__arena_init(&arena, PGD_DEVICE_CPU);
     struct pgd_fwd f = { .device = PGD_DEVICE_CPU, .act_dtype = PGD_DTYPE_F32, .n_tokens = 1,
                          .arena = &arena };
-    static const int fake_quant_ops;   /* struct pgd_quant_ops is opaque here; never read */
-    struct pgd_linear gu = { .in_features = 8, .out_features = 4,
-                             .quant = (const struct pgd_quant_ops *)&fake_quant_ops };
+    static const struct pgd_quant_ops fake_quant_ops = { .linear = fake_quant_linear };
+    struct pgd_linear gu = { .in_features = 8, .out_features = 4, .quant = &fake_quant_ops };
     struct pgd_tensor x = pgd_fwd_alloc(&f, 1, 8), scratch = pgd_fwd_alloc(&f, 1, 4);
     struct pgd_tensor out = pgd_fwd_alloc(&f, 1, 2);
     pgd_op_linear_act_mul(&f, &gu, PGD_ACT_SILU, &x, &scratch, &out);
-    cr_assert_eq(f.status, PGD_ERR_UNSUPPORTED, "%s", f.err);
-    cr_assert(strstr(f.err, "quant"), "%s", f.err);
+    cr_assert_eq(f.status, PGD_OK, "%s", f.err);
+    const float *o = out.data;
+    for (int j = 0; j < 2; j++) {
+        float g = (float)(j + 1), silu = g / (1.0f + expf(-g));
+        cr_assert_float_eq(o[j], silu * (float)(j + 3), 1e-6, "out[%d] = %g", j, o[j]);
+    }
     pgd__arena_fini(&arena);
 }
 

@@ -295,9 +295,9 @@ Test(model_load, math_values_out_of_range_are_refused_by_name, .fini = cleanup_t
         { "rope_scaling", "[8.0]", PGD_ERR_FORMAT, "\"rope_scaling\" = [8.0] is not an object" },
         { "quantization_config", "\"gptq\"", PGD_ERR_FORMAT,
           "\"quantization_config\" = \"gptq\" is not an object" },
-        { "quantization_config", "{\"quant_method\": \"gptq\", \"bits\": 4}", PGD_ERR_UNSUPPORTED,
-          "\"quantization_config.quant_method\" = \"gptq\" is not supported: no quant plugin "
-          "claims it (claimed: fixture-q4, fixture-q8)" },
+        { "quantization_config", "{\"quant_method\": \"hqq\", \"bits\": 4}", PGD_ERR_UNSUPPORTED,
+          "\"quantization_config.quant_method\" = \"hqq\" is not supported: no quant plugin "
+          "claims it (claimed: " },
         { "quantization_config", "{\"bits\": 4}", PGD_ERR_FORMAT,
           "\"quantization_config.quant_method\" = (missing) must be a string" },
         { "quantization_config", "{\"quant_method\": 4}", PGD_ERR_FORMAT,
@@ -308,7 +308,9 @@ Test(model_load, math_values_out_of_range_are_refused_by_name, .fini = cleanup_t
         { "hidden_act", "\"swish\"", PGD_OK, NULL },
         { "rope_scaling", "null", PGD_OK, NULL },
         { "quantization_config", "null", PGD_OK, NULL },
-        { "quantization_config", "{\"quant_method\": \"fixture-q8\"}", PGD_OK, NULL },
+        /* Claimed: the plugin's configure decides (the fixture's refuses everything). */
+        { "quantization_config", "{\"quant_method\": \"fixture-q8\"}", PGD_ERR_UNSUPPORTED,
+          "quantization \"fixture-q8\": the fixture-quant plugin refused it" },
     };
     struct pgd_registry *reg = fixture_registry(PGD_TEST_BUILDDIR "/tests/fixtures/plugins/.libs");
     cr_assert_not_null(pgd_registry_find_quant(reg, "fixture-q8"));

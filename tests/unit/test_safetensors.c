@@ -443,8 +443,8 @@ static const struct bad_case bad_cases[] = {
     { "entry is not an object", "{\"w\": 5}", 0, PGD_ERR_FORMAT, "'w'", "integer" },
     { "unknown dtype", "{\"w\":" E("F33", "[1]", 0, 4) "}", 4, PGD_ERR_FORMAT, "'w'", "F33" },
     { "F64", "{\"w\":" E("F64", "[1]", 0, 8) "}", 8, PGD_ERR_UNSUPPORTED, "'w'", "F64" },
-    { "F8_E4M3", "{\"ok\":" E("U8", "[2]", 0, 2) ",\"q.weight\":" E("F8_E4M3", "[2]", 2, 4) "}",
-      4, PGD_ERR_UNSUPPORTED, "'q.weight'", "F8_E4M3" },
+    { "F8_E5M2", "{\"ok\":" E("U8", "[2]", 0, 2) ",\"q.weight\":" E("F8_E5M2", "[2]", 2, 4) "}",
+      4, PGD_ERR_UNSUPPORTED, "'q.weight'", "F8_E5M2" },
     { "dtype not a string", "{\"w\":" E("F32", "[1]", 0, 4) ",\"v\":{\"dtype\":4,\"shape\":[1],"
       "\"data_offsets\":[4,8]}}", 8, PGD_ERR_FORMAT, "'v'", "dtype" },
     { "shape disagrees with the bytes", "{\"w\":" E("F32", "[2]", 0, 4) "}", 4, PGD_ERR_FORMAT,

@@ -415,7 +415,7 @@ Test(sample_rows, pack_layout)
           .ctx = { .sp = &b, .tokens = tb, .n_prompt = 3, .n_out = 4, .eos = eos, .n_eos = 2 } },
         { .kind = PGD__ROW_SKIP, .n_top = -1 },
     };
-    size_t bytes = pgd__sample_pack_bytes(rows, 4), used = 0;
+    size_t bytes = pgd__sample_pack_bytes(rows, 4, pk.vocab), used = 0;
     cr_assert_eq(bytes % 8, 0);
     uint64_t *buf = calloc(bytes / 8, 8);
     cr_assert_eq(pgd__sample_pack(&pk, rows, 4, buf, &used, err, sizeof err), PGD_OK, "%s", err);
@@ -499,4 +499,68 @@ Test(sample_rows, unpack)
     cr_assert_eq(res[1].chosen.rank, 7);
     cr_assert_eq(res[2].token, 8);
     cr_assert_eq(res[2].chosen.rank, 0);
+}
+
+/* Structured output's allowed-token bitmask: the sampler never picks a token whose bit is
+ * clear (greedy takes the best allowed one; draws stay inside), the packed row carries the
+ * words at allow_off (-1 for a row without), and a masked row is never the plain argmax. */
+Test(sample_rows, allowed_token_bitmask)
+{
+    enum { AV = 70 };
+    struct pgd__sampler s;
+    char err[256];
+    cr_assert_eq(pgd__sampler_init(&s, AV, err, sizeof err), PGD_OK);
+    float logits[AV], row[AV];
+    for (int i = 0; i < AV; i++)
+        logits[i] = (float)((i * 37) % AV) * 0.1f;     /* best: the i with (37 i) % 70 == 69 */
+    uint32_t allow[3] = { 0 };
+    static const int OK[4] = { 3, 33, 40, 65 };
+    for (int k = 0; k < 4; k++)
+        allow[OK[k] >> 5] |= 1u << (OK[k] & 31);
+    struct pgd_sampling_params sp = pgd_sampling_default_params();
+    sp.temperature = 0;
+    int32_t t0 = 1;
+    struct pgd__sample_ctx c = { .sp = &sp, .tokens = &t0, .n_prompt = 1, .allow = allow };
+    int best = OK[0];
+    for (int k = 1; k < 4; k++)
+        if (logits[OK[k]] > logits[best])
+            best = OK[k];
+    memcpy(row, logits, sizeof row);
+    cr_assert_eq(pgd__sampler_sample(&s, &c, row), best);
+    sp.temperature = 1.5f;
+    int seen[AV] = { 0 };
+    for (uint64_t seed = 0; seed < 400; seed++) {
+        c.seed = seed;
+        memcpy(row, logits, sizeof row);
+        int32_t t = pgd__sampler_sample(&s, &c, row);
+        cr_assert((allow[t >> 5] >> (t & 31)) & 1, "seed %llu: token %d is not allowed",
+                  (unsigned long long)seed, t);
+        seen[t]++;
+    }
+    for (int k = 0; k < 4; k++)
+        cr_assert_gt(seen[OK[k]], 0, "allowed token %d never drawn", OK[k]);
+    pgd__sampler_fini(&s);
+
+    struct pgd__sample_row rows[2] = {
+        { .kind = PGD__ROW_SAMPLE, .n_top = -1, .ctx = c },
+        { .kind = PGD__ROW_SAMPLE, .n_top = -1,
+          .ctx = { .sp = &sp, .tokens = &t0, .n_prompt = 1 } },
+    };
+    rows[0].ctx.sp = &sp;
+    sp.temperature = 0;
+    cr_assert_not(pgd__sample_row_plain_greedy(&rows[0]));
+    cr_assert(pgd__sample_row_plain_greedy(&rows[1]));
+    struct pgd__sample_packer pk;
+    cr_assert_eq(pgd__sample_packer_init(&pk, AV, err, sizeof err), PGD_OK);
+    size_t bytes = pgd__sample_pack_bytes(rows, 2, AV), used = 0;
+    uint64_t *buf = calloc(bytes / 8 + 1, 8);
+    cr_assert_eq(pgd__sample_pack(&pk, rows, 2, buf, &used, err, sizeof err), PGD_OK, "%s", err);
+    cr_assert_leq(used, bytes);
+    const struct pgd_cuda_sample_row *P = (const void *)buf;
+    const int32_t *pool = (const int32_t *)(P + 2);
+    cr_assert_geq(P[0].allow_off, 0);
+    cr_assert_eq(memcmp(pool + P[0].allow_off, allow, sizeof allow), 0);
+    cr_assert_eq(P[1].allow_off, -1);
+    free(buf);
+    pgd__sample_packer_fini(&pk);
 }

@@ -52,6 +52,8 @@ static const struct flag_case FLAGS[] = {
     { { "--dtype", "half" }, PGD__S_DTYPE, "half" },
     { { "--dtype", "float32" }, PGD__S_DTYPE, "float32" },
     { { "--dtype", "bf16" }, PGD__S_DTYPE, "bf16" },
+    { { "--quantization", "gptq" }, PGD__S_QUANTIZATION, "gptq" },
+    { { "--kv-cache-dtype", "auto" }, PGD__S_KV_CACHE_DTYPE, "auto" },
     { { "--seed", "1234" }, PGD__S_SEED, "1234" },
     { { "--gpu-memory-utilization", "0.85" }, PGD__S_GPU_MEMORY_UTILIZATION, "0.85" },
     { { "--kv-cache-memory", "4G" }, PGD__S_KV_CACHE_MEMORY_BYTES, "4294967296" },
@@ -135,6 +137,8 @@ static const char *sample_value(int id)
     case PGD__S_SPECULATIVE_CONFIG: return SPEC_NGRAM;
     case PGD__S_FRONTEND_OPT: return "k=v";
     case PGD__S_DEVICE: return "cpu";
+    case PGD__S_TOOL_CALL_PARSER: return "hermes";
+    case PGD__S_REASONING_PARSER: return "qwen3";
     default: break;
     }
     if (d->type == PGD__ST_CHOICE)
@@ -225,6 +229,8 @@ static const struct bad_case BAD[] = {
     { { "--cuda-graph-sizes", "0" }, { "--cuda-graph-sizes", "[1, 65536]" } },
     { { "--frontend-opt", "novalue" }, { "--frontend-opt", "KEY=VALUE" } },
     { { "-x" }, { "unknown option -x", "--help" } },
+    { { "--kv-cache-dtype", "fp8" }, { "--kv-cache-dtype: 'fp8'", "not supported yet" } },
+    { { "-q", "awq" }, { "-q", "--quantization" } },
 };
 
 Test(settings, bad_values_are_refused_naming_the_flag)
@@ -337,6 +343,7 @@ static bool engine_params_differ(const struct pgd_engine_params *a,
            a->enable_chunked_prefill != b->enable_chunked_prefill || a->policy != b->policy ||
            a->seed != b->seed || a->gpu_memory_utilization != b->gpu_memory_utilization ||
            a->enforce_eager != b->enforce_eager || (a->tokenizer != b->tokenizer) ||
+           (a->quantization != b->quantization) ||
            a->random_weights != b->random_weights ||
            a->max_seq_len_to_capture != b->max_seq_len_to_capture ||
            a->n_cuda_graph_sizes != b->n_cuda_graph_sizes ||
@@ -368,6 +375,7 @@ static const char *other_value(int id)
     case PGD__S_CUDA_GRAPH_SIZES: return "1 2";
     case PGD__S_SPECULATIVE_CONFIG: return SPEC_NGRAM;
     case PGD__S_TENSOR_PARALLEL_SIZE: return "2";
+    case PGD__S_QUANTIZATION: return "fp8";
     default: return NULL;
     }
 }

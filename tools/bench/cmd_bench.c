@@ -35,9 +35,11 @@ static void bench_usage(FILE *out)
             "usage: pagoda bench latency (--model DIR | --random-weights CONFIG) [options]\n"
             "       pagoda bench throughput --help   (requests through the engine)\n"
             "       pagoda bench gemv [--batch LIST] (the decode GEMV kernels alone)\n"
+            "       pagoda bench quant [--batch LIST] (the quantized linears alone)\n"
             "       pagoda bench attention [--path LIST] (the attention kernels alone)\n"
             "       pagoda bench spec --help     (speculative decoding at batch 1)\n"
-            "       pagoda bench serve --help    (a client against a running server)\n\n"
+            "       pagoda bench serve --help    (a client against a running server)\n"
+            "       pagoda bench grammar --tokenizer DIR (structured output's per-step mask)\n\n"
             "  --model DIR|ORG/NAME     a Hugging Face model directory, hub id or catalog name\n"
             "  --revision REV, --download-dir DIR   for a hub id: the branch, tag or commit,\n"
             "                           and the cache root (default HF_HUB_CACHE)\n"
@@ -51,6 +53,7 @@ static void bench_usage(FILE *out)
             "  --num-blocks N           KV blocks (default: sized from GPU memory)\n"
             "  --device auto|cpu|cuda|cuda:N  default auto: cuda when available\n"
             "  --dtype auto|bfloat16|float16  GPU compute dtype (default: the config's)\n"
+            "  --quantization METHOD    gptq, awq or fp8 (default: the checkpoint's)\n"
             "  --seed S                 random weights' seed (default 0)\n"
             "  --plugin-dir DIR         also look for plugins in DIR (repeatable)\n");
 }
@@ -265,12 +268,16 @@ int pgd_cmd_bench(int argc, char **argv)
         return pgd_cmd_bench_throughput(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "gemv"))
         return pgd_cmd_bench_gemv(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "quant"))
+        return pgd_cmd_bench_quant(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "attention"))
         return pgd_cmd_bench_attention(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "spec"))
         return pgd_cmd_bench_spec(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "serve"))
         return pgd_cmd_bench_serve(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "grammar"))
+        return pgd_cmd_bench_grammar(argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "latency")) {
         if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
             bench_usage(stdout);

@@ -42,6 +42,8 @@ struct tput_opts {
     float temperature;
     uint64_t seed;
     const char *json;
+    double guided_ratio;            /* the share of requests with structured output */
+    const char *guided_regex;       /* their guide (a regex that never has to end) */
 };
 
 static void tput_usage(FILE *out)
@@ -68,8 +70,12 @@ static void tput_usage(FILE *out)
             "  --gpu-memory-utilization X   (default 0.9)\n"
             "  --warmup N               untimed requests first (default 8, 16 tokens each way)\n"
             "  --device auto|cpu|cuda|cuda:N, --dtype auto|bfloat16|float16, --seed S,\n"
-            "  --plugin-dir DIR\n"
-            "  --json FILE              also write the report as JSON\n");
+            "  --quantization gptq|awq|fp8, --plugin-dir DIR\n"
+            "  --json FILE              also write the report as JSON\n"
+            "  --structured-output-ratio X   the share of requests (0..1, default 0) whose\n"
+            "                           output is constrained by --structured-output-regex\n"
+            "                           (default \"[ -~]*\", never complete: every request\n"
+            "                           still generates its length); needs the tokenizer\n");
 }
 
 static void draw_lengths(const struct tput_opts *o, uint64_t *rng, int *in, int *out)
@@ -86,6 +92,12 @@ static struct pgd_stream *submit(struct pgd_engine *e, const struct tput_opts *o
                                  int vocab, int in, int out, int32_t *ids, char *err,
                                  size_t errlen)
 {
+    /* Constrained or not: decided by the request's index in a fixed pattern, so that the
+     * share holds at any number of requests (and the warm-up's requests count too). */
+    static long index;
+    bool guided = o->guided_ratio > 0 &&
+                  (long)((index + 1) * o->guided_ratio) > (long)(index * o->guided_ratio);
+    index++;
     for (int i = 0; i < in; i++)
         ids[i] = (int32_t)(pgd_tool_splitmix(rng) % (uint64_t)vocab);
     struct pgd_request_params r = pgd_request_default_params();
@@ -95,6 +107,10 @@ static struct pgd_stream *submit(struct pgd_engine *e, const struct tput_opts *o
     r.sampling.temperature = o->temperature;
     r.sampling.ignore_eos = true;
     r.sampling.max_tokens = out;
+    if (guided) {
+        r.sampling.guide_kind = PGD_GUIDE_REGEX;
+        r.sampling.guide = o->guided_regex;
+    }
     struct pgd_stream *s = NULL;
     if (pgd_engine_submit(e, &r, &s, err, errlen) != PGD_OK)
         return NULL;
@@ -198,6 +214,9 @@ static int run_tput(const struct tput_opts *o)
     printf("workload: %d requests, %s, input %.1f tokens on average (max %ld), output %.1f "
            "(max %ld)\n", o->num_prompts, o->sharegpt ? "sharegpt-shaped lengths" : "fixed lengths",
            (double)sum_in / o->num_prompts, max_in, (double)sum_out / o->num_prompts, max_out);
+    if (o->guided_ratio > 0)
+        printf("structured output: %.0f%% of the requests, regex \"%s\"\n",
+               100 * o->guided_ratio, o->guided_regex);
     fflush(stdout);
 
     /* Warm-up: a few short requests, untimed. */
@@ -308,12 +327,15 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         { "num-blocks", required_argument, 0, 'N' },
         { "gpu-memory-utilization", required_argument, 0, 'G' },
         { "warmup", required_argument, 0, 'w' }, { "seed", required_argument, 0, 'S' },
-        { "json", required_argument, 0, 'J' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+        { "json", required_argument, 0, 'J' },
+        { "structured-output-ratio", required_argument, 0, 'g' },
+        { "structured-output-regex", required_argument, 0, 'e' },
+        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     struct tput_opts o = { .num_prompts = 1000, .input_len = 128, .output_len = 128,
                            .warmup = 8, .shape = PGD_TOOL_SHAREGPT_SHAPE_DEFAULT,
                            .max_num_seqs = -1, .max_num_batched_tokens = -1,
-                           .gpu_mem = 0.9 };
+                           .gpu_mem = 0.9, .guided_regex = "[ -~]*" };
     pgd_tool_model_init(&o.m);
     int c;
     optind = 1;
@@ -344,6 +366,8 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         case 'w': o.warmup = (int)strtol(optarg, &end, 10); break;
         case 'S': o.seed = strtoull(optarg, &end, 10); break;
         case 'J': o.json = optarg; break;
+        case 'g': o.guided_ratio = strtod(optarg, &end); break;
+        case 'e': o.guided_regex = optarg; break;
         case 'h': tput_usage(stdout); return 0;
         default:
             switch (pgd_tool_model_option(&o.m, c, optarg)) {
@@ -362,7 +386,7 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         o.output_len <= 0 || o.warmup < 0 || sh->mean_input <= 0 || sh->mean_output <= 0 ||
         sh->max_input < 4 || sh->max_total < sh->max_input + 4 || o.temperature < 0 ||
         o.max_num_seqs == 0 || o.max_num_batched_tokens == 0 || o.max_num_seqs < -1 ||
-        o.max_num_batched_tokens < -1) {
+        o.max_num_batched_tokens < -1 || !(o.guided_ratio >= 0 && o.guided_ratio <= 1)) {
         tput_usage(stderr);
         return 2;
     }

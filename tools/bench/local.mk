@@ -1,8 +1,8 @@
 # `pagoda bench`: latency and throughput through the engine, the kernels alone (GEMV,
 # attention), and `bench serve`, a client for any OpenAI-compatible server (serve/).
 tools_pagoda_SOURCES += %reldir%/cmd_bench.c %reldir%/cmd_bench_throughput.c \
-	%reldir%/cmd_bench_gemv.c %reldir%/cmd_bench_attention.c %reldir%/cmd_bench_serve.c \
-	%reldir%/cmd_bench_spec.c \
+	%reldir%/cmd_bench_gemv.c %reldir%/cmd_bench_quant.c %reldir%/cmd_bench_attention.c \
+	%reldir%/cmd_bench_serve.c %reldir%/cmd_bench_spec.c %reldir%/cmd_bench_grammar.c \
 	%reldir%/bench_draw.c %reldir%/bench_draw.h \
 	%reldir%/serve/conn.c %reldir%/serve/conn.h %reldir%/serve/dataset.c \
 	%reldir%/serve/dataset.h %reldir%/serve/driver.c %reldir%/serve/driver.h \

@@ -1,7 +1,13 @@
-/* Running a completion or chat request on the engine and answering it: one engine request
- * per prompt (each with n samples), outputs read from their streams round-robin, and either
+/* Running a completion, chat or Responses request on the engine and answering it: one
+ * engine request per prompt (each with n samples, or best_of of which the n best by
+ * cumulative logprob come back), outputs read from their streams round-robin, and either
  * one JSON response at the end or a Server-Sent Events stream of chunks ending with
- * `data: [DONE]`.
+ * `data: [DONE]` (the Responses API: its events, ending with response.completed).
+ *
+ * Chat answers go through the parsers of parsers.h: the reasoning section becomes
+ * reasoning_content, the model's tool-call syntax (tool_choice "auto") or the constrained
+ * JSON (tool_choice "required" or a named tool) becomes tool_calls, streamed as OpenAI
+ * streams them.
  *
  * A client that goes away is noticed within WAIT_MS (the connection's socket is polled for
  * a hang-up between outputs): its engine requests are aborted at once, which frees their KV
@@ -9,7 +15,7 @@
  * connection closed by libmicrohttpd (see oai_conn_sending), which frees the job and so
  * aborts its engine requests. When the server's grace period ends, running requests are
  * aborted too: a stream then ends with an error chunk, a plain request with a 503. */
-#include "plugins/frontend/openai/oai.h"
+#include "plugins/frontend/openai/gen.h"
 #include <pagoda/log.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,35 +24,11 @@
 
 #define WAIT_MS 20                 /* longest wait on a stream before checking the client */
 
-struct choice {
-    struct pgd__buf text;           /* plain responses: the generated text so far */
-    json_t *lp;                    /* plain responses: chat: [entries]; completions: {tokens,
-                                      token_logprobs, top_logprobs, text_offset} */
-    size_t offset;                 /* completions: text_offset of the next token */
-    enum pgd_finish_reason finish;
-    int completion_tokens;
-    bool started;
-};
 
-struct job {
-    struct oai_server *s;
-    struct MHD_Connection *conn;
-    struct oai_gen g;
-    struct pgd_stream **streams;   /* [g.n_prompts], owned */
-    bool *closed;                  /* [g.n_prompts] */
-    int n_open, rr;
-    struct choice *ch;             /* [g.n_prompts * g.sp.n] */
-    int n_ch;
-    json_t **prompt_lp;            /* [g.n_prompts]: completions-style prompt logprobs (echo) */
-    int *prompt_tokens, *cached_tokens;   /* [g.n_prompts] */
-    char id[64];
-    time_t created;
-    bool aborted;                  /* some sample ended with PGD_FINISH_ABORT */
-    /* streaming */
-    struct pgd__buf out;
-    size_t out_pos;
-    bool eof;
-};
+static enum oai_route gen_route(const struct oai_gen *g)
+{
+    return g->api == OAI_API_RESPONSES ? R_RESPONSES : g->chat ? R_CHAT : R_COMPLETIONS;
+}
 
 static void streams_destroy(struct job *j)
 {
@@ -68,12 +50,22 @@ static void job_free(struct job *j)
         return;
     streams_destroy(j);
     for (int i = 0; i < j->n_ch; i++) {
-        pgd__buf_fini(&j->ch[i].text);
-        json_decref(j->ch[i].lp);
+        struct choice *c = &j->ch[i];
+        pgd__buf_fini(&c->text);
+        pgd__buf_fini(&c->reasoning);
+        pgd__buf_fini(&c->content);
+        json_decref(c->lp);
+        oai_reasoning_fini(&c->rs);
+        oai_tool_stream_fini(&c->ts);
+        oai_tool_calls_free(c->calls, c->n_calls);
+        free(c->calls);
     }
-    for (int i = 0; j->prompt_lp && i < j->g.n_prompts; i++)
+    for (int i = 0; j->prompt_lp && i < j->g.n_prompts; i++) {
         json_decref(j->prompt_lp[i]);
+        json_decref(j->prompt_lp_vllm[i]);
+    }
     free(j->prompt_lp);
+    free(j->prompt_lp_vllm);
     free(j->prompt_tokens);
     free(j->cached_tokens);
     free(j->ch);
@@ -168,7 +160,7 @@ static void compl_lp_extend(json_t *dst, json_t *src)
  * oai_token_text writes "token_id:N", as vLLM does). */
 static const struct pgd_tokenizer *lp_tokenizer(const struct job *j)
 {
-    return j->s->cfg.return_tokens_as_token_ids ? NULL : j->s->model.tokenizer;
+    return j->g.token_ids_as_names ? NULL : j->s->model.tokenizer;
 }
 
 static json_t *prompt_lp_json(struct job *j, int p, const struct pgd_output *o)
@@ -183,6 +175,36 @@ static json_t *prompt_lp_json(struct job *j, int p, const struct pgd_output *o)
         off += compl_lp_add(obj, tok, pr->ids[i], l, j->g.logprobs, off);
     }
     return obj;
+}
+
+/* vLLM's prompt_logprobs: [null, {"<id>": {"logprob", "rank", "decoded_token"}, ...}, ...]:
+ * per prompt token (the first has none), the token itself and the top alternatives. */
+static json_t *prompt_lp_vllm_json(struct job *j, int p, const struct pgd_output *o)
+{
+    const struct pgd_tokenizer *tok = lp_tokenizer(j);
+    json_t *a = json_array();
+    json_array_append_new(a, json_null());
+    for (int i = 0; i < o->n_prompt_logprobs; i++) {
+        const struct pgd_token_logprobs *l = &o->prompt_logprobs[i];
+        json_t *pos = json_object();
+        for (int k = -1; k < l->n_top && k < j->g.prompt_logprobs; k++) {
+            const struct pgd_logprob *x = k < 0 ? &l->chosen : &l->top[k];
+            char key[16], *t;
+            size_t tn;
+            snprintf(key, sizeof key, "%d", (int)x->token);
+            if (json_object_get(pos, key))
+                continue;
+            oai_token_text(tok, x->token, &t, &tn);
+            json_object_set_new(pos, key, json_pack("{s:o, s:i, s:o}", "logprob",
+                                                    oai_json_logprob(x->logprob), "rank",
+                                                    (int)x->rank, "decoded_token",
+                                                    oai_json_str(t ? t : "", tn)));
+            free(t);
+        }
+        json_array_append_new(a, pos);
+    }
+    (void)p;
+    return a;
 }
 
 /* ---- reading the streams ---------------------------------------------------------------- */
@@ -228,6 +250,10 @@ static struct choice *take_output(struct job *j, int p, const struct pgd_output 
         j->cached_tokens[p] = o->cached_tokens;
     if (o->prompt_logprobs && !j->prompt_lp[p] && j->g.echo && j->g.logprobs >= 0)
         j->prompt_lp[p] = prompt_lp_json(j, p, o);
+    if (o->prompt_logprobs && !j->prompt_lp_vllm[p] && j->g.prompt_logprobs >= 0)
+        j->prompt_lp_vllm[p] = prompt_lp_vllm_json(j, p, o);
+    for (int k = 0; o->logprobs && k < o->n_token_ids; k++)
+        c->cum_logprob += o->logprobs[k].chosen.logprob;
     if (o->finish_reason != PGD_FINISH_NONE)
         c->finish = o->finish_reason;
     if (o->finish_reason == PGD_FINISH_ABORT)
@@ -292,6 +318,114 @@ static json_t *envelope(struct job *j, bool chunk)
                      "system_fingerprint");
 }
 
+/* ---- chat answers: reasoning, tool calls ------------------------------------------------ */
+
+static bool constrained_tools(const struct job *j)
+{
+    return j->g.tool_choice == OAI_TOOLS_REQUIRED || j->g.tool_choice == OAI_TOOLS_NAMED;
+}
+
+void oai_post_feed(struct job *j, struct choice *c, const char *t, size_t n, bool final,
+                   struct pgd__buf *r, struct pgd__buf *ct)
+{
+    c->rs.kind = j->g.chat ? j->s->cfg.reasoning_parser : OAI_RP_NONE;
+    c->ts.kind = j->g.tool_choice == OAI_TOOLS_AUTO ? j->s->cfg.tool_call_parser : OAI_TP_NONE;
+    struct pgd__buf mid = { 0 };
+    oai_reasoning_feed(&c->rs, t ? t : "", n, final, r, &mid);
+    if (constrained_tools(j)) {
+        pgd__buf_append(&c->text, mid.p, mid.len);   /* the whole answer is the calls */
+        if (final && !oai_tool_calls_from_constrained(c->text.p ? c->text.p : "", c->text.len,
+                                                      j->g.tool_name, &c->calls, &c->n_calls)) {
+            PGD_WARN("frontend.openai: %s: the output is not the tool calls its schema asked "
+                     "for; answered as content (is constrained decoding in this build?)",
+                     j->id);
+            pgd__buf_append(ct, c->text.p, c->text.len);
+        }
+    } else
+        oai_tool_stream_feed(&c->ts, mid.p ? mid.p : "", mid.len, final, ct, &c->calls,
+                             &c->n_calls);
+    pgd__buf_fini(&mid);
+    if (!j->g.parallel_tool_calls && c->n_calls > 1) {
+        oai_tool_calls_free(c->calls + 1, c->n_calls - 1);
+        c->n_calls = 1;
+    }
+}
+
+static json_t *tool_call_json(struct job *j, const struct oai_tool_call *tc, int index,
+                              bool streamed)
+{
+    char id[48];
+    oai_make_id(j->s, "call_", id, sizeof id);
+    json_t *fn = json_pack("{s:s, s:s}", "name", tc->name, "arguments",
+                           streamed ? "" : tc->arguments);
+    json_t *call = json_pack("{s:s, s:s, s:o}", "id", id, "type", "function", "function", fn);
+    if (streamed)
+        json_object_set_new(call, "index", json_integer(index));
+    return call;
+}
+
+static const char *choice_finish(const struct choice *c)
+{
+    if (c->n_calls > 0 && c->finish == PGD_FINISH_STOP)
+        return "tool_calls";
+    return finish_str(c->finish);
+}
+
+bool oai_blank(const struct pgd__buf *b)
+{
+    for (size_t i = 0; i < b->len; i++)
+        if (b->p[i] != ' ' && b->p[i] != '\t' && b->p[i] != '\r' && b->p[i] != '\n')
+            return false;
+    return true;
+}
+
+/* The message of a plain chat answer: content (the echoed message first), reasoning_content
+ * (with a reasoning parser), tool_calls. */
+static json_t *chat_message(struct job *j, struct choice *c)
+{
+    struct pgd__buf raw = c->text;
+    c->text = (struct pgd__buf){ 0 };
+    oai_post_feed(j, c, raw.p, raw.len, true, &c->reasoning, &c->content);
+    pgd__buf_fini(&raw);
+    struct pgd__buf text = { 0 };
+    if (j->g.echo_text)
+        pgd__buf_append(&text, j->g.echo_text, j->g.echo_len);
+    pgd__buf_append(&text, c->content.p, c->content.len);
+    json_t *content = c->n_calls > 0 && oai_blank(&text) ? json_null()
+                      : oai_json_str(text.p ? text.p : "", text.len);
+    pgd__buf_fini(&text);
+    json_t *msg = json_pack("{s:s, s:o, s:n}", "role", j->s->cfg.response_role, "content",
+                            content, "refusal");
+    if (j->s->cfg.reasoning_parser != OAI_RP_NONE && j->g.include_reasoning)
+        json_object_set_new(msg, "reasoning_content",
+                            c->reasoning.len ? oai_json_str(c->reasoning.p, c->reasoning.len)
+                                             : json_null());
+    if (c->n_calls > 0) {
+        json_t *calls = json_array();
+        for (int k = 0; k < c->n_calls; k++)
+            json_array_append_new(calls, tool_call_json(j, &c->calls[k], k, false));
+        json_object_set_new(msg, "tool_calls", calls);
+    }
+    return msg;
+}
+
+/* best_of: the choices of prompt p returned, best cumulative logprob first. */
+static void rank_choices(struct job *j, int p, int *order)
+{
+    int n = j->g.sp.n;
+    for (int i = 0; i < n; i++)
+        order[i] = p * n + i;
+    if (!j->g.best_of)
+        return;
+    for (int i = 1; i < n; i++)      /* insertion sort: n is small */
+        for (int k = i; k > 0 && j->ch[order[k]].cum_logprob > j->ch[order[k - 1]].cum_logprob;
+             k--) {
+            int t = order[k];
+            order[k] = order[k - 1];
+            order[k - 1] = t;
+        }
+}
+
 /* ---- plain (non-streaming) responses ------------------------------------------------- */
 
 static void plain_take(struct job *j, int p, const struct pgd_output *o)
@@ -300,7 +434,7 @@ static void plain_take(struct job *j, int p, const struct pgd_output *o)
     if (!c->started) {
         c->started = true;
         if (j->g.echo && j->g.prompts[p].text) {
-            pgd__buf_append(&c->text, j->g.prompts[p].text, strlen(j->g.prompts[p].text));
+            pgd__buf_append(&c->text, j->g.prompts[p].text, j->g.prompts[p].text_len);
             c->offset = c->text.len;
         }
     }
@@ -317,41 +451,55 @@ static void plain_take(struct job *j, int p, const struct pgd_output *o)
     }
 }
 
+static json_t *plain_choice(struct job *j, int i, int index)
+{
+    struct choice *c = &j->ch[i];
+    int p = i / j->g.sp.n;
+    json_t *lp = json_null();
+    if (j->g.logprobs >= 0) {
+        if (j->g.chat)
+            lp = json_pack("{s:O, s:n}", "content", c->lp ? c->lp : json_array(), "refusal");
+        else {
+            lp = j->prompt_lp[p] ? json_deep_copy(j->prompt_lp[p]) : compl_lp_new();
+            if (c->lp)      /* generated offsets already count the echoed text */
+                compl_lp_extend(lp, c->lp);
+        }
+    }
+    json_t *ch;
+    if (j->g.chat) {
+        json_t *msg = chat_message(j, c);
+        const char *fin = choice_finish(c);
+        ch = json_pack("{s:i, s:o, s:o, s:o}", "index", index, "message", msg, "logprobs", lp,
+                       "finish_reason", fin ? json_string(fin) : json_null());
+    } else {
+        const char *fin = finish_str(c->finish);
+        ch = json_pack("{s:i, s:o, s:o, s:o}", "index", index, "text",
+                       oai_json_str(c->text.p ? c->text.p : "", c->text.len), "logprobs", lp,
+                       "finish_reason", fin ? json_string(fin) : json_null());
+        if (j->g.prompt_logprobs >= 0)
+            json_object_set(ch, "prompt_logprobs",
+                            j->prompt_lp_vllm[p] ? j->prompt_lp_vllm[p] : json_null());
+    }
+    return ch;
+}
+
 static json_t *plain_body(struct job *j)
 {
     json_t *body = envelope(j, false);
     json_t *choices = json_array();
-    for (int i = 0; i < j->n_ch; i++) {
-        struct choice *c = &j->ch[i];
-        int p = i / j->g.sp.n;
-        json_t *text = oai_json_str(c->text.p ? c->text.p : "", c->text.len);
-        json_t *lp = json_null();
-        if (j->g.logprobs >= 0) {
-            if (j->g.chat)
-                lp = json_pack("{s:O, s:n}", "content", c->lp ? c->lp : json_array(),
-                               "refusal");
-            else {
-                lp = j->prompt_lp[p] ? json_deep_copy(j->prompt_lp[p]) : compl_lp_new();
-                if (c->lp) {
-                    /* generated offsets already count the echoed text */
-                    compl_lp_extend(lp, c->lp);
-                }
-            }
-        }
-        const char *fin = finish_str(c->finish);
-        if (j->g.chat)
-            json_array_append_new(choices, json_pack(
-                "{s:i, s:{s:s, s:o, s:n}, s:o, s:o}", "index", i, "message", "role",
-                j->s->cfg.response_role,
-                "content", text, "refusal", "logprobs", lp, "finish_reason",
-                fin ? json_string(fin) : json_null()));
-        else
-            json_array_append_new(choices, json_pack(
-                "{s:i, s:o, s:o, s:o}", "index", i, "text", text, "logprobs", lp,
-                "finish_reason", fin ? json_string(fin) : json_null()));
+    int n = j->g.sp.n, index = 0;
+    int *order = malloc((size_t)n * sizeof *order);
+    for (int p = 0; order && p < j->g.n_prompts; p++) {
+        rank_choices(j, p, order);
+        for (int k = 0; k < j->g.n_return; k++)
+            json_array_append_new(choices, plain_choice(j, order[k], index++));
     }
+    free(order);
     json_object_set_new(body, "choices", choices);
     json_object_set_new(body, "usage", usage_json(j));
+    if (j->g.chat && j->g.prompt_logprobs >= 0)
+        json_object_set(body, "prompt_logprobs",
+                        j->prompt_lp_vllm[0] ? j->prompt_lp_vllm[0] : json_null());
     return body;
 }
 
@@ -378,21 +526,21 @@ static enum MHD_Result run_plain(struct job *j)
             if (atomic_load(&s->aborting)) {
                 /* Read what the answer needs before the job goes (it owns g). */
                 struct MHD_Connection *c = j->conn;
-                enum oai_route route = j->g.chat ? R_CHAT : R_COMPLETIONS;
+                enum oai_route route = gen_route(&j->g);
                 job_free(j);
                 return oai_respond_error(s, c, route, 503, "service_unavailable", NULL, NULL,
                                          "The server shut down before the request finished");
             }
         }
     }
-    enum oai_route route = j->g.chat ? R_CHAT : R_COMPLETIONS;
+    enum oai_route route = gen_route(&j->g);
     struct MHD_Connection *c = j->conn;
     if (j->aborted) {
         job_free(j);
         return oai_respond_error(s, c, route, 500, "internal_error", NULL, NULL,
                                  "The request was aborted by the engine");
     }
-    json_t *body = plain_body(j);
+    json_t *body = j->g.api == OAI_API_RESPONSES ? oai_responses_plain_body(j) : plain_body(j);
     job_free(j);
     return oai_respond_json(s, c, route, 200, body);
 }
@@ -418,7 +566,7 @@ static void sse_chunk(struct job *j, json_t *choice)
     json_t *env = envelope(j, true);
     json_object_set_new(env, "choices", json_pack("[o]", choice));
     if (j->g.include_usage)
-        json_object_set_new(env, "usage", json_null());
+        json_object_set_new(env, "usage", j->g.continuous_usage ? usage_json(j) : json_null());
     sse_json(j, env);
 }
 
@@ -429,20 +577,77 @@ static void sse_error(struct job *j, int status, const char *type, const char *m
     sse_json(j, e);
 }
 
+/* A chat chunk of choice index: delta (stolen), logprobs (stolen, may be NULL), finish. */
+static void chat_chunk(struct job *j, int index, json_t *delta, json_t *lp, const char *fin)
+{
+    sse_chunk(j, json_pack("{s:i, s:o, s:o, s:o}", "index", index, "delta", delta, "logprobs",
+                           lp ? json_pack("{s:o, s:n}", "content", lp, "refusal") : json_null(),
+                           "finish_reason", fin ? json_string(fin) : json_null()));
+}
+
+/* Chat deltas: the role first, then reasoning_content / content as the parsers release
+ * them, each tool call as OpenAI streams it (its id, type and name with empty arguments,
+ * then the arguments), and the finish reason on the last chunk. */
+static void stream_take_chat(struct job *j, struct choice *c, int index,
+                             const struct pgd_output *o)
+{
+    if (!c->started) {
+        c->started = true;
+        json_t *first = j->g.echo_text ? oai_json_str(j->g.echo_text, j->g.echo_len)
+                                       : json_string("");
+        chat_chunk(j, index, json_pack("{s:s, s:o}", "role", j->s->cfg.response_role,
+                                       "content", first), NULL, NULL);
+    }
+    if (o->finish_reason == PGD_FINISH_ABORT)
+        return;
+    bool final = o->finish_reason != PGD_FINISH_NONE;
+    struct pgd__buf r = { 0 }, ct = { 0 };
+    oai_post_feed(j, c, o->text, o->text_len, final, &r, &ct);
+    json_t *lp = output_lp(j, c, o);
+    json_t *delta = json_object();
+    if (r.len && j->g.include_reasoning)
+        json_object_set_new(delta, "reasoning_content", oai_json_str(r.p, r.len));
+    if (ct.len)
+        json_object_set_new(delta, "content", oai_json_str(ct.p, ct.len));
+    pgd__buf_fini(&r);
+    pgd__buf_fini(&ct);
+    /* The finish reason rides on the last text chunk, or after the calls when there are. */
+    bool calls_pending = c->n_calls_sent < c->n_calls;
+    const char *fin = final && !calls_pending ? choice_finish(c) : NULL;
+    if (json_object_size(delta) || lp || fin)
+        chat_chunk(j, index, delta, lp, fin);
+    else
+        json_decref(delta);
+    for (; c->n_calls_sent < c->n_calls; c->n_calls_sent++) {
+        int k = c->n_calls_sent;
+        chat_chunk(j, index, json_pack("{s:[o]}", "tool_calls",
+                                       tool_call_json(j, &c->calls[k], k, true)), NULL, NULL);
+        chat_chunk(j, index, json_pack("{s:[{s:i, s:{s:s}}]}", "tool_calls", "index", k,
+                                       "function", "arguments", c->calls[k].arguments),
+                   NULL, NULL);
+    }
+    if (final && calls_pending)
+        chat_chunk(j, index, json_object(), NULL, choice_finish(c));
+}
+
 static void stream_take(struct job *j, int p, const struct pgd_output *o)
 {
     struct choice *c = take_output(j, p, o);
     int index = p * j->g.sp.n + o->index;
+    if (j->g.api == OAI_API_RESPONSES) {
+        oai_responses_stream_take(j, c, o);
+        return;
+    }
+    if (j->g.chat) {
+        stream_take_chat(j, c, index, o);
+        return;
+    }
     struct pgd__buf text = { 0 };
     json_t *lp = NULL;
     if (!c->started) {
         c->started = true;
-        if (j->g.chat)
-            sse_chunk(j, json_pack("{s:i, s:{s:s, s:s}, s:n, s:n}", "index", index, "delta",
-                                   "role", j->s->cfg.response_role, "content", "", "logprobs",
-                                   "finish_reason"));
-        else if (j->g.echo && j->g.prompts[p].text) {
-            pgd__buf_append(&text, j->g.prompts[p].text, strlen(j->g.prompts[p].text));
+        if (j->g.echo && j->g.prompts[p].text) {
+            pgd__buf_append(&text, j->g.prompts[p].text, j->g.prompts[p].text_len);
             c->offset = text.len;
             if (j->prompt_lp[p])
                 lp = json_deep_copy(j->prompt_lp[p]);
@@ -467,20 +672,9 @@ static void stream_take(struct job *j, int p, const struct pgd_output *o)
     }
     json_t *jt = oai_json_str(text.p ? text.p : "", text.len);
     pgd__buf_fini(&text);
-    json_t *jfin = fin ? json_string(fin) : json_null();
-    json_t *jlp = lp ? (j->g.chat ? json_pack("{s:o, s:n}", "content", lp, "refusal") : lp)
-                     : json_null();
-    if (j->g.chat) {
-        json_t *delta = json_object();
-        if (json_string_length(jt) > 0 || !fin)
-            json_object_set_new(delta, "content", jt);
-        else
-            json_decref(jt);
-        sse_chunk(j, json_pack("{s:i, s:o, s:o, s:o}", "index", index, "delta", delta,
-                               "logprobs", jlp, "finish_reason", jfin));
-    } else
-        sse_chunk(j, json_pack("{s:i, s:o, s:o, s:o}", "index", index, "text", jt, "logprobs",
-                               jlp, "finish_reason", jfin));
+    sse_chunk(j, json_pack("{s:i, s:o, s:o, s:o}", "index", index, "text", jt, "logprobs",
+                           lp ? lp : json_null(), "finish_reason",
+                           fin ? json_string(fin) : json_null()));
 }
 
 /* Fills j->out with the next SSE bytes; false when the client is gone. */
@@ -507,7 +701,8 @@ static bool stream_fill(struct job *j)
                 json_object_set_new(env, "usage", usage_json(j));
                 sse_json(j, env);
             }
-            pgd__buf_append(&j->out, "data: [DONE]\n\n", 14);
+            if (j->g.api != OAI_API_RESPONSES)   /* the Responses API ends with its event */
+                pgd__buf_append(&j->out, "data: [DONE]\n\n", 14);
             j->eof = true;
         }
         if (r == 0 || j->out.len == 0) {
@@ -565,14 +760,14 @@ static enum MHD_Result run_stream(struct job *j)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
     /* The job is freed with the response (stream_free). */
-    return oai_queue(j->s, j->conn, j->g.chat ? R_CHAT : R_COMPLETIONS, 200, resp);
+    return oai_queue(j->s, j->conn, gen_route(&j->g), 200, resp);
 }
 
 /* ---- submit ---------------------------------------------------------------------------- */
 
 enum MHD_Result oai_gen_run(struct oai_server *s, struct MHD_Connection *c, struct oai_gen *g)
 {
-    enum oai_route route = g->chat ? R_CHAT : R_COMPLETIONS;
+    enum oai_route route = gen_route(g);
     struct job *j = calloc(1, sizeof *j);
     int np = g->n_prompts, nc = g->n_prompts * g->sp.n;
     if (j) {
@@ -586,18 +781,25 @@ enum MHD_Result oai_gen_run(struct oai_server *s, struct MHD_Connection *c, stru
         j->closed = calloc((size_t)np, sizeof *j->closed);
         j->ch = calloc((size_t)nc, sizeof *j->ch);
         j->prompt_lp = calloc((size_t)np, sizeof *j->prompt_lp);
+        j->prompt_lp_vllm = calloc((size_t)np, sizeof *j->prompt_lp_vllm);
         j->prompt_tokens = calloc((size_t)np, sizeof *j->prompt_tokens);
         j->cached_tokens = calloc((size_t)np, sizeof *j->cached_tokens);
         j->n_ch = nc;
     } else
         oai_gen_fini(g);
-    if (!j || !j->streams || !j->closed || !j->ch || !j->prompt_lp || !j->prompt_tokens ||
+    if (!j || !j->streams || !j->closed || !j->ch || !j->prompt_lp || !j->prompt_lp_vllm ||
+        !j->prompt_tokens ||
         !j->cached_tokens) {
         job_free(j);
         return oai_respond_error(s, c, route, 500, "internal_error", NULL, NULL,
                                  "out of memory");
     }
-    oai_make_id(s, j->g.chat ? "chatcmpl-" : "cmpl-", j->id, sizeof j->id);
+    const char *prefix = j->g.api == OAI_API_RESPONSES ? "resp_"
+                         : j->g.chat ? "chatcmpl-" : "cmpl-";
+    if (j->g.request_id)     /* vLLM: the client's request_id names the response */
+        snprintf(j->id, sizeof j->id, "%s%s", prefix, j->g.request_id);
+    else
+        oai_make_id(s, prefix, j->id, sizeof j->id);
     j->created = time(NULL);
     for (int i = 0; i < np; i++) {
         struct pgd_request_params rp = pgd_request_default_params();
@@ -605,6 +807,8 @@ enum MHD_Result oai_gen_run(struct oai_server *s, struct MHD_Connection *c, stru
         rp.n_prompt_ids = j->g.prompts[i].n_ids;
         rp.sampling = j->g.sp;
         rp.detokenize = s->model.tokenizer != NULL;
+        rp.priority = j->g.priority;
+        rp.cache_salt = j->g.cache_salt;
         char err[512];
         enum pgd_status st = pgd_engine_submit(s->model.engine, &rp, &j->streams[i], err,
                                                sizeof err);

@@ -31,7 +31,7 @@ static const char *const route_names[R_COUNT] = {
     [R_COMPLETIONS] = "/v1/completions", [R_CHAT] = "/v1/chat/completions",
     [R_MODELS] = "/v1/models", [R_HEALTH] = "/health", [R_VERSION] = "/version",
     [R_METRICS] = "/metrics", [R_TOKENIZE] = "/tokenize", [R_DETOKENIZE] = "/detokenize",
-    [R_OTHER] = "other",
+    [R_RESPONSES] = "/v1/responses", [R_PING] = "/ping", [R_OTHER] = "other",
 };
 
 /* What the access log line says of a request. */
@@ -56,6 +56,7 @@ struct req_ctx {
     size_t dropped;                /* body bytes past the limit, read and dropped */
     struct pgd__buf body;
     struct access_rec acc;
+    char *model_id;                /* GET /v1/models/{id}: the id (owned) */
 };
 
 /* The request the calling thread is handling (one connection a thread: see oai.h). */
@@ -66,6 +67,8 @@ static enum oai_route route_of(const char *url)
     for (int r = 0; r < R_OTHER; r++)
         if (!strcmp(url, route_names[r]))
             return (enum oai_route)r;
+    if (!strncmp(url, "/v1/models/", 11) && url[11])
+        return R_MODELS;            /* /v1/models/{id}: one model */
     return R_OTHER;
 }
 
@@ -271,24 +274,44 @@ static enum MHD_Result respond_err(struct oai_server *s, struct MHD_Connection *
 
 /* ---- the small routes -------------------------------------------------------------- */
 
-/* GET /v1/models: one entry per served name (as vLLM lists them), the first being the name
- * responses report; each has the same root, limits and defaults. */
-static enum MHD_Result route_models(struct oai_server *s, struct MHD_Connection *c)
+/* One model card of GET /v1/models: every served name has the same root, limits and
+ * defaults. */
+static json_t *model_card(struct oai_server *s, const char *id)
 {
-    json_t *data = json_array();
+    json_t *m = json_pack("{s:s, s:s, s:I, s:s, s:s, s:n, s:i}", "id", id, "object", "model",
+                          "created", (json_int_t)s->started, "owned_by", "pagoda", "root",
+                          s->model.root ? s->model.root : s->model_name, "parent",
+                          "max_model_len", s->model.max_model_len);
+    /* pagoda: the sampling defaults a request gets for the fields it leaves out. */
+    json_t *dflt = m && s->model.default_sampling_json
+                       ? json_loads(s->model.default_sampling_json, 0, NULL) : NULL;
+    if (dflt)
+        json_object_set_new(m, "default_sampling_params", dflt);
+    return m;
+}
+
+/* GET /v1/models: one entry per served name (as vLLM lists them), the first being the name
+ * responses report; GET /v1/models/{id}: that entry, or 404. */
+static enum MHD_Result route_models(struct oai_server *s, struct MHD_Connection *c,
+                                    const char *id)
+{
     int n = s->cfg.n_served_model_names ? s->cfg.n_served_model_names : 1;
+    const char *names[n];
+    for (int i = 0; i < n; i++)
+        names[i] = s->cfg.n_served_model_names ? s->cfg.served_model_names[i] : s->model_name;
+    if (id) {
+        for (int i = 0; i < n; i++)
+            if (!strcmp(id, names[i]))
+                return oai_respond_json(s, c, R_MODELS, 200, model_card(s, id));
+        char msg[512];
+        snprintf(msg, sizeof msg, "The model `%.200s` does not exist (this server serves "
+                 "`%.200s`)", id, s->model_name);
+        return oai_respond_error(s, c, R_MODELS, 404, "invalid_request_error", "model",
+                                 "model_not_found", msg);
+    }
+    json_t *data = json_array();
     for (int i = 0; data && i < n; i++) {
-        const char *id = s->cfg.n_served_model_names ? s->cfg.served_model_names[i]
-                                                      : s->model_name;
-        json_t *m = json_pack("{s:s, s:s, s:I, s:s, s:s, s:n, s:i}", "id", id, "object",
-                              "model", "created", (json_int_t)s->started, "owned_by", "pagoda",
-                              "root", s->model.root ? s->model.root : s->model_name, "parent",
-                              "max_model_len", s->model.max_model_len);
-        /* pagoda: the sampling defaults a request gets for the fields it leaves out. */
-        json_t *dflt = m && s->model.default_sampling_json
-                           ? json_loads(s->model.default_sampling_json, 0, NULL) : NULL;
-        if (dflt)
-            json_object_set_new(m, "default_sampling_params", dflt);
+        json_t *m = model_card(s, names[i]);
         if (!m || json_array_append_new(data, m)) {
             json_decref(data);
             data = NULL;
@@ -384,6 +407,8 @@ static enum MHD_Result route_tokenize(struct oai_server *s, struct MHD_Connectio
     if (!copy)
         return MHD_NO;
     json_object_del(copy, "stream");
+    json_object_del(copy, "return_token_strs");
+    json_object_set_new(copy, "tool_choice", json_string("none"));   /* tools: rendered only */
     json_object_del(copy, "max_tokens");
     json_object_del(copy, "max_completion_tokens");
     json_object_set_new(copy, "max_tokens", json_integer(1));
@@ -400,10 +425,14 @@ static enum MHD_Result route_tokenize(struct oai_server *s, struct MHD_Connectio
     for (int i = 0; g.n_prompts > 0 && i < g.prompts[0].n_ids; i++)
         json_array_append_new(ids, json_integer(g.prompts[0].ids[i]));
     int n = g.n_prompts > 0 ? g.prompts[0].n_ids : 0;
+    json_t *strs = json_is_true(json_object_get(b, "return_token_strs"))
+                       ? oai_token_strs(s, g.n_prompts ? g.prompts[0].ids : NULL, n) : NULL;
     oai_gen_fini(&g);
-    return oai_respond_json(s, c, R_TOKENIZE, 200,
-                            json_pack("{s:i, s:i, s:o}", "count", n, "max_model_len",
-                                      s->model.max_model_len, "tokens", ids));
+    json_t *out = json_pack("{s:i, s:i, s:o}", "count", n, "max_model_len",
+                            s->model.max_model_len, "tokens", ids);
+    if (strs)
+        json_object_set_new(out, "token_strs", strs);
+    return oai_respond_json(s, c, R_TOKENIZE, 200, out);
 }
 
 /* POST /detokenize {"tokens": [ids]}: {"prompt": text}. */
@@ -452,7 +481,8 @@ static enum MHD_Result route_detokenize(struct oai_server *s, struct MHD_Connect
 
 static bool needs_post(enum oai_route r)
 {
-    return r == R_COMPLETIONS || r == R_CHAT || r == R_TOKENIZE || r == R_DETOKENIZE;
+    return r == R_COMPLETIONS || r == R_CHAT || r == R_TOKENIZE || r == R_DETOKENIZE ||
+           r == R_RESPONSES;
 }
 
 static bool needs_key(enum oai_route r)
@@ -558,7 +588,7 @@ static bool head_answered(struct oai_server *s, struct MHD_Connection *c, struct
     }
     bool post = !strcmp(method, "POST");
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
-    if ((needs_post(r) && !post) || (!needs_post(r) && !get)) {
+    if (r != R_PING && ((needs_post(r) && !post) || (!needs_post(r) && !get))) {
         snprintf(msg, sizeof msg, "Method %.32s is not allowed on %s (use %s)", method,
                  route_names[r], needs_post(r) ? "POST" : "GET");
         *ret = error_early(s, c, cx, 405, "invalid_request_error", "method_not_allowed", msg);
@@ -600,7 +630,9 @@ static enum MHD_Result dispatch(struct oai_server *s, struct MHD_Connection *c,
     if (r == R_HEALTH)
         return oai_respond(s, c, r, 200, "application/json", "{}", 2, false);
     if (r == R_MODELS)
-        return route_models(s, c);
+        return route_models(s, c, cx->model_id);
+    if (r == R_PING)               /* SageMaker's health check, GET or POST, as vLLM */
+        return oai_respond(s, c, r, 200, "application/json", "{}", 2, false);
 
     struct oai_error be = { 0 };
     json_t *body = oai_body_json(cx->body.p, cx->body.len, &be);
@@ -609,6 +641,8 @@ static enum MHD_Result dispatch(struct oai_server *s, struct MHD_Connection *c,
     enum MHD_Result ret;
     if (r == R_TOKENIZE)
         ret = route_tokenize(s, c, body);
+    else if (r == R_RESPONSES)
+        ret = oai_route_responses(s, c, body);
     else if (r == R_DETOKENIZE)
         ret = route_detokenize(s, c, body);
     else {
@@ -734,6 +768,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *con_cls = cx;
         cx->conn = c;
         cx->route = route_of(url);
+        if (cx->route == R_MODELS && url[10] == '/' && !(cx->model_id = strdup(url + 11)))
+            return MHD_NO;
         access_start(cx, c, url, method, version);
         current_req = cx;
         pthread_mutex_lock(&s->mu);
@@ -795,6 +831,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         current_req = NULL;
     oai_conn_request_done(s, c, toe);
     pgd__buf_fini(&cx->body);
+    free(cx->model_id);
     free(cx);
     *con_cls = NULL;
     pthread_mutex_lock(&s->mu);

@@ -8,8 +8,15 @@
  *   http.c      the libmicrohttpd daemon: routing, head checks, bodies, CORS, counters,
  *               shutdown
  *   request.c   JSON request bodies -> struct oai_gen (every type and range checked)
+ *   chat.c      a chat request's messages -> its rendered, tokenized prompt
  *   generate.c  running a struct oai_gen on the engine: JSON responses and SSE streams
  *   util.c      error bodies, UTF-8 repair, token strings, response ids
+ *   fields.c    the table of every request field: honoured, refused (400) or ignored (a
+ *               warning), and the once-per-request warning of unknown ones
+ *   guide.c     structured output (response_format, structured_outputs, guided_*) and tools
+ *               (tool_choice) -> the engine's guide; the chat template's view of tool history
+ *   parsers.c   the model's own tool-call syntax and <think> reasoning (parsers.h)
+ *   responses.c /v1/responses: its body -> a chat request, its answers and events
  *
  * Threads: libmicrohttpd runs one thread per connection; each request is handled entirely
  * on its connection's thread (the engine, the tokenizer and the chat renderer are
@@ -18,6 +25,7 @@
 #define PGD_OAI_H
 
 #include <pagoda/frontend.h>
+#include "plugins/frontend/openai/parsers.h"
 #include "runtime/base/buf.h"
 #include <jansson.h>
 #include <microhttpd.h>
@@ -57,6 +65,10 @@ struct oai_settings {
     char *response_role;           /* the role of chat answers; default "assistant" */
     bool return_tokens_as_token_ids;   /* logprobs name tokens "token_id:N"; default false */
     int max_logprobs;              /* most logprobs a request may ask for; default 20 */
+    enum oai_tool_parser tool_call_parser;        /* --tool-call-parser; default none */
+    bool enable_auto_tool_choice;  /* tool_choice "auto" allowed (needs a parser) */
+    enum oai_reasoning_parser reasoning_parser;   /* --reasoning-parser; default none */
+    bool trust_request_chat_template;   /* a request's chat_template is used (else 400) */
 };
 enum pgd_status oai_settings_parse(struct oai_settings *s, const struct pgd_setting *kv,
                                    size_t n, char *err, size_t errlen);
@@ -66,7 +78,7 @@ void oai_settings_fini(struct oai_settings *s);
 
 enum oai_route {
     R_COMPLETIONS, R_CHAT, R_MODELS, R_HEALTH, R_VERSION, R_METRICS, R_TOKENIZE,
-    R_DETOKENIZE, R_OTHER, R_COUNT
+    R_DETOKENIZE, R_RESPONSES, R_PING, R_OTHER, R_COUNT
 };
 
 #define OAI_STATUS_SLOTS 12        /* distinct status codes counted per route */
@@ -250,13 +262,41 @@ struct oai_prompt {
     int32_t *ids;                  /* [n_ids], owned */
     int n_ids;
     char *text;                    /* for echo: the prompt as text; owned, may be NULL */
+    size_t text_len;               /* text may hold NUL bytes (\u0000 in the request) */
+};
+
+/* Which API a request came through (its answers' shape). */
+enum oai_api { OAI_API_COMPLETIONS = 0, OAI_API_CHAT, OAI_API_RESPONSES };
+
+enum oai_tool_choice {
+    OAI_TOOLS_NONE = 0,            /* no tools, or tool_choice "none" */
+    OAI_TOOLS_AUTO,                /* the model decides; its syntax is parsed (parsers.h) */
+    OAI_TOOLS_REQUIRED,            /* constrained to an array of calls of the tools */
+    OAI_TOOLS_NAMED,               /* constrained to the named tool's arguments */
 };
 
 struct oai_gen {
-    bool chat;
+    bool chat;                     /* chat (and responses) vs completions */
+    enum oai_api api;
     bool stream, include_usage, echo;
+    bool continuous_usage;         /* stream_options.continuous_usage_stats */
     bool max_tokens_set;
     int logprobs;                  /* -1: none; else top alternatives per token */
+    int prompt_logprobs;           /* -1: none; else prompt_logprobs as vLLM returns them
+                                      (apart from completions' echo) */
+    bool token_ids_as_names;       /* return_tokens_as_token_ids (request or server) */
+    int n_return;                  /* choices returned per prompt: n (best_of runs more) */
+    bool best_of;                  /* sp.n samples, the n_return best by cumulative logprob */
+    int priority;
+    char *cache_salt;              /* owned, may be NULL */
+    char *guide;                   /* owned: what sp.guide points to */
+    enum oai_tool_choice tool_choice;
+    char *tool_name;               /* OAI_TOOLS_NAMED: owned */
+    bool parallel_tool_calls;      /* false: only the first call is returned */
+    char *echo_text;               /* chat echo: the last message's content; owned */
+    size_t echo_len;
+    bool include_reasoning;        /* reasoning_content is returned (default true) */
+    char *request_id;              /* the client's request_id: the response id's tail; owned */
     struct oai_prompt *prompts;    /* [n_prompts], owned */
     int n_prompts;
     struct pgd_sampling_params sp; /* its arrays point into the fields below (sp.stop into
@@ -266,6 +306,19 @@ struct oai_gen {
     struct pgd_logit_bias *bias;   /* owned */
 };
 
+/* Request helpers shared by request.c and chat.c (guide.c, responses.c use oai_field):
+ * the value of k (NULL when absent or JSON null); a boolean field (a 400 when not one);
+ * g's prompt array of n; text[0..len) tokenized into p (param names it in errors; p->text
+ * keeps a copy for echo). */
+json_t *oai_field(json_t *o, const char *k);
+bool oai_opt_bool(json_t *o, const char *k, bool *out, struct oai_error *e);
+bool oai_prompts_alloc(struct oai_gen *g, size_t n, struct oai_error *e);
+bool oai_prompt_tokenize(struct oai_server *s, const char *text, size_t len, bool add_special,
+                         const char *param, struct oai_prompt *p, struct oai_error *e);
+/* chat.c: "messages" -> the rendered chat -> g's one prompt. */
+bool oai_parse_messages(struct oai_server *s, json_t *b, struct oai_gen *g, bool add_special,
+                        struct oai_error *e);
+
 /* The JSON object of a request body (body[0..len), need not be NUL-terminated), or NULL
  * with e set (400 invalid_json: not JSON, or not an object). The caller owns the result
  * (json_decref). Needs no connection: the fuzz target tests/fuzz/fuzz_request.c calls it. */
@@ -274,11 +327,50 @@ json_t *oai_body_json(const char *body, size_t len, struct oai_error *e);
  * and tokenizes the prompts. On failure e is set and g is left for oai_gen_fini. */
 bool oai_gen_parse(struct oai_server *s, bool chat, json_t *body, struct oai_gen *g,
                    struct oai_error *e);
+/* The same for any API; OAI_API_RESPONSES takes the chat body oai_responses_to_chat made
+ * (whose fields were checked as a Responses body). */
+bool oai_gen_parse_api(struct oai_server *s, enum oai_api api, json_t *body, struct oai_gen *g,
+                       struct oai_error *e);
 void oai_gen_fini(struct oai_gen *g);
 
 /* Runs g on the engine and answers on c (a JSON response, or an SSE stream).
  * Takes g (finishes it). */
 enum MHD_Result oai_gen_run(struct oai_server *s, struct MHD_Connection *c, struct oai_gen *g);
+
+/* ---- fields.c: the request fields ----------------------------------------------------- */
+
+/* Refuses (400 naming it) a field pagoda does not support that is set to anything but its
+ * default, and logs once, at warning level, the fields present that are ignored (OpenAI-only
+ * ones) or unknown. */
+bool oai_fields_check(struct oai_server *s, enum oai_api api, json_t *body, struct oai_error *e);
+
+/* ---- guide.c: structured output and tools ------------------------------------------------ */
+
+/* Reads response_format, structured_outputs, guided_* and tools/tool_choice/
+ * parallel_tool_calls of body into g (guide_kind, guide, tool choice); only one way to
+ * constrain at a time (400 otherwise). */
+bool oai_guide_parse(struct oai_server *s, json_t *body, struct oai_gen *g, struct oai_error *e);
+/* A message list as the chat template wants it: assistant tool_calls' arguments (JSON text
+ * in the API) become objects, as vLLM passes them. Returns a new reference. */
+json_t *oai_messages_for_template(json_t *messages);
+
+/* ---- responses.c: /v1/responses ---------------------------------------------------------- */
+
+/* The chat request body equivalent to a /v1/responses body (a new object), or NULL with e. */
+json_t *oai_responses_to_chat(json_t *body, struct oai_error *e);
+/* A Response object; output and usage (may be NULL) are stolen. */
+json_t *oai_responses_object(const char *id, long long created, const char *model,
+                             const char *status, json_t *output, json_t *usage);
+/* Output items: a message with one output_text part (text stolen; NULL: no part yet), and a
+ * function call. */
+json_t *oai_responses_message(const char *item_id, json_t *text, const char *status);
+json_t *oai_responses_call(const char *item_id, const char *call_id, const char *name,
+                           const char *arguments, const char *status);
+json_t *oai_responses_usage(long long input, long long output, long long cached);
+/* POST /v1/responses: checks, converts, runs (generate.c) and answers. */
+enum MHD_Result oai_route_responses(struct oai_server *s, struct MHD_Connection *c, json_t *b);
+/* Appends the event `type` (data stolen; type and sequence_number are added) to out. */
+void oai_responses_event(struct pgd__buf *out, int *seq, const char *type, json_t *data);
 
 /* ---- util.c ---------------------------------------------------------------------------- */
 
@@ -293,6 +385,8 @@ json_t *oai_error_json(const char *type, const char *param, const char *code, co
 json_t *oai_json_logprob(double lp);
 /* The text of one token (decoded alone); *text malloc'd, raw bytes (may be invalid UTF-8). */
 void oai_token_text(const struct pgd_tokenizer *tok, int32_t id, char **text, size_t *len);
+/* The vocabulary strings of ids[0..n) (vLLM's /tokenize return_token_strs). */
+json_t *oai_token_strs(const struct oai_server *s, const int32_t *ids, int n);
 /* A fresh response id with the prefix, e.g. "chatcmpl-1a2b...". */
 void oai_make_id(struct oai_server *s, const char *prefix, char *out, size_t outlen);
 

@@ -28,7 +28,11 @@
  *   access_log             true/false: a log line per request (default true)
  *   response_role          the role of chat answers (default "assistant")
  *   return_tokens_as_token_ids  true/false: logprobs name tokens "token_id:N" (default false)
- *   max_logprobs           the most logprobs a request may ask for, 0..20 (default 20) */
+ *   max_logprobs           the most logprobs a request may ask for, 0..20 (default 20)
+ *   tool_call_parser       hermes | llama3_json | mistral: the model's tool-call syntax
+ *   enable_auto_tool_choice  true/false: tool_choice "auto" allowed (needs the parser)
+ *   reasoning_parser       qwen3 | deepseek_r1: <think>...</think> -> reasoning_content
+ *   trust_request_chat_template  true/false: a request's chat_template is used */
 #include "plugins/frontend/openai/oai.h"
 #include <pagoda/plugin.h>
 #include <pagoda/log.h>
@@ -154,6 +158,20 @@ static enum pgd_status parse_one(struct oai_settings *s, const char *k, const ch
     }
     if (!strcmp(k, "return_tokens_as_token_ids"))
         return parse_bool(k, v, &s->return_tokens_as_token_ids, err, errlen);
+    if (!strcmp(k, "enable_auto_tool_choice"))
+        return parse_bool(k, v, &s->enable_auto_tool_choice, err, errlen);
+    if (!strcmp(k, "trust_request_chat_template"))
+        return parse_bool(k, v, &s->trust_request_chat_template, err, errlen);
+    if (!strcmp(k, "tool_call_parser"))
+        return oai_tool_parser_from_name(v, &s->tool_call_parser)
+                   ? PGD_OK
+                   : pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "frontend.openai: "
+                              "tool_call_parser = '%s' is not hermes, llama3_json or mistral", v);
+    if (!strcmp(k, "reasoning_parser"))
+        return oai_reasoning_parser_from_name(v, &s->reasoning_parser)
+                   ? PGD_OK
+                   : pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "frontend.openai: "
+                              "reasoning_parser = '%s' is not qwen3 or deepseek_r1", v);
     if (!strcmp(k, "response_role"))
         return *v ? set_str(&s->response_role, v)
                   : pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
@@ -190,8 +208,9 @@ enum pgd_status oai_settings_parse(struct oai_settings *s, const struct pgd_sett
                           "api_key, api_key_file, served_model_name, max_body_bytes, "
                           "max_connections, max_connections_per_ip, max_n, timeout_keep_alive, "
                           "header_timeout, write_timeout, cors_origins, access_log, "
-                          "response_role, "
-                          "return_tokens_as_token_ids, max_logprobs)", k);
+                          "response_role, return_tokens_as_token_ids, max_logprobs, "
+                          "tool_call_parser, enable_auto_tool_choice, reasoning_parser, "
+                          "trust_request_chat_template)", k);
         if (st == PGD_ERR_NOMEM)
             pgd_errf(err, errlen, st, "frontend.openai: no memory");
     }

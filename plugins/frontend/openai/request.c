@@ -1,8 +1,10 @@
-/* Request bodies of /v1/completions and /v1/chat/completions -> struct oai_gen.
+/* Request bodies of /v1/completions and /v1/chat/completions (and /v1/responses, once
+ * responses.c made it a chat body) -> struct oai_gen.
  *
  * Every field is checked for its type and range; a wrong one is a 400 naming the field.
- * Fields nobody knows are ignored, as OpenAI does. Prompts are rendered (chat) and
- * tokenized here, so that the context check can say how many tokens the prompt has. */
+ * fields.c says which fields are honoured, refused or ignored (unknown ones are logged).
+ * Prompts are rendered (chat) and tokenized here, so that the context check can say how
+ * many tokens the prompt has. Strings may hold NUL bytes (\u0000): lengths are carried. */
 #include "plugins/frontend/openai/oai.h"
 #include <errno.h>
 #include <limits.h>
@@ -11,8 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The value of k, or NULL when absent or JSON null. */
-static json_t *field(json_t *o, const char *k)
+json_t *oai_field(json_t *o, const char *k)
 {
     json_t *v = json_object_get(o, k);
     return json_is_null(v) ? NULL : v;
@@ -22,7 +23,7 @@ static json_t *field(json_t *o, const char *k)
 static bool opt_bool_named(json_t *o, const char *k, const char *name, bool *out,
                            struct oai_error *e)
 {
-    json_t *v = field(o, k);
+    json_t *v = oai_field(o, k);
     if (!v)
         return true;
     if (!json_is_boolean(v)) {
@@ -33,7 +34,7 @@ static bool opt_bool_named(json_t *o, const char *k, const char *name, bool *out
     return true;
 }
 
-static bool opt_bool(json_t *o, const char *k, bool *out, struct oai_error *e)
+bool oai_opt_bool(json_t *o, const char *k, bool *out, struct oai_error *e)
 {
     return opt_bool_named(o, k, k, out, e);
 }
@@ -42,7 +43,7 @@ static bool opt_bool(json_t *o, const char *k, bool *out, struct oai_error *e)
 static bool opt_int(json_t *o, const char *k, long long lo, long long hi, long long *out,
                     bool *set, struct oai_error *e)
 {
-    json_t *v = field(o, k);
+    json_t *v = oai_field(o, k);
     if (set)
         *set = false;
     if (!v)
@@ -74,7 +75,7 @@ static bool opt_int(json_t *o, const char *k, long long lo, long long hi, long l
 static bool opt_num(json_t *o, const char *k, double lo, double hi, bool lo_open, float *out,
                     struct oai_error *e)
 {
-    json_t *v = field(o, k);
+    json_t *v = oai_field(o, k);
     if (!v)
         return true;
     if (!json_is_number(v)) {
@@ -113,7 +114,7 @@ static bool take_ids(struct oai_server *s, json_t *arr, const char *param, struc
     return true;
 }
 
-static bool tokenize(struct oai_server *s, const char *text, size_t len, bool add_special,
+bool oai_prompt_tokenize(struct oai_server *s, const char *text, size_t len, bool add_special,
                      const char *param, struct oai_prompt *p, struct oai_error *e)
 {
     if (!s->model.tokenizer) {
@@ -141,10 +142,11 @@ static bool tokenize(struct oai_server *s, const char *text, size_t len, bool ad
     }
     memcpy(p->text, text, len);
     p->text[len] = '\0';
+    p->text_len = len;
     return true;
 }
 
-static bool alloc_prompts(struct oai_gen *g, size_t n, struct oai_error *e)
+bool oai_prompts_alloc(struct oai_gen *g, size_t n, struct oai_error *e)
 {
     g->prompts = calloc(n, sizeof *g->prompts);
     if (!g->prompts) {
@@ -159,15 +161,15 @@ static bool alloc_prompts(struct oai_gen *g, size_t n, struct oai_error *e)
 static bool parse_prompt(struct oai_server *s, json_t *b, struct oai_gen *g, bool add_special,
                          struct oai_error *e)
 {
-    json_t *p = field(b, "prompt");
+    json_t *p = oai_field(b, "prompt");
     if (!p) {
         OAI_BAD(e, "prompt", "'prompt' is required");
         return false;
     }
     if (json_is_string(p)) {
-        if (!alloc_prompts(g, 1, e))
+        if (!oai_prompts_alloc(g, 1, e))
             return false;
-        return tokenize(s, json_string_value(p), json_string_length(p), add_special, "prompt",
+        return oai_prompt_tokenize(s, json_string_value(p), json_string_length(p), add_special, "prompt",
                         &g->prompts[0], e);
     }
     if (!json_is_array(p) || json_array_size(p) == 0) {
@@ -178,7 +180,7 @@ static bool parse_prompt(struct oai_server *s, json_t *b, struct oai_gen *g, boo
     json_t *first = json_array_get(p, 0);
     size_t n = json_array_size(p);
     if (json_is_integer(first)) {
-        if (!alloc_prompts(g, 1, e))
+        if (!oai_prompts_alloc(g, 1, e))
             return false;
         return take_ids(s, p, "prompt", &g->prompts[0], e);
     }
@@ -186,12 +188,12 @@ static bool parse_prompt(struct oai_server *s, json_t *b, struct oai_gen *g, boo
         OAI_BAD(e, "prompt", "at most %d prompts per request (got %zu)", s->cfg.max_n, n);
         return false;
     }
-    if (!alloc_prompts(g, n, e))
+    if (!oai_prompts_alloc(g, n, e))
         return false;
     for (size_t i = 0; i < n; i++) {
         json_t *v = json_array_get(p, i);
         if (json_is_string(v) && json_is_string(first)) {
-            if (!tokenize(s, json_string_value(v), json_string_length(v), add_special, "prompt",
+            if (!oai_prompt_tokenize(s, json_string_value(v), json_string_length(v), add_special, "prompt",
                           &g->prompts[i], e))
                 return false;
         } else if (json_is_array(v) && json_is_array(first)) {
@@ -206,123 +208,9 @@ static bool parse_prompt(struct oai_server *s, json_t *b, struct oai_gen *g, boo
     return true;
 }
 
-/* "messages" -> the rendered chat -> tokens. Message contents may be strings or lists of
- * text parts; the template sees strings. */
-static bool parse_messages(struct oai_server *s, json_t *b, struct oai_gen *g, bool add_special,
-                           struct oai_error *e)
-{
-    json_t *msgs = field(b, "messages");
-    if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
-        OAI_BAD(e, "messages", "'messages' must be a non-empty list of messages");
-        return false;
-    }
-    json_t *norm = json_array();
-    size_t i;
-    json_t *m;
-    json_array_foreach(msgs, i, m) {
-        char param[48];
-        snprintf(param, sizeof param, "messages[%zu]", i);
-        json_t *role = json_object_get(m, "role");
-        if (!json_is_object(m) || !json_is_string(role)) {
-            json_decref(norm);
-            OAI_BAD(e, param, "'%s' must be an object with a string 'role'", param);
-            return false;
-        }
-        json_t *content = field(m, "content");
-        json_t *text;
-        if (!content)
-            text = json_string("");
-        else if (json_is_string(content))
-            text = json_copy(content);
-        else if (json_is_array(content)) {
-            struct pgd__buf tb = { 0 };
-            size_t j;
-            json_t *part;
-            json_array_foreach(content, j, part) {
-                json_t *t = json_object_get(part, "text");
-                if (!json_is_object(part) ||
-                    !json_is_string(json_object_get(part, "type")) ||
-                    strcmp(json_string_value(json_object_get(part, "type")), "text") ||
-                    !json_is_string(t)) {
-                    pgd__buf_fini(&tb);
-                    json_decref(norm);
-                    OAI_BAD(e, param, "'%s.content[%zu]': only parts {\"type\": \"text\", "
-                            "\"text\": ...} are supported", param, j);
-                    return false;
-                }
-                if (j)
-                    pgd__buf_append(&tb, "\n", 1);
-                pgd__buf_append(&tb, json_string_value(t), json_string_length(t));
-            }
-            text = tb.failed ? NULL : json_stringn(tb.p ? tb.p : "", tb.len);
-            pgd__buf_fini(&tb);
-            if (!text) {
-                json_decref(norm);
-                oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
-                return false;
-            }
-        } else {
-            json_decref(norm);
-            OAI_BAD(e, param, "'%s.content' must be a string or a list of text parts", param);
-            return false;
-        }
-        json_t *nm = json_copy(m);
-        json_object_set_new(nm, "content", text);
-        json_array_append_new(norm, nm);
-    }
-    bool add_gen = true;
-    if (!opt_bool(b, "add_generation_prompt", &add_gen, e)) {
-        json_decref(norm);
-        return false;
-    }
-    json_t *kw = field(b, "chat_template_kwargs");
-    if (kw && !json_is_object(kw)) {
-        json_decref(norm);
-        OAI_BAD(e, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
-        return false;
-    }
-    json_t *tools = field(b, "tools");
-    if (tools && !json_is_array(tools)) {
-        json_decref(norm);
-        OAI_BAD(e, "tools", "'tools' must be a list of tools");
-        return false;
-    }
-    if (!s->model.render_chat) {
-        json_decref(norm);
-        OAI_BAD(e, "messages", "this model has no chat template: use /v1/completions");
-        return false;
-    }
-    char *mj = json_dumps(norm, JSON_COMPACT);
-    char *kj = kw ? json_dumps(kw, JSON_COMPACT) : NULL;
-    char *tj = tools ? json_dumps(tools, JSON_COMPACT) : NULL;
-    json_decref(norm);
-    char *prompt = NULL, err[512] = "";
-    enum pgd_status st = mj ? s->model.render_chat(s->model.render_ctx, mj, tj, add_gen, kj,
-                                                   &prompt, err, sizeof err)
-                            : PGD_ERR_NOMEM;
-    free(mj);
-    free(kj);
-    free(tj);
-    if (st == PGD_ERR_INVALID_ARG) {
-        free(prompt);
-        OAI_BAD(e, "messages", "%s", err);
-        return false;
-    }
-    if (st != PGD_OK) {
-        free(prompt);
-        oai_err_set(e, 500, "internal_error", NULL, NULL,
-                    "the model's chat template failed: %s", err);
-        return false;
-    }
-    bool ok = alloc_prompts(g, 1, e) &&
-              tokenize(s, prompt, strlen(prompt), add_special, "messages", &g->prompts[0], e);
-    free(prompt);
-    return ok;
-}
-
 static bool parse_stop(json_t *b, struct oai_gen *g, struct oai_error *e)
 {
-    json_t *st = field(b, "stop");
+    json_t *st = oai_field(b, "stop");
     if (!st)
         return true;
     size_t n = json_is_string(st) ? 1 : json_array_size(st);
@@ -354,7 +242,7 @@ static bool parse_stop(json_t *b, struct oai_gen *g, struct oai_error *e)
 static bool parse_token_lists(struct oai_server *s, json_t *b, struct oai_gen *g,
                               struct oai_error *e)
 {
-    json_t *st = field(b, "stop_token_ids");
+    json_t *st = oai_field(b, "stop_token_ids");
     if (st) {
         if (!json_is_array(st) || json_array_size(st) > 1024) {
             OAI_BAD(e, "stop_token_ids", "'stop_token_ids' must be a list of token ids");
@@ -377,7 +265,7 @@ static bool parse_token_lists(struct oai_server *s, json_t *b, struct oai_gen *g
         g->sp.stop_token_ids = g->stop_ids;
         g->sp.n_stop_token_ids = (int)n;
     }
-    json_t *lb = field(b, "logit_bias");
+    json_t *lb = oai_field(b, "logit_bias");
     if (lb) {
         if (!json_is_object(lb) || json_object_size(lb) > 1024) {
             OAI_BAD(e, "logit_bias", "'logit_bias' must be an object mapping token ids to "
@@ -411,6 +299,109 @@ static bool parse_token_lists(struct oai_server *s, json_t *b, struct oai_gen *g
         g->sp.logit_bias = g->bias;
         g->sp.n_logit_bias = i;
     }
+    return true;
+}
+
+/* Added to a banned token's logit: its probability underflows to 0 (the engine refuses
+ * non-finite biases). */
+#define BAN_BIAS (-1.0e9f)
+
+/* The tokens of one bad word's spelling; bans it when it is one token. */
+static bool ban_word(struct oai_server *s, const char *w, size_t n, bool space,
+                     unsigned char *ban, struct oai_error *e)
+{
+    struct pgd__buf t = { 0 };
+    if (space)
+        pgd__buf_append(&t, " ", 1);
+    pgd__buf_append(&t, w, n);
+    struct pgd_tokens ids;
+    pgd_tokens_init(&ids);
+    char err[256];
+    bool ok = !t.failed && pgd_tokenizer_encode(s->model.tokenizer, t.p, t.len, false, &ids, err,
+                                                sizeof err) == PGD_OK;
+    if (ok && ids.n == 1)
+        ban[ids.ids[0]] = 1;
+    else if (ok && ids.n > 1) {
+        OAI_BAD(e, "bad_words", "'bad_words': \"%.*s\" is %zu tokens; this server bans words "
+                "of one token only (with and without a leading space)", (int)(t.len > 64 ? 64 :
+                t.len), t.p, ids.n);
+        ok = false;
+    } else if (!ok)
+        OAI_BAD(e, "bad_words", "'bad_words': cannot tokenize \"%.64s\"", w);
+    pgd_tokens_fini(&ids);
+    pgd__buf_fini(&t);
+    return ok;
+}
+
+/* allowed_token_ids and bad_words: the tokens they exclude get BAN_BIAS in logit_bias. */
+static bool parse_banned_tokens(struct oai_server *s, json_t *b, struct oai_gen *g,
+                                struct oai_error *e)
+{
+    json_t *allowed = oai_field(b, "allowed_token_ids"), *bad = oai_field(b, "bad_words");
+    if ((!allowed) && (!bad || (json_is_array(bad) && json_array_size(bad) == 0)))
+        return true;
+    int V = s->model.vocab_size;
+    if (allowed && (!json_is_array(allowed) || json_array_size(allowed) == 0)) {
+        OAI_BAD(e, "allowed_token_ids", "'allowed_token_ids' must be a non-empty list of "
+                "token ids");
+        return false;
+    }
+    if (bad && !json_is_array(bad)) {
+        OAI_BAD(e, "bad_words", "'bad_words' must be a list of strings");
+        return false;
+    }
+    if (bad && !s->model.tokenizer) {
+        OAI_BAD(e, "bad_words", "'bad_words' needs a tokenizer; this model has none");
+        return false;
+    }
+    unsigned char *ban = calloc((size_t)V, 1);
+    if (!ban) {
+        oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    if (allowed)
+        memset(ban, 1, (size_t)V);
+    size_t i;
+    json_t *v;
+    json_array_foreach(allowed, i, v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= V) {
+            free(ban);
+            OAI_BAD(e, "allowed_token_ids", "'allowed_token_ids' must be token ids in "
+                    "[0, %d)", V);
+            return false;
+        }
+        ban[json_integer_value(v)] = 0;
+    }
+    json_array_foreach(bad, i, v) {
+        if (!json_is_string(v) || json_string_length(v) == 0) {
+            free(ban);
+            OAI_BAD(e, "bad_words", "'bad_words' must be a list of non-empty strings");
+            return false;
+        }
+        if (!ban_word(s, json_string_value(v), json_string_length(v), false, ban, e) ||
+            !ban_word(s, json_string_value(v), json_string_length(v), true, ban, e)) {
+            free(ban);
+            return false;
+        }
+    }
+    int n_ban = 0;
+    for (int t = 0; t < V; t++)
+        n_ban += ban[t];
+    struct pgd_logit_bias *nb = realloc(g->bias, (size_t)(g->sp.n_logit_bias + n_ban + 1) *
+                                                 sizeof *nb);
+    if (!nb) {
+        free(ban);
+        oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    int k = g->sp.n_logit_bias;
+    for (int t = 0; t < V; t++)
+        if (ban[t])
+            nb[k++] = (struct pgd_logit_bias){ t, BAN_BIAS };
+    free(ban);
+    g->bias = nb;
+    g->sp.logit_bias = nb;
+    g->sp.n_logit_bias = k;
     return true;
 }
 
@@ -459,7 +450,7 @@ static int apply_default_sampling(const struct oai_server *s, struct pgd_samplin
 json_t *oai_body_json(const char *body, size_t len, struct oai_error *e)
 {
     json_error_t jerr;
-    json_t *j = json_loadb(body ? body : "", len, 0, &jerr);
+    json_t *j = json_loadb(body ? body : "", len, JSON_ALLOW_NUL, &jerr);
     if (!j) {
         oai_err_set(e, 400, "invalid_request_error", NULL, "invalid_json",
                     "Invalid JSON body: %s (line %d, column %d)", jerr.text, jerr.line,
@@ -487,61 +478,43 @@ static bool model_known(const struct oai_server *s, const char *name)
     return false;
 }
 
-bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g,
-                   struct oai_error *e)
+static bool parse_stream_options(json_t *b, struct oai_gen *g, struct oai_error *e)
 {
-    memset(g, 0, sizeof *g);
-    g->chat = chat;
-    g->logprobs = -1;
-    g->sp = pgd_sampling_default_params();
-    int default_max_tokens = apply_default_sampling(s, &g->sp);
+    if (!oai_opt_bool(b, "stream", &g->stream, e))
+        return false;
+    json_t *so = oai_field(b, "stream_options");
+    if (!so)
+        return true;
+    if (!json_is_object(so)) {
+        OAI_BAD(e, "stream_options", "'stream_options' must be an object");
+        return false;
+    }
+    if (!g->stream) {
+        OAI_BAD(e, "stream_options", "'stream_options' is only allowed when 'stream' is true");
+        return false;
+    }
+    return opt_bool_named(so, "include_usage", "stream_options.include_usage",
+                          &g->include_usage, e) &&
+           opt_bool_named(so, "continuous_usage_stats", "stream_options.continuous_usage_stats",
+                          &g->continuous_usage, e);
+}
 
-    json_t *model = field(b, "model");
-    if (model && !json_is_string(model)) {
-        OAI_BAD(e, "model", "'model' must be a string");
-        return false;
-    }
-    if (model && !model_known(s, json_string_value(model))) {
-        oai_err_set(e, 404, "invalid_request_error", "model", "model_not_found",
-                    "The model `%.200s` does not exist (this server serves `%.200s`)",
-                    json_string_value(model), s->model_name);
-        return false;
-    }
-    json_t *user = field(b, "user");
-    if (user && !json_is_string(user)) {
-        OAI_BAD(e, "user", "'user' must be a string");
-        return false;
-    }
-    if (!opt_bool(b, "stream", &g->stream, e))
-        return false;
-    json_t *so = field(b, "stream_options");
-    if (so) {
-        if (!json_is_object(so)) {
-            OAI_BAD(e, "stream_options", "'stream_options' must be an object");
-            return false;
-        }
-        if (!g->stream) {
-            OAI_BAD(e, "stream_options", "'stream_options' is only allowed when 'stream' is "
-                    "true");
-            return false;
-        }
-        if (!opt_bool_named(so, "include_usage", "stream_options.include_usage",
-                            &g->include_usage, e))
-            return false;
-    }
-
+/* The sampling fields; *max_tokens gets max_tokens / max_completion_tokens. */
+static bool parse_sampling(struct oai_server *s, json_t *b, struct oai_gen *g,
+                           long long *max_tokens, struct oai_error *e)
+{
     struct pgd_sampling_params *sp = &g->sp;
     long long x;
     bool set;
     /* Both spellings are checked; max_completion_tokens (OpenAI's newer name) wins when
      * both are given, as in vLLM. */
-    long long max_tokens = 0, max_completion = 0;
+    long long max_completion = 0;
     bool completion_set = false;
-    if (!opt_int(b, "max_tokens", 1, INT_MAX, &max_tokens, &g->max_tokens_set, e) ||
+    if (!opt_int(b, "max_tokens", 1, INT_MAX, max_tokens, &g->max_tokens_set, e) ||
         !opt_int(b, "max_completion_tokens", 1, INT_MAX, &max_completion, &completion_set, e))
         return false;
     if (completion_set) {
-        max_tokens = max_completion;
+        *max_tokens = max_completion;
         g->max_tokens_set = true;
     }
     if (!opt_num(b, "temperature", 0.0, 2.0, false, &sp->temperature, e) ||
@@ -567,18 +540,23 @@ bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g
         return false;
     if (set)
         sp->min_tokens = (int)x;
-    if (!opt_bool(b, "ignore_eos", &sp->ignore_eos, e) ||
-        !opt_bool(b, "skip_special_tokens", &sp->skip_special_tokens, e) ||
-        !opt_bool(b, "include_stop_str_in_output", &sp->include_stop_str_in_output, e) ||
-        !parse_stop(b, g, e) || !parse_token_lists(s, b, g, e))
-        return false;
+    return oai_opt_bool(b, "ignore_eos", &sp->ignore_eos, e) &&
+           oai_opt_bool(b, "skip_special_tokens", &sp->skip_special_tokens, e) &&
+           oai_opt_bool(b, "include_stop_str_in_output", &sp->include_stop_str_in_output, e) &&
+           parse_stop(b, g, e) && parse_token_lists(s, b, g, e);
+}
 
-    if (chat) {
+static bool parse_logprobs(struct oai_server *s, json_t *b, struct oai_gen *g,
+                           struct oai_error *e)
+{
+    long long x;
+    bool set;
+    if (g->chat) {
         bool lp = false;
-        if (!opt_bool(b, "logprobs", &lp, e) ||
+        if (!oai_opt_bool(b, "logprobs", &lp, e) ||
             !opt_int(b, "top_logprobs", 0, s->cfg.max_logprobs, &x, &set, e))
             return false;
-        if (set && !lp) {
+        if (set && x > 0 && !lp) {
             OAI_BAD(e, "top_logprobs", "'top_logprobs' needs 'logprobs' to be true");
             return false;
         }
@@ -586,21 +564,128 @@ bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g
             g->logprobs = set ? (int)x : 0;
     } else {
         if (!opt_int(b, "logprobs", 0, s->cfg.max_logprobs, &x, &set, e) ||
-            !opt_bool(b, "echo", &g->echo, e))
+            !oai_opt_bool(b, "echo", &g->echo, e))
             return false;
         if (set)
             g->logprobs = (int)x;
     }
-    sp->logprobs = g->logprobs;
+    g->sp.logprobs = g->logprobs;
+    g->prompt_logprobs = -1;
+    if (!opt_int(b, "prompt_logprobs", 0, s->cfg.max_logprobs, &x, &set, e))
+        return false;
+    if (set && g->stream && x > 0) {
+        OAI_BAD(e, "prompt_logprobs", "'prompt_logprobs' are not available when 'stream' is "
+                "true");
+        return false;
+    }
+    if (set)
+        g->sp.prompt_logprobs = g->prompt_logprobs = (int)x;
+    bool ids = s->cfg.return_tokens_as_token_ids;
+    if (!oai_opt_bool(b, "return_tokens_as_token_ids", &ids, e))
+        return false;
+    g->token_ids_as_names = ids;
+    return true;
+}
 
-    bool add_special = !chat;
-    if (!opt_bool(b, "add_special_tokens", &add_special, e))
+/* best_of: sp.n samples run, the n best (by cumulative logprob) come back. */
+static bool parse_best_of(struct oai_server *s, json_t *b, struct oai_gen *g,
+                          struct oai_error *e)
+{
+    long long x;
+    bool set;
+    g->n_return = g->sp.n;
+    if (!opt_int(b, "best_of", 1, s->cfg.max_n, &x, &set, e) || !set)
+        return !e->status;
+    if (x < g->sp.n) {
+        OAI_BAD(e, "best_of", "'best_of' (%lld) must be at least 'n' (%d)", x, g->sp.n);
         return false;
-    if (!(chat ? parse_messages(s, b, g, add_special, e) : parse_prompt(s, b, g, add_special, e)))
+    }
+    if (x > g->sp.n && g->stream) {
+        OAI_BAD(e, "best_of", "'best_of' greater than 'n' is not supported when 'stream' is "
+                "true");
         return false;
+    }
+    if (x > g->sp.n) {
+        g->best_of = true;
+        g->sp.n = (int)x;
+        if (g->sp.logprobs < 0)
+            g->sp.logprobs = 0;    /* the ranking needs each token's logprob */
+    }
+    return true;
+}
+
+/* priority, cache_salt, request_id, include_reasoning. */
+static bool parse_request_extras(json_t *b, struct oai_gen *g, struct oai_error *e)
+{
+    long long x;
+    bool set;
+    if (!opt_int(b, "priority", INT_MIN, INT_MAX, &x, &set, e))
+        return false;
+    if (set)
+        g->priority = (int)x;
+    static const char *const strs[] = { "cache_salt", "request_id" };
+    char **dst[] = { &g->cache_salt, &g->request_id };
+    for (int i = 0; i < 2; i++) {
+        json_t *v = oai_field(b, strs[i]);
+        if (!v)
+            continue;
+        if (!json_is_string(v) || json_string_length(v) == 0 ||
+            strlen(json_string_value(v)) != json_string_length(v) ||
+            (i == 1 && json_string_length(v) > 128)) {
+            OAI_BAD(e, strs[i], "'%s' must be a non-empty string%s", strs[i],
+                    i == 1 ? " of at most 128 bytes" : "");
+            return false;
+        }
+        if (!(*dst[i] = strdup(json_string_value(v)))) {
+            oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
+            return false;
+        }
+    }
+    g->include_reasoning = true;
+    return oai_opt_bool(b, "include_reasoning", &g->include_reasoning, e);
+}
+
+/* truncate_prompt_tokens: each prompt keeps its last k tokens (vLLM's truncation side). */
+static bool truncate_prompts(struct oai_server *s, json_t *b, struct oai_gen *g,
+                             struct oai_error *e)
+{
+    long long k;
+    bool set;
+    if (!opt_int(b, "truncate_prompt_tokens", 1, INT_MAX, &k, &set, e) || !set)
+        return !e->status;
+    if (k > s->model.max_model_len) {
+        OAI_BAD(e, "truncate_prompt_tokens", "'truncate_prompt_tokens' (%lld) exceeds the "
+                "model's maximum context length (%d)", k, s->model.max_model_len);
+        return false;
+    }
+    for (int i = 0; i < g->n_prompts; i++) {
+        struct oai_prompt *p = &g->prompts[i];
+        if (p->n_ids <= k)
+            continue;
+        memmove(p->ids, p->ids + (p->n_ids - k), (size_t)k * sizeof *p->ids);
+        p->n_ids = (int)k;
+        free(p->text);             /* echo shows what the model saw */
+        p->text = NULL;
+        p->text_len = 0;
+    }
+    return true;
+}
+
+/* What follows the prompts: echo's text, the choice count, the context, max_tokens. */
+static bool finish_request(struct oai_server *s, json_t *b, struct oai_gen *g,
+                           long long max_tokens, int default_max_tokens, struct oai_error *e)
+{
+    struct pgd_sampling_params *sp = &g->sp;
     if ((long long)g->n_prompts * sp->n > s->cfg.max_n) {
         OAI_BAD(e, "n", "%d prompts x n = %d choices exceed this server's limit of %d",
                 g->n_prompts, sp->n, s->cfg.max_n);
+        return false;
+    }
+    if (!parse_best_of(s, b, g, e))
+        return false;
+    if ((long long)g->n_prompts * sp->n > s->cfg.max_n) {
+        OAI_BAD(e, "best_of", "%d prompts x best_of = %d choices exceed this server's limit "
+                "of %d", g->n_prompts, sp->n, s->cfg.max_n);
         return false;
     }
     if (g->echo) {
@@ -608,10 +693,10 @@ bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g
             struct oai_prompt *p = &g->prompts[i];
             if (!p->text && s->model.tokenizer &&
                 pgd_tokenizer_decode(s->model.tokenizer, p->ids, (size_t)p->n_ids, false,
-                                     &p->text, &(size_t){ 0 }, NULL, 0) != PGD_OK)
+                                     &p->text, &p->text_len, NULL, 0) != PGD_OK)
                 p->text = NULL;
         }
-        if (g->logprobs >= 0)
+        if (g->logprobs >= 0 && sp->prompt_logprobs < g->logprobs)
             sp->prompt_logprobs = g->logprobs;
         if (g->logprobs >= 0 && g->stream && sp->n > 1) {
             OAI_BAD(e, "echo", "'echo' with 'logprobs' is not supported when streaming with "
@@ -625,7 +710,7 @@ bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g
      * completions (OpenAI's default) and the rest of the context for chat; never more than
      * the context has room for. */
     sp->max_tokens = g->max_tokens_set ? (int)max_tokens
-                     : default_max_tokens > 0 ? default_max_tokens : (chat ? -1 : 16);
+                     : default_max_tokens > 0 ? default_max_tokens : (g->chat ? -1 : 16);
     if (!g->max_tokens_set && sp->max_tokens > 0) {
         int room = INT_MAX;
         for (int i = 0; i < g->n_prompts; i++)
@@ -642,6 +727,59 @@ bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g
     return true;
 }
 
+bool oai_gen_parse_api(struct oai_server *s, enum oai_api api, json_t *b, struct oai_gen *g,
+                       struct oai_error *e)
+{
+    memset(g, 0, sizeof *g);
+    g->api = api;
+    g->chat = api != OAI_API_COMPLETIONS;
+    g->logprobs = -1;
+    g->sp = pgd_sampling_default_params();
+    int default_max_tokens = apply_default_sampling(s, &g->sp);
+    if (api != OAI_API_RESPONSES && !oai_fields_check(s, api, b, e))
+        return false;
+
+    json_t *model = oai_field(b, "model");
+    if (model && !json_is_string(model)) {
+        OAI_BAD(e, "model", "'model' must be a string");
+        return false;
+    }
+    if (model && !model_known(s, json_string_value(model))) {
+        oai_err_set(e, 404, "invalid_request_error", "model", "model_not_found",
+                    "The model `%.200s` does not exist (this server serves `%.200s`)",
+                    json_string_value(model), s->model_name);
+        return false;
+    }
+    json_t *user = oai_field(b, "user");
+    if (user && !json_is_string(user)) {
+        OAI_BAD(e, "user", "'user' must be a string");
+        return false;
+    }
+    long long max_tokens = 0;
+    if (!parse_stream_options(b, g, e) || !parse_sampling(s, b, g, &max_tokens, e) ||
+        !parse_logprobs(s, b, g, e) || !parse_request_extras(b, g, e) || !oai_guide_parse(s, b, g, e) ||
+        !parse_banned_tokens(s, b, g, e))
+        return false;
+    if (g->tool_choice == OAI_TOOLS_AUTO &&
+        oai_tool_parser_needs_special_tokens(s->cfg.tool_call_parser))
+        g->sp.skip_special_tokens = false;   /* the parser's markers are special tokens */
+
+    bool add_special = !g->chat;
+    if (!oai_opt_bool(b, "add_special_tokens", &add_special, e))
+        return false;
+    if (!(g->chat ? oai_parse_messages(s, b, g, add_special, e)
+                  : parse_prompt(s, b, g, add_special, e)))
+        return false;
+    return truncate_prompts(s, b, g, e) &&
+           finish_request(s, b, g, max_tokens, default_max_tokens, e);
+}
+
+bool oai_gen_parse(struct oai_server *s, bool chat, json_t *b, struct oai_gen *g,
+                   struct oai_error *e)
+{
+    return oai_gen_parse_api(s, chat ? OAI_API_CHAT : OAI_API_COMPLETIONS, b, g, e);
+}
+
 void oai_gen_fini(struct oai_gen *g)
 {
     for (int i = 0; i < g->n_prompts; i++) {
@@ -653,5 +791,10 @@ void oai_gen_fini(struct oai_gen *g)
         free(g->stop_buf[i]);
     free(g->stop_ids);
     free(g->bias);
+    free(g->cache_salt);
+    free(g->guide);
+    free(g->tool_name);
+    free(g->echo_text);
+    free(g->request_id);
     memset(g, 0, sizeof *g);
 }

@@ -82,3 +82,14 @@ void oai_make_id(struct oai_server *s, const char *prefix, char *out, size_t out
     snprintf(out, outlen, "%s%016llx%08llx", prefix, (unsigned long long)z,
              (unsigned long long)(n & 0xffffffffu));
 }
+
+json_t *oai_token_strs(const struct oai_server *s, const int32_t *ids, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) {
+        const char *t = s->model.tokenizer ? pgd_tokenizer_token(s->model.tokenizer, ids[i])
+                                           : NULL;
+        json_array_append_new(a, t ? oai_json_str(t, strlen(t)) : json_null());
+    }
+    return a;
+}

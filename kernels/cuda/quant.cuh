@@ -1,0 +1,168 @@
+/* Shared by the quantized linears (quant_wq.cu, quant_fp8.cu): the decode GEMV over packed
+ * weight rows, the context scratch, the x staging and bias kernels, and quant_lt.cu's
+ * cuBLASLt calls with their own plan cache (leading dimensions and FP8 scale modes that
+ * linear.cu's cache does not key on). Internal to kernels/cuda.
+ *
+ * The GEMV reads a layer as `out` rows of packed bytes, row o at w + o * row_bytes (16-byte
+ * aligned rows), in 16-byte chunks: one warp per output feature, each lane issuing
+ * QGEMV_UNR independent chunk loads before it uses any (the bytes in flight that cover the
+ * memory latency), x (a few rows shared by all warps) from L1. A decoder D turns a chunk
+ * into D::K float weights; the sums are float32. */
+#ifndef PGD_KERNELS_CUDA_QUANT_CUH
+#define PGD_KERNELS_CUDA_QUANT_CUH
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/gemv.cuh"
+
+#define QGEMV_WARPS 8          /* warps (output features) a block */
+#define QGEMV_UNR 4            /* chunk loads a lane has in flight */
+#define QGEMV_ROWS 4           /* x rows one launch serves; more rows take more launches */
+
+/* ---- the GEMV -------------------------------------------------------------------------- */
+/* y[r, o] = (sum over chunks c of row o: s_c * sum_i w_c[i] x[r, c*K + i]) * rowf(o) * xs[r]
+ *           + b[o]
+ * for r < N. The decoder: K (weights a chunk), load(o, c) -> Chunk, dequant(Chunk, float
+ * w[K]) -> s_c, rowf(o) and chunks (per row). xs (per-row x scale) may be NULL. */
+template <class D, typename T, int N>
+__global__ void __launch_bounds__(QGEMV_WARPS * 32)
+qgemv_kernel(const T *__restrict__ x, const D dec, const T *__restrict__ b,
+             const float *__restrict__ xs, int in, int out, T *__restrict__ y)
+{
+    constexpr int K = D::K;
+    constexpr int XV = K * (int)sizeof(T) / 16;      /* 16-byte x vectors a chunk covers */
+    constexpr int XE = 16 / (int)sizeof(T);          /* x elements a vector */
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int o = blockIdx.x * QGEMV_WARPS + warp;
+    pdl_trigger();
+    float acc[N];
+#pragma unroll
+    for (int r = 0; r < N; r++)
+        acc[r] = 0.0f;
+    bool waited = false;
+    if (o < out) {
+        const int C = dec.chunks;
+        for (int c0 = lane; c0 < C; c0 += 32 * QGEMV_UNR) {
+            typename D::Chunk ch[QGEMV_UNR];
+#pragma unroll
+            for (int u = 0; u < QGEMV_UNR; u++)
+                if (c0 + u * 32 < C)
+                    ch[u] = dec.load(o, c0 + u * 32);
+            /* Weights are never written by a step's kernels: the first loads may be in
+             * flight before the previous kernel is done (programmatic dependent launch). */
+            if (!waited) {
+                pdl_wait();
+                waited = true;
+            }
+#pragma unroll
+            for (int u = 0; u < QGEMV_UNR; u++) {
+                const int c = c0 + u * 32;
+                if (c < C) {
+                    float wf[K];
+                    const float s = dec.dequant(ch[u], wf);
+#pragma unroll
+                    for (int r = 0; r < N; r++) {
+                        const uint4 *xr = reinterpret_cast<const uint4 *>(x + (size_t)r * in +
+                                                                          (size_t)c * K);
+                        float dot = 0.0f;
+#pragma unroll
+                        for (int v = 0; v < XV; v++) {
+                            float xf[XE];
+                            unpack16<T>(__ldg(xr + v), xf);
+#pragma unroll
+                            for (int i = 0; i < XE; i++)
+                                dot = fmaf(wf[v * XE + i], xf[i], dot);
+                        }
+                        acc[r] = fmaf(s, dot, acc[r]);
+                    }
+                }
+            }
+        }
+    }
+    if (!waited)
+        pdl_wait();
+#pragma unroll
+    for (int r = 0; r < N; r++)
+        for (int off = 16; off > 0; off >>= 1)
+            acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
+    if (lane == 0 && o < out) {
+        const float f = dec.rowf(o), bias = b ? to_f<T>(b[o]) : 0.0f;
+#pragma unroll
+        for (int r = 0; r < N; r++)
+            y[(size_t)r * out + o] = from_f<T>(acc[r] * f * (xs ? xs[r] : 1.0f) + bias);
+    }
+}
+
+/* y[n, out] through qgemv_kernel, QGEMV_ROWS rows a launch. x must be 16-byte aligned with
+ * in a multiple of K (each chunk's x is whole 16-byte vectors); xs [n] or NULL. */
+template <class D, typename T>
+static int qgemv_launch(struct pgd_cuda_ctx *c, const D &dec, const T *x, const T *b,
+                        const float *xs, int n, int in, int out, T *y, const char *what,
+                        char *err, size_t errlen)
+{
+    dim3 grid((out + QGEMV_WARPS - 1) / QGEMV_WARPS), block(QGEMV_WARPS * 32);
+    for (int r0 = 0; r0 < n; r0 += QGEMV_ROWS) {
+        const int rows = n - r0 < QGEMV_ROWS ? n - r0 : QGEMV_ROWS;
+        const T *xr = x + (size_t)r0 * in;
+        const float *xsr = xs ? xs + r0 : NULL;
+        T *yr = y + (size_t)r0 * out;
+        cudaError_t e = cudaSuccess;
+        switch (rows) {
+        case 1: e = pgd_cuda_launch(c, qgemv_kernel<D, T, 1>, grid, block, xr, dec, b, xsr, in, out, yr); break;
+        case 2: e = pgd_cuda_launch(c, qgemv_kernel<D, T, 2>, grid, block, xr, dec, b, xsr, in, out, yr); break;
+        case 3: e = pgd_cuda_launch(c, qgemv_kernel<D, T, 3>, grid, block, xr, dec, b, xsr, in, out, yr); break;
+        default: e = pgd_cuda_launch(c, qgemv_kernel<D, T, 4>, grid, block, xr, dec, b, xsr, in, out, yr); break;
+        }
+        if (e != cudaSuccess)
+            return pgd_cuda_failf(err, errlen, "%s GEMV x [%d, %d] -> %d (rows %d..%d): %s", what,
+                                  n, in, out, r0, r0 + rows - 1, cudaGetErrorString(e));
+    }
+    return 0;
+}
+
+/* ---- small kernels both formats use (quant_lt.cu) --------------------------------------- */
+/* dst[r, k] = x[r, perm ? perm[k] : k] for r < rows (x rows of ld in; dst [rows, in]): the
+ * act-order gather, and the copy of an x that is not 16-byte aligned. */
+int pgd_cuda__qstage_x(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                       const int32_t *perm, int rows, int in, void *dst, char *err,
+                       size_t errlen);
+/* y[r, o] += b[o], y [rows, out] in dt. */
+int pgd_cuda__qadd_bias(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *y, const void *b,
+                        int rows, int out, char *err, size_t errlen);
+
+/* ---- cuBLASLt GEMMs with leading dimensions and FP8 scales (quant_lt.cu) ---------------- */
+/* Column-major, as linear.cu: D[m, n] (ld ldd) = op(A)[m, k] @ B[k, n] with A stored [k, m]
+ * (ld lda, op T) and B [k, n] (ld ldb): in row-major terms y[n, m] = x[n, k] @ w[m, k]^T with
+ * w = A, x = B, y = D. float32 compute. */
+enum {
+    PGD_QLT_16 = 0,        /* A, B, D in dt (BF16 / F16) */
+    PGD_QLT_FP8_VEC = 1,   /* A, B e4m3; D in dt; a_scale [m] and b_scale [n] applied
+                              (cuBLASLt's outer-vector scale mode) */
+    PGD_QLT_FP8_F32 = 2,   /* A, B e4m3; D float32, unscaled */
+};
+struct pgd_cuda_qlt {
+    int kind;
+    enum pgd_dtype dt;
+    int m, n, k, lda, ldb, ldd;
+    const void *a, *b;
+    void *d;
+    const float *a_scale, *b_scale;
+};
+/* 0: done; 1: failed (err says why); 2: cuBLASLt has no algorithm for this kind and shape
+ * (nothing ran; err says so; remembered, so asking again is cheap). */
+int pgd_cuda__qlt_matmul(struct pgd_cuda_ctx *c, const struct pgd_cuda_qlt *g, char *err,
+                         size_t errlen);
+
+/* ---- the FP8 tensor-core GEMV (quant_fp8_mma.cu) ------------------------------------------- */
+/* Whether the context's device runs e4m3 mma.sync (compute capability 8.9 or later). */
+bool pgd_cuda__fp8_mma_ok(const struct pgd_cuda_ctx *c);
+/* y [n, out] (dt) = (xq [n, in] e4m3 @ w [out, in]^T e4m3) * xs[row] * sw[col] + b, in a
+ * multiple of 64, xq 16-byte aligned; 16 rows a launch. */
+int pgd_cuda__fp8_mma_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const uint8_t *xq,
+                           const float *xs, int n, const uint8_t *w, const float *sw, int in,
+                           int out, const void *b, void *y, char *err, size_t errlen);
+
+/* Environment knobs read once (for measuring paths against each other): an integer
+ * variable, or def when unset. */
+int pgd_cuda__qenv_int(const char *name, int def);
+
+#endif

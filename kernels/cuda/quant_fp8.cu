@@ -1,0 +1,363 @@
+/* FP8 linears (W8A8, e4m3fn) on the GPU, from the canonical layout of
+ * include/pagoda/quant.h: y = (e4m3(x / sx) @ W^T) * sx * sw + b, with the per-token scale
+ * sx = max|x_row| / 448 computed at run time (kernels/cpu/quant.c's
+ * pgd_cpu_fp8_quantize_rows, which the tests compare against) and sw per output feature
+ * (a per-tensor scale is stored expanded).
+ *
+ * Every call first quantizes x, one block a row, into the context's scratch; then
+ *   small n: a GEMV reading the e4m3 weight rows once: on tensor cores (quant_fp8_mma.cu,
+ *            e4m3 mma.sync on the codes themselves; in a multiple of 64, sm_89 and later) or
+ *            quant.cuh's plain GEMV (16 bytes a lane a load, x as the exact 16-bit values of
+ *            its e4m3 codes: every e4m3 value is a bf16 and an fp16), summing in float32 and
+ *            scaling by sx * sw at the end;
+ *   large n: cuBLASLt's FP8 GEMM (TN, e4m3 inputs, float32 compute) with sw and sx as
+ *            outer-vector scales in its epilogue and y written in dt; where cuBLASLt has no
+ *            such algorithm, the GEMM writes float32 into the scratch and a small kernel
+ *            scales, adds the bias and rounds. Shapes cuBLASLt's FP8 GEMM does not take (out
+ *            not a multiple of 16) and devices without FP8 tensor cores run the GEMV. */
+#include "kernels/cuda/quant.cuh"
+#include <cuda_fp8.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pgd_cuda_fp8 {
+    int in, out;
+    bool per_channel;
+    uint8_t *w;                      /* device [out][in] e4m3 */
+    float *sw;                       /* device [out] */
+};
+
+#define FP8_GEMV_MAX_N_DEFAULT 8
+#define FP8_MAX 448.0f
+
+/* ---- per-token quantization ---------------------------------------------------------------- */
+/* Row r of x [rows, in]: sx[r] = max|x| / 448 (1 for an all-zero row), and each element's
+ * e4m3 code of x / sx (round to nearest even, saturating at 448), written as the code
+ * (q, for cuBLASLt) or as its exact value in T (xd, for the GEMV). One block a row. */
+template <typename T>
+__global__ void __launch_bounds__(256)
+fp8_quant_kernel(const T *__restrict__ x, int in, uint8_t *__restrict__ q, T *__restrict__ xd,
+                 float *__restrict__ sx)
+{
+    __shared__ float red[8];
+    pdl_trigger();
+    pdl_wait();
+    const int r = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const T *xr = x + (size_t)r * in;
+    float amax = 0.0f;
+    for (int k = threadIdx.x; k < in; k += blockDim.x)
+        amax = fmaxf(amax, fabsf(to_f<T>(xr[k])));
+    for (int off = 16; off > 0; off >>= 1)
+        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+    if (lane == 0)
+        red[warp] = amax;
+    __syncthreads();
+    amax = red[0];
+    for (int i = 1; i < (int)blockDim.x / 32; i++)
+        amax = fmaxf(amax, red[i]);
+    const float s = amax > 0.0f ? amax / FP8_MAX : 1.0f;
+    if (threadIdx.x == 0)
+        sx[r] = s;
+    for (int k = threadIdx.x; k < in; k += blockDim.x) {
+        const __nv_fp8_storage_t e = __nv_cvt_float_to_fp8(to_f<T>(xr[k]) / s, __NV_SATFINITE,
+                                                           __NV_E4M3);
+        if (q)
+            q[(size_t)r * in + k] = (uint8_t)e;
+        else
+            xd[(size_t)r * in + k] = from_f<T>(__half2float(__half(__nv_cvt_fp8_to_halfraw(e, __NV_E4M3))));
+    }
+}
+
+template <typename T>
+static int fp8_quantize(struct pgd_cuda_ctx *c, const void *x, int rows, int in, uint8_t *q,
+                        void *xd, float *sx, char *err, size_t errlen)
+{
+    cudaError_t e = pgd_cuda_launch(c, fp8_quant_kernel<T>, dim3(rows), dim3(256), (const T *)x,
+                                    in, q, (T *)xd, sx);
+    if (e != cudaSuccess)
+        return pgd_cuda_failf(err, errlen, "fp8 quantize x [%d, %d]: %s", rows, in,
+                              cudaGetErrorString(e));
+    return 0;
+}
+
+/* ---- the GEMV's decoder --------------------------------------------------------------------- */
+/* e4m3 byte b as a float: its 7 magnitude bits moved to float bits 20..26 (exponent low
+ * bits and the top 3 mantissa bits) and the sign to bit 31 give 2^-120 times the value
+ * (e4m3 subnormals become float subnormals, exactly); one multiply by 2^120 restores it.
+ * 0x7f / 0xff (NaN) decode as +-480; the encoders never write them for finite input. */
+__device__ __forceinline__ void e4m3x4(uint32_t w, float *f)
+{
+    f[0] = __uint_as_float(((w << 20) & 0x07F00000u) | ((w << 24) & 0x80000000u)) * 0x1p120f;
+    f[1] = __uint_as_float(((w << 12) & 0x07F00000u) | ((w << 16) & 0x80000000u)) * 0x1p120f;
+    f[2] = __uint_as_float(((w << 4) & 0x07F00000u) | ((w << 8) & 0x80000000u)) * 0x1p120f;
+    f[3] = __uint_as_float(((w >> 4) & 0x07F00000u) | (w & 0x80000000u)) * 0x1p120f;
+}
+
+struct fp8_dec {
+    static constexpr int K = 16;
+    const uint4 *w;                  /* [out][chunks] */
+    const float *sw;                 /* [out] */
+    int chunks;
+    struct Chunk {
+        uint4 v;
+    };
+    __device__ __forceinline__ Chunk load(int o, int c) const
+    {
+        Chunk ch;
+        ch.v = ld_stream(w + (size_t)o * chunks + c);
+        return ch;
+    }
+    __device__ __forceinline__ float dequant(const Chunk &ch, float *f) const
+    {
+        e4m3x4(ch.v.x, f);
+        e4m3x4(ch.v.y, f + 4);
+        e4m3x4(ch.v.z, f + 8);
+        e4m3x4(ch.v.w, f + 12);
+        return 1.0f;
+    }
+    __device__ __forceinline__ float rowf(int o) const { return __ldg(sw + o); }
+};
+
+/* ---- the float32 epilogue ------------------------------------------------------------------ */
+/* y[r, o] = d[r, o] * sx[r] * sw[o] + b[o] for r < rows. */
+template <typename T>
+__global__ void fp8_epilogue_kernel(const float *__restrict__ d, const float *__restrict__ sx,
+                                    const float *__restrict__ sw, const T *__restrict__ b,
+                                    int rows, int out, T *__restrict__ y)
+{
+    pdl_trigger();
+    pdl_wait();
+    const size_t total = (size_t)rows * out;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const int r = (int)(i / out), o = (int)(i % out);
+        y[i] = from_f<T>(d[i] * sx[r] * sw[o] + (b ? to_f<T>(b[o]) : 0.0f));
+    }
+}
+
+/* ---- create / destroy --------------------------------------------------------------------------- */
+extern "C" int pgd_cuda_fp8_create(const struct pgd_fp8_host *h, struct pgd_cuda_fp8 **out,
+                                   char *err, size_t errlen)
+{
+    *out = NULL;
+    if (h->in <= 0 || h->out <= 0 || h->in > INT_MAX / 2 || h->out > INT_MAX / 2 ||
+        h->in % 16 != 0)
+        return pgd_cuda_failf(err, errlen, "fp8 layer [%lld, %lld]: the CUDA kernels need in to "
+                              "be a positive multiple of 16", (long long)h->out, (long long)h->in);
+    if (!h->weight || !h->scale)
+        return pgd_cuda_failf(err, errlen, "fp8 layer: weight and scale are required");
+    const int in = (int)h->in, o_n = (int)h->out;
+    float *sw = (float *)malloc((size_t)o_n * sizeof(float));
+    if (!sw)
+        return pgd_cuda_failf(err, errlen, "out of host memory");
+    for (int o = 0; o < o_n; o++) {
+        sw[o] = h->scale[h->per_channel ? o : 0];
+        if (!isfinite(sw[o])) {
+            free(sw);
+            return pgd_cuda_failf(err, errlen, "fp8 layer [%d, %d]: scale of output %d is %g",
+                                  o_n, in, o, sw[o]);
+        }
+    }
+    struct pgd_cuda_fp8 *w = (struct pgd_cuda_fp8 *)calloc(1, sizeof *w);
+    int rc = 0;
+    if (!w) {
+        free(sw);
+        return pgd_cuda_failf(err, errlen, "out of host memory");
+    }
+    *w = (struct pgd_cuda_fp8){ in, o_n, h->per_channel, NULL, NULL };
+    w->w = (uint8_t *)pgd_cuda_malloc((size_t)o_n * in);
+    w->sw = (float *)pgd_cuda_malloc((size_t)o_n * sizeof(float));
+    if (!w->w || !w->sw)
+        rc = pgd_cuda_failf(err, errlen, "out of device memory for a [%d, %d] fp8 layer", o_n, in);
+    rc = rc || pgd_cuda_memcpy_h2d(w->w, h->weight, (size_t)o_n * in, err, errlen) ||
+         pgd_cuda_memcpy_h2d(w->sw, sw, (size_t)o_n * sizeof(float), err, errlen);
+    free(sw);
+    if (rc) {
+        pgd_cuda_fp8_destroy(w);
+        return 1;
+    }
+    *out = w;
+    return 0;
+}
+
+extern "C" void pgd_cuda_fp8_destroy(struct pgd_cuda_fp8 *w)
+{
+    if (!w)
+        return;
+    pgd_cuda_free(w->w);
+    pgd_cuda_free(w->sw);
+    free(w);
+}
+
+/* ---- the paths -------------------------------------------------------------------------------- */
+static size_t align256(size_t v) { return (v + 255) / 256 * 256; }
+
+/* Whether the GEMV runs on tensor cores (quant_fp8_mma.cu): in a multiple of 64, a device
+ * with e4m3 mma.sync, and not PGD_CUDA_FP8_MMA=0. */
+static bool fp8_mma_on(struct pgd_cuda_ctx *c, const struct pgd_cuda_fp8 *w)
+{
+    static int env = -1;
+    if (env < 0)
+        env = pgd_cuda__qenv_int("PGD_CUDA_FP8_MMA", 1) != 0;
+    return env && w->in % 64 == 0 && pgd_cuda__fp8_mma_ok(c);
+}
+
+/* Scratch: x's e4m3 codes [n, in] (tensor cores) or their values as T [n, in] (the plain
+ * GEMV), then sx [n]. */
+template <typename T>
+static int fp8_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                    const struct pgd_cuda_fp8 *w, const void *b, void *y, char *err,
+                    size_t errlen)
+{
+    const bool mma = fp8_mma_on(c, w);
+    const size_t xbytes = align256((size_t)n * w->in * (mma ? 1 : sizeof(T)));
+    if (xbytes + align256((size_t)n * sizeof(float)) > c->qscratch_bytes)
+        return pgd_cuda_failf(err, errlen, "fp8 GEMV: x [%d, %d] exceeds the %zu-byte scratch", n,
+                              w->in, c->qscratch_bytes);
+    T *xd = (T *)c->qscratch;
+    float *sx = (float *)((char *)c->qscratch + xbytes);
+    if (mma) {
+        uint8_t *xq = (uint8_t *)c->qscratch;
+        if (fp8_quantize<T>(c, x, n, w->in, xq, NULL, sx, err, errlen))
+            return 1;
+        return pgd_cuda__fp8_mma_gemv(c, dt, xq, sx, n, w->w, w->sw, w->in, w->out, b, y, err,
+                                      errlen);
+    }
+    if (fp8_quantize<T>(c, x, n, w->in, NULL, xd, sx, err, errlen))
+        return 1;
+    fp8_dec d;
+    d.w = reinterpret_cast<const uint4 *>(w->w);
+    d.sw = w->sw;
+    d.chunks = w->in / fp8_dec::K;
+    return qgemv_launch(c, d, (const T *)xd, (const T *)b, (const float *)sx, n, w->in, w->out,
+                        (T *)y, "fp8", err, errlen);
+}
+
+/* One chunk of rows through cuBLASLt: kind PGD_QLT_FP8_VEC (y directly) or _F32 (float32
+ * into dbuf, then the epilogue). Returns pgd_cuda__qlt_matmul's 0 / 1 / 2. */
+template <typename T>
+static int fp8_lt_rows(struct pgd_cuda_ctx *c, int kind, enum pgd_dtype dt, const uint8_t *xq,
+                       const float *sx, int rows, const struct pgd_cuda_fp8 *w, const void *b,
+                       float *dbuf, T *y, char *err, size_t errlen)
+{
+    struct pgd_cuda_qlt g = {};
+    g.kind = kind;
+    g.dt = dt;
+    g.m = w->out; g.n = rows; g.k = w->in;
+    g.lda = w->in; g.ldb = w->in; g.ldd = w->out;
+    g.a = w->w; g.b = xq;
+    g.d = kind == PGD_QLT_FP8_VEC ? (void *)y : (void *)dbuf;
+    g.a_scale = w->sw;
+    g.b_scale = sx;
+    int rc = pgd_cuda__qlt_matmul(c, &g, err, errlen);
+    if (rc)
+        return rc;
+    if (kind == PGD_QLT_FP8_VEC)
+        return b ? pgd_cuda__qadd_bias(c, dt, y, b, rows, w->out, err, errlen) : 0;
+    dim3 grid(pgd_cuda_blocks((int64_t)rows * w->out, 256)), block(256);
+    cudaError_t e = pgd_cuda_launch(c, fp8_epilogue_kernel<T>, grid, block, (const float *)dbuf, sx,
+                                    (const float *)w->sw, (const T *)b, rows, w->out, y);
+    if (e != cudaSuccess)
+        return pgd_cuda_failf(err, errlen, "fp8 epilogue [%d, %d]: %s", rows, w->out,
+                              cudaGetErrorString(e));
+    return 0;
+}
+
+/* Rows at a time through cuBLASLt: scratch = xq [rows, in] e4m3, sx [rows], and for the
+ * float32 kind d [rows, out]. kind < 0: outer-vector scales where cuBLASLt has them, else
+ * float32. Returns 0 / 1 / 2 (no algorithm for the kind asked). */
+template <typename T>
+static int fp8_gemm(struct pgd_cuda_ctx *c, int kind, enum pgd_dtype dt, const void *x, int n,
+                    const struct pgd_cuda_fp8 *w, const void *b, void *y, char *err, size_t errlen)
+{
+    const size_t per_row = (size_t)w->in + sizeof(float) + (size_t)w->out * sizeof(float);
+    int step = (int)((c->qscratch_bytes - 3 * 256) / per_row);
+    step = step >= 128 ? step / 128 * 128 : step / 16 * 16;
+    if (step < 16)
+        return pgd_cuda_failf(err, errlen, "fp8 GEMM: a row of [%d, %d] does not fit the scratch "
+                              "16 times", w->out, w->in);
+    step = step < n ? step : n;
+    uint8_t *xq = (uint8_t *)c->qscratch;
+    float *sx = (float *)((char *)c->qscratch + align256((size_t)step * w->in));
+    float *dbuf = (float *)((char *)sx + align256((size_t)step * sizeof(float)));
+    for (int r0 = 0; r0 < n; r0 += step) {
+        const int rows = n - r0 < step ? n - r0 : step;
+        if (fp8_quantize<T>(c, (const T *)x + (size_t)r0 * w->in, rows, w->in, xq, NULL, sx, err,
+                            errlen))
+            return 1;
+        T *yr = (T *)y + (size_t)r0 * w->out;
+        int rc;
+        if (kind < 0) {
+            rc = fp8_lt_rows<T>(c, PGD_QLT_FP8_VEC, dt, xq, sx, rows, w, b, dbuf, yr, err, errlen);
+            if (rc == 2)
+                rc = fp8_lt_rows<T>(c, PGD_QLT_FP8_F32, dt, xq, sx, rows, w, b, dbuf, yr, err,
+                                    errlen);
+        } else {
+            rc = fp8_lt_rows<T>(c, kind, dt, xq, sx, rows, w, b, dbuf, yr, err, errlen);
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int fp8_gemv_max_n(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        int n = pgd_cuda__qenv_int("PGD_CUDA_FP8_GEMV_MAX_N", FP8_GEMV_MAX_N_DEFAULT);
+        v = n < 0 ? 0 : n > 64 ? 64 : n;
+    }
+    return v;
+}
+
+template <typename T>
+static int fp8_linear(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const void *x, int n,
+                      const struct pgd_cuda_fp8 *w, const void *b, void *y, char *err,
+                      size_t errlen)
+{
+    if (path == PGD_CUDA_QPATH_GEMV)
+        return fp8_gemv<T>(c, dt, x, n, w, b, y, err, errlen);
+    if (path == PGD_CUDA_QPATH_GEMM_VEC || path == PGD_CUDA_QPATH_GEMM_F32)
+        return fp8_gemm<T>(c, path == PGD_CUDA_QPATH_GEMM_VEC ? PGD_QLT_FP8_VEC : PGD_QLT_FP8_F32,
+                           dt, x, n, w, b, y, err, errlen);
+    if (path == PGD_CUDA_QPATH_GEMM)
+        return fp8_gemm<T>(c, -1, dt, x, n, w, b, y, err, errlen);
+    /* auto: cuBLASLt past the GEMV sizes where its FP8 GEMM takes the shape; the GEMV where
+     * it has no algorithm at all (a device without FP8 tensor cores) */
+    if (n <= fp8_gemv_max_n() || w->out % 16 != 0)
+        return fp8_gemv<T>(c, dt, x, n, w, b, y, err, errlen);
+    int rc = fp8_gemm<T>(c, -1, dt, x, n, w, b, y, err, errlen);
+    return rc == 2 ? fp8_gemv<T>(c, dt, x, n, w, b, y, err, errlen) : rc;
+}
+
+extern "C" int pgd_cuda_fp8_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt,
+                                        const void *x, int n, const struct pgd_cuda_fp8 *w,
+                                        const void *b, void *y, char *err, size_t errlen)
+{
+    if (dt != PGD_DTYPE_BF16 && dt != PGD_DTYPE_F16)
+        return pgd_cuda_failf(err, errlen, "fp8 linear: activations in %s (BF16 or F16)",
+                              pgd_dtype_name(dt));
+    if (n < 0 || path < PGD_CUDA_QPATH_AUTO || path > PGD_CUDA_QPATH_GEMM_F32)
+        return pgd_cuda_failf(err, errlen, "fp8 linear: %d rows, path %d", n, path);
+    if (n == 0)
+        return 0;
+    if (dt == PGD_DTYPE_BF16)
+        return fp8_linear<__nv_bfloat16>(c, path, dt, x, n, w, b, y, err, errlen);
+    return fp8_linear<__half>(c, path, dt, x, n, w, b, y, err, errlen);
+}
+
+extern "C" int pgd_cuda_fp8_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                                   const struct pgd_cuda_fp8 *w, const void *b, void *y, char *err,
+                                   size_t errlen)
+{
+    int rc = pgd_cuda_fp8_linear_path(c, PGD_CUDA_QPATH_AUTO, dt, x, n, w, b, y, err, errlen);
+    return rc ? 1 : 0;
+}
+
+extern "C" size_t pgd_cuda_fp8_weight_bytes(const struct pgd_cuda_fp8 *w)
+{
+    return (size_t)w->out * w->in + (size_t)w->out * sizeof(float);
+}

@@ -1,0 +1,433 @@
+/* Weight-only integer linears (W4A16 / W8A16: GPTQ, AWQ) on the GPU, from the canonical
+ * layout of include/pagoda/quant.h.
+ *
+ * Repacked at create into what the kernels read (quant_wq.cuh): the packed weights in the
+ * mma layout (4 bits, integer zeros: the tensor-core GEMV of quant_wq_mma.cu) or the plain
+ * one (the canonical qweight transposed: each output feature's words one contiguous row);
+ * meta half2 {scale, zero} per feature and group (GPTQ and AWQ store fp16 scales, and fp16
+ * holds their integer zeros exactly; a value outside fp16's range is refused at create); perm
+ * (act-order) applied to x as the tensor-core GEMV loads it, or elsewhere by a gather into the
+ * context's scratch, after which act-order runs exactly the plain kernels.
+ * Small n (decode), plain layout: quant.cuh's GEMV, a warp per output feature reading its
+ * packed row once in 16-byte chunks (32 inputs at 4 bits, 16 at 8), dequantizing in
+ * registers and summing in float32. A chunk lies inside one group, so its scale multiplies
+ * the chunk's sum once. Integers become floats without a conversion instruction: OR-ing a
+ * field into the mantissa of 2^23 gives 2^23 + q * 2^shift exactly; subtracting 2^23 and one
+ * FMA by 2^-shift gives q - zero rounded once.
+ * Large n: the rows are dequantized a slice at a time into a 16-bit tile in the scratch and
+ * multiplied by cuBLASLt into the slice's columns of y (quant_lt.cu). */
+#include "kernels/cuda/quant_wq.cuh"
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WQ_GEMV_MAX_N_DEFAULT 16     /* the GEMV up to here, cuBLASLt beyond */
+
+/* ---- dequantization of one word -------------------------------------------------------- */
+#define MAGIC_BITS 0x4B000000u       /* 2^23 as float bits */
+#define MAGIC 8388608.0f
+
+/* f[i] = q_i - z for the 8 nibbles of w, q_i at bits 4i. Fields at bits < 20 are OR-ed into
+ * the mantissa in place (2^23 + q * 16^i, exact below 2^24); the top three after a shift. */
+__device__ __forceinline__ void dq4(uint32_t w, float z, float *f)
+{
+    f[0] = (__uint_as_float((w & 0xFu) | MAGIC_BITS) - MAGIC) - z;
+    f[1] = fmaf(__uint_as_float((w & 0xF0u) | MAGIC_BITS) - MAGIC, 0x1p-4f, -z);
+    f[2] = fmaf(__uint_as_float((w & 0xF00u) | MAGIC_BITS) - MAGIC, 0x1p-8f, -z);
+    f[3] = fmaf(__uint_as_float((w & 0xF000u) | MAGIC_BITS) - MAGIC, 0x1p-12f, -z);
+    f[4] = fmaf(__uint_as_float((w & 0xF0000u) | MAGIC_BITS) - MAGIC, 0x1p-16f, -z);
+    const uint32_t h = w >> 20;
+    f[5] = (__uint_as_float((h & 0xFu) | MAGIC_BITS) - MAGIC) - z;
+    f[6] = fmaf(__uint_as_float((h & 0xF0u) | MAGIC_BITS) - MAGIC, 0x1p-4f, -z);
+    f[7] = fmaf(__uint_as_float((h & 0xF00u) | MAGIC_BITS) - MAGIC, 0x1p-8f, -z);
+}
+
+/* f[i] = q_i - z for the 4 bytes of w, q_i at bits 8i. */
+__device__ __forceinline__ void dq8(uint32_t w, float z, float *f)
+{
+    f[0] = (__uint_as_float((w & 0xFFu) | MAGIC_BITS) - MAGIC) - z;
+    f[1] = fmaf(__uint_as_float((w & 0xFF00u) | MAGIC_BITS) - MAGIC, 0x1p-8f, -z);
+    const uint32_t h = w >> 16;
+    f[2] = (__uint_as_float((h & 0xFFu) | MAGIC_BITS) - MAGIC) - z;
+    f[3] = fmaf(__uint_as_float((h & 0xFF00u) | MAGIC_BITS) - MAGIC, 0x1p-8f, -z);
+}
+
+/* ---- the GEMV's decoder ------------------------------------------------------------------- */
+/* A chunk is one 16-byte load of row o: 4 words, 128 / BITS canonical inputs. */
+template <int BITS>
+struct wq_dec {
+    static constexpr int K = 128 / BITS;
+    const uint4 *w;                  /* [out][chunks] */
+    const __half2 *meta;             /* [out][groups] */
+    int chunks, groups, cpg, cpg_log2;   /* chunks a group; its log2, or -1 */
+    struct Chunk {
+        uint4 v;
+        __half2 m;
+    };
+    __device__ __forceinline__ Chunk load(int o, int c) const
+    {
+        Chunk ch;
+        ch.v = ld_stream(w + (size_t)o * chunks + c);
+        const int g = groups == 1 ? 0 : cpg_log2 >= 0 ? c >> cpg_log2 : c / cpg;
+        ch.m = __ldg(meta + (size_t)o * groups + g);
+        return ch;
+    }
+    __device__ __forceinline__ float dequant(const Chunk &ch, float *f) const
+    {
+        const float z = __high2float(ch.m);
+        const uint32_t wd[4] = { ch.v.x, ch.v.y, ch.v.z, ch.v.w };
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            if (BITS == 4)
+                dq4(wd[j], z, f + 8 * j);
+            else
+                dq8(wd[j], z, f + 4 * j);
+        }
+        return __low2float(ch.m);
+    }
+    __device__ __forceinline__ float rowf(int) const { return 1.0f; }
+};
+
+template <int BITS>
+static wq_dec<BITS> make_dec(const struct pgd_cuda_wq *w)
+{
+    wq_dec<BITS> d;
+    d.w = reinterpret_cast<const uint4 *>(w->w);
+    d.meta = w->meta;
+    d.chunks = w->in / wq_dec<BITS>::K;
+    d.groups = w->groups;
+    d.cpg = w->group_size / wq_dec<BITS>::K;
+    d.cpg_log2 = (d.cpg & (d.cpg - 1)) == 0 ? __builtin_ctz((unsigned)d.cpg) : -1;
+    return d;
+}
+
+/* ---- the tile dequantizer (large n) --------------------------------------------------------- */
+/* dst [rows, in] in T = the dequantized rows [o0, o0 + rows): one thread per packed word,
+ * its 32 / BITS weights written as one 16- or 8-byte store. */
+template <typename T, int BITS>
+__global__ void wq_dequant_kernel(const uint32_t *__restrict__ w, const __half2 *__restrict__ meta,
+                                  int in, int groups, int group_size, int o0, int rows,
+                                  T *__restrict__ dst)
+{
+    constexpr int PACK = 32 / BITS;
+    pdl_trigger();
+    pdl_wait();                      /* dst is the scratch an earlier GEMM may still read */
+    const int wpr = in / PACK;
+    const size_t total = (size_t)rows * wpr;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const int r = (int)(i / wpr), wi = (int)(i % wpr);
+        const int o = o0 + r, k0 = wi * PACK;
+        const __half2 m = __ldg(meta + (size_t)o * groups + k0 / group_size);
+        const float s = __low2float(m), z = __high2float(m);
+        float f[PACK];
+        const uint32_t word = __ldg(w + (size_t)o * wpr + wi);
+        if (BITS == 4)
+            dq4(word, z, f);
+        else
+            dq8(word, z, f);
+        __align__(16) T out[PACK];
+#pragma unroll
+        for (int e = 0; e < PACK; e++)
+            out[e] = from_f<T>(f[e] * s);
+        T *d = dst + (size_t)r * in + k0;
+        if (BITS == 4)
+            *reinterpret_cast<uint4 *>(d) = *reinterpret_cast<const uint4 *>(out);
+        else
+            *reinterpret_cast<uint2 *>(d) = *reinterpret_cast<const uint2 *>(out);
+    }
+}
+
+/* ---- create / destroy ------------------------------------------------------------------------ */
+static int wq_validate(const struct pgd_wq_host *h, char *err, size_t errlen)
+{
+    if (h->bits != 4 && h->bits != 8)
+        return pgd_cuda_failf(err, errlen, "quantized layer: %d bits (the CUDA kernels take 4 or "
+                              "8)", h->bits);
+    const int k = 128 / h->bits;     /* inputs one 16-byte chunk of a row holds */
+    if (h->in <= 0 || h->out <= 0 || h->in > INT_MAX / 2 || h->out > INT_MAX / 2)
+        return pgd_cuda_failf(err, errlen, "quantized layer: shape [%lld, %lld]",
+                              (long long)h->out, (long long)h->in);
+    if (h->group_size <= 0 || h->in % h->group_size != 0)
+        return pgd_cuda_failf(err, errlen, "quantized layer [%lld, %lld]: group size %d does not "
+                              "divide in", (long long)h->out, (long long)h->in, h->group_size);
+    if (h->in % k != 0 || h->group_size % k != 0)
+        return pgd_cuda_failf(err, errlen, "quantized layer [%lld, %lld], %d bits, group %d: the "
+                              "CUDA kernels need in and the group size to be multiples of %d",
+                              (long long)h->out, (long long)h->in, h->bits, h->group_size, k);
+    if (!h->qweight || !h->scales || !h->zeros)
+        return pgd_cuda_failf(err, errlen, "quantized layer: qweight, scales and zeros are required");
+    return 0;
+}
+
+/* meta[o][g] = {scales[g][o], zeros[g][o]} in fp16; a value fp16 cannot hold is refused. */
+static int wq_meta(const struct pgd_wq_host *h, int groups, __half2 *meta, char *err,
+                   size_t errlen)
+{
+    for (int g = 0; g < groups; g++) {
+        for (int64_t o = 0; o < h->out; o++) {
+            const float s = h->scales[g * h->out + o], z = h->zeros[g * h->out + o];
+            if (!isfinite(s) || !isfinite(z) || fabsf(s) > 65504.0f || fabsf(z) > 65504.0f)
+                return pgd_cuda_failf(err, errlen, "quantized layer [%lld, %lld]: scale %g / zero "
+                                      "%g of group %d, output %lld is outside fp16's range",
+                                      (long long)h->out, (long long)h->in, s, z, g, (long long)o);
+            meta[o * groups + g] = __halves2half2(__float2half_rn(s), __float2half_rn(z));
+        }
+    }
+    return 0;
+}
+
+static int wq_perm(const struct pgd_wq_host *h, char *err, size_t errlen)
+{
+    bool *seen = (bool *)calloc((size_t)h->in, 1);
+    if (!seen)
+        return pgd_cuda_failf(err, errlen, "out of host memory");
+    for (int64_t i = 0; i < h->in; i++) {
+        const int32_t p = h->perm[i];
+        if (p < 0 || p >= h->in || seen[p]) {
+            free(seen);
+            return pgd_cuda_failf(err, errlen, "quantized layer [%lld, %lld]: perm[%lld] = %d is "
+                                  "%s", (long long)h->out, (long long)h->in, (long long)i, p,
+                                  p < 0 || p >= h->in ? "out of range" : "repeated");
+        }
+        seen[p] = true;
+    }
+    free(seen);
+    return 0;
+}
+
+/* The plain layout: dst [out][wpr] = the canonical q [wpr][out] transposed (canonical word
+ * row i of feature o becomes word i of row o); synchronous (default stream). */
+__global__ void wq_transpose_kernel(const uint32_t *__restrict__ q, int wpr, int out,
+                                    uint32_t *__restrict__ dst)
+{
+    const size_t total = (size_t)out * wpr;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = q[(i % wpr) * out + i / wpr];
+}
+
+static int wq_transpose(const uint32_t *q, int wpr, int out, uint32_t *dst, char *err,
+                        size_t errlen)
+{
+    wq_transpose_kernel<<<pgd_cuda_blocks((int64_t)out * wpr, 256), 256>>>(q, wpr, out, dst);
+    PGD_CUDA_LAUNCHED(err, errlen, "W4A16/W8A16 repack [%d, %d words]", out, wpr);
+    PGD_CUDA_CHECK(err, errlen, cudaStreamSynchronize(0), "W4A16/W8A16 repack [%d, %d words]",
+                   out, wpr);
+    return 0;
+}
+
+extern "C" int pgd_cuda_wq_create(const struct pgd_wq_host *h, struct pgd_cuda_wq **out,
+                                  char *err, size_t errlen)
+{
+    *out = NULL;
+    if (wq_validate(h, err, errlen) || (h->perm && wq_perm(h, err, errlen)))
+        return 1;
+    const int in = (int)h->in, o_n = (int)h->out, pack = 32 / h->bits;
+    const int wpr = in / pack, groups = in / h->group_size;
+    const int mma = pgd_cuda__wq_mma_fits(h), out_pad = (o_n + 15) / 16 * 16;
+    struct pgd_cuda_wq *w = (struct pgd_cuda_wq *)calloc(1, sizeof *w);
+    /* the mma layout is zero-padded to out_pad rows; meta has out_pad rows either way */
+    const size_t qbytes = (size_t)o_n * wpr * sizeof(uint32_t);
+    const size_t wbytes = (size_t)(mma ? out_pad : o_n) * wpr * sizeof(uint32_t);
+    const size_t mbytes = (size_t)out_pad * groups * sizeof(__half2);
+    __half2 *meta = (__half2 *)calloc(1, mbytes);
+    uint32_t *q = NULL;              /* device: the canonical qweight, repacked from there */
+    int rc = 0;
+    if (!w || !meta)
+        rc = pgd_cuda_failf(err, errlen, "out of host memory repacking a [%d, %d] layer", o_n, in);
+    if (!rc) {
+        *w = (struct pgd_cuda_wq){ h->bits, h->group_size, groups, in, o_n, out_pad, mma, NULL,
+                                   NULL, NULL };
+        rc = wq_meta(h, groups, meta, err, errlen);
+    }
+    if (!rc) {
+        q = (uint32_t *)pgd_cuda_malloc(qbytes);
+        w->w = (uint32_t *)pgd_cuda_malloc(wbytes);
+        w->meta = (__half2 *)pgd_cuda_malloc(mbytes);
+        w->perm = h->perm ? (int32_t *)pgd_cuda_malloc((size_t)in * sizeof(int32_t)) : NULL;
+        if (!q || !w->w || !w->meta || (h->perm && !w->perm))
+            rc = pgd_cuda_failf(err, errlen, "out of device memory for a [%d, %d] %d-bit layer "
+                                "(%zu bytes, and %zu while repacking)", o_n, in, h->bits,
+                                wbytes + mbytes, qbytes);
+    }
+    rc = rc || pgd_cuda_memcpy_h2d(q, h->qweight, qbytes, err, errlen) ||
+         pgd_cuda_memcpy_h2d(w->meta, meta, mbytes, err, errlen) ||
+         (h->perm && pgd_cuda_memcpy_h2d(w->perm, h->perm, (size_t)in * sizeof(int32_t), err, errlen));
+    if (!rc)
+        rc = mma ? pgd_cuda__wq_mma_pack(q, in, o_n, out_pad, w->w, err, errlen)
+                 : wq_transpose(q, wpr, o_n, w->w, err, errlen);
+    pgd_cuda_free(q);
+    free(meta);
+    if (rc) {
+        pgd_cuda_wq_destroy(w);
+        return 1;
+    }
+    *out = w;
+    return 0;
+}
+
+extern "C" void pgd_cuda_wq_destroy(struct pgd_cuda_wq *w)
+{
+    if (!w)
+        return;
+    pgd_cuda_free(w->w);
+    pgd_cuda_free(w->meta);
+    pgd_cuda_free(w->perm);
+    free(w);
+}
+
+/* ---- the two paths ----------------------------------------------------------------------------- */
+/* x as the kernels read it: itself, or (act-order, or not 16-byte aligned) gathered into the
+ * scratch at xbuf (rows [r0, r0 + rows)). */
+static int wq_x(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int r0, int rows,
+                const struct pgd_cuda_wq *w, void *xbuf, const void **xk, char *err, size_t errlen)
+{
+    const char *xr = (const char *)x + (size_t)r0 * w->in * 2;
+    if (!w->perm && (uintptr_t)x % 16 == 0) {
+        *xk = xr;
+        return 0;
+    }
+    *xk = xbuf;
+    return pgd_cuda__qstage_x(c, dt, xr, w->perm, rows, w->in, xbuf, err, errlen);
+}
+
+template <typename T>
+static int wq_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                   const struct pgd_cuda_wq *w, const void *b, void *y, char *err, size_t errlen)
+{
+    if ((size_t)n * w->in * 2 > c->qscratch_bytes)
+        return pgd_cuda_failf(err, errlen, "quantized GEMV: x [%d, %d] exceeds the %zu-byte "
+                              "scratch", n, w->in, c->qscratch_bytes);
+    /* act-order on tensor cores: the gather happens as the kernel loads x */
+    if (w->mma && w->perm && (uintptr_t)x % 2 == 0)
+        return pgd_cuda__wq_mma_gemv(c, dt, x, w->perm, n, w, b, y, err, errlen);
+    const void *xk;
+    if (wq_x(c, dt, x, 0, n, w, c->qscratch, &xk, err, errlen))
+        return 1;
+    char what[64];
+    snprintf(what, sizeof what, "W%dA16 (group %d)", w->bits, w->group_size);
+    if (w->mma)
+        return pgd_cuda__wq_mma_gemv(c, dt, xk, NULL, n, w, b, y, err, errlen);
+    if (w->bits == 4)
+        return qgemv_launch(c, make_dec<4>(w), (const T *)xk, (const T *)b, (const float *)NULL,
+                            n, w->in, w->out, (T *)y, what, err, errlen);
+    return qgemv_launch(c, make_dec<8>(w), (const T *)xk, (const T *)b, (const float *)NULL, n,
+                        w->in, w->out, (T *)y, what, err, errlen);
+}
+
+template <typename T>
+static int wq_dequant(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const struct pgd_cuda_wq *w,
+                      int o0, int rows, void *dst, char *err, size_t errlen)
+{
+    if (w->mma)
+        return pgd_cuda__wq_mma_dequant(c, dt, w, o0, rows, dst, err, errlen);
+    const size_t words = (size_t)rows * (w->in / (32 / w->bits));
+    dim3 grid(pgd_cuda_blocks((int64_t)words, 256)), block(256);
+    cudaError_t e;
+    if (w->bits == 4)
+        e = pgd_cuda_launch(c, wq_dequant_kernel<T, 4>, grid, block, (const uint32_t *)w->w,
+                            (const __half2 *)w->meta, w->in, w->groups, w->group_size, o0, rows,
+                            (T *)dst);
+    else
+        e = pgd_cuda_launch(c, wq_dequant_kernel<T, 8>, grid, block, (const uint32_t *)w->w,
+                            (const __half2 *)w->meta, w->in, w->groups, w->group_size, o0, rows,
+                            (T *)dst);
+    if (e != cudaSuccess)
+        return pgd_cuda_failf(err, errlen, "W%dA16 dequantize rows %d..%d of [%d, %d]: %s",
+                              w->bits, o0, o0 + rows - 1, w->out, w->in, cudaGetErrorString(e));
+    return 0;
+}
+
+/* Rows a scratch half holds: a multiple of 128 (16 when in is very large), at least 16. */
+static int rows_fitting(size_t bytes, size_t row_bytes)
+{
+    size_t r = bytes / row_bytes;
+    return r >= 128 ? (int)(r / 128 * 128) : (int)(r / 16 * 16);
+}
+
+/* The scratch: its first half holds a dequantized slice of the weights, its second half the
+ * staged x when x needs staging. */
+template <typename T>
+static int wq_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                   const struct pgd_cuda_wq *w, const void *b, void *y, char *err, size_t errlen)
+{
+    const size_t half = c->qscratch_bytes / 2, row_bytes = (size_t)w->in * sizeof(T);
+    const int wrows = rows_fitting(half, row_bytes), xrows = rows_fitting(half, row_bytes);
+    if (wrows < 16)
+        return pgd_cuda_failf(err, errlen, "W%dA16 GEMM: a row of %d inputs does not fit the "
+                              "scratch 16 times", w->bits, w->in);
+    void *wbuf = c->qscratch, *xbuf = (char *)c->qscratch + half;
+    const bool stage = w->perm || (uintptr_t)x % 16 != 0;
+    const bool stage_once = stage && n <= xrows;
+    const void *xall = x;
+    if (stage_once && wq_x(c, dt, x, 0, n, w, xbuf, &xall, err, errlen))
+        return 1;
+    for (int o0 = 0; o0 < w->out; o0 += wrows) {
+        const int rows = w->out - o0 < wrows ? w->out - o0 : wrows;
+        if (wq_dequant<T>(c, dt, w, o0, rows, wbuf, err, errlen))
+            return 1;
+        const int step = stage && !stage_once ? xrows : n;
+        for (int r0 = 0; r0 < n; r0 += step) {
+            const int nr = n - r0 < step ? n - r0 : step;
+            const void *xk = stage_once ? (const void *)((const T *)xall + (size_t)r0 * w->in)
+                                        : (const void *)((const T *)x + (size_t)r0 * w->in);
+            if (stage && !stage_once && wq_x(c, dt, x, r0, nr, w, xbuf, &xk, err, errlen))
+                return 1;
+            struct pgd_cuda_qlt g = {};
+            g.kind = PGD_QLT_16;
+            g.dt = dt;
+            g.m = rows; g.n = nr; g.k = w->in;
+            g.lda = w->in; g.ldb = w->in; g.ldd = w->out;
+            g.a = wbuf; g.b = xk;
+            g.d = (T *)y + (size_t)r0 * w->out + o0;
+            if (pgd_cuda__qlt_matmul(c, &g, err, errlen))
+                return 1;
+        }
+    }
+    return b ? pgd_cuda__qadd_bias(c, dt, y, b, n, w->out, err, errlen) : 0;
+}
+
+static int wq_gemv_max_n(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        int n = pgd_cuda__qenv_int("PGD_CUDA_WQ_GEMV_MAX_N", WQ_GEMV_MAX_N_DEFAULT);
+        v = n < 0 ? 0 : n > 64 ? 64 : n;
+    }
+    return v;
+}
+
+extern "C" int pgd_cuda_wq_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt,
+                                       const void *x, int n, const struct pgd_cuda_wq *w,
+                                       const void *b, void *y, char *err, size_t errlen)
+{
+    if (dt != PGD_DTYPE_BF16 && dt != PGD_DTYPE_F16)
+        return pgd_cuda_failf(err, errlen, "W%dA16 linear: activations in %s (BF16 or F16)",
+                              w->bits, pgd_dtype_name(dt));
+    if (n < 0 || path < PGD_CUDA_QPATH_AUTO || path > PGD_CUDA_QPATH_GEMM)
+        return pgd_cuda_failf(err, errlen, "W%dA16 linear: %d rows, path %d", w->bits, n, path);
+    if (n == 0)
+        return 0;
+    const bool gemv = path == PGD_CUDA_QPATH_GEMV || (path == PGD_CUDA_QPATH_AUTO &&
+                                                      n <= wq_gemv_max_n());
+    if (dt == PGD_DTYPE_BF16)
+        return gemv ? wq_gemv<__nv_bfloat16>(c, dt, x, n, w, b, y, err, errlen)
+                    : wq_gemm<__nv_bfloat16>(c, dt, x, n, w, b, y, err, errlen);
+    return gemv ? wq_gemv<__half>(c, dt, x, n, w, b, y, err, errlen)
+                : wq_gemm<__half>(c, dt, x, n, w, b, y, err, errlen);
+}
+
+extern "C" int pgd_cuda_wq_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                                  const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
+                                  size_t errlen)
+{
+    return pgd_cuda_wq_linear_path(c, PGD_CUDA_QPATH_AUTO, dt, x, n, w, b, y, err, errlen);
+}
+
+extern "C" size_t pgd_cuda_wq_weight_bytes(const struct pgd_cuda_wq *w)
+{
+    return (size_t)(w->mma ? w->out_pad : w->out) * w->in / (32 / w->bits) * 4 +
+           (size_t)w->out_pad * w->groups * 4;
+}

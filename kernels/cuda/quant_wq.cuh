@@ -1,0 +1,42 @@
+/* The W4A16 / W8A16 layer as quant_wq.cu and quant_wq_mma.cu share it. Internal. */
+#ifndef PGD_KERNELS_CUDA_QUANT_WQ_CUH
+#define PGD_KERNELS_CUDA_QUANT_WQ_CUH
+
+#include "kernels/cuda/quant.cuh"
+
+/* Two layouts of the packed weights (picked at create):
+ *   plain  w [out][in / pack] uint32: the canonical qweight transposed, each output
+ *          feature's words one contiguous row (GPTQ's packing within a word);
+ *   mma    (4 bits, in a multiple of 64, integer zeros 0..16) w [out_pad / 16][in / 64][32]
+ *          uint4: for each 16-row x 64-input block, lane l's 16 bytes hold its mma.sync
+ *          A-fragment nibbles of the block's four 16 x 16 tiles (word s: tile s; see
+ *          quant_wq_mma.cu), so a warp reads 512 contiguous bytes a block.
+ * meta [out_pad][groups] half2 {scale, zero} (rows past out: zero). */
+struct pgd_cuda_wq {
+    int bits, group_size, groups;
+    int in, out, out_pad;
+    int mma;                         /* the layout: 1 mma, 0 plain */
+    uint32_t *w;
+    __half2 *meta;
+    int32_t *perm;                   /* device [in] or NULL */
+};
+
+/* quant_wq_mma.cu */
+/* Whether the mma layout takes h (and the environment's PGD_CUDA_WQ_MMA is not 0). */
+bool pgd_cuda__wq_mma_fits(const struct pgd_wq_host *h);
+/* dst (device, out_pad / 16 * in / 64 * 32 uint4) = the mma layout of the canonical
+ * qweight q (device [in / 8][out]), rows past out zero; synchronous (default stream). */
+int pgd_cuda__wq_mma_pack(const uint32_t *q, int in, int out, int out_pad, uint32_t *dst,
+                          char *err, size_t errlen);
+/* y [n, out] = x [n, in] through the tensor-core GEMV, 16 rows a launch: perm NULL: x in
+ * canonical order, 4-byte aligned; else x in the checkpoint's order (2-byte aligned),
+ * gathered through perm [in] (device) inside the kernel. */
+int pgd_cuda__wq_mma_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                          const int32_t *perm, int n, const struct pgd_cuda_wq *w, const void *b,
+                          void *y, char *err, size_t errlen);
+/* dst [rows, in] (dt) = the dequantized rows [o0, o0 + rows) (o0 a multiple of 16). */
+int pgd_cuda__wq_mma_dequant(struct pgd_cuda_ctx *c, enum pgd_dtype dt,
+                             const struct pgd_cuda_wq *w, int o0, int rows, void *dst, char *err,
+                             size_t errlen);
+
+#endif

@@ -1,0 +1,165 @@
+/* Helpers shared by the quant plugins (see qcommon.h). */
+#include "plugins/quant/common/qcommon.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool names(const char *entry, const char *prefix, bool substring)
+{
+    if (substring)
+        return strstr(prefix, entry) != NULL;
+    size_t le = strlen(entry), lp = strlen(prefix);
+    if (le == lp)
+        return !strcmp(entry, prefix);
+    return le < lp && prefix[lp - le - 1] == '.' && !strcmp(prefix + lp - le, entry);
+}
+
+bool qc_list_has(const struct qc_list *list, const char *prefix, bool substring)
+{
+    for (int i = 0; i < list->n; i++)
+        if (*list->names[i] && names(list->names[i], prefix, substring))
+            return true;
+    return false;
+}
+
+void qc_list_free(struct qc_list *list)
+{
+    for (int i = 0; i < list->n; i++)
+        free(list->names[i]);
+    free(list->names);
+    list->names = NULL;
+    list->n = 0;
+}
+
+enum pgd_status qc_list_read(const struct pgd_model_ctx *ctx, const char *key,
+                             struct qc_list *list, char *err, size_t errlen)
+{
+    *list = (struct qc_list){ 0 };
+    bool bad = pgd_config_str(ctx, key) != NULL;
+    int n = 0;
+    for (;; n++) {
+        char k[256];
+        snprintf(k, sizeof k, "%s.%d", key, n);
+        if (bad || !pgd_config_has(ctx, k))
+            break;
+        bad = !pgd_config_str(ctx, k);
+    }
+    if (bad)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s/config.json: \"%s\" must be a list of "
+                        "module names (strings)", pgd_model_dir(ctx), key);
+    list->names = calloc((size_t)n + 1, sizeof *list->names);
+    if (!list->names)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory reading \"%s\"", key);
+    for (; list->n < n; list->n++) {
+        char k[256];
+        snprintf(k, sizeof k, "%s.%d", key, list->n);
+        if (!(list->names[list->n] = strdup(pgd_config_str(ctx, k)))) {
+            qc_list_free(list);
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory reading \"%s\"", key);
+        }
+    }
+    return PGD_OK;
+}
+
+enum pgd_status qc_need_config(const struct pgd_model_ctx *ctx, const char *method, char *err,
+                               size_t errlen)
+{
+    if (!pgd_config_is_null(ctx, "quantization_config"))
+        return PGD_OK;
+    return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: --quantization %s needs a checkpoint "
+                    "quantized with %s (config.json has no quantization_config, and no %s beside "
+                    "it): %s weights are not made at load (--quantization fp8 is)",
+                    pgd_model_dir(ctx), method, method,
+                    !strcmp(method, "awq") ? "quant_config.json" : "quantize_config.json", method);
+}
+
+void qc_read_floats(const struct pgd_raw_tensor *t, size_t n, float *dst)
+{
+    size_t esz = pgd_dtype_size(t->dtype);
+    /* Copy to aligned memory first: pgd_convert_to_f32 reads whole elements. */
+    if (t->dtype == PGD_DTYPE_F32) {
+        memcpy(dst, t->data, n * esz);
+        return;
+    }
+    uint16_t *tmp = (uint16_t *)(void *)dst + n; /* the upper half of dst's bytes */
+    memcpy(tmp, t->data, n * esz);
+    /* The halves sit in bytes [2n, 4n) of dst. Widening from the front never overwrites a
+     * half not yet read: float i ends at byte 4i + 4 <= 2n + 2(i + 1), where half i + 1
+     * starts, for every i < n. */
+    for (size_t i = 0; i < n; i++)
+        dst[i] = t->dtype == PGD_DTYPE_BF16 ? pgd_bf16_to_f32(tmp[i]) : pgd_f16_to_f32(tmp[i]);
+}
+
+void qc_read_i32(const struct pgd_raw_tensor *t, size_t n, int32_t *dst)
+{
+    memcpy(dst, t->data, n * sizeof *dst);
+}
+
+enum pgd_status qc_float_tensor(struct pgd_model_ctx *ctx, const char *name, int ndim,
+                                const int64_t *shape, const char *want,
+                                struct pgd_raw_tensor *out, char *err, size_t errlen)
+{
+    enum pgd_status st = pgd_model_raw_tensor(ctx, name, PGD_DTYPE_COUNT, ndim, shape, out, err,
+                                              errlen);
+    if (st)
+        return st;
+    if (out->dtype != PGD_DTYPE_F16 && out->dtype != PGD_DTYPE_BF16 &&
+        out->dtype != PGD_DTYPE_F32)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: tensor '%s' is %s, expected %s (or "
+                        "another float dtype)", out->path, name, pgd_dtype_name(out->dtype), want);
+    return PGD_OK;
+}
+
+enum pgd_status qc_finish_linear(struct pgd_model_ctx *ctx, const struct pgd_quant_ops *ops,
+                                 struct pgd_qweight *w, const char *const *prefixes,
+                                 int n_parts, int64_t in_features, const int64_t *out_features,
+                                 bool bias, struct pgd_linear *out, char *err, size_t errlen)
+{
+    int64_t total = 0;
+    for (int i = 0; i < n_parts; i++)
+        total += out_features[i];
+    *out = (struct pgd_linear){ .in_features = in_features, .out_features = total,
+                                .quant = ops, .quant_state = w };
+    if (!bias)
+        return PGD_OK;
+    return pgd_model_load_bias(ctx, prefixes, n_parts, out_features, &out->bias, err, errlen);
+}
+
+enum pgd_status qc_load_wq_linear(const void *state, struct pgd_model_ctx *ctx,
+                                  const struct pgd_quant_ops *ops, qc_wq_part_fn part_fn,
+                                  const char *const *prefixes, int n_parts, int64_t in_features,
+                                  const int64_t *out_features, bool bias, struct pgd_linear *out,
+                                  char *err, size_t errlen)
+{
+    enum { MAX_PARTS = 8 };
+    struct pgd_wq_host hosts[MAX_PARTS];
+    void *blocks[MAX_PARTS] = { 0 };
+    if (n_parts < 1 || n_parts > MAX_PARTS)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: %d fused parts (1..%d)",
+                        prefixes[0], n_parts, MAX_PARTS);
+    enum pgd_status st = PGD_OK;
+    for (int i = 0; i < n_parts && !st; i++)
+        st = part_fn(state, ctx, prefixes[i], in_features, out_features[i], &hosts[i],
+                     &blocks[i], err, errlen);
+    struct pgd_qweight *w = NULL;
+    if (!st)
+        st = pgd_model_qweight_wq(ctx, prefixes[0], hosts, n_parts, &w, err, errlen);
+    for (int i = 0; i < n_parts; i++)
+        free(blocks[i]);
+    if (st)
+        return st;
+    return qc_finish_linear(ctx, ops, w, prefixes, n_parts, in_features, out_features, bias, out,
+                            err, errlen);
+}
+
+void qc_linear(struct pgd_fwd *f, const struct pgd_linear *w, const struct pgd_tensor *x,
+               struct pgd_tensor *y)
+{
+    pgd_op_qweight_linear(f, w->quant_state, &w->bias, x, y);
+}
+
+void qc_free_linear(void *layer_state)
+{
+    /* The weight belongs to the model (pgd_model_qweight_*), which frees it. */
+    (void)layer_state;
+}

@@ -1,0 +1,216 @@
+/* The FP8 quant plugin (W8A8, e4m3fn), quant_method "fp8":
+ *   - checkpoints already in FP8, as vLLM and llm-compressor write them: "<layer>.weight"
+ *     F8_E4M3 [out, in] and "<layer>.weight_scale" float32, one per tensor ([] or [1]) or one
+ *     per output channel ([out] or [out, 1]); activation_scheme dynamic (activations get a
+ *     scale per token at run time); ignored_layers and modules_to_not_convert stay dense;
+ *   - a bf16/fp16/fp32 checkpoint with --quantization fp8 (no quantization_config): every
+ *     linear layer but the LM head is quantized at load with one scale per output channel,
+ *     max |w| / 448, the same rule the activations get per token.
+ * The layers go to the model as struct pgd_fp8_host (include/pagoda/quant.h). */
+#include "plugins/quant/common/qcommon.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define Q "quantization_config."
+
+struct fp8_state {
+    bool serialized;           /* the checkpoint holds FP8 weights (vs quantized at load) */
+    struct qc_list ignored;    /* ignored_layers (vLLM): by name */
+    struct qc_list skip;       /* modules_to_not_convert (transformers): by substring */
+};
+
+static enum pgd_status fp8_configure(struct pgd_model_ctx *ctx, enum pgd_device device,
+                                     enum pgd_dtype act_dtype, void **state, char *err,
+                                     size_t errlen)
+{
+    (void)device;
+    (void)act_dtype;
+    *state = NULL;
+    const char *dir = pgd_model_dir(ctx);
+    bool serialized = !pgd_config_is_null(ctx, "quantization_config");
+    if (serialized) {
+        const char *scheme = pgd_config_str(ctx, Q "activation_scheme");
+        if (scheme && strcmp(scheme, "dynamic"))
+            return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s/config.json: \"" Q
+                            "activation_scheme\" = \"%s\" is not supported (dynamic: a scale per "
+                            "token at run time)", dir, scheme);
+        if (!pgd_config_is_null(ctx, Q "weight_block_size"))
+            return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s/config.json: \"" Q
+                            "weight_block_size\": block-wise FP8 scales are not supported (per "
+                            "tensor or per channel)", dir);
+        const char *fmt = pgd_config_str(ctx, Q "fmt");
+        if (fmt && strcmp(fmt, "e4m3"))
+            return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s/config.json: \"" Q "fmt\" = "
+                            "\"%s\" is not supported (e4m3)", dir, fmt);
+    }
+    struct fp8_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+    s->serialized = serialized;
+    enum pgd_status st = qc_list_read(ctx, Q "ignored_layers", &s->ignored, err, errlen);
+    if (!st)
+        st = qc_list_read(ctx, Q "modules_to_not_convert", &s->skip, err, errlen);
+    if (st) {
+        qc_list_free(&s->ignored);
+        free(s);
+        return st;
+    }
+    *state = s;
+    return PGD_OK;
+}
+
+static bool fp8_is_quantized(const void *state, const char *prefix)
+{
+    const struct fp8_state *s = state;
+    return !strstr(prefix, "lm_head") && !qc_list_has(&s->ignored, prefix, false) &&
+           !qc_list_has(&s->skip, prefix, true);
+}
+
+/* A checkpoint's FP8 layer: the e4m3 bytes as they are, the scale widened to float. */
+static enum pgd_status read_serialized(struct pgd_model_ctx *ctx, const char *prefix,
+                                       int64_t in, int64_t out, struct pgd_fp8_host *h,
+                                       void **mem, char *err, size_t errlen)
+{
+    char name[512];
+    struct pgd_raw_tensor w, sc;
+    enum pgd_status st;
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    if ((st = pgd_model_raw_tensor(ctx, name, PGD_DTYPE_F8_E4M3, 2, (int64_t[]){ out, in }, &w,
+                                   err, errlen)))
+        return st;
+    snprintf(name, sizeof name, "%s.weight_scale", prefix);
+    if ((st = qc_float_tensor(ctx, name, -1, NULL, "F32", &sc, err, errlen)))
+        return st;
+    int64_t n = 1;
+    for (int i = 0; i < sc.ndim; i++)
+        n *= sc.shape[i];
+    bool shape_ok = (n == 1 && sc.ndim <= 1) || (sc.ndim == 1 && n == out) ||
+                    (sc.ndim == 2 && sc.shape[0] == out && sc.shape[1] == 1);
+    if (!shape_ok)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: tensor '%s' has %lld elements in %d "
+                        "dimensions, expected F32 [] or [1] (per tensor), or [%lld] or [%lld, 1] "
+                        "(per channel)", sc.path, name, (long long)n, sc.ndim, (long long)out,
+                        (long long)out);
+    char *b = malloc((size_t)(in * out) + (size_t)n * sizeof(float));
+    if (!b)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", prefix);
+    float *scale = (float *)b;
+    qc_read_floats(&sc, (size_t)n, scale);
+    memcpy(b + (size_t)n * sizeof(float), w.data, (size_t)(in * out));
+    *h = (struct pgd_fp8_host){ .in = in, .out = out, .weight = (uint8_t *)(b + n * sizeof(float)),
+                                .scale = scale, .per_channel = n > 1 };
+    *mem = b;
+    return PGD_OK;
+}
+
+/* --quantization fp8 on a 16/32-bit checkpoint: one scale per output channel. */
+static enum pgd_status quantize_dense(struct pgd_model_ctx *ctx, const char *prefix, int64_t in,
+                                      int64_t out, struct pgd_fp8_host *h, void **mem,
+                                      char *err, size_t errlen)
+{
+    char name[512];
+    struct pgd_raw_tensor w;
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    enum pgd_status st = qc_float_tensor(ctx, name, 2, (int64_t[]){ out, in }, "BF16", &w, err,
+                                         errlen);
+    if (st)
+        return st;
+    float *wf = malloc((size_t)(in * out) * sizeof(float));
+    char *b = malloc((size_t)out * sizeof(float) + (size_t)(in * out));
+    if (!wf || !b) {
+        free(wf);
+        free(b);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory quantizing it", prefix);
+    }
+    qc_read_floats(&w, (size_t)(in * out), wf);
+    float *scale = (float *)b;
+    uint8_t *q = (uint8_t *)(b + (size_t)out * sizeof(float));
+    /* Each output row is quantized as the activations are per token (kernels/cpu/quant.c):
+     * scale max |w| / 448 (1 for an all-zero row), then e4m3 of w / scale. */
+    for (int64_t o = 0; o < out; o++) {
+        const float *row = wf + o * in;
+        float amax = 0.0f;
+        for (int64_t i = 0; i < in; i++)
+            amax = fmaxf(amax, fabsf(row[i]));
+        scale[o] = amax > 0.0f ? amax / 448.0f : 1.0f;
+        for (int64_t i = 0; i < in; i++)
+            q[o * in + i] = pgd_fp8_e4m3_from_float(row[i] / scale[o]);
+    }
+    free(wf);
+    *h = (struct pgd_fp8_host){ .in = in, .out = out, .weight = q, .scale = scale,
+                                .per_channel = true };
+    *mem = b;
+    return PGD_OK;
+}
+
+static const struct pgd_quant_ops fp8_ops;
+
+static enum pgd_status fp8_load_linear(void *state, struct pgd_model_ctx *ctx,
+                                       const char *const *prefixes, int n_parts,
+                                       int64_t in_features, const int64_t *out_features,
+                                       bool bias, struct pgd_linear *out, char *err,
+                                       size_t errlen)
+{
+    enum { MAX_PARTS = 8 };
+    const struct fp8_state *s = state;
+    struct pgd_fp8_host hosts[MAX_PARTS];
+    void *mem[MAX_PARTS] = { 0 };
+    if (n_parts < 1 || n_parts > MAX_PARTS)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: %d fused parts (1..%d)",
+                        prefixes[0], n_parts, MAX_PARTS);
+    enum pgd_status st = PGD_OK;
+    for (int i = 0; i < n_parts && !st; i++)
+        st = s->serialized ? read_serialized(ctx, prefixes[i], in_features, out_features[i],
+                                             &hosts[i], &mem[i], err, errlen)
+                           : quantize_dense(ctx, prefixes[i], in_features, out_features[i],
+                                            &hosts[i], &mem[i], err, errlen);
+    struct pgd_qweight *w = NULL;
+    if (!st)
+        st = pgd_model_qweight_fp8(ctx, prefixes[0], hosts, n_parts, &w, err, errlen);
+    for (int i = 0; i < n_parts; i++)
+        free(mem[i]);
+    if (st)
+        return st;
+    return qc_finish_linear(ctx, &fp8_ops, w, prefixes, n_parts, in_features, out_features, bias,
+                            out, err, errlen);
+}
+
+static void fp8_release(void *state)
+{
+    struct fp8_state *s = state;
+    qc_list_free(&s->ignored);
+    qc_list_free(&s->skip);
+    free(s);
+}
+
+static const char *const fp8_methods[] = { "fp8", NULL };
+
+static const struct pgd_quant_ops fp8_ops = {
+    .struct_size = sizeof(struct pgd_quant_ops),
+    .methods = fp8_methods,
+    .configure = fp8_configure,
+    .is_quantized = fp8_is_quantized,
+    .load_linear = fp8_load_linear,
+    .linear = qc_linear,
+    .free_linear = qc_free_linear,
+    .release = fp8_release,
+};
+
+static const struct pgd_plugin fp8_plugin = {
+    .abi_version = PGD_ABI_VERSION,
+    .struct_size = sizeof(struct pgd_plugin),
+    .kind = PGD_PLUGIN_QUANT,
+    .name = "fp8",
+    .version = "1.0",
+    .description = "FP8 e4m3 W8A8: FP8 checkpoints (per-tensor or per-channel scales) and "
+                   "--quantization fp8 at load",
+    .quant = &fp8_ops,
+};
+
+PGD_PLUGIN_EXPORT const struct pgd_plugin *pagoda_plugin_init(uint32_t host_abi)
+{
+    (void)host_abi;
+    return &fp8_plugin;
+}

@@ -1,0 +1,339 @@
+/* The token mask: the vocabulary's trie walked with a matcher's stacks.
+ *
+ * The trie is an array in preorder (gram_vocab.c). For node i at depth d the state of its
+ * parent (depth d - 1) is fed node i's byte: when no stack survives, the whole subtree is
+ * skipped (i = nend[i]); otherwise the tokens ending at i are allowed and the walk goes on
+ * to i + 1, a child or a later sibling.
+ *
+ * Most nodes repeat a transition already made: inside a JSON string, after a digit, in any
+ * loop, the state after a character is the state before it. So states are interned (a set
+ * of stacks, sorted by content hash, plus the partial character) and each state keeps a row
+ * of 256 transitions, filled on first use: a walk over a few hundred thousand trie nodes
+ * costs a table lookup per node. A transition is worked out from the byte: a byte that
+ * begins or continues a character only changes the partial character (the stacks stay,
+ * once some stack could still take such a character); a byte that completes code point cp
+ * advances the stacks whose set holds cp, and what comes of advancing a given subset of a
+ * state's stacks does not depend on cp, so it is computed once per (state, subset). The
+ * stack entries those steps make stay in the matcher's arena until the walk ends. */
+#include "runtime/grammar/guide.h"
+#include "runtime/base/mem.h"
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#define UNKNOWN (-2)
+#define DEAD (-1)
+
+struct wstate {
+    uint64_t h;
+    size_t off, n;                  /* its stacks: w->sets[off, off + n), sorted by hash */
+    struct pgd__gpart part;
+    int32_t base;                   /* the state of the same stacks with no partial char */
+};
+
+/* A small map from 64-bit keys to states (open addressing; key 0 unused). */
+struct kmap {
+    uint64_t *k;
+    int32_t *v;
+    size_t n, cap;
+};
+
+static int32_t kmap_get(const struct kmap *km, uint64_t key)
+{
+    if (!km->cap)
+        return UNKNOWN;
+    for (size_t j = (size_t)(key * 0x9e3779b97f4a7c15ULL >> 20) & (km->cap - 1);;
+         j = (j + 1) & (km->cap - 1)) {
+        if (km->k[j] == key)
+            return km->v[j];
+        if (km->k[j] == 0)
+            return UNKNOWN;
+    }
+}
+
+static bool kmap_put(struct kmap *km, uint64_t key, int32_t val)
+{
+    if ((km->n + 1) * 2 > km->cap) {
+        size_t cap = km->cap ? km->cap * 2 : 64;
+        uint64_t *k = calloc(cap, sizeof *k);
+        int32_t *v = malloc(cap * sizeof *v);
+        if (!k || !v) {
+            free(k);
+            free(v);
+            return false;
+        }
+        for (size_t i = 0; i < km->cap; i++) {
+            if (!km->k[i])
+                continue;
+            size_t j = (size_t)(km->k[i] * 0x9e3779b97f4a7c15ULL >> 20) & (cap - 1);
+            while (k[j])
+                j = (j + 1) & (cap - 1);
+            k[j] = km->k[i];
+            v[j] = km->v[i];
+        }
+        free(km->k);
+        free(km->v);
+        km->k = k;
+        km->v = v;
+        km->cap = cap;
+    }
+    size_t j = (size_t)(key * 0x9e3779b97f4a7c15ULL >> 20) & (km->cap - 1);
+    while (km->k[j] && km->k[j] != key)
+        j = (j + 1) & (km->cap - 1);
+    if (!km->k[j])
+        km->n++;
+    km->k[j] = key;
+    km->v[j] = val;
+    return true;
+}
+
+static void kmap_free(struct kmap *km)
+{
+    free(km->k);
+    free(km->v);
+}
+
+struct walk {
+    struct pgd__gmatch *m;
+    struct wstate *st;
+    size_t n_st, cap_st;
+    size_t n_interned;              /* states in tab (the others are partial ones) */
+    int32_t *next;                  /* [n_st * 256] transitions: state, DEAD or UNKNOWN */
+    size_t cap_next;
+    uint32_t *sets;
+    size_t n_sets, cap_sets;
+    int32_t *tab;                   /* [tab_cap] hash table of states (index or -1) */
+    size_t tab_cap;
+    struct kmap partial;            /* (base, partial char) -> state */
+    struct kmap advanced;           /* (base, subset of its stacks) -> state or DEAD */
+    bool nomem;
+};
+
+static int cmp_by_hash(const void *a, const void *b, void *ctx)
+{
+    const struct pgd__gnode *nodes = ctx;
+    uint64_t x = nodes[*(const uint32_t *)a].hash, y = nodes[*(const uint32_t *)b].hash;
+    return (x > y) - (x < y);
+}
+
+/* Only interned states (their own base) are in the table; partial ones are in a kmap. */
+static bool tab_grow(struct walk *w)
+{
+    size_t cap = w->tab_cap ? w->tab_cap * 2 : 256;
+    while (cap < 2 * (w->n_interned + 1))
+        cap *= 2;
+    int32_t *t = malloc(cap * sizeof *t);
+    if (!t)
+        return false;
+    memset(t, 0xff, cap * sizeof *t);
+    for (size_t i = 0; i < w->n_st; i++) {
+        if (w->st[i].base != (int32_t)i)
+            continue;
+        size_t j = (size_t)w->st[i].h & (cap - 1);
+        while (t[j] >= 0)
+            j = (j + 1) & (cap - 1);
+        t[j] = (int32_t)i;
+    }
+    free(w->tab);
+    w->tab = t;
+    w->tab_cap = cap;
+    return true;
+}
+
+static bool same_state(const struct walk *w, const struct wstate *s, const uint32_t *set,
+                       size_t n, const struct pgd__gpart *part)
+{
+    if (s->n != n || s->part.val != part->val || s->part.need != part->need ||
+        s->part.len != part->len)
+        return false;
+    const struct pgd__gnode *nodes = w->m->nodes;
+    for (size_t i = 0; i < n; i++)
+        if (nodes[w->sets[s->off + i]].hash != nodes[set[i]].hash)
+            return false;
+    return true;
+}
+
+/* The state of stacks set[0, n) (sorted here in place) with partial part: its index, made
+ * when new; -1 when out of memory. */
+static int32_t intern(struct walk *w, uint32_t *set, size_t n, const struct pgd__gpart *part)
+{
+    struct pgd__gmatch *m = w->m;
+    qsort_r(set, n, sizeof *set, cmp_by_hash, m->nodes);
+    uint64_t h = XXH3_64bits_withSeed(part, sizeof *part, (uint64_t)n);
+    for (size_t i = 0; i < n; i++)
+        h = XXH3_64bits_withSeed(&m->nodes[set[i]].hash, sizeof(uint64_t), h);
+    if ((w->n_interned + 1) * 2 >= w->tab_cap && !tab_grow(w))
+        return -1;
+    size_t j = (size_t)h & (w->tab_cap - 1);
+    for (; w->tab[j] >= 0; j = (j + 1) & (w->tab_cap - 1)) {
+        const struct wstate *s = &w->st[w->tab[j]];
+        if (s->h == h && same_state(w, s, set, n, part))
+            return w->tab[j];
+    }
+    if (!pgd__array_reserve(w->st, w->cap_st, w->n_st + 1) ||
+        !pgd__array_reserve(w->next, w->cap_next, (w->n_st + 1) * 256) ||
+        !pgd__array_reserve(w->sets, w->cap_sets, w->n_sets + n + 1))
+        return -1;
+    memcpy(w->sets + w->n_sets, set, n * sizeof *set);
+    w->st[w->n_st] = (struct wstate){ .h = h, .off = w->n_sets, .n = n, .part = *part,
+                                      .base = (int32_t)w->n_st };
+    w->n_sets += n;
+    for (int b = 0; b < 256; b++)
+        w->next[w->n_st * 256 + (size_t)b] = UNKNOWN;
+    w->tab[j] = (int32_t)w->n_st;
+    w->n_interned++;
+    return (int32_t)w->n_st++;
+}
+
+/* The generic transition (any number of stacks): a matcher step, interned. */
+static int32_t step_state(struct walk *w, int32_t s, uint8_t byte)
+{
+    struct pgd__gmatch *m = w->m;
+    size_t n = w->st[s].n;
+    struct pgd__gpart part = w->st[s].part;
+    if (!pgd__gmatch_scr_reserve(m, n + 1)) {
+        w->nomem = true;
+        return DEAD;
+    }
+    memcpy(m->scr, w->sets + w->st[s].off, n * sizeof *m->scr);
+    size_t k = pgd__gmatch_step(m, 0, n, &part, byte, n);
+    if (k == 0)
+        return DEAD;
+    int32_t r = intern(w, m->scr + n, k, &part);
+    if (r < 0)
+        w->nomem = true;
+    return r < 0 ? DEAD : r;
+}
+
+/* The state of base's stacks with partial character part (made when new). */
+static int32_t partial_state(struct walk *w, int32_t base, const struct pgd__gpart *part)
+{
+    uint64_t key = ((uint64_t)(uint32_t)base << 32 | (uint64_t)part->val << 5 |
+                    (uint64_t)part->need << 3 | (uint64_t)part->len) + 1;
+    int32_t r = kmap_get(&w->partial, key);
+    if (r != UNKNOWN)
+        return r;
+    if (!pgd__array_reserve(w->st, w->cap_st, w->n_st + 1) ||
+        !pgd__array_reserve(w->next, w->cap_next, (w->n_st + 1) * 256) ||
+        !kmap_put(&w->partial, key, (int32_t)w->n_st)) {
+        w->nomem = true;
+        return DEAD;
+    }
+    struct wstate *b = &w->st[base];
+    w->st[w->n_st] = (struct wstate){ .h = 0, .off = b->off, .n = b->n, .part = *part,
+                                      .base = base };
+    for (int i = 0; i < 256; i++)
+        w->next[w->n_st * 256 + (size_t)i] = UNKNOWN;
+    return (int32_t)w->n_st++;
+}
+
+/* base's stacks (at most 32) after code point cp (complete) by the subset that takes it. */
+static int32_t complete(struct walk *w, int32_t base, uint32_t cp)
+{
+    const struct wstate *b = &w->st[base];
+    uint64_t sel = pgd__gmatch_takers(w->m, w->sets + b->off, b->n, cp);
+    if (sel == 0)
+        return DEAD;
+    /* the exact key: base and the subset (states of at most 32 stacks come here; sel != 0) */
+    uint64_t key = (uint64_t)(uint32_t)base << 32 | sel;
+    int32_t r = kmap_get(&w->advanced, key);
+    if (r != UNKNOWN)
+        return r;
+    struct pgd__gmatch *m = w->m;
+    size_t k = pgd__gmatch_advance_sel(m, w->sets + b->off, b->n, sel, 0);
+    r = k == 0 ? DEAD : intern(w, m->scr, k, &(struct pgd__gpart){ 0 });
+    if (r < 0 && k > 0) {
+        w->nomem = true;
+        r = DEAD;
+    }
+    if (!kmap_put(&w->advanced, key, r))
+        w->nomem = true;
+    return r;
+}
+
+/* The state after state s takes byte: DEAD or its index. */
+static int32_t transition(struct walk *w, int32_t s, uint8_t byte)
+{
+    int32_t *slot = &w->next[(size_t)s * 256 + byte];
+    if (*slot != UNKNOWN)
+        return *slot;
+    const struct wstate st = w->st[s];
+    int32_t r = DEAD;
+    if (st.n > 32) {
+        r = step_state(w, s, byte);
+    } else if (st.part.need == 0) {
+        int need = byte < 0x80 ? 0 : byte >= 0xC2 && byte <= 0xDF ? 1
+                   : byte >= 0xE0 && byte <= 0xEF ? 2 : byte >= 0xF0 && byte <= 0xF4 ? 3 : -1;
+        uint32_t val = need == 1 ? byte & 0x1Fu : need == 2 ? byte & 0x0Fu : byte & 0x07u;
+        if (need == 0)
+            r = complete(w, st.base, byte);
+        else if (need > 0 && pgd__gmatch_partial_ok(w->m, w->sets + st.off, st.n, val, need,
+                                                     need + 1))
+            r = partial_state(w, st.base,
+                              &(struct pgd__gpart){ .val = val, .need = need, .len = 1 });
+    } else if ((byte & 0xC0) == 0x80) {
+        uint32_t val = (st.part.val << 6) | (byte & 0x3Fu);
+        int len = st.part.len + 1;
+        if (st.part.need > 1) {
+            if (pgd__gmatch_partial_ok(w->m, w->sets + st.off, st.n, val, st.part.need - 1,
+                                       st.part.len + st.part.need))
+                r = partial_state(w, st.base, &(struct pgd__gpart){
+                    .val = val, .need = st.part.need - 1, .len = len });
+        } else if (pgd__gmatch_valid_cp(val, len)) {
+            r = complete(w, st.base, val);
+        }
+    }
+    w->next[(size_t)s * 256 + byte] = r;    /* w->next may have moved */
+    return r;
+}
+
+static void set_bit(uint32_t *mask, int32_t t)
+{
+    mask[t >> 5] |= 1u << (t & 31);
+}
+
+void pgd__gmask_fill(struct pgd__gmatch *m, const struct pgd__vocab *v, const int32_t *end,
+                     int n_end, uint32_t *mask)
+{
+    size_t words = pgd__mask_words(v->n);
+    memset(mask, 0, words * sizeof *mask);
+    struct walk w = { .m = m };
+    size_t base = m->n_nodes;
+    int32_t *lv = malloc(((size_t)v->max_depth + 1) * sizeof *lv);
+    uint32_t *start = malloc((m->n_set + 1) * sizeof *start);
+    bool any = false;
+    if (lv && start) {
+        memcpy(start, m->set, m->n_set * sizeof *start);
+        struct pgd__gpart part = { m->part_val, m->part_need, m->part_len };
+        lv[0] = intern(&w, start, m->n_set, &part);
+        for (uint32_t i = 0; lv[0] >= 0 && i < v->n_nodes;) {
+            int d = v->ndepth[i];
+            /* the memo row first (most nodes), the transition's work on a miss */
+            int32_t s = w.next[(size_t)lv[d - 1] * 256 + v->nbyte[i]];
+            if (s == UNKNOWN)
+                s = transition(&w, lv[d - 1], v->nbyte[i]);
+            if (s < 0) {
+                i = v->nend[i];
+                continue;
+            }
+            lv[d] = s;
+            for (uint32_t j = 0; j < v->ntok_n[i]; j++)
+                set_bit(mask, v->toks[v->ntok[i] + j]);
+            any |= v->ntok_n[i] > 0;
+            i++;
+        }
+    }
+    pgd__gmatch_release(m, base);
+    free(lv);
+    free(start);
+    free(w.st);
+    free(w.next);
+    free(w.sets);
+    free(w.tab);
+    kmap_free(&w.partial);
+    kmap_free(&w.advanced);
+    if (pgd__gmatch_accepting(m) || !any)
+        for (int i = 0; i < n_end; i++)
+            if (end[i] >= 0 && end[i] < v->n)
+                set_bit(mask, end[i]);
+}

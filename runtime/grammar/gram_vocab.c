@@ -1,0 +1,187 @@
+/* The vocabulary as the grammar sees it: each token's bytes (what it adds to the output
+ * text in the middle of a sequence), and a byte trie over them laid out in preorder, so
+ * the mask walk (gram_mask.c) is a loop over an array that skips a pruned subtree with one
+ * jump. Tokens that never stand for text (special tokens, empty ones) are left out of the
+ * trie: a constrained request never samples them (EOS and stop ids are added separately
+ * when the grammar accepts). */
+#include "runtime/grammar/guide.h"
+#include "runtime/base/buf.h"
+#include "runtime/tokenizer/token_bytes.h"
+#include <stdlib.h>
+#include <string.h>
+
+void pgd__vocab_free(struct pgd__vocab *v)
+{
+    if (!v)
+        return;
+    free(v->bytes);
+    free(v->off);
+    free(v->nbyte);
+    free(v->ndepth);
+    free(v->nend);
+    free(v->ntok);
+    free(v->ntok_n);
+    free(v->toks);
+    free(v);
+}
+
+/* Bytes, then id (qsort_r's order of the tokens in the trie). */
+static int cmp_tok(const void *a, const void *b, void *ctx)
+{
+    const struct pgd__vocab *v = ctx;
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    uint32_t lx = v->off[x + 1] - v->off[x], ly = v->off[y + 1] - v->off[y];
+    int c = memcmp(v->bytes + v->off[x], v->bytes + v->off[y], lx < ly ? lx : ly);
+    if (c)
+        return c;
+    if (lx != ly)
+        return lx < ly ? -1 : 1;
+    return (x > y) - (x < y);
+}
+
+/* The trie: tokens sorted by bytes; each token adds the nodes its bytes need past the
+ * longest prefix it shares with the previous one. Nodes come in preorder, so a node's
+ * subtree is the run of nodes up to nend. */
+static bool build_trie(struct pgd__vocab *v, int32_t *order, int32_t n_order)
+{
+    size_t total = 0;
+    for (int32_t i = 0; i < n_order; i++)
+        total += v->off[order[i] + 1] - v->off[order[i]];
+    v->nbyte = malloc(total + 1);
+    v->ndepth = malloc((total + 1) * sizeof *v->ndepth);
+    v->nend = malloc((total + 1) * sizeof *v->nend);
+    v->ntok = malloc((total + 1) * sizeof *v->ntok);
+    v->ntok_n = calloc(total + 1, sizeof *v->ntok_n);
+    v->toks = malloc(((size_t)n_order + 1) * sizeof *v->toks);
+    uint32_t *path = malloc((PGD__VOCAB_MAX_TOKEN_BYTES + 1) * sizeof *path);
+    if (!v->nbyte || !v->ndepth || !v->nend || !v->ntok || !v->ntok_n || !v->toks || !path) {
+        free(path);
+        return false;
+    }
+    uint32_t n = 0, depth = 0;      /* path[0, depth): the open nodes */
+    const uint8_t *prev = NULL;
+    uint32_t prev_len = 0;
+    for (int32_t i = 0; i < n_order; i++) {
+        int32_t t = order[i];
+        const uint8_t *s = v->bytes + v->off[t];
+        uint32_t len = v->off[t + 1] - v->off[t];
+        uint32_t lcp = 0;
+        while (prev && lcp < len && lcp < prev_len && s[lcp] == prev[lcp])
+            lcp++;
+        while (depth > lcp)
+            v->nend[path[--depth]] = n;     /* close nodes past the shared prefix */
+        for (; depth < len; depth++) {
+            v->nbyte[n] = s[depth];
+            v->ndepth[n] = (uint16_t)(depth + 1);
+            v->ntok[n] = (uint32_t)i;
+            v->ntok_n[n] = 0;
+            path[depth] = n++;
+        }
+        uint32_t at = path[len - 1];
+        if (v->ntok_n[at] == 0)
+            v->ntok[at] = (uint32_t)i;
+        v->ntok_n[at]++;
+        v->toks[i] = t;
+        if ((int)len > v->max_depth)
+            v->max_depth = (int)len;
+        prev = s;
+        prev_len = len;
+    }
+    while (depth > 0)
+        v->nend[path[--depth]] = n;
+    v->n_nodes = n;
+    free(path);
+    return true;
+}
+
+enum pgd_status pgd__vocab_create(int32_t n, const uint8_t *const *bytes, const uint32_t *lens,
+                                  struct pgd__vocab **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct pgd__vocab *v = calloc(1, sizeof *v);
+    size_t total = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (bytes[i] && lens[i] <= PGD__VOCAB_MAX_TOKEN_BYTES)
+            total += lens[i];
+    int32_t *order = malloc(((size_t)n + 1) * sizeof *order);
+    if (v) {
+        v->n = n;
+        v->bytes = malloc(total + 1);
+        v->off = malloc(((size_t)n + 1) * sizeof *v->off);
+    }
+    if (!v || !order || !v->bytes || !v->off) {
+        free(order);
+        pgd__vocab_free(v);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "grammar vocabulary: out of memory for %d "
+                        "tokens", n);
+    }
+    uint32_t at = 0;
+    int32_t n_order = 0;
+    for (int32_t i = 0; i < n; i++) {
+        v->off[i] = at;
+        if (!bytes[i] || lens[i] == 0 || lens[i] > PGD__VOCAB_MAX_TOKEN_BYTES)
+            continue;               /* never text: not in the trie */
+        memcpy(v->bytes + at, bytes[i], lens[i]);
+        at += lens[i];
+        order[n_order++] = i;
+    }
+    v->off[n] = at;
+    qsort_r(order, (size_t)n_order, sizeof *order, cmp_tok, v);
+    bool ok = build_trie(v, order, n_order);
+    free(order);
+    if (!ok) {
+        pgd__vocab_free(v);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "grammar vocabulary: out of memory for "
+                        "its trie");
+    }
+    *out = v;
+    return PGD_OK;
+}
+
+enum pgd_status pgd__vocab_from_tokenizer(const struct pgd_tokenizer *tok, int32_t n,
+                                          struct pgd__vocab **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    const uint8_t **bytes = calloc((size_t)n + 1, sizeof *bytes);
+    uint32_t *lens = calloc((size_t)n + 1, sizeof *lens);
+    struct pgd__buf all = { 0 };
+    size_t *offs = calloc((size_t)n + 1, sizeof *offs);
+    if (!bytes || !lens || !offs) {
+        free(bytes);
+        free(lens);
+        free(offs);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "grammar vocabulary: out of memory");
+    }
+    /* Bytes of every token into one buffer first (it moves as it grows), then pointers. */
+    for (int32_t i = 0; i < n; i++) {
+        offs[i] = all.len;
+        if (pgd_tokenizer_is_special(tok, i) || !pgd__token_bytes(tok, i, &all)) {
+            lens[i] = 0;
+            continue;
+        }
+        lens[i] = (uint32_t)(all.len - offs[i]);
+    }
+    enum pgd_status st;
+    if (all.failed) {
+        st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "grammar vocabulary: out of memory");
+    } else {
+        for (int32_t i = 0; i < n; i++)
+            bytes[i] = lens[i] ? (const uint8_t *)all.p + offs[i] : NULL;
+        st = pgd__vocab_create(n, bytes, lens, out, err, errlen);
+    }
+    pgd__buf_fini(&all);
+    free(bytes);
+    free(lens);
+    free(offs);
+    return st;
+}
+
+const uint8_t *pgd__vocab_token(const struct pgd__vocab *v, int32_t id, size_t *len)
+{
+    if (id < 0 || id >= v->n) {
+        *len = 0;
+        return NULL;
+    }
+    *len = v->off[id + 1] - v->off[id];
+    return v->bytes + v->off[id];
+}

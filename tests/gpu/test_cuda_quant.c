@@ -1,0 +1,501 @@
+/* The quantized linears (kernels/cuda/quant_wq.cu, quant_fp8.cu) against the CPU reference
+ * of include/pagoda/quant.h (kernels/cpu/quant.c): random layers in the canonical layouts,
+ * x random in the dtype, every path (the GEMV, the dequantize + cuBLASLt GEMM, cuBLASLt's
+ * FP8 GEMM with outer-vector scales and with a float32 output, the automatic choice), bits
+ * 4 and 8, groups of 32, 64, 128 and per-channel, act-order, odd shapes, n = 1, 3, 8, 17,
+ * 64, 256, with and without bias, replayed from a CUDA graph.
+ *
+ * The reference: W from pgd_cpu_wq_dequantize / pgd_cpu_fp8_dequantize (FP8: x through
+ * pgd_cpu_fp8_quantize_rows and dequantized back), then pgd_cpu_linear in float32. The
+ * wq GEMM path multiplies weights the kernel rounded to the dtype: its reference rounds W
+ * the same way (both compute (q - zero) * scale in float32 and round once to nearest, so the
+ * weights are identical). Scales and zeros are fp16 values, as GPTQ and AWQ store them (the
+ * GPU keeps them in fp16).
+ *
+ * Tolerance per element: |gpu - cpu| <= u * (|cpu| + |b[o]|) + 2^-14 * A[r, o], where
+ *   u = 2^-8 (bf16) or 2^-11 (fp16): twice the unit roundoff, for the output's rounding to
+ *       the dtype (and the GEMM paths' second rounding when the bias is added after);
+ *   A = sum_k |x[r, k] W[o, k]| (+ |b[o]|): float32 sums of the same products in another
+ *       order (warp shuffles, tensor-core tiles) differ by about sqrt(K) 2^-24 A, under
+ *       2^-16 A for every K here; 2^-14 leaves room for tensor-core accumulation. A wrong
+ *       group, zero, nibble or permutation moves an output by far more than that.
+ * FP8's products of two e4m3 values are exact in float32 on both sides (the tensor-core
+ * GEMV's partial sums leave the tensor cores every 64 inputs), and the GPU's x codes come
+ * from the same division and round-to-nearest-even as the reference's. The GEMV paths are
+ * the tensor-core ones where the layer fits them (4 bits with integer zeros and in a
+ * multiple of 64; FP8 with in a multiple of 64) and the plain ones otherwise: both are
+ * reached below.
+ * Outputs are poisoned with NaN first, so an unwritten element fails; a failure names the
+ * case, path, row and column.
+ *
+ * Without a GPU (or in a build without the CUDA backend) every test skips, saying so. */
+#include "config.h"
+#include "tests/lib/test_common.h"
+#include "tests/lib/gpu_main.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#define GPU_TEST_SEED 0x5851f42d4c957f2dull
+#define GPU_SUITE cuda_quant
+#include "tests/lib/gpu_kernel_test.h"
+
+#ifdef PGD_HAVE_CUDA
+#define CHECK_RC(rc) cr_assert_eq((rc), 0, "%s", err)
+
+static const enum pgd_dtype DTS[2] = { PGD_DTYPE_BF16, PGD_DTYPE_F16 };
+static const char *path_name(int p)
+{
+    static const char *names[] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32" };
+    return names[p];
+}
+
+/* The GEMV row limits the library uses (the defaults, or the environment's override), read
+ * as the library reads them. */
+static int env_limit(const char *name, int def)
+{
+    const char *e = getenv(name);
+    int n = e && *e ? atoi(e) : def;
+    return n < 0 ? 0 : n > 64 ? 64 : n;
+}
+
+static float f16_exact(float v) { return pgd_f16_to_f32(pgd_f32_to_f16(v)); }
+
+static uint64_t lcg = 0x2545f4914f6cdd1dull;
+static uint32_t rand32(void)
+{
+    lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(lcg >> 32);
+}
+
+/* ---- comparison --------------------------------------------------------------------------- */
+/* want = x @ w^T + b and A = |x| @ |w|^T + |b| on the CPU. */
+static void reference(const float *x, const float *w, const float *b, int n, int in, int out,
+                      float *want, float *abs_sum)
+{
+    pgd_cpu_linear(x, w, b, n, in, out, want);
+    float *ax = malloc((size_t)n * in * sizeof *ax), *aw = malloc((size_t)out * in * sizeof *aw);
+    float *ab = b ? malloc((size_t)out * sizeof *ab) : NULL;
+    for (size_t i = 0; i < (size_t)n * in; i++)
+        ax[i] = fabsf(x[i]);
+    for (size_t i = 0; i < (size_t)out * in; i++)
+        aw[i] = fabsf(w[i]);
+    for (int i = 0; b && i < out; i++)
+        ab[i] = fabsf(b[i]);
+    pgd_cpu_linear(ax, aw, ab, n, in, out, abs_sum);
+    free(ax); free(aw); free(ab);
+}
+
+static void expect_close(const char *name, const char *path, const float *got, const float *want,
+                         const float *abs_sum, const float *b, int n, int out, enum pgd_dtype dt)
+{
+    const double u = dt == PGD_DTYPE_BF16 ? 1.0 / 256 : 1.0 / 2048;
+    for (size_t i = 0; i < (size_t)n * out; i++) {
+        const int o = (int)(i % out);
+        const double allowed = u * (fabs(want[i]) + (b ? fabs(b[o]) : 0)) + 0x1p-14 * abs_sum[i];
+        const double d = fabs((double)got[i] - want[i]);
+        cr_assert(d <= allowed, "%s [%s]: row %zu col %d is %.7g, the CPU reference gives %.7g "
+                  "(off by %.3g, allowed %.3g; sum |x w| %.4g)", name, path, i / out, o, got[i],
+                  want[i], d, allowed, abs_sum[i]);
+    }
+}
+
+/* ---- W4A16 / W8A16 ------------------------------------------------------------------------ */
+struct wq_layer {
+    int bits, group_size, in, out;
+    bool act_order;
+    uint32_t *qweight;
+    float *scales, *zeros;
+    int32_t *perm;
+    struct pgd_wq_host h;
+    float *w;                        /* [out, in]: pgd_cpu_wq_dequantize */
+    float *w_dt[2];                  /* w rounded to bf16 / fp16: what the GEMM path multiplies */
+    struct pgd_cuda_wq *d;
+    char name[160];
+};
+
+/* Zeros: the symmetric 2^(bits - 1); random integers in [0, 2^bits] (AWQ, GPTQ asym; 2^bits:
+ * GPTQ v1's stored 2^bits - 1 plus one); or those plus 0.5 (not GPTQ's or AWQ's, but the
+ * canonical layout's zeros are real-valued: such a layer takes the plain layout, not the
+ * tensor-core one). */
+enum { Z_SYM, Z_INT, Z_HALF };
+
+/* A random layer. Scales in [2^-9, 2^-5], fp16 values. group_size -1: per-channel. */
+static void wq_init(struct wq_layer *L, int bits, int group_size, bool act_order, int zeros,
+                    int in, int out)
+{
+    const int pack = 32 / bits, gs = group_size > 0 ? group_size : in, groups = in / gs;
+    *L = (struct wq_layer){ .bits = bits, .group_size = gs, .in = in, .out = out,
+                            .act_order = act_order };
+    L->qweight = malloc((size_t)in / pack * out * sizeof *L->qweight);
+    for (size_t i = 0; i < (size_t)in / pack * out; i++)
+        L->qweight[i] = rand32();
+    L->scales = malloc((size_t)groups * out * sizeof(float));
+    L->zeros = malloc((size_t)groups * out * sizeof(float));
+    for (size_t i = 0; i < (size_t)groups * out; i++) {
+        L->scales[i] = f16_exact(ldexpf(1.0f + (float)(rand32() % 1024) / 1024.0f,
+                                        -9 + (int)(rand32() % 4)));
+        L->zeros[i] = zeros == Z_SYM ? (float)(1 << (bits - 1))
+                    : (float)(rand32() % ((1u << bits) + 1)) + (zeros == Z_HALF ? 0.5f : 0.0f);
+    }
+    if (act_order) {
+        L->perm = malloc((size_t)in * sizeof *L->perm);
+        for (int i = 0; i < in; i++)
+            L->perm[i] = i;
+        for (int i = in - 1; i > 0; i--) {
+            int j = (int)(rand32() % (uint32_t)(i + 1)), t = L->perm[i];
+            L->perm[i] = L->perm[j];
+            L->perm[j] = t;
+        }
+    }
+    L->h = (struct pgd_wq_host){ bits, gs, in, out, L->qweight, L->scales, L->zeros, L->perm };
+    L->w = malloc((size_t)out * in * sizeof(float));
+    pgd_cpu_wq_dequantize(&L->h, L->w);
+    for (int t = 0; t < 2; t++) {
+        L->w_dt[t] = malloc((size_t)out * in * sizeof(float));
+        for (size_t i = 0; i < (size_t)out * in; i++)
+            L->w_dt[t][i] = round_to(L->w[i], DTS[t]);
+    }
+    static const char *zname[3] = { "sym", "asym", "half-integer zeros" };
+    snprintf(L->name, sizeof L->name, "W%dA16 [%d x %d] group %d%s%s, %s", bits, out, in, gs,
+             group_size < 0 ? " (per-channel)" : "", act_order ? " act-order" : "",
+             zname[zeros]);
+    char err[512] = "";
+    CHECK_RC(pgd_cuda_wq_create(&L->h, &L->d, err, sizeof err));
+}
+
+static void wq_fini(struct wq_layer *L)
+{
+    pgd_cuda_wq_destroy(L->d);
+    free(L->qweight); free(L->scales); free(L->zeros); free(L->perm); free(L->w);
+    free(L->w_dt[0]); free(L->w_dt[1]);
+}
+
+/* One call of the layer on random x (and bias) through `path`, against the reference. */
+static void wq_check(const struct wq_layer *L, enum pgd_dtype dt, int n, int path, bool bias)
+{
+    char err[512] = "";
+    const int in = L->in, out = L->out;
+    float *x = rand_vals((size_t)n * in, 1, dt), *b = bias ? rand_vals((size_t)out, 0.5f, dt) : NULL;
+    void *dx = upload(x, (size_t)n * in, dt), *db = bias ? upload(b, (size_t)out, dt) : NULL;
+    void *dy = poisoned((size_t)n * out, dt);
+    CHECK_RC(pgd_cuda_wq_linear_path(ctx, path, dt, dx, n, L->d, db, dy, err, sizeof err));
+    float *got = download(dy, (size_t)n * out, dt);
+    const bool gemv = path == PGD_CUDA_QPATH_GEMV ||
+                      (path == PGD_CUDA_QPATH_AUTO && n <= env_limit("PGD_CUDA_WQ_GEMV_MAX_N", 16));
+    const float *w = gemv ? L->w : L->w_dt[dt == PGD_DTYPE_BF16 ? 0 : 1];
+    float *want = malloc((size_t)n * out * sizeof *want), *abs_sum = malloc((size_t)n * out * sizeof *abs_sum);
+    reference(x, w, b, n, in, out, want, abs_sum);
+    char name[256];
+    snprintf(name, sizeof name, "%s, %s x [%d, %d]%s", L->name, pgd_dtype_name(dt), n, in,
+             bias ? " + bias" : "");
+    expect_close(name, path_name(path), got, want, abs_sum, b, n, out, dt);
+    free(x); free(b); free(got); free(want); free(abs_sum);
+    pgd_cuda_free(dx); pgd_cuda_free(db); pgd_cuda_free(dy);
+}
+
+static const int NS[6] = { 1, 3, 8, 17, 64, 256 };
+
+/* Every bits x group x act-order x dtype on [200 x 1024] (200: not a multiple of 16 or of
+ * the GEMV block), every n through the GEMV, the GEMM and the automatic choice (GEMV at
+ * 256 rows: many launches, tested once a layer to keep the run short). 4 bits with integer
+ * zeros run the tensor-core GEMV; with half_zeros, and at 8 bits, the plain one. */
+static void wq_sweep(int bits, bool act_order, bool half_zeros)
+{
+    static const int GROUPS[4] = { 32, 64, 128, -1 };
+    for (int g = 0; g < 4; g++) {
+        struct wq_layer L;
+        wq_init(&L, bits, GROUPS[g], act_order, half_zeros ? Z_HALF : g % 2 == 1 ? Z_INT : Z_SYM,
+                1024, 200);
+        for (int t = 0; t < 2; t++)
+            for (int i = 0; i < 6; i++) {
+                const int n = NS[i];
+                const bool bias = (i + g) % 2 == 0;
+                if (n <= 64 || t == 0)
+                    wq_check(&L, DTS[t], n, PGD_CUDA_QPATH_GEMV, bias);
+                wq_check(&L, DTS[t], n, PGD_CUDA_QPATH_GEMM, bias);
+                wq_check(&L, DTS[t], n, PGD_CUDA_QPATH_AUTO, !bias);
+            }
+        wq_fini(&L);
+    }
+}
+
+GPU_TEST(w4_every_group_and_n) { wq_sweep(4, false, false); }
+GPU_TEST(w4_act_order_every_group_and_n) { wq_sweep(4, true, false); }
+GPU_TEST(w4_plain_layout_every_group_and_n) { wq_sweep(4, true, true); }
+GPU_TEST(w8_every_group_and_n) { wq_sweep(8, false, false); }
+GPU_TEST(w8_act_order_every_group_and_n) { wq_sweep(8, true, false); }
+
+/* Shapes that reach the loops' other branches: rows of 33 chunks (1056 wide: the plain
+ * layout, lanes idle in the last round), rows longer than one round of loads (4-bit 8192
+ * wide; 8-bit 4096 wide), a tensor-core row split unevenly over the warps (4160 wide: 65
+ * blocks of 64 over 8 warps of 9, the last one idle, groups cut by the warps' ranges), a
+ * single output (one tile, 15 rows of padding), a GEMM over more rows than one scratch slice
+ * (32768 wide: 512 rows a slice, so 600 take two), and act-order x staged in pieces (520
+ * rows of 32768 > the 512 the staging half holds). */
+GPU_TEST(wq_odd_and_large_shapes)
+{
+    struct { int bits, group, in, out, n, path; bool act; } cases[] = {
+        { 4, 32, 1056, 77, 3, PGD_CUDA_QPATH_GEMV, false },
+        { 4, 128, 8192, 300, 1, PGD_CUDA_QPATH_GEMV, true },
+        { 4, 128, 8192, 300, 5, PGD_CUDA_QPATH_GEMV, false },
+        { 8, 64, 4096, 130, 2, PGD_CUDA_QPATH_GEMV, true },
+        { 8, -1, 4096, 130, 4, PGD_CUDA_QPATH_AUTO, false },
+        { 4, 128, 4096, 1, 1, PGD_CUDA_QPATH_GEMV, false },
+        { 4, 320, 4160, 40, 2, PGD_CUDA_QPATH_GEMV, true },
+        { 4, 64, 4160, 40, 16, PGD_CUDA_QPATH_GEMV, false },
+        { 4, 64, 4160, 40, 17, PGD_CUDA_QPATH_GEMM, false },
+        { 4, 128, 4096, 1, 33, PGD_CUDA_QPATH_GEMM, true },
+        { 4, 128, 32768, 600, 17, PGD_CUDA_QPATH_GEMM, false },
+        { 8, 128, 32768, 600, 9, PGD_CUDA_QPATH_GEMM, true },
+        { 4, 128, 32768, 16, 520, PGD_CUDA_QPATH_GEMM, true },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct wq_layer L;
+        wq_init(&L, cases[i].bits, cases[i].group, cases[i].act, i % 2 == 0 ? Z_INT : Z_SYM,
+                cases[i].in, cases[i].out);
+        wq_check(&L, PGD_DTYPE_BF16, cases[i].n, cases[i].path, i % 3 == 0);
+        wq_fini(&L);
+    }
+}
+
+/* ---- FP8 ---------------------------------------------------------------------------------- */
+struct fp8_layer {
+    int in, out;
+    bool per_channel;
+    uint8_t *weight;
+    float *scale;
+    struct pgd_fp8_host h;
+    float *w;                        /* [out, in]: pgd_cpu_fp8_dequantize */
+    struct pgd_cuda_fp8 *d;
+    char name[128];
+};
+
+/* Random e4m3 codes over the whole finite range (never the NaN codes 0x7f / 0xff); scales
+ * around 1/448 as a checkpoint's max|w| / 448 gives. */
+static void fp8_init(struct fp8_layer *L, bool per_channel, int in, int out)
+{
+    *L = (struct fp8_layer){ .in = in, .out = out, .per_channel = per_channel };
+    L->weight = malloc((size_t)out * in);
+    for (size_t i = 0; i < (size_t)out * in; i++) {
+        uint8_t b = (uint8_t)rand32();
+        L->weight[i] = (b & 0x7F) == 0x7F ? (uint8_t)(b & 0xFE) : b;
+    }
+    const int ns = per_channel ? out : 1;
+    L->scale = malloc((size_t)ns * sizeof(float));
+    for (int i = 0; i < ns; i++)
+        L->scale[i] = (0.5f + (float)(rand32() % 1000) / 1000.0f) / 448.0f;
+    L->h = (struct pgd_fp8_host){ in, out, L->weight, L->scale, per_channel };
+    L->w = malloc((size_t)out * in * sizeof(float));
+    pgd_cpu_fp8_dequantize(&L->h, L->w);
+    snprintf(L->name, sizeof L->name, "FP8 [%d x %d] %s", out, in,
+             per_channel ? "per-channel" : "per-tensor");
+    char err[512] = "";
+    CHECK_RC(pgd_cuda_fp8_create(&L->h, &L->d, err, sizeof err));
+}
+
+static void fp8_fini(struct fp8_layer *L)
+{
+    pgd_cuda_fp8_destroy(L->d);
+    free(L->weight); free(L->scale); free(L->w);
+}
+
+/* x with rows of different magnitudes (the per-token scales differ) and, from 3 rows on, an
+ * all-zero row (scale 1, output = bias). */
+static float *fp8_x(int n, int in, enum pgd_dtype dt)
+{
+    float *x = rand_vals((size_t)n * in, 1, dt);
+    for (int r = 0; r < n; r++)
+        for (int k = 0; k < in; k++)
+            x[(size_t)r * in + k] = n >= 3 && r == 1 ? 0.0f
+                                  : round_to(ldexpf(x[(size_t)r * in + k], r % 7 - 3), dt);
+    return x;
+}
+
+/* One call through `path` against the reference; returns 2 (nothing checked) when the path
+ * has no cuBLASLt algorithm here. */
+static int fp8_check(const struct fp8_layer *L, enum pgd_dtype dt, int n, int path, bool bias)
+{
+    char err[512] = "";
+    const int in = L->in, out = L->out;
+    float *x = fp8_x(n, in, dt), *b = bias ? rand_vals((size_t)out, 0.5f, dt) : NULL;
+    void *dx = upload(x, (size_t)n * in, dt), *db = bias ? upload(b, (size_t)out, dt) : NULL;
+    void *dy = poisoned((size_t)n * out, dt);
+    int rc = pgd_cuda_fp8_linear_path(ctx, path, dt, dx, n, L->d, db, dy, err, sizeof err);
+    cr_assert(rc == 0 || (rc == 2 && path >= PGD_CUDA_QPATH_GEMM_VEC), "%s", err);
+    if (rc == 0) {
+        float *got = download(dy, (size_t)n * out, dt);
+        uint8_t *q = malloc((size_t)n * in);
+        float *sx = malloc((size_t)n * sizeof *sx), *xd = malloc((size_t)n * in * sizeof *xd);
+        pgd_cpu_fp8_quantize_rows(x, n, in, q, sx);
+        for (size_t i = 0; i < (size_t)n * in; i++)
+            xd[i] = pgd_fp8_e4m3_to_float(q[i]) * sx[i / in];
+        float *want = malloc((size_t)n * out * sizeof *want);
+        float *abs_sum = malloc((size_t)n * out * sizeof *abs_sum);
+        reference(xd, L->w, b, n, in, out, want, abs_sum);
+        char name[256];
+        snprintf(name, sizeof name, "%s, %s x [%d, %d]%s", L->name, pgd_dtype_name(dt), n, in,
+                 bias ? " + bias" : "");
+        expect_close(name, path_name(path), got, want, abs_sum, b, n, out, dt);
+        free(got); free(q); free(sx); free(xd); free(want); free(abs_sum);
+    }
+    free(x); free(b);
+    pgd_cuda_free(dx); pgd_cuda_free(db); pgd_cuda_free(dy);
+    return rc;
+}
+
+/* Per-channel and per-tensor, both dtypes, every n through the GEMV, the GEMM (whichever
+ * cuBLASLt kind is there) and the automatic choice: [208 x 1024] (cuBLASLt's FP8 GEMM takes
+ * it; the tensor-core GEMV), [200 x 528] (in not a multiple of 64: the plain GEMV; out not a
+ * multiple of 16: the GEMV for every n) and [37 x 1088] (the tensor-core GEMV with a padded
+ * tile, 17 chunks of 64 over 8 warps). */
+GPU_TEST(fp8_gemv_gemm_auto_every_n)
+{
+    static const int SHAPES[3][2] = { { 1024, 208 }, { 528, 200 }, { 1088, 37 } };
+    for (int pc = 0; pc < 2; pc++)
+        for (int s = 0; s < 3; s++) {
+            struct fp8_layer L;
+            fp8_init(&L, pc == 1, SHAPES[s][0], SHAPES[s][1]);
+            for (int t = 0; t < 2; t++)
+                for (int i = 0; i < 6; i++) {
+                    const int n = NS[i];
+                    const bool bias = (i + pc) % 2 == 0;
+                    fp8_check(&L, DTS[t], n, PGD_CUDA_QPATH_GEMV, bias);
+                    fp8_check(&L, DTS[t], n, PGD_CUDA_QPATH_AUTO, !bias);
+                    if (s == 0)
+                        cr_assert_eq(fp8_check(&L, DTS[t], n, PGD_CUDA_QPATH_GEMM, bias), 0);
+                }
+            fp8_fini(&L);
+        }
+}
+
+/* Each cuBLASLt kind forced; one without an algorithm on this device skips, naming it. */
+static void fp8_kind(int path)
+{
+    struct fp8_layer L;
+    fp8_init(&L, true, 1024, 208);
+    if (fp8_check(&L, PGD_DTYPE_BF16, 17, path, true) == 2) {
+        fp8_fini(&L);
+        cr_skip_test("cuBLASLt has no %s FP8 algorithm on this device", path_name(path));
+    }
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < 6; i++)
+            cr_assert_eq(fp8_check(&L, DTS[t], NS[i], path, i % 2 == 0), 0);
+    fp8_fini(&L);
+    /* rows in several pieces: [100000 x 16] needs 400 KB of float32 output a row, so the
+     * 64 MB scratch takes 160 rows a piece */
+    fp8_init(&L, false, 16, 100000);
+    cr_assert_eq(fp8_check(&L, PGD_DTYPE_BF16, 200, path, true), 0);
+    fp8_fini(&L);
+}
+
+GPU_TEST(fp8_gemm_outer_vector_scales) { fp8_kind(PGD_CUDA_QPATH_GEMM_VEC); }
+GPU_TEST(fp8_gemm_float32_epilogue) { fp8_kind(PGD_CUDA_QPATH_GEMM_F32); }
+
+/* ---- graphs and errors ------------------------------------------------------------------- */
+/* The decode-sized calls (and a GEMM-sized one, after a first call made its cuBLASLt plans)
+ * recorded in a CUDA graph: nothing allocates or synchronises, and replays read the
+ * buffers' current contents. */
+GPU_TEST(quantized_linears_in_a_cuda_graph)
+{
+    char err[512] = "";
+    const enum pgd_dtype dt = PGD_DTYPE_BF16;
+    const int in = 1024, out = 208;
+    struct wq_layer W;
+    struct fp8_layer F;
+    wq_init(&W, 4, 128, true, Z_INT, in, out);
+    fp8_init(&F, true, in, out);
+    const int ns[2] = { 2, 64 };
+    for (int k = 0; k < 2; k++) {
+        const int n = ns[k];
+        void *dx = poisoned((size_t)n * in, dt), *dy1 = poisoned((size_t)n * out, dt);
+        void *dy2 = poisoned((size_t)n * out, dt);
+        float *x = rand_vals((size_t)n * in, 1, dt);
+        upload_into(dx, x, (size_t)n * in, dt);
+        /* first calls outside the capture: the cuBLASLt plans of the GEMM sizes */
+        CHECK_RC(pgd_cuda_wq_linear(ctx, dt, dx, n, W.d, NULL, dy1, err, sizeof err));
+        CHECK_RC(pgd_cuda_fp8_linear(ctx, dt, dx, n, F.d, NULL, dy2, err, sizeof err));
+        CHECK_RC(pgd_cuda_sync(ctx, err, sizeof err));
+        float *direct1 = download(dy1, (size_t)n * out, dt);
+        float *direct2 = download(dy2, (size_t)n * out, dt);
+        struct pgd_cuda_graph *g = NULL;
+        CHECK_RC(pgd_cuda_capture_begin(ctx, err, sizeof err));
+        int rc = pgd_cuda_wq_linear(ctx, dt, dx, n, W.d, NULL, dy1, err, sizeof err);
+        if (!rc)
+            rc = pgd_cuda_fp8_linear(ctx, dt, dx, n, F.d, NULL, dy2, err, sizeof err);
+        if (rc)
+            pgd_cuda_capture_abort(ctx);
+        CHECK_RC(rc);
+        CHECK_RC(pgd_cuda_capture_end(ctx, &g, err, sizeof err));
+        /* new x in the same buffer, then the replay */
+        float *x2 = rand_vals((size_t)n * in, 1, dt);
+        upload_into(dx, x2, (size_t)n * in, dt);
+        CHECK_RC(pgd_cuda_graph_launch(ctx, g, err, sizeof err));
+        float *got1 = download(dy1, (size_t)n * out, dt), *got2 = download(dy2, (size_t)n * out, dt);
+        size_t same = 0;
+        for (size_t i = 0; i < (size_t)n * out; i++)
+            same += got1[i] == direct1[i];
+        cr_assert(same < (size_t)n * out / 2, "W4 n=%d: the replay gave the first x's outputs", n);
+        /* the replay's outputs against the reference on x2 */
+        const bool gemv = n <= env_limit("PGD_CUDA_WQ_GEMV_MAX_N", 16);
+        float *want = malloc((size_t)n * out * sizeof *want), *abs_sum = malloc((size_t)n * out * sizeof *abs_sum);
+        reference(x2, gemv ? W.w : W.w_dt[0], NULL, n, in, out, want, abs_sum);
+        expect_close(W.name, "graph replay", got1, want, abs_sum, NULL, n, out, dt);
+        uint8_t *q = malloc((size_t)n * in);
+        float *sx = malloc((size_t)n * sizeof *sx), *xd = malloc((size_t)n * in * sizeof *xd);
+        pgd_cpu_fp8_quantize_rows(x2, n, in, q, sx);
+        for (size_t i = 0; i < (size_t)n * in; i++)
+            xd[i] = pgd_fp8_e4m3_to_float(q[i]) * sx[i / in];
+        reference(xd, F.w, NULL, n, in, out, want, abs_sum);
+        expect_close(F.name, "graph replay", got2, want, abs_sum, NULL, n, out, dt);
+        free(q); free(sx); free(xd); free(want); free(abs_sum);
+        free(x); free(x2); free(direct1); free(direct2); free(got1); free(got2);
+        pgd_cuda_graph_destroy(g);
+        pgd_cuda_free(dx); pgd_cuda_free(dy1); pgd_cuda_free(dy2);
+    }
+    wq_fini(&W);
+    fp8_fini(&F);
+}
+
+/* Layouts the kernels cannot take are refused at create, naming the problem. */
+GPU_TEST(create_refuses_what_the_kernels_cannot_take)
+{
+    char err[512] = "";
+    uint32_t qw[64 * 16] = { 0 };
+    float sc[16 * 4], zr[16 * 4];
+    for (int i = 0; i < 64; i++) {
+        sc[i] = 0.01f;
+        zr[i] = 8;
+    }
+    struct pgd_cuda_wq *w = NULL;
+    struct pgd_wq_host h = { 3, 64, 64, 16, qw, sc, zr, NULL };
+    cr_assert_neq(pgd_cuda_wq_create(&h, &w, err, sizeof err), 0);
+    cr_assert(strstr(err, "3 bits"), "%s", err);
+    h = (struct pgd_wq_host){ 4, 48, 64, 16, qw, sc, zr, NULL };
+    cr_assert_neq(pgd_cuda_wq_create(&h, &w, err, sizeof err), 0);
+    cr_assert(strstr(err, "group size 48"), "%s", err);
+    h = (struct pgd_wq_host){ 4, 16, 64, 16, qw, sc, zr, NULL };
+    cr_assert_neq(pgd_cuda_wq_create(&h, &w, err, sizeof err), 0);
+    cr_assert(strstr(err, "multiples of 32"), "%s", err);
+    int32_t perm[64];
+    for (int i = 0; i < 64; i++)
+        perm[i] = i;
+    perm[5] = 4;
+    h = (struct pgd_wq_host){ 4, 32, 64, 16, qw, sc, zr, perm };
+    cr_assert_neq(pgd_cuda_wq_create(&h, &w, err, sizeof err), 0);
+    cr_assert(strstr(err, "perm[5] = 4 is repeated"), "%s", err);
+    sc[3] = 1e6f;
+    h = (struct pgd_wq_host){ 4, 32, 64, 16, qw, sc, zr, NULL };
+    cr_assert_neq(pgd_cuda_wq_create(&h, &w, err, sizeof err), 0);
+    cr_assert(strstr(err, "outside fp16's range"), "%s", err);
+    cr_assert_null(w);
+    uint8_t fw[40 * 2] = { 0 };
+    float fs = 1;
+    struct pgd_cuda_fp8 *f = NULL;
+    struct pgd_fp8_host fh = { 40, 2, fw, &fs, false };
+    cr_assert_neq(pgd_cuda_fp8_create(&fh, &f, err, sizeof err), 0);
+    cr_assert(strstr(err, "multiple of 16"), "%s", err);
+    cr_assert_null(f);
+}
+#endif

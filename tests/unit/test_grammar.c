@@ -1,0 +1,380 @@
+/* The grammar engine (runtime/grammar/): the acceptance table of grammars, regexes, JSON
+ * Schemas, json_object and choices (test_grammar_cases.h); refusals that say what and where;
+ * left recursion; matching byte by byte across partial UTF-8; the token mask against a
+ * brute-force check over the whole vocabulary of the real tokenizers of tests/fixtures; the
+ * cache of compiled guides. */
+#include <criterion/criterion.h>
+#include "runtime/grammar/guide.h"
+#include "tests/lib/test_common.h"
+#include "tests/unit/test_grammar_cases.h"
+#include <stdlib.h>
+#include <string.h>
+
+PGD_TEST_SUITE(grammar);
+PGD_TEST_SUITE(grammar_mask);
+
+static enum pgd_guide_kind kind_of(char k)
+{
+    switch (k) {
+    case 'G': return PGD_GUIDE_GRAMMAR;
+    case 'R': return PGD_GUIDE_REGEX;
+    case 'S': return PGD_GUIDE_JSON_SCHEMA;
+    case 'O': return PGD_GUIDE_JSON_OBJECT;
+    default: return PGD_GUIDE_CHOICE;
+    }
+}
+
+/* Whether the compiled guide takes all of text and may end there. */
+static bool accepts(const struct pgd__grammar *g, const char *text, size_t len)
+{
+    struct pgd__gmatch m;
+    cr_assert(pgd__gmatch_init(&m, g));
+    bool ok = pgd__gmatch_accept(&m, text, len) && pgd__gmatch_accepting(&m);
+    pgd__gmatch_fini(&m);
+    return ok;
+}
+
+Test(grammar, acceptance_table)
+{
+    size_t n = sizeof GCASES / sizeof *GCASES;
+    cr_assert_gt(n, 300);
+    int wrong = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct gcase *c = &GCASES[i];
+        struct pgd__grammar *g;
+        char err[512];
+        enum pgd_status st = pgd__guide_compile(kind_of(c->kind), c->guide, &g, err, sizeof err);
+        if (st != PGD_OK) {
+            cr_log_error("case %zu (%c %s): does not compile: %s", i, c->kind, c->guide, err);
+            wrong++;
+            continue;
+        }
+        bool got = accepts(g, c->text, strlen(c->text));
+        /* byte by byte gives the same answer */
+        struct pgd__gmatch m;
+        cr_assert(pgd__gmatch_init(&m, g));
+        bool alive = true;
+        for (size_t k = 0; alive && c->text[k]; k++)
+            alive = pgd__gmatch_accept(&m, c->text + k, 1);
+        bool got1 = alive && pgd__gmatch_accepting(&m);
+        pgd__gmatch_fini(&m);
+        if (got != (bool)c->accept || got1 != got) {
+            cr_log_error("case %zu (%c %s): \"%s\": expected %s, got %s (byte by byte %s)", i,
+                         c->kind, c->guide ? c->guide : "", c->text, c->accept ? "yes" : "no",
+                         got ? "yes" : "no", got1 ? "yes" : "no");
+            wrong++;
+        }
+        pgd__grammar_free(g);
+    }
+    cr_assert_eq(wrong, 0, "%d of %zu cases wrong", wrong, n);
+}
+
+struct refusal {
+    char kind;
+    const char *guide;
+    const char *says;               /* a part of the message */
+};
+
+static const struct refusal REFUSALS[] = {
+    { 'G', "root ::= a", "rule 'a' is used but never defined" },
+    { 'G', "x ::= \"a\"", "no start rule" },
+    { 'G', "root ::= root \"a\" | \"b\"", "rule 'root' is left-recursive" },
+    { 'G', "root ::= a\na ::= b \"x\"\nb ::= \"\" | a", "left-recursive" },
+    { 'G', "root ::= \"a\"* root", "left-recursive" },
+    { 'G', "root ::= (\"a\" | )*", "left-recursive" },    /* a star over the empty string */
+    { 'G', "root ::= \"abc", "line 1, column 10: unterminated string literal" },
+    { 'G', "root ::= [a-", "unterminated character class" },
+    { 'G', "root ::= [z-a]", "runs backwards" },
+    { 'G', "root ::= (\"a\"", "expected ) to close this group" },
+    { 'G', "root ::= \"a\"\n\nroot ::= \"b\"", "line 3, column 1: rule defined twice" },
+    { 'G', "root ::= \"a\"{3,2}", "needs m <= n" },
+    { 'G', "root ::= \"a\"{99999}", "over 10000" },
+    { 'G', "root ::= \"\\q\"", "unknown escape" },
+    { 'G', "root ::= \"a\" )", "a ) without its (" },
+    { 'G', "%import common.WS", "lark directives" },
+    { 'G', "root ::= @", "unexpected character '@'" },
+    { 'G', "", "no start rule" },
+    { 'R', "(abc", "regex: offset 0: expected ) to close this group" },
+    { 'R', "abc)", "a ) without its (" },
+    { 'R', "a**", "a quantifier after a quantifier" },
+    { 'R', "*a", "nothing to repeat" },
+    { 'R', "(a)\\1", "backreferences are not supported" },
+    { 'R', "(?=a)", "lookaround" },
+    { 'R', "a\\b", "word boundary" },
+    { 'R', "[a", "unterminated character class" },
+    { 'R', "a{2,1}", "needs m <= n" },
+    { 'R', "a^b", "^ is only supported at the start" },
+    { 'R', "\\x4", "hex digits" },
+    { 'C', "[]", "non-empty JSON array of strings" },
+    { 'C', "[\"a\", 1]", "choice: [1] is not a string" },
+    { 'C', "nope", "non-empty JSON array" },
+    { 'S', "{\"type\":\"strin\"}", "json_schema: /type: unknown type \"strin\"" },
+    { 'S', "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":5,"
+           "\"maximum\":1}}}", "/properties/a: no integer satisfies" },
+    { 'S', "{\"type\":\"string\",\"pattern\":\"(a\"}",
+      "json_schema: /pattern: regex: offset 0: expected )" },
+    { 'S', "{\"properties\":{\"x\":{\"not\":{}}}}", "/properties/x/not: the keyword \"not\" is not "
+           "supported" },
+    { 'S', "{\"$ref\":\"#/$defs/missing\"}", "/$ref: the reference \"#/$defs/missing\" points at "
+           "nothing" },
+    { 'S', "{\"$ref\":\"http://x/y\"}", "only local references" },
+    { 'S', "{\"type\":\"array\",\"minItems\":3,\"maxItems\":2}", "minItems/maxItems" },
+    { 'S', "{\"allOf\":[{},{}]}", "allOf with more than one schema" },
+    { 'S', "false", "the schema false matches nothing" },
+    { 'S', "{\"type\":", "json_schema: not JSON" },
+    { 'S', "42", "a schema must be an object or a boolean" },
+    { 'S', "{\"anyOf\":[]}", "/anyOf: must be a non-empty array" },
+    { 'S', "{\"type\":\"string\",\"minLength\":5,\"maxLength\":2}", "minLength/maxLength" },
+};
+
+Test(grammar, invalid_guides_are_refused_saying_what_and_where)
+{
+    for (size_t i = 0; i < sizeof REFUSALS / sizeof *REFUSALS; i++) {
+        const struct refusal *r = &REFUSALS[i];
+        struct pgd__grammar *g = NULL;
+        char err[512] = "";
+        enum pgd_status st = pgd__guide_compile(kind_of(r->kind), r->guide, &g, err, sizeof err);
+        cr_expect_eq(st, PGD_ERR_INVALID_ARG, "refusal %zu (%s): status %d", i, r->guide, st);
+        cr_expect_null(g);
+        cr_expect(strstr(err, r->says) != NULL, "refusal %zu (%s): message \"%s\" lacks \"%s\"",
+                  i, r->guide, err, r->says);
+        pgd__grammar_free(g);
+    }
+}
+
+Test(grammar, partial_utf8_is_held_until_the_character_completes)
+{
+    struct pgd__grammar *g;
+    char err[256];
+    const char *src = "root ::= \"\xe2\x82\xac\" [a-z]";
+    cr_assert_eq(pgd__grammar_parse(src, strlen(src), "grammar", &g, err, sizeof err), PGD_OK,
+                 "%s", err);
+    struct pgd__gmatch m;
+    cr_assert(pgd__gmatch_init(&m, g));
+    cr_assert(pgd__gmatch_accept(&m, "\xe2", 1));
+    cr_assert(!pgd__gmatch_accepting(&m));
+    cr_assert(pgd__gmatch_accept(&m, "\x82", 1));
+    struct pgd__gmatch c;
+    cr_assert(pgd__gmatch_copy(&c, &m));
+    cr_assert(!pgd__gmatch_accept(&c, "\x83", 1), "the wrong last byte of the euro sign");
+    pgd__gmatch_fini(&c);
+    cr_assert(pgd__gmatch_accept(&m, "\xac" "q", 2));
+    cr_assert(pgd__gmatch_terminated(&m));
+    cr_assert(!pgd__gmatch_accept(&m, "q", 1));
+    pgd__gmatch_fini(&m);
+    pgd__grammar_free(g);
+    /* a stray continuation byte, an overlong form and a surrogate are never characters */
+    cr_assert_eq(pgd__grammar_parse("root ::= .*", 11, "grammar", &g, err, sizeof err), PGD_OK);
+    cr_assert(!accepts(g, "\x80", 1));
+    cr_assert(!accepts(g, "\xc0\xaf", 2));
+    cr_assert(!accepts(g, "\xed\xa0\x80", 3));
+    cr_assert(accepts(g, "\xf4\x8f\xbf\xbf", 4));
+    pgd__grammar_free(g);
+    /* a lead byte whose every completion is overlong is refused at once (E0 80..9F would
+     * only spell code points below U+0800 such as U+00E9) */
+    src = "root ::= [\\u00e0-\\u00ff] | \"\\u20ac\"";
+    cr_assert_eq(pgd__grammar_parse(src, strlen(src), "grammar", &g, err, sizeof err), PGD_OK,
+                 "%s", err);
+    cr_assert(pgd__gmatch_init(&m, g));
+    cr_assert(pgd__gmatch_accept(&m, "\xe2", 1));
+    cr_assert(!pgd__gmatch_accept(&m, "\x83", 1), "E2 83 cannot lead to U+20AC");
+    pgd__gmatch_fini(&m);
+    cr_assert(pgd__gmatch_init(&m, g));
+    cr_assert(!pgd__gmatch_accept(&m, "\xe0", 1), "E0 can only be overlong here");
+    cr_assert(!pgd__gmatch_accept(&m, "\xf4\x90", 2), "past U+10FFFF");
+    pgd__gmatch_fini(&m);
+    pgd__grammar_free(g);
+}
+
+Test(grammar, a_long_generation_keeps_the_matcher_small)
+{
+    struct pgd__grammar *g;
+    char err[256];
+    cr_assert_eq(pgd__guide_compile(PGD_GUIDE_JSON_OBJECT, NULL, &g, err, sizeof err), PGD_OK);
+    struct pgd__gmatch m;
+    cr_assert(pgd__gmatch_init(&m, g));
+    cr_assert(pgd__gmatch_accept(&m, "{\"k\":[", 6));
+    for (int i = 0; i < 20000; i++)
+        cr_assert(pgd__gmatch_accept(&m, i ? ",1" : "1", i ? 2 : 1));
+    cr_assert_lt(m.n_nodes, 8192, "arena of %zu entries", m.n_nodes);
+    cr_assert(pgd__gmatch_accept(&m, "]}", 2));
+    cr_assert(pgd__gmatch_terminated(&m));
+    pgd__gmatch_fini(&m);
+    pgd__grammar_free(g);
+}
+
+/* Integer bounds become digit patterns: for random ranges, a number is accepted exactly when
+ * it lies inside (boundaries, their neighbours and random values checked). */
+Test(grammar, integer_ranges_are_exact)
+{
+    uint64_t x = 0x2545F4914F6CDD1DULL;
+    for (int r = 0; r < 120; r++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        long long lo = (long long)(x % 200000) - 100000;
+        long long span = (long long)((x >> 20) % (r % 3 == 0 ? 50 : 300000));
+        long long hi = lo + span;
+        char schema[160];
+        snprintf(schema, sizeof schema, "{\"type\":\"integer\",\"minimum\":%lld,\"maximum\":%lld}",
+                 lo, hi);
+        struct pgd__grammar *g;
+        char err[256];
+        cr_assert_eq(pgd__guide_compile(PGD_GUIDE_JSON_SCHEMA, schema, &g, err, sizeof err),
+                     PGD_OK, "%s: %s", schema, err);
+        long long probes[12] = { lo - 1, lo, lo + 1, hi - 1, hi, hi + 1, 0, -1, 1,
+                                 (lo + hi) / 2, lo * 10, hi * 10 };
+        for (int k = 0; k < 12; k++) {
+            char num[32];
+            snprintf(num, sizeof num, "%lld", probes[k]);
+            bool want = probes[k] >= lo && probes[k] <= hi;
+            cr_assert_eq(accepts(g, num, strlen(num)), want, "%s: %s", schema, num);
+        }
+        pgd__grammar_free(g);
+    }
+}
+
+/* ---- the token mask against brute force over real vocabularies ---------------------------- */
+
+#define TOKDIR PGD_TEST_SRCDIR "/tests/fixtures/tokenizer"
+
+struct mask_guide {
+    enum pgd_guide_kind kind;
+    const char *guide;
+    const char *walk;               /* a text it accepts: states are taken along it */
+};
+
+static const struct mask_guide MASK_GUIDES[] = {
+    { PGD_GUIDE_JSON_SCHEMA,
+      "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},"
+      "\"n\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":500},"
+      "\"t\":{\"type\":\"array\",\"items\":{\"enum\":[\"x\",\"y\"]}}},"
+      "\"required\":[\"name\",\"n\"]}",
+      "{\"name\": \"Zo\xc3\xab \xe2\x82\xac\\n\", \"n\": 42, \"t\": [\"x\"]}" },
+    { PGD_GUIDE_JSON_OBJECT, NULL, "{\"k\": [1, {\"a\": null}], \"\xe4\xb8\xad\": true}" },
+    { PGD_GUIDE_REGEX, "[a-z\xc3\xa9\xe2\x82\xac]+ \\d{2,4}(\\.\\d+)?",
+      "caf\xc3\xa9\xe2\x82\xac 2024.5" },
+    { PGD_GUIDE_GRAMMAR, "root ::= ([\\u4e00-\\u9fff]+ | \"\\U0001F600\") (\" \" root)?",
+      "\xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x98\x80 \xe5\xad\x97" },
+    { PGD_GUIDE_CHOICE, "[\"The answer\", \"The end\", \" Thanks\"]", "The end" },
+    /* 40 alternatives: over 32 stacks at first, the walk's generic path */
+    { PGD_GUIDE_CHOICE,
+      "[\"th0\",\"th1\",\"th2\",\"th3\",\"th4\",\"th5\",\"th6\",\"th7\",\"th8\","
+      "\"th9\",\"th10\",\"th11\",\"th12\",\"th13\",\"th14\",\"th15\",\"th16\","
+      "\"th17\",\"th18\",\"th19\",\"th20\",\"th21\",\"th22\",\"th23\",\"th24\","
+      "\"th25\",\"th26\",\"th27\",\"th28\",\"th29\",\"th30\",\"th31\",\"th32\","
+      "\"th33\",\"th34\",\"th35\",\"th36\",\"th37\",\"th38\",\"th39\"]",
+      "th17" },
+};
+
+/* Checks the mask of state m (also through the guide's cache) token by token: a token is
+ * allowed iff feeding its bytes to a copy of m keeps it alive; EOS iff m accepts (or no
+ * token fits); special tokens never. */
+static void check_mask(struct pgd__guide *g, const struct pgd__vocab *v, struct pgd__gmatch *m,
+                       const struct pgd_tokenizer *tok, int32_t eos, const char *what, size_t at)
+{
+    size_t words = pgd__mask_words(v->n);
+    uint32_t *mask = malloc(words * sizeof *mask), *cached = malloc(words * sizeof *cached);
+    pgd__gmask_fill(m, v, &eos, 1, mask);
+    size_t n_before = m->n_nodes;
+    pgd__guide_mask(g, v, m, &eos, 1, cached);      /* computed, then */
+    pgd__guide_mask(g, v, m, &eos, 1, cached);      /* from the cache */
+    cr_assert_eq(m->n_nodes, n_before, "the walk must leave the matcher as it was");
+    cr_assert(memcmp(mask, cached, words * sizeof *mask) == 0, "%s @%zu: cached mask differs",
+              what, at);
+    bool any = false;
+    int wrong = 0;
+    for (int32_t t = 0; t < v->n; t++) {
+        size_t len;
+        const uint8_t *b = pgd__vocab_token(v, t, &len);
+        bool want = false;
+        if (len > 0 && !pgd_tokenizer_is_special(tok, t)) {
+            struct pgd__gmatch c;
+            cr_assert(pgd__gmatch_copy(&c, m));
+            want = pgd__gmatch_accept(&c, b, len);
+            pgd__gmatch_fini(&c);
+        }
+        any |= want;
+        bool got = (mask[t >> 5] >> (t & 31)) & 1;
+        if (t == eos)
+            continue;
+        if (got != want && wrong++ < 5)
+            cr_log_error("%s @%zu: token %d (%zu bytes): mask %d, brute force %d", what, at, t,
+                         len, got, want);
+    }
+    bool eos_got = (mask[eos >> 5] >> (eos & 31)) & 1;
+    cr_assert_eq(eos_got, pgd__gmatch_accepting(m) || !any, "%s @%zu: EOS bit", what, at);
+    cr_assert_eq(wrong, 0, "%s @%zu: %d tokens wrong", what, at, wrong);
+    cr_assert(any, "%s @%zu: no token fits inside the walk", what, at);
+    free(mask);
+    free(cached);
+}
+
+static void mask_vs_brute_force(const char *name, size_t stride)
+{
+    char dir[512], err[512];
+    snprintf(dir, sizeof dir, "%s/%s", TOKDIR, name);
+    struct pgd_tokenizer *tok;
+    cr_assert_eq(pgd_tokenizer_load(dir, &tok, err, sizeof err), PGD_OK, "%s", err);
+    int32_t n = pgd_tokenizer_vocab_size(tok);
+    struct pgd__guides gs;
+    cr_assert_eq(pgd__guides_init(&gs, tok, n, err, sizeof err), PGD_OK);
+    int32_t eos = pgd_tokenizer_eos_id(tok);
+    if (eos < 0)
+        eos = n - 1;
+    for (size_t i = 0; i < sizeof MASK_GUIDES / sizeof *MASK_GUIDES; i++) {
+        const struct mask_guide *mg = &MASK_GUIDES[i];
+        struct pgd__guide *g;
+        const struct pgd__vocab *v;
+        cr_assert_eq(pgd__guides_get(&gs, mg->kind, mg->guide, &g, &v, err, sizeof err), PGD_OK,
+                     "%s", err);
+        struct pgd__gmatch m;
+        cr_assert(pgd__gmatch_init(&m, g->g));
+        size_t len = strlen(mg->walk);
+        char what[128];
+        snprintf(what, sizeof what, "%s/%s", name, pgd__guide_kind_name(mg->kind));
+        for (size_t at = 0; at < len; at++) {
+            if (at % stride == 0 || at == 1)
+                check_mask(g, v, &m, tok, eos, what, at);
+            cr_assert(pgd__gmatch_accept(&m, mg->walk + at, 1), "%s: the walk dies at %zu", what,
+                      at);
+        }
+        cr_assert(pgd__gmatch_accepting(&m), "%s: the walk is not accepted", what);
+        pgd__gmatch_fini(&m);
+        pgd__guide_release(&gs, g);
+    }
+    pgd__guides_fini(&gs);
+    pgd_tokenizer_destroy(tok);
+}
+
+Test(grammar_mask, brute_force_llama3_style) { mask_vs_brute_force("llama3_style", 1); }
+Test(grammar_mask, brute_force_mistral) { mask_vs_brute_force("mistral", 3); }
+Test(grammar_mask, brute_force_smollm2) { mask_vs_brute_force("smollm2", 4); }
+Test(grammar_mask, brute_force_qwen3) { mask_vs_brute_force("qwen3", 9); }
+
+Test(grammar_mask, the_cache_shares_one_compiled_guide_per_kind_and_text)
+{
+    char dir[512], err[512];
+    snprintf(dir, sizeof dir, "%s/llama3_style", TOKDIR);
+    struct pgd_tokenizer *tok;
+    cr_assert_eq(pgd_tokenizer_load(dir, &tok, err, sizeof err), PGD_OK, "%s", err);
+    struct pgd__guides gs;
+    cr_assert_eq(pgd__guides_init(&gs, tok, pgd_tokenizer_vocab_size(tok), err, sizeof err),
+                 PGD_OK);
+    struct pgd__guide *a, *b, *c, *d;
+    const struct pgd__vocab *v;
+    cr_assert_eq(pgd__guides_get(&gs, PGD_GUIDE_REGEX, "[0-9]+", &a, &v, err, sizeof err), PGD_OK);
+    cr_assert_eq(pgd__guides_get(&gs, PGD_GUIDE_REGEX, "[0-9]+", &b, &v, err, sizeof err), PGD_OK);
+    cr_assert_eq(pgd__guides_get(&gs, PGD_GUIDE_GRAMMAR, "root ::= [0-9]+", &c, &v, err,
+                                 sizeof err), PGD_OK);
+    cr_assert_eq(a, b, "the same (kind, text): one compiled guide");
+    cr_assert_neq(a, c, "another kind: another guide");
+    cr_assert_eq(a->refs, 2);
+    cr_assert_eq(pgd__guides_get(&gs, PGD_GUIDE_REGEX, "(", &d, &v, err, sizeof err),
+                 PGD_ERR_INVALID_ARG);
+    cr_assert_eq(gs.n, 2, "a refused guide is not cached");
+    pgd__guide_release(&gs, a);
+    pgd__guide_release(&gs, b);
+    pgd__guide_release(&gs, c);
+    cr_assert_eq(a->refs, 0);
+    pgd__guides_fini(&gs);
+    pgd_tokenizer_destroy(tok);
+}

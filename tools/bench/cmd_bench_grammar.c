@@ -1,0 +1,215 @@
+/* pagoda bench grammar: what structured output costs the engine thread per step. For each
+ * guide (built in: json_object, a JSON Schema, a regex; or --kind/--guide) a generation is
+ * simulated over a tokenizer's vocabulary: at every step the mask of the matcher's state is
+ * computed (walking the vocabulary trie: "walk"; and through the guide's mask cache, as the
+ * engine does: "engine"), a random allowed token is taken (seeded) and the matcher advances.
+ * Prints the compile time and, per step, the mean, p50, p99 and max of both in microseconds
+ * of the thread's CPU time, and how many distinct states the generation met. The engine
+ * computes one mask per constrained row of a step, on its thread, before the forward pass
+ * is launched. */
+#include "config.h"
+#include "tools/commands.h"
+#include "runtime/base/buf.h"
+#include "runtime/grammar/guide.h"
+#include <pagoda/tokenizer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* The thread's CPU time: on a shared machine wall time measures the neighbours. */
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+struct bench_guide {
+    enum pgd_guide_kind kind;
+    const char *name, *text;
+};
+
+static const struct bench_guide BUILTIN[] = {
+    { PGD_GUIDE_JSON_OBJECT, "json_object", NULL },
+    { PGD_GUIDE_JSON_SCHEMA, "json_schema",
+      "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"age\":{\"type\":"
+      "\"integer\",\"minimum\":0,\"maximum\":150},\"email\":{\"type\":\"string\",\"format\":"
+      "\"email\"},\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}},\"address\":{"
+      "\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"},\"zip\":{\"type\":"
+      "\"string\",\"pattern\":\"[0-9]{5}\"}},\"required\":[\"city\"]}},\"required\":[\"name\","
+      "\"age\"]}" },
+    { PGD_GUIDE_REGEX, "regex", "([A-Z][a-z]+ ){1,6}[0-9]{1,4}(, [a-z]+)*\\." },
+};
+
+/* A random set bit of mask (words of n tokens), or -1. */
+static int32_t pick(const uint32_t *mask, int32_t n, uint64_t *rng)
+{
+    int32_t count = 0;
+    for (size_t w = 0; w < pgd__mask_words(n); w++)
+        count += __builtin_popcount(mask[w]);
+    if (count == 0)
+        return -1;
+    *rng = *rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    int32_t k = (int32_t)((*rng >> 33) % (uint64_t)count);
+    for (int32_t t = 0; t < n; t++)
+        if (((mask[t >> 5] >> (t & 31)) & 1) && k-- == 0)
+            return t;
+    return -1;
+}
+
+static void report(const char *what, double *us, int n)
+{
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += us[i];
+    qsort(us, (size_t)n, sizeof *us, cmp_d);
+    printf("    %-7s mean %8.1f us   p50 %8.1f   p99 %8.1f   max %8.1f\n", what, sum / n,
+           us[n / 2], us[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1], us[n - 1]);
+}
+
+static int run_guide(struct pgd__guides *gs, const struct bench_guide *bg, int steps,
+                     uint64_t seed, int32_t eos)
+{
+    char err[1024];
+    struct pgd__guide *g;
+    const struct pgd__vocab *v;
+    double t0 = now_us();
+    if (pgd__guides_get(gs, bg->kind, bg->text, &g, &v, err, sizeof err)) {
+        fprintf(stderr, "pagoda bench grammar: %s\n", err);
+        return 1;
+    }
+    double compile = now_us() - t0;
+    size_t words = pgd__mask_words(v->n);
+    uint32_t *mask = malloc(words * sizeof *mask);
+    double *walk = malloc((size_t)steps * sizeof *walk), *eng = malloc((size_t)steps * sizeof *eng);
+    struct pgd__gmatch m;
+    if (!mask || !walk || !eng || !pgd__gmatch_init(&m, g->g)) {
+        fprintf(stderr, "pagoda bench grammar: out of memory\n");
+        return 1;
+    }
+    uint64_t rng = seed;
+    int done = 0, restarts = 0;
+    size_t hits0 = g->n_masks;
+    for (int s = 0; s < steps; s++) {
+        double a = now_us();
+        pgd__gmask_fill(&m, v, &eos, 1, mask);
+        double b = now_us();
+        pgd__guide_mask(g, v, &m, &eos, 1, mask);
+        double c = now_us();
+        walk[s] = b - a;
+        eng[s] = c - b;
+        int32_t t = pick(mask, v->n, &rng);
+        size_t len = 0;
+        const uint8_t *bytes = t >= 0 && t != eos ? pgd__vocab_token(v, t, &len) : NULL;
+        if (!bytes || !pgd__gmatch_accept(&m, bytes, len) || pgd__gmatch_terminated(&m)) {
+            /* the generation ended (EOS or a complete grammar): start another */
+            pgd__gmatch_fini(&m);
+            if (!pgd__gmatch_init(&m, g->g))
+                return 1;
+            restarts++;
+        }
+        done++;
+    }
+    printf("  %s: compiled in %.0f us; %d steps (%d generations), %zu distinct states\n",
+           bg->name, compile, done, restarts + 1, g->n_masks - hits0);
+    report("walk", walk, steps);
+    report("engine", eng, steps);
+    pgd__gmatch_fini(&m);
+    free(mask);
+    free(walk);
+    free(eng);
+    pgd__guide_release(gs, g);
+    return 0;
+}
+
+int pgd_cmd_bench_grammar(int argc, char **argv)
+{
+    const char *tokdir = NULL, *kind = NULL, *guide = NULL;
+    int steps = 256;
+    uint64_t seed = 1;
+    for (int i = 1; i < argc; i++) {
+        bool has = i + 1 < argc;
+        if (!strcmp(argv[i], "--tokenizer") && has)
+            tokdir = argv[++i];
+        else if (!strcmp(argv[i], "--kind") && has)
+            kind = argv[++i];
+        else if (!strcmp(argv[i], "--guide") && has)
+            guide = argv[++i];
+        else if (!strcmp(argv[i], "--steps") && has)
+            steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--seed") && has)
+            seed = strtoull(argv[++i], NULL, 10);
+        else {
+            fprintf(stderr,
+                    "usage: pagoda bench grammar --tokenizer DIR [--kind json_object|json_schema|"
+                    "regex|choice|grammar --guide TEXT|@FILE] [--steps N] [--seed S]\n"
+                    "  per-step token-mask time of structured output over DIR's vocabulary\n");
+            return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
+        }
+    }
+    if (!tokdir || steps < 1) {
+        fprintf(stderr, "pagoda bench grammar: --tokenizer DIR is required (see --help)\n");
+        return 2;
+    }
+    char err[1024];
+    struct bench_guide one = { PGD_GUIDE_NONE, kind, NULL };
+    char *file_text = NULL;
+    if (kind) {
+        static const enum pgd_guide_kind K[] = { PGD_GUIDE_JSON_OBJECT, PGD_GUIDE_JSON_SCHEMA,
+                                                 PGD_GUIDE_REGEX, PGD_GUIDE_CHOICE,
+                                                 PGD_GUIDE_GRAMMAR };
+        for (size_t k = 0; k < sizeof K / sizeof *K; k++)
+            if (!strcmp(kind, pgd__guide_kind_name(K[k])))
+                one.kind = K[k];
+        if (one.kind == PGD_GUIDE_NONE || (!guide && one.kind != PGD_GUIDE_JSON_OBJECT)) {
+            fprintf(stderr, "pagoda bench grammar: --kind %s needs a known kind and --guide\n",
+                    kind);
+            return 2;
+        }
+        if (guide && guide[0] == '@') {
+            if (pgd__read_file(guide + 1, &file_text, NULL, err, sizeof err)) {
+                fprintf(stderr, "pagoda bench grammar: %s\n", err);
+                return 1;
+            }
+            guide = file_text;
+        }
+        one.text = guide;
+    }
+    struct pgd_tokenizer *tok;
+    if (pgd_tokenizer_load(tokdir, &tok, err, sizeof err)) {
+        fprintf(stderr, "pagoda bench grammar: %s\n", err);
+        free(file_text);
+        return 1;
+    }
+    int32_t n = pgd_tokenizer_vocab_size(tok), eos = pgd_tokenizer_eos_id(tok);
+    struct pgd__guides gs;
+    pgd__guides_init(&gs, tok, n, err, sizeof err);
+    /* the vocabulary and its trie, made once per engine */
+    struct pgd__guide *warm;
+    const struct pgd__vocab *v;
+    double t0 = now_us();
+    int rc = pgd__guides_get(&gs, PGD_GUIDE_JSON_OBJECT, NULL, &warm, &v, err, sizeof err);
+    if (rc == 0) {
+        printf("vocabulary: %d tokens, trie of %u nodes (made in %.1f ms)\n", n, v->n_nodes,
+               (now_us() - t0) / 1000);
+        pgd__guide_release(&gs, warm);
+        if (kind)
+            rc = run_guide(&gs, &one, steps, seed, eos < 0 ? n - 1 : eos);
+        else
+            for (size_t i = 0; rc == 0 && i < sizeof BUILTIN / sizeof *BUILTIN; i++)
+                rc = run_guide(&gs, &BUILTIN[i], steps, seed, eos < 0 ? n - 1 : eos);
+    } else {
+        fprintf(stderr, "pagoda bench grammar: %s\n", err);
+    }
+    pgd__guides_fini(&gs);
+    pgd_tokenizer_destroy(tok);
+    free(file_text);
+    return rc ? 1 : 0;
+}

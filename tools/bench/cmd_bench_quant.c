@@ -1,0 +1,192 @@
+/* pagoda bench quant: the quantized linears (kernels/cuda/quant_wq.cu, quant_fp8.cu) at the
+ * Llama-3-8B shapes, each path timed alone on random layers (copies larger than L2), bf16
+ * activations: microseconds, the layer's weight bytes per second beside the device-to-device
+ * copy bandwidth measured in the same run (the floor: bytes / bandwidth), TFLOP/s, and the
+ * bf16 layer (linear.cu's GEMV, or cuBLASLt's GEMM) at the same size for comparison. */
+#include "config.h"
+#include "tools/commands.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef PGD_HAVE_CUDA
+#include "kernels/cuda/kernels.h"
+#endif
+
+#define MAX_LIST 16
+
+static int parse_list(const char *s, int *v, int *n, int lo, int hi)
+{
+    *n = 0;
+    for (char *end; *s && *n < MAX_LIST; s = *end ? end + 1 : end) {
+        long x = strtol(s, &end, 10);
+        if (end == s || x < lo || x > hi || (*end && *end != ','))
+            return -1;
+        v[(*n)++] = (int)x;
+    }
+    return *n ? 0 : -1;
+}
+
+#ifdef PGD_HAVE_CUDA
+struct quant_shape {
+    const char *name;
+    int out, in;
+};
+
+static const struct quant_shape SHAPES[] = {
+    { "q / o", 4096, 4096 }, { "qkv", 6144, 4096 }, { "gate_up", 28672, 4096 },
+    { "down", 4096, 14336 },
+};
+
+struct quant_format {
+    const char *name;
+    int format, group, act_order;
+};
+
+static const struct quant_format FORMATS[] = {
+    { "w4g128", PGD_CUDA_QBENCH_W4, 128, 0 }, { "w4g128-act", PGD_CUDA_QBENCH_W4, 128, 1 },
+    { "w4g32", PGD_CUDA_QBENCH_W4, 32, 0 }, { "w4ch", PGD_CUDA_QBENCH_W4, -1, 0 },
+    { "w8g128", PGD_CUDA_QBENCH_W8, 128, 0 }, { "fp8", PGD_CUDA_QBENCH_FP8, 0, 0 },
+};
+#define NFORMAT ((int)(sizeof FORMATS / sizeof FORMATS[0]))
+
+static const char *PATH_NAME[5] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32" };
+
+/* The bf16 layer at the same size: microseconds. */
+static int bf16_us(struct pgd_cuda_ctx *c, int n, int in, int out, double *us, char *err,
+                   size_t errlen)
+{
+    if (n <= 8) {
+        int variant = PGD_CUDA_GEMV_WARP, ks = 0;
+        return pgd_cuda_bench_gemv(c, PGD_DTYPE_BF16, n, in, out, 1, &variant, &ks, us, err,
+                                   errlen);
+    }
+    double tflops = 0;
+    if (pgd_cuda_bench_gemm(c, PGD_DTYPE_BF16, out, n, in, 20, &tflops, err, errlen))
+        return 1;
+    *us = 2.0 * out * n * (double)in / (tflops * 1e6);
+    return 0;
+}
+
+static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, const int *batches,
+                      int nb, double gbps)
+{
+    char err[512];
+    const int fp8 = f->format == PGD_CUDA_QBENCH_FP8;
+    const int paths[4] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV,
+                           fp8 ? PGD_CUDA_QPATH_GEMM_VEC : PGD_CUDA_QPATH_GEMM,
+                           PGD_CUDA_QPATH_GEMM_F32 };
+    const int npath = fp8 ? 4 : 3;
+    printf("== %s\n%-8s %6s %6s %4s", f->name, "shape", "out", "in", "n");
+    for (int p = 0; p < npath; p++)
+        printf(" %19s", PATH_NAME[paths[p]]);
+    printf(" %17s %8s\n", "bf16", "floor us");
+    int max_n = 1;
+    for (int bi = 0; bi < nb; bi++)
+        max_n = batches[bi] > max_n ? batches[bi] : max_n;
+    for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++) {
+        const struct quant_shape *sh = &SHAPES[s];
+        struct pgd_cuda_qbench *q = NULL;
+        size_t bytes = 0;
+        if (pgd_cuda_qbench_create(c, f->format, f->group, f->act_order, sh->in, sh->out, max_n,
+                                   &q, &bytes, err, sizeof err)) {
+            fprintf(stderr, "pagoda bench quant: %s\n", err);
+            return 1;
+        }
+        for (int bi = 0; bi < nb; bi++) {
+            const int n = batches[bi];
+            printf("%-8s %6d %6d %4d", sh->name, sh->out, sh->in, n);
+            for (int p = 0; p < npath; p++) {
+                double us = 0;
+                /* the GEMV past 64 rows is many launches a call: not a contender */
+                if (paths[p] == PGD_CUDA_QPATH_GEMV && n > 64) {
+                    printf(" %19s", "-");
+                    continue;
+                }
+                int rc = pgd_cuda_qbench_run(c, q, paths[p], n, &us, err, sizeof err);
+                if (rc == 2) {
+                    printf(" %19s", "no algo");
+                    continue;
+                }
+                if (rc) {
+                    fprintf(stderr, "\npagoda bench quant: %s\n", err);
+                    pgd_cuda_qbench_destroy(q);
+                    return 1;
+                }
+                const double tf = 2.0 * n * sh->out * (double)sh->in / (us * 1e6);
+                printf(" %7.1f %5.0f %5.1f", us, bytes / (us * 1e3), tf);
+            }
+            double bus = 0;
+            if (bf16_us(c, n, sh->in, sh->out, &bus, err, sizeof err)) {
+                fprintf(stderr, "\npagoda bench quant: %s\n", err);
+                pgd_cuda_qbench_destroy(q);
+                return 1;
+            }
+            printf(" %7.1f %9.1f %8.1f\n", bus, 2.0 * n * sh->out * (double)sh->in / (bus * 1e6),
+                   bytes / (gbps * 1e3));
+            fflush(stdout);
+        }
+        pgd_cuda_qbench_destroy(q);
+    }
+    printf("(each path: us, GB/s of weight bytes, TFLOP/s; bf16: us, TFLOP/s; floor: weight "
+           "bytes / copy bandwidth)\n\n");
+    return 0;
+}
+#endif
+
+int pgd_cmd_bench_quant(int argc, char **argv)
+{
+    int batches[MAX_LIST] = { 1, 2, 4, 8, 16, 64, 256 }, nb = 7;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
+            if (parse_list(argv[++i], batches, &nb, 1, 65536)) {
+                fprintf(stderr, "pagoda bench quant: --batch takes a list of 1..65536\n");
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--format") && i + 1 < argc) {
+            only = argv[++i];
+        } else {
+            fprintf(stderr, "usage: pagoda bench quant [--batch LIST] [--format NAME]   (the "
+                            "quantized linears at the 8B shapes, on the GPU)\n"
+                            "  formats: w4g128 w4g128-act w4g32 w4ch w8g128 fp8 (default: all)\n"
+                            "  paths: auto, gemv, gemm (fp8: gemm-vec, gemm-f32); environment "
+                            "PGD_CUDA_WQ_GEMV_MAX_N, PGD_CUDA_FP8_GEMV_MAX_N,\n"
+                            "  PGD_CUDA_FP8_FAST_ACCUM=1 change the automatic choice and "
+                            "cuBLASLt's FP8 accumulation\n");
+            return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
+        }
+    }
+#ifdef PGD_HAVE_CUDA
+    int known = !only;
+    for (int i = 0; i < NFORMAT && !known; i++)
+        known = !strcmp(only, FORMATS[i].name);
+    if (!known) {
+        fprintf(stderr, "pagoda bench quant: no format '%s' (w4g128 w4g128-act w4g32 w4ch w8g128 "
+                        "fp8)\n", only);
+        return 2;
+    }
+    double gbps, tflops;
+    char desc[256], err[512];
+    if (pgd_tool_bench_ceilings(PGD_DEVICE_CUDA, PGD_DTYPE_BF16, &gbps, &tflops, desc, sizeof desc))
+        return 1;
+    struct pgd_cuda_ctx *c = NULL;
+    if (pgd_cuda_ctx_create(&c, err, sizeof err)) {
+        fprintf(stderr, "pagoda bench quant: %s\n", err);
+        return 1;
+    }
+    printf("device: %s\ncopy bandwidth %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s\n\n",
+           desc, gbps, tflops);
+    int rc = 0;
+    for (int i = 0; i < NFORMAT && !rc; i++)
+        if (!only || !strcmp(only, FORMATS[i].name))
+            rc = run_format(c, &FORMATS[i], batches, nb, gbps);
+    pgd_cuda_ctx_destroy(c);
+    return rc;
+#else
+    (void)batches;
+    (void)nb;
+    (void)only;
+    fprintf(stderr, "pagoda bench quant: this build has no CUDA backend\n");
+    return 1;
+#endif
+}
