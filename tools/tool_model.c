@@ -72,25 +72,28 @@ int pgd_tool_model_resolve(struct pgd_tool_model *m, const char *cmd)
     return pgd_tool_resolve_model(&m->dir, m->revision, m->download_dir) ? 1 : 0;
 }
 
+/* The fields struct pgd_engine_params and struct pgd__runner_params both have, from m: one
+ * list for the two parameter structs. */
+#define COPY_MODEL_FIELDS(dst, m)                                                          \
+    do {                                                                                   \
+        (dst)->model_dir = (m)->dir;                                                       \
+        (dst)->device = (m)->device;                                                       \
+        (dst)->dtype = (m)->dtype;                                                         \
+        (dst)->quantization = (m)->quantization;                                           \
+        (dst)->random_weights = (m)->random;                                               \
+    } while (0)
+
 void pgd_tool_model_engine_params(const struct pgd_tool_model *m, struct pgd_engine_params *ep)
 {
-    ep->model_dir = m->dir;
+    COPY_MODEL_FIELDS(ep, m);
     ep->plugin_path = m->plugin_path;
-    ep->device = m->device;
-    ep->dtype = m->dtype;
-    ep->quantization = m->quantization;
-    ep->random_weights = m->random;
 }
 
 void pgd_tool_model_runner_params(const struct pgd_tool_model *m, struct pgd_registry *reg,
                                   struct pgd__runner_params *p)
 {
-    p->model_dir = m->dir;
+    COPY_MODEL_FIELDS(p, m);
     p->registry = reg;
-    p->device = m->device;
-    p->dtype = m->dtype;
-    p->quantization = m->quantization;
-    p->random_weights = m->random;
 }
 
 /* A config.json path names its directory (the file must be called config.json). */

@@ -19,6 +19,7 @@
  * linked into snapshots/ before its blob is complete and checked. */
 #include "config.h"
 #include "runtime/hub/http.h"
+#include "runtime/base/clock.h"
 #include <pagoda/log.h>
 #include <ctype.h>
 #include <errno.h>
@@ -109,7 +110,7 @@ static void job_retry_or_fail(struct run *r, struct job *j, CURLcode rc, enum st
     if (j->attempts < r->c->max_retries && pgd__hub_retryable(rc, status)) {
         long ms = pgd__hub_backoff_ms(r->c, j->attempts, j->h.retry_after_s);
         j->attempts++;
-        j->not_before = pgd__hub_now_ms() + ms;
+        j->not_before = pgd__now_ms() + ms;
         j->stage = again;
         char why[160];
         if (rc)
@@ -375,7 +376,7 @@ static void lock_and_open(struct run *r, struct job *j)
                     j->path);
         j->waiting_logged = true;
         j->lock_fd = -1;
-        j->not_before = pgd__hub_now_ms() + 100;
+        j->not_before = pgd__now_ms() + 100;
         return;
     }
     if (j->lock_fd < 0) {
@@ -516,7 +517,7 @@ static void draw(struct run *r, long long t0, int *lines)
         if (j->stage == S_GET && nr < 64)
             rows[nr++] = (struct pgd__hub_progress_row){ j->path, j->have, j->size };
     }
-    double secs = (pgd__hub_now_ms() - t0) / 1000.0;
+    double secs = (pgd__now_ms() - t0) / 1000.0;
     pgd__hub_progress_draw(rows, nr, done, total, r->finished, r->n,
                            secs > 0 ? fetched / secs : 0, lines);
 }
@@ -570,10 +571,10 @@ enum pgd_status pgd__hub_download(const struct pgd__hub_config *c, const char *r
     r.n = n;
     for (size_t i = 0; i < n; i++)
         job_init(&r, &r.jobs[i], paths[i]);
-    long long t0 = pgd__hub_now_ms(), last_draw = 0;
+    long long t0 = pgd__now_ms(), last_draw = 0;
     int lines = 0;
     while (r.finished < r.n) {
-        long long now = pgd__hub_now_ms();
+        long long now = pgd__now_ms();
         start_ready_jobs(&r, now);
         int running = 0;
         curl_multi_perform(r.multi, &running);

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
@@ -22,13 +21,6 @@ static void init(void)
 void pgd__hub_http_init(void)
 {
     pthread_once(&init_once, init);
-}
-
-long long pgd__hub_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Copies a header value, trimmed, into dst; with etag, normalized as huggingface_hub does:

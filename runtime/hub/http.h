@@ -38,9 +38,6 @@ bool pgd__hub_retryable(CURLcode rc, long status);
 /* The wait before retry number attempt (0-based): Retry-After when the server sent one
  * (capped at 120 s), else c->backoff_ms doubled per attempt, capped at 8 s. */
 long pgd__hub_backoff_ms(const struct pgd__hub_config *c, int attempt, long retry_after_s);
-/* Milliseconds of a monotonic clock. */
-long long pgd__hub_now_ms(void);
-
 /* The message for a failed response to a request about repo (and file, when not NULL). */
 enum pgd_status pgd__hub_status_error(const struct pgd__hub_config *c, const char *repo,
                                       const char *rev, const char *file,
