@@ -15,7 +15,7 @@
  *                          responses and metrics, a request may name any (default: the host's)
  *   max_body_bytes         larger request bodies get 413 (default 4194304)
  *   max_connections        open connections served; past it a new one gets 503 with
- *                          Retry-After (default 1024)
+ *                          Retry-After (default 4096)
  *   max_connections_per_ip the same for one client address (default: half of
  *                          max_connections; 0 = no per-address limit)
  *   max_n                  most choices one request may ask for: prompts x n (default 64)
@@ -185,7 +185,7 @@ enum pgd_status oai_settings_parse(struct oai_settings *s, const struct pgd_sett
     *s = (struct oai_settings){
         .port = 8000,
         .max_body_bytes = (size_t)4 << 20,
-        .max_connections = 1024,
+        .max_connections = 4096,
         .max_connections_per_ip = -1,
         .max_n = 64,
         .timeout_keep_alive = 5,
