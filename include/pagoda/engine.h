@@ -37,6 +37,26 @@ struct pgd_stream;
 /* The most proposals a speculative step may make a sequence (num_speculative_tokens). */
 #define PGD_SPEC_MAX_TOKENS 16
 
+/* What an engine serves (vLLM's --task, or --runner pooling --convert embed). */
+enum pgd_task {
+    PGD_TASK_GENERATE = 0,     /* text generation (default) */
+    PGD_TASK_EMBED,            /* embeddings: pooling requests only (pgd_request_params.pooling):
+                                  one forward pass over the prompt, no sampling */
+};
+/* "generate", "embed". */
+const char *pgd_task_str(enum pgd_task t);
+
+/* How a pooling request turns the prompt's last hidden states (after the model's final
+ * norm) into one vector; vLLM's pooling_type. */
+enum pgd_pooling_type {
+    PGD_POOLING_NONE = 0,      /* not a pooling request: generation */
+    PGD_POOLING_LAST,          /* the last prompt token's hidden state */
+    PGD_POOLING_MEAN,          /* the mean over every prompt token's (no prefix cache) */
+    PGD_POOLING_CLS,           /* the first prompt token's (no prefix cache) */
+};
+/* "NONE", "LAST", "MEAN", "CLS" (vLLM's spelling). */
+const char *pgd_pooling_type_str(enum pgd_pooling_type t);
+
 enum pgd_sched_policy {
     PGD_SCHED_FCFS = 0,        /* first come, first served; the newest is preempted first */
     PGD_SCHED_PRIORITY,        /* lowest `priority` value first, then arrival order */
@@ -99,6 +119,10 @@ struct pgd_engine_params {
      * step is broadcast to the others, which run the worker loop of `pagoda serve` instead
      * (pgd_engine_create on them is refused). Needs a build with MPI (and NCCL on CUDA). */
     int tensor_parallel_size;
+    /* PGD_TASK_GENERATE (default) or PGD_TASK_EMBED: an embedding engine takes only pooling
+     * requests and a generating one none (as vLLM's runners); embed does not combine with
+     * speculative_config. */
+    enum pgd_task task;
 };
 struct pgd_engine_params pgd_engine_default_params(void);
 
@@ -160,6 +184,13 @@ struct pgd_request_params {
     int priority;                    /* PGD_SCHED_PRIORITY: lower first; default 0 */
     const char *cache_salt;          /* prefix-cache isolation; may be NULL; copied */
     bool detokenize;                 /* produce text (needs a tokenizer); default true */
+    /* A pooling request (engines of task PGD_TASK_EMBED only; default PGD_POOLING_NONE):
+     * the prompt is computed once, nothing is sampled (sampling is ignored but for n, which
+     * must be 1), its KV blocks go back to the pool at once (a LAST request may still take
+     * and leave prefix-cache hits), and the stream's one output carries the pooled vector
+     * (pgd_output.embedding), divided by its L2 norm when normalize (default true). */
+    enum pgd_pooling_type pooling;
+    bool normalize;
 };
 struct pgd_request_params pgd_request_default_params(void);
 
@@ -204,6 +235,9 @@ struct pgd_output {
     int prompt_tokens;               /* usage so far, for this sample */
     int completion_tokens;
     int cached_tokens;               /* prompt tokens served by the prefix cache */
+    const float *embedding;          /* a pooling request's only output: [n_embedding] (the
+                                        model's hidden_size); NULL otherwise */
+    int n_embedding;
 };
 
 /* Creates an engine and starts its thread. *out is owned by the caller: pgd_engine_destroy. */
@@ -246,6 +280,10 @@ const struct pgd_tokenizer *pgd_engine_tokenizer(const struct pgd_engine *e);
 /* The longest sequence (prompt + output) the engine accepts, and the model's vocabulary. */
 int pgd_engine_max_model_len(const struct pgd_engine *e);
 int pgd_engine_vocab_size(const struct pgd_engine *e);
+/* What the engine serves, and the length of a pooled vector (the model's hidden size; 0
+ * when the backend cannot pool). */
+enum pgd_task pgd_engine_task(const struct pgd_engine *e);
+int pgd_engine_hidden_size(const struct pgd_engine *e);
 
 /* A snapshot of the engine's counters. */
 struct pgd_engine_stats {

@@ -68,6 +68,15 @@ static enum pgd_status check_limits(const struct pgd_engine *e, const struct pgd
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
                         "engine: max_model_len %d exceeds the model's %d", p->max_model_len,
                         backend->max_model_len);
+    if (p->task != PGD_TASK_GENERATE && p->task != PGD_TASK_EMBED)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "engine: task %d is not one of "
+                        "generate, embed", (int)p->task);
+    if (p->task == PGD_TASK_EMBED && (!backend->step_hidden || backend->hidden_size <= 0))
+        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "engine: task embed needs a backend "
+                        "that hands back hidden states; this one has none");
+    if (p->task == PGD_TASK_EMBED && p->speculative_config && *p->speculative_config)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "engine: task embed does not "
+                        "generate: speculative_config does not apply");
     return PGD_OK;
 }
 
@@ -209,6 +218,31 @@ const struct pgd_tokenizer *pgd_engine_tokenizer(const struct pgd_engine *e)
 }
 int pgd_engine_max_model_len(const struct pgd_engine *e) { return e->max_model_len; }
 int pgd_engine_vocab_size(const struct pgd_engine *e) { return e->vocab; }
+enum pgd_task pgd_engine_task(const struct pgd_engine *e) { return e->p.task; }
+int pgd_engine_hidden_size(const struct pgd_engine *e)
+{
+    return e->be.step_hidden ? e->be.hidden_size : 0;
+}
+
+const char *pgd_task_str(enum pgd_task t)
+{
+    switch (t) {
+    case PGD_TASK_GENERATE: return "generate";
+    case PGD_TASK_EMBED: return "embed";
+    }
+    return "unknown";
+}
+
+const char *pgd_pooling_type_str(enum pgd_pooling_type t)
+{
+    switch (t) {
+    case PGD_POOLING_NONE: return "NONE";
+    case PGD_POOLING_LAST: return "LAST";
+    case PGD_POOLING_MEAN: return "MEAN";
+    case PGD_POOLING_CLS: return "CLS";
+    }
+    return "unknown";
+}
 
 void *pgd__engine_backend_ctx(const struct pgd_engine *e) { return e->be.ctx; }
 
@@ -257,6 +291,13 @@ static enum pgd_status rb_step_sample(void *ctx, const struct pgd__step_seq *seq
 {
     struct runner_backend *rb = ctx;
     return pgd__runner_step_sample(rb->runner, seqs, n_seqs, rows, res, err, errlen);
+}
+
+static enum pgd_status rb_step_hidden(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
+                                      const float **hidden, char *err, size_t errlen)
+{
+    struct runner_backend *rb = ctx;
+    return pgd__runner_step_hidden(rb->runner, seqs, n_seqs, hidden, err, errlen);
 }
 
 static enum pgd_status rb_draft_step(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
@@ -405,6 +446,8 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
         .n_eos = m->n_eos,
         .step = rb_step,
         .step_sample = rb_step_sample,
+        .step_hidden = rb_step_hidden,
+        .hidden_size = d->hidden_size,
         .draft_step = rb->draft ? rb_draft_step : NULL,
         .draft_max_model_len = rb->draft ? pgd__runner_desc(rb->draft)->max_position_embeddings
                                          : 0,

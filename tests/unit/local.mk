@@ -6,7 +6,7 @@ CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cp
 	tests/unit/test_model_api tests/unit/test_jinja_sort \
 	tests/unit/test_corrupt_files tests/unit/test_settings tests/unit/test_metrics \
 	tests/unit/test_ini tests/unit/test_reload tests/unit/test_log tests/unit/test_spec \
-	tests/unit/test_batch_defaults tests/unit/test_model_shard
+	tests/unit/test_batch_defaults tests/unit/test_model_shard tests/unit/test_pooling
 check_PROGRAMS += $(CRITERION_TESTS) tests/unit/test_engine_tsan
 tests_unit_test_base_SOURCES = %reldir%/test_base.c
 tests_unit_test_base_CPPFLAGS = $(TEST_CPPFLAGS)
@@ -129,3 +129,8 @@ tests_unit_test_log_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_log_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_log_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_log_LDADD = $(TEST_LDADD)
+tests_unit_test_pooling_SOURCES = %reldir%/test_pooling.c
+tests_unit_test_pooling_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_pooling_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_pooling_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_pooling_LDADD = $(TEST_LDADD)
