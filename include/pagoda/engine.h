@@ -56,6 +56,11 @@ enum pgd_pooling_type {
 };
 /* "NONE", "LAST", "MEAN", "CLS" (vLLM's spelling). */
 const char *pgd_pooling_type_str(enum pgd_pooling_type t);
+/* Reads vLLM's pooler config JSON (see pgd_engine_params.pooler_config; NULL or "": the
+ * defaults) into *type and *normalize; PGD_ERR_INVALID_ARG with a message naming the key
+ * otherwise. */
+enum pgd_status pgd_pooler_config_parse(const char *json, enum pgd_pooling_type *type,
+                                        bool *normalize, char *err, size_t errlen);
 
 enum pgd_sched_policy {
     PGD_SCHED_FCFS = 0,        /* first come, first served; the newest is preempted first */
@@ -119,10 +124,15 @@ struct pgd_engine_params {
      * step is broadcast to the others, which run the worker loop of `pagoda serve` instead
      * (pgd_engine_create on them is refused). Needs a build with MPI (and NCCL on CUDA). */
     int tensor_parallel_size;
-    /* PGD_TASK_GENERATE (default) or PGD_TASK_EMBED: an embedding engine takes only pooling
-     * requests and a generating one none (as vLLM's runners); embed does not combine with
+    /* PGD_TASK_GENERATE (default) or PGD_TASK_EMBED: an embedding engine pools every
+     * request and a generating one none (as vLLM's runners); embed does not combine with
      * speculative_config. */
     enum pgd_task task;
+    /* Task embed: how requests that do not say are pooled, as vLLM's --pooler-config JSON:
+     * '{"pooling_type": "MEAN", "normalize": false}' (pooling_type LAST (default), MEAN or
+     * CLS; normalize default true; other keys are refused by name). Checked by
+     * pgd_engine_create; NULL (default): LAST, normalized. */
+    const char *pooler_config;
 };
 struct pgd_engine_params pgd_engine_default_params(void);
 
@@ -184,13 +194,15 @@ struct pgd_request_params {
     int priority;                    /* PGD_SCHED_PRIORITY: lower first; default 0 */
     const char *cache_salt;          /* prefix-cache isolation; may be NULL; copied */
     bool detokenize;                 /* produce text (needs a tokenizer); default true */
-    /* A pooling request (engines of task PGD_TASK_EMBED only; default PGD_POOLING_NONE):
-     * the prompt is computed once, nothing is sampled (sampling is ignored but for n, which
-     * must be 1), its KV blocks go back to the pool at once (a LAST request may still take
-     * and leave prefix-cache hits), and the stream's one output carries the pooled vector
-     * (pgd_output.embedding), divided by its L2 norm when normalize (default true). */
+    /* On an engine of task PGD_TASK_EMBED every request is a pooling request: the prompt is
+     * computed once, nothing is sampled (sampling is ignored but for n, which must be 1),
+     * its KV blocks go back to the pool at once (a LAST request may still take and leave
+     * prefix-cache hits), and the stream's one output carries the pooled vector
+     * (pgd_output.embedding), divided by its L2 norm when normalized. pooling: how
+     * (PGD_POOLING_NONE, the default: the engine's pooler_config; a generating engine
+     * refuses any other); normalize: 1 or 0, or -1 (default) for the pooler_config's. */
     enum pgd_pooling_type pooling;
-    bool normalize;
+    int normalize;
 };
 struct pgd_request_params pgd_request_default_params(void);
 
@@ -284,6 +296,9 @@ int pgd_engine_vocab_size(const struct pgd_engine *e);
  * when the backend cannot pool). */
 enum pgd_task pgd_engine_task(const struct pgd_engine *e);
 int pgd_engine_hidden_size(const struct pgd_engine *e);
+/* Task embed: the pooling of requests that do not choose (the pooler_config's). */
+void pgd_engine_pooler(const struct pgd_engine *e, enum pgd_pooling_type *type,
+                       bool *normalize);
 
 /* A snapshot of the engine's counters. */
 struct pgd_engine_stats {

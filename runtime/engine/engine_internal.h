@@ -149,6 +149,8 @@ struct pgd_engine {
     struct pgd__req *active;        /* owned; admitted requests, newest first */
     bool device_sampling;           /* the thread's copy of !no_device_sampling */
     struct pgd__spec_config spec;   /* speculative decoding (fixed at creation) */
+    enum pgd_pooling_type pool_type;    /* task embed: the pooler_config's (fixed) */
+    bool pool_normalize;
     struct pgd__spec_scratch *spec_scratch;   /* owned; draft-model steps (engine_spec.c) */
     const float *hidden;            /* a pooling step's rows (the backend's, see step_hidden) */
 
@@ -230,8 +232,8 @@ void pgd__engine_fail_all(struct pgd_engine *e);
 
 /* ---- pooling requests (engine_pool.c), task embed -------------------------------------- */
 
-/* Submit: whether rp may run on e (a pooling request on an embed engine, or a generation
- * request on a generating one), with a message naming the field when not. */
+/* Submit: whether rp may run on e (a pooling request only on an embed engine, where every
+ * request is one), with a message naming the field when not. */
 enum pgd_status pgd__pool_validate(const struct pgd_engine *e, const struct pgd_request_params *rp,
                                    char *err, size_t errlen);
 /* Engine thread: how many of a pooling sequence's n_new new tokens (from n_computed) need

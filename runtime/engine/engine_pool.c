@@ -7,7 +7,9 @@
  * step, pgd__runner_step_hidden), as vLLM's pooler takes them from a decoder. */
 #include "runtime/engine/engine_internal.h"
 #include "runtime/base/mem.h"
+#include <jansson.h>
 #include <math.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,23 +17,64 @@ enum pgd_status pgd__pool_validate(const struct pgd_engine *e, const struct pgd_
                                    char *err, size_t errlen)
 {
     bool embed = e->p.task == PGD_TASK_EMBED;
-    if (rp->pooling == PGD_POOLING_NONE && embed)
-        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "request: this engine serves "
-                        "embeddings (task embed): set pooling (LAST, MEAN or CLS); it does not "
-                        "generate");
-    if (rp->pooling == PGD_POOLING_NONE)
+    if (!embed && rp->pooling == PGD_POOLING_NONE)
         return PGD_OK;
     if (!embed)
         return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "request: pooling %s needs an engine "
                         "of task embed; this one generates", pgd_pooling_type_str(rp->pooling));
-    if (rp->pooling != PGD_POOLING_LAST && rp->pooling != PGD_POOLING_MEAN &&
-        rp->pooling != PGD_POOLING_CLS)
+    if (rp->pooling != PGD_POOLING_NONE && rp->pooling != PGD_POOLING_LAST &&
+        rp->pooling != PGD_POOLING_MEAN && rp->pooling != PGD_POOLING_CLS)
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "request: pooling %d is not one of "
                         "LAST, MEAN, CLS", (int)rp->pooling);
     if (rp->sampling.n != 1)
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "request: a pooling request has one "
                         "output: sampling.n must be 1 (got %d)", rp->sampling.n);
     return PGD_OK;
+}
+
+enum pgd_status pgd_pooler_config_parse(const char *json, enum pgd_pooling_type *type,
+                                        bool *normalize, char *err, size_t errlen)
+{
+    *type = PGD_POOLING_LAST;       /* vLLM's embed defaults for a decoder */
+    *normalize = true;
+    if (!json || !*json)
+        return PGD_OK;
+    json_error_t je;
+    json_t *j = json_loads(json, 0, &je);
+    enum pgd_status st = PGD_OK;
+    const char *key;
+    json_t *v;
+    if (!json_is_object(j)) {
+        st = pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "pooler_config: %s", j ? "expected a "
+                      "JSON object, e.g. '{\"pooling_type\": \"MEAN\"}'" : je.text);
+        json_decref(j);
+        return st;
+    }
+    json_object_foreach(j, key, v) {
+        const char *s = json_string_value(v);
+        if (!strcmp(key, "pooling_type") && s && !strcasecmp(s, "LAST"))
+            *type = PGD_POOLING_LAST;
+        else if (!strcmp(key, "pooling_type") && s && !strcasecmp(s, "MEAN"))
+            *type = PGD_POOLING_MEAN;
+        else if (!strcmp(key, "pooling_type") && s && !strcasecmp(s, "CLS"))
+            *type = PGD_POOLING_CLS;
+        else if (!strcmp(key, "pooling_type"))
+            st = pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "pooler_config: pooling_type %s is "
+                          "not supported (LAST, MEAN or CLS: one vector a prompt)",
+                          s ? s : "(not a string)");
+        else if (!strcmp(key, "normalize") && json_is_boolean(v))
+            *normalize = json_is_true(v);
+        else if (!strcmp(key, "normalize"))
+            st = pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "pooler_config: normalize must be "
+                          "true or false");
+        else
+            st = pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "pooler_config: \"%s\" is not "
+                          "supported (pooling_type and normalize are)", key);
+        if (st)
+            break;
+    }
+    json_decref(j);
+    return st;
 }
 
 int pgd__pool_n_rows(enum pgd_pooling_type pooling, int n_computed, int n_new, bool completes)

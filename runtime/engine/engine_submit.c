@@ -28,7 +28,7 @@ struct pgd_request_params pgd_request_default_params(void)
         .add_special_tokens = true,
         .sampling = pgd_sampling_default_params(),
         .detokenize = true,
-        .normalize = true,
+        .normalize = -1,
     };
 }
 
@@ -213,7 +213,7 @@ static enum pgd_status check_request(const struct pgd_engine *e,
         if (prompt[i] < 0 || prompt[i] >= e->vocab)
             BAD("request: prompt token %d is %d, outside the vocabulary [0, %d)", i, prompt[i],
                 e->vocab);
-    if (rp->pooling != PGD_POOLING_NONE) {
+    if (e->p.task == PGD_TASK_EMBED) {
         /* A pooling request computes its prompt and generates nothing. */
         if (n > e->max_model_len)
             BAD("request: prompt (%d tokens) exceeds max_model_len %d", n, e->max_model_len);
@@ -299,8 +299,10 @@ static enum pgd_status req_build(struct pgd_engine *e, const struct pgd_request_
     struct pgd__req *r = calloc(1, sizeof *r);
     if (!r)
         FAIL(PGD_ERR_NOMEM, "request: no memory");
-    r->pooling = rp->pooling;
-    r->normalize = rp->normalize;
+    if (e->p.task == PGD_TASK_EMBED) {
+        r->pooling = rp->pooling != PGD_POOLING_NONE ? rp->pooling : e->pool_type;
+        r->normalize = rp->normalize < 0 ? e->pool_normalize : rp->normalize != 0;
+    }
     if (r->pooling != PGD_POOLING_NONE &&
         !(r->pool_acc = calloc((size_t)e->be.hidden_size, sizeof *r->pool_acc)))
         FAIL(PGD_ERR_NOMEM, "request: no memory for its pooled vector");
@@ -380,7 +382,7 @@ enum pgd_status pgd_engine_submit(struct pgd_engine *e, const struct pgd_request
     *out = NULL;
     /* A pooling request samples nothing: its sampling params are not checked (n is). */
     enum pgd_status st = pgd__pool_validate(e, rp, err, errlen);
-    if (st == PGD_OK && rp->pooling == PGD_POOLING_NONE)
+    if (st == PGD_OK && e->p.task != PGD_TASK_EMBED)
         st = validate_sampling(e, &rp->sampling, err, errlen);
     if (st != PGD_OK)
         return st;

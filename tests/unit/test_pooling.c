@@ -264,7 +264,6 @@ Test(pooling, each_engine_refuses_the_other_task)
     r.prompt_ids = ids;
     r.n_prompt_ids = 3;
     struct pgd_engine *e = embed_engine("llama-f32", 16, 16, 64, true);
-    refused(e, &r, "task embed");                /* generation on an embed engine */
     r.pooling = PGD_POOLING_MEAN;
     r.sampling.n = 2;
     refused(e, &r, "sampling.n must be 1");
@@ -284,6 +283,58 @@ Test(pooling, each_engine_refuses_the_other_task)
     refused(e, &r, "needs an engine of task embed");
     cr_assert_eq(pgd_engine_task(e), PGD_TASK_GENERATE);
     pgd_engine_destroy(e);
+}
+
+/* The engine's pooler_config is what a request that does not choose gets. */
+Test(pooling, pooler_config_sets_the_default)
+{
+    struct pgd_engine_params p = pgd_engine_default_params();
+    p.task = PGD_TASK_EMBED;
+    p.pooler_config = "{\"pooling_type\": \"MEAN\", \"normalize\": false}";
+    struct pgd_engine *e = model_engine_params("llama-f32", &p);
+    enum pgd_pooling_type t;
+    bool norm;
+    pgd_engine_pooler(e, &t, &norm);
+    cr_assert_eq(t, PGD_POOLING_MEAN);
+    cr_assert_not(norm);
+    engine_matches(e, "llama-f32", PGD_POOLING_NONE, "mean", false);
+    pgd_engine_destroy(e);
+}
+
+Test(pooling, pooler_config_refusals_name_the_key)
+{
+    static const struct { const char *json, *what; } bad[] = {
+        { "{\"pooling_type\": \"ALL\"}", "pooling_type ALL is not supported" },
+        { "{\"pooling_type\": \"STEP\"}", "pooling_type STEP" },
+        { "{\"normalize\": 1}", "normalize must be true or false" },
+        { "{\"softmax\": true}", "\"softmax\" is not supported" },
+        { "[1]", "expected a JSON object" },
+        { "{", "pooler_config:" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        enum pgd_pooling_type t;
+        bool n;
+        char err[256] = "";
+        cr_assert_eq(pgd_pooler_config_parse(bad[i].json, &t, &n, err, sizeof err),
+                     PGD_ERR_INVALID_ARG, "%s", bad[i].json);
+        cr_assert(strstr(err, bad[i].what), "%s: \"%s\" lacks \"%s\"", bad[i].json, err,
+                  bad[i].what);
+    }
+    enum pgd_pooling_type t;
+    bool n;
+    char err[256];
+    cr_assert_eq(pgd_pooler_config_parse(NULL, &t, &n, err, sizeof err), PGD_OK);
+    cr_assert(t == PGD_POOLING_LAST && n);
+    cr_assert_eq(pgd_pooler_config_parse("{\"pooling_type\": \"cls\"}", &t, &n, err,
+                                         sizeof err), PGD_OK);
+    cr_assert(t == PGD_POOLING_CLS && n);
+    /* A generating engine takes no pooler_config. */
+    struct pgd_engine_params p = pgd_engine_default_params();
+    p.model_dir = fixture_dir("llama-f32");
+    p.pooler_config = "{\"pooling_type\": \"MEAN\"}";
+    struct pgd_engine *e = NULL;
+    cr_assert_neq(pgd_engine_create(&p, &e, err, sizeof err), PGD_OK);
+    cr_assert(strstr(err, "pooler_config needs task embed"), "%s", err);
 }
 
 Test(pooling, embed_does_not_combine_with_speculation)
