@@ -4,7 +4,7 @@ plugin_LTLIBRARIES += %reldir%/openai.la
 # same two lists (tests/fuzz/local.mk).
 OPENAI_REQUEST_SOURCES = %reldir%/oai.h %reldir%/request.c %reldir%/util.c
 OPENAI_SERVER_SOURCES = %reldir%/plugin.c %reldir%/http.c %reldir%/generate.c \
-	%reldir%/listen.c %reldir%/conn.c %reldir%/auth.c
+	%reldir%/listen.c %reldir%/conn.c %reldir%/auth.c %reldir%/embeddings.c
 %canon_reldir%_openai_la_SOURCES = $(OPENAI_REQUEST_SOURCES) $(OPENAI_SERVER_SOURCES) \
 	$(BASE_PLUGIN_SOURCES)
 %canon_reldir%_openai_la_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(MHD_CFLAGS)
