@@ -17,6 +17,10 @@
  *       fwrite(out.text, 1, out.text_len, stdout);
  *   pgd_stream_destroy(stream);
  *   pgd_engine_destroy(eng);
+ *
+ * An engine made with ep.task = PGD_TASK_EMBED serves embeddings instead: each request's
+ * stream has one output, whose out.embedding [out.n_embedding] is the prompt's pooled final
+ * hidden state (ep.pooler_config, pgd_request_params.pooling).
  */
 #ifndef PAGODA_ENGINE_H
 #define PAGODA_ENGINE_H
