@@ -17,6 +17,10 @@
  *       fwrite(out.text, 1, out.text_len, stdout);
  *   pgd_stream_destroy(stream);
  *   pgd_engine_destroy(eng);
+ *
+ * An engine made with ep.task = PGD_TASK_EMBED serves embeddings instead: each request's
+ * stream has one output, whose out.embedding [out.n_embedding] is the prompt's pooled final
+ * hidden state (ep.pooler_config, pgd_request_params.pooling).
  */
 #ifndef PAGODA_ENGINE_H
 #define PAGODA_ENGINE_H
@@ -36,6 +40,31 @@ struct pgd_stream;
 
 /* The most proposals a speculative step may make a sequence (num_speculative_tokens). */
 #define PGD_SPEC_MAX_TOKENS 16
+
+/* What an engine serves (vLLM's --task, or --runner pooling --convert embed). */
+enum pgd_task {
+    PGD_TASK_GENERATE = 0,     /* text generation (default) */
+    PGD_TASK_EMBED,            /* embeddings: pooling requests only (pgd_request_params.pooling):
+                                  one forward pass over the prompt, no sampling */
+};
+/* "generate", "embed". */
+const char *pgd_task_str(enum pgd_task t);
+
+/* How a pooling request turns the prompt's last hidden states (after the model's final
+ * norm) into one vector; vLLM's pooling_type. */
+enum pgd_pooling_type {
+    PGD_POOLING_NONE = 0,      /* not a pooling request: generation */
+    PGD_POOLING_LAST,          /* the last prompt token's hidden state */
+    PGD_POOLING_MEAN,          /* the mean over every prompt token's (no prefix cache) */
+    PGD_POOLING_CLS,           /* the first prompt token's (no prefix cache) */
+};
+/* "NONE", "LAST", "MEAN", "CLS" (vLLM's spelling). */
+const char *pgd_pooling_type_str(enum pgd_pooling_type t);
+/* Reads vLLM's pooler config JSON (see pgd_engine_params.pooler_config; NULL or "": the
+ * defaults) into *type and *normalize; PGD_ERR_INVALID_ARG with a message naming the key
+ * otherwise. */
+enum pgd_status pgd_pooler_config_parse(const char *json, enum pgd_pooling_type *type,
+                                        bool *normalize, char *err, size_t errlen);
 
 enum pgd_sched_policy {
     PGD_SCHED_FCFS = 0,        /* first come, first served; the newest is preempted first */
@@ -105,6 +134,15 @@ struct pgd_engine_params {
      * checkpoint quantized with another method is refused; "fp8" on a 16-bit checkpoint
      * quantizes its linear layers to FP8 at load. */
     const char *quantization;
+    /* PGD_TASK_GENERATE (default) or PGD_TASK_EMBED: an embedding engine pools every
+     * request and a generating one none (as vLLM's runners); embed does not combine with
+     * speculative_config. */
+    enum pgd_task task;
+    /* Task embed: how requests that do not say are pooled, as vLLM's --pooler-config JSON:
+     * '{"pooling_type": "MEAN", "normalize": false}' (pooling_type LAST (default), MEAN or
+     * CLS; normalize default true; other keys are refused by name). Checked by
+     * pgd_engine_create; NULL (default): LAST, normalized. */
+    const char *pooler_config;
 };
 struct pgd_engine_params pgd_engine_default_params(void);
 
@@ -166,6 +204,15 @@ struct pgd_request_params {
     int priority;                    /* PGD_SCHED_PRIORITY: lower first; default 0 */
     const char *cache_salt;          /* prefix-cache isolation; may be NULL; copied */
     bool detokenize;                 /* produce text (needs a tokenizer); default true */
+    /* On an engine of task PGD_TASK_EMBED every request is a pooling request: the prompt is
+     * computed once, nothing is sampled (sampling is ignored but for n, which must be 1),
+     * its KV blocks go back to the pool at once (a LAST request may still take and leave
+     * prefix-cache hits), and the stream's one output carries the pooled vector
+     * (pgd_output.embedding), divided by its L2 norm when normalized. pooling: how
+     * (PGD_POOLING_NONE, the default: the engine's pooler_config; a generating engine
+     * refuses any other); normalize: 1 or 0, or -1 (default) for the pooler_config's. */
+    enum pgd_pooling_type pooling;
+    int normalize;
 };
 struct pgd_request_params pgd_request_default_params(void);
 
@@ -210,6 +257,9 @@ struct pgd_output {
     int prompt_tokens;               /* usage so far, for this sample */
     int completion_tokens;
     int cached_tokens;               /* prompt tokens served by the prefix cache */
+    const float *embedding;          /* a pooling request's only output: [n_embedding] (the
+                                        model's hidden_size); NULL otherwise */
+    int n_embedding;
 };
 
 /* Creates an engine and starts its thread. *out is owned by the caller: pgd_engine_destroy. */
@@ -252,6 +302,13 @@ const struct pgd_tokenizer *pgd_engine_tokenizer(const struct pgd_engine *e);
 /* The longest sequence (prompt + output) the engine accepts, and the model's vocabulary. */
 int pgd_engine_max_model_len(const struct pgd_engine *e);
 int pgd_engine_vocab_size(const struct pgd_engine *e);
+/* What the engine serves, and the length of a pooled vector (the model's hidden size; 0
+ * when the backend cannot pool). */
+enum pgd_task pgd_engine_task(const struct pgd_engine *e);
+int pgd_engine_hidden_size(const struct pgd_engine *e);
+/* Task embed: the pooling of requests that do not choose (the pooler_config's). */
+void pgd_engine_pooler(const struct pgd_engine *e, enum pgd_pooling_type *type,
+                       bool *normalize);
 
 /* A snapshot of the engine's counters. */
 struct pgd_engine_stats {

@@ -139,7 +139,9 @@ void pgd_op_linear_act_mul(struct pgd_fwd *f, const struct pgd_linear *gate_up, 
  * written into the step's logits buffer. Under tensor parallelism (N ranks) the head may
  * instead hold this rank's share of the vocabulary, rows [rank * C, rank * C + its rows)
  * with C = ceil(vocab / N) (the last rank holds what is left): each rank computes its
- * columns of the logits and an all-gather puts the whole rows in the buffer. */
+ * columns of the logits and an all-gather puts the whole rows in the buffer. h must be the
+ * model's last hidden state after its final norm: a pooling step (embeddings) takes those
+ * rows of h themselves instead of the logits. */
 void pgd_op_logits(struct pgd_fwd *f, const struct pgd_tensor *h, const struct pgd_linear *head);
 
 /* ---- tensor parallelism (Megatron) ------------------------------------------------------ */

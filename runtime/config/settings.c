@@ -306,4 +306,8 @@ void pgd__settings_engine_params(const struct pgd__settings *s, struct pgd_engin
     ep->cuda_graph_sizes = ep->n_cuda_graph_sizes ? graph_sizes : NULL;
     ep->speculative_config = pgd__settings_str(s, PGD__S_SPECULATIVE_CONFIG);
     ep->tensor_parallel_size = (int)pgd__settings_int(s, PGD__S_TENSOR_PARALLEL_SIZE);
+    const char *task = pgd__settings_str(s, PGD__S_TASK);
+    ep->task = task && (!strcmp(task, "embed") || !strcmp(task, "embedding")) ? PGD_TASK_EMBED
+                                                                              : PGD_TASK_GENERATE;
+    ep->pooler_config = pgd__settings_str(s, PGD__S_POOLER_CONFIG);
 }

@@ -94,6 +94,29 @@ static bool check_spec_config(const char *v, char *why, size_t n)
     return pgd__spec_config_parse(v, &c, why, n) == PGD_OK;
 }
 
+/* --task: vLLM's values pagoda serves (embedding is vLLM's older spelling of embed); the
+ * other pooling tasks are refused by name. */
+static bool check_task(const char *v, char *why, size_t n)
+{
+    if (!strcmp(v, "auto") || !strcmp(v, "generate") || !strcmp(v, "embed") ||
+        !strcmp(v, "embedding"))
+        return true;
+    if (!strcmp(v, "classify") || !strcmp(v, "score") || !strcmp(v, "reward") ||
+        !strcmp(v, "transcription"))
+        snprintf(why, n, "task %s is not supported: pagoda serves generate and embed", v);
+    else
+        snprintf(why, n, "expected auto, generate or embed");
+    return false;
+}
+
+/* --pooler-config: the whole parse (the engine's) at the flag. */
+static bool check_pooler_config(const char *v, char *why, size_t n)
+{
+    enum pgd_pooling_type t;
+    bool norm;
+    return pgd_pooler_config_parse(v, &t, &norm, why, n) == PGD_OK;
+}
+
 static bool check_key_value(const char *v, char *why, size_t n)
 {
     const char *eq = strchr(v, '=');
@@ -104,6 +127,43 @@ static bool check_key_value(const char *v, char *why, size_t n)
 }
 
 /* ---- conversions of other spellings ----------------------------------------------------- */
+
+/* vLLM's --runner (newer than --task): generate, or pooling (embed: the one pooling task
+ * pagoda serves); draft is --speculative-config's business. */
+static bool convert_runner(const char *in, char *out, size_t n, char *why, size_t whylen)
+{
+    const char *task = !strcmp(in, "auto") ? "auto" : !strcmp(in, "generate") ? "generate"
+                       : !strcmp(in, "pooling") ? "embed" : NULL;
+    if (task) {
+        snprintf(out, n, "%s", task);
+        return true;
+    }
+    if (!strcmp(in, "draft"))
+        snprintf(why, whylen, "runner draft is not supported: a draft model is given with "
+                 "--speculative-config");
+    else
+        snprintf(why, whylen, "expected auto, generate or pooling");
+    return false;
+}
+
+/* vLLM's --convert: a decoder converted for embeddings (embed) is pagoda's task embed; the
+ * other conversions are refused by name. */
+static bool convert_convert(const char *in, char *out, size_t n, char *why, size_t whylen)
+{
+    if (!strcmp(in, "embed")) {
+        snprintf(out, n, "embed");
+        return true;
+    }
+    if (!strcmp(in, "classify") || !strcmp(in, "reward"))
+        snprintf(why, whylen, "convert %s is not supported: pagoda converts decoders to embed "
+                 "only", in);
+    else if (!strcmp(in, "auto") || !strcmp(in, "none"))
+        snprintf(why, whylen, "convert %s does nothing for pagoda's decoders: drop it "
+                 "(--runner pooling or --convert embed embeds)", in);
+    else
+        snprintf(why, whylen, "expected embed");
+    return false;
+}
 
 /* vLLM's --allowed-origins '["a", "b"]' -> "a,b". */
 static bool convert_json_list(const char *in, char *out, size_t n, char *why, size_t whylen)
@@ -316,6 +376,20 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         "shard; rank 0 serves and the others follow its steps. Needs a build with MPI (NCCL on "
         "GPUs). docs/TENSOR_PARALLEL.md.",
         PGD__SG_DEVICE, PGD__SD_ENGINE, 0, NULL },
+    [PGD__S_TASK] = { ENGINE, "task", PGD__ST_STRING, "auto", 0, 0, NULL, "TASK",
+        "What the model serves. auto or generate: text (chat and completions); embed (vLLM's "
+        "older spelling embedding; --runner pooling, --convert embed): embeddings at "
+        "/v1/embeddings, pooled from the decoder's last hidden state after its final norm "
+        "(--pooler-config), while /v1/chat/completions and /v1/completions answer 400. "
+        "classify, score, reward and transcription are refused.",
+        PGD__SG_MODEL, PGD__SD_ENGINE, 0, check_task },
+    [PGD__S_POOLER_CONFIG] = { ENGINE, "pooler_config", PGD__ST_JSON, NULL, 0, 0, NULL, "JSON",
+        "With --task embed: how a prompt's hidden states become its embedding, as vLLM's "
+        "JSON: '{\"pooling_type\": \"MEAN\", \"normalize\": false}'. pooling_type LAST "
+        "(the last token's), MEAN (the mean over every token's) or CLS (the first token's); "
+        "normalize: divide by the L2 norm. Default: LAST, normalized (vLLM's for a "
+        "decoder). Other keys are refused by name.",
+        PGD__SG_MODEL, PGD__SD_ENGINE, 0, check_pooler_config },
 
     [PGD__S_PLUGIN_DIR] = { PLUGINS, "plugin_dir", PGD__ST_PATH, NULL, 0, 0, NULL, "DIR",
         "pagoda: also look for plugins in DIR (repeatable; before PAGODA_PLUGIN_PATH and the "
@@ -523,6 +597,9 @@ const struct pgd__setting_alias pgd__setting_aliases[] = {
     { "enable-log-requests", PGD__S_ACCESS_LOG, "true", NULL, NULL },
     { "disable-log-requests", PGD__S_ACCESS_LOG, "false", NULL, NULL },
     { "disable-uvicorn-access-log", PGD__S_ACCESS_LOG, "false", NULL, NULL },
+    { "runner", PGD__S_TASK, NULL, "pooling = embed", convert_runner },
+    { "convert", PGD__S_TASK, NULL, "embed only", convert_convert },
+    { "override-pooler-config", PGD__S_POOLER_CONFIG, NULL, NULL, NULL },
     /* pagoda's older spellings */
     { "no-prefix-caching", PGD__S_ENABLE_PREFIX_CACHING, "false", NULL, NULL },
     { "kv-cache-mib", PGD__S_KV_CACHE_MEMORY_BYTES, NULL, "in MiB", convert_mib },

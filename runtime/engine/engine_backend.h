@@ -37,6 +37,13 @@ struct pgd__engine_backend {
     enum pgd_status (*draft_step)(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
                                   int32_t *ids, char *err, size_t errlen);
     int draft_max_model_len;        /* the draft's longest sequence */
+    /* Optional: a pooling step (embeddings): the same step without the LM head; *hidden gets
+     * [sum of n_logits, hidden_size] float32 rows, the last hidden state after the model's
+     * final norm (see pgd__runner_step_hidden; the backend's until the next step). Needed
+     * by engines of task PGD_TASK_EMBED. */
+    enum pgd_status (*step_hidden)(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
+                                   const float **hidden, char *err, size_t errlen);
+    int hidden_size;                /* floats per hidden row */
     void (*destroy)(void *ctx);
 };
 

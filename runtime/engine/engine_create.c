@@ -59,6 +59,24 @@ static void engine_free(struct pgd_engine *e)
     free(e);
 }
 
+/* The task and what goes with it (before any model is loaded): a known task, no
+ * speculation when embedding, a pooler_config only when embedding and one that parses. */
+static enum pgd_status check_task(const struct pgd_engine_params *p, char *err, size_t errlen)
+{
+    if (p->task != PGD_TASK_GENERATE && p->task != PGD_TASK_EMBED)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "engine: task %d is not one of "
+                        "generate, embed", (int)p->task);
+    if (p->task == PGD_TASK_EMBED && p->speculative_config && *p->speculative_config)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "engine: task embed does not "
+                        "generate: speculative_config does not apply");
+    if (p->task != PGD_TASK_EMBED && p->pooler_config && *p->pooler_config)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "engine: pooler_config needs task "
+                        "embed");
+    enum pgd_pooling_type t;
+    bool n;
+    return pgd_pooler_config_parse(p->pooler_config, &t, &n, err, errlen);
+}
+
 /* The model's limits against the caller's: max_model_len may only shrink the model's. */
 static enum pgd_status check_limits(const struct pgd_engine *e, const struct pgd_engine_params *p,
                                     const struct pgd__engine_backend *backend, char *err,
@@ -73,7 +91,10 @@ static enum pgd_status check_limits(const struct pgd_engine *e, const struct pgd
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
                         "engine: max_model_len %d exceeds the model's %d", p->max_model_len,
                         backend->max_model_len);
-    return PGD_OK;
+    if (p->task == PGD_TASK_EMBED && (!backend->step_hidden || backend->hidden_size <= 0))
+        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "engine: task embed needs a backend "
+                        "that hands back hidden states; this one has none");
+    return check_task(p, err, errlen);
 }
 
 /* The engine thread's parts: KV manager, scheduler, host sampler, step buffers. */
@@ -174,6 +195,10 @@ enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
                              backend->block_size);
     enum pgd_status st = check_limits(e, p, backend, err, errlen);
     if (st == PGD_OK)
+        st = pgd_pooler_config_parse(p->pooler_config, &e->pool_type, &e->pool_normalize, err,
+                                     errlen);
+    e->p.pooler_config = NULL;      /* parsed; the caller's string is not kept */
+    if (st == PGD_OK)
         st = spec_setup(e, p, err, errlen);
     if (st == PGD_OK)
         st = init_parts(e, p, backend, err, errlen);
@@ -224,6 +249,37 @@ const struct pgd_tokenizer *pgd_engine_tokenizer(const struct pgd_engine *e)
 }
 int pgd_engine_max_model_len(const struct pgd_engine *e) { return e->max_model_len; }
 int pgd_engine_vocab_size(const struct pgd_engine *e) { return e->vocab; }
+enum pgd_task pgd_engine_task(const struct pgd_engine *e) { return e->p.task; }
+void pgd_engine_pooler(const struct pgd_engine *e, enum pgd_pooling_type *type,
+                       bool *normalize)
+{
+    *type = e->pool_type;
+    *normalize = e->pool_normalize;
+}
+int pgd_engine_hidden_size(const struct pgd_engine *e)
+{
+    return e->be.step_hidden ? e->be.hidden_size : 0;
+}
+
+const char *pgd_task_str(enum pgd_task t)
+{
+    switch (t) {
+    case PGD_TASK_GENERATE: return "generate";
+    case PGD_TASK_EMBED: return "embed";
+    }
+    return "unknown";
+}
+
+const char *pgd_pooling_type_str(enum pgd_pooling_type t)
+{
+    switch (t) {
+    case PGD_POOLING_NONE: return "NONE";
+    case PGD_POOLING_LAST: return "LAST";
+    case PGD_POOLING_MEAN: return "MEAN";
+    case PGD_POOLING_CLS: return "CLS";
+    }
+    return "unknown";
+}
 
 void *pgd__engine_backend_ctx(const struct pgd_engine *e) { return e->be.ctx; }
 
@@ -274,6 +330,13 @@ static enum pgd_status rb_step_sample(void *ctx, const struct pgd__step_seq *seq
     return pgd__runner_step_sample(rb->runner, seqs, n_seqs, rows, res, err, errlen);
 }
 
+static enum pgd_status rb_step_hidden(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
+                                      const float **hidden, char *err, size_t errlen)
+{
+    struct runner_backend *rb = ctx;
+    return pgd__runner_step_hidden(rb->runner, seqs, n_seqs, hidden, err, errlen);
+}
+
 static enum pgd_status rb_draft_step(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
                                      int32_t *ids, char *err, size_t errlen)
 {
@@ -313,6 +376,8 @@ static enum pgd_status make_runner(const struct pgd_engine_params *p, struct run
     struct pgd__spec_config spec;
     enum pgd_status sst = pgd__spec_config_parse(p->speculative_config, &spec, err, errlen);
     if (sst)
+        return sst;
+    if ((sst = check_task(p, err, errlen)))
         return sst;
     struct runner_backend *rb = calloc(1, sizeof *rb);
     if (!rb)
@@ -421,6 +486,8 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
         .n_eos = m->n_eos,
         .step = rb_step,
         .step_sample = rb_step_sample,
+        .step_hidden = rb_step_hidden,
+        .hidden_size = d->hidden_size,
         .draft_step = rb->draft ? rb_draft_step : NULL,
         .draft_max_model_len = rb->draft ? pgd__runner_desc(rb->draft)->max_position_embeddings
                                          : 0,

@@ -68,6 +68,19 @@ static void child_end(struct pgd_engine *e, struct pgd__child *c, enum pgd_finis
     c->req->n_done++;
 }
 
+void pgd__emit_embedding(struct pgd_engine *e, struct pgd__child *c, float *vec, int n)
+{
+    struct pgd__out_rec *r = rec_new(c);
+    r->embedding = vec;
+    r->o.embedding = vec;
+    r->o.n_embedding = n;
+    r->o.finish_reason = PGD_FINISH_STOP;
+    usage_fill(r, c);
+    /* As for a generated token: the blocks are back before the output is seen. */
+    child_end(e, c, PGD_FINISH_STOP);
+    pgd__stream_push(c->req->stream, r);
+}
+
 /* Ends an unfinished child with an abort output (finished ones already had their last). */
 static void child_abort(struct pgd_engine *e, struct pgd__child *c)
 {

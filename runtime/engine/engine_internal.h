@@ -47,6 +47,7 @@ struct pgd__out_rec {
     struct pgd_token_logprobs *plps;    /* owned; prompt logprobs (moved in from the request) */
     struct pgd_logprob *plp_top;    /* owned */
     char *stop_reason;              /* owned; the stop string that matched */
+    float *embedding;               /* owned; a pooling request's vector (o.embedding) */
 };
 
 /* A request's outputs, from the engine thread to the caller. Two references: the caller's
@@ -121,6 +122,11 @@ struct pgd__req {
     double t_arrival, t_first_token;
     double t_scheduled;             /* first in a step (the prefill time starts); 0: not yet */
     bool scheduled;                 /* has been in a step (for the queue time) */
+    /* A pooling request (engine_pool.c): one child, no sampling; pool_acc [hidden_size]
+     * (owned) gathers its rows across the chunks of its prompt. */
+    enum pgd_pooling_type pooling;
+    bool normalize;
+    double *pool_acc;
 };
 
 /* Frees r and everything it owns (NULL is fine); tio frees the detokenizer states (NULL:
@@ -149,6 +155,8 @@ struct pgd_engine {
     struct pgd__req *active;        /* owned; admitted requests, newest first */
     bool device_sampling;           /* the thread's copy of !no_device_sampling */
     struct pgd__spec_config spec;   /* speculative decoding (fixed at creation) */
+    enum pgd_pooling_type pool_type;    /* task embed: the pooler_config's (fixed) */
+    bool pool_normalize;
     struct pgd__spec_scratch *spec_scratch;   /* owned; draft-model steps (engine_spec.c) */
     uint32_t *allow;                /* [allow_cap] the step's allowed-token masks, one
                                        pgd__mask_words(vocab) run per constrained row */
@@ -157,6 +165,7 @@ struct pgd_engine {
     /* Compiled guides (structured output), shared by the requests; NULL without a
      * tokenizer. Thread-safe (its own lock). */
     struct pgd__guides *guides;
+    const float *hidden;            /* a pooling step's rows (the backend's, see step_hidden) */
 
     /* Under mu (cv: the engine thread waits on it for work). */
     pthread_t thread;
@@ -233,6 +242,26 @@ void pgd__req_abort(struct pgd_engine *e, struct pgd__req *r);
 void pgd__req_retire(struct pgd_engine *e, struct pgd__req *r);
 /* Aborts every active request. */
 void pgd__engine_fail_all(struct pgd_engine *e);
+
+/* ---- pooling requests (engine_pool.c), task embed -------------------------------------- */
+
+/* Submit: whether rp may run on e (a pooling request only on an embed engine, where every
+ * request is one), with a message naming the field when not. */
+enum pgd_status pgd__pool_validate(const struct pgd_engine *e, const struct pgd_request_params *rp,
+                                   char *err, size_t errlen);
+/* Engine thread: how many of a pooling sequence's n_new new tokens (from n_computed) need
+ * their hidden row: the last when the step completes the prompt (LAST), all (MEAN), all of
+ * the first chunk (CLS: row 0 is in it). */
+int pgd__pool_n_rows(enum pgd_pooling_type pooling, int n_computed, int n_new, bool completes);
+/* Engine thread, after the step: seq's hidden rows (ss->n_logits of them at rows) go into
+ * its request's vector; the step that completes the prompt finishes the vector (mean,
+ * normalization) and emits it as the request's one output, which ends it (its blocks go
+ * back to the pool). */
+void pgd__pool_take(struct pgd_engine *e, struct pgd__seq *seq, const struct pgd__step_seq *ss,
+                    const float *rows);
+/* engine_emit.c: child c's pooled vector vec [n] (ownership moves to the output) as its
+ * last output (finish_reason stop); ends c. */
+void pgd__emit_embedding(struct pgd_engine *e, struct pgd__child *c, float *vec, int n);
 
 /* ---- stats (engine_stats.c): each takes stats_mu for its update ------------------------ */
 

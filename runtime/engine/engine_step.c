@@ -164,14 +164,18 @@ static int prepare_step(struct pgd_engine *e, const struct pgd__sched_out *o,
             .n_computed = seq->n_computed,
             .block_table = seq->kv.blocks,
             .n_blocks = seq->kv.n_blocks,
-            .n_logits = wants_prompt_logprobs(c) || seq->n_spec > 0 ? n_new
-                                                                    : (completes ? 1 : 0),
+            .n_logits = rq->pooling != PGD_POOLING_NONE
+                            ? pgd__pool_n_rows(rq->pooling, seq->n_computed, n_new, completes)
+                        : wants_prompt_logprobs(c) || seq->n_spec > 0 ? n_new
+                                                                      : (completes ? 1 : 0),
         };
     }
     int n_rows = 0;
     *step_tokens = 0;
     for (int i = 0; i < o->n; i++) {
-        describe_rows(e, o->seqs[i], &e->ss[i], e->rows + n_rows);
+        /* A pooling sequence's rows are hidden states (pgd__pool_take), not logits. */
+        if (((struct pgd__child *)o->seqs[i]->owner)->req->pooling == PGD_POOLING_NONE)
+            describe_rows(e, o->seqs[i], &e->ss[i], e->rows + n_rows);
         n_rows += e->ss[i].n_logits;
         *step_tokens += e->ss[i].n_new;
     }
@@ -184,6 +188,9 @@ static int prepare_step(struct pgd_engine *e, const struct pgd__sched_out *o,
 static enum pgd_status run_step(struct pgd_engine *e, int n_seqs, int n_rows, char *err,
                                 size_t errlen)
 {
+    /* An embed engine's steps hold pooling sequences only: hidden rows, nothing sampled. */
+    if (e->p.task == PGD_TASK_EMBED)
+        return e->be.step_hidden(e->be.ctx, e->ss, n_seqs, &e->hidden, err, errlen);
     if (e->be.step_sample && e->device_sampling)
         return e->be.step_sample(e->be.ctx, e->ss, n_seqs, e->rows, e->res, err, errlen);
     const float *logits = NULL;
@@ -202,6 +209,11 @@ static void emit_results(struct pgd_engine *e, const struct pgd__sched_out *o)
         struct pgd__seq *seq = o->seqs[i];
         struct pgd__child *c = seq->owner;
         const struct pgd__step_seq *ss = &e->ss[i];
+        if (c->req->pooling != PGD_POOLING_NONE) {
+            pgd__pool_take(e, seq, ss, e->hidden + (size_t)k * e->be.hidden_size);
+            k += ss->n_logits;
+            continue;
+        }
         if (seq->n_spec > 0) {
             /* A verify run: every row is a sample (engine_spec.c). */
             pgd__spec_verify_emit(e, seq, ss->n_logits, &e->res[k]);

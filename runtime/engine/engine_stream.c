@@ -27,6 +27,7 @@ void pgd__out_rec_free(struct pgd__out_rec *r)
     free(r->plps);
     free(r->plp_top);
     free(r->stop_reason);
+    free(r->embedding);
     free(r);
 }
 

@@ -28,6 +28,7 @@ struct pgd_request_params pgd_request_default_params(void)
         .add_special_tokens = true,
         .sampling = pgd_sampling_default_params(),
         .detokenize = true,
+        .normalize = -1,
     };
 }
 
@@ -71,6 +72,7 @@ void pgd__req_free(struct pgd__req *r, const struct pgd__textio *tio)
     free(r->children);
     free(r->plps);
     free(r->plp_top);
+    free(r->pool_acc);
     free(r->salt);
     if (r->guide)
         pgd__guide_release(r->guides, r->guide);
@@ -228,6 +230,21 @@ static enum pgd_status check_request(const struct pgd_engine *e,
         if (prompt[i] < 0 || prompt[i] >= e->vocab)
             BAD("request: prompt token %d is %d, outside the vocabulary [0, %d)", i, prompt[i],
                 e->vocab);
+    if (e->p.task == PGD_TASK_EMBED) {
+        /* A pooling request computes its prompt and generates nothing. */
+        if (n > e->max_model_len)
+            BAD("request: prompt (%d tokens) exceeds max_model_len %d", n, e->max_model_len);
+        int need = pgd__kv_blocks_for(&e->kv, n);
+        if (need > e->kv.pool.num_blocks)
+            BAD("request: prompt (%d tokens) needs %d KV blocks of %d tokens; the whole cache "
+                "has %d", n, need, e->kv.block_size, e->kv.pool.num_blocks);
+        if (!e->p.enable_chunked_prefill && n > e->p.max_num_batched_tokens)
+            BAD("request: %d tokens to compute at once exceed max_num_batched_tokens %d "
+                "(chunked prefill is off)", n, e->p.max_num_batched_tokens);
+        *max_out = 0;
+        *detok = false;
+        return PGD_OK;
+    }
     /* max_tokens < 0: up to max_model_len. */
     int mo = rp->sampling.max_tokens > 0 ? rp->sampling.max_tokens : e->max_model_len - n;
     if (mo <= 0 || (long)n + mo > e->max_model_len)
@@ -276,6 +293,8 @@ static enum pgd_status child_init(struct pgd_engine *e, const struct pgd_request
     c->seq.kv.salt_len = r->salt ? strlen(r->salt) : 0;
     if (i == 0 && r->plps)
         c->seq.use_prefix_cache = false;   /* prompt logprobs need every prompt row */
+    if (r->pooling == PGD_POOLING_MEAN || r->pooling == PGD_POOLING_CLS)
+        c->seq.use_prefix_cache = false;   /* they need the rows of the prompt's start */
     /* Siblings wait for sample 0's prompt and then take it from the prefix cache instead of
      * computing it n times. */
     if (i > 0 && e->p.enable_prefix_caching)
@@ -306,6 +325,13 @@ static enum pgd_status req_build(struct pgd_engine *e, const struct pgd_request_
     struct pgd__req *r = calloc(1, sizeof *r);
     if (!r)
         FAIL(PGD_ERR_NOMEM, "request: no memory");
+    if (e->p.task == PGD_TASK_EMBED) {
+        r->pooling = rp->pooling != PGD_POOLING_NONE ? rp->pooling : e->pool_type;
+        r->normalize = rp->normalize < 0 ? e->pool_normalize : rp->normalize != 0;
+    }
+    if (r->pooling != PGD_POOLING_NONE &&
+        !(r->pool_acc = calloc((size_t)e->be.hidden_size, sizeof *r->pool_acc)))
+        FAIL(PGD_ERR_NOMEM, "request: no memory for its pooled vector");
     if (sp_copy(&r->sp, &rp->sampling) != PGD_OK)
         FAIL(PGD_ERR_NOMEM, "request: no memory");
     r->n_children = nc;
@@ -388,7 +414,10 @@ enum pgd_status pgd_engine_submit(struct pgd_engine *e, const struct pgd_request
                                   struct pgd_stream **out, char *err, size_t errlen)
 {
     *out = NULL;
-    enum pgd_status st = validate_sampling(e, &rp->sampling, err, errlen);
+    /* A pooling request samples nothing: its sampling params are not checked (n is). */
+    enum pgd_status st = pgd__pool_validate(e, rp, err, errlen);
+    if (st == PGD_OK && e->p.task != PGD_TASK_EMBED)
+        st = validate_sampling(e, &rp->sampling, err, errlen);
     if (st != PGD_OK)
         return st;
     int32_t *ids = NULL;            /* owned: a text prompt's tokens */

@@ -31,6 +31,13 @@ struct pgd_fwd {
     const int32_t *logits_rows;        /* [n_logits], row indices into the batch */
     float *logits;                     /* [n_logits, vocab_size], float32, on the device */
     int vocab_size;
+    /* Pooling steps (embeddings): pgd_op_logits gathers the same rows of the hidden state
+     * it is given (the model's output after its final norm) into `hidden` ([n_logits,
+     * hidden_size] in act_dtype, on the device) instead of computing logits: no LM head,
+     * and no collective under tensor parallelism (every rank holds the whole rows). */
+    bool want_hidden;
+    void *hidden;
+    int hidden_size;
 
     /* Host copies of the batch arrays the ops inspect (the same pointers on the CPU). */
     const int32_t *h_token_ids;        /* [n_tokens] */

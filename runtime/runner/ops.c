@@ -600,10 +600,34 @@ static void logits_gather(struct pgd_fwd *f, const struct pgd_tensor *h,
     }
 }
 
+/* A pooling step: the rows f->logits_rows of h ([n_tokens, hidden], the final norm's
+ * output) into f->hidden [n_logits, hidden] (act dtype, on the step's device). */
+static void hidden_rows(struct pgd_fwd *f, const struct pgd_tensor *h)
+{
+    if (!op_ready(f, "hidden", 1, (const struct pgd_tensor *[]){ h }))
+        return;
+    if (!check_shape(f, "hidden", "h", h, f->n_tokens, f->hidden_size))
+        return;
+    int64_t d = f->hidden_size;
+    if (ON_CUDA(f)) {
+        CUDA_RUN(f, pgd_cuda_gather_rows(f->cuda, f->act_dtype, h->data, f->logits_rows,
+                                         f->n_logits, (int)d, f->hidden, CUDA_ERR));
+        return;
+    }
+    const float *hd = h->data;
+    float *out = f->hidden;
+    for (int i = 0; i < f->n_logits; i++)
+        memcpy(out + (size_t)i * d, hd + (size_t)f->logits_rows[i] * d, (size_t)d * sizeof *out);
+}
+
 void pgd_op_logits(struct pgd_fwd *f, const struct pgd_tensor *h, const struct pgd_linear *head)
 {
     if (f->n_logits == 0)
         return;
+    if (f->want_hidden) {
+        hidden_rows(f, h);
+        return;
+    }
     if (!op_ready(f, "logits", 2, (const struct pgd_tensor *[]){ h, &head->weight }))
         return;
     if (!check_shape(f, "logits", "h", h, f->n_tokens, head->in_features))

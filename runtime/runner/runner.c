@@ -30,6 +30,8 @@ struct step_want {
     int32_t *greedy;                   /* [n_logits] */
     const struct pgd__sample_row *rows;   /* [n_logits] */
     struct pgd__sample_result *res;    /* [n_logits] */
+    bool hidden;                       /* a pooling step: the rows' hidden states into
+                                          r->hidden, no logits (see finish_hidden) */
 };
 
 static bool on_cuda(const struct pgd__runner *r) { return r->params.device == PGD_DEVICE_CUDA; }
@@ -433,6 +435,8 @@ void pgd__runner_destroy(struct pgd__runner *r)
     meta_free(r);
     host_free(r, r->logits);
     host_free(r, r->greedy);
+    free(r->hidden);
+    host_free(r, r->hidden_raw);
 #ifdef PGD_HAVE_CUDA
     pgd_cuda_ctx_destroy(r->cuda);
 #endif
@@ -454,12 +458,37 @@ static enum pgd_status logits_reserve(struct pgd__runner *r, int n, char *err, s
     return PGD_OK;
 }
 
+/* Grows the host hidden-state rows of pooling steps to n (and on a GPU the pinned buffer
+ * their act-dtype copy lands in). */
+static enum pgd_status hidden_reserve(struct pgd__runner *r, int n, char *err, size_t errlen)
+{
+    if (n <= r->hidden_cap)
+        return PGD_OK;
+    size_t d = (size_t)r->model->desc.hidden_size;
+    free(r->hidden);
+    r->hidden = malloc((size_t)n * d * sizeof(float));
+    r->hidden_cap = r->hidden ? n : 0;
+    if (!r->hidden)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: out of memory for %d hidden rows", n);
+    if (on_cuda(r)) {
+        host_free(r, r->hidden_raw);
+        r->hidden_raw_bytes = (size_t)n * d * pgd_dtype_size(r->model->dtype);
+        r->hidden_raw = host_alloc(r, r->hidden_raw_bytes);
+        if (!r->hidden_raw) {
+            r->hidden_cap = 0;
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no pinned memory for %d hidden "
+                            "rows", n);
+        }
+    }
+    return PGD_OK;
+}
+
 /* Checks a step against the runner's limits and the pool, and grows the host logits rows
- * for it; *n_tokens and *n_logits get its token and logits-row counts, *max_blocks its
- * widest block table. */
+ * (or, for a pooling step (hidden), the hidden rows) for it; *n_tokens and *n_logits get
+ * its token and logits-row counts, *max_blocks its widest block table. */
 static enum pgd_status check_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
-                                  int n_seqs, int *n_tokens, int *n_logits, int *max_blocks,
-                                  char *err, size_t errlen)
+                                  int n_seqs, bool hidden, int *n_tokens, int *n_logits,
+                                  int *max_blocks, char *err, size_t errlen)
 {
     int bs = r->kv.block_size;
     if (n_seqs <= 0 || n_seqs > r->params.max_num_seqs)
@@ -496,7 +525,8 @@ static enum pgd_status check_step(struct pgd__runner *r, const struct pgd__step_
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
                         "step: %ld tokens exceed max_num_batched_tokens %d", total,
                         r->params.max_num_batched_tokens);
-    enum pgd_status st = logits_reserve(r, (int)logits, err, errlen);
+    enum pgd_status st = hidden ? hidden_reserve(r, (int)logits, err, errlen)
+                                : logits_reserve(r, (int)logits, err, errlen);
     if (st)
         return st;
     *n_tokens = (int)total;
@@ -512,20 +542,29 @@ static struct pgd_fwd fwd_base(struct pgd__runner *r)
     return (struct pgd_fwd){
         .device = r->params.device, .act_dtype = r->model->dtype, .cuda = r->cuda,
         .kv = &r->kv, .arena = &r->arena, .comm = r->params.comm,
-        .vocab_size = r->model->desc.vocab_size,
+        .vocab_size = r->model->desc.vocab_size, .hidden_size = r->model->desc.hidden_size,
     };
 }
 
 /* Runs the architecture's forward pass over the batch f describes (the arena reset first)
  * into a fresh logits buffer: [f->n_logits, vocab] float32, in the arena on a GPU, r->logits
- * on the CPU; *logits gets it. It never waits for the GPU (it may run inside a graph
- * capture): on a failure the caller drains what was queued (drain). */
+ * on the CPU; *logits gets it. A pooling step (f->want_hidden) writes the rows' hidden
+ * states instead: into the arena on a GPU (f->hidden; finish_hidden brings them back),
+ * r->hidden on the CPU. It never waits for the GPU (it may run inside a graph capture): on
+ * a failure the caller drains what was queued (drain). */
 static enum pgd_status forward(struct pgd__runner *r, struct pgd_fwd *f, float **logits,
                                char *err, size_t errlen)
 {
     pgd__arena_reset(&r->arena);
     *logits = r->logits;
-    if (on_cuda(r)) {
+    if (f->want_hidden) {
+        f->hidden = r->hidden;
+        size_t bytes = (size_t)f->n_logits * (size_t)f->hidden_size *
+                       pgd_dtype_size(f->act_dtype);
+        if (on_cuda(r) && !(f->hidden = pgd__arena_alloc(&r->arena, bytes)))
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for %d hidden "
+                            "rows", f->n_logits);
+    } else if (on_cuda(r)) {
         *logits = pgd__arena_alloc(&r->arena, (size_t)f->n_logits * f->vocab_size *
                                                   sizeof(float));
         if (!*logits)
@@ -631,6 +670,36 @@ static enum pgd_status finish(struct pgd__runner *r, const float *logits, int n_
     return st;
 }
 
+/* After a pooling step's forward pass left n act-dtype rows at dev (device memory on a
+ * GPU): on a GPU they come back into the pinned r->hidden_raw and are widened into
+ * r->hidden; on the CPU the forward pass wrote r->hidden itself. Waits for the GPU. */
+static enum pgd_status finish_hidden(struct pgd__runner *r, const void *dev, int n, char *err,
+                                     size_t errlen)
+{
+#ifdef PGD_HAVE_CUDA
+    if (on_cuda(r)) {
+        size_t count = (size_t)n * (size_t)r->model->desc.hidden_size;
+        enum pgd_dtype dt = r->model->dtype;
+        if (pgd_cuda_copy_d2h_async(r->cuda, r->hidden_raw, dev, count * pgd_dtype_size(dt),
+                                    err, errlen) ||
+            pgd_cuda_sync(r->cuda, err, errlen))
+            return PGD_ERR_DEVICE;
+        const uint16_t *h16 = r->hidden_raw;
+        for (size_t i = 0; i < count; i++)
+            r->hidden[i] = dt == PGD_DTYPE_BF16  ? pgd_bf16_to_f32(h16[i])
+                           : dt == PGD_DTYPE_F16 ? pgd_f16_to_f32(h16[i])
+                                                 : ((const float *)r->hidden_raw)[i];
+        return PGD_OK;
+    }
+#else
+    (void)dev;
+    (void)n;
+    (void)err;
+    (void)errlen;
+#endif
+    return PGD_OK;
+}
+
 #ifdef PGD_HAVE_CUDA
 /* A decode-only step through the CUDA graphs (runner_graph.h): pick a bucket, fill the
  * padded batch, capture or replay, finish on the real rows. Returns false (nothing done)
@@ -645,7 +714,8 @@ static bool graph_step(struct pgd__runner *r, const struct pgd__step_seq *seqs, 
     if (!g || !pgd__graphs_plan(g, seqs, n_seqs, &plan))
         return false;
     int n_tokens, n_logits, max_blocks;
-    if ((*st = check_step(r, seqs, n_seqs, &n_tokens, &n_logits, &max_blocks, err, errlen)))
+    if ((*st = check_step(r, seqs, n_seqs, false, &n_tokens, &n_logits, &max_blocks, err,
+                          errlen)))
         return true;
     struct pgd_fwd f = fwd_base(r);
     if ((*st = pgd__graphs_fill_batch(g, &plan, seqs, n_seqs, r->cuda, &f, err, errlen)))
@@ -685,6 +755,7 @@ static bool graph_step(struct pgd__runner *r, const struct pgd__step_seq *seqs, 
 enum { TP_STOP = 0, TP_STEP = 1 };
 struct tp_header {
     int32_t op, n_tokens, n_seqs, max_blocks, max_len, n_logits;
+    int32_t want_hidden;               /* a pooling step: no logits (no all-gather) */
 };
 
 /* Rank 0: the header, then the metadata buffer laid out as L (the whole flat batch: the
@@ -723,7 +794,8 @@ static enum pgd_status tp_worker_step(struct pgd__runner *r, const struct tp_hea
     struct pgd__meta_layout L = pgd__meta_layout(h->n_tokens, h->n_seqs, h->max_blocks);
     enum pgd_status st = meta_reserve(r, L.total, err, errlen);
     if (!st)
-        st = logits_reserve(r, h->n_logits, err, errlen);
+        st = h->want_hidden ? hidden_reserve(r, h->n_logits, err, errlen)
+                            : logits_reserve(r, h->n_logits, err, errlen);
     if (!st)
         st = pgd__comm_broadcast(r->params.comm, r->meta_host, L.total, 0, err, errlen);
     if (st)
@@ -740,6 +812,7 @@ static enum pgd_status tp_worker_step(struct pgd__runner *r, const struct tp_hea
     f.max_blocks = h->max_blocks;
     f.max_seq_len = h->max_len;
     f.n_logits = h->n_logits;
+    f.want_hidden = h->want_hidden != 0;
     f.step_id = ++r->step_id;
     pgd__batch_point_fwd(&f, r->meta_dev, &L, &b);
     float *logits;
@@ -777,8 +850,8 @@ static enum pgd_status eager_step(struct pgd__runner *r, const struct pgd__step_
                                   size_t errlen)
 {
     int n_tokens = 0, n_logits = 0, max_blocks = 0;
-    enum pgd_status st = check_step(r, seqs, n_seqs, &n_tokens, &n_logits, &max_blocks, err,
-                                    errlen);
+    enum pgd_status st = check_step(r, seqs, n_seqs, want->hidden, &n_tokens, &n_logits,
+                                    &max_blocks, err, errlen);
     if (st)
         return st;
     struct pgd__meta_layout L = pgd__meta_layout(n_tokens, n_seqs, max_blocks);
@@ -786,7 +859,8 @@ static enum pgd_status eager_step(struct pgd__runner *r, const struct pgd__step_
         return st;
     struct pgd__batch b = pgd__batch_at(r->meta_host, &L);
     int max_len = pgd__batch_fill(&b, seqs, n_seqs, r->kv.block_size, max_blocks);
-    struct tp_header h = { TP_STEP, n_tokens, n_seqs, max_blocks, max_len, n_logits };
+    struct tp_header h = { TP_STEP, n_tokens, n_seqs, max_blocks, max_len, n_logits,
+                           want->hidden };
     if (r->tp_serving && (st = tp_send_step(r, &h, &L, err, errlen)))
         return st;
 #ifdef PGD_HAVE_CUDA
@@ -800,6 +874,7 @@ static enum pgd_status eager_step(struct pgd__runner *r, const struct pgd__step_
     f.max_blocks = max_blocks;
     f.max_seq_len = max_len;
     f.n_logits = n_logits;
+    f.want_hidden = want->hidden;
     f.step_id = ++r->step_id;
     /* On the CPU meta_dev is meta_host: device and host pointers coincide. */
     pgd__batch_point_fwd(&f, r->meta_dev, &L, &b);
@@ -808,6 +883,8 @@ static enum pgd_status eager_step(struct pgd__runner *r, const struct pgd__step_
         drain(r);
         return st;
     }
+    if (want->hidden)
+        return finish_hidden(r, f.hidden, n_logits, err, errlen);
     return finish(r, logits, n_logits, want, NULL, err, errlen);
 }
 
@@ -818,8 +895,9 @@ static enum pgd_status run_step(struct pgd__runner *r, const struct pgd__step_se
                                 size_t errlen)
 {
 #ifdef PGD_HAVE_CUDA
+    /* Graphs capture logits steps only: a pooling step always runs eagerly. */
     enum pgd_status st;
-    if (graph_step(r, seqs, n_seqs, want, &st, err, errlen))
+    if (!want->hidden && graph_step(r, seqs, n_seqs, want, &st, err, errlen))
         return st;
 #endif
     return eager_step(r, seqs, n_seqs, want, err, errlen);
@@ -849,6 +927,18 @@ enum pgd_status pgd__runner_step_sample(struct pgd__runner *r, const struct pgd_
 {
     struct step_want want = { .rows = rows, .res = res };
     return run_step(r, seqs, n_seqs, &want, err, errlen);
+}
+
+/* *hidden: r->hidden, the runner's (valid until the next step). */
+enum pgd_status pgd__runner_step_hidden(struct pgd__runner *r, const struct pgd__step_seq *seqs,
+                                        int n_seqs, const float **hidden, char *err,
+                                        size_t errlen)
+{
+    struct step_want want = { .hidden = true };
+    enum pgd_status st = run_step(r, seqs, n_seqs, &want, err, errlen);
+    if (!st)
+        *hidden = r->hidden;
+    return st;
 }
 
 /* ---- the graph warm-up ------------------------------------------------------------------ */

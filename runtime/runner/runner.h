@@ -117,6 +117,13 @@ enum pgd_status pgd__runner_step(struct pgd__runner *r, const struct pgd__step_s
  * there, and only the ids come back). tokens has sum of n_logits entries. */
 enum pgd_status pgd__runner_step_greedy(struct pgd__runner *r, const struct pgd__step_seq *seqs,
                                         int n_seqs, int32_t *tokens, char *err, size_t errlen);
+/* The same step for pooling (embeddings): no LM head; *hidden receives [sum of n_logits,
+ * hidden_size] float32 rows, the model's last hidden state after its final norm at the
+ * rows n_logits selects, in the order of seqs; owned by the runner, valid until the next
+ * step. Always eager (no CUDA graph). */
+enum pgd_status pgd__runner_step_hidden(struct pgd__runner *r, const struct pgd__step_seq *seqs,
+                                        int n_seqs, const float **hidden, char *err,
+                                        size_t errlen);
 /* The same step, sampled: rows [sum of n_logits] say what each logits row is for (see
  * runtime/sample/sample_rows.h) and res [sum of n_logits] receives the tokens and logprobs. On a GPU
  * the sampling kernels run on the device logits and only res comes back (when every row is

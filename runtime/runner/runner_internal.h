@@ -25,6 +25,12 @@ struct pgd__runner {
     int logits_cap;
     int32_t *greedy;                   /* [greedy_cap] host (pinned on CUDA) */
     int greedy_cap;
+    /* Pooling steps: the rows' hidden states as float32 [hidden_cap, hidden_size] (host),
+     * and on a GPU their act-dtype copy from the device (pinned, hidden_raw_bytes). */
+    float *hidden;
+    int hidden_cap;
+    void *hidden_raw;
+    size_t hidden_raw_bytes;
     uint64_t step_id;
     size_t act_bytes;                  /* activation memory of the largest step */
     struct pgd__graphs *graphs;        /* owned; CUDA graphs of decode steps, NULL when off */

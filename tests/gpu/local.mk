@@ -2,7 +2,8 @@
 # programs exist in every build; without a GPU they exit 77 (SKIP). `make check-gpu` runs
 # them and fails when they skip.
 GPU_TEST_BINS = tests/gpu/test_cuda_kernels tests/gpu/test_cuda_models tests/gpu/test_cuda_engine tests/gpu/test_cuda_sample \
-	tests/gpu/test_cuda_attention tests/gpu/test_cuda_glu tests/gpu/test_cuda_quant
+	tests/gpu/test_cuda_attention tests/gpu/test_cuda_glu tests/gpu/test_cuda_quant \
+	tests/gpu/test_cuda_pooling
 check_PROGRAMS += $(GPU_TEST_BINS)
 tests_gpu_test_cuda_kernels_SOURCES = %reldir%/test_cuda_kernels.c
 tests_gpu_test_cuda_kernels_CPPFLAGS = $(TEST_CPPFLAGS)
@@ -39,6 +40,11 @@ tests_gpu_test_cuda_quant_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_gpu_test_cuda_quant_CFLAGS = $(TEST_CFLAGS)
 tests_gpu_test_cuda_quant_LDFLAGS = $(TEST_LINKFLAGS)
 tests_gpu_test_cuda_quant_LDADD = $(TEST_LDADD)
+tests_gpu_test_cuda_pooling_SOURCES = %reldir%/test_cuda_pooling.c
+tests_gpu_test_cuda_pooling_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_gpu_test_cuda_pooling_CFLAGS = $(TEST_CFLAGS)
+tests_gpu_test_cuda_pooling_LDFLAGS = $(TEST_LINKFLAGS)
+tests_gpu_test_cuda_pooling_LDADD = $(TEST_LDADD)
 check-gpu: $(GPU_TEST_BINS) $(plugin_LTLIBRARIES)
 	@for t in $(GPU_TEST_BINS); do \
 	  echo "== $$t"; rc=0; PAGODA_LOG=warn ./$$t || rc=$$?; \

@@ -8,7 +8,8 @@ CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cp
 	tests/unit/test_ini tests/unit/test_reload tests/unit/test_log tests/unit/test_spec \
 	tests/unit/test_batch_defaults tests/unit/test_model_shard tests/unit/test_quant \
 	tests/unit/test_oai_parsers \
-	tests/unit/test_grammar tests/unit/test_engine_guided
+	tests/unit/test_grammar tests/unit/test_engine_guided \
+	tests/unit/test_pooling
 check_PROGRAMS += $(CRITERION_TESTS) tests/unit/test_engine_tsan
 tests_unit_test_base_SOURCES = %reldir%/test_base.c
 tests_unit_test_base_CPPFLAGS = $(TEST_CPPFLAGS)
@@ -154,3 +155,8 @@ tests_unit_test_engine_guided_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_engine_guided_CFLAGS = $(TEST_CFLAGS) $(PCRE2_CFLAGS)
 tests_unit_test_engine_guided_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_engine_guided_LDADD = $(TEST_LDADD) $(PCRE2_LIBS)
+tests_unit_test_pooling_SOURCES = %reldir%/test_pooling.c
+tests_unit_test_pooling_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_pooling_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_pooling_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_pooling_LDADD = $(TEST_LDADD)

@@ -139,6 +139,7 @@ static const char *sample_value(int id)
     case PGD__S_DEVICE: return "cpu";
     case PGD__S_TOOL_CALL_PARSER: return "hermes";
     case PGD__S_REASONING_PARSER: return "qwen3";
+    case PGD__S_POOLER_CONFIG: return "{\"pooling_type\": \"MEAN\"}";
     default: break;
     }
     if (d->type == PGD__ST_CHOICE)
@@ -350,7 +351,10 @@ static bool engine_params_differ(const struct pgd_engine_params *a,
            (a->speculative_config != b->speculative_config &&
             (!a->speculative_config || !b->speculative_config ||
              strcmp(a->speculative_config, b->speculative_config))) ||
-           a->tensor_parallel_size != b->tensor_parallel_size;
+           a->tensor_parallel_size != b->tensor_parallel_size || a->task != b->task ||
+           (a->pooler_config != b->pooler_config &&
+            (!a->pooler_config || !b->pooler_config ||
+             strcmp(a->pooler_config, b->pooler_config)));
 }
 
 /* Not the default, for each engine row. */
@@ -376,6 +380,8 @@ static const char *other_value(int id)
     case PGD__S_SPECULATIVE_CONFIG: return SPEC_NGRAM;
     case PGD__S_TENSOR_PARALLEL_SIZE: return "2";
     case PGD__S_QUANTIZATION: return "fp8";
+    case PGD__S_TASK: return "embed";
+    case PGD__S_POOLER_CONFIG: return "{\"normalize\": false}";
     default: return NULL;
     }
 }

@@ -31,7 +31,8 @@ static const char *const route_names[R_COUNT] = {
     [R_COMPLETIONS] = "/v1/completions", [R_CHAT] = "/v1/chat/completions",
     [R_MODELS] = "/v1/models", [R_HEALTH] = "/health", [R_VERSION] = "/version",
     [R_METRICS] = "/metrics", [R_TOKENIZE] = "/tokenize", [R_DETOKENIZE] = "/detokenize",
-    [R_RESPONSES] = "/v1/responses", [R_PING] = "/ping", [R_OTHER] = "other",
+    [R_RESPONSES] = "/v1/responses", [R_PING] = "/ping", [R_EMBEDDINGS] = "/v1/embeddings",
+    [R_OTHER] = "other",
 };
 
 /* What the access log line says of a request. */
@@ -287,6 +288,8 @@ static json_t *model_card(struct oai_server *s, const char *id)
                        ? json_loads(s->model.default_sampling_json, 0, NULL) : NULL;
     if (dflt)
         json_object_set_new(m, "default_sampling_params", dflt);
+    if (m)
+        oai_embed_model_fields(s, m);
     return m;
 }
 
@@ -482,7 +485,7 @@ static enum MHD_Result route_detokenize(struct oai_server *s, struct MHD_Connect
 static bool needs_post(enum oai_route r)
 {
     return r == R_COMPLETIONS || r == R_CHAT || r == R_TOKENIZE || r == R_DETOKENIZE ||
-           r == R_RESPONSES;
+           r == R_RESPONSES || r == R_EMBEDDINGS;
 }
 
 static bool needs_key(enum oai_route r)
@@ -645,7 +648,11 @@ static enum MHD_Result dispatch(struct oai_server *s, struct MHD_Connection *c,
         ret = oai_route_responses(s, c, body);
     else if (r == R_DETOKENIZE)
         ret = route_detokenize(s, c, body);
-    else {
+    else if (r == R_EMBEDDINGS)
+        ret = oai_embeddings_run(s, c, body);
+    else if (oai_embed_refuses(s, c, r, &ret)) {
+        /* Generation on a server of task embed: its 400 is queued. */
+    } else {
         struct oai_gen g;
         struct oai_error e = { 0 };
         if (!oai_gen_parse(s, r == R_CHAT, body, &g, &e)) {

@@ -6,7 +6,7 @@ OPENAI_REQUEST_SOURCES = %reldir%/oai.h %reldir%/request.c %reldir%/util.c \
 	%reldir%/chat.c %reldir%/fields.c %reldir%/guide.c %reldir%/parsers.c %reldir%/parsers.h
 OPENAI_SERVER_SOURCES = %reldir%/plugin.c %reldir%/http.c %reldir%/generate.c \
 	%reldir%/listen.c %reldir%/conn.c %reldir%/auth.c %reldir%/responses.c \
-	%reldir%/gen.h
+	%reldir%/embeddings.c %reldir%/gen.h
 %canon_reldir%_openai_la_SOURCES = $(OPENAI_REQUEST_SOURCES) $(OPENAI_SERVER_SOURCES) \
 	$(BASE_PLUGIN_SOURCES)
 %canon_reldir%_openai_la_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(MHD_CFLAGS)

@@ -17,6 +17,7 @@
  *               (tool_choice) -> the engine's guide; the chat template's view of tool history
  *   parsers.c   the model's own tool-call syntax and <think> reasoning (parsers.h)
  *   responses.c /v1/responses: its body -> a chat request, its answers and events
+ *   embeddings.c  /v1/embeddings (task embed), and the 400s of the wrong task
  *
  * Threads: libmicrohttpd runs one thread per connection; each request is handled entirely
  * on its connection's thread (the engine, the tokenizer and the chat renderer are
@@ -78,7 +79,7 @@ void oai_settings_fini(struct oai_settings *s);
 
 enum oai_route {
     R_COMPLETIONS, R_CHAT, R_MODELS, R_HEALTH, R_VERSION, R_METRICS, R_TOKENIZE,
-    R_DETOKENIZE, R_RESPONSES, R_PING, R_OTHER, R_COUNT
+    R_DETOKENIZE, R_RESPONSES, R_PING, R_EMBEDDINGS, R_OTHER, R_COUNT
 };
 
 #define OAI_STATUS_SLOTS 12        /* distinct status codes counted per route */
@@ -336,6 +337,21 @@ void oai_gen_fini(struct oai_gen *g);
 /* Runs g on the engine and answers on c (a JSON response, or an SSE stream).
  * Takes g (finishes it). */
 enum MHD_Result oai_gen_run(struct oai_server *s, struct MHD_Connection *c, struct oai_gen *g);
+/* True when a request's "model" is one of the served names (request.c). */
+bool oai_model_known(const struct oai_server *s, const char *name);
+
+/* ---- embeddings (embeddings.c) ----------------------------------------------------------- */
+
+/* POST /v1/embeddings with its JSON body (borrowed): the answer, or a 400 on a server that
+ * is not of task embed. */
+enum MHD_Result oai_embeddings_run(struct oai_server *s, struct MHD_Connection *c, json_t *body);
+/* On a server of task embed, answers a generation route r (chat, completions) with its 400
+ * into *ret and returns true; false (nothing sent) otherwise. */
+bool oai_embed_refuses(struct oai_server *s, struct MHD_Connection *c, enum oai_route r,
+                       enum MHD_Result *ret);
+/* /v1/models: the entry m gets the task ("generate", "embed") and, for embed, its
+ * pooler_config and hidden_size. */
+void oai_embed_model_fields(struct oai_server *s, json_t *m);
 
 /* ---- fields.c: the request fields ----------------------------------------------------- */
 

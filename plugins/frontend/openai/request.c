@@ -468,7 +468,7 @@ json_t *oai_body_json(const char *body, size_t len, struct oai_error *e)
 
 /* True when a request's "model" is one of the served names (--served-model-name NAME
  * [NAME ...]), or the model's name when none was given. */
-static bool model_known(const struct oai_server *s, const char *name)
+bool oai_model_known(const struct oai_server *s, const char *name)
 {
     if (!s->cfg.n_served_model_names)
         return !strcmp(name, s->model_name);
@@ -744,7 +744,7 @@ bool oai_gen_parse_api(struct oai_server *s, enum oai_api api, json_t *b, struct
         OAI_BAD(e, "model", "'model' must be a string");
         return false;
     }
-    if (model && !model_known(s, json_string_value(model))) {
+    if (model && !oai_model_known(s, json_string_value(model))) {
         oai_err_set(e, 404, "invalid_request_error", "model", "model_not_found",
                     "The model `%.200s` does not exist (this server serves `%.200s`)",
                     json_string_value(model), s->model_name);

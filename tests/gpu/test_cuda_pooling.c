@@ -1,0 +1,101 @@
+/* Pooling (task embed) on the GPU: the CUDA runner's hidden-state step (rows gathered on
+ * the device in the compute dtype, widened on the host) gives the vectors the CPU engine
+ * gives, for LAST and MEAN over the llama-f32 fixture's pooling references (computed in
+ * bf16 on the GPU: compared by cosine and by relative difference with bf16's tolerance).
+ * Skips visibly without a GPU. */
+#include "config.h"
+#include "tests/lib/model_fixture.h"
+#include "tests/lib/test_common.h"
+#include "tests/lib/gpu_main.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+PGD_TEST_SUITE(cuda_pooling);
+
+#ifndef PGD_HAVE_CUDA
+Test(cuda_pooling, all)
+{
+    cr_skip_test("no CUDA device: this build has no CUDA backend (configure --with-cuda)");
+}
+#else
+
+static void need_gpu(void)
+{
+    if (pgd_cuda_device_count() == 0)
+        cr_skip_test("no CUDA device");
+}
+
+/* The vectors of every case of pooling_reference.json on `device`, pooled as `type`,
+ * normalized: out[i] malloc'd [hidden]. Returns the case count. */
+static int pool_all(enum pgd_device device, enum pgd_pooling_type type, float *out[8],
+                    int *hidden)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/pooling_reference.json", fixture_dir("llama-f32"));
+    json_error_t je;
+    json_t *ref = json_load_file(path, 0, &je);
+    cr_assert_not_null(ref, "%s: %s", path, je.text);
+    struct pgd_engine_params p = pgd_engine_default_params();
+    p.device = device;
+    p.task = PGD_TASK_EMBED;
+    p.num_blocks = 64;
+    p.block_size = 16;
+    p.max_num_batched_tokens = 48;     /* the 70-token prompt in chunks */
+    p.max_num_seqs = 8;
+    struct pgd_engine *e = model_engine_params("llama-f32", &p);
+    *hidden = pgd_engine_hidden_size(e);
+    json_t *cases = json_object_get(ref, "cases");
+    int nc = (int)json_array_size(cases);
+    struct pgd_stream *s[8];
+    for (int i = 0; i < nc; i++) {
+        int np;
+        int32_t *ids = json_ints(json_object_get(json_array_get(cases, (size_t)i), "prompt"),
+                                 &np);
+        struct pgd_request_params r = pgd_request_default_params();
+        r.prompt_ids = ids;
+        r.n_prompt_ids = np;
+        r.pooling = type;
+        char err[256];
+        cr_assert_eq(pgd_engine_submit(e, &r, &s[i], err, sizeof err), PGD_OK, "%s", err);
+        free(ids);
+    }
+    for (int i = 0; i < nc; i++) {
+        struct pgd_output o;
+        cr_assert_eq(pgd_stream_next(s[i], &o, 60000), PGD_OK);
+        cr_assert_eq(o.n_embedding, *hidden);
+        out[i] = malloc((size_t)*hidden * sizeof **out);
+        memcpy(out[i], o.embedding, (size_t)*hidden * sizeof **out);
+        pgd_stream_destroy(s[i]);
+    }
+    pgd_engine_destroy(e);
+    json_decref(ref);
+    return nc;
+}
+
+static void gpu_matches_cpu(enum pgd_pooling_type type)
+{
+    float *cpu[8], *gpu[8];
+    int h, hg;
+    int nc = pool_all(PGD_DEVICE_CPU, type, cpu, &h);
+    cr_assert_eq(pool_all(PGD_DEVICE_CUDA, type, gpu, &hg), nc);
+    cr_assert_eq(hg, h);
+    for (int i = 0; i < nc; i++) {
+        double dot = 0, ng = 0;
+        for (int k = 0; k < h; k++) {
+            dot += (double)cpu[i][k] * gpu[i][k];
+            ng += (double)gpu[i][k] * gpu[i][k];
+        }
+        cr_assert_float_eq(sqrt(ng), 1.0, 1e-4, "case %d: the GPU vector is not unit", i);
+        cr_assert_gt(dot, 0.999, "%s case %d: cosine %g to the CPU's",
+                     pgd_pooling_type_str(type), i, dot);
+        cr_assert_lt(rel_max_diff(gpu[i], cpu[i], h), 5e-2, "%s case %d",
+                     pgd_pooling_type_str(type), i);
+        free(cpu[i]);
+        free(gpu[i]);
+    }
+}
+
+Test(cuda_pooling, last_matches_the_cpu, .init = need_gpu) { gpu_matches_cpu(PGD_POOLING_LAST); }
+Test(cuda_pooling, mean_matches_the_cpu, .init = need_gpu) { gpu_matches_cpu(PGD_POOLING_MEAN); }
+#endif
