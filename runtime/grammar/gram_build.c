@@ -196,7 +196,8 @@ bool pgd__cset_has(const struct pgd__grammar *g, const struct pgd__cset *c, uint
     if (cp < 128) {
         in = (c->ascii[cp >> 5] >> (cp & 31)) & 1;
     } else {
-        const uint32_t *r = g->ranges + 2 * (size_t)c->r_off;
+        /* g->ranges is NULL in a grammar without ranges: no arithmetic on it then */
+        const uint32_t *r = c->n_r ? g->ranges + 2 * (size_t)c->r_off : NULL;
         size_t lo = 0, hi = c->n_r;
         in = false;
         while (lo < hi) {
@@ -217,6 +218,8 @@ bool pgd__cset_has(const struct pgd__grammar *g, const struct pgd__cset *c, uint
 bool pgd__cset_any_in(const struct pgd__grammar *g, const struct pgd__cset *c, uint32_t lo,
                       uint32_t hi)
 {
+    if (c->n_r == 0)
+        return c->neg;          /* no ranges (a grammar may have none at all: g->ranges NULL) */
     const uint32_t *r = g->ranges + 2 * (size_t)c->r_off;
     for (uint32_t i = 0; i < c->n_r; i++) {
         uint32_t a = r[2 * i], z = r[2 * i + 1];
