@@ -758,6 +758,35 @@ struct tp_header {
     int32_t want_hidden;               /* a pooling step: no logits (no all-gather) */
 };
 
+/* The forward pass of a flat batch already laid out in r->meta_host as L (sizes in h): the
+ * metadata copied to the device, *f set up over it, the model run. Rank 0's eager steps and
+ * the tensor-parallel workers' steps both come through here. On a failure what was queued
+ * is drained first. */
+static enum pgd_status forward_flat(struct pgd__runner *r, const struct tp_header *h,
+                                    const struct pgd__meta_layout *L, const struct pgd__batch *b,
+                                    struct pgd_fwd *f, float **logits, char *err, size_t errlen)
+{
+#ifdef PGD_HAVE_CUDA
+    if (on_cuda(r) && pgd_cuda_copy_h2d_async(r->cuda, r->meta_dev, r->meta_host, L->total, err,
+                                              errlen))
+        return PGD_ERR_DEVICE;
+#endif
+    *f = fwd_base(r);
+    f->n_tokens = h->n_tokens;
+    f->n_seqs = h->n_seqs;
+    f->max_blocks = h->max_blocks;
+    f->max_seq_len = h->max_len;
+    f->n_logits = h->n_logits;
+    f->want_hidden = h->want_hidden != 0;
+    f->step_id = ++r->step_id;
+    /* On the CPU meta_dev is meta_host: device and host pointers coincide. */
+    pgd__batch_point_fwd(f, r->meta_dev, L, b);
+    enum pgd_status st = forward(r, f, logits, err, errlen);
+    if (st)
+        drain(r);
+    return st;
+}
+
 /* Rank 0: the header, then the metadata buffer laid out as L (the whole flat batch: the
  * workers need nothing else, not even the sequences). */
 static enum pgd_status tp_send_step(struct pgd__runner *r, struct tp_header *h,
@@ -801,25 +830,10 @@ static enum pgd_status tp_worker_step(struct pgd__runner *r, const struct tp_hea
     if (st)
         return st;
     struct pgd__batch b = pgd__batch_at(r->meta_host, &L);
-#ifdef PGD_HAVE_CUDA
-    if (on_cuda(r) && pgd_cuda_copy_h2d_async(r->cuda, r->meta_dev, r->meta_host, L.total, err,
-                                              errlen))
-        return PGD_ERR_DEVICE;
-#endif
-    struct pgd_fwd f = fwd_base(r);
-    f.n_tokens = h->n_tokens;
-    f.n_seqs = h->n_seqs;
-    f.max_blocks = h->max_blocks;
-    f.max_seq_len = h->max_len;
-    f.n_logits = h->n_logits;
-    f.want_hidden = h->want_hidden != 0;
-    f.step_id = ++r->step_id;
-    pgd__batch_point_fwd(&f, r->meta_dev, &L, &b);
+    struct pgd_fwd f;
     float *logits;
-    if ((st = forward(r, &f, &logits, err, errlen))) {
-        drain(r);
+    if ((st = forward_flat(r, h, &L, &b, &f, &logits, err, errlen)))
         return st;
-    }
     return device_sync(r, err, errlen);
 }
 
@@ -863,26 +877,10 @@ static enum pgd_status eager_step(struct pgd__runner *r, const struct pgd__step_
                            want->hidden };
     if (r->tp_serving && (st = tp_send_step(r, &h, &L, err, errlen)))
         return st;
-#ifdef PGD_HAVE_CUDA
-    if (on_cuda(r) && pgd_cuda_copy_h2d_async(r->cuda, r->meta_dev, r->meta_host, L.total, err,
-                                              errlen))
-        return PGD_ERR_DEVICE;
-#endif
-    struct pgd_fwd f = fwd_base(r);
-    f.n_tokens = n_tokens;
-    f.n_seqs = n_seqs;
-    f.max_blocks = max_blocks;
-    f.max_seq_len = max_len;
-    f.n_logits = n_logits;
-    f.want_hidden = want->hidden;
-    f.step_id = ++r->step_id;
-    /* On the CPU meta_dev is meta_host: device and host pointers coincide. */
-    pgd__batch_point_fwd(&f, r->meta_dev, &L, &b);
+    struct pgd_fwd f;
     float *logits;
-    if ((st = forward(r, &f, &logits, err, errlen))) {
-        drain(r);
+    if ((st = forward_flat(r, &h, &L, &b, &f, &logits, err, errlen)))
         return st;
-    }
     if (want->hidden)
         return finish_hidden(r, f.hidden, n_logits, err, errlen);
     return finish(r, logits, n_logits, want, NULL, err, errlen);
