@@ -12,12 +12,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import http_harness as h  # noqa: E402
 
 suite = h.Suite("http_fields")
-try:
-    import openai
-except ImportError:
-    print("the openai package is missing: pip install -r scripts/requirements-test.txt")
-    suite.failed += 1
-    suite.finish()
+(openai,) = suite.need("openai")
 
 M = "tiny-chat"
 PROMPT = "the quick brown fox"

@@ -18,15 +18,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import http_harness as h  # noqa: E402
 
 suite = h.Suite("http_structured")
-try:
-    import jsonschema
-    import openai
-    import pydantic
-    from typing import Any, Literal
-except ImportError as e:
-    print(f"a test package is missing ({e}): pip install -r scripts/requirements-test.txt")
-    suite.failed += 1
-    suite.finish()
+jsonschema, openai, pydantic = suite.need("jsonschema", "openai", "pydantic")
+from typing import Any, Literal  # noqa: E402
 
 M = "tiny-chat"
 MSGS = [{"role": "user", "content": "What is the weather in Paris?"}]

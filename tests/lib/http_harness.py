@@ -220,6 +220,17 @@ class Suite:
             print(f"[PASS] {self.name}::{fn.__name__} ({time.time() - t0:.2f}s)")
         sys.stdout.flush()
 
+    def need(self, *modules):
+        """Imports the test packages a suite cannot run without (scripts/requirements-test.txt);
+        a missing one fails the suite at once, saying which."""
+        import importlib
+        try:
+            return [importlib.import_module(m) for m in modules]
+        except ImportError as e:
+            print(f"a test package is missing ({e}): pip install -r scripts/requirements-test.txt")
+            self.failed += 1
+            self.finish()
+
     def finish(self):
         n = self.passed + self.failed
         print(f"[====] Synthesis: Tested: {n} | Passing: {self.passed} | "
