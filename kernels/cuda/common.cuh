@@ -84,6 +84,33 @@ static inline const char *pgd_cuda_dt(enum pgd_dtype dt) { return pgd_dtype_name
         }                                                                              \
     } while (0)
 
+/* A checked cuBLAS(Lt) call inside a function returning int, with err and errlen in scope
+ * (linear.cu's and quant_lt.cu's GEMM plans). */
+#define PGD_CUBLAS_CHECK(call, ...)                                                       \
+    do {                                                                                 \
+        cublasStatus_t s_ = (call);                                                      \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                               \
+            char what_[200];                                                             \
+            snprintf(what_, sizeof what_, __VA_ARGS__);                                  \
+            return pgd_cuda_failf(err, errlen, "%s: %s: cuBLAS status %d", what_, #call, \
+                                  (int)s_);                                              \
+        }                                                                                \
+    } while (0)
+
+/* Destroys a cuBLASLt GEMM plan's descriptors (those not NULL) and clears them. */
+static inline void pgd_cuda_lt_descs_free(cublasLtMatmulDesc_t *op, cublasLtMatrixLayout_t *a,
+                                          cublasLtMatrixLayout_t *b, cublasLtMatrixLayout_t *d)
+{
+    if (*op)
+        cublasLtMatmulDescDestroy(*op);
+    cublasLtMatrixLayout_t *l[3] = { a, b, d };
+    for (int i = 0; i < 3; i++)
+        if (*l[i])
+            cublasLtMatrixLayoutDestroy(*l[i]);
+    *op = NULL;
+    *a = *b = *d = NULL;
+}
+
 /* ---- element access in float32 ---------------------------------------------------------- */
 template <typename T> __device__ __forceinline__ float to_f(T v);
 template <> __device__ __forceinline__ float to_f<float>(float v) { return v; }

@@ -28,16 +28,7 @@ static cudaDataType_t cuda_type(enum pgd_dtype dt)
 
 static void entry_free(struct pgd_cuda_gemm_entry *e)
 {
-    if (e->op)
-        cublasLtMatmulDescDestroy(e->op);
-    if (e->a)
-        cublasLtMatrixLayoutDestroy(e->a);
-    if (e->b)
-        cublasLtMatrixLayoutDestroy(e->b);
-    if (e->d)
-        cublasLtMatrixLayoutDestroy(e->d);
-    e->op = NULL;
-    e->a = e->b = e->d = NULL;
+    pgd_cuda_lt_descs_free(&e->op, &e->a, &e->b, &e->d);
 }
 
 extern "C" void pgd_cuda_gemm_cache_free(struct pgd_cuda_ctx *c)
@@ -48,17 +39,6 @@ extern "C" void pgd_cuda_gemm_cache_free(struct pgd_cuda_ctx *c)
     c->gemm = NULL;
     c->gemm_n = c->gemm_cap = 0;
 }
-
-#define LT_CHECK(call, ...)                                                               \
-    do {                                                                                 \
-        cublasStatus_t s_ = (call);                                                      \
-        if (s_ != CUBLAS_STATUS_SUCCESS) {                                               \
-            char what_[200];                                                             \
-            snprintf(what_, sizeof what_, __VA_ARGS__);                                  \
-            return pgd_cuda_failf(err, errlen, "%s: %s: cuBLAS status %d", what_, #call, \
-                                  (int)s_);                                              \
-        }                                                                                \
-    } while (0)
 
 /* Finds or builds the cache entry of a shape. The cache holds 256 shapes, replaced round
  * robin once full (chunked prefills make many n). */
@@ -90,21 +70,21 @@ static int gemm_entry(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_dtype 
     /* A failure below leaves an entry with no op: mark it unusable for the next lookup. */
     e->n = -1;
     const char *shape = "linear";
-    LT_CHECK(cublasLtMatmulDescCreate(&e->op, CUBLAS_COMPUTE_32F, CUDA_R_32F),
+    PGD_CUBLAS_CHECK(cublasLtMatmulDescCreate(&e->op, CUBLAS_COMPUTE_32F, CUDA_R_32F),
              "%s [%d x %d] -> %d", shape, n, in, out);
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    LT_CHECK(cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta),
+    PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta),
              "%s transa", shape);
-    LT_CHECK(cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb),
+    PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb),
              "%s transb", shape);
-    LT_CHECK(cublasLtMatrixLayoutCreate(&e->a, cuda_type(dt), in, out, in), "%s layout of w [%d, %d]",
+    PGD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&e->a, cuda_type(dt), in, out, in), "%s layout of w [%d, %d]",
              shape, out, in);
-    LT_CHECK(cublasLtMatrixLayoutCreate(&e->b, cuda_type(dt), in, n, in), "%s layout of x [%d, %d]",
+    PGD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&e->b, cuda_type(dt), in, n, in), "%s layout of x [%d, %d]",
              shape, n, in);
-    LT_CHECK(cublasLtMatrixLayoutCreate(&e->d, cuda_type(ydt), out, n, out),
+    PGD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&e->d, cuda_type(ydt), out, n, out),
              "%s layout of y [%d, %d]", shape, n, out);
     cublasLtMatmulPreference_t pref;
-    LT_CHECK(cublasLtMatmulPreferenceCreate(&pref), "%s preference", shape);
+    PGD_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref), "%s preference", shape);
     size_t ws = c->workspace_bytes;
     cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
@@ -160,7 +140,7 @@ extern "C" int pgd_cuda_linear_lt(struct pgd_cuda_ctx *c, enum pgd_dtype dt, con
     if (gemm_entry(c, dt, ydt, n, in, out, &e, err, errlen))
         return 1;
     const float alpha = 1.0f, beta = 0.0f;
-    LT_CHECK(cublasLtMatmul(c->lt, e->op, &alpha, w, e->a, x, e->b, &beta, y, e->d, y, e->d,
+    PGD_CUBLAS_CHECK(cublasLtMatmul(c->lt, e->op, &alpha, w, e->a, x, e->b, &beta, y, e->d, y, e->d,
                             &e->algo, c->workspace, c->workspace_bytes, c->stream),
              "linear %s x [%d, %d] @ w [%d, %d]^T", pgd_dtype_name(dt), n, in, out, in);
     if (b)

@@ -92,16 +92,7 @@ struct pgd_cuda_qplan {
 
 static void qplan_free(struct pgd_cuda_qplan *p)
 {
-    if (p->op)
-        cublasLtMatmulDescDestroy(p->op);
-    if (p->a)
-        cublasLtMatrixLayoutDestroy(p->a);
-    if (p->b)
-        cublasLtMatrixLayoutDestroy(p->b);
-    if (p->d)
-        cublasLtMatrixLayoutDestroy(p->d);
-    p->op = NULL;
-    p->a = p->b = p->d = NULL;
+    pgd_cuda_lt_descs_free(&p->op, &p->a, &p->b, &p->d);
 }
 
 extern "C" void pgd_cuda_qplan_cache_free(struct pgd_cuda_ctx *c)
@@ -123,17 +114,6 @@ static int ptr_align(const void *p)
     return a;
 }
 
-#define QLT_CHECK(call, ...)                                                              \
-    do {                                                                                 \
-        cublasStatus_t s_ = (call);                                                      \
-        if (s_ != CUBLAS_STATUS_SUCCESS) {                                               \
-            char what_[200];                                                             \
-            snprintf(what_, sizeof what_, __VA_ARGS__);                                  \
-            return pgd_cuda_failf(err, errlen, "%s: %s: cuBLAS status %d", what_, #call, \
-                                  (int)s_);                                              \
-        }                                                                                \
-    } while (0)
-
 static const char *kind_name(int kind)
 {
     return kind == PGD_QLT_16 ? "16-bit" : kind == PGD_QLT_FP8_VEC ? "fp8 (outer-vector scales)"
@@ -148,36 +128,36 @@ static int qplan_build(struct pgd_cuda_ctx *c, struct pgd_cuda_qplan *p, char *e
     const cudaDataType_t tin = fp8 ? CUDA_R_8F_E4M3 : t16;
     const cudaDataType_t tout = p->kind == PGD_QLT_FP8_F32 ? CUDA_R_32F : t16;
     const char *what = kind_name(p->kind);
-    QLT_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F),
+    PGD_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F),
               "%s GEMM %d x %d x %d", what, p->m, p->n, p->k);
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    QLT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta),
+    PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta),
               "%s GEMM transa", what);
-    QLT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb),
+    PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb),
               "%s GEMM transb", what);
     if (fp8) {
         /* Hopper's FP8 MMA keeps fewer accumulator bits unless cuBLASLt promotes them
          * periodically (fast accumulation off, the default): PGD_CUDA_FP8_FAST_ACCUM=1 trades
          * that accuracy for speed, for measuring. */
         int8_t fast = pgd_cuda__qenv_int("PGD_CUDA_FP8_FAST_ACCUM", 0) ? 1 : 0;
-        QLT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast,
+        PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast,
                                                  sizeof fast), "%s GEMM fast accumulation", what);
     }
     if (p->kind == PGD_QLT_FP8_VEC) {
         int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
-        QLT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode,
+        PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode,
                                                  sizeof mode), "%s GEMM A scale mode", what);
-        QLT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode,
+        PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode,
                                                  sizeof mode), "%s GEMM B scale mode", what);
     }
-    QLT_CHECK(cublasLtMatrixLayoutCreate(&p->a, tin, p->k, p->m, p->lda), "%s GEMM layout of A",
+    PGD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, tin, p->k, p->m, p->lda), "%s GEMM layout of A",
               what);
-    QLT_CHECK(cublasLtMatrixLayoutCreate(&p->b, tin, p->k, p->n, p->ldb), "%s GEMM layout of B",
+    PGD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, tin, p->k, p->n, p->ldb), "%s GEMM layout of B",
               what);
-    QLT_CHECK(cublasLtMatrixLayoutCreate(&p->d, tout, p->m, p->n, p->ldd), "%s GEMM layout of D",
+    PGD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->d, tout, p->m, p->n, p->ldd), "%s GEMM layout of D",
               what);
     cublasLtMatmulPreference_t pref;
-    QLT_CHECK(cublasLtMatmulPreferenceCreate(&pref), "%s GEMM preference", what);
+    PGD_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref), "%s GEMM preference", what);
     size_t ws = c->workspace_bytes;
     uint32_t al_a = (uint32_t)p->al_a, al_b = (uint32_t)p->al_b, al_d = (uint32_t)p->al_d;
     cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(
@@ -269,10 +249,10 @@ int pgd_cuda__qlt_matmul(struct pgd_cuda_ctx *c, const struct pgd_cuda_qlt *g, c
         return 2;
     }
     if (g->kind == PGD_QLT_FP8_VEC) {
-        QLT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+        PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
                                                  &g->a_scale, sizeof g->a_scale),
                   "%s GEMM A scales", what);
-        QLT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+        PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
                                                  &g->b_scale, sizeof g->b_scale),
                   "%s GEMM B scales", what);
     }
@@ -287,7 +267,7 @@ int pgd_cuda__qlt_matmul(struct pgd_cuda_ctx *c, const struct pgd_cuda_qlt *g, c
                        "[%d, %d] @ B [%d, %d]", what, g->m, g->n, g->m, g->k, g->k, g->n);
         return 2;
     }
-    QLT_CHECK(st, "%s GEMM %s D [%d, %d] = A^T [%d, %d] @ B [%d, %d]", what,
+    PGD_CUBLAS_CHECK(st, "%s GEMM %s D [%d, %d] = A^T [%d, %d] @ B [%d, %d]", what,
               pgd_dtype_name(g->dt), g->m, g->n, g->m, g->k, g->k, g->n);
     return 0;
 }
