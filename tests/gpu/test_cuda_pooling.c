@@ -31,11 +31,7 @@ static void need_gpu(void)
 static int pool_all(enum pgd_device device, enum pgd_pooling_type type, float *out[8],
                     int *hidden)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/pooling_reference.json", fixture_dir("llama-f32"));
-    json_error_t je;
-    json_t *ref = json_load_file(path, 0, &je);
-    cr_assert_not_null(ref, "%s: %s", path, je.text);
+    json_t *ref = fixture_json("llama-f32", "pooling_reference.json");
     struct pgd_engine_params p = pgd_engine_default_params();
     p.device = device;
     p.task = PGD_TASK_EMBED;

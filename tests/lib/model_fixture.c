@@ -46,14 +46,19 @@ enum pgd_status fixture_load_status(const char *dir, char *err, size_t errlen)
     return st;
 }
 
-json_t *fixture_reference(const char *name)
+json_t *fixture_json(const char *name, const char *file)
 {
     char path[4200];
-    snprintf(path, sizeof path, "%s/reference.json", fixture_dir(name));
+    snprintf(path, sizeof path, "%s/%s", fixture_dir(name), file);
     json_error_t je;
     json_t *ref = json_load_file(path, 0, &je);
     cr_assert_not_null(ref, "%s: %s", path, je.text);
     return ref;
+}
+
+json_t *fixture_reference(const char *name)
+{
+    return fixture_json(name, "reference.json");
 }
 
 struct pgd__runner *fixture_runner(struct pgd_registry *reg, const char *name, int num_blocks,

@@ -15,7 +15,9 @@ struct pgd_registry *fixture_registry(const char *extra_dir);
 /* Loads the model in dir on the CPU with the build's plugins and frees it at once: the
  * status and message of the load (for tests of refusals). */
 enum pgd_status fixture_load_status(const char *dir, char *err, size_t errlen);
-/* reference.json of a fixture (owned by the caller: json_decref). */
+/* The JSON file `file` of fixture `name` (owned by the caller: json_decref); asserts it
+ * parses. fixture_reference: its reference.json. */
+json_t *fixture_json(const char *name, const char *file);
 json_t *fixture_reference(const char *name);
 /* A runner on the fixture with a pool of num_blocks blocks of block_size tokens. */
 struct pgd__runner *fixture_runner(struct pgd_registry *reg, const char *name, int num_blocks,

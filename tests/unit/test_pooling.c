@@ -18,12 +18,7 @@ PGD_TEST_SUITE(pooling);
 /* pooling_reference.json of a fixture (owned by the caller: json_decref). */
 static json_t *pooling_reference(const char *name)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/pooling_reference.json", fixture_dir(name));
-    json_error_t je;
-    json_t *ref = json_load_file(path, 0, &je);
-    cr_assert_not_null(ref, "%s: %s", path, je.text);
-    return ref;
+    return fixture_json(name, "pooling_reference.json");
 }
 
 /* Case i's prompt (malloc'd) and its reference vector `key` (malloc'd, [hidden]). */
