@@ -1,4 +1,5 @@
 /* Test helpers for the model fixtures (see model_fixture.h). */
+#define _GNU_SOURCE /* memmem */
 #include "tests/lib/model_fixture.h"
 #include "runtime/engine/engine_backend.h"
 #include "runtime/model/model.h"
@@ -59,6 +60,46 @@ json_t *fixture_json(const char *name, const char *file)
 json_t *fixture_reference(const char *name)
 {
     return fixture_json(name, "reference.json");
+}
+
+const char *fixture_copy_edited(const char *src, const char *file, const char *from,
+                                const char *to, char *tmpdir)
+{
+    snprintf(tmpdir, 256, "/tmp/pgd-test-fixture-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+    char cmd[9000], path[600];
+    snprintf(cmd, sizeof cmd, "cp -r %s/. %s/", src, tmpdir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(path, sizeof path, "%s/%s", tmpdir, file);
+    FILE *fp = fopen(path, "rb");
+    cr_assert_not_null(fp, "%s", path);
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    rewind(fp);
+    char *buf = malloc((size_t)n + 1);
+    cr_assert_not_null(buf);
+    cr_assert_eq(fread(buf, 1, (size_t)n, fp), (size_t)n);
+    buf[n] = '\0';
+    fclose(fp);
+    char *at = memmem(buf, (size_t)n, from, strlen(from));
+    cr_assert_not_null(at, "%s has no '%s'", path, from);
+    fp = fopen(path, "wb");
+    cr_assert_not_null(fp, "%s", path);
+    fwrite(buf, 1, (size_t)(at - buf), fp);
+    fputs(to, fp);
+    fwrite(at + strlen(from), 1, (size_t)(n - (at - buf) - (long)strlen(from)), fp);
+    fclose(fp);
+    free(buf);
+    return tmpdir;
+}
+
+void fixture_copy_remove(char *tmpdir)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (tmpdir[0] && system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
+    tmpdir[0] = '\0';
 }
 
 struct pgd__runner *fixture_runner(struct pgd_registry *reg, const char *name, int num_blocks,

@@ -19,6 +19,13 @@ enum pgd_status fixture_load_status(const char *dir, char *err, size_t errlen);
  * parses. fixture_reference: its reference.json. */
 json_t *fixture_json(const char *name, const char *file);
 json_t *fixture_reference(const char *name);
+/* A copy of the model directory src in a fresh temp dir (the caller's tmpdir [256]) with the
+ * first `from` in `file` replaced by `to`, byte for byte (an edit of model.safetensors' JSON
+ * header must keep its length); asserts `file` holds `from`. Returns tmpdir.
+ * fixture_copy_remove deletes the copy (nothing when tmpdir is empty) and empties tmpdir. */
+const char *fixture_copy_edited(const char *src, const char *file, const char *from,
+                                const char *to, char *tmpdir);
+void fixture_copy_remove(char *tmpdir);
 /* A runner on the fixture with a pool of num_blocks blocks of block_size tokens. */
 struct pgd__runner *fixture_runner(struct pgd_registry *reg, const char *name, int num_blocks,
                                    int block_size, int max_seqs);

@@ -165,36 +165,12 @@ static char tmpdir[256];
 /* Copies a fixture into a temp dir, replacing config.json's text `from` with `to`. */
 static const char *edited_fixture(const char *name, const char *from, const char *to)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/pgd-test-model-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "cp %s/config.json %s/model.safetensors %s/", fixture_dir(name),
-             fixture_dir(name), tmpdir);
-    cr_assert_eq(system(cmd), 0);
-    char path[512];
-    snprintf(path, sizeof path, "%s/config.json", tmpdir);
-    FILE *fp = fopen(path, "r");
-    char buf[16384];
-    size_t n = fread(buf, 1, sizeof buf - 1, fp);
-    buf[n] = '\0';
-    fclose(fp);
-    char *at = strstr(buf, from);
-    cr_assert_not_null(at, "fixture config has no '%s'", from);
-    fp = fopen(path, "w");
-    fwrite(buf, 1, (size_t)(at - buf), fp);
-    fputs(to, fp);
-    fputs(at + strlen(from), fp);
-    fclose(fp);
-    return tmpdir;
+    return fixture_copy_edited(fixture_dir(name), "config.json", from, to, tmpdir);
 }
 
 static void cleanup_tmp(void)
 {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (tmpdir[0] && system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
-    tmpdir[0] = '\0';
+    fixture_copy_remove(tmpdir);
 }
 
 /* Checkpoints whose config.json says something the plugin cannot compute (one text edit

@@ -429,47 +429,17 @@ static char tmpdir[256];
 
 static void cleanup_tmp(void)
 {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (tmpdir[0] && system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
-    tmpdir[0] = '\0';
+    fixture_copy_remove(tmpdir);
 }
 
-/* Copies a quantized fixture into tmpdir, replacing the text `from` with `to` in `file`
- * (config.json, or model.safetensors' JSON header: a same-length edit keeps its offsets). */
+/* Copies a quantized fixture into tmpdir (the last copy removed), replacing the text `from`
+ * with `to` in `file` (config.json, or model.safetensors' JSON header: a same-length edit
+ * keeps its offsets). */
 static const char *edited(const char *name, const char *file, const char *from, const char *to)
 {
-    if (!tmpdir[0]) {
-        snprintf(tmpdir, sizeof tmpdir, "/tmp/pgd-test-quant-XXXXXX");
-        cr_assert_not_null(mkdtemp(tmpdir));
-    }
-    char cmd[9000], path[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s/m && cp -r %s %s/m", tmpdir, quant_dir(name), tmpdir);
-    cr_assert_eq(system(cmd), 0);
-    snprintf(path, sizeof path, "%s/m/%s", tmpdir, file);
-    FILE *fp = fopen(path, "rb");
-    cr_assert_not_null(fp, "%s", path);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    rewind(fp);
-    char *buf = malloc((size_t)n + 1);
-    cr_assert_eq(fread(buf, 1, (size_t)n, fp), (size_t)n);
-    buf[n] = '\0';
-    fclose(fp);
-    char *at = memmem(buf, (size_t)n, from, strlen(from));
-    cr_assert_not_null(at, "%s has no '%s'", path, from);
     cr_assert(!strcmp(file, "config.json") || strlen(from) == strlen(to));
-    fp = fopen(path, "wb");
-    fwrite(buf, 1, (size_t)(at - buf), fp);
-    fputs(to, fp);
-    fwrite(at + strlen(from), 1, (size_t)(n - (at - buf) - (long)strlen(from)), fp);
-    fclose(fp);
-    free(buf);
-    snprintf(path, sizeof path, "%s/m", tmpdir);
-    static char dir[600];
-    snprintf(dir, sizeof dir, "%s", path);
-    return dir;
+    cleanup_tmp();
+    return fixture_copy_edited(quant_dir(name), file, from, to, tmpdir);
 }
 
 static enum pgd_status load_with(const char *dir, const char *quantization, char *err,
