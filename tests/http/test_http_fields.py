@@ -550,12 +550,7 @@ def test_auto_tool_choice_needs_a_parser():
 
 
 def main():
-    try:
-        srv = h.Server()
-    except Exception as e:
-        print("cannot start pagoda serve:", e)
-        suite.failed += 1
-        suite.finish()
+    srv = suite.start_server()
     for t in (test_table_covers_vllm, test_honoured, test_refused,
               test_ignored_and_unknown_are_logged, test_ping_and_model,
               test_tokenize_token_strs, test_nul_in_strings, test_chat_n_streaming,

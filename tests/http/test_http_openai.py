@@ -392,13 +392,7 @@ def test_model_without_tokenizer():
 
 
 def main():
-    srv = None
-    try:
-        srv = h.Server()
-    except Exception as e:
-        print("cannot start pagoda serve:", e)
-        suite.failed += 1
-        suite.finish()
+    srv = suite.start_server()
     c = client(srv)
     for t in (test_models, test_completion_plain, test_completion_stream_matches_plain,
               test_chat_plain_and_stream, test_chat_generation_prompt, test_n_choices,

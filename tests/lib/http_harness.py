@@ -231,6 +231,15 @@ class Suite:
             self.failed += 1
             self.finish()
 
+    def start_server(self, *args, **kw):
+        """A Server(*args, **kw); one that cannot start fails the suite at once, saying why."""
+        try:
+            return Server(*args, **kw)
+        except Exception as e:   # noqa: BLE001
+            print("cannot start pagoda serve:", e)
+            self.failed += 1
+            self.finish()
+
     def finish(self):
         n = self.passed + self.failed
         print(f"[====] Synthesis: Tested: {n} | Passing: {self.passed} | "
