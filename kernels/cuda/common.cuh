@@ -13,6 +13,7 @@
 #include <utility>
 
 struct pgd_cuda_gemm_entry;          /* linear.cu's algorithm cache */
+struct pgd_cuda_gemm_tuned;          /* gemm_tune.cu's tuned algorithms */
 struct pgd_cuda_qplan;               /* quant_lt.cu's algorithm cache */
 
 /* The quantized linears' device scratch (staged x, quantized x and its scales, dequantized
@@ -29,6 +30,11 @@ struct pgd_cuda_ctx {
     size_t workspace_bytes;
     struct pgd_cuda_gemm_entry *gemm; /* [gemm_cap], owned by linear.cu */
     int gemm_n, gemm_cap, gemm_next;
+    /* gemm_tune.cu: the tuned algorithm of each shape and n bucket, and whether to tune
+     * (0: read PAGODA_GEMM_TUNE on first use, 1 on, 2 off) */
+    struct pgd_cuda_gemm_tuned *gemm_tuned; /* [gemm_tuned_cap] */
+    int gemm_tuned_n, gemm_tuned_cap;
+    int gemm_tune;
     /* attention.cu's work plan for the current step */
     int4 *plan_host;                 /* pinned [plan_cap] */
     int4 *plan_dev;                  /* device [plan_cap] */

@@ -142,6 +142,26 @@ int pgd_cuda_bench_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int n, int in
 int pgd_cuda_bench_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int m, int n, int k,
                         int iters, double *tflops, char *err, size_t errlen);
 
+/* ---- gemm_tune.cu: the GEMM plans' algorithm chosen by timing ------------------------------ */
+/* cuBLASLt plans (pgd_cuda_linear_lt) take, per (dtype, output dtype, in, out) and n bucket
+ * (n rounded up to a power of two), the fastest of the heuristic's candidates timed on the
+ * first call outside a graph capture. on: 1 tunes, 0 keeps the heuristic's first, -1 (the
+ * default) reads PAGODA_GEMM_TUNE (0, off or false: off). Plans already built keep their
+ * algorithm. */
+void pgd_cuda_gemm_tune_set(struct pgd_cuda_ctx *c, int on);
+/* One tuning: the shape and bucket, the n it was timed at, the heuristic's candidates, how
+ * many were timed and which won (0: the heuristic's first), the median microseconds of the
+ * heuristic's first and of the winner, and the host milliseconds the tuning took. */
+struct pgd_cuda_gemm_tune_info {
+    enum pgd_dtype dt, ydt;
+    int in, out, bucket, n;
+    int candidates, timed, chosen;
+    double first_us, best_us, tune_ms;
+};
+/* The tunings so far, in the order they were made; get: non-zero past the last. */
+int pgd_cuda_gemm_tune_count(const struct pgd_cuda_ctx *c);
+int pgd_cuda_gemm_tune_get(const struct pgd_cuda_ctx *c, int i, struct pgd_cuda_gemm_tune_info *out);
+
 /* ---- rope.cu ---------------------------------------------------------------------------- */
 /* Rotates q [n, n_q_heads * head_dim] and k [n, n_k_heads * head_dim] in place by
  * pos[i] * inv_freq[j] (the "rotate half" layout). inv_freq [rotary_dim / 2] is on the host

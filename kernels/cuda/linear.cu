@@ -4,9 +4,11 @@
  * output feature, 16-byte loads): at these sizes the layer is a pass over the weights and
  * nothing else matters. Larger batches go through cuBLASLt: in column-major terms
  * y^T[out, n] = w^T x^T, "TN" with A = w (ld in), B = x (ld in), D = y (ld out), float32
- * compute. The algorithm for each (dtype, shape) is picked once by cuBLASLt's heuristic and
- * cached with its layouts in the context. */
+ * compute. Each (dtype, shape) gets a plan, cached with its layouts in the context; its
+ * algorithm is the one gemm_tune.cu measured fastest for the shape's n bucket (or, with
+ * tuning off, the heuristic's first). */
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/gemm_tune.cuh"
 #include "kernels/cuda/gemv.cuh"
 #include <stdlib.h>
 #include <string.h>
@@ -14,10 +16,7 @@
 #include <vector>
 
 struct pgd_cuda_gemm_entry {
-    enum pgd_dtype dt, ydt;
-    int n, in, out;
-    cublasLtMatmulDesc_t op;
-    cublasLtMatrixLayout_t a, b, d;
+    struct pgd_cuda_gemm_plan p;
     cublasLtMatmulAlgo_t algo;
 };
 
@@ -28,7 +27,7 @@ static cudaDataType_t cuda_type(enum pgd_dtype dt)
 
 static void entry_free(struct pgd_cuda_gemm_entry *e)
 {
-    pgd_cuda_lt_descs_free(&e->op, &e->a, &e->b, &e->d);
+    pgd_cuda_lt_descs_free(&e->p.op, &e->p.a, &e->p.b, &e->p.d);
 }
 
 extern "C" void pgd_cuda_gemm_cache_free(struct pgd_cuda_ctx *c)
@@ -38,17 +37,43 @@ extern "C" void pgd_cuda_gemm_cache_free(struct pgd_cuda_ctx *c)
     free(c->gemm);
     c->gemm = NULL;
     c->gemm_n = c->gemm_cap = 0;
+    pgd_cuda_gemm_tune_free(c);
 }
 
-/* Finds or builds the cache entry of a shape. The cache holds 256 shapes, replaced round
- * robin once full (chunked prefills make many n). */
-static int gemm_entry(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_dtype ydt, int n,
-                      int in, int out, struct pgd_cuda_gemm_entry **res, char *err, size_t errlen)
+/* The descriptors of a plan for key k (p->key set). */
+static int plan_descs(struct pgd_cuda_gemm_plan *p, char *err, size_t errlen)
+{
+    const struct pgd_cuda_gemm_key *k = &p->key;
+    const char *shape = "linear";
+    PGD_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F),
+             "%s [%d x %d] -> %d", shape, k->n, k->in, k->out);
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta),
+             "%s transa", shape);
+    PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb),
+             "%s transb", shape);
+    PGD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, cuda_type(k->dt), k->in, k->out, k->in),
+             "%s layout of w [%d, %d]", shape, k->out, k->in);
+    PGD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, cuda_type(k->dt), k->in, k->n, k->in),
+             "%s layout of x [%d, %d]", shape, k->n, k->in);
+    PGD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->d, cuda_type(k->ydt), k->out, k->n, k->out),
+             "%s layout of y [%d, %d]", shape, k->n, k->out);
+    return 0;
+}
+
+/* Finds or builds the cache entry of a shape; a new one chooses its algorithm on call's
+ * buffers (gemm_tune.cu). The cache holds 256 shapes, replaced round robin once full
+ * (chunked prefills make many n; a replaced shape comes back with its bucket's algorithm
+ * without timing again). */
+static int gemm_entry(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_key *k,
+                      const struct pgd_cuda_gemm_call *call, struct pgd_cuda_gemm_entry **res,
+                      char *err, size_t errlen)
 {
     for (int i = 0; i < c->gemm_n; i++) {
-        struct pgd_cuda_gemm_entry *e = &c->gemm[i];
-        if (e->dt == dt && e->ydt == ydt && e->n == n && e->in == in && e->out == out) {
-            *res = e;
+        const struct pgd_cuda_gemm_key *ek = &c->gemm[i].p.key;
+        if (ek->dt == k->dt && ek->ydt == k->ydt && ek->n == k->n && ek->in == k->in &&
+            ek->out == k->out) {
+            *res = &c->gemm[i];
             return 0;
         }
     }
@@ -66,40 +91,12 @@ static int gemm_entry(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_dtype 
         c->gemm_next = (c->gemm_next + 1) % c->gemm_cap;
         entry_free(e);
     }
-    *e = (struct pgd_cuda_gemm_entry){ dt, ydt, n, in, out };
-    /* A failure below leaves an entry with no op: mark it unusable for the next lookup. */
-    e->n = -1;
-    const char *shape = "linear";
-    PGD_CUBLAS_CHECK(cublasLtMatmulDescCreate(&e->op, CUBLAS_COMPUTE_32F, CUDA_R_32F),
-             "%s [%d x %d] -> %d", shape, n, in, out);
-    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta),
-             "%s transa", shape);
-    PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb),
-             "%s transb", shape);
-    PGD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&e->a, cuda_type(dt), in, out, in), "%s layout of w [%d, %d]",
-             shape, out, in);
-    PGD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&e->b, cuda_type(dt), in, n, in), "%s layout of x [%d, %d]",
-             shape, n, in);
-    PGD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&e->d, cuda_type(ydt), out, n, out),
-             "%s layout of y [%d, %d]", shape, n, out);
-    cublasLtMatmulPreference_t pref;
-    PGD_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref), "%s preference", shape);
-    size_t ws = c->workspace_bytes;
-    cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(
-        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    cublasLtMatmulHeuristicResult_t h;
-    int found = 0;
-    if (s == CUBLAS_STATUS_SUCCESS)
-        s = cublasLtMatmulAlgoGetHeuristic(c->lt, e->op, e->a, e->b, e->d, e->d, pref, 1, &h,
-                                           &found);
-    cublasLtMatmulPreferenceDestroy(pref);
-    if (s != CUBLAS_STATUS_SUCCESS || found == 0)
-        return pgd_cuda_failf(err, errlen, "cuBLASLt has no algorithm for %s x [%d, %d] @ w [%d, "
-                              "%d]^T -> %s (status %d)", pgd_dtype_name(dt), n, in, out, in,
-                              pgd_dtype_name(ydt), (int)s);
-    e->algo = h.algo;
-    e->n = n;
+    *e = (struct pgd_cuda_gemm_entry){};
+    e->p.key = *k;
+    if (plan_descs(&e->p, err, errlen) || pgd_cuda_gemm_choose(c, &e->p, call, &e->algo, err, errlen)) {
+        e->p.key.n = -1;          /* unusable for the next lookup; freed with the cache */
+        return 1;
+    }
     *res = e;
     return 0;
 }
@@ -137,11 +134,13 @@ extern "C" int pgd_cuda_linear_lt(struct pgd_cuda_ctx *c, enum pgd_dtype dt, con
         return pgd_cuda_failf(err, errlen, "linear: output dtype %s for %s inputs",
                               pgd_dtype_name(ydt), pgd_dtype_name(dt));
     struct pgd_cuda_gemm_entry *e;
-    if (gemm_entry(c, dt, ydt, n, in, out, &e, err, errlen))
+    const struct pgd_cuda_gemm_key key = { dt, ydt, n, in, out };
+    const struct pgd_cuda_gemm_call call = { x, w, y };
+    if (gemm_entry(c, &key, &call, &e, err, errlen))
         return 1;
     const float alpha = 1.0f, beta = 0.0f;
-    PGD_CUBLAS_CHECK(cublasLtMatmul(c->lt, e->op, &alpha, w, e->a, x, e->b, &beta, y, e->d, y, e->d,
-                            &e->algo, c->workspace, c->workspace_bytes, c->stream),
+    PGD_CUBLAS_CHECK(cublasLtMatmul(c->lt, e->p.op, &alpha, w, e->p.a, x, e->p.b, &beta, y, e->p.d,
+                            y, e->p.d, &e->algo, c->workspace, c->workspace_bytes, c->stream),
              "linear %s x [%d, %d] @ w [%d, %d]^T", pgd_dtype_name(dt), n, in, out, in);
     if (b)
         PGD_CUDA_DISPATCH(dt, T, return add_bias<T>(c, ydt, y, b, n, out, err, errlen));

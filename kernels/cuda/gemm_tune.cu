@@ -1,0 +1,253 @@
+/* cuBLASLt algorithm choice by measurement, for linear.cu's GEMM plans.
+ *
+ * cuBLASLt's heuristic ranks its algorithms by a model of the GPU; its first is often not
+ * the fastest on the real shape (ncu had the 8B shape's GEMMs at batch 256 at ~1.5x their
+ * FLOP time). So for each (dtype, output dtype, in, out) and n bucket (n rounded up to a
+ * power of two, which is also what the decode graph ladder uses) the first plan built
+ * outside a graph capture asks the heuristic for up to TUNE_CANDIDATES algorithms, times
+ * each on the call's own x, w and y (the output is written again by the call itself right
+ * after), TUNE_REPS runs after one warm-up, with L2 flushed before every run (the 64 MiB
+ * quantized-linear scratch is overwritten, so the weights come from HBM as in a real
+ * step), and keeps the one of least median time. Later plans of the same bucket (another n
+ * in it, or a plan rebuilt after the plan cache replaced it) reuse that algorithm when
+ * cuBLASLt accepts it for their n (cublasLtMatmulAlgoCheck), so decode graphs and mixed
+ * steps get it without timing again.
+ *
+ * Deterministic per plan: a plan keeps its algorithm (tile, split-K and reduction scheme)
+ * for its life, and cuBLASLt's reductions are run-to-run reproducible (the in-place one
+ * orders its partial sums with counters). Different algorithms sum in different orders, so
+ * a tuned plan's output may differ from the heuristic's first in the last bf16 bit.
+ *
+ * Bounded: at most TUNE_CANDIDATES candidates and TUNE_BUDGET_MS of timed work a plan
+ * (candidates are dropped once the budget is spent, the heuristic's first is always timed);
+ * every tuning is recorded (pgd_cuda_gemm_tune_get) with its cost, so the start-up cost can
+ * be logged. During a capture, or with tuning off (PAGODA_GEMM_TUNE=0, or
+ * pgd_cuda_gemm_tune_set), the heuristic's first is used, as before. */
+#include "kernels/cuda/gemm_tune.cuh"
+#include <stdlib.h>
+#include <string.h>
+#include <algorithm>
+#include <vector>
+
+#define TUNE_CANDIDATES 16
+#define TUNE_REPS 5
+#define TUNE_BUDGET_MS 250.0
+#define TUNE_MAX_RECORDS 1024
+
+struct pgd_cuda_gemm_tuned {
+    struct pgd_cuda_gemm_tune_info info;
+    cublasLtMatmulAlgo_t algo;
+};
+
+int pgd_cuda_gemm_bucket(int n)
+{
+    int b = 1;
+    while (b < n && b < (1 << 30))
+        b <<= 1;
+    return b;
+}
+
+/* c->gemm_tune: 0 not decided yet (a new context's), 1 on, 2 off. */
+extern "C" void pgd_cuda_gemm_tune_set(struct pgd_cuda_ctx *c, int on)
+{
+    c->gemm_tune = on < 0 ? 0 : on ? 1 : 2;
+}
+
+static bool tune_on(struct pgd_cuda_ctx *c)
+{
+    if (c->gemm_tune == 0) {
+        const char *e = getenv("PAGODA_GEMM_TUNE");
+        bool off = e && (!strcmp(e, "0") || !strcmp(e, "off") || !strcmp(e, "false"));
+        c->gemm_tune = off ? 2 : 1;
+    }
+    return c->gemm_tune == 1;
+}
+
+void pgd_cuda_gemm_tune_free(struct pgd_cuda_ctx *c)
+{
+    free(c->gemm_tuned);
+    c->gemm_tuned = NULL;
+    c->gemm_tuned_n = c->gemm_tuned_cap = 0;
+}
+
+extern "C" int pgd_cuda_gemm_tune_count(const struct pgd_cuda_ctx *c)
+{
+    return c->gemm_tuned_n;
+}
+
+extern "C" int pgd_cuda_gemm_tune_get(const struct pgd_cuda_ctx *c, int i,
+                                      struct pgd_cuda_gemm_tune_info *out)
+{
+    if (i < 0 || i >= c->gemm_tuned_n)
+        return 1;
+    *out = c->gemm_tuned[i].info;
+    return 0;
+}
+
+static struct pgd_cuda_gemm_tuned *find_tuned(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_key *k,
+                                              int bucket)
+{
+    for (int i = 0; i < c->gemm_tuned_n; i++) {
+        const struct pgd_cuda_gemm_tune_info *t = &c->gemm_tuned[i].info;
+        if (t->dt == k->dt && t->ydt == k->ydt && t->in == k->in && t->out == k->out &&
+            t->bucket == bucket)
+            return &c->gemm_tuned[i];
+    }
+    return NULL;
+}
+
+/* The heuristic's first `want` algorithms for the plan (at least one, or an error). */
+static int heuristic(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p, int want,
+                     cublasLtMatmulHeuristicResult_t *res, int *found, char *err, size_t errlen)
+{
+    const struct pgd_cuda_gemm_key *k = &p->key;
+    cublasLtMatmulPreference_t pref;
+    PGD_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref), "linear preference");
+    size_t ws = c->workspace_bytes;
+    cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    *found = 0;
+    if (s == CUBLAS_STATUS_SUCCESS)
+        s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->a, p->b, p->d, p->d, pref, want, res,
+                                           found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (s != CUBLAS_STATUS_SUCCESS || *found == 0)
+        return pgd_cuda_failf(err, errlen, "cuBLASLt has no algorithm for %s x [%d, %d] @ w [%d, "
+                              "%d]^T -> %s (status %d)", pgd_dtype_name(k->dt), k->n, k->in,
+                              k->out, k->in, pgd_dtype_name(k->ydt), (int)s);
+    return 0;
+}
+
+/* Overwrites the scratch that L2 would otherwise hold between timed runs. */
+static void flush_l2(struct pgd_cuda_ctx *c)
+{
+    if (c->qscratch)
+        cudaMemsetAsync(c->qscratch, 0x5a, c->qscratch_bytes, c->stream);
+}
+
+/* The median milliseconds of `reps` runs of algo on the plan's call (one untimed run
+ * first); a negative value when the algorithm fails to run. */
+static float time_algo(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
+                       const cublasLtMatmulAlgo_t *algo, const struct pgd_cuda_gemm_call *call,
+                       int reps, cudaEvent_t *ev)
+{
+    const float alpha = 1.0f, beta = 0.0f;
+    for (int r = -1; r < reps; r++) {
+        flush_l2(c);
+        if (r >= 0)
+            cudaEventRecord(ev[2 * r], c->stream);
+        cublasStatus_t s = cublasLtMatmul(c->lt, p->op, &alpha, call->w, p->a, call->x, p->b,
+                                          &beta, call->y, p->d, call->y, p->d, algo,
+                                          c->workspace, c->workspace_bytes, c->stream);
+        if (r >= 0)
+            cudaEventRecord(ev[2 * r + 1], c->stream);
+        if (s != CUBLAS_STATUS_SUCCESS) {
+            cudaStreamSynchronize(c->stream);
+            cudaGetLastError();
+            return -1.0f;
+        }
+    }
+    if (cudaEventSynchronize(ev[2 * reps - 1]) != cudaSuccess) {
+        cudaGetLastError();
+        return -1.0f;
+    }
+    std::vector<float> ms;
+    for (int r = 0; r < reps; r++) {
+        float t = 0;
+        if (cudaEventElapsedTime(&t, ev[2 * r], ev[2 * r + 1]) != cudaSuccess)
+            return -1.0f;
+        ms.push_back(t);
+    }
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+}
+
+/* Times the heuristic's candidates for the plan on the call's buffers and records the
+ * fastest for the bucket. *algo gets it. */
+static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
+                const struct pgd_cuda_gemm_call *call, int bucket, cublasLtMatmulAlgo_t *algo,
+                char *err, size_t errlen)
+{
+    cublasLtMatmulHeuristicResult_t res[TUNE_CANDIDATES];
+    int found = 0;
+    if (heuristic(c, p, TUNE_CANDIDATES, res, &found, err, errlen))
+        return 1;
+    *algo = res[0].algo;
+    cudaEvent_t ev[2 * TUNE_REPS];
+    int n_ev = 0;
+    for (; n_ev < 2 * TUNE_REPS; n_ev++)
+        if (cudaEventCreate(&ev[n_ev]) != cudaSuccess)
+            break;
+    double t0 = pgd_cuda_host_ms();
+    int best = -1, timed = 0;
+    float best_ms = 0, first_ms = -1;
+    if (n_ev == 2 * TUNE_REPS) {
+        for (int i = 0; i < found; i++) {
+            if (i > 0 && pgd_cuda_host_ms() - t0 > TUNE_BUDGET_MS)
+                break;
+            /* A large GEMM (a long prefill) needs fewer runs to be measured well. */
+            int reps = first_ms > 20.0f ? 2 : TUNE_REPS;
+            float ms = time_algo(c, p, &res[i].algo, call, reps, ev);
+            timed++;
+            if (i == 0)
+                first_ms = ms;
+            if (ms >= 0 && (best < 0 || ms < best_ms)) {
+                best = i;
+                best_ms = ms;
+            }
+        }
+    }
+    cudaGetLastError();
+    for (int i = 0; i < n_ev; i++)
+        cudaEventDestroy(ev[i]);
+    if (best < 0)
+        return 0;            /* nothing could be timed: the heuristic's first, not recorded */
+    *algo = res[best].algo;
+    if (c->gemm_tuned_n == c->gemm_tuned_cap) {
+        if (c->gemm_tuned_cap >= TUNE_MAX_RECORDS)
+            return 0;
+        int cap = c->gemm_tuned_cap ? 2 * c->gemm_tuned_cap : 64;
+        void *g = realloc(c->gemm_tuned, (size_t)cap * sizeof *c->gemm_tuned);
+        if (!g)
+            return 0;
+        c->gemm_tuned = (struct pgd_cuda_gemm_tuned *)g;
+        c->gemm_tuned_cap = cap;
+    }
+    struct pgd_cuda_gemm_tuned *t = &c->gemm_tuned[c->gemm_tuned_n++];
+    t->algo = *algo;
+    t->info = (struct pgd_cuda_gemm_tune_info){
+        .dt = p->key.dt, .ydt = p->key.ydt, .in = p->key.in, .out = p->key.out, .bucket = bucket,
+        .n = p->key.n, .candidates = found, .timed = timed, .chosen = best,
+        .first_us = first_ms * 1e3, .best_us = best_ms * 1e3,
+        .tune_ms = pgd_cuda_host_ms() - t0,
+    };
+    return 0;
+}
+
+int pgd_cuda_gemm_choose(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
+                         const struct pgd_cuda_gemm_call *call, cublasLtMatmulAlgo_t *algo,
+                         char *err, size_t errlen)
+{
+    if (tune_on(c)) {
+        int bucket = pgd_cuda_gemm_bucket(p->key.n);
+        struct pgd_cuda_gemm_tuned *t = find_tuned(c, &p->key, bucket);
+        cublasLtMatmulHeuristicResult_t check;
+        if (t && cublasLtMatmulAlgoCheck(c->lt, p->op, p->a, p->b, p->d, p->d, &t->algo,
+                                         &check) == CUBLAS_STATUS_SUCCESS &&
+            check.workspaceSize <= c->workspace_bytes) {
+            *algo = t->algo;
+            return 0;
+        }
+        cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+        if (!t && call && cudaStreamIsCapturing(c->stream, &cs) == cudaSuccess &&
+            cs == cudaStreamCaptureStatusNone)
+            return tune(c, p, call, bucket, algo, err, errlen);
+        cudaGetLastError();
+    }
+    cublasLtMatmulHeuristicResult_t h;
+    int found = 0;
+    if (heuristic(c, p, 1, &h, &found, err, errlen))
+        return 1;
+    *algo = h.algo;
+    return 0;
+}
