@@ -162,6 +162,23 @@ struct pgd_cuda_gemm_tune_info {
 int pgd_cuda_gemm_tune_count(const struct pgd_cuda_ctx *c);
 int pgd_cuda_gemm_tune_get(const struct pgd_cuda_ctx *c, int i, struct pgd_cuda_gemm_tune_info *out);
 
+/* ---- prof.cu: events and a gate for the per-op GPU time profile ------------------------- */
+/* cap events on c's stream (the context outlives the profile). */
+struct pgd_cuda_prof;
+int pgd_cuda_prof_create(struct pgd_cuda_ctx *c, int cap, struct pgd_cuda_prof **out,
+                         char *err, size_t errlen);
+void pgd_cuda_prof_destroy(struct pgd_cuda_prof *p);
+int pgd_cuda_prof_capacity(const struct pgd_cuda_prof *p);
+/* Queues a gate that holds the stream until pgd_cuda_prof_release (or timeout_ms), so that
+ * the work queued behind it runs back to back. */
+int pgd_cuda_prof_hold(struct pgd_cuda_prof *p, double timeout_ms, char *err, size_t errlen);
+void pgd_cuda_prof_release(struct pgd_cuda_prof *p);
+/* Records event i (< capacity) on the stream. */
+int pgd_cuda_prof_mark(struct pgd_cuda_prof *p, int i, char *err, size_t errlen);
+/* Milliseconds from event i to event j, waiting for j. */
+int pgd_cuda_prof_elapsed(struct pgd_cuda_prof *p, int i, int j, float *ms, char *err,
+                          size_t errlen);
+
 /* ---- rope.cu ---------------------------------------------------------------------------- */
 /* Rotates q [n, n_q_heads * head_dim] and k [n, n_k_heads * head_dim] in place by
  * pos[i] * inv_freq[j] (the "rotate half" layout). inv_freq [rotary_dim / 2] is on the host

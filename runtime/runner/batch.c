@@ -82,4 +82,5 @@ void pgd__batch_point_fwd(struct pgd_fwd *f, const char *dev, const struct pgd__
     f->h_token_ids = b->token_ids;
     f->h_query_start = b->query_start;
     f->h_logits_rows = b->logits_rows;
+    f->h_seq_lens = b->seq_lens;
 }

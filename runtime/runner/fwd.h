@@ -9,6 +9,7 @@
 
 struct pgd_cuda_ctx;                   /* kernels/cuda/kernels.h */
 struct pgd__comm;                      /* runtime/dist/comm.h */
+struct pgd__op_profile;                /* runtime/runner/op_profile.h */
 
 struct pgd_fwd {
     enum pgd_device device;
@@ -43,6 +44,7 @@ struct pgd_fwd {
     const int32_t *h_token_ids;        /* [n_tokens] */
     const int32_t *h_query_start;      /* [n_seqs + 1] */
     const int32_t *h_logits_rows;      /* [n_logits] */
+    const int32_t *h_seq_lens;         /* [n_seqs]; NULL in graph steps */
     uint64_t step_id;                  /* increases every step */
     /* Decode steps captured in a CUDA graph: [n_seqs, 4] int32 attention work items
      * {seq, seq, 1, 0} in device memory the runner keeps (see struct pgd_cuda_attn);
@@ -53,6 +55,9 @@ struct pgd_fwd {
     struct pgd__comm *comm;            /* borrowed; tensor parallelism, NULL when not split */
     struct pgd__kv_cache *kv;          /* borrowed from the runner */
     struct pgd__arena *arena;          /* borrowed from the runner; reset every step */
+    /* The per-op profile (runtime/runner/op_profile.h) of eager steps, when the runner has
+     * one; NULL otherwise (the ops then skip their brackets). */
+    struct pgd__op_profile *prof;
 
     enum pgd_status status;            /* first failure of the step */
     char err[512];

@@ -1,9 +1,11 @@
 /* The ops of include/pagoda/ops.h: shape checks, then dispatch on the step's device.
  * The CPU kernels (kernels/cpu) are the reference implementation; on a CUDA step each op
  * calls its kernels/cuda entry, and a kernel's failure is recorded in the step with the
- * kernel's own message (which names the kernel and the shapes). */
+ * kernel's own message (which names the kernel and the shapes). Each public op is its body
+ * (a static *_run function) bracketed for the per-op profile (op_profile.h): see PROFILED. */
 #include "config.h"
 #include "runtime/runner/fwd.h"
+#include "runtime/runner/op_cost.h"
 #include "runtime/model/qweight.h"
 #include <pagoda/plugin.h>
 #include "kernels/cpu/cpu_kernels.h"
@@ -104,7 +106,7 @@ static bool check_shape(struct pgd_fwd *f, const char *op, const char *what,
 }
 
 /* ---- ops -------------------------------------------------------------------------------- */
-void pgd_op_embed(struct pgd_fwd *f, const struct pgd_tensor *table, struct pgd_tensor *out)
+static void embed_run(struct pgd_fwd *f, const struct pgd_tensor *table, struct pgd_tensor *out)
 {
     if (!op_ready(f, "embed", 2, (const struct pgd_tensor *[]){ table, out }))
         return;
@@ -125,8 +127,8 @@ void pgd_op_embed(struct pgd_fwd *f, const struct pgd_tensor *table, struct pgd_
     pgd_cpu_embed(table->data, f->token_ids, f->n_tokens, (int)d, out->data);
 }
 
-void pgd_op_rmsnorm(struct pgd_fwd *f, const struct pgd_tensor *x, const struct pgd_tensor *w,
-                    float eps, struct pgd_tensor *out)
+static void rmsnorm_run(struct pgd_fwd *f, const struct pgd_tensor *x, const struct pgd_tensor *w,
+                        float eps, struct pgd_tensor *out)
 {
     if (!op_ready(f, "rmsnorm", 3, (const struct pgd_tensor *[]){ x, w, out }))
         return;
@@ -142,9 +144,9 @@ void pgd_op_rmsnorm(struct pgd_fwd *f, const struct pgd_tensor *x, const struct 
     pgd_cpu_rmsnorm(x->data, w->data, eps, rows, (int)d, out->data);
 }
 
-void pgd_op_add_rmsnorm(struct pgd_fwd *f, struct pgd_tensor *residual,
-                        const struct pgd_tensor *delta, const struct pgd_tensor *w, float eps,
-                        struct pgd_tensor *out)
+static void add_rmsnorm_run(struct pgd_fwd *f, struct pgd_tensor *residual,
+                            const struct pgd_tensor *delta, const struct pgd_tensor *w, float eps,
+                            struct pgd_tensor *out)
 {
     if (!op_ready(f, "add_rmsnorm", 4, (const struct pgd_tensor *[]){ residual, delta, w, out }))
         return;
@@ -161,7 +163,7 @@ void pgd_op_add_rmsnorm(struct pgd_fwd *f, struct pgd_tensor *residual,
     pgd_cpu_add_rmsnorm(residual->data, delta->data, w->data, eps, rows, (int)d, out->data);
 }
 
-void pgd_op_add(struct pgd_fwd *f, struct pgd_tensor *x, const struct pgd_tensor *delta)
+static void add_run(struct pgd_fwd *f, struct pgd_tensor *x, const struct pgd_tensor *delta)
 {
     if (!op_ready(f, "add", 2, (const struct pgd_tensor *[]){ x, delta }))
         return;
@@ -175,8 +177,8 @@ void pgd_op_add(struct pgd_fwd *f, struct pgd_tensor *x, const struct pgd_tensor
     pgd_cpu_add(x->data, delta->data, pgd_tensor_numel(x));
 }
 
-void pgd_op_linear(struct pgd_fwd *f, const struct pgd_linear *w, const struct pgd_tensor *x,
-                   struct pgd_tensor *y)
+static void linear_run(struct pgd_fwd *f, const struct pgd_linear *w, const struct pgd_tensor *x,
+                       struct pgd_tensor *y)
 {
     if (w->quant) {
         /* A quantized layer: its plugin's linear, which runs pgd_op_qweight_linear. */
@@ -269,8 +271,8 @@ void pgd_op_qweight_linear(struct pgd_fwd *f, const struct pgd_qweight *w,
     pgd_cpu_linear(in->data, w->dense, b, (int)n, (int)w->in, (int)w->out, y->data);
 }
 
-void pgd_op_linear_multi(struct pgd_fwd *f, int count, const struct pgd_linear *const *w,
-                         const struct pgd_tensor *x, struct pgd_tensor *const *y)
+static void linear_multi_run(struct pgd_fwd *f, int count, const struct pgd_linear *const *w,
+                             const struct pgd_tensor *x, struct pgd_tensor *const *y)
 {
     if (count < 1 || count > 3) {
         pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "linear_multi: %d layers (1..3)", count);
@@ -306,8 +308,8 @@ void pgd_op_linear_multi(struct pgd_fwd *f, int count, const struct pgd_linear *
 #endif
 }
 
-void pgd_op_rope(struct pgd_fwd *f, const struct pgd_rope *rope, struct pgd_tensor *q,
-                 struct pgd_tensor *k)
+static void rope_run(struct pgd_fwd *f, const struct pgd_rope *rope, struct pgd_tensor *q,
+                     struct pgd_tensor *k)
 {
     if (!op_ready(f, "rope", 2, (const struct pgd_tensor *[]){ q, k }))
         return;
@@ -405,9 +407,9 @@ static void attend(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p
     pgd_cpu_attention(&cl, &L, p, q->data, scores, out->data);
 }
 
-void pgd_op_attention(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p,
-                      const struct pgd_tensor *q, const struct pgd_tensor *k,
-                      const struct pgd_tensor *v, struct pgd_tensor *out)
+static void attention_run(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p,
+                          const struct pgd_tensor *q, const struct pgd_tensor *k,
+                          const struct pgd_tensor *v, struct pgd_tensor *out)
 {
     if (!op_ready(f, "attention", 4, (const struct pgd_tensor *[]){ q, k, v, out }) ||
         !attention_args_ok(f, "attention", layer, p, q, k, v, out))
@@ -415,11 +417,11 @@ void pgd_op_attention(struct pgd_fwd *f, int layer, const struct pgd_attn_params
     attend(f, layer, p, q, k, v, out, true);
 }
 
-void pgd_op_rope_attention(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p,
-                           const struct pgd_rope *rope, const struct pgd_tensor *q_norm,
-                           const struct pgd_tensor *k_norm, float eps, struct pgd_tensor *q,
-                           struct pgd_tensor *k, const struct pgd_tensor *v,
-                           struct pgd_tensor *out)
+static void rope_attention_run(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p,
+                               const struct pgd_rope *rope, const struct pgd_tensor *q_norm,
+                               const struct pgd_tensor *k_norm, float eps, struct pgd_tensor *q,
+                               struct pgd_tensor *k, const struct pgd_tensor *v,
+                               struct pgd_tensor *out)
 {
     if (!op_ready(f, "rope_attention", 4, (const struct pgd_tensor *[]){ q, k, v, out }) ||
         !attention_args_ok(f, "rope_attention", layer, p, q, k, v, out))
@@ -459,8 +461,8 @@ void pgd_op_rope_attention(struct pgd_fwd *f, int layer, const struct pgd_attn_p
         attend(f, layer, p, q, k, v, out, true);
 }
 
-void pgd_op_act_mul(struct pgd_fwd *f, enum pgd_act act, const struct pgd_tensor *gate_up,
-                    struct pgd_tensor *out)
+static void act_mul_run(struct pgd_fwd *f, enum pgd_act act, const struct pgd_tensor *gate_up,
+                        struct pgd_tensor *out)
 {
     if (!op_ready(f, "act_mul", 2, (const struct pgd_tensor *[]){ gate_up, out }))
         return;
@@ -479,9 +481,9 @@ void pgd_op_act_mul(struct pgd_fwd *f, enum pgd_act act, const struct pgd_tensor
     pgd_cpu_act_mul(act, gate_up->data, (int)n, (int)inter, out->data);
 }
 
-void pgd_op_linear_act_mul(struct pgd_fwd *f, const struct pgd_linear *gate_up, enum pgd_act act,
-                           const struct pgd_tensor *x, struct pgd_tensor *gate_up_scratch,
-                           struct pgd_tensor *out)
+static void linear_act_mul_run(struct pgd_fwd *f, const struct pgd_linear *gate_up, enum pgd_act act,
+                               const struct pgd_tensor *x, struct pgd_tensor *gate_up_scratch,
+                               struct pgd_tensor *out)
 {
     if (!ON_CUDA(f) || gate_up->quant) {
         /* The reference (and the quant plugin's linear): the two ops as they are. */
@@ -620,7 +622,7 @@ static void hidden_rows(struct pgd_fwd *f, const struct pgd_tensor *h)
         memcpy(out + (size_t)i * d, hd + (size_t)f->logits_rows[i] * d, (size_t)d * sizeof *out);
 }
 
-void pgd_op_logits(struct pgd_fwd *f, const struct pgd_tensor *h, const struct pgd_linear *head)
+static void logits_run(struct pgd_fwd *f, const struct pgd_tensor *h, const struct pgd_linear *head)
 {
     if (f->n_logits == 0)
         return;
@@ -645,8 +647,8 @@ void pgd_op_logits(struct pgd_fwd *f, const struct pgd_tensor *h, const struct p
 }
 
 /* ---- tensor parallelism ----------------------------------------------------------------- */
-void pgd_op_embed_shard(struct pgd_fwd *f, const struct pgd_tensor *table, int64_t row0,
-                        struct pgd_tensor *out)
+static void embed_shard_run(struct pgd_fwd *f, const struct pgd_tensor *table, int64_t row0,
+                            struct pgd_tensor *out)
 {
     if (!op_ready(f, "embed_shard", 2, (const struct pgd_tensor *[]){ table, out }))
         return;
@@ -668,7 +670,7 @@ void pgd_op_embed_shard(struct pgd_fwd *f, const struct pgd_tensor *table, int64
     pgd_cpu_embed_shard(table->data, row0, rows, f->token_ids, f->n_tokens, (int)d, out->data);
 }
 
-void pgd_op_all_reduce(struct pgd_fwd *f, struct pgd_tensor *x)
+static void all_reduce_run(struct pgd_fwd *f, struct pgd_tensor *x)
 {
     if (!f->comm || pgd__comm_size(f->comm) == 1)
         return;
@@ -686,6 +688,178 @@ void pgd_op_all_reduce(struct pgd_fwd *f, struct pgd_tensor *x)
     if (st)
         pgd_fwd_fail(f, st, "all_reduce of [%lld, %lld]: %s", (long long)pgd_tensor_rows(x),
                      (long long)pgd_tensor_cols(x), err);
+}
+
+/* ---- the public ops: each body above, bracketed for the per-op profile -------------------- */
+/* With f->prof (a profiled eager step) the op is timed and its cost (op_cost.h) added to its
+ * row; without, one NULL test. Nested ops (a fused op's reference path) count in their
+ * caller: begin hands them no mark, but end is still due, to close the nesting. */
+#define PROFILED(f, body, cost)                                                          \
+    do {                                                                                \
+        int pm_ = (f)->prof ? pgd__op_profile_begin((f)->prof) : -1;                    \
+        body;                                                                           \
+        if ((f)->prof) {                                                                \
+            struct pgd__op_cost c_ = { .op = "" };                                      \
+            if (pm_ >= 0)                                                               \
+                c_ = cost;                                                              \
+            pgd__op_profile_end((f)->prof, pm_, &c_);                                   \
+        }                                                                               \
+    } while (0)
+#define ES(f) pgd_dtype_size((f)->act_dtype)
+
+void pgd_op_embed(struct pgd_fwd *f, const struct pgd_tensor *table, struct pgd_tensor *out)
+{
+    PROFILED(f, embed_run(f, table, out),
+             pgd__op_cost_rows("embed", "other", f->n_tokens, pgd_tensor_cols(table), 2, 0, 0, ES(f)));
+}
+
+void pgd_op_rmsnorm(struct pgd_fwd *f, const struct pgd_tensor *x, const struct pgd_tensor *w,
+                    float eps, struct pgd_tensor *out)
+{
+    PROFILED(f, rmsnorm_run(f, x, w, eps, out),
+             pgd__op_cost_rows("rmsnorm", "norm", pgd_tensor_rows(x), pgd_tensor_cols(x), 2,
+                               (double)pgd_tensor_cols(x) * ES(f), 4, ES(f)));
+}
+
+void pgd_op_add_rmsnorm(struct pgd_fwd *f, struct pgd_tensor *residual,
+                        const struct pgd_tensor *delta, const struct pgd_tensor *w, float eps,
+                        struct pgd_tensor *out)
+{
+    /* residual and delta read, residual and out written */
+    PROFILED(f, add_rmsnorm_run(f, residual, delta, w, eps, out),
+             pgd__op_cost_rows("add_rmsnorm", "norm", pgd_tensor_rows(residual),
+                               pgd_tensor_cols(residual), 4,
+                               (double)pgd_tensor_cols(residual) * ES(f), 5, ES(f)));
+}
+
+void pgd_op_add(struct pgd_fwd *f, struct pgd_tensor *x, const struct pgd_tensor *delta)
+{
+    PROFILED(f, add_run(f, x, delta),
+             pgd__op_cost_rows("add", "elementwise", pgd_tensor_rows(x), pgd_tensor_cols(x), 3,
+                               0, 1, ES(f)));
+}
+
+void pgd_op_linear(struct pgd_fwd *f, const struct pgd_linear *w, const struct pgd_tensor *x,
+                   struct pgd_tensor *y)
+{
+    PROFILED(f, linear_run(f, w, x, y),
+             pgd__op_cost_linear(w->quant ? "linear (quant)" : "linear", pgd_tensor_rows(x),
+                                 w->in_features, 1, &w->out_features,
+                                 pgd__op_weight_bytes(w), ES(f), ES(f)));
+}
+
+/* q, k and v (or any count) from one x. */
+static struct pgd__op_cost linear_multi_cost(struct pgd_fwd *f, int count,
+                                             const struct pgd_linear *const *w,
+                                             const struct pgd_tensor *x)
+{
+    int64_t outs[3] = { 0 };
+    double wbytes = 0;
+    for (int i = 0; i < count && i < 3; i++) {
+        outs[i] = w[i]->out_features;
+        wbytes += pgd__op_weight_bytes(w[i]);
+    }
+    return pgd__op_cost_linear(count == 3 ? "qkv" : "linear_multi", pgd_tensor_rows(x),
+                               w[0]->in_features, count < 3 ? count : 3, outs, wbytes, ES(f),
+                               ES(f));
+}
+
+void pgd_op_linear_multi(struct pgd_fwd *f, int count, const struct pgd_linear *const *w,
+                         const struct pgd_tensor *x, struct pgd_tensor *const *y)
+{
+    PROFILED(f, linear_multi_run(f, count, w, x, y), linear_multi_cost(f, count, w, x));
+}
+
+void pgd_op_rope(struct pgd_fwd *f, const struct pgd_rope *rope, struct pgd_tensor *q,
+                 struct pgd_tensor *k)
+{
+    /* q and k read and written: 2 passes over [n, q cols + k cols] */
+    PROFILED(f, rope_run(f, rope, q, k),
+             pgd__op_cost_rows("rope", "elementwise", pgd_tensor_rows(q),
+                               pgd_tensor_cols(q) + pgd_tensor_cols(k), 2, 0, 3, ES(f)));
+}
+
+void pgd_op_attention(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p,
+                      const struct pgd_tensor *q, const struct pgd_tensor *k,
+                      const struct pgd_tensor *v, struct pgd_tensor *out)
+{
+    PROFILED(f, attention_run(f, layer, p, q, k, v, out),
+             pgd__op_cost_attention(f, "attention", p, false));
+}
+
+void pgd_op_rope_attention(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p,
+                           const struct pgd_rope *rope, const struct pgd_tensor *q_norm,
+                           const struct pgd_tensor *k_norm, float eps, struct pgd_tensor *q,
+                           struct pgd_tensor *k, const struct pgd_tensor *v,
+                           struct pgd_tensor *out)
+{
+    PROFILED(f, rope_attention_run(f, layer, p, rope, q_norm, k_norm, eps, q, k, v, out),
+             pgd__op_cost_attention(f, "rope+attention", p, true));
+}
+
+void pgd_op_act_mul(struct pgd_fwd *f, enum pgd_act act, const struct pgd_tensor *gate_up,
+                    struct pgd_tensor *out)
+{
+    /* [n, 2I] read, [n, I] written: 3 passes over [n, I] */
+    PROFILED(f, act_mul_run(f, act, gate_up, out),
+             pgd__op_cost_rows("act_mul", "elementwise", pgd_tensor_rows(gate_up),
+                               pgd_tensor_cols(gate_up) / 2, 3, 0, 6, ES(f)));
+}
+
+/* The fused gate_up + activation: its GEMM's FLOPs; the bytes of the fused ideal (no [n, 2I]
+ * intermediate): weights, x, and the [n, I] output. */
+static struct pgd__op_cost linear_act_mul_cost(struct pgd_fwd *f, const struct pgd_linear *gate_up,
+                                               const struct pgd_tensor *x)
+{
+    int64_t n = pgd_tensor_rows(x), inter = gate_up->out_features / 2;
+    struct pgd__op_cost c = pgd__op_cost_linear("gate_up+act", n, gate_up->in_features, 1,
+                                                &gate_up->out_features,
+                                                pgd__op_weight_bytes(gate_up), ES(f), ES(f));
+    c.bytes -= (double)n * (double)inter * (double)ES(f);
+    snprintf(c.shape, sizeof c.shape, "%lld -> 2x%lld", (long long)gate_up->in_features,
+             (long long)inter);
+    return c;
+}
+
+void pgd_op_linear_act_mul(struct pgd_fwd *f, const struct pgd_linear *gate_up, enum pgd_act act,
+                           const struct pgd_tensor *x, struct pgd_tensor *gate_up_scratch,
+                           struct pgd_tensor *out)
+{
+    PROFILED(f, linear_act_mul_run(f, gate_up, act, x, gate_up_scratch, out),
+             linear_act_mul_cost(f, gate_up, x));
+}
+
+/* The head over the logits rows (float32 out), or the gather of a pooling step's rows. */
+static struct pgd__op_cost logits_cost(struct pgd_fwd *f, const struct pgd_linear *head)
+{
+    if (f->want_hidden)
+        return pgd__op_cost_rows("hidden rows", "other", f->n_logits, f->hidden_size, 2, 0, 0,
+                                 ES(f));
+    return pgd__op_cost_linear("lm_head", f->n_logits, head->in_features, 1,
+                               &head->out_features, pgd__op_weight_bytes(head), ES(f),
+                               sizeof(float));
+}
+
+void pgd_op_logits(struct pgd_fwd *f, const struct pgd_tensor *h, const struct pgd_linear *head)
+{
+    PROFILED(f, logits_run(f, h, head), logits_cost(f, head));
+}
+
+void pgd_op_embed_shard(struct pgd_fwd *f, const struct pgd_tensor *table, int64_t row0,
+                        struct pgd_tensor *out)
+{
+    PROFILED(f, embed_shard_run(f, table, row0, out),
+             pgd__op_cost_rows("embed_shard", "other", f->n_tokens, pgd_tensor_cols(table), 2,
+                               0, 0, ES(f)));
+}
+
+void pgd_op_all_reduce(struct pgd_fwd *f, struct pgd_tensor *x)
+{
+    if (!f->comm || pgd__comm_size(f->comm) == 1)
+        return;                       /* not split: nothing to do, nothing to time */
+    PROFILED(f, all_reduce_run(f, x),
+             pgd__op_cost_rows("all_reduce", "other", pgd_tensor_rows(x), pgd_tensor_cols(x), 2,
+                               0, 1, ES(f)));
 }
 
 /* ---- rope ------------------------------------------------------------------------------- */

@@ -9,6 +9,7 @@
 #include "runtime/runner/runner_internal.h"
 #include "runtime/runner/batch.h"
 #include "runtime/runner/runner_graph.h"
+#include "runtime/runner/op_profile.h"
 #include "runtime/model/model.h"
 #include "runtime/runner/fwd.h"
 #include "runtime/base/clock.h"
@@ -130,6 +131,21 @@ size_t pgd__runner_activation_bytes(const struct pgd__runner *r)
 void pgd__runner_graph_stats(const struct pgd__runner *r, long *replays, int *captured)
 {
     pgd__graphs_stats(r->graphs, replays, captured);
+}
+
+struct pgd_cuda_ctx *pgd__runner_cuda(const struct pgd__runner *r) { return r->cuda; }
+struct pgd__op_profile *pgd__runner_op_profile(const struct pgd__runner *r) { return r->prof; }
+
+enum pgd_status pgd__runner_profile_ops(struct pgd__runner *r, bool on, char *err, size_t errlen)
+{
+    if (!on || r->prof) {
+        if (!on) {
+            pgd__op_profile_destroy(r->prof);
+            r->prof = NULL;
+        }
+        return PGD_OK;
+    }
+    return pgd__op_profile_create(r->params.device, r->cuda, &r->prof, err, errlen);
 }
 
 #ifdef PGD_HAVE_CUDA
@@ -428,6 +444,7 @@ void pgd__runner_destroy(struct pgd__runner *r)
     (void)device_sync(r, err, sizeof err);
     tp_stop_workers(r);
     pgd__graphs_destroy(r->graphs);
+    pgd__op_profile_destroy(r->prof);
     pgd__runner_sampling_fini(r);
     pgd__kv_cache_fini(&r->kv);
     pgd__arena_fini(&r->arena);
@@ -574,11 +591,21 @@ static enum pgd_status forward(struct pgd__runner *r, struct pgd_fwd *f, float *
     f->logits = *logits;
     f->status = PGD_OK;
     f->err[0] = 0;
+    /* Profiled steps are eager (run_step): their ops are timed, and the step is waited for. */
+    enum pgd_status pst = PGD_OK;
+    if (r->prof && (pst = pgd__op_profile_step_begin(r->prof, err, errlen)))
+        return pst;
+    f->prof = r->prof;
     r->model->plugin->arch->forward(r->model->impl, f);
+    if (r->prof) {
+        pgd__op_profile_step_queued(r->prof);
+        if (f->status == PGD_OK)
+            pst = pgd__op_profile_step_end(r->prof, err, errlen);
+    }
     if (f->status != PGD_OK)
         return pgd_errf(err, errlen, f->status, "forward (%s plugin): %s",
                         r->model->plugin->name, f->err);
-    return PGD_OK;
+    return pst;
 }
 
 /* After a failed step: waits for what was queued before returning the step's error (its
@@ -895,7 +922,7 @@ static enum pgd_status run_step(struct pgd__runner *r, const struct pgd__step_se
 #ifdef PGD_HAVE_CUDA
     /* Graphs capture logits steps only: a pooling step always runs eagerly. */
     enum pgd_status st;
-    if (!want->hidden && graph_step(r, seqs, n_seqs, want, &st, err, errlen))
+    if (!want->hidden && !r->prof && graph_step(r, seqs, n_seqs, want, &st, err, errlen))
         return st;
 #endif
     return eager_step(r, seqs, n_seqs, want, err, errlen);

@@ -100,6 +100,19 @@ size_t pgd__runner_activation_bytes(const struct pgd__runner *r);
 /* How many decode steps ran through graphs, and how many graphs were captured. */
 void pgd__runner_graph_stats(const struct pgd__runner *r, long *replays, int *captured);
 
+/* The per-op time profile (runtime/runner/op_profile.h): on, every step runs eagerly (no
+ * CUDA graph) with its ops timed, and waits for the device at its end; off (the default)
+ * drops the profile. */
+struct pgd__op_profile;
+enum pgd_status pgd__runner_profile_ops(struct pgd__runner *r, bool on, char *err,
+                                        size_t errlen);
+/* The profile, NULL when off: borrowed, valid until it is turned off. */
+struct pgd__op_profile *pgd__runner_op_profile(const struct pgd__runner *r);
+/* The runner's CUDA context (NULL on the CPU): borrowed, for the benchmarks' kernel facts
+ * (the GEMM tunings). */
+struct pgd_cuda_ctx;
+struct pgd_cuda_ctx *pgd__runner_cuda(const struct pgd__runner *r);
+
 /* Tensor parallelism, every rank but 0: runs the steps rank 0's runner broadcasts (the
  * forward pass over this rank's shard, taking part in its collectives) until rank 0's
  * runner is destroyed. A failed step ends the loop with its error: the group cannot go on

@@ -38,6 +38,7 @@ struct pgd__runner {
     /* Tensor parallelism: rank 0 broadcasts each step once it serves (after the start-up
      * steps every rank runs by itself, the GPU's profiling step). */
     bool tp_serving;
+    struct pgd__op_profile *prof;      /* owned; the per-op profile, NULL when off */
 };
 
 /* runner_sample.c: the sampling buffers (on a GPU: the kernels' scratch rows, allocated

@@ -252,6 +252,86 @@ GPU_TEST(linear_gemv_and_cublaslt)
     }
 }
 
+/* Tuned cuBLASLt plans (gemm_tune.cu) against the heuristic's first on a second context with
+ * tuning off, and both against the CPU twin: the same function within the bf16/fp16
+ * tolerance. The tuning is recorded for the n bucket (the power of two >= n) with the
+ * heuristic's first among the timed and a winner no slower than it; another n (<= n) of the
+ * same bucket reuses it without timing again; a tuned plan run twice gives the same bits. */
+static void check_tuned_linear(struct pgd_cuda_ctx *untuned, enum pgd_dtype dt, int n, int n2,
+                               int in, int out, bool bias, enum pgd_dtype ydt)
+{
+    char err[512] = "";
+    float *x = rand_vals((size_t)n * in, 1, dt), *w = rand_vals((size_t)out * in, 1, dt);
+    float *b = bias ? rand_vals((size_t)out, 1, dt) : NULL;
+    void *dx = upload(x, (size_t)n * in, dt), *dw = upload(w, (size_t)out * in, dt);
+    void *db = bias ? upload(b, (size_t)out, dt) : NULL;
+    size_t ny = (size_t)n * out;
+    void *dy_tuned = poisoned(ny, ydt), *dy_again = poisoned(ny, ydt), *dy_plain = poisoned(ny, ydt);
+    int before = pgd_cuda_gemm_tune_count(ctx);
+    CHECK_RC(pgd_cuda_linear_lt(ctx, dt, dx, dw, db, n, in, out, ydt, dy_tuned, err, sizeof err));
+    CHECK_RC(pgd_cuda_linear_lt(ctx, dt, dx, dw, db, n, in, out, ydt, dy_again, err, sizeof err));
+    CHECK_RC(pgd_cuda_linear_lt(untuned, dt, dx, dw, db, n, in, out, ydt, dy_plain, err, sizeof err));
+    CHECK_RC(pgd_cuda_sync(untuned, err, sizeof err));
+    cr_assert_eq(pgd_cuda_gemm_tune_count(ctx), before + 1, "[%d x %d] -> %d: one tuning", n, in, out);
+    cr_assert_eq(pgd_cuda_gemm_tune_count(untuned), 0, "tuning off: nothing timed");
+    struct pgd_cuda_gemm_tune_info t;
+    cr_assert_eq(pgd_cuda_gemm_tune_get(ctx, before, &t), 0);
+    int bucket = 1;
+    while (bucket < n)
+        bucket *= 2;
+    cr_assert(t.dt == dt && t.ydt == ydt && t.in == in && t.out == out && t.n == n &&
+              t.bucket == bucket, "recorded [%d x %d] -> %d bucket %d, want [%d x %d] -> %d "
+              "bucket %d", t.n, t.in, t.out, t.bucket, n, in, out, bucket);
+    cr_assert(t.timed >= 1 && t.timed <= t.candidates && t.chosen >= 0 && t.chosen < t.timed,
+              "%d timed of %d candidates, chose %d", t.timed, t.candidates, t.chosen);
+    cr_assert(t.first_us > 0 && t.best_us > 0 && t.best_us <= t.first_us && t.tune_ms > 0,
+              "first %.2f us, best %.2f us, %.2f ms tuning", t.first_us, t.best_us, t.tune_ms);
+
+    float *tuned = download(dy_tuned, ny, ydt), *again = download(dy_again, ny, ydt);
+    float *plain = download(dy_plain, ny, ydt), *want = malloc(ny * sizeof *want);
+    pgd_cpu_linear(x, w, b, n, in, out, want);
+    char what[160];
+    enum pgd_dtype tol = ydt == PGD_DTYPE_F32 ? PGD_DTYPE_F16 : dt;
+    snprintf(what, sizeof what, "tuned [%d x %d] -> %d%s (candidate %d of %d)", n, in, out,
+             bias ? " + bias" : "", t.chosen, t.candidates);
+    expect_close(what, tuned, want, ny, tol);
+    snprintf(what, sizeof what, "heuristic's first [%d x %d] -> %d", n, in, out);
+    expect_close(what, plain, want, ny, tol);
+    snprintf(what, sizeof what, "tuned against the heuristic's first [%d x %d] -> %d", n, in, out);
+    expect_close(what, tuned, plain, ny, tol);
+    cr_assert_arr_eq(tuned, again, ny * sizeof *tuned, "a tuned plan run twice differs");
+
+    /* The first n2 rows, in the same bucket: their plan takes the bucket's algorithm, and
+     * nothing is timed again. */
+    void *dy2 = poisoned((size_t)n2 * out, ydt);
+    CHECK_RC(pgd_cuda_linear_lt(ctx, dt, dx, dw, db, n2, in, out, ydt, dy2, err, sizeof err));
+    cr_assert_eq(pgd_cuda_gemm_tune_count(ctx), before + 1, "n %d reuses bucket %d's tuning",
+                 n2, bucket);
+    float *got2 = download(dy2, (size_t)n2 * out, ydt);
+    snprintf(what, sizeof what, "tuned bucket %d at n %d", bucket, n2);
+    expect_close(what, got2, want, (size_t)n2 * out, tol);
+    free(x); free(w); free(b); free(tuned); free(again); free(plain); free(want); free(got2);
+    pgd_cuda_free(dx); pgd_cuda_free(dw); pgd_cuda_free(db); pgd_cuda_free(dy_tuned);
+    pgd_cuda_free(dy_again); pgd_cuda_free(dy_plain); pgd_cuda_free(dy2);
+}
+
+GPU_TEST(tuned_gemm_plans_agree_with_the_heuristics_first)
+{
+    char err[512] = "";
+    struct pgd_cuda_ctx *untuned = NULL;
+    cr_assert_eq(pgd_cuda_ctx_create(&untuned, err, sizeof err), 0, "%s", err);
+    pgd_cuda_gemm_tune_set(ctx, 1);
+    pgd_cuda_gemm_tune_set(untuned, 0);
+    for (int di = 0; di < 2; di++) {
+        enum pgd_dtype dt = DTS[di];
+        check_tuned_linear(untuned, dt, 256, 200, 1024, 3072, false, dt);   /* a decode bucket */
+        check_tuned_linear(untuned, dt, 96, 65, 2048, 512, true, dt);       /* split-K territory */
+        check_tuned_linear(untuned, dt, 300, 257, 512, 1000, false, PGD_DTYPE_F32);   /* logits */
+        check_tuned_linear(untuned, dt, 30, 17, 14336, 256, false, dt);     /* a down proj's K */
+    }
+    pgd_cuda_ctx_destroy(untuned);
+}
+
 /* ---- rope ------------------------------------------------------------------------------------ */
 static void check_rope(enum pgd_dtype dt, int head_dim, int rotary_dim, bool llama3)
 {

@@ -9,7 +9,7 @@ CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cp
 	tests/unit/test_batch_defaults tests/unit/test_model_shard tests/unit/test_quant \
 	tests/unit/test_oai_parsers \
 	tests/unit/test_grammar tests/unit/test_engine_guided \
-	tests/unit/test_pooling
+	tests/unit/test_pooling tests/unit/test_profile
 check_PROGRAMS += $(CRITERION_TESTS) tests/unit/test_engine_tsan
 tests_unit_test_base_SOURCES = %reldir%/test_base.c
 tests_unit_test_base_CPPFLAGS = $(TEST_CPPFLAGS)
@@ -160,3 +160,8 @@ tests_unit_test_pooling_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_pooling_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_pooling_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_pooling_LDADD = $(TEST_LDADD)
+tests_unit_test_profile_SOURCES = %reldir%/test_profile.c
+tests_unit_test_profile_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_profile_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_profile_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_profile_LDADD = $(TEST_LDADD)

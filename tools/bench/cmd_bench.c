@@ -9,6 +9,7 @@
 #include "tools/tool_model.h"
 #include "runtime/runner/runner.h"
 #include "runtime/model/model.h"
+#include "tools/bench/bench_latency_profile.h"
 #include <pagoda/log.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -27,7 +28,14 @@ struct bench_opts {
     int prompt[MAX_LIST], n_prompt;
     int context, steps, warmup, num_blocks;
     uint64_t seed;
+    bool profile_ops;                /* --profile-ops: a per-op table after each figure */
 };
+
+/* Profiled steps after each figure (the first of them untimed). */
+static int profile_steps(const struct bench_opts *o)
+{
+    return o->profile_ops ? 1 + (o->steps < 10 ? o->steps : 10) : 0;
+}
 
 static void bench_usage(FILE *out)
 {
@@ -55,6 +63,9 @@ static void bench_usage(FILE *out)
             "  --dtype auto|bfloat16|float16  GPU compute dtype (default: the config's)\n"
             "  --quantization METHOD    gptq, awq or fp8 (default: the checkpoint's)\n"
             "  --seed S                 random weights' seed (default 0)\n"
+            "  --profile-ops            after each figure, a per-op table of eager steps: calls,\n"
+            "                           GPU time, share of the step, FLOPs and bytes beside the\n"
+            "                           ceilings (CUDA events around each op)\n"
             "  --plugin-dir DIR         also look for plugins in DIR (repeatable)\n");
 }
 
@@ -127,7 +138,7 @@ static int run(const struct bench_opts *o)
     if (pgd_tool_registry(pgd_tool_model_plugin_dirs(&o->m), &reg, err, sizeof err))
         goto out;
 
-    int decode_len = o->context + o->warmup + o->steps + 1;
+    int decode_len = o->context + o->warmup + o->steps + profile_steps(o) + 1;
     struct pgd__runner_params p;
     pgd__runner_default_params(&p);
     pgd_tool_model_runner_params(&o->m, reg, &p);
@@ -188,6 +199,9 @@ static int run(const struct bench_opts *o)
            "% bound");
     for (int bi = 0; bi < o->n_batch; bi++) {
         int B = o->batch[bi];
+        if (o->profile_ops && bi > 0)     /* the table's header again after a profile */
+            printf("%6s %10s %10s %12s %10s %9s\n", "batch", "ms/step", "tok/s", "bound ms",
+                   "bound by", "% bound");
         /* Prefill each sequence's context (B at a time within the token budget). */
         for (int s = 0; s < B; s++)
             seqs[s] = (struct pgd__step_seq){ .tokens = tokens + (size_t)s * o->context,
@@ -218,6 +232,15 @@ static int run(const struct bench_opts *o)
         printf("%6d %10.3f %10.1f %12.3f %10s %8.1f%%\n", B, ms, B * 1e3 / ms, bound,
                bound <= 0 ? "-" : (t_bw > t_fl ? "bytes" : "flops"),
                bound > 0 ? 100.0 * bound / ms : 0.0);
+        if (o->profile_ops) {
+            printf("\nbatch %d, eager decode steps:\n", B);
+            for (int s = 0; s < B; s++)
+                seqs[s].n_computed = o->context + o->warmup + o->steps;
+            if (pgd_bench_profile_decode(r, seqs, B, ids, profile_steps(o), gbps, tflops,
+                                         stdout, err, sizeof err))
+                goto out;
+            printf("\n");
+        }
         fflush(stdout);
     }
 
@@ -226,6 +249,9 @@ static int run(const struct bench_opts *o)
     printf("%8s %10s %12s %10s %9s\n", "prompt", "ms", "bound ms", "bound by", "% bound");
     for (int pi = 0; pi < o->n_prompt; pi++) {
         int L = o->prompt[pi];
+        if (o->profile_ops && pi > 0)
+            printf("%8s %10s %12s %10s %9s\n", "prompt", "ms", "bound ms", "bound by",
+                   "% bound");
         double t[5];
         int reps = 5;
         for (int rep = -1; rep < reps; rep++) {
@@ -247,8 +273,18 @@ static int run(const struct bench_opts *o)
         printf("%8d %10.2f %12.3f %10s %8.1f%%\n", L, t[reps / 2], bound,
                bound <= 0 ? "-" : (t_bw > t_fl ? "bytes" : "flops"),
                bound > 0 ? 100.0 * bound / t[reps / 2] : 0.0);
+        if (o->profile_ops) {
+            struct pgd__step_seq s = { .tokens = tokens, .n_new = L, .n_computed = 0,
+                                       .block_table = table, .n_blocks = (L + bs - 1) / bs,
+                                       .n_logits = 1 };
+            printf("\nprefill of %d tokens:\n", L);
+            if (pgd_bench_profile_prefill(r, &s, ids, 3, gbps, tflops, stdout, err, sizeof err))
+                goto out;
+            printf("\n");
+        }
         fflush(stdout);
     }
+    pgd_bench_print_gemm_tunings(r, stdout);
     rc = 0;
 out:
     if (rc)
@@ -293,7 +329,8 @@ int pgd_cmd_bench(int argc, char **argv)
         { "batch", required_argument, 0, 'b' }, { "prompt-len", required_argument, 0, 'p' },
         { "context", required_argument, 0, 'c' }, { "steps", required_argument, 0, 's' },
         { "warmup", required_argument, 0, 'w' }, { "num-blocks", required_argument, 0, 'N' },
-        { "seed", required_argument, 0, 'S' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+        { "seed", required_argument, 0, 'S' }, { "profile-ops", no_argument, 0, 'P' },
+        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     struct bench_opts o = { .context = 128, .steps = 32, .warmup = 3 };
     pgd_tool_model_init(&o.m);
@@ -311,6 +348,7 @@ int pgd_cmd_bench(int argc, char **argv)
         case 'w': o.warmup = (int)strtol(optarg, &end, 10); break;
         case 'N': o.num_blocks = (int)strtol(optarg, &end, 10); break;
         case 'S': o.seed = strtoull(optarg, &end, 10); break;
+        case 'P': o.profile_ops = true; break;
         case 'h': bench_usage(stdout); return 0;
         default:
             switch (pgd_tool_model_option(&o.m, c, optarg)) {

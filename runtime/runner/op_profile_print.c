@@ -1,0 +1,94 @@
+/* The per-op profile's table (pgd__op_profile_print): rows per step, by time, beside the
+ * ceilings, then the totals per kind of op. */
+#include "runtime/runner/op_profile.h"
+#include <stdlib.h>
+#include <string.h>
+
+struct sort_item {
+    const struct pgd__op_profile_row *r;
+};
+
+static int by_time(const void *a, const void *b)
+{
+    double x = ((const struct sort_item *)a)->r->ms, y = ((const struct sort_item *)b)->r->ms;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The floor of `ms` worth of work (FLOPs over the GEMM rate, bytes over the bandwidth, the
+ * larger) as a share of ms, and which one bounds it. */
+static double bound_share(double flops, double bytes, double ms, double gbps, double tflops,
+                          const char **by)
+{
+    double t_fl = tflops > 0 ? flops / (tflops * 1e12) * 1e3 : 0;
+    double t_bw = gbps > 0 ? bytes / (gbps * 1e9) * 1e3 : 0;
+    *by = t_fl > t_bw ? "flops" : "bytes";
+    double floor_ms = t_fl > t_bw ? t_fl : t_bw;
+    return ms > 0 && floor_ms > 0 ? 100.0 * floor_ms / ms : 0;
+}
+
+static void print_row(FILE *out, const char *op, const char *shape, double calls, double ms,
+                      double step_ms, double flops, double bytes, double gbps, double tflops)
+{
+    const char *by;
+    double share = bound_share(flops, bytes, ms, gbps, tflops, &by);
+    double s = ms * 1e-3;
+    fprintf(out, "%-16s %-22s %7.1f %10.1f %6.1f%% %9.3f %9.2f %8.1f %8.0f ", op, shape, calls,
+            ms * 1e3, step_ms > 0 ? 100.0 * ms / step_ms : 0.0, flops / 1e9, bytes / 1e6,
+            s > 0 ? flops / s / 1e12 : 0.0, s > 0 ? bytes / s / 1e9 : 0.0);
+    if (share > 0)
+        fprintf(out, "%6.1f%% %s\n", share, by);
+    else
+        fprintf(out, "%7s\n", "-");
+}
+
+void pgd__op_profile_print(const struct pgd__op_profile *p, FILE *out, double gbps,
+                           double tflops)
+{
+    long steps = pgd__op_profile_steps(p);
+    int n = pgd__op_profile_n_rows(p);
+    if (steps <= 0) {
+        fprintf(out, "op profile: no step was profiled\n");
+        return;
+    }
+    double per = 1.0 / (double)steps, step_ms = pgd__op_profile_step_ms(p) * per;
+    struct sort_item *items = calloc((size_t)(n ? n : 1), sizeof *items);
+    if (!items) {
+        fprintf(out, "op profile: out of memory\n");
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        items[i].r = pgd__op_profile_row(p, i);
+    qsort(items, (size_t)n, sizeof *items, by_time);
+    fprintf(out, "per-op time, %ld steps, %.3f ms a step (first op to last, the GPU's time on "
+            "a GPU):\n", steps, step_ms);
+    fprintf(out, "%-16s %-22s %7s %10s %7s %9s %9s %8s %8s %7s\n", "op", "shape", "calls",
+            "us/step", "share", "GFLOP", "MB", "TFLOP/s", "GB/s", "% ceil");
+    static const char *const kinds[] = { "gemm", "attention", "norm", "elementwise", "other" };
+    double kind_ms[5] = { 0 }, kind_fl[5] = { 0 }, kind_by[5] = { 0 }, kind_calls[5] = { 0 };
+    double op_ms = 0;
+    for (int i = 0; i < n; i++) {
+        const struct pgd__op_profile_row *r = items[i].r;
+        print_row(out, r->op, r->shape, r->calls * per, r->ms * per, step_ms, r->flops * per,
+                  r->bytes * per, gbps, tflops);
+        int k = 4;
+        for (int j = 0; j < 4; j++)
+            if (!strcmp(r->kind, kinds[j]))
+                k = j;
+        kind_ms[k] += r->ms * per;
+        kind_fl[k] += r->flops * per;
+        kind_by[k] += r->bytes * per;
+        kind_calls[k] += r->calls * per;
+        op_ms += r->ms * per;
+    }
+    fprintf(out, "by kind:\n");
+    for (int k = 0; k < 5; k++)
+        if (kind_calls[k] > 0)
+            print_row(out, kinds[k], "", kind_calls[k], kind_ms[k], step_ms, kind_fl[k],
+                      kind_by[k], gbps, tflops);
+    fprintf(out, "%-16s %-22s %7s %10.1f %6.1f%%\n", "between ops", "", "", (step_ms - op_ms) * 1e3,
+            step_ms > 0 ? 100.0 * (step_ms - op_ms) / step_ms : 0.0);
+    long dropped = pgd__op_profile_dropped(p);
+    if (dropped)
+        fprintf(out, "(%ld ops were not timed: more than a step's marks)\n", dropped);
+    free(items);
+}

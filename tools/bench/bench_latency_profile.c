@@ -1,0 +1,117 @@
+/* The latency benchmark's look inside a step: the per-op profile of decode and prefill steps
+ * (runtime/runner/op_profile.h) and the report of the cuBLASLt tunings the steps made
+ * (kernels/cuda/gemm_tune.cu). */
+#include "config.h"
+#include "tools/bench/bench_latency_profile.h"
+#include "runtime/runner/op_profile.h"
+#ifdef PGD_HAVE_CUDA
+#include "kernels/cuda/kernels.h"
+#endif
+
+/* Turns the profile on, runs step(i) for i < steps (the profile forgotten after the first),
+ * prints the table, turns it off. */
+static int profiled(struct pgd__runner *r, int steps, double gbps, double tflops, FILE *out,
+                    int (*step)(struct pgd__runner *, void *, int, char *, size_t), void *arg,
+                    char *err, size_t errlen)
+{
+    if (pgd__runner_profile_ops(r, true, err, errlen))
+        return -1;
+    int rc = 0;
+    for (int i = 0; i < steps && !rc; i++) {
+        rc = step(r, arg, i, err, errlen);
+        if (i == 0)
+            pgd__op_profile_reset(pgd__runner_op_profile(r));
+    }
+    if (!rc)
+        pgd__op_profile_print(pgd__runner_op_profile(r), out, gbps, tflops);
+    pgd__runner_profile_ops(r, false, err, errlen);
+    return rc;
+}
+
+struct decode_arg {
+    struct pgd__step_seq *seqs;
+    int n_seqs;
+    int32_t *ids;
+};
+
+static int decode_step(struct pgd__runner *r, void *arg, int i, char *err, size_t errlen)
+{
+    struct decode_arg *a = arg;
+    for (int s = 0; s < a->n_seqs; s++) {
+        if (i > 0)
+            a->seqs[s].n_computed++;
+        a->seqs[s].n_new = 1;
+        a->seqs[s].tokens = a->ids + s;
+    }
+    return pgd__runner_step_greedy(r, a->seqs, a->n_seqs, a->ids, err, errlen) ? -1 : 0;
+}
+
+int pgd_bench_profile_decode(struct pgd__runner *r, struct pgd__step_seq *seqs, int n_seqs,
+                             int32_t *ids, int steps, double gbps, double tflops, FILE *out,
+                             char *err, size_t errlen)
+{
+    struct decode_arg a = { seqs, n_seqs, ids };
+    int rc = profiled(r, steps, gbps, tflops, out, decode_step, &a, err, errlen);
+    for (int s = 0; s < n_seqs; s++)
+        seqs[s].n_computed++;          /* past the last profiled step's token */
+    return rc;
+}
+
+struct prefill_arg {
+    const struct pgd__step_seq *s;
+    int32_t *ids;
+};
+
+static int prefill_step(struct pgd__runner *r, void *arg, int i, char *err, size_t errlen)
+{
+    (void)i;
+    struct prefill_arg *a = arg;
+    return pgd__runner_step_greedy(r, a->s, 1, a->ids, err, errlen) ? -1 : 0;
+}
+
+int pgd_bench_profile_prefill(struct pgd__runner *r, const struct pgd__step_seq *s,
+                              int32_t *ids, int steps, double gbps, double tflops, FILE *out,
+                              char *err, size_t errlen)
+{
+    struct prefill_arg a = { s, ids };
+    return profiled(r, steps, gbps, tflops, out, prefill_step, &a, err, errlen);
+}
+
+void pgd_bench_print_gemm_tunings(const struct pgd__runner *r, FILE *out)
+{
+#ifdef PGD_HAVE_CUDA
+    struct pgd_cuda_ctx *c = pgd__runner_cuda(r);
+    int n = c ? pgd_cuda_gemm_tune_count(c) : 0;
+    if (n == 0) {
+        if (c)
+            fprintf(out, "\ncuBLASLt tunings: none (PAGODA_GEMM_TUNE=0, or no GEMM past the "
+                    "GEMV sizes)\n");
+        return;
+    }
+    fprintf(out, "\ncuBLASLt algorithms chosen by timing (per shape and n bucket; the "
+            "heuristic's first beside the chosen one, at the n it was timed):\n");
+    fprintf(out, "%-24s %7s %6s %6s %7s %12s %12s %8s %9s\n", "shape (in -> out)", "bucket", "n",
+            "cands", "chosen", "first us", "chosen us", "speedup", "tune ms");
+    double total_ms = 0, first = 0, best = 0;
+    for (int i = 0; i < n; i++) {
+        struct pgd_cuda_gemm_tune_info t;
+        if (pgd_cuda_gemm_tune_get(c, i, &t))
+            break;
+        char shape[48];
+        snprintf(shape, sizeof shape, "%d -> %d%s", t.in, t.out,
+                 t.ydt == PGD_DTYPE_F32 && t.dt != PGD_DTYPE_F32 ? " (f32)" : "");
+        fprintf(out, "%-24s %7d %6d %3d/%-2d %7d %12.1f %12.1f %7.2fx %9.1f\n", shape, t.bucket,
+                t.n, t.timed, t.candidates, t.chosen, t.first_us, t.best_us,
+                t.best_us > 0 ? t.first_us / t.best_us : 0.0, t.tune_ms);
+        total_ms += t.tune_ms;
+        first += t.first_us;
+        best += t.best_us;
+    }
+    fprintf(out, "%d tunings took %.1f ms; summed over them the heuristic's first takes %.1f us, "
+            "the chosen %.1f us (%.2fx)\n", n, total_ms, first, best,
+            best > 0 ? first / best : 0.0);
+#else
+    (void)r;
+    (void)out;
+#endif
+}
