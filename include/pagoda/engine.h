@@ -333,6 +333,18 @@ struct pgd_engine_stats {
     uint64_t spec_num_accepted_tokens;   /* of which accepted */
     uint64_t spec_num_accepted_tokens_per_pos[PGD_SPEC_MAX_TOKENS];  /* accepted at
                                         position i of a run (i < k) */
+    /* Where the engine thread's steps spend their time (seconds, summed over the steps):
+     * each step is schedule (speculative proposals and the scheduler) + prepare (the
+     * model step's sequences and rows) + model (the model step: the batch's upload, the
+     * forward pass's launches, the wait for the device, sampling) + output (the
+     * scheduler's update, emitting tokens, retiring requests) = total. device_s is the part
+     * spent on the device's work as the host sees it (blocked on the GPU, or computing the
+     * forward pass on the CPU); total - device is the host's own work, which overlapping
+     * the next step's host work with this step's GPU work ("async scheduling") could hide. */
+    double step_total_s, step_schedule_s, step_prepare_s, step_model_s, step_output_s;
+    double step_device_s;
+    uint64_t step_timed;             /* steps in those sums (a step's times are added after
+                                        its outputs, so it may trail num_steps by one) */
 };
 void pgd_engine_get_stats(struct pgd_engine *e, struct pgd_engine_stats *out);
 

@@ -63,6 +63,11 @@ static bool tune_on(struct pgd_cuda_ctx *c)
     return c->gemm_tune == 1;
 }
 
+extern "C" int pgd_cuda_gemm_tune_enabled(struct pgd_cuda_ctx *c)
+{
+    return tune_on(c);
+}
+
 void pgd_cuda_gemm_tune_free(struct pgd_cuda_ctx *c)
 {
     free(c->gemm_tuned);

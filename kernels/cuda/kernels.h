@@ -149,6 +149,8 @@ int pgd_cuda_bench_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int m, int n,
  * default) reads PAGODA_GEMM_TUNE (0, off or false: off). Plans already built keep their
  * algorithm. */
 void pgd_cuda_gemm_tune_set(struct pgd_cuda_ctx *c, int on);
+/* Whether c tunes (after the above, or the environment). */
+int pgd_cuda_gemm_tune_enabled(struct pgd_cuda_ctx *c);
 /* One tuning: the shape and bucket, the n it was timed at, the heuristic's candidates, how
  * many were timed and which won (0: the heuristic's first), the median microseconds of the
  * heuristic's first and of the winner, and the host milliseconds the tuning took. */

@@ -44,6 +44,10 @@ struct pgd__engine_backend {
     enum pgd_status (*step_hidden)(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
                                    const float **hidden, char *err, size_t errlen);
     int hidden_size;                /* floats per hidden row */
+    /* Optional: seconds the backend's steps (its draft's too) have spent on the device's
+     * work so far (see pgd__runner_device_seconds); each step's growth is its device time
+     * in the engine's stats (step_device_s). */
+    double (*device_seconds)(void *ctx);
     void (*destroy)(void *ctx);
 };
 

@@ -344,6 +344,13 @@ static enum pgd_status rb_draft_step(void *ctx, const struct pgd__step_seq *seqs
     return pgd__runner_step_greedy(rb->draft, seqs, n_seqs, ids, err, errlen);
 }
 
+static double rb_device_seconds(void *ctx)
+{
+    struct runner_backend *rb = ctx;
+    return pgd__runner_device_seconds(rb->runner) +
+           (rb->draft ? pgd__runner_device_seconds(rb->draft) : 0.0);
+}
+
 /* Frees ctx: the runners first, then the registry whose plugins they used. */
 static void rb_destroy(void *ctx)
 {
@@ -489,6 +496,7 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
         .step_hidden = rb_step_hidden,
         .hidden_size = d->hidden_size,
         .draft_step = rb->draft ? rb_draft_step : NULL,
+        .device_seconds = rb_device_seconds,
         .draft_max_model_len = rb->draft ? pgd__runner_desc(rb->draft)->max_position_embeddings
                                          : 0,
         .destroy = rb_destroy,

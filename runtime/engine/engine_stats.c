@@ -40,6 +40,19 @@ void pgd__stats_on_step(struct pgd_engine *e, uint64_t prompt_computed, int step
     pthread_mutex_unlock(&e->stats_mu);
 }
 
+void pgd__stats_on_step_times(struct pgd_engine *e, const double t[5], double device_s)
+{
+    pthread_mutex_lock(&e->stats_mu);
+    e->stats.step_schedule_s += t[1] - t[0];
+    e->stats.step_prepare_s += t[2] - t[1];
+    e->stats.step_model_s += t[3] - t[2];
+    e->stats.step_output_s += t[4] - t[3];
+    e->stats.step_total_s += t[4] - t[0];
+    e->stats.step_device_s += device_s;
+    e->stats.step_timed++;
+    pthread_mutex_unlock(&e->stats_mu);
+}
+
 void pgd__stats_on_spec(struct pgd_engine *e, int n_proposed, int n_accepted)
 {
     pthread_mutex_lock(&e->stats_mu);

@@ -252,9 +252,13 @@ static void retire_finished(struct pgd_engine *e)
  * unknown state). */
 static void engine_step(struct pgd_engine *e)
 {
+    /* The phases' times (see struct pgd_engine_stats' step_*_s) and the device's seconds. */
+    double t[5], dev0 = e->be.device_seconds ? e->be.device_seconds(e->be.ctx) : 0.0;
+    t[0] = pgd__engine_now();
     if (!pgd__spec_propose(e))
         return;
     const struct pgd__sched_out *o = pgd__scheduler_schedule(&e->sched);
+    t[1] = pgd__engine_now();
     if (o->n == 0) {
         PGD_WARN("engine: nothing schedulable with %d waiting, %d running", e->sched.n_waiting,
                  e->sched.n_running);
@@ -264,8 +268,10 @@ static void engine_step(struct pgd_engine *e)
     uint64_t prompt_computed;
     int step_tokens;
     int n_rows = prepare_step(e, o, &prompt_computed, &step_tokens);
+    t[2] = pgd__engine_now();
     char err[256] = "";
     enum pgd_status st = run_step(e, o->n, n_rows, err, sizeof err);
+    t[3] = pgd__engine_now();
     if (st != PGD_OK) {
         PGD_ERROR("engine: model step failed (%s): %s; aborting every request",
                   pgd_status_str(st), err);
@@ -282,6 +288,9 @@ static void engine_step(struct pgd_engine *e)
     pgd__spec_drop_unverified(e);
     retire_finished(e);
     pgd__stats_gauges(e);
+    t[4] = pgd__engine_now();
+    pgd__stats_on_step_times(e, t, e->be.device_seconds ? e->be.device_seconds(e->be.ctx) - dev0
+                                                         : 0.0);
 }
 
 /* ---- invariants (tests) ---------------------------------------------------------------- */

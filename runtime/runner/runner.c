@@ -60,15 +60,27 @@ static void host_free(const struct pgd__runner *r, void *p)
     free(p);
 }
 
-/* Waits for the GPU (a no-op on the CPU). */
+/* Waits for the GPU (a no-op on the CPU); the wait counts in r->device_s. */
 static enum pgd_status device_sync(struct pgd__runner *r, char *err, size_t errlen)
 {
 #ifdef PGD_HAVE_CUDA
-    if (on_cuda(r) && r->cuda && pgd_cuda_sync(r->cuda, err, errlen))
-        return PGD_ERR_DEVICE;
+    if (on_cuda(r) && r->cuda) {
+        double t0 = pgd__now_s();
+        int rc = pgd_cuda_sync(r->cuda, err, errlen);
+        r->device_s += pgd__now_s() - t0;
+        if (rc)
+            return PGD_ERR_DEVICE;
+    }
 #endif
     return PGD_OK;
 }
+
+enum pgd_status pgd__runner_wait_device(struct pgd__runner *r, char *err, size_t errlen)
+{
+    return device_sync(r, err, errlen);
+}
+
+double pgd__runner_device_seconds(const struct pgd__runner *r) { return r->device_s; }
 
 static void meta_free(struct pgd__runner *r)
 {
@@ -596,7 +608,10 @@ static enum pgd_status forward(struct pgd__runner *r, struct pgd_fwd *f, float *
     if (r->prof && (pst = pgd__op_profile_step_begin(r->prof, err, errlen)))
         return pst;
     f->prof = r->prof;
+    double t0 = pgd__now_s();
     r->model->plugin->arch->forward(r->model->impl, f);
+    if (!on_cuda(r))
+        r->device_s += pgd__now_s() - t0;     /* the CPU computed it: the device's work */
     if (r->prof) {
         pgd__op_profile_step_queued(r->prof);
         if (f->status == PGD_OK)
@@ -648,7 +663,7 @@ static enum pgd_status finish_rows(struct pgd__runner *r, const float *logits, i
             rc = pgd_cuda_copy_d2h_async(r->cuda, r->logits, logits,
                                          (size_t)n_logits * vocab * sizeof(float), err, errlen);
         }
-        if (rc || pgd_cuda_sync(r->cuda, err, errlen))
+        if (rc || device_sync(r, err, errlen))
             return PGD_ERR_DEVICE;
         if (greedy)
             memcpy(greedy, r->greedy, (size_t)n_logits * sizeof(int32_t));
@@ -709,7 +724,7 @@ static enum pgd_status finish_hidden(struct pgd__runner *r, const void *dev, int
         enum pgd_dtype dt = r->model->dtype;
         if (pgd_cuda_copy_d2h_async(r->cuda, r->hidden_raw, dev, count * pgd_dtype_size(dt),
                                     err, errlen) ||
-            pgd_cuda_sync(r->cuda, err, errlen))
+            device_sync(r, err, errlen))
             return PGD_ERR_DEVICE;
         const uint16_t *h16 = r->hidden_raw;
         for (size_t i = 0; i < count; i++)
@@ -968,6 +983,58 @@ enum pgd_status pgd__runner_step_hidden(struct pgd__runner *r, const struct pgd_
 
 /* ---- the graph warm-up ------------------------------------------------------------------ */
 
+#ifdef PGD_HAVE_CUDA
+/* The cuBLASLt tunings (kernels/cuda/gemm_tune.cu) of the prefill and mixed-step sizes,
+ * before serving rather than in the first requests' steps: one eager step of one sequence
+ * of T tokens for each power of two T from 16 up to max_num_batched_tokens (and the model's
+ * positions), over a block table of block 0 only (whose slots nothing live holds yet).
+ * Each makes the first GEMM plans of its n bucket, which time their candidates; the decode
+ * sizes are tuned by the graphs' eager steps that follow. Logs what it took. */
+static enum pgd_status warm_gemm_buckets(struct pgd__runner *r, char *err, size_t errlen)
+{
+    if (!on_cuda(r) || !pgd_cuda_gemm_tune_enabled(r->cuda))
+        return PGD_OK;
+    int max_t = r->params.max_num_batched_tokens, bs = r->kv.block_size;
+    int max_pos = r->model->desc.max_position_embeddings;
+    if (r->params.max_model_len > 0 && r->params.max_model_len < max_pos)
+        max_pos = r->params.max_model_len;
+    if (max_pos > 0 && max_pos < max_t)
+        max_t = max_pos;
+    if (max_t < 16)
+        return PGD_OK;
+    int32_t *tokens = calloc((size_t)max_t, sizeof *tokens);      /* token 0 throughout */
+    int32_t *table = calloc((size_t)(max_t + bs - 1) / (size_t)bs, sizeof *table);
+    int32_t id;
+    enum pgd_status st = PGD_OK;
+    if (!tokens || !table)
+        st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "gemm warm-up: out of host memory");
+    int before = pgd_cuda_gemm_tune_count(r->cuda), steps = 0;
+    int64_t t0 = pgd__now_ms();
+    for (int T = 16; !st; T = T * 2 > max_t && T < max_t ? max_t : T * 2) {
+        struct pgd__step_seq s = { .tokens = tokens, .n_new = T, .block_table = table,
+                                   .n_blocks = (T + bs - 1) / bs, .n_logits = 1 };
+        st = pgd__runner_step_greedy(r, &s, 1, &id, err, errlen);
+        steps++;
+        if (T >= max_t)
+            break;
+    }
+    int tuned = pgd_cuda_gemm_tune_count(r->cuda) - before;
+    double tune_ms = 0;
+    for (int i = before; i < before + tuned; i++) {
+        struct pgd_cuda_gemm_tune_info t;
+        if (!pgd_cuda_gemm_tune_get(r->cuda, i, &t))
+            tune_ms += t.tune_ms;
+    }
+    if (!st)
+        PGD_INFO("cuBLASLt: %d GEMM plans of %d prefill sizes (16..%d tokens) tuned in %.1f s "
+                 "(%.1f s of it timing candidates)", tuned, steps, max_t,
+                 (double)(pgd__now_ms() - t0) / 1000.0, tune_ms / 1000.0);
+    free(tokens);
+    free(table);
+    return st;
+}
+#endif
+
 /* Two greedy decode steps per shape of the graphs (runner_graph.h: each context bucket with
  * each batch size), through the ordinary step: the first runs eagerly (the graphs record the
  * arena's fingerprint), the second is captured, as the first requests would have done it.
@@ -975,6 +1042,12 @@ enum pgd_status pgd__runner_step_hidden(struct pgd__runner *r, const struct pgd_
  * only, so nothing but block 0's slots is written (the pool is empty at creation). */
 enum pgd_status pgd__runner_capture_graphs(struct pgd__runner *r, char *err, size_t errlen)
 {
+#ifdef PGD_HAVE_CUDA
+    enum pgd_status wst = warm_gemm_buckets(r, err, errlen);
+    if (wst)
+        return wst;
+    int tuned0 = on_cuda(r) ? pgd_cuda_gemm_tune_count(r->cuda) : 0;
+#endif
     int n_shapes = 0, max_b = 0, max_nb = 0, bs = r->kv.block_size, B, len;
     for (; pgd__graphs_warmup_shape(r->graphs, n_shapes, &B, &len); n_shapes++) {
         max_b = B > max_b ? B : max_b;
@@ -1007,6 +1080,11 @@ enum pgd_status pgd__runner_capture_graphs(struct pgd__runner *r, char *err, siz
     if (!st)
         PGD_INFO("cuda graphs: %d captured in %.1f s", captured,
                  (double)(pgd__now_ms() - t0) / 1000.0);
+#ifdef PGD_HAVE_CUDA
+    if (!st && on_cuda(r) && pgd_cuda_gemm_tune_count(r->cuda) > tuned0)
+        PGD_INFO("cuBLASLt: %d GEMM plans of the decode sizes tuned during the capture",
+                 pgd_cuda_gemm_tune_count(r->cuda) - tuned0);
+#endif
     free(seqs);
     free(table);
     free(ids);

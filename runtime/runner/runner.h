@@ -108,6 +108,10 @@ enum pgd_status pgd__runner_profile_ops(struct pgd__runner *r, bool on, char *er
                                         size_t errlen);
 /* The profile, NULL when off: borrowed, valid until it is turned off. */
 struct pgd__op_profile *pgd__runner_op_profile(const struct pgd__runner *r);
+/* Seconds all steps so far spent on the device's work as the host sees it: on a GPU the
+ * time blocked waiting for it (the step's results, a buffer's reuse), on the CPU the time
+ * computing the forward pass. The rest of a step's time is the host's own. */
+double pgd__runner_device_seconds(const struct pgd__runner *r);
 /* The runner's CUDA context (NULL on the CPU): borrowed, for the benchmarks' kernel facts
  * (the GEMM tunings). */
 struct pgd_cuda_ctx;

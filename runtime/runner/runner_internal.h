@@ -39,12 +39,18 @@ struct pgd__runner {
      * steps every rank runs by itself, the GPU's profiling step). */
     bool tp_serving;
     struct pgd__op_profile *prof;      /* owned; the per-op profile, NULL when off */
+    /* Seconds the steps spent on the device's work as the host sees it: blocked waiting for
+     * the GPU, or computing the forward pass on the CPU (pgd__runner_device_seconds). */
+    double device_s;
 };
 
 /* runner_sample.c: the sampling buffers (on a GPU: the kernels' scratch rows, allocated
  * here so that the KV cache sizing sees them; the packed rows and the results, pinned and
  * on the device), and sampling n_logits rows of logits (device memory on a GPU, r->logits
  * on the CPU) into res. */
+/* runner.c: waits for the GPU's stream, the wait counted in r->device_s. */
+enum pgd_status pgd__runner_wait_device(struct pgd__runner *r, char *err, size_t errlen);
+
 enum pgd_status pgd__runner_sampling_init(struct pgd__runner *r, char *err, size_t errlen);
 void pgd__runner_sampling_fini(struct pgd__runner *r);
 enum pgd_status pgd__runner_sample(struct pgd__runner *r, const float *logits, int n_logits,

@@ -91,7 +91,7 @@ static enum pgd_status reserve(struct pgd__runner *r, size_t pack_bytes, int row
     struct pgd__runner_sampling *s = r->samp;
     if (pack_bytes <= s->pack_cap && rows <= s->out_cap)
         return PGD_OK;
-    if (pgd_cuda_sync(r->cuda, err, errlen))
+    if (pgd__runner_wait_device(r, err, errlen))
         return PGD_ERR_DEVICE;
     if (pack_bytes > s->pack_cap) {
         pgd_cuda_host_free(s->pack_host);
@@ -138,7 +138,7 @@ static enum pgd_status sample_gpu(struct pgd__runner *r, const float *logits, in
                         s->out_dev, err, errlen) ||
         pgd_cuda_copy_d2h_async(r->cuda, s->out_host, s->out_dev, (size_t)n * sizeof *s->out_host,
                                 err, errlen) ||
-        pgd_cuda_sync(r->cuda, err, errlen))
+        pgd__runner_wait_device(r, err, errlen))
         return PGD_ERR_DEVICE;
     pgd__sample_unpack(s->out_host, rows, n, res);
     return PGD_OK;

@@ -1,7 +1,9 @@
 /* Where a step's time goes, on the CPU fixture: the per-op profile of the runner's forward
  * (runtime/runner/op_profile.h: every top-level op of the llama fixture timed once a step,
  * nested ops counted in their caller, FLOPs and bytes as the shapes give them, the op times
- * within the step's) and `pagoda bench latency --profile-ops`'s table. */
+ * within the step's) and `pagoda bench latency --profile-ops`'s table; the engine thread's
+ * time a step (struct pgd_engine_stats' step_*_s: schedule, prepare, model step, outputs,
+ * the device's part) and `pagoda bench throughput`'s report of it. */
 #include "tests/lib/model_fixture.h"
 #include "tests/lib/test_common.h"
 #include "tests/lib/capture.h"
@@ -9,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 PGD_TEST_SUITE(op_profile);
 
@@ -178,5 +182,108 @@ Test(op_profile, bench_latency_prints_the_tables)
     cr_assert(strstr(dec, "per-op time, 2 steps") && strstr(pre, "per-op time, 2 steps"), "%s", got);
     cr_assert(strstr(dec, "\nqkv ") && strstr(dec, "\nrope+attention ") && strstr(pre, "\nlm_head "),
               "%s", got);
+    free(got);
+}
+
+/* ---- the engine thread's time a step ------------------------------------------------------ */
+PGD_TEST_SUITE(step_times);
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The stats once the last step's times are in (they follow its outputs). */
+static void settled(struct pgd_engine *e, struct pgd_engine_stats *st)
+{
+    pgd_engine_get_stats(e, st);
+    for (int i = 0; i < 2000 && st->step_timed < st->num_steps; i++) {
+        nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+        pgd_engine_get_stats(e, st);
+    }
+}
+
+/* Requests through the CPU fixture's engine: every step is timed, its phases add up to its
+ * total, the device's part (the CPU's forward passes) is inside the model steps, and the
+ * totals lie within the wall time of the run. */
+Test(step_times, phases_add_up_on_the_cpu_fixture)
+{
+    struct pgd_engine *e = model_engine("llama-f32", PGD_DEVICE_CPU, 64, 16, 64, 4);
+    struct pgd_engine_stats st0, st1;
+    settled(e, &st0);
+    cr_assert_eq(st0.step_timed, 0);
+    cr_assert_eq(st0.step_total_s, 0);
+    char err[256] = "";
+    struct pgd_stream *s[6];
+    int32_t ids[12];
+    double t0 = now_s();
+    for (int i = 0; i < 6; i++) {
+        for (int j = 0; j < 12; j++)
+            ids[j] = (i * 13 + j * 5) % VOCAB;
+        struct pgd_request_params r = pgd_request_default_params();
+        r.prompt_ids = ids;
+        r.n_prompt_ids = 6 + i;
+        r.sampling.ignore_eos = true;
+        r.sampling.max_tokens = 5;
+        cr_assert_eq(pgd_engine_submit(e, &r, &s[i], err, sizeof err), PGD_OK, "%s", err);
+    }
+    for (int i = 0; i < 6; i++) {
+        struct pgd_output out;
+        while (pgd_stream_next(s[i], &out, -1) == PGD_OK)
+            ;
+        pgd_stream_destroy(s[i]);
+    }
+    settled(e, &st1);
+    double wall = now_s() - t0;
+    cr_assert_gt(st1.num_steps, 2);
+    cr_assert_eq(st1.step_timed, st1.num_steps, "%llu of %llu steps timed",
+                 (unsigned long long)st1.step_timed, (unsigned long long)st1.num_steps);
+    double parts = st1.step_schedule_s + st1.step_prepare_s + st1.step_model_s + st1.step_output_s;
+    cr_assert_float_eq(parts, st1.step_total_s, 1e-9 + 1e-9 * st1.step_total_s,
+                       "phases %.9f s, total %.9f s", parts, st1.step_total_s);
+    cr_assert(st1.step_schedule_s >= 0 && st1.step_prepare_s >= 0 && st1.step_output_s >= 0);
+    cr_assert_gt(st1.step_device_s, 0, "the CPU's forward passes are the device's work");
+    cr_assert_leq(st1.step_device_s, st1.step_model_s, "device %.6f s, model steps %.6f s",
+                  st1.step_device_s, st1.step_model_s);
+    cr_assert_leq(st1.step_total_s, wall, "steps %.6f s in a run of %.6f s", st1.step_total_s, wall);
+    pgd_engine_destroy(e);
+}
+
+/* `pagoda bench throughput --json`: the per-step fields agree with each other. */
+Test(step_times, bench_throughput_reports_consistent_fields)
+{
+    char path[] = "/tmp/pgd-test-tput-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s/tools/pagoda bench throughput --random-weights %s/config.json "
+             "--device cpu --num-prompts 6 --input-len 7 --output-len 4 --json %s 2>&1",
+             PGD_TEST_BUILDDIR, fixture_dir("llama-f32"), path);
+    int status;
+    char *got = pgd_test_capture(cmd, &status);
+    cr_assert_eq(status, 0, "%s\n%s", cmd, got);
+    cr_assert(strstr(got, "engine thread: ") && strstr(got, "the host's own"), "%s", got);
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    cr_assert_not_null(j, "%s: %s", path, je.text);
+    unlink(path);
+#define NUM(k) json_number_value(json_object_get(j, k))
+    cr_assert_eq(json_integer_value(json_object_get(j, "steps_timed")),
+                 json_integer_value(json_object_get(j, "steps")), "%s", got);
+    double step = NUM("step_ms"), host = NUM("step_host_ms"), dev = NUM("step_device_ms");
+    double parts = NUM("step_schedule_ms") + NUM("step_prepare_ms") + NUM("step_model_ms") +
+                   NUM("step_output_ms");
+    cr_assert_gt(step, 0);
+    cr_assert_float_eq(parts, step, 1e-5 + 1e-6 * step, "phases %.6f ms, step %.6f ms", parts, step);
+    cr_assert_float_eq(host + dev, step, 1e-5, "host %.6f + device %.6f, step %.6f", host, dev, step);
+    cr_assert(dev > 0 && dev <= NUM("step_model_ms") + 1e-6, "device %.6f ms", dev);
+    /* The steps run within the timed wall time. */
+    cr_assert_leq(step * 1e-3 * (double)json_integer_value(json_object_get(j, "steps")),
+                  NUM("elapsed_s") + 1e-6);
+#undef NUM
+    json_decref(j);
     free(got);
 }

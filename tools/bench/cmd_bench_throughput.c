@@ -46,6 +46,49 @@ struct tput_opts {
     const char *guided_regex;       /* their guide (a regex that never has to end) */
 };
 
+/* The engine thread's time a step over the timed run (milliseconds; see struct
+ * pgd_engine_stats' step_*_s): its phases, the device's share and the host's. */
+struct step_times {
+    unsigned long long steps;
+    double total, schedule, prepare, model, output, device;
+};
+
+/* The engine's stats once its last step's times are in (they trail the step's outputs, so
+ * a stream can close before them; up to a second's wait). */
+static void settled_stats(struct pgd_engine *e, struct pgd_engine_stats *st)
+{
+    pgd_engine_get_stats(e, st);
+    for (int i = 0; i < 1000 && st->step_timed < st->num_steps; i++) {
+        nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+        pgd_engine_get_stats(e, st);
+    }
+}
+
+static struct step_times step_times_of(const struct pgd_engine_stats *a,
+                                       const struct pgd_engine_stats *b)
+{
+    struct step_times t = { .steps = b->step_timed - a->step_timed };
+    double per = t.steps ? 1e3 / (double)t.steps : 0;
+    t.total = (b->step_total_s - a->step_total_s) * per;
+    t.schedule = (b->step_schedule_s - a->step_schedule_s) * per;
+    t.prepare = (b->step_prepare_s - a->step_prepare_s) * per;
+    t.model = (b->step_model_s - a->step_model_s) * per;
+    t.output = (b->step_output_s - a->step_output_s) * per;
+    t.device = (b->step_device_s - a->step_device_s) * per;
+    return t;
+}
+
+static void print_step_times(const struct step_times *t)
+{
+    double host = t->total - t->device;
+    printf("engine thread: %.3f ms a step over %llu steps = schedule %.3f + prepare %.3f + "
+           "model step %.3f + outputs %.3f ms; on the device's work %.3f ms (waiting for the "
+           "GPU, or the CPU's forward pass), the host's own %.3f ms (%.1f%% of the step: what "
+           "overlapping the host's work with the GPU's could save at most)\n", t->total,
+           t->steps, t->schedule, t->prepare, t->model, t->output, t->device, host,
+           t->total > 0 ? 100.0 * host / t->total : 0.0);
+}
+
 static void tput_usage(FILE *out)
 {
     fprintf(out,
@@ -232,7 +275,7 @@ static int run_tput(const struct tput_opts *o)
             goto out;
         }
     }
-    pgd_engine_get_stats(e, &st0);
+    settled_stats(e, &st0);
 
     double t0 = pgd__now_s();
     for (int i = 0; i < o->num_prompts; i++)
@@ -251,7 +294,7 @@ static int run_tput(const struct tput_opts *o)
         streams[i] = NULL;
     }
     double dt = pgd__now_s() - t0;
-    pgd_engine_get_stats(e, &st1);
+    settled_stats(e, &st1);
     if (unfinished) {
         snprintf(err, sizeof err, "%d requests did not generate their output length", unfinished);
         goto out;
@@ -284,6 +327,8 @@ static int run_tput(const struct tput_opts *o)
                "measured is %.1f%% of the floor\n", floor_s, t_bw > t_fl ? "bytes" : "flops",
                steps, wbytes / 1e9, kv_tokens * kv_tok / 1e9, flops / 1e12,
                o->num_prompts / floor_s, sum_out / floor_s, 100.0 * floor_s / dt);
+    struct step_times tm = step_times_of(&st0, &st1);
+    print_step_times(&tm);
     if (o->json) {
         FILE *f = fopen(o->json, "w");
         if (!f) {
@@ -294,10 +339,16 @@ static int run_tput(const struct tput_opts *o)
                    "\"input_tokens\": %ld, \"output_tokens\": %ld, \"input_tokens_per_s\": %.6f, "
                    "\"output_tokens_per_s\": %.6f, \"engine_generated\": %llu, "
                    "\"engine_prompt_computed\": %llu, \"steps\": %llu, \"max_input\": %ld, "
-                   "\"max_output\": %ld, \"max_len\": %ld, \"floor_s\": %.6f}\n",
+                   "\"max_output\": %ld, \"max_len\": %ld, \"floor_s\": %.6f, "
+                   "\"steps_timed\": %llu, \"step_ms\": %.6f, \"step_schedule_ms\": %.6f, "
+                   "\"step_prepare_ms\": %.6f, \"step_model_ms\": %.6f, "
+                   "\"step_output_ms\": %.6f, \"step_device_ms\": %.6f, "
+                   "\"step_host_ms\": %.6f}\n",
                 o->num_prompts, dt, o->num_prompts / dt, sum_in, counted, sum_in / dt,
                 counted / dt, (unsigned long long)gen, (unsigned long long)computed,
-                (unsigned long long)nsteps, max_in, max_out, max_len, floor_s);
+                (unsigned long long)nsteps, max_in, max_out, max_len, floor_s,
+                (unsigned long long)tm.steps, tm.total, tm.schedule, tm.prepare, tm.model,
+                tm.output, tm.device, tm.total - tm.device);
         fclose(f);
     }
     rc = 0;
