@@ -18,8 +18,9 @@
  * orders its partial sums with counters). Different algorithms sum in different orders, so
  * a tuned plan's output may differ from the heuristic's first in the last bf16 bit.
  *
- * Bounded: at most TUNE_CANDIDATES candidates and TUNE_BUDGET_MS of timed work a plan
- * (candidates are dropped once the budget is spent, the heuristic's first is always timed);
+ * Bounded: at most TUNE_CANDIDATES candidates and about TUNE_BUDGET_MS of host time a plan
+ * (the candidates left when the budget is spent are not timed; the heuristic's first always
+ * is; a GEMM of over a millisecond gets 3 runs a candidate);
  * every tuning is recorded (pgd_cuda_gemm_tune_get) with its cost, so the start-up cost can
  * be logged. During a capture, or with tuning off (PAGODA_GEMM_TUNE=0, or
  * pgd_cuda_gemm_tune_set), the heuristic's first is used, as before. */
@@ -31,7 +32,7 @@
 
 #define TUNE_CANDIDATES 16
 #define TUNE_REPS 5
-#define TUNE_BUDGET_MS 250.0
+#define TUNE_BUDGET_MS 100.0
 #define TUNE_MAX_RECORDS 1024
 
 struct pgd_cuda_gemm_tuned {
@@ -190,8 +191,9 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
         for (int i = 0; i < found; i++) {
             if (i > 0 && pgd_cuda_host_ms() - t0 > TUNE_BUDGET_MS)
                 break;
-            /* A large GEMM (a long prefill) needs fewer runs to be measured well. */
-            int reps = first_ms > 20.0f ? 2 : TUNE_REPS;
+            /* A large GEMM (a long prefill) varies little from run to run: fewer runs, so
+             * that the budget covers more candidates. */
+            int reps = first_ms > 1.0f ? 3 : TUNE_REPS;
             float ms = time_algo(c, p, &res[i].algo, call, reps, ev);
             timed++;
             if (i == 0)
