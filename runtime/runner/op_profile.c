@@ -13,7 +13,7 @@
 #define PROF_MARKS 4096
 #define PROF_MAX_ROWS 128
 /* How long the GPU's gate waits for the host to queue a step. */
-#define PROF_GATE_MS 500.0
+#define PROF_GATE_MS 200.0
 
 struct pending_op {
     int row, mark;

@@ -3,7 +3,7 @@
 # them and fails when they skip.
 GPU_TEST_BINS = tests/gpu/test_cuda_kernels tests/gpu/test_cuda_models tests/gpu/test_cuda_engine tests/gpu/test_cuda_sample \
 	tests/gpu/test_cuda_attention tests/gpu/test_cuda_glu tests/gpu/test_cuda_quant \
-	tests/gpu/test_cuda_pooling
+	tests/gpu/test_cuda_pooling tests/gpu/test_cuda_profile
 check_PROGRAMS += $(GPU_TEST_BINS)
 tests_gpu_test_cuda_kernels_SOURCES = %reldir%/test_cuda_kernels.c
 tests_gpu_test_cuda_kernels_CPPFLAGS = $(TEST_CPPFLAGS)
@@ -59,3 +59,8 @@ tests_gpu_test_cuda_quant_models_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_gpu_test_cuda_quant_models_CFLAGS = $(TEST_CFLAGS)
 tests_gpu_test_cuda_quant_models_LDFLAGS = $(TEST_LINKFLAGS)
 tests_gpu_test_cuda_quant_models_LDADD = $(TEST_LDADD)
+tests_gpu_test_cuda_profile_SOURCES = %reldir%/test_cuda_profile.c
+tests_gpu_test_cuda_profile_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_gpu_test_cuda_profile_CFLAGS = $(TEST_CFLAGS)
+tests_gpu_test_cuda_profile_LDFLAGS = $(TEST_LINKFLAGS)
+tests_gpu_test_cuda_profile_LDADD = $(TEST_LDADD)
