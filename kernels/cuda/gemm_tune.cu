@@ -16,7 +16,9 @@
  * Deterministic per plan: a plan keeps its algorithm (tile, split-K and reduction scheme)
  * for its life, and cuBLASLt's reductions are run-to-run reproducible (the in-place one
  * orders its partial sums with counters). Different algorithms sum in different orders, so
- * a tuned plan's output may differ from the heuristic's first in the last bf16 bit.
+ * a tuned plan's output may differ from the heuristic's first in the last bf16 bit, and two
+ * processes whose timings pick different algorithms may differ so too (PAGODA_GEMM_TUNE=0
+ * gives every process the heuristic's first).
  *
  * Bounded: at most TUNE_CANDIDATES candidates and about TUNE_BUDGET_MS of host time a plan
  * (the candidates left when the budget is spent are not timed; the heuristic's first always
@@ -34,6 +36,7 @@
 #define TUNE_REPS 5
 #define TUNE_BUDGET_MS 100.0
 #define TUNE_MAX_RECORDS 1024
+#define TUNE_MARGIN 0.99f         /* a candidate must be 1% faster than the best so far */
 
 struct pgd_cuda_gemm_tuned {
     struct pgd_cuda_gemm_tune_info info;
@@ -191,6 +194,8 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
         for (int i = 0; i < found; i++) {
             if (i > 0 && pgd_cuda_host_ms() - t0 > TUNE_BUDGET_MS)
                 break;
+            if (res[i].state != CUBLAS_STATUS_SUCCESS)
+                continue;
             /* A large GEMM (a long prefill) varies little from run to run: fewer runs, so
              * that the budget covers more candidates. */
             int reps = first_ms > 1.0f ? 3 : TUNE_REPS;
@@ -198,7 +203,9 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
             timed++;
             if (i == 0)
                 first_ms = ms;
-            if (ms >= 0 && (best < 0 || ms < best_ms)) {
+            /* Another algorithm must win by more than the noise: otherwise the earlier (the
+             * heuristic's preference) stays, and runs of the same process agree more often. */
+            if (ms >= 0 && (best < 0 || ms < best_ms * TUNE_MARGIN)) {
                 best = i;
                 best_ms = ms;
             }

@@ -282,7 +282,7 @@ static void check_tuned_linear(struct pgd_cuda_ctx *untuned, enum pgd_dtype dt, 
     cr_assert(t.dt == dt && t.ydt == ydt && t.in == in && t.out == out && t.n == n &&
               t.bucket == bucket, "recorded [%d x %d] -> %d bucket %d, want [%d x %d] -> %d "
               "bucket %d", t.n, t.in, t.out, t.bucket, n, in, out, bucket);
-    cr_assert(t.timed >= 1 && t.timed <= t.candidates && t.chosen >= 0 && t.chosen < t.timed,
+    cr_assert(t.timed >= 1 && t.timed <= t.candidates && t.chosen >= 0 && t.chosen < t.candidates,
               "%d timed of %d candidates, chose %d", t.timed, t.candidates, t.chosen);
     cr_assert(t.first_us > 0 && t.best_us > 0 && t.best_us <= t.first_us && t.tune_ms > 0,
               "first %.2f us, best %.2f us, %.2f ms tuning", t.first_us, t.best_us, t.tune_ms);
