@@ -451,23 +451,40 @@ GPU_TEST(rope_kv_write_matches_cpu)
 }
 
 /* ---- activations ---------------------------------------------------------------------------- */
+/* inter 300: element by element; 512 and 14336 (Llama-3-8B's): 16-byte vectors. The same
+ * input one element off 16-byte alignment (so element by element) gives the same bits. */
 GPU_TEST(act_mul_silu_and_gelu)
 {
+    static const int N[3] = { 5, 7, 3 }, INTER[3] = { 300, 512, 14336 };
     for (int di = 0; di < 2; di++) {
         enum pgd_dtype dt = DTS[di];
-        for (int a = 0; a < 2; a++) {
-            char err[512] = "";
-            enum pgd_act act = a ? PGD_ACT_GELU_TANH : PGD_ACT_SILU;
-            int n = 5, inter = 300;
-            float *gu = rand_vals((size_t)n * 2 * inter, 4, dt);
-            void *dgu = upload(gu, (size_t)n * 2 * inter, dt), *dout = poisoned((size_t)n * inter, dt);
-            CHECK_RC(pgd_cuda_act_mul(ctx, dt, act, dgu, n, inter, dout, err, sizeof err));
-            float *got = download(dout, (size_t)n * inter, dt), *want = malloc((size_t)n * inter * 4);
-            pgd_cpu_act_mul(act, gu, n, inter, want);
-            expect_close(a ? "gelu_tanh_mul" : "silu_mul", got, want, (size_t)n * inter, dt);
-            free(gu); free(got); free(want);
-            pgd_cuda_free(dgu); pgd_cuda_free(dout);
-        }
+        for (int a = 0; a < 2; a++)
+            for (int c = 0; c < 3; c++) {
+                char err[512] = "";
+                enum pgd_act act = a ? PGD_ACT_GELU_TANH : PGD_ACT_SILU;
+                int n = N[c], inter = INTER[c];
+                size_t nin = (size_t)n * 2 * inter, nout = (size_t)n * inter;
+                float *gu = rand_vals(nin, 4, dt);
+                void *dgu = upload(gu, nin, dt), *dout = poisoned(nout, dt);
+                CHECK_RC(pgd_cuda_act_mul(ctx, dt, act, dgu, n, inter, dout, err, sizeof err));
+                float *got = download(dout, nout, dt), *want = malloc(nout * sizeof *want);
+                pgd_cpu_act_mul(act, gu, n, inter, want);
+                char what[64];
+                snprintf(what, sizeof what, "%s [%d, 2 x %d]", a ? "gelu_tanh_mul" : "silu_mul",
+                         n, inter);
+                expect_close(what, got, want, nout, dt);
+                /* one element past 16-byte alignment, in and out */
+                size_t esz = pgd_dtype_size(dt);
+                char *mgu = pgd_cuda_malloc((nin + 1) * esz), *mout = poisoned(nout + 1, dt);
+                cr_assert_not_null(mgu);
+                upload_into(mgu + esz, gu, nin, dt);
+                CHECK_RC(pgd_cuda_act_mul(ctx, dt, act, mgu + esz, n, inter, mout + esz, err,
+                                          sizeof err));
+                float *off = download(mout, nout + 1, dt);
+                cr_assert_arr_eq(off + 1, got, nout * sizeof *got, "%s: unaligned differs", what);
+                free(gu); free(got); free(want); free(off);
+                pgd_cuda_free(dgu); pgd_cuda_free(dout); pgd_cuda_free(mgu); pgd_cuda_free(mout);
+            }
     }
 }
 
