@@ -989,7 +989,9 @@ enum pgd_status pgd__runner_step_hidden(struct pgd__runner *r, const struct pgd_
  * of T tokens for each power of two T from 16 up to max_num_batched_tokens (and the model's
  * positions), over a block table of block 0 only (whose slots nothing live holds yet).
  * Each makes the first GEMM plans of its n bucket, which time their candidates; the decode
- * sizes are tuned by the graphs' eager steps that follow. Logs what it took. */
+ * sizes are tuned by the graphs' eager steps that follow. Logs what it took; a step refused
+ * for its shape is a warning (those sizes get tuned on first use), a device or memory error
+ * the caller's. */
 static enum pgd_status warm_gemm_buckets(struct pgd__runner *r, char *err, size_t errlen)
 {
     if (!on_cuda(r) || !pgd_cuda_gemm_tune_enabled(r->cuda))
@@ -1029,9 +1031,13 @@ static enum pgd_status warm_gemm_buckets(struct pgd__runner *r, char *err, size_
         PGD_INFO("cuBLASLt: %d GEMM plans of %d prefill sizes (16..%d tokens) tuned in %.1f s "
                  "(%.1f s of it timing candidates)", tuned, steps, max_t,
                  (double)(pgd__now_ms() - t0) / 1000.0, tune_ms / 1000.0);
+    else
+        /* Not fatal: the sizes left are tuned on their first use instead (a device error
+         * shows again in the next step). */
+        PGD_WARN("cuBLASLt: the prefill sizes' tuning stopped after %d steps: %s", steps, err);
     free(tokens);
     free(table);
-    return st;
+    return st == PGD_ERR_NOMEM || st == PGD_ERR_DEVICE ? st : PGD_OK;
 }
 #endif
 
