@@ -326,7 +326,7 @@ static void check_rope_kv_write(enum pgd_dtype dt, int D, int rot, bool norms)
     memcpy(k_orig, k, kn * sizeof *k_orig);
     CHECK_RC(pgd_cuda_rope_kv_write(ctx, dt, dq, nq, dk, dv, nkv, n, D, rot, rope.inv_freq, dpos,
                                     norms ? dqw : NULL, norms ? dkw : NULL, 1e-6f, dkc, dvc,
-                                    dslot, err, sizeof err));
+                                    dslot, NULL, err, sizeof err));
     if (norms) {
         pgd_cpu_rmsnorm(q, qw, 1e-6f, (int64_t)n * nq, D, q);
         pgd_cpu_rmsnorm(k, kw, 1e-6f, (int64_t)n * nkv, D, k);
@@ -478,7 +478,8 @@ static void check_attention(enum pgd_dtype dt, const struct attn_case *c, uint64
     int32_t *dpos = upload_raw(pos, (size_t)n * sizeof(int32_t));
     int64_t *dslot = upload_raw(slot, (size_t)n * sizeof(int64_t));
 
-    CHECK_RC(pgd_cuda_kv_write(ctx, dt, dkc, dvc, dk, dv, dslot, n, (int)width, err, sizeof err));
+    CHECK_RC(pgd_cuda_kv_write(ctx, dt, dkc, dvc, dk, dv, dslot, n, (int)width, NULL, err,
+                               sizeof err));
     struct pgd_cuda_attn a = {
         .dtype = dt, .q = dq, .out = dout, .k_cache = dkc, .v_cache = dvc, .block_size = bs,
         .p = { .n_heads = H, .n_kv_heads = KV, .head_dim = D, .scale = (float)(1 / sqrt(D)),
