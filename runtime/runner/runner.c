@@ -112,6 +112,7 @@ void pgd__runner_default_params(struct pgd__runner_params *p)
         .max_num_seqs = 256,
         .gpu_memory_utilization = 0.9,
         .dtype = PGD_DTYPE_COUNT,
+        .kv_cache_dtype = PGD_DTYPE_COUNT,
     };
 }
 
