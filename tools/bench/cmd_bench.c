@@ -54,6 +54,7 @@ static void bench_usage(FILE *out)
             "  --device auto|cpu|cuda|cuda:N  default auto: cuda when available\n"
             "  --dtype auto|bfloat16|float16  GPU compute dtype (default: the config's)\n"
             "  --quantization METHOD    gptq, awq or fp8 (default: the checkpoint's)\n"
+            "  --kv-cache-dtype DTYPE   auto or fp8 (e4m3 KV cache; default auto)\n"
             "  --seed S                 random weights' seed (default 0)\n"
             "  --plugin-dir DIR         also look for plugins in DIR (repeatable)\n");
 }
