@@ -168,6 +168,7 @@ static enum pgd_status kv_scales_load(struct pgd__runner *r, char *err, size_t e
                  "scales); values beyond +-448 saturate, which may cost accuracy");
     return PGD_OK;
 }
+
 size_t pgd__runner_activation_bytes(const struct pgd__runner *r)
 {
     return r->act_bytes ? r->act_bytes : r->arena.high_water;
