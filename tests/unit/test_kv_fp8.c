@@ -178,18 +178,24 @@ Test(kv_fp8, block_bytes_use_one_byte_elements)
     cr_assert_eq(pgd__kv_cache_block_bytes(2, 16, 2, 16, PGD_DTYPE_F32), 4 * f8);
 }
 
-/* The same kv_cache_memory_bytes hold four times the blocks of the CPU's float32 cache. */
+/* The same kv_cache_memory_bytes hold four times the blocks of the CPU's float32 cache, and
+ * the metrics' cache_config_info says which cache it is (vLLM's cache_dtype label). */
 Test(kv_fp8, engine_pool_holds_more_tokens_in_the_same_memory)
 {
     int blocks[2];
     for (int i = 0; i < 2; i++) {
         struct pgd_engine_params p = pgd_engine_default_params();
         p.kv_cache_memory_bytes = (size_t)1 << 20;
-        p.kv_cache_dtype = i ? "fp8" : "auto";
+        p.kv_cache_dtype = i ? "fp8" : NULL;
         struct pgd_engine *e = model_engine_params("llama-f32", &p);
         struct pgd_engine_stats st;
         pgd_engine_get_stats(e, &st);
         blocks[i] = st.num_blocks;
+        char *text = NULL;
+        size_t len = 0;
+        cr_assert_eq(pgd_engine_metrics_text(e, &text, &len), PGD_OK);
+        cr_assert(strstr(text, i ? "cache_dtype=\"fp8\"" : "cache_dtype=\"auto\""), "%s", text);
+        free(text);
         pgd_engine_destroy(e);
     }
     /* llama-f32: 2 layers x 2 kv heads x 16 dims x 16 tokens x K,V */
