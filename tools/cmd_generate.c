@@ -52,6 +52,8 @@ static void gen_usage(FILE *out)
         "                           the CPU computes in float32)\n"
         "  --quantization METHOD    gptq, awq or fp8 (default: the checkpoint's; fp8 on a\n"
         "                           16-bit checkpoint quantizes it at load)\n"
+        "  --kv-cache-dtype DTYPE   auto or fp8 (= fp8_e4m3: the KV cache in e4m3, twice the\n"
+        "                           tokens a block of memory holds; default auto)\n"
         "  --num-blocks N           KV cache blocks (default: from 256 MiB)\n"
         "  --block-size N           tokens per block (default 16)\n"
         "  --max-num-seqs N         (default 256)   --max-num-batched-tokens N (default 2048)\n"

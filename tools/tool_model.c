@@ -5,6 +5,7 @@
 #include "tools/tool_model.h"
 #include "tools/commands.h"
 #include "runtime/runner/runner.h"
+#include "runtime/kv/kv_cache.h"
 #include <libgen.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +16,7 @@ void pgd_tool_model_init(struct pgd_tool_model *m)
     memset(m, 0, sizeof *m);
     m->device = pgd_tool_default_device();
     m->dtype = PGD_DTYPE_COUNT;
+    m->kv_dtype = PGD_DTYPE_COUNT;
 }
 
 int pgd_tool_model_option(struct pgd_tool_model *m, int c, const char *arg)
@@ -26,6 +28,15 @@ int pgd_tool_model_option(struct pgd_tool_model *m, int c, const char *arg)
     case PGD_TOOL_OPT_DOWNLOAD_DIR: m->download_dir = arg; return 1;
     case PGD_TOOL_OPT_RANDOM: m->random_cfg = arg; return 1;
     case PGD_TOOL_OPT_QUANTIZATION: m->quantization = arg; return 1;
+    case PGD_TOOL_OPT_KV_CACHE_DTYPE: {
+        char err[256];
+        if (pgd__kv_cache_dtype_parse(arg, &m->kv_dtype, err, sizeof err)) {
+            fprintf(stderr, "--kv-cache-dtype: %s\n", err);
+            return -1;
+        }
+        m->kv_cache_dtype = arg;
+        return 1;
+    }
     case PGD_TOOL_OPT_DEVICE: return pgd_tool_parse_device(arg, &m->device) ? -1 : 1;
     case PGD_TOOL_OPT_DTYPE: return pgd_tool_parse_dtype(arg, &m->dtype) ? -1 : 1;
     case PGD_TOOL_OPT_PLUGIN_DIR:
@@ -87,6 +98,7 @@ void pgd_tool_model_engine_params(const struct pgd_tool_model *m, struct pgd_eng
 {
     COPY_MODEL_FIELDS(ep, m);
     ep->plugin_path = m->plugin_path;
+    ep->kv_cache_dtype = m->kv_cache_dtype;
 }
 
 void pgd_tool_model_runner_params(const struct pgd_tool_model *m, struct pgd_registry *reg,
@@ -94,6 +106,7 @@ void pgd_tool_model_runner_params(const struct pgd_tool_model *m, struct pgd_reg
 {
     COPY_MODEL_FIELDS(p, m);
     p->registry = reg;
+    p->kv_cache_dtype = m->kv_dtype;
 }
 
 /* A config.json path names its directory (the file must be called config.json). */

@@ -1,7 +1,7 @@
 /* The model flags every command that loads a model shares (tools/tool_model.c): --model
  * (a directory, hub id or catalog name) with --revision and --download-dir, or
- * --random-weights CONFIG where the command allows it, --device, --dtype, --quantization
- * and --plugin-dir.
+ * --random-weights CONFIG where the command allows it, --device, --dtype, --quantization,
+ * --kv-cache-dtype and --plugin-dir.
  *
  *     static const struct option opts[] = { PGD_TOOL_MODEL_OPTIONS,
  *                                           PGD_TOOL_RANDOM_WEIGHTS_OPTION, ... };
@@ -24,7 +24,7 @@
 enum {
     PGD_TOOL_OPT_MODEL = 0x7000, PGD_TOOL_OPT_REVISION, PGD_TOOL_OPT_DOWNLOAD_DIR,
     PGD_TOOL_OPT_DEVICE, PGD_TOOL_OPT_DTYPE, PGD_TOOL_OPT_PLUGIN_DIR, PGD_TOOL_OPT_RANDOM,
-    PGD_TOOL_OPT_QUANTIZATION,
+    PGD_TOOL_OPT_QUANTIZATION, PGD_TOOL_OPT_KV_CACHE_DTYPE,
 };
 
 #define PGD_TOOL_MODEL_OPTIONS \
@@ -34,6 +34,7 @@ enum {
     { "device", required_argument, 0, PGD_TOOL_OPT_DEVICE }, \
     { "dtype", required_argument, 0, PGD_TOOL_OPT_DTYPE }, \
     { "quantization", required_argument, 0, PGD_TOOL_OPT_QUANTIZATION }, \
+    { "kv-cache-dtype", required_argument, 0, PGD_TOOL_OPT_KV_CACHE_DTYPE }, \
     { "plugin-dir", required_argument, 0, PGD_TOOL_OPT_PLUGIN_DIR }
 #define PGD_TOOL_RANDOM_WEIGHTS_OPTION \
     { "random-weights", required_argument, 0, PGD_TOOL_OPT_RANDOM }
@@ -47,6 +48,8 @@ struct pgd_tool_model {
     enum pgd_dtype dtype;          /* PGD_DTYPE_COUNT: auto */
     const char *quantization;      /* --quantization; NULL: the checkpoint's (resolve fills
                                     * in a catalog entry's, see pgd_tool_catalog_quantization) */
+    const char *kv_cache_dtype;    /* --kv-cache-dtype auto|fp8|fp8_e4m3 (checked); NULL: auto */
+    enum pgd_dtype kv_dtype;       /* the same parsed: PGD_DTYPE_COUNT or PGD_DTYPE_F8_E4M3 */
     char plugin_dirs[4096];        /* every --plugin-dir, colon-separated */
     /* Set by pgd_tool_model_resolve. */
     const char *dir;               /* the model directory to load (points into the flags or

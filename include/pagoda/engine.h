@@ -143,6 +143,11 @@ struct pgd_engine_params {
      * CLS; normalize default true; other keys are refused by name). Checked by
      * pgd_engine_create; NULL (default): LAST, normalized. */
     const char *pooler_config;
+    /* vLLM's --kv-cache-dtype: NULL or "auto" (default): the KV cache in the compute dtype;
+     * "fp8" or "fp8_e4m3": e4m3 bytes (half the bytes of bf16: twice the tokens in the same
+     * memory) with a per-layer k_scale / v_scale read from the checkpoint (1.0 without).
+     * Checked by pgd_engine_create ("fp8_e5m2" is refused). */
+    const char *kv_cache_dtype;
 };
 struct pgd_engine_params pgd_engine_default_params(void);
 

@@ -46,14 +46,19 @@ void pgd_cpu_rope(float *q, int n_q_heads, float *k, int n_k_heads, int n, int h
                   int rotary_dim, const float *inv_freq, const int32_t *pos);
 
 /* The paged KV cache of one layer: [num_blocks, block_size, n_kv_heads, head_dim] for K and
- * for V; token slot s lives at row s = block * block_size + offset. */
+ * for V; token slot s lives at row s = block * block_size + offset. Float32 in k, v; or, an
+ * FP8 cache (kv_cache_dtype fp8; k8 set, k NULL), e4m3fn bytes in k8, v8: an element is
+ * e4m3(byte) * k_scale (K) or * v_scale (V), written as e4m3(x / scale) saturated to +-448. */
 struct pgd_cpu_kv_layer {
     float *k, *v;
     int block_size;
     int n_kv_heads, head_dim;
+    uint8_t *k8, *v8;
+    float k_scale, v_scale;
 };
 
-/* Writes k, v [n, n_kv_heads * head_dim] into the cache rows slot_mapping[i] (< 0: skip). */
+/* Writes k, v [n, n_kv_heads * head_dim] into the cache rows slot_mapping[i] (< 0: skip),
+ * quantizing them on an FP8 cache. */
 void pgd_cpu_kv_write(const struct pgd_cpu_kv_layer *kv, const float *k, const float *v,
                       const int64_t *slot_mapping, int n);
 
@@ -70,8 +75,8 @@ struct pgd_cpu_seq_layout {
 };
 
 /* out[t, h*D..] = sum_j softmax_j(q[t,h] . k[j, h/g] * scale) v[j, h/g] over the keys j of t's
- * sequence with j <= pos[t] (and j > pos[t] - window when sliding). q, out [n, H * D];
- * scores is scratch of max(seq_lens) floats. */
+ * sequence with j <= pos[t] (and j > pos[t] - window when sliding), k and v dequantized on
+ * read from an FP8 cache. q, out [n, H * D]; scores is scratch of max(seq_lens) floats. */
 void pgd_cpu_attention(const struct pgd_cpu_kv_layer *kv, const struct pgd_cpu_seq_layout *L,
                        const struct pgd_attn_params *p, const float *q, float *scores,
                        float *out);

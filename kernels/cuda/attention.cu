@@ -12,10 +12,15 @@
  *
  * Plain FMA math. BF16/F16 at head_dim 64 and 128 go to the tensor-core kernel instead
  * (attention_mma.cu, same items and splits) unless PGD_CUDA_ATTN=fma or a->path says
- * otherwise; this one keeps the other head dims. */
+ * otherwise; this one keeps the other head dims.
+ *
+ * An FP8 cache (a->kv_fp8; kv_fp8.cuh): every kernel is instantiated on the cache element
+ * too; the tiles are converted to T as they are gathered, the K scale multiplies the query
+ * scale and the V scale the output. */
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/attention_decode.cuh"
 #include "kernels/cuda/attention_internal.cuh"
+#include "kernels/cuda/kv_fp8.cuh"
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
@@ -27,32 +32,39 @@
 #define SPLIT_MIN 256                /* fewest keys worth a split of their own */
 
 /* ---- K/V write ------------------------------------------------------------------------------ */
-template <typename T>
-__global__ void kv_write_kernel(T *kc, T *vc, const T *k, const T *v, const int64_t *slots,
-                                int width)
+template <typename T, typename C>
+__global__ void kv_write_kernel(C *kc, C *vc, const T *k, const T *v, const int64_t *slots,
+                                int width, float k_scale, float v_scale)
 {
     int t = blockIdx.x;
     int64_t s = slots[t];
     if (s < 0)
         return;
     for (int i = threadIdx.x; i < width; i += blockDim.x) {
-        kc[s * width + i] = k[(int64_t)t * width + i];
-        vc[s * width + i] = v[(int64_t)t * width + i];
+        kv_store<T, C>(kc + s * width + i, k[(int64_t)t * width + i], k_scale);
+        kv_store<T, C>(vc + s * width + i, v[(int64_t)t * width + i], v_scale);
     }
 }
 
 extern "C" int pgd_cuda_kv_write(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *k_cache,
                                  void *v_cache, const void *k, const void *v,
-                                 const int64_t *slot_mapping, int n, int width, char *err,
-                                 size_t errlen)
+                                 const int64_t *slot_mapping, int n, int width,
+                                 const struct pgd_cuda_kv_fp8 *fp8, char *err, size_t errlen)
 {
     if (n == 0)
         return 0;
     int threads = width >= 256 ? 256 : ((width + 31) / 32) * 32;
-    PGD_CUDA_DISPATCH(dt, T, kv_write_kernel<T><<<n, threads, 0, c->stream>>>(
-                                 (T *)k_cache, (T *)v_cache, (const T *)k, (const T *)v,
-                                 slot_mapping, width));
-    PGD_CUDA_LAUNCHED(err, errlen, "kv_write [%d, %d] %s", n, width, pgd_cuda_dt(dt));
+    if (fp8)
+        PGD_CUDA_DISPATCH(dt, T, kv_write_kernel<T, kv_e4m3><<<n, threads, 0, c->stream>>>(
+                                     (kv_e4m3 *)k_cache, (kv_e4m3 *)v_cache, (const T *)k,
+                                     (const T *)v, slot_mapping, width, fp8->k_scale,
+                                     fp8->v_scale))
+    else
+        PGD_CUDA_DISPATCH(dt, T, kv_write_kernel<T, T><<<n, threads, 0, c->stream>>>(
+                                     (T *)k_cache, (T *)v_cache, (const T *)k, (const T *)v,
+                                     slot_mapping, width, 1.0f, 1.0f))
+    PGD_CUDA_LAUNCHED(err, errlen, "kv_write [%d, %d] %s%s", n, width, pgd_cuda_dt(dt),
+                      fp8 ? " into e4m3" : "");
     return 0;
 }
 
@@ -66,7 +78,8 @@ struct attn_kparams {
     float *part;                     /* [n_tokens, H, n_splits, D + 2] when n_splits > 1 */
     int block_size, max_blocks, H, KV, group, hq, head_chunks, window;
     int n_splits, split_len;
-    float scale_log2;                /* scale * log2(e): softmax in base 2 */
+    float scale_log2;                /* scale * log2(e) (* k_scale): softmax in base 2 */
+    float v_scale;                   /* FP8 cache: the output's factor */
 };
 
 template <int D> struct attn_shape {
@@ -76,7 +89,7 @@ template <int D> struct attn_shape {
     static constexpr int ACC = (RD_MAX + ATT_THREADS - 1) / ATT_THREADS;
 };
 
-template <typename T, int D>
+template <typename T, typename C, int D>
 __global__ void __launch_bounds__(ATT_THREADS) attn_kernel(const attn_kparams p)
 {
     typedef attn_shape<D> S;
@@ -139,8 +152,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_kernel(const attn_kparams p)
             int jj = idx / VPR, vv = idx % VPR, j = tile + jj;
             int64_t slot = (int64_t)table[j / p.block_size] * p.block_size + j % p.block_size;
             int64_t off = slot * kv_stride + (int64_t)kvh * D + vv * VEC;
-            uint4 kv4 = *reinterpret_cast<const uint4 *>((const T *)p.kc + off);
-            uint4 vv4 = *reinterpret_cast<const uint4 *>((const T *)p.vc + off);
+            uint4 kv4 = kv_load8<T, C>((const C *)p.kc + off);
+            uint4 vv4 = kv_load8<T, C>((const C *)p.vc + off);
             /* K rows are padded by 2 elements: store in 4-byte pieces. */
             const uint32_t *kw = reinterpret_cast<const uint32_t *>(&kv4);
             uint32_t *kdst = reinterpret_cast<uint32_t *>(ks + jj * S::KPAD + vv * VEC);
@@ -212,6 +225,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_kernel(const attn_kparams p)
         if (idx < R * D) {
             int r = idx / D, d = idx % D;
             int t = t0 + r / p.hq, h = h0 + r % p.hq;
+            if constexpr (kv_fp8_t<C>::value)
+                acc[i] *= p.v_scale;
             if (p.n_splits == 1) {
                 float l = row_l[r];
                 ((T *)p.out)[((int64_t)t * p.H + h) * D + d] = from_f<T>(l > 0 ? acc[i] / l : 0.0f);
@@ -472,27 +487,27 @@ extern "C" size_t pgd_cuda_attention_scratch(struct pgd_cuda_ctx *c, const struc
     return ap.gen_bytes + ap.dec_bytes;
 }
 
-template <typename T, int D>
+template <typename T, typename C, int D>
 static int launch(struct pgd_cuda_ctx *c, const attn_kparams &kp, dim3 grid)
 {
-    attn_kernel<T, D><<<grid, ATT_THREADS, 0, c->stream>>>(kp);
+    attn_kernel<T, C, D><<<grid, ATT_THREADS, 0, c->stream>>>(kp);
     if (kp.n_splits > 1)
         attn_combine_kernel<T><<<dim3(grid.x, kp.H), std::min(D, 128), 0, c->stream>>>(
             kp.part, kp.items, kp.H, kp.n_splits, D, (T *)kp.out);
     return 0;
 }
 
-template <typename T>
+template <typename T, typename C>
 static int launch_d(struct pgd_cuda_ctx *c, int D, const attn_kparams &kp, dim3 grid)
 {
     switch (D) {
-    case 16: return launch<T, 16>(c, kp, grid);
-    case 32: return launch<T, 32>(c, kp, grid);
-    case 64: return launch<T, 64>(c, kp, grid);
-    case 80: return launch<T, 80>(c, kp, grid);
-    case 96: return launch<T, 96>(c, kp, grid);
-    case 128: return launch<T, 128>(c, kp, grid);
-    case 256: return launch<T, 256>(c, kp, grid);
+    case 16: return launch<T, C, 16>(c, kp, grid);
+    case 32: return launch<T, C, 32>(c, kp, grid);
+    case 64: return launch<T, C, 64>(c, kp, grid);
+    case 80: return launch<T, C, 80>(c, kp, grid);
+    case 96: return launch<T, C, 96>(c, kp, grid);
+    case 128: return launch<T, C, 128>(c, kp, grid);
+    case 256: return launch<T, C, 256>(c, kp, grid);
     }
     return 1;
 }
@@ -563,15 +578,25 @@ extern "C" int pgd_cuda_attention(struct pgd_cuda_ctx *c, const struct pgd_cuda_
         kp.n_splits = ap.gen.n_splits;
         kp.split_len = ap.gen.split_len;
         kp.scale_log2 = p->scale * 1.4426950408889634f;
+        kp.v_scale = 1.0f;
+        if (a->kv_fp8) {
+            kp.scale_log2 *= a->kv_fp8->k_scale;
+            kp.v_scale = a->kv_fp8->v_scale;
+        }
         dim3 grid(ap.n.n_gen, p->n_kv_heads * head_chunks, ap.gen.n_splits);
-        if (a->dtype == PGD_DTYPE_BF16)
-            launch_d<__nv_bfloat16>(c, D, kp, grid);
+        if (a->dtype == PGD_DTYPE_BF16 && a->kv_fp8)
+            launch_d<__nv_bfloat16, kv_e4m3>(c, D, kp, grid);
+        else if (a->dtype == PGD_DTYPE_BF16)
+            launch_d<__nv_bfloat16, __nv_bfloat16>(c, D, kp, grid);
+        else if (a->kv_fp8)
+            launch_d<__half, kv_e4m3>(c, D, kp, grid);
         else
-            launch_d<__half>(c, D, kp, grid);
-        PGD_CUDA_LAUNCHED(err, errlen, "attention %s [%d tokens, %d seqs, %d heads / %d kv of "
-                          "%d, max len %d, %d items x %d splits]", pgd_cuda_dt(a->dtype),
-                          a->n_tokens, a->n_seqs, p->n_heads, p->n_kv_heads, D, a->max_seq_len,
-                          ap.n.n_gen, ap.gen.n_splits);
+            launch_d<__half, __half>(c, D, kp, grid);
+        PGD_CUDA_LAUNCHED(err, errlen, "attention %s%s [%d tokens, %d seqs, %d heads / %d kv "
+                          "of %d, max len %d, %d items x %d splits]", pgd_cuda_dt(a->dtype),
+                          a->kv_fp8 ? " (e4m3 cache)" : "", a->n_tokens, a->n_seqs,
+                          p->n_heads, p->n_kv_heads, D, a->max_seq_len, ap.n.n_gen,
+                          ap.gen.n_splits);
     }
     if (ap.n.n_dec > 0)
         return pgd__attn_decode(c, a, items + ap.n.n_gen, ap.n.n_dec, ap.dec_splits,

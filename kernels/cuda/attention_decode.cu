@@ -11,12 +11,19 @@
  * warp (coalesced), eight rows in flight, and each key's probabilities come from its
  * lane by shuffle. The warps' (max, sum, accumulators) merge in shared memory; with
  * context splits each block writes its partial and attn_decode_combine_kernel merges the
- * splits (flash-decoding). */
+ * splits (flash-decoding).
+ *
+ * An FP8 cache (kv_fp8.cuh): the kernel's cache element C is e4m3, so a key row is D bytes
+ * (16 keys' dims a 16-byte load) and a lane's value dims D/32 bytes; the bytes become f16
+ * words (exact) for the same float math, the K scale multiplies the query scale and the V
+ * scale the output. */
 #include "kernels/cuda/attention_decode.cuh"
 #include "kernels/cuda/attention_internal.cuh"
+#include "kernels/cuda/kv_fp8.cuh"
 #include <limits.h>
 #include <math.h>
 #include <algorithm>
+#include <type_traits>
 
 #define DEC_WARPS 4
 #define DEC_THREADS (32 * DEC_WARPS)
@@ -31,7 +38,8 @@ struct dec_params {
     const int4 *items;               /* {seq, token, 1, 0} [n_items] */
     float *part;                     /* [n_items, H, n_splits, D + 2] when n_splits > 1 */
     int block_size, max_blocks, H, KV, group, window, n_splits, split_len;
-    float scale_log2;                /* scale * log2(e): softmax in base 2 */
+    float scale_log2;                /* scale * log2(e) (* k_scale): softmax in base 2 */
+    float v_scale;                   /* FP8 cache: the output's factor */
 };
 
 /* Two 16-bit floats packed in a 32-bit word, as float2. */
@@ -59,12 +67,35 @@ template <int NW> __device__ __forceinline__ void load_words(const void *p, uint
     }
 }
 
+/* A lane's DL value elements at p as DL / 2 words of W x2: the T words themselves, or (FP8)
+ * DL e4m3 bytes widened to f16 words. */
+template <typename C, int DL>
+__device__ __forceinline__ void load_v(const C *p, uint32_t (&w)[DL / 2])
+{
+    if constexpr (!kv_fp8_t<C>::value) {
+        load_words<DL / 2>(p, w);
+    } else if constexpr (DL == 2) {
+        w[0] = kv_e4m3x2_h2(__ldg(reinterpret_cast<const unsigned short *>(p)));
+    } else {
+        uint32_t b[DL / 4];
+        load_words<DL / 4>(p, b);
+#pragma unroll
+        for (int i = 0; i < DL / 4; i++) {
+            w[2 * i] = kv_e4m3x2_h2(b[i]);
+            w[2 * i + 1] = kv_e4m3x2_h2(b[i] >> 16);
+        }
+    }
+}
+
 /* G: query heads per KV head rounded up to 1, 2, 4 or 8 (rows g >= group are idle). */
-template <typename T, int D, int G>
+template <typename T, typename C, int D, int G>
 __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const dec_params p)
 {
+    constexpr bool F8 = kv_fp8_t<C>::value;
+    typedef typename std::conditional<F8, __half, T>::type W;   /* the words' dtype */
     constexpr int DL = D / 32;                   /* output dims a lane owns */
-    constexpr int NCH = D / 8;                   /* 16-byte chunks in a K row */
+    constexpr int NCH = D * (int)sizeof(C) / 16; /* 16-byte chunks in a K row */
+    constexpr int EPC = 16 / (int)sizeof(C);     /* elements a chunk: 8 or 16 */
     __shared__ __align__(16) float qs[G * D];    /* scaled queries */
     __shared__ float wm[DEC_WARPS][G], wl[DEC_WARPS][G];
     __shared__ float wacc[DEC_WARPS][G][D];
@@ -88,8 +119,8 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const dec_para
     const int lo = max(first, split * p.split_len);
     const int hi = min(pos, split * p.split_len + (p.split_len - 1));
     const int32_t *table = p.block_tables + (int64_t)seq * p.max_blocks;
-    const T *kc = (const T *)p.kc + (int64_t)kvh * D;
-    const T *vc = (const T *)p.vc + (int64_t)kvh * D + lane * DL;
+    const C *kc = (const C *)p.kc + (int64_t)kvh * D;
+    const C *vc = (const C *)p.vc + (int64_t)kvh * D + lane * DL;
     __syncthreads();
 
     float m[G], l[G], acc[G][DL];
@@ -119,19 +150,35 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const dec_para
                 kw[ch] = __ldg(kr + ch);
 #pragma unroll
             for (int ch = 0; ch < NCH; ch++) {
-                const uint32_t w4[4] = { kw[ch].x, kw[ch].y, kw[ch].z, kw[ch].w };
+                /* The chunk as W x2 words: 4 (T), or 8 (16 e4m3 bytes widened). */
+                uint32_t wc[EPC / 2];
+                const uint32_t raw[4] = { kw[ch].x, kw[ch].y, kw[ch].z, kw[ch].w };
 #pragma unroll
-                for (int g = 0; g < G; g++) {
-                    const float4 *qv = reinterpret_cast<const float4 *>(qs + g * D + ch * 8);
-                    float4 a = qv[0], b = qv[1];
-                    float2 k0 = word_f2<T>(w4[0]), k1 = word_f2<T>(w4[1]);
-                    float2 k2 = word_f2<T>(w4[2]), k3 = word_f2<T>(w4[3]);
-                    float x = s[g];
-                    x = fmaf(a.x, k0.x, x); x = fmaf(a.y, k0.y, x);
-                    x = fmaf(a.z, k1.x, x); x = fmaf(a.w, k1.y, x);
-                    x = fmaf(b.x, k2.x, x); x = fmaf(b.y, k2.y, x);
-                    x = fmaf(b.z, k3.x, x); x = fmaf(b.w, k3.y, x);
-                    s[g] = x;
+                for (int i = 0; i < 4; i++) {
+                    if constexpr (F8) {
+                        wc[2 * i] = kv_e4m3x2_h2(raw[i]);
+                        wc[2 * i + 1] = kv_e4m3x2_h2(raw[i] >> 16);
+                    } else {
+                        wc[i] = raw[i];
+                    }
+                }
+#pragma unroll
+                for (int sub = 0; sub < EPC / 8; sub++) {
+                    const uint32_t *w4 = wc + 4 * sub;
+                    const int d0 = ch * EPC + sub * 8;
+#pragma unroll
+                    for (int g = 0; g < G; g++) {
+                        const float4 *qv = reinterpret_cast<const float4 *>(qs + g * D + d0);
+                        float4 a = qv[0], b = qv[1];
+                        float2 k0 = word_f2<W>(w4[0]), k1 = word_f2<W>(w4[1]);
+                        float2 k2 = word_f2<W>(w4[2]), k3 = word_f2<W>(w4[3]);
+                        float x = s[g];
+                        x = fmaf(a.x, k0.x, x); x = fmaf(a.y, k0.y, x);
+                        x = fmaf(a.z, k1.x, x); x = fmaf(a.w, k1.y, x);
+                        x = fmaf(b.x, k2.x, x); x = fmaf(b.y, k2.y, x);
+                        x = fmaf(b.z, k3.x, x); x = fmaf(b.w, k3.y, x);
+                        s[g] = x;
+                    }
                 }
             }
         }
@@ -159,7 +206,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const dec_para
             for (int u = 0; u < 8; u++) {
                 int sl = __shfl_sync(FULL_MASK, slot, j0 + u);
                 if (j0 + u < nk) {
-                    load_words<DL / 2>(vc + (int64_t)sl * kv_stride, w[u]);
+                    load_v<C, DL>(vc + (int64_t)sl * kv_stride, w[u]);
                 } else {
 #pragma unroll
                     for (int e = 0; e < DL / 2; e++)
@@ -173,7 +220,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const dec_para
                     float pj = __shfl_sync(FULL_MASK, s[g], j0 + u);
 #pragma unroll
                     for (int e = 0; e < DL / 2; e++) {
-                        float2 v = word_f2<T>(w[u][e]);
+                        float2 v = word_f2<W>(w[u][e]);
                         acc[g][2 * e] = fmaf(pj, v.x, acc[g][2 * e]);
                         acc[g][2 * e + 1] = fmaf(pj, v.y, acc[g][2 * e + 1]);
                     }
@@ -215,6 +262,8 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const dec_para
             A += wacc[w][g][d] * f;
         }
         const int h = h0 + g;
+        if constexpr (F8)
+            A *= p.v_scale;
         if (p.n_splits == 1) {
             ((T *)p.out)[((int64_t)t * p.H + h) * D + d] = from_f<T>(L > 0.0f ? A / L : 0.0f);
         } else {
@@ -280,34 +329,34 @@ size_t pgd__attn_decode_scratch(int n_items, int n_heads, int head_dim, int n_sp
     return n_splits > 1 ? (size_t)n_items * n_heads * n_splits * (head_dim + 2) * 4 : 0;
 }
 
-template <typename T, int D, int G>
+template <typename T, typename C, int D, int G>
 static void launch(struct pgd_cuda_ctx *c, const dec_params &p, int n_items)
 {
     dim3 grid(n_items, p.KV, p.n_splits);
-    pgd_cuda_launch(c, attn_decode_kernel<T, D, G>, grid, DEC_THREADS, p);
+    pgd_cuda_launch(c, attn_decode_kernel<T, C, D, G>, grid, DEC_THREADS, p);
     if (p.n_splits > 1)
         pgd_cuda_launch(c, attn_decode_combine_kernel<T, D>, dim3(n_items, p.H), std::min(D, 128),
                         (const float *)p.part, p.items, p.H, p.n_splits, (T *)p.out);
 }
 
-template <typename T, int D>
+template <typename T, typename C, int D>
 static void launch_g(struct pgd_cuda_ctx *c, const dec_params &p, int n_items)
 {
     switch (group_rounded(p.group)) {
-    case 1: launch<T, D, 1>(c, p, n_items); break;
-    case 2: launch<T, D, 2>(c, p, n_items); break;
-    case 4: launch<T, D, 4>(c, p, n_items); break;
-    default: launch<T, D, 8>(c, p, n_items); break;
+    case 1: launch<T, C, D, 1>(c, p, n_items); break;
+    case 2: launch<T, C, D, 2>(c, p, n_items); break;
+    case 4: launch<T, C, D, 4>(c, p, n_items); break;
+    default: launch<T, C, D, 8>(c, p, n_items); break;
     }
 }
 
-template <typename T>
+template <typename T, typename C>
 static void launch_d(struct pgd_cuda_ctx *c, int D, const dec_params &p, int n_items)
 {
     switch (D) {
-    case 64: launch_g<T, 64>(c, p, n_items); break;
-    case 128: launch_g<T, 128>(c, p, n_items); break;
-    default: launch_g<T, 256>(c, p, n_items); break;
+    case 64: launch_g<T, C, 64>(c, p, n_items); break;
+    case 128: launch_g<T, C, 128>(c, p, n_items); break;
+    default: launch_g<T, C, 256>(c, p, n_items); break;
     }
 }
 
@@ -343,12 +392,22 @@ int pgd__attn_decode(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, cons
     p.n_splits = n_splits;
     p.split_len = split_len;
     p.scale_log2 = ap->scale * 1.4426950408889634f;
-    if (a->dtype == PGD_DTYPE_BF16)
-        launch_d<__nv_bfloat16>(c, D, p, n_items);
+    p.v_scale = 1.0f;
+    if (a->kv_fp8) {
+        p.scale_log2 *= a->kv_fp8->k_scale;
+        p.v_scale = a->kv_fp8->v_scale;
+    }
+    if (a->dtype == PGD_DTYPE_BF16 && a->kv_fp8)
+        launch_d<__nv_bfloat16, kv_e4m3>(c, D, p, n_items);
+    else if (a->dtype == PGD_DTYPE_BF16)
+        launch_d<__nv_bfloat16, __nv_bfloat16>(c, D, p, n_items);
+    else if (a->kv_fp8)
+        launch_d<__half, kv_e4m3>(c, D, p, n_items);
     else
-        launch_d<__half>(c, D, p, n_items);
-    PGD_CUDA_LAUNCHED(err, errlen, "attention (decode) %s [%d rows, %d heads / %d kv of %d, max "
-                      "len %d, %d splits of %d]", pgd_cuda_dt(a->dtype), n_items, ap->n_heads,
+        launch_d<__half, __half>(c, D, p, n_items);
+    PGD_CUDA_LAUNCHED(err, errlen, "attention (decode) %s%s [%d rows, %d heads / %d kv of %d, "
+                      "max len %d, %d splits of %d]", pgd_cuda_dt(a->dtype),
+                      a->kv_fp8 ? " (e4m3 cache)" : "", n_items, ap->n_heads,
                       ap->n_kv_heads, D, a->max_seq_len, n_splits, split_len);
     return 0;
 }

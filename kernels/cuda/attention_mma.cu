@@ -18,8 +18,14 @@
  * partials (accumulators, max, sum) to the split scratch for pgd__attn_combine.
  *
  * Shared memory rows are head_dim + 8 elements: the 16-byte pad puts the 8 rows an
- * ldmatrix reads in 8 different bank groups. sm_80 and later (mma.sync, ldmatrix, cp.async). */
+ * ldmatrix reads in 8 different bank groups. sm_80 and later (mma.sync, ldmatrix, cp.async).
+ *
+ * An FP8 cache (kv_fp8.cuh): the kernel's cache element C is e4m3; the next tile's bytes are
+ * read into registers before the current tile's math and converted to T into shared memory
+ * after it (cp.async cannot convert), the K scale multiplies scale_log2 and the V scale the
+ * output. */
 #include "kernels/cuda/attention_internal.cuh"
+#include "kernels/cuda/kv_fp8.cuh"
 #include <math.h>
 #include <limits.h>
 #include <algorithm>
@@ -39,7 +45,8 @@ struct mma_kparams {
     int block_size, bs_shift;        /* bs_shift: log2(block_size), or -1 */
     int max_blocks, H, KV, group, hq, head_chunks, window;
     int n_splits, split_len;
-    float scale_log2;                /* scale * log2(e) */
+    float scale_log2;                /* scale * log2(e) (* k_scale) */
+    float v_scale;                   /* FP8 cache: the output's factor */
 };
 
 template <int D> struct mma_shape {
@@ -223,11 +230,13 @@ static __device__ __forceinline__ void warp_tile(const T *kt, const T *vt, int k
 }
 
 /* ---- the kernel ------------------------------------------------------------------------------ */
-template <typename T, int D>
+template <typename T, typename C, int D>
 __global__ void __launch_bounds__(MMA_THREADS, 2) attn_mma_kernel(const mma_kparams p)
 {
     typedef mma_shape<D> S;
-    constexpr int CPR = D / 8;                           /* 16-byte chunks a row */
+    constexpr bool F8 = kv_fp8_t<C>::value;
+    constexpr int CPR = D / 8;                           /* 8-element chunks a row (16 bytes of T) */
+    constexpr int NL = MMA_BN * CPR / MMA_THREADS;       /* chunks a thread loads a tile */
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *qs = reinterpret_cast<T *>(smem_raw);             /* [MMA_BM][STRIDE] */
     T *ks = qs + S::QTILE;                               /* [2][MMA_BN][STRIDE] */
@@ -245,7 +254,7 @@ __global__ void __launch_bounds__(MMA_THREADS, 2) attn_mma_kernel(const mma_kpar
     const bool by_keys = R <= 16;
     const int32_t *table = p.block_tables + (int64_t)seq * p.max_blocks;
     const int64_t kv_stride = (int64_t)p.KV * D;         /* between cache slots */
-    const T *kc = (const T *)p.kc + (int64_t)kvh * D, *vc = (const T *)p.vc + (int64_t)kvh * D;
+    const C *kc = (const C *)p.kc + (int64_t)kvh * D, *vc = (const C *)p.vc + (int64_t)kvh * D;
 
     /* Q rows (zeros past R up to a multiple of 16), as cp.async group 0. */
     const int q_rows = (R + 15) & ~15;
@@ -280,26 +289,59 @@ __global__ void __launch_bounds__(MMA_THREADS, 2) attn_mma_kernel(const mma_kpar
         }
     const int ntiles = ke >= kb ? (ke - kb) / MMA_BN + 1 : 0;
 
+    /* Key j's row offset in the caches (elements). */
+    auto row_off = [&](int j) -> int64_t {
+        int blk = p.bs_shift >= 0 ? j >> p.bs_shift : j / p.block_size;
+        int64_t slot = (int64_t)table[blk] * p.block_size + (j - blk * p.block_size);
+        return slot * kv_stride;
+    };
     /* Tile `buf` <- keys kb0 .. kb0 + 63 (zeros past ke: P is 0 there, V must be finite). */
     auto load_tile = [&](int buf, int kb0) {
         T *kd = ks + buf * S::TILE, *vd = vs + buf * S::TILE;
 #pragma unroll
-        for (int i = 0; i < MMA_BN * CPR / MMA_THREADS; i++) {
+        for (int i = 0; i < NL; i++) {
             int idx = tid + i * MMA_THREADS, jj = idx / CPR, ch = idx % CPR, j = kb0 + jj;
             bool ok = j <= ke;
-            const T *ksrc = kc, *vsrc = vc;
+            const C *ksrc = kc, *vsrc = vc;
             if (ok) {
-                int blk = p.bs_shift >= 0 ? j >> p.bs_shift : j / p.block_size;
-                int64_t slot = (int64_t)table[blk] * p.block_size + (j - blk * p.block_size);
-                ksrc += slot * kv_stride + ch * 8;
-                vsrc += slot * kv_stride + ch * 8;
+                ksrc += row_off(j) + ch * 8;
+                vsrc += row_off(j) + ch * 8;
             }
             cp_async16(smem_u32(kd + jj * S::STRIDE + ch * 8), ksrc, ok);
             cp_async16(smem_u32(vd + jj * S::STRIDE + ch * 8), vsrc, ok);
         }
     };
-    if (ntiles > 0)
-        load_tile(0, kb);
+    /* FP8: the tile's e4m3 chunks (8 bytes each) into registers, then converted to shared. */
+    uint2 k8[F8 ? NL : 1], v8[F8 ? NL : 1];
+    auto fetch8 = [&](int kb0) {
+#pragma unroll
+        for (int i = 0; i < NL; i++) {
+            int idx = tid + i * MMA_THREADS, jj = idx / CPR, ch = idx % CPR, j = kb0 + jj;
+            k8[i] = v8[i] = make_uint2(0u, 0u);
+            if (j <= ke) {
+                int64_t off = row_off(j) + ch * 8;
+                k8[i] = *reinterpret_cast<const uint2 *>(kc + off);
+                v8[i] = *reinterpret_cast<const uint2 *>(vc + off);
+            }
+        }
+    };
+    auto stash8 = [&](int buf) {
+        T *kd = ks + buf * S::TILE, *vd = vs + buf * S::TILE;
+#pragma unroll
+        for (int i = 0; i < NL; i++) {
+            int idx = tid + i * MMA_THREADS, jj = idx / CPR, ch = idx % CPR;
+            *reinterpret_cast<uint4 *>(kd + jj * S::STRIDE + ch * 8) = kv_cvt8<T>(k8[i]);
+            *reinterpret_cast<uint4 *>(vd + jj * S::STRIDE + ch * 8) = kv_cvt8<T>(v8[i]);
+        }
+    };
+    if (ntiles > 0) {
+        if constexpr (F8) {
+            fetch8(kb);
+            stash8(0);
+        } else {
+            load_tile(0, kb);
+        }
+    }
     cp_async_commit();                                   /* group 1 (maybe empty) */
 
     /* This warp's rows and key slice of a tile, and the keys its rows want. */
@@ -342,7 +384,11 @@ __global__ void __launch_bounds__(MMA_THREADS, 2) attn_mma_kernel(const mma_kpar
     }
 
     for (int it = 0; it < ntiles; it++) {
-        if (it + 1 < ntiles) {
+        if constexpr (F8) {
+            if (it + 1 < ntiles)
+                fetch8(kb + (it + 1) * MMA_BN);          /* in flight during this tile */
+            cp_async_wait<0>();
+        } else if (it + 1 < ntiles) {
             load_tile((it + 1) & 1, kb + (it + 1) * MMA_BN);
             cp_async_commit();
             cp_async_wait<1>();
@@ -359,6 +405,10 @@ __global__ void __launch_bounds__(MMA_THREADS, 2) attn_mma_kernel(const mma_kpar
             else
                 warp_tile<T, D, 8>(kt, vt, k0, qf, acc, m, l, first, last, p.scale_log2, lane);
         }
+        /* FP8: the other buffer was last read in the previous tile, behind its barrier. */
+        if constexpr (F8)
+            if (it + 1 < ntiles)
+                stash8((it + 1) & 1);
         __syncthreads();                                 /* before the buffer is refilled */
     }
     cp_async_wait<0>();
@@ -418,6 +468,8 @@ __global__ void __launch_bounds__(MMA_THREADS, 2) attn_mma_kernel(const mma_kpar
             O = fo[r * D + d];
         }
         int t = t0 + r / p.hq, h = h0 + r % p.hq;
+        if constexpr (F8)
+            O *= p.v_scale;
         if (p.n_splits == 1) {
             out[((int64_t)t * p.H + h) * D + d] = from_f<T>(L > 0 ? O / L : 0.0f);
         } else {
@@ -448,13 +500,13 @@ void pgd__attn_mma_shape(int group, int *hq, int *tq)
 }
 
 /* The dynamic shared memory above 48 KiB is granted per function and device, once. */
-template <typename T, int D> static cudaError_t allow_smem(int device)
+template <typename T, typename C, int D> static cudaError_t allow_smem(int device)
 {
     static std::atomic<unsigned> done(0);
     unsigned bit = device >= 0 && device < 32 ? 1u << device : 0;
     if (bit && (done.load() & bit))
         return cudaSuccess;
-    cudaError_t e = cudaFuncSetAttribute(attn_mma_kernel<T, D>,
+    cudaError_t e = cudaFuncSetAttribute(attn_mma_kernel<T, C, D>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          mma_shape<D>::SMEM);
     if (e == cudaSuccess && bit)
@@ -462,14 +514,20 @@ template <typename T, int D> static cudaError_t allow_smem(int device)
     return e;
 }
 
-template <typename T, int D>
+template <typename T, typename C, int D>
 static cudaError_t launch(struct pgd_cuda_ctx *c, const mma_kparams &kp, dim3 grid)
 {
-    cudaError_t e = allow_smem<T, D>(c->device);
+    cudaError_t e = allow_smem<T, C, D>(c->device);
     if (e != cudaSuccess)
         return e;
-    attn_mma_kernel<T, D><<<grid, MMA_THREADS, mma_shape<D>::SMEM, c->stream>>>(kp);
+    attn_mma_kernel<T, C, D><<<grid, MMA_THREADS, mma_shape<D>::SMEM, c->stream>>>(kp);
     return cudaSuccess;
+}
+
+template <typename T, typename C>
+static cudaError_t launch_d(struct pgd_cuda_ctx *c, int D, const mma_kparams &kp, dim3 grid)
+{
+    return D == 64 ? launch<T, C, 64>(c, kp, grid) : launch<T, C, 128>(c, kp, grid);
 }
 
 int pgd__attn_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, const int4 *items,
@@ -515,21 +573,28 @@ int pgd__attn_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, con
     kp.n_splits = n_splits;
     kp.split_len = split_len;
     kp.scale_log2 = p->scale * 1.4426950408889634f;
+    kp.v_scale = 1.0f;
+    if (a->kv_fp8) {
+        kp.scale_log2 *= a->kv_fp8->k_scale;
+        kp.v_scale = a->kv_fp8->v_scale;
+    }
     dim3 grid(n_items, p->n_kv_heads * kp.head_chunks, n_splits);
     cudaError_t e;
     if (a->dtype == PGD_DTYPE_BF16)
-        e = D == 64 ? launch<__nv_bfloat16, 64>(c, kp, grid) : launch<__nv_bfloat16, 128>(c, kp, grid);
+        e = a->kv_fp8 ? launch_d<__nv_bfloat16, kv_e4m3>(c, D, kp, grid)
+                      : launch_d<__nv_bfloat16, __nv_bfloat16>(c, D, kp, grid);
     else
-        e = D == 64 ? launch<__half, 64>(c, kp, grid) : launch<__half, 128>(c, kp, grid);
+        e = a->kv_fp8 ? launch_d<__half, kv_e4m3>(c, D, kp, grid)
+                      : launch_d<__half, __half>(c, D, kp, grid);
     if (e != cudaSuccess)
         return pgd_cuda_failf(err, errlen, "attention (tensor cores): shared memory of %d "
                               "bytes: %s", D == 64 ? mma_shape<64>::SMEM : mma_shape<128>::SMEM,
                               cudaGetErrorString(e));
     if (n_splits > 1)
         pgd__attn_combine(c, a->dtype, part, items, n_items, p->n_heads, n_splits, D, a->out);
-    PGD_CUDA_LAUNCHED(err, errlen, "attention (tensor cores) %s [%d tokens, %d seqs, %d heads "
-                      "/ %d kv of %d, max len %d, %d items x %d splits]", pgd_cuda_dt(a->dtype),
-                      a->n_tokens, a->n_seqs, p->n_heads, p->n_kv_heads, D, a->max_seq_len,
+    PGD_CUDA_LAUNCHED(err, errlen, "attention (tensor cores) %s%s [%d tokens, %d seqs, %d "
+                      "heads / %d kv of %d, max len %d, %d items x %d splits]",
+                      pgd_cuda_dt(a->dtype), a->kv_fp8 ? " (e4m3 cache)" : "", a->n_tokens, a->n_seqs, p->n_heads, p->n_kv_heads, D, a->max_seq_len,
                       n_items, n_splits);
     return 0;
 }

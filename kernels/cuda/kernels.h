@@ -180,6 +180,15 @@ int pgd_cuda_prof_mark(struct pgd_cuda_prof *p, int i, char *err, size_t errlen)
 /* Milliseconds from event i to event j, waiting for j. */
 int pgd_cuda_prof_elapsed(struct pgd_cuda_prof *p, int i, int j, float *ms, char *err,
                           size_t errlen);
+/* An FP8 KV cache (kv_cache_dtype fp8, vLLM's fp8 = e4m3): the caches hold e4m3fn bytes,
+ * one per element, and a layer's value is e4m3(byte) * k_scale (K) or * v_scale (V). The
+ * writes store e4m3(x / scale) saturated to +-448 (x first rounded to the compute dtype, as
+ * the unfused path's k tensor holds it). The scales are host values passed by value to the
+ * kernels (a captured graph keeps them: they do not change after load). NULL where a
+ * function takes a pointer to one: the caches are in the compute dtype. */
+struct pgd_cuda_kv_fp8 {
+    float k_scale, v_scale;
+};
 
 /* ---- rope.cu ---------------------------------------------------------------------------- */
 /* Rotates q [n, n_q_heads * head_dim] and k [n, n_k_heads * head_dim] in place by
@@ -194,20 +203,20 @@ int pgd_cuda_rope(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *q, int n_q_he
  * pgd_cuda_rmsnorm writes them), the rotation of q in place and of k, and the write of the
  * rotated k and of v [n, n_kv_heads * head_dim] into the caches [num_slots, n_kv_heads *
  * head_dim] at rows slot_mapping[i] (< 0: not written). k itself is not changed. At most 256
- * rotated pairs and 256 unrotated dims a head. */
+ * rotated pairs and 256 unrotated dims a head. fp8: the caches are e4m3 (see above). */
 int pgd_cuda_rope_kv_write(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *q, int n_q_heads,
                            const void *k, const void *v, int n_kv_heads, int n, int head_dim,
                            int rotary_dim, const float *inv_freq, const int32_t *pos,
                            const void *q_norm, const void *k_norm, float eps, void *k_cache,
-                           void *v_cache, const int64_t *slot_mapping, char *err,
-                           size_t errlen);
+                           void *v_cache, const int64_t *slot_mapping,
+                           const struct pgd_cuda_kv_fp8 *fp8, char *err, size_t errlen);
 
 /* ---- attention.cu: the paged KV cache and attention ---------------------------------- */
-/* Writes k, v [n, width] into the cache rows slot_mapping[i] (< 0: skipped); the caches are
- * [num_slots, width]. */
+/* Writes k, v [n, width] (dt) into the cache rows slot_mapping[i] (< 0: skipped); the caches
+ * are [num_slots, width], in dt, or e4m3 when fp8 is set. */
 int pgd_cuda_kv_write(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *k_cache, void *v_cache,
                       const void *k, const void *v, const int64_t *slot_mapping, int n,
-                      int width, char *err, size_t errlen);
+                      int width, const struct pgd_cuda_kv_fp8 *fp8, char *err, size_t errlen);
 
 /* One attention call over the step's flat batch (device pointers unless marked host). */
 struct pgd_cuda_attn {
@@ -237,6 +246,9 @@ struct pgd_cuda_attn {
      * environment has PGD_CUDA_ATTN=fma), the FMA kernel otherwise. PGD_CUDA_ATTN_FMA or
      * _MMA: that kernel for every row (tests, benches; MMA on other shapes fails). */
     int path;
+    /* The caches are e4m3 with these scales (every kernel path dequantizes on read); NULL:
+     * in dtype. */
+    const struct pgd_cuda_kv_fp8 *kv_fp8;
 };
 enum { PGD_CUDA_ATTN_AUTO = 0, PGD_CUDA_ATTN_FMA = 1, PGD_CUDA_ATTN_MMA = 2 };
 /* Bytes of float32 scratch (device) an attention call needs for its context splits. */

@@ -2,7 +2,7 @@
 # turns them into libtool objects (build-aux/cudalt.sh).
 runtime_libpagoda_private_la_SOURCES += \
 	%reldir%/kernels.h %reldir%/common.cuh %reldir%/act.cuh %reldir%/gemv.cuh \
-	%reldir%/attention_decode.cuh %reldir%/attention_internal.cuh \
+	%reldir%/attention_decode.cuh %reldir%/attention_internal.cuh %reldir%/kv_fp8.cuh \
 	%reldir%/device.cu %reldir%/linear.cu %reldir%/norm.cu %reldir%/embed.cu \
 	%reldir%/act.cu %reldir%/rope.cu %reldir%/attention.cu %reldir%/attention_decode.cu \
 	%reldir%/attention_mma.cu %reldir%/sample.cu %reldir%/graph.cu %reldir%/glu.cu \
@@ -34,3 +34,5 @@ $(CUDA_LOS): $(top_srcdir)/%reldir%/common.cuh $(top_srcdir)/%reldir%/kernels.h 
 	%reldir%/quant_fp8_mma.lo %reldir%/quant_bench.lo: $(top_srcdir)/%reldir%/quant.cuh $(top_srcdir)/%reldir%/gemv.cuh
 %reldir%/quant_wq.lo %reldir%/quant_wq_mma.lo: $(top_srcdir)/%reldir%/quant_wq.cuh
 %reldir%/act.lo %reldir%/glu.lo: $(top_srcdir)/%reldir%/act.cuh
+%reldir%/rope.lo %reldir%/attention.lo %reldir%/attention_decode.lo %reldir%/attention_mma.lo: \
+	$(top_srcdir)/%reldir%/kv_fp8.cuh

@@ -1,6 +1,7 @@
 /* Rotary position embedding ("rotate half" layout), q and k in one launch. The angle is
  * pos * inv_freq[j] in float32, as transformers computes it; inv_freq travels by value. */
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/kv_fp8.cuh"
 #include <string.h>
 
 struct rope_freqs {
@@ -60,15 +61,18 @@ extern "C" int pgd_cuda_rope(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *q,
  * Each block puts the token's cos/sin in shared memory first; then its warps take q heads
  * (normed when qn is set, rotated, in place), k heads (normed when kn is set, rotated,
  * written to the cache row) or v heads (copied to the cache row). A normed value is rounded
- * to T before the rotation, as the separate rmsnorm kernel rounds what it writes. */
+ * to T before the rotation, as the separate rmsnorm kernel rounds what it writes. The cache
+ * element C is T or e4m3 (kv_fp8.cuh): a K/V value is rounded to T first, then encoded with
+ * its scale, as the unfused rope + kv_write would store it. */
 #define ROPE_KV_WARPS 4
 #define ROPE_KV_THREADS (ROPE_KV_WARPS * 32)
 
-template <typename T>
+template <typename T, typename C>
 __global__ void __launch_bounds__(ROPE_KV_THREADS)
 rope_kv_write_kernel(T *q, const T *k, const T *v, int nq, int nkv, int D, int rot,
-                     const int32_t *pos, const T *qn, const T *kn, float eps, T *kc, T *vc,
-                     const int64_t *slots, const __grid_constant__ rope_freqs fr)
+                     const int32_t *pos, const T *qn, const T *kn, float eps, C *kc, C *vc,
+                     const int64_t *slots, float k_scale, float v_scale,
+                     const __grid_constant__ rope_freqs fr)
 {
     __shared__ float cs[512], sn[512];
     const int t = blockIdx.x, half = rot / 2;
@@ -86,16 +90,24 @@ rope_kv_write_kernel(T *q, const T *k, const T *v, int nq, int nkv, int D, int r
             if (slot < 0)
                 continue;
             const T *src = v + t * width + (int64_t)(h - nq - nkv) * D;
-            T *dst = vc + slot * width + (int64_t)(h - nq - nkv) * D;
+            C *dst = vc + slot * width + (int64_t)(h - nq - nkv) * D;
             for (int e = lane; e < D; e += 32)
-                dst[e] = src[e];
+                kv_store<T, C>(dst + e, src[e], v_scale);
             continue;
         }
         const bool is_q = h < nq;
         if (!is_q && slot < 0)
             continue;
         const T *src = is_q ? q + ((int64_t)t * nq + h) * D : k + t * width + (int64_t)(h - nq) * D;
-        T *dst = is_q ? q + ((int64_t)t * nq + h) * D : kc + slot * width + (int64_t)(h - nq) * D;
+        /* The rotated head goes to q in place, or to the K cache. */
+        T *qdst = q + ((int64_t)t * nq + h) * D;
+        C *kdst = kc + slot * width + (int64_t)(h - nq) * D;
+        auto put = [&](int e, float x) {
+            if (is_q)
+                qdst[e] = from_f<T>(x);
+            else
+                kv_store<T, C>(kdst + e, from_f<T>(x), k_scale);
+        };
         const T *w = is_q ? qn : kn;
         float inv = 1.0f;
         if (w) {
@@ -128,12 +140,12 @@ rope_kv_write_kernel(T *q, const T *k, const T *v, int nq, int nkv, int D, int r
         nj = 0;
         for (int j = lane; j < half && nj < 8; j += 32, nj++) {
             float c = cs[j], s = sn[j];
-            dst[j] = from_f<T>(x1[nj] * c - x2[nj] * s);
-            dst[j + half] = from_f<T>(x2[nj] * c + x1[nj] * s);
+            put(j, x1[nj] * c - x2[nj] * s);
+            put(j + half, x2[nj] * c + x1[nj] * s);
         }
         ne = 0;
         for (int e = rot + lane; e < D && ne < 8; e += 32, ne++)
-            dst[e] = from_f<T>(xr[ne]);
+            put(e, xr[ne]);
     }
 }
 
@@ -143,7 +155,9 @@ extern "C" int pgd_cuda_rope_kv_write(struct pgd_cuda_ctx *c, enum pgd_dtype dt,
                                       const float *inv_freq, const int32_t *pos,
                                       const void *q_norm, const void *k_norm, float eps,
                                       void *k_cache, void *v_cache,
-                                      const int64_t *slot_mapping, char *err, size_t errlen)
+                                      const int64_t *slot_mapping,
+                                      const struct pgd_cuda_kv_fp8 *fp8, char *err,
+                                      size_t errlen)
 {
     if (n == 0)
         return 0;
@@ -155,12 +169,21 @@ extern "C" int pgd_cuda_rope_kv_write(struct pgd_cuda_ctx *c, enum pgd_dtype dt,
     memset(&fr, 0, sizeof fr);
     memcpy(fr.f, inv_freq, (size_t)(rotary_dim / 2) * sizeof(float));
     dim3 grid(n, (n_q_heads + 2 * n_kv_heads + ROPE_KV_WARPS - 1) / ROPE_KV_WARPS);
-    PGD_CUDA_DISPATCH(dt, T, pgd_cuda_launch(c, rope_kv_write_kernel<T>, grid, ROPE_KV_THREADS,
-                                                 (T *)q, (const T *)k, (const T *)v, n_q_heads, n_kv_heads,
-                                 head_dim, rotary_dim, pos, (const T *)q_norm, (const T *)k_norm,
-                                 eps, (T *)k_cache, (T *)v_cache, slot_mapping, fr));
+    if (fp8)
+        PGD_CUDA_DISPATCH(dt, T, pgd_cuda_launch(c, rope_kv_write_kernel<T, kv_e4m3>, grid,
+                                     ROPE_KV_THREADS, (T *)q, (const T *)k, (const T *)v,
+                                     n_q_heads, n_kv_heads, head_dim, rotary_dim, pos,
+                                     (const T *)q_norm, (const T *)k_norm, eps,
+                                     (kv_e4m3 *)k_cache, (kv_e4m3 *)v_cache, slot_mapping,
+                                     fp8->k_scale, fp8->v_scale, fr))
+    else
+        PGD_CUDA_DISPATCH(dt, T, pgd_cuda_launch(c, rope_kv_write_kernel<T, T>, grid,
+                                     ROPE_KV_THREADS, (T *)q, (const T *)k, (const T *)v,
+                                     n_q_heads, n_kv_heads, head_dim, rotary_dim, pos,
+                                     (const T *)q_norm, (const T *)k_norm, eps, (T *)k_cache,
+                                     (T *)v_cache, slot_mapping, 1.0f, 1.0f, fr))
     PGD_CUDA_LAUNCHED(err, errlen, "rope + kv_write [%d tokens, %d q + %d kv heads of %d, rotary "
-                      "%d%s] %s", n, n_q_heads, n_kv_heads, head_dim, rotary_dim,
-                      q_norm ? ", q/k norms" : "", pgd_cuda_dt(dt));
+                      "%d%s] %s%s", n, n_q_heads, n_kv_heads, head_dim, rotary_dim,
+                      q_norm ? ", q/k norms" : "", pgd_cuda_dt(dt), fp8 ? " into e4m3" : "");
     return 0;
 }

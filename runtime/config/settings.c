@@ -310,4 +310,7 @@ void pgd__settings_engine_params(const struct pgd__settings *s, struct pgd_engin
     ep->task = task && (!strcmp(task, "embed") || !strcmp(task, "embedding")) ? PGD_TASK_EMBED
                                                                               : PGD_TASK_GENERATE;
     ep->pooler_config = pgd__settings_str(s, PGD__S_POOLER_CONFIG);
+    ep->kv_cache_dtype = pgd__settings_str(s, PGD__S_KV_CACHE_DTYPE);
+    if (ep->kv_cache_dtype && !strcmp(ep->kv_cache_dtype, "auto"))
+        ep->kv_cache_dtype = NULL;     /* the compute dtype, as no value */
 }

@@ -53,16 +53,16 @@ static bool check_sizes(const char *v, char *why, size_t n)
     return true;
 }
 
-/* vLLM's --kv-cache-dtype: only auto (the compute dtype) yet. */
+/* vLLM's --kv-cache-dtype: auto (the compute dtype) or e4m3 (fp8 is fp8_e4m3, as in vLLM). */
 static bool check_kv_cache_dtype(const char *v, char *why, size_t n)
 {
-    if (!strcmp(v, "auto"))
+    if (!strcmp(v, "auto") || !strcmp(v, "fp8") || !strcmp(v, "fp8_e4m3"))
         return true;
-    if (!strncmp(v, "fp8", 3))
-        snprintf(why, n, "an FP8 KV cache is not supported yet: the KV cache is kept in the "
-                 "compute dtype (auto)");
+    if (!strcmp(v, "fp8_e5m2"))
+        snprintf(why, n, "an e5m2 KV cache is not supported: use fp8 (= fp8_e4m3, which keeps "
+                 "one more mantissa bit) or auto");
     else
-        snprintf(why, n, "expected auto (the compute dtype)");
+        snprintf(why, n, "expected auto, fp8 or fp8_e4m3");
     return false;
 }
 
@@ -289,9 +289,13 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         PGD__SG_MODEL, PGD__SD_ENGINE, 0, NULL },
     [PGD__S_KV_CACHE_DTYPE] = { ENGINE, "kv_cache_dtype", PGD__ST_CHOICE, "auto", 0, 0,
         "auto|fp8|fp8_e4m3|fp8_e5m2", "DTYPE",
-        "The KV cache's dtype. auto: the compute dtype (--dtype); the FP8 caches are not "
-        "supported yet and are refused.",
-        PGD__SG_CACHE, PGD__SD_TOOL, 0, check_kv_cache_dtype },
+        "The KV cache's dtype. auto: the compute dtype (--dtype). fp8 (= fp8_e4m3, as vLLM's): "
+        "one e4m3 byte an element, so the same memory holds twice the tokens of a 16-bit "
+        "cache; values are divided by a per-layer scale and saturated to +-448 when written, "
+        "multiplied by it when read. The scales are the checkpoint's (k_scale / v_scale, or "
+        "kv_scale, as llm-compressor and ModelOpt write them), else 1.0 (logged). fp8_e5m2 "
+        "is refused.",
+        PGD__SG_CACHE, PGD__SD_ENGINE, 0, check_kv_cache_dtype },
 
     [PGD__S_DEVICE] = { ENGINE, "device", PGD__ST_STRING, "auto", 0, 0, NULL,
         "auto|cuda|cpu|cuda:N",

@@ -8,6 +8,7 @@
 #include "runtime/model/model.h"
 #include "runtime/engine/engine_text.h"
 #include "runtime/dist/comm.h"
+#include "runtime/kv/kv_cache.h"
 #include <pagoda/registry.h>
 #include <pagoda/log.h>
 #include <stdlib.h>
@@ -412,6 +413,7 @@ static enum pgd_status make_runner(const struct pgd_engine_params *p, struct run
     rp.random_weights = p->random_weights;
     rp.seed = p->seed;
     rp.quantization = p->quantization;
+    st = pgd__kv_cache_dtype_parse(p->kv_cache_dtype, &rp.kv_cache_dtype, err, errlen);
     rp.enforce_eager = p->enforce_eager;
     if (p->gpu_memory_utilization > 0)
         rp.gpu_memory_utilization = p->gpu_memory_utilization;
@@ -421,7 +423,9 @@ static enum pgd_status make_runner(const struct pgd_engine_params *p, struct run
     rp.cuda_graph_sizes = p->cuda_graph_sizes;
     rp.n_cuda_graph_sizes = p->n_cuda_graph_sizes;
     /* A draft model first: its weights count when the target sizes the pool. */
-    if (spec.method == PGD__SPEC_DRAFT_MODEL && rb->comm)
+    if (st != PGD_OK)
+        (void)0;                      /* kv_cache_dtype refused */
+    else if (spec.method == PGD__SPEC_DRAFT_MODEL && rb->comm)
         st = pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "engine: a speculative draft model "
                       "with tensor_parallel_size %d is not supported yet (method \"ngram\" "
                       "is)", p->tensor_parallel_size);

@@ -25,7 +25,7 @@ enum pgd_status pgd__engine_draft_open(const struct pgd__spec_config *spec,
     const struct pgd_model_desc *d = pgd__runner_desc(*draft);
     rp->extra_block_bytes = pgd__kv_cache_block_bytes(d->n_layers, dp.block_size, d->n_kv_heads,
                                                       d->head_dim,
-                                                      pgd__runner_model(*draft)->dtype);
+                                                      pgd__runner_kv_dtype(*draft));
     return PGD_OK;
 }
 

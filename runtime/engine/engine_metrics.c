@@ -25,9 +25,10 @@ void pgd__engine_metrics_init(struct pgd__engine_metrics *m, const struct pgd_en
     snprintf(m->labels, sizeof m->labels, "model_name=\"%s\"", esc);
     snprintf(m->cache_info, sizeof m->cache_info,
              "%s,block_size=\"%d\",num_gpu_blocks=\"%d\",enable_prefix_caching=\"%s\","
-             "gpu_memory_utilization=\"%g\",cache_dtype=\"auto\",device=\"%s\"", m->labels,
+             "gpu_memory_utilization=\"%g\",cache_dtype=\"%s\",device=\"%s\"", m->labels,
              block_size, num_blocks, p->enable_prefix_caching ? "True" : "False",
-             p->gpu_memory_utilization, p->device == PGD_DEVICE_CUDA ? "cuda" : "cpu");
+             p->gpu_memory_utilization,
+             p->kv_cache_dtype && *p->kv_cache_dtype ? p->kv_cache_dtype : "auto", p->device == PGD_DEVICE_CUDA ? "cuda" : "cpu");
     pgd__histogram_init(&m->ttft, PGD__HIST_TTFT);
     pgd__histogram_init(&m->itl, PGD__HIST_ITL);
     pgd__histogram_init(&m->e2e, PGD__HIST_E2E);

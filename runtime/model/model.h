@@ -107,4 +107,15 @@ void pgd__model_quant_label(const char *dir, char *buf, size_t len);
  * destroy). */
 void pgd__model_quant_teardown(struct pgd__model *m);
 
+/* runtime/model/kv_scales.c. The FP8 KV cache's per-layer scales k_scale, v_scale
+ * [desc.n_layers] from the checkpoint, as vLLM reads them: scalar tensors named
+ * <...>.<layer>.<...>.k_scale / .v_scale (llm-compressor, vLLM), .k_proj.k_scale /
+ * .v_proj.v_scale (ModelOpt), .k_proj.output_scale / .v_proj.output_scale (older
+ * compressed-tensors) or .kv_scale (deprecated: both), the layer being the first all-digit
+ * part of the name. Layers without one get 1.0; *found counts the layers with a K or V scale.
+ * A scale that is not one finite positive F32/BF16/F16 value, or whose layer is out of range,
+ * is PGD_ERR_FORMAT naming the tensor. Random weights (no checkpoint): all 1.0. */
+enum pgd_status pgd__model_kv_scales(const struct pgd__model *m, float *k_scale, float *v_scale,
+                                     int *found, char *err, size_t errlen);
+
 #endif

@@ -361,12 +361,15 @@ static void attend(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p
                    const struct pgd_tensor *v, struct pgd_tensor *out, bool write_kv)
 {
     struct pgd__kv_cache *kv = f->kv;
+    const bool fp8 = kv->dtype == PGD_DTYPE_F8_E4M3;
 #ifdef PGD_HAVE_CUDA
     if (ON_CUDA(f)) {
+        const struct pgd_cuda_kv_fp8 scales = { kv->k_scale[layer], kv->v_scale[layer] };
         if (write_kv)
             CUDA_RUN(f, pgd_cuda_kv_write(f->cuda, f->act_dtype, kv->k[layer], kv->v[layer],
                                           k->data, v->data, f->slot_mapping, f->n_tokens,
-                                          p->n_kv_heads * p->head_dim, CUDA_ERR));
+                                          p->n_kv_heads * p->head_dim, fp8 ? &scales : NULL,
+                                          CUDA_ERR));
         struct pgd_cuda_attn a = {
             .dtype = f->act_dtype, .q = q->data, .out = out->data, .k_cache = kv->k[layer],
             .v_cache = kv->v[layer], .block_size = kv->block_size, .p = *p,
@@ -375,6 +378,7 @@ static void attend(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p
             .max_blocks = f->max_blocks, .positions = f->positions,
             .h_query_start = f->h_query_start, .max_seq_len = f->max_seq_len,
             .step_id = f->step_id, .decode_items = f->decode_items,
+            .kv_fp8 = fp8 ? &scales : NULL,
         };
         /* Split-context decode needs partial results per split: the kernel says how much
          * (0 when it does not split). From the arena, so a graph replay finds it again. */
@@ -390,9 +394,17 @@ static void attend(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p
     }
 #endif
     (void)write_kv;
-    struct pgd_cpu_kv_layer cl = { .k = kv->k[layer], .v = kv->v[layer],
-                                   .block_size = kv->block_size, .n_kv_heads = kv->n_kv_heads,
+    struct pgd_cpu_kv_layer cl = { .block_size = kv->block_size, .n_kv_heads = kv->n_kv_heads,
                                    .head_dim = kv->head_dim };
+    if (fp8) {
+        cl.k8 = kv->k[layer];
+        cl.v8 = kv->v[layer];
+        cl.k_scale = kv->k_scale[layer];
+        cl.v_scale = kv->v_scale[layer];
+    } else {
+        cl.k = kv->k[layer];
+        cl.v = kv->v[layer];
+    }
     pgd_cpu_kv_write(&cl, k->data, v->data, f->slot_mapping, f->n_tokens);
     struct pgd_cpu_seq_layout L = { .n_seqs = f->n_seqs, .query_start = f->query_start,
                                     .seq_lens = f->seq_lens, .block_tables = f->block_tables,
@@ -438,12 +450,15 @@ static void rope_attention_run(struct pgd_fwd *f, int layer, const struct pgd_at
 #ifdef PGD_HAVE_CUDA
     if (ON_CUDA(f)) {
         struct pgd__kv_cache *kv = f->kv;
+        const struct pgd_cuda_kv_fp8 scales = { kv->k_scale[layer], kv->v_scale[layer] };
         CUDA_RUN(f, pgd_cuda_rope_kv_write(f->cuda, f->act_dtype, q->data, p->n_heads, k->data,
                                            v->data, p->n_kv_heads, f->n_tokens, p->head_dim,
                                            rope->rotary_dim, rope->inv_freq, f->positions,
                                            q_norm ? q_norm->data : NULL,
                                            k_norm ? k_norm->data : NULL, eps, kv->k[layer],
-                                           kv->v[layer], f->slot_mapping, CUDA_ERR));
+                                           kv->v[layer], f->slot_mapping,
+                                           kv->dtype == PGD_DTYPE_F8_E4M3 ? &scales : NULL,
+                                           CUDA_ERR));
         if (f->status == PGD_OK)
             attend(f, layer, p, q, k, v, out, false);
         return;

@@ -125,6 +125,7 @@ void pgd__runner_default_params(struct pgd__runner_params *p)
         .max_num_seqs = 256,
         .gpu_memory_utilization = 0.9,
         .dtype = PGD_DTYPE_COUNT,
+        .kv_cache_dtype = PGD_DTYPE_COUNT,
     };
 }
 
@@ -136,6 +137,51 @@ const struct pgd_model_desc *pgd__runner_desc(const struct pgd__runner *r)
 int pgd__runner_num_blocks(const struct pgd__runner *r) { return r->kv.num_blocks; }
 int pgd__runner_block_size(const struct pgd__runner *r) { return r->kv.block_size; }
 const struct pgd__model *pgd__runner_model(const struct pgd__runner *r) { return r->model; }
+enum pgd_dtype pgd__runner_kv_dtype(const struct pgd__runner *r)
+{
+    return r->params.kv_cache_dtype == PGD_DTYPE_F8_E4M3 ? PGD_DTYPE_F8_E4M3 : r->model->dtype;
+}
+
+/* r->kv <- num_blocks blocks of block_size in the KV dtype, with the FP8 scales. */
+static enum pgd_status kv_init(struct pgd__runner *r, int num_blocks, int block_size, char *err,
+                               size_t errlen)
+{
+    const struct pgd_model_desc *d = &r->model->desc;
+    enum pgd_status st = pgd__kv_cache_init(&r->kv, r->params.device, pgd__runner_kv_dtype(r),
+                                            d->n_layers, num_blocks, block_size, d->n_kv_heads,
+                                            d->head_dim, err, errlen);
+    if (st == PGD_OK && r->kv_k_scale)
+        for (int l = 0; l < d->n_layers; l++) {
+            r->kv.k_scale[l] = r->kv_k_scale[l];
+            r->kv.v_scale[l] = r->kv_v_scale[l];
+        }
+    return st;
+}
+
+/* FP8 KV cache: the checkpoint's per-layer scales (runtime/model/kv_scales.c), else 1.0. */
+static enum pgd_status kv_scales_load(struct pgd__runner *r, char *err, size_t errlen)
+{
+    if (r->params.kv_cache_dtype != PGD_DTYPE_F8_E4M3)
+        return PGD_OK;
+    int n = r->model->desc.n_layers > 0 ? r->model->desc.n_layers : 1;
+    r->kv_k_scale = malloc((size_t)n * sizeof *r->kv_k_scale);
+    r->kv_v_scale = malloc((size_t)n * sizeof *r->kv_v_scale);
+    if (!r->kv_k_scale || !r->kv_v_scale)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+    int found = 0;
+    enum pgd_status st = pgd__model_kv_scales(r->model, r->kv_k_scale, r->kv_v_scale, &found,
+                                              err, errlen);
+    if (st)
+        return st;
+    if (found)
+        PGD_INFO("kv cache: fp8_e4m3 with the checkpoint's k_scale / v_scale (%d of %d layers)",
+                 found, r->model->desc.n_layers);
+    else
+        PGD_WARN("kv cache: fp8_e4m3 with k_scale = v_scale = 1.0 (the checkpoint has no KV "
+                 "scales); values beyond +-448 saturate, which may cost accuracy");
+    return PGD_OK;
+}
+
 size_t pgd__runner_activation_bytes(const struct pgd__runner *r)
 {
     return r->act_bytes ? r->act_bytes : r->arena.high_water;
@@ -170,8 +216,7 @@ static enum pgd_status size_gpu_cache(struct pgd__runner *r, size_t block_bytes,
     const struct pgd__runner_params *p = &r->params;
     const struct pgd_model_desc *d = &r->model->desc;
     int T = p->max_num_batched_tokens, bs = p->block_size, nb = (T + bs - 1) / bs;
-    enum pgd_status st = pgd__kv_cache_init(&r->kv, p->device, r->model->dtype, d->n_layers, nb,
-                                            bs, d->n_kv_heads, d->head_dim, err, errlen);
+    enum pgd_status st = kv_init(r, nb, bs, err, errlen);
     int32_t *tokens = malloc((size_t)T * sizeof *tokens), *table = malloc((size_t)nb * sizeof *table);
     if (!st && (!tokens || !table))
         st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of host memory");
@@ -270,9 +315,9 @@ static void log_kv_size(const struct pgd__runner *r, int num_blocks, size_t bloc
     long long tokens = (long long)num_blocks * p->block_size;
     int blocks_per_seq = (max_len + p->block_size - 1) / p->block_size;
     char a[32], b[32];
-    PGD_INFO("kv cache: %d blocks of %d tokens (%zu bytes a block) on %s; available KV cache "
-             "memory: %.2f GiB", num_blocks, p->block_size, block_bytes,
-             pgd__device_name(p->device),
+    PGD_INFO("kv cache: %d blocks of %d tokens (%zu bytes a block, %s) on %s; available KV "
+             "cache memory: %.2f GiB", num_blocks, p->block_size, block_bytes,
+             pgd_dtype_name(pgd__runner_kv_dtype(r)), pgd__device_name(p->device),
              (double)block_bytes * num_blocks / (1024.0 * 1024.0 * 1024.0));
     PGD_INFO("%s KV cache size: %s tokens", p->device == PGD_DEVICE_CPU ? "CPU" : "GPU",
              grouped(tokens, a, sizeof a));
@@ -334,9 +379,7 @@ static enum pgd_status alloc_buffers(struct pgd__runner *r, int num_blocks, char
 {
     const struct pgd__runner_params *p = &r->params;
     const struct pgd_model_desc *d = &r->model->desc;
-    enum pgd_status st = pgd__kv_cache_init(&r->kv, p->device, r->model->dtype, d->n_layers,
-                                            num_blocks, p->block_size, d->n_kv_heads,
-                                            d->head_dim, err, errlen);
+    enum pgd_status st = kv_init(r, num_blocks, p->block_size, err, errlen);
     if (st)
         return st;
     st = meta_reserve(r, pgd__meta_layout(p->max_num_batched_tokens, p->max_num_seqs, 1).total,
@@ -410,11 +453,12 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
     st = pgd__model_load_opts(p->model_dir, p->registry, p->device, &mo, &r->model, err, errlen);
     if (st)
         goto fail;
-    if ((st = pgd__runner_sampling_init(r, err, errlen)))
+    if ((st = pgd__runner_sampling_init(r, err, errlen)) || (st = kv_scales_load(r, err, errlen)))
         goto fail;
     const struct pgd_model_desc *d = &r->model->desc;
+    /* The KV dtype's element size: an FP8 cache holds twice the tokens of a 16-bit one. */
     size_t block_bytes = pgd__kv_cache_block_bytes(d->n_layers, p->block_size, d->n_kv_heads,
-                                                   d->head_dim, r->model->dtype);
+                                                   d->head_dim, pgd__runner_kv_dtype(r));
     int num_blocks;
     if ((st = count_blocks(r, block_bytes + p->extra_block_bytes, &num_blocks, err, errlen)))
         goto fail;
@@ -439,12 +483,11 @@ enum pgd_status pgd__runner_set_num_blocks(struct pgd__runner *r, int num_blocks
     if (st)
         return st;
     pgd__kv_cache_fini(&r->kv);
-    st = pgd__kv_cache_init(&r->kv, r->params.device, r->model->dtype, d->n_layers, num_blocks,
-                            r->params.block_size, d->n_kv_heads, d->head_dim, err, errlen);
+    st = kv_init(r, num_blocks, r->params.block_size, err, errlen);
     if (st == PGD_OK)
         log_kv_size(r, num_blocks, pgd__kv_cache_block_bytes(d->n_layers, r->params.block_size,
                                                              d->n_kv_heads, d->head_dim,
-                                                             r->model->dtype));
+                                                             pgd__runner_kv_dtype(r)));
     return st;
 }
 
@@ -459,6 +502,8 @@ void pgd__runner_destroy(struct pgd__runner *r)
     pgd__op_profile_destroy(r->prof);
     pgd__runner_sampling_fini(r);
     pgd__kv_cache_fini(&r->kv);
+    free(r->kv_k_scale);
+    free(r->kv_v_scale);
     pgd__arena_fini(&r->arena);
     pgd__model_destroy(r->model);
     meta_free(r);

@@ -29,6 +29,9 @@ struct pgd__runner_params {
     bool random_weights;             /* benchmark models: config.json only, random tensors */
     uint64_t seed;                   /* for random_weights */
     const char *quantization;        /* --quantization; NULL: the checkpoint's method */
+    /* The KV cache's dtype: PGD_DTYPE_COUNT (default): the model's compute dtype;
+     * PGD_DTYPE_F8_E4M3: e4m3 with the checkpoint's per-layer scales (1.0 without). */
+    enum pgd_dtype kv_cache_dtype;
     /* GPU only: run every step eagerly. Otherwise (the default) decode-only steps (one new
      * token and one logits row per sequence) replay CUDA graphs captured per padded batch
      * size (1, 2, 4, ... up to max_num_seqs) and context-length bucket (256, 512, ... tokens);
@@ -93,6 +96,8 @@ const struct pgd_model_desc *pgd__runner_desc(const struct pgd__runner *r);
 int pgd__runner_num_blocks(const struct pgd__runner *r);
 int pgd__runner_block_size(const struct pgd__runner *r);
 const struct pgd__model *pgd__runner_model(const struct pgd__runner *r);
+/* The KV cache's element dtype (the compute dtype, or PGD_DTYPE_F8_E4M3). */
+enum pgd_dtype pgd__runner_kv_dtype(const struct pgd__runner *r);
 /* Bytes of activation memory the largest step needs (the profiling step's high water on a
  * GPU; 0 before any step on the CPU). */
 size_t pgd__runner_activation_bytes(const struct pgd__runner *r);

@@ -15,6 +15,9 @@ struct pgd__runner {
     struct pgd__runner_params params;
     struct pgd__model *model;          /* owned */
     struct pgd__kv_cache kv;           /* owned memory */
+    /* FP8 KV cache: the per-layer scales [n_layers] (owned; from the checkpoint, else 1.0),
+     * copied into kv each time it is (re)made. NULL: the cache is in the compute dtype. */
+    float *kv_k_scale, *kv_v_scale;
     struct pgd__arena arena;           /* owned */
     struct pgd_cuda_ctx *cuda;         /* owned; CUDA only */
 

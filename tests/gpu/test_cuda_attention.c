@@ -20,6 +20,15 @@
  * |out| of the batch is >= 12 such deviations for every row, and also covers u * max|v| for
  * the rows where one weight dominates. rtol stays the output rounding.
  *
+ * FP8 KV cache (kv_cache_dtype fp8): the same cases with the caches in e4m3 bytes and
+ * per-layer scales (k 0.0125, v 0.02; cached values up to +-4, i.e. codes up to 320). The
+ * step's K/V are written by pgd_cuda_kv_write and by pgd_cpu_kv_write, whose bytes must be
+ * identical (both round x / scale to nearest even and saturate); then every path reads the
+ * same bytes as the CPU reference, which dequantizes in float32. e4m3 values are exact in
+ * the 16-bit dtypes, so the only differences from the 16-bit case are where the scales are
+ * applied (the K scale with the query scale, the V scale on the output: float32 roundings,
+ * far below the output rounding): the 16-bit tolerances hold unchanged.
+ *
  * Without a GPU (or a build without CUDA) every test skips, saying so. */
 #include "config.h"
 #include "tests/lib/test_common.h"
@@ -46,10 +55,14 @@ struct attn_case {
     float qamp;
 };
 
-/* The batch on the host (values rounded to dt) and on the device, K/V of the step written. */
+/* The batch on the host (values rounded to dt) and on the device, K/V of the step written.
+ * FP8 (fp8 set): the caches are e4m3 bytes k8, v8 (host) / dkc, dvc (device), scales sc. */
 struct batch {
     const struct attn_case *c;
     enum pgd_dtype dt;
+    bool fp8;
+    uint8_t *k8, *v8;
+    struct pgd_cuda_kv_fp8 sc;
     int n, max_blocks, max_len;
     size_t width, slots;
     int32_t qs[MAXS + 1], lens[MAXS], *tables, *pos;
@@ -60,11 +73,33 @@ struct batch {
     int64_t *dslot;
 };
 
-static void batch_make(struct batch *b, enum pgd_dtype dt, const struct attn_case *c)
+/* The host caches' CPU view. */
+static struct pgd_cpu_kv_layer batch_cpu_kv(struct batch *b)
+{
+    struct pgd_cpu_kv_layer cl = { b->kc, b->vc, b->c->bs, b->c->KV, b->c->D, NULL, NULL, 0, 0 };
+    if (b->fp8) {
+        cl = (struct pgd_cpu_kv_layer){ NULL, NULL, b->c->bs, b->c->KV, b->c->D, b->k8, b->v8,
+                                        b->sc.k_scale, b->sc.v_scale };
+    }
+    return cl;
+}
+
+/* n random e4m3 codes of values in [-a, a) over scale. */
+static uint8_t *rand_codes(size_t n, float a, float scale)
+{
+    uint8_t *c = malloc(n + 4);
+    for (size_t i = 0; i < n; i++)
+        c[i] = pgd_fp8_e4m3_from_float(a * frand() / scale);
+    return c;
+}
+
+static void batch_make_kv(struct batch *b, enum pgd_dtype dt, const struct attn_case *c, bool fp8)
 {
     memset(b, 0, sizeof *b);
     b->c = c;
     b->dt = dt;
+    b->fp8 = fp8;
+    b->sc = (struct pgd_cuda_kv_fp8){ 0.0125f, 0.02f };
     int S = c->n_seqs, bs = c->bs, total_blocks = 0;
     cr_assert(S >= 1 && S <= MAXS);
     b->max_blocks = 1;
@@ -108,8 +143,15 @@ static void batch_make(struct batch *b, enum pgd_dtype dt, const struct attn_cas
             b->pos[t] = p;
             b->slot[t] = (int64_t)b->tables[s * b->max_blocks + p / bs] * bs + p % bs;
         }
-    b->dkc = upload(b->kc, b->slots * b->width, dt);
-    b->dvc = upload(b->vc, b->slots * b->width, dt);
+    if (fp8) {
+        b->k8 = rand_codes(b->slots * b->width, 4, b->sc.k_scale);
+        b->v8 = rand_codes(b->slots * b->width, 4, b->sc.v_scale);
+        b->dkc = upload_raw(b->k8, b->slots * b->width);
+        b->dvc = upload_raw(b->v8, b->slots * b->width);
+    } else {
+        b->dkc = upload(b->kc, b->slots * b->width, dt);
+        b->dvc = upload(b->vc, b->slots * b->width, dt);
+    }
     b->dq = upload(b->q, (size_t)b->n * c->H * c->D, dt);
     b->dk = upload(b->k, (size_t)b->n * b->width, dt);
     b->dv = upload(b->v, (size_t)b->n * b->width, dt);
@@ -119,15 +161,35 @@ static void batch_make(struct batch *b, enum pgd_dtype dt, const struct attn_cas
     b->dslot = upload_raw(b->slot, (size_t)b->n * sizeof(int64_t));
     char err[512] = "";
     CHECK_RC(pgd_cuda_kv_write(ctx, dt, b->dkc, b->dvc, b->dk, b->dv, b->dslot, b->n,
-                               (int)b->width, err, sizeof err));
-    struct pgd_cpu_kv_layer cl = { b->kc, b->vc, bs, c->KV, c->D };
+                               (int)b->width, fp8 ? &b->sc : NULL, err, sizeof err));
+    struct pgd_cpu_kv_layer cl = batch_cpu_kv(b);
     pgd_cpu_kv_write(&cl, b->k, b->v, b->slot, b->n);
+    if (fp8) {
+        /* The written caches byte for byte. */
+        size_t bytes = b->slots * b->width;
+        uint8_t *got = malloc(bytes + 4);
+        for (int kv = 0; kv < 2; kv++) {
+            CHECK_RC(pgd_cuda_sync(ctx, err, sizeof err));
+            CHECK_RC(pgd_cuda_memcpy_d2h(got, kv ? b->dvc : b->dkc, bytes, err, sizeof err));
+            const uint8_t *want = kv ? b->v8 : b->k8;
+            for (size_t i = 0; i < bytes; i++)
+                cr_assert_eq(got[i], want[i], "%s: fp8 kv_write %s %s: byte %zu (slot %zu) is "
+                             "0x%02x, the CPU wrote 0x%02x", c->name, pgd_dtype_name(dt),
+                             kv ? "V" : "K", i, i / b->width, got[i], want[i]);
+        }
+        free(got);
+    }
+}
+
+static void batch_make(struct batch *b, enum pgd_dtype dt, const struct attn_case *c)
+{
+    batch_make_kv(b, dt, c, false);
 }
 
 static void batch_free(struct batch *b)
 {
     free(b->tables); free(b->pos); free(b->slot);
-    free(b->kc); free(b->vc); free(b->q); free(b->k); free(b->v);
+    free(b->kc); free(b->vc); free(b->q); free(b->k); free(b->v); free(b->k8); free(b->v8);
     void *ds[] = { b->dkc, b->dvc, b->dq, b->dk, b->dv, b->dlens, b->dtab, b->dpos, b->dslot };
     for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
         pgd_cuda_free(ds[i]);
@@ -165,6 +227,7 @@ static float *batch_run(struct batch *b, int path, uint64_t step_id, int items, 
         .block_tables = b->dtab, .max_blocks = b->max_blocks, .positions = b->dpos,
         .h_query_start = items ? NULL : b->qs, .max_seq_len = max_len > 0 ? max_len : b->max_len,
         .step_id = step_id, .decode_items = ditems, .path = path,
+        .kv_fp8 = b->fp8 ? &b->sc : NULL,
     };
     size_t sb = pgd_cuda_attention_scratch(ctx, &a);
     void *scratch = sb ? pgd_cuda_malloc(sb) : NULL;
@@ -183,7 +246,7 @@ static float *batch_run(struct batch *b, int path, uint64_t step_id, int items, 
 static float *batch_cpu(struct batch *b)
 {
     const struct attn_case *c = b->c;
-    struct pgd_cpu_kv_layer cl = { b->kc, b->vc, c->bs, c->KV, c->D };
+    struct pgd_cpu_kv_layer cl = batch_cpu_kv(b);
     struct pgd_cpu_seq_layout L = { c->n_seqs, b->qs, b->lens, b->tables, b->max_blocks, b->pos };
     struct pgd_attn_params p = { .n_heads = c->H, .n_kv_heads = c->KV, .head_dim = c->D,
                                  .scale = (float)(1 / sqrt(c->D)), .sliding_window = c->window };
@@ -237,23 +300,24 @@ static void expect_close(const struct batch *b, const char *what, const float *g
     int d = (int)(first % c->D), s = 0;
     while (s + 1 < c->n_seqs && b->qs[s + 1] <= tok)
         s++;
-    cr_assert_fail("%s: %s (%s, H %d KV %d D %d block %d window %d): %zu of %zu elements off; "
+    cr_assert_fail("%s: %s (%s%s, H %d KV %d D %d block %d window %d): %zu of %zu elements off; "
                    "first: seq %d (cached %d, new %d) token %d at position %d, head %d, dim %d: "
                    "%.6g vs %.6g (bound %.3g); worst: element %zu off by %.3g; scale %.3g",
-                   c->name, what, pgd_dtype_name(b->dt), c->H, c->KV, c->D, c->bs, c->window,
+                   c->name, what, pgd_dtype_name(b->dt), b->fp8 ? ", e4m3 cache" : "", c->H, c->KV, c->D, c->bs, c->window,
                    bad, n, s, c->cached[s], c->n_new[s], tok, b->pos[tok], h, d, got[first],
                    want[first], t.rtol * fabs(want[first]) + at, worst_i, worst, scale);
 }
 
 static const enum pgd_dtype DTS[2] = { PGD_DTYPE_BF16, PGD_DTYPE_F16 };
 
-/* One path against the CPU on case c in both dtypes; returns the scratch bytes used. */
-static size_t check_path(const struct attn_case *c, int path, uint64_t step_id)
+/* One path against the CPU on case c in both dtypes (the cache in them, or e4m3 with fp8);
+ * returns the scratch bytes used. */
+static size_t check_path_kv(const struct attn_case *c, int path, uint64_t step_id, bool fp8)
 {
     size_t sb = 0;
     for (int di = 0; di < 2; di++) {
         struct batch b;
-        batch_make(&b, DTS[di], c);
+        batch_make_kv(&b, DTS[di], c, fp8);
         float *got = batch_run(&b, path, step_id + di, 0, 0, &sb);
         float *want = batch_cpu(&b);
         if (path == PGD_CUDA_ATTN_MMA)
@@ -267,6 +331,11 @@ static size_t check_path(const struct attn_case *c, int path, uint64_t step_id)
         batch_free(&b);
     }
     return sb;
+}
+
+static size_t check_path(const struct attn_case *c, int path, uint64_t step_id)
+{
+    return check_path_kv(c, path, step_id, false);
 }
 
 static size_t check_mma(const struct attn_case *c, uint64_t step_id)
@@ -444,6 +513,115 @@ GPU_TEST(default_dispatch_with_decode_kernel_matches_cpu)
                            { 16, 1, 1, 1 }, 2 };
     size_t sb = check_path(&c, PGD_CUDA_ATTN_AUTO, 950);
     cr_assert_gt(sb, 0, "the long rows should have been split along the context");
+}
+
+/* ---- FP8 KV cache ---------------------------------------------------------------------------- */
+/* Every kernel path over an e4m3 cache: the tensor cores (prefill edges, splits, windows,
+ * GQA / MQA / MHA, block sizes), the FMA kernel (head dims 64 / 128 and the ones only it
+ * takes), the decode kernel (forced through the default dispatch, splits, group sizes,
+ * head dims 64 / 128 / 256) and graph-style decode items. */
+GPU_TEST(fp8_kv_tensor_core_paths_match_cpu)
+{
+    struct attn_case cs[] = {
+        { "fp8 decode", 32, 8, 128, 16, 0, 6, { 0, 700, 3000, 63, 255, 5000 },
+          { 1, 1, 1, 1, 1, 1 }, 1 },
+        { "fp8 prefill edges", 8, 2, 64, 32, 0, 8, { 0, 37, 0, 64, 5, 0, 100, 0 },
+          { 1, 15, 16, 17, 63, 64, 65, 200 }, 4 },
+        { "fp8 chunk after prefix", 32, 8, 128, 16, 0, 4, { 4000, 0, 2500, 0 },
+          { 16, 1, 1, 40 }, 2 },
+        { "fp8 window 32", 8, 2, 128, 16, 32, 4, { 0, 90, 300, 1000 }, { 80, 20, 1, 70 }, 2 },
+        { "fp8 mixed, MQA 16/1", 16, 1, 128, 32, 0, 4, { 0, 513, 20, 2000 }, { 70, 1, 9, 1 }, 3 },
+        { "fp8 mixed, MHA", 4, 4, 64, 16, 0, 3, { 10, 0, 700 }, { 129, 1, 1 }, 1 },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        check_path_kv(&cs[i], PGD_CUDA_ATTN_MMA, 1000 + 2 * i, true);
+}
+
+GPU_TEST(fp8_kv_fma_kernel_matches_cpu)
+{
+    struct attn_case cs[] = {
+        { "fp8 FMA decode", 32, 8, 128, 16, 0, 4, { 0, 700, 3000, 255 }, { 1, 1, 1, 1 }, 1 },
+        { "fp8 FMA mixed, window", 8, 2, 64, 32, 48, 3, { 0, 200, 50 }, { 100, 37, 1 }, 2 },
+        { "fp8 FMA head_dim 80", 8, 2, 80, 16, 0, 3, { 0, 300, 1200 }, { 40, 1, 3 }, 1 },
+        { "fp8 FMA head_dim 256", 4, 1, 256, 16, 0, 2, { 100, 2000 }, { 9, 1 }, 1 },
+        { "fp8 FMA head_dim 16", 4, 2, 16, 16, 0, 2, { 0, 500 }, { 33, 1 }, 2 },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        check_path_kv(&cs[i], PGD_CUDA_ATTN_FMA, 1100 + 2 * i, true);
+}
+
+GPU_TEST(fp8_kv_decode_kernel_matches_cpu)
+{
+    /* PGD_CUDA_DECODE_ATTN=1: every decode row on attention_decode.cu, split or not. */
+    setenv("PGD_CUDA_DECODE_ATTN", "1", 1);
+    struct attn_case cs[] = {
+        { "fp8 decode kernel, group 4", 32, 8, 128, 16, 0, 5, { 0, 700, 3000, 63, 5000 },
+          { 1, 1, 1, 1, 1 }, 2 },
+        { "fp8 decode kernel, D 64 group 8, window", 16, 2, 64, 16, 100, 3, { 10, 400, 2000 },
+          { 1, 1, 1 }, 1 },
+        { "fp8 decode kernel, D 256 MHA", 4, 4, 256, 32, 0, 3, { 0, 90, 1500 }, { 1, 1, 1 }, 1 },
+        { "fp8 decode kernel, group 3 with prefill", 6, 2, 128, 16, 0, 3, { 0, 300, 2500 },
+          { 50, 1, 1 }, 1 },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        size_t sb = check_path_kv(&cs[i], PGD_CUDA_ATTN_AUTO, 1200 + 2 * i, true);
+        if (i == 0)
+            cr_assert_gt(sb, 0, "the long decode rows should have been split");
+    }
+}
+
+GPU_TEST(fp8_kv_graph_decode_items)
+{
+    struct attn_case c = { "fp8 graph decode", 32, 8, 128, 16, 0, 5, { 5, 1000, 4000, 17, 0 },
+                           { 1, 1, 1, 1, 1 }, 2 };
+    for (int di = 0; di < 2; di++) {
+        struct batch b;
+        batch_make_kv(&b, DTS[di], &c, true);
+        float *got = batch_run(&b, PGD_CUDA_ATTN_AUTO, 1300 + di, 1, 4096, NULL);
+        float *want = batch_cpu(&b);
+        expect_close(&b, "decode items on an e4m3 cache vs CPU", got, want, tol_mma(DTS[di]));
+        free(got);
+        free(want);
+        batch_free(&b);
+    }
+}
+
+GPU_TEST(fp8_kv_write_saturates_like_the_cpu)
+{
+    /* New K/V up to +-16 over scales 0.0125 / 0.02: beyond 448 * scale they saturate; the
+     * GPU's bytes equal the CPU's (checked in batch_make_kv), and some do saturate. */
+    struct attn_case c = { "fp8 saturation", 4, 2, 64, 16, 0, 1, { 0 }, { 64 }, 1 };
+    struct batch b;
+    batch_make_kv(&b, PGD_DTYPE_BF16, &c, false);
+    for (size_t i = 0; i < (size_t)b.n * b.width; i++) {
+        b.k[i] *= 16;
+        b.v[i] *= 16;
+    }
+    /* Rewrite the step's K/V into a fresh fp8 batch with the scaled values. */
+    struct batch f;
+    batch_make_kv(&f, PGD_DTYPE_BF16, &c, true);
+    char err[512] = "";
+    upload_into(f.dk, b.k, (size_t)f.n * f.width, f.dt);
+    upload_into(f.dv, b.v, (size_t)f.n * f.width, f.dt);
+    memcpy(f.k, b.k, (size_t)f.n * f.width * sizeof *f.k);
+    memcpy(f.v, b.v, (size_t)f.n * f.width * sizeof *f.v);
+    CHECK_RC(pgd_cuda_kv_write(ctx, f.dt, f.dkc, f.dvc, f.dk, f.dv, f.dslot, f.n, (int)f.width,
+                               &f.sc, err, sizeof err));
+    struct pgd_cpu_kv_layer cl = batch_cpu_kv(&f);
+    pgd_cpu_kv_write(&cl, f.k, f.v, f.slot, f.n);
+    size_t bytes = f.slots * f.width, saturated = 0;
+    uint8_t *got = malloc(bytes + 4);
+    CHECK_RC(pgd_cuda_sync(ctx, err, sizeof err));
+    CHECK_RC(pgd_cuda_memcpy_d2h(got, f.dkc, bytes, err, sizeof err));
+    for (size_t i = 0; i < bytes; i++) {
+        cr_assert_eq(got[i], f.k8[i], "saturating K write: byte %zu is 0x%02x, the CPU's 0x%02x",
+                     i, got[i], f.k8[i]);
+        saturated += (got[i] & 0x7f) == 0x7e;
+    }
+    cr_assert_gt(saturated, 0, "values beyond 448 * k_scale should have saturated");
+    free(got);
+    batch_free(&f);
+    batch_free(&b);
 }
 
 GPU_TEST(mma_refuses_what_it_has_no_kernel_for)

@@ -376,9 +376,30 @@ GPU_TEST(rope_matches_cpu)
     }
 }
 
+/* An e4m3 cache written by rope_kv_write against the CPU's bytes: V (copied values) byte
+ * for byte; K (rotated in float32 by both, then rounded to dt: the two roundings may differ
+ * by one dt step, and that may move the e4m3 code by one) within one e4m3 step (2^-3
+ * relative, 2^-9 * scale below the normal range), and equal for all but a few elements. */
+static void expect_fp8_cache(const char *what, const uint8_t *got, const uint8_t *want,
+                             size_t n, float scale, bool exact)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (got[i] == want[i])
+            continue;
+        off++;
+        float g = pgd_fp8_e4m3_to_float(got[i]) * scale, w = pgd_fp8_e4m3_to_float(want[i]) * scale;
+        cr_assert(!exact && fabsf(g - w) <= fmaxf(fabsf(w) / 8, scale / 512),
+                  "%s: byte %zu is 0x%02x (%g), the CPU's 0x%02x (%g)", what, i, got[i], g,
+                  want[i], w);
+    }
+    cr_assert_leq(off, n / 100, "%s: %zu of %zu codes differ from the CPU's", what, off, n);
+}
+
 /* rope fused with the K/V write (and Qwen3's per-head q/k norms) against the CPU's rmsnorm
- * (rounded to dt, as the GPU's separate norm kernel writes it), rope and kv_write. */
-static void check_rope_kv_write(enum pgd_dtype dt, int D, int rot, bool norms)
+ * (rounded to dt, as the GPU's separate norm kernel writes it), rope and kv_write; with fp8
+ * the caches are e4m3 (scales k 0.02, v 0.01). */
+static void check_rope_kv_write_cache(enum pgd_dtype dt, int D, int rot, bool norms, bool fp8)
 {
     char err[512] = "";
     struct pgd_rope_config cfg = { .head_dim = D, .rotary_dim = rot, .theta = 1000000.0 };
@@ -397,8 +418,15 @@ static void check_rope_kv_write(enum pgd_dtype dt, int D, int rot, bool norms)
     float *vc = rand_vals((size_t)num_slots * width, 1, dt);
     float *qw = rand_vals((size_t)D, 1.5f, dt), *kw = rand_vals((size_t)D, 1.5f, dt);
     void *dq = upload(q, qn, dt), *dk = upload(k, kn, dt), *dv = upload(v, kn, dt);
-    void *dkc = upload(kc, (size_t)num_slots * width, dt);
-    void *dvc = upload(vc, (size_t)num_slots * width, dt);
+    size_t cells = (size_t)num_slots * width;
+    const struct pgd_cuda_kv_fp8 sc = { 0.02f, 0.01f };
+    uint8_t *k8 = malloc(cells + 4), *v8 = malloc(cells + 4);
+    for (size_t i = 0; i < cells; i++) {
+        k8[i] = pgd_fp8_e4m3_from_float(kc[i] / sc.k_scale);
+        v8[i] = pgd_fp8_e4m3_from_float(vc[i] / sc.v_scale);
+    }
+    void *dkc = fp8 ? upload_raw(k8, cells) : upload(kc, cells, dt);
+    void *dvc = fp8 ? upload_raw(v8, cells) : upload(vc, cells, dt);
     void *dqw = upload(qw, (size_t)D, dt), *dkw = upload(kw, (size_t)D, dt);
     int32_t *dpos = upload_raw(pos, sizeof pos);
     int64_t *dslot = upload_raw(slot, sizeof slot);
@@ -406,7 +434,7 @@ static void check_rope_kv_write(enum pgd_dtype dt, int D, int rot, bool norms)
     memcpy(k_orig, k, kn * sizeof *k_orig);
     CHECK_RC(pgd_cuda_rope_kv_write(ctx, dt, dq, nq, dk, dv, nkv, n, D, rot, rope.inv_freq, dpos,
                                     norms ? dqw : NULL, norms ? dkw : NULL, 1e-6f, dkc, dvc,
-                                    dslot, err, sizeof err));
+                                    dslot, fp8 ? &sc : NULL, err, sizeof err));
     if (norms) {
         pgd_cpu_rmsnorm(q, qw, 1e-6f, (int64_t)n * nq, D, q);
         pgd_cpu_rmsnorm(k, kw, 1e-6f, (int64_t)n * nkv, D, k);
@@ -418,25 +446,53 @@ static void check_rope_kv_write(enum pgd_dtype dt, int D, int rot, bool norms)
     pgd_cpu_rope(q, nq, k, nkv, n, D, rot, rope.inv_freq, pos);
     for (size_t i = 0; i < kn; i++)
         k[i] = round_to(k[i], dt);
-    struct pgd_cpu_kv_layer cl = { kc, vc, 1, nkv, D };
+    struct pgd_cpu_kv_layer cl = { kc, vc, 1, nkv, D, NULL, NULL, 0, 0 };
+    if (fp8)
+        cl = (struct pgd_cpu_kv_layer){ NULL, NULL, 1, nkv, D, k8, v8, sc.k_scale, sc.v_scale };
     pgd_cpu_kv_write(&cl, k, v, slot, n);
-    float *gq = download(dq, qn, dt), *gkc = download(dkc, (size_t)num_slots * width, dt);
-    float *gvc = download(dvc, (size_t)num_slots * width, dt), *gk = download(dk, kn, dt);
+    float *gq = download(dq, qn, dt), *gk = download(dk, kn, dt);
     char what[120];
     snprintf(what, sizeof what, "rope_kv_write q, D %d rotary %d%s", D, rot, norms ? " normed" : "");
     expect_close(what, gq, q, qn, dt);
-    snprintf(what, sizeof what, "rope_kv_write K cache, D %d rotary %d%s", D, rot,
-             norms ? " normed" : "");
-    expect_close(what, gkc, kc, (size_t)num_slots * width, dt);
-    cr_assert_arr_eq(gvc, vc, (size_t)num_slots * width * sizeof(float), "rope_kv_write V cache");
+    snprintf(what, sizeof what, "rope_kv_write K cache, D %d rotary %d%s%s", D, rot,
+             norms ? " normed" : "", fp8 ? ", e4m3" : "");
+    if (fp8) {
+        uint8_t *g8 = malloc(cells + 4);
+        CHECK_RC(pgd_cuda_memcpy_d2h(g8, dkc, cells, err, sizeof err));
+        expect_fp8_cache(what, g8, k8, cells, sc.k_scale, false);
+        CHECK_RC(pgd_cuda_memcpy_d2h(g8, dvc, cells, err, sizeof err));
+        expect_fp8_cache("rope_kv_write V cache, e4m3", g8, v8, cells, sc.v_scale, true);
+        free(g8);
+    } else {
+        float *gkc = download(dkc, cells, dt), *gvc = download(dvc, cells, dt);
+        expect_close(what, gkc, kc, cells, dt);
+        cr_assert_arr_eq(gvc, vc, cells * sizeof(float), "rope_kv_write V cache");
+        free(gkc);
+        free(gvc);
+    }
     cr_assert_arr_eq(gk, k_orig, kn * sizeof(float), "rope_kv_write must leave k as it was");
     free(k_orig);
-    free(q); free(k); free(v); free(kc); free(vc); free(qw); free(kw);
-    free(gq); free(gkc); free(gvc); free(gk);
+    free(q); free(k); free(v); free(kc); free(vc); free(qw); free(kw); free(k8); free(v8);
+    free(gq); free(gk);
     void *ds[] = { dq, dk, dv, dkc, dvc, dqw, dkw, dpos, dslot };
     for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
         pgd_cuda_free(ds[i]);
     pgd_rope_fini(&rope);
+}
+
+static void check_rope_kv_write(enum pgd_dtype dt, int D, int rot, bool norms)
+{
+    check_rope_kv_write_cache(dt, D, rot, norms, false);
+}
+
+GPU_TEST(rope_kv_write_into_an_fp8_cache_matches_cpu)
+{
+    for (int di = 0; di < 2; di++) {
+        check_rope_kv_write_cache(DTS[di], 128, 128, false, true);
+        check_rope_kv_write_cache(DTS[di], 128, 128, true, true);
+        check_rope_kv_write_cache(DTS[di], 96, 32, false, true);
+        check_rope_kv_write_cache(DTS[di], 16, 16, true, true);
+    }
 }
 
 GPU_TEST(rope_kv_write_matches_cpu)
@@ -575,7 +631,8 @@ static void check_attention(enum pgd_dtype dt, const struct attn_case *c, uint64
     int32_t *dpos = upload_raw(pos, (size_t)n * sizeof(int32_t));
     int64_t *dslot = upload_raw(slot, (size_t)n * sizeof(int64_t));
 
-    CHECK_RC(pgd_cuda_kv_write(ctx, dt, dkc, dvc, dk, dv, dslot, n, (int)width, err, sizeof err));
+    CHECK_RC(pgd_cuda_kv_write(ctx, dt, dkc, dvc, dk, dv, dslot, n, (int)width, NULL, err,
+                               sizeof err));
     struct pgd_cuda_attn a = {
         .dtype = dt, .q = dq, .out = dout, .k_cache = dkc, .v_cache = dvc, .block_size = bs,
         .p = { .n_heads = H, .n_kv_heads = KV, .head_dim = D, .scale = (float)(1 / sqrt(D)),
@@ -596,7 +653,7 @@ static void check_attention(enum pgd_dtype dt, const struct attn_case *c, uint64
     void *scratch = sb ? pgd_cuda_malloc(sb) : NULL;
     CHECK_RC(pgd_cuda_attention(ctx, &a, scratch, err, sizeof err));
 
-    struct pgd_cpu_kv_layer cl = { kc, vc, bs, KV, D };
+    struct pgd_cpu_kv_layer cl = { kc, vc, bs, KV, D, NULL, NULL, 0, 0 };
     pgd_cpu_kv_write(&cl, k, v, slot, n);
     float *gk = download(dkc, slots * width, dt), *gv = download(dvc, slots * width, dt);
     cr_assert_arr_eq(gk, kc, slots * width * sizeof(float), "kv_write K (%s)", pgd_dtype_name(dt));

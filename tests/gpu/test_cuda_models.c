@@ -8,7 +8,10 @@
  * suite uses for native bf16, see tests/unit/test_models.c). Free-running greedy generation
  * (argmax on the GPU) must then reproduce the reference tokens up to the first near-tie.
  * Layouts: the whole prompt in one step, chunks of 5 over scrambled blocks, all prompts in
- * one batch. Skips visibly without a GPU. */
+ * one batch. FP8 KV cache (kv_cache_dtype fp8): graphs replay like eager steps, the pool
+ * holds twice the blocks of a bf16 one in the same memory, and the model's logits stay within
+ * the CPU suite's FP8 bound (tests/unit/test_kv_fp8.c) of the bf16-cache run's. Skips
+ * visibly without a GPU. */
 #include "config.h"
 #include "tests/lib/model_fixture.h"
 #include "tests/lib/test_common.h"
@@ -42,6 +45,7 @@ static void need_gpu(void)
 }
 
 static enum pgd_dtype run_dtype = PGD_DTYPE_COUNT;   /* PGD_DTYPE_COUNT: the checkpoint's */
+static enum pgd_dtype run_kv = PGD_DTYPE_COUNT;      /* the KV cache's; COUNT: run_dtype */
 
 static struct pgd__runner *gpu_runner(struct pgd_registry *reg, const char *name, int num_blocks,
                                       double util, char *err, size_t errlen,
@@ -58,6 +62,7 @@ static struct pgd__runner *gpu_runner(struct pgd_registry *reg, const char *name
     p.max_num_batched_tokens = 512;
     p.gpu_memory_utilization = util;
     p.dtype = run_dtype;
+    p.kv_cache_dtype = run_kv;
     struct pgd__runner *r = NULL;
     *st = pgd__runner_create(&p, &r, err, errlen);
     return r;
@@ -269,6 +274,7 @@ static struct pgd__runner *graph_runner(struct pgd_registry *reg, const char *na
     p.max_num_seqs = 8;
     p.max_num_batched_tokens = 512;
     p.enforce_eager = eager;
+    p.kv_cache_dtype = run_kv;
     struct pgd__runner *r = NULL;
     char err[1024] = "";
     cr_assert_eq(pgd__runner_create(&p, &r, err, sizeof err), PGD_OK, "%s", err);
@@ -378,6 +384,110 @@ static void check_graphs(const char *name)
 Test(cuda_models, graphs_decode_like_eager_llama_bf16, .init = need_gpu) { check_graphs("llama-bf16"); }
 Test(cuda_models, graphs_decode_like_eager_qwen3, .init = need_gpu) { check_graphs("qwen3-f32"); }
 Test(cuda_models, graphs_decode_like_eager_mistral_window, .init = need_gpu) { check_graphs("mistral-f32"); }
+Test(cuda_models, graphs_decode_like_eager_fp8_kv, .init = need_gpu)
+{
+    run_kv = PGD_DTYPE_F8_E4M3;
+    check_graphs("llama-bf16");
+}
+Test(cuda_models, graphs_decode_like_eager_fp8_kv_window, .init = need_gpu)
+{
+    run_kv = PGD_DTYPE_F8_E4M3;
+    check_graphs("mistral-f32");
+}
+
+/* ---- FP8 KV cache ---------------------------------------------------------------------- */
+/* The same kv_cache_memory_bytes hold twice the blocks in e4m3 as in bf16. */
+Test(cuda_models, fp8_kv_pool_holds_twice_the_blocks, .init = need_gpu)
+{
+    struct pgd_registry *reg = fixture_registry(NULL);
+    int blocks[2];
+    for (int i = 0; i < 2; i++) {
+        struct pgd__runner_params p;
+        pgd__runner_default_params(&p);
+        p.model_dir = fixture_dir("llama-bf16");
+        p.registry = reg;
+        p.device = PGD_DEVICE_CUDA;
+        p.max_num_seqs = 8;
+        p.max_num_batched_tokens = 512;
+        p.kv_cache_memory_bytes = (size_t)4 << 20;
+        p.kv_cache_dtype = i ? PGD_DTYPE_F8_E4M3 : PGD_DTYPE_COUNT;
+        struct pgd__runner *r = NULL;
+        char err[1024] = "";
+        cr_assert_eq(pgd__runner_create(&p, &r, err, sizeof err), PGD_OK, "%s", err);
+        blocks[i] = pgd__runner_num_blocks(r);
+        pgd__runner_destroy(r);
+    }
+    cr_assert_gt(blocks[0], 0);
+    cr_assert_eq(blocks[1], 2 * blocks[0], "e4m3: %d blocks, bf16: %d", blocks[1], blocks[0]);
+    pgd_registry_destroy(reg);
+}
+
+/* Teacher-forced on the bf16-cache run's greedy tokens (prefill in chunks of 5 over
+ * scrambled blocks, then decode steps): every step's logits on the e4m3 cache within
+ * FP8_KV_TOL of the bf16 cache's. The CPU suite's bound for the same fixtures
+ * (tests/unit/test_kv_fp8.c: 3-bit K/V move their logits by up to 0.244 of the largest). */
+#define FP8_KV_TOL 0.25
+/* Tokens [from, n) of toks into r in chunks of 5; the logits after the last. */
+static const float *feed(struct pgd__runner *r, const int32_t *toks, int from, int n,
+                         const int32_t *table)
+{
+    const float *lg = NULL;
+    for (int done = from; done < n;) {
+        int take = n - done > 5 ? 5 : n - done;
+        lg = step(r, toks + done, take, done, table, done + take == n ? 1 : 0);
+        done += take;
+    }
+    return lg;
+}
+
+static void check_fp8_kv(const char *name)
+{
+    struct pgd_registry *reg = fixture_registry(NULL);
+    json_t *ref = fixture_reference(name);
+    struct pgd__runner *rb = fixture_gpu_runner(reg, name);
+    run_kv = PGD_DTYPE_F8_E4M3;
+    struct pgd__runner *r8 = fixture_gpu_runner(reg, name);
+    int vocab = pgd__runner_desc(rb)->vocab_size;
+    int32_t table[64];
+    for (int b = 0; b < 64; b++)
+        table[b] = (int32_t)((b * 37 + 11) % 64);
+    float *lb = malloc((size_t)vocab * sizeof *lb);
+    double worst = 0;
+    size_t ci;
+    json_t *c;
+    json_array_foreach(json_object_get(ref, "cases"), ci, c) {
+        int np;
+        int32_t *prompt = json_ints(json_object_get(c, "prompt"), &np);
+        int32_t toks[256];
+        cr_assert_leq(np + 8, 256);
+        memcpy(toks, prompt, (size_t)np * sizeof *toks);
+        int n = np;
+        for (int st = 0; st < 8; st++) {
+            int from = st == 0 ? 0 : n - 1;
+            memcpy(lb, feed(rb, toks, from, n, table), (size_t)vocab * sizeof *lb);
+            const float *l8 = feed(r8, toks, from, n, table);
+            double d = rel_max_diff(l8, lb, vocab);
+            worst = fmax(worst, d);
+            cr_assert_leq(d, FP8_KV_TOL, "%s prompt %zu step %d: e4m3-cache logits differ by %g "
+                          "of the largest", name, ci, st, d);
+            toks[n++] = argmax(lb, vocab);
+        }
+        free(prompt);
+    }
+    fprintf(stderr, "%s: e4m3 KV cache vs bf16: logits within %.4f of the largest\n", name, worst);
+    free(lb);
+    pgd__runner_destroy(rb);
+    pgd__runner_destroy(r8);
+    json_decref(ref);
+    pgd_registry_destroy(reg);
+}
+
+Test(cuda_models, fp8_kv_llama_near_bf16_kv, .init = need_gpu) { check_fp8_kv("llama-bf16"); }
+Test(cuda_models, fp8_kv_qwen3_near_bf16_kv, .init = need_gpu) { check_fp8_kv("qwen3-f32"); }
+Test(cuda_models, fp8_kv_mistral_window_near_bf16_kv, .init = need_gpu)
+{
+    check_fp8_kv("mistral-f32");
+}
 
 /* PAGODA_CUDA_GRAPHS=0 turns them off. */
 Test(cuda_models, graphs_off_by_environment, .init = need_gpu)

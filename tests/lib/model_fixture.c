@@ -112,10 +112,19 @@ struct pgd__runner *fixture_runner_dir(struct pgd_registry *reg, const char *dir
                                        const char *quantization, int num_blocks, int block_size,
                                        int max_seqs)
 {
+    return fixture_runner_kv(reg, dir, quantization, PGD_DTYPE_COUNT, num_blocks, block_size,
+                             max_seqs);
+}
+
+struct pgd__runner *fixture_runner_kv(struct pgd_registry *reg, const char *dir,
+                                      const char *quantization, enum pgd_dtype kv_cache_dtype,
+                                      int num_blocks, int block_size, int max_seqs)
+{
     struct pgd__runner_params p;
     pgd__runner_default_params(&p);
     p.model_dir = dir;
     p.quantization = quantization;
+    p.kv_cache_dtype = kv_cache_dtype;
     p.registry = reg;
     p.num_blocks = num_blocks;
     p.block_size = block_size;

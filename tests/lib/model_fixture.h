@@ -33,6 +33,10 @@ struct pgd__runner *fixture_runner(struct pgd_registry *reg, const char *name, i
 struct pgd__runner *fixture_runner_dir(struct pgd_registry *reg, const char *dir,
                                        const char *quantization, int num_blocks, int block_size,
                                        int max_seqs);
+/* The same with the KV cache in kv_cache_dtype (PGD_DTYPE_COUNT: the compute dtype). */
+struct pgd__runner *fixture_runner_kv(struct pgd_registry *reg, const char *dir,
+                                      const char *quantization, enum pgd_dtype kv_cache_dtype,
+                                      int num_blocks, int block_size, int max_seqs);
 
 /* An engine on the fixture (the build's plugins; paranoid checks on) on `device`, with a
  * pool of num_blocks blocks of block_size tokens, `budget` tokens and max_seqs sequences a

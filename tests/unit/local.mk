@@ -9,7 +9,7 @@ CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cp
 	tests/unit/test_batch_defaults tests/unit/test_model_shard tests/unit/test_quant \
 	tests/unit/test_oai_parsers \
 	tests/unit/test_grammar tests/unit/test_engine_guided \
-	tests/unit/test_pooling tests/unit/test_profile
+	tests/unit/test_pooling tests/unit/test_profile tests/unit/test_kv_fp8
 check_PROGRAMS += $(CRITERION_TESTS) tests/unit/test_engine_tsan
 tests_unit_test_base_SOURCES = %reldir%/test_base.c
 tests_unit_test_base_CPPFLAGS = $(TEST_CPPFLAGS)
@@ -127,6 +127,11 @@ tests_unit_test_reload_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_reload_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_reload_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_reload_LDADD = $(TEST_LDADD)
+tests_unit_test_kv_fp8_SOURCES = %reldir%/test_kv_fp8.c
+tests_unit_test_kv_fp8_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_kv_fp8_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_kv_fp8_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_kv_fp8_LDADD = $(TEST_LDADD)
 tests_unit_test_log_SOURCES = %reldir%/test_log.c
 tests_unit_test_log_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_log_CFLAGS = $(TEST_CFLAGS)

@@ -264,7 +264,7 @@ static void check_paged(int window)
     int32_t tables[2][4] = { { 9, 2, 14, 5 }, { 7, 0, 0, 0 } };
     tables[1][1] = 11;
     float *kc = calloc((size_t)NB * BS * KV * D, sizeof *kc), *vc = calloc((size_t)NB * BS * KV * D, sizeof *vc);
-    struct pgd_cpu_kv_layer kv = { kc, vc, BS, KV, D };
+    struct pgd_cpu_kv_layer kv = { kc, vc, BS, KV, D, NULL, NULL, 0, 0 };
     float *K[2], *V[2], *Q[2];
     int n = news[0] + news[1];
     float *q = malloc((size_t)n * H * D * sizeof *q), *kn = malloc((size_t)n * KV * D * sizeof *kn),

@@ -54,6 +54,8 @@ static const struct flag_case FLAGS[] = {
     { { "--dtype", "bf16" }, PGD__S_DTYPE, "bf16" },
     { { "--quantization", "gptq" }, PGD__S_QUANTIZATION, "gptq" },
     { { "--kv-cache-dtype", "auto" }, PGD__S_KV_CACHE_DTYPE, "auto" },
+    { { "--kv-cache-dtype", "fp8" }, PGD__S_KV_CACHE_DTYPE, "fp8" },
+    { { "--kv-cache-dtype", "fp8_e4m3" }, PGD__S_KV_CACHE_DTYPE, "fp8_e4m3" },
     { { "--seed", "1234" }, PGD__S_SEED, "1234" },
     { { "--gpu-memory-utilization", "0.85" }, PGD__S_GPU_MEMORY_UTILIZATION, "0.85" },
     { { "--kv-cache-memory", "4G" }, PGD__S_KV_CACHE_MEMORY_BYTES, "4294967296" },
@@ -230,7 +232,7 @@ static const struct bad_case BAD[] = {
     { { "--cuda-graph-sizes", "0" }, { "--cuda-graph-sizes", "[1, 65536]" } },
     { { "--frontend-opt", "novalue" }, { "--frontend-opt", "KEY=VALUE" } },
     { { "-x" }, { "unknown option -x", "--help" } },
-    { { "--kv-cache-dtype", "fp8" }, { "--kv-cache-dtype: 'fp8'", "not supported yet" } },
+    { { "--kv-cache-dtype", "fp8_e5m2" }, { "--kv-cache-dtype: 'fp8_e5m2'", "e5m2" } },
     { { "-q", "awq" }, { "-q", "--quantization" } },
 };
 
@@ -354,7 +356,10 @@ static bool engine_params_differ(const struct pgd_engine_params *a,
            a->tensor_parallel_size != b->tensor_parallel_size || a->task != b->task ||
            (a->pooler_config != b->pooler_config &&
             (!a->pooler_config || !b->pooler_config ||
-             strcmp(a->pooler_config, b->pooler_config)));
+             strcmp(a->pooler_config, b->pooler_config))) ||
+           (a->kv_cache_dtype != b->kv_cache_dtype &&
+            (!a->kv_cache_dtype || !b->kv_cache_dtype ||
+             strcmp(a->kv_cache_dtype, b->kv_cache_dtype)));
 }
 
 /* Not the default, for each engine row. */
@@ -382,6 +387,7 @@ static const char *other_value(int id)
     case PGD__S_QUANTIZATION: return "fp8";
     case PGD__S_TASK: return "embed";
     case PGD__S_POOLER_CONFIG: return "{\"normalize\": false}";
+    case PGD__S_KV_CACHE_DTYPE: return "fp8";
     default: return NULL;
     }
 }

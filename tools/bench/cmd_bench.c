@@ -62,6 +62,7 @@ static void bench_usage(FILE *out)
             "  --device auto|cpu|cuda|cuda:N  default auto: cuda when available\n"
             "  --dtype auto|bfloat16|float16  GPU compute dtype (default: the config's)\n"
             "  --quantization METHOD    gptq, awq or fp8 (default: the checkpoint's)\n"
+            "  --kv-cache-dtype DTYPE   auto or fp8 (e4m3 KV cache; default auto)\n"
             "  --seed S                 random weights' seed (default 0)\n"
             "  --profile-ops            after each figure, a per-op table of eager steps: calls,\n"
             "                           GPU time, share of the step, FLOPs and bytes beside the\n"

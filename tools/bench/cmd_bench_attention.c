@@ -6,7 +6,9 @@
  * (auto: decode rows to attention_decode.cu or the tensor cores by shape). Each is
  * timed over back-to-back calls on the host clock (the median of 3 runs of a count that takes
  * about 0.1 s), printed in microseconds a call, TFLOP/s (4 * q_len * kv_len * head_dim *
- * heads, halved for the causal prefill) and GB/s of K/V read (each needed K/V row once). */
+ * heads, halved for the causal prefill) and GB/s of K/V read (each needed K/V row once).
+ * --kv-cache-dtype fp8: the same cases over an e4m3 cache (kv_cache_dtype fp8; the bytes of
+ * K/V, and the GB/s figures' numerators, halved). */
 #include "config.h"
 #include "tools/commands.h"
 #include "runtime/base/clock.h"
@@ -43,6 +45,7 @@ struct bench_bufs {
     void *kc, *vc, *q, *out;
     int32_t *tables, *pos, *lens, *qstart;
     int max_blocks;                  /* table width */
+    const struct pgd_cuda_kv_fp8 *fp8;   /* the caches are e4m3 with these scales; NULL: bf16 */
 };
 
 static int cmp_double(const void *a, const void *b)
@@ -144,6 +147,7 @@ static int bench_case(struct pgd_cuda_ctx *c, const struct bench_bufs *b, enum p
             .seq_lens = b->lens, .block_tables = b->tables, .max_blocks = b->max_blocks,
             .positions = b->pos, .h_query_start = h_qstart, .max_seq_len = cached + q_len,
             .step_id = ++*step, .path = paths[i] == PATH_DECODE ? PGD_CUDA_ATTN_AUTO : paths[i],
+            .kv_fp8 = b->fp8,
         };
         if (paths[i] == PATH_DECODE)
             setenv("PGD_CUDA_DECODE_ATTN", "1", 1);
@@ -170,9 +174,39 @@ static int bench_case(struct pgd_cuda_ctx *c, const struct bench_bufs *b, enum p
 }
 #endif
 
+#ifdef PGD_HAVE_CUDA
+/* Fills the e4m3 caches of `slots` rows with random values in [-1, 1) (scales 1): random
+ * bf16 chunks staged in b->q, written through pgd_cuda_kv_write. */
+static int fill_fp8_caches(struct pgd_cuda_ctx *c, struct bench_bufs *b, size_t slots,
+                           size_t width, char *err, size_t errlen)
+{
+    size_t chunk = (size_t)MAX_PREFILL * H * D / width;
+    int64_t *h = malloc(chunk * sizeof *h);
+    int64_t *d = pgd_cuda_malloc(chunk * sizeof *d);
+    int rc = !h || !d;
+    if (rc)
+        snprintf(err, errlen, "out of memory for the fp8 cache fill");
+    for (size_t s0 = 0; !rc && s0 < slots; s0 += chunk) {
+        size_t n = slots - s0 < chunk ? slots - s0 : chunk;
+        for (size_t i = 0; i < n; i++)
+            h[i] = (int64_t)(s0 + i);
+        rc = pgd_cuda_fill_random(c, PGD_DTYPE_BF16, b->q, n * width, 10 + s0, -1, 1, err,
+                                  errlen) ||
+             pgd_cuda_memcpy_h2d(d, h, n * sizeof *h, err, errlen) ||
+             pgd_cuda_kv_write(c, PGD_DTYPE_BF16, b->kc, b->vc, b->q, b->q, d, (int)n,
+                               (int)width, b->fp8, err, errlen) ||
+             pgd_cuda_sync(c, err, errlen);
+    }
+    free(h);
+    pgd_cuda_free(d);
+    return rc;
+}
+#endif
+
 int pgd_cmd_bench_attention(int argc, char **argv)
 {
     int want[MAX_PATHS] = { 1, 1, 1, 1 }, ceilings = 1;   /* by PATH_NAME */
+    int kv_fp8 = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--path") && i + 1 < argc) {
             const char *s = argv[++i];
@@ -197,11 +231,16 @@ int pgd_cmd_bench_attention(int argc, char **argv)
             }
         } else if (!strcmp(argv[i], "--no-ceilings")) {
             ceilings = 0;
+        } else if (!strcmp(argv[i], "--kv-cache-dtype") && i + 1 < argc &&
+                   (!strcmp(argv[i + 1], "auto") || !strcmp(argv[i + 1], "fp8") ||
+                    !strcmp(argv[i + 1], "fp8_e4m3"))) {
+            kv_fp8 = strcmp(argv[++i], "auto") != 0;
         } else {
             fprintf(stderr, "usage: pagoda bench attention [--path fma,mma,decode,auto] "
-                            "[--no-ceilings]   (the 8B shape's paged attention, bf16, on the "
-                            "GPU; auto: the default dispatch; decode: auto with every decode "
-                            "row on the decode kernel)\n");
+                            "[--kv-cache-dtype auto|fp8] [--no-ceilings]   (the 8B shape's "
+                            "paged attention, bf16, on the GPU; auto: the default dispatch; "
+                            "decode: auto with every decode row on the decode kernel; fp8: "
+                            "the K/V cache in e4m3)\n");
             return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
         }
     }
@@ -239,13 +278,16 @@ int pgd_cmd_bench_attention(int argc, char **argv)
     int num_blocks = MAX_SEQS * per_seq;
     if (num_blocks < max_blocks)
         num_blocks = max_blocks;
-    size_t width = (size_t)KV * D, slots = (size_t)num_blocks * BS, esz = 2;
+    /* esz: bytes of a cache element (the q / out buffers stay bf16). */
+    size_t width = (size_t)KV * D, slots = (size_t)num_blocks * BS, esz = kv_fp8 ? 1 : 2;
+    const struct pgd_cuda_kv_fp8 unit = { 1.0f, 1.0f };
     struct bench_bufs b = { 0 };
     b.max_blocks = max_blocks;
+    b.fp8 = kv_fp8 ? &unit : NULL;
     b.kc = pgd_cuda_malloc(slots * width * esz);
     b.vc = pgd_cuda_malloc(slots * width * esz);
-    b.q = pgd_cuda_malloc((size_t)MAX_PREFILL * H * D * esz);
-    b.out = pgd_cuda_malloc((size_t)MAX_PREFILL * H * D * esz);
+    b.q = pgd_cuda_malloc((size_t)MAX_PREFILL * H * D * 2);
+    b.out = pgd_cuda_malloc((size_t)MAX_PREFILL * H * D * 2);
     b.tables = pgd_cuda_malloc((size_t)MAX_SEQS * max_blocks * sizeof(int32_t));
     b.pos = pgd_cuda_malloc((size_t)MAX_PREFILL * sizeof(int32_t));
     b.lens = pgd_cuda_malloc((size_t)MAX_SEQS * sizeof(int32_t));
@@ -272,8 +314,9 @@ int pgd_cmd_bench_attention(int argc, char **argv)
     for (int s = 0; s < MAX_SEQS; s++)
         for (int i = 0; i < max_blocks; i++)
             tables[(size_t)s * max_blocks + i] = perm[((size_t)s * per_seq + i) % num_blocks];
-    if (pgd_cuda_fill_random(c, dt, b.kc, slots * width, 1, -1, 1, err, sizeof err) ||
-        pgd_cuda_fill_random(c, dt, b.vc, slots * width, 2, -1, 1, err, sizeof err) ||
+    if ((kv_fp8 ? fill_fp8_caches(c, &b, slots, width, err, sizeof err)
+                : pgd_cuda_fill_random(c, dt, b.kc, slots * width, 1, -1, 1, err, sizeof err) ||
+                  pgd_cuda_fill_random(c, dt, b.vc, slots * width, 2, -1, 1, err, sizeof err)) ||
         pgd_cuda_fill_random(c, dt, b.q, (size_t)MAX_PREFILL * H * D, 3, -1, 1, err, sizeof err) ||
         pgd_cuda_memcpy_h2d(b.tables, tables, (size_t)MAX_SEQS * max_blocks * sizeof(int32_t),
                             err, sizeof err) ||
@@ -284,7 +327,8 @@ int pgd_cmd_bench_attention(int argc, char **argv)
     printf("device: %s\n", desc);
     if (ceilings)
         printf("copy bandwidth %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s\n", gbps, tflops);
-    printf("attention bf16: %d q heads / %d kv heads, head_dim %d, block %d\n\n", H, KV, D, BS);
+    printf("attention bf16%s: %d q heads / %d kv heads, head_dim %d, block %d\n\n",
+           kv_fp8 ? ", KV cache e4m3" : "", H, KV, D, BS);
     printf("%-22s", "case");
     for (int i = 0; i < n_paths; i++)
         printf("  %9s %6s %6s", PATH_NAME[paths[i]], "TFLOP/s", "GB/s");
@@ -321,6 +365,7 @@ out:
 #else
     (void)want;
     (void)ceilings;
+    (void)kv_fp8;
     fprintf(stderr, "pagoda bench attention: this build has no CUDA backend\n");
     return 1;
 #endif

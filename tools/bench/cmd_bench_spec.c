@@ -48,7 +48,8 @@ static void spec_usage(FILE *out)
             "                           random ids (default 16)\n"
             "  --model DIR|ORG/NAME, --revision REV, --download-dir DIR,\n"
             "  --random-weights CONFIG, --device auto|cpu|cuda|cuda:N,\n"
-            "  --dtype auto|bfloat16|float16, --quantization gptq|awq|fp8, --seed S,\n"
+            "  --dtype auto|bfloat16|float16, --quantization gptq|awq|fp8,\n"
+            "  --kv-cache-dtype auto|fp8, --seed S,\n"
             "  --plugin-dir DIR\n"
             "  --json FILE              also write the report as JSON\n");
 }

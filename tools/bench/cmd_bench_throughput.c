@@ -113,7 +113,7 @@ static void tput_usage(FILE *out)
             "  --gpu-memory-utilization X   (default 0.9)\n"
             "  --warmup N               untimed requests first (default 8, 16 tokens each way)\n"
             "  --device auto|cpu|cuda|cuda:N, --dtype auto|bfloat16|float16, --seed S,\n"
-            "  --quantization gptq|awq|fp8, --plugin-dir DIR\n"
+            "  --quantization gptq|awq|fp8, --kv-cache-dtype auto|fp8, --plugin-dir DIR\n"
             "  --json FILE              also write the report as JSON\n"
             "  --structured-output-ratio X   the share of requests (0..1, default 0) whose\n"
             "                           output is constrained by --structured-output-regex\n"
