@@ -300,7 +300,9 @@ static int wq_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int
     if ((size_t)n * w->in * 2 > c->qscratch_bytes)
         return pgd_cuda_failf(err, errlen, "quantized GEMV: x [%d, %d] exceeds the %zu-byte "
                               "scratch", n, w->in, c->qscratch_bytes);
-    /* act-order on tensor cores: the gather happens as the kernel loads x */
+    /* the mma layout: the decode GEMV gathers act-order x as it stages x */
+    if (pgd_cuda__wq_gemv4_fits(w) && (uintptr_t)x % 2 == 0)
+        return pgd_cuda__wq_gemv4(c, dt, x, w->perm, n, w, b, y, err, errlen);
     if (w->mma && w->perm && (uintptr_t)x % 2 == 0)
         return pgd_cuda__wq_mma_gemv(c, dt, x, w->perm, n, w, b, y, err, errlen);
     const void *xk;
