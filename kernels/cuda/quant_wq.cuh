@@ -34,6 +34,17 @@ template <> struct mma_magic<__half> {
     static constexpr float BIAS = 1024.0f;
 };
 
+/* (w & 0x000F000F) | BITS: nibbles 0 and 4 of w as BIAS + q in a 16-bit pair, one LOP3 (the
+ * compiler, given two constants, emits an AND and an OR: LOP3 takes one immediate). */
+template <typename T>
+__device__ __forceinline__ uint32_t nibble_pair(uint32_t w)
+{
+    uint32_t r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(w), "n"(0x000F000F),
+        "r"(mma_magic<T>::BITS));
+    return r;
+}
+
 template <typename T>
 __device__ __forceinline__ uint32_t pair_of(float v)
 {

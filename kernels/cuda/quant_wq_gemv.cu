@@ -20,9 +20,11 @@
  *     act-order costs the same as plain; when n x in does not fit (large n and in), the
  *     warps read x from L1 / L2 instead, and act-order x is gathered by a staging kernel;
  *   - the warps meet in shared memory, and warp 0 writes the tile's y.
- * The arithmetic is quant_wq_mma.cu's: nibbles AND-ed into a 16-bit magic pair minus
- * (magic + zero) are the exact integers q - zero, mma.sync m16n8k16 multiplies them by x in
- * float32, each group's float32 sums are scaled once at the group's end. */
+ * The arithmetic is quant_wq_mma.cu's: nibbles AND-ed into a 16-bit magic pair (one LOP3)
+ * minus (magic + zero) (one HADD2) are the exact integers q - zero, mma.sync m16n8k16
+ * multiplies them by x in float32, each group's float32 sums are scaled once at the group's
+ * end. About 60 instructions a warp per 512-byte chunk: at ~16 bytes per SM cycle of DRAM
+ * bandwidth that is half the issue rate, so the loads, not the arithmetic, set the time. */
 #include "kernels/cuda/quant_wq.cuh"
 
 #define G4_WK 8                      /* warps a tile */
@@ -30,7 +32,8 @@
 #define G4_XPAD 8                    /* elements of padding after each staged x row */
 #define G4_STAGE_UNR 2               /* 16-byte x pieces a thread has in flight staging */
 #define G4_META_UNR 8                /* scale-table loads a thread has in flight staging */
-#define G4_SMEM_MAX (100 << 10)      /* shared memory a block may take: two blocks an SM */
+#define G4_SMEM_MAX (96 << 10)       /* shared memory a block may take: two blocks an SM on
+                                        sm_90, and within sm_86/89's 99 KB a block */
 #define G4_META_MAX (48 << 10)       /* larger scale tables take quant_wq_mma.cu's GEMV */
 
 struct g4_args {
@@ -43,11 +46,14 @@ struct g4_args {
     int meta_bytes;                  /* the shared scale table's bytes (a multiple of 16) */
 };
 
-/* A warp's running state: float32 sums of the current group (acc) and of the finished ones
- * (tot), and the current group's scales and magic + zero pairs for rows g and g + 8. */
+/* A warp's running state: float32 sums of the current group (acc; with one token tile, even
+ * and odd 16-input steps apart: two independent chains of mma.sync instead of one) and of
+ * the finished groups (tot), and the current group's scales and magic + zero pairs for rows
+ * g and g + 8. */
 template <int NT>
 struct g4_state {
-    float acc[NT][4], tot[NT][4];
+    static constexpr int AC = NT == 1 ? 2 : 1;
+    float acc[AC][NT][4], tot[NT][4];
     int gi, left;                    /* the group; its 16-input steps left */
     float sg, sg8;
     uint32_t zg, zg8;
@@ -69,11 +75,18 @@ __device__ __forceinline__ void g4_flush(g4_state<NT> &st)
 {
 #pragma unroll
     for (int nt = 0; nt < NT; nt++) {
-        st.tot[nt][0] = fmaf(st.sg, st.acc[nt][0], st.tot[nt][0]);
-        st.tot[nt][1] = fmaf(st.sg, st.acc[nt][1], st.tot[nt][1]);
-        st.tot[nt][2] = fmaf(st.sg8, st.acc[nt][2], st.tot[nt][2]);
-        st.tot[nt][3] = fmaf(st.sg8, st.acc[nt][3], st.tot[nt][3]);
-        st.acc[nt][0] = st.acc[nt][1] = st.acc[nt][2] = st.acc[nt][3] = 0.0f;
+        float a[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int c = 0; c < g4_state<NT>::AC; c++) {
+                a[i] += st.acc[c][nt][i];
+                st.acc[c][nt][i] = 0.0f;
+            }
+        st.tot[nt][0] = fmaf(st.sg, a[0], st.tot[nt][0]);
+        st.tot[nt][1] = fmaf(st.sg, a[1], st.tot[nt][1]);
+        st.tot[nt][2] = fmaf(st.sg8, a[2], st.tot[nt][2]);
+        st.tot[nt][3] = fmaf(st.sg8, a[3], st.tot[nt][3]);
     }
 }
 
@@ -90,10 +103,10 @@ __device__ __forceinline__ void g4_chunk(const uint4 &v, int kq, const T *__rest
     for (int s = 0; s < 4; s++) {
         const int k0 = kq * 64 + s * 16;
         uint32_t A[4];
-        A[0] = sub_pair<T>((words[s] & 0x000F000Fu) | mma_magic<T>::BITS, st.zg);
-        A[1] = sub_pair<T>(((words[s] >> 4) & 0x000F000Fu) | mma_magic<T>::BITS, st.zg8);
-        A[2] = sub_pair<T>(((words[s] >> 8) & 0x000F000Fu) | mma_magic<T>::BITS, st.zg);
-        A[3] = sub_pair<T>(((words[s] >> 12) & 0x000F000Fu) | mma_magic<T>::BITS, st.zg8);
+        A[0] = sub_pair<T>(nibble_pair<T>(words[s]), st.zg);
+        A[1] = sub_pair<T>(nibble_pair<T>(words[s] >> 4), st.zg8);
+        A[2] = sub_pair<T>(nibble_pair<T>(words[s] >> 8), st.zg);
+        A[3] = sub_pair<T>(nibble_pair<T>(words[s] >> 12), st.zg8);
 #pragma unroll
         for (int nt = 0; nt < NT; nt++) {
             const int tok = nt * 8 + g;
@@ -104,7 +117,7 @@ __device__ __forceinline__ void g4_chunk(const uint4 &v, int kq, const T *__rest
                 B[0] = XS ? xr[0] : __ldg(xr);
                 B[1] = XS ? xr[4] : __ldg(xr + 4);
             }
-            mma16816<T>(st.acc[nt], A, B);
+            mma16816<T>(st.acc[s % g4_state<NT>::AC][nt], A, B);
         }
         if (--st.left == 0) {
             g4_flush<NT>(st);
@@ -234,7 +247,12 @@ wq_gemv4_kernel(const g4_args a, const T *__restrict__ x, const T *__restrict__ 
     for (int nt = 0; nt < NT; nt++)
 #pragma unroll
         for (int i = 0; i < 4; i++)
-            st.acc[nt][i] = st.tot[nt][i] = 0.0f;
+        {
+            st.tot[nt][i] = 0.0f;
+#pragma unroll
+            for (int c = 0; c < g4_state<NT>::AC; c++)
+                st.acc[c][nt][i] = 0.0f;
+        }
     if (busy) {
         const T *xb = XS ? xs : x;
         const int xst = XS ? a.in + G4_XPAD : a.in;

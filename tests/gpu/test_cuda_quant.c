@@ -280,9 +280,10 @@ GPU_TEST(wq_odd_and_large_shapes)
 /* The decode GEMV (quant_wq_gemv.cu) at every n = 1..16, every group, with and without
  * act-order, at 4 and 8 bits, both dtypes: [72 x 4352] (72: the last 16-row tile half
  * padding; 4352 = 68 chunks of 64 over 8 warps of 9, so warps run two batches of loads,
- * the last warp a short run, and groups of 128 are cut by the warps' ranges). n = 1..11
- * stage x in shared memory (act-order gathered there), n = 12..16 exceed its 100 KB and
- * read x from global memory (act-order x gathered by the staging kernel first). */
+ * the last warp a short run, and groups of 128 are cut by the warps' ranges). n up to 10
+ * or 11 (by the size of the group table) stage x in shared memory (act-order gathered
+ * there); n = 12..16 exceed its 96 KB and read x from global memory (act-order x gathered
+ * by the staging kernel first). */
 GPU_TEST(wq_decode_gemv_every_n_to_16)
 {
     static const int GROUPS[4] = { 32, 64, 128, -1 };
