@@ -279,11 +279,11 @@ GPU_TEST(wq_odd_and_large_shapes)
 
 /* The decode GEMV (quant_wq_gemv.cu) at every n = 1..16, every group, with and without
  * act-order, at 4 and 8 bits, both dtypes: [72 x 4352] (72: the last 16-row tile half
- * padding; 4352 = 68 chunks of 64 over 8 warps of 9, so warps run two batches of loads,
- * the last warp a short run, and groups of 128 are cut by the warps' ranges). n up to 10
- * or 11 (by the size of the group table) stage x in shared memory (act-order gathered
- * there); n = 12..16 exceed its 96 KB and read x from global memory (act-order x gathered
- * by the staging kernel first). */
+ * padding; 5 tiles, fewer than the SMs, so on sm_90 each tile's 68 chunks of 64 inputs are
+ * split over a cluster of 4 blocks of 17, 3 a warp, groups cut by the splits and the
+ * warps' ranges). n up to 10 or 11 (by the size of the group table) stage x in shared
+ * memory (act-order gathered there); the others read x from global memory (act-order x
+ * gathered by the staging kernel first). */
 GPU_TEST(wq_decode_gemv_every_n_to_16)
 {
     static const int GROUPS[4] = { 32, 64, 128, -1 };
@@ -296,6 +296,20 @@ GPU_TEST(wq_decode_gemv_every_n_to_16)
                     wq_check(&L, DTS[(n + g) % 2], n, PGD_CUDA_QPATH_GEMV, (n + act) % 3 == 0);
                 wq_fini(&L);
             }
+}
+
+/* A layer of more tiles than an H200 has SMs (2200 x 4352: 138 tiles, the last half
+ * padding): one block a tile, 9 chunks a warp in two batches of loads, the last warp 5. */
+GPU_TEST(wq_decode_gemv_many_tiles)
+{
+    for (int act = 0; act < 2; act++) {
+        struct wq_layer L;
+        wq_init(&L, 4, 128, act == 1, act ? Z_INT : Z_SYM, 4352, 2200);
+        const int ns[4] = { 1, 3, 9, 16 };
+        for (int i = 0; i < 4; i++)
+            wq_check(&L, DTS[(i + act) % 2], ns[i], PGD_CUDA_QPATH_GEMV, i % 2 == 1);
+        wq_fini(&L);
+    }
 }
 
 /* x only 2-byte aligned (a row view at an odd element): staged element by element into
