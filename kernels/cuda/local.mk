@@ -7,7 +7,7 @@ runtime_libpagoda_private_la_SOURCES += \
 	%reldir%/act.cu %reldir%/rope.cu %reldir%/attention.cu %reldir%/attention_decode.cu \
 	%reldir%/attention_mma.cu %reldir%/sample.cu %reldir%/graph.cu %reldir%/glu.cu \
 	%reldir%/quant.cuh %reldir%/quant_wq.cuh %reldir%/quant_lt.cu %reldir%/quant_wq.cu \
-	%reldir%/quant_wq_mma.cu %reldir%/quant_fp8.cu %reldir%/quant_fp8_mma.cu \
+	%reldir%/quant_wq_mma.cu %reldir%/quant_wq_gemv.cu %reldir%/quant_fp8.cu %reldir%/quant_fp8_mma.cu \
 	%reldir%/quant_bench.cu %reldir%/gemm_tune.cuh %reldir%/gemm_tune.cu \
 	%reldir%/prof.cu
 
@@ -20,7 +20,7 @@ NVCCFLAGS = -O3 -std=c++17 $(NVCC_GENCODE) -I$(top_srcdir)/include -I$(top_build
 CUDA_LOS = %reldir%/device.lo %reldir%/linear.lo %reldir%/norm.lo %reldir%/embed.lo \
 	%reldir%/act.lo %reldir%/rope.lo %reldir%/attention.lo %reldir%/attention_decode.lo \
 	%reldir%/attention_mma.lo %reldir%/sample.lo %reldir%/graph.lo %reldir%/glu.lo \
-	%reldir%/quant_lt.lo %reldir%/quant_wq.lo %reldir%/quant_wq_mma.lo %reldir%/quant_fp8.lo \
+	%reldir%/quant_lt.lo %reldir%/quant_wq.lo %reldir%/quant_wq_mma.lo %reldir%/quant_wq_gemv.lo %reldir%/quant_fp8.lo \
 	%reldir%/quant_fp8_mma.lo %reldir%/quant_bench.lo %reldir%/gemm_tune.lo %reldir%/prof.lo
 $(CUDA_LOS): $(top_srcdir)/%reldir%/common.cuh $(top_srcdir)/%reldir%/kernels.h \
 	$(top_srcdir)/include/pagoda/tensor.h $(top_srcdir)/include/pagoda/ops.h \
@@ -30,9 +30,9 @@ $(CUDA_LOS): $(top_srcdir)/%reldir%/common.cuh $(top_srcdir)/%reldir%/kernels.h 
 	$(top_srcdir)/%reldir%/attention_decode.cuh $(top_srcdir)/%reldir%/attention_internal.cuh
 %reldir%/linear.lo %reldir%/glu.lo: $(top_srcdir)/%reldir%/gemv.cuh
 %reldir%/linear.lo %reldir%/gemm_tune.lo: $(top_srcdir)/%reldir%/gemm_tune.cuh
-%reldir%/quant_lt.lo %reldir%/quant_wq.lo %reldir%/quant_wq_mma.lo %reldir%/quant_fp8.lo \
+%reldir%/quant_lt.lo %reldir%/quant_wq.lo %reldir%/quant_wq_mma.lo %reldir%/quant_wq_gemv.lo %reldir%/quant_fp8.lo \
 	%reldir%/quant_fp8_mma.lo %reldir%/quant_bench.lo: $(top_srcdir)/%reldir%/quant.cuh $(top_srcdir)/%reldir%/gemv.cuh
-%reldir%/quant_wq.lo %reldir%/quant_wq_mma.lo: $(top_srcdir)/%reldir%/quant_wq.cuh
+%reldir%/quant_wq.lo %reldir%/quant_wq_mma.lo %reldir%/quant_wq_gemv.lo: $(top_srcdir)/%reldir%/quant_wq.cuh
 %reldir%/act.lo %reldir%/glu.lo: $(top_srcdir)/%reldir%/act.cuh
 %reldir%/rope.lo %reldir%/attention.lo %reldir%/attention_decode.lo %reldir%/attention_mma.lo: \
 	$(top_srcdir)/%reldir%/kv_fp8.cuh

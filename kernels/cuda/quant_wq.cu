@@ -2,12 +2,13 @@
  * layout of include/pagoda/quant.h.
  *
  * Repacked at create into what the kernels read (quant_wq.cuh): the packed weights in the
- * mma layout (4 bits, integer zeros: the tensor-core GEMV of quant_wq_mma.cu) or the plain
- * one (the canonical qweight transposed: each output feature's words one contiguous row);
- * meta half2 {scale, zero} per feature and group (GPTQ and AWQ store fp16 scales, and fp16
- * holds their integer zeros exactly; a value outside fp16's range is refused at create); perm
- * (act-order) applied to x as the tensor-core GEMV loads it, or elsewhere by a gather into the
- * context's scratch, after which act-order runs exactly the plain kernels.
+ * mma layout (4 bits, integer zeros: the tensor-core decode GEMV of quant_wq_gemv.cu, or
+ * quant_wq_mma.cu's when a tile's scale table is too large for it) or the plain one (the
+ * canonical qweight transposed: each output feature's words one contiguous row); meta half2
+ * {scale, zero} per feature and group (GPTQ and AWQ store fp16 scales, and fp16 holds their
+ * integer zeros exactly; a value outside fp16's range is refused at create); perm
+ * (act-order) applied to x as the tensor-core GEMVs stage or load it, or elsewhere by a
+ * gather into the context's scratch, after which act-order runs exactly the plain kernels.
  * Small n (decode), plain layout: quant.cuh's GEMV, a warp per output feature reading its
  * packed row once in 16-byte chunks (32 inputs at 4 bits, 16 at 8), dequantizing in
  * registers and summing in float32. A chunk lies inside one group, so its scale multiplies
@@ -300,7 +301,9 @@ static int wq_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int
     if ((size_t)n * w->in * 2 > c->qscratch_bytes)
         return pgd_cuda_failf(err, errlen, "quantized GEMV: x [%d, %d] exceeds the %zu-byte "
                               "scratch", n, w->in, c->qscratch_bytes);
-    /* act-order on tensor cores: the gather happens as the kernel loads x */
+    /* the mma layout: the decode GEMV gathers act-order x as it stages x */
+    if (pgd_cuda__wq_gemv4_fits(w) && (uintptr_t)x % 2 == 0)
+        return pgd_cuda__wq_gemv4(c, dt, x, w->perm, n, w, b, y, err, errlen);
     if (w->mma && w->perm && (uintptr_t)x % 2 == 0)
         return pgd_cuda__wq_mma_gemv(c, dt, x, w->perm, n, w, b, y, err, errlen);
     const void *xk;

@@ -3,7 +3,8 @@
  * x random in the dtype, every path (the GEMV, the dequantize + cuBLASLt GEMM, cuBLASLt's
  * FP8 GEMM with outer-vector scales and with a float32 output, the automatic choice), bits
  * 4 and 8, groups of 32, 64, 128 and per-channel, act-order, odd shapes, n = 1, 3, 8, 17,
- * 64, 256, with and without bias, replayed from a CUDA graph.
+ * 64, 256 and every n = 1..16 of the decode GEMV, x not 16-byte aligned, with and without
+ * bias, replayed from a CUDA graph.
  *
  * The reference: W from pgd_cpu_wq_dequantize / pgd_cpu_fp8_dequantize (FP8: x through
  * pgd_cpu_fp8_quantize_rows and dequantized back), then pgd_cpu_linear in float32. The
@@ -179,13 +180,17 @@ static void wq_fini(struct wq_layer *L)
     free(L->w_dt[0]); free(L->w_dt[1]);
 }
 
-/* One call of the layer on random x (and bias) through `path`, against the reference. */
-static void wq_check(const struct wq_layer *L, enum pgd_dtype dt, int n, int path, bool bias)
+/* One call of the layer on random x (and bias) through `path`, against the reference; x
+ * starts x_off elements into its device buffer (1: only 2-byte aligned). */
+static void wq_check_at(const struct wq_layer *L, enum pgd_dtype dt, int n, int path, bool bias,
+                        int x_off)
 {
     char err[512] = "";
     const int in = L->in, out = L->out;
-    float *x = rand_vals((size_t)n * in, 1, dt), *b = bias ? rand_vals((size_t)out, 0.5f, dt) : NULL;
-    void *dx = upload(x, (size_t)n * in, dt), *db = bias ? upload(b, (size_t)out, dt) : NULL;
+    float *xb = rand_vals((size_t)n * in + x_off, 1, dt), *x = xb + x_off;
+    float *b = bias ? rand_vals((size_t)out, 0.5f, dt) : NULL;
+    void *dxb = upload(xb, (size_t)n * in + x_off, dt), *db = bias ? upload(b, (size_t)out, dt) : NULL;
+    void *dx = (char *)dxb + (size_t)x_off * 2;
     void *dy = poisoned((size_t)n * out, dt);
     CHECK_RC(pgd_cuda_wq_linear_path(ctx, path, dt, dx, n, L->d, db, dy, err, sizeof err));
     float *got = download(dy, (size_t)n * out, dt);
@@ -195,11 +200,16 @@ static void wq_check(const struct wq_layer *L, enum pgd_dtype dt, int n, int pat
     float *want = malloc((size_t)n * out * sizeof *want), *abs_sum = malloc((size_t)n * out * sizeof *abs_sum);
     reference(x, w, b, n, in, out, want, abs_sum);
     char name[256];
-    snprintf(name, sizeof name, "%s, %s x [%d, %d]%s", L->name, pgd_dtype_name(dt), n, in,
-             bias ? " + bias" : "");
+    snprintf(name, sizeof name, "%s, %s x [%d, %d]%s%s", L->name, pgd_dtype_name(dt), n, in,
+             bias ? " + bias" : "", x_off ? " (x 2-byte aligned)" : "");
     expect_close(name, path_name(path), got, want, abs_sum, b, n, out, dt);
-    free(x); free(b); free(got); free(want); free(abs_sum);
-    pgd_cuda_free(dx); pgd_cuda_free(db); pgd_cuda_free(dy);
+    free(xb); free(b); free(got); free(want); free(abs_sum);
+    pgd_cuda_free(dxb); pgd_cuda_free(db); pgd_cuda_free(dy);
+}
+
+static void wq_check(const struct wq_layer *L, enum pgd_dtype dt, int n, int path, bool bias)
+{
+    wq_check_at(L, dt, n, path, bias, 0);
 }
 
 static const int NS[6] = { 1, 3, 8, 17, 64, 256 };
@@ -265,6 +275,67 @@ GPU_TEST(wq_odd_and_large_shapes)
         wq_check(&L, PGD_DTYPE_BF16, cases[i].n, cases[i].path, i % 3 == 0);
         wq_fini(&L);
     }
+}
+
+/* The decode GEMV (quant_wq_gemv.cu) at every n = 1..16, every group, with and without
+ * act-order, at 4 and 8 bits, both dtypes: [72 x 4352] (72: the last 16-row tile half
+ * padding; 5 tiles, fewer than the SMs, so on sm_90 each tile's 68 chunks of 64 inputs are
+ * split over a cluster of 4 blocks of 17, 3 a warp, groups cut by the splits and the
+ * warps' ranges). n up to 10 or 11 (by the size of the group table) stage x in shared
+ * memory (act-order gathered there); the others read x from global memory (act-order x
+ * gathered by the staging kernel first). */
+GPU_TEST(wq_decode_gemv_every_n_to_16)
+{
+    static const int GROUPS[4] = { 32, 64, 128, -1 };
+    for (int bits = 4; bits <= 8; bits += 4)
+        for (int g = 0; g < 4; g++)
+            for (int act = 0; act < 2; act++) {
+                struct wq_layer L;
+                wq_init(&L, bits, GROUPS[g], act == 1, (g + act) % 2 ? Z_INT : Z_SYM, 4352, 72);
+                for (int n = 1; n <= 16; n++)
+                    wq_check(&L, DTS[(n + g) % 2], n, PGD_CUDA_QPATH_GEMV, (n + act) % 3 == 0);
+                wq_fini(&L);
+            }
+}
+
+/* A layer of more tiles than an H200 has SMs (2200 x 4352: 138 tiles, the last half
+ * padding): one block a tile, 9 chunks a warp in two batches of loads, the last warp 5. */
+GPU_TEST(wq_decode_gemv_many_tiles)
+{
+    for (int act = 0; act < 2; act++) {
+        struct wq_layer L;
+        wq_init(&L, 4, 128, act == 1, act ? Z_INT : Z_SYM, 4352, 2200);
+        const int ns[4] = { 1, 3, 9, 16 };
+        for (int i = 0; i < 4; i++)
+            wq_check(&L, DTS[(i + act) % 2], ns[i], PGD_CUDA_QPATH_GEMV, i % 2 == 1);
+        wq_fini(&L);
+    }
+}
+
+/* x only 2-byte aligned (a row view at an odd element): staged element by element into
+ * shared memory (n = 1, 5), or first copied to an aligned buffer when the kernel reads it
+ * from global memory (n = 14), with and without act-order. */
+GPU_TEST(wq_decode_gemv_misaligned_x)
+{
+    for (int act = 0; act < 2; act++) {
+        struct wq_layer L;
+        wq_init(&L, 4, 128, act == 1, Z_INT, 4352, 40);
+        const int ns[3] = { 1, 5, 14 };
+        for (int i = 0; i < 3; i++)
+            wq_check_at(&L, DTS[i % 2], ns[i], PGD_CUDA_QPATH_GEMV, i == 1, 1);
+        wq_fini(&L);
+    }
+}
+
+/* A scale table larger than the decode GEMV's shared memory takes (1024 groups of 32 over
+ * 32768 inputs: 64 KB a tile) runs quant_wq_mma.cu's GEMV instead, with act-order. */
+GPU_TEST(wq_decode_gemv_large_scale_table)
+{
+    struct wq_layer L;
+    wq_init(&L, 4, 32, true, Z_INT, 32768, 24);
+    wq_check(&L, PGD_DTYPE_BF16, 2, PGD_CUDA_QPATH_GEMV, true);
+    wq_check(&L, PGD_DTYPE_F16, 9, PGD_CUDA_QPATH_AUTO, false);
+    wq_fini(&L);
 }
 
 /* ---- FP8 ---------------------------------------------------------------------------------- */

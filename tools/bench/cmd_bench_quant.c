@@ -79,7 +79,7 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
     printf("== %s\n%-8s %6s %6s %4s", f->name, "shape", "out", "in", "n");
     for (int p = 0; p < npath; p++)
         printf(" %19s", PATH_NAME[paths[p]]);
-    printf(" %17s %8s\n", "bf16", "floor us");
+    printf(" %17s %8s %6s\n", "bf16", "floor us", "bound");
     int max_n = 1;
     for (int bi = 0; bi < nb; bi++)
         max_n = batches[bi] > max_n ? batches[bi] : max_n;
@@ -95,6 +95,7 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
         for (int bi = 0; bi < nb; bi++) {
             const int n = batches[bi];
             printf("%-8s %6d %6d %4d", sh->name, sh->out, sh->in, n);
+            double auto_us = 0;
             for (int p = 0; p < npath; p++) {
                 double us = 0;
                 /* the GEMV past 64 rows is many launches a call: not a contender */
@@ -112,6 +113,8 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
                     pgd_cuda_qbench_destroy(q);
                     return 1;
                 }
+                if (paths[p] == PGD_CUDA_QPATH_AUTO)
+                    auto_us = us;
                 const double tf = 2.0 * n * sh->out * (double)sh->in / (us * 1e6);
                 printf(" %7.1f %5.0f %5.1f", us, bytes / (us * 1e3), tf);
             }
@@ -121,14 +124,16 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
                 pgd_cuda_qbench_destroy(q);
                 return 1;
             }
-            printf(" %7.1f %9.1f %8.1f\n", bus, 2.0 * n * sh->out * (double)sh->in / (bus * 1e6),
-                   bytes / (gbps * 1e3));
+            const double floor_us = bytes / (gbps * 1e3);
+            printf(" %7.1f %9.1f %8.1f %5.0f%%\n", bus,
+                   2.0 * n * sh->out * (double)sh->in / (bus * 1e6), floor_us,
+                   auto_us > 0 ? 100.0 * floor_us / auto_us : 0.0);
             fflush(stdout);
         }
         pgd_cuda_qbench_destroy(q);
     }
     printf("(each path: us, GB/s of weight bytes, TFLOP/s; bf16: us, TFLOP/s; floor: weight "
-           "bytes / copy bandwidth)\n\n");
+           "bytes / copy bandwidth; bound: floor / auto's us)\n\n");
     return 0;
 }
 #endif
