@@ -7,7 +7,8 @@ runtime_libpagoda_private_la_SOURCES += \
 	%reldir%/act.cu %reldir%/rope.cu %reldir%/attention.cu %reldir%/attention_decode.cu \
 	%reldir%/attention_mma.cu %reldir%/sample.cu %reldir%/graph.cu %reldir%/glu.cu \
 	%reldir%/quant.cuh %reldir%/quant_wq.cuh %reldir%/quant_lt.cu %reldir%/quant_wq.cu \
-	%reldir%/quant_wq_mma.cu %reldir%/quant_fp8.cu %reldir%/quant_fp8_mma.cu \
+	%reldir%/quant_wq_mma.cu %reldir%/quant_wq_gemm.cu %reldir%/quant_mma.cuh \
+	%reldir%/quant_fp8.cu %reldir%/quant_fp8_mma.cu \
 	%reldir%/quant_bench.cu
 
 NVCCFLAGS = -O3 -std=c++17 $(NVCC_GENCODE) -I$(top_srcdir)/include -I$(top_builddir)/include \
@@ -20,7 +21,7 @@ CUDA_LOS = %reldir%/device.lo %reldir%/linear.lo %reldir%/norm.lo %reldir%/embed
 	%reldir%/act.lo %reldir%/rope.lo %reldir%/attention.lo %reldir%/attention_decode.lo \
 	%reldir%/attention_mma.lo %reldir%/sample.lo %reldir%/graph.lo %reldir%/glu.lo \
 	%reldir%/quant_lt.lo %reldir%/quant_wq.lo %reldir%/quant_wq_mma.lo %reldir%/quant_fp8.lo \
-	%reldir%/quant_fp8_mma.lo %reldir%/quant_bench.lo
+	%reldir%/quant_fp8_mma.lo %reldir%/quant_bench.lo %reldir%/quant_wq_gemm.lo
 $(CUDA_LOS): $(top_srcdir)/%reldir%/common.cuh $(top_srcdir)/%reldir%/kernels.h \
 	$(top_srcdir)/include/pagoda/tensor.h $(top_srcdir)/include/pagoda/ops.h \
 	$(top_srcdir)/include/pagoda/quant.h
@@ -29,6 +30,7 @@ $(CUDA_LOS): $(top_srcdir)/%reldir%/common.cuh $(top_srcdir)/%reldir%/kernels.h 
 	$(top_srcdir)/%reldir%/attention_decode.cuh $(top_srcdir)/%reldir%/attention_internal.cuh
 %reldir%/linear.lo %reldir%/glu.lo: $(top_srcdir)/%reldir%/gemv.cuh
 %reldir%/quant_lt.lo %reldir%/quant_wq.lo %reldir%/quant_wq_mma.lo %reldir%/quant_fp8.lo \
-	%reldir%/quant_fp8_mma.lo %reldir%/quant_bench.lo: $(top_srcdir)/%reldir%/quant.cuh $(top_srcdir)/%reldir%/gemv.cuh
-%reldir%/quant_wq.lo %reldir%/quant_wq_mma.lo: $(top_srcdir)/%reldir%/quant_wq.cuh
+	%reldir%/quant_fp8_mma.lo %reldir%/quant_bench.lo %reldir%/quant_wq_gemm.lo: $(top_srcdir)/%reldir%/quant.cuh $(top_srcdir)/%reldir%/gemv.cuh
+%reldir%/quant_wq.lo %reldir%/quant_wq_mma.lo %reldir%/quant_wq_gemm.lo: $(top_srcdir)/%reldir%/quant_wq.cuh
+%reldir%/quant_wq_mma.lo %reldir%/quant_wq_gemm.lo: $(top_srcdir)/%reldir%/quant_mma.cuh
 %reldir%/act.lo %reldir%/glu.lo: $(top_srcdir)/%reldir%/act.cuh

@@ -19,6 +19,7 @@ struct pgd_cuda_wq {
     uint32_t *w;
     __half2 *meta;
     int32_t *perm;                   /* device [in] or NULL */
+    int int_zeros;                   /* every zero an integer in 0..2^bits (quant_wq_gemm.cu) */
 };
 
 /* quant_wq_mma.cu */
@@ -38,5 +39,19 @@ int pgd_cuda__wq_mma_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void 
 int pgd_cuda__wq_mma_dequant(struct pgd_cuda_ctx *c, enum pgd_dtype dt,
                              const struct pgd_cuda_wq *w, int o0, int rows, void *dst, char *err,
                              size_t errlen);
+
+/* quant_wq_gemm.cu */
+/* y [n, out] = x [n, in] @ W^T + b through the fused tensor-core GEMM (any n >= 1; meant for
+ * n past the GEMV's rows): x in the checkpoint's order (gathered through perm into the
+ * context's scratch first when the layer has one, or when x is not 16-byte aligned). */
+int pgd_cuda__wq_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                      const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
+                      size_t errlen);
+/* Once before the first GEMM, outside graph capture (pgd_cuda_wq_create calls it): the
+ * kernels' shared memory limits. */
+int pgd_cuda__wq_gemm_prepare(char *err, size_t errlen);
+/* Whether every zero of h is an integer in 0..2^bits: then the GEMM multiplies the exact
+ * q - zero and scales the float32 sums per group (else it folds the scale into A). */
+bool pgd_cuda__wq_gemm_int_zeros(const struct pgd_wq_host *h);
 
 #endif

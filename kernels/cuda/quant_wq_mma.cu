@@ -15,62 +15,12 @@
  * A block of 8 warps takes one 16-row tile; its warps split the inputs (64 at a time,
  * QGEMV_UNR blocks of 16 bytes a lane in flight) and meet in shared memory. */
 #include "kernels/cuda/quant_wq.cuh"
+#include "kernels/cuda/quant_mma.cuh"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MMA_WARPS 8
-
-template <typename T> struct mma_magic;
-template <> struct mma_magic<__nv_bfloat16> {
-    static constexpr uint32_t BITS = 0x43004300u;   /* 128, 128 */
-    static constexpr float BIAS = 128.0f;
-};
-template <> struct mma_magic<__half> {
-    static constexpr uint32_t BITS = 0x64006400u;   /* 1024, 1024 */
-    static constexpr float BIAS = 1024.0f;
-};
-
-template <typename T>
-__device__ __forceinline__ uint32_t pair_of(float v)
-{
-    const T h = from_f<T>(v);
-    const uint16_t u = *reinterpret_cast<const uint16_t *>(&h);
-    return (uint32_t)u | ((uint32_t)u << 16);
-}
-
-template <typename T> __device__ __forceinline__ uint32_t sub_pair(uint32_t a, uint32_t b);
-template <> __device__ __forceinline__ uint32_t sub_pair<__nv_bfloat16>(uint32_t a, uint32_t b)
-{
-    __nv_bfloat162 r = __hsub2(*reinterpret_cast<const __nv_bfloat162 *>(&a),
-                               *reinterpret_cast<const __nv_bfloat162 *>(&b));
-    return *reinterpret_cast<const uint32_t *>(&r);
-}
-template <> __device__ __forceinline__ uint32_t sub_pair<__half>(uint32_t a, uint32_t b)
-{
-    __half2 r = __hsub2(*reinterpret_cast<const __half2 *>(&a),
-                        *reinterpret_cast<const __half2 *>(&b));
-    return *reinterpret_cast<const uint32_t *>(&r);
-}
-
-template <typename T> __device__ __forceinline__ void mma16816(float *d, const uint32_t *a,
-                                                               const uint32_t *b);
-template <> __device__ __forceinline__ void mma16816<__nv_bfloat16>(float *d, const uint32_t *a,
-                                                                    const uint32_t *b)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
-                 "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-template <> __device__ __forceinline__ void mma16816<__half>(float *d, const uint32_t *a,
-                                                             const uint32_t *b)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
-                 "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
 
 struct mma_args {
     const uint4 *w;                  /* [tiles][kq][32] */
