@@ -16,6 +16,13 @@ NVCCFLAGS = -O3 -std=c++17 $(NVCC_GENCODE) -I$(top_srcdir)/include -I$(top_build
 .cu.lo:
 	$(AM_V_GEN)$(SHELL) $(top_srcdir)/build-aux/cudalt.sh $@ $(NVCC) $(NVCCFLAGS) -c $<
 
+# quant_wq_gemm.cu's Hopper kernel uses wgmma, which only the sm_90a target has: that file's
+# 90 is built as 90a (the same devices; the other architectures as they are).
+wq_gemm_comma = ,
+%reldir%/quant_wq_gemm.lo: %reldir%/quant_wq_gemm.cu
+	$(AM_V_GEN)$(SHELL) $(top_srcdir)/build-aux/cudalt.sh $@ $(NVCC) \
+	$(subst compute_90$(wq_gemm_comma)code=sm_90,compute_90a$(wq_gemm_comma)code=sm_90a,$(NVCCFLAGS)) -c $<
+
 # nvcc objects get no automatic header dependencies: each depends on the shared headers.
 CUDA_LOS = %reldir%/device.lo %reldir%/linear.lo %reldir%/norm.lo %reldir%/embed.lo \
 	%reldir%/act.lo %reldir%/rope.lo %reldir%/attention.lo %reldir%/attention_decode.lo \

@@ -410,7 +410,8 @@ extern "C" int pgd_cuda_wq_linear_path(struct pgd_cuda_ctx *c, int path, enum pg
         return pgd_cuda_failf(err, errlen, "W%dA16 linear: activations in %s (BF16 or F16)",
                               w->bits, pgd_dtype_name(dt));
     if (n < 0 || path < PGD_CUDA_QPATH_AUTO ||
-        (path > PGD_CUDA_QPATH_GEMM && path != PGD_CUDA_QPATH_GEMM_LT))
+        (path > PGD_CUDA_QPATH_GEMM && path != PGD_CUDA_QPATH_GEMM_LT &&
+         path != PGD_CUDA_QPATH_GEMM_MMA))
         return pgd_cuda_failf(err, errlen, "W%dA16 linear: %d rows, path %d", w->bits, n, path);
     if (n == 0)
         return 0;
@@ -419,7 +420,8 @@ extern "C" int pgd_cuda_wq_linear_path(struct pgd_cuda_ctx *c, int path, enum pg
     /* past the GEMV: the fused tensor-core GEMM (quant_wq_gemm.cu); the dequantize +
      * cuBLASLt path only when asked for */
     if (!gemv && path != PGD_CUDA_QPATH_GEMM_LT)
-        return pgd_cuda__wq_gemm(c, dt, x, n, w, b, y, err, errlen);
+        return pgd_cuda__wq_gemm(c, dt, x, n, w, b, y, path != PGD_CUDA_QPATH_GEMM_MMA, err,
+                                 errlen);
     if (dt == PGD_DTYPE_BF16)
         return gemv ? wq_gemv<__nv_bfloat16>(c, dt, x, n, w, b, y, err, errlen)
                     : wq_gemm<__nv_bfloat16>(c, dt, x, n, w, b, y, err, errlen);

@@ -43,10 +43,11 @@ int pgd_cuda__wq_mma_dequant(struct pgd_cuda_ctx *c, enum pgd_dtype dt,
 /* quant_wq_gemm.cu */
 /* y [n, out] = x [n, in] @ W^T + b through the fused tensor-core GEMM (any n >= 1; meant for
  * n past the GEMV's rows): x in the checkpoint's order (gathered through perm into the
- * context's scratch first when the layer has one, or when x is not 16-byte aligned). */
+ * context's scratch first when the layer has one, or when x is not 16-byte aligned).
+ * allow_wgmma: Hopper's wgmma kernel where the layer and n fit it (else mma.sync only). */
 int pgd_cuda__wq_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
-                      const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
-                      size_t errlen);
+                      const struct pgd_cuda_wq *w, const void *b, void *y, bool allow_wgmma,
+                      char *err, size_t errlen);
 /* Once before the first GEMM, outside graph capture (pgd_cuda_wq_create calls it): the
  * kernels' shared memory limits. */
 int pgd_cuda__wq_gemm_prepare(char *err, size_t errlen);

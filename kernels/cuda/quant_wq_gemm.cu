@@ -286,6 +286,40 @@ __device__ __forceinline__ void wg_frag_a(const uint8_t *sw, uint32_t word, int 
     }
 }
 
+/* y[n0 + tok, m0 + o] = so[tok][o] + b[m0 + o] for the block's BN x 128 tile (float32 in
+ * shared memory, rows of LD floats): 8 features a thread at a time, one 16-byte store where
+ * out allows it. */
+template <typename T, int BN, int LD>
+__device__ __forceinline__ void wg_store(const wg_args<T> &a, const float *so, int n0, int m0, int th)
+{
+    const bool vec = a.out % 8 == 0 && (uintptr_t)a.y % 16 == 0;
+    for (int idx = th; idx < BN * (WG_BM / 8); idx += WG_THREADS) {
+        const int tl = idx / (WG_BM / 8), oc = idx % (WG_BM / 8) * 8;
+        const int tok = n0 + tl, o = m0 + oc;
+        if (tok >= a.n || o >= a.out)
+            continue;
+        const float4 v0 = *reinterpret_cast<const float4 *>(so + tl * LD + oc);
+        const float4 v1 = *reinterpret_cast<const float4 *>(so + tl * LD + oc + 4);
+        float v[8] = { v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w };
+        T *yr = a.y + (size_t)tok * a.out + o;
+        if (vec) {                   /* out % 8 == 0: all 8 features exist */
+            uint32_t p[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float b0 = a.b ? to_f<T>(a.b[o + 2 * e]) : 0.0f;
+                const float b1 = a.b ? to_f<T>(a.b[o + 2 * e + 1]) : 0.0f;
+                p[e] = pack_pair<T>(v[2 * e] + b0, v[2 * e + 1] + b1);
+            }
+            *reinterpret_cast<uint4 *>(yr) = make_uint4(p[0], p[1], p[2], p[3]);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                if (o + e < a.out)
+                    yr[e] = from_f<T>(v[e] + (a.b ? to_f<T>(a.b[o + e]) : 0.0f));
+        }
+    }
+}
+
 /* ---- the kernel -------------------------------------------------------------------------------- */
 template <typename T, int WK, bool EXACT, int BN>
 __global__ void __launch_bounds__(WG_THREADS)
@@ -414,32 +448,202 @@ wq_gemm_kernel(const wg_args<T> a)
                 so[tok * L::OUT_LD + o] = EXACT ? tot[mt][nt][i] : acc[mt][nt][i];
             }
     __syncthreads();
-    const bool vec = a.out % 8 == 0 && (uintptr_t)a.y % 16 == 0;
-    for (int idx = th; idx < BN * (WG_BM / 8); idx += WG_THREADS) {
-        const int tl = idx / (WG_BM / 8), oc = idx % (WG_BM / 8) * 8;
-        const int tok = n0 + tl, o = m0 + oc;
-        if (tok >= a.n || o >= a.out)
-            continue;
-        const float4 v0 = *reinterpret_cast<const float4 *>(so + tl * L::OUT_LD + oc);
-        const float4 v1 = *reinterpret_cast<const float4 *>(so + tl * L::OUT_LD + oc + 4);
-        float v[8] = { v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w };
-        T *yr = a.y + (size_t)tok * a.out + o;
-        if (vec) {                   /* out % 8 == 0: all 8 features exist */
-            uint32_t p[4];
+    wg_store<T, BN, L::OUT_LD>(a, so, n0, m0, th);
+}
+
+/* ---- the Hopper path: wgmma with A from registers ----------------------------------------------- */
+/* sm_90a (the build compiles this file for it where 90 is among the architectures): a
+ * warpgroup's wgmma.mma_async m64nBNk16 takes A (64 features x 16 inputs) from its four warps'
+ * registers, each warp's 16 rows in mma.sync's A fragment layout (so the mma layout's words
+ * serve as they are), and B (16 inputs x BN tokens) straight from the x tile in shared memory
+ * through a descriptor: the x tile's rows of 128 bytes with chunk c of row r at c ^ (r % 8),
+ * 1024-byte aligned, are wgmma's 128-byte swizzle (K-major, 8-row groups 1024 bytes apart).
+ * Two warpgroups (128 features) share each x tile. */
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define WG_WGMMA 1
+#endif
+
+/* The B descriptor of the x tile at shared address x (1024-byte aligned): start >> 4,
+ * leading byte offset 16 (unused by the swizzled K-major layout), stride byte offset 1024
+ * (the next 8 rows), 128-byte swizzle. Step s of 16 inputs starts 32 s bytes in. */
+__device__ __forceinline__ uint64_t wg_desc(uint32_t x)
+{
+    return (uint64_t)((x & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) |
+           ((uint64_t)1 << 62);
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+
+/* Keeps the compiler from moving reads or writes of r across the wgmma fence / wait. */
+template <int N>
+__device__ __forceinline__ void reg_fence(float (&r)[N])
+{
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const float b0 = a.b ? to_f<T>(a.b[o + 2 * e]) : 0.0f;
-                const float b1 = a.b ? to_f<T>(a.b[o + 2 * e + 1]) : 0.0f;
-                p[e] = pack_pair<T>(v[2 * e] + b0, v[2 * e + 1] + b1);
-            }
-            *reinterpret_cast<uint4 *>(yr) = make_uint4(p[0], p[1], p[2], p[3]);
-        } else {
+    for (int i = 0; i < N; i++)
+        asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void reg_fence(uint32_t (&r)[N])
+{
 #pragma unroll
-            for (int e = 0; e < 8; e++)
-                if (o + e < a.out)
-                    yr[e] = from_f<T>(v[e] + (a.b ? to_f<T>(a.b[o + e]) : 0.0f));
+    for (int i = 0; i < N; i++)
+        asm volatile("" : "+r"(r[i])::"memory");
+}
+
+/* d (64 x BN float32, the warpgroup's accumulators) = A (registers) @ B (descriptor) + (accumulate ? d : 0). */
+template <typename T, int BN> struct wgmma_op;
+#ifdef WG_WGMMA
+template <> struct wgmma_op<__nv_bfloat16, 128> {
+    static __device__ __forceinline__ void run(float (&d)[64], const uint32_t (&a)[4], uint64_t desc, int accumulate)
+    {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %68, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, "
+                 "{%64, %65, %66, %67}, %69, p, 1, 1, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(accumulate), "l"(desc));
+    }
+};
+template <> struct wgmma_op<__half, 128> {
+    static __device__ __forceinline__ void run(float (&d)[64], const uint32_t (&a)[4], uint64_t desc, int accumulate)
+    {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %68, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, "
+                 "{%64, %65, %66, %67}, %69, p, 1, 1, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(accumulate), "l"(desc));
+    }
+};
+template <> struct wgmma_op<__nv_bfloat16, 64> {
+    static __device__ __forceinline__ void run(float (&d)[32], const uint32_t (&a)[4], uint64_t desc, int accumulate)
+    {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %36, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+                 "{%32, %33, %34, %35}, %37, p, 1, 1, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(accumulate), "l"(desc));
+    }
+};
+template <> struct wgmma_op<__half, 64> {
+    static __device__ __forceinline__ void run(float (&d)[32], const uint32_t (&a)[4], uint64_t desc, int accumulate)
+    {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %36, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+                 "{%32, %33, %34, %35}, %37, p, 1, 1, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(accumulate), "l"(desc));
+    }
+};
+#endif
+
+/* The mma layout (integer zeros), groups a multiple of 64 inputs, BN 64 or 128 tokens: warp w
+ * owns features 16 w .. 16 w + 15 of the block (the layout's tile w), its warpgroup w / 4.
+ * The pipeline is the mma.sync kernel's (each stage's wgmmas are waited for before the next
+ * barrier, so the stage a load refills is free). A stage's 4 steps (within one group:
+ * groups are whole stages) go to the tensor cores as 4 wgmmas; at a group's end the warpgroup
+ * waits for them and adds the sums times the rows' scales into the totals (the group's first
+ * wgmma then starts the sums afresh). */
+template <typename T, int BN>
+__global__ void __launch_bounds__(WG_THREADS, 1)
+wq_gemm_wgmma_kernel(const wg_args<T> a)
+{
+#ifdef WG_WGMMA
+    typedef wg_smem<WG_MMA4, BN> L;
+    constexpr int PD = WG_STAGES - 1;  /* stages loaded ahead */
+    constexpr int NA = BN / 2;        /* accumulators a thread: BN / 8 n8 tiles x 4 */
+    extern __shared__ __align__(128) uint8_t wg_smem_buf[];
+    const uint32_t raw = smem_addr(wg_smem_buf), smem0 = (raw + 1023u) & ~1023u;
+    uint8_t *buf = wg_smem_buf + (smem0 - raw);
+    const int th = threadIdx.x, warp = th / 32, lane = th % 32, g = lane >> 2, t = lane & 3;
+    const int n0 = blockIdx.x * BN, m0 = blockIdx.y * WG_BM;
+    pdl_trigger();
+
+    float acc[NA], tot[NA];
+#pragma unroll
+    for (int i = 0; i < NA; i++)
+        acc[i] = tot[i] = 0.0f;
+
+    wg_loader<T, WG_MMA4, BN> ld;
+    ld.init(a, m0, n0, th);
+    for (int s = 0; s < PD; s++)
+        if (s < a.kts)
+            ld.load_w(a, smem0 + s * L::STAGE, s);
+    pdl_wait();
+    for (int s = 0; s < PD; s++) {
+        if (s < a.kts)
+            ld.load_x(a, smem0 + s * L::STAGE, s);
+        cp_async_commit();
+    }
+
+    const int gkts = a.group_size / WG_BK;   /* stages a group */
+    int gleft = gkts;
+    uint32_t zlo = 0, zhi = 0;
+    float slo = 0.0f, shi = 0.0f;
+    for (int kt = 0; kt < a.kts; kt++) {
+        cp_async_wait<PD - 1>();
+        __syncthreads();             /* stage kt landed; stage kt - 1's wgmmas are done */
+        const int nk = kt + PD;
+        if (nk < a.kts) {
+            const uint32_t st = smem0 + (uint32_t)((nk % WG_STAGES) * L::STAGE);
+            ld.load_w(a, st, nk);
+            ld.load_x(a, st, nk);
+        }
+        cp_async_commit();
+
+        const int stage = kt % WG_STAGES;
+        const uint8_t *st = buf + stage * L::STAGE;
+        if (gleft == gkts) {         /* a group starts: its zeros and scales of rows g, g + 8 */
+            const __half2 *sm = reinterpret_cast<const __half2 *>(st + L::META);
+            const __half2 mlo = sm[warp * 16 + g], mhi = sm[warp * 16 + g + 8];
+            zlo = pair_of<T>(mma_magic<T>::BIAS + __high2float(mlo));
+            zhi = pair_of<T>(mma_magic<T>::BIAS + __high2float(mhi));
+            slo = __low2float(mlo);
+            shi = __low2float(mhi);
+        }
+        const uint4 wv = *reinterpret_cast<const uint4 *>(st + warp * 512 + lane * 16);
+        const uint32_t words[4] = { wv.x, wv.y, wv.z, wv.w };
+        uint32_t A[4][4];
+#pragma unroll
+        for (int s = 0; s < 4; s++)
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                A[s][j] = sub_pair<T>(((words[s] >> (4 * j)) & 0x000F000Fu) | mma_magic<T>::BITS,
+                                      j & 1 ? zhi : zlo);
+        const uint64_t desc = wg_desc(smem0 + (uint32_t)(stage * L::STAGE + L::X));
+        const int first = gleft == gkts;
+#pragma unroll
+        for (int s = 0; s < 4; s++)
+            reg_fence(A[s]);
+        reg_fence(acc);
+        wgmma_fence();
+#pragma unroll
+        for (int s = 0; s < 4; s++)
+            wgmma_op<T, BN>::run(acc, A[s], desc + (uint64_t)(2 * s), s > 0 || !first);
+        wgmma_commit();
+        wgmma_wait0();
+        reg_fence(acc);
+        if (--gleft == 0) {
+            /* accumulator 4 j + i: feature g (+ 8 for i >= 2), token 8 j + 2 t (+ 1 for odd i) */
+#pragma unroll
+            for (int i = 0; i < NA; i++)
+                tot[i] = fmaf((i & 2) ? shi : slo, acc[i], tot[i]);
+            gleft = gkts;
         }
     }
+    cp_async_wait<0>();
+    __syncthreads();                 /* the pipeline's space becomes the output tile */
+    float *so = reinterpret_cast<float *>(buf);
+#pragma unroll
+    for (int i = 0; i < NA; i++) {
+        const int o = warp * 16 + g + ((i & 2) ? 8 : 0), tok = (i / 4) * 8 + 2 * t + (i & 1);
+        so[tok * L::OUT_LD + o] = tot[i];
+    }
+    __syncthreads();
+    wg_store<T, BN, L::OUT_LD>(a, so, n0, m0, th);
+#else
+    __trap();                        /* launched only where the sm_90a code exists */
+#endif
 }
 
 /* ---- the host side ------------------------------------------------------------------------------- */
@@ -457,6 +661,23 @@ static cudaError_t wg_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a)
     cfg.attrs = attr;
     cfg.numAttrs = c->pdl ? 1 : 0;
     return cudaLaunchKernelEx(&cfg, wq_gemm_kernel<T, WK, EXACT, BN>, a);
+}
+
+/* The wgmma kernel: its shared memory gets 1024 bytes of room for aligning the tiles. */
+template <typename T, int BN>
+static cudaError_t wg_launch_wgmma(struct pgd_cuda_ctx *c, const wg_args<T> &a)
+{
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)((a.n + BN - 1) / BN), (unsigned)((a.out + WG_BM - 1) / WG_BM));
+    cfg.blockDim = dim3(WG_THREADS);
+    cfg.dynamicSmemBytes = wg_smem<WG_MMA4, BN>::BYTES + 1024;
+    cfg.stream = c->stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = c->pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, wq_gemm_wgmma_kernel<T, BN>, a);
 }
 
 /* Each instantiation's dynamic shared memory limit raised (past the default 48 KB). */
@@ -486,7 +707,38 @@ static cudaError_t wg_prepare_dtype()
         e = wg_prepare_kind<T, WG_PLAIN4, false>();
     if (e == cudaSuccess)
         e = wg_prepare_kind<T, WG_PLAIN8, true>();
-    return e == cudaSuccess ? wg_prepare_kind<T, WG_PLAIN8, false>() : e;
+    if (e == cudaSuccess)
+        e = wg_prepare_kind<T, WG_PLAIN8, false>();
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(wq_gemm_wgmma_kernel<T, 64>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 wg_smem<WG_MMA4, 64>::BYTES + 1024);
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(wq_gemm_wgmma_kernel<T, 128>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 wg_smem<WG_MMA4, 128>::BYTES + 1024);
+    return e;
+}
+
+/* Whether the wgmma kernel runs here: a compute capability 9.0 device and the sm_90a code in
+ * the binary (the build had 90 among its architectures); PGD_CUDA_WQ_WGMMA=0 turns it off.
+ * Asked once (one kind of device a process). */
+static bool wg_wgmma_ok(const struct pgd_cuda_ctx *c)
+{
+    static int ok = -1;
+    if (ok < 0) {
+        int major = 0, minor = 0;
+        cudaFuncAttributes fa;
+        ok = pgd_cuda__qenv_int("PGD_CUDA_WQ_WGMMA", 1) != 0 &&
+             cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) ==
+                 cudaSuccess &&
+             cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, c->device) ==
+                 cudaSuccess &&
+             major == 9 && minor == 0 &&
+             cudaFuncGetAttributes(&fa, wq_gemm_wgmma_kernel<__nv_bfloat16, 128>) == cudaSuccess &&
+             fa.binaryVersion == 90;
+    }
+    return ok == 1;
 }
 
 int pgd_cuda__wq_gemm_prepare(char *err, size_t errlen)
@@ -547,7 +799,7 @@ static cudaError_t wg_launch_bn(struct pgd_cuda_ctx *c, const wg_args<T> &a, int
 
 template <typename T>
 static int wg_run(struct pgd_cuda_ctx *c, const T *x, int n, const struct pgd_cuda_wq *w,
-                  const T *b, T *y, char *err, size_t errlen)
+                  const T *b, T *y, bool allow_wgmma, char *err, size_t errlen)
 {
     wg_args<T> a;
     a.w = reinterpret_cast<const uint8_t *>(w->w);
@@ -569,8 +821,13 @@ static int wg_run(struct pgd_cuda_ctx *c, const T *x, int n, const struct pgd_cu
     const int forced = pgd_cuda__qenv_int("PGD_CUDA_WQ_GEMM_BN", 0);
     const int bn = forced == 32 || forced == 64 || forced == 128 ? forced
                                                                   : wg_pick_bn(c, n, w->out);
+    /* Hopper: the mma layout with groups of whole stages, tiles of 64 or 128 tokens */
+    const bool wgmma = allow_wgmma && w->mma && w->group_size % WG_BK == 0 && bn >= 64 &&
+                       wg_wgmma_ok(c);
     cudaError_t e;
-    if (w->mma)                      /* integer zeros 0..16 */
+    if (wgmma)
+        e = bn == 128 ? wg_launch_wgmma<T, 128>(c, a) : wg_launch_wgmma<T, 64>(c, a);
+    else if (w->mma)                 /* integer zeros 0..16 */
         e = wg_launch_bn<T, WG_MMA4, true>(c, a, bn);
     else if (w->bits == 4)
         e = w->int_zeros ? wg_launch_bn<T, WG_PLAIN4, true>(c, a, bn)
@@ -580,14 +837,15 @@ static int wg_run(struct pgd_cuda_ctx *c, const T *x, int n, const struct pgd_cu
                          : wg_launch_bn<T, WG_PLAIN8, false>(c, a, bn);
     if (e != cudaSuccess)
         return pgd_cuda_failf(err, errlen, "W%dA16 tensor-core GEMM x [%d, %d] -> %d (%s layout, "
-                              "%d-token tiles): %s", w->bits, n, w->in, w->out,
-                              w->mma ? "mma" : "plain", bn, cudaGetErrorString(e));
+                              "%d-token tiles, %s): %s", w->bits, n, w->in, w->out,
+                              w->mma ? "mma" : "plain", bn, wgmma ? "wgmma" : "mma.sync",
+                              cudaGetErrorString(e));
     return 0;
 }
 
 int pgd_cuda__wq_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
-                      const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
-                      size_t errlen)
+                      const struct pgd_cuda_wq *w, const void *b, void *y, bool allow_wgmma,
+                      char *err, size_t errlen)
 {
     const size_t row_bytes = (size_t)w->in * 2;
     const bool stage = w->perm || (uintptr_t)x % 16 != 0;
@@ -606,9 +864,10 @@ int pgd_cuda__wq_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, 
         }
         const int rc = dt == PGD_DTYPE_BF16
             ? wg_run<__nv_bfloat16>(c, (const __nv_bfloat16 *)xr, rows, w,
-                                    (const __nv_bfloat16 *)b, (__nv_bfloat16 *)yr, err, errlen)
+                                    (const __nv_bfloat16 *)b, (__nv_bfloat16 *)yr, allow_wgmma,
+                                    err, errlen)
             : wg_run<__half>(c, (const __half *)xr, rows, w, (const __half *)b, (__half *)yr,
-                             err, errlen);
+                             allow_wgmma, err, errlen);
         if (rc)
             return 1;
     }

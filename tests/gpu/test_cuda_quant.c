@@ -54,7 +54,8 @@
 static const enum pgd_dtype DTS[2] = { PGD_DTYPE_BF16, PGD_DTYPE_F16 };
 static const char *path_name(int p)
 {
-    static const char *names[] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-lt" };
+    static const char *names[] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-lt",
+                                   "gemm-mma" };
     return names[p];
 }
 
@@ -287,7 +288,9 @@ GPU_TEST(wq_odd_and_large_shapes)
 }
 
 /* The fused tensor-core GEMM (quant_wq_gemm.cu) with each token tile forced (32, 64, 128,
- * then the automatic pick), on shapes that reach its edges: features not a multiple of the
+ * then the automatic pick), through the default path (on an H100/H200 the wgmma kernel for
+ * the mma layout with groups of 64 or more and tiles of 64 or 128) and on mma.sync alone, on
+ * shapes that reach its edges: features not a multiple of the
  * block's 128 (and of 8: the epilogue's scalar stores), tokens not a multiple of the tile,
  * inputs not a multiple of the 64 a stage takes (the plain layouts: 1056 = 16.5 stages at 4
  * bits, 1040 at 8 bits with groups of 80, not a power of two), fewer stages than the
@@ -319,6 +322,8 @@ GPU_TEST(wq_gemm_tiles_and_edges)
                 unsetenv("PGD_CUDA_WQ_GEMM_BN");
             wq_check_at(&L, DTS[(i + k) % 2], cases[i].n, PGD_CUDA_QPATH_GEMM, (i + k) % 3 != 0,
                         cases[i].x_off);
+            wq_check_at(&L, DTS[(i + k + 1) % 2], cases[i].n, PGD_CUDA_QPATH_GEMM_MMA,
+                        (i + k) % 3 == 0, cases[i].x_off);
         }
         wq_fini(&L);
     }

@@ -49,7 +49,8 @@ static const struct quant_format FORMATS[] = {
 };
 #define NFORMAT ((int)(sizeof FORMATS / sizeof FORMATS[0]))
 
-static const char *PATH_NAME[6] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-lt" };
+static const char *PATH_NAME[7] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-lt",
+                                     "gemm-mma" };
 
 /* The bf16 layer at the same size: microseconds. */
 static int bf16_us(struct pgd_cuda_ctx *c, int n, int in, int out, double *us, char *err,
@@ -72,10 +73,11 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
 {
     char err[512];
     const int fp8 = f->format == PGD_CUDA_QBENCH_FP8;
-    const int paths[4] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV,
+    const int paths[5] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV,
                            fp8 ? PGD_CUDA_QPATH_GEMM_VEC : PGD_CUDA_QPATH_GEMM,
-                           fp8 ? PGD_CUDA_QPATH_GEMM_F32 : PGD_CUDA_QPATH_GEMM_LT };
-    const int npath = 4;
+                           fp8 ? PGD_CUDA_QPATH_GEMM_F32 : PGD_CUDA_QPATH_GEMM_MMA,
+                           PGD_CUDA_QPATH_GEMM_LT };
+    const int npath = fp8 ? 4 : 5;
     printf("== %s\n%-8s %6s %6s %4s", f->name, "shape", "out", "in", "n");
     for (int p = 0; p < npath; p++)
         printf(" %19s", PATH_NAME[paths[p]]);
@@ -150,8 +152,9 @@ int pgd_cmd_bench_quant(int argc, char **argv)
             fprintf(stderr, "usage: pagoda bench quant [--batch LIST] [--format NAME]   (the "
                             "quantized linears at the 8B shapes, on the GPU)\n"
                             "  formats: w4g128 w4g128-act w4g32 w4ch w8g128 fp8 (default: all)\n"
-                            "  paths: auto, gemv, gemm (W4/W8: the fused tensor-core GEMM), "
-                            "gemm-lt (W4/W8: dequantize + cuBLASLt), gemm-vec, gemm-f32 (fp8);\n"
+                            "  paths: auto, gemv, gemm (W4/W8: the fused tensor-core GEMM, wgmma "
+                            "where it applies), gemm-mma (the same on mma.sync),\n"
+                            "  gemm-lt (W4/W8: dequantize + cuBLASLt), gemm-vec, gemm-f32 (fp8);\n"
                             "  environment "
                             "PGD_CUDA_WQ_GEMV_MAX_N, PGD_CUDA_FP8_GEMV_MAX_N,\n"
                             "  PGD_CUDA_FP8_FAST_ACCUM=1 change the automatic choice and "
