@@ -356,7 +356,10 @@ int pgd_cuda_fp8_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x
                         size_t errlen);
 void pgd_cuda_fp8_destroy(struct pgd_cuda_fp8 *w);
 /* The linears with the path forced, for tests and benches: PGD_CUDA_QPATH_AUTO as above;
- * _GEMV (any n: QGEMV_ROWS rows a launch); _GEMM: wq: dequantized slices through cuBLASLt;
+ * _GEMV (any n: QGEMV_ROWS rows a launch); _GEMM: wq: the fused tensor-core GEMM
+ * (quant_wq_gemm.cu: dequantized in registers, any n; Hopper's wgmma where it applies);
+ * _GEMM_MMA (wq only): the same on mma.sync alone; _GEMM_LT (wq only): dequantized slices
+ * through cuBLASLt, kept for comparison;
  * fp8: cuBLASLt's FP8 GEMM, outer-vector scales where it has them, else float32 output and
  * an epilogue kernel; _GEMM_VEC / _GEMM_F32 (fp8 only): that one. Returns 2 when cuBLASLt has
  * no algorithm for the forced FP8 kind (err says so; nothing was written). The auto path
@@ -365,7 +368,8 @@ void pgd_cuda_fp8_destroy(struct pgd_cuda_fp8 *w);
  * multiple of 64): PGD_CUDA_WQ_MMA=0 (read at create) / PGD_CUDA_FP8_MMA=0 take the plain
  * GEMV instead, for measuring. */
 enum { PGD_CUDA_QPATH_AUTO = 0, PGD_CUDA_QPATH_GEMV = 1, PGD_CUDA_QPATH_GEMM = 2,
-       PGD_CUDA_QPATH_GEMM_VEC = 3, PGD_CUDA_QPATH_GEMM_F32 = 4 };
+       PGD_CUDA_QPATH_GEMM_VEC = 3, PGD_CUDA_QPATH_GEMM_F32 = 4, PGD_CUDA_QPATH_GEMM_LT = 5,
+       PGD_CUDA_QPATH_GEMM_MMA = 6 };
 int pgd_cuda_wq_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const void *x,
                             int n, const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
                             size_t errlen);

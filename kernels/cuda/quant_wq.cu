@@ -15,8 +15,10 @@
  * the chunk's sum once. Integers become floats without a conversion instruction: OR-ing a
  * field into the mantissa of 2^23 gives 2^23 + q * 2^shift exactly; subtracting 2^23 and one
  * FMA by 2^-shift gives q - zero rounded once.
- * Large n: the rows are dequantized a slice at a time into a 16-bit tile in the scratch and
- * multiplied by cuBLASLt into the slice's columns of y (quant_lt.cu). */
+ * Large n: the fused tensor-core GEMM of quant_wq_gemm.cu (dequantizing in registers). Kept
+ * for comparison (PGD_CUDA_QPATH_GEMM_LT): the rows dequantized a slice at a time into a
+ * 16-bit tile in the scratch and multiplied by cuBLASLt into the slice's columns of y
+ * (quant_lt.cu). */
 #include "kernels/cuda/quant_wq.cuh"
 #include <limits.h>
 #include <math.h>
@@ -223,7 +225,8 @@ extern "C" int pgd_cuda_wq_create(const struct pgd_wq_host *h, struct pgd_cuda_w
                                   char *err, size_t errlen)
 {
     *out = NULL;
-    if (wq_validate(h, err, errlen) || (h->perm && wq_perm(h, err, errlen)))
+    if (wq_validate(h, err, errlen) || (h->perm && wq_perm(h, err, errlen)) ||
+        pgd_cuda__wq_gemm_prepare(err, errlen))
         return 1;
     const int in = (int)h->in, o_n = (int)h->out, pack = 32 / h->bits;
     const int wpr = in / pack, groups = in / h->group_size;
@@ -240,7 +243,7 @@ extern "C" int pgd_cuda_wq_create(const struct pgd_wq_host *h, struct pgd_cuda_w
         rc = pgd_cuda_failf(err, errlen, "out of host memory repacking a [%d, %d] layer", o_n, in);
     if (!rc) {
         *w = (struct pgd_cuda_wq){ h->bits, h->group_size, groups, in, o_n, out_pad, mma, NULL,
-                                   NULL, NULL };
+                                   NULL, NULL, pgd_cuda__wq_gemm_int_zeros(h) };
         rc = wq_meta(h, groups, meta, err, errlen);
     }
     if (!rc) {
@@ -409,12 +412,19 @@ extern "C" int pgd_cuda_wq_linear_path(struct pgd_cuda_ctx *c, int path, enum pg
     if (dt != PGD_DTYPE_BF16 && dt != PGD_DTYPE_F16)
         return pgd_cuda_failf(err, errlen, "W%dA16 linear: activations in %s (BF16 or F16)",
                               w->bits, pgd_dtype_name(dt));
-    if (n < 0 || path < PGD_CUDA_QPATH_AUTO || path > PGD_CUDA_QPATH_GEMM)
+    if (n < 0 || path < PGD_CUDA_QPATH_AUTO ||
+        (path > PGD_CUDA_QPATH_GEMM && path != PGD_CUDA_QPATH_GEMM_LT &&
+         path != PGD_CUDA_QPATH_GEMM_MMA))
         return pgd_cuda_failf(err, errlen, "W%dA16 linear: %d rows, path %d", w->bits, n, path);
     if (n == 0)
         return 0;
     const bool gemv = path == PGD_CUDA_QPATH_GEMV || (path == PGD_CUDA_QPATH_AUTO &&
                                                       n <= wq_gemv_max_n());
+    /* past the GEMV: the fused tensor-core GEMM (quant_wq_gemm.cu); the dequantize +
+     * cuBLASLt path only when asked for */
+    if (!gemv && path != PGD_CUDA_QPATH_GEMM_LT)
+        return pgd_cuda__wq_gemm(c, dt, x, n, w, b, y, path != PGD_CUDA_QPATH_GEMM_MMA, err,
+                                 errlen);
     if (dt == PGD_DTYPE_BF16)
         return gemv ? wq_gemv<__nv_bfloat16>(c, dt, x, n, w, b, y, err, errlen)
                     : wq_gemm<__nv_bfloat16>(c, dt, x, n, w, b, y, err, errlen);

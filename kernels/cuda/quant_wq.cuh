@@ -3,6 +3,7 @@
 #define PGD_KERNELS_CUDA_QUANT_WQ_CUH
 
 #include "kernels/cuda/quant.cuh"
+#include "kernels/cuda/quant_mma.cuh"
 
 /* Two layouts of the packed weights (picked at create):
  *   plain  w [out][in / pack] uint32: the canonical qweight transposed, each output
@@ -19,72 +20,8 @@ struct pgd_cuda_wq {
     uint32_t *w;
     __half2 *meta;
     int32_t *perm;                   /* device [in] or NULL */
+    int int_zeros;                   /* every zero an integer in 0..2^bits (quant_wq_gemm.cu) */
 };
-
-/* ---- the tensor-core fragments' arithmetic (quant_wq_mma.cu, quant_wq_gemv.cu) ---------- */
-/* A 4-bit weight q AND-ed into the mantissa of a 16-bit pair holding BIAS is BIAS + q
- * exactly: 128 (bf16: q < 128 needs at most 7 mantissa bits) or 1024 (fp16). */
-template <typename T> struct mma_magic;
-template <> struct mma_magic<__nv_bfloat16> {
-    static constexpr uint32_t BITS = 0x43004300u;   /* 128, 128 */
-    static constexpr float BIAS = 128.0f;
-};
-template <> struct mma_magic<__half> {
-    static constexpr uint32_t BITS = 0x64006400u;   /* 1024, 1024 */
-    static constexpr float BIAS = 1024.0f;
-};
-
-/* (w & 0x000F000F) | BITS: nibbles 0 and 4 of w as BIAS + q in a 16-bit pair, one LOP3 (the
- * compiler, given two constants, emits an AND and an OR: LOP3 takes one immediate). */
-template <typename T>
-__device__ __forceinline__ uint32_t nibble_pair(uint32_t w)
-{
-    uint32_t r;
-    asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(w), "n"(0x000F000F),
-        "r"(mma_magic<T>::BITS));
-    return r;
-}
-
-template <typename T>
-__device__ __forceinline__ uint32_t pair_of(float v)
-{
-    const T h = from_f<T>(v);
-    const uint16_t u = *reinterpret_cast<const uint16_t *>(&h);
-    return (uint32_t)u | ((uint32_t)u << 16);
-}
-
-template <typename T> __device__ __forceinline__ uint32_t sub_pair(uint32_t a, uint32_t b);
-template <> __device__ __forceinline__ uint32_t sub_pair<__nv_bfloat16>(uint32_t a, uint32_t b)
-{
-    __nv_bfloat162 r = __hsub2(*reinterpret_cast<const __nv_bfloat162 *>(&a),
-                               *reinterpret_cast<const __nv_bfloat162 *>(&b));
-    return *reinterpret_cast<const uint32_t *>(&r);
-}
-template <> __device__ __forceinline__ uint32_t sub_pair<__half>(uint32_t a, uint32_t b)
-{
-    __half2 r = __hsub2(*reinterpret_cast<const __half2 *>(&a),
-                        *reinterpret_cast<const __half2 *>(&b));
-    return *reinterpret_cast<const uint32_t *>(&r);
-}
-
-template <typename T> __device__ __forceinline__ void mma16816(float *d, const uint32_t *a,
-                                                               const uint32_t *b);
-template <> __device__ __forceinline__ void mma16816<__nv_bfloat16>(float *d, const uint32_t *a,
-                                                                    const uint32_t *b)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
-                 "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-template <> __device__ __forceinline__ void mma16816<__half>(float *d, const uint32_t *a,
-                                                             const uint32_t *b)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
-                 "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
 
 /* quant_wq_mma.cu */
 /* Whether the mma layout takes h (and the environment's PGD_CUDA_WQ_MMA is not 0). */
@@ -113,5 +50,19 @@ bool pgd_cuda__wq_gemv4_fits(const struct pgd_cuda_wq *w);
 int pgd_cuda__wq_gemv4(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
                        const int32_t *perm, int n, const struct pgd_cuda_wq *w, const void *b,
                        void *y, char *err, size_t errlen);
+/* quant_wq_gemm.cu */
+/* y [n, out] = x [n, in] @ W^T + b through the fused tensor-core GEMM (any n >= 1; meant for
+ * n past the GEMV's rows): x in the checkpoint's order (gathered through perm into the
+ * context's scratch first when the layer has one, or when x is not 16-byte aligned).
+ * allow_wgmma: Hopper's wgmma kernel where the layer and n fit it (else mma.sync only). */
+int pgd_cuda__wq_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                      const struct pgd_cuda_wq *w, const void *b, void *y, bool allow_wgmma,
+                      char *err, size_t errlen);
+/* Once before the first GEMM, outside graph capture (pgd_cuda_wq_create calls it): the
+ * kernels' shared memory limits. */
+int pgd_cuda__wq_gemm_prepare(char *err, size_t errlen);
+/* Whether every zero of h is an integer in 0..2^bits: then the GEMM multiplies the exact
+ * q - zero and scales the float32 sums per group (else it folds the scale into A). */
+bool pgd_cuda__wq_gemm_int_zeros(const struct pgd_wq_host *h);
 
 #endif

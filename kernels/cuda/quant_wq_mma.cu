@@ -15,6 +15,7 @@
  * A block of 8 warps takes one 16-row tile; its warps split the inputs (64 at a time,
  * QGEMV_UNR blocks of 16 bytes a lane in flight) and meet in shared memory. */
 #include "kernels/cuda/quant_wq.cuh"
+#include "kernels/cuda/quant_mma.cuh"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,16 +1,19 @@
 /* The quantized linears (kernels/cuda/quant_wq.cu, quant_fp8.cu) against the CPU reference
  * of include/pagoda/quant.h (kernels/cpu/quant.c): random layers in the canonical layouts,
- * x random in the dtype, every path (the GEMV, the dequantize + cuBLASLt GEMM, cuBLASLt's
- * FP8 GEMM with outer-vector scales and with a float32 output, the automatic choice), bits
+ * x random in the dtype, every path (the GEMV, the fused tensor-core GEMM, the dequantize +
+ * cuBLASLt GEMM, cuBLASLt's FP8 GEMM with outer-vector scales and with a float32 output, the
+ * automatic choice), bits
  * 4 and 8, groups of 32, 64, 128 and per-channel, act-order, odd shapes, n = 1, 3, 8, 17,
  * 64, 256 and every n = 1..16 of the decode GEMV, x not 16-byte aligned, with and without
  * bias, replayed from a CUDA graph.
  *
  * The reference: W from pgd_cpu_wq_dequantize / pgd_cpu_fp8_dequantize (FP8: x through
  * pgd_cpu_fp8_quantize_rows and dequantized back), then pgd_cpu_linear in float32. The
- * wq GEMM path multiplies weights the kernel rounded to the dtype: its reference rounds W
- * the same way (both compute (q - zero) * scale in float32 and round once to nearest, so the
- * weights are identical). Scales and zeros are fp16 values, as GPTQ and AWQ store them (the
+ * fused GEMM with integer zeros (GPTQ's, AWQ's) multiplies the exact q - zero and scales its
+ * float32 sums per group, as the GEMVs do: its reference is the exact W. With real-valued
+ * zeros, and through cuBLASLt (dequantized slices), the GEMM multiplies weights rounded to
+ * the dtype: that reference rounds W the same way (all compute (q - zero) * scale exactly
+ * and round once to nearest, so the weights are identical). Scales and zeros are fp16 values, as GPTQ and AWQ store them (the
  * GPU keeps them in fp16).
  *
  * Tolerance per element: |gpu - cpu| <= u * (|cpu| + |b[o]|) + a * A[r, o], where
@@ -52,7 +55,8 @@
 static const enum pgd_dtype DTS[2] = { PGD_DTYPE_BF16, PGD_DTYPE_F16 };
 static const char *path_name(int p)
 {
-    static const char *names[] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32" };
+    static const char *names[] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-lt",
+                                   "gemm-mma" };
     return names[p];
 }
 
@@ -113,6 +117,7 @@ static void expect_close(const char *name, const char *path, const float *got, c
 struct wq_layer {
     int bits, group_size, in, out;
     bool act_order;
+    int zero_kind;                   /* Z_SYM, Z_INT or Z_HALF */
     uint32_t *qweight;
     float *scales, *zeros;
     int32_t *perm;
@@ -135,7 +140,7 @@ static void wq_init(struct wq_layer *L, int bits, int group_size, bool act_order
 {
     const int pack = 32 / bits, gs = group_size > 0 ? group_size : in, groups = in / gs;
     *L = (struct wq_layer){ .bits = bits, .group_size = gs, .in = in, .out = out,
-                            .act_order = act_order };
+                            .act_order = act_order, .zero_kind = zeros };
     L->qweight = malloc((size_t)in / pack * out * sizeof *L->qweight);
     for (size_t i = 0; i < (size_t)in / pack * out; i++)
         L->qweight[i] = rand32();
@@ -181,30 +186,34 @@ static void wq_fini(struct wq_layer *L)
 }
 
 /* One call of the layer on random x (and bias) through `path`, against the reference; x
- * starts x_off elements into its device buffer (1: only 2-byte aligned). */
+ * starts x_off elements into its device buffer (1: not 16-byte aligned). */
 static void wq_check_at(const struct wq_layer *L, enum pgd_dtype dt, int n, int path, bool bias,
                         int x_off)
 {
     char err[512] = "";
     const int in = L->in, out = L->out;
-    float *xb = rand_vals((size_t)n * in + x_off, 1, dt), *x = xb + x_off;
-    float *b = bias ? rand_vals((size_t)out, 0.5f, dt) : NULL;
-    void *dxb = upload(xb, (size_t)n * in + x_off, dt), *db = bias ? upload(b, (size_t)out, dt) : NULL;
-    void *dx = (char *)dxb + (size_t)x_off * 2;
+    float *x = rand_vals((size_t)n * in, 1, dt), *b = bias ? rand_vals((size_t)out, 0.5f, dt) : NULL;
+    void *xbuf = poisoned((size_t)n * in + (size_t)x_off, dt);
+    void *dx = (char *)xbuf + (size_t)x_off * 2, *db = bias ? upload(b, (size_t)out, dt) : NULL;
+    upload_into(dx, x, (size_t)n * in, dt);
     void *dy = poisoned((size_t)n * out, dt);
     CHECK_RC(pgd_cuda_wq_linear_path(ctx, path, dt, dx, n, L->d, db, dy, err, sizeof err));
     float *got = download(dy, (size_t)n * out, dt);
     const bool gemv = path == PGD_CUDA_QPATH_GEMV ||
                       (path == PGD_CUDA_QPATH_AUTO && n <= env_limit("PGD_CUDA_WQ_GEMV_MAX_N", 16));
-    const float *w = gemv ? L->w : L->w_dt[dt == PGD_DTYPE_BF16 ? 0 : 1];
+    /* the fused GEMM multiplies the exact q - zero when the zeros are integers */
+    const bool exact = gemv || (path != PGD_CUDA_QPATH_GEMM_LT && L->zero_kind != Z_HALF);
+    const float *w = exact ? L->w : L->w_dt[dt == PGD_DTYPE_BF16 ? 0 : 1];
     float *want = malloc((size_t)n * out * sizeof *want), *abs_sum = malloc((size_t)n * out * sizeof *abs_sum);
     reference(x, w, b, n, in, out, want, abs_sum);
     char name[256];
-    snprintf(name, sizeof name, "%s, %s x [%d, %d]%s%s", L->name, pgd_dtype_name(dt), n, in,
-             bias ? " + bias" : "", x_off ? " (x 2-byte aligned)" : "");
+    const char *bn = getenv("PGD_CUDA_WQ_GEMM_BN");
+    snprintf(name, sizeof name, "%s, %s x [%d, %d]%s%s%s%s", L->name, pgd_dtype_name(dt), n, in,
+             bias ? " + bias" : "", x_off ? " (x not 16-byte aligned)" : "",
+             bn ? ", GEMM token tile " : "", bn ? bn : "");
     expect_close(name, path_name(path), got, want, abs_sum, b, n, out, dt);
-    free(xb); free(b); free(got); free(want); free(abs_sum);
-    pgd_cuda_free(dxb); pgd_cuda_free(db); pgd_cuda_free(dy);
+    free(x); free(b); free(got); free(want); free(abs_sum);
+    pgd_cuda_free(xbuf); pgd_cuda_free(db); pgd_cuda_free(dy);
 }
 
 static void wq_check(const struct wq_layer *L, enum pgd_dtype dt, int n, int path, bool bias)
@@ -248,9 +257,9 @@ GPU_TEST(w8_act_order_every_group_and_n) { wq_sweep(8, true, false); }
  * layout, lanes idle in the last round), rows longer than one round of loads (4-bit 8192
  * wide; 8-bit 4096 wide), a tensor-core row split unevenly over the warps (4160 wide: 65
  * blocks of 64 over 8 warps of 9, the last one idle, groups cut by the warps' ranges), a
- * single output (one tile, 15 rows of padding), a GEMM over more rows than one scratch slice
- * (32768 wide: 512 rows a slice, so 600 take two), and act-order x staged in pieces (520
- * rows of 32768 > the 512 the staging half holds). */
+ * single output (one tile, 15 rows of padding), a GEMM 32768 wide, and act-order x staged in
+ * pieces: the dequantize + cuBLASLt path's staging half holds 512 rows of 32768 (520 take
+ * two), the fused GEMM's whole scratch 1024 (1100 take two). */
 GPU_TEST(wq_odd_and_large_shapes)
 {
     struct { int bits, group, in, out, n, path; bool act; } cases[] = {
@@ -267,6 +276,8 @@ GPU_TEST(wq_odd_and_large_shapes)
         { 4, 128, 32768, 600, 17, PGD_CUDA_QPATH_GEMM, false },
         { 8, 128, 32768, 600, 9, PGD_CUDA_QPATH_GEMM, true },
         { 4, 128, 32768, 16, 520, PGD_CUDA_QPATH_GEMM, true },
+        { 4, 128, 32768, 16, 1100, PGD_CUDA_QPATH_GEMM, true },
+        { 4, 128, 32768, 16, 520, PGD_CUDA_QPATH_GEMM_LT, true },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct wq_layer L;
@@ -308,6 +319,45 @@ GPU_TEST(wq_decode_gemv_many_tiles)
         const int ns[4] = { 1, 3, 9, 16 };
         for (int i = 0; i < 4; i++)
             wq_check(&L, DTS[(i + act) % 2], ns[i], PGD_CUDA_QPATH_GEMV, i % 2 == 1);
+
+/* The fused tensor-core GEMM (quant_wq_gemm.cu) with each token tile forced (32, 64, 128,
+ * then the automatic pick), through the default path (on an H100/H200 the wgmma kernel for
+ * the mma layout with groups of 64 or more and tiles of 64 or 128) and on mma.sync alone, on
+ * shapes that reach its edges: features not a multiple of the
+ * block's 128 (and of 8: the epilogue's scalar stores), tokens not a multiple of the tile,
+ * inputs not a multiple of the 64 a stage takes (the plain layouts: 1056 = 16.5 stages at 4
+ * bits, 1040 at 8 bits with groups of 80, not a power of two), fewer stages than the
+ * pipeline's depth (128 inputs), groups of 32 (two a stage) up to per-channel, the mma and
+ * the plain layouts, act-order (x gathered first), x not 16-byte aligned (staged), both
+ * dtypes, with and without bias. */
+GPU_TEST(wq_gemm_tiles_and_edges)
+{
+    struct { int bits, group, in, out, n; bool act; int zeros; int x_off; } cases[] = {
+        { 4, 128, 1024, 300, 131, false, Z_INT, 0 },
+        { 4, 64, 576, 200, 65, true, Z_SYM, 0 },
+        { 4, 32, 128, 136, 40, false, Z_INT, 0 },
+        { 4, -1, 2048, 129, 97, false, Z_SYM, 1 },
+        { 4, 32, 1056, 77, 50, false, Z_HALF, 0 },
+        { 4, 128, 1024, 264, 33, true, Z_HALF, 1 },
+        { 8, 80, 1040, 130, 129, false, Z_INT, 0 },
+        { 8, 128, 1024, 256, 200, true, Z_SYM, 0 },
+        { 8, -1, 512, 72, 17, false, Z_HALF, 1 },
+    };
+    static const char *TILES[4] = { "32", "64", "128", NULL };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct wq_layer L;
+        wq_init(&L, cases[i].bits, cases[i].group, cases[i].act, cases[i].zeros, cases[i].in,
+                cases[i].out);
+        for (int k = 0; k < 4; k++) {
+            if (TILES[k])
+                setenv("PGD_CUDA_WQ_GEMM_BN", TILES[k], 1);
+            else
+                unsetenv("PGD_CUDA_WQ_GEMM_BN");
+            wq_check_at(&L, DTS[(i + k) % 2], cases[i].n, PGD_CUDA_QPATH_GEMM, (i + k) % 3 != 0,
+                        cases[i].x_off);
+            wq_check_at(&L, DTS[(i + k + 1) % 2], cases[i].n, PGD_CUDA_QPATH_GEMM_MMA,
+                        (i + k) % 3 == 0, cases[i].x_off);
+        }
         wq_fini(&L);
     }
 }
@@ -323,6 +373,23 @@ GPU_TEST(wq_decode_gemv_misaligned_x)
         const int ns[3] = { 1, 5, 14 };
         for (int i = 0; i < 3; i++)
             wq_check_at(&L, DTS[i % 2], ns[i], PGD_CUDA_QPATH_GEMV, i == 1, 1);
+
+/* The dequantize + cuBLASLt path (PGD_CUDA_QPATH_GEMM_LT, kept for comparison): the mma and
+ * plain layouts, act-order, a layer wider than one scratch slice (32768 inputs: 512 rows a
+ * slice, so 600 take two). */
+GPU_TEST(wq_gemm_lt_path)
+{
+    struct { int bits, group, in, out, n; bool act; int zeros; } cases[] = {
+        { 4, 128, 1024, 200, 64, true, Z_INT },
+        { 4, 32, 1024, 200, 17, false, Z_HALF },
+        { 8, 64, 1024, 200, 33, false, Z_SYM },
+        { 4, 128, 32768, 600, 17, false, Z_INT },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct wq_layer L;
+        wq_init(&L, cases[i].bits, cases[i].group, cases[i].act, cases[i].zeros, cases[i].in,
+                cases[i].out);
+        wq_check(&L, DTS[i % 2], cases[i].n, PGD_CUDA_QPATH_GEMM_LT, i % 2 == 0);
         wq_fini(&L);
     }
 }
@@ -516,9 +583,9 @@ GPU_TEST(quantized_linears_in_a_cuda_graph)
             same += got1[i] == direct1[i];
         cr_assert(same < (size_t)n * out / 2, "W4 n=%d: the replay gave the first x's outputs", n);
         /* the replay's outputs against the reference on x2 */
-        const bool gemv = n <= env_limit("PGD_CUDA_WQ_GEMV_MAX_N", 16);
         float *want = malloc((size_t)n * out * sizeof *want), *abs_sum = malloc((size_t)n * out * sizeof *abs_sum);
-        reference(x2, gemv ? W.w : W.w_dt[0], NULL, n, in, out, want, abs_sum);
+        /* integer zeros: the GEMV and the fused GEMM both multiply the exact weights */
+        reference(x2, W.w, NULL, n, in, out, want, abs_sum);
         expect_close(W.name, "graph replay", got1, want, abs_sum, NULL, n, out, dt);
         uint8_t *q = malloc((size_t)n * in);
         float *sx = malloc((size_t)n * sizeof *sx), *xd = malloc((size_t)n * in * sizeof *xd);

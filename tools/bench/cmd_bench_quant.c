@@ -49,7 +49,8 @@ static const struct quant_format FORMATS[] = {
 };
 #define NFORMAT ((int)(sizeof FORMATS / sizeof FORMATS[0]))
 
-static const char *PATH_NAME[5] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32" };
+static const char *PATH_NAME[7] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-lt",
+                                     "gemm-mma" };
 
 /* The bf16 layer at the same size: microseconds. */
 static int bf16_us(struct pgd_cuda_ctx *c, int n, int in, int out, double *us, char *err,
@@ -68,18 +69,19 @@ static int bf16_us(struct pgd_cuda_ctx *c, int n, int in, int out, double *us, c
 }
 
 static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, const int *batches,
-                      int nb, double gbps)
+                      int nb, double gbps, double peak_tflops)
 {
     char err[512];
     const int fp8 = f->format == PGD_CUDA_QBENCH_FP8;
-    const int paths[4] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV,
+    const int paths[5] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV,
                            fp8 ? PGD_CUDA_QPATH_GEMM_VEC : PGD_CUDA_QPATH_GEMM,
-                           PGD_CUDA_QPATH_GEMM_F32 };
-    const int npath = fp8 ? 4 : 3;
+                           fp8 ? PGD_CUDA_QPATH_GEMM_F32 : PGD_CUDA_QPATH_GEMM_MMA,
+                           PGD_CUDA_QPATH_GEMM_LT };
+    const int npath = fp8 ? 4 : 5;
     printf("== %s\n%-8s %6s %6s %4s", f->name, "shape", "out", "in", "n");
     for (int p = 0; p < npath; p++)
         printf(" %19s", PATH_NAME[paths[p]]);
-    printf(" %17s %8s %6s\n", "bf16", "floor us", "bound");
+    printf(" %17s %8s %6s %8s\n", "bf16", "floor us", "bound", "flop us");
     int max_n = 1;
     for (int bi = 0; bi < nb; bi++)
         max_n = batches[bi] > max_n ? batches[bi] : max_n;
@@ -125,22 +127,24 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
                 return 1;
             }
             const double floor_us = bytes / (gbps * 1e3);
-            printf(" %7.1f %9.1f %8.1f %5.0f%%\n", bus,
+            printf(" %7.1f %9.1f %8.1f %5.0f%% %8.1f\n", bus,
                    2.0 * n * sh->out * (double)sh->in / (bus * 1e6), floor_us,
-                   auto_us > 0 ? 100.0 * floor_us / auto_us : 0.0);
+                   auto_us > 0 ? 100.0 * floor_us / auto_us : 0.0,
+                   2.0 * n * sh->out * (double)sh->in / (peak_tflops * 1e6));
             fflush(stdout);
         }
         pgd_cuda_qbench_destroy(q);
     }
     printf("(each path: us, GB/s of weight bytes, TFLOP/s; bf16: us, TFLOP/s; floor: weight "
-           "bytes / copy bandwidth; bound: floor / auto's us)\n\n");
+           "bytes / copy bandwidth; bound: floor / auto's us; flop: 2 n out in / the bf16 "
+           "GEMM's measured TFLOP/s)\n\n");
     return 0;
 }
 #endif
 
 int pgd_cmd_bench_quant(int argc, char **argv)
 {
-    int batches[MAX_LIST] = { 1, 2, 4, 8, 16, 64, 256 }, nb = 7;
+    int batches[MAX_LIST] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 2048 }, nb = 11;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
@@ -154,7 +158,10 @@ int pgd_cmd_bench_quant(int argc, char **argv)
             fprintf(stderr, "usage: pagoda bench quant [--batch LIST] [--format NAME]   (the "
                             "quantized linears at the 8B shapes, on the GPU)\n"
                             "  formats: w4g128 w4g128-act w4g32 w4ch w8g128 fp8 (default: all)\n"
-                            "  paths: auto, gemv, gemm (fp8: gemm-vec, gemm-f32); environment "
+                            "  paths: auto, gemv, gemm (W4/W8: the fused tensor-core GEMM, wgmma "
+                            "where it applies), gemm-mma (the same on mma.sync),\n"
+                            "  gemm-lt (W4/W8: dequantize + cuBLASLt), gemm-vec, gemm-f32 (fp8);\n"
+                            "  environment "
                             "PGD_CUDA_WQ_GEMV_MAX_N, PGD_CUDA_FP8_GEMV_MAX_N,\n"
                             "  PGD_CUDA_FP8_FAST_ACCUM=1 change the automatic choice and "
                             "cuBLASLt's FP8 accumulation\n");
@@ -184,7 +191,7 @@ int pgd_cmd_bench_quant(int argc, char **argv)
     int rc = 0;
     for (int i = 0; i < NFORMAT && !rc; i++)
         if (!only || !strcmp(only, FORMATS[i].name))
-            rc = run_format(c, &FORMATS[i], batches, nb, gbps);
+            rc = run_format(c, &FORMATS[i], batches, nb, gbps, tflops);
     pgd_cuda_ctx_destroy(c);
     return rc;
 #else
