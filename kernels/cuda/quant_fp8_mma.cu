@@ -15,11 +15,26 @@
  * stays inside them longer than 64 inputs.
  *
  * A block of 8 warps takes one 16-row tile; its warps split the chunks and meet in shared
- * memory. */
+ * memory. Each warp keeps two groups of F8_UNR chunks of weight loads in flight: the next
+ * group is asked for before the current one is multiplied.
+ *
+ * x's codes come either from global memory (quantized by quant_fp8.cu's kernel) or, for
+ * the fused kernel (XB > 0, up to 8 tokens), from shared memory: each block quantizes the
+ * n rows of x itself (max|x| per token, then e4m3(x / sx) with the same division and
+ * rounding as kernels/cpu/quant.c), while its first weight loads are in flight. That costs
+ * each block n * in * 2 bytes of x from L2 but no separate kernel on the decode path. */
 #include "kernels/cuda/quant.cuh"
+#include <cuda_fp8.h>
 
 #define F8_WARPS 8
-#define F8_UNR 4                     /* chunks a lane has in flight */
+#define F8_UNR 4                     /* chunks a group (a lane has two groups in flight) */
+#define F8_XB_SMALL 16384            /* the fused kernels' code buffers (bytes) */
+#define F8_XB_LARGE 40960
+
+/* Bytes from one token's codes to the next in shared memory: in plus a pad that makes the
+ * stride 64 modulo 128, so that the two tokens a quarter warp reads (64 bytes each) land on
+ * all 32 banks. */
+__host__ __device__ __forceinline__ int fp8_xld(int in) { return in + (in % 128 == 0 ? 64 : 128); }
 
 __device__ __forceinline__ void mma_e4m3(float *d, uint32_t a0, uint32_t a1, uint32_t a2,
                                          uint32_t a3, uint32_t b0, uint32_t b1)
@@ -36,40 +51,113 @@ __device__ __forceinline__ void mma_e4m3(float *d, uint32_t a0, uint32_t a1, uin
 #endif
 }
 
+/* The fused kernels' prologue: sx[tok] = max|x[tok, :]| / 448 (1 for an all-zero row) and
+ * codes[tok * ld + k] = e4m3(x[tok, k] / sx[tok]) (round to nearest even, saturating) for
+ * tok < n <= 8; x rows 16-byte aligned, in a multiple of 16. Ends with a block barrier. */
+template <typename T>
+__device__ __forceinline__ void fp8_block_quantize(const T *__restrict__ x, int n, int in, int ld,
+                                                   uint8_t *codes, float *sx,
+                                                   float (*red)[8])
+{
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, vpr = in / 8;
+    float am[8];
+#pragma unroll
+    for (int tok = 0; tok < 8; tok++) {
+        am[tok] = 0.0f;
+        if (tok < n)
+            for (int j = tid; j < vpr; j += F8_WARPS * 32) {
+                float f[8];
+                unpack16<T>(__ldg(reinterpret_cast<const uint4 *>(x + (size_t)tok * in) + j), f);
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    am[tok] = fmaxf(am[tok], fabsf(f[i]));
+            }
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1)
+            am[tok] = fmaxf(am[tok], __shfl_xor_sync(0xffffffffu, am[tok], off));
+        if (lane == 0)
+            red[warp][tok] = am[tok];
+    }
+    __syncthreads();
+#pragma unroll
+    for (int tok = 0; tok < 8; tok++) {
+        float a = red[0][tok];
+#pragma unroll
+        for (int k = 1; k < F8_WARPS; k++)
+            a = fmaxf(a, red[k][tok]);
+        am[tok] = a > 0.0f ? a / 448.0f : 1.0f;
+        if (tid == 0)
+            sx[tok] = am[tok];
+    }
+#pragma unroll
+    for (int tok = 0; tok < 8; tok++)
+        if (tok < n)
+            for (int j = tid; j < vpr; j += F8_WARPS * 32) {
+                float f[8];
+                unpack16<T>(__ldg(reinterpret_cast<const uint4 *>(x + (size_t)tok * in) + j), f);
+                uint32_t q[2];
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const uint32_t lo = __nv_cvt_float2_to_fp8x2(
+                        make_float2(f[4 * h] / am[tok], f[4 * h + 1] / am[tok]), __NV_SATFINITE,
+                        __NV_E4M3);
+                    const uint32_t hi = __nv_cvt_float2_to_fp8x2(
+                        make_float2(f[4 * h + 2] / am[tok], f[4 * h + 3] / am[tok]),
+                        __NV_SATFINITE, __NV_E4M3);
+                    q[h] = lo | hi << 16;
+                }
+                *reinterpret_cast<uint2 *>(codes + (size_t)tok * ld + (size_t)j * 8) =
+                    make_uint2(q[0], q[1]);
+            }
+    __syncthreads();
+}
+
 /* y[tok, o] = (sum_k xq[tok, k] w[o, k]) * xs[tok] * sw[o] + b[o] for the block's 16
- * features o and tok < n (n <= 8 NT). xq [n, in] e4m3 codes; in a multiple of 64. */
-template <typename T, int NT>
+ * features o and tok < n (n <= 8 NT). XB == 0: x is xq [n, in] e4m3 codes and xs [n] their
+ * scales; XB > 0 (NT 1): x is T [n, in], quantized by the block into XB bytes of shared
+ * memory (n * fp8_xld(in) <= XB), xs unused. in a multiple of 64. */
+template <typename T, int NT, int XB>
 __global__ void __launch_bounds__(F8_WARPS * 32)
 fp8_mma_gemv_kernel(const uint8_t *__restrict__ w, const float *__restrict__ sw,
-                    const uint8_t *__restrict__ xq, const float *__restrict__ xs, int n, int in,
+                    const void *__restrict__ x, const float *__restrict__ xs, int n, int in,
                     int out, int chunks_per_warp, const T *__restrict__ b, T *__restrict__ y)
 {
     __shared__ float red[F8_WARPS][NT][4][32];
+    __shared__ __align__(16) uint8_t xsm[XB > 0 ? XB : 16];
+    __shared__ float xred[F8_WARPS][8], xsx[8];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-    const int chunks = in / 64;
+    const int chunks = in / 64, ld = fp8_xld(in);
     const int c0 = warp * chunks_per_warp, c1 = min(chunks, c0 + chunks_per_warp);
     /* rows past out read the last row (their sums are not written) */
     const int r0 = min(blockIdx.x * 16 + g, out - 1), r8 = min(blockIdx.x * 16 + g + 8, out - 1);
     const uint4 *w0 = reinterpret_cast<const uint4 *>(w + (size_t)r0 * in) + t;
     const uint4 *w8 = reinterpret_cast<const uint4 *>(w + (size_t)r8 * in) + t;
+    const uint8_t *xq = reinterpret_cast<const uint8_t *>(x);
     pdl_trigger();
     float tot[NT][4];
 #pragma unroll
     for (int nt = 0; nt < NT; nt++)
         tot[nt][0] = tot[nt][1] = tot[nt][2] = tot[nt][3] = 0.0f;
-    bool waited = false;
+    /* Weights are never written by a step's kernels: the first group may be in flight
+     * before the previous kernel is done (programmatic dependent launch). */
+    uint4 a[F8_UNR], a8[F8_UNR];
+#pragma unroll
+    for (int u = 0; u < F8_UNR; u++)
+        if (c0 + u < c1) {
+            a[u] = ld_stream(w0 + (size_t)(c0 + u) * 4);
+            a8[u] = ld_stream(w8 + (size_t)(c0 + u) * 4);
+        }
+    pdl_wait();
+    if (XB > 0)
+        fp8_block_quantize<T>(reinterpret_cast<const T *>(x), n, in, ld, xsm, xsx, xred);
     for (int c = c0; c < c1; c += F8_UNR) {
-        uint4 a[F8_UNR], a8[F8_UNR];
+        uint4 na[F8_UNR], na8[F8_UNR];
 #pragma unroll
         for (int u = 0; u < F8_UNR; u++)
-            if (c + u < c1) {
-                a[u] = ld_stream(w0 + (size_t)(c + u) * 4);
-                a8[u] = ld_stream(w8 + (size_t)(c + u) * 4);
+            if (c + F8_UNR + u < c1) {
+                na[u] = ld_stream(w0 + (size_t)(c + F8_UNR + u) * 4);
+                na8[u] = ld_stream(w8 + (size_t)(c + F8_UNR + u) * 4);
             }
-        if (!waited) {
-            pdl_wait();
-            waited = true;
-        }
 #pragma unroll
         for (int u = 0; u < F8_UNR; u++) {
             if (c + u >= c1)
@@ -78,9 +166,14 @@ fp8_mma_gemv_kernel(const uint8_t *__restrict__ w, const float *__restrict__ sw,
             for (int nt = 0; nt < NT; nt++) {
                 const int tok = nt * 8 + g;
                 uint4 xv = make_uint4(0u, 0u, 0u, 0u);
-                if (tok < n)
-                    xv = __ldg(reinterpret_cast<const uint4 *>(xq + (size_t)tok * in) +
-                               (size_t)(c + u) * 4 + t);
+                if (tok < n) {
+                    if (XB > 0)
+                        xv = *reinterpret_cast<const uint4 *>(xsm + (size_t)tok * ld +
+                                                              (size_t)(c + u) * 64 + 16 * t);
+                    else
+                        xv = __ldg(reinterpret_cast<const uint4 *>(xq + (size_t)tok * in) +
+                                   (size_t)(c + u) * 4 + t);
+                }
                 float d0[4], d1[4];
                 mma_e4m3(d0, a[u].x, a8[u].x, a[u].y, a8[u].y, xv.x, xv.y);
                 mma_e4m3(d1, a[u].z, a8[u].z, a[u].w, a8[u].w, xv.z, xv.w);
@@ -89,9 +182,12 @@ fp8_mma_gemv_kernel(const uint8_t *__restrict__ w, const float *__restrict__ sw,
                     tot[nt][i] += d0[i] + d1[i];
             }
         }
+#pragma unroll
+        for (int u = 0; u < F8_UNR; u++) {
+            a[u] = na[u];
+            a8[u] = na8[u];
+        }
     }
-    if (!waited)
-        pdl_wait();
 #pragma unroll
     for (int nt = 0; nt < NT; nt++)
 #pragma unroll
@@ -108,9 +204,11 @@ fp8_mma_gemv_kernel(const uint8_t *__restrict__ w, const float *__restrict__ sw,
                     v += red[k][nt][i][lane];
                 /* accumulator i: feature g (+ 8 for i >= 2), token 2t (+ 1 for odd i) */
                 const int o = blockIdx.x * 16 + g + (i >= 2 ? 8 : 0), tok = nt * 8 + 2 * t + (i & 1);
-                if (o < out && tok < n)
+                if (o < out && tok < n) {
+                    const float s = XB > 0 ? xsx[tok] : xs[tok];
                     y[(size_t)tok * out + o] =
-                        from_f<T>(v * xs[tok] * __ldg(sw + o) + (b ? to_f<T>(b[o]) : 0.0f));
+                        from_f<T>(v * s * __ldg(sw + o) + (b ? to_f<T>(b[o]) : 0.0f));
+                }
             }
     }
 }
@@ -132,37 +230,72 @@ bool pgd_cuda__fp8_mma_ok(const struct pgd_cuda_ctx *c)
     return cached[d] == 2;
 }
 
-/* y [n, out] from xq [n, in] e4m3 and xs [n], 16 rows a launch. */
+bool pgd_cuda__fp8_mma_fused_ok(const void *x, int n, int in)
+{
+    return n >= 1 && n <= 8 && in % 64 == 0 && (uintptr_t)x % 16 == 0 &&
+           (size_t)n * (size_t)fp8_xld(in) <= F8_XB_LARGE;
+}
+
+template <typename T>
+static cudaError_t fp8_mma_launch(struct pgd_cuda_ctx *c, bool fused, const uint8_t *w,
+                                  const float *sw, const void *x, const float *xs, int rows,
+                                  int in, int out, int cpw, const void *b, void *y)
+{
+    dim3 grid((out + 15) / 16), block(F8_WARPS * 32);
+    const T *bt = (const T *)b;
+    T *yt = (T *)y;
+    if (fused)
+        return (size_t)rows * fp8_xld(in) <= F8_XB_SMALL
+                   ? pgd_cuda_launch(c, fp8_mma_gemv_kernel<T, 1, F8_XB_SMALL>, grid, block, w,
+                                     sw, x, xs, rows, in, out, cpw, bt, yt)
+                   : pgd_cuda_launch(c, fp8_mma_gemv_kernel<T, 1, F8_XB_LARGE>, grid, block, w,
+                                     sw, x, xs, rows, in, out, cpw, bt, yt);
+    return rows <= 8 ? pgd_cuda_launch(c, fp8_mma_gemv_kernel<T, 1, 0>, grid, block, w, sw, x, xs,
+                                       rows, in, out, cpw, bt, yt)
+                     : pgd_cuda_launch(c, fp8_mma_gemv_kernel<T, 2, 0>, grid, block, w, sw, x, xs,
+                                       rows, in, out, cpw, bt, yt);
+}
+
+/* y [n, out] from xq [n, in] e4m3 and xs [n] (16 rows a launch), or, fused, from x in dt. */
+static int fp8_mma_run(struct pgd_cuda_ctx *c, bool fused, enum pgd_dtype dt, const void *x,
+                       const float *xs, int n, const uint8_t *w, const float *sw, int in, int out,
+                       const void *b, void *y, char *err, size_t errlen)
+{
+    const int chunks = in / 64, cpw = (chunks + F8_WARPS - 1) / F8_WARPS;
+    const size_t xel = fused ? (dt == PGD_DTYPE_BF16 || dt == PGD_DTYPE_F16 ? 2 : 1) : 1;
+    const size_t ysz = 2;
+    for (int r0 = 0; r0 < n; r0 += 16) {
+        const int rows = n - r0 < 16 ? n - r0 : 16;
+        const void *xr = (const char *)x + (size_t)r0 * in * xel;
+        const float *xsr = xs ? xs + r0 : NULL;
+        void *yr = (char *)y + (size_t)r0 * out * ysz;
+        cudaError_t e = dt == PGD_DTYPE_BF16
+                            ? fp8_mma_launch<__nv_bfloat16>(c, fused, w, sw, xr, xsr, rows, in,
+                                                            out, cpw, b, yr)
+                            : fp8_mma_launch<__half>(c, fused, w, sw, xr, xsr, rows, in, out, cpw,
+                                                     b, yr);
+        if (e != cudaSuccess)
+            return pgd_cuda_failf(err, errlen, "fp8 tensor-core GEMV%s x [%d, %d] -> %d (rows "
+                                  "%d..%d): %s", fused ? " (x quantized in the blocks)" : "", n,
+                                  in, out, r0, r0 + rows - 1, cudaGetErrorString(e));
+    }
+    return 0;
+}
+
 int pgd_cuda__fp8_mma_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const uint8_t *xq,
                            const float *xs, int n, const uint8_t *w, const float *sw, int in,
                            int out, const void *b, void *y, char *err, size_t errlen)
 {
-    const int chunks = in / 64, cpw = (chunks + F8_WARPS - 1) / F8_WARPS;
-    dim3 grid((out + 15) / 16), block(F8_WARPS * 32);
-    for (int r0 = 0; r0 < n; r0 += 16) {
-        const int rows = n - r0 < 16 ? n - r0 : 16;
-        const uint8_t *xr = xq + (size_t)r0 * in;
-        const float *xsr = xs + r0;
-        cudaError_t e;
-        if (dt == PGD_DTYPE_BF16) {
-            typedef __nv_bfloat16 T;
-            T *yr = (T *)y + (size_t)r0 * out;
-            e = rows <= 8 ? pgd_cuda_launch(c, fp8_mma_gemv_kernel<T, 1>, grid, block, w, sw, xr,
-                                            xsr, rows, in, out, cpw, (const T *)b, yr)
-                          : pgd_cuda_launch(c, fp8_mma_gemv_kernel<T, 2>, grid, block, w, sw, xr,
-                                            xsr, rows, in, out, cpw, (const T *)b, yr);
-        } else {
-            typedef __half T;
-            T *yr = (T *)y + (size_t)r0 * out;
-            e = rows <= 8 ? pgd_cuda_launch(c, fp8_mma_gemv_kernel<T, 1>, grid, block, w, sw, xr,
-                                            xsr, rows, in, out, cpw, (const T *)b, yr)
-                          : pgd_cuda_launch(c, fp8_mma_gemv_kernel<T, 2>, grid, block, w, sw, xr,
-                                            xsr, rows, in, out, cpw, (const T *)b, yr);
-        }
-        if (e != cudaSuccess)
-            return pgd_cuda_failf(err, errlen, "fp8 tensor-core GEMV x [%d, %d] -> %d (rows "
-                                  "%d..%d): %s", n, in, out, r0, r0 + rows - 1,
-                                  cudaGetErrorString(e));
-    }
-    return 0;
+    return fp8_mma_run(c, false, dt, xq, xs, n, w, sw, in, out, b, y, err, errlen);
+}
+
+int pgd_cuda__fp8_mma_gemv_fused(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                                 const uint8_t *w, const float *sw, int in, int out,
+                                 const void *b, void *y, char *err, size_t errlen)
+{
+    if (!pgd_cuda__fp8_mma_fused_ok(x, n, in))
+        return pgd_cuda_failf(err, errlen, "fp8 fused GEMV: x [%d, %d] (up to 8 rows of %d "
+                              "bytes of codes, in a multiple of 64, x 16-byte aligned)", n, in,
+                              F8_XB_LARGE);
+    return fp8_mma_run(c, true, dt, x, NULL, n, w, sw, in, out, b, y, err, errlen);
 }

@@ -1,8 +1,11 @@
 /* pagoda bench quant: the quantized linears (kernels/cuda/quant_wq.cu, quant_fp8.cu) at the
  * Llama-3-8B shapes, each path timed alone on random layers (copies larger than L2), bf16
  * activations: microseconds, the layer's weight bytes per second beside the device-to-device
- * copy bandwidth measured in the same run (the floor: bytes / bandwidth), TFLOP/s, and the
- * bf16 layer (linear.cu's GEMV, or cuBLASLt's GEMM) at the same size for comparison. */
+ * copy bandwidth measured in the same run, TFLOP/s, the bf16 layer (linear.cu's GEMV, or
+ * cuBLASLt's GEMM) at the same size for comparison, and the floor: the larger of the bytes
+ * (weights, x and y once each) over the copy bandwidth and the FLOPs over the tensor-core
+ * rate (the bf16 GEMM rate measured in the same run; FP8: twice it, Hopper's FP8 peak being
+ * twice its bf16 peak). */
 #include "config.h"
 #include "tools/commands.h"
 #include <stdio.h>
@@ -49,7 +52,8 @@ static const struct quant_format FORMATS[] = {
 };
 #define NFORMAT ((int)(sizeof FORMATS / sizeof FORMATS[0]))
 
-static const char *PATH_NAME[5] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32" };
+static const char *PATH_NAME[6] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32",
+                                     "gemm-fast" };
 
 /* The bf16 layer at the same size: microseconds. */
 static int bf16_us(struct pgd_cuda_ctx *c, int n, int in, int out, double *us, char *err,
@@ -68,14 +72,14 @@ static int bf16_us(struct pgd_cuda_ctx *c, int n, int in, int out, double *us, c
 }
 
 static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, const int *batches,
-                      int nb, double gbps)
+                      int nb, double gbps, double tflops)
 {
     char err[512];
     const int fp8 = f->format == PGD_CUDA_QBENCH_FP8;
-    const int paths[4] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV,
+    const int paths[5] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV,
                            fp8 ? PGD_CUDA_QPATH_GEMM_VEC : PGD_CUDA_QPATH_GEMM,
-                           PGD_CUDA_QPATH_GEMM_F32 };
-    const int npath = fp8 ? 4 : 3;
+                           PGD_CUDA_QPATH_GEMM_F32, PGD_CUDA_QPATH_GEMM_FAST };
+    const int npath = fp8 ? 5 : 3;
     printf("== %s\n%-8s %6s %6s %4s", f->name, "shape", "out", "in", "n");
     for (int p = 0; p < npath; p++)
         printf(" %19s", PATH_NAME[paths[p]]);
@@ -121,21 +125,26 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
                 pgd_cuda_qbench_destroy(q);
                 return 1;
             }
-            printf(" %7.1f %9.1f %8.1f\n", bus, 2.0 * n * sh->out * (double)sh->in / (bus * 1e6),
-                   bytes / (gbps * 1e3));
+            const double flop = 2.0 * n * sh->out * (double)sh->in;
+            const double io = (double)bytes + 2.0 * n * ((double)sh->in + sh->out);
+            const double floor_bytes = io / (gbps * 1e3);
+            const double floor_flop = flop / ((fp8 ? 2.0 : 1.0) * tflops * 1e6);
+            printf(" %7.1f %9.1f %8.1f\n", bus, flop / (bus * 1e6),
+                   floor_bytes > floor_flop ? floor_bytes : floor_flop);
             fflush(stdout);
         }
         pgd_cuda_qbench_destroy(q);
     }
-    printf("(each path: us, GB/s of weight bytes, TFLOP/s; bf16: us, TFLOP/s; floor: weight "
-           "bytes / copy bandwidth)\n\n");
+    printf("(each path: us, GB/s of weight bytes, TFLOP/s; bf16: us, TFLOP/s; floor: the larger "
+           "of weight + x + y bytes / copy bandwidth and FLOPs / %s)\n\n",
+           fp8 ? "2 x the bf16 GEMM rate" : "the bf16 GEMM rate");
     return 0;
 }
 #endif
 
 int pgd_cmd_bench_quant(int argc, char **argv)
 {
-    int batches[MAX_LIST] = { 1, 2, 4, 8, 16, 64, 256 }, nb = 7;
+    int batches[MAX_LIST] = { 1, 2, 4, 8, 16, 64, 256, 1024 }, nb = 8;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
@@ -149,7 +158,8 @@ int pgd_cmd_bench_quant(int argc, char **argv)
             fprintf(stderr, "usage: pagoda bench quant [--batch LIST] [--format NAME]   (the "
                             "quantized linears at the 8B shapes, on the GPU)\n"
                             "  formats: w4g128 w4g128-act w4g32 w4ch w8g128 fp8 (default: all)\n"
-                            "  paths: auto, gemv, gemm (fp8: gemm-vec, gemm-f32); environment "
+                            "  paths: auto, gemv, gemm (fp8: gemm-vec, gemm-f32, gemm-fast: "
+                            "fast accumulation); environment "
                             "PGD_CUDA_WQ_GEMV_MAX_N, PGD_CUDA_FP8_GEMV_MAX_N,\n"
                             "  PGD_CUDA_FP8_FAST_ACCUM=1 change the automatic choice and "
                             "cuBLASLt's FP8 accumulation\n");
@@ -179,7 +189,7 @@ int pgd_cmd_bench_quant(int argc, char **argv)
     int rc = 0;
     for (int i = 0; i < NFORMAT && !rc; i++)
         if (!only || !strcmp(only, FORMATS[i].name))
-            rc = run_format(c, &FORMATS[i], batches, nb, gbps);
+            rc = run_format(c, &FORMATS[i], batches, nb, gbps, tflops);
     pgd_cuda_ctx_destroy(c);
     return rc;
 #else
