@@ -126,8 +126,8 @@ fp8_quant_vec_kernel(const T *__restrict__ x, int in, uint8_t *__restrict__ q,
         uint32_t w[2];
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(f[4 * h] / s, f[4 * h + 1] / s),
-                                                         __NV_SATFINITE, __NV_E4M3);
+            const uint32_t lo = __nv_cvt_float2_to_fp8x2(
+                make_float2(f[4 * h] / s, f[4 * h + 1] / s), __NV_SATFINITE, __NV_E4M3);
             const uint32_t hi = __nv_cvt_float2_to_fp8x2(
                 make_float2(f[4 * h + 2] / s, f[4 * h + 3] / s), __NV_SATFINITE, __NV_E4M3);
             w[h] = lo | hi << 16;
@@ -350,7 +350,8 @@ static int fp8_gemm(struct pgd_cuda_ctx *c, int kind, int fast, enum pgd_dtype d
                     size_t errlen)
 {
     const bool f32 = kind == PGD_QLT_FP8_F32;
-    const size_t per_row = (size_t)w->in + sizeof(float) + (f32 ? (size_t)w->out * sizeof(float) : 0);
+    const size_t per_row =
+        (size_t)w->in + sizeof(float) + (f32 ? (size_t)w->out * sizeof(float) : 0);
     int step = (int)std::min<size_t>((c->qscratch_bytes - 3 * 256) / per_row, INT_MAX);
     step = step >= 128 ? step / 128 * 128 : step / 16 * 16;
     if (step < 16)

@@ -202,7 +202,8 @@ static int qplan_fastest(struct pgd_cuda_ctx *c, struct pgd_cuda_qplan *p,
             continue;
         float ms = 0.0f;
         cudaError_t e = cudaEventRecord(e0, c->stream);
-        for (int r = 0; r < QPLAN_TIMED_RUNS && e == cudaSuccess && st == CUBLAS_STATUS_SUCCESS; r++)
+        for (int r = 0; r < QPLAN_TIMED_RUNS && e == cudaSuccess && st == CUBLAS_STATUS_SUCCESS;
+             r++)
             st = cublasLtMatmul(c->lt, p->op, &alpha, g->a, p->a, g->b, p->b, &beta, g->d, p->d,
                                 g->d, p->d, &h[i].algo, c->workspace, c->workspace_bytes,
                                 c->stream);

@@ -447,9 +447,10 @@ GPU_TEST(fp8_gemm_fast_accumulation) { fp8_kind(PGD_CUDA_QPATH_GEMM_FAST); }
 
 /* The decode GEMV that quantizes x inside each block (up to 8 rows whose codes fit 40 KB:
  * n rows of in + 64 or + 128 bytes), at its limits and just past them, per-tensor and
- * per-channel, both dtypes: [37 x 4160] n = 1..8 (fused; out not a multiple of 16, 65 chunks over 8 warps),
- * [24 x 14400] n = 1, 2 (fused) and 3 (x quantized first: past 40 KB), and an x that is not
- * 16-byte aligned (x quantized first, by the scalar kernel). From 3 rows on one row is all
+ * per-channel, both dtypes: [37 x 4160] n = 1..8 (fused; out not a multiple of 16, 65
+ * chunks over 8 warps; x as fp16 values up to n = 4, as e4m3 codes past it), [24 x 14400]
+ * n = 1 (fp16 values), 2 (codes) and 3 (x quantized first: past 40 KB), and an x that is
+ * not 16-byte aligned (x quantized first, by the scalar kernel). From 3 rows on one row is all
  * zeros and the rows' magnitudes differ by up to 2^6 (fp8_x). */
 GPU_TEST(fp8_gemv_quantizes_x_in_the_block)
 {
