@@ -276,16 +276,16 @@ static bool fp8_mma_on(struct pgd_cuda_ctx *c, const struct pgd_cuda_fp8 *w)
 }
 
 /* Scratch: x's e4m3 codes [n, in] (tensor cores) or their values as T [n, in] (the plain
- * GEMV), then sx [n]. */
+ * GEMV), then sx [n]. f16: the fused GEMV may keep x as fp16 values (else e4m3 codes). */
 template <typename T>
 static int fp8_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
-                    const struct pgd_cuda_fp8 *w, const void *b, void *y, char *err,
+                    const struct pgd_cuda_fp8 *w, const void *b, void *y, bool f16, char *err,
                     size_t errlen)
 {
     const bool mma = fp8_mma_on(c, w);
     if (mma && pgd_cuda__fp8_mma_fused_ok(x, n, w->in))
-        return pgd_cuda__fp8_mma_gemv_fused(c, dt, x, n, w->w, w->sw, w->in, w->out, b, y, err,
-                                            errlen);
+        return pgd_cuda__fp8_mma_gemv_fused(c, dt, x, n, w->w, w->sw, w->in, w->out, b, y, f16,
+                                            err, errlen);
     const size_t xbytes = align256((size_t)n * w->in * (mma ? 1 : sizeof(T)));
     if (xbytes + align256((size_t)n * sizeof(float)) > c->qscratch_bytes)
         return pgd_cuda_failf(err, errlen, "fp8 GEMV: x [%d, %d] exceeds the %zu-byte scratch", n,
@@ -406,7 +406,9 @@ static int fp8_linear(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const
     const int fast = fp8_fast_accum();
     switch (path) {
     case PGD_CUDA_QPATH_GEMV:
-        return fp8_gemv<T>(c, dt, x, n, w, b, y, err, errlen);
+        return fp8_gemv<T>(c, dt, x, n, w, b, y, true, err, errlen);
+    case PGD_CUDA_QPATH_GEMV_E4M3:
+        return fp8_gemv<T>(c, dt, x, n, w, b, y, false, err, errlen);
     case PGD_CUDA_QPATH_GEMM_VEC:
         return fp8_gemm<T>(c, PGD_QLT_FP8_VEC, 0, dt, x, n, w, b, y, err, errlen);
     case PGD_CUDA_QPATH_GEMM_FAST:
@@ -421,9 +423,9 @@ static int fp8_linear(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const
     /* auto: cuBLASLt past the GEMV sizes where its FP8 GEMM takes the shape; the GEMV where
      * it has no algorithm at all (a device without FP8 tensor cores) */
     if (n <= fp8_gemv_max_n() || w->out % 16 != 0)
-        return fp8_gemv<T>(c, dt, x, n, w, b, y, err, errlen);
+        return fp8_gemv<T>(c, dt, x, n, w, b, y, true, err, errlen);
     int rc = fp8_gemm<T>(c, -1, fast, dt, x, n, w, b, y, err, errlen);
-    return rc == 2 ? fp8_gemv<T>(c, dt, x, n, w, b, y, err, errlen) : rc;
+    return rc == 2 ? fp8_gemv<T>(c, dt, x, n, w, b, y, true, err, errlen) : rc;
 }
 
 extern "C" int pgd_cuda_fp8_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt,
@@ -433,7 +435,7 @@ extern "C" int pgd_cuda_fp8_linear_path(struct pgd_cuda_ctx *c, int path, enum p
     if (dt != PGD_DTYPE_BF16 && dt != PGD_DTYPE_F16)
         return pgd_cuda_failf(err, errlen, "fp8 linear: activations in %s (BF16 or F16)",
                               pgd_dtype_name(dt));
-    if (n < 0 || path < PGD_CUDA_QPATH_AUTO || path > PGD_CUDA_QPATH_GEMM_FAST)
+    if (n < 0 || path < PGD_CUDA_QPATH_AUTO || path > PGD_CUDA_QPATH_GEMV_E4M3)
         return pgd_cuda_failf(err, errlen, "fp8 linear: %d rows, path %d", n, path);
     if (n == 0)
         return 0;

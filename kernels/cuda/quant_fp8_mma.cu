@@ -312,14 +312,14 @@ static bool fp8_fused_f16(int n, int in)
 }
 
 template <typename T>
-static cudaError_t fp8_mma_launch(struct pgd_cuda_ctx *c, bool fused, const uint8_t *w,
+static cudaError_t fp8_mma_launch(struct pgd_cuda_ctx *c, int fused, const uint8_t *w,
                                   const float *sw, const void *x, const float *xs, int rows,
                                   int in, int out, int cpw, const void *b, void *y)
 {
     dim3 grid((out + 15) / 16), block(F8_WARPS * 32);
     const T *bt = (const T *)b;
     T *yt = (T *)y;
-    if (fused && fp8_fused_f16(rows, in))
+    if (fused == 2 && fp8_fused_f16(rows, in))
         return (size_t)rows * fp8_xld16(in) <= F8_XB_SMALL
                    ? pgd_cuda_launch(c, fp8_mma_gemv_kernel<T, 1, F8_XB_SMALL, true>, grid, block,
                                      w, sw, x, xs, rows, in, out, cpw, bt, yt)
@@ -337,8 +337,9 @@ static cudaError_t fp8_mma_launch(struct pgd_cuda_ctx *c, bool fused, const uint
                                        x, xs, rows, in, out, cpw, bt, yt);
 }
 
-/* y [n, out] from xq [n, in] e4m3 and xs [n] (16 rows a launch), or, fused, from x in dt. */
-static int fp8_mma_run(struct pgd_cuda_ctx *c, bool fused, enum pgd_dtype dt, const void *x,
+/* y [n, out] from xq [n, in] e4m3 and xs [n] (fused 0: 16 rows a launch), or from x in dt
+ * quantized in the blocks (1: as e4m3 codes; 2: as fp16 values where they fit). */
+static int fp8_mma_run(struct pgd_cuda_ctx *c, int fused, enum pgd_dtype dt, const void *x,
                        const float *xs, int n, const uint8_t *w, const float *sw, int in, int out,
                        const void *b, void *y, char *err, size_t errlen)
 {
@@ -367,16 +368,16 @@ int pgd_cuda__fp8_mma_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const uint
                            const float *xs, int n, const uint8_t *w, const float *sw, int in,
                            int out, const void *b, void *y, char *err, size_t errlen)
 {
-    return fp8_mma_run(c, false, dt, xq, xs, n, w, sw, in, out, b, y, err, errlen);
+    return fp8_mma_run(c, 0, dt, xq, xs, n, w, sw, in, out, b, y, err, errlen);
 }
 
 int pgd_cuda__fp8_mma_gemv_fused(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
                                  const uint8_t *w, const float *sw, int in, int out,
-                                 const void *b, void *y, char *err, size_t errlen)
+                                 const void *b, void *y, bool f16, char *err, size_t errlen)
 {
     if (!pgd_cuda__fp8_mma_fused_ok(x, n, in))
         return pgd_cuda_failf(err, errlen, "fp8 fused GEMV: x [%d, %d] (up to 8 rows of %d "
                               "bytes of codes, in a multiple of 64, x 16-byte aligned)", n, in,
                               F8_XB_LARGE);
-    return fp8_mma_run(c, true, dt, x, NULL, n, w, sw, in, out, b, y, err, errlen);
+    return fp8_mma_run(c, f16 ? 2 : 1, dt, x, NULL, n, w, sw, in, out, b, y, err, errlen);
 }

@@ -53,7 +53,8 @@
 static const enum pgd_dtype DTS[2] = { PGD_DTYPE_BF16, PGD_DTYPE_F16 };
 static const char *path_name(int p)
 {
-    static const char *names[] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32" };
+    static const char *names[] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-fast",
+                                   "gemv-e4m3" };
     return names[p];
 }
 
@@ -342,7 +343,7 @@ static bool fp8_fast_default(void)
  * 2^-13 * (in / 32) A in all, the worst case of errors that all lean one way. */
 static double fp8_tolerance(int path, int n, int in)
 {
-    const bool gemv = path == PGD_CUDA_QPATH_GEMV ||
+    const bool gemv = path == PGD_CUDA_QPATH_GEMV || path == PGD_CUDA_QPATH_GEMV_E4M3 ||
                       (path == PGD_CUDA_QPATH_AUTO && n <= env_limit("PGD_CUDA_FP8_GEMV_MAX_N", 8));
     const bool fast = path == PGD_CUDA_QPATH_GEMM_FAST ||
                       ((path == PGD_CUDA_QPATH_AUTO || path == PGD_CUDA_QPATH_GEMM) &&
@@ -448,7 +449,8 @@ GPU_TEST(fp8_gemm_fast_accumulation) { fp8_kind(PGD_CUDA_QPATH_GEMM_FAST); }
 /* The decode GEMV that quantizes x inside each block (up to 8 rows whose codes fit 40 KB:
  * n rows of in + 64 or + 128 bytes), at its limits and just past them, per-tensor and
  * per-channel, both dtypes: [37 x 4160] n = 1..8 (fused; out not a multiple of 16, 65
- * chunks over 8 warps; x as fp16 values up to n = 4, as e4m3 codes past it), [24 x 14400]
+ * chunks over 8 warps; x as fp16 values up to n = 4, as e4m3 codes past it and on the
+ * gemv-e4m3 path), [24 x 14400]
  * n = 1 (fp16 values), 2 (codes) and 3 (x quantized first: past 40 KB), and an x that is
  * not 16-byte aligned (x quantized first, by the scalar kernel). From 3 rows on one row is all
  * zeros and the rows' magnitudes differ by up to 2^6 (fp8_x). */
@@ -461,6 +463,8 @@ GPU_TEST(fp8_gemv_quantizes_x_in_the_block)
             for (int n = 1; n <= 8; n++) {
                 fp8_check(&L, DTS[t], n, PGD_CUDA_QPATH_GEMV, (n + pc) % 2 == 0);
                 fp8_check(&L, DTS[t], n, PGD_CUDA_QPATH_AUTO, (n + pc) % 2 == 1);
+                if (n <= 4)
+                    fp8_check(&L, DTS[t], n, PGD_CUDA_QPATH_GEMV_E4M3, (n + t) % 2 == 0);
             }
         fp8_check_at(&L, PGD_DTYPE_BF16, 1, PGD_CUDA_QPATH_GEMV, true, 4);
         fp8_check_at(&L, PGD_DTYPE_F16, 5, PGD_CUDA_QPATH_AUTO, false, 12);
