@@ -141,6 +141,8 @@ enum {
 };
 struct pgd_cuda_qlt {
     int kind;
+    int fast_accum;        /* FP8 kinds: cuBLASLt's fast accumulation (no periodic promotion
+                              of the tensor cores' partial sums to float32) */
     enum pgd_dtype dt;
     int m, n, k, lda, ldb, ldd;
     const void *a, *b;
@@ -160,6 +162,16 @@ bool pgd_cuda__fp8_mma_ok(const struct pgd_cuda_ctx *c);
 int pgd_cuda__fp8_mma_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const uint8_t *xq,
                            const float *xs, int n, const uint8_t *w, const float *sw, int in,
                            int out, const void *b, void *y, char *err, size_t errlen);
+/* Whether x [n, in] (16-bit) fits the fused GEMV: n <= 8, in a multiple of 64, x 16-byte
+ * aligned, n padded rows of codes (in + 64 or + 128 bytes each) within its 40 KB buffer. */
+bool pgd_cuda__fp8_mma_fused_ok(const void *x, int n, int in);
+/* The same product from x [n, in] in dt (BF16 / F16), each block quantizing x per token
+ * itself (the codes and scales of pgd_cpu_fp8_quantize_rows): one launch, no scratch. f16:
+ * the codes' values kept as fp16 and fp16 mma.sync where they fit; else e4m3 codes and
+ * e4m3 mma.sync. */
+int pgd_cuda__fp8_mma_gemv_fused(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                                 const uint8_t *w, const float *sw, int in, int out,
+                                 const void *b, void *y, bool f16, char *err, size_t errlen);
 
 /* Environment knobs read once (for measuring paths against each other): an integer
  * variable, or def when unset. */

@@ -4,23 +4,28 @@
  * pgd_cpu_fp8_quantize_rows, which the tests compare against) and sw per output feature
  * (a per-tensor scale is stored expanded).
  *
- * Every call first quantizes x, one block a row, into the context's scratch; then
+ * The paths:
  *   small n: a GEMV reading the e4m3 weight rows once: on tensor cores (quant_fp8_mma.cu,
  *            e4m3 mma.sync on the codes themselves; in a multiple of 64, sm_89 and later) or
  *            quant.cuh's plain GEMV (16 bytes a lane a load, x as the exact 16-bit values of
  *            its e4m3 codes: every e4m3 value is a bf16 and an fp16), summing in float32 and
- *            scaling by sx * sw at the end;
- *   large n: cuBLASLt's FP8 GEMM (TN, e4m3 inputs, float32 compute) with sw and sx as
- *            outer-vector scales in its epilogue and y written in dt; where cuBLASLt has no
- *            such algorithm, the GEMM writes float32 into the scratch and a small kernel
- *            scales, adds the bias and rounds. Shapes cuBLASLt's FP8 GEMM does not take (out
- *            not a multiple of 16) and devices without FP8 tensor cores run the GEMV. */
+ *            scaling by sx * sw at the end. Up to 8 rows (n * in within 40 KB of codes) the
+ *            tensor-core GEMV quantizes x inside each block: one launch a linear, no pass
+ *            over x before it (the decode path); otherwise x is quantized first;
+ *   large n: x quantized (one block a row, 16-byte loads, the row read once from memory),
+ *            then cuBLASLt's FP8 GEMM (TN, e4m3 inputs, float32 compute, the algorithm timed
+ *            per shape: quant_lt.cu) with sw and sx as outer-vector scales in its epilogue
+ *            and y written in dt; where cuBLASLt has no such algorithm, the GEMM writes
+ *            float32 into the scratch and a small kernel scales, adds the bias and rounds.
+ *            Shapes cuBLASLt's FP8 GEMM does not take (out not a multiple of 16) and devices
+ *            without FP8 tensor cores run the GEMV. */
 #include "kernels/cuda/quant.cuh"
 #include <cuda_fp8.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <algorithm>
 
 struct pgd_cuda_fp8 {
     int in, out;
@@ -30,6 +35,7 @@ struct pgd_cuda_fp8 {
 };
 
 #define FP8_GEMV_MAX_N_DEFAULT 8
+#define FP8_FAST_ACCUM_DEFAULT 0
 #define FP8_MAX 448.0f
 
 /* ---- per-token quantization ---------------------------------------------------------------- */
@@ -70,12 +76,77 @@ fp8_quant_kernel(const T *__restrict__ x, int in, uint8_t *__restrict__ q, T *__
     }
 }
 
+/* The same codes and scales from x rows that are 16-byte aligned (in a multiple of 16):
+ * 8 elements a load, each thread's QV loads of a pass in flight together; the second read
+ * of the row (for the codes) comes from L1. One block a row. */
+#define FP8_QV 8
+template <typename T>
+__global__ void __launch_bounds__(256)
+fp8_quant_vec_kernel(const T *__restrict__ x, int in, uint8_t *__restrict__ q,
+                     float *__restrict__ sx)
+{
+    __shared__ float red[8];
+    pdl_trigger();
+    pdl_wait();
+    const int r = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32, vpr = in / 8;
+    const uint4 *xr = reinterpret_cast<const uint4 *>(x + (size_t)r * in);
+    float amax = 0.0f;
+    for (int j0 = 0; j0 < vpr; j0 += FP8_QV * 256) {
+        uint4 v[FP8_QV];
+#pragma unroll
+        for (int u = 0; u < FP8_QV; u++) {
+            const int j = j0 + u * 256 + (int)threadIdx.x;
+            v[u] = j < vpr ? __ldg(xr + j) : make_uint4(0u, 0u, 0u, 0u);
+        }
+#pragma unroll
+        for (int u = 0; u < FP8_QV; u++) {
+            float f[8];
+            unpack16<T>(v[u], f);
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                amax = fmaxf(amax, fabsf(f[i]));
+        }
+    }
+    for (int off = 16; off > 0; off >>= 1)
+        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+    if (lane == 0)
+        red[warp] = amax;
+    __syncthreads();
+    amax = red[0];
+#pragma unroll
+    for (int i = 1; i < 8; i++)
+        amax = fmaxf(amax, red[i]);
+    const float s = amax > 0.0f ? amax / FP8_MAX : 1.0f;
+    if (threadIdx.x == 0)
+        sx[r] = s;
+    uint2 *qr = reinterpret_cast<uint2 *>(q + (size_t)r * in);
+    for (int j = threadIdx.x; j < vpr; j += 256) {
+        float f[8];
+        unpack16<T>(__ldg(xr + j), f);
+        uint32_t w[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const uint32_t lo = __nv_cvt_float2_to_fp8x2(
+                make_float2(f[4 * h] / s, f[4 * h + 1] / s), __NV_SATFINITE, __NV_E4M3);
+            const uint32_t hi = __nv_cvt_float2_to_fp8x2(
+                make_float2(f[4 * h + 2] / s, f[4 * h + 3] / s), __NV_SATFINITE, __NV_E4M3);
+            w[h] = lo | hi << 16;
+        }
+        qr[j] = make_uint2(w[0], w[1]);
+    }
+}
+
+/* Codes into q (cuBLASLt, the tensor-core GEMV) or values into xd (the plain GEMV); the
+ * vectorized kernel where it applies (codes, x 16-byte aligned; the scratch is). */
 template <typename T>
 static int fp8_quantize(struct pgd_cuda_ctx *c, const void *x, int rows, int in, uint8_t *q,
                         void *xd, float *sx, char *err, size_t errlen)
 {
-    cudaError_t e = pgd_cuda_launch(c, fp8_quant_kernel<T>, dim3(rows), dim3(256), (const T *)x,
-                                    in, q, (T *)xd, sx);
+    const bool vec = q && (uintptr_t)x % 16 == 0 && (uintptr_t)q % 8 == 0;
+    cudaError_t e = vec ? pgd_cuda_launch(c, fp8_quant_vec_kernel<T>, dim3(rows), dim3(256),
+                                          (const T *)x, in, q, sx)
+                        : pgd_cuda_launch(c, fp8_quant_kernel<T>, dim3(rows), dim3(256),
+                                          (const T *)x, in, q, (T *)xd, sx);
     if (e != cudaSuccess)
         return pgd_cuda_failf(err, errlen, "fp8 quantize x [%d, %d]: %s", rows, in,
                               cudaGetErrorString(e));
@@ -205,13 +276,16 @@ static bool fp8_mma_on(struct pgd_cuda_ctx *c, const struct pgd_cuda_fp8 *w)
 }
 
 /* Scratch: x's e4m3 codes [n, in] (tensor cores) or their values as T [n, in] (the plain
- * GEMV), then sx [n]. */
+ * GEMV), then sx [n]. f16: the fused GEMV may keep x as fp16 values (else e4m3 codes). */
 template <typename T>
 static int fp8_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
-                    const struct pgd_cuda_fp8 *w, const void *b, void *y, char *err,
+                    const struct pgd_cuda_fp8 *w, const void *b, void *y, bool f16, char *err,
                     size_t errlen)
 {
     const bool mma = fp8_mma_on(c, w);
+    if (mma && pgd_cuda__fp8_mma_fused_ok(x, n, w->in))
+        return pgd_cuda__fp8_mma_gemv_fused(c, dt, x, n, w->w, w->sw, w->in, w->out, b, y, f16,
+                                            err, errlen);
     const size_t xbytes = align256((size_t)n * w->in * (mma ? 1 : sizeof(T)));
     if (xbytes + align256((size_t)n * sizeof(float)) > c->qscratch_bytes)
         return pgd_cuda_failf(err, errlen, "fp8 GEMV: x [%d, %d] exceeds the %zu-byte scratch", n,
@@ -238,12 +312,13 @@ static int fp8_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, in
 /* One chunk of rows through cuBLASLt: kind PGD_QLT_FP8_VEC (y directly) or _F32 (float32
  * into dbuf, then the epilogue). Returns pgd_cuda__qlt_matmul's 0 / 1 / 2. */
 template <typename T>
-static int fp8_lt_rows(struct pgd_cuda_ctx *c, int kind, enum pgd_dtype dt, const uint8_t *xq,
-                       const float *sx, int rows, const struct pgd_cuda_fp8 *w, const void *b,
-                       float *dbuf, T *y, char *err, size_t errlen)
+static int fp8_lt_rows(struct pgd_cuda_ctx *c, int kind, int fast, enum pgd_dtype dt,
+                       const uint8_t *xq, const float *sx, int rows, const struct pgd_cuda_fp8 *w,
+                       const void *b, float *dbuf, T *y, char *err, size_t errlen)
 {
     struct pgd_cuda_qlt g = {};
     g.kind = kind;
+    g.fast_accum = fast;
     g.dt = dt;
     g.m = w->out; g.n = rows; g.k = w->in;
     g.lda = w->in; g.ldb = w->in; g.ldd = w->out;
@@ -266,14 +341,18 @@ static int fp8_lt_rows(struct pgd_cuda_ctx *c, int kind, enum pgd_dtype dt, cons
 }
 
 /* Rows at a time through cuBLASLt: scratch = xq [rows, in] e4m3, sx [rows], and for the
- * float32 kind d [rows, out]. kind < 0: outer-vector scales where cuBLASLt has them, else
- * float32. Returns 0 / 1 / 2 (no algorithm for the kind asked). */
+ * float32 kind d [rows, out]. kind < 0: outer-vector scales where cuBLASLt has them (the
+ * rows from the first piece it has none for go the float32 way). Returns 0 / 1 / 2 (no
+ * algorithm for the kind asked). */
 template <typename T>
-static int fp8_gemm(struct pgd_cuda_ctx *c, int kind, enum pgd_dtype dt, const void *x, int n,
-                    const struct pgd_cuda_fp8 *w, const void *b, void *y, char *err, size_t errlen)
+static int fp8_gemm(struct pgd_cuda_ctx *c, int kind, int fast, enum pgd_dtype dt, const void *x,
+                    int n, const struct pgd_cuda_fp8 *w, const void *b, void *y, char *err,
+                    size_t errlen)
 {
-    const size_t per_row = (size_t)w->in + sizeof(float) + (size_t)w->out * sizeof(float);
-    int step = (int)((c->qscratch_bytes - 3 * 256) / per_row);
+    const bool f32 = kind == PGD_QLT_FP8_F32;
+    const size_t per_row =
+        (size_t)w->in + sizeof(float) + (f32 ? (size_t)w->out * sizeof(float) : 0);
+    int step = (int)std::min<size_t>((c->qscratch_bytes - 3 * 256) / per_row, INT_MAX);
     step = step >= 128 ? step / 128 * 128 : step / 16 * 16;
     if (step < 16)
         return pgd_cuda_failf(err, errlen, "fp8 GEMM: a row of [%d, %d] does not fit the scratch "
@@ -288,15 +367,11 @@ static int fp8_gemm(struct pgd_cuda_ctx *c, int kind, enum pgd_dtype dt, const v
                             errlen))
             return 1;
         T *yr = (T *)y + (size_t)r0 * w->out;
-        int rc;
-        if (kind < 0) {
-            rc = fp8_lt_rows<T>(c, PGD_QLT_FP8_VEC, dt, xq, sx, rows, w, b, dbuf, yr, err, errlen);
-            if (rc == 2)
-                rc = fp8_lt_rows<T>(c, PGD_QLT_FP8_F32, dt, xq, sx, rows, w, b, dbuf, yr, err,
-                                    errlen);
-        } else {
-            rc = fp8_lt_rows<T>(c, kind, dt, xq, sx, rows, w, b, dbuf, yr, err, errlen);
-        }
+        int rc = fp8_lt_rows<T>(c, kind < 0 ? PGD_QLT_FP8_VEC : kind, fast, dt, xq, sx, rows, w, b,
+                                dbuf, yr, err, errlen);
+        if (rc == 2 && kind < 0)
+            return fp8_gemm<T>(c, PGD_QLT_FP8_F32, fast, dt, (const T *)x + (size_t)r0 * w->in,
+                               n - r0, w, b, yr, err, errlen);
         if (rc)
             return rc;
     }
@@ -313,24 +388,44 @@ static int fp8_gemv_max_n(void)
     return v;
 }
 
+/* cuBLASLt's fast FP8 accumulation on the automatic and gemm paths: PGD_CUDA_FP8_FAST_ACCUM
+ * (default FP8_FAST_ACCUM_DEFAULT), read once. */
+static int fp8_fast_accum(void)
+{
+    static int v = -1;
+    if (v < 0)
+        v = pgd_cuda__qenv_int("PGD_CUDA_FP8_FAST_ACCUM", FP8_FAST_ACCUM_DEFAULT) != 0;
+    return v;
+}
+
 template <typename T>
 static int fp8_linear(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const void *x, int n,
                       const struct pgd_cuda_fp8 *w, const void *b, void *y, char *err,
                       size_t errlen)
 {
-    if (path == PGD_CUDA_QPATH_GEMV)
-        return fp8_gemv<T>(c, dt, x, n, w, b, y, err, errlen);
-    if (path == PGD_CUDA_QPATH_GEMM_VEC || path == PGD_CUDA_QPATH_GEMM_F32)
-        return fp8_gemm<T>(c, path == PGD_CUDA_QPATH_GEMM_VEC ? PGD_QLT_FP8_VEC : PGD_QLT_FP8_F32,
-                           dt, x, n, w, b, y, err, errlen);
-    if (path == PGD_CUDA_QPATH_GEMM)
-        return fp8_gemm<T>(c, -1, dt, x, n, w, b, y, err, errlen);
+    const int fast = fp8_fast_accum();
+    switch (path) {
+    case PGD_CUDA_QPATH_GEMV:
+        return fp8_gemv<T>(c, dt, x, n, w, b, y, true, err, errlen);
+    case PGD_CUDA_QPATH_GEMV_E4M3:
+        return fp8_gemv<T>(c, dt, x, n, w, b, y, false, err, errlen);
+    case PGD_CUDA_QPATH_GEMM_VEC:
+        return fp8_gemm<T>(c, PGD_QLT_FP8_VEC, 0, dt, x, n, w, b, y, err, errlen);
+    case PGD_CUDA_QPATH_GEMM_FAST:
+        return fp8_gemm<T>(c, PGD_QLT_FP8_VEC, 1, dt, x, n, w, b, y, err, errlen);
+    case PGD_CUDA_QPATH_GEMM_F32:
+        return fp8_gemm<T>(c, PGD_QLT_FP8_F32, 0, dt, x, n, w, b, y, err, errlen);
+    case PGD_CUDA_QPATH_GEMM:
+        return fp8_gemm<T>(c, -1, fast, dt, x, n, w, b, y, err, errlen);
+    default:
+        break;
+    }
     /* auto: cuBLASLt past the GEMV sizes where its FP8 GEMM takes the shape; the GEMV where
      * it has no algorithm at all (a device without FP8 tensor cores) */
     if (n <= fp8_gemv_max_n() || w->out % 16 != 0)
-        return fp8_gemv<T>(c, dt, x, n, w, b, y, err, errlen);
-    int rc = fp8_gemm<T>(c, -1, dt, x, n, w, b, y, err, errlen);
-    return rc == 2 ? fp8_gemv<T>(c, dt, x, n, w, b, y, err, errlen) : rc;
+        return fp8_gemv<T>(c, dt, x, n, w, b, y, true, err, errlen);
+    int rc = fp8_gemm<T>(c, -1, fast, dt, x, n, w, b, y, err, errlen);
+    return rc == 2 ? fp8_gemv<T>(c, dt, x, n, w, b, y, true, err, errlen) : rc;
 }
 
 extern "C" int pgd_cuda_fp8_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt,
@@ -340,7 +435,7 @@ extern "C" int pgd_cuda_fp8_linear_path(struct pgd_cuda_ctx *c, int path, enum p
     if (dt != PGD_DTYPE_BF16 && dt != PGD_DTYPE_F16)
         return pgd_cuda_failf(err, errlen, "fp8 linear: activations in %s (BF16 or F16)",
                               pgd_dtype_name(dt));
-    if (n < 0 || path < PGD_CUDA_QPATH_AUTO || path > PGD_CUDA_QPATH_GEMM_F32)
+    if (n < 0 || path < PGD_CUDA_QPATH_AUTO || path > PGD_CUDA_QPATH_GEMV_E4M3)
         return pgd_cuda_failf(err, errlen, "fp8 linear: %d rows, path %d", n, path);
     if (n == 0)
         return 0;

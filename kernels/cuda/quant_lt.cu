@@ -2,7 +2,10 @@
  * (act-order gather, realignment) and bias kernels, and cuBLASLt GEMMs keyed on what
  * linear.cu's cache does not know: leading dimensions (a slice of y's columns), pointer
  * alignment, and the FP8 kinds (e4m3 inputs with outer-vector scales, or a float32 output).
- * The plans live in the context (qplan), picked once per key by cuBLASLt's heuristic. */
+ * The plans live in the context (qplan), picked once per key by cuBLASLt's heuristic; the
+ * FP8 kinds' algorithm is the fastest of the heuristic's first candidates, timed once per
+ * shape and batch bucket (n's power of two) outside graph capture, and reused, where
+ * cuBLASLt accepts it, for every n of the bucket. */
 #include "kernels/cuda/quant.cuh"
 #include <stdlib.h>
 #include <string.h>
@@ -80,11 +83,12 @@ int pgd_cuda__qadd_bias(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *y, cons
 
 /* ---- cuBLASLt plans ------------------------------------------------------------------------ */
 struct pgd_cuda_qplan {
-    int kind;
+    int kind, fast_accum;
     enum pgd_dtype dt;
     int m, n, k, lda, ldb, ldd;
     int al_a, al_b, al_d;            /* pointer alignment the algorithm may assume (bytes) */
     int state;                       /* 0: usable; 2: cuBLASLt has no algorithm */
+    int timed;                       /* FP8: algo is the fastest of those timed for the bucket */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, d;
     cublasLtMatmulAlgo_t algo;
@@ -120,8 +124,113 @@ static const char *kind_name(int kind)
                                                                    : "fp8 (float32 out)";
 }
 
-/* Builds p's descriptors and picks its algorithm; 2 when cuBLASLt has none. */
-static int qplan_build(struct pgd_cuda_ctx *c, struct pgd_cuda_qplan *p, char *err, size_t errlen)
+#define QPLAN_CANDIDATES 8           /* FP8: heuristic results timed against each other */
+#define QPLAN_TIMED_RUNS 3
+
+static int bucket_of(int n)
+{
+    int b = 0;
+    while (n > 1) {
+        n >>= 1;
+        b++;
+    }
+    return b;
+}
+
+/* Whether an FP8 plan already timed another n of p's bucket (same kind, shapes but n,
+ * leading dimensions and alignments) and cuBLASLt accepts its algorithm for p: then p takes
+ * it, timed. */
+static bool qplan_reuse_bucket(struct pgd_cuda_ctx *c, struct pgd_cuda_qplan *p)
+{
+    for (int i = 0; i < c->qplan_n; i++) {
+        const struct pgd_cuda_qplan *q = &c->qplan[i];
+        if (q == p || !q->timed || q->state != 0 || q->kind != p->kind ||
+            q->fast_accum != p->fast_accum || q->dt != p->dt || q->m != p->m || q->k != p->k ||
+            q->lda != p->lda || q->ldb != p->ldb || q->ldd != p->ldd || q->al_a != p->al_a ||
+            q->al_b != p->al_b || q->al_d != p->al_d || bucket_of(q->n) != bucket_of(p->n))
+            continue;
+        cublasLtMatmulHeuristicResult_t r;
+        if (cublasLtMatmulAlgoCheck(c->lt, p->op, p->a, p->b, p->d, p->d, &q->algo, &r) ==
+                CUBLAS_STATUS_SUCCESS &&
+            r.workspaceSize <= c->workspace_bytes) {
+            p->algo = q->algo;
+            p->timed = 1;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Times the found candidates on g's own operands (QPLAN_TIMED_RUNS runs each after one
+ * warm-up run; what they write to g->d the real call overwrites) and sets *best to the
+ * fastest. Inside a graph capture nothing can run: *best stays the heuristic's first, and
+ * the plan is not marked timed. A candidate cuBLASLt refuses is passed over. */
+static int qplan_fastest(struct pgd_cuda_ctx *c, struct pgd_cuda_qplan *p,
+                         const struct pgd_cuda_qlt *g, const cublasLtMatmulHeuristicResult_t *h,
+                         int found, int *best, char *err, size_t errlen)
+{
+    *best = 0;
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    PGD_CUDA_CHECK(err, errlen, cudaStreamIsCapturing(c->stream, &cs), "fp8 GEMM timing");
+    if (cs != cudaStreamCaptureStatusNone)
+        return 0;
+    if (g->kind == PGD_QLT_FP8_VEC) {
+        PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+                                                        &g->a_scale, sizeof g->a_scale),
+                         "fp8 GEMM timing: A scales");
+        PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+                                                        &g->b_scale, sizeof g->b_scale),
+                         "fp8 GEMM timing: B scales");
+    }
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    PGD_CUDA_CHECK(err, errlen, cudaEventCreate(&e0), "fp8 GEMM timing");
+    if (cudaEventCreate(&e1) != cudaSuccess) {
+        cudaEventDestroy(e0);
+        return pgd_cuda_failf(err, errlen, "fp8 GEMM timing: cudaEventCreate failed");
+    }
+    const float alpha = 1.0f, beta = 0.0f;
+    float best_ms = -1.0f;
+    int rc = 0;
+    for (int i = 0; i < found && !rc; i++) {
+        if (h[i].workspaceSize > c->workspace_bytes)
+            continue;
+        /* the warm-up run also tells whether cuBLASLt takes the candidate */
+        cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &alpha, g->a, p->a, g->b, p->b, &beta,
+                                           g->d, p->d, g->d, p->d, &h[i].algo, c->workspace,
+                                           c->workspace_bytes, c->stream);
+        if (st != CUBLAS_STATUS_SUCCESS)
+            continue;
+        float ms = 0.0f;
+        cudaError_t e = cudaEventRecord(e0, c->stream);
+        for (int r = 0; r < QPLAN_TIMED_RUNS && e == cudaSuccess && st == CUBLAS_STATUS_SUCCESS;
+             r++)
+            st = cublasLtMatmul(c->lt, p->op, &alpha, g->a, p->a, g->b, p->b, &beta, g->d, p->d,
+                                g->d, p->d, &h[i].algo, c->workspace, c->workspace_bytes,
+                                c->stream);
+        if (e == cudaSuccess)
+            e = cudaEventRecord(e1, c->stream);
+        if (e == cudaSuccess)
+            e = cudaEventSynchronize(e1);
+        if (e == cudaSuccess)
+            e = cudaEventElapsedTime(&ms, e0, e1);
+        if (e != cudaSuccess)
+            rc = pgd_cuda_failf(err, errlen, "fp8 GEMM timing, candidate %d of %d: %s", i, found,
+                                cudaGetErrorString(e));
+        else if (st == CUBLAS_STATUS_SUCCESS && (best_ms < 0.0f || ms < best_ms)) {
+            best_ms = ms;
+            *best = i;
+        }
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    p->timed = !rc && best_ms >= 0.0f;
+    return rc;
+}
+
+/* Builds p's descriptors and picks its algorithm (FP8: timed on g's operands); 2 when
+ * cuBLASLt has none. */
+static int qplan_build(struct pgd_cuda_ctx *c, struct pgd_cuda_qplan *p,
+                       const struct pgd_cuda_qlt *g, char *err, size_t errlen)
 {
     const bool fp8 = p->kind != PGD_QLT_16;
     const cudaDataType_t t16 = p->dt == PGD_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
@@ -137,9 +246,9 @@ static int qplan_build(struct pgd_cuda_ctx *c, struct pgd_cuda_qplan *p, char *e
               "%s GEMM transb", what);
     if (fp8) {
         /* Hopper's FP8 MMA keeps fewer accumulator bits unless cuBLASLt promotes them
-         * periodically (fast accumulation off, the default): PGD_CUDA_FP8_FAST_ACCUM=1 trades
-         * that accuracy for speed, for measuring. */
-        int8_t fast = pgd_cuda__qenv_int("PGD_CUDA_FP8_FAST_ACCUM", 0) ? 1 : 0;
+         * periodically (fast accumulation off): the caller's fast_accum trades that accuracy
+         * for speed. */
+        int8_t fast = p->fast_accum ? 1 : 0;
         PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast,
                                                  sizeof fast), "%s GEMM fast accumulation", what);
     }
@@ -174,11 +283,11 @@ static int qplan_build(struct pgd_cuda_ctx *c, struct pgd_cuda_qplan *p, char *e
     if (s == CUBLAS_STATUS_SUCCESS)
         s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
                                                  &al_d, sizeof al_d);
-    cublasLtMatmulHeuristicResult_t h;
+    cublasLtMatmulHeuristicResult_t h[QPLAN_CANDIDATES];
     int found = 0;
     if (s == CUBLAS_STATUS_SUCCESS)
-        s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->a, p->b, p->d, p->d, pref, 1, &h,
-                                           &found);
+        s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->a, p->b, p->d, p->d, pref,
+                                           fp8 ? QPLAN_CANDIDATES : 1, h, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     if (s != CUBLAS_STATUS_SUCCESS || found == 0) {
         pgd_cuda_failf(err, errlen, "cuBLASLt has no %s algorithm for %s D [%d, %d] (ld %d) = "
@@ -187,7 +296,15 @@ static int qplan_build(struct pgd_cuda_ctx *c, struct pgd_cuda_qplan *p, char *e
                        p->n, p->ldb, p->al_a, p->al_b, p->al_d, (int)s);
         return 2;
     }
-    p->algo = h.algo;
+    p->algo = h[0].algo;
+    if (fp8 && qplan_reuse_bucket(c, p))
+        return 0;
+    if (fp8 && found > 1) {
+        int best = 0;
+        if (qplan_fastest(c, p, g, h, found, &best, err, errlen))
+            return 1;
+        p->algo = h[best].algo;
+    }
     return 0;
 }
 
@@ -197,13 +314,15 @@ static int qplan_get(struct pgd_cuda_ctx *c, const struct pgd_cuda_qlt *g,
 {
     struct pgd_cuda_qplan key = {};
     key.kind = g->kind;
+    key.fast_accum = g->kind != PGD_QLT_16 && g->fast_accum;
     key.dt = g->dt;
     key.m = g->m; key.n = g->n; key.k = g->k;
     key.lda = g->lda; key.ldb = g->ldb; key.ldd = g->ldd;
     key.al_a = ptr_align(g->a); key.al_b = ptr_align(g->b); key.al_d = ptr_align(g->d);
     for (int i = 0; i < c->qplan_n; i++) {
         struct pgd_cuda_qplan *p = &c->qplan[i];
-        if (p->kind == key.kind && p->dt == key.dt && p->m == key.m && p->n == key.n &&
+        if (p->kind == key.kind && p->fast_accum == key.fast_accum && p->dt == key.dt &&
+            p->m == key.m && p->n == key.n &&
             p->k == key.k && p->lda == key.lda && p->ldb == key.ldb && p->ldd == key.ldd &&
             p->al_a == key.al_a && p->al_b == key.al_b && p->al_d == key.al_d) {
             *res = p;
@@ -225,7 +344,7 @@ static int qplan_get(struct pgd_cuda_ctx *c, const struct pgd_cuda_qlt *g,
         qplan_free(p);
     }
     *p = key;
-    int rc = qplan_build(c, p, err, errlen);
+    int rc = qplan_build(c, p, g, err, errlen);
     if (rc == 1) {
         qplan_free(p);
         p->m = -1;                   /* never matches: built again next time */

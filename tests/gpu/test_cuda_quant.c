@@ -1,11 +1,12 @@
 /* The quantized linears (kernels/cuda/quant_wq.cu, quant_fp8.cu) against the CPU reference
  * of include/pagoda/quant.h (kernels/cpu/quant.c): random layers in the canonical layouts,
  * x random in the dtype, every path (the GEMV, the fused tensor-core GEMM, the dequantize +
- * cuBLASLt GEMM, cuBLASLt's FP8 GEMM with outer-vector scales and with a float32 output, the
- * automatic choice), bits
- * 4 and 8, groups of 32, 64, 128 and per-channel, act-order, odd shapes, n = 1, 3, 8, 17,
- * 64, 256 and every n = 1..16 of the decode GEMV, x not 16-byte aligned, with and without
- * bias, replayed from a CUDA graph.
+ * cuBLASLt GEMM, cuBLASLt's FP8 GEMM with outer-vector scales, with fast accumulation and
+ * with a float32 output, the automatic choice), bits 4 and 8, groups of 32, 64, 128 and
+ * per-channel, act-order, odd shapes, n = 1, 3, 8, 17, 64, 256 and every n = 1..16 of the
+ * decode GEMV, x not 16-byte aligned, with and without bias, replayed from a CUDA graph; for
+ * FP8 also the decode GEMV that quantizes x inside its blocks at and past its limits, and
+ * timed cuBLASLt algorithms reused across one batch bucket.
  *
  * The reference: W from pgd_cpu_wq_dequantize / pgd_cpu_fp8_dequantize (FP8: x through
  * pgd_cpu_fp8_quantize_rows and dequantized back), then pgd_cpu_linear in float32. The
@@ -56,7 +57,7 @@ static const enum pgd_dtype DTS[2] = { PGD_DTYPE_BF16, PGD_DTYPE_F16 };
 static const char *path_name(int p)
 {
     static const char *names[] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-lt",
-                                   "gemm-mma" };
+                                   "gemm-mma", "gemm-fast", "gemv-e4m3" };
     return names[p];
 }
 
@@ -96,13 +97,12 @@ static void reference(const float *x, const float *w, const float *b, int n, int
     free(ax); free(aw); free(ab);
 }
 
-static void expect_close(const char *name, const char *path, const float *got, const float *want,
-                         const float *abs_sum, const float *b, int n, int out, enum pgd_dtype dt)
+/* As expect_close, with the accumulation term's factor a given. */
+static void expect_close_a(const char *name, const char *path, const float *got, const float *want,
+                           const float *abs_sum, const float *b, int n, int out, enum pgd_dtype dt,
+                           double a)
 {
     const double u = dt == PGD_DTYPE_BF16 ? 0x1p-7 : 0x1p-10;
-    /* FP8 through cuBLASLt: the gemm paths, and auto past the GEMV's rows */
-    const bool fp8_gemm = !strncmp(name, "FP8", 3) && strcmp(path, "gemv") != 0;
-    const double a = fp8_gemm ? 0x1p-12 : 0x1p-14;
     for (size_t i = 0; i < (size_t)n * out; i++) {
         const int o = (int)(i % out);
         const double allowed = u * (fabs(want[i]) + (b ? fabs(b[o]) : 0)) + a * abs_sum[i];
@@ -111,6 +111,14 @@ static void expect_close(const char *name, const char *path, const float *got, c
                   "(off by %.3g, allowed %.3g; sum |x w| %.4g)", name, path, i / out, o, got[i],
                   want[i], d, allowed, abs_sum[i]);
     }
+}
+
+static void expect_close(const char *name, const char *path, const float *got, const float *want,
+                         const float *abs_sum, const float *b, int n, int out, enum pgd_dtype dt)
+{
+    /* FP8 through cuBLASLt: the gemm paths, and auto past the GEMV's rows */
+    const bool fp8_gemm = !strncmp(name, "FP8", 3) && strcmp(path, "gemv") != 0;
+    expect_close_a(name, path, got, want, abs_sum, b, n, out, dt, fp8_gemm ? 0x1p-12 : 0x1p-14);
 }
 
 /* ---- W4A16 / W8A16 ------------------------------------------------------------------------ */
@@ -458,14 +466,43 @@ static float *fp8_x(int n, int in, enum pgd_dtype dt)
     return x;
 }
 
-/* One call through `path` against the reference; returns 2 (nothing checked) when the path
- * has no cuBLASLt algorithm here. */
-static int fp8_check(const struct fp8_layer *L, enum pgd_dtype dt, int n, int path, bool bias)
+/* Whether the library's automatic FP8 GEMM uses fast accumulation (as it reads it). */
+static bool fp8_fast_default(void)
+{
+    const char *e = getenv("PGD_CUDA_FP8_FAST_ACCUM");
+    return e && *e ? atoi(e) != 0 : false;
+}
+
+/* The accumulation term's factor for an FP8 call (see the top of the file): the GEMVs 2^-14;
+ * cuBLASLt's FP8 GEMM 2^-12; with fast accumulation the tensor cores keep the running sum
+ * of all in inputs (about 14 bits, truncated at each 32-input step): up to 2^-13 A a step,
+ * 2^-13 * (in / 32) A in all, the worst case of errors that all lean one way. */
+static double fp8_tolerance(int path, int n, int in)
+{
+    const bool gemv = path == PGD_CUDA_QPATH_GEMV || path == PGD_CUDA_QPATH_GEMV_E4M3 ||
+                      (path == PGD_CUDA_QPATH_AUTO && n <= env_limit("PGD_CUDA_FP8_GEMV_MAX_N", 8));
+    const bool fast = path == PGD_CUDA_QPATH_GEMM_FAST ||
+                      ((path == PGD_CUDA_QPATH_AUTO || path == PGD_CUDA_QPATH_GEMM) &&
+                       fp8_fast_default());
+    if (gemv)
+        return 0x1p-14;
+    return fast ? 0x1p-13 * (in > 32 ? in / 32.0 : 1.0) : 0x1p-12;
+}
+
+/* One call through `path` against the reference, x at element xoff of its device buffer
+ * (an x that is not 16-byte aligned takes the unfused paths); returns 2 (nothing checked)
+ * when the path has no cuBLASLt algorithm here. */
+static int fp8_check_at(const struct fp8_layer *L, enum pgd_dtype dt, int n, int path, bool bias,
+                        int xoff)
 {
     char err[512] = "";
     const int in = L->in, out = L->out;
     float *x = fp8_x(n, in, dt), *b = bias ? rand_vals((size_t)out, 0.5f, dt) : NULL;
-    void *dx = upload(x, (size_t)n * in, dt), *db = bias ? upload(b, (size_t)out, dt) : NULL;
+    float *xpad = calloc((size_t)n * in + (size_t)xoff, sizeof *xpad);
+    memcpy(xpad + xoff, x, (size_t)n * in * sizeof *x);
+    void *dbase = upload(xpad, (size_t)n * in + (size_t)xoff, dt);
+    void *dx = (char *)dbase + (size_t)xoff * pgd_dtype_size(dt);
+    void *db = bias ? upload(b, (size_t)out, dt) : NULL;
     void *dy = poisoned((size_t)n * out, dt);
     int rc = pgd_cuda_fp8_linear_path(ctx, path, dt, dx, n, L->d, db, dy, err, sizeof err);
     cr_assert(rc == 0 || (rc == 2 && path >= PGD_CUDA_QPATH_GEMM_VEC), "%s", err);
@@ -480,14 +517,20 @@ static int fp8_check(const struct fp8_layer *L, enum pgd_dtype dt, int n, int pa
         float *abs_sum = malloc((size_t)n * out * sizeof *abs_sum);
         reference(xd, L->w, b, n, in, out, want, abs_sum);
         char name[256];
-        snprintf(name, sizeof name, "%s, %s x [%d, %d]%s", L->name, pgd_dtype_name(dt), n, in,
-                 bias ? " + bias" : "");
-        expect_close(name, path_name(path), got, want, abs_sum, b, n, out, dt);
+        snprintf(name, sizeof name, "%s, %s x [%d, %d]%s%s", L->name, pgd_dtype_name(dt), n, in,
+                 bias ? " + bias" : "", xoff ? " (x not 16-byte aligned)" : "");
+        expect_close_a(name, path_name(path), got, want, abs_sum, b, n, out, dt,
+                       fp8_tolerance(path, n, in));
         free(got); free(q); free(sx); free(xd); free(want); free(abs_sum);
     }
-    free(x); free(b);
-    pgd_cuda_free(dx); pgd_cuda_free(db); pgd_cuda_free(dy);
+    free(x); free(xpad); free(b);
+    pgd_cuda_free(dbase); pgd_cuda_free(db); pgd_cuda_free(dy);
     return rc;
+}
+
+static int fp8_check(const struct fp8_layer *L, enum pgd_dtype dt, int n, int path, bool bias)
+{
+    return fp8_check_at(L, dt, n, path, bias, 0);
 }
 
 /* Per-channel and per-tensor, both dtypes, every n through the GEMV, the GEMM (whichever
@@ -537,6 +580,52 @@ static void fp8_kind(int path)
 
 GPU_TEST(fp8_gemm_outer_vector_scales) { fp8_kind(PGD_CUDA_QPATH_GEMM_VEC); }
 GPU_TEST(fp8_gemm_float32_epilogue) { fp8_kind(PGD_CUDA_QPATH_GEMM_F32); }
+GPU_TEST(fp8_gemm_fast_accumulation) { fp8_kind(PGD_CUDA_QPATH_GEMM_FAST); }
+
+/* The decode GEMV that quantizes x inside each block (up to 8 rows whose codes fit 40 KB:
+ * n rows of in + 64 or + 128 bytes), at its limits and just past them, per-tensor and
+ * per-channel, both dtypes: [37 x 4160] n = 1..8 (fused; out not a multiple of 16, 65
+ * chunks over 8 warps; x as fp16 values up to n = 4, as e4m3 codes past it and on the
+ * gemv-e4m3 path), [24 x 14400]
+ * n = 1 (fp16 values), 2 (codes) and 3 (x quantized first: past 40 KB), and an x that is
+ * not 16-byte aligned (x quantized first, by the scalar kernel). From 3 rows on one row is all
+ * zeros and the rows' magnitudes differ by up to 2^6 (fp8_x). */
+GPU_TEST(fp8_gemv_quantizes_x_in_the_block)
+{
+    for (int pc = 0; pc < 2; pc++) {
+        struct fp8_layer L;
+        fp8_init(&L, pc == 1, 4160, 37);
+        for (int t = 0; t < 2; t++)
+            for (int n = 1; n <= 8; n++) {
+                fp8_check(&L, DTS[t], n, PGD_CUDA_QPATH_GEMV, (n + pc) % 2 == 0);
+                fp8_check(&L, DTS[t], n, PGD_CUDA_QPATH_AUTO, (n + pc) % 2 == 1);
+                if (n <= 4)
+                    fp8_check(&L, DTS[t], n, PGD_CUDA_QPATH_GEMV_E4M3, (n + t) % 2 == 0);
+            }
+        fp8_check_at(&L, PGD_DTYPE_BF16, 1, PGD_CUDA_QPATH_GEMV, true, 4);
+        fp8_check_at(&L, PGD_DTYPE_F16, 5, PGD_CUDA_QPATH_AUTO, false, 12);
+        fp8_fini(&L);
+        fp8_init(&L, pc == 1, 14400, 24);
+        for (int n = 1; n <= 3; n++)
+            fp8_check(&L, DTS[(n + pc) % 2], n, PGD_CUDA_QPATH_GEMV, n != 2);
+        fp8_fini(&L);
+    }
+}
+
+/* cuBLASLt's FP8 GEMM at several n of one batch bucket (33..63): the first times the
+ * candidate algorithms, the others reuse the winner where cuBLASLt takes it; each result
+ * checked. And a GEMM-sized x that is not 16-byte aligned (the scalar quantization). */
+GPU_TEST(fp8_gemm_timed_algorithm_reused_in_its_bucket)
+{
+    struct fp8_layer L;
+    fp8_init(&L, true, 1024, 208);
+    const int ns[4] = { 33, 63, 48, 40 };
+    for (int i = 0; i < 4; i++)
+        if (fp8_check(&L, PGD_DTYPE_BF16, ns[i], PGD_CUDA_QPATH_GEMM, i % 2 == 0) != 0)
+            cr_assert_fail("no FP8 GEMM at n = %d", ns[i]);
+    cr_assert_eq(fp8_check_at(&L, PGD_DTYPE_F16, 40, PGD_CUDA_QPATH_GEMM, true, 4), 0);
+    fp8_fini(&L);
+}
 
 /* ---- graphs and errors ------------------------------------------------------------------- */
 /* The decode-sized calls (and a GEMM-sized one, after a first call made its cuBLASLt plans)

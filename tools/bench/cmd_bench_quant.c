@@ -1,8 +1,11 @@
 /* pagoda bench quant: the quantized linears (kernels/cuda/quant_wq.cu, quant_fp8.cu) at the
  * Llama-3-8B shapes, each path timed alone on random layers (copies larger than L2), bf16
  * activations: microseconds, the layer's weight bytes per second beside the device-to-device
- * copy bandwidth measured in the same run (the floor: bytes / bandwidth), TFLOP/s, and the
- * bf16 layer (linear.cu's GEMV, or cuBLASLt's GEMM) at the same size for comparison. */
+ * copy bandwidth measured in the same run, TFLOP/s, the bf16 layer (linear.cu's GEMV, or
+ * cuBLASLt's GEMM) at the same size for comparison, and the floor: the larger of the bytes
+ * (weights, x and y once each) over the copy bandwidth and the FLOPs over the tensor-core
+ * rate (the bf16 GEMM rate measured in the same run; FP8: twice it, Hopper's FP8 peak being
+ * twice its bf16 peak). */
 #include "config.h"
 #include "tools/commands.h"
 #include <stdio.h>
@@ -49,8 +52,8 @@ static const struct quant_format FORMATS[] = {
 };
 #define NFORMAT ((int)(sizeof FORMATS / sizeof FORMATS[0]))
 
-static const char *PATH_NAME[7] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-lt",
-                                     "gemm-mma" };
+static const char *PATH_NAME[9] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-lt",
+                                     "gemm-mma", "gemm-fast", "gemv-e4m3" };
 
 /* The bf16 layer at the same size: microseconds. */
 static int bf16_us(struct pgd_cuda_ctx *c, int n, int in, int out, double *us, char *err,
@@ -69,19 +72,21 @@ static int bf16_us(struct pgd_cuda_ctx *c, int n, int in, int out, double *us, c
 }
 
 static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, const int *batches,
-                      int nb, double gbps, double peak_tflops)
+                      int nb, double gbps, double tflops)
 {
     char err[512];
     const int fp8 = f->format == PGD_CUDA_QBENCH_FP8;
-    const int paths[5] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV,
-                           fp8 ? PGD_CUDA_QPATH_GEMM_VEC : PGD_CUDA_QPATH_GEMM,
-                           fp8 ? PGD_CUDA_QPATH_GEMM_F32 : PGD_CUDA_QPATH_GEMM_MMA,
-                           PGD_CUDA_QPATH_GEMM_LT };
-    const int npath = fp8 ? 4 : 5;
+    static const int FP8_PATHS[6] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV,
+                                      PGD_CUDA_QPATH_GEMM_VEC, PGD_CUDA_QPATH_GEMM_F32,
+                                      PGD_CUDA_QPATH_GEMM_FAST, PGD_CUDA_QPATH_GEMV_E4M3 };
+    static const int WQ_PATHS[5] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV, PGD_CUDA_QPATH_GEMM,
+                                     PGD_CUDA_QPATH_GEMM_MMA, PGD_CUDA_QPATH_GEMM_LT };
+    const int *paths = fp8 ? FP8_PATHS : WQ_PATHS;
+    const int npath = fp8 ? 6 : 5;
     printf("== %s\n%-8s %6s %6s %4s", f->name, "shape", "out", "in", "n");
     for (int p = 0; p < npath; p++)
         printf(" %19s", PATH_NAME[paths[p]]);
-    printf(" %17s %8s %6s %8s\n", "bf16", "floor us", "bound", "flop us");
+    printf(" %17s %8s %6s\n", "bf16", "floor us", "bound");
     int max_n = 1;
     for (int bi = 0; bi < nb; bi++)
         max_n = batches[bi] > max_n ? batches[bi] : max_n;
@@ -101,7 +106,8 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
             for (int p = 0; p < npath; p++) {
                 double us = 0;
                 /* the GEMV past 64 rows is many launches a call: not a contender */
-                if (paths[p] == PGD_CUDA_QPATH_GEMV && n > 64) {
+                if ((paths[p] == PGD_CUDA_QPATH_GEMV || paths[p] == PGD_CUDA_QPATH_GEMV_E4M3) &&
+                    n > 64) {
                     printf(" %19s", "-");
                     continue;
                 }
@@ -126,25 +132,27 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
                 pgd_cuda_qbench_destroy(q);
                 return 1;
             }
-            const double floor_us = bytes / (gbps * 1e3);
-            printf(" %7.1f %9.1f %8.1f %5.0f%% %8.1f\n", bus,
-                   2.0 * n * sh->out * (double)sh->in / (bus * 1e6), floor_us,
-                   auto_us > 0 ? 100.0 * floor_us / auto_us : 0.0,
-                   2.0 * n * sh->out * (double)sh->in / (peak_tflops * 1e6));
+            const double flop = 2.0 * n * sh->out * (double)sh->in;
+            const double io = (double)bytes + 2.0 * n * ((double)sh->in + sh->out);
+            const double floor_bytes = io / (gbps * 1e3);
+            const double floor_flop = flop / ((fp8 ? 2.0 : 1.0) * tflops * 1e6);
+            const double floor_us = floor_bytes > floor_flop ? floor_bytes : floor_flop;
+            printf(" %7.1f %9.1f %8.1f %5.0f%%\n", bus, flop / (bus * 1e6), floor_us,
+                   auto_us > 0 ? 100.0 * floor_us / auto_us : 0.0);
             fflush(stdout);
         }
         pgd_cuda_qbench_destroy(q);
     }
-    printf("(each path: us, GB/s of weight bytes, TFLOP/s; bf16: us, TFLOP/s; floor: weight "
-           "bytes / copy bandwidth; bound: floor / auto's us; flop: 2 n out in / the bf16 "
-           "GEMM's measured TFLOP/s)\n\n");
+    printf("(each path: us, GB/s of weight bytes, TFLOP/s; bf16: us, TFLOP/s; floor: the larger "
+           "of weight + x + y bytes / copy bandwidth and FLOPs / %s; bound: floor / auto's us)\n\n",
+           fp8 ? "2 x the bf16 GEMM rate" : "the bf16 GEMM rate");
     return 0;
 }
 #endif
 
 int pgd_cmd_bench_quant(int argc, char **argv)
 {
-    int batches[MAX_LIST] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 2048 }, nb = 11;
+    int batches[MAX_LIST] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048 }, nb = 12;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
@@ -160,7 +168,8 @@ int pgd_cmd_bench_quant(int argc, char **argv)
                             "  formats: w4g128 w4g128-act w4g32 w4ch w8g128 fp8 (default: all)\n"
                             "  paths: auto, gemv, gemm (W4/W8: the fused tensor-core GEMM, wgmma "
                             "where it applies), gemm-mma (the same on mma.sync),\n"
-                            "  gemm-lt (W4/W8: dequantize + cuBLASLt), gemm-vec, gemm-f32 (fp8);\n"
+                            "  gemm-lt (W4/W8: dequantize + cuBLASLt); fp8: gemm-vec, gemm-f32, "
+                            "gemm-fast (fast accumulation), gemv-e4m3 (x as e4m3 codes);\n"
                             "  environment "
                             "PGD_CUDA_WQ_GEMV_MAX_N, PGD_CUDA_FP8_GEMV_MAX_N,\n"
                             "  PGD_CUDA_FP8_FAST_ACCUM=1 change the automatic choice and "
