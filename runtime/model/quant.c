@@ -6,7 +6,11 @@
  * (quant_config.json) leaves beside the weights, else from --quantization; when both the
  * checkpoint and --quantization name one they must agree. A side file becomes config.json's
  * quantization_config in memory, so that plugins read every setting through
- * pgd_config_*("quantization_config.<key>") whichever file held it. */
+ * pgd_config_*("quantization_config.<key>") whichever file held it.
+ *
+ * Random weights (--load-format dummy) go through the same plugin: it makes each layer in
+ * the layout its quantization_config describes (or its defaults, without one) from
+ * pgd_model_random_wq / _fp8 (runtime/model/qrandom.c). */
 #include "runtime/model/model.h"
 #include "runtime/model/model_ctx.h"
 #include "runtime/model/qweight.h"
@@ -84,10 +88,6 @@ enum pgd_status pgd__model_quant_setup(struct pgd__model *m, const struct pgd_re
                         "is not supported: no quant plugin claims it (claimed: %s)", m->dir,
                         method, ckpt ? "" : " (--quantization)", claimed);
     }
-    if (m->random_weights)
-        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: quantization \"%s\" with random "
-                        "weights (--load-format dummy): random quantized tensors are not made",
-                        m->dir, method);
     struct pgd_model_ctx ctx = { .m = m };
     st = m->quant->quant->configure(&ctx, m->device, m->dtype, &m->quant_state, err, errlen);
     if (st) {

@@ -64,7 +64,7 @@ enum pgd_status qc_list_read(const struct pgd_model_ctx *ctx, const char *key,
 enum pgd_status qc_need_config(const struct pgd_model_ctx *ctx, const char *method, char *err,
                                size_t errlen)
 {
-    if (!pgd_config_is_null(ctx, "quantization_config"))
+    if (!pgd_config_is_null(ctx, "quantization_config") || pgd_model_random_weights(ctx))
         return PGD_OK;
     return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: --quantization %s needs a checkpoint "
                     "quantized with %s (config.json has no quantization_config, and no %s beside "
@@ -127,6 +127,7 @@ enum pgd_status qc_finish_linear(struct pgd_model_ctx *ctx, const struct pgd_qua
 
 enum pgd_status qc_load_wq_linear(const void *state, struct pgd_model_ctx *ctx,
                                   const struct pgd_quant_ops *ops, qc_wq_part_fn part_fn,
+                                  const struct qc_wq_scheme *scheme,
                                   const char *const *prefixes, int n_parts, int64_t in_features,
                                   const int64_t *out_features, bool bias, struct pgd_linear *out,
                                   char *err, size_t errlen)
@@ -138,9 +139,13 @@ enum pgd_status qc_load_wq_linear(const void *state, struct pgd_model_ctx *ctx,
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: %d fused parts (1..%d)",
                         prefixes[0], n_parts, MAX_PARTS);
     enum pgd_status st = PGD_OK;
+    bool random = pgd_model_random_weights(ctx);
     for (int i = 0; i < n_parts && !st; i++)
-        st = part_fn(state, ctx, prefixes[i], in_features, out_features[i], &hosts[i],
-                     &blocks[i], err, errlen);
+        st = random ? pgd_model_random_wq(ctx, prefixes[i], scheme->bits, scheme->group_size,
+                                          scheme->act_order, in_features, out_features[i],
+                                          &hosts[i], &blocks[i], err, errlen)
+                    : part_fn(state, ctx, prefixes[i], in_features, out_features[i], &hosts[i],
+                              &blocks[i], err, errlen);
     struct pgd_qweight *w = NULL;
     if (!st)
         st = pgd_model_qweight_wq(ctx, prefixes[0], hosts, n_parts, &w, err, errlen);

@@ -23,7 +23,8 @@ void qc_list_free(struct qc_list *list);
 bool qc_list_has(const struct qc_list *list, const char *prefix, bool substring);
 
 /* PGD_ERR_UNSUPPORTED when the checkpoint has no quantization_config (a 16-bit checkpoint
- * named with --quantization METHOD for a format that cannot quantize at load). */
+ * named with --quantization METHOD for a format that cannot quantize at load). Random weights
+ * need none: the format's defaults describe their layout. */
 enum pgd_status qc_need_config(const struct pgd_model_ctx *ctx, const char *method, char *err,
                                size_t errlen);
 
@@ -43,8 +44,15 @@ enum pgd_status qc_finish_linear(struct pgd_model_ctx *ctx, const struct pgd_qua
                                  struct pgd_qweight *w, const char *const *prefixes,
                                  int n_parts, int64_t in_features, const int64_t *out_features,
                                  bool bias, struct pgd_linear *out, char *err, size_t errlen);
+/* The layout an integer format's layer has, for random weights (--load-format dummy). */
+struct qc_wq_scheme {
+    int bits;                  /* 4 or 8 */
+    int64_t group_size;        /* -1: per channel */
+    bool act_order;            /* groups not contiguous: a random perm */
+};
 /* The load_linear of an integer format: part_fn reads and converts each part's tensors into
- * a canonical layout (its arrays one malloc'd block in *block), then the model keeps the
+ * a canonical layout (its arrays one malloc'd block in *block), or, with random weights,
+ * pgd_model_random_wq makes each part in the layout `scheme` says; then the model keeps the
  * stacked parts (pgd_model_qweight_wq) and qc_finish_linear fills *out. */
 typedef enum pgd_status (*qc_wq_part_fn)(const void *state, struct pgd_model_ctx *ctx,
                                          const char *prefix, int64_t in, int64_t out,
@@ -52,6 +60,7 @@ typedef enum pgd_status (*qc_wq_part_fn)(const void *state, struct pgd_model_ctx
                                          size_t errlen);
 enum pgd_status qc_load_wq_linear(const void *state, struct pgd_model_ctx *ctx,
                                   const struct pgd_quant_ops *ops, qc_wq_part_fn part_fn,
+                                  const struct qc_wq_scheme *scheme,
                                   const char *const *prefixes, int n_parts, int64_t in_features,
                                   const int64_t *out_features, bool bias, struct pgd_linear *out,
                                   char *err, size_t errlen);

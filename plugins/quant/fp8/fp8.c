@@ -5,9 +5,13 @@
  *     scale per token at run time); ignored_layers and modules_to_not_convert stay dense;
  *   - a bf16/fp16/fp32 checkpoint with --quantization fp8 (no quantization_config): every
  *     linear layer but the LM head is quantized at load with one scale per output channel,
- *     max |w| / 448, the same rule the activations get per token.
+ *     max |w| / 448, the same rule the activations get per token;
+ *   - random weights (--load-format dummy): random e4m3 layers, with one scale per tensor
+ *     when a quantization_config says the checkpoint is FP8 (as vLLM's are), else one per
+ *     output channel (as --quantization fp8 makes them).
  * The layers go to the model as struct pgd_fp8_host (include/pagoda/quant.h). */
 #include "plugins/quant/common/qcommon.h"
+#include <pagoda/log.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +53,9 @@ static enum pgd_status fp8_configure(struct pgd_model_ctx *ctx, enum pgd_device 
     if (!s)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
     s->serialized = serialized;
+    if (pgd_model_random_weights(ctx))
+        PGD_INFO("%s: random FP8 (e4m3) layers: a scale per %s", dir,
+                 serialized ? "tensor" : "output channel");
     enum pgd_status st = qc_list_read(ctx, Q "ignored_layers", &s->ignored, err, errlen);
     if (!st)
         st = qc_list_read(ctx, Q "modules_to_not_convert", &s->skip, err, errlen);
@@ -161,11 +168,14 @@ static enum pgd_status fp8_load_linear(void *state, struct pgd_model_ctx *ctx,
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: %d fused parts (1..%d)",
                         prefixes[0], n_parts, MAX_PARTS);
     enum pgd_status st = PGD_OK;
+    bool random = pgd_model_random_weights(ctx);
     for (int i = 0; i < n_parts && !st; i++)
-        st = s->serialized ? read_serialized(ctx, prefixes[i], in_features, out_features[i],
-                                             &hosts[i], &mem[i], err, errlen)
-                           : quantize_dense(ctx, prefixes[i], in_features, out_features[i],
-                                            &hosts[i], &mem[i], err, errlen);
+        st = random ? pgd_model_random_fp8(ctx, prefixes[i], !s->serialized, in_features,
+                                           out_features[i], &hosts[i], &mem[i], err, errlen)
+             : s->serialized ? read_serialized(ctx, prefixes[i], in_features, out_features[i],
+                                               &hosts[i], &mem[i], err, errlen)
+                             : quantize_dense(ctx, prefixes[i], in_features, out_features[i],
+                                              &hosts[i], &mem[i], err, errlen);
     struct pgd_qweight *w = NULL;
     if (!st)
         st = pgd_model_qweight_fp8(ctx, prefixes[0], hosts, n_parts, &w, err, errlen);

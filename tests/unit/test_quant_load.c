@@ -1,0 +1,268 @@
+/* Quantized models without a checkpoint of their own: random quantized layers
+ * (--load-format dummy with a quantization, runtime/model/qrandom.c) in the layout the
+ * quantization_config describes, scaled like the dense random weights, and models built from
+ * them that run with finite logits of the dense random model's size. */
+#include "tests/lib/model_fixture.h"
+#include "tests/lib/test_common.h"
+#include "tests/lib/capture.h"
+#include "runtime/model/model.h"
+#include "runtime/model/model_ctx.h"
+#include "runtime/model/qweight.h"
+#include "runtime/runner/runner.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+PGD_TEST_SUITE(quant_random);
+
+static const char *quant_fixture(const char *name)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof buf, "%s/tests/fixtures/quant/%s",
+             getenv("PGD_TEST_SRCDIR") && *getenv("PGD_TEST_SRCDIR") ? getenv("PGD_TEST_SRCDIR")
+                                                                     : PGD_TEST_SRCDIR, name);
+    return buf;
+}
+
+static double rms(const float *x, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)x[i] * x[i];
+    return sqrt(s / (double)n);
+}
+
+/* A bare model with a seed: enough for the random layer services. */
+static struct pgd__model *bare_model(uint64_t seed)
+{
+    struct pgd__model *m = calloc(1, sizeof *m);
+    cr_assert_not_null(m);
+    *m = (struct pgd__model){ .device = PGD_DEVICE_CPU, .dtype = PGD_DTYPE_F32,
+                              .random_weights = true, .random_seed = seed };
+    return m;
+}
+
+/* The dequantized RMS is the dense random weights' 1 / sqrt(in) (uniform in +-sqrt(3 / in)),
+ * for every bit width and FP8 scale granularity: activations keep their size. */
+Test(quant_random, layers_are_scaled_like_the_dense_random_weights)
+{
+    struct pgd__model *m = bare_model(7);
+    struct pgd_model_ctx ctx = { .m = m };
+    char err[1024] = "";
+    const int64_t in = 1024, out = 256;
+    float *dense = malloc((size_t)(in * out) * sizeof *dense);
+    for (int bits = 4; bits <= 8; bits += 4) {
+        struct pgd_wq_host h;
+        void *block;
+        cr_assert_eq(pgd_model_random_wq(&ctx, "model.layers.0.mlp.down_proj", bits, 128, false,
+                                         in, out, &h, &block, err, sizeof err), PGD_OK, "%s", err);
+        cr_assert_eq(h.bits, bits);
+        cr_assert_eq(h.group_size, 128);
+        cr_assert_null(h.perm);
+        for (int64_t i = 0; i < in / 128 * out; i++) {
+            cr_assert_eq(h.zeros[i], (float)(1 << (bits - 1)));
+            cr_assert(h.scales[i] > 0 && isfinite(h.scales[i]));
+        }
+        pgd_cpu_wq_dequantize(&h, dense);
+        double r = rms(dense, (size_t)(in * out)) * sqrt((double)in);
+        cr_assert(r > 0.95 && r < 1.05, "%d bits: RMS %g / sqrt(in)", bits, r);
+        free(block);
+    }
+    for (int pc = 0; pc < 2; pc++) {
+        struct pgd_fp8_host h;
+        void *block;
+        cr_assert_eq(pgd_model_random_fp8(&ctx, "model.layers.0.mlp.down_proj", pc, in, out, &h,
+                                          &block, err, sizeof err), PGD_OK, "%s", err);
+        cr_assert_eq(h.per_channel, pc);
+        pgd_cpu_fp8_dequantize(&h, dense);
+        size_t distinct = 0;
+        bool seen[256] = { false };
+        for (int64_t i = 0; i < in * out; i++) {
+            cr_assert(isfinite(dense[i]));
+            distinct += !seen[h.weight[i]];
+            seen[h.weight[i]] = true;
+        }
+        cr_assert_eq(distinct, 64, "the codes of 4 exponents, 8 mantissas and 2 signs");
+        double r = rms(dense, (size_t)(in * out)) * sqrt((double)in);
+        cr_assert(r > 0.95 && r < 1.05, "fp8 per %s: RMS %g / sqrt(in)",
+                  pc ? "channel" : "tensor", r);
+        free(block);
+    }
+    free(dense);
+    free(m);
+}
+
+static int32_t *perm_of(struct pgd_model_ctx *ctx, const char *name, int64_t in, int64_t out,
+                        void **block)
+{
+    struct pgd_wq_host h;
+    char err[1024] = "";
+    cr_assert_eq(pgd_model_random_wq(ctx, name, 4, 32, true, in, out, &h, block, err, sizeof err),
+                 PGD_OK, "%s", err);
+    cr_assert_not_null(h.perm);
+    return (int32_t *)h.perm;
+}
+
+/* act-order: a permutation of the inputs, shared by the parts of one fused layer (they see
+ * the same inputs: the join needs one perm), another for another layer; the same seed makes
+ * the same layer again. Group sizes that do not divide the input are refused by name. */
+Test(quant_random, act_order_perms_are_shared_within_a_module)
+{
+    struct pgd__model *m = bare_model(11);
+    struct pgd_model_ctx ctx = { .m = m };
+    void *bq, *bk, *bo;
+    int32_t *q = perm_of(&ctx, "model.layers.0.self_attn.q_proj", 256, 64, &bq);
+    int32_t *k = perm_of(&ctx, "model.layers.0.self_attn.k_proj", 256, 32, &bk);
+    int32_t *o = perm_of(&ctx, "model.layers.1.self_attn.q_proj", 256, 64, &bo);
+    bool seen[256] = { false }, identity = true;
+    for (int i = 0; i < 256; i++) {
+        cr_assert(q[i] >= 0 && q[i] < 256 && !seen[q[i]]);
+        seen[q[i]] = true;
+        identity = identity && q[i] == i;
+    }
+    cr_assert(!identity);
+    cr_assert_arr_eq(q, k, 256 * sizeof *q);
+    cr_assert(memcmp(q, o, 256 * sizeof *q) != 0);
+    struct pgd_wq_host parts[2], joined;
+    char err[1024] = "";
+    void *b0, *b1, *bj;
+    cr_assert_eq(pgd_model_random_wq(&ctx, "model.layers.0.mlp.gate_proj", 8, 64, true, 256, 96,
+                                     &parts[0], &b0, err, sizeof err), PGD_OK, "%s", err);
+    cr_assert_eq(pgd_model_random_wq(&ctx, "model.layers.0.mlp.up_proj", 8, 64, true, 256, 96,
+                                     &parts[1], &b1, err, sizeof err), PGD_OK, "%s", err);
+    cr_assert_eq(pgd__wq_join("gate_up", parts, 2, &joined, &bj, err, sizeof err), PGD_OK, "%s",
+                 err);
+    cr_assert_neq(memcmp(parts[0].qweight, parts[1].qweight, 64 * 96), 0);
+    free(bj);
+    free(b0);
+    free(b1);
+    /* The same seed and name: the same layer. */
+    void *again;
+    int32_t *q2 = perm_of(&ctx, "model.layers.0.self_attn.q_proj", 256, 64, &again);
+    cr_assert_arr_eq(q, q2, 256 * sizeof *q);
+    free(again);
+    free(bq);
+    free(bk);
+    free(bo);
+    struct pgd_wq_host h;
+    void *b;
+    cr_assert_eq(pgd_model_random_wq(&ctx, "model.layers.0.mlp.down_proj", 4, 48, false, 256, 64,
+                                     &h, &b, err, sizeof err), PGD_ERR_UNSUPPORTED);
+    cr_assert(strstr(err, "model.layers.0.mlp.down_proj") && strstr(err, "48"), "%s", err);
+    cr_assert_eq(pgd_model_random_wq(&ctx, "x", 3, 32, false, 256, 64, &h, &b, err, sizeof err),
+                 PGD_ERR_UNSUPPORTED);
+    free(m);
+}
+
+/* ---- whole models ---------------------------------------------------------------------- */
+static struct pgd__runner *random_runner(struct pgd_registry *reg, const char *dir,
+                                         const char *quantization)
+{
+    struct pgd__runner_params p;
+    pgd__runner_default_params(&p);
+    p.model_dir = dir;
+    p.quantization = quantization;
+    p.random_weights = true;
+    p.seed = 5;
+    p.registry = reg;
+    p.num_blocks = 8;
+    p.block_size = 16;
+    p.max_num_seqs = 4;
+    p.max_num_batched_tokens = 512;
+    char err[1024] = "";
+    struct pgd__runner *r = NULL;
+    cr_assert_eq(pgd__runner_create(&p, &r, err, sizeof err), PGD_OK, "%s: %s", dir, err);
+    return r;
+}
+
+/* The RMS of the logits after a short prompt, and the 8 greedy tokens after it (all finite). */
+static double logits_rms(struct pgd__runner *r, const char *what)
+{
+    int vocab = pgd__runner_desc(r)->vocab_size;
+    int32_t prompt[6] = { 1, 17, 42, 99, 7, 300 % vocab }, table[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
+    int32_t out[8];
+    float *first = malloc((size_t)vocab * sizeof *first), *last = malloc((size_t)vocab * 4);
+    greedy_run(r, prompt, 6, 8, 0, table, out, first, last);
+    for (int i = 0; i < vocab; i++)
+        cr_assert(isfinite(first[i]) && isfinite(last[i]), "%s: logit %d is not finite", what, i);
+    double v = rms(first, (size_t)vocab);
+    free(first);
+    free(last);
+    return v;
+}
+
+struct random_case {
+    const char *what, *fixture, *quantization;   /* fixture: under tests/fixtures/quant, or
+                                                    NULL: the dense llama-f32 */
+    enum pgd__qweight_kind kind;
+    size_t n_quantized;          /* layers the plugin loaded (q, k, v, o, gate+up, down) */
+};
+
+/* Each method, from a checkpoint's quantization_config (GPTQ act-order 8-bit, AWQ with a
+ * module left dense, FP8) or from --quantization on a 16-bit config: the model loads with
+ * random layers of that kind (the dense ones where the config says so), runs, and its logits
+ * are finite and of the size the dense random model's are. */
+Test(quant_random, models_load_and_run_quantized)
+{
+    const struct random_case cases[] = {
+        { "GPTQ 8-bit act-order", "llama-gptq-8b-g128-sym-act-v2", NULL, PGD__QW_WQ, 12 },
+        { "GPTQ 4-bit g32", "llama-gptq-4b-g32-sym", NULL, PGD__QW_WQ, 12 },
+        { "AWQ, layers.1.mlp dense", "llama-awq-g32-skip", NULL, PGD__QW_WQ, 10 },
+        { "FP8 per tensor", "llama-fp8-tensor", NULL, PGD__QW_FP8, 12 },
+        { "--quantization gptq", NULL, "gptq", PGD__QW_WQ, 12 },
+        { "--quantization awq", NULL, "awq", PGD__QW_WQ, 12 },
+        { "--quantization fp8", NULL, "fp8", PGD__QW_FP8, 12 },
+    };
+    struct pgd_registry *reg = fixture_registry(NULL);
+    struct pgd__runner *r = random_runner(reg, fixture_dir("llama-f32"), NULL);
+    double dense_rms = logits_rms(r, "dense");
+    cr_assert_null(pgd__runner_model(r)->quant);
+    pgd__runner_destroy(r);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const char *dir = cases[c].fixture ? quant_fixture(cases[c].fixture)
+                                           : fixture_dir("llama-f32");
+        r = random_runner(reg, dir, cases[c].quantization);
+        const struct pgd__model *m = pgd__runner_model(r);
+        cr_assert_not_null(m->quant, "%s", cases[c].what);
+        cr_assert_eq(m->n_quant_layers, cases[c].n_quantized, "%s: %zu quantized layers",
+                     cases[c].what, m->n_quant_layers);
+        size_t n = 0;
+        for (const struct pgd_qweight *w = m->qweights; w; w = w->next, n++) {
+            cr_assert_eq(w->kind, cases[c].kind, "%s", cases[c].what);
+            double r_w = rms(w->dense, (size_t)(w->in * w->out)) * sqrt((double)w->in);
+            cr_assert(r_w > 0.8 && r_w < 1.2, "%s: a [%lld, %lld] layer has RMS %g / sqrt(in)",
+                      cases[c].what, (long long)w->out, (long long)w->in, r_w);
+        }
+        cr_assert_eq(n, cases[c].n_quantized, "%s", cases[c].what);
+        double q = logits_rms(r, cases[c].what);
+        cr_assert(q > dense_rms / 3 && q < dense_rms * 3, "%s: logits RMS %g, dense random %g",
+                  cases[c].what, q, dense_rms);
+        pgd__runner_destroy(r);
+    }
+    pgd_registry_destroy(reg);
+}
+
+/* pagoda bench latency --random-weights with --quantization runs end to end on the CPU and
+ * says the model is quantized. */
+Test(quant_random, bench_latency_runs_quantized)
+{
+    const char *methods[] = { "gptq", "awq", "fp8" };
+    for (size_t i = 0; i < 3; i++) {
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd, "%s/tools/pagoda bench latency --random-weights %s/config.json "
+                 "--device cpu --quantization %s --batch 1,2 --prompt-len 5 --context 4 "
+                 "--steps 2 --warmup 1 2>&1", PGD_TEST_BUILDDIR, fixture_dir("llama-f32"),
+                 methods[i]);
+        int status;
+        char *got = pgd_test_capture(cmd, &status);
+        cr_assert_eq(status, 0, "%s\n%s", cmd, got);
+        char want[64];
+        snprintf(want, sizeof want, "quantization %s (plugin %s", methods[i], methods[i]);
+        cr_assert(strstr(got, want), "%s\n%s", want, got);
+        cr_assert(strstr(got, "(random), quantized"), "%s", got);
+        cr_assert(strstr(got, "\n     2 "), "decode rows missing:\n%s", got);
+        free(got);
+    }
+}
