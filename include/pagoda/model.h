@@ -47,6 +47,9 @@ enum pgd_status pgd_config_bool_or(const struct pgd_model_ctx *ctx, const char *
                                    bool dflt, bool *out, char *err, size_t errlen);
 /* A string value, or NULL when absent, null or not a string. Owned by ctx. */
 const char *pgd_config_str(const struct pgd_model_ctx *ctx, const char *key);
+/* The i-th key of the object at `key` in the file's order (config_groups' group names), or
+ * NULL past the last one or when `key` is not an object. Owned by ctx. */
+const char *pgd_config_key_at(const struct pgd_model_ctx *ctx, const char *key, size_t i);
 /* Reads an activation name (e.g. "hidden_act") as transformers names it: "silu" and
  * "swish" are PGD_ACT_SILU, "gelu_pytorch_tanh" PGD_ACT_GELU_TANH; dflt when the key is
  * absent or null. Another name is PGD_ERR_UNSUPPORTED naming the key and the value. */

@@ -38,6 +38,14 @@ enum pgd_status qc_float_tensor(struct pgd_model_ctx *ctx, const char *name, int
                                 const int64_t *shape, const char *want,
                                 struct pgd_raw_tensor *out, char *err, size_t errlen);
 
+/* A checkpoint's FP8 layer, as vLLM, llm-compressor and compressed-tensors write it:
+ * "<prefix>.weight" F8_E4M3 [out, in] (the bytes as they are) and "<prefix>.weight_scale"
+ * (any float dtype) [] or [1] per tensor, [out] or [out, 1] per channel, widened to float.
+ * The arrays of *h are one malloc'd block in *mem (the caller frees it). */
+enum pgd_status qc_read_fp8(struct pgd_model_ctx *ctx, const char *prefix, int64_t in,
+                            int64_t out, struct pgd_fp8_host *h, void **mem, char *err,
+                            size_t errlen);
+
 /* Fills *out for a loaded quantized layer: sizes, the plugin's ops, the weight as
  * quant_state (owned by the model: qc_free_linear frees nothing), and the bias when asked. */
 enum pgd_status qc_finish_linear(struct pgd_model_ctx *ctx, const struct pgd_quant_ops *ops,
@@ -64,6 +72,18 @@ enum pgd_status qc_load_wq_linear(const void *state, struct pgd_model_ctx *ctx,
                                   const char *const *prefixes, int n_parts, int64_t in_features,
                                   const int64_t *out_features, bool bias, struct pgd_linear *out,
                                   char *err, size_t errlen);
+/* The same for FP8 layers: part_fn reads each part (its arrays one malloc'd block in
+ * *block), or, with random weights, pgd_model_random_fp8 makes it with a scale per output
+ * channel when random_per_channel, else one per tensor; pgd_model_qweight_fp8 keeps them. */
+typedef enum pgd_status (*qc_fp8_part_fn)(const void *state, struct pgd_model_ctx *ctx,
+                                          const char *prefix, int64_t in, int64_t out,
+                                          struct pgd_fp8_host *host, void **block, char *err,
+                                          size_t errlen);
+enum pgd_status qc_load_fp8_linear(const void *state, struct pgd_model_ctx *ctx,
+                                   const struct pgd_quant_ops *ops, qc_fp8_part_fn part_fn,
+                                   bool random_per_channel, const char *const *prefixes,
+                                   int n_parts, int64_t in_features, const int64_t *out_features,
+                                   bool bias, struct pgd_linear *out, char *err, size_t errlen);
 void qc_linear(struct pgd_fwd *f, const struct pgd_linear *w, const struct pgd_tensor *x,
                struct pgd_tensor *y);
 void qc_free_linear(void *layer_state);
