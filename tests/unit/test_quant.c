@@ -374,6 +374,12 @@ GOLDEN(llama_fp8_per_tensor, "llama-fp8-tensor", FP8_TOL)
 GOLDEN(qwen3_fp8_per_channel, "qwen3-fp8-channel", FP8_TOL)
 GOLDEN(mistral_fp8_ignored_layers, "mistral-fp8-tensor-ignored", FP8_TOL)
 GOLDEN(llama_bf16_quantized_to_fp8_at_load, "llama-bf16-fp8-dynamic", FP8_TOL)
+GOLDEN(llama_ct_w4a16_group_sym, "llama-ct-w4a16-g32-sym", WQ_TOL)
+GOLDEN(qwen2_ct_w4a16_asym_actorder_group, "qwen2-ct-w4a16-g32-asym-act", WQ_TOL)
+GOLDEN(qwen3_ct_w8a16_channel_asym, "qwen3-ct-w8a16-channel-asym", WQ_TOL)
+GOLDEN(mistral_ct_regex_targets_and_ignore, "mistral-ct-mixed-ignore", WQ_TOL)
+GOLDEN(llama_ct_fp8_dynamic_per_channel, "llama-ct-fp8-dynamic", FP8_TOL)
+GOLDEN(qwen3_ct_fp8_static_per_tensor, "qwen3-ct-fp8-static", FP8_TOL)
 
 /* A checkpoint that stores q/k/v fused (Phi-3's qkv_proj) is loaded in row slices
  * (pgd_model_load_linear_rows): with --quantization fp8 those slices would be quantized
