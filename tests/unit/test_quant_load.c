@@ -1,7 +1,8 @@
 /* Quantized models without a checkpoint of their own: random quantized layers
  * (--load-format dummy with a quantization, runtime/model/qrandom.c) in the layout the
  * quantization_config describes, scaled like the dense random weights, and models built from
- * them that run with finite logits of the dense random model's size. */
+ * them that run with finite logits of the dense random model's size; the catalog's quant
+ * values, which are the labels pagoda gives every quantized fixture. */
 #include "tests/lib/model_fixture.h"
 #include "tests/lib/test_common.h"
 #include "tests/lib/capture.h"
@@ -9,13 +10,16 @@
 #include "runtime/model/model_ctx.h"
 #include "runtime/model/qweight.h"
 #include "runtime/runner/runner.h"
+#include "runtime/hub/hub.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 PGD_TEST_SUITE(quant_random);
+PGD_TEST_SUITE(quant_catalog);
 
 static const char *quant_fixture(const char *name)
 {
@@ -201,7 +205,8 @@ struct random_case {
 };
 
 /* Each method, from a checkpoint's quantization_config (GPTQ act-order 8-bit, AWQ with a
- * module left dense, FP8) or from --quantization on a 16-bit config: the model loads with
+ * module left dense, FP8, compressed-tensors with several groups and an ignore regex) or from
+ * --quantization on a 16-bit config: the model loads with
  * random layers of that kind (the dense ones where the config says so), runs, and its logits
  * are finite and of the size the dense random model's are. */
 Test(quant_random, models_load_and_run_quantized)
@@ -211,6 +216,11 @@ Test(quant_random, models_load_and_run_quantized)
         { "GPTQ 4-bit g32", "llama-gptq-4b-g32-sym", NULL, PGD__QW_WQ, 12 },
         { "AWQ, layers.1.mlp dense", "llama-awq-g32-skip", NULL, PGD__QW_WQ, 10 },
         { "FP8 per tensor", "llama-fp8-tensor", NULL, PGD__QW_FP8, 12 },
+        { "compressed-tensors W8 by regex, W4 by Linear, layers.1.mlp ignored",
+          "mistral-ct-mixed-ignore", NULL, PGD__QW_WQ, 10 },
+        { "compressed-tensors W4A16 actorder group", "qwen2-ct-w4a16-g32-asym-act", NULL,
+          PGD__QW_WQ, 12 },
+        { "compressed-tensors FP8", "qwen3-ct-fp8-static", NULL, PGD__QW_FP8, 12 },
         { "--quantization gptq", NULL, "gptq", PGD__QW_WQ, 12 },
         { "--quantization awq", NULL, "awq", PGD__QW_WQ, 12 },
         { "--quantization fp8", NULL, "fp8", PGD__QW_FP8, 12 },
@@ -265,4 +275,65 @@ Test(quant_random, bench_latency_runs_quantized)
         cr_assert(strstr(got, "\n     2 "), "decode rows missing:\n%s", got);
         free(got);
     }
+}
+
+/* ---- the catalog ------------------------------------------------------------------------- */
+static enum pgd_status load_catalog_text(const char *text, char *err, size_t errlen)
+{
+    char path[] = "/tmp/pgd-test-catalog-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    FILE *fp = fdopen(fd, "w");
+    fputs(text, fp);
+    fclose(fp);
+    struct pgd__hub_catalog cat;
+    enum pgd_status st = pgd__hub_catalog_load(path, &cat, err, errlen);
+    if (!st)
+        pgd__hub_catalog_free(&cat);
+    unlink(path);
+    return st;
+}
+
+/* The shipped catalog names a checkpoint of every format pagoda loads (so `pagoda models`
+ * lists them with their quant), and every quant it uses is one pagoda knows. */
+Test(quant_catalog, ships_every_format)
+{
+    char path[4200], err[1024] = "";
+    snprintf(path, sizeof path, "%s/models/catalog.ini",
+             getenv("PGD_TEST_SRCDIR") && *getenv("PGD_TEST_SRCDIR") ? getenv("PGD_TEST_SRCDIR")
+                                                                     : PGD_TEST_SRCDIR);
+    struct pgd__hub_catalog cat;
+    cr_assert_eq(pgd__hub_catalog_load(path, &cat, err, sizeof err), PGD_OK, "%s", err);
+    static const char *const want[] = { "none", "gptq-int4", "awq-int4", "fp8",
+                                        "compressed-tensors-w4a16", "compressed-tensors-fp8" };
+    for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
+        bool found = false;
+        for (size_t i = 0; i < cat.n && !found; i++)
+            found = cat.entries[i].quant && !strcmp(cat.entries[i].quant, want[w]);
+        cr_expect(found, "no catalog entry with quant = %s", want[w]);
+    }
+    pgd__hub_catalog_free(&cat);
+}
+
+/* Every quantized fixture's label (what `pagoda models --cached` shows for such a repo) is a
+ * quant value the catalog takes; another value is refused naming the entry and the value. */
+Test(quant_catalog, quant_values_are_the_labels_of_checkpoints)
+{
+    static const char *const fixtures[] = {
+        "llama-gptq-4b-g32-sym", "qwen3-gptq-8b-gm1-asym", "qwen2-awq-g64-file",
+        "llama-fp8-tensor", "llama-ct-w4a16-g32-sym", "qwen3-ct-w8a16-channel-asym",
+        "llama-ct-fp8-dynamic", "mistral-ct-mixed-ignore",
+    };
+    for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) {
+        char label[64], text[512], err[1024] = "";
+        pgd__model_quant_label(quant_fixture(fixtures[i]), label, sizeof label);
+        snprintf(text, sizeof text, "[x]\nrepo = org/x\narch = llama\nquant = %s\n", label);
+        cr_expect_eq(load_catalog_text(text, err, sizeof err), PGD_OK, "%s: label %s: %s",
+                     fixtures[i], label, err);
+    }
+    char err[1024] = "";
+    cr_assert_eq(load_catalog_text("[x]\nrepo = org/x\nquant = int3\n", err, sizeof err),
+                 PGD_ERR_FORMAT);
+    cr_assert(strstr(err, "[x] quant = 'int3'") && strstr(err, "compressed-tensors-w4a16"),
+              "%s", err);
 }
