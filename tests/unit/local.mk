@@ -140,7 +140,8 @@ tests_unit_test_quant_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_quant_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_quant_LDADD = $(TEST_LDADD)
 # Random quantized layers and the compressed-tensors format.
-tests_unit_test_quant_load_SOURCES = %reldir%/test_quant_load.c
+tests_unit_test_quant_load_SOURCES = %reldir%/test_quant_load.c \
+	plugins/quant/compressed_tensors/ct_convert.c plugins/quant/gptq/gptq_convert.c
 tests_unit_test_quant_load_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_quant_load_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_quant_load_LDFLAGS = $(TEST_LINKFLAGS)

@@ -1,7 +1,8 @@
 /* Quantized models without a checkpoint of their own: random quantized layers
  * (--load-format dummy with a quantization, runtime/model/qrandom.c) in the layout the
  * quantization_config describes, scaled like the dense random weights, and models built from
- * them that run with finite logits of the dense random model's size; the catalog's quant
+ * them that run with finite logits of the dense random model's size; compressed-tensors'
+ * pack-quantized conversion on random integers; the catalog's quant
  * values, which are the labels pagoda gives every quantized fixture. */
 #include "tests/lib/model_fixture.h"
 #include "tests/lib/test_common.h"
@@ -11,6 +12,7 @@
 #include "runtime/model/qweight.h"
 #include "runtime/runner/runner.h"
 #include "runtime/hub/hub.h"
+#include "plugins/quant/compressed_tensors/ct_convert.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include <math.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 
 PGD_TEST_SUITE(quant_random);
 PGD_TEST_SUITE(quant_catalog);
+PGD_TEST_SUITE(ct_convert);
 
 static const char *quant_fixture(const char *name)
 {
@@ -255,13 +258,14 @@ Test(quant_random, models_load_and_run_quantized)
 }
 
 /* pagoda bench latency --random-weights with --quantization runs end to end on the CPU and
- * says the model is quantized. */
+ * says (in its info log) that the model is quantized. */
 Test(quant_random, bench_latency_runs_quantized)
 {
     const char *methods[] = { "gptq", "awq", "fp8" };
     for (size_t i = 0; i < 3; i++) {
         char cmd[4096];
-        snprintf(cmd, sizeof cmd, "%s/tools/pagoda bench latency --random-weights %s/config.json "
+        snprintf(cmd, sizeof cmd, "PAGODA_LOG=info %s/tools/pagoda bench latency "
+                 "--random-weights %s/config.json "
                  "--device cpu --quantization %s --batch 1,2 --prompt-len 5 --context 4 "
                  "--steps 2 --warmup 1 2>&1", PGD_TEST_BUILDDIR, fixture_dir("llama-f32"),
                  methods[i]);
@@ -336,4 +340,110 @@ Test(quant_catalog, quant_values_are_the_labels_of_checkpoints)
                  PGD_ERR_FORMAT);
     cr_assert(strstr(err, "[x] quant = 'int3'") && strstr(err, "compressed-tensors-w4a16"),
               "%s", err);
+}
+
+/* ---- compressed-tensors' pack-quantized conversion ------------------------------------------
+ * Random signed integers packed as compressed-tensors packs them (written here from the
+ * format's description: rows along the input, zero points along the output, each field the
+ * value plus 2^(bits-1)), converted, dequantized by the CPU reference and compared with W
+ * computed straight from the integers. */
+static uint64_t ct_rng = 0x9e3779b97f4a7c15ull;
+static uint32_t ct_rnd(void)
+{
+    ct_rng ^= ct_rng << 13;
+    ct_rng ^= ct_rng >> 7;
+    ct_rng ^= ct_rng << 17;
+    return (uint32_t)(ct_rng >> 11);
+}
+
+struct ct_case {
+    int bits;
+    int64_t in, out, group;
+    bool sym, act;
+};
+
+static void check_ct(struct ct_case c)
+{
+    int pack = 32 / c.bits, half = 1 << (c.bits - 1);
+    int64_t groups = c.in / c.group;
+    int32_t *q = malloc((size_t)(c.in * c.out) * 4), *zp = calloc((size_t)(groups * c.out), 4);
+    uint32_t *packed = calloc((size_t)(c.out * c.in / pack), 4);
+    uint32_t *zpacked = calloc((size_t)(c.out / pack * groups), 4);
+    float *scales = malloc((size_t)(groups * c.out) * 4), *want = malloc((size_t)(c.in * c.out) * 4);
+    float *got = malloc((size_t)(c.in * c.out) * 4);
+    int32_t *g_idx = malloc((size_t)c.in * 4), *order = malloc((size_t)c.in * 4);
+    for (int64_t i = 0; i < c.in; i++)
+        order[i] = (int32_t)i;
+    for (int64_t i = c.in - 1; c.act && i > 0; i--) {
+        int64_t j = ct_rnd() % (uint32_t)(i + 1);
+        int32_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    for (int64_t j = 0; j < c.in; j++)
+        g_idx[order[j]] = (int32_t)(j / c.group);
+    for (int64_t o = 0; o < c.out; o++)
+        for (int64_t g = 0; g < groups; g++) {
+            scales[o * groups + g] = (float)(1 + ct_rnd() % 64) / 128.0f;
+            if (!c.sym)
+                zp[o * groups + g] = (int32_t)(ct_rnd() % (uint32_t)(2 * half)) - half;
+            zpacked[(o / pack) * groups + g] |= (uint32_t)(zp[o * groups + g] + half)
+                                                << ((o % pack) * c.bits);
+        }
+    for (int64_t o = 0; o < c.out; o++)
+        for (int64_t i = 0; i < c.in; i++) {
+            int32_t v = (int32_t)(ct_rnd() % (uint32_t)(2 * half)) - half;
+            q[o * c.in + i] = v;
+            packed[o * (c.in / pack) + i / pack] |= (uint32_t)(v + half) << ((i % pack) * c.bits);
+            int64_t g = g_idx[i];
+            want[o * c.in + i] = (float)(v - zp[o * groups + g]) * scales[o * groups + g];
+        }
+    struct ct_packed_layer l = { .name = "layer", .bits = c.bits, .group = c.group, .in = c.in,
+                                 .out = c.out, .weight_packed = packed, .scales = scales,
+                                 .zero_points = c.sym ? NULL : zpacked,
+                                 .g_idx = c.act ? g_idx : NULL };
+    struct pgd_wq_host h;
+    void *block;
+    char err[512] = "";
+    cr_assert_eq(ct_packed_to_wq(&l, &h, &block, err, sizeof err), PGD_OK, "%s", err);
+    cr_assert_eq(h.perm != NULL, c.act, "act-order %d: perm %p", c.act, (void *)h.perm);
+    pgd_cpu_wq_dequantize(&h, got);
+    for (int64_t k = 0; k < c.in * c.out; k++)
+        cr_assert_float_eq(got[k], want[k], 1e-6, "bits %d group %lld sym %d act %d: W[%lld][%lld] "
+                           "= %g, expected %g", c.bits, (long long)c.group, c.sym, c.act,
+                           (long long)(k / c.in), (long long)(k % c.in), got[k], want[k]);
+    free(block);
+    free(q);
+    free(zp);
+    free(packed);
+    free(zpacked);
+    free(scales);
+    free(want);
+    free(got);
+    free(g_idx);
+    free(order);
+}
+
+Test(ct_convert, every_bits_strategy_and_order_dequantizes_exactly)
+{
+    const struct ct_case cases[] = {
+        { 4, 64, 24, 32, true, false },  { 4, 64, 24, 32, false, false },
+        { 4, 96, 16, 32, false, true },  { 8, 64, 12, 64, false, false },   /* per channel */
+        { 8, 128, 8, 32, true, true },   { 4, 256, 40, 128, false, true },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_ct(cases[i]);
+}
+
+Test(ct_convert, outputs_the_zero_points_cannot_pack_are_refused)
+{
+    uint32_t packed[8 * 7] = { 0 };
+    float scales[7] = { 1, 1, 1, 1, 1, 1, 1 };
+    struct ct_packed_layer l = { .name = "model.layers.0.mlp.down_proj", .bits = 4, .group = 64,
+                                 .in = 64, .out = 7, .weight_packed = packed, .scales = scales };
+    struct pgd_wq_host h;
+    void *block;
+    char err[512] = "";
+    cr_assert_eq(ct_packed_to_wq(&l, &h, &block, err, sizeof err), PGD_ERR_UNSUPPORTED);
+    cr_assert(strstr(err, "model.layers.0.mlp.down_proj: 7 outputs"), "%s", err);
 }
