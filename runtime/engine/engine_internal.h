@@ -19,6 +19,7 @@
 #ifndef PGD_RUNTIME_ENGINE_INTERNAL_H
 #define PGD_RUNTIME_ENGINE_INTERNAL_H
 
+#include "runtime/engine/bad_words.h"
 #include "runtime/engine/engine_backend.h"
 #include "runtime/engine/engine_metrics.h"
 #include "runtime/engine/scheduler.h"
@@ -105,6 +106,7 @@ struct pgd__req {
     struct pgd_stream *stream;      /* one reference (the engine's) */
     struct pgd_sampling_params sp;  /* its arrays and guide are owned copies */
     struct pgd__guide *guide;       /* one reference (released to guides), or NULL */
+    struct pgd__bad_words bw;       /* owned; sp.bad_words tokenized (bw.n 0: none) */
     struct pgd__guides *guides;     /* borrowed: the engine's */
     const struct pgd__vocab *vocab; /* borrowed (the guides'): token bytes, for the matcher */
     char *salt;                     /* owned cache_salt, or NULL */

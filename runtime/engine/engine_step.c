@@ -71,37 +71,60 @@ static void describe_rows(const struct pgd_engine *e, const struct pgd__seq *seq
     }
 }
 
-/* ---- structured output ------------------------------------------------------------------ */
+/* ---- allowed-token masks: structured output and bad words ------------------------------ */
 
-/* Each sampled row of a constrained sample gets its allowed tokens: the grammar's mask
- * (EOS allowed when it may end), plus the request's stop ids when it may end. */
-static void guide_masks(struct pgd_engine *e, const struct pgd__sched_out *o)
+/* The sampled row of scheduled sequence i (its last: describe_rows), or NULL; k: its first
+ * row. Only constrained samples and those with bad words need a look. */
+static struct pgd__sample_row *masked_row(struct pgd_engine *e, const struct pgd__sched_out *o,
+                                          int i, int k)
+{
+    const struct pgd__child *c = o->seqs[i]->owner;
+    if (e->ss[i].n_logits == 0 || (!c->gm && c->req->bw.n == 0))
+        return NULL;
+    struct pgd__sample_row *row = &e->rows[k + e->ss[i].n_logits - 1];
+    if (row->kind != PGD__ROW_SAMPLE)
+        return NULL;
+    /* Bad words alone: a mask only where one bans a token now. */
+    if (!c->gm && !pgd__bad_words_hit(&c->req->bw, row->ctx.tokens + row->ctx.n_prompt,
+                                      row->ctx.n_out))
+        return NULL;
+    return row;
+}
+
+/* Each sampled row that needs one gets its allowed tokens: a constrained sample's grammar
+ * mask (EOS allowed when it may end), plus the request's stop ids when it may end; then the
+ * tokens its bad words ban now are taken out. */
+static void row_masks(struct pgd_engine *e, const struct pgd__sched_out *o)
 {
     size_t words = pgd__mask_words(e->vocab);
-    int n_constrained = 0;
-    for (int i = 0; i < o->n; i++)
-        n_constrained += ((const struct pgd__child *)o->seqs[i]->owner)->gm != NULL;
-    if (n_constrained == 0)
+    int n_masked = 0;
+    for (int i = 0, k = 0; i < o->n; k += e->ss[i].n_logits, i++)
+        n_masked += masked_row(e, o, i, k) != NULL;
+    if (n_masked == 0)
         return;
-    pgd__array_reserve_or_oom(e->allow, e->allow_cap, (size_t)n_constrained * words,
-                              "engine: structured output masks");
-    int slot = 0, k = 0;
-    for (int i = 0; i < o->n; k += e->ss[i].n_logits, i++) {
+    pgd__array_reserve_or_oom(e->allow, e->allow_cap, (size_t)n_masked * words,
+                              "engine: allowed-token masks");
+    int slot = 0;
+    for (int i = 0, k = 0; i < o->n; k += e->ss[i].n_logits, i++) {
+        struct pgd__sample_row *row = masked_row(e, o, i, k);
+        if (!row)
+            continue;
         struct pgd__child *c = o->seqs[i]->owner;
-        if (!c->gm || e->ss[i].n_logits == 0)
-            continue;
-        /* the sequence's sampled row is its last (describe_rows) */
-        struct pgd__sample_row *row = &e->rows[k + e->ss[i].n_logits - 1];
-        if (row->kind != PGD__ROW_SAMPLE)
-            continue;
         uint32_t *mask = e->allow + (size_t)slot++ * words;
-        pgd__guide_mask(c->req->guide, c->req->vocab, c->gm, e->be.eos_ids, e->be.n_eos, mask);
         const struct pgd_sampling_params *sp = &c->req->sp;
-        if (pgd__gmatch_accepting(c->gm))
-            for (int j = 0; j < sp->n_stop_token_ids; j++) {
-                int32_t t = sp->stop_token_ids[j];
-                mask[t >> 5] |= 1u << (t & 31);
-            }
+        if (c->gm) {
+            pgd__guide_mask(c->req->guide, c->req->vocab, c->gm, e->be.eos_ids, e->be.n_eos,
+                            mask);
+            if (pgd__gmatch_accepting(c->gm))
+                for (int j = 0; j < sp->n_stop_token_ids; j++) {
+                    int32_t t = sp->stop_token_ids[j];
+                    mask[t >> 5] |= 1u << (t & 31);
+                }
+        } else {
+            memset(mask, 0xff, words * sizeof *mask);
+        }
+        pgd__bad_words_apply(&c->req->bw, row->ctx.tokens + row->ctx.n_prompt, row->ctx.n_out,
+                             mask);
         row->ctx.allow = mask;
     }
 }
@@ -179,7 +202,7 @@ static int prepare_step(struct pgd_engine *e, const struct pgd__sched_out *o,
         n_rows += e->ss[i].n_logits;
         *step_tokens += e->ss[i].n_new;
     }
-    guide_masks(e, o);
+    row_masks(e, o);
     return n_rows;
 }
 
