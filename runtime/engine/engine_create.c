@@ -43,7 +43,6 @@ static void engine_free(struct pgd_engine *e)
         pgd__guides_fini(e->guides);
         free(e->guides);
     }
-    free(e->allow);
     free(e->row);
     free(e->ss);
     free(e->rows);
@@ -287,6 +286,13 @@ void pgd__engine_set_device_sampling(struct pgd_engine *e, bool on)
 {
     pthread_mutex_lock(&e->mu);
     e->no_device_sampling = !on;
+    pthread_mutex_unlock(&e->mu);
+}
+
+void pgd__engine_set_jump_forward(struct pgd_engine *e, bool on)
+{
+    pthread_mutex_lock(&e->mu);
+    e->no_jump_forward = !on;
     pthread_mutex_unlock(&e->mu);
 }
 

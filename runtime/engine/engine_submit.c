@@ -66,6 +66,7 @@ void pgd__req_free(struct pgd__req *r, const struct pgd__textio *tio)
             pgd__gmatch_fini(c->gm);
             free(c->gm);
         }
+        free(c->mask);
         pgd__stop_text_fini(&c->stop);
         pgd__seq_fini(&c->seq);
     }
@@ -295,6 +296,7 @@ static enum pgd_status child_init(struct pgd_engine *e, const struct pgd_request
     int n = r->n_prompt;
     c->req = r;
     c->index = i;
+    c->mask_at = -1;
     enum pgd_status st = pgd__seq_init(&c->seq, r->id, prompt, n, n + r->max_out, err, errlen);
     if (st != PGD_OK)
         return st;
