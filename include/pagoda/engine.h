@@ -197,6 +197,13 @@ struct pgd_sampling_params {
      * and applied as a logits mask in the batched sampler. */
     enum pgd_guide_kind guide_kind;  /* default PGD_GUIDE_NONE */
     const char *guide;
+    /* Words never to generate, as vLLM's bad_words (need a tokenizer; copied; at most 128
+     * words): each is tokenized with its leading spaces cut and once more after one space
+     * (kept when that spelling has as many tokens and starts with another one). A spelling
+     * of one token is never sampled; of more, its last token is not sampled right after
+     * the others (generated tokens only, not the prompt). */
+    const char *const *bad_words;
+    int n_bad_words;
 };
 struct pgd_sampling_params pgd_sampling_default_params(void);
 

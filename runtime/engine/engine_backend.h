@@ -70,6 +70,10 @@ void pgd__engine_set_paranoid(struct pgd_engine *e, bool on);
  * For tests that compare the two. pgd__engine_set_greedy_path is its old name. */
 void pgd__engine_set_device_sampling(struct pgd_engine *e, bool on);
 void pgd__engine_set_greedy_path(struct pgd_engine *e, bool on);
+/* On by default: jump-forward appends the tokens a grammar forces without a model step
+ * (engine_internal.h: pgd__jump_forward). Off: every token is sampled. For tests that
+ * compare the two (the outputs are the same). */
+void pgd__engine_set_jump_forward(struct pgd_engine *e, bool on);
 
 /* The backend's ctx (borrowed). */
 void *pgd__engine_backend_ctx(const struct pgd_engine *e);

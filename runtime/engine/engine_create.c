@@ -44,7 +44,6 @@ static void engine_free(struct pgd_engine *e)
         pgd__guides_fini(e->guides);
         free(e->guides);
     }
-    free(e->allow);
     free(e->row);
     free(e->ss);
     free(e->rows);
@@ -291,6 +290,13 @@ void pgd__engine_set_device_sampling(struct pgd_engine *e, bool on)
     pthread_mutex_unlock(&e->mu);
 }
 
+void pgd__engine_set_jump_forward(struct pgd_engine *e, bool on)
+{
+    pthread_mutex_lock(&e->mu);
+    e->no_jump_forward = !on;
+    pthread_mutex_unlock(&e->mu);
+}
+
 void pgd__engine_set_greedy_path(struct pgd_engine *e, bool on)
 {
     pgd__engine_set_device_sampling(e, on);
@@ -414,7 +420,9 @@ static enum pgd_status make_runner(const struct pgd_engine_params *p, struct run
     rp.seed = p->seed;
     rp.quantization = p->quantization;
     st = pgd__kv_cache_dtype_parse(p->kv_cache_dtype, &rp.kv_cache_dtype, err, errlen);
-    rp.enforce_eager = p->enforce_eager;
+    /* A pooling step never runs through a CUDA graph (the graphs end in logits): an embed
+     * engine captures none, and keeps their memory and start-up time. */
+    rp.enforce_eager = p->enforce_eager || p->task == PGD_TASK_EMBED;
     if (p->gpu_memory_utilization > 0)
         rp.gpu_memory_utilization = p->gpu_memory_utilization;
     rp.kv_cache_memory_bytes = p->kv_cache_memory_bytes;

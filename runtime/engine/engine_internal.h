@@ -19,6 +19,7 @@
 #ifndef PGD_RUNTIME_ENGINE_INTERNAL_H
 #define PGD_RUNTIME_ENGINE_INTERNAL_H
 
+#include "runtime/engine/bad_words.h"
 #include "runtime/engine/engine_backend.h"
 #include "runtime/engine/engine_metrics.h"
 #include "runtime/engine/scheduler.h"
@@ -94,6 +95,11 @@ struct pgd__child {
     void *detok;                    /* owned detokenizer state, or NULL (no text) */
     int n_out;                      /* tokens generated */
     struct pgd__gmatch *gm;         /* owned; structured output's matcher, or NULL */
+    /* The tokens it may take after mask_at tokens (prompt and output), for a constrained
+     * sample or one with bad words: owned [pgd__mask_words(vocab)], NULL until needed
+     * (engine_mask.c); mask_at -1: not computed. */
+    uint32_t *mask;
+    int mask_at;
     bool guide_done;                /* the grammar is complete: the sample ends (stop) */
     bool done;
     double t_last_token;            /* for the inter-token latency */
@@ -105,6 +111,7 @@ struct pgd__req {
     struct pgd_stream *stream;      /* one reference (the engine's) */
     struct pgd_sampling_params sp;  /* its arrays and guide are owned copies */
     struct pgd__guide *guide;       /* one reference (released to guides), or NULL */
+    struct pgd__bad_words bw;       /* owned; sp.bad_words tokenized (bw.n 0: none) */
     struct pgd__guides *guides;     /* borrowed: the engine's */
     const struct pgd__vocab *vocab; /* borrowed (the guides'): token bytes, for the matcher */
     char *salt;                     /* owned cache_salt, or NULL */
@@ -158,9 +165,7 @@ struct pgd_engine {
     enum pgd_pooling_type pool_type;    /* task embed: the pooler_config's (fixed) */
     bool pool_normalize;
     struct pgd__spec_scratch *spec_scratch;   /* owned; draft-model steps (engine_spec.c) */
-    uint32_t *allow;                /* [allow_cap] the step's allowed-token masks, one
-                                       pgd__mask_words(vocab) run per constrained row */
-    size_t allow_cap;
+    bool jump_forward;              /* the thread's copy of !no_jump_forward */
 
     /* Compiled guides (structured output), shared by the requests; NULL without a
      * tokenizer. Thread-safe (its own lock). */
@@ -181,6 +186,7 @@ struct pgd_engine {
     uint64_t seed_state;            /* splitmix64 state for requests without a seed */
     bool paranoid;                  /* check invariants after every step (tests) */
     bool no_device_sampling;        /* always take full logits (tests) */
+    bool no_jump_forward;           /* never append forced tokens (tests compare) */
 
     /* Under stats_mu (engine_stats.c). */
     pthread_mutex_t stats_mu;
@@ -196,6 +202,23 @@ double pgd__engine_now(void);
 /* The engine thread's body (arg: the engine); returns when e->stop is set, after aborting
  * every request it holds. */
 void *pgd__engine_main(void *arg);
+
+/* ---- allowed-token masks and jump-forward (engine_mask.c); engine thread only -------- */
+
+/* Each sampled row of the step o whose sample is constrained (structured output) or has a
+ * bad word that bans a token now gets its allowed-token mask (row->ctx.allow: the child's
+ * mask, valid until its next token). */
+void pgd__engine_row_masks(struct pgd_engine *e, const struct pgd__sched_out *o);
+/* Child c (constrained) took tok: its matcher takes the token's bytes (EOS and stop ids end
+ * the sample instead); a complete grammar ends the sample with "stop" (c->guide_done). */
+void pgd__guide_advance(const struct pgd_engine *e, struct pgd__child *c, int32_t tok);
+/* Jump-forward: while c's grammar (and bad words) allow exactly one token, and it is
+ * neither EOS nor a stop id, the token is appended and emitted without a model step (the
+ * next step computes them all with the last sampled one). The sampler would have taken it
+ * anyway (one allowed token: whatever the temperature, penalties, bias or seed), so the
+ * output is the same, in fewer steps. Not for requests with logprobs (a forced token has
+ * no logits to rank). */
+void pgd__jump_forward(struct pgd_engine *e, struct pgd__child *c);
 
 /* ---- speculative decoding (engine_spec.c); engine thread only ------------------------ */
 

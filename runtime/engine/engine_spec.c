@@ -71,8 +71,9 @@ static int room_for_proposals(const struct pgd_engine *e, const struct pgd__seq 
     const struct pgd__req *rq = c->req;
     if (seq->n_spec != 0 || seq->n_computed != seq->n_tokens - 1 || c->done)
         return 0;
-    /* A guided request's mask advances token by token: no proposals for it. */
-    if (rq->sp.guide_kind != PGD_GUIDE_NONE)
+    /* A guided request's mask advances token by token, and so do bad words: no proposals
+     * for them. */
+    if (rq->sp.guide_kind != PGD_GUIDE_NONE || rq->bw.n > 0)
         return 0;
     int k = e->spec.num_speculative_tokens;
     int max_len = e->max_model_len;

@@ -71,65 +71,6 @@ static void describe_rows(const struct pgd_engine *e, const struct pgd__seq *seq
     }
 }
 
-/* ---- structured output ------------------------------------------------------------------ */
-
-/* Each sampled row of a constrained sample gets its allowed tokens: the grammar's mask
- * (EOS allowed when it may end), plus the request's stop ids when it may end. */
-static void guide_masks(struct pgd_engine *e, const struct pgd__sched_out *o)
-{
-    size_t words = pgd__mask_words(e->vocab);
-    int n_constrained = 0;
-    for (int i = 0; i < o->n; i++)
-        n_constrained += ((const struct pgd__child *)o->seqs[i]->owner)->gm != NULL;
-    if (n_constrained == 0)
-        return;
-    pgd__array_reserve_or_oom(e->allow, e->allow_cap, (size_t)n_constrained * words,
-                              "engine: structured output masks");
-    int slot = 0, k = 0;
-    for (int i = 0; i < o->n; k += e->ss[i].n_logits, i++) {
-        struct pgd__child *c = o->seqs[i]->owner;
-        if (!c->gm || e->ss[i].n_logits == 0)
-            continue;
-        /* the sequence's sampled row is its last (describe_rows) */
-        struct pgd__sample_row *row = &e->rows[k + e->ss[i].n_logits - 1];
-        if (row->kind != PGD__ROW_SAMPLE)
-            continue;
-        uint32_t *mask = e->allow + (size_t)slot++ * words;
-        pgd__guide_mask(c->req->guide, c->req->vocab, c->gm, e->be.eos_ids, e->be.n_eos, mask);
-        const struct pgd_sampling_params *sp = &c->req->sp;
-        if (pgd__gmatch_accepting(c->gm))
-            for (int j = 0; j < sp->n_stop_token_ids; j++) {
-                int32_t t = sp->stop_token_ids[j];
-                mask[t >> 5] |= 1u << (t & 31);
-            }
-        row->ctx.allow = mask;
-    }
-}
-
-/* Child c sampled tok: its matcher takes the token's bytes (EOS and stop ids end the sample
- * instead); when the grammar is complete the sample ends with "stop". */
-static void guide_advance(struct pgd__child *c, int32_t tok, const struct pgd_engine *e)
-{
-    const struct pgd_sampling_params *sp = &c->req->sp;
-    for (int i = 0; i < e->be.n_eos; i++)
-        if (tok == e->be.eos_ids[i])
-            return;
-    for (int i = 0; i < sp->n_stop_token_ids; i++)
-        if (tok == sp->stop_token_ids[i])
-            return;
-    size_t len;
-    const uint8_t *b = pgd__vocab_token(c->req->vocab, tok, &len);
-    if (len > 0 && !pgd__gmatch_accept(c->gm, b, len)) {
-        /* Cannot happen with the mask applied; end the sample rather than go on unguided. */
-        PGD_WARN("engine: request %llu: token %d does not fit its grammar; ending the sample",
-                 (unsigned long long)c->req->id, tok);
-        c->guide_done = true;
-        return;
-    }
-    if (pgd__gmatch_terminated(c->gm))
-        c->guide_done = true;
-}
-
 /* prepare: e->ss[i] for each scheduled sequence (its new tokens, its block table, how many
  * logits rows) and e->rows for every logits row, in the order of o; observes the queue time
  * of requests scheduled for the first time (and stamps their t_scheduled). Returns the number
@@ -179,7 +120,7 @@ static int prepare_step(struct pgd_engine *e, const struct pgd__sched_out *o,
         n_rows += e->ss[i].n_logits;
         *step_tokens += e->ss[i].n_new;
     }
-    guide_masks(e, o);
+    pgd__engine_row_masks(e, o);
     return n_rows;
 }
 
@@ -229,9 +170,11 @@ static void emit_results(struct pgd_engine *e, const struct pgd__sched_out *o)
             } else if (row->kind == PGD__ROW_SAMPLE) {
                 int32_t tok = e->res[k].token;
                 if (c->gm)
-                    guide_advance(c, tok, e);
+                    pgd__guide_advance(e, c, tok);
                 pgd__seq_append(seq, tok);
                 pgd__emit_token(e, c, tok, &e->res[k]);
+                if (c->gm)
+                    pgd__jump_forward(e, c);
             }
         }
     }
@@ -368,6 +311,7 @@ static void inbox_take(struct pgd_engine *e, struct inbox *in)
     in->stop = e->stop;
     in->paranoid = e->paranoid;
     e->device_sampling = !e->no_device_sampling;
+    e->jump_forward = !e->no_jump_forward;
     pthread_mutex_unlock(&e->mu);
 }
 

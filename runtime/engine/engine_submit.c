@@ -66,6 +66,7 @@ void pgd__req_free(struct pgd__req *r, const struct pgd__textio *tio)
             pgd__gmatch_fini(c->gm);
             free(c->gm);
         }
+        free(c->mask);
         pgd__stop_text_fini(&c->stop);
         pgd__seq_fini(&c->seq);
     }
@@ -77,6 +78,7 @@ void pgd__req_free(struct pgd__req *r, const struct pgd__textio *tio)
     if (r->guide)
         pgd__guide_release(r->guides, r->guide);
     sp_free(&r->sp);
+    pgd__bad_words_fini(&r->bw);
     free(r);
 }
 
@@ -144,6 +146,15 @@ static enum pgd_status validate_sampling(const struct pgd_engine *e,
             "none", pgd__guide_kind_name(s->guide_kind));
     if (s->guide_kind != PGD_GUIDE_NONE && s->guide_kind != PGD_GUIDE_JSON_OBJECT && !s->guide)
         BAD("sampling: guide_kind %s needs its guide text", pgd__guide_kind_name(s->guide_kind));
+    if (s->n_bad_words < 0 || (s->n_bad_words > 0 && !s->bad_words))
+        BAD("sampling: bad_words: %d words but no array", s->n_bad_words);
+    if (s->n_bad_words > PGD__MAX_BAD_WORDS)
+        BAD("sampling: bad_words: %d words, at most %d", s->n_bad_words, PGD__MAX_BAD_WORDS);
+    for (int i = 0; i < s->n_bad_words; i++)
+        if (!s->bad_words[i])
+            BAD("sampling: bad_words[%d] is NULL", i);
+    if (s->n_bad_words > 0 && !e->has_tio)
+        BAD("sampling: bad_words need a tokenizer and this model has none");
 #undef BAD
     return PGD_OK;
 }
@@ -158,6 +169,8 @@ static enum pgd_status sp_copy(struct pgd_sampling_params *d, const struct pgd_s
     d->stop_token_ids = NULL;
     d->logit_bias = NULL;
     d->guide = NULL;
+    d->bad_words = NULL;            /* kept tokenized, in the request's bw */
+    d->n_bad_words = 0;
     if (s->guide_kind != PGD_GUIDE_NONE && s->guide && !(d->guide = strdup(s->guide)))
         return PGD_ERR_NOMEM;
     if (s->n_stop > 0) {
@@ -283,6 +296,7 @@ static enum pgd_status child_init(struct pgd_engine *e, const struct pgd_request
     int n = r->n_prompt;
     c->req = r;
     c->index = i;
+    c->mask_at = -1;
     enum pgd_status st = pgd__seq_init(&c->seq, r->id, prompt, n, n + r->max_out, err, errlen);
     if (st != PGD_OK)
         return st;
@@ -353,6 +367,10 @@ static enum pgd_status req_build(struct pgd_engine *e, const struct pgd_request_
                                   &r->guide, &r->vocab, err, errlen)))
             goto fail;
     }
+    if (rp->sampling.n_bad_words > 0 &&
+        (st = pgd__bad_words_init(&r->bw, &e->tio, e->vocab, rp->sampling.bad_words,
+                                  rp->sampling.n_bad_words, err, errlen)))
+        goto fail;
     if (rp->sampling.prompt_logprobs >= 0 && n > 1) {
         /* Prompt token 0 has no logprob: n - 1 entries, each with k top entries. */
         r->plps = calloc((size_t)n - 1, sizeof *r->plps);

@@ -12,13 +12,17 @@
  *     disable_any_whitespace): a model can neither loop on spaces nor spend its token
  *     budget on indentation, and numbers have at most 16 digits in their integer part (15
  *     in fractions), so output stays bounded;
- *   - integer minimum/maximum (and the exclusive forms) are exact; for numbers only the
- *     sign is enforced (minimum >= 0); string minLength/maxLength count characters;
+ *   - minimum/maximum (and the exclusive forms) are exact for integers and numbers: a
+ *     bounded number is written without exponent (gram_numrange.c says how a double bound
+ *     is read); multipleOf takes a whole number and bounds leaving at most 256 multiples
+ *     (each an alternative), and is refused otherwise; string minLength/maxLength count
+ *     characters;
  *   - metadata (title, description, default, examples, $schema, $id, $comment,
  *     deprecated, readOnly, writeOnly) and uniqueItems are ignored; keywords that change
- *     what is valid and cannot be expressed (not, if/then/else, patternProperties,
- *     multipleOf, ...) are refused with their path. */
+ *     what is valid and cannot be expressed (not, if/then/else, patternProperties, ...)
+ *     are refused with their path. */
 #include "runtime/grammar/grammar.h"
+#include "runtime/grammar/numrange.h"
 #include "runtime/base/buf.h"
 #include "runtime/base/mem.h"
 #include <jansson.h>
@@ -133,7 +137,7 @@ static const char *const KNOWN[] = {
     "type", "properties", "required", "additionalProperties", "items", "prefixItems",
     "minItems", "maxItems", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "pattern",
     "format", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
-    "exclusiveMaximum", "nullable",
+    "exclusiveMaximum", "multipleOf", "nullable",
 };
 
 static bool in_list(const char *k, const char *const *list, size_t n)
@@ -162,68 +166,6 @@ static bool check_keywords(struct sc *c, const json_t *s, const char *path)
 
 /* ---- numbers ------------------------------------------------------------------------------ */
 
-#define INT_DIGITS 16
-static const long long INT_LIMIT = 9999999999999999LL;     /* 16 nines */
-
-/* Regex for the decimal strings of [lo, hi], both with L digits (equal lengths). */
-static void same_len_range(struct pgd__buf *b, const char *lo, const char *hi, size_t L)
-{
-    if (L == 0)
-        return;
-    if (lo[0] == hi[0]) {
-        pgd__buf_append(b, lo, 1);
-        same_len_range(b, lo + 1, hi + 1, L - 1);
-        return;
-    }
-    bool lo_zeros = strspn(lo + 1, "0") >= L - 1, hi_nines = strspn(hi + 1, "9") >= L - 1;
-    if (lo_zeros && hi_nines) {
-        pgd__buf_appendf(b, "[%c-%c]", lo[0], hi[0]);
-        if (L > 1)
-            pgd__buf_appendf(b, "[0-9]{%zu}", L - 1);
-        return;
-    }
-    char nines[INT_DIGITS + 1], zeros[INT_DIGITS + 1];
-    memset(nines, '9', L - 1);
-    nines[L - 1] = '\0';
-    memset(zeros, '0', L - 1);
-    zeros[L - 1] = '\0';
-    pgd__buf_puts(b, "(");
-    pgd__buf_append(b, lo, 1);
-    same_len_range(b, lo + 1, nines, L - 1);
-    if (lo[0] + 1 <= hi[0] - 1) {
-        pgd__buf_appendf(b, "|[%c-%c]", lo[0] + 1, hi[0] - 1);
-        if (L > 1)
-            pgd__buf_appendf(b, "[0-9]{%zu}", L - 1);
-    }
-    pgd__buf_puts(b, "|");
-    pgd__buf_append(b, hi, 1);
-    same_len_range(b, zeros, hi + 1, L - 1);
-    pgd__buf_puts(b, ")");
-}
-
-/* Regex alternatives for [lo, hi], 0 <= lo <= hi, without leading zeros. */
-static void nonneg_range(struct pgd__buf *b, long long lo, long long hi)
-{
-    bool first = true;
-    long long p = 1;                /* 10^(d-1) */
-    for (int d = 1; d <= INT_DIGITS && (d == 1 || p <= hi); d++, p *= 10) {
-        long long a = d == 1 ? 0 : p, z = p * 10 - 1;
-        if (a < lo)
-            a = lo;
-        if (z > hi)
-            z = hi;
-        if (a > z)
-            continue;
-        char as[24], zs[24];
-        snprintf(as, sizeof as, "%lld", a);
-        snprintf(zs, sizeof zs, "%lld", z);
-        if (!first)
-            pgd__buf_puts(b, "|");
-        first = false;
-        same_len_range(b, as, zs, strlen(as));
-    }
-}
-
 /* The bound of s[key] (a number), or none. */
 static bool num_bound(const json_t *s, const char *key, double *out)
 {
@@ -234,10 +176,61 @@ static bool num_bound(const json_t *s, const char *key, double *out)
     return true;
 }
 
+/* multipleOf k (a positive whole number) within [lo, hi]: the multiples, each a literal
+ * alternative (at most MAX_MULTIPLES of them). */
+#define MAX_MULTIPLES 256
+
+static void gen_multiples(struct sc *c, const json_t *s, const char *path, long long lo,
+                          long long hi, struct pgd__buf *body)
+{
+    char p[512];
+    path_join(p, sizeof p, path, "multipleOf");
+    double k = json_number_value(json_object_get(s, "multipleOf"));
+    if (!(k >= 1 && k <= (double)PGD__NUM_INT_LIMIT && k == floor(k))) {
+        bad(c, p, "only a whole number >= 1 is supported%s", NULL);
+        return;
+    }
+    long long kk = (long long)k, first = lo >= 0 ? (lo + kk - 1) / kk : -(-lo / kk),
+              last = hi >= 0 ? hi / kk : -((-hi + kk - 1) / kk);
+    if (first > last) {
+        bad(c, p, "no number within minimum/maximum is a multiple%s", NULL);
+        return;
+    }
+    if (lo == -PGD__NUM_INT_LIMIT || hi == PGD__NUM_INT_LIMIT || last - first >= MAX_MULTIPLES) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "supported with minimum and maximum that leave at most %d "
+                 "multiples (here: %s)", MAX_MULTIPLES,
+                 lo == -PGD__NUM_INT_LIMIT || hi == PGD__NUM_INT_LIMIT ? "unbounded" : "more");
+        bad(c, p, "%s", msg);
+        return;
+    }
+    for (long long m = first; m <= last; m++)
+        pgd__buf_appendf(body, "%s\"%lld\"", m == first ? "" : " | ", m * kk);
+}
+
+/* A bound keyword present but not a number is refused with its path. */
+static bool bounds_are_numbers(struct sc *c, const json_t *s, const char *path)
+{
+    static const char *const keys[] = { "minimum", "maximum", "exclusiveMinimum",
+                                        "exclusiveMaximum", "multipleOf" };
+    for (int i = 0; i < 5; i++) {
+        json_t *v = json_object_get(s, keys[i]);
+        if (v && !json_is_number(v)) {
+            char p[512];
+            path_join(p, sizeof p, path, keys[i]);
+            bad(c, p, "must be a number%s", NULL);
+            return false;
+        }
+    }
+    return true;
+}
+
 static void gen_integer(struct sc *c, const json_t *s, const char *path, struct pgd__buf *body)
 {
     double x;
-    long long lo = -INT_LIMIT, hi = INT_LIMIT;
+    long long lo = -PGD__NUM_INT_LIMIT, hi = PGD__NUM_INT_LIMIT;
+    if (!bounds_are_numbers(c, s, path))
+        return;
     if (num_bound(s, "minimum", &x))
         lo = x > (double)lo ? (long long)ceil(x) : lo;
     if (num_bound(s, "exclusiveMinimum", &x))
@@ -250,34 +243,48 @@ static void gen_integer(struct sc *c, const json_t *s, const char *path, struct 
         bad(c, path, "no integer satisfies minimum/maximum%s", NULL);
         return;
     }
+    if (json_object_get(s, "multipleOf")) {
+        gen_multiples(c, s, path, lo, hi, body);
+        return;
+    }
     struct pgd__buf re = { 0 };
-    bool alt = false;
-    if (lo < 0) {
-        long long a = hi < 0 ? -hi : 1, z = -lo;
-        pgd__buf_puts(&re, "-(");
-        nonneg_range(&re, a, z);
-        pgd__buf_puts(&re, ")");
-        alt = true;
-    }
-    if (hi >= 0) {
-        if (alt)
-            pgd__buf_puts(&re, "|");
-        nonneg_range(&re, lo < 0 ? 0 : lo, hi);
-    }
+    pgd__int_range(&re, lo, hi);
     pgd__buf_appendf(body, "/%s/", re.p ? re.p : "");
     pgd__buf_fini(&re);
 }
 
-static void gen_number(const json_t *s, struct pgd__buf *body)
+/* Numbers: any JSON number without bounds; with bounds, exactly the decimals (no exponent)
+ * of the range (gram_numrange.c); with a whole multipleOf, its multiples as integers. */
+static void gen_number(struct sc *c, const json_t *s, const char *path, struct pgd__buf *body)
 {
-    double x;
-    bool nonneg = (num_bound(s, "minimum", &x) && x >= 0) ||
-                  (num_bound(s, "exclusiveMinimum", &x) && x >= 0);
-    if (nonneg)
-        pgd__buf_puts(body, "(\"0\" | [1-9] [0-9]{0,15}) (\".\" [0-9]{1,15})? "
-                      "([eE] [-+]? [0-9]{1,3})?");
-    else
+    if (!bounds_are_numbers(c, s, path))
+        return;
+    if (json_object_get(s, "multipleOf")) {
+        gen_integer(c, s, path, body);
+        return;
+    }
+    double lo = -INFINITY, hi = INFINITY, x;
+    bool lo_x = false, hi_x = false, any = false;
+    /* Of an inclusive and an exclusive bound on one side, the tighter wins. */
+    if (num_bound(s, "minimum", &x))
+        lo = x, any = true;
+    if (num_bound(s, "exclusiveMinimum", &x) && x >= lo)
+        lo = x, lo_x = true, any = true;
+    if (num_bound(s, "maximum", &x))
+        hi = x, any = true;
+    if (num_bound(s, "exclusiveMaximum", &x) && x <= hi)
+        hi = x, hi_x = true, any = true;
+    if (!any) {
         pgd__buf_puts(body, "jnumber");
+        return;
+    }
+    struct pgd__buf re = { 0 };
+    if (!pgd__num_range(&re, lo, lo_x, hi, hi_x))
+        bad(c, path, "no number satisfies minimum/maximum (with at most 16 integer and 15 "
+            "fraction digits)%s", NULL);
+    else
+        pgd__buf_appendf(body, "/%s/", re.p ? re.p : "");
+    pgd__buf_fini(&re);
 }
 
 /* ---- strings ----------------------------------------------------------------------------- */
@@ -621,7 +628,7 @@ static void gen_typed(struct sc *c, const json_t *s, const char *t, const char *
     else if (strcmp(t, "integer") == 0)
         gen_integer(c, s, path, body);
     else if (strcmp(t, "number") == 0)
-        gen_number(s, body);
+        gen_number(c, s, path, body);
     else if (strcmp(t, "boolean") == 0)
         pgd__buf_puts(body, "jbool");
     else if (strcmp(t, "null") == 0)

@@ -16,6 +16,7 @@
 #include "runtime/sample/sample_rows.h"
 #include "runtime/engine/engine_backend.h"
 #include "tests/lib/model_fixture.h"
+#include <pagoda/tokenizer.h>
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <math.h>
@@ -771,6 +772,77 @@ Test(cuda_sample, engine_structured_output_device_equals_host, .timeout = 600)
         }
     }
     pcre2_code_free(re);
+}
+
+
+/* One request held by logit_bias to tokens ab (temperature 1, seeded), with bad_words
+ * `bad` (NULL: none): *pairs += how often ab[1] follows ab[0], *firsts += how often ab[0]
+ * appears. */
+static void biased_run(struct pgd_engine *e, const int32_t ab[2], const char *bad,
+                       uint64_t seed, int *pairs, int *firsts)
+{
+    struct pgd_logit_bias lb[2] = { { ab[0], 100.0f }, { ab[1], 100.0f } };
+    const char *words[] = { bad };
+    struct pgd_request_params rp = pgd_request_default_params();
+    rp.prompt = "Once upon a time";
+    rp.sampling.temperature = 1.0f;
+    rp.sampling.has_seed = true;
+    rp.sampling.seed = seed;
+    rp.sampling.max_tokens = 48;
+    rp.sampling.ignore_eos = true;
+    rp.sampling.logit_bias = lb;
+    rp.sampling.n_logit_bias = 2;
+    rp.sampling.bad_words = bad ? words : NULL;
+    rp.sampling.n_bad_words = bad ? 1 : 0;
+    struct pgd_stream *s;
+    char err[512];
+    cr_assert_eq(pgd_engine_submit(e, &rp, &s, err, sizeof err), PGD_OK, "%s", err);
+    struct pgd_output o;
+    int32_t prev = -1;
+    while (pgd_stream_next(s, &o, 60000) == PGD_OK)
+        for (int i = 0; i < o.n_token_ids; i++) {
+            *pairs += prev == ab[0] && o.token_ids[i] == ab[1];
+            *firsts += o.token_ids[i] == ab[0];
+            prev = o.token_ids[i];
+        }
+    pgd_stream_destroy(s);
+}
+
+/* bad_words on the GPU (the allowed-token bitmask of the device sampler): logit_bias holds
+ * the output to the two tokens of a word ("q" and a letter: the first such pair that the
+ * model then writes), and with bad_words its second token never follows its first, while
+ * the first alone still appears (tests/unit/test_engine_bad_words.c checks the CPU paths). */
+Test(cuda_sample, engine_bad_words_on_the_device, .timeout = 600)
+{
+    need_gpu();
+    struct pgd_engine *e = model_engine("tiny-chat", PGD_DEVICE_CUDA, 128, 16, 256, 8);
+    pgd__engine_set_device_sampling(e, true);
+    char word[3] = "q";
+    int32_t ab[2] = { -1, -1 };
+    int pairs = 0, firsts = 0;
+    for (int i = 0; i < 26 && pairs == 0; i++) {
+        word[1] = (char)('a' + i);
+        struct pgd_tokens t;
+        pgd_tokens_init(&t);
+        char err[256];
+        cr_assert_eq(pgd_tokenizer_encode(pgd_engine_tokenizer(e), word, 2, false, &t, err,
+                                          sizeof err), PGD_OK, "%s", err);
+        bool two = t.n == 2 && t.ids[0] != t.ids[1];
+        if (two) {
+            ab[0] = t.ids[0];
+            ab[1] = t.ids[1];
+        }
+        pgd_tokens_fini(&t);
+        for (uint64_t seed = 0; two && seed < 3; seed++)
+            biased_run(e, ab, NULL, seed, &pairs, &firsts);
+    }
+    cr_assert_gt(pairs, 0, "no q-word of two tokens that the bias makes the model write");
+    pairs = firsts = 0;
+    for (uint64_t seed = 0; seed < 3; seed++)
+        biased_run(e, ab, word, seed, &pairs, &firsts);
+    pgd_engine_destroy(e);
+    cr_assert_eq(pairs, 0, "\"%s\" was written %d times despite bad_words", word, pairs);
+    cr_assert_gt(firsts, 0, "the word's first token alone was banned too");
 }
 
 #endif

@@ -258,7 +258,32 @@ def h_allowed_bad(srv):
                 return_tokens_as_token_ids=True))
     got = [int(t.split(":")[1]) for t in b["choices"][0]["logprobs"]["tokens"]]
     assert not set(got) & set(ids), (word, got, ids)
-    bad(cmpl(srv, bad_words=["unbelievably long words"]), "bad_words", "tokens")
+    # a word of two tokens: its second token never follows its first; the first alone stays.
+    # The word: the first pair of letters of two tokens that the bias makes the model write
+    # (random weights: for some pairs one token outweighs the other even at +100 each).
+    def ids_of(bias, **kw):
+        r = ok(cmpl(srv, logit_bias=bias, max_tokens=32, temperature=1.0, logprobs=0,
+                    return_tokens_as_token_ids=True, **kw))
+        return [int(t.split(":")[1]) for t in r["choices"][0]["logprobs"]["tokens"]]
+
+    def adjacent(ids, a, b):
+        return sum(1 for x, y in zip(ids, ids[1:]) if (x, y) == (a, b))
+    for word in (x + y for x in "qxz" for y in "abcdefghijklmnopqrstuvwxyz"):
+        pair = tokenize(srv, prompt=word, add_special_tokens=False)
+        if len(pair) != 2 or pair[0] == pair[1]:
+            continue
+        a, b2 = pair
+        bias = {str(a): 100, str(b2): 100}
+        if sum(adjacent(ids_of(bias, seed=s), a, b2) for s in range(3)) > 0:
+            break
+    else:
+        raise AssertionError("no two-token word the bias makes the model write")
+    banned = [ids_of(bias, seed=s, bad_words=[word]) for s in range(3)]
+    assert all(set(t) <= {a, b2} for t in banned), banned
+    assert sum(adjacent(t, a, b2) for t in banned) == 0, (word, banned)
+    assert any(a in t for t in banned), (word, banned)
+    bad(cmpl(srv, bad_words=["  "]), "bad_words", "non-empty")
+    bad(cmpl(srv, bad_words="word"), "bad_words", "list")
 
 
 def h_stream_options(srv):

@@ -152,6 +152,31 @@ else
   ko sharegpt_file "rc $?: $(cat "$tmp/sg.err")"
 fi
 
+# ---- --structured-output-ratio: half the requests carry the regex, and their texts match
+# it (random weights: a free text is never all digits); with --structured-output-baseline the
+# same requests run unconstrained first, and both throughputs and their ratio are reported.
+if bench so --num-prompts 8 --random-input-len 8 --random-output-len 6 --max-concurrency 4 \
+     --structured-output-ratio 0.5 --structured-output-regex '[0-9]+' \
+     --structured-output-baseline; then
+  check so_texts "$tmp/so.json" 'num_constrained == 4 and sum(bool(__import__("re").fullmatch("[0-9]+", t)) for t in generated_texts) == 4 and [bool(__import__("re").fullmatch("[0-9]+", t)) for t in generated_texts] == [i % 2 == 1 for i in range(8)] and total_output_tokens == 48'
+  check so_figures "$tmp/so.json" 'structured_output_ratio == 0.5 and structured_output_regex == "[0-9]+" and constrained_output_throughput > 0 and unconstrained_output_throughput > 0 and abs(constrained_output_throughput + unconstrained_output_throughput - output_throughput) < 1e-6 * output_throughput and baseline_output_throughput > 0 and abs(structured_output_throughput_ratio - output_throughput / baseline_output_throughput) < 1e-9 and constrained_mean_tpot_ms >= 0'
+  if grep -q '^Structured output: 4 of 8 requests carry' "$tmp/so.out" \
+     && grep -Eq '^Output tok/s, run without constraints: +[0-9.]+ *$' "$tmp/so.out" \
+     && grep -Eq '^This run / without constraints \(%\): +[0-9.]+ *$' "$tmp/so.out"; then
+    ok so_table
+  else
+    ko so_table "$(cat "$tmp/so.out")"
+  fi
+else
+  ko so "rc $?: $(cat "$tmp/so.err")"
+fi
+# without the baseline flag: no baseline figure
+if bench so0 --num-prompts 4 --random-input-len 8 --random-output-len 4 --structured-output-ratio 1; then
+  check so_all "$tmp/so0.json" 'num_constrained == 4 and baseline_output_throughput is None and structured_output_throughput_ratio is None and unconstrained_output_throughput == 0 and all(all(" " <= c <= "~" for c in t) for t in generated_texts)'
+else
+  ko so0 "rc $?: $(cat "$tmp/so0.err")"
+fi
+
 # ---- refusals: prompts over max_model_len (512) are failed requests, not a crash ----------
 # Inputs 200..600 with outputs 4..12 (seeded): some fit, some do not.
 if bench mixed --num-prompts 10 --random-input-len 400 --random-range-ratio 0.5 \
@@ -224,7 +249,8 @@ if [ "$rc" = 1 ] && grep -q 'the server is not ready' "$tmp/down.err"; then ok s
 # ---- bad arguments are refused with exit 2 -------------------------------------------------
 bad=0
 for args in "--dataset-name nope" "--goodput fast:1" "--request-rate 0" "--random-range-ratio 1" \
-            "--percentile-metrics ttft,nope" "--backend tgi" "--extra-body [1]" "stray"; do
+            "--percentile-metrics ttft,nope" "--backend tgi" "--extra-body [1]" "stray" \
+            "--structured-output-ratio 1.5" "--structured-output-baseline"; do
   # shellcheck disable=SC2086
   "$PAGODA" bench serve $args >/dev/null 2>&1
   [ $? = 2 ] || { bad=1; ko usage "'$args' was not refused with exit 2"; }

@@ -9,7 +9,7 @@ CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cp
 	tests/unit/test_batch_defaults tests/unit/test_model_shard tests/unit/test_quant \
 	tests/unit/test_quant_load \
 	tests/unit/test_oai_parsers \
-	tests/unit/test_grammar tests/unit/test_engine_guided \
+	tests/unit/test_grammar tests/unit/test_engine_guided tests/unit/test_engine_bad_words \
 	tests/unit/test_pooling tests/unit/test_profile tests/unit/test_kv_fp8
 check_PROGRAMS += $(CRITERION_TESTS) tests/unit/test_engine_tsan
 tests_unit_test_base_SOURCES = %reldir%/test_base.c
@@ -163,6 +163,11 @@ tests_unit_test_grammar_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_grammar_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_grammar_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_grammar_LDADD = $(TEST_LDADD)
+tests_unit_test_engine_bad_words_SOURCES = %reldir%/test_engine_bad_words.c
+tests_unit_test_engine_bad_words_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_engine_bad_words_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_engine_bad_words_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_engine_bad_words_LDADD = $(TEST_LDADD)
 tests_unit_test_engine_guided_SOURCES = %reldir%/test_engine_guided.c
 tests_unit_test_engine_guided_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_engine_guided_CFLAGS = $(TEST_CFLAGS) $(PCRE2_CFLAGS)

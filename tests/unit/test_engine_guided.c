@@ -288,6 +288,63 @@ Test(guided, grammar_output_matches_the_grammar, .timeout = 120)
     pgd_engine_destroy(e);
 }
 
+/* ---- jump-forward ------------------------------------------------------------------------- */
+
+/* One request on a fresh engine, jump-forward on or off: its output and the steps taken. */
+static uint64_t run_counting_steps(bool jump, const char *prompt, struct pgd_sampling_params sp,
+                                   struct out *o)
+{
+    struct pgd_engine *e = tiny();
+    pgd__engine_set_jump_forward(e, jump);
+    struct pgd_engine_stats a, b;
+    pgd_engine_get_stats(e, &a);
+    collect(submit(e, prompt, sp), o);
+    pgd_engine_get_stats(e, &b);
+    pgd_engine_destroy(e);
+    return b.num_steps - a.num_steps;
+}
+
+/* Where the grammar leaves one token (characters no merge of the small vocabulary starts
+ * with), jump-forward appends it without a model step: the same tokens in fewer steps; a
+ * JSON Schema request (few forced tokens in a BPE vocabulary) gives the same tokens too;
+ * a request with logprobs is never jumped (a forced token has no logits). */
+Test(guided, jump_forward_gives_the_same_tokens_in_fewer_steps, .timeout = 120)
+{
+    struct {
+        enum pgd_guide_kind kind;
+        const char *guide;
+        int logprobs;
+        int fewer;                  /* steps saved at least */
+    } C[] = {
+        { PGD_GUIDE_GRAMMAR, "root ::= [0-9] \"~^~^~^\"", -1, 5 },
+        { PGD_GUIDE_JSON_SCHEMA, "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\"},"
+          "\"ok\":{\"type\":\"boolean\"}},\"required\":[\"n\",\"ok\"]}", -1, 0 },
+        { PGD_GUIDE_GRAMMAR, "root ::= [0-9] \"~^~^~^\"", 0, 0 },
+    };
+    for (size_t i = 0; i < sizeof C / sizeof *C; i++) {
+        struct pgd_sampling_params sp = guided(C[i].kind, C[i].guide, 11 + i);
+        sp.max_tokens = 64;
+        sp.logprobs = C[i].logprobs;
+        struct out off, on;
+        uint64_t steps_off = run_counting_steps(false, "Answer:", sp, &off);
+        uint64_t steps_on = run_counting_steps(true, "Answer:", sp, &on);
+        cr_assert_eq(on.n_tokens[0], off.n_tokens[0], "case %zu: %d tokens, %d without", i,
+                     on.n_tokens[0], off.n_tokens[0]);
+        cr_assert_eq(memcmp(on.ids[0], off.ids[0], (size_t)on.n_tokens[0] * sizeof(int32_t)), 0,
+                     "case %zu: \"%s\" with jump-forward, \"%s\" without", i, on.text[0],
+                     off.text[0]);
+        cr_assert_eq(on.finish[0], PGD_FINISH_STOP, "case %zu", i);
+        if (C[i].fewer > 0)
+            cr_assert_geq(steps_off - steps_on, (uint64_t)C[i].fewer, "case %zu: %llu steps, "
+                          "%llu without (\"%s\")", i, (unsigned long long)steps_on,
+                          (unsigned long long)steps_off, on.text[0]);
+        else if (C[i].logprobs >= 0)
+            cr_assert_eq(steps_on, steps_off, "case %zu: logprobs asked, yet jumped", i);
+        else
+            cr_assert_leq(steps_on, steps_off, "case %zu", i);
+    }
+}
+
 /* ---- refusals, batches, n > 1 --------------------------------------------------------------- */
 
 Test(guided, invalid_guides_are_refused_at_submit_with_the_reason)

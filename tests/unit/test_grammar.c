@@ -7,6 +7,7 @@
 #include "runtime/grammar/guide.h"
 #include "tests/lib/test_common.h"
 #include "tests/unit/test_grammar_cases.h"
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,6 +70,75 @@ Test(grammar, acceptance_table)
     cr_assert_eq(wrong, 0, "%d of %zu cases wrong", wrong, n);
 }
 
+/* Number bounds against a brute-force check: for bounds written as a schema author writes
+ * them, thousands of random JSON numbers (and the ones next to each bound) are accepted
+ * exactly when their double value lies in the range, as a validator comparing doubles
+ * (Python's jsonschema) decides. */
+Test(grammar, number_bounds_agree_with_double_comparison)
+{
+    static const struct { const char *lo, *hi; bool lo_x, hi_x; } B[] = {
+        { "0.3", "7.25", false, false },     { "0.3", "7.25", true, true },
+        { "-12.75", "-0.5", false, true },   { "-3.125", "41", true, false },
+        { "1e-2", NULL, false, false },      { NULL, "-2.5e1", false, true },
+        { "-0.001", "0.001", false, false }, { "99.99", "100.01", true, false },
+        { "5", "5", false, false },          { "-1", "1000.5", false, false },
+    };
+    uint64_t x = 12345;
+#define RND(n) ((int)((x = x * 6364136223846793005ULL + 1442695040888963407ULL) >> 33) % (n))
+    for (size_t b = 0; b < sizeof B / sizeof *B; b++) {
+        char schema[256], lo[64] = "", hi[64] = "";
+        if (B[b].lo)
+            snprintf(lo, sizeof lo, ",\"%s\":%s", B[b].lo_x ? "exclusiveMinimum" : "minimum",
+                     B[b].lo);
+        if (B[b].hi)
+            snprintf(hi, sizeof hi, ",\"%s\":%s", B[b].hi_x ? "exclusiveMaximum" : "maximum",
+                     B[b].hi);
+        snprintf(schema, sizeof schema, "{\"type\":\"number\"%s%s}", lo, hi);
+        struct pgd__grammar *g;
+        char err[512];
+        cr_assert_eq(pgd__guide_compile(PGD_GUIDE_JSON_SCHEMA, schema, &g, err, sizeof err),
+                     PGD_OK, "%s: %s", schema, err);
+        double vlo = B[b].lo ? strtod(B[b].lo, NULL) : -INFINITY;
+        double vhi = B[b].hi ? strtod(B[b].hi, NULL) : INFINITY;
+        int wrong = 0, n_in = 0;
+        for (int i = 0; i < 4000; i++) {
+            char t[64];
+            if (i < 40) {
+                /* next to a bound: the bound's value plus a few units in its last places */
+                double v = (i & 1 ? vlo : vhi) + (RND(21) - 10) * (i & 2 ? 0.001 : 0.25);
+                if (!isfinite(v))
+                    continue;
+                snprintf(t, sizeof t, "%.3f", v);
+            } else {
+                int at = 0;
+                if (RND(3) == 0)
+                    t[at++] = '-';
+                int nd = RND(5);
+                t[at++] = nd == 0 ? '0' : (char)('1' + RND(9));
+                for (int k = 1; k < nd; k++)
+                    t[at++] = (char)('0' + RND(10));
+                int nf = RND(6);
+                if (nf)
+                    t[at++] = '.';
+                for (int k = 0; k < nf; k++)
+                    t[at++] = (char)('0' + RND(10));
+                t[at] = '\0';
+            }
+            double v = strtod(t, NULL);
+            bool want = (B[b].lo_x ? v > vlo : v >= vlo) && (B[b].hi_x ? v < vhi : v <= vhi);
+            n_in += want;
+            if (accepts(g, t, strlen(t)) != want) {
+                if (wrong++ < 5)
+                    cr_log_error("%s: \"%s\": expected %s", schema, t, want ? "yes" : "no");
+            }
+        }
+        cr_expect_eq(wrong, 0, "%s: %d numbers judged wrong", schema, wrong);
+        cr_expect_gt(n_in, 10, "%s: the sample hit the range only %d times", schema, n_in);
+        pgd__grammar_free(g);
+    }
+#undef RND
+}
+
 struct refusal {
     char kind;
     const char *guide;
@@ -125,6 +195,18 @@ static const struct refusal REFUSALS[] = {
     { 'S', "42", "a schema must be an object or a boolean" },
     { 'S', "{\"anyOf\":[]}", "/anyOf: must be a non-empty array" },
     { 'S', "{\"type\":\"string\",\"minLength\":5,\"maxLength\":2}", "minLength/maxLength" },
+    { 'S', "{\"type\":\"number\",\"minimum\":1.5,\"maximum\":1.25}", "no number satisfies" },
+    { 'S', "{\"type\":\"number\",\"exclusiveMinimum\":1,\"exclusiveMaximum\":1}",
+      "no number satisfies" },
+    { 'S', "{\"type\":\"number\",\"minimum\":1e17}", "no number satisfies" },
+    { 'S', "{\"type\":\"number\",\"minimum\":\"1\"}", "/minimum: must be a number" },
+    { 'S', "{\"type\":\"number\",\"multipleOf\":0.1}", "/multipleOf: only a whole number" },
+    { 'S', "{\"type\":\"integer\",\"multipleOf\":7}", "/multipleOf: supported with minimum "
+           "and maximum" },
+    { 'S', "{\"type\":\"integer\",\"multipleOf\":1,\"minimum\":0,\"maximum\":1000}",
+      "at most 256 multiples" },
+    { 'S', "{\"type\":\"integer\",\"multipleOf\":10,\"minimum\":1,\"maximum\":9}",
+      "no number within minimum/maximum is a multiple" },
 };
 
 Test(grammar, invalid_guides_are_refused_saying_what_and_where)

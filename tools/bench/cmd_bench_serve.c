@@ -17,6 +17,7 @@
 #include "tools/bench/serve/dataset.h"
 #include "tools/bench/serve/driver.h"
 #include "tools/bench/serve/report.h"
+#include "tools/bench/serve/structured.h"
 #include "runtime/base/clock.h"
 #include <errno.h>
 #include <getopt.h>
@@ -49,6 +50,9 @@ struct serve_opts {
     int num_warmups;
     const char *result_dir, *result_filename;
     struct bs_report_in rep;        /* goodput, percentiles, metrics */
+    double so_ratio;                /* --structured-output-ratio: the constrained share */
+    const char *so_regex;           /* their regex */
+    bool so_baseline;               /* run the workload unconstrained first, for the ratio */
 };
 
 static void usage(FILE *out)
@@ -86,6 +90,14 @@ static void usage(FILE *out)
         "  --temperature T (default 0), --top-p P, --top-k K\n"
         "  --extra-body JSON          fields merged into every request\n"
         "  --num-warmups N            untimed runs of the first prompt first (default 0)\n"
+        "structured output:\n"
+        "  --structured-output-ratio R   the share of requests (0..1, default 0) that carry\n"
+        "                             structured_outputs {\"regex\": RE}; the report gives\n"
+        "                             the output tok/s of each kind\n"
+        "  --structured-output-regex RE  (default \"[ -~]*\": never complete, so every\n"
+        "                             request still runs to its length)\n"
+        "  --structured-output-baseline  first run the same requests unconstrained, and\n"
+        "                             report both runs' output tok/s and their ratio\n"
         "report:\n"
         "  --percentile-metrics LIST  of ttft,tpot,itl,e2el (default all four)\n"
         "  --metric-percentiles LIST  (default 99)\n"
@@ -182,6 +194,7 @@ enum {
     O_SGOUT, O_MIN, O_MOUT, O_MAXIN, O_MAXTOT, O_SEED, O_RATE, O_BURST, O_CONC, O_EOS,
     O_TEMP, O_TOPP, O_TOPK, O_EXTRA, O_PMETRICS, O_PCTS, O_GOODPUT, O_SAVE, O_DETAILED,
     O_RDIR, O_RFILE, O_LABEL, O_META, O_TQDM, O_TOKENIZER, O_WARMUPS, O_APPEND, O_TRUST,
+    O_SORATIO, O_SOREGEX, O_SOBASE,
 };
 
 static const struct option long_opts[] = {
@@ -206,6 +219,9 @@ static const struct option long_opts[] = {
     { "metadata", 1, 0, O_META }, { "disable-tqdm", 0, 0, O_TQDM },
     { "tokenizer", 1, 0, O_TOKENIZER }, { "num-warmups", 1, 0, O_WARMUPS },
     { "append-result", 0, 0, O_APPEND }, { "trust-remote-code", 0, 0, O_TRUST },
+    { "structured-output-ratio", 1, 0, O_SORATIO },
+    { "structured-output-regex", 1, 0, O_SOREGEX },
+    { "structured-output-baseline", 0, 0, O_SOBASE },
     { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
 };
 
@@ -288,6 +304,16 @@ static int take_option(struct serve_opts *o, int c, int argc, char **argv)
         return 0;
     }
     case O_WARMUPS: return parse_int("--num-warmups", a, 0, &o->num_warmups);
+    case O_SORATIO:
+        if (parse_num("--structured-output-ratio", a, &o->so_ratio) ||
+            !(o->so_ratio >= 0 && o->so_ratio <= 1)) {
+            fprintf(stderr, "pagoda bench serve: --structured-output-ratio %s: want a share "
+                    "in [0, 1]\n", a);
+            return -1;
+        }
+        return 0;
+    case O_SOREGEX: o->so_regex = a; return 0;
+    case O_SOBASE: o->so_baseline = true; return 0;
     case O_PMETRICS: return parse_metrics(a, &o->rep.metrics);
     case O_PCTS: return parse_percentiles(a, &o->rep);
     case O_GOODPUT:
@@ -378,9 +404,10 @@ static int wait_for_server(const struct bs_conn *c, int timeout_s, char **first_
     return -1;
 }
 
-/* The request body of one prompt (owned JSON text), NULL when out of memory. */
+/* The request body of one prompt (owned JSON text), NULL when out of memory; constrained:
+ * with the structured-output regex. */
 static char *request_body(const struct serve_opts *o, bool chat, const char *model,
-                          const struct bs_prompt *p, const json_t *extra)
+                          const struct bs_prompt *p, const json_t *extra, bool constrained)
 {
     json_t *b = json_pack("{s:s, s:b, s:{s:b}, s:f}", "model", model, "stream", 1,
                           "stream_options", "include_usage", 1, "temperature", o->temperature);
@@ -401,6 +428,10 @@ static char *request_body(const struct serve_opts *o, bool chat, const char *mod
         json_object_set_new(b, "top_k", json_integer(o->top_k));
     if (extra)
         json_object_update(b, (json_t *)extra);
+    if (constrained && !bs_structured_add(b, o->so_regex)) {
+        json_decref(b);
+        return NULL;
+    }
     char *s = json_dumps(b, JSON_COMPACT);
     json_decref(b);
     return s;
@@ -569,6 +600,62 @@ out:
     return rc;
 }
 
+static int count_constrained(double ratio, int n)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        k += bs_structured_pick(ratio, i);
+    return k;
+}
+
+/* --structured-output-baseline: the timed run's requests without any constraint, first;
+ * *tps gets its output tok/s. A request that fails there stops the benchmark (the ratio
+ * would mean nothing). */
+static int baseline_run(const struct serve_opts *o, const struct bs_run_params *timed,
+                        bool chat, const char *model, const struct bs_prompt *prompts,
+                        double *tps)
+{
+    int n = timed->n, rc = -1;
+    struct bs_run_params p = *timed;
+    char **bodies = calloc((size_t)n, sizeof *bodies), err[512];
+    struct bs_result *res = calloc((size_t)n, sizeof *res);
+    double duration = 0;
+    for (int i = 0; bodies && i < n; i++)
+        if (!(bodies[i] = request_body(o, chat, model, &prompts[i], o->extra_body, false))) {
+            free(res);
+            res = NULL;
+        }
+    if (!bodies || !res) {
+        fprintf(stderr, "pagoda bench serve: out of memory\n");
+        goto out;
+    }
+    p.bodies = bodies;
+    p.keep_text = false;
+    printf("Baseline: the same %d requests without constraints...\n", n);
+    fflush(stdout);
+    if (bs_run(&p, res, &duration, err, sizeof err)) {
+        fprintf(stderr, "pagoda bench serve: %s\n", err);
+        goto out;
+    }
+    rc = 0;
+    for (int i = 0; i < n && !rc; i++)
+        if (!res[i].success) {
+            fprintf(stderr, "pagoda bench serve: the baseline run failed: %s\n", res[i].error);
+            rc = -1;
+        }
+    *tps = bs_output_tps(res, n, duration);
+    if (!rc)
+        printf("Baseline output token throughput (tok/s): %.2f\n", *tps);
+out:
+    for (int i = 0; res && i < n; i++)
+        bs_result_fini(&res[i]);
+    for (int i = 0; bodies && i < n; i++)
+        free(bodies[i]);
+    free(res);
+    free(bodies);
+    return rc;
+}
+
 /* Everything after the command line; returns the exit status. */
 static int run_bench(struct serve_opts *o, const struct bs_conn *conn, bool chat,
                      const char *backend)
@@ -602,7 +689,8 @@ static int run_bench(struct serve_opts *o, const struct bs_conn *conn, bool chat
         goto oom;
     long sum_in = 0, sum_out = 0;
     for (int i = 0; i < n; i++) {
-        if (!(bodies[i] = request_body(o, chat, api_model, &prompts[i], o->extra_body)))
+        if (!(bodies[i] = request_body(o, chat, api_model, &prompts[i], o->extra_body,
+                                       bs_structured_pick(o->so_ratio, i))))
             goto oom;
         plen[i] = prompts[i].prompt_len;
         sum_in += plen[i];
@@ -629,8 +717,14 @@ static int run_bench(struct serve_opts *o, const struct bs_conn *conn, bool chat
                                 .max_concurrency = o->max_concurrency,
                                 .keep_text = o->save_detailed,
                                 .progress = !o->quiet && isatty(STDERR_FILENO) };
-    double duration = 0;
+    double duration = 0, baseline_tps = -1;
+    if (o->so_ratio > 0)
+        printf("Structured output: %d of %d requests carry structured_outputs {\"regex\": "
+               "\"%s\"}\n", count_constrained(o->so_ratio, n), n, o->so_regex);
     if (o->num_warmups && warm_up(&rp, o->num_warmups))
+        goto out;
+    if (o->so_baseline && o->so_ratio > 0 &&
+        baseline_run(o, &rp, chat, api_model, prompts, &baseline_tps))
         goto out;
     if (bs_run(&rp, res, &duration, err, sizeof err)) {
         fprintf(stderr, "pagoda bench serve: %s\n", err);
@@ -645,6 +739,13 @@ static int run_bench(struct serve_opts *o, const struct bs_conn *conn, bool chat
     o->rep.request_rate = o->request_rate;
     if (!(bench = bs_report(&o->rep, stdout)))
         goto oom;
+    if (o->so_ratio > 0) {
+        struct bs_structured_in si = { .ratio = o->so_ratio, .regex = o->so_regex, .res = res,
+                                       .n = n, .duration_s = duration,
+                                       .baseline_tps = baseline_tps };
+        if (!bs_structured_report(&si, bench, stdout))
+            goto oom;
+    }
     time_t now = time(NULL);
     strftime(date, sizeof date, "%Y%m%d-%H%M%S", localtime(&now));
     if (!(result = setup_keys(o, backend, model, date)) || json_object_update(result, bench))
@@ -716,6 +817,11 @@ static int bench_serve(struct serve_opts *o, int argc, char **argv)
     }
     if (!o->endpoint)
         o->endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
+    if (o->so_baseline && !(o->so_ratio > 0)) {
+        fprintf(stderr, "pagoda bench serve: --structured-output-baseline needs "
+                "--structured-output-ratio above 0\n");
+        return 2;
+    }
     if (!strcmp(o->dataset_name, "random"))
         o->data.kind = BS_DATA_RANDOM;
     else if (!strcmp(o->dataset_name, "sharegpt"))
@@ -768,6 +874,7 @@ int pgd_cmd_bench_serve(int argc, char **argv)
                   .shape = PGD_TOOL_SHAREGPT_SHAPE_DEFAULT },
         .rep = { .goodput_ms = { -1, -1, -1 }, .percentiles = { 99 }, .n_percentiles = 1,
                  .metrics = BS_M_TTFT | BS_M_TPOT | BS_M_ITL | BS_M_E2EL },
+        .so_regex = BS_STRUCTURED_REGEX_DEFAULT,
     };
     int rc = bench_serve(&o, argc, argv);
     json_decref(o.extra_body);

@@ -305,6 +305,7 @@ struct oai_gen {
     char *stop_buf[OAI_MAX_STOP];  /* owned */
     int32_t *stop_ids;             /* owned */
     struct pgd_logit_bias *bias;   /* owned */
+    char **bad_words;              /* [sp.n_bad_words] owned; the engine tokenizes them */
 };
 
 /* Request helpers shared by request.c and chat.c (guide.c, responses.c use oai_field):

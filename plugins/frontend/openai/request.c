@@ -306,61 +306,65 @@ static bool parse_token_lists(struct oai_server *s, json_t *b, struct oai_gen *g
  * non-finite biases). */
 #define BAN_BIAS (-1.0e9f)
 
-/* The tokens of one bad word's spelling; bans it when it is one token. */
-static bool ban_word(struct oai_server *s, const char *w, size_t n, bool space,
-                     unsigned char *ban, struct oai_error *e)
+/* bad_words: a list of non-empty strings, handed to the engine (which tokenizes them and
+ * bans them as vLLM does, words of several tokens included). */
+static bool parse_bad_words(struct oai_server *s, json_t *b, struct oai_gen *g,
+                            struct oai_error *e)
 {
-    struct pgd__buf t = { 0 };
-    if (space)
-        pgd__buf_append(&t, " ", 1);
-    pgd__buf_append(&t, w, n);
-    struct pgd_tokens ids;
-    pgd_tokens_init(&ids);
-    char err[256];
-    bool ok = !t.failed && pgd_tokenizer_encode(s->model.tokenizer, t.p, t.len, false, &ids, err,
-                                                sizeof err) == PGD_OK;
-    if (ok && ids.n == 1)
-        ban[ids.ids[0]] = 1;
-    else if (ok && ids.n > 1) {
-        OAI_BAD(e, "bad_words", "'bad_words': \"%.*s\" is %zu tokens; this server bans words "
-                "of one token only (with and without a leading space)", (int)(t.len > 64 ? 64 :
-                t.len), t.p, ids.n);
-        ok = false;
-    } else if (!ok)
-        OAI_BAD(e, "bad_words", "'bad_words': cannot tokenize \"%.64s\"", w);
-    pgd_tokens_fini(&ids);
-    pgd__buf_fini(&t);
-    return ok;
+    json_t *bad = oai_field(b, "bad_words");
+    if (!bad || (json_is_array(bad) && json_array_size(bad) == 0))
+        return true;
+    if (!json_is_array(bad)) {
+        OAI_BAD(e, "bad_words", "'bad_words' must be a list of strings");
+        return false;
+    }
+    if (!s->model.tokenizer) {
+        OAI_BAD(e, "bad_words", "'bad_words' needs a tokenizer; this model has none");
+        return false;
+    }
+    size_t n = json_array_size(bad);
+    if (!(g->bad_words = calloc(n, sizeof *g->bad_words))) {
+        oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(bad, i, v) {
+        /* leading whitespace is cut (as vLLM does): nothing may be left */
+        if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
+            !json_string_value(v)[strspn(json_string_value(v), " \t\n\r\f\v")]) {
+            OAI_BAD(e, "bad_words", "'bad_words' must be a list of non-empty strings");
+            return false;
+        }
+        if (!(g->bad_words[i] = strdup(json_string_value(v)))) {
+            oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
+            return false;
+        }
+        g->sp.n_bad_words = (int)i + 1;
+    }
+    g->sp.bad_words = (const char *const *)g->bad_words;
+    return true;
 }
 
-/* allowed_token_ids and bad_words: the tokens they exclude get BAN_BIAS in logit_bias. */
-static bool parse_banned_tokens(struct oai_server *s, json_t *b, struct oai_gen *g,
-                                struct oai_error *e)
+/* allowed_token_ids: the tokens it leaves out get BAN_BIAS in logit_bias. */
+static bool parse_allowed_tokens(struct oai_server *s, json_t *b, struct oai_gen *g,
+                                 struct oai_error *e)
 {
-    json_t *allowed = oai_field(b, "allowed_token_ids"), *bad = oai_field(b, "bad_words");
-    if ((!allowed) && (!bad || (json_is_array(bad) && json_array_size(bad) == 0)))
+    json_t *allowed = oai_field(b, "allowed_token_ids");
+    if (!allowed)
         return true;
     int V = s->model.vocab_size;
-    if (allowed && (!json_is_array(allowed) || json_array_size(allowed) == 0)) {
+    if (!json_is_array(allowed) || json_array_size(allowed) == 0) {
         OAI_BAD(e, "allowed_token_ids", "'allowed_token_ids' must be a non-empty list of "
                 "token ids");
         return false;
     }
-    if (bad && !json_is_array(bad)) {
-        OAI_BAD(e, "bad_words", "'bad_words' must be a list of strings");
-        return false;
-    }
-    if (bad && !s->model.tokenizer) {
-        OAI_BAD(e, "bad_words", "'bad_words' needs a tokenizer; this model has none");
-        return false;
-    }
-    unsigned char *ban = calloc((size_t)V, 1);
+    unsigned char *ban = malloc((size_t)V);
     if (!ban) {
         oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
         return false;
     }
-    if (allowed)
-        memset(ban, 1, (size_t)V);
+    memset(ban, 1, (size_t)V);
     size_t i;
     json_t *v;
     json_array_foreach(allowed, i, v) {
@@ -371,18 +375,6 @@ static bool parse_banned_tokens(struct oai_server *s, json_t *b, struct oai_gen 
             return false;
         }
         ban[json_integer_value(v)] = 0;
-    }
-    json_array_foreach(bad, i, v) {
-        if (!json_is_string(v) || json_string_length(v) == 0) {
-            free(ban);
-            OAI_BAD(e, "bad_words", "'bad_words' must be a list of non-empty strings");
-            return false;
-        }
-        if (!ban_word(s, json_string_value(v), json_string_length(v), false, ban, e) ||
-            !ban_word(s, json_string_value(v), json_string_length(v), true, ban, e)) {
-            free(ban);
-            return false;
-        }
     }
     int n_ban = 0;
     for (int t = 0; t < V; t++)
@@ -758,7 +750,7 @@ bool oai_gen_parse_api(struct oai_server *s, enum oai_api api, json_t *b, struct
     long long max_tokens = 0;
     if (!parse_stream_options(b, g, e) || !parse_sampling(s, b, g, &max_tokens, e) ||
         !parse_logprobs(s, b, g, e) || !parse_request_extras(b, g, e) || !oai_guide_parse(s, b, g, e) ||
-        !parse_banned_tokens(s, b, g, e))
+        !parse_allowed_tokens(s, b, g, e) || !parse_bad_words(s, b, g, e))
         return false;
     if (g->tool_choice == OAI_TOOLS_AUTO &&
         oai_tool_parser_needs_special_tokens(s->cfg.tool_call_parser))
@@ -791,6 +783,9 @@ void oai_gen_fini(struct oai_gen *g)
         free(g->stop_buf[i]);
     free(g->stop_ids);
     free(g->bias);
+    for (int i = 0; g->bad_words && i < g->sp.n_bad_words; i++)
+        free(g->bad_words[i]);
+    free(g->bad_words);
     free(g->cache_salt);
     free(g->guide);
     free(g->tool_name);
