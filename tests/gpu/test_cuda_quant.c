@@ -327,6 +327,9 @@ GPU_TEST(wq_decode_gemv_many_tiles)
         const int ns[4] = { 1, 3, 9, 16 };
         for (int i = 0; i < 4; i++)
             wq_check(&L, DTS[(i + act) % 2], ns[i], PGD_CUDA_QPATH_GEMV, i % 2 == 1);
+        wq_fini(&L);
+    }
+}
 
 /* The fused tensor-core GEMM (quant_wq_gemm.cu) with each token tile forced (32, 64, 128,
  * then the automatic pick), through the default path (on an H100/H200 the wgmma kernel for
@@ -381,6 +384,9 @@ GPU_TEST(wq_decode_gemv_misaligned_x)
         const int ns[3] = { 1, 5, 14 };
         for (int i = 0; i < 3; i++)
             wq_check_at(&L, DTS[i % 2], ns[i], PGD_CUDA_QPATH_GEMV, i == 1, 1);
+        wq_fini(&L);
+    }
+}
 
 /* The dequantize + cuBLASLt path (PGD_CUDA_QPATH_GEMM_LT, kept for comparison): the mma and
  * plain layouts, act-order, a layer wider than one scratch slice (32768 inputs: 512 rows a
