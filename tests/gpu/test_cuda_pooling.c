@@ -73,9 +73,9 @@ static void need_gpu(void)
  * normalized: out[i] malloc'd [hidden]. Returns the case count.
  *
  * The engine is small on purpose (64 KV blocks, a fixed count: never a share of the card)
- * so that this program can share the GPU with the other GPU tests. A failure is reported after the engine is destroyed: a test that stops with
- * its engine thread still running on the GPU dies at exit, and Criterion then reports a
- * crash instead of the reason. */
+ * so that this program can share the GPU with the other GPU tests. A failure is reported
+ * after the engine is destroyed: a test that stops with its engine thread still running on
+ * the GPU dies at exit, and Criterion then reports a crash instead of the reason. */
 static int pool_all(enum pgd_device device, enum pgd_pooling_type type, float *out[8],
                     int *hidden)
 {
