@@ -420,9 +420,7 @@ static enum pgd_status make_runner(const struct pgd_engine_params *p, struct run
     rp.seed = p->seed;
     rp.quantization = p->quantization;
     st = pgd__kv_cache_dtype_parse(p->kv_cache_dtype, &rp.kv_cache_dtype, err, errlen);
-    /* A pooling step never runs through a CUDA graph (the graphs end in logits): an embed
-     * engine captures none, and keeps their memory and start-up time. */
-    rp.enforce_eager = p->enforce_eager || p->task == PGD_TASK_EMBED;
+    rp.enforce_eager = p->enforce_eager;
     if (p->gpu_memory_utilization > 0)
         rp.gpu_memory_utilization = p->gpu_memory_utilization;
     rp.kv_cache_memory_bytes = p->kv_cache_memory_bytes;

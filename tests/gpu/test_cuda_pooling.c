@@ -7,10 +7,14 @@
 #include "tests/lib/model_fixture.h"
 #include "tests/lib/test_common.h"
 #include "tests/lib/gpu_main.h"
+#include <execinfo.h>
 #include <math.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 PGD_TEST_SUITE(cuda_pooling);
 
@@ -21,20 +25,57 @@ Test(cuda_pooling, all)
 }
 #else
 
+/* Where the test is, for a crash report: a signal handler writes it and a backtrace to
+ * stderr (Criterion itself only says "crash" at the Test line), then lets the signal end
+ * the process as it would have. stage_set also logs each stage on stderr. */
+static const char *volatile stage = "start";
+static char stage_buf[4][160];
+static int stage_at;
+
+static void stage_set(const char *fmt, ...)
+{
+    char *b = stage_buf[stage_at++ & 3];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b, sizeof stage_buf[0], fmt, ap);
+    va_end(ap);
+    stage = b;
+    fprintf(stderr, "[pooling] %s\n", b);
+}
+
+static void on_crash(int sig)
+{
+    static const char head[] = "[pooling] crashed (signal) during: ";
+    const char *s = stage;
+    ssize_t w = write(STDERR_FILENO, head, sizeof head - 1);
+    w += write(STDERR_FILENO, s, strlen(s));
+    w += write(STDERR_FILENO, "\n", 1);
+    void *bt[64];
+    int n = backtrace(bt, 64);
+    backtrace_symbols_fd(bt, n, STDERR_FILENO);
+    (void)w;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static void need_gpu(void)
 {
     if (pgd_cuda_device_count() == 0)
         cr_skip_test("no CUDA device");
+    signal(SIGSEGV, on_crash);
+    signal(SIGBUS, on_crash);
+    signal(SIGABRT, on_crash);
+    signal(SIGFPE, on_crash);
+    signal(SIGILL, on_crash);
 }
 
 /* The vectors of every case of pooling_reference.json on `device`, pooled as `type`,
  * normalized: out[i] malloc'd [hidden]. Returns the case count.
  *
- * The engine is small on purpose (64 KV blocks, no CUDA graphs: a pooling engine captures
- * none) so that this program can share the GPU with the other GPU tests (`make -j4
- * check-gpu`). A failure is reported after the engine is destroyed: a test that stops with
- * its engine thread still running on the GPU dies at exit, and Criterion then reports a
- * crash instead of the reason. */
+ * The engine is small on purpose (64 KV blocks, a fixed count: never a share of the card)
+ * so that this program can share the GPU with the other GPU tests. A failure is reported
+ * after the engine is destroyed: a test that stops with its engine thread still running on
+ * the GPU dies at exit, and Criterion then reports a crash instead of the reason. */
 static int pool_all(enum pgd_device device, enum pgd_pooling_type type, float *out[8],
                     int *hidden)
 {
@@ -46,9 +87,11 @@ static int pool_all(enum pgd_device device, enum pgd_pooling_type type, float *o
     p.block_size = 16;
     p.max_num_batched_tokens = 48;     /* the 70-token prompt in chunks */
     p.max_num_seqs = 8;
-    p.gpu_memory_utilization = 0.05;   /* unused with num_blocks; never the card's 0.9 */
     const char *dev = device == PGD_DEVICE_CUDA ? "cuda" : "cpu";
+    const char *how = pgd_pooling_type_str(type);
+    stage_set("%s %s: creating the engine", dev, how);
     struct pgd_engine *e = model_engine_params("llama-f32", &p);
+    stage_set("%s %s: engine created", dev, how);
     *hidden = pgd_engine_hidden_size(e);
     json_t *cases = json_object_get(ref, "cases");
     int nc = (int)json_array_size(cases);
@@ -63,6 +106,7 @@ static int pool_all(enum pgd_device device, enum pgd_pooling_type type, float *o
         r.prompt_ids = ids;
         r.n_prompt_ids = np;
         r.pooling = type;
+        stage_set("%s %s: submitting case %d (%d tokens)", dev, how, i, np);
         if (pgd_engine_submit(e, &r, &s[i], err, sizeof err) != PGD_OK)
             snprintf(why, sizeof why, "%s case %d: submit: %s", dev, i, err);
         free(ids);
@@ -72,6 +116,7 @@ static int pool_all(enum pgd_device device, enum pgd_pooling_type type, float *o
         if (!s[i])
             continue;
         struct pgd_output o;
+        stage_set("%s %s: waiting for case %d (the engine thread steps)", dev, how, i);
         enum pgd_status st = *why ? PGD_OK : pgd_stream_next(s[i], &o, 60000);
         if (*why) {
             /* an earlier case failed: only the streams are let go */
@@ -89,7 +134,9 @@ static int pool_all(enum pgd_device device, enum pgd_pooling_type type, float *o
         }
         pgd_stream_destroy(s[i]);
     }
+    stage_set("%s %s: destroying the engine", dev, how);
     pgd_engine_destroy(e);
+    stage_set("%s %s: done%s%s", dev, how, *why ? ": " : "", why);
     json_decref(ref);
     cr_assert_not(*why, "%s", why);
     return nc;
@@ -102,6 +149,7 @@ static void gpu_matches_cpu(enum pgd_pooling_type type)
     int nc = pool_all(PGD_DEVICE_CPU, type, cpu, &h);
     cr_assert_eq(pool_all(PGD_DEVICE_CUDA, type, gpu, &hg), nc);
     cr_assert_eq(hg, h);
+    stage_set("%s: comparing %d cases", pgd_pooling_type_str(type), nc);
     for (int i = 0; i < nc; i++) {
         double dot = 0, ng = 0;
         for (int k = 0; k < h; k++) {
