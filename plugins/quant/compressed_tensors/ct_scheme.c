@@ -52,10 +52,11 @@ static enum pgd_status names_read(const struct pgd_model_ctx *ctx, const char *k
         if (!out->regex[i]) {
             char why[160];
             pcre2_get_error_message(code, (PCRE2_UCHAR *)why, sizeof why);
+            pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s/config.json: \"%s.%d\" = \"%s\": not a "
+                     "regular expression (%s at offset %zu)", pgd_model_dir(ctx), key, i, e, why,
+                     (size_t)at);
             names_free(out);
-            return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s/config.json: \"%s.%d\" = \"%s\": "
-                            "not a regular expression (%s at offset %zu)", pgd_model_dir(ctx),
-                            key, i, e, why, (size_t)at);
+            return PGD_ERR_FORMAT;
         }
     }
     return PGD_OK;
