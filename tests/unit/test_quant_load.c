@@ -281,6 +281,25 @@ Test(quant_random, bench_latency_runs_quantized)
     }
 }
 
+/* compressed-tensors' class target "Linear" takes every linear layer but the LM head (no
+ * Linear in vLLM either): with "lm_head" out of the ignore list it still loads dense, while
+ * the decoder layers stay quantized. */
+Test(ct_convert, the_lm_head_is_no_linear)
+{
+    char tmp[256] = "", err[1024] = "";
+    const char *dir = fixture_copy_edited(quant_fixture("llama-ct-w4a16-g32-sym"), "config.json",
+                                          "\"lm_head\"", "\"nothing\"", tmp);
+    struct pgd_registry *reg = fixture_registry(NULL);
+    struct pgd__model *m = NULL;
+    struct pgd__model_opts o = { .dtype = PGD_DTYPE_COUNT };
+    enum pgd_status st = pgd__model_load_opts(dir, reg, PGD_DEVICE_CPU, &o, &m, err, sizeof err);
+    cr_assert_eq(st, PGD_OK, "%s", err);
+    cr_assert_eq(m->n_quant_layers, 12);
+    pgd__model_destroy(m);
+    pgd_registry_destroy(reg);
+    fixture_copy_remove(tmp);
+}
+
 /* ---- the catalog ------------------------------------------------------------------------- */
 static enum pgd_status load_catalog_text(const char *text, char *err, size_t errlen)
 {

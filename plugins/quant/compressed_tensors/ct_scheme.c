@@ -321,6 +321,11 @@ const struct ct_scheme *ct_scheme_of(const struct ct_config *cfg, const char *pr
     for (int i = 0; i < cfg->n; i++)
         if (names_match(&cfg->schemes[i].targets, prefix))
             return &cfg->schemes[i];
+    /* The LM head is no Linear (vLLM's ParallelLMHead): only a target naming it quantizes
+     * it. */
+    const char *dot = strrchr(prefix, '.');
+    if (!strcmp(dot ? dot + 1 : prefix, "lm_head"))
+        return NULL;
     for (int i = 0; i < cfg->n; i++)
         if (cfg->schemes[i].targets.linear)
             return &cfg->schemes[i];
