@@ -338,6 +338,38 @@ Test(quant_catalog, ships_every_format)
     pgd__hub_catalog_free(&cat);
 }
 
+/* `pagoda models` lists each format's entry with its quant in the QUANT column (as wide as
+ * the widest label). */
+Test(quant_catalog, models_shows_the_quant_column)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "HF_HUB_CACHE=/nonexistent-pgd-cache PAGODA_CATALOG=%s/models/"
+             "catalog.ini %s/tools/pagoda models 2>&1",
+             getenv("PGD_TEST_SRCDIR") && *getenv("PGD_TEST_SRCDIR") ? getenv("PGD_TEST_SRCDIR")
+                                                                     : PGD_TEST_SRCDIR,
+             PGD_TEST_BUILDDIR);
+    int status;
+    char *got = pgd_test_capture(cmd, &status);
+    cr_assert_eq(status, 0, "%s\n%s", cmd, got);
+    const char *quant = strstr(got, "QUANT");
+    cr_assert_not_null(quant, "%s", got);
+    size_t col = (size_t)(quant - got);
+    static const struct { const char *name, *quant; } rows[] = {
+        { "llama-3.1-8b-instruct-gptq ", "gptq-int4 " },
+        { "llama-3.1-8b-instruct-awq ", "awq-int4 " },
+        { "llama-3.1-8b-instruct-fp8 ", "fp8 " },
+        { "llama-3.1-8b-instruct-w4a16 ", "compressed-tensors-w4a16 " },
+        { "llama-3.1-8b-instruct-fp8-dynamic ", "compressed-tensors-fp8 " },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        const char *line = strstr(got, rows[i].name);
+        cr_assert(line && (line == got || line[-1] == '\n'), "%s missing:\n%s", rows[i].name, got);
+        cr_assert(!strncmp(line + col, rows[i].quant, strlen(rows[i].quant)),
+                  "%s: QUANT column is not %s:\n%s", rows[i].name, rows[i].quant, got);
+    }
+    free(got);
+}
+
 /* Every quantized fixture's label (what `pagoda models --cached` shows for such a repo) is a
  * quant value the catalog takes; another value is refused naming the entry and the value. */
 Test(quant_catalog, quant_values_are_the_labels_of_checkpoints)
