@@ -281,6 +281,25 @@ Test(quant_random, bench_latency_runs_quantized)
     }
 }
 
+/* compressed-tensors' class target "Linear" takes every linear layer but the LM head (no
+ * Linear in vLLM either): with "lm_head" out of the ignore list it still loads dense, while
+ * the decoder layers stay quantized. */
+Test(ct_convert, the_lm_head_is_no_linear)
+{
+    char tmp[256] = "", err[1024] = "";
+    const char *dir = fixture_copy_edited(quant_fixture("llama-ct-w4a16-g32-sym"), "config.json",
+                                          "\"lm_head\"", "\"nothing\"", tmp);
+    struct pgd_registry *reg = fixture_registry(NULL);
+    struct pgd__model *m = NULL;
+    struct pgd__model_opts o = { .dtype = PGD_DTYPE_COUNT };
+    enum pgd_status st = pgd__model_load_opts(dir, reg, PGD_DEVICE_CPU, &o, &m, err, sizeof err);
+    cr_assert_eq(st, PGD_OK, "%s", err);
+    cr_assert_eq(m->n_quant_layers, 12);
+    pgd__model_destroy(m);
+    pgd_registry_destroy(reg);
+    fixture_copy_remove(tmp);
+}
+
 /* ---- the catalog ------------------------------------------------------------------------- */
 static enum pgd_status load_catalog_text(const char *text, char *err, size_t errlen)
 {
@@ -317,6 +336,38 @@ Test(quant_catalog, ships_every_format)
         cr_expect(found, "no catalog entry with quant = %s", want[w]);
     }
     pgd__hub_catalog_free(&cat);
+}
+
+/* `pagoda models` lists each format's entry with its quant in the QUANT column (as wide as
+ * the widest label). */
+Test(quant_catalog, models_shows_the_quant_column)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "HF_HUB_CACHE=/nonexistent-pgd-cache PAGODA_CATALOG=%s/models/"
+             "catalog.ini %s/tools/pagoda models 2>&1",
+             getenv("PGD_TEST_SRCDIR") && *getenv("PGD_TEST_SRCDIR") ? getenv("PGD_TEST_SRCDIR")
+                                                                     : PGD_TEST_SRCDIR,
+             PGD_TEST_BUILDDIR);
+    int status;
+    char *got = pgd_test_capture(cmd, &status);
+    cr_assert_eq(status, 0, "%s\n%s", cmd, got);
+    const char *quant = strstr(got, "QUANT");
+    cr_assert_not_null(quant, "%s", got);
+    size_t col = (size_t)(quant - got);
+    static const struct { const char *name, *quant; } rows[] = {
+        { "llama-3.1-8b-instruct-gptq ", "gptq-int4 " },
+        { "llama-3.1-8b-instruct-awq ", "awq-int4 " },
+        { "llama-3.1-8b-instruct-fp8 ", "fp8 " },
+        { "llama-3.1-8b-instruct-w4a16 ", "compressed-tensors-w4a16 " },
+        { "llama-3.1-8b-instruct-fp8-dynamic ", "compressed-tensors-fp8 " },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        const char *line = strstr(got, rows[i].name);
+        cr_assert(line && (line == got || line[-1] == '\n'), "%s missing:\n%s", rows[i].name, got);
+        cr_assert(!strncmp(line + col, rows[i].quant, strlen(rows[i].quant)),
+                  "%s: QUANT column is not %s:\n%s", rows[i].name, rows[i].quant, got);
+    }
+    free(got);
 }
 
 /* Every quantized fixture's label (what `pagoda models --cached` shows for such a repo) is a

@@ -52,10 +52,11 @@ static enum pgd_status names_read(const struct pgd_model_ctx *ctx, const char *k
         if (!out->regex[i]) {
             char why[160];
             pcre2_get_error_message(code, (PCRE2_UCHAR *)why, sizeof why);
+            pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s/config.json: \"%s.%d\" = \"%s\": not a "
+                     "regular expression (%s at offset %zu)", pgd_model_dir(ctx), key, i, e, why,
+                     (size_t)at);
             names_free(out);
-            return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s/config.json: \"%s.%d\" = \"%s\": "
-                            "not a regular expression (%s at offset %zu)", pgd_model_dir(ctx),
-                            key, i, e, why, (size_t)at);
+            return PGD_ERR_FORMAT;
         }
     }
     return PGD_OK;
@@ -320,6 +321,11 @@ const struct ct_scheme *ct_scheme_of(const struct ct_config *cfg, const char *pr
     for (int i = 0; i < cfg->n; i++)
         if (names_match(&cfg->schemes[i].targets, prefix))
             return &cfg->schemes[i];
+    /* The LM head is no Linear (vLLM's ParallelLMHead): only a target naming it quantizes
+     * it. */
+    const char *dot = strrchr(prefix, '.');
+    if (!strcmp(dot ? dot + 1 : prefix, "lm_head"))
+        return NULL;
     for (int i = 0; i < cfg->n; i++)
         if (cfg->schemes[i].targets.linear)
             return &cfg->schemes[i];

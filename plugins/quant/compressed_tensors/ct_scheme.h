@@ -58,8 +58,9 @@ enum pgd_status ct_config_read(const struct pgd_model_ctx *ctx, struct ct_config
 void ct_config_free(struct ct_config *cfg);
 
 /* The scheme of the linear layer at prefix: none when ignored; else the first group (in
- * config_groups' order) with a target naming it (exactly or by regex), else the first with
- * the class target "Linear"; none when no group targets it. */
+ * config_groups' order) with a target naming it (exactly or by regex), else (but for the LM
+ * head, which is no Linear) the first with the class target "Linear"; none when no group
+ * targets it. */
 const struct ct_scheme *ct_scheme_of(const struct ct_config *cfg, const char *prefix);
 
 #endif
