@@ -1,5 +1,4 @@
 /* Test helpers for the model fixtures (see model_fixture.h). */
-#define _GNU_SOURCE /* memmem */
 #include "tests/lib/model_fixture.h"
 #include "runtime/engine/engine_backend.h"
 #include "runtime/model/model.h"
