@@ -537,19 +537,21 @@ template <> struct wgmma_op<__half, 64> {
 };
 #endif
 
-/* The mma layout (integer zeros), groups a multiple of 64 inputs, BN 64 or 128 tokens: warp w
- * owns features 16 w .. 16 w + 15 of the block (the layout's tile w), its warpgroup w / 4.
+/* Groups a multiple of 64 inputs, BN 64 or 128 tokens, any layout: warp w owns features
+ * 16 w .. 16 w + 15 of the block (the mma layout's tile w), its warpgroup w / 4; its A
+ * fragments are the mma.sync kernel's (wg_frag_a).
  * The pipeline is the mma.sync kernel's (each stage's wgmmas are waited for before the next
  * barrier, so the stage a load refills is free). A stage's 4 steps (within one group:
  * groups are whole stages) go to the tensor cores as 4 wgmmas; at a group's end the warpgroup
  * waits for them and adds the sums times the rows' scales into the totals (the group's first
- * wgmma then starts the sums afresh). */
-template <typename T, int BN>
+ * wgmma then starts the sums afresh). Real-valued zeros (!EXACT): the scales are in A, the
+ * sums are the result. */
+template <typename T, int WK, bool EXACT, int BN>
 __global__ void __launch_bounds__(WG_THREADS, 1)
 wq_gemm_wgmma_kernel(const wg_args<T> a)
 {
 #ifdef WG_WGMMA
-    typedef wg_smem<WG_MMA4, BN> L;
+    typedef wg_smem<WK, BN> L;
     constexpr int PD = WG_STAGES - 1;  /* stages loaded ahead */
     constexpr int NA = BN / 2;        /* accumulators a thread: BN / 8 n8 tiles x 4 */
     extern __shared__ __align__(128) uint8_t wg_smem_buf[];
@@ -564,7 +566,7 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
     for (int i = 0; i < NA; i++)
         acc[i] = tot[i] = 0.0f;
 
-    wg_loader<T, WG_MMA4, BN> ld;
+    wg_loader<T, WK, BN> ld;
     ld.init(a, m0, n0, th);
     for (int s = 0; s < PD; s++)
         if (s < a.kts)
@@ -578,8 +580,7 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
 
     const int gkts = a.group_size / WG_BK;   /* stages a group */
     int gleft = gkts;
-    uint32_t zlo = 0, zhi = 0;
-    float slo = 0.0f, shi = 0.0f;
+    wg_rowz<T, WK, EXACT> rz;
     for (int kt = 0; kt < a.kts; kt++) {
         cp_async_wait<PD - 1>();
         __syncthreads();             /* stage kt landed; stage kt - 1's wgmmas are done */
@@ -593,25 +594,22 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
 
         const int stage = kt % WG_STAGES;
         const uint8_t *st = buf + stage * L::STAGE;
-        if (gleft == gkts) {         /* a group starts: its zeros and scales of rows g, g + 8 */
+        /* the zeros and scales of rows g, g + 8: at a group's start (exact), every stage
+         * (folded; the stage is inside one group) */
+        if (!EXACT || gleft == gkts) {
             const __half2 *sm = reinterpret_cast<const __half2 *>(st + L::META);
-            const __half2 mlo = sm[warp * 16 + g], mhi = sm[warp * 16 + g + 8];
-            zlo = pair_of<T>(mma_magic<T>::BIAS + __high2float(mlo));
-            zhi = pair_of<T>(mma_magic<T>::BIAS + __high2float(mhi));
-            slo = __low2float(mlo);
-            shi = __low2float(mhi);
+            rz.set(sm[warp * 16 + g], sm[warp * 16 + g + 8]);
         }
-        const uint4 wv = *reinterpret_cast<const uint4 *>(st + warp * 512 + lane * 16);
+        uint4 wv = {};
+        if (WK == WG_MMA4)
+            wv = *reinterpret_cast<const uint4 *>(st + warp * 512 + lane * 16);
         const uint32_t words[4] = { wv.x, wv.y, wv.z, wv.w };
         uint32_t A[4][4];
 #pragma unroll
         for (int s = 0; s < 4; s++)
-#pragma unroll
-            for (int j = 0; j < 4; j++)
-                A[s][j] = sub_pair<T>(((words[s] >> (4 * j)) & 0x000F000Fu) | mma_magic<T>::BITS,
-                                      j & 1 ? zhi : zlo);
+            wg_frag_a<T, WK, EXACT>(st, words[s], warp * 16, s, g, t, rz, A[s]);
         const uint64_t desc = wg_desc(smem0 + (uint32_t)(stage * L::STAGE + L::X));
-        const int first = gleft == gkts;
+        const int first = EXACT ? gleft == gkts : kt == 0;
 #pragma unroll
         for (int s = 0; s < 4; s++)
             reg_fence(A[s]);
@@ -623,11 +621,11 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
         wgmma_commit();
         wgmma_wait0();
         reg_fence(acc);
-        if (--gleft == 0) {
+        if (EXACT && --gleft == 0) {
             /* accumulator 4 j + i: feature g (+ 8 for i >= 2), token 8 j + 2 t (+ 1 for odd i) */
 #pragma unroll
             for (int i = 0; i < NA; i++)
-                tot[i] = fmaf((i & 2) ? shi : slo, acc[i], tot[i]);
+                tot[i] = fmaf(rz.s[(i >> 1) & 1], acc[i], tot[i]);
             gleft = gkts;
         }
     }
@@ -637,7 +635,7 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
 #pragma unroll
     for (int i = 0; i < NA; i++) {
         const int o = warp * 16 + g + ((i & 2) ? 8 : 0), tok = (i / 4) * 8 + 2 * t + (i & 1);
-        so[tok * L::OUT_LD + o] = tot[i];
+        so[tok * L::OUT_LD + o] = EXACT ? tot[i] : acc[i];
     }
     __syncthreads();
     wg_store<T, BN, L::OUT_LD>(a, so, n0, m0, th);
@@ -664,20 +662,20 @@ static cudaError_t wg_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a)
 }
 
 /* The wgmma kernel: its shared memory gets 1024 bytes of room for aligning the tiles. */
-template <typename T, int BN>
+template <typename T, int WK, bool EXACT, int BN>
 static cudaError_t wg_launch_wgmma(struct pgd_cuda_ctx *c, const wg_args<T> &a)
 {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)((a.n + BN - 1) / BN), (unsigned)((a.out + WG_BM - 1) / WG_BM));
     cfg.blockDim = dim3(WG_THREADS);
-    cfg.dynamicSmemBytes = wg_smem<WG_MMA4, BN>::BYTES + 1024;
+    cfg.dynamicSmemBytes = wg_smem<WK, BN>::BYTES + 1024;
     cfg.stream = c->stream;
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
     cfg.numAttrs = c->pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, wq_gemm_wgmma_kernel<T, BN>, a);
+    return cudaLaunchKernelEx(&cfg, wq_gemm_wgmma_kernel<T, WK, EXACT, BN>, a);
 }
 
 /* Each instantiation's dynamic shared memory limit raised (past the default 48 KB). */
@@ -688,13 +686,26 @@ static cudaError_t wg_prepare_one()
                                 cudaFuncAttributeMaxDynamicSharedMemorySize, wg_smem<WK, BN>::BYTES);
 }
 
+template <typename T, int WK, bool EXACT, int BN>
+static cudaError_t wg_prepare_wgmma()
+{
+    return cudaFuncSetAttribute(wq_gemm_wgmma_kernel<T, WK, EXACT, BN>,
+                                cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                wg_smem<WK, BN>::BYTES + 1024);
+}
+
+/* A kind's kernels: mma.sync at each tile, wgmma at 64 and 128 tokens. */
 template <typename T, int WK, bool EXACT>
 static cudaError_t wg_prepare_kind()
 {
     cudaError_t e = wg_prepare_one<T, WK, EXACT, 32>();
     if (e == cudaSuccess)
         e = wg_prepare_one<T, WK, EXACT, 64>();
-    return e == cudaSuccess ? wg_prepare_one<T, WK, EXACT, 128>() : e;
+    if (e == cudaSuccess)
+        e = wg_prepare_one<T, WK, EXACT, 128>();
+    if (e == cudaSuccess)
+        e = wg_prepare_wgmma<T, WK, EXACT, 64>();
+    return e == cudaSuccess ? wg_prepare_wgmma<T, WK, EXACT, 128>() : e;
 }
 
 template <typename T>
@@ -707,17 +718,7 @@ static cudaError_t wg_prepare_dtype()
         e = wg_prepare_kind<T, WG_PLAIN4, false>();
     if (e == cudaSuccess)
         e = wg_prepare_kind<T, WG_PLAIN8, true>();
-    if (e == cudaSuccess)
-        e = wg_prepare_kind<T, WG_PLAIN8, false>();
-    if (e == cudaSuccess)
-        e = cudaFuncSetAttribute(wq_gemm_wgmma_kernel<T, 64>,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 wg_smem<WG_MMA4, 64>::BYTES + 1024);
-    if (e == cudaSuccess)
-        e = cudaFuncSetAttribute(wq_gemm_wgmma_kernel<T, 128>,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 wg_smem<WG_MMA4, 128>::BYTES + 1024);
-    return e;
+    return e == cudaSuccess ? wg_prepare_kind<T, WG_PLAIN8, false>() : e;
 }
 
 /* Whether the wgmma kernel runs here: a compute capability 9.0 device and the sm_90a code in
@@ -735,7 +736,8 @@ static bool wg_wgmma_ok(const struct pgd_cuda_ctx *c)
              cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, c->device) ==
                  cudaSuccess &&
              major == 9 && minor == 0 &&
-             cudaFuncGetAttributes(&fa, wq_gemm_wgmma_kernel<__nv_bfloat16, 128>) == cudaSuccess &&
+             cudaFuncGetAttributes(&fa, wq_gemm_wgmma_kernel<__nv_bfloat16, WG_MMA4, true, 128>) ==
+                 cudaSuccess &&
              fa.binaryVersion == 90;
     }
     return ok == 1;
@@ -791,8 +793,11 @@ static int wg_pick_bn(const struct pgd_cuda_ctx *c, int n, int out)
 }
 
 template <typename T, int WK, bool EXACT>
-static cudaError_t wg_launch_bn(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn)
+static cudaError_t wg_launch_bn(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn, bool wgmma)
 {
+    if (wgmma)                       /* bn 64 or 128 */
+        return bn == 128 ? wg_launch_wgmma<T, WK, EXACT, 128>(c, a)
+                         : wg_launch_wgmma<T, WK, EXACT, 64>(c, a);
     return bn == 128 ? wg_launch<T, WK, EXACT, 128>(c, a)
          : bn == 64 ? wg_launch<T, WK, EXACT, 64>(c, a) : wg_launch<T, WK, EXACT, 32>(c, a);
 }
@@ -821,20 +826,17 @@ static int wg_run(struct pgd_cuda_ctx *c, const T *x, int n, const struct pgd_cu
     const int forced = pgd_cuda__qenv_int("PGD_CUDA_WQ_GEMM_BN", 0);
     const int bn = forced == 32 || forced == 64 || forced == 128 ? forced
                                                                   : wg_pick_bn(c, n, w->out);
-    /* Hopper: the mma layout with groups of whole stages, tiles of 64 or 128 tokens */
-    const bool wgmma = allow_wgmma && w->mma && w->group_size % WG_BK == 0 && bn >= 64 &&
-                       wg_wgmma_ok(c);
+    /* Hopper: groups of whole stages (so in is too), tiles of 64 or 128 tokens */
+    const bool wgmma = allow_wgmma && w->group_size % WG_BK == 0 && bn >= 64 && wg_wgmma_ok(c);
     cudaError_t e;
-    if (wgmma)
-        e = bn == 128 ? wg_launch_wgmma<T, 128>(c, a) : wg_launch_wgmma<T, 64>(c, a);
-    else if (w->mma)                 /* integer zeros 0..16 */
-        e = wg_launch_bn<T, WG_MMA4, true>(c, a, bn);
+    if (w->mma)                      /* integer zeros 0..16 */
+        e = wg_launch_bn<T, WG_MMA4, true>(c, a, bn, wgmma);
     else if (w->bits == 4)
-        e = w->int_zeros ? wg_launch_bn<T, WG_PLAIN4, true>(c, a, bn)
-                         : wg_launch_bn<T, WG_PLAIN4, false>(c, a, bn);
+        e = w->int_zeros ? wg_launch_bn<T, WG_PLAIN4, true>(c, a, bn, wgmma)
+                         : wg_launch_bn<T, WG_PLAIN4, false>(c, a, bn, wgmma);
     else
-        e = w->int_zeros ? wg_launch_bn<T, WG_PLAIN8, true>(c, a, bn)
-                         : wg_launch_bn<T, WG_PLAIN8, false>(c, a, bn);
+        e = w->int_zeros ? wg_launch_bn<T, WG_PLAIN8, true>(c, a, bn, wgmma)
+                         : wg_launch_bn<T, WG_PLAIN8, false>(c, a, bn, wgmma);
     if (e != cudaSuccess)
         return pgd_cuda_failf(err, errlen, "W%dA16 tensor-core GEMM x [%d, %d] -> %d (%s layout, "
                               "%d-token tiles, %s): %s", w->bits, n, w->in, w->out,
