@@ -225,8 +225,7 @@ extern "C" int pgd_cuda_wq_create(const struct pgd_wq_host *h, struct pgd_cuda_w
                                   char *err, size_t errlen)
 {
     *out = NULL;
-    if (wq_validate(h, err, errlen) || (h->perm && wq_perm(h, err, errlen)) ||
-        pgd_cuda__wq_gemm_prepare(err, errlen))
+    if (wq_validate(h, err, errlen) || (h->perm && wq_perm(h, err, errlen)))
         return 1;
     const int in = (int)h->in, o_n = (int)h->out, pack = 32 / h->bits;
     const int wpr = in / pack, groups = in / h->group_size;

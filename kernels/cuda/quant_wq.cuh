@@ -58,9 +58,6 @@ int pgd_cuda__wq_gemv4(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
 int pgd_cuda__wq_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
                       const struct pgd_cuda_wq *w, const void *b, void *y, bool allow_wgmma,
                       char *err, size_t errlen);
-/* Once before the first GEMM, outside graph capture (pgd_cuda_wq_create calls it): the
- * kernels' shared memory limits. */
-int pgd_cuda__wq_gemm_prepare(char *err, size_t errlen);
 /* Whether every zero of h is an integer in 0..2^bits: then the GEMM multiplies the exact
  * q - zero and scales the float32 sums per group (else it folds the scale into A). */
 bool pgd_cuda__wq_gemm_int_zeros(const struct pgd_wq_host *h);

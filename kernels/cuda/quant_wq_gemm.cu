@@ -32,6 +32,7 @@
 #include "kernels/cuda/quant_wq.cuh"
 #include "kernels/cuda/quant_mma.cuh"
 #include <math.h>
+#include <atomic>
 
 #define WG_BM 128                    /* output features a block */
 #define WG_BK 64                     /* inputs a stage */
@@ -537,20 +538,23 @@ template <> struct wgmma_op<__half, 64> {
 };
 #endif
 
-/* The mma layout (integer zeros), groups a multiple of 64 inputs, BN 64 or 128 tokens: warp w
- * owns features 16 w .. 16 w + 15 of the block (the layout's tile w), its warpgroup w / 4.
- * The pipeline is the mma.sync kernel's (each stage's wgmmas are waited for before the next
- * barrier, so the stage a load refills is free). A stage's 4 steps (within one group:
+/* Groups a multiple of 64 inputs, BN 64 or 128 tokens, any layout: warp w owns features
+ * 16 w .. 16 w + 15 of the block (the mma layout's tile w), its warpgroup w / 4; its A
+ * fragments are the mma.sync kernel's (wg_frag_a).
+ * The pipeline is the mma.sync kernel's with the loads two stages ahead (of four buffers),
+ * the wgmmas waited for every second stage (every stage when a group is an odd number of
+ * stages). A stage's 4 steps (within one group:
  * groups are whole stages) go to the tensor cores as 4 wgmmas; at a group's end the warpgroup
  * waits for them and adds the sums times the rows' scales into the totals (the group's first
- * wgmma then starts the sums afresh). */
-template <typename T, int BN>
+ * wgmma then starts the sums afresh). Real-valued zeros (!EXACT): the scales are in A, the
+ * sums are the result. */
+template <typename T, int WK, bool EXACT, int BN>
 __global__ void __launch_bounds__(WG_THREADS, 1)
 wq_gemm_wgmma_kernel(const wg_args<T> a)
 {
 #ifdef WG_WGMMA
-    typedef wg_smem<WG_MMA4, BN> L;
-    constexpr int PD = WG_STAGES - 1;  /* stages loaded ahead */
+    typedef wg_smem<WK, BN> L;
+    constexpr int PD = WG_STAGES - 2;  /* stages loaded ahead (of four buffers) */
     constexpr int NA = BN / 2;        /* accumulators a thread: BN / 8 n8 tiles x 4 */
     extern __shared__ __align__(128) uint8_t wg_smem_buf[];
     const uint32_t raw = smem_addr(wg_smem_buf), smem0 = (raw + 1023u) & ~1023u;
@@ -564,7 +568,7 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
     for (int i = 0; i < NA; i++)
         acc[i] = tot[i] = 0.0f;
 
-    wg_loader<T, WG_MMA4, BN> ld;
+    wg_loader<T, WK, BN> ld;
     ld.init(a, m0, n0, th);
     for (int s = 0; s < PD; s++)
         if (s < a.kts)
@@ -577,12 +581,13 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
     }
 
     const int gkts = a.group_size / WG_BK;   /* stages a group */
-    int gleft = gkts;
-    uint32_t zlo = 0, zhi = 0;
-    float slo = 0.0f, shi = 0.0f;
-    for (int kt = 0; kt < a.kts; kt++) {
+    wg_rowz<T, WK, EXACT> rz;
+    /* One stage: its loads ahead, its A fragments (into A), its 4 wgmmas, not waited for.
+     * start: the stage starts a group (exact: its meta is read, its first wgmma starts the
+     * sums afresh); folded, the meta is read every stage and only stage 0 starts afresh. */
+    auto issue = [&](int kt, uint32_t (&A)[4][4], bool start) {
         cp_async_wait<PD - 1>();
-        __syncthreads();             /* stage kt landed; stage kt - 1's wgmmas are done */
+        __syncthreads();             /* stage kt landed; the stage refilled below is free */
         const int nk = kt + PD;
         if (nk < a.kts) {
             const uint32_t st = smem0 + (uint32_t)((nk % WG_STAGES) * L::STAGE);
@@ -593,25 +598,19 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
 
         const int stage = kt % WG_STAGES;
         const uint8_t *st = buf + stage * L::STAGE;
-        if (gleft == gkts) {         /* a group starts: its zeros and scales of rows g, g + 8 */
+        if (!EXACT || start) {       /* the zeros and scales of rows g, g + 8 */
             const __half2 *sm = reinterpret_cast<const __half2 *>(st + L::META);
-            const __half2 mlo = sm[warp * 16 + g], mhi = sm[warp * 16 + g + 8];
-            zlo = pair_of<T>(mma_magic<T>::BIAS + __high2float(mlo));
-            zhi = pair_of<T>(mma_magic<T>::BIAS + __high2float(mhi));
-            slo = __low2float(mlo);
-            shi = __low2float(mhi);
+            rz.set(sm[warp * 16 + g], sm[warp * 16 + g + 8]);
         }
-        const uint4 wv = *reinterpret_cast<const uint4 *>(st + warp * 512 + lane * 16);
+        uint4 wv = {};
+        if (WK == WG_MMA4)
+            wv = *reinterpret_cast<const uint4 *>(st + warp * 512 + lane * 16);
         const uint32_t words[4] = { wv.x, wv.y, wv.z, wv.w };
-        uint32_t A[4][4];
 #pragma unroll
         for (int s = 0; s < 4; s++)
-#pragma unroll
-            for (int j = 0; j < 4; j++)
-                A[s][j] = sub_pair<T>(((words[s] >> (4 * j)) & 0x000F000Fu) | mma_magic<T>::BITS,
-                                      j & 1 ? zhi : zlo);
+            wg_frag_a<T, WK, EXACT>(st, words[s], warp * 16, s, g, t, rz, A[s]);
         const uint64_t desc = wg_desc(smem0 + (uint32_t)(stage * L::STAGE + L::X));
-        const int first = gleft == gkts;
+        const bool afresh = EXACT ? start : kt == 0;
 #pragma unroll
         for (int s = 0; s < 4; s++)
             reg_fence(A[s]);
@@ -619,16 +618,52 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
         wgmma_fence();
 #pragma unroll
         for (int s = 0; s < 4; s++)
-            wgmma_op<T, BN>::run(acc, A[s], desc + (uint64_t)(2 * s), s > 0 || !first);
+            wgmma_op<T, BN>::run(acc, A[s], desc + (uint64_t)(2 * s), s > 0 || !afresh);
         wgmma_commit();
-        wgmma_wait0();
-        reg_fence(acc);
-        if (--gleft == 0) {
-            /* accumulator 4 j + i: feature g (+ 8 for i >= 2), token 8 j + 2 t (+ 1 for odd i) */
+    };
+    /* accumulator 4 j + i: feature g (+ 8 for i >= 2), token 8 j + 2 t (+ 1 for odd i) */
+    auto scale_into_tot = [&]() {
 #pragma unroll
-            for (int i = 0; i < NA; i++)
-                tot[i] = fmaf((i & 2) ? shi : slo, acc[i], tot[i]);
-            gleft = gkts;
+        for (int i = 0; i < NA; i++)
+            tot[i] = fmaf(rz.s[(i >> 1) & 1], acc[i], tot[i]);
+    };
+    uint32_t A0[4][4], A1[4][4];
+    if (!EXACT || gkts % 2 == 0) {
+        /* Stages by pairs (a group is whole pairs): the first stage's wgmmas run on while the
+         * warps pass the second's barrier, issue its loads and dequantize its A (the other
+         * register set); both are waited for after the second. The load two stages ahead
+         * refills the buffer of the previous pair's first stage, done. */
+        int gleft = gkts;
+        for (int kt = 0; kt < a.kts; kt += 2) {
+            issue(kt, A0, gleft == gkts);
+            if (kt + 1 < a.kts)
+                issue(kt + 1, A1, false);
+            wgmma_wait0();
+            reg_fence(acc);
+#pragma unroll
+            for (int s = 0; s < 4; s++) {
+                reg_fence(A0[s]);
+                reg_fence(A1[s]);
+            }
+            if (EXACT && (gleft -= 2) == 0) {
+                scale_into_tot();
+                gleft = gkts;
+            }
+        }
+    } else {
+        /* groups of an odd number of stages: each stage waited for, its group's end scaled */
+        int gleft = gkts;
+        for (int kt = 0; kt < a.kts; kt++) {
+            issue(kt, A0, gleft == gkts);
+            wgmma_wait0();
+            reg_fence(acc);
+#pragma unroll
+            for (int s = 0; s < 4; s++)
+                reg_fence(A0[s]);
+            if (--gleft == 0) {
+                scale_into_tot();
+                gleft = gkts;
+            }
         }
     }
     cp_async_wait<0>();
@@ -637,7 +672,7 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
 #pragma unroll
     for (int i = 0; i < NA; i++) {
         const int o = warp * 16 + g + ((i & 2) ? 8 : 0), tok = (i / 4) * 8 + 2 * t + (i & 1);
-        so[tok * L::OUT_LD + o] = tot[i];
+        so[tok * L::OUT_LD + o] = EXACT ? tot[i] : acc[i];
     }
     __syncthreads();
     wg_store<T, BN, L::OUT_LD>(a, so, n0, m0, th);
@@ -647,114 +682,85 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
 }
 
 /* ---- the host side ------------------------------------------------------------------------------- */
-template <typename T, int WK, bool EXACT, int BN>
-static cudaError_t wg_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a)
+/* Dynamic shared memory past 48 KB is granted per function and device: once for each, at the
+ * first launch there (a per-function bit mask of devices 0..63, atomic: contexts of several
+ * devices may launch from several threads). A library loaded twice (the tool and a plugin)
+ * has two copies of each kernel, each granted by its own copy of this code. */
+template <typename K>
+static cudaError_t wg_allow_smem(K kernel, int device, int bytes)
 {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)((a.n + BN - 1) / BN), (unsigned)((a.out + WG_BM - 1) / WG_BM));
-    cfg.blockDim = dim3(WG_THREADS);
-    cfg.dynamicSmemBytes = wg_smem<WK, BN>::BYTES;
-    cfg.stream = c->stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = c->pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, wq_gemm_kernel<T, WK, EXACT, BN>, a);
-}
-
-/* The wgmma kernel: its shared memory gets 1024 bytes of room for aligning the tiles. */
-template <typename T, int BN>
-static cudaError_t wg_launch_wgmma(struct pgd_cuda_ctx *c, const wg_args<T> &a)
-{
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)((a.n + BN - 1) / BN), (unsigned)((a.out + WG_BM - 1) / WG_BM));
-    cfg.blockDim = dim3(WG_THREADS);
-    cfg.dynamicSmemBytes = wg_smem<WG_MMA4, BN>::BYTES + 1024;
-    cfg.stream = c->stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = c->pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, wq_gemm_wgmma_kernel<T, BN>, a);
-}
-
-/* Each instantiation's dynamic shared memory limit raised (past the default 48 KB). */
-template <typename T, int WK, bool EXACT, int BN>
-static cudaError_t wg_prepare_one()
-{
-    return cudaFuncSetAttribute(wq_gemm_kernel<T, WK, EXACT, BN>,
-                                cudaFuncAttributeMaxDynamicSharedMemorySize, wg_smem<WK, BN>::BYTES);
-}
-
-template <typename T, int WK, bool EXACT>
-static cudaError_t wg_prepare_kind()
-{
-    cudaError_t e = wg_prepare_one<T, WK, EXACT, 32>();
-    if (e == cudaSuccess)
-        e = wg_prepare_one<T, WK, EXACT, 64>();
-    return e == cudaSuccess ? wg_prepare_one<T, WK, EXACT, 128>() : e;
-}
-
-template <typename T>
-static cudaError_t wg_prepare_dtype()
-{
-    cudaError_t e = wg_prepare_kind<T, WG_MMA4, true>();
-    if (e == cudaSuccess)
-        e = wg_prepare_kind<T, WG_PLAIN4, true>();
-    if (e == cudaSuccess)
-        e = wg_prepare_kind<T, WG_PLAIN4, false>();
-    if (e == cudaSuccess)
-        e = wg_prepare_kind<T, WG_PLAIN8, true>();
-    if (e == cudaSuccess)
-        e = wg_prepare_kind<T, WG_PLAIN8, false>();
-    if (e == cudaSuccess)
-        e = cudaFuncSetAttribute(wq_gemm_wgmma_kernel<T, 64>,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 wg_smem<WG_MMA4, 64>::BYTES + 1024);
-    if (e == cudaSuccess)
-        e = cudaFuncSetAttribute(wq_gemm_wgmma_kernel<T, 128>,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 wg_smem<WG_MMA4, 128>::BYTES + 1024);
+    static std::atomic<uint64_t> done(0);
+    const uint64_t bit = device >= 0 && device < 64 ? 1ull << device : 0;
+    if (bit && (done.load() & bit))
+        return cudaSuccess;
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    if (e == cudaSuccess && bit)
+        done.fetch_or(bit);
     return e;
 }
 
-/* Whether the wgmma kernel runs here: a compute capability 9.0 device and the sm_90a code in
- * the binary (the build had 90 among its architectures); PGD_CUDA_WQ_WGMMA=0 turns it off.
- * Asked once (one kind of device a process). */
-static bool wg_wgmma_ok(const struct pgd_cuda_ctx *c)
+template <typename K, typename T>
+static cudaError_t wg_launch_kernel(struct pgd_cuda_ctx *c, K kernel, int bn, int smem,
+                                    const wg_args<T> &a)
 {
-    static int ok = -1;
-    if (ok < 0) {
-        int major = 0, minor = 0;
-        cudaFuncAttributes fa;
-        ok = pgd_cuda__qenv_int("PGD_CUDA_WQ_WGMMA", 1) != 0 &&
-             cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) ==
-                 cudaSuccess &&
-             cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, c->device) ==
-                 cudaSuccess &&
-             major == 9 && minor == 0 &&
-             cudaFuncGetAttributes(&fa, wq_gemm_wgmma_kernel<__nv_bfloat16, 128>) == cudaSuccess &&
-             fa.binaryVersion == 90;
-    }
-    return ok == 1;
+    cudaError_t e = wg_allow_smem(kernel, c->device, smem);
+    if (e != cudaSuccess)
+        return e;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)((a.n + bn - 1) / bn), (unsigned)((a.out + WG_BM - 1) / WG_BM));
+    cfg.blockDim = dim3(WG_THREADS);
+    cfg.dynamicSmemBytes = (size_t)smem;
+    cfg.stream = c->stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = c->pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, a);
 }
 
-int pgd_cuda__wq_gemm_prepare(char *err, size_t errlen)
+template <typename T, int WK, bool EXACT, int BN>
+static cudaError_t wg_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a)
 {
-    static bool done = false;        /* attributes of the kernels: once a process */
-    if (done)
-        return 0;
-    cudaError_t e = wg_prepare_dtype<__nv_bfloat16>();
-    if (e == cudaSuccess)
-        e = wg_prepare_dtype<__half>();
-    if (e != cudaSuccess)
-        return pgd_cuda_failf(err, errlen, "W4A16/W8A16 GEMM: raising the kernels' shared memory "
-                              "limit to %d bytes: %s", wg_smem<WG_PLAIN8, 128>::BYTES,
-                              cudaGetErrorString(e));
-    done = true;
-    return 0;
+    return wg_launch_kernel(c, wq_gemm_kernel<T, WK, EXACT, BN>, BN, wg_smem<WK, BN>::BYTES, a);
+}
+
+/* The wgmma kernel: its shared memory gets 1024 bytes of room for aligning the tiles. */
+template <typename T, int WK, bool EXACT, int BN>
+static cudaError_t wg_launch_wgmma(struct pgd_cuda_ctx *c, const wg_args<T> &a)
+{
+    return wg_launch_kernel(c, wq_gemm_wgmma_kernel<T, WK, EXACT, BN>, BN,
+                            wg_smem<WK, BN>::BYTES + 1024, a);
+}
+
+/* Whether the wgmma kernel runs on c's device: compute capability 9.0 and the sm_90a code in
+ * the binary (the build had 90 among its architectures); PGD_CUDA_WQ_WGMMA=0 turns it off.
+ * Asked once a device (bit masks of devices 0..63 asked and found able). */
+static bool wg_wgmma_ok(const struct pgd_cuda_ctx *c)
+{
+    static std::atomic<uint64_t> asked(0), able(0);
+    const uint64_t bit = c->device >= 0 && c->device < 64 ? 1ull << c->device : 0;
+    if (!bit)
+        return false;
+    if (asked.load() & bit)
+        return (able.load() & bit) != 0;
+    int major = 0, minor = 0;
+    cudaFuncAttributes fa;
+    const bool ok =
+        pgd_cuda__qenv_int("PGD_CUDA_WQ_WGMMA", 1) != 0 &&
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) ==
+            cudaSuccess &&
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, c->device) ==
+            cudaSuccess &&
+        major == 9 && minor == 0 &&
+        cudaFuncGetAttributes(&fa, wq_gemm_wgmma_kernel<__nv_bfloat16, WG_MMA4, true, 128>) ==
+            cudaSuccess &&
+        fa.binaryVersion == 90;
+    cudaGetLastError();              /* a failed look-up is no error of the caller's */
+    if (ok)
+        able.fetch_or(bit);
+    asked.fetch_or(bit);
+    return ok;
 }
 
 bool pgd_cuda__wq_gemm_int_zeros(const struct pgd_wq_host *h)
@@ -791,8 +797,11 @@ static int wg_pick_bn(const struct pgd_cuda_ctx *c, int n, int out)
 }
 
 template <typename T, int WK, bool EXACT>
-static cudaError_t wg_launch_bn(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn)
+static cudaError_t wg_launch_bn(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn, bool wgmma)
 {
+    if (wgmma)                       /* bn 64 or 128 */
+        return bn == 128 ? wg_launch_wgmma<T, WK, EXACT, 128>(c, a)
+                         : wg_launch_wgmma<T, WK, EXACT, 64>(c, a);
     return bn == 128 ? wg_launch<T, WK, EXACT, 128>(c, a)
          : bn == 64 ? wg_launch<T, WK, EXACT, 64>(c, a) : wg_launch<T, WK, EXACT, 32>(c, a);
 }
@@ -821,20 +830,17 @@ static int wg_run(struct pgd_cuda_ctx *c, const T *x, int n, const struct pgd_cu
     const int forced = pgd_cuda__qenv_int("PGD_CUDA_WQ_GEMM_BN", 0);
     const int bn = forced == 32 || forced == 64 || forced == 128 ? forced
                                                                   : wg_pick_bn(c, n, w->out);
-    /* Hopper: the mma layout with groups of whole stages, tiles of 64 or 128 tokens */
-    const bool wgmma = allow_wgmma && w->mma && w->group_size % WG_BK == 0 && bn >= 64 &&
-                       wg_wgmma_ok(c);
+    /* Hopper: groups of whole stages (so in is too), tiles of 64 or 128 tokens */
+    const bool wgmma = allow_wgmma && w->group_size % WG_BK == 0 && bn >= 64 && wg_wgmma_ok(c);
     cudaError_t e;
-    if (wgmma)
-        e = bn == 128 ? wg_launch_wgmma<T, 128>(c, a) : wg_launch_wgmma<T, 64>(c, a);
-    else if (w->mma)                 /* integer zeros 0..16 */
-        e = wg_launch_bn<T, WG_MMA4, true>(c, a, bn);
+    if (w->mma)                      /* integer zeros 0..16 */
+        e = wg_launch_bn<T, WG_MMA4, true>(c, a, bn, wgmma);
     else if (w->bits == 4)
-        e = w->int_zeros ? wg_launch_bn<T, WG_PLAIN4, true>(c, a, bn)
-                         : wg_launch_bn<T, WG_PLAIN4, false>(c, a, bn);
+        e = w->int_zeros ? wg_launch_bn<T, WG_PLAIN4, true>(c, a, bn, wgmma)
+                         : wg_launch_bn<T, WG_PLAIN4, false>(c, a, bn, wgmma);
     else
-        e = w->int_zeros ? wg_launch_bn<T, WG_PLAIN8, true>(c, a, bn)
-                         : wg_launch_bn<T, WG_PLAIN8, false>(c, a, bn);
+        e = w->int_zeros ? wg_launch_bn<T, WG_PLAIN8, true>(c, a, bn, wgmma)
+                         : wg_launch_bn<T, WG_PLAIN8, false>(c, a, bn, wgmma);
     if (e != cudaSuccess)
         return pgd_cuda_failf(err, errlen, "W%dA16 tensor-core GEMM x [%d, %d] -> %d (%s layout, "
                               "%d-token tiles, %s): %s", w->bits, n, w->in, w->out,

@@ -333,7 +333,7 @@ GPU_TEST(wq_decode_gemv_many_tiles)
 
 /* The fused tensor-core GEMM (quant_wq_gemm.cu) with each token tile forced (32, 64, 128,
  * then the automatic pick), through the default path (on an H100/H200 the wgmma kernel for
- * the mma layout with groups of 64 or more and tiles of 64 or 128) and on mma.sync alone, on
+ * groups of 64 inputs or more and tiles of 64 or 128, every layout) and on mma.sync alone, on
  * shapes that reach its edges: features not a multiple of the
  * block's 128 (and of 8: the epilogue's scalar stores), tokens not a multiple of the tile,
  * inputs not a multiple of the 64 a stage takes (the plain layouts: 1056 = 16.5 stages at 4
@@ -384,6 +384,56 @@ GPU_TEST(wq_decode_gemv_misaligned_x)
         const int ns[3] = { 1, 5, 14 };
         for (int i = 0; i < 3; i++)
             wq_check_at(&L, DTS[i % 2], ns[i], PGD_CUDA_QPATH_GEMV, i == 1, 1);
+        wq_fini(&L);
+    }
+}
+
+/* Prefill sizes on the 8B q/o shape: 9000 tokens (71 tiles of 128; act-order x staged in two
+ * pieces of the scratch's 8192 rows), through the default path (wgmma on Hopper) and
+ * mma.sync. The CPU checks 40 of the rows (every 8192nd-ish, the first and the last): a full
+ * reference would take minutes. */
+GPU_TEST(wq_gemm_prefill_sizes)
+{
+    char err[512] = "";
+    const enum pgd_dtype dt = PGD_DTYPE_BF16;
+    const int in = 4096, out = 4096, n = 9000, rows = 40;
+    for (int act = 0; act < 2; act++) {
+        struct wq_layer L;
+        wq_init(&L, 4, 128, act == 1, Z_INT, in, out);
+        float *x = rand_vals((size_t)n * in, 1, dt);
+        void *dx = upload(x, (size_t)n * in, dt);
+        float *xs = malloc((size_t)rows * in * sizeof *xs);
+        int pick[40];
+        for (int i = 0; i < rows; i++) {
+            pick[i] = i == rows - 1 ? n - 1 : (int)((long)i * (n - 1) / (rows - 1));
+            memcpy(xs + (size_t)i * in, x + (size_t)pick[i] * in, (size_t)in * sizeof *xs);
+        }
+        float *want = malloc((size_t)rows * out * sizeof *want);
+        float *abs_sum = malloc((size_t)rows * out * sizeof *abs_sum);
+        reference(xs, L.w, NULL, rows, in, out, want, abs_sum);
+        const int paths[2] = { PGD_CUDA_QPATH_GEMM, PGD_CUDA_QPATH_GEMM_MMA };
+        for (int p = 0; p < 2; p++) {
+            void *dy = poisoned((size_t)n * out, dt);
+            CHECK_RC(pgd_cuda_wq_linear_path(ctx, paths[p], dt, dx, n, L.d, NULL, dy, err,
+                                             sizeof err));
+            float *got = download(dy, (size_t)n * out, dt);
+            float *gs = malloc((size_t)rows * out * sizeof *gs);
+            for (int i = 0; i < rows; i++)
+                memcpy(gs + (size_t)i * out, got + (size_t)pick[i] * out, (size_t)out * sizeof *gs);
+            char name[256];
+            snprintf(name, sizeof name, "%s, bf16 x [%d, %d] (rows every ~%d)", L.name, n, in,
+                     n / rows);
+            expect_close(name, path_name(paths[p]), gs, want, abs_sum, NULL, rows, out, dt);
+            size_t nan = 0;
+            for (size_t i = 0; i < (size_t)n * out; i++)
+                nan += isnan(got[i]);
+            cr_assert_eq(nan, 0, "%s [%s]: %zu outputs unwritten (NaN)", name,
+                         path_name(paths[p]), nan);
+            free(got); free(gs);
+            pgd_cuda_free(dy);
+        }
+        free(x); free(xs); free(want); free(abs_sum);
+        pgd_cuda_free(dx);
         wq_fini(&L);
     }
 }
