@@ -4,8 +4,10 @@
  * the fastest on the real shape (ncu had the 8B shape's GEMMs at batch 256 at ~1.5x their
  * FLOP time). So for each (dtype, output dtype, in, out) and n bucket (n rounded up to a
  * power of two, which is also what the decode graph ladder uses) the first plan built
- * outside a graph capture asks the heuristic for up to TUNE_CANDIDATES algorithms, times
- * each on the call's own x, w and y (the output is written again by the call itself right
+ * outside a graph capture asks the heuristic for up to TUNE_CANDIDATES algorithms, adds
+ * split-K variants of them (the heuristic's few candidates at a small n, e.g. the k/v
+ * projection [256 x 4096] -> 1024, are tiles of the output only: 16 CTAs for 132 SMs; K
+ * split 2..8 ways fills the chip), times each on the call's own x, w and y (the output is written again by the call itself right
  * after), TUNE_REPS runs after one warm-up, with L2 flushed before every run (the 64 MiB
  * quantized-linear scratch is overwritten, so the weights come from HBM as in a real
  * step), and keeps the one of least median time. Later plans of the same bucket (another n
@@ -32,7 +34,8 @@
 #include <algorithm>
 #include <vector>
 
-#define TUNE_CANDIDATES 16
+#define TUNE_CANDIDATES 16        /* asked of the heuristic (it returns 8 on Hopper) */
+#define TUNE_MAX_TIMED 48          /* the heuristic's and their split-K variants */
 #define TUNE_REPS 5
 #define TUNE_BUDGET_MS 100.0
 #define TUNE_MAX_RECORDS 1024
@@ -171,8 +174,66 @@ static float time_algo(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *
     return ms[ms.size() / 2];
 }
 
-/* Times the heuristic's candidates for the plan on the call's buffers and records the
- * fastest for the bucket. *algo gets it. */
+/* The split-K count of an algorithm (1: none). */
+static int split_of(const cublasLtMatmulAlgo_t *a)
+{
+    int32_t k = 1;
+    size_t w = 0;
+    if (cublasLtMatmulAlgoConfigGetAttribute(a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &k, sizeof k,
+                                             &w) != CUBLAS_STATUS_SUCCESS)
+        return 1;
+    return k > 1 ? k : 1;
+}
+
+/* Appends to cand (up to max) the split-K variants of base that cuBLASLt accepts for the
+ * plan within the workspace: K split 2, 4 or 8 ways, the parts summed in float32 in the
+ * workspace and rounded once (COMPUTE_TYPE), or in place in the output when that is float32
+ * (the logits); a 16-bit output is never summed in its own precision. None already in cand. */
+static int add_split_variants(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
+                              const cublasLtMatmulAlgo_t *base, cublasLtMatmulAlgo_t *cand,
+                              int n, int max)
+{
+    int32_t support = 0;
+    uint32_t schemes = 0;
+    size_t w = 0;
+    if (cublasLtMatmulAlgoCapGetAttribute(base, CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, &support,
+                                          sizeof support, &w) != CUBLAS_STATUS_SUCCESS ||
+        !support ||
+        cublasLtMatmulAlgoCapGetAttribute(base, CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK,
+                                          &schemes, sizeof schemes, &w) != CUBLAS_STATUS_SUCCESS)
+        return n;
+    static const int32_t SPLITS[3] = { 2, 4, 8 };
+    static const uint32_t SCHEMES[2] = { CUBLASLT_REDUCTION_SCHEME_INPLACE,
+                                         CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE };
+    for (int si = 0; si < 3 && n < max; si++) {
+        if (SPLITS[si] * 128 > p->key.in)
+            break;                         /* no part thinner than a 128-wide K slab */
+        for (int ri = 0; ri < 2 && n < max; ri++) {
+            if (!(schemes & SCHEMES[ri]) ||
+                (SCHEMES[ri] == CUBLASLT_REDUCTION_SCHEME_INPLACE && p->key.ydt != PGD_DTYPE_F32))
+                continue;
+            cublasLtMatmulAlgo_t a = *base;
+            if (cublasLtMatmulAlgoConfigSetAttribute(&a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM,
+                                                     &SPLITS[si], sizeof SPLITS[si]) ||
+                cublasLtMatmulAlgoConfigSetAttribute(&a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
+                                                     &SCHEMES[ri], sizeof SCHEMES[ri]))
+                continue;
+            cublasLtMatmulHeuristicResult_t chk;
+            if (cublasLtMatmulAlgoCheck(c->lt, p->op, p->a, p->b, p->d, p->d, &a, &chk) !=
+                    CUBLAS_STATUS_SUCCESS || chk.workspaceSize > c->workspace_bytes)
+                continue;
+            bool seen = false;
+            for (int j = 0; j < n && !seen; j++)
+                seen = !memcmp(&cand[j], &a, sizeof a);
+            if (!seen)
+                cand[n++] = a;
+        }
+    }
+    return n;
+}
+
+/* Times the heuristic's candidates (and their split-K variants) for the plan on the call's
+ * buffers and records the fastest for the bucket. *algo gets it. */
 static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
                 const struct pgd_cuda_gemm_call *call, int bucket, cublasLtMatmulAlgo_t *algo,
                 char *err, size_t errlen)
@@ -182,6 +243,28 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
     if (heuristic(c, p, TUNE_CANDIDATES, res, &found, err, errlen))
         return 1;
     *algo = res[0].algo;
+    /* The candidates: the heuristic's valid ones in its order, then the split-K variants of
+     * each (cheap to time at the small n where they matter; the budget cuts them at a large
+     * n, where the heuristic's own are timed first). */
+    cublasLtMatmulAlgo_t cand[TUNE_MAX_TIMED];
+    int n_cand = 0, n_heur = 0;
+    for (int i = 0; i < found && n_cand < TUNE_MAX_TIMED; i++)
+        if (res[i].state == CUBLAS_STATUS_SUCCESS)
+            cand[n_cand++] = res[i].algo;
+    n_heur = n_cand;
+    /* Only where 128 x 128 output tiles leave the chip half empty (2 a SM): a larger output
+     * has parallelism enough without splitting K. */
+    int64_t tiles = (int64_t)((p->key.out + 127) / 128) * ((p->key.n + 127) / 128);
+    for (int i = 0; i < n_heur && n_cand < TUNE_MAX_TIMED && tiles < 2 * c->sm_count; i++)
+        n_cand = add_split_variants(c, p, &res[i].algo, cand, n_cand, TUNE_MAX_TIMED);
+    if (n_cand == 0)
+        return 0;
+    /* The work queued before this call (a whole forward pass, when a plan is first built in
+     * it) runs first: neither the budget nor the record should count it. */
+    if (cudaStreamSynchronize(c->stream) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
     cudaEvent_t ev[2 * TUNE_REPS];
     int n_ev = 0;
     for (; n_ev < 2 * TUNE_REPS; n_ev++)
@@ -191,15 +274,13 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
     int best = -1, timed = 0;
     float best_ms = 0, first_ms = -1;
     if (n_ev == 2 * TUNE_REPS) {
-        for (int i = 0; i < found; i++) {
+        for (int i = 0; i < n_cand; i++) {
             if (i > 0 && pgd_cuda_host_ms() - t0 > TUNE_BUDGET_MS)
                 break;
-            if (res[i].state != CUBLAS_STATUS_SUCCESS)
-                continue;
             /* A large GEMM (a long prefill) varies little from run to run: fewer runs, so
              * that the budget covers more candidates. */
             int reps = first_ms > 1.0f ? 3 : TUNE_REPS;
-            float ms = time_algo(c, p, &res[i].algo, call, reps, ev);
+            float ms = time_algo(c, p, &cand[i], call, reps, ev);
             timed++;
             if (i == 0)
                 first_ms = ms;
@@ -216,7 +297,7 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
         cudaEventDestroy(ev[i]);
     if (best < 0)
         return 0;            /* nothing could be timed: the heuristic's first, not recorded */
-    *algo = res[best].algo;
+    *algo = cand[best];
     if (c->gemm_tuned_n == c->gemm_tuned_cap) {
         if (c->gemm_tuned_cap >= TUNE_MAX_RECORDS)
             return 0;
@@ -231,7 +312,8 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
     t->algo = *algo;
     t->info = (struct pgd_cuda_gemm_tune_info){
         .dt = p->key.dt, .ydt = p->key.ydt, .in = p->key.in, .out = p->key.out, .bucket = bucket,
-        .n = p->key.n, .candidates = found, .timed = timed, .chosen = best,
+        .n = p->key.n, .candidates = n_cand, .heuristic = n_heur, .timed = timed,
+        .chosen = best, .split_k = split_of(algo),
         .first_us = first_ms * 1e3, .best_us = best_ms * 1e3,
         .tune_ms = pgd_cuda_host_ms() - t0,
     };

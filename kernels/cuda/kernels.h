@@ -151,13 +151,14 @@ int pgd_cuda_bench_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int m, int n,
 void pgd_cuda_gemm_tune_set(struct pgd_cuda_ctx *c, int on);
 /* Whether c tunes (after the above, or the environment). */
 int pgd_cuda_gemm_tune_enabled(struct pgd_cuda_ctx *c);
-/* One tuning: the shape and bucket, the n it was timed at, the heuristic's candidates, how
- * many were timed and which won (0: the heuristic's first), the median microseconds of the
+/* One tuning: the shape and bucket, the n it was timed at, the candidates (the heuristic's
+ * first, then the split-K variants of each), how many were timed and which won (0: the
+ * heuristic's first) with its split-K count (1: none), the median microseconds of the
  * heuristic's first and of the winner, and the host milliseconds the tuning took. */
 struct pgd_cuda_gemm_tune_info {
     enum pgd_dtype dt, ydt;
     int in, out, bucket, n;
-    int candidates, timed, chosen;
+    int candidates, heuristic, timed, chosen, split_k;
     double first_us, best_us, tune_ms;
 };
 /* The tunings so far, in the order they were made; get: non-zero past the last. */
