@@ -59,3 +59,10 @@ tests_gpu_test_cuda_quant_models_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_gpu_test_cuda_quant_models_CFLAGS = $(TEST_CFLAGS)
 tests_gpu_test_cuda_quant_models_LDFLAGS = $(TEST_LINKFLAGS)
 tests_gpu_test_cuda_quant_models_LDADD = $(TEST_LDADD)
+# The NCCL communicator on one GPU: its collectives captured in a CUDA graph and replayed.
+GPU_TEST_BINS += tests/gpu/test_cuda_comm
+tests_gpu_test_cuda_comm_SOURCES = %reldir%/test_cuda_comm.c
+tests_gpu_test_cuda_comm_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_gpu_test_cuda_comm_CFLAGS = $(TEST_CFLAGS)
+tests_gpu_test_cuda_comm_LDFLAGS = $(TEST_LINKFLAGS)
+tests_gpu_test_cuda_comm_LDADD = $(TEST_LDADD)
