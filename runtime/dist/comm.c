@@ -64,6 +64,11 @@ enum pgd_status pgd__comm_world_rank(int *rank, char *err, size_t errlen)
     *rank = 0;
     return no_mpi(err, errlen);
 }
+enum pgd_status pgd__comm_world_size(int *size, char *err, size_t errlen)
+{
+    *size = 1;
+    return no_mpi(err, errlen);
+}
 void pgd__comm_abort_job(int code) { (void)code; }
 enum pgd_status pgd__comm_broadcast(struct pgd__comm *c, void *buf, size_t bytes, int root,
                                     char *err, size_t errlen)
@@ -191,6 +196,15 @@ enum pgd_status pgd__comm_world_rank(int *rank, char *err, size_t errlen)
     enum pgd_status st = init_mpi(err, errlen);
     if (!st)
         MPI_Comm_rank(MPI_COMM_WORLD, rank);
+    return st;
+}
+
+enum pgd_status pgd__comm_world_size(int *size, char *err, size_t errlen)
+{
+    *size = 1;
+    enum pgd_status st = init_mpi(err, errlen);
+    if (!st)
+        MPI_Comm_size(MPI_COMM_WORLD, size);
     return st;
 }
 

@@ -88,6 +88,20 @@ if [ $up = yes ] && [ -n "$want" ] && [ "$got" = "$want" ] && [ "$(grep -c 'list
   ok serve_np2
 else ko serve_np2 "up $up, want '$want', got '$got': $(tail -n 20 "$tmp/serve.out")"; fi
 
+# `pagoda bench allreduce` over MPI: a row per size from 8 B to 64 KiB (doubling), every
+# rank's check right (#wrong 0), and busbw = algbw * 2(n-1)/n as nccl-tests defines it.
+for np in 2 4; do
+  rc=0
+  timeout 60 $MPIRUN -np $np "$P" bench allreduce --device cpu -b 8 -e 64K -n 3 -w 1 \
+    >"$tmp/ar" 2>&1 || rc=$?
+  rows=$(grep -c '^ *[0-9]' "$tmp/ar")
+  bad=$(awk -v n=$np '/^ *[0-9]/ { want = $6 * 2 * (n - 1) / n; d = $7 - want; if (d < 0) d = -d;
+        if ($8 != 0 || $3 != "F32" || d > 0.011 + 0.001 * want) print }' "$tmp/ar")
+  if [ $rc -eq 0 ] && [ "$rows" -eq 14 ] && [ -z "$bad" ] && grep -q "^# pagoda bench allreduce: $np ranks, cpu (MPI)" "$tmp/ar" \
+     && grep -q 'Out of bounds values : 0 OK' "$tmp/ar"; then ok "bench_allreduce_np$np"
+  else ko "bench_allreduce_np$np" "rc $rc, $rows rows, bad: $bad $(tail -n 20 "$tmp/ar")"; fi
+done
+
 # A group size that mpirun did not start is refused, saying how to launch.
 rc=0
 timeout 60 $MPIRUN -np 2 "$P" generate --model "$M" --prompt-ids 1,2 --device cpu \
