@@ -110,6 +110,90 @@ enum pgd_status qc_float_tensor(struct pgd_model_ctx *ctx, const char *name, int
     return PGD_OK;
 }
 
+void qc_part_slice(struct pgd_model_ctx *ctx, int part, int64_t in, int64_t out,
+                   struct qc_slice *s)
+{
+    const struct pgd_shard *sh = pgd_model_linear_shard(ctx);
+    *s = (struct qc_slice){ .full_in = in, .full_out = out, .in = in, .out = out };
+    if (sh && sh->kind == PGD_SHARD_ROWS) {
+        s->full_out = sh->full_out[part];
+        s->row0 = sh->row0[part];
+    } else if (sh && sh->kind == PGD_SHARD_COLS) {
+        s->full_in = sh->full_in;
+        s->col0 = sh->col0;
+    }
+}
+
+void qc_read_i32_block(const struct pgd_raw_tensor *t, int64_t ld, const int32_t *row_of,
+                       int64_t r0, int64_t rows, int64_t c0, int64_t cols, int32_t *dst)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t src = row_of ? row_of[r] : r0 + r;
+        memcpy(dst + r * cols, (const char *)t->data + (size_t)(src * ld + c0) * 4,
+               (size_t)cols * 4);
+    }
+}
+
+void qc_read_floats_block(const struct pgd_raw_tensor *t, int64_t ld, const int32_t *row_of,
+                          int64_t r0, int64_t rows, int64_t c0, int64_t cols, float *dst)
+{
+    size_t esz = pgd_dtype_size(t->dtype);
+    for (int64_t r = 0; r < rows; r++) {
+        struct pgd_raw_tensor row = *t;
+        row.data = (const char *)t->data + (size_t)((row_of ? row_of[r] : r0 + r) * ld + c0) * esz;
+        qc_read_floats(&row, (size_t)cols, dst + r * cols);
+    }
+}
+
+static int64_t gcd64(int64_t a, int64_t b)
+{
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+enum pgd_status qc_regroup(const char *name, const int32_t *gid, int64_t in, int64_t n_groups,
+                           int64_t *group, int32_t *new_gid, int32_t **src, char *err,
+                           size_t errlen)
+{
+    *src = NULL;
+    /* count[g]: the slice's channels in group g; then base[g]: its first new group. */
+    int64_t *count = calloc((size_t)n_groups * 2 + 1, sizeof *count);
+    if (!count)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
+    int64_t *base = count + n_groups, g = 0;
+    for (int64_t i = 0; i < in; i++) {
+        if (gid[i] < 0 || gid[i] >= n_groups) {
+            free(count);
+            return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s.g_idx: input channel group %d is "
+                            "outside [0, %lld)", name, gid[i], (long long)n_groups);
+        }
+        count[gid[i]]++;
+    }
+    for (int64_t k = 0; k < n_groups; k++)
+        g = gcd64(g, count[k]);
+    int32_t *s = malloc((size_t)(in / g) * sizeof *s);
+    if (!s) {
+        free(count);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
+    }
+    for (int64_t k = 0, next = 0; k < n_groups; k++) {
+        base[k] = next;
+        for (int64_t j = 0; j < count[k] / g; j++)
+            s[next++] = (int32_t)k;
+        count[k] = 0;   /* from here: channels of group k seen so far */
+    }
+    for (int64_t i = 0; i < in; i++)
+        new_gid[i] = (int32_t)(base[gid[i]] + count[gid[i]]++ / g);
+    free(count);
+    *group = g;
+    *src = s;
+    return PGD_OK;
+}
+
 enum pgd_status qc_finish_linear(struct pgd_model_ctx *ctx, const struct pgd_quant_ops *ops,
                                  struct pgd_qweight *w, const char *const *prefixes,
                                  int n_parts, int64_t in_features, const int64_t *out_features,
@@ -138,9 +222,11 @@ enum pgd_status qc_load_wq_linear(const void *state, struct pgd_model_ctx *ctx,
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: %d fused parts (1..%d)",
                         prefixes[0], n_parts, MAX_PARTS);
     enum pgd_status st = PGD_OK;
-    for (int i = 0; i < n_parts && !st; i++)
-        st = part_fn(state, ctx, prefixes[i], in_features, out_features[i], &hosts[i],
-                     &blocks[i], err, errlen);
+    for (int i = 0; i < n_parts && !st; i++) {
+        struct qc_slice sl;
+        qc_part_slice(ctx, i, in_features, out_features[i], &sl);
+        st = part_fn(state, ctx, prefixes[i], &sl, &hosts[i], &blocks[i], err, errlen);
+    }
     struct pgd_qweight *w = NULL;
     if (!st)
         st = pgd_model_qweight_wq(ctx, prefixes[0], hosts, n_parts, &w, err, errlen);

@@ -68,17 +68,19 @@ static bool fp8_is_quantized(const void *state, const char *prefix)
            !qc_list_has(&s->skip, prefix, true);
 }
 
-/* A checkpoint's FP8 layer: the e4m3 bytes as they are, the scale widened to float. */
+/* A checkpoint's FP8 layer, the slice this rank loads: its rows and columns of the e4m3
+ * bytes as they are; a per-channel scale sliced with the rows, a per-tensor one kept. */
 static enum pgd_status read_serialized(struct pgd_model_ctx *ctx, const char *prefix,
-                                       int64_t in, int64_t out, struct pgd_fp8_host *h,
+                                       const struct qc_slice *sl, struct pgd_fp8_host *h,
                                        void **mem, char *err, size_t errlen)
 {
     char name[512];
     struct pgd_raw_tensor w, sc;
+    int64_t in = sl->in, out = sl->out, fout = sl->full_out;
     enum pgd_status st;
     snprintf(name, sizeof name, "%s.weight", prefix);
-    if ((st = pgd_model_raw_tensor(ctx, name, PGD_DTYPE_F8_E4M3, 2, (int64_t[]){ out, in }, &w,
-                                   err, errlen)))
+    if ((st = pgd_model_raw_tensor(ctx, name, PGD_DTYPE_F8_E4M3, 2,
+                                   (int64_t[]){ fout, sl->full_in }, &w, err, errlen)))
         return st;
     snprintf(name, sizeof name, "%s.weight_scale", prefix);
     if ((st = qc_float_tensor(ctx, name, -1, NULL, "F32", &sc, err, errlen)))
@@ -86,59 +88,66 @@ static enum pgd_status read_serialized(struct pgd_model_ctx *ctx, const char *pr
     int64_t n = 1;
     for (int i = 0; i < sc.ndim; i++)
         n *= sc.shape[i];
-    bool shape_ok = (n == 1 && sc.ndim <= 1) || (sc.ndim == 1 && n == out) ||
-                    (sc.ndim == 2 && sc.shape[0] == out && sc.shape[1] == 1);
+    bool shape_ok = (n == 1 && sc.ndim <= 1) || (sc.ndim == 1 && n == fout) ||
+                    (sc.ndim == 2 && sc.shape[0] == fout && sc.shape[1] == 1);
     if (!shape_ok)
         return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: tensor '%s' has %lld elements in %d "
                         "dimensions, expected F32 [] or [1] (per tensor), or [%lld] or [%lld, 1] "
-                        "(per channel)", sc.path, name, (long long)n, sc.ndim, (long long)out,
-                        (long long)out);
-    char *b = malloc((size_t)(in * out) + (size_t)n * sizeof(float));
+                        "(per channel)", sc.path, name, (long long)n, sc.ndim, (long long)fout,
+                        (long long)fout);
+    bool per_channel = n > 1;
+    int64_t ns = per_channel ? out : 1;
+    char *b = malloc((size_t)(in * out) + (size_t)ns * sizeof(float));
     if (!b)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", prefix);
     float *scale = (float *)b;
-    qc_read_floats(&sc, (size_t)n, scale);
-    memcpy(b + (size_t)n * sizeof(float), w.data, (size_t)(in * out));
-    *h = (struct pgd_fp8_host){ .in = in, .out = out, .weight = (uint8_t *)(b + n * sizeof(float)),
-                                .scale = scale, .per_channel = n > 1 };
+    uint8_t *q = (uint8_t *)(b + (size_t)ns * sizeof(float));
+    qc_read_floats_block(&sc, 1, NULL, per_channel ? sl->row0 : 0, ns, 0, 1, scale);
+    for (int64_t o = 0; o < out; o++)
+        memcpy(q + o * in, (const uint8_t *)w.data + (sl->row0 + o) * sl->full_in + sl->col0,
+               (size_t)in);
+    *h = (struct pgd_fp8_host){ .in = in, .out = out, .weight = q, .scale = scale,
+                                .per_channel = per_channel };
     *mem = b;
     return PGD_OK;
 }
 
-/* --quantization fp8 on a 16/32-bit checkpoint: one scale per output channel. */
-static enum pgd_status quantize_dense(struct pgd_model_ctx *ctx, const char *prefix, int64_t in,
-                                      int64_t out, struct pgd_fp8_host *h, void **mem,
-                                      char *err, size_t errlen)
+/* --quantization fp8 on a 16/32-bit checkpoint: one scale per output channel. The scale is
+ * the whole row's (a rank holding some of its columns reads the others for the maximum),
+ * so that every rank's e4m3 values are the whole model's. */
+static enum pgd_status quantize_dense(struct pgd_model_ctx *ctx, const char *prefix,
+                                      const struct qc_slice *sl, struct pgd_fp8_host *h,
+                                      void **mem, char *err, size_t errlen)
 {
     char name[512];
     struct pgd_raw_tensor w;
+    int64_t in = sl->in, out = sl->out, fin = sl->full_in;
     snprintf(name, sizeof name, "%s.weight", prefix);
-    enum pgd_status st = qc_float_tensor(ctx, name, 2, (int64_t[]){ out, in }, "BF16", &w, err,
-                                         errlen);
+    enum pgd_status st = qc_float_tensor(ctx, name, 2, (int64_t[]){ sl->full_out, fin }, "BF16",
+                                         &w, err, errlen);
     if (st)
         return st;
-    float *wf = malloc((size_t)(in * out) * sizeof(float));
+    float *row = malloc((size_t)fin * sizeof(float));
     char *b = malloc((size_t)out * sizeof(float) + (size_t)(in * out));
-    if (!wf || !b) {
-        free(wf);
+    if (!row || !b) {
+        free(row);
         free(b);
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory quantizing it", prefix);
     }
-    qc_read_floats(&w, (size_t)(in * out), wf);
     float *scale = (float *)b;
     uint8_t *q = (uint8_t *)(b + (size_t)out * sizeof(float));
     /* Each output row is quantized as the activations are per token (kernels/cpu/quant.c):
      * scale max |w| / 448 (1 for an all-zero row), then e4m3 of w / scale. */
     for (int64_t o = 0; o < out; o++) {
-        const float *row = wf + o * in;
+        qc_read_floats_block(&w, fin, NULL, sl->row0 + o, 1, 0, fin, row);
         float amax = 0.0f;
-        for (int64_t i = 0; i < in; i++)
+        for (int64_t i = 0; i < fin; i++)
             amax = fmaxf(amax, fabsf(row[i]));
         scale[o] = amax > 0.0f ? amax / 448.0f : 1.0f;
         for (int64_t i = 0; i < in; i++)
-            q[o * in + i] = pgd_fp8_e4m3_from_float(row[i] / scale[o]);
+            q[o * in + i] = pgd_fp8_e4m3_from_float(row[sl->col0 + i] / scale[o]);
     }
-    free(wf);
+    free(row);
     *h = (struct pgd_fp8_host){ .in = in, .out = out, .weight = q, .scale = scale,
                                 .per_channel = true };
     *mem = b;
@@ -161,11 +170,14 @@ static enum pgd_status fp8_load_linear(void *state, struct pgd_model_ctx *ctx,
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: %d fused parts (1..%d)",
                         prefixes[0], n_parts, MAX_PARTS);
     enum pgd_status st = PGD_OK;
-    for (int i = 0; i < n_parts && !st; i++)
-        st = s->serialized ? read_serialized(ctx, prefixes[i], in_features, out_features[i],
-                                             &hosts[i], &mem[i], err, errlen)
-                           : quantize_dense(ctx, prefixes[i], in_features, out_features[i],
-                                            &hosts[i], &mem[i], err, errlen);
+    for (int i = 0; i < n_parts && !st; i++) {
+        struct qc_slice sl;
+        qc_part_slice(ctx, i, in_features, out_features[i], &sl);
+        st = s->serialized ? read_serialized(ctx, prefixes[i], &sl, &hosts[i], &mem[i], err,
+                                             errlen)
+                           : quantize_dense(ctx, prefixes[i], &sl, &hosts[i], &mem[i], err,
+                                            errlen);
+    }
     struct pgd_qweight *w = NULL;
     if (!st)
         st = pgd_model_qweight_fp8(ctx, prefixes[0], hosts, n_parts, &w, err, errlen);
