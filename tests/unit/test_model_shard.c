@@ -7,6 +7,7 @@
  * under mpirun. */
 #include "runtime/model/model.h"
 #include "runtime/model/model_ctx.h"
+#include "runtime/model/qweight.h"
 #include "tests/lib/model_fixture.h"
 #include "tests/lib/test_common.h"
 #include <stdio.h>
@@ -122,6 +123,115 @@ Test(model_shard, shards_outside_the_tensor_and_bad_specs_are_refused)
         cr_assert(strstr(err, bad[i].says), "case %zu: no '%s' in: %s", i, bad[i].says, err);
     }
     pgd__model_destroy(m);
+    pgd_registry_destroy(reg);
+}
+
+/* ---- quantized layers: the quant plugins load the shard (pgd_model_linear_shard) ---------- */
+
+static struct pgd__model *load_quant(struct pgd_registry *reg, const char *name)
+{
+    char dir[4096], err[1024] = "";
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/quant/%s",
+             getenv("PGD_TEST_SRCDIR") ? getenv("PGD_TEST_SRCDIR") : PGD_TEST_SRCDIR, name);
+    struct pgd__model *m = NULL;
+    cr_assert_eq(pgd__model_load(dir, reg, PGD_DEVICE_CPU, &m, err, sizeof err), PGD_OK, "%s",
+                 err);
+    return m;
+}
+
+/* The float32 weights [out, in] the CPU keeps for a quantized layer. */
+static struct pgd_tensor dequantized(const struct pgd_linear *l)
+{
+    cr_assert_not_null(l->quant, "the layer is not quantized");
+    const struct pgd_qweight *w = l->quant_state;
+    return (struct pgd_tensor){ .data = w->dense, .dtype = PGD_DTYPE_F32, .ndim = 2,
+                                .ne = { w->out, w->in } };
+}
+
+/* A row shard of fused gate/up (rows [24, 64) of each) and column shards of o_proj and
+ * down_proj that start and end inside groups ([16, 48) of 4 heads' inputs, [40, 88) of 128), each
+ * exactly the whole layer's slice of dequantized weights: the slices' parts of groups
+ * become even groups repeating their scales and zeros. */
+static void check_quant_shards_of(const char *fixture)
+{
+    struct pgd_registry *reg = fixture_registry(NULL);
+    struct pgd__model *m = load_quant(reg, fixture);
+    struct pgd_model_ctx ctx = { .m = m };
+    char err[1024] = "";
+    const char *gu[2] = { "model.layers.0.mlp.gate_proj", "model.layers.0.mlp.up_proj" };
+    int64_t I = 128, hid = 64, full[2] = { I, I }, part[2] = { 40, 40 }, row0[2] = { 24, 24 };
+    struct pgd_linear whole, shard;
+    cr_assert_eq(pgd_model_load_linear(&ctx, gu, 2, hid, full, false, &whole, err, sizeof err),
+                 PGD_OK, "%s: %s", fixture, err);
+    struct pgd_shard rows = { .kind = PGD_SHARD_ROWS, .full_out = full, .row0 = row0 };
+    cr_assert_eq(pgd_model_load_linear_shard(&ctx, gu, 2, hid, part, false, &rows, &shard, err,
+                                             sizeof err), PGD_OK, "%s: %s", fixture, err);
+    struct pgd_tensor w = dequantized(&whole), s = dequantized(&shard), gate = s, up = s;
+    gate.ne[0] = up.ne[0] = 40;
+    up.data = (float *)up.data + 40 * hid;
+    assert_slice(&w, 24, 0, &gate, "gate rows [24, 64)");
+    assert_slice(&w, I + 24, 0, &up, "up rows [24, 64)");
+    struct {
+        const char *prefix;
+        int64_t full_in, col0, in;
+    } col[] = { { "model.layers.0.self_attn.o_proj", 4 * (int64_t)m->desc.head_dim, 16, 32 },
+                { "model.layers.0.mlp.down_proj", 128, 40, 48 } };
+    for (int i = 0; i < 2; i++) {
+        const char *p[1] = { col[i].prefix };
+        cr_assert_eq(pgd_model_load_linear(&ctx, p, 1, col[i].full_in, &hid, false, &whole, err,
+                                           sizeof err), PGD_OK, "%s: %s", fixture, err);
+        struct pgd_shard cols = { .kind = PGD_SHARD_COLS, .full_in = col[i].full_in,
+                                  .col0 = col[i].col0 };
+        cr_assert_eq(pgd_model_load_linear_shard(&ctx, p, 1, col[i].in, &hid, false, &cols,
+                                                 &shard, err, sizeof err), PGD_OK, "%s: %s",
+                     fixture, err);
+        w = dequantized(&whole);
+        s = dequantized(&shard);
+        assert_slice(&w, 0, col[i].col0, &s, col[i].prefix);
+    }
+    pgd__model_destroy(m);
+    pgd_registry_destroy(reg);
+}
+
+Test(model_shard, gptq_shards_are_slices_of_the_dequantized_layer)
+{
+    check_quant_shards_of("llama-gptq-4b-g32-sym");
+    check_quant_shards_of("qwen2-gptq-4b-g32-asym-v2");
+    check_quant_shards_of("qwen3-gptq-8b-gm1-asym");
+}
+
+Test(model_shard, act_order_shards_take_their_channels_in_checkpoint_order)
+{
+    check_quant_shards_of("llama-gptq-4b-g64-asym-act");
+    check_quant_shards_of("llama-gptq-8b-g128-sym-act-v2");
+}
+
+Test(model_shard, awq_and_fp8_shards_are_slices_of_the_dequantized_layer)
+{
+    check_quant_shards_of("qwen3-awq-g128");
+    check_quant_shards_of("llama-fp8-tensor");
+    check_quant_shards_of("qwen3-fp8-channel");
+}
+
+/* Shards that would split a packed word are refused, naming the shard and the packing. */
+Test(model_shard, quantized_shards_that_split_packed_words_are_refused)
+{
+    struct pgd_registry *reg = fixture_registry(NULL);
+    const char *fixtures[2] = { "qwen3-awq-g128", "llama-gptq-4b-g32-sym" };
+    const char *says[2] = { "AWQ packs 8 outputs to a word", "packed 8 to a word" };
+    for (int f = 0; f < 2; f++) {
+        struct pgd__model *m = load_quant(reg, fixtures[f]);
+        struct pgd_model_ctx ctx = { .m = m };
+        char err[1024] = "";
+        const char *q[1] = { "model.layers.0.self_attn.q_proj" };
+        int64_t full = 64, row0 = 4, n = 16;
+        struct pgd_shard rows = { .kind = PGD_SHARD_ROWS, .full_out = &full, .row0 = &row0 };
+        struct pgd_linear out;
+        cr_assert_eq(pgd_model_load_linear_shard(&ctx, q, 1, 64, &n, false, &rows, &out, err,
+                                                 sizeof err), PGD_ERR_UNSUPPORTED, "%s", err);
+        cr_assert(strstr(err, "outputs [4, 20)") && strstr(err, says[f]), "%s", err);
+        pgd__model_destroy(m);
+    }
     pgd_registry_destroy(reg);
 }
 
