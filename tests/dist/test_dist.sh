@@ -64,6 +64,20 @@ else
   ko generate_single "$(tail -n 20 "$tmp/single.err")"
 fi
 
+# Quantized checkpoints end to end: GPTQ with act-order on Llama, AWQ on Qwen2 (biases),
+# greedy, split over 2 and 4 ranks, print the single process's tokens.
+for q in llama-gptq-4b-g64-asym-act qwen2-awq-g64-file; do
+  QG="--model $S/tests/fixtures/quant/$q --prompts-file $tmp/prompts.jsonl --device cpu --ids --max-num-batched-tokens 8"
+  "$P" generate $QG >"$tmp/qsingle" 2>"$tmp/qsingle.err"
+  for np in 2 4; do
+    rc=0
+    timeout 120 $MPIRUN -np $np "$P" generate $QG --tensor-parallel-size $np \
+      >"$tmp/qsplit" 2>"$tmp/qsplit.err" || rc=$?
+    if [ $rc -eq 0 ] && [ -s "$tmp/qsingle" ] && cmp -s "$tmp/qsingle" "$tmp/qsplit"; then ok "generate_${q}_np$np"
+    else ko "generate_${q}_np$np" "rc $rc: $(diff "$tmp/qsingle" "$tmp/qsplit" | head -10) $(tail -n 20 "$tmp/qsplit.err" "$tmp/qsingle.err")"; fi
+  done
+done
+
 # `pagoda serve` split over 2 ranks: only rank 0 listens; a completion is the single
 # process's text; SIGTERM to mpirun drains rank 0, which ends the worker.
 T="$S/tests/fixtures/models/tiny-chat"
