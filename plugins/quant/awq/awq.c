@@ -120,7 +120,7 @@ static enum pgd_status load_part(const void *state, struct pgd_model_ctx *ctx,
     for (int64_t i = 0; i < in; i++)
         gid[i] = (int32_t)((sl->col0 + i) / group);
     int64_t lgroup;
-    st = qc_regroup(prefix, gid, in, groups, &lgroup, gid + in, &src, err, errlen);
+    st = qc_regroup(prefix, gid, in, groups, group, &lgroup, gid + in, &src, err, errlen);
     free(gid);
     if (st)
         return st;

@@ -1,5 +1,6 @@
 /* Helpers shared by the quant plugins (see qcommon.h). */
 #include "plugins/quant/common/qcommon.h"
+#include <pagoda/log.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,8 +157,8 @@ static int64_t gcd64(int64_t a, int64_t b)
 }
 
 enum pgd_status qc_regroup(const char *name, const int32_t *gid, int64_t in, int64_t n_groups,
-                           int64_t *group, int32_t *new_gid, int32_t **src, char *err,
-                           size_t errlen)
+                           int64_t ckpt_group, int64_t *group, int32_t *new_gid, int32_t **src,
+                           char *err, size_t errlen)
 {
     *src = NULL;
     /* count[g]: the slice's channels in group g; then base[g]: its first new group. */
@@ -189,6 +190,10 @@ enum pgd_status qc_regroup(const char *name, const int32_t *gid, int64_t in, int
     for (int64_t i = 0; i < in; i++)
         new_gid[i] = (int32_t)(base[gid[i]] + count[gid[i]]++ / g);
     free(count);
+    if (g < ckpt_group)
+        PGD_DEBUG("%s: this rank's %lld input channels hold parts of the checkpoint's groups of "
+                  "%lld: kept as %lld groups of %lld, repeating their scales and zeros", name,
+                  (long long)in, (long long)ckpt_group, (long long)(in / g), (long long)g);
     *group = g;
     *src = s;
     return PGD_OK;

@@ -66,11 +66,12 @@ void qc_read_floats_block(const struct pgd_raw_tensor *t, int64_t ld, const int3
  * channels each group holds, each checkpoint group becomes count / g groups of g channels
  * (in channel order) that repeat its scales and zeros; whole groups stay whole (g = the
  * group size). new_gid[in] gets each channel's new group, *src (malloc'd, [in / g]) the
- * checkpoint group each new group repeats, *group g. PGD_ERR_FORMAT naming `name` when a
- * gid is outside [0, n_groups). */
+ * checkpoint group each new group repeats, *group g (a debug log line says when g is
+ * below ckpt_group, the checkpoint's group size). PGD_ERR_FORMAT naming `name` when a gid
+ * is outside [0, n_groups). */
 enum pgd_status qc_regroup(const char *name, const int32_t *gid, int64_t in, int64_t n_groups,
-                           int64_t *group, int32_t *new_gid, int32_t **src, char *err,
-                           size_t errlen);
+                           int64_t ckpt_group, int64_t *group, int32_t *new_gid, int32_t **src,
+                           char *err, size_t errlen);
 
 /* Fills *out for a loaded quantized layer: sizes, the plugin's ops, the weight as
  * quant_state (owned by the model: qc_free_linear frees nothing), and the bias when asked. */

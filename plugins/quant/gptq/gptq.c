@@ -184,7 +184,7 @@ static enum pgd_status load_part(const void *state, struct pgd_model_ctx *ctx,
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", prefix);
     slice_groups(&gi, has_gidx, sl, group, gid);
     if (in != fin) {
-        st = qc_regroup(prefix, gid, in, groups, &lgroup, gid + in, &src, err, errlen);
+        st = qc_regroup(prefix, gid, in, groups, group, &lgroup, gid + in, &src, err, errlen);
         if (st) {
             free(gid);
             return st;
