@@ -264,14 +264,7 @@ bool pgd__graphs_plan(const struct pgd__graphs *g, const struct pgd__step_seq *s
     int si = 0;
     while (g->sizes[si] < n_seqs)
         si++;
-    *plan = (struct pgd__graph_plan){
-        .size_index = si,
-        .batch = g->sizes[si],
-        .bucket = k,
-        .max_seq_len = (int)cap,
-        .width = (int)((cap + g->block_size - 1) / g->block_size),
-    };
-    return true;
+    return pgd__graphs_plan_shape(g, si, k, plan);
 }
 
 /* ---- 2. fill the padded batch ---------------------------------------------------------- */
