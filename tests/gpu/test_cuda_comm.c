@@ -32,7 +32,9 @@ static void need_nccl(void)
     if (pgd_cuda_device_count() == 0)
         cr_skip_test("no CUDA device");
     if (!pgd__comm_have_nccl())
-        cr_skip_test("this build has no NCCL backend (configure needs MPI, nccl.h and libnccl)");
+        cr_skip_test("this build has no NCCL backend: configure with MPI (--with-mpi, not "
+                     "--without-mpi; Debian: libopenmpi-dev openmpi-bin) and NCCL (nccl.h and "
+                     "libnccl in the CUDA directory) to run it");
 }
 
 static float input_value(int replay, int i)
