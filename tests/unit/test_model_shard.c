@@ -235,6 +235,30 @@ Test(model_shard, quantized_shards_that_split_packed_words_are_refused)
     pgd_registry_destroy(reg);
 }
 
+/* A quant plugin that never asks for the shard (tests/fixtures/plugins/noshard/noshard_quant.c) is
+ * refused by name under tensor parallelism, instead of reporting its own failure. */
+Test(model_shard, quant_plugins_that_do_not_ask_for_the_shard_are_refused)
+{
+    struct pgd_registry *reg = fixture_registry(NULL);
+    char err[1024] = "", path[4200], tmp[256];
+    snprintf(path, sizeof path, "%s/tests/fixtures/plugins/noshard/.libs/noshard_quant.so",
+             PGD_TEST_BUILDDIR);
+    cr_assert_eq(pgd_registry_load_file(reg, path, err, sizeof err), PGD_OK, "%s", err);
+    const char *dir = fixture_copy_edited(fixture_dir("llama-f32"), "config.json",
+                                          "\"architectures\": [",
+                                          "\"quantization_config\": {\"quant_method\": "
+                                          "\"fixture-noshard\"}, \"architectures\": [", tmp);
+    struct pgd__model_opts o = { .dtype = PGD_DTYPE_COUNT, .tp_rank = 1, .tp_size = 2 };
+    struct pgd__model *m = NULL;
+    enum pgd_status st = pgd__model_load_opts(dir, reg, PGD_DEVICE_CPU, &o, &m, err, sizeof err);
+    cr_assert_eq(st, PGD_ERR_UNSUPPORTED, "%s", err);
+    cr_assert(strstr(err, "the fixture-noshard quant plugin does not shard its layers") &&
+              strstr(err, "model.layers.0.self_attn.q_proj"), "%s", err);
+    cr_assert_null(m);
+    fixture_copy_remove(tmp);
+    pgd_registry_destroy(reg);
+}
+
 /* config.json (text) into a fresh directory; loaded as rank rank of size with random
  * weights. */
 static enum pgd_status load_split(struct pgd_registry *reg, const char *config, int rank,
