@@ -104,35 +104,11 @@ static void slice_groups(const struct pgd_raw_tensor *gi, bool has_gidx, const s
             gid[i] = (int32_t)((sl->col0 + i) / group);
 }
 
-/* qweight's fields of the slice: input channels [col0, col0 + in), outputs [row0, row0 +
- * out) of the checkpoint's [full_in / pack, full_out] words, packed again along the slice's
- * inputs (whole words are copied when the slice starts on a word). */
-static void slice_qweight(const struct pgd_raw_tensor *qw, const struct qc_slice *sl, int bits,
-                          uint32_t *q)
-{
-    int pack = 32 / bits;
-    int64_t out = sl->out;
-    if (sl->col0 % pack == 0) {
-        qc_read_i32_block(qw, sl->full_out, NULL, sl->col0 / pack, sl->in / pack, sl->row0, out,
-                          (int32_t *)q);
-        return;
-    }
-    uint32_t mask = (1u << bits) - 1, *word = malloc((size_t)out * sizeof *word);
-    memset(q, 0, (size_t)(sl->in / pack * out) * sizeof *q);
-    for (int64_t i = 0; word && i < sl->in; i++) {
-        int64_t c = sl->col0 + i;
-        qc_read_i32_block(qw, sl->full_out, NULL, c / pack, 1, sl->row0, out, (int32_t *)word);
-        for (int64_t o = 0; o < out; o++)
-            q[(i / pack) * out + o] |= ((word[o] >> ((c % pack) * bits)) & mask)
-                                       << ((i % pack) * bits);
-    }
-    free(word);
-}
-
 /* Reads and checks one part's tensors, the slice of them this rank loads, into host arrays
  * (one block) and converts them. A slice of the input (a row-parallel shard) takes its
- * channels in the checkpoint's order, with act-order their g_idx groups, and qc_regroup
- * makes those groups even; a slice of the output takes whole zero-point words. */
+ * channels in the checkpoint's order (whole qweight words), with act-order their g_idx
+ * groups, and qc_regroup makes those groups even; a slice of the output takes whole
+ * zero-point words. */
 static enum pgd_status load_part(const void *state, struct pgd_model_ctx *ctx,
                                  const char *prefix, const struct qc_slice *sl,
                                  struct pgd_wq_host *host, void **conv, char *err, size_t errlen)
@@ -149,7 +125,7 @@ static enum pgd_status load_part(const void *state, struct pgd_model_ctx *ctx,
                         "packed %d to a word with group_size %lld (the input must be a multiple "
                         "of %d and of the group size, the output of %d)", prefix,
                         (long long)fout, (long long)fin, pack, (long long)group, pack, pack);
-    if (sl->row0 % pack || out % pack || in % pack)
+    if (sl->row0 % pack || out % pack || sl->col0 % pack || in % pack)
         return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: the tensor-parallel shard of "
                         "outputs [%lld, %lld) and inputs [%lld, %lld) does not split GPTQ's "
                         "words: %d-bit zero points and weights are packed %d to a word, so a "
@@ -202,7 +178,8 @@ static enum pgd_status load_part(const void *state, struct pgd_model_ctx *ctx,
     }
     uint32_t *q = (uint32_t *)mem, *z = q + nq;
     float *scales = (float *)(z + nz);
-    slice_qweight(&qw, sl, s->bits, q);
+    /* The slice's rows of words (it starts and ends on a word), its columns of outputs. */
+    qc_read_i32_block(&qw, fout, NULL, sl->col0 / pack, in / pack, sl->row0, out, (int32_t *)q);
     qc_read_i32_block(&qz, fout / pack, src, 0, lgroups, sl->row0 / pack, out / pack,
                       (int32_t *)z);
     qc_read_floats_block(&sc, fout, src, 0, lgroups, sl->row0, out, scales);
