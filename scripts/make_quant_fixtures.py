@@ -30,6 +30,18 @@ WQLinear_GEMM pack order, vLLM's Fp8LinearMethod):
         token at run time (activation_scheme dynamic): the reference rounds each quantized
         layer's input to e4m3 with scale max|x_row| / 448, as pagoda and vLLM do.
   --quantization fp8 on a bf16 checkpoint: one scale per output channel, max|w_row| / 448.
+  compressed-tensors (quant_method "compressed-tensors", as llm-compressor writes it; checked
+        against the compressed-tensors package's pack_to_int32 / unpack_from_int32 and its
+        pack-quantized decompressor when it is installed):
+        pack-quantized: weight_packed int32 [out, in/pack], each row packed along the input,
+        input j in word j//pack at bit (j%pack)*bits; every field is the signed value plus
+        2^(bits-1); weight_scale [out, groups]; weight_zero_point int32 [out/pack, groups]
+        (asymmetric only) packed the same way along the output; weight_shape int64 [2];
+        weight_g_idx int32 [in] with actorder "group". float-quantized: weight e4m3 [out, in],
+        weight_scale [1] (strategy tensor) or [out, 1] (channel), input_scale [1] when the
+        activations are static (pagoda, and so the reference, quantizes them per token).
+        config_groups target layers by name, "re:" regex (matched from the start) or the
+        class "Linear"; ignore leaves layers dense.
 
 Run where torch + transformers + safetensors are installed (any CPU machine):
     python3 scripts/make_quant_fixtures.py [--out tests/fixtures/quant] [--only NAME ...]
@@ -38,6 +50,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -73,6 +86,24 @@ VARIANTS = {
     "llama-fp8-tensor": ("llama-f32", "fp8", dict(per_channel=False)),
     "qwen3-fp8-channel": ("qwen3-f32", "fp8", dict(per_channel=True)),
     "mistral-fp8-tensor-ignored": ("mistral-f32", "fp8", dict(per_channel=False, ignored=["model.layers.0.self_attn.o_proj"])),
+    # compressed-tensors: W4A16 / W8A16 pack-quantized (group and channel strategies, sym and
+    # asym, actorder group), FP8 float-quantized (dynamic per-token and static activations),
+    # several config groups with regex targets, and ignore lists by name and by regex.
+    "llama-ct-w4a16-g32-sym": ("llama-f32", "ct", dict(groups=[
+        dict(targets=["Linear"], type="int", bits=4, group=32, sym=True, act=False)])),
+    "qwen2-ct-w4a16-g32-asym-act": ("qwen2-f32", "ct", dict(groups=[
+        dict(targets=["Linear"], type="int", bits=4, group=32, sym=False, act=True)])),
+    "qwen3-ct-w8a16-channel-asym": ("qwen3-f32", "ct", dict(groups=[
+        dict(targets=["Linear"], type="int", bits=8, group=-1, sym=False, act=False)])),
+    "mistral-ct-mixed-ignore": ("mistral-f32", "ct", dict(groups=[
+        dict(targets=["re:.*self_attn\\.[qkvo]_proj$"], type="int", bits=8, group=-1, sym=True,
+             act=False),
+        dict(targets=["Linear"], type="int", bits=4, group=64, sym=True, act=False)],
+        ignore=["re:.*layers\\.1\\.mlp\\."])),
+    "llama-ct-fp8-dynamic": ("llama-f32", "ct", dict(groups=[
+        dict(targets=["Linear"], type="float", per_channel=True, static=False)])),
+    "qwen3-ct-fp8-static": ("qwen3-f32", "ct", dict(groups=[
+        dict(targets=["Linear"], type="float", per_channel=False, static=True)])),
     # No checkpoint of its own: the llama-bf16 fixture with --quantization fp8.
     "llama-bf16-fp8-dynamic": ("llama-bf16", "fp8-dynamic", dict()),
 }
@@ -235,6 +266,164 @@ def fp8_quantize(w, per_channel):
     return t, q.float() * scale
 
 
+# ---- compressed-tensors --------------------------------------------------------------------
+def ct_matches(entry, name):
+    """A target or ignore entry naming the module: "re:" regex from the start, or the name."""
+    if entry.startswith("re:"):
+        return re.match(entry[3:], name) is not None
+    return entry == name
+
+
+def ct_group_of(o, prefix):
+    """The config group that quantizes the layer at prefix (None: dense), as pagoda and vLLM
+    pick it: not ignored ("lm_head" always is), then the first group naming it, then the
+    first targeting the class Linear."""
+    if any(ct_matches(e, prefix) for e in ["lm_head"] + o.get("ignore", [])):
+        return None
+    for g in o["groups"]:
+        if any(ct_matches(t, prefix) for t in g["targets"]):
+            return g
+    return next((g for g in o["groups"] if "Linear" in g["targets"]), None)
+
+
+def ct_int_quantize(w, g, site):
+    """w float64 [out, in] -> pack-quantized tensors and the dequantized weights."""
+    bits, sym = g["bits"], g["sym"]
+    out_f, in_f = w.shape
+    half = 1 << (bits - 1)                 # signed values in [-half, half - 1]
+    gs = in_f if g["group"] == -1 or g["group"] > in_f else g["group"]
+    groups = in_f // gs
+    if g["act"]:
+        perm = torch.randperm(in_f, generator=torch.Generator().manual_seed(seed_of(site) % (1 << 31))).numpy()
+    else:
+        perm = np.arange(in_f)
+    g_idx = np.empty(in_f, dtype=np.int32)
+    g_idx[perm] = np.arange(in_f) // gs
+    scales = np.empty((out_f, groups), dtype=np.float16)
+    zp = np.zeros((out_f, groups), dtype=np.int64)
+    q = np.empty((out_f, in_f), dtype=np.int64)
+    for k in range(groups):
+        cols = np.nonzero(g_idx == k)[0]
+        wg = w[:, cols]
+        if sym:
+            scale = np.abs(wg).max(axis=1) / ((2 * half - 1) / 2)
+        else:
+            xmin, xmax = np.minimum(wg.min(axis=1), 0.0), np.maximum(wg.max(axis=1), 0.0)
+            scale = (xmax - xmin) / (2 * half - 1)
+        scale[scale == 0] = 1.0
+        s16 = scale.astype(np.float16)
+        if not sym:
+            zp[:, k] = np.clip(np.round(-xmin / s16.astype(np.float64)) - half, -half, half - 1)
+        scales[:, k] = s16
+        q[:, cols] = np.clip(np.round(wg / s16.astype(np.float64)[:, None]) + zp[:, k:k + 1],
+                             -half, half - 1)
+    packed = pack_along_rows((q + half).astype(np.uint32).T, bits).T.copy()      # [out, in/pack]
+    t = {"weight_packed": torch.from_numpy(packed.view(np.int32)),
+         "weight_scale": torch.from_numpy(scales),
+         "weight_shape": torch.tensor([out_f, in_f], dtype=torch.int64)}
+    if not sym:
+        zpacked = pack_along_rows((zp + half).astype(np.uint32), bits)           # [out/pack, groups]
+        t["weight_zero_point"] = torch.from_numpy(zpacked.view(np.int32))
+    if g["act"]:
+        t["weight_g_idx"] = torch.from_numpy(g_idx)
+    dq = ct_int_dequantize(t, bits, g_idx, in_f, out_f)
+    ct_check_with_package(t, g, q, zp, dq, gs)
+    return t, dq
+
+
+def ct_int_dequantize(t, bits, g_idx, in_f, out_f):
+    """What a compressed-tensors reader computes from the stored tensors."""
+    half = 1 << (bits - 1)
+    q = unpack_rows(t["weight_packed"].numpy().view(np.uint32).T.copy(), bits, in_f).T  # [out, in]
+    q = q.astype(np.float32) - half
+    if "weight_zero_point" in t:
+        z = unpack_rows(t["weight_zero_point"].numpy().view(np.uint32), bits, out_f)   # [out, groups]
+        z = z.astype(np.float32) - half
+    else:
+        z = np.zeros(t["weight_scale"].shape, dtype=np.float32)
+    sc = t["weight_scale"].numpy().astype(np.float32)
+    return torch.from_numpy((q - z[:, g_idx]) * sc[:, g_idx])
+
+
+def ct_check_with_package(t, g, q, zp, dq, gs):
+    """The packing against the compressed-tensors package itself, when it is installed: its
+    pack_to_int32 makes the same words, its unpack_from_int32 reads back the same integers,
+    and (without actorder, which its current decompressor no longer reads) its pack-quantized
+    decompressor gives the same weights."""
+    try:
+        from compressed_tensors.compressors.pack_quantized.helpers import (
+            pack_to_int32, unpack_from_int32)
+        from compressed_tensors.compressors.pack_quantized.base import (
+            PackedQuantizationCompressor)
+        from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
+    except ImportError:
+        return
+    bits, shape = g["bits"], torch.Size(q.shape)
+    qt = torch.from_numpy(q.astype(np.int8))
+    assert torch.equal(pack_to_int32(qt, bits), t["weight_packed"]), "weight_packed differs"
+    assert torch.equal(unpack_from_int32(t["weight_packed"], bits, shape), qt)
+    if "weight_zero_point" in t:
+        zt = torch.from_numpy(zp.astype(np.int8))
+        assert torch.equal(pack_to_int32(zt, bits, packed_dim=0), t["weight_zero_point"])
+        assert torch.equal(unpack_from_int32(t["weight_zero_point"], bits, torch.Size(zp.shape),
+                                             packed_dim=0), zt)
+    if g["act"]:
+        return
+    args = QuantizationArgs(num_bits=bits, type="int", symmetric=g["sym"],
+                            strategy="channel" if g["group"] == -1 else "group",
+                            group_size=None if g["group"] == -1 else gs)
+    scheme = QuantizationScheme(targets=["Linear"], weights=args)
+    sd = {k: v for k, v in t.items()}
+    # It computes in the scale's dtype (float16): compare against ours rounded the same way.
+    got = PackedQuantizationCompressor.decompress(sd, scheme)["weight"]
+    err = float((got.float() - dq.to(got.dtype).float()).abs().max())
+    assert err <= 1e-3 * float(dq.abs().max()), \
+        f"compressed-tensors decompresses other weights (max difference {err})"
+
+
+def ct_fp8_quantize(w, g):
+    t, dq = fp8_quantize(w, g["per_channel"])
+    if g["per_channel"]:
+        t["weight_scale"] = t["weight_scale"].to(torch.bfloat16)        # [out, 1], as stored
+        dq = t["weight"].float() * t["weight_scale"].float()
+    else:
+        t["weight_scale"] = t["weight_scale"].reshape(1)
+    if g["static"]:
+        t["input_scale"] = torch.tensor([0.05], dtype=torch.float32)
+    return t, dq
+
+
+def ct_scheme_dict(g):
+    if g["type"] == "int":
+        weights = {"num_bits": g["bits"], "type": "int", "symmetric": g["sym"],
+                   "group_size": None if g["group"] == -1 else g["group"],
+                   "strategy": "channel" if g["group"] == -1 else "group", "dynamic": False,
+                   "actorder": "group" if g["act"] else None, "block_structure": None,
+                   "observer": "minmax", "observer_kwargs": {}}
+        return {"targets": g["targets"], "weights": weights, "input_activations": None,
+                "output_activations": None, "format": "pack-quantized"}
+    weights = {"num_bits": 8, "type": "float", "symmetric": True, "group_size": None,
+               "strategy": "channel" if g["per_channel"] else "tensor", "dynamic": False,
+               "actorder": None, "block_structure": None, "observer": "minmax",
+               "observer_kwargs": {}}
+    inputs = {"num_bits": 8, "type": "float", "symmetric": True, "group_size": None,
+              "strategy": "tensor" if g["static"] else "token", "dynamic": not g["static"],
+              "actorder": None, "block_structure": None, "observer": None if not g["static"]
+              else "minmax", "observer_kwargs": {}}
+    return {"targets": g["targets"], "weights": weights, "input_activations": inputs,
+            "output_activations": None, "format": "float-quantized"}
+
+
+def ct_config(o):
+    groups = {f"group_{i}": ct_scheme_dict(g) for i, g in enumerate(o["groups"])}
+    formats = {v["format"] for v in groups.values()}
+    return {"quant_method": "compressed-tensors", "config_groups": groups,
+            "format": formats.pop() if len(formats) == 1 else "mixed-precision",
+            "global_compression_ratio": None, "ignore": ["lm_head"] + o.get("ignore", []),
+            "kv_cache_scheme": None, "quantization_status": "compressed",
+            "sparsity_config": {}, "transform_config": {}, "version": "0.12.2"}
+
+
 # Relative noise put on every FP8 layer's input while probing how fragile a reference is.
 PROBE = {"noise": 0.0, "gen": torch.Generator().manual_seed(5)}
 
@@ -328,6 +517,8 @@ def quant_config(method, o):
         if o.get("skip"):
             c["modules_to_not_convert"] = o["skip"]
         return c
+    if method == "ct":
+        return ct_config(o)
     c = {"quant_method": "fp8", "activation_scheme": "dynamic"}
     if o.get("ignored"):
         c["ignored_layers"] = o["ignored"]
@@ -340,6 +531,8 @@ def skipped(method, o, name):
         return any(s in prefix for s in o.get("skip", []))
     if method == "fp8":
         return prefix in o.get("ignored", [])
+    if method == "ct":
+        return ct_group_of(o, prefix) is None
     return False
 
 
@@ -367,6 +560,11 @@ def make(name, out_root, dense_root):
                                   o["v2"], site_of(tname))
         elif method == "awq":
             t, dq = awq_quantize(w.double().numpy(), o["group"])
+        elif method == "ct" and ct_group_of(o, prefix)["type"] == "int":
+            t, dq = ct_int_quantize(w.double().numpy(), ct_group_of(o, prefix), site_of(tname))
+        elif method == "ct":
+            t, dq = ct_fp8_quantize(w, ct_group_of(o, prefix))
+            fp8_layers.add(prefix)
         else:
             t, dq = fp8_quantize(w, o["per_channel"])
             fp8_layers.add(prefix)

@@ -19,8 +19,8 @@ static void models_usage(FILE *out)
         "       pagoda models rm ORG/NAME[@REVISION] | SHORT-NAME[@REVISION] [--download-dir DIR]\n\n"
         "Without options: the catalog (short names for `pagoda fetch`, `serve`, `generate`)\n"
         "and, for each, the size on disk and the revisions already in the cache. QUANT is the\n"
-        "quantization (none, gptq-int4, awq-int4, fp8, ...; fp8 on a 16-bit repo: quantized\n"
-        "at load, as --quantization fp8).\n"
+        "quantization (none, gptq-int4, gptq-int8, awq-int4, fp8, compressed-tensors-w4a16,\n"
+        "-w8a16, -fp8, ...; fp8 on a 16-bit repo: quantized at load, as --quantization fp8).\n"
         "  --cached             every model in the cache (HF_HUB_CACHE), whatever fetched it,\n"
         "                       with the quantization its config.json names\n"
         "  --download-dir DIR   the cache root instead of HF_HUB_CACHE\n"
@@ -58,8 +58,16 @@ static int list_catalog(const struct pgd__hub_cached_repo *cached, size_t n_cach
         fprintf(stderr, "pagoda models: %s\n", err);
         return 1;
     }
-    printf("%-28s %-42s %-8s %-10s %-6s %-7s %s\n", "NAME", "REPO", "ARCH", "QUANT", "SIZE",
-           "CONTEXT", "CACHED");
+    /* Columns as wide as their widest entry (a compressed-tensors label is 24 characters). */
+    int wn = 4, wr = 4, wq = 5;
+    for (size_t i = 0; i < cat.n; i++) {
+        const struct pgd__hub_catalog_entry *e = &cat.entries[i];
+        wn = (int)strlen(e->name) > wn ? (int)strlen(e->name) : wn;
+        wr = (int)strlen(e->repo) > wr ? (int)strlen(e->repo) : wr;
+        wq = e->quant && (int)strlen(e->quant) > wq ? (int)strlen(e->quant) : wq;
+    }
+    printf("%-*s %-*s %-8s %-*s %-6s %-7s %s\n", wn, "NAME", wr, "REPO", "ARCH", wq, "QUANT",
+           "SIZE", "CONTEXT", "CACHED");
     for (size_t i = 0; i < cat.n; i++) {
         const struct pgd__hub_catalog_entry *e = &cat.entries[i];
         const struct pgd__hub_cached_repo *r = find_cached(cached, n_cached, e->repo);
@@ -70,9 +78,9 @@ static int list_catalog(const struct pgd__hub_cached_repo *cached, size_t n_cach
             snprintf(revs, sizeof revs, "%s: %s", pgd__hub_human_bytes((long long)r->bytes,
                                                                        bytes, sizeof bytes), rt);
         }
-        printf("%-28s %-42s %-8s %-10s %-6s %-7ld %s\n", e->name, e->repo,
-               e->arch ? e->arch : "?", e->quant ? e->quant : "none", e->size ? e->size : "?",
-               e->context, revs);
+        printf("%-*s %-*s %-8s %-*s %-6s %-7ld %s\n", wn, e->name, wr, e->repo,
+               e->arch ? e->arch : "?", wq, e->quant ? e->quant : "none",
+               e->size ? e->size : "?", e->context, revs);
     }
     printf("\n%zu models in %s; cache: pagoda models --cached\n", cat.n, cat.path);
     pgd__hub_catalog_free(&cat);
@@ -97,13 +105,13 @@ static void cached_quant(const struct pgd__hub_cached_repo *r, char *buf, size_t
 
 static int list_cached(const char *cache, const struct pgd__hub_cached_repo *r, size_t n)
 {
-    printf("%-48s %-10s %-10s %s\n", "REPO", "ON DISK", "QUANT", "REVISIONS");
+    printf("%-48s %-10s %-24s %s\n", "REPO", "ON DISK", "QUANT", "REVISIONS");
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         char bytes[32], rt[1024], quant[64];
         revisions_text(&r[i], rt, sizeof rt);
         cached_quant(&r[i], quant, sizeof quant);
-        printf("%-48s %-10s %-10s %s\n", r[i].repo,
+        printf("%-48s %-10s %-24s %s\n", r[i].repo,
                pgd__hub_human_bytes((long long)r[i].bytes, bytes, sizeof bytes), quant, rt);
         total += r[i].bytes;
     }

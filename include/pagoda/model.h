@@ -47,6 +47,9 @@ enum pgd_status pgd_config_bool_or(const struct pgd_model_ctx *ctx, const char *
                                    bool dflt, bool *out, char *err, size_t errlen);
 /* A string value, or NULL when absent, null or not a string. Owned by ctx. */
 const char *pgd_config_str(const struct pgd_model_ctx *ctx, const char *key);
+/* The i-th key of the object at `key` in the file's order (config_groups' group names), or
+ * NULL past the last one or when `key` is not an object. Owned by ctx. */
+const char *pgd_config_key_at(const struct pgd_model_ctx *ctx, const char *key, size_t i);
 /* Reads an activation name (e.g. "hidden_act") as transformers names it: "silu" and
  * "swish" are PGD_ACT_SILU, "gelu_pytorch_tanh" PGD_ACT_GELU_TANH; dflt when the key is
  * absent or null. Another name is PGD_ERR_UNSUPPORTED naming the key and the value. */
@@ -188,6 +191,27 @@ enum pgd_status pgd_model_qweight_wq(struct pgd_model_ctx *ctx, const char *name
 enum pgd_status pgd_model_qweight_fp8(struct pgd_model_ctx *ctx, const char *name,
                                       const struct pgd_fp8_host *parts, int n_parts,
                                       struct pgd_qweight **out, char *err, size_t errlen);
+
+/* Random quantized layers, for models loaded with random weights (--load-format dummy: no
+ * checkpoint to read). A quant plugin's load_linear asks pgd_model_random_weights and, when
+ * true, makes each part in the layout its quantization_config describes instead of reading
+ * tensors, then hands it to pgd_model_qweight_wq / _fp8 as usual. The values are scaled like
+ * the dense random weights (an RMS of 1 / sqrt(in)), seeded from the model's seed and
+ * `name`. pgd_model_random_wq: bits 4 or 8, group_size -1 (per channel) or a size that
+ * divides in (one larger than in: one group), act_order: a random perm shared by the layers
+ * of one parent module with the same in (the parts of a fused q/k/v see the same inputs);
+ * otherwise PGD_ERR_UNSUPPORTED naming `name`. pgd_model_random_fp8: a scale per output
+ * channel or one per tensor. The arrays of *host are one malloc'd block returned in *block
+ * (the caller frees it). */
+bool pgd_model_random_weights(const struct pgd_model_ctx *ctx);
+enum pgd_status pgd_model_random_wq(struct pgd_model_ctx *ctx, const char *name, int bits,
+                                    int64_t group_size, bool act_order, int64_t in, int64_t out,
+                                    struct pgd_wq_host *host, void **block, char *err,
+                                    size_t errlen);
+enum pgd_status pgd_model_random_fp8(struct pgd_model_ctx *ctx, const char *name,
+                                     bool per_channel, int64_t in, int64_t out,
+                                     struct pgd_fp8_host *host, void **block, char *err,
+                                     size_t errlen);
 
 /* A linear layer whose weight is an already-loaded tensor [out, in] (tied embeddings). */
 struct pgd_linear pgd_linear_from_tensor(const struct pgd_tensor *weight);

@@ -244,7 +244,9 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         "auto|safetensors|dummy", "FORMAT",
         "auto and safetensors read the checkpoint's *.safetensors; dummy reads config.json "
         "alone and makes random weights (from --seed), as vLLM's dummy format does: for "
-        "benchmarks of a model shape without its checkpoint.",
+        "benchmarks of a model shape without its checkpoint. With a quantization (config.json's "
+        "quantization_config, or --quantization: gptq and awq 4-bit in groups of 128, fp8 a "
+        "scale per channel) the linear layers are random quantized ones of that layout.",
         PGD__SG_MODEL, PGD__SD_ENGINE, 0, NULL },
     [PGD__S_DTYPE] = { MODEL, "dtype", PGD__ST_CHOICE, "auto", 0, 0,
         "auto|bfloat16|float16|float32|half|float|bf16|fp16", "DTYPE",
@@ -280,8 +282,9 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         "from a checkpoint.",
         PGD__SG_MODEL, PGD__SD_TOOL, PGD__SF_NEGATABLE, NULL },
     [PGD__S_QUANTIZATION] = { MODEL, "quantization", PGD__ST_CHOICE, NULL, 0, 0,
-        "auto|gptq|awq|fp8", "METHOD",
-        "The method the weights are quantized with: gptq, awq, fp8. Default (or auto): the "
+        "auto|gptq|awq|fp8|compressed-tensors", "METHOD",
+        "The method the weights are quantized with: gptq, awq, fp8, compressed-tensors "
+        "(llm-compressor's pack-quantized W4A16/W8A16 and FP8 W8A8). Default (or auto): the "
         "checkpoint's (config.json's quantization_config, or "
         "quantize_config.json / quant_config.json beside it); a checkpoint quantized with "
         "another method is refused. fp8 on a bfloat16/float16 checkpoint quantizes its linear "

@@ -5,7 +5,8 @@
  *   repo = Qwen/Qwen2.5-0.5B-Instruct      ; the hub id (required)
  *   revision = main                        ; optional
  *   arch = qwen                            ; the architecture plugin
- *   quant = none                           ; none, gptq-int4, awq-int4, fp8, ...
+ *   quant = none                           ; a label of pgd__model_quant_label: none,
+ *                                          ; gptq-int4/8, awq-int4, fp8, compressed-tensors-*
  *   size = 0.5B
  *   context = 32768
  *   chat = ChatML, tools in the template   ; chat template notes
@@ -28,6 +29,26 @@ struct load {
     size_t errlen;
     enum pgd_status st;
 };
+
+/* The quant values an entry may have: the labels pagoda gives a checkpoint's quantization
+ * (pgd__model_quant_label: `pagoda models --cached` shows the same), fp8 also for a 16-bit
+ * repo that serve/generate quantize at load. */
+#define QUANT_LABELS "none, gptq-int4, gptq-int8, awq-int4, fp8, compressed-tensors-w4a16, " \
+                     "compressed-tensors-w8a16, compressed-tensors-fp8, compressed-tensors-mixed"
+
+static bool known_quant(const char *value)
+{
+    const char *p = QUANT_LABELS;
+    size_t n = strlen(value);
+    while (*p) {
+        size_t k = strcspn(p, ",");
+        if (k == n && !strncmp(p, value, n))
+            return true;
+        p += k;
+        p += strspn(p, ", ");
+    }
+    return false;
+}
 
 static struct pgd__hub_catalog_entry *entry_for(struct load *l, const char *section)
 {
@@ -66,7 +87,6 @@ static int on_key(void *ud, const char *section, const char *key, const char *va
     char **slot = !strcmp(key, "repo")       ? &e->repo
                   : !strcmp(key, "revision") ? &e->revision
                   : !strcmp(key, "arch")     ? &e->arch
-                  : !strcmp(key, "quant")    ? &e->quant
                   : !strcmp(key, "size")     ? &e->size
                   : !strcmp(key, "chat")     ? &e->chat
                                              : NULL;
@@ -84,6 +104,17 @@ static int on_key(void *ud, const char *section, const char *key, const char *va
             l->st = pgd_errf(l->err, l->errlen, PGD_ERR_FORMAT,
                              "%s: [%s] context = '%s' is not a positive integer", l->cat->path,
                              section, value);
+            return 0;
+        }
+    } else if (!strcmp(key, "quant")) {
+        if (!known_quant(value)) {
+            l->st = pgd_errf(l->err, l->errlen, PGD_ERR_FORMAT, "%s: [%s] quant = '%s': expected "
+                             "one of %s", l->cat->path, section, value, QUANT_LABELS);
+            return 0;
+        }
+        free(e->quant);
+        if (!(e->quant = strdup(value))) {
+            l->st = pgd_errf(l->err, l->errlen, PGD_ERR_NOMEM, "out of memory");
             return 0;
         }
     } else if (!strcmp(key, "gated")) {

@@ -146,6 +146,20 @@ const char *pgd_config_str(const struct pgd_model_ctx *ctx, const char *key)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+const char *pgd_config_key_at(const struct pgd_model_ctx *ctx, const char *key, size_t i)
+{
+    json_t *obj = pgd__config_get(ctx->m->config, key), *v;
+    const char *k;
+    size_t n = 0;
+    if (!json_is_object(obj))
+        return NULL;
+    json_object_foreach(obj, k, v) {
+        if (n++ == i)
+            return k;
+    }
+    return NULL;
+}
+
 /* Keys that never change the forward pass: ids, names, dtypes, training-only settings and
  * transformers' bookkeeping. Everything else must be claimed by the plugin. */
 static const char *const neutral_keys[] = {

@@ -289,6 +289,10 @@ enum pgd_status pgd__model_fill_random(struct pgd__model *m, const char *name, v
 {
     return fill_random(m, name, dst, n, cols, err, errlen);
 }
+uint64_t pgd__model_random_seed_of(const struct pgd__model *m, const char *name)
+{
+    return name_seed(name, m->random_seed);
+}
 
 enum pgd_status pgd_model_load_tensor(struct pgd_model_ctx *ctx, const char *name, int ndim,
                                       const int64_t *shape, struct pgd_tensor *out,

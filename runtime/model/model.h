@@ -104,8 +104,9 @@ enum pgd_status pgd__model_quant_load_linear(struct pgd_model_ctx *ctx,
                                              size_t errlen);
 /* The quantization of the checkpoint in dir as the catalog (models/catalog.ini) spells it,
  * read from config.json's quantization_config or the side files, without loading: "none",
- * "gptq-int4", "gptq-int8", "awq-int4", "fp8", another quant_method as it is, or "?" when
- * dir has no readable config.json. */
+ * "gptq-int4", "gptq-int8", "awq-int4", "fp8", "compressed-tensors-w4a16" (-w8a16, -fp8,
+ * -mixed when its config groups differ), another quant_method as it is, or "?" when dir has
+ * no readable config.json. */
 void pgd__model_quant_label(const char *dir, char *buf, size_t len);
 /* Frees the plugin's layers and state, and the quantized weights (after the architecture's
  * destroy). */

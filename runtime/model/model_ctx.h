@@ -25,5 +25,8 @@ enum pgd_status pgd__model_upload_checked(struct pgd__model *m, void *dst,
                                           size_t n, size_t first, char *err, size_t errlen);
 enum pgd_status pgd__model_fill_random(struct pgd__model *m, const char *name, void *dst,
                                        size_t n, int64_t cols, char *err, size_t errlen);
+/* The seed of the random tensor `name` (the model's --seed hashed with the name), for
+ * runtime/model/qrandom.c's random quantized layers. */
+uint64_t pgd__model_random_seed_of(const struct pgd__model *m, const char *name);
 
 #endif

@@ -6,7 +6,11 @@
  * (quant_config.json) leaves beside the weights, else from --quantization; when both the
  * checkpoint and --quantization name one they must agree. A side file becomes config.json's
  * quantization_config in memory, so that plugins read every setting through
- * pgd_config_*("quantization_config.<key>") whichever file held it. */
+ * pgd_config_*("quantization_config.<key>") whichever file held it.
+ *
+ * Random weights (--load-format dummy) go through the same plugin: it makes each layer in
+ * the layout its quantization_config describes (or its defaults, without one) from
+ * pgd_model_random_wq / _fp8 (runtime/model/qrandom.c). */
 #include "runtime/model/model.h"
 #include "runtime/model/model_ctx.h"
 #include "runtime/model/qweight.h"
@@ -84,10 +88,6 @@ enum pgd_status pgd__model_quant_setup(struct pgd__model *m, const struct pgd_re
                         "is not supported: no quant plugin claims it (claimed: %s)", m->dir,
                         method, ckpt ? "" : " (--quantization)", claimed);
     }
-    if (m->random_weights)
-        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: quantization \"%s\" with random "
-                        "weights (--load-format dummy): random quantized tensors are not made",
-                        m->dir, method);
     struct pgd_model_ctx ctx = { .m = m };
     st = m->quant->quant->configure(&ctx, m->device, m->dtype, &m->quant_state, err, errlen);
     if (st) {
@@ -168,6 +168,31 @@ void pgd__model_quant_teardown(struct pgd__model *m)
     m->qweights = NULL;
 }
 
+/* compressed-tensors' label: what its config groups hold (w4a16, w8a16, fp8), "mixed" when
+ * they differ. */
+static void ct_label(json_t *q, char *buf, size_t len)
+{
+    char what[32] = "", one[32];
+    const char *name;
+    json_t *g;
+    json_object_foreach(json_object_get(q, "config_groups"), name, g) {
+        json_t *w = json_object_get(g, "weights");
+        const char *type = json_string_value(json_object_get(w, "type"));
+        long long bits = json_integer_value(json_object_get(w, "num_bits"));
+        json_t *act = json_object_get(g, "input_activations");
+        if (type && !strcmp(type, "float") && bits == 8)
+            snprintf(one, sizeof one, "fp8");
+        else
+            snprintf(one, sizeof one, "w%llda%lld", bits,
+                     json_is_object(act) ? json_integer_value(json_object_get(act, "num_bits"))
+                                         : 16);
+        if (what[0] && strcmp(what, one))
+            snprintf(one, sizeof one, "mixed");
+        snprintf(what, sizeof what, "%s", one);
+    }
+    snprintf(buf, len, what[0] ? "compressed-tensors-%s" : "compressed-tensors", what);
+}
+
 void pgd__model_quant_label(const char *dir, char *buf, size_t len)
 {
     char path[4200];
@@ -194,6 +219,8 @@ void pgd__model_quant_label(const char *dir, char *buf, size_t len)
         bits = json_object_get(q, "w_bit");
     if (!method)
         snprintf(buf, len, "none");
+    else if (!strcmp(method, "compressed-tensors"))
+        ct_label(q, buf, len);
     else if ((!strcmp(method, "gptq") || !strcmp(method, "awq")) && json_is_integer(bits))
         snprintf(buf, len, "%s-int%lld", method, (long long)json_integer_value(bits));
     else

@@ -17,6 +17,7 @@
  * greedy token the reference's or within the bound of it. The bound is 0.15 after the
  * prompt and 0.3 after the last token; the per-layer arithmetic is held to far tighter
  * bounds by tests/gpu/test_cuda_quant.c, so a wrong scale or code still fails there.
+ * Random quantized models (--load-format dummy) against the same model on the CPU.
  * Skips visibly without a GPU. */
 #include "config.h"
 #include "tests/lib/model_fixture.h"
@@ -148,5 +149,80 @@ QUANT_GOLDEN(llama_fp8_per_tensor, "llama-fp8-tensor", FP8_TOL)
 QUANT_GOLDEN(qwen3_fp8_per_channel, "qwen3-fp8-channel", FP8_TOL)
 QUANT_GOLDEN(mistral_fp8_ignored_layers, "mistral-fp8-tensor-ignored", FP8_TOL)
 QUANT_GOLDEN(llama_bf16_quantized_to_fp8_at_load, "llama-bf16-fp8-dynamic", FP8_TOL)
+QUANT_GOLDEN(llama_ct_w4a16_group_sym, "llama-ct-w4a16-g32-sym", WQ_TOL)
+QUANT_GOLDEN(qwen2_ct_w4a16_asym_actorder_group, "qwen2-ct-w4a16-g32-asym-act", WQ_TOL)
+QUANT_GOLDEN(qwen3_ct_w8a16_channel_asym, "qwen3-ct-w8a16-channel-asym", WQ_TOL)
+QUANT_GOLDEN(mistral_ct_regex_targets_and_ignore, "mistral-ct-mixed-ignore", WQ_TOL)
+QUANT_GOLDEN(llama_ct_fp8_dynamic_per_channel, "llama-ct-fp8-dynamic", FP8_TOL)
+QUANT_GOLDEN(qwen3_ct_fp8_static_per_tensor, "qwen3-ct-fp8-static", FP8_TOL)
+
+/* Random quantized models (--load-format dummy with a quantization, the benchmarks' way to
+ * run a shape quantized without its checkpoint): one seed makes the same layers on the CPU
+ * and on CUDA (the quantized ones on the host, the dense ones from the same counter hash),
+ * so CUDA's logits after a prompt, on the kernels, are the CPU reference's within the
+ * 16-bit bound (the dense suite's bf16 one, 0.05, for the integer formats; FP8's above). */
+static struct pgd__runner *random_runner(struct pgd_registry *reg, const char *dir,
+                                         const char *quantization, enum pgd_device device)
+{
+    struct pgd__runner_params p;
+    pgd__runner_default_params(&p);
+    p.model_dir = dir;
+    p.registry = reg;
+    p.device = device;
+    p.quantization = quantization;
+    p.random_weights = true;
+    p.seed = 3;
+    p.num_blocks = 8;
+    p.block_size = 16;
+    p.max_num_seqs = 4;
+    p.max_num_batched_tokens = 512;
+    struct pgd__runner *r = NULL;
+    char err[1024] = "";
+    cr_assert_eq(pgd__runner_create(&p, &r, err, sizeof err), PGD_OK, "%s: %s", dir, err);
+    return r;
+}
+
+static void check_random(const char *fixture, const char *quantization, double tol)
+{
+    char dir[4200];
+    if (fixture)
+        snprintf(dir, sizeof dir, "%s/tests/fixtures/quant/%s",
+                 getenv("PGD_TEST_SRCDIR") && *getenv("PGD_TEST_SRCDIR")
+                     ? getenv("PGD_TEST_SRCDIR") : PGD_TEST_SRCDIR, fixture);
+    else
+        snprintf(dir, sizeof dir, "%s", fixture_dir("llama-f32"));
+    struct pgd_registry *reg = fixture_registry(NULL);
+    struct pgd__runner *cpu = random_runner(reg, dir, quantization, PGD_DEVICE_CPU);
+    struct pgd__runner *gpu = random_runner(reg, dir, quantization, PGD_DEVICE_CUDA);
+    cr_assert_not_null(pgd__runner_model(gpu)->quant, "%s: not quantized", dir);
+    int vocab = pgd__runner_desc(cpu)->vocab_size;
+    int32_t toks[6] = { 1, 17, 42, 99, 7, 123 }, table[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
+    float *want = malloc((size_t)vocab * sizeof *want);
+    memcpy(want, step(cpu, toks, 6, 0, table), (size_t)vocab * sizeof *want);
+    const float *got = step(gpu, toks, 6, 0, table);
+    for (int v = 0; v < vocab; v++)
+        cr_assert(isfinite(got[v]), "%s: logit %d is %g", dir, v, got[v]);
+    double d = rel_max_diff(got, want, vocab);
+    cr_assert_leq(d, tol, "%s (%s): CUDA's logits differ from the CPU's by %g of the largest",
+                  dir, quantization ? quantization : "its config", d);
+    fprintf(stderr, "random %s %s: CUDA within %.4f of the CPU\n", fixture ? fixture : "llama-f32",
+            quantization ? quantization : "", d);
+    free(want);
+    pgd__runner_destroy(gpu);
+    pgd__runner_destroy(cpu);
+    pgd_registry_destroy(reg);
+}
+
+#define RANDOM_TOL 0.05
+#define RANDOM(id, fixture, quantization, tol) \
+    Test(cuda_quant_models, random_##id, .init = need_gpu) { check_random(fixture, quantization, tol); }
+RANDOM(gptq_8b_act_order, "llama-gptq-8b-g128-sym-act-v2", NULL, RANDOM_TOL)
+RANDOM(awq_modules_to_not_convert, "llama-awq-g32-skip", NULL, RANDOM_TOL)
+RANDOM(fp8_per_tensor, "llama-fp8-tensor", NULL, FP8_TOL)
+RANDOM(ct_mixed_groups, "mistral-ct-mixed-ignore", NULL, RANDOM_TOL)
+RANDOM(ct_fp8_static, "qwen3-ct-fp8-static", NULL, FP8_TOL)
+RANDOM(quantization_gptq, NULL, "gptq", RANDOM_TOL)
+RANDOM(quantization_awq, NULL, "awq", RANDOM_TOL)
+RANDOM(quantization_fp8, NULL, "fp8", FP8_TOL)
 
 #endif

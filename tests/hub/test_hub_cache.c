@@ -57,7 +57,8 @@ Test(hub, default_set_and_globs)
     static const char *const in[] = { "config.json", "model.safetensors",
                                       "model-00001-of-00004.safetensors",
                                       "model.safetensors.index.json", "tokenizer.json",
-                                      "chat_template.jinja", "quantize_config.json" };
+                                      "chat_template.jinja", "quantize_config.json",
+                                      "quant_config.json", "quantization_config.json" };
     static const char *const out[] = { "pytorch_model.bin", "consolidated.00.pth",
                                        "original/params.json", "onnx/model.safetensors",
                                        "README.md", "model.gguf" };

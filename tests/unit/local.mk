@@ -7,6 +7,7 @@ CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cp
 	tests/unit/test_corrupt_files tests/unit/test_settings tests/unit/test_metrics \
 	tests/unit/test_ini tests/unit/test_reload tests/unit/test_log tests/unit/test_spec \
 	tests/unit/test_batch_defaults tests/unit/test_model_shard tests/unit/test_quant \
+	tests/unit/test_quant_load \
 	tests/unit/test_oai_parsers \
 	tests/unit/test_grammar tests/unit/test_engine_guided \
 	tests/unit/test_pooling
@@ -138,6 +139,13 @@ tests_unit_test_quant_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_quant_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_quant_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_quant_LDADD = $(TEST_LDADD)
+# Random quantized layers and the compressed-tensors format.
+tests_unit_test_quant_load_SOURCES = %reldir%/test_quant_load.c \
+	plugins/quant/compressed_tensors/ct_convert.c plugins/quant/gptq/gptq_convert.c
+tests_unit_test_quant_load_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_quant_load_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_quant_load_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_quant_load_LDADD = $(TEST_LDADD)
 # The OpenAI frontend's tool-call and reasoning parsers (plugin sources compiled in).
 tests_unit_test_oai_parsers_SOURCES = %reldir%/test_oai_parsers.c \
 	plugins/frontend/openai/parsers.c plugins/frontend/openai/parsers.h

@@ -2,7 +2,7 @@
  * runtime/model/model_shard.c) on the real fixture checkpoints, without MPI: a row shard of
  * fused parts is those rows of the whole fused layer, a column shard those input columns,
  * in float32 and from a bf16 checkpoint; the refusals (ranges outside the tensor, a column
- * shard of two parts, a missing tensor, random quantized weights, a plugin that does not
+ * shard of two parts, a missing tensor, a quant plugin that refuses, plugins that do not
  * shard); random weights (benchmark shapes) load split. tests/dist runs the split models
  * under mpirun. */
 #include "runtime/model/model.h"
@@ -309,7 +309,7 @@ Test(model_shard, random_weights_load_split_for_benchmark_shapes)
     pgd_registry_destroy(reg);
 }
 
-Test(model_shard, random_quantized_weights_and_plugins_that_do_not_shard_are_refused)
+Test(model_shard, refusing_quant_plugins_and_arch_plugins_that_do_not_shard_are_refused)
 {
     char err[1024] = "";
     struct pgd_registry *reg = fixture_registry(NULL);
@@ -325,9 +325,10 @@ Test(model_shard, random_quantized_weights_and_plugins_that_do_not_shard_are_ref
                                                       "{\"quant_method\": \"fixture-q4\"}"),
                                     1, 2, &m, err, sizeof err);
     cr_assert_eq(st, PGD_ERR_UNSUPPORTED, "%s", err);
-    /* The quant routing refuses random quantized weights before any layer loads (a real
-     * checkpoint's layers go to its quant plugin, which loads its shard: tests/dist). */
-    cr_assert(strstr(err, "random quantized tensors are not made"), "%s", err);
+    /* The stub quant plugin refuses to configure (random weights reach it as a checkpoint
+     * would); a real checkpoint's layers go to its quant plugin, which loads its shard
+     * (tests/dist), or is refused when it does not (below). */
+    cr_assert(strstr(err, "the fixture-quant plugin refused it"), "%s", err);
     cr_assert_null(m);
     st = load_split(reg, "{\"architectures\": [\"FixtureForCausalLM\"]}", 0, 2, &m, err,
                     sizeof err);

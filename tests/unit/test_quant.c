@@ -374,6 +374,12 @@ GOLDEN(llama_fp8_per_tensor, "llama-fp8-tensor", FP8_TOL)
 GOLDEN(qwen3_fp8_per_channel, "qwen3-fp8-channel", FP8_TOL)
 GOLDEN(mistral_fp8_ignored_layers, "mistral-fp8-tensor-ignored", FP8_TOL)
 GOLDEN(llama_bf16_quantized_to_fp8_at_load, "llama-bf16-fp8-dynamic", FP8_TOL)
+GOLDEN(llama_ct_w4a16_group_sym, "llama-ct-w4a16-g32-sym", WQ_TOL)
+GOLDEN(qwen2_ct_w4a16_asym_actorder_group, "qwen2-ct-w4a16-g32-asym-act", WQ_TOL)
+GOLDEN(qwen3_ct_w8a16_channel_asym, "qwen3-ct-w8a16-channel-asym", WQ_TOL)
+GOLDEN(mistral_ct_regex_targets_and_ignore, "mistral-ct-mixed-ignore", WQ_TOL)
+GOLDEN(llama_ct_fp8_dynamic_per_channel, "llama-ct-fp8-dynamic", FP8_TOL)
+GOLDEN(qwen3_ct_fp8_static_per_tensor, "qwen3-ct-fp8-static", FP8_TOL)
 
 /* A checkpoint that stores q/k/v fused (Phi-3's qkv_proj) is loaded in row slices
  * (pgd_model_load_linear_rows): with --quantization fp8 those slices would be quantized
@@ -414,6 +420,10 @@ Test(quant_refusals, labels_come_from_the_config_or_the_side_file)
         { "mistral-gptq-4b-g64-sym-act-v2-file", "gptq-int4" },   /* quantize_config.json */
         { "qwen2-awq-g64-file", "awq-int4" },                     /* quant_config.json */
         { "llama-fp8-tensor", "fp8" },
+        { "llama-ct-w4a16-g32-sym", "compressed-tensors-w4a16" },
+        { "qwen3-ct-w8a16-channel-asym", "compressed-tensors-w8a16" },
+        { "llama-ct-fp8-dynamic", "compressed-tensors-fp8" },
+        { "mistral-ct-mixed-ignore", "compressed-tensors-mixed" },      /* W8 and W4 groups */
         { "../models/llama-f32", "none" },
         { "no-such-dir", "?" },
     };
@@ -520,6 +530,53 @@ Test(quant_refusals, each_is_refused_naming_the_key_or_tensor, .fini = cleanup_t
           "\"model.layers.0.mlp.down_proj.weight\":{\"dtype\":\"F8_E4M3\"",
           "\"model.layers.0.mlp.down_proj.weight\":{\"dtype\":\"U8\"     ",
           NULL, PGD_ERR_FORMAT, "'model.layers.0.mlp.down_proj.weight' is U8", "expected F8_E4M3" },
+        { "compressed-tensors not compressed", "llama-ct-w4a16-g32-sym", "config.json",
+          "\"quantization_status\": \"compressed\"", "\"quantization_status\": \"frozen\"", NULL,
+          PGD_ERR_UNSUPPORTED, "quantization_config.quantization_status", "frozen" },
+        { "compressed-tensors group format", "llama-ct-w4a16-g32-sym", "config.json",
+          "\"format\": \"pack-quantized\"", "\"format\": \"marlin-24\"", NULL, PGD_ERR_UNSUPPORTED,
+          "quantization_config.config_groups.group_0.format", "marlin-24" },
+        { "compressed-tensors 3 bits", "llama-ct-w4a16-g32-sym", "config.json",
+          "\"num_bits\": 4", "\"num_bits\": 3", NULL, PGD_ERR_UNSUPPORTED,
+          "quantization_config.config_groups.group_0.weights.num_bits", "3" },
+        { "compressed-tensors int per tensor", "llama-ct-w4a16-g32-sym", "config.json",
+          "\"strategy\": \"group\"", "\"strategy\": \"tensor\"", NULL, PGD_ERR_UNSUPPORTED,
+          "group_0.weights.strategy", "tensor" },
+        { "compressed-tensors W4A8", "llama-ct-w4a16-g32-sym", "config.json",
+          "\"input_activations\": null", "\"input_activations\": {\"num_bits\": 8}", NULL,
+          PGD_ERR_UNSUPPORTED, "group_0.input_activations", "W4A8" },
+        { "compressed-tensors actorder", "llama-ct-w4a16-g32-sym", "config.json",
+          "\"actorder\": null", "\"actorder\": \"sideways\"", NULL, PGD_ERR_UNSUPPORTED,
+          "group_0.weights.actorder", "sideways" },
+        { "compressed-tensors sparse", "llama-ct-w4a16-g32-sym", "config.json",
+          "\"sparsity_config\": {}", "\"sparsity_config\": {\"format\": \"sparse-24-bitmask\"}",
+          NULL, PGD_ERR_UNSUPPORTED, "quantization_config.sparsity_config", "sparse-24-bitmask" },
+        { "compressed-tensors bad regex", "llama-ct-w4a16-g32-sym", "config.json",
+          "\"lm_head\"", "\"re:((\"", NULL, PGD_ERR_FORMAT, "quantization_config.ignore.0",
+          "not a regular expression" },
+        { "compressed-tensors group size the tensors disagree with", "llama-ct-w4a16-g32-sym",
+          "config.json", "\"group_size\": 32", "\"group_size\": 16", NULL, PGD_ERR_FORMAT,
+          "'model.layers.0.self_attn.q_proj.weight_scale'", "[64, 4]" },
+        { "compressed-tensors weight_packed of another dtype", "llama-ct-w4a16-g32-sym",
+          "model.safetensors", "\"model.layers.0.self_attn.q_proj.weight_packed\":{\"dtype\":\"I32\"",
+          "\"model.layers.0.self_attn.q_proj.weight_packed\":{\"dtype\":\"F32\"", NULL, PGD_ERR_FORMAT,
+          "'model.layers.0.self_attn.q_proj.weight_packed' is F32", "expected I32" },
+        { "compressed-tensors zero points missing", "llama-ct-w4a16-g32-sym", "config.json",
+          "\"symmetric\": true", "\"symmetric\": false", NULL, PGD_ERR_NOT_FOUND,
+          "weight_zero_point", NULL },
+        { "compressed-tensors FP8 weights only", "llama-ct-fp8-dynamic", "config.json",
+          "\"input_activations\": {", "\"input_activations\": null, \"unused\": {", NULL,
+          PGD_ERR_UNSUPPORTED, "group_0.input_activations\" = null", "W8A16" },
+        { "compressed-tensors FP8 block scales", "llama-ct-fp8-dynamic", "config.json",
+          "\"strategy\": \"channel\"", "\"strategy\": \"block\"", NULL, PGD_ERR_UNSUPPORTED,
+          "group_0.weights.strategy", "block" },
+        { "compressed-tensors FP8 scale granularity the tensors disagree with",
+          "llama-ct-fp8-dynamic", "config.json", "\"strategy\": \"channel\"",
+          "\"strategy\": \"tensor\"", NULL, PGD_ERR_FORMAT, "weight_scale: a scale per channel",
+          "strategy \"tensor\"" },
+        { "--quantization compressed-tensors on a 16-bit checkpoint", "../models/llama-f32",
+          "config.json", "{", "{", "compressed-tensors", PGD_ERR_UNSUPPORTED,
+          "--quantization compressed-tensors needs a checkpoint", NULL },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *dir = edited(cases[i].fixture, cases[i].file, cases[i].from, cases[i].to);

@@ -3,9 +3,11 @@
  * zero per group of input channels, and modules_to_not_convert left dense. The tensors are
  * checked against each layer's shape and repacked into the canonical wq layout
  * (awq_convert.c). Settings, under vLLM's and AutoAWQ's names: bits / w_bit (4),
- * group_size / q_group_size, zero_point (true), version (gemm). */
+ * group_size / q_group_size, zero_point (true), version (gemm). Random weights
+ * (--load-format dummy) get random layers of that group size (default 128). */
 #include "plugins/quant/common/qcommon.h"
 #include "plugins/quant/awq/awq_convert.h"
+#include <pagoda/log.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +63,8 @@ static enum pgd_status awq_configure(struct pgd_model_ctx *ctx, enum pgd_device 
     if (!s)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
     s->group_size = group;
+    if (pgd_model_random_weights(ctx))
+        PGD_INFO("%s: random AWQ layers: 4 bits, group_size %lld", dir, (long long)group);
     if ((st = qc_list_read(ctx, Q "modules_to_not_convert", &s->skip, err, errlen))) {
         free(s);
         return st;
@@ -153,8 +157,10 @@ static enum pgd_status awq_load_linear(void *state, struct pgd_model_ctx *ctx,
                                        bool bias, struct pgd_linear *out, char *err,
                                        size_t errlen)
 {
-    return qc_load_wq_linear(state, ctx, &awq_ops, load_part, prefixes, n_parts, in_features,
-                             out_features, bias, out, err, errlen);
+    const struct awq_state *s = state;
+    struct qc_wq_scheme scheme = { .bits = 4, .group_size = s->group_size };
+    return qc_load_wq_linear(state, ctx, &awq_ops, load_part, &scheme, prefixes, n_parts,
+                             in_features, out_features, bias, out, err, errlen);
 }
 
 static void awq_release(void *state)

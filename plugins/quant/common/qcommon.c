@@ -65,7 +65,7 @@ enum pgd_status qc_list_read(const struct pgd_model_ctx *ctx, const char *key,
 enum pgd_status qc_need_config(const struct pgd_model_ctx *ctx, const char *method, char *err,
                                size_t errlen)
 {
-    if (!pgd_config_is_null(ctx, "quantization_config"))
+    if (!pgd_config_is_null(ctx, "quantization_config") || pgd_model_random_weights(ctx))
         return PGD_OK;
     return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: --quantization %s needs a checkpoint "
                     "quantized with %s (config.json has no quantization_config, and no %s beside "
@@ -199,6 +199,48 @@ enum pgd_status qc_regroup(const char *name, const int32_t *gid, int64_t in, int
     return PGD_OK;
 }
 
+enum pgd_status qc_read_fp8(struct pgd_model_ctx *ctx, const char *prefix,
+                            const struct qc_slice *sl, struct pgd_fp8_host *h, void **mem,
+                            char *err, size_t errlen)
+{
+    char name[512];
+    struct pgd_raw_tensor w, sc;
+    int64_t in = sl->in, out = sl->out, fout = sl->full_out;
+    enum pgd_status st;
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    if ((st = pgd_model_raw_tensor(ctx, name, PGD_DTYPE_F8_E4M3, 2,
+                                   (int64_t[]){ fout, sl->full_in }, &w, err, errlen)))
+        return st;
+    snprintf(name, sizeof name, "%s.weight_scale", prefix);
+    if ((st = qc_float_tensor(ctx, name, -1, NULL, "F32", &sc, err, errlen)))
+        return st;
+    int64_t n = 1;
+    for (int i = 0; i < sc.ndim; i++)
+        n *= sc.shape[i];
+    bool shape_ok = (n == 1 && sc.ndim <= 1) || (sc.ndim == 1 && n == fout) ||
+                    (sc.ndim == 2 && sc.shape[0] == fout && sc.shape[1] == 1);
+    if (!shape_ok)
+        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: tensor '%s' has %lld elements in %d "
+                        "dimensions, expected F32 [] or [1] (per tensor), or [%lld] or [%lld, 1] "
+                        "(per channel)", sc.path, name, (long long)n, sc.ndim, (long long)fout,
+                        (long long)fout);
+    bool per_channel = n > 1;
+    int64_t ns = per_channel ? out : 1;
+    char *b = malloc((size_t)(in * out) + (size_t)ns * sizeof(float));
+    if (!b)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", prefix);
+    float *scale = (float *)b;
+    uint8_t *q = (uint8_t *)(b + (size_t)ns * sizeof(float));
+    qc_read_floats_block(&sc, 1, NULL, per_channel ? sl->row0 : 0, ns, 0, 1, scale);
+    for (int64_t o = 0; o < out; o++)
+        memcpy(q + o * in, (const uint8_t *)w.data + (sl->row0 + o) * sl->full_in + sl->col0,
+               (size_t)in);
+    *h = (struct pgd_fp8_host){ .in = in, .out = out, .weight = q, .scale = scale,
+                                .per_channel = per_channel };
+    *mem = b;
+    return PGD_OK;
+}
+
 enum pgd_status qc_finish_linear(struct pgd_model_ctx *ctx, const struct pgd_quant_ops *ops,
                                  struct pgd_qweight *w, const char *const *prefixes,
                                  int n_parts, int64_t in_features, const int64_t *out_features,
@@ -216,6 +258,7 @@ enum pgd_status qc_finish_linear(struct pgd_model_ctx *ctx, const struct pgd_qua
 
 enum pgd_status qc_load_wq_linear(const void *state, struct pgd_model_ctx *ctx,
                                   const struct pgd_quant_ops *ops, qc_wq_part_fn part_fn,
+                                  const struct qc_wq_scheme *scheme,
                                   const char *const *prefixes, int n_parts, int64_t in_features,
                                   const int64_t *out_features, bool bias, struct pgd_linear *out,
                                   char *err, size_t errlen)
@@ -227,14 +270,50 @@ enum pgd_status qc_load_wq_linear(const void *state, struct pgd_model_ctx *ctx,
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: %d fused parts (1..%d)",
                         prefixes[0], n_parts, MAX_PARTS);
     enum pgd_status st = PGD_OK;
+    bool random = pgd_model_random_weights(ctx);
     for (int i = 0; i < n_parts && !st; i++) {
         struct qc_slice sl;
         qc_part_slice(ctx, i, in_features, out_features[i], &sl);
-        st = part_fn(state, ctx, prefixes[i], &sl, &hosts[i], &blocks[i], err, errlen);
+        st = random ? pgd_model_random_wq(ctx, prefixes[i], scheme->bits, scheme->group_size,
+                                          scheme->act_order, sl.in, sl.out, &hosts[i],
+                                          &blocks[i], err, errlen)
+                    : part_fn(state, ctx, prefixes[i], &sl, &hosts[i], &blocks[i], err, errlen);
     }
     struct pgd_qweight *w = NULL;
     if (!st)
         st = pgd_model_qweight_wq(ctx, prefixes[0], hosts, n_parts, &w, err, errlen);
+    for (int i = 0; i < n_parts; i++)
+        free(blocks[i]);
+    if (st)
+        return st;
+    return qc_finish_linear(ctx, ops, w, prefixes, n_parts, in_features, out_features, bias, out,
+                            err, errlen);
+}
+
+enum pgd_status qc_load_fp8_linear(const void *state, struct pgd_model_ctx *ctx,
+                                   const struct pgd_quant_ops *ops, qc_fp8_part_fn part_fn,
+                                   bool random_per_channel, const char *const *prefixes,
+                                   int n_parts, int64_t in_features, const int64_t *out_features,
+                                   bool bias, struct pgd_linear *out, char *err, size_t errlen)
+{
+    enum { MAX_PARTS = 8 };
+    struct pgd_fp8_host hosts[MAX_PARTS];
+    void *blocks[MAX_PARTS] = { 0 };
+    if (n_parts < 1 || n_parts > MAX_PARTS)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: %d fused parts (1..%d)",
+                        prefixes[0], n_parts, MAX_PARTS);
+    enum pgd_status st = PGD_OK;
+    bool random = pgd_model_random_weights(ctx);
+    for (int i = 0; i < n_parts && !st; i++) {
+        struct qc_slice sl;
+        qc_part_slice(ctx, i, in_features, out_features[i], &sl);
+        st = random ? pgd_model_random_fp8(ctx, prefixes[i], random_per_channel, sl.in, sl.out,
+                                           &hosts[i], &blocks[i], err, errlen)
+                    : part_fn(state, ctx, prefixes[i], &sl, &hosts[i], &blocks[i], err, errlen);
+    }
+    struct pgd_qweight *w = NULL;
+    if (!st)
+        st = pgd_model_qweight_fp8(ctx, prefixes[0], hosts, n_parts, &w, err, errlen);
     for (int i = 0; i < n_parts; i++)
         free(blocks[i]);
     if (st)

@@ -23,7 +23,8 @@ void qc_list_free(struct qc_list *list);
 bool qc_list_has(const struct qc_list *list, const char *prefix, bool substring);
 
 /* PGD_ERR_UNSUPPORTED when the checkpoint has no quantization_config (a 16-bit checkpoint
- * named with --quantization METHOD for a format that cannot quantize at load). */
+ * named with --quantization METHOD for a format that cannot quantize at load). Random weights
+ * need none: the format's defaults describe their layout. */
 enum pgd_status qc_need_config(const struct pgd_model_ctx *ctx, const char *method, char *err,
                                size_t errlen);
 
@@ -73,25 +74,56 @@ enum pgd_status qc_regroup(const char *name, const int32_t *gid, int64_t in, int
                            int64_t ckpt_group, int64_t *group, int32_t *new_gid, int32_t **src,
                            char *err, size_t errlen);
 
+/* A checkpoint's FP8 layer, as vLLM, llm-compressor and compressed-tensors write it:
+ * "<prefix>.weight" F8_E4M3 [out, in] (the bytes as they are) and "<prefix>.weight_scale"
+ * (any float dtype) [] or [1] per tensor, [out] or [out, 1] per channel, widened to float;
+ * the slice's rows and columns of the bytes, a per-channel scale sliced with the rows, a
+ * per-tensor one kept. The arrays of *h are one malloc'd block in *mem (the caller frees
+ * it). */
+enum pgd_status qc_read_fp8(struct pgd_model_ctx *ctx, const char *prefix,
+                            const struct qc_slice *slice, struct pgd_fp8_host *h, void **mem,
+                            char *err, size_t errlen);
+
 /* Fills *out for a loaded quantized layer: sizes, the plugin's ops, the weight as
  * quant_state (owned by the model: qc_free_linear frees nothing), and the bias when asked. */
 enum pgd_status qc_finish_linear(struct pgd_model_ctx *ctx, const struct pgd_quant_ops *ops,
                                  struct pgd_qweight *w, const char *const *prefixes,
                                  int n_parts, int64_t in_features, const int64_t *out_features,
                                  bool bias, struct pgd_linear *out, char *err, size_t errlen);
+/* The layout an integer format's layer has, for random weights (--load-format dummy). */
+struct qc_wq_scheme {
+    int bits;                  /* 4 or 8 */
+    int64_t group_size;        /* -1: per channel */
+    bool act_order;            /* groups not contiguous: a random perm */
+};
 /* The load_linear of an integer format: part_fn reads the slice of each part's tensors
  * (qc_part_slice: the whole part, or this rank's shard of it) and converts it into a
- * canonical layout (its arrays one malloc'd block in *block), then the model keeps the
- * stacked parts (pgd_model_qweight_wq) and qc_finish_linear fills *out. */
+ * canonical layout (its arrays one malloc'd block in *block), or, with random weights,
+ * pgd_model_random_wq makes each part (of the slice's size) in the layout `scheme` says;
+ * then the model keeps the stacked parts (pgd_model_qweight_wq) and qc_finish_linear fills
+ * *out. */
 typedef enum pgd_status (*qc_wq_part_fn)(const void *state, struct pgd_model_ctx *ctx,
                                          const char *prefix, const struct qc_slice *slice,
                                          struct pgd_wq_host *host, void **block, char *err,
                                          size_t errlen);
 enum pgd_status qc_load_wq_linear(const void *state, struct pgd_model_ctx *ctx,
                                   const struct pgd_quant_ops *ops, qc_wq_part_fn part_fn,
+                                  const struct qc_wq_scheme *scheme,
                                   const char *const *prefixes, int n_parts, int64_t in_features,
                                   const int64_t *out_features, bool bias, struct pgd_linear *out,
                                   char *err, size_t errlen);
+/* The same for FP8 layers: part_fn reads each part's slice (its arrays one malloc'd block
+ * in *block), or, with random weights, pgd_model_random_fp8 makes it with a scale per output
+ * channel when random_per_channel, else one per tensor; pgd_model_qweight_fp8 keeps them. */
+typedef enum pgd_status (*qc_fp8_part_fn)(const void *state, struct pgd_model_ctx *ctx,
+                                          const char *prefix, const struct qc_slice *slice,
+                                          struct pgd_fp8_host *host, void **block, char *err,
+                                          size_t errlen);
+enum pgd_status qc_load_fp8_linear(const void *state, struct pgd_model_ctx *ctx,
+                                   const struct pgd_quant_ops *ops, qc_fp8_part_fn part_fn,
+                                   bool random_per_channel, const char *const *prefixes,
+                                   int n_parts, int64_t in_features, const int64_t *out_features,
+                                   bool bias, struct pgd_linear *out, char *err, size_t errlen);
 void qc_linear(struct pgd_fwd *f, const struct pgd_linear *w, const struct pgd_tensor *x,
                struct pgd_tensor *y);
 void qc_free_linear(void *layer_state);

@@ -5,9 +5,13 @@
  *     scale per token at run time); ignored_layers and modules_to_not_convert stay dense;
  *   - a bf16/fp16/fp32 checkpoint with --quantization fp8 (no quantization_config): every
  *     linear layer but the LM head is quantized at load with one scale per output channel,
- *     max |w| / 448, the same rule the activations get per token.
+ *     max |w| / 448, the same rule the activations get per token;
+ *   - random weights (--load-format dummy): random e4m3 layers, with one scale per tensor
+ *     when a quantization_config says the checkpoint is FP8 (as vLLM's are), else one per
+ *     output channel (as --quantization fp8 makes them).
  * The layers go to the model as struct pgd_fp8_host (include/pagoda/quant.h). */
 #include "plugins/quant/common/qcommon.h"
+#include <pagoda/log.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +53,9 @@ static enum pgd_status fp8_configure(struct pgd_model_ctx *ctx, enum pgd_device 
     if (!s)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
     s->serialized = serialized;
+    if (pgd_model_random_weights(ctx))
+        PGD_INFO("%s: random FP8 (e4m3) layers: a scale per %s", dir,
+                 serialized ? "tensor" : "output channel");
     enum pgd_status st = qc_list_read(ctx, Q "ignored_layers", &s->ignored, err, errlen);
     if (!st)
         st = qc_list_read(ctx, Q "modules_to_not_convert", &s->skip, err, errlen);
@@ -66,50 +73,6 @@ static bool fp8_is_quantized(const void *state, const char *prefix)
     const struct fp8_state *s = state;
     return !strstr(prefix, "lm_head") && !qc_list_has(&s->ignored, prefix, false) &&
            !qc_list_has(&s->skip, prefix, true);
-}
-
-/* A checkpoint's FP8 layer, the slice this rank loads: its rows and columns of the e4m3
- * bytes as they are; a per-channel scale sliced with the rows, a per-tensor one kept. */
-static enum pgd_status read_serialized(struct pgd_model_ctx *ctx, const char *prefix,
-                                       const struct qc_slice *sl, struct pgd_fp8_host *h,
-                                       void **mem, char *err, size_t errlen)
-{
-    char name[512];
-    struct pgd_raw_tensor w, sc;
-    int64_t in = sl->in, out = sl->out, fout = sl->full_out;
-    enum pgd_status st;
-    snprintf(name, sizeof name, "%s.weight", prefix);
-    if ((st = pgd_model_raw_tensor(ctx, name, PGD_DTYPE_F8_E4M3, 2,
-                                   (int64_t[]){ fout, sl->full_in }, &w, err, errlen)))
-        return st;
-    snprintf(name, sizeof name, "%s.weight_scale", prefix);
-    if ((st = qc_float_tensor(ctx, name, -1, NULL, "F32", &sc, err, errlen)))
-        return st;
-    int64_t n = 1;
-    for (int i = 0; i < sc.ndim; i++)
-        n *= sc.shape[i];
-    bool shape_ok = (n == 1 && sc.ndim <= 1) || (sc.ndim == 1 && n == fout) ||
-                    (sc.ndim == 2 && sc.shape[0] == fout && sc.shape[1] == 1);
-    if (!shape_ok)
-        return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: tensor '%s' has %lld elements in %d "
-                        "dimensions, expected F32 [] or [1] (per tensor), or [%lld] or [%lld, 1] "
-                        "(per channel)", sc.path, name, (long long)n, sc.ndim, (long long)fout,
-                        (long long)fout);
-    bool per_channel = n > 1;
-    int64_t ns = per_channel ? out : 1;
-    char *b = malloc((size_t)(in * out) + (size_t)ns * sizeof(float));
-    if (!b)
-        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", prefix);
-    float *scale = (float *)b;
-    uint8_t *q = (uint8_t *)(b + (size_t)ns * sizeof(float));
-    qc_read_floats_block(&sc, 1, NULL, per_channel ? sl->row0 : 0, ns, 0, 1, scale);
-    for (int64_t o = 0; o < out; o++)
-        memcpy(q + o * in, (const uint8_t *)w.data + (sl->row0 + o) * sl->full_in + sl->col0,
-               (size_t)in);
-    *h = (struct pgd_fp8_host){ .in = in, .out = out, .weight = q, .scale = scale,
-                                .per_channel = per_channel };
-    *mem = b;
-    return PGD_OK;
 }
 
 /* --quantization fp8 on a 16/32-bit checkpoint: one scale per output channel. The scale is
@@ -156,37 +119,25 @@ static enum pgd_status quantize_dense(struct pgd_model_ctx *ctx, const char *pre
 
 static const struct pgd_quant_ops fp8_ops;
 
+/* One part: the checkpoint's FP8 tensors, or its 16/32-bit weight quantized now. */
+static enum pgd_status load_part(const void *state, struct pgd_model_ctx *ctx,
+                                 const char *prefix, const struct qc_slice *slice,
+                                 struct pgd_fp8_host *host, void **mem, char *err, size_t errlen)
+{
+    const struct fp8_state *s = state;
+    return s->serialized ? qc_read_fp8(ctx, prefix, slice, host, mem, err, errlen)
+                         : quantize_dense(ctx, prefix, slice, host, mem, err, errlen);
+}
+
 static enum pgd_status fp8_load_linear(void *state, struct pgd_model_ctx *ctx,
                                        const char *const *prefixes, int n_parts,
                                        int64_t in_features, const int64_t *out_features,
                                        bool bias, struct pgd_linear *out, char *err,
                                        size_t errlen)
 {
-    enum { MAX_PARTS = 8 };
     const struct fp8_state *s = state;
-    struct pgd_fp8_host hosts[MAX_PARTS];
-    void *mem[MAX_PARTS] = { 0 };
-    if (n_parts < 1 || n_parts > MAX_PARTS)
-        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: %d fused parts (1..%d)",
-                        prefixes[0], n_parts, MAX_PARTS);
-    enum pgd_status st = PGD_OK;
-    for (int i = 0; i < n_parts && !st; i++) {
-        struct qc_slice sl;
-        qc_part_slice(ctx, i, in_features, out_features[i], &sl);
-        st = s->serialized ? read_serialized(ctx, prefixes[i], &sl, &hosts[i], &mem[i], err,
-                                             errlen)
-                           : quantize_dense(ctx, prefixes[i], &sl, &hosts[i], &mem[i], err,
-                                            errlen);
-    }
-    struct pgd_qweight *w = NULL;
-    if (!st)
-        st = pgd_model_qweight_fp8(ctx, prefixes[0], hosts, n_parts, &w, err, errlen);
-    for (int i = 0; i < n_parts; i++)
-        free(mem[i]);
-    if (st)
-        return st;
-    return qc_finish_linear(ctx, &fp8_ops, w, prefixes, n_parts, in_features, out_features, bias,
-                            out, err, errlen);
+    return qc_load_fp8_linear(state, ctx, &fp8_ops, load_part, !s->serialized, prefixes,
+                              n_parts, in_features, out_features, bias, out, err, errlen);
 }
 
 static void fp8_release(void *state)

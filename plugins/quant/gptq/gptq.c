@@ -6,9 +6,11 @@
  * input; sym (either: the zeros are read from qzeros); desc_act with any g_idx whose groups
  * hold group_size channels each; checkpoint_format gptq or gptq_v2; true_sequential and
  * static_groups change how the quantizer ran, not the stored layout, so they are read and
- * need nothing. */
+ * need nothing. Random weights (--load-format dummy) get random layers in that layout
+ * (desc_act: a random act-order), or 4 bits in groups of 128 without a quantization_config. */
 #include "plugins/quant/common/qcommon.h"
 #include "plugins/quant/gptq/gptq_convert.h"
+#include <pagoda/log.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,7 @@ struct gptq_state {
     int bits;
     int64_t group_size;        /* -1: per channel */
     bool v1;
+    bool desc_act;
     struct qc_list skip;       /* modules_to_not_convert */
 };
 
@@ -51,10 +54,14 @@ static enum pgd_status gptq_configure(struct pgd_model_ctx *ctx, enum pgd_device
     const char *dir = pgd_model_dir(ctx);
     int64_t bits, group;
     bool sym, desc_act, true_seq, static_groups, lm_head, v1 = true;
+    /* Random weights without a quantization_config get the common layout: 4 bits, groups of
+     * 128, no act-order. */
+    bool dflt = pgd_config_is_null(ctx, "quantization_config");
     enum pgd_status st;
     if ((st = qc_need_config(ctx, "gptq", err, errlen)) ||
-        (st = pgd_config_int(ctx, Q "bits", &bits, err, errlen)) ||
-        (st = pgd_config_int_or(ctx, Q "group_size", -1, &group, err, errlen)) ||
+        (st = dflt ? pgd_config_int_or(ctx, Q "bits", 4, &bits, err, errlen)
+                   : pgd_config_int(ctx, Q "bits", &bits, err, errlen)) ||
+        (st = pgd_config_int_or(ctx, Q "group_size", dflt ? 128 : -1, &group, err, errlen)) ||
         (st = pgd_config_bool_or(ctx, Q "sym", true, &sym, err, errlen)) ||
         (st = pgd_config_bool_or(ctx, Q "desc_act", false, &desc_act, err, errlen)) ||
         (st = pgd_config_bool_or(ctx, Q "true_sequential", true, &true_seq, err, errlen)) ||
@@ -78,7 +85,11 @@ static enum pgd_status gptq_configure(struct pgd_model_ctx *ctx, enum pgd_device
     struct gptq_state *s = calloc(1, sizeof *s);
     if (!s)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
-    *s = (struct gptq_state){ .bits = (int)bits, .group_size = group, .v1 = v1 };
+    *s = (struct gptq_state){ .bits = (int)bits, .group_size = group, .v1 = v1,
+                              .desc_act = desc_act };
+    if (pgd_model_random_weights(ctx))
+        PGD_INFO("%s: random GPTQ layers: %lld bits, group_size %lld%s", dir, (long long)bits,
+                 (long long)group, desc_act ? ", act-order (desc_act)" : "");
     if ((st = qc_list_read(ctx, Q "modules_to_not_convert", &s->skip, err, errlen))) {
         free(s);
         return st;
@@ -201,8 +212,11 @@ static enum pgd_status gptq_load_linear(void *state, struct pgd_model_ctx *ctx,
                                         bool bias, struct pgd_linear *out, char *err,
                                         size_t errlen)
 {
-    return qc_load_wq_linear(state, ctx, &gptq_ops, load_part, prefixes, n_parts, in_features,
-                             out_features, bias, out, err, errlen);
+    const struct gptq_state *s = state;
+    struct qc_wq_scheme scheme = { .bits = s->bits, .group_size = s->group_size,
+                                   .act_order = s->desc_act };
+    return qc_load_wq_linear(state, ctx, &gptq_ops, load_part, &scheme, prefixes, n_parts,
+                             in_features, out_features, bias, out, err, errlen);
 }
 
 static void gptq_release(void *state)
