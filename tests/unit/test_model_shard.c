@@ -8,6 +8,7 @@
 #include "runtime/model/model.h"
 #include "runtime/model/model_ctx.h"
 #include "runtime/model/qweight.h"
+#include "models/common/decoder.h"
 #include "tests/lib/model_fixture.h"
 #include "tests/lib/test_common.h"
 #include <stdio.h>
@@ -306,6 +307,33 @@ Test(model_shard, random_weights_load_split_for_benchmark_shapes)
     cr_assert(strstr(err, "tensor_parallel_size 3 must divide num_attention_heads 4 and "
                           "intermediate_size 128"), "%s", err);
     cr_assert_null(part);
+    pgd_registry_destroy(reg);
+}
+
+/* Random quantized layers (benchmark shapes) are made at the shard's size. */
+Test(model_shard, random_quantized_weights_load_split)
+{
+    struct pgd_registry *reg = fixture_registry(NULL);
+    static const char *const q[] = {
+        LLAMA_CONFIG(", \"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4, "
+                     "\"group_size\": 32, \"desc_act\": true}"),
+        LLAMA_CONFIG(", \"quantization_config\": {\"quant_method\": \"awq\", \"bits\": 4, "
+                     "\"group_size\": 32}"),
+        LLAMA_CONFIG(", \"quantization_config\": {\"quant_method\": \"fp8\"}"),
+    };
+    for (int i = 0; i < 3; i++) {
+        char err[1024] = "";
+        struct pgd__model *whole = NULL, *part = NULL;
+        cr_assert_eq(load_split(reg, q[i], 0, 1, &whole, err, sizeof err), PGD_OK, "%s", err);
+        cr_assert_eq(load_split(reg, q[i], 1, 2, &part, err, sizeof err), PGD_OK, "%s", err);
+        const struct decoder *d = part->impl;
+        cr_assert_not_null(d->layers[0].o.quant, "case %d: o_proj is not quantized", i);
+        cr_assert_eq(d->layers[0].o.in_features, 32, "case %d", i);
+        cr_assert_eq(d->layers[0].down.in_features, 64, "case %d", i);
+        cr_assert_lt(part->weight_bytes, whole->weight_bytes, "case %d", i);
+        pgd__model_destroy(whole);
+        pgd__model_destroy(part);
+    }
     pgd_registry_destroy(reg);
 }
 
