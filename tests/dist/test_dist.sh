@@ -78,6 +78,14 @@ for q in llama-gptq-4b-g64-asym-act qwen2-awq-g64-file; do
   done
 done
 
+# compressed-tensors pack-quantized layers do not shard yet: refused, saying so.
+rc=0
+timeout 60 $MPIRUN -np 2 "$P" generate --model "$S/tests/fixtures/quant/llama-ct-w4a16-g32-sym" \
+  --prompt-ids 1,2 --device cpu --tensor-parallel-size 2 >"$tmp/out" 2>&1 || rc=$?
+if [ $rc -ne 0 ] && grep -q 'tensor-parallel shard of a compressed-tensors pack-quantized layer' "$tmp/out"; then
+  ok refuses_ct_packed_split
+else ko refuses_ct_packed_split "rc $rc: $(tail -n 20 "$tmp/out")"; fi
+
 # `pagoda serve` split over 2 ranks: only rank 0 listens; a completion is the single
 # process's text; SIGTERM to mpirun drains rank 0, which ends the worker.
 T="$S/tests/fixtures/models/tiny-chat"

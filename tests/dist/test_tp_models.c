@@ -307,12 +307,14 @@ int main(int argc, char **argv)
     }
     /* The quantized fixtures (scripts/make_quant_fixtures.py): GPTQ 4 and 8 bits, symmetric,
      * asymmetric, act-order, v1 and v2, per-channel; AWQ; FP8 per tensor, per channel,
-     * with ignored layers, and quantized at load; over Llama, Mistral, Qwen2, Qwen3. */
+     * with ignored layers, and quantized at load; compressed-tensors FP8; over Llama,
+     * Mistral, Qwen2, Qwen3. */
     static const char *const quant[] = {
         "llama-gptq-4b-g32-sym", "llama-gptq-4b-g64-asym-act", "llama-gptq-8b-g128-sym-act-v2",
         "mistral-gptq-4b-g64-sym-act-v2-file", "qwen2-gptq-4b-g32-asym-v2",
         "qwen3-gptq-8b-gm1-asym", "llama-awq-g32-skip", "qwen2-awq-g64-file", "qwen3-awq-g128",
         "llama-fp8-tensor", "mistral-fp8-tensor-ignored", "qwen3-fp8-channel",
+        "llama-ct-fp8-dynamic", "qwen3-ct-fp8-static",
     };
     for (size_t i = 0; i < sizeof quant / sizeof *quant; i++) {
         char dir[4096];
