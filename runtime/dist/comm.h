@@ -12,8 +12,9 @@
  * user set it).
  *
  * A build without MPI has the same functions: pgd__comm_create refuses with a message
- * saying how to get MPI, so a tensor_parallel_size above 1 fails clearly. A size of 1 never
- * needs a communicator (callers pass NULL). */
+ * saying how to get MPI, so a tensor_parallel_size above 1 fails clearly (with NCCL it
+ * still makes a 1-rank CUDA communicator, whose NCCL collectives the GPU tests capture). A
+ * size of 1 never needs a communicator (callers pass NULL). */
 #ifndef PGD_RUNTIME_DIST_COMM_H
 #define PGD_RUNTIME_DIST_COMM_H
 

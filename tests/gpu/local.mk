@@ -59,8 +59,11 @@ tests_gpu_test_cuda_quant_models_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_gpu_test_cuda_quant_models_CFLAGS = $(TEST_CFLAGS)
 tests_gpu_test_cuda_quant_models_LDFLAGS = $(TEST_LINKFLAGS)
 tests_gpu_test_cuda_quant_models_LDADD = $(TEST_LDADD)
-# The NCCL communicator on one GPU: its collectives captured in a CUDA graph and replayed.
+# The NCCL communicator on one GPU: its collectives captured in a CUDA graph and replayed
+# (a build without NCCL has nothing to test there: no program, so check-gpu does not skip).
+if HAVE_NCCL
 GPU_TEST_BINS += tests/gpu/test_cuda_comm
+endif
 tests_gpu_test_cuda_comm_SOURCES = %reldir%/test_cuda_comm.c
 tests_gpu_test_cuda_comm_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_gpu_test_cuda_comm_CFLAGS = $(TEST_CFLAGS)
