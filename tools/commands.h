@@ -50,6 +50,7 @@ int pgd_cmd_bench_attention(int argc, char **argv);    /* tools/bench/cmd_bench_
 int pgd_cmd_bench_serve(int argc, char **argv);        /* tools/bench/cmd_bench_serve.c */
 int pgd_cmd_bench_spec(int argc, char **argv);         /* tools/bench/cmd_bench_spec.c */
 int pgd_cmd_bench_grammar(int argc, char **argv);      /* tools/bench/cmd_bench_grammar.c */
+int pgd_cmd_bench_allreduce(int argc, char **argv);    /* tools/bench/cmd_bench_allreduce.c */
 /* The device's ceilings for the benchmarks' bounds: device-to-device copy bandwidth (GB/s,
  * read + write) and the rate of an 8192^3 GEMM in dt (TFLOP/s); both 0 on the CPU. desc
  * receives the device's name. Non-zero (message on stderr) on failure. */

@@ -128,13 +128,21 @@ struct pgd_shard {
  * sizes, the shard spec says where they sit in the checkpoint's tensors. Only the shard is
  * read from the safetensors map and copied (a CPU model in the checkpoint's float32 reads
  * a single part's row shard in place); no rank ever holds a whole tensor. A shard outside
- * the tensor is PGD_ERR_INVALID_ARG; a quantized checkpoint is refused
- * (PGD_ERR_UNSUPPORTED) until the quant plugins shard along their groups. */
+ * the tensor is PGD_ERR_INVALID_ARG. A quantized layer goes to its quant plugin, which
+ * loads the shard (pgd_model_linear_shard); the bias is sliced here. */
 enum pgd_status pgd_model_load_linear_shard(struct pgd_model_ctx *ctx,
                                             const char *const *prefixes, int n_parts,
                                             int64_t in_features, const int64_t *out_features,
                                             bool bias, const struct pgd_shard *shard,
                                             struct pgd_linear *out, char *err, size_t errlen);
+
+/* For a quant plugin's load_linear: the shard of the layer it is asked for under tensor
+ * parallelism (struct pgd_shard; its in_features and out_features are then the shard's),
+ * or NULL for the whole layer. A plugin that shards calls it in every load_linear and
+ * loads only that part of the checkpoint's tensors (the bias aside: the host slices it,
+ * and load_linear is asked for none); a plugin that never calls it is refused a split
+ * model (PGD_ERR_UNSUPPORTED naming it). */
+const struct pgd_shard *pgd_model_linear_shard(struct pgd_model_ctx *ctx);
 
 /* ---- services for quantization plugins (struct pgd_quant_ops in include/pagoda/plugin.h) --
  * A quant plugin reads its tensors as stored (pgd_model_raw_tensor), converts them into a

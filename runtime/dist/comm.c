@@ -50,18 +50,57 @@ static enum pgd_status no_mpi(char *err, size_t errlen)
                     "openmpi-bin), then configure again (--with-mpi)");
 }
 
+/* Without MPI the only group is one rank, and only its NCCL communicator is of use (the
+ * GPU tests capture its collectives); everything else needs MPI. */
 enum pgd_status pgd__comm_create(int size, enum pgd_device device, struct pgd__comm **out,
                                  char *err, size_t errlen)
 {
+    *out = NULL;
+#ifdef PGD_HAVE_NCCL
+    if (size == 1 && device == PGD_DEVICE_CUDA) {
+        struct pgd__comm *c = calloc(1, sizeof *c);
+        if (!c)
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
+        *c = (struct pgd__comm){ .rank = 0, .size = 1, .device = device };
+        enum pgd_status st = pgd__nccl_create(c, 0, &c->nccl, err, errlen);
+        if (st) {
+            free(c);
+            return st;
+        }
+        *out = c;
+        return PGD_OK;
+    }
+#endif
     (void)size;
     (void)device;
-    *out = NULL;
     return no_mpi(err, errlen);
 }
-void pgd__comm_destroy(struct pgd__comm *c) { free(c); }
+void pgd__comm_destroy(struct pgd__comm *c)
+{
+#ifdef PGD_HAVE_NCCL
+    if (c)
+        pgd__nccl_destroy(c->nccl);
+#endif
+    free(c);
+}
+#ifdef PGD_HAVE_NCCL
+/* One rank: its own unique id is everyone's. */
+enum pgd_status pgd__comm_broadcast_id(struct pgd__comm *c, void *id, size_t bytes, char *err,
+                                       size_t errlen)
+{
+    (void)id;
+    (void)bytes;
+    return c->size == 1 ? PGD_OK : no_mpi(err, errlen);
+}
+#endif
 enum pgd_status pgd__comm_world_rank(int *rank, char *err, size_t errlen)
 {
     *rank = 0;
+    return no_mpi(err, errlen);
+}
+enum pgd_status pgd__comm_world_size(int *size, char *err, size_t errlen)
+{
+    *size = 1;
     return no_mpi(err, errlen);
 }
 void pgd__comm_abort_job(int code) { (void)code; }
@@ -191,6 +230,15 @@ enum pgd_status pgd__comm_world_rank(int *rank, char *err, size_t errlen)
     enum pgd_status st = init_mpi(err, errlen);
     if (!st)
         MPI_Comm_rank(MPI_COMM_WORLD, rank);
+    return st;
+}
+
+enum pgd_status pgd__comm_world_size(int *size, char *err, size_t errlen)
+{
+    *size = 1;
+    enum pgd_status st = init_mpi(err, errlen);
+    if (!st)
+        MPI_Comm_size(MPI_COMM_WORLD, size);
     return st;
 }
 

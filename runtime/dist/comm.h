@@ -12,8 +12,9 @@
  * user set it).
  *
  * A build without MPI has the same functions: pgd__comm_create refuses with a message
- * saying how to get MPI, so a tensor_parallel_size above 1 fails clearly. A size of 1 never
- * needs a communicator (callers pass NULL). */
+ * saying how to get MPI, so a tensor_parallel_size above 1 fails clearly (with NCCL it
+ * still makes a 1-rank CUDA communicator, whose NCCL collectives the GPU tests capture). A
+ * size of 1 never needs a communicator (callers pass NULL). */
 #ifndef PGD_RUNTIME_DIST_COMM_H
 #define PGD_RUNTIME_DIST_COMM_H
 
@@ -42,6 +43,9 @@ void pgd__comm_destroy(struct pgd__comm *c);
 /* This process's rank in MPI_COMM_WORLD (initializing MPI as pgd__comm_create does): what a
  * tool asks before it decides to be rank 0 or a worker. PGD_ERR_UNSUPPORTED without MPI. */
 enum pgd_status pgd__comm_world_rank(int *rank, char *err, size_t errlen);
+/* The number of processes mpirun started (1 without mpirun), initializing MPI likewise: what
+ * a tool asks that takes its group size from the launch. PGD_ERR_UNSUPPORTED without MPI. */
+enum pgd_status pgd__comm_world_size(int *size, char *err, size_t errlen);
 /* Ends every process of the mpirun job with exit status code (MPI_Abort), when MPI is
  * running: a rank that fails must not leave the others waiting in a collective. A no-op
  * otherwise. */

@@ -39,6 +39,10 @@ struct pgd__model {
     void **quant_layers;               /* [n_quant_layers] the plugin's layer states */
     size_t n_quant_layers, cap_quant_layers;
     struct pgd_qweight *qweights;      /* owned list */
+    /* While the quant plugin loads one rank's shard of a layer (model_shard.c): that shard
+     * (NULL otherwise: the whole layer), and whether the plugin asked for it. */
+    const struct pgd_shard *quant_shard;
+    bool quant_shard_asked;
 };
 
 /* How to load: the compute dtype on a GPU (PGD_DTYPE_COUNT: the checkpoint's, F32 read as

@@ -15,6 +15,7 @@
 #ifdef PGD_HAVE_CUDA
 #include "kernels/cuda/kernels.h"
 #endif
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,6 +129,19 @@ enum pgd_status pgd__fp8_join(const char *name, const struct pgd_fp8_host *parts
 }
 
 /* ---- making a weight --------------------------------------------------------------------- */
+#ifdef PGD_HAVE_CUDA
+/* Puts the layer's name in front of a kernel's refusal (which names only the shape): under
+ * tensor parallelism the shard's layout (its group size) is what the kernels refuse. */
+static void name_error(const char *name, char *err, size_t errlen)
+{
+    if (!err || !errlen)
+        return;
+    char kernel[1024];
+    snprintf(kernel, sizeof kernel, "%s", err);
+    snprintf(err, errlen, "%s: %s", name, kernel);
+}
+#endif
+
 static enum pgd_status new_qweight(struct pgd__model *m, const char *name,
                                    enum pgd__qweight_kind kind, int64_t in, int64_t out,
                                    struct pgd_qweight **qw, char *err, size_t errlen)
@@ -209,6 +223,7 @@ enum pgd_status pgd_model_qweight_wq(struct pgd_model_ctx *ctx, const char *name
         return st;
     }
     if (pgd_cuda_wq_create(&joined, &qw->cuda_wq, err, errlen)) {
+        name_error(name, err, errlen);
         free(block);
         pgd__qweight_free_list(qw);
         return PGD_ERR_DEVICE;
@@ -245,6 +260,7 @@ enum pgd_status pgd_model_qweight_fp8(struct pgd_model_ctx *ctx, const char *nam
     } else {
 #ifdef PGD_HAVE_CUDA
         if (pgd_cuda_fp8_create(&joined, &qw->cuda_fp8, err, errlen)) {
+            name_error(name, err, errlen);
             free(block);
             pgd__qweight_free_list(qw);
             return PGD_ERR_DEVICE;

@@ -448,7 +448,6 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
     if (tp_split(r)) {
         mo.tp_rank = pgd__comm_rank(p->comm);
         mo.tp_size = pgd__comm_size(p->comm);
-        r->params.enforce_eager = true;
     }
     st = pgd__model_load_opts(p->model_dir, p->registry, p->device, &mo, &r->model, err, errlen);
     if (st)
@@ -787,11 +786,59 @@ static enum pgd_status finish_hidden(struct pgd__runner *r, const void *dev, int
     return PGD_OK;
 }
 
+/* ---- tensor parallelism: rank 0 broadcasts each step's flat batch ------------------------ */
+
+/* What rank 0 broadcasts before each step's batch (or to end the workers' loop). */
+enum { TP_STOP = 0, TP_STEP = 1, TP_GRAPH_STEP = 2 };
+struct tp_header {
+    int32_t op, n_tokens, n_seqs, max_blocks, max_len, n_logits;
+    int32_t want_hidden;               /* a pooling step: no logits (no all-gather) */
+    int32_t graph_size, graph_bucket;  /* TP_GRAPH_STEP: the shape (runner_graph.h) */
+};
+
+static enum pgd_status tp_send_step(struct pgd__runner *r, struct tp_header *h,
+                                    const void *batch, size_t bytes, char *err, size_t errlen);
+
 #ifdef PGD_HAVE_CUDA
+/* The forward pass of a graph shape whose padded batch is on its way to the device (f set
+ * up over it): captured on the shape's second step, replayed once captured, eager before.
+ * Rank 0 and the tensor-parallel workers both come through here, so each rank captures
+ * its own graph with its collectives in it (NCCL >= 2.9 records ncclAllReduce and
+ * ncclAllGather on the captured stream; the communicator exists since start-up). A rank
+ * whose capture failed runs the shape eagerly: its collectives still meet the others'
+ * replayed ones in the same order. *logits: where the [batch, vocab] logits are. */
+static enum pgd_status graph_forward(struct pgd__runner *r, const struct pgd__graph_plan *plan,
+                                     struct pgd_fwd *f, const float **logits, char *err,
+                                     size_t errlen)
+{
+    struct pgd__graphs *g = r->graphs;
+    f->step_id = ++r->step_id;
+    if (pgd__graphs_should_capture(g, plan)) {
+        /* The shape's second step: record its forward pass (nothing runs yet). */
+        char why[512] = "";
+        float *captured = NULL;
+        enum pgd_status cst = pgd__graphs_capture_begin(g, r->cuda, why, sizeof why);
+        if (cst == PGD_OK)
+            cst = forward(r, f, &captured, why, sizeof why);
+        pgd__graphs_capture_end(g, plan, r->cuda, cst, r->arena.fingerprint, captured, why);
+    }
+    if (pgd__graphs_captured(g, plan))
+        return pgd__graphs_replay(g, plan, r->cuda, logits, err, errlen);
+    float *eager = NULL;
+    enum pgd_status st = forward(r, f, &eager, err, errlen);
+    if (st) {
+        drain(r);
+        return st;
+    }
+    pgd__graphs_note_eager(g, plan, r->arena.fingerprint, eager);
+    *logits = eager;
+    return PGD_OK;
+}
+
 /* A decode-only step through the CUDA graphs (runner_graph.h): pick a bucket, fill the
- * padded batch, capture or replay, finish on the real rows. Returns false (nothing done)
- * when the graphs do not cover the step, for the caller to run it eagerly; true with *st
- * the step's status otherwise. */
+ * padded batch (and send it to the tensor-parallel workers), capture or replay, finish on
+ * the real rows. Returns false (nothing done) when the graphs do not cover the step, for
+ * the caller to run it eagerly; true with *st the step's status otherwise. */
 static bool graph_step(struct pgd__runner *r, const struct pgd__step_seq *seqs, int n_seqs,
                        const struct step_want *want, enum pgd_status *st, char *err,
                        size_t errlen)
@@ -807,43 +854,47 @@ static bool graph_step(struct pgd__runner *r, const struct pgd__step_seq *seqs, 
     struct pgd_fwd f = fwd_base(r);
     if ((*st = pgd__graphs_fill_batch(g, &plan, seqs, n_seqs, r->cuda, &f, err, errlen)))
         return true;
-    f.step_id = ++r->step_id;
-    if (pgd__graphs_should_capture(g, &plan)) {
-        /* The shape's second step: record its forward pass (nothing runs yet). */
-        char why[512] = "";
-        float *captured = NULL;
-        enum pgd_status cst = pgd__graphs_capture_begin(g, r->cuda, why, sizeof why);
-        if (cst == PGD_OK)
-            cst = forward(r, &f, &captured, why, sizeof why);
-        pgd__graphs_capture_end(g, &plan, r->cuda, cst, r->arena.fingerprint, captured, why);
-    }
-    const float *logits = NULL;
-    if (pgd__graphs_captured(g, &plan)) {
-        if ((*st = pgd__graphs_replay(g, &plan, r->cuda, &logits, err, errlen)))
-            return true;
-    } else {
-        float *eager = NULL;
-        if ((*st = forward(r, &f, &eager, err, errlen))) {
+    if (r->tp_serving) {
+        struct tp_header h = { .op = TP_GRAPH_STEP, .graph_size = plan.size_index,
+                               .graph_bucket = plan.bucket };
+        size_t bytes;
+        void *batch = pgd__graphs_batch_host(g, &plan, &bytes);
+        if ((*st = tp_send_step(r, &h, batch, bytes, err, errlen))) {
             drain(r);
             return true;
         }
-        pgd__graphs_note_eager(g, &plan, r->arena.fingerprint, eager);
-        logits = eager;
     }
+    const float *logits = NULL;
+    if ((*st = graph_forward(r, &plan, &f, &logits, err, errlen)))
+        return true;
     /* Only the real rows: the padding rows' logits are computed and ignored. */
     *st = finish(r, logits, n_seqs, want, pgd__graphs_ids_dev(g), err, errlen);
     return true;
 }
+
+/* A worker's graph step: the shape rank 0 named, its padded batch received into the graphs'
+ * buffer, then the same capture, replay or eager pass as rank 0's (its logits unread). */
+static enum pgd_status tp_worker_graph_step(struct pgd__runner *r, const struct tp_header *h,
+                                            char *err, size_t errlen)
+{
+    struct pgd__graph_plan plan;
+    if (!pgd__graphs_plan_shape(r->graphs, h->graph_size, h->graph_bucket, &plan))
+        return pgd_errf(err, errlen, PGD_ERR_INTERNAL, "tensor parallel rank %d: rank 0 runs "
+                        "a CUDA graph shape (%d, %d) this rank does not have (are the ranks' "
+                        "settings the same?)", pgd__comm_rank(r->params.comm), h->graph_size,
+                        h->graph_bucket);
+    size_t bytes;
+    void *batch = pgd__graphs_batch_host(r->graphs, &plan, &bytes);
+    enum pgd_status st = pgd__comm_broadcast(r->params.comm, batch, bytes, 0, err, errlen);
+    struct pgd_fwd f = fwd_base(r);
+    if (!st)
+        st = pgd__graphs_upload_batch(r->graphs, &plan, r->cuda, &f, err, errlen);
+    const float *logits;
+    if (!st)
+        st = graph_forward(r, &plan, &f, &logits, err, errlen);
+    return st ? st : device_sync(r, err, errlen);
+}
 #endif
-
-/* ---- tensor parallelism: rank 0 broadcasts each step's flat batch ------------------------ */
-
-/* What rank 0 broadcasts before each step's batch (or to end the workers' loop). */
-enum { TP_STOP = 0, TP_STEP = 1 };
-struct tp_header {
-    int32_t op, n_tokens, n_seqs, max_blocks, max_len, n_logits;
-    int32_t want_hidden;               /* a pooling step: no logits (no all-gather) */
-};
 
 /* The forward pass of a flat batch already laid out in r->meta_host as L (sizes in h): the
  * metadata copied to the device, *f set up over it, the model run. Rank 0's eager steps and
@@ -874,10 +925,11 @@ static enum pgd_status forward_flat(struct pgd__runner *r, const struct tp_heade
     return st;
 }
 
-/* Rank 0: the header, then the metadata buffer laid out as L (the whole flat batch: the
- * workers need nothing else, not even the sequences). */
+/* Rank 0: the header, then the step's batch (the metadata buffer of an eager step, the
+ * graphs' padded batch of a graph step: the whole flat batch, the workers need nothing
+ * else, not even the sequences). */
 static enum pgd_status tp_send_step(struct pgd__runner *r, struct tp_header *h,
-                                    const struct pgd__meta_layout *L, char *err, size_t errlen)
+                                    const void *batch, size_t bytes, char *err, size_t errlen)
 {
     if (pgd__comm_rank(r->params.comm) != 0)
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "step: tensor parallel rank %d is a "
@@ -887,7 +939,7 @@ static enum pgd_status tp_send_step(struct pgd__runner *r, struct tp_header *h,
     if (!st)
         st = pgd__comm_broadcast(r->params.comm, h, sizeof *h, 0, err, errlen);
     if (!st)
-        st = pgd__comm_broadcast(r->params.comm, r->meta_host, L->total, 0, err, errlen);
+        st = pgd__comm_broadcast(r->params.comm, (void *)batch, bytes, 0, err, errlen);
     return st;
 }
 
@@ -937,6 +989,13 @@ enum pgd_status pgd__runner_serve_worker(struct pgd__runner *r, char *err, size_
             break;
         if (h.op == TP_STOP)
             break;
+#ifdef PGD_HAVE_CUDA
+        if (h.op == TP_GRAPH_STEP) {
+            st = tp_worker_graph_step(r, &h, err, errlen);
+            steps++;
+            continue;
+        }
+#endif
         st = tp_worker_step(r, &h, err, errlen);
         steps++;
     }
@@ -960,9 +1019,10 @@ static enum pgd_status eager_step(struct pgd__runner *r, const struct pgd__step_
         return st;
     struct pgd__batch b = pgd__batch_at(r->meta_host, &L);
     int max_len = pgd__batch_fill(&b, seqs, n_seqs, r->kv.block_size, max_blocks);
-    struct tp_header h = { TP_STEP, n_tokens, n_seqs, max_blocks, max_len, n_logits,
-                           want->hidden };
-    if (r->tp_serving && (st = tp_send_step(r, &h, &L, err, errlen)))
+    struct tp_header h = { .op = TP_STEP, .n_tokens = n_tokens, .n_seqs = n_seqs,
+                           .max_blocks = max_blocks, .max_len = max_len, .n_logits = n_logits,
+                           .want_hidden = want->hidden };
+    if (r->tp_serving && (st = tp_send_step(r, &h, r->meta_host, L.total, err, errlen)))
         return st;
     struct pgd_fwd f;
     float *logits;

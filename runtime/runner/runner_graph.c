@@ -264,14 +264,7 @@ bool pgd__graphs_plan(const struct pgd__graphs *g, const struct pgd__step_seq *s
     int si = 0;
     while (g->sizes[si] < n_seqs)
         si++;
-    *plan = (struct pgd__graph_plan){
-        .size_index = si,
-        .batch = g->sizes[si],
-        .bucket = k,
-        .max_seq_len = (int)cap,
-        .width = (int)((cap + g->block_size - 1) / g->block_size),
-    };
-    return true;
+    return pgd__graphs_plan_shape(g, si, k, plan);
 }
 
 /* ---- 2. fill the padded batch ---------------------------------------------------------- */
@@ -314,8 +307,43 @@ enum pgd_status pgd__graphs_fill_batch(struct pgd__graphs *g, const struct pgd__
         }
     }
     b.query_start[B] = B;
+    return pgd__graphs_upload_batch(g, plan, cuda, f, err, errlen);
+}
+
+bool pgd__graphs_plan_shape(const struct pgd__graphs *g, int size_index, int bucket,
+                            struct pgd__graph_plan *plan)
+{
+    if (!g || size_index < 0 || size_index >= g->n_sizes || bucket < 0 ||
+        bucket >= g->n_buckets)
+        return false;
+    long cap = (long)GRAPH_MIN_BUCKET << bucket;
+    *plan = (struct pgd__graph_plan){
+        .size_index = size_index,
+        .batch = g->sizes[size_index],
+        .bucket = bucket,
+        .max_seq_len = (int)cap,
+        .width = (int)((cap + g->block_size - 1) / g->block_size),
+    };
+    return true;
+}
+
+void *pgd__graphs_batch_host(struct pgd__graphs *g, const struct pgd__graph_plan *plan,
+                             size_t *bytes)
+{
     /* Everything up to the end of the used block tables (the layout ends with them). */
-    size_t bytes = g->L.block_tables + (size_t)B * width * sizeof(int32_t);
+    *bytes = g->L.block_tables + (size_t)plan->batch * plan->width * sizeof(int32_t);
+    return g->meta_host;
+}
+
+enum pgd_status pgd__graphs_upload_batch(struct pgd__graphs *g,
+                                         const struct pgd__graph_plan *plan,
+                                         struct pgd_cuda_ctx *cuda, struct pgd_fwd *f, char *err,
+                                         size_t errlen)
+{
+    int B = plan->batch, width = plan->width;
+    struct pgd__batch b = pgd__batch_at(g->meta_host, &g->L);
+    size_t bytes;
+    pgd__graphs_batch_host(g, plan, &bytes);
     if (pgd_cuda_copy_h2d_async(cuda, g->meta_dev, g->meta_host, bytes, err, errlen))
         return PGD_ERR_DEVICE;
     f->n_tokens = B;
@@ -325,7 +353,7 @@ enum pgd_status pgd__graphs_fill_batch(struct pgd__graphs *g, const struct pgd__
      * so that the split count is the graph's. */
     f->max_seq_len = plan->max_seq_len;
     f->n_logits = B;
-    f->vocab_size = vocab;
+    f->vocab_size = g->vocab_size;
     f->decode_items = g->items_dev;
     pgd__batch_point_fwd(f, g->meta_dev, &g->L, &b);
     return PGD_OK;

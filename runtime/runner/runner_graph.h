@@ -77,6 +77,20 @@ enum pgd_status pgd__graphs_fill_batch(struct pgd__graphs *g, const struct pgd__
                                        const struct pgd__step_seq *seqs, int n_seqs,
                                        struct pgd_cuda_ctx *cuda, struct pgd_fwd *f, char *err,
                                        size_t errlen);
+/* Tensor parallelism: rank 0 sends the batch fill_batch wrote, the workers run the same
+ * shape on it. pgd__graphs_plan_shape: the plan of ladder rung size_index and context bucket
+ * `bucket` (false when g has no such shape). pgd__graphs_batch_host: the pinned host buffer
+ * that holds the plan's padded batch and *bytes, its used length (what fill_batch wrote, and
+ * where a worker receives it). pgd__graphs_upload_batch: the batch in that buffer copied to
+ * the device on cuda's stream and f's batch fields pointed at it (fill_batch ends with it). */
+bool pgd__graphs_plan_shape(const struct pgd__graphs *g, int size_index, int bucket,
+                            struct pgd__graph_plan *plan);
+void *pgd__graphs_batch_host(struct pgd__graphs *g, const struct pgd__graph_plan *plan,
+                             size_t *bytes);
+enum pgd_status pgd__graphs_upload_batch(struct pgd__graphs *g,
+                                         const struct pgd__graph_plan *plan,
+                                         struct pgd_cuda_ctx *cuda, struct pgd_fwd *f, char *err,
+                                         size_t errlen);
 /* 3. The plan's shape ran eagerly once and this step should capture it. */
 bool pgd__graphs_should_capture(const struct pgd__graphs *g, const struct pgd__graph_plan *plan);
 /* Starts capturing cuda's stream (the forward pass the caller queues next is recorded, not

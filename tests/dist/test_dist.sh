@@ -64,6 +64,28 @@ else
   ko generate_single "$(tail -n 20 "$tmp/single.err")"
 fi
 
+# Quantized checkpoints end to end: GPTQ with act-order on Llama, AWQ on Qwen2 (biases),
+# greedy, split over 2 and 4 ranks, print the single process's tokens.
+for q in llama-gptq-4b-g64-asym-act qwen2-awq-g64-file; do
+  QG="--model $S/tests/fixtures/quant/$q --prompts-file $tmp/prompts.jsonl --device cpu --ids --max-num-batched-tokens 8"
+  "$P" generate $QG >"$tmp/qsingle" 2>"$tmp/qsingle.err"
+  for np in 2 4; do
+    rc=0
+    timeout 120 $MPIRUN -np $np "$P" generate $QG --tensor-parallel-size $np \
+      >"$tmp/qsplit" 2>"$tmp/qsplit.err" || rc=$?
+    if [ $rc -eq 0 ] && [ -s "$tmp/qsingle" ] && cmp -s "$tmp/qsingle" "$tmp/qsplit"; then ok "generate_${q}_np$np"
+    else ko "generate_${q}_np$np" "rc $rc: $(diff "$tmp/qsingle" "$tmp/qsplit" | head -10) $(tail -n 20 "$tmp/qsplit.err" "$tmp/qsingle.err")"; fi
+  done
+done
+
+# compressed-tensors pack-quantized layers do not shard yet: refused, saying so.
+rc=0
+timeout 60 $MPIRUN -np 2 "$P" generate --model "$S/tests/fixtures/quant/llama-ct-w4a16-g32-sym" \
+  --prompt-ids 1,2 --device cpu --tensor-parallel-size 2 >"$tmp/out" 2>&1 || rc=$?
+if [ $rc -ne 0 ] && grep -q 'tensor-parallel shard of a compressed-tensors pack-quantized layer' "$tmp/out"; then
+  ok refuses_ct_packed_split
+else ko refuses_ct_packed_split "rc $rc: $(tail -n 20 "$tmp/out")"; fi
+
 # `pagoda serve` split over 2 ranks: only rank 0 listens; a completion is the single
 # process's text; SIGTERM to mpirun drains rank 0, which ends the worker.
 T="$S/tests/fixtures/models/tiny-chat"
@@ -87,6 +109,20 @@ if [ $up = yes ] && [ -n "$want" ] && [ "$got" = "$want" ] && [ "$(grep -c 'list
    && grep -q 'pagoda serve: stopped' "$tmp/serve.out"; then
   ok serve_np2
 else ko serve_np2 "up $up, want '$want', got '$got': $(tail -n 20 "$tmp/serve.out")"; fi
+
+# `pagoda bench allreduce` over MPI: a row per size from 8 B to 64 KiB (doubling), every
+# rank's check right (#wrong 0), and busbw = algbw * 2(n-1)/n as nccl-tests defines it.
+for np in 2 4; do
+  rc=0
+  timeout 60 $MPIRUN -np $np "$P" bench allreduce --device cpu -b 8 -e 64K -n 3 -w 1 \
+    >"$tmp/ar" 2>"$tmp/ar.err" || rc=$?
+  rows=$(awk '/^ *[0-9]/ && $4 == "sum"' "$tmp/ar" | wc -l)
+  bad=$(awk -v n=$np '/^ *[0-9]/ && $4 == "sum" { want = $6 * 2 * (n - 1) / n; d = $7 - want;
+        if (d < 0) d = -d; if (NF != 8 || $8 != 0 || $3 != "F32" || d > 0.011 + 0.001 * want) print }' "$tmp/ar")
+  if [ $rc -eq 0 ] && [ "$rows" -eq 14 ] && [ -z "$bad" ] && grep -q "^# pagoda bench allreduce: $np ranks, cpu (MPI)" "$tmp/ar" \
+     && grep -q 'Out of bounds values : 0 OK' "$tmp/ar"; then ok "bench_allreduce_np$np"
+  else ko "bench_allreduce_np$np" "rc $rc, $rows rows, bad: $bad $(tail -n 20 "$tmp/ar" "$tmp/ar.err")"; fi
+done
 
 # A group size that mpirun did not start is refused, saying how to launch.
 rc=0

@@ -64,3 +64,22 @@ tests_gpu_test_cuda_profile_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_gpu_test_cuda_profile_CFLAGS = $(TEST_CFLAGS)
 tests_gpu_test_cuda_profile_LDFLAGS = $(TEST_LINKFLAGS)
 tests_gpu_test_cuda_profile_LDADD = $(TEST_LDADD)
+# The NCCL communicator on one GPU: its collectives captured in a CUDA graph and replayed
+# (a build without NCCL has nothing to test there: no program, so check-gpu does not skip).
+if HAVE_NCCL
+GPU_TEST_BINS += tests/gpu/test_cuda_comm
+endif
+tests_gpu_test_cuda_comm_SOURCES = %reldir%/test_cuda_comm.c
+tests_gpu_test_cuda_comm_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_gpu_test_cuda_comm_CFLAGS = $(TEST_CFLAGS)
+tests_gpu_test_cuda_comm_LDFLAGS = $(TEST_LINKFLAGS)
+tests_gpu_test_cuda_comm_LDADD = $(TEST_LDADD)
+# Tensor parallelism on several GPUs of one host (mpirun, NCCL): `make check-gpu-tp` on a
+# machine with 2 or more GPUs (it fails when it skips, as check-gpu does).
+EXTRA_DIST += %reldir%/test_cuda_tp.sh
+check-gpu-tp: all
+	@rc=0; PGD_BUILDDIR=$(abs_top_builddir) PGD_SRCDIR=$(abs_top_srcdir) \
+	  $(abs_top_srcdir)/tests/gpu/test_cuda_tp.sh || rc=$$?; \
+	if [ $$rc -eq 77 ]; then echo "check-gpu-tp skipped: it needs MPI, mpirun and 2+ GPUs"; exit 1; fi; \
+	exit $$rc
+.PHONY: check-gpu-tp

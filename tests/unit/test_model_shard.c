@@ -2,11 +2,13 @@
  * runtime/model/model_shard.c) on the real fixture checkpoints, without MPI: a row shard of
  * fused parts is those rows of the whole fused layer, a column shard those input columns,
  * in float32 and from a bf16 checkpoint; the refusals (ranges outside the tensor, a column
- * shard of two parts, a missing tensor, a quantized checkpoint, a plugin that does not
+ * shard of two parts, a missing tensor, a quant plugin that refuses, plugins that do not
  * shard); random weights (benchmark shapes) load split. tests/dist runs the split models
  * under mpirun. */
 #include "runtime/model/model.h"
 #include "runtime/model/model_ctx.h"
+#include "runtime/model/qweight.h"
+#include "models/common/decoder.h"
 #include "tests/lib/model_fixture.h"
 #include "tests/lib/test_common.h"
 #include <stdio.h>
@@ -125,6 +127,139 @@ Test(model_shard, shards_outside_the_tensor_and_bad_specs_are_refused)
     pgd_registry_destroy(reg);
 }
 
+/* ---- quantized layers: the quant plugins load the shard (pgd_model_linear_shard) ---------- */
+
+static struct pgd__model *load_quant(struct pgd_registry *reg, const char *name)
+{
+    char dir[4096], err[1024] = "";
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/quant/%s",
+             getenv("PGD_TEST_SRCDIR") ? getenv("PGD_TEST_SRCDIR") : PGD_TEST_SRCDIR, name);
+    struct pgd__model *m = NULL;
+    cr_assert_eq(pgd__model_load(dir, reg, PGD_DEVICE_CPU, &m, err, sizeof err), PGD_OK, "%s",
+                 err);
+    return m;
+}
+
+/* The float32 weights [out, in] the CPU keeps for a quantized layer. */
+static struct pgd_tensor dequantized(const struct pgd_linear *l)
+{
+    cr_assert_not_null(l->quant, "the layer is not quantized");
+    const struct pgd_qweight *w = l->quant_state;
+    return (struct pgd_tensor){ .data = w->dense, .dtype = PGD_DTYPE_F32, .ndim = 2,
+                                .ne = { w->out, w->in } };
+}
+
+/* A row shard of fused gate/up (rows [24, 64) of each) and column shards of o_proj and
+ * down_proj that start and end inside groups ([16, 48) of 4 heads' inputs, [40, 88) of 128), each
+ * exactly the whole layer's slice of dequantized weights: the slices' parts of groups
+ * become even groups repeating their scales and zeros. */
+static void check_quant_shards_of(const char *fixture)
+{
+    struct pgd_registry *reg = fixture_registry(NULL);
+    struct pgd__model *m = load_quant(reg, fixture);
+    struct pgd_model_ctx ctx = { .m = m };
+    char err[1024] = "";
+    const char *gu[2] = { "model.layers.0.mlp.gate_proj", "model.layers.0.mlp.up_proj" };
+    int64_t I = 128, hid = 64, full[2] = { I, I }, part[2] = { 40, 40 }, row0[2] = { 24, 24 };
+    struct pgd_linear whole, shard;
+    cr_assert_eq(pgd_model_load_linear(&ctx, gu, 2, hid, full, false, &whole, err, sizeof err),
+                 PGD_OK, "%s: %s", fixture, err);
+    struct pgd_shard rows = { .kind = PGD_SHARD_ROWS, .full_out = full, .row0 = row0 };
+    cr_assert_eq(pgd_model_load_linear_shard(&ctx, gu, 2, hid, part, false, &rows, &shard, err,
+                                             sizeof err), PGD_OK, "%s: %s", fixture, err);
+    struct pgd_tensor w = dequantized(&whole), s = dequantized(&shard), gate = s, up = s;
+    gate.ne[0] = up.ne[0] = 40;
+    up.data = (float *)up.data + 40 * hid;
+    assert_slice(&w, 24, 0, &gate, "gate rows [24, 64)");
+    assert_slice(&w, I + 24, 0, &up, "up rows [24, 64)");
+    struct {
+        const char *prefix;
+        int64_t full_in, col0, in;
+    } col[] = { { "model.layers.0.self_attn.o_proj", 4 * (int64_t)m->desc.head_dim, 16, 32 },
+                { "model.layers.0.mlp.down_proj", 128, 40, 48 } };
+    for (int i = 0; i < 2; i++) {
+        const char *p[1] = { col[i].prefix };
+        cr_assert_eq(pgd_model_load_linear(&ctx, p, 1, col[i].full_in, &hid, false, &whole, err,
+                                           sizeof err), PGD_OK, "%s: %s", fixture, err);
+        struct pgd_shard cols = { .kind = PGD_SHARD_COLS, .full_in = col[i].full_in,
+                                  .col0 = col[i].col0 };
+        cr_assert_eq(pgd_model_load_linear_shard(&ctx, p, 1, col[i].in, &hid, false, &cols,
+                                                 &shard, err, sizeof err), PGD_OK, "%s: %s",
+                     fixture, err);
+        w = dequantized(&whole);
+        s = dequantized(&shard);
+        assert_slice(&w, 0, col[i].col0, &s, col[i].prefix);
+    }
+    pgd__model_destroy(m);
+    pgd_registry_destroy(reg);
+}
+
+Test(model_shard, gptq_shards_are_slices_of_the_dequantized_layer)
+{
+    check_quant_shards_of("llama-gptq-4b-g32-sym");
+    check_quant_shards_of("qwen2-gptq-4b-g32-asym-v2");
+    check_quant_shards_of("qwen3-gptq-8b-gm1-asym");
+}
+
+Test(model_shard, act_order_shards_take_their_channels_in_checkpoint_order)
+{
+    check_quant_shards_of("llama-gptq-4b-g64-asym-act");
+    check_quant_shards_of("llama-gptq-8b-g128-sym-act-v2");
+}
+
+Test(model_shard, awq_and_fp8_shards_are_slices_of_the_dequantized_layer)
+{
+    check_quant_shards_of("qwen3-awq-g128");
+    check_quant_shards_of("llama-fp8-tensor");
+    check_quant_shards_of("qwen3-fp8-channel");
+}
+
+/* Shards that would split a packed word are refused, naming the shard and the packing. */
+Test(model_shard, quantized_shards_that_split_packed_words_are_refused)
+{
+    struct pgd_registry *reg = fixture_registry(NULL);
+    const char *fixtures[2] = { "qwen3-awq-g128", "llama-gptq-4b-g32-sym" };
+    const char *says[2] = { "AWQ packs 8 outputs to a word", "packed 8 to a word" };
+    for (int f = 0; f < 2; f++) {
+        struct pgd__model *m = load_quant(reg, fixtures[f]);
+        struct pgd_model_ctx ctx = { .m = m };
+        char err[1024] = "";
+        const char *q[1] = { "model.layers.0.self_attn.q_proj" };
+        int64_t full = 64, row0 = 4, n = 16;
+        struct pgd_shard rows = { .kind = PGD_SHARD_ROWS, .full_out = &full, .row0 = &row0 };
+        struct pgd_linear out;
+        cr_assert_eq(pgd_model_load_linear_shard(&ctx, q, 1, 64, &n, false, &rows, &out, err,
+                                                 sizeof err), PGD_ERR_UNSUPPORTED, "%s", err);
+        cr_assert(strstr(err, "outputs [4, 20)") && strstr(err, says[f]), "%s", err);
+        pgd__model_destroy(m);
+    }
+    pgd_registry_destroy(reg);
+}
+
+/* A quant plugin that never asks for the shard (tests/fixtures/plugins/noshard/noshard_quant.c) is
+ * refused by name under tensor parallelism, instead of reporting its own failure. */
+Test(model_shard, quant_plugins_that_do_not_ask_for_the_shard_are_refused)
+{
+    struct pgd_registry *reg = fixture_registry(NULL);
+    char err[1024] = "", path[4200], tmp[256];
+    snprintf(path, sizeof path, "%s/tests/fixtures/plugins/noshard/.libs/noshard_quant.so",
+             PGD_TEST_BUILDDIR);
+    cr_assert_eq(pgd_registry_load_file(reg, path, err, sizeof err), PGD_OK, "%s", err);
+    const char *dir = fixture_copy_edited(fixture_dir("llama-f32"), "config.json",
+                                          "\"architectures\": [",
+                                          "\"quantization_config\": {\"quant_method\": "
+                                          "\"fixture-noshard\"}, \"architectures\": [", tmp);
+    struct pgd__model_opts o = { .dtype = PGD_DTYPE_COUNT, .tp_rank = 1, .tp_size = 2 };
+    struct pgd__model *m = NULL;
+    enum pgd_status st = pgd__model_load_opts(dir, reg, PGD_DEVICE_CPU, &o, &m, err, sizeof err);
+    cr_assert_eq(st, PGD_ERR_UNSUPPORTED, "%s", err);
+    cr_assert(strstr(err, "the fixture-noshard quant plugin does not shard its layers") &&
+              strstr(err, "model.layers.0.self_attn.q_proj"), "%s", err);
+    cr_assert_null(m);
+    fixture_copy_remove(tmp);
+    pgd_registry_destroy(reg);
+}
+
 /* config.json (text) into a fresh directory; loaded as rank rank of size with random
  * weights. */
 static enum pgd_status load_split(struct pgd_registry *reg, const char *config, int rank,
@@ -175,7 +310,34 @@ Test(model_shard, random_weights_load_split_for_benchmark_shapes)
     pgd_registry_destroy(reg);
 }
 
-Test(model_shard, quantized_checkpoints_and_plugins_that_do_not_shard_are_refused)
+/* Random quantized layers (benchmark shapes) are made at the shard's size. */
+Test(model_shard, random_quantized_weights_load_split)
+{
+    struct pgd_registry *reg = fixture_registry(NULL);
+    static const char *const q[] = {
+        LLAMA_CONFIG(", \"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4, "
+                     "\"group_size\": 32, \"desc_act\": true}"),
+        LLAMA_CONFIG(", \"quantization_config\": {\"quant_method\": \"awq\", \"bits\": 4, "
+                     "\"group_size\": 32}"),
+        LLAMA_CONFIG(", \"quantization_config\": {\"quant_method\": \"fp8\"}"),
+    };
+    for (int i = 0; i < 3; i++) {
+        char err[1024] = "";
+        struct pgd__model *whole = NULL, *part = NULL;
+        cr_assert_eq(load_split(reg, q[i], 0, 1, &whole, err, sizeof err), PGD_OK, "%s", err);
+        cr_assert_eq(load_split(reg, q[i], 1, 2, &part, err, sizeof err), PGD_OK, "%s", err);
+        const struct decoder *d = part->impl;
+        cr_assert_not_null(d->layers[0].o.quant, "case %d: o_proj is not quantized", i);
+        cr_assert_eq(d->layers[0].o.in_features, 32, "case %d", i);
+        cr_assert_eq(d->layers[0].down.in_features, 64, "case %d", i);
+        cr_assert_lt(part->weight_bytes, whole->weight_bytes, "case %d", i);
+        pgd__model_destroy(whole);
+        pgd__model_destroy(part);
+    }
+    pgd_registry_destroy(reg);
+}
+
+Test(model_shard, refusing_quant_plugins_and_arch_plugins_that_do_not_shard_are_refused)
 {
     char err[1024] = "";
     struct pgd_registry *reg = fixture_registry(NULL);
@@ -192,10 +354,9 @@ Test(model_shard, quantized_checkpoints_and_plugins_that_do_not_shard_are_refuse
                                     1, 2, &m, err, sizeof err);
     cr_assert_eq(st, PGD_ERR_UNSUPPORTED, "%s", err);
     /* The stub quant plugin refuses to configure (random weights reach it as a checkpoint
-     * would); a real quantized checkpoint reaches pgd_model_load_linear_shard's own refusal.
-     * Both say why. */
-    cr_assert(strstr(err, "sharding quantized layers") ||
-              strstr(err, "the fixture-quant plugin refused it"), "%s", err);
+     * would); a real checkpoint's layers go to its quant plugin, which loads its shard
+     * (tests/dist), or is refused when it does not (below). */
+    cr_assert(strstr(err, "the fixture-quant plugin refused it"), "%s", err);
     cr_assert_null(m);
     st = load_split(reg, "{\"architectures\": [\"FixtureForCausalLM\"]}", 0, 2, &m, err,
                     sizeof err);

@@ -47,7 +47,8 @@ static void bench_usage(FILE *out)
             "       pagoda bench attention [--path LIST] (the attention kernels alone)\n"
             "       pagoda bench spec --help     (speculative decoding at batch 1)\n"
             "       pagoda bench serve --help    (a client against a running server)\n"
-            "       pagoda bench grammar --tokenizer DIR (structured output's per-step mask)\n\n"
+            "       pagoda bench grammar --tokenizer DIR (structured output's per-step mask)\n"
+            "       mpirun -np N pagoda bench allreduce --help (tensor parallelism's all-reduce)\n\n"
             "  --model DIR|ORG/NAME     a Hugging Face model directory, hub id or catalog name\n"
             "  --revision REV, --download-dir DIR   for a hub id: the branch, tag or commit,\n"
             "                           and the cache root (default HF_HUB_CACHE)\n"
@@ -315,6 +316,8 @@ int pgd_cmd_bench(int argc, char **argv)
         return pgd_cmd_bench_serve(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "grammar"))
         return pgd_cmd_bench_grammar(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "allreduce"))
+        return pgd_cmd_bench_allreduce(argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "latency")) {
         if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
             bench_usage(stdout);

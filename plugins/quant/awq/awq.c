@@ -79,47 +79,73 @@ static bool awq_is_quantized(const void *state, const char *prefix)
     return !strstr(prefix, "lm_head") && !qc_list_has(&s->skip, prefix, true);
 }
 
+/* Reads and checks one part's tensors, the slice of them this rank loads (whole words of 8
+ * outputs; input rows with their groups, made even by qc_regroup when the slice holds part
+ * of a group), and converts them. */
 static enum pgd_status load_part(const void *state, struct pgd_model_ctx *ctx,
-                                 const char *prefix, int64_t in, int64_t out,
+                                 const char *prefix, const struct qc_slice *sl,
                                  struct pgd_wq_host *host, void **conv, char *err, size_t errlen)
 {
     const struct awq_state *s = state;
+    int64_t fin = sl->full_in, fout = sl->full_out, in = sl->in, out = sl->out;
     /* A group wider than the layer (group_size 128 on a 64-wide input) is one group of all
      * its inputs, as the quantizers write it (ceil(in / group_size) groups). */
-    int64_t group = s->group_size == -1 || s->group_size > in ? in : s->group_size;
-    if (in % 8 || out % 8 || in % group)
+    int64_t group = s->group_size == -1 || s->group_size > fin ? fin : s->group_size;
+    if (fin % 8 || fout % 8 || fin % group)
         return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: a [%lld, %lld] layer cannot be "
                         "packed 8 to a word with group_size %lld (input and output must be "
-                        "multiples of 8, the input of the group size)", prefix, (long long)out,
-                        (long long)in, (long long)group);
-    int64_t groups = in / group;
+                        "multiples of 8, the input of the group size)", prefix, (long long)fout,
+                        (long long)fin, (long long)group);
+    if (sl->row0 % 8 || out % 8 || in % 8)
+        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: the tensor-parallel shard of "
+                        "outputs [%lld, %lld) and inputs [%lld, %lld) does not split AWQ's "
+                        "words: AWQ packs 8 outputs to a word, so a shard must start and end on "
+                        "multiples of 8", prefix, (long long)sl->row0, (long long)(sl->row0 + out),
+                        (long long)sl->col0, (long long)(sl->col0 + in));
+    int64_t groups = fin / group;
     char name[512];
     struct pgd_raw_tensor qw, qz, sc;
     enum pgd_status st;
     snprintf(name, sizeof name, "%s.qweight", prefix);
-    if ((st = pgd_model_raw_tensor(ctx, name, PGD_DTYPE_I32, 2, (int64_t[]){ in, out / 8 }, &qw,
-                                   err, errlen)))
+    if ((st = pgd_model_raw_tensor(ctx, name, PGD_DTYPE_I32, 2, (int64_t[]){ fin, fout / 8 },
+                                   &qw, err, errlen)))
         return st;
     snprintf(name, sizeof name, "%s.qzeros", prefix);
-    if ((st = pgd_model_raw_tensor(ctx, name, PGD_DTYPE_I32, 2, (int64_t[]){ groups, out / 8 },
+    if ((st = pgd_model_raw_tensor(ctx, name, PGD_DTYPE_I32, 2, (int64_t[]){ groups, fout / 8 },
                                    &qz, err, errlen)))
         return st;
     snprintf(name, sizeof name, "%s.scales", prefix);
-    if ((st = qc_float_tensor(ctx, name, 2, (int64_t[]){ groups, out }, "F16", &sc, err, errlen)))
+    if ((st = qc_float_tensor(ctx, name, 2, (int64_t[]){ groups, fout }, "F16", &sc, err, errlen)))
         return st;
-    size_t nq = (size_t)(in * out / 8), nz = (size_t)(groups * out / 8), ns = (size_t)(groups * out);
-    char *mem = malloc((nq + nz) * 4 + ns * sizeof(float));
-    if (!mem)
+    /* The slice's groups (whole groups stay whole); src[k]: the checkpoint group of group k. */
+    int32_t *gid = malloc((size_t)in * 2 * sizeof *gid), *src = NULL;
+    if (!gid)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", prefix);
+    for (int64_t i = 0; i < in; i++)
+        gid[i] = (int32_t)((sl->col0 + i) / group);
+    int64_t lgroup;
+    st = qc_regroup(prefix, gid, in, groups, group, &lgroup, gid + in, &src, err, errlen);
+    free(gid);
+    if (st)
+        return st;
+    int64_t lgroups = in / lgroup;
+    size_t nq = (size_t)(in * out / 8), nz = (size_t)(lgroups * out / 8);
+    size_t ns = (size_t)(lgroups * out);
+    char *mem = malloc((nq + nz) * 4 + ns * sizeof(float));
+    if (!mem) {
+        free(src);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", prefix);
+    }
     uint32_t *q = (uint32_t *)mem, *z = q + nq;
     float *scales = (float *)(z + nz);
-    qc_read_i32(&qw, nq, (int32_t *)q);
-    qc_read_i32(&qz, nz, (int32_t *)z);
-    qc_read_floats(&sc, ns, scales);
-    struct awq_layer l = { .name = prefix, .group = group, .in = in, .out = out, .qweight = q,
+    qc_read_i32_block(&qw, fout / 8, NULL, sl->col0, in, sl->row0 / 8, out / 8, (int32_t *)q);
+    qc_read_i32_block(&qz, fout / 8, src, 0, lgroups, sl->row0 / 8, out / 8, (int32_t *)z);
+    qc_read_floats_block(&sc, fout, src, 0, lgroups, sl->row0, out, scales);
+    struct awq_layer l = { .name = prefix, .group = lgroup, .in = in, .out = out, .qweight = q,
                            .qzeros = z, .scales = scales };
     st = awq_to_wq(&l, host, conv, err, errlen);
     free(mem);
+    free(src);
     return st;
 }
 

@@ -1,5 +1,6 @@
 /* Helpers shared by the quant plugins (see qcommon.h). */
 #include "plugins/quant/common/qcommon.h"
+#include <pagoda/log.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,16 +111,105 @@ enum pgd_status qc_float_tensor(struct pgd_model_ctx *ctx, const char *name, int
     return PGD_OK;
 }
 
-enum pgd_status qc_read_fp8(struct pgd_model_ctx *ctx, const char *prefix, int64_t in,
-                            int64_t out, struct pgd_fp8_host *h, void **mem, char *err,
-                            size_t errlen)
+void qc_part_slice(struct pgd_model_ctx *ctx, int part, int64_t in, int64_t out,
+                   struct qc_slice *s)
+{
+    const struct pgd_shard *sh = pgd_model_linear_shard(ctx);
+    *s = (struct qc_slice){ .full_in = in, .full_out = out, .in = in, .out = out };
+    if (sh && sh->kind == PGD_SHARD_ROWS) {
+        s->full_out = sh->full_out[part];
+        s->row0 = sh->row0[part];
+    } else if (sh && sh->kind == PGD_SHARD_COLS) {
+        s->full_in = sh->full_in;
+        s->col0 = sh->col0;
+    }
+}
+
+void qc_read_i32_block(const struct pgd_raw_tensor *t, int64_t ld, const int32_t *row_of,
+                       int64_t r0, int64_t rows, int64_t c0, int64_t cols, int32_t *dst)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t src = row_of ? row_of[r] : r0 + r;
+        memcpy(dst + r * cols, (const char *)t->data + (size_t)(src * ld + c0) * 4,
+               (size_t)cols * 4);
+    }
+}
+
+void qc_read_floats_block(const struct pgd_raw_tensor *t, int64_t ld, const int32_t *row_of,
+                          int64_t r0, int64_t rows, int64_t c0, int64_t cols, float *dst)
+{
+    size_t esz = pgd_dtype_size(t->dtype);
+    for (int64_t r = 0; r < rows; r++) {
+        struct pgd_raw_tensor row = *t;
+        row.data = (const char *)t->data + (size_t)((row_of ? row_of[r] : r0 + r) * ld + c0) * esz;
+        qc_read_floats(&row, (size_t)cols, dst + r * cols);
+    }
+}
+
+static int64_t gcd64(int64_t a, int64_t b)
+{
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+enum pgd_status qc_regroup(const char *name, const int32_t *gid, int64_t in, int64_t n_groups,
+                           int64_t ckpt_group, int64_t *group, int32_t *new_gid, int32_t **src,
+                           char *err, size_t errlen)
+{
+    *src = NULL;
+    /* count[g]: the slice's channels in group g; then base[g]: its first new group. */
+    int64_t *count = calloc((size_t)n_groups * 2 + 1, sizeof *count);
+    if (!count)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
+    int64_t *base = count + n_groups, g = 0;
+    for (int64_t i = 0; i < in; i++) {
+        if (gid[i] < 0 || gid[i] >= n_groups) {
+            free(count);
+            return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s.g_idx: input channel group %d is "
+                            "outside [0, %lld)", name, gid[i], (long long)n_groups);
+        }
+        count[gid[i]]++;
+    }
+    for (int64_t k = 0; k < n_groups; k++)
+        g = gcd64(g, count[k]);
+    int32_t *s = malloc((size_t)(in / g) * sizeof *s);
+    if (!s) {
+        free(count);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
+    }
+    for (int64_t k = 0, next = 0; k < n_groups; k++) {
+        base[k] = next;
+        for (int64_t j = 0; j < count[k] / g; j++)
+            s[next++] = (int32_t)k;
+        count[k] = 0;   /* from here: channels of group k seen so far */
+    }
+    for (int64_t i = 0; i < in; i++)
+        new_gid[i] = (int32_t)(base[gid[i]] + count[gid[i]]++ / g);
+    free(count);
+    if (g < ckpt_group)
+        PGD_DEBUG("%s: this rank's %lld input channels hold parts of the checkpoint's groups of "
+                  "%lld: kept as %lld groups of %lld, repeating their scales and zeros", name,
+                  (long long)in, (long long)ckpt_group, (long long)(in / g), (long long)g);
+    *group = g;
+    *src = s;
+    return PGD_OK;
+}
+
+enum pgd_status qc_read_fp8(struct pgd_model_ctx *ctx, const char *prefix,
+                            const struct qc_slice *sl, struct pgd_fp8_host *h, void **mem,
+                            char *err, size_t errlen)
 {
     char name[512];
     struct pgd_raw_tensor w, sc;
+    int64_t in = sl->in, out = sl->out, fout = sl->full_out;
     enum pgd_status st;
     snprintf(name, sizeof name, "%s.weight", prefix);
-    if ((st = pgd_model_raw_tensor(ctx, name, PGD_DTYPE_F8_E4M3, 2, (int64_t[]){ out, in }, &w,
-                                   err, errlen)))
+    if ((st = pgd_model_raw_tensor(ctx, name, PGD_DTYPE_F8_E4M3, 2,
+                                   (int64_t[]){ fout, sl->full_in }, &w, err, errlen)))
         return st;
     snprintf(name, sizeof name, "%s.weight_scale", prefix);
     if ((st = qc_float_tensor(ctx, name, -1, NULL, "F32", &sc, err, errlen)))
@@ -127,21 +217,26 @@ enum pgd_status qc_read_fp8(struct pgd_model_ctx *ctx, const char *prefix, int64
     int64_t n = 1;
     for (int i = 0; i < sc.ndim; i++)
         n *= sc.shape[i];
-    bool shape_ok = (n == 1 && sc.ndim <= 1) || (sc.ndim == 1 && n == out) ||
-                    (sc.ndim == 2 && sc.shape[0] == out && sc.shape[1] == 1);
+    bool shape_ok = (n == 1 && sc.ndim <= 1) || (sc.ndim == 1 && n == fout) ||
+                    (sc.ndim == 2 && sc.shape[0] == fout && sc.shape[1] == 1);
     if (!shape_ok)
         return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: tensor '%s' has %lld elements in %d "
                         "dimensions, expected F32 [] or [1] (per tensor), or [%lld] or [%lld, 1] "
-                        "(per channel)", sc.path, name, (long long)n, sc.ndim, (long long)out,
-                        (long long)out);
-    char *b = malloc((size_t)(in * out) + (size_t)n * sizeof(float));
+                        "(per channel)", sc.path, name, (long long)n, sc.ndim, (long long)fout,
+                        (long long)fout);
+    bool per_channel = n > 1;
+    int64_t ns = per_channel ? out : 1;
+    char *b = malloc((size_t)(in * out) + (size_t)ns * sizeof(float));
     if (!b)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", prefix);
     float *scale = (float *)b;
-    qc_read_floats(&sc, (size_t)n, scale);
-    memcpy(b + (size_t)n * sizeof(float), w.data, (size_t)(in * out));
-    *h = (struct pgd_fp8_host){ .in = in, .out = out, .weight = (uint8_t *)(b + n * sizeof(float)),
-                                .scale = scale, .per_channel = n > 1 };
+    uint8_t *q = (uint8_t *)(b + (size_t)ns * sizeof(float));
+    qc_read_floats_block(&sc, 1, NULL, per_channel ? sl->row0 : 0, ns, 0, 1, scale);
+    for (int64_t o = 0; o < out; o++)
+        memcpy(q + o * in, (const uint8_t *)w.data + (sl->row0 + o) * sl->full_in + sl->col0,
+               (size_t)in);
+    *h = (struct pgd_fp8_host){ .in = in, .out = out, .weight = q, .scale = scale,
+                                .per_channel = per_channel };
     *mem = b;
     return PGD_OK;
 }
@@ -176,12 +271,14 @@ enum pgd_status qc_load_wq_linear(const void *state, struct pgd_model_ctx *ctx,
                         prefixes[0], n_parts, MAX_PARTS);
     enum pgd_status st = PGD_OK;
     bool random = pgd_model_random_weights(ctx);
-    for (int i = 0; i < n_parts && !st; i++)
+    for (int i = 0; i < n_parts && !st; i++) {
+        struct qc_slice sl;
+        qc_part_slice(ctx, i, in_features, out_features[i], &sl);
         st = random ? pgd_model_random_wq(ctx, prefixes[i], scheme->bits, scheme->group_size,
-                                          scheme->act_order, in_features, out_features[i],
-                                          &hosts[i], &blocks[i], err, errlen)
-                    : part_fn(state, ctx, prefixes[i], in_features, out_features[i], &hosts[i],
-                              &blocks[i], err, errlen);
+                                          scheme->act_order, sl.in, sl.out, &hosts[i],
+                                          &blocks[i], err, errlen)
+                    : part_fn(state, ctx, prefixes[i], &sl, &hosts[i], &blocks[i], err, errlen);
+    }
     struct pgd_qweight *w = NULL;
     if (!st)
         st = pgd_model_qweight_wq(ctx, prefixes[0], hosts, n_parts, &w, err, errlen);
@@ -207,11 +304,13 @@ enum pgd_status qc_load_fp8_linear(const void *state, struct pgd_model_ctx *ctx,
                         prefixes[0], n_parts, MAX_PARTS);
     enum pgd_status st = PGD_OK;
     bool random = pgd_model_random_weights(ctx);
-    for (int i = 0; i < n_parts && !st; i++)
-        st = random ? pgd_model_random_fp8(ctx, prefixes[i], random_per_channel, in_features,
-                                           out_features[i], &hosts[i], &blocks[i], err, errlen)
-                    : part_fn(state, ctx, prefixes[i], in_features, out_features[i], &hosts[i],
-                              &blocks[i], err, errlen);
+    for (int i = 0; i < n_parts && !st; i++) {
+        struct qc_slice sl;
+        qc_part_slice(ctx, i, in_features, out_features[i], &sl);
+        st = random ? pgd_model_random_fp8(ctx, prefixes[i], random_per_channel, sl.in, sl.out,
+                                           &hosts[i], &blocks[i], err, errlen)
+                    : part_fn(state, ctx, prefixes[i], &sl, &hosts[i], &blocks[i], err, errlen);
+    }
     struct pgd_qweight *w = NULL;
     if (!st)
         st = pgd_model_qweight_fp8(ctx, prefixes[0], hosts, n_parts, &w, err, errlen);

@@ -38,13 +38,51 @@ enum pgd_status qc_float_tensor(struct pgd_model_ctx *ctx, const char *name, int
                                 const int64_t *shape, const char *want,
                                 struct pgd_raw_tensor *out, char *err, size_t errlen);
 
+/* Where one part of the layer being loaded sits in the checkpoint: its tensors describe the
+ * whole [full_out, full_in] layer, of which this rank loads outputs [row0, row0 + out) and
+ * inputs [col0, col0 + in) (tensor parallelism: a column-parallel shard takes rows, a
+ * row-parallel one input columns; without it the slice is the whole layer). */
+struct qc_slice {
+    int64_t full_in, full_out;
+    int64_t row0, col0;
+    int64_t in, out;
+};
+/* The slice of part `part` of the layer load_linear was asked for (in, out: the sizes it
+ * was given for that part), from pgd_model_linear_shard. */
+void qc_part_slice(struct pgd_model_ctx *ctx, int part, int64_t in, int64_t out,
+                   struct qc_slice *s);
+/* Rows x cols elements of a row-major tensor with ld elements a row: row row_of[r] (or
+ * r0 + r when row_of is NULL), columns [c0, c0 + cols), into dst [rows][cols]. _i32 copies
+ * 4-byte elements as they are; _floats widens any float dtype. */
+void qc_read_i32_block(const struct pgd_raw_tensor *t, int64_t ld, const int32_t *row_of,
+                       int64_t r0, int64_t rows, int64_t c0, int64_t cols, int32_t *dst);
+void qc_read_floats_block(const struct pgd_raw_tensor *t, int64_t ld, const int32_t *row_of,
+                          int64_t r0, int64_t rows, int64_t c0, int64_t cols, float *dst);
+
+/* The groups of a rank's slice of input channels (tensor parallelism of a row-parallel
+ * layer). gid[i] is the checkpoint's group (in [0, n_groups)) of each of the slice's `in`
+ * channels. The canonical layout wants groups of one size, and a slice may hold parts of
+ * groups (act-order spreads a group over the whole input; a shard narrower than a group
+ * holds part of one): with g the greatest common divisor of how many of the slice's
+ * channels each group holds, each checkpoint group becomes count / g groups of g channels
+ * (in channel order) that repeat its scales and zeros; whole groups stay whole (g = the
+ * group size). new_gid[in] gets each channel's new group, *src (malloc'd, [in / g]) the
+ * checkpoint group each new group repeats, *group g (a debug log line says when g is
+ * below ckpt_group, the checkpoint's group size). PGD_ERR_FORMAT naming `name` when a gid
+ * is outside [0, n_groups). */
+enum pgd_status qc_regroup(const char *name, const int32_t *gid, int64_t in, int64_t n_groups,
+                           int64_t ckpt_group, int64_t *group, int32_t *new_gid, int32_t **src,
+                           char *err, size_t errlen);
+
 /* A checkpoint's FP8 layer, as vLLM, llm-compressor and compressed-tensors write it:
  * "<prefix>.weight" F8_E4M3 [out, in] (the bytes as they are) and "<prefix>.weight_scale"
- * (any float dtype) [] or [1] per tensor, [out] or [out, 1] per channel, widened to float.
- * The arrays of *h are one malloc'd block in *mem (the caller frees it). */
-enum pgd_status qc_read_fp8(struct pgd_model_ctx *ctx, const char *prefix, int64_t in,
-                            int64_t out, struct pgd_fp8_host *h, void **mem, char *err,
-                            size_t errlen);
+ * (any float dtype) [] or [1] per tensor, [out] or [out, 1] per channel, widened to float;
+ * the slice's rows and columns of the bytes, a per-channel scale sliced with the rows, a
+ * per-tensor one kept. The arrays of *h are one malloc'd block in *mem (the caller frees
+ * it). */
+enum pgd_status qc_read_fp8(struct pgd_model_ctx *ctx, const char *prefix,
+                            const struct qc_slice *slice, struct pgd_fp8_host *h, void **mem,
+                            char *err, size_t errlen);
 
 /* Fills *out for a loaded quantized layer: sizes, the plugin's ops, the weight as
  * quant_state (owned by the model: qc_free_linear frees nothing), and the bias when asked. */
@@ -58,12 +96,14 @@ struct qc_wq_scheme {
     int64_t group_size;        /* -1: per channel */
     bool act_order;            /* groups not contiguous: a random perm */
 };
-/* The load_linear of an integer format: part_fn reads and converts each part's tensors into
- * a canonical layout (its arrays one malloc'd block in *block), or, with random weights,
- * pgd_model_random_wq makes each part in the layout `scheme` says; then the model keeps the
- * stacked parts (pgd_model_qweight_wq) and qc_finish_linear fills *out. */
+/* The load_linear of an integer format: part_fn reads the slice of each part's tensors
+ * (qc_part_slice: the whole part, or this rank's shard of it) and converts it into a
+ * canonical layout (its arrays one malloc'd block in *block), or, with random weights,
+ * pgd_model_random_wq makes each part (of the slice's size) in the layout `scheme` says;
+ * then the model keeps the stacked parts (pgd_model_qweight_wq) and qc_finish_linear fills
+ * *out. */
 typedef enum pgd_status (*qc_wq_part_fn)(const void *state, struct pgd_model_ctx *ctx,
-                                         const char *prefix, int64_t in, int64_t out,
+                                         const char *prefix, const struct qc_slice *slice,
                                          struct pgd_wq_host *host, void **block, char *err,
                                          size_t errlen);
 enum pgd_status qc_load_wq_linear(const void *state, struct pgd_model_ctx *ctx,
@@ -72,11 +112,11 @@ enum pgd_status qc_load_wq_linear(const void *state, struct pgd_model_ctx *ctx,
                                   const char *const *prefixes, int n_parts, int64_t in_features,
                                   const int64_t *out_features, bool bias, struct pgd_linear *out,
                                   char *err, size_t errlen);
-/* The same for FP8 layers: part_fn reads each part (its arrays one malloc'd block in
- * *block), or, with random weights, pgd_model_random_fp8 makes it with a scale per output
+/* The same for FP8 layers: part_fn reads each part's slice (its arrays one malloc'd block
+ * in *block), or, with random weights, pgd_model_random_fp8 makes it with a scale per output
  * channel when random_per_channel, else one per tensor; pgd_model_qweight_fp8 keeps them. */
 typedef enum pgd_status (*qc_fp8_part_fn)(const void *state, struct pgd_model_ctx *ctx,
-                                          const char *prefix, int64_t in, int64_t out,
+                                          const char *prefix, const struct qc_slice *slice,
                                           struct pgd_fp8_host *host, void **block, char *err,
                                           size_t errlen);
 enum pgd_status qc_load_fp8_linear(const void *state, struct pgd_model_ctx *ctx,

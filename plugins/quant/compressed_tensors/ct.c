@@ -96,13 +96,20 @@ static enum pgd_status check_shape(struct pgd_model_ctx *ctx, const char *prefix
     return PGD_OK;
 }
 
-/* One pack-quantized part: reads and checks its tensors, then converts them. */
+/* One pack-quantized part: reads and checks its tensors, then converts them. The whole
+ * part only: a tensor-parallel shard of these layers is refused. */
 static enum pgd_status load_packed(const void *state, struct pgd_model_ctx *ctx,
-                                   const char *prefix, int64_t in, int64_t out,
+                                   const char *prefix, const struct qc_slice *sl,
                                    struct pgd_wq_host *host, void **conv, char *err,
                                    size_t errlen)
 {
     const struct ct_scheme *s = ct_scheme_of(state, prefix);
+    int64_t in = sl->in, out = sl->out;
+    if (in != sl->full_in || out != sl->full_out)
+        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: a tensor-parallel shard of a "
+                        "compressed-tensors pack-quantized layer (config group %s) is not "
+                        "supported yet (its FP8 layers shard, and so do GPTQ and AWQ "
+                        "checkpoints): run it with tensor_parallel_size 1", prefix, s->group);
     int64_t pack = 32 / s->bits;
     /* A group wider than the layer is one group of all its inputs. */
     int64_t group = s->group_size == -1 || s->group_size > in ? in : s->group_size;
@@ -156,7 +163,7 @@ static enum pgd_status load_packed(const void *state, struct pgd_model_ctx *ctx,
 
 /* One float-quantized part; a static input_scale must be there but is not used. */
 static enum pgd_status load_fp8(const void *state, struct pgd_model_ctx *ctx,
-                                const char *prefix, int64_t in, int64_t out,
+                                const char *prefix, const struct qc_slice *sl,
                                 struct pgd_fp8_host *host, void **mem, char *err, size_t errlen)
 {
     const struct ct_scheme *s = ct_scheme_of(state, prefix);
@@ -167,7 +174,7 @@ static enum pgd_status load_fp8(const void *state, struct pgd_model_ctx *ctx,
                                                            errlen)
                                          : PGD_OK;
     if (!st)
-        st = qc_read_fp8(ctx, prefix, in, out, host, mem, err, errlen);
+        st = qc_read_fp8(ctx, prefix, sl, host, mem, err, errlen);
     if (!st && (host->per_channel != s->per_channel))
         st = pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s.weight_scale: a scale per %s, but config "
                       "group %s says strategy \"%s\"", prefix,

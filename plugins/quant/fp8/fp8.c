@@ -75,40 +75,42 @@ static bool fp8_is_quantized(const void *state, const char *prefix)
            !qc_list_has(&s->skip, prefix, true);
 }
 
-/* --quantization fp8 on a 16/32-bit checkpoint: one scale per output channel. */
-static enum pgd_status quantize_dense(struct pgd_model_ctx *ctx, const char *prefix, int64_t in,
-                                      int64_t out, struct pgd_fp8_host *h, void **mem,
-                                      char *err, size_t errlen)
+/* --quantization fp8 on a 16/32-bit checkpoint: one scale per output channel. The scale is
+ * the whole row's (a rank holding some of its columns reads the others for the maximum),
+ * so that every rank's e4m3 values are the whole model's. */
+static enum pgd_status quantize_dense(struct pgd_model_ctx *ctx, const char *prefix,
+                                      const struct qc_slice *sl, struct pgd_fp8_host *h,
+                                      void **mem, char *err, size_t errlen)
 {
     char name[512];
     struct pgd_raw_tensor w;
+    int64_t in = sl->in, out = sl->out, fin = sl->full_in;
     snprintf(name, sizeof name, "%s.weight", prefix);
-    enum pgd_status st = qc_float_tensor(ctx, name, 2, (int64_t[]){ out, in }, "BF16", &w, err,
-                                         errlen);
+    enum pgd_status st = qc_float_tensor(ctx, name, 2, (int64_t[]){ sl->full_out, fin }, "BF16",
+                                         &w, err, errlen);
     if (st)
         return st;
-    float *wf = malloc((size_t)(in * out) * sizeof(float));
+    float *row = malloc((size_t)fin * sizeof(float));
     char *b = malloc((size_t)out * sizeof(float) + (size_t)(in * out));
-    if (!wf || !b) {
-        free(wf);
+    if (!row || !b) {
+        free(row);
         free(b);
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory quantizing it", prefix);
     }
-    qc_read_floats(&w, (size_t)(in * out), wf);
     float *scale = (float *)b;
     uint8_t *q = (uint8_t *)(b + (size_t)out * sizeof(float));
     /* Each output row is quantized as the activations are per token (kernels/cpu/quant.c):
      * scale max |w| / 448 (1 for an all-zero row), then e4m3 of w / scale. */
     for (int64_t o = 0; o < out; o++) {
-        const float *row = wf + o * in;
+        qc_read_floats_block(&w, fin, NULL, sl->row0 + o, 1, 0, fin, row);
         float amax = 0.0f;
-        for (int64_t i = 0; i < in; i++)
+        for (int64_t i = 0; i < fin; i++)
             amax = fmaxf(amax, fabsf(row[i]));
         scale[o] = amax > 0.0f ? amax / 448.0f : 1.0f;
         for (int64_t i = 0; i < in; i++)
-            q[o * in + i] = pgd_fp8_e4m3_from_float(row[i] / scale[o]);
+            q[o * in + i] = pgd_fp8_e4m3_from_float(row[sl->col0 + i] / scale[o]);
     }
-    free(wf);
+    free(row);
     *h = (struct pgd_fp8_host){ .in = in, .out = out, .weight = q, .scale = scale,
                                 .per_channel = true };
     *mem = b;
@@ -119,12 +121,12 @@ static const struct pgd_quant_ops fp8_ops;
 
 /* One part: the checkpoint's FP8 tensors, or its 16/32-bit weight quantized now. */
 static enum pgd_status load_part(const void *state, struct pgd_model_ctx *ctx,
-                                 const char *prefix, int64_t in, int64_t out,
+                                 const char *prefix, const struct qc_slice *slice,
                                  struct pgd_fp8_host *host, void **mem, char *err, size_t errlen)
 {
     const struct fp8_state *s = state;
-    return s->serialized ? qc_read_fp8(ctx, prefix, in, out, host, mem, err, errlen)
-                         : quantize_dense(ctx, prefix, in, out, host, mem, err, errlen);
+    return s->serialized ? qc_read_fp8(ctx, prefix, slice, host, mem, err, errlen)
+                         : quantize_dense(ctx, prefix, slice, host, mem, err, errlen);
 }
 
 static enum pgd_status fp8_load_linear(void *state, struct pgd_model_ctx *ctx,

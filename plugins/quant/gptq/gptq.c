@@ -104,63 +104,103 @@ static bool gptq_is_quantized(const void *state, const char *prefix)
     return !strstr(prefix, "lm_head") && !qc_list_has(&s->skip, prefix, true);
 }
 
-/* Reads and checks one part's tensors into host arrays (one block, *mem) and converts it. */
+/* The group of each of the slice's input channels: g_idx's, else contiguous groups. */
+static void slice_groups(const struct pgd_raw_tensor *gi, bool has_gidx, const struct qc_slice *sl,
+                         int64_t group, int32_t *gid)
+{
+    if (has_gidx)
+        qc_read_i32_block(gi, 0, NULL, 0, 1, sl->col0, sl->in, gid);
+    else
+        for (int64_t i = 0; i < sl->in; i++)
+            gid[i] = (int32_t)((sl->col0 + i) / group);
+}
+
+/* Reads and checks one part's tensors, the slice of them this rank loads, into host arrays
+ * (one block) and converts them. A slice of the input (a row-parallel shard) takes its
+ * channels in the checkpoint's order (whole qweight words), with act-order their g_idx
+ * groups, and qc_regroup makes those groups even; a slice of the output takes whole
+ * zero-point words. */
 static enum pgd_status load_part(const void *state, struct pgd_model_ctx *ctx,
-                                 const char *prefix, int64_t in, int64_t out,
+                                 const char *prefix, const struct qc_slice *sl,
                                  struct pgd_wq_host *host, void **conv, char *err, size_t errlen)
 {
     const struct gptq_state *s = state;
     int pack = 32 / s->bits;
+    int64_t fin = sl->full_in, fout = sl->full_out, in = sl->in, out = sl->out;
     /* A group wider than the layer (group_size 128 on a 64-wide input) is one group of all
      * its inputs, as the quantizers write it (ceil(in / group_size) groups). */
-    int64_t group = s->group_size == -1 || s->group_size > in ? in : s->group_size;
+    int64_t group = s->group_size == -1 || s->group_size > fin ? fin : s->group_size;
     char name[512];
-    if (in % pack || out % pack || in % group)
+    if (fin % pack || fout % pack || fin % group)
         return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: a [%lld, %lld] layer cannot be "
                         "packed %d to a word with group_size %lld (the input must be a multiple "
                         "of %d and of the group size, the output of %d)", prefix,
-                        (long long)out, (long long)in, pack, (long long)group, pack, pack);
-    int64_t groups = in / group;
+                        (long long)fout, (long long)fin, pack, (long long)group, pack, pack);
+    if (sl->row0 % pack || out % pack || sl->col0 % pack || in % pack)
+        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: the tensor-parallel shard of "
+                        "outputs [%lld, %lld) and inputs [%lld, %lld) does not split GPTQ's "
+                        "words: %d-bit zero points and weights are packed %d to a word, so a "
+                        "shard must start and end on multiples of %d", prefix,
+                        (long long)sl->row0, (long long)(sl->row0 + out), (long long)sl->col0,
+                        (long long)(sl->col0 + in), s->bits, pack, pack);
+    int64_t groups = fin / group;
     struct pgd_raw_tensor qw, qz, sc, gi;
     bool has_gidx;
     enum pgd_status st;
     snprintf(name, sizeof name, "%s.qweight", prefix);
-    if ((st = pgd_model_raw_tensor(ctx, name, PGD_DTYPE_I32, 2, (int64_t[]){ in / pack, out },
+    if ((st = pgd_model_raw_tensor(ctx, name, PGD_DTYPE_I32, 2, (int64_t[]){ fin / pack, fout },
                                    &qw, err, errlen)))
         return st;
     snprintf(name, sizeof name, "%s.qzeros", prefix);
-    if ((st = pgd_model_raw_tensor(ctx, name, PGD_DTYPE_I32, 2, (int64_t[]){ groups, out / pack },
+    if ((st = pgd_model_raw_tensor(ctx, name, PGD_DTYPE_I32, 2, (int64_t[]){ groups, fout / pack },
                                    &qz, err, errlen)))
         return st;
     snprintf(name, sizeof name, "%s.scales", prefix);
-    if ((st = qc_float_tensor(ctx, name, 2, (int64_t[]){ groups, out }, "F16", &sc, err, errlen)))
+    if ((st = qc_float_tensor(ctx, name, 2, (int64_t[]){ groups, fout }, "F16", &sc, err, errlen)))
         return st;
     snprintf(name, sizeof name, "%s.g_idx", prefix);
     if ((has_gidx = pgd_model_has_tensor(ctx, name)) &&
-        (st = pgd_model_raw_tensor(ctx, name, PGD_DTYPE_I32, 1, &in, &gi, err, errlen)))
+        (st = pgd_model_raw_tensor(ctx, name, PGD_DTYPE_I32, 1, &fin, &gi, err, errlen)))
         return st;
 
-    size_t nq = (size_t)(in / pack * out), nz = (size_t)(groups * out / pack);
-    size_t ns = (size_t)(groups * out), ng = has_gidx ? (size_t)in : 0;
-    char *mem = malloc((nq + nz + ng) * 4 + ns * sizeof(float));
-    if (!mem)
+    /* The slice's groups: the checkpoint's as they are for the whole input (gptq_to_wq
+     * checks act-order's), else made even. src[k]: the checkpoint group of group k. */
+    int32_t *gid = malloc((size_t)in * 2 * sizeof *gid), *src = NULL;
+    int64_t lgroup = group, lgroups = groups;
+    if (!gid)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", prefix);
-    struct gptq_layer l = { .name = prefix, .bits = s->bits, .group = group, .in = in,
-                            .out = out, .v1 = s->v1 };
+    slice_groups(&gi, has_gidx, sl, group, gid);
+    if (in != fin) {
+        st = qc_regroup(prefix, gid, in, groups, group, &lgroup, gid + in, &src, err, errlen);
+        if (st) {
+            free(gid);
+            return st;
+        }
+        lgroups = in / lgroup;
+        memmove(gid, gid + in, (size_t)in * sizeof *gid);
+    }
+    size_t nq = (size_t)(in / pack * out), nz = (size_t)(lgroups * out / pack);
+    size_t ns = (size_t)(lgroups * out);
+    char *mem = malloc((nq + nz) * 4 + ns * sizeof(float));
+    if (!mem) {
+        free(gid);
+        free(src);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", prefix);
+    }
     uint32_t *q = (uint32_t *)mem, *z = q + nq;
-    int32_t *g = has_gidx ? (int32_t *)(z + nz) : NULL;
-    float *scales = (float *)(z + nz + ng);
-    qc_read_i32(&qw, nq, (int32_t *)q);
-    qc_read_i32(&qz, nz, (int32_t *)z);
-    qc_read_floats(&sc, ns, scales);
-    if (g)
-        qc_read_i32(&gi, ng, g);
-    l.qweight = q;
-    l.qzeros = z;
-    l.scales = scales;
-    l.g_idx = g;
+    float *scales = (float *)(z + nz);
+    /* The slice's rows of words (it starts and ends on a word), its columns of outputs. */
+    qc_read_i32_block(&qw, fout, NULL, sl->col0 / pack, in / pack, sl->row0, out, (int32_t *)q);
+    qc_read_i32_block(&qz, fout / pack, src, 0, lgroups, sl->row0 / pack, out / pack,
+                      (int32_t *)z);
+    qc_read_floats_block(&sc, fout, src, 0, lgroups, sl->row0, out, scales);
+    struct gptq_layer l = { .name = prefix, .bits = s->bits, .group = lgroup, .in = in,
+                            .out = out, .v1 = s->v1, .qweight = q, .qzeros = z,
+                            .scales = scales, .g_idx = has_gidx || in != fin ? gid : NULL };
     st = gptq_to_wq(&l, host, conv, err, errlen);
     free(mem);
+    free(gid);
+    free(src);
     return st;
 }
 
