@@ -300,11 +300,12 @@ GPU_TEST(wq_decode_gemv_every_n_to_16)
 
 /* Layers of more tiles than an H200 has SMs: 2200 x 4352 (138 tiles, the last half
  * padding; one block a tile, 9 chunks a warp streamed through its ring, the last warp 5),
- * and 6500 x 1024 (407 tiles: more than twice the two blocks an SM holds, so each block
- * takes two tiles one after another, its warps' rings running across the tiles' end). */
+ * and 8500 x 1024 (532 tiles, at least twice the 264 blocks an H200 holds two an SM: each
+ * block takes three tiles one after another, the last block one, its warps' rings running
+ * across the tiles' ends). */
 GPU_TEST(wq_decode_gemv_many_tiles)
 {
-    static const int SHAPES[2][2] = { { 4352, 2200 }, { 1024, 6500 } };
+    static const int SHAPES[2][2] = { { 4352, 2200 }, { 1024, 8500 } };
     for (int sh = 0; sh < 2; sh++)
         for (int act = 0; act < 2; act++) {
             struct wq_layer L;
