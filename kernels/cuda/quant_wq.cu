@@ -413,8 +413,12 @@ extern "C" int pgd_cuda_wq_linear_path(struct pgd_cuda_ctx *c, int path, enum pg
         return pgd_cuda_failf(err, errlen, "W%dA16 linear: %d rows, path %d", w->bits, n, path);
     if (n == 0)
         return 0;
+    /* the plain layout's GEMV (8 bits, real-valued zeros) reads the weights once per
+     * QGEMV_ROWS rows: past two launches the dequantize + GEMM path is as fast (H200) */
+    const int gemv_max = w->mma || wq_gemv_max_n() < 2 * QGEMV_ROWS ? wq_gemv_max_n()
+                                                                    : 2 * QGEMV_ROWS;
     const bool gemv = path == PGD_CUDA_QPATH_GEMV || (path == PGD_CUDA_QPATH_AUTO &&
-                                                      n <= wq_gemv_max_n());
+                                                      n <= gemv_max);
     if (dt == PGD_DTYPE_BF16)
         return gemv ? wq_gemv<__nv_bfloat16>(c, dt, x, n, w, b, y, err, errlen)
                     : wq_gemm<__nv_bfloat16>(c, dt, x, n, w, b, y, err, errlen);

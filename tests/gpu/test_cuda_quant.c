@@ -194,8 +194,12 @@ static void wq_check_at(const struct wq_layer *L, enum pgd_dtype dt, int n, int 
     void *dy = poisoned((size_t)n * out, dt);
     CHECK_RC(pgd_cuda_wq_linear_path(ctx, path, dt, dx, n, L->d, db, dy, err, sizeof err));
     float *got = download(dy, (size_t)n * out, dt);
+    /* the plain layout (8 bits, half-integer zeros, in not a multiple of 64) stops at 8 */
+    const bool plain = L->bits == 8 || L->in % 64 != 0 || strstr(L->name, "half-integer");
+    const int gemv_max = env_limit("PGD_CUDA_WQ_GEMV_MAX_N", 16);
     const bool gemv = path == PGD_CUDA_QPATH_GEMV ||
-                      (path == PGD_CUDA_QPATH_AUTO && n <= env_limit("PGD_CUDA_WQ_GEMV_MAX_N", 16));
+                      (path == PGD_CUDA_QPATH_AUTO &&
+                       n <= (plain && gemv_max > 8 ? 8 : gemv_max));
     const float *w = gemv ? L->w : L->w_dt[dt == PGD_DTYPE_BF16 ? 0 : 1];
     float *want = malloc((size_t)n * out * sizeof *want), *abs_sum = malloc((size_t)n * out * sizeof *abs_sum);
     reference(x, w, b, n, in, out, want, abs_sum);
