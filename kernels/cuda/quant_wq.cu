@@ -417,8 +417,12 @@ extern "C" int pgd_cuda_wq_linear_path(struct pgd_cuda_ctx *c, int path, enum pg
         return pgd_cuda_failf(err, errlen, "W%dA16 linear: %d rows, path %d", w->bits, n, path);
     if (n == 0)
         return 0;
+    /* the plain layout's GEMV (8 bits, real-valued zeros) reads the weights once per
+     * QGEMV_ROWS rows: past two launches the dequantize + GEMM path is as fast (H200) */
+    const int gemv_max = w->mma || wq_gemv_max_n() < 2 * QGEMV_ROWS ? wq_gemv_max_n()
+                                                                    : 2 * QGEMV_ROWS;
     const bool gemv = path == PGD_CUDA_QPATH_GEMV || (path == PGD_CUDA_QPATH_AUTO &&
-                                                      n <= wq_gemv_max_n());
+                                                      n <= gemv_max);
     /* past the GEMV: the fused tensor-core GEMM (quant_wq_gemm.cu); the dequantize +
      * cuBLASLt path only when asked for */
     if (!gemv && path != PGD_CUDA_QPATH_GEMM_LT)

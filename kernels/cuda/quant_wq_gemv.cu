@@ -2,26 +2,33 @@
  * @ W^T (+ b) for the n = 1..16 rows of a decode step, at the speed of reading the packed
  * weights once.
  *
- * Why it is shaped so (H200: 132 SMs, ~4.2 TB/s, ~1 us from a load's issue to its data):
- * a layer of 4096 x 4096 is 8 MB, 64 KB an SM, so every SM must have most of its share in
- * flight at once; the time is a few load latencies, and any load that waits on another
- * (a group's scale fetched when the group starts, x fetched when a chunk is used) adds one.
- * So:
- *   - a block takes one 16-row tile, its G4_WK warps each a contiguous run of the tile's
- *     64-input chunks (512 contiguous bytes a chunk, 16 a lane), three blocks an SM;
- *   - a warp keeps two batches of G4_UNR chunks in flight (8 x 16 bytes a lane), the first
- *     two issued before the previous kernel has finished (programmatic dependent launch:
- *     weights are never written by a step), then loads batch b + 2 while it computes b;
- *   - the tile's scales and zeros (16 rows x groups half2) are copied into shared
+ * Why it is shaped so (H200: 132 SMs, ~4.2 TB/s, one to a few us from a load's issue to its
+ * data under load): at full bandwidth about 100 KB must be in flight an SM at all times,
+ * and any load that waits on another (a group's scale fetched when the group starts, x
+ * fetched when a chunk is used) stops the stream. A first version (one tile a block, each
+ * warp's chunks loaded into registers at once, then computed) reached 27-42% of the bound
+ * on the H200: its blocks loaded, then computed, then ended, all in step, so the memory
+ * was idle while they computed. So:
+ *   - each warp streams its chunks through its own ring in shared memory (cp.async, 16
+ *     bytes a lane, G4_STAGES stages of G4_UNR chunks: three stages in flight while it
+ *     computes the fourth), the first issued before the previous kernel has finished
+ *     (programmatic dependent launch: weights are never written by a step); a lane reads
+ *     back only what it copied, so no barrier orders the ring;
+ *   - a block's 8 warps split each 16-row tile's 64-input chunks (512 contiguous bytes a
+ *     chunk) into contiguous runs; a layer of more tiles than the SMs hold blocks gives each
+ *     block several tiles one after another, and the rings run on across a tile's end, so
+ *     one wave of blocks streams the whole layer;
+ *   - the block's scales and zeros (16 rows a tile x groups half2) are copied into shared
  *     memory before the loop, also before the previous kernel ends: the loop never waits
  *     on a scale;
  *   - x is staged into shared memory once a block (rows padded by 16 bytes so the B
  *     fragments' 8 tokens hit distinct banks), gathered through perm as it is staged, so
  *     act-order costs the same as plain; when n x in does not fit (large n and in), the
  *     warps read x from L1 / L2 instead, and act-order x is gathered by a staging kernel;
- *   - the warps meet in shared memory, and warp 0 writes the tile's y;
+ *   - at a tile's end the warps meet in shared memory (one named barrier, the sums double-
+ *     buffered), and warp 0 writes the tile's y;
  *   - a layer of fewer tiles than SMs (tensor-parallel shards, small models) splits each
- *     tile's inputs over a cluster of KS blocks (sm_90), which add their sums in block 0's
+ *     tile's inputs over a cluster of ks blocks (sm_90), which add their sums in block 0's
  *     shared memory (distributed shared memory): every SM gets work, and y is still
  *     written once, by one kernel, in a fixed order.
  * The arithmetic is quant_wq_mma.cu's: nibbles AND-ed into a 16-bit magic pair (one LOP3)
@@ -33,13 +40,16 @@
 #include <cooperative_groups.h>
 
 #define G4_WK 8                      /* warps a tile */
-#define G4_UNR 4                     /* chunks a batch; two batches in flight a warp */
+#define G4_UNR 4                     /* chunks a stage of a warp's ring */
+#define G4_STAGES 4                  /* stages a warp's ring: three in flight while one computes */
+#define G4_BLOCKS_SM 2               /* blocks an SM surely holds (shared memory: the rings) */
+#define G4_META_TPB_MAX (16 << 10)   /* scale-table bytes a block of several tiles may take */
 #define G4_XPAD 8                    /* elements of padding after each staged x row */
-#define G4_STAGE_UNR 2               /* 16-byte x pieces a thread has in flight staging */
+#define G4_STAGE_UNR 4               /* 16-byte x pieces a thread has in flight staging */
 #define G4_META_UNR 8                /* scale-table loads a thread has in flight staging */
-#define G4_SMEM_MAX (96 << 10)       /* shared memory a block may take: two blocks an SM on
-                                        sm_90, and within sm_86/89's 99 KB a block */
-#define G4_META_MAX (48 << 10)       /* larger scale tables take quant_wq_mma.cu's GEMV */
+#define G4_SMEM_CAP (112 << 10)      /* shared memory a block may take: two blocks an SM on
+                                        sm_90 (less where the device allows less) */
+#define G4_META_MAX (32 << 10)       /* larger scale tables take quant_wq_mma.cu's GEMV */
 #define G4_KS_MAX 8                  /* blocks a cluster (the portable limit) */
 #define G4_KQS_MIN 16                /* chunks a split at least (two a warp) */
 
@@ -52,7 +62,9 @@ struct g4_args {
     int tiles, in, out, n;           /* n: rows of this launch (<= 8 NT) */
     int xvec;                        /* x 16-byte aligned: staged in 16-byte pieces */
     int xst;                         /* staged x's row stride: kqs * 64 + G4_XPAD elements */
-    int meta_bytes;                  /* the shared scale table's bytes (a multiple of 16) */
+    int tpb;                         /* tiles a block (ks 1), one after another */
+    int meta_bytes;                  /* the shared scale tables' bytes (a multiple of 16) */
+    int xs_bytes;                    /* the staged x's bytes (0: x read from global memory) */
     int cred_off;                    /* byte offset of the cluster's sums [ks][NT][4][32] */
 };
 
@@ -140,21 +152,39 @@ __device__ __forceinline__ void g4_chunk(const uint4 &v, int kq, const T *__rest
     }
 }
 
-/* Chunks [k, k + G4_UNR) of the warp's run (those below k1) into v. */
-__device__ __forceinline__ void g4_load(uint4 *v, const uint4 *__restrict__ wp, int k, int k1)
+/* The weights' ring: 16-byte asynchronous copies global -> shared (cp.async, L2 only), a
+ * lane copying and later reading only its own 16 bytes of each chunk, so its own
+ * cp.async.wait_group is all the ordering there is. */
+__device__ __forceinline__ void g4_cp16(void *dst, const void *src)
 {
-#pragma unroll
-    for (int u = 0; u < G4_UNR; u++)
-        if (k + u < k1)
-            v[u] = ld_stream(wp + (size_t)(k + u) * 32);
+    const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+}
+/* (the "memory" clobbers keep the ring's reads after the wait and before the next copy) */
+__device__ __forceinline__ void g4_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void g4_wait()
+{
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+/* The copies' cursor to the warp's next chunk: the next of this tile's nw, or the first of
+ * the next tile (kq chunks a tile row). */
+__device__ __forceinline__ void g4_advance(const uint4 *&cp, int &ck, int nw, int kq)
+{
+    cp += 32;
+    if (++ck == nw) {
+        ck = 0;
+        cp += (size_t)(kq - nw) * 32;
+    }
 }
 
-/* ms [groups][16] = the tile's rows of meta [out_pad][groups], by the whole block,
- * G4_META_UNR loads in flight a thread (the table is in DRAM: one latency, not several). */
-__device__ __forceinline__ void g4_stage_meta(const g4_args &a, int tile, __half2 *ms)
+/* ms [nt][groups][16] = rows [16 tile0, 16 (tile0 + nt)) of meta [out_pad][groups], by the
+ * whole block, G4_META_UNR loads in flight a thread (the table is in DRAM: one latency, not
+ * several). */
+__device__ __forceinline__ void g4_stage_meta(const g4_args &a, int tile0, int nt, __half2 *ms)
 {
-    const int total = 16 * a.groups;
-    const __half2 *src = a.meta + (size_t)tile * 16 * a.groups;
+    const int total = 16 * nt * a.groups;
+    const __half2 *src = a.meta + (size_t)tile0 * 16 * a.groups;
     for (int i0 = threadIdx.x; i0 < total; i0 += G4_META_UNR * blockDim.x) {
         __half2 v[G4_META_UNR];
 #pragma unroll
@@ -166,7 +196,7 @@ __device__ __forceinline__ void g4_stage_meta(const g4_args &a, int tile, __half
             const int i = i0 + u * blockDim.x;
             if (i < total) {
                 const int r = i / a.groups, gg = i - r * a.groups;
-                ms[gg * 16 + r] = v[u];
+                ms[((r / 16) * a.groups + gg) * 16 + r % 16] = v[u];
             }
         }
     }
@@ -258,39 +288,99 @@ __device__ __forceinline__ bool g4_cluster_add(const g4_args &a, int split, int 
 #endif
 }
 
+/* The end of tile tl (block-local) of the block: the warps' sums meet in red[tl % 2]
+ * (double-buffered: one barrier a tile), the cluster adds its blocks' (ks > 1), and warp 0
+ * of block 0 of the cluster writes the tile's y. Every thread of the block calls it once a
+ * tile, in order. */
+template <typename T, int NT>
+__device__ __forceinline__ void g4_tile_end(const g4_args &a, int tile, int tl, int split,
+                                            int warp, int lane, float *red,
+                                            float (&tot)[NT][4], const T *__restrict__ b,
+                                            T *__restrict__ y)
+{
+    float *rb = red + (size_t)(tl & 1) * G4_WK * NT * 4 * 32;
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            rb[((warp * NT + nt) * 4 + i) * 32 + lane] = tot[nt][i];
+            tot[nt][i] = 0.0f;
+        }
+    /* a named barrier: the warps reach it from different places (their runs end at
+     * different chunks of the unrolled loop), which bar.sync counts as arrivals */
+    asm volatile("bar.sync 1, %0;" ::"n"(G4_WK * 32) : "memory");
+    float v[NT][4];                  /* warp 0: the block's sums */
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            v[nt][i] = 0.0f;
+#pragma unroll
+            for (int k = 0; k < G4_WK; k++)
+                v[nt][i] += warp == 0 ? rb[((k * NT + nt) * 4 + i) * 32 + lane] : 0.0f;
+        }
+    if (a.ks > 1 && !g4_cluster_add<NT>(a, split, warp, lane, v))
+        return;
+    if (warp != 0)
+        return;
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            /* accumulator i: feature g (+ 8 for i >= 2), token 2t (+ 1 for odd i) */
+            const int o = tile * 16 + g + (i >= 2 ? 8 : 0), tok = nt * 8 + 2 * t + (i & 1);
+            if (o < a.out && tok < a.n)
+                y[(size_t)tok * a.out + o] = from_f<T>(v[nt][i] + (b ? to_f<T>(b[o]) : 0.0f));
+        }
+}
+
 /* NT tiles of 8 tokens (n <= 8 NT). XS: x staged in shared memory (PERM: through perm);
  * else x read from global memory in canonical order, 4-byte aligned. Block: G4_WK warps;
- * blockIdx.x = tile * ks + split, split taking the tile's chunks [split kqs, (split + 1)
- * kqs), the ks blocks of a tile one cluster when ks > 1. Shared memory: the scale table
- * [groups][16] half2, then the staged x (the split's inputs), whose place the warps'
- * partial sums [G4_WK][NT][4][32] float take at the end, then (ks > 1) the cluster's sums
- * [ks][NT][4][32] float that block 0 adds. Registers: at most 80 (three blocks an SM); the
- * global-x kernel of 16 tokens needs more (two). */
+ * blockIdx.x = tb * ks + split: tiles [tb tpb, (tb + 1) tpb) one after another, split
+ * taking each tile's chunks [split kqs, (split + 1) kqs) (ks > 1: tpb 1, the ks blocks of
+ * a tile one cluster). Warp w takes chunks kq0 + [0, nw) of every tile, streamed through
+ * its ring of G4_STAGES stages of G4_UNR chunks (G4_STAGES - 1 stages in flight while it
+ * computes one), across the tiles' ends. Shared memory: the ring [G4_WK][G4_STAGES]
+ * [G4_UNR][32] uint4, the scale tables [tpb][groups][16] half2, the staged x (the split's
+ * inputs), the warps' sums [2][G4_WK][NT][4][32] float, then (ks > 1) the cluster's sums
+ * [ks][NT][4][32] float that block 0 adds. */
 template <typename T, int NT, bool XS, bool PERM>
-__global__ void __launch_bounds__(G4_WK * 32, NT == 2 && !XS ? 2 : 3)
+__global__ void __launch_bounds__(G4_WK * 32, NT == 2 && !XS ? 2 : 4)
 wq_gemv4_kernel(const g4_args a, const T *__restrict__ x, const T *__restrict__ b,
                 T *__restrict__ y)
 {
     extern __shared__ uint4 g4_smem[];
-    __half2 *ms = reinterpret_cast<__half2 *>(g4_smem);
-    char *rest = reinterpret_cast<char *>(g4_smem) + a.meta_bytes;
+    uint4 *ring = g4_smem;
+    __half2 *ms_all = reinterpret_cast<__half2 *>(ring + G4_WK * G4_STAGES * G4_UNR * 32);
+    char *rest = reinterpret_cast<char *>(ms_all) + a.meta_bytes;
     T *xs = reinterpret_cast<T *>(rest);
-    float *red = reinterpret_cast<float *>(rest);
+    float *red = reinterpret_cast<float *>(rest + a.xs_bytes);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2;
-    const int tile = blockIdx.x / a.ks, split = blockIdx.x - tile * a.ks;
+    const int tb = blockIdx.x / a.ks, split = blockIdx.x - tb * a.ks;
+    const int tile0 = tb * a.tpb, ntl = min(a.tpb, a.tiles - tile0);
     const int kbeg = split * a.kqs, kend = min(a.kq, kbeg + a.kqs);
-    const int kq0 = kbeg + warp * a.kpw, kq1 = min(kend, kq0 + a.kpw);
-    const bool busy = kq0 < kq1;
+    const int kq0 = kbeg + warp * a.kpw, nw = max(0, min(kend, kq0 + a.kpw) - kq0);
+    const int total = ntl * nw;      /* the warp's chunks over the block's tiles */
     pdl_trigger();
 
-    /* weights and scales: never written by a step, loaded before the previous kernel ends */
-    const uint4 *wp = a.w + (size_t)tile * a.kq * 32 + lane;
-    uint4 wa[G4_UNR], wb[G4_UNR];
-    if (busy) {
-        g4_load(wa, wp, kq0, kq1);
-        g4_load(wb, wp, kq0 + G4_UNR, kq1);
+    /* weights and scales: never written by a step, loaded before the previous kernel ends.
+     * Chunk j of the warp (tile tile0 + j / nw, kq0 + j % nw) goes to ring slot j % (S U);
+     * the copies' cursor: chunk ck of the tile, source cp. */
+    uint4 *wr = ring + (size_t)warp * G4_STAGES * G4_UNR * 32 + lane;
+    const uint4 *cp = a.w + ((size_t)tile0 * a.kq + kq0) * 32 + lane;
+    int ck = 0;
+#pragma unroll
+    for (int s = 0; s < G4_STAGES - 1; s++) {
+#pragma unroll
+        for (int u = 0; u < G4_UNR; u++)
+            if (s * G4_UNR + u < total) {
+                g4_cp16(wr + (s * G4_UNR + u) * 32, cp);
+                g4_advance(cp, ck, nw, a.kq);
+            }
+        g4_commit();
     }
-    g4_stage_meta(a, tile, ms);
+    g4_stage_meta(a, tile0, ntl, ms_all);
     pdl_wait();
     if (XS)
         g4_stage_x<T, PERM>(a, x, kbeg * 64, (kend - kbeg) * 64, xs);
@@ -306,81 +396,75 @@ wq_gemv4_kernel(const g4_args a, const T *__restrict__ x, const T *__restrict__ 
             for (int c = 0; c < g4_state<NT>::AC; c++)
                 st.acc[c][nt][i] = 0.0f;
         }
-    if (busy) {
-        /* the staged x begins at the split's first input */
-        const T *xb = XS ? xs : x;
-        const int xst = XS ? a.xst : a.in, xk0 = XS ? kbeg * 64 : 0;
-        st.gi = kq0 * 4 / a.gsteps;
-        st.left = (st.gi + 1) * a.gsteps - kq0 * 4;
+    /* the staged x begins at the split's first input */
+    const T *xb = XS ? xs : x;
+    const int xst = XS ? a.xst : a.in, xk0 = XS ? kbeg * 64 : 0;
+    const int gi0 = kq0 * 4 / a.gsteps, left0 = (gi0 + 1) * a.gsteps - kq0 * 4;
+    int tl = 0, jt = 0;              /* the tile being computed; its chunks done */
+    const __half2 *ms = ms_all;
+    if (total > 0) {
+        st.gi = gi0;
+        st.left = left0;
         g4_group<T, NT>(st, ms, g);
-        for (int kb = kq0; kb < kq1; kb += 2 * G4_UNR) {
-#pragma unroll
-            for (int u = 0; u < G4_UNR; u++)
-                if (kb + u < kq1)
-                    g4_chunk<T, NT, XS>(wa[u], kb + u, xb, xst, xk0, a.n, lane, ms, a.gsteps,
-                                        a.groups, st);
-            g4_load(wa, wp, kb + 2 * G4_UNR, kq1);
-#pragma unroll
-            for (int u = 0; u < G4_UNR; u++)
-                if (kb + G4_UNR + u < kq1)
-                    g4_chunk<T, NT, XS>(wb[u], kb + G4_UNR + u, xb, xst, xk0, a.n, lane, ms,
-                                        a.gsteps, a.groups, st);
-            g4_load(wb, wp, kb + 3 * G4_UNR, kq1);
-        }
-        g4_flush<NT>(st);            /* a group cut by the end of the warp's run */
     }
-    __syncthreads();                 /* the staged x is read: its place takes the sums */
+    for (int j0 = 0; j0 < total; j0 += G4_UNR) {
+        /* the stage G4_STAGES - 1 ahead goes into the slot the last stage freed */
+        const int jn = j0 + (G4_STAGES - 1) * G4_UNR;
+        const int slot_n = (j0 / G4_UNR + G4_STAGES - 1) % G4_STAGES;
 #pragma unroll
-    for (int nt = 0; nt < NT; nt++)
+        for (int u = 0; u < G4_UNR; u++)
+            if (jn + u < total) {
+                g4_cp16(wr + (slot_n * G4_UNR + u) * 32, cp);
+                g4_advance(cp, ck, nw, a.kq);
+            }
+        g4_commit();
+        g4_wait<G4_STAGES - 1>();   /* this stage's copies have landed */
+        const int slot = (j0 / G4_UNR) % G4_STAGES;
 #pragma unroll
-        for (int i = 0; i < 4; i++)
-            red[((warp * NT + nt) * 4 + i) * 32 + lane] = st.tot[nt][i];
-    __syncthreads();
-    float v[NT][4];                  /* warp 0: the block's sums */
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            v[nt][i] = 0.0f;
-#pragma unroll
-            for (int k = 0; k < G4_WK; k++)
-                v[nt][i] += warp == 0 ? red[((k * NT + nt) * 4 + i) * 32 + lane] : 0.0f;
+        for (int u = 0; u < G4_UNR; u++) {
+            if (j0 + u >= total)
+                break;
+            const uint4 v = wr[(slot * G4_UNR + u) * 32];
+            g4_chunk<T, NT, XS>(v, kq0 + jt, xb, xst, xk0, a.n, lane, ms, a.gsteps, a.groups, st);
+            if (++jt == nw) {        /* the tile's last chunk of this warp */
+                g4_flush<NT>(st);
+                g4_tile_end<T, NT>(a, tile0 + tl, tl, split, warp, lane, red, st.tot, b, y);
+                jt = 0;
+                if (++tl < ntl) {
+                    ms += (size_t)a.groups * 16;
+                    st.gi = gi0;
+                    st.left = left0;
+                    g4_group<T, NT>(st, ms, g);
+                }
+            }
         }
-    if (a.ks > 1 && !g4_cluster_add<NT>(a, split, warp, lane, v))
-        return;
-    if (warp != 0)
-        return;
-    const int t = lane & 3;
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            /* accumulator i: feature g (+ 8 for i >= 2), token 2t (+ 1 for odd i) */
-            const int o = tile * 16 + g + (i >= 2 ? 8 : 0), tok = nt * 8 + 2 * t + (i & 1);
-            if (o < a.out && tok < a.n)
-                y[(size_t)tok * a.out + o] = from_f<T>(v[nt][i] + (b ? to_f<T>(b[o]) : 0.0f));
-        }
+    }
+    g4_wait<0>();
+    /* a warp without chunks still meets the others at every tile's end */
+    if (total == 0)
+        for (tl = 0; tl < ntl; tl++)
+            g4_tile_end<T, NT>(a, tile0 + tl, tl, split, warp, lane, red, st.tot, b, y);
 }
 
 /* One launch: the kernel for NT, XS, PERM, its shared-memory limit raised past the default
  * 48 KB once on each device that needs it (a per-device attribute). */
 template <typename T, int NT, bool XS, bool PERM>
-static cudaError_t g4_launch(struct pgd_cuda_ctx *c, const g4_args &a, size_t smem, const T *x,
-                             const T *b, T *y)
+static cudaError_t g4_launch(struct pgd_cuda_ctx *c, const g4_args &a, size_t smem, int smem_max,
+                             const T *x, const T *b, T *y)
 {
     static uint64_t raised;          /* bit d: done on device d (devices 0..63) */
     const uint64_t bit = c->device >= 0 && c->device < 64 ? 1ull << c->device : 0;
     if (smem > (48 << 10) && !(raised & bit)) {
         cudaError_t e = cudaFuncSetAttribute(wq_gemv4_kernel<T, NT, XS, PERM>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             G4_SMEM_MAX);
+                                             smem_max);
         if (e != cudaSuccess)
             return e;
         raised |= bit;
     }
     /* as pgd_cuda_launch, with the dynamic shared memory and the cluster of ks blocks */
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(a.tiles * a.ks);
+    cfg.gridDim = dim3((a.tiles + a.tpb - 1) / a.tpb * a.ks);
     cfg.blockDim = dim3(G4_WK * 32);
     cfg.dynamicSmemBytes = smem;
     cfg.stream = c->stream;
@@ -403,31 +487,43 @@ static cudaError_t g4_launch(struct pgd_cuda_ctx *c, const g4_args &a, size_t sm
 
 template <typename T, int NT>
 static cudaError_t g4_launch_nt(struct pgd_cuda_ctx *c, const g4_args &a, bool xs, size_t smem,
-                                const T *x, const T *b, T *y)
+                                int smem_max, const T *x, const T *b, T *y)
 {
     if (!xs)
-        return g4_launch<T, NT, false, false>(c, a, smem, x, b, y);
-    return a.perm ? g4_launch<T, NT, true, true>(c, a, smem, x, b, y)
-                  : g4_launch<T, NT, true, false>(c, a, smem, x, b, y);
+        return g4_launch<T, NT, false, false>(c, a, smem, smem_max, x, b, y);
+    return a.perm ? g4_launch<T, NT, true, true>(c, a, smem, smem_max, x, b, y)
+                  : g4_launch<T, NT, true, false>(c, a, smem, smem_max, x, b, y);
 }
 
 static size_t g4_round16(size_t v) { return (v + 15) / 16 * 16; }
 
-/* Whether the context's device launches clusters (compute capability 9.0 or later); asked
- * once a device. */
-static bool g4_clusters(const struct pgd_cuda_ctx *c)
+/* What the context's device allows, asked once a device: clusters (compute capability 9.0
+ * or later) and the shared memory a block may take (at most G4_SMEM_CAP). */
+struct g4_dev {
+    bool known, clusters;
+    int smem_max;
+};
+
+static const struct g4_dev *g4_device(const struct pgd_cuda_ctx *c)
 {
-    static signed char known[64];    /* 0: not asked; 1: yes; -1: no */
+    static struct g4_dev devs[64];
+    static const struct g4_dev none = { true, false, 48 << 10 };
     if (c->device < 0 || c->device >= 64)
-        return false;
-    if (!known[c->device]) {
-        int major = 0;
+        return &none;
+    struct g4_dev *d = &devs[c->device];
+    if (!d->known) {
+        int major = 0, optin = 0;
         if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) !=
             cudaSuccess)
             major = 0;
-        known[c->device] = major >= 9 ? 1 : -1;
+        if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, c->device) !=
+            cudaSuccess)
+            optin = 48 << 10;
+        d->clusters = major >= 9;
+        d->smem_max = optin < G4_SMEM_CAP ? optin : G4_SMEM_CAP;
+        d->known = true;
     }
-    return known[c->device] > 0;
+    return d;
 }
 
 /* The inputs' split: a layer of fewer tiles than SMs takes ks blocks a tile, enough for two
@@ -435,7 +531,7 @@ static bool g4_clusters(const struct pgd_cuda_ctx *c)
 static void g4_split(const struct pgd_cuda_ctx *c, g4_args *a)
 {
     int ks = 1;
-    if (a->tiles < c->sm_count && g4_clusters(c)) {
+    if (a->tiles < c->sm_count && g4_device(c)->clusters) {
         ks = (2 * c->sm_count + a->tiles - 1) / a->tiles;
         ks = ks < G4_KS_MAX ? ks : G4_KS_MAX;
         ks = ks < a->kq / G4_KQS_MIN ? ks : a->kq / G4_KQS_MIN;
@@ -445,6 +541,15 @@ static void g4_split(const struct pgd_cuda_ctx *c, g4_args *a)
     a->ks = (a->kq + a->kqs - 1) / a->kqs;
     a->kpw = (a->kqs + G4_WK - 1) / G4_WK;
     a->xst = a->kqs * 64 + G4_XPAD;
+    /* at least twice as many tiles as the SMs hold blocks: each block takes several, one
+     * after another, so that one wave of blocks streams the whole layer (its scale tables
+     * permitting); with fewer, whole tiles a block balance the SMs better */
+    const int slots = G4_BLOCKS_SM * c->sm_count, tile_meta = a->groups * 16 * 4;
+    int tpb = a->ks == 1 && a->tiles >= 2 * slots ? (a->tiles + slots - 1) / slots : 1;
+    while (tpb > 1 && tpb * tile_meta > G4_META_TPB_MAX)
+        tpb--;
+    a->tpb = tpb;
+    a->meta_bytes = (int)g4_round16((size_t)tpb * tile_meta);
 }
 
 template <typename T>
@@ -461,18 +566,35 @@ static int g4_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const T *x, const 
     a.tiles = w->out_pad / 16;
     a.in = w->in;
     a.out = w->out;
-    a.meta_bytes = (int)g4_round16((size_t)a.groups * 16 * sizeof(__half2));
     g4_split(c, &a);
+    const int smem_max = g4_device(c)->smem_max;
     for (int r0 = 0; r0 < n; r0 += 16) {
         a.n = n - r0 < 16 ? n - r0 : 16;
         const T *xr = x + (size_t)r0 * w->in;
-        /* shared memory: the scale table, the staged x or the warps' sums, the cluster's */
+        /* shared memory: the weights' ring, the scale tables, the staged x, the warps' sums
+         * (two sets), the cluster's sums */
+        const size_t ring = (size_t)G4_WK * G4_STAGES * G4_UNR * 32 * sizeof(uint4);
         const size_t sums = (size_t)(a.n > 8 ? 2 : 1) * 4 * 32 * sizeof(float);
-        const size_t red = G4_WK * sums, cred = a.ks > 1 ? a.ks * sums : 0;
+        const size_t red = 2 * G4_WK * sums, cred = a.ks > 1 ? a.ks * sums : 0;
         const size_t xsb = g4_round16((size_t)a.n * a.xst * sizeof(T));
-        const bool xs = a.meta_bytes + (xsb > red ? xsb : red) + cred <= G4_SMEM_MAX;
-        a.cred_off = (int)(a.meta_bytes + (xs && xsb > red ? xsb : red));
-        const size_t smem = a.cred_off + cred;
+        const size_t fixed = ring + a.meta_bytes + red + cred;
+        T *yr = y + (size_t)r0 * w->out;
+        if (fixed > (size_t)smem_max) {
+            /* the scale tables leave the ring no room: quant_wq_mma.cu's GEMV (x in
+             * canonical order 4-byte aligned, or gathered through perm as it loads) */
+            if (!perm && (uintptr_t)xr % 4 != 0) {
+                if (pgd_cuda__qstage_x(c, dt, xr, NULL, a.n, w->in, c->qscratch, err, errlen))
+                    return 1;
+                xr = (const T *)c->qscratch;
+            }
+            if (pgd_cuda__wq_mma_gemv(c, dt, xr, perm, a.n, w, b, yr, err, errlen))
+                return 1;
+            continue;
+        }
+        const bool xs = fixed + xsb <= (size_t)smem_max;
+        a.xs_bytes = xs ? (int)xsb : 0;
+        a.cred_off = (int)(ring + a.meta_bytes + a.xs_bytes + red);
+        const size_t smem = fixed + a.xs_bytes;
         a.perm = xs ? perm : NULL;
         a.xvec = (uintptr_t)xr % 16 == 0;
         if (!xs && (perm || (uintptr_t)xr % 4 != 0)) {
@@ -481,9 +603,8 @@ static int g4_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const T *x, const 
                 return 1;
             xr = (const T *)c->qscratch;
         }
-        T *yr = y + (size_t)r0 * w->out;
-        const cudaError_t e = a.n > 8 ? g4_launch_nt<T, 2>(c, a, xs, smem, xr, b, yr)
-                                      : g4_launch_nt<T, 1>(c, a, xs, smem, xr, b, yr);
+        const cudaError_t e = a.n > 8 ? g4_launch_nt<T, 2>(c, a, xs, smem, smem_max, xr, b, yr)
+                                      : g4_launch_nt<T, 1>(c, a, xs, smem, smem_max, xr, b, yr);
         if (e != cudaSuccess)
             return pgd_cuda_failf(err, errlen, "W4A16 decode GEMV x [%d, %d] -> %d (rows %d..%d, "
                                   "%d-block clusters, %zu bytes of shared memory): %s", n, w->in,

@@ -207,8 +207,12 @@ static void wq_check_at(const struct wq_layer *L, enum pgd_dtype dt, int n, int 
     void *dy = poisoned((size_t)n * out, dt);
     CHECK_RC(pgd_cuda_wq_linear_path(ctx, path, dt, dx, n, L->d, db, dy, err, sizeof err));
     float *got = download(dy, (size_t)n * out, dt);
+    /* the plain layout (8 bits, half-integer zeros, in not a multiple of 64) stops at 8 */
+    const bool plain = L->bits == 8 || L->in % 64 != 0 || strstr(L->name, "half-integer");
+    const int gemv_max = env_limit("PGD_CUDA_WQ_GEMV_MAX_N", 16);
     const bool gemv = path == PGD_CUDA_QPATH_GEMV ||
-                      (path == PGD_CUDA_QPATH_AUTO && n <= env_limit("PGD_CUDA_WQ_GEMV_MAX_N", 16));
+                      (path == PGD_CUDA_QPATH_AUTO &&
+                       n <= (plain && gemv_max > 8 ? 8 : gemv_max));
     /* the fused GEMM multiplies the exact q - zero when the zeros are integers */
     const bool exact = gemv || (path != PGD_CUDA_QPATH_GEMM_LT && L->zero_kind != Z_HALF);
     const float *w = exact ? L->w : L->w_dt[dt == PGD_DTYPE_BF16 ? 0 : 1];
@@ -300,9 +304,9 @@ GPU_TEST(wq_odd_and_large_shapes)
  * act-order, at 4 and 8 bits, both dtypes: [72 x 4352] (72: the last 16-row tile half
  * padding; 5 tiles, fewer than the SMs, so on sm_90 each tile's 68 chunks of 64 inputs are
  * split over a cluster of 4 blocks of 17, 3 a warp, groups cut by the splits and the
- * warps' ranges). n up to 10 or 11 (by the size of the group table) stage x in shared
- * memory (act-order gathered there); the others read x from global memory (act-order x
- * gathered by the staging kernel first). */
+ * warps' ranges). Small n stage x in shared memory (act-order gathered there); from about
+ * n = 10 (by the size of the group table) x no longer fits beside the weights' rings and
+ * is read from global memory (act-order x gathered by the staging kernel first). */
 GPU_TEST(wq_decode_gemv_every_n_to_16)
 {
     static const int GROUPS[4] = { 32, 64, 128, -1 };
@@ -317,18 +321,24 @@ GPU_TEST(wq_decode_gemv_every_n_to_16)
             }
 }
 
-/* A layer of more tiles than an H200 has SMs (2200 x 4352: 138 tiles, the last half
- * padding): one block a tile, 9 chunks a warp in two batches of loads, the last warp 5. */
+/* Layers of more tiles than an H200 has SMs: 2200 x 4352 (138 tiles, the last half
+ * padding; one block a tile, 9 chunks a warp streamed through its ring, the last warp 5),
+ * and 8500 x 1024 (532 tiles, at least twice the 264 blocks an H200 holds two an SM: each
+ * block takes three tiles one after another, the last block one, its warps' rings running
+ * across the tiles' ends). */
 GPU_TEST(wq_decode_gemv_many_tiles)
 {
-    for (int act = 0; act < 2; act++) {
-        struct wq_layer L;
-        wq_init(&L, 4, 128, act == 1, act ? Z_INT : Z_SYM, 4352, 2200);
-        const int ns[4] = { 1, 3, 9, 16 };
-        for (int i = 0; i < 4; i++)
-            wq_check(&L, DTS[(i + act) % 2], ns[i], PGD_CUDA_QPATH_GEMV, i % 2 == 1);
-        wq_fini(&L);
-    }
+    static const int SHAPES[2][2] = { { 4352, 2200 }, { 1024, 8500 } };
+    for (int sh = 0; sh < 2; sh++)
+        for (int act = 0; act < 2; act++) {
+            struct wq_layer L;
+            wq_init(&L, 4, sh ? 64 : 128, act == 1, act ? Z_INT : Z_SYM, SHAPES[sh][0],
+                    SHAPES[sh][1]);
+            const int ns[4] = { 1, 3, 9, 16 };
+            for (int i = 0; i < 4; i++)
+                wq_check(&L, DTS[(i + act) % 2], ns[i], PGD_CUDA_QPATH_GEMV, i % 2 == 1);
+            wq_fini(&L);
+        }
 }
 
 /* The fused tensor-core GEMM (quant_wq_gemm.cu) with each token tile forced (32, 64, 128,
@@ -458,15 +468,21 @@ GPU_TEST(wq_gemm_lt_path)
     }
 }
 
-/* A scale table larger than the decode GEMV's shared memory takes (1024 groups of 32 over
- * 32768 inputs: 64 KB a tile) runs quant_wq_mma.cu's GEMV instead, with act-order. */
+/* Large scale tables, with act-order: 1024 groups of 32 over 32768 inputs (64 KB a tile)
+ * exceed what the decode GEMV takes and run quant_wq_mma.cu's GEMV; 512 groups over 16384
+ * (32 KB) it takes, with x read from global memory (n = 1: the rings and the table leave x
+ * no room), and at n = 12 (two token tiles' sums) the rings, table and sums exceed the
+ * shared memory, so those rows take quant_wq_mma.cu's GEMV too. */
 GPU_TEST(wq_decode_gemv_large_scale_table)
 {
-    struct wq_layer L;
-    wq_init(&L, 4, 32, true, Z_INT, 32768, 24);
-    wq_check(&L, PGD_DTYPE_BF16, 2, PGD_CUDA_QPATH_GEMV, true);
-    wq_check(&L, PGD_DTYPE_F16, 9, PGD_CUDA_QPATH_AUTO, false);
-    wq_fini(&L);
+    static const int IN[2] = { 32768, 16384 };
+    for (int i = 0; i < 2; i++) {
+        struct wq_layer L;
+        wq_init(&L, 4, 32, true, Z_INT, IN[i], 24);
+        wq_check(&L, PGD_DTYPE_BF16, i ? 1 : 2, PGD_CUDA_QPATH_GEMV, true);
+        wq_check(&L, PGD_DTYPE_F16, i ? 12 : 9, PGD_CUDA_QPATH_AUTO, false);
+        wq_fini(&L);
+    }
 }
 
 /* ---- FP8 ---------------------------------------------------------------------------------- */
