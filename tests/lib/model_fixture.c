@@ -1,5 +1,7 @@
 /* Test helpers for the model fixtures (see model_fixture.h). */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem */
+#endif
 #include "tests/lib/model_fixture.h"
 #include "runtime/engine/engine_backend.h"
 #include "runtime/model/model.h"
