@@ -319,8 +319,11 @@ static bool head_dim_ok(int D)
  * attention` on an H100, Llama-3-8B heads; docs/PERFORMANCE.md) the decode kernel (one lane
  * a key, splits of 128+ keys) wins only for one or two sequences up to 2048 keys (by up to
  * 25%: its finer splits fill the GPU); from 8 sequences on, or past 2048 keys, the
- * tensor-core kernel's 64-key tiles win (up to 2x). max_seq_len is the step's longest
- * sequence. PGD_CUDA_DECODE_ATTN=0 / =1, or a path forced in a->path: never / always (where
+ * tensor-core kernel's 64-key tiles win (up to 2x), except for 128 and more sequences of
+ * up to 256 keys, where a 64-key tile pair is too little work for a tensor-core block and
+ * the decode kernel wins (H200, 8B heads, e4m3 cache: 50 vs 76 us at 256 x 128 keys, 86
+ * vs 107 at 256 x 256; bf16: 86 vs 107 us at 256 x 256). max_seq_len is the step's longest
+ * sequence (a captured graph's context bucket). PGD_CUDA_DECODE_ATTN=0 / =1, or a path forced in a->path: never / always (where
  * the decode kernel serves the shape). */
 static bool use_decode_kernel(const struct pgd_cuda_attn *a, bool mma)
 {
@@ -338,7 +341,7 @@ static bool use_decode_kernel(const struct pgd_cuda_attn *a, bool mma)
         for (int s = 0; s < a->n_seqs; s++)
             n_dec += a->h_query_start[s + 1] - a->h_query_start[s] == 1;
     }
-    return n_dec <= 2 && a->max_seq_len <= 2048;
+    return (n_dec <= 2 && a->max_seq_len <= 2048) || (n_dec >= 128 && a->max_seq_len <= 256);
 }
 
 /* PGD_CUDA_ATTN=fma: the FMA kernel for the general items of every call left to

@@ -38,7 +38,7 @@ static const char *PATH_NAME[4] = { "auto", "fma", "mma", "decode" };
 
 static const int PREFILL[] = { 128, 512, 2048, 8192 };
 static const int BATCH[] = { 1, 8, 32, 128, 256 };
-static const int CONTEXT[] = { 128, 256, 1024, 2048, 4096 };
+static const int CONTEXT[] = { 64, 128, 256, 512, 1024, 2048, 4096 };
 
 /* Device buffers shared by every case. */
 struct bench_bufs {
