@@ -123,16 +123,7 @@ fp8_quant_vec_kernel(const T *__restrict__ x, int in, uint8_t *__restrict__ q,
     for (int j = threadIdx.x; j < vpr; j += 256) {
         float f[8];
         unpack16<T>(__ldg(xr + j), f);
-        uint32_t w[2];
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const uint32_t lo = __nv_cvt_float2_to_fp8x2(
-                make_float2(f[4 * h] / s, f[4 * h + 1] / s), __NV_SATFINITE, __NV_E4M3);
-            const uint32_t hi = __nv_cvt_float2_to_fp8x2(
-                make_float2(f[4 * h + 2] / s, f[4 * h + 3] / s), __NV_SATFINITE, __NV_E4M3);
-            w[h] = lo | hi << 16;
-        }
-        qr[j] = make_uint2(w[0], w[1]);
+        qr[j] = fp8_e4m3x8(f, s);
     }
 }
 
