@@ -139,6 +139,7 @@ enum {
     PGD_QLT_FP8_VEC = 1,   /* A, B e4m3; D in dt; a_scale [m] and b_scale [n] applied
                               (cuBLASLt's outer-vector scale mode) */
     PGD_QLT_FP8_F32 = 2,   /* A, B e4m3; D float32, unscaled */
+    PGD_QLT_FP8_16 = 3,    /* A, B e4m3; D in dt, unscaled (the caller scales it after) */
 };
 struct pgd_cuda_qlt {
     int kind;

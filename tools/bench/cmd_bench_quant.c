@@ -52,8 +52,8 @@ static const struct quant_format FORMATS[] = {
 };
 #define NFORMAT ((int)(sizeof FORMATS / sizeof FORMATS[0]))
 
-static const char *PATH_NAME[7] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32",
-                                     "gemm-fast", "gemv-e4m3" };
+static const char *PATH_NAME[8] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32",
+                                     "gemm-fast", "gemv-e4m3", "gemm-d16" };
 
 /* The bf16 layer at the same size: microseconds. */
 static int bf16_us(struct pgd_cuda_ctx *c, int n, int in, int out, double *us, char *err,
@@ -76,11 +76,11 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
 {
     char err[512];
     const int fp8 = f->format == PGD_CUDA_QBENCH_FP8;
-    const int paths[6] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV,
+    const int paths[7] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV,
                            fp8 ? PGD_CUDA_QPATH_GEMM_VEC : PGD_CUDA_QPATH_GEMM,
-                           PGD_CUDA_QPATH_GEMM_F32, PGD_CUDA_QPATH_GEMM_FAST,
-                           PGD_CUDA_QPATH_GEMV_E4M3 };
-    const int npath = fp8 ? 6 : 3;
+                           PGD_CUDA_QPATH_GEMM_F32, PGD_CUDA_QPATH_GEMM_D16,
+                           PGD_CUDA_QPATH_GEMM_FAST, PGD_CUDA_QPATH_GEMV_E4M3 };
+    const int npath = fp8 ? 7 : 3;
     printf("== %s\n%-8s %6s %6s %4s", f->name, "shape", "out", "in", "n");
     for (int p = 0; p < npath; p++)
         printf(" %19s", PATH_NAME[paths[p]]);
@@ -160,10 +160,11 @@ int pgd_cmd_bench_quant(int argc, char **argv)
             fprintf(stderr, "usage: pagoda bench quant [--batch LIST] [--format NAME]   (the "
                             "quantized linears at the 8B shapes, on the GPU)\n"
                             "  formats: w4g128 w4g128-act w4g32 w4ch w8g128 fp8 (default: all)\n"
-                            "  paths: auto, gemv, gemm (fp8: gemm-vec, gemm-f32, gemm-fast: "
-                            "fast accumulation, gemv-e4m3: x as e4m3 codes); environment "
+                            "  paths: auto, gemv, gemm (fp8: gemm-vec, gemm-f32, gemm-d16, "
+                            "gemm-fast: d16 with fast accumulation, gemv-e4m3: x as e4m3 codes); "
+                            "environment "
                             "PGD_CUDA_WQ_GEMV_MAX_N, PGD_CUDA_FP8_GEMV_MAX_N,\n"
-                            "  PGD_CUDA_FP8_FAST_ACCUM=1 change the automatic choice and "
+                            "  PGD_CUDA_FP8_FAST_ACCUM=0 change the automatic choice and "
                             "cuBLASLt's FP8 accumulation\n");
             return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
         }
