@@ -13,12 +13,15 @@
  *            tensor-core GEMV quantizes x inside each block: one launch a linear, no pass
  *            over x before it (the decode path); otherwise x is quantized first;
  *   large n: x quantized (one block a row, 16-byte loads, the row read once from memory),
- *            then cuBLASLt's FP8 GEMM (TN, e4m3 inputs, float32 compute, the algorithm timed
- *            per shape: quant_lt.cu) with sw and sx as outer-vector scales in its epilogue
- *            and y written in dt; where cuBLASLt has no such algorithm, the GEMM writes
- *            float32 into the scratch and a small kernel scales, adds the bias and rounds.
- *            Shapes cuBLASLt's FP8 GEMM does not take (out not a multiple of 16) and devices
- *            without FP8 tensor cores run the GEMV. */
+ *            then cuBLASLt's FP8 GEMM (TN, e4m3 inputs, float32 compute with fast
+ *            accumulation, the algorithm timed per shape: quant_lt.cu) with sw and sx as
+ *            outer-vector scales in its epilogue and y written in dt; where cuBLASLt has no
+ *            such algorithm (sm_90 with CUDA 13.0) and x is bf16, the GEMM writes y in bf16
+ *            unscaled and a small kernel scales it in place and adds the bias; otherwise the
+ *            GEMM writes float32 into the scratch and a small kernel scales, adds the bias
+ *            and rounds. Shapes cuBLASLt's FP8 GEMM does not take (out not a multiple of 16)
+ *            and devices without FP8 tensor cores run the GEMV; at decode sizes the GEMV
+ *            gives way to cuBLASLt on layers of many 16-row tiles (fp8_linear). */
 #include "kernels/cuda/quant.cuh"
 #include <cuda_fp8.h>
 #include <limits.h>
