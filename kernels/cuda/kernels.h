@@ -363,18 +363,21 @@ void pgd_cuda_fp8_destroy(struct pgd_cuda_fp8 *w);
  * through cuBLASLt, kept for comparison;
  * fp8: cuBLASLt's FP8 GEMM, outer-vector scales where it has them, else float32 output and
  * an epilogue kernel; _GEMM_VEC / _GEMM_F32 (fp8 only): that one (without fast accumulation);
- * _GEMM_FAST (fp8 only): outer-vector scales with cuBLASLt's fast FP8 accumulation;
- * _GEMV_E4M3 (fp8 only): the GEMV keeping x as e4m3 codes (e4m3 mma.sync) where _GEMV keeps
- * their fp16 values (fp16 mma.sync), for measuring one against the other. Returns 2
+ * _GEMM_D16 (fp8 only, bf16 activations): cuBLASLt's FP8 GEMM writing y in bf16 unscaled,
+ * a small kernel scaling it in place (and adding the bias); _GEMM_FAST: the same with
+ * cuBLASLt's fast FP8 accumulation (VEC / F32 / D16: without); _GEMV_E4M3 (fp8 only): the
+ * GEMV keeping x as e4m3 codes (e4m3 mma.sync) where _GEMV keeps their fp16 values (fp16
+ * mma.sync), for measuring one against the other. The automatic FP8 GEMM tries outer-vector
+ * scales, then D16 (bf16), then F32. Returns 2
  * when cuBLASLt has no algorithm for the forced FP8 kind (err says so; nothing was written).
  * The auto path takes the GEMV up to PGD_CUDA_WQ_GEMV_MAX_N (16) / PGD_CUDA_FP8_GEMV_MAX_N
- * (8) rows, and for FP8 fast accumulation where PGD_CUDA_FP8_FAST_ACCUM=1. The GEMVs run on
+ * (8) rows, and FP8 fast accumulation unless PGD_CUDA_FP8_FAST_ACCUM=0. The GEMVs run on
  * tensor cores where the layer allows (4 bits with integer zeros, FP8; in a multiple of 64):
  * PGD_CUDA_WQ_MMA=0 (read at create) / PGD_CUDA_FP8_MMA=0 take the plain GEMV instead, for
  * measuring. */
 enum { PGD_CUDA_QPATH_AUTO = 0, PGD_CUDA_QPATH_GEMV = 1, PGD_CUDA_QPATH_GEMM = 2,
        PGD_CUDA_QPATH_GEMM_VEC = 3, PGD_CUDA_QPATH_GEMM_F32 = 4, PGD_CUDA_QPATH_GEMM_LT = 5,
-       PGD_CUDA_QPATH_GEMM_MMA = 6, PGD_CUDA_QPATH_GEMM_FAST = 7, PGD_CUDA_QPATH_GEMV_E4M3 = 8 };
+       PGD_CUDA_QPATH_GEMM_MMA = 6, PGD_CUDA_QPATH_GEMM_FAST = 7, PGD_CUDA_QPATH_GEMV_E4M3 = 8, PGD_CUDA_QPATH_GEMM_D16 = 9 };
 int pgd_cuda_wq_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const void *x,
                             int n, const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
                             size_t errlen);

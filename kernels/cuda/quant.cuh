@@ -13,6 +13,7 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/gemv.cuh"
+#include <cuda_fp8.h>
 
 #define QGEMV_WARPS 8          /* warps (output features) a block */
 #define QGEMV_UNR 4            /* chunk loads a lane has in flight */
@@ -138,6 +139,7 @@ enum {
     PGD_QLT_FP8_VEC = 1,   /* A, B e4m3; D in dt; a_scale [m] and b_scale [n] applied
                               (cuBLASLt's outer-vector scale mode) */
     PGD_QLT_FP8_F32 = 2,   /* A, B e4m3; D float32, unscaled */
+    PGD_QLT_FP8_16 = 3,    /* A, B e4m3; D in dt, unscaled (the caller scales it after) */
 };
 struct pgd_cuda_qlt {
     int kind;
@@ -153,6 +155,23 @@ struct pgd_cuda_qlt {
  * (nothing ran; err says so; remembered, so asking again is cheap). */
 int pgd_cuda__qlt_matmul(struct pgd_cuda_ctx *c, const struct pgd_cuda_qlt *g, char *err,
                          size_t errlen);
+
+/* ---- FP8 per-token quantization (quant_fp8.cu, quant_fp8_mma.cu) ---------------------------- */
+/* The e4m3 codes of f[0..7] / s, byte i = f[i]'s (round to nearest even, saturating at 448:
+ * the same division and rounding as kernels/cpu/quant.c's pgd_cpu_fp8_quantize_rows). */
+__device__ __forceinline__ uint2 fp8_e4m3x8(const float *f, float s)
+{
+    uint32_t q[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(f[4 * h] / s, f[4 * h + 1] / s),
+                                                     __NV_SATFINITE, __NV_E4M3);
+        const uint32_t hi = __nv_cvt_float2_to_fp8x2(
+            make_float2(f[4 * h + 2] / s, f[4 * h + 3] / s), __NV_SATFINITE, __NV_E4M3);
+        q[h] = lo | hi << 16;
+    }
+    return make_uint2(q[0], q[1]);
+}
 
 /* ---- the FP8 tensor-core GEMV (quant_fp8_mma.cu) ------------------------------------------- */
 /* Whether the context's device runs e4m3 mma.sync (compute capability 8.9 or later). */

@@ -13,12 +13,15 @@
  *            tensor-core GEMV quantizes x inside each block: one launch a linear, no pass
  *            over x before it (the decode path); otherwise x is quantized first;
  *   large n: x quantized (one block a row, 16-byte loads, the row read once from memory),
- *            then cuBLASLt's FP8 GEMM (TN, e4m3 inputs, float32 compute, the algorithm timed
- *            per shape: quant_lt.cu) with sw and sx as outer-vector scales in its epilogue
- *            and y written in dt; where cuBLASLt has no such algorithm, the GEMM writes
- *            float32 into the scratch and a small kernel scales, adds the bias and rounds.
- *            Shapes cuBLASLt's FP8 GEMM does not take (out not a multiple of 16) and devices
- *            without FP8 tensor cores run the GEMV. */
+ *            then cuBLASLt's FP8 GEMM (TN, e4m3 inputs, float32 compute with fast
+ *            accumulation, the algorithm timed per shape: quant_lt.cu) with sw and sx as
+ *            outer-vector scales in its epilogue and y written in dt; where cuBLASLt has no
+ *            such algorithm (sm_90 with CUDA 13.0) and x is bf16, the GEMM writes y in bf16
+ *            unscaled and a small kernel scales it in place and adds the bias; otherwise the
+ *            GEMM writes float32 into the scratch and a small kernel scales, adds the bias
+ *            and rounds. Shapes cuBLASLt's FP8 GEMM does not take (out not a multiple of 16)
+ *            and devices without FP8 tensor cores run the GEMV; at decode sizes the GEMV
+ *            gives way to cuBLASLt on layers of many 16-row tiles (fp8_linear). */
 #include "kernels/cuda/quant.cuh"
 #include <cuda_fp8.h>
 #include <limits.h>
@@ -35,7 +38,7 @@ struct pgd_cuda_fp8 {
 };
 
 #define FP8_GEMV_MAX_N_DEFAULT 8
-#define FP8_FAST_ACCUM_DEFAULT 0
+#define FP8_FAST_ACCUM_DEFAULT 1
 #define FP8_MAX 448.0f
 
 /* ---- per-token quantization ---------------------------------------------------------------- */
@@ -123,16 +126,7 @@ fp8_quant_vec_kernel(const T *__restrict__ x, int in, uint8_t *__restrict__ q,
     for (int j = threadIdx.x; j < vpr; j += 256) {
         float f[8];
         unpack16<T>(__ldg(xr + j), f);
-        uint32_t w[2];
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const uint32_t lo = __nv_cvt_float2_to_fp8x2(
-                make_float2(f[4 * h] / s, f[4 * h + 1] / s), __NV_SATFINITE, __NV_E4M3);
-            const uint32_t hi = __nv_cvt_float2_to_fp8x2(
-                make_float2(f[4 * h + 2] / s, f[4 * h + 3] / s), __NV_SATFINITE, __NV_E4M3);
-            w[h] = lo | hi << 16;
-        }
-        qr[j] = make_uint2(w[0], w[1]);
+        qr[j] = fp8_e4m3x8(f, s);
     }
 }
 
@@ -205,6 +199,32 @@ __global__ void fp8_epilogue_kernel(const float *__restrict__ d, const float *__
          i += (size_t)gridDim.x * blockDim.x) {
         const int r = (int)(i / out), o = (int)(i % out);
         y[i] = from_f<T>(d[i] * sx[r] * sw[o] + (b ? to_f<T>(b[o]) : 0.0f));
+    }
+}
+
+/* y[r, o] = y[r, o] * sx[r] * sw[o] + b[o] in place, for r < rows (the 16-bit GEMM output,
+ * unscaled, rounded a second time): 8 elements a thread, out a multiple of 8. */
+template <typename T>
+__global__ void fp8_scale_kernel(T *__restrict__ y, const float *__restrict__ sx,
+                                 const float *__restrict__ sw, const T *__restrict__ b, int rows,
+                                 int out)
+{
+    pdl_trigger();
+    pdl_wait();
+    const int vpr = out / 8;
+    const size_t total = (size_t)rows * vpr;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const int r = (int)(i / vpr), o0 = (int)(i % vpr) * 8;
+        uint4 *p = reinterpret_cast<uint4 *>(y) + i;
+        uint4 v = *p;
+        T *e = reinterpret_cast<T *>(&v);
+        const float s = sx[r];
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            e[k] = from_f<T>(to_f<T>(e[k]) * s * __ldg(sw + o0 + k) +
+                             (b ? to_f<T>(b[o0 + k]) : 0.0f));
+        *p = v;
     }
 }
 
@@ -323,14 +343,28 @@ static int fp8_lt_rows(struct pgd_cuda_ctx *c, int kind, int fast, enum pgd_dtyp
     g.m = w->out; g.n = rows; g.k = w->in;
     g.lda = w->in; g.ldb = w->in; g.ldd = w->out;
     g.a = w->w; g.b = xq;
-    g.d = kind == PGD_QLT_FP8_VEC ? (void *)y : (void *)dbuf;
+    g.d = kind == PGD_QLT_FP8_F32 ? (void *)dbuf : (void *)y;
     g.a_scale = w->sw;
     g.b_scale = sx;
+    if (kind == PGD_QLT_FP8_16 && (dt != PGD_DTYPE_BF16 || w->out % 8 != 0 || (uintptr_t)y % 16))
+        return pgd_cuda_failf(err, errlen, "fp8 GEMM with an unscaled 16-bit output: only for "
+                              "bf16 activations (fp16 could overflow), out a multiple of 8 and y "
+                              "16-byte aligned ([%d, %d] in %s)", w->out, w->in,
+                              pgd_dtype_name(dt)) + 1;
     int rc = pgd_cuda__qlt_matmul(c, &g, err, errlen);
     if (rc)
         return rc;
     if (kind == PGD_QLT_FP8_VEC)
         return b ? pgd_cuda__qadd_bias(c, dt, y, b, rows, w->out, err, errlen) : 0;
+    if (kind == PGD_QLT_FP8_16) {
+        dim3 grid(pgd_cuda_blocks((int64_t)rows * w->out / 8, 256)), block(256);
+        cudaError_t e = pgd_cuda_launch(c, fp8_scale_kernel<T>, grid, block, y, sx,
+                                        (const float *)w->sw, (const T *)b, rows, w->out);
+        if (e != cudaSuccess)
+            return pgd_cuda_failf(err, errlen, "fp8 scale [%d, %d]: %s", rows, w->out,
+                                  cudaGetErrorString(e));
+        return 0;
+    }
     dim3 grid(pgd_cuda_blocks((int64_t)rows * w->out, 256)), block(256);
     cudaError_t e = pgd_cuda_launch(c, fp8_epilogue_kernel<T>, grid, block, (const float *)dbuf, sx,
                                     (const float *)w->sw, (const T *)b, rows, w->out, y);
@@ -341,9 +375,10 @@ static int fp8_lt_rows(struct pgd_cuda_ctx *c, int kind, int fast, enum pgd_dtyp
 }
 
 /* Rows at a time through cuBLASLt: scratch = xq [rows, in] e4m3, sx [rows], and for the
- * float32 kind d [rows, out]. kind < 0: outer-vector scales where cuBLASLt has them (the
- * rows from the first piece it has none for go the float32 way). Returns 0 / 1 / 2 (no
- * algorithm for the kind asked). */
+ * float32 kind d [rows, out]. kind -1: outer-vector scales where cuBLASLt has them (not on
+ * Hopper with CUDA 13.0), else (-2) the unscaled bf16 output scaled after (bf16
+ * activations), else float32: from the first piece a kind has no algorithm for, the rest of
+ * the rows go the next way. Returns 0 / 1 / 2 (no algorithm for the kind asked). */
 template <typename T>
 static int fp8_gemm(struct pgd_cuda_ctx *c, int kind, int fast, enum pgd_dtype dt, const void *x,
                     int n, const struct pgd_cuda_fp8 *w, const void *b, void *y, char *err,
@@ -367,11 +402,11 @@ static int fp8_gemm(struct pgd_cuda_ctx *c, int kind, int fast, enum pgd_dtype d
                             errlen))
             return 1;
         T *yr = (T *)y + (size_t)r0 * w->out;
-        int rc = fp8_lt_rows<T>(c, kind < 0 ? PGD_QLT_FP8_VEC : kind, fast, dt, xq, sx, rows, w, b,
-                                dbuf, yr, err, errlen);
+        const int k = kind == -1 ? PGD_QLT_FP8_VEC : kind == -2 ? PGD_QLT_FP8_16 : kind;
+        int rc = fp8_lt_rows<T>(c, k, fast, dt, xq, sx, rows, w, b, dbuf, yr, err, errlen);
         if (rc == 2 && kind < 0)
-            return fp8_gemm<T>(c, PGD_QLT_FP8_F32, fast, dt, (const T *)x + (size_t)r0 * w->in,
-                               n - r0, w, b, yr, err, errlen);
+            return fp8_gemm<T>(c, kind == -1 ? -2 : PGD_QLT_FP8_F32, fast, dt,
+                               (const T *)x + (size_t)r0 * w->in, n - r0, w, b, yr, err, errlen);
         if (rc)
             return rc;
     }
@@ -388,8 +423,9 @@ static int fp8_gemv_max_n(void)
     return v;
 }
 
-/* cuBLASLt's fast FP8 accumulation on the automatic and gemm paths: PGD_CUDA_FP8_FAST_ACCUM
- * (default FP8_FAST_ACCUM_DEFAULT), read once. */
+/* cuBLASLt's fast FP8 accumulation on the automatic and gemm paths, as vLLM's FP8 GEMMs
+ * (CUTLASS's FP8 fast-accumulation schedules): PGD_CUDA_FP8_FAST_ACCUM=0 turns it off, read
+ * once. */
 static int fp8_fast_accum(void)
 {
     static int v = -1;
@@ -412,7 +448,9 @@ static int fp8_linear(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const
     case PGD_CUDA_QPATH_GEMM_VEC:
         return fp8_gemm<T>(c, PGD_QLT_FP8_VEC, 0, dt, x, n, w, b, y, err, errlen);
     case PGD_CUDA_QPATH_GEMM_FAST:
-        return fp8_gemm<T>(c, PGD_QLT_FP8_VEC, 1, dt, x, n, w, b, y, err, errlen);
+        return fp8_gemm<T>(c, PGD_QLT_FP8_16, 1, dt, x, n, w, b, y, err, errlen);
+    case PGD_CUDA_QPATH_GEMM_D16:
+        return fp8_gemm<T>(c, PGD_QLT_FP8_16, 0, dt, x, n, w, b, y, err, errlen);
     case PGD_CUDA_QPATH_GEMM_F32:
         return fp8_gemm<T>(c, PGD_QLT_FP8_F32, 0, dt, x, n, w, b, y, err, errlen);
     case PGD_CUDA_QPATH_GEMM:
@@ -421,8 +459,13 @@ static int fp8_linear(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const
         break;
     }
     /* auto: cuBLASLt past the GEMV sizes where its FP8 GEMM takes the shape; the GEMV where
-     * it has no algorithm at all (a device without FP8 tensor cores) */
-    if (n <= fp8_gemv_max_n() || w->out % 16 != 0)
+     * it has no algorithm at all (a device without FP8 tensor cores). The GEMV's blocks each
+     * quantize x again, so it loses to cuBLASLt on layers of many 16-row tiles (measured on
+     * the H200: [28672 x 4096] n = 1 49.6 us against 36.3; [6144 x 4096] n = 4 23.2 against
+     * 16.4): past 512 tiles at n = 1 and 256 above, cuBLASLt. */
+    const int tiles = (w->out + 15) / 16;
+    const bool gemv_wins = tiles <= (n == 1 ? 512 : 256) || !fp8_mma_on(c, w);
+    if ((n <= fp8_gemv_max_n() && gemv_wins) || w->out % 16 != 0)
         return fp8_gemv<T>(c, dt, x, n, w, b, y, true, err, errlen);
     int rc = fp8_gemm<T>(c, -1, fast, dt, x, n, w, b, y, err, errlen);
     return rc == 2 ? fp8_gemv<T>(c, dt, x, n, w, b, y, true, err, errlen) : rc;
@@ -435,7 +478,7 @@ extern "C" int pgd_cuda_fp8_linear_path(struct pgd_cuda_ctx *c, int path, enum p
     if (dt != PGD_DTYPE_BF16 && dt != PGD_DTYPE_F16)
         return pgd_cuda_failf(err, errlen, "fp8 linear: activations in %s (BF16 or F16)",
                               pgd_dtype_name(dt));
-    if (n < 0 || path < PGD_CUDA_QPATH_AUTO || path > PGD_CUDA_QPATH_GEMV_E4M3)
+    if (n < 0 || path < PGD_CUDA_QPATH_AUTO || path > PGD_CUDA_QPATH_GEMM_D16)
         return pgd_cuda_failf(err, errlen, "fp8 linear: %d rows, path %d", n, path);
     if (n == 0)
         return 0;

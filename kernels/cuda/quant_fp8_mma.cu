@@ -131,26 +131,15 @@ __device__ __forceinline__ void fp8_block_quantize(const T *__restrict__ x, int 
             for (int j = tid; j < vpr; j += F8_WARPS * 32) {
                 float f[8];
                 unpack16<T>(__ldg(reinterpret_cast<const uint4 *>(x + (size_t)tok * in) + j), f);
-                uint32_t q[2];
-#pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    const uint32_t lo = __nv_cvt_float2_to_fp8x2(
-                        make_float2(f[4 * h] / am[tok], f[4 * h + 1] / am[tok]), __NV_SATFINITE,
-                        __NV_E4M3);
-                    const uint32_t hi = __nv_cvt_float2_to_fp8x2(
-                        make_float2(f[4 * h + 2] / am[tok], f[4 * h + 3] / am[tok]),
-                        __NV_SATFINITE, __NV_E4M3);
-                    q[h] = lo | hi << 16;
-                }
+                const uint2 q = fp8_e4m3x8(f, am[tok]);
                 if (XH) {                /* the codes' values as fp16, 16 bytes */
                     uint32_t p[4];
-                    e4m3x4_f16(q[0], p);
-                    e4m3x4_f16(q[1], p + 2);
+                    e4m3x4_f16(q.x, p);
+                    e4m3x4_f16(q.y, p + 2);
                     *reinterpret_cast<uint4 *>(codes + (size_t)tok * ld + (size_t)j * 16) =
                         make_uint4(p[0], p[1], p[2], p[3]);
                 } else {
-                    *reinterpret_cast<uint2 *>(codes + (size_t)tok * ld + (size_t)j * 8) =
-                        make_uint2(q[0], q[1]);
+                    *reinterpret_cast<uint2 *>(codes + (size_t)tok * ld + (size_t)j * 8) = q;
                 }
             }
     __syncthreads();

@@ -120,8 +120,10 @@ static int ptr_align(const void *p)
 
 static const char *kind_name(int kind)
 {
-    return kind == PGD_QLT_16 ? "16-bit" : kind == PGD_QLT_FP8_VEC ? "fp8 (outer-vector scales)"
-                                                                   : "fp8 (float32 out)";
+    return kind == PGD_QLT_16        ? "16-bit"
+           : kind == PGD_QLT_FP8_VEC ? "fp8 (outer-vector scales)"
+           : kind == PGD_QLT_FP8_16  ? "fp8 (16-bit out, unscaled)"
+                                     : "fp8 (float32 out)";
 }
 
 #define QPLAN_CANDIDATES 8           /* FP8: heuristic results timed against each other */
@@ -379,7 +381,7 @@ int pgd_cuda__qlt_matmul(struct pgd_cuda_ctx *c, const struct pgd_cuda_qlt *g, c
     cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &alpha, g->a, p->a, g->b, p->b, &beta, g->d,
                                        p->d, g->d, p->d, &p->algo, c->workspace,
                                        c->workspace_bytes, c->stream);
-    if (st == CUBLAS_STATUS_NOT_SUPPORTED && g->kind == PGD_QLT_FP8_VEC) {
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED && g->kind != PGD_QLT_16) {
         /* The heuristic offered an algorithm that the call then refused: remember it as none. */
         p->state = 2;
         pgd_cuda_failf(err, errlen, "cuBLASLt refused its %s algorithm for D [%d, %d] = A^T "

@@ -52,8 +52,8 @@ static const struct quant_format FORMATS[] = {
 };
 #define NFORMAT ((int)(sizeof FORMATS / sizeof FORMATS[0]))
 
-static const char *PATH_NAME[9] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-lt",
-                                     "gemm-mma", "gemm-fast", "gemv-e4m3" };
+static const char *PATH_NAME[10] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-lt",
+                                     "gemm-mma", "gemm-fast", "gemv-e4m3", "gemm-d16" };
 
 /* The bf16 layer at the same size: microseconds. */
 static int bf16_us(struct pgd_cuda_ctx *c, int n, int in, int out, double *us, char *err,
@@ -76,13 +76,14 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
 {
     char err[512];
     const int fp8 = f->format == PGD_CUDA_QBENCH_FP8;
-    static const int FP8_PATHS[6] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV,
+    static const int FP8_PATHS[7] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV,
                                       PGD_CUDA_QPATH_GEMM_VEC, PGD_CUDA_QPATH_GEMM_F32,
+                                      PGD_CUDA_QPATH_GEMM_D16,
                                       PGD_CUDA_QPATH_GEMM_FAST, PGD_CUDA_QPATH_GEMV_E4M3 };
     static const int WQ_PATHS[5] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV, PGD_CUDA_QPATH_GEMM,
                                      PGD_CUDA_QPATH_GEMM_MMA, PGD_CUDA_QPATH_GEMM_LT };
     const int *paths = fp8 ? FP8_PATHS : WQ_PATHS;
-    const int npath = fp8 ? 6 : 5;
+    const int npath = fp8 ? 7 : 5;
     printf("== %s\n%-8s %6s %6s %4s", f->name, "shape", "out", "in", "n");
     for (int p = 0; p < npath; p++)
         printf(" %19s", PATH_NAME[paths[p]]);
@@ -169,10 +170,11 @@ int pgd_cmd_bench_quant(int argc, char **argv)
                             "  paths: auto, gemv, gemm (W4/W8: the fused tensor-core GEMM, wgmma "
                             "where it applies), gemm-mma (the same on mma.sync),\n"
                             "  gemm-lt (W4/W8: dequantize + cuBLASLt); fp8: gemm-vec, gemm-f32, "
-                            "gemm-fast (fast accumulation), gemv-e4m3 (x as e4m3 codes);\n"
+                            "gemm-d16 (bf16 unscaled output, scaled in place), gemm-fast (d16 with fast accumulation),\n"
+                            "  gemv-e4m3 (x as e4m3 codes);\n"
                             "  environment "
                             "PGD_CUDA_WQ_GEMV_MAX_N, PGD_CUDA_FP8_GEMV_MAX_N,\n"
-                            "  PGD_CUDA_FP8_FAST_ACCUM=1 change the automatic choice and "
+                            "  PGD_CUDA_FP8_FAST_ACCUM=0 change the automatic choice and "
                             "cuBLASLt's FP8 accumulation\n");
             return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
         }
