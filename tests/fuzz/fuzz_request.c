@@ -32,6 +32,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fuzz_chat_init();
     server.cfg.max_n = 64;
     server.cfg.max_body_bytes = 4 << 20;
+    server.cfg.response_role = "assistant";      /* the plugin's default (plugin.c) */
     server.model_name = "tiny-chat";
     server.model = (struct pgd_frontend_model){
         .struct_size = sizeof server.model, .tokenizer = tok, .name = "tiny-chat",

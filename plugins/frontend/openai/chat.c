@@ -99,6 +99,42 @@ static bool cut_after_final(json_t *msgs, char *prompt, size_t *len, struct oai_
 
 /* The rendering options of a chat body: add_generation_prompt, continue_final_message,
  * chat_template_kwargs, chat_template, echo. Then renders msgs and tokenizes the prompt. */
+
+/* The text a chat request's echo repeats from its last message's content c: a string, or
+ * the "text" of a list's text parts one after another; "" for null or anything else.
+ * malloc'd, NUL-terminated (the content may hold NULs: *len is its length); NULL when out
+ * of memory. */
+static char *echo_content(json_t *c, size_t *len)
+{
+    size_t n = 0;
+    if (json_is_string(c)) {
+        n = json_string_length(c);
+    } else if (json_is_array(c)) {
+        size_t i;
+        json_t *part;
+        json_array_foreach(c, i, part) n += json_string_length(json_object_get(part, "text"));
+    }
+    char *out = malloc(n + 1);
+    if (!out)
+        return NULL;
+    if (json_is_string(c)) {
+        memcpy(out, json_string_value(c), n);
+    } else if (json_is_array(c)) {
+        size_t i, at = 0;
+        json_t *part;
+        json_array_foreach(c, i, part) {
+            json_t *t = json_object_get(part, "text");
+            if (json_is_string(t)) {
+                memcpy(out + at, json_string_value(t), json_string_length(t));
+                at += json_string_length(t);
+            }
+        }
+    }
+    out[n] = '\0';
+    *len = n;
+    return out;
+}
+
 static bool render_messages(struct oai_server *s, json_t *b, struct oai_gen *g, json_t *msgs,
                             bool add_special, struct oai_error *e)
 {
@@ -135,15 +171,14 @@ static bool render_messages(struct oai_server *s, json_t *b, struct oai_gen *g, 
         return false;
     }
     json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
-    json_t *role = json_object_get(last, "role");
-    if (echo && !strcmp(json_string_value(role), s->cfg.response_role)) {
-        json_t *c = json_object_get(last, "content");
-        g->echo_len = json_string_length(c);
-        if (!(g->echo_text = malloc(g->echo_len + 1))) {
+    const char *role = json_string_value(json_object_get(last, "role"));
+    if (echo && role && !strcmp(role, s->cfg.response_role)) {
+        /* the echoed text: a string content, or a list's text parts joined (vLLM's);
+         * null or anything else echoes nothing */
+        if (!(g->echo_text = echo_content(json_object_get(last, "content"), &g->echo_len))) {
             oai_err_set(e, 500, "internal_error", NULL, NULL, "out of memory");
             return false;
         }
-        memcpy(g->echo_text, json_string_value(c), g->echo_len + 1);
     }
     json_t *tools = oai_field(b, "tools");
     char *mj = json_dumps(msgs, JSON_COMPACT);
