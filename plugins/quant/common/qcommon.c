@@ -256,6 +256,74 @@ enum pgd_status qc_finish_linear(struct pgd_model_ctx *ctx, const struct pgd_qua
     return pgd_model_load_bias(ctx, prefixes, n_parts, out_features, &out->bias, err, errlen);
 }
 
+/* How the parts of one layer are read: the plugin's reader of one part (part_wq for the
+ * integer formats, part_fp8 for FP8: exactly one is set) with its state, and the layout of
+ * random parts (--load-format dummy). */
+struct part_reader {
+    const void *state;
+    qc_wq_part_fn part_wq;
+    qc_fp8_part_fn part_fp8;
+    const struct qc_wq_scheme *scheme;     /* part_wq: the random layout */
+    bool random_per_channel;               /* part_fp8: random scales per channel */
+    size_t host_size;                      /* sizeof struct pgd_wq_host / pgd_fp8_host */
+};
+
+/* Part `prefix` (this rank's slice sl) into *host: random weights or the plugin's reader;
+ * the host's arrays are one malloc'd block in *block. */
+static enum pgd_status read_part(const struct part_reader *r, struct pgd_model_ctx *ctx,
+                                 const char *prefix, const struct qc_slice *sl, void *host,
+                                 void **block, char *err, size_t errlen)
+{
+    bool random = pgd_model_random_weights(ctx);
+    const struct qc_wq_scheme *s = r->scheme;
+    if (r->part_wq)
+        return random ? pgd_model_random_wq(ctx, prefix, s->bits, s->group_size, s->act_order,
+                                            sl->in, sl->out, host, block, err, errlen)
+                      : r->part_wq(r->state, ctx, prefix, sl, host, block, err, errlen);
+    return random ? pgd_model_random_fp8(ctx, prefix, r->random_per_channel, sl->in, sl->out,
+                                         host, block, err, errlen)
+                  : r->part_fp8(r->state, ctx, prefix, sl, host, block, err, errlen);
+}
+
+/* The load_linear of every format: each part's slice read (read_part), the parts joined
+ * into one weight the model keeps (pgd_model_qweight_wq / _fp8), the read blocks freed,
+ * *out filled (qc_finish_linear). */
+static enum pgd_status load_linear(const struct part_reader *r, struct pgd_model_ctx *ctx,
+                                   const struct pgd_quant_ops *ops, const char *const *prefixes,
+                                   int n_parts, int64_t in_features, const int64_t *out_features,
+                                   bool bias, struct pgd_linear *out, char *err, size_t errlen)
+{
+    enum { MAX_PARTS = 8 };
+    void *blocks[MAX_PARTS] = { 0 };
+    if (n_parts < 1 || n_parts > MAX_PARTS)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: %d fused parts (1..%d)",
+                        prefixes[0], n_parts, MAX_PARTS);
+    /* [n_parts] host structs of r->host_size bytes (malloc'd: no declared type to alias). */
+    char *hosts = calloc((size_t)n_parts, r->host_size);
+    if (!hosts)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", prefixes[0]);
+    enum pgd_status st = PGD_OK;
+    for (int i = 0; i < n_parts && !st; i++) {
+        struct qc_slice sl;
+        qc_part_slice(ctx, i, in_features, out_features[i], &sl);
+        st = read_part(r, ctx, prefixes[i], &sl, hosts + (size_t)i * r->host_size, &blocks[i],
+                       err, errlen);
+    }
+    struct pgd_qweight *w = NULL;
+    if (!st)
+        st = r->part_wq ? pgd_model_qweight_wq(ctx, prefixes[0], (void *)hosts, n_parts, &w, err,
+                                               errlen)
+                        : pgd_model_qweight_fp8(ctx, prefixes[0], (void *)hosts, n_parts, &w,
+                                                err, errlen);
+    for (int i = 0; i < n_parts; i++)
+        free(blocks[i]);
+    free(hosts);
+    if (st)
+        return st;
+    return qc_finish_linear(ctx, ops, w, prefixes, n_parts, in_features, out_features, bias, out,
+                            err, errlen);
+}
+
 enum pgd_status qc_load_wq_linear(const void *state, struct pgd_model_ctx *ctx,
                                   const struct pgd_quant_ops *ops, qc_wq_part_fn part_fn,
                                   const struct qc_wq_scheme *scheme,
@@ -263,31 +331,10 @@ enum pgd_status qc_load_wq_linear(const void *state, struct pgd_model_ctx *ctx,
                                   const int64_t *out_features, bool bias, struct pgd_linear *out,
                                   char *err, size_t errlen)
 {
-    enum { MAX_PARTS = 8 };
-    struct pgd_wq_host hosts[MAX_PARTS];
-    void *blocks[MAX_PARTS] = { 0 };
-    if (n_parts < 1 || n_parts > MAX_PARTS)
-        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: %d fused parts (1..%d)",
-                        prefixes[0], n_parts, MAX_PARTS);
-    enum pgd_status st = PGD_OK;
-    bool random = pgd_model_random_weights(ctx);
-    for (int i = 0; i < n_parts && !st; i++) {
-        struct qc_slice sl;
-        qc_part_slice(ctx, i, in_features, out_features[i], &sl);
-        st = random ? pgd_model_random_wq(ctx, prefixes[i], scheme->bits, scheme->group_size,
-                                          scheme->act_order, sl.in, sl.out, &hosts[i],
-                                          &blocks[i], err, errlen)
-                    : part_fn(state, ctx, prefixes[i], &sl, &hosts[i], &blocks[i], err, errlen);
-    }
-    struct pgd_qweight *w = NULL;
-    if (!st)
-        st = pgd_model_qweight_wq(ctx, prefixes[0], hosts, n_parts, &w, err, errlen);
-    for (int i = 0; i < n_parts; i++)
-        free(blocks[i]);
-    if (st)
-        return st;
-    return qc_finish_linear(ctx, ops, w, prefixes, n_parts, in_features, out_features, bias, out,
-                            err, errlen);
+    struct part_reader r = { .state = state, .part_wq = part_fn, .scheme = scheme,
+                             .host_size = sizeof(struct pgd_wq_host) };
+    return load_linear(&r, ctx, ops, prefixes, n_parts, in_features, out_features, bias, out,
+                       err, errlen);
 }
 
 enum pgd_status qc_load_fp8_linear(const void *state, struct pgd_model_ctx *ctx,
@@ -296,30 +343,11 @@ enum pgd_status qc_load_fp8_linear(const void *state, struct pgd_model_ctx *ctx,
                                    int n_parts, int64_t in_features, const int64_t *out_features,
                                    bool bias, struct pgd_linear *out, char *err, size_t errlen)
 {
-    enum { MAX_PARTS = 8 };
-    struct pgd_fp8_host hosts[MAX_PARTS];
-    void *blocks[MAX_PARTS] = { 0 };
-    if (n_parts < 1 || n_parts > MAX_PARTS)
-        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: %d fused parts (1..%d)",
-                        prefixes[0], n_parts, MAX_PARTS);
-    enum pgd_status st = PGD_OK;
-    bool random = pgd_model_random_weights(ctx);
-    for (int i = 0; i < n_parts && !st; i++) {
-        struct qc_slice sl;
-        qc_part_slice(ctx, i, in_features, out_features[i], &sl);
-        st = random ? pgd_model_random_fp8(ctx, prefixes[i], random_per_channel, sl.in, sl.out,
-                                           &hosts[i], &blocks[i], err, errlen)
-                    : part_fn(state, ctx, prefixes[i], &sl, &hosts[i], &blocks[i], err, errlen);
-    }
-    struct pgd_qweight *w = NULL;
-    if (!st)
-        st = pgd_model_qweight_fp8(ctx, prefixes[0], hosts, n_parts, &w, err, errlen);
-    for (int i = 0; i < n_parts; i++)
-        free(blocks[i]);
-    if (st)
-        return st;
-    return qc_finish_linear(ctx, ops, w, prefixes, n_parts, in_features, out_features, bias, out,
-                            err, errlen);
+    struct part_reader r = { .state = state, .part_fp8 = part_fn,
+                             .random_per_channel = random_per_channel,
+                             .host_size = sizeof(struct pgd_fp8_host) };
+    return load_linear(&r, ctx, ops, prefixes, n_parts, in_features, out_features, bias, out,
+                       err, errlen);
 }
 
 void qc_linear(struct pgd_fwd *f, const struct pgd_linear *w, const struct pgd_tensor *x,

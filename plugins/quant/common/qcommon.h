@@ -101,7 +101,8 @@ struct qc_wq_scheme {
  * canonical layout (its arrays one malloc'd block in *block), or, with random weights,
  * pgd_model_random_wq makes each part (of the slice's size) in the layout `scheme` says;
  * then the model keeps the stacked parts (pgd_model_qweight_wq) and qc_finish_linear fills
- * *out. */
+ * *out. qc_load_fp8_linear below is the same loader (one loop in qcommon.c) with FP8's
+ * reader. */
 typedef enum pgd_status (*qc_wq_part_fn)(const void *state, struct pgd_model_ctx *ctx,
                                          const char *prefix, const struct qc_slice *slice,
                                          struct pgd_wq_host *host, void **block, char *err,
