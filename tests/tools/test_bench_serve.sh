@@ -119,6 +119,27 @@ else
   ko extra_body "rc $rc: $(cat "$tmp/extra.err")"
 fi
 
+# A failed untimed run stops the benchmark before the timed one, naming the run and the
+# server's error: the warm-up, and the unconstrained baseline of structured output.
+bench warmfail --num-prompts 2 --random-input-len 8 --random-output-len 2 --num-warmups 1 \
+  --extra-body '{"temperature": "hot"}'
+rc=$?
+if [ "$rc" = 1 ] && grep -q 'the warm-up failed: HTTP 400' "$tmp/warmfail.err" \
+   && ! grep -q 'Warmup run completed' "$tmp/warmfail.out" && [ ! -e "$tmp/warmfail.json" ]; then
+  ok warmup_failure
+else
+  ko warmup_failure "rc $rc: $(cat "$tmp/warmfail.err")"
+fi
+bench basefail --num-prompts 2 --random-input-len 8 --random-output-len 2 \
+  --structured-output-ratio 1 --structured-output-baseline --extra-body '{"temperature": "hot"}'
+rc=$?
+if [ "$rc" = 1 ] && grep -q 'the baseline run failed: HTTP 400' "$tmp/basefail.err" \
+   && [ ! -e "$tmp/basefail.json" ]; then
+  ok baseline_failure
+else
+  ko baseline_failure "rc $rc: $(cat "$tmp/basefail.err")"
+fi
+
 # --append-result: a second run appended to the first's file, one JSON document a line.
 bench app1 --num-prompts 3 --random-input-len 8 --random-output-len 2 --result-filename app.json &&
   bench app2 --num-prompts 2 --random-input-len 8 --random-output-len 2 --append-result \

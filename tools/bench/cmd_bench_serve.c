@@ -559,18 +559,47 @@ static void print_failures(const struct bs_result *res, int n)
     }
 }
 
+/* An untimed run before the timed one (`what` names it in messages: "warm-up", "baseline
+ * run"): the requests of p (its bodies borrowed); 0 when every one succeeded, else -1 after
+ * saying why. *tps, when tps is not NULL, gets the run's output tok/s. */
+static int run_bodies(const struct bs_run_params *p, const char *what, double *tps)
+{
+    int n = p->n, rc = -1;
+    struct bs_result *res = calloc((size_t)n, sizeof *res);
+    char err[512];
+    double duration = 0;
+    if (!res) {
+        fprintf(stderr, "pagoda bench serve: out of memory\n");
+        return -1;
+    }
+    if (bs_run(p, res, &duration, err, sizeof err)) {
+        fprintf(stderr, "pagoda bench serve: %s\n", err);
+        goto out;
+    }
+    rc = 0;
+    for (int i = 0; i < n && !rc; i++)
+        if (!res[i].success) {
+            fprintf(stderr, "pagoda bench serve: the %s failed: %s\n", what, res[i].error);
+            rc = -1;
+        }
+    if (tps)
+        *tps = bs_output_tps(res, n, duration);
+out:
+    for (int i = 0; i < n; i++)
+        bs_result_fini(&res[i]);
+    free(res);
+    return rc;
+}
+
 /* --num-warmups: the first prompt n times, untimed, under the same concurrency limit (as
  * vLLM does); a failed warm-up stops the benchmark. */
 static int warm_up(const struct bs_run_params *timed, int n)
 {
     struct bs_run_params p = *timed;
-    char **bodies = malloc((size_t)n * sizeof *bodies), err[512];
-    struct bs_result *res = calloc((size_t)n, sizeof *res);
-    double duration;
-    int rc = -1;
-    if (!bodies || !res) {
+    char **bodies = malloc((size_t)n * sizeof *bodies);
+    if (!bodies) {
         fprintf(stderr, "pagoda bench serve: out of memory\n");
-        goto out;
+        return -1;
     }
     for (int i = 0; i < n; i++)
         bodies[i] = timed->bodies[0];
@@ -580,22 +609,9 @@ static int warm_up(const struct bs_run_params *timed, int n)
     p.progress = false;
     printf("Warming up with %d requests...\n", n);
     fflush(stdout);
-    if (bs_run(&p, res, &duration, err, sizeof err)) {
-        fprintf(stderr, "pagoda bench serve: %s\n", err);
-        goto out;
-    }
-    rc = 0;
-    for (int i = 0; i < n && !rc; i++)
-        if (!res[i].success) {
-            fprintf(stderr, "pagoda bench serve: the warm-up failed: %s\n", res[i].error);
-            rc = -1;
-        }
+    int rc = run_bodies(&p, "warm-up", NULL);
     if (!rc)
         printf("Warmup run completed.\n");
-out:
-    for (int i = 0; res && i < n; i++)
-        bs_result_fini(&res[i]);
-    free(res);
     free(bodies);
     return rc;
 }
@@ -617,41 +633,22 @@ static int baseline_run(const struct serve_opts *o, const struct bs_run_params *
 {
     int n = timed->n, rc = -1;
     struct bs_run_params p = *timed;
-    char **bodies = calloc((size_t)n, sizeof *bodies), err[512];
-    struct bs_result *res = calloc((size_t)n, sizeof *res);
-    double duration = 0;
-    for (int i = 0; bodies && i < n; i++)
-        if (!(bodies[i] = request_body(o, chat, model, &prompts[i], o->extra_body, false))) {
-            free(res);
-            res = NULL;
-        }
-    if (!bodies || !res) {
+    char **bodies = calloc((size_t)n, sizeof *bodies);
+    bool oom = !bodies;
+    for (int i = 0; !oom && i < n; i++)
+        oom = !(bodies[i] = request_body(o, chat, model, &prompts[i], o->extra_body, false));
+    if (oom) {
         fprintf(stderr, "pagoda bench serve: out of memory\n");
-        goto out;
+    } else {
+        p.bodies = bodies;
+        p.keep_text = false;
+        printf("Baseline: the same %d requests without constraints...\n", n);
+        fflush(stdout);
+        if (!(rc = run_bodies(&p, "baseline run", tps)))
+            printf("Baseline output token throughput (tok/s): %.2f\n", *tps);
     }
-    p.bodies = bodies;
-    p.keep_text = false;
-    printf("Baseline: the same %d requests without constraints...\n", n);
-    fflush(stdout);
-    if (bs_run(&p, res, &duration, err, sizeof err)) {
-        fprintf(stderr, "pagoda bench serve: %s\n", err);
-        goto out;
-    }
-    rc = 0;
-    for (int i = 0; i < n && !rc; i++)
-        if (!res[i].success) {
-            fprintf(stderr, "pagoda bench serve: the baseline run failed: %s\n", res[i].error);
-            rc = -1;
-        }
-    *tps = bs_output_tps(res, n, duration);
-    if (!rc)
-        printf("Baseline output token throughput (tok/s): %.2f\n", *tps);
-out:
-    for (int i = 0; res && i < n; i++)
-        bs_result_fini(&res[i]);
     for (int i = 0; bodies && i < n; i++)
         free(bodies[i]);
-    free(res);
     free(bodies);
     return rc;
 }
