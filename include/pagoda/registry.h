@@ -14,7 +14,10 @@
  * unless the environment variable PAGODA_NO_DLCLOSE is set (and not "0") when the
  * registry is created: then plugins stay mapped until the process ends, so that
  * LeakSanitizer can scan their globals and name their functions in leak reports
- * (the test suite sets it).
+ * (the test suite sets it). The libpagoda.so a plugin links is never unloaded with it: in
+ * a program that links the runtime itself it stays mapped from the first plugin load to
+ * the end of the process, so that engines created one after the other (a CPU engine,
+ * then a CUDA one) share one copy and its registered CUDA kernels.
  *
  * Threads: create and load from one thread; once loading is done, the read-only calls
  * (count, at, find, find_arch, list_archs) may be made from any thread. */

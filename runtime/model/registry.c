@@ -276,8 +276,35 @@ static enum pgd_status check_descriptor(const char *path, const struct pgd_plugi
     return PGD_OK;
 }
 
+/* Keeps the libpagoda.so a plugin links mapped until the process ends (RTLD_NODELETE on
+ * the copy already loaded). A program that links the runtime itself (the pagoda tool and
+ * the tests link runtime/libpagoda-private.la with -export-dynamic) maps libpagoda.so only as
+ * its plugins' dependency, so the last plugin's dlclose would unload it: its destructors
+ * run (the CUDA runtime unregisters its kernels) and the next engine's plugins map it
+ * afresh, where the CUDA kernels no longer load (cuLibraryLoadData: invalid argument). So
+ * a CPU engine then a CUDA engine in one process failed unless PAGODA_NO_DLCLOSE was set.
+ * Plugins themselves still unload. The library is found as the object that defines
+ * pgd_errf in the plugin's dependencies (dlsym on the handle searches only those); a plugin
+ * that does not link libpagoda.so has nothing to pin. */
+static void pin_host_library(void *plugin, const char *real)
+{
+    void *sym = dlsym(plugin, "pgd_errf");
+    Dl_info lib;
+    /* real: the plugin as dlopen'ed, which names it in dladdr's answer when it defines
+     * pgd_errf itself (a plugin with the runtime linked in: nothing else to pin). */
+    if (!sym || !dladdr(sym, &lib) || !lib.dli_fname || !strcmp(lib.dli_fname, real))
+        return;
+    void *h = dlopen(lib.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+    if (!h) {
+        PGD_DEBUG("%s: cannot keep %s mapped: %s", real, lib.dli_fname, dlerror());
+        return;
+    }
+    dlclose(h); /* drops the reference dlopen took; RTLD_NODELETE stays */
+}
+
 /* dlopens real (the file at path), calls its entry and checks the descriptor. On success the
- * caller owns *handle; on failure nothing stays open (unless keep_mapped). */
+ * caller owns *handle; on failure nothing stays open (unless keep_mapped) but the
+ * libpagoda.so it linked (pin_host_library). */
 static enum pgd_status open_plugin(const struct pgd_registry *reg, const char *path,
                                    const char *real, void **handle,
                                    const struct pgd_plugin **desc, char *err, size_t errlen)
@@ -289,6 +316,7 @@ static enum pgd_status open_plugin(const struct pgd_registry *reg, const char *p
         return pgd_errf(err, errlen, PGD_ERR_PLUGIN, "%s: not a loadable shared object: %s",
                         path, why ? why : "dlopen failed");
     }
+    pin_host_library(h, real);
     dlerror();
     void *sym = dlsym(h, PGD_PLUGIN_ENTRY);
     if (!sym) {

@@ -570,6 +570,7 @@ Test(engine_threads, many_submitters_small_pool)
 /* ---- the real model: the tiny Llama fixture through the runner ------------------------- */
 
 #include "tests/lib/model_fixture.h"
+#include <dlfcn.h>
 #include <jansson.h>
 #include <unistd.h>
 
@@ -735,6 +736,34 @@ Test(engine_llama, sliding_window_releases_blocks_without_changing_results)
     cr_assert_float_eq(st.kv_cache_usage, 0.0, 1e-12);
     pgd_engine_destroy(e);
     json_decref(ref);
+}
+
+/* Two engines one after the other in one process, with plugins dlclosed as outside the test
+ * harness (no PAGODA_NO_DLCLOSE): the first one's teardown unloads the llama plugin, not the
+ * libpagoda.so it links (runtime/model/registry.c, pin_host_library), and the second engine
+ * loads the plugin again and gives the same greedy tokens. */
+Test(engine_llama, a_second_engine_after_the_first_is_destroyed_gives_the_same_tokens)
+{
+    unsetenv("PAGODA_NO_DLCLOSE");
+    const char *lib = PGD_TEST_BUILDDIR "/.libs/libpagoda.so";
+    int32_t prompt[6] = { 5, 17, 2, 44, 3, 9 };
+    int32_t got[2][12];
+    for (int round = 0; round < 2; round++) {
+        struct pgd_engine *e = llama_engine(16, 4, 32, 2);
+        struct pgd_sampling_params sp = greedy_params(12);
+        sp.ignore_eos = true;
+        struct pgd_stream *s = submit_ids(e, prompt, 6, sp);
+        struct collected c;
+        collect(s, &c);
+        pgd_stream_destroy(s);
+        cr_assert_eq(c.n_tokens[0], 12, "round %d", round);
+        memcpy(got[round], c.tokens[0], sizeof got[round]);
+        pgd_engine_destroy(e);
+        void *h = dlopen(lib, RTLD_NOW | RTLD_NOLOAD);
+        cr_assert_not_null(h, "round %d: %s was unloaded with the engine's plugins", round, lib);
+        dlclose(h);
+    }
+    cr_assert_eq(memcmp(got[0], got[1], sizeof got[0]), 0, "the second engine's tokens differ");
 }
 
 /* ---- sampling through the backend (pgd__runner_step_sample) ------------------------------ */

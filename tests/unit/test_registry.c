@@ -382,6 +382,34 @@ Test(registry, no_dlclose_switch_keeps_plugins_mapped)
     cr_assert(is_mapped(fixture("bad_null")));
 }
 
+/* The libpagoda.so the plugins link (good_arch does), in the build tree. This program links
+ * the runtime itself (the convenience library), so that copy comes only with a plugin. */
+#define LIBPAGODA PGD_TEST_BUILDDIR "/.libs/libpagoda.so"
+
+/* Destroying the last registry unloads its plugins but not the libpagoda.so they linked:
+ * unloaded, it would be mapped afresh by the next registry's plugins, which breaks its CUDA
+ * kernels (a CPU engine then a CUDA engine in one process). The plugin, loaded again, works. */
+Test(registry, the_libpagoda_plugins_link_outlives_the_registry)
+{
+    cr_assert_not(is_mapped(LIBPAGODA), "mapped before any plugin: the test means nothing");
+    char err[512] = "";
+    for (int round = 0; round < 2; round++) {
+        struct pgd_registry *reg = new_registry();
+        cr_assert_eq(pgd_registry_load_file(reg, fixture("good_arch"), err, sizeof err), PGD_OK,
+                     "round %d: %s", round, err);
+        cr_assert(is_mapped(LIBPAGODA));
+        const struct pgd_plugin *p = pgd_registry_find(reg, PGD_PLUGIN_ARCH, "fixture-arch");
+        cr_assert_not_null(p);
+        /* Its message comes from pgd_errf across the dlopen boundary. */
+        cr_assert_eq(p->arch->load(NULL, NULL, NULL, err, sizeof err), PGD_ERR_INVALID_ARG);
+        cr_assert_str_eq(err, "fixture-arch: load needs desc and model");
+        pgd_registry_destroy(reg);
+        cr_assert_not(is_mapped(fixture("good_arch")), "round %d: destroy must dlclose", round);
+        cr_assert(is_mapped(LIBPAGODA), "round %d: libpagoda.so was unloaded with the plugin",
+                  round);
+    }
+}
+
 /* ---- directories and the search path ----------------------------------------------------- */
 
 Test(registry, scanning_the_fixture_dir_keeps_the_good_and_lists_the_refused)
