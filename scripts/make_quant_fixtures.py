@@ -41,7 +41,8 @@ WQLinear_GEMM pack order, vLLM's Fp8LinearMethod):
         weight_scale [1] (strategy tensor) or [out, 1] (channel), input_scale [1] when the
         activations are static (pagoda, and so the reference, quantizes them per token).
         config_groups target layers by name, "re:" regex (matched from the start) or the
-        class "Linear"; ignore leaves layers dense.
+        class "Linear"; ignore leaves layers dense. Older llm-compressor releases wrote the
+        object under config.json's "compression_config" (legacy_key below).
 
 Run where torch + transformers + safetensors are installed (any CPU machine):
     python3 scripts/make_quant_fixtures.py [--out tests/fixtures/quant] [--only NAME ...]
@@ -104,6 +105,9 @@ VARIANTS = {
         dict(targets=["Linear"], type="float", per_channel=True, static=False)])),
     "qwen3-ct-fp8-static": ("qwen3-f32", "ct", dict(groups=[
         dict(targets=["Linear"], type="float", per_channel=False, static=True)])),
+    # Older llm-compressor releases wrote the same object under "compression_config".
+    "qwen2-ct-w8a16-g64-legacy-key": ("qwen2-f32", "ct", dict(legacy_key=True, groups=[
+        dict(targets=["Linear"], type="int", bits=8, group=64, sym=True, act=False)])),
     # No checkpoint of its own: the llama-bf16 fixture with --quantization fp8.
     "llama-bf16-fp8-dynamic": ("llama-bf16", "fp8-dynamic", dict()),
 }
@@ -592,6 +596,8 @@ def make(name, out_root, dense_root):
         if o.get("side_file"):
             side = "quantize_config.json" if method == "gptq" else "quant_config.json"
             json.dump(qc, open(os.path.join(path, side), "w"), indent=2)
+        elif o.get("legacy_key"):
+            qcfg["compression_config"] = qc
         else:
             qcfg["quantization_config"] = qc
         json.dump(qcfg, open(os.path.join(path, "config.json"), "w"), indent=2)

@@ -285,8 +285,9 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         "auto|gptq|awq|fp8|compressed-tensors", "METHOD",
         "The method the weights are quantized with: gptq, awq, fp8, compressed-tensors "
         "(llm-compressor's pack-quantized W4A16/W8A16 and FP8 W8A8). Default (or auto): the "
-        "checkpoint's (config.json's quantization_config, or "
-        "quantize_config.json / quant_config.json beside it); a checkpoint quantized with "
+        "checkpoint's (config.json's quantization_config, or the compression_config older "
+        "llm-compressor releases wrote, or quantize_config.json / quant_config.json beside "
+        "it); a checkpoint quantized with "
         "another method is refused. fp8 on a bfloat16/float16 checkpoint quantizes its linear "
         "layers at load (e4m3, one scale per output channel; activations per token).",
         PGD__SG_MODEL, PGD__SD_ENGINE, 0, NULL },

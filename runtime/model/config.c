@@ -172,6 +172,7 @@ static const char *const neutral_keys[] = {
     "tie_encoder_decoder", "add_cross_attention", "pretraining_tp", "auto_map",
     "quantization_config", "max_window_layers", "use_return_dict", "router_aux_loss_coef",
     "generation_config", "finetuning_task", "prefix", "model_name", "vocab_file",
+    "compression_config",   /* older llm-compressor's quantization_config (model/quant.c) */
     NULL,
 };
 

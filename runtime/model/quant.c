@@ -2,11 +2,12 @@
  * pgd_model_load_linear to it (include/pagoda/plugin.h, struct pgd_quant_ops).
  *
  * The method comes, as vLLM finds it, from config.json's quantization_config.quant_method,
- * else from the quantization file AutoGPTQ (quantize_config.json) or AutoAWQ
+ * else from its "compression_config" (the same object, under the name older llm-compressor
+ * releases wrote), else from the quantization file AutoGPTQ (quantize_config.json) or AutoAWQ
  * (quant_config.json) leaves beside the weights, else from --quantization; when both the
- * checkpoint and --quantization name one they must agree. A side file becomes config.json's
- * quantization_config in memory, so that plugins read every setting through
- * pgd_config_*("quantization_config.<key>") whichever file held it.
+ * checkpoint and --quantization name one they must agree. A compression_config or a side
+ * file becomes config.json's quantization_config in memory, so that plugins read every
+ * setting through pgd_config_*("quantization_config.<key>") whichever key or file held it.
  *
  * Random weights (--load-format dummy) go through the same plugin: it makes each layer in
  * the layout its quantization_config describes (or its defaults, without one) from
@@ -28,10 +29,31 @@ static const struct { const char *file, *method; } side_files[] = {
     { "quant_config.json", "awq" },       /* AutoAWQ */
 };
 
-/* Adopts a side file as quantization_config when config.json has none. */
+/* The object older llm-compressor releases wrote as config.json's "compression_config"
+ * (compressed-tensors and vLLM read it when quantization_config is absent), or NULL. */
+static json_t *legacy_config(json_t *config)
+{
+    json_t *q = json_object_get(config, "quantization_config");
+    json_t *c = json_object_get(config, "compression_config");
+    return (!q || json_is_null(q)) && json_is_object(c) ? c : NULL;
+}
+
+/* Adopts config.json's compression_config, or else a side file, as quantization_config when
+ * config.json has none. */
 static enum pgd_status read_side_file(struct pgd__model *m, const char *quantization,
                                       char *err, size_t errlen)
 {
+    json_t *legacy = legacy_config(m->config);
+    if (legacy) {
+        if (!json_is_string(json_object_get(legacy, "quant_method")))
+            return pgd_errf(err, errlen, PGD_ERR_FORMAT, "%s: \"compression_config\" has no "
+                            "\"quant_method\" string naming its quantization method",
+                            m->config_path);
+        PGD_INFO("%s: \"compression_config\" (older llm-compressor) read as "
+                 "\"quantization_config\"", m->config_path);
+        json_object_set(m->config, "quantization_config", legacy);
+        return PGD_OK;
+    }
     if (json_is_object(json_object_get(m->config, "quantization_config")))
         return PGD_OK;
     for (size_t i = 0; i < sizeof side_files / sizeof side_files[0]; i++) {
@@ -203,7 +225,8 @@ void pgd__model_quant_label(const char *dir, char *buf, size_t len)
         snprintf(buf, len, "?");
         return;
     }
-    json_t *q = json_incref(json_object_get(cfg, "quantization_config"));
+    json_t *legacy = legacy_config(cfg);
+    json_t *q = json_incref(legacy ? legacy : json_object_get(cfg, "quantization_config"));
     const char *dflt = NULL;
     for (size_t i = 0; !json_is_object(q) && i < sizeof side_files / sizeof side_files[0]; i++) {
         json_decref(q);

@@ -380,6 +380,8 @@ GOLDEN(qwen3_ct_w8a16_channel_asym, "qwen3-ct-w8a16-channel-asym", WQ_TOL)
 GOLDEN(mistral_ct_regex_targets_and_ignore, "mistral-ct-mixed-ignore", WQ_TOL)
 GOLDEN(llama_ct_fp8_dynamic_per_channel, "llama-ct-fp8-dynamic", FP8_TOL)
 GOLDEN(qwen3_ct_fp8_static_per_tensor, "qwen3-ct-fp8-static", FP8_TOL)
+/* The config under the legacy "compression_config" key (older llm-compressor). */
+GOLDEN(qwen2_ct_w8a16_group_compression_config, "qwen2-ct-w8a16-g64-legacy-key", WQ_TOL)
 
 /* A checkpoint that stores q/k/v fused (Phi-3's qkv_proj) is loaded in row slices
  * (pgd_model_load_linear_rows): with --quantization fp8 those slices would be quantized
@@ -424,6 +426,7 @@ Test(quant_refusals, labels_come_from_the_config_or_the_side_file)
         { "qwen3-ct-w8a16-channel-asym", "compressed-tensors-w8a16" },
         { "llama-ct-fp8-dynamic", "compressed-tensors-fp8" },
         { "mistral-ct-mixed-ignore", "compressed-tensors-mixed" },      /* W8 and W4 groups */
+        { "qwen2-ct-w8a16-g64-legacy-key", "compressed-tensors-w8a16" }, /* compression_config */
         { "../models/llama-f32", "none" },
         { "no-such-dir", "?" },
     };
@@ -574,6 +577,19 @@ Test(quant_refusals, each_is_refused_naming_the_key_or_tensor, .fini = cleanup_t
           "llama-ct-fp8-dynamic", "config.json", "\"strategy\": \"channel\"",
           "\"strategy\": \"tensor\"", NULL, PGD_ERR_FORMAT, "weight_scale: a scale per channel",
           "strategy \"tensor\"" },
+        { "compression_config without quant_method", "qwen2-ct-w8a16-g64-legacy-key",
+          "config.json", "\"quant_method\": \"compressed-tensors\"", "\"quant_mode\": \"ct\"",
+          NULL, PGD_ERR_FORMAT, "\"compression_config\" has no \"quant_method\"", NULL },
+        { "compression_config read as quantization_config", "qwen2-ct-w8a16-g64-legacy-key",
+          "config.json", "\"num_bits\": 8", "\"num_bits\": 3", NULL, PGD_ERR_UNSUPPORTED,
+          "quantization_config.config_groups.group_0.weights.num_bits", "3" },
+        { "quantization_config wins over compression_config", "qwen2-ct-w8a16-g64-legacy-key",
+          "config.json", "\"compression_config\": {",
+          "\"quantization_config\": {\"quant_method\": \"hqq\"}, \"compression_config\": {",
+          NULL, PGD_ERR_UNSUPPORTED, "\"hqq\"", NULL },
+        { "compression_config beside --quantization gptq", "qwen2-ct-w8a16-g64-legacy-key",
+          "config.json", "{", "{", "gptq", PGD_ERR_INVALID_ARG,
+          "quantized with \"compressed-tensors\"", "asks for \"gptq\"" },
         { "--quantization compressed-tensors on a 16-bit checkpoint", "../models/llama-f32",
           "config.json", "{", "{", "compressed-tensors", PGD_ERR_UNSUPPORTED,
           "--quantization compressed-tensors needs a checkpoint", NULL },
