@@ -3,13 +3,17 @@
  * "repetitive" prompts (a random span of token ids said several times over: text that
  * repeats itself, as code edits and quoting do) and "free-form" ones (random ids, nothing to
  * look up). Requests run one at a time, greedy, to their output length (ignore_eos); the
- * report gives decode tokens/s and ms/token for each, the speed-up, and the engine's
- * spec_decode counters: proposals, accepted, acceptance rate, mean tokens a verify step
- * emits. Token ids only, so any model runs, random weights included. */
+ * report gives decode tokens/s and ms/token for each (from each request's first token to
+ * its last: the prefill left out), the speed-up, and the engine's spec_decode counters:
+ * proposals, accepted, acceptance rate, mean tokens a verify step emits. Token ids by
+ * default, so any model runs, random weights included; --prompts FILE gives a real model
+ * text prompt sets instead (bench_spec_prompts.c), each request then ending at its EOS or
+ * its output length. */
 #include "config.h"
 #include "tools/commands.h"
 #include "tools/tool_model.h"
 #include "tools/bench/bench_draw.h"
+#include "tools/bench/bench_spec_prompts.h"
 #include "runtime/base/clock.h"
 #include <pagoda/engine.h>
 #include <getopt.h>
@@ -26,12 +30,16 @@ struct spec_opts {
     const char *spec, *json;
     int num_prompts, input_len, output_len, span;
     uint64_t seed;
+    const char *prompts_file;        /* --prompts: text sets instead of token ids */
+    struct spec_prompts prompts;     /* read from it */
 };
 
 /* One (prompt set, speculation on or off) run. */
 struct spec_result {
     double seconds;                  /* wall time of the set's requests, one after another */
     long tokens;                     /* tokens generated */
+    double decode_s;                 /* the requests' times from first to last token */
+    long decode_tokens;              /* the tokens after each request's first output */
     struct pgd_engine_stats d;       /* the spec_decode counters over the set */
 };
 
@@ -46,6 +54,10 @@ static void spec_usage(FILE *out)
             "  --output-len N           generated tokens a request (default 128)\n"
             "  --span N                 the repetitive set's prompts repeat a span of N\n"
             "                           random ids (default 16)\n"
+            "  --prompts FILE           text prompts instead of ids: a JSON object\n"
+            "                           {\"repetitive\": [TEXT...], \"free-form\": [TEXT...]},\n"
+            "                           each a user turn of the model's chat template (when\n"
+            "                           it has one); requests stop at EOS or --output-len\n"
             "  --model DIR|ORG/NAME, --revision REV, --download-dir DIR,\n"
             "  --random-weights CONFIG, --device auto|cpu|cuda|cuda:N,\n"
             "  --dtype auto|bfloat16|float16, --quantization gptq|awq|fp8,\n"
@@ -66,26 +78,54 @@ static void make_prompt(const struct spec_opts *o, bool repetitive, int i, int v
                           : ids[t - span];
 }
 
-/* Runs one request to its end; returns the tokens it generated, or -1. */
-static long run_one(struct pgd_engine *e, const int32_t *ids, int n, int out, char *err,
-                    size_t errlen)
+/* Runs request r (greedy, up to out tokens) to its end; returns the tokens it generated, or
+ * -1. res (when not NULL) adds the time from its first output to its last and the tokens
+ * after the first output. */
+static long run_one(struct pgd_engine *e, struct pgd_request_params r, int out,
+                    struct spec_result *res, char *err, size_t errlen)
 {
-    struct pgd_request_params r = pgd_request_default_params();
-    r.prompt_ids = ids;
-    r.n_prompt_ids = n;
     r.detokenize = false;
     r.sampling.temperature = 0.0f;
-    r.sampling.ignore_eos = true;
     r.sampling.max_tokens = out;
     struct pgd_stream *s;
     if (pgd_engine_submit(e, &r, &s, err, errlen) != PGD_OK)
         return -1;
     struct pgd_output o;
-    long got = 0;
-    while (pgd_stream_next(s, &o, -1) == PGD_OK)
+    long got = 0, first = 0;
+    double t_first = 0;
+    while (pgd_stream_next(s, &o, -1) == PGD_OK) {
+        if (!got && o.n_token_ids) {
+            t_first = pgd__now_s();
+            first = o.n_token_ids;
+        }
         got += o.n_token_ids;
+    }
+    if (res && got) {
+        res->decode_s += pgd__now_s() - t_first;
+        res->decode_tokens += got - first;
+    }
     pgd_stream_destroy(s);
     return got;
+}
+
+/* Request i of a set (-1: the untimed one): a text prompt of --prompts, else ids [input_len]
+ * (make_prompt) to the output length whatever the model says (ignore_eos). */
+static struct pgd_request_params set_request(const struct spec_opts *o, bool repetitive, int i,
+                                             int vocab, int32_t *ids)
+{
+    struct pgd_request_params r = pgd_request_default_params();
+    if (o->prompts_file) {
+        const struct spec_prompts *p = &o->prompts;
+        int s = repetitive ? 0 : 1;
+        r.prompt = p->set[s][i < 0 ? 0 : i % p->n[s]];
+        r.add_special_tokens = !p->chat;
+        return r;
+    }
+    make_prompt(o, repetitive, i, vocab, ids);
+    r.prompt_ids = ids;
+    r.n_prompt_ids = o->input_len;
+    r.sampling.ignore_eos = true;
+    return r;
 }
 
 /* The set's requests one at a time on e; the counters' difference over them into res. */
@@ -99,17 +139,18 @@ static int run_set(struct pgd_engine *e, const struct spec_opts *o, bool repetit
         return -1;
     }
     /* One untimed request first (first-touch of the buffers, lazy CUDA graphs). */
-    make_prompt(o, repetitive, -1, vocab, ids);
-    int rc = run_one(e, ids, o->input_len, o->output_len < 16 ? o->output_len : 16, err,
-                     errlen) < 0 ? -1 : 0;
+    int rc = run_one(e, set_request(o, repetitive, -1, vocab, ids),
+                     o->output_len < 16 ? o->output_len : 16, NULL, err, errlen) < 0 ? -1 : 0;
     struct pgd_engine_stats a, b;
     pgd_engine_get_stats(e, &a);
     double t0 = pgd__now_s();
-    res->tokens = 0;
-    for (int i = 0; rc == 0 && i < o->num_prompts; i++) {
-        make_prompt(o, repetitive, i, vocab, ids);
-        long n = run_one(e, ids, o->input_len, o->output_len, err, errlen);
-        if (n != o->output_len) {
+    *res = (struct spec_result){ 0 };
+    /* Text prompts end at EOS: any length up to output_len. */
+    int n_req = o->prompts_file ? o->prompts.n[repetitive ? 0 : 1] : o->num_prompts;
+    for (int i = 0; rc == 0 && i < n_req; i++) {
+        long n = run_one(e, set_request(o, repetitive, i, vocab, ids), o->output_len, res, err,
+                         errlen);
+        if (n < 1 || (n != o->output_len && !o->prompts_file)) {
             if (n >= 0)
                 snprintf(err, errlen, "request %d generated %ld of %d tokens", i, n,
                          o->output_len);
@@ -137,17 +178,25 @@ static struct pgd_engine *make_engine(const struct spec_opts *o, const char *spe
     ep.max_num_seqs = 1;
     ep.max_num_batched_tokens = o->input_len + 64 > 2048 ? o->input_len + 64 : 2048;
     ep.speculative_config = spec;
-    ep.tokenizer_optional = true;
+    ep.tokenizer_optional = !o->prompts_file;
     struct pgd_engine *e = NULL;
     if (pgd_engine_create(&ep, &e, err, errlen) != PGD_OK)
         return NULL;
     return e;
 }
 
+/* Decode tokens/s of r: its tokens after the first of each request over their time (all
+ * its tokens over its wall time when each request made one token). */
+static double decode_tps(const struct spec_result *r)
+{
+    return r->decode_tokens && r->decode_s > 0 ? r->decode_tokens / r->decode_s
+                                               : r->tokens / r->seconds;
+}
+
 static void print_row(const char *set, const char *mode, const struct spec_result *r,
                       const struct spec_result *base)
 {
-    double tps = r->tokens / r->seconds, ms = 1000.0 * r->seconds / (double)r->tokens;
+    double tps = decode_tps(r), ms = 1000.0 / tps;
     printf("%-11s %-5s %10.1f %9.3f", set, mode, tps, ms);
     if (!base) {
         printf("\n");
@@ -160,7 +209,7 @@ static void print_row(const char *set, const char *mode, const struct spec_resul
                                              (double)d->spec_num_drafts : 1.0;
     printf(" %9llu %9llu %9.1f%% %9.2f %8.2fx\n", (unsigned long long)d->spec_num_draft_tokens,
            (unsigned long long)d->spec_num_accepted_tokens, 100.0 * acc, mean,
-           tps / (base->tokens / base->seconds));
+           tps / decode_tps(base));
 }
 
 static void write_json(const struct spec_opts *o, const struct spec_result r[2][2])
@@ -175,10 +224,12 @@ static void write_json(const struct spec_opts *o, const struct spec_result r[2][
     for (int s = 0; s < 2; s++) {
         const struct spec_result *off = &r[s][0], *on = &r[s][1];
         fprintf(f, "%s\"%s\": {\"tokens_off\": %ld, \"tokens_on\": %ld, "
-                "\"tokens_per_s_off\": %.3f, \"tokens_per_s_on\": %.3f, \"num_drafts\": %llu, "
-                "\"num_draft_tokens\": %llu, \"num_accepted_tokens\": %llu}", s ? ", " : "",
-                s ? "free_form" : "repetitive", off->tokens, on->tokens,
-                off->tokens / off->seconds, on->tokens / on->seconds,
+                "\"tokens_per_s_off\": %.3f, \"tokens_per_s_on\": %.3f, "
+                "\"decode_ms_per_token_off\": %.3f, \"decode_ms_per_token_on\": %.3f, "
+                "\"num_drafts\": %llu, \"num_draft_tokens\": %llu, \"num_accepted_tokens\": "
+                "%llu}", s ? ", " : "", s ? "free_form" : "repetitive", off->tokens, on->tokens,
+                decode_tps(off), decode_tps(on), 1000.0 / decode_tps(off),
+                1000.0 / decode_tps(on),
                 (unsigned long long)on->d.spec_num_drafts,
                 (unsigned long long)on->d.spec_num_draft_tokens,
                 (unsigned long long)on->d.spec_num_accepted_tokens);
@@ -206,9 +257,15 @@ static int run_spec(const struct spec_opts *o)
             return 1;
         }
     }
-    printf("pagoda bench spec: %s, batch 1, greedy, %d requests a set, %d prompt and %d "
-           "output tokens each\nspeculative_config: %s\n\n", o->m.dir, o->num_prompts,
-           o->input_len, o->output_len, o->spec);
+    if (o->prompts_file)
+        printf("pagoda bench spec: %s, batch 1, greedy, the prompts of %s (%d repetitive, %d "
+               "free-form%s), up to %d output tokens each\n", o->m.dir, o->prompts_file,
+               o->prompts.n[0], o->prompts.n[1], o->prompts.chat ? ", chat template" : "",
+               o->output_len);
+    else
+        printf("pagoda bench spec: %s, batch 1, greedy, %d requests a set, %d prompt and %d "
+               "output tokens each\n", o->m.dir, o->num_prompts, o->input_len, o->output_len);
+    printf("speculative_config: %s\n\n", o->spec);
     printf("%-11s %-5s %10s %9s %9s %9s %10s %9s %9s\n", "set", "spec", "tokens/s",
            "ms/token", "drafted", "accepted", "acceptance", "mean run", "speed-up");
     static const char *const names[2] = { "repetitive", "free-form" };
@@ -216,7 +273,8 @@ static int run_spec(const struct spec_opts *o)
         print_row(names[s], "off", &r[s][0], NULL);
         print_row(names[s], "on", &r[s][1], &r[s][0]);
     }
-    printf("\n(mean run: tokens a verify step emits, the accepted proposals + 1)\n");
+    printf("\n(tokens/s and ms/token: decode, from each request's first token to its last; "
+           "mean run: tokens a verify step emits, the accepted proposals + 1)\n");
     if (o->json)
         write_json(o, r);
     return 0;
@@ -230,6 +288,7 @@ int pgd_cmd_bench_spec(int argc, char **argv)
         { "num-prompts", required_argument, 0, 'n' }, { "input-len", required_argument, 0, 'i' },
         { "output-len", required_argument, 0, 'o' }, { "span", required_argument, 0, 's' },
         { "seed", required_argument, 0, 'S' }, { "json", required_argument, 0, 'J' },
+        { "prompts", required_argument, 0, 'P' },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -248,6 +307,7 @@ int pgd_cmd_bench_spec(int argc, char **argv)
         case 's': ok = pgd_tool_parse_int(optarg, 1, 1 << 20, &o.span); break;
         case 'S': o.seed = strtoull(optarg, NULL, 10); break;
         case 'J': o.json = optarg; break;
+        case 'P': o.prompts_file = optarg; break;
         case 'h': spec_usage(stdout); return 0;
         default:
             switch (pgd_tool_model_option(&o.m, c, optarg)) {
@@ -273,5 +333,13 @@ int pgd_cmd_bench_spec(int argc, char **argv)
     static char spec_json[8192];
     if (pgd_tool_resolve_spec_model(&o.spec, spec_json, sizeof spec_json))
         return 1;
-    return run_spec(&o);
+    char err[1024];
+    if (o.prompts_file && spec_prompts_load(o.prompts_file, o.m.dir, &o.prompts, err,
+                                            sizeof err)) {
+        fprintf(stderr, "pagoda bench spec: --prompts %s\n", err);
+        return 1;
+    }
+    rc = run_spec(&o);
+    spec_prompts_free(&o.prompts);
+    return rc;
 }

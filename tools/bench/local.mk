@@ -2,7 +2,8 @@
 # attention), and `bench serve`, a client for any OpenAI-compatible server (serve/).
 tools_pagoda_SOURCES += %reldir%/cmd_bench.c %reldir%/cmd_bench_throughput.c \
 	%reldir%/cmd_bench_gemv.c %reldir%/cmd_bench_quant.c %reldir%/cmd_bench_attention.c \
-	%reldir%/cmd_bench_serve.c %reldir%/cmd_bench_spec.c %reldir%/cmd_bench_grammar.c \
+	%reldir%/cmd_bench_serve.c %reldir%/cmd_bench_spec.c %reldir%/bench_spec_prompts.c \
+	%reldir%/bench_spec_prompts.h %reldir%/cmd_bench_grammar.c \
 	%reldir%/cmd_bench_allreduce.c \
 	%reldir%/bench_draw.c %reldir%/bench_draw.h \
 	%reldir%/bench_latency_profile.c %reldir%/bench_latency_profile.h \
@@ -15,3 +16,6 @@ tools_pagoda_SOURCES += %reldir%/cmd_bench.c %reldir%/cmd_bench_throughput.c \
 noinst_PROGRAMS += %reldir%/bench_tokenizer
 %canon_reldir%_bench_tokenizer_SOURCES = %reldir%/bench_tokenizer.c
 %canon_reldir%_bench_tokenizer_LDADD = runtime/libpagoda-private.la
+
+# The text prompt sets of `pagoda bench spec --prompts` (docs/PERFORMANCE.md's SmolLM2 figures).
+EXTRA_DIST += %reldir%/spec_prompts.json
