@@ -344,12 +344,31 @@ static void split_evenly(int max_len, int n, int round, int *n_splits, int *spli
     }
 }
 
-/* The tensor-core kernel: one wave of blocks (blocks an SM as its occupancy gives), each
- * split at least DM_SPLIT_MIN keys (four 16-key tiles a warp), so that a batch that fills
- * the GPU on its own is not split (no partials, no merge kernel) and a short one fills it
- * with splits. The SIMT kernel: enough splits for two blocks an SM, of 128+ keys. Both keep
- * the partials within 64 MiB. */
+/* The tensor-core kernel's splits, each at least DM_SPLIT_MIN keys (four 16-key tiles a
+ * warp): a batch short of one wave of blocks (`slots`: blocks an SM as its occupancy gives,
+ * times the SMs) is split to fill the wave; a batch of a wave or more is split (up to 4
+ * ways) only where that fills its last wave better by a twentieth or more of the run
+ * (blocks of equal length: 2.6 waves run as 3, 7.8 as 8). Unsplit, a row needs no
+ * partials and no merge kernel. */
 #define DM_SPLIT_MIN 256
+static int mma_split_count(int blocks, int slots, int max_len)
+{
+    const int by_len = max_len / DM_SPLIT_MIN;
+    if (blocks < slots)
+        return std::min(slots / blocks, by_len);
+    auto fill = [&](int n) {
+        const int64_t b = (int64_t)blocks * n, waves = (b + slots - 1) / slots;
+        return (double)b / ((double)waves * slots);
+    };
+    int best = 1;
+    for (int n = 2; n <= std::min(4, by_len); n++)
+        if (fill(n) > fill(best) + 0.05)
+            best = n;
+    return best;
+}
+
+/* The tensor-core kernel: mma_split_count. The SIMT kernel: enough splits for two blocks an
+ * SM, of 128+ keys. Both keep the partials within 64 MiB. */
 void pgd__attn_decode_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
                            int n_items, int *n_splits, int *split_len)
 {
@@ -358,8 +377,8 @@ void pgd__attn_decode_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_a
     const int kind = pgd__attn_decode_kernel(a);
     int n, round;
     if (kind == PGD__DEC_MMA) {
-        n = std::min(c->sm_count * pgd__attn_decode_mma_occupancy(c, a) / blocks,
-                     max_len / DM_SPLIT_MIN);
+        n = mma_split_count(blocks, std::max(c->sm_count * pgd__attn_decode_mma_occupancy(c, a), 1),
+                            max_len);
         round = 64;
     } else {
         n = std::min((2 * c->sm_count + blocks - 1) / blocks, max_len / DEC_SPLIT_MIN);
