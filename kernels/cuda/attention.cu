@@ -313,27 +313,26 @@ static bool head_dim_ok(int D)
     return D == 16 || D == 32 || D == 64 || D == 80 || D == 96 || D == 128 || D == 256;
 }
 
-/* Whether rows that are their sequence's only query token go to the decode kernel
- * (attention_decode.cu) rather than with the general items. With the general items on the
- * FMA kernel it always serves them better. Against the tensor-core kernel (`pagoda bench
- * attention` on an H100, Llama-3-8B heads; docs/PERFORMANCE.md) the decode kernel (one lane
- * a key, splits of 128+ keys) wins only for one or two sequences up to 2048 keys (by up to
- * 25%: its finer splits fill the GPU); from 8 sequences on, or past 2048 keys, the
- * tensor-core kernel's 64-key tiles win (up to 2x), except for 128 and more sequences of
- * up to 256 keys, where a 64-key tile pair is too little work for a tensor-core block and
- * the decode kernel wins (H200, 8B heads, e4m3 cache: 50 vs 76 us at 256 x 128 keys, 86
- * vs 107 at 256 x 256; bf16: 86 vs 107 us at 256 x 256). max_seq_len is the step's longest
- * sequence (a captured graph's context bucket). PGD_CUDA_DECODE_ATTN=0 / =1, or a path forced in a->path: never / always (where
- * the decode kernel serves the shape). */
+/* Whether rows that are their sequence's only query token go to a decode kernel
+ * (attention_decode.cu) rather than with the general items. The tensor-core decode kernel
+ * (attention_decode_mma.cu: BF16/F16, head_dim 64 / 128, up to 16 query heads a KV head)
+ * takes them all: one block a (row, KV head, split) with all the group's heads, 16-key tiles
+ * a warp in a cp.async pipeline of its own. Elsewhere the SIMT decode kernel (one lane a key)
+ * against the general kernels: with the general items on the FMA kernel it always serves them
+ * better; against the tensor-core kernel (`pagoda bench attention` on an H100, Llama-3-8B
+ * heads; docs/PERFORMANCE.md) it wins only for one or two sequences up to 2048 keys, or 128
+ * and more sequences of up to 256 keys. max_seq_len is the step's longest sequence (a
+ * captured graph's context bucket). PGD_CUDA_DECODE_ATTN=0 / =1 / =simt, or a path forced in
+ * a->path: never / always (the tensor-core decode kernel where it serves the shape) / always
+ * on the SIMT one (where it serves). */
 static bool use_decode_kernel(const struct pgd_cuda_attn *a, bool mma)
 {
-    if (a->path != PGD_CUDA_ATTN_AUTO ||
-        !pgd__attn_decode_ok(a->p.head_dim, a->p.n_heads / a->p.n_kv_heads))
+    if (a->path != PGD_CUDA_ATTN_AUTO)
         return false;
-    const char *e = getenv("PGD_CUDA_DECODE_ATTN");
-    if (e && !strcmp(e, "0"))
+    int kind = pgd__attn_decode_kernel(a);
+    if (kind == PGD__DEC_NONE)
         return false;
-    if ((e && !strcmp(e, "1")) || !mma)
+    if (kind == PGD__DEC_MMA || pgd__attn_decode_forced() || !mma)
         return true;
     int n_dec = a->n_seqs;
     if (!a->decode_items) {
@@ -473,8 +472,7 @@ static attn_plan plan_attention(const struct pgd_cuda_ctx *c, const struct pgd_c
     ap.dec_splits = 1;
     ap.dec_split_len = INT_MAX / 2;
     if (ap.n.n_dec > 0)
-        pgd__attn_decode_plan(c, ap.n.n_dec, p->n_kv_heads, p->n_heads, D, a->max_seq_len,
-                              &ap.dec_splits, &ap.dec_split_len);
+        pgd__attn_decode_plan(c, a, ap.n.n_dec, &ap.dec_splits, &ap.dec_split_len);
     ap.dec_bytes = pgd__attn_decode_scratch(ap.n.n_dec, p->n_heads, D, ap.dec_splits);
     return ap;
 }

@@ -22,6 +22,8 @@
 #include "kernels/cuda/kv_fp8.cuh"
 #include <limits.h>
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 #include <algorithm>
 #include <type_traits>
 
@@ -300,28 +302,91 @@ bool pgd__attn_decode_ok(int head_dim, int group)
     return (head_dim == 64 || head_dim == 128 || head_dim == 256) && group_rounded(group) > 0;
 }
 
-void pgd__attn_decode_plan(const struct pgd_cuda_ctx *c, int n_items, int n_kv_heads,
-                           int n_heads, int head_dim, int max_len, int *n_splits,
-                           int *split_len)
+/* PGD_CUDA_DECODE_ATTN, or "" without it. */
+static const char *decode_env(void)
+{
+    const char *e = getenv("PGD_CUDA_DECODE_ATTN");
+    return e ? e : "";
+}
+
+bool pgd__attn_decode_forced(void)
+{
+    const char *e = decode_env();
+    return !strcmp(e, "1") || !strcmp(e, "simt");
+}
+
+int pgd__attn_decode_kernel(const struct pgd_cuda_attn *a)
+{
+    const struct pgd_attn_params *p = &a->p;
+    if (p->n_kv_heads <= 0 || p->n_heads % p->n_kv_heads)
+        return PGD__DEC_NONE;
+    const int group = p->n_heads / p->n_kv_heads;
+    const char *e = decode_env();
+    if (!strcmp(e, "0"))
+        return PGD__DEC_NONE;
+    if (strcmp(e, "simt") && pgd__attn_decode_mma_ok(a->dtype, p->head_dim, group))
+        return PGD__DEC_MMA;
+    return pgd__attn_decode_ok(p->head_dim, group) ? PGD__DEC_SIMT : PGD__DEC_NONE;
+}
+
+/* split_len for n splits of max_len keys, a multiple of `round`; *n_splits as that gives. */
+static void split_evenly(int max_len, int n, int round, int *n_splits, int *split_len)
 {
     *n_splits = 1;
     *split_len = INT_MAX / 2;
-    int blocks = std::max(n_items * n_kv_heads, 1);
-    int want = (2 * c->sm_count + blocks - 1) / blocks;
-    int n = std::min(want, max_len / DEC_SPLIT_MIN);
-    /* Bound the partials to 64 MiB of scratch. */
-    int64_t per_split = (int64_t)std::max(n_items, 1) * n_heads * (head_dim + 2) * 4;
-    n = (int)std::min<int64_t>(n, ((int64_t)64 << 20) / per_split);
-    if (n > 1) {
-        int len = (max_len + n - 1) / n;
-        len = (len + 31) / 32 * 32;
+    if (n <= 1)
+        return;
+    int len = (max_len + n - 1) / n;
+    len = (len + round - 1) / round * round;
+    if ((max_len + len - 1) / len > 1) {
         *split_len = len;
         *n_splits = (max_len + len - 1) / len;
-        if (*n_splits <= 1) {
-            *n_splits = 1;
-            *split_len = INT_MAX / 2;
-        }
     }
+}
+
+/* The tensor-core kernel's splits, each at least DM_SPLIT_MIN keys (four 16-key tiles a
+ * warp): a batch short of one wave of blocks (`slots`: blocks an SM as its occupancy gives,
+ * times the SMs) is split to fill the wave; a batch of a wave or more is split (up to 4
+ * ways) only where that fills its last wave better by a twentieth or more of the run
+ * (blocks of equal length: 2.6 waves run as 3, 7.8 as 8). Unsplit, a row needs no
+ * partials and no merge kernel. */
+#define DM_SPLIT_MIN 256
+static int mma_split_count(int blocks, int slots, int max_len)
+{
+    const int by_len = max_len / DM_SPLIT_MIN;
+    if (blocks < slots)
+        return std::min(slots / blocks, by_len);
+    auto fill = [&](int n) {
+        const int64_t b = (int64_t)blocks * n, waves = (b + slots - 1) / slots;
+        return (double)b / ((double)waves * slots);
+    };
+    int best = 1;
+    for (int n = 2; n <= std::min(4, by_len); n++)
+        if (fill(n) > fill(best) + 0.05)
+            best = n;
+    return best;
+}
+
+/* The tensor-core kernel: mma_split_count. The SIMT kernel: enough splits for two blocks an
+ * SM, of 128+ keys. Both keep the partials within 64 MiB. */
+void pgd__attn_decode_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
+                           int n_items, int *n_splits, int *split_len)
+{
+    const struct pgd_attn_params *ap = &a->p;
+    const int blocks = std::max(n_items * ap->n_kv_heads, 1), max_len = a->max_seq_len;
+    const int kind = pgd__attn_decode_kernel(a);
+    int n, round;
+    if (kind == PGD__DEC_MMA) {
+        n = mma_split_count(blocks, std::max(c->sm_count * pgd__attn_decode_mma_occupancy(c, a), 1),
+                            max_len);
+        round = 64;
+    } else {
+        n = std::min((2 * c->sm_count + blocks - 1) / blocks, max_len / DEC_SPLIT_MIN);
+        round = 32;
+    }
+    const int64_t per_split = (int64_t)std::max(n_items, 1) * ap->n_heads * (ap->head_dim + 2) * 4;
+    n = (int)std::min<int64_t>(n, ((int64_t)64 << 20) / per_split);
+    split_evenly(max_len, n, round, n_splits, split_len);
 }
 
 size_t pgd__attn_decode_scratch(int n_items, int n_heads, int head_dim, int n_splits)
@@ -329,14 +394,40 @@ size_t pgd__attn_decode_scratch(int n_items, int n_heads, int head_dim, int n_sp
     return n_splits > 1 ? (size_t)n_items * n_heads * n_splits * (head_dim + 2) * 4 : 0;
 }
 
+template <typename T, int D>
+static void combine(struct pgd_cuda_ctx *c, const float *part, const int4 *items, int n_items,
+                    int H, int n_splits, void *out)
+{
+    pgd_cuda_launch(c, attn_decode_combine_kernel<T, D>, dim3(n_items, H), std::min(D, 128),
+                    part, items, H, n_splits, (T *)out);
+}
+
+/* Merges the n_splits partials of every (item, head) into out. */
+static void combine_dt(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int D, const float *part,
+                       const int4 *items, int n_items, int H, int n_splits, void *out)
+{
+    const bool bf = dt == PGD_DTYPE_BF16;
+    switch (D) {
+    case 64:
+        bf ? combine<__nv_bfloat16, 64>(c, part, items, n_items, H, n_splits, out)
+           : combine<__half, 64>(c, part, items, n_items, H, n_splits, out);
+        break;
+    case 128:
+        bf ? combine<__nv_bfloat16, 128>(c, part, items, n_items, H, n_splits, out)
+           : combine<__half, 128>(c, part, items, n_items, H, n_splits, out);
+        break;
+    default:
+        bf ? combine<__nv_bfloat16, 256>(c, part, items, n_items, H, n_splits, out)
+           : combine<__half, 256>(c, part, items, n_items, H, n_splits, out);
+        break;
+    }
+}
+
 template <typename T, typename C, int D, int G>
 static void launch(struct pgd_cuda_ctx *c, const dec_params &p, int n_items)
 {
     dim3 grid(n_items, p.KV, p.n_splits);
     pgd_cuda_launch(c, attn_decode_kernel<T, C, D, G>, grid, DEC_THREADS, p);
-    if (p.n_splits > 1)
-        pgd_cuda_launch(c, attn_decode_combine_kernel<T, D>, dim3(n_items, p.H), std::min(D, 128),
-                        (const float *)p.part, p.items, p.H, p.n_splits, (T *)p.out);
 }
 
 template <typename T, typename C, int D>
@@ -360,20 +451,12 @@ static void launch_d(struct pgd_cuda_ctx *c, int D, const dec_params &p, int n_i
     }
 }
 
-int pgd__attn_decode(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, const int4 *items,
-                     int n_items, int n_splits, int split_len, float *scratch, char *err,
-                     size_t errlen)
+/* The SIMT kernel over the items. */
+static void run_simt(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, const int4 *items,
+                     int n_items, int n_splits, int split_len, float *scratch)
 {
     const struct pgd_attn_params *ap = &a->p;
-    int D = ap->head_dim, group = ap->n_heads / ap->n_kv_heads;
-    if (n_items == 0)
-        return 0;
-    if (!pgd__attn_decode_ok(D, group))
-        return pgd_cuda_failf(err, errlen, "attention (decode): head_dim %d with %d query heads "
-                              "a KV head has no decode kernel", D, group);
-    if (n_splits > 1 && !scratch)
-        return pgd_cuda_failf(err, errlen, "attention (decode): %d context splits need scratch",
-                              n_splits);
+    const int D = ap->head_dim;
     dec_params p;
     p.q = a->q;
     p.out = a->out;
@@ -387,7 +470,7 @@ int pgd__attn_decode(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, cons
     p.max_blocks = a->max_blocks;
     p.H = ap->n_heads;
     p.KV = ap->n_kv_heads;
-    p.group = group;
+    p.group = ap->n_heads / ap->n_kv_heads;
     p.window = ap->sliding_window;
     p.n_splits = n_splits;
     p.split_len = split_len;
@@ -405,9 +488,37 @@ int pgd__attn_decode(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, cons
         launch_d<__half, kv_e4m3>(c, D, p, n_items);
     else
         launch_d<__half, __half>(c, D, p, n_items);
-    PGD_CUDA_LAUNCHED(err, errlen, "attention (decode) %s%s [%d rows, %d heads / %d kv of %d, "
-                      "max len %d, %d splits of %d]", pgd_cuda_dt(a->dtype),
-                      a->kv_fp8 ? " (e4m3 cache)" : "", n_items, ap->n_heads,
-                      ap->n_kv_heads, D, a->max_seq_len, n_splits, split_len);
+}
+
+int pgd__attn_decode(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, const int4 *items,
+                     int n_items, int n_splits, int split_len, float *scratch, char *err,
+                     size_t errlen)
+{
+    const struct pgd_attn_params *ap = &a->p;
+    const int D = ap->head_dim;
+    if (n_items == 0)
+        return 0;
+    const int kind = pgd__attn_decode_kernel(a);
+    if (kind == PGD__DEC_NONE || (a->dtype != PGD_DTYPE_BF16 && a->dtype != PGD_DTYPE_F16))
+        return pgd_cuda_failf(err, errlen, "attention (decode): %s, head_dim %d with %d query "
+                              "heads over %d KV heads has no decode kernel",
+                              pgd_cuda_dt(a->dtype), D, ap->n_heads, ap->n_kv_heads);
+    if (n_splits > 1 && !scratch)
+        return pgd_cuda_failf(err, errlen, "attention (decode): %d context splits need scratch",
+                              n_splits);
+    if (kind == PGD__DEC_MMA) {
+        if (pgd__attn_decode_mma_run(c, a, items, n_items, n_splits, split_len, scratch, err,
+                                     errlen))
+            return 1;
+    } else {
+        run_simt(c, a, items, n_items, n_splits, split_len, scratch);
+    }
+    if (n_splits > 1)
+        combine_dt(c, a->dtype, D, scratch, items, n_items, ap->n_heads, n_splits, a->out);
+    PGD_CUDA_LAUNCHED(err, errlen, "attention (decode, %s) %s%s [%d rows, %d heads / %d kv of "
+                      "%d, max len %d, %d splits of %d]",
+                      kind == PGD__DEC_MMA ? "tensor cores" : "simt", pgd_cuda_dt(a->dtype),
+                      a->kv_fp8 ? " (e4m3 cache)" : "", n_items, ap->n_heads, ap->n_kv_heads, D,
+                      a->max_seq_len, n_splits, split_len);
     return 0;
 }

@@ -159,16 +159,17 @@ __device__ __forceinline__ void pdl_trigger()
 #endif
 }
 
-/* kernel<<<grid, block, 0, c->stream>>>(args...), with programmatic stream serialization
+/* kernel<<<grid, block, smem, c->stream>>>(args...), with programmatic stream serialization
  * when the context allows it. Only for kernels that follow the pdl_wait() rule above. */
 template <typename... KArgs, typename... Args>
-static inline cudaError_t pgd_cuda_launch(const struct pgd_cuda_ctx *c, void (*kernel)(KArgs...),
-                                          dim3 grid, dim3 block, Args &&...args)
+static inline cudaError_t pgd_cuda_launch_smem(const struct pgd_cuda_ctx *c,
+                                               void (*kernel)(KArgs...), dim3 grid, dim3 block,
+                                               size_t smem, Args &&...args)
 {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
-    cfg.dynamicSmemBytes = 0;
+    cfg.dynamicSmemBytes = smem;
     cfg.stream = c->stream;
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -176,6 +177,14 @@ static inline cudaError_t pgd_cuda_launch(const struct pgd_cuda_ctx *c, void (*k
     cfg.attrs = attr;
     cfg.numAttrs = c->pdl ? 1 : 0;
     return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
+/* The same without dynamic shared memory. */
+template <typename... KArgs, typename... Args>
+static inline cudaError_t pgd_cuda_launch(const struct pgd_cuda_ctx *c, void (*kernel)(KArgs...),
+                                          dim3 grid, dim3 block, Args &&...args)
+{
+    return pgd_cuda_launch_smem(c, kernel, grid, block, 0, std::forward<Args>(args)...);
 }
 
 static inline int pgd_cuda_blocks(int64_t n, int threads)

@@ -240,9 +240,10 @@ struct pgd_cuda_attn {
      * in device memory that outlives the graph (NULL: planned from h_query_start into the
      * context's buffer, which moves when it grows). With it, h_query_start is not read. */
     const int32_t *decode_items;
-    /* Which kernel: PGD_CUDA_ATTN_AUTO (0): the decode kernel for rows that are their
-     * sequence's only query token where it serves the shape and measured faster (one or two
-     * such rows; attention.cu; PGD_CUDA_DECODE_ATTN=0 / =1: never / always),
+    /* Which kernel: PGD_CUDA_ATTN_AUTO (0): a decode kernel for rows that are their
+     * sequence's only query token (the tensor-core one where it serves the shape, else the
+     * SIMT one where it measured faster; attention.cu; PGD_CUDA_DECODE_ATTN=0 / =1 / =simt:
+     * never / always / always on the SIMT one),
      * the tensor-core kernel for the rest at BF16/F16 and head_dim 64 or 128 (unless the
      * environment has PGD_CUDA_ATTN=fma), the FMA kernel otherwise. PGD_CUDA_ATTN_FMA or
      * _MMA: that kernel for every row (tests, benches; MMA on other shapes fails). */

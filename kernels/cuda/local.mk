@@ -24,6 +24,7 @@ CUDA_SRCS = \
 	%reldir%/rope.cu \
 	%reldir%/attention.cu \
 	%reldir%/attention_decode.cu \
+	%reldir%/attention_decode_mma.cu \
 	%reldir%/attention_mma.cu \
 	%reldir%/sample.cu \
 	%reldir%/graph.cu \

@@ -5,7 +5,10 @@
  * query lengths at the 16- and 64-row edges of its tiles, sliding windows, block sizes 16 and
  * 32, mixed batches, graph-style fixed decode items. Also: the FMA kernel against the CPU
  * and against the MMA kernel on a big mixed batch, the default dispatch (decode rows to
- * attention_decode.cu) and the PGD_CUDA_ATTN switch. Inputs are random (queries in [-a, a),
+ * attention_decode.cu) and the PGD_CUDA_ATTN switch; the decode kernels (the tensor-core one,
+ * attention_decode_mma.cu, which the default dispatch gives every decode row it serves, and
+ * the SIMT one, PGD_CUDA_DECODE_ATTN=simt): batches of 1 to 1024 rows, contexts of 1 to
+ * 33,000 keys, groups 1 to 16, block sizes 8 to 32, windows, graph items under buckets. Inputs are random (queries in [-a, a),
  * a up to 8 for peaked softmaxes; K/V in [-1, 1)), the whole cache too, so that a wrong read
  * shows.
  *
@@ -44,7 +47,7 @@
 #ifdef PGD_HAVE_CUDA
 
 #define CHECK_RC(rc) cr_assert_eq((rc), 0, "%s", err)
-#define MAXS 12
+#define MAXS 1024
 
 /* ---- a batch ------------------------------------------------------------------------------- */
 /* Sequence s has n_new[s] new tokens after cached[s] cached ones; queries in [-qamp, qamp). */
@@ -343,6 +346,25 @@ static size_t check_mma(const struct attn_case *c, uint64_t step_id)
     return check_path(c, PGD_CUDA_ATTN_MMA, step_id);
 }
 
+/* A decode batch (heap, the caller frees it): n rows of one new token each, after cached
+ * contexts from a fixed pattern in [0, max_cached): the first rows at the edges of the
+ * decode kernel's 16-key tiles and 64-key rounds (0, 15, 16, 17, 63, 64, 65, 127, 128), the
+ * rest spread over the range (most not multiples of 16). */
+static struct attn_case *decode_case(const char *name, int H, int KV, int D, int bs, int window,
+                                     int n, int max_cached, float qamp)
+{
+    static const int edges[] = { 0, 15, 16, 17, 63, 64, 65, 127, 128 };
+    struct attn_case *c = calloc(1, sizeof *c);
+    cr_assert(c && n >= 1 && n <= MAXS && max_cached >= 1);
+    *c = (struct attn_case){ name, H, KV, D, bs, window, n, { 0 }, { 0 }, qamp };
+    for (int s = 0; s < n; s++) {
+        int e = s < (int)(sizeof edges / sizeof edges[0]) ? edges[s] : max_cached;
+        c->cached[s] = e < max_cached ? e : (int)((uint32_t)(s + 1) * 2654435761u % (uint32_t)max_cached);
+        c->n_new[s] = 1;
+    }
+    return c;
+}
+
 /* ---- the cases ------------------------------------------------------------------------------ */
 GPU_TEST(mma_decode_short_and_long_contexts_split)
 {
@@ -568,6 +590,133 @@ GPU_TEST(fp8_kv_decode_kernel_matches_cpu)
         if (i == 0)
             cr_assert_gt(sb, 0, "the long decode rows should have been split");
     }
+}
+
+/* ---- the tensor-core decode kernel (attention_decode_mma.cu) ------------------------------------ */
+/* The default dispatch sends every decode row it serves (BF16/F16, head_dim 64 / 128, up to 16
+ * query heads a KV head) to it: batches of 1 to 1024 rows, contexts from 1 key to 33,000 (split
+ * or not, most not multiples of 16), groups 1 to 16 (rows 8..15 of its tiles used or not),
+ * block sizes 8, 16, 32 and 24 (not a power of two), sliding windows, 16-bit and e4m3
+ * caches, planned items and a graph's fixed items under a context bucket. */
+static void check_decode_cases(const struct attn_case *const *cs, size_t n, uint64_t step)
+{
+    unsetenv("PGD_CUDA_DECODE_ATTN");
+    for (size_t i = 0; i < n; i++)
+        for (int f8 = 0; f8 < 2; f8++)
+            check_path_kv(cs[i], PGD_CUDA_ATTN_AUTO, step + 4 * i + 2 * f8, f8);
+}
+
+GPU_TEST(decode_kernel_batches_1_to_1024)
+{
+    struct attn_case *cs[] = {
+        decode_case("tc decode b1 ctx 1", 32, 8, 128, 16, 0, 1, 1, 1),
+        decode_case("tc decode b9 tile edges", 32, 8, 128, 16, 0, 9, 1000, 2),
+        decode_case("tc decode b32", 32, 8, 128, 16, 0, 32, 1100, 1),
+        decode_case("tc decode b200 short", 32, 8, 128, 16, 0, 200, 260, 1),
+        decode_case("tc decode b1024 short", 4, 1, 128, 16, 0, 1024, 300, 1),
+        decode_case("tc decode b64 D 64 group 8 block 32", 16, 2, 64, 32, 0, 64, 700, 2),
+    };
+    check_decode_cases((const struct attn_case *const *)cs, sizeof cs / sizeof cs[0], 2000);
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        free(cs[i]);
+}
+
+GPU_TEST(decode_kernel_groups_blocks_windows)
+{
+    struct attn_case *cs[] = {
+        decode_case("tc decode MHA D 64", 4, 4, 64, 16, 0, 9, 400, 1),
+        decode_case("tc decode group 2", 4, 2, 128, 16, 0, 9, 900, 1),
+        decode_case("tc decode group 12", 24, 2, 128, 16, 0, 9, 1500, 1),
+        decode_case("tc decode group 16", 32, 2, 128, 16, 0, 9, 3000, 4),
+        decode_case("tc decode group 16 D 64", 16, 1, 64, 16, 0, 9, 800, 1),
+        decode_case("tc decode block 8, window 100", 8, 2, 128, 8, 100, 12, 2000, 1),
+        decode_case("tc decode block 24, window 37", 8, 2, 64, 24, 37, 12, 900, 1),
+        decode_case("tc decode block 32, peaked", 32, 8, 128, 32, 0, 12, 1500, 8),
+    };
+    check_decode_cases((const struct attn_case *const *)cs, sizeof cs / sizeof cs[0], 2100);
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        free(cs[i]);
+}
+
+GPU_TEST(decode_kernel_long_contexts_split)
+{
+    /* 33,000 keys for one row (and beside a short one): split along the context. */
+    struct attn_case c1 = { "tc decode b1 ctx 33000", 8, 2, 128, 16, 0, 1, { 32999 }, { 1 }, 2 };
+    struct attn_case c2 = { "tc decode b2 ctx 33000 + 5", 32, 8, 128, 16, 0, 2, { 32999, 4 },
+                            { 1, 1 }, 1 };
+    struct attn_case c3 = { "tc decode b1 ctx 20001 D 64 window 5000", 16, 2, 64, 16, 5000, 1,
+                            { 20000 }, { 1 }, 1 };
+    unsetenv("PGD_CUDA_DECODE_ATTN");
+    const struct attn_case *cs[] = { &c1, &c2, &c3 };
+    for (size_t i = 0; i < 3; i++)
+        for (int f8 = 0; f8 < 2; f8++) {
+            size_t sb = check_path_kv(cs[i], PGD_CUDA_ATTN_AUTO, 2200 + 4 * i + 2 * f8, f8);
+            cr_assert_gt(sb, 0, "%s: the long row should have been split", cs[i]->name);
+        }
+}
+
+GPU_TEST(decode_kernel_graph_items_under_buckets)
+{
+    /* Fixed items {s, s, 1, 0}, a padding row at position 0, buckets 256 (one split: the
+     * batch fills the GPU or the bucket is short), 4096 and 32768 (split, most splits past
+     * the rows' ends: empty partials). */
+    struct attn_case *big = decode_case("tc graph decode b300", 32, 8, 128, 16, 0, 300, 250, 1);
+    big->cached[7] = 0;
+    struct attn_case c = { "tc graph decode b5", 32, 8, 128, 16, 0, 5, { 5, 1000, 4000, 17, 0 },
+                           { 1, 1, 1, 1, 1 }, 2 };
+    unsetenv("PGD_CUDA_DECODE_ATTN");
+    struct {
+        const struct attn_case *c;
+        int bucket;
+    } runs[] = { { big, 256 }, { &c, 4096 }, { &c, 32768 } };
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++)
+        for (int f8 = 0; f8 < 2; f8++)
+            for (int di = 0; di < 2; di++) {
+                struct batch b;
+                batch_make_kv(&b, DTS[di], runs[r].c, f8);
+                float *got = batch_run(&b, PGD_CUDA_ATTN_AUTO, 2300 + 8 * r + 2 * f8 + di, 1,
+                                       runs[r].bucket, NULL);
+                float *want = batch_cpu(&b);
+                expect_close(&b, "decode kernel with graph items vs CPU", got, want,
+                             tol_mma(DTS[di]));
+                free(got);
+                free(want);
+                batch_free(&b);
+            }
+    free(big);
+}
+
+GPU_TEST(decode_kernels_agree_and_simt_still_matches_cpu)
+{
+    /* PGD_CUDA_DECODE_ATTN=simt: the lane-a-key kernel for every decode row (head_dim 256 and
+     * groups past 8 only it / only the tensor cores take); then the two decode kernels against
+     * each other on a batch both serve. */
+    setenv("PGD_CUDA_DECODE_ATTN", "simt", 1);
+    struct attn_case cs[] = {
+        { "simt decode, group 4", 32, 8, 128, 16, 0, 5, { 0, 700, 3000, 63, 5000 },
+          { 1, 1, 1, 1, 1 }, 2 },
+        { "simt decode, D 256", 4, 2, 256, 16, 0, 3, { 0, 90, 1500 }, { 1, 1, 1 }, 1 },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        for (int f8 = 0; f8 < 2; f8++)
+            check_path_kv(&cs[i], PGD_CUDA_ATTN_AUTO, 2400 + 4 * i + 2 * f8, f8);
+    struct attn_case *c = decode_case("both decode kernels", 32, 8, 128, 16, 0, 40, 2000, 2);
+    for (int di = 0; di < 2; di++) {
+        struct batch b;
+        batch_make(&b, DTS[di], c);
+        setenv("PGD_CUDA_DECODE_ATTN", "simt", 1);
+        float *simt = batch_run(&b, PGD_CUDA_ATTN_AUTO, 2500 + 2 * di, 0, 0, NULL);
+        setenv("PGD_CUDA_DECODE_ATTN", "1", 1);
+        float *tc = batch_run(&b, PGD_CUDA_ATTN_AUTO, 2501 + 2 * di, 0, 0, NULL);
+        struct tol a = tol_mma(DTS[di]), f = tol_fma(DTS[di]);
+        expect_close(&b, "tensor-core decode kernel vs SIMT decode kernel", tc, simt,
+                     (struct tol){ a.rtol + f.rtol, a.atol + f.atol });
+        free(simt);
+        free(tc);
+        batch_free(&b);
+    }
+    unsetenv("PGD_CUDA_DECODE_ATTN");
+    free(c);
 }
 
 GPU_TEST(fp8_kv_graph_decode_items)

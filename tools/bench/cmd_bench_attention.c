@@ -1,9 +1,11 @@
 /* pagoda bench attention: pgd_cuda_attention alone on the Llama-3-8B attention shape (32
  * query heads over 8 KV heads, head_dim 128, KV blocks of 16 tokens, random data, the
  * sequences' blocks scattered over the pool): the prefill of one sequence, and decode
- * batches at several contexts, through the FMA kernel, the tensor-core kernel (each forced
- * for every row), the decode kernel for every decode row (decode) and the default dispatch
- * (auto: decode rows to attention_decode.cu or the tensor cores by shape). Each is
+ * batches of 1 to 1024 rows at contexts of 64 to 4096 keys (and one row at 32,768), through
+ * the FMA kernel, the tensor-core kernel (each forced for every row), the SIMT decode kernel
+ * for every decode row (simt: one lane a key, attention_decode.cu), the tensor-core decode
+ * kernel for every decode row (decode: attention_decode_mma.cu) and the default dispatch
+ * (auto). Each is
  * timed over back-to-back calls on the host clock (the median of 3 runs of a count that takes
  * about 0.1 s), printed in microseconds a call, TFLOP/s (4 * q_len * kv_len * head_dim *
  * heads, halved for the causal prefill) and GB/s of K/V read (each needed K/V row once).
@@ -21,23 +23,26 @@
 #include "kernels/cuda/kernels.h"
 #endif
 
-/* Indexed by PGD_CUDA_ATTN_AUTO, _FMA, _MMA (0, 1, 2), then PATH_DECODE: the default
- * dispatch with every decode row on attention_decode.cu (PGD_CUDA_DECODE_ATTN=1). */
-static const char *PATH_NAME[4] = { "auto", "fma", "mma", "decode" };
+/* Indexed by PGD_CUDA_ATTN_AUTO, _FMA, _MMA (0, 1, 2), then PATH_DECODE and PATH_SIMT: the
+ * default dispatch with every decode row on the tensor-core decode kernel
+ * (PGD_CUDA_DECODE_ATTN=1) / on the SIMT one (=simt). */
+static const char *PATH_NAME[5] = { "auto", "fma", "mma", "decode", "simt" };
 #define PATH_DECODE 3
-#define MAX_PATHS 4
+#define PATH_SIMT 4
+#define MAX_PATHS 5
 
 #ifdef PGD_HAVE_CUDA
 #define H 32
 #define KV 8
 #define D 128
 #define BS 16
-#define MAX_SEQS 256
+#define MAX_SEQS 1024
 #define MAX_CTX 4096
+#define LONG_CTX 32768               /* one row at this context */
 #define MAX_PREFILL 8192
 
 static const int PREFILL[] = { 128, 512, 2048, 8192 };
-static const int BATCH[] = { 1, 8, 32, 128, 256 };
+static const int BATCH[] = { 1, 8, 32, 128, 256, 512, 1024 };
 static const int CONTEXT[] = { 64, 128, 256, 512, 1024, 2048, 4096 };
 
 /* Device buffers shared by every case. */
@@ -146,13 +151,13 @@ static int bench_case(struct pgd_cuda_ctx *c, const struct bench_bufs *b, enum p
             .n_tokens = n_seqs * q_len, .n_seqs = n_seqs, .query_start = b->qstart,
             .seq_lens = b->lens, .block_tables = b->tables, .max_blocks = b->max_blocks,
             .positions = b->pos, .h_query_start = h_qstart, .max_seq_len = cached + q_len,
-            .step_id = ++*step, .path = paths[i] == PATH_DECODE ? PGD_CUDA_ATTN_AUTO : paths[i],
+            .step_id = ++*step, .path = paths[i] >= PATH_DECODE ? PGD_CUDA_ATTN_AUTO : paths[i],
             .kv_fp8 = b->fp8,
         };
-        if (paths[i] == PATH_DECODE)
-            setenv("PGD_CUDA_DECODE_ATTN", "1", 1);
+        if (paths[i] >= PATH_DECODE)
+            setenv("PGD_CUDA_DECODE_ATTN", paths[i] == PATH_DECODE ? "1" : "simt", 1);
         int failed = time_call(c, &a, &us[i], err, sizeof err);
-        if (paths[i] == PATH_DECODE)
+        if (paths[i] >= PATH_DECODE)
             unsetenv("PGD_CUDA_DECODE_ATTN");
         if (failed) {
             fprintf(stderr, "\npagoda bench attention: %s: %s\n", PATH_NAME[paths[i]], err);
@@ -205,7 +210,7 @@ static int fill_fp8_caches(struct pgd_cuda_ctx *c, struct bench_bufs *b, size_t 
 
 int pgd_cmd_bench_attention(int argc, char **argv)
 {
-    int want[MAX_PATHS] = { 1, 1, 1, 1 }, ceilings = 1;   /* by PATH_NAME */
+    int want[MAX_PATHS] = { 1, 1, 1, 1, 1 }, ceilings = 1;   /* by PATH_NAME */
     int kv_fp8 = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--path") && i + 1 < argc) {
@@ -219,13 +224,13 @@ int pgd_cmd_bench_attention(int argc, char **argv)
                         k = j;
                 if (k < 0) {
                     fprintf(stderr, "pagoda bench attention: --path takes a list of fma, mma, "
-                                    "decode and auto, not '%s'\n", s);
+                                    "simt, decode and auto, not '%s'\n", s);
                     return 2;
                 }
                 want[k] = 1;
                 t += len + (t[len] == ',');
             }
-            if (!want[0] && !want[1] && !want[2] && !want[3]) {
+            if (!want[0] && !want[1] && !want[2] && !want[3] && !want[4]) {
                 fprintf(stderr, "pagoda bench attention: --path needs a kernel\n");
                 return 2;
             }
@@ -236,11 +241,11 @@ int pgd_cmd_bench_attention(int argc, char **argv)
                     !strcmp(argv[i + 1], "fp8_e4m3"))) {
             kv_fp8 = strcmp(argv[++i], "auto") != 0;
         } else {
-            fprintf(stderr, "usage: pagoda bench attention [--path fma,mma,decode,auto] "
+            fprintf(stderr, "usage: pagoda bench attention [--path fma,mma,simt,decode,auto] "
                             "[--kv-cache-dtype auto|fp8] [--no-ceilings]   (the 8B shape's "
                             "paged attention, bf16, on the GPU; auto: the default dispatch; "
-                            "decode: auto with every decode row on the decode kernel; fp8: "
-                            "the K/V cache in e4m3)\n");
+                            "decode / simt: auto with every decode row on the tensor-core / "
+                            "the SIMT decode kernel; fp8: the K/V cache in e4m3)\n");
             return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
         }
     }
@@ -250,6 +255,8 @@ int pgd_cmd_bench_attention(int argc, char **argv)
         paths[n_paths++] = PGD_CUDA_ATTN_FMA;
     if (want[PGD_CUDA_ATTN_MMA])
         paths[n_paths++] = PGD_CUDA_ATTN_MMA;
+    if (want[PATH_SIMT])
+        paths[n_paths++] = PATH_SIMT;
     if (want[PATH_DECODE])
         paths[n_paths++] = PATH_DECODE;
     if (want[PGD_CUDA_ATTN_AUTO])
@@ -270,11 +277,11 @@ int pgd_cmd_bench_attention(int argc, char **argv)
         return 1;
     }
     enum pgd_dtype dt = PGD_DTYPE_BF16;
-    /* The pool: enough blocks for the largest decode batch (and the longest prefill), each
-     * sequence's table a stride of a shuffled pool. */
+    /* The pool: enough blocks for the largest decode batch (and the longest prefill or the
+     * long row, both on table row 0), each sequence's table a stride of a shuffled pool. */
     int per_seq = MAX_CTX / BS + 1, max_blocks = MAX_PREFILL / BS;
-    if (max_blocks < per_seq)
-        max_blocks = per_seq;
+    if (max_blocks < LONG_CTX / BS + 1)
+        max_blocks = LONG_CTX / BS + 1;
     int num_blocks = MAX_SEQS * per_seq;
     if (num_blocks < max_blocks)
         num_blocks = max_blocks;
@@ -353,6 +360,13 @@ int pgd_cmd_bench_attention(int argc, char **argv)
             if (bench_case(c, &b, dt, label, B, 1, L - 1, flops, bytes, paths, n_paths, &step))
                 goto out;
         }
+    {
+        char label[64];
+        snprintf(label, sizeof label, "decode b1 ctx %d", LONG_CTX);
+        double flops = 4.0 * LONG_CTX * D * H, bytes = 2.0 * LONG_CTX * width * esz;
+        if (bench_case(c, &b, dt, label, 1, 1, LONG_CTX - 1, flops, bytes, paths, n_paths, &step))
+            goto out;
+    }
     rc = 0;
 out:
     free(perm);
