@@ -1,9 +1,10 @@
 /* pagoda bench attention: pgd_cuda_attention alone on the Llama-3-8B attention shape (32
  * query heads over 8 KV heads, head_dim 128, KV blocks of 16 tokens, random data, the
  * sequences' blocks scattered over the pool): the prefill of one sequence, and decode
- * batches at several contexts, through the FMA kernel, the tensor-core kernel (each forced
- * for every row), the decode kernel for every decode row (decode) and the default dispatch
- * (auto: decode rows to attention_decode.cu or the tensor cores by shape). Each is
+ * batches at several contexts, through the FMA kernel, the tensor-core kernel in its 64-row
+ * shape (mma) and its 128-row prefill shape (prefill), each forced for every row, the decode
+ * kernel for every decode row (decode) and the default dispatch (auto: decode rows to
+ * attention_decode.cu or the tensor cores by shape, the prefill shape for long prompts). Each is
  * timed over back-to-back calls on the host clock (the median of 3 runs of a count that takes
  * about 0.1 s), printed in microseconds a call, TFLOP/s (4 * q_len * kv_len * head_dim *
  * heads, halved for the causal prefill) and GB/s of K/V read (each needed K/V row once).
@@ -21,11 +22,11 @@
 #include "kernels/cuda/kernels.h"
 #endif
 
-/* Indexed by PGD_CUDA_ATTN_AUTO, _FMA, _MMA (0, 1, 2), then PATH_DECODE: the default
- * dispatch with every decode row on attention_decode.cu (PGD_CUDA_DECODE_ATTN=1). */
-static const char *PATH_NAME[4] = { "auto", "fma", "mma", "decode" };
-#define PATH_DECODE 3
-#define MAX_PATHS 4
+/* Indexed by PGD_CUDA_ATTN_AUTO, _FMA, _MMA, _PREFILL (0 .. 3), then PATH_DECODE: the
+ * default dispatch with every decode row on attention_decode.cu (PGD_CUDA_DECODE_ATTN=1). */
+static const char *PATH_NAME[5] = { "auto", "fma", "mma", "prefill", "decode" };
+#define PATH_DECODE 4
+#define MAX_PATHS 5
 
 #ifdef PGD_HAVE_CUDA
 #define H 32
@@ -205,7 +206,7 @@ static int fill_fp8_caches(struct pgd_cuda_ctx *c, struct bench_bufs *b, size_t 
 
 int pgd_cmd_bench_attention(int argc, char **argv)
 {
-    int want[MAX_PATHS] = { 1, 1, 1, 1 }, ceilings = 1;   /* by PATH_NAME */
+    int want[MAX_PATHS] = { 1, 1, 1, 1, 1 }, ceilings = 1;   /* by PATH_NAME */
     int kv_fp8 = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--path") && i + 1 < argc) {
@@ -219,13 +220,13 @@ int pgd_cmd_bench_attention(int argc, char **argv)
                         k = j;
                 if (k < 0) {
                     fprintf(stderr, "pagoda bench attention: --path takes a list of fma, mma, "
-                                    "decode and auto, not '%s'\n", s);
+                                    "prefill, decode and auto, not '%s'\n", s);
                     return 2;
                 }
                 want[k] = 1;
                 t += len + (t[len] == ',');
             }
-            if (!want[0] && !want[1] && !want[2] && !want[3]) {
+            if (!want[0] && !want[1] && !want[2] && !want[3] && !want[4]) {
                 fprintf(stderr, "pagoda bench attention: --path needs a kernel\n");
                 return 2;
             }
@@ -236,9 +237,10 @@ int pgd_cmd_bench_attention(int argc, char **argv)
                     !strcmp(argv[i + 1], "fp8_e4m3"))) {
             kv_fp8 = strcmp(argv[++i], "auto") != 0;
         } else {
-            fprintf(stderr, "usage: pagoda bench attention [--path fma,mma,decode,auto] "
-                            "[--kv-cache-dtype auto|fp8] [--no-ceilings]   (the 8B shape's "
-                            "paged attention, bf16, on the GPU; auto: the default dispatch; "
+            fprintf(stderr, "usage: pagoda bench attention [--path fma,mma,prefill,decode,"
+                            "auto] [--kv-cache-dtype auto|fp8] [--no-ceilings]   (the 8B "
+                            "shape's paged attention, bf16, on the GPU; mma / prefill: the "
+                            "tensor cores in 64- / 128-row blocks; auto: the default dispatch; "
                             "decode: auto with every decode row on the decode kernel; fp8: "
                             "the K/V cache in e4m3)\n");
             return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
@@ -250,6 +252,8 @@ int pgd_cmd_bench_attention(int argc, char **argv)
         paths[n_paths++] = PGD_CUDA_ATTN_FMA;
     if (want[PGD_CUDA_ATTN_MMA])
         paths[n_paths++] = PGD_CUDA_ATTN_MMA;
+    if (want[PGD_CUDA_ATTN_PREFILL])
+        paths[n_paths++] = PGD_CUDA_ATTN_PREFILL;
     if (want[PATH_DECODE])
         paths[n_paths++] = PATH_DECODE;
     if (want[PGD_CUDA_ATTN_AUTO])
