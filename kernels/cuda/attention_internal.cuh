@@ -48,11 +48,14 @@ void pgd__attn_combine(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const float *p
  * F16; 64 or 128). */
 bool pgd__attn_mma_supports(enum pgd_dtype dt, int D);
 /* Query rows a block for call a: 128 (8 warps, the prefill shape) when a->path is
- * PGD_CUDA_ATTN_PREFILL, or by default (PGD_CUDA_ATTN_AUTO, planned from h_query_start,
- * unless the environment has PGD_CUDA_PREFILL_ATTN=0) when the sequences of more than one
- * query token fill every SM with 128-row blocks; else 64 (4 warps). */
+ * PGD_CUDA_ATTN_PREFILL, or by default (PGD_CUDA_ATTN_AUTO, planned from h_query_start)
+ * when the sequences of more than one query token fill every SM with 128-row blocks (unless
+ * the environment has PGD_CUDA_PREFILL_ATTN=0); else 4 warps: 64 rows when forced
+ * (PGD_CUDA_ATTN_MMA), with fixed decode items or from 512 keys on (where attention.cu
+ * splits the context instead), else by default the largest of 64, 32, 16 whose blocks fill
+ * the SMs (16 when none does). */
 int pgd__attn_mma_rows(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a);
-/* Its block shape for a group of query heads a KV head and `rows` (64 or 128) query rows a
+/* Its block shape for a group of query heads a KV head and `rows` (16 .. 128) query rows a
  * block: hq heads a block (a divisor of group), tq tokens an item (hq * tq <= rows). */
 void pgd__attn_mma_shape(int group, int rows, int *hq, int *tq);
 /* The items [n_items] (device, tq tokens at most, as pgd__attn_mma_shape gives for

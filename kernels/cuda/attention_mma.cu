@@ -9,11 +9,11 @@
  * max last] over the rows: causal limit, sliding window and split range per row) go by in
  * tiles of 64, gathered through the block table with cp.async into shared memory, STAGES
  * tiles in flight (2 with 4 warps: two blocks an SM; 3 with 8 warps: one block an SM), one
- * barrier a tile. Two ways to spread the warps:
- *   rows (R > 16, or 8 warps): warp w owns rows 16w .. 16w+15 and every key of a tile;
- *   keys (R <= 16 with 4 warps, decode: one token's group of heads): every warp owns rows
- *        0..15 and keys 16w .. 16w+15 of each tile, with its own softmax state; the four
- *        states are merged at the end.
+ * barrier a tile. The warps are spread over RG row groups of 16 rows x KS key slices
+ * (RG x KS = W): with many rows KS = 1 (warp w owns rows 16w .. 16w+15 and every key of a
+ * tile); with few (a decode row: one token's group of heads; the last tokens of a prompt;
+ * a short prompt's small blocks) the KS warps of a row group each take 64 / KS keys of
+ * every tile with their own softmax state, merged at the end.
  * A warp skips the tiles none of its rows sees (the causal upper triangle is never
  * computed; the block never loads a tile past its last row's key) and masks only the tiles
  * that cross one of its rows' limits (the diagonal, a window's edge, a split's edge).
@@ -292,7 +292,7 @@ __global__ void __launch_bounds__(32 * W, W == 8 ? 1 : 2) attn_mma_kernel(const 
     T *qs = reinterpret_cast<T *>(smem_raw);             /* [BM][STRIDE] */
     T *ks = qs + S::QTILE;                               /* [STAGES][MMA_BN][STRIDE] */
     T *vs = ks + STAGES * S::TILE;                       /* [STAGES][MMA_BN][STRIDE] */
-    __shared__ int row_first[BM], row_last[BM];
+    __shared__ int row_first[BM], row_last[BM], red_lo[W], red_hi[W];
 
     /* Items in reverse: in a prefill the late (longest) chunks start first. */
     const int4 item = p.items[gridDim.x - 1 - blockIdx.x];
@@ -302,7 +302,12 @@ __global__ void __launch_bounds__(32 * W, W == 8 ? 1 : 2) attn_mma_kernel(const 
     const int R = nt * p.hq;                             /* <= BM (the plan's tq) */
     const int split = blockIdx.z;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const bool by_keys = W == 4 && R <= 16;
+    /* KS warps share a row group, each with 64 / KS keys of every tile, RG = W / KS row
+     * groups of 16: KS as large as the R rows' groups allow (4 warps: KS 4 up to 16 rows, 2
+     * up to 32; 8 warps: 4 up to 32 rows, 2 up to 64), so that a short item (a decode row,
+     * a prompt's last tokens) keeps every warp busy. */
+    const int rgn = (R + 15) / 16;
+    const int KS = rgn * 4 <= W ? 4 : rgn * 2 <= W ? 2 : 1, RG = W / KS;
     const int32_t *table = p.block_tables + (int64_t)seq * p.max_blocks;
     const int64_t kv_stride = (int64_t)p.KV * D;         /* between cache slots */
     const C *kc = (const C *)p.kc + (int64_t)kvh * D, *vc = (const C *)p.vc + (int64_t)kvh * D;
@@ -318,9 +323,10 @@ __global__ void __launch_bounds__(32 * W, W == 8 ? 1 : 2) attn_mma_kernel(const 
         cp_async16(smem_u32(qs + r * S::STRIDE + ch * 8), src, ok);
     }
     cp_async_commit();
-    /* Each row's keys; rows past R have none. */
+    /* Each row's keys (rows past R have none), and the block's: the union over the rows,
+     * reduced a warp at a time. */
     const int split_lo = split * p.split_len, split_hi = split_lo + p.split_len - 1;
-    if (tid < BM) {
+    {
         int f = 1, la = 0;
         if (tid < R) {
             int pos = p.positions[t0 + tid / p.hq];
@@ -328,16 +334,28 @@ __global__ void __launch_bounds__(32 * W, W == 8 ? 1 : 2) attn_mma_kernel(const 
             f = max(f, split_lo);
             la = min(pos, split_hi);
         }
-        row_first[tid] = f;
-        row_last[tid] = la;
+        if (tid < BM) {
+            row_first[tid] = f;
+            row_last[tid] = la;
+        }
+        int lo = f <= la ? f : INT_MAX, hi = f <= la ? la : -1;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            lo = min(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+            hi = max(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+        }
+        if (lane == 0) {
+            red_lo[warp] = lo;
+            red_hi[warp] = hi;
+        }
     }
     __syncthreads();
     int kb = INT_MAX, ke = -1;                           /* the block's keys */
-    for (int r = 0; r < R; r++)
-        if (row_first[r] <= row_last[r]) {
-            kb = min(kb, row_first[r]);
-            ke = max(ke, row_last[r]);
-        }
+#pragma unroll
+    for (int w = 0; w < W; w++) {
+        kb = min(kb, red_lo[w]);
+        ke = max(ke, red_hi[w]);
+    }
     const int ntiles = ke >= kb ? (ke - kb) / MMA_BN + 1 : 0;
 
     /* Key j's row offset in the caches (elements). */
@@ -404,7 +422,7 @@ __global__ void __launch_bounds__(32 * W, W == 8 ? 1 : 2) attn_mma_kernel(const 
 
     /* This warp's rows and key slice of a tile, and the keys its rows want: wlo .. whi any
      * of them, lo_all .. hi_all every one of them. */
-    const int wr0 = by_keys ? 0 : warp * 16, koff = by_keys ? warp * 16 : 0;
+    const int nkw = MMA_BN / KS, wr0 = (warp % RG) * 16, koff = (warp / RG) * nkw;
     const int g = lane >> 2;
     int first[2], last[2];
     first[0] = row_first[wr0 + g];
@@ -474,12 +492,15 @@ __global__ void __launch_bounds__(32 * W, W == 8 ? 1 : 2) attn_mma_kernel(const 
         const int k0 = kb + it * MMA_BN + koff;          /* this warp's first key */
         const T *kt = ks + buf * S::TILE + koff * S::STRIDE;
         const T *vt = vs + buf * S::TILE + koff * S::STRIDE;
-        if (by_keys)
-            warp_step<T, D, 2>(kt, vt, k0, 16, wlo, whi, lo_all, hi_all, qf, acc, m, l, first,
+        if (KS == 4)
+            warp_step<T, D, 2>(kt, vt, k0, nkw, wlo, whi, lo_all, hi_all, qf, acc, m, l, first,
+                               last, p.scale_log2, lane);
+        else if (KS == 2)
+            warp_step<T, D, 4>(kt, vt, k0, nkw, wlo, whi, lo_all, hi_all, qf, acc, m, l, first,
                                last, p.scale_log2, lane);
         else
-            warp_step<T, D, 8>(kt, vt, k0, MMA_BN, wlo, whi, lo_all, hi_all, qf, acc, m, l,
-                               first, last, p.scale_log2, lane);
+            warp_step<T, D, 8>(kt, vt, k0, nkw, wlo, whi, lo_all, hi_all, qf, acc, m, l, first,
+                               last, p.scale_log2, lane);
         if constexpr (F8)
             if (it + 1 < ntiles)
                 stash8((it + 1) & 1);
@@ -514,27 +535,27 @@ __global__ void __launch_bounds__(32 * W, W == 8 ? 1 : 2) attn_mma_kernel(const 
         }
     }
     __syncthreads();
-    /* Row r is warp r / 16's row r % 16 (slot r), or in the keys layout the merge of slot r
-     * of the W warps. */
+    /* Row r is row r % 16 of row group r / 16: slot w * 16 + r % 16 = r + 16 k RG of each of
+     * its KS warps w = k * RG + r / 16 (KS = 1: slot r alone), merged. */
     T *out = (T *)p.out;
     for (int idx = tid; idx < R * D; idx += THREADS) {
         int r = idx / D, d = idx % D;
         float M, L, O;
-        if (by_keys) {
+        if (KS > 1) {
             M = -INFINITY;
-#pragma unroll
-            for (int w = 0; w < W; w++)
-                if (fl[w * 16 + r] > 0)
-                    M = fmaxf(M, fm[w * 16 + r]);
+            for (int k = 0; k < KS; k++)
+                if (fl[r + k * RG * 16] > 0)
+                    M = fmaxf(M, fm[r + k * RG * 16]);
             L = 0.0f;
             O = 0.0f;
-#pragma unroll
-            for (int w = 0; w < W; w++)
-                if (fl[w * 16 + r] > 0) {
-                    float e = exp2f(fm[w * 16 + r] - M);
-                    L += e * fl[w * 16 + r];
-                    O += e * fo[(w * 16 + r) * D + d];
+            for (int k = 0; k < KS; k++) {
+                int sl = r + k * RG * 16;                /* warp k * RG + r / 16, row r % 16 */
+                if (fl[sl] > 0) {
+                    float e = exp2f(fm[sl] - M);
+                    L += e * fl[sl];
+                    O += e * fo[sl * D + d];
                 }
+            }
         } else {
             M = fm[r];
             L = fl[r];
@@ -583,23 +604,39 @@ static bool env_prefill_off(void)
     return v;
 }
 
+/* Blocks of `rows` query rows the call's sequences of at least min_len tokens make. */
+static int64_t blocks_of(const struct pgd_cuda_attn *a, int group, int rows, int min_len)
+{
+    int hq, tq;
+    pgd__attn_mma_shape(group, rows, &hq, &tq);
+    int64_t items = 0;
+    for (int s = 0; s < a->n_seqs; s++) {
+        int len = a->h_query_start[s + 1] - a->h_query_start[s];
+        if (len >= min_len)
+            items += (len + tq - 1) / tq;
+    }
+    return items * a->p.n_kv_heads * (group / hq);
+}
+
 int pgd__attn_mma_rows(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a)
 {
     if (a->path == PGD_CUDA_ATTN_PREFILL)
         return 128;
     if (a->path != PGD_CUDA_ATTN_AUTO || a->decode_items || !a->h_query_start ||
-        env_prefill_off() || a->p.n_kv_heads <= 0 || a->p.n_heads % a->p.n_kv_heads)
+        a->p.n_kv_heads <= 0 || a->p.n_heads % a->p.n_kv_heads)
         return 64;
-    int group = a->p.n_heads / a->p.n_kv_heads, hq, tq;
-    pgd__attn_mma_shape(group, 128, &hq, &tq);
-    int64_t blocks = 0;
-    for (int s = 0; s < a->n_seqs; s++) {
-        int len = a->h_query_start[s + 1] - a->h_query_start[s];
-        if (len > 1)
-            blocks += (len + tq - 1) / tq;
-    }
-    blocks *= (int64_t)a->p.n_kv_heads * (group / hq);
-    return blocks >= c->sm_count ? 128 : 64;
+    int group = a->p.n_heads / a->p.n_kv_heads;
+    if (!env_prefill_off() && blocks_of(a, group, 128, 2) >= c->sm_count)
+        return 128;
+    /* Too few blocks for the SMs and too short a context to split (attention.cu splits
+     * from 2 x 256 keys): smaller blocks, whose warps split the keys; a short prompt's
+     * blocks are few tiles long, and more of them finish sooner. */
+    if (a->max_seq_len >= 512)
+        return 64;
+    for (int rows = 64; rows > 16; rows /= 2)
+        if (blocks_of(a, group, rows, 1) >= c->sm_count)
+            return rows;
+    return 16;
 }
 
 /* The dynamic shared memory above 48 KiB is granted per function and device, once. */

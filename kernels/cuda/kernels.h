@@ -254,7 +254,9 @@ struct pgd_cuda_attn {
 };
 /* PGD_CUDA_ATTN_PREFILL: the tensor-core kernel in its prefill shape (128 query rows over 8
  * warps, attention_mma.cu) for every row; PGD_CUDA_ATTN_MMA forces its 64-row shape, and
- * AUTO takes the 128-row one when a call's prefill rows fill the SMs with it. */
+ * AUTO takes the 128-row one when a call's prefill rows fill the SMs with it (not with
+ * PGD_CUDA_PREFILL_ATTN=0 in the environment), 32- or 16-row ones for short prompts that
+ * fill them with no other. */
 enum { PGD_CUDA_ATTN_AUTO = 0, PGD_CUDA_ATTN_FMA = 1, PGD_CUDA_ATTN_MMA = 2,
        PGD_CUDA_ATTN_PREFILL = 3 };
 /* Bytes of float32 scratch (device) an attention call needs for its context splits. */

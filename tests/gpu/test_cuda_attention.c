@@ -644,6 +644,7 @@ GPU_TEST(prefill_shape_prompt_lengths_in_one_call)
     check_prefill(&c, 2000);
     c.name = "prefill prompts, peaked softmax";
     c.qamp = 8;
+    c.n_new[8] = 300;
     check_prefill(&c, 2010);
 }
 
@@ -774,6 +775,20 @@ GPU_TEST(env_switch_turns_prefill_shape_off)
     check_default_prefill(false);
 }
 
+GPU_TEST(default_dispatch_short_prompts_in_small_blocks)
+{
+    /* Prompts too short to split along the context and too few for 64-row blocks to fill
+     * the SMs: the default takes 32- or 16-row blocks whose warps split each key tile (2 or
+     * 4 ways, merged at the end). */
+    struct attn_case cs[] = {
+        { "short prompt, 8B heads", 32, 8, 128, 16, 0, 1, { 0 }, { 128 }, 2 },
+        { "short prompts", 32, 8, 128, 16, 0, 3, { 0, 0, 100 }, { 40, 7, 61 }, 4 },
+        { "short prompts, D 64 group 8", 16, 2, 64, 32, 0, 2, { 0, 33 }, { 97, 5 }, 1 },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        check_path(&cs[i], PGD_CUDA_ATTN_AUTO, 2800 + 2 * i);
+}
+
 GPU_TEST(fp8_kv_prefill_shape_matches_cpu)
 {
     struct attn_case cs[] = {
@@ -787,6 +802,9 @@ GPU_TEST(fp8_kv_prefill_shape_matches_cpu)
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
         check_path_kv(&cs[i], PGD_CUDA_ATTN_PREFILL, 2700 + 2 * i, true);
+    struct attn_case s = { "fp8 short prompts, default", 32, 8, 128, 16, 0, 2, { 0, 0 },
+                           { 128, 33 }, 2 };
+    check_path_kv(&s, PGD_CUDA_ATTN_AUTO, 2790, true);
 }
 
 GPU_TEST(mma_refuses_what_it_has_no_kernel_for)
