@@ -359,18 +359,20 @@ static bool env_forces_fma(void)
  * else the environment, else the shapes that kernel takes. */
 static bool use_mma(const struct pgd_cuda_attn *a)
 {
-    if (a->path == PGD_CUDA_ATTN_MMA)
+    if (a->path == PGD_CUDA_ATTN_MMA || a->path == PGD_CUDA_ATTN_PREFILL)
         return true;
     if (a->path == PGD_CUDA_ATTN_FMA || env_forces_fma())
         return false;
     return pgd__attn_mma_supports(a->dtype, a->p.head_dim);
 }
 
-/* The general kernel's block shape: hq heads a block, tq tokens an item. */
-static void general_shape(int group, int D, bool mma, int *hq, int *tq)
+/* The general kernel's block shape: hq heads a block, tq tokens an item (the tensor-core
+ * kernel's rows a block chosen per call). */
+static void general_shape(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
+                          int group, int D, bool mma, int *hq, int *tq)
 {
     if (mma)
-        pgd__attn_mma_shape(group, hq, tq);
+        pgd__attn_mma_shape(group, pgd__attn_mma_rows(c, a), hq, tq);
     else
         block_shape(group, D, hq, tq);
 }
@@ -483,7 +485,7 @@ extern "C" size_t pgd_cuda_attention_scratch(struct pgd_cuda_ctx *c, const struc
     bool mma = use_mma(a);
     if (!(mma ? pgd__attn_mma_supports(a->dtype, D) : head_dim_ok(D)) || group <= 0)
         return 0;
-    general_shape(group, D, mma, &hq, &tq);
+    general_shape(c, a, group, D, mma, &hq, &tq);
     attn_plan ap = plan_attention(c, a, hq, tq, use_decode_kernel(a, mma));
     return ap.gen_bytes + ap.dec_bytes;
 }
@@ -535,7 +537,7 @@ extern "C" int pgd_cuda_attention(struct pgd_cuda_ctx *c, const struct pgd_cuda_
         return pgd_cuda_failf(err, errlen, "attention: dtype %s has no CUDA kernel (BF16, F16)",
                               pgd_dtype_name(a->dtype));
     int group = p->n_heads / p->n_kv_heads, hq, tq;
-    general_shape(group, D, mma, &hq, &tq);
+    general_shape(c, a, group, D, mma, &hq, &tq);
     bool dec = use_decode_kernel(a, mma);
     const int4 *items;
     if (a->decode_items) {

@@ -47,12 +47,21 @@ void pgd__attn_combine(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const float *p
 /* attention_mma.cu. Whether the tensor-core kernel takes this dtype and head dim (BF16 or
  * F16; 64 or 128). */
 bool pgd__attn_mma_supports(enum pgd_dtype dt, int D);
-/* Its block shape for a group of query heads a KV head: hq heads a block (a divisor of
- * group), tq tokens an item (hq * tq <= 64 rows). */
-void pgd__attn_mma_shape(int group, int *hq, int *tq);
-/* The items [n_items] (device, tq tokens at most, as pgd__attn_mma_shape gives) of call a
- * through the tensor-core kernel, split along the context into n_splits ranges of
- * split_len keys (partials in part, then pgd__attn_combine) when n_splits > 1. */
+/* Query rows a block for call a: 128 (8 warps, the prefill shape) when a->path is
+ * PGD_CUDA_ATTN_PREFILL, or by default (PGD_CUDA_ATTN_AUTO, planned from h_query_start)
+ * when the sequences of more than one query token fill every SM with 128-row blocks (unless
+ * the environment has PGD_CUDA_PREFILL_ATTN=0); else 4 warps: 64 rows when forced
+ * (PGD_CUDA_ATTN_MMA), with fixed decode items or from 512 keys on (where attention.cu
+ * splits the context instead), else by default the largest of 64, 32, 16 whose blocks fill
+ * the SMs (16 when none does). */
+int pgd__attn_mma_rows(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a);
+/* Its block shape for a group of query heads a KV head and `rows` (16 .. 128) query rows a
+ * block: hq heads a block (a divisor of group), tq tokens an item (hq * tq <= rows). */
+void pgd__attn_mma_shape(int group, int rows, int *hq, int *tq);
+/* The items [n_items] (device, tq tokens at most, as pgd__attn_mma_shape gives for
+ * pgd__attn_mma_rows(c, a)) of call a through the tensor-core kernel, split along the
+ * context into n_splits ranges of split_len keys (partials in part, then
+ * pgd__attn_combine) when n_splits > 1. */
 int pgd__attn_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, const int4 *items,
                       int n_items, int n_splits, int split_len, float *part, char *err,
                       size_t errlen);

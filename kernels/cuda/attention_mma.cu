@@ -2,37 +2,48 @@
  *
  * It runs the general items attention.cu plans (the same items, context splits and partial
  * layout as its FMA kernel, attention_internal.cuh), decode rows among them when the call
- * sends them here rather than to attention_decode.cu. A block of 4 warps takes one item,
- * one KV head and the hq query heads sharing it: R = tokens x hq <= 64 query rows, row r = token r / hq, head r % hq. Its
- * keys ([min first, max last] over the rows: causal limit, sliding window and split range
- * per row) go by in tiles of 64, gathered through the block table with cp.async into shared
- * memory, two tiles in flight. Two ways to spread the warps:
- *   rows (R > 16, prefill): warp w owns rows 16w .. 16w+15 and every key of a tile;
- *   keys (R <= 16, decode: one token's group of heads): every warp owns rows 0..15 and
- *        keys 16w .. 16w+15 of each tile, with its own softmax state; the four states are
- *        merged at the end.
+ * sends them here rather than to attention_decode.cu. A block of W warps (4, or 8 for the
+ * prefill shape) takes one item, one KV head and the hq query heads sharing it:
+ * R = tokens x hq <= 16 W query rows, row r = token r / hq, head r % hq, so every K/V tile
+ * gathered serves all R rows (grouped-query heads share the loads). Its keys ([min first,
+ * max last] over the rows: causal limit, sliding window and split range per row) go by in
+ * tiles of 64, gathered through the block table with cp.async into shared memory, STAGES
+ * tiles in flight (2 with 4 warps: two blocks an SM; 3 with 8 warps: one block an SM), one
+ * barrier a tile. The warps are spread over RG row groups of 16 rows x KS key slices
+ * (RG x KS = W): with many rows KS = 1 (warp w owns rows 16w .. 16w+15 and every key of a
+ * tile); with few (a decode row: one token's group of heads; the last tokens of a prompt;
+ * a short prompt's small blocks) the KS warps of a row group each take 64 / KS keys of
+ * every tile with their own softmax state, merged at the end.
+ * A warp skips the tiles none of its rows sees (the causal upper triangle is never
+ * computed; the block never loads a tile past its last row's key) and masks only the tiles
+ * that cross one of its rows' limits (the diagonal, a window's edge, a split's edge).
  * Per warp and tile: S = Q K^T with mma.sync m16n8k16 (Q fragments kept in registers, K by
- * ldmatrix), scale and masks in float32, online softmax in base 2 (row max and sum in
- * registers), P rounded to the 16-bit dtype and O += P V (V by ldmatrix.trans), float32
- * accumulators. The end goes through shared memory: normalized rows to `out`, or the
- * partials (accumulators, max, sum) to the split scratch for pgd__attn_combine.
+ * ldmatrix), online softmax in base 2 with the scale folded into log2(e) (one FFMA and one
+ * ex2.approx a score; row max and sum in registers), P rounded to the 16-bit dtype and O += P V
+ * (V by ldmatrix.trans), float32 accumulators. The end goes through shared memory:
+ * normalized rows to `out`, or the partials (accumulators, max, sum) to the split scratch for
+ * pgd__attn_combine.
+ *
+ * The 8-warp shape (128 rows: 32 tokens x 4 heads at Llama-3's group 4) halves the K/V bytes
+ * gathered a FLOP against the 4-warp one; attention.cu picks it when a call's prefill rows
+ * fill the SMs with 128-row blocks (pgd__attn_mma_rows).
  *
  * Shared memory rows are head_dim + 8 elements: the 16-byte pad puts the 8 rows an
  * ldmatrix reads in 8 different bank groups. sm_80 and later (mma.sync, ldmatrix, cp.async).
  *
  * An FP8 cache (kv_fp8.cuh): the kernel's cache element C is e4m3; the next tile's bytes are
  * read into registers before the current tile's math and converted to T into shared memory
- * after it (cp.async cannot convert), the K scale multiplies scale_log2 and the V scale the
- * output. */
+ * after it (cp.async cannot convert; two buffers), the K scale multiplies scale_log2 and the
+ * V scale the output. */
 #include "kernels/cuda/attention_internal.cuh"
 #include "kernels/cuda/kv_fp8.cuh"
 #include <math.h>
 #include <limits.h>
+#include <stdlib.h>
+#include <string.h>
 #include <algorithm>
 #include <atomic>
 
-#define MMA_THREADS 128              /* 4 warps */
-#define MMA_BM 64                    /* query rows a block */
 #define MMA_BN 64                    /* keys a tile */
 
 struct mma_kparams {
@@ -49,16 +60,20 @@ struct mma_kparams {
     float v_scale;                   /* FP8 cache: the output's factor */
 };
 
-template <int D> struct mma_shape {
+/* W warps a block: 16 W query rows, STAGES K/V tiles in shared memory. */
+template <int D, int W> struct mma_shape {
+    static constexpr int THREADS = 32 * W;
+    static constexpr int BM = 16 * W;                    /* query rows a block */
+    static constexpr int STAGES = W == 8 ? 3 : 2;
     static constexpr int STRIDE = D + 8;                 /* elements a shared-memory row */
     static constexpr int TILE = MMA_BN * STRIDE;         /* one K or V tile */
-    static constexpr int QTILE = MMA_BM * STRIDE;
-    static constexpr int SMEM = (QTILE + 4 * TILE) * 2;  /* Q, K x 2, V x 2 (bytes) */
-    /* The end: float accumulators [4 warps][16 rows][D], then max and sum [4][16] each,
-     * over the K/V buffers. */
-    static constexpr int FIN = (4 * 16 * D + 2 * 64) * 4;
-    static_assert(FIN <= 4 * TILE * 2, "the final stage fits over the K/V tiles");
-    static_assert(D % 16 == 0 && MMA_THREADS % (D / 8) == 0, "head_dim");
+    static constexpr int QTILE = BM * STRIDE;
+    static constexpr int SMEM = (QTILE + 2 * STAGES * TILE) * 2;   /* Q, K x STAGES, V x STAGES */
+    /* The end: float accumulators [W warps][16 rows][D], then max and sum [BM] each, over
+     * the K/V buffers. */
+    static constexpr int FIN = (W * 16 * D + 2 * BM) * 4;
+    static_assert(FIN <= 2 * STAGES * TILE * 2, "the final stage fits over the K/V tiles");
+    static_assert(D % 16 == 0 && (MMA_BN * (D / 8)) % THREADS == 0, "head_dim");
 };
 
 /* ---- PTX wrappers ---------------------------------------------------------------------------- */
@@ -124,6 +139,16 @@ __device__ __forceinline__ void mma16816<__half>(float c[4], const uint32_t a[4]
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+/* 2^x by the SFU alone (ex2.approx.ftz: relative error ~2^-22, results below 2^-126 are 0,
+ * 2^-inf is 0): exp2f adds the range fix-ups of denormal results, which a softmax weight
+ * rounded to 16 bits next to a largest weight of 1 never needs. */
+static __device__ __forceinline__ float fast_exp2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
 /* Two floats rounded to T, lo in the low half. */
 template <typename T> static __device__ __forceinline__ uint32_t pack2(float lo, float hi);
 template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi)
@@ -141,8 +166,10 @@ template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi
  * The warp's 16 rows against NT * 8 keys: kt / vt point at its first key's K / V row in
  * shared memory, key0 is that key's index in the sequence. Lane (g = lane / 4, c = lane % 4)
  * holds rows g and g + 8 (index hr 0 and 1): first[hr] .. last[hr] are their keys, m / l
- * their max and (this lane's part of the) sum, acc[n][..] their output dims 8n + 2c, +1. */
-template <typename T, int D, int NT>
+ * their max (base 2, scaled) and (this lane's part of the) sum, acc[n][..] their output dims
+ * 8n + 2c, +1. MASK: some key of the tile is outside some row's range (else every key is in
+ * every row's range and the compares are skipped). */
+template <typename T, int D, int NT, bool MASK>
 static __device__ __forceinline__ void warp_tile(const T *kt, const T *vt, int key0,
                                                  const uint32_t (&qf)[D / 16][4],
                                                  float (&acc)[D / 8][4], float (&m)[2],
@@ -150,7 +177,7 @@ static __device__ __forceinline__ void warp_tile(const T *kt, const T *vt, int k
                                                  const int (&last)[2], float scale_log2,
                                                  int lane)
 {
-    typedef mma_shape<D> S;
+    constexpr int STRIDE = D + 8;
     const int mi = lane >> 3, rr = lane & 7, c = lane & 3;
     float s[NT][4];
 #pragma unroll
@@ -163,33 +190,36 @@ static __device__ __forceinline__ void warp_tile(const T *kt, const T *vt, int k
 #pragma unroll
         for (int np = 0; np < NT / 2; np++) {
             uint32_t b[4];
-            ldsm_x4(b, smem_u32(kt + (np * 16 + (mi >> 1) * 8 + rr) * S::STRIDE + kk * 16 +
+            ldsm_x4(b, smem_u32(kt + (np * 16 + (mi >> 1) * 8 + rr) * STRIDE + kk * 16 +
                                 (mi & 1) * 8));
             mma16816<T>(s[2 * np], qf[kk], b[0], b[1]);
             mma16816<T>(s[2 * np + 1], qf[kk], b[2], b[3]);
         }
     }
-    /* Scale, mask, online softmax. s[n][e]: row g (e < 2) or g + 8, key 8n + 2c + (e & 1). */
+    /* Mask, online softmax on the raw scores: s[n][e] is row g (e < 2) or g + 8, key
+     * 8n + 2c + (e & 1); the max is taken unscaled (scale_log2 > 0) and each weight is
+     * exp2(s * scale_log2 - max * scale_log2), one FFMA. */
     float mx[2] = { -INFINITY, -INFINITY };
 #pragma unroll
     for (int n = 0; n < NT; n++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-            int hr = e >> 1, j = key0 + n * 8 + 2 * c + (e & 1);
-            float v = s[n][e] * scale_log2;
-            if (j < first[hr] || j > last[hr])
-                v = -INFINITY;
-            s[n][e] = v;
-            mx[hr] = fmaxf(mx[hr], v);
+            int hr = e >> 1;
+            if (MASK) {
+                int j = key0 + n * 8 + 2 * c + (e & 1);
+                if (j < first[hr] || j > last[hr])
+                    s[n][e] = -INFINITY;
+            }
+            mx[hr] = fmaxf(mx[hr], s[n][e]);
         }
     float base[2], corr[2];
 #pragma unroll
     for (int hr = 0; hr < 2; hr++) {
         mx[hr] = fmaxf(mx[hr], __shfl_xor_sync(0xffffffffu, mx[hr], 1));
         mx[hr] = fmaxf(mx[hr], __shfl_xor_sync(0xffffffffu, mx[hr], 2));
-        float m_new = fmaxf(m[hr], mx[hr]);
+        float m_new = fmaxf(m[hr], mx[hr] * scale_log2);
         base[hr] = m_new == -INFINITY ? 0.0f : m_new;   /* a row with no key yet stays 0 */
-        corr[hr] = exp2f(m[hr] - base[hr]);
+        corr[hr] = fast_exp2(m[hr] - base[hr]);
         m[hr] = m_new;
     }
     float rs[2] = { 0.0f, 0.0f };
@@ -197,7 +227,7 @@ static __device__ __forceinline__ void warp_tile(const T *kt, const T *vt, int k
     for (int n = 0; n < NT; n++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-            float pv = exp2f(s[n][e] - base[e >> 1]);
+            float pv = fast_exp2(fmaf(s[n][e], scale_log2, -base[e >> 1]));
             s[n][e] = pv;
             rs[e >> 1] += pv;
         }
@@ -221,7 +251,7 @@ static __device__ __forceinline__ void warp_tile(const T *kt, const T *vt, int k
 #pragma unroll
         for (int dp = 0; dp < D / 16; dp++) {
             uint32_t b[4];
-            ldsm_x4_trans(b, smem_u32(vt + (kj * 16 + (mi & 1) * 8 + rr) * S::STRIDE + dp * 16 +
+            ldsm_x4_trans(b, smem_u32(vt + (kj * 16 + (mi & 1) * 8 + rr) * STRIDE + dp * 16 +
                                       (mi >> 1) * 8));
             mma16816<T>(acc[2 * dp], a, b[0], b[1]);
             mma16816<T>(acc[2 * dp + 1], a, b[2], b[3]);
@@ -229,36 +259,62 @@ static __device__ __forceinline__ void warp_tile(const T *kt, const T *vt, int k
     }
 }
 
-/* ---- the kernel ------------------------------------------------------------------------------ */
-template <typename T, typename C, int D>
-__global__ void __launch_bounds__(MMA_THREADS, 2) attn_mma_kernel(const mma_kparams p)
+/* The warp's tile at key k0 (nk keys): skipped when none of its rows sees a key of it,
+ * unmasked when every row sees all of them (lo_all .. hi_all: the keys every row of the
+ * warp sees, empty when some row sees none). */
+template <typename T, int D, int NT>
+static __device__ __forceinline__ void warp_step(const T *kt, const T *vt, int k0, int nk,
+                                                 int wlo, int whi, int lo_all, int hi_all,
+                                                 const uint32_t (&qf)[D / 16][4],
+                                                 float (&acc)[D / 8][4], float (&m)[2],
+                                                 float (&l)[2], const int (&first)[2],
+                                                 const int (&last)[2], float scale_log2,
+                                                 int lane)
 {
-    typedef mma_shape<D> S;
+    if (whi < k0 || wlo > k0 + nk - 1)                   /* warp-uniform */
+        return;
+    if (k0 >= lo_all && k0 + nk - 1 <= hi_all)
+        warp_tile<T, D, NT, false>(kt, vt, k0, qf, acc, m, l, first, last, scale_log2, lane);
+    else
+        warp_tile<T, D, NT, true>(kt, vt, k0, qf, acc, m, l, first, last, scale_log2, lane);
+}
+
+/* ---- the kernel ------------------------------------------------------------------------------ */
+template <typename T, typename C, int D, int W>
+__global__ void __launch_bounds__(32 * W, W == 8 ? 1 : 2) attn_mma_kernel(const mma_kparams p)
+{
+    typedef mma_shape<D, W> S;
     constexpr bool F8 = kv_fp8_t<C>::value;
+    constexpr int THREADS = S::THREADS, BM = S::BM, STAGES = S::STAGES;
     constexpr int CPR = D / 8;                           /* 8-element chunks a row (16 bytes of T) */
-    constexpr int NL = MMA_BN * CPR / MMA_THREADS;       /* chunks a thread loads a tile */
+    constexpr int NL = MMA_BN * CPR / THREADS;           /* chunks a thread loads a tile */
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    T *qs = reinterpret_cast<T *>(smem_raw);             /* [MMA_BM][STRIDE] */
-    T *ks = qs + S::QTILE;                               /* [2][MMA_BN][STRIDE] */
-    T *vs = ks + 2 * S::TILE;                            /* [2][MMA_BN][STRIDE] */
-    __shared__ int row_first[MMA_BM], row_last[MMA_BM];
+    T *qs = reinterpret_cast<T *>(smem_raw);             /* [BM][STRIDE] */
+    T *ks = qs + S::QTILE;                               /* [STAGES][MMA_BN][STRIDE] */
+    T *vs = ks + STAGES * S::TILE;                       /* [STAGES][MMA_BN][STRIDE] */
+    __shared__ int row_first[BM], row_last[BM], red_lo[W], red_hi[W];
 
     /* Items in reverse: in a prefill the late (longest) chunks start first. */
     const int4 item = p.items[gridDim.x - 1 - blockIdx.x];
     const int seq = item.x, t0 = item.y, nt = item.z;
     const int kvh = blockIdx.y / p.head_chunks;
     const int h0 = kvh * p.group + (blockIdx.y % p.head_chunks) * p.hq;
-    const int R = nt * p.hq;                             /* <= MMA_BM (the plan's tq) */
+    const int R = nt * p.hq;                             /* <= BM (the plan's tq) */
     const int split = blockIdx.z;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const bool by_keys = R <= 16;
+    /* KS warps share a row group, each with 64 / KS keys of every tile, RG = W / KS row
+     * groups of 16: KS as large as the R rows' groups allow (4 warps: KS 4 up to 16 rows, 2
+     * up to 32; 8 warps: 4 up to 32 rows, 2 up to 64), so that a short item (a decode row,
+     * a prompt's last tokens) keeps every warp busy. */
+    const int rgn = (R + 15) / 16;
+    const int KS = rgn * 4 <= W ? 4 : rgn * 2 <= W ? 2 : 1, RG = W / KS;
     const int32_t *table = p.block_tables + (int64_t)seq * p.max_blocks;
     const int64_t kv_stride = (int64_t)p.KV * D;         /* between cache slots */
     const C *kc = (const C *)p.kc + (int64_t)kvh * D, *vc = (const C *)p.vc + (int64_t)kvh * D;
 
     /* Q rows (zeros past R up to a multiple of 16), as cp.async group 0. */
     const int q_rows = (R + 15) & ~15;
-    for (int idx = tid; idx < q_rows * CPR; idx += MMA_THREADS) {
+    for (int idx = tid; idx < q_rows * CPR; idx += THREADS) {
         int r = idx / CPR, ch = idx % CPR;
         const T *src = (const T *)p.q;
         bool ok = r < R;
@@ -267,9 +323,10 @@ __global__ void __launch_bounds__(MMA_THREADS, 2) attn_mma_kernel(const mma_kpar
         cp_async16(smem_u32(qs + r * S::STRIDE + ch * 8), src, ok);
     }
     cp_async_commit();
-    /* Each row's keys; rows past R have none. */
+    /* Each row's keys (rows past R have none), and the block's: the union over the rows,
+     * reduced a warp at a time. */
     const int split_lo = split * p.split_len, split_hi = split_lo + p.split_len - 1;
-    if (tid < MMA_BM) {
+    {
         int f = 1, la = 0;
         if (tid < R) {
             int pos = p.positions[t0 + tid / p.hq];
@@ -277,16 +334,28 @@ __global__ void __launch_bounds__(MMA_THREADS, 2) attn_mma_kernel(const mma_kpar
             f = max(f, split_lo);
             la = min(pos, split_hi);
         }
-        row_first[tid] = f;
-        row_last[tid] = la;
+        if (tid < BM) {
+            row_first[tid] = f;
+            row_last[tid] = la;
+        }
+        int lo = f <= la ? f : INT_MAX, hi = f <= la ? la : -1;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            lo = min(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+            hi = max(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+        }
+        if (lane == 0) {
+            red_lo[warp] = lo;
+            red_hi[warp] = hi;
+        }
     }
     __syncthreads();
     int kb = INT_MAX, ke = -1;                           /* the block's keys */
-    for (int r = 0; r < R; r++)
-        if (row_first[r] <= row_last[r]) {
-            kb = min(kb, row_first[r]);
-            ke = max(ke, row_last[r]);
-        }
+#pragma unroll
+    for (int w = 0; w < W; w++) {
+        kb = min(kb, red_lo[w]);
+        ke = max(ke, red_hi[w]);
+    }
     const int ntiles = ke >= kb ? (ke - kb) / MMA_BN + 1 : 0;
 
     /* Key j's row offset in the caches (elements). */
@@ -300,12 +369,13 @@ __global__ void __launch_bounds__(MMA_THREADS, 2) attn_mma_kernel(const mma_kpar
         T *kd = ks + buf * S::TILE, *vd = vs + buf * S::TILE;
 #pragma unroll
         for (int i = 0; i < NL; i++) {
-            int idx = tid + i * MMA_THREADS, jj = idx / CPR, ch = idx % CPR, j = kb0 + jj;
+            int idx = tid + i * THREADS, jj = idx / CPR, ch = idx % CPR, j = kb0 + jj;
             bool ok = j <= ke;
             const C *ksrc = kc, *vsrc = vc;
             if (ok) {
-                ksrc += row_off(j) + ch * 8;
-                vsrc += row_off(j) + ch * 8;
+                int64_t off = row_off(j) + ch * 8;
+                ksrc += off;
+                vsrc += off;
             }
             cp_async16(smem_u32(kd + jj * S::STRIDE + ch * 8), ksrc, ok);
             cp_async16(smem_u32(vd + jj * S::STRIDE + ch * 8), vsrc, ok);
@@ -316,7 +386,7 @@ __global__ void __launch_bounds__(MMA_THREADS, 2) attn_mma_kernel(const mma_kpar
     auto fetch8 = [&](int kb0) {
 #pragma unroll
         for (int i = 0; i < NL; i++) {
-            int idx = tid + i * MMA_THREADS, jj = idx / CPR, ch = idx % CPR, j = kb0 + jj;
+            int idx = tid + i * THREADS, jj = idx / CPR, ch = idx % CPR, j = kb0 + jj;
             k8[i] = v8[i] = make_uint2(0u, 0u);
             if (j <= ke) {
                 int64_t off = row_off(j) + ch * 8;
@@ -329,41 +399,55 @@ __global__ void __launch_bounds__(MMA_THREADS, 2) attn_mma_kernel(const mma_kpar
         T *kd = ks + buf * S::TILE, *vd = vs + buf * S::TILE;
 #pragma unroll
         for (int i = 0; i < NL; i++) {
-            int idx = tid + i * MMA_THREADS, jj = idx / CPR, ch = idx % CPR;
+            int idx = tid + i * THREADS, jj = idx / CPR, ch = idx % CPR;
             *reinterpret_cast<uint4 *>(kd + jj * S::STRIDE + ch * 8) = kv_cvt8<T>(k8[i]);
             *reinterpret_cast<uint4 *>(vd + jj * S::STRIDE + ch * 8) = kv_cvt8<T>(v8[i]);
         }
     };
-    if (ntiles > 0) {
-        if constexpr (F8) {
+    /* The first tiles: FP8 converts tile 0 into buffer 0; 16-bit caches start STAGES - 1
+     * tiles, one cp.async group each (empty past the last tile: the counting stays fixed). */
+    if constexpr (F8) {
+        if (ntiles > 0) {
             fetch8(kb);
             stash8(0);
-        } else {
-            load_tile(0, kb);
+        }
+    } else {
+#pragma unroll
+        for (int st = 0; st < STAGES - 1; st++) {
+            if (st < ntiles)
+                load_tile(st, kb + st * MMA_BN);
+            cp_async_commit();
         }
     }
-    cp_async_commit();                                   /* group 1 (maybe empty) */
 
-    /* This warp's rows and key slice of a tile, and the keys its rows want. */
-    const int wr0 = by_keys ? 0 : warp * 16, koff = by_keys ? warp * 16 : 0;
-    const int nkw = by_keys ? 16 : MMA_BN;
+    /* This warp's rows and key slice of a tile, and the keys its rows want: wlo .. whi any
+     * of them, lo_all .. hi_all every one of them. */
+    const int nkw = MMA_BN / KS, wr0 = (warp % RG) * 16, koff = (warp / RG) * nkw;
     const int g = lane >> 2;
     int first[2], last[2];
     first[0] = row_first[wr0 + g];
     last[0] = row_last[wr0 + g];
     first[1] = row_first[wr0 + g + 8];
     last[1] = row_last[wr0 + g + 8];
-    int wlo = INT_MAX, whi = -1;
+    int wlo = INT_MAX, whi = -1, lo_all = INT_MIN, hi_all = INT_MAX;
 #pragma unroll
-    for (int hr = 0; hr < 2; hr++)
+    for (int hr = 0; hr < 2; hr++) {
         if (first[hr] <= last[hr]) {
             wlo = min(wlo, first[hr]);
             whi = max(whi, last[hr]);
+            lo_all = max(lo_all, first[hr]);
+            hi_all = min(hi_all, last[hr]);
+        } else {
+            lo_all = INT_MAX;                            /* a row without keys: always mask */
+            hi_all = INT_MIN;
         }
+    }
 #pragma unroll
     for (int o = 1; o < 32; o <<= 1) {
         wlo = min(wlo, __shfl_xor_sync(0xffffffffu, wlo, o));
         whi = max(whi, __shfl_xor_sync(0xffffffffu, whi, o));
+        lo_all = max(lo_all, __shfl_xor_sync(0xffffffffu, lo_all, o));
+        hi_all = min(hi_all, __shfl_xor_sync(0xffffffffu, hi_all, o));
     }
 
     float acc[D / 8][4];
@@ -372,7 +456,10 @@ __global__ void __launch_bounds__(MMA_THREADS, 2) attn_mma_kernel(const mma_kpar
         acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
     float m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f };
 
-    cp_async_wait<1>();                                  /* Q is in */
+    if constexpr (F8)
+        cp_async_wait<0>();                              /* Q is in */
+    else
+        cp_async_wait<STAGES - 1>();                     /* Q is in; the tiles may not be */
     __syncthreads();
     uint32_t qf[D / 16][4];
     {
@@ -383,33 +470,40 @@ __global__ void __launch_bounds__(MMA_THREADS, 2) attn_mma_kernel(const mma_kpar
                                      (mi >> 1) * 8));
     }
 
+    /* One barrier a tile: after it, tile `it` is in for every thread and every warp is done
+     * with tile it - 1, whose buffer the load issued next (tile it + STAGES - 1; FP8: the
+     * conversion of tile it + 1 after this tile's math) refills. */
     for (int it = 0; it < ntiles; it++) {
+        int buf;
         if constexpr (F8) {
+            __syncthreads();
             if (it + 1 < ntiles)
                 fetch8(kb + (it + 1) * MMA_BN);          /* in flight during this tile */
-            cp_async_wait<0>();
-        } else if (it + 1 < ntiles) {
-            load_tile((it + 1) & 1, kb + (it + 1) * MMA_BN);
-            cp_async_commit();
-            cp_async_wait<1>();
+            buf = it & 1;
         } else {
-            cp_async_wait<0>();
+            cp_async_wait<STAGES - 2>();                 /* tile it's group is done */
+            __syncthreads();
+            const int nx = it + STAGES - 1;
+            if (nx < ntiles)
+                load_tile(nx % STAGES, kb + nx * MMA_BN);
+            cp_async_commit();
+            buf = it % STAGES;
         }
-        __syncthreads();
         const int k0 = kb + it * MMA_BN + koff;          /* this warp's first key */
-        if (whi >= k0 && wlo <= k0 + nkw - 1) {          /* warp-uniform */
-            const T *kt = ks + (it & 1) * S::TILE + koff * S::STRIDE;
-            const T *vt = vs + (it & 1) * S::TILE + koff * S::STRIDE;
-            if (by_keys)
-                warp_tile<T, D, 2>(kt, vt, k0, qf, acc, m, l, first, last, p.scale_log2, lane);
-            else
-                warp_tile<T, D, 8>(kt, vt, k0, qf, acc, m, l, first, last, p.scale_log2, lane);
-        }
-        /* FP8: the other buffer was last read in the previous tile, behind its barrier. */
+        const T *kt = ks + buf * S::TILE + koff * S::STRIDE;
+        const T *vt = vs + buf * S::TILE + koff * S::STRIDE;
+        if (KS == 4)
+            warp_step<T, D, 2>(kt, vt, k0, nkw, wlo, whi, lo_all, hi_all, qf, acc, m, l, first,
+                               last, p.scale_log2, lane);
+        else if (KS == 2)
+            warp_step<T, D, 4>(kt, vt, k0, nkw, wlo, whi, lo_all, hi_all, qf, acc, m, l, first,
+                               last, p.scale_log2, lane);
+        else
+            warp_step<T, D, 8>(kt, vt, k0, nkw, wlo, whi, lo_all, hi_all, qf, acc, m, l, first,
+                               last, p.scale_log2, lane);
         if constexpr (F8)
             if (it + 1 < ntiles)
                 stash8((it + 1) & 1);
-        __syncthreads();                                 /* before the buffer is refilled */
     }
     cp_async_wait<0>();
     __syncthreads();
@@ -417,7 +511,7 @@ __global__ void __launch_bounds__(MMA_THREADS, 2) attn_mma_kernel(const mma_kpar
     /* Each warp's rows (sums completed across the lanes of a row) to shared memory:
      * fo[w][i][D] = accumulators of row i of warp w, fm / fl [w][i] its max and sum. */
     float *fo = reinterpret_cast<float *>(ks);
-    float *fm = fo + 4 * 16 * D, *fl = fm + 64;
+    float *fm = fo + W * 16 * D, *fl = fm + BM;
     {
         const int c = lane & 3;
         float *mine = fo + warp * 16 * D;
@@ -441,27 +535,27 @@ __global__ void __launch_bounds__(MMA_THREADS, 2) attn_mma_kernel(const mma_kpar
         }
     }
     __syncthreads();
-    /* Row r is warp r / 16's row r % 16 (slot r), or in the keys layout the merge of slot r
-     * of the four warps. */
+    /* Row r is row r % 16 of row group r / 16: slot w * 16 + r % 16 = r + 16 k RG of each of
+     * its KS warps w = k * RG + r / 16 (KS = 1: slot r alone), merged. */
     T *out = (T *)p.out;
-    for (int idx = tid; idx < R * D; idx += MMA_THREADS) {
+    for (int idx = tid; idx < R * D; idx += THREADS) {
         int r = idx / D, d = idx % D;
         float M, L, O;
-        if (by_keys) {
+        if (KS > 1) {
             M = -INFINITY;
-#pragma unroll
-            for (int w = 0; w < 4; w++)
-                if (fl[w * 16 + r] > 0)
-                    M = fmaxf(M, fm[w * 16 + r]);
+            for (int k = 0; k < KS; k++)
+                if (fl[r + k * RG * 16] > 0)
+                    M = fmaxf(M, fm[r + k * RG * 16]);
             L = 0.0f;
             O = 0.0f;
-#pragma unroll
-            for (int w = 0; w < 4; w++)
-                if (fl[w * 16 + r] > 0) {
-                    float e = exp2f(fm[w * 16 + r] - M);
-                    L += e * fl[w * 16 + r];
-                    O += e * fo[(w * 16 + r) * D + d];
+            for (int k = 0; k < KS; k++) {
+                int sl = r + k * RG * 16;                /* warp k * RG + r / 16, row r % 16 */
+                if (fl[sl] > 0) {
+                    float e = exp2f(fm[sl] - M);
+                    L += e * fl[sl];
+                    O += e * fo[sl * D + d];
                 }
+            }
         } else {
             M = fm[r];
             L = fl[r];
@@ -489,45 +583,102 @@ bool pgd__attn_mma_supports(enum pgd_dtype dt, int D)
     return (dt == PGD_DTYPE_BF16 || dt == PGD_DTYPE_F16) && (D == 64 || D == 128);
 }
 
-/* Heads a block: the largest divisor of group up to 64; tokens an item fill the 64 rows. */
-void pgd__attn_mma_shape(int group, int *hq, int *tq)
+/* Heads a block: the largest divisor of group up to `rows`; tokens an item fill the rows. */
+void pgd__attn_mma_shape(int group, int rows, int *hq, int *tq)
 {
-    int h = std::max(1, std::min(group, MMA_BM));
+    int h = std::max(1, std::min(group, rows));
     while (group % h)
         h--;
     *hq = h;
-    *tq = std::max(1, MMA_BM / h);
+    *tq = std::max(1, rows / h);
+}
+
+/* PGD_CUDA_PREFILL_ATTN=0: never the 8-warp shape by default (read once). */
+static bool env_prefill_off(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("PGD_CUDA_PREFILL_ATTN");
+        v = e && !strcmp(e, "0");
+    }
+    return v;
+}
+
+/* Blocks of `rows` query rows the call's sequences of at least min_len tokens make. */
+static int64_t blocks_of(const struct pgd_cuda_attn *a, int group, int rows, int min_len)
+{
+    int hq, tq;
+    pgd__attn_mma_shape(group, rows, &hq, &tq);
+    int64_t items = 0;
+    for (int s = 0; s < a->n_seqs; s++) {
+        int len = a->h_query_start[s + 1] - a->h_query_start[s];
+        if (len >= min_len)
+            items += (len + tq - 1) / tq;
+    }
+    return items * a->p.n_kv_heads * (group / hq);
+}
+
+int pgd__attn_mma_rows(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a)
+{
+    if (a->path == PGD_CUDA_ATTN_PREFILL)
+        return 128;
+    if (a->path != PGD_CUDA_ATTN_AUTO || a->decode_items || !a->h_query_start ||
+        a->p.n_kv_heads <= 0 || a->p.n_heads % a->p.n_kv_heads)
+        return 64;
+    int group = a->p.n_heads / a->p.n_kv_heads;
+    if (!env_prefill_off() && blocks_of(a, group, 128, 2) >= c->sm_count)
+        return 128;
+    /* Too few blocks for the SMs and too short a context to split (attention.cu splits
+     * from 2 x 256 keys): smaller blocks, whose warps split the keys; a short prompt's
+     * blocks are few tiles long, and more of them finish sooner. */
+    if (a->max_seq_len >= 512)
+        return 64;
+    for (int rows = 64; rows > 16; rows /= 2)
+        if (blocks_of(a, group, rows, 1) >= c->sm_count)
+            return rows;
+    return 16;
 }
 
 /* The dynamic shared memory above 48 KiB is granted per function and device, once. */
-template <typename T, typename C, int D> static cudaError_t allow_smem(int device)
+template <typename T, typename C, int D, int W> static cudaError_t allow_smem(int device)
 {
     static std::atomic<unsigned> done(0);
     unsigned bit = device >= 0 && device < 32 ? 1u << device : 0;
     if (bit && (done.load() & bit))
         return cudaSuccess;
-    cudaError_t e = cudaFuncSetAttribute(attn_mma_kernel<T, C, D>,
+    cudaError_t e = cudaFuncSetAttribute(attn_mma_kernel<T, C, D, W>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         mma_shape<D>::SMEM);
+                                         mma_shape<D, W>::SMEM);
     if (e == cudaSuccess && bit)
         done.fetch_or(bit);
     return e;
 }
 
-template <typename T, typename C, int D>
+template <typename T, typename C, int D, int W>
 static cudaError_t launch(struct pgd_cuda_ctx *c, const mma_kparams &kp, dim3 grid)
 {
-    cudaError_t e = allow_smem<T, C, D>(c->device);
+    cudaError_t e = allow_smem<T, C, D, W>(c->device);
     if (e != cudaSuccess)
         return e;
-    attn_mma_kernel<T, C, D><<<grid, MMA_THREADS, mma_shape<D>::SMEM, c->stream>>>(kp);
+    attn_mma_kernel<T, C, D, W><<<grid, mma_shape<D, W>::THREADS, mma_shape<D, W>::SMEM,
+                                  c->stream>>>(kp);
     return cudaSuccess;
 }
 
 template <typename T, typename C>
-static cudaError_t launch_d(struct pgd_cuda_ctx *c, int D, const mma_kparams &kp, dim3 grid)
+static cudaError_t launch_d(struct pgd_cuda_ctx *c, int D, int rows, const mma_kparams &kp,
+                            dim3 grid)
 {
-    return D == 64 ? launch<T, C, 64>(c, kp, grid) : launch<T, C, 128>(c, kp, grid);
+    if (rows == 128)
+        return D == 64 ? launch<T, C, 64, 8>(c, kp, grid) : launch<T, C, 128, 8>(c, kp, grid);
+    return D == 64 ? launch<T, C, 64, 4>(c, kp, grid) : launch<T, C, 128, 4>(c, kp, grid);
+}
+
+static int smem_bytes(int D, int rows)
+{
+    if (rows == 128)
+        return D == 64 ? mma_shape<64, 8>::SMEM : mma_shape<128, 8>::SMEM;
+    return D == 64 ? mma_shape<64, 4>::SMEM : mma_shape<128, 4>::SMEM;
 }
 
 int pgd__attn_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, const int4 *items,
@@ -547,8 +698,8 @@ int pgd__attn_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, con
     if (n_splits > 1 && !part)
         return pgd_cuda_failf(err, errlen, "attention (tensor cores): %d context splits need "
                               "scratch", n_splits);
-    int group = p->n_heads / p->n_kv_heads, hq, tq;
-    pgd__attn_mma_shape(group, &hq, &tq);
+    int group = p->n_heads / p->n_kv_heads, hq, tq, rows = pgd__attn_mma_rows(c, a);
+    pgd__attn_mma_shape(group, rows, &hq, &tq);
     mma_kparams kp;
     kp.q = a->q;
     kp.out = a->out;
@@ -581,20 +732,19 @@ int pgd__attn_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, con
     dim3 grid(n_items, p->n_kv_heads * kp.head_chunks, n_splits);
     cudaError_t e;
     if (a->dtype == PGD_DTYPE_BF16)
-        e = a->kv_fp8 ? launch_d<__nv_bfloat16, kv_e4m3>(c, D, kp, grid)
-                      : launch_d<__nv_bfloat16, __nv_bfloat16>(c, D, kp, grid);
+        e = a->kv_fp8 ? launch_d<__nv_bfloat16, kv_e4m3>(c, D, rows, kp, grid)
+                      : launch_d<__nv_bfloat16, __nv_bfloat16>(c, D, rows, kp, grid);
     else
-        e = a->kv_fp8 ? launch_d<__half, kv_e4m3>(c, D, kp, grid)
-                      : launch_d<__half, __half>(c, D, kp, grid);
+        e = a->kv_fp8 ? launch_d<__half, kv_e4m3>(c, D, rows, kp, grid)
+                      : launch_d<__half, __half>(c, D, rows, kp, grid);
     if (e != cudaSuccess)
         return pgd_cuda_failf(err, errlen, "attention (tensor cores): shared memory of %d "
-                              "bytes: %s", D == 64 ? mma_shape<64>::SMEM : mma_shape<128>::SMEM,
-                              cudaGetErrorString(e));
+                              "bytes: %s", smem_bytes(D, rows), cudaGetErrorString(e));
     if (n_splits > 1)
         pgd__attn_combine(c, a->dtype, part, items, n_items, p->n_heads, n_splits, D, a->out);
-    PGD_CUDA_LAUNCHED(err, errlen, "attention (tensor cores) %s%s [%d tokens, %d seqs, %d "
-                      "heads / %d kv of %d, max len %d, %d items x %d splits]",
-                      pgd_cuda_dt(a->dtype), a->kv_fp8 ? " (e4m3 cache)" : "", a->n_tokens, a->n_seqs, p->n_heads, p->n_kv_heads, D, a->max_seq_len,
-                      n_items, n_splits);
+    PGD_CUDA_LAUNCHED(err, errlen, "attention (tensor cores, %d rows a block) %s%s [%d tokens, "
+                      "%d seqs, %d heads / %d kv of %d, max len %d, %d items x %d splits]", rows,
+                      pgd_cuda_dt(a->dtype), a->kv_fp8 ? " (e4m3 cache)" : "", a->n_tokens,
+                      a->n_seqs, p->n_heads, p->n_kv_heads, D, a->max_seq_len, n_items, n_splits);
     return 0;
 }

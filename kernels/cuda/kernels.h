@@ -245,14 +245,21 @@ struct pgd_cuda_attn {
      * SIMT one where it measured faster; attention.cu; PGD_CUDA_DECODE_ATTN=0 / =1 / =simt:
      * never / always / always on the SIMT one),
      * the tensor-core kernel for the rest at BF16/F16 and head_dim 64 or 128 (unless the
-     * environment has PGD_CUDA_ATTN=fma), the FMA kernel otherwise. PGD_CUDA_ATTN_FMA or
-     * _MMA: that kernel for every row (tests, benches; MMA on other shapes fails). */
+     * environment has PGD_CUDA_ATTN=fma), the FMA kernel otherwise. PGD_CUDA_ATTN_FMA,
+     * _MMA or _PREFILL: that kernel for every row (tests, benches; MMA and PREFILL on other
+     * shapes fail). */
     int path;
     /* The caches are e4m3 with these scales (every kernel path dequantizes on read); NULL:
      * in dtype. */
     const struct pgd_cuda_kv_fp8 *kv_fp8;
 };
-enum { PGD_CUDA_ATTN_AUTO = 0, PGD_CUDA_ATTN_FMA = 1, PGD_CUDA_ATTN_MMA = 2 };
+/* PGD_CUDA_ATTN_PREFILL: the tensor-core kernel in its prefill shape (128 query rows over 8
+ * warps, attention_mma.cu) for every row; PGD_CUDA_ATTN_MMA forces its 64-row shape, and
+ * AUTO takes the 128-row one when a call's prefill rows fill the SMs with it (not with
+ * PGD_CUDA_PREFILL_ATTN=0 in the environment), 32- or 16-row ones for short prompts that
+ * fill them with no other. */
+enum { PGD_CUDA_ATTN_AUTO = 0, PGD_CUDA_ATTN_FMA = 1, PGD_CUDA_ATTN_MMA = 2,
+       PGD_CUDA_ATTN_PREFILL = 3 };
 /* Bytes of float32 scratch (device) an attention call needs for its context splits. */
 size_t pgd_cuda_attention_scratch(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a);
 /* out = causal softmax(q k^T * scale) v over each token's sequence, through the block

@@ -8,7 +8,11 @@
  * attention_decode.cu) and the PGD_CUDA_ATTN switch; the decode kernels (the tensor-core one,
  * attention_decode_mma.cu, which the default dispatch gives every decode row it serves, and
  * the SIMT one, PGD_CUDA_DECODE_ATTN=simt): batches of 1 to 1024 rows, contexts of 1 to
- * 33,000 keys, groups 1 to 16, block sizes 8 to 32, windows, graph items under buckets. Inputs are random (queries in [-a, a),
+ * 33,000 keys, groups 1 to 16, block sizes 8 to 32, windows, graph items under buckets; the
+ * prefill shape (128 query rows over 8 warps, .path = PGD_CUDA_ATTN_PREFILL) through the same
+ * kinds of cases (prompts of 1 .. 2049 tokens against the CPU, 8192 against the FMA kernel,
+ * chunks after cached prefixes, several sequences a call, windows, e4m3 caches), and the
+ * default dispatch choosing it. Inputs are random (queries in [-a, a),
  * a up to 8 for peaked softmaxes; K/V in [-1, 1)), the whole cache too, so that a wrong read
  * shows.
  *
@@ -325,6 +329,8 @@ static size_t check_path_kv(const struct attn_case *c, int path, uint64_t step_i
         float *want = batch_cpu(&b);
         if (path == PGD_CUDA_ATTN_MMA)
             expect_close(&b, "tensor cores vs CPU", got, want, tol_mma(DTS[di]));
+        else if (path == PGD_CUDA_ATTN_PREFILL)
+            expect_close(&b, "tensor cores, 128-row blocks vs CPU", got, want, tol_mma(DTS[di]));
         else if (path == PGD_CUDA_ATTN_AUTO)
             expect_close(&b, "default dispatch vs CPU", got, want, tol_mma(DTS[di]));
         else
@@ -773,6 +779,184 @@ GPU_TEST(fp8_kv_write_saturates_like_the_cpu)
     batch_free(&b);
 }
 
+/* ---- the prefill shape (128 query rows over 8 warps, PGD_CUDA_ATTN_PREFILL) -------------------- */
+static size_t check_prefill(const struct attn_case *c, uint64_t step_id)
+{
+    return check_path(c, PGD_CUDA_ATTN_PREFILL, step_id);
+}
+
+GPU_TEST(prefill_shape_prompt_lengths_in_one_call)
+{
+    /* Fresh prompts of 1 .. 1000 tokens side by side (group 4: 32 tokens an item), odd ones
+     * and the 16-row warp, 128-row block and 64-key tile edges among them. */
+    struct attn_case c = { "prefill prompts", 8, 2, 128, 16, 0, 10, { 0 },
+                           { 1, 2, 17, 31, 32, 33, 127, 129, 1000, 257 }, 2 };
+    check_prefill(&c, 2000);
+    c.name = "prefill prompts, peaked softmax";
+    c.qamp = 8;
+    c.n_new[8] = 300;
+    check_prefill(&c, 2010);
+}
+
+GPU_TEST(prefill_shape_groups_head_dims_block_sizes_and_tile_edges)
+{
+    /* Query lengths at the 128-row edges (MHA: 128 tokens an item; group 4: 32; group 8:
+     * 16), fresh and after cached prefixes, some of them on 64-key tile edges. */
+    static const int cached[8] = { 0, 37, 0, 64, 5, 0, 100, 0 };
+    static const int n_new[8] = { 1, 31, 32, 33, 127, 128, 129, 300 };
+    static const int groups[3] = { 1, 4, 8 }, dims[2] = { 64, 128 }, bss[2] = { 16, 32 };
+    uint64_t step = 2100;
+    for (int gi = 0; gi < 3; gi++)
+        for (int di = 0; di < 2; di++)
+            for (int bi = 0; bi < 2; bi++) {
+                char name[96];
+                snprintf(name, sizeof name, "prefill shape edges, group %d", groups[gi]);
+                struct attn_case c = { name, 2 * groups[gi], 2, dims[di], bss[bi], 0, 8,
+                                       { 0 }, { 0 }, gi == 1 ? 4 : 1 };
+                memcpy(c.cached, cached, sizeof cached);
+                memcpy(c.n_new, n_new, sizeof n_new);
+                check_prefill(&c, step);
+                step += 2;
+            }
+}
+
+GPU_TEST(prefill_shape_odd_long_prompt)
+{
+    /* 2049 tokens: 65 items of 32 tokens, the last of one, 33 key tiles. */
+    struct attn_case c = { "prefill 2049", 4, 1, 64, 16, 0, 1, { 0 }, { 2049 }, 2 };
+    check_prefill(&c, 2200);
+}
+
+GPU_TEST(prefill_shape_chunks_after_cached_prefixes_split)
+{
+    /* Chunks of chunked prefill after cached prefixes, with decode rows: few blocks, so
+     * the rows split along the context too (partials merged by pgd__attn_combine). */
+    struct attn_case c = { "prefill chunks after prefixes", 8, 2, 64, 16, 0, 4,
+                           { 3000, 700, 2500, 7 }, { 100, 33, 1, 1 }, 2 };
+    size_t sb = check_prefill(&c, 2300);
+    cr_assert_gt(sb, 0, "the chunks should have been split along the context");
+    struct attn_case d = { "prefill chunk of 8B heads after a prefix", 32, 8, 128, 16, 0, 2,
+                           { 1000, 40 }, { 64, 1 }, 1 };
+    check_prefill(&d, 2310);
+}
+
+GPU_TEST(prefill_shape_sliding_window_and_mixed_batches)
+{
+    struct attn_case cs[] = {
+        { "prefill window 32", 8, 2, 128, 16, 32, 4, { 0, 90, 300, 1000 }, { 180, 20, 1, 70 }, 2 },
+        { "prefill window 100", 16, 2, 64, 32, 100, 4, { 0, 90, 3000, 150 }, { 330, 17, 1, 65 }, 1 },
+        { "prefill mixed, group 4", 32, 8, 128, 16, 0, 6, { 0, 200, 50, 1000, 17, 0 },
+          { 100, 37, 1, 1, 1, 33 }, 1 },
+        { "prefill mixed, MQA 16/1", 16, 1, 128, 32, 0, 4, { 0, 513, 20, 2000 }, { 70, 1, 9, 1 }, 3 },
+        { "prefill mixed, MHA", 4, 4, 64, 16, 0, 3, { 10, 0, 700 }, { 129, 1, 1 }, 1 },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        check_prefill(&cs[i], 2400 + 2 * i);
+}
+
+GPU_TEST(prefill_shape_8192_tokens_agrees_with_fma_kernel)
+{
+    /* Llama-3-8B heads, one 8192-token prompt: the CPU would take long, so the FMA kernel
+     * is the reference (within the sum of both bounds), and the 64-row shape too. */
+    struct attn_case c = { "prefill 8192", 32, 8, 128, 16, 0, 1, { 0 }, { 8192 }, 2 };
+    struct batch b;
+    batch_make(&b, PGD_DTYPE_BF16, &c);
+    float *pre = batch_run(&b, PGD_CUDA_ATTN_PREFILL, 2500, 0, 0, NULL);
+    float *fma = batch_run(&b, PGD_CUDA_ATTN_FMA, 2501, 0, 0, NULL);
+    float *mma = batch_run(&b, PGD_CUDA_ATTN_MMA, 2502, 0, 0, NULL);
+    struct tol a = tol_mma(PGD_DTYPE_BF16), f = tol_fma(PGD_DTYPE_BF16);
+    expect_close(&b, "128-row tensor cores vs FMA kernel", pre, fma,
+                 (struct tol){ a.rtol + f.rtol, a.atol + f.atol });
+    expect_close(&b, "128-row vs 64-row tensor cores", pre, mma,
+                 (struct tol){ 2 * a.rtol, 2 * a.atol });
+    free(pre);
+    free(fma);
+    free(mma);
+    batch_free(&b);
+}
+
+/* A prompt whose 128-row blocks just fill the SMs (n tokens after 2000 cached, 8B heads):
+ * the default dispatch should take the prefill shape, which (blocks < 2 SMs) splits the
+ * context, where the 64-row shape (twice the blocks) does not. */
+static void check_default_prefill(bool expect_prefill)
+{
+    int sm = pgd_cuda_sm_count(ctx);
+    struct attn_case c = { "default prefill shape", 32, 8, 128, 16, 0, 1, { 2000 },
+                           { 32 * ((sm + 7) / 8) }, 1 };
+    struct batch b;
+    batch_make(&b, PGD_DTYPE_BF16, &c);
+    size_t sb_auto = 0, sb_pre = 0, sb_mma = 0;
+    float *got = batch_run(&b, PGD_CUDA_ATTN_AUTO, 2600, 0, 0, &sb_auto);
+    float *pre = batch_run(&b, PGD_CUDA_ATTN_PREFILL, 2601, 0, 0, &sb_pre);
+    float *mma = batch_run(&b, PGD_CUDA_ATTN_MMA, 2602, 0, 0, &sb_mma);
+    cr_assert_gt(sb_pre, 0, "%d tokens in 128-row blocks on %d SMs should split", b.n, sm);
+    cr_assert_eq(sb_mma, 0, "%d tokens in 64-row blocks on %d SMs should not split", b.n, sm);
+    size_t n = (size_t)b.n * c.H * c.D;
+    if (expect_prefill) {
+        cr_assert_eq(sb_auto, sb_pre, "default: %zu bytes of scratch, the prefill shape %zu",
+                     sb_auto, sb_pre);
+        cr_assert_arr_eq(got, pre, n * sizeof *got, "the default should run the prefill shape");
+    } else {
+        cr_assert_eq(sb_auto, sb_mma, "PGD_CUDA_PREFILL_ATTN=0: %zu bytes of scratch, the "
+                     "64-row shape %zu", sb_auto, sb_mma);
+        cr_assert_arr_eq(got, mma, n * sizeof *got, "PGD_CUDA_PREFILL_ATTN=0 should run the "
+                         "64-row shape");
+    }
+    struct tol a = tol_mma(PGD_DTYPE_BF16);
+    expect_close(&b, "prefill shape vs 64-row shape", pre, mma,
+                 (struct tol){ 2 * a.rtol, 2 * a.atol });
+    free(got);
+    free(pre);
+    free(mma);
+    batch_free(&b);
+}
+
+GPU_TEST(default_dispatch_takes_prefill_shape_for_long_prompts)
+{
+    unsetenv("PGD_CUDA_ATTN");
+    unsetenv("PGD_CUDA_PREFILL_ATTN");
+    check_default_prefill(true);
+}
+
+GPU_TEST(env_switch_turns_prefill_shape_off)
+{
+    unsetenv("PGD_CUDA_ATTN");
+    setenv("PGD_CUDA_PREFILL_ATTN", "0", 1);
+    check_default_prefill(false);
+}
+
+GPU_TEST(default_dispatch_short_prompts_in_small_blocks)
+{
+    /* Prompts too short to split along the context and too few for 64-row blocks to fill
+     * the SMs: the default takes 32- or 16-row blocks whose warps split each key tile (2 or
+     * 4 ways, merged at the end). */
+    struct attn_case cs[] = {
+        { "short prompt, 8B heads", 32, 8, 128, 16, 0, 1, { 0 }, { 128 }, 2 },
+        { "short prompts", 32, 8, 128, 16, 0, 3, { 0, 0, 100 }, { 40, 7, 61 }, 4 },
+        { "short prompts, D 64 group 8", 16, 2, 64, 32, 0, 2, { 0, 33 }, { 97, 5 }, 1 },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        check_path(&cs[i], PGD_CUDA_ATTN_AUTO, 2800 + 2 * i);
+}
+
+GPU_TEST(fp8_kv_prefill_shape_matches_cpu)
+{
+    struct attn_case cs[] = {
+        { "fp8 prefill prompts", 8, 2, 128, 16, 0, 6, { 0 }, { 1, 31, 33, 129, 300, 2 }, 2 },
+        { "fp8 prefill edges, D 64", 8, 2, 64, 32, 0, 8, { 0, 37, 0, 64, 5, 0, 100, 0 },
+          { 1, 31, 32, 33, 127, 128, 129, 300 }, 4 },
+        { "fp8 prefill chunks after prefixes", 8, 2, 64, 16, 0, 4, { 3000, 700, 2500, 7 },
+          { 100, 33, 1, 1 }, 2 },
+        { "fp8 prefill window 32", 8, 2, 128, 16, 32, 4, { 0, 90, 300, 1000 },
+          { 180, 20, 1, 70 }, 2 },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        check_path_kv(&cs[i], PGD_CUDA_ATTN_PREFILL, 2700 + 2 * i, true);
+    struct attn_case s = { "fp8 short prompts, default", 32, 8, 128, 16, 0, 2, { 0, 0 },
+                           { 128, 33 }, 2 };
+    check_path_kv(&s, PGD_CUDA_ATTN_AUTO, 2790, true);
+}
+
 GPU_TEST(mma_refuses_what_it_has_no_kernel_for)
 {
     char err[512] = "";
@@ -783,5 +967,9 @@ GPU_TEST(mma_refuses_what_it_has_no_kernel_for)
     cr_assert_neq(pgd_cuda_attention(ctx, &a, NULL, err, sizeof err), 0);
     cr_assert(strstr(err, "head_dim 80"), "%s", err);
     cr_assert_eq(pgd_cuda_attention_scratch(ctx, &a), 0);
+    a.path = PGD_CUDA_ATTN_PREFILL;
+    err[0] = 0;
+    cr_assert_neq(pgd_cuda_attention(ctx, &a, NULL, err, sizeof err), 0);
+    cr_assert(strstr(err, "head_dim 80"), "%s", err);
 }
 #endif

@@ -2,10 +2,10 @@
  * query heads over 8 KV heads, head_dim 128, KV blocks of 16 tokens, random data, the
  * sequences' blocks scattered over the pool): the prefill of one sequence, and decode
  * batches of 1 to 1024 rows at contexts of 64 to 4096 keys (and one row at 32,768), through
- * the FMA kernel, the tensor-core kernel (each forced for every row), the SIMT decode kernel
- * for every decode row (simt: one lane a key, attention_decode.cu), the tensor-core decode
- * kernel for every decode row (decode: attention_decode_mma.cu) and the default dispatch
- * (auto). Each is
+ * the FMA kernel, the tensor-core kernel in its 64-row shape (mma) and its 128-row prefill
+ * shape (prefill), each forced for every row, the SIMT decode kernel for every decode row
+ * (simt: one lane a key, attention_decode.cu), the tensor-core decode kernel for every decode
+ * row (decode: attention_decode_mma.cu) and the default dispatch (auto). Each is
  * timed over back-to-back calls on the host clock (the median of 3 runs of a count that takes
  * about 0.1 s), printed in microseconds a call, TFLOP/s (4 * q_len * kv_len * head_dim *
  * heads, halved for the causal prefill) and GB/s of K/V read (each needed K/V row once).
@@ -23,13 +23,13 @@
 #include "kernels/cuda/kernels.h"
 #endif
 
-/* Indexed by PGD_CUDA_ATTN_AUTO, _FMA, _MMA (0, 1, 2), then PATH_DECODE and PATH_SIMT: the
- * default dispatch with every decode row on the tensor-core decode kernel
+/* Indexed by PGD_CUDA_ATTN_AUTO, _FMA, _MMA, _PREFILL (0 .. 3), then PATH_DECODE and
+ * PATH_SIMT: the default dispatch with every decode row on the tensor-core decode kernel
  * (PGD_CUDA_DECODE_ATTN=1) / on the SIMT one (=simt). */
-static const char *PATH_NAME[5] = { "auto", "fma", "mma", "decode", "simt" };
-#define PATH_DECODE 3
-#define PATH_SIMT 4
-#define MAX_PATHS 5
+static const char *PATH_NAME[6] = { "auto", "fma", "mma", "prefill", "decode", "simt" };
+#define PATH_DECODE 4
+#define PATH_SIMT 5
+#define MAX_PATHS 6
 
 #ifdef PGD_HAVE_CUDA
 #define H 32
@@ -210,7 +210,7 @@ static int fill_fp8_caches(struct pgd_cuda_ctx *c, struct bench_bufs *b, size_t 
 
 int pgd_cmd_bench_attention(int argc, char **argv)
 {
-    int want[MAX_PATHS] = { 1, 1, 1, 1, 1 }, ceilings = 1;   /* by PATH_NAME */
+    int want[MAX_PATHS] = { 1, 1, 1, 1, 1, 1 }, ceilings = 1;   /* by PATH_NAME */
     int kv_fp8 = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--path") && i + 1 < argc) {
@@ -224,7 +224,7 @@ int pgd_cmd_bench_attention(int argc, char **argv)
                         k = j;
                 if (k < 0) {
                     fprintf(stderr, "pagoda bench attention: --path takes a list of fma, mma, "
-                                    "simt, decode and auto, not '%s'\n", s);
+                                    "prefill, simt, decode and auto, not '%s'\n", s);
                     return 2;
                 }
                 want[k] = 1;
@@ -241,9 +241,10 @@ int pgd_cmd_bench_attention(int argc, char **argv)
                     !strcmp(argv[i + 1], "fp8_e4m3"))) {
             kv_fp8 = strcmp(argv[++i], "auto") != 0;
         } else {
-            fprintf(stderr, "usage: pagoda bench attention [--path fma,mma,simt,decode,auto] "
-                            "[--kv-cache-dtype auto|fp8] [--no-ceilings]   (the 8B shape's "
-                            "paged attention, bf16, on the GPU; auto: the default dispatch; "
+            fprintf(stderr, "usage: pagoda bench attention [--path fma,mma,prefill,simt,"
+                            "decode,auto] [--kv-cache-dtype auto|fp8] [--no-ceilings]   (the "
+                            "8B shape's paged attention, bf16, on the GPU; mma / prefill: the "
+                            "tensor cores in 64- / 128-row blocks; auto: the default dispatch; "
                             "decode / simt: auto with every decode row on the tensor-core / "
                             "the SIMT decode kernel; fp8: the K/V cache in e4m3)\n");
             return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
@@ -257,6 +258,8 @@ int pgd_cmd_bench_attention(int argc, char **argv)
         paths[n_paths++] = PGD_CUDA_ATTN_MMA;
     if (want[PATH_SIMT])
         paths[n_paths++] = PATH_SIMT;
+    if (want[PGD_CUDA_ATTN_PREFILL])
+        paths[n_paths++] = PGD_CUDA_ATTN_PREFILL;
     if (want[PATH_DECODE])
         paths[n_paths++] = PATH_DECODE;
     if (want[PGD_CUDA_ATTN_AUTO])
