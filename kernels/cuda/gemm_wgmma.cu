@@ -261,7 +261,7 @@ __device__ __forceinline__ void gw_store(const gw_args &a, const float *const *p
                 for (int e = 0; e < 8; e++)
                     v[e] += to_f<T>(bb[e]);
             }
-            if (sizeof(TY) == 4) {
+            if constexpr (sizeof(TY) == 4) {
                 float4 *yf = reinterpret_cast<float4 *>(yr);
                 yf[0] = make_float4(v[0], v[1], v[2], v[3]);
                 yf[1] = make_float4(v[4], v[5], v[6], v[7]);
