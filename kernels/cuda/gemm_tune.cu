@@ -307,7 +307,7 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
     if (best < 0)
         return 0;            /* nothing could be timed: the heuristic's first, not recorded */
     *algo = cand[best];
-    struct pgd_cuda_wgmma_cfg own = { 0, 0 };
+    struct pgd_cuda_wgmma_cfg own = { 0, 0, 0 };
     float own_ms = -1.0f;
     int own_timed = 0;
     if (p->key.n <= OWN_MAX_N)
@@ -327,14 +327,15 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
     }
     struct pgd_cuda_gemm_tuned *t = &c->gemm_tuned[c->gemm_tuned_n++];
     t->algo = *algo;
-    t->own = own_wins ? own : (struct pgd_cuda_wgmma_cfg){ 0, 0 };
+    t->own = own_wins ? own : (struct pgd_cuda_wgmma_cfg){ 0, 0, 0 };
     t->info = (struct pgd_cuda_gemm_tune_info){
         .dt = p->key.dt, .ydt = p->key.ydt, .in = p->key.in, .out = p->key.out, .bucket = bucket,
         .n = p->key.n, .candidates = n_cand, .heuristic = n_heur, .timed = timed,
         .chosen = best, .split_k = split_of(algo),
         .first_us = first_ms * 1e3, .best_us = (own_wins ? own_ms : best_ms) * 1e3,
         .tune_ms = pgd_cuda_host_ms() - t0,
-        .own_timed = own_timed, .own_bn = own.bn, .own_split = own.split, .own = own_wins,
+        .own_timed = own_timed, .own_bn = own.bn, .own_split = own.split, .own_cps = own.cps,
+        .own = own_wins,
         .own_us = own_ms >= 0 ? own_ms * 1e3 : 0.0, .lt_us = best_ms * 1e3,
     };
     return 0;
@@ -344,7 +345,7 @@ struct pgd_cuda_wgmma_cfg pgd_cuda_gemm_own(struct pgd_cuda_ctx *c, const struct
 {
     const struct pgd_cuda_gemm_tuned *t =
         tune_on(c) ? find_tuned(c, k, pgd_cuda_gemm_bucket(k->n)) : NULL;
-    return t ? t->own : (struct pgd_cuda_wgmma_cfg){ 0, 0 };
+    return t ? t->own : (struct pgd_cuda_wgmma_cfg){ 0, 0, 0 };
 }
 
 int pgd_cuda_gemm_choose(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,

@@ -13,8 +13,9 @@
  *
  * A CTA: 256 threads. The inputs go by stages of 64 (128 bytes a row): the stage's weight
  * tile (128 rows) and x tile (BN rows) are copied with cp.async (16 bytes a thread a copy)
- * into shared memory in the 128-byte-swizzled K-major layout (sm90.cuh), GW_STAGES(BN)
- * buffers deep, PD = stages - 2 ahead; each warpgroup issues 4 wgmma m64nBNk16 a stage with
+ * into shared memory in the 128-byte-swizzled K-major layout (sm90.cuh), as many buffers
+ * (up to 8) as the budget of CPS CTAs an SM allows (1: 192 KB; 2: 100 KB, for grids of more
+ * CTAs than SMs), PD = buffers - 2 ahead; each warpgroup issues 4 wgmma m64nBNk16 a stage with
  * both operands read through descriptors, and waits for the previous stage's (wait_group 1)
  * so that the buffer refilled next is no longer read. Out-of-range rows and inputs are
  * zero-filled (any n, out; in a multiple of 8).
@@ -41,13 +42,17 @@
 #define GW_BM 128                    /* output features a CTA (two warpgroups of 64) */
 #define GW_BK 64                     /* inputs a stage: one 128-byte swizzled row */
 #define GW_THREADS 256
-#define GW_PIPE_BYTES (192 * 1024)   /* the stages' budget of shared memory */
+/* The stages' budget of shared memory for CPS CTAs an SM (1: deep pipelines; 2: twice the
+ * CTAs resident, for grids of more CTAs than SMs; 228 KB an SM, 1 KB a CTA reserved). */
+#define GW_PIPE_BYTES(CPS) ((CPS) == 1 ? 192 * 1024 : 100 * 1024)
 
 /* The shared memory of a BN-token CTA: each stage [w tile 128 x 128 B][x tile BN x 128 B],
  * 1024-byte aligned; the epilogue's float32 tile [BN][OUT_LD] over the same space. */
-template <int BN> struct gw_smem {
+template <int BN, int CPS> struct gw_smem {
     static constexpr int A = GW_BM * 128, B = BN * 128, STAGE = A + B;
-    static constexpr int STAGES = GW_PIPE_BYTES / STAGE > 8 ? 8 : GW_PIPE_BYTES / STAGE;
+    static constexpr int FIT = GW_PIPE_BYTES(CPS) / STAGE;
+    static constexpr int STAGES = FIT > 8 ? 8 : FIT;
+    static_assert(STAGES >= 3, "a stage loading, one computing, one draining");
     static constexpr int PD = STAGES - 2;             /* stages loaded ahead */
     static constexpr int OUT_LD = GW_BM + 4;          /* floats a row of the output tile */
     static constexpr int PIPE = STAGES * STAGE, OUT = BN * OUT_LD * 4;
@@ -237,7 +242,7 @@ template <typename T, typename TY, int BN>
 __device__ __forceinline__ void gw_store(const gw_args &a, const float *const *parts, int nparts,
                                          int r0, int r1, int n0, int m0, int th)
 {
-    constexpr int LD = gw_smem<BN>::OUT_LD;
+    constexpr int LD = GW_BM + 4;    /* gw_smem's OUT_LD */
     const bool vec = a.out % 8 == 0 && (uintptr_t)a.y % 16 == 0;
     const T *bias = (const T *)a.b;
     for (int idx = r0 * (GW_BM / 8) + th; idx < r1 * (GW_BM / 8); idx += GW_THREADS) {
@@ -282,12 +287,13 @@ __device__ __forceinline__ void gw_store(const gw_args &a, const float *const *p
     }
 }
 
-template <typename T, typename TY, int BN>
-__global__ void __launch_bounds__(GW_THREADS, 1)
+template <typename T, typename TY, int BN, int CPS>
+__global__ void __launch_bounds__(GW_THREADS, CPS)
 gw_kernel(const __grid_constant__ gw_args a)
 {
 #ifdef PGD_SM90A
-    typedef gw_smem<BN> L;
+    typedef gw_smem<BN, CPS> L;
+    static_assert(L::OUT_LD == GW_BM + 4, "gw_store's row length");
     constexpr int NA = BN / 2;       /* accumulators a thread */
     extern __shared__ __align__(128) uint8_t gw_buf[];
     const uint32_t raw = sm90_smem_addr(gw_buf), smem0 = (raw + 1023u) & ~1023u;
@@ -380,14 +386,14 @@ gw_kernel(const __grid_constant__ gw_args a)
 /* ---- the host side ------------------------------------------------------------------------------- */
 /* Dynamic shared memory past 48 KB is granted per kernel and device, once (`done`: a bit mask
  * of devices 0..63; each instantiation of gw_launch keeps its own). */
-template <typename T, typename TY, int BN>
+template <typename T, typename TY, int BN, int CPS>
 static cudaError_t gw_launch(struct pgd_cuda_ctx *c, const gw_args &a)
 {
     static std::atomic<uint64_t> done(0);
-    const int smem = gw_smem<BN>::BYTES;
+    const int smem = gw_smem<BN, CPS>::BYTES;
     const uint64_t bit = c->device >= 0 && c->device < 64 ? 1ull << c->device : 0;
     if (!bit || !(done.load() & bit)) {
-        cudaError_t e = cudaFuncSetAttribute(gw_kernel<T, TY, BN>,
+        cudaError_t e = cudaFuncSetAttribute(gw_kernel<T, TY, BN, CPS>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
         if (e != cudaSuccess)
             return e;
@@ -413,18 +419,28 @@ static cudaError_t gw_launch(struct pgd_cuda_ctx *c, const gw_args &a)
     }
     cfg.attrs = attr;
     cfg.numAttrs = (unsigned)na;
-    return cudaLaunchKernelEx(&cfg, gw_kernel<T, TY, BN>, a);
+    return cudaLaunchKernelEx(&cfg, gw_kernel<T, TY, BN, CPS>, a);
 }
 
+/* Two CTAs an SM: tiles up to 128 tokens (256's accumulators need more registers than two
+ * CTAs of 256 threads have). */
 template <typename T, typename TY>
-static cudaError_t gw_launch_bn(struct pgd_cuda_ctx *c, const gw_args &a, int bn)
+static cudaError_t gw_launch_bn(struct pgd_cuda_ctx *c, const gw_args &a, int bn, int cps)
 {
+    if (cps == 2) {
+        switch (bn) {
+        case 16: return gw_launch<T, TY, 16, 2>(c, a);
+        case 32: return gw_launch<T, TY, 32, 2>(c, a);
+        case 64: return gw_launch<T, TY, 64, 2>(c, a);
+        default: return gw_launch<T, TY, 128, 2>(c, a);
+        }
+    }
     switch (bn) {
-    case 16: return gw_launch<T, TY, 16>(c, a);
-    case 32: return gw_launch<T, TY, 32>(c, a);
-    case 64: return gw_launch<T, TY, 64>(c, a);
-    case 128: return gw_launch<T, TY, 128>(c, a);
-    default: return gw_launch<T, TY, 256>(c, a);
+    case 16: return gw_launch<T, TY, 16, 1>(c, a);
+    case 32: return gw_launch<T, TY, 32, 1>(c, a);
+    case 64: return gw_launch<T, TY, 64, 1>(c, a);
+    case 128: return gw_launch<T, TY, 128, 1>(c, a);
+    default: return gw_launch<T, TY, 256, 1>(c, a);
     }
 }
 
@@ -449,7 +465,7 @@ bool pgd_cuda__wgmma_ok(const struct pgd_cuda_ctx *c)
         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, c->device) ==
             cudaSuccess &&
         major == 9 && minor == 0 &&
-        cudaFuncGetAttributes(&fa, gw_kernel<__nv_bfloat16, __nv_bfloat16, 64>) == cudaSuccess &&
+        cudaFuncGetAttributes(&fa, gw_kernel<__nv_bfloat16, __nv_bfloat16, 64, 1>) == cudaSuccess &&
         fa.binaryVersion == 90;
     cudaGetLastError();              /* a failed look-up is no error of the caller's */
     if (ok)
@@ -467,8 +483,9 @@ bool pgd_cuda__wgmma_fits(enum pgd_dtype dt, enum pgd_dtype ydt, const void *x, 
 }
 
 /* The configurations worth timing for [n x in] -> out on c: token tiles of the power of two
- * >= n (16..256) and half of it, each with K split 1, 2, 3, 4, 6 or 8 ways where every part
- * keeps at least 4 stages of 64 inputs and the CTAs stay within 2 per SM (split 1 always). */
+ * >= n (16..256) and half of it; unsplit at one and (tiles up to 128) two CTAs an SM; K split
+ * 2, 3, 4, 6 or 8 ways where every part keeps at least 4 stages of 64 inputs and the CTAs
+ * fit in one wave: at one CTA an SM up to the SM count, at two past it. */
 int pgd_cuda__wgmma_candidates(const struct pgd_cuda_ctx *c, int n, int in, int out,
                                struct pgd_cuda_wgmma_cfg *cand, int max)
 {
@@ -478,13 +495,16 @@ int pgd_cuda__wgmma_candidates(const struct pgd_cuda_ctx *c, int n, int in, int 
         top *= 2;
     const int kts = (in + GW_BK - 1) / GW_BK, sms = c->sm_count > 0 ? c->sm_count : 1;
     int nc = 0;
-    for (int bn = top; bn >= 16 && bn >= top / 2 && nc < max; bn /= 2) {
+    for (int bn = top; bn >= 16 && bn >= top / 2; bn /= 2) {
         const int64_t tiles = (int64_t)((n + bn - 1) / bn) * ((out + GW_BM - 1) / GW_BM);
-        for (int si = 0; si < 6 && nc < max; si++) {
-            const int s = SPLITS[si];
-            if (s > 1 && (kts / s < 4 || tiles * s > 2 * sms))
-                continue;
-            cand[nc++] = (struct pgd_cuda_wgmma_cfg){ bn, s };
+        for (int cps = 1; cps <= (bn <= 128 ? 2 : 1); cps++) {
+            for (int si = 0; si < 6 && nc < max; si++) {
+                const int s = SPLITS[si];
+                if (s > 1 && (kts / s < 4 || tiles * s > (int64_t)cps * sms ||
+                              (cps == 2 && tiles * s <= sms)))
+                    continue;
+                cand[nc++] = (struct pgd_cuda_wgmma_cfg){ bn, s, cps };
+            }
         }
     }
     return nc;
@@ -497,16 +517,17 @@ int pgd_cuda__wgmma_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x
     gw_args a = { x, w, b, y, n, in, out, (in + GW_BK - 1) / GW_BK, cfg.split };
     cudaError_t e;
     if (dt == PGD_DTYPE_BF16)
-        e = ydt == PGD_DTYPE_F32 ? gw_launch_bn<__nv_bfloat16, float>(c, a, cfg.bn)
-                                 : gw_launch_bn<__nv_bfloat16, __nv_bfloat16>(c, a, cfg.bn);
+        e = ydt == PGD_DTYPE_F32 ? gw_launch_bn<__nv_bfloat16, float>(c, a, cfg.bn, cfg.cps)
+                                 : gw_launch_bn<__nv_bfloat16, __nv_bfloat16>(c, a, cfg.bn, cfg.cps);
     else
-        e = ydt == PGD_DTYPE_F32 ? gw_launch_bn<__half, float>(c, a, cfg.bn)
-                                 : gw_launch_bn<__half, __half>(c, a, cfg.bn);
+        e = ydt == PGD_DTYPE_F32 ? gw_launch_bn<__half, float>(c, a, cfg.bn, cfg.cps)
+                                 : gw_launch_bn<__half, __half>(c, a, cfg.bn, cfg.cps);
     if (e != cudaSuccess) {
         cudaGetLastError();
         return pgd_cuda_failf(err, errlen, "wgmma GEMM %s x [%d, %d] @ w [%d, %d]^T -> %s "
-                              "(%d-token tiles, K split %d): %s", pgd_dtype_name(dt), n, in, out,
-                              in, pgd_dtype_name(ydt), cfg.bn, cfg.split, cudaGetErrorString(e));
+                              "(%d-token tiles, K split %d, %d CTAs an SM): %s",
+                              pgd_dtype_name(dt), n, in, out, in, pgd_dtype_name(ydt), cfg.bn,
+                              cfg.split, cfg.cps, cudaGetErrorString(e));
     }
     return 0;
 }
@@ -552,13 +573,13 @@ int pgd_cuda__wgmma_tune(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_dty
                          const void *x, const void *w, void *y, int n, int in, int out, int reps,
                          struct pgd_cuda_wgmma_cfg *best, float *best_ms)
 {
-    *best = (struct pgd_cuda_wgmma_cfg){ 0, 0 };
+    *best = (struct pgd_cuda_wgmma_cfg){ 0, 0, 0 };
     *best_ms = -1.0f;
     if (reps < 1 || reps > 16 || !pgd_cuda__wgmma_ok(c) ||
         !pgd_cuda__wgmma_fits(dt, ydt, x, w, NULL, y, in))
         return 0;
-    struct pgd_cuda_wgmma_cfg cand[16];
-    const int nc = pgd_cuda__wgmma_candidates(c, n, in, out, cand, 16);
+    struct pgd_cuda_wgmma_cfg cand[24];
+    const int nc = pgd_cuda__wgmma_candidates(c, n, in, out, cand, 24);
     cudaEvent_t ev[32];
     int n_ev = 0;
     for (; n_ev < 2 * reps; n_ev++)
@@ -587,8 +608,8 @@ extern "C" int pgd_cuda_wgmma_available(struct pgd_cuda_ctx *c)
 
 extern "C" int pgd_cuda_linear_wgmma(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
                                      const void *w, const void *b, int n, int in, int out,
-                                     enum pgd_dtype ydt, void *y, int bn, int split, char *err,
-                                     size_t errlen)
+                                     enum pgd_dtype ydt, void *y, int bn, int split,
+                                     int ctas_per_sm, char *err, size_t errlen)
 {
     if (n == 0)
         return 0;
@@ -602,10 +623,14 @@ extern "C" int pgd_cuda_linear_wgmma(struct pgd_cuda_ctx *c, enum pgd_dtype dt, 
                               pgd_dtype_name(ydt));
     if (bn != 16 && bn != 32 && bn != 64 && bn != 128 && bn != 256)
         return pgd_cuda_failf(err, errlen, "wgmma GEMM: token tile %d (16, 32, 64, 128, 256)", bn);
+    if (ctas_per_sm != 1 && !(ctas_per_sm == 2 && bn <= 128))
+        return pgd_cuda_failf(err, errlen, "wgmma GEMM: %d CTAs an SM with %d-token tiles (1, or "
+                              "2 with tiles up to 128)", ctas_per_sm, bn);
     const int kts = (in + GW_BK - 1) / GW_BK;
     if (split < 1 || split > 8 || split > kts)
         return pgd_cuda_failf(err, errlen, "wgmma GEMM: K split %d (1..8, at most the %d stages "
                               "of 64 inputs)", split, kts);
     return pgd_cuda__wgmma_run(c, dt, x, w, b, n, in, out, ydt, y,
-                               (struct pgd_cuda_wgmma_cfg){ bn, split }, err, errlen);
+                               (struct pgd_cuda_wgmma_cfg){ bn, split, ctas_per_sm }, err,
+                               errlen);
 }

@@ -6,10 +6,11 @@
 
 #include "kernels/cuda/common.cuh"
 
-/* A configuration: token tile bn (16, 32, 64, 128, 256; 0: none, cuBLASLt's) and K split
- * over a cluster of `split` CTAs (1..8). */
+/* A configuration: token tile bn (16, 32, 64, 128, 256; 0: none, cuBLASLt's), K split over
+ * a cluster of `split` CTAs (1..8), cps CTAs an SM (1: the deep pipeline; 2: half the
+ * stages, tiles up to 128). */
 struct pgd_cuda_wgmma_cfg {
-    int bn, split;
+    int bn, split, cps;
 };
 
 /* Whether the kernel runs on c's device (compute capability 9.0, sm_90a code built,

@@ -2,8 +2,8 @@
  * y[n, out] = x[n, in] @ w[out, in]^T (+ b) at the 8B shapes' qkv (4096 -> 6144), o (4096 ->
  * 4096) and down (14336 -> 4096) and an odd shape (1000 -> 1100: K not a multiple of the
  * 64-input stage, out not of 8 or of the 128-feature tile), for n = 1, 7, 16, 33, 64, 100,
- * 128, 256, 512, every token tile (16..256) without split and K split 2, 3 and 8 ways (the
- * DSMEM reduction in a cluster), bias on and off, bf16 and fp16 inputs, 16-bit and float32
+ * 128, 256, 512, every token tile (16..256) without split and K split 2, 3, 4 and 8 ways (the
+ * DSMEM reduction in a cluster), one and two CTAs an SM, bias on and off, bf16 and fp16 inputs, 16-bit and float32
  * outputs.
  *
  * References: every row against cuBLASLt's (a second context with tuning off, so that it
@@ -108,24 +108,24 @@ static void check_output(const struct problem *p, const float *y, const char *wh
     }
 }
 
-/* The kernel with bn tokens a tile and K split `split` ways; twice, bit-identical, when
- * `twice`. */
-static void check_config(const struct problem *p, int bn, int split, bool twice)
+/* The kernel with bn tokens a tile, K split `split` ways, cps CTAs an SM; twice,
+ * bit-identical, when `twice`. */
+static void check_config(const struct problem *p, int bn, int split, int cps, bool twice)
 {
     char err[512] = "", what[160];
-    snprintf(what, sizeof what, "wgmma %s [%d x %d] -> %d%s out %s, tile %d, split %d",
+    snprintf(what, sizeof what, "wgmma %s [%d x %d] -> %d%s out %s, tile %d, split %d, %d a SM",
              pgd_dtype_name(p->dt), p->n, p->in, p->out, p->db ? " + bias" : "",
-             pgd_dtype_name(p->ydt), bn, split);
+             pgd_dtype_name(p->ydt), bn, split, cps);
     const size_t ny = (size_t)p->n * p->out;
     void *dy = poisoned(ny, p->ydt);
     CHECK_RC(pgd_cuda_linear_wgmma(ctx, p->dt, p->dx, p->dw, p->db, p->n, p->in, p->out, p->ydt,
-                                   dy, bn, split, err, sizeof err));
+                                   dy, bn, split, cps, err, sizeof err));
     float *y = download(dy, ny, p->ydt);
     check_output(p, y, what);
     if (twice) {
         void *dy2 = poisoned(ny, p->ydt);
         CHECK_RC(pgd_cuda_linear_wgmma(ctx, p->dt, p->dx, p->dw, p->db, p->n, p->in, p->out,
-                                       p->ydt, dy2, bn, split, err, sizeof err));
+                                       p->ydt, dy2, bn, split, cps, err, sizeof err));
         float *y2 = download(dy2, ny, p->ydt);
         cr_assert_arr_eq(y, y2, ny * sizeof *y, "%s: a second run differs", what);
         free(y2);
@@ -153,8 +153,10 @@ static void need_wgmma(void)
 
 static const int NS[9] = { 1, 7, 16, 33, 64, 100, 128, 256, 512 };
 
-/* Every n of NS at one shape: all tiles unsplit, the n's own tile split 2, 3, 8 ways (as
- * far as K has stages; split 3 run twice). Bias on odd-indexed n (and always with `bias_all`); f32 output at n = 33. */
+/* Every n of NS at one shape: all tiles unsplit at one and (up to 128 tokens) two CTAs an
+ * SM, the n's own tile split 2, 3, 8 ways (as far as K has stages; split 3 run twice) and,
+ * two CTAs an SM, 4 ways (run twice). Bias on odd-indexed n (and always with `bias_all`);
+ * float32 output at n = 33. */
 static void check_shape(struct pgd_cuda_ctx *ref, enum pgd_dtype dt, int in, int out,
                         bool bias_all)
 {
@@ -165,15 +167,20 @@ static void check_shape(struct pgd_cuda_ctx *ref, enum pgd_dtype dt, int in, int
         const enum pgd_dtype ydt = n == 33 ? PGD_DTYPE_F32 : dt;
         struct problem p;
         problem_make(&p, ref, dt, ydt, n, in, out, bias_all || ni % 2, w, dw);
-        for (int bn = 16; bn <= 256; bn *= 2)
-            check_config(&p, bn, 1, false);
+        for (int bn = 16; bn <= 256; bn *= 2) {
+            check_config(&p, bn, 1, 1, false);
+            if (bn <= 128)
+                check_config(&p, bn, 1, 2, false);
+        }
         int own = 16;
         while (own < n && own < 256)
             own *= 2;
         static const int SPLITS[3] = { 2, 3, 8 };
         for (int s = 0; s < 3; s++)          /* a part has at least one 64-input stage */
             if (SPLITS[s] <= (in + 63) / 64)
-                check_config(&p, own, SPLITS[s], SPLITS[s] == 3);
+                check_config(&p, own, SPLITS[s], 1, SPLITS[s] == 3);
+        if (own <= 128 && (in + 63) / 64 >= 4)
+            check_config(&p, own, 4, 2, true);
         problem_free(&p);
     }
     free(w);
@@ -208,16 +215,19 @@ GPU_TEST(wgmma_gemm_refuses_what_it_cannot_run)
     void *dx = poisoned(64 * 1000, PGD_DTYPE_BF16), *dw = poisoned(64 * 1000, PGD_DTYPE_BF16);
     void *dy = poisoned(64 * 64, PGD_DTYPE_BF16);
     cr_assert_neq(pgd_cuda_linear_wgmma(ctx, PGD_DTYPE_BF16, dx, dw, NULL, 64, 1000, 64,
-                                        PGD_DTYPE_BF16, dy, 48, 1, err, sizeof err), 0);
+                                        PGD_DTYPE_BF16, dy, 48, 1, 1, err, sizeof err), 0);
     cr_assert(strstr(err, "token tile 48"), "%s", err);
     cr_assert_neq(pgd_cuda_linear_wgmma(ctx, PGD_DTYPE_BF16, dx, dw, NULL, 64, 1000, 64,
-                                        PGD_DTYPE_BF16, dy, 64, 9, err, sizeof err), 0);
+                                        PGD_DTYPE_BF16, dy, 64, 9, 1, err, sizeof err), 0);
     cr_assert(strstr(err, "K split 9"), "%s", err);
     cr_assert_neq(pgd_cuda_linear_wgmma(ctx, PGD_DTYPE_BF16, dx, dw, NULL, 64, 996, 64,
-                                        PGD_DTYPE_BF16, dy, 64, 1, err, sizeof err), 0);
+                                        PGD_DTYPE_BF16, dy, 64, 1, 1, err, sizeof err), 0);
     cr_assert(strstr(err, "multiple of 8"), "%s", err);
     cr_assert_neq(pgd_cuda_linear_wgmma(ctx, PGD_DTYPE_F32, dx, dw, NULL, 64, 1000, 64,
-                                        PGD_DTYPE_F32, dy, 64, 1, err, sizeof err), 0);
+                                        PGD_DTYPE_F32, dy, 64, 1, 1, err, sizeof err), 0);
+    cr_assert_neq(pgd_cuda_linear_wgmma(ctx, PGD_DTYPE_BF16, dx, dw, NULL, 64, 1000, 64,
+                                        PGD_DTYPE_BF16, dy, 256, 1, 2, err, sizeof err), 0);
+    cr_assert(strstr(err, "2 CTAs an SM"), "%s", err);
     pgd_cuda_free(dx); pgd_cuda_free(dw); pgd_cuda_free(dy);
 }
 
@@ -242,9 +252,10 @@ GPU_TEST(tuned_linear_times_the_wgmma_kernel_beside_cublaslt)
     cr_assert_eq(pgd_cuda_gemm_tune_count(ctx), 1, "one tuning");
     struct pgd_cuda_gemm_tune_info t;
     cr_assert_eq(pgd_cuda_gemm_tune_get(ctx, 0, &t), 0);
-    cr_assert(t.own_timed >= 2 && t.own_bn >= 16 && t.own_split >= 1 && t.own_us > 0 &&
-              t.lt_us > 0, "wgmma candidates: %d timed, best tile %d split %d at %.2f us; "
-              "cuBLASLt %.2f us", t.own_timed, t.own_bn, t.own_split, t.own_us, t.lt_us);
+    cr_assert(t.own_timed >= 2 && t.own_bn >= 16 && t.own_split >= 1 && t.own_cps >= 1 &&
+              t.own_us > 0 && t.lt_us > 0, "wgmma candidates: %d timed, best tile %d split %d "
+              "%d a SM at %.2f us; cuBLASLt %.2f us", t.own_timed, t.own_bn, t.own_split,
+              t.own_cps, t.own_us, t.lt_us);
     cr_assert(t.own ? t.best_us == t.own_us && t.own_us < t.lt_us : t.best_us == t.lt_us,
               "chosen %s at %.2f us: wgmma %.2f, cuBLASLt %.2f", t.own ? "wgmma" : "cuBLASLt",
               t.best_us, t.own_us, t.lt_us);

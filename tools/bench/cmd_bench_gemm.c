@@ -52,7 +52,7 @@ static int bench_shapes(struct pgd_cuda_ctx *c, const int *batches, int nb, doub
     for (int i = 0; i < nb; i++)
         maxn = batches[i] > maxn ? batches[i] : maxn;
     printf("%-8s %5s %10s %10s %10s %14s %8s %8s %7s\n", "shape", "n", "lt first", "lt tuned",
-           "wgmma", "(tile/split)", "chosen", "floor", "% floor");
+           "wgmma", "(tile/k/cps)", "chosen", "floor", "% floor");
     int rc = 0;
     double step_lt[MAX_BATCHES] = { 0 }, step_best[MAX_BATCHES] = { 0 }, step_floor[MAX_BATCHES] = { 0 };
     for (size_t s = 0; !rc && s < sizeof SHAPES / sizeof SHAPES[0]; s++) {
@@ -80,7 +80,7 @@ static int bench_shapes(struct pgd_cuda_ctx *c, const int *batches, int nb, doub
             floor_us = fl > floor_us ? fl : floor_us;
             char cfg[32] = "-";
             if (t.own_bn)
-                snprintf(cfg, sizeof cfg, "%d/%d", t.own_bn, t.own_split);
+                snprintf(cfg, sizeof cfg, "%d/%d/%d", t.own_bn, t.own_split, t.own_cps);
             char own[16] = "-";
             if (t.own_us > 0)
                 snprintf(own, sizeof own, "%.1f", t.own_us);
