@@ -54,7 +54,8 @@ static int bench_shapes(struct pgd_cuda_ctx *c, const int *batches, int nb, doub
     printf("%-8s %5s %10s %10s %10s %14s %8s %8s %7s\n", "shape", "n", "lt first", "lt tuned",
            "wgmma", "(tile/k/cps)", "chosen", "floor", "% floor");
     int rc = 0;
-    double step_lt[MAX_BATCHES] = { 0 }, step_best[MAX_BATCHES] = { 0 }, step_floor[MAX_BATCHES] = { 0 };
+    double step_lt[MAX_BATCHES] = { 0 }, step_best[MAX_BATCHES] = { 0 };
+    double step_floor[MAX_BATCHES] = { 0 };
     for (size_t s = 0; !rc && s < sizeof SHAPES / sizeof SHAPES[0]; s++) {
         const struct gemm_shape *sh = &SHAPES[s];
         void *x = pgd_cuda_malloc((size_t)maxn * sh->in * 2);
