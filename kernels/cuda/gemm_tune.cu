@@ -27,8 +27,15 @@
  * is; a GEMM of over a millisecond gets 3 runs a candidate);
  * every tuning is recorded (pgd_cuda_gemm_tune_get) with its cost, so the start-up cost can
  * be logged. During a capture, or with tuning off (PAGODA_GEMM_TUNE=0, or
- * pgd_cuda_gemm_tune_set), the heuristic's first is used, as before. */
+ * pgd_cuda_gemm_tune_set), the heuristic's first is used, as before.
+ *
+ * Our own wgmma kernel (gemm_wgmma.cu: sm_90a, n <= OWN_MAX_N) is timed after cuBLASLt's
+ * candidates on the same buffers the same way, with its token-tile and split-K variants;
+ * where its fastest beats cuBLASLt's fastest by TUNE_MARGIN the record keeps it (`own`) and
+ * linear.cu runs it for the bucket's plans (cuBLASLt's fastest stays recorded for calls the
+ * kernel does not fit). */
 #include "kernels/cuda/gemm_tune.cuh"
+#include "kernels/cuda/gemm_wgmma.cuh"
 #include <stdlib.h>
 #include <string.h>
 #include <algorithm>
@@ -40,10 +47,12 @@
 #define TUNE_BUDGET_MS 100.0
 #define TUNE_MAX_RECORDS 1024
 #define TUNE_MARGIN 0.99f         /* a candidate must be 1% faster than the best so far */
+#define OWN_MAX_N 512             /* our wgmma kernel's candidates: n up to this */
 
 struct pgd_cuda_gemm_tuned {
     struct pgd_cuda_gemm_tune_info info;
     cublasLtMatmulAlgo_t algo;
+    struct pgd_cuda_wgmma_cfg own;   /* bn 0: cuBLASLt's algo; else our kernel's, which won */
 };
 
 int pgd_cuda_gemm_bucket(int n)
@@ -298,6 +307,14 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
     if (best < 0)
         return 0;            /* nothing could be timed: the heuristic's first, not recorded */
     *algo = cand[best];
+    struct pgd_cuda_wgmma_cfg own = { 0, 0, 0 };
+    float own_ms = -1.0f;
+    int own_timed = 0;
+    if (p->key.n <= OWN_MAX_N)
+        own_timed = pgd_cuda__wgmma_tune(c, p->key.dt, p->key.ydt, call->x, call->w, call->y,
+                                         p->key.n, p->key.in, p->key.out, TUNE_REPS, &own,
+                                         &own_ms);
+    const bool own_wins = own_ms >= 0 && own_ms < best_ms * TUNE_MARGIN;
     if (c->gemm_tuned_n == c->gemm_tuned_cap) {
         if (c->gemm_tuned_cap >= TUNE_MAX_RECORDS)
             return 0;
@@ -310,14 +327,25 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
     }
     struct pgd_cuda_gemm_tuned *t = &c->gemm_tuned[c->gemm_tuned_n++];
     t->algo = *algo;
+    t->own = own_wins ? own : (struct pgd_cuda_wgmma_cfg){ 0, 0, 0 };
     t->info = (struct pgd_cuda_gemm_tune_info){
         .dt = p->key.dt, .ydt = p->key.ydt, .in = p->key.in, .out = p->key.out, .bucket = bucket,
         .n = p->key.n, .candidates = n_cand, .heuristic = n_heur, .timed = timed,
         .chosen = best, .split_k = split_of(algo),
-        .first_us = first_ms * 1e3, .best_us = best_ms * 1e3,
+        .first_us = first_ms * 1e3, .best_us = (own_wins ? own_ms : best_ms) * 1e3,
         .tune_ms = pgd_cuda_host_ms() - t0,
+        .own_timed = own_timed, .own_bn = own.bn, .own_split = own.split, .own_cps = own.cps,
+        .own = own_wins,
+        .own_us = own_ms >= 0 ? own_ms * 1e3 : 0.0, .lt_us = best_ms * 1e3,
     };
     return 0;
+}
+
+struct pgd_cuda_wgmma_cfg pgd_cuda_gemm_own(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_key *k)
+{
+    const struct pgd_cuda_gemm_tuned *t =
+        tune_on(c) ? find_tuned(c, k, pgd_cuda_gemm_bucket(k->n)) : NULL;
+    return t ? t->own : (struct pgd_cuda_wgmma_cfg){ 0, 0, 0 };
 }
 
 int pgd_cuda_gemm_choose(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,

@@ -4,6 +4,7 @@
 #define PGD_KERNELS_CUDA_GEMM_TUNE_CUH
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/gemm_wgmma.cuh"
 #include <time.h>
 
 /* y[n, out] = x[n, in] @ w[out, in]^T in column-major terms: "TN", A = w, B = x, D = y. */
@@ -34,6 +35,10 @@ int pgd_cuda_gemm_bucket(int n);
 int pgd_cuda_gemm_choose(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
                          const struct pgd_cuda_gemm_call *call, cublasLtMatmulAlgo_t *algo,
                          char *err, size_t errlen);
+
+/* Our wgmma kernel's configuration (gemm_wgmma.cuh) where the tuning of k's shape and n
+ * bucket found it faster than cuBLASLt; bn 0 otherwise (not tuned, tuning off, cuBLASLt won). */
+struct pgd_cuda_wgmma_cfg pgd_cuda_gemm_own(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_key *k);
 
 /* Frees the tuned records (pgd_cuda_gemm_cache_free calls it). */
 void pgd_cuda_gemm_tune_free(struct pgd_cuda_ctx *c);

@@ -160,10 +160,30 @@ struct pgd_cuda_gemm_tune_info {
     int in, out, bucket, n;
     int candidates, heuristic, timed, chosen, split_k;
     double first_us, best_us, tune_ms;
+    /* Our wgmma kernel (gemm_wgmma.cu, sm_90a) timed beside them: own_timed configurations,
+     * the fastest (own_bn tokens a tile, K split own_split, own_cps CTAs an SM; 0 when none
+     * ran) at own_us, the fastest cuBLASLt algorithm at lt_us; own: 1 when the kernel won
+     * (by TUNE_MARGIN) and is the plan's (best_us is then own_us). */
+    int own_timed, own_bn, own_split, own_cps, own;
+    double own_us, lt_us;
 };
 /* The tunings so far, in the order they were made; get: non-zero past the last. */
 int pgd_cuda_gemm_tune_count(const struct pgd_cuda_ctx *c);
 int pgd_cuda_gemm_tune_get(const struct pgd_cuda_ctx *c, int i, struct pgd_cuda_gemm_tune_info *out);
+
+/* ---- gemm_wgmma.cu: our own Hopper GEMM for few tokens and a narrow output ---------------- */
+/* Whether c's device runs it (compute capability 9.0, a build with 90 among its CUDA
+ * architectures, PGD_CUDA_GEMM_WGMMA not 0). */
+int pgd_cuda_wgmma_available(struct pgd_cuda_ctx *c);
+/* y[n, out] = x[n, in] @ w[out, in]^T + b (b NULL for none) through it with bn tokens a tile
+ * (16, 32, 64, 128, 256), K split over split CTAs of a cluster (1..8, at most ceil(in / 64)),
+ * summed in float32 in a fixed order, and ctas_per_sm CTAs resident an SM (1: the deep
+ * pipeline; 2: half as deep, bn up to 128): dt bf16 or f16, y_dt dt or f32, in % 8 == 0, x,
+ * w and b 16-byte aligned. The tuned linear (pgd_cuda_linear_lt) picks it by timing. */
+int pgd_cuda_linear_wgmma(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                          const void *w, const void *b, int n, int in, int out,
+                          enum pgd_dtype y_dt, void *y, int bn, int split, int ctas_per_sm,
+                          char *err, size_t errlen);
 
 /* ---- prof.cu: events and a gate for the per-op GPU time profile ------------------------- */
 /* cap events on c's stream (the context outlives the profile). */

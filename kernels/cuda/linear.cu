@@ -6,7 +6,8 @@
  * y^T[out, n] = w^T x^T, "TN" with A = w (ld in), B = x (ld in), D = y (ld out), float32
  * compute. Each (dtype, shape) gets a plan, cached with its layouts in the context; its
  * algorithm is the one gemm_tune.cu measured fastest for the shape's n bucket (or, with
- * tuning off, the heuristic's first). */
+ * tuning off, the heuristic's first); where that measurement found our own Hopper kernel
+ * (gemm_wgmma.cu) faster, the plan runs it instead, bias fused. */
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/gemm_tune.cuh"
 #include "kernels/cuda/gemv.cuh"
@@ -18,6 +19,7 @@
 struct pgd_cuda_gemm_entry {
     struct pgd_cuda_gemm_plan p;
     cublasLtMatmulAlgo_t algo;
+    struct pgd_cuda_wgmma_cfg own;   /* bn > 0: gemm_wgmma.cu's kernel won the tuning */
 };
 
 static cudaDataType_t cuda_type(enum pgd_dtype dt)
@@ -97,6 +99,7 @@ static int gemm_entry(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_key *k,
         e->p.key.n = -1;          /* unusable for the next lookup; freed with the cache */
         return 1;
     }
+    e->own = pgd_cuda_gemm_own(c, k);
     *res = e;
     return 0;
 }
@@ -138,6 +141,8 @@ extern "C" int pgd_cuda_linear_lt(struct pgd_cuda_ctx *c, enum pgd_dtype dt, con
     const struct pgd_cuda_gemm_call call = { x, w, y };
     if (gemm_entry(c, &key, &call, &e, err, errlen))
         return 1;
+    if (e->own.bn && pgd_cuda__wgmma_fits(dt, ydt, x, w, b, y, in))   /* bias fused */
+        return pgd_cuda__wgmma_run(c, dt, x, w, b, n, in, out, ydt, y, e->own, err, errlen);
     const float alpha = 1.0f, beta = 0.0f;
     PGD_CUBLAS_CHECK(cublasLtMatmul(c->lt, e->p.op, &alpha, w, e->p.a, x, e->p.b, &beta, y, e->p.d,
                             y, e->p.d, &e->algo, c->workspace, c->workspace_bytes, c->stream),

@@ -12,11 +12,14 @@ CUDA_HDRS = \
 	%reldir%/gemm_tune.cuh \
 	%reldir%/quant.cuh \
 	%reldir%/quant_wq.cuh \
-	%reldir%/quant_mma.cuh
+	%reldir%/quant_mma.cuh \
+	%reldir%/sm90.cuh \
+	%reldir%/gemm_wgmma.cuh
 CUDA_SRCS = \
 	%reldir%/device.cu \
 	%reldir%/linear.cu \
 	%reldir%/gemm_tune.cu \
+	%reldir%/gemm_wgmma.cu \
 	%reldir%/prof.cu \
 	%reldir%/norm.cu \
 	%reldir%/embed.cu \
@@ -48,6 +51,11 @@ NVCCFLAGS = -O3 -std=c++17 $(NVCC_GENCODE) -I$(top_srcdir)/include -I$(top_build
 # 90 is built as 90a (the same devices; the other architectures as they are).
 wq_gemm_comma = ,
 %reldir%/quant_wq_gemm.lo: %reldir%/quant_wq_gemm.cu
+	$(AM_V_GEN)$(SHELL) $(top_srcdir)/build-aux/cudalt.sh $@ $(NVCC) \
+	$(subst compute_90$(wq_gemm_comma)code=sm_90,compute_90a$(wq_gemm_comma)code=sm_90a,$(NVCCFLAGS)) -c $<
+
+# gemm_wgmma.cu likewise (wgmma): its 90 is built as 90a.
+%reldir%/gemm_wgmma.lo: %reldir%/gemm_wgmma.cu
 	$(AM_V_GEN)$(SHELL) $(top_srcdir)/build-aux/cudalt.sh $@ $(NVCC) \
 	$(subst compute_90$(wq_gemm_comma)code=sm_90,compute_90a$(wq_gemm_comma)code=sm_90a,$(NVCCFLAGS)) -c $<
 

@@ -83,3 +83,10 @@ check-gpu-tp: all
 	if [ $$rc -eq 77 ]; then echo "check-gpu-tp skipped: it needs MPI, mpirun and 2+ GPUs"; exit 1; fi; \
 	exit $$rc
 .PHONY: check-gpu-tp
+# Our own Hopper GEMM (kernels/cuda/gemm_wgmma.cu) against the CPU linear and cuBLASLt.
+GPU_TEST_BINS += tests/gpu/test_cuda_gemm
+tests_gpu_test_cuda_gemm_SOURCES = %reldir%/test_cuda_gemm.c
+tests_gpu_test_cuda_gemm_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_gpu_test_cuda_gemm_CFLAGS = $(TEST_CFLAGS)
+tests_gpu_test_cuda_gemm_LDFLAGS = $(TEST_LINKFLAGS)
+tests_gpu_test_cuda_gemm_LDADD = $(TEST_LDADD)

@@ -90,9 +90,11 @@ void pgd_bench_print_gemm_tunings(const struct pgd__runner *r, FILE *out)
     }
     fprintf(out, "\ncuBLASLt algorithms chosen by timing (per shape and n bucket, at the n it "
             "was timed: candidates timed of the heuristic's + their split-K variants, the "
-            "chosen one and its K split, the heuristic's first beside it):\n");
-    fprintf(out, "%-24s %7s %6s %9s %9s %12s %12s %8s %9s\n", "shape (in -> out)", "bucket", "n",
-            "timed", "chosen", "first us", "chosen us", "speedup", "tune ms");
+            "chosen one and its K split, the heuristic's first beside it; our wgmma kernel's "
+            "fastest, * where it won):\n");
+    fprintf(out, "%-24s %7s %6s %9s %9s %12s %12s %8s %9s %18s\n", "shape (in -> out)", "bucket",
+            "n", "timed", "chosen", "first us", "chosen us", "speedup", "tune ms",
+            "wgmma us (tile/k/cps)");
     double total_ms = 0, first = 0, best = 0;
     for (int i = 0; i < n; i++) {
         struct pgd_cuda_gemm_tune_info t;
@@ -101,10 +103,15 @@ void pgd_bench_print_gemm_tunings(const struct pgd__runner *r, FILE *out)
         char shape[48];
         snprintf(shape, sizeof shape, "%d -> %d%s", t.in, t.out,
                  t.ydt == PGD_DTYPE_F32 && t.dt != PGD_DTYPE_F32 ? " (f32)" : "");
-        fprintf(out, "%-24s %7d %6d %2d/%-2d+%-2d %4d k/%-2d %12.1f %12.1f %7.2fx %9.1f\n", shape,
-                t.bucket, t.n, t.timed, t.heuristic, t.candidates - t.heuristic, t.chosen,
+        /* our wgmma kernel's fastest (gemm_wgmma.cu), '*' where it is the plan's */
+        char own[40] = "-";
+        if (t.own_bn)
+            snprintf(own, sizeof own, "%s%.1f (%d/%d/%d)", t.own ? "*" : "", t.own_us, t.own_bn,
+                     t.own_split, t.own_cps);
+        fprintf(out, "%-24s %7d %6d %2d/%-2d+%-2d %4d k/%-2d %12.1f %12.1f %7.2fx %9.1f %18s\n",
+                shape, t.bucket, t.n, t.timed, t.heuristic, t.candidates - t.heuristic, t.chosen,
                 t.split_k, t.first_us, t.best_us, t.best_us > 0 ? t.first_us / t.best_us : 0.0,
-                t.tune_ms);
+                t.tune_ms, own);
         total_ms += t.tune_ms;
         first += t.first_us;
         best += t.best_us;

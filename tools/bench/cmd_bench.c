@@ -43,6 +43,7 @@ static void bench_usage(FILE *out)
             "usage: pagoda bench latency (--model DIR | --random-weights CONFIG) [options]\n"
             "       pagoda bench throughput --help   (requests through the engine)\n"
             "       pagoda bench gemv [--batch LIST] (the decode GEMV kernels alone)\n"
+            "       pagoda bench gemm [--batch LIST] (bf16 linears: cuBLASLt beside our wgmma kernel)\n"
             "       pagoda bench quant [--batch LIST] (the quantized linears alone)\n"
             "       pagoda bench attention [--path LIST] (the attention kernels alone)\n"
             "       pagoda bench spec --help     (speculative decoding at batch 1)\n"
@@ -306,6 +307,8 @@ int pgd_cmd_bench(int argc, char **argv)
         return pgd_cmd_bench_throughput(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "gemv"))
         return pgd_cmd_bench_gemv(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "gemm"))
+        return pgd_cmd_bench_gemm(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "quant"))
         return pgd_cmd_bench_quant(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "attention"))

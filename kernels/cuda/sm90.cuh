@@ -1,0 +1,72 @@
+/* Hopper building blocks for hand-written tensor-core kernels (internal to kernels/cuda):
+ * asynchronous 16-byte copies into shared memory (cp.async, sm_80+), and on sm_90a the
+ * warpgroup MMA (wgmma.mma_async) with both operands read from shared memory through
+ * matrix descriptors, its fences, and the proxy fence that makes copies written by threads
+ * visible to it. gemm_wgmma.cu uses them; quant_wq_gemm.cu has file-local copies of the
+ * cp.async and fence helpers that can move here.
+ *
+ * The tile layout the descriptors describe ("128-byte swizzle, K-major"): rows of 64 16-bit
+ * elements (128 bytes), row r's 16-byte chunk c stored at chunk c ^ (r % 8), groups of 8 rows
+ * 1024 bytes apart, the tile 1024-byte aligned. The k16 step s of such a tile starts 32 s
+ * bytes in: its descriptor is the tile's plus 2 s (the address field counts 16 bytes). */
+#ifndef PGD_KERNELS_CUDA_SM90_CUH
+#define PGD_KERNELS_CUDA_SM90_CUH
+
+#include "kernels/cuda/common.cuh"
+
+/* The wgmma code exists only in the sm_90a target (the build compiles files that use it for
+ * 90a where 90 is among the architectures: kernels/cuda/local.mk). */
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define PGD_SM90A 1
+#endif
+
+__device__ __forceinline__ uint32_t sm90_smem_addr(const void *p)
+{
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+/* 16 bytes global -> shared, asynchronous (L2 only); !valid writes zeros and reads nothing
+ * (src must still be a valid address). */
+__device__ __forceinline__ void sm90_cp16(uint32_t dst, const void *src, bool valid)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(valid ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void sm90_cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void sm90_cp_wait()
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+/* The shared-memory descriptor of a 128-byte-swizzled K-major tile at shared address a
+ * (1024-byte aligned): start >> 4, leading byte offset 16 (unused by this layout), stride
+ * byte offset 1024 (the next 8 rows), swizzle mode 1 (128 bytes). */
+__device__ __forceinline__ uint64_t sm90_desc_sw128(uint32_t a)
+{
+    return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) |
+           ((uint64_t)1 << 62);
+}
+
+#ifdef PGD_SM90A
+__device__ __forceinline__ void sm90_wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void sm90_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void sm90_wgmma_wait()
+{
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+/* Writes by this thread to shared memory (cp.async included) become visible to the async
+ * proxy (wgmma's operand reads) once a barrier follows. */
+__device__ __forceinline__ void sm90_fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+#endif
+
+/* Keeps the compiler from moving reads or writes of r across a wgmma fence or wait (the
+ * accumulators are written by the tensor cores while the instructions are in flight). */
+template <int N>
+__device__ __forceinline__ void sm90_reg_fence(float (&r)[N])
+{
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        asm volatile("" : "+f"(r[i])::"memory");
+}
+
+#endif

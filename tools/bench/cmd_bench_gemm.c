@@ -1,0 +1,154 @@
+/* pagoda bench gemm: the 8B shape's bf16 linears at batched-decode sizes, cuBLASLt beside our
+ * own Hopper kernel (kernels/cuda/gemm_wgmma.cu). Each (shape, n) goes through the tuned
+ * linear once (kernels/cuda/gemm_tune.cu), which times cuBLASLt's heuristic first, its
+ * fastest candidate (split-K variants included) and the kernel's fastest configuration
+ * (token tile, K split), each the median of 5 runs with L2 overwritten before each (the
+ * weights come from HBM, as in a real step); the table shows those times, which path the
+ * plan took, and the floor: the larger of the bytes (weights, x, y) at the copy bandwidth
+ * and the FLOPs at the 8192^3 GEMM rate, both measured in the same run. */
+#include "config.h"
+#include "tools/commands.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef PGD_HAVE_CUDA
+#include "kernels/cuda/kernels.h"
+#endif
+
+#define MAX_BATCHES 8
+
+#ifdef PGD_HAVE_CUDA
+struct gemm_shape {
+    const char *name;
+    int out, in, per_step;          /* launches per decode step of the 8B model */
+};
+
+static const struct gemm_shape SHAPES[] = {
+    { "qkv", 6144, 4096, 32 }, { "o", 4096, 4096, 32 }, { "gate_up", 28672, 4096, 32 },
+    { "down", 4096, 14336, 32 },
+};
+
+/* One (shape, n): the tuned linear's record of it. */
+static int measure(struct pgd_cuda_ctx *c, const struct gemm_shape *sh, int n, void *x, void *w,
+                   void *y, struct pgd_cuda_gemm_tune_info *t, char *err, size_t errlen)
+{
+    int before = pgd_cuda_gemm_tune_count(c);
+    if (pgd_cuda_linear_lt(c, PGD_DTYPE_BF16, x, w, NULL, n, sh->in, sh->out, PGD_DTYPE_BF16, y,
+                           err, errlen) ||
+        pgd_cuda_sync(c, err, errlen))
+        return 1;
+    if (pgd_cuda_gemm_tune_count(c) != before + 1 || pgd_cuda_gemm_tune_get(c, before, t)) {
+        snprintf(err, errlen, "%s n %d: no tuning was recorded", sh->name, n);
+        return 1;
+    }
+    return 0;
+}
+
+static int bench_shapes(struct pgd_cuda_ctx *c, const int *batches, int nb, double gbps,
+                        double tflops)
+{
+    char err[512];
+    int maxn = 0;
+    for (int i = 0; i < nb; i++)
+        maxn = batches[i] > maxn ? batches[i] : maxn;
+    printf("%-8s %5s %10s %10s %10s %14s %8s %8s %7s\n", "shape", "n", "lt first", "lt tuned",
+           "wgmma", "(tile/k/cps)", "chosen", "floor", "% floor");
+    int rc = 0;
+    double step_lt[MAX_BATCHES] = { 0 }, step_best[MAX_BATCHES] = { 0 };
+    double step_floor[MAX_BATCHES] = { 0 };
+    for (size_t s = 0; !rc && s < sizeof SHAPES / sizeof SHAPES[0]; s++) {
+        const struct gemm_shape *sh = &SHAPES[s];
+        void *x = pgd_cuda_malloc((size_t)maxn * sh->in * 2);
+        void *w = pgd_cuda_malloc((size_t)sh->out * sh->in * 2);
+        void *y = pgd_cuda_malloc((size_t)maxn * sh->out * 2);
+        if (!x || !w || !y) {
+            snprintf(err, sizeof err, "out of device memory for %s", sh->name);
+            rc = 1;
+        }
+        rc = rc || pgd_cuda_fill_random(c, PGD_DTYPE_BF16, x, (size_t)maxn * sh->in, 21, -1, 1,
+                                        err, sizeof err) ||
+             pgd_cuda_fill_random(c, PGD_DTYPE_BF16, w, (size_t)sh->out * sh->in, 22, -1, 1, err,
+                                  sizeof err);
+        for (int bi = 0; !rc && bi < nb; bi++) {
+            const int n = batches[bi];
+            struct pgd_cuda_gemm_tune_info t;
+            rc = measure(c, sh, n, x, w, y, &t, err, sizeof err);
+            if (rc)
+                break;
+            const double bytes = 2.0 * ((double)sh->out * sh->in + (double)n * (sh->in + sh->out));
+            const double flops = 2.0 * n * (double)sh->in * sh->out;
+            double floor_us = bytes / (gbps * 1e3), fl = flops / (tflops * 1e6);
+            floor_us = fl > floor_us ? fl : floor_us;
+            char cfg[32] = "-";
+            if (t.own_bn)
+                snprintf(cfg, sizeof cfg, "%d/%d/%d", t.own_bn, t.own_split, t.own_cps);
+            char own[16] = "-";
+            if (t.own_us > 0)
+                snprintf(own, sizeof own, "%.1f", t.own_us);
+            printf("%-8s %5d %10.1f %10.1f %10s %14s %8s %8.1f %6.0f%%\n", sh->name, n,
+                   t.first_us, t.lt_us, own, cfg, t.own ? "wgmma" : "cuBLASLt", floor_us,
+                   100.0 * floor_us / t.best_us);
+            step_lt[bi] += sh->per_step * t.lt_us;
+            step_best[bi] += sh->per_step * t.best_us;
+            step_floor[bi] += sh->per_step * floor_us;
+        }
+        pgd_cuda_free(x);
+        pgd_cuda_free(w);
+        pgd_cuda_free(y);
+    }
+    if (rc) {
+        fprintf(stderr, "pagoda bench gemm: %s\n", err);
+        return 1;
+    }
+    printf("\nper decode step (32 layers of these four): us with cuBLASLt tuned, with the "
+           "chosen paths, the floor\n");
+    for (int bi = 0; bi < nb; bi++)
+        printf("  n %4d: %8.0f %8.0f (%.2fx) %8.0f\n", batches[bi], step_lt[bi], step_best[bi],
+               step_best[bi] > 0 ? step_lt[bi] / step_best[bi] : 0.0, step_floor[bi]);
+    return 0;
+}
+#endif
+
+int pgd_cmd_bench_gemm(int argc, char **argv)
+{
+    int batches[MAX_BATCHES] = { 16, 32, 64, 128, 256, 512 }, nb = 6;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
+            nb = 0;
+            for (char *s = argv[++i], *end; *s && nb < MAX_BATCHES; s = *end ? end + 1 : end) {
+                batches[nb] = (int)strtol(s, &end, 10);
+                if (end == s || batches[nb] < 5 || batches[nb] > 4096) {
+                    fprintf(stderr, "pagoda bench gemm: --batch takes 5..4096, up to %d of "
+                                    "them\n", MAX_BATCHES);
+                    return 2;
+                }
+                nb++;
+            }
+        } else {
+            fprintf(stderr, "usage: pagoda bench gemm [--batch LIST]   (the 8B shape's bf16 "
+                            "linears: cuBLASLt beside our wgmma kernel, on the GPU)\n");
+            return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
+        }
+    }
+#ifdef PGD_HAVE_CUDA
+    double gbps, tflops;
+    char desc[256], err[512];
+    if (pgd_tool_bench_ceilings(PGD_DEVICE_CUDA, PGD_DTYPE_BF16, &gbps, &tflops, desc, sizeof desc))
+        return 1;
+    struct pgd_cuda_ctx *c = NULL;
+    if (pgd_cuda_ctx_create(&c, err, sizeof err)) {
+        fprintf(stderr, "pagoda bench gemm: %s\n", err);
+        return 1;
+    }
+    pgd_cuda_gemm_tune_set(c, 1);
+    printf("device: %s\ncopy bandwidth %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s\n"
+           "wgmma kernel: %s\n\n", desc, gbps, tflops,
+           pgd_cuda_wgmma_available(c) ? "available" : "not on this device or build");
+    int rc = bench_shapes(c, batches, nb, gbps, tflops);
+    pgd_cuda_ctx_destroy(c);
+    return rc;
+#else
+    fprintf(stderr, "pagoda bench gemm: this build has no CUDA backend\n");
+    return 1;
+#endif
+}
