@@ -412,6 +412,10 @@ int pgd_cuda_wq_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt,
 int pgd_cuda_fp8_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const void *x,
                              int n, const struct pgd_cuda_fp8 *w, const void *b, void *y,
                              char *err, size_t errlen);
+/* What the automatic path runs for n rows of w, for the speed probe: "gemv", or the fused
+ * GEMM's kernel ("mma" or "wg": wgmma), token tile and input splits, e.g. "wg64/8". */
+void pgd_cuda_wq_auto_plan(struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n, char *buf,
+                           size_t len);
 /* Bytes of device memory a layer's weights take (packed weights and their scales): what a
  * pass over the layer reads. */
 size_t pgd_cuda_wq_weight_bytes(const struct pgd_cuda_wq *w);
@@ -430,6 +434,9 @@ int pgd_cuda_qbench_create(struct pgd_cuda_ctx *c, int format, int group_size, i
 int pgd_cuda_qbench_run(struct pgd_cuda_ctx *c, struct pgd_cuda_qbench *q, int path, int n,
                         double *us, char *err, size_t errlen);
 void pgd_cuda_qbench_destroy(struct pgd_cuda_qbench *q);
+/* W4 / W8: what the automatic path runs for n rows (pgd_cuda_wq_auto_plan); FP8: "". */
+void pgd_cuda_qbench_plan(struct pgd_cuda_ctx *c, const struct pgd_cuda_qbench *q, int n, char *buf,
+                          size_t len);
 
 /* ---- graph.cu: CUDA graphs ---------------------------------------------------------- */
 /* Between capture_begin and capture_end the context's stream records instead of running

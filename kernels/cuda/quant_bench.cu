@@ -155,6 +155,15 @@ extern "C" int pgd_cuda_qbench_create(struct pgd_cuda_ctx *c, int format, int gr
     return 0;
 }
 
+extern "C" void pgd_cuda_qbench_plan(struct pgd_cuda_ctx *c, const struct pgd_cuda_qbench *q,
+                                     int n, char *buf, size_t len)
+{
+    if (q->format == PGD_CUDA_QBENCH_FP8 || q->L.wq.empty())
+        snprintf(buf, len, "%s", "");
+    else
+        pgd_cuda_wq_auto_plan(c, q->L.wq[0], n, buf, len);
+}
+
 extern "C" int pgd_cuda_qbench_run(struct pgd_cuda_ctx *c, struct pgd_cuda_qbench *q, int path,
                                    int n, double *us, char *err, size_t errlen)
 {

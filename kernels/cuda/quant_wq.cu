@@ -404,6 +404,25 @@ static int wq_gemv_max_n(void)
     return v;
 }
 
+/* Whether the automatic path takes the GEMV for n rows. The plain layout's GEMV (8 bits,
+ * real-valued zeros) reads the weights once per QGEMV_ROWS rows: past two launches the
+ * fused GEMM is faster (H200). */
+static bool wq_auto_gemv(const struct pgd_cuda_wq *w, int n)
+{
+    const int gemv_max = w->mma || wq_gemv_max_n() < 2 * QGEMV_ROWS ? wq_gemv_max_n()
+                                                                    : 2 * QGEMV_ROWS;
+    return n <= gemv_max;
+}
+
+extern "C" void pgd_cuda_wq_auto_plan(struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n,
+                                      char *buf, size_t len)
+{
+    if (wq_auto_gemv(w, n))
+        snprintf(buf, len, "gemv");
+    else
+        pgd_cuda__wq_gemm_plan(c, w, n, true, buf, len);
+}
+
 extern "C" int pgd_cuda_wq_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt,
                                        const void *x, int n, const struct pgd_cuda_wq *w,
                                        const void *b, void *y, char *err, size_t errlen)
@@ -417,12 +436,8 @@ extern "C" int pgd_cuda_wq_linear_path(struct pgd_cuda_ctx *c, int path, enum pg
         return pgd_cuda_failf(err, errlen, "W%dA16 linear: %d rows, path %d", w->bits, n, path);
     if (n == 0)
         return 0;
-    /* the plain layout's GEMV (8 bits, real-valued zeros) reads the weights once per
-     * QGEMV_ROWS rows: past two launches the dequantize + GEMM path is as fast (H200) */
-    const int gemv_max = w->mma || wq_gemv_max_n() < 2 * QGEMV_ROWS ? wq_gemv_max_n()
-                                                                    : 2 * QGEMV_ROWS;
     const bool gemv = path == PGD_CUDA_QPATH_GEMV || (path == PGD_CUDA_QPATH_AUTO &&
-                                                      n <= gemv_max);
+                                                      wq_auto_gemv(w, n));
     /* past the GEMV: the fused tensor-core GEMM (quant_wq_gemm.cu); the dequantize +
      * cuBLASLt path only when asked for */
     if (!gemv && path != PGD_CUDA_QPATH_GEMM_LT)

@@ -58,6 +58,15 @@ int pgd_cuda__wq_gemv4(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
 int pgd_cuda__wq_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
                       const struct pgd_cuda_wq *w, const void *b, void *y, bool allow_wgmma,
                       char *err, size_t errlen);
+/* dst [rows][in] (device, 16-byte aligned) = x [rows][perm[k]] (perm NULL: x [rows][k], a
+ * realignment of a 2-byte aligned x); in a multiple of 8. One small kernel. */
+int pgd_cuda__wq_gather(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                        const int32_t *perm, int rows, int in, void *dst, char *err,
+                        size_t errlen);
+/* The plan the GEMM takes for n rows of bf16 x: "mma" or "wg" (wgmma), the token tile, the
+ * blocks splitting each tile's inputs ("wg128/4"). */
+void pgd_cuda__wq_gemm_plan(struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n,
+                            bool allow_wgmma, char *buf, size_t len);
 /* Whether every zero of h is an integer in 0..2^bits: then the GEMM multiplies the exact
  * q - zero and scales the float32 sums per group (else it folds the scale into A). */
 bool pgd_cuda__wq_gemm_int_zeros(const struct pgd_wq_host *h);

@@ -5,9 +5,16 @@
  * tokens), float32 accumulators. A block computes 128 features x BN tokens (BN 32, 64 or 128,
  * picked by n) with 8 warps in 4 x 2: a warp owns 32 features (2 m16 tiles) x BN / 2 tokens
  * (BN / 16 n8 tiles), so it dequantizes 8 A registers per 16 inputs and reuses each for
- * BN / 16 MMAs. The inputs go by in stages of 64, WG_STAGES deep: each stage's weights, x
- * tile and per-16-input {scale, zero} copied with cp.async (16 bytes; the meta 4) into shared
- * memory while the tensor cores work on an earlier one.
+ * BN / 16 MMAs. The inputs go by in stages of 64, 4 to 8 deep (as many as ~100 KB hold):
+ * each stage's weights, x tile and per-16-input {scale, zero} copied with cp.async (16
+ * bytes; the meta 4) into shared memory while the tensor cores work on an earlier one.
+ * Few tokens (n = 17..128, batched decode) or a narrow layer: a grid of one block a tile
+ * leaves most SMs idle and each block's long chain of stages paced by load latency (the
+ * H200 took ~1 us a stage: W4 q / o at n = 64 ran at 69.7 us against bf16's 19.8), so on
+ * sm_90 each tile's inputs are split over a cluster of up to 8 blocks (blockIdx.z), which
+ * add their float32 tiles through distributed shared memory in split order (deterministic)
+ * and write y once; the plan (token tile, split, wgmma or mma.sync) is the one of least
+ * estimated time (wg_pick).
  *
  * Shared memory, one stage: [W][x][meta]
  *   W, mma layout (4 bits, integer zeros; quant_wq.cuh): the 8 tiles' 512-byte blocks as
@@ -28,16 +35,26 @@
  * The epilogue stages the block's float32 tile in shared memory (the pipeline's space) and
  * writes y in 16-byte rows with the bias added in float32.
  * Act-order layers (and an x not 16-byte aligned) gather x through perm into the context's
- * scratch first (n x in elements: small next to the GEMM), then run the same kernel. */
+ * scratch first (n x in elements: small next to the GEMM; 16-byte stores, the indices loaded
+ * before the previous kernel ends), then run the same kernel: the checkpoint's groups were
+ * made contiguous at load (the canonical layout sorts the inputs by group), so act-order
+ * costs only the gather. */
 #include "kernels/cuda/quant_wq.cuh"
 #include "kernels/cuda/quant_mma.cuh"
+#include <cooperative_groups.h>
 #include <math.h>
 #include <atomic>
 
 #define WG_BM 128                    /* output features a block */
 #define WG_BK 64                     /* inputs a stage */
 #define WG_THREADS 256
-#define WG_STAGES 4
+/* Stages of the pipeline: as many as fit WG_PIPE_BYTES (two blocks an SM), 4 to 8: a block
+ * streaming its share of a layer is bound by the bytes it has in flight (latency, not
+ * bandwidth: each stage waits on loads issued STAGES - 1 stages before), so the narrow token
+ * tiles, whose stages are small, run deeper */
+#define WG_PIPE_BYTES (100 << 10)
+#define WG_KS_MAX 8                  /* blocks a cluster splitting the inputs (portable limit) */
+#define WG_KPS_MIN 4                 /* stages a split at least */
 #define WG_META_BYTES (4 * WG_BM * 4)
 
 enum { WG_MMA4 = 0, WG_PLAIN4 = 1, WG_PLAIN8 = 2 };
@@ -52,7 +69,9 @@ template <int WK, int BN> struct wg_smem {
     static constexpr int X = wg_w<WK>::BYTES, META = X + BN * 128;
     static constexpr int STAGE = META + WG_META_BYTES;
     static constexpr int OUT_LD = WG_BM + 4;           /* floats a row of the output tile */
-    static constexpr int PIPE = WG_STAGES * STAGE, OUT = BN * OUT_LD * 4;
+    static constexpr int FIT = WG_PIPE_BYTES / STAGE;
+    static constexpr int STAGES = FIT < 4 ? 4 : FIT > 8 ? 8 : FIT;
+    static constexpr int PIPE = STAGES * STAGE, OUT = BN * OUT_LD * 4;
     static constexpr int BYTES = PIPE > OUT ? PIPE : OUT;
 };
 
@@ -65,6 +84,8 @@ struct wg_args {
     T *y;                            /* [n][out] */
     int n, in, out, out_pad, groups, group_size, gshift;   /* gshift: log2(group), or -1 */
     int kts;                         /* stages of 64 inputs: ceil(in / 64) */
+    int ks, kps;                     /* splits of the inputs (blockIdx.z, one cluster), and
+                                        stages a split (even; the last split may be short) */
     size_t wstride;                  /* bytes from a row (plain) / a 16-row tile (mma) to the next */
 };
 
@@ -287,43 +308,97 @@ __device__ __forceinline__ void wg_frag_a(const uint8_t *sw, uint32_t word, int 
     }
 }
 
+/* y[tok, o .. o + 7] = v + b[o ..] (the features past out skipped): one 16-byte store where
+ * out allows it (vec). */
+template <typename T>
+__device__ __forceinline__ void wg_store8(const wg_args<T> &a, const float (&v)[8], int tok, int o,
+                                          bool vec)
+{
+    T *yr = a.y + (size_t)tok * a.out + o;
+    if (vec) {                       /* out % 8 == 0: all 8 features exist */
+        uint32_t p[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const float b0 = a.b ? to_f<T>(a.b[o + 2 * e]) : 0.0f;
+            const float b1 = a.b ? to_f<T>(a.b[o + 2 * e + 1]) : 0.0f;
+            p[e] = pack_pair<T>(v[2 * e] + b0, v[2 * e + 1] + b1);
+        }
+        *reinterpret_cast<uint4 *>(yr) = make_uint4(p[0], p[1], p[2], p[3]);
+    } else {
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            if (o + e < a.out)
+                yr[e] = from_f<T>(v[e] + (a.b ? to_f<T>(a.b[o + e]) : 0.0f));
+    }
+}
+
 /* y[n0 + tok, m0 + o] = so[tok][o] + b[m0 + o] for the block's BN x 128 tile (float32 in
- * shared memory, rows of LD floats): 8 features a thread at a time, one 16-byte store where
- * out allows it. */
+ * shared memory, rows of LD floats), 8 features a thread at a time.
+ * Split inputs (a.ks > 1, sm_90: the ks blocks of a cluster each hold their split's sums in
+ * so at the same offset): the cluster meets, block r adds the ks tiles' units
+ * [r U / ks, (r + 1) U / ks) of 8 features (U = BN * 16) in split order, through distributed
+ * shared memory, and writes them; the cluster meets again before any block's shared memory
+ * goes away. Every thread of every block calls it once. */
 template <typename T, int BN, int LD>
 __device__ __forceinline__ void wg_store(const wg_args<T> &a, const float *so, int n0, int m0, int th)
 {
+    constexpr int UNITS = BN * (WG_BM / 8);
     const bool vec = a.out % 8 == 0 && (uintptr_t)a.y % 16 == 0;
-    for (int idx = th; idx < BN * (WG_BM / 8); idx += WG_THREADS) {
+    int u0 = 0, u1 = UNITS;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    namespace cg = cooperative_groups;
+    cg::cluster_group cl = cg::this_cluster();
+    if (a.ks > 1) {
+        cl.sync();
+        const int r = (int)cl.block_rank(), per = (UNITS + a.ks - 1) / a.ks;
+        u0 = min(UNITS, r * per);
+        u1 = min(UNITS, u0 + per);
+    }
+#endif
+    for (int idx = u0 + th; idx < u1; idx += WG_THREADS) {
         const int tl = idx / (WG_BM / 8), oc = idx % (WG_BM / 8) * 8;
         const int tok = n0 + tl, o = m0 + oc;
         if (tok >= a.n || o >= a.out)
             continue;
-        const float4 v0 = *reinterpret_cast<const float4 *>(so + tl * LD + oc);
-        const float4 v1 = *reinterpret_cast<const float4 *>(so + tl * LD + oc + 4);
-        float v[8] = { v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w };
-        T *yr = a.y + (size_t)tok * a.out + o;
-        if (vec) {                   /* out % 8 == 0: all 8 features exist */
-            uint32_t p[4];
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const float b0 = a.b ? to_f<T>(a.b[o + 2 * e]) : 0.0f;
-                const float b1 = a.b ? to_f<T>(a.b[o + 2 * e + 1]) : 0.0f;
-                p[e] = pack_pair<T>(v[2 * e] + b0, v[2 * e + 1] + b1);
-            }
-            *reinterpret_cast<uint4 *>(yr) = make_uint4(p[0], p[1], p[2], p[3]);
-        } else {
-#pragma unroll
-            for (int e = 0; e < 8; e++)
-                if (o + e < a.out)
-                    yr[e] = from_f<T>(v[e] + (a.b ? to_f<T>(a.b[o + e]) : 0.0f));
+        float v[8] = {};
+        for (int q = 0; q < a.ks; q++) {
+            const float *sq = so;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+            if (a.ks > 1)
+                sq = cl.map_shared_rank(so, q);
+#endif
+            const float4 v0 = *reinterpret_cast<const float4 *>(sq + tl * LD + oc);
+            const float4 v1 = *reinterpret_cast<const float4 *>(sq + tl * LD + oc + 4);
+            v[0] += v0.x; v[1] += v0.y; v[2] += v0.z; v[3] += v0.w;
+            v[4] += v1.x; v[5] += v1.y; v[6] += v1.z; v[7] += v1.w;
         }
+        wg_store8<T>(a, v, tok, o, vec);
     }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (a.ks > 1)
+        cl.sync();
+#endif
 }
 
 /* ---- the kernel -------------------------------------------------------------------------------- */
+/* The group's sums (acc) times the rows' scales into the totals; acc starts afresh. */
+template <int NT, typename Z>
+__device__ __forceinline__ void wg_flush(float (&acc)[2][NT][4], float (&tot)[2][NT][4],
+                                         const Z (&rz)[2])
+{
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                tot[mt][nt][i] = fmaf(rz[mt].s[i >> 1], acc[mt][nt][i], tot[mt][nt][i]);
+                acc[mt][nt][i] = 0.0f;
+            }
+}
+
 template <typename T, int WK, bool EXACT, int BN>
-__global__ void __launch_bounds__(WG_THREADS)
+__global__ void __launch_bounds__(WG_THREADS, BN <= 64 ? 2 : 1)
 wq_gemm_kernel(const wg_args<T> a)
 {
     typedef wg_smem<WK, BN> L;
@@ -332,6 +407,8 @@ wq_gemm_kernel(const wg_args<T> a)
     const int th = threadIdx.x, warp = th / 32, lane = th % 32, g = lane >> 2, t = lane & 3;
     const int wm = warp % 4, wn = warp / 4;
     const int n0 = blockIdx.x * BN, m0 = blockIdx.y * WG_BM;
+    /* the split's stages [kt0, kt0 + nkt) (all of them when ks is 1) */
+    const int kt0 = blockIdx.z * a.kps, nkt = min(a.kts, kt0 + a.kps) - kt0;
     pdl_trigger();
 
     /* EXACT: acc sums the current group's exact integers; tot the scaled groups so far */
@@ -350,13 +427,13 @@ wq_gemm_kernel(const wg_args<T> a)
     const uint32_t smem0 = smem_addr(wg_smem_buf);
     wg_loader<T, WK, BN> ld;
     ld.init(a, m0, n0, th);
-    for (int s = 0; s < WG_STAGES - 1; s++)
-        if (s < a.kts)
-            ld.load_w(a, smem0 + s * L::STAGE, s);
+    for (int s = 0; s < L::STAGES - 1; s++)
+        if (s < nkt)
+            ld.load_w(a, smem0 + s * L::STAGE, kt0 + s);
     pdl_wait();
-    for (int s = 0; s < WG_STAGES - 1; s++) {
-        if (s < a.kts)
-            ld.load_x(a, smem0 + s * L::STAGE, s);
+    for (int s = 0; s < L::STAGES - 1; s++) {
+        if (s < nkt)
+            ld.load_x(a, smem0 + s * L::STAGE, kt0 + s);
         cp_async_commit();
     }
 
@@ -366,21 +443,23 @@ wq_gemm_kernel(const wg_args<T> a)
     const uint32_t x_lane = (uint32_t)((wn * (BN / 2) + (lane & 7) + ((lane >> 4) << 3)) * 128);
     const uint32_t x_key = (uint32_t)(((lane >> 3) & 1) ^ (lane & 7));
     const int gsteps = a.group_size / 16;
-    int left = gsteps;               /* EXACT: 16-input steps left in the current group */
+    /* EXACT: 16-input steps left in the current group (a split may start inside one) */
+    int left = gsteps - kt0 * 4 % gsteps;
+    bool first = true;               /* the split's first step: its group's meta is read */
     wg_rowz<T, WK, EXACT> rz[2];
 
-    for (int kt = 0; kt < a.kts; kt++) {
-        cp_async_wait<WG_STAGES - 2>();
-        __syncthreads();             /* stage kt landed; stage kt - 1 is free to refill */
-        const int nk = kt + WG_STAGES - 1;
-        if (nk < a.kts) {
-            const uint32_t st = smem0 + (uint32_t)((nk % WG_STAGES) * L::STAGE);
-            ld.load_w(a, st, nk);
-            ld.load_x(a, st, nk);
+    for (int i = 0; i < nkt; i++) {
+        cp_async_wait<L::STAGES - 2>();
+        __syncthreads();             /* stage i landed; stage i - 1 is free to refill */
+        const int nk = i + L::STAGES - 1;
+        if (nk < nkt) {
+            const uint32_t st = smem0 + (uint32_t)((nk % L::STAGES) * L::STAGE);
+            ld.load_w(a, st, kt0 + nk);
+            ld.load_x(a, st, kt0 + nk);
         }
         cp_async_commit();
 
-        const int stage = kt % WG_STAGES;
+        const int stage = i % L::STAGES;
         const uint8_t *st = wg_smem_buf + stage * L::STAGE;
         const __half2 *sm = reinterpret_cast<const __half2 *>(st + L::META);
         const uint32_t xa = smem0 + (uint32_t)(stage * L::STAGE + L::X) + x_lane;
@@ -399,12 +478,13 @@ wq_gemm_kernel(const wg_args<T> a)
                 ldsm_x4(xs + j * 16 * 128, B[2 * j][0], B[2 * j][1], B[2 * j + 1][0],
                         B[2 * j + 1][1]);
             /* the rows' meta: at each group's start (exact), every step (fold) */
-            if (!EXACT || left == gsteps) {
+            if (!EXACT || left == gsteps || first) {
 #pragma unroll
                 for (int mt = 0; mt < 2; mt++) {
                     const int r = wm * 32 + mt * 16 + g;
                     rz[mt].set(sm[s * WG_BM + r], sm[s * WG_BM + r + 8]);
                 }
+                first = false;
             }
 #pragma unroll
             for (int mt = 0; mt < 2; mt++) {
@@ -417,22 +497,16 @@ wq_gemm_kernel(const wg_args<T> a)
                     mma16816<T>(acc[mt][nt], A, B[nt]);
             }
             if (EXACT && --left == 0) {
-                /* the group ends: its sums times the rows' scales into the totals */
-#pragma unroll
-                for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-                    for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-                        for (int i = 0; i < 4; i++) {
-                            tot[mt][nt][i] = fmaf(rz[mt].s[i >> 1], acc[mt][nt][i], tot[mt][nt][i]);
-                            acc[mt][nt][i] = 0.0f;
-                        }
+                wg_flush<NT>(acc, tot, rz);   /* the group ends */
                 left = gsteps;
             }
         }
     }
     /* (in is a multiple of the group: the last real step ended a group; past in, the
-     * zero-filled steps added nothing) */
+     * zero-filled steps added nothing; a split ending inside a group scales its part of the
+     * group's sums, which the cluster adds) */
+    if (EXACT && left != gsteps)
+        wg_flush<NT>(acc, tot, rz);
     cp_async_wait<0>();
     __syncthreads();                 /* the pipeline's space becomes the output tile */
 
@@ -549,18 +623,21 @@ template <> struct wgmma_op<__half, 64> {
  * wgmma then starts the sums afresh). Real-valued zeros (!EXACT): the scales are in A, the
  * sums are the result. */
 template <typename T, int WK, bool EXACT, int BN>
-__global__ void __launch_bounds__(WG_THREADS, 1)
+__global__ void __launch_bounds__(WG_THREADS, BN <= 64 ? 2 : 1)
 wq_gemm_wgmma_kernel(const wg_args<T> a)
 {
 #ifdef WG_WGMMA
     typedef wg_smem<WK, BN> L;
-    constexpr int PD = WG_STAGES - 2;  /* stages loaded ahead (of four buffers) */
+    constexpr int PD = L::STAGES - 2;  /* stages loaded ahead (of STAGES buffers) */
     constexpr int NA = BN / 2;        /* accumulators a thread: BN / 8 n8 tiles x 4 */
     extern __shared__ __align__(128) uint8_t wg_smem_buf[];
     const uint32_t raw = smem_addr(wg_smem_buf), smem0 = (raw + 1023u) & ~1023u;
     uint8_t *buf = wg_smem_buf + (smem0 - raw);
     const int th = threadIdx.x, warp = th / 32, lane = th % 32, g = lane >> 2, t = lane & 3;
     const int n0 = blockIdx.x * BN, m0 = blockIdx.y * WG_BM;
+    /* the split's stages [kt0, kt0 + nkt): kt0 even (kps is), so pairs of stages stay pairs
+     * of the group when a group is an even number of stages */
+    const int kt0 = blockIdx.z * a.kps, nkt = min(a.kts, kt0 + a.kps) - kt0;
     pdl_trigger();
 
     float acc[NA], tot[NA];
@@ -571,12 +648,12 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
     wg_loader<T, WK, BN> ld;
     ld.init(a, m0, n0, th);
     for (int s = 0; s < PD; s++)
-        if (s < a.kts)
-            ld.load_w(a, smem0 + s * L::STAGE, s);
+        if (s < nkt)
+            ld.load_w(a, smem0 + s * L::STAGE, kt0 + s);
     pdl_wait();
     for (int s = 0; s < PD; s++) {
-        if (s < a.kts)
-            ld.load_x(a, smem0 + s * L::STAGE, s);
+        if (s < nkt)
+            ld.load_x(a, smem0 + s * L::STAGE, kt0 + s);
         cp_async_commit();
     }
 
@@ -585,18 +662,19 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
     /* One stage: its loads ahead, its A fragments (into A), its 4 wgmmas, not waited for.
      * start: the stage starts a group (exact: its meta is read, its first wgmma starts the
      * sums afresh); folded, the meta is read every stage and only stage 0 starts afresh. */
+    /* (kt: the stage's index in the split) */
     auto issue = [&](int kt, uint32_t (&A)[4][4], bool start) {
         cp_async_wait<PD - 1>();
         __syncthreads();             /* stage kt landed; the stage refilled below is free */
         const int nk = kt + PD;
-        if (nk < a.kts) {
-            const uint32_t st = smem0 + (uint32_t)((nk % WG_STAGES) * L::STAGE);
-            ld.load_w(a, st, nk);
-            ld.load_x(a, st, nk);
+        if (nk < nkt) {
+            const uint32_t st = smem0 + (uint32_t)((nk % L::STAGES) * L::STAGE);
+            ld.load_w(a, st, kt0 + nk);
+            ld.load_x(a, st, kt0 + nk);
         }
         cp_async_commit();
 
-        const int stage = kt % WG_STAGES;
+        const int stage = kt % L::STAGES;
         const uint8_t *st = buf + stage * L::STAGE;
         if (!EXACT || start) {       /* the zeros and scales of rows g, g + 8 */
             const __half2 *sm = reinterpret_cast<const __half2 *>(st + L::META);
@@ -633,10 +711,10 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
          * warps pass the second's barrier, issue its loads and dequantize its A (the other
          * register set); both are waited for after the second. The load two stages ahead
          * refills the buffer of the previous pair's first stage, done. */
-        int gleft = gkts;
-        for (int kt = 0; kt < a.kts; kt += 2) {
-            issue(kt, A0, gleft == gkts);
-            if (kt + 1 < a.kts)
+        int gleft = gkts - kt0 % gkts;
+        for (int kt = 0; kt < nkt; kt += 2) {
+            issue(kt, A0, gleft == gkts || kt == 0);
+            if (kt + 1 < nkt)
                 issue(kt + 1, A1, false);
             wgmma_wait0();
             reg_fence(acc);
@@ -645,16 +723,18 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
                 reg_fence(A0[s]);
                 reg_fence(A1[s]);
             }
-            if (EXACT && (gleft -= 2) == 0) {
+            if (EXACT && (gleft -= 2) <= 0) {
                 scale_into_tot();
                 gleft = gkts;
             }
         }
+        if (EXACT && gleft != gkts)  /* the split ends inside a group: its part, scaled */
+            scale_into_tot();
     } else {
         /* groups of an odd number of stages: each stage waited for, its group's end scaled */
-        int gleft = gkts;
-        for (int kt = 0; kt < a.kts; kt++) {
-            issue(kt, A0, gleft == gkts);
+        int gleft = gkts - kt0 % gkts;
+        for (int kt = 0; kt < nkt; kt++) {
+            issue(kt, A0, gleft == gkts || kt == 0);
             wgmma_wait0();
             reg_fence(acc);
 #pragma unroll
@@ -665,6 +745,8 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
                 gleft = gkts;
             }
         }
+        if (gleft != gkts)           /* the split ends inside a group */
+            scale_into_tot();
     }
     cp_async_wait<0>();
     __syncthreads();                 /* the pipeline's space becomes the output tile */
@@ -684,7 +766,7 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
 /* ---- the host side ------------------------------------------------------------------------------- */
 /* Dynamic shared memory past 48 KB is granted per function and device: once for each, at the
  * first launch there (`done`: a bit mask of devices 0..63, atomic: contexts of several devices
- * may launch from several threads). `done` belongs to one kernel: each wg_launch*
+ * may launch from several threads). `done` belongs to one kernel: each wg_kernel
  * instantiation keeps its own (the kernels' pointer types are shared by every tile size and
  * layout of a dtype, so a mask keyed by the type would grant only the first kernel launched).
  * A library loaded twice (the tool and a plugin) has two copies of each kernel, each granted
@@ -701,42 +783,71 @@ static cudaError_t wg_allow_smem(std::atomic<uint64_t> &done, K kernel, int devi
     return e;
 }
 
-template <typename K, typename T>
-static cudaError_t wg_launch_kernel(struct pgd_cuda_ctx *c, std::atomic<uint64_t> &granted,
-                                    K kernel, int bn, int smem, const wg_args<T> &a)
-{
-    cudaError_t e = wg_allow_smem(granted, kernel, c->device, smem);
-    if (e != cudaSuccess)
-        return e;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)((a.n + bn - 1) / bn), (unsigned)((a.out + WG_BM - 1) / WG_BM));
-    cfg.blockDim = dim3(WG_THREADS);
-    cfg.dynamicSmemBytes = (size_t)smem;
-    cfg.stream = c->stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = c->pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, kernel, a);
-}
-
-template <typename T, int WK, bool EXACT, int BN>
-static cudaError_t wg_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a)
-{
-    static std::atomic<uint64_t> granted(0);
-    return wg_launch_kernel(c, granted, wq_gemm_kernel<T, WK, EXACT, BN>, BN,
-                            wg_smem<WK, BN>::BYTES, a);
-}
-
-/* The wgmma kernel: its shared memory gets 1024 bytes of room for aligning the tiles. */
-template <typename T, int WK, bool EXACT, int BN>
-static cudaError_t wg_launch_wgmma(struct pgd_cuda_ctx *c, const wg_args<T> &a)
-{
-    static std::atomic<uint64_t> granted(0);
-    return wg_launch_kernel(c, granted, wq_gemm_wgmma_kernel<T, WK, EXACT, BN>, BN,
-                            wg_smem<WK, BN>::BYTES + 1024, a);
-}
+/* One kernel of the family (mma.sync or wgmma, its layout, zeros and token tile): the
+ * function, its shared memory (the wgmma kernel's gets 1024 bytes of room for aligning the
+ * tiles), the devices that granted it, and its blocks an SM on each device (0: not asked). */
+template <typename T, int WK, bool EXACT, int BN, bool WGMMA>
+struct wg_kernel {
+    static std::atomic<uint64_t> granted;
+    static int occ[64];
+    static void (*fn())(const wg_args<T>)
+    {
+        if constexpr (WGMMA)
+            return wq_gemm_wgmma_kernel<T, WK, EXACT, BN>;
+        else
+            return wq_gemm_kernel<T, WK, EXACT, BN>;
+    }
+    static int smem() { return wg_smem<WK, BN>::BYTES + (WGMMA ? 1024 : 0); }
+    /* Blocks an SM holds (at least 1), asked once a device. */
+    static int blocks_sm(const struct pgd_cuda_ctx *c)
+    {
+        const int d = c->device;
+        if (d >= 0 && d < 64 && occ[d] > 0)
+            return occ[d];
+        int nb = 0;
+        if (wg_allow_smem(granted, fn(), d, smem()) != cudaSuccess ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, fn(), WG_THREADS, smem()) !=
+                cudaSuccess)
+            nb = 1;
+        cudaGetLastError();          /* a failed question is no error of the caller's */
+        nb = nb < 1 ? 1 : nb;
+        if (d >= 0 && d < 64)
+            occ[d] = nb;
+        return nb;
+    }
+    /* grid: token tiles x feature tiles x splits; the splits of a tile one cluster */
+    static cudaError_t launch(struct pgd_cuda_ctx *c, const wg_args<T> &a)
+    {
+        cudaError_t e = wg_allow_smem(granted, fn(), c->device, smem());
+        if (e != cudaSuccess)
+            return e;
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = dim3((unsigned)((a.n + BN - 1) / BN), (unsigned)((a.out + WG_BM - 1) / WG_BM),
+                           (unsigned)a.ks);
+        cfg.blockDim = dim3(WG_THREADS);
+        cfg.dynamicSmemBytes = (size_t)smem();
+        cfg.stream = c->stream;
+        cudaLaunchAttribute attr[2];
+        int na = 0;
+        if (c->pdl) {
+            attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+            attr[na++].val.programmaticStreamSerializationAllowed = 1;
+        }
+        if (a.ks > 1) {
+            attr[na].id = cudaLaunchAttributeClusterDimension;
+            attr[na].val.clusterDim.x = 1;
+            attr[na].val.clusterDim.y = 1;
+            attr[na++].val.clusterDim.z = (unsigned)a.ks;
+        }
+        cfg.attrs = attr;
+        cfg.numAttrs = (unsigned)na;
+        return cudaLaunchKernelEx(&cfg, fn(), a);
+    }
+};
+template <typename T, int WK, bool EXACT, int BN, bool WGMMA>
+std::atomic<uint64_t> wg_kernel<T, WK, EXACT, BN, WGMMA>::granted(0);
+template <typename T, int WK, bool EXACT, int BN, bool WGMMA>
+int wg_kernel<T, WK, EXACT, BN, WGMMA>::occ[64];
 
 /* Whether the wgmma kernel runs on c's device: compute capability 9.0 and the sm_90a code in
  * the binary (the build had 90 among its architectures); PGD_CUDA_WQ_WGMMA=0 turns it off.
@@ -781,34 +892,125 @@ bool pgd_cuda__wq_gemm_int_zeros(const struct pgd_wq_host *h)
     return true;
 }
 
-/* The token tile: the one of 128, 64, 32 with the least estimated time, waves of blocks
- * (one block an SM) times a block's work, counted as its tokens plus 32 for the weights'
- * loads and dequantization a block does whatever its width: a narrow layer at moderate n
- * takes narrower tiles rather than leave SMs idle; small n takes 32. */
-static int wg_pick_bn(const struct pgd_cuda_ctx *c, int n, int out)
+/* Whether c's device runs the split kernels: clusters (compute capability 9.0 or later)
+ * and the kernels' code built for sm_90 or later (their cluster reduction is compiled only
+ * there; PTX of an older target run on a newer device would not have it). Asked once a
+ * device. */
+static bool wg_clusters_ok(const struct pgd_cuda_ctx *c)
 {
-    const long mblocks = (out + WG_BM - 1) / WG_BM, sms = c->sm_count > 0 ? c->sm_count : 1;
-    int best = 128;
+    static std::atomic<uint64_t> asked(0), able(0);
+    const uint64_t bit = c->device >= 0 && c->device < 64 ? 1ull << c->device : 0;
+    if (!bit)
+        return false;
+    if (asked.load() & bit)
+        return (able.load() & bit) != 0;
+    int major = 0;
+    cudaFuncAttributes fa;
+    const bool ok =
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) ==
+            cudaSuccess && major >= 9 &&
+        cudaFuncGetAttributes(&fa, wq_gemm_kernel<__nv_bfloat16, WG_MMA4, true, 32>) ==
+            cudaSuccess && fa.ptxVersion >= 90;
+    cudaGetLastError();
+    if (ok)
+        able.fetch_or(bit);
+    asked.fetch_or(bit);
+    return ok;
+}
+
+/* How a call runs: the token tile, the kernel, the inputs' split. */
+struct wg_plan {
+    int bn, ks, kps;
+    bool wgmma;
+};
+
+/* Stages a split of ks takes: kts / ks rounded up to even (the wgmma kernel's pairs). */
+static int wg_kps(int kts, int ks)
+{
+    const int k = (kts + ks - 1) / ks;
+    return (k + 1) / 2 * 2;
+}
+
+/* The plan with the least estimated time: waves of blocks (as many an SM as it holds) times
+ * a block's time, counted as its stages plus WG_COST_FIXED (the first loads' latency and the
+ * epilogue; one more for a split's cluster reduction), each stage costing its tokens plus 32
+ * (the weights' loads and dequantization, whatever the width).
+ * Why split (H200): a block's stages are paced by the latency of its loads, not by the
+ * bandwidth, so a layer of fewer blocks than the SMs hold (few tokens: n = 17..128, or a
+ * narrow layer: q / o, down) streams at a fraction of the bandwidth. Splitting each tile's
+ * inputs over a cluster of up to 8 blocks (their sums added through distributed shared
+ * memory, in a fixed order) fills the SMs and shortens each block's chain of stages. */
+#define WG_COST_FIXED 4
+template <typename T, int WK, bool EXACT>
+static struct wg_plan wg_pick(struct pgd_cuda_ctx *c, int n, const struct pgd_cuda_wq *w,
+                              bool allow_wgmma)
+{
+    const long mblocks = (w->out + WG_BM - 1) / WG_BM, sms = c->sm_count > 0 ? c->sm_count : 1;
+    const int kts = (w->in + WG_BK - 1) / WG_BK;
+    /* Hopper: groups of whole stages (so in is too), tiles of 64 or 128 tokens */
+    const bool wgmma_ok = allow_wgmma && w->group_size % WG_BK == 0 && wg_wgmma_ok(c);
+    const bool split_ok = wg_clusters_ok(c);
+    /* PGD_CUDA_WQ_GEMM_BN = 32, 64 or 128 forces the token tile, PGD_CUDA_WQ_GEMM_KS = 1..8
+     * the split (tests, measuring) */
+    const int fbn = pgd_cuda__qenv_int("PGD_CUDA_WQ_GEMM_BN", 0);
+    const int fks = pgd_cuda__qenv_int("PGD_CUDA_WQ_GEMM_KS", 0);
+    const int want = fks == 1 || (fks > 1 && fks <= WG_KS_MAX && split_ok) ? fks : 0;
+    struct wg_plan best = { 128, 1, kts, false };
     long best_cost = -1;
     for (int bn = 128; bn >= 32; bn /= 2) {
-        const long blocks = mblocks * ((n + bn - 1) / bn);
-        const long cost = (blocks + sms - 1) / sms * (bn + 32);
-        if (best_cost < 0 || cost < best_cost) {
-            best = bn;
-            best_cost = cost;
+        if ((fbn == 32 || fbn == 64 || fbn == 128) && bn != fbn)
+            continue;
+        const bool wg = wgmma_ok && bn >= 64;
+        const int occ = bn == 128 ? (wg ? wg_kernel<T, WK, EXACT, 128, true>::blocks_sm(c)
+                                        : wg_kernel<T, WK, EXACT, 128, false>::blocks_sm(c))
+                      : bn == 64 ? (wg ? wg_kernel<T, WK, EXACT, 64, true>::blocks_sm(c)
+                                       : wg_kernel<T, WK, EXACT, 64, false>::blocks_sm(c))
+                                 : wg_kernel<T, WK, EXACT, 32, false>::blocks_sm(c);
+        const long slots = sms * occ, tiles = mblocks * ((n + bn - 1) / bn);
+        for (int ks0 = 1; ks0 <= WG_KS_MAX; ks0++) {
+            if (want > 0 && ks0 != want)
+                continue;
+            int ks = 1, kps = kts;
+            if (ks0 > 1) {
+                if (!split_ok)
+                    break;
+                kps = wg_kps(kts, ks0);
+                ks = (kts + kps - 1) / kps;   /* none empty */
+                if (ks < 2 || (want == 0 && kps < WG_KPS_MIN))
+                    continue;
+            }
+            const long blocks = tiles * ks;
+            const long cost = (blocks + slots - 1) / slots * (WG_COST_FIXED + (ks > 1) + kps) *
+                              (bn + 32);
+            if (best_cost < 0 || cost < best_cost) {
+                best = (struct wg_plan){ bn, ks, kps, wg };
+                best_cost = cost;
+            }
         }
     }
     return best;
 }
 
 template <typename T, int WK, bool EXACT>
-static cudaError_t wg_launch_bn(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn, bool wgmma)
+static cudaError_t wg_launch_plan(struct pgd_cuda_ctx *c, const wg_args<T> &a,
+                                  const struct wg_plan &p)
 {
-    if (wgmma)                       /* bn 64 or 128 */
-        return bn == 128 ? wg_launch_wgmma<T, WK, EXACT, 128>(c, a)
-                         : wg_launch_wgmma<T, WK, EXACT, 64>(c, a);
-    return bn == 128 ? wg_launch<T, WK, EXACT, 128>(c, a)
-         : bn == 64 ? wg_launch<T, WK, EXACT, 64>(c, a) : wg_launch<T, WK, EXACT, 32>(c, a);
+    if (p.wgmma)                     /* bn 64 or 128 */
+        return p.bn == 128 ? wg_kernel<T, WK, EXACT, 128, true>::launch(c, a)
+                           : wg_kernel<T, WK, EXACT, 64, true>::launch(c, a);
+    return p.bn == 128 ? wg_kernel<T, WK, EXACT, 128, false>::launch(c, a)
+         : p.bn == 64 ? wg_kernel<T, WK, EXACT, 64, false>::launch(c, a)
+                      : wg_kernel<T, WK, EXACT, 32, false>::launch(c, a);
+}
+
+template <typename T, int WK, bool EXACT>
+static cudaError_t wg_go(struct pgd_cuda_ctx *c, wg_args<T> &a, const struct pgd_cuda_wq *w,
+                         bool allow_wgmma, struct wg_plan *p)
+{
+    *p = wg_pick<T, WK, EXACT>(c, a.n, w, allow_wgmma);
+    a.ks = p->ks;
+    a.kps = p->kps;
+    return wg_launch_plan<T, WK, EXACT>(c, a, *p);
 }
 
 template <typename T>
@@ -831,26 +1033,96 @@ static int wg_run(struct pgd_cuda_ctx *c, const T *x, int n, const struct pgd_cu
                                                            : -1;
     a.kts = (w->in + WG_BK - 1) / WG_BK;
     a.wstride = w->mma ? (size_t)(w->in / 64) * 512 : (size_t)w->in * w->bits / 8;
-    /* PGD_CUDA_WQ_GEMM_BN = 32, 64 or 128 forces the token tile (tests, measuring) */
-    const int forced = pgd_cuda__qenv_int("PGD_CUDA_WQ_GEMM_BN", 0);
-    const int bn = forced == 32 || forced == 64 || forced == 128 ? forced
-                                                                  : wg_pick_bn(c, n, w->out);
-    /* Hopper: groups of whole stages (so in is too), tiles of 64 or 128 tokens */
-    const bool wgmma = allow_wgmma && w->group_size % WG_BK == 0 && bn >= 64 && wg_wgmma_ok(c);
+    struct wg_plan p = {};
     cudaError_t e;
     if (w->mma)                      /* integer zeros 0..16 */
-        e = wg_launch_bn<T, WG_MMA4, true>(c, a, bn, wgmma);
+        e = wg_go<T, WG_MMA4, true>(c, a, w, allow_wgmma, &p);
     else if (w->bits == 4)
-        e = w->int_zeros ? wg_launch_bn<T, WG_PLAIN4, true>(c, a, bn, wgmma)
-                         : wg_launch_bn<T, WG_PLAIN4, false>(c, a, bn, wgmma);
+        e = w->int_zeros ? wg_go<T, WG_PLAIN4, true>(c, a, w, allow_wgmma, &p)
+                         : wg_go<T, WG_PLAIN4, false>(c, a, w, allow_wgmma, &p);
     else
-        e = w->int_zeros ? wg_launch_bn<T, WG_PLAIN8, true>(c, a, bn, wgmma)
-                         : wg_launch_bn<T, WG_PLAIN8, false>(c, a, bn, wgmma);
+        e = w->int_zeros ? wg_go<T, WG_PLAIN8, true>(c, a, w, allow_wgmma, &p)
+                         : wg_go<T, WG_PLAIN8, false>(c, a, w, allow_wgmma, &p);
     if (e != cudaSuccess)
         return pgd_cuda_failf(err, errlen, "W%dA16 tensor-core GEMM x [%d, %d] -> %d (%s layout, "
-                              "%d-token tiles, %s): %s", w->bits, n, w->in, w->out,
-                              w->mma ? "mma" : "plain", bn, wgmma ? "wgmma" : "mma.sync",
-                              cudaGetErrorString(e));
+                              "%d-token tiles, %s, inputs in %d splits): %s", w->bits, n, w->in,
+                              w->out, w->mma ? "mma" : "plain", p.bn,
+                              p.wgmma ? "wgmma" : "mma.sync", p.ks, cudaGetErrorString(e));
+    return 0;
+}
+
+template <typename T, int WK, bool EXACT>
+static void wg_describe(struct pgd_cuda_ctx *c, int n, const struct pgd_cuda_wq *w,
+                        bool allow_wgmma, char *buf, size_t len)
+{
+    const struct wg_plan p = wg_pick<T, WK, EXACT>(c, n, w, allow_wgmma);
+    snprintf(buf, len, "%s%d/%d", p.wgmma ? "wg" : "mma", p.bn, p.ks);
+}
+
+void pgd_cuda__wq_gemm_plan(struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n,
+                            bool allow_wgmma, char *buf, size_t len)
+{
+    typedef __nv_bfloat16 B;
+    if (w->mma)
+        wg_describe<B, WG_MMA4, true>(c, n, w, allow_wgmma, buf, len);
+    else if (w->bits == 4)
+        w->int_zeros ? wg_describe<B, WG_PLAIN4, true>(c, n, w, allow_wgmma, buf, len)
+                     : wg_describe<B, WG_PLAIN4, false>(c, n, w, allow_wgmma, buf, len);
+    else
+        w->int_zeros ? wg_describe<B, WG_PLAIN8, true>(c, n, w, allow_wgmma, buf, len)
+                     : wg_describe<B, WG_PLAIN8, false>(c, n, w, allow_wgmma, buf, len);
+}
+
+/* dst [rows][in] = x [rows][perm[k]] (perm NULL: x [rows][k], a realignment), 8 inputs a
+ * thread stored as 16 bytes (in is a multiple of 8, dst 16-byte aligned). The perm indices
+ * are loaded before the previous kernel has finished (they never change), so only x's
+ * loads, all 8 in flight, wait on it. */
+template <typename T>
+__global__ void wg_gather_kernel(const T *__restrict__ x, const int32_t *__restrict__ perm,
+                                 int rows, int in, T *__restrict__ dst)
+{
+    pdl_trigger();
+    const int vr = in / 8;
+    const size_t total = (size_t)rows * vr;
+    const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    const int r = (int)(i / vr), k = (int)(i % vr) * 8;
+    int idx[8];
+    if (perm && i < total) {
+        const int4 p0 = __ldg(reinterpret_cast<const int4 *>(perm + k));
+        const int4 p1 = __ldg(reinterpret_cast<const int4 *>(perm + k + 4));
+        idx[0] = p0.x; idx[1] = p0.y; idx[2] = p0.z; idx[3] = p0.w;
+        idx[4] = p1.x; idx[5] = p1.y; idx[6] = p1.z; idx[7] = p1.w;
+    } else {
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            idx[j] = k + j;
+    }
+    pdl_wait();
+    if (i >= total)
+        return;
+    const T *xr = x + (size_t)r * in;
+    __align__(16) T e[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+        e[j] = xr[idx[j]];
+    *reinterpret_cast<uint4 *>(dst + (size_t)r * in + k) = *reinterpret_cast<const uint4 *>(e);
+}
+
+int pgd_cuda__wq_gather(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                        const int32_t *perm, int rows, int in, void *dst, char *err,
+                        size_t errlen)
+{
+    const int64_t threads = (int64_t)rows * (in / 8);
+    const dim3 grid((unsigned)((threads + 255) / 256)), block(256);
+    const cudaError_t e =
+        dt == PGD_DTYPE_BF16
+            ? pgd_cuda_launch(c, wg_gather_kernel<__nv_bfloat16>, grid, block,
+                              (const __nv_bfloat16 *)x, perm, rows, in, (__nv_bfloat16 *)dst)
+            : pgd_cuda_launch(c, wg_gather_kernel<__half>, grid, block, (const __half *)x, perm,
+                              rows, in, (__half *)dst);
+    if (e != cudaSuccess)
+        return pgd_cuda_failf(err, errlen, "W4A16/W8A16 GEMM: staging x [%d, %d]%s: %s", rows, in,
+                              perm ? " (act-order gather)" : "", cudaGetErrorString(e));
     return 0;
 }
 
@@ -869,7 +1141,7 @@ int pgd_cuda__wq_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, 
         const void *xr = (const char *)x + (size_t)r0 * row_bytes;
         void *yr = (char *)y + (size_t)r0 * w->out * 2;
         if (stage) {                 /* act-order gather (or realignment) into the scratch */
-            if (pgd_cuda__qstage_x(c, dt, xr, w->perm, rows, w->in, c->qscratch, err, errlen))
+            if (pgd_cuda__wq_gather(c, dt, xr, w->perm, rows, w->in, c->qscratch, err, errlen))
                 return 1;
             xr = c->qscratch;
         }

@@ -595,9 +595,21 @@ static int g4_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const T *x, const 
         a.xs_bytes = xs ? (int)xsb : 0;
         a.cred_off = (int)(ring + a.meta_bytes + a.xs_bytes + red);
         const size_t smem = fixed + a.xs_bytes;
-        a.perm = xs ? perm : NULL;
+        /* act-order x staged in shared memory: gathered there by the block when that is one
+         * round of loads a thread (each round waits on the perm indices, then on x: two
+         * latencies after the previous kernel ends); longer splits (down: 14336 inputs)
+         * take a gathering kernel first, whose indices load before the previous kernel
+         * ends, and stage the gathered x in 16-byte pieces */
+        const bool pregather = xs && perm &&
+                               (long)a.n * a.kqs * 8 > (long)G4_STAGE_UNR * G4_WK * 32;
+        if (pregather) {
+            if (pgd_cuda__wq_gather(c, dt, xr, perm, a.n, w->in, c->qscratch, err, errlen))
+                return 1;
+            xr = (const T *)c->qscratch;
+        }
+        a.perm = xs && !pregather ? perm : NULL;
         a.xvec = (uintptr_t)xr % 16 == 0;
-        if (!xs && (perm || (uintptr_t)xr % 4 != 0)) {
+        if (!xs && (perm || (uintptr_t)xr % 4 != 0)) {   /* (never pregathered) */
             /* x read from global memory: act-order or misaligned x gathered first */
             if (pgd_cuda__qstage_x(c, dt, xr, perm, a.n, w->in, c->qscratch, err, errlen))
                 return 1;

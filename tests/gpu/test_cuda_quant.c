@@ -488,6 +488,110 @@ GPU_TEST(wq_decode_gemv_large_scale_table)
     }
 }
 
+/* One call of the layer on random x [n, in] (bf16 and f16 by n) through `path`, checked on
+ * `rows` of its rows (the first, the last, evenly between): the CPU reference of every row
+ * of the 8B shapes would take most of a minute. Every output is checked written. */
+static void wq_check_sampled(const struct wq_layer *L, int n, int path, bool bias, int rows)
+{
+    char err[512] = "";
+    const enum pgd_dtype dt = DTS[n % 2];
+    const int in = L->in, out = L->out;
+    rows = rows < n ? rows : n;
+    float *x = rand_vals((size_t)n * in, 1, dt), *b = bias ? rand_vals((size_t)out, 0.5f, dt) : NULL;
+    void *dx = upload(x, (size_t)n * in, dt), *db = bias ? upload(b, (size_t)out, dt) : NULL;
+    void *dy = poisoned((size_t)n * out, dt);
+    CHECK_RC(pgd_cuda_wq_linear_path(ctx, path, dt, dx, n, L->d, db, dy, err, sizeof err));
+    float *got = download(dy, (size_t)n * out, dt);
+    float *xs = malloc((size_t)rows * in * sizeof *xs), *gs = malloc((size_t)rows * out * sizeof *gs);
+    for (int i = 0; i < rows; i++) {
+        const int r = rows == 1 ? 0 : (int)((long)i * (n - 1) / (rows - 1));
+        memcpy(xs + (size_t)i * in, x + (size_t)r * in, (size_t)in * sizeof *xs);
+        memcpy(gs + (size_t)i * out, got + (size_t)r * out, (size_t)out * sizeof *gs);
+    }
+    float *want = malloc((size_t)rows * out * sizeof *want);
+    float *abs_sum = malloc((size_t)rows * out * sizeof *abs_sum);
+    /* half-integer zeros: the fused GEMM multiplies the weights rounded to the dtype */
+    reference(xs, L->zero_kind == Z_HALF ? L->w_dt[dt == PGD_DTYPE_BF16 ? 0 : 1] : L->w, b, rows,
+              in, out, want, abs_sum);
+    char name[256];
+    const char *ks = getenv("PGD_CUDA_WQ_GEMM_KS");
+    snprintf(name, sizeof name, "%s, %s x [%d, %d]%s (%d rows checked)%s%s", L->name,
+             pgd_dtype_name(dt), n, in, bias ? " + bias" : "", rows,
+             ks ? ", inputs split " : "", ks ? ks : "");
+    expect_close(name, path_name(path), gs, want, abs_sum, b, rows, out, dt);
+    size_t nan = 0;
+    for (size_t i = 0; i < (size_t)n * out; i++)
+        nan += isnan(got[i]);
+    cr_assert_eq(nan, 0, "%s [%s]: %zu outputs unwritten (NaN)", name, path_name(path), nan);
+    free(x); free(b); free(got); free(xs); free(gs); free(want); free(abs_sum);
+    pgd_cuda_free(dx); pgd_cuda_free(db); pgd_cuda_free(dy);
+}
+
+/* The fused GEMM at the batched-decode sizes (n = 17..128) that split each tile's inputs
+ * over a cluster of blocks (sm_90; elsewhere one block a tile): the split forced to 1, 2, 3
+ * and 8 blocks and left to the automatic pick, through the default path (wgmma where it
+ * fits) and mma.sync, on odd shapes: splits ending inside a group (per-channel; groups of
+ * 192 = 3 stages, 32 = half a stage), a last split shorter than the others (1056 inputs:
+ * 17 stages, the last half of zeros), features not a multiple of 128 or 8, the plain
+ * layouts (8 bits; half-integer zeros), act-order (its groups not contiguous in the
+ * checkpoint's order: x gathered), both dtypes, with and without bias. */
+GPU_TEST(wq_gemm_split_inputs_small_n)
+{
+    struct { int bits, group, in, out; bool act; int zeros; } cases[] = {
+        { 4, 128, 4096, 136, true, Z_INT },
+        { 4, -1, 2048, 77, false, Z_SYM },
+        { 4, 192, 3072, 200, false, Z_INT },
+        { 4, 32, 1056, 300, false, Z_HALF },
+        { 8, 128, 4096, 130, true, Z_SYM },
+        { 8, -1, 1024, 264, false, Z_INT },
+    };
+    static const int NS_SPLIT[6] = { 17, 31, 48, 64, 100, 128 };
+    static const char *KS[5] = { "1", "2", "3", "8", NULL };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct wq_layer L;
+        wq_init(&L, cases[i].bits, cases[i].group, cases[i].act, cases[i].zeros, cases[i].in,
+                cases[i].out);
+        for (int k = 0; k < 5; k++) {
+            if (KS[k])
+                setenv("PGD_CUDA_WQ_GEMM_KS", KS[k], 1);
+            else
+                unsetenv("PGD_CUDA_WQ_GEMM_KS");
+            for (int j = 0; j < 6; j++) {
+                if ((j + k + (int)i) % 2)    /* half of the n a split, every n over the splits */
+                    continue;
+                const int path = (j + k) % 3 == 0 ? PGD_CUDA_QPATH_GEMM_MMA
+                               : KS[k] ? PGD_CUDA_QPATH_GEMM : PGD_CUDA_QPATH_AUTO;
+                wq_check_sampled(&L, NS_SPLIT[j], path, (j + k) % 2 == 0, NS_SPLIT[j]);
+            }
+        }
+        unsetenv("PGD_CUDA_WQ_GEMM_KS");
+        wq_fini(&L);
+    }
+}
+
+/* The Llama-3-8B shapes the batched decode runs (q / o 4096 x 4096, qkv 6144 x 4096, down
+ * 4096 x 14336), 4 bits, group 128, with and without act-order, and 8 bits on down, at
+ * n = 17..128 through the automatic path (the split GEMM on sm_90), 5 rows checked each. */
+GPU_TEST(wq_llama8b_shapes_small_n)
+{
+    struct { int bits, in, out; bool act; int n[2]; } cases[] = {
+        { 4, 4096, 4096, false, { 17, 64 } },
+        { 4, 4096, 4096, true, { 31, 128 } },
+        { 4, 4096, 6144, false, { 48, 100 } },
+        { 4, 14336, 4096, false, { 64, 128 } },
+        { 4, 14336, 4096, true, { 17, 100 } },
+        { 8, 14336, 4096, false, { 16, 64 } },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct wq_layer L;
+        wq_init(&L, cases[i].bits, 128, cases[i].act, i % 2 ? Z_INT : Z_SYM, cases[i].in,
+                cases[i].out);
+        for (int j = 0; j < 2; j++)
+            wq_check_sampled(&L, cases[i].n[j], PGD_CUDA_QPATH_AUTO, j == 1, 5);
+        wq_fini(&L);
+    }
+}
+
 /* ---- FP8 ---------------------------------------------------------------------------------- */
 struct fp8_layer {
     int in, out;

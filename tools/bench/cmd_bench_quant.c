@@ -87,7 +87,7 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
     printf("== %s\n%-8s %6s %6s %4s", f->name, "shape", "out", "in", "n");
     for (int p = 0; p < npath; p++)
         printf(" %19s", PATH_NAME[paths[p]]);
-    printf(" %17s %8s %6s\n", "bf16", "floor us", "bound");
+    printf(" %17s %8s %6s%s\n", "bf16", "floor us", "bound", fp8 ? "" : "  auto's plan");
     int max_n = 1;
     for (int bi = 0; bi < nb; bi++)
         max_n = batches[bi] > max_n ? batches[bi] : max_n;
@@ -138,15 +138,20 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
             const double floor_bytes = io / (gbps * 1e3);
             const double floor_flop = flop / ((fp8 ? 2.0 : 1.0) * tflops * 1e6);
             const double floor_us = floor_bytes > floor_flop ? floor_bytes : floor_flop;
-            printf(" %7.1f %9.1f %8.1f %5.0f%%\n", bus, flop / (bus * 1e6), floor_us,
-                   auto_us > 0 ? 100.0 * floor_us / auto_us : 0.0);
+            char plan[32] = "";
+            if (!fp8)
+                pgd_cuda_qbench_plan(c, q, n, plan, sizeof plan);
+            printf(" %7.1f %9.1f %8.1f %5.0f%%%s%s\n", bus, flop / (bus * 1e6), floor_us,
+                   auto_us > 0 ? 100.0 * floor_us / auto_us : 0.0, fp8 ? "" : "  ", plan);
             fflush(stdout);
         }
         pgd_cuda_qbench_destroy(q);
     }
     printf("(each path: us, GB/s of weight bytes, TFLOP/s; bf16: us, TFLOP/s; floor: the larger "
-           "of weight + x + y bytes / copy bandwidth and FLOPs / %s; bound: floor / auto's us)\n\n",
-           fp8 ? "2 x the bf16 GEMM rate" : "the bf16 GEMM rate");
+           "of weight + x + y bytes / copy bandwidth and FLOPs / %s; bound: floor / auto's us%s)\n\n",
+           fp8 ? "2 x the bf16 GEMM rate" : "the bf16 GEMM rate",
+           fp8 ? "" : "; plan: gemv, or the fused GEMM's kernel (mma.sync or wgmma), token "
+                      "tile / blocks splitting each tile's inputs");
     return 0;
 }
 #endif
@@ -174,6 +179,7 @@ int pgd_cmd_bench_quant(int argc, char **argv)
                             "  gemv-e4m3 (x as e4m3 codes);\n"
                             "  environment "
                             "PGD_CUDA_WQ_GEMV_MAX_N, PGD_CUDA_FP8_GEMV_MAX_N,\n"
+                            "  PGD_CUDA_WQ_GEMM_BN (32, 64, 128), PGD_CUDA_WQ_GEMM_KS (1..8),\n"
                             "  PGD_CUDA_FP8_FAST_ACCUM=0 change the automatic choice and "
                             "cuBLASLt's FP8 accumulation\n");
             return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
