@@ -14,7 +14,6 @@
 
 struct pgd_cuda_gemm_entry;          /* linear.cu's algorithm cache */
 struct pgd_cuda_gemm_tuned;          /* gemm_tune.cu's tuned algorithms */
-struct pgd_cuda_qplan;               /* quant_lt.cu's algorithm cache */
 
 /* The quantized linears' device scratch (staged x, quantized x and its scales, dequantized
  * weight tiles, float32 partial outputs), made with the context so that no linear call
@@ -28,8 +27,9 @@ struct pgd_cuda_ctx {
     cublasLtHandle_t lt;
     void *workspace;                 /* cuBLASLt workspace, device */
     size_t workspace_bytes;
-    struct pgd_cuda_gemm_entry *gemm; /* [gemm_cap], owned by linear.cu */
+    struct pgd_cuda_gemm_entry *gemm; /* [gemm_cap], owned by linear.cu: every cuBLASLt plan */
     int gemm_n, gemm_cap, gemm_next;
+    int *gemm_index;                 /* [linear.cu's GEMM_INDEX_SIZE]: an entry per key hash */
     /* gemm_tune.cu: the tuned algorithm of each shape and n bucket, and whether to tune
      * (0: read PAGODA_GEMM_TUNE on first use, 1 on, 2 off) */
     struct pgd_cuda_gemm_tuned *gemm_tuned; /* [gemm_tuned_cap] */
@@ -46,11 +46,17 @@ struct pgd_cuda_ctx {
      * started through pgd_cuda_launch may be scheduled while the kernel before them
      * finishes; each waits (pdl_wait) before it touches what came before. */
     int pdl;
-    /* quant_wq.cu / quant_fp8.cu: the scratch above and quant_lt.cu's cuBLASLt plans */
+    /* quant_wq.cu / quant_fp8.cu: the scratch above (their cuBLASLt plans are linear.cu's) */
     void *qscratch;                  /* device [qscratch_bytes] */
     size_t qscratch_bytes;
-    struct pgd_cuda_qplan *qplan;    /* [qplan_cap] */
-    int qplan_n, qplan_cap, qplan_next;
+    /* quant_fp8.cu: whether cuBLASLt has FP8 GEMMs with outer-vector scales here (0: not
+     * known yet, 1: yes, 2: no; asked once rather than for every new n) */
+    int fp8_vec;
+    /* quant_fp8_gemv.cu: pgd_cuda_fp8_share_x's state: on, and the x (pointer, rows, width,
+     * dtype) whose per-token quantization the scratch holds */
+    int fp8_share;
+    const void *fp8_share_x;
+    int fp8_share_n, fp8_share_in, fp8_share_dt;
 };
 
 /* Formats into err and returns 1. */

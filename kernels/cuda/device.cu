@@ -6,7 +6,6 @@
 #include <vector>
 
 extern "C" void pgd_cuda_gemm_cache_free(struct pgd_cuda_ctx *c);   /* linear.cu */
-extern "C" void pgd_cuda_qplan_cache_free(struct pgd_cuda_ctx *c);  /* quant_lt.cu */
 
 extern "C" int pgd_cuda_device_count(void)
 {
@@ -220,7 +219,6 @@ extern "C" void pgd_cuda_ctx_destroy(struct pgd_cuda_ctx *c)
     if (c->stream)
         cudaStreamSynchronize(c->stream);
     pgd_cuda_gemm_cache_free(c);
-    pgd_cuda_qplan_cache_free(c);
     if (c->lt)
         cublasLtDestroy(c->lt);
     cudaFree(c->workspace);

@@ -1,16 +1,18 @@
-/* cuBLASLt algorithm choice by measurement, for linear.cu's GEMM plans.
+/* cuBLASLt algorithm choice by measurement, for linear.cu's GEMM plans (the dense layers'
+ * and the quantized linears' alike: FP8 W8A8 GEMMs are keyed and timed as any other plan).
  *
  * cuBLASLt's heuristic ranks its algorithms by a model of the GPU; its first is often not
  * the fastest on the real shape (ncu had the 8B shape's GEMMs at batch 256 at ~1.5x their
- * FLOP time). So for each (dtype, output dtype, in, out) and n bucket (n rounded up to a
+ * FLOP time). So for each plan descriptor but n (dtypes, in, out, scale mode,
+ * leading dimensions, alignments) and n bucket (n rounded up to a
  * power of two, which is also what the decode graph ladder uses) the first plan built
  * outside a graph capture asks the heuristic for up to TUNE_CANDIDATES algorithms, adds
  * split-K variants of them (the heuristic's few candidates at a small n, e.g. the k/v
  * projection [256 x 4096] -> 1024, are tiles of the output only: 16 CTAs for 132 SMs; K
  * split 2..8 ways fills the chip), times each on the call's own x, w and y (the output is written again by the call itself right
- * after), TUNE_REPS runs after one warm-up, with L2 flushed before every run (the 64 MiB
- * quantized-linear scratch is overwritten, so the weights come from HBM as in a real
- * step), and keeps the one of least median time. Later plans of the same bucket (another n
+ * after), TUNE_REPS runs after one warm-up, with L2 flushed before every run (a 64 MiB
+ * buffer made for the tuning is overwritten, so the weights come from HBM as in a real
+ * step; not the quantized-linear scratch, which may hold the call's own operands), and keeps the one of least median time. Later plans of the same bucket (another n
  * in it, or a plan rebuilt after the plan cache replaced it) reuse that algorithm when
  * cuBLASLt accepts it for their n (cublasLtMatmulAlgoCheck), so decode graphs and mixed
  * steps get it without timing again.
@@ -49,7 +51,10 @@
 #define TUNE_MARGIN 0.99f         /* a candidate must be 1% faster than the best so far */
 #define OWN_MAX_N 512             /* our wgmma kernel's candidates: n up to this */
 
+#define TUNE_FLUSH_BYTES ((size_t)64 << 20)
+
 struct pgd_cuda_gemm_tuned {
+    struct pgd_cuda_gemm_key key;    /* n: the n it was timed at */
     struct pgd_cuda_gemm_tune_info info;
     cublasLtMatmulAlgo_t algo;
     struct pgd_cuda_wgmma_cfg own;   /* bn 0: cuBLASLt's algo; else our kernel's, which won */
@@ -109,15 +114,15 @@ static struct pgd_cuda_gemm_tuned *find_tuned(struct pgd_cuda_ctx *c, const stru
                                               int bucket)
 {
     for (int i = 0; i < c->gemm_tuned_n; i++) {
-        const struct pgd_cuda_gemm_tune_info *t = &c->gemm_tuned[i].info;
-        if (t->dt == k->dt && t->ydt == k->ydt && t->in == k->in && t->out == k->out &&
-            t->bucket == bucket)
+        const struct pgd_cuda_gemm_tuned *t = &c->gemm_tuned[i];
+        if (t->info.bucket == bucket && pgd_cuda_gemm_key_eq(&t->key, k, false))
             return &c->gemm_tuned[i];
     }
     return NULL;
 }
 
-/* The heuristic's first `want` algorithms for the plan (at least one, or an error). */
+/* The heuristic's first `want` algorithms for the plan (at least one); 2 (err set) when it
+ * has none, 1 on another failure. */
 static int heuristic(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p, int want,
                      cublasLtMatmulHeuristicResult_t *res, int *found, char *err, size_t errlen)
 {
@@ -127,34 +132,54 @@ static int heuristic(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
     size_t ws = c->workspace_bytes;
     cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    /* The alignments the caller's pointers have (a column slice of y, a row offset into the
+     * scratch): unset, cuBLASLt assumes 256 bytes. */
+    const struct {
+        cublasLtMatmulPreferenceAttributes_t attr;
+        int bytes;
+    } al[4] = { { CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, k->al_w },
+                { CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, k->al_x },
+                { CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, k->al_y },
+                { CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, k->al_y } };
+    for (int i = 0; i < 4 && s == CUBLAS_STATUS_SUCCESS; i++) {
+        uint32_t v = (uint32_t)al[i].bytes;
+        if (v)
+            s = cublasLtMatmulPreferenceSetAttribute(pref, al[i].attr, &v, sizeof v);
+    }
     *found = 0;
     if (s == CUBLAS_STATUS_SUCCESS)
         s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->a, p->b, p->d, p->d, pref, want, res,
                                            found);
     cublasLtMatmulPreferenceDestroy(pref);
-    if (s != CUBLAS_STATUS_SUCCESS || *found == 0)
-        return pgd_cuda_failf(err, errlen, "cuBLASLt has no algorithm for %s x [%d, %d] @ w [%d, "
-                              "%d]^T -> %s (status %d)", pgd_dtype_name(k->dt), k->n, k->in,
-                              k->out, k->in, pgd_dtype_name(k->ydt), (int)s);
+    if (s != CUBLAS_STATUS_SUCCESS || *found == 0) {
+        pgd_cuda_failf(err, errlen, "cuBLASLt has no algorithm for %s x [%d, %d] @ w [%d, %d]^T "
+                       "-> %s%s (ld %d/%d/%d, alignment %d/%d/%d; status %d)",
+                       pgd_dtype_name(k->dt), k->n, k->in, k->out, k->in,
+                       pgd_dtype_name(k->ydt),
+                       k->scale == PGD_CUDA_GEMM_SCALE_OUTER_VEC ? " with outer-vector scales" : "",
+                       k->ldw, k->ldx, k->ldy, k->al_w, k->al_x, k->al_y, (int)s);
+        return 2;            /* whatever the status: no algorithm for this descriptor */
+    }
     return 0;
 }
 
-/* Overwrites the scratch that L2 would otherwise hold between timed runs. */
-static void flush_l2(struct pgd_cuda_ctx *c)
+/* Overwrites flush (TUNE_FLUSH_BYTES, made for the tuning; NULL: nothing), so that L2
+ * holds none of the operands between timed runs. */
+static void flush_l2(struct pgd_cuda_ctx *c, void *flush)
 {
-    if (c->qscratch)
-        cudaMemsetAsync(c->qscratch, 0x5a, c->qscratch_bytes, c->stream);
+    if (flush)
+        cudaMemsetAsync(flush, 0x5a, TUNE_FLUSH_BYTES, c->stream);
 }
 
 /* The median milliseconds of `reps` runs of algo on the plan's call (one untimed run
  * first); a negative value when the algorithm fails to run. */
 static float time_algo(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
                        const cublasLtMatmulAlgo_t *algo, const struct pgd_cuda_gemm_call *call,
-                       int reps, cudaEvent_t *ev)
+                       int reps, cudaEvent_t *ev, void *flush)
 {
     const float alpha = 1.0f, beta = 0.0f;
     for (int r = -1; r < reps; r++) {
-        flush_l2(c);
+        flush_l2(c, flush);
         if (r >= 0)
             cudaEventRecord(ev[2 * r], c->stream);
         cublasStatus_t s = cublasLtMatmul(c->lt, p->op, &alpha, call->w, p->a, call->x, p->b,
@@ -249,9 +274,12 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
 {
     cublasLtMatmulHeuristicResult_t res[TUNE_CANDIDATES];
     int found = 0;
-    if (heuristic(c, p, TUNE_CANDIDATES, res, &found, err, errlen))
-        return 1;
+    int hrc = heuristic(c, p, TUNE_CANDIDATES, res, &found, err, errlen);
+    if (hrc)
+        return hrc;
     *algo = res[0].algo;
+    if (pgd_cuda_gemm_set_scales(p, call, err, errlen))
+        return 1;
     /* The candidates: the heuristic's valid ones in its order, then the split-K variants of
      * each (cheap to time at the small n where they matter; the budget cuts them at a large
      * n, where the heuristic's own are timed first). */
@@ -280,6 +308,12 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
         if (cudaEventCreate(&ev[n_ev]) != cudaSuccess)
             break;
     double t0 = pgd_cuda_host_ms();
+    /* No device memory for the flush: timed from L2 (optimistic for small weights). */
+    void *flush = NULL;
+    if (cudaMalloc(&flush, TUNE_FLUSH_BYTES) != cudaSuccess) {
+        cudaGetLastError();
+        flush = NULL;
+    }
     int best = -1, timed = 0;
     float best_ms = 0, first_ms = -1;
     if (n_ev == 2 * TUNE_REPS) {
@@ -289,7 +323,7 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
             /* A large GEMM (a long prefill) varies little from run to run: fewer runs, so
              * that the budget covers more candidates. */
             int reps = first_ms > 1.0f ? 3 : TUNE_REPS;
-            float ms = time_algo(c, p, &cand[i], call, reps, ev);
+            float ms = time_algo(c, p, &cand[i], call, reps, ev, flush);
             timed++;
             if (i == 0)
                 first_ms = ms;
@@ -304,6 +338,11 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
     cudaGetLastError();
     for (int i = 0; i < n_ev; i++)
         cudaEventDestroy(ev[i]);
+    if (flush) {
+        cudaStreamSynchronize(c->stream);
+        cudaFree(flush);
+        cudaGetLastError();
+    }
     if (best < 0)
         return 0;            /* nothing could be timed: the heuristic's first, not recorded */
     *algo = cand[best];
@@ -326,6 +365,7 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
         c->gemm_tuned_cap = cap;
     }
     struct pgd_cuda_gemm_tuned *t = &c->gemm_tuned[c->gemm_tuned_n++];
+    t->key = p->key;
     t->algo = *algo;
     t->own = own_wins ? own : (struct pgd_cuda_wgmma_cfg){ 0, 0, 0 };
     t->info = (struct pgd_cuda_gemm_tune_info){
@@ -370,8 +410,9 @@ int pgd_cuda_gemm_choose(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan
     }
     cublasLtMatmulHeuristicResult_t h;
     int found = 0;
-    if (heuristic(c, p, 1, &h, &found, err, errlen))
-        return 1;
+    int hrc = heuristic(c, p, 1, &h, &found, err, errlen);
+    if (hrc)
+        return hrc;
     *algo = h.algo;
     return 0;
 }

@@ -1,5 +1,6 @@
 /* Internal to kernels/cuda: a cuBLASLt GEMM plan's descriptors (linear.cu builds and caches
- * them) and the choice of its algorithm by measurement (gemm_tune.cu). */
+ * them, for the dense layers and for the quantized ones' GEMMs alike) and the choice of its
+ * algorithm by measurement (gemm_tune.cu). */
 #ifndef PGD_KERNELS_CUDA_GEMM_TUNE_CUH
 #define PGD_KERNELS_CUDA_GEMM_TUNE_CUH
 
@@ -7,11 +8,34 @@
 #include "kernels/cuda/gemm_wgmma.cuh"
 #include <time.h>
 
-/* y[n, out] = x[n, in] @ w[out, in]^T in column-major terms: "TN", A = w, B = x, D = y. */
-struct pgd_cuda_gemm_key {
-    enum pgd_dtype dt, ydt;
-    int n, in, out;
+/* y[n, out] = x[n, in] @ w[out, in]^T in column-major terms: "TN", A = w, B = x, D = y.
+ * The plan descriptor: one cache (linear.cu) and one tuning table (gemm_tune.cu) are keyed
+ * on all of it. The fields after `out` are zero for the dense layers (linear.cu's own
+ * calls); the quantized linears (quant_lt.cu) set them. */
+enum {
+    PGD_CUDA_GEMM_SCALE_NONE = 0,      /* D = A B */
+    PGD_CUDA_GEMM_SCALE_OUTER_VEC = 1, /* D = diag(w_scale [out]) A B diag(x_scale [n]):
+                                          cuBLASLt's outer-vector scale mode (FP8) */
 };
+struct pgd_cuda_gemm_key {
+    enum pgd_dtype dt, ydt;          /* dt: w and x (PGD_DTYPE_F8_E4M3: FP8), ydt: y */
+    int n, in, out;
+    int scale;                       /* PGD_CUDA_GEMM_SCALE_* */
+    int fast_accum;                  /* FP8: cuBLASLt's fast accumulation */
+    int ldw, ldx, ldy;               /* leading dimensions; 0: in, in, out */
+    int al_w, al_x, al_y;            /* pointer alignment (bytes) the algorithm may assume;
+                                        0: cuBLASLt's default */
+};
+
+/* Whether a and b are the same plan (same_n) or the same but for n. */
+static inline bool pgd_cuda_gemm_key_eq(const struct pgd_cuda_gemm_key *a,
+                                        const struct pgd_cuda_gemm_key *b, bool same_n)
+{
+    return a->dt == b->dt && a->ydt == b->ydt && (!same_n || a->n == b->n) && a->in == b->in &&
+           a->out == b->out && a->scale == b->scale && a->fast_accum == b->fast_accum &&
+           a->ldw == b->ldw && a->ldx == b->ldx && a->ldy == b->ldy && a->al_w == b->al_w &&
+           a->al_x == b->al_x && a->al_y == b->al_y;
+}
 
 struct pgd_cuda_gemm_plan {
     struct pgd_cuda_gemm_key key;
@@ -19,11 +43,24 @@ struct pgd_cuda_gemm_plan {
     cublasLtMatrixLayout_t a, b, d;
 };
 
-/* The buffers of the call the plan is built for (device; y is overwritten). */
+/* The buffers of the call the plan is built for (device; y is overwritten; the scales only
+ * with PGD_CUDA_GEMM_SCALE_OUTER_VEC). */
 struct pgd_cuda_gemm_call {
     const void *x, *w;
     void *y;
+    const float *w_scale, *x_scale;
 };
+
+/* Sets the call's scale pointers on the plan's operation (outer-vector plans; else nothing):
+ * cuBLASLt reads them when the matmul is enqueued (and a graph capture records them). */
+int pgd_cuda_gemm_set_scales(const struct pgd_cuda_gemm_plan *p,
+                             const struct pgd_cuda_gemm_call *call, char *err, size_t errlen);
+
+/* Runs y = the plan of k on call's buffers through linear.cu's cache (built, and its
+ * algorithm chosen, on first use). 0: done; 1: failed (err says why); 2: cuBLASLt has no
+ * algorithm for the plan (nothing ran; remembered, so asking again is cheap). */
+int pgd_cuda_gemm_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_key *k,
+                      const struct pgd_cuda_gemm_call *call, char *err, size_t errlen);
 
 /* The power of two >= n: the plans of one bucket share a tuned algorithm. */
 int pgd_cuda_gemm_bucket(int n);
@@ -31,7 +68,7 @@ int pgd_cuda_gemm_bucket(int n);
 /* The algorithm for plan p: its bucket's tuned one when cuBLASLt accepts it at p's n; else,
  * with tuning on, outside a graph capture and with call given, the fastest of the
  * heuristic's candidates timed on call's buffers (recorded for the bucket); else the
- * heuristic's first. */
+ * heuristic's first. 2 (err set) when cuBLASLt has no algorithm for the plan. */
 int pgd_cuda_gemm_choose(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
                          const struct pgd_cuda_gemm_call *call, cublasLtMatmulAlgo_t *algo,
                          char *err, size_t errlen);

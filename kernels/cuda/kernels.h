@@ -395,7 +395,10 @@ void pgd_cuda_fp8_destroy(struct pgd_cuda_fp8 *w);
  * a small kernel scaling it in place (and adding the bias); _GEMM_FAST: the same with
  * cuBLASLt's fast FP8 accumulation (VEC / F32 / D16: without); _GEMV_E4M3 (fp8 only): the
  * GEMV keeping x as e4m3 codes (e4m3 mma.sync) where _GEMV keeps their fp16 values (fp16
- * mma.sync), for measuring one against the other. The automatic FP8 GEMM tries outer-vector
+ * mma.sync), for measuring one against the other; _GEMV_STREAM (fp8 only, in a multiple of
+ * 64): x quantized once per token by its own small kernel, then the weights streamed once
+ * on fp16 tensor cores (quant_fp8_gemv.cu; the automatic choice up to
+ * PGD_CUDA_FP8_GEMV_MAX_N rows unless PGD_CUDA_FP8_STREAM=0). The automatic FP8 GEMM tries outer-vector
  * scales, then D16 (bf16), then F32. Returns 2
  * when cuBLASLt has no algorithm for the forced FP8 kind (err says so; nothing was written).
  * The auto path takes the GEMV up to PGD_CUDA_WQ_GEMV_MAX_N (16) / PGD_CUDA_FP8_GEMV_MAX_N
@@ -405,7 +408,8 @@ void pgd_cuda_fp8_destroy(struct pgd_cuda_fp8 *w);
  * measuring. */
 enum { PGD_CUDA_QPATH_AUTO = 0, PGD_CUDA_QPATH_GEMV = 1, PGD_CUDA_QPATH_GEMM = 2,
        PGD_CUDA_QPATH_GEMM_VEC = 3, PGD_CUDA_QPATH_GEMM_F32 = 4, PGD_CUDA_QPATH_GEMM_LT = 5,
-       PGD_CUDA_QPATH_GEMM_MMA = 6, PGD_CUDA_QPATH_GEMM_FAST = 7, PGD_CUDA_QPATH_GEMV_E4M3 = 8, PGD_CUDA_QPATH_GEMM_D16 = 9 };
+       PGD_CUDA_QPATH_GEMM_MMA = 6, PGD_CUDA_QPATH_GEMM_FAST = 7, PGD_CUDA_QPATH_GEMV_E4M3 = 8, PGD_CUDA_QPATH_GEMM_D16 = 9,
+       PGD_CUDA_QPATH_GEMV_STREAM = 10 };
 int pgd_cuda_wq_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const void *x,
                             int n, const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
                             size_t errlen);
@@ -416,6 +420,12 @@ int pgd_cuda_fp8_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt
  * GEMM's kernel ("mma" or "wg": wgmma), token tile and input splits, e.g. "wg64/8". */
 void pgd_cuda_wq_auto_plan(struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n, char *buf,
                            size_t len);
+/* on: until the call with 0, FP8 linears of decode size (the streaming GEMV) whose x is the
+ * same buffer as the previous one's (pointer, rows, width, dtype) reuse the per-token
+ * quantization that one left in the scratch instead of computing it again; the caller
+ * promises that x is not written and no other quantized linear runs in between (the q, k
+ * and v projections of one x). Either call forgets what the scratch holds. */
+void pgd_cuda_fp8_share_x(struct pgd_cuda_ctx *c, int on);
 /* Bytes of device memory a layer's weights take (packed weights and their scales): what a
  * pass over the layer reads. */
 size_t pgd_cuda_wq_weight_bytes(const struct pgd_cuda_wq *w);

@@ -4,10 +4,13 @@
  * output feature, 16-byte loads): at these sizes the layer is a pass over the weights and
  * nothing else matters. Larger batches go through cuBLASLt: in column-major terms
  * y^T[out, n] = w^T x^T, "TN" with A = w (ld in), B = x (ld in), D = y (ld out), float32
- * compute. Each (dtype, shape) gets a plan, cached with its layouts in the context; its
- * algorithm is the one gemm_tune.cu measured fastest for the shape's n bucket (or, with
- * tuning off, the heuristic's first); where that measurement found our own Hopper kernel
- * (gemm_wgmma.cu) faster, the plan runs it instead, bias fused. */
+ * compute. Each plan descriptor (gemm_tune.cuh: dtypes, shape, and for the quantized
+ * linears' GEMMs through quant_lt.cu the FP8 scale mode, fast accumulation, leading
+ * dimensions and pointer alignments) gets a plan, cached with its layouts in the context;
+ * its algorithm is the one gemm_tune.cu measured fastest for the descriptor's n bucket (or,
+ * with tuning off, the heuristic's first). One cache serves every cuBLASLt call of the
+ * context. Where that measurement found our own Hopper kernel (gemm_wgmma.cu) faster for
+ * a plain 16-bit linear, the plan runs it instead, bias fused. */
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/gemm_tune.cuh"
 #include "kernels/cuda/gemv.cuh"
@@ -19,12 +22,30 @@
 struct pgd_cuda_gemm_entry {
     struct pgd_cuda_gemm_plan p;
     cublasLtMatmulAlgo_t algo;
+    int state;                       /* 0: usable; 2: cuBLASLt has no algorithm (remembered) */
     struct pgd_cuda_wgmma_cfg own;   /* bn > 0: gemm_wgmma.cu's kernel won the tuning */
 };
 
+#define GEMM_CACHE_CAP 512
+#define GEMM_INDEX_SIZE 1024         /* a power of two: the last-seen entry of each hash */
+
 static cudaDataType_t cuda_type(enum pgd_dtype dt)
 {
-    return dt == PGD_DTYPE_BF16 ? CUDA_R_16BF : dt == PGD_DTYPE_F16 ? CUDA_R_16F : CUDA_R_32F;
+    return dt == PGD_DTYPE_BF16      ? CUDA_R_16BF
+           : dt == PGD_DTYPE_F16     ? CUDA_R_16F
+           : dt == PGD_DTYPE_F8_E4M3 ? CUDA_R_8F_E4M3
+                                     : CUDA_R_32F;
+}
+
+/* The hash of a key: where gemm_entry looks first. */
+static unsigned key_hash(const struct pgd_cuda_gemm_key *k)
+{
+    const int v[13] = { (int)k->dt, (int)k->ydt, k->n, k->in, k->out, k->scale, k->fast_accum,
+                        k->ldw, k->ldx, k->ldy, k->al_w, k->al_x, k->al_y };
+    unsigned h = 2166136261u;
+    for (int i = 0; i < 13; i++)
+        h = (h ^ (unsigned)v[i]) * 16777619u;
+    return (h ^ (h >> 15)) & (GEMM_INDEX_SIZE - 1);
 }
 
 static void entry_free(struct pgd_cuda_gemm_entry *e)
@@ -37,8 +58,10 @@ extern "C" void pgd_cuda_gemm_cache_free(struct pgd_cuda_ctx *c)
     for (int i = 0; i < c->gemm_n; i++)
         entry_free(&c->gemm[i]);
     free(c->gemm);
+    free(c->gemm_index);
     c->gemm = NULL;
-    c->gemm_n = c->gemm_cap = 0;
+    c->gemm_index = NULL;
+    c->gemm_n = c->gemm_cap = c->gemm_next = 0;
     pgd_cuda_gemm_tune_free(c);
 }
 
@@ -46,7 +69,9 @@ extern "C" void pgd_cuda_gemm_cache_free(struct pgd_cuda_ctx *c)
 static int plan_descs(struct pgd_cuda_gemm_plan *p, char *err, size_t errlen)
 {
     const struct pgd_cuda_gemm_key *k = &p->key;
-    const char *shape = "linear";
+    const char *shape = k->dt == PGD_DTYPE_F8_E4M3 ? "fp8 linear" : "linear";
+    const int ldw = k->ldw ? k->ldw : k->in, ldx = k->ldx ? k->ldx : k->in;
+    const int ldy = k->ldy ? k->ldy : k->out;
     PGD_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F),
              "%s [%d x %d] -> %d", shape, k->n, k->in, k->out);
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
@@ -54,36 +79,86 @@ static int plan_descs(struct pgd_cuda_gemm_plan *p, char *err, size_t errlen)
              "%s transa", shape);
     PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb),
              "%s transb", shape);
-    PGD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, cuda_type(k->dt), k->in, k->out, k->in),
-             "%s layout of w [%d, %d]", shape, k->out, k->in);
-    PGD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, cuda_type(k->dt), k->in, k->n, k->in),
-             "%s layout of x [%d, %d]", shape, k->n, k->in);
-    PGD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->d, cuda_type(k->ydt), k->out, k->n, k->out),
-             "%s layout of y [%d, %d]", shape, k->n, k->out);
+    if (k->dt == PGD_DTYPE_F8_E4M3) {
+        /* Hopper's FP8 MMA keeps fewer accumulator bits unless cuBLASLt promotes them
+         * periodically (fast accumulation off): the caller's fast_accum trades that accuracy
+         * for speed. */
+        int8_t fast = k->fast_accum ? 1 : 0;
+        PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_FAST_ACCUM,
+                                                        &fast, sizeof fast),
+                         "%s fast accumulation", shape);
+    }
+    if (k->scale == PGD_CUDA_GEMM_SCALE_OUTER_VEC) {
+        int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+        PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE,
+                                                        &mode, sizeof mode), "%s A scale mode", shape);
+        PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE,
+                                                        &mode, sizeof mode), "%s B scale mode", shape);
+    }
+    PGD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, cuda_type(k->dt), k->in, k->out, ldw),
+             "%s layout of w [%d, %d] (ld %d)", shape, k->out, k->in, ldw);
+    PGD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, cuda_type(k->dt), k->in, k->n, ldx),
+             "%s layout of x [%d, %d] (ld %d)", shape, k->n, k->in, ldx);
+    PGD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->d, cuda_type(k->ydt), k->out, k->n, ldy),
+             "%s layout of y [%d, %d] (ld %d)", shape, k->n, k->out, ldy);
     return 0;
 }
 
-/* Finds or builds the cache entry of a shape; a new one chooses its algorithm on call's
- * buffers (gemm_tune.cu). The cache holds 256 shapes, replaced round robin once full
- * (chunked prefills make many n; a replaced shape comes back with its bucket's algorithm
- * without timing again). */
+int pgd_cuda_gemm_set_scales(const struct pgd_cuda_gemm_plan *p,
+                             const struct pgd_cuda_gemm_call *call, char *err, size_t errlen)
+{
+    if (p->key.scale != PGD_CUDA_GEMM_SCALE_OUTER_VEC || !call)
+        return 0;
+    PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+                                                    &call->w_scale, sizeof call->w_scale),
+                     "fp8 linear: w scales");
+    PGD_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+                                                    &call->x_scale, sizeof call->x_scale),
+                     "fp8 linear: x scales");
+    return 0;
+}
+
+/* Finds or builds the cache entry of a plan descriptor; a new one chooses its algorithm on
+ * call's buffers (gemm_tune.cu). The cache holds GEMM_CACHE_CAP plans, replaced round robin
+ * once full (mixed steps make many n; a replaced plan comes back with its bucket's
+ * algorithm without timing again). A hash index of the last entry seen for each hash makes
+ * the common lookup (the same layers every step) one comparison rather than a scan. 2:
+ * cuBLASLt has no algorithm for the plan (err set; the entry remembers it). */
 static int gemm_entry(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_key *k,
                       const struct pgd_cuda_gemm_call *call, struct pgd_cuda_gemm_entry **res,
                       char *err, size_t errlen)
 {
-    for (int i = 0; i < c->gemm_n; i++) {
-        const struct pgd_cuda_gemm_key *ek = &c->gemm[i].p.key;
-        if (ek->dt == k->dt && ek->ydt == k->ydt && ek->n == k->n && ek->in == k->in &&
-            ek->out == k->out) {
-            *res = &c->gemm[i];
-            return 0;
-        }
+    const unsigned h = key_hash(k);
+    int found = -1;
+    if (c->gemm_index) {
+        int i = c->gemm_index[h];
+        if (i >= 0 && i < c->gemm_n && pgd_cuda_gemm_key_eq(&c->gemm[i].p.key, k, true))
+            found = i;
+        for (i = 0; found < 0 && i < c->gemm_n; i++)
+            if (pgd_cuda_gemm_key_eq(&c->gemm[i].p.key, k, true))
+                found = c->gemm_index[h] = i;
+    }
+    if (found >= 0) {
+        *res = &c->gemm[found];
+        if ((*res)->state == 2)
+            return pgd_cuda_failf(err, errlen, "cuBLASLt has no algorithm for %s x [%d, %d] @ w "
+                                  "[%d, %d]^T -> %s (remembered)", pgd_dtype_name(k->dt), k->n,
+                                  k->in, k->out, k->in, pgd_dtype_name(k->ydt)) + 1;
+        return 0;
     }
     if (!c->gemm) {
-        c->gemm_cap = 256;
+        c->gemm_cap = GEMM_CACHE_CAP;
         c->gemm = (struct pgd_cuda_gemm_entry *)calloc((size_t)c->gemm_cap, sizeof *c->gemm);
-        if (!c->gemm)
+        c->gemm_index = (int *)malloc(GEMM_INDEX_SIZE * sizeof *c->gemm_index);
+        if (!c->gemm || !c->gemm_index) {
+            free(c->gemm);
+            free(c->gemm_index);
+            c->gemm = NULL;
+            c->gemm_index = NULL;
             return pgd_cuda_failf(err, errlen, "out of host memory for the GEMM cache");
+        }
+        for (int i = 0; i < GEMM_INDEX_SIZE; i++)
+            c->gemm_index[i] = -1;
     }
     struct pgd_cuda_gemm_entry *e;
     if (c->gemm_n < c->gemm_cap) {
@@ -95,13 +170,50 @@ static int gemm_entry(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_key *k,
     }
     *e = (struct pgd_cuda_gemm_entry){};
     e->p.key = *k;
-    if (plan_descs(&e->p, err, errlen) || pgd_cuda_gemm_choose(c, &e->p, call, &e->algo, err, errlen)) {
+    int rc = plan_descs(&e->p, err, errlen);
+    if (!rc)
+        rc = pgd_cuda_gemm_choose(c, &e->p, call, &e->algo, err, errlen);
+    if (rc == 1) {
         e->p.key.n = -1;          /* unusable for the next lookup; freed with the cache */
         return 1;
     }
-    e->own = pgd_cuda_gemm_own(c, k);
+    e->state = rc;                /* 2 is remembered: no algorithm */
+    if (!rc)
+        e->own = pgd_cuda_gemm_own(c, k);
+    c->gemm_index[h] = (int)(e - c->gemm);
     *res = e;
+    return rc;
+}
+
+/* The cuBLASLt call of a cached plan e. */
+static int gemm_matmul(struct pgd_cuda_ctx *c, struct pgd_cuda_gemm_entry *e,
+                       const struct pgd_cuda_gemm_key *k, const struct pgd_cuda_gemm_call *call,
+                       char *err, size_t errlen)
+{
+    if (pgd_cuda_gemm_set_scales(&e->p, call, err, errlen))
+        return 1;
+    const float alpha = 1.0f, beta = 0.0f;
+    cublasStatus_t st = cublasLtMatmul(c->lt, e->p.op, &alpha, call->w, e->p.a, call->x, e->p.b,
+                                       &beta, call->y, e->p.d, call->y, e->p.d, &e->algo,
+                                       c->workspace, c->workspace_bytes, c->stream);
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
+        /* The heuristic offered an algorithm that the call then refused: remember it as none. */
+        e->state = 2;
+        return pgd_cuda_failf(err, errlen, "cuBLASLt refused its algorithm for %s x [%d, %d] @ "
+                              "w [%d, %d]^T -> %s", pgd_dtype_name(k->dt), k->n, k->in, k->out,
+                              k->in, pgd_dtype_name(k->ydt)) + 1;
+    }
+    PGD_CUBLAS_CHECK(st, "%s x [%d, %d] @ w [%d, %d]^T -> %s", pgd_dtype_name(k->dt), k->n,
+                     k->in, k->out, k->in, pgd_dtype_name(k->ydt));
     return 0;
+}
+
+int pgd_cuda_gemm_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_key *k,
+                      const struct pgd_cuda_gemm_call *call, char *err, size_t errlen)
+{
+    struct pgd_cuda_gemm_entry *e;
+    int rc = gemm_entry(c, k, call, &e, err, errlen);
+    return rc ? rc : gemm_matmul(c, e, k, call, err, errlen);
 }
 
 /* ---- bias ---------------------------------------------------------------------------------- */
@@ -136,17 +248,15 @@ extern "C" int pgd_cuda_linear_lt(struct pgd_cuda_ctx *c, enum pgd_dtype dt, con
     if (ydt != dt && ydt != PGD_DTYPE_F32)
         return pgd_cuda_failf(err, errlen, "linear: output dtype %s for %s inputs",
                               pgd_dtype_name(ydt), pgd_dtype_name(dt));
-    struct pgd_cuda_gemm_entry *e;
     const struct pgd_cuda_gemm_key key = { dt, ydt, n, in, out };
-    const struct pgd_cuda_gemm_call call = { x, w, y };
+    const struct pgd_cuda_gemm_call call = { x, w, y, NULL, NULL };
+    struct pgd_cuda_gemm_entry *e;
     if (gemm_entry(c, &key, &call, &e, err, errlen))
         return 1;
     if (e->own.bn && pgd_cuda__wgmma_fits(dt, ydt, x, w, b, y, in))   /* bias fused */
         return pgd_cuda__wgmma_run(c, dt, x, w, b, n, in, out, ydt, y, e->own, err, errlen);
-    const float alpha = 1.0f, beta = 0.0f;
-    PGD_CUBLAS_CHECK(cublasLtMatmul(c->lt, e->p.op, &alpha, w, e->p.a, x, e->p.b, &beta, y, e->p.d,
-                            y, e->p.d, &e->algo, c->workspace, c->workspace_bytes, c->stream),
-             "linear %s x [%d, %d] @ w [%d, %d]^T", pgd_dtype_name(dt), n, in, out, in);
+    if (gemm_matmul(c, e, &key, &call, err, errlen))
+        return 1;
     if (b)
         PGD_CUDA_DISPATCH(dt, T, return add_bias<T>(c, ydt, y, b, n, out, err, errlen));
     return 0;

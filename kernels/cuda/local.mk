@@ -39,6 +39,7 @@ CUDA_SRCS = \
 	%reldir%/quant_wq_gemm.cu \
 	%reldir%/quant_fp8.cu \
 	%reldir%/quant_fp8_mma.cu \
+	%reldir%/quant_fp8_gemv.cu \
 	%reldir%/quant_bench.cu
 runtime_libpagoda_private_la_SOURCES += $(CUDA_HDRS) $(CUDA_SRCS)
 

@@ -1,7 +1,8 @@
 /* Shared by the quantized linears (quant_wq.cu, quant_fp8.cu): the decode GEMV over packed
  * weight rows, the context scratch, the x staging and bias kernels, and quant_lt.cu's
- * cuBLASLt calls with their own plan cache (leading dimensions and FP8 scale modes that
- * linear.cu's cache does not key on). Internal to kernels/cuda.
+ * cuBLASLt calls (through linear.cu's plan cache and gemm_tune.cu's algorithm choice, with
+ * the leading dimensions and FP8 scale modes in the plan descriptor). Internal to
+ * kernels/cuda.
  *
  * The GEMV reads a layer as `out` rows of packed bytes, row o at w + o * row_bytes (16-byte
  * aligned rows), in 16-byte chunks: one warp per output feature, each lane issuing
@@ -152,7 +153,9 @@ struct pgd_cuda_qlt {
     const float *a_scale, *b_scale;
 };
 /* 0: done; 1: failed (err says why); 2: cuBLASLt has no algorithm for this kind and shape
- * (nothing ran; err says so; remembered, so asking again is cheap). */
+ * (nothing ran; err says so; remembered, so asking again is cheap). The algorithm: the one
+ * gemm_tune.cu timed fastest for the plan's n bucket (PAGODA_GEMM_TUNE=0: the heuristic's
+ * first). */
 int pgd_cuda__qlt_matmul(struct pgd_cuda_ctx *c, const struct pgd_cuda_qlt *g, char *err,
                          size_t errlen);
 
@@ -173,6 +176,17 @@ __device__ __forceinline__ uint2 fp8_e4m3x8(const float *f, float s)
     return make_uint2(q[0], q[1]);
 }
 
+/* The fp16 pairs of a word's four e4m3 codes: p[0] = bytes 0, 1; p[1] = bytes 2, 3. On
+ * sm_89 and later each pair is one cvt.rn.f16x2.e4m3x2 straight into the pair's register;
+ * cuda_fp8.h converts in software below that (sm_80 builds), exactly either way. */
+__device__ __forceinline__ void e4m3x4_f16(uint32_t w, uint32_t *p)
+{
+    const __half2_raw lo = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(w & 0xffffu), __NV_E4M3);
+    const __half2_raw hi = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(w >> 16), __NV_E4M3);
+    p[0] = (uint32_t)lo.x | ((uint32_t)lo.y << 16);
+    p[1] = (uint32_t)hi.x | ((uint32_t)hi.y << 16);
+}
+
 /* ---- the FP8 tensor-core GEMV (quant_fp8_mma.cu) ------------------------------------------- */
 /* Whether the context's device runs e4m3 mma.sync (compute capability 8.9 or later). */
 bool pgd_cuda__fp8_mma_ok(const struct pgd_cuda_ctx *c);
@@ -191,6 +205,17 @@ bool pgd_cuda__fp8_mma_fused_ok(const void *x, int n, int in);
 int pgd_cuda__fp8_mma_gemv_fused(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
                                  const uint8_t *w, const float *sw, int in, int out,
                                  const void *b, void *y, bool f16, char *err, size_t errlen);
+
+/* ---- the FP8 streaming GEMV (quant_fp8_gemv.cu) -------------------------------------------- */
+/* Whether the streaming GEMV takes a layer of in inputs on the context's device (in a
+ * multiple of 64; compute capability 8.0 or later: fp16 mma.sync). */
+bool pgd_cuda__fp8_stream_ok(const struct pgd_cuda_ctx *c, int in);
+/* y [n, out] (dt) = (e4m3(x / sx) @ w [out, in]^T) * sx[row] * sw[col] + b from x [n, in] in
+ * dt (BF16 / F16, any alignment): x quantized once per token into the scratch by a small
+ * kernel, then the weights streamed once on fp16 tensor cores; 8 rows a launch pair. */
+int pgd_cuda__fp8_stream_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                              const uint8_t *w, const float *sw, int in, int out, const void *b,
+                              void *y, char *err, size_t errlen);
 
 /* Environment knobs read once (for measuring paths against each other): an integer
  * variable, or def when unset. */

@@ -5,7 +5,9 @@
  * (a per-tensor scale is stored expanded).
  *
  * The paths:
- *   small n: a GEMV reading the e4m3 weight rows once: on tensor cores (quant_fp8_mma.cu,
+ *   small n: the streaming GEMV (quant_fp8_gemv.cu: x quantized once per token, then the
+ *            weights read once on fp16 tensor cores; in a multiple of 64, sm_80 and later);
+ *            else a GEMV reading the e4m3 weight rows once: on tensor cores (quant_fp8_mma.cu,
  *            e4m3 mma.sync on the codes themselves; in a multiple of 64, sm_89 and later) or
  *            quant.cuh's plain GEMV (16 bytes a lane a load, x as the exact 16-bit values of
  *            its e4m3 codes: every e4m3 value is a bf16 and an fp16), summing in float32 and
@@ -396,6 +398,10 @@ static int fp8_gemm(struct pgd_cuda_ctx *c, int kind, int fast, enum pgd_dtype d
     uint8_t *xq = (uint8_t *)c->qscratch;
     float *sx = (float *)((char *)c->qscratch + align256((size_t)step * w->in));
     float *dbuf = (float *)((char *)sx + align256((size_t)step * sizeof(float)));
+    /* Asked once a context: cuBLASLt has outer-vector scales for FP8 or not (not for sm_90
+     * with CUDA 13.0), rather than a failing heuristic call for every new n. */
+    if (kind == -1 && c->fp8_vec == 2)
+        kind = -2;
     for (int r0 = 0; r0 < n; r0 += step) {
         const int rows = n - r0 < step ? n - r0 : step;
         if (fp8_quantize<T>(c, (const T *)x + (size_t)r0 * w->in, rows, w->in, xq, NULL, sx, err,
@@ -404,6 +410,8 @@ static int fp8_gemm(struct pgd_cuda_ctx *c, int kind, int fast, enum pgd_dtype d
         T *yr = (T *)y + (size_t)r0 * w->out;
         const int k = kind == -1 ? PGD_QLT_FP8_VEC : kind == -2 ? PGD_QLT_FP8_16 : kind;
         int rc = fp8_lt_rows<T>(c, k, fast, dt, xq, sx, rows, w, b, dbuf, yr, err, errlen);
+        if (kind == -1 && (rc == 0 || rc == 2))
+            c->fp8_vec = rc == 0 ? 1 : 2;
         if (rc == 2 && kind < 0)
             return fp8_gemm<T>(c, kind == -1 ? -2 : PGD_QLT_FP8_F32, fast, dt,
                                (const T *)x + (size_t)r0 * w->in, n - r0, w, b, yr, err, errlen);
@@ -423,6 +431,16 @@ static int fp8_gemv_max_n(void)
     return v;
 }
 
+/* Whether the automatic choice takes the streaming GEMV at decode sizes
+ * (PGD_CUDA_FP8_STREAM=0, read once: the fused GEMV or cuBLASLt as before, for measuring). */
+static int fp8_stream_on(void)
+{
+    static int v = -1;
+    if (v < 0)
+        v = pgd_cuda__qenv_int("PGD_CUDA_FP8_STREAM", 1) != 0;
+    return v;
+}
+
 /* cuBLASLt's fast FP8 accumulation on the automatic and gemm paths, as vLLM's FP8 GEMMs
  * (CUTLASS's FP8 fast-accumulation schedules): PGD_CUDA_FP8_FAST_ACCUM=0 turns it off, read
  * once. */
@@ -439,6 +457,16 @@ static int fp8_linear(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const
                       const struct pgd_cuda_fp8 *w, const void *b, void *y, char *err,
                       size_t errlen)
 {
+    /* auto: up to the GEMV sizes the streaming GEMV (x quantized once, the weights read
+     * once at the copy rate: quant_fp8_gemv.cu) where it takes the layer. */
+    if (path == PGD_CUDA_QPATH_GEMV_STREAM ||
+        (path == PGD_CUDA_QPATH_AUTO && n <= fp8_gemv_max_n() && fp8_stream_on() &&
+         pgd_cuda__fp8_stream_ok(c, w->in)))
+        return pgd_cuda__fp8_stream_gemv(c, dt, x, n, w->w, w->sw, w->in, w->out, b, y, err,
+                                         errlen);
+    /* Every other path may overwrite the scratch: what it held for pgd_cuda_fp8_share_x is
+     * forgotten (the streaming GEMV records its own). */
+    c->fp8_share_x = NULL;
     const int fast = fp8_fast_accum();
     switch (path) {
     case PGD_CUDA_QPATH_GEMV:
@@ -458,11 +486,12 @@ static int fp8_linear(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const
     default:
         break;
     }
-    /* auto: cuBLASLt past the GEMV sizes where its FP8 GEMM takes the shape; the GEMV where
-     * it has no algorithm at all (a device without FP8 tensor cores). The GEMV's blocks each
-     * quantize x again, so it loses to cuBLASLt on layers of many 16-row tiles (measured on
-     * the H200: [28672 x 4096] n = 1 49.6 us against 36.3; [6144 x 4096] n = 4 23.2 against
-     * 16.4): past 512 tiles at n = 1 and 256 above, cuBLASLt. */
+    /* auto (past the streaming GEMV above): cuBLASLt past the GEMV sizes where its FP8 GEMM
+     * takes the shape; the GEMV where it has no algorithm at all (a device without FP8
+     * tensor cores). The fused GEMV's blocks each quantize x
+     * again, so it loses to cuBLASLt on layers of many 16-row tiles (measured on the H200:
+     * [28672 x 4096] n = 1 49.6 us against 36.3; [6144 x 4096] n = 4 23.2 against 16.4):
+     * past 512 tiles at n = 1 and 256 above, cuBLASLt. */
     const int tiles = (w->out + 15) / 16;
     const bool gemv_wins = tiles <= (n == 1 ? 512 : 256) || !fp8_mma_on(c, w);
     if ((n <= fp8_gemv_max_n() && gemv_wins) || w->out % 16 != 0)
@@ -478,7 +507,7 @@ extern "C" int pgd_cuda_fp8_linear_path(struct pgd_cuda_ctx *c, int path, enum p
     if (dt != PGD_DTYPE_BF16 && dt != PGD_DTYPE_F16)
         return pgd_cuda_failf(err, errlen, "fp8 linear: activations in %s (BF16 or F16)",
                               pgd_dtype_name(dt));
-    if (n < 0 || path < PGD_CUDA_QPATH_AUTO || path > PGD_CUDA_QPATH_GEMM_D16)
+    if (n < 0 || path < PGD_CUDA_QPATH_AUTO || path > PGD_CUDA_QPATH_GEMV_STREAM)
         return pgd_cuda_failf(err, errlen, "fp8 linear: %d rows, path %d", n, path);
     if (n == 0)
         return 0;

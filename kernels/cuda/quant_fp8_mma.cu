@@ -61,17 +61,6 @@ __device__ __forceinline__ void mma_f16(float *d, uint32_t a0, uint32_t a1, uint
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-/* The fp16 pairs of a word's four e4m3 codes: p[0] = bytes 0, 1; p[1] = bytes 2, 3. On
- * sm_89 and later each pair is one cvt.rn.f16x2.e4m3x2 straight into the pair's register;
- * cuda_fp8.h converts in software below that (sm_80 builds), exactly either way. */
-__device__ __forceinline__ void e4m3x4_f16(uint32_t w, uint32_t *p)
-{
-    const __half2_raw lo = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(w & 0xffffu), __NV_E4M3);
-    const __half2_raw hi = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(w >> 16), __NV_E4M3);
-    p[0] = (uint32_t)lo.x | ((uint32_t)lo.y << 16);
-    p[1] = (uint32_t)hi.x | ((uint32_t)hi.y << 16);
-}
-
 __device__ __forceinline__ void mma_e4m3(float *d, uint32_t a0, uint32_t a1, uint32_t a2,
                                          uint32_t a3, uint32_t b0, uint32_t b1)
 {

@@ -282,8 +282,17 @@ static void linear_multi_run(struct pgd_fwd *f, int count, const struct pgd_line
     for (int i = 0; i < count; i++)
         one_launch = one_launch && !w[i]->quant && w[i]->in_features == w[0]->in_features;
     if (!one_launch) {
+#ifdef PGD_HAVE_CUDA
+        /* Quantized q, k, v of one x: FP8's decode GEMV quantizes x once for the three. */
+        if (ON_CUDA(f))
+            pgd_cuda_fp8_share_x(f->cuda, 1);
+#endif
         for (int i = 0; i < count; i++)
             pgd_op_linear(f, w[i], x, y[i]);
+#ifdef PGD_HAVE_CUDA
+        if (ON_CUDA(f))
+            pgd_cuda_fp8_share_x(f->cuda, 0);
+#endif
         return;
     }
 #ifdef PGD_HAVE_CUDA

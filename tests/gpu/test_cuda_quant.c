@@ -60,7 +60,8 @@ static const enum pgd_dtype DTS[2] = { PGD_DTYPE_BF16, PGD_DTYPE_F16 };
 static const char *path_name(int p)
 {
     static const char *names[] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-lt",
-                                   "gemm-mma", "gemm-fast", "gemv-e4m3", "gemm-d16" };
+                                   "gemm-mma", "gemm-fast", "gemv-e4m3", "gemm-d16",
+                                   "gemv-stream" };
     return names[p];
 }
 
@@ -660,7 +661,8 @@ static bool fp8_fast_default(void)
  * that all lean one way. */
 static double fp8_tolerance(int path, int in)
 {
-    const bool gemv = path == PGD_CUDA_QPATH_GEMV || path == PGD_CUDA_QPATH_GEMV_E4M3;
+    const bool gemv = path == PGD_CUDA_QPATH_GEMV || path == PGD_CUDA_QPATH_GEMV_E4M3 ||
+                      path == PGD_CUDA_QPATH_GEMV_STREAM;
     const bool fast = path == PGD_CUDA_QPATH_GEMM_FAST ||
                       ((path == PGD_CUDA_QPATH_AUTO || path == PGD_CUDA_QPATH_GEMM) &&
                        fp8_fast_default());
@@ -794,6 +796,165 @@ GPU_TEST(fp8_gemv_quantizes_x_in_the_block)
             fp8_check(&L, DTS[(n + pc) % 2], n, PGD_CUDA_QPATH_GEMV, n != 2);
         fp8_fini(&L);
     }
+}
+
+/* The streaming GEMV (x quantized once per token by its own kernel, the weights decoded
+ * with integer operations and multiplied on fp16 tensor cores): per-tensor and per-channel,
+ * both dtypes, every n = 1..8 of one launch pair and n = 9, 17 (several), with and without
+ * bias, on [208 x 1024] (16 chunks of 64 inputs over 8 warps), [37 x 1088] (a padded last
+ * tile; 17 chunks: warps with 3, 2 and no chunks), [24 x 14400] (225 chunks, 29 a warp: a
+ * second group of loads in flight) -- these on 8-feature tiles (fewer 16-feature tiles than
+ * the device has SMs) -- and [4104 x 4096] (257 tiles of 16 features, the last padded: the
+ * 16-feature tiles on any device of up to 256 SMs; 64 chunks, two groups a warp), an x that is not
+ * 16-byte aligned (the scalar loads of the quantization kernel), and the automatic choice
+ * at decode sizes (this path where in is a multiple of 64). A layer whose in is not a
+ * multiple of 64 is refused, naming it. */
+GPU_TEST(fp8_streaming_gemv_quantizes_x_once)
+{
+    static const int SHAPES[4][2] = { { 1024, 208 }, { 1088, 37 }, { 14400, 24 }, { 4096, 4104 } };
+    for (int pc = 0; pc < 2; pc++)
+        for (int s = 0; s < 4; s++) {
+            struct fp8_layer L;
+            fp8_init(&L, pc == 1, SHAPES[s][0], SHAPES[s][1]);
+            for (int t = 0; t < 2; t++) {
+                /* the large layer (2 groups of 4 chunks a warp) at n = 1, 4, 7 only: the CPU
+                 * reference of [4104 x 4096] takes its time */
+                for (int n = 1; n <= 8; n += s == 3 ? 3 : 1)
+                    cr_assert_eq(fp8_check(&L, DTS[t], n, PGD_CUDA_QPATH_GEMV_STREAM,
+                                           (n + pc + s) % 2 == 0), 0);
+                cr_assert_eq(fp8_check(&L, DTS[t], 9, PGD_CUDA_QPATH_GEMV_STREAM, t == 0), 0);
+                cr_assert_eq(fp8_check(&L, DTS[t], 17, PGD_CUDA_QPATH_GEMV_STREAM, t == 1), 0);
+                cr_assert_eq(fp8_check(&L, DTS[t], 1 + 3 * t, PGD_CUDA_QPATH_AUTO, pc == 0), 0);
+            }
+            cr_assert_eq(fp8_check_at(&L, PGD_DTYPE_BF16, 3, PGD_CUDA_QPATH_GEMV_STREAM, true, 4), 0);
+            cr_assert_eq(fp8_check_at(&L, PGD_DTYPE_F16, 1, PGD_CUDA_QPATH_GEMV_STREAM, false, 2), 0);
+            fp8_fini(&L);
+        }
+    struct fp8_layer L;
+    fp8_init(&L, false, 528, 40);
+    char err[512] = "";
+    void *dx = poisoned(528, PGD_DTYPE_BF16), *dy = poisoned(40, PGD_DTYPE_BF16);
+    cr_assert_neq(pgd_cuda_fp8_linear_path(ctx, PGD_CUDA_QPATH_GEMV_STREAM, PGD_DTYPE_BF16, dx, 1,
+                                           L.d, NULL, dy, err, sizeof err), 0);
+    cr_assert(strstr(err, "in 528"), "%s", err);
+    pgd_cuda_free(dx); pgd_cuda_free(dy);
+    fp8_fini(&L);
+}
+
+/* The reference output of layer L on x [n, in] (x quantized per token as the GPU does):
+ * want and abs_sum [n, out], malloc'd. */
+static void fp8_reference(const struct fp8_layer *L, const float *x, int n, float **want,
+                          float **abs_sum)
+{
+    uint8_t *q = malloc((size_t)n * L->in);
+    float *sx = malloc((size_t)n * sizeof *sx), *xd = malloc((size_t)n * L->in * sizeof *xd);
+    pgd_cpu_fp8_quantize_rows(x, n, L->in, q, sx);
+    for (size_t i = 0; i < (size_t)n * L->in; i++)
+        xd[i] = pgd_fp8_e4m3_to_float(q[i]) * sx[i / L->in];
+    *want = malloc((size_t)n * L->out * sizeof **want);
+    *abs_sum = malloc((size_t)n * L->out * sizeof **abs_sum);
+    reference(xd, L->w, NULL, n, L->in, L->out, *want, *abs_sum);
+    free(q); free(sx); free(xd);
+}
+
+/* pgd_cuda_fp8_share_x: q, k and v shapes ([256 | 64 | 64 x 1024]) on one x, quantized once:
+ * each output right; that the second and third reuse the first's quantization shows in a
+ * call after x was overwritten (against the contract, on purpose): it still gives the first
+ * x's output, and after sharing ends the same call gives the new x's. */
+GPU_TEST(fp8_share_x_quantizes_once_for_q_k_v)
+{
+    char err[512] = "";
+    const enum pgd_dtype dt = PGD_DTYPE_BF16;
+    const int in = 1024, n = 2, outs[3] = { 256, 64, 64 };
+    struct fp8_layer L[3];
+    for (int i = 0; i < 3; i++)
+        fp8_init(&L[i], i != 1, in, outs[i]);
+    float *x = fp8_x(n, in, dt), *x2 = fp8_x(n, in, dt);
+    void *dx = upload(x, (size_t)n * in, dt);
+    void *dy[3];
+    for (int i = 0; i < 3; i++)
+        dy[i] = poisoned((size_t)n * outs[i], dt);
+    pgd_cuda_fp8_share_x(ctx, 1);
+    for (int i = 0; i < 3; i++)
+        CHECK_RC(pgd_cuda_fp8_linear_path(ctx, PGD_CUDA_QPATH_GEMV_STREAM, dt, dx, n, L[i].d,
+                                          NULL, dy[i], err, sizeof err));
+    for (int i = 0; i < 3; i++) {
+        float *got = download(dy[i], (size_t)n * outs[i], dt), *want, *abs_sum;
+        fp8_reference(&L[i], x, n, &want, &abs_sum);
+        expect_close_a(L[i].name, "shared x", got, want, abs_sum, NULL, n, outs[i], dt,
+                       fp8_tolerance(PGD_CUDA_QPATH_GEMV_STREAM, in));
+        free(got); free(want); free(abs_sum);
+    }
+    upload_into(dx, x2, (size_t)n * in, dt);
+    CHECK_RC(pgd_cuda_fp8_linear_path(ctx, PGD_CUDA_QPATH_GEMV_STREAM, dt, dx, n, L[2].d, NULL,
+                                      dy[2], err, sizeof err));
+    float *got = download(dy[2], (size_t)n * outs[2], dt), *want, *abs_sum;
+    fp8_reference(&L[2], x, n, &want, &abs_sum);
+    expect_close_a(L[2].name, "shared x, reused after x changed", got, want, abs_sum, NULL, n,
+                   outs[2], dt, fp8_tolerance(PGD_CUDA_QPATH_GEMV_STREAM, in));
+    free(got); free(want); free(abs_sum);
+    pgd_cuda_fp8_share_x(ctx, 0);
+    CHECK_RC(pgd_cuda_fp8_linear_path(ctx, PGD_CUDA_QPATH_GEMV_STREAM, dt, dx, n, L[2].d, NULL,
+                                      dy[2], err, sizeof err));
+    got = download(dy[2], (size_t)n * outs[2], dt);
+    fp8_reference(&L[2], x2, n, &want, &abs_sum);
+    expect_close_a(L[2].name, "after sharing ended", got, want, abs_sum, NULL, n, outs[2], dt,
+                   fp8_tolerance(PGD_CUDA_QPATH_GEMV_STREAM, in));
+    free(got); free(want); free(abs_sum);
+    for (int i = 0; i < 3; i++) {
+        pgd_cuda_free(dy[i]);
+        fp8_fini(&L[i]);
+    }
+    pgd_cuda_free(dx);
+    free(x); free(x2);
+}
+
+/* FP8 GEMMs take gemm_tune.cu's algorithm choice as the dense layers do: the first call of
+ * a shape and n bucket times the candidates and records the tuning (inputs e4m3, the
+ * output's dtype) for the bucket; other n of the bucket reuse it without timing; the same
+ * shape in another bucket is timed again. With tuning off (a second context) nothing is
+ * timed and the heuristic's first gives the same function. Each result checked against the
+ * reference. */
+GPU_TEST(fp8_gemm_tuned_through_gemm_tune_per_bucket)
+{
+    struct fp8_layer L;
+    fp8_init(&L, true, 2048, 336);
+    pgd_cuda_gemm_tune_set(ctx, 1);
+    const int before = pgd_cuda_gemm_tune_count(ctx);
+    cr_assert_eq(fp8_check(&L, PGD_DTYPE_BF16, 40, PGD_CUDA_QPATH_GEMM, true), 0);
+    const int after_first = pgd_cuda_gemm_tune_count(ctx);
+    cr_assert(after_first >= before + 1, "the first FP8 GEMM of [336 x 2048] at n = 40 was not "
+              "tuned (%d tunings before, %d after)", before, after_first);
+    struct pgd_cuda_gemm_tune_info t;
+    cr_assert_eq(pgd_cuda_gemm_tune_get(ctx, after_first - 1, &t), 0);
+    cr_assert(t.dt == PGD_DTYPE_F8_E4M3 && t.in == 2048 && t.out == 336 && t.bucket == 64 &&
+              t.n == 40, "recorded %s [%d x %d] -> %d bucket %d", pgd_dtype_name(t.dt), t.n,
+              t.in, t.out, t.bucket);
+    cr_assert(t.ydt == PGD_DTYPE_BF16 || t.ydt == PGD_DTYPE_F32, "output %s",
+              pgd_dtype_name(t.ydt));
+    cr_assert(t.timed >= 1 && t.best_us > 0 && t.best_us <= t.first_us && t.tune_ms > 0,
+              "%d timed, first %.2f us, best %.2f us, %.2f ms", t.timed, t.first_us, t.best_us,
+              t.tune_ms);
+    const int ns[3] = { 33, 64, 57 };
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(fp8_check(&L, PGD_DTYPE_BF16, ns[i], PGD_CUDA_QPATH_GEMM, i == 1), 0);
+    cr_assert_eq(pgd_cuda_gemm_tune_count(ctx), after_first,
+                 "n = 33, 64, 57 of bucket 64 were timed again");
+    cr_assert_eq(fp8_check(&L, PGD_DTYPE_BF16, 100, PGD_CUDA_QPATH_GEMM, false), 0);
+    cr_assert(pgd_cuda_gemm_tune_count(ctx) > after_first, "bucket 128 was not tuned");
+
+    char err[512] = "";
+    struct pgd_cuda_ctx *untuned = NULL, *saved = ctx;
+    cr_assert_eq(pgd_cuda_ctx_create(&untuned, err, sizeof err), 0, "%s", err);
+    pgd_cuda_gemm_tune_set(untuned, 0);
+    ctx = untuned;                   /* fp8_check runs on ctx */
+    const int rc = fp8_check(&L, PGD_DTYPE_F16, 40, PGD_CUDA_QPATH_GEMM, true);
+    const int untuned_count = pgd_cuda_gemm_tune_count(untuned);
+    ctx = saved;
+    pgd_cuda_ctx_destroy(untuned);
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(untuned_count, 0, "tuning off: %d FP8 GEMMs timed", untuned_count);
+    fp8_fini(&L);
 }
 
 /* cuBLASLt's FP8 GEMM at several n of one batch bucket (33..63): the first times the

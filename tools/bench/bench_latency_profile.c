@@ -101,7 +101,8 @@ void pgd_bench_print_gemm_tunings(const struct pgd__runner *r, FILE *out)
         if (pgd_cuda_gemm_tune_get(c, i, &t))
             break;
         char shape[48];
-        snprintf(shape, sizeof shape, "%d -> %d%s", t.in, t.out,
+        snprintf(shape, sizeof shape, "%d -> %d%s%s", t.in, t.out,
+                 t.dt == PGD_DTYPE_F8_E4M3 ? " fp8" : "",
                  t.ydt == PGD_DTYPE_F32 && t.dt != PGD_DTYPE_F32 ? " (f32)" : "");
         /* our wgmma kernel's fastest (gemm_wgmma.cu), '*' where it is the plan's */
         char own[40] = "-";

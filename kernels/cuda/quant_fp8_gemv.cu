@@ -1,0 +1,290 @@
+/* The streaming decode GEMV of FP8 layers (n <= 8 tokens, in a multiple of 64; any device
+ * with fp16 mma.sync, sm_80 and later): x quantized ONCE per token by a small kernel, then
+ * the e4m3 weights read once at the copy rate, on fp16 tensor cores.
+ *
+ * x: fp8_xprep_kernel computes each token's scale sx = max|x| / 448 (1 for an all-zero row)
+ * and the e4m3 code of x / sx (the division and rounding of kernels/cpu/quant.c's
+ * pgd_cpu_fp8_quantize_rows), and writes the code's exact value as fp16 (every e4m3 value
+ * is an fp16) into the scratch, xh [n, in], with each group of 4 inputs stored in the order
+ * 0, 2, 1, 3 (the order the weights' decoding below yields them in).
+ *
+ * The weights: the plain [out][in] e4m3 layout (the one cuBLASLt's FP8 GEMM reads too: no
+ * second copy). A 32-bit word of 4 codes b0..b3 becomes two fp16 pairs with integer
+ * operations alone, no conversion instructions: (b0, b2) = (w << 7 & 0x3F803F80) |
+ * (w << 8 & 0x80008000) and (b1, b3) = (w >> 1 & 0x3F803F80) | (w & 0x80008000): each
+ * code's 7 magnitude bits land in the fp16's exponent low bits and top mantissa bits and
+ * its sign in the sign bit, which is the fp16 of value * 2^-8 exactly (normal codes: the
+ * exponent bias differs by 8; subnormal codes m * 2^-9 become fp16 subnormals m * 2^-17).
+ * The 2^8 is given back with the scales at the end. (0x7f / 0xff, e4m3's NaN, decode as
+ * +-480, as the other GEMVs; the encoders never write them for finite input.)
+ *
+ * The product: mma.sync m16n8k16 (fp16 in, float32 accumulators held across the whole
+ * row): lane (g = l / 4, t = l % 4) reads 16 contiguous bytes of feature rows g and g + 8 at
+ * byte 16t of each 64-input chunk (a warp: 64 contiguous bytes of each of 16 rows), word i
+ * of them feeding product i's k slots 2t, 2t + 1 (codes 0, 2) and 2t + 8, 2t + 9 (codes 1,
+ * 3); x's token g gives the same inputs from xh (two 16-byte loads, L1-resident: every block
+ * reads the same x). Each product of an e4m3 value by an e4m3 value * 2^-8 is exact in
+ * float32, so the sums are float32 sums of the reference's products in another order.
+ *
+ * A block of 8 warps takes one 16-feature tile; its warps split the row's chunks (a K split
+ * inside the block) and meet in shared memory. Each lane keeps two groups of FG_UNR chunks
+ * (2 x 4 x 32 bytes) of weight loads in flight: the next group is asked for before the
+ * current one is multiplied; the first group is asked for before the kernel waits for the
+ * previous one (programmatic dependent launch: weights are never written by a step). */
+#include "kernels/cuda/quant.cuh"
+#include <cuda_fp8.h>
+
+#define FG_WARPS 8
+#define FG_UNR 4
+#define FG_MAX_N 8                   /* tokens a launch: the mma's 8 columns */
+
+/* ---- x: per-token scale and fp16 code values --------------------------------------------- */
+/* Row blockIdx.x of x [rows, in] (in a multiple of 8; vec: x 16-byte aligned): sx[row] and
+ * xh[row, :] as described above. 256 threads, 8 inputs a thread a pass; the second read
+ * of the row comes from L1. */
+template <typename T>
+__global__ void __launch_bounds__(256)
+fp8_xprep_kernel(const T *__restrict__ x, int in, int vec, __half *__restrict__ xh,
+                 float *__restrict__ sx)
+{
+    __shared__ float red[8];
+    pdl_trigger();
+    pdl_wait();
+    const int r = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32, vpr = in / 8;
+    const T *xr = x + (size_t)r * in;
+    float amax = 0.0f;
+    for (int j = threadIdx.x; j < vpr; j += 256) {
+        float f[8];
+        if (vec) {
+            unpack16<T>(__ldg(reinterpret_cast<const uint4 *>(xr) + j), f);
+        } else {
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                f[i] = to_f<T>(xr[8 * j + i]);
+        }
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            amax = fmaxf(amax, fabsf(f[i]));
+    }
+    for (int off = 16; off > 0; off >>= 1)
+        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+    if (lane == 0)
+        red[warp] = amax;
+    __syncthreads();
+    amax = red[0];
+#pragma unroll
+    for (int i = 1; i < 8; i++)
+        amax = fmaxf(amax, red[i]);
+    const float s = amax > 0.0f ? amax / 448.0f : 1.0f;
+    if (threadIdx.x == 0)
+        sx[r] = s;
+    uint4 *dst = reinterpret_cast<uint4 *>(xh + (size_t)r * in);
+    for (int j = threadIdx.x; j < vpr; j += 256) {
+        float f[8];
+        if (vec) {
+            unpack16<T>(__ldg(reinterpret_cast<const uint4 *>(xr) + j), f);
+        } else {
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                f[i] = to_f<T>(xr[8 * j + i]);
+        }
+        const uint2 q = fp8_e4m3x8(f, s);
+        uint32_t p[4];
+        /* codes 0, 1, 2, 3 of each word reordered 0, 2, 1, 3, then paired */
+        e4m3x4_f16(__byte_perm(q.x, 0u, 0x3120), p);
+        e4m3x4_f16(__byte_perm(q.y, 0u, 0x3120), p + 2);
+        dst[j] = make_uint4(p[0], p[1], p[2], p[3]);
+    }
+}
+
+/* ---- the GEMV ------------------------------------------------------------------------------ */
+/* The fp16 pairs (codes 0, 2) and (codes 1, 3) of a word of e4m3 codes, each value * 2^-8. */
+__device__ __forceinline__ uint32_t e4m3_pair02(uint32_t w)
+{
+    return ((w << 7) & 0x3F803F80u) | ((w << 8) & 0x80008000u);
+}
+__device__ __forceinline__ uint32_t e4m3_pair13(uint32_t w)
+{
+    return ((w >> 1) & 0x3F803F80u) | (w & 0x80008000u);
+}
+
+/* d += A (16 x 16, fp16) @ B (16 x 8, fp16), float32 accumulators. */
+__device__ __forceinline__ void fg_mma(float *d, uint32_t a0, uint32_t a1, uint32_t a2,
+                                       uint32_t a3, uint32_t b0, uint32_t b1)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
+                 "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#else
+    (void)d; (void)a0; (void)a1; (void)a2; (void)a3; (void)b0; (void)b1;
+    __trap();                        /* never launched below sm_80 (the host checks) */
+#endif
+}
+
+/* y[tok, o] = (sum_k xh[tok, k] w[o, k] 2^-8) 2^8 sx[tok] sw[o] + b[o] for the block's
+ * features and tok < n <= 8. cpw: chunks of 64 inputs a warp. R16: 16 features a block
+ * (rows g and g + 8 of the products); else 8 (row g in both halves of A, the second half's
+ * sums unused: twice the blocks for a layer of few features, e.g. a k or v projection,
+ * whose 16-feature tiles would leave SMs idle), with twice the chunks in flight a lane. */
+template <typename T, bool R16>
+__global__ void __launch_bounds__(FG_WARPS * 32, 2)
+fp8_gemv_stream_kernel(const uint8_t *__restrict__ w, const float *__restrict__ sw,
+                       const __half *__restrict__ xh, const float *__restrict__ sx, int n,
+                       int in, int out, int cpw, const T *__restrict__ b, T *__restrict__ y)
+{
+    constexpr int UNR = R16 ? FG_UNR : 2 * FG_UNR, ROWS = R16 ? 16 : 8;
+    __shared__ float red[FG_WARPS][4][32];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+    const int chunks = in / 64;
+    const int c0 = warp * cpw, c1 = min(chunks, c0 + cpw);
+    /* rows past out read the last row (their sums are not written) */
+    const int r0 = min((int)blockIdx.x * ROWS + g, out - 1);
+    const int r8 = R16 ? min((int)blockIdx.x * ROWS + g + 8, out - 1) : r0;
+    const uint4 *w0 = reinterpret_cast<const uint4 *>(w + (size_t)r0 * in) + t;
+    const uint4 *w8 = reinterpret_cast<const uint4 *>(w + (size_t)r8 * in) + t;
+    pdl_trigger();
+    float acc[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
+    uint4 a[UNR], a8[UNR];
+#pragma unroll
+    for (int u = 0; u < UNR; u++)
+        if (c0 + u < c1) {
+            a[u] = ld_stream(w0 + (size_t)(c0 + u) * 4);
+            a8[u] = R16 ? ld_stream(w8 + (size_t)(c0 + u) * 4) : a[u];
+        }
+    pdl_wait();
+    /* token g's 16 values of this lane's inputs of chunk c: xp[8c], xp[8c + 1] */
+    const uint4 *xp = g < n ? reinterpret_cast<const uint4 *>(xh + (size_t)g * in) + 2 * t : NULL;
+    for (int c = c0; c < c1; c += UNR) {
+        uint4 na[UNR], na8[UNR];
+#pragma unroll
+        for (int u = 0; u < UNR; u++)
+            if (c + UNR + u < c1) {
+                na[u] = ld_stream(w0 + (size_t)(c + UNR + u) * 4);
+                na8[u] = R16 ? ld_stream(w8 + (size_t)(c + UNR + u) * 4) : na[u];
+            }
+#pragma unroll
+        for (int u = 0; u < UNR; u++) {
+            if (c + u >= c1)
+                break;
+            uint4 x0 = make_uint4(0u, 0u, 0u, 0u), x1 = x0;
+            if (xp) {
+                x0 = __ldg(xp + (size_t)(c + u) * 8);
+                x1 = __ldg(xp + (size_t)(c + u) * 8 + 1);
+            }
+            const uint32_t xr[8] = { x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w };
+            const uint32_t wa[4] = { a[u].x, a[u].y, a[u].z, a[u].w };
+            const uint32_t wb[4] = { a8[u].x, a8[u].y, a8[u].z, a8[u].w };
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                fg_mma(acc, e4m3_pair02(wa[i]), e4m3_pair02(wb[i]), e4m3_pair13(wa[i]),
+                       e4m3_pair13(wb[i]), xr[2 * i], xr[2 * i + 1]);
+        }
+#pragma unroll
+        for (int u = 0; u < UNR; u++) {
+            a[u] = na[u];
+            a8[u] = na8[u];
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        red[warp][i][lane] = acc[i];
+    __syncthreads();
+    if (warp == 0) {
+#pragma unroll
+        for (int i = 0; i < (R16 ? 4 : 2); i++) {
+            float v = 0.0f;
+#pragma unroll
+            for (int k = 0; k < FG_WARPS; k++)
+                v += red[k][i][lane];
+            /* accumulator i: feature g (+ 8 for i >= 2), token 2t (+ 1 for odd i) */
+            const int o = blockIdx.x * ROWS + g + (i >= 2 ? 8 : 0), tok = 2 * t + (i & 1);
+            if (o < out && tok < n)
+                y[(size_t)tok * out + o] = from_f<T>(v * 256.0f * __ldg(sx + tok) * __ldg(sw + o) +
+                                                     (b ? to_f<T>(b[o]) : 0.0f));
+        }
+    }
+}
+
+/* ---- host ---------------------------------------------------------------------------------- */
+extern "C" void pgd_cuda_fp8_share_x(struct pgd_cuda_ctx *c, int on)
+{
+    c->fp8_share = on != 0;
+    c->fp8_share_x = NULL;
+    c->fp8_share_n = c->fp8_share_in = c->fp8_share_dt = 0;
+}
+
+bool pgd_cuda__fp8_stream_ok(const struct pgd_cuda_ctx *c, int in)
+{
+    static int cached[16] = { 0 };  /* 0: not asked, 1: no, 2: yes */
+    const int d = c->device;
+    if (in % 64 != 0 || d < 0 || d >= 16)
+        return false;
+    if (!cached[d]) {
+        int major = 0;
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, d);
+        cached[d] = major >= 8 ? 2 : 1;
+    }
+    return cached[d] == 2;
+}
+
+template <typename T>
+static int fp8_stream_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                          const uint8_t *w,
+                          const float *sw, int in, int out, const void *b, void *y, char *err,
+                          size_t errlen)
+{
+    const size_t xh_bytes = ((size_t)FG_MAX_N * in * sizeof(__half) + 255) / 256 * 256;
+    if (xh_bytes + FG_MAX_N * sizeof(float) > c->qscratch_bytes)
+        return pgd_cuda_failf(err, errlen, "fp8 GEMV: x [%d, %d] exceeds the %zu-byte scratch", n,
+                              in, c->qscratch_bytes);
+    __half *xh = (__half *)c->qscratch;
+    float *sx = (float *)((char *)c->qscratch + xh_bytes);
+    const int vec = (uintptr_t)x % 16 == 0;
+    const int chunks = in / 64, cpw = (chunks + FG_WARPS - 1) / FG_WARPS;
+    for (int r0 = 0; r0 < n; r0 += FG_MAX_N) {
+        const int rows = n - r0 < FG_MAX_N ? n - r0 : FG_MAX_N;
+        const T *xr = (const T *)x + (size_t)r0 * in;
+        T *yr = (T *)y + (size_t)r0 * out;
+        /* q, k and v of one x (pgd_cuda_fp8_share_x): the first's quantization serves all */
+        const bool shared = c->fp8_share && n <= FG_MAX_N && c->fp8_share_x == x &&
+                            c->fp8_share_n == n && c->fp8_share_in == in &&
+                            c->fp8_share_dt == (int)dt;
+        cudaError_t e = cudaSuccess;
+        if (!shared)
+            e = pgd_cuda_launch(c, fp8_xprep_kernel<T>, dim3(rows), dim3(256), xr, in, vec, xh,
+                                sx);
+        if (c->fp8_share && n <= FG_MAX_N) {
+            c->fp8_share_x = x;
+            c->fp8_share_n = n;
+            c->fp8_share_in = in;
+            c->fp8_share_dt = (int)dt;
+        }
+        /* 16-feature tiles, or 8 where 16 would leave SMs without a block */
+        const bool r16 = (out + 15) / 16 >= c->sm_count;
+        if (e == cudaSuccess)
+            e = r16 ? pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true>, dim3((out + 15) / 16),
+                                      dim3(FG_WARPS * 32), w, sw, (const __half *)xh,
+                                      (const float *)sx, rows, in, out, cpw, (const T *)b, yr)
+                    : pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, false>, dim3((out + 7) / 8),
+                                      dim3(FG_WARPS * 32), w, sw, (const __half *)xh,
+                                      (const float *)sx, rows, in, out, cpw, (const T *)b, yr);
+        if (e != cudaSuccess)
+            return pgd_cuda_failf(err, errlen, "fp8 streaming GEMV x [%d, %d] -> %d (rows %d..%d): "
+                                  "%s", n, in, out, r0, r0 + rows - 1, cudaGetErrorString(e));
+    }
+    return 0;
+}
+
+int pgd_cuda__fp8_stream_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                              const uint8_t *w, const float *sw, int in, int out, const void *b,
+                              void *y, char *err, size_t errlen)
+{
+    if (!pgd_cuda__fp8_stream_ok(c, in))
+        return pgd_cuda_failf(err, errlen, "fp8 streaming GEMV: in %d (a multiple of 64) on a "
+                              "device of compute capability 8.0 or later", in);
+    if (dt == PGD_DTYPE_BF16)
+        return fp8_stream_run<__nv_bfloat16>(c, dt, x, n, w, sw, in, out, b, y, err, errlen);
+    return fp8_stream_run<__half>(c, dt, x, n, w, sw, in, out, b, y, err, errlen);
+}
