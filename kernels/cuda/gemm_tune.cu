@@ -349,7 +349,10 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
     struct pgd_cuda_wgmma_cfg own = { 0, 0, 0 };
     float own_ms = -1.0f;
     int own_timed = 0;
-    if (p->key.n <= OWN_MAX_N)
+    /* Our kernel computes plain y = x w^T: no scales, dense operands. */
+    const bool own_fits = p->key.scale == PGD_CUDA_GEMM_SCALE_NONE && !p->key.fast_accum &&
+                          !p->key.ldw && !p->key.ldx && !p->key.ldy;
+    if (p->key.n <= OWN_MAX_N && own_fits)
         own_timed = pgd_cuda__wgmma_tune(c, p->key.dt, p->key.ydt, call->x, call->w, call->y,
                                          p->key.n, p->key.in, p->key.out, TUNE_REPS, &own,
                                          &own_ms);
