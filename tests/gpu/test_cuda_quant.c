@@ -572,7 +572,9 @@ GPU_TEST(wq_gemm_split_inputs_small_n)
 
 /* The Llama-3-8B shapes the batched decode runs (q / o 4096 x 4096, qkv 6144 x 4096, down
  * 4096 x 14336), 4 bits, group 128, with and without act-order, and 8 bits on down, at
- * n = 17..128 through the automatic path (the split GEMM on sm_90), 5 rows checked each. */
+ * n = 17..128 through the automatic path (the split GEMM on sm_90), 5 rows checked each;
+ * and at n = 1 and 6 (the decode GEMV; act-order down gathers x with a kernel first: its
+ * 14336 inputs are more than one round of the block's own gather). */
 GPU_TEST(wq_llama8b_shapes_small_n)
 {
     struct { int bits, in, out; bool act; int n[2]; } cases[] = {
@@ -589,6 +591,8 @@ GPU_TEST(wq_llama8b_shapes_small_n)
                 cases[i].out);
         for (int j = 0; j < 2; j++)
             wq_check_sampled(&L, cases[i].n[j], PGD_CUDA_QPATH_AUTO, j == 1, 5);
+        wq_check_sampled(&L, 1, PGD_CUDA_QPATH_AUTO, true, 1);
+        wq_check_sampled(&L, 6, PGD_CUDA_QPATH_GEMV, false, 6);
         wq_fini(&L);
     }
 }
