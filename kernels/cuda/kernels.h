@@ -143,8 +143,10 @@ int pgd_cuda_bench_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int m, int n,
                         int iters, double *tflops, char *err, size_t errlen);
 
 /* ---- gemm_tune.cu: the GEMM plans' algorithm chosen by timing ------------------------------ */
-/* cuBLASLt plans (pgd_cuda_linear_lt) take, per (dtype, output dtype, in, out) and n bucket
- * (n rounded up to a power of two), the fastest of the heuristic's candidates timed on the
+/* cuBLASLt plans (pgd_cuda_linear_lt, and the quantized linears' GEMMs: FP8 W8A8 with dt
+ * PGD_DTYPE_F8_E4M3 in the records below) take, per plan descriptor (dtypes, in, out, and
+ * for the quantized ones scale mode, leading dimensions, alignments) and n bucket (n
+ * rounded up to a power of two), the fastest of the heuristic's candidates timed on the
  * first call outside a graph capture. on: 1 tunes, 0 keeps the heuristic's first, -1 (the
  * default) reads PAGODA_GEMM_TUNE (0, off or false: off). Plans already built keep their
  * algorithm. */
