@@ -3,16 +3,17 @@
  *
  * cuBLASLt's heuristic ranks its algorithms by a model of the GPU; its first is often not
  * the fastest on the real shape (ncu had the 8B shape's GEMMs at batch 256 at ~1.5x their
- * FLOP time). So for each plan descriptor but n (dtypes, in, out, scale mode,
- * leading dimensions, alignments) and n bucket (n rounded up to a
- * power of two, which is also what the decode graph ladder uses) the first plan built
- * outside a graph capture asks the heuristic for up to TUNE_CANDIDATES algorithms, adds
- * split-K variants of them (the heuristic's few candidates at a small n, e.g. the k/v
- * projection [256 x 4096] -> 1024, are tiles of the output only: 16 CTAs for 132 SMs; K
- * split 2..8 ways fills the chip), times each on the call's own x, w and y (the output is written again by the call itself right
- * after), TUNE_REPS runs after one warm-up, with L2 flushed before every run (a 64 MiB
- * buffer made for the tuning is overwritten, so the weights come from HBM as in a real
- * step; not the quantized-linear scratch, which may hold the call's own operands), and keeps the one of least median time. Later plans of the same bucket (another n
+ * FLOP time). So for each plan descriptor but n (dtypes, in, out, scale mode, leading
+ * dimensions, alignments) and n bucket (n rounded up to a power of two, which is also what
+ * the decode graph ladder uses) the first plan built outside a graph capture asks the
+ * heuristic for up to TUNE_CANDIDATES algorithms, adds split-K variants of them (the
+ * heuristic's few candidates at a small n, e.g. the k/v projection [256 x 4096] -> 1024,
+ * are tiles of the output only: 16 CTAs for 132 SMs; K split 2..8 ways fills the chip),
+ * times each on the call's own x, w and y (the output is written again by the call itself
+ * right after), TUNE_REPS runs after one warm-up, with L2 flushed before every run (a
+ * 64 MiB buffer made for the tuning is overwritten, so the weights come from HBM as in a
+ * real step; not the quantized-linear scratch, which may hold the call's own operands),
+ * and keeps the one of least median time. Later plans of the same bucket (another n
  * in it, or a plan rebuilt after the plan cache replaced it) reuse that algorithm when
  * cuBLASLt accepts it for their n (cublasLtMatmulAlgoCheck), so decode graphs and mixed
  * steps get it without timing again.

@@ -143,8 +143,10 @@ int pgd_cuda_bench_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int m, int n,
                         int iters, double *tflops, char *err, size_t errlen);
 
 /* ---- gemm_tune.cu: the GEMM plans' algorithm chosen by timing ------------------------------ */
-/* cuBLASLt plans (pgd_cuda_linear_lt) take, per (dtype, output dtype, in, out) and n bucket
- * (n rounded up to a power of two), the fastest of the heuristic's candidates timed on the
+/* cuBLASLt plans (pgd_cuda_linear_lt, and the quantized linears' GEMMs: FP8 W8A8 with dt
+ * PGD_DTYPE_F8_E4M3 in the records below) take, per plan descriptor (dtypes, in, out, and
+ * for the quantized ones scale mode, leading dimensions, alignments) and n bucket (n
+ * rounded up to a power of two), the fastest of the heuristic's candidates timed on the
  * first call outside a graph capture. on: 1 tunes, 0 keeps the heuristic's first, -1 (the
  * default) reads PAGODA_GEMM_TUNE (0, off or false: off). Plans already built keep their
  * algorithm. */
@@ -384,6 +386,14 @@ int pgd_cuda_fp8_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x
                         const struct pgd_cuda_fp8 *w, const void *b, void *y, char *err,
                         size_t errlen);
 void pgd_cuda_fp8_destroy(struct pgd_cuda_fp8 *w);
+/* An FP8 gate_up layer [2 inter, in] with its gated activation: out [n, inter] = act(gate) *
+ * up, gate and up (features [0, inter) and [inter, 2 inter) of the layer's y, bias
+ * included) rounded to dt first: the same as pgd_cuda_fp8_linear into scratch [n, 2 inter]
+ * followed by pgd_cuda_act_mul. Decode sizes (the streaming GEMV) in one launch that never
+ * writes scratch (which may then be NULL); else exactly those two calls. */
+int pgd_cuda_fp8_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_act act,
+                                const void *x, int n, const struct pgd_cuda_fp8 *w, const void *b,
+                                void *scratch, void *out, char *err, size_t errlen);
 /* The linears with the path forced, for tests and benches: PGD_CUDA_QPATH_AUTO as above;
  * _GEMV (any n: QGEMV_ROWS rows a launch); _GEMM: wq: the fused tensor-core GEMM
  * (quant_wq_gemm.cu: dequantized in registers, any n; Hopper's wgmma where it applies);

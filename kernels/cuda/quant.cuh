@@ -212,10 +212,12 @@ int pgd_cuda__fp8_mma_gemv_fused(struct pgd_cuda_ctx *c, enum pgd_dtype dt, cons
 bool pgd_cuda__fp8_stream_ok(const struct pgd_cuda_ctx *c, int in);
 /* y [n, out] (dt) = (e4m3(x / sx) @ w [out, in]^T) * sx[row] * sw[col] + b from x [n, in] in
  * dt (BF16 / F16, any alignment): x quantized once per token into the scratch by a small
- * kernel, then the weights streamed once on fp16 tensor cores; 8 rows a launch pair. */
-int pgd_cuda__fp8_stream_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
-                              const uint8_t *w, const float *sw, int in, int out, const void *b,
-                              void *y, char *err, size_t errlen);
+ * kernel, then the weights streamed once on fp16 tensor cores; 8 rows a launch pair.
+ * glu: -1; or a PGD_ACT_* (out even): y [n, out / 2] = act(gate) * up of the two halves of
+ * the layer's features, each rounded to dt first. */
+int pgd_cuda__fp8_stream_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, const void *x,
+                              int n, const uint8_t *w, const float *sw, int in, int out,
+                              const void *b, void *y, char *err, size_t errlen);
 
 /* Environment knobs read once (for measuring paths against each other): an integer
  * variable, or def when unset. */

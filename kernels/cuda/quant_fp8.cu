@@ -462,7 +462,7 @@ static int fp8_linear(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const
     if (path == PGD_CUDA_QPATH_GEMV_STREAM ||
         (path == PGD_CUDA_QPATH_AUTO && n <= fp8_gemv_max_n() && fp8_stream_on() &&
          pgd_cuda__fp8_stream_ok(c, w->in)))
-        return pgd_cuda__fp8_stream_gemv(c, dt, x, n, w->w, w->sw, w->in, w->out, b, y, err,
+        return pgd_cuda__fp8_stream_gemv(c, dt, -1, x, n, w->w, w->sw, w->in, w->out, b, y, err,
                                          errlen);
     /* Every other path may overwrite the scratch: what it held for pgd_cuda_fp8_share_x is
      * forgotten (the streaming GEMV records its own). */
@@ -522,6 +522,31 @@ extern "C" int pgd_cuda_fp8_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, co
 {
     int rc = pgd_cuda_fp8_linear_path(c, PGD_CUDA_QPATH_AUTO, dt, x, n, w, b, y, err, errlen);
     return rc ? 1 : 0;
+}
+
+extern "C" int pgd_cuda_fp8_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt,
+                                           enum pgd_act act, const void *x, int n,
+                                           const struct pgd_cuda_fp8 *w, const void *b,
+                                           void *scratch, void *out, char *err, size_t errlen)
+{
+    if (dt != PGD_DTYPE_BF16 && dt != PGD_DTYPE_F16)
+        return pgd_cuda_failf(err, errlen, "fp8 linear_act_mul: activations in %s (BF16 or F16)",
+                              pgd_dtype_name(dt));
+    if (n < 0 || w->out % 2 != 0 || (act != PGD_ACT_SILU && act != PGD_ACT_GELU_TANH))
+        return pgd_cuda_failf(err, errlen, "fp8 linear_act_mul: %d rows, [%d, %d] (an even "
+                              "number of features), activation %d", n, w->out, w->in, (int)act);
+    if (n == 0)
+        return 0;
+    /* decode sizes: one streaming GEMV pairing gate and up features */
+    if (n <= fp8_gemv_max_n() && fp8_stream_on() && pgd_cuda__fp8_stream_ok(c, w->in))
+        return pgd_cuda__fp8_stream_gemv(c, dt, (int)act, x, n, w->w, w->sw, w->in, w->out, b,
+                                         out, err, errlen);
+    if (!scratch)
+        return pgd_cuda_failf(err, errlen, "fp8 linear_act_mul x [%d, %d] @ w [%d, %d]^T: the "
+                              "unfused path needs a scratch [%d, %d]", n, w->in, w->out, w->in,
+                              n, w->out);
+    return pgd_cuda_fp8_linear(c, dt, x, n, w, b, scratch, err, errlen) ||
+           pgd_cuda_act_mul(c, dt, act, scratch, n, w->out / 2, out, err, errlen);
 }
 
 extern "C" size_t pgd_cuda_fp8_weight_bytes(const struct pgd_cuda_fp8 *w)

@@ -30,8 +30,15 @@
  * inside the block) and meet in shared memory. Each lane keeps two groups of FG_UNR chunks
  * (2 x 4 x 32 bytes) of weight loads in flight: the next group is asked for before the
  * current one is multiplied; the first group is asked for before the kernel waits for the
- * previous one (programmatic dependent launch: weights are never written by a step). */
+ * previous one (programmatic dependent launch: weights are never written by a step).
+ *
+ * A gate_up layer with its gated activation (pgd_cuda_fp8_linear_act_mul): a block's rows
+ * g are gate features o0 + g and its rows g + 8 the up features inter + o0 + g, so each
+ * lane ends with the gate and up sums of the same feature and token and writes
+ * act(gate) * up, both rounded to the dtype first (as the linear followed by act_mul
+ * rounds them): one launch, and the [n, 2 inter] gate_up output is never written. */
 #include "kernels/cuda/quant.cuh"
+#include "kernels/cuda/act.cuh"
 #include <cuda_fp8.h>
 
 #define FG_WARPS 8
@@ -98,6 +105,14 @@ fp8_xprep_kernel(const T *__restrict__ x, int in, int vec, __half *__restrict__ 
 }
 
 /* ---- the GEMV ------------------------------------------------------------------------------ */
+/* An output: the float32 sum v (of the products scaled by 2^-8) times s = 2^8 sx[token],
+ * times the feature's scale, plus its bias (one expression for both epilogues, so the
+ * gated one rounds gate and up exactly as the plain one rounds y). */
+__device__ __forceinline__ float fg_out(float v, float s, float swo, float bias)
+{
+    return v * s * swo + bias;
+}
+
 /* The fp16 pairs (codes 0, 2) and (codes 1, 3) of a word of e4m3 codes, each value * 2^-8. */
 __device__ __forceinline__ uint32_t e4m3_pair02(uint32_t w)
 {
@@ -127,21 +142,24 @@ __device__ __forceinline__ void fg_mma(float *d, uint32_t a0, uint32_t a1, uint3
  * features and tok < n <= 8. cpw: chunks of 64 inputs a warp. R16: 16 features a block
  * (rows g and g + 8 of the products); else 8 (row g in both halves of A, the second half's
  * sums unused: twice the blocks for a layer of few features, e.g. a k or v projection,
- * whose 16-feature tiles would leave SMs idle), with twice the chunks in flight a lane. */
-template <typename T, bool R16>
+ * whose 16-feature tiles would leave SMs idle), with twice the chunks in flight a lane.
+ * GLU >= 0 (a PGD_ACT_*; R16): out = inter = the layer's features / 2, y [n, inter] =
+ * act(gate) * up, 8 features a block as described above. */
+template <typename T, bool R16, int GLU>
 __global__ void __launch_bounds__(FG_WARPS * 32, 2)
 fp8_gemv_stream_kernel(const uint8_t *__restrict__ w, const float *__restrict__ sw,
                        const __half *__restrict__ xh, const float *__restrict__ sx, int n,
                        int in, int out, int cpw, const T *__restrict__ b, T *__restrict__ y)
 {
-    constexpr int UNR = R16 ? FG_UNR : 2 * FG_UNR, ROWS = R16 ? 16 : 8;
+    static_assert(GLU < 0 || R16, "the gated activation pairs rows g and g + 8");
+    constexpr int UNR = R16 ? FG_UNR : 2 * FG_UNR, ROWS = R16 && GLU < 0 ? 16 : 8;
     __shared__ float red[FG_WARPS][4][32];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     const int chunks = in / 64;
     const int c0 = warp * cpw, c1 = min(chunks, c0 + cpw);
     /* rows past out read the last row (their sums are not written) */
     const int r0 = min((int)blockIdx.x * ROWS + g, out - 1);
-    const int r8 = R16 ? min((int)blockIdx.x * ROWS + g + 8, out - 1) : r0;
+    const int r8 = GLU >= 0 ? out + r0 : R16 ? min((int)blockIdx.x * ROWS + g + 8, out - 1) : r0;
     const uint4 *w0 = reinterpret_cast<const uint4 *>(w + (size_t)r0 * in) + t;
     const uint4 *w8 = reinterpret_cast<const uint4 *>(w + (size_t)r8 * in) + t;
     pdl_trigger();
@@ -191,7 +209,26 @@ fp8_gemv_stream_kernel(const uint8_t *__restrict__ w, const float *__restrict__ 
     for (int i = 0; i < 4; i++)
         red[warp][i][lane] = acc[i];
     __syncthreads();
-    if (warp == 0) {
+    if (warp == 0 && GLU >= 0) {
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            float vg = 0.0f, vu = 0.0f;
+#pragma unroll
+            for (int k = 0; k < FG_WARPS; k++) {
+                vg += red[k][i][lane];
+                vu += red[k][i + 2][lane];
+            }
+            const int o = blockIdx.x * ROWS + g, tok = 2 * t + i;
+            if (o < out && tok < n) {
+                const float s = 256.0f * __ldg(sx + tok);
+                const T gate = from_f<T>(fg_out(vg, s, __ldg(sw + o), b ? to_f<T>(b[o]) : 0.0f));
+                const T up = from_f<T>(fg_out(vu, s, __ldg(sw + out + o),
+                                              b ? to_f<T>(b[out + o]) : 0.0f));
+                y[(size_t)tok * out + o] =
+                    from_f<T>(act_mul_f<GLU < 0 ? 0 : GLU>(to_f<T>(gate), to_f<T>(up)));
+            }
+        }
+    } else if (warp == 0) {
 #pragma unroll
         for (int i = 0; i < (R16 ? 4 : 2); i++) {
             float v = 0.0f;
@@ -201,8 +238,9 @@ fp8_gemv_stream_kernel(const uint8_t *__restrict__ w, const float *__restrict__ 
             /* accumulator i: feature g (+ 8 for i >= 2), token 2t (+ 1 for odd i) */
             const int o = blockIdx.x * ROWS + g + (i >= 2 ? 8 : 0), tok = 2 * t + (i & 1);
             if (o < out && tok < n)
-                y[(size_t)tok * out + o] = from_f<T>(v * 256.0f * __ldg(sx + tok) * __ldg(sw + o) +
-                                                     (b ? to_f<T>(b[o]) : 0.0f));
+                y[(size_t)tok * out + o] = from_f<T>(fg_out(v, 256.0f * __ldg(sx + tok),
+                                                            __ldg(sw + o),
+                                                            b ? to_f<T>(b[o]) : 0.0f));
         }
     }
 }
@@ -229,9 +267,11 @@ bool pgd_cuda__fp8_stream_ok(const struct pgd_cuda_ctx *c, int in)
     return cached[d] == 2;
 }
 
+/* glu: -1 for the plain linear (out features), else a PGD_ACT_* and out = inter (the layer
+ * has 2 inter features). */
 template <typename T>
-static int fp8_stream_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
-                          const uint8_t *w,
+static int fp8_stream_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, const void *x,
+                          int n, const uint8_t *w,
                           const float *sw, int in, int out, const void *b, void *y, char *err,
                           size_t errlen)
 {
@@ -263,13 +303,26 @@ static int fp8_stream_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void 
         }
         /* 16-feature tiles, or 8 where 16 would leave SMs without a block */
         const bool r16 = (out + 15) / 16 >= c->sm_count;
-        if (e == cudaSuccess)
-            e = r16 ? pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true>, dim3((out + 15) / 16),
-                                      dim3(FG_WARPS * 32), w, sw, (const __half *)xh,
-                                      (const float *)sx, rows, in, out, cpw, (const T *)b, yr)
-                    : pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, false>, dim3((out + 7) / 8),
-                                      dim3(FG_WARPS * 32), w, sw, (const __half *)xh,
-                                      (const float *)sx, rows, in, out, cpw, (const T *)b, yr);
+        const dim3 block(FG_WARPS * 32);
+        const __half *xhc = xh;
+        const float *sxc = sx;
+        const T *bt = (const T *)b;
+        if (e == cudaSuccess) {
+            if (glu == PGD_ACT_SILU)
+                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, PGD_ACT_SILU>,
+                                    dim3((out + 7) / 8), block, w, sw, xhc, sxc, rows, in, out,
+                                    cpw, bt, yr);
+            else if (glu == PGD_ACT_GELU_TANH)
+                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, PGD_ACT_GELU_TANH>,
+                                    dim3((out + 7) / 8), block, w, sw, xhc, sxc, rows, in, out,
+                                    cpw, bt, yr);
+            else if (r16)
+                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, -1>, dim3((out + 15) / 16),
+                                    block, w, sw, xhc, sxc, rows, in, out, cpw, bt, yr);
+            else
+                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, false, -1>, dim3((out + 7) / 8),
+                                    block, w, sw, xhc, sxc, rows, in, out, cpw, bt, yr);
+        }
         if (e != cudaSuccess)
             return pgd_cuda_failf(err, errlen, "fp8 streaming GEMV x [%d, %d] -> %d (rows %d..%d): "
                                   "%s", n, in, out, r0, r0 + rows - 1, cudaGetErrorString(e));
@@ -277,14 +330,18 @@ static int fp8_stream_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void 
     return 0;
 }
 
-int pgd_cuda__fp8_stream_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
-                              const uint8_t *w, const float *sw, int in, int out, const void *b,
-                              void *y, char *err, size_t errlen)
+int pgd_cuda__fp8_stream_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, const void *x,
+                              int n, const uint8_t *w, const float *sw, int in, int out,
+                              const void *b, void *y, char *err, size_t errlen)
 {
     if (!pgd_cuda__fp8_stream_ok(c, in))
         return pgd_cuda_failf(err, errlen, "fp8 streaming GEMV: in %d (a multiple of 64) on a "
                               "device of compute capability 8.0 or later", in);
+    if (glu >= 0 && (out % 2 != 0 || (glu != PGD_ACT_SILU && glu != PGD_ACT_GELU_TANH)))
+        return pgd_cuda_failf(err, errlen, "fp8 streaming GEMV with activation %d: [%d, %d] "
+                              "(an even number of features)", glu, out, in);
+    const int o = glu >= 0 ? out / 2 : out;
     if (dt == PGD_DTYPE_BF16)
-        return fp8_stream_run<__nv_bfloat16>(c, dt, x, n, w, sw, in, out, b, y, err, errlen);
-    return fp8_stream_run<__half>(c, dt, x, n, w, sw, in, out, b, y, err, errlen);
+        return fp8_stream_run<__nv_bfloat16>(c, dt, glu, x, n, w, sw, in, o, b, y, err, errlen);
+    return fp8_stream_run<__half>(c, dt, glu, x, n, w, sw, in, o, b, y, err, errlen);
 }

@@ -59,6 +59,16 @@ struct pgd_fwd {
      * one; NULL otherwise (the ops then skip their brackets). */
     struct pgd__op_profile *prof;
 
+    /* linear_act_mul's offer to a quantized gate_up layer (ops.c): the qweight linear that
+     * writes `scratch` may write act(gate) * up into `out` itself (one kernel, FP8 on CUDA)
+     * and set done; otherwise the act_mul op runs after it. Cleared after the call. */
+    struct {
+        const void *scratch;
+        void *out;
+        enum pgd_act act;
+        bool done;
+    } act_offer;
+
     enum pgd_status status;            /* first failure of the step */
     char err[512];
 };

@@ -254,7 +254,13 @@ void pgd_op_qweight_linear(struct pgd_fwd *f, const struct pgd_qweight *w,
         if (w->kind == PGD__QW_WQ)
             CUDA_RUN(f, pgd_cuda_wq_linear(f->cuda, f->act_dtype, x->data, (int)n, w->cuda_wq, b,
                                            y->data, CUDA_ERR));
-        else
+        else if (f->act_offer.scratch && f->act_offer.scratch == y->data) {
+            /* linear_act_mul's gate_up: the activation in the same kernel where it can */
+            CUDA_RUN(f, pgd_cuda_fp8_linear_act_mul(f->cuda, f->act_dtype, f->act_offer.act,
+                                                    x->data, (int)n, w->cuda_fp8, b, y->data,
+                                                    f->act_offer.out, CUDA_ERR));
+            f->act_offer.done = true;
+        } else
             CUDA_RUN(f, pgd_cuda_fp8_linear(f->cuda, f->act_dtype, x->data, (int)n, w->cuda_fp8,
                                             b, y->data, CUDA_ERR));
         return;
@@ -510,9 +516,24 @@ static void linear_act_mul_run(struct pgd_fwd *f, const struct pgd_linear *gate_
                                struct pgd_tensor *out)
 {
     if (!ON_CUDA(f) || gate_up->quant) {
-        /* The reference (and the quant plugin's linear): the two ops as they are. */
+        /* The reference (and the quant plugin's linear): the two ops as they are, unless the
+         * quantized linear takes the offer to apply the activation itself (FP8 on CUDA). */
+        int64_t n = pgd_tensor_rows(x);
+        bool offer = ON_CUDA(f) && gate_up->out_features % 2 == 0 &&
+                     op_ready(f, "linear_act_mul", 2,
+                              (const struct pgd_tensor *[]){ gate_up_scratch, out }) &&
+                     check_shape(f, "linear_act_mul", "out", out, n, gate_up->out_features / 2);
+        if (offer) {
+            f->act_offer.scratch = gate_up_scratch->data;
+            f->act_offer.out = out->data;
+            f->act_offer.act = act;
+            f->act_offer.done = false;
+        }
         pgd_op_linear(f, gate_up, x, gate_up_scratch);
-        pgd_op_act_mul(f, act, gate_up_scratch, out);
+        bool done = offer && f->act_offer.done;
+        memset(&f->act_offer, 0, sizeof f->act_offer);
+        if (!done)
+            pgd_op_act_mul(f, act, gate_up_scratch, out);
         return;
     }
 #ifdef PGD_HAVE_CUDA

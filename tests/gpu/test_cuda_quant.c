@@ -913,6 +913,58 @@ GPU_TEST(fp8_share_x_quantizes_once_for_q_k_v)
     free(x); free(x2);
 }
 
+/* pgd_cuda_fp8_linear_act_mul at decode sizes (one streaming GEMV whose blocks pair gate
+ * and up features) against the two calls it stands for (the streaming GEMV into a scratch,
+ * then pgd_cuda_act_mul): the same sums rounded the same way, so equal but for a last-bit
+ * difference where a sum of another tile order rounds the other way (at most 1% of the
+ * outputs, each within 2 units of the last place); a wrong pairing, scale or bias moves an
+ * output far more. SiLU and GELU-tanh, both dtypes, n = 1..8, with and without bias,
+ * inter = 208 and 37 (a padded block) and [2 x 520, 4096]; past 8 rows (n = 12) it is the
+ * automatic linear and act_mul, checked the same way against those two calls. */
+GPU_TEST(fp8_linear_act_mul_fuses_the_activation)
+{
+    char err[512] = "";
+    static const int SHAPES[3][2] = { { 1024, 416 }, { 1088, 74 }, { 4096, 1040 } };
+    for (int s = 0; s < 3; s++) {
+        struct fp8_layer L;
+        fp8_init(&L, s != 1, SHAPES[s][0], SHAPES[s][1]);
+        const int in = L.in, out = L.out, inter = out / 2;
+        for (int k = 0; k < 9; k++) {
+            const int n = k < 8 ? k + 1 : 12;
+            const enum pgd_dtype dt = DTS[(k + s) % 2];
+            const enum pgd_act act = (k + s) % 3 == 0 ? PGD_ACT_GELU_TANH : PGD_ACT_SILU;
+            const bool bias = k % 2 == 1;
+            float *x = fp8_x(n, in, dt), *b = bias ? rand_vals((size_t)out, 0.5f, dt) : NULL;
+            void *dx = upload(x, (size_t)n * in, dt), *db = bias ? upload(b, (size_t)out, dt) : NULL;
+            void *scratch = poisoned((size_t)n * out, dt), *two = poisoned((size_t)n * inter, dt);
+            void *fused = poisoned((size_t)n * inter, dt);
+            CHECK_RC(pgd_cuda_fp8_linear_path(ctx, n > 8 ? PGD_CUDA_QPATH_AUTO
+                                                         : PGD_CUDA_QPATH_GEMV_STREAM,
+                                              dt, dx, n, L.d, db, scratch, err, sizeof err));
+            CHECK_RC(pgd_cuda_act_mul(ctx, dt, act, scratch, n, inter, two, err, sizeof err));
+            CHECK_RC(pgd_cuda_fp8_linear_act_mul(ctx, dt, act, dx, n, L.d, db,
+                                                 n > 8 ? scratch : NULL, fused, err, sizeof err));
+            float *want = download(two, (size_t)n * inter, dt);
+            float *got = download(fused, (size_t)n * inter, dt);
+            const double ulp = dt == PGD_DTYPE_BF16 ? 0x1p-7 : 0x1p-10;
+            size_t differ = 0;
+            for (size_t i = 0; i < (size_t)n * inter; i++) {
+                const double d = fabs((double)got[i] - want[i]);
+                differ += d != 0;
+                cr_assert(d <= 2 * ulp * fabs(want[i]) + 1e-30, "%s act %d %s n = %d: row %zu "
+                          "feature %zu is %.7g, the linear then act_mul give %.7g", L.name,
+                          (int)act, pgd_dtype_name(dt), n, i / inter, i % inter, got[i], want[i]);
+            }
+            cr_assert(differ * 100 <= (size_t)n * inter, "%s n = %d: %zu of %zu outputs differ "
+                      "from the linear then act_mul", L.name, n, differ, (size_t)n * inter);
+            free(x); free(b); free(want); free(got);
+            pgd_cuda_free(dx); pgd_cuda_free(db); pgd_cuda_free(scratch); pgd_cuda_free(two);
+            pgd_cuda_free(fused);
+        }
+        fp8_fini(&L);
+    }
+}
+
 /* FP8 GEMMs take gemm_tune.cu's algorithm choice as the dense layers do: the first call of
  * a shape and n bucket times the candidates and records the tuning (inputs e4m3, the
  * output's dtype) for the bucket; other n of the bucket reuse it without timing; the same

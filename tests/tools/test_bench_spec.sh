@@ -46,7 +46,8 @@ for name, key in (("repetitive", "repetitive"), ("free_form", "free-form")):
         bad.append(name + ": token counts")
     if not (0 <= s["num_accepted_tokens"] <= s["num_draft_tokens"] <= 4 * s["num_drafts"]):
         bad.append(name + ": counters")
-    if not (s["decode_ms_per_token_off"] > 0 and s["decode_ms_per_token_on"] > 0):
+    if not all(s[k + m] > 0 for k in ("decode_ms_per_token_", "decode_cpu_ms_per_token_")
+               for m in ("off", "on")):
         bad.append(name + ": decode times")
 print("; ".join(bad))
 PY
