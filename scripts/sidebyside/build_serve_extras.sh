@@ -49,7 +49,7 @@ find "$WORK/site" -name __pycache__ -type d -prune -exec rm -rf {} +
 find "$WORK/site" -name '*.pyi' -delete
 
 # a flat tree (package dirs and *.dist-info at the root), reproducible member order and metadata
-( cd "$WORK/site" && ls -A | LC_ALL=C sort ) > "$WORK/toplevel.txt"
+find "$WORK/site" -mindepth 1 -maxdepth 1 -printf '%P\n' | LC_ALL=C sort > "$WORK/toplevel.txt"
 tar -C "$WORK/site" --sort=name --owner=0 --group=0 --numeric-owner --mtime='2026-07-25 00:00:00Z' \
     -cf - -T "$WORK/toplevel.txt" | xz -9e -c > "$OUT/serve.tar.xz"
 install -m 0644 "$KIT/bench_vllm.py" "$KIT/sharegpt_lengths.py" "$OUT/"

@@ -32,17 +32,20 @@ wait_health() {
   return 1
 }
 
-# stop_server PID: SIGTERM to the server's process group (it was started with setsid, so the
-# group holds its workers too, e.g. vLLM's engine core), SIGKILL after 30 s.
+# stop_server PID: SIGTERM to the server, SIGKILL after 30 s; its child processes (vLLM's engine
+# core) are looked up first and get SIGKILL too if they outlive it. (No setsid: what a device
+# call leaves running in its own session would outlive the call and hold the GPU.)
 stop_server() {
-  local pid=$1 i
+  local pid=$1 kids _
   kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
-  for i in $(seq 60); do
+  kids=$(pgrep -P "$pid" | tr '\n' ' ')
+  kill -TERM "$pid" 2>/dev/null
+  for _ in $(seq 60); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.5
   done
-  kill -KILL -- "-$pid" 2>/dev/null
+  # shellcheck disable=SC2086 # the ids are words
+  kill -KILL "$pid" $kids 2>/dev/null
   wait "$pid" 2>/dev/null
   stamp "server (pid $pid) stopped"
 }

@@ -55,9 +55,8 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 VLLM_NO_USA
 
 mapfile -t ARGS < <(server_args "$MODEL_DIR")
 stamp "vllm serve: python3 -m vllm.entrypoints.openai.api_server ${ARGS[*]}"
-# setsid: the server and its engine-core process in one group of their own, which stop_server
-# (and the trap, whatever happens) ends as a whole.
-setsid python3 -m vllm.entrypoints.openai.api_server "${ARGS[@]}" > "$OUTDIR/server.log" 2>&1 &
+# stop_server (the trap: whatever happens) ends it and its engine-core process.
+python3 -m vllm.entrypoints.openai.api_server "${ARGS[@]}" > "$OUTDIR/server.log" 2>&1 &
 SERVER=$!
 trap 'stop_server $SERVER' EXIT
 wait_health "$PORT" "$SERVER" "$OUTDIR/server.log" "${HEALTH_WAIT:-300}" || exit 1
