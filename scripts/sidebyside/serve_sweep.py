@@ -54,7 +54,9 @@ def bench_cmd(a, name, rate):
                  "--label", a.engine, "--metadata", f"engine={a.engine}", "--disable-tqdm"]
 
 
-def one_run(a, name, rate):
+def one_run(a, name, rate, est):
+    """One `pagoda bench serve` run, killed after three times its estimate (a hung server must
+    not eat the device call)."""
     tag, cmd = bench_cmd(a, name, rate)
     res = os.path.join(a.out, f"{a.engine}_{tag}.json")
     if os.path.exists(res):
@@ -63,7 +65,10 @@ def one_run(a, name, rate):
     with open(os.path.join(a.out, f"serve_{a.engine}_{tag}.txt"), "w") as log:
         log.write(" ".join(cmd) + "\n")
         log.flush()
-        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+        try:
+            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=max(60, 3 * est)).returncode
+        except subprocess.TimeoutExpired:
+            rc = "timeout"
     line = {"engine": a.engine, "workload": name, "request_rate": rate if rate is not None else "inf",
             "num_prompts": int(cmd[cmd.index("--num-prompts") + 1]), "rc": rc,
             "wall_s": round(time.monotonic() - t, 1)}
@@ -121,7 +126,7 @@ def cmd_run(a):
             d = {"engine": a.engine, "workload": name, "request_rate": rate if rate is not None else "inf",
                  "skipped": "time budget", "est_s": round(est), "left_s": round(left)}
         else:
-            d = one_run(a, name, rate)
+            d = one_run(a, name, rate, est)
         lines.append(d)
         print(json.dumps(d), flush=True)
     pts = sweep_points(lines, "median_tpot_ms")
