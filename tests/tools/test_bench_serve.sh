@@ -218,6 +218,8 @@ fi
 kill -TERM "$pid"; wait "$pid" 2>/dev/null; pid=
 
 # ---- a faulty server: per 3 requests one good stream, one HTTP 500, one cut stream --------
+# (every stream's second token is "\u0000", the text of a byte-level tokenizer's byte 0: a
+# token like any other, not a failure)
 python3 - "$tmp/fake.port" <<'PY' &
 import http.server, json, sys, threading
 lock, n = threading.Lock(), [0]
@@ -241,7 +243,8 @@ class H(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body); return
         self.send_response(200); self.send_header("Content-Type", "text/event-stream"); self.end_headers()
         for i in range(req["max_tokens"]):
-            self.wfile.write(b'data: {"choices":[{"index":0,"text":"a","finish_reason":null}]}\n\n')
+            text = b'\\u0000' if i == 1 else b'a'
+            self.wfile.write(b'data: {"choices":[{"index":0,"text":"%s","finish_reason":null}]}\n\n' % text)
             self.wfile.flush()
             if k == 2 and i == 1:
                 return          # the connection closes mid-stream

@@ -77,7 +77,9 @@ static int on_event(void *ctx, const char *data, size_t len)
         x->done = true;
         return 0;
     }
-    json_t *j = json_loadb(data, len, 0, NULL);
+    /* JSON_ALLOW_NUL: "\u0000" is valid JSON and the text of a real token (a byte-level
+     * tokenizer's byte 0, which random weights sample now and then). */
+    json_t *j = json_loadb(data, len, JSON_ALLOW_NUL, NULL);
     if (!j) {
         char head[81];
         snprintf(head, sizeof head, "%.*s", (int)(len < 80 ? len : 80), data);
