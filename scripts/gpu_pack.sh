@@ -30,7 +30,8 @@ else
 fi
 # The CPU-only test programs (unit, fuzz, hub, tools, repl, dist) never run there: left out,
 # which keeps the bundle and the checkout it travels with under the device's 64 MiB.
-find "$build" -type f ! -name '*.o' ! -name '*.lo' ! -name '*.Po' ! -name '*.Plo' \
+# Static archives (libpagoda-private.a) only serve linking here: left out too.
+find "$build" -type f ! -name '*.o' ! -name '*.lo' ! -name '*.a' ! -name '*.Po' ! -name '*.Plo' \
      ! -path "$build/tests/unit/*" ! -path "$build/tests/fuzz/*" ! -path "$build/tests/hub/*" \
      ! -path "$build/tests/tools/*" ! -path "$build/tests/repl/*" ! -path "$build/tests/dist/*" \
      >> "$list"
