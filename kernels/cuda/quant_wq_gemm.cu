@@ -821,26 +821,13 @@ struct wg_kernel {
         cudaError_t e = wg_allow_smem(granted, fn(), c->device, smem());
         if (e != cudaSuccess)
             return e;
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = dim3((unsigned)((a.n + BN - 1) / BN), (unsigned)((a.out + WG_BM - 1) / WG_BM),
-                           (unsigned)a.ks);
-        cfg.blockDim = dim3(WG_THREADS);
-        cfg.dynamicSmemBytes = (size_t)smem();
-        cfg.stream = c->stream;
+        cudaLaunchConfig_t cfg;
         cudaLaunchAttribute attr[2];
-        int na = 0;
-        if (c->pdl) {
-            attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-            attr[na++].val.programmaticStreamSerializationAllowed = 1;
-        }
-        if (a.ks > 1) {
-            attr[na].id = cudaLaunchAttributeClusterDimension;
-            attr[na].val.clusterDim.x = 1;
-            attr[na].val.clusterDim.y = 1;
-            attr[na++].val.clusterDim.z = (unsigned)a.ks;
-        }
-        cfg.attrs = attr;
-        cfg.numAttrs = (unsigned)na;
+        pgd_cuda__wq_launch_cfg(c,
+                                dim3((unsigned)((a.n + BN - 1) / BN),
+                                     (unsigned)((a.out + WG_BM - 1) / WG_BM), (unsigned)a.ks),
+                                dim3(WG_THREADS), (size_t)smem(), dim3(1, 1, (unsigned)a.ks),
+                                &cfg, attr);
         return cudaLaunchKernelEx(&cfg, fn(), a);
     }
 };
@@ -849,34 +836,46 @@ std::atomic<uint64_t> wg_kernel<T, WK, EXACT, BN, WGMMA>::granted(0);
 template <typename T, int WK, bool EXACT, int BN, bool WGMMA>
 int wg_kernel<T, WK, EXACT, BN, WGMMA>::occ[64];
 
-/* Whether the wgmma kernel runs on c's device: compute capability 9.0 and the sm_90a code in
- * the binary (the build had 90 among its architectures); PGD_CUDA_WQ_WGMMA=0 turns it off.
- * Asked once a device (bit masks of devices 0..63 asked and found able). */
-static bool wg_wgmma_ok(const struct pgd_cuda_ctx *c)
+/* probe(c), asked once for each of devices 0..63 (bit masks of the devices asked and found
+ * able; false past 63); a failed look-up inside it is no error of the caller's. */
+static bool wg_once(std::atomic<uint64_t> &asked, std::atomic<uint64_t> &able,
+                    const struct pgd_cuda_ctx *c, bool (*probe)(const struct pgd_cuda_ctx *))
 {
-    static std::atomic<uint64_t> asked(0), able(0);
     const uint64_t bit = c->device >= 0 && c->device < 64 ? 1ull << c->device : 0;
     if (!bit)
         return false;
     if (asked.load() & bit)
         return (able.load() & bit) != 0;
-    int major = 0, minor = 0;
-    cudaFuncAttributes fa;
-    const bool ok =
-        pgd_cuda__qenv_int("PGD_CUDA_WQ_WGMMA", 1) != 0 &&
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) ==
-            cudaSuccess &&
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, c->device) ==
-            cudaSuccess &&
-        major == 9 && minor == 0 &&
-        cudaFuncGetAttributes(&fa, wq_gemm_wgmma_kernel<__nv_bfloat16, WG_MMA4, true, 128>) ==
-            cudaSuccess &&
-        fa.binaryVersion == 90;
-    cudaGetLastError();              /* a failed look-up is no error of the caller's */
+    const bool ok = probe(c);
+    cudaGetLastError();
     if (ok)
         able.fetch_or(bit);
     asked.fetch_or(bit);
     return ok;
+}
+
+/* Whether the wgmma kernel runs on c's device: compute capability 9.0 and the sm_90a code in
+ * the binary (the build had 90 among its architectures); PGD_CUDA_WQ_WGMMA=0 turns it off.
+ * Asked once a device (bit masks of devices 0..63 asked and found able). */
+static bool wg_wgmma_probe(const struct pgd_cuda_ctx *c)
+{
+    int major = 0, minor = 0;
+    cudaFuncAttributes fa;
+    return pgd_cuda__qenv_int("PGD_CUDA_WQ_WGMMA", 1) != 0 &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) ==
+               cudaSuccess &&
+           cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, c->device) ==
+               cudaSuccess &&
+           major == 9 && minor == 0 &&
+           cudaFuncGetAttributes(&fa, wq_gemm_wgmma_kernel<__nv_bfloat16, WG_MMA4, true, 128>) ==
+               cudaSuccess &&
+           fa.binaryVersion == 90;
+}
+
+static bool wg_wgmma_ok(const struct pgd_cuda_ctx *c)
+{
+    static std::atomic<uint64_t> asked(0), able(0);
+    return wg_once(asked, able, c, wg_wgmma_probe);
 }
 
 bool pgd_cuda__wq_gemm_int_zeros(const struct pgd_wq_host *h)
@@ -896,26 +895,20 @@ bool pgd_cuda__wq_gemm_int_zeros(const struct pgd_wq_host *h)
  * and the kernels' code built for sm_90 or later (their cluster reduction is compiled only
  * there; PTX of an older target run on a newer device would not have it). Asked once a
  * device. */
+static bool wg_clusters_probe(const struct pgd_cuda_ctx *c)
+{
+    int major = 0;
+    cudaFuncAttributes fa;
+    return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) ==
+               cudaSuccess && major >= 9 &&
+           cudaFuncGetAttributes(&fa, wq_gemm_kernel<__nv_bfloat16, WG_MMA4, true, 32>) ==
+               cudaSuccess && fa.ptxVersion >= 90;
+}
+
 static bool wg_clusters_ok(const struct pgd_cuda_ctx *c)
 {
     static std::atomic<uint64_t> asked(0), able(0);
-    const uint64_t bit = c->device >= 0 && c->device < 64 ? 1ull << c->device : 0;
-    if (!bit)
-        return false;
-    if (asked.load() & bit)
-        return (able.load() & bit) != 0;
-    int major = 0;
-    cudaFuncAttributes fa;
-    const bool ok =
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) ==
-            cudaSuccess && major >= 9 &&
-        cudaFuncGetAttributes(&fa, wq_gemm_kernel<__nv_bfloat16, WG_MMA4, true, 32>) ==
-            cudaSuccess && fa.ptxVersion >= 90;
-    cudaGetLastError();
-    if (ok)
-        able.fetch_or(bit);
-    asked.fetch_or(bit);
-    return ok;
+    return wg_once(asked, able, c, wg_clusters_probe);
 }
 
 /* How a call runs: the token tile, the kernel, the inputs' split. */
