@@ -934,6 +934,7 @@ static int wg_kps(int kts, int ks)
  * inputs over a cluster of up to 8 blocks (their sums added through distributed shared
  * memory, in a fixed order) fills the SMs and shortens each block's chain of stages. */
 #define WG_COST_FIXED 4
+#define WG_SPLIT_MAX_N 128           /* the cost model below up to here; past it, see wg_pick */
 template <typename T, int WK, bool EXACT>
 static struct wg_plan wg_pick(struct pgd_cuda_ctx *c, int n, const struct pgd_cuda_wq *w,
                               bool allow_wgmma)
@@ -948,17 +949,44 @@ static struct wg_plan wg_pick(struct pgd_cuda_ctx *c, int n, const struct pgd_cu
     const int fbn = pgd_cuda__qenv_int("PGD_CUDA_WQ_GEMM_BN", 0);
     const int fks = pgd_cuda__qenv_int("PGD_CUDA_WQ_GEMM_KS", 0);
     const int want = fks == 1 || (fks > 1 && fks <= WG_KS_MAX && split_ok) ? fks : 0;
+    auto blocks_sm = [&](int bn, bool wg) {
+        return bn == 128 ? (wg ? wg_kernel<T, WK, EXACT, 128, true>::blocks_sm(c)
+                               : wg_kernel<T, WK, EXACT, 128, false>::blocks_sm(c))
+             : bn == 64 ? (wg ? wg_kernel<T, WK, EXACT, 64, true>::blocks_sm(c)
+                              : wg_kernel<T, WK, EXACT, 64, false>::blocks_sm(c))
+                        : wg_kernel<T, WK, EXACT, 32, false>::blocks_sm(c);
+    };
+    if (n > WG_SPLIT_MAX_N && fbn == 0 && fks == 0) {
+        /* Past 128 tokens (H200): the token tile of least waves (one block an SM) x (tokens
+         * + 32), unsplit; split in two only where that still fits one wave of the blocks
+         * the SMs hold (q / o, down at n = 256: 49.8 -> 41.7 us, 138 -> 129). Crediting a
+         * second block an SM or more splits here made qkv and gate_up at n = 256 slower
+         * (59.8 -> 84.9, 236 -> 280 us): two blocks an SM compete for the tensor cores and
+         * a narrower tile re-reads and re-dequantizes the weights. */
+        int bn = 128;
+        long bcost = -1;
+        for (int b = 128; b >= 32; b /= 2) {
+            const long blocks = mblocks * ((n + b - 1) / b);
+            const long cost = (blocks + sms - 1) / sms * (b + 32);
+            if (bcost < 0 || cost < bcost) {
+                bn = b;
+                bcost = cost;
+            }
+        }
+        const bool wg = wgmma_ok && bn >= 64;
+        const long tiles = mblocks * ((n + bn - 1) / bn);
+        const int kps2 = wg_kps(kts, 2);
+        const bool two = split_ok && tiles < sms && kps2 >= WG_KPS_MIN && kps2 < kts &&
+                         2 * tiles <= sms * blocks_sm(bn, wg);
+        return (struct wg_plan){ bn, two ? 2 : 1, two ? kps2 : kts, wg };
+    }
     struct wg_plan best = { 128, 1, kts, false };
     long best_cost = -1;
     for (int bn = 128; bn >= 32; bn /= 2) {
         if ((fbn == 32 || fbn == 64 || fbn == 128) && bn != fbn)
             continue;
         const bool wg = wgmma_ok && bn >= 64;
-        const int occ = bn == 128 ? (wg ? wg_kernel<T, WK, EXACT, 128, true>::blocks_sm(c)
-                                        : wg_kernel<T, WK, EXACT, 128, false>::blocks_sm(c))
-                      : bn == 64 ? (wg ? wg_kernel<T, WK, EXACT, 64, true>::blocks_sm(c)
-                                       : wg_kernel<T, WK, EXACT, 64, false>::blocks_sm(c))
-                                 : wg_kernel<T, WK, EXACT, 32, false>::blocks_sm(c);
+        const int occ = blocks_sm(bn, wg);
         const long slots = sms * occ, tiles = mblocks * ((n + bn - 1) / bn);
         for (int ks0 = 1; ks0 <= WG_KS_MAX; ks0++) {
             if (want > 0 && ks0 != want)
