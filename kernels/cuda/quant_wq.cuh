@@ -23,6 +23,33 @@ struct pgd_cuda_wq {
     int int_zeros;                   /* every zero an integer in 0..2^bits (quant_wq_gemm.cu) */
 };
 
+/* *cfg: a launch as pgd_cuda_launch's (the context's stream, programmatic dependent launch
+ * where the context allows it) with dynamic shared memory and, when cluster has more than
+ * one block, that cluster shape; attr: room for the 2 attributes cfg points to. */
+static inline void pgd_cuda__wq_launch_cfg(const struct pgd_cuda_ctx *c, dim3 grid, dim3 block,
+                                           size_t smem, dim3 cluster, cudaLaunchConfig_t *cfg,
+                                           cudaLaunchAttribute *attr)
+{
+    *cfg = cudaLaunchConfig_t{};
+    cfg->gridDim = grid;
+    cfg->blockDim = block;
+    cfg->dynamicSmemBytes = smem;
+    cfg->stream = c->stream;
+    unsigned na = 0;
+    if (c->pdl) {
+        attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[na++].val.programmaticStreamSerializationAllowed = 1;
+    }
+    if (cluster.x * cluster.y * cluster.z > 1) {
+        attr[na].id = cudaLaunchAttributeClusterDimension;
+        attr[na].val.clusterDim.x = cluster.x;
+        attr[na].val.clusterDim.y = cluster.y;
+        attr[na++].val.clusterDim.z = cluster.z;
+    }
+    cfg->attrs = attr;
+    cfg->numAttrs = na;
+}
+
 /* quant_wq_mma.cu */
 /* Whether the mma layout takes h (and the environment's PGD_CUDA_WQ_MMA is not 0). */
 bool pgd_cuda__wq_mma_fits(const struct pgd_wq_host *h);

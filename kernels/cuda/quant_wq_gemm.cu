@@ -821,26 +821,13 @@ struct wg_kernel {
         cudaError_t e = wg_allow_smem(granted, fn(), c->device, smem());
         if (e != cudaSuccess)
             return e;
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = dim3((unsigned)((a.n + BN - 1) / BN), (unsigned)((a.out + WG_BM - 1) / WG_BM),
-                           (unsigned)a.ks);
-        cfg.blockDim = dim3(WG_THREADS);
-        cfg.dynamicSmemBytes = (size_t)smem();
-        cfg.stream = c->stream;
+        cudaLaunchConfig_t cfg;
         cudaLaunchAttribute attr[2];
-        int na = 0;
-        if (c->pdl) {
-            attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-            attr[na++].val.programmaticStreamSerializationAllowed = 1;
-        }
-        if (a.ks > 1) {
-            attr[na].id = cudaLaunchAttributeClusterDimension;
-            attr[na].val.clusterDim.x = 1;
-            attr[na].val.clusterDim.y = 1;
-            attr[na++].val.clusterDim.z = (unsigned)a.ks;
-        }
-        cfg.attrs = attr;
-        cfg.numAttrs = (unsigned)na;
+        pgd_cuda__wq_launch_cfg(c,
+                                dim3((unsigned)((a.n + BN - 1) / BN),
+                                     (unsigned)((a.out + WG_BM - 1) / WG_BM), (unsigned)a.ks),
+                                dim3(WG_THREADS), (size_t)smem(), dim3(1, 1, (unsigned)a.ks),
+                                &cfg, attr);
         return cudaLaunchKernelEx(&cfg, fn(), a);
     }
 };
@@ -849,34 +836,46 @@ std::atomic<uint64_t> wg_kernel<T, WK, EXACT, BN, WGMMA>::granted(0);
 template <typename T, int WK, bool EXACT, int BN, bool WGMMA>
 int wg_kernel<T, WK, EXACT, BN, WGMMA>::occ[64];
 
-/* Whether the wgmma kernel runs on c's device: compute capability 9.0 and the sm_90a code in
- * the binary (the build had 90 among its architectures); PGD_CUDA_WQ_WGMMA=0 turns it off.
- * Asked once a device (bit masks of devices 0..63 asked and found able). */
-static bool wg_wgmma_ok(const struct pgd_cuda_ctx *c)
+/* probe(c), asked once for each of devices 0..63 (bit masks of the devices asked and found
+ * able; false past 63); a failed look-up inside it is no error of the caller's. */
+static bool wg_once(std::atomic<uint64_t> &asked, std::atomic<uint64_t> &able,
+                    const struct pgd_cuda_ctx *c, bool (*probe)(const struct pgd_cuda_ctx *))
 {
-    static std::atomic<uint64_t> asked(0), able(0);
     const uint64_t bit = c->device >= 0 && c->device < 64 ? 1ull << c->device : 0;
     if (!bit)
         return false;
     if (asked.load() & bit)
         return (able.load() & bit) != 0;
-    int major = 0, minor = 0;
-    cudaFuncAttributes fa;
-    const bool ok =
-        pgd_cuda__qenv_int("PGD_CUDA_WQ_WGMMA", 1) != 0 &&
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) ==
-            cudaSuccess &&
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, c->device) ==
-            cudaSuccess &&
-        major == 9 && minor == 0 &&
-        cudaFuncGetAttributes(&fa, wq_gemm_wgmma_kernel<__nv_bfloat16, WG_MMA4, true, 128>) ==
-            cudaSuccess &&
-        fa.binaryVersion == 90;
-    cudaGetLastError();              /* a failed look-up is no error of the caller's */
+    const bool ok = probe(c);
+    cudaGetLastError();
     if (ok)
         able.fetch_or(bit);
     asked.fetch_or(bit);
     return ok;
+}
+
+/* Whether the wgmma kernel runs on c's device: compute capability 9.0 and the sm_90a code in
+ * the binary (the build had 90 among its architectures); PGD_CUDA_WQ_WGMMA=0 turns it off.
+ * Asked once a device (bit masks of devices 0..63 asked and found able). */
+static bool wg_wgmma_probe(const struct pgd_cuda_ctx *c)
+{
+    int major = 0, minor = 0;
+    cudaFuncAttributes fa;
+    return pgd_cuda__qenv_int("PGD_CUDA_WQ_WGMMA", 1) != 0 &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) ==
+               cudaSuccess &&
+           cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, c->device) ==
+               cudaSuccess &&
+           major == 9 && minor == 0 &&
+           cudaFuncGetAttributes(&fa, wq_gemm_wgmma_kernel<__nv_bfloat16, WG_MMA4, true, 128>) ==
+               cudaSuccess &&
+           fa.binaryVersion == 90;
+}
+
+static bool wg_wgmma_ok(const struct pgd_cuda_ctx *c)
+{
+    static std::atomic<uint64_t> asked(0), able(0);
+    return wg_once(asked, able, c, wg_wgmma_probe);
 }
 
 bool pgd_cuda__wq_gemm_int_zeros(const struct pgd_wq_host *h)
@@ -896,26 +895,20 @@ bool pgd_cuda__wq_gemm_int_zeros(const struct pgd_wq_host *h)
  * and the kernels' code built for sm_90 or later (their cluster reduction is compiled only
  * there; PTX of an older target run on a newer device would not have it). Asked once a
  * device. */
+static bool wg_clusters_probe(const struct pgd_cuda_ctx *c)
+{
+    int major = 0;
+    cudaFuncAttributes fa;
+    return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) ==
+               cudaSuccess && major >= 9 &&
+           cudaFuncGetAttributes(&fa, wq_gemm_kernel<__nv_bfloat16, WG_MMA4, true, 32>) ==
+               cudaSuccess && fa.ptxVersion >= 90;
+}
+
 static bool wg_clusters_ok(const struct pgd_cuda_ctx *c)
 {
     static std::atomic<uint64_t> asked(0), able(0);
-    const uint64_t bit = c->device >= 0 && c->device < 64 ? 1ull << c->device : 0;
-    if (!bit)
-        return false;
-    if (asked.load() & bit)
-        return (able.load() & bit) != 0;
-    int major = 0;
-    cudaFuncAttributes fa;
-    const bool ok =
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) ==
-            cudaSuccess && major >= 9 &&
-        cudaFuncGetAttributes(&fa, wq_gemm_kernel<__nv_bfloat16, WG_MMA4, true, 32>) ==
-            cudaSuccess && fa.ptxVersion >= 90;
-    cudaGetLastError();
-    if (ok)
-        able.fetch_or(bit);
-    asked.fetch_or(bit);
-    return ok;
+    return wg_once(asked, able, c, wg_clusters_probe);
 }
 
 /* How a call runs: the token tile, the kernel, the inputs' split. */
@@ -941,6 +934,7 @@ static int wg_kps(int kts, int ks)
  * inputs over a cluster of up to 8 blocks (their sums added through distributed shared
  * memory, in a fixed order) fills the SMs and shortens each block's chain of stages. */
 #define WG_COST_FIXED 4
+#define WG_SPLIT_MAX_N 128           /* the cost model below up to here; past it, see wg_pick */
 template <typename T, int WK, bool EXACT>
 static struct wg_plan wg_pick(struct pgd_cuda_ctx *c, int n, const struct pgd_cuda_wq *w,
                               bool allow_wgmma)
@@ -955,17 +949,44 @@ static struct wg_plan wg_pick(struct pgd_cuda_ctx *c, int n, const struct pgd_cu
     const int fbn = pgd_cuda__qenv_int("PGD_CUDA_WQ_GEMM_BN", 0);
     const int fks = pgd_cuda__qenv_int("PGD_CUDA_WQ_GEMM_KS", 0);
     const int want = fks == 1 || (fks > 1 && fks <= WG_KS_MAX && split_ok) ? fks : 0;
+    auto blocks_sm = [&](int bn, bool wg) {
+        return bn == 128 ? (wg ? wg_kernel<T, WK, EXACT, 128, true>::blocks_sm(c)
+                               : wg_kernel<T, WK, EXACT, 128, false>::blocks_sm(c))
+             : bn == 64 ? (wg ? wg_kernel<T, WK, EXACT, 64, true>::blocks_sm(c)
+                              : wg_kernel<T, WK, EXACT, 64, false>::blocks_sm(c))
+                        : wg_kernel<T, WK, EXACT, 32, false>::blocks_sm(c);
+    };
+    if (n > WG_SPLIT_MAX_N && fbn == 0 && fks == 0) {
+        /* Past 128 tokens (H200): the token tile of least waves (one block an SM) x (tokens
+         * + 32), unsplit; split in two only where that still fits one wave of the blocks
+         * the SMs hold (q / o, down at n = 256: 49.8 -> 41.7 us, 138 -> 129). Crediting a
+         * second block an SM or more splits here made qkv and gate_up at n = 256 slower
+         * (59.8 -> 84.9, 236 -> 280 us): two blocks an SM compete for the tensor cores and
+         * a narrower tile re-reads and re-dequantizes the weights. */
+        int bn = 128;
+        long bcost = -1;
+        for (int b = 128; b >= 32; b /= 2) {
+            const long blocks = mblocks * ((n + b - 1) / b);
+            const long cost = (blocks + sms - 1) / sms * (b + 32);
+            if (bcost < 0 || cost < bcost) {
+                bn = b;
+                bcost = cost;
+            }
+        }
+        const bool wg = wgmma_ok && bn >= 64;
+        const long tiles = mblocks * ((n + bn - 1) / bn);
+        const int kps2 = wg_kps(kts, 2);
+        const bool two = split_ok && tiles < sms && kps2 >= WG_KPS_MIN && kps2 < kts &&
+                         2 * tiles <= sms * blocks_sm(bn, wg);
+        return (struct wg_plan){ bn, two ? 2 : 1, two ? kps2 : kts, wg };
+    }
     struct wg_plan best = { 128, 1, kts, false };
     long best_cost = -1;
     for (int bn = 128; bn >= 32; bn /= 2) {
         if ((fbn == 32 || fbn == 64 || fbn == 128) && bn != fbn)
             continue;
         const bool wg = wgmma_ok && bn >= 64;
-        const int occ = bn == 128 ? (wg ? wg_kernel<T, WK, EXACT, 128, true>::blocks_sm(c)
-                                        : wg_kernel<T, WK, EXACT, 128, false>::blocks_sm(c))
-                      : bn == 64 ? (wg ? wg_kernel<T, WK, EXACT, 64, true>::blocks_sm(c)
-                                       : wg_kernel<T, WK, EXACT, 64, false>::blocks_sm(c))
-                                 : wg_kernel<T, WK, EXACT, 32, false>::blocks_sm(c);
+        const int occ = blocks_sm(bn, wg);
         const long slots = sms * occ, tiles = mblocks * ((n + bn - 1) / bn);
         for (int ks0 = 1; ks0 <= WG_KS_MAX; ks0++) {
             if (want > 0 && ks0 != want)

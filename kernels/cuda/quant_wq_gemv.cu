@@ -463,25 +463,10 @@ static cudaError_t g4_launch(struct pgd_cuda_ctx *c, const g4_args &a, size_t sm
         raised |= bit;
     }
     /* as pgd_cuda_launch, with the dynamic shared memory and the cluster of ks blocks */
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((a.tiles + a.tpb - 1) / a.tpb * a.ks);
-    cfg.blockDim = dim3(G4_WK * 32);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = c->stream;
+    cudaLaunchConfig_t cfg;
     cudaLaunchAttribute attr[2];
-    int na = 0;
-    if (c->pdl) {
-        attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[na++].val.programmaticStreamSerializationAllowed = 1;
-    }
-    if (a.ks > 1) {
-        attr[na].id = cudaLaunchAttributeClusterDimension;
-        attr[na].val.clusterDim.x = (unsigned)a.ks;
-        attr[na].val.clusterDim.y = 1;
-        attr[na++].val.clusterDim.z = 1;
-    }
-    cfg.attrs = attr;
-    cfg.numAttrs = (unsigned)na;
+    pgd_cuda__wq_launch_cfg(c, dim3((a.tiles + a.tpb - 1) / a.tpb * a.ks), dim3(G4_WK * 32), smem,
+                            dim3((unsigned)a.ks), &cfg, attr);
     return cudaLaunchKernelEx(&cfg, wq_gemv4_kernel<T, NT, XS, PERM>, a, x, b, y);
 }
 
