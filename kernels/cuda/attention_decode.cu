@@ -346,25 +346,14 @@ static void split_evenly(int max_len, int n, int round, int *n_splits, int *spli
 
 /* The tensor-core kernel's splits, each at least DM_SPLIT_MIN keys (four 16-key tiles a
  * warp): a batch short of one wave of blocks (`slots`: blocks an SM as its occupancy gives,
- * times the SMs) is split to fill the wave; a batch of a wave or more is split (up to 4
- * ways) only where that fills its last wave better by a twentieth or more of the run
- * (blocks of equal length: 2.6 waves run as 3, 7.8 as 8). Unsplit, a row needs no
- * partials and no merge kernel. */
+ * times the SMs) is split to fill the wave; a batch of a wave or more is not split (no
+ * partials, no merge kernel). Splitting such a batch further to fill its last wave lost on
+ * the H200 (8B heads, bf16: 256 rows x 512 keys 3,272 GB/s split in two, against 3,532 at
+ * 128 rows unsplit). */
 #define DM_SPLIT_MIN 256
 static int mma_split_count(int blocks, int slots, int max_len)
 {
-    const int by_len = max_len / DM_SPLIT_MIN;
-    if (blocks < slots)
-        return std::min(slots / blocks, by_len);
-    auto fill = [&](int n) {
-        const int64_t b = (int64_t)blocks * n, waves = (b + slots - 1) / slots;
-        return (double)b / ((double)waves * slots);
-    };
-    int best = 1;
-    for (int n = 2; n <= std::min(4, by_len); n++)
-        if (fill(n) > fill(best) + 0.05)
-            best = n;
-    return best;
+    return blocks < slots ? std::min(slots / blocks, max_len / DM_SPLIT_MIN) : 1;
 }
 
 /* The tensor-core kernel: mma_split_count. The SIMT kernel: enough splits for two blocks an

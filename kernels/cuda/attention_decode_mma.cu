@@ -229,6 +229,21 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const dm_pa
             qf[kk][3] = r1 ? __ldg(q1 + 4) : 0u;
         }
     }
+    /* Without a window the block's keys start at its split's start, whatever the position:
+     * the table entries of its first tiles are read beside the position (not after it),
+     * clamped to the row (the entries past the sequence's end are not used). */
+    int pre[DM_STAGES];
+    {
+        const int key0 = split * p.split_len / DM_KEYS * DM_KEYS + warp * DM_KEYS +
+                         (lane & (DM_KEYS - 1));
+#pragma unroll
+        for (int k = 0; k < DM_STAGES; k++) {
+            const int j = key0 + k * DM_WARPS * DM_KEYS;
+            const int blk = min(p.bs_shift >= 0 ? j >> p.bs_shift : j / p.block_size,
+                                p.max_blocks - 1);
+            pre[k] = p.window > 0 ? 0 : __ldg(table + blk);
+        }
+    }
     /* The block's keys [lo, hi]: the causal limit, the sliding window, the split. */
     const int pos = p.positions[t];
     const int first = p.window > 0 ? max(0, pos - p.window + 1) : 0;
@@ -238,13 +253,14 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const dm_pa
     const int n_tiles = lo <= hi ? hi / DM_KEYS - tile0 + 1 : 0;
     const int nw = n_tiles > warp ? (n_tiles - 1 - warp) / DM_WARPS + 1 : 0;   /* this warp's */
 
-    /* The cache slot of key (lane % 16) of this warp's tile k, -1 outside [lo, hi]. */
-    auto tile_slot = [&](int k) -> int {
+    /* The cache slot of key (lane % 16) of this warp's tile k, -1 outside [lo, hi]; entry:
+     * the key's table entry when already read, else -1. */
+    auto tile_slot = [&](int k, int entry) -> int {
         const int j = (tile0 + warp + k * DM_WARPS) * DM_KEYS + (lane & (DM_KEYS - 1));
         if (k >= nw || j < lo || j > hi)
             return -1;
         const int blk = p.bs_shift >= 0 ? j >> p.bs_shift : j / p.block_size;
-        return table[blk] * p.block_size + (j - blk * p.block_size);
+        return (entry >= 0 ? entry : table[blk]) * p.block_size + (j - blk * p.block_size);
     };
     unsigned char *wsm = dm_smem + warp * S::WARP;
     /* Stage st <- the tile whose slots (per lane, for key lane % 16) are slot. */
@@ -272,7 +288,7 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const dm_pa
         int sl[DM_STAGES - 1];
 #pragma unroll
         for (int k = 0; k < DM_STAGES - 1; k++)
-            sl[k] = tile_slot(k);
+            sl[k] = tile_slot(k, p.window > 0 ? -1 : pre[k]);
 #pragma unroll
         for (int k = 0; k < DM_STAGES - 1; k++) {
             if (k < nw)
@@ -280,13 +296,13 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const dm_pa
             dm_commit();
         }
     }
-    int sl_next = tile_slot(DM_STAGES - 1);
+    int sl_next = tile_slot(DM_STAGES - 1, p.window > 0 ? -1 : pre[DM_STAGES - 1]);
     for (int k = 0; k < nw; k++) {
         const int ahead = k + DM_STAGES - 1;
         if (ahead < nw)
             issue(ahead % DM_STAGES, sl_next);
         dm_commit();
-        sl_next = tile_slot(k + DM_STAGES);             /* in flight during the math */
+        sl_next = tile_slot(k + DM_STAGES, -1);         /* in flight during the math */
         dm_wait<DM_STAGES - 1>();                       /* tile k is in */
         __syncwarp();
         const unsigned char *st = wsm + (k % DM_STAGES) * S::STAGE;
