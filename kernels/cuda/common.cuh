@@ -52,11 +52,11 @@ struct pgd_cuda_ctx {
     /* quant_fp8.cu: whether cuBLASLt has FP8 GEMMs with outer-vector scales here (0: not
      * known yet, 1: yes, 2: no; asked once rather than for every new n) */
     int fp8_vec;
-    /* quant_fp8_gemv.cu: pgd_cuda_fp8_share_x's state: on, and the x (pointer, rows, width,
-     * dtype) whose per-token quantization the scratch holds */
+    /* pgd_cuda_fp8_share_x's state (quant.cuh): on, and the x (pointer, rows, width, dtype)
+     * whose per-token quantization the scratch holds in layout fp8_share_tag */
     int fp8_share;
     const void *fp8_share_x;
-    int fp8_share_n, fp8_share_in, fp8_share_dt;
+    int fp8_share_n, fp8_share_in, fp8_share_dt, fp8_share_tag;
 };
 
 /* Formats into err and returns 1. */

@@ -59,7 +59,22 @@ struct pgd_cuda_gemm_tuned {
     struct pgd_cuda_gemm_tune_info info;
     cublasLtMatmulAlgo_t algo;
     struct pgd_cuda_wgmma_cfg own;   /* bn 0: cuBLASLt's algo; else our kernel's, which won */
+    /* The heuristic's choice at the last n of the bucket cuBLASLt refused algo for: tried
+     * next before asking the heuristic again (a query costs far more host time than a
+     * check, and mixed steps make a new n every step). */
+    int has_alt;
+    cublasLtMatmulAlgo_t alt;
 };
+
+/* Whether cuBLASLt takes algo for plan p within the workspace. */
+static bool algo_fits(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
+                      const cublasLtMatmulAlgo_t *algo)
+{
+    cublasLtMatmulHeuristicResult_t check;
+    return cublasLtMatmulAlgoCheck(c->lt, p->op, p->a, p->b, p->d, p->d, algo, &check) ==
+               CUBLAS_STATUS_SUCCESS &&
+           check.workspaceSize <= c->workspace_bytes;
+}
 
 int pgd_cuda_gemm_bucket(int n)
 {
@@ -372,6 +387,7 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
     t->key = p->key;
     t->algo = *algo;
     t->own = own_wins ? own : (struct pgd_cuda_wgmma_cfg){ 0, 0, 0 };
+    t->has_alt = 0;
     t->info = (struct pgd_cuda_gemm_tune_info){
         .dt = p->key.dt, .ydt = p->key.ydt, .in = p->key.in, .out = p->key.out, .bucket = bucket,
         .n = p->key.n, .candidates = n_cand, .heuristic = n_heur, .timed = timed,
@@ -396,14 +412,16 @@ int pgd_cuda_gemm_choose(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan
                          const struct pgd_cuda_gemm_call *call, cublasLtMatmulAlgo_t *algo,
                          char *err, size_t errlen)
 {
+    struct pgd_cuda_gemm_tuned *t = NULL;
     if (tune_on(c)) {
         int bucket = pgd_cuda_gemm_bucket(p->key.n);
-        struct pgd_cuda_gemm_tuned *t = find_tuned(c, &p->key, bucket);
-        cublasLtMatmulHeuristicResult_t check;
-        if (t && cublasLtMatmulAlgoCheck(c->lt, p->op, p->a, p->b, p->d, p->d, &t->algo,
-                                         &check) == CUBLAS_STATUS_SUCCESS &&
-            check.workspaceSize <= c->workspace_bytes) {
+        t = find_tuned(c, &p->key, bucket);
+        if (t && algo_fits(c, p, &t->algo)) {
             *algo = t->algo;
+            return 0;
+        }
+        if (t && t->has_alt && algo_fits(c, p, &t->alt)) {
+            *algo = t->alt;
             return 0;
         }
         cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
@@ -418,5 +436,9 @@ int pgd_cuda_gemm_choose(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan
     if (hrc)
         return hrc;
     *algo = h.algo;
+    if (t) {
+        t->alt = h.algo;
+        t->has_alt = 1;
+    }
     return 0;
 }

@@ -408,7 +408,9 @@ int pgd_cuda_fp8_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum 
  * mma.sync), for measuring one against the other; _GEMV_STREAM (fp8 only, in a multiple of
  * 64): x quantized once per token by its own small kernel, then the weights streamed once
  * on fp16 tensor cores (quant_fp8_gemv.cu; the automatic choice up to
- * PGD_CUDA_FP8_GEMV_MAX_N rows unless PGD_CUDA_FP8_STREAM=0). The automatic FP8 GEMM tries outer-vector
+ * PGD_CUDA_FP8_GEMV_MAX_N rows for layers sharing x (pgd_cuda_fp8_share_x), gate_up with
+ * its activation (pgd_cuda_fp8_linear_act_mul) and devices without e4m3 mma.sync, unless
+ * PGD_CUDA_FP8_STREAM=0). The automatic FP8 GEMM tries outer-vector
  * scales, then D16 (bf16), then F32. Returns 2
  * when cuBLASLt has no algorithm for the forced FP8 kind (err says so; nothing was written).
  * The auto path takes the GEMV up to PGD_CUDA_WQ_GEMV_MAX_N (16) / PGD_CUDA_FP8_GEMV_MAX_N

@@ -206,6 +206,28 @@ int pgd_cuda__fp8_mma_gemv_fused(struct pgd_cuda_ctx *c, enum pgd_dtype dt, cons
                                  const uint8_t *w, const float *sw, int in, int out,
                                  const void *b, void *y, bool f16, char *err, size_t errlen);
 
+/* ---- one quantization of x for several FP8 layers (pgd_cuda_fp8_share_x) --------------------- */
+/* Whether sharing is on and the scratch holds the quantization of x [n, in] in dt in layout
+ * tag (-1: the streaming GEMV's fp16 values; > 0: the GEMM's e4m3 codes of one piece of tag
+ * rows, scales after them). */
+static inline bool pgd_cuda__fp8_share_hit(const struct pgd_cuda_ctx *c, int tag, const void *x,
+                                           int n, int in, enum pgd_dtype dt)
+{
+    return c->fp8_share && c->fp8_share_x == x && c->fp8_share_tag == tag &&
+           c->fp8_share_n == n && c->fp8_share_in == in && c->fp8_share_dt == (int)dt;
+}
+/* After writing the scratch: it now holds x's quantization in layout tag (0: in no layout
+ * another call can use; every other writer of the scratch notes 0). */
+static inline void pgd_cuda__fp8_share_note(struct pgd_cuda_ctx *c, int tag, const void *x,
+                                            int n, int in, enum pgd_dtype dt)
+{
+    c->fp8_share_x = tag ? x : NULL;
+    c->fp8_share_tag = tag;
+    c->fp8_share_n = n;
+    c->fp8_share_in = in;
+    c->fp8_share_dt = (int)dt;
+}
+
 /* ---- the FP8 streaming GEMV (quant_fp8_gemv.cu) -------------------------------------------- */
 /* Whether the streaming GEMV takes a layer of in inputs on the context's device (in a
  * multiple of 64; compute capability 8.0 or later: fp16 mma.sync). */

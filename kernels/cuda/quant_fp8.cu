@@ -25,6 +25,7 @@
  *            and devices without FP8 tensor cores run the GEMV; at decode sizes the GEMV
  *            gives way to cuBLASLt on layers of many 16-row tiles (fp8_linear). */
 #include "kernels/cuda/quant.cuh"
+#include "kernels/cuda/act.cuh"
 #include <cuda_fp8.h>
 #include <limits.h>
 #include <math.h>
@@ -187,7 +188,14 @@ struct fp8_dec {
     __device__ __forceinline__ float rowf(int o) const { return __ldg(sw + o); }
 };
 
-/* ---- the float32 epilogue ------------------------------------------------------------------ */
+/* ---- the epilogues --------------------------------------------------------------------------- */
+/* An output from the GEMM's unscaled sum v: one expression for every epilogue, so that the
+ * gated one rounds gate and up exactly as the others round y. */
+__device__ __forceinline__ float fp8_scaled(float v, float sxr, float swo, float bias)
+{
+    return v * sxr * swo + bias;
+}
+
 /* y[r, o] = d[r, o] * sx[r] * sw[o] + b[o] for r < rows. */
 template <typename T>
 __global__ void fp8_epilogue_kernel(const float *__restrict__ d, const float *__restrict__ sx,
@@ -200,7 +208,7 @@ __global__ void fp8_epilogue_kernel(const float *__restrict__ d, const float *__
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
         const int r = (int)(i / out), o = (int)(i % out);
-        y[i] = from_f<T>(d[i] * sx[r] * sw[o] + (b ? to_f<T>(b[o]) : 0.0f));
+        y[i] = from_f<T>(fp8_scaled(d[i], sx[r], sw[o], b ? to_f<T>(b[o]) : 0.0f));
     }
 }
 
@@ -224,10 +232,55 @@ __global__ void fp8_scale_kernel(T *__restrict__ y, const float *__restrict__ sx
         const float s = sx[r];
 #pragma unroll
         for (int k = 0; k < 8; k++)
-            e[k] = from_f<T>(to_f<T>(e[k]) * s * __ldg(sw + o0 + k) +
-                             (b ? to_f<T>(b[o0 + k]) : 0.0f));
+            e[k] = from_f<T>(fp8_scaled(to_f<T>(e[k]), s, __ldg(sw + o0 + k),
+                                        b ? to_f<T>(b[o0 + k]) : 0.0f));
         *p = v;
     }
+}
+
+/* The gated activation of a gate_up layer's unscaled GEMM output (S: float for the float32
+ * kind, T for the 16-bit one) in the same pass as its scales: out[r, j] = act(gate) * up
+ * with gate and up (columns j and inter + j of d [rows, 2 inter]) scaled, biased and
+ * rounded to T as the two kernels above round y, so that it equals those followed by
+ * act_mul; d is read once and the scaled gate_up is never written. */
+template <typename T, typename S, int ACT>
+__global__ void fp8_scale_act_kernel(const S *__restrict__ d, const float *__restrict__ sx,
+                                     const float *__restrict__ sw, const T *__restrict__ b,
+                                     int rows, int inter, T *__restrict__ out)
+{
+    pdl_trigger();
+    pdl_wait();
+    const size_t total = (size_t)rows * inter;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const int r = (int)(i / inter), j = (int)(i % inter);
+        const S *dr = d + (size_t)r * 2 * inter;
+        const T gate = from_f<T>(fp8_scaled(to_f<S>(dr[j]), sx[r], __ldg(sw + j),
+                                            b ? to_f<T>(b[j]) : 0.0f));
+        const T up = from_f<T>(fp8_scaled(to_f<S>(dr[inter + j]), sx[r], __ldg(sw + inter + j),
+                                          b ? to_f<T>(b[inter + j]) : 0.0f));
+        out[i] = from_f<T>(act_mul_f<ACT>(to_f<T>(gate), to_f<T>(up)));
+    }
+}
+
+/* A gate_up layer's activation requested of the GEMM path (NULL: the plain linear): out
+ * [n, inter] gets act(gate) * up. */
+struct fp8_glu {
+    enum pgd_act act;
+    void *out;
+};
+
+template <typename T, typename S>
+static cudaError_t fp8_scale_act(struct pgd_cuda_ctx *c, const fp8_glu *glu, const S *d,
+                                 const float *sx, const float *sw, const T *b, int rows,
+                                 int inter, T *out)
+{
+    dim3 grid(pgd_cuda_blocks((int64_t)rows * inter, 256)), block(256);
+    return glu->act == PGD_ACT_SILU
+               ? pgd_cuda_launch(c, fp8_scale_act_kernel<T, S, PGD_ACT_SILU>, grid, block, d, sx,
+                                 sw, b, rows, inter, out)
+               : pgd_cuda_launch(c, fp8_scale_act_kernel<T, S, PGD_ACT_GELU_TANH>, grid, block, d,
+                                 sx, sw, b, rows, inter, out);
 }
 
 /* ---- create / destroy --------------------------------------------------------------------------- */
@@ -304,6 +357,7 @@ static int fp8_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, in
                     const struct pgd_cuda_fp8 *w, const void *b, void *y, bool f16, char *err,
                     size_t errlen)
 {
+    pgd_cuda__fp8_share_note(c, 0, NULL, 0, 0, dt);   /* it may write the scratch */
     const bool mma = fp8_mma_on(c, w);
     if (mma && pgd_cuda__fp8_mma_fused_ok(x, n, w->in))
         return pgd_cuda__fp8_mma_gemv_fused(c, dt, x, n, w->w, w->sw, w->in, w->out, b, y, f16,
@@ -331,12 +385,15 @@ static int fp8_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, in
                         (T *)y, "fp8", err, errlen);
 }
 
-/* One chunk of rows through cuBLASLt: kind PGD_QLT_FP8_VEC (y directly) or _F32 (float32
- * into dbuf, then the epilogue). Returns pgd_cuda__qlt_matmul's 0 / 1 / 2. */
+/* One chunk of rows through cuBLASLt: kind PGD_QLT_FP8_VEC (y directly), _16 (y unscaled,
+ * then scaled in place) or _F32 (float32 into dbuf, then the epilogue). glu: the unscaled
+ * kinds' scales and the activation in one pass into gout (y keeps the unscaled sums); the
+ * scaled kind's y then act_mul. Returns pgd_cuda__qlt_matmul's 0 / 1 / 2. */
 template <typename T>
 static int fp8_lt_rows(struct pgd_cuda_ctx *c, int kind, int fast, enum pgd_dtype dt,
                        const uint8_t *xq, const float *sx, int rows, const struct pgd_cuda_fp8 *w,
-                       const void *b, float *dbuf, T *y, char *err, size_t errlen)
+                       const void *b, float *dbuf, T *y, const fp8_glu *glu, T *gout, char *err,
+                       size_t errlen)
 {
     struct pgd_cuda_qlt g = {};
     g.kind = kind;
@@ -357,7 +414,19 @@ static int fp8_lt_rows(struct pgd_cuda_ctx *c, int kind, int fast, enum pgd_dtyp
     if (rc)
         return rc;
     if (kind == PGD_QLT_FP8_VEC)
-        return b ? pgd_cuda__qadd_bias(c, dt, y, b, rows, w->out, err, errlen) : 0;
+        return (b && pgd_cuda__qadd_bias(c, dt, y, b, rows, w->out, err, errlen)) ||
+               (glu && pgd_cuda_act_mul(c, dt, glu->act, y, rows, w->out / 2, gout, err, errlen));
+    if (glu) {
+        cudaError_t e = kind == PGD_QLT_FP8_16
+                            ? fp8_scale_act<T, T>(c, glu, y, sx, w->sw, (const T *)b, rows,
+                                                  w->out / 2, gout)
+                            : fp8_scale_act<T, float>(c, glu, dbuf, sx, w->sw, (const T *)b,
+                                                      rows, w->out / 2, gout);
+        if (e != cudaSuccess)
+            return pgd_cuda_failf(err, errlen, "fp8 scales and activation [%d, %d]: %s", rows,
+                                  w->out, cudaGetErrorString(e));
+        return 0;
+    }
     if (kind == PGD_QLT_FP8_16) {
         dim3 grid(pgd_cuda_blocks((int64_t)rows * w->out / 8, 256)), block(256);
         cudaError_t e = pgd_cuda_launch(c, fp8_scale_kernel<T>, grid, block, y, sx,
@@ -380,11 +449,13 @@ static int fp8_lt_rows(struct pgd_cuda_ctx *c, int kind, int fast, enum pgd_dtyp
  * float32 kind d [rows, out]. kind -1: outer-vector scales where cuBLASLt has them (not on
  * Hopper with CUDA 13.0), else (-2) the unscaled bf16 output scaled after (bf16
  * activations), else float32: from the first piece a kind has no algorithm for, the rest of
- * the rows go the next way. Returns 0 / 1 / 2 (no algorithm for the kind asked). */
+ * the rows go the next way. glu: y is the scratch of a gate_up layer whose activation goes
+ * to glu->out (fp8_lt_rows). x's quantization is shared (pgd_cuda_fp8_share_x) when the
+ * rows fit one piece. Returns 0 / 1 / 2 (no algorithm for the kind asked). */
 template <typename T>
 static int fp8_gemm(struct pgd_cuda_ctx *c, int kind, int fast, enum pgd_dtype dt, const void *x,
-                    int n, const struct pgd_cuda_fp8 *w, const void *b, void *y, char *err,
-                    size_t errlen)
+                    int n, const struct pgd_cuda_fp8 *w, const void *b, void *y,
+                    const fp8_glu *glu, char *err, size_t errlen)
 {
     const bool f32 = kind == PGD_QLT_FP8_F32;
     const size_t per_row =
@@ -402,19 +473,28 @@ static int fp8_gemm(struct pgd_cuda_ctx *c, int kind, int fast, enum pgd_dtype d
      * with CUDA 13.0), rather than a failing heuristic call for every new n. */
     if (kind == -1 && c->fp8_vec == 2)
         kind = -2;
+    const bool one_piece = step == n;
     for (int r0 = 0; r0 < n; r0 += step) {
         const int rows = n - r0 < step ? n - r0 : step;
-        if (fp8_quantize<T>(c, (const T *)x + (size_t)r0 * w->in, rows, w->in, xq, NULL, sx, err,
-                            errlen))
-            return 1;
+        if (!(one_piece && pgd_cuda__fp8_share_hit(c, step, x, n, w->in, dt))) {
+            if (fp8_quantize<T>(c, (const T *)x + (size_t)r0 * w->in, rows, w->in, xq, NULL, sx,
+                                err, errlen))
+                return 1;
+            pgd_cuda__fp8_share_note(c, one_piece ? step : 0, x, n, w->in, dt);
+        }
         T *yr = (T *)y + (size_t)r0 * w->out;
+        T *gr = glu ? (T *)glu->out + (size_t)r0 * (w->out / 2) : NULL;
         const int k = kind == -1 ? PGD_QLT_FP8_VEC : kind == -2 ? PGD_QLT_FP8_16 : kind;
-        int rc = fp8_lt_rows<T>(c, k, fast, dt, xq, sx, rows, w, b, dbuf, yr, err, errlen);
+        int rc = fp8_lt_rows<T>(c, k, fast, dt, xq, sx, rows, w, b, dbuf, yr, glu, gr, err,
+                                errlen);
         if (kind == -1 && (rc == 0 || rc == 2))
             c->fp8_vec = rc == 0 ? 1 : 2;
-        if (rc == 2 && kind < 0)
+        if (rc == 2 && kind < 0) {
+            const fp8_glu rest = glu ? fp8_glu{ glu->act, gr } : fp8_glu{};
             return fp8_gemm<T>(c, kind == -1 ? -2 : PGD_QLT_FP8_F32, fast, dt,
-                               (const T *)x + (size_t)r0 * w->in, n - r0, w, b, yr, err, errlen);
+                               (const T *)x + (size_t)r0 * w->in, n - r0, w, b, yr,
+                               glu ? &rest : NULL, err, errlen);
+        }
         if (rc)
             return rc;
     }
@@ -452,21 +532,28 @@ static int fp8_fast_accum(void)
     return v;
 }
 
+/* glu (the automatic path only; NULL: the plain linear): y is a gate_up layer's scratch and
+ * glu->out gets act(gate) * up: in the streaming GEMV, in the GEMM's scaling pass, or by
+ * act_mul after the other GEMVs. */
 template <typename T>
 static int fp8_linear(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const void *x, int n,
-                      const struct pgd_cuda_fp8 *w, const void *b, void *y, char *err,
-                      size_t errlen)
+                      const struct pgd_cuda_fp8 *w, const void *b, void *y, const fp8_glu *glu,
+                      char *err, size_t errlen)
 {
-    /* auto: up to the GEMV sizes the streaming GEMV (x quantized once, the weights read
-     * once at the copy rate: quant_fp8_gemv.cu) where it takes the layer. */
+    /* auto: up to the GEMV sizes the streaming GEMV (x quantized once by its own kernel,
+     * then the weights streamed: quant_fp8_gemv.cu) where it takes the layer and pays: a
+     * gate_up layer with its activation (one launch instead of a GEMM and act_mul), layers
+     * sharing one x (pgd_cuda_fp8_share_x: q, k, v quantize it once), and devices without
+     * e4m3 mma.sync. A lone layer takes the fused GEMV below, whose one launch quantizes x
+     * in its blocks: measured on the H200 at n = 1, [4096 x 4096] 10.1 us against 10.8 and
+     * [4096 x 14336] 22.6 against 26.4. */
     if (path == PGD_CUDA_QPATH_GEMV_STREAM ||
         (path == PGD_CUDA_QPATH_AUTO && n <= fp8_gemv_max_n() && fp8_stream_on() &&
-         pgd_cuda__fp8_stream_ok(c, w->in)))
-        return pgd_cuda__fp8_stream_gemv(c, dt, -1, x, n, w->w, w->sw, w->in, w->out, b, y, err,
-                                         errlen);
-    /* Every other path may overwrite the scratch: what it held for pgd_cuda_fp8_share_x is
-     * forgotten (the streaming GEMV records its own). */
-    c->fp8_share_x = NULL;
+         pgd_cuda__fp8_stream_ok(c, w->in) && (glu || c->fp8_share || !fp8_mma_on(c, w))))
+        return glu ? pgd_cuda__fp8_stream_gemv(c, dt, (int)glu->act, x, n, w->w, w->sw, w->in,
+                                               w->out, b, glu->out, err, errlen)
+                   : pgd_cuda__fp8_stream_gemv(c, dt, -1, x, n, w->w, w->sw, w->in, w->out, b,
+                                               y, err, errlen);
     const int fast = fp8_fast_accum();
     switch (path) {
     case PGD_CUDA_QPATH_GEMV:
@@ -474,15 +561,15 @@ static int fp8_linear(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const
     case PGD_CUDA_QPATH_GEMV_E4M3:
         return fp8_gemv<T>(c, dt, x, n, w, b, y, false, err, errlen);
     case PGD_CUDA_QPATH_GEMM_VEC:
-        return fp8_gemm<T>(c, PGD_QLT_FP8_VEC, 0, dt, x, n, w, b, y, err, errlen);
+        return fp8_gemm<T>(c, PGD_QLT_FP8_VEC, 0, dt, x, n, w, b, y, NULL, err, errlen);
     case PGD_CUDA_QPATH_GEMM_FAST:
-        return fp8_gemm<T>(c, PGD_QLT_FP8_16, 1, dt, x, n, w, b, y, err, errlen);
+        return fp8_gemm<T>(c, PGD_QLT_FP8_16, 1, dt, x, n, w, b, y, NULL, err, errlen);
     case PGD_CUDA_QPATH_GEMM_D16:
-        return fp8_gemm<T>(c, PGD_QLT_FP8_16, 0, dt, x, n, w, b, y, err, errlen);
+        return fp8_gemm<T>(c, PGD_QLT_FP8_16, 0, dt, x, n, w, b, y, NULL, err, errlen);
     case PGD_CUDA_QPATH_GEMM_F32:
-        return fp8_gemm<T>(c, PGD_QLT_FP8_F32, 0, dt, x, n, w, b, y, err, errlen);
+        return fp8_gemm<T>(c, PGD_QLT_FP8_F32, 0, dt, x, n, w, b, y, NULL, err, errlen);
     case PGD_CUDA_QPATH_GEMM:
-        return fp8_gemm<T>(c, -1, fast, dt, x, n, w, b, y, err, errlen);
+        return fp8_gemm<T>(c, -1, fast, dt, x, n, w, b, y, NULL, err, errlen);
     default:
         break;
     }
@@ -494,10 +581,14 @@ static int fp8_linear(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const
      * past 512 tiles at n = 1 and 256 above, cuBLASLt. */
     const int tiles = (w->out + 15) / 16;
     const bool gemv_wins = tiles <= (n == 1 ? 512 : 256) || !fp8_mma_on(c, w);
-    if ((n <= fp8_gemv_max_n() && gemv_wins) || w->out % 16 != 0)
-        return fp8_gemv<T>(c, dt, x, n, w, b, y, true, err, errlen);
-    int rc = fp8_gemm<T>(c, -1, fast, dt, x, n, w, b, y, err, errlen);
-    return rc == 2 ? fp8_gemv<T>(c, dt, x, n, w, b, y, true, err, errlen) : rc;
+    int rc = 2;
+    if (!((n <= fp8_gemv_max_n() && gemv_wins) || w->out % 16 != 0)) {
+        rc = fp8_gemm<T>(c, -1, fast, dt, x, n, w, b, y, glu, err, errlen);
+        if (rc != 2)
+            return rc;
+    }
+    return fp8_gemv<T>(c, dt, x, n, w, b, y, true, err, errlen) ||
+           (glu && pgd_cuda_act_mul(c, dt, glu->act, y, n, w->out / 2, glu->out, err, errlen));
 }
 
 extern "C" int pgd_cuda_fp8_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt,
@@ -512,8 +603,8 @@ extern "C" int pgd_cuda_fp8_linear_path(struct pgd_cuda_ctx *c, int path, enum p
     if (n == 0)
         return 0;
     if (dt == PGD_DTYPE_BF16)
-        return fp8_linear<__nv_bfloat16>(c, path, dt, x, n, w, b, y, err, errlen);
-    return fp8_linear<__half>(c, path, dt, x, n, w, b, y, err, errlen);
+        return fp8_linear<__nv_bfloat16>(c, path, dt, x, n, w, b, y, NULL, err, errlen);
+    return fp8_linear<__half>(c, path, dt, x, n, w, b, y, NULL, err, errlen);
 }
 
 extern "C" int pgd_cuda_fp8_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
@@ -537,16 +628,18 @@ extern "C" int pgd_cuda_fp8_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtyp
                               "number of features), activation %d", n, w->out, w->in, (int)act);
     if (n == 0)
         return 0;
-    /* decode sizes: one streaming GEMV pairing gate and up features */
-    if (n <= fp8_gemv_max_n() && fp8_stream_on() && pgd_cuda__fp8_stream_ok(c, w->in))
-        return pgd_cuda__fp8_stream_gemv(c, dt, (int)act, x, n, w->w, w->sw, w->in, w->out, b,
-                                         out, err, errlen);
-    if (!scratch)
+    /* decode sizes: one streaming GEMV pairing gate and up features (no scratch needed) */
+    const bool stream = n <= fp8_gemv_max_n() && fp8_stream_on() &&
+                        pgd_cuda__fp8_stream_ok(c, w->in);
+    if (!scratch && !stream)
         return pgd_cuda_failf(err, errlen, "fp8 linear_act_mul x [%d, %d] @ w [%d, %d]^T: the "
-                              "unfused path needs a scratch [%d, %d]", n, w->in, w->out, w->in,
+                              "GEMM path needs a scratch [%d, %d]", n, w->in, w->out, w->in,
                               n, w->out);
-    return pgd_cuda_fp8_linear(c, dt, x, n, w, b, scratch, err, errlen) ||
-           pgd_cuda_act_mul(c, dt, act, scratch, n, w->out / 2, out, err, errlen);
+    const fp8_glu glu = { act, out };
+    if (dt == PGD_DTYPE_BF16)
+        return fp8_linear<__nv_bfloat16>(c, PGD_CUDA_QPATH_AUTO, dt, x, n, w, b, scratch, &glu,
+                                         err, errlen);
+    return fp8_linear<__half>(c, PGD_CUDA_QPATH_AUTO, dt, x, n, w, b, scratch, &glu, err, errlen);
 }
 
 extern "C" size_t pgd_cuda_fp8_weight_bytes(const struct pgd_cuda_fp8 *w)

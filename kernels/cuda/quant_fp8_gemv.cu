@@ -249,8 +249,7 @@ fp8_gemv_stream_kernel(const uint8_t *__restrict__ w, const float *__restrict__ 
 extern "C" void pgd_cuda_fp8_share_x(struct pgd_cuda_ctx *c, int on)
 {
     c->fp8_share = on != 0;
-    c->fp8_share_x = NULL;
-    c->fp8_share_n = c->fp8_share_in = c->fp8_share_dt = 0;
+    pgd_cuda__fp8_share_note(c, 0, NULL, 0, 0, PGD_DTYPE_F32);
 }
 
 bool pgd_cuda__fp8_stream_ok(const struct pgd_cuda_ctx *c, int in)
@@ -288,18 +287,12 @@ static int fp8_stream_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, co
         const T *xr = (const T *)x + (size_t)r0 * in;
         T *yr = (T *)y + (size_t)r0 * out;
         /* q, k and v of one x (pgd_cuda_fp8_share_x): the first's quantization serves all */
-        const bool shared = c->fp8_share && n <= FG_MAX_N && c->fp8_share_x == x &&
-                            c->fp8_share_n == n && c->fp8_share_in == in &&
-                            c->fp8_share_dt == (int)dt;
+        const bool one = n <= FG_MAX_N;
         cudaError_t e = cudaSuccess;
-        if (!shared)
+        if (!(one && pgd_cuda__fp8_share_hit(c, -1, x, n, in, dt))) {
             e = pgd_cuda_launch(c, fp8_xprep_kernel<T>, dim3(rows), dim3(256), xr, in, vec, xh,
                                 sx);
-        if (c->fp8_share && n <= FG_MAX_N) {
-            c->fp8_share_x = x;
-            c->fp8_share_n = n;
-            c->fp8_share_in = in;
-            c->fp8_share_dt = (int)dt;
+            pgd_cuda__fp8_share_note(c, one ? -1 : 0, x, n, in, dt);
         }
         /* 16-feature tiles, or 8 where 16 would leave SMs without a block */
         const bool r16 = (out + 15) / 16 >= c->sm_count;

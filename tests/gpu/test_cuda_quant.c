@@ -861,15 +861,16 @@ static void fp8_reference(const struct fp8_layer *L, const float *x, int n, floa
     free(q); free(sx); free(xd);
 }
 
-/* pgd_cuda_fp8_share_x: q, k and v shapes ([256 | 64 | 64 x 1024]) on one x, quantized once:
- * each output right; that the second and third reuse the first's quantization shows in a
- * call after x was overwritten (against the contract, on purpose): it still gives the first
- * x's output, and after sharing ends the same call gives the new x's. */
-GPU_TEST(fp8_share_x_quantizes_once_for_q_k_v)
+/* pgd_cuda_fp8_share_x: q, k and v shapes ([256 | 64 | 64 x 1024]) on one x, quantized once,
+ * through the streaming GEMV (n = 2) and through cuBLASLt's GEMM (n = 40): each output
+ * right; that the second and third reuse the first's quantization shows in a call after x
+ * was overwritten (against the contract, on purpose): it still gives the first x's output,
+ * and after sharing ends the same call gives the new x's. */
+static void fp8_share_case(int n, int path)
 {
     char err[512] = "";
     const enum pgd_dtype dt = PGD_DTYPE_BF16;
-    const int in = 1024, n = 2, outs[3] = { 256, 64, 64 };
+    const int in = 1024, outs[3] = { 256, 64, 64 };
     struct fp8_layer L[3];
     for (int i = 0; i < 3; i++)
         fp8_init(&L[i], i != 1, in, outs[i]);
@@ -878,32 +879,29 @@ GPU_TEST(fp8_share_x_quantizes_once_for_q_k_v)
     void *dy[3];
     for (int i = 0; i < 3; i++)
         dy[i] = poisoned((size_t)n * outs[i], dt);
+    const double a = fp8_tolerance(path, in);
     pgd_cuda_fp8_share_x(ctx, 1);
     for (int i = 0; i < 3; i++)
-        CHECK_RC(pgd_cuda_fp8_linear_path(ctx, PGD_CUDA_QPATH_GEMV_STREAM, dt, dx, n, L[i].d,
-                                          NULL, dy[i], err, sizeof err));
+        CHECK_RC(pgd_cuda_fp8_linear_path(ctx, path, dt, dx, n, L[i].d, NULL, dy[i], err,
+                                          sizeof err));
     for (int i = 0; i < 3; i++) {
         float *got = download(dy[i], (size_t)n * outs[i], dt), *want, *abs_sum;
         fp8_reference(&L[i], x, n, &want, &abs_sum);
-        expect_close_a(L[i].name, "shared x", got, want, abs_sum, NULL, n, outs[i], dt,
-                       fp8_tolerance(PGD_CUDA_QPATH_GEMV_STREAM, in));
+        expect_close_a(L[i].name, path_name(path), got, want, abs_sum, NULL, n, outs[i], dt, a);
         free(got); free(want); free(abs_sum);
     }
     upload_into(dx, x2, (size_t)n * in, dt);
-    CHECK_RC(pgd_cuda_fp8_linear_path(ctx, PGD_CUDA_QPATH_GEMV_STREAM, dt, dx, n, L[2].d, NULL,
-                                      dy[2], err, sizeof err));
+    CHECK_RC(pgd_cuda_fp8_linear_path(ctx, path, dt, dx, n, L[2].d, NULL, dy[2], err, sizeof err));
     float *got = download(dy[2], (size_t)n * outs[2], dt), *want, *abs_sum;
     fp8_reference(&L[2], x, n, &want, &abs_sum);
     expect_close_a(L[2].name, "shared x, reused after x changed", got, want, abs_sum, NULL, n,
-                   outs[2], dt, fp8_tolerance(PGD_CUDA_QPATH_GEMV_STREAM, in));
+                   outs[2], dt, a);
     free(got); free(want); free(abs_sum);
     pgd_cuda_fp8_share_x(ctx, 0);
-    CHECK_RC(pgd_cuda_fp8_linear_path(ctx, PGD_CUDA_QPATH_GEMV_STREAM, dt, dx, n, L[2].d, NULL,
-                                      dy[2], err, sizeof err));
+    CHECK_RC(pgd_cuda_fp8_linear_path(ctx, path, dt, dx, n, L[2].d, NULL, dy[2], err, sizeof err));
     got = download(dy[2], (size_t)n * outs[2], dt);
     fp8_reference(&L[2], x2, n, &want, &abs_sum);
-    expect_close_a(L[2].name, "after sharing ended", got, want, abs_sum, NULL, n, outs[2], dt,
-                   fp8_tolerance(PGD_CUDA_QPATH_GEMV_STREAM, in));
+    expect_close_a(L[2].name, "after sharing ended", got, want, abs_sum, NULL, n, outs[2], dt, a);
     free(got); free(want); free(abs_sum);
     for (int i = 0; i < 3; i++) {
         pgd_cuda_free(dy[i]);
@@ -913,14 +911,21 @@ GPU_TEST(fp8_share_x_quantizes_once_for_q_k_v)
     free(x); free(x2);
 }
 
+GPU_TEST(fp8_share_x_quantizes_once_for_q_k_v)
+{
+    fp8_share_case(2, PGD_CUDA_QPATH_GEMV_STREAM);
+    fp8_share_case(40, PGD_CUDA_QPATH_GEMM);
+}
+
 /* pgd_cuda_fp8_linear_act_mul at decode sizes (one streaming GEMV whose blocks pair gate
  * and up features) against the two calls it stands for (the streaming GEMV into a scratch,
  * then pgd_cuda_act_mul): the same sums rounded the same way, so equal but for a last-bit
  * difference where a sum of another tile order rounds the other way (at most 1% of the
  * outputs, each within 2 units of the last place); a wrong pairing, scale or bias moves an
  * output far more. SiLU and GELU-tanh, both dtypes, n = 1..8, with and without bias,
- * inter = 208 and 37 (a padded block) and [2 x 520, 4096]; past 8 rows (n = 12) it is the
- * automatic linear and act_mul, checked the same way against those two calls. */
+ * inter = 208 and 37 (a padded block) and [2 x 520, 4096]; past 8 rows (n = 12: cuBLASLt's
+ * GEMM, its scales and the activation in one pass) against the automatic linear and
+ * act_mul, the same way. */
 GPU_TEST(fp8_linear_act_mul_fuses_the_activation)
 {
     char err[512] = "";
