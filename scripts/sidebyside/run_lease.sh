@@ -25,7 +25,8 @@
 #
 # Logs: $OUT/sidebyside_PART.jsonl (the JSON lines of every workload) and
 # $OUT/sidebyside_PART.tgz (every report and server log). Env: PART_BUDGET (seconds, default
-# 530), WT (/work/main), B ($WT/_build/g90), VLLM_KIT, VLLM_SITE, TOKENIZER_DIR, and what
+# 530), VLLM_ONLY (vllm_offline.py's --only: workload names, comma-separated), WT
+# (/work/main), B ($WT/_build/g90), VLLM_KIT, VLLM_SITE, TOKENIZER_DIR, and what
 # pagoda_all.sh / vllm_serve.sh / vllm_offline.py take.
 set -u -o pipefail
 PART=${1:?usage: run_lease.sh pagoda|pagoda-offline|pagoda-serve|vllm-offline|vllm-fp8-serve|vllm-fp8|vllm-serve}
@@ -112,6 +113,7 @@ vllm_offline() {  # [--fp8] BUDGET_S
   [ "$1" = --fp8 ] && { fp8=(--fp8); shift; }
   stamp "vllm_offline.py ${fp8[*]} (time budget $1 s)"
   timeout "$(( $1 + 20 ))" python3 "$HERE/vllm_offline.py" --kit "$VLLM_KIT" "${fp8[@]}" --time-budget "$1" \
+    ${VLLM_ONLY:+--only "$VLLM_ONLY"} \
     --out "$LOGS/summary.jsonl" 2> "$LOGS/vllm_offline${fp8[*]:+_fp8}.log" || status=1
   grep -E "Traceback|Error" "$LOGS/vllm_offline${fp8[*]:+_fp8}.log" | head -n 5
 }
