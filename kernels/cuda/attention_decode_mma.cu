@@ -25,6 +25,7 @@
  * puts the 8 rows an ldmatrix reads in different bank groups): 70 KB at head_dim 128 in
  * bf16, three blocks an SM. sm_80 and later. */
 #include "kernels/cuda/attention_decode.cuh"
+#include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/kv_fp8.cuh"
 #include "kernels/cuda/quant_mma.cuh"
 #include <math.h>
@@ -64,46 +65,6 @@ template <typename C, int D> struct dm_shape {
     static_assert(DM_KEYS * CPR % 32 == 0 && CPR <= 32, "a tile's chunks over the lanes");
 };
 
-/* ---- PTX ----------------------------------------------------------------------------------- */
-static __device__ __forceinline__ uint32_t dm_smem_u32(const void *p)
-{
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-/* 16 bytes global -> shared, bypassing L1; !valid writes 16 zero bytes (src not read). */
-static __device__ __forceinline__ void dm_cp16(uint32_t dst, const void *src, bool valid)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(valid ? 16 : 0)
-                 : "memory");
-}
-
-static __device__ __forceinline__ void dm_commit()
-{
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-template <int N> static __device__ __forceinline__ void dm_wait()
-{
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-static __device__ __forceinline__ void dm_ldsm(uint32_t r[4], uint32_t addr)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr)
-                 : "memory");
-}
-
-static __device__ __forceinline__ void dm_ldsm_t(uint32_t r[4], uint32_t addr)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr)
-                 : "memory");
-}
-
 /* ---- one warp, one tile ---------------------------------------------------------------------
  * kt / vt: the tile's 16 K and V rows (TROW elements apart), key0 the first key's index;
  * keys outside [lo, hi] are masked (their V rows are zeros). Lane (g = lane / 4, c = lane % 4)
@@ -127,7 +88,7 @@ static __device__ __forceinline__ void dm_tile(const T *kt, const T *vt, int key
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
         uint32_t b[4];
-        dm_ldsm(b, dm_smem_u32(kt + ((mi >> 1) * 8 + rr) * TROW + kk * 16 + (mi & 1) * 8));
+        ldsm_x4(b, smem_u32(kt + ((mi >> 1) * 8 + rr) * TROW + kk * 16 + (mi & 1) * 8));
         mma16816<T>(s[0], qf[kk], b);
         mma16816<T>(s[1], qf[kk], b + 2);
     }
@@ -187,7 +148,7 @@ static __device__ __forceinline__ void dm_tile(const T *kt, const T *vt, int key
 #pragma unroll
     for (int dp = 0; dp < D / 16; dp++) {
         uint32_t b[4];
-        dm_ldsm_t(b, dm_smem_u32(vt + ((mi & 1) * 8 + rr) * TROW + dp * 16 + (mi >> 1) * 8));
+        ldsm_x4_trans(b, smem_u32(vt + ((mi & 1) * 8 + rr) * TROW + dp * 16 + (mi >> 1) * 8));
         mma16816<T>(acc[2 * dp], a, b);
         mma16816<T>(acc[2 * dp + 1], a, b + 2);
     }
@@ -272,8 +233,8 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const dm_pa
             const int sl = __shfl_sync(DM_FULL, slot, jj);
             const int64_t off = sl >= 0 ? (int64_t)sl * kv_stride + ch * S::EPC : 0;
             const int doff = jj * S::ROW + ch * S::EPC;
-            dm_cp16(dm_smem_u32(ks + doff), kc + off, sl >= 0);
-            dm_cp16(dm_smem_u32(vs + doff), vc + off, sl >= 0);
+            cp_async16(smem_u32(ks + doff), kc + off, sl >= 0);
+            cp_async16(smem_u32(vs + doff), vc + off, sl >= 0);
         }
     };
 
@@ -293,7 +254,7 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const dm_pa
         for (int k = 0; k < DM_STAGES - 1; k++) {
             if (k < nw)
                 issue(k, sl[k]);
-            dm_commit();
+            cp_async_commit();
         }
     }
     int sl_next = tile_slot(DM_STAGES - 1, p.window > 0 ? -1 : pre[DM_STAGES - 1]);
@@ -301,9 +262,9 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const dm_pa
         const int ahead = k + DM_STAGES - 1;
         if (ahead < nw)
             issue(ahead % DM_STAGES, sl_next);
-        dm_commit();
+        cp_async_commit();
         sl_next = tile_slot(k + DM_STAGES, -1);         /* in flight during the math */
-        dm_wait<DM_STAGES - 1>();                       /* tile k is in */
+        cp_async_wait<DM_STAGES - 1>();                       /* tile k is in */
         __syncwarp();
         const unsigned char *st = wsm + (k % DM_STAGES) * S::STAGE;
         const T *kt, *vt;
@@ -330,7 +291,7 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const dm_pa
         dm_tile<T, D, R2>(kt, vt, key0, lo, hi, qf, acc, m, l, p.scale_log2, lane);
         __syncwarp();                                   /* before the stage is refilled */
     }
-    dm_wait<0>();
+    cp_async_wait<0>();
     __syncthreads();
 
     /* The warps' rows through shared memory: fo[w][row][D], fm / fl [w][row]. */

@@ -36,6 +36,7 @@
  * after it (cp.async cannot convert; two buffers), the K scale multiplies scale_log2 and the
  * V scale the output. */
 #include "kernels/cuda/attention_internal.cuh"
+#include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/kv_fp8.cuh"
 #include <math.h>
 #include <limits.h>
@@ -76,46 +77,7 @@ template <int D, int W> struct mma_shape {
     static_assert(D % 16 == 0 && (MMA_BN * (D / 8)) % THREADS == 0, "head_dim");
 };
 
-/* ---- PTX wrappers ---------------------------------------------------------------------------- */
-static __device__ __forceinline__ uint32_t smem_u32(const void *p)
-{
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-/* 16 bytes global -> shared, bypassing L1; !valid writes 16 zero bytes (src not read). */
-static __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool valid)
-{
-    int n = valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n)
-                 : "memory");
-}
-
-static __device__ __forceinline__ void cp_async_commit()
-{
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-template <int N> static __device__ __forceinline__ void cp_async_wait()
-{
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-static __device__ __forceinline__ void ldsm_x4(uint32_t r[4], uint32_t addr)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr)
-                 : "memory");
-}
-
-static __device__ __forceinline__ void ldsm_x4_trans(uint32_t r[4], uint32_t addr)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr)
-                 : "memory");
-}
-
+/* ---- PTX (cp_async.cuh: cp.async, ldmatrix) --------------------------------------------- */
 /* c[16 x 8] += a[16 x 16] b[16 x 8], float32 accumulators. */
 template <typename T>
 static __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0,

@@ -8,6 +8,7 @@ CUDA_HDRS = \
 	%reldir%/gemv.cuh \
 	%reldir%/attention_decode.cuh \
 	%reldir%/attention_internal.cuh \
+	%reldir%/cp_async.cuh \
 	%reldir%/kv_fp8.cuh \
 	%reldir%/gemm_tune.cuh \
 	%reldir%/quant.cuh \
