@@ -35,6 +35,9 @@ struct pgd_cuda_ctx {
     struct pgd_cuda_gemm_tuned *gemm_tuned; /* [gemm_tuned_cap] */
     int gemm_tuned_n, gemm_tuned_cap;
     int gemm_tune;
+    /* whether the tuning times all of our wgmma kernel's configurations (0: read
+     * PGD_CUDA_GEMM_WGMMA_CANDIDATES on first use, 1 the few, 2 all) */
+    int gemm_wgmma_all;
     /* attention.cu's work plan for the current step */
     int4 *plan_host;                 /* pinned [plan_cap] */
     int4 *plan_dev;                  /* device [plan_cap] */

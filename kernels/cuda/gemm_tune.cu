@@ -33,7 +33,10 @@
  * pgd_cuda_gemm_tune_set), the heuristic's first is used, as before.
  *
  * Our own wgmma kernel (gemm_wgmma.cu: sm_90a, n <= OWN_MAX_N) is timed after cuBLASLt's
- * candidates on the same buffers the same way, with its token-tile and split-K variants;
+ * candidates on the same buffers through the same loop (time_launch, given each side's
+ * launch), with its token-tile and split-K variants: the few that came closest to cuBLASLt
+ * on the H200 (it won no shape there; at most 6 a plan), or all of them (up to 24) with
+ * PGD_CUDA_GEMM_WGMMA_CANDIDATES=all or pgd_cuda_gemm_tune_wgmma_set (`pagoda bench gemm`);
  * where its fastest beats cuBLASLt's fastest by TUNE_MARGIN the record keeps it (`own`) and
  * linear.cu runs it for the bucket's plans (cuBLASLt's fastest stays recorded for calls the
  * kernel does not fit). */
@@ -103,6 +106,21 @@ static bool tune_on(struct pgd_cuda_ctx *c)
 extern "C" int pgd_cuda_gemm_tune_enabled(struct pgd_cuda_ctx *c)
 {
     return tune_on(c);
+}
+
+/* c->gemm_wgmma_all: 0 not decided yet (a new context's), 1 the few configurations, 2 all. */
+extern "C" void pgd_cuda_gemm_tune_wgmma_set(struct pgd_cuda_ctx *c, int all)
+{
+    c->gemm_wgmma_all = all < 0 ? 0 : all ? 2 : 1;
+}
+
+static bool wgmma_all(struct pgd_cuda_ctx *c)
+{
+    if (c->gemm_wgmma_all == 0) {
+        const char *e = getenv("PGD_CUDA_GEMM_WGMMA_CANDIDATES");
+        c->gemm_wgmma_all = e && !strcmp(e, "all") ? 2 : 1;
+    }
+    return c->gemm_wgmma_all == 2;
 }
 
 void pgd_cuda_gemm_tune_free(struct pgd_cuda_ctx *c)
@@ -187,23 +205,51 @@ static void flush_l2(struct pgd_cuda_ctx *c, void *flush)
         cudaMemsetAsync(flush, 0x5a, TUNE_FLUSH_BYTES, c->stream);
 }
 
-/* The median milliseconds of `reps` runs of algo on the plan's call (one untimed run
- * first); a negative value when the algorithm fails to run. */
-static float time_algo(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
-                       const cublasLtMatmulAlgo_t *algo, const struct pgd_cuda_gemm_call *call,
-                       int reps, cudaEvent_t *ev, void *flush)
+/* What a timed candidate runs on: the plan being tuned and its call's buffers. */
+struct timed_call {
+    const struct pgd_cuda_gemm_plan *p;
+    const struct pgd_cuda_gemm_call *call;
+};
+
+/* Enqueues one run of candidate `cand` on tc's buffers (y overwritten) on c's stream; false
+ * when it could not. */
+typedef bool (*launch_fn)(struct pgd_cuda_ctx *c, const struct timed_call *tc, const void *cand);
+
+/* cand: a cublasLtMatmulAlgo_t for tc's plan. */
+static bool launch_lt(struct pgd_cuda_ctx *c, const struct timed_call *tc, const void *cand)
 {
     const float alpha = 1.0f, beta = 0.0f;
+    const struct pgd_cuda_gemm_plan *p = tc->p;
+    const struct pgd_cuda_gemm_call *call = tc->call;
+    return cublasLtMatmul(c->lt, p->op, &alpha, call->w, p->a, call->x, p->b, &beta, call->y,
+                          p->d, call->y, p->d, (const cublasLtMatmulAlgo_t *)cand, c->workspace,
+                          c->workspace_bytes, c->stream) == CUBLAS_STATUS_SUCCESS;
+}
+
+/* cand: a struct pgd_cuda_wgmma_cfg of our kernel (plain y = x w^T, no bias). */
+static bool launch_own(struct pgd_cuda_ctx *c, const struct timed_call *tc, const void *cand)
+{
+    char err[256];
+    const struct pgd_cuda_gemm_key *k = &tc->p->key;
+    return pgd_cuda__wgmma_run(c, k->dt, tc->call->x, tc->call->w, NULL, k->n, k->in, k->out,
+                               k->ydt, tc->call->y, *(const struct pgd_cuda_wgmma_cfg *)cand,
+                               err, sizeof err) == 0;
+}
+
+/* The median milliseconds of `reps` runs of cand through launch on tc's buffers (one
+ * untimed run first, L2 flushed before each; ev: 2 reps events); a negative value when it
+ * fails to run. */
+static float time_launch(struct pgd_cuda_ctx *c, launch_fn launch, const struct timed_call *tc,
+                         const void *cand, int reps, cudaEvent_t *ev, void *flush)
+{
     for (int r = -1; r < reps; r++) {
         flush_l2(c, flush);
         if (r >= 0)
             cudaEventRecord(ev[2 * r], c->stream);
-        cublasStatus_t s = cublasLtMatmul(c->lt, p->op, &alpha, call->w, p->a, call->x, p->b,
-                                          &beta, call->y, p->d, call->y, p->d, algo,
-                                          c->workspace, c->workspace_bytes, c->stream);
+        const bool ran = launch(c, tc, cand);
         if (r >= 0)
             cudaEventRecord(ev[2 * r + 1], c->stream);
-        if (s != CUBLAS_STATUS_SUCCESS) {
+        if (!ran) {
             cudaStreamSynchronize(c->stream);
             cudaGetLastError();
             return -1.0f;
@@ -282,8 +328,103 @@ static int add_split_variants(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm
     return n;
 }
 
-/* Times the heuristic's candidates (and their split-K variants) for the plan on the call's
- * buffers and records the fastest for the bucket. *algo gets it. */
+/* What the timing of a plan found: cuBLASLt's candidates (`timed` of them; the fastest,
+ * index best (-1: none ran), and the heuristic's first, in milliseconds), then our kernel's
+ * (own_timed; the fastest, bn 0 when none ran). */
+struct tune_outcome {
+    int best, timed;
+    float best_ms, first_ms;
+    struct pgd_cuda_wgmma_cfg own;
+    float own_ms;
+    int own_timed;
+};
+
+/* Times cand[0..n_cand) in order within TUNE_BUDGET_MS of t0 (the first always) into o. */
+static void time_lt(struct pgd_cuda_ctx *c, const struct timed_call *tc,
+                    const cublasLtMatmulAlgo_t *cand, int n_cand, double t0, cudaEvent_t *ev,
+                    void *flush, struct tune_outcome *o)
+{
+    for (int i = 0; i < n_cand; i++) {
+        if (i > 0 && pgd_cuda_host_ms() - t0 > TUNE_BUDGET_MS)
+            break;
+        /* A large GEMM (a long prefill) varies little from run to run: fewer runs, so that
+         * the budget covers more candidates. */
+        int reps = o->first_ms > 1.0f ? 3 : TUNE_REPS;
+        float ms = time_launch(c, launch_lt, tc, &cand[i], reps, ev, flush);
+        o->timed++;
+        if (i == 0)
+            o->first_ms = ms;
+        /* Another algorithm must win by more than the noise: otherwise the earlier (the
+         * heuristic's preference) stays, and runs of the same process agree more often. */
+        if (ms >= 0 && (o->best < 0 || ms < o->best_ms * TUNE_MARGIN)) {
+            o->best = i;
+            o->best_ms = ms;
+        }
+    }
+}
+
+/* Times our kernel's configurations (the few, or all: wgmma_all) where the plan's call fits
+ * it into o; nothing where it does not (n past OWN_MAX_N, scales, strided operands, not
+ * sm_90a, dtypes or alignment). */
+static void time_own(struct pgd_cuda_ctx *c, const struct timed_call *tc, cudaEvent_t *ev,
+                     void *flush, struct tune_outcome *o)
+{
+    const struct pgd_cuda_gemm_key *k = &tc->p->key;
+    /* Our kernel computes plain y = x w^T: no scales, dense operands. */
+    if (k->n > OWN_MAX_N || k->scale != PGD_CUDA_GEMM_SCALE_NONE || k->fast_accum || k->ldw ||
+        k->ldx || k->ldy || !pgd_cuda__wgmma_ok(c) ||
+        !pgd_cuda__wgmma_fits(k->dt, k->ydt, tc->call->x, tc->call->w, NULL, tc->call->y, k->in))
+        return;
+    struct pgd_cuda_wgmma_cfg cand[PGD_CUDA_WGMMA_MAX_CANDIDATES];
+    const int nc = pgd_cuda__wgmma_candidates(c, k->n, k->in, k->out, wgmma_all(c), cand,
+                                              PGD_CUDA_WGMMA_MAX_CANDIDATES);
+    for (int i = 0; i < nc; i++) {
+        const float ms = time_launch(c, launch_own, tc, &cand[i], TUNE_REPS, ev, flush);
+        o->own_timed++;
+        if (ms >= 0 && (o->own_ms < 0 || ms < o->own_ms)) {
+            o->own = cand[i];
+            o->own_ms = ms;
+        }
+    }
+}
+
+/* Appends the tuning of the plan's bucket (algo: cuBLASLt's fastest) to c's records; nothing
+ * when they are full or cannot grow. */
+static void record(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p, int bucket,
+                   const cublasLtMatmulAlgo_t *algo, int n_cand, int n_heur,
+                   const struct tune_outcome *o, double tune_ms)
+{
+    if (c->gemm_tuned_n == c->gemm_tuned_cap) {
+        if (c->gemm_tuned_cap >= TUNE_MAX_RECORDS)
+            return;
+        int cap = c->gemm_tuned_cap ? 2 * c->gemm_tuned_cap : 64;
+        void *g = realloc(c->gemm_tuned, (size_t)cap * sizeof *c->gemm_tuned);
+        if (!g)
+            return;
+        c->gemm_tuned = (struct pgd_cuda_gemm_tuned *)g;
+        c->gemm_tuned_cap = cap;
+    }
+    const bool own_wins = o->own_ms >= 0 && o->own_ms < o->best_ms * TUNE_MARGIN;
+    struct pgd_cuda_gemm_tuned *t = &c->gemm_tuned[c->gemm_tuned_n++];
+    t->key = p->key;
+    t->algo = *algo;
+    t->own = own_wins ? o->own : (struct pgd_cuda_wgmma_cfg){ 0, 0, 0 };
+    t->has_alt = 0;
+    t->info = (struct pgd_cuda_gemm_tune_info){
+        .dt = p->key.dt, .ydt = p->key.ydt, .in = p->key.in, .out = p->key.out, .bucket = bucket,
+        .n = p->key.n, .candidates = n_cand, .heuristic = n_heur, .timed = o->timed,
+        .chosen = o->best, .split_k = split_of(algo),
+        .first_us = o->first_ms * 1e3, .best_us = (own_wins ? o->own_ms : o->best_ms) * 1e3,
+        .tune_ms = tune_ms,
+        .own_timed = o->own_timed, .own_bn = o->own.bn, .own_split = o->own.split,
+        .own_cps = o->own.cps, .own = own_wins,
+        .own_us = o->own_ms >= 0 ? o->own_ms * 1e3 : 0.0, .lt_us = o->best_ms * 1e3,
+    };
+}
+
+/* Times the heuristic's candidates (and their split-K variants), then our kernel's, for the
+ * plan on the call's buffers and records the fastest for the bucket. *algo gets cuBLASLt's
+ * fastest. */
 static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
                 const struct pgd_cuda_gemm_call *call, int bucket, cublasLtMatmulAlgo_t *algo,
                 char *err, size_t errlen)
@@ -330,26 +471,12 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
         cudaGetLastError();
         flush = NULL;
     }
-    int best = -1, timed = 0;
-    float best_ms = 0, first_ms = -1;
+    const struct timed_call tc = { p, call };
+    struct tune_outcome o = { -1, 0, 0.0f, -1.0f, { 0, 0, 0 }, -1.0f, 0 };
     if (n_ev == 2 * TUNE_REPS) {
-        for (int i = 0; i < n_cand; i++) {
-            if (i > 0 && pgd_cuda_host_ms() - t0 > TUNE_BUDGET_MS)
-                break;
-            /* A large GEMM (a long prefill) varies little from run to run: fewer runs, so
-             * that the budget covers more candidates. */
-            int reps = first_ms > 1.0f ? 3 : TUNE_REPS;
-            float ms = time_algo(c, p, &cand[i], call, reps, ev, flush);
-            timed++;
-            if (i == 0)
-                first_ms = ms;
-            /* Another algorithm must win by more than the noise: otherwise the earlier (the
-             * heuristic's preference) stays, and runs of the same process agree more often. */
-            if (ms >= 0 && (best < 0 || ms < best_ms * TUNE_MARGIN)) {
-                best = i;
-                best_ms = ms;
-            }
-        }
+        time_lt(c, &tc, cand, n_cand, t0, ev, flush, &o);
+        if (o.best >= 0)
+            time_own(c, &tc, ev, flush, &o);
     }
     cudaGetLastError();
     for (int i = 0; i < n_ev; i++)
@@ -359,45 +486,10 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
         cudaFree(flush);
         cudaGetLastError();
     }
-    if (best < 0)
+    if (o.best < 0)
         return 0;            /* nothing could be timed: the heuristic's first, not recorded */
-    *algo = cand[best];
-    struct pgd_cuda_wgmma_cfg own = { 0, 0, 0 };
-    float own_ms = -1.0f;
-    int own_timed = 0;
-    /* Our kernel computes plain y = x w^T: no scales, dense operands. */
-    const bool own_fits = p->key.scale == PGD_CUDA_GEMM_SCALE_NONE && !p->key.fast_accum &&
-                          !p->key.ldw && !p->key.ldx && !p->key.ldy;
-    if (p->key.n <= OWN_MAX_N && own_fits)
-        own_timed = pgd_cuda__wgmma_tune(c, p->key.dt, p->key.ydt, call->x, call->w, call->y,
-                                         p->key.n, p->key.in, p->key.out, TUNE_REPS, &own,
-                                         &own_ms);
-    const bool own_wins = own_ms >= 0 && own_ms < best_ms * TUNE_MARGIN;
-    if (c->gemm_tuned_n == c->gemm_tuned_cap) {
-        if (c->gemm_tuned_cap >= TUNE_MAX_RECORDS)
-            return 0;
-        int cap = c->gemm_tuned_cap ? 2 * c->gemm_tuned_cap : 64;
-        void *g = realloc(c->gemm_tuned, (size_t)cap * sizeof *c->gemm_tuned);
-        if (!g)
-            return 0;
-        c->gemm_tuned = (struct pgd_cuda_gemm_tuned *)g;
-        c->gemm_tuned_cap = cap;
-    }
-    struct pgd_cuda_gemm_tuned *t = &c->gemm_tuned[c->gemm_tuned_n++];
-    t->key = p->key;
-    t->algo = *algo;
-    t->own = own_wins ? own : (struct pgd_cuda_wgmma_cfg){ 0, 0, 0 };
-    t->has_alt = 0;
-    t->info = (struct pgd_cuda_gemm_tune_info){
-        .dt = p->key.dt, .ydt = p->key.ydt, .in = p->key.in, .out = p->key.out, .bucket = bucket,
-        .n = p->key.n, .candidates = n_cand, .heuristic = n_heur, .timed = timed,
-        .chosen = best, .split_k = split_of(algo),
-        .first_us = first_ms * 1e3, .best_us = (own_wins ? own_ms : best_ms) * 1e3,
-        .tune_ms = pgd_cuda_host_ms() - t0,
-        .own_timed = own_timed, .own_bn = own.bn, .own_split = own.split, .own_cps = own.cps,
-        .own = own_wins,
-        .own_us = own_ms >= 0 ? own_ms * 1e3 : 0.0, .lt_us = best_ms * 1e3,
-    };
+    *algo = cand[o.best];
+    record(c, p, bucket, algo, n_cand, n_heur, &o, pgd_cuda_host_ms() - t0);
     return 0;
 }
 

@@ -1,8 +1,9 @@
 /* Our own dense GEMM for Hopper, for few tokens and a narrow output: y[n, out] = x[n, in] @
  * w[out, in]^T (+ b), w row-major [out, in] as linear.cu has it, x and w bf16 or fp16, y in
- * their dtype or float32. gemm_tune.cu times it (with its split-K variants) beside cuBLASLt's
- * candidates per shape and n bucket and uses it only where it wins; pgd_cuda_linear_wgmma
- * runs a given configuration (tests, pagoda bench gemm).
+ * their dtype or float32. gemm_tune.cu times it (with its split-K variants: at start-up the
+ * few that came closest, pgd_cuda__wgmma_candidates) beside cuBLASLt's candidates per shape
+ * and n bucket and uses it only where it wins; pgd_cuda_linear_wgmma runs a given
+ * configuration (tests, pagoda bench gemm).
  *
  * Why: at n = 16..512 the 8B shape's qkv (4096 -> 6144) and o (4096 -> 4096) projections are
  * a pass over 32-48 MB of weights with little arithmetic a byte, and cuBLASLt's tiles leave
@@ -35,9 +36,7 @@
 #include <cooperative_groups.h>
 #include <stdlib.h>
 #include <string.h>
-#include <algorithm>
 #include <atomic>
-#include <vector>
 
 #define GW_BM 128                    /* output features a CTA (two warpgroups of 64) */
 #define GW_BK 64                     /* inputs a stage: one 128-byte swizzled row */
@@ -217,7 +216,7 @@ struct gw_loader {
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const bool v = kin && (ok & (1u << i));
-            sm90_cp16(st + dst + i * 32 * 128, v ? w_src + (size_t)32 * i * a.in + k0 : a.w, v);
+            cp_async16(st + dst + i * 32 * 128, v ? w_src + (size_t)32 * i * a.in + k0 : a.w, v);
         }
     }
 
@@ -231,7 +230,7 @@ struct gw_loader {
             if (BN < 32 && threadIdx.x / 8 >= BN)
                 break;                   /* past the tile (BN 16) */
             const bool v = kin && (ok & (1u << (8 + i)));
-            sm90_cp16(st + dst + i * 32 * 128, v ? x_src + (size_t)32 * i * a.in + k0 : a.x, v);
+            cp_async16(st + dst + i * 32 * 128, v ? x_src + (size_t)32 * i * a.in + k0 : a.x, v);
         }
     }
 };
@@ -296,7 +295,7 @@ gw_kernel(const __grid_constant__ gw_args a)
     static_assert(L::OUT_LD == GW_BM + 4, "gw_store's row length");
     constexpr int NA = BN / 2;       /* accumulators a thread */
     extern __shared__ __align__(128) uint8_t gw_buf[];
-    const uint32_t raw = sm90_smem_addr(gw_buf), smem0 = (raw + 1023u) & ~1023u;
+    const uint32_t raw = smem_u32(gw_buf), smem0 = (raw + 1023u) & ~1023u;
     uint8_t *buf = gw_buf + (smem0 - raw);
     const int th = threadIdx.x, wg = th / 128;
     const int n0 = blockIdx.x * BN, m0 = blockIdx.y * GW_BM, part = blockIdx.z;
@@ -317,7 +316,7 @@ gw_kernel(const __grid_constant__ gw_args a)
     for (int s = 0; s < L::PD; s++) {
         if (s < nk)
             ld.load_x(a, smem0 + s * L::STAGE + L::A, kb + s);
-        sm90_cp_commit();
+        cp_async_commit();
     }
 
     float acc[NA];
@@ -325,7 +324,7 @@ gw_kernel(const __grid_constant__ gw_args a)
     for (int i = 0; i < NA; i++)
         acc[i] = 0.0f;
     for (int kt = 0; kt < nk; kt++) {
-        sm90_cp_wait<L::PD - 1>();
+        cp_async_wait<L::PD - 1>();
         sm90_fence_async_smem();
         /* stage kt landed for every thread; the wgmmas of stage kt - 2 are done in both
          * warpgroups (each waited for them last iteration), so its buffer may be refilled */
@@ -336,7 +335,7 @@ gw_kernel(const __grid_constant__ gw_args a)
             ld.load_w(a, st, kb + f);
             ld.load_x(a, st + L::A, kb + f);
         }
-        sm90_cp_commit();
+        cp_async_commit();
         const uint32_t st = smem0 + (uint32_t)((kt % L::STAGES) * L::STAGE);
         const uint64_t da = sm90_desc_sw128(st + wg * 64 * 128), db = sm90_desc_sw128(st + L::A);
         sm90_reg_fence(acc);
@@ -350,7 +349,7 @@ gw_kernel(const __grid_constant__ gw_args a)
     }
     sm90_wgmma_wait<0>();
     sm90_reg_fence(acc);
-    sm90_cp_wait<0>();
+    cp_async_wait<0>();
     __syncthreads();                 /* the pipeline's space becomes the output tile */
 
     /* accumulator 4 j + i of thread (warp w of its warpgroup, lane g * 4 + t): feature
@@ -482,11 +481,18 @@ bool pgd_cuda__wgmma_fits(enum pgd_dtype dt, enum pgd_dtype ydt, const void *x, 
            (uintptr_t)b % 16 == 0 && (uintptr_t)y % 4 == 0;
 }
 
-/* The configurations worth timing for [n x in] -> out on c: token tiles of the power of two
- * >= n (16..256) and half of it; unsplit at one and (tiles up to 128) two CTAs an SM; K split
- * 2, 3, 4, 6 or 8 ways where every part keeps at least 4 stages of 64 inputs and the CTAs
- * fit in one wave: at one CTA an SM up to the SM count, at two past it. */
-int pgd_cuda__wgmma_candidates(const struct pgd_cuda_ctx *c, int n, int in, int out,
+/* The configurations worth timing for [n x in] -> out on c. all: token tiles of the power of
+ * two >= n (16..256) and half of it; unsplit at one and (tiles up to 128) two CTAs an SM; K
+ * split 2, 3, 4, 6 or 8 ways where every part keeps at least 4 stages of 64 inputs and the
+ * CTAs fit in one wave: at one CTA an SM up to the SM count, at two past it (up to 24).
+ *
+ * Not all (what gemm_tune.cu times at start-up): the few that came closest to cuBLASLt on
+ * the H200, where the kernel beat it at no shape: one CTA an SM, K split at most 3 ways, and
+ * the half tile only past n = 64 (up to 6; 3 at n <= 64). With all of them timed (`pagoda
+ * bench gemm`), the fastest of 23 of the 24 rows (the 8B shape's qkv, o, gate_up and down at
+ * n = 16..512) was among these; the other, gate_up at n = 64 (two CTAs an SM), was 4% behind
+ * cuBLASLt. */
+int pgd_cuda__wgmma_candidates(const struct pgd_cuda_ctx *c, int n, int in, int out, bool all,
                                struct pgd_cuda_wgmma_cfg *cand, int max)
 {
     static const int SPLITS[6] = { 1, 2, 3, 4, 6, 8 };
@@ -500,6 +506,8 @@ int pgd_cuda__wgmma_candidates(const struct pgd_cuda_ctx *c, int n, int in, int 
         for (int cps = 1; cps <= (bn <= 128 ? 2 : 1); cps++) {
             for (int si = 0; si < 6 && nc < max; si++) {
                 const int s = SPLITS[si];
+                if (!all && (cps > 1 || s > 3 || (bn < top && n <= 64)))
+                    continue;
                 if (s > 1 && (kts / s < 4 || tiles * s > (int64_t)cps * sms ||
                               (cps == 2 && tiles * s <= sms)))
                     continue;
@@ -530,74 +538,6 @@ int pgd_cuda__wgmma_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x
                               cfg.split, cfg.cps, cudaGetErrorString(e));
     }
     return 0;
-}
-
-/* The median milliseconds of `reps` runs of cfg (one untimed first), L2 overwritten before
- * each (the quantized-linear scratch, as gemm_tune.cu does for cuBLASLt's); negative when it
- * fails to run. */
-static float gw_time(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_dtype ydt,
-                     const void *x, const void *w, void *y, int n, int in, int out,
-                     struct pgd_cuda_wgmma_cfg cfg, int reps, cudaEvent_t *ev)
-{
-    char err[256];
-    for (int r = -1; r < reps; r++) {
-        if (c->qscratch)
-            cudaMemsetAsync(c->qscratch, 0x5a, c->qscratch_bytes, c->stream);
-        if (r >= 0)
-            cudaEventRecord(ev[2 * r], c->stream);
-        int rc = pgd_cuda__wgmma_run(c, dt, x, w, NULL, n, in, out, ydt, y, cfg, err, sizeof err);
-        if (r >= 0)
-            cudaEventRecord(ev[2 * r + 1], c->stream);
-        if (rc) {
-            cudaStreamSynchronize(c->stream);
-            cudaGetLastError();
-            return -1.0f;
-        }
-    }
-    if (cudaEventSynchronize(ev[2 * reps - 1]) != cudaSuccess) {
-        cudaGetLastError();
-        return -1.0f;
-    }
-    std::vector<float> ms;
-    for (int r = 0; r < reps; r++) {
-        float t = 0;
-        if (cudaEventElapsedTime(&t, ev[2 * r], ev[2 * r + 1]) != cudaSuccess)
-            return -1.0f;
-        ms.push_back(t);
-    }
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
-}
-
-int pgd_cuda__wgmma_tune(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_dtype ydt,
-                         const void *x, const void *w, void *y, int n, int in, int out, int reps,
-                         struct pgd_cuda_wgmma_cfg *best, float *best_ms)
-{
-    *best = (struct pgd_cuda_wgmma_cfg){ 0, 0, 0 };
-    *best_ms = -1.0f;
-    if (reps < 1 || reps > 16 || !pgd_cuda__wgmma_ok(c) ||
-        !pgd_cuda__wgmma_fits(dt, ydt, x, w, NULL, y, in))
-        return 0;
-    struct pgd_cuda_wgmma_cfg cand[24];
-    const int nc = pgd_cuda__wgmma_candidates(c, n, in, out, cand, 24);
-    cudaEvent_t ev[32];
-    int n_ev = 0;
-    for (; n_ev < 2 * reps; n_ev++)
-        if (cudaEventCreate(&ev[n_ev]) != cudaSuccess)
-            break;
-    int timed = 0;
-    for (int i = 0; n_ev == 2 * reps && i < nc; i++) {
-        const float ms = gw_time(c, dt, ydt, x, w, y, n, in, out, cand[i], reps, ev);
-        timed++;
-        if (ms >= 0 && (*best_ms < 0 || ms < *best_ms)) {
-            *best = cand[i];
-            *best_ms = ms;
-        }
-    }
-    cudaGetLastError();
-    for (int i = 0; i < n_ev; i++)
-        cudaEventDestroy(ev[i]);
-    return timed;
 }
 
 /* ---- the public entry points ------------------------------------------------------------------- */

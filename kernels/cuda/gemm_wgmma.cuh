@@ -20,18 +20,15 @@ bool pgd_cuda__wgmma_ok(const struct pgd_cuda_ctx *c);
  * b (NULL allowed) 16-byte aligned, y 4-byte aligned. */
 bool pgd_cuda__wgmma_fits(enum pgd_dtype dt, enum pgd_dtype ydt, const void *x, const void *w,
                           const void *b, const void *y, int in);
-/* Up to max configurations worth timing for [n x in] -> out on c's SMs; their count. */
-int pgd_cuda__wgmma_candidates(const struct pgd_cuda_ctx *c, int n, int in, int out,
+/* Up to max configurations worth timing for [n x in] -> out on c's SMs (max 24 holds them
+ * all): every one (all), or the few that came closest to cuBLASLt on the H200 (gemm_tune.cu's
+ * start-up set; at most 6); their count. */
+#define PGD_CUDA_WGMMA_MAX_CANDIDATES 24
+int pgd_cuda__wgmma_candidates(const struct pgd_cuda_ctx *c, int n, int in, int out, bool all,
                                struct pgd_cuda_wgmma_cfg *cand, int max);
 /* y[n, out] = x[n, in] @ w[out, in]^T + b with cfg (the caller checked ok and fits). */
 int pgd_cuda__wgmma_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, const void *w,
                         const void *b, int n, int in, int out, enum pgd_dtype ydt, void *y,
                         struct pgd_cuda_wgmma_cfg cfg, char *err, size_t errlen);
-/* Times every candidate on the call's buffers (y overwritten; no bias), `reps` runs each
- * after one untimed, L2 overwritten before each; *best and *best_ms (milliseconds) get the
- * fastest, or bn 0 and -1 when none ran (not ok, not fitting). Returns how many were timed. */
-int pgd_cuda__wgmma_tune(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_dtype ydt,
-                         const void *x, const void *w, void *y, int n, int in, int out, int reps,
-                         struct pgd_cuda_wgmma_cfg *best, float *best_ms);
 
 #endif

@@ -153,6 +153,11 @@ int pgd_cuda_bench_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int m, int n,
 void pgd_cuda_gemm_tune_set(struct pgd_cuda_ctx *c, int on);
 /* Whether c tunes (after the above, or the environment). */
 int pgd_cuda_gemm_tune_enabled(struct pgd_cuda_ctx *c);
+/* Which of our wgmma kernel's configurations (gemm_wgmma.cu, sm_90a) the tuning times beside
+ * cuBLASLt's: all: 1 every one (up to 24 a plan: `pagoda bench gemm`), 0 the few that came
+ * closest on the H200 (at most 6), -1 (the default) reads PGD_CUDA_GEMM_WGMMA_CANDIDATES
+ * (all: every one; else the few). Plans already tuned keep their record. */
+void pgd_cuda_gemm_tune_wgmma_set(struct pgd_cuda_ctx *c, int all);
 /* One tuning: the shape and bucket, the n it was timed at, the candidates (the heuristic's
  * first, then the split-K variants of each), how many were timed and which won (0: the
  * heuristic's first) with its split-K count (1: none), the median microseconds of the

@@ -1,9 +1,10 @@
 /* Hopper building blocks for hand-written tensor-core kernels (internal to kernels/cuda):
- * asynchronous 16-byte copies into shared memory (cp.async, sm_80+), and on sm_90a the
- * warpgroup MMA (wgmma.mma_async) with both operands read from shared memory through
- * matrix descriptors, its fences, and the proxy fence that makes copies written by threads
- * visible to it. gemm_wgmma.cu uses them; quant_wq_gemm.cu has file-local copies of the
- * cp.async and fence helpers that can move here.
+ * on sm_90a the warpgroup MMA (wgmma.mma_async) with both operands read from shared memory
+ * through matrix descriptors, its fences, and the proxy fence that makes copies written by
+ * threads visible to it; the asynchronous 16-byte copies that fill the tiles (cp.async,
+ * sm_80+: smem_u32, cp_async16, cp_async_commit, cp_async_wait) come from cp_async.cuh,
+ * included here. gemm_wgmma.cu uses them; quant_wq_gemm.cu has file-local copies of the
+ * fence helpers that can move here.
  *
  * The tile layout the descriptors describe ("128-byte swizzle, K-major"): rows of 64 16-bit
  * elements (128 bytes), row r's 16-byte chunk c stored at chunk c ^ (r % 8), groups of 8 rows
@@ -13,30 +14,13 @@
 #define PGD_KERNELS_CUDA_SM90_CUH
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cp_async.cuh"
 
 /* The wgmma code exists only in the sm_90a target (the build compiles files that use it for
  * 90a where 90 is among the architectures: kernels/cuda/local.mk). */
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define PGD_SM90A 1
 #endif
-
-__device__ __forceinline__ uint32_t sm90_smem_addr(const void *p)
-{
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-/* 16 bytes global -> shared, asynchronous (L2 only); !valid writes zeros and reads nothing
- * (src must still be a valid address). */
-__device__ __forceinline__ void sm90_cp16(uint32_t dst, const void *src, bool valid)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(valid ? 16 : 0) : "memory");
-}
-__device__ __forceinline__ void sm90_cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void sm90_cp_wait()
-{
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 
 /* The shared-memory descriptor of a 128-byte-swizzled K-major tile at shared address a
  * (1024-byte aligned): start >> 4, leading byte offset 16 (unused by this layout), stride

@@ -22,6 +22,15 @@ tests_tools_test_bench_serve_units_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_tools_test_bench_serve_units_CFLAGS = $(TEST_CFLAGS) $(CURL_CFLAGS)
 tests_tools_test_bench_serve_units_LDADD = $(CRITERION_LIBS) $(JANSSON_LIBS) -lm
 endif
+# The bench commands' list flags (--batch LIST): good lists, and each kind of bad one refused.
+if HAVE_CRITERION
+CRITERION_TESTS += tests/tools/test_bench_list
+check_PROGRAMS += tests/tools/test_bench_list
+tests_tools_test_bench_list_SOURCES = %reldir%/test_bench_list.c tools/bench/bench_list.c
+tests_tools_test_bench_list_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_tools_test_bench_list_CFLAGS = $(TEST_CFLAGS)
+tests_tools_test_bench_list_LDADD = $(CRITERION_LIBS)
+endif
 # Deployment INI files: examples/deploy/*.ini pass `pagoda config --check`; a bad file's
 # problems with file:line; --config in `config --print` and `serve` (flag > file > default).
 SCRIPT_TESTS += %reldir%/test_deploy_examples.sh

@@ -5,6 +5,7 @@
  * bandwidth, and the step's FLOPs over the rate of a large GEMM. */
 #include "config.h"
 #include "tools/commands.h"
+#include "tools/bench/bench_common.h"
 #include "runtime/base/clock.h"
 #include "tools/tool_model.h"
 #include "runtime/runner/runner.h"
@@ -72,21 +73,15 @@ static void bench_usage(FILE *out)
             "  --plugin-dir DIR         also look for plugins in DIR (repeatable)\n");
 }
 
-static int parse_list(const char *s, int *out, int *n, const char *what)
+/* --batch, --prompt-len: up to MAX_LIST positive numbers; the message on stderr. */
+static int parse_list(const char *flag, const char *s, int *v, int *n)
 {
-    *n = 0;
-    const char *p = s;
-    while (*p) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v <= 0 || v > (1 << 24) || (*end && *end != ',') || *n == MAX_LIST) {
-            fprintf(stderr, "pagoda bench: %s: '%s' is not a list of positive numbers\n", what, s);
-            return -1;
-        }
-        out[(*n)++] = (int)v;
-        p = *end ? end + 1 : end;
+    char err[512];
+    if (pgd_tool_bench_int_list(flag, s, 1, 1 << 24, v, MAX_LIST, n, err, sizeof err)) {
+        fprintf(stderr, "pagoda bench: %s\n", err);
+        return -1;
     }
-    return *n ? 0 : -1;
+    return 0;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -341,15 +336,18 @@ int pgd_cmd_bench(int argc, char **argv)
     };
     struct bench_opts o = { .context = 128, .steps = 32, .warmup = 3 };
     pgd_tool_model_init(&o.m);
-    parse_list("1,2,4,8,16,32", o.batch, &o.n_batch, "--batch");
-    parse_list("128,512,2048", o.prompt, &o.n_prompt, "--prompt-len");
+    static const int BATCH[] = { 1, 2, 4, 8, 16, 32 }, PROMPT[] = { 128, 512, 2048 };
+    memcpy(o.batch, BATCH, sizeof BATCH);
+    o.n_batch = (int)(sizeof BATCH / sizeof BATCH[0]);
+    memcpy(o.prompt, PROMPT, sizeof PROMPT);
+    o.n_prompt = (int)(sizeof PROMPT / sizeof PROMPT[0]);
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         char *end = NULL;
         switch (c) {
-        case 'b': if (parse_list(optarg, o.batch, &o.n_batch, "--batch")) return 2; break;
-        case 'p': if (parse_list(optarg, o.prompt, &o.n_prompt, "--prompt-len")) return 2; break;
+        case 'b': if (parse_list("--batch", optarg, o.batch, &o.n_batch)) return 2; break;
+        case 'p': if (parse_list("--prompt-len", optarg, o.prompt, &o.n_prompt)) return 2; break;
         case 'c': o.context = (int)strtol(optarg, &end, 10); break;
         case 's': o.steps = (int)strtol(optarg, &end, 10); break;
         case 'w': o.warmup = (int)strtol(optarg, &end, 10); break;

@@ -13,6 +13,7 @@
  * K/V, and the GB/s figures' numerators, halved). */
 #include "config.h"
 #include "tools/commands.h"
+#include "tools/bench/bench_common.h"
 #include "runtime/base/clock.h"
 #include <stdint.h>
 #include <stdio.h>
@@ -264,21 +265,13 @@ int pgd_cmd_bench_attention(int argc, char **argv)
         paths[n_paths++] = PATH_DECODE;
     if (want[PGD_CUDA_ATTN_AUTO])
         paths[n_paths++] = PGD_CUDA_ATTN_AUTO;
-    char desc[256] = "", err[512] = "";
-    double gbps = 0, tflops = 0;
-    if (ceilings) {
-        if (pgd_tool_bench_ceilings(PGD_DEVICE_CUDA, PGD_DTYPE_BF16, &gbps, &tflops, desc,
-                                    sizeof desc))
-            return 1;
-    } else if (pgd_cuda_describe(0, desc, sizeof desc)) {
-        fprintf(stderr, "pagoda bench attention: no CUDA device\n");
+    char err[512] = "";
+    struct pgd_tool_bench_gpu g;
+    if (pgd_tool_bench_gpu_open("pagoda bench attention", ceilings ? PGD_TOOL_BENCH_SHOW_COPY_GEMM
+                                                                   : PGD_TOOL_BENCH_SHOW_DEVICE,
+                                &g))
         return 1;
-    }
-    struct pgd_cuda_ctx *c = NULL;
-    if (pgd_cuda_ctx_create(&c, err, sizeof err)) {
-        fprintf(stderr, "pagoda bench attention: %s\n", err);
-        return 1;
-    }
+    struct pgd_cuda_ctx *c = g.c;
     enum pgd_dtype dt = PGD_DTYPE_BF16;
     /* The pool: enough blocks for the largest decode batch (and the longest prefill or the
      * long row, both on table row 0), each sequence's table a stride of a shuffled pool. */
@@ -334,9 +327,6 @@ int pgd_cmd_bench_attention(int argc, char **argv)
         fprintf(stderr, "pagoda bench attention: %s\n", err);
         goto out;
     }
-    printf("device: %s\n", desc);
-    if (ceilings)
-        printf("copy bandwidth %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s\n", gbps, tflops);
     printf("attention bf16%s: %d q heads / %d kv heads, head_dim %d, block %d\n\n",
            kv_fp8 ? ", KV cache e4m3" : "", H, KV, D, BS);
     printf("%-22s", "case");

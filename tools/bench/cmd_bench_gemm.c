@@ -2,12 +2,14 @@
  * own Hopper kernel (kernels/cuda/gemm_wgmma.cu). Each (shape, n) goes through the tuned
  * linear once (kernels/cuda/gemm_tune.cu), which times cuBLASLt's heuristic first, its
  * fastest candidate (split-K variants included) and the kernel's fastest configuration
- * (token tile, K split), each the median of 5 runs with L2 overwritten before each (the
+ * (token tile, K split; every configuration, not only the start-up set, unless
+ * --wgmma-candidates few), each the median of 5 runs with L2 overwritten before each (the
  * weights come from HBM, as in a real step); the table shows those times, which path the
  * plan took, and the floor: the larger of the bytes (weights, x, y) at the copy bandwidth
  * and the FLOPs at the 8192^3 GEMM rate, both measured in the same run. */
 #include "config.h"
 #include "tools/commands.h"
+#include "tools/bench/bench_common.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,43 +113,41 @@ static int bench_shapes(struct pgd_cuda_ctx *c, const int *batches, int nb, doub
 
 int pgd_cmd_bench_gemm(int argc, char **argv)
 {
-    int batches[MAX_BATCHES] = { 16, 32, 64, 128, 256, 512 }, nb = 6;
+    int batches[MAX_BATCHES] = { 16, 32, 64, 128, 256, 512 }, nb = 6, all = 1;
+    char err[512];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
-            nb = 0;
-            for (char *s = argv[++i], *end; *s && nb < MAX_BATCHES; s = *end ? end + 1 : end) {
-                batches[nb] = (int)strtol(s, &end, 10);
-                if (end == s || batches[nb] < 5 || batches[nb] > 4096) {
-                    fprintf(stderr, "pagoda bench gemm: --batch takes 5..4096, up to %d of "
-                                    "them\n", MAX_BATCHES);
-                    return 2;
-                }
-                nb++;
+            if (pgd_tool_bench_int_list("--batch", argv[++i], 5, 4096, batches, MAX_BATCHES, &nb,
+                                        err, sizeof err)) {
+                fprintf(stderr, "pagoda bench gemm: %s\n", err);
+                return 2;
             }
+        } else if (!strcmp(argv[i], "--wgmma-candidates") && i + 1 < argc &&
+                   (!strcmp(argv[i + 1], "all") || !strcmp(argv[i + 1], "few"))) {
+            all = !strcmp(argv[++i], "all");
         } else {
-            fprintf(stderr, "usage: pagoda bench gemm [--batch LIST]   (the 8B shape's bf16 "
-                            "linears: cuBLASLt beside our wgmma kernel, on the GPU)\n");
+            fprintf(stderr, "usage: pagoda bench gemm [--batch LIST] [--wgmma-candidates all|few]"
+                            "   (the 8B shape's bf16 linears: cuBLASLt beside our wgmma kernel, "
+                            "on the GPU;\n  all: every configuration of the kernel timed (the "
+                            "default), few: the start-up set, PGD_CUDA_GEMM_WGMMA_CANDIDATES's "
+                            "default)\n");
             return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
         }
     }
 #ifdef PGD_HAVE_CUDA
-    double gbps, tflops;
-    char desc[256], err[512];
-    if (pgd_tool_bench_ceilings(PGD_DEVICE_CUDA, PGD_DTYPE_BF16, &gbps, &tflops, desc, sizeof desc))
+    struct pgd_tool_bench_gpu g;
+    if (pgd_tool_bench_gpu_open("pagoda bench gemm", PGD_TOOL_BENCH_SHOW_COPY_GEMM, &g))
         return 1;
-    struct pgd_cuda_ctx *c = NULL;
-    if (pgd_cuda_ctx_create(&c, err, sizeof err)) {
-        fprintf(stderr, "pagoda bench gemm: %s\n", err);
-        return 1;
-    }
-    pgd_cuda_gemm_tune_set(c, 1);
-    printf("device: %s\ncopy bandwidth %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s\n"
-           "wgmma kernel: %s\n\n", desc, gbps, tflops,
-           pgd_cuda_wgmma_available(c) ? "available" : "not on this device or build");
-    int rc = bench_shapes(c, batches, nb, gbps, tflops);
-    pgd_cuda_ctx_destroy(c);
+    pgd_cuda_gemm_tune_set(g.c, 1);
+    pgd_cuda_gemm_tune_wgmma_set(g.c, all);
+    printf("wgmma kernel: %s%s\n\n",
+           pgd_cuda_wgmma_available(g.c) ? "available" : "not on this device or build",
+           all ? "" : " (the start-up configurations only)");
+    int rc = bench_shapes(g.c, batches, nb, g.gbps, g.tflops);
+    pgd_cuda_ctx_destroy(g.c);
     return rc;
 #else
+    (void)all;
     fprintf(stderr, "pagoda bench gemm: this build has no CUDA backend\n");
     return 1;
 #endif

@@ -4,6 +4,7 @@
  * then the sum over one decode step's GEMVs (32 layers + the head). */
 #include "config.h"
 #include "tools/commands.h"
+#include "tools/bench/bench_common.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,16 +38,13 @@ static const char *VNAME[NVAR] = { "warp", "split", "ks1", "ks2", "ks4", "ks8", 
 int pgd_cmd_bench_gemv(int argc, char **argv)
 {
     int batches[4] = { 1, 2, 4 }, nb = 3;
+    char err[512];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
-            nb = 0;
-            for (char *s = argv[++i], *end; *s && nb < 4; s = *end ? end + 1 : end) {
-                batches[nb] = (int)strtol(s, &end, 10);
-                if (end == s || batches[nb] < 1 || batches[nb] > 8) {
-                    fprintf(stderr, "pagoda bench gemv: --batch takes 1..8, up to 4 of them\n");
-                    return 2;
-                }
-                nb++;
+            if (pgd_tool_bench_int_list("--batch", argv[++i], 1, 8, batches, 4, &nb, err,
+                                        sizeof err)) {
+                fprintf(stderr, "pagoda bench gemv: %s\n", err);
+                return 2;
             }
         } else {
             fprintf(stderr, "usage: pagoda bench gemv [--batch LIST]   (the 8B shape's decode "
@@ -55,17 +53,12 @@ int pgd_cmd_bench_gemv(int argc, char **argv)
         }
     }
 #ifdef PGD_HAVE_CUDA
-    double gbps, tflops;
-    char desc[256], err[512];
-    if (pgd_tool_bench_ceilings(PGD_DEVICE_CUDA, PGD_DTYPE_BF16, &gbps, &tflops, desc, sizeof desc))
+    struct pgd_tool_bench_gpu g;
+    if (pgd_tool_bench_gpu_open("pagoda bench gemv", PGD_TOOL_BENCH_SHOW_COPY, &g))
         return 1;
-    struct pgd_cuda_ctx *c = NULL;
-    if (pgd_cuda_ctx_create(&c, err, sizeof err)) {
-        fprintf(stderr, "pagoda bench gemv: %s\n", err);
-        return 1;
-    }
-    printf("device: %s\ncopy bandwidth %.0f GB/s (read + write)\n\n", desc, gbps);
-    printf("%-9s %6s %6s %2s", "shape", "out", "in", "n");
+    struct pgd_cuda_ctx *c = g.c;
+    const double gbps = g.gbps;
+    printf("\n%-9s %6s %6s %2s", "shape", "out", "in", "n");
     for (int v = 0; v < NVAR; v++)
         printf(" %14s", VNAME[v]);
     printf("   (us, GB/s of weights)  floor us\n");

@@ -8,6 +8,7 @@
  * twice its bf16 peak). */
 #include "config.h"
 #include "tools/commands.h"
+#include "tools/bench/bench_common.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,18 +17,6 @@
 #endif
 
 #define MAX_LIST 16
-
-static int parse_list(const char *s, int *v, int *n, int lo, int hi)
-{
-    *n = 0;
-    for (char *end; *s && *n < MAX_LIST; s = *end ? end + 1 : end) {
-        long x = strtol(s, &end, 10);
-        if (end == s || x < lo || x > hi || (*end && *end != ','))
-            return -1;
-        v[(*n)++] = (int)x;
-    }
-    return *n ? 0 : -1;
-}
 
 #ifdef PGD_HAVE_CUDA
 struct quant_shape {
@@ -162,10 +151,12 @@ int pgd_cmd_bench_quant(int argc, char **argv)
 {
     int batches[MAX_LIST] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048 }, nb = 12;
     const char *only = NULL;
+    char err[512];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
-            if (parse_list(argv[++i], batches, &nb, 1, 65536)) {
-                fprintf(stderr, "pagoda bench quant: --batch takes a list of 1..65536\n");
+            if (pgd_tool_bench_int_list("--batch", argv[++i], 1, 65536, batches, MAX_LIST, &nb,
+                                        err, sizeof err)) {
+                fprintf(stderr, "pagoda bench quant: %s\n", err);
                 return 2;
             }
         } else if (!strcmp(argv[i], "--format") && i + 1 < argc) {
@@ -197,22 +188,15 @@ int pgd_cmd_bench_quant(int argc, char **argv)
                         "fp8)\n", only);
         return 2;
     }
-    double gbps, tflops;
-    char desc[256], err[512];
-    if (pgd_tool_bench_ceilings(PGD_DEVICE_CUDA, PGD_DTYPE_BF16, &gbps, &tflops, desc, sizeof desc))
+    struct pgd_tool_bench_gpu g;
+    if (pgd_tool_bench_gpu_open("pagoda bench quant", PGD_TOOL_BENCH_SHOW_COPY_GEMM, &g))
         return 1;
-    struct pgd_cuda_ctx *c = NULL;
-    if (pgd_cuda_ctx_create(&c, err, sizeof err)) {
-        fprintf(stderr, "pagoda bench quant: %s\n", err);
-        return 1;
-    }
-    printf("device: %s\ncopy bandwidth %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s\n\n",
-           desc, gbps, tflops);
+    printf("\n");
     int rc = 0;
     for (int i = 0; i < NFORMAT && !rc; i++)
         if (!only || !strcmp(only, FORMATS[i].name))
-            rc = run_format(c, &FORMATS[i], batches, nb, gbps, tflops);
-    pgd_cuda_ctx_destroy(c);
+            rc = run_format(g.c, &FORMATS[i], batches, nb, g.gbps, g.tflops);
+    pgd_cuda_ctx_destroy(g.c);
     return rc;
 #else
     (void)batches;

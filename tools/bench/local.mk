@@ -5,7 +5,8 @@ tools_pagoda_SOURCES += %reldir%/cmd_bench.c %reldir%/cmd_bench_throughput.c \
 	%reldir%/cmd_bench_serve.c %reldir%/cmd_bench_spec.c %reldir%/bench_spec_prompts.c \
 	%reldir%/bench_spec_prompts.h %reldir%/cmd_bench_grammar.c \
 	%reldir%/cmd_bench_allreduce.c \
-	%reldir%/cmd_bench_gemm.c \
+	%reldir%/cmd_bench_gemm.c %reldir%/bench_common.h %reldir%/bench_list.c \
+	%reldir%/bench_gpu.c \
 	%reldir%/bench_draw.c %reldir%/bench_draw.h \
 	%reldir%/bench_latency_profile.c %reldir%/bench_latency_profile.h \
 	%reldir%/serve/conn.c %reldir%/serve/conn.h %reldir%/serve/dataset.c \
