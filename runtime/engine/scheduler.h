@@ -2,11 +2,14 @@
  * sequence's num_computed catches up with its n_tokens by as many tokens as the step's
  * token budget (max_num_batched_tokens) allows, for at most max_num_seqs sequences. Long
  * prompts are computed in chunks over several steps. Running sequences go first (oldest
- * first), then waiting ones (by policy) while budget, sequence slots and blocks last; when
- * a running sequence needs a block and the pool is short, the newest running sequence (the
- * lowest priority one under PGD_SCHED_PRIORITY) is preempted: its blocks are released and
- * it goes back to the waiting queue to be recomputed later (its full blocks may well still
- * be in the prefix cache then).
+ * first), then waiting ones (by policy) while budget, sequence slots and blocks last, and
+ * with headroom_steps only while the pool keeps the blocks the running sequences need to
+ * grow for that many steps; when a running sequence needs a block and the pool is short,
+ * the running sequence with the fewest computed tokens (preempt_cheapest; else the newest;
+ * the lowest priority one under PGD_SCHED_PRIORITY) is preempted: its blocks are released
+ * and it goes to the front of the waiting queue to be recomputed later (its full blocks may
+ * well still be in the prefix cache then: they are freed tail first, so its head survives
+ * longest).
  *
  * The scheduler owns neither sequences nor models: the engine (or a test) adds sequences,
  * runs the step it is handed, appends sampled tokens and tells the scheduler which
@@ -46,6 +49,9 @@ struct pgd__seq {
     struct pgd__kv_seq kv;
     int n_cached_tokens;        /* prefix-cache hit tokens when first scheduled; -1 before */
     int n_preemptions;
+    int n_computed_high;        /* the most verified tokens whose KV it ever had: positions
+                                   below it computed again after a preemption are
+                                   recomputation (pgd__scheduler's n_recomputed) */
     bool scheduled_once;
     void *owner;                /* the engine's back pointer */
 };
@@ -63,7 +69,18 @@ struct pgd__sched_params {
     bool enable_chunked_prefill;
     enum pgd_sched_policy policy;
     int sliding_window;         /* every layer's window: release blocks it leaves; 0 = off */
+    /* KV headroom: a waiting sequence is admitted (or a preempted one readmitted) only when
+     * the pool keeps, after its blocks, what every running sequence and itself need to run
+     * headroom_steps more decode steps (never past their max_tokens). 0: vLLM v1's rule,
+     * admit while blocks last. A step with nothing running admits regardless. */
+    int headroom_steps;
+    /* FCFS: preempt the running sequence with the fewest computed tokens (the cheapest to
+     * recompute; the newest among equals) rather than simply the newest. */
+    bool preempt_cheapest;
 };
+
+/* The engine's defaults for the two above (chosen with `pagoda bench scheduler`). */
+#define PGD__SCHED_HEADROOM_STEPS_DEFAULT 256
 
 /* One step's plan: seqs[i] computes n_new[i] tokens starting at its n_computed. */
 struct pgd__sched_out {
@@ -72,6 +89,8 @@ struct pgd__sched_out {
     int n;
     int n_tokens;               /* sum of n_new */
     int n_preempted;            /* preemptions while making this plan */
+    bool decode_only;           /* every planned sequence computes one new token, its
+                                   last (the step a CUDA graph can run) */
 };
 
 struct pgd__scheduler {
@@ -87,6 +106,8 @@ struct pgd__scheduler {
     int32_t *hits;                  /* scratch for prefix lookups */
     size_t hits_cap;
     uint64_t n_preemptions;         /* all-time */
+    uint64_t n_recomputed;          /* all-time: tokens computed again after preemptions
+                                       (prefix-cache hits on readmission are not) */
 };
 
 enum pgd_status pgd__scheduler_init(struct pgd__scheduler *s, const struct pgd__sched_params *p,

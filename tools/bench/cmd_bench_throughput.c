@@ -89,6 +89,32 @@ static void print_step_times(const struct step_times *t)
            t->total > 0 ? 100.0 * host / t->total : 0.0);
 }
 
+/* The timed run's steps by kind: decode-only ones (a CUDA graph can run them) and how many
+ * did, the rest (prompt tokens, eager by design), and the tokens preemptions made the
+ * engine compute again. */
+struct step_mix {
+    unsigned long long steps, decode_only, graph, recomputed;
+};
+
+static struct step_mix step_mix_of(const struct pgd_engine_stats *a,
+                                   const struct pgd_engine_stats *b, long replays)
+{
+    return (struct step_mix){
+        .steps = b->num_steps - a->num_steps,
+        .decode_only = b->num_steps_decode_only - a->num_steps_decode_only,
+        .graph = replays > 0 ? (unsigned long long)replays : 0,
+        .recomputed = b->num_tokens_recomputed - a->num_tokens_recomputed,
+    };
+}
+
+static void print_step_mix(const struct step_mix *m)
+{
+    unsigned long long eager_dec = m->decode_only > m->graph ? m->decode_only - m->graph : 0;
+    printf("steps: %llu = %llu decode-only (%llu through CUDA graphs, %llu eager) + %llu with "
+           "prompt tokens (eager); %llu tokens recomputed after preemptions\n", m->steps,
+           m->decode_only, m->graph, eager_dec, m->steps - m->decode_only, m->recomputed);
+}
+
 static void tput_usage(FILE *out)
 {
     fprintf(out,
@@ -242,6 +268,8 @@ static int run_tput(const struct tput_opts *o)
         body = wbytes / esz;
     double kv_tok = 2.0 * d->n_layers * d->n_kv_heads * d->head_dim * esz;
     struct pgd_engine_stats st0, st1;
+    long replays0, replays1;
+    int n_graphs;
     pgd_engine_get_stats(e, &st0);
     printf("device: %s\n", desc);
     if (gbps > 0)
@@ -276,6 +304,7 @@ static int run_tput(const struct tput_opts *o)
         }
     }
     settled_stats(e, &st0);
+    pgd__runner_graph_stats(r, &replays0, &n_graphs);
 
     double t0 = pgd__now_s();
     for (int i = 0; i < o->num_prompts; i++)
@@ -295,6 +324,7 @@ static int run_tput(const struct tput_opts *o)
     }
     double dt = pgd__now_s() - t0;
     settled_stats(e, &st1);
+    pgd__runner_graph_stats(r, &replays1, &n_graphs);
     if (unfinished) {
         snprintf(err, sizeof err, "%d requests did not generate their output length", unfinished);
         goto out;
@@ -321,6 +351,8 @@ static int run_tput(const struct tput_opts *o)
            (unsigned long long)gen, (unsigned long long)computed, (unsigned long long)nsteps,
            nsteps ? (double)gen / nsteps : 0.0,
            (unsigned long long)(st1.num_preemptions - st0.num_preemptions));
+    struct step_mix mix = step_mix_of(&st0, &st1, replays1 - replays0);
+    print_step_mix(&mix);
     if (floor_s > 0)
         printf("floor: %.3f s (bound by %s: at least %ld steps reading %.2f GB of weights each, "
                "%.2f GB of KV reads, %.1f TFLOP): %.2f requests/s, %.1f output tokens/s; "
@@ -343,12 +375,16 @@ static int run_tput(const struct tput_opts *o)
                    "\"steps_timed\": %llu, \"step_ms\": %.6f, \"step_schedule_ms\": %.6f, "
                    "\"step_prepare_ms\": %.6f, \"step_model_ms\": %.6f, "
                    "\"step_output_ms\": %.6f, \"step_device_ms\": %.6f, "
-                   "\"step_host_ms\": %.6f}\n",
+                   "\"step_host_ms\": %.6f, \"preemptions\": %llu, "
+                   "\"tokens_recomputed\": %llu, \"steps_decode_only\": %llu, "
+                   "\"steps_graph\": %llu}\n",
                 o->num_prompts, dt, o->num_prompts / dt, sum_in, counted, sum_in / dt,
                 counted / dt, (unsigned long long)gen, (unsigned long long)computed,
                 (unsigned long long)nsteps, max_in, max_out, max_len, floor_s,
                 (unsigned long long)tm.steps, tm.total, tm.schedule, tm.prepare, tm.model,
-                tm.output, tm.device, tm.total - tm.device);
+                tm.output, tm.device, tm.total - tm.device,
+                (unsigned long long)(st1.num_preemptions - st0.num_preemptions),
+                mix.recomputed, mix.decode_only, mix.graph);
         fclose(f);
     }
     rc = 0;
