@@ -72,6 +72,7 @@ void pgd__scheduler_fini(struct pgd__scheduler *s)
     free(s->out.seqs);
     free(s->out.n_new);
     free(s->hits);
+    pgd__headroom_fini(&s->headroom);
     memset(s, 0, sizeof *s);
 }
 
@@ -143,30 +144,6 @@ static int pick_victim(const struct pgd__scheduler *s)
                 v = i;
     }
     return v;
-}
-
-/* Blocks seq needs beyond those it holds to have all its tokens and `steps` more (never
- * past tokens_cap, its prompt plus max_tokens) in the cache. */
-static int growth_blocks(const struct pgd__kv_manager *kv, const struct pgd__seq *seq,
-                         int n_held, int steps)
-{
-    long end = (long)seq->n_tokens + steps;
-    if (end > seq->tokens_cap)
-        end = seq->tokens_cap;
-    if (end < seq->n_tokens)
-        end = seq->n_tokens;
-    int need = pgd__kv_blocks_for(kv, (int)end) - n_held;
-    return need > 0 ? need : 0;
-}
-
-/* The headroom the running sequences need (see headroom_steps), in blocks. */
-static long running_headroom(const struct pgd__scheduler *s)
-{
-    long r = 0;
-    for (int i = 0; i < s->n_running; i++)
-        r += growth_blocks(s->kv, s->running[i], s->running[i]->kv.n_blocks,
-                           s->p.headroom_steps);
-    return r;
 }
 
 /* Plans n_new tokens of seq (borrowed) this step. */
@@ -258,7 +235,9 @@ static void schedule_waiting(struct pgd__scheduler *s, int *budget)
 {
     struct pgd__sched_out *o = &s->out;
     int bs = s->kv->block_size;
-    long headroom = s->p.headroom_steps > 0 ? running_headroom(s) : 0;
+    if (s->p.headroom_steps > 0)
+        pgd__headroom_begin(&s->headroom, s->kv, s->running, s->n_running,
+                            s->p.headroom_steps);
     for (int w = 0; w < s->n_waiting && *budget > 0 && s->n_running < s->p.max_num_seqs;) {
         struct pgd__seq *seq = s->waiting[w];
         if (waits_for_leader(seq)) {
@@ -279,15 +258,16 @@ static void schedule_waiting(struct pgd__scheduler *s, int *budget)
             break;
         if (n_new > *budget)
             n_new = *budget;
-        if (s->p.headroom_steps > 0 && s->n_running > 0) {
-            /* What is left once it has its blocks must cover everyone's growth. */
+        if (s->p.headroom_steps > 0) {
+            /* What is left once it has its blocks must cover the projection's peak (the
+             * first sequence of an idle pool goes in regardless: it alone can progress). */
             int take = pgd__kv_blocks_to_allocate(s->kv, &seq->kv, n_done + n_new, s->hits,
                                                   n_hits);
             int held = pgd__kv_blocks_for(s->kv, n_done + n_new);
-            long grow = growth_blocks(s->kv, seq, held, s->p.headroom_steps);
-            if (pgd__block_pool_num_free(&s->kv->pool) - take < headroom + grow)
+            if (s->n_running > 0 && pgd__block_pool_num_free(&s->kv->pool) - take <
+                                        pgd__headroom_peak_with(&s->headroom, s->kv, seq, held))
                 break;
-            headroom += grow;
+            pgd__headroom_add(&s->headroom, s->kv, seq, held);
         }
         if (!pgd__kv_allocate_slots(s->kv, &seq->kv, n_done + n_new, s->hits, n_hits))
             break;

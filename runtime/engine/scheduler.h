@@ -70,9 +70,11 @@ struct pgd__sched_params {
     enum pgd_sched_policy policy;
     int sliding_window;         /* every layer's window: release blocks it leaves; 0 = off */
     /* KV headroom: a waiting sequence is admitted (or a preempted one readmitted) only when
-     * the pool keeps, after its blocks, what every running sequence and itself need to run
-     * headroom_steps more decode steps (never past their max_tokens). 0: vLLM v1's rule,
-     * admit while blocks last. A step with nothing running admits regardless. */
+     * the free blocks left after its own cover the most that the admitted sequences and it
+     * will need at once over the next headroom_steps decode steps, each growing a token a
+     * step until its max_tokens and then giving its blocks back (struct pgd__headroom).
+     * 0: vLLM v1's rule, admit while blocks last. A pool with nothing running admits its
+     * first sequence regardless. */
     int headroom_steps;
     /* FCFS: preempt the running sequence with the fewest computed tokens (the cheapest to
      * recompute; the newest among equals) rather than simply the newest. */
@@ -80,7 +82,7 @@ struct pgd__sched_params {
 };
 
 /* The engine's defaults for the two above (chosen with `pagoda bench scheduler`). */
-#define PGD__SCHED_HEADROOM_STEPS_DEFAULT 256
+#define PGD__SCHED_HEADROOM_STEPS_DEFAULT 512
 
 /* One step's plan: seqs[i] computes n_new[i] tokens starting at its n_computed. */
 struct pgd__sched_out {
@@ -93,6 +95,26 @@ struct pgd__sched_out {
                                    last (the step a CUDA graph can run) */
 };
 
+/* The KV headroom projection (sched_headroom.c), rebuilt each step: g[t] is how many
+ * blocks beyond those held now the admitted sequences need at the t-th coming step
+ * (t = 0 .. steps), negative once finishing ones gave theirs back. */
+struct pgd__headroom {
+    long *g;                        /* [steps + 1], owned */
+    size_t cap;
+    int steps;
+};
+void pgd__headroom_fini(struct pgd__headroom *h);
+/* Starts the projection from the running sequences (after their blocks for this step). */
+void pgd__headroom_begin(struct pgd__headroom *h, const struct pgd__kv_manager *kv,
+                         struct pgd__seq *const *running, int n_running, int steps);
+/* The most blocks beyond those held now that the projection needs at any step with seq
+ * added (seq holds `held` block-table entries once allocated). */
+long pgd__headroom_peak_with(const struct pgd__headroom *h, const struct pgd__kv_manager *kv,
+                             const struct pgd__seq *seq, int held);
+/* Adds seq (as above) to the projection. */
+void pgd__headroom_add(struct pgd__headroom *h, const struct pgd__kv_manager *kv,
+                       const struct pgd__seq *seq, int held);
+
 struct pgd__scheduler {
     struct pgd__sched_params p;
     struct pgd__kv_manager *kv;     /* borrowed */
@@ -104,6 +126,7 @@ struct pgd__scheduler {
     size_t running_cap;
     struct pgd__sched_out out;
     int32_t *hits;                  /* scratch for prefix lookups */
+    struct pgd__headroom headroom;  /* scratch of schedule_waiting (headroom_steps > 0) */
     size_t hits_cap;
     uint64_t n_preemptions;         /* all-time */
     uint64_t n_recomputed;          /* all-time: tokens computed again after preemptions
