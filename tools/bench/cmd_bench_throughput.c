@@ -22,6 +22,7 @@
 #include "tools/tool_model.h"
 #include "tools/bench/bench_draw.h"
 #include "runtime/engine/engine_backend.h"
+#include "runtime/engine/scheduler.h"
 #include "runtime/config/batch_defaults.h"
 #include "runtime/model/model.h"
 #include "runtime/base/clock.h"
@@ -38,6 +39,7 @@ struct tput_opts {
     bool sharegpt;
     struct pgd_tool_sharegpt_shape shape;   /* --mean-input/-output, --max-input/-total */
     int max_num_seqs, max_num_batched_tokens, num_blocks;
+    int headroom_steps;             /* the scheduler's KV headroom; -1: the engine's default */
     double gpu_mem;
     float temperature;
     uint64_t seed;
@@ -136,6 +138,8 @@ static void tput_usage(FILE *out)
             "  --max-num-batched-tokens N   tokens a step (default 8192; on such a GPU\n"
             "                           16384)\n"
             "  --num-blocks N           KV blocks (default: sized by the engine)\n"
+            "  --headroom-steps N       the scheduler's KV headroom (default %d; 0: vLLM's\n"
+            "                           rule, admit while blocks last, preempt the newest)\n"
             "  --gpu-memory-utilization X   (default 0.9)\n"
             "  --warmup N               untimed requests first (default 8, 16 tokens each way)\n"
             "  --device auto|cpu|cuda|cuda:N, --dtype auto|bfloat16|float16, --seed S,\n"
@@ -144,7 +148,8 @@ static void tput_usage(FILE *out)
             "  --structured-output-ratio X   the share of requests (0..1, default 0) whose\n"
             "                           output is constrained by --structured-output-regex\n"
             "                           (default \"[ -~]*\", never complete: every request\n"
-            "                           still generates its length); needs the tokenizer\n");
+            "                           still generates its length); needs the tokenizer\n",
+            PGD__SCHED_HEADROOM_STEPS_DEFAULT);
 }
 
 static void draw_lengths(const struct tput_opts *o, uint64_t *rng, int *in, int *out)
@@ -278,10 +283,20 @@ static int run_tput(const struct tput_opts *o)
     printf("model: %s%s, %d layers, hidden %d, vocab %d, %s, %.2f GB of weights (loaded in "
            "%.1f s)\n", o->m.dir, o->m.random ? " (random weights)" : "", d->n_layers,
            d->hidden_size, d->vocab_size, pgd_dtype_name(m->dtype), wbytes / 1e9, t_load);
-    printf("engine: max_num_seqs %d, max_num_batched_tokens %d, %d KV blocks of %d tokens, %s\n",
-           ep.max_num_seqs, ep.max_num_batched_tokens, st0.num_blocks, st0.block_size,
+    int headroom = o->headroom_steps >= 0 ? o->headroom_steps : PGD__SCHED_HEADROOM_STEPS_DEFAULT;
+    if (o->headroom_steps >= 0)
+        pgd__engine_set_kv_policy(e, headroom, headroom > 0);
+    char policy[96];
+    if (headroom > 0)
+        snprintf(policy, sizeof policy, "KV headroom for %d steps, preempting the cheapest",
+                 headroom);
+    else
+        snprintf(policy, sizeof policy, "vLLM's admission (while blocks last), preempting the "
+                 "newest");
+    printf("engine: max_num_seqs %d, max_num_batched_tokens %d, %d KV blocks of %d tokens, %s; "
+           "%s\n", ep.max_num_seqs, ep.max_num_batched_tokens, st0.num_blocks, st0.block_size,
            o->temperature > 0 ? (o->m.device == PGD_DEVICE_CUDA ? "sampled on the GPU" : "sampled")
-                              : "greedy");
+                              : "greedy", policy);
     printf("workload: %d requests, %s, input %.1f tokens on average (max %ld), output %.1f "
            "(max %ld)\n", o->num_prompts, o->sharegpt ? "sharegpt-shaped lengths" : "fixed lengths",
            (double)sum_in / o->num_prompts, max_in, (double)sum_out / o->num_prompts, max_out);
@@ -412,6 +427,7 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         { "temperature", required_argument, 0, 't' }, { "max-num-seqs", required_argument, 0, 'q' },
         { "max-num-batched-tokens", required_argument, 0, 'B' },
         { "num-blocks", required_argument, 0, 'N' },
+        { "headroom-steps", required_argument, 0, 'H' },
         { "gpu-memory-utilization", required_argument, 0, 'G' },
         { "warmup", required_argument, 0, 'w' }, { "seed", required_argument, 0, 'S' },
         { "json", required_argument, 0, 'J' },
@@ -421,7 +437,7 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
     };
     struct tput_opts o = { .num_prompts = 1000, .input_len = 128, .output_len = 128,
                            .warmup = 8, .shape = PGD_TOOL_SHAREGPT_SHAPE_DEFAULT,
-                           .max_num_seqs = -1, .max_num_batched_tokens = -1,
+                           .max_num_seqs = -1, .max_num_batched_tokens = -1, .headroom_steps = -1,
                            .gpu_mem = 0.9, .guided_regex = "[ -~]*" };
     pgd_tool_model_init(&o.m);
     int c;
@@ -449,6 +465,7 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         case 'q': o.max_num_seqs = (int)strtol(optarg, &end, 10); break;
         case 'B': o.max_num_batched_tokens = (int)strtol(optarg, &end, 10); break;
         case 'N': o.num_blocks = (int)strtol(optarg, &end, 10); break;
+        case 'H': o.headroom_steps = (int)strtol(optarg, &end, 10); break;
         case 'G': o.gpu_mem = strtod(optarg, &end); break;
         case 'w': o.warmup = (int)strtol(optarg, &end, 10); break;
         case 'S': o.seed = strtoull(optarg, &end, 10); break;
@@ -473,7 +490,7 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         o.output_len <= 0 || o.warmup < 0 || sh->mean_input <= 0 || sh->mean_output <= 0 ||
         sh->max_input < 4 || sh->max_total < sh->max_input + 4 || o.temperature < 0 ||
         o.max_num_seqs == 0 || o.max_num_batched_tokens == 0 || o.max_num_seqs < -1 ||
-        o.max_num_batched_tokens < -1 || !(o.guided_ratio >= 0 && o.guided_ratio <= 1)) {
+        o.max_num_batched_tokens < -1 || o.headroom_steps < -1 || !(o.guided_ratio >= 0 && o.guided_ratio <= 1)) {
         tput_usage(stderr);
         return 2;
     }
