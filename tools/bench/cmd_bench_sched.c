@@ -32,13 +32,17 @@
 
 #define SIM_MAX_POLICIES 16
 
+/* The CUDA graphs' batch ladder a decode-only step is padded to: the runner's default, the
+ * powers of two (the default before 2026-12-03), or none (its own batch). */
+enum sim_ladder { LADDER_DEFAULT, LADDER_POW2, LADDER_NONE };
+
 struct sim_opts {
     int num_prompts, input_len, output_len;
     bool sharegpt;
     struct pgd_tool_sharegpt_shape shape;
     int max_num_seqs, max_num_batched_tokens, num_blocks, block_size;
     bool prefix_caching;
-    bool graph_padding;             /* decode-only steps cost their padded batch */
+    enum sim_ladder ladder;         /* what a decode-only step's batch is padded to */
     uint64_t seed;
     /* The model's shape and the device's ceilings. */
     int layers, hidden, intermediate, heads, kv_heads, vocab;
@@ -51,7 +55,8 @@ struct sim_cost {
     double body, head;              /* matrix parameters: layers, the LM head */
     double weight_bytes, kv_bytes_tok, attn_flops_pair;
     double gbps, tflops;
-    bool graph_padding;
+    enum sim_ladder ladder;
+    int max_seqs;
 };
 
 struct sim_result {
@@ -64,7 +69,10 @@ static struct sim_cost cost_of(const struct sim_opts *o)
 {
     double hd = (double)o->hidden / o->heads, kvd = hd * o->kv_heads, h = o->hidden;
     struct sim_cost c = { .gbps = o->gbps * 1e9, .tflops = o->tflops * 1e12,
-                          .graph_padding = o->graph_padding };
+                          .ladder = o->ladder };
+    /* The graphs' largest batch (runner_graph.c): one token a sequence must fit a step. */
+    c.max_seqs = o->max_num_seqs < o->max_num_batched_tokens ? o->max_num_seqs
+                                                              : o->max_num_batched_tokens;
     c.body = o->layers * (h * (h + 2 * kvd) + h * h + 3.0 * h * o->intermediate);
     c.head = (double)o->vocab * h;
     c.weight_bytes = 2.0 * (c.body + 2 * c.head);           /* embedding + head, bf16 */
@@ -73,12 +81,18 @@ static struct sim_cost cost_of(const struct sim_opts *o)
     return c;
 }
 
-/* The padded batch a decode-only step of n sequences runs as: the graphs' default ladder
- * (runtime/runner/runner_graph.h) up to max_seqs. */
-static int padded_batch(int n, int max_seqs)
+/* The padded batch a decode-only step of n sequences runs as (see enum sim_ladder; the
+ * default is runtime/runner/runner_graph.h's, up to max_seqs). */
+static int padded_batch(const struct sim_cost *c, int n)
 {
-    int sizes[64];
-    int k = pgd__graphs_default_ladder(max_seqs, sizes, 64);
+    int sizes[64], k = 0;
+    if (c->ladder == LADDER_DEFAULT) {
+        k = pgd__graphs_default_ladder(c->max_seqs, sizes, 64);
+    } else if (c->ladder == LADDER_POW2) {
+        for (int b = 1; b < c->max_seqs && k < 63; b *= 2)
+            sizes[k++] = b;
+        sizes[k++] = c->max_seqs;
+    }
     for (int i = 0; i < k; i++)
         if (sizes[i] >= n)
             return sizes[i];
@@ -87,7 +101,7 @@ static int padded_batch(int n, int max_seqs)
 
 /* The modelled time of plan o (before the scheduler's update: n_computed is where each
  * sequence starts). */
-static void step_cost(const struct sim_cost *c, const struct pgd__sched_out *o, int max_seqs,
+static void step_cost(const struct sim_cost *c, const struct pgd__sched_out *o,
                       struct sim_result *r)
 {
     double tokens = o->n_tokens, rows = 0, pairs = 0, kv = 0;
@@ -98,8 +112,8 @@ static void step_cost(const struct sim_cost *c, const struct pgd__sched_out *o, 
         pairs += n * from + n * (n + 1) / 2;
         kv += from + n;
     }
-    if (o->decode_only && c->graph_padding)
-        tokens = rows = padded_batch(o->n, max_seqs);
+    if (o->decode_only)
+        tokens = rows = padded_batch(c, o->n);
     double flops = 2 * c->body * tokens + 2 * c->head * rows + c->attn_flops_pair * pairs;
     double tw = c->weight_bytes / c->gbps, tf = flops / c->tflops, tk = kv * c->kv_bytes_tok / c->gbps;
     if (tw > tf)
@@ -140,7 +154,7 @@ static bool sim_step(const struct sim_opts *o, const struct sim_cost *c,
             r->prompt_computed +=
                 (unsigned long long)((end < q->n_prompt ? end : q->n_prompt) - q->n_computed);
     }
-    step_cost(c, p, o->max_num_seqs, r);
+    step_cost(c, p, r);
     pgd__scheduler_update(sched, p);
     for (int i = 0; i < p->n; i++) {
         struct pgd__seq *q = p->seqs[i];
@@ -253,7 +267,9 @@ static int run_sim(const struct sim_opts *o)
            o->prefix_caching ? "on" : "off");
     printf("cost model: %.2f GB of weights, %.0f KiB of KV a token, %.0f GB/s, %.0f TFLOP/s, "
            "decode-only steps at %s\n", c.weight_bytes / 1e9, c.kv_bytes_tok / 1024, o->gbps,
-           o->tflops, o->graph_padding ? "the padded batch of the CUDA graphs" : "their batch");
+           o->tflops, o->ladder == LADDER_DEFAULT ? "the CUDA graphs' padded batch"
+                      : o->ladder == LADDER_POW2 ? "a padded batch of 1, 2, 4, ..."
+                                                 : "their own batch");
     struct pgd__sched_params sp = { .max_num_seqs = o->max_num_seqs,
                                     .max_num_batched_tokens = o->max_num_batched_tokens,
                                     .enable_chunked_prefill = true, .policy = PGD_SCHED_FCFS };
@@ -293,8 +309,9 @@ static void sim_usage(FILE *f)
             "  --num-blocks N           KV blocks (default 55073: the H200's for Llama-3-8B)\n"
             "  --block-size N           tokens a block (default 16)\n"
             "  --no-prefix-caching\n"
-            "  --no-graph-padding       decode-only steps cost their own batch, not the CUDA\n"
-            "                           graph's padded one (the default ladder)\n"
+            "  --graph-ladder default|pow2|none   the CUDA graphs' batch sizes a decode-only\n"
+            "                           step is padded to: the runner's default, 1, 2, 4, ...\n"
+            "                           (before 2026-12-03), or none (its own batch)\n"
             "  --headroom-steps LIST    policies to compare with vLLM's rule, comma-separated\n"
             "                           headroom_steps values (default: the engine's, %d)\n"
             "  --layers N, --hidden N, --intermediate N, --heads N, --kv-heads N, --vocab N\n"
@@ -331,7 +348,7 @@ int pgd_cmd_bench_scheduler(int argc, char **argv)
         { "max-num-batched-tokens", required_argument, 0, 'B' },
         { "num-blocks", required_argument, 0, 'N' }, { "block-size", required_argument, 0, 'b' },
         { "no-prefix-caching", no_argument, 0, 'P' },
-        { "no-graph-padding", no_argument, 0, 'G' },
+        { "graph-ladder", required_argument, 0, 'G' },
         { "headroom-steps", required_argument, 0, 'H' },
         { "layers", required_argument, 0, 'L' }, { "hidden", required_argument, 0, 'D' },
         { "intermediate", required_argument, 0, 'F' }, { "heads", required_argument, 0, 'A' },
@@ -342,7 +359,7 @@ int pgd_cmd_bench_scheduler(int argc, char **argv)
     struct sim_opts o = { .num_prompts = 1000, .input_len = 128, .output_len = 128,
                           .shape = PGD_TOOL_SHAREGPT_SHAPE_DEFAULT, .max_num_seqs = 1024,
                           .max_num_batched_tokens = 16384, .num_blocks = 55073,
-                          .block_size = 16, .prefix_caching = true, .graph_padding = true,
+                          .block_size = 16, .prefix_caching = true,
                           .layers = 32,
                           .hidden = 4096, .intermediate = 14336, .heads = 32, .kv_heads = 8,
                           .vocab = 128256, .gbps = 4198, .tflops = 785,
@@ -374,7 +391,19 @@ int pgd_cmd_bench_scheduler(int argc, char **argv)
         case 'N': o.num_blocks = (int)strtol(optarg, &end, 10); break;
         case 'b': o.block_size = (int)strtol(optarg, &end, 10); break;
         case 'P': o.prefix_caching = false; break;
-        case 'G': o.graph_padding = false; break;
+        case 'G':
+            if (!strcmp(optarg, "default"))
+                o.ladder = LADDER_DEFAULT;
+            else if (!strcmp(optarg, "pow2"))
+                o.ladder = LADDER_POW2;
+            else if (!strcmp(optarg, "none"))
+                o.ladder = LADDER_NONE;
+            else {
+                fprintf(stderr, "pagoda bench scheduler: --graph-ladder %s: default, pow2 or "
+                        "none\n", optarg);
+                return 2;
+            }
+            break;
         case 'H':
             if (!parse_headroom(&o, optarg)) {
                 fprintf(stderr, "pagoda bench scheduler: --headroom-steps %s: a list of "
