@@ -50,7 +50,7 @@ void pgd__headroom_begin(struct pgd__headroom *h, const struct pgd__kv_manager *
         const struct pgd__seq *q = running[i];
         int held = q->kv.n_blocks, tf = finish_step(q);
         int covered = pgd__kv_blocks_for(kv, q->n_tokens);
-        d[0] += growth_at(kv, q, held, 0) > 0 ? growth_at(kv, q, held, 0) : 0;
+        d[0] += growth_at(kv, q, held, 0);          /* its missing prompt blocks */
         if (covered < held)
             covered = held;
         /* One block more each time the token count passes a block's end. */

@@ -687,3 +687,42 @@ Test(scheduler_stress, block_size_one_and_sixteen)
     stress(500, 70, 1, true, 8, 32, true, PGD_SCHED_FCFS, 0x99, 0);
     stress(500, 6, 16, true, 8, 32, true, PGD_SCHED_PRIORITY, 0x98, 16);
 }
+
+/* The projection's step-by-step sums (built from block crossings) equal each sequence's
+ * curve added up one step at a time: random sequences, some finishing inside the horizon,
+ * some mid-prompt, some holding more blocks than their tokens need. */
+Test(scheduler, headroom_projection_sums_every_curve)
+{
+    struct pgd__kv_manager kv;
+    char err[128];
+    cr_assert_eq(pgd__kv_manager_init(&kv, 64, 4, false, err, sizeof err), PGD_OK);
+    rng_state = 0x5eed;
+    enum { N = 40, H = 50 };
+    struct pgd__seq q[N];
+    struct pgd__seq *run[N];
+    int32_t p[1] = { 7 };
+    for (int i = 0; i < N; i++) {
+        int n = 1 + (int)(rnd() % 60), cap = n + (int)(rnd() % 70);
+        cr_assert_eq(pgd__seq_init(&q[i], (uint64_t)i, p, 1, cap > 1 ? cap : 1, err, sizeof err),
+                     PGD_OK);
+        q[i].n_tokens = n < q[i].tokens_cap ? n : q[i].tokens_cap;
+        /* Blocks held: anywhere from a partly computed prompt to one past what it needs. */
+        q[i].kv.n_blocks = (int)(rnd() % (unsigned)(pgd__kv_blocks_for(&kv, q[i].n_tokens) + 2));
+        run[i] = &q[i];
+    }
+    struct pgd__headroom a = { 0 }, b = { 0 };
+    pgd__headroom_begin(&a, &kv, run, N, H);
+    pgd__headroom_begin(&b, &kv, run, 0, H);
+    for (int i = 0; i < N; i++)
+        pgd__headroom_add(&b, &kv, &q[i], q[i].kv.n_blocks);
+    for (int t = 0; t <= H; t++)
+        cr_assert_eq(a.g[t], b.g[t], "step %d: %ld from the crossings, %ld curve by curve", t,
+                     a.g[t], b.g[t]);
+    for (int i = 0; i < N; i++) {
+        q[i].kv.n_blocks = 0;
+        pgd__seq_fini(&q[i]);
+    }
+    pgd__headroom_fini(&a);
+    pgd__headroom_fini(&b);
+    pgd__kv_manager_fini(&kv);
+}
