@@ -235,7 +235,7 @@ static void schedule_waiting(struct pgd__scheduler *s, int *budget)
 {
     struct pgd__sched_out *o = &s->out;
     int bs = s->kv->block_size;
-    if (s->p.headroom_steps > 0)
+    if (s->p.headroom_steps > 0 && s->n_waiting > 0)
         pgd__headroom_begin(&s->headroom, s->kv, s->running, s->n_running,
                             s->p.headroom_steps);
     for (int w = 0; w < s->n_waiting && *budget > 0 && s->n_running < s->p.max_num_seqs;) {
