@@ -44,6 +44,7 @@ void pgd_tool_tp_failed(const struct pgd_engine_params *ep, int status);
 
 int pgd_cmd_bench(int argc, char **argv);      /* tools/bench/cmd_bench.c */
 int pgd_cmd_bench_throughput(int argc, char **argv);   /* tools/bench/cmd_bench_throughput.c */
+int pgd_cmd_bench_scheduler(int argc, char **argv);    /* tools/bench/cmd_bench_sched.c */
 int pgd_cmd_bench_gemv(int argc, char **argv);         /* tools/bench/cmd_bench_gemv.c */
 int pgd_cmd_bench_gemm(int argc, char **argv);         /* tools/bench/cmd_bench_gemm.c */
 int pgd_cmd_bench_quant(int argc, char **argv);        /* tools/bench/cmd_bench_quant.c */

@@ -357,6 +357,11 @@ struct pgd_engine_stats {
     double step_device_s;
     uint64_t step_timed;             /* steps in those sums (a step's times are added after
                                         its outputs, so it may trail num_steps by one) */
+    uint64_t num_steps_decode_only;  /* steps where every sequence computed one token, its
+                                        last (what a CUDA graph can run); the rest carried
+                                        prompt tokens (or proposals) and run eagerly */
+    uint64_t num_tokens_recomputed;  /* tokens whose KV was computed again because a
+                                        preemption dropped it (prefix hits excluded) */
 };
 void pgd_engine_get_stats(struct pgd_engine *e, struct pgd_engine_stats *out);
 

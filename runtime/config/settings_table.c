@@ -358,9 +358,9 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         PGD__SG_MODEL, PGD__SD_ENGINE, 0, NULL },
     [PGD__S_CUDA_GRAPH_SIZES] = { ENGINE, "cuda_graph_sizes", PGD__ST_STRING, NULL, 0, 0, NULL,
         "N [N ...]",
-        "GPU: the decode batch sizes captured as CUDA graphs. One N: 1, 2, 4, ... up to N; "
-        "several: exactly those. Default: 1, 2, 4, ... up to max_num_seqs. All are captured "
-        "before /health answers 200.",
+        "GPU: the decode batch sizes captured as CUDA graphs. Default: 1, 2, 4, ... 64, 96, "
+        "128, 192, 256, 384, 512, ... (every 128) up to max_num_seqs; one N: the same up to "
+        "N; several: exactly those. All are captured before /health answers 200.",
         PGD__SG_SCHEDULER, PGD__SD_ENGINE, 0, check_sizes },
     [PGD__S_SPECULATIVE_CONFIG] = { ENGINE, "speculative_config", PGD__ST_JSON, NULL, 0, 0,
         NULL, "JSON",

@@ -64,6 +64,11 @@ enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
  * aborts the process (PGD_ASSERT) if not. For tests. */
 void pgd__engine_set_paranoid(struct pgd_engine *e, bool on);
 
+/* The scheduler's KV-pressure policy from the next step on (struct pgd__sched_params:
+ * headroom_steps, preempt_cheapest; the engine's defaults are PGD__SCHED_HEADROOM_STEPS_DEFAULT
+ * and true). (0, false) is vLLM v1's rule. For tests and benchmarks that compare them. */
+void pgd__engine_set_kv_policy(struct pgd_engine *e, int headroom_steps, bool preempt_cheapest);
+
 /* On by default: every step goes through the backend's step_sample when it has one (on a
  * GPU: sampling on the device, only ids and logprobs come back; the plain argmax when every
  * row is a plain greedy sample). Off: always full logits to the host and the CPU sampler.

@@ -112,9 +112,13 @@ static enum pgd_status init_parts(struct pgd_engine *e, const struct pgd_engine_
         .enable_chunked_prefill = p->enable_chunked_prefill,
         .policy = p->policy,
         .sliding_window = backend->sliding_window,
+        .headroom_steps = PGD__SCHED_HEADROOM_STEPS_DEFAULT,
+        .preempt_cheapest = true,
     };
     if ((st = pgd__scheduler_init(&e->sched, &sp, &e->kv, err, errlen)) != PGD_OK)
         return st;
+    e->headroom_steps = sp.headroom_steps;
+    e->preempt_cheapest = sp.preempt_cheapest;
     if ((st = pgd__sampler_init(&e->sampler, e->vocab, err, errlen)) != PGD_OK)
         return st;
     e->row = malloc((size_t)e->vocab * sizeof *e->row);
@@ -300,6 +304,14 @@ void pgd__engine_set_jump_forward(struct pgd_engine *e, bool on)
 void pgd__engine_set_greedy_path(struct pgd_engine *e, bool on)
 {
     pgd__engine_set_device_sampling(e, on);
+}
+
+void pgd__engine_set_kv_policy(struct pgd_engine *e, int headroom_steps, bool preempt_cheapest)
+{
+    pthread_mutex_lock(&e->mu);
+    e->headroom_steps = headroom_steps > 0 ? headroom_steps : 0;
+    e->preempt_cheapest = preempt_cheapest;
+    pthread_mutex_unlock(&e->mu);
 }
 
 void pgd__engine_set_paranoid(struct pgd_engine *e, bool on)

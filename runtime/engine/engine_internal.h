@@ -187,6 +187,8 @@ struct pgd_engine {
     bool paranoid;                  /* check invariants after every step (tests) */
     bool no_device_sampling;        /* always take full logits (tests) */
     bool no_jump_forward;           /* never append forced tokens (tests compare) */
+    int headroom_steps;             /* the scheduler's KV policy, copied into its params */
+    bool preempt_cheapest;          /* by the engine thread (pgd__engine_set_kv_policy) */
 
     /* Under stats_mu (engine_stats.c). */
     pthread_mutex_t stats_mu;
@@ -293,8 +295,10 @@ void pgd__stats_on_admit(struct pgd_engine *e, const struct pgd__req *r);
 /* A request was scheduled for the first time at time t: its queue time. */
 void pgd__stats_on_scheduled(struct pgd_engine *e, const struct pgd__req *r, double t);
 /* A step ran: its count, prompt tokens computed, the tokens it computed in all (the
- * iteration_tokens_total histogram) and the scheduler's and cache's counters. */
-void pgd__stats_on_step(struct pgd_engine *e, uint64_t prompt_computed, int step_tokens);
+ * iteration_tokens_total histogram), whether it was decode-only, and the scheduler's and
+ * cache's counters. */
+void pgd__stats_on_step(struct pgd_engine *e, uint64_t prompt_computed, int step_tokens,
+                        bool decode_only);
 /* A step's phases (engine_step.c): the times t[0] (start), t[1] (scheduled), t[2]
  * (prepared), t[3] (model step done), t[4] (outputs handled), and its device seconds. */
 void pgd__stats_on_step_times(struct pgd_engine *e, const double t[5], double device_s);

@@ -28,11 +28,14 @@ void pgd__stats_on_scheduled(struct pgd_engine *e, const struct pgd__req *r, dou
     pthread_mutex_unlock(&e->stats_mu);
 }
 
-void pgd__stats_on_step(struct pgd_engine *e, uint64_t prompt_computed, int step_tokens)
+void pgd__stats_on_step(struct pgd_engine *e, uint64_t prompt_computed, int step_tokens,
+                        bool decode_only)
 {
     pthread_mutex_lock(&e->stats_mu);
     pgd__histogram_observe(&e->metrics.iteration_tokens, step_tokens);
     e->stats.num_steps++;
+    e->stats.num_steps_decode_only += decode_only;
+    e->stats.num_tokens_recomputed = e->sched.n_recomputed;
     e->stats.prompt_tokens_computed += prompt_computed;
     e->stats.num_preemptions = e->sched.n_preemptions;
     e->stats.prefix_cache_queries = e->kv.prefix_queries;

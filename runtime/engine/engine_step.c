@@ -226,7 +226,7 @@ static void engine_step(struct pgd_engine *e)
     pgd__scheduler_update(&e->sched, o);
     /* The step's counters, before any of its outputs reaches a stream: a caller that reads
      * the stats once its streams closed sees every step that fed them. */
-    pgd__stats_on_step(e, prompt_computed, step_tokens);
+    pgd__stats_on_step(e, prompt_computed, step_tokens, o->decode_only);
     emit_results(e, o);
     pgd__spec_drop_unverified(e);
     retire_finished(e);
@@ -312,6 +312,8 @@ static void inbox_take(struct pgd_engine *e, struct inbox *in)
     in->paranoid = e->paranoid;
     e->device_sampling = !e->no_device_sampling;
     e->jump_forward = !e->no_jump_forward;
+    e->sched.p.headroom_steps = e->headroom_steps;
+    e->sched.p.preempt_cheapest = e->preempt_cheapest;
     pthread_mutex_unlock(&e->mu);
 }
 

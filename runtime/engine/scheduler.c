@@ -72,6 +72,7 @@ void pgd__scheduler_fini(struct pgd__scheduler *s)
     free(s->out.seqs);
     free(s->out.n_new);
     free(s->hits);
+    pgd__headroom_fini(&s->headroom);
     memset(s, 0, sizeof *s);
 }
 
@@ -127,15 +128,21 @@ void pgd__scheduler_add(struct pgd__scheduler *s, struct pgd__seq *seq)
     waiting_push(s, seq, false);
 }
 
-/* The running sequence to preempt: the newest (FCFS), or under PRIORITY the one that goes
- * last (the lowest priority, newest among equals). */
+/* The running sequence to preempt: under PRIORITY the one that goes last (the lowest
+ * priority, newest among equals); under FCFS the one whose recomputation costs least (the
+ * fewest computed tokens, the newest among equals) with preempt_cheapest, else the newest. */
 static int pick_victim(const struct pgd__scheduler *s)
 {
     int v = s->n_running - 1;
-    if (s->p.policy == PGD_SCHED_PRIORITY)
+    if (s->p.policy == PGD_SCHED_PRIORITY) {
         for (int i = 0; i < s->n_running; i++)
             if (prio_before(s->running[v], s->running[i]))
                 v = i;
+    } else if (s->p.preempt_cheapest) {
+        for (int i = s->n_running - 2; i >= 0; i--)
+            if (s->running[i]->n_computed < s->running[v]->n_computed)
+                v = i;
+    }
     return v;
 }
 
@@ -228,6 +235,9 @@ static void schedule_waiting(struct pgd__scheduler *s, int *budget)
 {
     struct pgd__sched_out *o = &s->out;
     int bs = s->kv->block_size;
+    if (s->p.headroom_steps > 0 && s->n_waiting > 0)
+        pgd__headroom_begin(&s->headroom, s->kv, s->running, s->n_running,
+                            s->p.headroom_steps);
     for (int w = 0; w < s->n_waiting && *budget > 0 && s->n_running < s->p.max_num_seqs;) {
         struct pgd__seq *seq = s->waiting[w];
         if (waits_for_leader(seq)) {
@@ -248,6 +258,17 @@ static void schedule_waiting(struct pgd__scheduler *s, int *budget)
             break;
         if (n_new > *budget)
             n_new = *budget;
+        if (s->p.headroom_steps > 0) {
+            /* What is left once it has its blocks must cover the projection's peak (the
+             * first sequence of an idle pool goes in regardless: it alone can progress). */
+            int take = pgd__kv_blocks_to_allocate(s->kv, &seq->kv, n_done + n_new, s->hits,
+                                                  n_hits);
+            int held = pgd__kv_blocks_for(s->kv, n_done + n_new);
+            if (s->n_running > 0 && pgd__block_pool_num_free(&s->kv->pool) - take <
+                                        pgd__headroom_peak_with(&s->headroom, s->kv, seq, held))
+                break;
+            pgd__headroom_add(&s->headroom, s->kv, seq, held);
+        }
         if (!pgd__kv_allocate_slots(s->kv, &seq->kv, n_done + n_new, s->hits, n_hits))
             break;
         if (seq->use_prefix_cache && s->kv->pool.caching) {
@@ -279,6 +300,9 @@ const struct pgd__sched_out *pgd__scheduler_schedule(struct pgd__scheduler *s)
     /* No new sequences in a step that had to preempt: the pool is tight. */
     if (o->n_preempted == 0)
         schedule_waiting(s, &budget);
+    o->decode_only = o->n > 0;
+    for (int i = 0; i < o->n && o->decode_only; i++)
+        o->decode_only = o->n_new[i] == 1 && o->seqs[i]->n_computed + 1 == o->seqs[i]->n_tokens;
     return o;
 }
 
@@ -286,11 +310,19 @@ void pgd__scheduler_update(struct pgd__scheduler *s, const struct pgd__sched_out
 {
     for (int i = 0; i < out->n; i++) {
         struct pgd__seq *seq = out->seqs[i];
+        int from = seq->n_computed;
         seq->n_computed += out->n_new[i];
         PGD_ASSERT(seq->n_computed <= seq->n_tokens);
         /* Proposals' KV may yet be rejected: cache and slide over verified tokens only. */
         int verified = seq->n_tokens - seq->n_spec;
         int upto = seq->n_computed < verified ? seq->n_computed : verified;
+        /* Positions it had computed before a preemption took them away. */
+        int again = (seq->n_computed < seq->n_computed_high ? seq->n_computed
+                                                           : seq->n_computed_high) - from;
+        if (again > 0)
+            s->n_recomputed += (uint64_t)again;
+        if (upto > seq->n_computed_high)
+            seq->n_computed_high = upto;
         pgd__kv_cache_blocks(s->kv, &seq->kv, seq->tokens, upto);
         pgd__kv_release_outside_window(s->kv, &seq->kv, upto, s->p.sliding_window);
     }

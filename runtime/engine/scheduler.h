@@ -2,11 +2,14 @@
  * sequence's num_computed catches up with its n_tokens by as many tokens as the step's
  * token budget (max_num_batched_tokens) allows, for at most max_num_seqs sequences. Long
  * prompts are computed in chunks over several steps. Running sequences go first (oldest
- * first), then waiting ones (by policy) while budget, sequence slots and blocks last; when
- * a running sequence needs a block and the pool is short, the newest running sequence (the
- * lowest priority one under PGD_SCHED_PRIORITY) is preempted: its blocks are released and
- * it goes back to the waiting queue to be recomputed later (its full blocks may well still
- * be in the prefix cache then).
+ * first), then waiting ones (by policy) while budget, sequence slots and blocks last, and
+ * with headroom_steps only while the pool keeps the blocks the running sequences need to
+ * grow for that many steps; when a running sequence needs a block and the pool is short,
+ * the running sequence with the fewest computed tokens (preempt_cheapest; else the newest;
+ * the lowest priority one under PGD_SCHED_PRIORITY) is preempted: its blocks are released
+ * and it goes to the front of the waiting queue to be recomputed later (its full blocks may
+ * well still be in the prefix cache then: they are freed tail first, so its head survives
+ * longest).
  *
  * The scheduler owns neither sequences nor models: the engine (or a test) adds sequences,
  * runs the step it is handed, appends sampled tokens and tells the scheduler which
@@ -46,6 +49,9 @@ struct pgd__seq {
     struct pgd__kv_seq kv;
     int n_cached_tokens;        /* prefix-cache hit tokens when first scheduled; -1 before */
     int n_preemptions;
+    int n_computed_high;        /* the most verified tokens whose KV it ever had: positions
+                                   below it computed again after a preemption are
+                                   recomputation (pgd__scheduler's n_recomputed) */
     bool scheduled_once;
     void *owner;                /* the engine's back pointer */
 };
@@ -63,7 +69,20 @@ struct pgd__sched_params {
     bool enable_chunked_prefill;
     enum pgd_sched_policy policy;
     int sliding_window;         /* every layer's window: release blocks it leaves; 0 = off */
+    /* KV headroom: a waiting sequence is admitted (or a preempted one readmitted) only when
+     * the free blocks left after its own cover the most that the admitted sequences and it
+     * will need at once over the next headroom_steps decode steps, each growing a token a
+     * step until its max_tokens and then giving its blocks back (struct pgd__headroom).
+     * 0: vLLM v1's rule, admit while blocks last. A pool with nothing running admits its
+     * first sequence regardless. */
+    int headroom_steps;
+    /* FCFS: preempt the running sequence with the fewest computed tokens (the cheapest to
+     * recompute; the newest among equals) rather than simply the newest. */
+    bool preempt_cheapest;
 };
+
+/* The engine's defaults for the two above (chosen with `pagoda bench scheduler`). */
+#define PGD__SCHED_HEADROOM_STEPS_DEFAULT 512
 
 /* One step's plan: seqs[i] computes n_new[i] tokens starting at its n_computed. */
 struct pgd__sched_out {
@@ -72,7 +91,29 @@ struct pgd__sched_out {
     int n;
     int n_tokens;               /* sum of n_new */
     int n_preempted;            /* preemptions while making this plan */
+    bool decode_only;           /* every planned sequence computes one new token, its
+                                   last (the step a CUDA graph can run) */
 };
+
+/* The KV headroom projection (sched_headroom.c), rebuilt each step: g[t] is how many
+ * blocks beyond those held now the admitted sequences need at the t-th coming step
+ * (t = 0 .. steps), negative once finishing ones gave theirs back. */
+struct pgd__headroom {
+    long *g;                        /* [steps + 1], owned */
+    size_t cap;
+    int steps;
+};
+void pgd__headroom_fini(struct pgd__headroom *h);
+/* Starts the projection from the running sequences (after their blocks for this step). */
+void pgd__headroom_begin(struct pgd__headroom *h, const struct pgd__kv_manager *kv,
+                         struct pgd__seq *const *running, int n_running, int steps);
+/* The most blocks beyond those held now that the projection needs at any step with seq
+ * added (seq holds `held` block-table entries once allocated). */
+long pgd__headroom_peak_with(const struct pgd__headroom *h, const struct pgd__kv_manager *kv,
+                             const struct pgd__seq *seq, int held);
+/* Adds seq (as above) to the projection. */
+void pgd__headroom_add(struct pgd__headroom *h, const struct pgd__kv_manager *kv,
+                       const struct pgd__seq *seq, int held);
 
 struct pgd__scheduler {
     struct pgd__sched_params p;
@@ -85,8 +126,11 @@ struct pgd__scheduler {
     size_t running_cap;
     struct pgd__sched_out out;
     int32_t *hits;                  /* scratch for prefix lookups */
+    struct pgd__headroom headroom;  /* scratch of schedule_waiting (headroom_steps > 0) */
     size_t hits_cap;
     uint64_t n_preemptions;         /* all-time */
+    uint64_t n_recomputed;          /* all-time: tokens computed again after preemptions
+                                       (prefix-cache hits on readmission are not) */
 };
 
 enum pgd_status pgd__scheduler_init(struct pgd__scheduler *s, const struct pgd__sched_params *p,

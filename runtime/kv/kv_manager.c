@@ -65,20 +65,32 @@ int pgd__kv_find_prefix(struct pgd__kv_manager *m, struct pgd__kv_seq *s, const 
     return n;
 }
 
-bool pgd__kv_allocate_slots(struct pgd__kv_manager *m, struct pgd__kv_seq *s, int n_total,
-                            const int32_t *hits, int n_hits)
+/* The blocks s needs beyond what it holds and the hits bring, to cover n_total tokens. */
+static int new_blocks_for(const struct pgd__kv_manager *m, const struct pgd__kv_seq *s,
+                          int n_total, int n_hits)
 {
-    PGD_ASSERT(n_hits == 0 || s->n_blocks == 0);
-    int need = pgd__kv_blocks_for(m, n_total);
-    int n_new = need - s->n_blocks - n_hits;
-    if (n_new < 0)
-        n_new = 0;
+    int n_new = pgd__kv_blocks_for(m, n_total) - s->n_blocks - n_hits;
+    return n_new < 0 ? 0 : n_new;
+}
+
+int pgd__kv_blocks_to_allocate(const struct pgd__kv_manager *m, const struct pgd__kv_seq *s,
+                               int n_total, const int32_t *hits, int n_hits)
+{
     /* Hit blocks with no holder sit in the free queue: touching them takes them out. */
     int hits_free = 0;
     for (int i = 0; i < n_hits; i++)
         if (m->pool.blocks[hits[i]].ref_count == 0)
             hits_free++;
-    if (n_new + hits_free > pgd__block_pool_num_free(&m->pool))
+    return new_blocks_for(m, s, n_total, n_hits) + hits_free;
+}
+
+bool pgd__kv_allocate_slots(struct pgd__kv_manager *m, struct pgd__kv_seq *s, int n_total,
+                            const int32_t *hits, int n_hits)
+{
+    PGD_ASSERT(n_hits == 0 || s->n_blocks == 0);
+    int n_new = new_blocks_for(m, s, n_total, n_hits);
+    if (pgd__kv_blocks_to_allocate(m, s, n_total, hits, n_hits) >
+        pgd__block_pool_num_free(&m->pool))
         return false;
     pgd__array_reserve_or_oom(s->blocks, s->blocks_cap, (size_t)(s->n_blocks + n_hits + n_new),
                               "kv manager: block table");

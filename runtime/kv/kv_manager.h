@@ -47,6 +47,10 @@ int pgd__kv_find_prefix(struct pgd__kv_manager *m, struct pgd__kv_seq *s, const 
 /* Makes s's table cover n_total tokens, first appending the n_hits blocks found by
  * pgd__kv_find_prefix (s must then hold no blocks). Returns false, changing nothing, when
  * the pool is short. */
+/* How many free blocks pgd__kv_allocate_slots(m, s, n_total, hits, n_hits) would take from
+ * the pool (new blocks, and hit blocks now sitting in the free queue). */
+int pgd__kv_blocks_to_allocate(const struct pgd__kv_manager *m, const struct pgd__kv_seq *s,
+                               int n_total, const int32_t *hits, int n_hits);
 bool pgd__kv_allocate_slots(struct pgd__kv_manager *m, struct pgd__kv_seq *s, int n_total,
                             const int32_t *hits, int n_hits);
 

@@ -34,7 +34,7 @@ struct pgd__runner_params {
     enum pgd_dtype kv_cache_dtype;
     /* GPU only: run every step eagerly. Otherwise (the default) decode-only steps (one new
      * token and one logits row per sequence) replay CUDA graphs captured per padded batch
-     * size (1, 2, 4, ... up to max_num_seqs) and context-length bucket (256, 512, ... tokens);
+     * size (1, 2, 4, ... 64, 96, 128, 192, 256, 384, ... up to max_num_seqs) and context-length bucket (256, 512, ... tokens);
      * the environment's PAGODA_CUDA_GRAPHS=0 turns them off as well. */
     bool enforce_eager;
     /* > 0: the KV cache's size in bytes on any device, instead of gpu_memory_utilization
@@ -44,7 +44,7 @@ struct pgd__runner_params {
      * it); 0 (default): the model's max_position_embeddings. */
     int max_model_len;
     /* GPU graphs: contexts longer than this run eagerly (0, the default: up to the model's
-     * length); the decode batch sizes captured (NULL: 1, 2, 4, ... up to max_num_seqs; one
+     * length); the decode batch sizes captured (NULL: the default ladder up to max_num_seqs; one
      * size N: the same up to N; several: those, sorted; borrowed for pgd__runner_create). */
     int max_seq_len_to_capture;
     const int *cuda_graph_sizes;

@@ -3,7 +3,8 @@
  *
  * A decode-only step (every sequence adds one token and wants its one logits row) of B
  * sequences whose longest context is L runs as a step of Bp rows, Bp the smallest size of
- * the ladder 1, 2, 4, ... (capped at max_num_seqs) that holds B, and of a context bucket
+ * the ladder 1, 2, 4, ... 64, 96, 128, 192, 256, 384, ... (capped at max_num_seqs;
+ * pgd__graphs_default_ladder) that holds B, and of a context bucket
  * C = 256, 512, ... tokens, the smallest that holds L. Everything a captured kernel reads
  * is then fixed by (Bp, C):
  *   - the batch metadata sits at fixed offsets of a pinned host buffer and its device twin
@@ -74,6 +75,20 @@ void pgd__graphs_stats(const struct pgd__graphs *g, long *replays, int *captured
     *captured = g ? g->captured : 0;
 }
 
+int pgd__graphs_default_ladder(int max_batch, int *sizes, int cap)
+{
+    int n = 0;
+    for (int b = 1; b < max_batch && n < cap - 1;) {
+        sizes[n++] = b;
+        /* Doubling to 64, then a padded batch at most 1.5x (to 256) and 1.33x (beyond) of
+         * what it holds: the rows a padded step computes for nothing cost GEMM FLOPs once
+         * the batch is past the weights-bound region. */
+        b = b < 64 ? 2 * b : b < 128 ? b + 32 : b < 256 ? b + 64 : b + 128;
+    }
+    sizes[n++] = max_batch;
+    return n;
+}
+
 bool pgd__graphs_warmup_shape(const struct pgd__graphs *g, int i, int *batch, int *context_len)
 {
     if (!g || i < 0 || i >= g->n_sizes * g->n_buckets)
@@ -127,9 +142,9 @@ static int cmp_int(const void *a, const void *b)
 }
 
 /* The batch ladder, ascending, never above the largest batch (max_num_seqs, no more than
- * one token a sequence fits in max_num_batched_tokens): by default 1, 2, 4, ... and the
- * largest batch as its last rung; one cuda_graph_sizes entry N: the same ladder up to N;
- * several: those (vLLM's --cuda-graph-sizes). */
+ * one token a sequence fits in max_num_batched_tokens): by default pgd__graphs_default_ladder
+ * with the largest batch as its last rung; one cuda_graph_sizes entry N: the same ladder up
+ * to N; several: those (vLLM's --cuda-graph-sizes). */
 static void make_ladder(struct pgd__graphs *g, const struct pgd__graph_params *p)
 {
     int max_b = p->max_num_seqs;
@@ -150,9 +165,7 @@ static void make_ladder(struct pgd__graphs *g, const struct pgd__graph_params *p
     if (p->n_cuda_graph_sizes == 1 && p->cuda_graph_sizes[0] >= 1 &&
         p->cuda_graph_sizes[0] < max_b)
         max_b = p->cuda_graph_sizes[0];
-    for (int b = 1; b < max_b && g->n_sizes < GRAPH_MAX_SIZES - 1; b *= 2)
-        g->sizes[g->n_sizes++] = b;
-    g->sizes[g->n_sizes++] = max_b;
+    g->n_sizes = pgd__graphs_default_ladder(max_b, g->sizes, GRAPH_MAX_SIZES);
 }
 
 /* The context buckets 256, 512, ...: up to the model's longest context (or

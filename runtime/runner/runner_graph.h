@@ -48,6 +48,10 @@ enum pgd_status pgd__graphs_create(const struct pgd__graph_params *p, struct pgd
 void pgd__graphs_destroy(struct pgd__graphs *g);
 /* Decode steps that ran through graphs, and graphs captured (0, 0 for g NULL). */
 void pgd__graphs_stats(const struct pgd__graphs *g, long *replays, int *captured);
+/* The default batch ladder up to max_batch (>= 1) into sizes[cap] (cap >= 2), ascending,
+ * max_batch last: 1, 2, 4, ... 64, 96, 128, 192, 256, 384, 512, 640, ... (above 64 rows a
+ * padded batch holds at most 1.5x the rows it carries). Returns how many. */
+int pgd__graphs_default_ladder(int max_batch, int *sizes, int cap);
 /* The shapes a warm-up captures, i = 0, 1, ...: the context buckets in turn, each with every
  * batch size of the ladder. *batch gets shape i's batch size and *context_len the longest
  * context of its bucket that the model has positions for (a decode at position

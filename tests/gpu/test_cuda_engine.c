@@ -148,8 +148,10 @@ Test(cuda_engine, crowd_with_preemption_aborts_and_prefixes_matches_runs_alone, 
     }
     pgd_engine_destroy(e);
 
-    /* All at once in a tight pool: 24 blocks of 4 tokens for up to 6 sequences of up to 63. */
+    /* All at once in a tight pool: 24 blocks of 4 tokens for up to 6 sequences of up to 63,
+     * under vLLM's admission rule (the default KV headroom would preempt little here). */
     e = gpu_engine(24, 4, 32, 6);
+    pgd__engine_set_kv_policy(e, 0, false);
     static struct pgd_stream *s[N];
     for (int r = 0; r < N; r++) {
         s[r] = submit(e, rq[r].prompt, rq[r].n, rq[r].max_out, rq[r].nc, rq[r].lp);

@@ -34,8 +34,9 @@ else
 fi
 
 # ShareGPT-shaped, scaled to the fixture (256 positions), in a pool of 24 blocks for up to 8
-# sequences of up to 128 tokens (8 blocks each): preemption.
-SG="--dataset sharegpt --mean-input 20 --mean-output 16 --max-input 64 --max-total 128 --max-num-seqs 8 --max-num-batched-tokens 48 --num-blocks 24 --num-prompts 60"
+# sequences of up to 128 tokens (8 blocks each): preemption under vLLM's admission rule
+# (--headroom-steps 0); the engine's default KV headroom runs the same without any.
+SG="--dataset sharegpt --mean-input 20 --mean-output 16 --max-input 64 --max-total 128 --max-num-seqs 8 --max-num-batched-tokens 48 --num-blocks 24 --num-prompts 60 --headroom-steps 0"
 if bench $SG --seed 7 --json "$tmp/sg1.json" && grep -q "preemptions" "$tmp/log" &&
    cp "$tmp/log" "$tmp/sg1.log" && bench $SG --seed 7 --json "$tmp/sg2.json" &&
    bench $SG --seed 8 --json "$tmp/sg3.json"; then
@@ -50,6 +51,14 @@ if bench $SG --seed 7 --json "$tmp/sg1.json" && grep -q "preemptions" "$tmp/log"
   # Tail: over 60 draws with sigma 1 the largest input is well above the mean.
   check sharegpt_tail "$tmp/sg1.json" 'max_input > 2 * input_tokens / requests'
   if grep -Eq ", [1-9][0-9]* preemptions" "$tmp/sg1.log"; then ok sharegpt_preempts; else ko sharegpt_preempts "$(tail -2 "$tmp/sg1.log")"; fi
+  check sharegpt_recomputed "$tmp/sg1.json" 'preemptions > 0 and tokens_recomputed > 0 and engine_prompt_computed > input_tokens'
+  if bench ${SG% --headroom-steps 0} --seed 7 --json "$tmp/sg4.json"; then
+    a=$(python3 -c "import json;r=json.load(open('$tmp/sg4.json'));print(r['output_tokens'],r['preemptions'],r['tokens_recomputed'],r['engine_prompt_computed']==r['input_tokens'])")
+    b=$(python3 -c "import json;r=json.load(open('$tmp/sg1.json'));print(r['output_tokens'])")
+    if [ "$a" = "$b 0 0 True" ]; then ok sharegpt_headroom_no_preemption; else ko sharegpt_headroom_no_preemption "default policy: $a (output, preemptions, recomputed, no prompt recomputed); vLLM's rule: output $b"; fi
+  else
+    ko sharegpt_headroom_no_preemption "bench failed"
+  fi
 else
   ko sharegpt "bench failed"
 fi

@@ -570,6 +570,7 @@ Test(engine_threads, many_submitters_small_pool)
 /* ---- the real model: the tiny Llama fixture through the runner ------------------------- */
 
 #include "tests/lib/model_fixture.h"
+#include "runtime/engine/scheduler.h"
 #include <dlfcn.h>
 #include <jansson.h>
 #include <unistd.h>
@@ -581,12 +582,16 @@ static struct pgd_engine *llama_engine(int num_blocks, int block_size, int budge
     return model_engine("llama-f32", PGD_DEVICE_CPU, num_blocks, block_size, budget, max_seqs);
 }
 
-Test(engine_llama, batched_chunked_preempted_greedy_matches_transformers)
+/* The fixture's cases together on 40 blocks of 4 tokens (four sequences of up to 102
+ * tokens: KV pressure) with a budget of 24 tokens (chunked prefill beside decodes) under
+ * the scheduler's KV policy (headroom, cheapest): every greedy token equals transformers'.
+ * *st gets the engine's stats at the end. */
+static void run_fixture_cases_under_pressure(int headroom, bool cheapest,
+                                             struct pgd_engine_stats *st)
 {
     json_t *ref = fixture_reference("llama-f32");
-    /* 40 blocks of 4 tokens for four sequences of up to 102 tokens: preemption; a budget
-     * of 24 tokens: chunked prefill beside decodes. */
     struct pgd_engine *e = llama_engine(40, 4, 24, 8);
+    pgd__engine_set_kv_policy(e, headroom, cheapest);
     json_t *cases = json_object_get(ref, "cases");
     size_t nc = json_array_size(cases);
     struct pgd_stream *s[8];
@@ -610,16 +615,37 @@ Test(engine_llama, batched_chunked_preempted_greedy_matches_transformers)
         for (int k = 0; k < (i == 1 ? 2 : 1); k++) {
             cr_assert_eq(c.n_tokens[k], ng);
             for (int t = 0; t < ng; t++)
-                cr_assert_eq(c.tokens[k][t], want[t], "case %zu sample %d token %d: %d, "
-                             "transformers %d", i, k, t, c.tokens[k][t], want[t]);
+                cr_assert_eq(c.tokens[k][t], want[t], "headroom %d: case %zu sample %d token "
+                             "%d: %d, transformers %d", headroom, i, k, t, c.tokens[k][t],
+                             want[t]);
         }
         free(want);
     }
-    struct pgd_engine_stats st;
-    pgd_engine_get_stats(e, &st);
-    cr_assert_gt(st.num_preemptions, 0);
+    pgd_engine_get_stats(e, st);
     pgd_engine_destroy(e);
     json_decref(ref);
+}
+
+/* vLLM's rule (admit while blocks last, preempt the newest) preempts here, and what it
+ * recomputes changes no token. */
+Test(engine_llama, batched_chunked_preempted_greedy_matches_transformers)
+{
+    struct pgd_engine_stats st;
+    run_fixture_cases_under_pressure(0, false, &st);
+    cr_assert_gt(st.num_preemptions, 0);
+    cr_assert_gt(st.num_tokens_recomputed, 0);
+}
+
+/* The engine's default policy on the same pool: it keeps headroom for the running
+ * sequences, so it preempts less and recomputes less, with the same tokens. */
+Test(engine_llama, kv_headroom_recomputes_less_with_the_same_tokens)
+{
+    struct pgd_engine_stats old, now;
+    run_fixture_cases_under_pressure(0, false, &old);
+    run_fixture_cases_under_pressure(PGD__SCHED_HEADROOM_STEPS_DEFAULT, true, &now);
+    cr_assert_lt(now.num_preemptions, old.num_preemptions);
+    cr_assert_lt(now.num_tokens_recomputed, old.num_tokens_recomputed);
+    cr_assert_lt(now.prompt_tokens_computed, old.prompt_tokens_computed);
 }
 
 /* A thousand random requests through the real model, together, in a pool small enough
@@ -654,8 +680,10 @@ Test(engine_llama, random_requests_match_their_runs_alone, .timeout = 600)
         memcpy(alone[r], c.tokens[0], (size_t)c.n_tokens[0] * sizeof(int32_t));
     }
     pgd_engine_destroy(e);
-    /* All at once in a tight one: shared prefixes, n > 1, aborts, preemption. */
+    /* All at once in a tight one: shared prefixes, n > 1, aborts, preemption (vLLM's rule:
+     * the engine's default headroom would leave this pool nothing to preempt). */
     e = llama_engine(24, 4, 32, 6);
+    pgd__engine_set_kv_policy(e, 0, false);
     struct pgd_stream *s[N];
     for (int r = 0; r < N; r++) {
         struct pgd_sampling_params sp = greedy_params(rq[r].max_out);

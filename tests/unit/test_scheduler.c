@@ -282,6 +282,155 @@ Test(scheduler, newest_is_preempted_and_recomputed_under_fcfs)
     sim_fini(&s);
 }
 
+/* preempt_cheapest: the victim is the running sequence with the fewest computed tokens,
+ * even when it is not the newest (here the oldest, already planned this step: it is
+ * unplanned and its blocks go to the one that needed them). */
+Test(scheduler, cheapest_to_recompute_is_preempted)
+{
+    struct sim s;
+    sim_init(&s, 5, 4, false, 4, 64, true, PGD_SCHED_FCFS);
+    s.sched.p.preempt_cheapest = true;
+    int32_t p[12];
+    for (int i = 0; i < 12; i++) p[i] = 10 + i;
+    struct pgd__seq *a = new_seq(1, p, 4, 20), *b = new_seq(2, p, 12, 20);
+    pgd__scheduler_add(&s.sched, a);
+    pgd__scheduler_add(&s.sched, b);
+    struct pgd__seq *caught[4];
+    cr_assert_eq(sim_step(&s, caught), 2);          /* a: 1 block, b: 3; 1 free */
+    /* a takes the free block for its 5th token; b needs a 4th: a (4 computed) is cheaper
+     * to recompute than b (12), so a goes although it is older. */
+    const struct pgd__sched_out *o = pgd__scheduler_schedule(&s.sched);
+    cr_assert_eq(o->n, 1);
+    cr_assert_eq(o->seqs[0], b);
+    cr_assert_eq(o->n_tokens, 1);
+    cr_assert_eq(o->n_preempted, 1);
+    cr_assert_eq(a->status, PGD__SEQ_WAITING);
+    cr_assert_eq(a->kv.n_blocks, 0);
+    cr_assert_eq(s.sched.waiting[0], a);
+    pgd__scheduler_update(&s.sched, o);
+    pgd__seq_append(b, 1);
+    retire(&s, b);
+    /* a comes back and computes its 5 tokens again: 4 of them are recomputation. */
+    o = pgd__scheduler_schedule(&s.sched);
+    cr_assert_eq(o->n, 1);
+    cr_assert_eq(o->seqs[0], a);
+    cr_assert_eq(o->n_new[0], 5);
+    pgd__scheduler_update(&s.sched, o);
+    cr_assert_eq(s.sched.n_recomputed, 4);
+    retire(&s, a);
+    sim_fini(&s);
+}
+
+/* headroom_steps: a waiting sequence is admitted only while the pool keeps the blocks the
+ * running ones (and it) need for that many more tokens, up to their max_tokens. */
+Test(scheduler, headroom_holds_back_admission_until_blocks_free)
+{
+    struct sim s;
+    /* 10 blocks of 4; prompts of 8 tokens (2 blocks), max_total 16 (4 blocks). */
+    sim_init(&s, 10, 4, false, 8, 64, true, PGD_SCHED_FCFS);
+    s.sched.p.headroom_steps = 8;
+    int32_t p[8];
+    for (int i = 0; i < 8; i++) p[i] = 10 + i;
+    struct pgd__seq *q[3];
+    for (int i = 0; i < 3; i++) {
+        q[i] = new_seq((uint64_t)i + 1, p, 8, 16);
+        pgd__scheduler_add(&s.sched, q[i]);
+    }
+    /* Each holds 2 blocks and will need 2 more: two fit (4 held + 4 kept), a third would
+     * leave 4 free for 6 of growth. vLLM's rule would admit all three (6 of 10 blocks). */
+    const struct pgd__sched_out *o = pgd__scheduler_schedule(&s.sched);
+    cr_assert_eq(o->n, 2);
+    cr_assert_eq(s.sched.n_waiting, 1);
+    cr_assert_eq(pgd__block_pool_num_free(&s.kv.pool), 6);
+    pgd__scheduler_update(&s.sched, o);
+    pgd__seq_append(q[0], 1);
+    pgd__seq_append(q[1], 1);
+    retire(&s, q[0]);
+    /* q[0]'s blocks are back: q[2] fits beside q[1] now. */
+    o = pgd__scheduler_schedule(&s.sched);
+    cr_assert_eq(o->n, 2);
+    cr_assert_eq(o->seqs[1], q[2]);
+    pgd__scheduler_update(&s.sched, o);
+    retire(&s, q[1]);
+    retire(&s, q[2]);
+    cr_assert_eq(s.sched.n_preemptions, 0);
+    sim_fini(&s);
+}
+
+/* Runs n requests of the same shape (prompt p_len, up to max_out tokens or EOS) through a
+ * pool of num_blocks blocks of 4 under (headroom, cheapest); out[i] gets request i's tokens
+ * (prompt and output) and n_out[i] their count; returns the scheduler's counters. */
+struct thrash_result {
+    uint64_t preemptions, recomputed, prompt_computed, steps;
+};
+
+static struct thrash_result run_same_shape(int n, int p_len, int max_out, int num_blocks,
+                                           int headroom, bool cheapest, int32_t out[][64],
+                                           int *n_out)
+{
+    struct sim s;
+    sim_init(&s, num_blocks, 4, true, 16, 32, true, PGD_SCHED_FCFS);
+    s.sched.p.headroom_steps = headroom;
+    s.sched.p.preempt_cheapest = cheapest;
+    struct pgd__seq *q[32];
+    cr_assert_leq(n, 32);
+    cr_assert_leq(p_len + max_out, 64);
+    for (int i = 0; i < n; i++) {
+        int32_t p[64];
+        for (int k = 0; k < p_len; k++) p[k] = 1 + (int32_t)((i * 131 + k * 7) % 500);
+        q[i] = new_seq((uint64_t)i + 1, p, p_len, p_len + max_out);
+        pgd__scheduler_add(&s.sched, q[i]);
+    }
+    struct pgd__seq *caught[32];
+    while (pgd__scheduler_has_work(&s.sched)) {
+        cr_assert_lt(s.steps, 100000, "no progress");
+        int nc = sim_step(&s, caught);
+        for (int i = 0; i < nc; i++) {
+            struct pgd__seq *c = caught[i];
+            if (c->tokens[c->n_tokens - 1] == EOS || c->n_tokens == c->tokens_cap)
+                pgd__scheduler_finish(&s.sched, c);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        n_out[i] = q[i]->n_tokens;
+        memcpy(out[i], q[i]->tokens, (size_t)q[i]->n_tokens * sizeof **out);
+        free_seq(q[i]);
+    }
+    struct thrash_result r = { s.sched.n_preemptions, s.sched.n_recomputed, s.prompt_computed,
+                               s.steps };
+    sim_fini(&s);
+    return r;
+}
+
+/* Sixteen requests of 8 prompt tokens that may grow to 40 (the stand-in model ends about
+ * one in 23 tokens) in a pool of 20 blocks of 4 (2 fit at their full length): vLLM's rule
+ * admits as many as the blocks hold and then preempts and recomputes over and over; the
+ * headroom policy admits what can grow, so it preempts a fraction as often and recomputes
+ * less. Every request ends with the tokens it gets in a
+ * pool that never preempts. */
+Test(scheduler, headroom_stops_the_thrash_with_the_same_tokens)
+{
+    enum { N = 16, P = 8, OUT = 32 };
+    static int32_t roomy[N][64], old[N][64], now[N][64];
+    int n_roomy[N], n_old[N], n_now[N];
+    struct thrash_result r0 = run_same_shape(N, P, OUT, 400, 0, false, roomy, n_roomy);
+    cr_assert_eq(r0.preemptions, 0);
+    struct thrash_result a = run_same_shape(N, P, OUT, 20, 0, false, old, n_old);
+    struct thrash_result b = run_same_shape(N, P, OUT, 20, 16, true, now, n_now);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(n_old[i], n_roomy[i], "request %d", i);
+        cr_assert_eq(n_now[i], n_roomy[i], "request %d", i);
+        cr_assert_arr_eq(old[i], roomy[i], (size_t)n_roomy[i] * sizeof **roomy);
+        cr_assert_arr_eq(now[i], roomy[i], (size_t)n_roomy[i] * sizeof **roomy);
+    }
+    cr_assert_gt(a.preemptions, 4, "vLLM's rule was meant to thrash here (%llu)",
+                 (unsigned long long)a.preemptions);
+    cr_assert_lt(b.preemptions * 2, a.preemptions, "headroom %llu, vLLM's rule %llu",
+                 (unsigned long long)b.preemptions, (unsigned long long)a.preemptions);
+    cr_assert_lt(b.recomputed, a.recomputed);
+    cr_assert_lt(b.prompt_computed, a.prompt_computed);
+}
+
 Test(scheduler, lowest_priority_is_preempted_under_priority)
 {
     struct sim s;
@@ -406,11 +555,16 @@ static int reference_output(const int32_t *prompt, int n, int max_out, int vocab
     return k;
 }
 
+/* headroom: the scheduler's headroom_steps, with preempt_cheapest when > 0 (0: vLLM's
+ * rule). */
 static void stress(int n_requests, int num_blocks, int bs, bool caching, int max_seqs,
-                   int budget, bool chunked, enum pgd_sched_policy pol, uint64_t seed)
+                   int budget, bool chunked, enum pgd_sched_policy pol, uint64_t seed,
+                   int headroom)
 {
     struct sim s;
     sim_init(&s, num_blocks, bs, caching, max_seqs, budget, chunked, pol);
+    s.sched.p.headroom_steps = headroom;
+    s.sched.p.preempt_cheapest = headroom > 0;
     rng_state = seed;
     /* A few shared "system prompts". */
     int32_t sys[3][48];
@@ -495,7 +649,7 @@ static void stress(int n_requests, int num_blocks, int bs, bool caching, int max
             cr_assert_eq(q->tokens[q->n_prompt + k], ref[k], "request %d token %d", i, k);
         free_seq(q);
     }
-    if (num_blocks * bs < 4 * max_len)
+    if (num_blocks * bs < 4 * max_len && headroom == 0)
         cr_assert_gt(s.sched.n_preemptions, 0, "the pool was meant to force preemption");
     if (caching)
         cr_assert_gt(s.kv.prefix_hits, 0);
@@ -506,26 +660,69 @@ static void stress(int n_requests, int num_blocks, int bs, bool caching, int max
 
 Test(scheduler_stress, fcfs_caching_chunked_small_pool)
 {
-    stress(2000, 24, 4, true, 8, 32, true, PGD_SCHED_FCFS, 0x1234567);
+    stress(2000, 24, 4, true, 8, 32, true, PGD_SCHED_FCFS, 0x1234567, 0);
+    stress(2000, 24, 4, true, 8, 32, true, PGD_SCHED_FCFS, 0x1234567, 8);
 }
 
 Test(scheduler_stress, priority_caching_chunked_small_pool)
 {
-    stress(1500, 20, 4, true, 6, 24, true, PGD_SCHED_PRIORITY, 0xabcdef);
+    stress(1500, 20, 4, true, 6, 24, true, PGD_SCHED_PRIORITY, 0xabcdef, 0);
+    stress(1500, 20, 4, true, 6, 24, true, PGD_SCHED_PRIORITY, 0xabcdef, 8);
 }
 
 Test(scheduler_stress, fcfs_no_caching)
 {
-    stress(1000, 18, 4, false, 8, 32, true, PGD_SCHED_FCFS, 0x5555);
+    stress(1000, 18, 4, false, 8, 32, true, PGD_SCHED_FCFS, 0x5555, 0);
+    stress(1000, 18, 4, false, 8, 32, true, PGD_SCHED_FCFS, 0x5555, 8);
 }
 
 Test(scheduler_stress, no_chunking_with_caching)
 {
-    stress(1000, 20, 4, true, 8, 64, false, PGD_SCHED_FCFS, 0x7777);
+    stress(1000, 20, 4, true, 8, 64, false, PGD_SCHED_FCFS, 0x7777, 0);
+    stress(1000, 20, 4, true, 8, 64, false, PGD_SCHED_FCFS, 0x7777, 8);
 }
 
 Test(scheduler_stress, block_size_one_and_sixteen)
 {
-    stress(500, 70, 1, true, 8, 32, true, PGD_SCHED_FCFS, 0x99);
-    stress(500, 6, 16, true, 8, 32, true, PGD_SCHED_PRIORITY, 0x98);
+    stress(500, 70, 1, true, 8, 32, true, PGD_SCHED_FCFS, 0x99, 0);
+    stress(500, 6, 16, true, 8, 32, true, PGD_SCHED_PRIORITY, 0x98, 16);
+}
+
+/* The projection's step-by-step sums (built from block crossings) equal each sequence's
+ * curve added up one step at a time: random sequences, some finishing inside the horizon,
+ * some mid-prompt, some holding more blocks than their tokens need. */
+Test(scheduler, headroom_projection_sums_every_curve)
+{
+    struct pgd__kv_manager kv;
+    char err[128];
+    cr_assert_eq(pgd__kv_manager_init(&kv, 64, 4, false, err, sizeof err), PGD_OK);
+    rng_state = 0x5eed;
+    enum { N = 40, H = 50 };
+    struct pgd__seq q[N];
+    struct pgd__seq *run[N];
+    int32_t p[1] = { 7 };
+    for (int i = 0; i < N; i++) {
+        int n = 1 + (int)(rnd() % 60), cap = n + (int)(rnd() % 70);
+        cr_assert_eq(pgd__seq_init(&q[i], (uint64_t)i, p, 1, cap > 1 ? cap : 1, err, sizeof err),
+                     PGD_OK);
+        q[i].n_tokens = n < q[i].tokens_cap ? n : q[i].tokens_cap;
+        /* Blocks held: anywhere from a partly computed prompt to one past what it needs. */
+        q[i].kv.n_blocks = (int)(rnd() % (unsigned)(pgd__kv_blocks_for(&kv, q[i].n_tokens) + 2));
+        run[i] = &q[i];
+    }
+    struct pgd__headroom a = { 0 }, b = { 0 };
+    pgd__headroom_begin(&a, &kv, run, N, H);
+    pgd__headroom_begin(&b, &kv, run, 0, H);
+    for (int i = 0; i < N; i++)
+        pgd__headroom_add(&b, &kv, &q[i], q[i].kv.n_blocks);
+    for (int t = 0; t <= H; t++)
+        cr_assert_eq(a.g[t], b.g[t], "step %d: %ld from the crossings, %ld curve by curve", t,
+                     a.g[t], b.g[t]);
+    for (int i = 0; i < N; i++) {
+        q[i].kv.n_blocks = 0;
+        pgd__seq_fini(&q[i]);
+    }
+    pgd__headroom_fini(&a);
+    pgd__headroom_fini(&b);
+    pgd__kv_manager_fini(&kv);
 }

@@ -258,6 +258,9 @@ static void cyclic_rule(const int32_t *toks, int n, float *out)
 
 static const char *g_spec_json;
 static int g_budget = 64, g_seqs = 16;
+/* draft_same's scheduler KV policy: -1 the engine's default, 0 vLLM's rule (which
+ * preempts where the default's headroom would not). */
+static int g_headroom = -1;
 static void spec_tweak(struct pgd_engine_params *p)
 {
     p->speculative_config = g_spec_json;
@@ -592,6 +595,8 @@ static struct pgd_engine_stats draft_same(const struct req *reqs, int n,
         cr_assert_eq(pgd__engine_create_with(&p, &be, &FIXTURE_TEXT, &e, err, sizeof err), PGD_OK,
                      "%s", err);
         pgd__engine_set_paranoid(e, true);
+        if (g_headroom >= 0)
+            pgd__engine_set_kv_policy(e, g_headroom, g_headroom > 0);
         struct pgd_stream *s[16];
         for (int i = 0; i < n; i++) {
             struct pgd_request_params rp = pgd_request_default_params();
@@ -665,7 +670,9 @@ Test(spec_engine, draft_model_that_disagrees_and_preemption)
     cr_assert_lt(st.spec_num_accepted_tokens, st.spec_num_draft_tokens / 4);
     g_budget = 7;
     g_seqs = 4;
+    g_headroom = 0;
     st = draft_same(g_draft_reqs, 6, cyclic_rule, 20);
+    g_headroom = -1;
     cr_assert_gt(st.num_preemptions, 0);
     cr_assert_gt(st.spec_num_accepted_tokens, 0);
 }

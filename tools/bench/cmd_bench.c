@@ -43,6 +43,7 @@ static void bench_usage(FILE *out)
     fprintf(out,
             "usage: pagoda bench latency (--model DIR | --random-weights CONFIG) [options]\n"
             "       pagoda bench throughput --help   (requests through the engine)\n"
+            "       pagoda bench scheduler --help    (the scheduler against a step-cost model)\n"
             "       pagoda bench gemv [--batch LIST] (the decode GEMV kernels alone)\n"
             "       pagoda bench gemm [--batch LIST] (bf16 linears: cuBLASLt beside our wgmma kernel)\n"
             "       pagoda bench quant [--batch LIST] (the quantized linears alone)\n"
@@ -300,6 +301,8 @@ int pgd_cmd_bench(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "throughput"))
         return pgd_cmd_bench_throughput(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "scheduler"))
+        return pgd_cmd_bench_scheduler(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "gemv"))
         return pgd_cmd_bench_gemv(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "gemm"))

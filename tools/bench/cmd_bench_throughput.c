@@ -22,6 +22,7 @@
 #include "tools/tool_model.h"
 #include "tools/bench/bench_draw.h"
 #include "runtime/engine/engine_backend.h"
+#include "runtime/engine/scheduler.h"
 #include "runtime/config/batch_defaults.h"
 #include "runtime/model/model.h"
 #include "runtime/base/clock.h"
@@ -38,6 +39,7 @@ struct tput_opts {
     bool sharegpt;
     struct pgd_tool_sharegpt_shape shape;   /* --mean-input/-output, --max-input/-total */
     int max_num_seqs, max_num_batched_tokens, num_blocks;
+    int headroom_steps;             /* the scheduler's KV headroom; -1: the engine's default */
     double gpu_mem;
     float temperature;
     uint64_t seed;
@@ -89,6 +91,32 @@ static void print_step_times(const struct step_times *t)
            t->total > 0 ? 100.0 * host / t->total : 0.0);
 }
 
+/* The timed run's steps by kind: decode-only ones (a CUDA graph can run them) and how many
+ * did, the rest (prompt tokens, eager by design), and the tokens preemptions made the
+ * engine compute again. */
+struct step_mix {
+    unsigned long long steps, decode_only, graph, recomputed;
+};
+
+static struct step_mix step_mix_of(const struct pgd_engine_stats *a,
+                                   const struct pgd_engine_stats *b, long replays)
+{
+    return (struct step_mix){
+        .steps = b->num_steps - a->num_steps,
+        .decode_only = b->num_steps_decode_only - a->num_steps_decode_only,
+        .graph = replays > 0 ? (unsigned long long)replays : 0,
+        .recomputed = b->num_tokens_recomputed - a->num_tokens_recomputed,
+    };
+}
+
+static void print_step_mix(const struct step_mix *m)
+{
+    unsigned long long eager_dec = m->decode_only > m->graph ? m->decode_only - m->graph : 0;
+    printf("steps: %llu = %llu decode-only (%llu through CUDA graphs, %llu eager) + %llu with "
+           "prompt tokens (eager); %llu tokens recomputed after preemptions\n", m->steps,
+           m->decode_only, m->graph, eager_dec, m->steps - m->decode_only, m->recomputed);
+}
+
 static void tput_usage(FILE *out)
 {
     fprintf(out,
@@ -110,6 +138,8 @@ static void tput_usage(FILE *out)
             "  --max-num-batched-tokens N   tokens a step (default 8192; on such a GPU\n"
             "                           16384)\n"
             "  --num-blocks N           KV blocks (default: sized by the engine)\n"
+            "  --headroom-steps N       the scheduler's KV headroom (default %d; 0: vLLM's\n"
+            "                           rule, admit while blocks last, preempt the newest)\n"
             "  --gpu-memory-utilization X   (default 0.9)\n"
             "  --warmup N               untimed requests first (default 8, 16 tokens each way)\n"
             "  --device auto|cpu|cuda|cuda:N, --dtype auto|bfloat16|float16, --seed S,\n"
@@ -118,7 +148,8 @@ static void tput_usage(FILE *out)
             "  --structured-output-ratio X   the share of requests (0..1, default 0) whose\n"
             "                           output is constrained by --structured-output-regex\n"
             "                           (default \"[ -~]*\", never complete: every request\n"
-            "                           still generates its length); needs the tokenizer\n");
+            "                           still generates its length); needs the tokenizer\n",
+            PGD__SCHED_HEADROOM_STEPS_DEFAULT);
 }
 
 static void draw_lengths(const struct tput_opts *o, uint64_t *rng, int *in, int *out)
@@ -242,6 +273,8 @@ static int run_tput(const struct tput_opts *o)
         body = wbytes / esz;
     double kv_tok = 2.0 * d->n_layers * d->n_kv_heads * d->head_dim * esz;
     struct pgd_engine_stats st0, st1;
+    long replays0, replays1;
+    int n_graphs;
     pgd_engine_get_stats(e, &st0);
     printf("device: %s\n", desc);
     if (gbps > 0)
@@ -250,10 +283,20 @@ static int run_tput(const struct tput_opts *o)
     printf("model: %s%s, %d layers, hidden %d, vocab %d, %s, %.2f GB of weights (loaded in "
            "%.1f s)\n", o->m.dir, o->m.random ? " (random weights)" : "", d->n_layers,
            d->hidden_size, d->vocab_size, pgd_dtype_name(m->dtype), wbytes / 1e9, t_load);
-    printf("engine: max_num_seqs %d, max_num_batched_tokens %d, %d KV blocks of %d tokens, %s\n",
-           ep.max_num_seqs, ep.max_num_batched_tokens, st0.num_blocks, st0.block_size,
+    int headroom = o->headroom_steps >= 0 ? o->headroom_steps : PGD__SCHED_HEADROOM_STEPS_DEFAULT;
+    if (o->headroom_steps >= 0)
+        pgd__engine_set_kv_policy(e, headroom, headroom > 0);
+    char policy[96];
+    if (headroom > 0)
+        snprintf(policy, sizeof policy, "KV headroom for %d steps, preempting the cheapest",
+                 headroom);
+    else
+        snprintf(policy, sizeof policy, "vLLM's admission (while blocks last), preempting the "
+                 "newest");
+    printf("engine: max_num_seqs %d, max_num_batched_tokens %d, %d KV blocks of %d tokens, %s; "
+           "%s\n", ep.max_num_seqs, ep.max_num_batched_tokens, st0.num_blocks, st0.block_size,
            o->temperature > 0 ? (o->m.device == PGD_DEVICE_CUDA ? "sampled on the GPU" : "sampled")
-                              : "greedy");
+                              : "greedy", policy);
     printf("workload: %d requests, %s, input %.1f tokens on average (max %ld), output %.1f "
            "(max %ld)\n", o->num_prompts, o->sharegpt ? "sharegpt-shaped lengths" : "fixed lengths",
            (double)sum_in / o->num_prompts, max_in, (double)sum_out / o->num_prompts, max_out);
@@ -276,6 +319,7 @@ static int run_tput(const struct tput_opts *o)
         }
     }
     settled_stats(e, &st0);
+    pgd__runner_graph_stats(r, &replays0, &n_graphs);
 
     double t0 = pgd__now_s();
     for (int i = 0; i < o->num_prompts; i++)
@@ -295,6 +339,7 @@ static int run_tput(const struct tput_opts *o)
     }
     double dt = pgd__now_s() - t0;
     settled_stats(e, &st1);
+    pgd__runner_graph_stats(r, &replays1, &n_graphs);
     if (unfinished) {
         snprintf(err, sizeof err, "%d requests did not generate their output length", unfinished);
         goto out;
@@ -321,6 +366,8 @@ static int run_tput(const struct tput_opts *o)
            (unsigned long long)gen, (unsigned long long)computed, (unsigned long long)nsteps,
            nsteps ? (double)gen / nsteps : 0.0,
            (unsigned long long)(st1.num_preemptions - st0.num_preemptions));
+    struct step_mix mix = step_mix_of(&st0, &st1, replays1 - replays0);
+    print_step_mix(&mix);
     if (floor_s > 0)
         printf("floor: %.3f s (bound by %s: at least %ld steps reading %.2f GB of weights each, "
                "%.2f GB of KV reads, %.1f TFLOP): %.2f requests/s, %.1f output tokens/s; "
@@ -343,12 +390,16 @@ static int run_tput(const struct tput_opts *o)
                    "\"steps_timed\": %llu, \"step_ms\": %.6f, \"step_schedule_ms\": %.6f, "
                    "\"step_prepare_ms\": %.6f, \"step_model_ms\": %.6f, "
                    "\"step_output_ms\": %.6f, \"step_device_ms\": %.6f, "
-                   "\"step_host_ms\": %.6f}\n",
+                   "\"step_host_ms\": %.6f, \"preemptions\": %llu, "
+                   "\"tokens_recomputed\": %llu, \"steps_decode_only\": %llu, "
+                   "\"steps_graph\": %llu}\n",
                 o->num_prompts, dt, o->num_prompts / dt, sum_in, counted, sum_in / dt,
                 counted / dt, (unsigned long long)gen, (unsigned long long)computed,
                 (unsigned long long)nsteps, max_in, max_out, max_len, floor_s,
                 (unsigned long long)tm.steps, tm.total, tm.schedule, tm.prepare, tm.model,
-                tm.output, tm.device, tm.total - tm.device);
+                tm.output, tm.device, tm.total - tm.device,
+                (unsigned long long)(st1.num_preemptions - st0.num_preemptions),
+                mix.recomputed, mix.decode_only, mix.graph);
         fclose(f);
     }
     rc = 0;
@@ -376,6 +427,7 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         { "temperature", required_argument, 0, 't' }, { "max-num-seqs", required_argument, 0, 'q' },
         { "max-num-batched-tokens", required_argument, 0, 'B' },
         { "num-blocks", required_argument, 0, 'N' },
+        { "headroom-steps", required_argument, 0, 'H' },
         { "gpu-memory-utilization", required_argument, 0, 'G' },
         { "warmup", required_argument, 0, 'w' }, { "seed", required_argument, 0, 'S' },
         { "json", required_argument, 0, 'J' },
@@ -385,7 +437,7 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
     };
     struct tput_opts o = { .num_prompts = 1000, .input_len = 128, .output_len = 128,
                            .warmup = 8, .shape = PGD_TOOL_SHAREGPT_SHAPE_DEFAULT,
-                           .max_num_seqs = -1, .max_num_batched_tokens = -1,
+                           .max_num_seqs = -1, .max_num_batched_tokens = -1, .headroom_steps = -1,
                            .gpu_mem = 0.9, .guided_regex = "[ -~]*" };
     pgd_tool_model_init(&o.m);
     int c;
@@ -413,6 +465,7 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         case 'q': o.max_num_seqs = (int)strtol(optarg, &end, 10); break;
         case 'B': o.max_num_batched_tokens = (int)strtol(optarg, &end, 10); break;
         case 'N': o.num_blocks = (int)strtol(optarg, &end, 10); break;
+        case 'H': o.headroom_steps = (int)strtol(optarg, &end, 10); break;
         case 'G': o.gpu_mem = strtod(optarg, &end); break;
         case 'w': o.warmup = (int)strtol(optarg, &end, 10); break;
         case 'S': o.seed = strtoull(optarg, &end, 10); break;
@@ -437,7 +490,7 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         o.output_len <= 0 || o.warmup < 0 || sh->mean_input <= 0 || sh->mean_output <= 0 ||
         sh->max_input < 4 || sh->max_total < sh->max_input + 4 || o.temperature < 0 ||
         o.max_num_seqs == 0 || o.max_num_batched_tokens == 0 || o.max_num_seqs < -1 ||
-        o.max_num_batched_tokens < -1 || !(o.guided_ratio >= 0 && o.guided_ratio <= 1)) {
+        o.max_num_batched_tokens < -1 || o.headroom_steps < -1 || !(o.guided_ratio >= 0 && o.guided_ratio <= 1)) {
         tput_usage(stderr);
         return 2;
     }

@@ -1,6 +1,7 @@
 # `pagoda bench`: latency and throughput through the engine, the kernels alone (GEMV,
 # attention), and `bench serve`, a client for any OpenAI-compatible server (serve/).
 tools_pagoda_SOURCES += %reldir%/cmd_bench.c %reldir%/cmd_bench_throughput.c \
+	%reldir%/cmd_bench_sched.c \
 	%reldir%/cmd_bench_gemv.c %reldir%/cmd_bench_quant.c %reldir%/cmd_bench_attention.c \
 	%reldir%/cmd_bench_serve.c %reldir%/cmd_bench_spec.c %reldir%/bench_spec_prompts.c \
 	%reldir%/bench_spec_prompts.h %reldir%/cmd_bench_grammar.c \

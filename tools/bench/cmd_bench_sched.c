@@ -1,0 +1,442 @@
+/* `pagoda bench scheduler`: the real scheduler and KV manager (runtime/engine/scheduler.c,
+ * runtime/kv/) run on the CPU against a step-cost model instead of a model, so that
+ * scheduling policies can be compared on the GPU's workloads in seconds, deterministically.
+ *
+ * The workload is `pagoda bench throughput`'s (the same lengths for the same seed): N
+ * requests of random prompt ids submitted at once, each generating exactly its output
+ * length. Each step the scheduler plans is "run": every sequence that catches up gets one
+ * more token (a hash of its id and length), and one that reached its length finishes.
+ *
+ * The step-cost model (a dense decoder of the given shape, bf16 weights and KV):
+ *   time = max(weight bytes / bandwidth, FLOPs / GEMM rate) + KV bytes read / bandwidth
+ * where FLOPs = 2 x matrix parameters x tokens (the head only for rows that sample) +
+ * 4 x hidden x layers x (query, key) pairs, and every sequence reads its whole context's
+ * K and V once. A decode-only step runs as a CUDA graph of the padded batch (the default
+ * ladder of runtime/runner/runner_graph.h), so its FLOPs are the padded batch's. Defaults: the Llama-3-8B shape
+ * and the H200 ceilings `pagoda bench throughput` measured (4,198 GB/s, 785 TFLOP/s). The
+ * modelled time ignores the host and kernel inefficiency: compare policies with it, not
+ * engines.
+ *
+ * Each policy is a (headroom_steps, preempt_cheapest) pair of struct pgd__sched_params:
+ * "vllm" is (0, false), vLLM v1's rule; --headroom-steps LIST adds one policy per entry
+ * with preempt_cheapest on; the default list is the engine's default alone. */
+#include "config.h"
+#include "tools/commands.h"
+#include "tools/bench/bench_draw.h"
+#include "runtime/engine/scheduler.h"
+#include "runtime/runner/runner_graph.h"
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SIM_MAX_POLICIES 16
+
+/* The CUDA graphs' batch ladder a decode-only step is padded to: the runner's default, the
+ * powers of two (the default before 2026-12-03), or none (its own batch). */
+enum sim_ladder { LADDER_DEFAULT, LADDER_POW2, LADDER_NONE };
+
+struct sim_opts {
+    int num_prompts, input_len, output_len;
+    bool sharegpt;
+    struct pgd_tool_sharegpt_shape shape;
+    int max_num_seqs, max_num_batched_tokens, num_blocks, block_size;
+    bool prefix_caching;
+    enum sim_ladder ladder;         /* what a decode-only step's batch is padded to */
+    uint64_t seed;
+    /* The model's shape and the device's ceilings. */
+    int layers, hidden, intermediate, heads, kv_heads, vocab;
+    double gbps, tflops;
+    int headroom[SIM_MAX_POLICIES], n_headroom;
+};
+
+/* The cost model's constants, from the shape. */
+struct sim_cost {
+    double body, head;              /* matrix parameters: layers, the LM head */
+    double weight_bytes, kv_bytes_tok, attn_flops_pair;
+    double gbps, tflops;
+    enum sim_ladder ladder;
+    int max_seqs;
+};
+
+struct sim_result {
+    unsigned long long steps, decode_only, preemptions, recomputed, prompt_computed, generated;
+    double t_weights, t_flops, t_kv, time_s;    /* modelled seconds; time_s is their step sum */
+    int max_running;
+};
+
+static struct sim_cost cost_of(const struct sim_opts *o)
+{
+    double hd = (double)o->hidden / o->heads, kvd = hd * o->kv_heads, h = o->hidden;
+    struct sim_cost c = { .gbps = o->gbps * 1e9, .tflops = o->tflops * 1e12,
+                          .ladder = o->ladder };
+    /* The graphs' largest batch (runner_graph.c): one token a sequence must fit a step. */
+    c.max_seqs = o->max_num_seqs < o->max_num_batched_tokens ? o->max_num_seqs
+                                                              : o->max_num_batched_tokens;
+    c.body = o->layers * (h * (h + 2 * kvd) + h * h + 3.0 * h * o->intermediate);
+    c.head = (double)o->vocab * h;
+    c.weight_bytes = 2.0 * (c.body + 2 * c.head);           /* embedding + head, bf16 */
+    c.kv_bytes_tok = 2.0 * o->layers * kvd * 2;
+    c.attn_flops_pair = 4.0 * h * o->layers;
+    return c;
+}
+
+/* The padded batch a decode-only step of n sequences runs as (see enum sim_ladder; the
+ * default is runtime/runner/runner_graph.h's, up to max_seqs). */
+static int padded_batch(const struct sim_cost *c, int n)
+{
+    int sizes[64], k = 0;
+    if (c->ladder == LADDER_DEFAULT) {
+        k = pgd__graphs_default_ladder(c->max_seqs, sizes, 64);
+    } else if (c->ladder == LADDER_POW2) {
+        for (int b = 1; b < c->max_seqs && k < 63; b *= 2)
+            sizes[k++] = b;
+        sizes[k++] = c->max_seqs;
+    }
+    for (int i = 0; i < k; i++)
+        if (sizes[i] >= n)
+            return sizes[i];
+    return n;
+}
+
+/* The modelled time of plan o (before the scheduler's update: n_computed is where each
+ * sequence starts). */
+static void step_cost(const struct sim_cost *c, const struct pgd__sched_out *o,
+                      struct sim_result *r)
+{
+    double tokens = o->n_tokens, rows = 0, pairs = 0, kv = 0;
+    for (int i = 0; i < o->n; i++) {
+        const struct pgd__seq *q = o->seqs[i];
+        double n = o->n_new[i], from = q->n_computed;
+        rows += q->n_computed + o->n_new[i] == q->n_tokens;
+        pairs += n * from + n * (n + 1) / 2;
+        kv += from + n;
+    }
+    if (o->decode_only)
+        tokens = rows = padded_batch(c, o->n);
+    double flops = 2 * c->body * tokens + 2 * c->head * rows + c->attn_flops_pair * pairs;
+    double tw = c->weight_bytes / c->gbps, tf = flops / c->tflops, tk = kv * c->kv_bytes_tok / c->gbps;
+    if (tw > tf)
+        r->t_weights += tw;
+    else
+        r->t_flops += tf;
+    r->t_kv += tk;
+    r->time_s += (tw > tf ? tw : tf) + tk;
+}
+
+/* A generated token: any id, the same for the same sequence and length. */
+static int32_t sim_token(const struct pgd__seq *q, int vocab)
+{
+    uint64_t x = q->id * 0x9E3779B97F4A7C15ULL + (uint64_t)q->n_tokens;
+    return (int32_t)(pgd_tool_splitmix(&x) % (uint64_t)vocab);
+}
+
+/* One step: plan, cost, update; caught-up sequences sample, those at their length finish
+ * (the plan's entries stay valid: finishing only takes them off the queues). False when the
+ * scheduler planned nothing with work left. */
+static bool sim_step(const struct sim_opts *o, const struct sim_cost *c,
+                     struct pgd__scheduler *sched, struct sim_result *r, char *err,
+                     size_t errlen)
+{
+    const struct pgd__sched_out *p = pgd__scheduler_schedule(sched);
+    if (p->n == 0) {
+        snprintf(err, errlen, "the scheduler planned nothing with %d waiting, %d running after "
+                 "%llu steps", sched->n_waiting, sched->n_running, r->steps);
+        return false;
+    }
+    r->steps++;
+    r->decode_only += p->decode_only;
+    r->max_running = sched->n_running > r->max_running ? sched->n_running : r->max_running;
+    for (int i = 0; i < p->n; i++) {
+        const struct pgd__seq *q = p->seqs[i];
+        int end = q->n_computed + p->n_new[i];
+        if (q->n_computed < q->n_prompt)
+            r->prompt_computed +=
+                (unsigned long long)((end < q->n_prompt ? end : q->n_prompt) - q->n_computed);
+    }
+    step_cost(c, p, r);
+    pgd__scheduler_update(sched, p);
+    for (int i = 0; i < p->n; i++) {
+        struct pgd__seq *q = p->seqs[i];
+        if (q->n_computed != q->n_tokens)
+            continue;
+        pgd__seq_append(q, sim_token(q, o->vocab));
+        r->generated++;
+        if (q->n_tokens == q->tokens_cap)
+            pgd__scheduler_finish(sched, q);
+    }
+    return true;
+}
+
+/* Runs the workload (lengths in[], out[]) under scheduler params sp; false (err says why)
+ * when the scheduler stalled or memory ran out. */
+static bool simulate(const struct sim_opts *o, const struct sim_cost *c,
+                     const struct pgd__sched_params *sp, const int *in, const int *out,
+                     struct sim_result *r, char *err, size_t errlen)
+{
+    memset(r, 0, sizeof *r);
+    struct pgd__kv_manager kv;
+    struct pgd__scheduler sched;
+    if (pgd__kv_manager_init(&kv, o->num_blocks, o->block_size, o->prefix_caching, err,
+                             errlen) != PGD_OK)
+        return false;
+    if (pgd__scheduler_init(&sched, sp, &kv, err, errlen) != PGD_OK) {
+        pgd__kv_manager_fini(&kv);
+        return false;
+    }
+    int max_in = 1;
+    for (int i = 0; i < o->num_prompts; i++)
+        max_in = in[i] > max_in ? in[i] : max_in;
+    struct pgd__seq *seqs = calloc((size_t)o->num_prompts, sizeof *seqs);
+    int32_t *ids = malloc((size_t)max_in * sizeof *ids);
+    bool ok = seqs && ids;
+    if (!ok)
+        snprintf(err, errlen, "out of memory");
+    uint64_t prng = o->seed ^ 0xA5A5A5A5DEADBEEFULL;
+    int n_init = 0;
+    for (; ok && n_init < o->num_prompts; n_init++) {
+        int i = n_init;
+        for (int j = 0; j < in[i]; j++)
+            ids[j] = (int32_t)(pgd_tool_splitmix(&prng) % (uint64_t)o->vocab);
+        if (pgd__seq_init(&seqs[i], (uint64_t)i, ids, in[i], in[i] + out[i], err, errlen)) {
+            ok = false;
+            break;
+        }
+        pgd__scheduler_add(&sched, &seqs[i]);
+    }
+    while (ok && pgd__scheduler_has_work(&sched))
+        ok = sim_step(o, c, &sched, r, err, errlen);
+    r->preemptions = sched.n_preemptions;
+    r->recomputed = sched.n_recomputed;
+    for (int i = 0; i < n_init; i++) {
+        if (seqs[i].status != PGD__SEQ_FINISHED)
+            pgd__scheduler_finish(&sched, &seqs[i]);
+        pgd__seq_fini(&seqs[i]);
+    }
+    pgd__scheduler_fini(&sched);
+    pgd__kv_manager_fini(&kv);
+    free(seqs);
+    free(ids);
+    return ok;
+}
+
+static void print_result(const char *name, const struct sim_result *r, long sum_out)
+{
+    printf("%-26s %6llu steps (%5llu decode-only), %5llu preemptions, %9llu tokens recomputed, "
+           "%9llu prompt tokens computed, max %4d running; modelled %7.2f s = weights %.2f + "
+           "compute %.2f + KV %.2f: %8.1f output tok/s\n", name, r->steps, r->decode_only,
+           r->preemptions, r->recomputed, r->prompt_computed, r->max_running, r->time_s,
+           r->t_weights, r->t_flops, r->t_kv, r->time_s > 0 ? sum_out / r->time_s : 0.0);
+}
+
+static int run_sim(const struct sim_opts *o)
+{
+    char err[512] = "";
+    int rc = 1;
+    int *in = malloc((size_t)o->num_prompts * sizeof *in);
+    int *out = malloc((size_t)o->num_prompts * sizeof *out);
+    if (!in || !out) {
+        snprintf(err, sizeof err, "out of memory");
+        goto done;
+    }
+    uint64_t lrng = o->seed * 0x2545F4914F6CDD1DULL + 1;     /* bench throughput's draws */
+    long sum_in = 0, sum_out = 0;
+    for (int i = 0; i < o->num_prompts; i++) {
+        if (o->sharegpt) {
+            pgd_tool_sharegpt_lengths(&o->shape, &lrng, &in[i], &out[i]);
+        } else {
+            in[i] = o->input_len;
+            out[i] = o->output_len;
+        }
+        sum_in += in[i];
+        sum_out += out[i];
+        if ((long)pgd__kv_blocks_for(&(struct pgd__kv_manager){ .block_size = o->block_size },
+                                     in[i] + out[i]) > o->num_blocks) {
+            snprintf(err, sizeof err, "request %d (%d + %d tokens) can never fit %d blocks", i,
+                     in[i], out[i], o->num_blocks);
+            goto done;
+        }
+    }
+    struct sim_cost c = cost_of(o);
+    printf("workload: %d requests, %s, input %ld tokens (mean %.1f), output %ld (mean %.1f)\n",
+           o->num_prompts, o->sharegpt ? "sharegpt-shaped lengths" : "fixed lengths", sum_in,
+           (double)sum_in / o->num_prompts, sum_out, (double)sum_out / o->num_prompts);
+    printf("engine: max_num_seqs %d, max_num_batched_tokens %d, %d KV blocks of %d tokens "
+           "(%ld tokens), prefix caching %s\n", o->max_num_seqs, o->max_num_batched_tokens,
+           o->num_blocks, o->block_size, (long)o->num_blocks * o->block_size,
+           o->prefix_caching ? "on" : "off");
+    printf("cost model: %.2f GB of weights, %.0f KiB of KV a token, %.0f GB/s, %.0f TFLOP/s, "
+           "decode-only steps at %s\n", c.weight_bytes / 1e9, c.kv_bytes_tok / 1024, o->gbps,
+           o->tflops, o->ladder == LADDER_DEFAULT ? "the CUDA graphs' padded batch"
+                      : o->ladder == LADDER_POW2 ? "a padded batch of 1, 2, 4, ..."
+                                                 : "their own batch");
+    struct pgd__sched_params sp = { .max_num_seqs = o->max_num_seqs,
+                                    .max_num_batched_tokens = o->max_num_batched_tokens,
+                                    .enable_chunked_prefill = true, .policy = PGD_SCHED_FCFS };
+    struct sim_result r;
+    if (!simulate(o, &c, &sp, in, out, &r, err, sizeof err))
+        goto done;
+    print_result("vllm (admit while free)", &r, sum_out);
+    for (int k = 0; k < o->n_headroom; k++) {
+        char name[64];
+        sp.headroom_steps = o->headroom[k];
+        sp.preempt_cheapest = true;
+        snprintf(name, sizeof name, "headroom %d, cheapest", o->headroom[k]);
+        if (!simulate(o, &c, &sp, in, out, &r, err, sizeof err))
+            goto done;
+        print_result(name, &r, sum_out);
+    }
+    rc = 0;
+done:
+    if (rc)
+        fprintf(stderr, "pagoda bench scheduler: %s\n", err);
+    free(in);
+    free(out);
+    return rc;
+}
+
+static void sim_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: pagoda bench scheduler [options]\n\n"
+            "The engine's scheduler on the CPU against a step-cost model (no model, no GPU):\n"
+            "steps, preemptions, recomputed tokens and the modelled time of each policy.\n\n"
+            "  --num-prompts N, --input-len N, --output-len N, --dataset fixed|sharegpt,\n"
+            "  --mean-input X, --mean-output X, --max-input N, --max-total N, --seed S\n"
+            "                           the workload, as `pagoda bench throughput` draws it\n"
+            "  --max-num-seqs N         (default 1024)\n"
+            "  --max-num-batched-tokens N   (default 16384)\n"
+            "  --num-blocks N           KV blocks (default 55073: the H200's for Llama-3-8B)\n"
+            "  --block-size N           tokens a block (default 16)\n"
+            "  --no-prefix-caching\n"
+            "  --graph-ladder default|pow2|none   the CUDA graphs' batch sizes a decode-only\n"
+            "                           step is padded to: the runner's default, 1, 2, 4, ...\n"
+            "                           (before 2026-12-03), or none (its own batch)\n"
+            "  --headroom-steps LIST    policies to compare with vLLM's rule, comma-separated\n"
+            "                           headroom_steps values (default: the engine's, %d)\n"
+            "  --layers N, --hidden N, --intermediate N, --heads N, --kv-heads N, --vocab N\n"
+            "                           the model's shape (default Llama-3-8B)\n"
+            "  --bandwidth GBPS, --tflops X   the device (default 4198 and 785: the H200)\n",
+            PGD__SCHED_HEADROOM_STEPS_DEFAULT);
+}
+
+/* "a,b,c" into o->headroom; false on a bad entry. */
+static bool parse_headroom(struct sim_opts *o, const char *s)
+{
+    o->n_headroom = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 0 || v > 1000000 || o->n_headroom == SIM_MAX_POLICIES)
+            return false;
+        o->headroom[o->n_headroom++] = (int)v;
+        s = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',')
+            return false;
+    }
+    return o->n_headroom > 0;
+}
+
+int pgd_cmd_bench_scheduler(int argc, char **argv)
+{
+    static const struct option long_opts[] = {
+        { "num-prompts", required_argument, 0, 'n' }, { "input-len", required_argument, 0, 'i' },
+        { "output-len", required_argument, 0, 'o' }, { "dataset", required_argument, 0, 'd' },
+        { "mean-input", required_argument, 0, 'I' }, { "mean-output", required_argument, 0, 'O' },
+        { "max-input", required_argument, 0, 'x' }, { "max-total", required_argument, 0, 'X' },
+        { "seed", required_argument, 0, 'S' }, { "max-num-seqs", required_argument, 0, 'q' },
+        { "max-num-batched-tokens", required_argument, 0, 'B' },
+        { "num-blocks", required_argument, 0, 'N' }, { "block-size", required_argument, 0, 'b' },
+        { "no-prefix-caching", no_argument, 0, 'P' },
+        { "graph-ladder", required_argument, 0, 'G' },
+        { "headroom-steps", required_argument, 0, 'H' },
+        { "layers", required_argument, 0, 'L' }, { "hidden", required_argument, 0, 'D' },
+        { "intermediate", required_argument, 0, 'F' }, { "heads", required_argument, 0, 'A' },
+        { "kv-heads", required_argument, 0, 'K' }, { "vocab", required_argument, 0, 'V' },
+        { "bandwidth", required_argument, 0, 'W' }, { "tflops", required_argument, 0, 'T' },
+        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+    };
+    struct sim_opts o = { .num_prompts = 1000, .input_len = 128, .output_len = 128,
+                          .shape = PGD_TOOL_SHAREGPT_SHAPE_DEFAULT, .max_num_seqs = 1024,
+                          .max_num_batched_tokens = 16384, .num_blocks = 55073,
+                          .block_size = 16, .prefix_caching = true,
+                          .layers = 32,
+                          .hidden = 4096, .intermediate = 14336, .heads = 32, .kv_heads = 8,
+                          .vocab = 128256, .gbps = 4198, .tflops = 785,
+                          .headroom = { PGD__SCHED_HEADROOM_STEPS_DEFAULT }, .n_headroom = 1 };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (c) {
+        case 'n': o.num_prompts = (int)strtol(optarg, &end, 10); break;
+        case 'i': o.input_len = (int)strtol(optarg, &end, 10); break;
+        case 'o': o.output_len = (int)strtol(optarg, &end, 10); break;
+        case 'd':
+            if (!strcmp(optarg, "sharegpt"))
+                o.sharegpt = true;
+            else if (strcmp(optarg, "fixed")) {
+                fprintf(stderr, "pagoda bench scheduler: --dataset %s: fixed or sharegpt\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 'I': o.shape.mean_input = strtod(optarg, &end); break;
+        case 'O': o.shape.mean_output = strtod(optarg, &end); break;
+        case 'x': o.shape.max_input = (int)strtol(optarg, &end, 10); break;
+        case 'X': o.shape.max_total = (int)strtol(optarg, &end, 10); break;
+        case 'S': o.seed = strtoull(optarg, &end, 10); break;
+        case 'q': o.max_num_seqs = (int)strtol(optarg, &end, 10); break;
+        case 'B': o.max_num_batched_tokens = (int)strtol(optarg, &end, 10); break;
+        case 'N': o.num_blocks = (int)strtol(optarg, &end, 10); break;
+        case 'b': o.block_size = (int)strtol(optarg, &end, 10); break;
+        case 'P': o.prefix_caching = false; break;
+        case 'G':
+            if (!strcmp(optarg, "default"))
+                o.ladder = LADDER_DEFAULT;
+            else if (!strcmp(optarg, "pow2"))
+                o.ladder = LADDER_POW2;
+            else if (!strcmp(optarg, "none"))
+                o.ladder = LADDER_NONE;
+            else {
+                fprintf(stderr, "pagoda bench scheduler: --graph-ladder %s: default, pow2 or "
+                        "none\n", optarg);
+                return 2;
+            }
+            break;
+        case 'H':
+            if (!parse_headroom(&o, optarg)) {
+                fprintf(stderr, "pagoda bench scheduler: --headroom-steps %s: a list of "
+                        "non-negative numbers\n", optarg);
+                return 2;
+            }
+            break;
+        case 'L': o.layers = (int)strtol(optarg, &end, 10); break;
+        case 'D': o.hidden = (int)strtol(optarg, &end, 10); break;
+        case 'F': o.intermediate = (int)strtol(optarg, &end, 10); break;
+        case 'A': o.heads = (int)strtol(optarg, &end, 10); break;
+        case 'K': o.kv_heads = (int)strtol(optarg, &end, 10); break;
+        case 'V': o.vocab = (int)strtol(optarg, &end, 10); break;
+        case 'W': o.gbps = strtod(optarg, &end); break;
+        case 'T': o.tflops = strtod(optarg, &end); break;
+        case 'h': sim_usage(stdout); return 0;
+        default: sim_usage(stderr); return 2;
+        }
+        if (end && *end) {
+            fprintf(stderr, "pagoda bench scheduler: '%s' is not a number\n", optarg);
+            return 2;
+        }
+    }
+    const struct pgd_tool_sharegpt_shape *sh = &o.shape;
+    if (optind < argc || o.num_prompts <= 0 || o.input_len <= 0 || o.output_len <= 0 ||
+        sh->mean_input <= 0 || sh->mean_output <= 0 || sh->max_input < 4 ||
+        sh->max_total < sh->max_input + 4 || o.max_num_seqs <= 0 ||
+        o.max_num_batched_tokens <= 0 || o.num_blocks <= 0 || o.block_size <= 0 ||
+        o.layers <= 0 || o.hidden <= 0 || o.intermediate <= 0 || o.heads <= 0 ||
+        o.kv_heads <= 0 || o.hidden % o.heads || o.vocab <= 1 || !(o.gbps > 0) ||
+        !(o.tflops > 0)) {
+        sim_usage(stderr);
+        return 2;
+    }
+    return run_sim(&o);
+}
