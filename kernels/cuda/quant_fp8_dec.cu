@@ -61,6 +61,7 @@ struct fd_seg {
 struct fd_args {
     struct fd_seg seg[FD_MAX_SEGS];
     int nseg, tiles, kp, cpp, cpw, items, n, in;
+    int prefetch;                    /* fd_load's L2 prefetch of the next group */
     const void *x;                   /* [n][in] in T (shared-memory x) */
     int xvec;                        /* x 16-byte aligned */
     const __half *xh;                /* else: [n][in] from fp8_xprep, and its scales */
@@ -98,6 +99,21 @@ struct fd_src {
     int valid;                       /* chunks of the cpw that exist (may be <= 0) */
     int tile, kp;
 };
+
+/* Chunk lc of the item s points at (zero past its valid chunks) into wa / wb; pf: lane t
+ * == 0 of each row also asks L2 for the chunk FD_UNR further on (the next group's, when the
+ * item has it), so that the loads in flight cover two groups with one group's registers. */
+__device__ __forceinline__ void fd_load(const fd_src &s, int lc, bool pf, uint4 &wa, uint4 &wb)
+{
+    if (lc < s.valid) {
+        wa = ld_stream(s.p0 + (size_t)lc * 4);
+        wb = ld_stream(s.p8 + (size_t)lc * 4);
+        if (pf && lc + FD_UNR < s.valid) {
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(s.p0 + (size_t)(lc + FD_UNR) * 4));
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(s.p8 + (size_t)(lc + FD_UNR) * 4));
+        }
+    }
+}
 
 __device__ __forceinline__ void fd_locate(const fd_args &a, int item, int warp, int g, int t,
                                           bool glu, fd_src &s)
@@ -301,6 +317,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2) fp8_dec_kernel(const fd_args a)
                          ? (a.items - (int)blockIdx.x + (int)gridDim.x - 1) / (int)gridDim.x
                          : 0;
     const int steps = mine * a.cpw;
+    const bool pf = a.prefetch && t == 0;
     pdl_trigger();
 
     /* the load stream: item li (this block's li-th), chunk lc of the warp's cpw */
@@ -313,10 +330,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2) fp8_dec_kernel(const fd_args a)
     for (int u = 0; u < FD_UNR; u++) {
         wa[u] = wb[u] = zero;
         if (u < steps) {
-            if (lc < ls.valid) {
-                wa[u] = ld_stream(ls.p0 + (size_t)lc * 4);
-                wb[u] = ld_stream(ls.p8 + (size_t)lc * 4);
-            }
+            fd_load(ls, lc, pf, wa[u], wb[u]);
             if (++lc == a.cpw) {
                 lc = 0;
                 fd_locate(a, blockIdx.x + ++li * gridDim.x, warp, g, t, glu, ls);
@@ -360,10 +374,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2) fp8_dec_kernel(const fd_args a)
         for (int u = 0; u < FD_UNR; u++) {
             na[u] = nb[u] = zero;
             if (s0 + FD_UNR + u < steps) {
-                if (lc < ls.valid) {
-                    na[u] = ld_stream(ls.p0 + (size_t)lc * 4);
-                    nb[u] = ld_stream(ls.p8 + (size_t)lc * 4);
-                }
+                fd_load(ls, lc, pf, na[u], nb[u]);
                 if (++lc == a.cpw) {
                     lc = 0;
                     fd_locate(a, blockIdx.x + ++li * gridDim.x, warp, g, t, glu, ls);
@@ -421,6 +432,15 @@ int pgd_cuda__fp8_dec_max_n(void)
         v = !on ? 0 : n < 0 ? 0 : n > FD_MAX_N ? FD_MAX_N : n;
     }
     return v;
+}
+
+/* PGD_CUDA_FP8_DEC_PREFETCH=0: no L2 prefetch of the next group (fd_load), for measuring. */
+static bool fd_prefetch_on(void)
+{
+    static int v = -1;
+    if (v < 0)
+        v = pgd_cuda__qenv_int("PGD_CUDA_FP8_DEC_PREFETCH", 1) != 0;
+    return v != 0;
 }
 
 static bool fd_xprep_forced(void)
@@ -541,6 +561,7 @@ static int fd_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, const void
     a.x = x;
     a.xvec = (uintptr_t)x % 16 == 0;
     a.tickets = c->fp8_tickets;
+    a.prefetch = fd_prefetch_on();
     /* the scratch: xprep's x values and scales (xs: none), then the partial sums */
     size_t off = 0;
     if (!xs) {
