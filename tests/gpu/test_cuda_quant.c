@@ -913,6 +913,22 @@ GPU_TEST(fp8_decode_gemv_every_shape_to_16_rows)
     fp8_fini(&L);
 }
 
+/* The reference output of layer L on x [n, in] (x quantized per token as the GPU does):
+ * want and abs_sum [n, out], malloc'd. */
+static void fp8_reference(const struct fp8_layer *L, const float *x, int n, float **want,
+                          float **abs_sum)
+{
+    uint8_t *q = malloc((size_t)n * L->in);
+    float *sx = malloc((size_t)n * sizeof *sx), *xd = malloc((size_t)n * L->in * sizeof *xd);
+    pgd_cpu_fp8_quantize_rows(x, n, L->in, q, sx);
+    for (size_t i = 0; i < (size_t)n * L->in; i++)
+        xd[i] = pgd_fp8_e4m3_to_float(q[i]) * sx[i / L->in];
+    *want = malloc((size_t)n * L->out * sizeof **want);
+    *abs_sum = malloc((size_t)n * L->out * sizeof **abs_sum);
+    reference(xd, L->w, NULL, n, L->in, L->out, *want, *abs_sum);
+    free(q); free(sx); free(xd);
+}
+
 /* The split-K choice on the 8B shapes of an H200 (132 SMs, 2 blocks each): o and down
  * (256 tiles) and gate_up with its activation (1792 tiles of 8 + 8 rows) fill the slots
  * unsplit; q, k and v in one launch (384 tiles) split in 2 (768 items: 97% of 3 rounds
@@ -981,22 +997,6 @@ GPU_TEST(fp8_decode_gemv_q_k_v_in_one_launch)
                 free(x);
                 pgd_cuda_free(dx);
             }
-}
-
-/* The reference output of layer L on x [n, in] (x quantized per token as the GPU does):
- * want and abs_sum [n, out], malloc'd. */
-static void fp8_reference(const struct fp8_layer *L, const float *x, int n, float **want,
-                          float **abs_sum)
-{
-    uint8_t *q = malloc((size_t)n * L->in);
-    float *sx = malloc((size_t)n * sizeof *sx), *xd = malloc((size_t)n * L->in * sizeof *xd);
-    pgd_cpu_fp8_quantize_rows(x, n, L->in, q, sx);
-    for (size_t i = 0; i < (size_t)n * L->in; i++)
-        xd[i] = pgd_fp8_e4m3_to_float(q[i]) * sx[i / L->in];
-    *want = malloc((size_t)n * L->out * sizeof **want);
-    *abs_sum = malloc((size_t)n * L->out * sizeof **abs_sum);
-    reference(xd, L->w, NULL, n, L->in, L->out, *want, *abs_sum);
-    free(q); free(sx); free(xd);
 }
 
 /* pgd_cuda_fp8_share_x: q, k and v shapes ([256 | 64 | 64 x 1024]) on one x, quantized once,
