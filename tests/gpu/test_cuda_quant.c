@@ -811,8 +811,8 @@ GPU_TEST(fp8_gemv_quantizes_x_in_the_block)
  * the device has SMs) -- and [4104 x 4096] (257 tiles of 16 features, the last padded: the
  * 16-feature tiles on any device of up to 256 SMs; 64 chunks, two groups a warp), an x that is not
  * 16-byte aligned (the scalar loads of the quantization kernel), and the automatic choice
- * at decode sizes (this path where in is a multiple of 64). A layer whose in is not a
- * multiple of 64 is refused, naming it. */
+ * at decode sizes (the decode GEMV now; this path with PGD_CUDA_FP8_DEC=0). A layer whose
+ * in is not a multiple of 64 is refused, naming it. */
 GPU_TEST(fp8_streaming_gemv_quantizes_x_once)
 {
     static const int SHAPES[4][2] = { { 1024, 208 }, { 1088, 37 }, { 14400, 24 }, { 4096, 4104 } };
