@@ -19,6 +19,7 @@ struct pgd_cuda_gemm_tuned;          /* gemm_tune.cu's tuned algorithms */
  * weight tiles, float32 partial outputs), made with the context so that no linear call
  * allocates (graph capture); every quantized linear cuts its work to fit it. */
 #define PGD_CUDA_QSCRATCH_BYTES ((size_t)64 << 20)
+#define PGD_CUDA_FP8_TICKETS 8192
 
 struct pgd_cuda_ctx {
     int device;
@@ -60,6 +61,11 @@ struct pgd_cuda_ctx {
     int fp8_share;
     const void *fp8_share_x;
     int fp8_share_n, fp8_share_in, fp8_share_dt, fp8_share_tag;
+    /* quant_fp8_dec.cu's split-K tickets: device [PGD_CUDA_FP8_TICKETS] ints, zero between
+     * launches (each launch's last block of a tile sets its ticket back) */
+    int *fp8_tickets;
+    /* linear.cu / gemm_tune.cu: the cuBLASLt plans' host work (pgd_cuda_gemm_host_stats) */
+    struct pgd_cuda_gemm_host_stats lt_host;
 };
 
 /* Formats into err and returns 1. */

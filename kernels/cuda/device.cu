@@ -196,6 +196,10 @@ extern "C" int pgd_cuda_ctx_create(struct pgd_cuda_ctx **out, char *err, size_t 
     c->qscratch_bytes = PGD_CUDA_QSCRATCH_BYTES;
     if (e == cudaSuccess)
         e = cudaMalloc(&c->qscratch, c->qscratch_bytes);
+    if (e == cudaSuccess)
+        e = cudaMalloc(&c->fp8_tickets, PGD_CUDA_FP8_TICKETS * sizeof(int));
+    if (e == cudaSuccess)
+        e = cudaMemsetAsync(c->fp8_tickets, 0, PGD_CUDA_FP8_TICKETS * sizeof(int), c->stream);
     if (e != cudaSuccess) {
         pgd_cuda_ctx_destroy(c);
         return pgd_cuda_failf(err, errlen, "CUDA context (stream, %zu-byte GEMM workspace, "
@@ -223,6 +227,7 @@ extern "C" void pgd_cuda_ctx_destroy(struct pgd_cuda_ctx *c)
         cublasLtDestroy(c->lt);
     cudaFree(c->workspace);
     cudaFree(c->qscratch);
+    cudaFree(c->fp8_tickets);
     cudaFree(c->plan_dev);
     if (c->plan_host)
         cudaFreeHost(c->plan_host);

@@ -74,9 +74,13 @@ static bool algo_fits(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p
                       const cublasLtMatmulAlgo_t *algo)
 {
     cublasLtMatmulHeuristicResult_t check;
-    return cublasLtMatmulAlgoCheck(c->lt, p->op, p->a, p->b, p->d, p->d, algo, &check) ==
-               CUBLAS_STATUS_SUCCESS &&
-           check.workspaceSize <= c->workspace_bytes;
+    const double t0 = pgd_cuda_host_ms();
+    const bool ok = cublasLtMatmulAlgoCheck(c->lt, p->op, p->a, p->b, p->d, p->d, algo, &check) ==
+                        CUBLAS_STATUS_SUCCESS &&
+                    check.workspaceSize <= c->workspace_bytes;
+    c->lt_host.checks++;
+    c->lt_host.check_ms += pgd_cuda_host_ms() - t0;
+    return ok;
 }
 
 int pgd_cuda_gemm_bucket(int n)
@@ -181,9 +185,12 @@ static int heuristic(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
             s = cublasLtMatmulPreferenceSetAttribute(pref, al[i].attr, &v, sizeof v);
     }
     *found = 0;
+    const double t0 = pgd_cuda_host_ms();
     if (s == CUBLAS_STATUS_SUCCESS)
         s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->a, p->b, p->d, p->d, pref, want, res,
                                            found);
+    c->lt_host.heuristics++;
+    c->lt_host.heuristic_ms += pgd_cuda_host_ms() - t0;
     cublasLtMatmulPreferenceDestroy(pref);
     if (s != CUBLAS_STATUS_SUCCESS || *found == 0) {
         pgd_cuda_failf(err, errlen, "cuBLASLt has no algorithm for %s x [%d, %d] @ w [%d, %d]^T "
@@ -489,7 +496,10 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
     if (o.best < 0)
         return 0;            /* nothing could be timed: the heuristic's first, not recorded */
     *algo = cand[o.best];
-    record(c, p, bucket, algo, n_cand, n_heur, &o, pgd_cuda_host_ms() - t0);
+    const double tune_ms = pgd_cuda_host_ms() - t0;
+    record(c, p, bucket, algo, n_cand, n_heur, &o, tune_ms);
+    c->lt_host.tunings++;
+    c->lt_host.tune_ms += tune_ms;
     return 0;
 }
 

@@ -174,6 +174,16 @@ struct pgd_cuda_gemm_tune_info {
     int own_timed, own_bn, own_split, own_cps, own;
     double own_us, lt_us;
 };
+/* The host work of the context's cuBLASLt plans so far (linear.cu's cache, gemm_tune.cu's
+ * choice): plans built (a new descriptor or n; plan_ms: building them, the algorithm's
+ * choice included), algorithm checks (cublasLtMatmulAlgoCheck: a bucket's algorithm tried
+ * at a new n), heuristic queries and tunings, with the host milliseconds of each. What a
+ * benchmark compares before and after its timed run: none should happen per step. */
+struct pgd_cuda_gemm_host_stats {
+    long plans, checks, heuristics, tunings;
+    double plan_ms, check_ms, heuristic_ms, tune_ms;
+};
+void pgd_cuda_gemm_host_stats(const struct pgd_cuda_ctx *c, struct pgd_cuda_gemm_host_stats *out);
 /* The tunings so far, in the order they were made; get: non-zero past the last. */
 int pgd_cuda_gemm_tune_count(const struct pgd_cuda_ctx *c);
 int pgd_cuda_gemm_tune_get(const struct pgd_cuda_ctx *c, int i, struct pgd_cuda_gemm_tune_info *out);
@@ -415,7 +425,10 @@ int pgd_cuda_fp8_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum 
  * on fp16 tensor cores (quant_fp8_gemv.cu; the automatic choice up to
  * PGD_CUDA_FP8_GEMV_MAX_N rows for layers sharing x (pgd_cuda_fp8_share_x), gate_up with
  * its activation (pgd_cuda_fp8_linear_act_mul) and devices without e4m3 mma.sync, unless
- * PGD_CUDA_FP8_STREAM=0). The automatic FP8 GEMM tries outer-vector
+ * PGD_CUDA_FP8_STREAM=0); _GEMV_DEC (fp8 only, 1..16 rows, in a multiple of 64): the decode
+ * GEMV (quant_fp8_dec.cu: one launch, x quantized in its blocks, split-K across blocks for
+ * layers of few tiles), the automatic choice up to PGD_CUDA_FP8_DEC_MAX_N (16) rows unless
+ * PGD_CUDA_FP8_DEC=0 (then the choices above, as before). The automatic FP8 GEMM tries outer-vector
  * scales, then D16 (bf16), then F32. Returns 2
  * when cuBLASLt has no algorithm for the forced FP8 kind (err says so; nothing was written).
  * The auto path takes the GEMV up to PGD_CUDA_WQ_GEMV_MAX_N (16) / PGD_CUDA_FP8_GEMV_MAX_N
@@ -426,7 +439,7 @@ int pgd_cuda_fp8_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum 
 enum { PGD_CUDA_QPATH_AUTO = 0, PGD_CUDA_QPATH_GEMV = 1, PGD_CUDA_QPATH_GEMM = 2,
        PGD_CUDA_QPATH_GEMM_VEC = 3, PGD_CUDA_QPATH_GEMM_F32 = 4, PGD_CUDA_QPATH_GEMM_LT = 5,
        PGD_CUDA_QPATH_GEMM_MMA = 6, PGD_CUDA_QPATH_GEMM_FAST = 7, PGD_CUDA_QPATH_GEMV_E4M3 = 8, PGD_CUDA_QPATH_GEMM_D16 = 9,
-       PGD_CUDA_QPATH_GEMV_STREAM = 10 };
+       PGD_CUDA_QPATH_GEMV_STREAM = 10, PGD_CUDA_QPATH_GEMV_DEC = 11 };
 int pgd_cuda_wq_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const void *x,
                             int n, const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
                             size_t errlen);
@@ -443,6 +456,19 @@ void pgd_cuda_wq_auto_plan(struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, 
  * promises that x is not written and no other quantized linear runs in between (the q, k
  * and v projections of one x). Either call forgets what the scratch holds. */
 void pgd_cuda_fp8_share_x(struct pgd_cuda_ctx *c, int on);
+/* The FP8 decode GEMV's split-K (quant_fp8_dec.cu): into how many parts (1..8) it cuts
+ * each tile's `chunks` chunks of 64 inputs for `tiles` tiles of 16 features when `slots`
+ * blocks are resident at once: the fewest parts whose items fill the slots' rounds best,
+ * each warp keeping at least 2 chunks a part. Host arithmetic on the shape alone, so one
+ * shape and n always get the same split (and the same sums). */
+int pgd_cuda_fp8_dec_split(int tiles, int chunks, int slots);
+/* y[i] [n, out_i] = the FP8 linear of layer w[i] (bias b[i] or NULL) for count (1..3) layers
+ * of the same in on one x [n, in] in dt (the q, k and v projections): at decode sizes one
+ * launch of the decode GEMV for all of them (PGD_CUDA_FP8_DEC_MAX_N); otherwise each
+ * layer's pgd_cuda_fp8_linear, x's quantization shared (pgd_cuda_fp8_share_x). */
+int pgd_cuda_fp8_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                              int count, const struct pgd_cuda_fp8 *const *w,
+                              const void *const *b, void *const *y, char *err, size_t errlen);
 /* Bytes of device memory a layer's weights take (packed weights and their scales): what a
  * pass over the layer reads. */
 size_t pgd_cuda_wq_weight_bytes(const struct pgd_cuda_wq *w);

@@ -53,6 +53,12 @@ static void entry_free(struct pgd_cuda_gemm_entry *e)
     pgd_cuda_lt_descs_free(&e->p.op, &e->p.a, &e->p.b, &e->p.d);
 }
 
+extern "C" void pgd_cuda_gemm_host_stats(const struct pgd_cuda_ctx *c,
+                                         struct pgd_cuda_gemm_host_stats *out)
+{
+    *out = c->lt_host;
+}
+
 extern "C" void pgd_cuda_gemm_cache_free(struct pgd_cuda_ctx *c)
 {
     for (int i = 0; i < c->gemm_n; i++)
@@ -170,9 +176,12 @@ static int gemm_entry(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_key *k,
     }
     *e = (struct pgd_cuda_gemm_entry){};
     e->p.key = *k;
+    const double t0 = pgd_cuda_host_ms();
     int rc = plan_descs(&e->p, err, errlen);
     if (!rc)
         rc = pgd_cuda_gemm_choose(c, &e->p, call, &e->algo, err, errlen);
+    c->lt_host.plans++;
+    c->lt_host.plan_ms += pgd_cuda_host_ms() - t0;
     if (rc == 1) {
         e->p.key.n = -1;          /* unusable for the next lookup; freed with the cache */
         return 1;

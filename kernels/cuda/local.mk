@@ -41,6 +41,7 @@ CUDA_SRCS = \
 	%reldir%/quant_fp8.cu \
 	%reldir%/quant_fp8_mma.cu \
 	%reldir%/quant_fp8_gemv.cu \
+	%reldir%/quant_fp8_dec.cu \
 	%reldir%/quant_bench.cu
 runtime_libpagoda_private_la_SOURCES += $(CUDA_HDRS) $(CUDA_SRCS)
 

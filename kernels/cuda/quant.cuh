@@ -187,6 +187,117 @@ __device__ __forceinline__ void e4m3x4_f16(uint32_t w, uint32_t *p)
     p[1] = (uint32_t)hi.x | ((uint32_t)hi.y << 16);
 }
 
+/* The per-token scale of a row whose largest magnitude is amax: amax / 448, 1 for an
+ * all-zero row (pgd_cpu_fp8_quantize_rows). */
+__device__ __forceinline__ float fp8_token_scale(float amax)
+{
+    return amax > 0.0f ? amax / 448.0f : 1.0f;
+}
+
+/* Elements 8v .. 8v + 7 of row xr in float32: one 16-byte load (vec: xr 16-byte aligned)
+ * or eight element loads. */
+template <typename T>
+__device__ __forceinline__ void fp8_x8(const T *__restrict__ xr, int v, bool vec, float *f)
+{
+    if (vec) {
+        unpack16<T>(__ldg(reinterpret_cast<const uint4 *>(xr) + v), f);
+    } else {
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            f[i] = to_f<T>(xr[8 * v + i]);
+    }
+}
+
+/* max |f[i]| over 8 values, folded into m. */
+__device__ __forceinline__ float fp8_amax8(const float *f, float m)
+{
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        m = fmaxf(m, fabsf(f[i]));
+    return m;
+}
+
+/* The largest |x| of row xr [in] (in a multiple of 8) over the block's 256 threads, each
+ * with up to 8 vectors of 8 in flight a pass: the one per-token reduction of every FP8
+ * quantization of x (quant_fp8.cu's, the GEMVs' x preparation). red: 8 floats of shared
+ * memory; every thread gets the result. */
+template <typename T>
+__device__ __forceinline__ float fp8_row_amax_256(const T *__restrict__ xr, int in, bool vec,
+                                                  float *red)
+{
+    const int vpr = in / 8, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    float amax = 0.0f;
+    for (int j0 = 0; j0 < vpr; j0 += 8 * 256) {
+        float f[8][8];
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            const int j = j0 + u * 256 + (int)threadIdx.x;
+            if (j < vpr)
+                fp8_x8<T>(xr, j, vec, f[u]);
+            else
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    f[u][i] = 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < 8; u++)
+            amax = fp8_amax8(f[u], amax);
+    }
+    for (int off = 16; off > 0; off >>= 1)
+        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+    if (lane == 0)
+        red[warp] = amax;
+    __syncthreads();
+    amax = red[0];
+#pragma unroll
+    for (int i = 1; i < 8; i++)
+        amax = fmaxf(amax, red[i]);
+    return amax;
+}
+
+/* The e4m3 codes of f[0..7] / s as the fp16 values of the codes (exact: every e4m3 value is
+ * an fp16), each group of 4 in the order 0, 2, 1, 3 (the order the streaming GEMVs' weight
+ * decoding yields them in: e4m3_pair02 / e4m3_pair13 below). */
+__device__ __forceinline__ uint4 fp8_x8_f16_0213(const float *f, float s)
+{
+    const uint2 q = fp8_e4m3x8(f, s);
+    uint32_t p[4];
+    e4m3x4_f16(__byte_perm(q.x, 0u, 0x3120), p);
+    e4m3x4_f16(__byte_perm(q.y, 0u, 0x3120), p + 2);
+    return make_uint4(p[0], p[1], p[2], p[3]);
+}
+
+/* ---- the streaming GEMVs' weight decoding and product (quant_fp8_gemv.cu, _dec.cu) ---------- */
+/* A 32-bit word of 4 e4m3 codes b0..b3 as two fp16 pairs, (b0, b2) and (b1, b3), each value
+ * times 2^-8, with integer operations alone: each code's 7 magnitude bits land in the
+ * fp16's exponent low bits and top mantissa bits and its sign in the sign bit (normal
+ * codes: the exponent biases differ by 8; subnormal codes m 2^-9 become fp16 subnormals
+ * m 2^-17). The 2^8 is given back with the scales. 0x7f / 0xff (NaN) decode as +-480. */
+__device__ __forceinline__ uint32_t e4m3_pair02(uint32_t w)
+{
+    return ((w << 7) & 0x3F803F80u) | ((w << 8) & 0x80008000u);
+}
+__device__ __forceinline__ uint32_t e4m3_pair13(uint32_t w)
+{
+    return ((w >> 1) & 0x3F803F80u) | (w & 0x80008000u);
+}
+
+/* d += A (16 x 16, fp16) @ B (16 x 8, fp16), float32 accumulators (sm_80 and later; the
+ * hosts check before launching). */
+__device__ __forceinline__ void fg_mma(float *d, uint32_t a0, uint32_t a1, uint32_t a2,
+                                       uint32_t a3, uint32_t b0, uint32_t b1)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
+                 "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#else
+    (void)d; (void)a0; (void)a1; (void)a2; (void)a3; (void)b0; (void)b1;
+    __trap();
+#endif
+}
+
 /* ---- the FP8 tensor-core GEMV (quant_fp8_mma.cu) ------------------------------------------- */
 /* Whether the context's device runs e4m3 mma.sync (compute capability 8.9 or later). */
 bool pgd_cuda__fp8_mma_ok(const struct pgd_cuda_ctx *c);
@@ -240,6 +351,33 @@ bool pgd_cuda__fp8_stream_ok(const struct pgd_cuda_ctx *c, int in);
 int pgd_cuda__fp8_stream_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, const void *x,
                               int n, const uint8_t *w, const float *sw, int in, int out,
                               const void *b, void *y, char *err, size_t errlen);
+
+/* quant_fp8_gemv.cu's x preparation for the GEMVs that read x from the scratch: xh [n, in]
+ * (the codes' fp16 values in fp8_x8_f16_0213's order) and sx [n] from x [n, in] in dt. */
+cudaError_t pgd_cuda__fp8_xprep(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                                int in, __half *xh, float *sx);
+
+/* ---- the FP8 decode GEMV (quant_fp8_dec.cu) ------------------------------------------------ */
+/* One layer of a launch: w [out, in] e4m3 (a gate_up layer: out = 2 inter), sw [out], b [out]
+ * in dt or NULL, y [n, out] in dt (gate_up: [n, inter]). */
+struct pgd_cuda_fp8_dec_seg {
+    const uint8_t *w;
+    const float *sw;
+    const void *b;
+    void *y;
+    int out;
+};
+/* Rows the automatic path gives the decode GEMV (PGD_CUDA_FP8_DEC_MAX_N, 16 at most and by
+ * default; 0 with PGD_CUDA_FP8_DEC=0). Read once. */
+int pgd_cuda__fp8_dec_max_n(void);
+/* Whether the decode GEMV takes x [n, in] here: 1 <= n <= 16, in a multiple of 64, compute
+ * capability 8.0 or later. */
+bool pgd_cuda__fp8_dec_ok(const struct pgd_cuda_ctx *c, int n, int in);
+/* y_i = (e4m3(x / sx) @ w_i^T) sx sw_i + b_i for nseg (1..3) layers of one x [n, in] in one
+ * launch; glu >= 0 (a PGD_ACT_*, nseg 1): y = act(gate) * up of the layer's two halves. */
+int pgd_cuda__fp8_dec_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, const void *x,
+                           int n, int in, int nseg, const struct pgd_cuda_fp8_dec_seg *segs,
+                           char *err, size_t errlen);
 
 /* Environment knobs read once (for measuring paths against each other): an integer
  * variable, or def when unset. */

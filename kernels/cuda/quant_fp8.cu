@@ -5,6 +5,10 @@
  * (a per-tensor scale is stored expanded).
  *
  * The paths:
+ *   n <= 16: the decode GEMV (quant_fp8_dec.cu: one launch a linear, or one for q, k and v
+ *            through pgd_cuda_fp8_linear_multi; x quantized in its blocks; a gate_up layer's
+ *            activation fused; in a multiple of 64, sm_80 and later); PGD_CUDA_FP8_DEC=0
+ *            gives the choice below instead, as before it;
  *   small n: the streaming GEMV (quant_fp8_gemv.cu: x quantized once per token, then the
  *            weights read once on fp16 tensor cores; in a multiple of 64, sm_80 and later);
  *            else a GEMV reading the e4m3 weight rows once: on tensor cores (quant_fp8_mma.cu,
@@ -42,108 +46,51 @@ struct pgd_cuda_fp8 {
 
 #define FP8_GEMV_MAX_N_DEFAULT 8
 #define FP8_FAST_ACCUM_DEFAULT 1
-#define FP8_MAX 448.0f
 
 /* ---- per-token quantization ---------------------------------------------------------------- */
-/* Row r of x [rows, in]: sx[r] = max|x| / 448 (1 for an all-zero row), and each element's
- * e4m3 code of x / sx (round to nearest even, saturating at 448), written as the code
- * (q, for cuBLASLt) or as its exact value in T (xd, for the GEMV). One block a row. */
+/* Row r of x [rows, in] (in a multiple of 8; vec: x 16-byte aligned): sx[r] = max|x| / 448
+ * (1 for an all-zero row), and each element's e4m3 code of x / sx (round to nearest even,
+ * saturating at 448), written as the code (q, for cuBLASLt and the tensor-core GEMV: 8
+ * bytes a store) or as its exact value in T (xd, for the plain GEMV). One block of 256
+ * threads a row; the second read of the row comes from L1. */
 template <typename T>
 __global__ void __launch_bounds__(256)
-fp8_quant_kernel(const T *__restrict__ x, int in, uint8_t *__restrict__ q, T *__restrict__ xd,
-                 float *__restrict__ sx)
+fp8_quant_kernel(const T *__restrict__ x, int in, int vec, uint8_t *__restrict__ q,
+                 T *__restrict__ xd, float *__restrict__ sx)
 {
     __shared__ float red[8];
     pdl_trigger();
     pdl_wait();
-    const int r = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int r = blockIdx.x, vpr = in / 8;
     const T *xr = x + (size_t)r * in;
-    float amax = 0.0f;
-    for (int k = threadIdx.x; k < in; k += blockDim.x)
-        amax = fmaxf(amax, fabsf(to_f<T>(xr[k])));
-    for (int off = 16; off > 0; off >>= 1)
-        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-    if (lane == 0)
-        red[warp] = amax;
-    __syncthreads();
-    amax = red[0];
-    for (int i = 1; i < (int)blockDim.x / 32; i++)
-        amax = fmaxf(amax, red[i]);
-    const float s = amax > 0.0f ? amax / FP8_MAX : 1.0f;
+    const float s = fp8_token_scale(fp8_row_amax_256<T>(xr, in, vec != 0, red));
     if (threadIdx.x == 0)
         sx[r] = s;
-    for (int k = threadIdx.x; k < in; k += blockDim.x) {
-        const __nv_fp8_storage_t e = __nv_cvt_float_to_fp8(to_f<T>(xr[k]) / s, __NV_SATFINITE,
-                                                           __NV_E4M3);
-        if (q)
-            q[(size_t)r * in + k] = (uint8_t)e;
-        else
-            xd[(size_t)r * in + k] = from_f<T>(__half2float(__half(__nv_cvt_fp8_to_halfraw(e, __NV_E4M3))));
-    }
-}
-
-/* The same codes and scales from x rows that are 16-byte aligned (in a multiple of 16):
- * 8 elements a load, each thread's QV loads of a pass in flight together; the second read
- * of the row (for the codes) comes from L1. One block a row. */
-#define FP8_QV 8
-template <typename T>
-__global__ void __launch_bounds__(256)
-fp8_quant_vec_kernel(const T *__restrict__ x, int in, uint8_t *__restrict__ q,
-                     float *__restrict__ sx)
-{
-    __shared__ float red[8];
-    pdl_trigger();
-    pdl_wait();
-    const int r = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32, vpr = in / 8;
-    const uint4 *xr = reinterpret_cast<const uint4 *>(x + (size_t)r * in);
-    float amax = 0.0f;
-    for (int j0 = 0; j0 < vpr; j0 += FP8_QV * 256) {
-        uint4 v[FP8_QV];
-#pragma unroll
-        for (int u = 0; u < FP8_QV; u++) {
-            const int j = j0 + u * 256 + (int)threadIdx.x;
-            v[u] = j < vpr ? __ldg(xr + j) : make_uint4(0u, 0u, 0u, 0u);
-        }
-#pragma unroll
-        for (int u = 0; u < FP8_QV; u++) {
-            float f[8];
-            unpack16<T>(v[u], f);
-#pragma unroll
-            for (int i = 0; i < 8; i++)
-                amax = fmaxf(amax, fabsf(f[i]));
-        }
-    }
-    for (int off = 16; off > 0; off >>= 1)
-        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-    if (lane == 0)
-        red[warp] = amax;
-    __syncthreads();
-    amax = red[0];
-#pragma unroll
-    for (int i = 1; i < 8; i++)
-        amax = fmaxf(amax, red[i]);
-    const float s = amax > 0.0f ? amax / FP8_MAX : 1.0f;
-    if (threadIdx.x == 0)
-        sx[r] = s;
-    uint2 *qr = reinterpret_cast<uint2 *>(q + (size_t)r * in);
     for (int j = threadIdx.x; j < vpr; j += 256) {
         float f[8];
-        unpack16<T>(__ldg(xr + j), f);
-        qr[j] = fp8_e4m3x8(f, s);
+        fp8_x8<T>(xr, j, vec != 0, f);
+        const uint2 c = fp8_e4m3x8(f, s);
+        if (q) {
+            reinterpret_cast<uint2 *>(q + (size_t)r * in)[j] = c;
+        } else {
+            const uint8_t *cb = reinterpret_cast<const uint8_t *>(&c);
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                xd[(size_t)r * in + 8 * j + i] = from_f<T>(
+                    __half2float(__half(__nv_cvt_fp8_to_halfraw(cb[i], __NV_E4M3))));
+        }
     }
 }
 
-/* Codes into q (cuBLASLt, the tensor-core GEMV) or values into xd (the plain GEMV); the
- * vectorized kernel where it applies (codes, x 16-byte aligned; the scratch is). */
+/* Codes into q (cuBLASLt, the tensor-core GEMV; 8-byte aligned, as the scratch is) or
+ * values into xd (the plain GEMV). */
 template <typename T>
 static int fp8_quantize(struct pgd_cuda_ctx *c, const void *x, int rows, int in, uint8_t *q,
                         void *xd, float *sx, char *err, size_t errlen)
 {
-    const bool vec = q && (uintptr_t)x % 16 == 0 && (uintptr_t)q % 8 == 0;
-    cudaError_t e = vec ? pgd_cuda_launch(c, fp8_quant_vec_kernel<T>, dim3(rows), dim3(256),
-                                          (const T *)x, in, q, sx)
-                        : pgd_cuda_launch(c, fp8_quant_kernel<T>, dim3(rows), dim3(256),
-                                          (const T *)x, in, q, (T *)xd, sx);
+    const int vec = (uintptr_t)x % 16 == 0;
+    cudaError_t e = pgd_cuda_launch(c, fp8_quant_kernel<T>, dim3(rows), dim3(256), (const T *)x,
+                                    in, vec, q, (T *)xd, sx);
     if (e != cudaSuccess)
         return pgd_cuda_failf(err, errlen, "fp8 quantize x [%d, %d]: %s", rows, in,
                               cudaGetErrorString(e));
@@ -540,6 +487,16 @@ static int fp8_linear(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const
                       const struct pgd_cuda_fp8 *w, const void *b, void *y, const fp8_glu *glu,
                       char *err, size_t errlen)
 {
+    /* auto: up to pgd_cuda__fp8_dec_max_n() rows (16) the decode GEMV (quant_fp8_dec.cu:
+     * one launch, x quantized in its blocks, the activation of a gate_up layer fused) where
+     * it takes the layer; PGD_CUDA_FP8_DEC=0 gives the choice below, for measuring. */
+    if (path == PGD_CUDA_QPATH_GEMV_DEC ||
+        (path == PGD_CUDA_QPATH_AUTO && n <= pgd_cuda__fp8_dec_max_n() &&
+         pgd_cuda__fp8_dec_ok(c, n, w->in))) {
+        const struct pgd_cuda_fp8_dec_seg seg = { w->w, w->sw, b, glu ? glu->out : y, w->out };
+        return pgd_cuda__fp8_dec_gemv(c, dt, glu ? (int)glu->act : -1, x, n, w->in, 1, &seg, err,
+                                      errlen);
+    }
     /* auto: up to the GEMV sizes the streaming GEMV (x quantized once by its own kernel,
      * then the weights streamed: quant_fp8_gemv.cu) where it takes the layer and pays: a
      * gate_up layer with its activation (one launch instead of a GEMM and act_mul), layers
@@ -598,7 +555,7 @@ extern "C" int pgd_cuda_fp8_linear_path(struct pgd_cuda_ctx *c, int path, enum p
     if (dt != PGD_DTYPE_BF16 && dt != PGD_DTYPE_F16)
         return pgd_cuda_failf(err, errlen, "fp8 linear: activations in %s (BF16 or F16)",
                               pgd_dtype_name(dt));
-    if (n < 0 || path < PGD_CUDA_QPATH_AUTO || path > PGD_CUDA_QPATH_GEMV_STREAM)
+    if (n < 0 || path < PGD_CUDA_QPATH_AUTO || path > PGD_CUDA_QPATH_GEMV_DEC)
         return pgd_cuda_failf(err, errlen, "fp8 linear: %d rows, path %d", n, path);
     if (n == 0)
         return 0;
@@ -629,8 +586,9 @@ extern "C" int pgd_cuda_fp8_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtyp
     if (n == 0)
         return 0;
     /* decode sizes: one streaming GEMV pairing gate and up features (no scratch needed) */
-    const bool stream = n <= fp8_gemv_max_n() && fp8_stream_on() &&
-                        pgd_cuda__fp8_stream_ok(c, w->in);
+    const bool stream = (n <= pgd_cuda__fp8_dec_max_n() && pgd_cuda__fp8_dec_ok(c, n, w->in)) ||
+                        (n <= fp8_gemv_max_n() && fp8_stream_on() &&
+                         pgd_cuda__fp8_stream_ok(c, w->in));
     if (!scratch && !stream)
         return pgd_cuda_failf(err, errlen, "fp8 linear_act_mul x [%d, %d] @ w [%d, %d]^T: the "
                               "GEMM path needs a scratch [%d, %d]", n, w->in, w->out, w->in,
@@ -640,6 +598,32 @@ extern "C" int pgd_cuda_fp8_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtyp
         return fp8_linear<__nv_bfloat16>(c, PGD_CUDA_QPATH_AUTO, dt, x, n, w, b, scratch, &glu,
                                          err, errlen);
     return fp8_linear<__half>(c, PGD_CUDA_QPATH_AUTO, dt, x, n, w, b, scratch, &glu, err, errlen);
+}
+
+extern "C" int pgd_cuda_fp8_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt,
+                                         const void *x, int n, int count,
+                                         const struct pgd_cuda_fp8 *const *w,
+                                         const void *const *b, void *const *y, char *err,
+                                         size_t errlen)
+{
+    if (count < 1 || count > 3)
+        return pgd_cuda_failf(err, errlen, "fp8 linear_multi: %d layers (1..3)", count);
+    bool one = n >= 1 && n <= pgd_cuda__fp8_dec_max_n() && pgd_cuda__fp8_dec_ok(c, n, w[0]->in);
+    for (int i = 1; i < count; i++)
+        one = one && w[i]->in == w[0]->in;
+    if (one && (dt == PGD_DTYPE_BF16 || dt == PGD_DTYPE_F16)) {
+        struct pgd_cuda_fp8_dec_seg segs[3];
+        for (int i = 0; i < count; i++)
+            segs[i] = { w[i]->w, w[i]->sw, b[i], y[i], w[i]->out };
+        return pgd_cuda__fp8_dec_gemv(c, dt, -1, x, n, w[0]->in, count, segs, err, errlen);
+    }
+    /* otherwise each layer on its own, x's quantization done once where the path allows */
+    pgd_cuda_fp8_share_x(c, 1);
+    int rc = 0;
+    for (int i = 0; i < count && !rc; i++)
+        rc = pgd_cuda_fp8_linear(c, dt, x, n, w[i], b[i], y[i], err, errlen);
+    pgd_cuda_fp8_share_x(c, 0);
+    return rc;
 }
 
 extern "C" size_t pgd_cuda_fp8_weight_bytes(const struct pgd_cuda_fp8 *w)

@@ -47,8 +47,7 @@
 
 /* ---- x: per-token scale and fp16 code values --------------------------------------------- */
 /* Row blockIdx.x of x [rows, in] (in a multiple of 8; vec: x 16-byte aligned): sx[row] and
- * xh[row, :] as described above. 256 threads, 8 inputs a thread a pass; the second read
- * of the row comes from L1. */
+ * xh[row, :] as described above. 256 threads; the second read of the row comes from L1. */
 template <typename T>
 __global__ void __launch_bounds__(256)
 fp8_xprep_kernel(const T *__restrict__ x, int in, int vec, __half *__restrict__ xh,
@@ -57,50 +56,16 @@ fp8_xprep_kernel(const T *__restrict__ x, int in, int vec, __half *__restrict__ 
     __shared__ float red[8];
     pdl_trigger();
     pdl_wait();
-    const int r = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32, vpr = in / 8;
+    const int r = blockIdx.x, vpr = in / 8;
     const T *xr = x + (size_t)r * in;
-    float amax = 0.0f;
-    for (int j = threadIdx.x; j < vpr; j += 256) {
-        float f[8];
-        if (vec) {
-            unpack16<T>(__ldg(reinterpret_cast<const uint4 *>(xr) + j), f);
-        } else {
-#pragma unroll
-            for (int i = 0; i < 8; i++)
-                f[i] = to_f<T>(xr[8 * j + i]);
-        }
-#pragma unroll
-        for (int i = 0; i < 8; i++)
-            amax = fmaxf(amax, fabsf(f[i]));
-    }
-    for (int off = 16; off > 0; off >>= 1)
-        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-    if (lane == 0)
-        red[warp] = amax;
-    __syncthreads();
-    amax = red[0];
-#pragma unroll
-    for (int i = 1; i < 8; i++)
-        amax = fmaxf(amax, red[i]);
-    const float s = amax > 0.0f ? amax / 448.0f : 1.0f;
+    const float s = fp8_token_scale(fp8_row_amax_256<T>(xr, in, vec != 0, red));
     if (threadIdx.x == 0)
         sx[r] = s;
     uint4 *dst = reinterpret_cast<uint4 *>(xh + (size_t)r * in);
     for (int j = threadIdx.x; j < vpr; j += 256) {
         float f[8];
-        if (vec) {
-            unpack16<T>(__ldg(reinterpret_cast<const uint4 *>(xr) + j), f);
-        } else {
-#pragma unroll
-            for (int i = 0; i < 8; i++)
-                f[i] = to_f<T>(xr[8 * j + i]);
-        }
-        const uint2 q = fp8_e4m3x8(f, s);
-        uint32_t p[4];
-        /* codes 0, 1, 2, 3 of each word reordered 0, 2, 1, 3, then paired */
-        e4m3x4_f16(__byte_perm(q.x, 0u, 0x3120), p);
-        e4m3x4_f16(__byte_perm(q.y, 0u, 0x3120), p + 2);
-        dst[j] = make_uint4(p[0], p[1], p[2], p[3]);
+        fp8_x8<T>(xr, j, vec != 0, f);
+        dst[j] = fp8_x8_f16_0213(f, s);
     }
 }
 
@@ -111,31 +76,6 @@ fp8_xprep_kernel(const T *__restrict__ x, int in, int vec, __half *__restrict__ 
 __device__ __forceinline__ float fg_out(float v, float s, float swo, float bias)
 {
     return v * s * swo + bias;
-}
-
-/* The fp16 pairs (codes 0, 2) and (codes 1, 3) of a word of e4m3 codes, each value * 2^-8. */
-__device__ __forceinline__ uint32_t e4m3_pair02(uint32_t w)
-{
-    return ((w << 7) & 0x3F803F80u) | ((w << 8) & 0x80008000u);
-}
-__device__ __forceinline__ uint32_t e4m3_pair13(uint32_t w)
-{
-    return ((w >> 1) & 0x3F803F80u) | (w & 0x80008000u);
-}
-
-/* d += A (16 x 16, fp16) @ B (16 x 8, fp16), float32 accumulators. */
-__device__ __forceinline__ void fg_mma(float *d, uint32_t a0, uint32_t a1, uint32_t a2,
-                                       uint32_t a3, uint32_t b0, uint32_t b1)
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
-                 "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-#else
-    (void)d; (void)a0; (void)a1; (void)a2; (void)a3; (void)b0; (void)b1;
-    __trap();                        /* never launched below sm_80 (the host checks) */
-#endif
 }
 
 /* y[tok, o] = (sum_k xh[tok, k] w[o, k] 2^-8) 2^8 sx[tok] sw[o] + b[o] for the block's
@@ -266,6 +206,17 @@ bool pgd_cuda__fp8_stream_ok(const struct pgd_cuda_ctx *c, int in)
     return cached[d] == 2;
 }
 
+cudaError_t pgd_cuda__fp8_xprep(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                                int in, __half *xh, float *sx)
+{
+    const int vec = (uintptr_t)x % 16 == 0;
+    if (dt == PGD_DTYPE_BF16)
+        return pgd_cuda_launch(c, fp8_xprep_kernel<__nv_bfloat16>, dim3(n), dim3(256),
+                               (const __nv_bfloat16 *)x, in, vec, xh, sx);
+    return pgd_cuda_launch(c, fp8_xprep_kernel<__half>, dim3(n), dim3(256), (const __half *)x, in,
+                           vec, xh, sx);
+}
+
 /* glu: -1 for the plain linear (out features), else a PGD_ACT_* and out = inter (the layer
  * has 2 inter features). */
 template <typename T>
@@ -280,7 +231,6 @@ static int fp8_stream_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, co
                               in, c->qscratch_bytes);
     __half *xh = (__half *)c->qscratch;
     float *sx = (float *)((char *)c->qscratch + xh_bytes);
-    const int vec = (uintptr_t)x % 16 == 0;
     const int chunks = in / 64, cpw = (chunks + FG_WARPS - 1) / FG_WARPS;
     for (int r0 = 0; r0 < n; r0 += FG_MAX_N) {
         const int rows = n - r0 < FG_MAX_N ? n - r0 : FG_MAX_N;
@@ -290,8 +240,7 @@ static int fp8_stream_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, co
         const bool one = n <= FG_MAX_N;
         cudaError_t e = cudaSuccess;
         if (!(one && pgd_cuda__fp8_share_hit(c, -1, x, n, in, dt))) {
-            e = pgd_cuda_launch(c, fp8_xprep_kernel<T>, dim3(rows), dim3(256), xr, in, vec, xh,
-                                sx);
+            e = pgd_cuda__fp8_xprep(c, dt, xr, rows, in, xh, sx);
             pgd_cuda__fp8_share_note(c, one ? -1 : 0, x, n, in, dt);
         }
         /* 16-feature tiles, or 8 where 16 would leave SMs without a block */

@@ -59,6 +59,21 @@ struct pgd_fwd {
      * one; NULL otherwise (the ops then skip their brackets). */
     struct pgd__op_profile *prof;
 
+    /* linear_multi's offer to the FP8 layers of one x on CUDA (ops.c): pgd_op_qweight_linear
+     * records such a layer here (while got < want) instead of running it, and linear_multi
+     * runs those it got in one call (pgd_cuda_fp8_linear_multi: at decode sizes one launch
+     * for q, k and v). want 0: no offer. */
+    struct {
+        int want, got;
+        const struct pgd_qweight *w[3];
+        const void *b[3];
+        void *y[3];
+    } multi_offer;
+    /* The weight bytes of the quantized layers pgd_op_qweight_linear ran, summed while the
+     * per-op profile is on: a quantized layer's bytes in the profile (the runner does not
+     * read its plugin's state; the op adds what its qweight is on the device). */
+    double prof_qweight_bytes;
+
     /* linear_act_mul's offer to a quantized gate_up layer (ops.c): the qweight linear that
      * writes `scratch` may write act(gate) * up into `out` itself (one kernel, FP8 on CUDA)
      * and set done; otherwise the act_mul op runs after it. Cleared after the call. */

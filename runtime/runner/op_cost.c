@@ -59,9 +59,9 @@ struct pgd__op_cost pgd__op_cost_attention(const struct pgd_fwd *f, const char *
     return c;
 }
 
-double pgd__op_weight_bytes(const struct pgd_linear *w)
+double pgd__op_weight_bytes(const struct pgd_linear *w, double quant_bytes)
 {
     if (!w->weight.data && w->quant)
-        return 0;                                 /* described by the plugin only */
+        return quant_bytes;                       /* described by the plugin only */
     return (double)pgd_tensor_numel(&w->weight) * (double)pgd_dtype_size(w->weight.dtype);
 }

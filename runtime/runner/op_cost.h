@@ -22,7 +22,8 @@ struct pgd__op_cost pgd__op_cost_linear(const char *op, int64_t n, int64_t in, i
  * window), with the rows' K/V write; with_rope adds the rotation of q and k. */
 struct pgd__op_cost pgd__op_cost_attention(const struct pgd_fwd *f, const char *op,
                                            const struct pgd_attn_params *p, bool with_rope);
-/* A dense or quantized layer's weight bytes (its tensor as stored). */
-double pgd__op_weight_bytes(const struct pgd_linear *w);
+/* A dense layer's weight bytes (its tensor as stored); a quantized layer's are quant_bytes,
+ * what its pgd_op_qweight_linear calls reported (fwd.h's prof_qweight_bytes over the op). */
+double pgd__op_weight_bytes(const struct pgd_linear *w, double quant_bytes);
 
 #endif

@@ -229,6 +229,18 @@ static void fp8_round_activations(struct pgd_fwd *f, const struct pgd_tensor *x,
             d[r * in + c] = pgd_fp8_e4m3_to_float(q[r * in + c]) * scales[r];
 }
 
+/* The bytes a quantized layer's linear reads of its weight where it lives: the packed
+ * layout on a GPU, the dequantized float32 copy on the CPU. */
+static double qweight_bytes(const struct pgd_qweight *w)
+{
+#ifdef PGD_HAVE_CUDA
+    if (w->device == PGD_DEVICE_CUDA)
+        return w->kind == PGD__QW_WQ ? (double)pgd_cuda_wq_weight_bytes(w->cuda_wq)
+                                     : (double)pgd_cuda_fp8_weight_bytes(w->cuda_fp8);
+#endif
+    return (double)w->in * (double)w->out * (double)sizeof(float);
+}
+
 void pgd_op_qweight_linear(struct pgd_fwd *f, const struct pgd_qweight *w,
                            const struct pgd_tensor *bias, const struct pgd_tensor *x,
                            struct pgd_tensor *y)
@@ -249,8 +261,19 @@ void pgd_op_qweight_linear(struct pgd_fwd *f, const struct pgd_qweight *w,
                      f->device == PGD_DEVICE_CPU ? "cpu" : "cuda");
         return;
     }
+    if (f->prof)
+        f->prof_qweight_bytes += qweight_bytes(w);
 #ifdef PGD_HAVE_CUDA
     if (ON_CUDA(f)) {
+        if (w->kind == PGD__QW_FP8 && f->multi_offer.got < f->multi_offer.want &&
+            f->multi_offer.got < 3) {
+            /* linear_multi's q, k or v: run with the others in one call (linear_multi_run) */
+            const int i = f->multi_offer.got++;
+            f->multi_offer.w[i] = w;
+            f->multi_offer.b[i] = b;
+            f->multi_offer.y[i] = y->data;
+            return;
+        }
         if (w->kind == PGD__QW_WQ)
             CUDA_RUN(f, pgd_cuda_wq_linear(f->cuda, f->act_dtype, x->data, (int)n, w->cuda_wq, b,
                                            y->data, CUDA_ERR));
@@ -289,15 +312,26 @@ static void linear_multi_run(struct pgd_fwd *f, int count, const struct pgd_line
         one_launch = one_launch && !w[i]->quant && w[i]->in_features == w[0]->in_features;
     if (!one_launch) {
 #ifdef PGD_HAVE_CUDA
-        /* Quantized q, k, v of one x: FP8's decode GEMV quantizes x once for the three. */
+        /* Quantized q, k, v of one x: the FP8 ones are offered to run together (one launch
+         * of the decode GEMV at decode sizes; else x quantized once for them). */
         if (ON_CUDA(f))
-            pgd_cuda_fp8_share_x(f->cuda, 1);
+            f->multi_offer.want = count;
 #endif
         for (int i = 0; i < count; i++)
             pgd_op_linear(f, w[i], x, y[i]);
 #ifdef PGD_HAVE_CUDA
-        if (ON_CUDA(f))
-            pgd_cuda_fp8_share_x(f->cuda, 0);
+        if (ON_CUDA(f)) {
+            const int got = f->multi_offer.got;
+            f->multi_offer.want = f->multi_offer.got = 0;
+            const struct pgd_cuda_fp8 *fw[3];
+            for (int i = 0; i < got; i++)
+                fw[i] = f->multi_offer.w[i]->cuda_fp8;
+            if (got > 0 && f->status == PGD_OK)
+                CUDA_RUN(f, pgd_cuda_fp8_linear_multi(f->cuda, f->act_dtype, x->data,
+                                                      (int)pgd_tensor_rows(x), got, fw,
+                                                      f->multi_offer.b, f->multi_offer.y,
+                                                      CUDA_ERR));
+        }
 #endif
         return;
     }
@@ -742,6 +776,8 @@ static void all_reduce_run(struct pgd_fwd *f, struct pgd_tensor *x)
 #define PROFILED(f, body, cost)                                                          \
     do {                                                                                \
         int pm_ = (f)->prof ? pgd__op_profile_begin((f)->prof) : -1;                    \
+        const double qb_ = (f)->prof_qweight_bytes;                                     \
+        (void)qb_;                                                                      \
         body;                                                                           \
         if ((f)->prof) {                                                                \
             struct pgd__op_cost c_ = { .op = "" };                                      \
@@ -751,6 +787,8 @@ static void all_reduce_run(struct pgd_fwd *f, struct pgd_tensor *x)
         }                                                                               \
     } while (0)
 #define ES(f) pgd_dtype_size((f)->act_dtype)
+/* Inside a PROFILED cost: the quantized layers' weight bytes the op's body read. */
+#define QBYTES(f) ((f)->prof_qweight_bytes - qb_)
 
 void pgd_op_embed(struct pgd_fwd *f, const struct pgd_tensor *table, struct pgd_tensor *out)
 {
@@ -790,19 +828,19 @@ void pgd_op_linear(struct pgd_fwd *f, const struct pgd_linear *w, const struct p
     PROFILED(f, linear_run(f, w, x, y),
              pgd__op_cost_linear(w->quant ? "linear (quant)" : "linear", pgd_tensor_rows(x),
                                  w->in_features, 1, &w->out_features,
-                                 pgd__op_weight_bytes(w), ES(f), ES(f)));
+                                 pgd__op_weight_bytes(w, QBYTES(f)), ES(f), ES(f)));
 }
 
 /* q, k and v (or any count) from one x. */
 static struct pgd__op_cost linear_multi_cost(struct pgd_fwd *f, int count,
                                              const struct pgd_linear *const *w,
-                                             const struct pgd_tensor *x)
+                                             const struct pgd_tensor *x, double qbytes)
 {
     int64_t outs[3] = { 0 };
-    double wbytes = 0;
+    double wbytes = qbytes;
     for (int i = 0; i < count && i < 3; i++) {
         outs[i] = w[i]->out_features;
-        wbytes += pgd__op_weight_bytes(w[i]);
+        wbytes += pgd__op_weight_bytes(w[i], 0);
     }
     return pgd__op_cost_linear(count == 3 ? "qkv" : "linear_multi", pgd_tensor_rows(x),
                                w[0]->in_features, count < 3 ? count : 3, outs, wbytes, ES(f),
@@ -812,7 +850,8 @@ static struct pgd__op_cost linear_multi_cost(struct pgd_fwd *f, int count,
 void pgd_op_linear_multi(struct pgd_fwd *f, int count, const struct pgd_linear *const *w,
                          const struct pgd_tensor *x, struct pgd_tensor *const *y)
 {
-    PROFILED(f, linear_multi_run(f, count, w, x, y), linear_multi_cost(f, count, w, x));
+    PROFILED(f, linear_multi_run(f, count, w, x, y),
+             linear_multi_cost(f, count, w, x, QBYTES(f)));
 }
 
 void pgd_op_rope(struct pgd_fwd *f, const struct pgd_rope *rope, struct pgd_tensor *q,
@@ -854,12 +893,13 @@ void pgd_op_act_mul(struct pgd_fwd *f, enum pgd_act act, const struct pgd_tensor
 /* The fused gate_up + activation: its GEMM's FLOPs; the bytes of the fused ideal (no [n, 2I]
  * intermediate): weights, x, and the [n, I] output. */
 static struct pgd__op_cost linear_act_mul_cost(struct pgd_fwd *f, const struct pgd_linear *gate_up,
-                                               const struct pgd_tensor *x)
+                                               const struct pgd_tensor *x, double qbytes)
 {
     int64_t n = pgd_tensor_rows(x), inter = gate_up->out_features / 2;
     struct pgd__op_cost c = pgd__op_cost_linear("gate_up+act", n, gate_up->in_features, 1,
                                                 &gate_up->out_features,
-                                                pgd__op_weight_bytes(gate_up), ES(f), ES(f));
+                                                pgd__op_weight_bytes(gate_up, qbytes), ES(f),
+                                                ES(f));
     c.bytes -= (double)n * (double)inter * (double)ES(f);
     snprintf(c.shape, sizeof c.shape, "%lld -> 2x%lld", (long long)gate_up->in_features,
              (long long)inter);
@@ -871,23 +911,24 @@ void pgd_op_linear_act_mul(struct pgd_fwd *f, const struct pgd_linear *gate_up, 
                            struct pgd_tensor *out)
 {
     PROFILED(f, linear_act_mul_run(f, gate_up, act, x, gate_up_scratch, out),
-             linear_act_mul_cost(f, gate_up, x));
+             linear_act_mul_cost(f, gate_up, x, QBYTES(f)));
 }
 
 /* The head over the logits rows (float32 out), or the gather of a pooling step's rows. */
-static struct pgd__op_cost logits_cost(struct pgd_fwd *f, const struct pgd_linear *head)
+static struct pgd__op_cost logits_cost(struct pgd_fwd *f, const struct pgd_linear *head,
+                                       double qbytes)
 {
     if (f->want_hidden)
         return pgd__op_cost_rows("hidden rows", "other", f->n_logits, f->hidden_size, 2, 0, 0,
                                  ES(f));
     return pgd__op_cost_linear("lm_head", f->n_logits, head->in_features, 1,
-                               &head->out_features, pgd__op_weight_bytes(head), ES(f),
+                               &head->out_features, pgd__op_weight_bytes(head, qbytes), ES(f),
                                sizeof(float));
 }
 
 void pgd_op_logits(struct pgd_fwd *f, const struct pgd_tensor *h, const struct pgd_linear *head)
 {
-    PROFILED(f, logits_run(f, h, head), logits_cost(f, head));
+    PROFILED(f, logits_run(f, h, head), logits_cost(f, head, QBYTES(f)));
 }
 
 void pgd_op_embed_shard(struct pgd_fwd *f, const struct pgd_tensor *table, int64_t row0,

@@ -1090,9 +1090,11 @@ enum pgd_status pgd__runner_step_hidden(struct pgd__runner *r, const struct pgd_
 
 #ifdef PGD_HAVE_CUDA
 /* The cuBLASLt tunings (kernels/cuda/gemm_tune.cu) of the prefill and mixed-step sizes,
- * before serving rather than in the first requests' steps: one eager step of one sequence
- * of T tokens for each power of two T from 16 up to max_num_batched_tokens (and the model's
- * positions), over a block table of block 0 only (whose slots nothing live holds yet).
+ * before serving rather than in the first requests' steps: one eager step of T tokens for
+ * each power of two T from 16 up to max_num_batched_tokens, in as few sequences as the
+ * model's positions allow (a step of 16,384 tokens of a model of 8,192 positions: two; its
+ * n bucket is then tuned here too, not in the first full mixed step), each over a block
+ * table of block 0 only (whose slots nothing live holds yet).
  * Each makes the first GEMM plans of its n bucket, which time their candidates; the decode
  * sizes are tuned by the graphs' eager steps that follow. Logs what it took; a step refused
  * for its shape is a warning (those sizes get tuned on first use), a device or memory error
@@ -1105,22 +1107,28 @@ static enum pgd_status warm_gemm_buckets(struct pgd__runner *r, char *err, size_
     int max_pos = r->model->desc.max_position_embeddings;
     if (r->params.max_model_len > 0 && r->params.max_model_len < max_pos)
         max_pos = r->params.max_model_len;
-    if (max_pos > 0 && max_pos < max_t)
-        max_t = max_pos;
+    const int seq_t = max_pos > 0 && max_pos < max_t ? max_pos : max_t;  /* a sequence's */
     if (max_t < 16)
         return PGD_OK;
-    int32_t *tokens = calloc((size_t)max_t, sizeof *tokens);      /* token 0 throughout */
-    int32_t *table = calloc((size_t)(max_t + bs - 1) / (size_t)bs, sizeof *table);
-    int32_t id;
+    const int max_seqs = (max_t + seq_t - 1) / seq_t;
+    int32_t *tokens = calloc((size_t)seq_t, sizeof *tokens);      /* token 0 throughout */
+    int32_t *table = calloc((size_t)(seq_t + bs - 1) / (size_t)bs, sizeof *table);
+    int32_t *ids = calloc((size_t)max_seqs, sizeof *ids);
+    struct pgd__step_seq *seqs = calloc((size_t)max_seqs, sizeof *seqs);
     enum pgd_status st = PGD_OK;
-    if (!tokens || !table)
+    if (!tokens || !table || !ids || !seqs)
         st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "gemm warm-up: out of host memory");
     int before = pgd_cuda_gemm_tune_count(r->cuda), steps = 0;
     int64_t t0 = pgd__now_ms();
     for (int T = 16; !st; T = T * 2 > max_t && T < max_t ? max_t : T * 2) {
-        struct pgd__step_seq s = { .tokens = tokens, .n_new = T, .block_table = table,
-                                   .n_blocks = (T + bs - 1) / bs, .n_logits = 1 };
-        st = pgd__runner_step_greedy(r, &s, 1, &id, err, errlen);
+        int ns = 0;
+        for (int left = T; left > 0 && ns < max_seqs; left -= seq_t) {
+            const int t = left < seq_t ? left : seq_t;
+            seqs[ns++] = (struct pgd__step_seq){ .tokens = tokens, .n_new = t,
+                                                 .block_table = table,
+                                                 .n_blocks = (t + bs - 1) / bs, .n_logits = 1 };
+        }
+        st = pgd__runner_step_greedy(r, seqs, ns, ids, err, errlen);
         steps++;
         if (T >= max_t)
             break;
@@ -1142,6 +1150,8 @@ static enum pgd_status warm_gemm_buckets(struct pgd__runner *r, char *err, size_
         PGD_WARN("cuBLASLt: the prefill sizes' tuning stopped after %d steps: %s", steps, err);
     free(tokens);
     free(table);
+    free(ids);
+    free(seqs);
     return st == PGD_ERR_NOMEM || st == PGD_ERR_DEVICE ? st : PGD_OK;
 }
 #endif

@@ -61,7 +61,7 @@ static const char *path_name(int p)
 {
     static const char *names[] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-lt",
                                    "gemm-mma", "gemm-fast", "gemv-e4m3", "gemm-d16",
-                                   "gemv-stream" };
+                                   "gemv-stream", "gemv-dec" };
     return names[p];
 }
 
@@ -666,7 +666,7 @@ static bool fp8_fast_default(void)
 static double fp8_tolerance(int path, int in)
 {
     const bool gemv = path == PGD_CUDA_QPATH_GEMV || path == PGD_CUDA_QPATH_GEMV_E4M3 ||
-                      path == PGD_CUDA_QPATH_GEMV_STREAM;
+                      path == PGD_CUDA_QPATH_GEMV_STREAM || path == PGD_CUDA_QPATH_GEMV_DEC;
     const bool fast = path == PGD_CUDA_QPATH_GEMM_FAST ||
                       ((path == PGD_CUDA_QPATH_AUTO || path == PGD_CUDA_QPATH_GEMM) &&
                        fp8_fast_default());
@@ -811,8 +811,8 @@ GPU_TEST(fp8_gemv_quantizes_x_in_the_block)
  * the device has SMs) -- and [4104 x 4096] (257 tiles of 16 features, the last padded: the
  * 16-feature tiles on any device of up to 256 SMs; 64 chunks, two groups a warp), an x that is not
  * 16-byte aligned (the scalar loads of the quantization kernel), and the automatic choice
- * at decode sizes (this path where in is a multiple of 64). A layer whose in is not a
- * multiple of 64 is refused, naming it. */
+ * at decode sizes (the decode GEMV now; this path with PGD_CUDA_FP8_DEC=0). A layer whose
+ * in is not a multiple of 64 is refused, naming it. */
 GPU_TEST(fp8_streaming_gemv_quantizes_x_once)
 {
     static const int SHAPES[4][2] = { { 1024, 208 }, { 1088, 37 }, { 14400, 24 }, { 4096, 4104 } };
@@ -845,6 +845,74 @@ GPU_TEST(fp8_streaming_gemv_quantizes_x_once)
     fp8_fini(&L);
 }
 
+/* The decode GEMV (quant_fp8_dec.cu: one launch, x quantized into each block's shared memory
+ * where it fits, else once into the scratch; split-K across blocks for layers of few tiles):
+ * per-tensor and per-channel, both dtypes, n = 1, 2, 3, 8 (one token group), 9, 16 (two),
+ * with and without bias, on [208 x 1024] (13 tiles, 16 chunks: no split), [37 x 1088] (a
+ * padded last tile; 17 chunks over 8 warps: some with none), [24 x 14400] (2 tiles of 225
+ * chunks: split 8 ways, the tickets' last part sums them; x in shared memory up to n = 3,
+ * through the scratch past it), [1000 x 4096] (63 tiles, split 4 ways on a GPU of 132 SMs)
+ * and [4104 x 4096] (257 tiles: more than the blocks resident on most GPUs, so blocks take
+ * several tiles in turn), an x that is not 16-byte aligned (element loads), and the
+ * automatic choice at 1 and 16 rows (this path). The split runs twice with the same x and
+ * gives the same bits (the parts summed in part order whatever order they finish in). A
+ * layer whose in is not a multiple of 64, or 17 rows, is refused, naming it. */
+static void fp8_dec_same_twice(const struct fp8_layer *L, enum pgd_dtype dt, int n)
+{
+    char err[512] = "";
+    float *x = fp8_x(n, L->in, dt);
+    void *dx = upload(x, (size_t)n * L->in, dt);
+    void *y1 = poisoned((size_t)n * L->out, dt), *y2 = poisoned((size_t)n * L->out, dt);
+    CHECK_RC(pgd_cuda_fp8_linear_path(ctx, PGD_CUDA_QPATH_GEMV_DEC, dt, dx, n, L->d, NULL, y1,
+                                      err, sizeof err));
+    CHECK_RC(pgd_cuda_fp8_linear_path(ctx, PGD_CUDA_QPATH_GEMV_DEC, dt, dx, n, L->d, NULL, y2,
+                                      err, sizeof err));
+    float *a = download(y1, (size_t)n * L->out, dt), *b = download(y2, (size_t)n * L->out, dt);
+    cr_assert(memcmp(a, b, (size_t)n * L->out * sizeof *a) == 0, "%s n = %d: two runs differ",
+              L->name, n);
+    free(x); free(a); free(b);
+    pgd_cuda_free(dx); pgd_cuda_free(y1); pgd_cuda_free(y2);
+}
+
+GPU_TEST(fp8_decode_gemv_every_shape_to_16_rows)
+{
+    static const int SHAPES[5][2] = { { 1024, 208 }, { 1088, 37 }, { 14400, 24 },
+                                      { 4096, 1000 }, { 4096, 4104 } };
+    static const int N[6] = { 1, 2, 3, 8, 9, 16 };
+    for (int pc = 0; pc < 2; pc++)
+        for (int s = 0; s < 5; s++) {
+            struct fp8_layer L;
+            fp8_init(&L, pc == 1, SHAPES[s][0], SHAPES[s][1]);
+            for (int t = 0; t < 2; t++) {
+                /* the large layer at three n only: its CPU reference takes its time */
+                for (int i = 0; i < 6; i += s == 4 ? 2 : 1)
+                    cr_assert_eq(fp8_check(&L, DTS[t], N[i], PGD_CUDA_QPATH_GEMV_DEC,
+                                           (i + pc + s + t) % 2 == 0), 0);
+                cr_assert_eq(fp8_check(&L, DTS[t], t ? 16 : 1, PGD_CUDA_QPATH_AUTO, pc == 0), 0);
+            }
+            cr_assert_eq(fp8_check_at(&L, PGD_DTYPE_BF16, 3, PGD_CUDA_QPATH_GEMV_DEC, true, 4), 0);
+            cr_assert_eq(fp8_check_at(&L, PGD_DTYPE_F16, 12, PGD_CUDA_QPATH_GEMV_DEC, false, 2), 0);
+            if (s == 2 || s == 3)
+                for (int i = 0; i < 6; i += 5)
+                    fp8_dec_same_twice(&L, DTS[pc], N[i]);
+            fp8_fini(&L);
+        }
+    char err[512] = "";
+    struct fp8_layer L;
+    fp8_init(&L, false, 528, 40);
+    void *dx = poisoned(1024 * 17, PGD_DTYPE_BF16), *dy = poisoned(40 * 17, PGD_DTYPE_BF16);
+    cr_assert_neq(pgd_cuda_fp8_linear_path(ctx, PGD_CUDA_QPATH_GEMV_DEC, PGD_DTYPE_BF16, dx, 1,
+                                           L.d, NULL, dy, err, sizeof err), 0);
+    cr_assert(strstr(err, "528"), "%s", err);
+    fp8_fini(&L);
+    fp8_init(&L, false, 1024, 40);
+    cr_assert_neq(pgd_cuda_fp8_linear_path(ctx, PGD_CUDA_QPATH_GEMV_DEC, PGD_DTYPE_BF16, dx, 17,
+                                           L.d, NULL, dy, err, sizeof err), 0);
+    cr_assert(strstr(err, "[17, 1024]"), "%s", err);
+    pgd_cuda_free(dx); pgd_cuda_free(dy);
+    fp8_fini(&L);
+}
+
 /* The reference output of layer L on x [n, in] (x quantized per token as the GPU does):
  * want and abs_sum [n, out], malloc'd. */
 static void fp8_reference(const struct fp8_layer *L, const float *x, int n, float **want,
@@ -859,6 +927,76 @@ static void fp8_reference(const struct fp8_layer *L, const float *x, int n, floa
     *abs_sum = malloc((size_t)n * L->out * sizeof **abs_sum);
     reference(xd, L->w, NULL, n, L->in, L->out, *want, *abs_sum);
     free(q); free(sx); free(xd);
+}
+
+/* The split-K choice on the 8B shapes of an H200 (132 SMs, 2 blocks each): o and down
+ * (256 tiles) and gate_up with its activation (1792 tiles of 8 + 8 rows) fill the slots
+ * unsplit; q, k and v in one launch (384 tiles) split in 2 (768 items: 97% of 3 rounds
+ * against 73% of 2); a k or v projection alone (64 tiles) in 4; a layer of 2 tiles as far
+ * as each warp keeps 2 chunks (225 chunks: 8 parts; 16 chunks: none). */
+GPU_TEST(fp8_decode_gemv_split_k_choice)
+{
+    cr_assert_eq(pgd_cuda_fp8_dec_split(256, 64, 264), 1);
+    cr_assert_eq(pgd_cuda_fp8_dec_split(256, 224, 264), 1);
+    cr_assert_eq(pgd_cuda_fp8_dec_split(1792, 64, 264), 1);
+    cr_assert_eq(pgd_cuda_fp8_dec_split(384, 64, 264), 2);
+    cr_assert_eq(pgd_cuda_fp8_dec_split(64, 64, 264), 4);
+    cr_assert_eq(pgd_cuda_fp8_dec_split(2, 225, 264), 8);
+    cr_assert_eq(pgd_cuda_fp8_dec_split(2, 16, 264), 1);
+}
+
+/* pgd_cuda_fp8_linear_multi: q, k and v of one x ([256 | 64 | 64 x 1024], [200 | 40 | 24 x
+ * 1088]: padded tiles at each layer's end, so a tile never mixes two layers' rows) in one
+ * launch of the decode GEMV at n = 1, 5, 16 (with and without biases, per-tensor and
+ * per-channel layers mixed), each output against its reference; at n = 40 the layers one by
+ * one (cuBLASLt's GEMM, x quantized once), the same. One and two layers too. */
+GPU_TEST(fp8_decode_gemv_q_k_v_in_one_launch)
+{
+    char err[512] = "";
+    static const int SETS[2][4] = { { 1024, 256, 64, 64 }, { 1088, 200, 40, 24 } };
+    static const int N[4] = { 1, 5, 16, 40 };
+    for (int set = 0; set < 2; set++)
+        for (int k = 0; k < 4; k++)
+            for (int count = set == 0 && k == 0 ? 1 : 3; count <= 3; count++) {
+                const int in = SETS[set][0], n = N[k];
+                const enum pgd_dtype dt = DTS[(set + k) % 2];
+                const bool bias = (k + count) % 2 == 0;
+                struct fp8_layer L[3];
+                const struct pgd_cuda_fp8 *w[3];
+                const void *db[3] = { NULL, NULL, NULL };
+                void *dy[3];
+                float *b[3] = { NULL, NULL, NULL };
+                for (int i = 0; i < count; i++) {
+                    fp8_init(&L[i], (i + k) % 2 == 0, in, SETS[set][1 + i]);
+                    w[i] = L[i].d;
+                    if (bias) {
+                        b[i] = rand_vals((size_t)L[i].out, 0.5f, dt);
+                        db[i] = upload(b[i], (size_t)L[i].out, dt);
+                    }
+                    dy[i] = poisoned((size_t)n * L[i].out, dt);
+                }
+                float *x = fp8_x(n, in, dt);
+                void *dx = upload(x, (size_t)n * in, dt);
+                CHECK_RC(pgd_cuda_fp8_linear_multi(ctx, dt, dx, n, count, w, db, dy, err,
+                                                   sizeof err));
+                for (int i = 0; i < count; i++) {
+                    float *got = download(dy[i], (size_t)n * L[i].out, dt), *want, *abs_sum;
+                    fp8_reference(&L[i], x, n, &want, &abs_sum);
+                    if (bias)
+                        for (size_t j = 0; j < (size_t)n * L[i].out; j++)
+                            want[j] += b[i][j % (size_t)L[i].out];
+                    const int path = n <= 16 ? PGD_CUDA_QPATH_GEMV_DEC : PGD_CUDA_QPATH_AUTO;
+                    expect_close_a(L[i].name, n <= 16 ? "linear_multi, one launch"
+                                                      : "linear_multi, one by one",
+                                   got, want, abs_sum, bias ? b[i] : NULL, n, L[i].out, dt,
+                                   fp8_tolerance(path, in));
+                    free(got); free(want); free(abs_sum); free(b[i]);
+                    pgd_cuda_free(dy[i]); pgd_cuda_free((void *)db[i]);
+                    fp8_fini(&L[i]);
+                }
+                free(x);
+                pgd_cuda_free(dx);
+            }
 }
 
 /* pgd_cuda_fp8_share_x: q, k and v shapes ([256 | 64 | 64 x 1024]) on one x, quantized once,
@@ -917,54 +1055,66 @@ GPU_TEST(fp8_share_x_quantizes_once_for_q_k_v)
     fp8_share_case(40, PGD_CUDA_QPATH_GEMM);
 }
 
-/* pgd_cuda_fp8_linear_act_mul at decode sizes (one streaming GEMV whose blocks pair gate
- * and up features) against the two calls it stands for (the streaming GEMV into a scratch,
- * then pgd_cuda_act_mul): the same sums rounded the same way, so equal but for a last-bit
- * difference where a sum of another tile order rounds the other way (at most 1% of the
- * outputs, each within 2 units of the last place); a wrong pairing, scale or bias moves an
- * output far more. SiLU and GELU-tanh, both dtypes, n = 1..8, with and without bias,
- * inter = 208 and 37 (a padded block) and [2 x 520, 4096]; past 8 rows (n = 12: cuBLASLt's
- * GEMM, its scales and the activation in one pass) against the automatic linear and
- * act_mul, the same way. */
-GPU_TEST(fp8_linear_act_mul_fuses_the_activation)
+/* One case of the fused gate_up: pgd_cuda_fp8_linear_act_mul against `path`'s linear into a
+ * scratch, then pgd_cuda_act_mul. */
+static void fp8_act_mul_case(const struct fp8_layer *L, int n, enum pgd_dtype dt,
+                             enum pgd_act act, bool bias, int path)
 {
     char err[512] = "";
-    static const int SHAPES[3][2] = { { 1024, 416 }, { 1088, 74 }, { 4096, 1040 } };
-    for (int s = 0; s < 3; s++) {
+    const int in = L->in, out = L->out, inter = out / 2;
+    float *x = fp8_x(n, in, dt), *b = bias ? rand_vals((size_t)out, 0.5f, dt) : NULL;
+    void *dx = upload(x, (size_t)n * in, dt), *db = bias ? upload(b, (size_t)out, dt) : NULL;
+    void *scratch = poisoned((size_t)n * out, dt), *two = poisoned((size_t)n * inter, dt);
+    void *fused = poisoned((size_t)n * inter, dt);
+    CHECK_RC(pgd_cuda_fp8_linear_path(ctx, path, dt, dx, n, L->d, db, scratch, err, sizeof err));
+    CHECK_RC(pgd_cuda_act_mul(ctx, dt, act, scratch, n, inter, two, err, sizeof err));
+    CHECK_RC(pgd_cuda_fp8_linear_act_mul(ctx, dt, act, dx, n, L->d, db,
+                                         n > 16 ? scratch : NULL, fused, err, sizeof err));
+    float *want = download(two, (size_t)n * inter, dt);
+    float *got = download(fused, (size_t)n * inter, dt);
+    const double ulp = dt == PGD_DTYPE_BF16 ? 0x1p-7 : 0x1p-10;
+    size_t differ = 0;
+    for (size_t i = 0; i < (size_t)n * inter; i++) {
+        const double d = fabs((double)got[i] - want[i]);
+        differ += d != 0;
+        cr_assert(d <= 2 * ulp * fabs(want[i]) + 1e-30, "%s act %d %s n = %d [%s]: row %zu "
+                  "feature %zu is %.7g, the linear then act_mul give %.7g", L->name, (int)act,
+                  pgd_dtype_name(dt), n, path_name(path), i / inter, i % inter, got[i], want[i]);
+    }
+    cr_assert(differ * 100 <= (size_t)n * inter, "%s n = %d [%s]: %zu of %zu outputs differ "
+              "from the linear then act_mul", L->name, n, path_name(path), differ,
+              (size_t)n * inter);
+    free(x); free(b); free(want); free(got);
+    pgd_cuda_free(dx); pgd_cuda_free(db); pgd_cuda_free(scratch); pgd_cuda_free(two);
+    pgd_cuda_free(fused);
+}
+
+/* pgd_cuda_fp8_linear_act_mul at decode sizes (the decode GEMV, whose tiles pair 8 gate and
+ * the 8 up features of the same outputs) against the two calls it stands for (a GEMV into a
+ * scratch, then pgd_cuda_act_mul): the same sums rounded the same way, so equal but for a
+ * last-bit difference where a sum of another order rounds the other way (at most 1% of the
+ * outputs, each within 2 units of the last place); a wrong pairing, scale or bias moves an
+ * output far more. SiLU and GELU-tanh, both dtypes, n = 1..9, 16 (the decode GEMV's linear,
+ * and up to 8 the streaming GEMV's) and 24 (cuBLASLt's GEMM, its scales and the activation
+ * in one pass, against the automatic linear), with and without bias, inter = 208 and 37 (a
+ * padded tile), [2 x 520, 4096] (split-K across blocks) and [2 x 12, 14400] (split 8 ways,
+ * x through the scratch past 3 rows; the decode GEMV's linear only: its sums are the fused
+ * one's, where a few outputs of another order could round the other way). */
+GPU_TEST(fp8_linear_act_mul_fuses_the_activation)
+{
+    static const int SHAPES[4][2] = { { 1024, 416 }, { 1088, 74 }, { 4096, 1040 }, { 14400, 24 } };
+    static const int N[11] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 24 };
+    for (int s = 0; s < 4; s++) {
         struct fp8_layer L;
-        fp8_init(&L, s != 1, SHAPES[s][0], SHAPES[s][1]);
-        const int in = L.in, out = L.out, inter = out / 2;
-        for (int k = 0; k < 9; k++) {
-            const int n = k < 8 ? k + 1 : 12;
+        fp8_init(&L, s % 2 == 0, SHAPES[s][0], SHAPES[s][1]);
+        for (int k = 0; k < 11; k++) {
+            const int n = N[k];
             const enum pgd_dtype dt = DTS[(k + s) % 2];
             const enum pgd_act act = (k + s) % 3 == 0 ? PGD_ACT_GELU_TANH : PGD_ACT_SILU;
-            const bool bias = k % 2 == 1;
-            float *x = fp8_x(n, in, dt), *b = bias ? rand_vals((size_t)out, 0.5f, dt) : NULL;
-            void *dx = upload(x, (size_t)n * in, dt), *db = bias ? upload(b, (size_t)out, dt) : NULL;
-            void *scratch = poisoned((size_t)n * out, dt), *two = poisoned((size_t)n * inter, dt);
-            void *fused = poisoned((size_t)n * inter, dt);
-            CHECK_RC(pgd_cuda_fp8_linear_path(ctx, n > 8 ? PGD_CUDA_QPATH_AUTO
-                                                         : PGD_CUDA_QPATH_GEMV_STREAM,
-                                              dt, dx, n, L.d, db, scratch, err, sizeof err));
-            CHECK_RC(pgd_cuda_act_mul(ctx, dt, act, scratch, n, inter, two, err, sizeof err));
-            CHECK_RC(pgd_cuda_fp8_linear_act_mul(ctx, dt, act, dx, n, L.d, db,
-                                                 n > 8 ? scratch : NULL, fused, err, sizeof err));
-            float *want = download(two, (size_t)n * inter, dt);
-            float *got = download(fused, (size_t)n * inter, dt);
-            const double ulp = dt == PGD_DTYPE_BF16 ? 0x1p-7 : 0x1p-10;
-            size_t differ = 0;
-            for (size_t i = 0; i < (size_t)n * inter; i++) {
-                const double d = fabs((double)got[i] - want[i]);
-                differ += d != 0;
-                cr_assert(d <= 2 * ulp * fabs(want[i]) + 1e-30, "%s act %d %s n = %d: row %zu "
-                          "feature %zu is %.7g, the linear then act_mul give %.7g", L.name,
-                          (int)act, pgd_dtype_name(dt), n, i / inter, i % inter, got[i], want[i]);
-            }
-            cr_assert(differ * 100 <= (size_t)n * inter, "%s n = %d: %zu of %zu outputs differ "
-                      "from the linear then act_mul", L.name, n, differ, (size_t)n * inter);
-            free(x); free(b); free(want); free(got);
-            pgd_cuda_free(dx); pgd_cuda_free(db); pgd_cuda_free(scratch); pgd_cuda_free(two);
-            pgd_cuda_free(fused);
+            fp8_act_mul_case(&L, n, dt, act, k % 2 == 1,
+                             n > 16 ? PGD_CUDA_QPATH_AUTO : PGD_CUDA_QPATH_GEMV_DEC);
+            if (n <= 8 && s < 3)
+                fp8_act_mul_case(&L, n, dt, act, k % 2 == 0, PGD_CUDA_QPATH_GEMV_STREAM);
         }
         fp8_fini(&L);
     }

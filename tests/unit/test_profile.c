@@ -132,6 +132,42 @@ static void check_decode_profile(int B, int ctx, int steps)
     pgd_registry_destroy(reg);
 }
 
+/* A quantized model's linears count their weight bytes: the llama FP8 fixture (per-tensor
+ * scales) decoding one row, its quantized layers on the CPU (the dequantized float32 weight
+ * each reads, as the dense fixture's): qkv, o_proj, gate_up+act and down_proj rows carry
+ * the weights besides x and y, as the dense model's rows do. */
+Test(op_profile, quantized_linears_count_their_weight_bytes)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/../../quant/llama-fp8-tensor", fixture_dir("llama-f32"));
+    struct pgd_registry *reg = fixture_registry(NULL);
+    struct pgd__runner *r = fixture_runner_dir(reg, dir, NULL, 64, 16, 8);
+    char err[512] = "";
+    int32_t table[8] = { 0, 1, 2, 3, 4, 5, 6, 7 }, tokens[8] = { 1, 5, 9, 13, 17, 21, 25, 29 };
+    int32_t id;
+    struct pgd__step_seq s = { .tokens = tokens, .n_new = 8, .block_table = table, .n_blocks = 8,
+                               .n_logits = 1 };
+    cr_assert_eq(pgd__runner_step_greedy(r, &s, 1, &id, err, sizeof err), PGD_OK, "%s", err);
+    cr_assert_eq(pgd__runner_profile_ops(r, true, err, sizeof err), PGD_OK, "%s", err);
+    struct pgd__op_profile *p = pgd__runner_op_profile(r);
+    s = (struct pgd__step_seq){ .tokens = &id, .n_new = 1, .n_computed = 8, .block_table = table,
+                                .n_blocks = 8, .n_logits = 1 };
+    cr_assert_eq(pgd__runner_step_greedy(r, &s, 1, &id, err, sizeof err), PGD_OK, "%s", err);
+    const int qd = HEADS * HEAD_DIM, kvd = KV_HEADS * HEAD_DIM;
+    /* weights once, x read, y written, all float32 on the CPU */
+    const struct pgd__op_profile_row *qkv = need_row(p, "qkv", "64 -> 64+32+32", LAYERS);
+    cr_assert_float_eq(qkv->bytes, LAYERS * 4.0 * (HIDDEN * (qd + 2.0 * kvd) + HIDDEN + qd +
+                                                   2 * kvd), 1e-6);
+    const struct pgd__op_profile_row *o = need_row(p, "linear (quant)", "64 -> 64", LAYERS);
+    cr_assert_float_eq(o->bytes, LAYERS * 4.0 * (HIDDEN * qd + HIDDEN + qd), 1e-6);
+    const struct pgd__op_profile_row *down = need_row(p, "linear (quant)", "128 -> 64", LAYERS);
+    cr_assert_float_eq(down->bytes, LAYERS * 4.0 * (INTER * HIDDEN + INTER + HIDDEN), 1e-6);
+    const struct pgd__op_profile_row *glu = need_row(p, "gate_up+act", "64 -> 2x128", LAYERS);
+    cr_assert_float_eq(glu->bytes, LAYERS * 4.0 * (2.0 * INTER * HIDDEN + HIDDEN + INTER), 1e-6);
+    pgd__runner_destroy(r);
+    pgd_registry_destroy(reg);
+}
+
 Test(op_profile, decode_rows_match_the_fixture_shapes)
 {
     check_decode_profile(1, 5, 3);

@@ -41,9 +41,9 @@ static const struct quant_format FORMATS[] = {
 };
 #define NFORMAT ((int)(sizeof FORMATS / sizeof FORMATS[0]))
 
-static const char *PATH_NAME[11] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-lt",
+static const char *PATH_NAME[12] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-lt",
                                      "gemm-mma", "gemm-fast", "gemv-e4m3", "gemm-d16",
-                                     "gemv-stream" };
+                                     "gemv-stream", "gemv-dec" };
 
 /* The bf16 layer at the same size: microseconds. */
 static int bf16_us(struct pgd_cuda_ctx *c, int n, int in, int out, double *us, char *err,
@@ -66,15 +66,15 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
 {
     char err[512];
     const int fp8 = f->format == PGD_CUDA_QBENCH_FP8;
-    static const int FP8_PATHS[8] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV,
+    static const int FP8_PATHS[9] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV,
                                       PGD_CUDA_QPATH_GEMM_VEC, PGD_CUDA_QPATH_GEMM_F32,
                                       PGD_CUDA_QPATH_GEMM_D16,
                                       PGD_CUDA_QPATH_GEMM_FAST, PGD_CUDA_QPATH_GEMV_E4M3,
-                                      PGD_CUDA_QPATH_GEMV_STREAM };
+                                      PGD_CUDA_QPATH_GEMV_STREAM, PGD_CUDA_QPATH_GEMV_DEC };
     static const int WQ_PATHS[5] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV, PGD_CUDA_QPATH_GEMM,
                                      PGD_CUDA_QPATH_GEMM_MMA, PGD_CUDA_QPATH_GEMM_LT };
     const int *paths = fp8 ? FP8_PATHS : WQ_PATHS;
-    const int npath = fp8 ? 8 : 5;
+    const int npath = fp8 ? 9 : 5;
     printf("== %s\n%-8s %6s %6s %4s", f->name, "shape", "out", "in", "n");
     for (int p = 0; p < npath; p++)
         printf(" %19s", PATH_NAME[paths[p]]);
@@ -100,6 +100,11 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
                 /* the GEMV past 64 rows is many launches a call: not a contender */
                 if ((paths[p] == PGD_CUDA_QPATH_GEMV || paths[p] == PGD_CUDA_QPATH_GEMV_E4M3 ||
                      paths[p] == PGD_CUDA_QPATH_GEMV_STREAM) && n > 64) {
+                    printf(" %19s", "-");
+                    continue;
+                }
+                /* the decode GEMV takes up to 16 rows */
+                if (paths[p] == PGD_CUDA_QPATH_GEMV_DEC && n > 16) {
                     printf(" %19s", "-");
                     continue;
                 }
@@ -170,9 +175,13 @@ int pgd_cmd_bench_quant(int argc, char **argv)
                             "  gemm-lt (W4/W8: dequantize + cuBLASLt); fp8: gemm-vec, gemm-f32, "
                             "gemm-d16 (bf16 unscaled output, scaled in place), gemm-fast (d16 with fast accumulation),\n"
                             "  gemv-e4m3 (x as e4m3 codes), gemv-stream (x quantized once, "
-                            "the weights streamed on fp16 tensor cores);\n"
+                            "the weights streamed on fp16 tensor cores),\n"
+                            "  gemv-dec (n <= 16: one launch, x quantized in its blocks, "
+                            "split-K across blocks for narrow layers);\n"
                             "  environment "
                             "PGD_CUDA_WQ_GEMV_MAX_N, PGD_CUDA_FP8_GEMV_MAX_N, PGD_CUDA_FP8_STREAM=0,\n"
+                            "  PGD_CUDA_FP8_DEC=0 (the paths before the decode GEMV), "
+                            "PGD_CUDA_FP8_DEC_MAX_N (0..16), PGD_CUDA_FP8_DEC_XPREP=1,\n"
                             "  PGD_CUDA_WQ_GEMM_BN (32, 64, 128), PGD_CUDA_WQ_GEMM_KS (1..8),\n"
                             "  PGD_CUDA_FP8_FAST_ACCUM=0 change the automatic choice and "
                             "cuBLASLt's FP8 accumulation\n");

@@ -27,6 +27,10 @@
 #include "runtime/model/model.h"
 #include "runtime/base/clock.h"
 #include <pagoda/engine.h>
+#ifdef PGD_HAVE_CUDA
+#include "kernels/cuda/kernels.h"
+#include "runtime/runner/runner.h"
+#endif
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,6 +120,21 @@ static void print_step_mix(const struct step_mix *m)
            "prompt tokens (eager); %llu tokens recomputed after preemptions\n", m->steps,
            m->decode_only, m->graph, eager_dec, m->steps - m->decode_only, m->recomputed);
 }
+
+#ifdef PGD_HAVE_CUDA
+/* The cuBLASLt plans' host work during the timed run (kernels/cuda: plans built for a new n,
+ * algorithm checks, heuristic queries, tunings): every choice should be made before serving,
+ * so anything here is host time the steps paid. */
+static void print_lt_host(const struct pgd_cuda_gemm_host_stats *a,
+                          const struct pgd_cuda_gemm_host_stats *b)
+{
+    printf("cuBLASLt host work during the run: %ld plans built (%.1f ms, choices included), "
+           "%ld algorithm checks (%.1f ms), %ld heuristic queries (%.1f ms), %ld tunings "
+           "(%.1f ms)\n", b->plans - a->plans, b->plan_ms - a->plan_ms, b->checks - a->checks,
+           b->check_ms - a->check_ms, b->heuristics - a->heuristics,
+           b->heuristic_ms - a->heuristic_ms, b->tunings - a->tunings, b->tune_ms - a->tune_ms);
+}
+#endif
 
 static void tput_usage(FILE *out)
 {
@@ -320,6 +339,12 @@ static int run_tput(const struct tput_opts *o)
     }
     settled_stats(e, &st0);
     pgd__runner_graph_stats(r, &replays0, &n_graphs);
+#ifdef PGD_HAVE_CUDA
+    struct pgd_cuda_gemm_host_stats lt0 = { 0 }, lt1 = { 0 };
+    struct pgd_cuda_ctx *cuda = pgd__runner_cuda(r);
+    if (cuda)
+        pgd_cuda_gemm_host_stats(cuda, &lt0);
+#endif
 
     double t0 = pgd__now_s();
     for (int i = 0; i < o->num_prompts; i++)
@@ -376,6 +401,12 @@ static int run_tput(const struct tput_opts *o)
                o->num_prompts / floor_s, sum_out / floor_s, 100.0 * floor_s / dt);
     struct step_times tm = step_times_of(&st0, &st1);
     print_step_times(&tm);
+#ifdef PGD_HAVE_CUDA
+    if (cuda) {
+        pgd_cuda_gemm_host_stats(cuda, &lt1);
+        print_lt_host(&lt0, &lt1);
+    }
+#endif
     if (o->json) {
         FILE *f = fopen(o->json, "w");
         if (!f) {
