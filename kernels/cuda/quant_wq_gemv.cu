@@ -37,6 +37,7 @@
  * end. About 60 instructions a warp per 512-byte chunk: at ~16 bytes per SM cycle of DRAM
  * bandwidth that is half the issue rate, so the loads, not the arithmetic, set the time. */
 #include "kernels/cuda/quant_wq.cuh"
+#include "kernels/cuda/cp_async.cuh"
 #include <cooperative_groups.h>
 
 #define G4_WK 8                      /* warps a tile */
@@ -152,21 +153,10 @@ __device__ __forceinline__ void g4_chunk(const uint4 &v, int kq, const T *__rest
     }
 }
 
-/* The weights' ring: 16-byte asynchronous copies global -> shared (cp.async, L2 only), a
- * lane copying and later reading only its own 16 bytes of each chunk, so its own
- * cp.async.wait_group is all the ordering there is. */
-__device__ __forceinline__ void g4_cp16(void *dst, const void *src)
-{
-    const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
-}
-/* (the "memory" clobbers keep the ring's reads after the wait and before the next copy) */
-__device__ __forceinline__ void g4_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void g4_wait()
-{
-    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
+/* The weights' ring: 16-byte asynchronous copies global -> shared (cp_async.cuh: L2 only),
+ * a lane copying and later reading only its own 16 bytes of each chunk, so its own
+ * cp.async.wait_group is all the ordering there is (the "memory" clobbers keep the ring's
+ * reads after the wait and before the next copy). */
 /* The copies' cursor to the warp's next chunk: the next of this tile's nw, or the first of
  * the next tile (kq chunks a tile row). */
 __device__ __forceinline__ void g4_advance(const uint4 *&cp, int &ck, int nw, int kq)
@@ -375,10 +365,10 @@ wq_gemv4_kernel(const g4_args a, const T *__restrict__ x, const T *__restrict__ 
 #pragma unroll
         for (int u = 0; u < G4_UNR; u++)
             if (s * G4_UNR + u < total) {
-                g4_cp16(wr + (s * G4_UNR + u) * 32, cp);
+                cp_async16(smem_u32(wr + (s * G4_UNR + u) * 32), cp, true);
                 g4_advance(cp, ck, nw, a.kq);
             }
-        g4_commit();
+        cp_async_commit();
     }
     g4_stage_meta(a, tile0, ntl, ms_all);
     pdl_wait();
@@ -414,11 +404,11 @@ wq_gemv4_kernel(const g4_args a, const T *__restrict__ x, const T *__restrict__ 
 #pragma unroll
         for (int u = 0; u < G4_UNR; u++)
             if (jn + u < total) {
-                g4_cp16(wr + (slot_n * G4_UNR + u) * 32, cp);
+                cp_async16(smem_u32(wr + (slot_n * G4_UNR + u) * 32), cp, true);
                 g4_advance(cp, ck, nw, a.kq);
             }
-        g4_commit();
-        g4_wait<G4_STAGES - 1>();   /* this stage's copies have landed */
+        cp_async_commit();
+        cp_async_wait<G4_STAGES - 1>();   /* this stage's copies have landed */
         const int slot = (j0 / G4_UNR) % G4_STAGES;
 #pragma unroll
         for (int u = 0; u < G4_UNR; u++) {
@@ -439,7 +429,7 @@ wq_gemv4_kernel(const g4_args a, const T *__restrict__ x, const T *__restrict__ 
             }
         }
     }
-    g4_wait<0>();
+    cp_async_wait<0>();
     /* a warp without chunks still meets the others at every tile's end */
     if (total == 0)
         for (tl = 0; tl < ntl; tl++)

@@ -14,9 +14,9 @@
  *     largest that still puts every block on the chip at once (two blocks an SM), so small
  *     layers (q/o: 256 tiles) give every SM 16 warps of work and large ones (gate_up: 1792
  *     tiles) a whole tile a warp, and no block waits for a second wave.
- *   - SG_UNR chunks (4 KB a warp) are loaded into registers before any is used, and the
- *     next SG_UNR are asked for before the current ones are computed (two register
- *     buffers): 4-8 KB in flight a warp, 64-128 KB an SM. The first loads, and the block's
+ *   - SG_UNR chunks (4 KB a warp) are loaded into registers before any is used, in two
+ *     register buffers, each refilled as soon as it has been computed: 4-8 KB in flight a
+ *     warp, 64-128 KB an SM. The first 2 SG_UNR chunks' loads, and the block's
  *     scales and zeros (copied into shared memory, [tile][group][8] pairs of half2 {scale,
  *     zero} for rows g and g + 8, one 8-byte read a lane a group), go out before the
  *     previous kernel has finished (programmatic dependent launch: weights are never
@@ -39,7 +39,7 @@
 #define SG_UNR 8                     /* chunks a warp loads before it uses any */
 #define SG_BLOCKS_SM 2               /* blocks an SM holds (registers: __launch_bounds__) */
 #define SG_XPAD 8                    /* elements of padding after each staged x row */
-#define SG_STAGE_UNR 4               /* loads a thread has in flight staging x or scales */
+#define SG_STAGE_UNR 8               /* loads a thread has in flight staging x or scales */
 
 struct sg_args {
     const uint4 *w;                  /* [tiles][kq][32] */
@@ -254,6 +254,7 @@ wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ 
     const uint4 *wp = a.w + ((size_t)tile * a.kq + kbeg) * 32 + lane;
     uint4 va[SG_UNR], vb[SG_UNR];
     sg_load(va, wp, 0, nch);
+    sg_load(vb, wp, SG_UNR, nch);
     sg_stage_meta(a, tile0, ntl, reinterpret_cast<__half2 *>(sm));
     pdl_wait();
     if (XM > 0)
@@ -270,10 +271,9 @@ wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ 
     const T *xb = XM > 0 ? xs : x;
     const int xst = XM > 0 ? a.xst : a.in;
     const int nb = (nch + SG_UNR - 1) / SG_UNR;
-    /* two register buffers: the next batch's loads are out while this one is computed */
+    /* two register buffers, both filled before the previous kernel ended: a buffer is
+     * refilled as soon as it has been computed, while the other one's loads land */
     for (int bi = 0; bi < nb; bi += 2) {
-        if (bi + 1 < nb)
-            sg_load(vb, wp, (bi + 1) * SG_UNR, nch);
         sg_batch<T, NT, MG, XM != 0>(a, va, kbeg + bi * SG_UNR, nch - bi * SG_UNR, mt, xb, xst,
                                      lane, tot);
         if (bi + 2 < nb)
@@ -281,6 +281,8 @@ wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ 
         if (bi + 1 < nb)
             sg_batch<T, NT, MG, XM != 0>(a, vb, kbeg + (bi + 1) * SG_UNR,
                                          nch - (bi + 1) * SG_UNR, mt, xb, xst, lane, tot);
+        if (bi + 3 < nb)
+            sg_load(vb, wp, (bi + 3) * SG_UNR, nch);
     }
 
     if (a.ks > 1) {                  /* the tile's slices meet: slice 0 adds them in order */
@@ -375,13 +377,19 @@ static bool sg_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq 
             a.ks = ks;
             break;
         }
+    /* fewer tiles a block where their scale tables would not fit (long rows, small groups) */
+    const size_t budget = (size_t)sg_smem_budget(c);
+    const size_t tile_ms = (size_t)a.groups * 8 * sizeof(uint2);
+    const size_t red_ks = (size_t)SG_WARPS * p->nt * 4 * 32 * sizeof(float);
+    while (a.ks < SG_WARPS && a.ks * 2 <= a.kq &&
+           (SG_WARPS / a.ks) * tile_ms + (a.ks > 1 ? red_ks : 0) > budget)
+        a.ks *= 2;
     a.tpb = SG_WARPS / a.ks;
     a.kpu = (a.kq + a.ks - 1) / a.ks;
     a.xst = w->in + SG_XPAD;
-    a.ms_bytes = (int)sg_round16((size_t)a.tpb * a.groups * 8 * sizeof(uint2));
-    const size_t red = a.ks > 1 ? (size_t)SG_WARPS * p->nt * 4 * 32 * sizeof(float) : 0;
+    a.ms_bytes = (int)sg_round16((size_t)a.tpb * tile_ms);
+    const size_t red = a.ks > 1 ? red_ks : 0;
     const size_t xsb = sg_round16((size_t)n * a.xst * 2);
-    const size_t budget = (size_t)sg_smem_budget(c);
     if (a.ms_bytes + red > budget)
         return false;
     p->xs = a.ms_bytes + red + xsb <= budget;
