@@ -16,15 +16,16 @@
  *     tiles) a whole tile a warp, and no block waits for a second wave.
  *   - SG_UNR chunks (4 KB a warp) are loaded into registers before any is used, in two
  *     register buffers, each refilled as soon as it has been computed: 4-8 KB in flight a
- *     warp, 64-128 KB an SM. The first 2 SG_UNR chunks' loads, and the block's
- *     scales and zeros (copied into shared memory, [tile][group][8] pairs of half2 {scale,
- *     zero} for rows g and g + 8, one 8-byte read a lane a group), go out before the
- *     previous kernel has finished (programmatic dependent launch: weights are never
- *     written by a step).
- *   - x: staged once a block into shared memory when it fits (all of x: n = 1 at any
- *     layer width up to ~24k inputs), gathered through perm as it is staged (act-order as
- *     fast as plain), rows padded by 16 bytes so the B fragments' 8 tokens hit distinct
- *     banks; else read from L1 / L2 (act-order x gathered first by a small kernel).
+ *     warp, 64-128 KB an SM. The first 2 SG_UNR chunks' loads, and the block's scales
+ *     and zeros (copied into shared memory as each lane uses them: rows g and g + 8's
+ *     float32 scales and {magic + zero} pairs, one 16-byte read a lane a group), go out
+ *     before the previous kernel has finished (programmatic dependent launch: weights are
+ *     never written by a step).
+ *   - x: staged once a block into shared memory when it fits (n = 1 at every width of an
+ *     8B model; up to 12 rows of 4096), gathered through perm as it is staged (act-order
+ *     as fast as plain), rows padded by 16 bytes so the B fragments' 8 tokens hit
+ *     distinct banks; else read from L1 / L2 (act-order x gathered first by a small
+ *     kernel).
  *   - The ks partial sums of a tile meet once, at the end, in shared memory, and the
  *     tile's first warp adds them in slice order: deterministic, no atomics, one launch.
  * The arithmetic is quant_wq_mma.cu's: nibbles AND-ed into a 16-bit magic pair (one LOP3)
@@ -90,22 +91,19 @@ __device__ __forceinline__ int sg_group(const sg_args &a, int h2)
 
 /* Chunk c (64 inputs) of the warp's tile into tot. MG 1: the chunk lies in one group; 2: its
  * two 32-input halves are scaled apart (groups of 32, or of a size not a multiple of 64).
- * mt: the tile's scale table at row g ([groups][8] uint2: {row g, row g + 8}); xb: x rows
- * of stride xst (shared memory or global, 4-byte aligned). */
+ * mt: the tile's scale table at row g (sg_stage_meta's); xb: x rows of stride xst (shared
+ * memory or global, 4-byte aligned). */
 template <typename T, int NT, int MG, bool XS>
 __device__ __forceinline__ void sg_chunk(const sg_args &a, const uint4 &v, int c,
-                                         const uint2 *mt, const T *__restrict__ xb, int xst,
+                                         const uint4 *mt, const T *__restrict__ xb, int xst,
                                          int lane, float (&tot)[NT][4])
 {
     const int g = lane >> 2, t = lane & 3;
     const uint32_t words[4] = { v.x, v.y, v.z, v.w };
 #pragma unroll
     for (int h = 0; h < MG; h++) {
-        const uint2 m = mt[sg_group(a, 2 * c + h) * 8];
-        const __half2 m0 = *reinterpret_cast<const __half2 *>(&m.x);
-        const __half2 m8 = *reinterpret_cast<const __half2 *>(&m.y);
-        const uint32_t z0 = pair_of<T>(mma_magic<T>::BIAS + __high2float(m0));
-        const uint32_t z8 = pair_of<T>(mma_magic<T>::BIAS + __high2float(m8));
+        const uint4 m = mt[sg_group(a, 2 * c + h) * 8];
+        const uint32_t z0 = m.z, z8 = m.w;
         float acc[NT][4];
 #pragma unroll
         for (int nt = 0; nt < NT; nt++)
@@ -134,7 +132,7 @@ __device__ __forceinline__ void sg_chunk(const sg_args &a, const uint4 &v, int c
                 sg_mma<T>(acc[nt], A, B);
             }
         }
-        const float s0 = __low2float(m0), s8 = __low2float(m8);
+        const float s0 = __uint_as_float(m.x), s8 = __uint_as_float(m.y);
 #pragma unroll
         for (int nt = 0; nt < NT; nt++) {
             tot[nt][0] = fmaf(s0, acc[nt][0], tot[nt][0]);
@@ -148,7 +146,7 @@ __device__ __forceinline__ void sg_chunk(const sg_args &a, const uint4 &v, int c
 /* The cnt (<= SG_UNR) chunks of v, the first chunk c0 of the tile. */
 template <typename T, int NT, int MG, bool XS>
 __device__ __forceinline__ void sg_batch(const sg_args &a, const uint4 (&v)[SG_UNR], int c0,
-                                         int cnt, const uint2 *mt, const T *__restrict__ xb,
+                                         int cnt, const uint4 *mt, const T *__restrict__ xb,
                                          int xst, int lane, float (&tot)[NT][4])
 {
 #pragma unroll
@@ -157,9 +155,12 @@ __device__ __forceinline__ void sg_batch(const sg_args &a, const uint4 (&v)[SG_U
             sg_chunk<T, NT, MG, XS>(a, v[u], c0 + u, mt, xb, xst, lane, tot);
 }
 
-/* ms [tpb][groups][8] uint2 = {meta row g, meta row g + 8} of the block's tiles [tile0,
- * tile0 + ntl), by the whole block, SG_STAGE_UNR loads in flight a thread. */
-__device__ __forceinline__ void sg_stage_meta(const sg_args &a, int tile0, int ntl, __half2 *ms)
+/* ms [tpb][groups][8] uint4 = {scale of row g, of row g + 8 (float32 bits), {B + zero} of
+ * row g, of row g + 8 (pairs in T: what the nibble pairs subtract)} from meta [out_pad]
+ * [groups] rows [16 tile0, 16 (tile0 + ntl)), by the whole block, SG_STAGE_UNR loads in
+ * flight a thread: each chunk reads its group's four words in one 16-byte load, ready. */
+template <typename T>
+__device__ __forceinline__ void sg_stage_meta(const sg_args &a, int tile0, int ntl, uint32_t *ms)
 {
     const int total = 16 * ntl * a.groups;
     const __half2 *src = a.meta + (size_t)tile0 * 16 * a.groups;
@@ -174,7 +175,9 @@ __device__ __forceinline__ void sg_stage_meta(const sg_args &a, int tile0, int n
             const int i = i0 + u * blockDim.x;
             if (i < total) {
                 const int r = i / a.groups, gg = i - r * a.groups, rr = r % 16;
-                ms[(((r / 16) * a.groups + gg) * 8 + (rr & 7)) * 2 + (rr >> 3)] = v[u];
+                uint32_t *e = ms + (((r / 16) * a.groups + gg) * 8 + (rr & 7)) * 4 + (rr >> 3);
+                e[0] = __float_as_uint(__low2float(v[u]));
+                e[2] = pair_of<T>(mma_magic<T>::BIAS + __high2float(v[u]));
             }
         }
     }
@@ -230,7 +233,7 @@ __device__ __forceinline__ void sg_stage_x(const sg_args &a, const T *__restrict
 /* NT tiles of 8 tokens (n <= 8 NT); MG as sg_chunk; XM: 0 x read from global memory
  * (canonical order, 4-byte aligned), 1 staged into shared memory, 2 staged through perm.
  * Block: SG_WARPS warps, tiles [blockIdx.x tpb, + tpb); warp w takes tile w / ks, chunks
- * [(w % ks) kpu, + kpu) of it. Shared memory: the scale tables [tpb][groups][8] uint2, the
+ * [(w % ks) kpu, + kpu) of it. Shared memory: the scale tables [tpb][groups][8] uint4, the
  * staged x [n][xst] (XM > 0), the warps' sums [SG_WARPS][NT][4][32] float (ks > 1). */
 template <typename T, int NT, int MG, int XM>
 __global__ void __launch_bounds__(SG_WARPS * 32, SG_BLOCKS_SM)
@@ -239,7 +242,7 @@ wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ 
 {
     extern __shared__ uint4 sg_smem[];
     char *sm = reinterpret_cast<char *>(sg_smem);
-    const uint2 *ms = reinterpret_cast<const uint2 *>(sm);
+    const uint4 *ms = reinterpret_cast<const uint4 *>(sm);
     T *xs = reinterpret_cast<T *>(sm + a.ms_bytes);
     float *red = reinterpret_cast<float *>(sm + a.ms_bytes + a.xs_bytes);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -255,7 +258,7 @@ wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ 
     uint4 va[SG_UNR], vb[SG_UNR];
     sg_load(va, wp, 0, nch);
     sg_load(vb, wp, SG_UNR, nch);
-    sg_stage_meta(a, tile0, ntl, reinterpret_cast<__half2 *>(sm));
+    sg_stage_meta<T>(a, tile0, ntl, reinterpret_cast<uint32_t *>(sm));
     pdl_wait();
     if (XM > 0)
         sg_stage_x<T, XM == 2>(a, x, xs);
@@ -267,7 +270,7 @@ wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ 
 #pragma unroll
         for (int i = 0; i < 4; i++)
             tot[nt][i] = 0.0f;
-    const uint2 *mt = ms + (size_t)(tl < ntl ? tl : 0) * a.groups * 8 + (lane >> 2);
+    const uint4 *mt = ms + (size_t)(tl < ntl ? tl : 0) * a.groups * 8 + (lane >> 2);
     const T *xb = XM > 0 ? xs : x;
     const int xst = XM > 0 ? a.xst : a.in;
     const int nb = (nch + SG_UNR - 1) / SG_UNR;
@@ -379,7 +382,7 @@ static bool sg_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq 
         }
     /* fewer tiles a block where their scale tables would not fit (long rows, small groups) */
     const size_t budget = (size_t)sg_smem_budget(c);
-    const size_t tile_ms = (size_t)a.groups * 8 * sizeof(uint2);
+    const size_t tile_ms = (size_t)a.groups * 8 * sizeof(uint4);
     const size_t red_ks = (size_t)SG_WARPS * p->nt * 4 * 32 * sizeof(float);
     while (a.ks < SG_WARPS && a.ks * 2 <= a.kq &&
            (SG_WARPS / a.ks) * tile_ms + (a.ks > 1 ? red_ks : 0) > budget)

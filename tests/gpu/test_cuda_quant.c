@@ -350,7 +350,8 @@ GPU_TEST(wq_decode_gemv_many_tiles)
  * [20000 x 256] over 1 (1250 tiles, 157 blocks), [40000 x 128] runs in two waves of blocks
  * (2500 tiles: 313 blocks of 8), each with a row count that leaves the last tile partly
  * padding; groups of 32 over 32768 inputs (a scale table of 64 KB a tile, x too large to
- * stage even at n = 1: read from global memory); every group size, sym and asym zeros (GPTQ's
+ * stage even at n = 1: read from global memory); groups of 96 (every other chunk's two
+ * halves in two groups); every group size, sym and asym zeros (GPTQ's
  * and AWQ's layers differ only in their zeros once in the canonical layout), act-order,
  * n = 1, 3 and 16 (x staged, or read from global memory). */
 GPU_TEST(wq_decode_gemv_splits_and_waves)
@@ -362,6 +363,7 @@ GPU_TEST(wq_decode_gemv_splits_and_waves)
         { -1, 256, 20000, true, Z_SYM },
         { 128, 128, 40000, false, Z_INT },
         { 32, 32768, 40, true, Z_INT },
+        { 96, 576, 100, true, Z_SYM },
     };
     const int ns[3] = { 1, 3, 16 };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
