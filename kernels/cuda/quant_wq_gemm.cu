@@ -1079,25 +1079,11 @@ __global__ void wg_gather_kernel(const T *__restrict__ x, const int32_t *__restr
     const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     const int r = (int)(i / vr), k = (int)(i % vr) * 8;
     int idx[8];
-    if (perm && i < total) {
-        const int4 p0 = __ldg(reinterpret_cast<const int4 *>(perm + k));
-        const int4 p1 = __ldg(reinterpret_cast<const int4 *>(perm + k + 4));
-        idx[0] = p0.x; idx[1] = p0.y; idx[2] = p0.z; idx[3] = p0.w;
-        idx[4] = p1.x; idx[5] = p1.y; idx[6] = p1.z; idx[7] = p1.w;
-    } else {
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-            idx[j] = k + j;
-    }
+    wq_perm8(i < total ? perm : NULL, k, idx);
     pdl_wait();
     if (i >= total)
         return;
-    const T *xr = x + (size_t)r * in;
-    __align__(16) T e[8];
-#pragma unroll
-    for (int j = 0; j < 8; j++)
-        e[j] = xr[idx[j]];
-    *reinterpret_cast<uint4 *>(dst + (size_t)r * in + k) = *reinterpret_cast<const uint4 *>(e);
+    *reinterpret_cast<uint4 *>(dst + (size_t)r * in + k) = wq_gather8<T>(x + (size_t)r * in, idx);
 }
 
 int pgd_cuda__wq_gather(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,

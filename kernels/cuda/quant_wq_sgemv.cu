@@ -35,6 +35,7 @@
 #include "kernels/cuda/quant_wq.cuh"
 #include <stdlib.h>
 #include <string.h>
+#include <type_traits>
 
 #define SG_WARPS 8                   /* warps a block */
 #define SG_UNR 8                     /* chunks a warp loads before it uses any */
@@ -56,23 +57,29 @@ struct sg_args {
 
 /* d (4 float32) += A (16 x 16) @ B (16 x 8), bf16 or fp16: as quant_mma.cuh's mma16816 but
  * not volatile, so that the compiler may interleave the independent chunks of a batch. */
-template <typename T> __device__ __forceinline__ void sg_mma(float *d, const uint32_t *a,
-                                                             const uint32_t *b);
-template <> __device__ __forceinline__ void sg_mma<__nv_bfloat16>(float *d, const uint32_t *a,
-                                                                  const uint32_t *b)
+#define SG_MMA(ty)                                                                             \
+    asm("mma.sync.aligned.m16n8k16.row.col.f32." ty "." ty ".f32 {%0, %1, %2, %3}, "           \
+        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"                                        \
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                       \
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]))
+template <typename T>
+__device__ __forceinline__ void sg_mma(float *d, const uint32_t *a, const uint32_t *b)
 {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
-        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    if constexpr (std::is_same<T, __half>::value)
+        SG_MMA("f16");
+    else
+        SG_MMA("bf16");
 }
-template <> __device__ __forceinline__ void sg_mma<__half>(float *d, const uint32_t *a,
-                                                           const uint32_t *b)
+#undef SG_MMA
+
+template <int NT>
+__device__ __forceinline__ void sg_zero(float (&v)[NT][4])
 {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
-        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            v[nt][i] = 0.0f;
 }
 
 /* v[u] = chunk j0 + u of the warp's run (lane's 16 bytes), for j0 + u < nch. */
@@ -105,11 +112,7 @@ __device__ __forceinline__ void sg_chunk(const sg_args &a, const uint4 &v, int c
         const uint4 m = mt[sg_group(a, 2 * c + h) * 8];
         const uint32_t z0 = m.z, z8 = m.w;
         float acc[NT][4];
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                acc[nt][i] = 0.0f;
+        sg_zero<NT>(acc);
 #pragma unroll
         for (int s = h * 4 / MG; s < (h + 1) * 4 / MG; s++) {
             /* word s: the 16 x 16 tile of inputs c * 64 + s * 16 (quant_wq_mma.cu's order) */
@@ -162,72 +165,13 @@ __device__ __forceinline__ void sg_batch(const sg_args &a, const uint4 (&v)[SG_U
 template <typename T>
 __device__ __forceinline__ void sg_stage_meta(const sg_args &a, int tile0, int ntl, uint32_t *ms)
 {
-    const int total = 16 * ntl * a.groups;
-    const __half2 *src = a.meta + (size_t)tile0 * 16 * a.groups;
-    for (int i0 = threadIdx.x; i0 < total; i0 += SG_STAGE_UNR * blockDim.x) {
-        __half2 v[SG_STAGE_UNR];
-#pragma unroll
-        for (int u = 0; u < SG_STAGE_UNR; u++)
-            if (i0 + u * (int)blockDim.x < total)
-                v[u] = __ldg(src + i0 + u * blockDim.x);
-#pragma unroll
-        for (int u = 0; u < SG_STAGE_UNR; u++) {
-            const int i = i0 + u * blockDim.x;
-            if (i < total) {
-                const int r = i / a.groups, gg = i - r * a.groups, rr = r % 16;
-                uint32_t *e = ms + (((r / 16) * a.groups + gg) * 8 + (rr & 7)) * 4 + (rr >> 3);
-                e[0] = __float_as_uint(__low2float(v[u]));
-                e[2] = pair_of<T>(mma_magic<T>::BIAS + __high2float(v[u]));
-            }
-        }
-    }
-}
-
-/* xs [n][xst] = x [n][in] (PERM: x[r][perm[k]]), by the whole block in 16-byte pieces,
- * SG_STAGE_UNR in flight a thread. */
-template <typename T, bool PERM>
-__device__ __forceinline__ void sg_stage_x(const sg_args &a, const T *__restrict__ x, T *xs)
-{
-    const int vr = a.in / 8, total = a.n * vr;
-    for (int i0 = threadIdx.x; i0 < total; i0 += SG_STAGE_UNR * blockDim.x) {
-        uint4 v[SG_STAGE_UNR];
-#pragma unroll
-        for (int u = 0; u < SG_STAGE_UNR; u++) {
-            const int i = i0 + u * blockDim.x;
-            if (i >= total)
-                continue;
-            const int r = i / vr, k = (i - r * vr) * 8;
-            const T *xr = x + (size_t)r * a.in;
-            if (!PERM && a.xvec) {
-                v[u] = __ldg(reinterpret_cast<const uint4 *>(xr + k));
-                continue;
-            }
-            int idx[8];
-            if (PERM) {
-                const int4 p0 = __ldg(reinterpret_cast<const int4 *>(a.perm + k));
-                const int4 p1 = __ldg(reinterpret_cast<const int4 *>(a.perm + k + 4));
-                idx[0] = p0.x; idx[1] = p0.y; idx[2] = p0.z; idx[3] = p0.w;
-                idx[4] = p1.x; idx[5] = p1.y; idx[6] = p1.z; idx[7] = p1.w;
-            } else {
-#pragma unroll
-                for (int j = 0; j < 8; j++)
-                    idx[j] = k + j;
-            }
-            __align__(16) T e[8];
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-                e[j] = xr[idx[j]];
-            v[u] = *reinterpret_cast<const uint4 *>(e);
-        }
-#pragma unroll
-        for (int u = 0; u < SG_STAGE_UNR; u++) {
-            const int i = i0 + u * blockDim.x;
-            if (i < total) {
-                const int r = i / vr, k = (i - r * vr) * 8;
-                *reinterpret_cast<uint4 *>(xs + (size_t)r * a.xst + k) = v[u];
-            }
-        }
-    }
+    const int groups = a.groups;
+    wq_stage_meta<SG_STAGE_UNR>(a.meta, groups, tile0, ntl, [&](int r, int gg, __half2 m) {
+        const int rr = r % 16;
+        uint32_t *e = ms + (((r / 16) * groups + gg) * 8 + (rr & 7)) * 4 + (rr >> 3);
+        e[0] = __float_as_uint(__low2float(m));
+        e[2] = pair_of<T>(mma_magic<T>::BIAS + __high2float(m));
+    });
 }
 
 /* NT tiles of 8 tokens (n <= 8 NT); MG as sg_chunk; XM: 0 x read from global memory
@@ -261,15 +205,11 @@ wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ 
     sg_stage_meta<T>(a, tile0, ntl, reinterpret_cast<uint32_t *>(sm));
     pdl_wait();
     if (XM > 0)
-        sg_stage_x<T, XM == 2>(a, x, xs);
+        wq_stage_x<T, XM == 2, SG_STAGE_UNR>(x, a.perm, a.n, a.in, 0, a.in, a.xvec, xs, a.xst);
     __syncthreads();
 
     float tot[NT][4];
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-            tot[nt][i] = 0.0f;
+    sg_zero<NT>(tot);
     const uint4 *mt = ms + (size_t)(tl < ntl ? tl : 0) * a.groups * 8 + (lane >> 2);
     const T *xb = XM > 0 ? xs : x;
     const int xst = XM > 0 ? a.xst : a.in;
@@ -307,16 +247,7 @@ wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ 
     }
     if (tl >= ntl)
         return;
-    const int g = lane >> 2, t = lane & 3;
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            /* accumulator i: feature g (+ 8 for i >= 2), token 2t (+ 1 for odd i) */
-            const int o = tile * 16 + g + (i >= 2 ? 8 : 0), tok = nt * 8 + 2 * t + (i & 1);
-            if (o < a.out && tok < a.n)
-                y[(size_t)tok * a.out + o] = from_f<T>(tot[nt][i] + (b ? to_f<T>(b[o]) : 0.0f));
-        }
+    wq_store_tile<T, NT>(tot, tile, lane, a.out, a.n, b, y);
 }
 
 /* ---- host side ------------------------------------------------------------------------------ */
