@@ -19,6 +19,15 @@ static __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src,
                  : "memory");
 }
 
+/* 4 bytes global -> shared through L1 (.ca: a 4-byte copy may not bypass it); !valid
+ * writes 4 zero bytes (src not read). */
+static __device__ __forceinline__ void cp_async4(uint32_t dst, const void *src, bool valid)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(valid ? 4 : 0)
+                 : "memory");
+}
+
 static __device__ __forceinline__ void cp_async_commit()
 {
     asm volatile("cp.async.commit_group;\n" ::: "memory");

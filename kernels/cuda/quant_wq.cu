@@ -303,7 +303,9 @@ static int wq_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int
     if ((size_t)n * w->in * 2 > c->qscratch_bytes)
         return pgd_cuda_failf(err, errlen, "quantized GEMV: x [%d, %d] exceeds the %zu-byte "
                               "scratch", n, w->in, c->qscratch_bytes);
-    /* the mma layout: the decode GEMV gathers act-order x as it stages x */
+    /* the mma layout: the decode GEMVs gather act-order x as they stage x */
+    if (pgd_cuda__wq_sgemv_fits(c, w) && (uintptr_t)x % 2 == 0)
+        return pgd_cuda__wq_sgemv(c, dt, x, w->perm, n, w, b, y, err, errlen);
     if (pgd_cuda__wq_gemv4_fits(w) && (uintptr_t)x % 2 == 0)
         return pgd_cuda__wq_gemv4(c, dt, x, w->perm, n, w, b, y, err, errlen);
     if (w->mma && w->perm && (uintptr_t)x % 2 == 0)
@@ -417,7 +419,9 @@ static bool wq_auto_gemv(const struct pgd_cuda_wq *w, int n)
 extern "C" void pgd_cuda_wq_auto_plan(struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n,
                                       char *buf, size_t len)
 {
-    if (wq_auto_gemv(w, n))
+    if (wq_auto_gemv(w, n) && pgd_cuda__wq_sgemv_fits(c, w))
+        pgd_cuda__wq_sgemv_plan(c, w, n, buf, len);
+    else if (wq_auto_gemv(w, n))
         snprintf(buf, len, "gemv");
     else
         pgd_cuda__wq_gemm_plan(c, w, n, true, buf, len);

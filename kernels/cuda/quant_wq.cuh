@@ -50,6 +50,115 @@ static inline void pgd_cuda__wq_launch_cfg(const struct pgd_cuda_ctx *c, dim3 gr
     cfg->numAttrs = na;
 }
 
+/* ---- x gathered through perm, as the kernels stage it ------------------------------------ */
+/* idx[j] = perm[k + j] for j < 8 (k a multiple of 8: two 16-byte loads), or k + j when perm
+ * is NULL. */
+__device__ __forceinline__ void wq_perm8(const int32_t *__restrict__ perm, int k, int (&idx)[8])
+{
+    if (!perm) {
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            idx[j] = k + j;
+        return;
+    }
+    const int4 p0 = __ldg(reinterpret_cast<const int4 *>(perm + k));
+    const int4 p1 = __ldg(reinterpret_cast<const int4 *>(perm + k + 4));
+    idx[0] = p0.x; idx[1] = p0.y; idx[2] = p0.z; idx[3] = p0.w;
+    idx[4] = p1.x; idx[5] = p1.y; idx[6] = p1.z; idx[7] = p1.w;
+}
+
+/* xr[idx[0..7]] as one 16-byte vector. */
+template <typename T>
+__device__ __forceinline__ uint4 wq_gather8(const T *__restrict__ xr, const int (&idx)[8])
+{
+    __align__(16) T e[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+        e[j] = xr[idx[j]];
+    return *reinterpret_cast<const uint4 *>(e);
+}
+
+/* xs [n][xst] = x [n][k0, k0 + len) (x rows of in elements; PERM: x[r][perm[k]]), by the
+ * whole block in 16-byte pieces, UNR of them in flight a thread; xvec: x 16-byte aligned
+ * (else read element by element). k0 and len multiples of 8. */
+template <typename T, bool PERM, int UNR>
+__device__ __forceinline__ void wq_stage_x(const T *__restrict__ x,
+                                           const int32_t *__restrict__ perm, int n, int in,
+                                           int k0, int len, bool xvec, T *xs, int xst)
+{
+    const int vr = len / 8, total = n * vr;
+    for (int i0 = threadIdx.x; i0 < total; i0 += UNR * blockDim.x) {
+        uint4 v[UNR];
+#pragma unroll
+        for (int u = 0; u < UNR; u++) {
+            const int i = i0 + u * blockDim.x;
+            if (i >= total)
+                continue;
+            const int r = i / vr, k = k0 + (i - r * vr) * 8;
+            const T *xr = x + (size_t)r * in;
+            if (!PERM && xvec) {
+                v[u] = __ldg(reinterpret_cast<const uint4 *>(xr + k));
+                continue;
+            }
+            int idx[8];
+            wq_perm8(PERM ? perm : NULL, k, idx);
+            v[u] = wq_gather8<T>(xr, idx);
+        }
+#pragma unroll
+        for (int u = 0; u < UNR; u++) {
+            const int i = i0 + u * blockDim.x;
+            if (i < total) {
+                const int r = i / vr, k = (i - r * vr) * 8;
+                *reinterpret_cast<uint4 *>(xs + (size_t)r * xst + k) = v[u];
+            }
+        }
+    }
+}
+
+/* For each {scale, zero} of rows [16 tile0, 16 (tile0 + ntiles)) of meta [out_pad][groups]:
+ * put(r, g, m), r the row from 16 tile0 on, g the group; by the whole block, UNR loads in
+ * flight a thread (the table is in DRAM: one latency, not several). */
+template <int UNR, class Put>
+__device__ __forceinline__ void wq_stage_meta(const __half2 *__restrict__ meta, int groups,
+                                              int tile0, int ntiles, Put put)
+{
+    const int total = 16 * ntiles * groups;
+    const __half2 *src = meta + (size_t)tile0 * 16 * groups;
+    for (int i0 = threadIdx.x; i0 < total; i0 += UNR * blockDim.x) {
+        __half2 v[UNR];
+#pragma unroll
+        for (int u = 0; u < UNR; u++)
+            if (i0 + u * (int)blockDim.x < total)
+                v[u] = __ldg(src + i0 + u * blockDim.x);
+#pragma unroll
+        for (int u = 0; u < UNR; u++) {
+            const int i = i0 + u * blockDim.x;
+            if (i < total) {
+                const int r = i / groups;
+                put(r, i - r * groups, v[u]);
+            }
+        }
+    }
+}
+
+/* y [n, out] (+ b) of the 16-row tile's features from a warp's mma.sync accumulators v
+ * (NT tiles of 8 tokens): accumulator i of lane (g, t) is feature g (+ 8 for i >= 2), token
+ * 2t (+ 1 for odd i); features past out and tokens past n are not written. */
+template <typename T, int NT>
+__device__ __forceinline__ void wq_store_tile(const float (&v)[NT][4], int tile, int lane, int out,
+                                              int n, const T *__restrict__ b, T *__restrict__ y)
+{
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int o = tile * 16 + g + (i >= 2 ? 8 : 0), tok = nt * 8 + 2 * t + (i & 1);
+            if (o < out && tok < n)
+                y[(size_t)tok * out + o] = from_f<T>(v[nt][i] + (b ? to_f<T>(b[o]) : 0.0f));
+        }
+}
+
 /* quant_wq_mma.cu */
 /* Whether the mma layout takes h (and the environment's PGD_CUDA_WQ_MMA is not 0). */
 bool pgd_cuda__wq_mma_fits(const struct pgd_wq_host *h);
@@ -75,6 +184,20 @@ bool pgd_cuda__wq_gemv4_fits(const struct pgd_cuda_wq *w);
  * else x in the checkpoint's order, gathered through perm [in] (device). x 2-byte aligned;
  * the context's scratch holds x when it must be staged. */
 int pgd_cuda__wq_gemv4(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                       const int32_t *perm, int n, const struct pgd_cuda_wq *w, const void *b,
+                       void *y, char *err, size_t errlen);
+/* quant_wq_sgemv.cu: the streaming decode GEMV over the mma layout (the default) */
+/* Whether it takes w on c's device (the mma layout, its scale tables fit shared memory, and
+ * the environment's PGD_CUDA_WQ_GEMV is not "old"). */
+bool pgd_cuda__wq_sgemv_fits(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w);
+/* buf = its plan for n rows: "gemv/s<warps a tile>", "g" after it when x is read from
+ * global memory rather than staged in shared memory. */
+void pgd_cuda__wq_sgemv_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n,
+                             char *buf, size_t len);
+/* y [n, out] = x [n, in] @ W^T (+ b), 16 rows a launch: perm NULL: x in canonical order;
+ * else x in the checkpoint's order, gathered through perm [in] (device). x 2-byte aligned;
+ * the context's scratch holds x when it must be gathered. */
+int pgd_cuda__wq_sgemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
                        const int32_t *perm, int n, const struct pgd_cuda_wq *w, const void *b,
                        void *y, char *err, size_t errlen);
 /* quant_wq_gemm.cu */

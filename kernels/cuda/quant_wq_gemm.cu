@@ -40,6 +40,7 @@
  * made contiguous at load (the canonical layout sorts the inputs by group), so act-order
  * costs only the gather. */
 #include "kernels/cuda/quant_wq.cuh"
+#include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/quant_mma.cuh"
 #include <cooperative_groups.h>
 #include <math.h>
@@ -88,35 +89,6 @@ struct wg_args {
                                         stages a split (even; the last split may be short) */
     size_t wstride;                  /* bytes from a row (plain) / a 16-row tile (mma) to the next */
 };
-
-__device__ __forceinline__ uint32_t smem_addr(const void *p)
-{
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-/* 16 (or 4) bytes global -> shared, asynchronous; !valid writes zeros and reads nothing. */
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool valid)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(valid ? 16 : 0) : "memory");
-}
-__device__ __forceinline__ void cp_async4(uint32_t dst, const void *src, bool valid)
-{
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(valid ? 4 : 0) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void cp_async_wait()
-{
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t &r0, uint32_t &r1, uint32_t &r2,
-                                        uint32_t &r3)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr));
-}
 
 /* ---- the loads of one stage ---------------------------------------------------------------- */
 /* A thread's share of every stage's copies, its addresses worked out once: stage kt's
@@ -424,7 +396,7 @@ wq_gemm_kernel(const wg_args<T> a)
     /* The weights and meta of the first stages may load before the previous kernel is
      * done (nothing writes them); x only after. Group s holds stage s's x (group 0 also the
      * early weights), so waiting for group kt still finds stage kt complete. */
-    const uint32_t smem0 = smem_addr(wg_smem_buf);
+    const uint32_t smem0 = smem_u32(wg_smem_buf);
     wg_loader<T, WK, BN> ld;
     ld.init(a, m0, n0, th);
     for (int s = 0; s < L::STAGES - 1; s++)
@@ -475,8 +447,7 @@ wq_gemm_kernel(const wg_args<T> a)
             const uint32_t xs = xa + ((((uint32_t)(2 * s)) ^ x_key) << 4);
 #pragma unroll
             for (int j = 0; j < NT / 2; j++)
-                ldsm_x4(xs + j * 16 * 128, B[2 * j][0], B[2 * j][1], B[2 * j + 1][0],
-                        B[2 * j + 1][1]);
+                ldsm_x4(&B[2 * j][0], xs + j * 16 * 128);   /* B[2j], B[2j + 1] */
             /* the rows' meta: at each group's start (exact), every step (fold) */
             if (!EXACT || left == gsteps || first) {
 #pragma unroll
@@ -631,7 +602,7 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
     constexpr int PD = L::STAGES - 2;  /* stages loaded ahead (of STAGES buffers) */
     constexpr int NA = BN / 2;        /* accumulators a thread: BN / 8 n8 tiles x 4 */
     extern __shared__ __align__(128) uint8_t wg_smem_buf[];
-    const uint32_t raw = smem_addr(wg_smem_buf), smem0 = (raw + 1023u) & ~1023u;
+    const uint32_t raw = smem_u32(wg_smem_buf), smem0 = (raw + 1023u) & ~1023u;
     uint8_t *buf = wg_smem_buf + (smem0 - raw);
     const int th = threadIdx.x, warp = th / 32, lane = th % 32, g = lane >> 2, t = lane & 3;
     const int n0 = blockIdx.x * BN, m0 = blockIdx.y * WG_BM;
@@ -1108,25 +1079,11 @@ __global__ void wg_gather_kernel(const T *__restrict__ x, const int32_t *__restr
     const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     const int r = (int)(i / vr), k = (int)(i % vr) * 8;
     int idx[8];
-    if (perm && i < total) {
-        const int4 p0 = __ldg(reinterpret_cast<const int4 *>(perm + k));
-        const int4 p1 = __ldg(reinterpret_cast<const int4 *>(perm + k + 4));
-        idx[0] = p0.x; idx[1] = p0.y; idx[2] = p0.z; idx[3] = p0.w;
-        idx[4] = p1.x; idx[5] = p1.y; idx[6] = p1.z; idx[7] = p1.w;
-    } else {
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-            idx[j] = k + j;
-    }
+    wq_perm8(i < total ? perm : NULL, k, idx);
     pdl_wait();
     if (i >= total)
         return;
-    const T *xr = x + (size_t)r * in;
-    __align__(16) T e[8];
-#pragma unroll
-    for (int j = 0; j < 8; j++)
-        e[j] = xr[idx[j]];
-    *reinterpret_cast<uint4 *>(dst + (size_t)r * in + k) = *reinterpret_cast<const uint4 *>(e);
+    *reinterpret_cast<uint4 *>(dst + (size_t)r * in + k) = wq_gather8<T>(x + (size_t)r * in, idx);
 }
 
 int pgd_cuda__wq_gather(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,

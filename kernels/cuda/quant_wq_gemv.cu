@@ -37,6 +37,7 @@
  * end. About 60 instructions a warp per 512-byte chunk: at ~16 bytes per SM cycle of DRAM
  * bandwidth that is half the issue rate, so the loads, not the arithmetic, set the time. */
 #include "kernels/cuda/quant_wq.cuh"
+#include "kernels/cuda/cp_async.cuh"
 #include <cooperative_groups.h>
 
 #define G4_WK 8                      /* warps a tile */
@@ -152,21 +153,10 @@ __device__ __forceinline__ void g4_chunk(const uint4 &v, int kq, const T *__rest
     }
 }
 
-/* The weights' ring: 16-byte asynchronous copies global -> shared (cp.async, L2 only), a
- * lane copying and later reading only its own 16 bytes of each chunk, so its own
- * cp.async.wait_group is all the ordering there is. */
-__device__ __forceinline__ void g4_cp16(void *dst, const void *src)
-{
-    const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
-}
-/* (the "memory" clobbers keep the ring's reads after the wait and before the next copy) */
-__device__ __forceinline__ void g4_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void g4_wait()
-{
-    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
+/* The weights' ring: 16-byte asynchronous copies global -> shared (cp_async.cuh: L2 only),
+ * a lane copying and later reading only its own 16 bytes of each chunk, so its own
+ * cp.async.wait_group is all the ordering there is (the "memory" clobbers keep the ring's
+ * reads after the wait and before the next copy). */
 /* The copies' cursor to the warp's next chunk: the next of this tile's nw, or the first of
  * the next tile (kq chunks a tile row). */
 __device__ __forceinline__ void g4_advance(const uint4 *&cp, int &ck, int nw, int kq)
@@ -183,71 +173,10 @@ __device__ __forceinline__ void g4_advance(const uint4 *&cp, int &ck, int nw, in
  * several). */
 __device__ __forceinline__ void g4_stage_meta(const g4_args &a, int tile0, int nt, __half2 *ms)
 {
-    const int total = 16 * nt * a.groups;
-    const __half2 *src = a.meta + (size_t)tile0 * 16 * a.groups;
-    for (int i0 = threadIdx.x; i0 < total; i0 += G4_META_UNR * blockDim.x) {
-        __half2 v[G4_META_UNR];
-#pragma unroll
-        for (int u = 0; u < G4_META_UNR; u++)
-            if (i0 + u * (int)blockDim.x < total)
-                v[u] = __ldg(src + i0 + u * blockDim.x);
-#pragma unroll
-        for (int u = 0; u < G4_META_UNR; u++) {
-            const int i = i0 + u * blockDim.x;
-            if (i < total) {
-                const int r = i / a.groups, gg = i - r * a.groups;
-                ms[((r / 16) * a.groups + gg) * 16 + r % 16] = v[u];
-            }
-        }
-    }
-}
-
-/* xs [n][xst] = x [n][k0, k0 + len) (PERM: x[r][perm[k]]), by the whole block in 16-byte
- * pieces, G4_STAGE_UNR of them in flight a thread. */
-template <typename T, bool PERM>
-__device__ __forceinline__ void g4_stage_x(const g4_args &a, const T *__restrict__ x, int k0,
-                                           int len, T *xs)
-{
-    const int vr = len / 8, total = a.n * vr, xst = a.xst;
-    for (int i0 = threadIdx.x; i0 < total; i0 += G4_STAGE_UNR * blockDim.x) {
-        uint4 v[G4_STAGE_UNR];
-#pragma unroll
-        for (int u = 0; u < G4_STAGE_UNR; u++) {
-            const int i = i0 + u * blockDim.x;
-            if (i >= total)
-                continue;
-            const int r = i / vr, k = k0 + (i - r * vr) * 8;
-            const T *xr = x + (size_t)r * a.in;
-            if (!PERM && a.xvec) {
-                v[u] = __ldg(reinterpret_cast<const uint4 *>(xr + k));
-                continue;
-            }
-            int idx[8];
-            if (PERM) {
-                const int4 p0 = __ldg(reinterpret_cast<const int4 *>(a.perm + k));
-                const int4 p1 = __ldg(reinterpret_cast<const int4 *>(a.perm + k + 4));
-                idx[0] = p0.x; idx[1] = p0.y; idx[2] = p0.z; idx[3] = p0.w;
-                idx[4] = p1.x; idx[5] = p1.y; idx[6] = p1.z; idx[7] = p1.w;
-            } else {
-#pragma unroll
-                for (int j = 0; j < 8; j++)
-                    idx[j] = k + j;
-            }
-            __align__(16) T e[8];
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-                e[j] = xr[idx[j]];
-            v[u] = *reinterpret_cast<const uint4 *>(e);
-        }
-#pragma unroll
-        for (int u = 0; u < G4_STAGE_UNR; u++) {
-            const int i = i0 + u * blockDim.x;
-            if (i < total) {
-                const int r = i / vr, k = (i - r * vr) * 8;
-                *reinterpret_cast<uint4 *>(xs + (size_t)r * xst + k) = v[u];
-            }
-        }
-    }
+    const int groups = a.groups;
+    wq_stage_meta<G4_META_UNR>(a.meta, groups, tile0, nt, [&](int r, int gg, __half2 m) {
+        ms[((r / 16) * groups + gg) * 16 + r % 16] = m;
+    });
 }
 
 /* The cluster's sums (ks > 1): warp 0 of split s > 0 writes its block's sums v into block
@@ -323,16 +252,7 @@ __device__ __forceinline__ void g4_tile_end(const g4_args &a, int tile, int tl, 
         return;
     if (warp != 0)
         return;
-    const int g = lane >> 2, t = lane & 3;
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            /* accumulator i: feature g (+ 8 for i >= 2), token 2t (+ 1 for odd i) */
-            const int o = tile * 16 + g + (i >= 2 ? 8 : 0), tok = nt * 8 + 2 * t + (i & 1);
-            if (o < a.out && tok < a.n)
-                y[(size_t)tok * a.out + o] = from_f<T>(v[nt][i] + (b ? to_f<T>(b[o]) : 0.0f));
-        }
+    wq_store_tile<T, NT>(v, tile, lane, a.out, a.n, b, y);
 }
 
 /* NT tiles of 8 tokens (n <= 8 NT). XS: x staged in shared memory (PERM: through perm);
@@ -375,15 +295,16 @@ wq_gemv4_kernel(const g4_args a, const T *__restrict__ x, const T *__restrict__ 
 #pragma unroll
         for (int u = 0; u < G4_UNR; u++)
             if (s * G4_UNR + u < total) {
-                g4_cp16(wr + (s * G4_UNR + u) * 32, cp);
+                cp_async16(smem_u32(wr + (s * G4_UNR + u) * 32), cp, true);
                 g4_advance(cp, ck, nw, a.kq);
             }
-        g4_commit();
+        cp_async_commit();
     }
     g4_stage_meta(a, tile0, ntl, ms_all);
     pdl_wait();
     if (XS)
-        g4_stage_x<T, PERM>(a, x, kbeg * 64, (kend - kbeg) * 64, xs);
+        wq_stage_x<T, PERM, G4_STAGE_UNR>(x, a.perm, a.n, a.in, kbeg * 64, (kend - kbeg) * 64,
+                                           a.xvec, xs, a.xst);
     __syncthreads();
 
     g4_state<NT> st;
@@ -414,11 +335,11 @@ wq_gemv4_kernel(const g4_args a, const T *__restrict__ x, const T *__restrict__ 
 #pragma unroll
         for (int u = 0; u < G4_UNR; u++)
             if (jn + u < total) {
-                g4_cp16(wr + (slot_n * G4_UNR + u) * 32, cp);
+                cp_async16(smem_u32(wr + (slot_n * G4_UNR + u) * 32), cp, true);
                 g4_advance(cp, ck, nw, a.kq);
             }
-        g4_commit();
-        g4_wait<G4_STAGES - 1>();   /* this stage's copies have landed */
+        cp_async_commit();
+        cp_async_wait<G4_STAGES - 1>();   /* this stage's copies have landed */
         const int slot = (j0 / G4_UNR) % G4_STAGES;
 #pragma unroll
         for (int u = 0; u < G4_UNR; u++) {
@@ -439,7 +360,7 @@ wq_gemv4_kernel(const g4_args a, const T *__restrict__ x, const T *__restrict__ 
             }
         }
     }
-    g4_wait<0>();
+    cp_async_wait<0>();
     /* a warp without chunks still meets the others at every tile's end */
     if (total == 0)
         for (tl = 0; tl < ntl; tl++)

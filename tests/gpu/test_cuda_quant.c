@@ -304,13 +304,12 @@ GPU_TEST(wq_odd_and_large_shapes)
     }
 }
 
-/* The decode GEMV (quant_wq_gemv.cu) at every n = 1..16, every group, with and without
- * act-order, at 4 and 8 bits, both dtypes: [72 x 4352] (72: the last 16-row tile half
- * padding; 5 tiles, fewer than the SMs, so on sm_90 each tile's 68 chunks of 64 inputs are
- * split over a cluster of 4 blocks of 17, 3 a warp, groups cut by the splits and the
- * warps' ranges). Small n stage x in shared memory (act-order gathered there); from about
- * n = 10 (by the size of the group table) x no longer fits beside the weights' rings and
- * is read from global memory (act-order x gathered by the staging kernel first). */
+/* The decode GEMV (4 bits: quant_wq_sgemv.cu; 8 bits: the plain one) at every n = 1..16,
+ * every group, with and without act-order, both dtypes: [72 x 4352] (72: the last 16-row
+ * tile half padding; 5 tiles, so 8 warps split each tile's 68 chunks of 64 inputs, 9 a
+ * warp, the last one 5, groups cut by the warps' runs). Up to n = 11 or 12 (by the size of
+ * the group table) x is staged in shared memory (act-order gathered there); larger n read x
+ * from global memory (act-order x gathered by the staging kernel first). */
 GPU_TEST(wq_decode_gemv_every_n_to_16)
 {
     static const int GROUPS[4] = { 32, 64, 128, -1 };
@@ -326,10 +325,9 @@ GPU_TEST(wq_decode_gemv_every_n_to_16)
 }
 
 /* Layers of more tiles than an H200 has SMs: 2200 x 4352 (138 tiles, the last half
- * padding; one block a tile, 9 chunks a warp streamed through its ring, the last warp 5),
- * and 8500 x 1024 (532 tiles, at least twice the 264 blocks an H200 holds two an SM: each
- * block takes three tiles one after another, the last block one, its warps' rings running
- * across the tiles' ends). */
+ * padding: 8 warps a tile, 9 chunks a warp, the last warp 5), and 8500 x 1024 (532 tiles,
+ * more than the 264 blocks an H200 holds two an SM at 8 or 4 warps a tile: 2 warps a
+ * tile, 4 tiles a block, 133 blocks). */
 GPU_TEST(wq_decode_gemv_many_tiles)
 {
     static const int SHAPES[2][2] = { { 4352, 2200 }, { 1024, 8500 } };
@@ -343,6 +341,57 @@ GPU_TEST(wq_decode_gemv_many_tiles)
                 wq_check(&L, DTS[(i + act) % 2], ns[i], PGD_CUDA_QPATH_GEMV, i % 2 == 1);
             wq_fini(&L);
         }
+}
+
+/* The streaming decode GEMV's splits (quant_wq_sgemv.cu: the warps of a tile are the
+ * largest of 8, 4, 2, 1 that keeps every block on the chip at once, two an SM; the rows
+ * are small, so the reference stays cheap): on an H200 (132 SMs) [1000 x 2048] splits each
+ * tile over 8 warps (63 tiles), [5000 x 512] over 4 (313 tiles), [12000 x 256] over 2 (750),
+ * [20000 x 256] over 1 (1250 tiles, 157 blocks), [40000 x 128] runs in two waves of blocks
+ * (2500 tiles: 313 blocks of 8), each with a row count that leaves the last tile partly
+ * padding; groups of 32 over 32768 inputs (a scale table of 64 KB a tile, x too large to
+ * stage even at n = 1: read from global memory); groups of 96 (every other chunk's two
+ * halves in two groups); every group size, sym and asym zeros (GPTQ's
+ * and AWQ's layers differ only in their zeros once in the canonical layout), act-order,
+ * n = 1, 3 and 16 (x staged, or read from global memory). */
+GPU_TEST(wq_decode_gemv_splits_and_waves)
+{
+    struct { int group, in, out; bool act; int zeros; } cases[] = {
+        { 128, 2048, 1000, false, Z_SYM },
+        { 64, 512, 5000, true, Z_INT },
+        { 32, 256, 12000, false, Z_INT },
+        { -1, 256, 20000, true, Z_SYM },
+        { 128, 128, 40000, false, Z_INT },
+        { 32, 32768, 40, true, Z_INT },
+        { 96, 576, 100, true, Z_SYM },
+    };
+    const int ns[3] = { 1, 3, 16 };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct wq_layer L;
+        wq_init(&L, 4, cases[i].group, cases[i].act, cases[i].zeros, cases[i].in, cases[i].out);
+        for (int k = 0; k < 3; k++)
+            wq_check(&L, DTS[(i + k) % 2], ns[k], PGD_CUDA_QPATH_GEMV, (i + k) % 2 == 0);
+        wq_fini(&L);
+    }
+}
+
+/* The previous decode GEMV (quant_wq_gemv.cu), kept for measuring against the streaming one
+ * (PGD_CUDA_WQ_GEMV=old, read once a process: each test runs in its own), on the shapes of
+ * wq_decode_gemv_every_n_to_16 at n = 1, 3, 16, every group, with and without act-order. */
+GPU_TEST(wq_decode_gemv_old_kernel)
+{
+    setenv("PGD_CUDA_WQ_GEMV", "old", 1);
+    static const int GROUPS[4] = { 32, 64, 128, -1 };
+    const int ns[3] = { 1, 3, 16 };
+    for (int g = 0; g < 4; g++)
+        for (int act = 0; act < 2; act++) {
+            struct wq_layer L;
+            wq_init(&L, 4, GROUPS[g], act == 1, (g + act) % 2 ? Z_INT : Z_SYM, 4352, 72);
+            for (int k = 0; k < 3; k++)
+                wq_check(&L, DTS[(k + g) % 2], ns[k], PGD_CUDA_QPATH_GEMV, (k + act) % 2 == 0);
+            wq_fini(&L);
+        }
+    unsetenv("PGD_CUDA_WQ_GEMV");
 }
 
 /* The fused tensor-core GEMM (quant_wq_gemm.cu) with each token tile forced (32, 64, 128,

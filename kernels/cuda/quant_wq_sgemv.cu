@@ -1,0 +1,444 @@
+/* The streaming decode GEMV of 4-bit layers in the mma layout (quant_wq.cuh): y [n, out] =
+ * x [n, in] @ W^T (+ b) for the n = 1..16 rows of a decode step, at the speed of reading
+ * the packed weights once. The default; PGD_CUDA_WQ_GEMV=old takes quant_wq_gemv.cu's
+ * instead (for measuring one against the other).
+ *
+ * Shaped after the bf16 GEMV that reaches 84-93% of the copy bandwidth (linear.cu): every
+ * warp streams its own run of weights through registers, with no barrier between its first
+ * load and its last multiply.
+ *   - The layout is already what a stream wants: each 16-row x 64-input block (a "chunk")
+ *     is 512 contiguous bytes, one fully coalesced 16-byte load a lane (quant_wq_mma.cu
+ *     packs it at create, each lane's 16 bytes its mma.sync A fragments).
+ *   - A warp owns one 16-row tile and a contiguous run of its chunks: ks warps of a block
+ *     split a tile's inputs (ks = 1, 2, 4 or 8), a block holds 8 / ks tiles. ks is the
+ *     largest that still puts every block on the chip at once (two blocks an SM), so small
+ *     layers (q/o: 256 tiles) give every SM 16 warps of work and large ones (gate_up: 1792
+ *     tiles) a whole tile a warp, and no block waits for a second wave.
+ *   - SG_UNR chunks (4 KB a warp) are loaded into registers before any is used, in two
+ *     register buffers, each refilled as soon as it has been computed: 4-8 KB in flight a
+ *     warp, 64-128 KB an SM. The first 2 SG_UNR chunks' loads, and the block's scales
+ *     and zeros (copied into shared memory as each lane uses them: rows g and g + 8's
+ *     float32 scales and {magic + zero} pairs, one 16-byte read a lane a group), go out
+ *     before the previous kernel has finished (programmatic dependent launch: weights are
+ *     never written by a step).
+ *   - x: staged once a block into shared memory when it fits (n = 1 at every width of an
+ *     8B model; up to 12 rows of 4096), gathered through perm as it is staged (act-order
+ *     as fast as plain), rows padded by 16 bytes so the B fragments' 8 tokens hit
+ *     distinct banks; else read from L1 / L2 (act-order x gathered first by a small
+ *     kernel).
+ *   - The ks partial sums of a tile meet once, at the end, in shared memory, and the
+ *     tile's first warp adds them in slice order: deterministic, no atomics, one launch.
+ * The arithmetic is quant_wq_mma.cu's: nibbles AND-ed into a 16-bit magic pair (one LOP3)
+ * minus (magic + zero) (one HSUB2) are the exact integers q - zero, mma.sync m16n8k16
+ * multiplies them by x in float32, and each chunk's (or half chunk's, groups of 32)
+ * float32 sums are scaled once by their group's scale. */
+#include "kernels/cuda/quant_wq.cuh"
+#include <stdlib.h>
+#include <string.h>
+#include <type_traits>
+
+#define SG_WARPS 8                   /* warps a block */
+#define SG_UNR 8                     /* chunks a warp loads before it uses any */
+#define SG_BLOCKS_SM 2               /* blocks an SM holds (registers: __launch_bounds__) */
+#define SG_XPAD 8                    /* elements of padding after each staged x row */
+#define SG_STAGE_UNR 8               /* loads a thread has in flight staging x or scales */
+
+struct sg_args {
+    const uint4 *w;                  /* [tiles][kq][32] */
+    const __half2 *meta;             /* [out_pad][groups] */
+    const int32_t *perm;             /* [in]: x staged through it (XM 2) */
+    int kq, groups;                  /* 64-input chunks a row; groups a row */
+    int hpg, hpg_log2;               /* 32-input halves a group; its log2 or -1 */
+    int ks, tpb, kpu;                /* warps a tile; tiles a block (8 / ks); chunks a warp */
+    int tiles, in, out, n;           /* n: rows of this launch (<= 8 NT) */
+    int xvec, xst;                   /* staged x: 16-byte pieces; its row stride */
+    int ms_bytes, xs_bytes;          /* the shared scale tables' and staged x's bytes */
+};
+
+/* d (4 float32) += A (16 x 16) @ B (16 x 8), bf16 or fp16: as quant_mma.cuh's mma16816 but
+ * not volatile, so that the compiler may interleave the independent chunks of a batch. */
+#define SG_MMA(ty)                                                                             \
+    asm("mma.sync.aligned.m16n8k16.row.col.f32." ty "." ty ".f32 {%0, %1, %2, %3}, "           \
+        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"                                        \
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                       \
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]))
+template <typename T>
+__device__ __forceinline__ void sg_mma(float *d, const uint32_t *a, const uint32_t *b)
+{
+    if constexpr (std::is_same<T, __half>::value)
+        SG_MMA("f16");
+    else
+        SG_MMA("bf16");
+}
+#undef SG_MMA
+
+template <int NT>
+__device__ __forceinline__ void sg_zero(float (&v)[NT][4])
+{
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            v[nt][i] = 0.0f;
+}
+
+/* v[u] = chunk j0 + u of the warp's run (lane's 16 bytes), for j0 + u < nch. */
+__device__ __forceinline__ void sg_load(uint4 (&v)[SG_UNR], const uint4 *wp, int j0, int nch)
+{
+#pragma unroll
+    for (int u = 0; u < SG_UNR; u++)
+        v[u] = j0 + u < nch ? ld_stream(wp + (size_t)(j0 + u) * 32) : make_uint4(0, 0, 0, 0);
+}
+
+/* The group of 32-input half h2 (of the row) as a.hpg, a.hpg_log2 say. */
+__device__ __forceinline__ int sg_group(const sg_args &a, int h2)
+{
+    return a.groups == 1 ? 0 : a.hpg_log2 >= 0 ? h2 >> a.hpg_log2 : h2 / a.hpg;
+}
+
+/* Chunk c (64 inputs) of the warp's tile into tot. MG 1: the chunk lies in one group; 2: its
+ * two 32-input halves are scaled apart (groups of 32, or of a size not a multiple of 64).
+ * mt: the tile's scale table at row g (sg_stage_meta's); xb: x rows of stride xst (shared
+ * memory or global, 4-byte aligned). */
+template <typename T, int NT, int MG, bool XS>
+__device__ __forceinline__ void sg_chunk(const sg_args &a, const uint4 &v, int c,
+                                         const uint4 *mt, const T *__restrict__ xb, int xst,
+                                         int lane, float (&tot)[NT][4])
+{
+    const int g = lane >> 2, t = lane & 3;
+    const uint32_t words[4] = { v.x, v.y, v.z, v.w };
+#pragma unroll
+    for (int h = 0; h < MG; h++) {
+        const uint4 m = mt[sg_group(a, 2 * c + h) * 8];
+        const uint32_t z0 = m.z, z8 = m.w;
+        float acc[NT][4];
+        sg_zero<NT>(acc);
+#pragma unroll
+        for (int s = h * 4 / MG; s < (h + 1) * 4 / MG; s++) {
+            /* word s: the 16 x 16 tile of inputs c * 64 + s * 16 (quant_wq_mma.cu's order) */
+            uint32_t A[4];
+            A[0] = sub_pair<T>(nibble_pair<T>(words[s]), z0);
+            A[1] = sub_pair<T>(nibble_pair<T>(words[s] >> 4), z8);
+            A[2] = sub_pair<T>(nibble_pair<T>(words[s] >> 8), z0);
+            A[3] = sub_pair<T>(nibble_pair<T>(words[s] >> 12), z8);
+            const int k0 = c * 64 + s * 16 + 2 * t;
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                const int tok = nt * 8 + g;
+                uint32_t B[2] = { 0u, 0u };
+                if (tok < a.n) {     /* inputs 2t, 2t + 1 and 2t + 8, 2t + 9 of the step */
+                    const uint32_t *xr =
+                        reinterpret_cast<const uint32_t *>(xb + (size_t)tok * xst + k0);
+                    B[0] = XS ? xr[0] : __ldg(xr);
+                    B[1] = XS ? xr[4] : __ldg(xr + 4);
+                }
+                sg_mma<T>(acc[nt], A, B);
+            }
+        }
+        const float s0 = __uint_as_float(m.x), s8 = __uint_as_float(m.y);
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            tot[nt][0] = fmaf(s0, acc[nt][0], tot[nt][0]);
+            tot[nt][1] = fmaf(s0, acc[nt][1], tot[nt][1]);
+            tot[nt][2] = fmaf(s8, acc[nt][2], tot[nt][2]);
+            tot[nt][3] = fmaf(s8, acc[nt][3], tot[nt][3]);
+        }
+    }
+}
+
+/* The cnt (<= SG_UNR) chunks of v, the first chunk c0 of the tile. */
+template <typename T, int NT, int MG, bool XS>
+__device__ __forceinline__ void sg_batch(const sg_args &a, const uint4 (&v)[SG_UNR], int c0,
+                                         int cnt, const uint4 *mt, const T *__restrict__ xb,
+                                         int xst, int lane, float (&tot)[NT][4])
+{
+#pragma unroll
+    for (int u = 0; u < SG_UNR; u++)
+        if (u < cnt)
+            sg_chunk<T, NT, MG, XS>(a, v[u], c0 + u, mt, xb, xst, lane, tot);
+}
+
+/* ms [tpb][groups][8] uint4 = {scale of row g, of row g + 8 (float32 bits), {B + zero} of
+ * row g, of row g + 8 (pairs in T: what the nibble pairs subtract)} from meta [out_pad]
+ * [groups] rows [16 tile0, 16 (tile0 + ntl)), by the whole block, SG_STAGE_UNR loads in
+ * flight a thread: each chunk reads its group's four words in one 16-byte load, ready. */
+template <typename T>
+__device__ __forceinline__ void sg_stage_meta(const sg_args &a, int tile0, int ntl, uint32_t *ms)
+{
+    const int groups = a.groups;
+    wq_stage_meta<SG_STAGE_UNR>(a.meta, groups, tile0, ntl, [&](int r, int gg, __half2 m) {
+        const int rr = r % 16;
+        uint32_t *e = ms + (((r / 16) * groups + gg) * 8 + (rr & 7)) * 4 + (rr >> 3);
+        e[0] = __float_as_uint(__low2float(m));
+        e[2] = pair_of<T>(mma_magic<T>::BIAS + __high2float(m));
+    });
+}
+
+/* NT tiles of 8 tokens (n <= 8 NT); MG as sg_chunk; XM: 0 x read from global memory
+ * (canonical order, 4-byte aligned), 1 staged into shared memory, 2 staged through perm.
+ * Block: SG_WARPS warps, tiles [blockIdx.x tpb, + tpb); warp w takes tile w / ks, chunks
+ * [(w % ks) kpu, + kpu) of it. Shared memory: the scale tables [tpb][groups][8] uint4, the
+ * staged x [n][xst] (XM > 0), the warps' sums [SG_WARPS][NT][4][32] float (ks > 1). */
+template <typename T, int NT, int MG, int XM>
+__global__ void __launch_bounds__(SG_WARPS * 32, SG_BLOCKS_SM)
+wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ b,
+                T *__restrict__ y)
+{
+    extern __shared__ uint4 sg_smem[];
+    char *sm = reinterpret_cast<char *>(sg_smem);
+    const uint4 *ms = reinterpret_cast<const uint4 *>(sm);
+    T *xs = reinterpret_cast<T *>(sm + a.ms_bytes);
+    float *red = reinterpret_cast<float *>(sm + a.ms_bytes + a.xs_bytes);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int tl = warp / a.ks, slice = warp - tl * a.ks;
+    const int tile0 = blockIdx.x * a.tpb, ntl = min(a.tpb, a.tiles - tile0);
+    const int tile = tile0 + tl, kbeg = slice * a.kpu;
+    const int nch = tl < ntl ? max(0, min(a.kq, kbeg + a.kpu) - kbeg) : 0;
+    pdl_trigger();
+
+    /* weights and scales: never written by a step, asked for before the previous kernel
+     * ends */
+    const uint4 *wp = a.w + ((size_t)tile * a.kq + kbeg) * 32 + lane;
+    uint4 va[SG_UNR], vb[SG_UNR];
+    sg_load(va, wp, 0, nch);
+    sg_load(vb, wp, SG_UNR, nch);
+    sg_stage_meta<T>(a, tile0, ntl, reinterpret_cast<uint32_t *>(sm));
+    pdl_wait();
+    if (XM > 0)
+        wq_stage_x<T, XM == 2, SG_STAGE_UNR>(x, a.perm, a.n, a.in, 0, a.in, a.xvec, xs, a.xst);
+    __syncthreads();
+
+    float tot[NT][4];
+    sg_zero<NT>(tot);
+    const uint4 *mt = ms + (size_t)(tl < ntl ? tl : 0) * a.groups * 8 + (lane >> 2);
+    const T *xb = XM > 0 ? xs : x;
+    const int xst = XM > 0 ? a.xst : a.in;
+    const int nb = (nch + SG_UNR - 1) / SG_UNR;
+    /* two register buffers, both filled before the previous kernel ended: a buffer is
+     * refilled as soon as it has been computed, while the other one's loads land */
+    for (int bi = 0; bi < nb; bi += 2) {
+        sg_batch<T, NT, MG, XM != 0>(a, va, kbeg + bi * SG_UNR, nch - bi * SG_UNR, mt, xb, xst,
+                                     lane, tot);
+        if (bi + 2 < nb)
+            sg_load(va, wp, (bi + 2) * SG_UNR, nch);
+        if (bi + 1 < nb)
+            sg_batch<T, NT, MG, XM != 0>(a, vb, kbeg + (bi + 1) * SG_UNR,
+                                         nch - (bi + 1) * SG_UNR, mt, xb, xst, lane, tot);
+        if (bi + 3 < nb)
+            sg_load(vb, wp, (bi + 3) * SG_UNR, nch);
+    }
+
+    if (a.ks > 1) {                  /* the tile's slices meet: slice 0 adds them in order */
+        float *rw = red + (size_t)warp * NT * 4 * 32;
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                rw[(nt * 4 + i) * 32 + lane] = tot[nt][i];
+        __syncthreads();
+        if (slice != 0)
+            return;
+        for (int s = 1; s < a.ks; s++)
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+                    tot[nt][i] += rw[((size_t)s * NT * 4 + nt * 4 + i) * 32 + lane];
+    }
+    if (tl >= ntl)
+        return;
+    wq_store_tile<T, NT>(tot, tile, lane, a.out, a.n, b, y);
+}
+
+/* ---- host side ------------------------------------------------------------------------------ */
+/* What the context's device allows a block, asked once a device: the shared memory that
+ * still lets SG_BLOCKS_SM blocks share an SM. */
+static int sg_smem_budget(const struct pgd_cuda_ctx *c)
+{
+    static int budget[64];
+    if (c->device < 0 || c->device >= 64)
+        return 48 << 10;
+    int *b = &budget[c->device];
+    if (!*b) {
+        int optin = 0, per_sm = 0;
+        if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, c->device) !=
+            cudaSuccess)
+            optin = 48 << 10;
+        if (cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor,
+                                   c->device) != cudaSuccess)
+            per_sm = 2 * (48 << 10);
+        const int share = per_sm / SG_BLOCKS_SM - (1 << 10);   /* 1 KB: the system's a block */
+        *b = optin < share ? optin : share;
+    }
+    return *b;
+}
+
+static size_t sg_round16(size_t v) { return (v + 15) / 16 * 16; }
+
+/* The launch for n (<= 16) rows: the split, the shared memory, whether x is staged. false:
+ * the layer's scale tables leave no room (the caller takes another GEMV). */
+struct sg_plan {
+    sg_args a;
+    int nt;                          /* token tiles: 1 (n <= 8) or 2 */
+    int mg;                          /* 1: chunks inside one group; 2: halves apart */
+    bool xs;                         /* x staged in shared memory */
+    size_t smem;
+};
+
+static bool sg_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n,
+                         struct sg_plan *p)
+{
+    sg_args &a = p->a;
+    a = sg_args{};
+    a.w = reinterpret_cast<const uint4 *>(w->w);
+    a.meta = w->meta;
+    a.kq = w->in / 64;
+    a.groups = w->groups;
+    a.hpg = w->group_size / 32;
+    a.hpg_log2 = (a.hpg & (a.hpg - 1)) == 0 ? __builtin_ctz((unsigned)a.hpg) : -1;
+    a.tiles = w->out_pad / 16;
+    a.in = w->in;
+    a.out = w->out;
+    a.n = n;
+    p->nt = n > 8 ? 2 : 1;
+    p->mg = w->group_size % 64 == 0 ? 1 : 2;
+    /* the largest split that keeps every block on the chip at once (every warp at least one
+     * chunk); past the chip's slots even at ks 1, several waves of whole tiles */
+    const int slots = SG_BLOCKS_SM * (c->sm_count > 0 ? c->sm_count : 1);
+    a.ks = 1;
+    for (int ks = SG_WARPS; ks > 1; ks /= 2)
+        if (ks <= a.kq && (a.tiles + SG_WARPS / ks - 1) / (SG_WARPS / ks) <= slots) {
+            a.ks = ks;
+            break;
+        }
+    /* fewer tiles a block where their scale tables would not fit (long rows, small groups) */
+    const size_t budget = (size_t)sg_smem_budget(c);
+    const size_t tile_ms = (size_t)a.groups * 8 * sizeof(uint4);
+    const size_t red_ks = (size_t)SG_WARPS * p->nt * 4 * 32 * sizeof(float);
+    while (a.ks < SG_WARPS && a.ks * 2 <= a.kq &&
+           (SG_WARPS / a.ks) * tile_ms + (a.ks > 1 ? red_ks : 0) > budget)
+        a.ks *= 2;
+    a.tpb = SG_WARPS / a.ks;
+    a.kpu = (a.kq + a.ks - 1) / a.ks;
+    a.xst = w->in + SG_XPAD;
+    a.ms_bytes = (int)sg_round16((size_t)a.tpb * tile_ms);
+    const size_t red = a.ks > 1 ? red_ks : 0;
+    const size_t xsb = sg_round16((size_t)n * a.xst * 2);
+    if (a.ms_bytes + red > budget)
+        return false;
+    p->xs = a.ms_bytes + red + xsb <= budget;
+    a.xs_bytes = p->xs ? (int)xsb : 0;
+    p->smem = a.ms_bytes + a.xs_bytes + red;
+    return true;
+}
+
+/* One launch: the kernel for NT, MG, XM, its shared-memory limit raised past the default
+ * 48 KB once on each device that needs it (a per-device attribute). */
+template <typename T, int NT, int MG, int XM>
+static cudaError_t sg_launch(struct pgd_cuda_ctx *c, const sg_plan &p, const T *x, const T *b,
+                             T *y)
+{
+    static uint64_t raised;          /* bit d: done on device d (devices 0..63) */
+    const uint64_t bit = c->device >= 0 && c->device < 64 ? 1ull << c->device : 0;
+    if (p.smem > (48 << 10) && !(raised & bit)) {
+        cudaError_t e = cudaFuncSetAttribute(wq_sgemv_kernel<T, NT, MG, XM>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             sg_smem_budget(c));
+        if (e != cudaSuccess)
+            return e;
+        raised |= bit;
+    }
+    cudaLaunchConfig_t cfg;
+    cudaLaunchAttribute attr[2];
+    pgd_cuda__wq_launch_cfg(c, dim3((p.a.tiles + p.a.tpb - 1) / p.a.tpb), dim3(SG_WARPS * 32),
+                            p.smem, dim3(1), &cfg, attr);
+    return cudaLaunchKernelEx(&cfg, wq_sgemv_kernel<T, NT, MG, XM>, p.a, x, b, y);
+}
+
+template <typename T, int NT, int MG>
+static cudaError_t sg_launch_xm(struct pgd_cuda_ctx *c, const sg_plan &p, const T *x, const T *b,
+                                T *y)
+{
+    if (!p.xs)
+        return sg_launch<T, NT, MG, 0>(c, p, x, b, y);
+    return p.a.perm ? sg_launch<T, NT, MG, 2>(c, p, x, b, y)
+                    : sg_launch<T, NT, MG, 1>(c, p, x, b, y);
+}
+
+template <typename T>
+static int sg_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const T *x, const int32_t *perm,
+                   int n, const struct pgd_cuda_wq *w, const T *b, T *y, char *err,
+                   size_t errlen)
+{
+    for (int r0 = 0; r0 < n; r0 += 16) {
+        const int rows = n - r0 < 16 ? n - r0 : 16;
+        sg_plan p;
+        if (!sg_make_plan(c, w, rows, &p))
+            return pgd_cuda_failf(err, errlen, "W4A16 streaming GEMV [%d, %d], group %d: the "
+                                  "scale tables exceed shared memory", w->out, w->in,
+                                  w->group_size);
+        const T *xr = x + (size_t)r0 * w->in;
+        T *yr = y + (size_t)r0 * w->out;
+        if (p.xs) {
+            p.a.perm = perm;
+            p.a.xvec = (uintptr_t)xr % 16 == 0;
+        } else if (perm || (uintptr_t)xr % 4 != 0) {
+            /* x read from global memory: act-order or misaligned x gathered first */
+            if (pgd_cuda__qstage_x(c, dt, xr, perm, rows, w->in, c->qscratch, err, errlen))
+                return 1;
+            xr = (const T *)c->qscratch;
+        }
+        cudaError_t e;
+        if (p.nt == 1)
+            e = p.mg == 1 ? sg_launch_xm<T, 1, 1>(c, p, xr, b, yr)
+                          : sg_launch_xm<T, 1, 2>(c, p, xr, b, yr);
+        else
+            e = p.mg == 1 ? sg_launch_xm<T, 2, 1>(c, p, xr, b, yr)
+                          : sg_launch_xm<T, 2, 2>(c, p, xr, b, yr);
+        if (e != cudaSuccess)
+            return pgd_cuda_failf(err, errlen, "W4A16 streaming GEMV x [%d, %d] -> %d (rows "
+                                  "%d..%d, %d warps a tile, %zu bytes of shared memory): %s", n,
+                                  w->in, w->out, r0, r0 + rows - 1, p.a.ks, p.smem,
+                                  cudaGetErrorString(e));
+    }
+    return 0;
+}
+
+/* Which decode GEMV the environment asks for: PGD_CUDA_WQ_GEMV=old takes quant_wq_gemv.cu's
+ * (read once). */
+static bool sg_env_on(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("PGD_CUDA_WQ_GEMV");
+        on = !(e && !strcmp(e, "old"));
+    }
+    return on != 0;
+}
+
+bool pgd_cuda__wq_sgemv_fits(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w)
+{
+    sg_plan p;
+    return sg_env_on() && w->mma && w->group_size % 32 == 0 && sg_make_plan(c, w, 16, &p);
+}
+
+void pgd_cuda__wq_sgemv_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n,
+                             char *buf, size_t len)
+{
+    sg_plan p;
+    if (sg_make_plan(c, w, n < 16 ? n : 16, &p))
+        snprintf(buf, len, "gemv/s%d%s", p.a.ks, p.xs ? "" : "g");
+    else
+        snprintf(buf, len, "gemv");
+}
+
+int pgd_cuda__wq_sgemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                       const int32_t *perm, int n, const struct pgd_cuda_wq *w, const void *b,
+                       void *y, char *err, size_t errlen)
+{
+    if (dt == PGD_DTYPE_BF16)
+        return sg_gemv<__nv_bfloat16>(c, dt, (const __nv_bfloat16 *)x, perm, n, w,
+                                      (const __nv_bfloat16 *)b, (__nv_bfloat16 *)y, err, errlen);
+    return sg_gemv<__half>(c, dt, (const __half *)x, perm, n, w, (const __half *)b, (__half *)y,
+                           err, errlen);
+}
