@@ -764,12 +764,10 @@ GPU_TEST(decode_kernel_pair_shapes_forced)
         decode_case("pair shapes, b37 ragged", 32, 8, 128, 16, 0, 37, 300, 1),
         decode_case("pair shapes, b512 ragged up to 200", 8, 2, 128, 16, 0, 512, 200, 1),
     };
-    uint64_t step = 2600;
     for (int w = 0; w < 3; w++) {
         setenv("PGD_CUDA_DECODE_WARPS", PAIR_WARPS[w], 1);
-        for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
-            for (int f8 = 0; f8 < 2; f8++, step += 2)
-                check_path_kv(cs[i], PGD_CUDA_ATTN_AUTO, step, f8);
+        check_decode_cases((const struct attn_case *const *)cs, sizeof cs / sizeof cs[0],
+                           2600 + 40 * w);
     }
     unsetenv("PGD_CUDA_DECODE_WARPS");
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
@@ -814,10 +812,7 @@ GPU_TEST(decode_kernel_default_shapes_match_cpu_and_repeat)
         decode_case("default shape, b128 up to 256", 32, 8, 128, 16, 0, 128, 255, 1),
     };
     unsetenv("PGD_CUDA_DECODE_WARPS");
-    unsetenv("PGD_CUDA_DECODE_ATTN");
-    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
-        for (int f8 = 0; f8 < 2; f8++)
-            check_path_kv(cs[i], PGD_CUDA_ATTN_AUTO, 2900 + 4 * i + 2 * f8, f8);
+    check_decode_cases((const struct attn_case *const *)cs, sizeof cs / sizeof cs[0], 2900);
     struct batch b;
     batch_make(&b, PGD_DTYPE_BF16, cs[0]);
     float *r1 = batch_run(&b, PGD_CUDA_ATTN_AUTO, 2950, 0, 0, NULL);
