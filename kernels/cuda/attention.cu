@@ -316,8 +316,8 @@ static bool head_dim_ok(int D)
 /* Whether rows that are their sequence's only query token go to a decode kernel
  * (attention_decode.cu) rather than with the general items. The tensor-core decode kernel
  * (attention_decode_mma.cu: BF16/F16, head_dim 64 / 128, up to 16 query heads a KV head)
- * takes them all: one block a (row, KV head, split) with all the group's heads, 16-key tiles
- * a warp in a cp.async pipeline of its own. Elsewhere the SIMT decode kernel (one lane a key)
+ * takes them all: (row, KV head) pairs with all the group's heads, 1, 2 or 4 pairs a block
+ * (attention_decode_plan.cu), 16-key tiles a warp in a cp.async pipeline of its own. Elsewhere the SIMT decode kernel (one lane a key)
  * against the general kernels: with the general items on the FMA kernel it always serves them
  * better; against the tensor-core kernel (`pagoda bench attention` on an H100, Llama-3-8B
  * heads; docs/PERFORMANCE.md) it wins only for one or two sequences up to 2048 keys, or 128
@@ -454,7 +454,7 @@ static int plan_items(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, int
 struct attn_plan {
     item_counts n;
     split_plan gen;                  /* the general kernel's */
-    int dec_splits, dec_split_len;   /* the decode kernel's */
+    pgd__dec_plan dec;               /* the decode kernel's */
     size_t gen_bytes, dec_bytes;     /* scratch: [gen_bytes][dec_bytes] */
 };
 
@@ -471,11 +471,10 @@ static attn_plan plan_attention(const struct pgd_cuda_ctx *c, const struct pgd_c
                        ? ((size_t)a->n_tokens * p->n_heads * ap.gen.n_splits * (D + 2) * 4 + 255) /
                              256 * 256
                        : 0;
-    ap.dec_splits = 1;
-    ap.dec_split_len = INT_MAX / 2;
+    ap.dec = pgd__dec_plan{ PGD__DEC_NONE, 1, INT_MAX / 2, 4 };
     if (ap.n.n_dec > 0)
-        pgd__attn_decode_plan(c, a, ap.n.n_dec, &ap.dec_splits, &ap.dec_split_len);
-    ap.dec_bytes = pgd__attn_decode_scratch(ap.n.n_dec, p->n_heads, D, ap.dec_splits);
+        pgd__attn_decode_plan(c, a, ap.n.n_dec, &ap.dec);
+    ap.dec_bytes = pgd__attn_decode_scratch(ap.n.n_dec, p->n_heads, D, ap.dec.n_splits);
     return ap;
 }
 
@@ -553,7 +552,7 @@ extern "C" int pgd_cuda_attention(struct pgd_cuda_ctx *c, const struct pgd_cuda_
     attn_plan ap = plan_attention(c, a, hq, tq, dec);
     if ((ap.gen_bytes + ap.dec_bytes) > 0 && !scratch)
         return pgd_cuda_failf(err, errlen, "attention: %d + %d context splits need scratch",
-                              ap.gen.n_splits, ap.dec_splits);
+                              ap.gen.n_splits, ap.dec.n_splits);
     if (ap.n.n_gen > 0 && mma) {
         if (pgd__attn_mma_run(c, a, items, ap.n.n_gen, ap.gen.n_splits, ap.gen.split_len,
                               (float *)scratch, err, errlen))
@@ -602,8 +601,7 @@ extern "C" int pgd_cuda_attention(struct pgd_cuda_ctx *c, const struct pgd_cuda_
                           ap.gen.n_splits);
     }
     if (ap.n.n_dec > 0)
-        return pgd__attn_decode(c, a, items + ap.n.n_gen, ap.n.n_dec, ap.dec_splits,
-                                ap.dec_split_len,
+        return pgd__attn_decode(c, a, items + ap.n.n_gen, ap.n.n_dec, &ap.dec,
                                 scratch ? (float *)((char *)scratch + ap.gen_bytes) : NULL, err,
                                 errlen);
     return 0;

@@ -10,8 +10,11 @@
  * dimensions of every head: the tile's values are read one key row at a time by the whole
  * warp (coalesced), eight rows in flight, and each key's probabilities come from its
  * lane by shuffle. The warps' (max, sum, accumulators) merge in shared memory; with
- * context splits each block writes its partial and attn_decode_combine_kernel merges the
- * splits (flash-decoding).
+ * context splits each block writes its partial and attn_decode_merge_kernel merges the
+ * splits (flash-decoding), for this kernel and the tensor-core one.
+ *
+ * Also here: pgd__attn_decode, the decode rows' entry point (either kernel on the plan of
+ * attention_decode_plan.cu, then the merge).
  *
  * An FP8 cache (kv_fp8.cuh): the kernel's cache element C is e4m3, so a key row is D bytes
  * (16 keys' dims a 16-byte load) and a lane's value dims D/32 bytes; the bytes become f16
@@ -20,7 +23,6 @@
 #include "kernels/cuda/attention_decode.cuh"
 #include "kernels/cuda/attention_internal.cuh"
 #include "kernels/cuda/kv_fp8.cuh"
-#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,20 +31,8 @@
 
 #define DEC_WARPS 4
 #define DEC_THREADS (32 * DEC_WARPS)
-#define DEC_SPLIT_MIN 128            /* keys a split covers at least: a tile for each warp */
 #define FULL_MASK 0xffffffffu
 
-struct dec_params {
-    const void *q;                   /* [n_tokens, H, D] */
-    void *out;                       /* [n_tokens, H, D] */
-    const void *kc, *vc;             /* [slots, KV, D] */
-    const int32_t *block_tables, *positions;
-    const int4 *items;               /* {seq, token, 1, 0} [n_items] */
-    float *part;                     /* [n_items, H, n_splits, D + 2] when n_splits > 1 */
-    int block_size, max_blocks, H, KV, group, window, n_splits, split_len;
-    float scale_log2;                /* scale * log2(e) (* k_scale): softmax in base 2 */
-    float v_scale;                   /* FP8 cache: the output's factor */
-};
 
 /* Two 16-bit floats packed in a 32-bit word, as float2. */
 template <typename T> __device__ __forceinline__ float2 word_f2(uint32_t w);
@@ -91,7 +81,7 @@ __device__ __forceinline__ void load_v(const C *p, uint32_t (&w)[DL / 2])
 
 /* G: query heads per KV head rounded up to 1, 2, 4 or 8 (rows g >= group are idle). */
 template <typename T, typename C, int D, int G>
-__global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const dec_params p)
+__global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const pgd__dec_params p)
 {
     constexpr bool F8 = kv_fp8_t<C>::value;
     typedef typename std::conditional<F8, __half, T>::type W;   /* the words' dtype */
@@ -280,7 +270,8 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const dec_para
     }
 }
 
-/* Merges the splits of one (item, head): weights 2^(m_s - M). */
+/* Merges the splits of one (item, head), one thread a dim, every split in turn: the merge
+ * of before, kept for comparison (PGD_CUDA_DECODE_MERGE=serial). */
 template <typename T, int D>
 __global__ void attn_decode_combine_kernel(const float *part, const int4 *items, int H,
                                            int n_splits, T *out)
@@ -290,6 +281,88 @@ __global__ void attn_decode_combine_kernel(const float *part, const int4 *items,
     const int i = blockIdx.x, h = blockIdx.y, t = items[i].y;
     attn_merge_splits<T>(part + ((int64_t)i * H + h) * n_splits * (D + 2), n_splits, D,
                          out + ((int64_t)t * H + h) * D);
+}
+
+/* Merges the splits of one (item, head) (block: 256 threads) with many loads in flight:
+ * a thread a split finds the block's max and the weights 2^(m_s - M) (shared memory: w
+ * [n_splits]) and the denominator; then thread (column, share) sums float2 column `column`
+ * over the splits share, share + SHARES, ... (unrolled, so several splits' loads are in
+ * flight at once), and the shares add up through shared memory (sum [SHARES][D]). A split
+ * that saw no key (sum 0) weighs 0. Dynamic shared memory: (n_splits + SHARES * D) floats. */
+#define MERGE_THREADS 256
+template <typename T, int D>
+__global__ void __launch_bounds__(MERGE_THREADS)
+attn_decode_merge_kernel(const float *part, const int4 *items, int H, int n_splits, T *out)
+{
+    constexpr int COLS = D / 2, SHARES = MERGE_THREADS / COLS;
+    static_assert(MERGE_THREADS % COLS == 0, "whole shares");
+    extern __shared__ float msm[];
+    __shared__ float red[MERGE_THREADS / 32];
+    float *w = msm, *sum = msm + n_splits;
+
+    pdl_trigger();
+    pdl_wait();
+    const int i = blockIdx.x, h = blockIdx.y, tid = threadIdx.x, lane = tid & 31;
+    const float *pp = part + ((int64_t)i * H + h) * n_splits * (D + 2);
+    float M = -INFINITY;
+    for (int s = tid; s < n_splits; s += MERGE_THREADS)
+        if (pp[s * (D + 2) + D + 1] > 0.0f)
+            M = fmaxf(M, pp[s * (D + 2) + D]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        M = fmaxf(M, __shfl_xor_sync(FULL_MASK, M, o));
+    if (lane == 0)
+        red[tid >> 5] = M;
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < MERGE_THREADS / 32; k++)
+        M = fmaxf(M, red[k]);
+    float den = 0.0f;
+    for (int s = tid; s < n_splits; s += MERGE_THREADS) {
+        const float l = pp[s * (D + 2) + D + 1];
+        const float ws = l > 0.0f ? exp2f(pp[s * (D + 2) + D] - M) : 0.0f;
+        w[s] = ws;
+        den += ws * l;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        den += __shfl_xor_sync(FULL_MASK, den, o);
+    __syncthreads();                                    /* red read, w written */
+    if (lane == 0)
+        red[tid >> 5] = den;
+    __syncthreads();
+    den = 0.0f;
+#pragma unroll
+    for (int k = 0; k < MERGE_THREADS / 32; k++)
+        den += red[k];
+
+    const int col = tid % COLS, share = tid / COLS;
+    float2 num = make_float2(0.0f, 0.0f);
+#pragma unroll 8
+    for (int s = share; s < n_splits; s += SHARES) {
+        const float ws = w[s];
+        const float2 v = *reinterpret_cast<const float2 *>(pp + s * (D + 2) + 2 * col);
+        if (ws > 0.0f) {
+            num.x += ws * v.x;
+            num.y += ws * v.y;
+        }
+    }
+    T *o = out + ((int64_t)items[i].y * H + h) * D;
+    if (SHARES == 1) {
+        o[2 * col] = from_f<T>(den > 0.0f ? num.x / den : 0.0f);
+        o[2 * col + 1] = from_f<T>(den > 0.0f ? num.y / den : 0.0f);
+        return;
+    }
+    sum[share * D + 2 * col] = num.x;
+    sum[share * D + 2 * col + 1] = num.y;
+    __syncthreads();
+    for (int d = tid; d < D; d += MERGE_THREADS) {
+        float x = 0.0f;
+#pragma unroll
+        for (int k = 0; k < SHARES; k++)
+            x += sum[k * D + d];
+        o[d] = from_f<T>(den > 0.0f ? x / den : 0.0f);
+    }
 }
 
 static int group_rounded(int group)
@@ -302,93 +375,26 @@ bool pgd__attn_decode_ok(int head_dim, int group)
     return (head_dim == 64 || head_dim == 128 || head_dim == 256) && group_rounded(group) > 0;
 }
 
-/* PGD_CUDA_DECODE_ATTN, or "" without it. */
-static const char *decode_env(void)
+/* PGD_CUDA_DECODE_MERGE=serial: the merge of before (read at every call). */
+static bool env_serial_merge(void)
 {
-    const char *e = getenv("PGD_CUDA_DECODE_ATTN");
-    return e ? e : "";
-}
-
-bool pgd__attn_decode_forced(void)
-{
-    const char *e = decode_env();
-    return !strcmp(e, "1") || !strcmp(e, "simt");
-}
-
-int pgd__attn_decode_kernel(const struct pgd_cuda_attn *a)
-{
-    const struct pgd_attn_params *p = &a->p;
-    if (p->n_kv_heads <= 0 || p->n_heads % p->n_kv_heads)
-        return PGD__DEC_NONE;
-    const int group = p->n_heads / p->n_kv_heads;
-    const char *e = decode_env();
-    if (!strcmp(e, "0"))
-        return PGD__DEC_NONE;
-    if (strcmp(e, "simt") && pgd__attn_decode_mma_ok(a->dtype, p->head_dim, group))
-        return PGD__DEC_MMA;
-    return pgd__attn_decode_ok(p->head_dim, group) ? PGD__DEC_SIMT : PGD__DEC_NONE;
-}
-
-/* split_len for n splits of max_len keys, a multiple of `round`; *n_splits as that gives. */
-static void split_evenly(int max_len, int n, int round, int *n_splits, int *split_len)
-{
-    *n_splits = 1;
-    *split_len = INT_MAX / 2;
-    if (n <= 1)
-        return;
-    int len = (max_len + n - 1) / n;
-    len = (len + round - 1) / round * round;
-    if ((max_len + len - 1) / len > 1) {
-        *split_len = len;
-        *n_splits = (max_len + len - 1) / len;
-    }
-}
-
-/* The tensor-core kernel's splits, each at least DM_SPLIT_MIN keys (four 16-key tiles a
- * warp): a batch short of one wave of blocks (`slots`: blocks an SM as its occupancy gives,
- * times the SMs) is split to fill the wave; a batch of a wave or more is not split (no
- * partials, no merge kernel). Splitting such a batch further to fill its last wave lost on
- * the H200 (8B heads, bf16: 256 rows x 512 keys 3,272 GB/s split in two, against 3,532 at
- * 128 rows unsplit). */
-#define DM_SPLIT_MIN 256
-static int mma_split_count(int blocks, int slots, int max_len)
-{
-    return blocks < slots ? std::min(slots / blocks, max_len / DM_SPLIT_MIN) : 1;
-}
-
-/* The tensor-core kernel: mma_split_count. The SIMT kernel: enough splits for two blocks an
- * SM, of 128+ keys. Both keep the partials within 64 MiB. */
-void pgd__attn_decode_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
-                           int n_items, int *n_splits, int *split_len)
-{
-    const struct pgd_attn_params *ap = &a->p;
-    const int blocks = std::max(n_items * ap->n_kv_heads, 1), max_len = a->max_seq_len;
-    const int kind = pgd__attn_decode_kernel(a);
-    int n, round;
-    if (kind == PGD__DEC_MMA) {
-        n = mma_split_count(blocks, std::max(c->sm_count * pgd__attn_decode_mma_occupancy(c, a), 1),
-                            max_len);
-        round = 64;
-    } else {
-        n = std::min((2 * c->sm_count + blocks - 1) / blocks, max_len / DEC_SPLIT_MIN);
-        round = 32;
-    }
-    const int64_t per_split = (int64_t)std::max(n_items, 1) * ap->n_heads * (ap->head_dim + 2) * 4;
-    n = (int)std::min<int64_t>(n, ((int64_t)64 << 20) / per_split);
-    split_evenly(max_len, n, round, n_splits, split_len);
-}
-
-size_t pgd__attn_decode_scratch(int n_items, int n_heads, int head_dim, int n_splits)
-{
-    return n_splits > 1 ? (size_t)n_items * n_heads * n_splits * (head_dim + 2) * 4 : 0;
+    const char *e = getenv("PGD_CUDA_DECODE_MERGE");
+    return e && !strcmp(e, "serial");
 }
 
 template <typename T, int D>
 static void combine(struct pgd_cuda_ctx *c, const float *part, const int4 *items, int n_items,
                     int H, int n_splits, void *out)
 {
-    pgd_cuda_launch(c, attn_decode_combine_kernel<T, D>, dim3(n_items, H), std::min(D, 128),
-                    part, items, H, n_splits, (T *)out);
+    if (env_serial_merge()) {
+        pgd_cuda_launch(c, attn_decode_combine_kernel<T, D>, dim3(n_items, H), std::min(D, 128),
+                        part, items, H, n_splits, (T *)out);
+        return;
+    }
+    constexpr int SHARES = MERGE_THREADS / (D / 2);
+    const size_t smem = (size_t)(n_splits + SHARES * D) * sizeof(float);
+    pgd_cuda_launch_smem(c, attn_decode_merge_kernel<T, D>, dim3(n_items, H), MERGE_THREADS,
+                         smem, part, items, H, n_splits, (T *)out);
 }
 
 /* Merges the n_splits partials of every (item, head) into out. */
@@ -412,102 +418,63 @@ static void combine_dt(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int D, const f
     }
 }
 
-template <typename T, typename C, int D, int G>
-static void launch(struct pgd_cuda_ctx *c, const dec_params &p, int n_items)
-{
-    dim3 grid(n_items, p.KV, p.n_splits);
-    pgd_cuda_launch(c, attn_decode_kernel<T, C, D, G>, grid, DEC_THREADS, p);
-}
-
+/* The SIMT kernel on p: G, the group rounded up (1, 2, 4, 8); grid (items, KV, splits). */
 template <typename T, typename C, int D>
-static void launch_g(struct pgd_cuda_ctx *c, const dec_params &p, int n_items)
+static cudaError_t launch_simt_d(struct pgd_cuda_ctx *c, const pgd__dec_params &p)
 {
+    const dim3 grid(p.n_items, p.KV, p.n_splits);
     switch (group_rounded(p.group)) {
-    case 1: launch<T, C, D, 1>(c, p, n_items); break;
-    case 2: launch<T, C, D, 2>(c, p, n_items); break;
-    case 4: launch<T, C, D, 4>(c, p, n_items); break;
-    default: launch<T, C, D, 8>(c, p, n_items); break;
+    case 1: return pgd_cuda_launch(c, attn_decode_kernel<T, C, D, 1>, grid, DEC_THREADS, p);
+    case 2: return pgd_cuda_launch(c, attn_decode_kernel<T, C, D, 2>, grid, DEC_THREADS, p);
+    case 4: return pgd_cuda_launch(c, attn_decode_kernel<T, C, D, 4>, grid, DEC_THREADS, p);
+    default: return pgd_cuda_launch(c, attn_decode_kernel<T, C, D, 8>, grid, DEC_THREADS, p);
     }
 }
 
-template <typename T, typename C>
-static void launch_d(struct pgd_cuda_ctx *c, int D, const dec_params &p, int n_items)
+static cudaError_t run_simt(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
+                            const pgd__dec_params &p)
 {
-    switch (D) {
-    case 64: launch_g<T, C, 64>(c, p, n_items); break;
-    case 128: launch_g<T, C, 128>(c, p, n_items); break;
-    default: launch_g<T, C, 256>(c, p, n_items); break;
-    }
-}
-
-/* The SIMT kernel over the items. */
-static void run_simt(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, const int4 *items,
-                     int n_items, int n_splits, int split_len, float *scratch)
-{
-    const struct pgd_attn_params *ap = &a->p;
-    const int D = ap->head_dim;
-    dec_params p;
-    p.q = a->q;
-    p.out = a->out;
-    p.kc = a->k_cache;
-    p.vc = a->v_cache;
-    p.block_tables = a->block_tables;
-    p.positions = a->positions;
-    p.items = items;
-    p.part = scratch;
-    p.block_size = a->block_size;
-    p.max_blocks = a->max_blocks;
-    p.H = ap->n_heads;
-    p.KV = ap->n_kv_heads;
-    p.group = ap->n_heads / ap->n_kv_heads;
-    p.window = ap->sliding_window;
-    p.n_splits = n_splits;
-    p.split_len = split_len;
-    p.scale_log2 = ap->scale * 1.4426950408889634f;
-    p.v_scale = 1.0f;
-    if (a->kv_fp8) {
-        p.scale_log2 *= a->kv_fp8->k_scale;
-        p.v_scale = a->kv_fp8->v_scale;
-    }
-    if (a->dtype == PGD_DTYPE_BF16 && a->kv_fp8)
-        launch_d<__nv_bfloat16, kv_e4m3>(c, D, p, n_items);
-    else if (a->dtype == PGD_DTYPE_BF16)
-        launch_d<__nv_bfloat16, __nv_bfloat16>(c, D, p, n_items);
-    else if (a->kv_fp8)
-        launch_d<__half, kv_e4m3>(c, D, p, n_items);
-    else
-        launch_d<__half, __half>(c, D, p, n_items);
+    const int D = a->p.head_dim;
+    return pgd__dec_types(a, [&](auto tt, auto ct) {
+        typedef typename decltype(tt)::type T;
+        typedef typename decltype(ct)::type C;
+        return D == 64    ? launch_simt_d<T, C, 64>(c, p)
+               : D == 128 ? launch_simt_d<T, C, 128>(c, p)
+                          : launch_simt_d<T, C, 256>(c, p);
+    });
 }
 
 int pgd__attn_decode(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, const int4 *items,
-                     int n_items, int n_splits, int split_len, float *scratch, char *err,
+                     int n_items, const pgd__dec_plan *pl, float *scratch, char *err,
                      size_t errlen)
 {
     const struct pgd_attn_params *ap = &a->p;
     const int D = ap->head_dim;
     if (n_items == 0)
         return 0;
-    const int kind = pgd__attn_decode_kernel(a);
-    if (kind == PGD__DEC_NONE || (a->dtype != PGD_DTYPE_BF16 && a->dtype != PGD_DTYPE_F16))
+    if (pl->kind == PGD__DEC_NONE || (a->dtype != PGD_DTYPE_BF16 && a->dtype != PGD_DTYPE_F16))
         return pgd_cuda_failf(err, errlen, "attention (decode): %s, head_dim %d with %d query "
                               "heads over %d KV heads has no decode kernel",
                               pgd_cuda_dt(a->dtype), D, ap->n_heads, ap->n_kv_heads);
-    if (n_splits > 1 && !scratch)
+    if (pl->n_splits > 1 && !scratch)
         return pgd_cuda_failf(err, errlen, "attention (decode): %d context splits need scratch",
-                              n_splits);
-    if (kind == PGD__DEC_MMA) {
-        if (pgd__attn_decode_mma_run(c, a, items, n_items, n_splits, split_len, scratch, err,
-                                     errlen))
+                              pl->n_splits);
+    const pgd__dec_params p = pgd__dec_params_of(a, items, n_items, *pl, scratch);
+    if (pl->kind == PGD__DEC_MMA) {
+        if (pgd__attn_decode_mma_run(c, a, p, err, errlen))
             return 1;
     } else {
-        run_simt(c, a, items, n_items, n_splits, split_len, scratch);
+        const cudaError_t e = run_simt(c, a, p);
+        if (e != cudaSuccess)
+            return pgd_cuda_failf(err, errlen, "attention (decode, simt) %s: %s",
+                                  pgd_cuda_dt(a->dtype), cudaGetErrorString(e));
     }
-    if (n_splits > 1)
-        combine_dt(c, a->dtype, D, scratch, items, n_items, ap->n_heads, n_splits, a->out);
+    if (pl->n_splits > 1)
+        combine_dt(c, a->dtype, D, scratch, items, n_items, ap->n_heads, pl->n_splits, a->out);
     PGD_CUDA_LAUNCHED(err, errlen, "attention (decode, %s) %s%s [%d rows, %d heads / %d kv of "
-                      "%d, max len %d, %d splits of %d]",
-                      kind == PGD__DEC_MMA ? "tensor cores" : "simt", pgd_cuda_dt(a->dtype),
+                      "%d, max len %d, %d warps a pair, %d splits of %d]",
+                      pl->kind == PGD__DEC_MMA ? "tensor cores" : "simt", pgd_cuda_dt(a->dtype),
                       a->kv_fp8 ? " (e4m3 cache)" : "", n_items, ap->n_heads, ap->n_kv_heads, D,
-                      a->max_seq_len, n_splits, split_len);
+                      a->max_seq_len, pl->pair_warps, pl->n_splits, pl->split_len);
     return 0;
 }

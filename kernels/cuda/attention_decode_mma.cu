@@ -1,21 +1,27 @@
 /* Attention for decode rows on the tensor cores: one query token of a sequence against its
  * paged K/V, BF16/F16 (cache in the dtype or e4m3), head_dim 64 or 128, up to 16 query heads
- * a KV head. attention_decode.cu plans the context splits, picks this kernel or its SIMT one
- * and merges the splits.
+ * a KV head. attention_decode.cu plans the block shape and the context splits, picks this
+ * kernel or its SIMT one and merges the splits.
  *
  * Decode is a stream of K/V bytes with little math per byte, so the kernel is built around
- * keeping many bytes in flight with few steps between them. A block takes one (row, KV head,
- * context split) and reads each key's K and V row once for all the query heads of the KV
- * head (grouped query). Its keys go by in tiles of 16 (one KV block at block_size 16), tile
- * i of the range to warp i % 4: each warp runs its own pipeline, with no block barrier in
- * the loop: DM_STAGES tiles of K and V in shared memory, filled by cp.async 16 bytes at a time
- * (zeros for keys outside the range), the next tile's slots read from the block table while
- * the current one is in the math. Per tile, the warp's query heads are the 16 rows of an
+ * keeping many bytes in flight with few steps between them. The work is (row, KV head)
+ * pairs, each read once for all the query heads of its KV head (grouped query), and a block
+ * of 4 warps takes 1, 2 or 4 pairs of one context split (pair_warps 4, 2, 1 warps a pair;
+ * pairs are numbered item * KV + KV head, so a block's pairs are neighbouring KV heads of a
+ * row, whose K/V rows lie side by side in the cache). Many short sequences take 4 pairs a
+ * block, a warp each: the block's start-up (item, position, table and Q loads, several
+ * memory latencies) is paid once for 4 pairs, and a warp's keys stream through its pipeline
+ * with no merge at the end (it writes its rows straight from its registers). A pair's keys
+ * go by in tiles of 16 (one KV block at block_size 16), tile i of the range to the pair's
+ * warp i % pair_warps: each warp runs its own pipeline, with no block barrier in the loop:
+ * DM_STAGES tiles of K and V in shared memory, filled by cp.async 16 bytes at a time (zeros
+ * for keys outside the range), the next tile's slots read from the block table while the
+ * current one is in the math. Per tile, the warp's query heads are the 16 rows of an
  * mma.sync m16n8k16 A operand (rows past the group are zero): S = Q K^T (K by ldmatrix),
  * scale and mask in float32, online softmax in base 2, P rounded to the dtype, O += P V (V by
  * ldmatrix.trans), float32 accumulators: the same math as attention_mma.cu's kernel. At the
- * end the four warps' (max, sum, accumulators) merge through shared memory into `out`, or
- * into the split partials [n_items, H, n_splits, D + 2].
+ * end a pair of several warps merges their (max, sum, accumulators) through shared memory
+ * into `out`, or into the split partials [n_items, H, n_splits, D + 2].
  *
  * An e4m3 cache: the tiles are staged as bytes and each warp widens its tile to the dtype in
  * shared memory before the math (e4m3 is exact in both 16-bit dtypes); the K scale is in
@@ -23,13 +29,12 @@
  *
  * Shared memory: 4 warps x DM_STAGES x (K + V) tiles of 16 rows of D + 8 elements (the pad
  * puts the 8 rows an ldmatrix reads in different bank groups): 70 KB at head_dim 128 in
- * bf16, three blocks an SM. sm_80 and later. */
+ * bf16, three blocks an SM, whatever the block's pairs. sm_80 and later. */
 #include "kernels/cuda/attention_decode.cuh"
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/kv_fp8.cuh"
 #include "kernels/cuda/quant_mma.cuh"
 #include <math.h>
-#include <atomic>
 
 #define DM_WARPS 4
 #define DM_THREADS (32 * DM_WARPS)
@@ -37,18 +42,6 @@
 #define DM_STAGES 2                  /* tiles a warp has in shared memory */
 #define DM_FULL 0xffffffffu
 
-struct dm_params {
-    const void *q;                   /* [n_tokens, H, D] */
-    void *out;                       /* [n_tokens, H, D] */
-    const void *kc, *vc;             /* [slots, KV, D] */
-    const int32_t *block_tables, *positions;
-    const int4 *items;               /* {seq, token, 1, 0} [n_items] */
-    float *part;                     /* [n_items, H, n_splits, D + 2] when n_splits > 1 */
-    int block_size, bs_shift;        /* bs_shift: log2(block_size), or -1 */
-    int max_blocks, H, KV, group, window, n_splits, split_len;
-    float scale_log2;                /* scale * log2(e) (* k_scale): softmax in base 2 */
-    float v_scale;                   /* e4m3 cache: the output's factor */
-};
 
 template <typename C, int D> struct dm_shape {
     static constexpr bool F8 = kv_fp8_t<C>::value;
@@ -154,9 +147,53 @@ static __device__ __forceinline__ void dm_tile(const T *kt, const T *vt, int key
     }
 }
 
-/* ---- the kernel ------------------------------------------------------------------------------ */
+/* ---- the end of a pair on one warp ------------------------------------------------------------
+ * A pair of one warp (pair_warps 1) writes its rows from its registers: lane (g, c) holds
+ * rows g (and g + 8 with R2), dims 8n + 2c, +1; l is the row's whole sum. Rows past the group
+ * are padding. The same values as the shared-memory merge of one warp (e = 1). */
+template <typename T, int D, bool R2, bool F8>
+static __device__ __forceinline__ void dm_store_warp(const pgd__dec_params &p,
+                                                     const float (&acc)[D / 8][4],
+                                                     const float (&m)[2], const float (&l)[2],
+                                                     int item, int t, int h0, int split, int lane)
+{
+    const int g = lane >> 2, c = lane & 3;
+    const float vs = F8 ? p.v_scale : 1.0f;
+#pragma unroll
+    for (int hr = 0; hr < (R2 ? 2 : 1); hr++) {
+        const int r = g + 8 * hr;
+        if (r >= p.group)
+            continue;
+        const int h = h0 + r;
+        if (p.n_splits == 1) {
+            T *o = (T *)p.out + ((int64_t)t * p.H + h) * D + 2 * c;
+            const float L = l[hr];
+#pragma unroll
+            for (int n = 0; n < D / 8; n++) {
+                const float x = L > 0.0f ? acc[n][2 * hr] * vs / L : 0.0f;
+                const float y = L > 0.0f ? acc[n][2 * hr + 1] * vs / L : 0.0f;
+                *reinterpret_cast<uint32_t *>(o + n * 8) = pack_pair<T>(x, y);
+            }
+        } else {
+            float *part = p.part + (((int64_t)item * p.H + h) * p.n_splits + split) * (D + 2);
+#pragma unroll
+            for (int n = 0; n < D / 8; n++)
+                *reinterpret_cast<float2 *>(part + n * 8 + 2 * c) =
+                    make_float2(acc[n][2 * hr] * vs, acc[n][2 * hr + 1] * vs);
+            if (c == 0) {
+                part[D] = m[hr];
+                part[D + 1] = l[hr];
+            }
+        }
+    }
+}
+
+/* ---- the kernel ------------------------------------------------------------------------------
+ * Grid (blocks of pairs, n_splits); block 4 warps. Warp w takes pair blockIdx.x * (4 >>
+ * pair_shift) + (w >> pair_shift) (none past the last pair) and its tiles wi, wi +
+ * pair_warps, ... (wi = w % pair_warps) of split blockIdx.y. */
 template <typename T, typename C, int D, bool R2>
-__global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const dm_params p)
+__global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const pgd__dec_params p)
 {
     typedef dm_shape<C, D> S;
     constexpr bool F8 = S::F8;
@@ -166,8 +203,15 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const dm_pa
     pdl_wait();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, c = lane & 3;
-    const int4 item = p.items[blockIdx.x];
-    const int seq = item.x, t = item.y, kvh = blockIdx.y, split = blockIdx.z;
+    const int wp = p.pair_warps, wi = warp & (wp - 1);
+    const int ppb = DM_WARPS >> p.pair_shift;            /* pairs a block */
+    const int n_pairs = p.n_items * p.KV;
+    const int pair_raw = blockIdx.x * ppb + (warp >> p.pair_shift);
+    const bool live = pair_raw < n_pairs;                /* else idle: the grid's last block */
+    const int pair = live ? pair_raw : n_pairs - 1;
+    const int item_i = pair / p.KV, kvh = pair - item_i * p.KV, split = blockIdx.y;
+    const int4 item = p.items[item_i];
+    const int seq = item.x, t = item.y;
     const int h0 = kvh * p.group;
     const int32_t *table = p.block_tables + (int64_t)seq * p.max_blocks;
     const int64_t kv_stride = (int64_t)p.KV * D;         /* between cache slots */
@@ -190,34 +234,34 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const dm_pa
             qf[kk][3] = r1 ? __ldg(q1 + 4) : 0u;
         }
     }
-    /* Without a window the block's keys start at its split's start, whatever the position:
+    /* Without a window the pair's keys start at its split's start, whatever the position:
      * the table entries of its first tiles are read beside the position (not after it),
      * clamped to the row (the entries past the sequence's end are not used). */
     int pre[DM_STAGES];
     {
-        const int key0 = split * p.split_len / DM_KEYS * DM_KEYS + warp * DM_KEYS +
+        const int key0 = split * p.split_len / DM_KEYS * DM_KEYS + wi * DM_KEYS +
                          (lane & (DM_KEYS - 1));
 #pragma unroll
         for (int k = 0; k < DM_STAGES; k++) {
-            const int j = key0 + k * DM_WARPS * DM_KEYS;
+            const int j = key0 + k * wp * DM_KEYS;
             const int blk = min(p.bs_shift >= 0 ? j >> p.bs_shift : j / p.block_size,
                                 p.max_blocks - 1);
             pre[k] = p.window > 0 ? 0 : __ldg(table + blk);
         }
     }
-    /* The block's keys [lo, hi]: the causal limit, the sliding window, the split. */
+    /* The pair's keys [lo, hi]: the causal limit, the sliding window, the split. */
     const int pos = p.positions[t];
     const int first = p.window > 0 ? max(0, pos - p.window + 1) : 0;
     const int lo = max(first, split * p.split_len);
     const int hi = min(pos, split * p.split_len + (p.split_len - 1));
     const int tile0 = lo / DM_KEYS;
     const int n_tiles = lo <= hi ? hi / DM_KEYS - tile0 + 1 : 0;
-    const int nw = n_tiles > warp ? (n_tiles - 1 - warp) / DM_WARPS + 1 : 0;   /* this warp's */
+    const int nw = live && n_tiles > wi ? ((n_tiles - 1 - wi) >> p.pair_shift) + 1 : 0;
 
     /* The cache slot of key (lane % 16) of this warp's tile k, -1 outside [lo, hi]; entry:
      * the key's table entry when already read, else -1. */
     auto tile_slot = [&](int k, int entry) -> int {
-        const int j = (tile0 + warp + k * DM_WARPS) * DM_KEYS + (lane & (DM_KEYS - 1));
+        const int j = (tile0 + wi + k * wp) * DM_KEYS + (lane & (DM_KEYS - 1));
         if (k >= nw || j < lo || j > hi)
             return -1;
         const int blk = p.bs_shift >= 0 ? j >> p.bs_shift : j / p.block_size;
@@ -264,7 +308,7 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const dm_pa
             issue(ahead % DM_STAGES, sl_next);
         cp_async_commit();
         sl_next = tile_slot(k + DM_STAGES, -1);         /* in flight during the math */
-        cp_async_wait<DM_STAGES - 1>();                       /* tile k is in */
+        cp_async_wait<DM_STAGES - 1>();                 /* tile k is in */
         __syncwarp();
         const unsigned char *st = wsm + (k % DM_STAGES) * S::STAGE;
         const T *kt, *vt;
@@ -287,21 +331,26 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const dm_pa
             kt = reinterpret_cast<const T *>(st);
             vt = kt + DM_KEYS * S::ROW;
         }
-        const int key0 = (tile0 + warp + k * DM_WARPS) * DM_KEYS;
+        const int key0 = (tile0 + wi + k * wp) * DM_KEYS;
         dm_tile<T, D, R2>(kt, vt, key0, lo, hi, qf, acc, m, l, p.scale_log2, lane);
         __syncwarp();                                   /* before the stage is refilled */
     }
     cp_async_wait<0>();
-    __syncthreads();
-
-    /* The warps' rows through shared memory: fo[w][row][D], fm / fl [w][row]. */
-    float *fo = reinterpret_cast<float *>(dm_smem);
-    float *fm = fo + DM_WARPS * 16 * D, *fl = fm + DM_WARPS * 16;
 #pragma unroll
     for (int hr = 0; hr < 2; hr++) {
         l[hr] += __shfl_xor_sync(DM_FULL, l[hr], 1);
         l[hr] += __shfl_xor_sync(DM_FULL, l[hr], 2);
     }
+    if (wp == 1) {                                      /* the same for the whole grid */
+        if (live)
+            dm_store_warp<T, D, R2, F8>(p, acc, m, l, item_i, t, h0, split, lane);
+        return;
+    }
+    __syncthreads();
+
+    /* The warps' rows through shared memory: fo[w][row][D], fm / fl [w][row]. */
+    float *fo = reinterpret_cast<float *>(dm_smem);
+    float *fm = fo + DM_WARPS * 16 * D, *fl = fm + DM_WARPS * 16;
     {
         float *mine = fo + warp * 16 * D;
 #pragma unroll
@@ -320,16 +369,21 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const dm_pa
         }
     }
     __syncthreads();
+    /* Element idx of the block's pairs' outputs: pair pp (warps pp * wp ..), row r, dim d. */
     T *out = (T *)p.out;
-    for (int idx = threadIdx.x; idx < p.group * D; idx += DM_THREADS) {
-        const int r = idx / D, d = idx % D;
+    const int per_pair = p.group * D;
+    for (int idx = threadIdx.x; idx < ppb * per_pair; idx += DM_THREADS) {
+        const int pp = idx / per_pair, r = idx % per_pair / D, d = idx % D;
+        const int pr = blockIdx.x * ppb + pp;
+        if (pr >= n_pairs)
+            break;                                      /* idx only grows */
+        const int pi = pr / p.KV, h = (pr - pi * p.KV) * p.group + r;
+        const int w0 = pp * wp;
         float M = -INFINITY, L = 0.0f, O = 0.0f;
-#pragma unroll
-        for (int w = 0; w < DM_WARPS; w++)
+        for (int w = w0; w < w0 + wp; w++)
             if (fl[w * 16 + r] > 0.0f)
                 M = fmaxf(M, fm[w * 16 + r]);
-#pragma unroll
-        for (int w = 0; w < DM_WARPS; w++)
+        for (int w = w0; w < w0 + wp; w++)
             if (fl[w * 16 + r] > 0.0f) {
                 const float e = exp2f(fm[w * 16 + r] - M);
                 L += e * fl[w * 16 + r];
@@ -337,11 +391,11 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const dm_pa
             }
         if constexpr (F8)
             O *= p.v_scale;
-        const int h = h0 + r;
         if (p.n_splits == 1) {
-            out[((int64_t)t * p.H + h) * D + d] = from_f<T>(L > 0.0f ? O / L : 0.0f);
+            const int tp = __ldg(&p.items[pi].y);
+            out[((int64_t)tp * p.H + h) * D + d] = from_f<T>(L > 0.0f ? O / L : 0.0f);
         } else {
-            float *part = p.part + (((int64_t)blockIdx.x * p.H + h) * p.n_splits + split) * (D + 2);
+            float *part = p.part + (((int64_t)pi * p.H + h) * p.n_splits + split) * (D + 2);
             part[d] = O;
             if (d == 0) {
                 part[D] = M;
@@ -358,121 +412,56 @@ bool pgd__attn_decode_mma_ok(enum pgd_dtype dt, int head_dim, int group)
            group >= 1 && group <= 16;
 }
 
-/* Dynamic shared memory above 48 KiB is granted per function and device, once. */
-template <typename T, typename C, int D, bool R2> static cudaError_t dm_allow_smem(int device)
-{
-    static std::atomic<unsigned> done(0);
-    const unsigned bit = device >= 0 && device < 32 ? 1u << device : 0;
-    if (bit && (done.load() & bit))
-        return cudaSuccess;
-    cudaError_t e = cudaFuncSetAttribute(attn_decode_mma_kernel<T, C, D, R2>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         dm_shape<C, D>::SMEM);
-    if (e == cudaSuccess && bit)
-        done.fetch_or(bit);
-    return e;
-}
+/* The kernel instance for (T, C, D, R2) and its once-per-device set-up. */
+template <typename T, typename C, int D, bool R2> struct dm_kernel {
+    static constexpr int SMEM = dm_shape<C, D>::SMEM;
+    static pgd__kernel_setup setup;
+    static void (*fn())(const pgd__dec_params) { return attn_decode_mma_kernel<T, C, D, R2>; }
+};
+template <typename T, typename C, int D, bool R2> pgd__kernel_setup dm_kernel<T, C, D, R2>::setup;
 
-template <typename T, typename C, int D, bool R2>
-static cudaError_t dm_launch(struct pgd_cuda_ctx *c, const dm_params &p, dim3 grid)
+/* f(dm_kernel<T, C, D, R2>()) for call a's dtypes, head_dim and group (R2: group > 8). */
+template <typename F> static auto dm_instance(const struct pgd_cuda_attn *a, F &&f)
 {
-    cudaError_t e = dm_allow_smem<T, C, D, R2>(c->device);
-    if (e != cudaSuccess)
-        return e;
-    return pgd_cuda_launch_smem(c, attn_decode_mma_kernel<T, C, D, R2>, grid, DM_THREADS,
-                                dm_shape<C, D>::SMEM, p);
-}
-
-template <typename T, typename C>
-static cudaError_t dm_launch_d(struct pgd_cuda_ctx *c, int D, const dm_params &p, dim3 grid)
-{
-    const bool r2 = p.group > 8;
-    if (D == 64)
-        return r2 ? dm_launch<T, C, 64, true>(c, p, grid) : dm_launch<T, C, 64, false>(c, p, grid);
-    return r2 ? dm_launch<T, C, 128, true>(c, p, grid) : dm_launch<T, C, 128, false>(c, p, grid);
-}
-
-template <typename T, typename C, int D, bool R2> static int dm_occupancy(int device)
-{
-    static std::atomic<int> cached(0);
-    int n = cached.load();
-    if (n > 0)
-        return n;
-    n = 1;
-    if (dm_allow_smem<T, C, D, R2>(device) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_mma_kernel<T, C, D, R2>,
-                                                      DM_THREADS, dm_shape<C, D>::SMEM) !=
-            cudaSuccess ||
-        n < 1) {
-        (void)cudaGetLastError();
-        return 1;
-    }
-    cached.store(n);
-    return n;
+    const int D = a->p.head_dim;
+    const bool r2 = a->p.n_heads > 8 * a->p.n_kv_heads;
+    return pgd__dec_types(a, [&](auto tt, auto ct) {
+        typedef typename decltype(tt)::type T;
+        typedef typename decltype(ct)::type C;
+        if (D == 64)
+            return r2 ? f(dm_kernel<T, C, 64, true>()) : f(dm_kernel<T, C, 64, false>());
+        return r2 ? f(dm_kernel<T, C, 128, true>()) : f(dm_kernel<T, C, 128, false>());
+    });
 }
 
 int pgd__attn_decode_mma_occupancy(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a)
 {
-    const int D = a->p.head_dim, r2 = a->p.n_heads > 8 * a->p.n_kv_heads;
-    const bool bf = a->dtype == PGD_DTYPE_BF16, f8 = a->kv_fp8 != NULL;
-    if (!pgd__attn_decode_mma_ok(a->dtype, D, a->p.n_kv_heads > 0 ? a->p.n_heads / a->p.n_kv_heads : 0))
+    if (a->p.n_kv_heads <= 0 ||
+        !pgd__attn_decode_mma_ok(a->dtype, a->p.head_dim, a->p.n_heads / a->p.n_kv_heads))
         return 1;
-#define DM_OCC(T, C)                                                                       \
-    (D == 64 ? (r2 ? dm_occupancy<T, C, 64, true>(c->device)                              \
-                   : dm_occupancy<T, C, 64, false>(c->device))                            \
-             : (r2 ? dm_occupancy<T, C, 128, true>(c->device)                             \
-                   : dm_occupancy<T, C, 128, false>(c->device)))
-    if (bf)
-        return f8 ? DM_OCC(__nv_bfloat16, kv_e4m3) : DM_OCC(__nv_bfloat16, __nv_bfloat16);
-    return f8 ? DM_OCC(__half, kv_e4m3) : DM_OCC(__half, __half);
-#undef DM_OCC
+    return dm_instance(a, [&](auto k) {
+        typedef decltype(k) K;
+        return pgd__kernel_occupancy(K::setup, K::fn(), DM_THREADS, K::SMEM, c->device);
+    });
 }
 
 int pgd__attn_decode_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
-                             const int4 *items, int n_items, int n_splits, int split_len,
-                             float *part, char *err, size_t errlen)
+                             const pgd__dec_params &p, char *err, size_t errlen)
 {
-    const struct pgd_attn_params *ap = &a->p;
-    const int D = ap->head_dim, group = ap->n_heads / ap->n_kv_heads;
-    dm_params p;
-    p.q = a->q;
-    p.out = a->out;
-    p.kc = a->k_cache;
-    p.vc = a->v_cache;
-    p.block_tables = a->block_tables;
-    p.positions = a->positions;
-    p.items = items;
-    p.part = part;
-    p.block_size = a->block_size;
-    p.bs_shift = -1;
-    for (int sh = 0; sh < 30; sh++)
-        if (a->block_size == 1 << sh)
-            p.bs_shift = sh;
-    p.max_blocks = a->max_blocks;
-    p.H = ap->n_heads;
-    p.KV = ap->n_kv_heads;
-    p.group = group;
-    p.window = ap->sliding_window;
-    p.n_splits = n_splits;
-    p.split_len = split_len;
-    p.scale_log2 = ap->scale * 1.4426950408889634f;
-    p.v_scale = 1.0f;
-    if (a->kv_fp8) {
-        p.scale_log2 *= a->kv_fp8->k_scale;
-        p.v_scale = a->kv_fp8->v_scale;
-    }
-    const dim3 grid(n_items, p.KV, n_splits);
-    cudaError_t e;
-    if (a->dtype == PGD_DTYPE_BF16)
-        e = a->kv_fp8 ? dm_launch_d<__nv_bfloat16, kv_e4m3>(c, D, p, grid)
-                      : dm_launch_d<__nv_bfloat16, __nv_bfloat16>(c, D, p, grid);
-    else
-        e = a->kv_fp8 ? dm_launch_d<__half, kv_e4m3>(c, D, p, grid)
-                      : dm_launch_d<__half, __half>(c, D, p, grid);
+    const int ppb = DM_WARPS >> p.pair_shift;
+    const dim3 grid((p.n_items * p.KV + ppb - 1) / ppb, p.n_splits);
+    const cudaError_t e = dm_instance(a, [&](auto k) {
+        typedef decltype(k) K;
+        cudaError_t r = pgd__kernel_allow_smem(K::setup, K::fn(), K::SMEM, c->device);
+        if (r != cudaSuccess)
+            return r;
+        return pgd_cuda_launch_smem(c, K::fn(), grid, DM_THREADS, K::SMEM, p);
+    });
     if (e != cudaSuccess)
         return pgd_cuda_failf(err, errlen, "attention (decode, tensor cores) %s%s [%d rows, %d "
-                              "heads / %d kv of %d, %d splits of %d]: %s", pgd_cuda_dt(a->dtype),
-                              a->kv_fp8 ? " (e4m3 cache)" : "", n_items, ap->n_heads,
-                              ap->n_kv_heads, D, n_splits, split_len, cudaGetErrorString(e));
+                              "heads / %d kv of %d, %d warps a pair, %d splits of %d]: %s",
+                              pgd_cuda_dt(a->dtype), a->kv_fp8 ? " (e4m3 cache)" : "",
+                              p.n_items, p.H, p.KV, a->p.head_dim, p.pair_warps, p.n_splits,
+                              p.split_len, cudaGetErrorString(e));
     return 0;
 }

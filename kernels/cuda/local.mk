@@ -29,6 +29,7 @@ CUDA_SRCS = \
 	%reldir%/attention.cu \
 	%reldir%/attention_decode.cu \
 	%reldir%/attention_decode_mma.cu \
+	%reldir%/attention_decode_plan.cu \
 	%reldir%/attention_mma.cu \
 	%reldir%/sample.cu \
 	%reldir%/graph.cu \

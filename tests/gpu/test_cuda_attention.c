@@ -8,7 +8,9 @@
  * attention_decode.cu) and the PGD_CUDA_ATTN switch; the decode kernels (the tensor-core one,
  * attention_decode_mma.cu, which the default dispatch gives every decode row it serves, and
  * the SIMT one, PGD_CUDA_DECODE_ATTN=simt): batches of 1 to 1024 rows, contexts of 1 to
- * 33,000 keys, groups 1 to 16, block sizes 8 to 32, windows, graph items under buckets; the
+ * 33,000 keys, groups 1 to 16, block sizes 8 to 32, windows, graph items under buckets, its
+ * block shapes of 1, 2 or 4 (row, KV head) pairs (forced by PGD_CUDA_DECODE_WARPS, and the
+ * default's choice), the merge of context splits (and the one before it); the
  * prefill shape (128 query rows over 8 warps, .path = PGD_CUDA_ATTN_PREFILL) through the same
  * kinds of cases (prompts of 1 .. 2049 tokens against the CPU, 8192 against the FMA kernel,
  * chunks after cached prefixes, several sequences a call, windows, e4m3 caches), and the
@@ -723,6 +725,105 @@ GPU_TEST(decode_kernels_agree_and_simt_still_matches_cpu)
     }
     unsetenv("PGD_CUDA_DECODE_ATTN");
     free(c);
+}
+
+/* ---- the tensor-core decode kernel's block shapes ------------------------------------------
+ * A block of 4 warps takes 1, 2 or 4 (row, KV head) pairs (PGD_CUDA_DECODE_WARPS=4 / 2 / 1
+ * forces 4, 2 or 1 warps a pair; by default attention_decode_plan.cu's cost model picks).
+ * Every shape against the CPU on the contexts at the edges of its tiles (1, 15, 16, 17, 64,
+ * 128, 200, 1000 keys) in ragged batches, batches whose pair count leaves idle warps in the
+ * last block, groups 1, 4, 8 and 12 (rows 8..15 of the tile in use), a window on block size
+ * 8, e4m3 caches, and 32k keys split along the context (one warp a pair writing its split's
+ * partials from its registers). */
+static const char *const PAIR_WARPS[3] = { "4", "2", "1" };
+
+static struct attn_case *ctx_case(const char *name, int H, int KV, int D, int bs, int window,
+                                  const int *ctx, int n)
+{
+    struct attn_case *c = calloc(1, sizeof *c);
+    cr_assert(c && n >= 1 && n <= MAXS);
+    *c = (struct attn_case){ name, H, KV, D, bs, window, n, { 0 }, { 0 }, 2 };
+    for (int s = 0; s < n; s++) {
+        c->cached[s] = ctx[s] - 1;
+        c->n_new[s] = 1;
+    }
+    return c;
+}
+
+GPU_TEST(decode_kernel_pair_shapes_forced)
+{
+    static const int edges[8] = { 1, 15, 16, 17, 64, 128, 200, 1000 };
+    static const int three[3] = { 17, 1, 130 };
+    struct attn_case *cs[] = {
+        ctx_case("pair shapes, contexts at the tile edges", 32, 8, 128, 16, 0, edges, 8),
+        ctx_case("pair shapes, MHA D 64", 8, 8, 64, 16, 0, edges, 8),
+        ctx_case("pair shapes, group 8 D 64 block 32", 16, 2, 64, 32, 0, edges, 8),
+        ctx_case("pair shapes, group 12", 24, 2, 128, 16, 0, edges, 8),
+        ctx_case("pair shapes, 3 pairs: idle warps", 4, 1, 128, 16, 0, three, 3),
+        ctx_case("pair shapes, block 8, window 100", 8, 2, 128, 8, 100, edges, 8),
+        decode_case("pair shapes, b37 ragged", 32, 8, 128, 16, 0, 37, 300, 1),
+        decode_case("pair shapes, b512 ragged up to 200", 8, 2, 128, 16, 0, 512, 200, 1),
+    };
+    for (int w = 0; w < 3; w++) {
+        setenv("PGD_CUDA_DECODE_WARPS", PAIR_WARPS[w], 1);
+        check_decode_cases((const struct attn_case *const *)cs, sizeof cs / sizeof cs[0],
+                           2600 + 40 * w);
+    }
+    unsetenv("PGD_CUDA_DECODE_WARPS");
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        free(cs[i]);
+}
+
+GPU_TEST(decode_kernel_pair_shapes_split_long_contexts)
+{
+    /* One row of 32,768 keys (and one of 32,768 beside one of 5): few blocks in every
+     * shape, so each splits; the partials of one warp a pair come from its registers. */
+    static const int one[1] = { 32768 }, two[2] = { 32768, 5 };
+    struct attn_case *cs[] = {
+        ctx_case("pair shapes, b1 ctx 32768", 8, 2, 128, 16, 0, one, 1),
+        ctx_case("pair shapes, b2 ctx 32768 + 5, group 8 D 64", 16, 2, 64, 16, 0, two, 2),
+    };
+    uint64_t step = 2800;
+    for (int w = 0; w < 3; w++) {
+        setenv("PGD_CUDA_DECODE_WARPS", PAIR_WARPS[w], 1);
+        for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+            for (int f8 = 0; f8 < 2; f8++, step += 2) {
+                size_t sb = check_path_kv(cs[i], PGD_CUDA_ATTN_AUTO, step, f8);
+                cr_assert_gt(sb, 0, "%s, %s warps a pair: the long row should have been split",
+                             cs[i]->name, PAIR_WARPS[w]);
+            }
+    }
+    unsetenv("PGD_CUDA_DECODE_WARPS");
+    /* The merge of before (one thread a dim, split after split) still serves. */
+    setenv("PGD_CUDA_DECODE_MERGE", "serial", 1);
+    check_path_kv(cs[0], PGD_CUDA_ATTN_AUTO, step, false);
+    unsetenv("PGD_CUDA_DECODE_MERGE");
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        free(cs[i]);
+}
+
+GPU_TEST(decode_kernel_default_shapes_match_cpu_and_repeat)
+{
+    /* The cost model's choices for many short rows (Llama-3-8B heads: b256 up to 128 keys
+     * and b128 up to 256 take several pairs a block on an H200) against the CPU; a second
+     * run of the same batch gives the same bits (the shape depends on the shapes only). */
+    struct attn_case *cs[] = {
+        decode_case("default shape, b256 up to 128", 32, 8, 128, 16, 0, 256, 127, 1),
+        decode_case("default shape, b128 up to 256", 32, 8, 128, 16, 0, 128, 255, 1),
+    };
+    unsetenv("PGD_CUDA_DECODE_WARPS");
+    check_decode_cases((const struct attn_case *const *)cs, sizeof cs / sizeof cs[0], 2900);
+    struct batch b;
+    batch_make(&b, PGD_DTYPE_BF16, cs[0]);
+    float *r1 = batch_run(&b, PGD_CUDA_ATTN_AUTO, 2950, 0, 0, NULL);
+    float *r2 = batch_run(&b, PGD_CUDA_ATTN_AUTO, 2951, 0, 0, NULL);
+    size_t n = (size_t)b.n * cs[0]->H * cs[0]->D;
+    cr_assert(memcmp(r1, r2, n * sizeof *r1) == 0, "two runs of one decode batch differ");
+    free(r1);
+    free(r2);
+    batch_free(&b);
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        free(cs[i]);
 }
 
 GPU_TEST(fp8_kv_graph_decode_items)

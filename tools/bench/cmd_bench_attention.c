@@ -10,7 +10,10 @@
  * about 0.1 s), printed in microseconds a call, TFLOP/s (4 * q_len * kv_len * head_dim *
  * heads, halved for the causal prefill) and GB/s of K/V read (each needed K/V row once).
  * --kv-cache-dtype fp8: the same cases over an e4m3 cache (kv_cache_dtype fp8; the bytes of
- * K/V, and the GB/s figures' numerators, halved). */
+ * K/V, and the GB/s figures' numerators, halved). A decode row ends with its last path's
+ * GB/s as a share of the copy bandwidth (its bound). The decode kernels read
+ * PGD_CUDA_DECODE_WARPS (the tensor-core kernel's warps a (row, KV head) pair: 4, 2, 1) and
+ * PGD_CUDA_DECODE_MERGE=serial from the environment, for comparing shapes and split merges. */
 #include "config.h"
 #include "tools/commands.h"
 #include "tools/bench/bench_common.h"
@@ -128,6 +131,10 @@ static int upload_case(const struct bench_bufs *b, int n_seqs, int q_len, int ca
 }
 
 
+/* The copy bandwidth (GB/s) when measured: a decode row's bound, beside which each decode row
+ * ends with its last path's (auto's when asked for) K/V read; 0: not measured. */
+static double copy_gbps;
+
 /* One case through the selected paths, one printed line. */
 static int bench_case(struct pgd_cuda_ctx *c, const struct bench_bufs *b, enum pgd_dtype dt,
                       const char *label, int n_seqs, int q_len, int cached, double flops,
@@ -173,6 +180,9 @@ static int bench_case(struct pgd_cuda_ctx *c, const struct bench_bufs *b, enum p
     }
     if (i_fma >= 0 && i_mma >= 0)
         printf("  %6.2fx", us[i_fma] / us[i_mma]);
+    if (q_len == 1 && copy_gbps > 0)
+        printf("  last %3.0f%% of %.0f GB/s", 100 * kv_bytes / (us[n_paths - 1] * 1e3) / copy_gbps,
+               copy_gbps);
     printf("\n");
     fflush(stdout);
     free(h_qstart);
@@ -327,6 +337,7 @@ int pgd_cmd_bench_attention(int argc, char **argv)
         fprintf(stderr, "pagoda bench attention: %s\n", err);
         goto out;
     }
+    copy_gbps = g.gbps;
     printf("attention bf16%s: %d q heads / %d kv heads, head_dim %d, block %d\n\n",
            kv_fp8 ? ", KV cache e4m3" : "", H, KV, D, BS);
     printf("%-22s", "case");

@@ -1,0 +1,188 @@
+/* The plan of a call's decode rows (attention_decode.cuh): which decode kernel, the
+ * tensor-core kernel's block shape (warps a (row, KV head) pair) and the context splits.
+ * Host code only. A plan depends on the shapes (rows, heads, the longest context), the
+ * device and the environment, never on the data, so the results are deterministic for a
+ * shape and a captured graph replays the plan it was captured with.
+ *
+ * The environment (read at every call, so that tests and benches can switch):
+ *   PGD_CUDA_DECODE_ATTN=0 / 1 / simt: no decode kernel / every decode row on one (the
+ *     tensor-core one where it serves) / every decode row on the SIMT one;
+ *   PGD_CUDA_DECODE_WARPS=4 / 2 / 1: the tensor-core kernel's warps a pair forced (4 is the
+ *     one-pair-a-block shape it had alone before), its splits as the rule below gives;
+ *     otherwise the cost model below picks it. */
+#include "kernels/cuda/attention_decode.cuh"
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <algorithm>
+
+#define DEC_SPLIT_MIN 128            /* SIMT kernel: keys a split covers at least */
+#define DM_SPLIT_MIN 256             /* tensor-core kernel: the same (four 16-key tiles a warp) */
+#define DEC_MAX_SPLITS 4096          /* the merge kernel keeps a weight a split in shared memory */
+
+/* PGD_CUDA_DECODE_ATTN, or "" without it. */
+static const char *decode_env(void)
+{
+    const char *e = getenv("PGD_CUDA_DECODE_ATTN");
+    return e ? e : "";
+}
+
+bool pgd__attn_decode_forced(void)
+{
+    const char *e = decode_env();
+    return !strcmp(e, "1") || !strcmp(e, "simt");
+}
+
+int pgd__attn_decode_kernel(const struct pgd_cuda_attn *a)
+{
+    const struct pgd_attn_params *p = &a->p;
+    if (p->n_kv_heads <= 0 || p->n_heads % p->n_kv_heads)
+        return PGD__DEC_NONE;
+    const int group = p->n_heads / p->n_kv_heads;
+    const char *e = decode_env();
+    if (!strcmp(e, "0"))
+        return PGD__DEC_NONE;
+    if (strcmp(e, "simt") && pgd__attn_decode_mma_ok(a->dtype, p->head_dim, group))
+        return PGD__DEC_MMA;
+    return pgd__attn_decode_ok(p->head_dim, group) ? PGD__DEC_SIMT : PGD__DEC_NONE;
+}
+
+/* PGD_CUDA_DECODE_WARPS as 4, 2 or 1; 0 when unset or anything else. */
+static int env_pair_warps(void)
+{
+    const char *e = getenv("PGD_CUDA_DECODE_WARPS");
+    if (!e)
+        return 0;
+    return !strcmp(e, "4") ? 4 : !strcmp(e, "2") ? 2 : !strcmp(e, "1") ? 1 : 0;
+}
+
+/* split_len for n splits of max_len keys, a multiple of `round`; *n_splits as that gives. */
+static void split_evenly(int max_len, int n, int round, int *n_splits, int *split_len)
+{
+    *n_splits = 1;
+    *split_len = INT_MAX / 2;
+    if (n <= 1)
+        return;
+    int len = (max_len + n - 1) / n;
+    len = (len + round - 1) / round * round;
+    if ((max_len + len - 1) / len > 1) {
+        *split_len = len;
+        *n_splits = (max_len + len - 1) / len;
+    }
+}
+
+/* The tensor-core kernel's splits for `blocks` blocks of pairs, each at least DM_SPLIT_MIN
+ * keys: a batch short of one wave of blocks (`slots`: blocks an SM as its occupancy gives, times
+ * the SMs) is split to fill the wave; a batch of a wave or more is not split (no partials,
+ * no merge kernel). Splitting such a batch further to fill its last wave lost on the H200
+ * (8B heads, bf16: 256 rows x 512 keys 3,272 GB/s split in two, against 3,532 at 128 rows
+ * unsplit). */
+static int mma_split_count(int64_t blocks, int slots, int max_len)
+{
+    return blocks < slots ? std::min<int64_t>(slots / blocks, max_len / DM_SPLIT_MIN) : 1;
+}
+
+/* ---- the tensor-core kernel's cost model ----------------------------------------------------
+ * Fitted to the H200 (132 SMs, Llama-3-8B heads, bf16) at one pair a block, where a call
+ * of B rows at context L took bytes / bandwidth + 3 us for each wave of blocks (b256 ctx 128:
+ * 32 + 5.2 x 3 = 47 us, measured 48; b1024 ctx 64: 64 + 21 x 3 = 126, measured 117; b512
+ * ctx 512: 256 + 10 x 3 = 287, measured 275): a block's start-up and end (the item, table,
+ * position and Q loads, a memory latency each, and the merge of its warps) are paid once a
+ * block and hide poorly behind the other blocks of its SM. More pairs a block pay them
+ * once for several pairs; the price is fewer, longer blocks, so the model also has
+ *   - the latency floor: a warp's tiles go by two a memory round trip (~1 us) when its SM
+ *     has bandwidth to spare, so a call takes at least start-up + tiles a warp x 0.5 us;
+ *   - the tail: the last blocks run alone at the rate their own loads in flight allow
+ *     (4 warps x 2 tiles a round trip), on average half a block's bytes.
+ * Splits add the merge kernel (a launch and a read of the partials). All in nanoseconds. */
+#define DM_START_NS 3000.0           /* a block's start-up and end */
+#define DM_TILE_NS 500.0             /* a warp's 16-key tile when latency-bound */
+#define DM_ROUND_TRIP_NS 1000.0      /* a memory round trip under load */
+#define DM_SM_BYTES_NS 32.0          /* bandwidth an SM (bytes a ns: the H200's 4.2 TB/s / 132) */
+#define DM_MERGE_NS 2500.0           /* the merge kernel's launch and latency */
+/* A shape of fewer, longer blocks is taken only for a clear gain: the model knows the
+ * one-pair-a-block shape best. */
+#define DM_FEWER_BLOCKS_GAIN 0.97
+
+struct dm_shape_cost {
+    int pair_warps, n_splits;
+    double ns;
+};
+
+/* Time of `pairs` pairs of `keys` keys (row_bytes of K and V a key and KV head; a split's
+ * partial of a pair part_bytes) with pair_warps warps a pair and n_splits splits, on
+ * sm_count SMs of `slots` blocks. */
+static double dm_cost(int64_t pairs, int keys, double row_bytes, double part_bytes,
+                      int pair_warps, int n_splits, int sm_count, int slots)
+{
+    const int64_t blocks = (pairs * pair_warps + 3) / 4 * n_splits;
+    const double waves = std::max((double)blocks / slots, 1.0);
+    const int split_keys = (keys + n_splits - 1) / n_splits;
+    const int tiles_a_warp = ((split_keys + 15) / 16 + pair_warps - 1) / pair_warps;
+    /* A block alone pulls at most about twice its SM's share. */
+    const double bw = DM_SM_BYTES_NS * std::min<double>(sm_count, 2.0 * (double)blocks);
+    const double bytes = (double)pairs * keys * row_bytes;
+    const double block_bytes = bytes / (double)blocks;
+    const double block_rate = 4 * 2 * 16 * row_bytes / DM_ROUND_TRIP_NS;
+    double ns = std::max(bytes / bw + waves * DM_START_NS,
+                         DM_START_NS + tiles_a_warp * DM_TILE_NS) +
+                block_bytes / 2 / block_rate;
+    if (n_splits > 1)
+        ns += DM_MERGE_NS + 2.0 * (double)pairs * n_splits * part_bytes / bw;
+    return ns;
+}
+
+/* The tensor-core kernel's shape for n_items rows of call a: 4, 2 or 1 warps a pair, each
+ * with the splits mma_split_count gives its blocks, whichever dm_cost finds cheapest (fewer
+ * warps a pair only when 3% cheaper than more); or PGD_CUDA_DECODE_WARPS's. */
+static dm_shape_cost mma_shape(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
+                               int n_items)
+{
+    const struct pgd_attn_params *ap = &a->p;
+    const int64_t pairs = std::max<int64_t>((int64_t)n_items * ap->n_kv_heads, 1);
+    const int max_len = std::max(a->max_seq_len, 1);
+    const int keys = ap->sliding_window > 0 ? std::min(max_len, ap->sliding_window) : max_len;
+    const double row_bytes = 2.0 * ap->head_dim * (a->kv_fp8 ? 1 : 2);
+    const double part_bytes = (double)ap->n_heads / ap->n_kv_heads * (ap->head_dim + 2) * 4;
+    const int slots = std::max(c->sm_count * pgd__attn_decode_mma_occupancy(c, a), 1);
+    const int forced = env_pair_warps();
+    dm_shape_cost best = { 0, 1, 0.0 };
+    for (int wp = 4; wp >= 1; wp /= 2) {
+        if (forced && wp != forced)
+            continue;
+        const int n = std::max(mma_split_count((pairs * wp + 3) / 4, slots, max_len), 1);
+        const double ns = dm_cost(pairs, keys, row_bytes, part_bytes, wp, n, c->sm_count, slots);
+        if (!best.pair_warps || ns < DM_FEWER_BLOCKS_GAIN * best.ns)
+            best = { wp, n, ns };
+    }
+    return best;
+}
+
+/* The tensor-core kernel: mma_shape. The SIMT kernel: enough splits for two blocks an SM,
+ * of 128+ keys. Both keep the partials within 64 MiB. */
+void pgd__attn_decode_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
+                           int n_items, pgd__dec_plan *pl)
+{
+    const struct pgd_attn_params *ap = &a->p;
+    const int blocks = std::max(n_items * ap->n_kv_heads, 1), max_len = a->max_seq_len;
+    pl->kind = pgd__attn_decode_kernel(a);
+    pl->pair_warps = 4;
+    int n, round;
+    if (pl->kind == PGD__DEC_MMA) {
+        const dm_shape_cost s = mma_shape(c, a, n_items);
+        pl->pair_warps = s.pair_warps;
+        n = s.n_splits;
+        round = 16;                  /* a tile: 64 left a wave short (b1 32k: 47 of 49) */
+    } else {
+        n = std::min((2 * c->sm_count + blocks - 1) / blocks, max_len / DEC_SPLIT_MIN);
+        round = 32;
+    }
+    const int64_t per_split = (int64_t)std::max(n_items, 1) * ap->n_heads * (ap->head_dim + 2) * 4;
+    n = (int)std::min<int64_t>(std::min(n, DEC_MAX_SPLITS), ((int64_t)64 << 20) / per_split);
+    split_evenly(max_len, n, round, &pl->n_splits, &pl->split_len);
+}
+
+size_t pgd__attn_decode_scratch(int n_items, int n_heads, int head_dim, int n_splits)
+{
+    return n_splits > 1 ? (size_t)n_items * n_heads * n_splits * (head_dim + 2) * 4 : 0;
+}
