@@ -116,6 +116,10 @@ int pgd__attn_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, con
  * call a: BF16/F16, head_dim 64 or 128, a 16-bit cache, a compute capability 9.0 device and
  * the sm_90a code in the build. */
 bool pgd__attn_wgmma_ok(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a);
+/* attention_mma.cu: whether the environment asks for the wgmma kernel's serial variant
+ * (PGD_CUDA_PREFILL_ATTN=wgmma-serial: S, softmax, P V one after the other in each
+ * warpgroup) rather than the pipelined one (the previous tile's P V behind each S = Q K^T). */
+bool pgd__attn_wgmma_serial(void);
 /* The items [n_items] (device, in pgd__attn_mma_shape(group, 128) blocks) of call a through
  * it, split along the context as pgd__attn_mma_run does (partials in part, then
  * pgd__attn_combine). pgd__attn_wgmma_ok(c, a) must hold. */

@@ -520,18 +520,25 @@ void pgd__attn_mma_shape(int group, int rows, int *hq, int *tq)
 
 /* PGD_CUDA_PREFILL_ATTN (read once): "0" never the 128-row shape by default; "mma" the
  * 128-row shape on this file's 8-warp kernel, never attention_wgmma.cu's; "wgmma" (or unset)
- * the wgmma kernel wherever it runs (pgd__attn_wgmma_ok), this one elsewhere. Returns the
- * setting as 0, 'm' or 'w'. */
+ * the wgmma kernel wherever it runs (pgd__attn_wgmma_ok), this one elsewhere; "wgmma-serial"
+ * the same with the wgmma kernel's serial variant. Returns the setting as 0, 'm', 'w' or
+ * 's'. */
 static int env_prefill(void)
 {
     static std::atomic<int> v(-1);
     int r = v.load();
     if (r < 0) {
         const char *e = getenv("PGD_CUDA_PREFILL_ATTN");
-        r = e && !strcmp(e, "0") ? 0 : e && !strcmp(e, "mma") ? 'm' : 'w';
+        r = !e ? 'w' : !strcmp(e, "0") ? 0 : !strcmp(e, "mma") ? 'm'
+            : !strcmp(e, "wgmma-serial") ? 's' : 'w';
         v.store(r);
     }
     return r;
+}
+
+bool pgd__attn_wgmma_serial(void)
+{
+    return env_prefill() == 's';
 }
 
 static bool env_prefill_off(void)
@@ -663,7 +670,7 @@ static int prefill_on_wgmma(const struct pgd_cuda_ctx *c, const struct pgd_cuda_
     bool ok = pgd__attn_wgmma_ok(c, a);
     if (a->path == PGD_CUDA_ATTN_PREFILL_WGMMA)
         return ok ? 1 : -1;
-    return ok && env_prefill() == 'w';
+    return ok && (env_prefill() == 'w' || env_prefill() == 's');
 }
 
 int pgd__attn_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, const int4 *items,

@@ -9,21 +9,27 @@
  * through descriptors (sm90.cuh): D / 64 sub-tiles of [rows][64 elements], row r's 16-byte
  * chunk c at chunk c ^ (r % 8). Every thread gathers its 16-byte chunks of Q (rows scattered
  * over tokens and heads) and of the paged K/V rows (through the block table: blocks of any
- * size) with cp.async, three tiles in flight (225 KB of shared memory at head_dim 128), one
- * barrier a tile.
+ * size) with cp.async into three buffers (225 KB of shared memory at head_dim 128; four at
+ * 64), one barrier a tile.
  *
- * Per warpgroup and tile: S[64 x 128] = Q K^T by D / 16 wgmma m64n128k16 (both operands
- * from shared memory, K-major), float32 accumulators in registers; the online softmax on
- * them in base 2 with the scale folded into log2(e) (one FFMA and one ex2 a score, row max
- * and sum across the 4 lanes of a row by two shuffles); P rounded to the 16-bit dtype stays
- * in registers as the A operand of O[64 x D] += P V: wgmma m64n64k16 with A from registers
- * and V read MN-major (the keys are V's rows: transposed B), one per 64 output dims and 16
- * keys. The S accumulators of 16 keys are exactly the A fragment of P (the m16n8 layouts of
- * mma.sync, a warp's 16 rows), so no shuffle. A warpgroup skips the tiles none of its rows
- * sees (the causal upper triangle; the other warpgroup's block may still need them) and
- * masks only the tiles that cross one of its rows' limits (the diagonal, a window's edge, a
- * split's edge). The end writes each row from registers: normalized to `out`, or the
- * partials (accumulators, max, sum) to the split scratch for pgd__attn_combine.
+ * Per warpgroup and tile: S[64 x 128] = Q K^T by D / 16 wgmma m64n128k16 (both operands from
+ * shared memory, K-major), float32 accumulators in registers; the online softmax on them in
+ * base 2 with the scale folded into log2(e) (one FFMA and one ex2 a score, row max and sum
+ * across the 4 lanes of a row by two shuffles); P rounded to the 16-bit dtype stays in
+ * registers as the A operand of O[64 x D] += P V: wgmma m64n64k16 with A from registers and V
+ * read MN-major (the keys are V's rows: transposed B), one per 64 output dims and 16 keys. The
+ * S accumulators of 16 keys are exactly the A fragment of P (the m16n8 layouts of mma.sync, a
+ * warp's 16 rows), so no shuffle. By default the warpgroup pipelines the two products
+ * (FlashAttention-3's intra-warpgroup overlap): a tile's S = Q K^T is issued, then the
+ * previous tile's O += P V behind it, and the tile's softmax runs while the tensor cores do
+ * the latter; a V tile so stays in use one tile longer, and the loads run one tile ahead
+ * instead of two.
+ * PGD_CUDA_PREFILL_ATTN=wgmma-serial runs them one after the other (S, softmax, P V). A
+ * warpgroup skips the tiles none of its rows sees (the causal upper triangle; the other
+ * warpgroup's block may still need them) and masks only the tiles that cross one of its rows'
+ * limits (the diagonal, a window's edge, a split's edge). The end writes each row from
+ * registers: normalized to `out`, or the partials (accumulators, max, sum) to the split
+ * scratch for pgd__attn_combine.
  *
  * Built for sm_90a only (local.mk compiles this file's 90 as 90a); elsewhere the kernel body
  * is empty and pgd__attn_wgmma_ok says no, so attention_mma.cu keeps the 128-row blocks on
@@ -40,14 +46,17 @@
 #define WG_THREADS 256
 
 /* Shared memory of a head_dim-D block: Q, then STAGES K tiles, then STAGES V tiles, each
- * D / 64 swizzled sub-tiles of [rows][128 bytes], 1024-byte aligned (+ room to align). */
-template <int D> struct wg_shape {
+ * D / 64 swizzled sub-tiles of [rows][128 bytes], 1024-byte aligned (+ room to align). PD
+ * tiles are loaded ahead of the one computed: STAGES - 1, or STAGES - 2 with the pipelined
+ * P V (OV), whose V stays in use one tile longer. */
+template <int D, bool OV> struct wg_shape {
     static_assert(D == 64 || D == 128, "head_dim 64 or 128");
     static constexpr int DC = D / 64;                    /* 64-element sub-tiles a row */
     static constexpr int CPR = D / 8;                    /* 16-byte chunks a row */
     static constexpr int QBYTES = DC * WG_BM * 128;
     static constexpr int TBYTES = DC * WG_BN * 128;      /* one K or V tile */
-    static constexpr int STAGES = 3;                     /* 225 KB at D 128 (227 KB the most) */
+    static constexpr int STAGES = D == 128 ? 3 : 4;      /* 225 KB at D 128 (227 KB the most) */
+    static constexpr int PD = STAGES - 1 - (OV ? 1 : 0);
     static constexpr int BYTES = QBYTES + 2 * STAGES * TBYTES + 1024;
     static constexpr int QL = WG_BM * CPR / WG_THREADS;  /* Q chunks a thread loads */
     static constexpr int TL = WG_BN * CPR / WG_THREADS;  /* K (and V) chunks a thread a tile */
@@ -136,24 +145,22 @@ template <int N> static __device__ __forceinline__ void wg_reg_fence_u(uint32_t 
 }
 
 /* ---- one warpgroup, one tile ------------------------------------------------------------- *
- * The warpgroup's 64 rows against keys k0 .. k0 + 127: qd is its Q descriptor (sub-tile 0,
- * its first row), kt / vt the tile's K / V in shared memory. Thread (warp w of the
- * warpgroup, lane 4 g + c) holds rows 16 w + g and + 8 (hr 0, 1): first / last their keys,
- * m their max (base 2, scaled), l this lane's part of their sums, o[dc][4 n + e] their
- * output dims 64 dc + 8 n + 2 c (+ 1 for odd e), row hr = e / 2. MASK: some key of the tile
- * is outside some row's range. */
-template <typename T, int D, bool MASK>
-static __device__ __forceinline__ void wg_tile(uint64_t qd, uint32_t kt, uint32_t vt, int k0,
-                                               float (&o)[D / 64][32], float (&m)[2],
-                                               float (&l)[2], const int (&first)[2],
-                                               const int (&last)[2], float scale_log2, int c)
+ * Thread (warp w of the warpgroup, lane 4 g + c) holds rows 16 w + g and + 8 (hr 0, 1) of
+ * the warpgroup's 64: first / last their keys, m their max (base 2, scaled), l this lane's
+ * part of their sums, o[dc][4 n + e] their output dims 64 dc + 8 n + 2 c (+ 1 for odd e),
+ * row hr = e / 2; s[4 n + e] their scores against key k0 + 8 n + 2 c (+ 1 for odd e). */
+
+/* Issues S = Q K^T (one commit group): qd is the warpgroup's Q descriptor (sub-tile 0, its
+ * first row), kt the tile's K; k16 step ks reads sub-tile ks / 4 at 32 (ks % 4) bytes into
+ * its rows. */
+template <typename T, int D>
+static __device__ __forceinline__ void wg_issue_qk(float (&s)[WG_BN / 2], uint64_t qd,
+                                                   uint32_t kt)
 {
-    constexpr int DC = D / 64;
-    float s[WG_BN / 2];
 #pragma unroll
     for (int i = 0; i < WG_BN / 2; i++)
         s[i] = 0.0f;
-    /* S = Q K^T: k16 step ks reads sub-tile ks / 4 at 32 (ks % 4) bytes into its rows. */
+    sm90_reg_fence(s);
     sm90_wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < D / 16; ks++)
@@ -161,11 +168,49 @@ static __device__ __forceinline__ void wg_tile(uint64_t qd, uint32_t kt, uint32_
                  sm90_desc_sw128(kt + (ks >> 2) * WG_BN * 128) + (uint64_t)(2 * (ks & 3)),
                  ks > 0);
     sm90_wgmma_commit();
-    sm90_wgmma_wait<0>();
-    sm90_reg_fence(s);
+}
 
-    /* s[4 n + e]: row hr = e / 2, key k0 + 8 n + 2 c + (e & 1). The max is taken on the raw
-     * scores (scale_log2 > 0), each weight is exp2(s * scale_log2 - max * scale_log2). */
+/* Issues O += P V (one commit group): pa is P as A fragments (keys 16 kj .. 16 kj + 15 in
+ * pa[kj]), vt the tile's V; the 16 keys of step kj are V rows 16 kj .., 2048 kj bytes into
+ * each sub-tile. pa and o must stay untouched until a wait retires the group. */
+template <typename T, int D>
+static __device__ __forceinline__ void wg_issue_pv(float (&o)[D / 64][32],
+                                                   uint32_t (&pa)[WG_BN / 16][4], uint32_t vt)
+{
+#pragma unroll
+    for (int dc = 0; dc < D / 64; dc++)
+        sm90_reg_fence(o[dc]);
+    wg_reg_fence_u(pa);
+    sm90_wgmma_fence();
+#pragma unroll
+    for (int dc = 0; dc < D / 64; dc++)
+#pragma unroll
+        for (int kj = 0; kj < WG_BN / 16; kj++)
+            wg_pv<T>(o[dc], pa[kj], wg_desc_mn_sw128(vt + dc * WG_BN * 128 + kj * 16 * 128));
+    sm90_wgmma_commit();
+}
+
+/* After a wait that retired the PV group: o and pa are the thread's again. */
+template <int D>
+static __device__ __forceinline__ void wg_pv_done(float (&o)[D / 64][32],
+                                                  uint32_t (&pa)[WG_BN / 16][4])
+{
+#pragma unroll
+    for (int dc = 0; dc < D / 64; dc++)
+        sm90_reg_fence(o[dc]);
+    wg_reg_fence_u(pa);
+}
+
+/* The online softmax of the scores s (retired): masked when MASK (some key of the tile is
+ * outside some row's range), s becomes the weights P, m and l move on, corr is the factor
+ * of the rows' earlier accumulators. The max is taken on the raw scores (scale_log2 > 0),
+ * each weight is exp2(s * scale_log2 - max * scale_log2). */
+template <bool MASK>
+static __device__ __forceinline__ void wg_softmax(float (&s)[WG_BN / 2], int k0, float (&m)[2],
+                                                  float (&l)[2], float (&corr)[2],
+                                                  const int (&first)[2], const int (&last)[2],
+                                                  float scale_log2, int c)
+{
     float mx[2] = { -INFINITY, -INFINITY };
 #pragma unroll
     for (int n = 0; n < WG_BN / 8; n++)
@@ -179,7 +224,7 @@ static __device__ __forceinline__ void wg_tile(uint64_t qd, uint32_t kt, uint32_
             }
             mx[hr] = fmaxf(mx[hr], s[4 * n + e]);
         }
-    float base[2], corr[2];
+    float base[2];
 #pragma unroll
     for (int hr = 0; hr < 2; hr++) {
         mx[hr] = fmaxf(mx[hr], __shfl_xor_sync(0xffffffffu, mx[hr], 1));
@@ -198,14 +243,21 @@ static __device__ __forceinline__ void wg_tile(uint64_t qd, uint32_t kt, uint32_
     }
     l[0] = l[0] * corr[0] + rs[0];
     l[1] = l[1] * corr[1] + rs[1];
+}
+
+/* o *= corr (per row), then P (s) rounded to T as A fragments: keys 16 kj .. 16 kj + 15 are
+ * accumulators 8 kj .. 8 kj + 7 (mma.sync's m16n8 C layout is its m16k16 A layout). */
+template <typename T, int D>
+static __device__ __forceinline__ void wg_rescale_pack(float (&o)[D / 64][32],
+                                                       const float (&corr)[2],
+                                                       const float (&s)[WG_BN / 2],
+                                                       uint32_t (&pa)[WG_BN / 16][4])
+{
 #pragma unroll
-    for (int dc = 0; dc < DC; dc++)
+    for (int dc = 0; dc < D / 64; dc++)
 #pragma unroll
         for (int i = 0; i < 32; i++)
             o[dc][i] *= corr[(i >> 1) & 1];
-
-    /* P as A fragments: keys 16 kj .. 16 kj + 15 are accumulators 8 kj .. 8 kj + 7. */
-    uint32_t pa[WG_BN / 16][4];
 #pragma unroll
     for (int kj = 0; kj < WG_BN / 16; kj++) {
         pa[kj][0] = pack2<T>(s[8 * kj + 0], s[8 * kj + 1]);
@@ -213,33 +265,74 @@ static __device__ __forceinline__ void wg_tile(uint64_t qd, uint32_t kt, uint32_
         pa[kj][2] = pack2<T>(s[8 * kj + 4], s[8 * kj + 5]);
         pa[kj][3] = pack2<T>(s[8 * kj + 6], s[8 * kj + 7]);
     }
-    /* O += P V: the 16 keys of step kj are V rows 16 kj .., 2048 kj bytes into each sub-tile. */
-#pragma unroll
-    for (int dc = 0; dc < DC; dc++)
-        sm90_reg_fence(o[dc]);
-    wg_reg_fence_u(pa);
-    sm90_wgmma_fence();
-#pragma unroll
-    for (int dc = 0; dc < DC; dc++)
-#pragma unroll
-        for (int kj = 0; kj < WG_BN / 16; kj++)
-            wg_pv<T>(o[dc], pa[kj], wg_desc_mn_sw128(vt + dc * WG_BN * 128 + kj * 16 * 128));
-    sm90_wgmma_commit();
+}
+
+/* One tile of the warpgroup, K at kt and V at vt (keys k0 ..). OV (the intra-warpgroup
+ * pipeline, FlashAttention-3's): the previous tile's O += P V (pend: its V at vprev, P in
+ * pa; else pa is 0 and this tile's V stands in, adding nothing) goes to the tensor cores
+ * right behind this tile's S = Q K^T, so that this tile's softmax runs while it multiplies;
+ * this tile's own P V is left pending (its V buffer must stay put until the next tile's
+ * wait). The issue and wait sequence is the same every tile: a wgmma behind a data-dependent
+ * branch makes ptxas serialize them all. Serial: S, softmax, P V, each waited. */
+template <typename T, int D, bool OV, bool MASK>
+static __device__ __forceinline__ void wg_tile(uint64_t qd, uint32_t kt, uint32_t vt, int k0,
+                                               float (&o)[D / 64][32],
+                                               uint32_t (&pa)[WG_BN / 16][4], bool &pend,
+                                               uint32_t &vprev, float (&m)[2], float (&l)[2],
+                                               const int (&first)[2], const int (&last)[2],
+                                               float scale_log2, int c)
+{
+    float s[WG_BN / 2], corr[2];
+    wg_issue_qk<T, D>(s, qd, kt);
+    if (OV) {
+        wg_issue_pv<T, D>(o, pa, pend ? vprev : vt);
+        sm90_wgmma_wait<1>();                            /* S is in; P V may still run */
+    } else {
+        sm90_wgmma_wait<0>();
+    }
+    sm90_reg_fence(s);
+    wg_softmax<MASK>(s, k0, m, l, corr, first, last, scale_log2, c);
+    if (OV) {
+        sm90_wgmma_wait<0>();
+        wg_pv_done<D>(o, pa);
+    }
+    wg_rescale_pack<T, D>(o, corr, s, pa);
+    if (OV) {
+        pend = true;
+        vprev = vt;
+    } else {
+        wg_issue_pv<T, D>(o, pa, vt);
+        sm90_wgmma_wait<0>();
+        wg_pv_done<D>(o, pa);
+    }
+}
+
+/* OV: retires the pending P V (before the end, or before a tile the warpgroup skips, whose
+ * next load may refill that V's buffer); pa becomes 0. */
+template <typename T, int D>
+static __device__ __forceinline__ void wg_flush(float (&o)[D / 64][32],
+                                                uint32_t (&pa)[WG_BN / 16][4], bool &pend,
+                                                uint32_t vprev)
+{
+    if (!pend)
+        return;
+    wg_issue_pv<T, D>(o, pa, vprev);
     sm90_wgmma_wait<0>();
+    wg_pv_done<D>(o, pa);
 #pragma unroll
-    for (int dc = 0; dc < DC; dc++)
-        sm90_reg_fence(o[dc]);
-    wg_reg_fence_u(pa);
+    for (int kj = 0; kj < WG_BN / 16; kj++)
+        pa[kj][0] = pa[kj][1] = pa[kj][2] = pa[kj][3] = 0u;
+    pend = false;
 }
 #endif
 
 /* ---- the kernel -------------------------------------------------------------------------- */
-template <typename T, int D>
+template <typename T, int D, bool OV>
 __global__ void __launch_bounds__(WG_THREADS, 1)
 attn_wgmma_kernel(const __grid_constant__ attn_tc_kparams p)
 {
 #ifdef PGD_SM90A
-    typedef wg_shape<D> S;
+    typedef wg_shape<D, OV> S;
     extern __shared__ __align__(128) uint8_t wg_smem[];
     __shared__ int row_first[WG_BM], row_last[WG_BM], red[4][4];
     const uint32_t raw = smem_u32(wg_smem), q_s = (raw + 1023u) & ~1023u;
@@ -340,10 +433,10 @@ attn_wgmma_kernel(const __grid_constant__ attn_tc_kparams p)
             cp_async16(vd + at, vsrc, ok);
         }
     };
-    /* The first STAGES - 1 tiles, one cp.async group each (empty past the last tile: the
-     * counting stays fixed). */
+    /* The first PD tiles, one cp.async group each (empty past the last tile: the counting
+     * stays fixed). */
 #pragma unroll
-    for (int st = 0; st < S::STAGES - 1; st++) {
+    for (int st = 0; st < S::PD; st++) {
         if (st < ntiles)
             load_tile(st, kb + st * WG_BN);
         cp_async_commit();
@@ -361,27 +454,41 @@ attn_wgmma_kernel(const __grid_constant__ attn_tc_kparams p)
             o[dc][i] = 0.0f;
     float m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f };
     const uint64_t qd = sm90_desc_sw128(q_s + wg * 64 * 128);
+    uint32_t pa[WG_BN / 16][4];                          /* P of the pending tile (OV) */
+#pragma unroll
+    for (int kj = 0; kj < WG_BN / 16; kj++)
+        pa[kj][0] = pa[kj][1] = pa[kj][2] = pa[kj][3] = 0u;
+    bool pend = false;
+    uint32_t vprev = 0;
 
     /* One barrier a tile: after it, tile `it` (and Q) is in for every thread and visible to
-     * the tensor cores, and both warpgroups are done with tile it - 1, whose buffer the load
-     * issued next (tile it + STAGES - 1) refills. */
+     * the tensor cores, and both warpgroups are done with the buffer the load issued next
+     * (tile it + PD) refills: tile it - 1's (serial) or it - 2's (OV: tile it - 1's P V may
+     * still run). */
     for (int it = 0; it < ntiles; it++) {
-        cp_async_wait<S::STAGES - 2>();
+        cp_async_wait<S::PD - 1>();
         sm90_fence_async_smem();
         __syncthreads();
-        const int nx = it + S::STAGES - 1;
+        const int nx = it + S::PD;
         if (nx < ntiles)
             load_tile(nx % S::STAGES, kb + nx * WG_BN);
         cp_async_commit();
         const int k0 = kb + it * WG_BN, buf = it % S::STAGES;
-        if (whi < k0 || wlo > k0 + WG_BN - 1)            /* warpgroup-uniform */
+        if (whi < k0 || wlo > k0 + WG_BN - 1) {          /* warpgroup-uniform */
+            if (OV)
+                wg_flush<T, D>(o, pa, pend, vprev);
             continue;
+        }
         const uint32_t kt = k_s + buf * S::TBYTES, vt = v_s + buf * S::TBYTES;
         if (k0 >= lo_all && k0 + WG_BN - 1 <= hi_all)
-            wg_tile<T, D, false>(qd, kt, vt, k0, o, m, l, first, last, p.scale_log2, c);
+            wg_tile<T, D, OV, false>(qd, kt, vt, k0, o, pa, pend, vprev, m, l, first, last,
+                                     p.scale_log2, c);
         else
-            wg_tile<T, D, true>(qd, kt, vt, k0, o, m, l, first, last, p.scale_log2, c);
+            wg_tile<T, D, OV, true>(qd, kt, vt, k0, o, pa, pend, vprev, m, l, first, last,
+                                    p.scale_log2, c);
     }
+    if (OV)
+        wg_flush<T, D>(o, pa, pend, vprev);
     cp_async_wait<0>();
 
     /* Each row from its 4 lanes' registers: sums completed, then normalized into `out` or the
@@ -444,8 +551,9 @@ static bool device_ok(const struct pgd_cuda_ctx *c)
         major == 9 && minor == 0 &&
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, c->device) ==
             cudaSuccess &&
-        cudaFuncGetAttributes(&fa, attn_wgmma_kernel<__nv_bfloat16, 128>) == cudaSuccess &&
-        fa.binaryVersion == 90 && (size_t)optin >= fa.sharedSizeBytes + wg_shape<128>::BYTES;
+        cudaFuncGetAttributes(&fa, attn_wgmma_kernel<__nv_bfloat16, 128, true>) == cudaSuccess &&
+        fa.binaryVersion == 90 &&
+        (size_t)optin >= fa.sharedSizeBytes + wg_shape<128, true>::BYTES;
     cudaGetLastError();              /* a failed look-up is no error of the caller's */
     if (ok)
         able.fetch_or(bit);
@@ -471,21 +579,27 @@ extern "C" int pgd_cuda_attention_wgmma_available(struct pgd_cuda_ctx *c, enum p
 }
 
 /* Dynamic shared memory past 48 KB is granted per kernel and device, once. */
-template <typename T, int D>
+template <typename T, int D, bool OV>
 static cudaError_t launch(struct pgd_cuda_ctx *c, const attn_tc_kparams &kp, dim3 grid)
 {
     static std::atomic<uint64_t> done(0);
     const uint64_t bit = c->device >= 0 && c->device < 64 ? 1ull << c->device : 0;
+    const int bytes = wg_shape<D, OV>::BYTES;
     if (!bit || !(done.load() & bit)) {
-        cudaError_t e = cudaFuncSetAttribute(attn_wgmma_kernel<T, D>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             wg_shape<D>::BYTES);
+        cudaError_t e = cudaFuncSetAttribute(attn_wgmma_kernel<T, D, OV>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
         if (e != cudaSuccess)
             return e;
         done.fetch_or(bit);
     }
-    attn_wgmma_kernel<T, D><<<grid, WG_THREADS, wg_shape<D>::BYTES, c->stream>>>(kp);
+    attn_wgmma_kernel<T, D, OV><<<grid, WG_THREADS, bytes, c->stream>>>(kp);
     return cudaSuccess;
+}
+
+template <typename T, bool OV>
+static cudaError_t launch_d(struct pgd_cuda_ctx *c, int D, const attn_tc_kparams &kp, dim3 grid)
+{
+    return D == 64 ? launch<T, 64, OV>(c, kp, grid) : launch<T, 128, OV>(c, kp, grid);
 }
 
 int pgd__attn_wgmma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
@@ -494,26 +608,31 @@ int pgd__attn_wgmma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
 {
     const struct pgd_attn_params *p = &a->p;
     const int D = p->head_dim, group = p->n_heads / p->n_kv_heads;
+    const bool ov = !pgd__attn_wgmma_serial();
     int hq, tq;
     pgd__attn_mma_shape(group, WG_BM, &hq, &tq);
     attn_tc_kparams kp = pgd__attn_tc_params(a, items, hq, n_splits, split_len, part);
     dim3 grid(n_items, p->n_kv_heads * kp.head_chunks, n_splits);
     cudaError_t e;
     if (a->dtype == PGD_DTYPE_BF16)
-        e = D == 64 ? launch<__nv_bfloat16, 64>(c, kp, grid) : launch<__nv_bfloat16, 128>(c, kp, grid);
+        e = ov ? launch_d<__nv_bfloat16, true>(c, D, kp, grid)
+               : launch_d<__nv_bfloat16, false>(c, D, kp, grid);
     else
-        e = D == 64 ? launch<__half, 64>(c, kp, grid) : launch<__half, 128>(c, kp, grid);
+        e = ov ? launch_d<__half, true>(c, D, kp, grid) : launch_d<__half, false>(c, D, kp, grid);
     if (e != cudaSuccess) {
         cudaGetLastError();
-        return pgd_cuda_failf(err, errlen, "attention (wgmma): shared memory of %d bytes: %s",
-                              D == 64 ? wg_shape<64>::BYTES : wg_shape<128>::BYTES,
+        return pgd_cuda_failf(err, errlen, "attention (wgmma%s): shared memory of %d bytes: %s",
+                              ov ? "" : ", serial",
+                              D == 64 ? (ov ? wg_shape<64, true>::BYTES : wg_shape<64, false>::BYTES)
+                                      : (ov ? wg_shape<128, true>::BYTES
+                                            : wg_shape<128, false>::BYTES),
                               cudaGetErrorString(e));
     }
     if (n_splits > 1)
         pgd__attn_combine(c, a->dtype, part, items, n_items, p->n_heads, n_splits, D, a->out);
-    PGD_CUDA_LAUNCHED(err, errlen, "attention (wgmma, 128 rows a block) %s [%d tokens, %d seqs, "
-                      "%d heads / %d kv of %d, max len %d, %d items x %d splits]",
-                      pgd_cuda_dt(a->dtype), a->n_tokens, a->n_seqs, p->n_heads, p->n_kv_heads,
-                      D, a->max_seq_len, n_items, n_splits);
+    PGD_CUDA_LAUNCHED(err, errlen, "attention (wgmma%s, 128 rows a block) %s [%d tokens, %d "
+                      "seqs, %d heads / %d kv of %d, max len %d, %d items x %d splits]",
+                      ov ? "" : ", serial", pgd_cuda_dt(a->dtype), a->n_tokens, a->n_seqs,
+                      p->n_heads, p->n_kv_heads, D, a->max_seq_len, n_items, n_splits);
     return 0;
 }

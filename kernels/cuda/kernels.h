@@ -279,7 +279,8 @@ struct pgd_cuda_attn {
  * block) for every row: on Hopper's warpgroup MMA (attention_wgmma.cu) where it runs (sm_90a
  * code on a compute capability 9.0 device, BF16/F16, head_dim 64 or 128, a 16-bit cache),
  * else over 8 warps of mma.sync (attention_mma.cu); PGD_CUDA_PREFILL_ATTN=mma in the
- * environment keeps it on mma.sync. _PREFILL_MMA / _PREFILL_WGMMA: that kernel (WGMMA fails
+ * environment keeps it on mma.sync (=wgmma-serial: the wgmma kernel without its
+ * intra-warpgroup pipeline). _PREFILL_MMA / _PREFILL_WGMMA: that kernel (WGMMA fails
  * where it cannot run). PGD_CUDA_ATTN_MMA forces the 64-row shape, and AUTO takes the
  * 128-row one (on the same kernel as _PREFILL) when a call's prefill rows fill the SMs with
  * it (not with PGD_CUDA_PREFILL_ATTN=0 in the environment), 32- or 16-row ones for short

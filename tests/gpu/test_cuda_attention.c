@@ -16,8 +16,8 @@
  * .path = PGD_CUDA_ATTN_PREFILL_WGMMA, and what _PREFILL and the default run on an sm_90
  * device) through prompts of 1 .. 2048 tokens fresh and after cached prefixes, GQA groups
  * 1 / 4 / 8, head dims 64 / 128, splits, windows, mixed batches, 8192 tokens against the
- * mma.sync 128-row kernel (_PREFILL_MMA), the PGD_CUDA_PREFILL_ATTN switch and the e4m3
- * fallback (its tests skip, saying so, where it cannot run). Inputs are random (queries in [-a, a),
+ * mma.sync 128-row kernel (_PREFILL_MMA), its serial variant, the PGD_CUDA_PREFILL_ATTN
+ * switch and the e4m3 fallback (its tests skip, saying so, where it cannot run). Inputs are random (queries in [-a, a),
  * a up to 8 for peaked softmaxes; K/V in [-1, 1)), the whole cache too, so that a wrong read
  * shows.
  *
@@ -1046,6 +1046,24 @@ GPU_TEST(wgmma_chunks_after_prefixes_split_windows_and_mixed_batches)
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
         check_wgmma(&cs[i], 3210 + 2 * i);
+}
+
+GPU_TEST(wgmma_serial_variant_matches_cpu)
+{
+    /* PGD_CUDA_PREFILL_ATTN=wgmma-serial: the variant without the intra-warpgroup pipeline
+     * (read once a process; Criterion runs each test in a fresh one). */
+    need_wgmma();
+    setenv("PGD_CUDA_PREFILL_ATTN", "wgmma-serial", 1);
+    struct attn_case cs[] = {
+        { "wgmma serial prompts", 4, 1, 128, 16, 0, 8, { 0, 0, 0, 0, 128, 0, 30, 0 },
+          { 1, 17, 64, 127, 128, 129, 1000, 300 }, 2 },
+        { "wgmma serial, group 8 D 64", 16, 2, 64, 32, 0, 4, { 0, 37, 3000, 0 },
+          { 129, 33, 1, 200 }, 1 },
+        { "wgmma serial, MHA window", 4, 4, 128, 16, 64, 3, { 0, 90, 10 }, { 300, 20, 129 }, 2 },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        check_wgmma(&cs[i], 3250 + 2 * i);
+    unsetenv("PGD_CUDA_PREFILL_ATTN");
 }
 
 GPU_TEST(wgmma_and_mma_prefill_agree_at_8192_tokens)
