@@ -113,8 +113,8 @@ int pgd__attn_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, con
                       size_t errlen);
 
 /* attention_wgmma.cu: the 128-row blocks on Hopper's warpgroup MMA (sm_90a). Whether it runs
- * call a: BF16/F16, head_dim 64 or 128, a 16-bit cache, a compute capability 9.0 device and
- * the sm_90a code in the build. */
+ * call a: BF16/F16, head_dim 64 or 128 (a 16-bit or an e4m3 cache), a compute capability 9.0
+ * device and the sm_90a code in the build. */
 bool pgd__attn_wgmma_ok(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a);
 /* attention_mma.cu: whether the environment asks for the wgmma kernel's serial variant
  * (PGD_CUDA_PREFILL_ATTN=wgmma-serial: S, softmax, P V one after the other in each

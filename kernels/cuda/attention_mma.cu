@@ -695,10 +695,9 @@ int pgd__attn_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, con
         int w = prefill_on_wgmma(c, a);
         if (w < 0)
             return pgd_cuda_failf(err, errlen, "attention (wgmma, 128-row blocks): dtype %s, "
-                                  "head_dim %d%s: no kernel here (BF16 or F16, head_dim 64 or "
-                                  "128, a 16-bit cache, a compute capability 9.0 device and a "
-                                  "build with 90 among its CUDA architectures)",
-                                  pgd_dtype_name(a->dtype), D, a->kv_fp8 ? ", e4m3 cache" : "");
+                                  "head_dim %d: no kernel here (BF16 or F16, head_dim 64 or "
+                                  "128, a compute capability 9.0 device and a build with 90 "
+                                  "among its CUDA architectures)", pgd_dtype_name(a->dtype), D);
         if (w)
             return pgd__attn_wgmma_run(c, a, items, n_items, n_splits, split_len, part, err,
                                        errlen);

@@ -31,11 +31,17 @@
  * registers: normalized to `out`, or the partials (accumulators, max, sum) to the split
  * scratch for pgd__attn_combine.
  *
+ * An e4m3 cache (kv_fp8.cuh; the serial variant): cp.async brings each tile's raw bytes into
+ * a staging buffer, one tile ahead; at the next tile each thread converts the chunks it
+ * copied (exact in the 16-bit dtypes) into the swizzled tile before the barrier. The K scale
+ * multiplies scale_log2, the V scale the output.
+ *
  * Built for sm_90a only (local.mk compiles this file's 90 as 90a); elsewhere the kernel body
  * is empty and pgd__attn_wgmma_ok says no, so attention_mma.cu keeps the 128-row blocks on
- * its 8-warp mma.sync kernel. A 16-bit cache only: an e4m3 cache stays on that kernel. */
+ * its 8-warp mma.sync kernel. */
 #include "kernels/cuda/attention_internal.cuh"
 #include "kernels/cuda/cp_async.cuh"
+#include "kernels/cuda/kv_fp8.cuh"
 #include "kernels/cuda/sm90.cuh"
 #include <math.h>
 #include <limits.h>
@@ -48,19 +54,30 @@
 /* Shared memory of a head_dim-D block: Q, then STAGES K tiles, then STAGES V tiles, each
  * D / 64 swizzled sub-tiles of [rows][128 bytes], 1024-byte aligned (+ room to align). PD
  * tiles are loaded ahead of the one computed: STAGES - 1, or STAGES - 2 with the pipelined
- * P V (OV), whose V stays in use one tile longer. */
-template <int D, bool OV> struct wg_shape {
+ * P V (OV), whose V stays in use one tile longer. An e4m3 cache (F8, serial): two tiles of
+ * the 16-bit dtype and two staging buffers of the tile's raw K then V bytes
+ * ([128 keys][D bytes] each), one tile loaded ahead. */
+template <int D, bool OV, bool F8> struct wg_shape {
+    static_assert(!(OV && F8), "the e4m3 cache takes the serial variant");
     static_assert(D == 64 || D == 128, "head_dim 64 or 128");
     static constexpr int DC = D / 64;                    /* 64-element sub-tiles a row */
     static constexpr int CPR = D / 8;                    /* 16-byte chunks a row */
     static constexpr int QBYTES = DC * WG_BM * 128;
     static constexpr int TBYTES = DC * WG_BN * 128;      /* one K or V tile */
-    static constexpr int STAGES = D == 128 ? 3 : 4;      /* 225 KB at D 128 (227 KB the most) */
-    static constexpr int PD = STAGES - 1 - (OV ? 1 : 0);
-    static constexpr int BYTES = QBYTES + 2 * STAGES * TBYTES + 1024;
+    static constexpr int STAGES = F8 ? 2 : D == 128 ? 3 : 4;   /* 225 KB at D 128 (227 the most) */
+    static constexpr int PD = F8 ? 1 : STAGES - 1 - (OV ? 1 : 0);
+    static constexpr int SBYTES = F8 ? 2 * WG_BN * D : 0;      /* one staging buffer */
+    static constexpr int BYTES = QBYTES + 2 * STAGES * TBYTES + 2 * SBYTES + 1024;
+    static constexpr int TL8 = WG_BN * (D / 16) / WG_THREADS;  /* 16-byte e4m3 chunks a thread */
     static constexpr int QL = WG_BM * CPR / WG_THREADS;  /* Q chunks a thread loads */
     static constexpr int TL = WG_BN * CPR / WG_THREADS;  /* K (and V) chunks a thread a tile */
 };
+
+/* The most shared memory of any variant (the device must grant it). */
+#define WG_MAX_BYTES                                                                          \
+    (wg_shape<128, true, false>::BYTES > wg_shape<128, false, true>::BYTES                   \
+         ? wg_shape<128, true, false>::BYTES                                                  \
+         : wg_shape<128, false, true>::BYTES)
 
 /* The byte offset of 16-byte chunk cc (elements 8 cc .. 8 cc + 7) of row r in a tile of
  * `rows` rows: sub-tile cc / 8, row r, chunk (cc % 8) ^ (r % 8). */
@@ -327,16 +344,19 @@ static __device__ __forceinline__ void wg_flush(float (&o)[D / 64][32],
 #endif
 
 /* ---- the kernel -------------------------------------------------------------------------- */
-template <typename T, int D, bool OV>
+template <typename T, typename C, int D, bool OV>
 __global__ void __launch_bounds__(WG_THREADS, 1)
 attn_wgmma_kernel(const __grid_constant__ attn_tc_kparams p)
 {
 #ifdef PGD_SM90A
-    typedef wg_shape<D, OV> S;
+    constexpr bool F8 = kv_fp8_t<C>::value;
+    typedef wg_shape<D, OV, F8> S;
     extern __shared__ __align__(128) uint8_t wg_smem[];
     __shared__ int row_first[WG_BM], row_last[WG_BM], red[4][4];
     const uint32_t raw = smem_u32(wg_smem), q_s = (raw + 1023u) & ~1023u;
     const uint32_t k_s = q_s + S::QBYTES, v_s = k_s + S::STAGES * S::TBYTES;
+    const uint32_t st_s = v_s + S::STAGES * S::TBYTES;   /* F8: the staging buffers */
+    uint8_t *const gen = wg_smem + (q_s - raw);          /* q_s as a generic pointer */
 
     /* Items in reverse: in a prefill the late (longest) chunks start first. */
     const int4 item = p.items[gridDim.x - 1 - blockIdx.x];
@@ -348,7 +368,7 @@ attn_wgmma_kernel(const __grid_constant__ attn_tc_kparams p)
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = tid >> 7;
     const int32_t *table = p.block_tables + (int64_t)seq * p.max_blocks;
     const int64_t kv_stride = (int64_t)p.KV * D;         /* between cache slots */
-    const T *kc = (const T *)p.kc + (int64_t)kvh * D, *vc = (const T *)p.vc + (int64_t)kvh * D;
+    const C *kc = (const C *)p.kc + (int64_t)kvh * D, *vc = (const C *)p.vc + (int64_t)kvh * D;
 
     /* Q rows (zeros past R), cp.async group 0. */
 #pragma unroll
@@ -422,7 +442,7 @@ attn_wgmma_kernel(const __grid_constant__ attn_tc_kparams p)
             const int idx = tid + i * WG_THREADS, jj = idx / S::CPR, cc = idx % S::CPR;
             const int j = kb0 + jj;
             const bool ok = j <= ke;
-            const T *ksrc = kc, *vsrc = vc;
+            const C *ksrc = kc, *vsrc = vc;
             if (ok) {
                 const int64_t off = row_off(j) + cc * 8;
                 ksrc += off;
@@ -433,12 +453,51 @@ attn_wgmma_kernel(const __grid_constant__ attn_tc_kparams p)
             cp_async16(vd + at, vsrc, ok);
         }
     };
+    /* F8: staging buffer sb <- the raw bytes of keys kb0 .. kb0 + 127 (zeros past ke), then
+     * (after the wait, each thread its own chunks: no barrier between) converted to T into
+     * tile buffer `buf`. */
+    auto load_stage = [&](int sb, int kb0) {
+        const uint32_t kd = st_s + sb * S::SBYTES, vd = kd + WG_BN * D;
+#pragma unroll
+        for (int i = 0; i < S::TL8; i++) {
+            const int idx = tid + i * WG_THREADS, jj = idx / (D / 16), ch = idx % (D / 16);
+            const int j = kb0 + jj;
+            const bool ok = j <= ke;
+            const C *ksrc = kc, *vsrc = vc;
+            if (ok) {
+                const int64_t off = row_off(j) + ch * 16;
+                ksrc += off;
+                vsrc += off;
+            }
+            cp_async16(kd + jj * D + ch * 16, ksrc, ok);
+            cp_async16(vd + jj * D + ch * 16, vsrc, ok);
+        }
+    };
+    auto convert = [&](int sb, int buf) {
+        const uint8_t *ks8 = gen + (st_s - q_s) + sb * S::SBYTES, *vs8 = ks8 + WG_BN * D;
+        uint8_t *kd = gen + (k_s - q_s) + buf * S::TBYTES, *vd = gen + (v_s - q_s) + buf * S::TBYTES;
+#pragma unroll
+        for (int i = 0; i < S::TL8; i++) {
+            const int idx = tid + i * WG_THREADS, jj = idx / (D / 16), ch = idx % (D / 16);
+            const uint4 kr = *reinterpret_cast<const uint4 *>(ks8 + jj * D + ch * 16);
+            const uint4 vr = *reinterpret_cast<const uint4 *>(vs8 + jj * D + ch * 16);
+            const uint32_t a0 = wg_swz(WG_BN, jj, 2 * ch), a1 = wg_swz(WG_BN, jj, 2 * ch + 1);
+            *reinterpret_cast<uint4 *>(kd + a0) = kv_cvt8<T>(make_uint2(kr.x, kr.y));
+            *reinterpret_cast<uint4 *>(kd + a1) = kv_cvt8<T>(make_uint2(kr.z, kr.w));
+            *reinterpret_cast<uint4 *>(vd + a0) = kv_cvt8<T>(make_uint2(vr.x, vr.y));
+            *reinterpret_cast<uint4 *>(vd + a1) = kv_cvt8<T>(make_uint2(vr.z, vr.w));
+        }
+    };
     /* The first PD tiles, one cp.async group each (empty past the last tile: the counting
      * stays fixed). */
 #pragma unroll
     for (int st = 0; st < S::PD; st++) {
-        if (st < ntiles)
-            load_tile(st, kb + st * WG_BN);
+        if (st < ntiles) {
+            if constexpr (F8)
+                load_stage(st, kb + st * WG_BN);
+            else
+                load_tile(st, kb + st * WG_BN);
+        }
         cp_async_commit();
     }
 
@@ -464,14 +523,24 @@ attn_wgmma_kernel(const __grid_constant__ attn_tc_kparams p)
     /* One barrier a tile: after it, tile `it` (and Q) is in for every thread and visible to
      * the tensor cores, and both warpgroups are done with the buffer the load issued next
      * (tile it + PD) refills: tile it - 1's (serial) or it - 2's (OV: tile it - 1's P V may
-     * still run). */
+     * still run). F8: each thread converts its chunks of tile it before the barrier, into
+     * the buffer of tile it - 2, which both warpgroups finished before the last barrier. */
     for (int it = 0; it < ntiles; it++) {
-        cp_async_wait<S::PD - 1>();
+        if constexpr (F8) {
+            cp_async_wait<0>();
+            convert(it & 1, it & 1);
+        } else {
+            cp_async_wait<S::PD - 1>();
+        }
         sm90_fence_async_smem();
         __syncthreads();
         const int nx = it + S::PD;
-        if (nx < ntiles)
-            load_tile(nx % S::STAGES, kb + nx * WG_BN);
+        if (nx < ntiles) {
+            if constexpr (F8)
+                load_stage(nx & 1, kb + nx * WG_BN);
+            else
+                load_tile(nx % S::STAGES, kb + nx * WG_BN);
+        }
         cp_async_commit();
         const int k0 = kb + it * WG_BN, buf = it % S::STAGES;
         if (whi < k0 || wlo > k0 + WG_BN - 1) {          /* warpgroup-uniform */
@@ -502,7 +571,7 @@ attn_wgmma_kernel(const __grid_constant__ attn_tc_kparams p)
             continue;
         const int t = t0 + r / p.hq, h = h0 + r % p.hq;
         if (p.n_splits == 1) {
-            const float inv = l[hr] > 0 ? 1.0f / l[hr] : 0.0f;
+            const float inv = (l[hr] > 0 ? 1.0f / l[hr] : 0.0f) * (F8 ? p.v_scale : 1.0f);
             T *dst = (T *)p.out + ((int64_t)t * p.H + h) * D + 2 * c;
 #pragma unroll
             for (int dc = 0; dc < S::DC; dc++)
@@ -517,7 +586,8 @@ attn_wgmma_kernel(const __grid_constant__ attn_tc_kparams p)
 #pragma unroll
                 for (int n = 0; n < 8; n++)
                     *reinterpret_cast<float2 *>(part + dc * 64 + n * 8 + 2 * c) =
-                        make_float2(o[dc][4 * n + 2 * hr], o[dc][4 * n + 2 * hr + 1]);
+                        make_float2(o[dc][4 * n + 2 * hr] * (F8 ? p.v_scale : 1.0f),
+                                    o[dc][4 * n + 2 * hr + 1] * (F8 ? p.v_scale : 1.0f));
             if (c == 0) {
                 part[D] = m[hr];
                 part[D + 1] = l[hr];
@@ -551,9 +621,9 @@ static bool device_ok(const struct pgd_cuda_ctx *c)
         major == 9 && minor == 0 &&
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, c->device) ==
             cudaSuccess &&
-        cudaFuncGetAttributes(&fa, attn_wgmma_kernel<__nv_bfloat16, 128, true>) == cudaSuccess &&
-        fa.binaryVersion == 90 &&
-        (size_t)optin >= fa.sharedSizeBytes + wg_shape<128, true>::BYTES;
+        cudaFuncGetAttributes(&fa, attn_wgmma_kernel<__nv_bfloat16, __nv_bfloat16, 128, true>) ==
+            cudaSuccess &&
+        fa.binaryVersion == 90 && (size_t)optin >= fa.sharedSizeBytes + WG_MAX_BYTES;
     cudaGetLastError();              /* a failed look-up is no error of the caller's */
     if (ok)
         able.fetch_or(bit);
@@ -561,45 +631,55 @@ static bool device_ok(const struct pgd_cuda_ctx *c)
     return ok;
 }
 
-static bool shape_ok(enum pgd_dtype dt, int D, bool fp8)
+static bool shape_ok(enum pgd_dtype dt, int D)
 {
-    return (dt == PGD_DTYPE_BF16 || dt == PGD_DTYPE_F16) && (D == 64 || D == 128) && !fp8;
+    return (dt == PGD_DTYPE_BF16 || dt == PGD_DTYPE_F16) && (D == 64 || D == 128);
 }
 
 bool pgd__attn_wgmma_ok(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a)
 {
-    return shape_ok(a->dtype, a->p.head_dim, a->kv_fp8 != NULL) && a->p.n_kv_heads > 0 &&
+    return shape_ok(a->dtype, a->p.head_dim) && a->p.n_kv_heads > 0 &&
            a->p.n_heads % a->p.n_kv_heads == 0 && device_ok(c);
 }
 
 extern "C" int pgd_cuda_attention_wgmma_available(struct pgd_cuda_ctx *c, enum pgd_dtype dt,
                                                   int D, int fp8)
 {
-    return shape_ok(dt, D, fp8 != 0) && device_ok(c);
+    (void)fp8;                       /* an e4m3 cache has a kernel too */
+    return shape_ok(dt, D) && device_ok(c);
 }
 
 /* Dynamic shared memory past 48 KB is granted per kernel and device, once. */
-template <typename T, int D, bool OV>
-static cudaError_t launch(struct pgd_cuda_ctx *c, const attn_tc_kparams &kp, dim3 grid)
+template <typename T, typename C, int D, bool OV>
+static cudaError_t launch(struct pgd_cuda_ctx *c, const attn_tc_kparams &kp, dim3 grid, int *bytes)
 {
     static std::atomic<uint64_t> done(0);
     const uint64_t bit = c->device >= 0 && c->device < 64 ? 1ull << c->device : 0;
-    const int bytes = wg_shape<D, OV>::BYTES;
+    *bytes = wg_shape<D, OV, kv_fp8_t<C>::value>::BYTES;
     if (!bit || !(done.load() & bit)) {
-        cudaError_t e = cudaFuncSetAttribute(attn_wgmma_kernel<T, D, OV>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+        cudaError_t e = cudaFuncSetAttribute(attn_wgmma_kernel<T, C, D, OV>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, *bytes);
         if (e != cudaSuccess)
             return e;
         done.fetch_or(bit);
     }
-    attn_wgmma_kernel<T, D, OV><<<grid, WG_THREADS, bytes, c->stream>>>(kp);
+    attn_wgmma_kernel<T, C, D, OV><<<grid, WG_THREADS, *bytes, c->stream>>>(kp);
     return cudaSuccess;
 }
 
-template <typename T, bool OV>
-static cudaError_t launch_d(struct pgd_cuda_ctx *c, int D, const attn_tc_kparams &kp, dim3 grid)
+/* The variant for the cache and head dim: e4m3 serial, else pipelined (ov) or serial. */
+template <typename T>
+static cudaError_t launch_v(struct pgd_cuda_ctx *c, int D, bool fp8, bool ov,
+                            const attn_tc_kparams &kp, dim3 grid, int *bytes)
 {
-    return D == 64 ? launch<T, 64, OV>(c, kp, grid) : launch<T, 128, OV>(c, kp, grid);
+    if (fp8)
+        return D == 64 ? launch<T, kv_e4m3, 64, false>(c, kp, grid, bytes)
+                       : launch<T, kv_e4m3, 128, false>(c, kp, grid, bytes);
+    if (ov)
+        return D == 64 ? launch<T, T, 64, true>(c, kp, grid, bytes)
+                       : launch<T, T, 128, true>(c, kp, grid, bytes);
+    return D == 64 ? launch<T, T, 64, false>(c, kp, grid, bytes)
+                   : launch<T, T, 128, false>(c, kp, grid, bytes);
 }
 
 int pgd__attn_wgmma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
@@ -608,31 +688,26 @@ int pgd__attn_wgmma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
 {
     const struct pgd_attn_params *p = &a->p;
     const int D = p->head_dim, group = p->n_heads / p->n_kv_heads;
-    const bool ov = !pgd__attn_wgmma_serial();
-    int hq, tq;
+    const bool fp8 = a->kv_fp8 != NULL, ov = !fp8 && !pgd__attn_wgmma_serial();
+    int hq, tq, bytes = 0;
     pgd__attn_mma_shape(group, WG_BM, &hq, &tq);
     attn_tc_kparams kp = pgd__attn_tc_params(a, items, hq, n_splits, split_len, part);
     dim3 grid(n_items, p->n_kv_heads * kp.head_chunks, n_splits);
-    cudaError_t e;
-    if (a->dtype == PGD_DTYPE_BF16)
-        e = ov ? launch_d<__nv_bfloat16, true>(c, D, kp, grid)
-               : launch_d<__nv_bfloat16, false>(c, D, kp, grid);
-    else
-        e = ov ? launch_d<__half, true>(c, D, kp, grid) : launch_d<__half, false>(c, D, kp, grid);
+    cudaError_t e = a->dtype == PGD_DTYPE_BF16
+                        ? launch_v<__nv_bfloat16>(c, D, fp8, ov, kp, grid, &bytes)
+                        : launch_v<__half>(c, D, fp8, ov, kp, grid, &bytes);
     if (e != cudaSuccess) {
         cudaGetLastError();
-        return pgd_cuda_failf(err, errlen, "attention (wgmma%s): shared memory of %d bytes: %s",
-                              ov ? "" : ", serial",
-                              D == 64 ? (ov ? wg_shape<64, true>::BYTES : wg_shape<64, false>::BYTES)
-                                      : (ov ? wg_shape<128, true>::BYTES
-                                            : wg_shape<128, false>::BYTES),
+        return pgd_cuda_failf(err, errlen, "attention (wgmma%s%s): shared memory of %d bytes: %s",
+                              ov ? "" : ", serial", fp8 ? ", e4m3 cache" : "", bytes,
                               cudaGetErrorString(e));
     }
     if (n_splits > 1)
         pgd__attn_combine(c, a->dtype, part, items, n_items, p->n_heads, n_splits, D, a->out);
-    PGD_CUDA_LAUNCHED(err, errlen, "attention (wgmma%s, 128 rows a block) %s [%d tokens, %d "
+    PGD_CUDA_LAUNCHED(err, errlen, "attention (wgmma%s, 128 rows a block) %s%s [%d tokens, %d "
                       "seqs, %d heads / %d kv of %d, max len %d, %d items x %d splits]",
-                      ov ? "" : ", serial", pgd_cuda_dt(a->dtype), a->n_tokens, a->n_seqs,
+                      ov ? "" : ", serial", pgd_cuda_dt(a->dtype), fp8 ? " (e4m3 cache)" : "",
+                      a->n_tokens, a->n_seqs,
                       p->n_heads, p->n_kv_heads, D, a->max_seq_len, n_items, n_splits);
     return 0;
 }

@@ -277,7 +277,7 @@ struct pgd_cuda_attn {
 };
 /* PGD_CUDA_ATTN_PREFILL: the tensor-core kernels in their prefill shape (128 query rows a
  * block) for every row: on Hopper's warpgroup MMA (attention_wgmma.cu) where it runs (sm_90a
- * code on a compute capability 9.0 device, BF16/F16, head_dim 64 or 128, a 16-bit cache),
+ * code on a compute capability 9.0 device, BF16/F16, head_dim 64 or 128),
  * else over 8 warps of mma.sync (attention_mma.cu); PGD_CUDA_PREFILL_ATTN=mma in the
  * environment keeps it on mma.sync (=wgmma-serial: the wgmma kernel without its
  * intra-warpgroup pipeline). _PREFILL_MMA / _PREFILL_WGMMA: that kernel (WGMMA fails
@@ -289,7 +289,7 @@ enum { PGD_CUDA_ATTN_AUTO = 0, PGD_CUDA_ATTN_FMA = 1, PGD_CUDA_ATTN_MMA = 2,
        PGD_CUDA_ATTN_PREFILL = 3, PGD_CUDA_ATTN_PREFILL_MMA = 4,
        PGD_CUDA_ATTN_PREFILL_WGMMA = 5 };
 /* Whether the wgmma prefill kernel runs on c's device for dtype dt and head_dim D over a
- * 16-bit cache (fp8 set: an e4m3 one). */
+ * 16-bit cache (fp8 set: an e4m3 one; it takes both). */
 int pgd_cuda_attention_wgmma_available(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int D,
                                        int fp8);
 /* Bytes of float32 scratch (device) an attention call needs for its context splits. */

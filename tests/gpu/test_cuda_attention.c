@@ -17,7 +17,7 @@
  * device) through prompts of 1 .. 2048 tokens fresh and after cached prefixes, GQA groups
  * 1 / 4 / 8, head dims 64 / 128, splits, windows, mixed batches, 8192 tokens against the
  * mma.sync 128-row kernel (_PREFILL_MMA), its serial variant, the PGD_CUDA_PREFILL_ATTN
- * switch and the e4m3 fallback (its tests skip, saying so, where it cannot run). Inputs are random (queries in [-a, a),
+ * switch and e4m3 caches (its tests skip, saying so, where it cannot run). Inputs are random (queries in [-a, a),
  * a up to 8 for peaked softmaxes; K/V in [-1, 1)), the whole cache too, so that a wrong read
  * shows.
  *
@@ -1139,18 +1139,35 @@ GPU_TEST(env_switch_keeps_prefill_on_mma)
     check_default_prefill_kernel(PGD_CUDA_ATTN_PREFILL_MMA);
 }
 
-GPU_TEST(wgmma_falls_back_for_fp8_and_refuses_when_forced)
+GPU_TEST(wgmma_fp8_cache_matches_cpu)
 {
-    /* An e4m3 cache has no wgmma kernel: the prefill shape (and the default) run it on
-     * mma.sync, matching the CPU; forcing wgmma fails, naming the cache. */
-    unsetenv("PGD_CUDA_PREFILL_ATTN");
-    struct attn_case c = { "fp8 prefill, wgmma fallback", 8, 2, 128, 16, 0, 3, { 0, 40, 0 },
-                           { 129, 33, 300 }, 2 };
-    check_path_kv(&c, PGD_CUDA_ATTN_PREFILL, 3600, true);
-    cr_assert_eq(pgd_cuda_attention_wgmma_available(ctx, PGD_DTYPE_BF16, 128, 1), 0);
+    /* An e4m3 cache through the wgmma kernel (its serial variant, converting each tile from a
+     * staging buffer): prompts, edges at head_dim 64, splits after prefixes, a window. */
+    need_wgmma();
+    struct attn_case cs[] = {
+        { "wgmma fp8 prompts", 8, 2, 128, 16, 0, 6, { 0 }, { 1, 31, 129, 1000, 300, 2 }, 2 },
+        { "wgmma fp8 edges, D 64", 8, 2, 64, 32, 0, 8, { 0, 37, 0, 64, 5, 0, 100, 0 },
+          { 1, 31, 32, 33, 127, 128, 129, 300 }, 4 },
+        { "wgmma fp8 chunks after prefixes", 8, 2, 64, 16, 0, 4, { 3000, 700, 2500, 7 },
+          { 100, 33, 1, 1 }, 2 },
+        { "wgmma fp8 window 32, group 8", 16, 2, 128, 16, 32, 4, { 0, 90, 300, 1000 },
+          { 180, 20, 1, 70 }, 2 },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        check_path_kv(&cs[i], PGD_CUDA_ATTN_PREFILL_WGMMA, 3600 + 2 * i, true);
+}
+
+GPU_TEST(wgmma_forced_fails_where_it_cannot_run)
+{
+    /* Other head dims and dtypes have no wgmma kernel; on a device without it (not sm_90, or
+     * a build without 90) forcing it fails, naming it. */
     cr_assert_eq(pgd_cuda_attention_wgmma_available(ctx, PGD_DTYPE_BF16, 80, 0), 0);
+    cr_assert_eq(pgd_cuda_attention_wgmma_available(ctx, PGD_DTYPE_F32, 128, 0), 0);
+    if (pgd_cuda_attention_wgmma_available(ctx, PGD_DTYPE_BF16, 128, 0))
+        return;
+    struct attn_case c = { "wgmma forced elsewhere", 8, 2, 128, 16, 0, 1, { 0 }, { 40 }, 1 };
     struct batch b;
-    batch_make_kv(&b, PGD_DTYPE_BF16, &c, true);
+    batch_make(&b, PGD_DTYPE_BF16, &c);
     struct pgd_cuda_attn a = {
         .dtype = PGD_DTYPE_BF16, .q = b.dq, .out = b.dq, .k_cache = b.dkc, .v_cache = b.dvc,
         .block_size = c.bs, .p = { .n_heads = c.H, .n_kv_heads = c.KV, .head_dim = c.D,
@@ -1158,13 +1175,12 @@ GPU_TEST(wgmma_falls_back_for_fp8_and_refuses_when_forced)
         .n_tokens = b.n, .n_seqs = c.n_seqs, .seq_lens = b.dlens, .block_tables = b.dtab,
         .max_blocks = b.max_blocks, .positions = b.dpos, .h_query_start = b.qs,
         .max_seq_len = b.max_len, .step_id = 3610, .path = PGD_CUDA_ATTN_PREFILL_WGMMA,
-        .kv_fp8 = &b.sc,
     };
     char err[512] = "";
     size_t sb = pgd_cuda_attention_scratch(ctx, &a);
     void *scratch = sb ? pgd_cuda_malloc(sb) : NULL;
     cr_assert_neq(pgd_cuda_attention(ctx, &a, scratch, err, sizeof err), 0);
-    cr_assert(strstr(err, "wgmma") && strstr(err, "e4m3"), "%s", err);
+    cr_assert(strstr(err, "wgmma"), "%s", err);
     pgd_cuda_free(scratch);
     batch_free(&b);
 }
