@@ -11,8 +11,9 @@
  * merges them (flash-decoding).
  *
  * Plain FMA math. BF16/F16 at head_dim 64 and 128 go to the tensor-core kernel instead
- * (attention_mma.cu, same items and splits) unless PGD_CUDA_ATTN=fma or a->path says
- * otherwise; this one keeps the other head dims.
+ * (attention_mma.cu, same items and splits; its 128-row prefill blocks on Hopper to
+ * attention_wgmma.cu) unless PGD_CUDA_ATTN=fma or a->path says otherwise; this one keeps the
+ * other head dims.
  *
  * An FP8 cache (a->kv_fp8; kv_fp8.cuh): every kernel is instantiated on the cache element
  * too; the tiles are converted to T as they are gathered, the K scale multiplies the query
@@ -359,7 +360,8 @@ static bool env_forces_fma(void)
  * else the environment, else the shapes that kernel takes. */
 static bool use_mma(const struct pgd_cuda_attn *a)
 {
-    if (a->path == PGD_CUDA_ATTN_MMA || a->path == PGD_CUDA_ATTN_PREFILL)
+    if (a->path == PGD_CUDA_ATTN_MMA || a->path == PGD_CUDA_ATTN_PREFILL ||
+        a->path == PGD_CUDA_ATTN_PREFILL_MMA || a->path == PGD_CUDA_ATTN_PREFILL_WGMMA)
         return true;
     if (a->path == PGD_CUDA_ATTN_FMA || env_forces_fma())
         return false;

@@ -47,20 +47,6 @@
 
 #define MMA_BN 64                    /* keys a tile */
 
-struct mma_kparams {
-    const void *q;                   /* [n_tokens, H, D] */
-    void *out;                       /* [n_tokens, H, D] */
-    const void *kc, *vc;             /* [slots, KV, D] */
-    const int32_t *block_tables, *positions;
-    const int4 *items;               /* {seq, first token, tokens, 0} */
-    float *part;                     /* [n_tokens, H, n_splits, D + 2] when n_splits > 1 */
-    int block_size, bs_shift;        /* bs_shift: log2(block_size), or -1 */
-    int max_blocks, H, KV, group, hq, head_chunks, window;
-    int n_splits, split_len;
-    float scale_log2;                /* scale * log2(e) (* k_scale) */
-    float v_scale;                   /* FP8 cache: the output's factor */
-};
-
 /* W warps a block: 16 W query rows, STAGES K/V tiles in shared memory. */
 template <int D, int W> struct mma_shape {
     static constexpr int THREADS = 32 * W;
@@ -99,29 +85,6 @@ __device__ __forceinline__ void mma16816<__half>(float c[4], const uint32_t a[4]
                  "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-/* 2^x by the SFU alone (ex2.approx.ftz: relative error ~2^-22, results below 2^-126 are 0,
- * 2^-inf is 0): exp2f adds the range fix-ups of denormal results, which a softmax weight
- * rounded to 16 bits next to a largest weight of 1 never needs. */
-static __device__ __forceinline__ float fast_exp2(float x)
-{
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-    return y;
-}
-
-/* Two floats rounded to T, lo in the low half. */
-template <typename T> static __device__ __forceinline__ uint32_t pack2(float lo, float hi);
-template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi)
-{
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t *>(&v);
-}
-template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi)
-{
-    __half2 v = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<uint32_t *>(&v);
 }
 
 /* ---- one warp, one tile ---------------------------------------------------------------------- *
@@ -243,7 +206,7 @@ static __device__ __forceinline__ void warp_step(const T *kt, const T *vt, int k
 
 /* ---- the kernel ------------------------------------------------------------------------------ */
 template <typename T, typename C, int D, int W>
-__global__ void __launch_bounds__(32 * W, W == 8 ? 1 : 2) attn_mma_kernel(const mma_kparams p)
+__global__ void __launch_bounds__(32 * W, W == 8 ? 1 : 2) attn_mma_kernel(const attn_tc_kparams p)
 {
     typedef mma_shape<D, W> S;
     constexpr bool F8 = kv_fp8_t<C>::value;
@@ -555,15 +518,32 @@ void pgd__attn_mma_shape(int group, int rows, int *hq, int *tq)
     *tq = std::max(1, rows / h);
 }
 
-/* PGD_CUDA_PREFILL_ATTN=0: never the 8-warp shape by default (read once). */
+/* PGD_CUDA_PREFILL_ATTN (read once): "0" never the 128-row shape by default; "mma" the
+ * 128-row shape on this file's 8-warp kernel, never attention_wgmma.cu's; "wgmma" (or unset)
+ * the wgmma kernel wherever it runs (pgd__attn_wgmma_ok), this one elsewhere; "wgmma-serial"
+ * the same with the wgmma kernel's serial variant. Returns the setting as 0, 'm', 'w' or
+ * 's'. */
+static int env_prefill(void)
+{
+    static std::atomic<int> v(-1);
+    int r = v.load();
+    if (r < 0) {
+        const char *e = getenv("PGD_CUDA_PREFILL_ATTN");
+        r = !e ? 'w' : !strcmp(e, "0") ? 0 : !strcmp(e, "mma") ? 'm'
+            : !strcmp(e, "wgmma-serial") ? 's' : 'w';
+        v.store(r);
+    }
+    return r;
+}
+
+bool pgd__attn_wgmma_serial(void)
+{
+    return env_prefill() == 's';
+}
+
 static bool env_prefill_off(void)
 {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("PGD_CUDA_PREFILL_ATTN");
-        v = e && !strcmp(e, "0");
-    }
-    return v;
+    return env_prefill() == 0;
 }
 
 /* Blocks of `rows` query rows the call's sequences of at least min_len tokens make. */
@@ -582,7 +562,8 @@ static int64_t blocks_of(const struct pgd_cuda_attn *a, int group, int rows, int
 
 int pgd__attn_mma_rows(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a)
 {
-    if (a->path == PGD_CUDA_ATTN_PREFILL)
+    if (a->path == PGD_CUDA_ATTN_PREFILL || a->path == PGD_CUDA_ATTN_PREFILL_MMA ||
+        a->path == PGD_CUDA_ATTN_PREFILL_WGMMA)
         return 128;
     if (a->path != PGD_CUDA_ATTN_AUTO || a->decode_items || !a->h_query_start ||
         a->p.n_kv_heads <= 0 || a->p.n_heads % a->p.n_kv_heads)
@@ -617,7 +598,7 @@ template <typename T, typename C, int D, int W> static cudaError_t allow_smem(in
 }
 
 template <typename T, typename C, int D, int W>
-static cudaError_t launch(struct pgd_cuda_ctx *c, const mma_kparams &kp, dim3 grid)
+static cudaError_t launch(struct pgd_cuda_ctx *c, const attn_tc_kparams &kp, dim3 grid)
 {
     cudaError_t e = allow_smem<T, C, D, W>(c->device);
     if (e != cudaSuccess)
@@ -628,7 +609,7 @@ static cudaError_t launch(struct pgd_cuda_ctx *c, const mma_kparams &kp, dim3 gr
 }
 
 template <typename T, typename C>
-static cudaError_t launch_d(struct pgd_cuda_ctx *c, int D, int rows, const mma_kparams &kp,
+static cudaError_t launch_d(struct pgd_cuda_ctx *c, int D, int rows, const attn_tc_kparams &kp,
                             dim3 grid)
 {
     if (rows == 128)
@@ -643,26 +624,12 @@ static int smem_bytes(int D, int rows)
     return D == 64 ? mma_shape<64, 4>::SMEM : mma_shape<128, 4>::SMEM;
 }
 
-int pgd__attn_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, const int4 *items,
-                      int n_items, int n_splits, int split_len, float *part, char *err,
-                      size_t errlen)
+attn_tc_kparams pgd__attn_tc_params(const struct pgd_cuda_attn *a, const int4 *items, int hq,
+                                    int n_splits, int split_len, float *part)
 {
     const struct pgd_attn_params *p = &a->p;
-    int D = p->head_dim;
-    if (n_items == 0)
-        return 0;
-    if (!pgd__attn_mma_supports(a->dtype, D) || p->n_kv_heads <= 0 ||
-        p->n_heads % p->n_kv_heads)
-        return pgd_cuda_failf(err, errlen, "attention (tensor cores): dtype %s, head_dim %d "
-                              "with %d heads over %d kv heads has no kernel (BF16 or F16, "
-                              "head_dim 64 or 128)", pgd_dtype_name(a->dtype), D, p->n_heads,
-                              p->n_kv_heads);
-    if (n_splits > 1 && !part)
-        return pgd_cuda_failf(err, errlen, "attention (tensor cores): %d context splits need "
-                              "scratch", n_splits);
-    int group = p->n_heads / p->n_kv_heads, hq, tq, rows = pgd__attn_mma_rows(c, a);
-    pgd__attn_mma_shape(group, rows, &hq, &tq);
-    mma_kparams kp;
+    int group = p->n_heads / p->n_kv_heads;
+    attn_tc_kparams kp;
     kp.q = a->q;
     kp.out = a->out;
     kp.kc = a->k_cache;
@@ -691,6 +658,52 @@ int pgd__attn_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, con
         kp.scale_log2 *= a->kv_fp8->k_scale;
         kp.v_scale = a->kv_fp8->v_scale;
     }
+    return kp;
+}
+
+/* Whether call a's 128-row blocks run on attention_wgmma.cu: 1 yes, 0 no (this file's 8-warp
+ * kernel), -1 forced (PGD_CUDA_ATTN_PREFILL_WGMMA) where it cannot run. */
+static int prefill_on_wgmma(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a)
+{
+    if (a->path == PGD_CUDA_ATTN_PREFILL_MMA)
+        return 0;
+    bool ok = pgd__attn_wgmma_ok(c, a);
+    if (a->path == PGD_CUDA_ATTN_PREFILL_WGMMA)
+        return ok ? 1 : -1;
+    return ok && (env_prefill() == 'w' || env_prefill() == 's');
+}
+
+int pgd__attn_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, const int4 *items,
+                      int n_items, int n_splits, int split_len, float *part, char *err,
+                      size_t errlen)
+{
+    const struct pgd_attn_params *p = &a->p;
+    int D = p->head_dim;
+    if (n_items == 0)
+        return 0;
+    if (!pgd__attn_mma_supports(a->dtype, D) || p->n_kv_heads <= 0 ||
+        p->n_heads % p->n_kv_heads)
+        return pgd_cuda_failf(err, errlen, "attention (tensor cores): dtype %s, head_dim %d "
+                              "with %d heads over %d kv heads has no kernel (BF16 or F16, "
+                              "head_dim 64 or 128)", pgd_dtype_name(a->dtype), D, p->n_heads,
+                              p->n_kv_heads);
+    if (n_splits > 1 && !part)
+        return pgd_cuda_failf(err, errlen, "attention (tensor cores): %d context splits need "
+                              "scratch", n_splits);
+    int group = p->n_heads / p->n_kv_heads, hq, tq, rows = pgd__attn_mma_rows(c, a);
+    if (rows == 128) {
+        int w = prefill_on_wgmma(c, a);
+        if (w < 0)
+            return pgd_cuda_failf(err, errlen, "attention (wgmma, 128-row blocks): dtype %s, "
+                                  "head_dim %d: no kernel here (BF16 or F16, head_dim 64 or "
+                                  "128, a compute capability 9.0 device and a build with 90 "
+                                  "among its CUDA architectures)", pgd_dtype_name(a->dtype), D);
+        if (w)
+            return pgd__attn_wgmma_run(c, a, items, n_items, n_splits, split_len, part, err,
+                                       errlen);
+    }
+    pgd__attn_mma_shape(group, rows, &hq, &tq);
+    attn_tc_kparams kp = pgd__attn_tc_params(a, items, hq, n_splits, split_len, part);
     dim3 grid(n_items, p->n_kv_heads * kp.head_chunks, n_splits);
     cudaError_t e;
     if (a->dtype == PGD_DTYPE_BF16)

@@ -283,20 +283,30 @@ struct pgd_cuda_attn {
      * never / always / always on the SIMT one),
      * the tensor-core kernel for the rest at BF16/F16 and head_dim 64 or 128 (unless the
      * environment has PGD_CUDA_ATTN=fma), the FMA kernel otherwise. PGD_CUDA_ATTN_FMA,
-     * _MMA or _PREFILL: that kernel for every row (tests, benches; MMA and PREFILL on other
-     * shapes fail). */
+     * _MMA or _PREFILL (_PREFILL_MMA, _PREFILL_WGMMA): that kernel for every row (tests,
+     * benches; MMA and PREFILL on other shapes fail). */
     int path;
     /* The caches are e4m3 with these scales (every kernel path dequantizes on read); NULL:
      * in dtype. */
     const struct pgd_cuda_kv_fp8 *kv_fp8;
 };
-/* PGD_CUDA_ATTN_PREFILL: the tensor-core kernel in its prefill shape (128 query rows over 8
- * warps, attention_mma.cu) for every row; PGD_CUDA_ATTN_MMA forces its 64-row shape, and
- * AUTO takes the 128-row one when a call's prefill rows fill the SMs with it (not with
- * PGD_CUDA_PREFILL_ATTN=0 in the environment), 32- or 16-row ones for short prompts that
- * fill them with no other. */
+/* PGD_CUDA_ATTN_PREFILL: the tensor-core kernels in their prefill shape (128 query rows a
+ * block) for every row: on Hopper's warpgroup MMA (attention_wgmma.cu) where it runs (sm_90a
+ * code on a compute capability 9.0 device, BF16/F16, head_dim 64 or 128),
+ * else over 8 warps of mma.sync (attention_mma.cu); PGD_CUDA_PREFILL_ATTN=mma in the
+ * environment keeps it on mma.sync (=wgmma-serial: the wgmma kernel without its
+ * intra-warpgroup pipeline). _PREFILL_MMA / _PREFILL_WGMMA: that kernel (WGMMA fails
+ * where it cannot run). PGD_CUDA_ATTN_MMA forces the 64-row shape, and AUTO takes the
+ * 128-row one (on the same kernel as _PREFILL) when a call's prefill rows fill the SMs with
+ * it (not with PGD_CUDA_PREFILL_ATTN=0 in the environment), 32- or 16-row ones for short
+ * prompts that fill them with no other. */
 enum { PGD_CUDA_ATTN_AUTO = 0, PGD_CUDA_ATTN_FMA = 1, PGD_CUDA_ATTN_MMA = 2,
-       PGD_CUDA_ATTN_PREFILL = 3 };
+       PGD_CUDA_ATTN_PREFILL = 3, PGD_CUDA_ATTN_PREFILL_MMA = 4,
+       PGD_CUDA_ATTN_PREFILL_WGMMA = 5 };
+/* Whether the wgmma prefill kernel runs on c's device for dtype dt and head_dim D over a
+ * 16-bit cache (fp8 set: an e4m3 one; it takes both). */
+int pgd_cuda_attention_wgmma_available(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int D,
+                                       int fp8);
 /* Bytes of float32 scratch (device) an attention call needs for its context splits. */
 size_t pgd_cuda_attention_scratch(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a);
 /* out = causal softmax(q k^T * scale) v over each token's sequence, through the block

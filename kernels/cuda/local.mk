@@ -31,6 +31,7 @@ CUDA_SRCS = \
 	%reldir%/attention_decode_mma.cu \
 	%reldir%/attention_decode_plan.cu \
 	%reldir%/attention_mma.cu \
+	%reldir%/attention_wgmma.cu \
 	%reldir%/sample.cu \
 	%reldir%/graph.cu \
 	%reldir%/glu.cu \
@@ -61,6 +62,11 @@ wq_gemm_comma = ,
 
 # gemm_wgmma.cu likewise (wgmma): its 90 is built as 90a.
 %reldir%/gemm_wgmma.lo: %reldir%/gemm_wgmma.cu
+	$(AM_V_GEN)$(SHELL) $(top_srcdir)/build-aux/cudalt.sh $@ $(NVCC) \
+	$(subst compute_90$(wq_gemm_comma)code=sm_90,compute_90a$(wq_gemm_comma)code=sm_90a,$(NVCCFLAGS)) -c $<
+
+# attention_wgmma.cu likewise (wgmma): its 90 is built as 90a.
+%reldir%/attention_wgmma.lo: %reldir%/attention_wgmma.cu
 	$(AM_V_GEN)$(SHELL) $(top_srcdir)/build-aux/cudalt.sh $@ $(NVCC) \
 	$(subst compute_90$(wq_gemm_comma)code=sm_90,compute_90a$(wq_gemm_comma)code=sm_90a,$(NVCCFLAGS)) -c $<
 

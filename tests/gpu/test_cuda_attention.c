@@ -14,7 +14,12 @@
  * prefill shape (128 query rows over 8 warps, .path = PGD_CUDA_ATTN_PREFILL) through the same
  * kinds of cases (prompts of 1 .. 2049 tokens against the CPU, 8192 against the FMA kernel,
  * chunks after cached prefixes, several sequences a call, windows, e4m3 caches), and the
- * default dispatch choosing it. Inputs are random (queries in [-a, a),
+ * default dispatch choosing it; the Hopper prefill kernel (attention_wgmma.cu, forced with
+ * .path = PGD_CUDA_ATTN_PREFILL_WGMMA, and what _PREFILL and the default run on an sm_90
+ * device) through prompts of 1 .. 2048 tokens fresh and after cached prefixes, GQA groups
+ * 1 / 4 / 8, head dims 64 / 128, splits, windows, mixed batches, 8192 tokens against the
+ * mma.sync 128-row kernel (_PREFILL_MMA), its serial variant, the PGD_CUDA_PREFILL_ATTN
+ * switch and e4m3 caches (its tests skip, saying so, where it cannot run). Inputs are random (queries in [-a, a),
  * a up to 8 for peaked softmaxes; K/V in [-1, 1)), the whole cache too, so that a wrong read
  * shows.
  *
@@ -333,6 +338,10 @@ static size_t check_path_kv(const struct attn_case *c, int path, uint64_t step_i
             expect_close(&b, "tensor cores vs CPU", got, want, tol_mma(DTS[di]));
         else if (path == PGD_CUDA_ATTN_PREFILL)
             expect_close(&b, "tensor cores, 128-row blocks vs CPU", got, want, tol_mma(DTS[di]));
+        else if (path == PGD_CUDA_ATTN_PREFILL_MMA)
+            expect_close(&b, "mma.sync, 128-row blocks vs CPU", got, want, tol_mma(DTS[di]));
+        else if (path == PGD_CUDA_ATTN_PREFILL_WGMMA)
+            expect_close(&b, "wgmma, 128-row blocks vs CPU", got, want, tol_mma(DTS[di]));
         else if (path == PGD_CUDA_ATTN_AUTO)
             expect_close(&b, "default dispatch vs CPU", got, want, tol_mma(DTS[di]));
         else
@@ -1056,6 +1065,225 @@ GPU_TEST(fp8_kv_prefill_shape_matches_cpu)
     struct attn_case s = { "fp8 short prompts, default", 32, 8, 128, 16, 0, 2, { 0, 0 },
                            { 128, 33 }, 2 };
     check_path_kv(&s, PGD_CUDA_ATTN_AUTO, 2790, true);
+}
+
+/* ---- the Hopper prefill kernel (attention_wgmma.cu, PGD_CUDA_ATTN_PREFILL_WGMMA) ------------- */
+/* Skips the test where the wgmma kernel cannot run (no sm_90 device, or no 90 in the build). */
+static void need_wgmma(void)
+{
+    if (!pgd_cuda_attention_wgmma_available(ctx, PGD_DTYPE_BF16, 128, 0))
+        cr_skip_test("the wgmma prefill kernel needs a compute capability 9.0 device and a "
+                     "build with 90 among its CUDA architectures");
+}
+
+static size_t check_wgmma(const struct attn_case *c, uint64_t step_id)
+{
+    return check_path(c, PGD_CUDA_ATTN_PREFILL_WGMMA, step_id);
+}
+
+GPU_TEST(wgmma_prompt_lengths_fresh_and_after_prefixes)
+{
+    /* Prompts of 1 .. 2048 tokens in one call (group 4: 32 tokens an item; 128-key tiles:
+     * 127 / 128 / 129 at their edges), fresh, then each after a cached prefix (chunked
+     * prefill: the queries start at an offset), at head dims 128 and 64. */
+    need_wgmma();
+    static const int lens[8] = { 1, 17, 64, 127, 128, 129, 1000, 2048 };
+    static const int prefix[8] = { 3, 200, 64, 1, 128, 77, 500, 30 };
+    static const int dims[2] = { 128, 64 };
+    uint64_t step = 3000;
+    for (int di = 0; di < 2; di++)
+        for (int pre = 0; pre < 2; pre++) {
+            struct attn_case c = { pre ? "wgmma prompts after prefixes" : "wgmma prompts", 4, 1,
+                                   dims[di], 16, 0, 8, { 0 }, { 0 }, 2 };
+            memcpy(c.n_new, lens, sizeof lens);
+            if (pre)
+                memcpy(c.cached, prefix, sizeof prefix);
+            check_wgmma(&c, step);
+            step += 2;
+        }
+}
+
+GPU_TEST(wgmma_groups_head_dims_block_sizes_and_tile_edges)
+{
+    /* GQA groups 1 / 4 / 8 (128 / 32 / 16 tokens an item), head dims 64 / 128, block sizes
+     * 16 / 32, query lengths at the item and 128-key tile edges, fresh and after prefixes. */
+    static const int cached[8] = { 0, 37, 0, 64, 5, 0, 100, 0 };
+    static const int n_new[8] = { 1, 17, 64, 127, 128, 129, 300, 33 };
+    static const int groups[3] = { 1, 4, 8 }, dims[2] = { 64, 128 }, bss[2] = { 16, 32 };
+    need_wgmma();
+    uint64_t step = 3100;
+    for (int gi = 0; gi < 3; gi++)
+        for (int di = 0; di < 2; di++)
+            for (int bi = 0; bi < 2; bi++) {
+                char name[96];
+                snprintf(name, sizeof name, "wgmma edges, group %d", groups[gi]);
+                struct attn_case c = { name, 2 * groups[gi], 2, dims[di], bss[bi], 0, 8,
+                                       { 0 }, { 0 }, gi == 1 ? 4 : 1 };
+                memcpy(c.cached, cached, sizeof cached);
+                memcpy(c.n_new, n_new, sizeof n_new);
+                check_wgmma(&c, step);
+                step += 2;
+            }
+}
+
+GPU_TEST(wgmma_chunks_after_prefixes_split_windows_and_mixed_batches)
+{
+    need_wgmma();
+    /* Few blocks: the rows split along the context (partials merged by pgd__attn_combine). */
+    struct attn_case sp = { "wgmma chunks after prefixes", 8, 2, 64, 16, 0, 4,
+                            { 3000, 700, 2500, 7 }, { 100, 33, 1, 1 }, 2 };
+    size_t sb = check_wgmma(&sp, 3200);
+    cr_assert_gt(sb, 0, "the chunks should have been split along the context");
+    struct attn_case cs[] = {
+        { "wgmma chunk of 8B heads after a prefix", 32, 8, 128, 16, 0, 2, { 1000, 40 },
+          { 64, 1 }, 1 },
+        { "wgmma window 32", 8, 2, 128, 16, 32, 4, { 0, 90, 300, 1000 }, { 180, 20, 1, 70 }, 2 },
+        { "wgmma window 100", 16, 2, 64, 32, 100, 4, { 0, 90, 3000, 150 }, { 330, 17, 1, 65 }, 1 },
+        { "wgmma mixed, group 4", 32, 8, 128, 16, 0, 6, { 0, 200, 50, 1000, 17, 0 },
+          { 100, 37, 1, 1, 1, 33 }, 1 },
+        { "wgmma mixed, MQA 16/1", 16, 1, 128, 32, 0, 4, { 0, 513, 20, 2000 }, { 70, 1, 9, 1 }, 3 },
+        { "wgmma mixed, MHA", 4, 4, 64, 16, 0, 3, { 10, 0, 700 }, { 129, 1, 1 }, 1 },
+        { "wgmma peaked softmax", 8, 2, 128, 16, 0, 3, { 0, 0, 50 }, { 300, 129, 200 }, 8 },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        check_wgmma(&cs[i], 3210 + 2 * i);
+}
+
+GPU_TEST(wgmma_serial_variant_matches_cpu)
+{
+    /* PGD_CUDA_PREFILL_ATTN=wgmma-serial: the variant without the intra-warpgroup pipeline
+     * (read once a process; Criterion runs each test in a fresh one). */
+    need_wgmma();
+    setenv("PGD_CUDA_PREFILL_ATTN", "wgmma-serial", 1);
+    struct attn_case cs[] = {
+        { "wgmma serial prompts", 4, 1, 128, 16, 0, 8, { 0, 0, 0, 0, 128, 0, 30, 0 },
+          { 1, 17, 64, 127, 128, 129, 1000, 300 }, 2 },
+        { "wgmma serial, group 8 D 64", 16, 2, 64, 32, 0, 4, { 0, 37, 3000, 0 },
+          { 129, 33, 1, 200 }, 1 },
+        { "wgmma serial, MHA window", 4, 4, 128, 16, 64, 3, { 0, 90, 10 }, { 300, 20, 129 }, 2 },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        check_wgmma(&cs[i], 3250 + 2 * i);
+    unsetenv("PGD_CUDA_PREFILL_ATTN");
+}
+
+GPU_TEST(wgmma_and_mma_prefill_agree_at_8192_tokens)
+{
+    /* Llama-3-8B heads, one 8192-token prompt: the mma.sync 128-row kernel is the reference
+     * (the CPU would take long), within the sum of both bounds; both dtypes. */
+    need_wgmma();
+    struct attn_case c = { "wgmma prefill 8192", 32, 8, 128, 16, 0, 1, { 0 }, { 8192 }, 2 };
+    for (int di = 0; di < 2; di++) {
+        struct batch b;
+        batch_make(&b, DTS[di], &c);
+        float *wg = batch_run(&b, PGD_CUDA_ATTN_PREFILL_WGMMA, 3300 + 2 * di, 0, 0, NULL);
+        float *mma = batch_run(&b, PGD_CUDA_ATTN_PREFILL_MMA, 3301 + 2 * di, 0, 0, NULL);
+        struct tol a = tol_mma(DTS[di]);
+        expect_close(&b, "wgmma vs mma.sync, 128-row blocks", wg, mma,
+                     (struct tol){ 2 * a.rtol, 2 * a.atol });
+        free(wg);
+        free(mma);
+        batch_free(&b);
+    }
+}
+
+GPU_TEST(mma_prefill_shape_still_matches_cpu)
+{
+    /* The 8-warp mma.sync kernel forced (_PREFILL_MMA; on an sm_90 device _PREFILL runs the
+     * wgmma one), on every device. */
+    struct attn_case cs[] = {
+        { "mma prefill prompts", 4, 1, 128, 16, 0, 6, { 0, 0, 0, 0, 64, 0 },
+          { 1, 17, 127, 129, 1000, 300 }, 2 },
+        { "mma prefill, MHA D 64", 4, 4, 64, 32, 0, 3, { 10, 0, 700 }, { 129, 1, 65 }, 1 },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        check_path(&cs[i], PGD_CUDA_ATTN_PREFILL_MMA, 3400 + 2 * i);
+}
+
+/* A prompt whose 128-row blocks fill the SMs (8B heads): the default dispatch gives the same
+ * bits as the prefill kernel `expect` forced. */
+static void check_default_prefill_kernel(int expect)
+{
+    int sm = pgd_cuda_sm_count(ctx);
+    struct attn_case c = { "default prefill kernel", 32, 8, 128, 16, 0, 1, { 100 },
+                           { 32 * ((sm + 7) / 8) + 50 }, 1 };
+    struct batch b;
+    batch_make(&b, PGD_DTYPE_BF16, &c);
+    float *got = batch_run(&b, PGD_CUDA_ATTN_AUTO, 3500, 0, 0, NULL);
+    float *pre = batch_run(&b, PGD_CUDA_ATTN_PREFILL, 3501, 0, 0, NULL);
+    float *want = batch_run(&b, expect, 3502, 0, 0, NULL);
+    float *cpu = batch_cpu(&b);
+    size_t n = (size_t)b.n * c.H * c.D;
+    const char *name = expect == PGD_CUDA_ATTN_PREFILL_WGMMA ? "wgmma" : "mma.sync";
+    cr_assert_arr_eq(got, want, n * sizeof *got, "the default should run the %s kernel", name);
+    cr_assert_arr_eq(pre, want, n * sizeof *got, "_PREFILL should run the %s kernel", name);
+    expect_close(&b, "default prefill vs CPU", got, cpu, tol_mma(PGD_DTYPE_BF16));
+    free(got);
+    free(pre);
+    free(want);
+    free(cpu);
+    batch_free(&b);
+}
+
+GPU_TEST(default_prefill_is_wgmma_on_sm90)
+{
+    need_wgmma();
+    unsetenv("PGD_CUDA_ATTN");
+    unsetenv("PGD_CUDA_PREFILL_ATTN");
+    check_default_prefill_kernel(PGD_CUDA_ATTN_PREFILL_WGMMA);
+}
+
+GPU_TEST(env_switch_keeps_prefill_on_mma)
+{
+    unsetenv("PGD_CUDA_ATTN");
+    setenv("PGD_CUDA_PREFILL_ATTN", "mma", 1);
+    check_default_prefill_kernel(PGD_CUDA_ATTN_PREFILL_MMA);
+}
+
+GPU_TEST(wgmma_fp8_cache_matches_cpu)
+{
+    /* An e4m3 cache through the wgmma kernel (its serial variant, converting each tile from a
+     * staging buffer): prompts, edges at head_dim 64, splits after prefixes, a window. */
+    need_wgmma();
+    struct attn_case cs[] = {
+        { "wgmma fp8 prompts", 8, 2, 128, 16, 0, 6, { 0 }, { 1, 31, 129, 1000, 300, 2 }, 2 },
+        { "wgmma fp8 edges, D 64", 8, 2, 64, 32, 0, 8, { 0, 37, 0, 64, 5, 0, 100, 0 },
+          { 1, 31, 32, 33, 127, 128, 129, 300 }, 4 },
+        { "wgmma fp8 chunks after prefixes", 8, 2, 64, 16, 0, 4, { 3000, 700, 2500, 7 },
+          { 100, 33, 1, 1 }, 2 },
+        { "wgmma fp8 window 32, group 8", 16, 2, 128, 16, 32, 4, { 0, 90, 300, 1000 },
+          { 180, 20, 1, 70 }, 2 },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        check_path_kv(&cs[i], PGD_CUDA_ATTN_PREFILL_WGMMA, 3600 + 2 * i, true);
+}
+
+GPU_TEST(wgmma_forced_fails_where_it_cannot_run)
+{
+    /* Other head dims and dtypes have no wgmma kernel; on a device without it (not sm_90, or
+     * a build without 90) forcing it fails, naming it. */
+    cr_assert_eq(pgd_cuda_attention_wgmma_available(ctx, PGD_DTYPE_BF16, 80, 0), 0);
+    cr_assert_eq(pgd_cuda_attention_wgmma_available(ctx, PGD_DTYPE_F32, 128, 0), 0);
+    if (pgd_cuda_attention_wgmma_available(ctx, PGD_DTYPE_BF16, 128, 0))
+        return;
+    struct attn_case c = { "wgmma forced elsewhere", 8, 2, 128, 16, 0, 1, { 0 }, { 40 }, 1 };
+    struct batch b;
+    batch_make(&b, PGD_DTYPE_BF16, &c);
+    struct pgd_cuda_attn a = {
+        .dtype = PGD_DTYPE_BF16, .q = b.dq, .out = b.dq, .k_cache = b.dkc, .v_cache = b.dvc,
+        .block_size = c.bs, .p = { .n_heads = c.H, .n_kv_heads = c.KV, .head_dim = c.D,
+                                   .scale = 0.1f, .sliding_window = 0 },
+        .n_tokens = b.n, .n_seqs = c.n_seqs, .seq_lens = b.dlens, .block_tables = b.dtab,
+        .max_blocks = b.max_blocks, .positions = b.dpos, .h_query_start = b.qs,
+        .max_seq_len = b.max_len, .step_id = 3610, .path = PGD_CUDA_ATTN_PREFILL_WGMMA,
+    };
+    char err[512] = "";
+    size_t sb = pgd_cuda_attention_scratch(ctx, &a);
+    void *scratch = sb ? pgd_cuda_malloc(sb) : NULL;
+    cr_assert_neq(pgd_cuda_attention(ctx, &a, scratch, err, sizeof err), 0);
+    cr_assert(strstr(err, "wgmma"), "%s", err);
+    pgd_cuda_free(scratch);
+    batch_free(&b);
 }
 
 GPU_TEST(mma_refuses_what_it_has_no_kernel_for)

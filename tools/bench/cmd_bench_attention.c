@@ -3,12 +3,16 @@
  * sequences' blocks scattered over the pool): the prefill of one sequence, and decode
  * batches of 1 to 1024 rows at contexts of 64 to 4096 keys (and one row at 32,768), through
  * the FMA kernel, the tensor-core kernel in its 64-row shape (mma) and its 128-row prefill
- * shape (prefill), each forced for every row, the SIMT decode kernel for every decode row
+ * shape (prefill: on an sm_90 device the wgmma kernel, elsewhere mma.sync; prefill-mma and
+ * wgmma: attention_mma.cu's 8 warps / attention_wgmma.cu forced, by default only where the
+ * wgmma kernel runs), each forced for every row, the SIMT decode kernel for every decode row
  * (simt: one lane a key, attention_decode.cu), the tensor-core decode kernel for every decode
  * row (decode: attention_decode_mma.cu) and the default dispatch (auto). Each is
  * timed over back-to-back calls on the host clock (the median of 3 runs of a count that takes
  * about 0.1 s), printed in microseconds a call, TFLOP/s (4 * q_len * kv_len * head_dim *
- * heads, halved for the causal prefill) and GB/s of K/V read (each needed K/V row once).
+ * heads, halved for the causal prefill) and GB/s of K/V read (each needed K/V row once);
+ * a prefill row ends with the best path's TFLOP/s as a share of the bf16 GEMM ceiling (the
+ * compute bound).
  * --kv-cache-dtype fp8: the same cases over an e4m3 cache (kv_cache_dtype fp8; the bytes of
  * K/V, and the GB/s figures' numerators, halved). A decode row ends with its last path's
  * GB/s as a share of the copy bandwidth (its bound). The decode kernels read
@@ -27,13 +31,14 @@
 #include "kernels/cuda/kernels.h"
 #endif
 
-/* Indexed by PGD_CUDA_ATTN_AUTO, _FMA, _MMA, _PREFILL (0 .. 3), then PATH_DECODE and
- * PATH_SIMT: the default dispatch with every decode row on the tensor-core decode kernel
- * (PGD_CUDA_DECODE_ATTN=1) / on the SIMT one (=simt). */
-static const char *PATH_NAME[6] = { "auto", "fma", "mma", "prefill", "decode", "simt" };
-#define PATH_DECODE 4
-#define PATH_SIMT 5
-#define MAX_PATHS 6
+/* Indexed by PGD_CUDA_ATTN_AUTO, _FMA, _MMA, _PREFILL, _PREFILL_MMA, _PREFILL_WGMMA
+ * (0 .. 5), then PATH_DECODE and PATH_SIMT: the default dispatch with every decode row on
+ * the tensor-core decode kernel (PGD_CUDA_DECODE_ATTN=1) / on the SIMT one (=simt). */
+static const char *PATH_NAME[8] = { "auto", "fma", "mma", "prefill", "prefill-mma", "wgmma",
+                                    "decode", "simt" };
+#define PATH_DECODE 6
+#define PATH_SIMT 7
+#define MAX_PATHS 8
 
 #ifdef PGD_HAVE_CUDA
 #define H 32
@@ -135,10 +140,12 @@ static int upload_case(const struct bench_bufs *b, int n_seqs, int q_len, int ca
  * ends with its last path's (auto's when asked for) K/V read; 0: not measured. */
 static double copy_gbps;
 
-/* One case through the selected paths, one printed line. */
+/* One case through the selected paths, one printed line (bound > 0: then the best path's
+ * TFLOP/s as a share of it). */
 static int bench_case(struct pgd_cuda_ctx *c, const struct bench_bufs *b, enum pgd_dtype dt,
                       const char *label, int n_seqs, int q_len, int cached, double flops,
-                      double kv_bytes, const int *paths, int n_paths, uint64_t *step)
+                      double kv_bytes, const int *paths, int n_paths, double bound,
+                      uint64_t *step)
 {
     char err[512] = "";
     int32_t *h_qstart = malloc((size_t)(n_seqs + 1) * sizeof *h_qstart);
@@ -183,6 +190,12 @@ static int bench_case(struct pgd_cuda_ctx *c, const struct bench_bufs *b, enum p
     if (q_len == 1 && copy_gbps > 0)
         printf("  last %3.0f%% of %.0f GB/s", 100 * kv_bytes / (us[n_paths - 1] * 1e3) / copy_gbps,
                copy_gbps);
+    if (bound > 0) {
+        double best = 0;
+        for (int i = 0; i < n_paths; i++)
+            best = flops / (us[i] * 1e6) > best ? flops / (us[i] * 1e6) : best;
+        printf("  best %5.1f%% of %.0f TFLOP/s", 100 * best / bound, bound);
+    }
     printf("\n");
     fflush(stdout);
     free(h_qstart);
@@ -221,7 +234,8 @@ static int fill_fp8_caches(struct pgd_cuda_ctx *c, struct bench_bufs *b, size_t 
 
 int pgd_cmd_bench_attention(int argc, char **argv)
 {
-    int want[MAX_PATHS] = { 1, 1, 1, 1, 1, 1 }, ceilings = 1;   /* by PATH_NAME */
+    /* by PATH_NAME; -1: prefill-mma and wgmma by default where the wgmma kernel runs */
+    int want[MAX_PATHS] = { 1, 1, 1, 1, -1, -1, 1, 1 }, ceilings = 1;
     int kv_fp8 = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--path") && i + 1 < argc) {
@@ -235,13 +249,15 @@ int pgd_cmd_bench_attention(int argc, char **argv)
                         k = j;
                 if (k < 0) {
                     fprintf(stderr, "pagoda bench attention: --path takes a list of fma, mma, "
-                                    "prefill, simt, decode and auto, not '%s'\n", s);
+                                    "prefill, prefill-mma, wgmma, simt, decode and auto, not "
+                                    "'%s'\n", s);
                     return 2;
                 }
                 want[k] = 1;
                 t += len + (t[len] == ',');
             }
-            if (!want[0] && !want[1] && !want[2] && !want[3] && !want[4]) {
+            if (!want[0] && !want[1] && !want[2] && !want[3] && !want[4] && !want[5] &&
+                !want[PATH_DECODE]) {
                 fprintf(stderr, "pagoda bench attention: --path needs a kernel\n");
                 return 2;
             }
@@ -252,16 +268,29 @@ int pgd_cmd_bench_attention(int argc, char **argv)
                     !strcmp(argv[i + 1], "fp8_e4m3"))) {
             kv_fp8 = strcmp(argv[++i], "auto") != 0;
         } else {
-            fprintf(stderr, "usage: pagoda bench attention [--path fma,mma,prefill,simt,"
-                            "decode,auto] [--kv-cache-dtype auto|fp8] [--no-ceilings]   (the "
-                            "8B shape's paged attention, bf16, on the GPU; mma / prefill: the "
-                            "tensor cores in 64- / 128-row blocks; auto: the default dispatch; "
+            fprintf(stderr, "usage: pagoda bench attention [--path fma,mma,prefill,"
+                            "prefill-mma,wgmma,simt,decode,auto] [--kv-cache-dtype auto|fp8] "
+                            "[--no-ceilings]   (the 8B shape's paged attention, bf16, on the "
+                            "GPU; mma / prefill: the tensor cores in 64- / 128-row blocks; "
+                            "prefill-mma / wgmma: the 128-row blocks on mma.sync / on Hopper's "
+                            "wgmma; auto: the default dispatch; "
                             "decode / simt: auto with every decode row on the tensor-core / "
                             "the SIMT decode kernel; fp8: the K/V cache in e4m3)\n");
             return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
         }
     }
 #ifdef PGD_HAVE_CUDA
+    char err[512] = "";
+    struct pgd_tool_bench_gpu g;
+    if (pgd_tool_bench_gpu_open("pagoda bench attention", ceilings ? PGD_TOOL_BENCH_SHOW_COPY_GEMM
+                                                                   : PGD_TOOL_BENCH_SHOW_DEVICE,
+                                &g))
+        return 1;
+    struct pgd_cuda_ctx *c = g.c;
+    int wg_here = pgd_cuda_attention_wgmma_available(c, PGD_DTYPE_BF16, D, kv_fp8);
+    for (int k = 0; k < MAX_PATHS; k++)
+        if (want[k] < 0)
+            want[k] = wg_here;
     int paths[MAX_PATHS], n_paths = 0;
     if (want[PGD_CUDA_ATTN_FMA])
         paths[n_paths++] = PGD_CUDA_ATTN_FMA;
@@ -271,17 +300,14 @@ int pgd_cmd_bench_attention(int argc, char **argv)
         paths[n_paths++] = PATH_SIMT;
     if (want[PGD_CUDA_ATTN_PREFILL])
         paths[n_paths++] = PGD_CUDA_ATTN_PREFILL;
+    if (want[PGD_CUDA_ATTN_PREFILL_MMA])
+        paths[n_paths++] = PGD_CUDA_ATTN_PREFILL_MMA;
+    if (want[PGD_CUDA_ATTN_PREFILL_WGMMA])
+        paths[n_paths++] = PGD_CUDA_ATTN_PREFILL_WGMMA;
     if (want[PATH_DECODE])
         paths[n_paths++] = PATH_DECODE;
     if (want[PGD_CUDA_ATTN_AUTO])
         paths[n_paths++] = PGD_CUDA_ATTN_AUTO;
-    char err[512] = "";
-    struct pgd_tool_bench_gpu g;
-    if (pgd_tool_bench_gpu_open("pagoda bench attention", ceilings ? PGD_TOOL_BENCH_SHOW_COPY_GEMM
-                                                                   : PGD_TOOL_BENCH_SHOW_DEVICE,
-                                &g))
-        return 1;
-    struct pgd_cuda_ctx *c = g.c;
     enum pgd_dtype dt = PGD_DTYPE_BF16;
     /* The pool: enough blocks for the largest decode batch (and the longest prefill or the
      * long row, both on table row 0), each sequence's table a stride of a shuffled pool. */
@@ -352,7 +378,7 @@ int pgd_cmd_bench_attention(int argc, char **argv)
         char label[64];
         snprintf(label, sizeof label, "prefill %d", n);
         double flops = 4.0 * n * n * D * H / 2, bytes = 2.0 * n * width * esz;
-        if (bench_case(c, &b, dt, label, 1, n, 0, flops, bytes, paths, n_paths, &step))
+        if (bench_case(c, &b, dt, label, 1, n, 0, flops, bytes, paths, n_paths, g.tflops, &step))
             goto out;
     }
     for (size_t ci = 0; ci < sizeof CONTEXT / sizeof CONTEXT[0]; ci++)
@@ -361,14 +387,16 @@ int pgd_cmd_bench_attention(int argc, char **argv)
             char label[64];
             snprintf(label, sizeof label, "decode b%d ctx %d", B, L);
             double flops = 4.0 * B * L * D * H, bytes = 2.0 * B * L * width * esz;
-            if (bench_case(c, &b, dt, label, B, 1, L - 1, flops, bytes, paths, n_paths, &step))
+            if (bench_case(c, &b, dt, label, B, 1, L - 1, flops, bytes, paths, n_paths, 0,
+                           &step))
                 goto out;
         }
     {
         char label[64];
         snprintf(label, sizeof label, "decode b1 ctx %d", LONG_CTX);
         double flops = 4.0 * LONG_CTX * D * H, bytes = 2.0 * LONG_CTX * width * esz;
-        if (bench_case(c, &b, dt, label, 1, 1, LONG_CTX - 1, flops, bytes, paths, n_paths, &step))
+        if (bench_case(c, &b, dt, label, 1, 1, LONG_CTX - 1, flops, bytes, paths, n_paths, 0,
+                       &step))
             goto out;
     }
     rc = 0;
