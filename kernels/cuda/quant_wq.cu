@@ -2,8 +2,9 @@
  * layout of include/pagoda/quant.h.
  *
  * Repacked at create into what the kernels read (quant_wq.cuh): the packed weights in the
- * mma layout (4 bits, integer zeros: the tensor-core decode GEMV of quant_wq_gemv.cu, or
- * quant_wq_mma.cu's when a tile's scale table is too large for it) or the plain one (the
+ * mma layout (4 bits, integer zeros: the streaming tensor-core decode GEMV of
+ * quant_wq_sgemv.cu; PGD_CUDA_WQ_GEMV=old, or a scale table too large for it: quant_wq_gemv.cu's,
+ * or quant_wq_mma.cu's when a tile's scale table is too large for that too) or the plain one (the
  * canonical qweight transposed: each output feature's words one contiguous row); meta half2
  * {scale, zero} per feature and group (GPTQ and AWQ store fp16 scales, and fp16 holds their
  * integer zeros exactly; a value outside fp16's range is refused at create); perm
