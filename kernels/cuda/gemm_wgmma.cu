@@ -546,6 +546,23 @@ extern "C" int pgd_cuda_wgmma_available(struct pgd_cuda_ctx *c)
     return pgd_cuda__wgmma_ok(c);
 }
 
+extern "C" int pgd_cuda_wgmma_configs(struct pgd_cuda_ctx *c, int n, int in, int out, int all,
+                                     int *bn, int *split, int *ctas_per_sm, int max)
+{
+    if (!pgd_cuda__wgmma_ok(c) || max < 1)
+        return 0;
+    struct pgd_cuda_wgmma_cfg cand[PGD_CUDA_WGMMA_MAX_CANDIDATES];
+    const int nc = pgd_cuda__wgmma_candidates(c, n, in, out, all != 0, cand,
+                                              max < PGD_CUDA_WGMMA_MAX_CANDIDATES
+                                                  ? max : PGD_CUDA_WGMMA_MAX_CANDIDATES);
+    for (int i = 0; i < nc; i++) {
+        bn[i] = cand[i].bn;
+        split[i] = cand[i].split;
+        ctas_per_sm[i] = cand[i].cps;
+    }
+    return nc;
+}
+
 extern "C" int pgd_cuda_linear_wgmma(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
                                      const void *w, const void *b, int n, int in, int out,
                                      enum pgd_dtype ydt, void *y, int bn, int split,

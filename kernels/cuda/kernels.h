@@ -201,6 +201,11 @@ int pgd_cuda_linear_wgmma(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void 
                           const void *w, const void *b, int n, int in, int out,
                           enum pgd_dtype y_dt, void *y, int bn, int split, int ctas_per_sm,
                           char *err, size_t errlen);
+/* The configurations the tuning times for [n x in] -> out on c (all: every one, as with
+ * PGD_CUDA_GEMM_WGMMA_CANDIDATES=all; 0: the start-up few), up to max (24 holds them all)
+ * into bn[], split[] and ctas_per_sm[]; their count (0 where the device cannot run it). */
+int pgd_cuda_wgmma_configs(struct pgd_cuda_ctx *c, int n, int in, int out, int all, int *bn,
+                           int *split, int *ctas_per_sm, int max);
 
 /* ---- prof.cu: events and a gate for the per-op GPU time profile ------------------------- */
 /* cap events on c's stream (the context outlives the profile). */

@@ -3,8 +3,10 @@
  * 4096) and down (14336 -> 4096) and an odd shape (1000 -> 1100: K not a multiple of the
  * 64-input stage, out not of 8 or of the 128-feature tile), for n = 1, 7, 16, 33, 64, 100,
  * 128, 256, 512, every token tile (16..256) without split and K split 2, 3, 4 and 8 ways
- * (the DSMEM reduction in a cluster), one and two CTAs an SM, bias on and off, bf16 and fp16
- * inputs, 16-bit and float32 outputs.
+ * (the DSMEM reduction in a cluster), one and two CTAs an SM, every configuration the tuning
+ * times with PGD_CUDA_GEMM_WGMMA_CANDIDATES=all (pgd_cuda_wgmma_configs: the half tile split,
+ * K split 6 and 8 ways at two CTAs an SM), bias on and off, bf16 and fp16 inputs, 16-bit and
+ * float32 outputs.
  *
  * References: every row against cuBLASLt's (a second context with tuning off, so that it
  * never runs this kernel) and sampled rows (the first, a middle, the last) against the CPU
@@ -158,8 +160,9 @@ static const int NS[9] = { 1, 7, 16, 33, 64, 100, 128, 256, 512 };
 
 /* Every n of NS at one shape: all tiles unsplit at one and (up to 128 tokens) two CTAs an
  * SM, the n's own tile split 2, 3, 8 ways (as far as K has stages; split 3 run twice) and,
- * two CTAs an SM, 4 ways (run twice). Bias on odd-indexed n (and always with `bias_all`);
- * float32 output at n = 33. */
+ * two CTAs an SM, 4 ways (run twice), then every configuration the tuning may pick at this
+ * shape and n (all of them: whichever wins runs in the tuned linear). Bias on odd-indexed n
+ * (and always with `bias_all`); float32 output at n = 33. */
 static void check_shape(struct pgd_cuda_ctx *ref, enum pgd_dtype dt, int in, int out,
                         bool bias_all)
 {
@@ -184,6 +187,11 @@ static void check_shape(struct pgd_cuda_ctx *ref, enum pgd_dtype dt, int in, int
                 check_config(&p, own, SPLITS[s], 1, SPLITS[s] == 3);
         if (own <= 128 && (in + 63) / 64 >= 4)
             check_config(&p, own, 4, 2, true);
+        int bn[24], split[24], cps[24];
+        const int nc = pgd_cuda_wgmma_configs(ctx, n, in, out, 1, bn, split, cps, 24);
+        cr_assert(nc >= 1, "no wgmma configuration for [%d x %d] -> %d", n, in, out);
+        for (int i = 0; i < nc; i++)
+            check_config(&p, bn[i], split[i], cps[i], false);
         problem_free(&p);
     }
     free(w);
@@ -280,6 +288,10 @@ GPU_TEST(tuned_linear_times_the_wgmma_kernel_beside_cublaslt)
     void *dy3 = poisoned(ny, PGD_DTYPE_BF16);
     CHECK_RC(pgd_cuda_linear_lt(full, p.dt, p.dx, p.dw, p.db, n, in, out, p.ydt, dy3, err,
                                 sizeof err));
+    /* full has its own (non-blocking) stream and download waits for ctx's only: without this
+     * the copy can read y3 before the call's last kernel (the bias) ran, i.e. the tuning's
+     * last timed run of our kernel (no bias) or cuBLASLt's product without its bias. */
+    CHECK_RC(pgd_cuda_sync(full, err, sizeof err));
     unsetenv("PGD_CUDA_GEMM_WGMMA_CANDIDATES");
     struct pgd_cuda_gemm_tune_info all;
     cr_assert_eq(pgd_cuda_gemm_tune_count(full), 1, "one tuning");
