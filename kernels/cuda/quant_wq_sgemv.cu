@@ -365,6 +365,15 @@ static cudaError_t sg_launch_xm(struct pgd_cuda_ctx *c, const sg_plan &p, const 
                     : sg_launch<T, NT, MG, 1>(c, p, x, b, y);
 }
 
+/* Whether quant_wq_gemv.cu's GEMV takes these rows instead: x too large to stage while each
+ * warp reads every input of its tile (a split of 1: the large layers at 9-16 rows), where
+ * each warp's reads of x from L1 cost more than that kernel's splits of the inputs over a
+ * cluster (H200, gate_up at 16 rows: 88 us here, 83 us there). */
+static bool sg_old_takes(const struct pgd_cuda_wq *w, const sg_plan &p)
+{
+    return !p.xs && p.a.ks == 1 && pgd_cuda__wq_gemv4_fits(w);
+}
+
 template <typename T>
 static int sg_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const T *x, const int32_t *perm,
                    int n, const struct pgd_cuda_wq *w, const T *b, T *y, char *err,
@@ -379,6 +388,11 @@ static int sg_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const T *x, const 
                                   w->group_size);
         const T *xr = x + (size_t)r0 * w->in;
         T *yr = y + (size_t)r0 * w->out;
+        if (sg_old_takes(w, p)) {
+            if (pgd_cuda__wq_gemv4(c, dt, xr, perm, rows, w, b, yr, err, errlen))
+                return 1;
+            continue;
+        }
         if (p.xs) {
             p.a.perm = perm;
             p.a.xvec = (uintptr_t)xr % 16 == 0;
@@ -426,7 +440,9 @@ void pgd_cuda__wq_sgemv_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda
                              char *buf, size_t len)
 {
     sg_plan p;
-    if (sg_make_plan(c, w, n < 16 ? n : 16, &p))
+    if (sg_make_plan(c, w, n < 16 ? n : 16, &p) && sg_old_takes(w, p))
+        snprintf(buf, len, "gemv/old");
+    else if (sg_make_plan(c, w, n < 16 ? n : 16, &p))
         snprintf(buf, len, "gemv/s%d%s", p.a.ks, p.xs ? "" : "g");
     else
         snprintf(buf, len, "gemv");

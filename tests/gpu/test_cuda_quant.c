@@ -373,6 +373,14 @@ GPU_TEST(wq_decode_gemv_splits_and_waves)
             wq_check(&L, DTS[(i + k) % 2], ns[k], PGD_CUDA_QPATH_GEMV, (i + k) % 2 == 0);
         wq_fini(&L);
     }
+    /* 17000 x 2048, groups of 32 (1063 tiles: one warp a tile; 8 tiles' scale tables, 64 KB,
+     * leave 13 rows of x no room): quant_wq_gemv.cu's GEMV takes those rows, the streaming
+     * one the first 3 */
+    struct wq_layer L;
+    wq_init(&L, 4, 32, true, Z_INT, 2048, 17000);
+    wq_check(&L, PGD_DTYPE_BF16, 13, PGD_CUDA_QPATH_GEMV, true);
+    wq_check(&L, PGD_DTYPE_F16, 3, PGD_CUDA_QPATH_GEMV, false);
+    wq_fini(&L);
 }
 
 /* The previous decode GEMV (quant_wq_gemv.cu), kept for measuring against the streaming one
