@@ -369,37 +369,44 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const pgd__
         }
     }
     __syncthreads();
-    /* Element idx of the block's pairs' outputs: pair pp (warps pp * wp ..), row r, dim d. */
+    /* The block's pairs in turn (their item, token and warps once a pair), each pair's
+     * group x D outputs over the threads: D is a constant, so row and dim are shifts. */
     T *out = (T *)p.out;
-    const int per_pair = p.group * D;
-    for (int idx = threadIdx.x; idx < ppb * per_pair; idx += DM_THREADS) {
-        const int pp = idx / per_pair, r = idx % per_pair / D, d = idx % D;
+    for (int pp = 0; pp < ppb; pp++) {
         const int pr = blockIdx.x * ppb + pp;
         if (pr >= n_pairs)
-            break;                                      /* idx only grows */
-        const int pi = pr / p.KV, h = (pr - pi * p.KV) * p.group + r;
-        const int w0 = pp * wp;
-        float M = -INFINITY, L = 0.0f, O = 0.0f;
-        for (int w = w0; w < w0 + wp; w++)
-            if (fl[w * 16 + r] > 0.0f)
-                M = fmaxf(M, fm[w * 16 + r]);
-        for (int w = w0; w < w0 + wp; w++)
-            if (fl[w * 16 + r] > 0.0f) {
-                const float e = exp2f(fm[w * 16 + r] - M);
-                L += e * fl[w * 16 + r];
-                O += e * fo[(w * 16 + r) * D + d];
+            break;
+        const int pi = pr / p.KV, h0p = (pr - pi * p.KV) * p.group, w0 = pp * wp;
+        const int tp = pp == (warp >> p.pair_shift) ? t : __ldg(&p.items[pi].y);
+        for (int idx = threadIdx.x; idx < p.group * D; idx += DM_THREADS) {
+            const int r = idx / D, d = idx % D, h = h0p + r;
+            float M = -INFINITY, L = 0.0f, O = 0.0f;
+#pragma unroll
+            for (int k = 0; k < DM_WARPS; k++) {
+                const int w = w0 + k;
+                if (k < wp && fl[w * 16 + r] > 0.0f)
+                    M = fmaxf(M, fm[w * 16 + r]);
             }
-        if constexpr (F8)
-            O *= p.v_scale;
-        if (p.n_splits == 1) {
-            const int tp = __ldg(&p.items[pi].y);
-            out[((int64_t)tp * p.H + h) * D + d] = from_f<T>(L > 0.0f ? O / L : 0.0f);
-        } else {
-            float *part = p.part + (((int64_t)pi * p.H + h) * p.n_splits + split) * (D + 2);
-            part[d] = O;
-            if (d == 0) {
-                part[D] = M;
-                part[D + 1] = L;
+#pragma unroll
+            for (int k = 0; k < DM_WARPS; k++) {
+                const int w = w0 + k;
+                if (k < wp && fl[w * 16 + r] > 0.0f) {
+                    const float e = exp2f(fm[w * 16 + r] - M);
+                    L += e * fl[w * 16 + r];
+                    O += e * fo[(w * 16 + r) * D + d];
+                }
+            }
+            if constexpr (F8)
+                O *= p.v_scale;
+            if (p.n_splits == 1) {
+                out[((int64_t)tp * p.H + h) * D + d] = from_f<T>(L > 0.0f ? O / L : 0.0f);
+            } else {
+                float *part = p.part + (((int64_t)pi * p.H + h) * p.n_splits + split) * (D + 2);
+                part[d] = O;
+                if (d == 0) {
+                    part[D] = M;
+                    part[D + 1] = L;
+                }
             }
         }
     }

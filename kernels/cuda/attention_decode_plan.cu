@@ -132,9 +132,14 @@ static double dm_cost(int64_t pairs, int keys, double row_bytes, double part_byt
     return ns;
 }
 
-/* The tensor-core kernel's shape for n_items rows of call a: 4, 2 or 1 warps a pair, each
- * with the splits mma_split_count gives its blocks, whichever dm_cost finds cheapest (fewer
- * warps a pair only when 3% cheaper than more); or PGD_CUDA_DECODE_WARPS's. */
+/* The tensor-core kernel's shape for n_items rows of call a: 4 or 1 warps a pair, each with
+ * the splits mma_split_count gives its blocks, whichever dm_cost finds cheapest (1 only when
+ * 3% cheaper); or PGD_CUDA_DECODE_WARPS's (4, 2 or 1). 2 warps a pair is left to the
+ * environment: on the H200 it was never ahead of 4 (8B heads, bf16: b128 ctx 128 1,934 GB/s
+ * against 2,001, ctx 256 2,556 against 2,679, b256 ctx 512 3,514 against 3,601), where one
+ * warp a pair, with no merge of warps at the end, was far ahead wherever the model takes it
+ * (b256 ctx 64 2,635 against 1,434, b256 ctx 128 3,082 against 2,314, b1024 ctx 256 3,895
+ * against 3,526, b1024 ctx 1024 4,102 against 4,016). */
 static dm_shape_cost mma_shape(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
                                int n_items)
 {
@@ -148,7 +153,7 @@ static dm_shape_cost mma_shape(const struct pgd_cuda_ctx *c, const struct pgd_cu
     const int forced = env_pair_warps();
     dm_shape_cost best = { 0, 1, 0.0 };
     for (int wp = 4; wp >= 1; wp /= 2) {
-        if (forced && wp != forced)
+        if (forced ? wp != forced : wp == 2)
             continue;
         const int n = std::max(mma_split_count((pairs * wp + 3) / 4, slots, max_len), 1);
         const double ns = dm_cost(pairs, keys, row_bytes, part_bytes, wp, n, c->sm_count, slots);

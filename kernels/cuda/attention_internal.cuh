@@ -98,8 +98,9 @@ bool pgd__attn_mma_supports(enum pgd_dtype dt, int D);
  * when the sequences of more than one query token fill every SM with 128-row blocks (unless
  * the environment has PGD_CUDA_PREFILL_ATTN=0); else 4 warps: 64 rows when forced
  * (PGD_CUDA_ATTN_MMA), with fixed decode items or from 512 keys on (where attention.cu
- * splits the context instead), else by default the largest of 64, 32, 16 whose blocks fill
- * the SMs (16 when none does). */
+ * splits the context instead), else by default 128 when the call has prompt rows and the
+ * wgmma kernel runs it (attention_wgmma.cu: its blocks win even when few), else the largest
+ * of 64, 32, 16 whose blocks fill the SMs (16 when none does). */
 int pgd__attn_mma_rows(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a);
 /* Its block shape for a group of query heads a KV head and `rows` (16 .. 128) query rows a
  * block: hq heads a block (a divisor of group), tq tokens an item (hq * tq <= rows). */

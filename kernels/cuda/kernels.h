@@ -303,8 +303,9 @@ struct pgd_cuda_attn {
  * intra-warpgroup pipeline). _PREFILL_MMA / _PREFILL_WGMMA: that kernel (WGMMA fails
  * where it cannot run). PGD_CUDA_ATTN_MMA forces the 64-row shape, and AUTO takes the
  * 128-row one (on the same kernel as _PREFILL) when a call's prefill rows fill the SMs with
- * it (not with PGD_CUDA_PREFILL_ATTN=0 in the environment), 32- or 16-row ones for short
- * prompts that fill them with no other. */
+ * it (not with PGD_CUDA_PREFILL_ATTN=0 in the environment) or, for contexts under 512 keys,
+ * whenever the wgmma kernel runs the call; else 32- or 16-row ones for short prompts that
+ * fill them with no other. */
 enum { PGD_CUDA_ATTN_AUTO = 0, PGD_CUDA_ATTN_FMA = 1, PGD_CUDA_ATTN_MMA = 2,
        PGD_CUDA_ATTN_PREFILL = 3, PGD_CUDA_ATTN_PREFILL_MMA = 4,
        PGD_CUDA_ATTN_PREFILL_WGMMA = 5 };

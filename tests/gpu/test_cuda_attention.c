@@ -1233,6 +1233,29 @@ GPU_TEST(default_prefill_is_wgmma_on_sm90)
     check_default_prefill_kernel(PGD_CUDA_ATTN_PREFILL_WGMMA);
 }
 
+GPU_TEST(default_short_prompts_take_wgmma_on_sm90)
+{
+    /* Prompts too few for 128-row blocks to fill the SMs, contexts under 512 keys: on sm_90
+     * the default still takes the wgmma kernel's 128-row blocks (same bits as forcing it). */
+    need_wgmma();
+    unsetenv("PGD_CUDA_ATTN");
+    unsetenv("PGD_CUDA_PREFILL_ATTN");
+    struct attn_case c = { "short prompts, default wgmma", 32, 8, 128, 16, 0, 2, { 0, 100 },
+                           { 128, 61 }, 2 };
+    struct batch b;
+    batch_make(&b, PGD_DTYPE_BF16, &c);
+    float *got = batch_run(&b, PGD_CUDA_ATTN_AUTO, 3520, 0, 0, NULL);
+    float *want = batch_run(&b, PGD_CUDA_ATTN_PREFILL_WGMMA, 3521, 0, 0, NULL);
+    float *cpu = batch_cpu(&b);
+    size_t n = (size_t)b.n * c.H * c.D;
+    cr_assert_arr_eq(got, want, n * sizeof *got, "the default should run the wgmma kernel");
+    expect_close(&b, "default short prompts vs CPU", got, cpu, tol_mma(PGD_DTYPE_BF16));
+    free(got);
+    free(want);
+    free(cpu);
+    batch_free(&b);
+}
+
 GPU_TEST(env_switch_keeps_prefill_on_mma)
 {
     unsetenv("PGD_CUDA_ATTN");
