@@ -26,9 +26,9 @@
 #include "runtime/model/model.h"
 #include "runtime/base/clock.h"
 #include <pagoda/engine.h>
+#include "runtime/runner/runner.h"
 #ifdef PGD_HAVE_CUDA
 #include "kernels/cuda/kernels.h"
-#include "runtime/runner/runner.h"
 #endif
 #include <getopt.h>
 #include <stdio.h>
@@ -91,6 +91,19 @@ static void print_step_times(const struct step_times *t)
            "overlapping the host's work with the GPU's could save at most)\n", t->total,
            t->steps, t->schedule, t->prepare, t->model, t->output, t->device, host,
            t->total > 0 ? 100.0 * host / t->total : 0.0);
+}
+
+/* The runner's host time by step kind during the timed run (graph decode steps, their
+ * graph launch calls, eager steps): where the host's own share of a step is spent. */
+static void print_host_split(const struct pgd__runner_host_split *a,
+                             const struct pgd__runner_host_split *b)
+{
+    const long gs = b->graph_steps - a->graph_steps, es = b->eager_steps - a->eager_steps;
+    printf("runner host time by step kind: %ld graph steps, %.3f ms of host work each (%.3f ms "
+           "in the graph launch), %ld eager steps, %.3f ms each\n", gs,
+           gs ? 1e3 * (b->graph_host_s - a->graph_host_s) / gs : 0.0,
+           gs ? 1e3 * (b->replay_s - a->replay_s) / gs : 0.0, es,
+           es ? 1e3 * (b->eager_host_s - a->eager_host_s) / es : 0.0);
 }
 
 #ifdef PGD_HAVE_CUDA
@@ -295,6 +308,8 @@ static int run_tput(const struct tput_opts *o)
         }
     }
     settled_stats(e, &st0);
+    struct pgd__runner_host_split hs0, hs1;
+    pgd__runner_host_split(r, &hs0);
 #ifdef PGD_HAVE_CUDA
     struct pgd_cuda_gemm_host_stats lt0 = { 0 }, lt1 = { 0 };
     struct pgd_cuda_ctx *cuda = pgd__runner_cuda(r);
@@ -354,6 +369,8 @@ static int run_tput(const struct tput_opts *o)
                o->num_prompts / floor_s, sum_out / floor_s, 100.0 * floor_s / dt);
     struct step_times tm = step_times_of(&st0, &st1);
     print_step_times(&tm);
+    pgd__runner_host_split(r, &hs1);
+    print_host_split(&hs0, &hs1);
 #ifdef PGD_HAVE_CUDA
     if (cuda) {
         pgd_cuda_gemm_host_stats(cuda, &lt1);
