@@ -172,11 +172,14 @@ struct pgd_cuda_gemm_tune_info {
 /* The host work of the context's cuBLASLt plans so far (linear.cu's cache, gemm_tune.cu's
  * choice): plans built (a new descriptor or n; plan_ms: building them, the algorithm's
  * choice included), algorithm checks (cublasLtMatmulAlgoCheck: a bucket's algorithm tried
- * at a new n), heuristic queries and tunings, with the host milliseconds of each. What a
+ * at a new n), heuristic queries and tunings, with the host milliseconds of each, and the
+ * matmul calls' own host time. What a
  * benchmark compares before and after its timed run: none should happen per step. */
 struct pgd_cuda_gemm_host_stats {
     long plans, checks, heuristics, tunings;
     double plan_ms, check_ms, heuristic_ms, tune_ms;
+    long matmuls;                    /* cublasLtMatmul calls (a capture's included), */
+    double matmul_ms;                /* and the host time they took (enqueueing) */
 };
 void pgd_cuda_gemm_host_stats(const struct pgd_cuda_ctx *c, struct pgd_cuda_gemm_host_stats *out);
 /* The tunings so far, in the order they were made; get: non-zero past the last. */

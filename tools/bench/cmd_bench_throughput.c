@@ -115,9 +115,11 @@ static void print_lt_host(const struct pgd_cuda_gemm_host_stats *a,
 {
     printf("cuBLASLt host work during the run: %ld plans built (%.1f ms, choices included), "
            "%ld algorithm checks (%.1f ms), %ld heuristic queries (%.1f ms), %ld tunings "
-           "(%.1f ms)\n", b->plans - a->plans, b->plan_ms - a->plan_ms, b->checks - a->checks,
+           "(%.1f ms); %ld matmul calls outside graphs (%.1f ms of host time)\n",
+           b->plans - a->plans, b->plan_ms - a->plan_ms, b->checks - a->checks,
            b->check_ms - a->check_ms, b->heuristics - a->heuristics,
-           b->heuristic_ms - a->heuristic_ms, b->tunings - a->tunings, b->tune_ms - a->tune_ms);
+           b->heuristic_ms - a->heuristic_ms, b->tunings - a->tunings, b->tune_ms - a->tune_ms,
+           b->matmuls - a->matmuls, b->matmul_ms - a->matmul_ms);
 }
 #endif
 
