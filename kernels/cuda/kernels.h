@@ -177,11 +177,14 @@ struct pgd_cuda_gemm_tune_info {
 /* The host work of the context's cuBLASLt plans so far (linear.cu's cache, gemm_tune.cu's
  * choice): plans built (a new descriptor or n; plan_ms: building them, the algorithm's
  * choice included), algorithm checks (cublasLtMatmulAlgoCheck: a bucket's algorithm tried
- * at a new n), heuristic queries and tunings, with the host milliseconds of each. What a
+ * at a new n), heuristic queries and tunings, with the host milliseconds of each, and the
+ * matmul calls' own host time. What a
  * benchmark compares before and after its timed run: none should happen per step. */
 struct pgd_cuda_gemm_host_stats {
     long plans, checks, heuristics, tunings;
     double plan_ms, check_ms, heuristic_ms, tune_ms;
+    long matmuls;                    /* cublasLtMatmul calls (a capture's included), */
+    double matmul_ms;                /* and the host time they took (enqueueing) */
 };
 void pgd_cuda_gemm_host_stats(const struct pgd_cuda_ctx *c, struct pgd_cuda_gemm_host_stats *out);
 /* The tunings so far, in the order they were made; get: non-zero past the last. */
@@ -443,8 +446,9 @@ int pgd_cuda_fp8_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum 
  * its activation (pgd_cuda_fp8_linear_act_mul) and devices without e4m3 mma.sync, unless
  * PGD_CUDA_FP8_STREAM=0); _GEMV_DEC (fp8 only, 1..16 rows, in a multiple of 64): the decode
  * GEMV (quant_fp8_dec.cu: one launch, x quantized in its blocks, split-K across blocks for
- * layers of few tiles), the automatic choice up to PGD_CUDA_FP8_DEC_MAX_N (16) rows unless
- * PGD_CUDA_FP8_DEC=0 (then the choices above, as before). The automatic FP8 GEMM tries outer-vector
+ * layers of few tiles), the automatic choice up to PGD_CUDA_FP8_DEC_MAX_N (16) rows only
+ * with PGD_CUDA_FP8_DEC=1 (off by default: slower than the choices above on the H200 so
+ * far). The automatic FP8 GEMM tries outer-vector
  * scales, then D16 (bf16), then F32. Returns 2
  * when cuBLASLt has no algorithm for the forced FP8 kind (err says so; nothing was written).
  * The auto path takes the GEMV up to PGD_CUDA_WQ_GEMV_MAX_N (16) / PGD_CUDA_FP8_GEMV_MAX_N

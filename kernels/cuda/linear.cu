@@ -202,9 +202,12 @@ static int gemm_matmul(struct pgd_cuda_ctx *c, struct pgd_cuda_gemm_entry *e,
     if (pgd_cuda_gemm_set_scales(&e->p, call, err, errlen))
         return 1;
     const float alpha = 1.0f, beta = 0.0f;
+    const double t0 = pgd_cuda_host_ms();
     cublasStatus_t st = cublasLtMatmul(c->lt, e->p.op, &alpha, call->w, e->p.a, call->x, e->p.b,
                                        &beta, call->y, e->p.d, call->y, e->p.d, &e->algo,
                                        c->workspace, c->workspace_bytes, c->stream);
+    c->lt_host.matmuls++;
+    c->lt_host.matmul_ms += pgd_cuda_host_ms() - t0;
     if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
         /* The heuristic offered an algorithm that the call then refused: remember it as none. */
         e->state = 2;

@@ -5,10 +5,10 @@
  * (a per-tensor scale is stored expanded).
  *
  * The paths:
- *   n <= 16: the decode GEMV (quant_fp8_dec.cu: one launch a linear, or one for q, k and v
+ *   n <= 16, with PGD_CUDA_FP8_DEC=1 (off by default: slower on the H200 so far): the
+ *            decode GEMV (quant_fp8_dec.cu: one launch a linear, or one for q, k and v
  *            through pgd_cuda_fp8_linear_multi; x quantized in its blocks; a gate_up layer's
- *            activation fused; in a multiple of 64, sm_80 and later); PGD_CUDA_FP8_DEC=0
- *            gives the choice below instead, as before it;
+ *            activation fused; in a multiple of 64, sm_80 and later);
  *   small n: the streaming GEMV (quant_fp8_gemv.cu: x quantized once per token, then the
  *            weights read once on fp16 tensor cores; in a multiple of 64, sm_80 and later);
  *            else a GEMV reading the e4m3 weight rows once: on tensor cores (quant_fp8_mma.cu,
@@ -487,9 +487,10 @@ static int fp8_linear(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const
                       const struct pgd_cuda_fp8 *w, const void *b, void *y, const fp8_glu *glu,
                       char *err, size_t errlen)
 {
-    /* auto: up to pgd_cuda__fp8_dec_max_n() rows (16) the decode GEMV (quant_fp8_dec.cu:
-     * one launch, x quantized in its blocks, the activation of a gate_up layer fused) where
-     * it takes the layer; PGD_CUDA_FP8_DEC=0 gives the choice below, for measuring. */
+    /* auto with PGD_CUDA_FP8_DEC=1: up to pgd_cuda__fp8_dec_max_n() rows (16) the decode
+     * GEMV (quant_fp8_dec.cu: one launch, x quantized in its blocks, the activation of a
+     * gate_up layer fused) where it takes the layer; by default (it was slower on the
+     * H200) the choice below, as before it. */
     if (path == PGD_CUDA_QPATH_GEMV_DEC ||
         (path == PGD_CUDA_QPATH_AUTO && n <= pgd_cuda__fp8_dec_max_n() &&
          pgd_cuda__fp8_dec_ok(c, n, w->in))) {

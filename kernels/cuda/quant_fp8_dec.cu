@@ -421,13 +421,17 @@ __global__ void __launch_bounds__(FD_THREADS, 2) fp8_dec_kernel(const fd_args a)
 
 /* ---- host ---------------------------------------------------------------------------------- */
 /* Whether the decode GEMV is the automatic choice up to pgd_cuda__fp8_dec_max_n() rows
- * (PGD_CUDA_FP8_DEC=0: the earlier paths, for measuring; read once) and whether it keeps x
- * in the scratch (PGD_CUDA_FP8_DEC_XPREP=1) rather than in each block's shared memory. */
+ * (PGD_CUDA_FP8_DEC=1; read once). Off by default: on the H200 (2026-12-03) it was slower
+ * than the paths before it at every n = 1..16 (n = 1: q/o 11.1 us against 10.1, qkv 17.7
+ * against 16.1, gate_up 42.4 against 38.2, down 28.8 against 22.5; batch-1 decode 4.79 ms
+ * against 4.43), so it stays a forced path (PGD_CUDA_QPATH_GEMV_DEC) until it wins.
+ * PGD_CUDA_FP8_DEC_XPREP=1 keeps x in the scratch rather than in each block's shared
+ * memory. */
 int pgd_cuda__fp8_dec_max_n(void)
 {
     static int v = -1;
     if (v < 0) {
-        const int on = pgd_cuda__qenv_int("PGD_CUDA_FP8_DEC", 1) != 0;
+        const int on = pgd_cuda__qenv_int("PGD_CUDA_FP8_DEC", 0) != 0;
         const int n = pgd_cuda__qenv_int("PGD_CUDA_FP8_DEC_MAX_N", FD_MAX_N);
         v = !on ? 0 : n < 0 ? 0 : n > FD_MAX_N ? FD_MAX_N : n;
     }

@@ -82,6 +82,11 @@ enum pgd_status pgd__runner_wait_device(struct pgd__runner *r, char *err, size_t
 
 double pgd__runner_device_seconds(const struct pgd__runner *r) { return r->device_s; }
 
+void pgd__runner_host_split(const struct pgd__runner *r, struct pgd__runner_host_split *out)
+{
+    *out = r->host_split;
+}
+
 static void meta_free(struct pgd__runner *r)
 {
     host_free(r, r->meta_host);
@@ -822,8 +827,12 @@ static enum pgd_status graph_forward(struct pgd__runner *r, const struct pgd__gr
             cst = forward(r, f, &captured, why, sizeof why);
         pgd__graphs_capture_end(g, plan, r->cuda, cst, r->arena.fingerprint, captured, why);
     }
-    if (pgd__graphs_captured(g, plan))
-        return pgd__graphs_replay(g, plan, r->cuda, logits, err, errlen);
+    if (pgd__graphs_captured(g, plan)) {
+        const double t0 = pgd__now_s();
+        enum pgd_status rst = pgd__graphs_replay(g, plan, r->cuda, logits, err, errlen);
+        r->host_split.replay_s += pgd__now_s() - t0;
+        return rst;
+    }
     float *eager = NULL;
     enum pgd_status st = forward(r, f, &eager, err, errlen);
     if (st) {
@@ -1039,13 +1048,20 @@ static enum pgd_status run_step(struct pgd__runner *r, const struct pgd__step_se
                                 int n_seqs, const struct step_want *want, char *err,
                                 size_t errlen)
 {
+    const double t0 = pgd__now_s(), d0 = r->device_s;
 #ifdef PGD_HAVE_CUDA
     /* Graphs capture logits steps only: a pooling step always runs eagerly. */
     enum pgd_status st;
-    if (!want->hidden && !r->prof && graph_step(r, seqs, n_seqs, want, &st, err, errlen))
+    if (!want->hidden && !r->prof && graph_step(r, seqs, n_seqs, want, &st, err, errlen)) {
+        r->host_split.graph_steps++;
+        r->host_split.graph_host_s += pgd__now_s() - t0 - (r->device_s - d0);
         return st;
+    }
 #endif
-    return eager_step(r, seqs, n_seqs, want, err, errlen);
+    enum pgd_status est = eager_step(r, seqs, n_seqs, want, err, errlen);
+    r->host_split.eager_steps++;
+    r->host_split.eager_host_s += pgd__now_s() - t0 - (r->device_s - d0);
+    return est;
 }
 
 /* *logits: r->logits, the runner's (valid until the next step). */

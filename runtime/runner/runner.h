@@ -117,6 +117,15 @@ struct pgd__op_profile *pgd__runner_op_profile(const struct pgd__runner *r);
  * time blocked waiting for it (the step's results, a buffer's reuse), on the CPU the time
  * computing the forward pass. The rest of a step's time is the host's own. */
 double pgd__runner_device_seconds(const struct pgd__runner *r);
+/* The host's own seconds (a step's time less its waits for the device) of the steps so far,
+ * by kind: decode steps replayed (or captured) through a CUDA graph, and of those the graph
+ * launch calls themselves; steps run eagerly (prefill, mixed, and anything the graphs do not
+ * cover). Where a benchmark's host share comes from. */
+struct pgd__runner_host_split {
+    long graph_steps, eager_steps;
+    double graph_host_s, replay_s, eager_host_s;
+};
+void pgd__runner_host_split(const struct pgd__runner *r, struct pgd__runner_host_split *out);
 /* The runner's CUDA context (NULL on the CPU): borrowed, for the benchmarks' kernel facts
  * (the GEMM tunings). */
 struct pgd_cuda_ctx;

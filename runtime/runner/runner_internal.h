@@ -45,6 +45,9 @@ struct pgd__runner {
     /* Seconds the steps spent on the device's work as the host sees it: blocked waiting for
      * the GPU, or computing the forward pass on the CPU (pgd__runner_device_seconds). */
     double device_s;
+    /* The host's own time of the steps by kind (pgd__runner_host_split): decode steps
+     * through a CUDA graph, of which inside the replay call itself, and eager steps. */
+    struct pgd__runner_host_split host_split;
 };
 
 /* runner_sample.c: the sampling buffers (on a GPU: the kernels' scratch rows, allocated

@@ -1112,6 +1112,23 @@ GPU_TEST(fp8_share_x_quantizes_once_for_q_k_v)
     fp8_share_case(40, PGD_CUDA_QPATH_GEMM);
 }
 
+/* The linear path whose sums pgd_cuda_fp8_linear_act_mul's automatic choice has at n rows,
+ * as the library reads the environment: the decode GEMV (PGD_CUDA_FP8_DEC=1, up to
+ * PGD_CUDA_FP8_DEC_MAX_N rows), else the streaming GEMV up to PGD_CUDA_FP8_GEMV_MAX_N rows
+ * (unless PGD_CUDA_FP8_STREAM=0), else the GEMM. The fused call is compared with that one:
+ * another path sums in another order, and where a sum cancels to near zero its last bits
+ * differ (the H200 had a 0.7% difference between the decode and the streaming GEMV). */
+static int fp8_fused_path(int n)
+{
+    const char *dec = getenv("PGD_CUDA_FP8_DEC"), *stream = getenv("PGD_CUDA_FP8_STREAM");
+    const int dec_max = dec && *dec && atoi(dec) ? env_limit("PGD_CUDA_FP8_DEC_MAX_N", 16) : 0;
+    if (n <= (dec_max > 16 ? 16 : dec_max))
+        return PGD_CUDA_QPATH_GEMV_DEC;
+    if (n <= env_limit("PGD_CUDA_FP8_GEMV_MAX_N", 8) && !(stream && *stream && !atoi(stream)))
+        return PGD_CUDA_QPATH_GEMV_STREAM;
+    return PGD_CUDA_QPATH_AUTO;
+}
+
 /* One case of the fused gate_up: pgd_cuda_fp8_linear_act_mul against `path`'s linear into a
  * scratch, then pgd_cuda_act_mul. */
 static void fp8_act_mul_case(const struct fp8_layer *L, int n, enum pgd_dtype dt,
@@ -1126,7 +1143,8 @@ static void fp8_act_mul_case(const struct fp8_layer *L, int n, enum pgd_dtype dt
     CHECK_RC(pgd_cuda_fp8_linear_path(ctx, path, dt, dx, n, L->d, db, scratch, err, sizeof err));
     CHECK_RC(pgd_cuda_act_mul(ctx, dt, act, scratch, n, inter, two, err, sizeof err));
     CHECK_RC(pgd_cuda_fp8_linear_act_mul(ctx, dt, act, dx, n, L->d, db,
-                                         n > 16 ? scratch : NULL, fused, err, sizeof err));
+                                         path == PGD_CUDA_QPATH_AUTO ? scratch : NULL, fused,
+                                         err, sizeof err));
     float *want = download(two, (size_t)n * inter, dt);
     float *got = download(fused, (size_t)n * inter, dt);
     const double ulp = dt == PGD_DTYPE_BF16 ? 0x1p-7 : 0x1p-10;
@@ -1146,17 +1164,16 @@ static void fp8_act_mul_case(const struct fp8_layer *L, int n, enum pgd_dtype dt
     pgd_cuda_free(fused);
 }
 
-/* pgd_cuda_fp8_linear_act_mul at decode sizes (the decode GEMV, whose tiles pair 8 gate and
- * the 8 up features of the same outputs) against the two calls it stands for (a GEMV into a
- * scratch, then pgd_cuda_act_mul): the same sums rounded the same way, so equal but for a
- * last-bit difference where a sum of another order rounds the other way (at most 1% of the
- * outputs, each within 2 units of the last place); a wrong pairing, scale or bias moves an
- * output far more. SiLU and GELU-tanh, both dtypes, n = 1..9, 16 (the decode GEMV's linear,
- * and up to 8 the streaming GEMV's) and 24 (cuBLASLt's GEMM, its scales and the activation
- * in one pass, against the automatic linear), with and without bias, inter = 208 and 37 (a
- * padded tile), [2 x 520, 4096] (split-K across blocks) and [2 x 12, 14400] (split 8 ways,
- * x through the scratch past 3 rows; the decode GEMV's linear only: its sums are the fused
- * one's, where a few outputs of another order could round the other way). */
+/* pgd_cuda_fp8_linear_act_mul (at decode sizes one GEMV launch pairing gate and up features:
+ * the streaming GEMV, or the decode GEMV with PGD_CUDA_FP8_DEC=1) against the two calls it
+ * stands for (the same path's linear into a scratch, then pgd_cuda_act_mul): the same sums
+ * rounded the same way, so equal but for a last-bit difference where a sum of another tile
+ * order rounds the other way (at most 1% of the outputs, each within 2 units of the last
+ * place); a wrong pairing, scale or bias moves an output far more. SiLU and GELU-tanh, both
+ * dtypes, n = 1..9, 16 and 24 (past the GEMVs: cuBLASLt's GEMM, its scales and the
+ * activation in one pass), with and without bias, inter = 208 and 37 (a padded tile),
+ * [2 x 520, 4096] (split-K across blocks in the decode GEMV) and [2 x 12, 14400] (split 8
+ * ways; x through the scratch past 3 rows). */
 GPU_TEST(fp8_linear_act_mul_fuses_the_activation)
 {
     static const int SHAPES[4][2] = { { 1024, 416 }, { 1088, 74 }, { 4096, 1040 }, { 14400, 24 } };
@@ -1168,10 +1185,7 @@ GPU_TEST(fp8_linear_act_mul_fuses_the_activation)
             const int n = N[k];
             const enum pgd_dtype dt = DTS[(k + s) % 2];
             const enum pgd_act act = (k + s) % 3 == 0 ? PGD_ACT_GELU_TANH : PGD_ACT_SILU;
-            fp8_act_mul_case(&L, n, dt, act, k % 2 == 1,
-                             n > 16 ? PGD_CUDA_QPATH_AUTO : PGD_CUDA_QPATH_GEMV_DEC);
-            if (n <= 8 && s < 3)
-                fp8_act_mul_case(&L, n, dt, act, k % 2 == 0, PGD_CUDA_QPATH_GEMV_STREAM);
+            fp8_act_mul_case(&L, n, dt, act, k % 2 == 1, fp8_fused_path(n));
         }
         fp8_fini(&L);
     }

@@ -27,9 +27,9 @@
 #include "runtime/model/model.h"
 #include "runtime/base/clock.h"
 #include <pagoda/engine.h>
+#include "runtime/runner/runner.h"
 #ifdef PGD_HAVE_CUDA
 #include "kernels/cuda/kernels.h"
-#include "runtime/runner/runner.h"
 #endif
 #include <getopt.h>
 #include <stdio.h>
@@ -121,6 +121,19 @@ static void print_step_mix(const struct step_mix *m)
            m->decode_only, m->graph, eager_dec, m->steps - m->decode_only, m->recomputed);
 }
 
+/* The runner's host time by step kind during the timed run (graph decode steps, their
+ * graph launch calls, eager steps): where the host's own share of a step is spent. */
+static void print_host_split(const struct pgd__runner_host_split *a,
+                             const struct pgd__runner_host_split *b)
+{
+    const long gs = b->graph_steps - a->graph_steps, es = b->eager_steps - a->eager_steps;
+    printf("runner host time by step kind: %ld graph steps, %.3f ms of host work each (%.3f ms "
+           "in the graph launch), %ld eager steps, %.3f ms each\n", gs,
+           gs ? 1e3 * (b->graph_host_s - a->graph_host_s) / gs : 0.0,
+           gs ? 1e3 * (b->replay_s - a->replay_s) / gs : 0.0, es,
+           es ? 1e3 * (b->eager_host_s - a->eager_host_s) / es : 0.0);
+}
+
 #ifdef PGD_HAVE_CUDA
 /* The cuBLASLt plans' host work during the timed run (kernels/cuda: plans built for a new n,
  * algorithm checks, heuristic queries, tunings): every choice should be made before serving,
@@ -130,9 +143,11 @@ static void print_lt_host(const struct pgd_cuda_gemm_host_stats *a,
 {
     printf("cuBLASLt host work during the run: %ld plans built (%.1f ms, choices included), "
            "%ld algorithm checks (%.1f ms), %ld heuristic queries (%.1f ms), %ld tunings "
-           "(%.1f ms)\n", b->plans - a->plans, b->plan_ms - a->plan_ms, b->checks - a->checks,
+           "(%.1f ms); %ld matmul calls outside graphs (%.1f ms of host time)\n",
+           b->plans - a->plans, b->plan_ms - a->plan_ms, b->checks - a->checks,
            b->check_ms - a->check_ms, b->heuristics - a->heuristics,
-           b->heuristic_ms - a->heuristic_ms, b->tunings - a->tunings, b->tune_ms - a->tune_ms);
+           b->heuristic_ms - a->heuristic_ms, b->tunings - a->tunings, b->tune_ms - a->tune_ms,
+           b->matmuls - a->matmuls, b->matmul_ms - a->matmul_ms);
 }
 #endif
 
@@ -339,6 +354,8 @@ static int run_tput(const struct tput_opts *o)
     }
     settled_stats(e, &st0);
     pgd__runner_graph_stats(r, &replays0, &n_graphs);
+    struct pgd__runner_host_split hs0, hs1;
+    pgd__runner_host_split(r, &hs0);
 #ifdef PGD_HAVE_CUDA
     struct pgd_cuda_gemm_host_stats lt0 = { 0 }, lt1 = { 0 };
     struct pgd_cuda_ctx *cuda = pgd__runner_cuda(r);
@@ -401,6 +418,8 @@ static int run_tput(const struct tput_opts *o)
                o->num_prompts / floor_s, sum_out / floor_s, 100.0 * floor_s / dt);
     struct step_times tm = step_times_of(&st0, &st1);
     print_step_times(&tm);
+    pgd__runner_host_split(r, &hs1);
+    print_host_split(&hs0, &hs1);
 #ifdef PGD_HAVE_CUDA
     if (cuda) {
         pgd_cuda_gemm_host_stats(cuda, &lt1);
