@@ -1002,9 +1002,27 @@ GPU_TEST(fp8_decode_gemv_split_k_choice)
     cr_assert_eq(pgd_cuda_fp8_dec_split(2, 16, 264), 1);
 }
 
+/* The linear path whose sums pgd_cuda_fp8_linear_act_mul's automatic choice has at n rows,
+ * as the library reads the environment: the decode GEMV (PGD_CUDA_FP8_DEC=1, up to
+ * PGD_CUDA_FP8_DEC_MAX_N rows), else the streaming GEMV up to PGD_CUDA_FP8_GEMV_MAX_N rows
+ * (unless PGD_CUDA_FP8_STREAM=0), else the GEMM. The fused call is compared with that one:
+ * another path sums in another order, and where a sum cancels to near zero its last bits
+ * differ (the H200 had a 0.7% difference between the decode and the streaming GEMV). */
+static int fp8_fused_path(int n)
+{
+    const char *dec = getenv("PGD_CUDA_FP8_DEC"), *stream = getenv("PGD_CUDA_FP8_STREAM");
+    const int dec_max = dec && *dec && atoi(dec) ? env_limit("PGD_CUDA_FP8_DEC_MAX_N", 16) : 0;
+    if (n <= (dec_max > 16 ? 16 : dec_max))
+        return PGD_CUDA_QPATH_GEMV_DEC;
+    if (n <= env_limit("PGD_CUDA_FP8_GEMV_MAX_N", 8) && !(stream && *stream && !atoi(stream)))
+        return PGD_CUDA_QPATH_GEMV_STREAM;
+    return PGD_CUDA_QPATH_AUTO;
+}
+
 /* pgd_cuda_fp8_linear_multi: q, k and v of one x ([256 | 64 | 64 x 1024], [200 | 40 | 24 x
  * 1088]: padded tiles at each layer's end, so a tile never mixes two layers' rows) in one
- * launch of the decode GEMV at n = 1, 5, 16 (with and without biases, per-tensor and
+ * launch of the decode GEMV (with PGD_CUDA_FP8_DEC=1; else one by one, each against the
+ * tolerance of the path it takes) at n = 1, 5, 16 (with and without biases, per-tensor and
  * per-channel layers mixed), each output against its reference; at n = 40 the layers one by
  * one (cuBLASLt's GEMM, x quantized once), the same. One and two layers too. */
 GPU_TEST(fp8_decode_gemv_q_k_v_in_one_launch)
@@ -1042,9 +1060,12 @@ GPU_TEST(fp8_decode_gemv_q_k_v_in_one_launch)
                     if (bias)
                         for (size_t j = 0; j < (size_t)n * L[i].out; j++)
                             want[j] += b[i][j % (size_t)L[i].out];
-                    const int path = n <= 16 ? PGD_CUDA_QPATH_GEMV_DEC : PGD_CUDA_QPATH_AUTO;
-                    expect_close_a(L[i].name, n <= 16 ? "linear_multi, one launch"
-                                                      : "linear_multi, one by one",
+                    /* One launch only where the decode GEMV takes n (PGD_CUDA_FP8_DEC=1);
+                     * otherwise the layers one by one on the automatic path, x shared. */
+                    const int path = fp8_fused_path(n);
+                    expect_close_a(L[i].name, path == PGD_CUDA_QPATH_GEMV_DEC
+                                                  ? "linear_multi, one launch"
+                                                  : "linear_multi, one by one",
                                    got, want, abs_sum, bias ? b[i] : NULL, n, L[i].out, dt,
                                    fp8_tolerance(path, in));
                     free(got); free(want); free(abs_sum); free(b[i]);
@@ -1110,23 +1131,6 @@ GPU_TEST(fp8_share_x_quantizes_once_for_q_k_v)
 {
     fp8_share_case(2, PGD_CUDA_QPATH_GEMV_STREAM);
     fp8_share_case(40, PGD_CUDA_QPATH_GEMM);
-}
-
-/* The linear path whose sums pgd_cuda_fp8_linear_act_mul's automatic choice has at n rows,
- * as the library reads the environment: the decode GEMV (PGD_CUDA_FP8_DEC=1, up to
- * PGD_CUDA_FP8_DEC_MAX_N rows), else the streaming GEMV up to PGD_CUDA_FP8_GEMV_MAX_N rows
- * (unless PGD_CUDA_FP8_STREAM=0), else the GEMM. The fused call is compared with that one:
- * another path sums in another order, and where a sum cancels to near zero its last bits
- * differ (the H200 had a 0.7% difference between the decode and the streaming GEMV). */
-static int fp8_fused_path(int n)
-{
-    const char *dec = getenv("PGD_CUDA_FP8_DEC"), *stream = getenv("PGD_CUDA_FP8_STREAM");
-    const int dec_max = dec && *dec && atoi(dec) ? env_limit("PGD_CUDA_FP8_DEC_MAX_N", 16) : 0;
-    if (n <= (dec_max > 16 ? 16 : dec_max))
-        return PGD_CUDA_QPATH_GEMV_DEC;
-    if (n <= env_limit("PGD_CUDA_FP8_GEMV_MAX_N", 8) && !(stream && *stream && !atoi(stream)))
-        return PGD_CUDA_QPATH_GEMV_STREAM;
-    return PGD_CUDA_QPATH_AUTO;
 }
 
 /* One case of the fused gate_up: pgd_cuda_fp8_linear_act_mul against `path`'s linear into a
