@@ -59,14 +59,28 @@ if bench $SG --seed 7 --json "$tmp/sg1.json" && grep -q "preemptions" "$tmp/log"
   else
     ko sharegpt_headroom_no_preemption "bench failed"
   fi
+  # `bench scheduler` draws the same requests from the same flags (tools/bench/bench_workload.c).
+  if "$PAGODA" bench scheduler $SG --seed 7 >"$tmp/sim" 2>&1; then
+    a=$(python3 -c "import json;r=json.load(open('$tmp/sg1.json'));print(r['input_tokens'],r['output_tokens'])")
+    b=$(sed -nE 's/^workload: .* input ([0-9]+) tokens .* output ([0-9]+) .*/\1 \2/p' "$tmp/sim")
+    if [ "$a" = "$b" ]; then ok scheduler_same_workload; else ko scheduler_same_workload "throughput: $a, scheduler: $b"; fi
+  else
+    ko scheduler_same_workload "bench scheduler failed: $(tail -3 "$tmp/sim")"
+  fi
 else
   ko sharegpt "bench failed"
 fi
 
-# Bad arguments are refused with a usage message.
-if "$PAGODA" bench throughput --model "$MODEL" --dataset nope >/dev/null 2>&1; then
-  ko usage "--dataset nope accepted"
-else
-  ok usage
-fi
+# Bad workload flags are refused, by both commands that take them, with a message naming
+# the value.
+bad=""
+for args in "--dataset nope" "--num-prompts 0" "--num-prompts 12x" "--mean-input -3" \
+            "--max-input 2" "--seed -1"; do
+  for cmd in "throughput --model $MODEL --device cpu" scheduler; do
+    # shellcheck disable=SC2086 # the words are arguments
+    if "$PAGODA" bench $cmd $args >/dev/null 2>"$tmp/err" ||
+       ! grep -qF -- "${args#* }" "$tmp/err"; then bad="$bad [$cmd $args]"; fi
+  done
+done
+if [ -z "$bad" ]; then ok usage; else ko usage "accepted or not named:$bad"; fi
 finish

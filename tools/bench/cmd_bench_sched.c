@@ -22,7 +22,7 @@
  * with preempt_cheapest on; the default list is the engine's default alone. */
 #include "config.h"
 #include "tools/commands.h"
-#include "tools/bench/bench_draw.h"
+#include "tools/bench/bench_workload.h"
 #include "runtime/engine/scheduler.h"
 #include "runtime/runner/runner_graph.h"
 #include <getopt.h>
@@ -37,13 +37,10 @@
 enum sim_ladder { LADDER_DEFAULT, LADDER_POW2, LADDER_NONE };
 
 struct sim_opts {
-    int num_prompts, input_len, output_len;
-    bool sharegpt;
-    struct pgd_tool_sharegpt_shape shape;
+    struct pgd_tool_workload w;     /* bench throughput's requests and lengths */
     int max_num_seqs, max_num_batched_tokens, num_blocks, block_size;
     bool prefix_caching;
     enum sim_ladder ladder;         /* what a decode-only step's batch is padded to */
-    uint64_t seed;
     /* The model's shape and the device's ceilings. */
     int layers, hidden, intermediate, heads, kv_heads, vocab;
     double gbps, tflops;
@@ -185,16 +182,16 @@ static bool simulate(const struct sim_opts *o, const struct sim_cost *c,
         return false;
     }
     int max_in = 1;
-    for (int i = 0; i < o->num_prompts; i++)
+    for (int i = 0; i < o->w.num_prompts; i++)
         max_in = in[i] > max_in ? in[i] : max_in;
-    struct pgd__seq *seqs = calloc((size_t)o->num_prompts, sizeof *seqs);
+    struct pgd__seq *seqs = calloc((size_t)o->w.num_prompts, sizeof *seqs);
     int32_t *ids = malloc((size_t)max_in * sizeof *ids);
     bool ok = seqs && ids;
     if (!ok)
         snprintf(err, errlen, "out of memory");
-    uint64_t prng = o->seed ^ 0xA5A5A5A5DEADBEEFULL;
+    uint64_t prng = o->w.seed ^ 0xA5A5A5A5DEADBEEFULL;
     int n_init = 0;
-    for (; ok && n_init < o->num_prompts; n_init++) {
+    for (; ok && n_init < o->w.num_prompts; n_init++) {
         int i = n_init;
         for (int j = 0; j < in[i]; j++)
             ids[j] = (int32_t)(pgd_tool_splitmix(&prng) % (uint64_t)o->vocab);
@@ -233,21 +230,15 @@ static int run_sim(const struct sim_opts *o)
 {
     char err[512] = "";
     int rc = 1;
-    int *in = malloc((size_t)o->num_prompts * sizeof *in);
-    int *out = malloc((size_t)o->num_prompts * sizeof *out);
+    int *in = malloc((size_t)o->w.num_prompts * sizeof *in);
+    int *out = malloc((size_t)o->w.num_prompts * sizeof *out);
     if (!in || !out) {
         snprintf(err, sizeof err, "out of memory");
         goto done;
     }
-    uint64_t lrng = o->seed * 0x2545F4914F6CDD1DULL + 1;     /* bench throughput's draws */
+    pgd_tool_workload_lengths(&o->w, in, out);     /* bench throughput's draws */
     long sum_in = 0, sum_out = 0;
-    for (int i = 0; i < o->num_prompts; i++) {
-        if (o->sharegpt) {
-            pgd_tool_sharegpt_lengths(&o->shape, &lrng, &in[i], &out[i]);
-        } else {
-            in[i] = o->input_len;
-            out[i] = o->output_len;
-        }
+    for (int i = 0; i < o->w.num_prompts; i++) {
         sum_in += in[i];
         sum_out += out[i];
         if ((long)pgd__kv_blocks_for(&(struct pgd__kv_manager){ .block_size = o->block_size },
@@ -259,8 +250,8 @@ static int run_sim(const struct sim_opts *o)
     }
     struct sim_cost c = cost_of(o);
     printf("workload: %d requests, %s, input %ld tokens (mean %.1f), output %ld (mean %.1f)\n",
-           o->num_prompts, o->sharegpt ? "sharegpt-shaped lengths" : "fixed lengths", sum_in,
-           (double)sum_in / o->num_prompts, sum_out, (double)sum_out / o->num_prompts);
+           o->w.num_prompts, o->w.sharegpt ? "sharegpt-shaped lengths" : "fixed lengths", sum_in,
+           (double)sum_in / o->w.num_prompts, sum_out, (double)sum_out / o->w.num_prompts);
     printf("engine: max_num_seqs %d, max_num_batched_tokens %d, %d KV blocks of %d tokens "
            "(%ld tokens), prefix caching %s\n", o->max_num_seqs, o->max_num_batched_tokens,
            o->num_blocks, o->block_size, (long)o->num_blocks * o->block_size,
@@ -301,9 +292,9 @@ static void sim_usage(FILE *f)
             "usage: pagoda bench scheduler [options]\n\n"
             "The engine's scheduler on the CPU against a step-cost model (no model, no GPU):\n"
             "steps, preemptions, recomputed tokens and the modelled time of each policy.\n\n"
-            "  --num-prompts N, --input-len N, --output-len N, --dataset fixed|sharegpt,\n"
-            "  --mean-input X, --mean-output X, --max-input N, --max-total N, --seed S\n"
-            "                           the workload, as `pagoda bench throughput` draws it\n"
+            "The workload, as `pagoda bench throughput` draws it:\n"
+            PGD_TOOL_WORKLOAD_USAGE
+            "The engine and the model:\n"
             "  --max-num-seqs N         (default 1024)\n"
             "  --max-num-batched-tokens N   (default 16384)\n"
             "  --num-blocks N           KV blocks (default 55073: the H200's for Llama-3-8B)\n"
@@ -340,11 +331,7 @@ static bool parse_headroom(struct sim_opts *o, const char *s)
 int pgd_cmd_bench_scheduler(int argc, char **argv)
 {
     static const struct option long_opts[] = {
-        { "num-prompts", required_argument, 0, 'n' }, { "input-len", required_argument, 0, 'i' },
-        { "output-len", required_argument, 0, 'o' }, { "dataset", required_argument, 0, 'd' },
-        { "mean-input", required_argument, 0, 'I' }, { "mean-output", required_argument, 0, 'O' },
-        { "max-input", required_argument, 0, 'x' }, { "max-total", required_argument, 0, 'X' },
-        { "seed", required_argument, 0, 'S' }, { "max-num-seqs", required_argument, 0, 'q' },
+        PGD_TOOL_WORKLOAD_OPTIONS, { "max-num-seqs", required_argument, 0, 'q' },
         { "max-num-batched-tokens", required_argument, 0, 'B' },
         { "num-blocks", required_argument, 0, 'N' }, { "block-size", required_argument, 0, 'b' },
         { "no-prefix-caching", no_argument, 0, 'P' },
@@ -356,8 +343,7 @@ int pgd_cmd_bench_scheduler(int argc, char **argv)
         { "bandwidth", required_argument, 0, 'W' }, { "tflops", required_argument, 0, 'T' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
-    struct sim_opts o = { .num_prompts = 1000, .input_len = 128, .output_len = 128,
-                          .shape = PGD_TOOL_SHAREGPT_SHAPE_DEFAULT, .max_num_seqs = 1024,
+    struct sim_opts o = { .w = PGD_TOOL_WORKLOAD_DEFAULT, .max_num_seqs = 1024,
                           .max_num_batched_tokens = 16384, .num_blocks = 55073,
                           .block_size = 16, .prefix_caching = true,
                           .layers = 32,
@@ -369,23 +355,6 @@ int pgd_cmd_bench_scheduler(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         char *end = NULL;
         switch (c) {
-        case 'n': o.num_prompts = (int)strtol(optarg, &end, 10); break;
-        case 'i': o.input_len = (int)strtol(optarg, &end, 10); break;
-        case 'o': o.output_len = (int)strtol(optarg, &end, 10); break;
-        case 'd':
-            if (!strcmp(optarg, "sharegpt"))
-                o.sharegpt = true;
-            else if (strcmp(optarg, "fixed")) {
-                fprintf(stderr, "pagoda bench scheduler: --dataset %s: fixed or sharegpt\n",
-                        optarg);
-                return 2;
-            }
-            break;
-        case 'I': o.shape.mean_input = strtod(optarg, &end); break;
-        case 'O': o.shape.mean_output = strtod(optarg, &end); break;
-        case 'x': o.shape.max_input = (int)strtol(optarg, &end, 10); break;
-        case 'X': o.shape.max_total = (int)strtol(optarg, &end, 10); break;
-        case 'S': o.seed = strtoull(optarg, &end, 10); break;
         case 'q': o.max_num_seqs = (int)strtol(optarg, &end, 10); break;
         case 'B': o.max_num_batched_tokens = (int)strtol(optarg, &end, 10); break;
         case 'N': o.num_blocks = (int)strtol(optarg, &end, 10); break;
@@ -420,17 +389,19 @@ int pgd_cmd_bench_scheduler(int argc, char **argv)
         case 'W': o.gbps = strtod(optarg, &end); break;
         case 'T': o.tflops = strtod(optarg, &end); break;
         case 'h': sim_usage(stdout); return 0;
-        default: sim_usage(stderr); return 2;
+        default:
+            switch (pgd_tool_workload_option(&o.w, c, optarg, "pagoda bench scheduler")) {
+            case 1: break;
+            case 0: sim_usage(stderr); return 2;
+            default: return 2;
+            }
         }
         if (end && *end) {
             fprintf(stderr, "pagoda bench scheduler: '%s' is not a number\n", optarg);
             return 2;
         }
     }
-    const struct pgd_tool_sharegpt_shape *sh = &o.shape;
-    if (optind < argc || o.num_prompts <= 0 || o.input_len <= 0 || o.output_len <= 0 ||
-        sh->mean_input <= 0 || sh->mean_output <= 0 || sh->max_input < 4 ||
-        sh->max_total < sh->max_input + 4 || o.max_num_seqs <= 0 ||
+    if (optind < argc || !pgd_tool_workload_valid(&o.w) || o.max_num_seqs <= 0 ||
         o.max_num_batched_tokens <= 0 || o.num_blocks <= 0 || o.block_size <= 0 ||
         o.layers <= 0 || o.hidden <= 0 || o.intermediate <= 0 || o.heads <= 0 ||
         o.kv_heads <= 0 || o.hidden % o.heads || o.vocab <= 1 || !(o.gbps > 0) ||

@@ -20,7 +20,7 @@
 #include "config.h"
 #include "tools/commands.h"
 #include "tools/tool_model.h"
-#include "tools/bench/bench_draw.h"
+#include "tools/bench/bench_workload.h"
 #include "runtime/engine/engine_backend.h"
 #include "runtime/engine/scheduler.h"
 #include "runtime/config/batch_defaults.h"
@@ -39,14 +39,12 @@
 
 struct tput_opts {
     struct pgd_tool_model m;                /* the model, device, dtype and plugin dirs */
-    int num_prompts, input_len, output_len, warmup;
-    bool sharegpt;
-    struct pgd_tool_sharegpt_shape shape;   /* --mean-input/-output, --max-input/-total */
+    struct pgd_tool_workload w;             /* the requests and their lengths */
+    int warmup;
     int max_num_seqs, max_num_batched_tokens, num_blocks;
     int headroom_steps;             /* the scheduler's KV headroom; -1: the engine's default */
     double gpu_mem;
     float temperature;
-    uint64_t seed;
     const char *json;
     double guided_ratio;            /* the share of requests with structured output */
     const char *guided_regex;       /* their guide (a regex that never has to end) */
@@ -158,13 +156,7 @@ static void tput_usage(FILE *out)
             "  --model DIR|ORG/NAME     a model directory, hub id or catalog name\n"
             "  --revision REV, --download-dir DIR   for a hub id: the branch, tag or commit,\n"
             "                           and the cache root (default HF_HUB_CACHE)\n"
-            "  --num-prompts N          requests (default 1000)\n"
-            "  --input-len N            prompt tokens of each request (default 128)\n"
-            "  --output-len N           generated tokens of each request (default 128)\n"
-            "  --dataset fixed|sharegpt lengths: fixed, or drawn from a ShareGPT-shaped\n"
-            "                           log-normal (default fixed)\n"
-            "  --mean-input X, --mean-output X   sharegpt means before capping (200, 180)\n"
-            "  --max-input N, --max-total N      sharegpt caps (1024, 2048)\n"
+            PGD_TOOL_WORKLOAD_USAGE
             "  --temperature T          0 (default): greedy; otherwise sampled (on the GPU\n"
             "                           with --device cuda: only token ids come back)\n"
             "  --max-num-seqs N         sequences a step (default 256; on a GPU of 70 GiB\n"
@@ -176,7 +168,7 @@ static void tput_usage(FILE *out)
             "                           rule, admit while blocks last, preempt the newest)\n"
             "  --gpu-memory-utilization X   (default 0.9)\n"
             "  --warmup N               untimed requests first (default 8, 16 tokens each way)\n"
-            "  --device auto|cpu|cuda|cuda:N, --dtype auto|bfloat16|float16, --seed S,\n"
+            "  --device auto|cpu|cuda|cuda:N, --dtype auto|bfloat16|float16,\n"
             "  --quantization gptq|awq|fp8, --kv-cache-dtype auto|fp8, --plugin-dir DIR\n"
             "  --json FILE              also write the report as JSON\n"
             "  --structured-output-ratio X   the share of requests (0..1, default 0) whose\n"
@@ -184,16 +176,6 @@ static void tput_usage(FILE *out)
             "                           (default \"[ -~]*\", never complete: every request\n"
             "                           still generates its length); needs the tokenizer\n",
             PGD__SCHED_HEADROOM_STEPS_DEFAULT);
-}
-
-static void draw_lengths(const struct tput_opts *o, uint64_t *rng, int *in, int *out)
-{
-    if (!o->sharegpt) {
-        *in = o->input_len;
-        *out = o->output_len;
-        return;
-    }
-    pgd_tool_sharegpt_lengths(&o->shape, rng, in, out);
 }
 
 static struct pgd_stream *submit(struct pgd_engine *e, const struct tput_opts *o, uint64_t *rng,
@@ -255,18 +237,17 @@ static int run_tput(const struct tput_opts *o)
         return 1;
 
     /* The workload first: its longest request sizes the engine. */
-    in_len = malloc((size_t)o->num_prompts * sizeof *in_len);
-    out_len = malloc((size_t)o->num_prompts * sizeof *out_len);
-    streams = calloc((size_t)o->num_prompts, sizeof *streams);
+    in_len = malloc((size_t)o->w.num_prompts * sizeof *in_len);
+    out_len = malloc((size_t)o->w.num_prompts * sizeof *out_len);
+    streams = calloc((size_t)o->w.num_prompts, sizeof *streams);
     if (!in_len || !out_len || !streams) {
         snprintf(err, sizeof err, "out of memory");
         goto out;
     }
-    uint64_t lrng = o->seed * 0x2545F4914F6CDD1DULL + 1;
+    pgd_tool_workload_lengths(&o->w, in_len, out_len);
     long sum_in = 0, sum_out = 0, max_in = 0, max_out = 0, max_len = 0;
     double kv_tokens = 0, attn_pos = 0;   /* context tokens read by generated tokens; sum L^2/2 */
-    for (int i = 0; i < o->num_prompts; i++) {
-        draw_lengths(o, &lrng, &in_len[i], &out_len[i]);
+    for (int i = 0; i < o->w.num_prompts; i++) {
         sum_in += in_len[i];
         sum_out += out_len[i];
         max_in = in_len[i] > max_in ? in_len[i] : max_in;
@@ -284,7 +265,7 @@ static int run_tput(const struct tput_opts *o)
 
     struct pgd_engine_params ep = pgd_engine_default_params();
     pgd_tool_model_engine_params(&o->m, &ep);
-    ep.seed = o->seed;
+    ep.seed = o->w.seed;
     /* Unset batch limits: 256 / 8192 on the CPU; on a GPU the card's offline defaults, as
      * vLLM's LLM class picks them (runtime/config/batch_defaults.h). */
     ep.max_num_seqs = o->max_num_seqs > 0 ? o->max_num_seqs : 256;
@@ -332,15 +313,15 @@ static int run_tput(const struct tput_opts *o)
            o->temperature > 0 ? (o->m.device == PGD_DEVICE_CUDA ? "sampled on the GPU" : "sampled")
                               : "greedy", policy);
     printf("workload: %d requests, %s, input %.1f tokens on average (max %ld), output %.1f "
-           "(max %ld)\n", o->num_prompts, o->sharegpt ? "sharegpt-shaped lengths" : "fixed lengths",
-           (double)sum_in / o->num_prompts, max_in, (double)sum_out / o->num_prompts, max_out);
+           "(max %ld)\n", o->w.num_prompts, o->w.sharegpt ? "sharegpt-shaped lengths" : "fixed lengths",
+           (double)sum_in / o->w.num_prompts, max_in, (double)sum_out / o->w.num_prompts, max_out);
     if (o->guided_ratio > 0)
         printf("structured output: %.0f%% of the requests, regex \"%s\"\n",
                100 * o->guided_ratio, o->guided_regex);
     fflush(stdout);
 
     /* Warm-up: a few short requests, untimed. */
-    uint64_t prng = o->seed ^ 0xA5A5A5A5DEADBEEFULL;
+    uint64_t prng = o->w.seed ^ 0xA5A5A5A5DEADBEEFULL;
     for (int i = 0; i < o->warmup; i++) {
         struct pgd_stream *s = submit(e, o, &prng, d->vocab_size, 16, 16, ids, err, sizeof err);
         if (!s)
@@ -364,13 +345,13 @@ static int run_tput(const struct tput_opts *o)
 #endif
 
     double t0 = pgd__now_s();
-    for (int i = 0; i < o->num_prompts; i++)
+    for (int i = 0; i < o->w.num_prompts; i++)
         if (!(streams[i] = submit(e, o, &prng, d->vocab_size, in_len[i], out_len[i], ids, err,
                                   sizeof err)))
             goto out;
     long counted = 0;
     int unfinished = 0;
-    for (int i = 0; i < o->num_prompts; i++) {
+    for (int i = 0; i < o->w.num_prompts; i++) {
         long n = drain(streams[i]);
         if (n < 0 || n != out_len[i])
             unfinished++;
@@ -401,7 +382,7 @@ static int run_tput(const struct tput_opts *o)
     uint64_t gen = st1.generation_tokens - st0.generation_tokens;
     uint64_t computed = st1.prompt_tokens_computed - st0.prompt_tokens_computed;
     printf("\n%d requests in %.3f s: %.2f requests/s, %.1f input tokens/s, %.1f output tokens/s, "
-           "%.1f total tokens/s\n", o->num_prompts, dt, o->num_prompts / dt, sum_in / dt,
+           "%.1f total tokens/s\n", o->w.num_prompts, dt, o->w.num_prompts / dt, sum_in / dt,
            counted / dt, (sum_in + counted) / dt);
     printf("tokens: input %ld, output %ld (engine counted %llu generated, %llu prompt tokens "
            "computed), %llu steps (%.1f generated a step), %llu preemptions\n", sum_in, counted,
@@ -415,7 +396,7 @@ static int run_tput(const struct tput_opts *o)
                "%.2f GB of KV reads, %.1f TFLOP): %.2f requests/s, %.1f output tokens/s; "
                "measured is %.1f%% of the floor\n", floor_s, t_bw > t_fl ? "bytes" : "flops",
                steps, wbytes / 1e9, kv_tokens * kv_tok / 1e9, flops / 1e12,
-               o->num_prompts / floor_s, sum_out / floor_s, 100.0 * floor_s / dt);
+               o->w.num_prompts / floor_s, sum_out / floor_s, 100.0 * floor_s / dt);
     struct step_times tm = step_times_of(&st0, &st1);
     print_step_times(&tm);
     pgd__runner_host_split(r, &hs1);
@@ -443,7 +424,7 @@ static int run_tput(const struct tput_opts *o)
                    "\"step_host_ms\": %.6f, \"preemptions\": %llu, "
                    "\"tokens_recomputed\": %llu, \"steps_decode_only\": %llu, "
                    "\"steps_graph\": %llu}\n",
-                o->num_prompts, dt, o->num_prompts / dt, sum_in, counted, sum_in / dt,
+                o->w.num_prompts, dt, o->w.num_prompts / dt, sum_in, counted, sum_in / dt,
                 counted / dt, (unsigned long long)gen, (unsigned long long)computed,
                 (unsigned long long)nsteps, max_in, max_out, max_len, floor_s,
                 (unsigned long long)tm.steps, tm.total, tm.schedule, tm.prepare, tm.model,
@@ -456,7 +437,7 @@ static int run_tput(const struct tput_opts *o)
 out:
     if (rc)
         fprintf(stderr, "pagoda bench throughput: %s\n", err);
-    for (int i = 0; streams && i < o->num_prompts; i++)
+    for (int i = 0; streams && i < o->w.num_prompts; i++)
         pgd_stream_destroy(streams[i]);
     pgd_engine_destroy(e);
     free(streams);
@@ -470,23 +451,19 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
 {
     static const struct option long_opts[] = {
         PGD_TOOL_MODEL_OPTIONS, PGD_TOOL_RANDOM_WEIGHTS_OPTION,
-        { "num-prompts", required_argument, 0, 'n' }, { "input-len", required_argument, 0, 'i' },
-        { "output-len", required_argument, 0, 'o' }, { "dataset", required_argument, 0, 'd' },
-        { "mean-input", required_argument, 0, 'I' }, { "mean-output", required_argument, 0, 'O' },
-        { "max-input", required_argument, 0, 'x' }, { "max-total", required_argument, 0, 'X' },
+        PGD_TOOL_WORKLOAD_OPTIONS,
         { "temperature", required_argument, 0, 't' }, { "max-num-seqs", required_argument, 0, 'q' },
         { "max-num-batched-tokens", required_argument, 0, 'B' },
         { "num-blocks", required_argument, 0, 'N' },
         { "headroom-steps", required_argument, 0, 'H' },
         { "gpu-memory-utilization", required_argument, 0, 'G' },
-        { "warmup", required_argument, 0, 'w' }, { "seed", required_argument, 0, 'S' },
+        { "warmup", required_argument, 0, 'w' },
         { "json", required_argument, 0, 'J' },
         { "structured-output-ratio", required_argument, 0, 'g' },
         { "structured-output-regex", required_argument, 0, 'e' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
-    struct tput_opts o = { .num_prompts = 1000, .input_len = 128, .output_len = 128,
-                           .warmup = 8, .shape = PGD_TOOL_SHAREGPT_SHAPE_DEFAULT,
+    struct tput_opts o = { .w = PGD_TOOL_WORKLOAD_DEFAULT, .warmup = 8,
                            .max_num_seqs = -1, .max_num_batched_tokens = -1, .headroom_steps = -1,
                            .gpu_mem = 0.9, .guided_regex = "[ -~]*" };
     pgd_tool_model_init(&o.m);
@@ -495,22 +472,6 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         char *end = NULL;
         switch (c) {
-        case 'n': o.num_prompts = (int)strtol(optarg, &end, 10); break;
-        case 'i': o.input_len = (int)strtol(optarg, &end, 10); break;
-        case 'o': o.output_len = (int)strtol(optarg, &end, 10); break;
-        case 'd':
-            if (!strcmp(optarg, "sharegpt"))
-                o.sharegpt = true;
-            else if (strcmp(optarg, "fixed")) {
-                fprintf(stderr, "pagoda bench throughput: --dataset %s: fixed or sharegpt\n",
-                        optarg);
-                return 2;
-            }
-            break;
-        case 'I': o.shape.mean_input = strtod(optarg, &end); break;
-        case 'O': o.shape.mean_output = strtod(optarg, &end); break;
-        case 'x': o.shape.max_input = (int)strtol(optarg, &end, 10); break;
-        case 'X': o.shape.max_total = (int)strtol(optarg, &end, 10); break;
         case 't': o.temperature = strtof(optarg, &end); break;
         case 'q': o.max_num_seqs = (int)strtol(optarg, &end, 10); break;
         case 'B': o.max_num_batched_tokens = (int)strtol(optarg, &end, 10); break;
@@ -518,16 +479,20 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         case 'H': o.headroom_steps = (int)strtol(optarg, &end, 10); break;
         case 'G': o.gpu_mem = strtod(optarg, &end); break;
         case 'w': o.warmup = (int)strtol(optarg, &end, 10); break;
-        case 'S': o.seed = strtoull(optarg, &end, 10); break;
         case 'J': o.json = optarg; break;
         case 'g': o.guided_ratio = strtod(optarg, &end); break;
         case 'e': o.guided_regex = optarg; break;
         case 'h': tput_usage(stdout); return 0;
         default:
-            switch (pgd_tool_model_option(&o.m, c, optarg)) {
+            switch (pgd_tool_workload_option(&o.w, c, optarg, "pagoda bench throughput")) {
             case 1: break;
-            case 0: tput_usage(stderr); return 2;
-            default: return 2;
+            case -1: return 2;
+            default:
+                switch (pgd_tool_model_option(&o.m, c, optarg)) {
+                case 1: break;
+                case 0: tput_usage(stderr); return 2;
+                default: return 2;
+                }
             }
         }
         if (end && *end) {
@@ -535,10 +500,8 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
             return 2;
         }
     }
-    const struct pgd_tool_sharegpt_shape *sh = &o.shape;
-    if (!pgd_tool_model_named(&o.m) || optind < argc || o.num_prompts <= 0 || o.input_len <= 0 ||
-        o.output_len <= 0 || o.warmup < 0 || sh->mean_input <= 0 || sh->mean_output <= 0 ||
-        sh->max_input < 4 || sh->max_total < sh->max_input + 4 || o.temperature < 0 ||
+    if (!pgd_tool_model_named(&o.m) || optind < argc || !pgd_tool_workload_valid(&o.w) ||
+        o.warmup < 0 || o.temperature < 0 ||
         o.max_num_seqs == 0 || o.max_num_batched_tokens == 0 || o.max_num_seqs < -1 ||
         o.max_num_batched_tokens < -1 || o.headroom_steps < -1 || !(o.guided_ratio >= 0 && o.guided_ratio <= 1)) {
         tput_usage(stderr);
