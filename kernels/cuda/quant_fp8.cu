@@ -407,6 +407,14 @@ static int fp8_gemm(struct pgd_cuda_ctx *c, int kind, int fast, enum pgd_dtype d
     const bool f32 = kind == PGD_QLT_FP8_F32;
     const size_t per_row =
         (size_t)w->in + sizeof(float) + (f32 ? (size_t)w->out * sizeof(float) : 0);
+    /* One piece where the scratch can grow to hold it (before any graph capture): a piece
+     * more is a quantization, a GEMM and a scaling pass more, and the q, k, v projections
+     * share x's quantization only when it is one piece (the launches of a 16,384-token
+     * step otherwise overflow the stream's queue of pending launches: the host then waits
+     * for the GPU inside the step). */
+    if (pgd_cuda__qscratch_reserve(c, per_row * (size_t)n + 3 * 256, err, errlen))
+        return 1;
+    c->fp8_stats.gemm_calls++;
     int step = (int)std::min<size_t>((c->qscratch_bytes - 3 * 256) / per_row, INT_MAX);
     step = step >= 128 ? step / 128 * 128 : step / 16 * 16;
     if (step < 16)
@@ -427,8 +435,10 @@ static int fp8_gemm(struct pgd_cuda_ctx *c, int kind, int fast, enum pgd_dtype d
             if (fp8_quantize<T>(c, (const T *)x + (size_t)r0 * w->in, rows, w->in, xq, NULL, sx,
                                 err, errlen))
                 return 1;
+            c->fp8_stats.x_quantizations++;
             pgd_cuda__fp8_share_note(c, one_piece ? step : 0, x, n, w->in, dt);
         }
+        c->fp8_stats.gemm_pieces++;
         T *yr = (T *)y + (size_t)r0 * w->out;
         T *gr = glu ? (T *)glu->out + (size_t)r0 * (w->out / 2) : NULL;
         const int k = kind == -1 ? PGD_QLT_FP8_VEC : kind == -2 ? PGD_QLT_FP8_16 : kind;
@@ -625,6 +635,12 @@ extern "C" int pgd_cuda_fp8_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype 
         rc = pgd_cuda_fp8_linear(c, dt, x, n, w[i], b[i], y[i], err, errlen);
     pgd_cuda_fp8_share_x(c, 0);
     return rc;
+}
+
+extern "C" void pgd_cuda_fp8_stats(const struct pgd_cuda_ctx *c, struct pgd_cuda_fp8_stats *out)
+{
+    *out = c->fp8_stats;
+    out->scratch_bytes = c->qscratch_bytes;
 }
 
 extern "C" size_t pgd_cuda_fp8_weight_bytes(const struct pgd_cuda_fp8 *w)
