@@ -374,6 +374,15 @@ int pgd_cuda__fp8_stream_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu
                               int n, const uint8_t *w, const float *sw, int in, int out,
                               const void *b, void *y, char *err, size_t errlen);
 
+/* The same for count (1..3) layers of one x [n, in] (n <= 8; q, k and v: struct
+ * pgd_cuda_fp8_dec_seg below) in one launch after x's one quantization: one grid over the
+ * layers' tiles (pgd_cuda_fp8_linear_multi with PGD_CUDA_FP8_STREAM_QKV=1). */
+struct pgd_cuda_fp8_dec_seg;
+int pgd_cuda__fp8_stream_gemv_segs(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                                   int n, int in, int count,
+                                   const struct pgd_cuda_fp8_dec_seg *segs, char *err,
+                                   size_t errlen);
+
 /* quant_fp8_gemv.cu's x preparation for the GEMVs that read x from the scratch: xh [n, in]
  * (the codes' fp16 values in fp8_x8_f16_0213's order) and sx [n] from x [n, in] in dt. */
 cudaError_t pgd_cuda__fp8_xprep(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,

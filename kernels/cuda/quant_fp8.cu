@@ -18,8 +18,9 @@
  *            scaling by sx * sw at the end. Up to 8 rows (n * in within 40 KB of codes) the
  *            tensor-core GEMV quantizes x inside each block: one launch a linear, no pass
  *            over x before it (the decode path); otherwise x is quantized first;
- *   large n: x quantized (one block a row, 16-byte loads, the row read once from memory),
- *            then cuBLASLt's FP8 GEMM (TN, e4m3 inputs, float32 compute with fast
+ *   large n: x quantized (one block a row, 16-byte loads, the row read once from memory)
+ *            into the scratch, grown once where it can be so that a prefill step's x fits
+ *            one piece (fp8_gemm), then cuBLASLt's FP8 GEMM (TN, e4m3 inputs, float32 compute with fast
  *            accumulation, the algorithm timed per shape: quant_lt.cu) with sw and sx as
  *            outer-vector scales in its epilogue and y written in dt; where cuBLASLt has no
  *            such algorithm (sm_90 with CUDA 13.0) and x is bf16, the GEMM writes y in bf16
@@ -478,6 +479,16 @@ static int fp8_stream_on(void)
     return v;
 }
 
+/* Whether pgd_cuda_fp8_linear_multi runs q, k and v in one launch of the streaming GEMV
+ * (PGD_CUDA_FP8_STREAM_QKV=1; off by default until the H200 says it pays), read once. */
+static int fp8_stream_qkv_on(void)
+{
+    static int v = -1;
+    if (v < 0)
+        v = pgd_cuda__qenv_int("PGD_CUDA_FP8_STREAM_QKV", 0) != 0;
+    return v;
+}
+
 /* cuBLASLt's fast FP8 accumulation on the automatic and gemm paths, as vLLM's FP8 GEMMs
  * (CUTLASS's FP8 fast-accumulation schedules): PGD_CUDA_FP8_FAST_ACCUM=0 turns it off, read
  * once. */
@@ -627,6 +638,19 @@ extern "C" int pgd_cuda_fp8_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype 
         for (int i = 0; i < count; i++)
             segs[i] = { w[i]->w, w[i]->sw, b[i], y[i], w[i]->out };
         return pgd_cuda__fp8_dec_gemv(c, dt, -1, x, n, w[0]->in, count, segs, err, errlen);
+    }
+    /* PGD_CUDA_FP8_STREAM_QKV=1 (opt-in until measured): at the streaming GEMV's sizes the
+     * layers in one launch of it, x quantized once (rather than a launch a layer) */
+    bool segs_ok = fp8_stream_qkv_on() && fp8_stream_on() && n >= 1 && n <= fp8_gemv_max_n() &&
+                   n <= 8 && pgd_cuda__fp8_stream_ok(c, w[0]->in) &&
+                   (dt == PGD_DTYPE_BF16 || dt == PGD_DTYPE_F16);
+    for (int i = 1; i < count; i++)
+        segs_ok = segs_ok && w[i]->in == w[0]->in;
+    if (segs_ok) {
+        struct pgd_cuda_fp8_dec_seg segs[3];
+        for (int i = 0; i < count; i++)
+            segs[i] = { w[i]->w, w[i]->sw, b[i], y[i], w[i]->out };
+        return pgd_cuda__fp8_stream_gemv_segs(c, dt, x, n, w[0]->in, count, segs, err, errlen);
     }
     /* otherwise each layer on its own, x's quantization done once where the path allows */
     pgd_cuda_fp8_share_x(c, 1);

@@ -1025,7 +1025,7 @@ static int fp8_fused_path(int n)
  * tolerance of the path it takes) at n = 1, 5, 16 (with and without biases, per-tensor and
  * per-channel layers mixed), each output against its reference; at n = 40 the layers one by
  * one (cuBLASLt's GEMM, x quantized once), the same. One and two layers too. */
-GPU_TEST(fp8_decode_gemv_q_k_v_in_one_launch)
+static void fp8_qkv_cases(void)
 {
     char err[512] = "";
     static const int SETS[2][4] = { { 1024, 256, 64, 64 }, { 1088, 200, 40, 24 } };
@@ -1075,6 +1075,18 @@ GPU_TEST(fp8_decode_gemv_q_k_v_in_one_launch)
                 free(x);
                 pgd_cuda_free(dx);
             }
+}
+
+GPU_TEST(fp8_decode_gemv_q_k_v_in_one_launch) { fp8_qkv_cases(); }
+
+/* The same cases with PGD_CUDA_FP8_STREAM_QKV=1 (read once a process: each test is one):
+ * up to 8 rows q, k and v in one launch of the streaming GEMV (the layers' tiles in one
+ * grid, padded tiles at each layer's end: [256 | 64 | 64] and [200 | 40 | 24] features), each
+ * output against its reference at the streaming GEMV's tolerance; past 8 rows as before. */
+GPU_TEST(fp8_streaming_gemv_q_k_v_in_one_launch)
+{
+    setenv("PGD_CUDA_FP8_STREAM_QKV", "1", 1);
+    fp8_qkv_cases();
 }
 
 /* pgd_cuda_fp8_share_x: q, k and v shapes ([256 | 64 | 64 x 1024]) on one x, quantized once,
