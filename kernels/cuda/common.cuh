@@ -53,6 +53,14 @@ struct pgd_cuda_ctx {
     /* quant_wq.cu / quant_fp8.cu: the scratch above (their cuBLASLt plans are linear.cu's) */
     void *qscratch;                  /* device [qscratch_bytes] */
     size_t qscratch_bytes;
+    /* How far the FP8 GEMM may grow the scratch so that a large step's x fits one piece
+     * (quant_lt.cu's pgd_cuda__qscratch_reserve; 0: not read yet from
+     * PGD_CUDA_QSCRATCH_MAX_MB), and whether a graph was ever captured on this stream (its
+     * nodes hold the scratch's address: it never moves after that). */
+    size_t qscratch_max;
+    int captured;
+    /* quant_fp8.cu's counts (pgd_cuda_fp8_stats) */
+    struct pgd_cuda_fp8_stats fp8_stats;
     /* quant_fp8.cu: whether cuBLASLt has FP8 GEMMs with outer-vector scales here (0: not
      * known yet, 1: yes, 2: no; asked once rather than for every new n) */
     int fp8_vec;

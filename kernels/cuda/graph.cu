@@ -13,6 +13,7 @@ extern "C" int pgd_cuda_capture_begin(struct pgd_cuda_ctx *c, char *err, size_t 
     /* Thread-local: other threads' CUDA calls neither break nor join this capture. */
     PGD_CUDA_CHECK(err, errlen, cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal),
                    "graph capture");
+    c->captured = 1;          /* the quantized linears' scratch stays where it is from now */
     return 0;
 }
 

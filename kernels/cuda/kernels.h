@@ -489,6 +489,20 @@ int pgd_cuda_fp8_dec_split(int tiles, int chunks, int slots);
 int pgd_cuda_fp8_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
                               int count, const struct pgd_cuda_fp8 *const *w,
                               const void *const *b, void *const *y, char *err, size_t errlen);
+/* What the FP8 linears' cuBLASLt path did on a context so far (pgd_cuda_fp8_stats): the
+ * GEMM pieces (rows at a time through the scratch: one per call where x fits it), the
+ * per-token quantizations of x they ran (fewer than pieces where q, k and v share one), and
+ * the scratch: its growths (each a stream synchronization and a new allocation, made only
+ * before any graph capture, up to PGD_CUDA_QSCRATCH_MAX_MB, default 512; 64 keeps the
+ * first 64 MiB: every large call in pieces, as before) and its size now. */
+struct pgd_cuda_fp8_stats {
+    long gemm_calls, gemm_pieces, x_quantizations, scratch_grows;
+    size_t scratch_bytes;
+};
+void pgd_cuda_fp8_stats(const struct pgd_cuda_ctx *c, struct pgd_cuda_fp8_stats *out);
+/* The most bytes the quantized linears' scratch may grow to on c (0: the environment's
+ * PGD_CUDA_QSCRATCH_MAX_MB, read on first use): for tests and measurements of the pieces. */
+void pgd_cuda_qscratch_set_max(struct pgd_cuda_ctx *c, size_t bytes);
 /* Bytes of device memory a layer's weights take (packed weights and their scales): what a
  * pass over the layer reads. */
 size_t pgd_cuda_wq_weight_bytes(const struct pgd_cuda_wq *w);

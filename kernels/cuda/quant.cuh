@@ -121,6 +121,17 @@ static int qgemv_launch(struct pgd_cuda_ctx *c, const D &dec, const T *x, const 
     return 0;
 }
 
+/* ---- the scratch (quant_lt.cu) ------------------------------------------------------------ */
+/* Grows c->qscratch toward bytes (in steps of 16 MiB, up to pgd_cuda_qscratch_set_max's
+ * bytes or PGD_CUDA_QSCRATCH_MAX_MB) so that a large call runs in one piece: only while no
+ * graph was ever captured on the stream (a captured node holds the old address) and none is
+ * being captured; a stream synchronization and an allocation each time, so the scratch
+ * grows a few times at most in a process (the runner's profiling step of
+ * max_num_batched_tokens, before the KV cache is sized, takes it to its high water). When
+ * it cannot grow (a limit, a capture, out of memory) the scratch stays as it was: callers
+ * then cut their work into pieces that fit. 1 (err set) only for a failed synchronization. */
+int pgd_cuda__qscratch_reserve(struct pgd_cuda_ctx *c, size_t bytes, char *err, size_t errlen);
+
 /* ---- small kernels both formats use (quant_lt.cu) --------------------------------------- */
 /* dst[r, k] = x[r, perm ? perm[k] : k] for r < rows (x rows of ld in; dst [rows, in]): the
  * act-order gather, and the copy of an x that is not 16-byte aligned. */
@@ -217,21 +228,20 @@ __device__ __forceinline__ float fp8_amax8(const float *f, float m)
     return m;
 }
 
-/* The largest |x| of row xr [in] (in a multiple of 8) over the block's 256 threads, each
- * with up to 8 vectors of 8 in flight a pass: the one per-token reduction of every FP8
- * quantization of x (quant_fp8.cu's, the GEMVs' x preparation). red: 8 floats of shared
- * memory; every thread gets the result. */
+/* max |x| over the vectors of 8 this thread reads of row xr (vpr vectors): j = first,
+ * first + step, ..., 8 of them in flight a pass (the independent loads that cover the
+ * memory latency), folded into m. The one per-thread shape of every FP8 quantization's
+ * amax: the block-wide one below (quant_fp8.cu's, the GEMVs' x preparation) and the decode
+ * GEMV's in-block one (quant_fp8_dec.cu: several warps a token). */
 template <typename T>
-__device__ __forceinline__ float fp8_row_amax_256(const T *__restrict__ xr, int in, bool vec,
-                                                  float *red)
+__device__ __forceinline__ float fp8_amax_strided(const T *__restrict__ xr, int vpr, int first,
+                                                  int step, bool vec, float m)
 {
-    const int vpr = in / 8, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    float amax = 0.0f;
-    for (int j0 = 0; j0 < vpr; j0 += 8 * 256) {
+    for (int j0 = first; j0 < vpr; j0 += 8 * step) {
         float f[8][8];
 #pragma unroll
         for (int u = 0; u < 8; u++) {
-            const int j = j0 + u * 256 + (int)threadIdx.x;
+            const int j = j0 + u * step;
             if (j < vpr)
                 fp8_x8<T>(xr, j, vec, f[u]);
             else
@@ -241,8 +251,20 @@ __device__ __forceinline__ float fp8_row_amax_256(const T *__restrict__ xr, int 
         }
 #pragma unroll
         for (int u = 0; u < 8; u++)
-            amax = fp8_amax8(f[u], amax);
+            m = fp8_amax8(f[u], m);
     }
+    return m;
+}
+
+/* The largest |x| of row xr [in] (in a multiple of 8) over the block's 256 threads
+ * (fp8_amax_strided, thread t from vector t, 256 apart): the per-token reduction of the
+ * FP8 quantization kernels. red: 8 floats of shared memory; every thread gets the result. */
+template <typename T>
+__device__ __forceinline__ float fp8_row_amax_256(const T *__restrict__ xr, int in, bool vec,
+                                                  float *red)
+{
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    float amax = fp8_amax_strided<T>(xr, in / 8, (int)threadIdx.x, 256, vec, 0.0f);
     for (int off = 16; off > 0; off >>= 1)
         amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
     if (lane == 0)
@@ -351,6 +373,15 @@ bool pgd_cuda__fp8_stream_ok(const struct pgd_cuda_ctx *c, int in);
 int pgd_cuda__fp8_stream_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, const void *x,
                               int n, const uint8_t *w, const float *sw, int in, int out,
                               const void *b, void *y, char *err, size_t errlen);
+
+/* The same for count (1..3) layers of one x [n, in] (n <= 8; q, k and v: struct
+ * pgd_cuda_fp8_dec_seg below) in one launch after x's one quantization: one grid over the
+ * layers' tiles (pgd_cuda_fp8_linear_multi with PGD_CUDA_FP8_STREAM_QKV=1). */
+struct pgd_cuda_fp8_dec_seg;
+int pgd_cuda__fp8_stream_gemv_segs(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                                   int n, int in, int count,
+                                   const struct pgd_cuda_fp8_dec_seg *segs, char *err,
+                                   size_t errlen);
 
 /* quant_fp8_gemv.cu's x preparation for the GEMVs that read x from the scratch: xh [n, in]
  * (the codes' fp16 values in fp8_x8_f16_0213's order) and sx [n] from x [n, in] in dt. */

@@ -18,8 +18,9 @@
  *            scaling by sx * sw at the end. Up to 8 rows (n * in within 40 KB of codes) the
  *            tensor-core GEMV quantizes x inside each block: one launch a linear, no pass
  *            over x before it (the decode path); otherwise x is quantized first;
- *   large n: x quantized (one block a row, 16-byte loads, the row read once from memory),
- *            then cuBLASLt's FP8 GEMM (TN, e4m3 inputs, float32 compute with fast
+ *   large n: x quantized (one block a row, 16-byte loads, the row read once from memory)
+ *            into the scratch, grown once where it can be so that a prefill step's x fits
+ *            one piece (fp8_gemm), then cuBLASLt's FP8 GEMM (TN, e4m3 inputs, float32 compute with fast
  *            accumulation, the algorithm timed per shape: quant_lt.cu) with sw and sx as
  *            outer-vector scales in its epilogue and y written in dt; where cuBLASLt has no
  *            such algorithm (sm_90 with CUDA 13.0) and x is bf16, the GEMM writes y in bf16
@@ -407,6 +408,14 @@ static int fp8_gemm(struct pgd_cuda_ctx *c, int kind, int fast, enum pgd_dtype d
     const bool f32 = kind == PGD_QLT_FP8_F32;
     const size_t per_row =
         (size_t)w->in + sizeof(float) + (f32 ? (size_t)w->out * sizeof(float) : 0);
+    /* One piece where the scratch can grow to hold it (before any graph capture): a piece
+     * more is a quantization, a GEMM and a scaling pass more, and the q, k, v projections
+     * share x's quantization only when it is one piece (the launches of a 16,384-token
+     * step otherwise overflow the stream's queue of pending launches: the host then waits
+     * for the GPU inside the step). */
+    if (pgd_cuda__qscratch_reserve(c, per_row * (size_t)n + 3 * 256, err, errlen))
+        return 1;
+    c->fp8_stats.gemm_calls++;
     int step = (int)std::min<size_t>((c->qscratch_bytes - 3 * 256) / per_row, INT_MAX);
     step = step >= 128 ? step / 128 * 128 : step / 16 * 16;
     if (step < 16)
@@ -427,8 +436,10 @@ static int fp8_gemm(struct pgd_cuda_ctx *c, int kind, int fast, enum pgd_dtype d
             if (fp8_quantize<T>(c, (const T *)x + (size_t)r0 * w->in, rows, w->in, xq, NULL, sx,
                                 err, errlen))
                 return 1;
+            c->fp8_stats.x_quantizations++;
             pgd_cuda__fp8_share_note(c, one_piece ? step : 0, x, n, w->in, dt);
         }
+        c->fp8_stats.gemm_pieces++;
         T *yr = (T *)y + (size_t)r0 * w->out;
         T *gr = glu ? (T *)glu->out + (size_t)r0 * (w->out / 2) : NULL;
         const int k = kind == -1 ? PGD_QLT_FP8_VEC : kind == -2 ? PGD_QLT_FP8_16 : kind;
@@ -465,6 +476,16 @@ static int fp8_stream_on(void)
     static int v = -1;
     if (v < 0)
         v = pgd_cuda__qenv_int("PGD_CUDA_FP8_STREAM", 1) != 0;
+    return v;
+}
+
+/* Whether pgd_cuda_fp8_linear_multi runs q, k and v in one launch of the streaming GEMV
+ * (PGD_CUDA_FP8_STREAM_QKV=1; off by default until the H200 says it pays), read once. */
+static int fp8_stream_qkv_on(void)
+{
+    static int v = -1;
+    if (v < 0)
+        v = pgd_cuda__qenv_int("PGD_CUDA_FP8_STREAM_QKV", 0) != 0;
     return v;
 }
 
@@ -618,6 +639,19 @@ extern "C" int pgd_cuda_fp8_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype 
             segs[i] = { w[i]->w, w[i]->sw, b[i], y[i], w[i]->out };
         return pgd_cuda__fp8_dec_gemv(c, dt, -1, x, n, w[0]->in, count, segs, err, errlen);
     }
+    /* PGD_CUDA_FP8_STREAM_QKV=1 (opt-in until measured): at the streaming GEMV's sizes the
+     * layers in one launch of it, x quantized once (rather than a launch a layer) */
+    bool segs_ok = fp8_stream_qkv_on() && fp8_stream_on() && n >= 1 && n <= fp8_gemv_max_n() &&
+                   n <= 8 && pgd_cuda__fp8_stream_ok(c, w[0]->in) &&
+                   (dt == PGD_DTYPE_BF16 || dt == PGD_DTYPE_F16);
+    for (int i = 1; i < count; i++)
+        segs_ok = segs_ok && w[i]->in == w[0]->in;
+    if (segs_ok) {
+        struct pgd_cuda_fp8_dec_seg segs[3];
+        for (int i = 0; i < count; i++)
+            segs[i] = { w[i]->w, w[i]->sw, b[i], y[i], w[i]->out };
+        return pgd_cuda__fp8_stream_gemv_segs(c, dt, x, n, w[0]->in, count, segs, err, errlen);
+    }
     /* otherwise each layer on its own, x's quantization done once where the path allows */
     pgd_cuda_fp8_share_x(c, 1);
     int rc = 0;
@@ -625,6 +659,12 @@ extern "C" int pgd_cuda_fp8_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype 
         rc = pgd_cuda_fp8_linear(c, dt, x, n, w[i], b[i], y[i], err, errlen);
     pgd_cuda_fp8_share_x(c, 0);
     return rc;
+}
+
+extern "C" void pgd_cuda_fp8_stats(const struct pgd_cuda_ctx *c, struct pgd_cuda_fp8_stats *out)
+{
+    *out = c->fp8_stats;
+    out->scratch_bytes = c->qscratch_bytes;
 }
 
 extern "C" size_t pgd_cuda_fp8_weight_bytes(const struct pgd_cuda_fp8 *w)

@@ -161,25 +161,8 @@ __device__ __forceinline__ void fd_quantize_x(const fd_args &a, __half *xs, int 
     __syncthreads();
     const int wpt = a.n <= FD_WARPS ? FD_WARPS / a.n : 1;
     for (int r = warp / wpt; r < a.n; r += FD_WARPS / wpt) {
-        const T *xr = x + (size_t)r * a.in;
-        float m = 0.0f;
-        const int step = 32 * wpt;
-        for (int j0 = (warp % wpt) * 32 + lane; j0 < vpr; j0 += 8 * step) {
-            float f[8][8];
-#pragma unroll
-            for (int u = 0; u < 8; u++) {
-                const int j = j0 + u * step;
-                if (j < vpr)
-                    fp8_x8<T>(xr, j, vec, f[u]);
-                else
-#pragma unroll
-                    for (int i = 0; i < 8; i++)
-                        f[u][i] = 0.0f;
-            }
-#pragma unroll
-            for (int u = 0; u < 8; u++)
-                m = fp8_amax8(f[u], m);
-        }
+        float m = fp8_amax_strided<T>(x + (size_t)r * a.in, vpr, (warp % wpt) * 32 + lane,
+                                      32 * wpt, vec, 0.0f);
         for (int off = 16; off > 0; off >>= 1)
             m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
         if (lane == 0)

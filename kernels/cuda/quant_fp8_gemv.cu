@@ -78,28 +78,53 @@ __device__ __forceinline__ float fg_out(float v, float s, float swo, float bias)
     return v * s * swo + bias;
 }
 
+/* Up to 3 layers of one x in one launch (SEGS; q, k and v): layer s takes the blocks
+ * first[s] .. first[s + 1] - 1 with its own weights, scales, bias, output and features;
+ * unused layers have no blocks. */
+struct fg_segs {
+    const uint8_t *w[3];
+    const float *sw[3];
+    const void *b[3];
+    void *y[3];
+    int out[3];
+    int first[4];
+};
+
 /* y[tok, o] = (sum_k xh[tok, k] w[o, k] 2^-8) 2^8 sx[tok] sw[o] + b[o] for the block's
- * features and tok < n <= 8. cpw: chunks of 64 inputs a warp. R16: 16 features a block
+ * features and tok < n <= 8 (SEGS: w, sw, b, y and out are those of the block's layer in
+ * segs, the block's index within that layer's). cpw: chunks of 64 inputs a warp. R16: 16 features a block
  * (rows g and g + 8 of the products); else 8 (row g in both halves of A, the second half's
  * sums unused: twice the blocks for a layer of few features, e.g. a k or v projection,
  * whose 16-feature tiles would leave SMs idle), with twice the chunks in flight a lane.
  * GLU >= 0 (a PGD_ACT_*; R16): out = inter = the layer's features / 2, y [n, inter] =
  * act(gate) * up, 8 features a block as described above. */
-template <typename T, bool R16, int GLU>
+template <typename T, bool R16, int GLU, bool SEGS>
 __global__ void __launch_bounds__(FG_WARPS * 32, 2)
 fp8_gemv_stream_kernel(const uint8_t *__restrict__ w, const float *__restrict__ sw,
                        const __half *__restrict__ xh, const float *__restrict__ sx, int n,
-                       int in, int out, int cpw, const T *__restrict__ b, T *__restrict__ y)
+                       int in, int out, int cpw, const T *__restrict__ b, T *__restrict__ y,
+                       const fg_segs segs)
 {
     static_assert(GLU < 0 || R16, "the gated activation pairs rows g and g + 8");
+    static_assert(!SEGS || GLU < 0, "several layers: plain linears");
+    int blk = (int)blockIdx.x;
+    if (SEGS) {
+        const int sg = blk >= segs.first[2] ? 2 : blk >= segs.first[1] ? 1 : 0;
+        blk -= segs.first[sg];
+        w = segs.w[sg];
+        sw = segs.sw[sg];
+        b = (const T *)segs.b[sg];
+        y = (T *)segs.y[sg];
+        out = segs.out[sg];
+    }
     constexpr int UNR = R16 ? FG_UNR : 2 * FG_UNR, ROWS = R16 && GLU < 0 ? 16 : 8;
     __shared__ float red[FG_WARPS][4][32];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     const int chunks = in / 64;
     const int c0 = warp * cpw, c1 = min(chunks, c0 + cpw);
     /* rows past out read the last row (their sums are not written) */
-    const int r0 = min((int)blockIdx.x * ROWS + g, out - 1);
-    const int r8 = GLU >= 0 ? out + r0 : R16 ? min((int)blockIdx.x * ROWS + g + 8, out - 1) : r0;
+    const int r0 = min(blk * ROWS + g, out - 1);
+    const int r8 = GLU >= 0 ? out + r0 : R16 ? min(blk * ROWS + g + 8, out - 1) : r0;
     const uint4 *w0 = reinterpret_cast<const uint4 *>(w + (size_t)r0 * in) + t;
     const uint4 *w8 = reinterpret_cast<const uint4 *>(w + (size_t)r8 * in) + t;
     pdl_trigger();
@@ -158,7 +183,7 @@ fp8_gemv_stream_kernel(const uint8_t *__restrict__ w, const float *__restrict__ 
                 vg += red[k][i][lane];
                 vu += red[k][i + 2][lane];
             }
-            const int o = blockIdx.x * ROWS + g, tok = 2 * t + i;
+            const int o = blk * ROWS + g, tok = 2 * t + i;
             if (o < out && tok < n) {
                 const float s = 256.0f * __ldg(sx + tok);
                 const T gate = from_f<T>(fg_out(vg, s, __ldg(sw + o), b ? to_f<T>(b[o]) : 0.0f));
@@ -176,7 +201,7 @@ fp8_gemv_stream_kernel(const uint8_t *__restrict__ w, const float *__restrict__ 
             for (int k = 0; k < FG_WARPS; k++)
                 v += red[k][i][lane];
             /* accumulator i: feature g (+ 8 for i >= 2), token 2t (+ 1 for odd i) */
-            const int o = blockIdx.x * ROWS + g + (i >= 2 ? 8 : 0), tok = 2 * t + (i & 1);
+            const int o = blk * ROWS + g + (i >= 2 ? 8 : 0), tok = 2 * t + (i & 1);
             if (o < out && tok < n)
                 y[(size_t)tok * out + o] = from_f<T>(fg_out(v, 256.0f * __ldg(sx + tok),
                                                             __ldg(sw + o),
@@ -250,20 +275,23 @@ static int fp8_stream_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, co
         const float *sxc = sx;
         const T *bt = (const T *)b;
         if (e == cudaSuccess) {
+            const fg_segs none = {};
             if (glu == PGD_ACT_SILU)
-                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, PGD_ACT_SILU>,
+                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, PGD_ACT_SILU, false>,
                                     dim3((out + 7) / 8), block, w, sw, xhc, sxc, rows, in, out,
-                                    cpw, bt, yr);
+                                    cpw, bt, yr, none);
             else if (glu == PGD_ACT_GELU_TANH)
-                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, PGD_ACT_GELU_TANH>,
+                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, PGD_ACT_GELU_TANH, false>,
                                     dim3((out + 7) / 8), block, w, sw, xhc, sxc, rows, in, out,
-                                    cpw, bt, yr);
+                                    cpw, bt, yr, none);
             else if (r16)
-                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, -1>, dim3((out + 15) / 16),
-                                    block, w, sw, xhc, sxc, rows, in, out, cpw, bt, yr);
+                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, -1, false>,
+                                    dim3((out + 15) / 16), block, w, sw, xhc, sxc, rows, in, out,
+                                    cpw, bt, yr, none);
             else
-                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, false, -1>, dim3((out + 7) / 8),
-                                    block, w, sw, xhc, sxc, rows, in, out, cpw, bt, yr);
+                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, false, -1, false>,
+                                    dim3((out + 7) / 8), block, w, sw, xhc, sxc, rows, in, out,
+                                    cpw, bt, yr, none);
         }
         if (e != cudaSuccess)
             return pgd_cuda_failf(err, errlen, "fp8 streaming GEMV x [%d, %d] -> %d (rows %d..%d): "
@@ -286,4 +314,66 @@ int pgd_cuda__fp8_stream_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu
     if (dt == PGD_DTYPE_BF16)
         return fp8_stream_run<__nv_bfloat16>(c, dt, glu, x, n, w, sw, in, o, b, y, err, errlen);
     return fp8_stream_run<__half>(c, dt, glu, x, n, w, sw, in, o, b, y, err, errlen);
+}
+
+/* q, k and v (count layers of one x, n <= 8) in one launch: x quantized once, then the
+ * layers' tiles in one grid (16-feature tiles where the layers together have as many as the
+ * device has SMs, else 8). */
+template <typename T>
+static int fp8_stream_segs_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                               int in, int count, const struct pgd_cuda_fp8_dec_seg *sg,
+                               char *err, size_t errlen)
+{
+    const size_t xh_bytes = ((size_t)FG_MAX_N * in * sizeof(__half) + 255) / 256 * 256;
+    if (xh_bytes + FG_MAX_N * sizeof(float) > c->qscratch_bytes)
+        return pgd_cuda_failf(err, errlen, "fp8 GEMV: x [%d, %d] exceeds the %zu-byte scratch", n,
+                              in, c->qscratch_bytes);
+    __half *xh = (__half *)c->qscratch;
+    float *sx = (float *)((char *)c->qscratch + xh_bytes);
+    int tiles16 = 0;
+    for (int i = 0; i < count; i++)
+        tiles16 += (sg[i].out + 15) / 16;
+    const bool r16 = tiles16 >= c->sm_count;
+    const int rows = r16 ? 16 : 8;
+    fg_segs segs = {};
+    for (int i = 0; i < 3; i++) {
+        if (i < count) {
+            segs.w[i] = sg[i].w;
+            segs.sw[i] = sg[i].sw;
+            segs.b[i] = sg[i].b;
+            segs.y[i] = sg[i].y;
+            segs.out[i] = sg[i].out;
+        }
+        segs.first[i + 1] = segs.first[i] + (i < count ? (sg[i].out + rows - 1) / rows : 0);
+    }
+    const int chunks = in / 64, cpw = (chunks + FG_WARPS - 1) / FG_WARPS;
+    cudaError_t e = pgd_cuda__fp8_xprep(c, dt, x, n, in, xh, sx);
+    pgd_cuda__fp8_share_note(c, -1, x, n, in, dt);
+    const __half *xhc = xh;
+    const float *sxc = sx;
+    if (e == cudaSuccess)
+        e = r16 ? pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, -1, true>,
+                                  dim3(segs.first[3]), dim3(FG_WARPS * 32), sg[0].w, sg[0].sw, xhc,
+                                  sxc, n, in, sg[0].out, cpw, (const T *)NULL, (T *)NULL, segs)
+                : pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, false, -1, true>,
+                                  dim3(segs.first[3]), dim3(FG_WARPS * 32), sg[0].w, sg[0].sw, xhc,
+                                  sxc, n, in, sg[0].out, cpw, (const T *)NULL, (T *)NULL, segs);
+    if (e != cudaSuccess)
+        return pgd_cuda_failf(err, errlen, "fp8 streaming GEMV x [%d, %d] through %d layers: %s",
+                              n, in, count, cudaGetErrorString(e));
+    return 0;
+}
+
+int pgd_cuda__fp8_stream_gemv_segs(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                                   int n, int in, int count,
+                                   const struct pgd_cuda_fp8_dec_seg *segs, char *err,
+                                   size_t errlen)
+{
+    if (!pgd_cuda__fp8_stream_ok(c, in) || n < 1 || n > FG_MAX_N || count < 1 || count > 3)
+        return pgd_cuda_failf(err, errlen, "fp8 streaming GEMV: x [%d, %d] through %d layers "
+                              "(1..8 rows, in a multiple of 64, 1..3 layers, compute "
+                              "capability 8.0 or later)", n, in, count);
+    if (dt == PGD_DTYPE_BF16)
+        return fp8_stream_segs_run<__nv_bfloat16>(c, dt, x, n, in, count, segs, err, errlen);
+    return fp8_stream_segs_run<__half>(c, dt, x, n, in, count, segs, err, errlen);
 }

@@ -10,11 +10,57 @@
 #include "kernels/cuda/gemm_tune.cuh"
 #include <stdlib.h>
 #include <string.h>
+#include <algorithm>
 
 int pgd_cuda__qenv_int(const char *name, int def)
 {
     const char *e = getenv(name);
     return e && *e ? atoi(e) : def;
+}
+
+/* ---- the scratch ------------------------------------------------------------------------ */
+#define QSCRATCH_MAX_MB_DEFAULT 512
+#define QSCRATCH_GRAIN ((size_t)16 << 20)
+
+extern "C" void pgd_cuda_qscratch_set_max(struct pgd_cuda_ctx *c, size_t bytes)
+{
+    c->qscratch_max = bytes;
+}
+
+static size_t qscratch_max(struct pgd_cuda_ctx *c)
+{
+    if (!c->qscratch_max) {
+        const int mb = pgd_cuda__qenv_int("PGD_CUDA_QSCRATCH_MAX_MB", QSCRATCH_MAX_MB_DEFAULT);
+        c->qscratch_max = mb > 0 ? (size_t)mb << 20 : 1;
+    }
+    return c->qscratch_max;
+}
+
+int pgd_cuda__qscratch_reserve(struct pgd_cuda_ctx *c, size_t bytes, char *err, size_t errlen)
+{
+    if (bytes <= c->qscratch_bytes || c->captured)
+        return 0;
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(c->stream, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone)
+        return 0;
+    size_t want = (bytes + QSCRATCH_GRAIN - 1) / QSCRATCH_GRAIN * QSCRATCH_GRAIN;
+    want = std::min(want, qscratch_max(c));
+    if (want <= c->qscratch_bytes)
+        return 0;
+    /* The queued kernels may still read or write the old scratch: wait for them, once. */
+    PGD_CUDA_CHECK(err, errlen, cudaStreamSynchronize(c->stream), "quantized-linear scratch "
+                   "of %zu bytes", want);
+    void *p = NULL;
+    if (cudaMalloc(&p, want) != cudaSuccess) {
+        cudaGetLastError();      /* out of memory is not sticky: keep the old scratch */
+        return 0;
+    }
+    cudaFree(c->qscratch);
+    c->qscratch = p;
+    c->qscratch_bytes = want;
+    pgd_cuda__fp8_share_note(c, 0, NULL, 0, 0, PGD_DTYPE_BF16);   /* its contents are gone */
+    c->fp8_stats.scratch_grows++;
+    return 0;
 }
 
 /* ---- x staging and bias ------------------------------------------------------------------- */

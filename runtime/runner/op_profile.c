@@ -17,7 +17,7 @@
 
 struct pending_op {
     int row, mark;
-    double flops, bytes;
+    double flops, bytes, host_ms;
 };
 
 struct pgd__op_profile {
@@ -29,9 +29,12 @@ struct pgd__op_profile {
     int next_mark;
     struct pending_op *ops;          /* [PROF_MARKS / 2] this step's timed ops */
     int n_ops;
+    double op_host_t0;               /* host clock (ms) at the open top-level op's begin */
+    double step_host_t0, step_host_ms;  /* this step's begin; the steps' queueing, summed */
+    bool step_waited;                /* an op of this step waited on the GPU */
     struct pgd__op_profile_row rows[PROF_MAX_ROWS];
     int n_rows;
-    long steps, dropped;
+    long steps, dropped, host_waits;
     double step_ms;
 };
 
@@ -80,8 +83,8 @@ void pgd__op_profile_destroy(struct pgd__op_profile *p)
 void pgd__op_profile_reset(struct pgd__op_profile *p)
 {
     p->n_rows = 0;
-    p->steps = p->dropped = 0;
-    p->step_ms = 0;
+    p->steps = p->dropped = p->host_waits = 0;
+    p->step_ms = p->step_host_ms = 0;
 }
 
 /* Records mark i now (CPU) or on the stream (CUDA). False when it could not be. */
@@ -128,6 +131,8 @@ enum pgd_status pgd__op_profile_step_begin(struct pgd__op_profile *p, char *err,
     p->depth = 0;
     p->n_ops = 0;
     p->next_mark = 2;
+    p->step_waited = false;
+    p->step_host_t0 = 1e3 * pgd__now_s();
     if (!mark(p, 0))
         return pgd_errf(err, errlen, PGD_ERR_DEVICE, "op profile: cannot mark the step's start");
     return PGD_OK;
@@ -137,6 +142,7 @@ void pgd__op_profile_step_queued(struct pgd__op_profile *p)
 {
     if (!p->in_step)
         return;
+    p->step_host_ms += 1e3 * pgd__now_s() - p->step_host_t0;
     if (!mark(p, 1))
         p->in_step = false;        /* step_end reports it */
 #ifdef PGD_HAVE_CUDA
@@ -179,9 +185,11 @@ enum pgd_status pgd__op_profile_step_end(struct pgd__op_profile *p, char *err, s
         r->ms += ms;
         r->flops += o->flops;
         r->bytes += o->bytes;
+        r->host_ms += o->host_ms;
     }
     if (st)
         return st;
+    p->host_waits += p->step_waited;
     p->steps++;
     p->step_ms += span;
     return PGD_OK;
@@ -197,6 +205,7 @@ int pgd__op_profile_begin(struct pgd__op_profile *p)
     }
     int m = p->next_mark;
     p->next_mark += 2;
+    p->op_host_t0 = 1e3 * pgd__now_s();
     return m;
 }
 
@@ -207,16 +216,22 @@ void pgd__op_profile_end(struct pgd__op_profile *p, int m, const struct pgd__op_
     p->depth--;
     if (m < 0)
         return;
+    /* the host's time first: the end mark is more host work, not the op's */
+    const double host_ms = 1e3 * pgd__now_s() - p->op_host_t0;
+    if (p->ev && host_ms >= PGD__OP_PROFILE_HOST_WAIT_MS)
+        p->step_waited = true;
     int row = row_of(p, cost);
     if (row < 0 || !mark(p, m + 1)) {
         p->dropped++;
         return;
     }
-    p->ops[p->n_ops++] = (struct pending_op){ row, m, cost->flops, cost->bytes };
+    p->ops[p->n_ops++] = (struct pending_op){ row, m, cost->flops, cost->bytes, host_ms };
 }
 
 long pgd__op_profile_steps(const struct pgd__op_profile *p) { return p->steps; }
 double pgd__op_profile_step_ms(const struct pgd__op_profile *p) { return p->step_ms; }
+double pgd__op_profile_step_host_ms(const struct pgd__op_profile *p) { return p->step_host_ms; }
+long pgd__op_profile_host_waits(const struct pgd__op_profile *p) { return p->host_waits; }
 int pgd__op_profile_n_rows(const struct pgd__op_profile *p) { return p->n_rows; }
 long pgd__op_profile_dropped(const struct pgd__op_profile *p) { return p->dropped; }
 

@@ -10,7 +10,15 @@
  *
  * Each op reports what it is (op, a shape label without the batch, e.g. "4096 -> 28672")
  * and the FLOPs and the fewest bytes it must move; the profile adds calls, time, FLOPs and
- * bytes into one row per (op, shape) across steps. */
+ * bytes into one row per (op, shape) across steps.
+ *
+ * Beside the GPU's time each op also gets the host's: the host clock from its begin to its
+ * end (two clock readings an op), i.e. what queueing the op cost the host -- its launches,
+ * descriptor and plan work, and any wait inside it: a synchronization, an allocation, or a
+ * launch blocked because the stream already holds as many pending launches as it can (about
+ * a thousand: a step of more launches waits for the GPU from there on). On a GPU the gate
+ * holds the GPU meanwhile, so such a wait lasts until the gate gives up: the step's gate
+ * wait (host_wait_ms) says so. */
 #ifndef PGD_RUNTIME_RUNNER_OP_PROFILE_H
 #define PGD_RUNTIME_RUNNER_OP_PROFILE_H
 
@@ -35,6 +43,7 @@ struct pgd__op_profile_row {
     char op[24], kind[16], shape[48];
     long calls;
     double ms, flops, bytes;
+    double host_ms;                  /* the host's time inside the op's calls */
 };
 
 /* cuda: the runner's context on PGD_DEVICE_CUDA (NULL on the CPU). */
@@ -60,14 +69,21 @@ void pgd__op_profile_end(struct pgd__op_profile *p, int mark, const struct pgd__
  * were not timed because a step had more than the profile holds. */
 long pgd__op_profile_steps(const struct pgd__op_profile *p);
 double pgd__op_profile_step_ms(const struct pgd__op_profile *p);
+/* The host's side of the steps, summed: from step_begin to step_queued (queueing the whole
+ * forward pass), and the steps that took at least PGD__OP_PROFILE_HOST_WAIT_MS of it in one
+ * op: a wait on the GPU inside the step (behind the gate: until it gave up). */
+double pgd__op_profile_step_host_ms(const struct pgd__op_profile *p);
+long pgd__op_profile_host_waits(const struct pgd__op_profile *p);
+#define PGD__OP_PROFILE_HOST_WAIT_MS 50.0
 int pgd__op_profile_n_rows(const struct pgd__op_profile *p);
 const struct pgd__op_profile_row *pgd__op_profile_row(const struct pgd__op_profile *p, int i);
 long pgd__op_profile_dropped(const struct pgd__op_profile *p);
 
-/* The table, per step: op, shape, calls, microseconds, share of the step, GFLOP and MB, the
- * achieved TFLOP/s and GB/s, and the share of the tighter ceiling (gbps: copy bandwidth,
- * read + write; tflops: GEMM rate; 0 for unknown: no share printed); then the totals per
- * kind. Rows by time, largest first. */
+/* The table, per step: op, shape, calls, microseconds, the host's microseconds, share of
+ * the step, GFLOP and MB, the achieved TFLOP/s and GB/s, and the share of the tighter
+ * ceiling (gbps: copy bandwidth, read + write; tflops: GEMM rate; 0 for unknown: no share
+ * printed); then the totals per kind, and the host's time queueing a step. Rows by time,
+ * largest first. */
 void pgd__op_profile_print(const struct pgd__op_profile *p, FILE *out, double gbps,
                            double tflops);
 

@@ -1,5 +1,6 @@
 /* The per-op profile's table (pgd__op_profile_print): rows per step, by time, beside the
- * ceilings, then the totals per kind of op. */
+ * ceilings, with the host's time in each op, then the totals per kind of op and the host's
+ * time queueing a step. */
 #include "runtime/runner/op_profile.h"
 #include <stdlib.h>
 #include <string.h>
@@ -27,14 +28,16 @@ static double bound_share(double flops, double bytes, double ms, double gbps, do
 }
 
 static void print_row(FILE *out, const char *op, const char *shape, double calls, double ms,
-                      double step_ms, double flops, double bytes, double gbps, double tflops)
+                      double host_ms, double step_ms, double flops, double bytes, double gbps,
+                      double tflops)
 {
     const char *by;
     double share = bound_share(flops, bytes, ms, gbps, tflops, &by);
     double s = ms * 1e-3;
-    fprintf(out, "%-16s %-22s %7.1f %10.1f %6.1f%% %9.3f %9.2f %8.1f %8.0f ", op, shape, calls,
-            ms * 1e3, step_ms > 0 ? 100.0 * ms / step_ms : 0.0, flops / 1e9, bytes / 1e6,
-            s > 0 ? flops / s / 1e12 : 0.0, s > 0 ? bytes / s / 1e9 : 0.0);
+    fprintf(out, "%-16s %-22s %7.1f %10.1f %9.1f %6.1f%% %9.3f %9.2f %8.1f %8.0f ", op, shape,
+            calls, ms * 1e3, host_ms * 1e3, step_ms > 0 ? 100.0 * ms / step_ms : 0.0,
+            flops / 1e9, bytes / 1e6, s > 0 ? flops / s / 1e12 : 0.0,
+            s > 0 ? bytes / s / 1e9 : 0.0);
     if (share > 0)
         fprintf(out, "%6.1f%% %s\n", share, by);
     else
@@ -61,15 +64,16 @@ void pgd__op_profile_print(const struct pgd__op_profile *p, FILE *out, double gb
     qsort(items, (size_t)n, sizeof *items, by_time);
     fprintf(out, "per-op time, %ld steps, %.3f ms a step (first op to last, the GPU's time on "
             "a GPU):\n", steps, step_ms);
-    fprintf(out, "%-16s %-22s %7s %10s %7s %9s %9s %8s %8s %7s\n", "op", "shape", "calls",
-            "us/step", "share", "GFLOP", "MB", "TFLOP/s", "GB/s", "% ceil");
+    fprintf(out, "%-16s %-22s %7s %10s %9s %7s %9s %9s %8s %8s %7s\n", "op", "shape", "calls",
+            "us/step", "host us", "share", "GFLOP", "MB", "TFLOP/s", "GB/s", "% ceil");
     static const char *const kinds[] = { "gemm", "attention", "norm", "elementwise", "other" };
     double kind_ms[5] = { 0 }, kind_fl[5] = { 0 }, kind_by[5] = { 0 }, kind_calls[5] = { 0 };
-    double op_ms = 0;
+    double kind_host[5] = { 0 };
+    double op_ms = 0, op_host = 0;
     for (int i = 0; i < n; i++) {
         const struct pgd__op_profile_row *r = items[i].r;
-        print_row(out, r->op, r->shape, r->calls * per, r->ms * per, step_ms, r->flops * per,
-                  r->bytes * per, gbps, tflops);
+        print_row(out, r->op, r->shape, r->calls * per, r->ms * per, r->host_ms * per, step_ms,
+                  r->flops * per, r->bytes * per, gbps, tflops);
         int k = 4;
         for (int j = 0; j < 4; j++)
             if (!strcmp(r->kind, kinds[j]))
@@ -78,15 +82,28 @@ void pgd__op_profile_print(const struct pgd__op_profile *p, FILE *out, double gb
         kind_fl[k] += r->flops * per;
         kind_by[k] += r->bytes * per;
         kind_calls[k] += r->calls * per;
+        kind_host[k] += r->host_ms * per;
         op_ms += r->ms * per;
+        op_host += r->host_ms * per;
     }
     fprintf(out, "by kind:\n");
     for (int k = 0; k < 5; k++)
         if (kind_calls[k] > 0)
-            print_row(out, kinds[k], "", kind_calls[k], kind_ms[k], step_ms, kind_fl[k],
-                      kind_by[k], gbps, tflops);
-    fprintf(out, "%-16s %-22s %7s %10.1f %6.1f%%\n", "between ops", "", "", (step_ms - op_ms) * 1e3,
+            print_row(out, kinds[k], "", kind_calls[k], kind_ms[k], kind_host[k], step_ms,
+                      kind_fl[k], kind_by[k], gbps, tflops);
+    const double host_step = pgd__op_profile_step_host_ms(p) * per;
+    fprintf(out, "%-16s %-22s %7s %10.1f %9.1f %6.1f%%\n", "between ops", "", "",
+            (step_ms - op_ms) * 1e3, (host_step - op_host) * 1e3,
             step_ms > 0 ? 100.0 * (step_ms - op_ms) / step_ms : 0.0);
+    fprintf(out, "host: %.3f ms a step queueing the ops (%.3f ms inside them)\n", host_step,
+            op_host);
+    long waits = pgd__op_profile_host_waits(p);
+    if (waits)
+        fprintf(out, "(%ld of %ld steps had an op whose host time reached %.0f ms: a wait on the "
+                "GPU inside the step -- a synchronization, an allocation, or more launches "
+                "than the stream queues -- which the profile's gate held until it gave up; "
+                "those steps' host times are not the host's work)\n", waits, steps,
+                PGD__OP_PROFILE_HOST_WAIT_MS);
     long dropped = pgd__op_profile_dropped(p);
     if (dropped)
         fprintf(out, "(%ld ops were not timed: more than a step's marks)\n", dropped);

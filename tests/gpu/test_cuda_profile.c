@@ -130,9 +130,58 @@ static void check_profiled_decode(int B)
     pgd_registry_destroy(reg);
 }
 
+/* The host's column: an op that waits on the GPU (here a stream synchronization, as a
+ * launch into a full queue would) holds the host until the gate lets the GPU go (its 200 ms
+ * timeout), and the profile says so: that op's host time is at least
+ * PGD__OP_PROFILE_HOST_WAIT_MS and the step counts as a host wait, while an op that only
+ * queues a little work shows a host time far below it; the table names the wait. */
+Test(cuda_profile, a_wait_inside_an_op_shows_in_its_host_time, .init = need_gpu)
+{
+    char err[512] = "";
+    struct pgd_cuda_ctx *c = NULL;
+    cr_assert_eq(pgd_cuda_ctx_create(&c, err, sizeof err), 0, "%s", err);
+    struct pgd__op_profile *p = NULL;
+    cr_assert_eq(pgd__op_profile_create(PGD_DEVICE_CUDA, c, &p, err, sizeof err), PGD_OK, "%s",
+                 err);
+    cr_assert_eq(pgd__op_profile_step_begin(p, err, sizeof err), PGD_OK, "%s", err);
+    struct pgd__op_cost quick = { .op = "quick", .kind = "other", .shape = "1" };
+    struct pgd__op_cost waits = { .op = "waits", .kind = "other", .shape = "1" };
+    int m = pgd__op_profile_begin(p);
+    cr_assert_geq(m, 0);
+    pgd__op_profile_end(p, m, &quick);
+    m = pgd__op_profile_begin(p);
+    cr_assert_eq(pgd_cuda_sync(c, err, sizeof err), 0, "%s", err);
+    pgd__op_profile_end(p, m, &waits);
+    pgd__op_profile_step_queued(p);
+    cr_assert_eq(pgd__op_profile_step_end(p, err, sizeof err), PGD_OK, "%s", err);
+    cr_assert_eq(pgd__op_profile_host_waits(p), 1);
+    const struct pgd__op_profile_row *rq = NULL, *rw = NULL;
+    for (int i = 0; i < pgd__op_profile_n_rows(p); i++) {
+        const struct pgd__op_profile_row *r = pgd__op_profile_row(p, i);
+        if (!strcmp(r->op, "quick"))
+            rq = r;
+        if (!strcmp(r->op, "waits"))
+            rw = r;
+    }
+    cr_assert(rq && rw);
+    cr_assert_geq(rw->host_ms, PGD__OP_PROFILE_HOST_WAIT_MS, "host %.3f ms", rw->host_ms);
+    cr_assert_lt(rq->host_ms, PGD__OP_PROFILE_HOST_WAIT_MS / 10, "host %.3f ms", rq->host_ms);
+    cr_assert_geq(pgd__op_profile_step_host_ms(p), rw->host_ms);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    pgd__op_profile_print(p, out, 0, 0);
+    fclose(out);
+    cr_assert(strstr(text, "host us") && strstr(text, "a wait on the GPU inside the step"), "%s",
+              text);
+    free(text);
+    pgd__op_profile_destroy(p);
+    pgd_cuda_ctx_destroy(c);
+}
 Test(cuda_profile, profiled_steps_keep_their_tokens_and_time_every_op, .init = need_gpu)
 {
     check_profiled_decode(3);
     check_profiled_decode(12);
 }
+
 #endif

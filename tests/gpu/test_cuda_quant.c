@@ -1025,7 +1025,7 @@ static int fp8_fused_path(int n)
  * tolerance of the path it takes) at n = 1, 5, 16 (with and without biases, per-tensor and
  * per-channel layers mixed), each output against its reference; at n = 40 the layers one by
  * one (cuBLASLt's GEMM, x quantized once), the same. One and two layers too. */
-GPU_TEST(fp8_decode_gemv_q_k_v_in_one_launch)
+static void fp8_qkv_cases(void)
 {
     char err[512] = "";
     static const int SETS[2][4] = { { 1024, 256, 64, 64 }, { 1088, 200, 40, 24 } };
@@ -1075,6 +1075,18 @@ GPU_TEST(fp8_decode_gemv_q_k_v_in_one_launch)
                 free(x);
                 pgd_cuda_free(dx);
             }
+}
+
+GPU_TEST(fp8_decode_gemv_q_k_v_in_one_launch) { fp8_qkv_cases(); }
+
+/* The same cases with PGD_CUDA_FP8_STREAM_QKV=1 (read once a process: each test is one):
+ * up to 8 rows q, k and v in one launch of the streaming GEMV (the layers' tiles in one
+ * grid, padded tiles at each layer's end: [256 | 64 | 64] and [200 | 40 | 24] features), each
+ * output against its reference at the streaming GEMV's tolerance; past 8 rows as before. */
+GPU_TEST(fp8_streaming_gemv_q_k_v_in_one_launch)
+{
+    setenv("PGD_CUDA_FP8_STREAM_QKV", "1", 1);
+    fp8_qkv_cases();
 }
 
 /* pgd_cuda_fp8_share_x: q, k and v shapes ([256 | 64 | 64 x 1024]) on one x, quantized once,
@@ -1256,6 +1268,147 @@ GPU_TEST(fp8_gemm_timed_algorithm_reused_in_its_bucket)
             cr_assert_fail("no FP8 GEMM at n = %d", ns[i]);
     cr_assert_eq(fp8_check_at(&L, PGD_DTYPE_F16, 40, PGD_CUDA_QPATH_GEMM, true, 4), 0);
     fp8_fini(&L);
+}
+
+/* ---- a prefill-sized step: the scratch grows once, x fits one piece ------------------------ */
+/* Rows of y [n, out] (device, dt) against the reference on the same rows of x: the first
+ * three, the last, and those around 16,256 (where the 64 MiB scratch cut [n, 4096] in two
+ * pieces). */
+static void fp8_check_sampled_rows(const struct fp8_layer *L, const float *x, int n, void *dy,
+                                   enum pgd_dtype dt, const char *what)
+{
+    static const int PICK[8] = { 0, 1, 2, 16254, 16255, 16256, 16257, -1 };
+    float *xs = malloc((size_t)8 * L->in * sizeof *xs);
+    int rows[8];
+    for (int i = 0; i < 8; i++) {
+        rows[i] = PICK[i] < 0 || PICK[i] >= n ? n - 1 : PICK[i];
+        memcpy(xs + (size_t)i * L->in, x + (size_t)rows[i] * L->in, (size_t)L->in * sizeof *xs);
+    }
+    float *all = download(dy, (size_t)n * L->out, dt), *got = malloc((size_t)8 * L->out * sizeof *got);
+    for (int i = 0; i < 8; i++)
+        memcpy(got + (size_t)i * L->out, all + (size_t)rows[i] * L->out, (size_t)L->out * sizeof *got);
+    float *want, *abs_sum;
+    fp8_reference(L, xs, 8, &want, &abs_sum);
+    expect_close_a(L->name, what, got, want, abs_sum, NULL, 8, L->out, dt,
+                   fp8_tolerance(PGD_CUDA_QPATH_GEMM, L->in));
+    free(xs); free(all); free(got); free(want); free(abs_sum);
+}
+
+/* The counts of pgd_cuda_fp8_stats between two readings. */
+static struct pgd_cuda_fp8_stats fp8_stats_since(struct pgd_cuda_ctx *c,
+                                                 const struct pgd_cuda_fp8_stats *before)
+{
+    struct pgd_cuda_fp8_stats now;
+    pgd_cuda_fp8_stats(c, &now);
+    now.gemm_calls -= before->gemm_calls;
+    now.gemm_pieces -= before->gemm_pieces;
+    now.x_quantizations -= before->x_quantizations;
+    now.scratch_grows -= before->scratch_grows;
+    return now;
+}
+
+/* The FP8 GEMM at 16,384 tokens of in = 4096 (a prefill step of the 8B shape: its x codes
+ * and scales need 67 MB, past the 64 MiB scratch). Kept to 64 MiB (the old behaviour) it
+ * runs in two pieces with no allocation; allowed to grow, the first call grows the scratch
+ * once and runs in one piece, the second call neither grows nor allocates and gives the
+ * same bits; q, k and v on that x (pgd_cuda_fp8_linear_multi) quantize it once for the
+ * three; every output right against the reference on sampled rows (both sides of the old
+ * pieces' border). On a second context whose stream captured a graph the scratch never
+ * moves (a graph's nodes hold its address): the same call runs in pieces, still right. */
+GPU_TEST(fp8_gemm_prefill_step_in_one_piece)
+{
+    char err[512] = "";
+    const enum pgd_dtype dt = PGD_DTYPE_BF16;
+    const int n = 16384, in = 4096;
+    struct fp8_layer L[3];
+    static const int OUTS[3] = { 64, 32, 32 };
+    for (int i = 0; i < 3; i++)
+        fp8_init(&L[i], i != 1, in, OUTS[i]);
+    /* settle cuBLASLt's kind (outer-vector scales or not) at a small n first */
+    if (fp8_check(&L[0], dt, 64, PGD_CUDA_QPATH_GEMM, false) == 2) {
+        for (int i = 0; i < 3; i++)
+            fp8_fini(&L[i]);
+        cr_skip_test("cuBLASLt has no FP8 GEMM on this device");
+    }
+    float *x = fp8_x(n, in, dt);
+    void *dx = upload(x, (size_t)n * in, dt);
+    void *y[3], *y2 = poisoned((size_t)n * OUTS[0], dt);
+    for (int i = 0; i < 3; i++)
+        y[i] = poisoned((size_t)n * OUTS[i], dt);
+    struct pgd_cuda_fp8_stats s0, d;
+
+    pgd_cuda_qscratch_set_max(ctx, 1);
+    pgd_cuda_fp8_stats(ctx, &s0);
+    CHECK_RC(pgd_cuda_fp8_linear_path(ctx, PGD_CUDA_QPATH_GEMM, dt, dx, n, L[0].d, NULL, y[0],
+                                      err, sizeof err));
+    d = fp8_stats_since(ctx, &s0);
+    cr_assert(d.gemm_pieces == 2 && d.x_quantizations == 2 && d.scratch_grows == 0,
+              "kept to 64 MiB: %ld pieces, %ld quantizations, %ld growths", d.gemm_pieces,
+              d.x_quantizations, d.scratch_grows);
+    fp8_check_sampled_rows(&L[0], x, n, y[0], dt, "two pieces");
+
+    pgd_cuda_qscratch_set_max(ctx, (size_t)512 << 20);
+    pgd_cuda_fp8_stats(ctx, &s0);
+    CHECK_RC(pgd_cuda_fp8_linear_path(ctx, PGD_CUDA_QPATH_GEMM, dt, dx, n, L[0].d, NULL, y[0],
+                                      err, sizeof err));
+    d = fp8_stats_since(ctx, &s0);
+    cr_assert(d.gemm_pieces == 1 && d.scratch_grows == 1 && d.scratch_bytes >= (size_t)n * (in + 4),
+              "first call: %ld pieces, %ld growths, scratch %zu bytes", d.gemm_pieces,
+              d.scratch_grows, d.scratch_bytes);
+    fp8_check_sampled_rows(&L[0], x, n, y[0], dt, "one piece");
+    pgd_cuda_fp8_stats(ctx, &s0);
+    CHECK_RC(pgd_cuda_fp8_linear_path(ctx, PGD_CUDA_QPATH_GEMM, dt, dx, n, L[0].d, NULL, y2, err,
+                                      sizeof err));
+    d = fp8_stats_since(ctx, &s0);
+    cr_assert(d.gemm_pieces == 1 && d.scratch_grows == 0 && d.scratch_bytes == s0.scratch_bytes,
+              "second call: %ld pieces, %ld growths", d.gemm_pieces, d.scratch_grows);
+    float *a = download(y[0], (size_t)n * OUTS[0], dt), *b = download(y2, (size_t)n * OUTS[0], dt);
+    cr_assert(memcmp(a, b, (size_t)n * OUTS[0] * sizeof *a) == 0, "two calls differ");
+    free(a); free(b);
+
+    /* q, k, v: one quantization for the three */
+    const struct pgd_cuda_fp8 *w3[3] = { L[0].d, L[1].d, L[2].d };
+    const void *b3[3] = { NULL, NULL, NULL };
+    pgd_cuda_fp8_stats(ctx, &s0);
+    CHECK_RC(pgd_cuda_fp8_linear_multi(ctx, dt, dx, n, 3, w3, b3, y, err, sizeof err));
+    d = fp8_stats_since(ctx, &s0);
+    cr_assert(d.gemm_pieces == 3 && d.x_quantizations == 1 && d.scratch_grows == 0,
+              "q, k, v: %ld pieces, %ld quantizations, %ld growths", d.gemm_pieces,
+              d.x_quantizations, d.scratch_grows);
+    for (int i = 0; i < 3; i++)
+        fp8_check_sampled_rows(&L[i], x, n, y[i], dt, "q, k, v sharing x");
+
+    /* a context whose stream captured a graph keeps its scratch */
+    struct pgd_cuda_ctx *c2 = NULL;
+    CHECK_RC(pgd_cuda_ctx_create(&c2, err, sizeof err));
+    pgd_cuda_qscratch_set_max(c2, (size_t)512 << 20);
+    CHECK_RC(pgd_cuda_fp8_linear_path(c2, PGD_CUDA_QPATH_GEMM, dt, dx, 64, L[0].d, NULL, y2, err,
+                                      sizeof err));
+    struct pgd_cuda_graph *g = NULL;
+    CHECK_RC(pgd_cuda_capture_begin(c2, err, sizeof err));
+    int rc = pgd_cuda_fp8_linear_path(c2, PGD_CUDA_QPATH_GEMM, dt, dx, 64, L[0].d, NULL, y2, err,
+                                      sizeof err);
+    if (rc)
+        pgd_cuda_capture_abort(c2);
+    CHECK_RC(rc);
+    CHECK_RC(pgd_cuda_capture_end(c2, &g, err, sizeof err));
+    pgd_cuda_graph_destroy(g);
+    pgd_cuda_fp8_stats(c2, &s0);
+    CHECK_RC(pgd_cuda_fp8_linear_path(c2, PGD_CUDA_QPATH_GEMM, dt, dx, n, L[0].d, NULL, y2, err,
+                                      sizeof err));
+    CHECK_RC(pgd_cuda_sync(c2, err, sizeof err));
+    d = fp8_stats_since(c2, &s0);
+    cr_assert(d.gemm_pieces == 2 && d.scratch_grows == 0,
+              "after a capture: %ld pieces, %ld growths", d.gemm_pieces, d.scratch_grows);
+    fp8_check_sampled_rows(&L[0], x, n, y2, dt, "after a capture, two pieces");
+    pgd_cuda_ctx_destroy(c2);
+
+    free(x);
+    pgd_cuda_free(dx); pgd_cuda_free(y2);
+    for (int i = 0; i < 3; i++) {
+        pgd_cuda_free(y[i]);
+        fp8_fini(&L[i]);
+    }
 }
 
 /* ---- graphs and errors ------------------------------------------------------------------- */

@@ -113,6 +113,21 @@ static void check_decode_profile(int B, int ctx, int steps)
     cr_assert_gt(sum, 0);
     cr_assert_leq(sum, pgd__op_profile_step_ms(p) * (1 + 1e-9), "ops %g ms in steps of %g ms",
                   sum, pgd__op_profile_step_ms(p));
+    /* The host's time: on the CPU the op is the host's work, read between the op's marks
+     * (so within its time), and the ops' host times lie within the steps' queueing. */
+    double host = 0;
+    for (int i = 0; i < pgd__op_profile_n_rows(p); i++) {
+        const struct pgd__op_profile_row *row = pgd__op_profile_row(p, i);
+        cr_assert_geq(row->host_ms, 0, "%s: host %g ms", row->op, row->host_ms);
+        cr_assert_leq(row->host_ms, row->ms * (1 + 1e-9) + 1e-9, "%s: host %g ms, op %g ms",
+                      row->op, row->host_ms, row->ms);
+        host += row->host_ms;
+    }
+    cr_assert_gt(host, 0);
+    cr_assert_leq(host, pgd__op_profile_step_host_ms(p) * (1 + 1e-9),
+                  "ops' host %g ms in steps queued in %g ms", host,
+                  pgd__op_profile_step_host_ms(p));
+    cr_assert_eq(pgd__op_profile_host_waits(p), 0, "the CPU never waits on a GPU");
 
     /* The table: a row per op, the kinds, the gap between ops. */
     char *text = NULL;
@@ -121,7 +136,8 @@ static void check_decode_profile(int B, int ctx, int steps)
     pgd__op_profile_print(p, out, 100.0, 1.0);
     fclose(out);
     cr_assert(strstr(text, "qkv ") && strstr(text, "64 -> 64+32+32") && strstr(text, "lm_head") &&
-              strstr(text, "by kind:") && strstr(text, "\ngemm ") && strstr(text, "between ops"),
+              strstr(text, "by kind:") && strstr(text, "\ngemm ") && strstr(text, "between ops") &&
+              strstr(text, "host us") && strstr(text, "\nhost: ") && !strstr(text, "a wait on"),
               "%s", text);
     free(text);
 
