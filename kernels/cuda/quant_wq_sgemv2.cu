@@ -42,7 +42,7 @@
 #define S2_UNR 4                     /* chunks a batch */
 #define S2_XPAD 4                    /* 32-bit words of padding after each staged x row */
 #define S2_MPAD 4                    /* 32-bit words of padding after each copied meta row */
-#define S2_GATHER_UNR 8              /* 8-input pieces a thread gathers at once */
+#define S2_GATHER_UNR 4              /* 8-input pieces a thread gathers at once */
 
 /* Batches a warp's ring holds (in flight while one is computed: NB - 1 to NB): fewer with
  * two token tiles, whose B fragments and sums take the registers. */
@@ -62,7 +62,33 @@ struct s2_args {
     int xmode;                       /* 0: x 4-byte aligned, copied; 1: gathered (perm or 2-byte) */
     int xrow, mrow;                  /* staged x's and copied meta's row strides (32-bit words) */
     int ms_bytes, xr_bytes;          /* the table's bytes; the x / raw meta region's */
+    int red_bytes;                   /* the warps' sums' bytes (ks > 1) */
 };
+
+/* The zero taken out of the inner loop (ZF, PGD_CUDA_WQ_GEMV_ZF=1): the tensor cores
+ * multiply B + q (one LOP3 a pair, no subtract) and each unit's (chunk's, or half chunk's)
+ * float32 sums lose (B + zero) times the unit's x sum, computed once a block. B is small so
+ * that the float32 sums keep what the exact q - zero would: 128 in bf16 (nibble in mantissa
+ * bits 0-3), 64 in fp16 (bits 4-7: 64 + q exactly, not 1024 + q). */
+template <typename T> struct s2_zf;
+template <> struct s2_zf<__nv_bfloat16> {
+    static constexpr uint32_t BITS = 0x43004300u, MASK = 0x000F000Fu;
+    static constexpr float BIAS = 128.0f;
+};
+template <> struct s2_zf<__half> {
+    static constexpr uint32_t BITS = 0x54005400u, MASK = 0x00F000F0u;
+    static constexpr float BIAS = 64.0f;
+};
+
+/* (w & MASK) | BITS for T's zero-folded form: one LOP3. */
+template <typename T>
+__device__ __forceinline__ uint32_t s2_zf_pair(uint32_t w)
+{
+    uint32_t r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(w), "n"(s2_zf<T>::MASK),
+        "r"(s2_zf<T>::BITS));
+    return r;
+}
 
 /* d (4 float32) += A (16 x 16) @ B (16 x 8): as quant_wq_sgemv.cu's, not volatile. */
 #define S2_MMA(ty)                                                                             \
@@ -113,11 +139,12 @@ __device__ __forceinline__ int s2_group(const s2_args &a, int h2)
 }
 
 /* Chunk c of the warp's tile into tot: mt the tile's table at the lane's row g; xr[nt] the
- * lane's fragment-order x of token nt 8 + g (shared memory), read only for tokens < n. */
-template <typename T, int NT, int MG>
+ * lane's fragment-order x of token nt 8 + g (shared memory), read only for tokens < n; ZF:
+ * sx the units' x sums [units][16 tokens] at the lane's token 2t. */
+template <typename T, int NT, int MG, bool ZF>
 __device__ __forceinline__ void s2_chunk(const s2_args &a, const uint4 &v, int c,
                                          const uint4 *mt, const uint32_t *const (&xr)[NT],
-                                         int lane, float (&tot)[NT][4])
+                                         const float *sx, int lane, float (&tot)[NT][4])
 {
     const int g = lane >> 2;
     uint4 xq[NT][2];
@@ -145,10 +172,23 @@ __device__ __forceinline__ void s2_chunk(const s2_args &a, const uint4 &v, int c
         for (int s = h * 4 / MG; s < (h + 1) * 4 / MG; s++) {
             /* word s: the 16 x 16 tile of inputs c * 64 + s * 16 (quant_wq_mma.cu's order) */
             uint32_t A[4];
-            A[0] = sub_pair<T>(nibble_pair<T>(words[s]), m.z);
-            A[1] = sub_pair<T>(nibble_pair<T>(words[s] >> 4), m.w);
-            A[2] = sub_pair<T>(nibble_pair<T>(words[s] >> 8), m.z);
-            A[3] = sub_pair<T>(nibble_pair<T>(words[s] >> 12), m.w);
+            const uint32_t ws = words[s];
+            if (!ZF) {
+                A[0] = sub_pair<T>(nibble_pair<T>(ws), m.z);
+                A[1] = sub_pair<T>(nibble_pair<T>(ws >> 4), m.w);
+                A[2] = sub_pair<T>(nibble_pair<T>(ws >> 8), m.z);
+                A[3] = sub_pair<T>(nibble_pair<T>(ws >> 12), m.w);
+            } else if (std::is_same<T, __half>::value) {   /* nibbles into bits 4-7 */
+                A[0] = s2_zf_pair<T>(ws << 4);
+                A[1] = s2_zf_pair<T>(ws);
+                A[2] = s2_zf_pair<T>(ws >> 4);
+                A[3] = s2_zf_pair<T>(ws >> 8);
+            } else {                                      /* nibbles into bits 0-3 */
+                A[0] = s2_zf_pair<T>(ws);
+                A[1] = s2_zf_pair<T>(ws >> 4);
+                A[2] = s2_zf_pair<T>(ws >> 8);
+                A[3] = s2_zf_pair<T>(ws >> 12);
+            }
 #pragma unroll
             for (int nt = 0; nt < NT; nt++) {
                 const uint4 &q = xq[nt][s >> 1];
@@ -158,6 +198,15 @@ __device__ __forceinline__ void s2_chunk(const s2_args &a, const uint4 &v, int c
         const float s0 = __uint_as_float(m.x), s8 = __uint_as_float(m.y);
 #pragma unroll
         for (int nt = 0; nt < NT; nt++) {
+            if (ZF) {                /* acc - (B + zero) x's unit sum, tokens 2t and 2t + 1 */
+                const float2 xs = *reinterpret_cast<const float2 *>(sx + (MG * c + h) * 16 +
+                                                                      nt * 8);
+                const float z0 = __uint_as_float(m.z), z8 = __uint_as_float(m.w);
+                acc[nt][0] = fmaf(-z0, xs.x, acc[nt][0]);
+                acc[nt][1] = fmaf(-z0, xs.y, acc[nt][1]);
+                acc[nt][2] = fmaf(-z8, xs.x, acc[nt][2]);
+                acc[nt][3] = fmaf(-z8, xs.y, acc[nt][3]);
+            }
             tot[nt][0] = fmaf(s0, acc[nt][0], tot[nt][0]);
             tot[nt][1] = fmaf(s0, acc[nt][1], tot[nt][1]);
             tot[nt][2] = fmaf(s8, acc[nt][2], tot[nt][2]);
@@ -225,10 +274,10 @@ __device__ __forceinline__ void s2_copy_meta(const s2_args &a, int tile0, int nt
 }
 
 /* ms [ntb][groups][8] uint4 = {scale of row g, of row g + 8 (float32 bits), B + zero of row g,
- * of row g + 8 (pairs in T: what the nibble pairs subtract)} from the copied rows raw. A
- * thread takes one (group, g) a tile: 8 rows' reads of a group in distinct banks (mrow),
- * one 16-byte store. */
-template <typename T>
+ * of row g + 8 (pairs in T: what the nibble pairs subtract; ZF: float32 bits of s2_zf's
+ * B + zero)} from the copied rows raw. A thread takes one (group, g) a tile: 8 rows' reads
+ * of a group in distinct banks (mrow), one 16-byte store. */
+template <typename T, bool ZF>
 __device__ __forceinline__ void s2_meta_table(const s2_args &a, int ntb, const uint32_t *raw,
                                               uint4 *ms)
 {
@@ -243,8 +292,13 @@ __device__ __forceinline__ void s2_meta_table(const s2_args &a, int ntb, const u
             uint4 e;
             e.x = __float_as_uint(__low2float(m0));
             e.y = __float_as_uint(__low2float(m8));
-            e.z = pair_of<T>(mma_magic<T>::BIAS + __high2float(m0));
-            e.w = pair_of<T>(mma_magic<T>::BIAS + __high2float(m8));
+            if (ZF) {
+                e.z = __float_as_uint(s2_zf<T>::BIAS + __high2float(m0));
+                e.w = __float_as_uint(s2_zf<T>::BIAS + __high2float(m8));
+            } else {
+                e.z = pair_of<T>(mma_magic<T>::BIAS + __high2float(m0));
+                e.w = pair_of<T>(mma_magic<T>::BIAS + __high2float(m8));
+            }
             ms[((size_t)tl * groups + gg) * 8 + r] = e;
         }
 }
@@ -300,13 +354,43 @@ __device__ __forceinline__ void s2_stage_x(const s2_args &a, const T *__restrict
     }
 }
 
+/* sx [kq MG][16] float = for each unit (chunk, or half chunk when MG is 2) and token < n
+ * the sum of the staged x xf over the unit's inputs (0 for the other tokens). A thread sums
+ * one (unit, token), starting at a word of its own (its unit's index) so that the threads
+ * of a warp read distinct banks. */
+template <typename T, int MG>
+__device__ __forceinline__ void s2_x_sums(const s2_args &a, const uint32_t *xf, float *sx, int nt8)
+{
+    constexpr int WPU = 32 / MG;     /* 32-bit pairs a unit */
+    const int units = a.kq * MG;
+    for (int r = 0; r < nt8; r++)
+        for (int u = threadIdx.x; u < units; u += blockDim.x) {
+            float sum = 0.0f;
+            if (r < a.n) {
+                const uint32_t *xu = xf + (size_t)r * a.xrow + (u / MG) * 32;
+                const int h = u % MG;
+#pragma unroll 8
+                for (int jj = 0; jj < WPU; jj++) {
+                    const int j = (jj + u) % WPU;
+                    /* MG 2: word t 8 + s 2 + hh of the chunk, s in {2h, 2h + 1} */
+                    const int off = MG == 1 ? j : (j >> 2) * 8 + (2 * h + ((j >> 1) & 1)) * 2 + (j & 1);
+                    const uint32_t wd = xu[off];
+                    const T *e = reinterpret_cast<const T *>(&wd);
+                    sum += to_f<T>(e[0]) + to_f<T>(e[1]);
+                }
+            }
+            sx[u * 16 + r] = sum;
+        }
+}
+
 /* NT tiles of 8 tokens (n <= 8 NT); MG 1: a chunk lies in one group, 2: its halves are
  * scaled apart. Block: S2_WARPS warps, tiles [blockIdx.x tb, + tb); warp w is slice w % ks
  * of tile lane w / ks, which takes the block's tiles tl, tl + tpw, ... Shared memory: the
  * table [tb][groups][8] uint4; then one region holding first the copied meta rows
  * [16 tb][mrow], then the staged x [n][xrow]; then (ks > 1) the warps' sums
- * [2][S2_WARPS][NT][4][32] float. At most 128 registers a thread (two blocks an SM fit). */
-template <typename T, int NT, int MG>
+ * [2][S2_WARPS][NT][4][32] float; then (ZF) the x sums [kq MG][16] float. At most 128
+ * registers a thread (two blocks an SM fit). */
+template <typename T, int NT, int MG, bool ZF>
 __global__ void __launch_bounds__(S2_WARPS * 32, 2)
 wq_sgemv2_kernel(const s2_args a, const T *__restrict__ x, const T *__restrict__ b,
                  T *__restrict__ y)
@@ -317,6 +401,7 @@ wq_sgemv2_kernel(const s2_args a, const T *__restrict__ x, const T *__restrict__
     uint4 *ms = reinterpret_cast<uint4 *>(sm);
     uint32_t *region = reinterpret_cast<uint32_t *>(sm + a.ms_bytes);
     float *red = reinterpret_cast<float *>(sm + a.ms_bytes + a.xr_bytes);
+    float *sx = reinterpret_cast<float *>(sm + a.ms_bytes + a.xr_bytes + a.red_bytes);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     s2_warp wv;
     wv.tl = warp / a.ks;
@@ -339,11 +424,15 @@ wq_sgemv2_kernel(const s2_args a, const T *__restrict__ x, const T *__restrict__
         s2_load(v[q], a, wv, lane, li, lb);
     cp_async_wait<0>();
     __syncthreads();
-    s2_meta_table<T>(a, ntb, region, ms);
+    s2_meta_table<T, ZF>(a, ntb, region, ms);
     __syncthreads();                 /* the copied rows are read: x may take their place */
     pdl_wait();
     s2_stage_x<T>(a, x, region);
     __syncthreads();
+    if (ZF) {
+        s2_x_sums<T, MG>(a, region, sx, NT * 8);
+        __syncthreads();
+    }
 
     float tot[NT][4];
 #pragma unroll
@@ -367,7 +456,8 @@ wq_sgemv2_kernel(const s2_args a, const T *__restrict__ x, const T *__restrict__
 #pragma unroll
             for (int u = 0; u < S2_UNR; u++)
                 if (j0 + u < wv.nch)
-                    s2_chunk<T, NT, MG>(a, v[q][u], wv.kbeg + j0 + u, mt, xr, lane, tot);
+                    s2_chunk<T, NT, MG, ZF>(a, v[q][u], wv.kbeg + j0 + u, mt, xr, sx + 2 * t,
+                                            lane, tot);
             /* this slot's next batch, NB batches on */
             s2_load(v[q], a, wv, lane, li, lb);
             if (++cb == wv.nbt) {
@@ -415,11 +505,23 @@ static int s2_smem_budget(const struct pgd_cuda_ctx *c, int bps)
     return optin_of[c->device] < share ? optin_of[c->device] : share;
 }
 
+/* Whether the zero leaves the inner loop (s2_zf): PGD_CUDA_WQ_GEMV_ZF=1 (read once). */
+static bool s2_zf_on(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("PGD_CUDA_WQ_GEMV_ZF");
+        v = e && !strcmp(e, "1");
+    }
+    return v != 0;
+}
+
 static size_t s2_round16(size_t v) { return (v + 15) / 16 * 16; }
 
 struct s2_plan {
     s2_args a;
     int nt, mg, blocks, bps;
+    bool zf;
     size_t smem;
 };
 
@@ -447,6 +549,8 @@ static bool s2_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq 
     p->nt = n > 8 ? 2 : 1;
     p->mg = w->group_size % 64 == 0 ? 1 : 2;
     p->bps = s2_bps();
+    p->zf = s2_zf_on();
+    const size_t sxb = p->zf ? (size_t)a.kq * p->mg * 16 * sizeof(float) : 0;
     const int slots = p->bps * (c->sm_count > 0 ? c->sm_count : 1);
     const size_t budget = (size_t)s2_smem_budget(c, p->bps);
     const size_t xs = (size_t)n * a.xrow * 4;
@@ -460,7 +564,7 @@ static bool s2_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq 
         const size_t xr = s2_round16(raw > xs ? raw : xs);
         const size_t red = ks > 1 ? (size_t)2 * S2_WARPS * p->nt * 4 * 32 * sizeof(float) : 0;
         const long cost = (long)iters * kpu;
-        if (ms + xr + red > budget || (best >= 0 && cost >= best))
+        if (ms + xr + red + sxb > budget || (best >= 0 && cost >= best))
             continue;
         best = cost;
         a.ks = ks;
@@ -469,22 +573,23 @@ static bool s2_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq 
         a.tb = tb;
         a.ms_bytes = (int)ms;
         a.xr_bytes = (int)xr;
-        p->smem = ms + xr + red;
+        a.red_bytes = (int)red;
+        p->smem = ms + xr + red + sxb;
         p->blocks = (a.tiles + tb - 1) / tb;
     }
     return best >= 0;
 }
 
-/* One launch: the kernel for NT, MG, its shared-memory limit raised past the default 48 KB
- * once on each device that needs it (a per-device attribute). */
-template <typename T, int NT, int MG>
+/* One launch: the kernel for NT, MG, ZF, its shared-memory limit raised past the default
+ * 48 KB once on each device that needs it (a per-device attribute). */
+template <typename T, int NT, int MG, bool ZF>
 static cudaError_t s2_launch(struct pgd_cuda_ctx *c, const s2_plan &p, const T *x, const T *b,
                              T *y)
 {
     static uint64_t raised;          /* bit d: done on device d (devices 0..63) */
     const uint64_t bit = c->device >= 0 && c->device < 64 ? 1ull << c->device : 0;
     if (p.smem > (48 << 10) && !(raised & bit)) {
-        cudaError_t e = cudaFuncSetAttribute(wq_sgemv2_kernel<T, NT, MG>,
+        cudaError_t e = cudaFuncSetAttribute(wq_sgemv2_kernel<T, NT, MG, ZF>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              s2_smem_budget(c, 1));
         if (e != cudaSuccess)
@@ -494,7 +599,15 @@ static cudaError_t s2_launch(struct pgd_cuda_ctx *c, const s2_plan &p, const T *
     cudaLaunchConfig_t cfg;
     cudaLaunchAttribute attr[2];
     pgd_cuda__wq_launch_cfg(c, dim3(p.blocks), dim3(S2_WARPS * 32), p.smem, dim3(1), &cfg, attr);
-    return cudaLaunchKernelEx(&cfg, wq_sgemv2_kernel<T, NT, MG>, p.a, x, b, y);
+    return cudaLaunchKernelEx(&cfg, wq_sgemv2_kernel<T, NT, MG, ZF>, p.a, x, b, y);
+}
+
+template <typename T, int NT, int MG>
+static cudaError_t s2_launch_zf(struct pgd_cuda_ctx *c, const s2_plan &p, const T *x,
+                                const T *b, T *y)
+{
+    return p.zf ? s2_launch<T, NT, MG, true>(c, p, x, b, y)
+                : s2_launch<T, NT, MG, false>(c, p, x, b, y);
 }
 
 /* Act-order x gathered by the block while it stages x when that is at most one round of
@@ -531,9 +644,11 @@ static int s2_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const T *x, const 
         p.a.xmode = p.a.perm || (uintptr_t)xr % 4 != 0 ? 1 : 0;
         cudaError_t e;
         if (p.nt == 1)
-            e = p.mg == 1 ? s2_launch<T, 1, 1>(c, p, xr, b, yr) : s2_launch<T, 1, 2>(c, p, xr, b, yr);
+            e = p.mg == 1 ? s2_launch_zf<T, 1, 1>(c, p, xr, b, yr)
+                          : s2_launch_zf<T, 1, 2>(c, p, xr, b, yr);
         else
-            e = p.mg == 1 ? s2_launch<T, 2, 1>(c, p, xr, b, yr) : s2_launch<T, 2, 2>(c, p, xr, b, yr);
+            e = p.mg == 1 ? s2_launch_zf<T, 2, 1>(c, p, xr, b, yr)
+                          : s2_launch_zf<T, 2, 2>(c, p, xr, b, yr);
         if (e != cudaSuccess)
             return pgd_cuda_failf(err, errlen, "W4A16 decode GEMV x [%d, %d] -> %d (rows %d..%d, "
                                   "%d warps a tile, %d tiles a block, %zu bytes of shared "
@@ -567,7 +682,8 @@ void pgd_cuda__wq_sgemv2_plan(const struct pgd_cuda_ctx *c, const struct pgd_cud
 {
     s2_plan p;
     if (s2_make_plan(c, w, n < 16 ? n : 16, &p))
-        snprintf(buf, len, "gemv/v%dx%d%s", p.a.ks, p.a.tb / p.a.tpw, p.bps > 1 ? "b2" : "");
+        snprintf(buf, len, "gemv/v%dx%d%s%s", p.a.ks, p.a.tb / p.a.tpw, p.bps > 1 ? "b2" : "",
+                 p.zf ? "z" : "");
     else
         pgd_cuda__wq_sgemv_plan(c, w, n, buf, len);
 }

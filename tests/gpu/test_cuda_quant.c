@@ -308,7 +308,7 @@ GPU_TEST(wq_odd_and_large_shapes)
  * every group, with and without act-order, both dtypes: [72 x 4352] (72: the last 16-row
  * tile half padding; 5 tiles, so 8 warps split each tile's 68 chunks of 64 inputs, 9 a
  * warp, the last one 5, groups cut by the warps' runs). x is staged in shared memory at
- * every n (act-order gathered there up to 3 rows, by the gathering kernel first past that;
+ * every n (act-order gathered there for one row, by the gathering kernel first for more;
  * with PGD_CUDA_WQ_GEMV=s1, up to 11 or 12 rows, larger n reading x from global memory). */
 GPU_TEST(wq_decode_gemv_every_n_to_16)
 {
@@ -456,6 +456,32 @@ GPU_TEST(wq_decode_gemv2_two_blocks_an_sm)
     wq_check(&L, PGD_DTYPE_F16, 12, PGD_CUDA_QPATH_AUTO, false);
     wq_fini(&L);
     unsetenv("PGD_CUDA_WQ_GEMV_BPS");
+}
+
+/* quant_wq_sgemv2.cu with the zero taken out of the inner loop (PGD_CUDA_WQ_GEMV_ZF=1: the
+ * tensor cores multiply B + q, each 64 or 32 inputs' sums lose (B + zero) times x's sum
+ * there): within the same tolerance as the exact q - zero, at every group (per-channel: one
+ * zero over 4352 inputs), sym and asym zeros, act-order, n = 1..16 (one and two token
+ * tiles), both dtypes, and on rows of 14336 inputs (down's). */
+GPU_TEST(wq_decode_gemv2_zero_folded)
+{
+    setenv("PGD_CUDA_WQ_GEMV_ZF", "1", 1);
+    static const int GROUPS[4] = { 32, 64, 128, -1 };
+    const int ns[5] = { 1, 2, 5, 9, 16 };
+    for (int g = 0; g < 4; g++)
+        for (int act = 0; act < 2; act++) {
+            struct wq_layer L;
+            wq_init(&L, 4, GROUPS[g], act == 1, (g + act) % 2 ? Z_INT : Z_SYM, 4352, 72);
+            for (int k = 0; k < 5; k++)
+                wq_check(&L, DTS[(k + g + act) % 2], ns[k], PGD_CUDA_QPATH_GEMV, k % 2 == 0);
+            wq_fini(&L);
+        }
+    struct wq_layer L;
+    wq_init(&L, 4, 128, false, Z_INT, 14336, 300);
+    wq_check(&L, PGD_DTYPE_BF16, 1, PGD_CUDA_QPATH_GEMV, true);
+    wq_check(&L, PGD_DTYPE_F16, 6, PGD_CUDA_QPATH_AUTO, false);
+    wq_fini(&L);
+    unsetenv("PGD_CUDA_WQ_GEMV_ZF");
 }
 
 /* The fused tensor-core GEMM (quant_wq_gemm.cu) with each token tile forced (32, 64, 128,
