@@ -610,9 +610,9 @@ static cudaError_t s2_launch_zf(struct pgd_cuda_ctx *c, const s2_plan &p, const 
                 : s2_launch<T, NT, MG, false>(c, p, x, b, y);
 }
 
-/* Act-order x gathered by the block while it stages x when that is at most one round of
- * gathers a thread (each round waits on perm, then on x); more (down, or many rows) is
- * gathered first by quant_wq_gemm.cu's gathering kernel and then copied. */
+/* Act-order (or 2-byte aligned) x gathered by the block while it stages x when that is at
+ * most one round of gathers a thread (each round waits on perm, then on x); more (down, or
+ * several rows) is gathered first by quant_wq_gemm.cu's gathering kernel and then copied. */
 static bool s2_pregather(const s2_args &a)
 {
     return (long)a.n * a.in / 8 > (long)S2_GATHER_UNR * S2_WARPS * 32;
@@ -635,7 +635,8 @@ static int s2_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const T *x, const 
             continue;
         }
         p.a.perm = perm;
-        if (perm && s2_pregather(p.a)) {
+        /* (x only 2-byte aligned is gathered the same way, through no perm) */
+        if ((perm || (uintptr_t)xr % 4 != 0) && s2_pregather(p.a)) {
             if (pgd_cuda__wq_gather(c, dt, xr, perm, rows, w->in, c->qscratch, err, errlen))
                 return 1;
             xr = (const T *)c->qscratch;
