@@ -61,6 +61,8 @@ struct s2_args {
     int tiles, in, out, n;           /* n: rows of this launch (<= 8 NT) */
     int xmode;                       /* 0: x 4-byte aligned, copied; 1: gathered (perm or 2-byte) */
     int xrow, mrow;                  /* staged x's and copied meta's row strides (32-bit words) */
+    int xoff;                        /* staged x's offset in its region (words): 0, x in place
+                                        of the copied meta rows; else after them */
     int ms_bytes, xr_bytes;          /* the table's bytes; the x / raw meta region's */
     int red_bytes;                   /* the warps' sums' bytes (ks > 1) */
 };
@@ -386,8 +388,9 @@ __device__ __forceinline__ void s2_x_sums(const s2_args &a, const uint32_t *xf, 
 /* NT tiles of 8 tokens (n <= 8 NT); MG 1: a chunk lies in one group, 2: its halves are
  * scaled apart. Block: S2_WARPS warps, tiles [blockIdx.x tb, + tb); warp w is slice w % ks
  * of tile lane w / ks, which takes the block's tiles tl, tl + tpw, ... Shared memory: the
- * table [tb][groups][8] uint4; then one region holding first the copied meta rows
- * [16 tb][mrow], then the staged x [n][xrow]; then (ks > 1) the warps' sums
+ * table [tb][groups][8] uint4; then the copied meta rows [16 tb][mrow] and the staged x
+ * [n][xrow] (after them, or in their place once the table is made when both do not fit
+ * shared memory); then (ks > 1) the warps' sums
  * [2][S2_WARPS][NT][4][32] float; then (ZF) the x sums [kq MG][16] float. At most 128
  * registers a thread (two blocks an SM fit). */
 template <typename T, int NT, int MG, bool ZF>
@@ -422,17 +425,23 @@ wq_sgemv2_kernel(const s2_args a, const T *__restrict__ x, const T *__restrict__
 #pragma unroll
     for (int q = 0; q < NB; q++)
         s2_load(v[q], a, wv, lane, li, lb);
-    cp_async_wait<0>();
-    __syncthreads();
-    s2_meta_table<T, ZF>(a, ntb, region, ms);
-    __syncthreads();                 /* the copied rows are read: x may take their place */
-    pdl_wait();
-    s2_stage_x<T>(a, x, region);
-    __syncthreads();
-    if (ZF) {
-        s2_x_sums<T, MG>(a, region, sx, NT * 8);
+    uint32_t *xf = region + a.xoff;
+    if (a.xoff == 0) {               /* x takes the copied rows' place: they are read first */
+        cp_async_wait<0>();
+        __syncthreads();
+        s2_meta_table<T, ZF>(a, ntb, region, ms);
         __syncthreads();
     }
+    pdl_wait();
+    s2_stage_x<T>(a, x, xf);         /* (x's copies and the scales' land together) */
+    cp_async_wait<0>();
+    __syncthreads();
+    if (a.xoff != 0)
+        s2_meta_table<T, ZF>(a, ntb, region, ms);
+    if (ZF)
+        s2_x_sums<T, MG>(a, xf, sx, NT * 8);
+    if (a.xoff != 0 || ZF)
+        __syncthreads();
 
     float tot[NT][4];
 #pragma unroll
@@ -443,7 +452,7 @@ wq_sgemv2_kernel(const s2_args a, const T *__restrict__ x, const T *__restrict__
     const uint32_t *xr[NT];
 #pragma unroll
     for (int nt = 0; nt < NT; nt++)
-        xr[nt] = region + (size_t)min(nt * 8 + g, a.n - 1) * a.xrow + t * 8;
+        xr[nt] = xf + (size_t)min(nt * 8 + g, a.n - 1) * a.xrow + t * 8;
     const int total = wv.nti * wv.nbt;
     int ci = 0, cb = 0;              /* the batch being computed: tile ci, batch cb of it */
     for (int bt = 0; bt < total; bt += NB) {
@@ -552,7 +561,7 @@ static bool s2_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq 
     p->zf = s2_zf_on();
     const size_t sxb = p->zf ? (size_t)a.kq * p->mg * 16 * sizeof(float) : 0;
     const int slots = p->bps * (c->sm_count > 0 ? c->sm_count : 1);
-    const size_t budget = (size_t)s2_smem_budget(c, p->bps);
+    const size_t budget = (size_t)s2_smem_budget(c, p->bps), half = (size_t)s2_smem_budget(c, 2);
     const size_t xs = (size_t)n * a.xrow * 4;
     long best = -1;
     for (int ks = 1; ks <= S2_WARPS && ks <= a.kq; ks *= 2) {
@@ -560,12 +569,18 @@ static bool s2_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq 
         const int iters = (a.tiles + slots * tpw - 1) / (slots * tpw);
         const int tb = tpw * iters;
         const size_t ms = s2_round16((size_t)tb * a.groups * 8 * sizeof(uint4));
-        const size_t raw = (size_t)tb * 16 * a.mrow * 4;
-        const size_t xr = s2_round16(raw > xs ? raw : xs);
+        const size_t raw = s2_round16((size_t)tb * 16 * a.mrow * 4);
         const size_t red = ks > 1 ? (size_t)2 * S2_WARPS * p->nt * 4 * 32 * sizeof(float) : 0;
+        /* x after the copied rows where both fit (their loads then overlap) and that does
+         * not take the block past half an SM's shared memory, else in their place */
+        const size_t fixed = ms + red + sxb, apart_b = fixed + raw + s2_round16(xs);
+        const size_t alias_b = fixed + s2_round16(raw > xs ? raw : xs);
+        const bool apart = apart_b <= budget && (apart_b <= half || alias_b > half);
+        const size_t xr = apart ? raw + s2_round16(xs) : s2_round16(raw > xs ? raw : xs);
         const long cost = (long)iters * kpu;
         if (ms + xr + red + sxb > budget || (best >= 0 && cost >= best))
             continue;
+        a.xoff = apart ? (int)(raw / 4) : 0;
         best = cost;
         a.ks = ks;
         a.tpw = tpw;
