@@ -40,6 +40,7 @@ CUDA_SRCS = \
 	%reldir%/quant_wq_mma.cu \
 	%reldir%/quant_wq_gemv.cu \
 	%reldir%/quant_wq_sgemv.cu \
+	%reldir%/quant_wq_sgemv2.cu \
 	%reldir%/quant_wq_gemm.cu \
 	%reldir%/quant_fp8.cu \
 	%reldir%/quant_fp8_mma.cu \

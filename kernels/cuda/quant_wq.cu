@@ -3,8 +3,10 @@
  *
  * Repacked at create into what the kernels read (quant_wq.cuh): the packed weights in the
  * mma layout (4 bits, integer zeros: the streaming tensor-core decode GEMV of
- * quant_wq_sgemv.cu; PGD_CUDA_WQ_GEMV=old, or a scale table too large for it: quant_wq_gemv.cu's,
- * or quant_wq_mma.cu's when a tile's scale table is too large for that too) or the plain one (the
+ * quant_wq_sgemv2.cu; rows whose x it cannot stage, or PGD_CUDA_WQ_GEMV=s1: the first
+ * streaming one, quant_wq_sgemv.cu; PGD_CUDA_WQ_GEMV=old, or a scale table too large for it:
+ * quant_wq_gemv.cu's, or quant_wq_mma.cu's when a tile's scale table is too large for that
+ * too) or the plain one (the
  * canonical qweight transposed: each output feature's words one contiguous row); meta half2
  * {scale, zero} per feature and group (GPTQ and AWQ store fp16 scales, and fp16 holds their
  * integer zeros exactly; a value outside fp16's range is refused at create); perm
@@ -305,6 +307,8 @@ static int wq_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int
         return pgd_cuda_failf(err, errlen, "quantized GEMV: x [%d, %d] exceeds the %zu-byte "
                               "scratch", n, w->in, c->qscratch_bytes);
     /* the mma layout: the decode GEMVs gather act-order x as they stage x */
+    if (pgd_cuda__wq_sgemv2_fits(c, w) && (uintptr_t)x % 2 == 0)
+        return pgd_cuda__wq_sgemv2(c, dt, x, w->perm, n, w, b, y, err, errlen);
     if (pgd_cuda__wq_sgemv_fits(c, w) && (uintptr_t)x % 2 == 0)
         return pgd_cuda__wq_sgemv(c, dt, x, w->perm, n, w, b, y, err, errlen);
     if (pgd_cuda__wq_gemv4_fits(w) && (uintptr_t)x % 2 == 0)
@@ -420,7 +424,9 @@ static bool wq_auto_gemv(const struct pgd_cuda_wq *w, int n)
 extern "C" void pgd_cuda_wq_auto_plan(struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n,
                                       char *buf, size_t len)
 {
-    if (wq_auto_gemv(w, n) && pgd_cuda__wq_sgemv_fits(c, w))
+    if (wq_auto_gemv(w, n) && pgd_cuda__wq_sgemv2_fits(c, w))
+        pgd_cuda__wq_sgemv2_plan(c, w, n, buf, len);
+    else if (wq_auto_gemv(w, n) && pgd_cuda__wq_sgemv_fits(c, w))
         pgd_cuda__wq_sgemv_plan(c, w, n, buf, len);
     else if (wq_auto_gemv(w, n))
         snprintf(buf, len, "gemv");

@@ -186,7 +186,8 @@ bool pgd_cuda__wq_gemv4_fits(const struct pgd_cuda_wq *w);
 int pgd_cuda__wq_gemv4(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
                        const int32_t *perm, int n, const struct pgd_cuda_wq *w, const void *b,
                        void *y, char *err, size_t errlen);
-/* quant_wq_sgemv.cu: the streaming decode GEMV over the mma layout (the default) */
+/* quant_wq_sgemv.cu: the first streaming decode GEMV over the mma layout
+ * (PGD_CUDA_WQ_GEMV=s1, and the rows whose x quant_wq_sgemv2.cu cannot stage) */
 /* Whether it takes w on c's device (the mma layout, its scale tables fit shared memory, and
  * the environment's PGD_CUDA_WQ_GEMV is not "old"). */
 bool pgd_cuda__wq_sgemv_fits(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w);
@@ -200,6 +201,21 @@ void pgd_cuda__wq_sgemv_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda
 int pgd_cuda__wq_sgemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
                        const int32_t *perm, int n, const struct pgd_cuda_wq *w, const void *b,
                        void *y, char *err, size_t errlen);
+/* quant_wq_sgemv2.cu: the second streaming decode GEMV over the mma layout (the default) */
+/* Whether it takes w on c's device (what quant_wq_sgemv.cu takes, x of one row fits its
+ * shared memory, and the environment's PGD_CUDA_WQ_GEMV is neither "s1" nor "old"). */
+bool pgd_cuda__wq_sgemv2_fits(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w);
+/* buf = its plan for n rows: "gemv/v<warps a tile>x<tiles a warp>" ("b2" after it: two
+ * blocks an SM), or quant_wq_sgemv.cu's where x does not fit. */
+void pgd_cuda__wq_sgemv2_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n,
+                              char *buf, size_t len);
+/* y [n, out] = x [n, in] @ W^T (+ b), 16 rows a launch (rows whose x does not fit shared
+ * memory: quant_wq_sgemv.cu's path): perm NULL: x in canonical order; else x in the
+ * checkpoint's order, gathered through perm [in] (device). x 2-byte aligned; the context's
+ * scratch holds x when it is gathered first. */
+int pgd_cuda__wq_sgemv2(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                        const int32_t *perm, int n, const struct pgd_cuda_wq *w, const void *b,
+                        void *y, char *err, size_t errlen);
 /* quant_wq_gemm.cu */
 /* y [n, out] = x [n, in] @ W^T + b through the fused tensor-core GEMM (any n >= 1; meant for
  * n past the GEMV's rows): x in the checkpoint's order (gathered through perm into the

@@ -304,12 +304,12 @@ GPU_TEST(wq_odd_and_large_shapes)
     }
 }
 
-/* The decode GEMV (4 bits: quant_wq_sgemv.cu; 8 bits: the plain one) at every n = 1..16,
+/* The decode GEMV (4 bits: quant_wq_sgemv2.cu; 8 bits: the plain one) at every n = 1..16,
  * every group, with and without act-order, both dtypes: [72 x 4352] (72: the last 16-row
  * tile half padding; 5 tiles, so 8 warps split each tile's 68 chunks of 64 inputs, 9 a
- * warp, the last one 5, groups cut by the warps' runs). Up to n = 11 or 12 (by the size of
- * the group table) x is staged in shared memory (act-order gathered there); larger n read x
- * from global memory (act-order x gathered by the staging kernel first). */
+ * warp, the last one 5, groups cut by the warps' runs). x is staged in shared memory at
+ * every n (act-order gathered there for one row, by the gathering kernel first for more;
+ * with PGD_CUDA_WQ_GEMV=s1, up to 11 or 12 rows, larger n reading x from global memory). */
 GPU_TEST(wq_decode_gemv_every_n_to_16)
 {
     static const int GROUPS[4] = { 32, 64, 128, -1 };
@@ -400,6 +400,88 @@ GPU_TEST(wq_decode_gemv_old_kernel)
             wq_fini(&L);
         }
     unsetenv("PGD_CUDA_WQ_GEMV");
+}
+
+/* The first streaming decode GEMV (quant_wq_sgemv.cu, PGD_CUDA_WQ_GEMV=s1, read once a
+ * process: each test runs in its own), kept for measuring against quant_wq_sgemv2.cu and for
+ * the rows whose x the latter cannot stage: every group, with and without act-order, n = 1,
+ * 3, 9 and 16 (x staged, or read from global memory). */
+GPU_TEST(wq_decode_gemv_s1_kernel)
+{
+    setenv("PGD_CUDA_WQ_GEMV", "s1", 1);
+    static const int GROUPS[4] = { 32, 64, 128, -1 };
+    const int ns[4] = { 1, 3, 9, 16 };
+    for (int g = 0; g < 4; g++)
+        for (int act = 0; act < 2; act++) {
+            struct wq_layer L;
+            wq_init(&L, 4, GROUPS[g], act == 1, (g + act) % 2 ? Z_INT : Z_SYM, 4352, 72);
+            for (int k = 0; k < 4; k++)
+                wq_check(&L, DTS[(k + g) % 2], ns[k], PGD_CUDA_QPATH_GEMV, (k + act) % 2 == 0);
+            wq_fini(&L);
+        }
+    unsetenv("PGD_CUDA_WQ_GEMV");
+}
+
+/* quant_wq_sgemv2.cu's warps streaming several tiles one after another: [20008 x 1024] is
+ * 1251 tiles (the last half padding); on an H200 (132 SMs, one block an SM) 4 warps split
+ * each tile and each pair of tile lanes takes 5 tiles, the partial sums meeting at every
+ * tile's end, and the last block has one tile (its second tile lane has none). Groups of
+ * 128 (AWQ-like integer zeros) and of 32 (chunk halves scaled apart, act-order), n = 1, 9
+ * and 16 (one and two token tiles, x staged in fragment order), both dtypes; then the same
+ * with two blocks an SM (PGD_CUDA_WQ_GEMV_BPS=2, read once a process: the plan changes). */
+static void wq_tile_runs(void)
+{
+    struct { int group; bool act; int zeros; } cases[] = {
+        { 128, false, Z_INT }, { 32, true, Z_SYM },
+    };
+    const int ns[3] = { 1, 9, 16 };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct wq_layer L;
+        wq_init(&L, 4, cases[i].group, cases[i].act, cases[i].zeros, 1024, 20008);
+        for (int k = 0; k < 3; k++)
+            wq_check(&L, DTS[(i + k) % 2], ns[k], PGD_CUDA_QPATH_GEMV, k != 1);
+        wq_fini(&L);
+    }
+}
+
+GPU_TEST(wq_decode_gemv2_tile_runs) { wq_tile_runs(); }
+
+GPU_TEST(wq_decode_gemv2_two_blocks_an_sm)
+{
+    setenv("PGD_CUDA_WQ_GEMV_BPS", "2", 1);
+    wq_tile_runs();
+    struct wq_layer L;
+    wq_init(&L, 4, 128, true, Z_INT, 4352, 2200);
+    wq_check(&L, PGD_DTYPE_BF16, 1, PGD_CUDA_QPATH_GEMV, true);
+    wq_check(&L, PGD_DTYPE_F16, 12, PGD_CUDA_QPATH_AUTO, false);
+    wq_fini(&L);
+    unsetenv("PGD_CUDA_WQ_GEMV_BPS");
+}
+
+/* quant_wq_sgemv2.cu with the zero taken out of the inner loop (PGD_CUDA_WQ_GEMV_ZF=1: the
+ * tensor cores multiply B + q, each 64 or 32 inputs' sums lose (B + zero) times x's sum
+ * there): within the same tolerance as the exact q - zero, at every group (per-channel: one
+ * zero over 4352 inputs), sym and asym zeros, act-order, n = 1..16 (one and two token
+ * tiles), both dtypes, and on rows of 14336 inputs (down's). */
+GPU_TEST(wq_decode_gemv2_zero_folded)
+{
+    setenv("PGD_CUDA_WQ_GEMV_ZF", "1", 1);
+    static const int GROUPS[4] = { 32, 64, 128, -1 };
+    const int ns[5] = { 1, 2, 5, 9, 16 };
+    for (int g = 0; g < 4; g++)
+        for (int act = 0; act < 2; act++) {
+            struct wq_layer L;
+            wq_init(&L, 4, GROUPS[g], act == 1, (g + act) % 2 ? Z_INT : Z_SYM, 4352, 72);
+            for (int k = 0; k < 5; k++)
+                wq_check(&L, DTS[(k + g + act) % 2], ns[k], PGD_CUDA_QPATH_GEMV, k % 2 == 0);
+            wq_fini(&L);
+        }
+    struct wq_layer L;
+    wq_init(&L, 4, 128, false, Z_INT, 14336, 300);
+    wq_check(&L, PGD_DTYPE_BF16, 1, PGD_CUDA_QPATH_GEMV, true);
+    wq_check(&L, PGD_DTYPE_F16, 6, PGD_CUDA_QPATH_AUTO, false);
+    wq_fini(&L);
+    unsetenv("PGD_CUDA_WQ_GEMV_ZF");
 }
 
 /* The fused tensor-core GEMM (quant_wq_gemm.cu) with each token tile forced (32, 64, 128,
