@@ -3,7 +3,8 @@
 # pass sees and times every one of its steps, each in the bucket of its kind and size; the
 # timed run's steps are all counted in the buckets too; every bucket's per-op table has the
 # fixture's ops at its call counts a step and shares that add up with the gap between ops to
-# the step; --profile-prompts limits the pass; the text report has a table per bucket.
+# the step; the whole run's forward time by kind of op weighs each bucket by the timed run's
+# steps in it; --profile-prompts limits the pass; the text report has a table per bucket.
 # Prints a Criterion-style synthesis line.
 set -u
 SUITE=bench_profile_ops
@@ -80,9 +81,20 @@ for b in B:
     assert abs(b['profiled_step_ms'] - t['step_ms']) < 1e-9, b
     assert b['eager_over_timed'] > 0, b
 "
+  check run_by_kind "$tmp/all.json" "
+prof = [b for b in B if b['profile'] and b['profile']['steps']]
+k = p['run_s_by_kind']
+assert sorted(k) == sorted(['gemm', 'attention', 'norm', 'elementwise', 'other', 'between']), k
+assert p['run_steps_covered'] == sum(b['timed_steps'] for b in prof) > 0, p
+want = sum(b['timed_steps'] * b['profile']['step_ms'] for b in prof) / 1e3
+assert abs(sum(k.values()) - want) < 1e-9 + 1e-9 * want, (k, want)
+att = sum(b['timed_steps'] * sum(o['us'] for o in b['profile']['ops'] if o['kind'] == 'attention') for b in prof) / 1e6
+assert abs(k['attention'] - att) < 1e-9 + 1e-9 * att and att > 0, (k, att)
+"
   n=$(grep -c "^per-op time, " "$tmp/log")
   nb=$(python3 -c "import json;print(sum(1 for b in json.load(open('$tmp/all.json'))['op_profile']['buckets'] if b['profile']))")
   if grep -q "per-op profile of the workload's steps" "$tmp/log" && [ "$n" = "$nb" ] &&
+     grep -q "^the forward pass by kind of op" "$tmp/log" && grep -q "^run  *a step " "$tmp/log" &&
      grep -q "^decode-only steps of " "$tmp/log" && grep -q "^prompt-token steps of " "$tmp/log" &&
      grep -Eq "^profile pass: 40 requests in .* steps \(([0-9]+) seen by the step hook, \1 of them" "$tmp/log"; then
     ok text_report

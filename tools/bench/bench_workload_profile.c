@@ -142,11 +142,55 @@ long pgd_bench_wl_profile_pass_steps(const struct pgd_bench_wl_profile *w, long 
 struct wl_row {
     int kind;
     long lo, hi;
+    char range[32];                 /* "lo-hi", or "lo" when they are one */
     double timed_ms, timed_dev_ms, timed_mean, timed_share, pass_ms, pass_wall_ms, pass_mean;
     const struct wl_bucket *b;
 };
 
 static const char *const kind_names[WL_KINDS] = { "decode", "prompt" };
+/* The op kinds of struct pgd__op_cost, the gap between ops last. */
+#define OP_KINDS 5
+static const char *const op_kinds[OP_KINDS + 1] = { "gemm", "attention", "norm", "elementwise",
+                                                    "other", "between" };
+
+/* A profile's forward pass a step by kind of op (ms), the gap between ops in [OP_KINDS]. */
+static void kind_ms(const struct pgd__op_profile *p, double ms[OP_KINDS + 1])
+{
+    long steps = pgd__op_profile_steps(p);
+    memset(ms, 0, (OP_KINDS + 1) * sizeof *ms);
+    if (steps <= 0)
+        return;
+    double ops = 0;
+    for (int i = 0; i < pgd__op_profile_n_rows(p); i++) {
+        const struct pgd__op_profile_row *r = pgd__op_profile_row(p, i);
+        int k = OP_KINDS - 1;
+        for (int j = 0; j < OP_KINDS - 1; j++)
+            if (!strcmp(r->kind, op_kinds[j]))
+                k = j;
+        ms[k] += r->ms / (double)steps;
+        ops += r->ms / (double)steps;
+    }
+    ms[OP_KINDS] = pgd__op_profile_step_ms(p) / (double)steps - ops;
+}
+
+/* The whole timed run's forward time by kind of op: each profiled bucket's eager forward a
+ * step by kind, times the timed run's steps in it (ms[OP_KINDS + 1], summed); returns the
+ * timed steps so covered. */
+static long run_kind_ms(const struct wl_row *rows, int n, double ms[OP_KINDS + 1])
+{
+    long steps = 0;
+    memset(ms, 0, (OP_KINDS + 1) * sizeof *ms);
+    for (int i = 0; i < n; i++) {
+        if (!rows[i].b->prof || !pgd__op_profile_steps(rows[i].b->prof))
+            continue;
+        double k[OP_KINDS + 1];
+        kind_ms(rows[i].b->prof, k);
+        for (int j = 0; j <= OP_KINDS; j++)
+            ms[j] += k[j] * (double)rows[i].b->timed_steps;
+        steps += rows[i].b->timed_steps;
+    }
+    return steps;
+}
 
 /* The buckets with a step in either run, decode first, each kind by size; *n of them. */
 static int wl_rows(const struct pgd_bench_wl_profile *w, struct wl_row rows[WL_KINDS * WL_BUCKETS])
@@ -173,6 +217,7 @@ static int wl_rows(const struct pgd_bench_wl_profile *w, struct wl_row rows[WL_K
                 .pass_wall_ms = 1e3 * b->pass_wall_s * ps, .pass_mean = b->pass_size * ps,
             };
             bucket_range(i, &r->lo, &r->hi);
+            snprintf(r->range, sizeof r->range, r->lo == r->hi ? "%ld" : "%ld-%ld", r->lo, r->hi);
         }
     return n;
 }
@@ -184,10 +229,8 @@ static void print_summary(const struct wl_row *rows, int n, FILE *out)
             "fwd ms", "wall ms", "fwd/timed");
     for (int i = 0; i < n; i++) {
         const struct wl_row *r = &rows[i];
-        char range[32];
-        snprintf(range, sizeof range, r->lo == r->hi ? "%ld" : "%ld-%ld", r->lo, r->hi);
         fprintf(out, "%-7s %11s | %6ld %6ld %6.1f%% %9.1f %9.3f %9.3f | %6ld %9.1f %9.3f %9.3f ",
-                kind_names[r->kind], range, r->b->timed_steps, r->b->timed_graph, r->timed_share,
+                kind_names[r->kind], r->range, r->b->timed_steps, r->b->timed_graph, r->timed_share,
                 r->timed_mean, r->timed_ms, r->timed_dev_ms, r->b->pass_steps, r->pass_mean,
                 r->pass_ms, r->pass_wall_ms);
         if (r->timed_ms > 0 && r->pass_ms > 0)
@@ -195,6 +238,49 @@ static void print_summary(const struct wl_row *rows, int n, FILE *out)
         else
             fprintf(out, "%7s\n", "-");
     }
+}
+
+/* ms[] summed: the whole forward pass. */
+static double sum_ms(const double ms[OP_KINDS + 1])
+{
+    double t = 0;
+    for (int j = 0; j <= OP_KINDS; j++)
+        t += ms[j];
+    return t;
+}
+
+static void print_kind_row(FILE *out, const char *what, const char *range, const double ms[])
+{
+    double total = sum_ms(ms);
+    fprintf(out, "%-7s %11s %12.3f", what, range, total);
+    for (int j = 0; j <= OP_KINDS; j++)
+        fprintf(out, " %10.1f%%", total > 0 ? 100.0 * ms[j] / total : 0.0);
+    fputc('\n', out);
+}
+
+/* The forward pass by kind of op, each bucket and the whole run (buckets weighted by the
+ * timed run's steps in them). */
+static void print_kinds(const struct wl_row *rows, int n, long timed_steps, FILE *out)
+{
+    double run[OP_KINDS + 1];
+    long covered = run_kind_ms(rows, n, run);
+    fprintf(out, "\nthe forward pass by kind of op (share of its eager time; run: every bucket's "
+            "eager forward a step times the timed run's steps in it, %ld of its %ld steps "
+            "covered, %.3f s in all):\n", covered, timed_steps, 1e-3 * sum_ms(run));
+    fprintf(out, "%-7s %11s %12s", "steps", "size", "fwd ms");
+    for (int j = 0; j <= OP_KINDS; j++)
+        fprintf(out, " %11s", op_kinds[j]);
+    fputc('\n', out);
+    for (int i = 0; i < n; i++) {
+        if (!rows[i].b->prof || !pgd__op_profile_steps(rows[i].b->prof))
+            continue;
+        double ms[OP_KINDS + 1];
+        kind_ms(rows[i].b->prof, ms);
+        print_kind_row(out, kind_names[rows[i].kind], rows[i].range, ms);
+    }
+    for (int j = 0; j <= OP_KINDS; j++)
+        run[j] /= covered > 0 ? (double)covered : 1.0;
+    print_kind_row(out, "run", "a step", run);
 }
 
 void pgd_bench_wl_profile_print(const struct pgd_bench_wl_profile *w, FILE *out, int requests,
@@ -213,12 +299,16 @@ void pgd_bench_wl_profile_print(const struct pgd_bench_wl_profile *w, FILE *out,
             "time a step (queueing behind the gate included), and the forward pass over the "
             "timed step:\n", requests);
     print_summary(rows, n, out);
+    long timed_steps = 0;
+    for (int i = 0; i < n; i++)
+        timed_steps += rows[i].b->timed_steps;
+    print_kinds(rows, n, timed_steps, out);
     for (int i = 0; i < n; i++) {
         const struct wl_row *r = &rows[i];
         if (!r->b->prof)
             continue;
-        fprintf(out, "\n%s steps of %ld-%ld %s (mean %.1f in the profile pass):\n",
-                r->kind == WL_DECODE ? "decode-only" : "prompt-token", r->lo, r->hi,
+        fprintf(out, "\n%s steps of %s %s (mean %.1f in the profile pass):\n",
+                r->kind == WL_DECODE ? "decode-only" : "prompt-token", r->range,
                 r->kind == WL_DECODE ? "sequences" : "tokens", r->pass_mean);
         pgd__op_profile_print(r->b->prof, out, gbps, tflops);
     }
@@ -249,7 +339,13 @@ json_t *pgd_bench_wl_profile_json(const struct pgd_bench_wl_profile *w, int requ
     struct wl_row rows[WL_KINDS * WL_BUCKETS];
     int n = wl_rows(w, rows);
     json_t *buckets = json_array();
-    json_t *o = json_pack("{s:i, s:o}", "requests", requests, "buckets", buckets);
+    double run[OP_KINDS + 1];
+    long covered = run_kind_ms(rows, n, run);
+    json_t *by_kind = json_object();
+    for (int j = 0; by_kind && j <= OP_KINDS; j++)
+        json_object_set_new(by_kind, op_kinds[j], json_real(run[j] * 1e-3));
+    json_t *o = json_pack("{s:i, s:o, s:I, s:o}", "requests", requests, "buckets", buckets,
+                          "run_steps_covered", (json_int_t)covered, "run_s_by_kind", by_kind);
     for (int i = 0; o && i < n; i++)
         if (json_array_append_new(buckets, bucket_json(&rows[i], gbps, tflops))) {
             json_decref(o);
