@@ -286,13 +286,13 @@ static int profile_pass(struct pgd_engine *e, struct pgd_bench_wl_profile *w,
     pgd_bench_wl_profile_detach(w);
     if (rc)
         return rc;
+    if (pgd_bench_wl_profile_status(w, err, errlen))
+        return -1;                   /* a profile that could not be made: the cause of the rest */
     if (unfinished) {
         snprintf(err, errlen, "profile pass: %d requests did not generate their output length",
                  unfinished);
         return -1;
     }
-    if (pgd_bench_wl_profile_status(w, err, errlen))
-        return -1;
     long profiled, hooked = pgd_bench_wl_profile_pass_steps(w, &profiled);
     unsigned long long steps = b.num_steps - a.num_steps;
     printf("\nprofile pass: %d requests in %.3f s, %llu steps (%ld seen by the step hook, %ld "
