@@ -85,6 +85,9 @@ void *pgd__engine_backend_ctx(const struct pgd_engine *e);
 /* The model runner of an engine made by pgd_engine_create (borrowed; for the benchmarks'
  * model facts: weight bytes, shapes). */
 const struct pgd__runner *pgd__engine_runner(const struct pgd_engine *e);
+/* The same runner, writable: for a benchmark that sets its step hook between runs
+ * (pgd__runner_set_step_hook). */
+struct pgd__runner *pgd__engine_runner_mut(struct pgd_engine *e);
 
 /* Tensor parallelism: *rank gets this process's rank in the mpirun group when
  * p->tensor_parallel_size > 1 (initializing MPI), else 0. Errors: a build without MPI. */

@@ -390,6 +390,12 @@ const struct pgd__runner *pgd__engine_runner(const struct pgd_engine *e)
     return rb->runner;
 }
 
+struct pgd__runner *pgd__engine_runner_mut(struct pgd_engine *e)
+{
+    struct runner_backend *rb = pgd__engine_backend_ctx(e);
+    return rb->runner;
+}
+
 /* The registry, the communicator (tensor parallelism) and the runner of p into a new *out
  * (owned by the caller: rb_destroy). */
 static enum pgd_status make_runner(const struct pgd_engine_params *p, struct runner_backend **out,

@@ -87,4 +87,12 @@ long pgd__op_profile_dropped(const struct pgd__op_profile *p);
 void pgd__op_profile_print(const struct pgd__op_profile *p, FILE *out, double gbps,
                            double tflops);
 
+/* The same rows (by time, largest first) as a JSON object: {"steps", "step_ms", "ops": [{"op",
+ * "kind", "shape", "calls", "us", "host_us", "share", "gflop", "mb", "tflops", "gbps", "ceil_share"
+ * and "bound" ("flops" or "bytes") null when unknown}], "between_ops_us",
+ * "between_ops_share", "dropped"}, figures per step as the table gives them. A new reference
+ * (the caller's), or NULL when out of memory. */
+struct json_t;
+struct json_t *pgd__op_profile_json(const struct pgd__op_profile *p, double gbps, double tflops);
+
 #endif

@@ -1,7 +1,8 @@
 /* The per-op profile's table (pgd__op_profile_print): rows per step, by time, beside the
  * ceilings, with the host's time in each op, then the totals per kind of op and the host's
- * time queueing a step. */
+ * time queueing a step; and the same rows as JSON (pgd__op_profile_json). */
 #include "runtime/runner/op_profile.h"
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,19 @@ static int by_time(const void *a, const void *b)
 {
     double x = ((const struct sort_item *)a)->r->ms, y = ((const struct sort_item *)b)->r->ms;
     return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The rows by time, largest first (calloc'd: the caller frees), or NULL when out of memory. */
+static struct sort_item *sorted_rows(const struct pgd__op_profile *p)
+{
+    int n = pgd__op_profile_n_rows(p);
+    struct sort_item *items = calloc((size_t)(n ? n : 1), sizeof *items);
+    if (!items)
+        return NULL;
+    for (int i = 0; i < n; i++)
+        items[i].r = pgd__op_profile_row(p, i);
+    qsort(items, (size_t)n, sizeof *items, by_time);
+    return items;
 }
 
 /* The floor of `ms` worth of work (FLOPs over the GEMM rate, bytes over the bandwidth, the
@@ -54,14 +68,11 @@ void pgd__op_profile_print(const struct pgd__op_profile *p, FILE *out, double gb
         return;
     }
     double per = 1.0 / (double)steps, step_ms = pgd__op_profile_step_ms(p) * per;
-    struct sort_item *items = calloc((size_t)(n ? n : 1), sizeof *items);
+    struct sort_item *items = sorted_rows(p);
     if (!items) {
         fprintf(out, "op profile: out of memory\n");
         return;
     }
-    for (int i = 0; i < n; i++)
-        items[i].r = pgd__op_profile_row(p, i);
-    qsort(items, (size_t)n, sizeof *items, by_time);
     fprintf(out, "per-op time, %ld steps, %.3f ms a step (first op to last, the GPU's time on "
             "a GPU):\n", steps, step_ms);
     fprintf(out, "%-16s %-22s %7s %10s %9s %7s %9s %9s %8s %8s %7s\n", "op", "shape", "calls",
@@ -108,4 +119,55 @@ void pgd__op_profile_print(const struct pgd__op_profile *p, FILE *out, double gb
     if (dropped)
         fprintf(out, "(%ld ops were not timed: more than a step's marks)\n", dropped);
     free(items);
+}
+
+/* The rows' figures as print_row computes them, per step. */
+static json_t *row_json(const struct pgd__op_profile_row *r, double per, double step_ms,
+                        double gbps, double tflops)
+{
+    const char *by;
+    double ms = r->ms * per, flops = r->flops * per, bytes = r->bytes * per, s = ms * 1e-3;
+    double ceil = bound_share(flops, bytes, ms, gbps, tflops, &by);
+    return json_pack("{s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:s?}",
+                     "op", r->op, "kind", r->kind, "shape", r->shape, "calls", r->calls * per,
+                     "us", ms * 1e3, "host_us", r->host_ms * per * 1e3, "share", step_ms > 0 ? 100.0 * ms / step_ms : 0.0,
+                     "gflop", flops / 1e9, "mb", bytes / 1e6,
+                     "tflops", s > 0 ? flops / s / 1e12 : 0.0,
+                     "gbps", s > 0 ? bytes / s / 1e9 : 0.0,
+                     "ceil_share", ceil > 0 ? json_real(ceil) : json_null(),
+                     "bound", ceil > 0 ? by : NULL);
+}
+
+json_t *pgd__op_profile_json(const struct pgd__op_profile *p, double gbps, double tflops)
+{
+    long steps = pgd__op_profile_steps(p);
+    int n = pgd__op_profile_n_rows(p);
+    double per = steps > 0 ? 1.0 / (double)steps : 0.0;
+    double step_ms = pgd__op_profile_step_ms(p) * per, op_ms = 0;
+    struct sort_item *items = sorted_rows(p);
+    json_t *ops = json_array();
+    json_t *o = json_pack("{s:I, s:f, s:o, s:I}", "steps", (json_int_t)steps,
+                          "step_ms", step_ms, "ops", ops,
+                          "dropped", (json_int_t)pgd__op_profile_dropped(p));
+    if (!items || !o) {
+        free(items);
+        json_decref(o);
+        return NULL;
+    }
+    for (int i = 0; steps > 0 && i < n; i++) {
+        if (json_array_append_new(ops, row_json(items[i].r, per, step_ms, gbps, tflops))) {
+            free(items);
+            json_decref(o);
+            return NULL;
+        }
+        op_ms += items[i].r->ms * per;
+    }
+    free(items);
+    if (json_object_set_new(o, "between_ops_us", json_real((step_ms - op_ms) * 1e3)) ||
+        json_object_set_new(o, "between_ops_share",
+                            json_real(step_ms > 0 ? 100.0 * (step_ms - op_ms) / step_ms : 0.0))) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }

@@ -652,19 +652,21 @@ static enum pgd_status forward(struct pgd__runner *r, struct pgd_fwd *f, float *
     f->logits = *logits;
     f->status = PGD_OK;
     f->err[0] = 0;
-    /* Profiled steps are eager (run_step): their ops are timed, and the step is waited for. */
+    /* Profiled steps are eager (run_step): their ops are timed, and the step is waited for.
+     * The profile is the runner's (pgd__runner_profile_ops) or the step hook's. */
+    struct pgd__op_profile *prof = r->prof ? r->prof : r->step_prof;
     enum pgd_status pst = PGD_OK;
-    if (r->prof && (pst = pgd__op_profile_step_begin(r->prof, err, errlen)))
+    if (prof && (pst = pgd__op_profile_step_begin(prof, err, errlen)))
         return pst;
-    f->prof = r->prof;
+    f->prof = prof;
     double t0 = pgd__now_s();
     r->model->plugin->arch->forward(r->model->impl, f);
     if (!on_cuda(r))
         r->device_s += pgd__now_s() - t0;     /* the CPU computed it: the device's work */
-    if (r->prof) {
-        pgd__op_profile_step_queued(r->prof);
+    if (prof) {
+        pgd__op_profile_step_queued(prof);
         if (f->status == PGD_OK)
-            pst = pgd__op_profile_step_end(r->prof, err, errlen);
+            pst = pgd__op_profile_step_end(prof, err, errlen);
     }
     if (f->status != PGD_OK)
         return pgd_errf(err, errlen, f->status, "forward (%s plugin): %s",
@@ -1042,26 +1044,53 @@ static enum pgd_status eager_step(struct pgd__runner *r, const struct pgd__step_
     return finish(r, logits, n_logits, want, NULL, err, errlen);
 }
 
-/* Runs a step (through a CUDA graph when one covers it) and hands back what `want` asks
- * for (see finish). */
+/* What the step hook is told of a step (runner.h). */
+static struct pgd__runner_step_info step_info(const struct pgd__step_seq *seqs, int n_seqs)
+{
+    struct pgd__runner_step_info s = { .n_seqs = n_seqs, .decode_only = n_seqs > 0 };
+    for (int i = 0; i < n_seqs; i++) {
+        s.n_tokens += seqs[i].n_new;
+        s.decode_only = s.decode_only && seqs[i].n_new == 1;
+    }
+    return s;
+}
+
+void pgd__runner_set_step_hook(struct pgd__runner *r, const struct pgd__runner_step_hook *h)
+{
+    r->hook = h ? *h : (struct pgd__runner_step_hook){ 0 };
+}
+
+/* Runs a step (through a CUDA graph when one covers it, unless the step hook profiles it)
+ * and hands back what `want` asks for (see finish); the step hook around it. */
 static enum pgd_status run_step(struct pgd__runner *r, const struct pgd__step_seq *seqs,
                                 int n_seqs, const struct step_want *want, char *err,
                                 size_t errlen)
 {
     const double t0 = pgd__now_s(), d0 = r->device_s;
+    struct pgd__runner_step_info info = { 0 };
+    if (r->hook.profile || r->hook.done)
+        info = step_info(seqs, n_seqs);
+    r->step_prof = r->hook.profile && !r->prof ? r->hook.profile(r->hook.arg, &info) : NULL;
+    enum pgd_status st = PGD_OK;
+    bool graph = false;
 #ifdef PGD_HAVE_CUDA
     /* Graphs capture logits steps only: a pooling step always runs eagerly. */
-    enum pgd_status st;
-    if (!want->hidden && !r->prof && graph_step(r, seqs, n_seqs, want, &st, err, errlen)) {
+    if (!want->hidden && !r->prof && !r->step_prof &&
+        graph_step(r, seqs, n_seqs, want, &st, err, errlen)) {
+        graph = true;
         r->host_split.graph_steps++;
         r->host_split.graph_host_s += pgd__now_s() - t0 - (r->device_s - d0);
-        return st;
     }
 #endif
-    enum pgd_status est = eager_step(r, seqs, n_seqs, want, err, errlen);
-    r->host_split.eager_steps++;
-    r->host_split.eager_host_s += pgd__now_s() - t0 - (r->device_s - d0);
-    return est;
+    if (!graph) {
+        st = eager_step(r, seqs, n_seqs, want, err, errlen);
+        r->host_split.eager_steps++;
+        r->host_split.eager_host_s += pgd__now_s() - t0 - (r->device_s - d0);
+    }
+    r->step_prof = NULL;
+    if (r->hook.done)
+        r->hook.done(r->hook.arg, &info, pgd__now_s() - t0, r->device_s - d0, graph);
+    return st;
 }
 
 /* *logits: r->logits, the runner's (valid until the next step). */

@@ -113,6 +113,28 @@ enum pgd_status pgd__runner_profile_ops(struct pgd__runner *r, bool on, char *er
                                         size_t errlen);
 /* The profile, NULL when off: borrowed, valid until it is turned off. */
 struct pgd__op_profile *pgd__runner_op_profile(const struct pgd__runner *r);
+/* A step hook, for benchmarks that look at a workload's own steps (`pagoda bench
+ * throughput --profile-ops`): called on the thread that runs the steps, around each step
+ * of pgd__runner_step*. profile (optional): the per-op profile to time this step's ops into
+ * (the caller's; the step then runs eagerly, no CUDA graph), or NULL to run the step as it
+ * would (ignored while pgd__runner_profile_ops is on). done (optional): after the step
+ * (failed too), its wall time in the runner (the host's work plus its waits for the
+ * device), the waits for the device within it (see pgd__runner_device_seconds) and whether
+ * a CUDA graph ran it. Both cost nothing when unset. */
+struct pgd__runner_step_info {
+    int n_seqs, n_tokens;            /* sequences, and tokens computed (sum of n_new) */
+    bool decode_only;                /* every sequence computes one token */
+};
+struct pgd__runner_step_hook {
+    struct pgd__op_profile *(*profile)(void *arg, const struct pgd__runner_step_info *s);
+    void (*done)(void *arg, const struct pgd__runner_step_info *s, double wall_s,
+                 double device_s, bool graph);
+    void *arg;                       /* borrowed; outlives the hook */
+};
+/* Sets the hook (copied; NULL clears it). Only while no step runs: through an engine,
+ * between its runs (a request submitted afterwards orders it before the engine thread's
+ * next step). */
+void pgd__runner_set_step_hook(struct pgd__runner *r, const struct pgd__runner_step_hook *h);
 /* Seconds all steps so far spent on the device's work as the host sees it: on a GPU the
  * time blocked waiting for it (the step's results, a buffer's reuse), on the CPU the time
  * computing the forward pass. The rest of a step's time is the host's own. */

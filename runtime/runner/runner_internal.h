@@ -42,6 +42,8 @@ struct pgd__runner {
      * steps every rank runs by itself, the GPU's profiling step). */
     bool tp_serving;
     struct pgd__op_profile *prof;      /* owned; the per-op profile, NULL when off */
+    struct pgd__runner_step_hook hook; /* pgd__runner_set_step_hook; zero when unset */
+    struct pgd__op_profile *step_prof; /* borrowed; the hook's profile for the step running */
     /* Seconds the steps spent on the device's work as the host sees it: blocked waiting for
      * the GPU, or computing the forward pass on the CPU (pgd__runner_device_seconds). */
     double device_s;

@@ -3,8 +3,10 @@
  * same eager steps without it (the brackets and the gate change no result), every op of the
  * forward pass gets its row with the fixture's call counts and a positive GPU time, and the
  * ops' times lie within the steps' (first op to last). At 3 rows the linears run as GEMVs, at
- * 12 through cuBLASLt. GEMM tuning is off here so that both runners use the same algorithms.
- * Skips visibly without a GPU. */
+ * 12 through cuBLASLt. The runner's step hook on a runner with CUDA graphs: its decode steps
+ * replay graphs while the hook only listens, run eagerly with their ops timed when it hands a
+ * profile (`pagoda bench throughput --profile-ops`). GEMM tuning is off here so that the
+ * runners use the same algorithms. Skips visibly without a GPU. */
 #include "config.h"
 #include "tests/lib/model_fixture.h"
 #include "tests/lib/test_common.h"
@@ -184,4 +186,95 @@ Test(cuda_profile, profiled_steps_keep_their_tokens_and_time_every_op, .init = n
     check_profiled_decode(12);
 }
 
+/* The step hook (`pagoda bench throughput --profile-ops`) on a runner with CUDA graphs: told
+ * only (no profile), its decode steps replay graphs; handed a profile, they run eagerly with
+ * their ops timed on the GPU, to the same tokens as a runner without graphs. */
+struct hook_seen {
+    struct pgd__op_profile *prof;
+    int steps, graphs, decode_only;
+    double wall_s;
+};
+
+static struct pgd__op_profile *hook_pick(void *arg, const struct pgd__runner_step_info *s)
+{
+    struct hook_seen *h = arg;
+    return s->decode_only ? h->prof : NULL;
+}
+
+static void hook_done(void *arg, const struct pgd__runner_step_info *s, double wall_s,
+                      double device_s, bool graph)
+{
+    (void)device_s;
+    struct hook_seen *h = arg;
+    h->steps++;
+    h->graphs += graph;
+    h->decode_only += s->decode_only;
+    h->wall_s += wall_s;
+}
+
+static struct pgd__runner *graph_runner(struct pgd_registry *reg)
+{
+    struct pgd__runner_params p;
+    pgd__runner_default_params(&p);
+    p.model_dir = fixture_dir("llama-bf16");
+    p.registry = reg;
+    p.device = PGD_DEVICE_CUDA;
+    p.num_blocks = 256;
+    p.block_size = 16;
+    p.max_num_seqs = 16;
+    p.max_num_batched_tokens = 512;
+    char err[1024] = "";
+    struct pgd__runner *r = NULL;
+    cr_assert_eq(pgd__runner_create(&p, &r, err, sizeof err), PGD_OK, "%s", err);
+    return r;
+}
+
+Test(cuda_profile, the_step_hook_profiles_graph_steps_eagerly, .init = need_gpu)
+{
+    unsetenv("PAGODA_CUDA_GRAPHS");
+    struct pgd_registry *reg = fixture_registry(NULL);
+    struct pgd__runner *eager = eager_runner(reg), *graphs = graph_runner(reg);
+    int32_t want[STEPS][MAX_B], got[STEPS][MAX_B];
+    const int B = 5;
+
+    struct hook_seen told = { 0 };
+    pgd__runner_set_step_hook(graphs, &(struct pgd__runner_step_hook){ .done = hook_done,
+                                                                        .arg = &told });
+    run(graphs, B, false, got);
+    cr_assert_eq(told.steps, STEPS + 1, "the prefill and the decode steps");
+    cr_assert_eq(told.decode_only, STEPS);
+    cr_assert_eq(told.graphs, STEPS, "told only, the decode steps replay graphs");
+
+    char err[512] = "";
+    struct hook_seen prof = { 0 };
+    cr_assert_eq(pgd__op_profile_create(PGD_DEVICE_CUDA, pgd__runner_cuda(graphs), &prof.prof,
+                                        err, sizeof err), PGD_OK, "%s", err);
+    pgd__runner_set_step_hook(graphs, &(struct pgd__runner_step_hook){ hook_pick, hook_done,
+                                                                        &prof });
+    run(graphs, B, false, got);
+    run(eager, B, false, want);
+    pgd__runner_set_step_hook(graphs, NULL);
+    cr_assert_eq(prof.steps, STEPS + 1);
+    cr_assert_eq(prof.graphs, 0, "a profiled step ran through a graph");
+    for (int i = 0; i < STEPS; i++)
+        for (int s = 0; s < B; s++)
+            cr_assert_eq(got[i][s], want[i][s], "step %d seq %d: %d hooked, %d eager", i, s,
+                         got[i][s], want[i][s]);
+    cr_assert_eq(pgd__op_profile_steps(prof.prof), STEPS);
+    cr_assert_eq(pgd__op_profile_dropped(prof.prof), 0);
+    cr_assert_eq(calls_of(prof.prof, "rope+attention"), (long)LAYERS * STEPS);
+    cr_assert_eq(calls_of(prof.prof, "lm_head"), STEPS);
+    double sum = 0;
+    for (int i = 0; i < pgd__op_profile_n_rows(prof.prof); i++) {
+        const struct pgd__op_profile_row *r = pgd__op_profile_row(prof.prof, i);
+        cr_assert_gt(r->ms, 0, "%s %s took no GPU time", r->op, r->shape);
+        sum += r->ms;
+    }
+    cr_assert_leq(sum, pgd__op_profile_step_ms(prof.prof) * 1.001 + 1e-3);
+    cr_assert_null(pgd__runner_op_profile(graphs), "the runner's own profile stays off");
+    pgd__op_profile_destroy(prof.prof);
+    pgd__runner_destroy(eager);
+    pgd__runner_destroy(graphs);
+    pgd_registry_destroy(reg);
+}
 #endif

@@ -3,7 +3,7 @@
 # tokenizer, the export boundary of libpagoda.so and the plugins (nm -D), and the settings
 # table: docs/CONFIG.md against `pagoda config --print-doc`, --help, refused flags, --device
 # on a machine without a GPU.
-TOOL_SCRIPT_TESTS = %reldir%/test_bench_throughput.sh %reldir%/test_bench_scheduler.sh %reldir%/test_generate_prompt_ids.sh \
+TOOL_SCRIPT_TESTS = %reldir%/test_bench_throughput.sh %reldir%/test_bench_profile_ops.sh %reldir%/test_bench_scheduler.sh %reldir%/test_generate_prompt_ids.sh \
 	%reldir%/test_bench_spec.sh \
 	%reldir%/test_export_boundary.sh %reldir%/test_config.sh
 SCRIPT_TESTS += $(TOOL_SCRIPT_TESTS)

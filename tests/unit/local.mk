@@ -11,6 +11,8 @@ CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cp
 	tests/unit/test_oai_parsers \
 	tests/unit/test_grammar tests/unit/test_engine_guided tests/unit/test_engine_bad_words \
 	tests/unit/test_pooling tests/unit/test_profile tests/unit/test_kv_fp8
+# The runner's step hook (`pagoda bench throughput --profile-ops`).
+CRITERION_TESTS += tests/unit/test_step_hook
 check_PROGRAMS += $(CRITERION_TESTS) tests/unit/test_engine_tsan
 tests_unit_test_base_SOURCES = %reldir%/test_base.c
 tests_unit_test_base_CPPFLAGS = $(TEST_CPPFLAGS)
@@ -183,3 +185,8 @@ tests_unit_test_profile_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_profile_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_profile_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_profile_LDADD = $(TEST_LDADD)
+tests_unit_test_step_hook_SOURCES = %reldir%/test_step_hook.c
+tests_unit_test_step_hook_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_step_hook_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_step_hook_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_step_hook_LDADD = $(TEST_LDADD)

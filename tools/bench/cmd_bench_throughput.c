@@ -16,11 +16,18 @@
  * steps; each generated token reads the KV cache of its context. Bytes over the measured
  * copy bandwidth and FLOPs (2 x matrix parameters a token, the head for generated tokens
  * only, 4 x hidden x context a layer for attention) over the measured GEMM rate; the floor
- * is the larger. It ignores prefill's KV reads and everything small, so it is loose. */
+ * is the larger. It ignores prefill's KV reads and everything small, so it is loose.
+ *
+ * --profile-ops: where the steps' time goes (bench_workload_profile.h). The timed run only
+ * counts its steps by kind and size; after its report a profile pass runs the first
+ * --profile-prompts requests of the same workload again with every step eager and its ops
+ * timed, and prints a per-op table for each kind and size of step beside the timed run's
+ * time a step of that kind. */
 #include "config.h"
 #include "tools/commands.h"
 #include "tools/tool_model.h"
 #include "tools/bench/bench_workload.h"
+#include "tools/bench/bench_workload_profile.h"
 #include "runtime/engine/engine_backend.h"
 #include "runtime/engine/scheduler.h"
 #include "runtime/config/batch_defaults.h"
@@ -32,6 +39,7 @@
 #include "kernels/cuda/kernels.h"
 #endif
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +56,8 @@ struct tput_opts {
     const char *json;
     double guided_ratio;            /* the share of requests with structured output */
     const char *guided_regex;       /* their guide (a regex that never has to end) */
+    bool profile_ops;               /* --profile-ops: the profile pass after the timed run */
+    int profile_prompts;            /* its requests: the workload's first N (-1: all) */
 };
 
 /* The engine thread's time a step over the timed run (milliseconds; see struct
@@ -174,7 +184,11 @@ static void tput_usage(FILE *out)
             "  --structured-output-ratio X   the share of requests (0..1, default 0) whose\n"
             "                           output is constrained by --structured-output-regex\n"
             "                           (default \"[ -~]*\", never complete: every request\n"
-            "                           still generates its length); needs the tokenizer\n",
+            "                           still generates its length); needs the tokenizer\n"
+            "  --profile-ops            after the timed run, a profile pass: the workload's\n"
+            "                           requests again, every step eager with its ops timed;\n"
+            "                           a per-op table for each kind and size of step\n"
+            "  --profile-prompts N      the profile pass's requests: the first N (default all)\n",
             PGD__SCHED_HEADROOM_STEPS_DEFAULT);
 }
 
@@ -222,6 +236,61 @@ static long drain(struct pgd_stream *s)
     return fin == PGD_FINISH_LENGTH ? n : -1;
 }
 
+/* The profile pass (--profile-ops): the first n requests of the workload (lengths in_len,
+ * out_len) again with the hook profiling every step; then its report (printed, and into
+ * *json when json is not NULL: a new reference). */
+static int profile_pass(struct pgd_engine *e, struct pgd_bench_wl_profile *w,
+                        const struct tput_opts *o, const int *in_len, const int *out_len, int n,
+                        int vocab, uint64_t *prng, int32_t *ids, double gbps, double tflops,
+                        json_t **json, char *err, size_t errlen)
+{
+    struct pgd_stream **streams = calloc((size_t)n, sizeof *streams);
+    if (!streams) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    struct pgd_engine_stats a, b;
+    settled_stats(e, &a);
+    pgd_bench_wl_profile_attach(w, true);
+    double t0 = pgd__now_s();
+    int rc = 0, unfinished = 0;
+    for (int i = 0; i < n && !rc; i++)
+        if (!(streams[i] = submit(e, o, prng, vocab, in_len[i], out_len[i], ids, err, errlen)))
+            rc = -1;
+    for (int i = 0; i < n; i++) {
+        if (streams[i] && drain(streams[i]) != out_len[i])
+            unfinished++;
+        pgd_stream_destroy(streams[i]);
+    }
+    free(streams);
+    double dt = pgd__now_s() - t0;
+    settled_stats(e, &b);
+    pgd_bench_wl_profile_detach(w);
+    if (rc)
+        return rc;
+    if (pgd_bench_wl_profile_status(w, err, errlen))
+        return -1;                   /* a profile that could not be made: the cause of the rest */
+    if (unfinished) {
+        snprintf(err, errlen, "profile pass: %d requests did not generate their output length",
+                 unfinished);
+        return -1;
+    }
+    long profiled, hooked = pgd_bench_wl_profile_pass_steps(w, &profiled);
+    unsigned long long steps = b.num_steps - a.num_steps;
+    printf("\nprofile pass: %d requests in %.3f s, %llu steps (%ld seen by the step hook, %ld "
+           "of them with their ops timed)\n", n, dt, steps, hooked, profiled);
+    pgd_bench_wl_profile_print(w, stdout, n, gbps, tflops);
+    if (json && !(*json = pgd_bench_wl_profile_json(w, n, gbps, tflops))) {
+        snprintf(err, errlen, "profile pass: out of memory for its JSON");
+        return -1;
+    }
+    if (json && json_object_set_new(*json, "engine_steps", json_integer((json_int_t)steps))) {
+        snprintf(err, errlen, "profile pass: out of memory for its JSON");
+        return -1;
+    }
+    return 0;
+}
+
 static int run_tput(const struct tput_opts *o)
 {
     char err[1024] = "";
@@ -230,6 +299,8 @@ static int run_tput(const struct tput_opts *o)
     struct pgd_stream **streams = NULL;
     int *in_len = NULL, *out_len = NULL;
     int32_t *ids = NULL;
+    struct pgd_bench_wl_profile *wl = NULL;   /* --profile-ops */
+    json_t *wl_json = NULL;
     enum pgd_dtype gemm_dt = o->m.dtype == PGD_DTYPE_COUNT ? PGD_DTYPE_BF16 : o->m.dtype;
     double gbps, tflops;
     char desc[256];
@@ -343,6 +414,14 @@ static int run_tput(const struct tput_opts *o)
     if (cuda)
         pgd_cuda_gemm_host_stats(cuda, &lt0);
 #endif
+    if (o->profile_ops) {
+        /* The timed run's steps counted by kind and size (no profile: nothing changes). */
+        if (!(wl = pgd_bench_wl_profile_create(pgd__engine_runner_mut(e)))) {
+            snprintf(err, sizeof err, "out of memory");
+            goto out;
+        }
+        pgd_bench_wl_profile_attach(wl, false);
+    }
 
     double t0 = pgd__now_s();
     for (int i = 0; i < o->w.num_prompts; i++)
@@ -363,6 +442,8 @@ static int run_tput(const struct tput_opts *o)
     double dt = pgd__now_s() - t0;
     settled_stats(e, &st1);
     pgd__runner_graph_stats(r, &replays1, &n_graphs);
+    if (wl)
+        pgd_bench_wl_profile_detach(wl);
     if (unfinished) {
         snprintf(err, sizeof err, "%d requests did not generate their output length", unfinished);
         goto out;
@@ -407,6 +488,14 @@ static int run_tput(const struct tput_opts *o)
         print_lt_host(&lt0, &lt1);
     }
 #endif
+    if (wl) {
+        int n = o->profile_prompts > 0 && o->profile_prompts < o->w.num_prompts ? o->profile_prompts
+                                                                            : o->w.num_prompts;
+        fflush(stdout);
+        if (profile_pass(e, wl, o, in_len, out_len, n, d->vocab_size, &prng, ids, gbps, tflops,
+                         o->json ? &wl_json : NULL, err, sizeof err))
+            goto out;
+    }
     if (o->json) {
         FILE *f = fopen(o->json, "w");
         if (!f) {
@@ -423,7 +512,7 @@ static int run_tput(const struct tput_opts *o)
                    "\"step_output_ms\": %.6f, \"step_device_ms\": %.6f, "
                    "\"step_host_ms\": %.6f, \"preemptions\": %llu, "
                    "\"tokens_recomputed\": %llu, \"steps_decode_only\": %llu, "
-                   "\"steps_graph\": %llu}\n",
+                   "\"steps_graph\": %llu",
                 o->w.num_prompts, dt, o->w.num_prompts / dt, sum_in, counted, sum_in / dt,
                 counted / dt, (unsigned long long)gen, (unsigned long long)computed,
                 (unsigned long long)nsteps, max_in, max_out, max_len, floor_s,
@@ -431,6 +520,11 @@ static int run_tput(const struct tput_opts *o)
                 tm.output, tm.device, tm.total - tm.device,
                 (unsigned long long)(st1.num_preemptions - st0.num_preemptions),
                 mix.recomputed, mix.decode_only, mix.graph);
+        if (wl_json) {
+            fprintf(f, ", \"op_profile\": ");
+            json_dumpf(wl_json, f, JSON_COMPACT);
+        }
+        fprintf(f, "}\n");
         fclose(f);
     }
     rc = 0;
@@ -439,6 +533,8 @@ out:
         fprintf(stderr, "pagoda bench throughput: %s\n", err);
     for (int i = 0; streams && i < o->w.num_prompts; i++)
         pgd_stream_destroy(streams[i]);
+    pgd_bench_wl_profile_destroy(wl);
+    json_decref(wl_json);
     pgd_engine_destroy(e);
     free(streams);
     free(in_len);
@@ -461,11 +557,12 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         { "json", required_argument, 0, 'J' },
         { "structured-output-ratio", required_argument, 0, 'g' },
         { "structured-output-regex", required_argument, 0, 'e' },
+        { "profile-ops", no_argument, 0, 'P' }, { "profile-prompts", required_argument, 0, 'p' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     struct tput_opts o = { .w = PGD_TOOL_WORKLOAD_DEFAULT, .warmup = 8,
                            .max_num_seqs = -1, .max_num_batched_tokens = -1, .headroom_steps = -1,
-                           .gpu_mem = 0.9, .guided_regex = "[ -~]*" };
+                           .gpu_mem = 0.9, .guided_regex = "[ -~]*", .profile_prompts = -1 };
     pgd_tool_model_init(&o.m);
     int c;
     optind = 1;
@@ -482,6 +579,8 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         case 'J': o.json = optarg; break;
         case 'g': o.guided_ratio = strtod(optarg, &end); break;
         case 'e': o.guided_regex = optarg; break;
+        case 'P': o.profile_ops = true; break;
+        case 'p': o.profile_prompts = (int)strtol(optarg, &end, 10); break;
         case 'h': tput_usage(stdout); return 0;
         default:
             switch (pgd_tool_workload_option(&o.w, c, optarg, "pagoda bench throughput")) {
@@ -503,7 +602,8 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
     if (!pgd_tool_model_named(&o.m) || optind < argc || !pgd_tool_workload_valid(&o.w) ||
         o.warmup < 0 || o.temperature < 0 ||
         o.max_num_seqs == 0 || o.max_num_batched_tokens == 0 || o.max_num_seqs < -1 ||
-        o.max_num_batched_tokens < -1 || o.headroom_steps < -1 || !(o.guided_ratio >= 0 && o.guided_ratio <= 1)) {
+        o.max_num_batched_tokens < -1 || o.headroom_steps < -1 || !(o.guided_ratio >= 0 && o.guided_ratio <= 1) ||
+        o.profile_prompts == 0 || o.profile_prompts < -1) {
         tput_usage(stderr);
         return 2;
     }

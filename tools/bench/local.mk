@@ -11,6 +11,7 @@ tools_pagoda_SOURCES += %reldir%/cmd_bench.c %reldir%/cmd_bench_throughput.c \
 	%reldir%/bench_draw.c %reldir%/bench_draw.h \
 	%reldir%/bench_workload.c %reldir%/bench_workload.h \
 	%reldir%/bench_latency_profile.c %reldir%/bench_latency_profile.h \
+	%reldir%/bench_workload_profile.c %reldir%/bench_workload_profile.h \
 	%reldir%/serve/conn.c %reldir%/serve/conn.h %reldir%/serve/dataset.c \
 	%reldir%/serve/dataset.h %reldir%/serve/driver.c %reldir%/serve/driver.h \
 	%reldir%/serve/report.c %reldir%/serve/report.h \
