@@ -335,7 +335,6 @@ static void schedule_swapped(struct pgd__scheduler *s, int *budget)
  * that does not fit ends the pass (the queue's order is kept). */
 static void schedule_waiting(struct pgd__scheduler *s, int *budget)
 {
-    struct pgd__sched_out *o = &s->out;
     int bs = s->kv->block_size;
     for (int w = 0; w < s->n_waiting && *budget > 0 && s->n_running < s->p.max_num_seqs;) {
         struct pgd__seq *seq = s->waiting[w];
