@@ -71,6 +71,15 @@ enum pgd_sched_policy {
     PGD_SCHED_PRIORITY,        /* lowest `priority` value first, then arrival order */
 };
 
+/* How a sequence preempted for lack of KV blocks gives them up (vLLM v0's --preemption-mode). */
+enum pgd_preemption_mode {
+    PGD_PREEMPT_AUTO = 0,      /* swap a sequence with many computed tokens when the swap
+                                  space has room, else recompute */
+    PGD_PREEMPT_RECOMPUTE,     /* release its blocks; compute its tokens again later */
+    PGD_PREEMPT_SWAP,          /* copy its blocks to host memory (swap_space) and back later;
+                                  recompute only when the swap space is full */
+};
+
 struct pgd_engine_params {
     const char *model_dir;           /* the checkpoint: config.json, *.safetensors, tokenizer */
     const char *plugin_path;         /* extra plugin directories, colon-separated; may be NULL */
@@ -148,6 +157,13 @@ struct pgd_engine_params {
      * memory) with a per-layer k_scale / v_scale read from the checkpoint (1.0 without).
      * Checked by pgd_engine_create ("fp8_e5m2" is refused). */
     const char *kv_cache_dtype;
+    /* Preemption by swapping (vLLM v0's --swap-space and --preemption-mode): the host
+     * memory for swapped-out KV blocks, in bytes (pinned on a GPU; at most what the KV pool
+     * itself holds is allocated; default 4 GiB as vLLM's; 0: none, every preemption
+     * recomputes; not used under tensor parallelism), and the mode (default
+     * PGD_PREEMPT_AUTO). */
+    size_t swap_space_bytes;
+    enum pgd_preemption_mode preemption_mode;
 };
 struct pgd_engine_params pgd_engine_default_params(void);
 
@@ -362,6 +378,12 @@ struct pgd_engine_stats {
                                         prompt tokens (or proposals) and run eagerly */
     uint64_t num_tokens_recomputed;  /* tokens whose KV was computed again because a
                                         preemption dropped it (prefix hits excluded) */
+    /* Preemption by swapping: sequences waiting in host memory now, sequences swapped out
+     * and back in, and the bytes copied each way (num_preemptions counts both modes). */
+    int num_requests_swapped;
+    int num_swap_blocks;             /* host blocks of the swap space (0: none) */
+    uint64_t num_swapped_out, num_swapped_in;
+    uint64_t swap_out_bytes, swap_in_bytes;
 };
 void pgd_engine_get_stats(struct pgd_engine *e, struct pgd_engine_stats *out);
 

@@ -4,6 +4,7 @@
 #ifndef PGD_KERNELS_CPU_H
 #define PGD_KERNELS_CPU_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <pagoda/ops.h>
 #include <pagoda/quant.h>
@@ -83,6 +84,13 @@ void pgd_cpu_attention(const struct pgd_cpu_kv_layer *kv, const struct pgd_cpu_s
 
 /* out[r, i] = act(gate_up[r, i]) * gate_up[r, I + i]   gate_up [n, 2I], out [n, I] */
 void pgd_cpu_act_mul(enum pgd_act act, const float *gate_up, int n, int inter, float *out);
+
+/* Preemption by swapping (kv_swap.c): for each of the n_arrays arrays (a KV cache's every
+ * layer's K and V, [blocks][block_bytes] each) copies block dev_blocks[i] of dev_arrays[a]
+ * to block host_blocks[i] of host_arrays[a] (to_host), or back (!to_host), for i < n. */
+void pgd_cpu_kv_swap_blocks(int to_host, void *const *dev_arrays, void *const *host_arrays,
+                            int n_arrays, size_t block_bytes, const int32_t *dev_blocks,
+                            const int32_t *host_blocks, int n);
 
 #pragma GCC visibility pop
 

@@ -545,6 +545,25 @@ int pgd_cuda_graph_launch(struct pgd_cuda_ctx *c, struct pgd_cuda_graph *g, char
 size_t pgd_cuda_graph_nodes(const struct pgd_cuda_graph *g);
 void pgd_cuda_graph_destroy(struct pgd_cuda_graph *g);
 
+/* ---- kv_swap.cu: preemption by swapping, KV blocks to pinned host memory and back ---- */
+/* A copy stream, its events and the tables of n_arrays device arrays (the KV cache's every
+ * layer's K and V, [blocks][block_bytes] each) and their host twins (pinned memory, the
+ * same layout), one per runner; the arrays are borrowed and must outlive it. */
+struct pgd_cuda_swap;
+int pgd_cuda_swap_create(struct pgd_cuda_ctx *c, void *const *dev_arrays,
+                         void *const *host_arrays, int n_arrays, size_t block_bytes,
+                         struct pgd_cuda_swap **out, char *err, size_t errlen);
+/* Waits for its copies, then frees it. NULL is fine. */
+void pgd_cuda_swap_destroy(struct pgd_cuda_swap *s);
+/* For every array, copies device block dev_blocks[i] to host block host_blocks[i]
+ * (to_host), or back (!to_host), for i < n. The copies run on the swap stream after
+ * everything queued on c's stream so far (the steps that wrote or read the blocks), and c's
+ * stream waits for them before its next work (the steps that reuse or read them); the host
+ * does not wait. Copies on the swap stream run in call order. */
+int pgd_cuda_swap_blocks(struct pgd_cuda_ctx *c, struct pgd_cuda_swap *s, int to_host,
+                         const int32_t *dev_blocks, const int32_t *host_blocks, int n,
+                         char *err, size_t errlen);
+
 #pragma GCC visibility pop
 #ifdef __cplusplus
 }

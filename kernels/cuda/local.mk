@@ -48,7 +48,8 @@ CUDA_SRCS = \
 	%reldir%/quant_fp8_mma.cu \
 	%reldir%/quant_fp8_gemv.cu \
 	%reldir%/quant_fp8_dec.cu \
-	%reldir%/quant_bench.cu
+	%reldir%/quant_bench.cu \
+	%reldir%/kv_swap.cu
 runtime_libpagoda_private_la_SOURCES += $(CUDA_HDRS) $(CUDA_SRCS)
 
 NVCCFLAGS = -O3 -std=c++17 $(NVCC_GENCODE) -I$(top_srcdir)/include -I$(top_builddir)/include \

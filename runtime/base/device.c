@@ -37,6 +37,28 @@ void pgd__device_free(enum pgd_device device, void *p)
 #endif
 }
 
+void *pgd__host_alloc(enum pgd_device device, size_t bytes)
+{
+#ifdef PGD_HAVE_CUDA
+    if (device == PGD_DEVICE_CUDA)
+        return pgd_cuda_host_alloc(bytes);
+#endif
+    (void)device;
+    return malloc(bytes ? bytes : 1);
+}
+
+void pgd__host_free(enum pgd_device device, void *p)
+{
+#ifdef PGD_HAVE_CUDA
+    if (device == PGD_DEVICE_CUDA) {
+        pgd_cuda_host_free(p);
+        return;
+    }
+#endif
+    (void)device;
+    free(p);
+}
+
 enum pgd_status pgd__device_upload(enum pgd_device device, void *dst, const void *src,
                                    size_t bytes, char *err, size_t errlen)
 {

@@ -313,4 +313,10 @@ void pgd__settings_engine_params(const struct pgd__settings *s, struct pgd_engin
     ep->kv_cache_dtype = pgd__settings_str(s, PGD__S_KV_CACHE_DTYPE);
     if (ep->kv_cache_dtype && !strcmp(ep->kv_cache_dtype, "auto"))
         ep->kv_cache_dtype = NULL;     /* the compute dtype, as no value */
+    ep->swap_space_bytes = (size_t)(pgd__settings_float(s, PGD__S_SWAP_SPACE) *
+                                    (double)((size_t)1 << 30));
+    const char *pm = pgd__settings_str(s, PGD__S_PREEMPTION_MODE);
+    ep->preemption_mode = !pm || !strcmp(pm, "auto") ? PGD_PREEMPT_AUTO
+                          : !strcmp(pm, "swap")      ? PGD_PREEMPT_SWAP
+                                                     : PGD_PREEMPT_RECOMPUTE;
 }

@@ -57,6 +57,8 @@ enum pgd__setting_id {
     PGD__S_DISABLE_LOG_STATS, PGD__S_LOG_STATS_INTERVAL,
     /* [engine] kv_cache_dtype (listed in its group) */
     PGD__S_KV_CACHE_DTYPE,
+    /* [engine] preemption by swapping (listed in their groups) */
+    PGD__S_SWAP_SPACE, PGD__S_PREEMPTION_MODE,
     PGD__S_COUNT
 };
 

@@ -300,6 +300,21 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         "kv_scale, as llm-compressor and ModelOpt write them), else 1.0 (logged). fp8_e5m2 "
         "is refused.",
         PGD__SG_CACHE, PGD__SD_ENGINE, 0, check_kv_cache_dtype },
+    [PGD__S_SWAP_SPACE] = { ENGINE, "swap_space", PGD__ST_FLOAT, "4", 0, 1048576, NULL, "GIB",
+        "Host memory for the KV blocks of sequences preempted by swapping, in GiB (vLLM v0's "
+        "--swap-space): pinned memory on a GPU, allocated at start (at most as many blocks as "
+        "the KV cache has). 0: none, every preemption recomputes. Not used under tensor "
+        "parallelism.",
+        PGD__SG_CACHE, PGD__SD_ENGINE, 0, NULL },
+    [PGD__S_PREEMPTION_MODE] = { ENGINE, "preemption_mode", PGD__ST_CHOICE, "auto", 0, 0,
+        "auto|swap|recompute", "MODE",
+        "What a sequence preempted for lack of KV blocks does with them (vLLM v0's "
+        "--preemption-mode). recompute: gives them up and computes its tokens again later; "
+        "swap: copies them to the swap space and back before any new request is admitted "
+        "(recompute when the swap space is full); auto: swap when it has computed at least "
+        "256 tokens (copying them both ways costs less than computing them again), else "
+        "recompute.",
+        PGD__SG_SCHEDULER, PGD__SD_ENGINE, 0, NULL },
 
     [PGD__S_DEVICE] = { ENGINE, "device", PGD__ST_STRING, "auto", 0, 0, NULL,
         "auto|cuda|cpu|cuda:N",
@@ -626,8 +641,6 @@ const struct pgd__refused_flag pgd__refused_flags[] = {
     { "--data-parallel-size", ONE_GPU }, { "-dp", ONE_GPU },
     { "--distributed-executor-backend", ONE_GPU }, { "--api-server-count", ONE_GPU },
     { "-q", "spell it --quantization" },
-    { "--swap-space", "pagoda does not swap KV blocks to the CPU: it preempts by recompute; "
-                      "raise --gpu-memory-utilization or lower --max-num-seqs" },
     { "--cpu-offload-gb", "weights stay on the GPU: use a card with room for them" },
     { "--tokenizer-revision", "the tokenizer comes from the model's revision (--revision), or "
                               "from a directory (--tokenizer)" },

@@ -48,6 +48,15 @@ struct pgd__engine_backend {
      * work so far (see pgd__runner_device_seconds); each step's growth is its device time
      * in the engine's stats (step_device_s). */
     double (*device_seconds)(void *ctx);
+    /* Optional: preemption by swapping. num_swap_blocks host blocks of kv_block_bytes (every
+     * layer's K and V of one block); swap_blocks copies device block dev[i] to host block
+     * host[i] (to_host) or back, for i < n, ordered after the steps before it and before
+     * the steps after it (see pgd__runner_swap_blocks). Without it (or with no blocks)
+     * every preemption recomputes. */
+    int num_swap_blocks;
+    uint64_t kv_block_bytes;
+    enum pgd_status (*swap_blocks)(void *ctx, bool to_host, const int32_t *dev,
+                                   const int32_t *host, int n, char *err, size_t errlen);
     void (*destroy)(void *ctx);
 };
 

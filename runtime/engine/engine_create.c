@@ -28,6 +28,8 @@ struct pgd_engine_params pgd_engine_default_params(void)
         .gpu_memory_utilization = 0.9,
         .max_seq_len_to_capture = 8192,
         .tensor_parallel_size = 1,
+        .swap_space_bytes = (size_t)4 << 30,
+        .preemption_mode = PGD_PREEMPT_AUTO,
     };
 }
 
@@ -104,6 +106,10 @@ static enum pgd_status init_parts(struct pgd_engine *e, const struct pgd_engine_
 {
     enum pgd_status st = pgd__kv_manager_init(&e->kv, backend->num_blocks, backend->block_size,
                                               p->enable_prefix_caching, err, errlen);
+    bool swap = backend->swap_blocks && backend->num_swap_blocks > 0 &&
+                p->preemption_mode != PGD_PREEMPT_RECOMPUTE;
+    if (st == PGD_OK && swap)
+        st = pgd__kv_manager_init_swap(&e->kv, backend->num_swap_blocks, err, errlen);
     if (st != PGD_OK)
         return st;
     struct pgd__sched_params sp = {
@@ -114,6 +120,8 @@ static enum pgd_status init_parts(struct pgd_engine *e, const struct pgd_engine_
         .sliding_window = backend->sliding_window,
         .headroom_steps = PGD__SCHED_HEADROOM_STEPS_DEFAULT,
         .preempt_cheapest = true,
+        .preemption_mode = swap ? p->preemption_mode : PGD_PREEMPT_RECOMPUTE,
+        .swap_min_tokens = PGD__SCHED_SWAP_MIN_TOKENS_DEFAULT,
     };
     if ((st = pgd__scheduler_init(&e->sched, &sp, &e->kv, err, errlen)) != PGD_OK)
         return st;
@@ -210,6 +218,7 @@ enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
     e->seed_state = p->seed ^ 0x5eed5eed5eedULL;
     e->stats.num_blocks = backend->num_blocks;
     e->stats.block_size = backend->block_size;
+    e->stats.num_swap_blocks = e->kv.swap.num_blocks;
     if (st == PGD_OK) {
         if (pthread_create(&e->thread, NULL, pgd__engine_main, e) != 0)
             st = pgd_errf(err, errlen, PGD_ERR_INTERNAL, "engine: cannot start its thread");
@@ -363,6 +372,13 @@ static enum pgd_status rb_draft_step(void *ctx, const struct pgd__step_seq *seqs
     return pgd__runner_step_greedy(rb->draft, seqs, n_seqs, ids, err, errlen);
 }
 
+static enum pgd_status rb_swap_blocks(void *ctx, bool to_host, const int32_t *dev,
+                                      const int32_t *host, int n, char *err, size_t errlen)
+{
+    struct runner_backend *rb = ctx;
+    return pgd__runner_swap_blocks(rb->runner, to_host, dev, host, n, err, errlen);
+}
+
 static double rb_device_seconds(void *ctx)
 {
     struct runner_backend *rb = ctx;
@@ -502,6 +518,12 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
     /* Readiness: every CUDA graph of the decode ladder is captured before the engine exists
      * (a server answers /health 200 only after this), not during the first requests. */
     st = pgd__runner_capture_graphs(rb->runner, err, errlen);
+    /* The swap space, once the pool's size is final; tensor parallelism recomputes. */
+    bool swap = p->swap_space_bytes > 0 && p->preemption_mode != PGD_PREEMPT_RECOMPUTE;
+    if (st == PGD_OK && swap && rb->comm)
+        PGD_INFO("swap_space: not used under tensor parallelism; preemption recomputes");
+    else if (st == PGD_OK && swap)
+        st = pgd__runner_swap_init(rb->runner, p->swap_space_bytes, err, errlen);
     if (st == PGD_OK && rb->draft)
         st = pgd__engine_draft_finish(rb->draft, rb->runner, err, errlen);
     if (st != PGD_OK) {
@@ -525,6 +547,9 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
         .hidden_size = d->hidden_size,
         .draft_step = rb->draft ? rb_draft_step : NULL,
         .device_seconds = rb_device_seconds,
+        .num_swap_blocks = pgd__runner_num_swap_blocks(rb->runner),
+        .kv_block_bytes = pgd__runner_kv_block_bytes(rb->runner),
+        .swap_blocks = rb_swap_blocks,
         .draft_max_model_len = rb->draft ? pgd__runner_desc(rb->draft)->max_position_embeddings
                                          : 0,
         .destroy = rb_destroy,

@@ -91,6 +91,9 @@ enum pgd_status pgd__engine_metrics_text(const struct pgd__engine_metrics *m,
           "Number of sequences in the running batch.", s->num_requests_running);
     gauge(&b, L, "pagoda:num_requests_waiting", "gauge",
           "Number of sequences waiting to be scheduled.", s->num_requests_waiting);
+    gauge(&b, L, "pagoda:num_requests_swapped", "gauge",
+          "Number of sequences preempted by swapping, their KV in host memory.",
+          s->num_requests_swapped);
     gauge(&b, L, "pagoda:kv_cache_usage_perc", "gauge",
           "KV cache usage: 1 means 100 percent of the blocks are held.", s->kv_cache_usage);
     gauge(&b, L, "pagoda:prefix_cache_queries_total", "counter",
@@ -98,8 +101,16 @@ enum pgd_status pgd__engine_metrics_text(const struct pgd__engine_metrics *m,
     gauge(&b, L, "pagoda:prefix_cache_hits_total", "counter",
           "Prompt tokens found in the prefix cache.", (double)s->prefix_cache_hits);
     gauge(&b, L, "pagoda:num_preemptions_total", "counter",
-          "Sequences preempted (to be recomputed) for lack of KV blocks.",
+          "Sequences preempted (to be recomputed or swapped out) for lack of KV blocks.",
           (double)s->num_preemptions);
+    gauge(&b, L, "pagoda:num_swapped_out_total", "counter",
+          "Preempted sequences whose KV blocks were swapped out to host memory.",
+          (double)s->num_swapped_out);
+    gauge(&b, L, "pagoda:swap_out_bytes_total", "counter",
+          "Bytes of KV blocks copied to host memory by swapping.", (double)s->swap_out_bytes);
+    gauge(&b, L, "pagoda:swap_in_bytes_total", "counter",
+          "Bytes of KV blocks copied back from host memory by swapping.",
+          (double)s->swap_in_bytes);
     gauge(&b, L, "pagoda:prompt_tokens_total", "counter", "Prompt tokens admitted.",
           (double)s->prompt_tokens);
     gauge(&b, L, "pagoda:generation_tokens_total", "counter", "Tokens generated.",

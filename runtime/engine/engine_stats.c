@@ -38,6 +38,10 @@ void pgd__stats_on_step(struct pgd_engine *e, uint64_t prompt_computed, int step
     e->stats.num_tokens_recomputed = e->sched.n_recomputed;
     e->stats.prompt_tokens_computed += prompt_computed;
     e->stats.num_preemptions = e->sched.n_preemptions;
+    e->stats.num_swapped_out = e->sched.n_swapped_out;
+    e->stats.num_swapped_in = e->sched.n_swapped_in;
+    e->stats.swap_out_bytes = e->sched.n_blocks_swapped_out * e->be.kv_block_bytes;
+    e->stats.swap_in_bytes = e->sched.n_blocks_swapped_in * e->be.kv_block_bytes;
     e->stats.prefix_cache_queries = e->kv.prefix_queries;
     e->stats.prefix_cache_hits = e->kv.prefix_hits;
     pthread_mutex_unlock(&e->stats_mu);
@@ -108,6 +112,7 @@ void pgd__stats_gauges(struct pgd_engine *e)
     pthread_mutex_lock(&e->stats_mu);
     e->stats.num_requests_running = e->sched.n_running;
     e->stats.num_requests_waiting = e->sched.n_waiting;
+    e->stats.num_requests_swapped = e->sched.n_swapped;
     e->stats.kv_cache_usage = pgd__block_pool_usage(&e->kv.pool);
     pthread_mutex_unlock(&e->stats_mu);
 }

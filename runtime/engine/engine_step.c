@@ -190,8 +190,23 @@ static void retire_finished(struct pgd_engine *e)
     }
 }
 
-/* One step: propose (speculative decoding) -> schedule -> prepare -> run -> update the
- * scheduler -> emit -> retire. A failed model step aborts every request (their KV is in an
+/* Preemption by swapping: the plan's block copies, swap-outs first (kv_manager.h's
+ * ordering), before the step's forward pass reads or overwrites those blocks. */
+static enum pgd_status run_swaps(struct pgd_engine *e, const struct pgd__sched_out *o,
+                                 char *err, size_t errlen)
+{
+    enum pgd_status st = PGD_OK;
+    if (o->swap_out.n > 0)
+        st = e->be.swap_blocks(e->be.ctx, true, o->swap_out.dev, o->swap_out.host,
+                               o->swap_out.n, err, errlen);
+    if (st == PGD_OK && o->swap_in.n > 0)
+        st = e->be.swap_blocks(e->be.ctx, false, o->swap_in.dev, o->swap_in.host,
+                               o->swap_in.n, err, errlen);
+    return st;
+}
+
+/* One step: propose (speculative decoding) -> schedule -> swap -> prepare -> run -> update
+ * the scheduler -> emit -> retire. A failed model step aborts every request (their KV is in an
  * unknown state). */
 static void engine_step(struct pgd_engine *e)
 {
@@ -202,9 +217,18 @@ static void engine_step(struct pgd_engine *e)
         return;
     const struct pgd__sched_out *o = pgd__scheduler_schedule(&e->sched);
     t[1] = pgd__engine_now();
+    char err[256] = "";
+    /* Copies first, even for an empty plan: a swap-out's blocks are already released. */
+    enum pgd_status st = run_swaps(e, o, err, sizeof err);
+    if (st != PGD_OK) {
+        PGD_ERROR("engine: swapping KV blocks failed (%s): %s; aborting every request",
+                  pgd_status_str(st), err);
+        pgd__engine_fail_all(e);
+        return;
+    }
     if (o->n == 0) {
-        PGD_WARN("engine: nothing schedulable with %d waiting, %d running", e->sched.n_waiting,
-                 e->sched.n_running);
+        PGD_WARN("engine: nothing schedulable with %d waiting, %d swapped, %d running",
+                 e->sched.n_waiting, e->sched.n_swapped, e->sched.n_running);
         pgd__spec_drop_unverified(e);
         return;
     }
@@ -212,8 +236,7 @@ static void engine_step(struct pgd_engine *e)
     int step_tokens;
     int n_rows = prepare_step(e, o, &prompt_computed, &step_tokens);
     t[2] = pgd__engine_now();
-    char err[256] = "";
-    enum pgd_status st = run_step(e, o->n, n_rows, err, sizeof err);
+    st = run_step(e, o->n, n_rows, err, sizeof err);
     t[3] = pgd__engine_now();
     if (st != PGD_OK) {
         PGD_ERROR("engine: model step failed (%s): %s; aborting every request",
@@ -238,11 +261,29 @@ static void engine_step(struct pgd_engine *e)
 
 /* ---- invariants (tests) ---------------------------------------------------------------- */
 
-/* Every block's count equals the number of live sequences listing it. */
+/* Every block's count equals the number of live sequences listing it; every host block of
+ * the swap pool is free or held by exactly one swapped-out sequence. */
 static bool check_invariants(struct pgd_engine *e, char *err, size_t errlen)
 {
-    if (!pgd__block_pool_check(&e->kv.pool, err, errlen))
+    if (!pgd__block_pool_check(&e->kv.pool, err, errlen) ||
+        !pgd__swap_pool_check(&e->kv.swap, err, errlen))
         return false;
+    int held = 0;
+    for (struct pgd__req *r = e->active; r; r = r->next)
+        for (int i = 0; i < r->n_children; i++) {
+            const struct pgd__seq *s = &r->children[i].seq;
+            if ((s->status == PGD__SEQ_SWAPPED) != (s->kv.n_swap_blocks > 0)) {
+                pgd_errf(err, errlen, PGD_ERR_INTERNAL, "seq %llu: %d host blocks, status %d",
+                         (unsigned long long)s->id, s->kv.n_swap_blocks, (int)s->status);
+                return false;
+            }
+            held += s->kv.n_swap_blocks;
+        }
+    if (held + pgd__swap_pool_num_free(&e->kv.swap) != e->kv.swap.num_blocks) {
+        pgd_errf(err, errlen, PGD_ERR_INTERNAL, "swap pool: %d held + %d free of %d blocks",
+                 held, pgd__swap_pool_num_free(&e->kv.swap), e->kv.swap.num_blocks);
+        return false;
+    }
     int nb = e->kv.pool.num_blocks;
     int *holders = calloc((size_t)nb, sizeof *holders);   /* [nb] sequences listing block b */
     if (!holders)

@@ -1,6 +1,7 @@
 /* The scheduler (see scheduler.h): sequences (their tokens and KV blocks), the waiting and
- * running queues, and each step's plan: a token budget per step, chunked prefill,
- * preemption by recompute. */
+ * running and swapped queues, and each step's plan: a token budget per step, chunked
+ * prefill, preemption by recompute or by swapping (the copies are the plan's lists; the
+ * block bookkeeping is runtime/kv/kv_swap.c's). */
 #include "runtime/engine/scheduler.h"
 #include "runtime/base/mem.h"
 #include <stdlib.h>
@@ -69,6 +70,9 @@ void pgd__scheduler_fini(struct pgd__scheduler *s)
 {
     free(s->waiting);
     free(s->running);
+    free(s->swapped);
+    pgd__swap_list_fini(&s->out.swap_out);
+    pgd__swap_list_fini(&s->out.swap_in);
     free(s->out.seqs);
     free(s->out.n_new);
     free(s->hits);
@@ -155,8 +159,38 @@ static void out_push(struct pgd__sched_out *o, struct pgd__seq *seq, int n_new)
     o->n_tokens += n_new;
 }
 
-/* Preempts running[v]: releases its blocks and queues it for recomputation. If it was
- * already planned this step, unplans it and gives its tokens back to the budget. */
+/* Whether preempting seq swaps it out rather than dropping its KV (struct
+ * pgd__sched_params: preemption_mode). */
+static bool swaps(const struct pgd__scheduler *s, const struct pgd__seq *seq)
+{
+    enum pgd_preemption_mode m = s->p.preemption_mode;
+    if (m == PGD_PREEMPT_RECOMPUTE || seq->n_computed <= 0 ||
+        (m == PGD_PREEMPT_AUTO && seq->n_computed < s->p.swap_min_tokens))
+        return false;
+    return pgd__kv_can_swap_out(s->kv, &seq->kv, seq->n_computed);
+}
+
+/* Queues seq (swapped out just now) in the swapped queue, in the order the waiting queue
+ * would hold it (PRIORITY: its priority's place; FCFS: admission order, as it was admitted
+ * before anything still waiting). */
+static void swapped_push(struct pgd__scheduler *s, struct pgd__seq *seq)
+{
+    int at = s->n_swapped;
+    while (at > 0 && (s->p.policy == PGD_SCHED_PRIORITY ? prio_before(seq, s->swapped[at - 1])
+                                                        : seq->arrival < s->swapped[at - 1]->arrival))
+        at--;
+    pgd__array_reserve_or_oom(s->swapped, s->swapped_cap, (size_t)s->n_swapped + 1,
+                              "scheduler: swapped queue");
+    memmove(s->swapped + at + 1, s->swapped + at,
+            (size_t)(s->n_swapped - at) * sizeof *s->swapped);
+    s->swapped[at] = seq;
+    s->n_swapped++;
+    seq->status = PGD__SEQ_SWAPPED;
+}
+
+/* Preempts running[v]: swaps it out (swaps()) or releases its blocks and queues it for
+ * recomputation. If it was already planned this step, unplans it and gives its tokens back
+ * to the budget. */
 static void preempt(struct pgd__scheduler *s, int v, int *budget)
 {
     struct pgd__seq *seq = s->running[v];
@@ -171,15 +205,26 @@ static void preempt(struct pgd__scheduler *s, int v, int *budget)
             o->n--;
             break;
         }
-    pgd__kv_free(s->kv, &seq->kv);
-    seq->n_computed = 0;
-    /* Recomputation starts from verified tokens only; the draft model's KV starts over
-     * (a prefix hit's blocks need not hold the draft's KV). */
+    /* Either way it goes on from verified tokens only, and the draft model's KV starts
+     * over (it is not swapped; a prefix hit's blocks need not hold it). */
     pgd__seq_drop_spec(seq);
     seq->n_draft_computed = 0;
     seq->n_preemptions++;
     s->n_preemptions++;
     o->n_preempted++;
+    if (swaps(s, seq)) {
+        /* Swap-outs precede swap-ins in a plan (kv_manager.h): a plan that swaps in never
+         * preempts after (schedule_swapped runs last but for admissions). */
+        PGD_ASSERT(o->swap_in.n == 0);
+        int before = o->swap_out.n;
+        pgd__kv_swap_out(s->kv, &seq->kv, seq->n_computed, &o->swap_out);
+        s->n_swapped_out++;
+        s->n_blocks_swapped_out += (uint64_t)(o->swap_out.n - before);
+        swapped_push(s, seq);
+        return;
+    }
+    pgd__kv_free(s->kv, &seq->kv);
+    seq->n_computed = 0;
     waiting_push(s, seq, true);
 }
 
@@ -227,17 +272,70 @@ static void schedule_running(struct pgd__scheduler *s, int *budget)
     }
 }
 
+/* Makes seq (holding its blocks for this step now) running, planned to compute n_new
+ * tokens. */
+static void run_planned(struct pgd__scheduler *s, struct pgd__seq *seq, int n_new, int *budget)
+{
+    seq->status = PGD__SEQ_RUNNING;
+    pgd__array_reserve_or_oom(s->running, s->running_cap, (size_t)s->n_running + 1,
+                              "scheduler: running batch");
+    s->running[s->n_running++] = seq;
+    out_push(&s->out, seq, n_new);
+    *budget -= n_new;
+}
+
+/* Whether the headroom projection lets seq in with n_total tokens' blocks (take of them
+ * from the free queue), adding it to the projection when it does (headroom_steps 0: always;
+ * an idle pool admits its first sequence regardless: it alone can progress). */
+static bool headroom_admits(struct pgd__scheduler *s, const struct pgd__seq *seq, int n_total,
+                            int take)
+{
+    if (s->p.headroom_steps <= 0)
+        return true;
+    int held = pgd__kv_blocks_for(s->kv, n_total);
+    if (s->n_running > 0 && pgd__block_pool_num_free(&s->kv->pool) - take <
+                                pgd__headroom_peak_with(&s->headroom, s->kv, seq, held))
+        return false;
+    pgd__headroom_add(&s->headroom, s->kv, seq, held);
+    return true;
+}
+
+/* Swapped sequences in queue order while budget, sequence slots and blocks last (the
+ * headroom rule as for waiting ones): each gets fresh blocks for what it computed and this
+ * step's new tokens, and the plan's swap_in lists the copies back. The first that does not
+ * fit ends the pass. */
+static void schedule_swapped(struct pgd__scheduler *s, int *budget)
+{
+    struct pgd__sched_out *o = &s->out;
+    while (s->n_swapped > 0 && *budget > 0 && s->n_running < s->p.max_num_seqs) {
+        struct pgd__seq *seq = s->swapped[0];
+        int n_new = seq->n_tokens - seq->n_computed;
+        PGD_ASSERT(n_new > 0);
+        if (!s->p.enable_chunked_prefill && n_new > *budget)
+            break;
+        if (n_new > *budget)
+            n_new = *budget;
+        int n_total = seq->n_computed + n_new;
+        if (!headroom_admits(s, seq, n_total,
+                             pgd__kv_blocks_to_allocate(s->kv, &seq->kv, n_total, NULL, 0)))
+            break;
+        int before = o->swap_in.n;
+        if (!pgd__kv_swap_in(s->kv, &seq->kv, n_total, &o->swap_in))
+            break;
+        s->n_swapped_in++;
+        s->n_blocks_swapped_in += (uint64_t)(o->swap_in.n - before);
+        remove_at(s->swapped, &s->n_swapped, 0);
+        run_planned(s, seq, n_new, budget);
+    }
+}
+
 /* Waiting sequences in queue order while budget, sequence slots and blocks last: each takes
  * its prefix-cache hits (whole blocks) and computes the rest, in chunks when chunked
  * prefill is on. A sample waiting for its leader's prompt is passed over; the first one
  * that does not fit ends the pass (the queue's order is kept). */
 static void schedule_waiting(struct pgd__scheduler *s, int *budget)
 {
-    struct pgd__sched_out *o = &s->out;
     int bs = s->kv->block_size;
-    if (s->p.headroom_steps > 0 && s->n_waiting > 0)
-        pgd__headroom_begin(&s->headroom, s->kv, s->running, s->n_running,
-                            s->p.headroom_steps);
     for (int w = 0; w < s->n_waiting && *budget > 0 && s->n_running < s->p.max_num_seqs;) {
         struct pgd__seq *seq = s->waiting[w];
         if (waits_for_leader(seq)) {
@@ -258,17 +356,11 @@ static void schedule_waiting(struct pgd__scheduler *s, int *budget)
             break;
         if (n_new > *budget)
             n_new = *budget;
-        if (s->p.headroom_steps > 0) {
-            /* What is left once it has its blocks must cover the projection's peak (the
-             * first sequence of an idle pool goes in regardless: it alone can progress). */
-            int take = pgd__kv_blocks_to_allocate(s->kv, &seq->kv, n_done + n_new, s->hits,
-                                                  n_hits);
-            int held = pgd__kv_blocks_for(s->kv, n_done + n_new);
-            if (s->n_running > 0 && pgd__block_pool_num_free(&s->kv->pool) - take <
-                                        pgd__headroom_peak_with(&s->headroom, s->kv, seq, held))
-                break;
-            pgd__headroom_add(&s->headroom, s->kv, seq, held);
-        }
+        /* What is left once it has its blocks must cover the projection's peak. */
+        if (!headroom_admits(s, seq, n_done + n_new,
+                             pgd__kv_blocks_to_allocate(s->kv, &seq->kv, n_done + n_new,
+                                                        s->hits, n_hits)))
+            break;
         if (!pgd__kv_allocate_slots(s->kv, &seq->kv, n_done + n_new, s->hits, n_hits))
             break;
         if (seq->use_prefix_cache && s->kv->pool.caching) {
@@ -279,13 +371,8 @@ static void schedule_waiting(struct pgd__scheduler *s, int *budget)
         seq->n_computed = n_done;
         if (seq->n_cached_tokens < 0)
             seq->n_cached_tokens = n_done;
-        seq->status = PGD__SEQ_RUNNING;
         seq->scheduled_once = true;
-        pgd__array_reserve_or_oom(s->running, s->running_cap, (size_t)s->n_running + 1,
-                                  "scheduler: running batch");
-        s->running[s->n_running++] = seq;
-        out_push(o, seq, n_new);
-        *budget -= n_new;
+        run_planned(s, seq, n_new, budget);
     }
 }
 
@@ -295,11 +382,20 @@ const struct pgd__sched_out *pgd__scheduler_schedule(struct pgd__scheduler *s)
     o->n = 0;
     o->n_tokens = 0;
     o->n_preempted = 0;
+    o->swap_out.n = 0;
+    o->swap_in.n = 0;
     int budget = s->p.max_num_batched_tokens;
     schedule_running(s, &budget);
-    /* No new sequences in a step that had to preempt: the pool is tight. */
-    if (o->n_preempted == 0)
-        schedule_waiting(s, &budget);
+    /* No sequence comes back or in in a step that had to preempt: the pool is tight. The
+     * swapped ones go before any waiting one (they were admitted earlier). */
+    if (o->n_preempted == 0 && (s->n_swapped > 0 || s->n_waiting > 0)) {
+        if (s->p.headroom_steps > 0)
+            pgd__headroom_begin(&s->headroom, s->kv, s->running, s->n_running,
+                                s->p.headroom_steps);
+        schedule_swapped(s, &budget);
+        if (s->n_swapped == 0)
+            schedule_waiting(s, &budget);
+    }
     o->decode_only = o->n > 0;
     for (int i = 0; i < o->n && o->decode_only; i++)
         o->decode_only = o->n_new[i] == 1 && o->seqs[i]->n_computed + 1 == o->seqs[i]->n_tokens;
@@ -342,6 +438,13 @@ void pgd__scheduler_finish(struct pgd__scheduler *s, struct pgd__seq *seq)
                 remove_at(s->waiting, &s->n_waiting, i);
                 break;
             }
+    } else if (seq->status == PGD__SEQ_SWAPPED) {
+        for (int i = 0; i < s->n_swapped; i++)
+            if (s->swapped[i] == seq) {
+                remove_at(s->swapped, &s->n_swapped, i);
+                break;
+            }
+        pgd__kv_swap_drop(s->kv, &seq->kv);
     }
     pgd__kv_free(s->kv, &seq->kv);
     seq->status = PGD__SEQ_FINISHED;

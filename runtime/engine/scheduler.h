@@ -6,10 +6,17 @@
  * with headroom_steps only while the pool keeps the blocks the running sequences need to
  * grow for that many steps; when a running sequence needs a block and the pool is short,
  * the running sequence with the fewest computed tokens (preempt_cheapest; else the newest;
- * the lowest priority one under PGD_SCHED_PRIORITY) is preempted: its blocks are released
- * and it goes to the front of the waiting queue to be recomputed later (its full blocks may
- * well still be in the prefix cache then: they are freed tail first, so its head survives
- * longest).
+ * the lowest priority one under PGD_SCHED_PRIORITY) is preempted, by one of two modes
+ * (vLLM v0's --preemption-mode):
+ * - recompute: its blocks are released and it goes to the front of the waiting queue to be
+ *   recomputed later (its full blocks may well still be in the prefix cache then: they are
+ *   freed tail first, so its head survives longest);
+ * - swap: its computed blocks are copied to host blocks of the kv manager's swap pool
+ *   (runtime/kv/kv_swap.c) and released, and it joins the swapped queue; swapped sequences
+ *   come back (swapped in: fresh device blocks, the copies back) before any waiting one is
+ *   admitted, in admission order, as vLLM v0's scheduler did.
+ * The plan lists the copies (struct pgd__sched_out's swap_out, swap_in) for the caller to
+ * run before the step. A step that preempted swaps nothing in and admits nothing.
  *
  * The scheduler owns neither sequences nor models: the engine (or a test) adds sequences,
  * runs the step it is handed, appends sampled tokens and tells the scheduler which
@@ -24,6 +31,7 @@ enum pgd__seq_status {
     PGD__SEQ_NEW = 0,       /* not yet added */
     PGD__SEQ_WAITING,       /* in the waiting queue (new or preempted) */
     PGD__SEQ_RUNNING,
+    PGD__SEQ_SWAPPED,       /* preempted by swapping: its KV in host blocks (kv.swap_blocks) */
     PGD__SEQ_FINISHED,      /* removed from the scheduler; holds no blocks */
 };
 
@@ -79,10 +87,19 @@ struct pgd__sched_params {
     /* FCFS: preempt the running sequence with the fewest computed tokens (the cheapest to
      * recompute; the newest among equals) rather than simply the newest. */
     bool preempt_cheapest;
+    /* How a preempted sequence gives its blocks up (PGD_PREEMPT_AUTO: swap when the
+     * sequence has at least swap_min_tokens computed tokens and the swap pool has room,
+     * else recompute; SWAP: swap whenever the pool has room; RECOMPUTE: never swap). A
+     * kv manager without a swap pool always recomputes. */
+    enum pgd_preemption_mode preemption_mode;
+    int swap_min_tokens;
 };
 
 /* The engine's defaults for the two above (chosen with `pagoda bench scheduler`). */
 #define PGD__SCHED_HEADROOM_STEPS_DEFAULT 512
+/* preemption_mode auto: the fewest computed tokens worth swapping rather than recomputing
+ * (see docs/PERFORMANCE.md, "Preemption by swapping"). */
+#define PGD__SCHED_SWAP_MIN_TOKENS_DEFAULT 256
 
 /* One step's plan: seqs[i] computes n_new[i] tokens starting at its n_computed. */
 struct pgd__sched_out {
@@ -91,6 +108,9 @@ struct pgd__sched_out {
     int n;
     int n_tokens;               /* sum of n_new */
     int n_preempted;            /* preemptions while making this plan */
+    /* The block copies to run before the step, swap-outs first (kv_manager.h's ordering
+     * rules); owned by the scheduler. */
+    struct pgd__swap_list swap_out, swap_in;
     bool decode_only;           /* every planned sequence computes one new token, its
                                    last (the step a CUDA graph can run) */
 };
@@ -124,6 +144,9 @@ struct pgd__scheduler {
     struct pgd__seq **running;      /* scheduling order: oldest admitted first */
     int n_running;
     size_t running_cap;
+    struct pgd__seq **swapped;      /* swapped out, in the order they come back */
+    int n_swapped;
+    size_t swapped_cap;
     struct pgd__sched_out out;
     int32_t *hits;                  /* scratch for prefix lookups */
     struct pgd__headroom headroom;  /* scratch of schedule_waiting (headroom_steps > 0) */
@@ -131,6 +154,8 @@ struct pgd__scheduler {
     uint64_t n_preemptions;         /* all-time */
     uint64_t n_recomputed;          /* all-time: tokens computed again after preemptions
                                        (prefix-cache hits on readmission are not) */
+    uint64_t n_swapped_out, n_swapped_in;   /* all-time: sequences swapped out / in */
+    uint64_t n_blocks_swapped_out, n_blocks_swapped_in;    /* all-time: blocks copied */
 };
 
 enum pgd_status pgd__scheduler_init(struct pgd__scheduler *s, const struct pgd__sched_params *p,
@@ -150,13 +175,14 @@ void pgd__scheduler_update(struct pgd__scheduler *s, const struct pgd__sched_out
 /* Speculative decoding: drops seq's proposals (n_spec tokens at the tail of its tokens). */
 void pgd__seq_drop_spec(struct pgd__seq *s);
 
-/* Removes seq wherever it is (waiting or running), releasing its blocks: finish or abort.
+/* Removes seq wherever it is (waiting, running or swapped), releasing its blocks (device
+ * and host): finish or abort.
  * Must not be called between schedule and update for a planned sequence. */
 void pgd__scheduler_finish(struct pgd__scheduler *s, struct pgd__seq *seq);
 
 static inline bool pgd__scheduler_has_work(const struct pgd__scheduler *s)
 {
-    return s->n_waiting > 0 || s->n_running > 0;
+    return s->n_waiting > 0 || s->n_running > 0 || s->n_swapped > 0;
 }
 
 #endif

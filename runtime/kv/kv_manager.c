@@ -18,13 +18,22 @@ enum pgd_status pgd__kv_manager_init(struct pgd__kv_manager *m, int num_blocks, 
 void pgd__kv_manager_fini(struct pgd__kv_manager *m)
 {
     pgd__block_pool_fini(&m->pool);
+    pgd__swap_pool_fini(&m->swap);
+}
+
+enum pgd_status pgd__kv_manager_init_swap(struct pgd__kv_manager *m, int num_swap_blocks,
+                                          char *err, size_t errlen)
+{
+    pgd__swap_pool_fini(&m->swap);
+    return pgd__swap_pool_init(&m->swap, num_swap_blocks, err, errlen);
 }
 
 void pgd__kv_seq_fini(struct pgd__kv_seq *s)
 {
-    PGD_ASSERT(s->n_blocks == 0);
+    PGD_ASSERT(s->n_blocks == 0 && s->n_swap_blocks == 0);
     free(s->blocks);
     free(s->hashes);
+    free(s->swap_blocks);
     memset(s, 0, sizeof *s);
 }
 

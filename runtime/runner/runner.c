@@ -501,6 +501,7 @@ void pgd__runner_destroy(struct pgd__runner *r)
         return;
     char err[256];
     (void)device_sync(r, err, sizeof err);
+    pgd__runner_swap_fini(r);
     tp_stop_workers(r);
     pgd__graphs_destroy(r->graphs);
     pgd__op_profile_destroy(r->prof);

@@ -87,6 +87,24 @@ struct pgd__step_seq {
     int n_logits;                    /* logits for the last n_logits new tokens (0..n_new) */
 };
 
+/* ---- preemption by swapping (runner_swap.c) ---- */
+/* Gives the runner a host swap space of bytes (at most as many blocks as its KV pool has;
+ * pinned memory on a GPU), replacing any it had; 0 bytes: none. PGD_ERR_UNSUPPORTED under
+ * tensor parallelism (the other ranks' caches would need the same copies). */
+enum pgd_status pgd__runner_swap_init(struct pgd__runner *r, size_t bytes, char *err,
+                                      size_t errlen);
+/* The host blocks of the swap space (0: none), and the bytes of one block (every layer's K
+ * and V). */
+int pgd__runner_num_swap_blocks(const struct pgd__runner *r);
+size_t pgd__runner_kv_block_bytes(const struct pgd__runner *r);
+/* Copies n KV blocks, every layer's K and V: device block dev_blocks[i] to host block
+ * host_blocks[i] (to_host), or back. Ordered after the steps before and before the steps
+ * after (on a GPU through events, asynchronously; see kv_manager.h for the ordering the
+ * caller keeps). */
+enum pgd_status pgd__runner_swap_blocks(struct pgd__runner *r, bool to_host,
+                                        const int32_t *dev_blocks, const int32_t *host_blocks,
+                                        int n, char *err, size_t errlen);
+
 /* *out is the caller's (pgd__runner_destroy). p is copied; p->registry is borrowed. */
 enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pgd__runner **out,
                                    char *err, size_t errlen);

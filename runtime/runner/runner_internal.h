@@ -7,6 +7,7 @@
 #include "runtime/runner/runner.h"
 #include "runtime/model/model.h"
 #include "runtime/runner/fwd.h"
+#include "runtime/kv/swap_pool.h"
 
 struct pgd__graphs;                    /* runner_graph.h */
 struct pgd__runner_sampling;           /* runner_sample.c */
@@ -50,7 +51,14 @@ struct pgd__runner {
     /* The host's own time of the steps by kind (pgd__runner_host_split): decode steps
      * through a CUDA graph, of which inside the replay call itself, and eager steps. */
     struct pgd__runner_host_split host_split;
+    /* Preemption by swapping (runner_swap.c): the host swap space's memory (num_blocks 0:
+     * none) and, on a GPU, its copy stream. */
+    struct pgd__swap_mem swap;
+    struct pgd_cuda_swap *cuda_swap;
 };
+
+/* runner_swap.c: frees the swap space (its copies finished first). */
+void pgd__runner_swap_fini(struct pgd__runner *r);
 
 /* runner_sample.c: the sampling buffers (on a GPU: the kernels' scratch rows, allocated
  * here so that the KV cache sizing sees them; the packed rows and the results, pinned and

@@ -1,7 +1,8 @@
 /* The engine on the GPU (the llama-bf16 fixture through the CUDA runner): many concurrent
  * requests in a pool small enough to preempt, with aborts, n > 1 and shared prefixes, and
  * the greedy fast path (argmax on the device, only ids come back) against full logits and
- * the CPU sampler. Skips visibly without a GPU.
+ * the CPU sampler; preemption by swapping (the runner's copies bit-exact, the engine's
+ * outputs those of recompute). Skips visibly without a GPU.
  *
  * Batch composition changes which kernels compute a row (the GEMV kernel up to batch 4,
  * cuBLASLt above, chunked prefill vs decode attention), and bf16 rounding then differs by an
@@ -113,6 +114,25 @@ static void settled_stats(struct pgd_engine *e, struct pgd_engine_stats *st)
     }
 }
 
+/* Whether sample g (of max_out tokens) equals the run alone a token for token, or leaves it
+ * once, at a near-tie where it took the alone run's runner-up (asserted); true if it left. */
+static bool left_run_alone(const struct got *a, const struct got *g, int k, int r)
+{
+    for (int t = 0; t < g->n[k]; t++) {
+        if (g->tok[k][t] == a->tok[0][t])
+            continue;
+        /* A near-tie in the alone run, the crowd took the runner-up. */
+        cr_assert_eq(g->tok[k][t], a->alt[0][t], "request %d sample %d token %d: %d, "
+                     "alone %d (runner-up %d)", r, k, t, g->tok[k][t], a->tok[0][t],
+                     a->alt[0][t]);
+        cr_assert_lt(a->lp0[0][t] - a->lp1[0][t], NEAR_TIE,
+                     "request %d token %d: the runs differ at a gap of %g nats", r, t,
+                     a->lp0[0][t] - a->lp1[0][t]);
+        return true;
+    }
+    return false;
+}
+
 /* Every request finishes (or is aborted), greedy tokens equal the run alone up to a
  * checked near-tie, the pool is empty afterwards. Half the requests ask for logprobs (full
  * logits and the CPU sampler), half do not (the greedy path, argmax on the device); with
@@ -174,19 +194,7 @@ Test(cuda_engine, crowd_with_preemption_aborts_and_prefixes_matches_runs_alone, 
                 cr_assert_eq(g.n[k], rq[r].max_out, "request %d sample %d", r, k);
             }
             compared++;
-            for (int t = 0; t < g.n[k]; t++) {
-                if (g.tok[k][t] == a->tok[0][t])
-                    continue;
-                /* A near-tie in the alone run, the crowd took the runner-up. */
-                cr_assert_eq(g.tok[k][t], a->alt[0][t], "request %d sample %d token %d: %d, "
-                             "alone %d (runner-up %d)", r, k, t, g.tok[k][t], a->tok[0][t],
-                             a->alt[0][t]);
-                cr_assert_lt(a->lp0[0][t] - a->lp1[0][t], NEAR_TIE,
-                             "request %d token %d: the runs differ at a gap of %g nats", r, t,
-                             a->lp0[0][t] - a->lp1[0][t]);
-                diverged++;
-                break;
-            }
+            diverged += left_run_alone(a, &g, k, r);
         }
     }
     cr_assert_gt(aborted, 0);
@@ -303,5 +311,133 @@ Test(cuda_engine, speculative_decoding_matches_up_to_near_ties)
             }
         }
     cr_assert_leq(diverged, N / 4, "%d of %d runs diverged at near-ties", diverged, 2 * N);
+}
+/* ---- preemption by swapping ----------------------------------------------------------- */
+
+/* The runner's copies on the GPU (the swap stream, its events, the copy kernel, or
+ * cudaMemcpyAsync runs with PAGODA_SWAP_COPY=memcpy): a decode step over blocks swapped
+ * out, overwritten and swapped back into other blocks gives bit-exact logits, in a bf16
+ * cache and an FP8 one (tests/lib/model_fixture.c: check_swap_round_trip). */
+static void gpu_round_trip(enum pgd_dtype kv, const char *copy)
+{
+    struct pgd_registry *reg = fixture_registry(NULL);
+    struct pgd__runner_params p;
+    pgd__runner_default_params(&p);
+    p.model_dir = fixture_dir("llama-bf16");
+    p.registry = reg;
+    p.device = PGD_DEVICE_CUDA;
+    p.num_blocks = 32;
+    p.block_size = 4;
+    p.max_num_seqs = 4;
+    p.max_num_batched_tokens = 64;
+    p.kv_cache_dtype = kv;
+    struct pgd__runner *r = NULL;
+    char err[1024] = "";
+    cr_assert_eq(pgd__runner_create(&p, &r, err, sizeof err), PGD_OK, "%s", err);
+    if (copy)
+        setenv("PAGODA_SWAP_COPY", copy, 1);
+    check_swap_round_trip(r);
+    unsetenv("PAGODA_SWAP_COPY");
+    pgd__runner_destroy(r);
+    pgd_registry_destroy(reg);
+}
+
+Test(cuda_engine, swap_round_trip_is_bit_exact)
+{
+    need_gpu();
+    gpu_round_trip(PGD_DTYPE_COUNT, NULL);
+    gpu_round_trip(PGD_DTYPE_COUNT, "memcpy");
+    gpu_round_trip(PGD_DTYPE_F8_E4M3, NULL);
+    gpu_round_trip(PGD_DTYPE_F8_E4M3, "memcpy");
+}
+
+/* The same requests all at once in a pool small enough to preempt (as the crowd test, no
+ * aborts), preempting by recompute, by swapping (the copy kernel) and by swapping with
+ * cudaMemcpyAsync: each matches the runs alone up to a checked near-tie; swapping
+ * recomputes nothing and brings every swapped sequence back. */
+Test(cuda_engine, swap_and_recompute_match_runs_alone, .timeout = 600)
+{
+    need_gpu();
+    enum { N = 160 };
+    static struct { int32_t prompt[48]; int n, max_out, nc; } rq[N];
+    uint32_t rs = 777;
+    int32_t sys[32];
+    for (int i = 0; i < 32; i++) sys[i] = 3 + (int32_t)(xs(&rs) % 500);
+    for (int r = 0; r < N; r++) {
+        rq[r].n = 16 + (int)(xs(&rs) % 32);
+        int pre = xs(&rs) % 2 ? (int)(xs(&rs) % 32) : 0;
+        if (pre > rq[r].n) pre = rq[r].n;
+        memcpy(rq[r].prompt, sys, (size_t)pre * sizeof *sys);
+        for (int i = pre; i < rq[r].n; i++) rq[r].prompt[i] = 3 + (int32_t)(xs(&rs) % 500);
+        rq[r].max_out = MAX_OUT;
+        rq[r].nc = xs(&rs) % 5 == 0 ? 2 : 1;
+    }
+    static struct got alone[N];
+    struct pgd_engine *e = gpu_engine(256, 16, 256, 4);
+    for (int r = 0; r < N; r++) {
+        struct pgd_stream *s = submit(e, rq[r].prompt, rq[r].n, rq[r].max_out, 1, 2);
+        collect(s, &alone[r]);
+        pgd_stream_destroy(s);
+    }
+    pgd_engine_destroy(e);
+    const struct { enum pgd_preemption_mode mode; const char *copy; } runs[3] = {
+        { PGD_PREEMPT_RECOMPUTE, NULL }, { PGD_PREEMPT_SWAP, NULL },
+        { PGD_PREEMPT_SWAP, "memcpy" } };
+    for (int m = 0; m < 3; m++) {
+        struct pgd_engine_params p = pgd_engine_default_params();
+        p.device = PGD_DEVICE_CUDA;
+        p.num_blocks = 24;
+        p.block_size = 4;
+        p.max_num_batched_tokens = 32;
+        p.max_num_seqs = 6;
+        p.preemption_mode = runs[m].mode;
+        p.swap_space_bytes = (size_t)64 << 20;
+        if (runs[m].copy)
+            setenv("PAGODA_SWAP_COPY", runs[m].copy, 1);
+        e = model_engine_params("llama-bf16", &p);
+        unsetenv("PAGODA_SWAP_COPY");
+        pgd__engine_set_kv_policy(e, 0, false);
+        static struct pgd_stream *s[N];
+        for (int r = 0; r < N; r++)
+            s[r] = submit(e, rq[r].prompt, rq[r].n, rq[r].max_out, rq[r].nc, -1);
+        int diverged = 0, compared = 0;
+        for (int r = 0; r < N; r++) {
+            struct got g;
+            collect(s[r], &g);
+            pgd_stream_destroy(s[r]);
+            for (int k = 0; k < rq[r].nc; k++) {
+                cr_assert_eq(g.fin[k], PGD_FINISH_LENGTH, "run %d request %d sample %d", m, r,
+                             k);
+                cr_assert_eq(g.n[k], rq[r].max_out);
+                compared++;
+                diverged += left_run_alone(&alone[r], &g, k, r);
+            }
+        }
+        cr_assert_leq(diverged * 20, compared, "run %d: %d of %d samples left their run alone",
+                      m, diverged, compared);
+        struct pgd_engine_stats st;
+        settled_stats(e, &st);
+        cr_assert_eq(st.kv_cache_usage, 0.0, "blocks still in use: %g", st.kv_cache_usage);
+        cr_assert_eq(st.num_requests_swapped, 0);
+        cr_assert_gt(st.num_preemptions, 0, "run %d: the pool was meant to preempt", m);
+        if (runs[m].mode == PGD_PREEMPT_SWAP) {
+            cr_assert_gt(st.num_swap_blocks, 0);
+            /* (A victim with nothing computed yet is "recomputed": there is nothing to copy.) */
+            cr_assert_gt(st.num_swapped_out, 0, "the pool was meant to swap");
+            cr_assert_eq(st.num_swapped_in, st.num_swapped_out);
+            cr_assert_eq(st.num_tokens_recomputed, 0);
+            cr_assert_eq(st.swap_in_bytes, st.swap_out_bytes);
+        } else {
+            cr_assert_eq(st.num_swapped_out, 0);
+            cr_assert_gt(st.num_tokens_recomputed, 0);
+        }
+        fprintf(stderr, "cuda_engine: %s%s: %d samples, %d left their run alone at a near-tie, "
+                "%llu preemptions, %llu swapped out (%.1f MB), %llu tokens recomputed\n",
+                runs[m].mode == PGD_PREEMPT_SWAP ? "swap" : "recompute",
+                runs[m].copy ? " (memcpy)" : "", compared, diverged,
+                (unsigned long long)st.num_preemptions, (unsigned long long)st.num_swapped_out,
+                st.swap_out_bytes / 1e6, (unsigned long long)st.num_tokens_recomputed);
+        pgd_engine_destroy(e);
+    }
 }
 #endif

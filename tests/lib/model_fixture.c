@@ -268,3 +268,56 @@ void check_batched_first_logits(struct pgd__runner *r, const char *name, const c
     }
     json_decref(ref);
 }
+
+/* One step of r over one sequence: tokens [n_computed, n_computed + n_new) on table[n_blocks];
+ * the last row's logits into out[vocab] (NULL: none). */
+static void one_step(struct pgd__runner *r, const int32_t *tokens, int n_new, int n_computed,
+                     const int32_t *table, int n_blocks, float *out)
+{
+    struct pgd__step_seq ss = { .tokens = tokens, .n_new = n_new, .n_computed = n_computed,
+                                .block_table = table, .n_blocks = n_blocks, .n_logits = 1 };
+    const float *logits;
+    char err[1024] = "";
+    cr_assert_eq(pgd__runner_step(r, &ss, 1, &logits, err, sizeof err), PGD_OK, "%s", err);
+    if (out)
+        memcpy(out, logits, (size_t)pgd__runner_desc(r)->vocab_size * sizeof *out);
+}
+
+void check_swap_round_trip(struct pgd__runner *r)
+{
+    enum { NP = 21, MAXB = 16 };
+    char err[1024] = "";
+    cr_assert_eq(pgd__runner_swap_init(r, (size_t)64 << 20, err, sizeof err), PGD_OK, "%s", err);
+    int bs = pgd__runner_block_size(r), nb = pgd__runner_num_blocks(r);
+    int vocab = pgd__runner_desc(r)->vocab_size, n_swap = pgd__runner_num_swap_blocks(r);
+    int k = (NP + 1 + bs - 1) / bs;             /* blocks for the prompt and one more token */
+    cr_assert(k <= MAXB && 2 * k <= nb && k <= n_swap, "%d blocks of %d, %d host blocks", nb,
+              bs, n_swap);
+    int32_t prompt[NP + 1], other[NP], t1[MAXB], t2[MAXB], host[MAXB];
+    for (int i = 0; i <= NP; i++)
+        prompt[i] = 3 + (int32_t)((i * 37) % (vocab - 3));
+    for (int i = 0; i < NP; i++)
+        other[i] = 5 + (int32_t)((i * 101) % (vocab - 5));
+    for (int i = 0; i < k; i++) {
+        t1[i] = i;
+        t2[i] = nb - 1 - 2 * i;                 /* descending, with gaps */
+        host[i] = n_swap - 1 - i;
+    }
+    float *d1 = malloc((size_t)vocab * sizeof *d1), *d2 = malloc((size_t)vocab * sizeof *d2);
+    cr_assert(d1 && d2);
+    one_step(r, prompt, NP, 0, t1, k, NULL);                /* the prompt's KV */
+    one_step(r, prompt + NP, 1, NP, t1, k, d1);             /* a decode step over it */
+    cr_assert_eq(pgd__runner_swap_blocks(r, true, t1, host, k, err, sizeof err), PGD_OK, "%s",
+                 err);
+    one_step(r, other, NP, 0, t1, k, NULL);                 /* t1 now holds other KV */
+    cr_assert_eq(pgd__runner_swap_blocks(r, false, t2, host, k, err, sizeof err), PGD_OK, "%s",
+                 err);
+    one_step(r, prompt + NP, 1, NP, t2, k, d2);
+    cr_assert_arr_eq(d1, d2, (size_t)vocab * sizeof *d1, "the decode step over the blocks "
+                     "swapped back differs from the one before the swap");
+    one_step(r, prompt + NP, 1, NP, t1, k, d2);
+    cr_assert(memcmp(d1, d2, (size_t)vocab * sizeof *d1) != 0, "the overwritten blocks give "
+              "the same logits: the check cannot tell a lost swap");
+    free(d1);
+    free(d2);
+}

@@ -53,6 +53,15 @@ struct pgd_engine *model_engine_params(const char *name, struct pgd_engine_param
 void check_batched_first_logits(struct pgd__runner *r, const char *name, const char *ref_key,
                                 double tol);
 
+/* Preemption by swapping on r (the runner's swap space, runtime/runner/runner_swap.c):
+ * computes a prompt's KV in some blocks and the logits of a decode step over them; swaps
+ * those blocks out to the host, overwrites them with another prompt's KV, swaps them back
+ * into other device blocks (descending ids: no run of consecutive blocks) and runs the same
+ * decode step there: its logits must equal the first bit for bit (and the step over the
+ * overwritten blocks must not). r needs 32 blocks of 4 tokens or more; gets 64 MiB of
+ * swap space. */
+void check_swap_round_trip(struct pgd__runner *r);
+
 /* A float array from a JSON list (malloc'd; *n gets the length). */
 float *json_floats(json_t *arr, int *n);
 /* An int32 array from a JSON list (malloc'd; *n gets the length). */

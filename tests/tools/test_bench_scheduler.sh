@@ -4,7 +4,9 @@
 # their full length) vLLM's admission rule preempts; the engine's default KV headroom
 # preempts and recomputes less and its modelled time is shorter; without pressure
 # (ShareGPT-shaped lengths in the H200's 55,073 blocks) both plan the same steps with no
-# preemption; the report is the same on a second run; bad arguments are refused.
+# preemption; the report is the same on a second run; bad arguments are refused. Preemption
+# by swapping (the default KV headroom, --preemption-mode swap) recomputes less than by
+# recompute and its modelled time, copies included, is shorter.
 set -u
 SUITE=bench_scheduler
 . "$(dirname "$0")/../lib/harness.sh"
@@ -12,7 +14,7 @@ SUITE=bench_scheduler
 field() { sed -E "s/.* ([0-9.]+) $1.*/\1/" <<<"$2"; }
 
 if "$PAGODA" bench scheduler --input-len 1000 --output-len 1000 --num-prompts 300 \
-     --num-blocks 16000 >"$tmp/p1" 2>"$tmp/err"; then
+     --num-blocks 16000 --preemption-mode recompute >"$tmp/p1" 2>"$tmp/err"; then
   old=$(grep '^vllm' "$tmp/p1"); new=$(grep '^headroom' "$tmp/p1")
   po=$(field preemptions "$old"); pn=$(field preemptions "$new")
   ro=$(field "tokens recomputed" "$old"); rn=$(field "tokens recomputed" "$new")
@@ -24,13 +26,28 @@ if "$PAGODA" bench scheduler --input-len 1000 --output-len 1000 --num-prompts 30
      python3 -c "import sys; sys.exit(0 if $tn < $to else 1)"; then ok headroom_recomputes_less
   else ko headroom_recomputes_less "vLLM's rule: $old; headroom: $new"; fi
   "$PAGODA" bench scheduler --input-len 1000 --output-len 1000 --num-prompts 300 \
-    --num-blocks 16000 >"$tmp/p2" 2>&1
+    --num-blocks 16000 --preemption-mode recompute >"$tmp/p2" 2>&1
   if cmp -s "$tmp/p1" "$tmp/p2"; then ok deterministic; else ko deterministic "$(diff "$tmp/p1" "$tmp/p2")"; fi
 else
   ko pressure "bench failed: $(cat "$tmp/err")"
 fi
 
-if "$PAGODA" bench scheduler --dataset sharegpt --num-prompts 1000 >"$tmp/sg" 2>"$tmp/err"; then
+if "$PAGODA" bench scheduler --input-len 1000 --output-len 1000 --num-prompts 300 \
+     --num-blocks 16000 --preemption-mode recompute,swap >"$tmp/sw" 2>"$tmp/err"; then
+  rec=$(grep '^headroom.*, recompute ' "$tmp/sw"); swp=$(grep '^headroom.*, swap ' "$tmp/sw")
+  so=$(sed -E 's/.*\(([0-9]+) swapped out.*/\1/' <<<"$swp")
+  rr=$(field "tokens recomputed" "$rec"); rs=$(field "tokens recomputed" "$swp")
+  tr=$(sed -E 's/.*modelled +([0-9.]+) s.*/\1/' <<<"$rec"); ts=$(sed -E 's/.*modelled +([0-9.]+) s.*/\1/' <<<"$swp")
+  if [ -n "$rec" ] && [ -n "$swp" ] && [ "$so" -gt 0 ] && [ "$rs" -lt "$rr" ] &&
+     [ "$(field preemptions "$rec")" = "$(field preemptions "$swp")" ] &&
+     python3 -c "import sys; sys.exit(0 if $ts < $tr else 1)"; then ok swap_recomputes_less
+  else ko swap_recomputes_less "$(cat "$tmp/sw")"; fi
+else
+  ko swap "bench failed: $(cat "$tmp/err")"
+fi
+
+if "$PAGODA" bench scheduler --dataset sharegpt --num-prompts 1000 --preemption-mode recompute \
+     >"$tmp/sg" 2>"$tmp/err"; then
   old=$(grep '^vllm' "$tmp/sg"); new=$(grep '^headroom' "$tmp/sg")
   if grep -q "194964 tokens" "$tmp/sg" && [ "$(field steps "$old")" = "$(field steps "$new")" ] &&
      [ "$(field preemptions "$old")" = 0 ] && [ "$(field preemptions "$new")" = 0 ]; then
@@ -44,6 +61,8 @@ fi
 
 if "$PAGODA" bench scheduler --headroom-steps 5,x >/dev/null 2>&1 ||
    "$PAGODA" bench scheduler --graph-ladder odd >/dev/null 2>&1 ||
+   "$PAGODA" bench scheduler --preemption-mode swap,never >/dev/null 2>&1 ||
+   "$PAGODA" bench scheduler --host-gbps 0 >/dev/null 2>&1 ||
    "$PAGODA" bench scheduler --input-len 5000 --output-len 5000 --num-blocks 100 >/dev/null 2>&1; then
   ko usage "a bad argument was accepted"
 else

@@ -1,7 +1,7 @@
 # One Criterion program per runtime subsystem.
 CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cpu_kernels \
 	tests/unit/test_models tests/unit/test_safetensors tests/unit/test_block_pool \
-	tests/unit/test_scheduler tests/unit/test_sampler tests/unit/test_engine \
+	tests/unit/test_scheduler tests/unit/test_sampler tests/unit/test_engine tests/unit/test_swap \
 	tests/unit/test_tokenizer tests/unit/test_chat_template tests/unit/test_registry \
 	tests/unit/test_model_api tests/unit/test_jinja_sort \
 	tests/unit/test_corrupt_files tests/unit/test_settings tests/unit/test_metrics \
@@ -64,6 +64,11 @@ tests_unit_test_spec_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_spec_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_spec_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_spec_LDADD = $(TEST_LDADD)
+tests_unit_test_swap_SOURCES = %reldir%/test_swap.c
+tests_unit_test_swap_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_swap_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_swap_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_swap_LDADD = $(TEST_LDADD)
 tests_unit_test_engine_SOURCES = %reldir%/test_engine.c
 tests_unit_test_engine_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_engine_CFLAGS = $(TEST_CFLAGS)

@@ -493,6 +493,8 @@ Test(engine, metrics_in_prometheus_text_format)
         "# TYPE pagoda:num_requests_running gauge", "# TYPE pagoda:num_requests_waiting gauge",
         "# TYPE pagoda:kv_cache_usage_perc gauge", "pagoda:prefix_cache_queries_total" M " ",
         "pagoda:prefix_cache_hits_total" M " ", "pagoda:num_preemptions_total" M " 0",
+        "# TYPE pagoda:num_requests_swapped gauge", "pagoda:num_swapped_out_total" M " 0",
+        "pagoda:swap_out_bytes_total" M " 0", "pagoda:swap_in_bytes_total" M " 0",
         "pagoda:prompt_tokens_total" M " 6", "# TYPE pagoda:time_to_first_token_seconds histogram",
         "pagoda:time_to_first_token_seconds_bucket" ML "le=\"+Inf\"} 1",
         "pagoda:time_to_first_token_seconds_bucket" ML "le=\"0.005\"} ",

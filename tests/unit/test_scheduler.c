@@ -18,6 +18,7 @@ struct sim {
     struct pgd__kv_manager kv;
     struct pgd__scheduler sched;
     int64_t *cache;                 /* [num_blocks * block_size]: token << 32 | position */
+    int64_t *host;                  /* [swap blocks * block_size]: the swap space's twin */
     int vocab;
     uint64_t prompt_computed;       /* prompt positions actually computed */
     uint64_t steps;
@@ -39,13 +40,52 @@ static void sim_init(struct sim *s, int num_blocks, int block_size, bool caching
     s->vocab = 512;
 }
 
+/* Preemption by swapping into a host pool of n_swap blocks, in mode (swap_min_tokens min). */
+static void sim_swap(struct sim *s, int n_swap, enum pgd_preemption_mode mode, int min_tokens)
+{
+    char err[256];
+    cr_assert_eq(pgd__kv_manager_init_swap(&s->kv, n_swap, err, sizeof err), PGD_OK, "%s", err);
+    s->sched.p.preemption_mode = mode;
+    s->sched.p.swap_min_tokens = min_tokens;
+    free(s->host);
+    s->host = malloc((size_t)(n_swap > 0 ? n_swap : 1) * s->kv.block_size * sizeof *s->host);
+    for (int i = 0; i < n_swap * s->kv.block_size; i++)
+        s->host[i] = -1;
+}
+
 static void sim_fini(struct sim *s)
 {
     cr_assert_eq(pgd__block_pool_num_free(&s->kv.pool), s->kv.pool.num_blocks,
                  "blocks leaked");
+    cr_assert_eq(pgd__swap_pool_num_free(&s->kv.swap), s->kv.swap.num_blocks,
+                 "host blocks leaked");
     pgd__scheduler_fini(&s->sched);
     pgd__kv_manager_fini(&s->kv);
     free(s->cache);
+    free(s->host);
+}
+
+/* The plan's copies, as the engine runs them: swap-outs, then swap-ins, before the step.
+ * A device block a swap-out released and nobody holds or caches is poisoned after its copy,
+ * so that a swap-in that failed to copy it back shows. */
+static void sim_swaps(struct sim *s, const struct pgd__sched_out *o)
+{
+    int bs = s->kv.block_size;
+    for (int i = 0; i < o->swap_out.n; i++)
+        memcpy(&s->host[(size_t)o->swap_out.host[i] * bs],
+               &s->cache[(size_t)o->swap_out.dev[i] * bs], (size_t)bs * sizeof *s->cache);
+    for (int i = 0; i < o->swap_out.n; i++) {
+        const struct pgd__block *b = &s->kv.pool.blocks[o->swap_out.dev[i]];
+        if (b->ref_count == 0 && !b->has_hash)
+            for (int k = 0; k < bs; k++)
+                s->cache[(size_t)o->swap_out.dev[i] * bs + k] = -2;
+    }
+    for (int i = 0; i < o->swap_in.n; i++) {
+        memcpy(&s->cache[(size_t)o->swap_in.dev[i] * bs],
+               &s->host[(size_t)o->swap_in.host[i] * bs], (size_t)bs * sizeof *s->cache);
+        for (int k = 0; k < bs; k++)
+            s->host[(size_t)o->swap_in.host[i] * bs + k] = -3;
+    }
 }
 
 /* The stand-in model's rule: a hash of the whole history. */
@@ -75,6 +115,7 @@ static int64_t *slot(struct sim *s, const struct pgd__seq *q, int pos)
 static int sim_step(struct sim *s, struct pgd__seq **caught)
 {
     const struct pgd__sched_out *o = pgd__scheduler_schedule(&s->sched);
+    sim_swaps(s, o);
     int budget = s->sched.p.max_num_batched_tokens;
     cr_assert_leq(o->n_tokens, budget);
     cr_assert_leq(o->n, s->sched.p.max_num_seqs);
@@ -128,12 +169,17 @@ static void check_holders(struct sim *s, struct pgd__seq **live, int n_live)
     cr_assert(pgd__block_pool_check(&s->kv.pool, err, sizeof err), "%s", err);
     int nb = s->kv.pool.num_blocks;
     int *h = calloc((size_t)nb, sizeof *h);
+    int host_held = 0;
     for (int i = 0; i < n_live; i++) {
         if (live[i]->status != PGD__SEQ_RUNNING)
             cr_assert_eq(live[i]->kv.n_blocks, 0);
+        cr_assert_eq(live[i]->status == PGD__SEQ_SWAPPED, live[i]->kv.n_swap_blocks > 0);
+        host_held += live[i]->kv.n_swap_blocks;
         for (int b = 0; b < live[i]->kv.n_blocks; b++)
             h[live[i]->kv.blocks[b]]++;
     }
+    cr_assert(pgd__swap_pool_check(&s->kv.swap, err, sizeof err), "%s", err);
+    cr_assert_eq(host_held + pgd__swap_pool_num_free(&s->kv.swap), s->kv.swap.num_blocks);
     for (int b = 0; b < nb; b++)
         cr_assert_eq(h[b], s->kv.pool.blocks[b].ref_count, "block %d: ref_count %d, holders %d",
                      b, s->kv.pool.blocks[b].ref_count, h[b]);
@@ -318,6 +364,128 @@ Test(scheduler, cheapest_to_recompute_is_preempted)
     pgd__scheduler_update(&s.sched, o);
     cr_assert_eq(s.sched.n_recomputed, 4);
     retire(&s, a);
+    sim_fini(&s);
+}
+
+/* Preemption by swapping: the victim keeps what it computed in host blocks, comes back
+ * (swapped in) before a newer waiting request is admitted, and computes only its new
+ * token: nothing is recomputed. */
+Test(scheduler, victim_is_swapped_out_and_back_before_new_admissions)
+{
+    struct sim s;
+    sim_init(&s, 6, 4, false, 4, 64, true, PGD_SCHED_FCFS);
+    sim_swap(&s, 8, PGD_PREEMPT_SWAP, 0);
+    int32_t p[12];
+    for (int i = 0; i < 12; i++) p[i] = 10 + i;
+    struct pgd__seq *a = new_seq(1, p, 12, 20), *b = new_seq(2, p, 12, 20);
+    pgd__scheduler_add(&s.sched, a);
+    pgd__scheduler_add(&s.sched, b);
+    struct pgd__seq *caught[4];
+    cr_assert_eq(sim_step(&s, caught), 2);
+    /* Both need a 4th block: b (newest) is swapped out, its 3 blocks listed for copying. */
+    cr_assert_eq(sim_step(&s, caught), 1);
+    cr_assert_eq(caught[0], a);
+    cr_assert_eq(b->status, PGD__SEQ_SWAPPED);
+    cr_assert_eq(b->n_computed, 12);
+    cr_assert_eq(b->kv.n_blocks, 0);
+    cr_assert_eq(b->kv.n_swap_blocks, 3);
+    cr_assert_eq(s.sched.out.swap_out.n, 3);
+    cr_assert_eq(s.sched.n_swapped_out, 1);
+    cr_assert_eq(s.sched.n_preemptions, 1);
+    cr_assert_eq(pgd__swap_pool_num_free(&s.kv.swap), 5);
+    /* A newer request waits behind the swapped one. */
+    struct pgd__seq *c = new_seq(3, p, 4, 8);
+    pgd__scheduler_add(&s.sched, c);
+    retire(&s, a);
+    cr_assert_eq(sim_step(&s, caught), 2);
+    const struct pgd__sched_out *o = &s.sched.out;
+    cr_assert_eq(o->seqs[0], b, "the swapped sequence goes first");
+    cr_assert_eq(o->n_new[0], 1, "it computes only its new token");
+    cr_assert_eq(o->swap_in.n, 3);
+    cr_assert_eq(o->seqs[1], c);
+    cr_assert_eq(b->status, PGD__SEQ_RUNNING);
+    cr_assert_eq(b->kv.n_swap_blocks, 0);
+    cr_assert_eq(s.sched.n_swapped_in, 1);
+    cr_assert_eq(s.sched.n_blocks_swapped_in, 3);
+    cr_assert_eq(s.sched.n_recomputed, 0);
+    cr_assert_eq(pgd__swap_pool_num_free(&s.kv.swap), 8);
+    retire(&s, b);
+    retire(&s, c);
+    sim_fini(&s);
+}
+
+/* The decision: recompute mode never swaps; auto swaps only sequences with at least
+ * swap_min_tokens computed tokens; any mode recomputes when the host pool is short. */
+static void preempt_one(int n_swap, enum pgd_preemption_mode mode, int min_tokens,
+                        bool want_swap)
+{
+    struct sim s;
+    sim_init(&s, 6, 4, false, 4, 64, true, PGD_SCHED_FCFS);
+    sim_swap(&s, n_swap, mode, min_tokens);
+    int32_t p[12];
+    for (int i = 0; i < 12; i++) p[i] = 10 + i;
+    struct pgd__seq *a = new_seq(1, p, 12, 20), *b = new_seq(2, p, 12, 20);
+    pgd__scheduler_add(&s.sched, a);
+    pgd__scheduler_add(&s.sched, b);
+    struct pgd__seq *caught[4];
+    cr_assert_eq(sim_step(&s, caught), 2);
+    cr_assert_eq(sim_step(&s, caught), 1);
+    cr_assert_eq(s.sched.n_preemptions, 1);
+    cr_assert_eq(b->status, want_swap ? PGD__SEQ_SWAPPED : PGD__SEQ_WAITING,
+                 "mode %d, %d host blocks, min %d", (int)mode, n_swap, min_tokens);
+    cr_assert_eq(b->n_computed, want_swap ? 12 : 0);
+    cr_assert_eq(s.sched.n_swapped_out, want_swap ? 1u : 0u);
+    /* Finished while swapped out (or waiting): its host blocks go back. */
+    retire(&s, b);
+    retire(&s, a);
+    sim_fini(&s);
+}
+
+Test(scheduler, preemption_mode_decides_swap_or_recompute)
+{
+    preempt_one(8, PGD_PREEMPT_RECOMPUTE, 0, false);
+    preempt_one(8, PGD_PREEMPT_SWAP, 100, true);      /* swap ignores the minimum */
+    preempt_one(8, PGD_PREEMPT_AUTO, 12, true);       /* 12 computed tokens: enough */
+    preempt_one(8, PGD_PREEMPT_AUTO, 13, false);      /* not enough */
+    preempt_one(2, PGD_PREEMPT_SWAP, 0, false);       /* 3 blocks, 2 host blocks: recompute */
+    preempt_one(0, PGD_PREEMPT_SWAP, 0, false);       /* no swap space */
+}
+
+/* Prefix caching: a block shared by two sequences stays theirs when one is swapped out
+ * (its reference only is dropped), and the one swapped out gets its own copy back. */
+Test(scheduler, swapping_out_a_shared_prefix_block_keeps_it_for_the_other)
+{
+    struct sim s;
+    sim_init(&s, 7, 4, true, 4, 64, true, PGD_SCHED_FCFS);
+    sim_swap(&s, 8, PGD_PREEMPT_SWAP, 0);
+    int32_t p[9];
+    for (int i = 0; i < 9; i++) p[i] = 10 + i;
+    struct pgd__seq *a = new_seq(1, p, 9, 24);
+    pgd__scheduler_add(&s.sched, a);
+    struct pgd__seq *caught[4];
+    cr_assert_eq(sim_step(&s, caught), 1);            /* a: 3 blocks, 2 full and cached */
+    struct pgd__seq *b = new_seq(2, p, 9, 24);
+    pgd__scheduler_add(&s.sched, b);
+    cr_assert_eq(sim_step(&s, caught), 2);            /* b: a's 2 full blocks + 1 own */
+    int32_t shared = a->kv.blocks[0];
+    cr_assert_eq(b->kv.blocks[0], shared);
+    cr_assert_eq(s.kv.pool.blocks[shared].ref_count, 2);
+    /* Grow until the pool is short and b (newest) is swapped out. */
+    while (b->status == PGD__SEQ_RUNNING)
+        sim_step(&s, caught);
+    cr_assert_eq(b->status, PGD__SEQ_SWAPPED);
+    cr_assert_eq(s.kv.pool.blocks[shared].ref_count, 1, "a still holds the shared block");
+    cr_assert_eq(a->kv.blocks[0], shared);
+    /* a goes on reading the shared block; b comes back once a is done, every position it
+     * reads checked by sim_step. */
+    while (a->n_tokens < a->tokens_cap)
+        sim_step(&s, caught);
+    retire(&s, a);
+    while (b->n_tokens < b->tokens_cap)
+        sim_step(&s, caught);
+    cr_assert_geq(s.sched.n_swapped_in, 1);
+    cr_assert_eq(s.sched.n_recomputed, 0);
+    retire(&s, b);
     sim_fini(&s);
 }
 
@@ -557,14 +725,17 @@ static int reference_output(const int32_t *prompt, int n, int max_out, int vocab
 
 /* headroom: the scheduler's headroom_steps, with preempt_cheapest when > 0 (0: vLLM's
  * rule). */
-static void stress(int n_requests, int num_blocks, int bs, bool caching, int max_seqs,
-                   int budget, bool chunked, enum pgd_sched_policy pol, uint64_t seed,
-                   int headroom)
+static void stress_with(int n_requests, int num_blocks, int bs, bool caching, int max_seqs,
+                        int budget, bool chunked, enum pgd_sched_policy pol, uint64_t seed,
+                        int headroom, int n_swap, enum pgd_preemption_mode mode)
 {
     struct sim s;
     sim_init(&s, num_blocks, bs, caching, max_seqs, budget, chunked, pol);
     s.sched.p.headroom_steps = headroom;
     s.sched.p.preempt_cheapest = headroom > 0;
+    /* auto swaps sequences of at least 6 computed tokens here. */
+    if (n_swap > 0)
+        sim_swap(&s, n_swap, mode, 6);
     rng_state = seed;
     /* A few shared "system prompts". */
     int32_t sys[3][48];
@@ -653,9 +824,22 @@ static void stress(int n_requests, int num_blocks, int bs, bool caching, int max
         cr_assert_gt(s.sched.n_preemptions, 0, "the pool was meant to force preemption");
     if (caching)
         cr_assert_gt(s.kv.prefix_hits, 0);
+    if (n_swap > 0) {
+        cr_assert_gt(s.sched.n_swapped_out, 0, "the pool was meant to force swapping");
+        cr_assert_gt(s.sched.n_swapped_in, 0);
+    }
     free(reqs);
     free(live);
     sim_fini(&s);
+}
+
+/* Preempting by recompute. */
+static void stress(int n_requests, int num_blocks, int bs, bool caching, int max_seqs,
+                   int budget, bool chunked, enum pgd_sched_policy pol, uint64_t seed,
+                   int headroom)
+{
+    stress_with(n_requests, num_blocks, bs, caching, max_seqs, budget, chunked, pol, seed,
+                headroom, 0, PGD_PREEMPT_RECOMPUTE);
 }
 
 Test(scheduler_stress, fcfs_caching_chunked_small_pool)
@@ -686,6 +870,28 @@ Test(scheduler_stress, block_size_one_and_sixteen)
 {
     stress(500, 70, 1, true, 8, 32, true, PGD_SCHED_FCFS, 0x99, 0);
     stress(500, 6, 16, true, 8, 32, true, PGD_SCHED_PRIORITY, 0x98, 16);
+}
+
+/* The same workloads preempting by swapping: every sequence swapped out comes back with
+ * its KV intact (the stand-in checks every position it reads), swapped ones that finish
+ * or are aborted give their host blocks back, and a small host pool mixes in recomputes. */
+Test(scheduler_stress, swap_fcfs_caching_chunked_small_pool)
+{
+    stress_with(2000, 24, 4, true, 8, 32, true, PGD_SCHED_FCFS, 0x1234567, 0, 64,
+                PGD_PREEMPT_SWAP);
+    stress_with(2000, 24, 4, true, 8, 32, true, PGD_SCHED_FCFS, 0x1234567, 8, 64,
+                PGD_PREEMPT_SWAP);
+}
+
+Test(scheduler_stress, swap_priority_and_small_host_pools)
+{
+    stress_with(1500, 20, 4, true, 6, 24, true, PGD_SCHED_PRIORITY, 0xabcdef, 0, 64,
+                PGD_PREEMPT_SWAP);
+    stress_with(1000, 18, 4, false, 8, 32, true, PGD_SCHED_FCFS, 0x5555, 0, 5, PGD_PREEMPT_SWAP);
+    stress_with(1000, 20, 4, true, 8, 64, false, PGD_SCHED_FCFS, 0x7777, 0, 12,
+                PGD_PREEMPT_AUTO);
+    stress_with(500, 6, 16, true, 8, 32, true, PGD_SCHED_PRIORITY, 0x98, 16, 3,
+                PGD_PREEMPT_AUTO);
 }
 
 /* The projection's step-by-step sums (built from block crossings) equal each sequence's

@@ -56,6 +56,8 @@ static const struct flag_case FLAGS[] = {
     { { "--kv-cache-dtype", "auto" }, PGD__S_KV_CACHE_DTYPE, "auto" },
     { { "--kv-cache-dtype", "fp8" }, PGD__S_KV_CACHE_DTYPE, "fp8" },
     { { "--kv-cache-dtype", "fp8_e4m3" }, PGD__S_KV_CACHE_DTYPE, "fp8_e4m3" },
+    { { "--swap-space", "8" }, PGD__S_SWAP_SPACE, "8" },
+    { { "--preemption-mode", "swap" }, PGD__S_PREEMPTION_MODE, "swap" },
     { { "--seed", "1234" }, PGD__S_SEED, "1234" },
     { { "--gpu-memory-utilization", "0.85" }, PGD__S_GPU_MEMORY_UTILIZATION, "0.85" },
     { { "--kv-cache-memory", "4G" }, PGD__S_KV_CACHE_MEMORY_BYTES, "4294967296" },
@@ -359,7 +361,9 @@ static bool engine_params_differ(const struct pgd_engine_params *a,
              strcmp(a->pooler_config, b->pooler_config))) ||
            (a->kv_cache_dtype != b->kv_cache_dtype &&
             (!a->kv_cache_dtype || !b->kv_cache_dtype ||
-             strcmp(a->kv_cache_dtype, b->kv_cache_dtype)));
+             strcmp(a->kv_cache_dtype, b->kv_cache_dtype))) ||
+           a->swap_space_bytes != b->swap_space_bytes ||
+           a->preemption_mode != b->preemption_mode;
 }
 
 /* Not the default, for each engine row. */
@@ -388,6 +392,8 @@ static const char *other_value(int id)
     case PGD__S_TASK: return "embed";
     case PGD__S_POOLER_CONFIG: return "{\"normalize\": false}";
     case PGD__S_KV_CACHE_DTYPE: return "fp8";
+    case PGD__S_SWAP_SPACE: return "0.5";
+    case PGD__S_PREEMPTION_MODE: return "recompute";
     default: return NULL;
     }
 }

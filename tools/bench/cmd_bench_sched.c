@@ -19,7 +19,13 @@
  *
  * Each policy is a (headroom_steps, preempt_cheapest) pair of struct pgd__sched_params:
  * "vllm" is (0, false), vLLM v1's rule; --headroom-steps LIST adds one policy per entry
- * with preempt_cheapest on; the default list is the engine's default alone. */
+ * with preempt_cheapest on; the default list is the engine's default alone.
+ *
+ * Each policy runs in every preemption mode of --preemption-mode LIST (default recompute,
+ * swap, auto), with a host swap pool of --swap-space GiB in blocks of the shape's KV. A
+ * plan's swap copies cost their bytes over the host link (--host-gbps, default 25 GB/s:
+ * half of PCIe Gen5 x16, for copies of one block of one layer, 32 KiB for Llama-3-8B),
+ * added to the step: the GPU's next step waits for them. */
 #include "config.h"
 #include "tools/commands.h"
 #include "tools/bench/bench_workload.h"
@@ -36,6 +42,8 @@
  * powers of two (the default before 2026-12-03), or none (its own batch). */
 enum sim_ladder { LADDER_DEFAULT, LADDER_POW2, LADDER_NONE };
 
+#define SIM_MAX_MODES 3
+
 struct sim_opts {
     struct pgd_tool_workload w;     /* bench throughput's requests and lengths */
     int max_num_seqs, max_num_batched_tokens, num_blocks, block_size;
@@ -45,20 +53,27 @@ struct sim_opts {
     int layers, hidden, intermediate, heads, kv_heads, vocab;
     double gbps, tflops;
     int headroom[SIM_MAX_POLICIES], n_headroom;
+    /* Preemption by swapping: the modes to run, the host pool, the link, auto's minimum. */
+    enum pgd_preemption_mode modes[SIM_MAX_MODES];
+    int n_modes;
+    double swap_gib, host_gbps;
+    int swap_min_tokens;
 };
 
 /* The cost model's constants, from the shape. */
 struct sim_cost {
     double body, head;              /* matrix parameters: layers, the LM head */
     double weight_bytes, kv_bytes_tok, attn_flops_pair;
-    double gbps, tflops;
+    double gbps, tflops, host_gbps;
     enum sim_ladder ladder;
     int max_seqs;
 };
 
 struct sim_result {
     unsigned long long steps, decode_only, preemptions, recomputed, prompt_computed, generated;
-    double t_weights, t_flops, t_kv, time_s;    /* modelled seconds; time_s is their step sum */
+    unsigned long long swapped_out, swapped_in, blocks_swapped;   /* blocks: both ways */
+    double t_weights, t_flops, t_kv, t_swap, time_s;    /* modelled seconds; time_s is their
+                                                           step sum */
     int max_running;
 };
 
@@ -66,7 +81,7 @@ static struct sim_cost cost_of(const struct sim_opts *o)
 {
     double hd = (double)o->hidden / o->heads, kvd = hd * o->kv_heads, h = o->hidden;
     struct sim_cost c = { .gbps = o->gbps * 1e9, .tflops = o->tflops * 1e12,
-                          .ladder = o->ladder };
+                          .host_gbps = o->host_gbps * 1e9, .ladder = o->ladder };
     /* The graphs' largest batch (runner_graph.c): one token a sequence must fit a step. */
     c.max_seqs = o->max_num_seqs < o->max_num_batched_tokens ? o->max_num_seqs
                                                               : o->max_num_batched_tokens;
@@ -98,7 +113,7 @@ static int padded_batch(const struct sim_cost *c, int n)
 
 /* The modelled time of plan o (before the scheduler's update: n_computed is where each
  * sequence starts). */
-static void step_cost(const struct sim_cost *c, const struct pgd__sched_out *o,
+static void step_cost(const struct sim_cost *c, const struct pgd__sched_out *o, int bs,
                       struct sim_result *r)
 {
     double tokens = o->n_tokens, rows = 0, pairs = 0, kv = 0;
@@ -118,7 +133,10 @@ static void step_cost(const struct sim_cost *c, const struct pgd__sched_out *o,
     else
         r->t_flops += tf;
     r->t_kv += tk;
-    r->time_s += (tw > tf ? tw : tf) + tk;
+    /* The plan's swap copies, over the host link, before the step. */
+    double ts = (o->swap_out.n + o->swap_in.n) * c->kv_bytes_tok * bs / c->host_gbps;
+    r->t_swap += ts;
+    r->time_s += (tw > tf ? tw : tf) + tk + ts;
 }
 
 /* A generated token: any id, the same for the same sequence and length. */
@@ -151,7 +169,8 @@ static bool sim_step(const struct sim_opts *o, const struct sim_cost *c,
             r->prompt_computed +=
                 (unsigned long long)((end < q->n_prompt ? end : q->n_prompt) - q->n_computed);
     }
-    step_cost(c, p, r);
+    step_cost(c, p, o->block_size, r);
+    r->blocks_swapped += (unsigned long long)(p->swap_out.n + p->swap_in.n);
     pgd__scheduler_update(sched, p);
     for (int i = 0; i < p->n; i++) {
         struct pgd__seq *q = p->seqs[i];
@@ -177,6 +196,16 @@ static bool simulate(const struct sim_opts *o, const struct sim_cost *c,
     if (pgd__kv_manager_init(&kv, o->num_blocks, o->block_size, o->prefix_caching, err,
                              errlen) != PGD_OK)
         return false;
+    /* The swap space in blocks, at most the device pool's (as the runner sizes it). */
+    int n_swap = sp->preemption_mode == PGD_PREEMPT_RECOMPUTE ? 0
+                 : pgd__swap_pool_blocks_for_bytes((size_t)(o->swap_gib * (double)(1u << 30)),
+                                                   (size_t)(c->kv_bytes_tok * o->block_size));
+    if (n_swap > o->num_blocks)
+        n_swap = o->num_blocks;
+    if (pgd__kv_manager_init_swap(&kv, n_swap, err, errlen) != PGD_OK) {
+        pgd__kv_manager_fini(&kv);
+        return false;
+    }
     if (pgd__scheduler_init(&sched, sp, &kv, err, errlen) != PGD_OK) {
         pgd__kv_manager_fini(&kv);
         return false;
@@ -205,6 +234,8 @@ static bool simulate(const struct sim_opts *o, const struct sim_cost *c,
         ok = sim_step(o, c, &sched, r, err, errlen);
     r->preemptions = sched.n_preemptions;
     r->recomputed = sched.n_recomputed;
+    r->swapped_out = sched.n_swapped_out;
+    r->swapped_in = sched.n_swapped_in;
     for (int i = 0; i < n_init; i++) {
         if (seqs[i].status != PGD__SEQ_FINISHED)
             pgd__scheduler_finish(&sched, &seqs[i]);
@@ -219,11 +250,36 @@ static bool simulate(const struct sim_opts *o, const struct sim_cost *c,
 
 static void print_result(const char *name, const struct sim_result *r, long sum_out)
 {
-    printf("%-26s %6llu steps (%5llu decode-only), %5llu preemptions, %9llu tokens recomputed, "
-           "%9llu prompt tokens computed, max %4d running; modelled %7.2f s = weights %.2f + "
-           "compute %.2f + KV %.2f: %8.1f output tok/s\n", name, r->steps, r->decode_only,
-           r->preemptions, r->recomputed, r->prompt_computed, r->max_running, r->time_s,
-           r->t_weights, r->t_flops, r->t_kv, r->time_s > 0 ? sum_out / r->time_s : 0.0);
+    printf("%-38s %6llu steps (%5llu decode-only), %5llu preemptions (%llu swapped out, %llu "
+           "in; %llu blocks copied), %9llu tokens recomputed, %9llu prompt tokens computed, max "
+           "%4d running; modelled %7.2f s = weights %.2f + compute %.2f + KV %.2f + swap %.2f: "
+           "%8.1f output tok/s\n", name, r->steps, r->decode_only, r->preemptions,
+           r->swapped_out, r->swapped_in, r->blocks_swapped, r->recomputed, r->prompt_computed,
+           r->max_running, r->time_s, r->t_weights, r->t_flops, r->t_kv, r->t_swap,
+           r->time_s > 0 ? sum_out / r->time_s : 0.0);
+}
+
+static const char *mode_name(enum pgd_preemption_mode m)
+{
+    return m == PGD_PREEMPT_SWAP ? "swap" : m == PGD_PREEMPT_AUTO ? "auto" : "recompute";
+}
+
+/* The policy sp in every mode of o: one line each. */
+static bool run_modes(const struct sim_opts *o, const struct sim_cost *c,
+                      struct pgd__sched_params sp, const char *policy, const int *in,
+                      const int *out, long sum_out, char *err, size_t errlen)
+{
+    for (int m = 0; m < o->n_modes; m++) {
+        struct sim_result r;
+        char name[96];
+        sp.preemption_mode = o->modes[m];
+        sp.swap_min_tokens = o->swap_min_tokens;
+        if (!simulate(o, c, &sp, in, out, &r, err, errlen))
+            return false;
+        snprintf(name, sizeof name, "%s, %s", policy, mode_name(o->modes[m]));
+        print_result(name, &r, sum_out);
+    }
+    return true;
 }
 
 static int run_sim(const struct sim_opts *o)
@@ -261,21 +317,20 @@ static int run_sim(const struct sim_opts *o)
            o->tflops, o->ladder == LADDER_DEFAULT ? "the CUDA graphs' padded batch"
                       : o->ladder == LADDER_POW2 ? "a padded batch of 1, 2, 4, ..."
                                                  : "their own batch");
+    printf("swapping: %.2f GiB of host blocks, copies at %.0f GB/s; auto swaps from %d "
+           "computed tokens\n", o->swap_gib, o->host_gbps, o->swap_min_tokens);
     struct pgd__sched_params sp = { .max_num_seqs = o->max_num_seqs,
                                     .max_num_batched_tokens = o->max_num_batched_tokens,
                                     .enable_chunked_prefill = true, .policy = PGD_SCHED_FCFS };
-    struct sim_result r;
-    if (!simulate(o, &c, &sp, in, out, &r, err, sizeof err))
+    if (!run_modes(o, &c, sp, "vllm (admit while free)", in, out, sum_out, err, sizeof err))
         goto done;
-    print_result("vllm (admit while free)", &r, sum_out);
     for (int k = 0; k < o->n_headroom; k++) {
         char name[64];
         sp.headroom_steps = o->headroom[k];
         sp.preempt_cheapest = true;
         snprintf(name, sizeof name, "headroom %d, cheapest", o->headroom[k]);
-        if (!simulate(o, &c, &sp, in, out, &r, err, sizeof err))
+        if (!run_modes(o, &c, sp, name, in, out, sum_out, err, sizeof err))
             goto done;
-        print_result(name, &r, sum_out);
     }
     rc = 0;
 done:
@@ -307,8 +362,12 @@ static void sim_usage(FILE *f)
             "                           headroom_steps values (default: the engine's, %d)\n"
             "  --layers N, --hidden N, --intermediate N, --heads N, --kv-heads N, --vocab N\n"
             "                           the model's shape (default Llama-3-8B)\n"
-            "  --bandwidth GBPS, --tflops X   the device (default 4198 and 785: the H200)\n",
-            PGD__SCHED_HEADROOM_STEPS_DEFAULT);
+            "  --bandwidth GBPS, --tflops X   the device (default 4198 and 785: the H200)\n"
+            "  --preemption-mode LIST   recompute, swap, auto, comma-separated (default all)\n"
+            "  --swap-space GIB         host memory for swapped KV blocks (default 4)\n"
+            "  --host-gbps X            the swap copies' bandwidth (default 25)\n"
+            "  --swap-min-tokens N      auto swaps from N computed tokens (default %d)\n",
+            PGD__SCHED_HEADROOM_STEPS_DEFAULT, PGD__SCHED_SWAP_MIN_TOKENS_DEFAULT);
 }
 
 /* "a,b,c" into o->headroom; false on a bad entry. */
@@ -328,6 +387,27 @@ static bool parse_headroom(struct sim_opts *o, const char *s)
     return o->n_headroom > 0;
 }
 
+/* "recompute,swap,auto" into o->modes; false on a bad entry. */
+static bool parse_modes(struct sim_opts *o, const char *s)
+{
+    o->n_modes = 0;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (o->n_modes == SIM_MAX_MODES)
+            return false;
+        if (!strcmp(t, "recompute"))
+            o->modes[o->n_modes++] = PGD_PREEMPT_RECOMPUTE;
+        else if (!strcmp(t, "swap"))
+            o->modes[o->n_modes++] = PGD_PREEMPT_SWAP;
+        else if (!strcmp(t, "auto"))
+            o->modes[o->n_modes++] = PGD_PREEMPT_AUTO;
+        else
+            return false;
+    }
+    return o->n_modes > 0;
+}
+
 int pgd_cmd_bench_scheduler(int argc, char **argv)
 {
     static const struct option long_opts[] = {
@@ -341,6 +421,9 @@ int pgd_cmd_bench_scheduler(int argc, char **argv)
         { "intermediate", required_argument, 0, 'F' }, { "heads", required_argument, 0, 'A' },
         { "kv-heads", required_argument, 0, 'K' }, { "vocab", required_argument, 0, 'V' },
         { "bandwidth", required_argument, 0, 'W' }, { "tflops", required_argument, 0, 'T' },
+        { "preemption-mode", required_argument, 0, 'M' },
+        { "swap-space", required_argument, 0, 's' }, { "host-gbps", required_argument, 0, 'g' },
+        { "swap-min-tokens", required_argument, 0, 'm' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     struct sim_opts o = { .w = PGD_TOOL_WORKLOAD_DEFAULT, .max_num_seqs = 1024,
@@ -349,7 +432,10 @@ int pgd_cmd_bench_scheduler(int argc, char **argv)
                           .layers = 32,
                           .hidden = 4096, .intermediate = 14336, .heads = 32, .kv_heads = 8,
                           .vocab = 128256, .gbps = 4198, .tflops = 785,
-                          .headroom = { PGD__SCHED_HEADROOM_STEPS_DEFAULT }, .n_headroom = 1 };
+                          .headroom = { PGD__SCHED_HEADROOM_STEPS_DEFAULT }, .n_headroom = 1,
+                          .modes = { PGD_PREEMPT_RECOMPUTE, PGD_PREEMPT_SWAP, PGD_PREEMPT_AUTO },
+                          .n_modes = 3, .swap_gib = 4, .host_gbps = 25,
+                          .swap_min_tokens = PGD__SCHED_SWAP_MIN_TOKENS_DEFAULT };
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
@@ -387,6 +473,16 @@ int pgd_cmd_bench_scheduler(int argc, char **argv)
         case 'K': o.kv_heads = (int)strtol(optarg, &end, 10); break;
         case 'V': o.vocab = (int)strtol(optarg, &end, 10); break;
         case 'W': o.gbps = strtod(optarg, &end); break;
+        case 'M':
+            if (!parse_modes(&o, optarg)) {
+                fprintf(stderr, "pagoda bench scheduler: --preemption-mode %s: a list of "
+                        "recompute, swap, auto\n", optarg);
+                return 2;
+            }
+            break;
+        case 's': o.swap_gib = strtod(optarg, &end); break;
+        case 'g': o.host_gbps = strtod(optarg, &end); break;
+        case 'm': o.swap_min_tokens = (int)strtol(optarg, &end, 10); break;
         case 'T': o.tflops = strtod(optarg, &end); break;
         case 'h': sim_usage(stdout); return 0;
         default:
@@ -405,7 +501,7 @@ int pgd_cmd_bench_scheduler(int argc, char **argv)
         o.max_num_batched_tokens <= 0 || o.num_blocks <= 0 || o.block_size <= 0 ||
         o.layers <= 0 || o.hidden <= 0 || o.intermediate <= 0 || o.heads <= 0 ||
         o.kv_heads <= 0 || o.hidden % o.heads || o.vocab <= 1 || !(o.gbps > 0) ||
-        !(o.tflops > 0)) {
+        !(o.tflops > 0) || !(o.swap_gib >= 0) || !(o.host_gbps > 0) || o.swap_min_tokens < 0) {
         sim_usage(stderr);
         return 2;
     }

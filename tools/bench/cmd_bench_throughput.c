@@ -51,6 +51,8 @@ struct tput_opts {
     int warmup;
     int max_num_seqs, max_num_batched_tokens, num_blocks;
     int headroom_steps;             /* the scheduler's KV headroom; -1: the engine's default */
+    enum pgd_preemption_mode preemption_mode;  /* --preemption-mode (default the engine's) */
+    double swap_gib;                /* --swap-space; < 0: the engine's default */
     double gpu_mem;
     float temperature;
     const char *json;
@@ -108,6 +110,7 @@ static void print_step_times(const struct step_times *t)
  * engine compute again. */
 struct step_mix {
     unsigned long long steps, decode_only, graph, recomputed;
+    unsigned long long swapped_out, swapped_in, swap_out_bytes, swap_in_bytes;
 };
 
 static struct step_mix step_mix_of(const struct pgd_engine_stats *a,
@@ -118,6 +121,10 @@ static struct step_mix step_mix_of(const struct pgd_engine_stats *a,
         .decode_only = b->num_steps_decode_only - a->num_steps_decode_only,
         .graph = replays > 0 ? (unsigned long long)replays : 0,
         .recomputed = b->num_tokens_recomputed - a->num_tokens_recomputed,
+        .swapped_out = b->num_swapped_out - a->num_swapped_out,
+        .swapped_in = b->num_swapped_in - a->num_swapped_in,
+        .swap_out_bytes = b->swap_out_bytes - a->swap_out_bytes,
+        .swap_in_bytes = b->swap_in_bytes - a->swap_in_bytes,
     };
 }
 
@@ -125,8 +132,10 @@ static void print_step_mix(const struct step_mix *m)
 {
     unsigned long long eager_dec = m->decode_only > m->graph ? m->decode_only - m->graph : 0;
     printf("steps: %llu = %llu decode-only (%llu through CUDA graphs, %llu eager) + %llu with "
-           "prompt tokens (eager); %llu tokens recomputed after preemptions\n", m->steps,
-           m->decode_only, m->graph, eager_dec, m->steps - m->decode_only, m->recomputed);
+           "prompt tokens (eager); %llu tokens recomputed after preemptions; %llu sequences "
+           "swapped out (%.2f GB), %llu swapped in (%.2f GB)\n", m->steps, m->decode_only,
+           m->graph, eager_dec, m->steps - m->decode_only, m->recomputed, m->swapped_out,
+           m->swap_out_bytes / 1e9, m->swapped_in, m->swap_in_bytes / 1e9);
 }
 
 /* The runner's host time by step kind during the timed run (graph decode steps, their
@@ -176,6 +185,8 @@ static void tput_usage(FILE *out)
             "  --num-blocks N           KV blocks (default: sized by the engine)\n"
             "  --headroom-steps N       the scheduler's KV headroom (default %d; 0: vLLM's\n"
             "                           rule, admit while blocks last, preempt the newest)\n"
+            "  --preemption-mode auto|swap|recompute   (default auto)\n"
+            "  --swap-space GIB         host memory for swapped KV blocks (default 4)\n"
             "  --gpu-memory-utilization X   (default 0.9)\n"
             "  --warmup N               untimed requests first (default 8, 16 tokens each way)\n"
             "  --device auto|cpu|cuda|cuda:N, --dtype auto|bfloat16|float16,\n"
@@ -344,6 +355,9 @@ static int run_tput(const struct tput_opts *o)
     pgd__batch_defaults_apply(&ep, o->max_num_seqs > 0, o->max_num_batched_tokens > 0,
                               PGD__USAGE_OFFLINE);
     ep.num_blocks = o->num_blocks;
+    ep.preemption_mode = o->preemption_mode;
+    if (o->swap_gib >= 0)
+        ep.swap_space_bytes = (size_t)(o->swap_gib * (double)(1u << 30));
     ep.gpu_memory_utilization = o->gpu_mem;
     double t_load = pgd__now_s();
     if (pgd_engine_create(&ep, &e, err, sizeof err) != PGD_OK)
@@ -380,9 +394,14 @@ static int run_tput(const struct tput_opts *o)
         snprintf(policy, sizeof policy, "vLLM's admission (while blocks last), preempting the "
                  "newest");
     printf("engine: max_num_seqs %d, max_num_batched_tokens %d, %d KV blocks of %d tokens, %s; "
-           "%s\n", ep.max_num_seqs, ep.max_num_batched_tokens, st0.num_blocks, st0.block_size,
+           "%s; preemption_mode %s, %d host swap blocks\n", ep.max_num_seqs,
+           ep.max_num_batched_tokens, st0.num_blocks, st0.block_size,
            o->temperature > 0 ? (o->m.device == PGD_DEVICE_CUDA ? "sampled on the GPU" : "sampled")
-                              : "greedy", policy);
+                              : "greedy", policy,
+           ep.preemption_mode == PGD_PREEMPT_SWAP        ? "swap"
+           : ep.preemption_mode == PGD_PREEMPT_RECOMPUTE ? "recompute"
+                                                         : "auto",
+           st0.num_swap_blocks);
     printf("workload: %d requests, %s, input %.1f tokens on average (max %ld), output %.1f "
            "(max %ld)\n", o->w.num_prompts, o->w.sharegpt ? "sharegpt-shaped lengths" : "fixed lengths",
            (double)sum_in / o->w.num_prompts, max_in, (double)sum_out / o->w.num_prompts, max_out);
@@ -512,14 +531,16 @@ static int run_tput(const struct tput_opts *o)
                    "\"step_output_ms\": %.6f, \"step_device_ms\": %.6f, "
                    "\"step_host_ms\": %.6f, \"preemptions\": %llu, "
                    "\"tokens_recomputed\": %llu, \"steps_decode_only\": %llu, "
-                   "\"steps_graph\": %llu",
+                   "\"steps_graph\": %llu, \"swapped_out\": %llu, \"swapped_in\": %llu, "
+                   "\"swap_out_bytes\": %llu, \"swap_in_bytes\": %llu",
                 o->w.num_prompts, dt, o->w.num_prompts / dt, sum_in, counted, sum_in / dt,
                 counted / dt, (unsigned long long)gen, (unsigned long long)computed,
                 (unsigned long long)nsteps, max_in, max_out, max_len, floor_s,
                 (unsigned long long)tm.steps, tm.total, tm.schedule, tm.prepare, tm.model,
                 tm.output, tm.device, tm.total - tm.device,
                 (unsigned long long)(st1.num_preemptions - st0.num_preemptions),
-                mix.recomputed, mix.decode_only, mix.graph);
+                mix.recomputed, mix.decode_only, mix.graph, mix.swapped_out, mix.swapped_in,
+                mix.swap_out_bytes, mix.swap_in_bytes);
         if (wl_json) {
             fprintf(f, ", \"op_profile\": ");
             json_dumpf(wl_json, f, JSON_COMPACT);
@@ -552,17 +573,20 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         { "max-num-batched-tokens", required_argument, 0, 'B' },
         { "num-blocks", required_argument, 0, 'N' },
         { "headroom-steps", required_argument, 0, 'H' },
+        { "preemption-mode", required_argument, 0, 'P' },
+        { "swap-space", required_argument, 0, 'W' },
         { "gpu-memory-utilization", required_argument, 0, 'G' },
         { "warmup", required_argument, 0, 'w' },
         { "json", required_argument, 0, 'J' },
         { "structured-output-ratio", required_argument, 0, 'g' },
         { "structured-output-regex", required_argument, 0, 'e' },
-        { "profile-ops", no_argument, 0, 'P' }, { "profile-prompts", required_argument, 0, 'p' },
+        { "profile-ops", no_argument, 0, 'F' }, { "profile-prompts", required_argument, 0, 'p' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     struct tput_opts o = { .w = PGD_TOOL_WORKLOAD_DEFAULT, .warmup = 8,
                            .max_num_seqs = -1, .max_num_batched_tokens = -1, .headroom_steps = -1,
-                           .gpu_mem = 0.9, .guided_regex = "[ -~]*", .profile_prompts = -1 };
+                           .gpu_mem = 0.9, .guided_regex = "[ -~]*", .profile_prompts = -1,
+                           .swap_gib = -1 };
     pgd_tool_model_init(&o.m);
     int c;
     optind = 1;
@@ -574,12 +598,31 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         case 'B': o.max_num_batched_tokens = (int)strtol(optarg, &end, 10); break;
         case 'N': o.num_blocks = (int)strtol(optarg, &end, 10); break;
         case 'H': o.headroom_steps = (int)strtol(optarg, &end, 10); break;
+        case 'P':
+            if (!strcmp(optarg, "swap"))
+                o.preemption_mode = PGD_PREEMPT_SWAP;
+            else if (!strcmp(optarg, "recompute"))
+                o.preemption_mode = PGD_PREEMPT_RECOMPUTE;
+            else if (strcmp(optarg, "auto")) {
+                fprintf(stderr, "pagoda bench throughput: --preemption-mode %s: auto, swap or "
+                        "recompute\n", optarg);
+                return 2;
+            }
+            break;
+        case 'W':
+            o.swap_gib = strtod(optarg, &end);
+            if (!(o.swap_gib >= 0)) {
+                fprintf(stderr, "pagoda bench throughput: --swap-space %s: GiB, 0 or more\n",
+                        optarg);
+                return 2;
+            }
+            break;
         case 'G': o.gpu_mem = strtod(optarg, &end); break;
         case 'w': o.warmup = (int)strtol(optarg, &end, 10); break;
         case 'J': o.json = optarg; break;
         case 'g': o.guided_ratio = strtod(optarg, &end); break;
         case 'e': o.guided_regex = optarg; break;
-        case 'P': o.profile_ops = true; break;
+        case 'F': o.profile_ops = true; break;
         case 'p': o.profile_prompts = (int)strtol(optarg, &end, 10); break;
         case 'h': tput_usage(stdout); return 0;
         default:
