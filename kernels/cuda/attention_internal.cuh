@@ -128,14 +128,4 @@ int pgd__attn_wgmma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
                         const int4 *items, int n_items, int n_splits, int split_len,
                         float *part, char *err, size_t errlen);
 
-/* attention_wgmma_ws.cu: the same blocks warp-specialized (a cp.async producer warpgroup
- * filling an mbarrier-guarded ring of K/V stages, two consumer warpgroups of 64 rows each at
- * their own pace). Whether it runs call a: pgd__attn_wgmma_ok and a 16-bit cache (an e4m3
- * one stays on attention_wgmma.cu's kernel). */
-bool pgd__attn_wgmma_ws_ok(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a);
-/* Call a's items through it, as pgd__attn_wgmma_run; pgd__attn_wgmma_ws_ok(c, a) must hold. */
-int pgd__attn_wgmma_ws_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
-                           const int4 *items, int n_items, int n_splits, int split_len,
-                           float *part, char *err, size_t errlen);
-
 #endif

@@ -519,20 +519,18 @@ void pgd__attn_mma_shape(int group, int rows, int *hq, int *tq)
 }
 
 /* PGD_CUDA_PREFILL_ATTN (read once): "0" never the 128-row shape by default; "mma" the
- * 128-row shape on this file's 8-warp kernel, never attention_wgmma*.cu's; "wgmma-ws" (or
- * unset, or anything else) the warp-specialized wgmma kernel (attention_wgmma_ws.cu) wherever
- * it runs (pgd__attn_wgmma_ws_ok), else attention_wgmma.cu's where that runs (an e4m3
- * cache), else this one; "wgmma" attention_wgmma.cu's kernel (both warpgroups loading, one
- * barrier a tile) wherever it runs, this one elsewhere; "wgmma-serial" the same with its
- * serial variant. Returns the setting as 0, 'm', 'x', 'w' or 's'. */
+ * 128-row shape on this file's 8-warp kernel, never attention_wgmma.cu's; "wgmma" (or unset)
+ * the wgmma kernel wherever it runs (pgd__attn_wgmma_ok), this one elsewhere; "wgmma-serial"
+ * the same with the wgmma kernel's serial variant. Returns the setting as 0, 'm', 'w' or
+ * 's'. */
 static int env_prefill(void)
 {
     static std::atomic<int> v(-1);
     int r = v.load();
     if (r < 0) {
         const char *e = getenv("PGD_CUDA_PREFILL_ATTN");
-        r = !e ? 'x' : !strcmp(e, "0") ? 0 : !strcmp(e, "mma") ? 'm'
-            : !strcmp(e, "wgmma-serial") ? 's' : !strcmp(e, "wgmma") ? 'w' : 'x';
+        r = !e ? 'w' : !strcmp(e, "0") ? 0 : !strcmp(e, "mma") ? 'm'
+            : !strcmp(e, "wgmma-serial") ? 's' : 'w';
         v.store(r);
     }
     return r;
@@ -670,9 +668,8 @@ attn_tc_kparams pgd__attn_tc_params(const struct pgd_cuda_attn *a, const int4 *i
     return kp;
 }
 
-/* Where call a's 128-row blocks run: 2 attention_wgmma_ws.cu, 1 attention_wgmma.cu, 0 this
- * file's 8-warp kernel, -1 forced (PGD_CUDA_ATTN_PREFILL_WGMMA: attention_wgmma.cu's kernel)
- * where it cannot run. */
+/* Whether call a's 128-row blocks run on attention_wgmma.cu: 1 yes, 0 no (this file's 8-warp
+ * kernel), -1 forced (PGD_CUDA_ATTN_PREFILL_WGMMA) where it cannot run. */
 static int prefill_on_wgmma(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a)
 {
     if (a->path == PGD_CUDA_ATTN_PREFILL_MMA)
@@ -680,11 +677,7 @@ static int prefill_on_wgmma(const struct pgd_cuda_ctx *c, const struct pgd_cuda_
     bool ok = pgd__attn_wgmma_ok(c, a);
     if (a->path == PGD_CUDA_ATTN_PREFILL_WGMMA)
         return ok ? 1 : -1;
-    if (!ok)
-        return 0;
-    if (env_prefill() == 'x')
-        return pgd__attn_wgmma_ws_ok(c, a) ? 2 : 1;
-    return env_prefill() == 'w' || env_prefill() == 's';
+    return ok && (env_prefill() == 'w' || env_prefill() == 's');
 }
 
 int pgd__attn_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, const int4 *items,
@@ -712,9 +705,6 @@ int pgd__attn_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, con
                                   "head_dim %d: no kernel here (BF16 or F16, head_dim 64 or "
                                   "128, a compute capability 9.0 device and a build with 90 "
                                   "among its CUDA architectures)", pgd_dtype_name(a->dtype), D);
-        if (w == 2)
-            return pgd__attn_wgmma_ws_run(c, a, items, n_items, n_splits, split_len, part, err,
-                                          errlen);
         if (w)
             return pgd__attn_wgmma_run(c, a, items, n_items, n_splits, split_len, part, err,
                                        errlen);

@@ -316,11 +316,6 @@ enum { PGD_CUDA_ATTN_AUTO = 0, PGD_CUDA_ATTN_FMA = 1, PGD_CUDA_ATTN_MMA = 2,
  * 16-bit cache (fp8 set: an e4m3 one; it takes both). */
 int pgd_cuda_attention_wgmma_available(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int D,
                                        int fp8);
-/* Whether its warp-specialized form (attention_wgmma_ws.cu: what _PREFILL and the default
- * run there, unless PGD_CUDA_PREFILL_ATTN=wgmma or =wgmma-serial asks for the former) runs on
- * c's device for dtype dt and head_dim D (a 16-bit cache only: fp8 set, never). */
-int pgd_cuda_attention_wgmma_ws_available(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int D,
-                                          int fp8);
 /* Bytes of float32 scratch (device) an attention call needs for its context splits. */
 size_t pgd_cuda_attention_scratch(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a);
 /* out = causal softmax(q k^T * scale) v over each token's sequence, through the block

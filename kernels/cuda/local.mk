@@ -15,7 +15,6 @@ CUDA_HDRS = \
 	%reldir%/quant_wq.cuh \
 	%reldir%/quant_mma.cuh \
 	%reldir%/sm90.cuh \
-	%reldir%/attention_wgmma.cuh \
 	%reldir%/gemm_wgmma.cuh
 CUDA_SRCS = \
 	%reldir%/device.cu \
@@ -33,7 +32,6 @@ CUDA_SRCS = \
 	%reldir%/attention_decode_plan.cu \
 	%reldir%/attention_mma.cu \
 	%reldir%/attention_wgmma.cu \
-	%reldir%/attention_wgmma_ws.cu \
 	%reldir%/sample.cu \
 	%reldir%/graph.cu \
 	%reldir%/glu.cu \
@@ -71,11 +69,6 @@ wq_gemm_comma = ,
 
 # attention_wgmma.cu likewise (wgmma): its 90 is built as 90a.
 %reldir%/attention_wgmma.lo: %reldir%/attention_wgmma.cu
-	$(AM_V_GEN)$(SHELL) $(top_srcdir)/build-aux/cudalt.sh $@ $(NVCC) \
-	$(subst compute_90$(wq_gemm_comma)code=sm_90,compute_90a$(wq_gemm_comma)code=sm_90a,$(NVCCFLAGS)) -c $<
-
-# attention_wgmma_ws.cu likewise (wgmma, setmaxnreg): its 90 is built as 90a.
-%reldir%/attention_wgmma_ws.lo: %reldir%/attention_wgmma_ws.cu
 	$(AM_V_GEN)$(SHELL) $(top_srcdir)/build-aux/cudalt.sh $@ $(NVCC) \
 	$(subst compute_90$(wq_gemm_comma)code=sm_90,compute_90a$(wq_gemm_comma)code=sm_90a,$(NVCCFLAGS)) -c $<
 

@@ -14,14 +14,12 @@
  * prefill shape (128 query rows over 8 warps, .path = PGD_CUDA_ATTN_PREFILL) through the same
  * kinds of cases (prompts of 1 .. 2049 tokens against the CPU, 8192 against the FMA kernel,
  * chunks after cached prefixes, several sequences a call, windows, e4m3 caches), and the
- * default dispatch choosing it; the Hopper prefill kernels (attention_wgmma.cu, forced with
- * .path = PGD_CUDA_ATTN_PREFILL_WGMMA, and its warp-specialized form attention_wgmma_ws.cu,
- * what _PREFILL and the default run on an sm_90 device with PGD_CUDA_PREFILL_ATTN unset),
- * each through prompts of 1 .. 2048 tokens fresh and after cached prefixes, GQA groups
- * 1 / 4 / 8, head dims 64 / 128, block sizes 16 / 24 / 32, splits, windows, mixed batches,
- * 8192 tokens against the mma.sync 128-row kernel (_PREFILL_MMA); the former's serial
- * variant, the PGD_CUDA_PREFILL_ATTN switch (=wgmma keeps the former) and e4m3 caches
- * (which fall back to the former) (their tests skip, saying so, where they cannot run). Inputs are random (queries in [-a, a),
+ * default dispatch choosing it; the Hopper prefill kernel (attention_wgmma.cu, forced with
+ * .path = PGD_CUDA_ATTN_PREFILL_WGMMA, and what _PREFILL and the default run on an sm_90
+ * device) through prompts of 1 .. 2048 tokens fresh and after cached prefixes, GQA groups
+ * 1 / 4 / 8, head dims 64 / 128, splits, windows, mixed batches, 8192 tokens against the
+ * mma.sync 128-row kernel (_PREFILL_MMA), its serial variant, the PGD_CUDA_PREFILL_ATTN
+ * switch and e4m3 caches (its tests skip, saying so, where it cannot run). Inputs are random (queries in [-a, a),
  * a up to 8 for peaked softmaxes; K/V in [-1, 1)), the whole cache too, so that a wrong read
  * shows.
  *
@@ -1078,32 +1076,21 @@ static void need_wgmma(void)
                      "build with 90 among its CUDA architectures");
 }
 
-/* The warp-specialized one (attention_wgmma_ws.cu): what _PREFILL (and the default) runs on
- * sm_90 with PGD_CUDA_PREFILL_ATTN unset; skips the test where it cannot run. */
-static void need_wgmma_ws(void)
-{
-    if (!pgd_cuda_attention_wgmma_ws_available(ctx, PGD_DTYPE_BF16, 128, 0))
-        cr_skip_test("the warp-specialized wgmma prefill kernel needs a compute capability "
-                     "9.0 device and a build with 90 among its CUDA architectures");
-    unsetenv("PGD_CUDA_ATTN");
-    unsetenv("PGD_CUDA_PREFILL_ATTN");
-}
-
 static size_t check_wgmma(const struct attn_case *c, uint64_t step_id)
 {
     return check_path(c, PGD_CUDA_ATTN_PREFILL_WGMMA, step_id);
 }
 
-/* The Hopper prefill kernels' cases, through `path` (_PREFILL_WGMMA: attention_wgmma.cu's;
- * _PREFILL after need_wgmma_ws: attention_wgmma_ws.cu's), plan ids from step. */
-static void hopper_prompt_lengths(int path, uint64_t step)
+GPU_TEST(wgmma_prompt_lengths_fresh_and_after_prefixes)
 {
     /* Prompts of 1 .. 2048 tokens in one call (group 4: 32 tokens an item; 128-key tiles:
      * 127 / 128 / 129 at their edges), fresh, then each after a cached prefix (chunked
      * prefill: the queries start at an offset), at head dims 128 and 64. */
+    need_wgmma();
     static const int lens[8] = { 1, 17, 64, 127, 128, 129, 1000, 2048 };
     static const int prefix[8] = { 3, 200, 64, 1, 128, 77, 500, 30 };
     static const int dims[2] = { 128, 64 };
+    uint64_t step = 3000;
     for (int di = 0; di < 2; di++)
         for (int pre = 0; pre < 2; pre++) {
             struct attn_case c = { pre ? "wgmma prompts after prefixes" : "wgmma prompts", 4, 1,
@@ -1111,18 +1098,20 @@ static void hopper_prompt_lengths(int path, uint64_t step)
             memcpy(c.n_new, lens, sizeof lens);
             if (pre)
                 memcpy(c.cached, prefix, sizeof prefix);
-            check_path(&c, path, step);
+            check_wgmma(&c, step);
             step += 2;
         }
 }
 
-static void hopper_groups_and_edges(int path, uint64_t step)
+GPU_TEST(wgmma_groups_head_dims_block_sizes_and_tile_edges)
 {
     /* GQA groups 1 / 4 / 8 (128 / 32 / 16 tokens an item), head dims 64 / 128, block sizes
      * 16 / 32, query lengths at the item and 128-key tile edges, fresh and after prefixes. */
     static const int cached[8] = { 0, 37, 0, 64, 5, 0, 100, 0 };
     static const int n_new[8] = { 1, 17, 64, 127, 128, 129, 300, 33 };
     static const int groups[3] = { 1, 4, 8 }, dims[2] = { 64, 128 }, bss[2] = { 16, 32 };
+    need_wgmma();
+    uint64_t step = 3100;
     for (int gi = 0; gi < 3; gi++)
         for (int di = 0; di < 2; di++)
             for (int bi = 0; bi < 2; bi++) {
@@ -1132,17 +1121,18 @@ static void hopper_groups_and_edges(int path, uint64_t step)
                                        { 0 }, { 0 }, gi == 1 ? 4 : 1 };
                 memcpy(c.cached, cached, sizeof cached);
                 memcpy(c.n_new, n_new, sizeof n_new);
-                check_path(&c, path, step);
+                check_wgmma(&c, step);
                 step += 2;
             }
 }
 
-static void hopper_chunks_splits_windows_mixed(int path, uint64_t step)
+GPU_TEST(wgmma_chunks_after_prefixes_split_windows_and_mixed_batches)
 {
+    need_wgmma();
     /* Few blocks: the rows split along the context (partials merged by pgd__attn_combine). */
     struct attn_case sp = { "wgmma chunks after prefixes", 8, 2, 64, 16, 0, 4,
                             { 3000, 700, 2500, 7 }, { 100, 33, 1, 1 }, 2 };
-    size_t sb = check_path(&sp, path, step);
+    size_t sb = check_wgmma(&sp, 3200);
     cr_assert_gt(sb, 0, "the chunks should have been split along the context");
     struct attn_case cs[] = {
         { "wgmma chunk of 8B heads after a prefix", 32, 8, 128, 16, 0, 2, { 1000, 40 },
@@ -1154,46 +1144,9 @@ static void hopper_chunks_splits_windows_mixed(int path, uint64_t step)
         { "wgmma mixed, MQA 16/1", 16, 1, 128, 32, 0, 4, { 0, 513, 20, 2000 }, { 70, 1, 9, 1 }, 3 },
         { "wgmma mixed, MHA", 4, 4, 64, 16, 0, 3, { 10, 0, 700 }, { 129, 1, 1 }, 1 },
         { "wgmma peaked softmax", 8, 2, 128, 16, 0, 3, { 0, 0, 50 }, { 300, 129, 200 }, 8 },
-        { "wgmma block size 24, window 50", 8, 2, 128, 24, 50, 3, { 0, 33, 400 }, { 200, 60, 9 }, 2 },
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
-        check_path(&cs[i], path, step + 10 + 2 * i);
-}
-
-GPU_TEST(wgmma_prompt_lengths_fresh_and_after_prefixes)
-{
-    need_wgmma();
-    hopper_prompt_lengths(PGD_CUDA_ATTN_PREFILL_WGMMA, 3000);
-}
-
-GPU_TEST(wgmma_groups_head_dims_block_sizes_and_tile_edges)
-{
-    need_wgmma();
-    hopper_groups_and_edges(PGD_CUDA_ATTN_PREFILL_WGMMA, 3100);
-}
-
-GPU_TEST(wgmma_chunks_after_prefixes_split_windows_and_mixed_batches)
-{
-    need_wgmma();
-    hopper_chunks_splits_windows_mixed(PGD_CUDA_ATTN_PREFILL_WGMMA, 3200);
-}
-
-GPU_TEST(wgmma_ws_prompt_lengths_fresh_and_after_prefixes)
-{
-    need_wgmma_ws();
-    hopper_prompt_lengths(PGD_CUDA_ATTN_PREFILL, 4000);
-}
-
-GPU_TEST(wgmma_ws_groups_head_dims_block_sizes_and_tile_edges)
-{
-    need_wgmma_ws();
-    hopper_groups_and_edges(PGD_CUDA_ATTN_PREFILL, 4100);
-}
-
-GPU_TEST(wgmma_ws_chunks_after_prefixes_split_windows_and_mixed_batches)
-{
-    need_wgmma_ws();
-    hopper_chunks_splits_windows_mixed(PGD_CUDA_ATTN_PREFILL, 4200);
+        check_wgmma(&cs[i], 3210 + 2 * i);
 }
 
 GPU_TEST(wgmma_serial_variant_matches_cpu)
@@ -1234,26 +1187,6 @@ GPU_TEST(wgmma_and_mma_prefill_agree_at_8192_tokens)
     }
 }
 
-GPU_TEST(wgmma_ws_and_mma_prefill_agree_at_8192_tokens)
-{
-    /* The same through the warp-specialized kernel (the default _PREFILL on sm_90): 64 tiles
-     * of the ring's three stages wrapping around many times, the longest causal rows. */
-    need_wgmma_ws();
-    struct attn_case c = { "wgmma-ws prefill 8192", 32, 8, 128, 16, 0, 1, { 0 }, { 8192 }, 2 };
-    for (int di = 0; di < 2; di++) {
-        struct batch b;
-        batch_make(&b, DTS[di], &c);
-        float *ws = batch_run(&b, PGD_CUDA_ATTN_PREFILL, 3310 + 2 * di, 0, 0, NULL);
-        float *mma = batch_run(&b, PGD_CUDA_ATTN_PREFILL_MMA, 3311 + 2 * di, 0, 0, NULL);
-        struct tol a = tol_mma(DTS[di]);
-        expect_close(&b, "wgmma-ws vs mma.sync, 128-row blocks", ws, mma,
-                     (struct tol){ 2 * a.rtol, 2 * a.atol });
-        free(ws);
-        free(mma);
-        batch_free(&b);
-    }
-}
-
 GPU_TEST(mma_prefill_shape_still_matches_cpu)
 {
     /* The 8-warp mma.sync kernel forced (_PREFILL_MMA; on an sm_90 device _PREFILL runs the
@@ -1268,8 +1201,7 @@ GPU_TEST(mma_prefill_shape_still_matches_cpu)
 }
 
 /* A prompt whose 128-row blocks fill the SMs (8B heads): the default dispatch gives the same
- * bits as the prefill kernel `expect` forced (_PREFILL itself: the default and _PREFILL agree,
- * and match the CPU). */
+ * bits as the prefill kernel `expect` forced. */
 static void check_default_prefill_kernel(int expect)
 {
     int sm = pgd_cuda_sm_count(ctx);
@@ -1282,8 +1214,7 @@ static void check_default_prefill_kernel(int expect)
     float *want = batch_run(&b, expect, 3502, 0, 0, NULL);
     float *cpu = batch_cpu(&b);
     size_t n = (size_t)b.n * c.H * c.D;
-    const char *name = expect == PGD_CUDA_ATTN_PREFILL_WGMMA ? "wgmma"
-                       : expect == PGD_CUDA_ATTN_PREFILL ? "prefill" : "mma.sync";
+    const char *name = expect == PGD_CUDA_ATTN_PREFILL_WGMMA ? "wgmma" : "mma.sync";
     cr_assert_arr_eq(got, want, n * sizeof *got, "the default should run the %s kernel", name);
     cr_assert_arr_eq(pre, want, n * sizeof *got, "_PREFILL should run the %s kernel", name);
     expect_close(&b, "default prefill vs CPU", got, cpu, tol_mma(PGD_DTYPE_BF16));
@@ -1294,54 +1225,21 @@ static void check_default_prefill_kernel(int expect)
     batch_free(&b);
 }
 
-GPU_TEST(default_prefill_is_wgmma_ws_on_sm90)
+GPU_TEST(default_prefill_is_wgmma_on_sm90)
 {
-    /* With the environment unset the default takes the 128-row blocks on the kernel
-     * _PREFILL runs: the warp-specialized one where it runs (its own cases above show it
-     * there). */
-    need_wgmma_ws();
-    check_default_prefill_kernel(PGD_CUDA_ATTN_PREFILL);
-}
-
-GPU_TEST(env_switch_wgmma_keeps_the_former_kernel)
-{
-    /* PGD_CUDA_PREFILL_ATTN=wgmma: the default and _PREFILL run attention_wgmma.cu's kernel
-     * (the same bits as _PREFILL_WGMMA), as before the warp-specialized one. */
-    need_wgmma();
-    unsetenv("PGD_CUDA_ATTN");
-    setenv("PGD_CUDA_PREFILL_ATTN", "wgmma", 1);
-    check_default_prefill_kernel(PGD_CUDA_ATTN_PREFILL_WGMMA);
-}
-
-GPU_TEST(fp8_cache_falls_back_to_the_wgmma_kernel)
-{
-    /* The warp-specialized kernel takes a 16-bit cache only: with an e4m3 one the default
-     * _PREFILL runs attention_wgmma.cu's kernel (the same bits as forcing it by name). */
     need_wgmma();
     unsetenv("PGD_CUDA_ATTN");
     unsetenv("PGD_CUDA_PREFILL_ATTN");
-    cr_assert_eq(pgd_cuda_attention_wgmma_ws_available(ctx, PGD_DTYPE_BF16, 128, 1), 0);
-    struct attn_case c = { "fp8 falls back", 8, 2, 128, 16, 0, 3, { 0, 40, 0 },
-                           { 300, 129, 17 }, 2 };
-    struct batch b;
-    batch_make_kv(&b, PGD_DTYPE_BF16, &c, true);
-    float *pre = batch_run(&b, PGD_CUDA_ATTN_PREFILL, 3530, 0, 0, NULL);
-    float *want = batch_run(&b, PGD_CUDA_ATTN_PREFILL_WGMMA, 3531, 0, 0, NULL);
-    size_t n = (size_t)b.n * c.H * c.D;
-    cr_assert_arr_eq(pre, want, n * sizeof *pre, "an e4m3 cache should run the wgmma kernel");
-    free(pre);
-    free(want);
-    batch_free(&b);
+    check_default_prefill_kernel(PGD_CUDA_ATTN_PREFILL_WGMMA);
 }
 
 GPU_TEST(default_short_prompts_take_wgmma_on_sm90)
 {
     /* Prompts too few for 128-row blocks to fill the SMs, contexts under 512 keys: on sm_90
-     * the default still takes the wgmma kernel's 128-row blocks (same bits as forcing it;
-     * =wgmma: attention_wgmma.cu's, which _PREFILL_WGMMA forces). */
+     * the default still takes the wgmma kernel's 128-row blocks (same bits as forcing it). */
     need_wgmma();
     unsetenv("PGD_CUDA_ATTN");
-    setenv("PGD_CUDA_PREFILL_ATTN", "wgmma", 1);
+    unsetenv("PGD_CUDA_PREFILL_ATTN");
     struct attn_case c = { "short prompts, default wgmma", 32, 8, 128, 16, 0, 2, { 0, 100 },
                            { 128, 61 }, 2 };
     struct batch b;
@@ -1352,27 +1250,6 @@ GPU_TEST(default_short_prompts_take_wgmma_on_sm90)
     size_t n = (size_t)b.n * c.H * c.D;
     cr_assert_arr_eq(got, want, n * sizeof *got, "the default should run the wgmma kernel");
     expect_close(&b, "default short prompts vs CPU", got, cpu, tol_mma(PGD_DTYPE_BF16));
-    free(got);
-    free(want);
-    free(cpu);
-    batch_free(&b);
-}
-
-GPU_TEST(default_short_prompts_take_wgmma_ws_on_sm90)
-{
-    /* The same prompts with the environment unset: the default takes the warp-specialized
-     * kernel's 128-row blocks (the same bits as _PREFILL, which runs it there). */
-    need_wgmma_ws();
-    struct attn_case c = { "short prompts, default wgmma-ws", 32, 8, 128, 16, 0, 2, { 0, 100 },
-                           { 128, 61 }, 2 };
-    struct batch b;
-    batch_make(&b, PGD_DTYPE_BF16, &c);
-    float *got = batch_run(&b, PGD_CUDA_ATTN_AUTO, 3540, 0, 0, NULL);
-    float *want = batch_run(&b, PGD_CUDA_ATTN_PREFILL, 3541, 0, 0, NULL);
-    float *cpu = batch_cpu(&b);
-    size_t n = (size_t)b.n * c.H * c.D;
-    cr_assert_arr_eq(got, want, n * sizeof *got, "the default should run the wgmma-ws kernel");
-    expect_close(&b, "default short prompts (wgmma-ws) vs CPU", got, cpu, tol_mma(PGD_DTYPE_BF16));
     free(got);
     free(want);
     free(cpu);
