@@ -2,9 +2,9 @@
  * layout of include/pagoda/quant.h.
  *
  * Repacked at create into what the kernels read (quant_wq.cuh): the packed weights in the
- * mma layout (4 bits, integer zeros: the streaming tensor-core decode GEMV of
- * quant_wq_sgemv2.cu; rows whose x it cannot stage, or PGD_CUDA_WQ_GEMV=s1: the first
- * streaming one, quant_wq_sgemv.cu; PGD_CUDA_WQ_GEMV=old, or a scale table too large for it:
+ * mma layout (4 bits, integer zeros: up to 8 rows the first streaming decode GEMV,
+ * quant_wq_sgemv.cu; from 9 rows, or where that one cannot run, the streaming tensor-core
+ * one of quant_wq_sgemv2.cu (PGD_CUDA_WQ_GEMV=s1 keeps the first at every n); PGD_CUDA_WQ_GEMV=old, or a scale table too large for it:
  * quant_wq_gemv.cu's, or quant_wq_mma.cu's when a tile's scale table is too large for that
  * too) or the plain one (the
  * canonical qweight transposed: each output feature's words one contiguous row); meta half2
@@ -299,6 +299,16 @@ static int wq_x(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int r0
     return pgd_cuda__qstage_x(c, dt, xr, w->perm, rows, w->in, xbuf, err, errlen);
 }
 
+/* Whether the second streaming GEMV (quant_wq_sgemv2.cu) takes n rows: from n = 9, or where
+ * the first cannot run. Up to 8 rows the first is the faster on the H200 (2026-12-04, same
+ * lease: n = 1 q/o 7.2 against 8.4 us, gate_up 30.2 against 44.7, down 17.2 against 24.3;
+ * n = 4 gate_up 31.5 against 45.1); from 9 rows the first no longer stages x of every shape
+ * and the second wins (n = 16 gate_up 48.2 against 84.4 us, qkv 17.7 against 24.3). */
+static bool wq_sgemv2_takes(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n)
+{
+    return pgd_cuda__wq_sgemv2_fits(c, w) && (n > 8 || !pgd_cuda__wq_sgemv_fits(c, w));
+}
+
 template <typename T>
 static int wq_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
                    const struct pgd_cuda_wq *w, const void *b, void *y, char *err, size_t errlen)
@@ -307,7 +317,7 @@ static int wq_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int
         return pgd_cuda_failf(err, errlen, "quantized GEMV: x [%d, %d] exceeds the %zu-byte "
                               "scratch", n, w->in, c->qscratch_bytes);
     /* the mma layout: the decode GEMVs gather act-order x as they stage x */
-    if (pgd_cuda__wq_sgemv2_fits(c, w) && (uintptr_t)x % 2 == 0)
+    if (wq_sgemv2_takes(c, w, n) && (uintptr_t)x % 2 == 0)
         return pgd_cuda__wq_sgemv2(c, dt, x, w->perm, n, w, b, y, err, errlen);
     if (pgd_cuda__wq_sgemv_fits(c, w) && (uintptr_t)x % 2 == 0)
         return pgd_cuda__wq_sgemv(c, dt, x, w->perm, n, w, b, y, err, errlen);
@@ -424,7 +434,7 @@ static bool wq_auto_gemv(const struct pgd_cuda_wq *w, int n)
 extern "C" void pgd_cuda_wq_auto_plan(struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n,
                                       char *buf, size_t len)
 {
-    if (wq_auto_gemv(w, n) && pgd_cuda__wq_sgemv2_fits(c, w))
+    if (wq_auto_gemv(w, n) && wq_sgemv2_takes(c, w, n))
         pgd_cuda__wq_sgemv2_plan(c, w, n, buf, len);
     else if (wq_auto_gemv(w, n) && pgd_cuda__wq_sgemv_fits(c, w))
         pgd_cuda__wq_sgemv_plan(c, w, n, buf, len);
