@@ -79,7 +79,9 @@ for b in B:
     # the ops are the step: the gap between them is bookkeeping
     assert shares > 80, (b['kind'], b['max'], shares)
     assert abs(b['profiled_step_ms'] - t['step_ms']) < 1e-9, b
-    assert b['eager_over_timed'] > 0, b
+    # a size the pass batched into but the timed run never did (arrival order differs) has
+    # no timed step to compare with
+    assert (b['eager_over_timed'] > 0) == (b['timed_steps'] > 0), b
 "
   check run_by_kind "$tmp/all.json" "
 prof = [b for b in B if b['profile'] and b['profile']['steps']]
