@@ -23,8 +23,9 @@ status=0
 t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
 check() { if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; status=1; fi; }
-# The GPU machine's image may lack curl: gpu_pack.sh carries one in gpulibs/bin.
-command -v curl >/dev/null || export PATH=$WT/_build/gpulibs/bin:$PATH
+# curl: the one gpu_pack.sh carries in gpulibs/bin, which matches the libcurl that
+# LD_LIBRARY_PATH puts first (the machine's own fails against it, or is missing).
+[ -x "$WT/_build/gpulibs/bin/curl" ] && export PATH=$WT/_build/gpulibs/bin:$PATH
 command -v curl >/dev/null || { echo "FAIL no curl on this machine"; exit 1; }
 # wait_health PORT PID: until /health is 200; gives up when the server exits or after
 # HEALTH_WAIT seconds (default 120), printing the end of its log.

@@ -28,6 +28,12 @@
  *     kernel).
  *   - The ks partial sums of a tile meet once, at the end, in shared memory, and the
  *     tile's first warp adds them in slice order: deterministic, no atomics, one launch.
+ *   - Few warps an SM (16) each run long chains of dependent instructions, so the loop is
+ *     bound by issue latency, not by bytes in flight (ncu, H200, q / o at one row: DRAM at
+ *     18% of its peak, 9.5 cycles a warp between issues). A chunk therefore costs ~66
+ *     instructions, not ~109: whole batches run without a branch a chunk, a chunk's group
+ *     is a multiply and a shift (sg_group_magic), lanes past n read row n - 1 instead of
+ *     being tested, and two chunks' mma.sync chains are interleaved (sg_chunks).
  * The arithmetic is quant_wq_mma.cu's: nibbles AND-ed into a 16-bit magic pair (one LOP3)
  * minus (magic + zero) (one HSUB2) are the exact integers q - zero, mma.sync m16n8k16
  * multiplies them by x in float32, and each chunk's (or half chunk's, groups of 32)
@@ -48,7 +54,8 @@ struct sg_args {
     const __half2 *meta;             /* [out_pad][groups] */
     const int32_t *perm;             /* [in]: x staged through it (XM 2) */
     int kq, groups;                  /* 64-input chunks a row; groups a row */
-    int hpg, hpg_log2;               /* 32-input halves a group; its log2 or -1 */
+    uint32_t gmul;                   /* 32-input half h2's group: h2 gmul >> gsh (sg_group) */
+    int gsh;
     int ks, tpb, kpu;                /* warps a tile; tiles a block (8 / ks); chunks a warp */
     int tiles, in, out, n;           /* n: rows of this launch (<= 8 NT) */
     int xvec, xst;                   /* staged x: 16-byte pieces; its row stride */
@@ -82,80 +89,118 @@ __device__ __forceinline__ void sg_zero(float (&v)[NT][4])
             v[nt][i] = 0.0f;
 }
 
-/* v[u] = chunk j0 + u of the warp's run (lane's 16 bytes), for j0 + u < nch. */
+/* v[u] = chunk j0 + u of the warp's run (lane's 16 bytes), for j0 + u < nch (a whole batch:
+ * no test a chunk). */
 __device__ __forceinline__ void sg_load(uint4 (&v)[SG_UNR], const uint4 *wp, int j0, int nch)
 {
+    wp += (size_t)j0 * 32;
+    if (j0 + SG_UNR <= nch) {
 #pragma unroll
-    for (int u = 0; u < SG_UNR; u++)
-        v[u] = j0 + u < nch ? ld_stream(wp + (size_t)(j0 + u) * 32) : make_uint4(0, 0, 0, 0);
-}
-
-/* The group of 32-input half h2 (of the row) as a.hpg, a.hpg_log2 say. */
-__device__ __forceinline__ int sg_group(const sg_args &a, int h2)
-{
-    return a.groups == 1 ? 0 : a.hpg_log2 >= 0 ? h2 >> a.hpg_log2 : h2 / a.hpg;
-}
-
-/* Chunk c (64 inputs) of the warp's tile into tot. MG 1: the chunk lies in one group; 2: its
- * two 32-input halves are scaled apart (groups of 32, or of a size not a multiple of 64).
- * mt: the tile's scale table at row g (sg_stage_meta's); xb: x rows of stride xst (shared
- * memory or global, 4-byte aligned). */
-template <typename T, int NT, int MG, bool XS>
-__device__ __forceinline__ void sg_chunk(const sg_args &a, const uint4 &v, int c,
-                                         const uint4 *mt, const T *__restrict__ xb, int xst,
-                                         int lane, float (&tot)[NT][4])
-{
-    const int g = lane >> 2, t = lane & 3;
-    const uint32_t words[4] = { v.x, v.y, v.z, v.w };
+        for (int u = 0; u < SG_UNR; u++)
+            v[u] = ld_stream(wp + u * 32);
+    } else {
 #pragma unroll
-    for (int h = 0; h < MG; h++) {
-        const uint4 m = mt[sg_group(a, 2 * c + h) * 8];
-        const uint32_t z0 = m.z, z8 = m.w;
-        float acc[NT][4];
-        sg_zero<NT>(acc);
-#pragma unroll
-        for (int s = h * 4 / MG; s < (h + 1) * 4 / MG; s++) {
-            /* word s: the 16 x 16 tile of inputs c * 64 + s * 16 (quant_wq_mma.cu's order) */
-            uint32_t A[4];
-            A[0] = sub_pair<T>(nibble_pair<T>(words[s]), z0);
-            A[1] = sub_pair<T>(nibble_pair<T>(words[s] >> 4), z8);
-            A[2] = sub_pair<T>(nibble_pair<T>(words[s] >> 8), z0);
-            A[3] = sub_pair<T>(nibble_pair<T>(words[s] >> 12), z8);
-            const int k0 = c * 64 + s * 16 + 2 * t;
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++) {
-                const int tok = nt * 8 + g;
-                uint32_t B[2] = { 0u, 0u };
-                if (tok < a.n) {     /* inputs 2t, 2t + 1 and 2t + 8, 2t + 9 of the step */
-                    const uint32_t *xr =
-                        reinterpret_cast<const uint32_t *>(xb + (size_t)tok * xst + k0);
-                    B[0] = XS ? xr[0] : __ldg(xr);
-                    B[1] = XS ? xr[4] : __ldg(xr + 4);
-                }
-                sg_mma<T>(acc[nt], A, B);
-            }
-        }
-        const float s0 = __uint_as_float(m.x), s8 = __uint_as_float(m.y);
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++) {
-            tot[nt][0] = fmaf(s0, acc[nt][0], tot[nt][0]);
-            tot[nt][1] = fmaf(s0, acc[nt][1], tot[nt][1]);
-            tot[nt][2] = fmaf(s8, acc[nt][2], tot[nt][2]);
-            tot[nt][3] = fmaf(s8, acc[nt][3], tot[nt][3]);
-        }
+        for (int u = 0; u < SG_UNR; u++)
+            v[u] = j0 + u < nch ? ld_stream(wp + u * 32) : make_uint4(0, 0, 0, 0);
     }
 }
 
-/* The cnt (<= SG_UNR) chunks of v, the first chunk c0 of the tile. */
-template <typename T, int NT, int MG, bool XS>
-__device__ __forceinline__ void sg_batch(const sg_args &a, const uint4 (&v)[SG_UNR], int c0,
-                                         int cnt, const uint4 *mt, const T *__restrict__ xb,
-                                         int xst, int lane, float (&tot)[NT][4])
+/* The group of 32-input half h2 (of the row): h2 / (halves a group) as one multiply and one
+ * shift, gmul and gsh sg_make_plan's (exact for every half of the row; power-of-two and odd
+ * group sizes alike, and no division in the loop). */
+__device__ __forceinline__ int sg_group(uint32_t gmul, int gsh, int h2)
 {
+    return (int)(((uint32_t)h2 * gmul) >> gsh);
+}
+
+/* Chunks c .. c + P - 1 (64 inputs each, v[0 .. P)) of the warp's tile into tot. MG 1: a
+ * chunk lies in one group; 2: its two 32-input halves are scaled apart (groups of 32, or of a
+ * size not a multiple of 64). mt: the tile's scale table at row g (sg_stage_meta's); xl[nt]:
+ * lane (g, t)'s x row of token tile nt at input 2t (shared memory or global, 4-byte aligned).
+ * Each chunk (half) sums into its own acc, its 16 x 16 tiles in order, and is scaled into tot
+ * in chunk (half) order, as one chunk at a time would: the same sums to the bit. The P chunks'
+ * tiles are issued in turn, so that each chunk's chain of dependent mma.sync overlaps the
+ * others' (the compiler keeps a chain in one piece when left to itself). */
+template <typename T, int NT, int MG, bool XS, int P>
+__device__ __forceinline__ void sg_chunks(uint32_t gmul, int gsh, const uint4 *v, int c,
+                                          const uint4 *mt, const T *const (&xl)[NT],
+                                          float (&tot)[NT][4])
+{
+    uint4 m[P][MG];
+    float acc[P][MG][NT][4];
 #pragma unroll
-    for (int u = 0; u < SG_UNR; u++)
-        if (u < cnt)
-            sg_chunk<T, NT, MG, XS>(a, v[u], c0 + u, mt, xb, xst, lane, tot);
+    for (int p = 0; p < P; p++)
+#pragma unroll
+        for (int h = 0; h < MG; h++) {
+            m[p][h] = mt[sg_group(gmul, gsh, 2 * (c + p) + h) * 8];
+            sg_zero<NT>(acc[p][h]);
+        }
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+#pragma unroll
+        for (int p = 0; p < P; p++) {
+            /* word s: the 16 x 16 tile of inputs (c + p) * 64 + s * 16 (quant_wq_mma.cu's
+             * order), in half s / 2 */
+            const int h = s * MG / 4;
+            const uint32_t w = s == 0 ? v[p].x : s == 1 ? v[p].y : s == 2 ? v[p].z : v[p].w;
+            const uint32_t z0 = m[p][h].z, z8 = m[p][h].w;
+            uint32_t A[4];
+            A[0] = sub_pair<T>(nibble_pair<T>(w), z0);
+            A[1] = sub_pair<T>(nibble_pair<T>(w >> 4), z8);
+            A[2] = sub_pair<T>(nibble_pair<T>(w >> 8), z0);
+            A[3] = sub_pair<T>(nibble_pair<T>(w >> 12), z8);
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                /* inputs 2t, 2t + 1 and 2t + 8, 2t + 9 of the step */
+                const uint32_t *xr =
+                    reinterpret_cast<const uint32_t *>(xl[nt] + (c + p) * 64 + s * 16);
+                uint32_t B[2];
+                B[0] = XS ? xr[0] : __ldg(xr);
+                B[1] = XS ? xr[4] : __ldg(xr + 4);
+                sg_mma<T>(acc[p][h][nt], A, B);
+            }
+        }
+#pragma unroll
+    for (int p = 0; p < P; p++)
+#pragma unroll
+        for (int h = 0; h < MG; h++) {
+            const float s0 = __uint_as_float(m[p][h].x), s8 = __uint_as_float(m[p][h].y);
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                tot[nt][0] = fmaf(s0, acc[p][h][nt][0], tot[nt][0]);
+                tot[nt][1] = fmaf(s0, acc[p][h][nt][1], tot[nt][1]);
+                tot[nt][2] = fmaf(s8, acc[p][h][nt][2], tot[nt][2]);
+                tot[nt][3] = fmaf(s8, acc[p][h][nt][3], tot[nt][3]);
+            }
+        }
+}
+
+/* The cnt chunks of v (all SG_UNR when cnt >= SG_UNR), the first chunk c0 of the tile. A
+ * whole batch (every one but a warp's last) of one token tile takes the path without a branch
+ * a chunk, P chunks interleaved at a time; only the last, partial one tests each chunk. Two
+ * token tiles (9-16 rows) test each chunk always: their unrolled whole-batch copy spilled
+ * registers inside the loop (H200, an eager 16-token GPTQ step: 46.9 -> 52.4 us a launch,
+ * against 14.4 -> 13.3 us gained by q / o at one row). P 2 only where a chunk
+ * is one chain of 4 dependent mma.sync (NT 1, MG 1: else its token tiles or halves are
+ * already independent chains) and x is staged (read from global memory, two chunks' 64-bit
+ * addresses cost more instructions than the overlap saves: 691 against 571 a batch). */
+template <typename T, int NT, int MG, bool XS>
+__device__ __forceinline__ void sg_batch(uint32_t gmul, int gsh, const uint4 (&v)[SG_UNR],
+                                         int c0, int cnt, const uint4 *mt,
+                                         const T *const (&xl)[NT], float (&tot)[NT][4])
+{
+    constexpr int P = NT == 1 && MG == 1 && XS ? 2 : 1;
+    static_assert(SG_UNR % P == 0, "a batch holds whole groups of P chunks");
+    if (NT == 1 && cnt >= SG_UNR) {
+#pragma unroll
+        for (int u = 0; u < SG_UNR; u += P)
+            sg_chunks<T, NT, MG, XS, P>(gmul, gsh, &v[u], c0 + u, mt, xl, tot);
+    } else {
+#pragma unroll
+        for (int u = 0; u < SG_UNR; u++)
+            if (u < cnt)
+                sg_chunks<T, NT, MG, XS, 1>(gmul, gsh, &v[u], c0 + u, mt, xl, tot);
+    }
 }
 
 /* ms [tpb][groups][8] uint4 = {scale of row g, of row g + 8 (float32 bits), {B + zero} of
@@ -213,17 +258,26 @@ wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ 
     const uint4 *mt = ms + (size_t)(tl < ntl ? tl : 0) * a.groups * 8 + (lane >> 2);
     const T *xb = XM > 0 ? xs : x;
     const int xst = XM > 0 ? a.xst : a.in;
+    /* lane (g, t)'s x row of each token tile, at input 2t: token nt * 8 + g, those past n
+     * row n - 1 again (an mma's columns are independent; a column past n is never stored),
+     * so the B fragments need no test */
+    const T *xl[NT];
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++)
+        xl[nt] = xb + (size_t)min(nt * 8 + (lane >> 2), a.n - 1) * xst + 2 * (lane & 3);
+    const uint32_t gmul = a.gmul;
+    const int gsh = a.gsh;
     const int nb = (nch + SG_UNR - 1) / SG_UNR;
     /* two register buffers, both filled before the previous kernel ended: a buffer is
      * refilled as soon as it has been computed, while the other one's loads land */
     for (int bi = 0; bi < nb; bi += 2) {
-        sg_batch<T, NT, MG, XM != 0>(a, va, kbeg + bi * SG_UNR, nch - bi * SG_UNR, mt, xb, xst,
-                                     lane, tot);
+        sg_batch<T, NT, MG, XM != 0>(gmul, gsh, va, kbeg + bi * SG_UNR, nch - bi * SG_UNR, mt,
+                                     xl, tot);
         if (bi + 2 < nb)
             sg_load(va, wp, (bi + 2) * SG_UNR, nch);
         if (bi + 1 < nb)
-            sg_batch<T, NT, MG, XM != 0>(a, vb, kbeg + (bi + 1) * SG_UNR,
-                                         nch - (bi + 1) * SG_UNR, mt, xb, xst, lane, tot);
+            sg_batch<T, NT, MG, XM != 0>(gmul, gsh, vb, kbeg + (bi + 1) * SG_UNR,
+                                         nch - (bi + 1) * SG_UNR, mt, xl, tot);
         if (bi + 3 < nb)
             sg_load(vb, wp, (bi + 3) * SG_UNR, nch);
     }
@@ -275,8 +329,35 @@ static int sg_smem_budget(const struct pgd_cuda_ctx *c)
 
 static size_t sg_round16(size_t v) { return (v + 15) / 16 * 16; }
 
+/* a's gmul, gsh: the group of half h2 = floor(h2 / d) = h2 gmul >> gsh for every half of the
+ * row (h2 < 2 kq), d = group_size / 32. With l = ceil(log2 d), gsh = N + l (2^N past the
+ * largest h2), gmul = ceil(2^gsh / d) = (2^gsh + e) / d, e < d: h2 gmul / 2^gsh = h2 / d +
+ * h2 e / (d 2^gsh), the second term under 1 / d, so the floor is floor(h2 / d). Exact as
+ * long as h2 gmul stays in 32 bits (rows up to ~2^20 inputs); false past that. One group:
+ * gmul 0. */
+static bool sg_group_magic(const struct pgd_cuda_wq *w, sg_args *a)
+{
+    a->gmul = 0;
+    a->gsh = 0;
+    if (w->groups == 1)
+        return true;
+    const uint64_t d = (uint64_t)(w->group_size / 32), hmax = 2 * (uint64_t)a->kq - 1;
+    int n = 0, l = 0;
+    while ((1ull << n) <= hmax)
+        n++;
+    while ((1ull << l) < d)
+        l++;
+    const uint64_t mul = ((1ull << (n + l)) + d - 1) / d;
+    if (n + l > 31 || hmax * mul >= (1ull << 32))
+        return false;
+    a->gmul = (uint32_t)mul;
+    a->gsh = n + l;
+    return true;
+}
+
 /* The launch for n (<= 16) rows: the split, the shared memory, whether x is staged. false:
- * the layer's scale tables leave no room (the caller takes another GEMV). */
+ * the layer's scale tables leave no room, or its rows are past sg_group_magic's (the caller
+ * takes another GEMV). */
 struct sg_plan {
     sg_args a;
     int nt;                          /* token tiles: 1 (n <= 8) or 2 */
@@ -294,8 +375,8 @@ static bool sg_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq 
     a.meta = w->meta;
     a.kq = w->in / 64;
     a.groups = w->groups;
-    a.hpg = w->group_size / 32;
-    a.hpg_log2 = (a.hpg & (a.hpg - 1)) == 0 ? __builtin_ctz((unsigned)a.hpg) : -1;
+    if (!sg_group_magic(w, &a))
+        return false;
     a.tiles = w->out_pad / 16;
     a.in = w->in;
     a.out = w->out;

@@ -71,7 +71,10 @@ setup_pagoda() {
   fi
   LD_LIBRARY_PATH=$B/.libs:$WT/_build/gpulibs:$(cat "$cache")
   export LD_LIBRARY_PATH
-  command -v curl >/dev/null || export PATH=$WT/_build/gpulibs/bin:$REPO/.carry/bin:$PATH
+  # The bundle's curl: the machine's own (Ubuntu's) fails against the bundle's libcurl that
+  # LD_LIBRARY_PATH now puts first ("undefined symbol: curl_global_trace").
+  if [ -x "$WT/_build/gpulibs/bin/curl" ]; then export PATH=$WT/_build/gpulibs/bin:$PATH
+  else command -v curl >/dev/null || export PATH=$REPO/.carry/bin:$PATH; fi
   export PAGODA=$B/tools/pagoda
   "$PAGODA" --version 2>/dev/null | head -n 1
 }

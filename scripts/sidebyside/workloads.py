@@ -59,7 +59,7 @@ SERVE = {
                           rate="inf", est_s=25),
     "serve_sharegpt_inf": dict(dataset="sharegpt", num_prompts=1000, rate="inf", est_s=30),
 }
-SWEEP_RATES = [16, 32, 40, 48, 56, 64]   # requests/s, Poisson arrivals
+SWEEP_RATES = [16, 32, 48, 64, 96, 160]  # requests/s, Poisson arrivals (past 64 both engines queue)
 SWEEP_SECONDS = 10                       # of arrivals at each rate: num_prompts = rate x this
 SWEEP_MIN_PROMPTS = 200
 TARGET_TPOT_MS = 15.0
