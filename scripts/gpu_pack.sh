@@ -10,7 +10,8 @@ out=$2
 libs="$build/../gpulibs"
 rm -rf "$libs" && mkdir -p "$libs"
 # Every library the tool, the library, the plugins and the tests (Criterion: a plain `make`
-# builds the GPU tests, not the unit tests) load from the system's library folder, but glibc, the C++ runtime and CUDA's own (the GPU machine has newer ones of those).
+# builds the GPU tests, not the unit tests) load from the system's library folder, but glibc,
+# the C++ runtime and CUDA's own (the GPU machine has newer ones of those).
 for f in "$build"/tools/pagoda "$build"/.libs/libpagoda.so "$build"/plugins/frontend/*/.libs/*.so \
          "$build"/tests/unit/test_engine "$build"/tests/gpu/test_cuda_engine "$libs/bin/curl"; do
   [ -e "$f" ] && ldd "$f"
