@@ -384,6 +384,16 @@ struct pgd_engine_stats {
     int num_swap_blocks;             /* host blocks of the swap space (0: none) */
     uint64_t num_swapped_out, num_swapped_in;
     uint64_t swap_out_bytes, swap_in_bytes;
+    /* The timed steps (step_timed) split by kind: how many were decode-only (see
+     * num_steps_decode_only: on a GPU, the steps a CUDA graph can run; the rest, step_timed
+     * - step_timed_decode_only, are mixed: prompt tokens or proposals, run eagerly), and
+     * each kind's wall seconds (its part of step_total_s) and device seconds (its part of
+     * step_device_s). A step's kind and its times are added together. The mixed sums are
+     * kept rather than taken as total - decode-only: a difference of two float sums can
+     * step back by a rounding error, and /metrics' counters must never go down. */
+    uint64_t step_timed_decode_only;
+    double step_total_decode_only_s, step_total_mixed_s;
+    double step_device_decode_only_s, step_device_mixed_s;
 };
 void pgd_engine_get_stats(struct pgd_engine *e, struct pgd_engine_stats *out);
 

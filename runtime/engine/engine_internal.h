@@ -300,8 +300,10 @@ void pgd__stats_on_scheduled(struct pgd_engine *e, const struct pgd__req *r, dou
 void pgd__stats_on_step(struct pgd_engine *e, uint64_t prompt_computed, int step_tokens,
                         bool decode_only);
 /* A step's phases (engine_step.c): the times t[0] (start), t[1] (scheduled), t[2]
- * (prepared), t[3] (model step done), t[4] (outputs handled), and its device seconds. */
-void pgd__stats_on_step_times(struct pgd_engine *e, const double t[5], double device_s);
+ * (prepared), t[3] (model step done), t[4] (outputs handled), its device seconds, and its
+ * kind (the scheduler's decode_only of the same step), added to the split by kind. */
+void pgd__stats_on_step_times(struct pgd_engine *e, const double t[5], double device_s,
+                              bool decode_only);
 /* Child c generated a token at time t (c->n_out already counts it, c->t_last_token is
  * still the previous one's); stamps the request's t_first_token on its first token. */
 void pgd__stats_on_token(struct pgd_engine *e, const struct pgd__child *c, double t);

@@ -81,6 +81,54 @@ static void spec_counters(struct pgd__buf *b, const char *L, const struct pgd_en
     }
 }
 
+/* One sample of a counter split by a label: name{model_name=...,key="val"} v. */
+static void labelled(struct pgd__buf *b, const char *L, const char *name, const char *key,
+                     const char *val, double v)
+{
+    char lab[400];
+    snprintf(lab, sizeof lab, "%s,%s=\"%s\"", L, key, val);
+    pgd__prom_sample(b, name, lab, v);
+}
+
+/* Where the engine thread's steps spend their time (struct pgd_engine_stats' step_*; vLLM
+ * has no such series): the timed steps by kind (decode-only: on a GPU a CUDA graph can run
+ * them; mixed: prompt tokens or proposals, run eagerly), their wall seconds from the step's
+ * start to its outputs emitted, the backend's device seconds (the waits for the GPU, or the
+ * CPU's forward pass; 0 for a backend that does not measure it), and the four phases.
+ * Every value is a sum that only grows (the mixed seconds are summed, not subtracted). */
+static void step_counters(struct pgd__buf *b, const char *L, const struct pgd_engine_stats *s)
+{
+    static const char *const kinds[2] = { "decode_only", "mixed" };
+    double steps[2] = { (double)s->step_timed_decode_only,
+                        (double)(s->step_timed - s->step_timed_decode_only) };
+    double wall[2] = { s->step_total_decode_only_s, s->step_total_mixed_s };
+    double dev[2] = { s->step_device_decode_only_s, s->step_device_mixed_s };
+    pgd__prom_header(b, "pagoda:engine_steps_total", "counter",
+                     "Engine steps timed, by kind (decode_only or mixed).");
+    for (int k = 0; k < 2; k++)
+        labelled(b, L, "pagoda:engine_steps_total", "kind", kinds[k], steps[k]);
+    pgd__prom_header(b, "pagoda:engine_step_seconds_total", "counter",
+                     "Wall seconds of the engine thread's steps, from a step's start to its "
+                     "outputs emitted, by kind.");
+    for (int k = 0; k < 2; k++)
+        labelled(b, L, "pagoda:engine_step_seconds_total", "kind", kinds[k], wall[k]);
+    pgd__prom_header(b, "pagoda:engine_step_device_seconds_total", "counter",
+                     "Device seconds of the steps as the host sees them (waits for the GPU, "
+                     "or the CPU's forward pass), by kind.");
+    for (int k = 0; k < 2; k++)
+        labelled(b, L, "pagoda:engine_step_device_seconds_total", "kind", kinds[k], dev[k]);
+    pgd__prom_header(b, "pagoda:engine_step_phase_seconds_total", "counter",
+                     "Wall seconds of the timed steps by phase (schedule, prepare, model, "
+                     "output).");
+    labelled(b, L, "pagoda:engine_step_phase_seconds_total", "phase", "schedule",
+             s->step_schedule_s);
+    labelled(b, L, "pagoda:engine_step_phase_seconds_total", "phase", "prepare",
+             s->step_prepare_s);
+    labelled(b, L, "pagoda:engine_step_phase_seconds_total", "phase", "model", s->step_model_s);
+    labelled(b, L, "pagoda:engine_step_phase_seconds_total", "phase", "output",
+             s->step_output_s);
+}
+
 enum pgd_status pgd__engine_metrics_text(const struct pgd__engine_metrics *m,
                                          const struct pgd_engine_stats *s, char **text,
                                          size_t *len)
@@ -126,6 +174,7 @@ enum pgd_status pgd__engine_metrics_text(const struct pgd__engine_metrics *m,
     }
     if (s->spec_num_speculative_tokens > 0)
         spec_counters(&b, L, s);
+    step_counters(&b, L, s);
     gauge(&b, m->cache_info, "pagoda:cache_config_info", "gauge",
           "Information of the KV cache's configuration (the value is always 1).", 1.0);
     pgd__prom_histogram(&b, "pagoda:time_to_first_token_seconds",

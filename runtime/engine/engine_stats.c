@@ -47,9 +47,20 @@ void pgd__stats_on_step(struct pgd_engine *e, uint64_t prompt_computed, int step
     pthread_mutex_unlock(&e->stats_mu);
 }
 
-void pgd__stats_on_step_times(struct pgd_engine *e, const double t[5], double device_s)
+void pgd__stats_on_step_times(struct pgd_engine *e, const double t[5], double device_s,
+                              bool decode_only)
 {
     pthread_mutex_lock(&e->stats_mu);
+    /* The split by kind is added under the same lock as the totals: a reader never sees a
+     * step counted in one and not the other. */
+    if (decode_only) {
+        e->stats.step_timed_decode_only++;
+        e->stats.step_total_decode_only_s += t[4] - t[0];
+        e->stats.step_device_decode_only_s += device_s;
+    } else {
+        e->stats.step_total_mixed_s += t[4] - t[0];
+        e->stats.step_device_mixed_s += device_s;
+    }
     e->stats.step_schedule_s += t[1] - t[0];
     e->stats.step_prepare_s += t[2] - t[1];
     e->stats.step_model_s += t[3] - t[2];

@@ -245,18 +245,21 @@ static void engine_step(struct pgd_engine *e)
         pgd__engine_fail_all(e);
         return;
     }
+    /* The step's kind, copied before the update, the emits and the retirements (o is the
+     * scheduler's): the counters and the times below are filed under this step's kind. */
+    bool decode_only = o->decode_only;
     /* e->ss[i].n_computed keeps where each planned sequence started. */
     pgd__scheduler_update(&e->sched, o);
     /* The step's counters, before any of its outputs reaches a stream: a caller that reads
      * the stats once its streams closed sees every step that fed them. */
-    pgd__stats_on_step(e, prompt_computed, step_tokens, o->decode_only);
+    pgd__stats_on_step(e, prompt_computed, step_tokens, decode_only);
     emit_results(e, o);
     pgd__spec_drop_unverified(e);
     retire_finished(e);
     pgd__stats_gauges(e);
     t[4] = pgd__engine_now();
-    pgd__stats_on_step_times(e, t, e->be.device_seconds ? e->be.device_seconds(e->be.ctx) - dev0
-                                                         : 0.0);
+    double device_s = e->be.device_seconds ? e->be.device_seconds(e->be.ctx) - dev0 : 0.0;
+    pgd__stats_on_step_times(e, t, device_s, decode_only);
 }
 
 /* ---- invariants (tests) ---------------------------------------------------------------- */

@@ -539,6 +539,95 @@ Test(engine, metrics_in_prometheus_text_format)
     pgd_engine_destroy(e);
 }
 
+/* The value of the sample "name{labels}" in Prometheus text (the series must be there, its
+ * value a number ending the line). */
+static double series_value(const char *text, const char *series)
+{
+    char key[256];
+    snprintf(key, sizeof key, "\n%s ", series);
+    const char *p = strstr(text, key);
+    cr_assert_not_null(p, "missing %s in\n%s", series, text);
+    p += strlen(key);
+    char *end;
+    double v = strtod(p, &end);
+    cr_assert(end != p && *end == '\n', "bad value of %s: %.20s", series, p);
+    return v;
+}
+
+/* The stats once the last step's times are in (they are added after its outputs). */
+static void settled_stats(struct pgd_engine *e, struct pgd_engine_stats *st)
+{
+    pgd_engine_get_stats(e, st);
+    for (int i = 0; i < 2000 && st->step_timed < st->num_steps; i++) {
+        nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+        pgd_engine_get_stats(e, st);
+    }
+}
+
+/* /metrics' step counters: the timed steps split by kind (a prompt step is mixed, the
+ * decodes after it decode-only), the kinds summing to the stats' totals, the phases to the
+ * wall time, every series with the model_name label. */
+Test(engine, step_counters_by_kind_in_metrics)
+{
+    struct pgd_engine *e = make_engine(.num_blocks = 64, .block_size = 4);
+    int32_t p1[6] = { 2, 3, 4, 5, 6, 7 }, p2[9] = { 9, 8, 7, 6, 5, 4, 3, 2, 1 };
+    struct pgd_sampling_params sp1 = greedy_params(5), sp2 = greedy_params(3);
+    sp1.ignore_eos = sp2.ignore_eos = true;   /* both run to their length: decodes follow */
+    struct pgd_stream *s1 = submit_ids(e, p1, 6, sp1);
+    struct pgd_stream *s2 = submit_ids(e, p2, 9, sp2);
+    struct collected c;
+    collect(s1, &c);
+    collect(s2, &c);
+    pgd_stream_destroy(s1);
+    pgd_stream_destroy(s2);
+    struct pgd_engine_stats st;
+    settled_stats(e, &st);
+    cr_assert_eq(st.step_timed, st.num_steps);
+    char *text;
+    size_t len;
+    cr_assert_eq(pgd_engine_metrics_text(e, &text, &len), PGD_OK);
+#define ML "{model_name=\"model\","
+    const char *types[] = {
+        "# TYPE pagoda:engine_steps_total counter\n",
+        "# TYPE pagoda:engine_step_seconds_total counter\n",
+        "# TYPE pagoda:engine_step_device_seconds_total counter\n",
+        "# TYPE pagoda:engine_step_phase_seconds_total counter\n",
+    };
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        cr_assert(strstr(text, types[i]) != NULL, "missing %s in\n%s", types[i], text);
+    double dec = series_value(text, "pagoda:engine_steps_total" ML "kind=\"decode_only\"}");
+    double mixed = series_value(text, "pagoda:engine_steps_total" ML "kind=\"mixed\"}");
+    cr_assert_gt(dec, 0, "the decodes after the prompts");
+    cr_assert_gt(mixed, 0, "the prompts' steps");
+    cr_assert_eq(dec + mixed, (double)st.step_timed);
+    cr_assert_eq(dec, (double)st.num_steps_decode_only);
+    double wall_dec = series_value(text, "pagoda:engine_step_seconds_total" ML
+                                         "kind=\"decode_only\"}");
+    double wall_mixed = series_value(text, "pagoda:engine_step_seconds_total" ML
+                                           "kind=\"mixed\"}");
+    cr_assert(wall_dec > 0 && wall_mixed > 0, "%g %g", wall_dec, wall_mixed);
+    cr_assert_float_eq(wall_dec + wall_mixed, st.step_total_s, 1e-9 + 1e-9 * st.step_total_s);
+    /* The stand-in backend does not measure device time: 0 for both kinds. */
+    cr_assert_eq(series_value(text, "pagoda:engine_step_device_seconds_total" ML
+                                    "kind=\"decode_only\"}"), 0.0);
+    cr_assert_eq(series_value(text, "pagoda:engine_step_device_seconds_total" ML
+                                    "kind=\"mixed\"}"), 0.0);
+    double phases = 0;
+    const char *names[] = { "schedule", "prepare", "model", "output" };
+    for (int i = 0; i < 4; i++) {
+        char sname[160];
+        snprintf(sname, sizeof sname,
+                 "pagoda:engine_step_phase_seconds_total" ML "phase=\"%s\"}", names[i]);
+        double v = series_value(text, sname);
+        cr_assert_geq(v, 0, "%s", sname);
+        phases += v;
+    }
+#undef ML
+    cr_assert_float_eq(phases, wall_dec + wall_mixed, 1e-9 + 1e-6 * st.step_total_s);
+    free(text);
+    pgd_engine_destroy(e);
+}
+
 Test(engine_threads, many_submitters_small_pool)
 {
     /* 20 blocks of 4 tokens: 80 tokens of KV for up to 6 sequences of up to 64. */

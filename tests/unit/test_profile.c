@@ -300,6 +300,18 @@ Test(step_times, phases_add_up_on_the_cpu_fixture)
     cr_assert_leq(st1.step_device_s, st1.step_model_s, "device %.6f s, model steps %.6f s",
                   st1.step_device_s, st1.step_model_s);
     cr_assert_leq(st1.step_total_s, wall, "steps %.6f s in a run of %.6f s", st1.step_total_s, wall);
+    /* The split by kind on a real backend: prompt steps (mixed) and decode-only steps both
+     * ran, each with wall and device time (the CPU's forward passes), inside the totals. */
+    cr_assert_eq(st1.step_timed_decode_only, st1.num_steps_decode_only);
+    cr_assert(st1.step_timed_decode_only > 0 && st1.step_timed_decode_only < st1.step_timed,
+              "%llu decode-only of %llu", (unsigned long long)st1.step_timed_decode_only,
+              (unsigned long long)st1.step_timed);
+    cr_assert(st1.step_total_decode_only_s > 0 && st1.step_total_mixed_s > 0);
+    cr_assert_float_eq(st1.step_total_decode_only_s + st1.step_total_mixed_s, st1.step_total_s,
+                       1e-9 + 1e-9 * st1.step_total_s);
+    cr_assert(st1.step_device_decode_only_s > 0 && st1.step_device_mixed_s > 0);
+    cr_assert_float_eq(st1.step_device_decode_only_s + st1.step_device_mixed_s,
+                       st1.step_device_s, 1e-9 + 1e-9 * st1.step_device_s);
     pgd_engine_destroy(e);
 }
 
