@@ -11,13 +11,14 @@ EXTRA_DIST += $(TOOL_SCRIPT_TESTS) tests/lib/harness.sh docs/CONFIG.md
 # `pagoda bench serve` against `pagoda serve` on the CPU fixture (and a faulty fake server).
 SCRIPT_TESTS += %reldir%/test_bench_serve.sh
 EXTRA_DIST += %reldir%/test_bench_serve.sh
-# The parts of `pagoda bench serve` that need no server (SSE parser, report, draws).
+# The parts of `pagoda bench serve` that need no server (SSE parser, report, draws, the
+# /metrics parser of the server steps section).
 if HAVE_CRITERION
 CRITERION_TESTS += tests/tools/test_bench_serve_units
 check_PROGRAMS += tests/tools/test_bench_serve_units
 tests_tools_test_bench_serve_units_SOURCES = %reldir%/test_bench_serve_units.c \
 	runtime/base/sse.c runtime/base/mem.c tools/bench/serve/report.c \
-	tools/bench/bench_draw.c
+	tools/bench/serve/server_steps.c tools/bench/bench_draw.c
 tests_tools_test_bench_serve_units_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_tools_test_bench_serve_units_CFLAGS = $(TEST_CFLAGS) $(CURL_CFLAGS)
 tests_tools_test_bench_serve_units_LDADD = $(CRITERION_LIBS) $(JANSSON_LIBS) -lm

@@ -2,7 +2,8 @@
 # `pagoda bench serve` against a real `pagoda serve` on the CPU fixture tiny-chat: the counts
 # of its report agree with the workload (every token asked is generated with ignore_eos),
 # the saved JSON has vLLM's keys and sane values, a finite request rate spreads the sends,
-# chat and ShareGPT-file workloads run, requests the server refuses are reported as failed
+# chat and ShareGPT-file workloads run, the server's step counters (its /metrics before and
+# after the run) are reported, requests the server refuses are reported as failed
 # (and a run where all fail exits 1), and against a deliberately faulty server (HTTP 500s,
 # streams cut before [DONE]) every failure is counted with its reason. Prints a
 # Criterion-style synthesis line.
@@ -87,6 +88,19 @@ if bench inf --num-prompts 24 --random-input-len 16 --random-output-len 8 --max-
     ok inf_table
   else
     ko inf_table "$(cat "$tmp/inf.out")"
+  fi
+  # The server's step counters from its /metrics, before and after the run: a section after
+  # the latencies and "server_steps" in the result (24 prompts of 16 tokens, 4 at a time:
+  # prompt steps and decode-only steps both ran; the CPU backend measures device time).
+  check server_steps "$tmp/inf.json" '(lambda s: s["steps"] > 0 and 0 < s["decode_only_steps"] <= s["steps"] and s["mixed_steps"] > 0 and s["decode_only_steps"] + s["mixed_steps"] == s["steps"] and s["decode_only_step_ms"] > 0 and s["mixed_step_ms"] > 0 and 0 < s["decode_only_step_device_ms"] <= s["decode_only_step_ms"] and all(s[k + "_ms"] >= 0 for k in ("schedule", "prepare", "model", "output")) and 0 < s["engine_busy_fraction"] <= 1.05)(server_steps)'
+  if grep -q '^----------Server Steps (pagoda /metrics)----------$' "$tmp/inf.out" \
+     && grep -Eq '^Steps \(decode-only / mixed\): +[1-9][0-9]* / [1-9][0-9]*$' "$tmp/inf.out" \
+     && grep -Eq '^Decode-only step \(ms, wall / device\): +[0-9.]+ / [0-9.]+$' "$tmp/inf.out" \
+     && grep -Eq '^Mixed step \(ms, wall / device\): +[0-9.]+ / [0-9.]+$' "$tmp/inf.out" \
+     && grep -Eq '^Phase ms a step \(sched/prep/model/out\): +[0-9.]+ / [0-9.]+ / [0-9.]+ / [0-9.]+$' "$tmp/inf.out"; then
+    ok server_steps_table
+  else
+    ko server_steps_table "$(cat "$tmp/inf.out")"
   fi
 else
   ko inf "rc $?: $(cat "$tmp/inf.err")"
@@ -261,6 +275,13 @@ U=http://127.0.0.1:$(cat "$tmp/fake.port")
 if bench faulty --num-prompts 9 --random-input-len 6 --random-output-len 5 --max-concurrency 2; then
   check faulty_counts "$tmp/faulty.json" 'completed == 3 and failed == 6 and total_output_tokens == 15 and model_id == "fake/m"'
   check faulty_errors "$tmp/faulty.json" 'sum(e == "HTTP 500: boom" for e in errors) == 3 and sum("[DONE]" in e or "broke off" in e for e in errors) == 3'
+  # No /metrics there (vLLM's would have no pagoda counters): one line, no key, no failure.
+  check faulty_no_steps "$tmp/faulty.json" '"server_steps" not in r'
+  if grep -q '^Server steps: not reported (GET /metrics: HTTP 404)$' "$tmp/faulty.out"; then
+    ok faulty_steps_line
+  else
+    ko faulty_steps_line "$(cat "$tmp/faulty.out")"
+  fi
 else
   ko faulty "rc $?: $(cat "$tmp/faulty.err")"
 fi

@@ -1,9 +1,11 @@
 /* The pieces of `pagoda bench serve` that need no server: the SSE parser fed the same
  * stream cut at every byte, the report's arithmetic (TPOT, goodput, numpy's percentiles,
- * vLLM's keys) over hand-made results, and the arrival-gap draws' moments. */
+ * vLLM's keys) over hand-made results, the arrival-gap draws' moments, and the /metrics
+ * parser behind the "Server steps" section (good lines, bad lines, missing series). */
 #include "config.h"
 #include "tools/bench/bench_draw.h"
 #include "tools/bench/serve/report.h"
+#include "tools/bench/serve/server_steps.h"
 #include "runtime/base/sse.h"
 #include "tests/lib/test_common.h"
 #include <math.h>
@@ -45,6 +47,7 @@ static void expect_events(const struct events *e)
 PGD_TEST_SUITE(bench_serve_sse);
 PGD_TEST_SUITE(bench_serve_report);
 PGD_TEST_SUITE(bench_serve_draw);
+PGD_TEST_SUITE(bench_serve_prom);
 
 Test(bench_serve_sse, same_events_wherever_the_stream_is_cut)
 {
@@ -180,4 +183,182 @@ Test(bench_serve_draw, gamma_moments)
         cr_assert(fabs(var - shape * scale * scale) < 0.08 * shape * scale * scale,
                   "shape %g: variance %g", shape, var);
     }
+}
+
+/* ---- the /metrics parser of the "Server steps" section ------------------------------- */
+
+static int parse(const char *line, struct bs_prom_sample *smp)
+{
+    return bs_prom_parse_line(line, strlen(line), smp);
+}
+
+Test(bench_serve_prom, sample_lines)
+{
+    struct bs_prom_sample s;
+    cr_assert_eq(parse("pagoda:x_total 3", &s), 1);
+    cr_assert_str_eq(s.name, "pagoda:x_total");
+    cr_assert_eq(s.n_labels, 0);
+    cr_assert_eq(s.value, 3);
+    /* Labels with escapes, blanks, a trailing comma; a timestamp; CR of a CRLF body. */
+    cr_assert_eq(parse("m{a=\"x\\\"y\\\\z\\n\" , b = \"1,2}\",} 1.5e-3 1712345678000\r", &s), 1);
+    cr_assert_str_eq(s.name, "m");
+    cr_assert_eq(s.n_labels, 2);
+    cr_assert_str_eq(bs_prom_label(&s, "a"), "x\"y\\z\n");
+    cr_assert_str_eq(bs_prom_label(&s, "b"), "1,2}");
+    cr_assert_null(bs_prom_label(&s, "c"));
+    cr_assert_float_eq(s.value, 1.5e-3, 1e-15);
+    cr_assert_eq(parse("m{} +Inf", &s), 1);
+    cr_assert(isinf(s.value) && s.value > 0);
+    cr_assert_eq(parse("m NaN", &s), 1);
+    cr_assert(isnan(s.value));
+    cr_assert_eq(parse("m -Inf -5", &s), 1);
+    cr_assert(isinf(s.value) && s.value < 0);
+    /* Comments and blank lines are not samples. */
+    cr_assert_eq(parse("# TYPE m counter", &s), 0);
+    cr_assert_eq(parse("   ", &s), 0);
+    cr_assert_eq(parse("", &s), 0);
+    /* Labels past the room are read and dropped; long values are cut. */
+    char many[512] = "m{";
+    for (int i = 0; i < BS_PROM_MAX_LABELS + 3; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "l%d=\"%d\",", i, i);
+    strcat(many, "} 7");
+    cr_assert_eq(parse(many, &s), 1);
+    cr_assert_eq(s.n_labels, BS_PROM_MAX_LABELS);
+    cr_assert_eq(s.value, 7);
+    char longv[400];
+    snprintf(longv, sizeof longv, "m{k=\"%0300d\"} 1", 0);
+    cr_assert_eq(parse(longv, &s), 1);
+    cr_assert_eq(strlen(bs_prom_label(&s, "k")), sizeof s.val[0] - 1);
+}
+
+Test(bench_serve_prom, garbage_lines_are_refused)
+{
+    static const char *const bad[] = {
+        "m",                    /* no value */
+        "m ",                   /* no value */
+        "m{a=\"1\" 3",          /* the labels never close */
+        "m{a=\"1} 3",           /* the value never closes */
+        "m{a=1} 3",             /* unquoted */
+        "m{=\"1\"} 3",          /* no label name */
+        "m{a:b=\"1\"} 3",       /* a colon in a label name */
+        "m{a=\"1\"}3",          /* no blank before the value */
+        "m abc",                /* not a number */
+        "m 1x",
+        "m inf",                /* strtod's spellings are not the format's */
+        "m nan",
+        "m 0x10",
+        "m 1 2 3",              /* text after the timestamp */
+        "m 1 -",
+        "m 1 12a",
+        "9m 1",                 /* a name starts with a letter, _ or : */
+        "{a=\"1\"} 1",
+    };
+    struct bs_prom_sample s;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_eq(parse(bad[i], &s), -1, "%s", bad[i]);
+    char longname[300];
+    memset(longname, 'a', 200);
+    strcpy(longname + 200, " 1");
+    cr_assert_eq(parse(longname, &s), -1);
+}
+
+/* A pagoda /metrics body: other series around, two model names summed, and lines that are
+ * not ours (a histogram, a label we do not know, a kind we do not know). */
+#define STEPS_BODY(dec, mixed)                                                                 \
+    "# HELP pagoda:engine_steps_total Engine steps timed, by kind.\n"                           \
+    "# TYPE pagoda:engine_steps_total counter\n"                                                \
+    "pagoda:engine_steps_total{model_name=\"m\",kind=\"decode_only\"} " dec "\n"              \
+    "pagoda:engine_steps_total{model_name=\"m\",kind=\"mixed\"} " mixed "\n"                  \
+    "pagoda:engine_steps_total{model_name=\"m2\",kind=\"mixed\"} 1\n"                         \
+    "pagoda:engine_steps_total{model_name=\"m\",kind=\"other\"} 100\n"                        \
+    "pagoda:engine_step_seconds_total{model_name=\"m\",kind=\"decode_only\"} 2.0\n"           \
+    "pagoda:engine_step_seconds_total{model_name=\"m\",kind=\"mixed\"} 1.5\n"                 \
+    "pagoda:iteration_tokens_total_bucket{model_name=\"m\",le=\"+Inf\"} 9\n"                  \
+    "pagoda:engine_step_device_seconds_total{model_name=\"m\",kind=\"decode_only\"} 1.0\n"    \
+    "pagoda:engine_step_device_seconds_total{model_name=\"m\",kind=\"mixed\"} 0.5\n"          \
+    "pagoda:engine_step_phase_seconds_total{model_name=\"m\",phase=\"schedule\"} 0.25\n"      \
+    "pagoda:engine_step_phase_seconds_total{model_name=\"m\",phase=\"prepare\"} 0.25\n"       \
+    "pagoda:engine_step_phase_seconds_total{model_name=\"m\",phase=\"model\"} 2.5\n"          \
+    "pagoda:engine_step_phase_seconds_total{model_name=\"m\",phase=\"output\"} 0.5"
+
+Test(bench_serve_prom, steps_parse_and_sum)
+{
+    const char *body = STEPS_BODY("40", "9");
+    struct bs_steps st;
+    cr_assert(bs_steps_parse(body, strlen(body), &st));
+    cr_assert_eq(st.steps[BS_STEP_DECODE_ONLY], 40);
+    cr_assert_eq(st.steps[BS_STEP_MIXED], 10, "both model names' mixed steps");
+    cr_assert_eq(st.wall_s[BS_STEP_DECODE_ONLY], 2.0);
+    cr_assert_eq(st.device_s[BS_STEP_MIXED], 0.5);
+    cr_assert_eq(st.phase_s[BS_PHASE_MODEL], 2.5);
+    cr_assert_eq(st.phase_s[BS_PHASE_OUTPUT], 0.5, "the last line, without a newline");
+}
+
+Test(bench_serve_prom, steps_missing_or_bad_series)
+{
+    struct bs_steps st;
+    /* vLLM's /metrics: none of ours. */
+    const char *vllm = "# TYPE vllm:num_requests_running gauge\n"
+                       "vllm:num_requests_running{model_name=\"m\"} 0.0\n";
+    cr_assert_not(bs_steps_parse(vllm, strlen(vllm), &st));
+    cr_assert_not(bs_steps_parse("", 0, &st));
+    /* One series a NaN, a negative or garbage: as if it were missing. */
+    const char *bodies[] = { STEPS_BODY("NaN", "9"), STEPS_BODY("-1", "9"),
+                             STEPS_BODY("4x", "9"), STEPS_BODY("+Inf", "9") };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++)
+        cr_assert_not(bs_steps_parse(bodies[i], strlen(bodies[i]), &st), "%zu", i);
+    /* Without one phase. */
+    const char *body = STEPS_BODY("40", "9");
+    const char *cut = strstr(body, "pagoda:engine_step_phase_seconds_total{model_name=\"m\","
+                                   "phase=\"output\"}");
+    cr_assert_not_null(cut);
+    cr_assert_not(bs_steps_parse(body, (size_t)(cut - body), &st));
+}
+
+Test(bench_serve_prom, steps_section_and_keys)
+{
+    const char *b0 = STEPS_BODY("0", "0"), *b1 = STEPS_BODY("40", "9");
+    struct bs_steps before, after, d;
+    cr_assert(bs_steps_parse(b0, strlen(b0), &before));
+    cr_assert(bs_steps_parse(b1, strlen(b1), &after));
+    /* Only the step counts moved: 40 decode-only and 9 mixed steps over the run. */
+    cr_assert(bs_steps_diff(&before, &after, &d));
+    cr_assert_not(bs_steps_diff(&after, &before, &d), "counters that went down");
+    /* Hand-made differences: 40 decode-only steps of 50 ms (device 25), 10 mixed of 150 ms
+     * (device 50), phases summing to 3.5 s over 50 steps, in a 7 s run. */
+    d = (struct bs_steps){ .steps = { 40, 10 }, .wall_s = { 2.0, 1.5 },
+                           .device_s = { 1.0, 0.5 }, .phase_s = { 0.25, 0.25, 2.5, 0.5 } };
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    json_t *r = bs_steps_report(&d, 7.0, f);
+    fclose(f);
+    cr_assert_not_null(r);
+    cr_assert(strstr(text, "----------Server Steps (pagoda /metrics)----------\n"
+                           "Steps (decode-only / mixed):             40 / 10\n"
+                           "Decode-only step (ms, wall / device):    50.000 / 25.000\n"
+                           "Mixed step (ms, wall / device):          150.000 / 50.000\n"
+                           "Phase ms a step (sched/prep/model/out):  5.000 / 5.000 / 50.000 / "
+                           "10.000\n"
+                           "Engine busy in steps (% of the run):     50.0\n"), "%s", text);
+    cr_assert_eq(json_integer_value(json_object_get(r, "steps")), 50);
+    cr_assert_eq(json_integer_value(json_object_get(r, "decode_only_steps")), 40);
+    cr_assert_eq(json_integer_value(json_object_get(r, "mixed_steps")), 10);
+    cr_assert_float_eq(num(r, "decode_only_step_ms"), 50, 1e-9);
+    cr_assert_float_eq(num(r, "mixed_step_device_ms"), 50, 1e-9);
+    cr_assert_float_eq(num(r, "model_ms"), 50, 1e-9);
+    cr_assert_float_eq(num(r, "mixed_seconds"), 1.5, 1e-12);
+    cr_assert_float_eq(num(r, "engine_busy_fraction"), 0.5, 1e-12);
+    json_decref(r);
+    free(text);
+    /* No steps at all: zeros, not NaN. */
+    d = (struct bs_steps){ 0 };
+    f = open_memstream(&text, &len);
+    r = bs_steps_report(&d, 0, f);
+    fclose(f);
+    cr_assert_eq(num(r, "decode_only_step_ms"), 0);
+    cr_assert_eq(num(r, "schedule_ms"), 0);
+    cr_assert_eq(num(r, "engine_busy_fraction"), 0);
+    json_decref(r);
+    free(text);
 }

@@ -4,7 +4,8 @@
  * command line and the order of the run: wait for the server and learn its model, build
  * the workload (tools/bench/serve/dataset.c), the request bodies and the arrival times,
  * stream every request (tools/bench/serve/driver.c), then print and save the report
- * (tools/bench/serve/report.c).
+ * (tools/bench/serve/report.c), with the server's own step counters from its /metrics
+ * before and after the timed run when it has them (tools/bench/serve/server_steps.c).
  *
  * Arrivals follow vLLM: with --request-rate R the gaps between sends are gamma draws of
  * shape --burstiness (1: a Poisson process) and mean 1/R, their sum rescaled so that the
@@ -17,6 +18,7 @@
 #include "tools/bench/serve/dataset.h"
 #include "tools/bench/serve/driver.h"
 #include "tools/bench/serve/report.h"
+#include "tools/bench/serve/server_steps.h"
 #include "tools/bench/serve/structured.h"
 #include "runtime/base/clock.h"
 #include <errno.h>
@@ -106,7 +108,9 @@ static void usage(FILE *out)
         "  --append-result            append it to the file, a line each\n"
         "  --save-detailed            with per-request lists (ttfts, itls, errors, ...)\n"
         "  --result-dir DIR, --result-filename NAME, --label L, --metadata KEY=VALUE ...\n"
-        "  --disable-tqdm             no progress line\n");
+        "  --disable-tqdm             no progress line\n"
+        "  (against pagoda the report ends with the server's engine steps, read from its\n"
+        "  /metrics before and after the run: decode-only / mixed, wall and device ms)\n");
 }
 
 static int parse_num(const char *flag, const char *s, double *out)
@@ -653,6 +657,52 @@ static int baseline_run(const struct serve_opts *o, const struct bs_run_params *
     return rc;
 }
 
+/* The server's step counters (pagoda's /metrics, see server_steps.h) into *out; false,
+ * with the reason in why, when the scrape failed or the server has none (vLLM). */
+static bool scrape_steps(const struct bs_conn *conn, struct bs_steps *out, char *why,
+                         size_t whylen)
+{
+    char *body = NULL, err[512];
+    size_t len;
+    long status;
+    bool ok = false;
+    if (bs_conn_get(conn, "/metrics", 10, &status, &body, &len, err, sizeof err))
+        snprintf(why, whylen, "%s", err);
+    else if (status != 200)
+        snprintf(why, whylen, "GET /metrics: HTTP %ld", status);
+    else if (!(ok = bs_steps_parse(body, len, out)))
+        snprintf(why, whylen, "no pagoda:engine_step counters in /metrics");
+    free(body);
+    return ok;
+}
+
+/* The "Server steps" section after the report, and its "server_steps" key in r: how much
+ * the server's step counters grew over the timed run (before: the scrape before it, NULL
+ * when that one failed, why saying how). A server without them costs one line, never the
+ * benchmark; false only when out of memory. The last step's times are added just after
+ * its outputs went out, so the second scrape may miss a step or so. */
+static bool server_steps(const struct bs_conn *conn, const struct bs_steps *before,
+                         const char *why, double duration_s, json_t *r)
+{
+    struct bs_steps after, d;
+    char why_after[600];
+    if (!before) {
+        printf("Server steps: not reported (%s)\n", why);
+        return true;
+    }
+    if (!scrape_steps(conn, &after, why_after, sizeof why_after)) {
+        printf("Server steps: not reported (after the run: %s)\n", why_after);
+        return true;
+    }
+    if (!bs_steps_diff(before, &after, &d)) {
+        printf("Server steps: not reported (the counters went down: did the server "
+               "restart?)\n");
+        return true;
+    }
+    json_t *o = bs_steps_report(&d, duration_s, stdout);
+    return o && !json_object_set_new(r, "server_steps", o);
+}
+
 /* Everything after the command line; returns the exit status. */
 static int run_bench(struct serve_opts *o, const struct bs_conn *conn, bool chat,
                      const char *backend)
@@ -723,6 +773,10 @@ static int run_bench(struct serve_opts *o, const struct bs_conn *conn, bool chat
     if (o->so_baseline && o->so_ratio > 0 &&
         baseline_run(o, &rp, chat, api_model, prompts, &baseline_tps))
         goto out;
+    /* The server's step counters just before the timed run (after the untimed ones). */
+    struct bs_steps steps0;
+    char steps_why[600] = "";
+    bool have_steps0 = scrape_steps(conn, &steps0, steps_why, sizeof steps_why);
     if (bs_run(&rp, res, &duration, err, sizeof err)) {
         fprintf(stderr, "pagoda bench serve: %s\n", err);
         goto out;
@@ -743,6 +797,8 @@ static int run_bench(struct serve_opts *o, const struct bs_conn *conn, bool chat
         if (!bs_structured_report(&si, bench, stdout))
             goto oom;
     }
+    if (!server_steps(conn, have_steps0 ? &steps0 : NULL, steps_why, duration, bench))
+        goto oom;
     time_t now = time(NULL);
     strftime(date, sizeof date, "%Y%m%d-%H%M%S", localtime(&now));
     if (!(result = setup_keys(o, backend, model, date)) || json_object_update(result, bench))

@@ -15,7 +15,8 @@ tools_pagoda_SOURCES += %reldir%/cmd_bench.c %reldir%/cmd_bench_throughput.c \
 	%reldir%/serve/conn.c %reldir%/serve/conn.h %reldir%/serve/dataset.c \
 	%reldir%/serve/dataset.h %reldir%/serve/driver.c %reldir%/serve/driver.h \
 	%reldir%/serve/report.c %reldir%/serve/report.h \
-	%reldir%/serve/structured.c %reldir%/serve/structured.h
+	%reldir%/serve/structured.c %reldir%/serve/structured.h \
+	%reldir%/serve/server_steps.c %reldir%/serve/server_steps.h
 
 # A benchmark program (not a test): tools/bench/bench_tokenizer --model DIR --file TEXT
 noinst_PROGRAMS += %reldir%/bench_tokenizer

@@ -1,5 +1,6 @@
 /* The server connection of `pagoda bench serve` (see conn.h): the shared request headers
- * and the blocking JSON exchanges made before and after the timed run. */
+ * and the blocking exchanges made before and after the timed run (JSON, and /metrics'
+ * text). */
 #include "config.h"
 #include "tools/bench/serve/conn.h"
 #include "runtime/base/buf.h"
@@ -73,42 +74,74 @@ static size_t collect(char *ptr, size_t size, size_t nmemb, void *ud)
     return pgd__buf_append(ud, ptr, n) ? n : 0;
 }
 
-int bs_conn_json(const struct bs_conn *c, const char *path, const json_t *body, long timeout_s,
-                 long *status, json_t **out, char *err, size_t errlen)
+/* One blocking exchange: GET (post NULL) or POST post to base_url + path; the answer's
+ * bytes appended to *b (the caller's, it frees them). 0 when an answer came back (*status
+ * its HTTP status), -1 (message in err) when none did. */
+static int exchange(const struct bs_conn *c, const char *path, const char *post, long timeout_s,
+                    long *status, struct pgd__buf *b, char *err, size_t errlen)
 {
-    *out = NULL;
     *status = 0;
     CURL *h = curl_easy_init();
-    char *post = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    struct pgd__buf b = { 0 };
     char cerr[CURL_ERROR_SIZE] = "";
-    int rc = -1;
-    if (!h || (body && !post)) {
+    if (!h) {
         snprintf(err, errlen, "out of memory");
-        goto out;
+        return -1;
     }
     bs_conn_setup(c, h, path);
     if (post)
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, post);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
     CURLcode cc = curl_easy_perform(h);
+    int rc = 0;
     if (cc != CURLE_OK) {
         snprintf(err, errlen, "%s%s: %s", c->base_url, path,
                  cerr[0] ? cerr : curl_easy_strerror(cc));
-        goto out;
+        rc = -1;
+    } else {
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
     }
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-    if (b.p)
-        *out = json_loadb(b.p, b.len, 0, NULL);
-    rc = 0;
-out:
-    pgd__buf_fini(&b);
-    free(post);
     curl_easy_cleanup(h);
     return rc;
+}
+
+int bs_conn_json(const struct bs_conn *c, const char *path, const json_t *body, long timeout_s,
+                 long *status, json_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    *status = 0;
+    char *post = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    struct pgd__buf b = { 0 };
+    int rc = -1;
+    if (body && !post)
+        snprintf(err, errlen, "out of memory");
+    else
+        rc = exchange(c, path, post, timeout_s, status, &b, err, errlen);
+    if (!rc && b.p)
+        *out = json_loadb(b.p, b.len, 0, NULL);
+    pgd__buf_fini(&b);
+    free(post);
+    return rc;
+}
+
+int bs_conn_get(const struct bs_conn *c, const char *path, long timeout_s, long *status,
+                char **body, size_t *len, char *err, size_t errlen)
+{
+    struct pgd__buf b = { 0 };
+    *body = NULL;
+    *len = 0;
+    if (exchange(c, path, NULL, timeout_s, status, &b, err, errlen)) {
+        pgd__buf_fini(&b);
+        return -1;
+    }
+    /* An empty answer is "" (steal allocates it). */
+    if (!(*body = pgd__buf_steal(&b, len))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 const char *bs_error_message(const json_t *j)

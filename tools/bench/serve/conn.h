@@ -1,6 +1,6 @@
 /* The server `pagoda bench serve` talks to: its base URL, the headers every request carries
- * (JSON, bearer key, --header), and one-off JSON exchanges outside the timed run (the model
- * list, /tokenize) through libcurl's easy interface. */
+ * (JSON, bearer key, --header), and one-off exchanges outside the timed run (the model list,
+ * /tokenize as JSON, /metrics as text) through libcurl's easy interface. */
 #ifndef PGD_TOOLS_BENCH_SERVE_CONN_H
 #define PGD_TOOLS_BENCH_SERVE_CONN_H
 
@@ -28,6 +28,12 @@ void bs_conn_setup(const struct bs_conn *c, CURL *h, const char *path);
  * owns it). Returns 0 when an answer came back, -1 (message in err) when none did. */
 int bs_conn_json(const struct bs_conn *c, const char *path, const json_t *body, long timeout_s,
                  long *status, json_t **out, char *err, size_t errlen);
+
+/* GET base_url + path as text (the server's /metrics), waiting at most timeout_s. *status
+ * gets the HTTP status, *body the answer NUL-terminated (malloc'd, the caller frees it) and
+ * *len its length. Returns 0 when an answer came back, -1 (message in err) when none did. */
+int bs_conn_get(const struct bs_conn *c, const char *path, long timeout_s, long *status,
+                char **body, size_t *len, char *err, size_t errlen);
 
 /* The message of an OpenAI-style error body ({"error": {"message": ...}} or {"message":
  * ...}, vLLM's and pagoda's shapes), or NULL. Borrowed from j. */

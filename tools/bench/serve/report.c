@@ -28,8 +28,7 @@ double bs_percentile(const double *v, int n, double p)
     return v[lo] + (v[hi] - v[lo]) * (pos - lo);
 }
 
-/* "=====  title  =====" centred in 50 columns as Python's format(s, "c^50") does. */
-static void header(FILE *out, const char *title, char c)
+void bs_report_header(FILE *out, const char *title, char c)
 {
     int len = (int)strlen(title), pad = 50 - len, left = pad / 2;
     for (int i = 0; i < left; i++)
@@ -59,7 +58,7 @@ static void metric(const struct bs_report_in *in, json_t *r, FILE *out, struct s
         sq += (s.v[i] - mean) * (s.v[i] - mean);
     double stdv = s.n ? sqrt(sq / s.n) : 0, median = bs_percentile(s.v, s.n, 50);
     char k[64], label[64];
-    header(out, title, '-');
+    bs_report_header(out, title, '-');
     snprintf(label, sizeof label, "Mean %s (ms):", name);
     fprintf(out, "%-40s %-10.2f\n", label, mean * 1e3);
     snprintf(label, sizeof label, "Median %s (ms):", name);
@@ -183,7 +182,7 @@ json_t *bs_report(const struct bs_report_in *in, FILE *out)
     int peak_conc;
     peaks(in, &peak_tok, &peak_conc);
 
-    header(out, " Serving Benchmark Result ", '=');
+    bs_report_header(out, " Serving Benchmark Result ", '=');
     fprintf(out, "%-40s %-10d\n", "Successful requests:", completed);
     fprintf(out, "%-40s %-10d\n", "Failed requests:", in->n - completed);
     if (in->max_concurrency > 0)

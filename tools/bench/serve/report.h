@@ -31,6 +31,10 @@ struct bs_report_in {
  * when out of memory. */
 json_t *bs_report(const struct bs_report_in *in, FILE *out);
 
+/* A section's title line, "=====  title  =====" centred in 50 columns of c as Python's
+ * format(s, "c^50") does (vLLM's section lines). */
+void bs_report_header(FILE *out, const char *title, char c);
+
 /* numpy's default percentile (linear between closest ranks) of n sorted values; 0 when
  * n == 0 (vLLM reports 0 for empty lists). */
 double bs_percentile(const double *sorted, int n, double p);
