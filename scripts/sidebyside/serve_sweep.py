@@ -76,6 +76,11 @@ def one_run(a, name, rate, est):
         with open(res) as f:
             r = json.load(f)
         line.update({k: (round(r[k], 3) if isinstance(r[k], float) else r[k]) for k in KEYS if k in r})
+        # pagoda's own step counters over the run (bench serve's "Server steps"; vLLM has none):
+        # decode-only against mixed steps, wall and device ms, the engine phases.
+        steps = r.get("server_steps")
+        if isinstance(steps, dict):
+            line["server_steps"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in steps.items()}
     except (OSError, ValueError) as e:
         line["error"] = f"no result file ({e.__class__.__name__}): see serve_{a.engine}_{tag}.txt"
     return line
