@@ -94,38 +94,47 @@ def test_stalled_stream_is_aborted(srv):
     assert h.post(srv.port, C, {"prompt": "after", "max_tokens": 2})[0] == 200
 
 
-def long_waits_round(srv, tokens):
-    """A plain request of N x tokens and a stream queued behind it; both must be answered in
-    full. Returns how long each took."""
-    plain = {}
+def long_waits_round(srv, tokens, plains):
+    """plains plain requests of N x tokens each (each fills --max-num-seqs, so each waits for
+    the one before) and a stream queued behind them; all must be answered in full. Returns
+    how long the longest plain request and the stream took."""
+    plain = [{} for _ in range(plains)]
 
-    def long_plain():
+    def long_plain(d):
         t = time.time()
-        plain["r"] = h.post(srv.port, C, {"prompt": "long", "max_tokens": tokens, "n": N,
-                                          "ignore_eos": True}, timeout=120)
-        plain["s"] = time.time() - t
-    th = threading.Thread(target=long_plain)
-    th.start()
-    time.sleep(0.3)   # its 64 sequences fill --max-num-seqs: the stream below waits
+        d["r"] = h.post(srv.port, C, {"prompt": "long", "max_tokens": tokens, "n": N,
+                                      "ignore_eos": True}, timeout=120)
+        d["s"] = time.time() - t
+    threads = [threading.Thread(target=long_plain, args=(d,)) for d in plain]
+    for th in threads:
+        th.start()
+        time.sleep(0.3)   # its 64 sequences fill --max-num-seqs: what follows waits
     t = time.time()
     st, _, body = h.post(srv.port, C, {"prompt": "queued", "max_tokens": 8, "stream": True,
                                        "ignore_eos": True}, timeout=120)
     waited = time.time() - t
-    th.join(120)
+    for th in threads:
+        th.join(120)
     assert st == 200 and body.endswith(b"data: [DONE]\n\n"), (st, body[-300:])
     assert b'"error"' not in body, body[-300:]
-    st, _, pbody = plain["r"]
-    assert st == 200 and len(json.loads(pbody)["choices"]) == N, (st, pbody[:300])
-    print(f"  {tokens} tokens: plain request {plain['s']:.1f} s, queued stream {waited:.1f} s")
-    return plain["s"], waited
+    for d in plain:
+        st, _, pbody = d["r"]
+        assert st == 200 and len(json.loads(pbody)["choices"]) == N, (st, pbody[:300])
+    plain_s = max(d["s"] for d in plain)
+    print(f"  {plains} x {tokens} tokens: longest plain request {plain_s:.1f} s, queued stream "
+          f"{waited:.1f} s")
+    return plain_s, waited
 
 
 def test_long_waits_are_not_stalls(srv):
-    """A plain request generating for longer than the timeout, and a stream queued behind it
-    for longer than the timeout before its first token: both answered in full. The length
-    doubles until both waits pass twice the timeout (a sanitizer build gets there first)."""
-    for tokens in (64, 128, 256, MAX_TOKENS):
-        plain_s, waited = long_waits_round(srv, tokens)
+    """Plain requests generating (or queued) for longer than the timeout, and a stream queued
+    behind them for longer than the timeout before its first token: all answered in full.
+    The work grows (longer outputs, then more plain requests queued one behind the other)
+    until both waits pass twice the timeout: a sanitizer build gets there first, a fast
+    machine needs the queue."""
+    for tokens, plains in ((64, 1), (128, 1), (256, 1), (MAX_TOKENS, 1), (MAX_TOKENS, 2),
+                           (MAX_TOKENS, 4)):
+        plain_s, waited = long_waits_round(srv, tokens, plains)
         if plain_s > 2 * WRITE_TIMEOUT and waited > 2 * WRITE_TIMEOUT:
             break
     assert plain_s > 2 * WRITE_TIMEOUT and waited > 2 * WRITE_TIMEOUT, \
