@@ -90,6 +90,16 @@ static void labelled(struct pgd__buf *b, const char *L, const char *name, const 
     pgd__prom_sample(b, name, lab, v);
 }
 
+/* One counter split by step kind: its header, then the decode_only and mixed samples. */
+static void by_kind(struct pgd__buf *b, const char *L, const char *name, const char *help,
+                    const double v[2])
+{
+    static const char *const kinds[2] = { "decode_only", "mixed" };
+    pgd__prom_header(b, name, "counter", help);
+    for (int k = 0; k < 2; k++)
+        labelled(b, L, name, "kind", kinds[k], v[k]);
+}
+
 /* Where the engine thread's steps spend their time (struct pgd_engine_stats' step_*; vLLM
  * has no such series): the timed steps by kind (decode-only: on a GPU a CUDA graph can run
  * them; mixed: prompt tokens or proposals, run eagerly), their wall seconds from the step's
@@ -98,25 +108,18 @@ static void labelled(struct pgd__buf *b, const char *L, const char *name, const 
  * Every value is a sum that only grows (the mixed seconds are summed, not subtracted). */
 static void step_counters(struct pgd__buf *b, const char *L, const struct pgd_engine_stats *s)
 {
-    static const char *const kinds[2] = { "decode_only", "mixed" };
-    double steps[2] = { (double)s->step_timed_decode_only,
-                        (double)(s->step_timed - s->step_timed_decode_only) };
-    double wall[2] = { s->step_total_decode_only_s, s->step_total_mixed_s };
-    double dev[2] = { s->step_device_decode_only_s, s->step_device_mixed_s };
-    pgd__prom_header(b, "pagoda:engine_steps_total", "counter",
-                     "Engine steps timed, by kind (decode_only or mixed).");
-    for (int k = 0; k < 2; k++)
-        labelled(b, L, "pagoda:engine_steps_total", "kind", kinds[k], steps[k]);
-    pgd__prom_header(b, "pagoda:engine_step_seconds_total", "counter",
-                     "Wall seconds of the engine thread's steps, from a step's start to its "
-                     "outputs emitted, by kind.");
-    for (int k = 0; k < 2; k++)
-        labelled(b, L, "pagoda:engine_step_seconds_total", "kind", kinds[k], wall[k]);
-    pgd__prom_header(b, "pagoda:engine_step_device_seconds_total", "counter",
-                     "Device seconds of the steps as the host sees them (waits for the GPU, "
-                     "or the CPU's forward pass), by kind.");
-    for (int k = 0; k < 2; k++)
-        labelled(b, L, "pagoda:engine_step_device_seconds_total", "kind", kinds[k], dev[k]);
+    const double steps[2] = { (double)s->step_timed_decode_only,
+                              (double)(s->step_timed - s->step_timed_decode_only) };
+    const double wall[2] = { s->step_total_decode_only_s, s->step_total_mixed_s };
+    const double dev[2] = { s->step_device_decode_only_s, s->step_device_mixed_s };
+    by_kind(b, L, "pagoda:engine_steps_total",
+            "Engine steps timed, by kind (decode_only or mixed).", steps);
+    by_kind(b, L, "pagoda:engine_step_seconds_total",
+            "Wall seconds of the engine thread's steps, from a step's start to its outputs "
+            "emitted, by kind.", wall);
+    by_kind(b, L, "pagoda:engine_step_device_seconds_total",
+            "Device seconds of the steps as the host sees them (waits for the GPU, or the "
+            "CPU's forward pass), by kind.", dev);
     pgd__prom_header(b, "pagoda:engine_step_phase_seconds_total", "counter",
                      "Wall seconds of the timed steps by phase (schedule, prepare, model, "
                      "output).");
