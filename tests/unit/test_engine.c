@@ -653,29 +653,28 @@ Test(engine_threads, many_submitters_small_pool)
     cr_assert_gt(aborted, 0);
     /* Whether the submitters' overlap ran out of blocks depends on the threads' timing (a
      * run under ASan once had none). Then for certain, on the pool they left behind: under
-     * vLLM's rule (admit while blocks last, no headroom) three requests at once, each
-     * growing to 14 of the 20 blocks, preempt. */
+     * vLLM's rule (admit while blocks last, no headroom) one request of three samples,
+     * admitted together, whose 16-token prompt (4 shared blocks) grows by 40 tokens in each
+     * sample (10 blocks each): 34 blocks of a pool of 20. */
     const uint64_t before = st.num_preemptions;
     pgd__engine_set_kv_policy(e, 0, false);
-    struct pgd_stream *s[3];
-    int32_t prompt[3][16];           /* no prefix in common: no block shared */
-    for (int r = 0; r < 3; r++) {
-        for (int i = 0; i < 16; i++)
-            prompt[r][i] = 2 + (20 * r + 7 * i) % 60;
-        struct pgd_request_params rp = pgd_request_default_params();
-        rp.prompt_ids = prompt[r];
-        rp.n_prompt_ids = 16;
-        rp.sampling = greedy_params(40);
-        rp.sampling.ignore_eos = true;
-        char err[256];
-        cr_assert_eq(pgd_engine_submit(e, &rp, &s[r], err, sizeof err), PGD_OK, "%s", err);
-    }
-    for (int r = 0; r < 3; r++) {
-        struct collected c;
-        collect(s[r], &c);
-        cr_assert_eq(c.n_tokens[0], 40, "request %d: %d tokens", r, c.n_tokens[0]);
-        pgd_stream_destroy(s[r]);
-    }
+    int32_t prompt[16];
+    for (int i = 0; i < 16; i++)
+        prompt[i] = 2 + (7 * i) % 60;
+    struct pgd_request_params rp = pgd_request_default_params();
+    rp.prompt_ids = prompt;
+    rp.n_prompt_ids = 16;
+    rp.sampling = greedy_params(40);
+    rp.sampling.ignore_eos = true;
+    rp.sampling.n = 3;
+    struct pgd_stream *s;
+    char err[256];
+    cr_assert_eq(pgd_engine_submit(e, &rp, &s, err, sizeof err), PGD_OK, "%s", err);
+    struct collected c;
+    collect(s, &c);
+    for (int k = 0; k < 3; k++)
+        cr_assert_eq(c.n_tokens[k], 40, "sample %d: %d tokens", k, c.n_tokens[k]);
+    pgd_stream_destroy(s);
     pgd_engine_get_stats(e, &st);
     cr_assert_gt(st.num_preemptions, before, "%llu preemptions before, %llu after",
                  (unsigned long long)before, (unsigned long long)st.num_preemptions);
