@@ -61,6 +61,15 @@ static void gauge(struct pgd__buf *b, const char *labels, const char *name,
     pgd__prom_sample(b, name, labels, v);
 }
 
+/* One sample of a counter split by a label: name{model_name=...,key="val"} v. */
+static void labelled(struct pgd__buf *b, const char *L, const char *name, const char *key,
+                     const char *val, double v)
+{
+    char lab[400];
+    snprintf(lab, sizeof lab, "%s,%s=\"%s\"", L, key, val);
+    pgd__prom_sample(b, name, lab, v);
+}
+
 /* Speculative decoding's counters, as vLLM's spec_decode_* (only with speculation on):
  * verify runs, proposals, accepted proposals, and accepted by position in the run. */
 static void spec_counters(struct pgd__buf *b, const char *L, const struct pgd_engine_stats *s)
@@ -74,20 +83,11 @@ static void spec_counters(struct pgd__buf *b, const char *L, const struct pgd_en
     pgd__prom_header(b, "pagoda:spec_decode_num_accepted_tokens_per_pos_total", "counter",
                      "Proposed tokens accepted, by their position in the run.");
     for (int i = 0; i < s->spec_num_speculative_tokens && i < PGD_SPEC_MAX_TOKENS; i++) {
-        char lab[400];
-        snprintf(lab, sizeof lab, "%s,position=\"%d\"", L, i);
-        pgd__prom_sample(b, "pagoda:spec_decode_num_accepted_tokens_per_pos_total", lab,
-                         (double)s->spec_num_accepted_tokens_per_pos[i]);
+        char pos[16];
+        snprintf(pos, sizeof pos, "%d", i);
+        labelled(b, L, "pagoda:spec_decode_num_accepted_tokens_per_pos_total", "position", pos,
+                 (double)s->spec_num_accepted_tokens_per_pos[i]);
     }
-}
-
-/* One sample of a counter split by a label: name{model_name=...,key="val"} v. */
-static void labelled(struct pgd__buf *b, const char *L, const char *name, const char *key,
-                     const char *val, double v)
-{
-    char lab[400];
-    snprintf(lab, sizeof lab, "%s,%s=\"%s\"", L, key, val);
-    pgd__prom_sample(b, name, lab, v);
 }
 
 /* One counter split by step kind: its header, then the decode_only and mixed samples. */
@@ -168,13 +168,10 @@ enum pgd_status pgd__engine_metrics_text(const struct pgd__engine_metrics *m,
           (double)s->generation_tokens);
     pgd__prom_header(&b, "pagoda:request_success_total", "counter",
                      "Finished sequences by finish reason.");
-    for (int i = PGD_FINISH_STOP; i <= PGD_FINISH_ABORT; i++) {
-        char lab[400];
-        snprintf(lab, sizeof lab, "%s,finished_reason=\"%s\"", L,
-                 pgd_finish_reason_str((enum pgd_finish_reason)i));
-        pgd__prom_sample(&b, "pagoda:request_success_total", lab,
-                         (double)s->requests_finished[i]);
-    }
+    for (int i = PGD_FINISH_STOP; i <= PGD_FINISH_ABORT; i++)
+        labelled(&b, L, "pagoda:request_success_total", "finished_reason",
+                 pgd_finish_reason_str((enum pgd_finish_reason)i),
+                 (double)s->requests_finished[i]);
     if (s->spec_num_speculative_tokens > 0)
         spec_counters(&b, L, s);
     step_counters(&b, L, s);
