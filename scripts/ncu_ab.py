@@ -8,34 +8,18 @@ difference in the sequence is reported and the comparison stops there.
   scripts/ncu_ab.py OLD.csv NEW.csv
 """
 import collections
-import csv
 import sys
 
-
-def launches(path):
-    """[(kernel name, grid, ns)] in launch order (the units row and any other skipped)."""
-    with open(path) as f:
-        rows = list(csv.reader(line for line in f if line.startswith('"')))
-    if not rows:
-        sys.exit(f"{path}: no CSV rows (did ncu run?)")
-    head = rows[0]
-    try:
-        name, grid, t = head.index("Kernel Name"), head.index("Grid Size"), head.index("gpu__time_duration.sum")
-    except ValueError as e:
-        sys.exit(f"{path}: {e} in its header")
-    out = []
-    for r in rows[1:]:
-        try:
-            out.append((r[name], r[grid], float(r[t].replace(",", ""))))
-        except (ValueError, IndexError):
-            continue
-    return out
+from ncu_summary import launches   # the CSV reader (name, grid, ns a launch)
 
 
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
-    old, new = launches(sys.argv[1]), launches(sys.argv[2])
+    old, new = list(launches(sys.argv[1])), list(launches(sys.argv[2]))
+    for path, got in ((sys.argv[1], old), (sys.argv[2], new)):
+        if not got:
+            sys.exit(f"{path}: no kernel launches in it (did ncu run?)")
     n = min(len(old), len(new))
     if len(old) != len(new):
         print(f"note: {len(old)} launches old, {len(new)} new; comparing the first {n}")

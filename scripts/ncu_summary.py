@@ -8,16 +8,21 @@ STEP (default 1: the first timed decode step of `pagoda bench latency --warmup 1
 """
 import csv, sys, collections
 
-def rows(path):
+def launches(path):
+    """(kernel name, grid size, ns) of every launch in the CSV, in launch order (the units row
+    skipped). Also scripts/ncu_ab.py's reader."""
     with open(path) as f:
         lines = [l for l in f if l.startswith('"')]
-    r = csv.DictReader(lines)
-    for d in r:
+    for d in csv.DictReader(lines):
         t = d.get("gpu__time_duration.sum", "")
         try:
-            yield d["Kernel Name"], float(t.replace(",", ""))
+            yield d["Kernel Name"], d.get("Grid Size", ""), float(t.replace(",", ""))
         except ValueError:
             continue  # the units row
+
+def rows(path):
+    for name, _, t in launches(path):
+        yield name, t
 
 def main():
     ks = list(rows(sys.argv[1]))
@@ -42,4 +47,5 @@ def main():
     for n, (c, s) in sorted(agg.items(), key=lambda kv: -kv[1][1]):
         print("  %-60s %5d  %9.1f us  %5.1f%%" % (n, c, s * scale, 100 * s / total))
 
-main()
+if __name__ == "__main__":
+    main()
