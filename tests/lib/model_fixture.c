@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* PGD_TEST_SRCDIR and PGD_TEST_PLUGIN_DIRS in the environment override the build's paths
  * (a build copied to another machine, e.g. the GPU machine). */
@@ -320,4 +321,13 @@ void check_swap_round_trip(struct pgd__runner *r)
               "the same logits: the check cannot tell a lost swap");
     free(d1);
     free(d2);
+}
+
+void engine_settled_stats(struct pgd_engine *e, struct pgd_engine_stats *st)
+{
+    pgd_engine_get_stats(e, st);
+    for (int i = 0; i < 2000 && st->step_timed < st->num_steps; i++) {
+        nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+        pgd_engine_get_stats(e, st);
+    }
 }

@@ -46,6 +46,9 @@ struct pgd_engine *model_engine(const char *name, enum pgd_device device, int nu
 /* The same with the caller's parameters p (model_dir and plugin_path are filled in; the
  * rest is the caller's, e.g. speculative_config). */
 struct pgd_engine *model_engine_params(const char *name, struct pgd_engine_params *p);
+/* e's stats once the last step's times are in (they are added just after its outputs went
+ * out): polls, 1 ms apart and for 2 s at most, until step_timed reaches num_steps. */
+void engine_settled_stats(struct pgd_engine *e, struct pgd_engine_stats *st);
 /* Runs every prompt of the fixture's reference.json in one step on r (sequence s on blocks
  * 63 - (16 s + b) % 64: interleaved, descending ids) and asserts that each row's logits are
  * within tol (rel_max_diff) of its case's first_logits under ref_key ("native",

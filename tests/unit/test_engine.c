@@ -3,6 +3,7 @@
  * logprobs, metrics, many submitting threads. */
 #include <criterion/criterion.h>
 #include "tests/lib/engine_fixture.h"
+#include "tests/lib/model_fixture.h"
 #include "tests/lib/test_common.h"
 
 PGD_TEST_SUITE(engine);
@@ -554,15 +555,6 @@ static double series_value(const char *text, const char *series)
     return v;
 }
 
-/* The stats once the last step's times are in (they are added after its outputs). */
-static void settled_stats(struct pgd_engine *e, struct pgd_engine_stats *st)
-{
-    pgd_engine_get_stats(e, st);
-    for (int i = 0; i < 2000 && st->step_timed < st->num_steps; i++) {
-        nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
-        pgd_engine_get_stats(e, st);
-    }
-}
 
 /* /metrics' step counters: the timed steps split by kind (a prompt step is mixed, the
  * decodes after it decode-only), the kinds summing to the stats' totals, the phases to the
@@ -581,7 +573,7 @@ Test(engine, step_counters_by_kind_in_metrics)
     pgd_stream_destroy(s1);
     pgd_stream_destroy(s2);
     struct pgd_engine_stats st;
-    settled_stats(e, &st);
+    engine_settled_stats(e, &st);
     cr_assert_eq(st.step_timed, st.num_steps);
     char *text;
     size_t len;
@@ -686,7 +678,6 @@ Test(engine_threads, many_submitters_small_pool)
 
 /* ---- the real model: the tiny Llama fixture through the runner ------------------------- */
 
-#include "tests/lib/model_fixture.h"
 #include "runtime/engine/scheduler.h"
 #include <dlfcn.h>
 #include <jansson.h>

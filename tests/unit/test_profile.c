@@ -247,16 +247,6 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* The stats once the last step's times are in (they follow its outputs). */
-static void settled(struct pgd_engine *e, struct pgd_engine_stats *st)
-{
-    pgd_engine_get_stats(e, st);
-    for (int i = 0; i < 2000 && st->step_timed < st->num_steps; i++) {
-        nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
-        pgd_engine_get_stats(e, st);
-    }
-}
-
 /* Requests through the CPU fixture's engine: every step is timed, its phases add up to its
  * total, the device's part (the CPU's forward passes) is inside the model steps, and the
  * totals lie within the wall time of the run. */
@@ -264,7 +254,7 @@ Test(step_times, phases_add_up_on_the_cpu_fixture)
 {
     struct pgd_engine *e = model_engine("llama-f32", PGD_DEVICE_CPU, 64, 16, 64, 4);
     struct pgd_engine_stats st0, st1;
-    settled(e, &st0);
+    engine_settled_stats(e, &st0);
     cr_assert_eq(st0.step_timed, 0);
     cr_assert_eq(st0.step_total_s, 0);
     char err[256] = "";
@@ -287,7 +277,7 @@ Test(step_times, phases_add_up_on_the_cpu_fixture)
             ;
         pgd_stream_destroy(s[i]);
     }
-    settled(e, &st1);
+    engine_settled_stats(e, &st1);
     double wall = now_s() - t0;
     cr_assert_gt(st1.num_steps, 2);
     cr_assert_eq(st1.step_timed, st1.num_steps, "%llu of %llu steps timed",
