@@ -26,6 +26,16 @@ finish() {                 # the queued checks first; ends the script
 # result) by one Python process at the end (each process start costs most of a second on a
 # loaded machine).
 check() { printf '%s\037%s\037%s\036' "$1" "$2" "$3" >>"$tmp/checks"; }
+# has_lines NAME FILE ERE...: ok NAME when each extended regex matches a line of FILE (a
+# report's table), else ko NAME with the first one missing and the whole FILE.
+has_lines() {
+  local name=$1 file=$2 re
+  shift 2
+  for re in "$@"; do
+    grep -Eq -- "$re" "$file" || { ko "$name" "no line matching $re in: $(cat "$file")"; return; }
+  done
+  ok "$name"
+}
 run_checks() {
   [ -s "$tmp/checks" ] || return 0
   python3 - "$tmp/checks" "$tmp/counts" <<'PY'
@@ -80,28 +90,18 @@ if bench inf --num-prompts 24 --random-input-len 16 --random-output-len 8 --max-
   check inf_latencies "$tmp/inf.json" 'all(x <= y for x, y in [(mean_ttft_ms, mean_e2el_ms), (median_ttft_ms, median_e2el_ms), (p99_ttft_ms, p99_e2el_ms)]) and 0 < mean_ttft_ms and p99_e2el_ms < 1000 * duration + 1 and all(t > 0 for t in ttfts) and min(ttfts) * 1000 <= mean_ttft_ms <= max(ttfts) * 1000'
   check inf_rates "$tmp/inf.json" 'output_throughput > 0 and abs(request_throughput * duration - 24) < 1e-6 * 24 and abs(output_throughput * duration - total_output_tokens) < 1e-3 and abs(total_token_throughput * duration - 24 * 24) < 1e-3'
   check inf_chunks "$tmp/inf.json" 'len(itls) == 24 and all(len(g) <= 7 for g in itls) and sum(len(g) for g in itls) > 0 and all(t >= 0 for g in itls for t in g) and errors == [""] * 24 and all(len(t) > 0 for t in generated_texts) and max_concurrent_requests >= 1'
-  if grep -q '^============ Serving Benchmark Result ============$' "$tmp/inf.out" \
-     && grep -Eq '^Successful requests: +24 *$' "$tmp/inf.out" \
-     && grep -Eq '^Total generated tokens: +192 *$' "$tmp/inf.out" \
-     && grep -q '^-----Time per Output Token (excl. 1st token)------$' "$tmp/inf.out" \
-     && grep -Eq '^P99 E2EL \(ms\): +[0-9.]+ *$' "$tmp/inf.out"; then
-    ok inf_table
-  else
-    ko inf_table "$(cat "$tmp/inf.out")"
-  fi
+  has_lines inf_table "$tmp/inf.out" '^============ Serving Benchmark Result ============$' \
+    '^Successful requests: +24 *$' '^Total generated tokens: +192 *$' \
+    '^-----Time per Output Token \(excl. 1st token\)------$' '^P99 E2EL \(ms\): +[0-9.]+ *$'
   # The server's step counters from its /metrics, before and after the run: a section after
   # the latencies and "server_steps" in the result (24 prompts of 16 tokens, 4 at a time:
   # prompt steps and decode-only steps both ran; the CPU backend measures device time).
   check server_steps "$tmp/inf.json" '(lambda s: s["steps"] > 0 and 0 < s["decode_only_steps"] <= s["steps"] and s["mixed_steps"] > 0 and s["decode_only_steps"] + s["mixed_steps"] == s["steps"] and s["decode_only_step_ms"] > 0 and s["mixed_step_ms"] > 0 and 0 < s["decode_only_step_device_ms"] <= s["decode_only_step_ms"] and all(s[k + "_ms"] >= 0 for k in ("schedule", "prepare", "model", "output")) and 0 < s["engine_busy_fraction"] <= 1.05)(server_steps)'
-  if grep -q '^----------Server Steps (pagoda /metrics)----------$' "$tmp/inf.out" \
-     && grep -Eq '^Steps \(decode-only / mixed\): +[1-9][0-9]* / [1-9][0-9]*$' "$tmp/inf.out" \
-     && grep -Eq '^Decode-only step \(ms, wall / device\): +[0-9.]+ / [0-9.]+$' "$tmp/inf.out" \
-     && grep -Eq '^Mixed step \(ms, wall / device\): +[0-9.]+ / [0-9.]+$' "$tmp/inf.out" \
-     && grep -Eq '^Phase ms a step \(sched/prep/model/out\): +[0-9.]+ / [0-9.]+ / [0-9.]+ / [0-9.]+$' "$tmp/inf.out"; then
-    ok server_steps_table
-  else
-    ko server_steps_table "$(cat "$tmp/inf.out")"
-  fi
+  has_lines server_steps_table "$tmp/inf.out" '^----------Server Steps \(pagoda /metrics\)----------$' \
+    '^Steps \(decode-only / mixed\): +[1-9][0-9]* / [1-9][0-9]*$' \
+    '^Decode-only step \(ms, wall / device\): +[0-9.]+ / [0-9.]+$' \
+    '^Mixed step \(ms, wall / device\): +[0-9.]+ / [0-9.]+$' \
+    '^Phase ms a step \(sched/prep/model/out\): +[0-9.]+ / [0-9.]+ / [0-9.]+ / [0-9.]+$'
 else
   ko inf "rc $?: $(cat "$tmp/inf.err")"
 fi
@@ -195,13 +195,9 @@ if bench so --num-prompts 8 --random-input-len 8 --random-output-len 6 --max-con
      --structured-output-baseline; then
   check so_texts "$tmp/so.json" 'num_constrained == 4 and sum(bool(__import__("re").fullmatch("[0-9]+", t)) for t in generated_texts) == 4 and [bool(__import__("re").fullmatch("[0-9]+", t)) for t in generated_texts] == [i % 2 == 1 for i in range(8)] and total_output_tokens == 48'
   check so_figures "$tmp/so.json" 'structured_output_ratio == 0.5 and structured_output_regex == "[0-9]+" and constrained_output_throughput > 0 and unconstrained_output_throughput > 0 and abs(constrained_output_throughput + unconstrained_output_throughput - output_throughput) < 1e-6 * output_throughput and baseline_output_throughput > 0 and abs(structured_output_throughput_ratio - output_throughput / baseline_output_throughput) < 1e-9 and constrained_mean_tpot_ms >= 0'
-  if grep -q '^Structured output: 4 of 8 requests carry' "$tmp/so.out" \
-     && grep -Eq '^Output tok/s, run without constraints: +[0-9.]+ *$' "$tmp/so.out" \
-     && grep -Eq '^This run / without constraints \(%\): +[0-9.]+ *$' "$tmp/so.out"; then
-    ok so_table
-  else
-    ko so_table "$(cat "$tmp/so.out")"
-  fi
+  has_lines so_table "$tmp/so.out" '^Structured output: 4 of 8 requests carry' \
+    '^Output tok/s, run without constraints: +[0-9.]+ *$' \
+    '^This run / without constraints \(%\): +[0-9.]+ *$'
 else
   ko so "rc $?: $(cat "$tmp/so.err")"
 fi
