@@ -15,6 +15,7 @@ CUDA_HDRS = \
 	%reldir%/quant_wq.cuh \
 	%reldir%/quant_mma.cuh \
 	%reldir%/sm90.cuh \
+	%reldir%/sample.cuh \
 	%reldir%/gemm_wgmma.cuh
 CUDA_SRCS = \
 	%reldir%/device.cu \
@@ -33,6 +34,7 @@ CUDA_SRCS = \
 	%reldir%/attention_mma.cu \
 	%reldir%/attention_wgmma.cu \
 	%reldir%/sample.cu \
+	%reldir%/sample_plain.cu \
 	%reldir%/graph.cu \
 	%reldir%/glu.cu \
 	%reldir%/quant_lt.cu \

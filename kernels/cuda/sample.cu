@@ -1,6 +1,8 @@
 /* Sampling on the device: the argmax of each logits row (lowest index among ties, as the
- * CPU's argmax) for greedy steps, and the full sampler (below). */
-#include "kernels/cuda/common.cuh"
+ * CPU's argmax) for greedy steps, and the full sampler (below). pgd_cuda_sample first hands
+ * the plain rows (temperature and min_p only) to sample_plain.cu's cluster kernel, where the
+ * device has clusters, and the general kernel here skips them. */
+#include "kernels/cuda/sample.cuh"
 #include "runtime/sample/philox.h"
 
 __global__ void argmax_kernel(const float *logits, int vocab, int32_t *out)
@@ -47,6 +49,11 @@ extern "C" int pgd_cuda_argmax(struct pgd_cuda_ctx *c, const float *logits, int 
 {
     if (rows == 0)
         return 0;
+    bool done = false;
+    if (pgd_cuda__argmax_cluster(c, logits, rows, vocab, out, &done, err, errlen))
+        return 1;
+    if (done)
+        return 0;
     argmax_kernel<<<rows, 1024, 0, c->stream>>>(logits, vocab, out);
     PGD_CUDA_LAUNCHED(err, errlen, "argmax [%d, %d]", rows, vocab);
     return 0;
@@ -65,10 +72,12 @@ extern "C" int pgd_cuda_argmax(struct pgd_cuda_ctx *c, const float *logits, int 
  *      p = (float)(e / sum) in the work row;
  *   4. the candidates are the elements of key >= lo, key = (p bits, 20 bits of ~id) so that
  *      descending keys are the CPU's order (p desc, id asc); min_p sets the first lo, then
- *      top_k, top_p and the draw are each a radix select on the key (11-bit digits, with
- *      count and mass histograms in shared memory, stopping once the chosen bin holds one
- *      element): the k-th key for top_k, the key where the mass reaches top_p * kept for
- *      top_p, the key where it passes u * kept for the draw;
+ *      top_k and top_p are each a radix select on the key (11-bit digits, with count and
+ *      mass histograms in shared memory, stopping once the chosen bin holds one element):
+ *      the k-th key for top_k, the key where the mass reaches top_p * kept for top_p; the
+ *      draw walks the candidates in id order, as the CPU's does (draw_in_id_order: each
+ *      warp's segment's mass, a scan over the warps, then one warp's scans over its
+ *      segment);
  *   5. logprobs of the raw row: log-sum-exp in double, the rank by counting, the top n_top
  *      by a count select on the raw logits' key, sorted by one thread.
  * Masses are 64-bit fixed point (p * 2^62, truncated; integer atomics): sums are exact and
@@ -81,10 +90,8 @@ extern "C" int pgd_cuda_argmax(struct pgd_cuda_ctx *c, const float *logits, int 
 #define KEY_ID_BITS 20
 #define KEY_ID_MASK ((1u << KEY_ID_BITS) - 1)
 #define KEY_BITS 52
-#define FX_ONE_F 4611686018427387904.0f /* 2^62: probability 1 in fixed point */
-#define FULL_MASK 0xffffffffu
 
-enum { SEL_COUNT = 0, SEL_TOPP = 1, SEL_DRAW = 2 };
+enum { SEL_COUNT = 0, SEL_TOPP = 1 };
 
 struct sample_smem {
     unsigned long long mass[RADIX_BINS];
@@ -207,9 +214,8 @@ __device__ __forceinline__ bool key_of(const float *v, int i, unsigned long long
 
 /* Among the valid elements of v [n] with key >= lo, in descending key order, the first whose
  * inclusive prefix reaches the target: count >= param (SEL_COUNT, param = k), mass >=
- * ceil(param * total mass) (SEL_TOPP, param = top_p), mass > floor(param * total mass)
- * (SEL_DRAW, param = u); the target is clamped to [1, total]. Leaves s.found (0: no such
- * element) and s.key. */
+ * ceil(param * total mass) (SEL_TOPP, param = top_p); the target is clamped to [1, total].
+ * Leaves s.found (0: no such element) and s.key. */
 template <bool PROB>
 __device__ static void radix_select(const float *v, int n, unsigned long long lo, int mode,
                                     double param, sample_smem &s)
@@ -280,8 +286,7 @@ __device__ static void radix_select(const float *v, int n, unsigned long long lo
                 if (mode == SEL_COUNT) {
                     T = (unsigned long long)param;
                 } else {
-                    double x = mode == SEL_TOPP ? ceil(param * (double)am)
-                                                : floor(param * (double)am) + 1.0;
+                    const double x = ceil(param * (double)am);
                     T = x >= (double)am ? am : (unsigned long long)x;
                 }
                 if (T > total)
@@ -350,6 +355,69 @@ __device__ static void radix_select(const float *v, int n, unsigned long long lo
     __syncthreads();
 }
 
+/* The draw: among the valid elements of v [n] with key >= lo, walked in id order, the first
+ * whose inclusive prefix of mass passes floor(u * total mass) (pgd_cuda__draw_target); -1
+ * when there is none. Warp w owns the ids [w * seg, (w + 1) * seg) (seg a multiple of 32,
+ * read lane by lane): each warp sums its segment, one thread scans the warps' sums, and the
+ * warp whose segment holds the target walks it 32 ids at a time with a warp scan. */
+__device__ static int draw_in_id_order(const float *v, int n, unsigned long long lo, double u,
+                                       sample_smem &s)
+{
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nw = blockDim.x >> 5;
+    const int seg = ((n + nw - 1) / nw + 31) / 32 * 32;
+    const int b = warp * seg, e = min(n, b + seg);
+    unsigned long long part = 0;
+    for (int i = b + lane; i < e; i += 32) {
+        unsigned long long key, m;
+        if (key_of<true>(v, i, &key, &m) && key >= lo)
+            part += m;
+    }
+    part = warp_sum_u64(part);
+    __syncthreads();                        /* s.wm's previous readers are done */
+    if (lane == 0)
+        s.wm[warp] = part;
+    __syncthreads();
+    if (tid == 0) {
+        unsigned long long total = 0;
+        for (int w = 0; w < nw; w++)
+            total += s.wm[w];
+        const unsigned long long T = pgd_cuda__draw_target(u, total);
+        s.ires = -1;
+        s.bin = -1;
+        unsigned long long before = 0;
+        for (int w = 0; w < nw && total > 0; w++) {
+            if (before < T && T <= before + s.wm[w]) {
+                s.bin = w;
+                s.base_m = before;
+                s.T = T;
+                break;
+            }
+            before += s.wm[w];
+        }
+    }
+    __syncthreads();
+    if (warp == s.bin) {
+        const unsigned long long T = s.T;
+        unsigned long long base = s.base_m;
+        for (int i0 = b; i0 < e; i0 += 32) {
+            const int i = i0 + lane;
+            unsigned long long key, m = 0;
+            if (!(i < e && key_of<true>(v, i, &key, &m) && key >= lo))
+                m = 0;
+            const unsigned long long incl = base + warp_scan_u64(m);
+            const unsigned hit = __ballot_sync(FULL_MASK, m > 0 && incl >= T);
+            if (hit) {
+                if (lane == __ffs(hit) - 1)
+                    s.ires = i;
+                break;
+            }
+            base = __shfl_sync(FULL_MASK, incl, 31);
+        }
+    }
+    __syncthreads();
+    return s.ires;
+}
+
 __device__ __forceinline__ int key_id(unsigned long long key)
 {
     return (int)(KEY_ID_MASK - (unsigned)(key & KEY_ID_MASK));
@@ -357,11 +425,13 @@ __device__ __forceinline__ int key_id(unsigned long long key)
 
 __global__ void __launch_bounds__(SAMPLE_THREADS)
 sample_kernel(const float *logits, int V, const struct pgd_cuda_sample_row *params,
-              const int32_t *pool, float *work, struct pgd_cuda_sample_out *out)
+              const int32_t *pool, float *work, struct pgd_cuda_sample_out *out, int skip_plain)
 {
     __shared__ sample_smem s;
     const int tid = threadIdx.x;
     const struct pgd_cuda_sample_row P = params[blockIdx.x];
+    if (skip_plain && pgd_cuda__sample_row_plain(P))
+        return;                              /* sample_plain.cu's kernel drew it */
     const float *raw = logits + (size_t)blockIdx.x * V;
     float *w = work + (size_t)blockIdx.x * V;
     struct pgd_cuda_sample_out *o = &out[blockIdx.x];
@@ -445,9 +515,10 @@ sample_kernel(const float *logits, int V, const struct pgd_cuda_sample_row *para
                 if (s.found)
                     lo = s.key;
             }
-            radix_select<true>(w, V, lo, SEL_DRAW, pgd__sample_uniform(P.seed, P.child, P.draw), s);
-            if (s.found)
-                token = key_id(s.key);
+            const int drawn = draw_in_id_order(w, V, lo,
+                                               pgd__sample_uniform(P.seed, P.child, P.draw), s);
+            if (drawn >= 0)
+                token = drawn;
         }
     }
     int k = 0, rank = 0;
@@ -521,10 +592,14 @@ extern "C" int pgd_cuda_sample(struct pgd_cuda_ctx *c, const float *logits, int 
         return pgd_cuda_failf(err, errlen, "sample [%d, %d]: vocab must be in [1, %d] and "
                               "work rows (%d) positive", rows, vocab, PGD_CUDA_SAMPLE_MAX_VOCAB,
                               work_rows);
+    bool plain = false;
+    if (pgd_cuda__sample_plain(c, logits, rows, vocab, params, out, &plain, err, errlen))
+        return 1;
     for (int r0 = 0; r0 < rows; r0 += work_rows) {
         int n = rows - r0 < work_rows ? rows - r0 : work_rows;
         sample_kernel<<<n, SAMPLE_THREADS, 0, c->stream>>>(logits + (size_t)r0 * vocab, vocab,
-                                                           params + r0, pool, work, out + r0);
+                                                           params + r0, pool, work, out + r0,
+                                                           plain);
         PGD_CUDA_LAUNCHED(err, errlen, "sample [%d, %d] rows %d..%d", rows, vocab, r0, r0 + n);
     }
     return 0;

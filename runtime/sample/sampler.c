@@ -129,6 +129,12 @@ static int cmp_desc(const void *a, const void *b, void *ctx)
     return (x > y) - (x < y);
 }
 
+static int cmp_id(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
 /* Quickselect: moves the k best candidates (by cmp_desc) to cand[0..k), unordered. */
 static void select_top(int32_t *cand, int n, int k, const float *p)
 {
@@ -190,9 +196,10 @@ int32_t pgd__sampler_sample(struct pgd__sampler *s, const struct pgd__sample_ctx
     }
     if (n == 0)
         return argmax(logits, V);
-    bool sorted = false;
+    bool reordered = false;
     if (sp->top_k > 0 && sp->top_k < n) {
         select_top(s->cand, n, sp->top_k, p);
+        reordered = true;
         n = sp->top_k;
         kept = 0.0;
         for (int i = 0; i < n; i++)
@@ -200,7 +207,7 @@ int32_t pgd__sampler_sample(struct pgd__sampler *s, const struct pgd__sample_ctx
     }
     if (sp->top_p < 1.0f) {
         qsort_r(s->cand, (size_t)n, sizeof *s->cand, cmp_desc, p);
-        sorted = true;
+        reordered = true;
         double before = 0.0, limit = (double)sp->top_p * kept;
         int m = 0;
         while (m < n && (m == 0 || before < limit)) {
@@ -210,8 +217,10 @@ int32_t pgd__sampler_sample(struct pgd__sampler *s, const struct pgd__sample_ctx
         n = m;
         kept = before;
     }
-    if (!sorted && n > 1)
-        qsort_r(s->cand, (size_t)n, sizeof *s->cand, cmp_desc, p);   /* a fixed order */
+    /* The draw walks the kept tokens in id order: cand is in id order unless top_k or
+     * top_p reordered it. */
+    if (reordered && n > 1)
+        qsort(s->cand, (size_t)n, sizeof *s->cand, cmp_id);
     double u = pgd__sample_uniform(c->seed, c->child, (uint64_t)c->n_out) * kept;
     double acc = 0.0;
     for (int i = 0; i < n; i++) {

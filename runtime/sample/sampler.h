@@ -8,7 +8,9 @@
  *   3. temperature 0: argmax (lowest id on ties); otherwise logits / temperature, softmax,
  *      min_p (drop p < min_p * max p), top_k, then top_p over what is left (keep a token
  *      while the mass of strictly likelier kept tokens is below top_p), and one uniform
- *      draw through the remaining distribution.
+ *      draw through the remaining distribution, walking the kept tokens in id order (any
+ *      fixed order samples exactly; id order lets the GPU find the draw with a prefix sum
+ *      over the row instead of sorting it).
  * The draw comes from a counter-based generator (Philox4x32-10) keyed by the request's
  * seed and indexed by (sample index, output position): a seeded request gives the same
  * tokens whatever else shares its batch, and recomputation after preemption changes

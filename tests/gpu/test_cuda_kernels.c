@@ -545,29 +545,42 @@ GPU_TEST(act_mul_silu_and_gelu)
 }
 
 /* ---- argmax ---------------------------------------------------------------------------------- */
+/* Vocabularies that fill the 8 slices of the cluster kernel (sample_plain.cu), leave some
+ * short (1000) or empty (12); ties within a slice and across slices (the lowest id wins); a
+ * row of -inf (0, as the CPU's argmax). */
 GPU_TEST(argmax_matches_cpu)
 {
     char err[512] = "";
-    int rows = 6, vocab = 128256;
-    float *lg = rand_vals((size_t)rows * vocab, 10, PGD_DTYPE_F32);
-    lg[(size_t)2 * vocab + 77] = 50;          /* a tie: the lowest index wins */
-    lg[(size_t)2 * vocab + 99] = 50;
-    void *d = upload(lg, (size_t)rows * vocab, PGD_DTYPE_F32);
-    int32_t *dout = pgd_cuda_malloc(rows * sizeof(int32_t)), got[6];
-    CHECK_RC(pgd_cuda_argmax(ctx, d, rows, vocab, dout, err, sizeof err));
-    CHECK_RC(pgd_cuda_sync(ctx, err, sizeof err));
-    CHECK_RC(pgd_cuda_memcpy_d2h(got, dout, sizeof got, err, sizeof err));
-    for (int r = 0; r < rows; r++) {
-        int best = 0;
-        for (int v = 1; v < vocab; v++)
-            if (lg[(size_t)r * vocab + v] > lg[(size_t)r * vocab + best])
-                best = v;
-        cr_assert_eq(got[r], best, "row %d", r);
+    static const int VOCABS[] = { 128256, 1000, 12 };
+    for (int vi = 0; vi < 3; vi++) {
+        int rows = 6, vocab = VOCABS[vi];
+        float *lg = rand_vals((size_t)rows * vocab, 10, PGD_DTYPE_F32);
+        lg[(size_t)2 * vocab + 7] = 50;           /* a tie in one slice */
+        lg[(size_t)2 * vocab + 9] = 50;
+        lg[(size_t)3 * vocab + vocab - 1] = 60;   /* a tie across slices */
+        lg[(size_t)3 * vocab + 1] = 60;
+        for (int v = 0; v < vocab; v++)
+            lg[(size_t)4 * vocab + v] = -INFINITY;
+        void *d = upload(lg, (size_t)rows * vocab, PGD_DTYPE_F32);
+        int32_t *dout = pgd_cuda_malloc(rows * sizeof(int32_t)), got[6];
+        CHECK_RC(pgd_cuda_argmax(ctx, d, rows, vocab, dout, err, sizeof err));
+        CHECK_RC(pgd_cuda_sync(ctx, err, sizeof err));
+        CHECK_RC(pgd_cuda_memcpy_d2h(got, dout, sizeof got, err, sizeof err));
+        for (int r = 0; r < rows; r++) {
+            int best = 0;
+            for (int v = 1; v < vocab; v++)
+                if (lg[(size_t)r * vocab + v] > lg[(size_t)r * vocab + best])
+                    best = v;
+            cr_assert_eq(got[r], best, "vocab %d, row %d: GPU %d, CPU %d", vocab, r, got[r],
+                         best);
+        }
+        cr_assert_eq(got[2], 7, "vocab %d", vocab);
+        cr_assert_eq(got[3], 1, "vocab %d", vocab);
+        cr_assert_eq(got[4], 0, "vocab %d", vocab);
+        free(lg);
+        pgd_cuda_free(d);
+        pgd_cuda_free(dout);
     }
-    cr_assert_eq(got[2], 77);
-    free(lg);
-    pgd_cuda_free(d);
-    pgd_cuda_free(dout);
 }
 
 /* ---- paged attention ------------------------------------------------------------------------ */

@@ -1,6 +1,7 @@
-/* Sampling on the GPU (kernels/cuda/sample.cu through runtime/sample/sample_rows.c) against the CPU
- * sampler (runtime/sample/sampler.c), its twin: random logits (normal with a few spikes, never
- * zero) of vocab 128256 and 1000, each feature alone and combined, many rows with mixed
+/* Sampling on the GPU (kernels/cuda/sample.cu and sample_plain.cu, through
+ * runtime/sample/sample_rows.c) against the CPU sampler (runtime/sample/sampler.c), its
+ * twin: random logits (normal with a few spikes, never zero) of vocab 128256 and 1000, each
+ * feature alone and combined, plain and general rows in one call, many rows with mixed
  * parameters in one call, seeded reproducibility, a chi-square test of the draws, and the
  * engine on the llama fixture with device sampling on and off. Skips visibly without a GPU.
  *
@@ -80,6 +81,12 @@ static int cmp_refp(const void *a, const void *b)
     return (x->id > y->id) - (x->id < y->id);
 }
 
+static int cmp_refp_id(const void *a, const void *b)
+{
+    const struct refp *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
 /* The smallest slack of row r's draw: the distance of u * kept to a CDF boundary, of the
  * top_p cut to its limit, of the top_k cut to a tie (all relative to the kept mass);
  * INFINITY for greedy rows. */
@@ -148,6 +155,7 @@ static double draw_slack(const struct pgd__sample_row *row, const float *raw, in
         n = m;
         kept = before;
     }
+    qsort(q, (size_t)n, sizeof *q, cmp_refp_id);     /* the draw walks the kept in id order */
     double u = pgd__sample_uniform(c->seed, c->child, (uint64_t)c->n_out) * kept, acc = 0;
     for (int i = 0; i < n; i++) {
         acc += q[i].p;
@@ -336,6 +344,17 @@ static void m_mixed(int r, struct pgd_sampling_params *sp)
     }
 }
 
+/* Plain rows (temperature, min_p: sample_plain.cu's kernel) and top_k rows (the general
+ * kernel's) alternating in one call. */
+static void m_half(int r, struct pgd_sampling_params *sp)
+{
+    m_temp(r / 2, sp);
+    if (r % 2)
+        m_topk(r / 2, sp);
+    else if (r % 4 == 2)
+        m_minp(r / 2, sp);
+}
+
 #define CASE(fn, n_top)                                                   \
     Test(cuda_sample, fn##_large) { run_case(#fn, 128256, 96, n_top, fn); } \
     Test(cuda_sample, fn##_small) { run_case(#fn, 1000, 200, n_top, fn); }
@@ -347,6 +366,7 @@ CASE(m_minp, -1)
 CASE(m_pen, -1)
 CASE(m_bias_min, -1)
 CASE(m_mixed, 5)
+CASE(m_half, -1)
 
 Test(cuda_sample, logprobs_top20_and_rank) { run_case("logprobs", 128256, 64, 20, m_temp); }
 Test(cuda_sample, logprobs_greedy_top0) { run_case("logprobs0", 1000, 64, 0, m_greedy); }
@@ -471,14 +491,16 @@ Test(cuda_sample, chi_square_over_seeds)
                                        26.12, 27.88, 29.59, 31.26, 32.91 };
     static const float L[V] = { 2.0f, 1.5f, 1.2f, 1.0f, 0.5f, 0.1f, -0.3f, -1.0f, -2.0f,
                                 0.9f, 1.49f, -0.5f };
-    struct { float T, top_p, min_p; int top_k; } cfg[3] = {
-        { 1.0f, 1.0f, 0.0f, 0 }, { 0.7f, 0.9f, 0.0f, 8 }, { 1.5f, 0.95f, 0.05f, 0 } };
+    /* 0 and 3 are plain rows (sample_plain.cu's kernel), 1 and 2 the general kernel's. */
+    struct { float T, top_p, min_p; int top_k; } cfg[4] = {
+        { 1.0f, 1.0f, 0.0f, 0 }, { 0.7f, 0.9f, 0.0f, 8 }, { 1.5f, 0.95f, 0.05f, 0 },
+        { 1.2f, 1.0f, 0.1f, 0 } };
     float *logits = malloc((size_t)R * V * sizeof *logits);
     for (int r = 0; r < R; r++) memcpy(logits + (size_t)r * V, L, sizeof L);
     static struct pgd__sample_row rows[R];
     static struct pgd__sample_result res[R];
     int32_t tok0 = 0;
-    for (int c = 0; c < 3; c++) {
+    for (int c = 0; c < 4; c++) {
         struct pgd_sampling_params sp = pgd_sampling_default_params();
         sp.temperature = cfg[c].T;
         sp.top_p = cfg[c].top_p;

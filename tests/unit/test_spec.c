@@ -258,8 +258,8 @@ static void cyclic_rule(const int32_t *toks, int n, float *out)
 
 static const char *g_spec_json;
 static int g_budget = 64, g_seqs = 16;
-/* draft_same's scheduler KV policy: -1 the engine's default, 0 vLLM's rule (which
- * preempts where the default's headroom would not). */
+/* same_with_and_without's and draft_same's scheduler KV policy: -1 the engine's default, 0
+ * vLLM's rule (which preempts where the default's headroom would not). */
 static int g_headroom = -1;
 static void spec_tweak(struct pgd_engine_params *p)
 {
@@ -356,6 +356,8 @@ static struct pgd_engine_stats same_with_and_without(const struct req *reqs, int
     cr_assert_leq(n, 16);
     for (int mode = 0; mode < 2; mode++) {
         struct pgd_engine *e = spec_engine(mode ? json : NULL, num_blocks, 4);
+        if (g_headroom >= 0)
+            pgd__engine_set_kv_policy(e, g_headroom, g_headroom > 0);
         struct pgd_stream *s[16];
         for (int i = 0; i < n; i++) {
             struct pgd_request_params rp = pgd_request_default_params();
@@ -488,6 +490,7 @@ Test(spec_engine, preemption_and_a_tight_budget)
     g_rule = cyclic_rule;
     g_budget = 7;       /* verify runs cut short by the budget */
     g_seqs = 4;
+    g_headroom = 0;     /* vLLM's admission: four prompts in, then their growth preempts */
     struct req reqs[10];
     static const char *const prompts[] = { "abcdefghijabc", "bcdefghijab", "abcdefghij",
                                            "hijabcdefghijabcdefg", "cdefghijabcdefghijab" };
@@ -668,10 +671,19 @@ Test(spec_engine, draft_model_that_disagrees_and_preemption)
     struct pgd_engine_stats st = draft_same(g_draft_reqs, 6, rule, 256);
     cr_assert_gt(st.spec_num_draft_tokens, 0);
     cr_assert_lt(st.spec_num_accepted_tokens, st.spec_num_draft_tokens / 4);
-    g_budget = 7;
+    g_budget = 16;
     g_seqs = 4;
     g_headroom = 0;
-    st = draft_same(g_draft_reqs, 6, cyclic_rule, 20);
+    /* Every request to its full length (no EOS, no stop string), four decoding at once (a
+     * budget of 16 holds four verify runs of 4 tokens): their demand, ~12 blocks each, is
+     * past the 20 blocks whatever the samples draw. */
+    struct req full[6];
+    memcpy(full, g_draft_reqs, sizeof full);
+    for (int i = 0; i < 6; i++) {
+        full[i].sp.ignore_eos = true;
+        full[i].sp.n_stop = 0;
+    }
+    st = draft_same(full, 6, cyclic_rule, 20);
     g_headroom = -1;
     cr_assert_gt(st.num_preemptions, 0);
     cr_assert_gt(st.spec_num_accepted_tokens, 0);
