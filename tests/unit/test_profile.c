@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 PGD_TEST_SUITE(op_profile);
@@ -234,6 +235,28 @@ Test(op_profile, bench_latency_prints_the_tables)
     cr_assert(strstr(dec, "per-op time, 2 steps") && strstr(pre, "per-op time, 2 steps"), "%s", got);
     cr_assert(strstr(dec, "\nqkv ") && strstr(dec, "\nrope+attention ") && strstr(pre, "\nlm_head "),
               "%s", got);
+    free(got);
+}
+
+/* `pagoda bench latency --temperature T` decodes by sampling (the rows the runner's sampler
+ * takes on a GPU: plain temperature, as vLLM's benchmarks); a negative T is refused. */
+Test(op_profile, bench_latency_samples_at_a_temperature)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s/tools/pagoda bench latency --random-weights %s/config.json "
+             "--device cpu --batch 1,3 --prompt-len 5 --context 4 --steps 3 --warmup 1 "
+             "--temperature 0.8 2>&1", PGD_TEST_BUILDDIR, fixture_dir("llama-f32"));
+    int status;
+    char *got = pgd_test_capture(cmd, &status);
+    cr_assert_eq(status, 0, "%s\n%s", cmd, got);
+    cr_assert(strstr(got, "3 timed steps (sampled at temperature 0.8, top_p 1):"), "%s", got);
+    cr_assert(strstr(got, "\n     1 ") && strstr(got, "\n     3 "), "%s", got);
+    free(got);
+    snprintf(cmd, sizeof cmd, "%s/tools/pagoda bench latency --random-weights %s/config.json "
+             "--device cpu --temperature -1 2>&1", PGD_TEST_BUILDDIR, fixture_dir("llama-f32"));
+    got = pgd_test_capture(cmd, &status);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2, "%s\n%s", cmd, got);
+    cr_assert(strstr(got, "usage: pagoda bench latency"), "%s", got);
     free(got);
 }
 

@@ -10,6 +10,8 @@
 #include "tools/tool_model.h"
 #include "runtime/runner/runner.h"
 #include "runtime/model/model.h"
+#include "runtime/sample/sample_rows.h"
+#include <pagoda/engine.h>
 #include "tools/bench/bench_latency_profile.h"
 #include <pagoda/log.h>
 #include <getopt.h>
@@ -29,8 +31,38 @@ struct bench_opts {
     int prompt[MAX_LIST], n_prompt;
     int context, steps, warmup, num_blocks;
     uint64_t seed;
+    float temperature;               /* --temperature: 0 decodes greedily, else samples */
     bool profile_ops;                /* --profile-ops: a per-op table after each figure */
 };
+
+/* The decode steps' sampling under --temperature T > 0: one SAMPLE row a sequence (top_p 1,
+ * no top_k, no penalties: what vLLM's latency and throughput benchmarks ask for), seeded,
+ * so that a step costs what a served step of plain sampling costs. */
+struct decode_sampling {
+    struct pgd_sampling_params sp;
+    struct pgd__sample_row *rows;    /* owned [max batch] */
+    struct pgd__sample_result *res;  /* owned [max batch] */
+};
+
+/* One decode step of seqs [B]: greedy (ds NULL) or sampled; the tokens into ids [B]. step
+ * numbers the draws (each row's draw index, as a request's output count would). */
+static enum pgd_status decode_once(struct pgd__runner *r, struct pgd__step_seq *seqs, int B,
+                                   struct decode_sampling *ds, int step, int32_t *ids,
+                                   char *err, size_t errlen)
+{
+    if (!ds)
+        return pgd__runner_step_greedy(r, seqs, B, ids, err, errlen);
+    for (int s = 0; s < B; s++)
+        ds->rows[s] = (struct pgd__sample_row){
+            .kind = PGD__ROW_SAMPLE,
+            .ctx = { .sp = &ds->sp, .n_out = step, .seed = 0x5eed, .child = (uint32_t)s },
+            .n_top = -1,
+        };
+    enum pgd_status st = pgd__runner_step_sample(r, seqs, B, ds->rows, ds->res, err, errlen);
+    for (int s = 0; st == PGD_OK && s < B; s++)
+        ids[s] = ds->res[s].token;
+    return st;
+}
 
 /* Profiled steps after each figure (the first of them untimed). */
 static int profile_steps(const struct bench_opts *o)
@@ -61,6 +93,8 @@ static void bench_usage(FILE *out)
             "  --prompt-len LIST        prompt lengths for time to first token (default 128,512,2048)\n"
             "  --context N              tokens in each sequence's cache while decoding (default 128)\n"
             "  --steps N                timed decode steps per batch size (default 32)\n"
+            "  --temperature T          decode by sampling at temperature T (top_p 1, as vLLM's\n"
+            "                           benchmarks); default 0: greedy\n"
             "  --warmup N               untimed steps first (default 3)\n"
             "  --num-blocks N           KV blocks (default: sized from GPU memory)\n"
             "  --device auto|cpu|cuda|cuda:N  default auto: cuda when available\n"
@@ -122,6 +156,7 @@ static int run(const struct bench_opts *o)
     struct pgd__runner *r = NULL;
     int32_t *tokens = NULL, *table = NULL, *ids = NULL;
     struct pgd__step_seq *seqs = NULL;
+    struct decode_sampling samp = { .sp = pgd_sampling_default_params() }, *ds = NULL;
     int rc = 1;
     int max_b = 1, max_p = 1;
     for (int i = 0; i < o->n_batch; i++)
@@ -182,7 +217,14 @@ static int run(const struct bench_opts *o)
     table = malloc((size_t)(need + 1) * sizeof *table);
     seqs = calloc((size_t)max_b, sizeof *seqs);
     ids = malloc((size_t)(max_b > max_p ? max_b : max_p) * sizeof *ids);
-    if (!tokens || !table || !seqs || !ids) {
+    if (o->temperature > 0) {
+        samp.sp.temperature = o->temperature;
+        samp.sp.ignore_eos = true;
+        samp.rows = calloc((size_t)max_b, sizeof *samp.rows);
+        samp.res = calloc((size_t)max_b, sizeof *samp.res);
+        ds = &samp;
+    }
+    if (!tokens || !table || !seqs || !ids || (ds && (!samp.rows || !samp.res))) {
         snprintf(err, sizeof err, "out of memory");
         goto out;
     }
@@ -192,8 +234,12 @@ static int run(const struct bench_opts *o)
         table[b] = b;
 
     /* ---- decode ---- */
-    printf("\ndecode, %d tokens of context, %d timed steps (greedy on the device):\n",
-           o->context, o->steps);
+    if (ds)
+        printf("\ndecode, %d tokens of context, %d timed steps (sampled at temperature %g, "
+               "top_p 1):\n", o->context, o->steps, o->temperature);
+    else
+        printf("\ndecode, %d tokens of context, %d timed steps (greedy on the device):\n",
+               o->context, o->steps);
     printf("%6s %10s %10s %12s %10s %9s\n", "batch", "ms/step", "tok/s", "bound ms", "bound by",
            "% bound");
     for (int bi = 0; bi < o->n_batch; bi++) {
@@ -216,9 +262,9 @@ static int run(const struct bench_opts *o)
             for (int s = 0; s < B; s++) {
                 seqs[s].n_computed = o->context + step;
                 seqs[s].n_new = 1;
-                seqs[s].tokens = ids + s;       /* feed back the greedy token */
+                seqs[s].tokens = ids + s;       /* feed back the token */
             }
-            if (pgd__runner_step_greedy(r, seqs, B, ids, err, sizeof err))
+            if (decode_once(r, seqs, B, ds, step, ids, err, sizeof err))
                 goto out;
         }
         double ms = (1e3 * pgd__now_s() - t0) / o->steps;
@@ -292,6 +338,8 @@ out:
     free(table);
     free(seqs);
     free(ids);
+    free(samp.rows);
+    free(samp.res);
     pgd__runner_destroy(r);
     pgd_registry_destroy(reg);
     return rc;
@@ -335,6 +383,7 @@ int pgd_cmd_bench(int argc, char **argv)
         { "context", required_argument, 0, 'c' }, { "steps", required_argument, 0, 's' },
         { "warmup", required_argument, 0, 'w' }, { "num-blocks", required_argument, 0, 'N' },
         { "seed", required_argument, 0, 'S' }, { "profile-ops", no_argument, 0, 'P' },
+        { "temperature", required_argument, 0, 'T' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     struct bench_opts o = { .context = 128, .steps = 32, .warmup = 3 };
@@ -357,6 +406,7 @@ int pgd_cmd_bench(int argc, char **argv)
         case 'N': o.num_blocks = (int)strtol(optarg, &end, 10); break;
         case 'S': o.seed = strtoull(optarg, &end, 10); break;
         case 'P': o.profile_ops = true; break;
+        case 'T': o.temperature = strtof(optarg, &end); break;
         case 'h': bench_usage(stdout); return 0;
         default:
             switch (pgd_tool_model_option(&o.m, c, optarg)) {
@@ -371,7 +421,7 @@ int pgd_cmd_bench(int argc, char **argv)
         }
     }
     if (!pgd_tool_model_named(&o.m) || optind < argc || o.context <= 0 || o.steps <= 0 ||
-        o.warmup < 0) {
+        o.warmup < 0 || !(o.temperature >= 0)) {
         bench_usage(stderr);
         return 2;
     }
