@@ -495,11 +495,35 @@ enum pgd_status pgd__runner_set_num_blocks(struct pgd__runner *r, int num_blocks
     return st;
 }
 
+/* The runner's host work over its life, in the log: what a served run's steps paid on the
+ * host (graph and eager steps, cuBLASLt's plans and calls outside graphs), for a run that no
+ * benchmark wraps. */
+static void log_host_work(const struct pgd__runner *r)
+{
+    const struct pgd__runner_host_split *h = &r->host_split;
+    if (h->graph_steps + h->eager_steps == 0)
+        return;
+    PGD_INFO("runner: %ld graph steps, %.3f ms of host work each; %ld eager steps, %.3f ms "
+             "each", h->graph_steps, h->graph_steps ? 1e3 * h->graph_host_s / h->graph_steps : 0.0,
+             h->eager_steps, h->eager_steps ? 1e3 * h->eager_host_s / h->eager_steps : 0.0);
+#ifdef PGD_HAVE_CUDA
+    if (on_cuda(r)) {
+        struct pgd_cuda_gemm_host_stats s;
+        pgd_cuda_gemm_host_stats(r->cuda, &s);
+        PGD_INFO("runner: cuBLASLt host work: %ld plans built (%.1f ms), %ld algorithm checks "
+                 "(%.1f ms), %ld heuristic queries (%.1f ms), %ld tunings (%.1f ms), %ld matmul "
+                 "calls (%.1f ms)", s.plans, s.plan_ms, s.checks, s.check_ms, s.heuristics,
+                 s.heuristic_ms, s.tunings, s.tune_ms, s.matmuls, s.matmul_ms);
+    }
+#endif
+}
+
 void pgd__runner_destroy(struct pgd__runner *r)
 {
     if (!r)
         return;
     char err[256];
+    log_host_work(r);
     (void)device_sync(r, err, sizeof err);
     pgd__runner_swap_fini(r);
     tp_stop_workers(r);
