@@ -54,10 +54,13 @@ OFFLINE = {
 }
 FP8 = ["tput_128", "lat_ctx128"]    # vllm_offline.py --fp8 runs these only
 
+# Each served run draws its prompts with a seed of its own: both servers cache prefixes, and
+# runs on one seed would share prompts (the sweep's rates would find the ShareGPT run's prompts
+# cached and skip most of their prefill).
 SERVE = {
     "serve_128_inf": dict(dataset="random", input_len=128, output_len=128, num_prompts=2000,
-                          rate="inf", est_s=25),
-    "serve_sharegpt_inf": dict(dataset="sharegpt", num_prompts=1000, rate="inf", est_s=30),
+                          rate="inf", seed=1, est_s=25),
+    "serve_sharegpt_inf": dict(dataset="sharegpt", num_prompts=1000, rate="inf", seed=2, est_s=30),
 }
 SWEEP_RATES = [16, 32, 48, 64, 96, 160]  # requests/s, Poisson arrivals (past 64 both engines queue)
 SWEEP_SECONDS = 10                       # of arrivals at each rate: num_prompts = rate x this
@@ -67,6 +70,11 @@ TARGET_TPOT_MS = 15.0
 
 def sweep_prompts(rate):
     return max(SWEEP_MIN_PROMPTS, int(round(rate * SWEEP_SECONDS)))
+
+
+def sweep_seed(rate):
+    """The prompts' seed of the sweep's run at `rate` (distinct from every other run's)."""
+    return 1000 + int(round(float(rate) * 10))
 
 
 def pagoda_args(name):
@@ -89,11 +97,12 @@ def serve_args(name, rate=None):
     if name == "sweep_sharegpt":
         if rate is None:
             raise SystemExit("sweep_sharegpt needs a rate")
-        w = dict(dataset="sharegpt", num_prompts=sweep_prompts(float(rate)), rate=rate)
+        w = dict(dataset="sharegpt", num_prompts=sweep_prompts(float(rate)), rate=rate,
+                 seed=sweep_seed(rate))
     else:
         w = SERVE[name]
     a = ["--dataset-name", w["dataset"], "--num-prompts", str(w["num_prompts"]),
-         "--request-rate", str(w["rate"]), "--seed", str(SEED), "--temperature", str(TEMPERATURE),
+         "--request-rate", str(w["rate"]), "--seed", str(w["seed"]), "--temperature", str(TEMPERATURE),
          "--ignore-eos"]
     if w["dataset"] == "random":
         a += ["--random-input-len", str(w["input_len"]), "--random-output-len", str(w["output_len"])]
