@@ -186,6 +186,36 @@ bool pgd_cuda__wq_gemv4_fits(const struct pgd_cuda_wq *w);
 int pgd_cuda__wq_gemv4(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
                        const int32_t *perm, int n, const struct pgd_cuda_wq *w, const void *b,
                        void *y, char *err, size_t errlen);
+/* The group of 32-input half h2 of a row of w, floor(h2 / d) with d = group_size / 32, as
+ * one multiply and one shift, (h2 gmul) >> gsh: the streaming GEMVs' group lookup, no
+ * division or test in their loops. With l = ceil(log2 d), gsh = N + l (2^N past the largest
+ * h2, 2 kq - 1), gmul = ceil(2^gsh / d) = (2^gsh + e) / d, e < d: h2 gmul / 2^gsh = h2 / d +
+ * h2 e / (d 2^gsh), the second term under 1 / d, so the floor is floor(h2 / d). Exact while
+ * h2 gmul stays in 32 bits (rows up to ~2^20 inputs); false past that. One group: gmul 0. */
+static inline bool pgd_cuda__wq_group_magic(const struct pgd_cuda_wq *w, uint32_t *gmul, int *gsh)
+{
+    *gmul = 0;
+    *gsh = 0;
+    if (w->groups == 1)
+        return true;
+    const uint64_t d = (uint64_t)(w->group_size / 32), hmax = 2 * (uint64_t)(w->in / 64) - 1;
+    int n = 0, l = 0;
+    while ((1ull << n) <= hmax)
+        n++;
+    while ((1ull << l) < d)
+        l++;
+    const uint64_t mul = ((1ull << (n + l)) + d - 1) / d;
+    if (n + l > 31 || hmax * mul >= (1ull << 32))
+        return false;
+    *gmul = (uint32_t)mul;
+    *gsh = n + l;
+    return true;
+}
+__device__ __forceinline__ int wq_group(uint32_t gmul, int gsh, int h2)
+{
+    return (int)(((uint32_t)h2 * gmul) >> gsh);
+}
+
 /* quant_wq_sgemv.cu: the first streaming decode GEMV over the mma layout
  * (PGD_CUDA_WQ_GEMV=s1, and the rows whose x quant_wq_sgemv2.cu cannot stage) */
 /* Whether it takes w on c's device (the mma layout, its scale tables fit shared memory, and

@@ -32,7 +32,7 @@
  *     bound by issue latency, not by bytes in flight (ncu, H200, q / o at one row: DRAM at
  *     18% of its peak, 9.5 cycles a warp between issues). A chunk therefore costs ~66
  *     instructions, not ~109: whole batches run without a branch a chunk, a chunk's group
- *     is a multiply and a shift (sg_group_magic), lanes past n read row n - 1 instead of
+ *     is a multiply and a shift (pgd_cuda__wq_group_magic), lanes past n read row n - 1 instead of
  *     being tested, and two chunks' mma.sync chains are interleaved (sg_chunks).
  * The arithmetic is quant_wq_mma.cu's: nibbles AND-ed into a 16-bit magic pair (one LOP3)
  * minus (magic + zero) (one HSUB2) are the exact integers q - zero, mma.sync m16n8k16
@@ -54,7 +54,7 @@ struct sg_args {
     const __half2 *meta;             /* [out_pad][groups] */
     const int32_t *perm;             /* [in]: x staged through it (XM 2) */
     int kq, groups;                  /* 64-input chunks a row; groups a row */
-    uint32_t gmul;                   /* 32-input half h2's group: h2 gmul >> gsh (sg_group) */
+    uint32_t gmul;                   /* 32-input half h2's group: h2 gmul >> gsh (wq_group) */
     int gsh;
     int ks, tpb, kpu;                /* warps a tile; tiles a block (8 / ks); chunks a warp */
     int tiles, in, out, n;           /* n: rows of this launch (<= 8 NT) */
@@ -105,14 +105,6 @@ __device__ __forceinline__ void sg_load(uint4 (&v)[SG_UNR], const uint4 *wp, int
     }
 }
 
-/* The group of 32-input half h2 (of the row): h2 / (halves a group) as one multiply and one
- * shift, gmul and gsh sg_make_plan's (exact for every half of the row; power-of-two and odd
- * group sizes alike, and no division in the loop). */
-__device__ __forceinline__ int sg_group(uint32_t gmul, int gsh, int h2)
-{
-    return (int)(((uint32_t)h2 * gmul) >> gsh);
-}
-
 /* Chunks c .. c + P - 1 (64 inputs each, v[0 .. P)) of the warp's tile into tot. MG 1: a
  * chunk lies in one group; 2: its two 32-input halves are scaled apart (groups of 32, or of a
  * size not a multiple of 64). mt: the tile's scale table at row g (sg_stage_meta's); xl[nt]:
@@ -132,7 +124,7 @@ __device__ __forceinline__ void sg_chunks(uint32_t gmul, int gsh, const uint4 *v
     for (int p = 0; p < P; p++)
 #pragma unroll
         for (int h = 0; h < MG; h++) {
-            m[p][h] = mt[sg_group(gmul, gsh, 2 * (c + p) + h) * 8];
+            m[p][h] = mt[wq_group(gmul, gsh, 2 * (c + p) + h) * 8];
             sg_zero<NT>(acc[p][h]);
         }
 #pragma unroll
@@ -329,34 +321,8 @@ static int sg_smem_budget(const struct pgd_cuda_ctx *c)
 
 static size_t sg_round16(size_t v) { return (v + 15) / 16 * 16; }
 
-/* a's gmul, gsh: the group of half h2 = floor(h2 / d) = h2 gmul >> gsh for every half of the
- * row (h2 < 2 kq), d = group_size / 32. With l = ceil(log2 d), gsh = N + l (2^N past the
- * largest h2), gmul = ceil(2^gsh / d) = (2^gsh + e) / d, e < d: h2 gmul / 2^gsh = h2 / d +
- * h2 e / (d 2^gsh), the second term under 1 / d, so the floor is floor(h2 / d). Exact as
- * long as h2 gmul stays in 32 bits (rows up to ~2^20 inputs); false past that. One group:
- * gmul 0. */
-static bool sg_group_magic(const struct pgd_cuda_wq *w, sg_args *a)
-{
-    a->gmul = 0;
-    a->gsh = 0;
-    if (w->groups == 1)
-        return true;
-    const uint64_t d = (uint64_t)(w->group_size / 32), hmax = 2 * (uint64_t)a->kq - 1;
-    int n = 0, l = 0;
-    while ((1ull << n) <= hmax)
-        n++;
-    while ((1ull << l) < d)
-        l++;
-    const uint64_t mul = ((1ull << (n + l)) + d - 1) / d;
-    if (n + l > 31 || hmax * mul >= (1ull << 32))
-        return false;
-    a->gmul = (uint32_t)mul;
-    a->gsh = n + l;
-    return true;
-}
-
 /* The launch for n (<= 16) rows: the split, the shared memory, whether x is staged. false:
- * the layer's scale tables leave no room, or its rows are past sg_group_magic's (the caller
+ * the layer's scale tables leave no room, or its rows are past pgd_cuda__wq_group_magic's (the caller
  * takes another GEMV). */
 struct sg_plan {
     sg_args a;
@@ -375,7 +341,7 @@ static bool sg_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq 
     a.meta = w->meta;
     a.kq = w->in / 64;
     a.groups = w->groups;
-    if (!sg_group_magic(w, &a))
+    if (!pgd_cuda__wq_group_magic(w, &a.gmul, &a.gsh))
         return false;
     a.tiles = w->out_pad / 16;
     a.in = w->in;

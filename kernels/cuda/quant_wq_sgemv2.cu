@@ -55,7 +55,8 @@ struct s2_args {
     const __half2 *meta;             /* [out_pad][groups] */
     const int32_t *perm;             /* [in] or NULL: x gathered through it */
     int kq, groups;                  /* 64-input chunks a row; groups a row */
-    int hpg, hpg_log2;               /* 32-input halves a group; its log2 or -1 */
+    uint32_t gmul;                   /* 32-input half h2's group: h2 gmul >> gsh (wq_group) */
+    int gsh;
     int ks, tpw, kpu;                /* warps a tile; tile lanes a block (8 / ks); chunks a warp */
     int tb;                          /* tiles a block: tpw x (tiles a tile lane) */
     int tiles, in, out, n;           /* n: rows of this launch (<= 8 NT) */
@@ -134,12 +135,6 @@ __device__ __forceinline__ void s2_load(uint4 (&v)[S2_UNR], const s2_args &a, co
     }
 }
 
-/* The group of 32-input half h2 of a row. */
-__device__ __forceinline__ int s2_group(const s2_args &a, int h2)
-{
-    return a.groups == 1 ? 0 : a.hpg_log2 >= 0 ? h2 >> a.hpg_log2 : h2 / a.hpg;
-}
-
 /* Chunk c of the warp's tile into tot: mt the tile's table at the lane's row g; xr[nt] the
  * lane's fragment-order x of token nt 8 + g (shared memory), read only for tokens < n; ZF:
  * sx the units' x sums [units][16 tokens] at the lane's token 2t. */
@@ -163,7 +158,7 @@ __device__ __forceinline__ void s2_chunk(const s2_args &a, const uint4 &v, int c
     const uint32_t words[4] = { v.x, v.y, v.z, v.w };
 #pragma unroll
     for (int h = 0; h < MG; h++) {
-        const uint4 m = mt[s2_group(a, 2 * c + h) * 8];
+        const uint4 m = mt[wq_group(a.gmul, a.gsh, 2 * c + h) * 8];
         float acc[NT][4];
 #pragma unroll
         for (int nt = 0; nt < NT; nt++)
@@ -537,7 +532,8 @@ struct s2_plan {
 /* The launch for n (<= 16) rows: of the splits ks = 1, 2, 4, 8 warps a tile, the one whose
  * warps stream the fewest chunks with at most bps blocks an SM (one wave), fewer warps a
  * tile on a tie (fewer partial sums to add), whose tables, x and sums fit shared memory.
- * false: none fits (x too large: the caller takes quant_wq_sgemv.cu's path). */
+ * false: none fits (x too large: the caller takes quant_wq_sgemv.cu's path), or the rows are
+ * past pgd_cuda__wq_group_magic's (which the fits test refuses before). */
 static bool s2_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n,
                          struct s2_plan *p)
 {
@@ -547,8 +543,8 @@ static bool s2_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq 
     a.meta = w->meta;
     a.kq = w->in / 64;
     a.groups = w->groups;
-    a.hpg = w->group_size / 32;
-    a.hpg_log2 = (a.hpg & (a.hpg - 1)) == 0 ? __builtin_ctz((unsigned)a.hpg) : -1;
+    if (!pgd_cuda__wq_group_magic(w, &a.gmul, &a.gsh))
+        return false;
     a.tiles = w->out_pad / 16;
     a.in = w->in;
     a.out = w->out;
