@@ -238,8 +238,8 @@ Test(op_profile, bench_latency_prints_the_tables)
     free(got);
 }
 
-/* `pagoda bench latency --temperature T` decodes by sampling (the rows the runner's sampler
- * takes on a GPU: plain temperature, as vLLM's benchmarks); a negative T is refused. */
+/* `pagoda bench latency --temperature T` decodes by sampling (plain temperature, as vLLM's
+ * benchmarks, or with --top-p and --top-k); values out of range are refused. */
 Test(op_profile, bench_latency_samples_at_a_temperature)
 {
     char cmd[4096];
@@ -249,15 +249,28 @@ Test(op_profile, bench_latency_samples_at_a_temperature)
     int status;
     char *got = pgd_test_capture(cmd, &status);
     cr_assert_eq(status, 0, "%s\n%s", cmd, got);
-    cr_assert(strstr(got, "3 timed steps (sampled at temperature 0.8, top_p 1):"), "%s", got);
+    cr_assert(strstr(got, "3 timed steps (sampled at temperature 0.8, top_p 1, top_k 0):"), "%s",
+              got);
     cr_assert(strstr(got, "\n     1 ") && strstr(got, "\n     3 "), "%s", got);
     free(got);
     snprintf(cmd, sizeof cmd, "%s/tools/pagoda bench latency --random-weights %s/config.json "
-             "--device cpu --temperature -1 2>&1", PGD_TEST_BUILDDIR, fixture_dir("llama-f32"));
+             "--device cpu --batch 2 --prompt-len 5 --context 4 --steps 2 --temperature 1 "
+             "--top-p 0.9 --top-k 40 2>&1", PGD_TEST_BUILDDIR, fixture_dir("llama-f32"));
     got = pgd_test_capture(cmd, &status);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2, "%s\n%s", cmd, got);
-    cr_assert(strstr(got, "usage: pagoda bench latency"), "%s", got);
+    cr_assert_eq(status, 0, "%s\n%s", cmd, got);
+    cr_assert(strstr(got, "(sampled at temperature 1, top_p 0.9, top_k 40):"), "%s", got);
     free(got);
+    static const char *const BAD[] = { "--temperature -1", "--temperature 1 --top-p 0",
+                                       "--temperature 1 --top-k -2" };
+    for (int i = 0; i < 3; i++) {
+        snprintf(cmd, sizeof cmd, "%s/tools/pagoda bench latency --random-weights "
+                 "%s/config.json --device cpu %s 2>&1", PGD_TEST_BUILDDIR,
+                 fixture_dir("llama-f32"), BAD[i]);
+        got = pgd_test_capture(cmd, &status);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2, "%s\n%s", cmd, got);
+        cr_assert(strstr(got, "usage: pagoda bench latency"), "%s", got);
+        free(got);
+    }
 }
 
 /* ---- the engine thread's time a step ------------------------------------------------------ */

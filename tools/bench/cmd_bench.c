@@ -32,12 +32,15 @@ struct bench_opts {
     int context, steps, warmup, num_blocks;
     uint64_t seed;
     float temperature;               /* --temperature: 0 decodes greedily, else samples */
+    float top_p;                     /* --top-p (1: off) */
+    int top_k;                       /* --top-k (0: off) */
     bool profile_ops;                /* --profile-ops: a per-op table after each figure */
 };
 
 /* The decode steps' sampling under --temperature T > 0: one SAMPLE row a sequence (top_p 1,
- * no top_k, no penalties: what vLLM's latency and throughput benchmarks ask for), seeded,
- * so that a step costs what a served step of plain sampling costs. */
+ * no top_k, no penalties by default: what vLLM's latency and throughput benchmarks ask for;
+ * --top-p, --top-k as a model's generation_config often sets them), seeded, so that a step
+ * costs what a served step of that sampling costs. */
 struct decode_sampling {
     struct pgd_sampling_params sp;
     struct pgd__sample_row *rows;    /* owned [max batch] */
@@ -95,6 +98,8 @@ static void bench_usage(FILE *out)
             "  --steps N                timed decode steps per batch size (default 32)\n"
             "  --temperature T          decode by sampling at temperature T (top_p 1, as vLLM's\n"
             "                           benchmarks); default 0: greedy\n"
+            "  --top-p P, --top-k K     with --temperature: nucleus and top-k sampling (default\n"
+            "                           1 and 0: off)\n"
             "  --warmup N               untimed steps first (default 3)\n"
             "  --num-blocks N           KV blocks (default: sized from GPU memory)\n"
             "  --device auto|cpu|cuda|cuda:N  default auto: cuda when available\n"
@@ -219,6 +224,8 @@ static int run(const struct bench_opts *o)
     ids = malloc((size_t)(max_b > max_p ? max_b : max_p) * sizeof *ids);
     if (o->temperature > 0) {
         samp.sp.temperature = o->temperature;
+        samp.sp.top_p = o->top_p;
+        samp.sp.top_k = o->top_k;
         samp.sp.ignore_eos = true;
         samp.rows = calloc((size_t)max_b, sizeof *samp.rows);
         samp.res = calloc((size_t)max_b, sizeof *samp.res);
@@ -236,7 +243,8 @@ static int run(const struct bench_opts *o)
     /* ---- decode ---- */
     if (ds)
         printf("\ndecode, %d tokens of context, %d timed steps (sampled at temperature %g, "
-               "top_p 1):\n", o->context, o->steps, o->temperature);
+               "top_p %g, top_k %d):\n", o->context, o->steps, o->temperature, o->top_p,
+               o->top_k);
     else
         printf("\ndecode, %d tokens of context, %d timed steps (greedy on the device):\n",
                o->context, o->steps);
@@ -383,10 +391,11 @@ int pgd_cmd_bench(int argc, char **argv)
         { "context", required_argument, 0, 'c' }, { "steps", required_argument, 0, 's' },
         { "warmup", required_argument, 0, 'w' }, { "num-blocks", required_argument, 0, 'N' },
         { "seed", required_argument, 0, 'S' }, { "profile-ops", no_argument, 0, 'P' },
-        { "temperature", required_argument, 0, 'T' },
+        { "temperature", required_argument, 0, 'T' }, { "top-p", required_argument, 0, 'U' },
+        { "top-k", required_argument, 0, 'K' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
-    struct bench_opts o = { .context = 128, .steps = 32, .warmup = 3 };
+    struct bench_opts o = { .context = 128, .steps = 32, .warmup = 3, .top_p = 1.0f };
     pgd_tool_model_init(&o.m);
     static const int BATCH[] = { 1, 2, 4, 8, 16, 32 }, PROMPT[] = { 128, 512, 2048 };
     memcpy(o.batch, BATCH, sizeof BATCH);
@@ -407,6 +416,8 @@ int pgd_cmd_bench(int argc, char **argv)
         case 'S': o.seed = strtoull(optarg, &end, 10); break;
         case 'P': o.profile_ops = true; break;
         case 'T': o.temperature = strtof(optarg, &end); break;
+        case 'U': o.top_p = strtof(optarg, &end); break;
+        case 'K': o.top_k = (int)strtol(optarg, &end, 10); break;
         case 'h': bench_usage(stdout); return 0;
         default:
             switch (pgd_tool_model_option(&o.m, c, optarg)) {
@@ -421,7 +432,7 @@ int pgd_cmd_bench(int argc, char **argv)
         }
     }
     if (!pgd_tool_model_named(&o.m) || optind < argc || o.context <= 0 || o.steps <= 0 ||
-        o.warmup < 0 || !(o.temperature >= 0)) {
+        o.warmup < 0 || !(o.temperature >= 0) || !(o.top_p > 0 && o.top_p <= 1) || o.top_k < 0) {
         bench_usage(stderr);
         return 2;
     }
