@@ -47,6 +47,27 @@ __device__ __forceinline__ void sp_better(float ov, int oi, float *v, int *i)
     }
 }
 
+/* The block's max and lowest argmax from each thread's (best, bi), into s.bmax and s.bidx
+ * (thread 0's, before the cluster barrier that publishes them). */
+__device__ __forceinline__ void sp_publish_argmax(float best, int bi, sp_smem &s)
+{
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    for (int off = 16; off > 0; off >>= 1)
+        sp_better(__shfl_xor_sync(FULL_MASK, best, off), __shfl_xor_sync(FULL_MASK, bi, off),
+                  &best, &bi);
+    if (lane == 0) {
+        s.wmax[warp] = best;
+        s.widx[warp] = bi;
+    }
+    __syncthreads();
+    if (tid == 0) {
+        for (int w = 1; w < SP_WARPS; w++)
+            sp_better(s.wmax[w], s.widx[w], &best, &bi);
+        s.bmax = best;
+        s.bidx = bi;
+    }
+}
+
 __global__ void __launch_bounds__(SP_THREADS)
 sample_plain_kernel(const float *logits, int V, int chunk, const struct pgd_cuda_sample_row *params,
                     struct pgd_cuda_sample_out *out)
@@ -74,20 +95,7 @@ sample_plain_kernel(const float *logits, int V, int chunk, const struct pgd_cuda
         x[i] = v;
         sp_better(v, c0 + i, &best, &bi);
     }
-    for (int off = 16; off > 0; off >>= 1)
-        sp_better(__shfl_xor_sync(FULL_MASK, best, off), __shfl_xor_sync(FULL_MASK, bi, off),
-                  &best, &bi);
-    if (lane == 0) {
-        s.wmax[warp] = best;
-        s.widx[warp] = bi;
-    }
-    __syncthreads();
-    if (tid == 0) {
-        for (int w = 1; w < SP_WARPS; w++)
-            sp_better(s.wmax[w], s.widx[w], &best, &bi);
-        s.bmax = best;
-        s.bidx = bi;
-    }
+    sp_publish_argmax(best, bi, s);
     cl.sync();
     float mx = -INFINITY;
     int amax = 0x7fffffff;
@@ -211,7 +219,7 @@ argmax_cluster_kernel(const float *logits, int V, int chunk, int32_t *out)
     __shared__ sp_smem s;
     cg::cluster_group cl = cg::this_cluster();
     const int row = (int)(blockIdx.x / SP_CLUSTER), rank = (int)cl.block_rank();
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int tid = threadIdx.x;
     const int c0 = rank * chunk, n = max(0, min(V - c0, chunk));
     const float *raw = logits + (size_t)row * V + c0;
     float best = -INFINITY;
@@ -219,20 +227,7 @@ argmax_cluster_kernel(const float *logits, int V, int chunk, int32_t *out)
 #pragma unroll 8
     for (int i = tid; i < n; i += SP_THREADS)
         sp_better(raw[i], c0 + i, &best, &bi);
-    for (int off = 16; off > 0; off >>= 1)
-        sp_better(__shfl_xor_sync(FULL_MASK, best, off), __shfl_xor_sync(FULL_MASK, bi, off),
-                  &best, &bi);
-    if (lane == 0) {
-        s.wmax[warp] = best;
-        s.widx[warp] = bi;
-    }
-    __syncthreads();
-    if (tid == 0) {
-        for (int w = 1; w < SP_WARPS; w++)
-            sp_better(s.wmax[w], s.widx[w], &best, &bi);
-        s.bmax = best;
-        s.bidx = bi;
-    }
+    sp_publish_argmax(best, bi, s);
     cl.sync();
     if (rank == 0 && tid == 0) {
         for (int r = 1; r < SP_CLUSTER; r++) {

@@ -218,15 +218,23 @@ Test(op_profile, reset_and_unbegun_step)
     pgd__op_profile_destroy(p);
 }
 
+/* `pagoda bench latency` on the llama fixture's config with random weights on the CPU, args
+ * after it: what it printed (stdout and stderr; the caller frees), its wait status in
+ * *status, and the command line in cmd [cap]. */
+static char *bench_latency(const char *args, char *cmd, size_t cap, int *status)
+{
+    snprintf(cmd, cap, "%s/tools/pagoda bench latency --random-weights %s/config.json --device "
+             "cpu %s 2>&1", PGD_TEST_BUILDDIR, fixture_dir("llama-f32"), args);
+    return pgd_test_capture(cmd, status);
+}
+
 /* `pagoda bench latency --profile-ops` prints a table after each figure. */
 Test(op_profile, bench_latency_prints_the_tables)
 {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s/tools/pagoda bench latency --random-weights %s/config.json "
-             "--device cpu --batch 2 --prompt-len 7 --context 4 --steps 2 --warmup 1 "
-             "--profile-ops 2>&1", PGD_TEST_BUILDDIR, fixture_dir("llama-f32"));
     int status;
-    char *got = pgd_test_capture(cmd, &status);
+    char *got = bench_latency("--batch 2 --prompt-len 7 --context 4 --steps 2 --warmup 1 "
+                              "--profile-ops", cmd, sizeof cmd, &status);
     cr_assert_eq(status, 0, "%s\n%s", cmd, got);
     const char *dec = strstr(got, "batch 2, eager decode steps:");
     const char *pre = strstr(got, "prefill of 7 tokens:");
@@ -243,30 +251,23 @@ Test(op_profile, bench_latency_prints_the_tables)
 Test(op_profile, bench_latency_samples_at_a_temperature)
 {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s/tools/pagoda bench latency --random-weights %s/config.json "
-             "--device cpu --batch 1,3 --prompt-len 5 --context 4 --steps 3 --warmup 1 "
-             "--temperature 0.8 2>&1", PGD_TEST_BUILDDIR, fixture_dir("llama-f32"));
     int status;
-    char *got = pgd_test_capture(cmd, &status);
+    char *got = bench_latency("--batch 1,3 --prompt-len 5 --context 4 --steps 3 --warmup 1 "
+                              "--temperature 0.8", cmd, sizeof cmd, &status);
     cr_assert_eq(status, 0, "%s\n%s", cmd, got);
     cr_assert(strstr(got, "3 timed steps (sampled at temperature 0.8, top_p 1, top_k 0):"), "%s",
               got);
     cr_assert(strstr(got, "\n     1 ") && strstr(got, "\n     3 "), "%s", got);
     free(got);
-    snprintf(cmd, sizeof cmd, "%s/tools/pagoda bench latency --random-weights %s/config.json "
-             "--device cpu --batch 2 --prompt-len 5 --context 4 --steps 2 --temperature 1 "
-             "--top-p 0.9 --top-k 40 2>&1", PGD_TEST_BUILDDIR, fixture_dir("llama-f32"));
-    got = pgd_test_capture(cmd, &status);
+    got = bench_latency("--batch 2 --prompt-len 5 --context 4 --steps 2 --temperature 1 "
+                        "--top-p 0.9 --top-k 40", cmd, sizeof cmd, &status);
     cr_assert_eq(status, 0, "%s\n%s", cmd, got);
     cr_assert(strstr(got, "(sampled at temperature 1, top_p 0.9, top_k 40):"), "%s", got);
     free(got);
     static const char *const BAD[] = { "--temperature -1", "--temperature 1 --top-p 0",
                                        "--temperature 1 --top-k -2" };
     for (int i = 0; i < 3; i++) {
-        snprintf(cmd, sizeof cmd, "%s/tools/pagoda bench latency --random-weights "
-                 "%s/config.json --device cpu %s 2>&1", PGD_TEST_BUILDDIR,
-                 fixture_dir("llama-f32"), BAD[i]);
-        got = pgd_test_capture(cmd, &status);
+        got = bench_latency(BAD[i], cmd, sizeof cmd, &status);
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2, "%s\n%s", cmd, got);
         cr_assert(strstr(got, "usage: pagoda bench latency"), "%s", got);
         free(got);
