@@ -38,8 +38,6 @@ mkdir -p "$OUT/oldlib"
 xz -dc "$OLD" > "$OUT/oldlib/libpagoda.so.0" || exit 1
 NEW_PATH=${LD_LIBRARY_PATH:-}
 P=$B/tools/pagoda
-status=0
-exec > >(tee "$OUT/ab.txt") 2>&1
 
 # run VERSION CMD...: CMD with VERSION's library first on the path.
 run() {
@@ -48,26 +46,38 @@ run() {
   else LD_LIBRARY_PATH=$NEW_PATH "$@"; fi
 }
 
-for r in $(seq "${ROUNDS:-2}"); do
-  for v in old new; do
-    log=$OUT/lat_${v}_$r.txt
-    run "$v" timeout 300 "$P" bench latency --random-weights "$CONFIG" "$@" > "$log" 2>&1 || status=1
-    echo "== $v, round $r: bench latency $*"
-    grep -A12 "^decode" "$log" | grep -E "^ +[0-9]" || tail -n 3 "$log"
-    for f in ${BENCH_QUANT:-}; do
-      run "$v" timeout 120 "$P" bench quant --format "$f" >> "$OUT/quant_${v}_$r.txt" 2>&1 || status=1
+# The runs (bench latency ARGS...), their lines on stdout; returns 1 when one failed.
+runs() {
+  local status=0 r v log f
+  for r in $(seq "${ROUNDS:-2}"); do
+    for v in old new; do
+      log=$OUT/lat_${v}_$r.txt
+      run "$v" timeout 300 "$P" bench latency --random-weights "$CONFIG" "$@" > "$log" 2>&1 ||
+        status=1
+      echo "== $v, round $r: bench latency $*"
+      grep -A12 "^decode" "$log" | grep -E "^ +[0-9]" || tail -n 3 "$log"
+      for f in ${BENCH_QUANT:-}; do
+        run "$v" timeout 120 "$P" bench quant --format "$f" >> "$OUT/quant_${v}_$r.txt" 2>&1 ||
+          status=1
+      done
     done
   done
-done
-if [ -n "${NCU_KERNELS:-}" ] && command -v ncu >/dev/null; then
-  for v in old new; do
-    run "$v" env PAGODA_CUDA_GRAPHS=0 timeout 200 ncu --clock-control none -k "regex:$NCU_KERNELS" \
-      --csv --page raw --metrics gpu__time_duration.sum \
-      "$P" bench latency --random-weights "$CONFIG" --batch 1 --steps 1 --warmup 0 --prompt-len 16 \
-      > "$OUT/ncu_$v.csv" 2> "$OUT/ncu_$v.err" || status=1
-  done
-  echo "== ncu: mean time a launch, one eager step (16-token prompt + one decode step)"
-  python3 "$HERE/ncu_ab.py" "$OUT/ncu_old.csv" "$OUT/ncu_new.csv" || status=1
-fi
-echo "gpu_ab.sh: status $status"
-exit $status
+  if [ -n "${NCU_KERNELS:-}" ] && command -v ncu >/dev/null; then
+    for v in old new; do
+      run "$v" env PAGODA_CUDA_GRAPHS=0 timeout 200 ncu --clock-control none \
+        -k "regex:$NCU_KERNELS" --csv --page raw --metrics gpu__time_duration.sum \
+        "$P" bench latency --random-weights "$CONFIG" --batch 1 --steps 1 --warmup 0 \
+        --prompt-len 16 \
+        > "$OUT/ncu_$v.csv" 2> "$OUT/ncu_$v.err" || status=1
+    done
+    echo "== ncu: mean time a launch, one eager step (16-token prompt + one decode step)"
+    python3 "$HERE/ncu_ab.py" "$OUT/ncu_old.csv" "$OUT/ncu_new.csv" || status=1
+  fi
+  echo "gpu_ab.sh: status $status"
+  return $status
+}
+
+# Through a pipe rather than a process substitution: the pipeline ends when tee has written
+# all of ab.txt, which a caller reads as soon as this script exits.
+runs "$@" 2>&1 | tee "$OUT/ab.txt"
+exit "${PIPESTATUS[0]}"
