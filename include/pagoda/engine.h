@@ -394,6 +394,10 @@ struct pgd_engine_stats {
     uint64_t step_timed_decode_only;
     double step_total_decode_only_s, step_total_mixed_s;
     double step_device_decode_only_s, step_device_mixed_s;
+    /* Of step_output_s, the seconds spent handing the sampled tokens' outputs to their
+     * streams (queueing each record and waking its reader): the part of the output phase
+     * that grows with the running sequences whatever the detokenization costs. */
+    double step_output_push_s;
 };
 void pgd_engine_get_stats(struct pgd_engine *e, struct pgd_engine_stats *out);
 

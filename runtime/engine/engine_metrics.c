@@ -104,7 +104,8 @@ static void by_kind(struct pgd__buf *b, const char *L, const char *name, const c
  * has no such series): the timed steps by kind (decode-only: on a GPU a CUDA graph can run
  * them; mixed: prompt tokens or proposals, run eagerly), their wall seconds from the step's
  * start to its outputs emitted, the backend's device seconds (the waits for the GPU, or the
- * CPU's forward pass; 0 for a backend that does not measure it), and the four phases.
+ * CPU's forward pass; 0 for a backend that does not measure it), the four phases, and the
+ * output phase's stream pushes.
  * Every value is a sum that only grows (the mixed seconds are summed, not subtracted). */
 static void step_counters(struct pgd__buf *b, const char *L, const struct pgd_engine_stats *s)
 {
@@ -130,6 +131,9 @@ static void step_counters(struct pgd__buf *b, const char *L, const struct pgd_en
     labelled(b, L, "pagoda:engine_step_phase_seconds_total", "phase", "model", s->step_model_s);
     labelled(b, L, "pagoda:engine_step_phase_seconds_total", "phase", "output",
              s->step_output_s);
+    gauge(b, L, "pagoda:engine_step_output_push_seconds_total", "counter",
+          "Of the output phase's seconds, those spent handing outputs to their streams "
+          "(queueing each, waking its reader).", s->step_output_push_s);
 }
 
 enum pgd_status pgd__engine_metrics_text(const struct pgd__engine_metrics *m,

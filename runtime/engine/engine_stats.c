@@ -65,6 +65,8 @@ void pgd__stats_on_step_times(struct pgd_engine *e, const double t[5], double de
     e->stats.step_prepare_s += t[2] - t[1];
     e->stats.step_model_s += t[3] - t[2];
     e->stats.step_output_s += t[4] - t[3];
+    e->stats.step_output_push_s += e->step_push_s;   /* the engine thread's own, no lock */
+    e->step_push_s = 0;
     e->stats.step_total_s += t[4] - t[0];
     e->stats.step_device_s += device_s;
     e->stats.step_timed++;

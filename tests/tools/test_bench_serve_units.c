@@ -292,6 +292,14 @@ Test(bench_serve_prom, steps_parse_and_sum)
     cr_assert_eq(st.device_s[BS_STEP_MIXED], 0.5);
     cr_assert_eq(st.phase_s[BS_PHASE_MODEL], 2.5);
     cr_assert_eq(st.phase_s[BS_PHASE_OUTPUT], 0.5, "the last line, without a newline");
+    cr_assert_not(st.has_push, "a server from before the push counter");
+    /* With the output phase's push counter (two model names summed). */
+    const char *pushed = STEPS_BODY("40", "9") "\n"
+        "pagoda:engine_step_output_push_seconds_total{model_name=\"m\"} 0.125\n"
+        "pagoda:engine_step_output_push_seconds_total{model_name=\"m2\"} 0.125\n";
+    cr_assert(bs_steps_parse(pushed, strlen(pushed), &st));
+    cr_assert(st.has_push);
+    cr_assert_eq(st.push_s, 0.25);
 }
 
 Test(bench_serve_prom, steps_missing_or_bad_series)
@@ -349,8 +357,31 @@ Test(bench_serve_prom, steps_section_and_keys)
     cr_assert_float_eq(num(r, "model_ms"), 50, 1e-9);
     cr_assert_float_eq(num(r, "mixed_seconds"), 1.5, 1e-12);
     cr_assert_float_eq(num(r, "engine_busy_fraction"), 0.5, 1e-12);
+    cr_assert(json_is_null(json_object_get(r, "output_push_ms")), "no push counter: null");
+    cr_assert_null(strstr(text, "stream pushes"), "%s", text);
     json_decref(r);
     free(text);
+    /* With the push counter: 0.25 s over 50 steps. */
+    d.push_s = 0.25;
+    d.has_push = true;
+    f = open_memstream(&text, &len);
+    r = bs_steps_report(&d, 7.0, f);
+    fclose(f);
+    cr_assert(strstr(text, "Of the output, stream pushes (ms a step): 5.000\n"), "%s", text);
+    cr_assert_float_eq(num(r, "output_push_ms"), 5, 1e-9);
+    json_decref(r);
+    free(text);
+    /* A difference has the pushes only when both scrapes had them. */
+    struct bs_steps with = before;
+    with.has_push = true;
+    with.push_s = 1.0;
+    cr_assert(bs_steps_diff(&before, &with, &d));
+    cr_assert_not(d.has_push);
+    struct bs_steps with2 = with;
+    with2.push_s = 1.5;
+    cr_assert(bs_steps_diff(&with, &with2, &d));
+    cr_assert(d.has_push);
+    cr_assert_eq(d.push_s, 0.5);
     /* No steps at all: zeros, not NaN. */
     d = (struct bs_steps){ 0 };
     f = open_memstream(&text, &len);

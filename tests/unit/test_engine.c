@@ -558,7 +558,8 @@ static double series_value(const char *text, const char *series)
 
 /* /metrics' step counters: the timed steps split by kind (a prompt step is mixed, the
  * decodes after it decode-only), the kinds summing to the stats' totals, the phases to the
- * wall time, every series with the model_name label. */
+ * wall time, the stream pushes within the output phase, every series with the model_name
+ * label. */
 Test(engine, step_counters_by_kind_in_metrics)
 {
     struct pgd_engine *e = make_engine(.num_blocks = 64, .block_size = 4);
@@ -584,6 +585,7 @@ Test(engine, step_counters_by_kind_in_metrics)
         "# TYPE pagoda:engine_step_seconds_total counter\n",
         "# TYPE pagoda:engine_step_device_seconds_total counter\n",
         "# TYPE pagoda:engine_step_phase_seconds_total counter\n",
+        "# TYPE pagoda:engine_step_output_push_seconds_total counter\n",
     };
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         cr_assert(strstr(text, types[i]) != NULL, "missing %s in\n%s", types[i], text);
@@ -614,6 +616,12 @@ Test(engine, step_counters_by_kind_in_metrics)
         cr_assert_geq(v, 0, "%s", sname);
         phases += v;
     }
+    /* The pushes are inside the output phase: positive (every step emitted), never more. */
+    double push = series_value(text, "pagoda:engine_step_output_push_seconds_total{model_name="
+                                     "\"model\"}");
+    cr_assert_float_eq(push, st.step_output_push_s, 1e-12 + 1e-9 * push);
+    cr_assert(push > 0 && push <= st.step_output_s, "push %g, output phase %g", push,
+              st.step_output_s);
 #undef ML
     cr_assert_float_eq(phases, wall_dec + wall_mixed, 1e-9 + 1e-6 * st.step_total_s);
     free(text);

@@ -198,10 +198,15 @@ bool bs_steps_parse(const char *text, size_t len, struct bs_steps *out)
         const char *eol = nl ? nl : end;
         unsigned bit;
         double *dst;
-        if (bs_prom_parse_line(p, (size_t)(eol - p), &s) == 1 && (dst = slot(out, &s, &bit)) &&
-            isfinite(s.value) && s.value >= 0) {
-            *dst += s.value;
-            found |= bit;
+        if (bs_prom_parse_line(p, (size_t)(eol - p), &s) == 1 && isfinite(s.value) &&
+            s.value >= 0) {
+            if ((dst = slot(out, &s, &bit))) {
+                *dst += s.value;
+                found |= bit;
+            } else if (!strcmp(s.name, "pagoda:engine_step_output_push_seconds_total")) {
+                out->push_s += s.value;
+                out->has_push = true;
+            }
         }
         p = eol + 1;
     }
@@ -226,6 +231,10 @@ bool bs_steps_diff(const struct bs_steps *before, const struct bs_steps *after,
     ok &= sub(before->wall_s, after->wall_s, d->wall_s, BS_STEP_KINDS);
     ok &= sub(before->device_s, after->device_s, d->device_s, BS_STEP_KINDS);
     ok &= sub(before->phase_s, after->phase_s, d->phase_s, BS_PHASES);
+    d->has_push = before->has_push && after->has_push;
+    d->push_s = 0;
+    if (d->has_push)
+        ok &= sub(&before->push_s, &after->push_s, &d->push_s, 1);
     return ok;
 }
 
@@ -251,6 +260,9 @@ json_t *bs_steps_report(const struct bs_steps *d, double duration_s, FILE *out)
     fprintf(out, "%-40s %.3f / %.3f / %.3f / %.3f\n",
             "Phase ms a step (sched/prep/model/out):", phase_ms[0], phase_ms[1],
             phase_ms[2], phase_ms[3]);
+    if (d->has_push)
+        fprintf(out, "%-40s %.3f\n", "Of the output, stream pushes (ms a step):",
+                ms_per(d->push_s, steps));
     /* The engine thread's share of the run spent in steps: at a light load the rest is
      * idle time between requests, under load it nears 100. */
     fprintf(out, "%-40s %.1f\n", "Engine busy in steps (% of the run):", 100 * frac);
@@ -275,6 +287,7 @@ json_t *bs_steps_report(const struct bs_steps *d, double duration_s, FILE *out)
         { "mixed_seconds", json_real(d->wall_s[M]) },
         { "mixed_device_seconds", json_real(d->device_s[M]) },
         { "engine_busy_fraction", json_real(frac) },
+        { "output_push_ms", d->has_push ? json_real(ms_per(d->push_s, steps)) : json_null() },
     };
     bool ok = true;
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)

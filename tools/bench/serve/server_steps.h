@@ -1,6 +1,7 @@
 /* The server's own view of its steps in `pagoda bench serve`: pagoda's /metrics counters
  * (pagoda:engine_steps_total, engine_step_seconds_total, engine_step_device_seconds_total
- * by kind="decode_only"|"mixed", engine_step_phase_seconds_total by phase), scraped before
+ * by kind="decode_only"|"mixed", engine_step_phase_seconds_total by phase, and
+ * engine_step_output_push_seconds_total where the server has it), scraped before
  * the timed run and after it; their differences, divided by the steps, are the "Server
  * steps" section of the report and its "server_steps" key. Here are the parser of those
  * Prometheus lines and the section; the HTTP GET is conn.c's. Nothing here needs a server,
@@ -43,6 +44,10 @@ struct bs_steps {
     double wall_s[BS_STEP_KINDS];     /* engine thread, a step's start to its outputs */
     double device_s[BS_STEP_KINDS];   /* the backend's device seconds (0: not measured) */
     double phase_s[BS_PHASES];
+    /* pagoda:engine_step_output_push_seconds_total, the output phase's stream pushes; a
+     * server from before that counter has none (has_push false) */
+    double push_s;
+    bool has_push;
 };
 
 /* Reads the counters out of a /metrics body (text[0, len), any other series and malformed
