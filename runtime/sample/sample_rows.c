@@ -96,12 +96,6 @@ size_t pgd__sample_pack_bytes(const struct pgd__sample_row *rows, int n_rows, in
     return (b + 7) & ~(size_t)7;
 }
 
-static int cmp_i32(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
-
 /* Appends (id, output count) for each distinct in-vocabulary token of the sequence, ids
  * ascending; returns how many. */
 static int32_t pack_penalties(struct pgd__sample_packer *pk, const struct pgd__sample_ctx *c,
@@ -126,7 +120,7 @@ static int32_t pack_penalties(struct pgd__sample_packer *pk, const struct pgd__s
         if (i >= c->n_prompt)
             pk->count[t]++;
     }
-    qsort(ids, (size_t)n, sizeof *ids, cmp_i32);
+    qsort(ids, (size_t)n, sizeof *ids, pgd__cmp_token_id);
     for (int j = 0; j < n; j++) {            /* pool[2j..2j+1] never overtakes ids[j] */
         int32_t t = ids[j];
         pool[2 * j] = t;

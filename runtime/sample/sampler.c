@@ -129,12 +129,6 @@ static int cmp_desc(const void *a, const void *b, void *ctx)
     return (x > y) - (x < y);
 }
 
-static int cmp_id(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
-
 /* Quickselect: moves the k best candidates (by cmp_desc) to cand[0..k), unordered. */
 static void select_top(int32_t *cand, int n, int k, const float *p)
 {
@@ -220,7 +214,7 @@ int32_t pgd__sampler_sample(struct pgd__sampler *s, const struct pgd__sample_ctx
     /* The draw walks the kept tokens in id order: cand is in id order unless top_k or
      * top_p reordered it. */
     if (reordered && n > 1)
-        qsort(s->cand, (size_t)n, sizeof *s->cand, cmp_id);
+        qsort(s->cand, (size_t)n, sizeof *s->cand, pgd__cmp_token_id);
     double u = pgd__sample_uniform(c->seed, c->child, (uint64_t)c->n_out) * kept;
     double acc = 0.0;
     for (int i = 0; i < n; i++) {

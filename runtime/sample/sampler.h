@@ -32,6 +32,13 @@ struct pgd__sampler {
     uint32_t cur;
 };
 
+/* qsort's comparator of token ids (int32), ascending. */
+static inline int pgd__cmp_token_id(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
 enum pgd_status pgd__sampler_init(struct pgd__sampler *s, int vocab, char *err, size_t errlen);
 void pgd__sampler_fini(struct pgd__sampler *s);
 
