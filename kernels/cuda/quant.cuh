@@ -305,12 +305,13 @@ __device__ __forceinline__ uint32_t e4m3_pair13(uint32_t w)
 }
 
 /* d += A (16 x 16, fp16) @ B (16 x 8, fp16), float32 accumulators (sm_80 and later; the
- * hosts check before launching). */
+ * hosts check before launching). Not volatile: a pure function of its registers, so the
+ * compiler may interleave independent chains of them (the streaming GEMV's two). */
 __device__ __forceinline__ void fg_mma(float *d, uint32_t a0, uint32_t a1, uint32_t a2,
                                        uint32_t a3, uint32_t b0, uint32_t b1)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
                  "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));

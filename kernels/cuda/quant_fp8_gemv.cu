@@ -41,8 +41,9 @@
 #include "kernels/cuda/act.cuh"
 #include <cuda_fp8.h>
 
-#define FG_WARPS 8
-#define FG_UNR 4
+#define FG_WARPS 8                   /* warps a block */
+#define FG_UNR 4                     /* chunks a lane's buffer holds (16 features a tile) */
+#define FG_BLOCKS_SM 2               /* blocks an SM holds (registers: __launch_bounds__) */
 #define FG_MAX_N 8                   /* tokens a launch: the mma's 8 columns */
 
 /* ---- x: per-token scale and fp16 code values --------------------------------------------- */
@@ -80,7 +81,8 @@ __device__ __forceinline__ float fg_out(float v, float s, float swo, float bias)
 
 /* Up to 3 layers of one x in one launch (SEGS; q, k and v): layer s takes the blocks
  * first[s] .. first[s + 1] - 1 with its own weights, scales, bias, output and features;
- * unused layers have no blocks. */
+ * unused layers have no blocks. Picked by ternaries, not by an index (an indexed kernel
+ * parameter is copied to the stack first). */
 struct fg_segs {
     const uint8_t *w[3];
     const float *sw[3];
@@ -90,120 +92,190 @@ struct fg_segs {
     int first[4];
 };
 
-/* y[tok, o] = (sum_k xh[tok, k] w[o, k] 2^-8) 2^8 sx[tok] sw[o] + b[o] for the block's
- * features and tok < n <= 8 (SEGS: w, sw, b, y and out are those of the block's layer in
- * segs, the block's index within that layer's). cpw: chunks of 64 inputs a warp. R16: 16 features a block
- * (rows g and g + 8 of the products); else 8 (row g in both halves of A, the second half's
- * sums unused: twice the blocks for a layer of few features, e.g. a k or v projection,
- * whose 16-feature tiles would leave SMs idle), with twice the chunks in flight a lane.
- * GLU >= 0 (a PGD_ACT_*; R16): out = inter = the layer's features / 2, y [n, inter] =
- * act(gate) * up, 8 features a block as described above. */
+template <typename V>
+__device__ __forceinline__ V fg_pick(int s, const V (&v)[3])
+{
+    return s == 0 ? v[0] : s == 1 ? v[1] : v[2];
+}
+
+/* A lane's weights of UNR chunks: its 16 bytes of row g (a) and of row g + 8 (a8; R16 only:
+ * else row g feeds both halves of A) at chunk j0 + u of the warp's run, for j0 + u < nch (a
+ * whole batch: no test a chunk; the rest zeros). w0 / w8: the lane's bytes of the run's
+ * first chunk; a chunk is 4 uint4 further along a row. */
+template <bool R16, int UNR>
+__device__ __forceinline__ void fg_load(uint4 (&a)[UNR], uint4 (&a8)[UNR], const uint4 *w0,
+                                        const uint4 *w8, int j0, int nch)
+{
+    if (j0 + UNR <= nch) {
+#pragma unroll
+        for (int u = 0; u < UNR; u++) {
+            a[u] = ld_stream(w0 + (size_t)(j0 + u) * 4);
+            if (R16)
+                a8[u] = ld_stream(w8 + (size_t)(j0 + u) * 4);
+        }
+    } else {
+#pragma unroll
+        for (int u = 0; u < UNR; u++) {
+            const bool in = j0 + u < nch;
+            a[u] = in ? ld_stream(w0 + (size_t)(j0 + u) * 4) : make_uint4(0u, 0u, 0u, 0u);
+            if (R16)
+                a8[u] = in ? ld_stream(w8 + (size_t)(j0 + u) * 4) : make_uint4(0u, 0u, 0u, 0u);
+        }
+    }
+}
+
+/* Chunks c .. c + P - 1 (a[0 .. P), a8[0 .. P)) into acc[p]: the chunks' words in turn, so
+ * that the P chains of four dependent mma.sync (one a chunk, each on its own accumulators)
+ * overlap (the compiler keeps one chain in one piece when left to itself). xp: the lane's x
+ * row (token g, or n - 1 past n) at input 16t; chunk c's 16 values are xp[8c], xp[8c + 1]. */
+template <bool R16, int P>
+__device__ __forceinline__ void fg_chunks(float (&acc)[2][4], const uint4 *a, const uint4 *a8,
+                                          const uint4 *__restrict__ xp, int c)
+{
+    uint32_t xr[P][8];
+#pragma unroll
+    for (int p = 0; p < P; p++) {
+        const uint4 x0 = __ldg(xp + (size_t)(c + p) * 8), x1 = __ldg(xp + (size_t)(c + p) * 8 + 1);
+        xr[p][0] = x0.x; xr[p][1] = x0.y; xr[p][2] = x0.z; xr[p][3] = x0.w;
+        xr[p][4] = x1.x; xr[p][5] = x1.y; xr[p][6] = x1.z; xr[p][7] = x1.w;
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int p = 0; p < P; p++) {
+            const uint4 &va = a[p], &vb = R16 ? a8[p] : a[p];
+            const uint32_t wa = i == 0 ? va.x : i == 1 ? va.y : i == 2 ? va.z : va.w;
+            const uint32_t wb = i == 0 ? vb.x : i == 1 ? vb.y : i == 2 ? vb.z : vb.w;
+            fg_mma(acc[p & 1], e4m3_pair02(wa), e4m3_pair02(wb), e4m3_pair13(wa),
+                   e4m3_pair13(wb), xr[p][2 * i], xr[p][2 * i + 1]);
+        }
+}
+
+/* The cnt chunks of a batch (all UNR when cnt >= UNR), its first chunk c: a whole batch two
+ * chunks at a time with no branch a chunk; only a warp's last, partial batch tests each. */
+template <bool R16, int UNR>
+__device__ __forceinline__ void fg_batch(float (&acc)[2][4], const uint4 (&a)[UNR],
+                                         const uint4 (&a8)[UNR], const uint4 *__restrict__ xp,
+                                         int c, int cnt)
+{
+    static_assert(UNR % 2 == 0, "a batch holds whole pairs of chunks");
+    if (cnt >= UNR) {
+#pragma unroll
+        for (int u = 0; u < UNR; u += 2)
+            fg_chunks<R16, 2>(acc, &a[u], &a8[u], xp, c + u);
+    } else {
+#pragma unroll
+        for (int u = 0; u < UNR; u++)
+            if (u < cnt)
+                fg_chunks<R16, 1>(acc, &a[u], &a8[u], xp, c + u);
+    }
+}
+
+/* y[tok, o] = (sum_k xh[tok, k] w[o, k] 2^-8) 2^8 sx[tok] sw[o] + b[o] for tok < n <= 8 (SEGS:
+ * w, sw, b, y and out are those of the block's layer in segs, the block's index within that
+ * layer's). A tile is 16 features (R16: rows g and g + 8 of the products) or 8 (row g in
+ * both halves of A, the second half's sums unused: for layers of few features, e.g. a k or v
+ * projection, whose 16-feature tiles would leave SMs idle; twice the chunks in flight a
+ * lane). GLU >= 0 (a PGD_ACT_*; R16): out = inter = the layer's features / 2, y [n, inter] =
+ * act(gate) * up, a tile 8 features as described above.
+ *
+ * Shaped as quant_wq_sgemv.cu's W4 GEMV: warp w of a block takes tile w / ks of the block's
+ * tpb = 8 / ks and its slice w % ks of the row's 64-input chunks (kpu a slice); the host
+ * picks the largest ks that puts every block on the chip at once. Each lane keeps two
+ * buffers of UNR chunks in flight (both asked for before the previous kernel ends:
+ * programmatic dependent launch, weights are never written by a step), each refilled as soon
+ * as it has been computed; the slices of a tile meet once at the end in shared memory, added
+ * in slice order by the tile's first warp (deterministic, one launch). Even and odd chunks
+ * sum into their own accumulators (two chains of mma.sync that overlap), added at the end. */
 template <typename T, bool R16, int GLU, bool SEGS>
-__global__ void __launch_bounds__(FG_WARPS * 32, 2)
+__global__ void __launch_bounds__(FG_WARPS * 32, FG_BLOCKS_SM)
 fp8_gemv_stream_kernel(const uint8_t *__restrict__ w, const float *__restrict__ sw,
                        const __half *__restrict__ xh, const float *__restrict__ sx, int n,
-                       int in, int out, int cpw, const T *__restrict__ b, T *__restrict__ y,
-                       const fg_segs segs)
+                       int in, int out, int ks, int kpu, const T *__restrict__ b,
+                       T *__restrict__ y, const fg_segs segs)
 {
     static_assert(GLU < 0 || R16, "the gated activation pairs rows g and g + 8");
     static_assert(!SEGS || GLU < 0, "several layers: plain linears");
     int blk = (int)blockIdx.x;
     if (SEGS) {
         const int sg = blk >= segs.first[2] ? 2 : blk >= segs.first[1] ? 1 : 0;
-        blk -= segs.first[sg];
-        w = segs.w[sg];
-        sw = segs.sw[sg];
-        b = (const T *)segs.b[sg];
-        y = (T *)segs.y[sg];
-        out = segs.out[sg];
+        blk -= sg == 2 ? segs.first[2] : sg == 1 ? segs.first[1] : 0;
+        w = fg_pick(sg, segs.w);
+        sw = fg_pick(sg, segs.sw);
+        b = (const T *)fg_pick(sg, segs.b);
+        y = (T *)fg_pick(sg, segs.y);
+        out = fg_pick(sg, segs.out);
     }
-    constexpr int UNR = R16 ? FG_UNR : 2 * FG_UNR, ROWS = R16 && GLU < 0 ? 16 : 8;
+    constexpr int UNR = R16 ? FG_UNR : 3 * FG_UNR / 2, ROWS = R16 && GLU < 0 ? 16 : 8;
     __shared__ float red[FG_WARPS][4][32];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-    const int chunks = in / 64;
-    const int c0 = warp * cpw, c1 = min(chunks, c0 + cpw);
+    const int tl = warp / ks, slice = warp - tl * ks;
+    const int tile = blk * (FG_WARPS / ks) + tl, tiles = (out + ROWS - 1) / ROWS;
+    const int chunks = in / 64, kbeg = slice * kpu;
+    const int nch = tile < tiles ? max(0, min(chunks, kbeg + kpu) - kbeg) : 0;
     /* rows past out read the last row (their sums are not written) */
-    const int r0 = min(blk * ROWS + g, out - 1);
-    const int r8 = GLU >= 0 ? out + r0 : R16 ? min(blk * ROWS + g + 8, out - 1) : r0;
-    const uint4 *w0 = reinterpret_cast<const uint4 *>(w + (size_t)r0 * in) + t;
-    const uint4 *w8 = reinterpret_cast<const uint4 *>(w + (size_t)r8 * in) + t;
+    const int r0 = min(min(tile, tiles - 1) * ROWS + g, out - 1);
+    const int r8 = GLU >= 0 ? out + r0 : R16 ? min(min(tile, tiles - 1) * ROWS + g + 8, out - 1) : r0;
+    const uint4 *w0 = reinterpret_cast<const uint4 *>(w + (size_t)r0 * in) + t + (size_t)kbeg * 4;
+    const uint4 *w8 = reinterpret_cast<const uint4 *>(w + (size_t)r8 * in) + t + (size_t)kbeg * 4;
     pdl_trigger();
-    float acc[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
-    uint4 a[UNR], a8[UNR];
-#pragma unroll
-    for (int u = 0; u < UNR; u++)
-        if (c0 + u < c1) {
-            a[u] = ld_stream(w0 + (size_t)(c0 + u) * 4);
-            a8[u] = R16 ? ld_stream(w8 + (size_t)(c0 + u) * 4) : a[u];
-        }
+    uint4 va[UNR], va8[UNR], vb[UNR], vb8[UNR];
+    fg_load<R16, UNR>(va, va8, w0, w8, 0, nch);
+    fg_load<R16, UNR>(vb, vb8, w0, w8, UNR, nch);
     pdl_wait();
-    /* token g's 16 values of this lane's inputs of chunk c: xp[8c], xp[8c + 1] */
-    const uint4 *xp = g < n ? reinterpret_cast<const uint4 *>(xh + (size_t)g * in) + 2 * t : NULL;
-    for (int c = c0; c < c1; c += UNR) {
-        uint4 na[UNR], na8[UNR];
-#pragma unroll
-        for (int u = 0; u < UNR; u++)
-            if (c + UNR + u < c1) {
-                na[u] = ld_stream(w0 + (size_t)(c + UNR + u) * 4);
-                na8[u] = R16 ? ld_stream(w8 + (size_t)(c + UNR + u) * 4) : na[u];
-            }
-#pragma unroll
-        for (int u = 0; u < UNR; u++) {
-            if (c + u >= c1)
-                break;
-            uint4 x0 = make_uint4(0u, 0u, 0u, 0u), x1 = x0;
-            if (xp) {
-                x0 = __ldg(xp + (size_t)(c + u) * 8);
-                x1 = __ldg(xp + (size_t)(c + u) * 8 + 1);
-            }
-            const uint32_t xr[8] = { x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w };
-            const uint32_t wa[4] = { a[u].x, a[u].y, a[u].z, a[u].w };
-            const uint32_t wb[4] = { a8[u].x, a8[u].y, a8[u].z, a8[u].w };
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                fg_mma(acc, e4m3_pair02(wa[i]), e4m3_pair02(wb[i]), e4m3_pair13(wa[i]),
-                       e4m3_pair13(wb[i]), xr[2 * i], xr[2 * i + 1]);
-        }
-#pragma unroll
-        for (int u = 0; u < UNR; u++) {
-            a[u] = na[u];
-            a8[u] = na8[u];
-        }
+    /* token g's x (row n - 1 past n: an mma's columns are independent, and a column past n
+     * is never stored), at this lane's inputs of the run's first chunk */
+    const uint4 *xp = reinterpret_cast<const uint4 *>(xh + (size_t)min(g, n - 1) * in) + 2 * t +
+                      (size_t)kbeg * 8;
+    float acc[2][4] = { { 0.0f, 0.0f, 0.0f, 0.0f }, { 0.0f, 0.0f, 0.0f, 0.0f } };
+    const int nb = (nch + UNR - 1) / UNR;
+    for (int bi = 0; bi < nb; bi += 2) {
+        fg_batch<R16, UNR>(acc, va, va8, xp, bi * UNR, nch - bi * UNR);
+        if (bi + 2 < nb)
+            fg_load<R16, UNR>(va, va8, w0, w8, (bi + 2) * UNR, nch);
+        if (bi + 1 < nb)
+            fg_batch<R16, UNR>(acc, vb, vb8, xp, (bi + 1) * UNR, nch - (bi + 1) * UNR);
+        if (bi + 3 < nb)
+            fg_load<R16, UNR>(vb, vb8, w0, w8, (bi + 3) * UNR, nch);
     }
+    float v[4];
 #pragma unroll
     for (int i = 0; i < 4; i++)
-        red[warp][i][lane] = acc[i];
-    __syncthreads();
-    if (warp == 0 && GLU >= 0) {
+        v[i] = acc[0][i] + acc[1][i];
+    if (ks > 1) {                    /* the tile's slices meet: slice 0 adds them in order */
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            red[warp][i][lane] = v[i];
+        __syncthreads();
+        if (slice != 0)
+            return;
+        for (int s = 1; s < ks; s++)
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                v[i] += red[warp + s][i][lane];
+    }
+    if (tile >= tiles)
+        return;
+    if (GLU >= 0) {
 #pragma unroll
         for (int i = 0; i < 2; i++) {
-            float vg = 0.0f, vu = 0.0f;
-#pragma unroll
-            for (int k = 0; k < FG_WARPS; k++) {
-                vg += red[k][i][lane];
-                vu += red[k][i + 2][lane];
-            }
-            const int o = blk * ROWS + g, tok = 2 * t + i;
+            const int o = tile * ROWS + g, tok = 2 * t + i;
             if (o < out && tok < n) {
                 const float s = 256.0f * __ldg(sx + tok);
-                const T gate = from_f<T>(fg_out(vg, s, __ldg(sw + o), b ? to_f<T>(b[o]) : 0.0f));
-                const T up = from_f<T>(fg_out(vu, s, __ldg(sw + out + o),
+                const T gate = from_f<T>(fg_out(v[i], s, __ldg(sw + o), b ? to_f<T>(b[o]) : 0.0f));
+                const T up = from_f<T>(fg_out(v[i + 2], s, __ldg(sw + out + o),
                                               b ? to_f<T>(b[out + o]) : 0.0f));
                 y[(size_t)tok * out + o] =
                     from_f<T>(act_mul_f<GLU < 0 ? 0 : GLU>(to_f<T>(gate), to_f<T>(up)));
             }
         }
-    } else if (warp == 0) {
+    } else {
 #pragma unroll
         for (int i = 0; i < (R16 ? 4 : 2); i++) {
-            float v = 0.0f;
-#pragma unroll
-            for (int k = 0; k < FG_WARPS; k++)
-                v += red[k][i][lane];
             /* accumulator i: feature g (+ 8 for i >= 2), token 2t (+ 1 for odd i) */
-            const int o = blk * ROWS + g + (i >= 2 ? 8 : 0), tok = 2 * t + (i & 1);
+            const int o = tile * ROWS + g + (i >= 2 ? 8 : 0), tok = 2 * t + (i & 1);
             if (o < out && tok < n)
-                y[(size_t)tok * out + o] = from_f<T>(fg_out(v, 256.0f * __ldg(sx + tok),
+                y[(size_t)tok * out + o] = from_f<T>(fg_out(v[i], 256.0f * __ldg(sx + tok),
                                                             __ldg(sw + o),
                                                             b ? to_f<T>(b[o]) : 0.0f));
         }
@@ -242,6 +314,61 @@ cudaError_t pgd_cuda__fp8_xprep(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const
                            vec, xh, sx);
 }
 
+/* The split of a launch over count layers of tiles[i] tiles each (quant_wq_sgemv.cu's rule):
+ * ks warps a tile, the largest of 8, 4 and 2 that still puts every block on the chip at
+ * once (each warp at least one chunk), else 1; kpu chunks a warp; first[i] layer i's first
+ * block (first[count..3] the grid). PGD_CUDA_FP8_GEMV_KS = 1, 2, 4 or 8 forces ks (to
+ * measure one split against another), read once. */
+struct fg_split {
+    int ks, kpu;
+    int first[4];
+};
+
+static int fg_forced_ks(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const int k = pgd_cuda__qenv_int("PGD_CUDA_FP8_GEMV_KS", 0);
+        v = k == 1 || k == 2 || k == 4 || k == 8 ? k : 0;
+    }
+    return v;
+}
+
+static fg_split fg_make_split(const struct pgd_cuda_ctx *c, int chunks, int count,
+                              const int *tiles)
+{
+    const int slots = FG_BLOCKS_SM * (c->sm_count > 0 ? c->sm_count : 1);
+    fg_split sp = {};
+    sp.ks = 1;
+    for (int ks = FG_WARPS; ks > 1; ks /= 2) {
+        int blocks = 0;
+        for (int i = 0; i < count; i++)
+            blocks += (tiles[i] + FG_WARPS / ks - 1) / (FG_WARPS / ks);
+        if (ks <= chunks && blocks <= slots) {
+            sp.ks = ks;
+            break;
+        }
+    }
+    if (fg_forced_ks() && fg_forced_ks() <= chunks)
+        sp.ks = fg_forced_ks();
+    sp.kpu = (chunks + sp.ks - 1) / sp.ks;
+    const int tpb = FG_WARPS / sp.ks;
+    for (int i = 0; i < 3; i++)
+        sp.first[i + 1] = sp.first[i] + (i < count ? (tiles[i] + tpb - 1) / tpb : 0);
+    return sp;
+}
+
+/* x's fp16 codes [8, in] and scales [8] in the scratch: false when they do not fit. */
+static bool fg_scratch(struct pgd_cuda_ctx *c, int in, __half **xh, float **sx)
+{
+    const size_t xh_bytes = ((size_t)FG_MAX_N * in * sizeof(__half) + 255) / 256 * 256;
+    if (xh_bytes + FG_MAX_N * sizeof(float) > c->qscratch_bytes)
+        return false;
+    *xh = (__half *)c->qscratch;
+    *sx = (float *)((char *)c->qscratch + xh_bytes);
+    return true;
+}
+
 /* glu: -1 for the plain linear (out features), else a PGD_ACT_* and out = inter (the layer
  * has 2 inter features). */
 template <typename T>
@@ -250,13 +377,16 @@ static int fp8_stream_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, co
                           const float *sw, int in, int out, const void *b, void *y, char *err,
                           size_t errlen)
 {
-    const size_t xh_bytes = ((size_t)FG_MAX_N * in * sizeof(__half) + 255) / 256 * 256;
-    if (xh_bytes + FG_MAX_N * sizeof(float) > c->qscratch_bytes)
+    __half *xh;
+    float *sx;
+    if (!fg_scratch(c, in, &xh, &sx))
         return pgd_cuda_failf(err, errlen, "fp8 GEMV: x [%d, %d] exceeds the %zu-byte scratch", n,
                               in, c->qscratch_bytes);
-    __half *xh = (__half *)c->qscratch;
-    float *sx = (float *)((char *)c->qscratch + xh_bytes);
-    const int chunks = in / 64, cpw = (chunks + FG_WARPS - 1) / FG_WARPS;
+    /* 16-feature tiles, or 8 where 16 would leave SMs without a block (a gated layer: 8
+     * gate and 8 up features a tile) */
+    const bool r16 = glu >= 0 || (out + 15) / 16 >= c->sm_count;
+    const int tiles = (out + (r16 && glu < 0 ? 15 : 7)) / (r16 && glu < 0 ? 16 : 8);
+    const fg_split sp = fg_make_split(c, in / 64, 1, &tiles);
     for (int r0 = 0; r0 < n; r0 += FG_MAX_N) {
         const int rows = n - r0 < FG_MAX_N ? n - r0 : FG_MAX_N;
         const T *xr = (const T *)x + (size_t)r0 * in;
@@ -268,30 +398,26 @@ static int fp8_stream_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, co
             e = pgd_cuda__fp8_xprep(c, dt, xr, rows, in, xh, sx);
             pgd_cuda__fp8_share_note(c, one ? -1 : 0, x, n, in, dt);
         }
-        /* 16-feature tiles, or 8 where 16 would leave SMs without a block */
-        const bool r16 = (out + 15) / 16 >= c->sm_count;
-        const dim3 block(FG_WARPS * 32);
+        const dim3 grid(sp.first[1]), block(FG_WARPS * 32);
         const __half *xhc = xh;
         const float *sxc = sx;
         const T *bt = (const T *)b;
         if (e == cudaSuccess) {
             const fg_segs none = {};
             if (glu == PGD_ACT_SILU)
-                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, PGD_ACT_SILU, false>,
-                                    dim3((out + 7) / 8), block, w, sw, xhc, sxc, rows, in, out,
-                                    cpw, bt, yr, none);
+                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, PGD_ACT_SILU, false>, grid,
+                                    block, w, sw, xhc, sxc, rows, in, out, sp.ks, sp.kpu, bt, yr,
+                                    none);
             else if (glu == PGD_ACT_GELU_TANH)
                 e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, PGD_ACT_GELU_TANH, false>,
-                                    dim3((out + 7) / 8), block, w, sw, xhc, sxc, rows, in, out,
-                                    cpw, bt, yr, none);
+                                    grid, block, w, sw, xhc, sxc, rows, in, out, sp.ks, sp.kpu,
+                                    bt, yr, none);
             else if (r16)
-                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, -1, false>,
-                                    dim3((out + 15) / 16), block, w, sw, xhc, sxc, rows, in, out,
-                                    cpw, bt, yr, none);
+                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, -1, false>, grid, block, w,
+                                    sw, xhc, sxc, rows, in, out, sp.ks, sp.kpu, bt, yr, none);
             else
-                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, false, -1, false>,
-                                    dim3((out + 7) / 8), block, w, sw, xhc, sxc, rows, in, out,
-                                    cpw, bt, yr, none);
+                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, false, -1, false>, grid, block,
+                                    w, sw, xhc, sxc, rows, in, out, sp.ks, sp.kpu, bt, yr, none);
         }
         if (e != cudaSuccess)
             return pgd_cuda_failf(err, errlen, "fp8 streaming GEMV x [%d, %d] -> %d (rows %d..%d): "
@@ -324,40 +450,41 @@ static int fp8_stream_segs_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const 
                                int in, int count, const struct pgd_cuda_fp8_dec_seg *sg,
                                char *err, size_t errlen)
 {
-    const size_t xh_bytes = ((size_t)FG_MAX_N * in * sizeof(__half) + 255) / 256 * 256;
-    if (xh_bytes + FG_MAX_N * sizeof(float) > c->qscratch_bytes)
+    __half *xh;
+    float *sx;
+    if (!fg_scratch(c, in, &xh, &sx))
         return pgd_cuda_failf(err, errlen, "fp8 GEMV: x [%d, %d] exceeds the %zu-byte scratch", n,
                               in, c->qscratch_bytes);
-    __half *xh = (__half *)c->qscratch;
-    float *sx = (float *)((char *)c->qscratch + xh_bytes);
     int tiles16 = 0;
     for (int i = 0; i < count; i++)
         tiles16 += (sg[i].out + 15) / 16;
     const bool r16 = tiles16 >= c->sm_count;
     const int rows = r16 ? 16 : 8;
+    int tiles[3] = { 0, 0, 0 };
     fg_segs segs = {};
-    for (int i = 0; i < 3; i++) {
-        if (i < count) {
-            segs.w[i] = sg[i].w;
-            segs.sw[i] = sg[i].sw;
-            segs.b[i] = sg[i].b;
-            segs.y[i] = sg[i].y;
-            segs.out[i] = sg[i].out;
-        }
-        segs.first[i + 1] = segs.first[i] + (i < count ? (sg[i].out + rows - 1) / rows : 0);
+    for (int i = 0; i < count; i++) {
+        segs.w[i] = sg[i].w;
+        segs.sw[i] = sg[i].sw;
+        segs.b[i] = sg[i].b;
+        segs.y[i] = sg[i].y;
+        segs.out[i] = sg[i].out;
+        tiles[i] = (sg[i].out + rows - 1) / rows;
     }
-    const int chunks = in / 64, cpw = (chunks + FG_WARPS - 1) / FG_WARPS;
+    const fg_split sp = fg_make_split(c, in / 64, count, tiles);
+    for (int i = 0; i < 4; i++)
+        segs.first[i] = sp.first[i];
     cudaError_t e = pgd_cuda__fp8_xprep(c, dt, x, n, in, xh, sx);
     pgd_cuda__fp8_share_note(c, -1, x, n, in, dt);
     const __half *xhc = xh;
     const float *sxc = sx;
+    const dim3 grid(sp.first[3]), block(FG_WARPS * 32);
     if (e == cudaSuccess)
-        e = r16 ? pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, -1, true>,
-                                  dim3(segs.first[3]), dim3(FG_WARPS * 32), sg[0].w, sg[0].sw, xhc,
-                                  sxc, n, in, sg[0].out, cpw, (const T *)NULL, (T *)NULL, segs)
-                : pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, false, -1, true>,
-                                  dim3(segs.first[3]), dim3(FG_WARPS * 32), sg[0].w, sg[0].sw, xhc,
-                                  sxc, n, in, sg[0].out, cpw, (const T *)NULL, (T *)NULL, segs);
+        e = r16 ? pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, -1, true>, grid, block,
+                                  sg[0].w, sg[0].sw, xhc, sxc, n, in, sg[0].out, sp.ks, sp.kpu,
+                                  (const T *)NULL, (T *)NULL, segs)
+                : pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, false, -1, true>, grid, block,
+                                  sg[0].w, sg[0].sw, xhc, sxc, n, in, sg[0].out, sp.ks, sp.kpu,
+                                  (const T *)NULL, (T *)NULL, segs);
     if (e != cudaSuccess)
         return pgd_cuda_failf(err, errlen, "fp8 streaming GEMV x [%d, %d] through %d layers: %s",
                               n, in, count, cudaGetErrorString(e));
