@@ -75,9 +75,9 @@ extern "C" int pgd_cuda_argmax(struct pgd_cuda_ctx *c, const float *logits, int 
  *      top_k and top_p are each a radix select on the key (11-bit digits, with count and
  *      mass histograms in shared memory, stopping once the chosen bin holds one element):
  *      the k-th key for top_k, the key where the mass reaches top_p * kept for top_p; the
- *      draw walks the candidates in id order, as the CPU's does (draw_in_id_order: each
- *      warp's segment's mass, a scan over the warps, then one warp's scans over its
- *      segment);
+ *      draw walks the candidates in id order, as the CPU's does (draw_in_id_order with
+ *      sample.cuh's walk: each warp's segment's mass, then the warp whose segment holds the
+ *      target walks it with warp scans);
  *   5. logprobs of the raw row: log-sum-exp in double, the rank by counting, the top n_top
  *      by a count select on the raw logits' key, sorted by one thread.
  * Masses are 64-bit fixed point (p * 2^62, truncated; integer atomics): sums are exact and
@@ -112,6 +112,12 @@ struct sample_smem {
     /* the top logprobs */
     int top_n;
     unsigned long long top_keys[32];
+    /* draw_in_id_order's own (not shared with the radix select, whose state it would not
+     * need to know: 264 bytes, no change to the blocks an SM holds at 1024 threads) */
+    struct {
+        unsigned long long warp_mass[32];   /* each warp's segment mass */
+        int token;                          /* the drawn id, -1 for none */
+    } draw;
 };
 
 /* Block reductions (every thread calls; every thread gets the result). */
@@ -357,65 +363,33 @@ __device__ static void radix_select(const float *v, int n, unsigned long long lo
 
 /* The draw: among the valid elements of v [n] with key >= lo, walked in id order, the first
  * whose inclusive prefix of mass passes floor(u * total mass) (pgd_cuda__draw_target); -1
- * when there is none. Warp w owns the ids [w * seg, (w + 1) * seg) (seg a multiple of 32,
- * read lane by lane): each warp sums its segment, one thread scans the warps' sums, and the
- * warp whose segment holds the target walks it 32 ids at a time with a warp scan. */
+ * when there is none. The walk is sample.cuh's (draw_segment_mass, draw_walk), with
+ * s.draw as its scratch. */
 __device__ static int draw_in_id_order(const float *v, int n, unsigned long long lo, double u,
                                        sample_smem &s)
 {
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nw = blockDim.x >> 5;
-    const int seg = ((n + nw - 1) / nw + 31) / 32 * 32;
-    const int b = warp * seg, e = min(n, b + seg);
-    unsigned long long part = 0;
-    for (int i = b + lane; i < e; i += 32) {
+    const int nw = blockDim.x >> 5, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const auto kept = [=](int i) -> unsigned long long {
         unsigned long long key, m;
-        if (key_of<true>(v, i, &key, &m) && key >= lo)
-            part += m;
-    }
-    part = warp_sum_u64(part);
-    __syncthreads();                        /* s.wm's previous readers are done */
-    if (lane == 0)
-        s.wm[warp] = part;
+        return key_of<true>(v, i, &key, &m) && key >= lo ? m : 0;
+    };
+    const draw_segment g = draw_segment_of(n, nw);
+    const unsigned long long part = draw_segment_mass(g, kept);
+    if (lane == 0)                          /* s.draw: no earlier user (one draw a block) */
+        s.draw.warp_mass[warp] = part;
+    if (threadIdx.x == 0)
+        s.draw.token = -1;
     __syncthreads();
-    if (tid == 0) {
-        unsigned long long total = 0;
-        for (int w = 0; w < nw; w++)
-            total += s.wm[w];
-        const unsigned long long T = pgd_cuda__draw_target(u, total);
-        s.ires = -1;
-        s.bin = -1;
-        unsigned long long before = 0;
-        for (int w = 0; w < nw && total > 0; w++) {
-            if (before < T && T <= before + s.wm[w]) {
-                s.bin = w;
-                s.base_m = before;
-                s.T = T;
-                break;
-            }
-            before += s.wm[w];
-        }
+    unsigned long long total = 0;
+    for (int w = 0; w < nw; w++)
+        total += s.draw.warp_mass[w];
+    if (total > 0) {
+        const int id = draw_walk(g, s.draw.warp_mass, 0, pgd_cuda__draw_target(u, total), kept);
+        if (id >= 0)
+            s.draw.token = id;
     }
     __syncthreads();
-    if (warp == s.bin) {
-        const unsigned long long T = s.T;
-        unsigned long long base = s.base_m;
-        for (int i0 = b; i0 < e; i0 += 32) {
-            const int i = i0 + lane;
-            unsigned long long key, m = 0;
-            if (!(i < e && key_of<true>(v, i, &key, &m) && key >= lo))
-                m = 0;
-            const unsigned long long incl = base + warp_scan_u64(m);
-            const unsigned hit = __ballot_sync(FULL_MASK, m > 0 && incl >= T);
-            if (hit) {
-                if (lane == __ffs(hit) - 1)
-                    s.ires = i;
-                break;
-            }
-            base = __shfl_sync(FULL_MASK, incl, 31);
-        }
-    }
-    __syncthreads();
-    return s.ires;
+    return s.draw.token;
 }
 
 __device__ __forceinline__ int key_id(unsigned long long key)

@@ -107,10 +107,14 @@ sample_plain_kernel(const float *logits, int V, int chunk, const struct pgd_cuda
         amax = 0;                    /* nothing beats -inf: the CPU's argmax gives 0 */
     const bool sample = !(P.temperature < 1e-5f) && mx != -INFINITY;   /* the same everywhere */
 
-    unsigned long long before = 0, total = 0, mine = 0;
-    const int seg = ((n + SP_WARPS - 1) / SP_WARPS + 31) / 32 * 32;
-    const int wb = warp * seg, we = min(n, wb + seg);
+    unsigned long long before = 0, total = 0;
+    const draw_segment g = draw_segment_of(n, SP_WARPS);
     float floor_p = 0.0f;
+    /* the candidates' mass (reads p and floor_p: pass 3 sets them) */
+    const auto kept = [&](int i) -> unsigned long long {
+        const float p = x[i];
+        return p > 0.0f && p >= floor_p ? __float2ull_rz(p * FX_ONE_F) : 0;
+    };
     if (sample) {
         /* Pass 2: e = exp((x - max) / T) into the slice; the row's sum. */
         const float inv_t = __fdiv_rn(1.0f, P.temperature);
@@ -136,17 +140,13 @@ sample_plain_kernel(const float *logits, int V, int chunk, const struct pgd_cuda
         for (int r = 0; r < SP_CLUSTER; r++)
             sum += cl.map_shared_rank(&s, r)->bsum;
 
-        /* Pass 3: p = e / sum into the slice; each warp's candidate mass over its segment. */
+        /* Pass 3: p = e / sum into the slice; each warp's candidate mass over its segment
+         * (its lanes read back the very ids they wrote: no barrier between). */
         const float pmax = (float)(1.0 / sum);
         floor_p = P.min_p > 0.0f ? __fmul_rn(P.min_p, pmax) : 0.0f;
-        unsigned long long m = 0;
-        for (int i = wb + lane; i < we; i += 32) {
-            const float p = (float)((double)x[i] / sum);
-            x[i] = p;
-            if (p > 0.0f && p >= floor_p)
-                m += __float2ull_rz(p * FX_ONE_F);
-        }
-        m = warp_sum_u64(m);
+        for (int i = g.b + lane; i < g.e; i += 32)
+            x[i] = (float)((double)x[i] / sum);
+        const unsigned long long m = draw_segment_mass(g, kept);
         if (lane == 0)
             s.wmass[warp] = m;
         __syncthreads();
@@ -163,7 +163,6 @@ sample_plain_kernel(const float *logits, int V, int chunk, const struct pgd_cuda
                 before += b;
             total += b;
         }
-        mine = s.bmass;
     }
     cl.sync();                       /* no block leaves while another reads its shared memory */
     struct pgd_cuda_sample_out *o = &out[row];
@@ -176,33 +175,13 @@ sample_plain_kernel(const float *logits, int V, int chunk, const struct pgd_cuda
     }
     if (!sample || total == 0)
         return;
+    /* The warp whose range of the cluster's prefix holds the target walks its segment (in
+     * whichever block's slice holds it). */
     const unsigned long long T = pgd_cuda__draw_target(
         pgd__sample_uniform(P.seed, P.child, P.draw), total);
-    if (!(before < T && T <= before + mine))
-        return;                      /* another block's slice holds the draw */
-    /* This slice: the warp whose segment holds T walks it. */
-    unsigned long long base = before;
-    for (int w = 0; w < warp; w++)
-        base += s.wmass[w];
-    if (!(base < T && T <= base + s.wmass[warp]))
-        return;
-    for (int i0 = wb; i0 < we; i0 += 32) {
-        const int i = i0 + lane;
-        unsigned long long m = 0;
-        if (i < we) {
-            const float p = x[i];
-            if (p > 0.0f && p >= floor_p)
-                m = __float2ull_rz(p * FX_ONE_F);
-        }
-        const unsigned long long incl = base + warp_scan_u64(m);
-        const unsigned hit = __ballot_sync(FULL_MASK, incl >= T);
-        if (hit) {
-            if (lane == __ffs(hit) - 1)
-                o->token = c0 + i;
-            return;
-        }
-        base = __shfl_sync(FULL_MASK, incl, 31);
-    }
+    const int id = draw_walk(g, s.wmass, before, T, kept);
+    if (id >= 0)
+        o->token = c0 + id;
 #else
     __trap();                        /* launched only on devices of compute capability 9.0+ */
 #endif
