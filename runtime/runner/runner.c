@@ -10,6 +10,7 @@
 #include "runtime/runner/batch.h"
 #include "runtime/runner/runner_graph.h"
 #include "runtime/runner/op_profile.h"
+#include "runtime/runner/gemm_host_line.h"
 #include "runtime/model/model.h"
 #include "runtime/runner/fwd.h"
 #include "runtime/base/clock.h"
@@ -509,11 +510,10 @@ static void log_host_work(const struct pgd__runner *r)
 #ifdef PGD_HAVE_CUDA
     if (on_cuda(r)) {
         struct pgd_cuda_gemm_host_stats s;
+        char line[512];
         pgd_cuda_gemm_host_stats(r->cuda, &s);
-        PGD_INFO("runner: cuBLASLt host work: %ld plans built (%.1f ms), %ld algorithm checks "
-                 "(%.1f ms), %ld heuristic queries (%.1f ms), %ld tunings (%.1f ms), %ld matmul "
-                 "calls (%.1f ms)", s.plans, s.plan_ms, s.checks, s.check_ms, s.heuristics,
-                 s.heuristic_ms, s.tunings, s.tune_ms, s.matmuls, s.matmul_ms);
+        pgd__gemm_host_line(NULL, &s, line, sizeof line);
+        PGD_INFO("runner: cuBLASLt host work: %s", line);
     }
 #endif
 }

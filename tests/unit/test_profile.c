@@ -8,6 +8,8 @@
 #include "tests/lib/test_common.h"
 #include "tests/lib/capture.h"
 #include "runtime/runner/op_profile.h"
+#include "runtime/runner/gemm_host_line.h"
+#include "kernels/cuda/kernels.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 PGD_TEST_SUITE(op_profile);
+PGD_TEST_SUITE(gemm_host_line);
 
 /* The llama-f32 fixture's shapes (its config.json). */
 #define LAYERS 2
@@ -377,4 +380,30 @@ Test(step_times, bench_throughput_reports_consistent_fields)
 #undef NUM
     json_decref(j);
     free(got);
+}
+
+/* The cuBLASLt host-work words of the runner's exit log (the whole life: from NULL) and of
+ * `pagoda bench throughput` (a run's difference): one formatter, every counter in place. */
+Test(gemm_host_line, lifetime_and_run_difference)
+{
+    const struct pgd_cuda_gemm_host_stats a = { .plans = 2, .checks = 1, .heuristics = 3,
+                                                .tunings = 0, .plan_ms = 0.5, .check_ms = 0.3,
+                                                .heuristic_ms = 1.0, .tune_ms = 0.0,
+                                                .matmuls = 100, .matmul_ms = 4.0 };
+    const struct pgd_cuda_gemm_host_stats b = { .plans = 19, .checks = 1, .heuristics = 3,
+                                                .tunings = 4, .plan_ms = 0.7, .check_ms = 0.3,
+                                                .heuristic_ms = 1.0, .tune_ms = 12.5,
+                                                .matmuls = 3725, .matmul_ms = 157.8 };
+    char line[512];
+    pgd__gemm_host_line(NULL, &b, line, sizeof line);
+    cr_assert_str_eq(line, "19 plans built (0.7 ms, choices included), 1 algorithm checks "
+                     "(0.3 ms), 3 heuristic queries (1.0 ms), 4 tunings (12.5 ms); 3725 matmul "
+                     "calls outside graph replays (157.8 ms of host time)");
+    pgd__gemm_host_line(&a, &b, line, sizeof line);
+    cr_assert_str_eq(line, "17 plans built (0.2 ms, choices included), 0 algorithm checks "
+                     "(0.0 ms), 0 heuristic queries (0.0 ms), 4 tunings (12.5 ms); 3625 matmul "
+                     "calls outside graph replays (153.8 ms of host time)");
+    char small[16];
+    pgd__gemm_host_line(&a, &b, small, sizeof small);
+    cr_assert_str_eq(small, "17 plans built ");
 }

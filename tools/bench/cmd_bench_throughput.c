@@ -35,6 +35,7 @@
 #include "runtime/base/clock.h"
 #include <pagoda/engine.h>
 #include "runtime/runner/runner.h"
+#include "runtime/runner/gemm_host_line.h"
 #ifdef PGD_HAVE_CUDA
 #include "kernels/cuda/kernels.h"
 #endif
@@ -158,13 +159,9 @@ static void print_host_split(const struct pgd__runner_host_split *a,
 static void print_lt_host(const struct pgd_cuda_gemm_host_stats *a,
                           const struct pgd_cuda_gemm_host_stats *b)
 {
-    printf("cuBLASLt host work during the run: %ld plans built (%.1f ms, choices included), "
-           "%ld algorithm checks (%.1f ms), %ld heuristic queries (%.1f ms), %ld tunings "
-           "(%.1f ms); %ld matmul calls outside graphs (%.1f ms of host time)\n",
-           b->plans - a->plans, b->plan_ms - a->plan_ms, b->checks - a->checks,
-           b->check_ms - a->check_ms, b->heuristics - a->heuristics,
-           b->heuristic_ms - a->heuristic_ms, b->tunings - a->tunings, b->tune_ms - a->tune_ms,
-           b->matmuls - a->matmuls, b->matmul_ms - a->matmul_ms);
+    char line[512];
+    pgd__gemm_host_line(a, b, line, sizeof line);
+    printf("cuBLASLt host work during the run: %s\n", line);
 }
 #endif
 
