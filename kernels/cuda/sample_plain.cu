@@ -48,8 +48,9 @@ __device__ __forceinline__ void sp_better(float ov, int oi, float *v, int *i)
 }
 
 /* The block's max and lowest argmax from each thread's (best, bi), into s.bmax and s.bidx
- * (thread 0's, before the cluster barrier that publishes them). */
-__device__ __forceinline__ void sp_publish_argmax(float best, int bi, sp_smem &s)
+ * (thread 0's, before the cluster barrier that publishes them). By reference: thread 0's
+ * (best, bi) end as the block's, which argmax_cluster_kernel's rank 0 goes on from. */
+__device__ __forceinline__ void sp_publish_argmax(float &best, int &bi, sp_smem &s)
 {
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     for (int off = 16; off > 0; off >>= 1)
