@@ -480,12 +480,14 @@ static int fp8_stream_on(void)
 }
 
 /* Whether pgd_cuda_fp8_linear_multi runs q, k and v in one launch of the streaming GEMV
- * (PGD_CUDA_FP8_STREAM_QKV=1; off by default until the H200 says it pays), read once. */
+ * (PGD_CUDA_FP8_STREAM_QKV=0: three launches sharing one quantized x), read once. On by
+ * default since the streaming GEMV took the W4 GEMV's shape: the 8B FP8 decode step on the
+ * H200 at batch 4 / 8, 4.81 -> 4.69 / 4.82 -> 4.74 ms (docs/PERFORMANCE.md, eighth lease). */
 static int fp8_stream_qkv_on(void)
 {
     static int v = -1;
     if (v < 0)
-        v = pgd_cuda__qenv_int("PGD_CUDA_FP8_STREAM_QKV", 0) != 0;
+        v = pgd_cuda__qenv_int("PGD_CUDA_FP8_STREAM_QKV", 1) != 0;
     return v;
 }
 
@@ -520,15 +522,14 @@ static int fp8_linear(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const
                                       errlen);
     }
     /* auto: up to the GEMV sizes the streaming GEMV (x quantized once by its own kernel,
-     * then the weights streamed: quant_fp8_gemv.cu) where it takes the layer and pays: a
-     * gate_up layer with its activation (one launch instead of a GEMM and act_mul), layers
-     * sharing one x (pgd_cuda_fp8_share_x: q, k, v quantize it once), and devices without
-     * e4m3 mma.sync. A lone layer takes the fused GEMV below, whose one launch quantizes x
-     * in its blocks: measured on the H200 at n = 1, [4096 x 4096] 10.1 us against 10.8 and
-     * [4096 x 14336] 22.6 against 26.4. */
+     * then the weights streamed: quant_fp8_gemv.cu) wherever it takes the layer. It used to
+     * leave lone layers (o, down) to the fused GEMV below, whose one launch quantizes x in
+     * its blocks; since it took the W4 GEMV's shape the 8B decode step is faster with every
+     * layer on it (H200, batch 1 / 4 / 8: 4.39 / 4.60 / 4.85 -> 4.31 / 4.69 / 4.74 ms with
+     * q, k and v in one launch; docs/PERFORMANCE.md, eighth lease). */
     if (path == PGD_CUDA_QPATH_GEMV_STREAM ||
         (path == PGD_CUDA_QPATH_AUTO && n <= fp8_gemv_max_n() && fp8_stream_on() &&
-         pgd_cuda__fp8_stream_ok(c, w->in) && (glu || c->fp8_share || !fp8_mma_on(c, w))))
+         pgd_cuda__fp8_stream_ok(c, w->in)))
         return glu ? pgd_cuda__fp8_stream_gemv(c, dt, (int)glu->act, x, n, w->w, w->sw, w->in,
                                                w->out, b, glu->out, err, errlen)
                    : pgd_cuda__fp8_stream_gemv(c, dt, -1, x, n, w->w, w->sw, w->in, w->out, b,

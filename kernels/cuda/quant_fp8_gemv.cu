@@ -124,10 +124,13 @@ __device__ __forceinline__ void fg_load(uint4 (&a)[UNR], uint4 (&a8)[UNR], const
     }
 }
 
-/* Chunks c .. c + P - 1 (a[0 .. P), a8[0 .. P)) into acc[p]: the chunks' words in turn, so
- * that the P chains of four dependent mma.sync (one a chunk, each on its own accumulators)
- * overlap (the compiler keeps one chain in one piece when left to itself). xp: the lane's x
- * row (token g, or n - 1 past n) at input 16t; chunk c's 16 values are xp[8c], xp[8c + 1]. */
+/* Chunks c .. c + P - 1 (a[0 .. P), a8[0 .. P)) of the warp's run, chunk j into acc[j % 2]
+ * (c even when P is 2): the chunks' words in turn, so that the two chains of four dependent
+ * mma.sync overlap (the compiler keeps one chain in one piece when left to itself). Which
+ * accumulator a chunk joins depends on its place in the run alone, so a layer's sums come
+ * out the same whatever the batch size UNR (the gated and the plain launch agree to the
+ * bit). xp: the lane's x row (token g, or n - 1 past n) at input 16t; chunk c's 16 values
+ * are xp[8c], xp[8c + 1]. */
 template <bool R16, int P>
 __device__ __forceinline__ void fg_chunks(float (&acc)[2][4], const uint4 *a, const uint4 *a8,
                                           const uint4 *__restrict__ xp, int c)
@@ -146,7 +149,7 @@ __device__ __forceinline__ void fg_chunks(float (&acc)[2][4], const uint4 *a, co
             const uint4 &va = a[p], &vb = R16 ? a8[p] : a[p];
             const uint32_t wa = i == 0 ? va.x : i == 1 ? va.y : i == 2 ? va.z : va.w;
             const uint32_t wb = i == 0 ? vb.x : i == 1 ? vb.y : i == 2 ? vb.z : vb.w;
-            fg_mma(acc[p & 1], e4m3_pair02(wa), e4m3_pair02(wb), e4m3_pair13(wa),
+            fg_mma(acc[(c + p) & 1], e4m3_pair02(wa), e4m3_pair02(wb), e4m3_pair13(wa),
                    e4m3_pair13(wb), xr[p][2 * i], xr[p][2 * i + 1]);
         }
 }
@@ -316,8 +319,8 @@ cudaError_t pgd_cuda__fp8_xprep(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const
 
 /* The split of a launch over count layers of tiles[i] tiles each (quant_wq_sgemv.cu's rule):
  * ks warps a tile, the largest of 8, 4 and 2 that still puts every block on the chip at
- * once (each warp at least one chunk), else 1; kpu chunks a warp; first[i] layer i's first
- * block (first[count..3] the grid). PGD_CUDA_FP8_GEMV_KS = 1, 2, 4 or 8 forces ks (to
+ * once were the layers ks_tiles[i] tiles (each warp at least one chunk), else 1; kpu chunks
+ * a warp; first[i] layer i's first block (first[count..3] the grid). PGD_CUDA_FP8_GEMV_KS = 1, 2, 4 or 8 forces ks (to
  * measure one split against another), read once. */
 struct fg_split {
     int ks, kpu;
@@ -335,7 +338,7 @@ static int fg_forced_ks(void)
 }
 
 static fg_split fg_make_split(const struct pgd_cuda_ctx *c, int chunks, int count,
-                              const int *tiles)
+                              const int *tiles, const int *ks_tiles)
 {
     const int slots = FG_BLOCKS_SM * (c->sm_count > 0 ? c->sm_count : 1);
     fg_split sp = {};
@@ -343,7 +346,7 @@ static fg_split fg_make_split(const struct pgd_cuda_ctx *c, int chunks, int coun
     for (int ks = FG_WARPS; ks > 1; ks /= 2) {
         int blocks = 0;
         for (int i = 0; i < count; i++)
-            blocks += (tiles[i] + FG_WARPS / ks - 1) / (FG_WARPS / ks);
+            blocks += (ks_tiles[i] + FG_WARPS / ks - 1) / (FG_WARPS / ks);
         if (ks <= chunks && blocks <= slots) {
             sp.ks = ks;
             break;
@@ -386,7 +389,11 @@ static int fp8_stream_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, co
      * gate and 8 up features a tile) */
     const bool r16 = glu >= 0 || (out + 15) / 16 >= c->sm_count;
     const int tiles = (out + (r16 && glu < 0 ? 15 : 7)) / (r16 && glu < 0 ? 16 : 8);
-    const fg_split sp = fg_make_split(c, in / 64, 1, &tiles);
+    /* a gated layer takes the split its plain launch (2 out features) would: the same
+     * slices of each row, so act(gate) * up rounds the plain launch's gate and up exactly */
+    const int plain = 2 * out, plain_tiles = (plain + 15) / 16 >= c->sm_count ? (plain + 15) / 16
+                                                                              : (plain + 7) / 8;
+    const fg_split sp = fg_make_split(c, in / 64, 1, &tiles, glu >= 0 ? &plain_tiles : &tiles);
     for (int r0 = 0; r0 < n; r0 += FG_MAX_N) {
         const int rows = n - r0 < FG_MAX_N ? n - r0 : FG_MAX_N;
         const T *xr = (const T *)x + (size_t)r0 * in;
@@ -470,7 +477,7 @@ static int fp8_stream_segs_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const 
         segs.out[i] = sg[i].out;
         tiles[i] = (sg[i].out + rows - 1) / rows;
     }
-    const fg_split sp = fg_make_split(c, in / 64, count, tiles);
+    const fg_split sp = fg_make_split(c, in / 64, count, tiles, tiles);
     for (int i = 0; i < 4; i++)
         segs.first[i] = sp.first[i];
     cudaError_t e = pgd_cuda__fp8_xprep(c, dt, x, n, in, xh, sx);
