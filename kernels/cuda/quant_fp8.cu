@@ -482,7 +482,8 @@ static int fp8_stream_on(void)
 /* Whether pgd_cuda_fp8_linear_multi runs q, k and v in one launch of the streaming GEMV
  * (PGD_CUDA_FP8_STREAM_QKV=0: three launches sharing one quantized x), read once. On by
  * default since the streaming GEMV took the W4 GEMV's shape: the 8B FP8 decode step on the
- * H200 at batch 4 / 8, 4.81 -> 4.69 / 4.82 -> 4.74 ms (docs/PERFORMANCE.md, eighth lease). */
+ * H200 at batch 1 / 4 / 8, three launches 4.28 / 4.81 / 4.82 ms, one 4.31 / 4.69 / 4.74
+ * (docs/PERFORMANCE.md, eighth lease). */
 static int fp8_stream_qkv_on(void)
 {
     static int v = -1;
@@ -525,8 +526,8 @@ static int fp8_linear(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const
      * then the weights streamed: quant_fp8_gemv.cu) wherever it takes the layer. It used to
      * leave lone layers (o, down) to the fused GEMV below, whose one launch quantizes x in
      * its blocks; since it took the W4 GEMV's shape the 8B decode step is faster with every
-     * layer on it (H200, batch 1 / 4 / 8: 4.39 / 4.60 / 4.85 -> 4.31 / 4.69 / 4.74 ms with
-     * q, k and v in one launch; docs/PERFORMANCE.md, eighth lease). */
+     * layer on it (H200, batch 1 / 4 / 8, the previous choices against these: 4.41 / 5.14 /
+     * 5.42 -> 4.32 / 4.79 / 4.80 ms; docs/PERFORMANCE.md, eighth lease). */
     if (path == PGD_CUDA_QPATH_GEMV_STREAM ||
         (path == PGD_CUDA_QPATH_AUTO && n <= fp8_gemv_max_n() && fp8_stream_on() &&
          pgd_cuda__fp8_stream_ok(c, w->in)))
