@@ -9,7 +9,10 @@ whole answer: a complete 200 (it finished within the grace), or the shutdown's e
 503 with an OpenAI error body; stream: an error event then `data: [DONE]`). A request sent
 on an open keep-alive connection during the grace gets 503; a new connection is refused. The server exits 0, with nothing from the
 sanitizers in its log. Every other round sends a second SIGTERM, which must end a long grace
-at once, just as cleanly."""
+at once, just as cleanly.
+
+test_complete_bodies_answered_at_cut: requests whose bodies were whole in the server's socket
+when the grace ended are answered, whether or not their connections' threads had read them."""
 import json
 import os
 import signal
@@ -23,6 +26,7 @@ import http_harness as h  # noqa: E402
 
 suite = h.Suite("http_shutdown")
 ROUNDS = 20
+ROUNDS_AT_CUT = 10
 C = "/v1/completions"
 SANITIZER_WORDS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "ThreadSanitizer")
 
@@ -139,6 +143,67 @@ def one_round(n, second_signal):
         return kinds
 
 
+def wait_in_progress(port, n, timeout=30):
+    """Waits until n requests (besides the /metrics one asking) are between their head and
+    their answer: pagoda:http_requests_in_progress counts a request from its first byte."""
+    end = time.time() + timeout
+    while h.metrics(port).get("pagoda:http_requests_in_progress", 0) < n + 1:
+        assert time.time() < end, "the request heads were not read"
+        time.sleep(0.005)
+
+
+def test_complete_bodies_answered_at_cut():
+    """Requests whose heads were read before the first SIGTERM and whose bodies were whole in
+    the server's socket before the second one (the end of the grace) each get an answer (the
+    shutdown's 503, or a 200 when draining began after it came), however far their connections' threads had got; a body still incomplete at the end
+    of the grace is cut off (its connection closed without an answer) rather than holding up
+    the exit. The server is stopped (SIGSTOP) while the bodies' last bytes and the second
+    SIGTERM are delivered, so that at SIGCONT every thread of those connections and the one
+    ending the grace race, as they would on a loaded host: the answers must not depend on
+    who wins."""
+    n_complete = 24
+    totals = {"ok": 0, "aborted": 0}
+    for _ in range(ROUNDS_AT_CUT):
+        with h.Server("--grace", "30", "--max-num-seqs", "1", "--kv-cache-mib", "16") as srv:
+            bodies = [json.dumps({"prompt": f"whole {k}", "max_tokens": 4}).encode()
+                      for k in range(n_complete)]
+            socks = []
+            for data in bodies + [b'{"prompt": "never finished", "max_tokens": 4}']:
+                sk = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
+                sk.sendall(f"POST {C} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                           f"\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data[:8])
+                socks.append(sk)
+            wait_in_progress(srv.port, len(socks))   # (they keep the grace from ending)
+            srv.proc.send_signal(signal.SIGTERM)
+            srv.wait_for("stopping")
+            srv.proc.send_signal(signal.SIGSTOP)
+            try:
+                for sk, data in zip(socks, bodies):
+                    sk.sendall(data[8:])
+                srv.proc.send_signal(signal.SIGTERM)
+            finally:
+                srv.proc.send_signal(signal.SIGCONT)
+            for k, sk in enumerate(socks[:n_complete]):
+                with sk:
+                    try:
+                        st, hd, raw = h.read_response(sk)
+                    except (RuntimeError, OSError) as e:
+                        raise AssertionError(f"request {k}, whole before the grace ended, "
+                                             f"got no answer: {e!r}\n{srv.log()[-3000:]}")
+                    body = {"n": 1, "max_tokens": 4}   # (draining may begin after "stopping")
+                    totals[check_answer(body, (st, hd, raw))] += 1
+            with socks[-1] as sk:   # the unfinished body: closed, nothing sent
+                assert sk.recv(65536) == b""
+            rc = srv.proc.wait(30)
+            srv._reader.join(5)
+            log = srv.log()
+            assert rc == 0, f"exit status {rc}:\n{log[-4000:]}"
+            assert not any(w in log for w in SANITIZER_WORDS), log[-6000:]
+    print(f"  {ROUNDS_AT_CUT} rounds: {totals['ok']} requests finished, {totals['aborted']} "
+          f"answered with the shutdown error")
+    assert totals["aborted"] > 0, "no request was answered at the end of the grace"
+
+
 def test_sigterm_rounds():
     totals = {"ok": 0, "aborted": 0}
     for n in range(ROUNDS):
@@ -152,6 +217,7 @@ def test_sigterm_rounds():
 
 def main():
     suite.run(test_sigterm_rounds)
+    suite.run(test_complete_bodies_answered_at_cut)
     suite.finish()
 
 

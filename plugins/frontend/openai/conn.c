@@ -331,12 +331,23 @@ void oai_conn_request_done(struct oai_server *s, struct MHD_Connection *c,
               (unsigned)s->cfg.timeout_keep_alive);
 }
 
+/* The end of the grace for requests not yet dispatched (their head came, their body was
+ * coming or is still to be read): what their clients had sent by now is accepted work, what
+ * they would send later is not. So only the receiving side is shut down. On Linux,
+ * shutdown(SHUT_RD) wakes a thread waiting to read (POLLIN | POLLRDHUP) while the bytes
+ * already queued stay readable; a recv returns 0 only once they are taken. A body that was
+ * whole here is therefore read and dispatched, and answered on the intact sending side
+ * (503: draining); a body still incomplete ends at end-of-file, on which libmicrohttpd
+ * closes the connection (the upload is cut off, nothing is sent). Shutting down both sides,
+ * as was done before, also cut the answers of requests that were whole in the socket but
+ * whose connection's thread had not yet reached dispatch (on a loaded host, any number of
+ * them): they got a closed connection instead of their 503. */
 void oai_conn_close_uploads(struct oai_server *s)
 {
     pthread_mutex_lock(&s->conn_mu);
     for (struct oai_conn *k = s->conns; k; k = k->next)
         if (!k->running && !k->head_deadline_ms)
-            shutdown(k->fd, SHUT_RDWR);
+            shutdown(k->fd, SHUT_RD);
     pthread_mutex_unlock(&s->conn_mu);
 }
 
@@ -373,7 +384,7 @@ static void *watchdog_main(void *arg)
                 continue;
             k->head_deadline_ms = 0;
             s->head_timeouts++;
-            shutdown(k->fd, SHUT_RDWR);
+            shutdown(k->fd, SHUT_RD);
         }
     }
     pthread_mutex_unlock(&s->conn_mu);

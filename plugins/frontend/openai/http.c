@@ -929,7 +929,9 @@ static bool settle(struct oai_server *s, int ms)
  * answered 503), then the listening socket closes and the kernel refuses new clients; a
  * request arriving on an open connection gets 503; (2) let running requests finish for the
  * grace (a second call cuts it); (3) abort the rest: plain requests get a 503, streams an
- * error event and [DONE] (generate.c), bodies still coming are cut off; (4) once every
+ * error event and [DONE] (generate.c); a request not dispatched yet is answered 503 when
+ * its client had sent it whole, and cut off when its body was still coming (conn.c's
+ * oai_conn_close_uploads: the bytes received count, later ones do not); (4) once every
  * request was answered and no connection holds an unread head, stop the daemon (which
  * closes the idle connections). */
 void oai_server_shutdown(struct oai_server *s, int grace_ms)

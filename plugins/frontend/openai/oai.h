@@ -219,7 +219,9 @@ void oai_conn_request_done(struct oai_server *s, struct MHD_Connection *c,
  * libmicrohttpd cannot send (before it has the socket, or in the middle of a body). */
 void oai_conn_send_raw(int fd, const char *status, const char *extra_headers,
                        const char *body);
-/* Shuts down every connection whose request body is still coming (when the grace ends). */
+/* When the grace ends: stops reading on every connection whose request was not dispatched
+ * yet. What its client sent before is still read, so a request whose body was whole is
+ * answered (503); a body still coming ends there and its connection closes unanswered. */
 void oai_conn_close_uploads(struct oai_server *s);
 /* True when a connection waiting for a request head has unread bytes (a head that came
  * before the listener closed: shutdown waits for its 503 before stopping the daemon). */
