@@ -38,6 +38,7 @@ struct pgd_engine_params pgd_engine_default_params(void)
 /* Frees e and everything it owns, after its thread ended (or never started). */
 static void engine_free(struct pgd_engine *e)
 {
+    pgd__notifier_stop(&e->notifier);
     pgd__spec_fini(e);
     pgd__scheduler_fini(&e->sched);
     pgd__kv_manager_fini(&e->kv);
@@ -219,6 +220,8 @@ enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
     e->stats.num_blocks = backend->num_blocks;
     e->stats.block_size = backend->block_size;
     e->stats.num_swap_blocks = e->kv.swap.num_blocks;
+    if (st == PGD_OK)
+        st = pgd__notifier_start(&e->notifier, err, errlen);
     if (st == PGD_OK) {
         if (pthread_create(&e->thread, NULL, pgd__engine_main, e) != 0)
             st = pgd_errf(err, errlen, PGD_ERR_INTERNAL, "engine: cannot start its thread");

@@ -231,7 +231,10 @@ void pgd__emit_token(struct pgd_engine *e, struct pgd__child *c, int32_t token,
      * pgd__stats_on_finish). */
     if (fin != PGD_FINISH_NONE)
         child_end(e, c, fin);
+    /* Queued without waking the reader: the notifier thread wakes it after the step
+     * (engine_notify.c), so that the wakes cost this thread nothing. */
     const double t0 = pgd__engine_now();
-    pgd__stream_push(c->req->stream, r);
+    if (pgd__stream_push_quiet(c->req->stream, r))
+        pgd__notifier_add(&e->notifier, c->req->stream);
     e->step_push_s += pgd__engine_now() - t0;
 }

@@ -62,7 +62,9 @@ struct pgd_stream {
     struct pgd__out_rec *current;   /* the one last returned; freed by the next call */
     int n_final_queued;             /* outputs with a finish_reason queued so far */
     int n_final_read;
-    int refs;                       /* the caller's and the engine's */
+    int refs;                       /* the caller's and the engine's, and the notifier's
+                                       while notify_pending */
+    bool notify_pending;            /* queued quietly, its reader not woken yet */
     struct pgd_engine *engine;      /* borrowed; NULL once the engine let go */
     /* Fixed at creation: */
     int n_samples;
@@ -79,6 +81,36 @@ struct pgd_stream *pgd__stream_create(uint64_t id, int n_samples);
 void pgd__stream_free(struct pgd_stream *s);
 /* Engine thread: queues r (ownership moves to the stream) and wakes the reader. */
 void pgd__stream_push(struct pgd_stream *s, struct pgd__out_rec *r);
+/* Engine thread: queues r without waking the reader. true: s was not waiting for a wake
+ * yet and now holds a reference for it; the caller hands s to the notifier
+ * (pgd__notifier_add), which wakes it with pgd__stream_wake. */
+bool pgd__stream_push_quiet(struct pgd_stream *s, struct pgd__out_rec *r);
+/* Notifier thread: wakes s's reader and drops the reference push_quiet took (s may be
+ * freed on return). */
+void pgd__stream_wake(struct pgd_stream *s);
+
+/* The thread that wakes the readers of quietly pushed outputs (engine_notify.c). */
+struct pgd__notifier {
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;              /* the thread waits on it for streams */
+    /* Under mu: */
+    struct pgd_stream **queue;      /* [n] streams to wake, each holding a reference */
+    size_t n, cap;
+    bool stop;
+    /* Engine thread only: this step's streams, handed over by pgd__notifier_flush. */
+    struct pgd_stream **pending;
+    size_t n_pending, pending_cap;
+};
+enum pgd_status pgd__notifier_start(struct pgd__notifier *nt, char *err, size_t errlen);
+/* Engine thread: s (which push_quiet returned true for) is to be woken at the flush. */
+void pgd__notifier_add(struct pgd__notifier *nt, struct pgd_stream *s);
+/* Engine thread: hands the step's streams to the notifier thread (one signal). */
+void pgd__notifier_flush(struct pgd__notifier *nt);
+/* Flushes, lets the thread wake what is left, joins it and frees the queues; a no-op for
+ * one never started. After the engine thread ended. */
+void pgd__notifier_stop(struct pgd__notifier *nt);
 /* Engine thread: drops the engine's reference (s may be freed on return). */
 void pgd__stream_release_engine(struct pgd_stream *s);
 
@@ -171,6 +203,7 @@ struct pgd_engine {
      * tokenizer. Thread-safe (its own lock). */
     struct pgd__guides *guides;
     const float *hidden;            /* a pooling step's rows (the backend's, see step_hidden) */
+    struct pgd__notifier notifier;  /* wakes the streams' readers (engine_notify.c) */
     double step_push_s;             /* engine thread: this step's stream pushes so far
                                        (pgd__emit_token), filed by pgd__stats_on_step_times */
 

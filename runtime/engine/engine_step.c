@@ -405,6 +405,8 @@ void *pgd__engine_main(void *arg)
             engine_step(e);
         else
             pgd__stats_gauges(e);
+        /* The step's outputs' readers, woken by the notifier thread. */
+        pgd__notifier_flush(&e->notifier);
         if (in.paranoid)
             assert_invariants(e);
     }

@@ -62,9 +62,9 @@ void pgd__stream_free(struct pgd_stream *s)
     free(s);
 }
 
-void pgd__stream_push(struct pgd_stream *s, struct pgd__out_rec *r)
+/* Appends r to s's queue (under s->mu). */
+static void enqueue(struct pgd_stream *s, struct pgd__out_rec *r)
 {
-    pthread_mutex_lock(&s->mu);
     if (s->tail)
         s->tail->next = r;
     else
@@ -72,8 +72,38 @@ void pgd__stream_push(struct pgd_stream *s, struct pgd__out_rec *r)
     s->tail = r;
     if (r->o.finish_reason != PGD_FINISH_NONE)
         s->n_final_queued++;
+}
+
+void pgd__stream_push(struct pgd_stream *s, struct pgd__out_rec *r)
+{
+    pthread_mutex_lock(&s->mu);
+    enqueue(s, r);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
+}
+
+bool pgd__stream_push_quiet(struct pgd_stream *s, struct pgd__out_rec *r)
+{
+    pthread_mutex_lock(&s->mu);
+    enqueue(s, r);
+    const bool add = !s->notify_pending;
+    if (add) {
+        s->notify_pending = true;
+        s->refs++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return add;
+}
+
+void pgd__stream_wake(struct pgd_stream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->notify_pending = false;
+    pthread_cond_broadcast(&s->cv);
+    const bool last = --s->refs == 0;
+    pthread_mutex_unlock(&s->mu);
+    if (last)
+        pgd__stream_free(s);
 }
 
 void pgd__stream_release_engine(struct pgd_stream *s)
