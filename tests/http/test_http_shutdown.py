@@ -98,8 +98,17 @@ def one_round(n, second_signal):
         ka = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
         ka.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert h.read_response(ka)[0] == 200
+        # Signal once every request's head was read (in progress, or already answered: the
+        # short ones may be) and one runs: on a loaded host the heads could otherwise come
+        # after the signal, all get 503 at once, and no grace would be left for the second
+        # signal to end.
         end = time.time() + 30
-        while h.metrics(srv.port).get("pagoda:num_requests_running", 0) < 1:
+        while True:
+            m = h.metrics(srv.port)
+            read = m.get("pagoda:http_requests_in_progress", 0) - 1 + sum(
+                r is not None for r in results)
+            if m.get("pagoda:num_requests_running", 0) >= 1 and read >= len(bodies):
+                break
             assert time.time() < end, "the requests did not start"
             time.sleep(0.005)
         t_signal = time.time()
