@@ -26,11 +26,11 @@
  * reads the same x). Each product of an e4m3 value by an e4m3 value * 2^-8 is exact in
  * float32, so the sums are float32 sums of the reference's products in another order.
  *
- * A block of 8 warps takes one 16-feature tile; its warps split the row's chunks (a K split
- * inside the block) and meet in shared memory. Each lane keeps two groups of FG_UNR chunks
- * (2 x 4 x 32 bytes) of weight loads in flight: the next group is asked for before the
- * current one is multiplied; the first group is asked for before the kernel waits for the
- * previous one (programmatic dependent launch: weights are never written by a step).
+ * The loop has the W4 streaming GEMV's shape (quant_wq_sgemv.cu; see the kernel's comment):
+ * a warp owns one tile and a slice of its row, the host picks the split that puts every
+ * block on the chip at once, two register buffers of weights are in flight a lane (both
+ * asked for before the previous kernel ends: programmatic dependent launch, weights are
+ * never written by a step), and two chains of mma.sync overlap.
  *
  * A gate_up layer with its gated activation (pgd_cuda_fp8_linear_act_mul): a block's rows
  * g are gate features o0 + g and its rows g + 8 the up features inter + o0 + g, so each
@@ -138,7 +138,8 @@ __device__ __forceinline__ void fg_chunks(float (&acc)[2][4], const uint4 *a, co
     uint32_t xr[P][8];
 #pragma unroll
     for (int p = 0; p < P; p++) {
-        const uint4 x0 = __ldg(xp + (size_t)(c + p) * 8), x1 = __ldg(xp + (size_t)(c + p) * 8 + 1);
+        const uint4 *q = xp + (size_t)(c + p) * 8;
+        const uint4 x0 = __ldg(q), x1 = __ldg(q + 1);
         xr[p][0] = x0.x; xr[p][1] = x0.y; xr[p][2] = x0.z; xr[p][3] = x0.w;
         xr[p][4] = x1.x; xr[p][5] = x1.y; xr[p][6] = x1.z; xr[p][7] = x1.w;
     }
@@ -218,7 +219,9 @@ fp8_gemv_stream_kernel(const uint8_t *__restrict__ w, const float *__restrict__ 
     const int nch = tile < tiles ? max(0, min(chunks, kbeg + kpu) - kbeg) : 0;
     /* rows past out read the last row (their sums are not written) */
     const int r0 = min(min(tile, tiles - 1) * ROWS + g, out - 1);
-    const int r8 = GLU >= 0 ? out + r0 : R16 ? min(min(tile, tiles - 1) * ROWS + g + 8, out - 1) : r0;
+    const int r8 = GLU >= 0 ? out + r0
+                   : R16    ? min(min(tile, tiles - 1) * ROWS + g + 8, out - 1)
+                            : r0;
     const uint4 *w0 = reinterpret_cast<const uint4 *>(w + (size_t)r0 * in) + t + (size_t)kbeg * 4;
     const uint4 *w8 = reinterpret_cast<const uint4 *>(w + (size_t)r8 * in) + t + (size_t)kbeg * 4;
     pdl_trigger();
@@ -320,8 +323,8 @@ cudaError_t pgd_cuda__fp8_xprep(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const
 /* The split of a launch over count layers of tiles[i] tiles each (quant_wq_sgemv.cu's rule):
  * ks warps a tile, the largest of 8, 4 and 2 that still puts every block on the chip at
  * once were the layers ks_tiles[i] tiles (each warp at least one chunk), else 1; kpu chunks
- * a warp; first[i] layer i's first block (first[count..3] the grid). PGD_CUDA_FP8_GEMV_KS = 1, 2, 4 or 8 forces ks (to
- * measure one split against another), read once. */
+ * a warp; first[i] layer i's first block (first[count..3] the grid). PGD_CUDA_FP8_GEMV_KS =
+ * 1, 2, 4 or 8 forces ks (to measure one split against another), read once. */
 struct fg_split {
     int ks, kpu;
     int first[4];
