@@ -412,6 +412,13 @@ int pgd_cuda_wq_create(const struct pgd_wq_host *h, struct pgd_cuda_wq **out, ch
 int pgd_cuda_wq_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
                        const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
                        size_t errlen);
+/* y[i] [n, out_i] = pgd_cuda_wq_linear of layer w[i] (bias b[i] or NULL) for count (1..3)
+ * layers of one x [n, in] (the q, k and v projections): one launch of the decode GEMV where
+ * the layers allow it (up to 8 rows, the same inputs and groups, no act-order), else one
+ * layer at a time. */
+int pgd_cuda_wq_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                             int count, const struct pgd_cuda_wq *const *w, const void *const *b,
+                             void *const *y, char *err, size_t errlen);
 void pgd_cuda_wq_destroy(struct pgd_cuda_wq *w);
 struct pgd_cuda_fp8;
 int pgd_cuda_fp8_create(const struct pgd_fp8_host *h, struct pgd_cuda_fp8 **out, char *err,

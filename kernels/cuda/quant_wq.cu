@@ -478,6 +478,31 @@ extern "C" int pgd_cuda_wq_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, con
     return pgd_cuda_wq_linear_path(c, PGD_CUDA_QPATH_AUTO, dt, x, n, w, b, y, err, errlen);
 }
 
+/* One launch where each layer's own choice would be the first streaming GEMV (the one that
+ * takes several layers), else each layer's pgd_cuda_wq_linear: the same kernel and sums
+ * either way. */
+extern "C" int pgd_cuda_wq_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                                        int n, int count, const struct pgd_cuda_wq *const *w,
+                                        const void *const *b, void *const *y, char *err,
+                                        size_t errlen)
+{
+    if (count < 1 || count > 3)
+        return pgd_cuda_failf(err, errlen, "W4A16 linear_multi: %d layers (1..3)", count);
+    bool one = (dt == PGD_DTYPE_BF16 || dt == PGD_DTYPE_F16) && count > 1 && n >= 1 &&
+               (size_t)n * w[0]->in * 2 <= c->qscratch_bytes;
+    for (int i = 0; one && i < count; i++)
+        one = wq_auto_gemv(w[i], n) && !wq_sgemv2_takes(c, w[i], n);
+    if (one) {
+        const int rc = pgd_cuda__wq_sgemv_multi(c, dt, x, n, count, w, b, y, err, errlen);
+        if (rc != 2)
+            return rc;
+    }
+    for (int i = 0; i < count; i++)
+        if (pgd_cuda_wq_linear(c, dt, x, n, w[i], b[i], y[i], err, errlen))
+            return 1;
+    return 0;
+}
+
 extern "C" size_t pgd_cuda_wq_weight_bytes(const struct pgd_cuda_wq *w)
 {
     return (size_t)(w->mma ? w->out_pad : w->out) * w->in / (32 / w->bits) * 4 +

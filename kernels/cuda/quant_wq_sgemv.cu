@@ -60,7 +60,23 @@ struct sg_args {
     int tiles, in, out, n;           /* n: rows of this launch (<= 8 NT) */
     int xvec, xst;                   /* staged x: 16-byte pieces; its row stride */
     int ms_bytes, xs_bytes;          /* the shared scale tables' and staged x's bytes */
+    /* SEGS (q, k and v of one x in one launch): layer i's weights, scales, bias, output,
+     * tiles and features, and its first block first[i] (first[3]: the grid). A block holds
+     * tiles of one layer only; w, meta, tiles and out above are layer 0's. */
+    const uint4 *lw[3];
+    const __half2 *lmeta[3];
+    const void *lb[3];
+    void *ly[3];
+    int ltiles[3], lout[3], first[4];
 };
+
+/* Layer s's field of a SEGS launch, picked by ternaries (an indexed kernel parameter is
+ * copied to the stack first). */
+template <typename V>
+__device__ __forceinline__ V sg_pick(int s, const V (&v)[3])
+{
+    return s == 0 ? v[0] : s == 1 ? v[1] : v[2];
+}
 
 /* d (4 float32) += A (16 x 16) @ B (16 x 8), bf16 or fp16: as quant_mma.cuh's mma16816 but
  * not volatile, so that the compiler may interleave the independent chunks of a batch. */
@@ -200,10 +216,11 @@ __device__ __forceinline__ void sg_batch(uint32_t gmul, int gsh, const uint4 (&v
  * [groups] rows [16 tile0, 16 (tile0 + ntl)), by the whole block, SG_STAGE_UNR loads in
  * flight a thread: each chunk reads its group's four words in one 16-byte load, ready. */
 template <typename T>
-__device__ __forceinline__ void sg_stage_meta(const sg_args &a, int tile0, int ntl, uint32_t *ms)
+__device__ __forceinline__ void sg_stage_meta(const sg_args &a, const __half2 *meta, int tile0,
+                                              int ntl, uint32_t *ms)
 {
     const int groups = a.groups;
-    wq_stage_meta<SG_STAGE_UNR>(a.meta, groups, tile0, ntl, [&](int r, int gg, __half2 m) {
+    wq_stage_meta<SG_STAGE_UNR>(meta, groups, tile0, ntl, [&](int r, int gg, __half2 m) {
         const int rr = r % 16;
         uint32_t *e = ms + (((r / 16) * groups + gg) * 8 + (rr & 7)) * 4 + (rr >> 3);
         e[0] = __float_as_uint(__low2float(m));
@@ -216,7 +233,7 @@ __device__ __forceinline__ void sg_stage_meta(const sg_args &a, int tile0, int n
  * Block: SG_WARPS warps, tiles [blockIdx.x tpb, + tpb); warp w takes tile w / ks, chunks
  * [(w % ks) kpu, + kpu) of it. Shared memory: the scale tables [tpb][groups][8] uint4, the
  * staged x [n][xst] (XM > 0), the warps' sums [SG_WARPS][NT][4][32] float (ks > 1). */
-template <typename T, int NT, int MG, int XM>
+template <typename T, int NT, int MG, int XM, bool SEGS>
 __global__ void __launch_bounds__(SG_WARPS * 32, SG_BLOCKS_SM)
 wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ b,
                 T *__restrict__ y)
@@ -226,20 +243,34 @@ wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ 
     const uint4 *ms = reinterpret_cast<const uint4 *>(sm);
     T *xs = reinterpret_cast<T *>(sm + a.ms_bytes);
     float *red = reinterpret_cast<float *>(sm + a.ms_bytes + a.xs_bytes);
+    /* the block's layer (SEGS) and its index among that layer's blocks */
+    int blk = (int)blockIdx.x, tiles = a.tiles, out = a.out;
+    const uint4 *w = a.w;
+    const __half2 *meta = a.meta;
+    if (SEGS) {
+        const int sg = blk >= a.first[2] ? 2 : blk >= a.first[1] ? 1 : 0;
+        blk -= sg == 2 ? a.first[2] : sg == 1 ? a.first[1] : 0;
+        w = sg_pick(sg, a.lw);
+        meta = sg_pick(sg, a.lmeta);
+        tiles = sg_pick(sg, a.ltiles);
+        out = sg_pick(sg, a.lout);
+        b = (const T *)sg_pick(sg, a.lb);
+        y = (T *)sg_pick(sg, a.ly);
+    }
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int tl = warp / a.ks, slice = warp - tl * a.ks;
-    const int tile0 = blockIdx.x * a.tpb, ntl = min(a.tpb, a.tiles - tile0);
+    const int tile0 = blk * a.tpb, ntl = min(a.tpb, tiles - tile0);
     const int tile = tile0 + tl, kbeg = slice * a.kpu;
     const int nch = tl < ntl ? max(0, min(a.kq, kbeg + a.kpu) - kbeg) : 0;
     pdl_trigger();
 
     /* weights and scales: never written by a step, asked for before the previous kernel
      * ends */
-    const uint4 *wp = a.w + ((size_t)tile * a.kq + kbeg) * 32 + lane;
+    const uint4 *wp = w + ((size_t)tile * a.kq + kbeg) * 32 + lane;
     uint4 va[SG_UNR], vb[SG_UNR];
     sg_load(va, wp, 0, nch);
     sg_load(vb, wp, SG_UNR, nch);
-    sg_stage_meta<T>(a, tile0, ntl, reinterpret_cast<uint32_t *>(sm));
+    sg_stage_meta<T>(a, meta, tile0, ntl, reinterpret_cast<uint32_t *>(sm));
     pdl_wait();
     if (XM > 0)
         wq_stage_x<T, XM == 2, SG_STAGE_UNR>(x, a.perm, a.n, a.in, 0, a.in, a.xvec, xs, a.xst);
@@ -293,7 +324,7 @@ wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ 
     }
     if (tl >= ntl)
         return;
-    wq_store_tile<T, NT>(tot, tile, lane, a.out, a.n, b, y);
+    wq_store_tile<T, NT>(tot, tile, lane, out, a.n, b, y);
 }
 
 /* ---- host side ------------------------------------------------------------------------------ */
@@ -332,11 +363,20 @@ struct sg_plan {
     size_t smem;
 };
 
-static bool sg_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n,
-                         struct sg_plan *p)
+/* count (1..3) layers of one x (SEGS when more than one: they share in, the group size and
+ * the groups; the caller checked), each layer's blocks its own. */
+static bool sg_make_plan_layers(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *const *ws,
+                                int count, int n, struct sg_plan *p)
 {
+    const struct pgd_cuda_wq *w = ws[0];
     sg_args &a = p->a;
     a = sg_args{};
+    for (int i = 0; i < count; i++) {
+        a.lw[i] = reinterpret_cast<const uint4 *>(ws[i]->w);
+        a.lmeta[i] = ws[i]->meta;
+        a.ltiles[i] = ws[i]->out_pad / 16;
+        a.lout[i] = ws[i]->out;
+    }
     a.w = reinterpret_cast<const uint4 *>(w->w);
     a.meta = w->meta;
     a.kq = w->in / 64;
@@ -353,11 +393,15 @@ static bool sg_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq 
      * chunk); past the chip's slots even at ks 1, several waves of whole tiles */
     const int slots = SG_BLOCKS_SM * (c->sm_count > 0 ? c->sm_count : 1);
     a.ks = 1;
-    for (int ks = SG_WARPS; ks > 1; ks /= 2)
-        if (ks <= a.kq && (a.tiles + SG_WARPS / ks - 1) / (SG_WARPS / ks) <= slots) {
+    for (int ks = SG_WARPS; ks > 1; ks /= 2) {
+        int blocks = 0;
+        for (int i = 0; i < count; i++)
+            blocks += (a.ltiles[i] + SG_WARPS / ks - 1) / (SG_WARPS / ks);
+        if (ks <= a.kq && blocks <= slots) {
             a.ks = ks;
             break;
         }
+    }
     /* fewer tiles a block where their scale tables would not fit (long rows, small groups) */
     const size_t budget = (size_t)sg_smem_budget(c);
     const size_t tile_ms = (size_t)a.groups * 8 * sizeof(uint4);
@@ -367,6 +411,8 @@ static bool sg_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq 
         a.ks *= 2;
     a.tpb = SG_WARPS / a.ks;
     a.kpu = (a.kq + a.ks - 1) / a.ks;
+    for (int i = 0; i < 3; i++)
+        a.first[i + 1] = a.first[i] + (i < count ? (a.ltiles[i] + a.tpb - 1) / a.tpb : 0);
     a.xst = w->in + SG_XPAD;
     a.ms_bytes = (int)sg_round16((size_t)a.tpb * tile_ms);
     const size_t red = a.ks > 1 ? red_ks : 0;
@@ -379,16 +425,22 @@ static bool sg_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq 
     return true;
 }
 
-/* One launch: the kernel for NT, MG, XM, its shared-memory limit raised past the default
- * 48 KB once on each device that needs it (a per-device attribute). */
-template <typename T, int NT, int MG, int XM>
+static bool sg_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n,
+                         struct sg_plan *p)
+{
+    return sg_make_plan_layers(c, &w, 1, n, p);
+}
+
+/* One launch: the kernel for NT, MG, XM and SEGS, its shared-memory limit raised past the
+ * default 48 KB once on each device that needs it (a per-device attribute). */
+template <typename T, int NT, int MG, int XM, bool SEGS = false>
 static cudaError_t sg_launch(struct pgd_cuda_ctx *c, const sg_plan &p, const T *x, const T *b,
                              T *y)
 {
     static uint64_t raised;          /* bit d: done on device d (devices 0..63) */
     const uint64_t bit = c->device >= 0 && c->device < 64 ? 1ull << c->device : 0;
     if (p.smem > (48 << 10) && !(raised & bit)) {
-        cudaError_t e = cudaFuncSetAttribute(wq_sgemv_kernel<T, NT, MG, XM>,
+        cudaError_t e = cudaFuncSetAttribute(wq_sgemv_kernel<T, NT, MG, XM, SEGS>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              sg_smem_budget(c));
         if (e != cudaSuccess)
@@ -397,9 +449,9 @@ static cudaError_t sg_launch(struct pgd_cuda_ctx *c, const sg_plan &p, const T *
     }
     cudaLaunchConfig_t cfg;
     cudaLaunchAttribute attr[2];
-    pgd_cuda__wq_launch_cfg(c, dim3((p.a.tiles + p.a.tpb - 1) / p.a.tpb), dim3(SG_WARPS * 32),
-                            p.smem, dim3(1), &cfg, attr);
-    return cudaLaunchKernelEx(&cfg, wq_sgemv_kernel<T, NT, MG, XM>, p.a, x, b, y);
+    pgd_cuda__wq_launch_cfg(c, dim3(p.a.first[3]), dim3(SG_WARPS * 32), p.smem, dim3(1), &cfg,
+                            attr);
+    return cudaLaunchKernelEx(&cfg, wq_sgemv_kernel<T, NT, MG, XM, SEGS>, p.a, x, b, y);
 }
 
 template <typename T, int NT, int MG>
@@ -410,6 +462,39 @@ static cudaError_t sg_launch_xm(struct pgd_cuda_ctx *c, const sg_plan &p, const 
         return sg_launch<T, NT, MG, 0>(c, p, x, b, y);
     return p.a.perm ? sg_launch<T, NT, MG, 2>(c, p, x, b, y)
                     : sg_launch<T, NT, MG, 1>(c, p, x, b, y);
+}
+
+/* q, k and v (count 2..3 layers of one x, n <= 8 rows) in one launch, each layer's blocks
+ * its own: where every layer has the mma layout with the same inputs, group size and groups,
+ * no act-order permutation (a block stages x once for whichever layer it serves) and the
+ * plan stages x. Returns 2 where it does not take them (the caller runs them one by one). */
+template <typename T>
+static int sg_gemv_multi(struct pgd_cuda_ctx *c, const T *x, int n, int count,
+                         const struct pgd_cuda_wq *const *w, const void *const *b, void *const *y,
+                         char *err, size_t errlen)
+{
+    if (n < 1 || n > 8 || count < 2 || count > 3 || (uintptr_t)x % 2 != 0)
+        return 2;
+    for (int i = 0; i < count; i++)
+        if (!w[i]->mma || w[i]->perm || w[i]->in != w[0]->in ||
+            w[i]->group_size != w[0]->group_size || w[i]->groups != w[0]->groups ||
+            w[i]->bits != w[0]->bits)
+            return 2;
+    sg_plan p;
+    if (!sg_make_plan_layers(c, w, count, n, &p) || !p.xs)
+        return 2;
+    for (int i = 0; i < count; i++) {
+        p.a.lb[i] = b[i];
+        p.a.ly[i] = y[i];
+    }
+    p.a.xvec = (uintptr_t)x % 16 == 0;
+    const cudaError_t e = p.mg == 1 ? sg_launch<T, 1, 1, 1, true>(c, p, x, NULL, NULL)
+                                    : sg_launch<T, 1, 2, 1, true>(c, p, x, NULL, NULL);
+    if (e != cudaSuccess)
+        return pgd_cuda_failf(err, errlen, "W4A16 streaming GEMV x [%d, %d] through %d layers "
+                              "(%d warps a tile, %zu bytes of shared memory): %s", n, w[0]->in,
+                              count, p.a.ks, p.smem, cudaGetErrorString(e));
+    return 0;
 }
 
 /* Whether quant_wq_gemv.cu's GEMV takes these rows instead: x too large to stage while each
@@ -493,6 +578,21 @@ void pgd_cuda__wq_sgemv_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda
         snprintf(buf, len, "gemv/s%d%s", p.a.ks, p.xs ? "" : "g");
     else
         snprintf(buf, len, "gemv");
+}
+
+int pgd_cuda__wq_sgemv_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                             int count, const struct pgd_cuda_wq *const *w, const void *const *b,
+                             void *const *y, char *err, size_t errlen)
+{
+    if (!sg_env_on())
+        return 2;
+    for (int i = 0; i < count; i++)
+        if (!pgd_cuda__wq_sgemv_fits(c, w[i]))
+            return 2;
+    if (dt == PGD_DTYPE_BF16)
+        return sg_gemv_multi<__nv_bfloat16>(c, (const __nv_bfloat16 *)x, n, count, w, b, y, err,
+                                            errlen);
+    return sg_gemv_multi<__half>(c, (const __half *)x, n, count, w, b, y, err, errlen);
 }
 
 int pgd_cuda__wq_sgemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,

@@ -59,10 +59,11 @@ struct pgd_fwd {
      * one; NULL otherwise (the ops then skip their brackets). */
     struct pgd__op_profile *prof;
 
-    /* linear_multi's offer to the FP8 layers of one x on CUDA (ops.c): pgd_op_qweight_linear
-     * records such a layer here (while got < want) instead of running it, and linear_multi
-     * runs those it got in one call (pgd_cuda_fp8_linear_multi: at decode sizes one launch
-     * for q, k and v). want 0: no offer. */
+    /* linear_multi's offer to the quantized layers of one x on CUDA (ops.c):
+     * pgd_op_qweight_linear records such a layer here (while got < want, and of the kind of
+     * the first one it recorded) instead of running it, and linear_multi runs those it got in
+     * one call (pgd_cuda_fp8_linear_multi / pgd_cuda_wq_linear_multi: at decode sizes one
+     * launch for q, k and v). want 0: no offer. */
     struct {
         int want, got;
         const struct pgd_qweight *w[3];

@@ -265,8 +265,8 @@ void pgd_op_qweight_linear(struct pgd_fwd *f, const struct pgd_qweight *w,
         f->prof_qweight_bytes += qweight_bytes(w);
 #ifdef PGD_HAVE_CUDA
     if (ON_CUDA(f)) {
-        if (w->kind == PGD__QW_FP8 && f->multi_offer.got < f->multi_offer.want &&
-            f->multi_offer.got < 3) {
+        if (f->multi_offer.got < f->multi_offer.want && f->multi_offer.got < 3 &&
+            (f->multi_offer.got == 0 || f->multi_offer.w[0]->kind == w->kind)) {
             /* linear_multi's q, k or v: run with the others in one call (linear_multi_run) */
             const int i = f->multi_offer.got++;
             f->multi_offer.w[i] = w;
@@ -312,8 +312,8 @@ static void linear_multi_run(struct pgd_fwd *f, int count, const struct pgd_line
         one_launch = one_launch && !w[i]->quant && w[i]->in_features == w[0]->in_features;
     if (!one_launch) {
 #ifdef PGD_HAVE_CUDA
-        /* Quantized q, k, v of one x: the FP8 ones are offered to run together (one launch
-         * of the decode GEMV at decode sizes; else x quantized once for them). */
+        /* Quantized q, k, v of one x are offered to run together (at decode sizes one
+         * launch of the decode GEMV; else, FP8, x quantized once for them). */
         if (ON_CUDA(f))
             f->multi_offer.want = count;
 #endif
@@ -323,14 +323,22 @@ static void linear_multi_run(struct pgd_fwd *f, int count, const struct pgd_line
         if (ON_CUDA(f)) {
             const int got = f->multi_offer.got;
             f->multi_offer.want = f->multi_offer.got = 0;
-            const struct pgd_cuda_fp8 *fw[3];
-            for (int i = 0; i < got; i++)
-                fw[i] = f->multi_offer.w[i]->cuda_fp8;
-            if (got > 0 && f->status == PGD_OK)
-                CUDA_RUN(f, pgd_cuda_fp8_linear_multi(f->cuda, f->act_dtype, x->data,
-                                                      (int)pgd_tensor_rows(x), got, fw,
+            const int n = (int)pgd_tensor_rows(x);
+            if (got > 0 && f->status == PGD_OK && f->multi_offer.w[0]->kind == PGD__QW_WQ) {
+                const struct pgd_cuda_wq *ww[3];
+                for (int i = 0; i < got; i++)
+                    ww[i] = f->multi_offer.w[i]->cuda_wq;
+                CUDA_RUN(f, pgd_cuda_wq_linear_multi(f->cuda, f->act_dtype, x->data, n, got, ww,
+                                                     f->multi_offer.b, f->multi_offer.y,
+                                                     CUDA_ERR));
+            } else if (got > 0 && f->status == PGD_OK) {
+                const struct pgd_cuda_fp8 *fw[3];
+                for (int i = 0; i < got; i++)
+                    fw[i] = f->multi_offer.w[i]->cuda_fp8;
+                CUDA_RUN(f, pgd_cuda_fp8_linear_multi(f->cuda, f->act_dtype, x->data, n, got, fw,
                                                       f->multi_offer.b, f->multi_offer.y,
                                                       CUDA_ERR));
+            }
         }
 #endif
         return;

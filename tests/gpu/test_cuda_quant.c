@@ -383,6 +383,62 @@ GPU_TEST(wq_decode_gemv_splits_and_waves)
     wq_fini(&L);
 }
 
+/* pgd_cuda_wq_linear_multi on q, k and v shapes of one x ([out | out / 4 | out / 4] features;
+ * [200 | 40 | 24] leaves each layer's last tile part-empty): one launch up to 8 rows, one
+ * layer at a time past them and for act-order layers; each output against its reference. */
+static void wq_multi_case(int group, int in, const int *outs, bool act, int n, enum pgd_dtype dt,
+                          bool bias)
+{
+    char err[512] = "";
+    struct wq_layer L[3];
+    const struct pgd_cuda_wq *w[3];
+    float *b[3] = { NULL, NULL, NULL };
+    void *db[3] = { NULL, NULL, NULL }, *dy[3];
+    for (int i = 0; i < 3; i++) {
+        wq_init(&L[i], 4, group, act, i == 1 ? Z_SYM : Z_INT, in, outs[i]);
+        w[i] = L[i].d;
+        if (bias) {
+            b[i] = rand_vals((size_t)outs[i], 0.5f, dt);
+            db[i] = upload(b[i], (size_t)outs[i], dt);
+        }
+        dy[i] = poisoned((size_t)n * outs[i], dt);
+    }
+    float *x = rand_vals((size_t)n * in, 1, dt);
+    void *dx = upload(x, (size_t)n * in, dt);
+    CHECK_RC(pgd_cuda_wq_linear_multi(ctx, dt, dx, n, 3, w, (const void *const *)db, dy, err,
+                                      sizeof err));
+    for (int i = 0; i < 3; i++) {
+        float *got = download(dy[i], (size_t)n * outs[i], dt);
+        float *want = malloc((size_t)n * outs[i] * sizeof *want);
+        float *abs_sum = malloc((size_t)n * outs[i] * sizeof *abs_sum);
+        reference(x, L[i].w, b[i], n, in, outs[i], want, abs_sum);
+        char name[256];
+        snprintf(name, sizeof name, "%s, %s x [%d, %d]%s, layer %d of 3", L[i].name,
+                 pgd_dtype_name(dt), n, in, bias ? " + bias" : "", i + 1);
+        expect_close(name, "linear_multi", got, want, abs_sum, b[i], n, outs[i], dt);
+        free(got); free(want); free(abs_sum);
+    }
+    for (int i = 0; i < 3; i++) {
+        pgd_cuda_free(dy[i]);
+        pgd_cuda_free(db[i]);
+        free(b[i]);
+        wq_fini(&L[i]);
+    }
+    pgd_cuda_free(dx);
+    free(x);
+}
+
+GPU_TEST(wq_linear_multi_q_k_v)
+{
+    const int o1[3] = { 512, 128, 128 }, o2[3] = { 200, 40, 24 };
+    const int ns[4] = { 1, 5, 8, 12 };
+    for (int k = 0; k < 4; k++) {
+        wq_multi_case(128, 1024, o1, false, ns[k], DTS[k % 2], k % 2 == 0);
+        wq_multi_case(32, 512, o2, false, ns[k], DTS[(k + 1) % 2], k % 2 == 1);
+    }
+    wq_multi_case(128, 1024, o1, true, 3, PGD_DTYPE_BF16, true);
+}
+
 /* The previous decode GEMV (quant_wq_gemv.cu), kept for measuring against the streaming one
  * (PGD_CUDA_WQ_GEMV=old, read once a process: each test runs in its own), on the shapes of
  * wq_decode_gemv_every_n_to_16 at n = 1, 3, 16, every group, with and without act-order. */
