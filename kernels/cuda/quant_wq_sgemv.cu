@@ -506,6 +506,17 @@ static bool sg_old_takes(const struct pgd_cuda_wq *w, const sg_plan &p)
     return !p.xs && p.a.ks == 1 && pgd_cuda__wq_gemv4_fits(w);
 }
 
+/* Whether an act-order layer's x is gathered through its permutation once a launch, by a
+ * small kernel into the scratch (PGD_CUDA_WQ_GATHER_ONCE=0: by every block as it stages x,
+ * an index and a scattered load an element; read once). */
+static bool sg_gather_once(void)
+{
+    static int v = -1;
+    if (v < 0)
+        v = pgd_cuda__qenv_int("PGD_CUDA_WQ_GATHER_ONCE", 1) != 0;
+    return v != 0;
+}
+
 template <typename T>
 static int sg_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const T *x, const int32_t *perm,
                    int n, const struct pgd_cuda_wq *w, const T *b, T *y, char *err,
@@ -525,7 +536,13 @@ static int sg_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const T *x, const 
                 return 1;
             continue;
         }
-        if (p.xs) {
+        if (p.xs && perm && sg_gather_once()) {
+            /* act-order: x gathered once for the launch, then staged as it is */
+            if (pgd_cuda__qstage_x(c, dt, xr, perm, rows, w->in, c->qscratch, err, errlen))
+                return 1;
+            xr = (const T *)c->qscratch;
+            p.a.xvec = (uintptr_t)xr % 16 == 0;
+        } else if (p.xs) {
             p.a.perm = perm;
             p.a.xvec = (uintptr_t)xr % 16 == 0;
         } else if (perm || (uintptr_t)xr % 4 != 0) {
