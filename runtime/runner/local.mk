@@ -7,4 +7,4 @@ runtime_libpagoda_private_la_SOURCES += \
 	%reldir%/runner_graph.h %reldir%/runner_internal.h %reldir%/runner_sample.c \
 	%reldir%/op_profile.c %reldir%/op_profile.h %reldir%/op_profile_print.c \
 	%reldir%/op_cost.c %reldir%/op_cost.h %reldir%/runner_swap.c \
-	%reldir%/gemm_host_line.c %reldir%/gemm_host_line.h
+	%reldir%/host_work_line.c %reldir%/host_work_line.h

@@ -10,7 +10,7 @@
 #include "runtime/runner/batch.h"
 #include "runtime/runner/runner_graph.h"
 #include "runtime/runner/op_profile.h"
-#include "runtime/runner/gemm_host_line.h"
+#include "runtime/runner/host_work_line.h"
 #include "runtime/model/model.h"
 #include "runtime/runner/fwd.h"
 #include "runtime/base/clock.h"
@@ -504,9 +504,9 @@ static void log_host_work(const struct pgd__runner *r)
     const struct pgd__runner_host_split *h = &r->host_split;
     if (h->graph_steps + h->eager_steps == 0)
         return;
-    PGD_INFO("runner: %ld graph steps, %.3f ms of host work each; %ld eager steps, %.3f ms "
-             "each", h->graph_steps, h->graph_steps ? 1e3 * h->graph_host_s / h->graph_steps : 0.0,
-             h->eager_steps, h->eager_steps ? 1e3 * h->eager_host_s / h->eager_steps : 0.0);
+    char steps[256];
+    pgd__host_split_line(NULL, h, steps, sizeof steps);
+    PGD_INFO("runner: %s", steps);
 #ifdef PGD_HAVE_CUDA
     if (on_cuda(r)) {
         struct pgd_cuda_gemm_host_stats s;

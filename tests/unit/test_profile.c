@@ -8,7 +8,8 @@
 #include "tests/lib/test_common.h"
 #include "tests/lib/capture.h"
 #include "runtime/runner/op_profile.h"
-#include "runtime/runner/gemm_host_line.h"
+#include "runtime/runner/host_work_line.h"
+#include "runtime/runner/runner.h"
 #include "kernels/cuda/kernels.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@
 #include <unistd.h>
 
 PGD_TEST_SUITE(op_profile);
-PGD_TEST_SUITE(gemm_host_line);
+PGD_TEST_SUITE(host_work_line);
 
 /* The llama-f32 fixture's shapes (its config.json). */
 #define LAYERS 2
@@ -384,7 +385,7 @@ Test(step_times, bench_throughput_reports_consistent_fields)
 
 /* The cuBLASLt host-work words of the runner's exit log (the whole life: from NULL) and of
  * `pagoda bench throughput` (a run's difference): one formatter, every counter in place. */
-Test(gemm_host_line, lifetime_and_run_difference)
+Test(host_work_line, gemm_lifetime_and_run_difference)
 {
     const struct pgd_cuda_gemm_host_stats a = { .plans = 2, .checks = 1, .heuristics = 3,
                                                 .tunings = 0, .plan_ms = 0.5, .check_ms = 0.3,
@@ -406,4 +407,23 @@ Test(gemm_host_line, lifetime_and_run_difference)
     char small[16];
     pgd__gemm_host_line(&a, &b, small, sizeof small);
     cr_assert_str_eq(small, "17 plans built ");
+}
+
+/* The runner's host split by step kind, in its exit log (from NULL) and in `pagoda bench
+ * throughput` (a run's difference); a kind with no steps reads 0 ms, not a division by 0. */
+Test(host_work_line, step_split_lifetime_and_run_difference)
+{
+    const struct pgd__runner_host_split a = { .graph_steps = 10, .eager_steps = 2,
+                                              .graph_host_s = 0.002, .replay_s = 0.0005,
+                                              .eager_host_s = 0.008 };
+    const struct pgd__runner_host_split b = { .graph_steps = 110, .eager_steps = 2,
+                                              .graph_host_s = 0.017, .replay_s = 0.0045,
+                                              .eager_host_s = 0.008 };
+    char line[256];
+    pgd__host_split_line(NULL, &b, line, sizeof line);
+    cr_assert_str_eq(line, "110 graph steps, 0.155 ms of host work each (0.041 ms in the graph "
+                     "launch), 2 eager steps, 4.000 ms each");
+    pgd__host_split_line(&a, &b, line, sizeof line);
+    cr_assert_str_eq(line, "100 graph steps, 0.150 ms of host work each (0.040 ms in the graph "
+                     "launch), 0 eager steps, 0.000 ms each");
 }

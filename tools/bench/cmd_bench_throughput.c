@@ -35,7 +35,7 @@
 #include "runtime/base/clock.h"
 #include <pagoda/engine.h>
 #include "runtime/runner/runner.h"
-#include "runtime/runner/gemm_host_line.h"
+#include "runtime/runner/host_work_line.h"
 #ifdef PGD_HAVE_CUDA
 #include "kernels/cuda/kernels.h"
 #endif
@@ -144,12 +144,9 @@ static void print_step_mix(const struct step_mix *m)
 static void print_host_split(const struct pgd__runner_host_split *a,
                              const struct pgd__runner_host_split *b)
 {
-    const long gs = b->graph_steps - a->graph_steps, es = b->eager_steps - a->eager_steps;
-    printf("runner host time by step kind: %ld graph steps, %.3f ms of host work each (%.3f ms "
-           "in the graph launch), %ld eager steps, %.3f ms each\n", gs,
-           gs ? 1e3 * (b->graph_host_s - a->graph_host_s) / gs : 0.0,
-           gs ? 1e3 * (b->replay_s - a->replay_s) / gs : 0.0, es,
-           es ? 1e3 * (b->eager_host_s - a->eager_host_s) / es : 0.0);
+    char line[256];
+    pgd__host_split_line(a, b, line, sizeof line);
+    printf("runner host time by step kind: %s\n", line);
 }
 
 #ifdef PGD_HAVE_CUDA
