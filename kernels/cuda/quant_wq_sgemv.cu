@@ -22,10 +22,12 @@
  *     before the previous kernel has finished (programmatic dependent launch: weights are
  *     never written by a step).
  *   - x: staged once a block into shared memory when it fits (n = 1 at every width of an
- *     8B model; up to 12 rows of 4096), gathered through perm as it is staged (act-order
- *     as fast as plain), rows padded by 16 bytes so the B fragments' 8 tokens hit
- *     distinct banks; else read from L1 / L2 (act-order x gathered first by a small
- *     kernel).
+ *     8B model; up to 12 rows of 4096), rows padded by 16 bytes so the B fragments' 8
+ *     tokens hit distinct banks; else read from L1 / L2. An act-order x is gathered
+ *     through perm once a launch by a small kernel (PGD_CUDA_WQ_GATHER_ONCE=0: by every
+ *     block as it stages x, which the H200 measured 7-17% slower on the 8B step).
+ *   - q, k and v of one x may share a launch (SEGS: pgd_cuda__wq_sgemv_multi), each block
+ *     holding tiles of one layer.
  *   - The ks partial sums of a tile meet once, at the end, in shared memory, and the
  *     tile's first warp adds them in slice order: deterministic, no atomics, one launch.
  *   - Few warps an SM (16) each run long chains of dependent instructions, so the loop is
