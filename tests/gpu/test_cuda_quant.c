@@ -1215,17 +1215,19 @@ static void fp8_qkv_cases(void)
             }
 }
 
-GPU_TEST(fp8_decode_gemv_q_k_v_in_one_launch) { fp8_qkv_cases(); }
-
-/* The same cases with PGD_CUDA_FP8_STREAM_QKV=1 (read once a process: each test is one):
- * up to 8 rows q, k and v in one launch of the streaming GEMV (the layers' tiles in one
- * grid, padded tiles at each layer's end: [256 | 64 | 64] and [200 | 40 | 24] features), each
- * output against its reference at the streaming GEMV's tolerance; past 8 rows as before. */
-GPU_TEST(fp8_streaming_gemv_q_k_v_in_one_launch)
+/* With PGD_CUDA_FP8_STREAM_QKV=0 (read once a process: each test is one): up to 8 rows the
+ * layers one by one on the streaming GEMV, x quantized once for them. */
+GPU_TEST(fp8_decode_gemv_q_k_v_in_one_launch)
 {
-    setenv("PGD_CUDA_FP8_STREAM_QKV", "1", 1);
+    setenv("PGD_CUDA_FP8_STREAM_QKV", "0", 1);
     fp8_qkv_cases();
 }
+
+/* The same cases by default: up to 8 rows q, k and v in one launch of the streaming GEMV
+ * (the layers' tiles in one grid, padded tiles at each layer's end: [256 | 64 | 64] and
+ * [200 | 40 | 24] features), each output against its reference at the streaming GEMV's
+ * tolerance; past 8 rows as before. */
+GPU_TEST(fp8_streaming_gemv_q_k_v_in_one_launch) { fp8_qkv_cases(); }
 
 /* pgd_cuda_fp8_share_x: q, k and v shapes ([256 | 64 | 64 x 1024]) on one x, quantized once,
  * through the streaming GEMV (n = 2) and through cuBLASLt's GEMM (n = 40): each output
