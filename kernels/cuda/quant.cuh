@@ -362,6 +362,55 @@ static inline void pgd_cuda__fp8_share_note(struct pgd_cuda_ctx *c, int tag, con
     c->fp8_share_dt = (int)dt;
 }
 
+/* ---- the streaming GEMVs' split and their launches over several layers ---------------------
+ * quant_fp8_gemv.cu and quant_wq_sgemv.cu share the shape: a block's warps take tiles of
+ * features, ks warps a tile each reading a slice of its row, and up to 3 layers of one x
+ * (q, k, v) may share a launch, each block holding tiles of one layer, layer i's blocks
+ * from first[i] (first[0] = 0, first[3] the grid). */
+
+/* Warps a tile for count layers of tiles[i] tiles: the largest of warps, warps / 2, ..., 2
+ * that still puts every block on the chip at once (slots blocks; each warp at least one of
+ * the row's chunks), else 1. warps a power of 2. */
+static inline int pgd_cuda__stream_split(int warps, int chunks, int slots, int count,
+                                         const int *tiles)
+{
+    for (int ks = warps; ks > 1; ks /= 2) {
+        int blocks = 0;
+        for (int i = 0; i < count; i++)
+            blocks += (tiles[i] + warps / ks - 1) / (warps / ks);
+        if (ks <= chunks && blocks <= slots)
+            return ks;
+    }
+    return 1;
+}
+
+/* first[i + 1] = first[i] + layer i's blocks at tpb tiles a block (first[0] = 0; layers
+ * past count have none). */
+static inline void pgd_cuda__stream_first(int count, const int *tiles, int tpb, int first[4])
+{
+    first[0] = 0;
+    for (int i = 0; i < 3; i++)
+        first[i + 1] = first[i] + (i < count ? (tiles[i] + tpb - 1) / tpb : 0);
+}
+
+/* In a kernel: block blk's layer, blk made its index among that layer's blocks (first1,
+ * first2: first[1], first[2], passed as values: a reference to the kernel parameter's array
+ * cost the W4 kernel a few bytes of stack). */
+__device__ __forceinline__ int stream_layer_of(int first1, int first2, int &blk)
+{
+    const int s = blk >= first2 ? 2 : blk >= first1 ? 1 : 0;
+    blk -= s == 2 ? first2 : s == 1 ? first1 : 0;
+    return s;
+}
+
+/* Layer s's field, picked by ternaries (indexing a kernel parameter copies it to the stack
+ * first). */
+template <typename V>
+__device__ __forceinline__ V stream_pick(int s, const V (&v)[3])
+{
+    return s == 0 ? v[0] : s == 1 ? v[1] : v[2];
+}
+
 /* ---- the FP8 streaming GEMV (quant_fp8_gemv.cu) -------------------------------------------- */
 /* Whether the streaming GEMV takes a layer of in inputs on the context's device (in a
  * multiple of 64; compute capability 8.0 or later: fp16 mma.sync). */

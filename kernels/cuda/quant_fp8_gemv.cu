@@ -81,8 +81,7 @@ __device__ __forceinline__ float fg_out(float v, float s, float swo, float bias)
 
 /* Up to 3 layers of one x in one launch (SEGS; q, k and v): layer s takes the blocks
  * first[s] .. first[s + 1] - 1 with its own weights, scales, bias, output and features;
- * unused layers have no blocks. Picked by ternaries, not by an index (an indexed kernel
- * parameter is copied to the stack first). */
+ * unused layers have no blocks (quant.cuh's stream_layer_of, stream_pick). */
 struct fg_segs {
     const uint8_t *w[3];
     const float *sw[3];
@@ -91,12 +90,6 @@ struct fg_segs {
     int out[3];
     int first[4];
 };
-
-template <typename V>
-__device__ __forceinline__ V fg_pick(int s, const V (&v)[3])
-{
-    return s == 0 ? v[0] : s == 1 ? v[1] : v[2];
-}
 
 /* A lane's weights of UNR chunks: its 16 bytes of row g (a) and of row g + 8 (a8; R16 only:
  * else row g feeds both halves of A) at chunk j0 + u of the warp's run, for j0 + u < nch (a
@@ -202,13 +195,12 @@ fp8_gemv_stream_kernel(const uint8_t *__restrict__ w, const float *__restrict__ 
     static_assert(!SEGS || GLU < 0, "several layers: plain linears");
     int blk = (int)blockIdx.x;
     if (SEGS) {
-        const int sg = blk >= segs.first[2] ? 2 : blk >= segs.first[1] ? 1 : 0;
-        blk -= sg == 2 ? segs.first[2] : sg == 1 ? segs.first[1] : 0;
-        w = fg_pick(sg, segs.w);
-        sw = fg_pick(sg, segs.sw);
-        b = (const T *)fg_pick(sg, segs.b);
-        y = (T *)fg_pick(sg, segs.y);
-        out = fg_pick(sg, segs.out);
+        const int sg = stream_layer_of(segs.first[1], segs.first[2], blk);
+        w = stream_pick(sg, segs.w);
+        sw = stream_pick(sg, segs.sw);
+        b = (const T *)stream_pick(sg, segs.b);
+        y = (T *)stream_pick(sg, segs.y);
+        out = stream_pick(sg, segs.out);
     }
     constexpr int UNR = R16 ? FG_UNR : 3 * FG_UNR / 2, ROWS = R16 && GLU < 0 ? 16 : 8;
     __shared__ float red[FG_WARPS][4][32];
@@ -320,11 +312,10 @@ cudaError_t pgd_cuda__fp8_xprep(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const
                            vec, xh, sx);
 }
 
-/* The split of a launch over count layers of tiles[i] tiles each (quant_wq_sgemv.cu's rule):
- * ks warps a tile, the largest of 8, 4 and 2 that still puts every block on the chip at
- * once were the layers ks_tiles[i] tiles (each warp at least one chunk), else 1; kpu chunks
- * a warp; first[i] layer i's first block (first[count..3] the grid). PGD_CUDA_FP8_GEMV_KS =
- * 1, 2, 4 or 8 forces ks (to measure one split against another), read once. */
+/* The split of a launch over count layers of tiles[i] tiles each: ks warps a tile as
+ * pgd_cuda__stream_split picks it were the layers ks_tiles[i] tiles, kpu chunks a warp,
+ * first[i] layer i's first block (pgd_cuda__stream_first). PGD_CUDA_FP8_GEMV_KS = 1, 2, 4 or
+ * 8 forces ks (to measure one split against another), read once. */
 struct fg_split {
     int ks, kpu;
     int first[4];
@@ -345,23 +336,19 @@ static fg_split fg_make_split(const struct pgd_cuda_ctx *c, int chunks, int coun
 {
     const int slots = FG_BLOCKS_SM * (c->sm_count > 0 ? c->sm_count : 1);
     fg_split sp = {};
-    sp.ks = 1;
-    for (int ks = FG_WARPS; ks > 1; ks /= 2) {
-        int blocks = 0;
-        for (int i = 0; i < count; i++)
-            blocks += (ks_tiles[i] + FG_WARPS / ks - 1) / (FG_WARPS / ks);
-        if (ks <= chunks && blocks <= slots) {
-            sp.ks = ks;
-            break;
-        }
-    }
+    sp.ks = pgd_cuda__stream_split(FG_WARPS, chunks, slots, count, ks_tiles);
     if (fg_forced_ks() && fg_forced_ks() <= chunks)
         sp.ks = fg_forced_ks();
     sp.kpu = (chunks + sp.ks - 1) / sp.ks;
-    const int tpb = FG_WARPS / sp.ks;
-    for (int i = 0; i < 3; i++)
-        sp.first[i + 1] = sp.first[i] + (i < count ? (tiles[i] + tpb - 1) / tpb : 0);
+    pgd_cuda__stream_first(count, tiles, FG_WARPS / sp.ks, sp.first);
     return sp;
+}
+
+/* A plain layer's tiles: of 16 features, or of 8 where 16-feature tiles would leave SMs
+ * without a block (its launch then takes R16 false). */
+static int fg_plain_tiles(const struct pgd_cuda_ctx *c, int out)
+{
+    return (out + 15) / 16 >= c->sm_count ? (out + 15) / 16 : (out + 7) / 8;
 }
 
 /* x's fp16 codes [8, in] and scales [8] in the scratch: false when they do not fit. */
@@ -388,15 +375,13 @@ static int fp8_stream_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, co
     if (!fg_scratch(c, in, &xh, &sx))
         return pgd_cuda_failf(err, errlen, "fp8 GEMV: x [%d, %d] exceeds the %zu-byte scratch", n,
                               in, c->qscratch_bytes);
-    /* 16-feature tiles, or 8 where 16 would leave SMs without a block (a gated layer: 8
-     * gate and 8 up features a tile) */
+    /* a gated layer: 8 gate and 8 up features a tile, and the split its plain launch (2 out
+     * features) would take: the same slices of each row, so act(gate) * up rounds the plain
+     * launch's gate and up exactly */
     const bool r16 = glu >= 0 || (out + 15) / 16 >= c->sm_count;
-    const int tiles = (out + (r16 && glu < 0 ? 15 : 7)) / (r16 && glu < 0 ? 16 : 8);
-    /* a gated layer takes the split its plain launch (2 out features) would: the same
-     * slices of each row, so act(gate) * up rounds the plain launch's gate and up exactly */
-    const int plain = 2 * out, plain_tiles = (plain + 15) / 16 >= c->sm_count ? (plain + 15) / 16
-                                                                              : (plain + 7) / 8;
-    const fg_split sp = fg_make_split(c, in / 64, 1, &tiles, glu >= 0 ? &plain_tiles : &tiles);
+    const int tiles = glu >= 0 ? (out + 7) / 8 : fg_plain_tiles(c, out);
+    const int ks_tiles = glu >= 0 ? fg_plain_tiles(c, 2 * out) : tiles;
+    const fg_split sp = fg_make_split(c, in / 64, 1, &tiles, &ks_tiles);
     for (int r0 = 0; r0 < n; r0 += FG_MAX_N) {
         const int rows = n - r0 < FG_MAX_N ? n - r0 : FG_MAX_N;
         const T *xr = (const T *)x + (size_t)r0 * in;

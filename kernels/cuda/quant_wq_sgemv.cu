@@ -72,14 +72,6 @@ struct sg_args {
     int ltiles[3], lout[3], first[4];
 };
 
-/* Layer s's field of a SEGS launch, picked by ternaries (an indexed kernel parameter is
- * copied to the stack first). */
-template <typename V>
-__device__ __forceinline__ V sg_pick(int s, const V (&v)[3])
-{
-    return s == 0 ? v[0] : s == 1 ? v[1] : v[2];
-}
-
 /* d (4 float32) += A (16 x 16) @ B (16 x 8), bf16 or fp16: as quant_mma.cuh's mma16816 but
  * not volatile, so that the compiler may interleave the independent chunks of a batch. */
 #define SG_MMA(ty)                                                                             \
@@ -250,14 +242,13 @@ wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ 
     const uint4 *w = a.w;
     const __half2 *meta = a.meta;
     if (SEGS) {
-        const int sg = blk >= a.first[2] ? 2 : blk >= a.first[1] ? 1 : 0;
-        blk -= sg == 2 ? a.first[2] : sg == 1 ? a.first[1] : 0;
-        w = sg_pick(sg, a.lw);
-        meta = sg_pick(sg, a.lmeta);
-        tiles = sg_pick(sg, a.ltiles);
-        out = sg_pick(sg, a.lout);
-        b = (const T *)sg_pick(sg, a.lb);
-        y = (T *)sg_pick(sg, a.ly);
+        const int sg = stream_layer_of(a.first[1], a.first[2], blk);
+        w = stream_pick(sg, a.lw);
+        meta = stream_pick(sg, a.lmeta);
+        tiles = stream_pick(sg, a.ltiles);
+        out = stream_pick(sg, a.lout);
+        b = (const T *)stream_pick(sg, a.lb);
+        y = (T *)stream_pick(sg, a.ly);
     }
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int tl = warp / a.ks, slice = warp - tl * a.ks;
@@ -394,16 +385,7 @@ static bool sg_make_plan_layers(const struct pgd_cuda_ctx *c, const struct pgd_c
     /* the largest split that keeps every block on the chip at once (every warp at least one
      * chunk); past the chip's slots even at ks 1, several waves of whole tiles */
     const int slots = SG_BLOCKS_SM * (c->sm_count > 0 ? c->sm_count : 1);
-    a.ks = 1;
-    for (int ks = SG_WARPS; ks > 1; ks /= 2) {
-        int blocks = 0;
-        for (int i = 0; i < count; i++)
-            blocks += (a.ltiles[i] + SG_WARPS / ks - 1) / (SG_WARPS / ks);
-        if (ks <= a.kq && blocks <= slots) {
-            a.ks = ks;
-            break;
-        }
-    }
+    a.ks = pgd_cuda__stream_split(SG_WARPS, a.kq, slots, count, a.ltiles);
     /* fewer tiles a block where their scale tables would not fit (long rows, small groups) */
     const size_t budget = (size_t)sg_smem_budget(c);
     const size_t tile_ms = (size_t)a.groups * 8 * sizeof(uint4);
@@ -413,8 +395,7 @@ static bool sg_make_plan_layers(const struct pgd_cuda_ctx *c, const struct pgd_c
         a.ks *= 2;
     a.tpb = SG_WARPS / a.ks;
     a.kpu = (a.kq + a.ks - 1) / a.ks;
-    for (int i = 0; i < 3; i++)
-        a.first[i + 1] = a.first[i] + (i < count ? (a.ltiles[i] + a.tpb - 1) / a.tpb : 0);
+    pgd_cuda__stream_first(count, a.ltiles, a.tpb, a.first);
     a.xst = w->in + SG_XPAD;
     a.ms_bytes = (int)sg_round16((size_t)a.tpb * tile_ms);
     const size_t red = a.ks > 1 ? red_ks : 0;
