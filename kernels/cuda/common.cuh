@@ -69,6 +69,10 @@ struct pgd_cuda_ctx {
     int fp8_share;
     const void *fp8_share_x;
     int fp8_share_n, fp8_share_in, fp8_share_dt, fp8_share_tag;
+    /* pgd_cuda_fp8_x_ready's x (pointer, rows, width, dtype): the norm before the call left
+     * its quantization in the scratch in the streaming GEMV's layout; NULL: none */
+    const void *fp8_ready_x;
+    int fp8_ready_n, fp8_ready_in, fp8_ready_dt;
     /* quant_fp8_dec.cu's split-K tickets: device [PGD_CUDA_FP8_TICKETS] ints, zero between
      * launches (each launch's last block of a tile sets its ticket back) */
     int *fp8_tickets;

@@ -96,6 +96,13 @@ int pgd_cuda_rmsnorm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, c
 int pgd_cuda_add_rmsnorm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *residual,
                          const void *delta, const void *w, float eps, int64_t rows, int d,
                          void *out, char *err, size_t errlen);
+/* pgd_cuda_add_rmsnorm (residual set) or pgd_cuda_rmsnorm (residual NULL) that, where the
+ * FP8 linears take the streaming GEMV for these rows (decode sizes, in = d), also leaves
+ * out's per-token FP8 quantization in the context's scratch and sets *prepared to 1 (else
+ * 0): pass out to pgd_cuda_fp8_x_ready before the FP8 linear(s) of out that follow. */
+int pgd_cuda_rmsnorm_fp8x(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *residual,
+                          const void *x, const void *w, float eps, int64_t rows, int d,
+                          void *out, int *prepared, char *err, size_t errlen);
 /* x[i] += delta[i], i < n */
 int pgd_cuda_add(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *x, const void *delta,
                  int64_t n, char *err, size_t errlen);
@@ -481,8 +488,16 @@ void pgd_cuda_wq_auto_plan(struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, 
  * same buffer as the previous one's (pointer, rows, width, dtype) reuse the per-token
  * quantization that one left in the scratch instead of computing it again; the caller
  * promises that x is not written and no other quantized linear runs in between (the q, k
- * and v projections of one x). Either call forgets what the scratch holds. */
+ * and v projections of one x). Either call forgets what an earlier share left in the
+ * scratch (not what pgd_cuda_fp8_x_ready says the norm left). */
 void pgd_cuda_fp8_share_x(struct pgd_cuda_ctx *c, int on);
+/* The caller's word that the scratch holds x's FP8 quantization as pgd_cuda_rmsnorm_fp8x
+ * left it (prepared), and that nothing wrote x or ran on the context since: the FP8 linears
+ * of this x [n, in] in dt (pgd_cuda_fp8_linear, _linear_act_mul, _linear_multi) that read
+ * it from the scratch skip quantizing it. Good until any FP8 linear writes the scratch
+ * another way, or the call with x NULL, which the caller makes once those linears ran. */
+void pgd_cuda_fp8_x_ready(struct pgd_cuda_ctx *c, const void *x, int n, int in,
+                          enum pgd_dtype dt);
 /* The FP8 decode GEMV's split-K (quant_fp8_dec.cu): into how many parts (1..8) it cuts
  * each tile's `chunks` chunks of 64 inputs for `tiles` tiles of 16 features when `slots`
  * blocks are resident at once: the fewest parts whose items fill the slots' rounds best,

@@ -350,11 +350,21 @@ static inline bool pgd_cuda__fp8_share_hit(const struct pgd_cuda_ctx *c, int tag
     return c->fp8_share && c->fp8_share_x == x && c->fp8_share_tag == tag &&
            c->fp8_share_n == n && c->fp8_share_in == in && c->fp8_share_dt == (int)dt;
 }
+/* Whether the caller said (pgd_cuda_fp8_x_ready) that the scratch holds the streaming
+ * GEMV's quantization of x [n, in] in dt, left there by the norm that wrote x. */
+static inline bool pgd_cuda__fp8_ready_hit(const struct pgd_cuda_ctx *c, const void *x, int n,
+                                           int in, enum pgd_dtype dt)
+{
+    return c->fp8_ready_x && c->fp8_ready_x == x && c->fp8_ready_n == n &&
+           c->fp8_ready_in == in && c->fp8_ready_dt == (int)dt;
+}
 /* After writing the scratch: it now holds x's quantization in layout tag (0: in no layout
- * another call can use; every other writer of the scratch notes 0). */
+ * another call can use; every other writer of the scratch notes 0). What the norm left
+ * there (pgd_cuda_fp8_x_ready) is gone either way. */
 static inline void pgd_cuda__fp8_share_note(struct pgd_cuda_ctx *c, int tag, const void *x,
                                             int n, int in, enum pgd_dtype dt)
 {
+    c->fp8_ready_x = NULL;
     c->fp8_share_x = tag ? x : NULL;
     c->fp8_share_tag = tag;
     c->fp8_share_n = n;
@@ -432,6 +442,13 @@ int pgd_cuda__fp8_stream_gemv_segs(struct pgd_cuda_ctx *c, enum pgd_dtype dt, co
                                    int n, int in, int count,
                                    const struct pgd_cuda_fp8_dec_seg *segs, char *err,
                                    size_t errlen);
+
+/* Whether the automatic FP8 linear takes the streaming GEMV for n rows of in inputs (the
+ * GEMV that reads x's quantization from the scratch: pgd_cuda__fp8_stream_scratch). */
+bool pgd_cuda__fp8_stream_takes(const struct pgd_cuda_ctx *c, int n, int in);
+/* Where the streaming GEMV keeps x's quantization in the scratch: xh [8, in] (the codes'
+ * fp16 values) and sx [8]; false when they do not fit. */
+bool pgd_cuda__fp8_stream_scratch(struct pgd_cuda_ctx *c, int in, __half **xh, float **sx);
 
 /* quant_fp8_gemv.cu's x preparation for the GEMVs that read x from the scratch: xh [n, in]
  * (the codes' fp16 values in fp8_x8_f16_0213's order) and sx [n] from x [n, in] in dt. */

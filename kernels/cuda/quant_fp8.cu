@@ -479,6 +479,12 @@ static int fp8_stream_on(void)
     return v;
 }
 
+bool pgd_cuda__fp8_stream_takes(const struct pgd_cuda_ctx *c, int n, int in)
+{
+    return n >= 1 && n <= fp8_gemv_max_n() && n <= 8 && fp8_stream_on() &&
+           pgd_cuda__fp8_stream_ok(c, in);
+}
+
 /* Whether pgd_cuda_fp8_linear_multi runs q, k and v in one launch of the streaming GEMV
  * (PGD_CUDA_FP8_STREAM_QKV=0: three launches sharing one quantized x), read once. On by
  * default since the streaming GEMV took the W4 GEMV's shape: the 8B FP8 decode step on the

@@ -284,7 +284,17 @@ fp8_gemv_stream_kernel(const uint8_t *__restrict__ w, const float *__restrict__ 
 extern "C" void pgd_cuda_fp8_share_x(struct pgd_cuda_ctx *c, int on)
 {
     c->fp8_share = on != 0;
-    pgd_cuda__fp8_share_note(c, 0, NULL, 0, 0, PGD_DTYPE_F32);
+    c->fp8_share_x = NULL;           /* what the norm left (fp8_ready_x) stays */
+    c->fp8_share_tag = 0;
+}
+
+extern "C" void pgd_cuda_fp8_x_ready(struct pgd_cuda_ctx *c, const void *x, int n, int in,
+                                     enum pgd_dtype dt)
+{
+    c->fp8_ready_x = x;
+    c->fp8_ready_n = n;
+    c->fp8_ready_in = in;
+    c->fp8_ready_dt = (int)dt;
 }
 
 bool pgd_cuda__fp8_stream_ok(const struct pgd_cuda_ctx *c, int in)
@@ -351,8 +361,7 @@ static int fg_plain_tiles(const struct pgd_cuda_ctx *c, int out)
     return (out + 15) / 16 >= c->sm_count ? (out + 15) / 16 : (out + 7) / 8;
 }
 
-/* x's fp16 codes [8, in] and scales [8] in the scratch: false when they do not fit. */
-static bool fg_scratch(struct pgd_cuda_ctx *c, int in, __half **xh, float **sx)
+bool pgd_cuda__fp8_stream_scratch(struct pgd_cuda_ctx *c, int in, __half **xh, float **sx)
 {
     const size_t xh_bytes = ((size_t)FG_MAX_N * in * sizeof(__half) + 255) / 256 * 256;
     if (xh_bytes + FG_MAX_N * sizeof(float) > c->qscratch_bytes)
@@ -372,7 +381,7 @@ static int fp8_stream_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, co
 {
     __half *xh;
     float *sx;
-    if (!fg_scratch(c, in, &xh, &sx))
+    if (!pgd_cuda__fp8_stream_scratch(c, in, &xh, &sx))
         return pgd_cuda_failf(err, errlen, "fp8 GEMV: x [%d, %d] exceeds the %zu-byte scratch", n,
                               in, c->qscratch_bytes);
     /* a gated layer: 8 gate and 8 up features a tile, and the split its plain launch (2 out
@@ -389,7 +398,8 @@ static int fp8_stream_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, co
         /* q, k and v of one x (pgd_cuda_fp8_share_x): the first's quantization serves all */
         const bool one = n <= FG_MAX_N;
         cudaError_t e = cudaSuccess;
-        if (!(one && pgd_cuda__fp8_share_hit(c, -1, x, n, in, dt))) {
+        if (!(one && (pgd_cuda__fp8_share_hit(c, -1, x, n, in, dt) ||
+                      pgd_cuda__fp8_ready_hit(c, x, n, in, dt)))) {
             e = pgd_cuda__fp8_xprep(c, dt, xr, rows, in, xh, sx);
             pgd_cuda__fp8_share_note(c, one ? -1 : 0, x, n, in, dt);
         }
@@ -447,7 +457,7 @@ static int fp8_stream_segs_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const 
 {
     __half *xh;
     float *sx;
-    if (!fg_scratch(c, in, &xh, &sx))
+    if (!pgd_cuda__fp8_stream_scratch(c, in, &xh, &sx))
         return pgd_cuda_failf(err, errlen, "fp8 GEMV: x [%d, %d] exceeds the %zu-byte scratch", n,
                               in, c->qscratch_bytes);
     int tiles16 = 0;
@@ -468,8 +478,11 @@ static int fp8_stream_segs_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const 
     const fg_split sp = fg_make_split(c, in / 64, count, tiles, tiles);
     for (int i = 0; i < 4; i++)
         segs.first[i] = sp.first[i];
-    cudaError_t e = pgd_cuda__fp8_xprep(c, dt, x, n, in, xh, sx);
-    pgd_cuda__fp8_share_note(c, -1, x, n, in, dt);
+    cudaError_t e = cudaSuccess;
+    if (!pgd_cuda__fp8_ready_hit(c, x, n, in, dt)) {
+        e = pgd_cuda__fp8_xprep(c, dt, x, n, in, xh, sx);
+        pgd_cuda__fp8_share_note(c, -1, x, n, in, dt);
+    }
     const __half *xhc = xh;
     const float *sxc = sx;
     const dim3 grid(sp.first[3]), block(FG_WARPS * 32);

@@ -75,6 +75,15 @@ struct pgd_fwd {
      * read its plugin's state; the op adds what its qweight is on the device). */
     double prof_qweight_bytes;
 
+    /* FP8 linears after norms (ops.c): fp8_norms, the runner's word that the model has FP8
+     * layers, has the norms of hidden-size rows at decode sizes also leave their output's
+     * per-token FP8 quantization in the CUDA scratch (pgd_cuda_rmsnorm_fp8x); fp8_x_ready
+     * is then that output (device memory) until an op other than a linear runs (op_ready
+     * forgets it; a linear never writes its x), and the FP8 linears of it skip quantizing
+     * it (pgd_cuda_fp8_x_ready). */
+    bool fp8_norms;
+    const void *fp8_x_ready;
+
     /* linear_act_mul's offer to a quantized gate_up layer (ops.c): the qweight linear that
      * writes `scratch` may write act(gate) * up into `out` itself (one kernel, FP8 on CUDA)
      * and set done; otherwise the act_mul op runs after it. Cleared after the call. */

@@ -53,7 +53,8 @@ struct pgd_tensor pgd_fwd_alloc(struct pgd_fwd *f, int64_t rows, int64_t cols)
 
 /* True when the op should run: no earlier failure, and the tensors are on the step's
  * device in the activation dtype. */
-static bool op_ready(struct pgd_fwd *f, const char *op, int n, const struct pgd_tensor *const *ts)
+static bool operands_ready(struct pgd_fwd *f, const char *op, int n,
+                           const struct pgd_tensor *const *ts)
 {
     if (f->status != PGD_OK)
         return false;
@@ -77,6 +78,22 @@ static bool op_ready(struct pgd_fwd *f, const char *op, int n, const struct pgd_
     }
 #endif
     return true;
+}
+
+/* operands_ready for an op that may write any buffer: the FP8 quantization a norm left
+ * for the linears after it (f->fp8_x_ready) is void from here on. */
+static bool op_ready(struct pgd_fwd *f, const char *op, int n, const struct pgd_tensor *const *ts)
+{
+    f->fp8_x_ready = NULL;
+    return operands_ready(f, op, n, ts);
+}
+
+/* operands_ready for a linear: it writes y, never its x, so what the norm left for the
+ * linears of x (q, k and v one after the other) stays. */
+static bool linear_ready(struct pgd_fwd *f, const char *op, int n,
+                         const struct pgd_tensor *const *ts)
+{
+    return operands_ready(f, op, n, ts);
 }
 
 #ifdef PGD_HAVE_CUDA
@@ -127,6 +144,54 @@ static void embed_run(struct pgd_fwd *f, const struct pgd_tensor *table, struct 
     pgd_cpu_embed(table->data, f->token_ids, f->n_tokens, (int)d, out->data);
 }
 
+#ifdef PGD_HAVE_CUDA
+/* Whether a norm of rows of width d leaves its output's FP8 quantization for the FP8
+ * linears after it: the model has them (f->fp8_norms) and the rows are the hidden state
+ * (the inputs of q/k/v and gate_up; not a per-head q/k norm). The kernels decide the rest
+ * (decode sizes, the streaming GEMV). */
+static bool fp8_norm_wanted(const struct pgd_fwd *f, int64_t d)
+{
+    return f->fp8_norms && d == f->hidden_size;
+}
+
+/* The norm (residual NULL: without the add) that also leaves x's FP8 quantization, and
+ * f->fp8_x_ready = out where the kernels did. */
+static void fp8_norm_run(struct pgd_fwd *f, struct pgd_tensor *residual,
+                         const struct pgd_tensor *x, const struct pgd_tensor *w, float eps,
+                         int64_t rows, int64_t d, struct pgd_tensor *out)
+{
+    int prepared = 0;
+    CUDA_RUN(f, pgd_cuda_rmsnorm_fp8x(f->cuda, f->act_dtype, residual ? residual->data : NULL,
+                                      x->data, w->data, eps, rows, (int)d, out->data, &prepared,
+                                      CUDA_ERR));
+    if (prepared && f->status == PGD_OK)
+        f->fp8_x_ready = out->data;
+}
+
+/* Around the FP8 linear(s) of x [n, in] on CUDA: before (x set), the context learns whether
+ * the norm that wrote x left its quantization in the scratch (f->fp8_x_ready); after (x
+ * NULL), it forgets. */
+static void fp8_x_ready_mark(struct pgd_fwd *f, const struct pgd_tensor *x, int64_t in)
+{
+    const bool ready = x && f->fp8_x_ready && f->fp8_x_ready == x->data;
+    pgd_cuda_fp8_x_ready(f->cuda, ready ? x->data : NULL, ready ? (int)pgd_tensor_rows(x) : 0,
+                         (int)in, f->act_dtype);
+}
+#else
+static bool fp8_norm_wanted(const struct pgd_fwd *f, int64_t d)
+{
+    (void)f;
+    (void)d;
+    return false;
+}
+static void fp8_norm_run(struct pgd_fwd *f, struct pgd_tensor *residual,
+                         const struct pgd_tensor *x, const struct pgd_tensor *w, float eps,
+                         int64_t rows, int64_t d, struct pgd_tensor *out)
+{
+    (void)f; (void)residual; (void)x; (void)w; (void)eps; (void)rows; (void)d; (void)out;
+}
+#endif
+
 static void rmsnorm_run(struct pgd_fwd *f, const struct pgd_tensor *x, const struct pgd_tensor *w,
                         float eps, struct pgd_tensor *out)
 {
@@ -137,8 +202,11 @@ static void rmsnorm_run(struct pgd_fwd *f, const struct pgd_tensor *x, const str
         !check_shape(f, "rmsnorm", "out", out, rows, d))
         return;
     if (ON_CUDA(f)) {
-        CUDA_RUN(f, pgd_cuda_rmsnorm(f->cuda, f->act_dtype, x->data, w->data, eps, rows, (int)d,
-                                     out->data, CUDA_ERR));
+        if (fp8_norm_wanted(f, d))
+            fp8_norm_run(f, NULL, x, w, eps, rows, d, out);
+        else
+            CUDA_RUN(f, pgd_cuda_rmsnorm(f->cuda, f->act_dtype, x->data, w->data, eps, rows,
+                                         (int)d, out->data, CUDA_ERR));
         return;
     }
     pgd_cpu_rmsnorm(x->data, w->data, eps, rows, (int)d, out->data);
@@ -156,8 +224,11 @@ static void add_rmsnorm_run(struct pgd_fwd *f, struct pgd_tensor *residual,
         !check_shape(f, "add_rmsnorm", "out", out, rows, d))
         return;
     if (ON_CUDA(f)) {
-        CUDA_RUN(f, pgd_cuda_add_rmsnorm(f->cuda, f->act_dtype, residual->data, delta->data,
-                                         w->data, eps, rows, (int)d, out->data, CUDA_ERR));
+        if (fp8_norm_wanted(f, d))
+            fp8_norm_run(f, residual, delta, w, eps, rows, d, out);
+        else
+            CUDA_RUN(f, pgd_cuda_add_rmsnorm(f->cuda, f->act_dtype, residual->data, delta->data,
+                                             w->data, eps, rows, (int)d, out->data, CUDA_ERR));
         return;
     }
     pgd_cpu_add_rmsnorm(residual->data, delta->data, w->data, eps, rows, (int)d, out->data);
@@ -182,7 +253,7 @@ static void linear_run(struct pgd_fwd *f, const struct pgd_linear *w, const stru
 {
     if (w->quant) {
         /* A quantized layer: its plugin's linear, which runs pgd_op_qweight_linear. */
-        if (!op_ready(f, "linear", 2, (const struct pgd_tensor *[]){ x, y }))
+        if (!linear_ready(f, "linear", 2, (const struct pgd_tensor *[]){ x, y }))
             return;
         int64_t n = pgd_tensor_rows(x);
         if (check_shape(f, "linear", "x", x, n, w->in_features) &&
@@ -190,7 +261,7 @@ static void linear_run(struct pgd_fwd *f, const struct pgd_linear *w, const stru
             w->quant->linear(f, w, x, y);
         return;
     }
-    if (!op_ready(f, "linear", 3, (const struct pgd_tensor *[]){ &w->weight, x, y }))
+    if (!linear_ready(f, "linear", 3, (const struct pgd_tensor *[]){ &w->weight, x, y }))
         return;
     int64_t n = pgd_tensor_rows(x);
     if (!check_shape(f, "linear", "x", x, n, w->in_features) ||
@@ -246,9 +317,9 @@ void pgd_op_qweight_linear(struct pgd_fwd *f, const struct pgd_qweight *w,
                            struct pgd_tensor *y)
 {
     const void *b = bias ? bias->data : NULL;
-    if (b && !op_ready(f, "qweight_linear", 1, (const struct pgd_tensor *[]){ bias }))
+    if (b && !linear_ready(f, "qweight_linear", 1, (const struct pgd_tensor *[]){ bias }))
         return;
-    if (!op_ready(f, "qweight_linear", 2, (const struct pgd_tensor *[]){ x, y }))
+    if (!linear_ready(f, "qweight_linear", 2, (const struct pgd_tensor *[]){ x, y }))
         return;
     int64_t n = pgd_tensor_rows(x);
     if (!check_shape(f, "qweight_linear", "x", x, n, w->in) ||
@@ -277,15 +348,19 @@ void pgd_op_qweight_linear(struct pgd_fwd *f, const struct pgd_qweight *w,
         if (w->kind == PGD__QW_WQ)
             CUDA_RUN(f, pgd_cuda_wq_linear(f->cuda, f->act_dtype, x->data, (int)n, w->cuda_wq, b,
                                            y->data, CUDA_ERR));
-        else if (f->act_offer.scratch && f->act_offer.scratch == y->data) {
-            /* linear_act_mul's gate_up: the activation in the same kernel where it can */
-            CUDA_RUN(f, pgd_cuda_fp8_linear_act_mul(f->cuda, f->act_dtype, f->act_offer.act,
-                                                    x->data, (int)n, w->cuda_fp8, b, y->data,
-                                                    f->act_offer.out, CUDA_ERR));
-            f->act_offer.done = true;
-        } else
-            CUDA_RUN(f, pgd_cuda_fp8_linear(f->cuda, f->act_dtype, x->data, (int)n, w->cuda_fp8,
-                                            b, y->data, CUDA_ERR));
+        else {
+            fp8_x_ready_mark(f, x, w->in);
+            if (f->act_offer.scratch && f->act_offer.scratch == y->data) {
+                /* linear_act_mul's gate_up: the activation in the same kernel where it can */
+                CUDA_RUN(f, pgd_cuda_fp8_linear_act_mul(f->cuda, f->act_dtype, f->act_offer.act,
+                                                        x->data, (int)n, w->cuda_fp8, b,
+                                                        y->data, f->act_offer.out, CUDA_ERR));
+                f->act_offer.done = true;
+            } else
+                CUDA_RUN(f, pgd_cuda_fp8_linear(f->cuda, f->act_dtype, x->data, (int)n,
+                                                w->cuda_fp8, b, y->data, CUDA_ERR));
+            fp8_x_ready_mark(f, NULL, 0);
+        }
         return;
     }
 #endif
@@ -335,9 +410,11 @@ static void linear_multi_run(struct pgd_fwd *f, int count, const struct pgd_line
                 const struct pgd_cuda_fp8 *fw[3];
                 for (int i = 0; i < got; i++)
                     fw[i] = f->multi_offer.w[i]->cuda_fp8;
+                fp8_x_ready_mark(f, x, f->multi_offer.w[0]->in);
                 CUDA_RUN(f, pgd_cuda_fp8_linear_multi(f->cuda, f->act_dtype, x->data, n, got, fw,
                                                       f->multi_offer.b, f->multi_offer.y,
                                                       CUDA_ERR));
+                fp8_x_ready_mark(f, NULL, 0);
             }
         }
 #endif
@@ -345,7 +422,7 @@ static void linear_multi_run(struct pgd_fwd *f, int count, const struct pgd_line
     }
 #ifdef PGD_HAVE_CUDA
     for (int i = 0; i < count; i++)
-        if (!op_ready(f, "linear_multi", 3, (const struct pgd_tensor *[]){ &w[i]->weight, x, y[i] }))
+        if (!linear_ready(f, "linear_multi", 3, (const struct pgd_tensor *[]){ &w[i]->weight, x, y[i] }))
             return;
     int64_t n = pgd_tensor_rows(x);
     const void *wd[3], *bd[3];
@@ -562,7 +639,7 @@ static void linear_act_mul_run(struct pgd_fwd *f, const struct pgd_linear *gate_
          * quantized linear takes the offer to apply the activation itself (FP8 on CUDA). */
         int64_t n = pgd_tensor_rows(x);
         bool offer = ON_CUDA(f) && gate_up->out_features % 2 == 0 &&
-                     op_ready(f, "linear_act_mul", 2,
+                     linear_ready(f, "linear_act_mul", 2,
                               (const struct pgd_tensor *[]){ gate_up_scratch, out }) &&
                      check_shape(f, "linear_act_mul", "out", out, n, gate_up->out_features / 2);
         if (offer) {
@@ -579,7 +656,7 @@ static void linear_act_mul_run(struct pgd_fwd *f, const struct pgd_linear *gate_
         return;
     }
 #ifdef PGD_HAVE_CUDA
-    if (!op_ready(f, "linear_act_mul", 4,
+    if (!linear_ready(f, "linear_act_mul", 4,
                   (const struct pgd_tensor *[]){ &gate_up->weight, x, gate_up_scratch, out }))
         return;
     int64_t n = pgd_tensor_rows(x), inter = gate_up->out_features / 2;

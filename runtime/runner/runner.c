@@ -12,6 +12,7 @@
 #include "runtime/runner/op_profile.h"
 #include "runtime/runner/host_work_line.h"
 #include "runtime/model/model.h"
+#include "runtime/model/qweight.h"
 #include "runtime/runner/fwd.h"
 #include "runtime/base/clock.h"
 #include "runtime/base/device.h"
@@ -430,6 +431,21 @@ static enum pgd_status tp_agree_blocks(struct pgd__runner *r, int *num_blocks, c
     return st;
 }
 
+/* Whether the norms leave x's FP8 quantization for the FP8 linears after them: on CUDA,
+ * when the model has FP8 layers and PGD_CUDA_FP8_NORM_X=1. Opt-in until it has run on a
+ * GPU: written in a session without device time (tests/gpu/test_cuda_quant.c's
+ * fp8_norm_leaves_x_quantized_for_the_linears is its test). */
+static bool fp8_norms_wanted(const struct pgd__runner *r)
+{
+    const char *env = getenv("PGD_CUDA_FP8_NORM_X");
+    if (!on_cuda(r) || !env || strcmp(env, "1"))
+        return false;
+    for (const struct pgd_qweight *w = r->model->qweights; w; w = w->next)
+        if (w->kind == PGD__QW_FP8)
+            return true;
+    return false;
+}
+
 /* check the params, load the model, size the KV cache, allocate the buffers. */
 enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pgd__runner **out,
                                    char *err, size_t errlen)
@@ -460,6 +476,7 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
         goto fail;
     if ((st = pgd__runner_sampling_init(r, err, errlen)) || (st = kv_scales_load(r, err, errlen)))
         goto fail;
+    r->fp8_norms = fp8_norms_wanted(r);
     const struct pgd_model_desc *d = &r->model->desc;
     /* The KV dtype's element size: an FP8 cache holds twice the tokens of a 16-bit one. */
     size_t block_bytes = pgd__kv_cache_block_bytes(d->n_layers, p->block_size, d->n_kv_heads,
@@ -646,6 +663,7 @@ static struct pgd_fwd fwd_base(struct pgd__runner *r)
         .device = r->params.device, .act_dtype = r->model->dtype, .cuda = r->cuda,
         .kv = &r->kv, .arena = &r->arena, .comm = r->params.comm,
         .vocab_size = r->model->desc.vocab_size, .hidden_size = r->model->desc.hidden_size,
+        .fp8_norms = r->fp8_norms,
     };
 }
 

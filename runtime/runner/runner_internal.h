@@ -21,6 +21,9 @@ struct pgd__runner {
     float *kv_k_scale, *kv_v_scale;
     struct pgd__arena arena;           /* owned */
     struct pgd_cuda_ctx *cuda;         /* owned; CUDA only */
+    /* The model has FP8 linears on CUDA: norms at decode sizes leave their output's FP8
+     * quantization for them (struct pgd_fwd's fp8_norms; with PGD_CUDA_FP8_NORM_X=1). */
+    bool fp8_norms;
 
     /* The eager step's batch (see batch.h); meta_dev == meta_host on the CPU. */
     char *meta_host, *meta_dev;        /* owned; [meta_cap] bytes */

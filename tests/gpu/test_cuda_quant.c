@@ -1285,6 +1285,145 @@ GPU_TEST(fp8_share_x_quantizes_once_for_q_k_v)
     fp8_share_case(40, PGD_CUDA_QPATH_GEMM);
 }
 
+/* Whether got [n] equals want [n] element for element (each a value of the dtype). */
+static void expect_same(const char *what, const float *got, const float *want, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        cr_assert(got[i] == want[i] || (isnan(got[i]) && isnan(want[i])),
+                  "%s: element %zu is %.9g, the unfused path gives %.9g", what, i, got[i],
+                  want[i]);
+}
+
+/* The norm that leaves its output's FP8 quantization (pgd_cuda_rmsnorm_fp8x), then the FP8
+ * linears of that output told so (pgd_cuda_fp8_x_ready): q/k/v ([512 | 128 | 128 x in],
+ * pgd_cuda_fp8_linear_multi) and a gated gate_up ([2 x 256, in], _linear_act_mul), against
+ * the plain norm and the same linears quantizing x themselves. Equal to the bit, in both
+ * dtypes, with the residual add and without: the fused norm writes the same rows (and the
+ * same residual), and its codes and scales are fp8_xprep_kernel's from the same values.
+ * That the linears skip their own quantization shows in a call after the output was
+ * overwritten (against the contract, on purpose): it still gives the norm's x's outputs;
+ * without pgd_cuda_fp8_x_ready the same call gives the new x's. Past decode sizes (n = 9)
+ * the norm does not prepare x (prepared 0) and all is as before. */
+static void fp8_norm_x_case(int n, int in, enum pgd_dtype dt, bool add)
+{
+    char err[512] = "";
+    const int outs[3] = { 512, 128, 128 }, gu = 512;
+    struct fp8_layer L[4];
+    for (int i = 0; i < 3; i++)
+        fp8_init(&L[i], i != 1, in, outs[i]);
+    fp8_init(&L[3], true, in, gu);
+    const size_t nx = (size_t)n * in;
+    float *res = rand_vals(nx, 4, dt), *delta = rand_vals(nx, 1, dt), *nw = rand_vals(in, 1, dt);
+    float *other = rand_vals(nx, 2, dt);
+    void *dres[2] = { upload(res, nx, dt), upload(res, nx, dt) };
+    void *ddelta = upload(delta, nx, dt), *dnw = upload(nw, in, dt);
+    void *dout[2] = { poisoned(nx, dt), poisoned(nx, dt) };
+    void *dy[2][4];
+    const int width[4] = { outs[0], outs[1], outs[2], gu / 2 };
+    for (int p = 0; p < 2; p++)
+        for (int i = 0; i < 4; i++)
+            dy[p][i] = poisoned((size_t)n * width[i], dt);
+    const struct pgd_cuda_fp8 *qkv[3] = { L[0].d, L[1].d, L[2].d };
+    const void *nob[3] = { NULL, NULL, NULL };
+    void *gu_scratch = poisoned((size_t)n * gu, dt);
+    const float eps = 1e-5f;
+    char what[160];
+    snprintf(what, sizeof what, "%s n = %d in = %d %s", add ? "add_rmsnorm" : "rmsnorm", n, in,
+             pgd_dtype_name(dt));
+
+    /* unfused: the plain norm, each linear quantizing x itself */
+    if (add)
+        CHECK_RC(pgd_cuda_add_rmsnorm(ctx, dt, dres[0], ddelta, dnw, eps, n, in, dout[0], err,
+                                      sizeof err));
+    else
+        CHECK_RC(pgd_cuda_rmsnorm(ctx, dt, ddelta, dnw, eps, n, in, dout[0], err, sizeof err));
+    CHECK_RC(pgd_cuda_fp8_linear_multi(ctx, dt, dout[0], n, 3, qkv, nob, dy[0], err, sizeof err));
+    CHECK_RC(pgd_cuda_fp8_linear_act_mul(ctx, dt, PGD_ACT_SILU, dout[0], n, L[3].d, NULL,
+                                         gu_scratch, dy[0][3], err, sizeof err));
+
+    /* fused: q/k/v after one norm, gate_up after another of the same rows */
+    int prepared = -1;
+    CHECK_RC(pgd_cuda_rmsnorm_fp8x(ctx, dt, add ? dres[1] : NULL, ddelta, dnw, eps, n, in,
+                                   dout[1], &prepared, err, sizeof err));
+    cr_assert_eq(prepared, n <= 8, "%s: prepared %d", what, prepared);
+    pgd_cuda_fp8_x_ready(ctx, prepared ? dout[1] : NULL, n, in, dt);
+    CHECK_RC(pgd_cuda_fp8_linear_multi(ctx, dt, dout[1], n, 3, qkv, nob, dy[1], err, sizeof err));
+    pgd_cuda_fp8_x_ready(ctx, NULL, 0, 0, dt);
+    if (add)
+        upload_into(dres[1], res, nx, dt);
+    CHECK_RC(pgd_cuda_rmsnorm_fp8x(ctx, dt, add ? dres[1] : NULL, ddelta, dnw, eps, n, in,
+                                   dout[1], &prepared, err, sizeof err));
+    pgd_cuda_fp8_x_ready(ctx, prepared ? dout[1] : NULL, n, in, dt);
+    CHECK_RC(pgd_cuda_fp8_linear_act_mul(ctx, dt, PGD_ACT_SILU, dout[1], n, L[3].d, NULL,
+                                         gu_scratch, dy[1][3], err, sizeof err));
+    pgd_cuda_fp8_x_ready(ctx, NULL, 0, 0, dt);
+
+    float *o0 = download(dout[0], nx, dt), *o1 = download(dout[1], nx, dt);
+    expect_same(what, o1, o0, nx);
+    free(o0); free(o1);
+    if (add) {
+        float *r0 = download(dres[0], nx, dt), *r1 = download(dres[1], nx, dt);
+        expect_same(what, r1, r0, nx);
+        free(r0); free(r1);
+    }
+    float *want[4];
+    for (int i = 0; i < 4; i++) {
+        want[i] = download(dy[0][i], (size_t)n * width[i], dt);
+        float *got = download(dy[1][i], (size_t)n * width[i], dt);
+        char w2[200];
+        snprintf(w2, sizeof w2, "%s, %s", what, i < 3 ? L[i].name : "gate_up");
+        expect_same(w2, got, want[i], (size_t)n * width[i]);
+        free(got);
+    }
+
+    if (prepared) {
+        /* the linears read the scratch, not x: x overwritten after the norm, told ready
+         * (the norm of the same rows: with the add, the residual holds its sum) */
+        CHECK_RC(pgd_cuda_rmsnorm_fp8x(ctx, dt, NULL, add ? dres[0] : ddelta, dnw, eps, n, in,
+                                       dout[1], &prepared, err, sizeof err));
+        upload_into(dout[1], other, nx, dt);
+        pgd_cuda_fp8_x_ready(ctx, dout[1], n, in, dt);
+        CHECK_RC(pgd_cuda_fp8_linear_multi(ctx, dt, dout[1], n, 3, qkv, nob, dy[1], err,
+                                           sizeof err));
+        pgd_cuda_fp8_x_ready(ctx, NULL, 0, 0, dt);
+        float *got = download(dy[1][0], (size_t)n * outs[0], dt);
+        expect_same("x overwritten, told ready: the norm's codes", got, want[0],
+                    (size_t)n * outs[0]);
+        free(got);
+        CHECK_RC(pgd_cuda_fp8_linear_multi(ctx, dt, dout[1], n, 3, qkv, nob, dy[1], err,
+                                           sizeof err));
+        got = download(dy[1][0], (size_t)n * outs[0], dt);
+        size_t same = 0;
+        for (size_t i = 0; i < (size_t)n * outs[0]; i++)
+            same += got[i] == want[0][i];
+        cr_assert(same < (size_t)n * outs[0] / 2, "%s: not told ready, %zu of %zu outputs are "
+                  "still the norm's x's", what, same, (size_t)n * outs[0]);
+        free(got);
+    }
+    for (int i = 0; i < 4; i++)
+        free(want[i]);
+    for (int p = 0; p < 2; p++) {
+        pgd_cuda_free(dres[p]);
+        pgd_cuda_free(dout[p]);
+        for (int i = 0; i < 4; i++)
+            pgd_cuda_free(dy[p][i]);
+    }
+    pgd_cuda_free(ddelta); pgd_cuda_free(dnw); pgd_cuda_free(gu_scratch);
+    for (int i = 0; i < 4; i++)
+        fp8_fini(&L[i]);
+    free(res); free(delta); free(nw); free(other);
+}
+
+GPU_TEST(fp8_norm_leaves_x_quantized_for_the_linears)
+{
+    static const int N[4] = { 1, 3, 8, 9 };
+    for (int k = 0; k < 4; k++)
+        for (int d = 0; d < 2; d++) {
+            fp8_norm_x_case(N[k], 1024, DTS[d], true);
+            fp8_norm_x_case(N[k], 4096, DTS[(d + k) % 2], k % 2 == 0);
+        }
+}
+
 /* One case of the fused gate_up: pgd_cuda_fp8_linear_act_mul against `path`'s linear into a
  * scratch, then pgd_cuda_act_mul. */
 static void fp8_act_mul_case(const struct fp8_layer *L, int n, enum pgd_dtype dt,
