@@ -12,6 +12,7 @@
 #include <pagoda/registry.h>
 #include <pagoda/log.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct pgd_engine_params pgd_engine_default_params(void)
 {
@@ -54,8 +55,7 @@ static void engine_free(struct pgd_engine *e)
     free(e->aborts);
     if (e->be.destroy)
         e->be.destroy(e->be.ctx);
-    if (e->has_tio && e->tio.destroy)
-        e->tio.destroy(e->tio.ctx);
+    pgd__text_share_release(e->text_share);   /* the tokenizer, once no stream reads it */
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->stats_mu);
@@ -196,8 +196,17 @@ enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
     e->p = *p;
     e->be = *backend;
     if (textio) {
+        /* the streams that make their own text share the tokenizer with the engine */
+        if (!(e->text_share = pgd__text_share_new(textio))) {
+            if (backend->destroy)
+                backend->destroy(backend->ctx);
+            free(e);
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "engine: no memory");
+        }
         e->tio = *textio;
         e->has_tio = true;
+        const char *rt = getenv("PAGODA_READER_TEXT");
+        e->reader_text = !(rt && !strcmp(rt, "0"));
     }
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);

@@ -207,6 +207,18 @@ static void token_text(struct pgd_engine *e, struct pgd__child *c, int32_t token
     rec_set_text(r, c->stop.text.p + before, c->stop.released - before);
 }
 
+/* What the reader does with c's token for its text (engine_reader_text.c): token_text's
+ * steps for a request without stop strings, where nothing is held back. fin: the token's
+ * stop so far. */
+static void reader_text_op(const struct pgd_engine *e, const struct pgd__child *c,
+                           enum pgd_finish_reason fin, struct pgd__out_rec *r)
+{
+    if (fin == PGD_FINISH_NONE || c->req->sp.include_stop_str_in_output)
+        r->text_op |= PGD__TEXT_PUSH;
+    if (fin == PGD_FINISH_NONE && (at_length(e, c) || c->guide_done))
+        r->text_op |= PGD__TEXT_FLUSH;
+}
+
 void pgd__emit_token(struct pgd_engine *e, struct pgd__child *c, int32_t token,
                      const struct pgd__sample_result *res)
 {
@@ -220,6 +232,8 @@ void pgd__emit_token(struct pgd_engine *e, struct pgd__child *c, int32_t token,
     enum pgd_finish_reason fin = stop_token(e, c, token, may_stop, r);
     if (c->detok)
         token_text(e, c, token, may_stop, &fin, r);
+    else if (c->req->reader_text)
+        reader_text_op(e, c, fin, r);
     /* A complete grammar (structured output) ends the sample as a stop does. */
     if (fin == PGD_FINISH_NONE && c->guide_done)
         fin = PGD_FINISH_STOP;

@@ -42,6 +42,10 @@ struct pgd__out_rec {
     struct pgd__out_rec *next;
     struct pgd_output o;
     int32_t token;                  /* the (single) new token, if any */
+    /* Its text is the reader's to make (engine_reader_text.c): PGD__TEXT_PUSH, the token
+     * through the sample's detokenizer; PGD__TEXT_FLUSH, then what the detokenizer held.
+     * 0: the text (if any) is already in o.text. */
+    uint8_t text_op;
     char *text;                     /* owned; o.text points here (or at "") */
     struct pgd_token_logprobs lp;   /* of token */
     struct pgd_logprob *lp_top;     /* owned [n_top] */
@@ -69,7 +73,39 @@ struct pgd_stream {
     /* Fixed at creation: */
     int n_samples;
     uint64_t request_id;
+    /* The samples' detokenizers when the reader makes the text (engine_reader_text.c),
+     * used by the reader alone (pgd_stream_next); owned; NULL: the engine makes it. */
+    struct pgd__reader_text *text;
 };
+
+/* ---- text made on the reader's thread (engine_reader_text.c) ---------------------------
+ * A request without stop strings needs no text on the engine thread: its outputs carry
+ * their token and a text_op, and pgd_stream_next detokenizes them on the reader's thread
+ * (the samples' detokenizer states live in the stream). Stop strings decide when a sample
+ * ends, so a request with them is detokenized by the engine thread (engine_emit.c). The
+ * tokenizer is shared by reference (struct pgd__text_share): a stream read after
+ * pgd_engine_destroy still has it. */
+enum { PGD__TEXT_PUSH = 1, PGD__TEXT_FLUSH = 2 };
+
+/* The engine's text functions (tio), freed with the last reference: the engine's and one a
+ * stream whose reader makes its text. */
+struct pgd__text_share;
+/* A share of tio (taking ownership of tio->ctx, freed by tio->destroy with the last
+ * reference); NULL when out of memory (tio->ctx is then destroyed). */
+struct pgd__text_share *pgd__text_share_new(const struct pgd__textio *tio);
+void pgd__text_share_release(struct pgd__text_share *ts);
+
+/* n_samples detokenizer slots (NULL states) holding a reference to ts; NULL when out of
+ * memory. Owned by the caller until a stream takes it (s->text). */
+struct pgd__reader_text *pgd__reader_text_new(struct pgd__text_share *ts, int n_samples);
+/* Slot i's detokenizer, started after the prompt (the engine's tio->detok_new). */
+void pgd__reader_text_start(struct pgd__reader_text *t, int i, const int32_t *prompt,
+                            int n_prompt, bool skip_special);
+/* Frees the states and drops the reference (NULL is fine). */
+void pgd__reader_text_free(struct pgd__reader_text *t);
+/* r's text from r->token and r->text_op through sample r->o.index's detokenizer, into
+ * r->text / o.text (the reader's thread; records in their order). */
+void pgd__reader_text_make(struct pgd__reader_text *t, struct pgd__out_rec *r);
 
 /* Frees r and everything it owns (NULL is fine). */
 void pgd__out_rec_free(struct pgd__out_rec *r);
@@ -149,6 +185,7 @@ struct pgd__req {
     char *salt;                     /* owned cache_salt, or NULL */
     int priority;
     bool detokenize;
+    bool reader_text;               /* detokenized by the stream's reader (stream->text) */
     int n_prompt;
     int max_out;                    /* generated tokens at most */
     uint64_t seed;
@@ -178,8 +215,12 @@ struct pgd_engine {
     /* Fixed at creation. */
     struct pgd_engine_params p;
     struct pgd__engine_backend be;  /* owned (be.ctx) */
-    struct pgd__textio tio;         /* owned (tio.ctx) when has_tio */
+    struct pgd__textio tio;         /* tio.ctx owned by text_share when has_tio */
     bool has_tio;
+    struct pgd__text_share *text_share; /* one reference; NULL without has_tio */
+    /* Requests without stop strings are detokenized by their stream's reader
+     * (engine_reader_text.c); PAGODA_READER_TEXT=0: by the engine thread, as all were. */
+    bool reader_text;
     int max_model_len;
     int vocab;
 

@@ -52,6 +52,7 @@ struct pgd_stream *pgd__stream_create(uint64_t id, int n_samples)
 
 void pgd__stream_free(struct pgd_stream *s)
 {
+    pgd__reader_text_free(s->text);
     pgd__out_rec_free(s->current);
     for (struct pgd__out_rec *r = s->head, *n; r; r = n) {
         n = r->next;
@@ -162,9 +163,15 @@ enum pgd_status pgd_stream_next(struct pgd_stream *s, struct pgd_output *out, in
         s->current = r;
         if (r->o.finish_reason != PGD_FINISH_NONE)
             s->n_final_read++;
-        *out = r->o;
     }
     pthread_mutex_unlock(&s->mu);
+    if (st == PGD_OK) {
+        /* The reader's own text (engine_reader_text.c): s->current and s->text are this
+         * thread's alone (one reader at a time), so no lock while it detokenizes. */
+        if (s->current->text_op && s->text)
+            pgd__reader_text_make(s->text, s->current);
+        *out = s->current->o;
+    }
     return st;
 }
 

@@ -290,7 +290,8 @@ static enum pgd_status check_request(const struct pgd_engine *e,
  * detokenizer. */
 static enum pgd_status child_init(struct pgd_engine *e, const struct pgd_request_params *rp,
                                   struct pgd__req *r, int i, const int32_t *prompt,
-                                  uint64_t arrival, char *err, size_t errlen)
+                                  uint64_t arrival, struct pgd__reader_text *text, char *err,
+                                  size_t errlen)
 {
     struct pgd__child *c = &r->children[i];
     int n = r->n_prompt;
@@ -313,7 +314,9 @@ static enum pgd_status child_init(struct pgd_engine *e, const struct pgd_request
      * computing it n times. */
     if (i > 0 && e->p.enable_prefix_caching)
         c->seq.leader = &r->children[0].seq;
-    if (r->detokenize)
+    if (text)
+        pgd__reader_text_start(text, i, prompt, n, rp->sampling.skip_special_tokens);
+    else if (r->detokenize)
         c->detok = e->tio.detok_new(e->tio.ctx, prompt, n, rp->sampling.skip_special_tokens);
     if (r->guide) {
         c->gm = malloc(sizeof *c->gm);
@@ -336,6 +339,7 @@ static enum pgd_status req_build(struct pgd_engine *e, const struct pgd_request_
 #define FAIL(code, ...) do { st = pgd_errf(err, errlen, code, __VA_ARGS__); goto fail; } while (0)
     enum pgd_status st = PGD_OK;
     int nc = rp->sampling.n;
+    struct pgd__reader_text *text = NULL;   /* owned until the stream takes it */
     struct pgd__req *r = calloc(1, sizeof *r);
     if (!r)
         FAIL(PGD_ERR_NOMEM, "request: no memory");
@@ -387,16 +391,22 @@ static enum pgd_status req_build(struct pgd_engine *e, const struct pgd_request_
     r->seed = rp->sampling.has_seed ? rp->sampling.seed : splitmix64(&e->seed_state);
     pthread_mutex_unlock(&e->mu);
     r->id = id;
+    /* Without stop strings the text is the reader's to make (engine_reader_text.c). */
+    r->reader_text = detok && e->reader_text && rp->sampling.n_stop == 0;
+    if (r->reader_text && !(text = pgd__reader_text_new(e->text_share, nc)))
+        FAIL(PGD_ERR_NOMEM, "request: no memory for its detokenizers");
     for (int i = 0; i < nc; i++)
-        if ((st = child_init(e, rp, r, i, prompt, arrival, err, errlen)) != PGD_OK)
+        if ((st = child_init(e, rp, r, i, prompt, arrival, text, err, errlen)) != PGD_OK)
             goto fail;
     r->stream = pgd__stream_create(id, nc);
     if (!r->stream)
         FAIL(PGD_ERR_NOMEM, "request: no memory for its stream");
     r->stream->engine = e;
+    r->stream->text = text;
     *out = r;
     return PGD_OK;
 fail:
+    pgd__reader_text_free(text);
     pgd__req_free(r, e->has_tio ? &e->tio : NULL);
     return st;
 #undef FAIL

@@ -9,6 +9,7 @@
 PGD_TEST_SUITE(engine);
 PGD_TEST_SUITE(engine_threads);
 PGD_TEST_SUITE(engine_llama);
+PGD_TEST_SUITE(engine_text);
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -974,4 +975,172 @@ Test(engine_llama, backend_sampling_equals_engine_sampling)
         if (sp[r].prompt_logprobs >= 0)
             cr_assert_eq(got[0][r].n_plp, len[r] - 1);
     }
+}
+
+/* ---- text made on the reader's thread (engine_reader_text.c) ------------------------------ */
+/* One request's outputs as read: every record's token, text and finish, in order. */
+struct text_run {
+    int n_rec;
+    int index[512], token[512], finish[512];
+    char *text[512];                 /* owned; [len[k]] bytes (a byte-level piece may be 0) */
+    size_t len[512];
+};
+
+static void text_run_read(struct pgd_stream *s, struct text_run *t)
+{
+    struct pgd_output o;
+    t->n_rec = 0;
+    while (pgd_stream_next(s, &o, -1) == PGD_OK) {
+        cr_assert_lt(t->n_rec, 512);
+        const int k = t->n_rec++;
+        t->index[k] = o.index;
+        t->token[k] = o.n_token_ids ? o.token_ids[0] : -1;
+        t->finish[k] = (int)o.finish_reason;
+        cr_assert_eq(o.text[o.text_len], '\0', "text is terminated");
+        t->text[k] = malloc(o.text_len + 1);
+        memcpy(t->text[k], o.text, o.text_len + 1);
+        t->len[k] = o.text_len;
+    }
+}
+
+static void text_run_free(struct text_run *t)
+{
+    for (int k = 0; k < t->n_rec; k++)
+        free(t->text[k]);
+}
+
+/* Request i of the set below: seeded sampling over the llama fixture (vocabulary 256) with
+ * the SmolLM2 tokenizer, whose first 256 ids hold special tokens and byte-level pieces of
+ * UTF-8 sequences (so texts end mid-sequence, flushed at the length limit), lengths 1..40,
+ * n = 1 or 3, EOS (id 2, "<|im_start|>"... whatever the tokenizer names it) as a stop or
+ * ignored, stop token ids with and without include_stop_str_in_output, special tokens kept
+ * or skipped; one in eight has a stop string (the engine thread's text in both engines). */
+static struct pgd_stream *text_submit(struct pgd_engine *e, int i)
+{
+    static const char *stops[] = { "a" };
+    int32_t prompt[12];
+    for (int j = 0; j < 12; j++)
+        prompt[j] = 3 + (i * 37 + j * 11) % 250;
+    static int32_t stop_ids[2] = { 97, 200 };
+    struct pgd_request_params r = pgd_request_default_params();
+    r.prompt_ids = prompt;
+    r.n_prompt_ids = 4 + i % 9;
+    r.sampling.temperature = 1.0f;
+    r.sampling.has_seed = true;
+    r.sampling.seed = 1000 + (uint64_t)i;
+    r.sampling.max_tokens = 1 + (i * 7) % 40;
+    r.sampling.n = i % 5 == 0 ? 3 : 1;
+    r.sampling.ignore_eos = i % 3 == 0;
+    r.sampling.skip_special_tokens = i % 4 != 1;
+    if (i % 6 == 2) {
+        r.sampling.stop_token_ids = stop_ids;
+        r.sampling.n_stop_token_ids = 2;
+        r.sampling.include_stop_str_in_output = i % 12 == 2;
+    }
+    if (i % 8 == 7) {
+        r.sampling.stop = stops;
+        r.sampling.n_stop = 1;
+    }
+    struct pgd_stream *s;
+    char err[256];
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_OK, "request %d: %s", i, err);
+    return s;
+}
+
+static struct pgd_engine *text_engine(bool reader_text)
+{
+    if (!reader_text)
+        setenv("PAGODA_READER_TEXT", "0", 1);
+    struct pgd_engine_params p = pgd_engine_default_params();
+    p.num_blocks = 128;
+    p.block_size = 16;
+    p.max_num_seqs = 16;
+    p.tokenizer = PGD_TEST_SRCDIR "/tests/fixtures/tokenizer/smollm2";
+    struct pgd_engine *e = model_engine_params("llama-f32", &p);
+    unsetenv("PAGODA_READER_TEXT");
+    return e;
+}
+
+/* The text the readers make equals the engine thread's, output for output, over the
+ * requests above read concurrently; and a stream read after its engine was destroyed
+ * still has its text (the tokenizer outlives the engine while a stream needs it: ASan
+ * catches the opposite). */
+Test(engine_text, the_readers_text_is_the_engines)
+{
+    enum { N = 48 };
+    struct text_run *ref = calloc(N, sizeof *ref), *got = calloc(N, sizeof *got);
+    struct pgd_engine *e = text_engine(false);
+    for (int i = 0; i < N; i++) {
+        struct pgd_stream *s = text_submit(e, i);
+        text_run_read(s, &ref[i]);
+        pgd_stream_destroy(s);
+    }
+    pgd_engine_destroy(e);
+    e = text_engine(true);
+    struct pgd_stream *s[N];
+    for (int i = 0; i < N; i++)
+        s[i] = text_submit(e, i);
+    for (int i = 0; i < N; i++) {
+        text_run_read(s[i], &got[i]);
+        pgd_stream_destroy(s[i]);
+    }
+    /* Sample by sample (samples of one request may interleave differently in another
+     * batch): the same records in the same order. */
+    size_t bytes = 0, flushed_mid_utf8 = 0;
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(got[i].n_rec, ref[i].n_rec, "request %d: %d outputs, the engine's text %d",
+                     i, got[i].n_rec, ref[i].n_rec);
+        for (int x = 0; x < 3; x++)
+            for (int k = 0, g = 0; k < ref[i].n_rec; k++) {
+                if (ref[i].index[k] != x)
+                    continue;
+                while (g < got[i].n_rec && got[i].index[g] != x)
+                    g++;
+                cr_assert_lt(g, got[i].n_rec, "request %d sample %d: fewer outputs", i, x);
+                cr_assert_eq(got[i].token[g], ref[i].token[k], "request %d sample %d output %d",
+                             i, x, k);
+                cr_assert_eq(got[i].finish[g], ref[i].finish[k], "request %d sample %d", i, x);
+                cr_assert(got[i].len[g] == ref[i].len[k] &&
+                          !memcmp(got[i].text[g], ref[i].text[k], ref[i].len[k]),
+                          "request %d sample %d output %d (token %d): \"%s\", the engine's "
+                          "\"%s\"", i, x, k, ref[i].token[k], got[i].text[g], ref[i].text[k]);
+                bytes += ref[i].len[k];
+                /* a length end whose text ends in a continuation byte: the flush released it */
+                const size_t len = ref[i].len[k];
+                flushed_mid_utf8 += ref[i].finish[k] == PGD_FINISH_LENGTH && len > 0 &&
+                                    ((unsigned char)ref[i].text[k][len - 1] & 0xC0) == 0x80;
+                g++;
+            }
+    }
+    cr_assert_gt(bytes, 1000, "the requests made %zu bytes of text", bytes);
+    /* Destroyed before its stream is read: the outputs queued before stay readable. */
+    struct pgd_stream *late = text_submit(e, 4);
+    struct pgd_engine_stats st;
+    uint64_t before;
+    pgd_engine_get_stats(e, &st);
+    before = st.requests_finished[PGD_FINISH_LENGTH] + st.requests_finished[PGD_FINISH_STOP];
+    for (int tries = 0; tries < 2000; tries++) {
+        pgd_engine_get_stats(e, &st);
+        if (st.requests_finished[PGD_FINISH_LENGTH] + st.requests_finished[PGD_FINISH_STOP] >
+            before)
+            break;
+        usleep(1000);
+    }
+    pgd_engine_destroy(e);
+    struct text_run late_run;
+    text_run_read(late, &late_run);
+    pgd_stream_destroy(late);
+    cr_assert_eq(late_run.n_rec, ref[4].n_rec);
+    for (int k = 0; k < ref[4].n_rec; k++)
+        cr_assert(late_run.len[k] == ref[4].len[k] &&
+                  !memcmp(late_run.text[k], ref[4].text[k], ref[4].len[k]),
+                  "after destroy, output %d", k);
+    text_run_free(&late_run);
+    for (int i = 0; i < N; i++) {
+        text_run_free(&ref[i]);
+        text_run_free(&got[i]);
+    }
+    free(ref);
+    free(got);
+    (void)flushed_mid_utf8;
 }

@@ -60,6 +60,8 @@ struct tput_opts {
     double guided_ratio;            /* the share of requests with structured output */
     const char *guided_regex;       /* their guide (a regex that never has to end) */
     bool profile_ops;               /* --profile-ops: the profile pass after the timed run */
+    bool no_detokenize;             /* --disable-detokenize (vLLM's): token ids only */
+    bool detokenize;                /* the requests ask for text (set once the engine is up) */
     int profile_prompts;            /* its requests: the workload's first N (-1: all) */
 };
 
@@ -186,6 +188,8 @@ static void tput_usage(FILE *out)
             "  --device auto|cpu|cuda|cuda:N, --dtype auto|bfloat16|float16,\n"
             "  --quantization gptq|awq|fp8, --kv-cache-dtype auto|fp8, --plugin-dir DIR\n"
             "  --json FILE              also write the report as JSON\n"
+            "  --disable-detokenize     token ids only (default: the requests' text too, as\n"
+            "                           vLLM's benchmark, where the model has a tokenizer)\n"
             "  --structured-output-ratio X   the share of requests (0..1, default 0) whose\n"
             "                           output is constrained by --structured-output-regex\n"
             "                           (default \"[ -~]*\", never complete: every request\n"
@@ -212,7 +216,7 @@ static struct pgd_stream *submit(struct pgd_engine *e, const struct tput_opts *o
     struct pgd_request_params r = pgd_request_default_params();
     r.prompt_ids = ids;
     r.n_prompt_ids = in;
-    r.detokenize = false;
+    r.detokenize = o->detokenize;
     r.sampling.temperature = o->temperature;
     r.sampling.ignore_eos = true;
     r.sampling.max_tokens = out;
@@ -357,6 +361,10 @@ static int run_tput(const struct tput_opts *o)
     if (pgd_engine_create(&ep, &e, err, sizeof err) != PGD_OK)
         goto out;
     t_load = pgd__now_s() - t_load;
+    /* Text unless asked not to (and where the model has a tokenizer), as vLLM's benchmark. */
+    struct tput_opts with_text = *o;
+    with_text.detokenize = !o->no_detokenize && pgd_engine_has_tokenizer(e);
+    o = &with_text;
     const struct pgd__runner *r = pgd__engine_runner(e);
     const struct pgd_model_desc *d = pgd__runner_desc(r);
     const struct pgd__model *m = pgd__runner_model(r);
@@ -387,11 +395,14 @@ static int run_tput(const struct tput_opts *o)
     else
         snprintf(policy, sizeof policy, "vLLM's admission (while blocks last), preempting the "
                  "newest");
-    printf("engine: max_num_seqs %d, max_num_batched_tokens %d, %d KV blocks of %d tokens, %s; "
-           "%s; preemption_mode %s, %d host swap blocks\n", ep.max_num_seqs,
+    printf("engine: max_num_seqs %d, max_num_batched_tokens %d, %d KV blocks of %d tokens, %s, "
+           "%s; %s; preemption_mode %s, %d host swap blocks\n", ep.max_num_seqs,
            ep.max_num_batched_tokens, st0.num_blocks, st0.block_size,
            o->temperature > 0 ? (o->m.device == PGD_DEVICE_CUDA ? "sampled on the GPU" : "sampled")
-                              : "greedy", policy,
+                              : "greedy",
+           o->detokenize ? "detokenized" : o->no_detokenize ? "token ids only"
+                                                           : "token ids only (no tokenizer)",
+           policy,
            ep.preemption_mode == PGD_PREEMPT_SWAP        ? "swap"
            : ep.preemption_mode == PGD_PREEMPT_RECOMPUTE ? "recompute"
                                                          : "auto",
@@ -530,7 +541,8 @@ static int run_tput(const struct tput_opts *o)
                    "\"step_host_ms\": %.6f, \"preemptions\": %llu, "
                    "\"tokens_recomputed\": %llu, \"steps_decode_only\": %llu, "
                    "\"steps_graph\": %llu, \"swapped_out\": %llu, \"swapped_in\": %llu, "
-                   "\"swap_out_bytes\": %llu, \"swap_in_bytes\": %llu, \"settled_s\": %.6f",
+                   "\"swap_out_bytes\": %llu, \"swap_in_bytes\": %llu, \"settled_s\": %.6f, "
+                   "\"detokenize\": %s",
                 o->w.num_prompts, dt, o->w.num_prompts / dt, sum_in, counted, sum_in / dt,
                 counted / dt, (unsigned long long)gen, (unsigned long long)computed,
                 (unsigned long long)nsteps, max_in, max_out, max_len, floor_s,
@@ -538,7 +550,8 @@ static int run_tput(const struct tput_opts *o)
                 tm.output, tm.device, tm.total - tm.device,
                 (unsigned long long)(st1.num_preemptions - st0.num_preemptions),
                 mix.recomputed, mix.decode_only, mix.graph, mix.swapped_out, mix.swapped_in,
-                mix.swap_out_bytes, mix.swap_in_bytes, dt_settled);
+                mix.swap_out_bytes, mix.swap_in_bytes, dt_settled,
+                o->detokenize ? "true" : "false");
         if (wl_json) {
             fprintf(f, ", \"op_profile\": ");
             json_dumpf(wl_json, f, JSON_COMPACT);
@@ -579,6 +592,7 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         { "structured-output-ratio", required_argument, 0, 'g' },
         { "structured-output-regex", required_argument, 0, 'e' },
         { "profile-ops", no_argument, 0, 'F' }, { "profile-prompts", required_argument, 0, 'p' },
+        { "disable-detokenize", no_argument, 0, 'D' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     struct tput_opts o = { .w = PGD_TOOL_WORKLOAD_DEFAULT, .warmup = 8,
@@ -621,6 +635,7 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         case 'g': o.guided_ratio = strtod(optarg, &end); break;
         case 'e': o.guided_regex = optarg; break;
         case 'F': o.profile_ops = true; break;
+        case 'D': o.no_detokenize = true; break;
         case 'p': o.profile_prompts = (int)strtol(optarg, &end, 10); break;
         case 'h': tput_usage(stdout); return 0;
         default:
