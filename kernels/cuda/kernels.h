@@ -414,8 +414,24 @@ int pgd_cuda_sample(struct pgd_cuda_ctx *c, const float *logits, int rows, int v
  *   fp8: W8A8 e4m3: x quantized per token (dynamic scale), cuBLASLt's FP8 GEMM (or our own
  *        kernel where it is faster), the two scales applied in the epilogue. */
 struct pgd_cuda_wq;
-int pgd_cuda_wq_create(const struct pgd_wq_host *h, struct pgd_cuda_wq **out, char *err,
-                       size_t errlen);
+/* The act-order permutations of one model's wq layers, shared (quant_wq.cu): a layer made
+ * with a set takes the device copy of a permutation equal to its own (element for element,
+ * on the same device) that the set already lists, else uploads its own and lists it. Layers
+ * whose permutations are equal then hold one copy (pgd_cuda_wq_same_perm). Owned by the
+ * caller; the set and its layers may be destroyed in any order (a copy is freed with its
+ * last holder). Not thread-safe: made, used and destroyed by one thread (the one loading the
+ * model). NULL from create: out of host memory. */
+struct pgd_cuda_wq_perms;
+struct pgd_cuda_wq_perms *pgd_cuda_wq_perms_create(void);
+void pgd_cuda_wq_perms_destroy(struct pgd_cuda_wq_perms *s);
+/* The distinct permutations s lists (0 for NULL). */
+size_t pgd_cuda_wq_perms_count(const struct pgd_cuda_wq_perms *s);
+/* perms: NULL (the layer's permutation, if any, its own) or the set it shares through. */
+int pgd_cuda_wq_create(const struct pgd_wq_host *h, struct pgd_cuda_wq_perms *perms,
+                       struct pgd_cuda_wq **out, char *err, size_t errlen);
+/* Whether a and b hold one device copy of an act-order permutation (made with one set, and
+ * equal): they gather x the same way. */
+bool pgd_cuda_wq_same_perm(const struct pgd_cuda_wq *a, const struct pgd_cuda_wq *b);
 int pgd_cuda_wq_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
                        const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
                        size_t errlen);

@@ -85,7 +85,7 @@ static int bench_make(struct bench_layers *L, const struct bench_host *h, int fo
                               in, out, h->qweight.data(), h->scales.data(), h->zeros.data(),
                               h->perm.empty() ? NULL : h->perm.data() };
     struct pgd_cuda_wq *w;
-    if (pgd_cuda_wq_create(&wh, &w, err, errlen))
+    if (pgd_cuda_wq_create(&wh, NULL, &w, err, errlen))
         return 1;
     L->wq.push_back(w);
     *bytes = pgd_cuda_wq_weight_bytes(w);

@@ -11,7 +11,8 @@
  * {scale, zero} per feature and group (GPTQ and AWQ store fp16 scales, and fp16 holds their
  * integer zeros exactly; a value outside fp16's range is refused at create); perm
  * (act-order) applied to x as the tensor-core GEMVs stage or load it, or elsewhere by a
- * gather into the context's scratch, after which act-order runs exactly the plain kernels.
+ * gather into the context's scratch, after which act-order runs exactly the plain kernels;
+ * layers made with one pgd_cuda_wq_perms set hold one device copy of equal permutations.
  * Small n (decode), plain layout: quant.cuh's GEMV, a warp per output feature reading its
  * packed row once in 16-byte chunks (32 inputs at 4 bits, 16 at 8), dequantizing in
  * registers and summing in float32. A chunk lies inside one group, so its scale multiplies
@@ -203,6 +204,132 @@ static int wq_perm(const struct pgd_wq_host *h, char *err, size_t errlen)
     return 0;
 }
 
+/* ---- act-order permutations, shared --------------------------------------------------------
+ * A layer's device copy of its permutation is a counted wq_perm. Layers made with one set
+ * (pgd_cuda_wq_perms: a model's) share the copy of equal permutations: the q, k and v of a
+ * GPTQ checkpoint with desc_act have one g_idx, hence one permutation, and so have gate and
+ * up. Then "these layers gather x the same way" is pointer equality at step time, exact and
+ * free (a step is captured in a graph: no reading back then), and each permutation is on the
+ * device once.
+ * Equality is decided once, at create, element for element: a 64-bit hash of the entries
+ * picks the candidates, and a candidate's device copy is read back and compared with the new
+ * host permutation (a few KB at load; a hash alone would be right only almost surely). The
+ * set holds one reference to each copy it lists, each layer one to its own: set and layers
+ * are destroyed in any order, the copy with the last. Not thread-safe: one set a model, made
+ * and torn down by the thread that loads it. */
+struct wq_perm {
+    int refs;                        /* the layers holding it, and the set listing it */
+    int device;                      /* where d lives */
+    int64_t in;
+    uint64_t hash;                   /* wq_perm_hash of the entries */
+    int32_t *d;                      /* device [in] */
+};
+
+struct pgd_cuda_wq_perms {
+    struct wq_perm **v;              /* [n], each one reference */
+    size_t n, cap;
+};
+
+static uint64_t wq_perm_hash(const int32_t *perm, int64_t in)
+{
+    uint64_t h = 0xcbf29ce484222325ull;              /* FNV-1a, a 32-bit entry at a time */
+    for (int64_t i = 0; i < in; i++)
+        h = (h ^ (uint32_t)perm[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static void wq_perm_release(struct wq_perm *p)
+{
+    if (p && --p->refs == 0) {
+        pgd_cuda_free(p->d);
+        free(p);
+    }
+}
+
+/* *out = a reference to a device copy of h->perm: an equal one set lists (same device, same
+ * entries), else a new upload (listed in set). */
+static int wq_perm_take(struct pgd_cuda_wq_perms *set, const struct pgd_wq_host *h,
+                        struct wq_perm **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    int device = 0;
+    PGD_CUDA_CHECK(err, errlen, cudaGetDevice(&device), "act-order permutation [%lld]",
+                   (long long)h->in);
+    const size_t bytes = (size_t)h->in * sizeof(int32_t);
+    const uint64_t hash = wq_perm_hash(h->perm, h->in);
+    int32_t *seen = NULL;            /* host: a candidate's copy, read back */
+    for (size_t i = 0; set && i < set->n; i++) {
+        struct wq_perm *p = set->v[i];
+        if (p->device != device || p->in != h->in || p->hash != hash)
+            continue;
+        if (!seen && !(seen = (int32_t *)malloc(bytes)))
+            return pgd_cuda_failf(err, errlen, "out of host memory comparing permutations");
+        if (pgd_cuda_memcpy_d2h(seen, p->d, bytes, err, errlen)) {
+            free(seen);
+            return 1;
+        }
+        if (!memcmp(seen, h->perm, bytes)) {
+            free(seen);
+            p->refs++;
+            *out = p;
+            return 0;
+        }
+    }
+    free(seen);
+    if (set && set->n == set->cap) {
+        const size_t cap = set->cap ? 2 * set->cap : 16;
+        struct wq_perm **v = (struct wq_perm **)realloc(set->v, cap * sizeof *v);
+        if (!v)
+            return pgd_cuda_failf(err, errlen, "out of host memory listing permutations");
+        set->v = v;
+        set->cap = cap;
+    }
+    struct wq_perm *p = (struct wq_perm *)calloc(1, sizeof *p);
+    if (!p)
+        return pgd_cuda_failf(err, errlen, "out of host memory for a permutation");
+    *p = (struct wq_perm){ 1, device, h->in, hash, (int32_t *)pgd_cuda_malloc(bytes) };
+    if (!p->d) {
+        free(p);
+        return pgd_cuda_failf(err, errlen, "out of device memory for an act-order permutation "
+                              "[%lld]", (long long)h->in);
+    }
+    if (pgd_cuda_memcpy_h2d(p->d, h->perm, bytes, err, errlen)) {
+        wq_perm_release(p);
+        return 1;
+    }
+    if (set) {
+        set->v[set->n++] = p;
+        p->refs++;
+    }
+    *out = p;
+    return 0;
+}
+
+extern "C" struct pgd_cuda_wq_perms *pgd_cuda_wq_perms_create(void)
+{
+    return (struct pgd_cuda_wq_perms *)calloc(1, sizeof(struct pgd_cuda_wq_perms));
+}
+
+extern "C" void pgd_cuda_wq_perms_destroy(struct pgd_cuda_wq_perms *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n; i++)
+        wq_perm_release(s->v[i]);
+    free(s->v);
+    free(s);
+}
+
+extern "C" size_t pgd_cuda_wq_perms_count(const struct pgd_cuda_wq_perms *s)
+{
+    return s ? s->n : 0;
+}
+
+extern "C" bool pgd_cuda_wq_same_perm(const struct pgd_cuda_wq *a, const struct pgd_cuda_wq *b)
+{
+    return a->perm && a->perm == b->perm;
+}
+
 /* The plain layout: dst [out][wpr] = the canonical q [wpr][out] transposed (canonical word
  * row i of feature o becomes word i of row o); synchronous (default stream). */
 __global__ void wq_transpose_kernel(const uint32_t *__restrict__ q, int wpr, int out,
@@ -224,8 +351,8 @@ static int wq_transpose(const uint32_t *q, int wpr, int out, uint32_t *dst, char
     return 0;
 }
 
-extern "C" int pgd_cuda_wq_create(const struct pgd_wq_host *h, struct pgd_cuda_wq **out,
-                                  char *err, size_t errlen)
+extern "C" int pgd_cuda_wq_create(const struct pgd_wq_host *h, struct pgd_cuda_wq_perms *perms,
+                                  struct pgd_cuda_wq **out, char *err, size_t errlen)
 {
     *out = NULL;
     if (wq_validate(h, err, errlen) || (h->perm && wq_perm(h, err, errlen)))
@@ -245,22 +372,22 @@ extern "C" int pgd_cuda_wq_create(const struct pgd_wq_host *h, struct pgd_cuda_w
         rc = pgd_cuda_failf(err, errlen, "out of host memory repacking a [%d, %d] layer", o_n, in);
     if (!rc) {
         *w = (struct pgd_cuda_wq){ h->bits, h->group_size, groups, in, o_n, out_pad, mma, NULL,
-                                   NULL, NULL, pgd_cuda__wq_gemm_int_zeros(h) };
+                                   NULL, NULL, pgd_cuda__wq_gemm_int_zeros(h), NULL };
         rc = wq_meta(h, groups, meta, err, errlen);
     }
     if (!rc) {
         q = (uint32_t *)pgd_cuda_malloc(qbytes);
         w->w = (uint32_t *)pgd_cuda_malloc(wbytes);
         w->meta = (__half2 *)pgd_cuda_malloc(mbytes);
-        w->perm = h->perm ? (int32_t *)pgd_cuda_malloc((size_t)in * sizeof(int32_t)) : NULL;
-        if (!q || !w->w || !w->meta || (h->perm && !w->perm))
+        if (!q || !w->w || !w->meta)
             rc = pgd_cuda_failf(err, errlen, "out of device memory for a [%d, %d] %d-bit layer "
                                 "(%zu bytes, and %zu while repacking)", o_n, in, h->bits,
                                 wbytes + mbytes, qbytes);
     }
+    if (!rc && h->perm && !(rc = wq_perm_take(perms, h, &w->perm_ref, err, errlen)))
+        w->perm = w->perm_ref->d;
     rc = rc || pgd_cuda_memcpy_h2d(q, h->qweight, qbytes, err, errlen) ||
-         pgd_cuda_memcpy_h2d(w->meta, meta, mbytes, err, errlen) ||
-         (h->perm && pgd_cuda_memcpy_h2d(w->perm, h->perm, (size_t)in * sizeof(int32_t), err, errlen));
+         pgd_cuda_memcpy_h2d(w->meta, meta, mbytes, err, errlen);
     if (!rc)
         rc = mma ? pgd_cuda__wq_mma_pack(q, in, o_n, out_pad, w->w, err, errlen)
                  : wq_transpose(q, wpr, o_n, w->w, err, errlen);
@@ -280,7 +407,7 @@ extern "C" void pgd_cuda_wq_destroy(struct pgd_cuda_wq *w)
         return;
     pgd_cuda_free(w->w);
     pgd_cuda_free(w->meta);
-    pgd_cuda_free(w->perm);
+    wq_perm_release(w->perm_ref);
     free(w);
 }
 

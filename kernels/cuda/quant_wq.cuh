@@ -12,15 +12,20 @@
  *          uint4: for each 16-row x 64-input block, lane l's 16 bytes hold its mma.sync
  *          A-fragment nibbles of the block's four 16 x 16 tiles (word s: tile s; see
  *          quant_wq_mma.cu), so a warp reads 512 contiguous bytes a block.
- * meta [out_pad][groups] half2 {scale, zero} (rows past out: zero). */
+ * meta [out_pad][groups] half2 {scale, zero} (rows past out: zero).
+ * perm: the act-order permutation's device copy, held through a counted wq_perm that layers
+ * made with one pgd_cuda_wq_perms set share when their permutations are equal (quant_wq.cu):
+ * two layers' perm pointers are equal exactly when they gather x the same way. */
+struct wq_perm;
 struct pgd_cuda_wq {
     int bits, group_size, groups;
     int in, out, out_pad;
     int mma;                         /* the layout: 1 mma, 0 plain */
     uint32_t *w;
     __half2 *meta;
-    int32_t *perm;                   /* device [in] or NULL */
+    int32_t *perm;                   /* device [in] or NULL: perm_ref's copy */
     int int_zeros;                   /* every zero an integer in 0..2^bits (quant_wq_gemm.cu) */
+    struct wq_perm *perm_ref;        /* one reference, or NULL (no act-order) */
 };
 
 /* *cfg: a launch as pgd_cuda_launch's (the context's stream, programmatic dependent launch

@@ -39,6 +39,9 @@ struct pgd__model {
     void **quant_layers;               /* [n_quant_layers] the plugin's layer states */
     size_t n_quant_layers, cap_quant_layers;
     struct pgd_qweight *qweights;      /* owned list */
+    /* CUDA: the act-order permutations its wq layers share (qweight.c; NULL until the
+     * first), owned */
+    struct pgd_cuda_wq_perms *wq_perms;
     /* While the quant plugin loads one rank's shard of a layer (model_shard.c): that shard
      * (NULL otherwise: the whole layer), and whether the plugin asked for it. */
     const struct pgd_shard *quant_shard;

@@ -186,8 +186,7 @@ void pgd__model_quant_teardown(struct pgd__model *m)
     m->quant_layers = NULL;
     m->n_quant_layers = 0;
     m->quant_state = NULL;
-    pgd__qweight_free_list(m->qweights);
-    m->qweights = NULL;
+    pgd__qweights_free(m);
 }
 
 /* compressed-tensors' label: what its config groups hold (w4a16, w8a16, fp8), "mixed" when

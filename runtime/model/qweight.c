@@ -35,6 +35,16 @@ void pgd__qweight_free_list(struct pgd_qweight *w)
     }
 }
 
+void pgd__qweights_free(struct pgd__model *m)
+{
+    pgd__qweight_free_list(m->qweights);
+    m->qweights = NULL;
+#ifdef PGD_HAVE_CUDA
+    pgd_cuda_wq_perms_destroy(m->wq_perms);
+#endif
+    m->wq_perms = NULL;
+}
+
 /* ---- joining the parts of a fused layer ------------------------------------------------- */
 static bool same_perm(const struct pgd_wq_host *a, const struct pgd_wq_host *b)
 {
@@ -222,7 +232,15 @@ enum pgd_status pgd_model_qweight_wq(struct pgd_model_ctx *ctx, const char *name
         pgd__qweight_free_list(qw);
         return st;
     }
-    if (pgd_cuda_wq_create(&joined, &qw->cuda_wq, err, errlen)) {
+    /* Layers of equal act-order permutations (q, k and v; gate and up) share one device
+     * copy. */
+    if (joined.perm && !m->wq_perms && !(m->wq_perms = pgd_cuda_wq_perms_create())) {
+        free(block);
+        pgd__qweight_free_list(qw);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory listing act-order "
+                        "permutations", name);
+    }
+    if (pgd_cuda_wq_create(&joined, m->wq_perms, &qw->cuda_wq, err, errlen)) {
         name_error(name, err, errlen);
         free(block);
         pgd__qweight_free_list(qw);

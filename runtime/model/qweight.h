@@ -22,8 +22,11 @@ struct pgd_qweight {
     struct pgd_qweight *next;        /* the model's list of its quantized weights */
 };
 
-/* Frees a list of quantized weights (the model's, at destroy). */
+/* Frees a list of quantized weights. */
 void pgd__qweight_free_list(struct pgd_qweight *w);
+struct pgd__model;
+/* Frees the model's quantized weights and what they share (at destroy); m's fields NULL. */
+void pgd__qweights_free(struct pgd__model *m);
 
 /* Joins n canonical wq layouts along the output dimension into *out, whose arrays are one
  * malloc'd block returned in *block (the caller frees it). The parts must have equal in,

@@ -187,7 +187,7 @@ static void wq_init(struct wq_layer *L, int bits, int group_size, bool act_order
              group_size < 0 ? " (per-channel)" : "", act_order ? " act-order" : "",
              zname[zeros]);
     char err[512] = "";
-    CHECK_RC(pgd_cuda_wq_create(&L->h, &L->d, err, sizeof err));
+    CHECK_RC(pgd_cuda_wq_create(&L->h, NULL, &L->d, err, sizeof err));
 }
 
 static void wq_fini(struct wq_layer *L)
@@ -1768,24 +1768,24 @@ GPU_TEST(create_refuses_what_the_kernels_cannot_take)
     }
     struct pgd_cuda_wq *w = NULL;
     struct pgd_wq_host h = { 3, 64, 64, 16, qw, sc, zr, NULL };
-    cr_assert_neq(pgd_cuda_wq_create(&h, &w, err, sizeof err), 0);
+    cr_assert_neq(pgd_cuda_wq_create(&h, NULL, &w, err, sizeof err), 0);
     cr_assert(strstr(err, "3 bits"), "%s", err);
     h = (struct pgd_wq_host){ 4, 48, 64, 16, qw, sc, zr, NULL };
-    cr_assert_neq(pgd_cuda_wq_create(&h, &w, err, sizeof err), 0);
+    cr_assert_neq(pgd_cuda_wq_create(&h, NULL, &w, err, sizeof err), 0);
     cr_assert(strstr(err, "group size 48"), "%s", err);
     h = (struct pgd_wq_host){ 4, 16, 64, 16, qw, sc, zr, NULL };
-    cr_assert_neq(pgd_cuda_wq_create(&h, &w, err, sizeof err), 0);
+    cr_assert_neq(pgd_cuda_wq_create(&h, NULL, &w, err, sizeof err), 0);
     cr_assert(strstr(err, "multiples of 32"), "%s", err);
     int32_t perm[64];
     for (int i = 0; i < 64; i++)
         perm[i] = i;
     perm[5] = 4;
     h = (struct pgd_wq_host){ 4, 32, 64, 16, qw, sc, zr, perm };
-    cr_assert_neq(pgd_cuda_wq_create(&h, &w, err, sizeof err), 0);
+    cr_assert_neq(pgd_cuda_wq_create(&h, NULL, &w, err, sizeof err), 0);
     cr_assert(strstr(err, "perm[5] = 4 is repeated"), "%s", err);
     sc[3] = 1e6f;
     h = (struct pgd_wq_host){ 4, 32, 64, 16, qw, sc, zr, NULL };
-    cr_assert_neq(pgd_cuda_wq_create(&h, &w, err, sizeof err), 0);
+    cr_assert_neq(pgd_cuda_wq_create(&h, NULL, &w, err, sizeof err), 0);
     cr_assert(strstr(err, "outside fp16's range"), "%s", err);
     cr_assert_null(w);
     uint8_t fw[40 * 2] = { 0 };
