@@ -417,10 +417,11 @@ struct pgd_cuda_wq;
 /* The act-order permutations of one model's wq layers, shared (quant_wq.cu): a layer made
  * with a set takes the device copy of a permutation equal to its own (element for element,
  * on the same device) that the set already lists, else uploads its own and lists it. Layers
- * whose permutations are equal then hold one copy (pgd_cuda_wq_same_perm). Owned by the
- * caller; the set and its layers may be destroyed in any order (a copy is freed with its
- * last holder). Not thread-safe: made, used and destroyed by one thread (the one loading the
- * model). NULL from create: out of host memory. */
+ * whose permutations are equal then hold one copy (pgd_cuda_wq_same_perm): act-order q, k
+ * and v then take one launch (pgd_cuda_wq_linear_multi). Owned by the caller; the set and
+ * its layers may be destroyed in any order (a copy is freed with its last holder). Not
+ * thread-safe: made, used and destroyed by one thread (the one loading the model). NULL from
+ * create: out of host memory. */
 struct pgd_cuda_wq_perms;
 struct pgd_cuda_wq_perms *pgd_cuda_wq_perms_create(void);
 void pgd_cuda_wq_perms_destroy(struct pgd_cuda_wq_perms *s);
@@ -437,8 +438,9 @@ int pgd_cuda_wq_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
                        size_t errlen);
 /* y[i] [n, out_i] = pgd_cuda_wq_linear of layer w[i] (bias b[i] or NULL) for count (1..3)
  * layers of one x [n, in] (the q, k and v projections): one launch of the decode GEMV where
- * the layers allow it (up to 8 rows, the same inputs and groups, no act-order), else one
- * layer at a time. */
+ * the layers allow it (up to 8 rows, the same inputs and groups, and either no act-order or
+ * one shared permutation, pgd_cuda_wq_same_perm: then x is gathered through it once, a
+ * second small launch before), else one layer at a time. */
 int pgd_cuda_wq_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
                              int count, const struct pgd_cuda_wq *const *w, const void *const *b,
                              void *const *y, char *err, size_t errlen);

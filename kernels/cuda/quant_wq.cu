@@ -12,7 +12,8 @@
  * integer zeros exactly; a value outside fp16's range is refused at create); perm
  * (act-order) applied to x as the tensor-core GEMVs stage or load it, or elsewhere by a
  * gather into the context's scratch, after which act-order runs exactly the plain kernels;
- * layers made with one pgd_cuda_wq_perms set hold one device copy of equal permutations.
+ * layers made with one pgd_cuda_wq_perms set hold one device copy of equal permutations (so
+ * act-order q, k and v still take one launch at decode).
  * Small n (decode), plain layout: quant.cuh's GEMV, a warp per output feature reading its
  * packed row once in 16-byte chunks (32 inputs at 4 bits, 16 at 8), dequantizing in
  * registers and summing in float32. A chunk lies inside one group, so its scale multiplies
@@ -209,8 +210,8 @@ static int wq_perm(const struct pgd_wq_host *h, char *err, size_t errlen)
  * (pgd_cuda_wq_perms: a model's) share the copy of equal permutations: the q, k and v of a
  * GPTQ checkpoint with desc_act have one g_idx, hence one permutation, and so have gate and
  * up. Then "these layers gather x the same way" is pointer equality at step time, exact and
- * free (a step is captured in a graph: no reading back then), and each permutation is on the
- * device once.
+ * free (pgd_cuda_wq_linear_multi gathers x once for them, within a captured graph), and each
+ * permutation is on the device once.
  * Equality is decided once, at create, element for element: a 64-bit hash of the entries
  * picks the candidates, and a candidate's device copy is read back and compared with the new
  * host permutation (a few KB at load; a hash alone would be right only almost surely). The
@@ -607,7 +608,8 @@ extern "C" int pgd_cuda_wq_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, con
 
 /* One launch where each layer's own choice would be the first streaming GEMV (the one that
  * takes several layers), else each layer's pgd_cuda_wq_linear: the same kernel and sums
- * either way. */
+ * either way (act-order layers of one shared permutation: x gathered into the scratch once,
+ * then staged plain, as each layer's own call gathers it). */
 extern "C" int pgd_cuda_wq_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
                                         int n, int count, const struct pgd_cuda_wq *const *w,
                                         const void *const *b, void *const *y, char *err,

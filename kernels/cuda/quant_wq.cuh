@@ -186,9 +186,11 @@ int pgd_cuda__wq_mma_dequant(struct pgd_cuda_ctx *c, enum pgd_dtype dt,
 /* Whether it takes w (the mma layout, and its scale table fits shared memory). */
 bool pgd_cuda__wq_gemv4_fits(const struct pgd_cuda_wq *w);
 /* y[i] [n, w[i]->out] = x [n, in] @ W[i]^T (+ b[i]) for count (2..3) layers of one x in one
- * launch (q, k and v; n <= 8 rows): 0, 1 with err on failure, or 2 where the layers do not
- * allow it (different inputs or groups, act-order, a layout or size the kernel does not
- * take; PGD_CUDA_WQ_GEMV=old): the caller runs them one by one. */
+ * launch (q, k and v; n <= 8 rows; act-order layers of one shared perm: x gathered into the
+ * context's scratch first, which must hold it): 0, 1 with err on failure, or 2 where the
+ * layers do not allow it (different inputs, groups or perm pointers, a layout or size the
+ * kernel does not take; PGD_CUDA_WQ_GEMV=old; PGD_CUDA_WQ_GATHER_ONCE=0 with act-order):
+ * the caller runs them one by one. */
 int pgd_cuda__wq_sgemv_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
                              int count, const struct pgd_cuda_wq *const *w, const void *const *b,
                              void *const *y, char *err, size_t errlen);

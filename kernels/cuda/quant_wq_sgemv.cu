@@ -27,7 +27,9 @@
  *     through perm once a launch by a small kernel (PGD_CUDA_WQ_GATHER_ONCE=0: by every
  *     block as it stages x, which the H200 measured 7-17% slower on the 8B step).
  *   - q, k and v of one x may share a launch (SEGS: pgd_cuda__wq_sgemv_multi), each block
- *     holding tiles of one layer.
+ *     holding tiles of one layer; act-order ones too where they hold one permutation (equal
+ *     ones share a device copy from create on: pgd_cuda_wq_perms), x gathered through it
+ *     once before the launch.
  *   - The ks partial sums of a tile meet once, at the end, in shared memory, and the
  *     tile's first warp adds them in slice order: deterministic, no atomics, one launch.
  *   - Few warps an SM (16) each run long chains of dependent instructions, so the loop is
@@ -447,22 +449,43 @@ static cudaError_t sg_launch_xm(struct pgd_cuda_ctx *c, const sg_plan &p, const 
                     : sg_launch<T, NT, MG, 1>(c, p, x, b, y);
 }
 
+/* Whether an act-order layer's x is gathered through its permutation once a launch, by a
+ * small kernel into the scratch (PGD_CUDA_WQ_GATHER_ONCE=0: by every block as it stages x,
+ * an index and a scattered load an element; read once). */
+static bool sg_gather_once(void)
+{
+    static int v = -1;
+    if (v < 0)
+        v = pgd_cuda__qenv_int("PGD_CUDA_WQ_GATHER_ONCE", 1) != 0;
+    return v != 0;
+}
+
 /* q, k and v (count 2..3 layers of one x, n <= 8 rows) in one launch, each layer's blocks
  * its own: where every layer has the mma layout with the same inputs, group size and groups,
- * no act-order permutation (a block stages x once for whichever layer it serves) and the
- * plan stages x. Returns 2 where it does not take them (the caller runs them one by one). */
+ * one act-order permutation or none, and the plan stages x (a block stages x once for
+ * whichever layer it serves). The permutation is one when the layers hold one device copy
+ * (made with one pgd_cuda_wq_perms set: equal entries, decided exactly at create), so the
+ * test is pointer equality; then x is gathered through it once, by the small kernel, into
+ * the scratch (which this launch uses for nothing else; the caller checked it holds x), and
+ * the kernel stages that as plain x, as sg_gemv's "gather once" does for one layer. Returns
+ * 2 where it does not take them (some layers act-order and others not, or different
+ * permutations; PGD_CUDA_WQ_GATHER_ONCE=0 for act-order ones, whose single-layer path then
+ * gathers in every block): the caller runs them one by one. */
 template <typename T>
-static int sg_gemv_multi(struct pgd_cuda_ctx *c, const T *x, int n, int count,
+static int sg_gemv_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const T *x, int n, int count,
                          const struct pgd_cuda_wq *const *w, const void *const *b, void *const *y,
                          char *err, size_t errlen)
 {
     if (n < 1 || n > 8 || count < 2 || count > 3 || (uintptr_t)x % 2 != 0)
         return 2;
+    const int32_t *perm = w[0]->perm;
     for (int i = 0; i < count; i++)
-        if (!w[i]->mma || w[i]->perm || w[i]->in != w[0]->in ||
+        if (!w[i]->mma || w[i]->perm != perm || w[i]->in != w[0]->in ||
             w[i]->group_size != w[0]->group_size || w[i]->groups != w[0]->groups ||
             w[i]->bits != w[0]->bits)
             return 2;
+    if (perm && (!sg_gather_once() || (size_t)n * w[0]->in * sizeof(T) > c->qscratch_bytes))
+        return 2;
     sg_plan p;
     if (!sg_make_plan_layers(c, w, count, n, &p) || !p.xs)
         return 2;
@@ -470,13 +493,20 @@ static int sg_gemv_multi(struct pgd_cuda_ctx *c, const T *x, int n, int count,
         p.a.lb[i] = b[i];
         p.a.ly[i] = y[i];
     }
+    if (perm) {
+        /* act-order: x gathered once for the three layers, then staged as it is */
+        if (pgd_cuda__qstage_x(c, dt, x, perm, n, w[0]->in, c->qscratch, err, errlen))
+            return 1;
+        x = (const T *)c->qscratch;
+    }
     p.a.xvec = (uintptr_t)x % 16 == 0;
     const cudaError_t e = p.mg == 1 ? sg_launch<T, 1, 1, 1, true>(c, p, x, NULL, NULL)
                                     : sg_launch<T, 1, 2, 1, true>(c, p, x, NULL, NULL);
     if (e != cudaSuccess)
         return pgd_cuda_failf(err, errlen, "W4A16 streaming GEMV x [%d, %d] through %d layers "
-                              "(%d warps a tile, %zu bytes of shared memory): %s", n, w[0]->in,
-                              count, p.a.ks, p.smem, cudaGetErrorString(e));
+                              "(%d warps a tile, %zu bytes of shared memory%s): %s", n, w[0]->in,
+                              count, p.a.ks, p.smem, perm ? ", x gathered through act-order" : "",
+                              cudaGetErrorString(e));
     return 0;
 }
 
@@ -487,17 +517,6 @@ static int sg_gemv_multi(struct pgd_cuda_ctx *c, const T *x, int n, int count,
 static bool sg_old_takes(const struct pgd_cuda_wq *w, const sg_plan &p)
 {
     return !p.xs && p.a.ks == 1 && pgd_cuda__wq_gemv4_fits(w);
-}
-
-/* Whether an act-order layer's x is gathered through its permutation once a launch, by a
- * small kernel into the scratch (PGD_CUDA_WQ_GATHER_ONCE=0: by every block as it stages x,
- * an index and a scattered load an element; read once). */
-static bool sg_gather_once(void)
-{
-    static int v = -1;
-    if (v < 0)
-        v = pgd_cuda__qenv_int("PGD_CUDA_WQ_GATHER_ONCE", 1) != 0;
-    return v != 0;
 }
 
 template <typename T>
@@ -590,9 +609,9 @@ int pgd_cuda__wq_sgemv_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const vo
         if (!pgd_cuda__wq_sgemv_fits(c, w[i]))
             return 2;
     if (dt == PGD_DTYPE_BF16)
-        return sg_gemv_multi<__nv_bfloat16>(c, (const __nv_bfloat16 *)x, n, count, w, b, y, err,
-                                            errlen);
-    return sg_gemv_multi<__half>(c, (const __half *)x, n, count, w, b, y, err, errlen);
+        return sg_gemv_multi<__nv_bfloat16>(c, dt, (const __nv_bfloat16 *)x, n, count, w, b, y,
+                                            err, errlen);
+    return sg_gemv_multi<__half>(c, dt, (const __half *)x, n, count, w, b, y, err, errlen);
 }
 
 int pgd_cuda__wq_sgemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,

@@ -233,7 +233,7 @@ enum pgd_status pgd_model_qweight_wq(struct pgd_model_ctx *ctx, const char *name
         return st;
     }
     /* Layers of equal act-order permutations (q, k and v; gate and up) share one device
-     * copy. */
+     * copy: pgd_cuda_wq_linear_multi then runs q, k and v in one launch. */
     if (joined.perm && !m->wq_perms && !(m->wq_perms = pgd_cuda_wq_perms_create())) {
         free(block);
         pgd__qweight_free_list(qw);
