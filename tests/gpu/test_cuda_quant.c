@@ -4,9 +4,11 @@
  * cuBLASLt GEMM, cuBLASLt's FP8 GEMM with outer-vector scales, with fast accumulation and
  * with a float32 output, the automatic choice), bits 4 and 8, groups of 32, 64, 128 and
  * per-channel, act-order, odd shapes, n = 1, 3, 8, 17, 64, 256 and every n = 1..16 of the
- * decode GEMV, x not 16-byte aligned, with and without bias, replayed from a CUDA graph; for
- * FP8 also the decode GEMV that quantizes x inside its blocks at and past its limits, and
- * timed cuBLASLt algorithms reused across one batch bucket.
+ * decode GEMV, x not 16-byte aligned, with and without bias, replayed from a CUDA graph, q,
+ * k and v in one call (act-order ones of one permutation, shared on the device, in one
+ * launch: the launches counted in a graph capture); for FP8 also the decode GEMV that
+ * quantizes x inside its blocks at and past its limits, and timed cuBLASLt algorithms reused
+ * across one batch bucket.
  *
  * The reference: W from pgd_cpu_wq_dequantize / pgd_cpu_fp8_dequantize (FP8: x through
  * pgd_cpu_fp8_quantize_rows and dequantized back), then pgd_cpu_linear in float32. The
@@ -146,9 +148,11 @@ struct wq_layer {
  * tensor-core one). */
 enum { Z_SYM, Z_INT, Z_HALF };
 
-/* A random layer. Scales in [2^-9, 2^-5], fp16 values. group_size -1: per-channel. */
-static void wq_init(struct wq_layer *L, int bits, int group_size, bool act_order, int zeros,
-                    int in, int out)
+/* A random layer. Scales in [2^-9, 2^-5], fp16 values. group_size -1: per-channel.
+ * act_order: perm_of's entries copied (a copy: equal, never the same host array), or a
+ * random permutation where perm_of is NULL; made through the set perms (NULL: none). */
+static void wq_make(struct wq_layer *L, int bits, int group_size, bool act_order, int zeros,
+                    int in, int out, const int32_t *perm_of, struct pgd_cuda_wq_perms *perms)
 {
     const int pack = 32 / bits, gs = group_size > 0 ? group_size : in, groups = in / gs;
     *L = (struct wq_layer){ .bits = bits, .group_size = gs, .in = in, .out = out,
@@ -164,7 +168,10 @@ static void wq_init(struct wq_layer *L, int bits, int group_size, bool act_order
         L->zeros[i] = zeros == Z_SYM ? (float)(1 << (bits - 1))
                     : (float)(rand32() % ((1u << bits) + 1)) + (zeros == Z_HALF ? 0.5f : 0.0f);
     }
-    if (act_order) {
+    if (act_order && perm_of) {
+        L->perm = malloc((size_t)in * sizeof *L->perm);
+        memcpy(L->perm, perm_of, (size_t)in * sizeof *L->perm);
+    } else if (act_order) {
         L->perm = malloc((size_t)in * sizeof *L->perm);
         for (int i = 0; i < in; i++)
             L->perm[i] = i;
@@ -187,7 +194,13 @@ static void wq_init(struct wq_layer *L, int bits, int group_size, bool act_order
              group_size < 0 ? " (per-channel)" : "", act_order ? " act-order" : "",
              zname[zeros]);
     char err[512] = "";
-    CHECK_RC(pgd_cuda_wq_create(&L->h, NULL, &L->d, err, sizeof err));
+    CHECK_RC(pgd_cuda_wq_create(&L->h, perms, &L->d, err, sizeof err));
+}
+
+static void wq_init(struct wq_layer *L, int bits, int group_size, bool act_order, int zeros,
+                    int in, int out)
+{
+    wq_make(L, bits, group_size, act_order, zeros, in, out, NULL, NULL);
 }
 
 static void wq_fini(struct wq_layer *L)
@@ -383,10 +396,31 @@ GPU_TEST(wq_decode_gemv_splits_and_waves)
     wq_fini(&L);
 }
 
+/* The act-order permutations of a linear_multi case: none; one for the three layers, made
+ * through one set (so held once: one launch, after x's gather); each layer its own (one at a
+ * time); equal entries but no set (separate device copies: one at a time, still right); q
+ * act-order and k, v not (one at a time). */
+enum { ACT_NONE, ACT_SHARED, ACT_OWN, ACT_EQUAL_UNSHARED, ACT_MIXED };
+
+/* The nodes a graph capture of linear_multi records, where the case fixes them (0: not
+ * checked): up to 8 rows and the default environment, one launch (1 node) without
+ * act-order, a gather and one launch (2) with a shared permutation, a gather and a launch a
+ * layer (6) with separate ones. */
+static size_t wq_multi_nodes(int act, int n)
+{
+    if (n > 8 || getenv("PGD_CUDA_WQ_GEMV") || getenv("PGD_CUDA_WQ_GATHER_ONCE") ||
+        getenv("PGD_CUDA_WQ_GEMV_MAX_N") || getenv("PGD_CUDA_WQ_MMA"))
+        return 0;
+    return act == ACT_NONE ? 1 : act == ACT_SHARED ? 2 : act == ACT_MIXED ? 0 : 6;
+}
+
 /* pgd_cuda_wq_linear_multi on q, k and v shapes of one x ([out | out / 4 | out / 4] features;
- * [200 | 40 | 24] leaves each layer's last tile part-empty): one launch up to 8 rows, one
- * layer at a time past them and for act-order layers; each output against its reference. */
-static void wq_multi_case(int group, int in, const int *outs, bool act, int n, enum pgd_dtype dt,
+ * [200 | 40 | 24] leaves each layer's last tile part-empty): one launch up to 8 rows (with
+ * act-order where the three share a permutation), one layer at a time past them and for
+ * act-order layers of different permutations; each output against its reference (the one
+ * launch may split a row over other warps than one layer's own launch: the same tolerance,
+ * not the same bits), and the launches it took, counted in a graph capture. */
+static void wq_multi_case(int group, int in, const int *outs, int act, int n, enum pgd_dtype dt,
                           bool bias)
 {
     char err[512] = "";
@@ -394,8 +428,12 @@ static void wq_multi_case(int group, int in, const int *outs, bool act, int n, e
     const struct pgd_cuda_wq *w[3];
     float *b[3] = { NULL, NULL, NULL };
     void *db[3] = { NULL, NULL, NULL }, *dy[3];
+    struct pgd_cuda_wq_perms *perms = act == ACT_SHARED ? pgd_cuda_wq_perms_create() : NULL;
     for (int i = 0; i < 3; i++) {
-        wq_init(&L[i], 4, group, act, i == 1 ? Z_SYM : Z_INT, in, outs[i]);
+        const bool ao = act != ACT_NONE && (act != ACT_MIXED || i == 0);
+        const bool copy = i > 0 && (act == ACT_SHARED || act == ACT_EQUAL_UNSHARED);
+        wq_make(&L[i], 4, group, ao, i == 1 ? Z_SYM : Z_INT, in, outs[i],
+                copy ? L[0].perm : NULL, perms);
         w[i] = L[i].d;
         if (bias) {
             b[i] = rand_vals((size_t)outs[i], 0.5f, dt);
@@ -403,6 +441,12 @@ static void wq_multi_case(int group, int in, const int *outs, bool act, int n, e
         }
         dy[i] = poisoned((size_t)n * outs[i], dt);
     }
+    static const char *act_name[5] = { "", ", one shared permutation",
+                                       ", a permutation a layer", ", equal unshared permutations",
+                                       ", q act-order only" };
+    cr_assert_eq(pgd_cuda_wq_same_perm(w[0], w[1]) && pgd_cuda_wq_same_perm(w[0], w[2]),
+                 act == ACT_SHARED, "%s: the layers' permutations are%s shared", act_name[act],
+                 act == ACT_SHARED ? " not" : "");
     float *x = rand_vals((size_t)n * in, 1, dt);
     void *dx = upload(x, (size_t)n * in, dt);
     CHECK_RC(pgd_cuda_wq_linear_multi(ctx, dt, dx, n, 3, w, (const void *const *)db, dy, err,
@@ -413,11 +457,27 @@ static void wq_multi_case(int group, int in, const int *outs, bool act, int n, e
         float *abs_sum = malloc((size_t)n * outs[i] * sizeof *abs_sum);
         reference(x, L[i].w, b[i], n, in, outs[i], want, abs_sum);
         char name[256];
-        snprintf(name, sizeof name, "%s, %s x [%d, %d]%s, layer %d of 3", L[i].name,
-                 pgd_dtype_name(dt), n, in, bias ? " + bias" : "", i + 1);
+        snprintf(name, sizeof name, "%s, %s x [%d, %d]%s%s, layer %d of 3", L[i].name,
+                 pgd_dtype_name(dt), n, in, bias ? " + bias" : "", act_name[act], i + 1);
         expect_close(name, "linear_multi", got, want, abs_sum, b[i], n, outs[i], dt);
         free(got); free(want); free(abs_sum);
     }
+    const size_t nodes = wq_multi_nodes(act, n);
+    if (nodes) {
+        struct pgd_cuda_graph *g = NULL;
+        CHECK_RC(pgd_cuda_capture_begin(ctx, err, sizeof err));
+        int rc = pgd_cuda_wq_linear_multi(ctx, dt, dx, n, 3, w, (const void *const *)db, dy, err,
+                                          sizeof err);
+        if (rc)
+            pgd_cuda_capture_abort(ctx);
+        CHECK_RC(rc);
+        CHECK_RC(pgd_cuda_capture_end(ctx, &g, err, sizeof err));
+        cr_assert_eq(pgd_cuda_graph_nodes(g), nodes, "x [%d, %d]%s: linear_multi recorded %zu "
+                     "nodes, expected %zu", n, in, act_name[act], pgd_cuda_graph_nodes(g), nodes);
+        pgd_cuda_graph_destroy(g);
+    }
+    /* the set first: its layers keep their copy */
+    pgd_cuda_wq_perms_destroy(perms);
     for (int i = 0; i < 3; i++) {
         pgd_cuda_free(dy[i]);
         pgd_cuda_free(db[i]);
@@ -433,10 +493,71 @@ GPU_TEST(wq_linear_multi_q_k_v)
     const int o1[3] = { 512, 128, 128 }, o2[3] = { 200, 40, 24 };
     const int ns[4] = { 1, 5, 8, 12 };
     for (int k = 0; k < 4; k++) {
-        wq_multi_case(128, 1024, o1, false, ns[k], DTS[k % 2], k % 2 == 0);
-        wq_multi_case(32, 512, o2, false, ns[k], DTS[(k + 1) % 2], k % 2 == 1);
+        wq_multi_case(128, 1024, o1, ACT_NONE, ns[k], DTS[k % 2], k % 2 == 0);
+        wq_multi_case(32, 512, o2, ACT_NONE, ns[k], DTS[(k + 1) % 2], k % 2 == 1);
     }
-    wq_multi_case(128, 1024, o1, true, 3, PGD_DTYPE_BF16, true);
+    wq_multi_case(128, 1024, o1, ACT_OWN, 3, PGD_DTYPE_BF16, true);
+}
+
+/* Act-order q, k and v (GPTQ with desc_act: one g_idx, one permutation): one launch after
+ * one gather where the three hold one permutation, at 1..8 rows, both dtypes, groups of 128
+ * and of 32 (each chunk's halves apart), with and without bias; one layer at a time, still
+ * right, where they do not (each its own permutation, equal ones not shared, only q
+ * act-order) and past 8 rows. */
+GPU_TEST(wq_linear_multi_q_k_v_act_order)
+{
+    const int o1[3] = { 512, 128, 128 }, o2[3] = { 200, 40, 24 };
+    const int ns[4] = { 1, 5, 8, 12 };
+    for (int k = 0; k < 4; k++) {
+        wq_multi_case(128, 1024, o1, ACT_SHARED, ns[k], DTS[k % 2], k % 2 == 0);
+        wq_multi_case(32, 512, o2, ACT_SHARED, ns[k], DTS[(k + 1) % 2], k % 2 == 1);
+    }
+    wq_multi_case(128, 1024, o1, ACT_OWN, 1, PGD_DTYPE_F16, false);
+    wq_multi_case(32, 512, o2, ACT_EQUAL_UNSHARED, 2, PGD_DTYPE_BF16, true);
+    wq_multi_case(128, 1024, o1, ACT_MIXED, 4, PGD_DTYPE_BF16, false);
+}
+
+/* Layers made through one pgd_cuda_wq_perms set share the device copy of equal permutations
+ * (equal entries in separate host arrays), and only those: another permutation of as many
+ * inputs, or one of another width, gets its own; a layer made without the set its own. The
+ * set and the layers are destroyed in either order; a layer then still runs (its copy
+ * outlives the set). */
+GPU_TEST(wq_perms_shared_exactly)
+{
+    struct pgd_cuda_wq_perms *perms = pgd_cuda_wq_perms_create();
+    cr_assert_not_null(perms);
+    struct wq_layer q, k, v, o, wide, alone, plain;
+    wq_make(&q, 4, 128, true, Z_INT, 1024, 64, NULL, perms);
+    wq_make(&k, 4, 128, true, Z_SYM, 1024, 32, q.perm, perms);
+    wq_make(&v, 4, 64, true, Z_INT, 1024, 32, q.perm, perms);
+    cr_assert_eq(pgd_cuda_wq_perms_count(perms), 1);
+    /* the same permutation but two entries swapped */
+    int32_t *near = malloc(1024 * sizeof *near);
+    memcpy(near, q.perm, 1024 * sizeof *near);
+    const int32_t t = near[1000];
+    near[1000] = near[1001];
+    near[1001] = t;
+    wq_make(&o, 4, 128, true, Z_INT, 1024, 48, near, perms);
+    wq_make(&wide, 4, 128, true, Z_INT, 2048, 16, NULL, perms);
+    wq_make(&alone, 4, 128, true, Z_INT, 1024, 16, q.perm, NULL);
+    wq_make(&plain, 4, 128, false, Z_INT, 1024, 16, NULL, perms);
+    cr_assert_eq(pgd_cuda_wq_perms_count(perms), 3);
+    cr_assert(pgd_cuda_wq_same_perm(q.d, k.d) && pgd_cuda_wq_same_perm(k.d, v.d));
+    cr_assert(!pgd_cuda_wq_same_perm(q.d, o.d), "a permutation two entries apart is shared");
+    cr_assert(!pgd_cuda_wq_same_perm(q.d, wide.d) && !pgd_cuda_wq_same_perm(q.d, alone.d));
+    cr_assert(!pgd_cuda_wq_same_perm(plain.d, plain.d), "no permutation, yet one held");
+    /* the set, then q and k: v still holds the copy */
+    pgd_cuda_wq_perms_destroy(perms);
+    wq_fini(&q);
+    wq_fini(&k);
+    wq_check(&v, PGD_DTYPE_BF16, 3, PGD_CUDA_QPATH_GEMV, true);
+    wq_check(&o, PGD_DTYPE_F16, 1, PGD_CUDA_QPATH_AUTO, false);
+    wq_fini(&v);
+    wq_fini(&o);
+    wq_fini(&wide);
+    wq_fini(&alone);
+    wq_fini(&plain);
+    free(near);
 }
 
 /* The previous decode GEMV (quant_wq_gemv.cu), kept for measuring against the streaming one
