@@ -194,6 +194,16 @@ static enum pgd_status check_parts(struct pgd__model *m, const char *name, int n
     return PGD_OK;
 }
 
+#ifdef PGD_HAVE_CUDA
+/* Whether the model's act-order layers share equal permutations' device copies
+ * (PGD_CUDA_WQ_SHARE_PERM=1). */
+static bool share_perms_wanted(void)
+{
+    const char *e = getenv("PGD_CUDA_WQ_SHARE_PERM");
+    return e && !strcmp(e, "1");
+}
+#endif
+
 enum pgd_status pgd_model_qweight_wq(struct pgd_model_ctx *ctx, const char *name,
                                      const struct pgd_wq_host *parts, int n_parts,
                                      struct pgd_qweight **out, char *err, size_t errlen)
@@ -233,8 +243,12 @@ enum pgd_status pgd_model_qweight_wq(struct pgd_model_ctx *ctx, const char *name
         return st;
     }
     /* Layers of equal act-order permutations (q, k and v; gate and up) share one device
-     * copy: pgd_cuda_wq_linear_multi then runs q, k and v in one launch. */
-    if (joined.perm && !m->wq_perms && !(m->wq_perms = pgd_cuda_wq_perms_create())) {
+     * copy: pgd_cuda_wq_linear_multi then runs q, k and v in one launch. Opt-in
+     * (PGD_CUDA_WQ_SHARE_PERM=1) until it has run on a GPU: written in a session without
+     * device time (tests/gpu/test_cuda_quant.c's wq_linear_multi_q_k_v_act_order and
+     * wq_perms_shared_exactly are its tests). */
+    if (joined.perm && !m->wq_perms && share_perms_wanted() &&
+        !(m->wq_perms = pgd_cuda_wq_perms_create())) {
         free(block);
         pgd__qweight_free_list(qw);
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory listing act-order "

@@ -89,7 +89,11 @@ static void check_quant(const char *name, double tol)
     p.quantization = quant && *quant ? quant : NULL;
     struct pgd__runner *r = NULL;
     char err[1024] = "";
+    /* act-order: the layers share their permutations (opt-in until run on a GPU) */
+    if (strstr(name, "-act"))
+        setenv("PGD_CUDA_WQ_SHARE_PERM", "1", 1);
     cr_assert_eq(pgd__runner_create(&p, &r, err, sizeof err), PGD_OK, "%s", err);
+    unsetenv("PGD_CUDA_WQ_SHARE_PERM");
     /* act-order: the layers that read one input (q, k, v; gate, up) were given one
      * permutation (the fixtures' g_idx a site) and hold one device copy of it, which lets
      * q, k and v take one launch at decode: 4 a decoder layer (q/k/v, o, gate/up, down),
