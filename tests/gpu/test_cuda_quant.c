@@ -488,15 +488,22 @@ static void wq_multi_case(int group, int in, const int *outs, int act, int n, en
     free(x);
 }
 
-GPU_TEST(wq_linear_multi_q_k_v)
+/* The q, k and v shapes of both tests below at 1, 5, 8 and 12 rows, both dtypes, groups of
+ * 128 and of 32, with and without bias, act-order as `act` says. */
+static const int MULTI_O1[3] = { 512, 128, 128 }, MULTI_O2[3] = { 200, 40, 24 };
+static void wq_multi_sweep(int act)
 {
-    const int o1[3] = { 512, 128, 128 }, o2[3] = { 200, 40, 24 };
     const int ns[4] = { 1, 5, 8, 12 };
     for (int k = 0; k < 4; k++) {
-        wq_multi_case(128, 1024, o1, ACT_NONE, ns[k], DTS[k % 2], k % 2 == 0);
-        wq_multi_case(32, 512, o2, ACT_NONE, ns[k], DTS[(k + 1) % 2], k % 2 == 1);
+        wq_multi_case(128, 1024, MULTI_O1, act, ns[k], DTS[k % 2], k % 2 == 0);
+        wq_multi_case(32, 512, MULTI_O2, act, ns[k], DTS[(k + 1) % 2], k % 2 == 1);
     }
-    wq_multi_case(128, 1024, o1, ACT_OWN, 3, PGD_DTYPE_BF16, true);
+}
+
+GPU_TEST(wq_linear_multi_q_k_v)
+{
+    wq_multi_sweep(ACT_NONE);
+    wq_multi_case(128, 1024, MULTI_O1, ACT_OWN, 3, PGD_DTYPE_BF16, true);
 }
 
 /* Act-order q, k and v (GPTQ with desc_act: one g_idx, one permutation): one launch after
@@ -506,15 +513,10 @@ GPU_TEST(wq_linear_multi_q_k_v)
  * act-order) and past 8 rows. */
 GPU_TEST(wq_linear_multi_q_k_v_act_order)
 {
-    const int o1[3] = { 512, 128, 128 }, o2[3] = { 200, 40, 24 };
-    const int ns[4] = { 1, 5, 8, 12 };
-    for (int k = 0; k < 4; k++) {
-        wq_multi_case(128, 1024, o1, ACT_SHARED, ns[k], DTS[k % 2], k % 2 == 0);
-        wq_multi_case(32, 512, o2, ACT_SHARED, ns[k], DTS[(k + 1) % 2], k % 2 == 1);
-    }
-    wq_multi_case(128, 1024, o1, ACT_OWN, 1, PGD_DTYPE_F16, false);
-    wq_multi_case(32, 512, o2, ACT_EQUAL_UNSHARED, 2, PGD_DTYPE_BF16, true);
-    wq_multi_case(128, 1024, o1, ACT_MIXED, 4, PGD_DTYPE_BF16, false);
+    wq_multi_sweep(ACT_SHARED);
+    wq_multi_case(128, 1024, MULTI_O1, ACT_OWN, 1, PGD_DTYPE_F16, false);
+    wq_multi_case(32, 512, MULTI_O2, ACT_EQUAL_UNSHARED, 2, PGD_DTYPE_BF16, true);
+    wq_multi_case(128, 1024, MULTI_O1, ACT_MIXED, 4, PGD_DTYPE_BF16, false);
 }
 
 /* Layers made through one pgd_cuda_wq_perms set share the device copy of equal permutations
