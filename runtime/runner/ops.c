@@ -88,11 +88,15 @@ static bool op_ready(struct pgd_fwd *f, const char *op, int n, const struct pgd_
     return operands_ready(f, op, n, ts);
 }
 
-/* operands_ready for a linear: it writes y, never its x, so what the norm left for the
- * linears of x (q, k and v one after the other) stays. */
-static bool linear_ready(struct pgd_fwd *f, const char *op, int n,
+/* operands_ready for a linear of x: it writes its outputs, never x, so what the norm left
+ * for the linears of x (q, k and v one after the other) stays, unless an output of this one
+ * is that buffer (the other operands ts: weights, bias, outputs). */
+static bool linear_ready(struct pgd_fwd *f, const char *op, const struct pgd_tensor *x, int n,
                          const struct pgd_tensor *const *ts)
 {
+    for (int i = 0; i < n; i++)
+        if (ts[i] != x && f->fp8_x_ready && ts[i]->data == f->fp8_x_ready)
+            f->fp8_x_ready = NULL;
     return operands_ready(f, op, n, ts);
 }
 
@@ -253,7 +257,7 @@ static void linear_run(struct pgd_fwd *f, const struct pgd_linear *w, const stru
 {
     if (w->quant) {
         /* A quantized layer: its plugin's linear, which runs pgd_op_qweight_linear. */
-        if (!linear_ready(f, "linear", 2, (const struct pgd_tensor *[]){ x, y }))
+        if (!linear_ready(f, "linear", x, 2, (const struct pgd_tensor *[]){ x, y }))
             return;
         int64_t n = pgd_tensor_rows(x);
         if (check_shape(f, "linear", "x", x, n, w->in_features) &&
@@ -261,7 +265,7 @@ static void linear_run(struct pgd_fwd *f, const struct pgd_linear *w, const stru
             w->quant->linear(f, w, x, y);
         return;
     }
-    if (!linear_ready(f, "linear", 3, (const struct pgd_tensor *[]){ &w->weight, x, y }))
+    if (!linear_ready(f, "linear", x, 3, (const struct pgd_tensor *[]){ &w->weight, x, y }))
         return;
     int64_t n = pgd_tensor_rows(x);
     if (!check_shape(f, "linear", "x", x, n, w->in_features) ||
@@ -317,9 +321,9 @@ void pgd_op_qweight_linear(struct pgd_fwd *f, const struct pgd_qweight *w,
                            struct pgd_tensor *y)
 {
     const void *b = bias ? bias->data : NULL;
-    if (b && !linear_ready(f, "qweight_linear", 1, (const struct pgd_tensor *[]){ bias }))
+    if (b && !linear_ready(f, "qweight_linear", x, 1, (const struct pgd_tensor *[]){ bias }))
         return;
-    if (!linear_ready(f, "qweight_linear", 2, (const struct pgd_tensor *[]){ x, y }))
+    if (!linear_ready(f, "qweight_linear", x, 2, (const struct pgd_tensor *[]){ x, y }))
         return;
     int64_t n = pgd_tensor_rows(x);
     if (!check_shape(f, "qweight_linear", "x", x, n, w->in) ||
@@ -422,7 +426,7 @@ static void linear_multi_run(struct pgd_fwd *f, int count, const struct pgd_line
     }
 #ifdef PGD_HAVE_CUDA
     for (int i = 0; i < count; i++)
-        if (!linear_ready(f, "linear_multi", 3, (const struct pgd_tensor *[]){ &w[i]->weight, x, y[i] }))
+        if (!linear_ready(f, "linear_multi", x, 3, (const struct pgd_tensor *[]){ &w[i]->weight, x, y[i] }))
             return;
     int64_t n = pgd_tensor_rows(x);
     const void *wd[3], *bd[3];
@@ -639,7 +643,7 @@ static void linear_act_mul_run(struct pgd_fwd *f, const struct pgd_linear *gate_
          * quantized linear takes the offer to apply the activation itself (FP8 on CUDA). */
         int64_t n = pgd_tensor_rows(x);
         bool offer = ON_CUDA(f) && gate_up->out_features % 2 == 0 &&
-                     linear_ready(f, "linear_act_mul", 2,
+                     linear_ready(f, "linear_act_mul", x, 2,
                               (const struct pgd_tensor *[]){ gate_up_scratch, out }) &&
                      check_shape(f, "linear_act_mul", "out", out, n, gate_up->out_features / 2);
         if (offer) {
@@ -656,7 +660,7 @@ static void linear_act_mul_run(struct pgd_fwd *f, const struct pgd_linear *gate_
         return;
     }
 #ifdef PGD_HAVE_CUDA
-    if (!linear_ready(f, "linear_act_mul", 4,
+    if (!linear_ready(f, "linear_act_mul", x, 4,
                   (const struct pgd_tensor *[]){ &gate_up->weight, x, gate_up_scratch, out }))
         return;
     int64_t n = pgd_tensor_rows(x), inter = gate_up->out_features / 2;
