@@ -27,13 +27,17 @@ struct gen_opts {
 static void gen_usage(FILE *out)
 {
     fprintf(out,
-        "usage: pagoda generate --model DIR (--prompt-ids LIST | --prompt TEXT | --prompts-file FILE)\n"
-        "                       [options]\n\n"
+        "usage: pagoda generate (--model DIR | --random-weights CONFIG)\n"
+        "                       (--prompt-ids LIST | --prompt TEXT | --prompts-file FILE) [options]\n\n"
         "Runs prompts through the engine (continuous batching over a paged KV cache).\n\n"
         "  --model DIR|ORG/NAME     a Hugging Face model directory (config.json, safetensors,\n"
         "                           tokenizer.json for text), hub id or catalog name\n"
         "  --revision REV, --download-dir DIR   for a hub id: the branch, tag or commit,\n"
         "                           and the cache root (default HF_HUB_CACHE)\n"
+        "  --random-weights CONFIG  a config.json (or its directory, whose tokenizer is used):\n"
+        "                           random weights made on the device, no checkpoint read (the\n"
+        "                           same each run; a quantized layer is random codes of its\n"
+        "                           format, not the dense random layer quantized)\n"
         "  --prompt-ids LIST        one prompt as comma-separated token ids\n"
         "  --prompt TEXT            one text prompt (needs the model's tokenizer)\n"
         "  --prompts-file FILE      many requests, one JSON object a line: \"prompt\" or\n"
@@ -209,7 +213,8 @@ int pgd_cmd_generate(int argc, char **argv)
     enum { O_PIDS = 256, O_PROMPT, O_PFILE, O_MAXT, O_TEMP, O_TOPP, O_TOPK, O_MINP, O_SEED,
            O_N, O_IGNEOS, O_NBLK, O_BS, O_MSEQ, O_MBT, O_NOPC, O_IDS, O_DUMP, O_TP };
     static const struct option long_opts[] = {
-        PGD_TOOL_MODEL_OPTIONS, { "prompt-ids", required_argument, 0, O_PIDS },
+        PGD_TOOL_MODEL_OPTIONS, PGD_TOOL_RANDOM_WEIGHTS_OPTION,
+        { "prompt-ids", required_argument, 0, O_PIDS },
         { "prompt", required_argument, 0, O_PROMPT },
         { "prompts-file", required_argument, 0, O_PFILE },
         { "max-tokens", required_argument, 0, O_MAXT },
@@ -272,7 +277,7 @@ int pgd_cmd_generate(int argc, char **argv)
     }
     int sources = !!o.prompt + !!o.prompt_ids + !!o.prompts_file;
     if (!pgd_tool_model_named(&o.m) || sources != 1 || optind < argc) {
-        if (o.m.name && sources != 1)
+        if ((o.m.name || o.m.random_cfg) && sources != 1)
             fprintf(stderr, "pagoda generate: give exactly one of --prompt-ids, --prompt, "
                             "--prompts-file\n");
         gen_usage(stderr);

@@ -390,6 +390,27 @@ Test(cli, bench_latency_random_weights)
     free(got);
 }
 
+/* pagoda generate --random-weights: the fixture's config with random weights, the same
+ * tokens every run, and not the checkpoint's (whose greedy tokens differ). */
+Test(cli, generate_random_weights)
+{
+    char cmd[4096], *got[3];
+    for (int k = 0; k < 3; k++) {
+        snprintf(cmd, sizeof cmd, "%s/tools/pagoda generate --device cpu %s %s%s --prompt-ids "
+                 "5,17,3,99 --max-tokens 12 --ignore-eos 2>/dev/null", PGD_TEST_BUILDDIR,
+                 k < 2 ? "--random-weights" : "--model", fixture_dir("llama-f32"),
+                 k < 2 ? "/config.json" : "");
+        int status;
+        got[k] = pgd_test_capture(cmd, &status);
+        cr_assert_eq(status, 0, "%s\n%s", cmd, got[k]);
+        cr_assert(got[k][0] == '[' && strchr(got[k], ']'), "%s: %s", cmd, got[k]);
+    }
+    cr_assert_str_eq(got[0], got[1], "random weights, twice");
+    cr_assert_str_neq(got[0], got[2], "random weights against the checkpoint's");
+    for (int k = 0; k < 3; k++)
+        free(got[k]);
+}
+
 /* --dump-logits writes the logits after the prompt: they are transformers' first_logits. */
 Test(cli, generate_dump_logits_matches_reference)
 {
