@@ -8,6 +8,9 @@
 #   scripts/gpu_ab.sh --pack-old BUILD_DIR .carry/old/libpagoda.so.0.xz
 # There, with the new build unpacked (scripts/gpu_check.sh's bundle; B names its folder):
 #   B=/work/main/_build/g90 OLD=.carry/old/libpagoda.so.0.xz scripts/gpu_ab.sh CONFIG [ARGS...]
+# A switch of one library instead (an opt-in path against the default): OLD_ENV and NEW_ENV,
+# e.g. OLD_ENV=PGD_CUDA_FP8_NORM_X=0 NEW_ENV=PGD_CUDA_FP8_NORM_X=1, without OLD: both turns
+# run the new library, each under its variables (with OLD, each library under its own).
 #
 # For each of ROUNDS (default 2) rounds, old then new: `pagoda bench latency --random-weights
 # CONFIG ARGS` (default ARGS: --batch 1,8,16 --prompt-len 128 --steps 64), its decode and
@@ -32,18 +35,29 @@ shift
 [ $# -gt 0 ] || set -- --batch 1,8,16 --prompt-len 128 --steps 64
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 B=${B:?B=the unpacked build folder (scripts/gpu_check.sh)}
-OLD=${OLD:?OLD=the old libpagoda.so.0.xz (gpu_ab.sh --pack-old)}
+OLD_ENV=${OLD_ENV:-}
+NEW_ENV=${NEW_ENV:-}
+[ -n "${OLD:-}" ] || [ -n "$OLD_ENV$NEW_ENV" ] ||
+  { echo "gpu_ab.sh: OLD=the old libpagoda.so.0.xz (gpu_ab.sh --pack-old), or OLD_ENV / NEW_ENV"; exit 2; }
 OUT=${OUT:-/tmp/ab}
-mkdir -p "$OUT/oldlib"
-xz -dc "$OLD" > "$OUT/oldlib/libpagoda.so.0" || exit 1
+mkdir -p "$OUT" || exit 1
+if [ -n "${OLD:-}" ]; then
+  mkdir -p "$OUT/oldlib"
+  xz -dc "$OLD" > "$OUT/oldlib/libpagoda.so.0" || exit 1
+fi
 NEW_PATH=${LD_LIBRARY_PATH:-}
 P=$B/tools/pagoda
 
-# run VERSION CMD...: CMD with VERSION's library first on the path.
+# run VERSION CMD...: CMD with VERSION's library first on the path (the old one only with
+# OLD) and VERSION's variables (OLD_ENV / NEW_ENV) set.
 run() {
   local v=$1; shift
-  if [ "$v" = old ]; then LD_LIBRARY_PATH=$OUT/oldlib${NEW_PATH:+:$NEW_PATH} "$@"
-  else LD_LIBRARY_PATH=$NEW_PATH "$@"; fi
+  # shellcheck disable=SC2086  # the variables' words are NAME=VALUE pairs for env
+  if [ "$v" = old ]; then
+    LD_LIBRARY_PATH=${OLD:+$OUT/oldlib}${OLD:+${NEW_PATH:+:}}$NEW_PATH env $OLD_ENV "$@"
+  else
+    LD_LIBRARY_PATH=$NEW_PATH env $NEW_ENV "$@"
+  fi
 }
 
 # The runs (bench latency ARGS...), their lines on stdout; returns 1 when one failed.
@@ -54,7 +68,7 @@ runs() {
       log=$OUT/lat_${v}_$r.txt
       run "$v" timeout 300 "$P" bench latency --random-weights "$CONFIG" "$@" > "$log" 2>&1 ||
         status=1
-      echo "== $v, round $r: bench latency $*"
+      echo "== $v${OLD_ENV:+ }$( [ "$v" = old ] && echo "$OLD_ENV" || echo "$NEW_ENV"), round $r: bench latency $*"
       grep -A12 "^decode" "$log" | grep -E "^ +[0-9]" || tail -n 3 "$log"
       for f in ${BENCH_QUANT:-}; do
         run "$v" timeout 120 "$P" bench quant --format "$f" >> "$OUT/quant_${v}_$r.txt" 2>&1 ||
