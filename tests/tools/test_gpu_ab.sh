@@ -3,7 +3,7 @@
 # --pack-old makes a stripped, xz-packed copy of the build's libpagoda.so.0; the A/B run with
 # tiny-chat's config runs `pagoda bench latency` under the old and the new library in turn
 # and prints both; a broken old library fails the old runs and the script's status (so the
-# old runs do load it); ncu_ab.py groups two CSVs' launches by kernel and grid with old / new,
+# old runs do load it); OLD_ENV / NEW_ENV run one library under two settings; ncu_ab.py groups two CSVs' launches by kernel and grid with old / new,
 # and stops where the two launch sequences differ. Prints a Criterion-style synthesis.
 set -u
 SUITE=gpu_ab
@@ -39,6 +39,20 @@ elif grep -q "status 1" "$tmp/ab2/ab.txt" && grep -qE '^ +1 +[0-9.]+ ' "$tmp/ab2
   ok broken_old_library
 else
   ko broken_old_library "$(cat "$tmp/ab2.log")"
+fi
+
+# One library, two settings (OLD_ENV / NEW_ENV, no OLD): each turn runs under its own
+# variables (the log level shows which), and both run.
+if B=$BUILDDIR OLD_ENV=PAGODA_LOG=debug NEW_ENV=PAGODA_LOG=warn OUT=$tmp/ab3 ROUNDS=1 "$AB" \
+     "$CONFIG" --batch 1 --prompt-len 8 --steps 2 >"$tmp/ab3.log" 2>&1 &&
+   grep -q "^== old PAGODA_LOG=debug, round 1" "$tmp/ab3/ab.txt" &&
+   grep -q "^== new PAGODA_LOG=warn, round 1" "$tmp/ab3/ab.txt" &&
+   grep -q "pagoda debug" "$tmp/ab3/lat_old_1.txt" &&
+   ! grep -qE "pagoda (debug|info)" "$tmp/ab3/lat_new_1.txt" &&
+   grep -qE '^ +1 +[0-9.]+ ' "$tmp/ab3/lat_new_1.txt"; then
+  ok env_switch
+else
+  ko env_switch "$(cat "$tmp/ab3.log")"
 fi
 
 # ncu_ab.py: the CSV layout of `ncu --csv --page raw --metrics gpu__time_duration.sum`.
