@@ -7,11 +7,11 @@ plugin_LTLIBRARIES += %reldir%/gptq/gptq.la %reldir%/awq/awq.la %reldir%/fp8/fp8
 %canon_reldir%_gptq_gptq_la_SOURCES = %reldir%/gptq/gptq.c %reldir%/gptq/gptq_convert.c \
 	%reldir%/gptq/gptq_convert.h $(QUANT_COMMON_SOURCES)
 %canon_reldir%_gptq_gptq_la_LDFLAGS = $(PLUGIN_LDFLAGS)
-%canon_reldir%_gptq_gptq_la_LIBADD = libpagoda.la
+%canon_reldir%_gptq_gptq_la_LIBADD = libpagoda.la -lm
 %canon_reldir%_awq_awq_la_SOURCES = %reldir%/awq/awq.c %reldir%/awq/awq_convert.c \
 	%reldir%/awq/awq_convert.h $(QUANT_COMMON_SOURCES)
 %canon_reldir%_awq_awq_la_LDFLAGS = $(PLUGIN_LDFLAGS)
-%canon_reldir%_awq_awq_la_LIBADD = libpagoda.la
+%canon_reldir%_awq_awq_la_LIBADD = libpagoda.la -lm
 %canon_reldir%_fp8_fp8_la_SOURCES = %reldir%/fp8/fp8.c $(QUANT_COMMON_SOURCES)
 %canon_reldir%_fp8_fp8_la_LDFLAGS = $(PLUGIN_LDFLAGS)
 %canon_reldir%_fp8_fp8_la_LIBADD = libpagoda.la -lm
@@ -24,7 +24,7 @@ plugin_LTLIBRARIES += %reldir%/gptq/gptq.la %reldir%/awq/awq.la %reldir%/fp8/fp8
 	%reldir%/gptq/gptq_convert.h $(QUANT_COMMON_SOURCES)
 %canon_reldir%_compressed_tensors_compressed_tensors_la_CFLAGS = $(AM_CFLAGS) $(PCRE2_CFLAGS)
 %canon_reldir%_compressed_tensors_compressed_tensors_la_LDFLAGS = $(PLUGIN_LDFLAGS)
-%canon_reldir%_compressed_tensors_compressed_tensors_la_LIBADD = libpagoda.la $(PCRE2_LIBS)
+%canon_reldir%_compressed_tensors_compressed_tensors_la_LIBADD = libpagoda.la $(PCRE2_LIBS) -lm
 
 QUANT_BUILD = $(abs_top_builddir)/%reldir%
 QUANT_CT_BUILD = $(QUANT_BUILD)/compressed_tensors/.libs

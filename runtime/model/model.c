@@ -388,6 +388,17 @@ enum pgd_status pgd_model_load_bias(struct pgd_model_ctx *ctx, const char *const
     return load_bias(ctx, prefixes, n_parts, out_features, 0, out, err, errlen);
 }
 
+/* The name the random values of a dense linear are drawn under: a single layer's weight is
+ * read as a tensor from row 0 (pgd_model_load_tensor names random rows "<name>@<row0>"), a
+ * fused layer's is drawn whole under its first part's name. */
+static void random_linear_name(const char *const *prefixes, int n_parts, char *buf, size_t len)
+{
+    if (n_parts == 1)
+        snprintf(buf, len, "%s.weight@0", prefixes[0]);
+    else
+        snprintf(buf, len, "%s.weight", prefixes[0]);
+}
+
 enum pgd_status pgd_model_load_linear(struct pgd_model_ctx *ctx, const char *const *prefixes,
                                       int n_parts, int64_t in_features,
                                       const int64_t *out_features, bool bias,
@@ -425,7 +436,7 @@ enum pgd_status pgd_model_load_linear(struct pgd_model_ctx *ctx, const char *con
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of %s memory loading \"%s\" fused",
                         pgd__device_name(m->device), prefixes[0]);
     if (m->random_weights) {
-        snprintf(name, sizeof name, "%s.weight", prefixes[0]);
+        random_linear_name(prefixes, n_parts, name, sizeof name);
         st = fill_random(m, name, out->weight.data, (size_t)(total_out * in_features),
                          in_features, err, errlen);
     } else {
@@ -641,4 +652,59 @@ void pgd__model_destroy(struct pgd__model *m)
     free(m->config_path);
     free(m->dir);
     free(m);
+}
+
+enum pgd_status pgd_model_random_dense(struct pgd_model_ctx *ctx, const char *const *prefixes,
+                                       int n_parts, int64_t in, const int64_t *out_features,
+                                       float **out, char *err, size_t errlen)
+{
+    struct pgd__model *m = ctx->m;
+    *out = NULL;
+    char name[600];
+    random_linear_name(prefixes, n_parts, name, sizeof name);
+    int64_t rows = 0;
+    for (int i = 0; i < n_parts; i++)
+        rows += out_features[i];
+    if (rows <= 0 || in <= 0)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: a [%lld, %lld] layer", name,
+                        (long long)rows, (long long)in);
+    const size_t n = (size_t)(rows * in);
+    float *f = malloc(n * sizeof *f);
+    if (!f)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of host memory for its random "
+                        "[%lld, %lld] weights", name, (long long)rows, (long long)in);
+    enum pgd_status st;
+    if (m->device == PGD_DEVICE_CPU) {
+        st = fill_random(m, name, f, n, in, err, errlen);
+    } else {
+        /* The device's own fill (the dense layer's values, rounded to the model's dtype
+         * there), read back and widened. */
+        const size_t esz = pgd_dtype_size(m->dtype);
+        void *d = pgd__device_alloc(m->device, n * esz);
+        uint16_t *h = esz == 2 ? malloc(n * esz) : NULL;
+        st = d && (esz != 2 || h) ? PGD_OK
+                                  : pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory for "
+                                             "its random [%lld, %lld] weights", name,
+                                             (long long)rows, (long long)in);
+        if (!st)
+            st = fill_random(m, name, d, n, in, err, errlen);
+#ifdef PGD_HAVE_CUDA
+        if (!st && pgd_cuda_memcpy_d2h(esz == 2 ? (void *)h : (void *)f, d, n * esz, err, errlen))
+            st = PGD_ERR_DEVICE;
+#else
+        if (!st)
+            st = pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: random weights on %s", name,
+                          pgd__device_name(m->device));
+#endif
+        for (size_t i = 0; !st && esz == 2 && i < n; i++)
+            f[i] = m->dtype == PGD_DTYPE_BF16 ? pgd_bf16_to_f32(h[i]) : pgd_f16_to_f32(h[i]);
+        free(h);
+        pgd__device_free(m->device, d);
+    }
+    if (st) {
+        free(f);
+        return st;
+    }
+    *out = f;
+    return PGD_OK;
 }

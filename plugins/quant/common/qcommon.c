@@ -1,6 +1,7 @@
 /* Helpers shared by the quant plugins (see qcommon.h). */
 #include "plugins/quant/common/qcommon.h"
 #include <pagoda/log.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,7 +265,7 @@ struct part_reader {
     qc_wq_part_fn part_wq;
     qc_fp8_part_fn part_fp8;
     const struct qc_wq_scheme *scheme;     /* part_wq: the random layout */
-    bool random_per_channel;               /* part_fp8: random scales per channel */
+    enum qc_fp8_random fp8_random;         /* part_fp8: how random parts are made */
     size_t host_size;                      /* sizeof struct pgd_wq_host / pgd_fp8_host */
 };
 
@@ -280,9 +281,63 @@ static enum pgd_status read_part(const struct part_reader *r, struct pgd_model_c
         return random ? pgd_model_random_wq(ctx, prefix, s->bits, s->group_size, s->act_order,
                                             sl->in, sl->out, host, block, err, errlen)
                       : r->part_wq(r->state, ctx, prefix, sl, host, block, err, errlen);
-    return random ? pgd_model_random_fp8(ctx, prefix, r->random_per_channel, sl->in, sl->out,
-                                         host, block, err, errlen)
+    return random ? pgd_model_random_fp8(ctx, prefix, r->fp8_random != QC_FP8_RANDOM_TENSOR,
+                                         sl->in, sl->out, host, block, err, errlen)
                   : r->part_fp8(r->state, ctx, prefix, sl, host, block, err, errlen);
+}
+
+void qc_fp8_quantize_row(const float *row, int64_t full_in, int64_t col0, int64_t in,
+                         float *scale, uint8_t *q)
+{
+    float amax = 0.0f;
+    for (int64_t i = 0; i < full_in; i++)
+        amax = fmaxf(amax, fabsf(row[i]));
+    *scale = amax > 0.0f ? amax / 448.0f : 1.0f;
+    for (int64_t i = 0; i < in; i++)
+        q[i] = pgd_fp8_e4m3_from_float(row[col0 + i] / *scale);
+}
+
+/* QC_FP8_RANDOM_DENSE with random weights and whole layers (no rank's slice): the dense
+ * random layer (pgd_model_random_dense: its parts' rows one after the other) quantized per
+ * output channel into each part's host and block. Returns false where it does not apply
+ * (the caller reads the parts as usual); true with *st the outcome otherwise. */
+static bool dense_random_parts(const struct part_reader *r, struct pgd_model_ctx *ctx,
+                               const char *const *prefixes, int n_parts, int64_t in,
+                               const int64_t *out_features, struct pgd_fp8_host *hosts,
+                               void **blocks, enum pgd_status *st, char *err, size_t errlen)
+{
+    if (!r->part_fp8 || r->fp8_random != QC_FP8_RANDOM_DENSE || !pgd_model_random_weights(ctx))
+        return false;
+    for (int i = 0; i < n_parts; i++) {
+        struct qc_slice sl;
+        qc_part_slice(ctx, i, in, out_features[i], &sl);
+        if (sl.in != sl.full_in || sl.out != sl.full_out)
+            return false;
+    }
+    float *dense;
+    if ((*st = pgd_model_random_dense(ctx, prefixes, n_parts, in, out_features, &dense, err,
+                                      errlen)))
+        return true;
+    const float *rows = dense;
+    for (int i = 0; i < n_parts && !*st; i++) {
+        const int64_t out = out_features[i];
+        char *b = malloc((size_t)out * sizeof(float) + (size_t)(out * in));
+        if (!b) {
+            *st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory quantizing it",
+                           prefixes[i]);
+            break;
+        }
+        float *scale = (float *)(void *)b;
+        uint8_t *q = (uint8_t *)(b + (size_t)out * sizeof(float));
+        for (int64_t o = 0; o < out; o++)
+            qc_fp8_quantize_row(rows + o * in, in, 0, in, &scale[o], q + o * in);
+        hosts[i] = (struct pgd_fp8_host){ .in = in, .out = out, .weight = q, .scale = scale,
+                                          .per_channel = true };
+        blocks[i] = b;
+        rows += out * in;
+    }
+    free(dense);
+    return true;
 }
 
 /* The load_linear of every format: each part's slice read (read_part), the parts joined
@@ -303,12 +358,14 @@ static enum pgd_status load_linear(const struct part_reader *r, struct pgd_model
     if (!hosts)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", prefixes[0]);
     enum pgd_status st = PGD_OK;
-    for (int i = 0; i < n_parts && !st; i++) {
-        struct qc_slice sl;
-        qc_part_slice(ctx, i, in_features, out_features[i], &sl);
-        st = read_part(r, ctx, prefixes[i], &sl, hosts + (size_t)i * r->host_size, &blocks[i],
-                       err, errlen);
-    }
+    if (!dense_random_parts(r, ctx, prefixes, n_parts, in_features, out_features,
+                            (struct pgd_fp8_host *)(void *)hosts, blocks, &st, err, errlen))
+        for (int i = 0; i < n_parts && !st; i++) {
+            struct qc_slice sl;
+            qc_part_slice(ctx, i, in_features, out_features[i], &sl);
+            st = read_part(r, ctx, prefixes[i], &sl, hosts + (size_t)i * r->host_size,
+                           &blocks[i], err, errlen);
+        }
     struct pgd_qweight *w = NULL;
     if (!st)
         st = r->part_wq ? pgd_model_qweight_wq(ctx, prefixes[0], (void *)hosts, n_parts, &w, err,
@@ -339,12 +396,12 @@ enum pgd_status qc_load_wq_linear(const void *state, struct pgd_model_ctx *ctx,
 
 enum pgd_status qc_load_fp8_linear(const void *state, struct pgd_model_ctx *ctx,
                                    const struct pgd_quant_ops *ops, qc_fp8_part_fn part_fn,
-                                   bool random_per_channel, const char *const *prefixes,
+                                   enum qc_fp8_random random, const char *const *prefixes,
                                    int n_parts, int64_t in_features, const int64_t *out_features,
                                    bool bias, struct pgd_linear *out, char *err, size_t errlen)
 {
     struct part_reader r = { .state = state, .part_fp8 = part_fn,
-                             .random_per_channel = random_per_channel,
+                             .fp8_random = random,
                              .host_size = sizeof(struct pgd_fp8_host) };
     return load_linear(&r, ctx, ops, prefixes, n_parts, in_features, out_features, bias, out,
                        err, errlen);

@@ -114,17 +114,28 @@ enum pgd_status qc_load_wq_linear(const void *state, struct pgd_model_ctx *ctx,
                                   const int64_t *out_features, bool bias, struct pgd_linear *out,
                                   char *err, size_t errlen);
 /* The same for FP8 layers: part_fn reads each part's slice (its arrays one malloc'd block
- * in *block), or, with random weights, pgd_model_random_fp8 makes it with a scale per output
- * channel when random_per_channel, else one per tensor; pgd_model_qweight_fp8 keeps them. */
+ * in *block), or, with random weights, `random` says how a part is made; then
+ * pgd_model_qweight_fp8 keeps them. QC_FP8_RANDOM_TENSOR / _CHANNEL: random e4m3 codes
+ * (pgd_model_random_fp8) with a scale per tensor / per output channel, as a checkpoint of
+ * that layout holds them; QC_FP8_RANDOM_DENSE (a plugin that quantizes 16-bit weights at
+ * load): the dense random layer (pgd_model_random_dense) quantized per output channel with
+ * qc_fp8_quantize_row, so the model is the dense random model quantized (a rank's slice of a
+ * split layer takes random codes per channel instead). */
+enum qc_fp8_random { QC_FP8_RANDOM_TENSOR, QC_FP8_RANDOM_CHANNEL, QC_FP8_RANDOM_DENSE };
 typedef enum pgd_status (*qc_fp8_part_fn)(const void *state, struct pgd_model_ctx *ctx,
                                           const char *prefix, const struct qc_slice *slice,
                                           struct pgd_fp8_host *host, void **block, char *err,
                                           size_t errlen);
 enum pgd_status qc_load_fp8_linear(const void *state, struct pgd_model_ctx *ctx,
                                    const struct pgd_quant_ops *ops, qc_fp8_part_fn part_fn,
-                                   bool random_per_channel, const char *const *prefixes,
+                                   enum qc_fp8_random random, const char *const *prefixes,
                                    int n_parts, int64_t in_features, const int64_t *out_features,
                                    bool bias, struct pgd_linear *out, char *err, size_t errlen);
+/* One output row's FP8 quantization, as the activations get theirs per token
+ * (kernels/cpu/quant.c): *scale = max |row[0, full_in)| / 448 (1 for an all-zero row), then
+ * q[i] = the e4m3 code of row[col0 + i] / *scale for i < in (a rank's columns of the row). */
+void qc_fp8_quantize_row(const float *row, int64_t full_in, int64_t col0, int64_t in,
+                         float *scale, uint8_t *q);
 void qc_linear(struct pgd_fwd *f, const struct pgd_linear *w, const struct pgd_tensor *x,
                struct pgd_tensor *y);
 void qc_free_linear(void *layer_state);

@@ -202,7 +202,9 @@ static enum pgd_status ct_load_linear(void *state, struct pgd_model_ctx *ctx,
                             "group %s quantizes differently: the parts cannot share one layer",
                             prefixes[i], prefixes[0], s->group);
     if (s->kind == CT_FP8)
-        return qc_load_fp8_linear(state, ctx, &ct_ops, load_fp8, s->per_channel, prefixes,
+        return qc_load_fp8_linear(state, ctx, &ct_ops, load_fp8,
+                                  s->per_channel ? QC_FP8_RANDOM_CHANNEL : QC_FP8_RANDOM_TENSOR,
+                                  prefixes,
                                   n_parts, in_features, out_features, bias, out, err, errlen);
     struct qc_wq_scheme scheme = { .bits = s->bits, .group_size = s->group_size,
                                    .act_order = s->g_idx };

@@ -6,9 +6,10 @@
  *   - a bf16/fp16/fp32 checkpoint with --quantization fp8 (no quantization_config): every
  *     linear layer but the LM head is quantized at load with one scale per output channel,
  *     max |w| / 448, the same rule the activations get per token;
- *   - random weights (--load-format dummy): random e4m3 layers, with one scale per tensor
- *     when a quantization_config says the checkpoint is FP8 (as vLLM's are), else one per
- *     output channel (as --quantization fp8 makes them).
+ *   - random weights (--load-format dummy): random e4m3 layers with one scale per tensor
+ *     when a quantization_config says the checkpoint is FP8 (as vLLM's are); with
+ *     --quantization fp8 on a 16-bit config, the dense random layers quantized at load as
+ *     above (so the FP8 model is the dense random model quantized, to compare with it).
  * The layers go to the model as struct pgd_fp8_host (include/pagoda/quant.h). */
 #include "plugins/quant/common/qcommon.h"
 #include <pagoda/log.h>
@@ -54,8 +55,9 @@ static enum pgd_status fp8_configure(struct pgd_model_ctx *ctx, enum pgd_device 
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
     s->serialized = serialized;
     if (pgd_model_random_weights(ctx))
-        PGD_INFO("%s: random FP8 (e4m3) layers: a scale per %s", dir,
-                 serialized ? "tensor" : "output channel");
+        PGD_INFO("%s: random FP8 (e4m3) layers: %s", dir,
+                 serialized ? "random codes, a scale per tensor"
+                            : "the dense random layers quantized, a scale per output channel");
     enum pgd_status st = qc_list_read(ctx, Q "ignored_layers", &s->ignored, err, errlen);
     if (!st)
         st = qc_list_read(ctx, Q "modules_to_not_convert", &s->skip, err, errlen);
@@ -99,16 +101,10 @@ static enum pgd_status quantize_dense(struct pgd_model_ctx *ctx, const char *pre
     }
     float *scale = (float *)b;
     uint8_t *q = (uint8_t *)(b + (size_t)out * sizeof(float));
-    /* Each output row is quantized as the activations are per token (kernels/cpu/quant.c):
-     * scale max |w| / 448 (1 for an all-zero row), then e4m3 of w / scale. */
+    /* Each output row is quantized as the activations are per token (qc_fp8_quantize_row). */
     for (int64_t o = 0; o < out; o++) {
         qc_read_floats_block(&w, fin, NULL, sl->row0 + o, 1, 0, fin, row);
-        float amax = 0.0f;
-        for (int64_t i = 0; i < fin; i++)
-            amax = fmaxf(amax, fabsf(row[i]));
-        scale[o] = amax > 0.0f ? amax / 448.0f : 1.0f;
-        for (int64_t i = 0; i < in; i++)
-            q[o * in + i] = pgd_fp8_e4m3_from_float(row[sl->col0 + i] / scale[o]);
+        qc_fp8_quantize_row(row, fin, sl->col0, in, &scale[o], q + o * in);
     }
     free(row);
     *h = (struct pgd_fp8_host){ .in = in, .out = out, .weight = q, .scale = scale,
@@ -136,7 +132,8 @@ static enum pgd_status fp8_load_linear(void *state, struct pgd_model_ctx *ctx,
                                        size_t errlen)
 {
     const struct fp8_state *s = state;
-    return qc_load_fp8_linear(state, ctx, &fp8_ops, load_part, !s->serialized, prefixes,
+    return qc_load_fp8_linear(state, ctx, &fp8_ops, load_part,
+                              s->serialized ? QC_FP8_RANDOM_TENSOR : QC_FP8_RANDOM_DENSE, prefixes,
                               n_parts, in_features, out_features, bias, out, err, errlen);
 }
 
