@@ -171,10 +171,9 @@ rmsnorm_vec_kernel(const T *x, T *__restrict__ res, const T *__restrict__ w, flo
     for (int u = 0; u < VPT; u++) {
         const int i = threadIdx.x + u * VEC_THREADS;
         if (i < nv) {
-            const T *e = reinterpret_cast<const T *>(&xs[u]);
-#pragma unroll
-            for (int k = 0; k < V; k++)
-                amax = fmaxf(amax, fabsf(to_f<T>(e[k])));
+            float f[8];
+            unpack16<T>(xs[u], f);
+            amax = fp8_amax8(f, amax);
         }
     }
     const float s = fp8_token_scale(block_max(amax, red));
@@ -275,7 +274,8 @@ extern "C" int pgd_cuda_rmsnorm_fp8x(struct pgd_cuda_ctx *c, enum pgd_dtype dt, 
     const int vpt = dt == PGD_DTYPE_BF16 ? vec_per_thread<__nv_bfloat16>(x, residual, w, out, d)
                     : dt == PGD_DTYPE_F16 ? vec_per_thread<__half>(x, residual, w, out, d)
                                           : 0;
-    if (d <= 512 || !vpt || !pgd_cuda__fp8_stream_takes(c, (int)rows, d) ||
+    /* one launch of the streaming GEMV's rows (the scratch holds 8) */
+    if (d <= 512 || !vpt || rows > 8 || !pgd_cuda__fp8_stream_takes(c, (int)rows, d) ||
         !pgd_cuda__fp8_stream_scratch(c, d, &xh, &sx)) {
         PGD_CUDA_DISPATCH(dt, T, rmsnorm_launch<T>(c, x, residual, w, eps, rows, d, out));
     } else {

@@ -443,8 +443,9 @@ int pgd_cuda__fp8_stream_gemv_segs(struct pgd_cuda_ctx *c, enum pgd_dtype dt, co
                                    const struct pgd_cuda_fp8_dec_seg *segs, char *err,
                                    size_t errlen);
 
-/* Whether the automatic FP8 linear takes the streaming GEMV for n rows of in inputs (the
- * GEMV that reads x's quantization from the scratch: pgd_cuda__fp8_stream_scratch). */
+/* Whether the automatic FP8 linear takes the streaming GEMV for n (>= 1) rows of in inputs
+ * (the GEMV that reads x's quantization from the scratch, 8 rows a launch:
+ * pgd_cuda__fp8_stream_scratch). */
 bool pgd_cuda__fp8_stream_takes(const struct pgd_cuda_ctx *c, int n, int in);
 /* Where the streaming GEMV keeps x's quantization in the scratch: xh [8, in] (the codes'
  * fp16 values) and sx [8]; false when they do not fit. */

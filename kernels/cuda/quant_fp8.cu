@@ -481,8 +481,7 @@ static int fp8_stream_on(void)
 
 bool pgd_cuda__fp8_stream_takes(const struct pgd_cuda_ctx *c, int n, int in)
 {
-    return n >= 1 && n <= fp8_gemv_max_n() && n <= 8 && fp8_stream_on() &&
-           pgd_cuda__fp8_stream_ok(c, in);
+    return n >= 1 && n <= fp8_gemv_max_n() && fp8_stream_on() && pgd_cuda__fp8_stream_ok(c, in);
 }
 
 /* Whether pgd_cuda_fp8_linear_multi runs q, k and v in one launch of the streaming GEMV
@@ -535,8 +534,7 @@ static int fp8_linear(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const
      * layer on it (H200, batch 1 / 4 / 8, the previous choices against these: 4.41 / 5.14 /
      * 5.42 -> 4.32 / 4.79 / 4.80 ms; docs/PERFORMANCE.md, eighth lease). */
     if (path == PGD_CUDA_QPATH_GEMV_STREAM ||
-        (path == PGD_CUDA_QPATH_AUTO && n <= fp8_gemv_max_n() && fp8_stream_on() &&
-         pgd_cuda__fp8_stream_ok(c, w->in)))
+        (path == PGD_CUDA_QPATH_AUTO && pgd_cuda__fp8_stream_takes(c, n, w->in)))
         return glu ? pgd_cuda__fp8_stream_gemv(c, dt, (int)glu->act, x, n, w->w, w->sw, w->in,
                                                w->out, b, glu->out, err, errlen)
                    : pgd_cuda__fp8_stream_gemv(c, dt, -1, x, n, w->w, w->sw, w->in, w->out, b,
@@ -617,8 +615,7 @@ extern "C" int pgd_cuda_fp8_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtyp
         return 0;
     /* decode sizes: one streaming GEMV pairing gate and up features (no scratch needed) */
     const bool stream = (n <= pgd_cuda__fp8_dec_max_n() && pgd_cuda__fp8_dec_ok(c, n, w->in)) ||
-                        (n <= fp8_gemv_max_n() && fp8_stream_on() &&
-                         pgd_cuda__fp8_stream_ok(c, w->in));
+                        pgd_cuda__fp8_stream_takes(c, n, w->in);
     if (!scratch && !stream)
         return pgd_cuda_failf(err, errlen, "fp8 linear_act_mul x [%d, %d] @ w [%d, %d]^T: the "
                               "GEMM path needs a scratch [%d, %d]", n, w->in, w->out, w->in,
@@ -647,11 +644,10 @@ extern "C" int pgd_cuda_fp8_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype 
             segs[i] = { w[i]->w, w[i]->sw, b[i], y[i], w[i]->out };
         return pgd_cuda__fp8_dec_gemv(c, dt, -1, x, n, w[0]->in, count, segs, err, errlen);
     }
-    /* PGD_CUDA_FP8_STREAM_QKV=1 (opt-in until measured): at the streaming GEMV's sizes the
-     * layers in one launch of it, x quantized once (rather than a launch a layer) */
-    bool segs_ok = fp8_stream_qkv_on() && fp8_stream_on() && n >= 1 && n <= fp8_gemv_max_n() &&
-                   n <= 8 && pgd_cuda__fp8_stream_ok(c, w[0]->in) &&
-                   (dt == PGD_DTYPE_BF16 || dt == PGD_DTYPE_F16);
+    /* At the streaming GEMV's sizes (one launch's 8 rows) the layers in one launch of it, x
+     * quantized once, rather than a launch a layer (PGD_CUDA_FP8_STREAM_QKV=0) */
+    bool segs_ok = fp8_stream_qkv_on() && pgd_cuda__fp8_stream_takes(c, n, w[0]->in) &&
+                   n <= 8 && (dt == PGD_DTYPE_BF16 || dt == PGD_DTYPE_F16);
     for (int i = 1; i < count; i++)
         segs_ok = segs_ok && w[i]->in == w[0]->in;
     if (segs_ok) {
