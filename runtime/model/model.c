@@ -214,6 +214,10 @@ static enum pgd_status upload_converted(struct pgd__model *m, void *dst,
     return st;
 }
 
+/* Random rows [row0, ...) of a tensor are drawn under its name with this suffix and row0
+ * (load_rows; random_linear_name): each rank's rows of a split tensor are their own stream. */
+#define RANDOM_ROWS_SUFFIX "@%lld"
+
 /* Loads rows [row0, row0 + n_rows) of tensor `name` (of exactly ndim/shape); a scalar
  * (ndim 0) is one row. */
 static enum pgd_status load_rows(struct pgd_model_ctx *ctx, const char *name, int ndim,
@@ -237,7 +241,7 @@ static enum pgd_status load_rows(struct pgd_model_ctx *ctx, const char *name, in
     size_t n = row_elems * (size_t)n_rows;
     if (m->random_weights) {
         char rname[600];
-        snprintf(rname, sizeof rname, "%s@%lld", name, (long long)row0);
+        snprintf(rname, sizeof rname, "%s" RANDOM_ROWS_SUFFIX, name, (long long)row0);
         out->data = model_alloc(m, n * pgd_dtype_size(m->dtype));
         if (!out->data)
             return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of %s memory for \"%s\" (%zu bytes)",
@@ -389,12 +393,12 @@ enum pgd_status pgd_model_load_bias(struct pgd_model_ctx *ctx, const char *const
 }
 
 /* The name the random values of a dense linear are drawn under: a single layer's weight is
- * read as a tensor from row 0 (pgd_model_load_tensor names random rows "<name>@<row0>"), a
- * fused layer's is drawn whole under its first part's name. */
+ * read as a tensor from row 0 (pgd_model_load_tensor, RANDOM_ROWS_SUFFIX), a fused layer's
+ * is drawn whole under its first part's name. */
 static void random_linear_name(const char *const *prefixes, int n_parts, char *buf, size_t len)
 {
     if (n_parts == 1)
-        snprintf(buf, len, "%s.weight@0", prefixes[0]);
+        snprintf(buf, len, "%s.weight" RANDOM_ROWS_SUFFIX, prefixes[0], 0LL);
     else
         snprintf(buf, len, "%s.weight", prefixes[0]);
 }
