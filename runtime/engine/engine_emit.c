@@ -30,20 +30,6 @@ static struct pgd__out_rec *rec_new(const struct pgd__child *c)
     return r;
 }
 
-/* Copies s[0, n) into r's text (nothing for n == 0: o.text stays ""). */
-static void rec_set_text(struct pgd__out_rec *r, const char *s, size_t n)
-{
-    if (n == 0)
-        return;
-    r->text = malloc(n + 1);
-    if (!r->text)
-        pgd__oom("engine: output text", n + 1);
-    memcpy(r->text, s, n);
-    r->text[n] = '\0';
-    r->o.text = r->text;
-    r->o.text_len = n;
-}
-
 void pgd__req_retire(struct pgd_engine *e, struct pgd__req *r)
 {
     if (r->prev)
@@ -204,7 +190,7 @@ static void token_text(struct pgd_engine *e, struct pgd__child *c, int32_t token
     if (*fin != PGD_FINISH_NONE || last)
         pgd__stop_text_flush(&c->stop);
     /* Everything released by this token: [before, released) of the stop buffer. */
-    rec_set_text(r, c->stop.text.p + before, c->stop.released - before);
+    pgd__out_rec_append_text(r, c->stop.text.p + before, c->stop.released - before);
 }
 
 /* What the reader does with c's token for its text (engine_reader_text.c): token_text's

@@ -109,6 +109,9 @@ void pgd__reader_text_make(struct pgd__reader_text *t, struct pgd__out_rec *r);
 
 /* Frees r and everything it owns (NULL is fine). */
 void pgd__out_rec_free(struct pgd__out_rec *r);
+/* Appends s[0, n) to r's text (r->text owned, o.text and o.text_len follow; nothing for
+ * n == 0: o.text stays as it was, "" for a new record). */
+void pgd__out_rec_append_text(struct pgd__out_rec *r, const char *s, size_t n);
 /* A stream for request id with n_samples samples, holding both references; NULL when out
  * of memory. The caller sets s->engine. */
 struct pgd_stream *pgd__stream_create(uint64_t id, int n_samples);

@@ -10,10 +10,8 @@
  * then, at a sample's last output when it ends by length or a complete grammar, what the
  * detokenizer still held (an unfinished UTF-8 sequence). */
 #include "runtime/engine/engine_internal.h"
-#include "runtime/base/mem.h"
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <string.h>
 
 struct pgd__text_share {
     atomic_int refs;
@@ -77,22 +75,6 @@ void pgd__reader_text_free(struct pgd__reader_text *t)
     free(t);
 }
 
-/* Appends s[0, n) to r's text (r->text owned, o.text pointing at it). */
-static void rec_append(struct pgd__out_rec *r, const char *s, size_t n)
-{
-    if (n == 0)
-        return;
-    size_t len = r->o.text_len;
-    char *p = realloc(r->text, len + n + 1);
-    if (!p)
-        pgd__oom("engine: output text", len + n + 1);
-    memcpy(p + len, s, n);
-    p[len + n] = '\0';
-    r->text = p;
-    r->o.text = p;
-    r->o.text_len = len + n;
-}
-
 void pgd__reader_text_make(struct pgd__reader_text *t, struct pgd__out_rec *r)
 {
     void *state = r->o.index >= 0 && r->o.index < t->n ? t->detok[r->o.index] : NULL;
@@ -102,11 +84,11 @@ void pgd__reader_text_make(struct pgd__reader_text *t, struct pgd__out_rec *r)
     /* Each delta belongs to the state until its next call: copied before the next. */
     if (r->text_op & PGD__TEXT_PUSH) {
         tio->detok_push(state, r->token, &d, &dn);
-        rec_append(r, d, dn);
+        pgd__out_rec_append_text(r, d, dn);
     }
     if (r->text_op & PGD__TEXT_FLUSH) {
         tio->detok_flush(state, &d, &dn);
-        rec_append(r, d, dn);
+        pgd__out_rec_append_text(r, d, dn);
     }
     r->text_op = 0;
 }

@@ -3,8 +3,10 @@
  * finish reasons. The lock rules are in engine_internal.h. */
 #include "runtime/engine/engine_internal.h"
 #include "runtime/base/clock.h"
+#include "runtime/base/mem.h"
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 const char *pgd_finish_reason_str(enum pgd_finish_reason r)
@@ -29,6 +31,21 @@ void pgd__out_rec_free(struct pgd__out_rec *r)
     free(r->stop_reason);
     free(r->embedding);
     free(r);
+}
+
+void pgd__out_rec_append_text(struct pgd__out_rec *r, const char *s, size_t n)
+{
+    if (n == 0)
+        return;
+    size_t len = r->o.text_len;
+    char *p = realloc(r->text, len + n + 1);
+    if (!p)
+        pgd__oom("engine: output text", len + n + 1);
+    memcpy(p + len, s, n);
+    p[len + n] = '\0';
+    r->text = p;
+    r->o.text = p;
+    r->o.text_len = len + n;
 }
 
 struct pgd_stream *pgd__stream_create(uint64_t id, int n_samples)
