@@ -432,13 +432,12 @@ static enum pgd_status tp_agree_blocks(struct pgd__runner *r, int *num_blocks, c
 }
 
 /* Whether the norms leave x's FP8 quantization for the FP8 linears after them: on CUDA,
- * when the model has FP8 layers and PGD_CUDA_FP8_NORM_X=1. Opt-in until it has run on a
- * GPU: written in a session without device time (tests/gpu/test_cuda_quant.c's
- * fp8_norm_leaves_x_quantized_for_the_linears is its test). */
+ * when the model has FP8 layers, unless PGD_CUDA_FP8_NORM_X=0 (the linears quantize x
+ * themselves, as before it, for measuring). */
 static bool fp8_norms_wanted(const struct pgd__runner *r)
 {
     const char *env = getenv("PGD_CUDA_FP8_NORM_X");
-    if (!on_cuda(r) || !env || strcmp(env, "1"))
+    if (!on_cuda(r) || (env && !strcmp(env, "0")))
         return false;
     for (const struct pgd_qweight *w = r->model->qweights; w; w = w->next)
         if (w->kind == PGD__QW_FP8)

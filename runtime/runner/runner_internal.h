@@ -22,7 +22,7 @@ struct pgd__runner {
     struct pgd__arena arena;           /* owned */
     struct pgd_cuda_ctx *cuda;         /* owned; CUDA only */
     /* The model has FP8 linears on CUDA: norms at decode sizes leave their output's FP8
-     * quantization for them (struct pgd_fwd's fp8_norms; with PGD_CUDA_FP8_NORM_X=1). */
+     * quantization for them (struct pgd_fwd's fp8_norms; off with PGD_CUDA_FP8_NORM_X=0). */
     bool fp8_norms;
 
     /* The eager step's batch (see batch.h); meta_dev == meta_host on the CPU. */

@@ -91,9 +91,13 @@ static inline void *upload_raw(const void *h, size_t bytes)
     return d;
 }
 
-/* Writes n floats into the device buffer d in dt. */
+/* Waits for the stream, then writes n floats into the device buffer d in dt. The wait
+ * matters: the copy does not queue behind the stream's kernels, so without it a buffer
+ * rewritten between two launches could be read by the first one after the rewrite. */
 static inline void upload_into(void *d, const float *h, size_t n, enum pgd_dtype dt)
 {
+    char err[256] = "";
+    cr_assert(!ctx || pgd_cuda_sync(ctx, err, sizeof err) == 0, "%s", err);
     size_t esz = pgd_dtype_size(dt);
     void *buf = malloc(n * esz + 4);
     for (size_t i = 0; i < n; i++) {
@@ -102,7 +106,6 @@ static inline void upload_into(void *d, const float *h, size_t n, enum pgd_dtype
         else
             ((uint16_t *)buf)[i] = dt == PGD_DTYPE_BF16 ? pgd_f32_to_bf16(h[i]) : pgd_f32_to_f16(h[i]);
     }
-    char err[256] = "";
     cr_assert_eq(pgd_cuda_memcpy_h2d(d, buf, n * esz, err, sizeof err), 0, "%s", err);
     free(buf);
 }
