@@ -4,6 +4,7 @@
  * every CUDA quantized kernel is tested against these. */
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -16,31 +17,31 @@ float pgd_fp8_e4m3_to_float(uint8_t b)
     return sign ? -mag : mag;
 }
 
+/* Round to nearest, ties to even, on the float's bits (no frexpf: --quantization fp8
+ * converts every weight of a model at load, billions of them for an 8B model). */
 uint8_t pgd_fp8_e4m3_from_float(float x)
 {
-    if (isnan(x))
-        return 0x7F;
-    uint8_t sign = signbit(x) ? 0x80 : 0;
-    float a = fabsf(x);
-    if (a >= 448.0f)
-        return sign | 0x7E; /* saturate: 1.75 * 2^8 */
-    if (a < 0x1p-6f) {
-        /* subnormals step by 2^-9; rounding up to 8 steps lands on the smallest normal,
-         * whose encoding (e = 1, m = 0) is 8, so the integer is the code either way */
-        return sign | (uint8_t)rintf(a * 512.0f);
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    const uint8_t sign = (uint8_t)(bits >> 24) & 0x80;
+    const uint32_t a = bits & 0x7FFFFFFFu;
+    if (a > 0x7F800000u)
+        return 0x7F;                       /* NaN */
+    if (a >= 0x43E00000u)
+        return sign | 0x7E;                /* |x| >= 448 = 1.75 * 2^8, inf too: saturate */
+    if (a < 0x3C800000u) {
+        /* |x| < 2^-6: subnormals step by 2^-9; rounding up to 8 steps lands on the smallest
+         * normal, whose encoding (e = 1, m = 0) is 8, so the integer is the code either way */
+        float f;
+        memcpy(&f, &a, sizeof f);
+        return sign | (uint8_t)rintf(f * 512.0f);
     }
-    int k;
-    float f = frexpf(a, &k); /* a = f * 2^k, f in [0.5, 1) */
-    int e = k - 1;           /* a = (2f) * 2^e, 2f in [1, 2) */
-    int q = (int)rintf((2.0f * f - 1.0f) * 8.0f);
-    if (q == 8) {
-        q = 0;
-        e++;
-    }
-    int biased = e + 7;
-    if (biased > 15 || (biased == 15 && q == 7))
-        return sign | 0x7E;
-    return sign | (uint8_t)(biased << 3 | q);
+    /* A normal code: the float's exponent and top 3 mantissa bits (bits >> 20), the 20 bits
+     * below rounded in (half minus one, plus the kept bit's parity: ties to even; a carry
+     * steps the exponent), then the exponent rebiased from 127 to 7. Below 448 the result
+     * is at most 0x7E (1.75 * 2^8). */
+    const uint32_t r = (a + 0x7FFFFu + ((a >> 20) & 1)) >> 20;
+    return sign | (uint8_t)(r - (120u << 3));
 }
 
 void pgd_cpu_wq_dequantize(const struct pgd_wq_host *h, float *w)

@@ -146,7 +146,7 @@ tests_unit_test_log_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_log_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_log_LDADD = $(TEST_LDADD)
 tests_unit_test_quant_SOURCES = %reldir%/test_quant.c plugins/quant/gptq/gptq_convert.c \
-	plugins/quant/awq/awq_convert.c
+	plugins/quant/awq/awq_convert.c plugins/quant/common/qcommon.c
 tests_unit_test_quant_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_quant_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_quant_LDFLAGS = $(TEST_LINKFLAGS)

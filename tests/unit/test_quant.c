@@ -12,6 +12,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "plugins/quant/gptq/gptq_convert.h"
 #include "plugins/quant/awq/awq_convert.h"
+#include "plugins/quant/common/qcommon.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,8 @@
 PGD_TEST_SUITE(gptq_convert);
 PGD_TEST_SUITE(awq_convert);
 PGD_TEST_SUITE(qweight_join);
+PGD_TEST_SUITE(fp8_codec);
+PGD_TEST_SUITE(fp8_quantize);
 PGD_TEST_SUITE(quant_golden);
 PGD_TEST_SUITE(quant_refusals);
 
@@ -254,6 +257,95 @@ Test(qweight_join, fp8_parts_with_other_scales_become_per_channel)
     cr_assert_eq(pgd__fp8_join("qkv", parts, 2, &j, &block, err, sizeof err), PGD_OK, "%s", err);
     cr_assert(!j.per_channel);
     free(block);
+}
+
+/* ---- FP8 weights quantized at load -------------------------------------------------------
+ * pgd_fp8_e4m3_from_float (on the float's bits) against its definition: the nearest e4m3
+ * value, ties to the even code, |x| >= 448 saturated to 448, NaN to 0x7F, the sign kept
+ * (-0 too). Every 251st float bit pattern (17 million, all exponents, every mantissa low bit
+ * pattern mod 251) and every code's own value. */
+static uint8_t nearest_e4m3(float x)
+{
+    if (isnan(x))
+        return 0x7F;
+    const uint8_t sign = signbit(x) ? 0x80 : 0;
+    const float a = fabsf(x);
+    if (a >= 448.0f)
+        return sign | 0x7E;
+    /* codes 0..126 in increasing value: the last whose value is at most a, then the next */
+    int lo = 0, hi = 126;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (pgd_fp8_e4m3_to_float((uint8_t)mid) <= a)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    if (lo == 126)
+        return sign | 0x7E;
+    const double below = a - pgd_fp8_e4m3_to_float((uint8_t)lo),
+                 above = pgd_fp8_e4m3_to_float((uint8_t)(lo + 1)) - a;
+    const int code = below < above ? lo : above < below ? lo + 1 : (lo % 2 ? lo + 1 : lo);
+    return sign | (uint8_t)code;
+}
+
+Test(fp8_codec, from_float_is_the_nearest_code_ties_to_even)
+{
+    for (uint64_t b = 0; b < (1ull << 32); b += 251) {
+        uint32_t u = (uint32_t)b;
+        float x;
+        memcpy(&x, &u, sizeof x);
+        uint8_t got = pgd_fp8_e4m3_from_float(x), want = nearest_e4m3(x);
+        cr_assert_eq(got, want, "bits %08x (%.9g): code 0x%02x, the nearest is 0x%02x", u, x,
+                     got, want);
+    }
+    for (int c = 0; c < 256; c++) {
+        if ((c & 0x7F) == 0x7F)
+            continue;                      /* NaN */
+        float v = pgd_fp8_e4m3_to_float((uint8_t)c);
+        cr_assert_eq(pgd_fp8_e4m3_from_float(v), c, "code 0x%02x (%g) does not round-trip", c,
+                     v);
+    }
+    float mid = (pgd_fp8_e4m3_to_float(0x40) + pgd_fp8_e4m3_to_float(0x41)) / 2;
+    cr_assert_eq(pgd_fp8_e4m3_from_float(mid), 0x40, "a tie goes to the even code");
+    mid = (pgd_fp8_e4m3_to_float(0x41) + pgd_fp8_e4m3_to_float(0x42)) / 2;
+    cr_assert_eq(pgd_fp8_e4m3_from_float(-mid), 0xC2, "a tie goes to the even code");
+}
+
+/* qc_fp8_quantize_rows on a bf16 [300, 4096] weight, rows 7..296 and columns 1024..3071 (a
+ * rank's slice: the scale is still the whole row's), large enough to run on several threads
+ * where the machine has several cores: every row's scale and codes are those of the
+ * definition, computed here row by row. */
+Test(fp8_quantize, rows_on_threads_are_each_rows_own)
+{
+    enum { ROWS = 300, IN = 4096, ROW0 = 7, N = 290, COL0 = 1024, W = 2048 };
+    uint16_t *bf = malloc(sizeof *bf * ROWS * IN);
+    for (int i = 0; i < ROWS * IN; i++)
+        bf[i] = pgd_f32_to_bf16((float)((int)(rnd() % 20001) - 10000) * 1e-4f *
+                                (float)(1 + i / IN % 7));
+    for (int i = 0; i < IN; i++)
+        bf[(ROW0 + 3) * IN + i] = 0;       /* an all-zero row: scale 1 */
+    const struct pgd_raw_tensor w = { .data = bf, .dtype = PGD_DTYPE_BF16, .ndim = 2,
+                                      .shape = { ROWS, IN } };
+    float *scale = malloc(sizeof *scale * N);
+    uint8_t *q = malloc((size_t)N * W);
+    char err[256] = "";
+    cr_assert_eq(qc_fp8_quantize_rows("model.layers.0.mlp.down_proj", &w, IN, ROW0, N, COL0, W,
+                                      scale, q, err, sizeof err), PGD_OK, "%s", err);
+    for (int r = 0; r < N; r++) {
+        const uint16_t *row = bf + (size_t)(ROW0 + r) * IN;
+        float amax = 0.0f;
+        for (int i = 0; i < IN; i++)
+            amax = fmaxf(amax, fabsf(pgd_bf16_to_f32(row[i])));
+        const float s = amax > 0.0f ? amax / 448.0f : 1.0f;
+        cr_assert_eq(scale[r], s, "row %d: scale %g, want %g", r, scale[r], s);
+        for (int i = 0; i < W; i++)
+            cr_assert_eq(q[(size_t)r * W + i],
+                         pgd_fp8_e4m3_from_float(pgd_bf16_to_f32(row[COL0 + i]) / s),
+                         "row %d column %d", r, COL0 + i);
+    }
+    cr_assert_eq(scale[3], 1.0f, "the all-zero row");
+    free(bf); free(scale); free(q);
 }
 
 /* ---- every fixture against transformers -------------------------------------------------

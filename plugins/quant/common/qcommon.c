@@ -2,9 +2,11 @@
 #include "plugins/quant/common/qcommon.h"
 #include <pagoda/log.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static bool names(const char *entry, const char *prefix, bool substring)
 {
@@ -286,15 +288,70 @@ static enum pgd_status read_part(const struct part_reader *r, struct pgd_model_c
                   : r->part_fp8(r->state, ctx, prefix, sl, host, block, err, errlen);
 }
 
-void qc_fp8_quantize_row(const float *row, int64_t full_in, int64_t col0, int64_t in,
-                         float *scale, uint8_t *q)
+/* One thread's rows [r0, r1) of a qc_fp8_quantize_rows call, each read into its own buffer. */
+struct fp8_rows {
+    const struct pgd_raw_tensor *w;
+    int64_t full_in, row0, col0, in, r0, r1;
+    float *scale;
+    uint8_t *q;
+    bool ok;                               /* out: its row buffer was allocated */
+};
+
+static void *quantize_fp8_rows(void *arg)
 {
-    float amax = 0.0f;
-    for (int64_t i = 0; i < full_in; i++)
-        amax = fmaxf(amax, fabsf(row[i]));
-    *scale = amax > 0.0f ? amax / 448.0f : 1.0f;
-    for (int64_t i = 0; i < in; i++)
-        q[i] = pgd_fp8_e4m3_from_float(row[col0 + i] / *scale);
+    struct fp8_rows *t = arg;
+    float *row = malloc((size_t)t->full_in * sizeof *row);
+    t->ok = row != NULL;
+    for (int64_t r = t->r0; row && r < t->r1; r++) {
+        qc_read_floats_block(t->w, t->full_in, NULL, t->row0 + r, 1, 0, t->full_in, row);
+        float amax = 0.0f;
+        for (int64_t i = 0; i < t->full_in; i++)
+            amax = fmaxf(amax, fabsf(row[i]));
+        const float s = amax > 0.0f ? amax / 448.0f : 1.0f;
+        uint8_t *q = t->q + r * t->in;
+        for (int64_t i = 0; i < t->in; i++)
+            q[i] = pgd_fp8_e4m3_from_float(row[t->col0 + i] / s);
+        t->scale[r] = s;
+    }
+    free(row);
+    return NULL;
+}
+
+enum pgd_status qc_fp8_quantize_rows(const char *name, const struct pgd_raw_tensor *w,
+                                     int64_t full_in, int64_t row0, int64_t rows, int64_t col0,
+                                     int64_t in, float *scale, uint8_t *q, char *err,
+                                     size_t errlen)
+{
+    /* Up to 16 threads of at least 256K weights each: an 8B model's 7 billion weights take
+     * seconds, not the minutes of one thread; the tiny fixtures take one. */
+    enum { MAX_THREADS = 16, MIN_PER_THREAD = 1 << 18 };
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int64_t nt = ncpu > 1 ? ncpu : 1, by_size = rows * full_in / MIN_PER_THREAD;
+    nt = nt > MAX_THREADS ? MAX_THREADS : nt;
+    nt = nt > by_size ? (by_size > 0 ? by_size : 1) : nt;
+    nt = nt > rows ? rows : nt;
+    struct fp8_rows t[MAX_THREADS];
+    pthread_t tid[MAX_THREADS];
+    bool started[MAX_THREADS] = { false };
+    for (int64_t k = 0; k < nt; k++) {
+        t[k] = (struct fp8_rows){ .w = w, .full_in = full_in, .row0 = row0, .col0 = col0,
+                                  .in = in, .r0 = rows * k / nt, .r1 = rows * (k + 1) / nt,
+                                  .scale = scale, .q = q };
+        if (k > 0)
+            started[k] = pthread_create(&tid[k], NULL, quantize_fp8_rows, &t[k]) == 0;
+    }
+    quantize_fp8_rows(&t[0]);
+    bool ok = t[0].ok;
+    for (int64_t k = 1; k < nt; k++) {
+        if (started[k])
+            pthread_join(tid[k], NULL);
+        else
+            quantize_fp8_rows(&t[k]);      /* a thread that did not start: its rows here */
+        ok = ok && t[k].ok;
+    }
+    return ok ? PGD_OK
+              : pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory for a row of %lld "
+                         "weights while quantizing it to FP8", name, (long long)full_in);
 }
 
 /* QC_FP8_RANDOM_DENSE with random weights and whole layers (no rank's slice): the dense
@@ -318,7 +375,12 @@ static bool dense_random_parts(const struct part_reader *r, struct pgd_model_ctx
     if ((*st = pgd_model_random_dense(ctx, prefixes, n_parts, in, out_features, &dense, err,
                                       errlen)))
         return true;
-    const float *rows = dense;
+    /* the parts' rows one after the other, read as a float32 tensor */
+    int64_t all_rows = 0, row0 = 0;
+    for (int i = 0; i < n_parts; i++)
+        all_rows += out_features[i];
+    const struct pgd_raw_tensor all = { .data = dense, .dtype = PGD_DTYPE_F32, .ndim = 2,
+                                        .shape = { all_rows, in } };
     for (int i = 0; i < n_parts && !*st; i++) {
         const int64_t out = out_features[i];
         char *b = malloc((size_t)out * sizeof(float) + (size_t)(out * in));
@@ -329,12 +391,12 @@ static bool dense_random_parts(const struct part_reader *r, struct pgd_model_ctx
         }
         float *scale = (float *)(void *)b;
         uint8_t *q = (uint8_t *)(b + (size_t)out * sizeof(float));
-        for (int64_t o = 0; o < out; o++)
-            qc_fp8_quantize_row(rows + o * in, in, 0, in, &scale[o], q + o * in);
+        blocks[i] = b;
+        *st = qc_fp8_quantize_rows(prefixes[i], &all, in, row0, out, 0, in, scale, q, err,
+                                   errlen);
         hosts[i] = (struct pgd_fp8_host){ .in = in, .out = out, .weight = q, .scale = scale,
                                           .per_channel = true };
-        blocks[i] = b;
-        rows += out * in;
+        row0 += out;
     }
     free(dense);
     return true;

@@ -119,7 +119,7 @@ enum pgd_status qc_load_wq_linear(const void *state, struct pgd_model_ctx *ctx,
  * (pgd_model_random_fp8) with a scale per tensor / per output channel, as a checkpoint of
  * that layout holds them; QC_FP8_RANDOM_DENSE (a plugin that quantizes 16-bit weights at
  * load): the dense random layer (pgd_model_random_dense) quantized per output channel with
- * qc_fp8_quantize_row, so the model is the dense random model quantized (a rank's slice of a
+ * qc_fp8_quantize_rows, so the model is the dense random model quantized (a rank's slice of a
  * split layer takes random codes per channel instead). */
 enum qc_fp8_random { QC_FP8_RANDOM_TENSOR, QC_FP8_RANDOM_CHANNEL, QC_FP8_RANDOM_DENSE };
 typedef enum pgd_status (*qc_fp8_part_fn)(const void *state, struct pgd_model_ctx *ctx,
@@ -131,11 +131,16 @@ enum pgd_status qc_load_fp8_linear(const void *state, struct pgd_model_ctx *ctx,
                                    enum qc_fp8_random random, const char *const *prefixes,
                                    int n_parts, int64_t in_features, const int64_t *out_features,
                                    bool bias, struct pgd_linear *out, char *err, size_t errlen);
-/* One output row's FP8 quantization, as the activations get theirs per token
- * (kernels/cpu/quant.c): *scale = max |row[0, full_in)| / 448 (1 for an all-zero row), then
- * q[i] = the e4m3 code of row[col0 + i] / *scale for i < in (a rank's columns of the row). */
-void qc_fp8_quantize_row(const float *row, int64_t full_in, int64_t col0, int64_t in,
-                         float *scale, uint8_t *q);
+/* Rows [row0, row0 + rows) of w (16/32-bit, [.., full_in] row-major) quantized to FP8 per
+ * output row, as the activations get theirs per token (kernels/cpu/quant.c), on up to 16
+ * threads: scale[r] = max |row r| / 448 (1 for an all-zero row) over the whole row, then
+ * q[r * in + i] = the e4m3 code of row r's element col0 + i over scale[r], i < in (a rank's
+ * columns of the row). scale [rows] and q [rows, in] are the caller's. PGD_ERR_NOMEM naming
+ * `name` where a thread's row buffer cannot be had. */
+enum pgd_status qc_fp8_quantize_rows(const char *name, const struct pgd_raw_tensor *w,
+                                     int64_t full_in, int64_t row0, int64_t rows, int64_t col0,
+                                     int64_t in, float *scale, uint8_t *q, char *err,
+                                     size_t errlen);
 void qc_linear(struct pgd_fwd *f, const struct pgd_linear *w, const struct pgd_tensor *x,
                struct pgd_tensor *y);
 void qc_free_linear(void *layer_state);

@@ -92,21 +92,17 @@ static enum pgd_status quantize_dense(struct pgd_model_ctx *ctx, const char *pre
                                          &w, err, errlen);
     if (st)
         return st;
-    float *row = malloc((size_t)fin * sizeof(float));
     char *b = malloc((size_t)out * sizeof(float) + (size_t)(in * out));
-    if (!row || !b) {
-        free(row);
-        free(b);
+    if (!b)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory quantizing it", prefix);
-    }
     float *scale = (float *)b;
     uint8_t *q = (uint8_t *)(b + (size_t)out * sizeof(float));
-    /* Each output row is quantized as the activations are per token (qc_fp8_quantize_row). */
-    for (int64_t o = 0; o < out; o++) {
-        qc_read_floats_block(&w, fin, NULL, sl->row0 + o, 1, 0, fin, row);
-        qc_fp8_quantize_row(row, fin, sl->col0, in, &scale[o], q + o * in);
+    /* Each output row is quantized as the activations are per token (qc_fp8_quantize_rows). */
+    if ((st = qc_fp8_quantize_rows(prefix, &w, fin, sl->row0, out, sl->col0, in, scale, q, err,
+                                   errlen))) {
+        free(b);
+        return st;
     }
-    free(row);
     *h = (struct pgd_fp8_host){ .in = in, .out = out, .weight = q, .scale = scale,
                                 .per_channel = true };
     *mem = b;
