@@ -78,6 +78,19 @@ enum pgd_status pgd_model_load_linear(struct pgd_model_ctx *ctx, const char *con
                                       int n_parts, int64_t in_features,
                                       const int64_t *out_features, bool bias,
                                       struct pgd_linear *out, char *err, size_t errlen);
+/* An MLP's two projections: `up` (n_up parts fused as pgd_model_load_linear fuses them, each
+ * of `inter` outputs from `hidden` inputs, e.g. gate and up) and `down` (inter -> hidden),
+ * where down's input is up's parts combined output by output (act(gate) * up). The same as
+ * the two pgd_model_load_linear calls, except where down is a quantized layer with an
+ * act-order permutation and up a quantized one without a bias: there the permutation is
+ * folded into the order of up's outputs at load (each part's output r is the checkpoint's
+ * output perm[r]), so down reads its input as it comes instead of gathering it on every
+ * call. The model computes the same function. PGD_FOLD_ACT_ORDER=0 loads them as two
+ * plain calls. */
+enum pgd_status pgd_model_load_mlp(struct pgd_model_ctx *ctx, const char *const *up, int n_up,
+                                   const char *down, int64_t hidden, int64_t inter, bool bias,
+                                   struct pgd_linear *up_out, struct pgd_linear *down_out,
+                                   char *err, size_t errlen);
 /* Slices: the inverse of fusing, for checkpoints that store several layers in one tensor
  * (Phi-3's qkv_proj [(H + 2 KV) * D, hidden], a fused gate_up_proj, ...) when the ops want
  * them apart. Rows are along the outermost dimension (shape[0]).

@@ -184,7 +184,9 @@ static enum pgd_status load_attention(struct pgd_model_ctx *ctx, const struct de
                        errlen);
 }
 
-/* gate/up fused (column-parallel: this rank's features of each) and down (row-parallel). */
+/* gate/up fused (column-parallel: this rank's features of each) and down (row-parallel); in
+ * one process through pgd_model_load_mlp, which folds an act-order down_proj's permutation
+ * into gate/up's output order. */
 static enum pgd_status load_mlp(struct pgd_model_ctx *ctx, const struct decoder_config *c,
                                 const struct decoder_shard *s, int l, struct decoder_layer *L,
                                 char *err, size_t errlen)
@@ -194,6 +196,10 @@ static enum pgd_status load_mlp(struct pgd_model_ctx *ctx, const struct decoder_
     snprintf(p[1], sizeof p[1], "model.layers.%d.mlp.up_proj", l);
     snprintf(p[2], sizeof p[2], "model.layers.%d.mlp.down_proj", l);
     const char *gu_parts[2] = { p[0], p[1] }, *down_parts[1] = { p[2] };
+    /* One process: act-order down_proj's permutation folded into gate/up's output order */
+    if (s->size == 1)
+        return pgd_model_load_mlp(ctx, gu_parts, 2, p[2], c->hidden, c->inter, c->mlp_bias,
+                                  &L->gate_up, &L->down, err, errlen);
     int64_t full[2] = { c->inter, c->inter }, loc[2] = { s->inter, s->inter };
     int64_t row0[2] = { (int64_t)s->rank * s->inter, (int64_t)s->rank * s->inter };
     struct pgd_shard gu = { .kind = PGD_SHARD_ROWS, .full_out = full, .row0 = row0 };

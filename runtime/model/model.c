@@ -463,6 +463,53 @@ enum pgd_status pgd_model_load_linear(struct pgd_model_ctx *ctx, const char *con
     return load_bias(ctx, prefixes, n_parts, out_features, in_features, &out->bias, err, errlen);
 }
 
+enum pgd_status pgd_model_load_mlp(struct pgd_model_ctx *ctx, const char *const *up, int n_up,
+                                   const char *down, int64_t hidden, int64_t inter, bool bias,
+                                   struct pgd_linear *up_out, struct pgd_linear *down_out,
+                                   char *err, size_t errlen)
+{
+    enum { MAX_UP = 8 };
+    struct pgd__model *m = ctx->m;
+    if (n_up < 1 || n_up > MAX_UP)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: %d fused parts (1..%d)", up[0],
+                        n_up, MAX_UP);
+    int64_t outs[MAX_UP];
+    for (int i = 0; i < n_up; i++)
+        outs[i] = inter;
+    /* Folding needs both layers quantized (the fold is done on the quant plugin's host
+     * arrays, qweight.c), no bias to reorder, and whole layers (a rank's slice of down's
+     * input would need its own order). */
+    bool q_up = false, q_down = false;
+    enum pgd_status st = pgd__model_quant_claims(m, up, n_up, &q_up, err, errlen);
+    if (!st)
+        st = pgd__model_quant_claims(m, &down, 1, &q_down, err, errlen);
+    if (st)
+        return st;
+    const char *env = getenv("PGD_FOLD_ACT_ORDER");
+    m->fold.take_order = q_up && q_down && !bias && m->tp_size <= 1 && !(env && !strcmp(env, "0"));
+    st = pgd_model_load_linear(ctx, &down, 1, inter, &hidden, bias, down_out, err, errlen);
+    m->fold.take_order = false;
+    if (!st) {
+        m->fold.out_order = m->fold.taken;
+        m->fold.n_out_order = m->fold.n_taken;
+        m->fold.order_used = false;
+        st = pgd_model_load_linear(ctx, up, n_up, hidden, outs, bias, up_out, err, errlen);
+        if (!st && m->fold.taken && !m->fold.order_used)
+            st = pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: %s gave up its act-order "
+                          "permutation for this layer's output order, but its quant plugin "
+                          "did not make it through pgd_model_qweight_wq or _fp8, which apply "
+                          "the order (PGD_FOLD_ACT_ORDER=0 loads it unfolded)", up[0], down);
+        if (!st && m->fold.taken)
+            m->fold.folded++;
+    }
+    free(m->fold.taken);
+    m->fold.taken = NULL;
+    m->fold.n_taken = 0;
+    m->fold.out_order = NULL;
+    m->fold.n_out_order = 0;
+    return st;
+}
+
 struct pgd_linear pgd_linear_from_tensor(const struct pgd_tensor *weight)
 {
     return (struct pgd_linear){ .weight = *weight, .in_features = pgd_tensor_cols(weight),

@@ -46,6 +46,21 @@ struct pgd__model {
      * (NULL otherwise: the whole layer), and whether the plugin asked for it. */
     const struct pgd_shard *quant_shard;
     bool quant_shard_asked;
+    /* pgd_model_load_mlp's fold of down_proj's act-order input permutation into the order
+     * of the outputs that feed it (qweight.c): while down loads, take_order asks its W4
+     * layer to give its permutation up (taken [n_taken], owned); while the feeding layer
+     * loads, out_order [n_out_order] reorders each of its parts' outputs (new output r is
+     * the checkpoint's output out_order[r]) and order_used says that it was done. folded
+     * counts the layers folded so (tests read it). */
+    struct {
+        bool take_order;
+        int32_t *taken;
+        int64_t n_taken;
+        const int32_t *out_order;
+        int64_t n_out_order;
+        bool order_used;
+        int folded;
+    } fold;
 };
 
 /* How to load: the compute dtype on a GPU (PGD_DTYPE_COUNT: the checkpoint's, F32 read as

@@ -194,6 +194,117 @@ static enum pgd_status check_parts(struct pgd__model *m, const char *name, int n
     return PGD_OK;
 }
 
+/* ---- pgd_model_load_mlp's fold ----------------------------------------------------------
+ * down_proj's act-order permutation says that its canonical input row r is input channel
+ * perm[r], so its kernels gather x'[r] = x[perm[r]] on every call. Its input is gate and
+ * up's output combined position by position, so when gate's and up's output r is made to be
+ * the checkpoint's output perm[r], that output is already x' and down needs no gather. Both
+ * happen here, on the host arrays, before either layer is kept: down's layer is made
+ * without its permutation, and the feeding layer's parts with their outputs reordered. */
+
+/* The parts as kept (*adj, [n]): parts themselves, or, while down loads (take_order), its
+ * permutation given up into m->fold.taken, or, while the feeding layer loads (out_order),
+ * each part's output columns reordered into arrays of *mem (malloc'd, NULL when none). */
+static enum pgd_status fold_wq(struct pgd__model *m, const char *name,
+                               const struct pgd_wq_host *parts, int n,
+                               struct pgd_wq_host *adj, void **mem, char *err, size_t errlen)
+{
+    *mem = NULL;
+    memcpy(adj, parts, (size_t)n * sizeof *adj);
+    if (m->fold.take_order && n == 1 && parts[0].perm) {
+        size_t bytes = (size_t)parts[0].in * sizeof *parts[0].perm;
+        if (!(m->fold.taken = malloc(bytes)))
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory keeping its "
+                            "act-order permutation", name);
+        memcpy(m->fold.taken, parts[0].perm, bytes);
+        m->fold.n_taken = parts[0].in;
+        adj[0].perm = NULL;
+        return PGD_OK;
+    }
+    const int32_t *order = m->fold.out_order;
+    if (!order)
+        return PGD_OK;
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++) {
+        if (parts[i].out != m->fold.n_out_order)
+            return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: part %d has %lld outputs, "
+                            "the layer it feeds %lld inputs", name, i, (long long)parts[i].out,
+                            (long long)m->fold.n_out_order);
+        int64_t rows = parts[i].in / (32 / parts[i].bits), groups = parts[i].in / parts[i].group_size;
+        bytes += (size_t)(rows * parts[i].out) * sizeof(uint32_t) +
+                 (size_t)(2 * groups * parts[i].out) * sizeof(float);
+    }
+    char *b = malloc(bytes);
+    if (!b)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory reordering its outputs",
+                        name);
+    *mem = b;
+    /* qweight, scales and zeros are [rows][out]: column r of each becomes order[r]'s. Each
+     * part's three arrays follow the previous part's (all of 4-byte elements). */
+    for (int i = 0; i < n; i++) {
+        const struct pgd_wq_host *p = &parts[i];
+        int64_t out = p->out, rows = p->in / (32 / p->bits), groups = p->in / p->group_size;
+        uint32_t *q = (uint32_t *)(void *)b;
+        float *scales = (float *)(void *)(q + rows * out), *zeros = scales + groups * out;
+        for (int64_t k = 0; k < rows; k++)
+            for (int64_t r = 0; r < out; r++)
+                q[k * out + r] = p->qweight[k * out + order[r]];
+        for (int64_t g = 0; g < groups; g++)
+            for (int64_t r = 0; r < out; r++) {
+                scales[g * out + r] = p->scales[g * out + order[r]];
+                zeros[g * out + r] = p->zeros[g * out + order[r]];
+            }
+        adj[i].qweight = q;
+        adj[i].scales = scales;
+        adj[i].zeros = zeros;
+        b = (char *)(void *)(zeros + groups * out);
+    }
+    m->fold.order_used = true;
+    return PGD_OK;
+}
+
+/* fold_wq's reordering for an FP8 feeding layer: each part's rows (and per-channel scales)
+ * in the order. FP8 layers have no permutation to give up. */
+static enum pgd_status fold_fp8(struct pgd__model *m, const char *name,
+                                const struct pgd_fp8_host *parts, int n,
+                                struct pgd_fp8_host *adj, void **mem, char *err, size_t errlen)
+{
+    *mem = NULL;
+    memcpy(adj, parts, (size_t)n * sizeof *adj);
+    const int32_t *order = m->fold.out_order;
+    if (!order)
+        return PGD_OK;
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++) {
+        if (parts[i].out != m->fold.n_out_order)
+            return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: part %d has %lld outputs, "
+                            "the layer it feeds %lld inputs", name, i, (long long)parts[i].out,
+                            (long long)m->fold.n_out_order);
+        bytes += (size_t)(parts[i].out * parts[i].in) + (size_t)parts[i].out * sizeof(float);
+    }
+    char *b = malloc(bytes);
+    if (!b)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory reordering its outputs",
+                        name);
+    *mem = b;
+    /* Every part's scales first (4-byte aligned), then every part's [out][in] bytes. */
+    float *scale = (float *)(void *)b;
+    uint8_t *w = (uint8_t *)b + (size_t)n * (size_t)m->fold.n_out_order * sizeof(float);
+    for (int i = 0; i < n; i++) {
+        const struct pgd_fp8_host *p = &parts[i];
+        for (int64_t r = 0; r < p->out; r++) {
+            memcpy(w + r * p->in, p->weight + order[r] * p->in, (size_t)p->in);
+            scale[r] = p->scale[p->per_channel ? order[r] : 0];
+        }
+        adj[i].weight = w;
+        adj[i].scale = p->per_channel ? scale : p->scale;
+        scale += p->out;
+        w += p->out * p->in;
+    }
+    m->fold.order_used = true;
+    return PGD_OK;
+}
+
 #ifdef PGD_HAVE_CUDA
 /* Whether the model's act-order layers share equal permutations' device copies: yes unless
  * PGD_CUDA_WQ_SHARE_PERM=0 (each layer its own copy and act-order q/k/v in three launches,
@@ -205,15 +316,12 @@ static bool share_perms_wanted(void)
 }
 #endif
 
-enum pgd_status pgd_model_qweight_wq(struct pgd_model_ctx *ctx, const char *name,
-                                     const struct pgd_wq_host *parts, int n_parts,
-                                     struct pgd_qweight **out, char *err, size_t errlen)
+/* pgd_model_qweight_wq of parts as they are kept (after fold_wq). */
+static enum pgd_status keep_wq(struct pgd__model *m, const char *name,
+                               const struct pgd_wq_host *parts, int n_parts,
+                               struct pgd_qweight **out, char *err, size_t errlen)
 {
-    struct pgd__model *m = ctx->m;
-    *out = NULL;
-    enum pgd_status st = check_parts(m, name, n_parts, err, errlen);
-    if (st)
-        return st;
+    enum pgd_status st;
     int64_t total = 0;
     for (int i = 0; i < n_parts; i++)
         total += parts[i].out;
@@ -267,15 +375,12 @@ enum pgd_status pgd_model_qweight_wq(struct pgd_model_ctx *ctx, const char *name
     return PGD_OK;
 }
 
-enum pgd_status pgd_model_qweight_fp8(struct pgd_model_ctx *ctx, const char *name,
-                                      const struct pgd_fp8_host *parts, int n_parts,
-                                      struct pgd_qweight **out, char *err, size_t errlen)
+/* pgd_model_qweight_fp8 of parts as they are kept (after fold_fp8). */
+static enum pgd_status keep_fp8(struct pgd__model *m, const char *name,
+                                const struct pgd_fp8_host *parts, int n_parts,
+                                struct pgd_qweight **out, char *err, size_t errlen)
 {
-    struct pgd__model *m = ctx->m;
-    *out = NULL;
-    enum pgd_status st = check_parts(m, name, n_parts, err, errlen);
-    if (st)
-        return st;
+    enum pgd_status st;
     struct pgd_fp8_host joined;
     void *block;
     if ((st = pgd__fp8_join(name, parts, n_parts, &joined, &block, err, errlen)))
@@ -302,4 +407,46 @@ enum pgd_status pgd_model_qweight_fp8(struct pgd_model_ctx *ctx, const char *nam
     free(block);
     keep(m, qw, bytes, out);
     return PGD_OK;
+}
+
+/* The public entries: the parts through pgd_model_load_mlp's fold where one is under way
+ * (fold_wq, fold_fp8), then kept. */
+enum pgd_status pgd_model_qweight_wq(struct pgd_model_ctx *ctx, const char *name,
+                                     const struct pgd_wq_host *parts, int n_parts,
+                                     struct pgd_qweight **out, char *err, size_t errlen)
+{
+    struct pgd__model *m = ctx->m;
+    *out = NULL;
+    enum pgd_status st = check_parts(m, name, n_parts, err, errlen);
+    if (st || (!m->fold.take_order && !m->fold.out_order))
+        return st ? st : keep_wq(m, name, parts, n_parts, out, err, errlen);
+    struct pgd_wq_host *adj = malloc((size_t)n_parts * sizeof *adj);
+    void *mem = NULL;
+    if (!adj)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
+    if (!(st = fold_wq(m, name, parts, n_parts, adj, &mem, err, errlen)))
+        st = keep_wq(m, name, adj, n_parts, out, err, errlen);
+    free(mem);
+    free(adj);
+    return st;
+}
+
+enum pgd_status pgd_model_qweight_fp8(struct pgd_model_ctx *ctx, const char *name,
+                                      const struct pgd_fp8_host *parts, int n_parts,
+                                      struct pgd_qweight **out, char *err, size_t errlen)
+{
+    struct pgd__model *m = ctx->m;
+    *out = NULL;
+    enum pgd_status st = check_parts(m, name, n_parts, err, errlen);
+    if (st || !m->fold.out_order)
+        return st ? st : keep_fp8(m, name, parts, n_parts, out, err, errlen);
+    struct pgd_fp8_host *adj = malloc((size_t)n_parts * sizeof *adj);
+    void *mem = NULL;
+    if (!adj)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
+    if (!(st = fold_fp8(m, name, parts, n_parts, adj, &mem, err, errlen)))
+        st = keep_fp8(m, name, adj, n_parts, out, err, errlen);
+    free(mem);
+    free(adj);
+    return st;
 }

@@ -62,32 +62,33 @@ static const float *step(struct pgd__runner *r, const int32_t *toks, int n_new, 
     return logits;
 }
 
-/* Whether one GPTQ group spans every layer's input in the fixture in dir (its group size,
- * from config.json's quantization_config or quantize_config.json / quant_config.json beside
- * it, at least hidden_size and intermediate_size): then every g_idx sorts to the identity,
- * which the loader drops, and no layer has a permutation. False where no file names a group
- * size (the compressed-tensors fixture keeps it per scheme). */
-static bool fixture_one_group(const char *dir)
+/* The fixture in dir's hidden_size and intermediate_size (config.json) and GPTQ group size
+ * (config.json's quantization_config, else quantize_config.json or quant_config.json beside
+ * it; 0 where no file names one: the compressed-tensors fixture keeps it per scheme). */
+struct fixture_dims {
+    json_int_t hidden, inter, group;
+};
+
+static struct fixture_dims fixture_dims(const char *dir)
 {
     static const char *const files[] = { "config.json", "quantize_config.json",
                                          "quant_config.json" };
-    json_int_t group = 0, widest = 0;
+    struct fixture_dims d = { 0, 0, 0 };
     for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
         char path[4400];
         snprintf(path, sizeof path, "%s/%s", dir, files[f]);
         json_t *j = json_load_file(path, 0, NULL);
         if (f == 0) {
-            json_int_t h = json_integer_value(json_object_get(j, "hidden_size")),
-                       i = json_integer_value(json_object_get(j, "intermediate_size"));
-            widest = h > i ? h : i;
+            d.hidden = json_integer_value(json_object_get(j, "hidden_size"));
+            d.inter = json_integer_value(json_object_get(j, "intermediate_size"));
         }
         json_t *g = json_object_get(f == 0 ? json_object_get(j, "quantization_config") : j,
                                     "group_size");
-        if (!group && json_is_integer(g))
-            group = json_integer_value(g);
+        if (!d.group && json_is_integer(g))
+            d.group = json_integer_value(g);
         json_decref(j);
     }
-    return widest > 0 && group >= widest;
+    return d;
 }
 
 static void check_quant(const char *name, double tol)
@@ -120,17 +121,24 @@ static void check_quant(const char *name, double tol)
     cr_assert_eq(pgd__runner_create(&p, &r, err, sizeof err), PGD_OK, "%s", err);
     /* act-order: the layers that read one input (q, k, v; gate, up) were given one
      * permutation (the fixtures' g_idx a site) and hold one device copy of it, which lets
-     * q, k and v take one launch at decode: at most 4 a decoder layer (q/k/v, o, gate/up,
-     * down), not 5 to 7. None where one group spans every layer's input (the g128 fixture
-     * of hidden 64 and intermediate 128): a single group's g_idx sorts to the identity,
-     * which the loader drops. */
+     * q, k and v take one launch at decode. None where one group spans the layer's input
+     * (the g128 fixture of hidden 64 and intermediate 128): a single group's g_idx sorts to
+     * the identity, which the loader drops. */
     if (strstr(name, "-act")) {
         const int layers = pgd__runner_desc(r)->n_layers;
+        const struct fixture_dims fd = fixture_dims(dir);
+        /* down_proj's permutation is folded into gate/up's output order at load
+         * (pgd_model_load_mlp), where its inputs span several groups */
+        const int folded = fd.group > 0 && fd.group >= fd.inter ? 0 : layers;
+        cr_assert_eq(pgd__runner_model(r)->fold.folded, folded, "%s: %d layers folded, expected "
+                     "%d", name, pgd__runner_model(r)->fold.folded, folded);
+        /* what is left on the device: q/k/v's and gate/up's, where the hidden size spans
+         * several groups */
         const size_t perms = pgd_cuda_wq_perms_count(pgd__runner_model(r)->wq_perms);
-        const size_t least = fixture_one_group(dir) ? 0 : 1;
-        cr_assert(perms >= least && perms <= (size_t)(4 * layers), "%s: %zu act-order "
-                  "permutations on the device for %d layers (at least %zu; at most 4 a layer, "
-                  "shared)", name, perms, layers, least);
+        const size_t least = fd.group > 0 && fd.group >= fd.hidden ? 0 : 1;
+        cr_assert(perms >= least && perms <= (size_t)(2 * layers), "%s: %zu act-order "
+                  "permutations on the device for %d layers (at least %zu; at most 2 a layer: "
+                  "q/k/v's and gate/up's, shared)", name, perms, layers, least);
     }
     int vocab = pgd__runner_desc(r)->vocab_size;
     int32_t table[64];

@@ -21,6 +21,7 @@
 PGD_TEST_SUITE(gptq_convert);
 PGD_TEST_SUITE(awq_convert);
 PGD_TEST_SUITE(qweight_join);
+PGD_TEST_SUITE(quant_fold);
 PGD_TEST_SUITE(fp8_codec);
 PGD_TEST_SUITE(fp8_quantize);
 PGD_TEST_SUITE(quant_golden);
@@ -259,6 +260,97 @@ Test(qweight_join, fp8_parts_with_other_scales_become_per_channel)
     free(block);
 }
 
+/* ---- pgd_model_load_mlp's fold, on the host arrays (runtime/model/qweight.c) -------------
+ * A CPU model by hand (no checkpoint): while "down" is kept with take_order its act-order
+ * permutation is given up and its dense rows stay in canonical order; while the two "up"
+ * parts are kept with out_order each part's output r is the original output order[r], for
+ * W4 (columns of qweight, scales and zeros) and FP8 (rows and per-channel scales). */
+Test(quant_fold, down_gives_up_its_order_and_up_takes_it)
+{
+    enum { IN = 16, OUT = 12, PACK = 8 };
+    struct pgd__model m = { .device = PGD_DEVICE_CPU, .dtype = PGD_DTYPE_F32 };
+    struct pgd_model_ctx ctx = { .m = &m };
+    char err[256] = "";
+    /* W4: 2 groups of 8 over IN inputs, OUT outputs, two parts */
+    uint32_t q[2][IN / PACK * OUT];
+    float sc[2][2 * OUT], zr[2][2 * OUT];
+    int32_t perm[IN];
+    for (int i = 0; i < IN; i++)
+        perm[i] = (i * 5 + 3) % IN;
+    struct pgd_wq_host wq[2];
+    for (int p = 0; p < 2; p++) {
+        for (int i = 0; i < IN / PACK * OUT; i++)
+            q[p][i] = rnd();
+        for (int i = 0; i < 2 * OUT; i++) {
+            sc[p][i] = 0.01f * (float)(1 + rnd() % 50);
+            zr[p][i] = (float)(rnd() % 16);
+        }
+        wq[p] = (struct pgd_wq_host){ .bits = 4, .group_size = 8, .in = IN, .out = OUT,
+                                      .qweight = q[p], .scales = sc[p], .zeros = zr[p] };
+    }
+    float plain[2][OUT * IN];
+    for (int p = 0; p < 2; p++)
+        pgd_cpu_wq_dequantize(&wq[p], plain[p]);
+
+    /* down: its permutation taken, its rows canonical */
+    struct pgd_wq_host down = wq[0];
+    down.perm = perm;
+    struct pgd_qweight *qw;
+    m.fold.take_order = true;
+    cr_assert_eq(pgd_model_qweight_wq(&ctx, "down", &down, 1, &qw, err, sizeof err), PGD_OK,
+                 "%s", err);
+    m.fold.take_order = false;
+    cr_assert_not_null(m.fold.taken);
+    cr_assert_eq(m.fold.n_taken, IN);
+    cr_assert_eq(memcmp(m.fold.taken, perm, sizeof perm), 0);
+    cr_assert_eq(memcmp(qw->dense, plain[0], sizeof plain[0]), 0, "down kept canonical");
+
+    /* up, W4: two parts, outputs reordered by an order of OUT */
+    int32_t order[OUT];
+    for (int r = 0; r < OUT; r++)
+        order[r] = (r * 7 + 2) % OUT;
+    m.fold.out_order = order;
+    m.fold.n_out_order = OUT;
+    cr_assert_eq(pgd_model_qweight_wq(&ctx, "up", wq, 2, &qw, err, sizeof err), PGD_OK, "%s",
+                 err);
+    cr_assert(m.fold.order_used);
+    for (int p = 0; p < 2; p++)
+        for (int r = 0; r < OUT; r++)
+            cr_assert_eq(memcmp(qw->dense + (p * OUT + r) * IN, plain[p] + order[r] * IN,
+                                IN * sizeof(float)), 0, "W4 part %d output %d", p, r);
+
+    /* up, FP8: per-channel and per-tensor parts */
+    uint8_t w8[2][OUT * IN];
+    float s8[OUT], s1 = 0.25f, d8[2][OUT * IN];
+    for (int i = 0; i < OUT * IN; i++) {
+        w8[0][i] = (uint8_t)(rnd() % 0x7e);
+        w8[1][i] = (uint8_t)(rnd() % 0x7e);
+    }
+    for (int r = 0; r < OUT; r++)
+        s8[r] = 0.01f * (float)(1 + r);
+    struct pgd_fp8_host f8[2] = {
+        { .in = IN, .out = OUT, .weight = w8[0], .scale = s8, .per_channel = true },
+        { .in = IN, .out = OUT, .weight = w8[1], .scale = &s1, .per_channel = false } };
+    pgd_cpu_fp8_dequantize(&f8[0], d8[0]);
+    pgd_cpu_fp8_dequantize(&f8[1], d8[1]);
+    m.fold.order_used = false;
+    cr_assert_eq(pgd_model_qweight_fp8(&ctx, "up8", f8, 2, &qw, err, sizeof err), PGD_OK, "%s",
+                 err);
+    cr_assert(m.fold.order_used);
+    for (int p = 0; p < 2; p++)
+        for (int r = 0; r < OUT; r++)
+            cr_assert_eq(memcmp(qw->dense + (p * OUT + r) * IN, d8[p] + order[r] * IN,
+                                IN * sizeof(float)), 0, "FP8 part %d output %d", p, r);
+
+    /* a part whose outputs are not the order's length is refused, naming the layer */
+    m.fold.n_out_order = OUT - 1;
+    cr_assert_eq(pgd_model_qweight_wq(&ctx, "model.layers.0.mlp.gate_proj", wq, 2, &qw, err,
+                                      sizeof err), PGD_ERR_INVALID_ARG);
+    cr_assert(strstr(err, "model.layers.0.mlp.gate_proj"), "%s", err);
+    free(m.fold.taken);
+    pgd__qweights_free(&m);
+}
+
 /* ---- FP8 weights quantized at load -------------------------------------------------------
  * pgd_fp8_e4m3_from_float (on the float's bits) against its definition: the nearest e4m3
  * value, ties to the even code, |x| >= 448 saturated to 448, NaN to 0x7F, the sign kept
@@ -390,7 +482,11 @@ static float max_abs(const float *x, int n)
     return m;
 }
 
-static void check_golden(const char *name, double tol)
+/* folded: the decoder layers whose act-order down_proj permutation the load folded into
+ * gate/up's output order (pgd_model_load_mlp): every layer's where down's inputs span
+ * several groups, none where one group holds them all or there is no act-order. The
+ * logits' match then shows that the folded model computes what the checkpoint does. */
+static void check_golden(const char *name, double tol, int folded)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/reference.json", quant_dir(name));
@@ -405,6 +501,8 @@ static void check_golden(const char *name, double tol)
     struct pgd_registry *reg = fixture_registry(NULL);
     struct pgd__runner *r = fixture_runner_dir(reg, dir, quant && *quant ? quant : NULL, 64, 16, 8);
     int vocab = pgd__runner_desc(r)->vocab_size;
+    cr_assert_eq(pgd__runner_model(r)->fold.folded, folded, "%s: %d layers folded, expected %d",
+                 name, pgd__runner_model(r)->fold.folded, folded);
     int n_new = (int)json_integer_value(json_object_get(ref, "n_new"));
     int32_t table[64], out[64];
     for (int b = 0; b < 64; b++)
@@ -452,13 +550,15 @@ static void check_golden(const char *name, double tol)
 }
 
 #define GOLDEN(id, name, tol) \
-    Test(quant_golden, id) { check_golden(name, tol); }
+    Test(quant_golden, id) { check_golden(name, tol, 0); }
+#define GOLDEN_FOLDED(id, name, tol, folded) \
+    Test(quant_golden, id) { check_golden(name, tol, folded); }
 GOLDEN(llama_gptq_4b_g32_sym, "llama-gptq-4b-g32-sym", WQ_TOL)
-GOLDEN(llama_gptq_4b_g64_asym_act_order, "llama-gptq-4b-g64-asym-act", WQ_TOL)
+GOLDEN_FOLDED(llama_gptq_4b_g64_asym_act_order, "llama-gptq-4b-g64-asym-act", WQ_TOL, 2)
 GOLDEN(llama_gptq_8b_g128_sym_act_order_v2, "llama-gptq-8b-g128-sym-act-v2", WQ_TOL)
 GOLDEN(qwen2_gptq_4b_g32_asym_v2_bias, "qwen2-gptq-4b-g32-asym-v2", WQ_TOL)
 GOLDEN(qwen3_gptq_8b_per_channel_asym, "qwen3-gptq-8b-gm1-asym", WQ_TOL)
-GOLDEN(mistral_gptq_quantize_config_json, "mistral-gptq-4b-g64-sym-act-v2-file", WQ_TOL)
+GOLDEN_FOLDED(mistral_gptq_quantize_config_json, "mistral-gptq-4b-g64-sym-act-v2-file", WQ_TOL, 2)
 GOLDEN(llama_awq_modules_to_not_convert, "llama-awq-g32-skip", WQ_TOL)
 GOLDEN(qwen2_awq_quant_config_json, "qwen2-awq-g64-file", WQ_TOL)
 GOLDEN(qwen3_awq_g128, "qwen3-awq-g128", WQ_TOL)
@@ -467,7 +567,7 @@ GOLDEN(qwen3_fp8_per_channel, "qwen3-fp8-channel", FP8_TOL)
 GOLDEN(mistral_fp8_ignored_layers, "mistral-fp8-tensor-ignored", FP8_TOL)
 GOLDEN(llama_bf16_quantized_to_fp8_at_load, "llama-bf16-fp8-dynamic", FP8_TOL)
 GOLDEN(llama_ct_w4a16_group_sym, "llama-ct-w4a16-g32-sym", WQ_TOL)
-GOLDEN(qwen2_ct_w4a16_asym_actorder_group, "qwen2-ct-w4a16-g32-asym-act", WQ_TOL)
+GOLDEN_FOLDED(qwen2_ct_w4a16_asym_actorder_group, "qwen2-ct-w4a16-g32-asym-act", WQ_TOL, 2)
 GOLDEN(qwen3_ct_w8a16_channel_asym, "qwen3-ct-w8a16-channel-asym", WQ_TOL)
 GOLDEN(mistral_ct_regex_targets_and_ignore, "mistral-ct-mixed-ignore", WQ_TOL)
 GOLDEN(llama_ct_fp8_dynamic_per_channel, "llama-ct-fp8-dynamic", FP8_TOL)
@@ -614,7 +714,7 @@ Test(quant_refusals, each_is_refused_naming_the_key_or_tensor, .fini = cleanup_t
           "zero_point", NULL },
         { "AWQ layer left dense but listed as quantized", "llama-awq-g32-skip", "config.json",
           "\"layers.1.mlp\"", "\"nothing\"", NULL, PGD_ERR_NOT_FOUND,
-          "'model.layers.1.mlp.gate_proj.qweight'", NULL },
+          "'model.layers.1.mlp.down_proj.qweight'", NULL },   /* down loads before gate/up */
         { "FP8 static activations", "llama-fp8-tensor", "config.json",
           "\"activation_scheme\": \"dynamic\"", "\"activation_scheme\": \"static\"", NULL,
           PGD_ERR_UNSUPPORTED, "activation_scheme", "static" },
