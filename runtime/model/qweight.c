@@ -230,9 +230,10 @@ static enum pgd_status fold_wq(struct pgd__model *m, const char *name,
             return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: part %d has %lld outputs, "
                             "the layer it feeds %lld inputs", name, i, (long long)parts[i].out,
                             (long long)m->fold.n_out_order);
-        int64_t rows = parts[i].in / (32 / parts[i].bits), groups = parts[i].in / parts[i].group_size;
-        bytes += (size_t)(rows * parts[i].out) * sizeof(uint32_t) +
-                 (size_t)(2 * groups * parts[i].out) * sizeof(float);
+        const struct pgd_wq_host *p = &parts[i];
+        int64_t rows = p->in / (32 / p->bits), groups = p->in / p->group_size;
+        bytes += (size_t)(rows * p->out) * sizeof(uint32_t) +
+                 (size_t)(2 * groups * p->out) * sizeof(float);
     }
     char *b = malloc(bytes);
     if (!b)
