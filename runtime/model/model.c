@@ -486,8 +486,13 @@ enum pgd_status pgd_model_load_mlp(struct pgd_model_ctx *ctx, const char *const 
     if (st)
         return st;
     const char *env = getenv("PGD_FOLD_ACT_ORDER");
-    m->fold.take_order = q_up && q_down && !bias && m->tp_size <= 1 &&
-                         !(env && !strcmp(env, "0"));
+    if (!q_up || !q_down || bias || m->tp_size > 1 || (env && !strcmp(env, "0"))) {
+        /* no fold: the checkpoint's order, up first */
+        st = pgd_model_load_linear(ctx, up, n_up, hidden, outs, bias, up_out, err, errlen);
+        return st ? st : pgd_model_load_linear(ctx, &down, 1, inter, &hidden, bias, down_out,
+                                               err, errlen);
+    }
+    m->fold.take_order = true;
     st = pgd_model_load_linear(ctx, &down, 1, inter, &hidden, bias, down_out, err, errlen);
     m->fold.take_order = false;
     if (!st) {

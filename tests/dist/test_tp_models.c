@@ -40,6 +40,7 @@
 #include "tests/dist/tp_fixture.h"
 #include <pagoda/registry.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -253,8 +254,14 @@ static void run_fixture(const char *name, const char *dir, const char *quantizat
     char err[1024] = "";
     struct pgd__model *whole = NULL;
     struct pgd__model_opts o = { .dtype = PGD_DTYPE_COUNT, .quantization = quantization };
+    /* The shards are slices of the checkpoint's layers as stored: the whole model to slice is
+     * loaded without act-order's fold (which one process does, pgd_model_load_mlp, and a
+     * split model does not). The reference runner below does fold: its logits show the two
+     * compute the same function. */
+    setenv("PGD_FOLD_ACT_ORDER", "0", 1);
     CHECK(pgd__model_load_opts(dir, reg, PGD_DEVICE_CPU, &o, &whole, err, sizeof err) == PGD_OK,
           "%s: %s", name, err);
+    unsetenv("PGD_FOLD_ACT_ORDER");
     struct pgd__runner *tp = make_runner(dir, quantization, reg, comm);
     if (whole && tp)
         check_shard(name, whole, pgd__runner_model(tp));
