@@ -53,6 +53,7 @@ static void engine_free(struct pgd_engine *e)
     free(e->rows);
     free(e->res);
     free(e->aborts);
+    free(e->sample_stops);
     if (e->be.destroy)
         e->be.destroy(e->be.ctx);
     pgd__text_share_release(e->text_share);   /* the tokenizer, once no stream reads it */

@@ -67,22 +67,28 @@ void pgd__emit_embedding(struct pgd_engine *e, struct pgd__child *c, float *vec,
     pgd__stream_push(c->req->stream, r);
 }
 
-/* Ends an unfinished child with an abort output (finished ones already had their last). */
-static void child_abort(struct pgd_engine *e, struct pgd__child *c)
+/* Ends an unfinished child for `why` with a last output of no token (finished ones already
+ * had their last). */
+static void child_close(struct pgd_engine *e, struct pgd__child *c, enum pgd_finish_reason why)
 {
     if (c->done)
         return;
     struct pgd__out_rec *r = rec_new(c);
-    r->o.finish_reason = PGD_FINISH_ABORT;
+    r->o.finish_reason = why;
     usage_fill(r, c);
-    child_end(e, c, PGD_FINISH_ABORT);
+    child_end(e, c, why);
     pgd__stream_push(c->req->stream, r);
+}
+
+void pgd__child_stop_by_reader(struct pgd_engine *e, struct pgd__child *c)
+{
+    child_close(e, c, PGD_FINISH_STOP);
 }
 
 void pgd__req_abort(struct pgd_engine *e, struct pgd__req *r)
 {
     for (int i = 0; i < r->n_children; i++)
-        child_abort(e, &r->children[i]);
+        child_close(e, &r->children[i], PGD_FINISH_ABORT);
     pgd__req_retire(e, r);
 }
 
@@ -194,13 +200,15 @@ static void token_text(struct pgd_engine *e, struct pgd__child *c, int32_t token
 }
 
 /* What the reader does with c's token for its text (engine_reader_text.c): token_text's
- * steps for a request without stop strings, where nothing is held back. fin: the token's
- * stop so far. */
+ * steps, with the decisions only the engine thread can take. fin: the token's stop so far
+ * (a stop token); may_stop: min_tokens reached. */
 static void reader_text_op(const struct pgd_engine *e, const struct pgd__child *c,
-                           enum pgd_finish_reason fin, struct pgd__out_rec *r)
+                           bool may_stop, enum pgd_finish_reason fin, struct pgd__out_rec *r)
 {
     if (fin == PGD_FINISH_NONE || c->req->sp.include_stop_str_in_output)
         r->text_op |= PGD__TEXT_PUSH;
+    if (may_stop && fin == PGD_FINISH_NONE && c->req->sp.n_stop > 0)
+        r->text_op |= PGD__TEXT_CHECK;
     if (fin == PGD_FINISH_NONE && (at_length(e, c) || c->guide_done))
         r->text_op |= PGD__TEXT_FLUSH;
 }
@@ -219,7 +227,7 @@ void pgd__emit_token(struct pgd_engine *e, struct pgd__child *c, int32_t token,
     if (c->detok)
         token_text(e, c, token, may_stop, &fin, r);
     else if (c->req->reader_text)
-        reader_text_op(e, c, fin, r);
+        reader_text_op(e, c, may_stop, fin, r);
     /* A complete grammar (structured output) ends the sample as a stop does. */
     if (fin == PGD_FINISH_NONE && c->guide_done)
         fin = PGD_FINISH_STOP;

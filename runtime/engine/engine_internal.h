@@ -43,7 +43,8 @@ struct pgd__out_rec {
     struct pgd_output o;
     int32_t token;                  /* the (single) new token, if any */
     /* Its text is the reader's to make (engine_reader_text.c): PGD__TEXT_PUSH, the token
-     * through the sample's detokenizer; PGD__TEXT_FLUSH, then what the detokenizer held.
+     * through the sample's detokenizer; PGD__TEXT_CHECK, then the stop strings looked for
+     * (min_tokens reached, no stop token); PGD__TEXT_FLUSH, then what the detokenizer held.
      * 0: the text (if any) is already in o.text. */
     uint8_t text_op;
     char *text;                     /* owned; o.text points here (or at "") */
@@ -79,13 +80,15 @@ struct pgd_stream {
 };
 
 /* ---- text made on the reader's thread (engine_reader_text.c) ---------------------------
- * A request without stop strings needs no text on the engine thread: its outputs carry
- * their token and a text_op, and pgd_stream_next detokenizes them on the reader's thread
- * (the samples' detokenizer states live in the stream). Stop strings decide when a sample
- * ends, so a request with them is detokenized by the engine thread (engine_emit.c). The
- * tokenizer is shared by reference (struct pgd__text_share): a stream read after
- * pgd_engine_destroy still has it. */
-enum { PGD__TEXT_PUSH = 1, PGD__TEXT_FLUSH = 2 };
+ * The engine thread makes no text: a request's outputs carry their token and a text_op,
+ * and pgd_stream_next detokenizes them on the reader's thread (the samples' detokenizer
+ * states live in the stream). Stop strings are looked for there too, as vLLM's front end
+ * does: a sample whose text reaches one ends on the reader's side (its output becomes the
+ * last, finish "stop"), the engine is told (pgd__engine_stop_sample) and ends it at its next
+ * step, and the reader drops the outputs that sample still had queued. The tokenizer is
+ * shared by reference (struct pgd__text_share): a stream read after pgd_engine_destroy still
+ * has it. PAGODA_READER_TEXT=0 keeps all text on the engine thread (engine_emit.c). */
+enum { PGD__TEXT_PUSH = 1, PGD__TEXT_FLUSH = 2, PGD__TEXT_CHECK = 4 };
 
 /* The engine's text functions (tio), freed with the last reference: the engine's and one a
  * stream whose reader makes its text. */
@@ -94,18 +97,29 @@ struct pgd__text_share;
  * reference); NULL when out of memory (tio->ctx is then destroyed). */
 struct pgd__text_share *pgd__text_share_new(const struct pgd__textio *tio);
 void pgd__text_share_release(struct pgd__text_share *ts);
+/* Adds to finished ([enum pgd_finish_reason]) the corrections the readers made: samples the
+ * engine counted as ended by length (or aborted) that a stop string ended for the client
+ * (NULL ts: none). */
+void pgd__text_share_fix_finishes(const struct pgd__text_share *ts, uint64_t finished[4]);
 
-/* n_samples detokenizer slots (NULL states) holding a reference to ts; NULL when out of
- * memory. Owned by the caller until a stream takes it (s->text). */
-struct pgd__reader_text *pgd__reader_text_new(struct pgd__text_share *ts, int n_samples);
+/* n_samples detokenizer slots (NULL states) holding a reference to ts, with copies of the
+ * request's stop strings (sp->stop, include_stop_str_in_output); NULL when out of memory.
+ * Owned by the caller until a stream takes it (s->text). */
+struct pgd__reader_text *pgd__reader_text_new(struct pgd__text_share *ts, int n_samples,
+                                              const struct pgd_sampling_params *sp);
 /* Slot i's detokenizer, started after the prompt (the engine's tio->detok_new). */
 void pgd__reader_text_start(struct pgd__reader_text *t, int i, const int32_t *prompt,
                             int n_prompt, bool skip_special);
 /* Frees the states and drops the reference (NULL is fine). */
 void pgd__reader_text_free(struct pgd__reader_text *t);
-/* r's text from r->token and r->text_op through sample r->o.index's detokenizer, into
- * r->text / o.text (the reader's thread; records in their order). */
-void pgd__reader_text_make(struct pgd__reader_text *t, struct pgd__out_rec *r);
+/* r's text from r->token and r->text_op through sample r->o.index's detokenizer and stop
+ * strings, into r->text / o.text (the reader's thread; records in their order). KEEP: r is
+ * the reader's; STOPPED: r reached a stop string and is now its sample's last output
+ * (finish "stop", stop_reason set), which the engine had not ended; DROP: r's sample had
+ * already ended on the reader's side, and r is not to be seen. */
+enum pgd__reader_text_verdict { PGD__RT_KEEP, PGD__RT_STOPPED, PGD__RT_DROP };
+enum pgd__reader_text_verdict pgd__reader_text_make(struct pgd__reader_text *t,
+                                                    struct pgd__out_rec *r);
 
 /* Frees r and everything it owns (NULL is fine). */
 void pgd__out_rec_free(struct pgd__out_rec *r);
@@ -214,6 +228,16 @@ void pgd__req_free(struct pgd__req *r, const struct pgd__textio *tio);
 
 /* ---- the engine ---------------------------------------------------------------------- */
 
+/* A sample to end as a stop at the engine's next round (pgd__engine_stop_sample). */
+struct pgd__sample_stop {
+    uint64_t request_id;
+    int index;
+};
+/* Any thread (a stream's reader, holding its stream's mu: the lock order of
+ * pgd_stream_destroy): sample `index` of request_id reached a stop string on the reader's
+ * side; the engine thread ends it (pgd__child_stop_by_reader). */
+void pgd__engine_stop_sample(struct pgd_engine *e, uint64_t request_id, int index);
+
 struct pgd_engine {
     /* Fixed at creation. */
     struct pgd_engine_params p;
@@ -260,6 +284,10 @@ struct pgd_engine {
     uint64_t *aborts;               /* owned [aborts_cap]; request ids to abort */
     int n_aborts;
     size_t aborts_cap;
+    struct pgd__sample_stop *sample_stops;  /* owned [sample_stops_cap]: samples whose
+                                               reader saw a stop string */
+    int n_sample_stops;
+    size_t sample_stops_cap;
     bool stop;                      /* destroy asked the thread to end */
     uint64_t next_id;
     uint64_t seed_state;            /* splitmix64 state for requests without a seed */
@@ -342,6 +370,10 @@ void pgd__emit_token(struct pgd_engine *e, struct pgd__child *c, int32_t token,
                      const struct pgd__sample_result *res);
 /* Ends every unfinished child of r with an abort output, then retires r (freed). */
 void pgd__req_abort(struct pgd_engine *e, struct pgd__req *r);
+/* Ends sample c, whose reader saw a stop string (pgd__engine_stop_sample), as a stop: its
+ * blocks go back and a last output (finish "stop", no text) closes its part of the stream;
+ * the reader drops it. Nothing when c already ended. */
+void pgd__child_stop_by_reader(struct pgd_engine *e, struct pgd__child *c);
 /* Removes r from the active list, lets go of its stream and frees it. */
 void pgd__req_retire(struct pgd_engine *e, struct pgd__req *r);
 /* Aborts every active request. */

@@ -1,27 +1,47 @@
-/* Text made on the reader's thread (engine_internal.h): for a request without stop strings
- * the engine thread only queues each token with what its text needs (text_op), and
- * pgd_stream_next runs the sample's detokenizer, so that a step's detokenization of
- * hundreds of sequences is spread over the readers' threads instead of adding to the step.
- * vLLM's front end does the same in its own process.
+/* Text made on the reader's thread (engine_internal.h): the engine thread only queues each
+ * token with what its text needs (text_op), and pgd_stream_next runs the sample's
+ * detokenizer and stop strings, so that a step's detokenization of hundreds of sequences is
+ * spread over the readers' threads instead of adding to the step. vLLM's front end does the
+ * same in its own process.
  *
- * The text is the engine path's (engine_emit.c's token_text) to the byte: without stop
- * strings nothing is held back for a stop check, so an output's text is the token's
- * detokenized delta (unless it is a stop token and include_stop_str_in_output is off),
- * then, at a sample's last output when it ends by length or a complete grammar, what the
- * detokenizer still held (an unfinished UTF-8 sequence). */
+ * The text is the engine path's (engine_emit.c's token_text) to the byte, step for step:
+ * the token's delta (unless it is a stop token and include_stop_str_in_output is off) goes
+ * through the sample's stop-string buffer (stop.c), which holds back a suffix that may
+ * still become a stop string and cuts the text at one; at the sample's last output what the
+ * detokenizer and the buffer held is released. A stop string found here ends the sample on
+ * the reader's side first: its output becomes the last one, and the engine, told through
+ * the stream, ends the sample at its next round; the outputs it made meanwhile are dropped
+ * here, so the reader sees what the engine path would have sent. */
 #include "runtime/engine/engine_internal.h"
+#include "runtime/base/mem.h"
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct pgd__text_share {
     atomic_int refs;
     struct pgd__textio tio;         /* tio.ctx owned */
+    /* Finishes the engine counted one way and its readers saw another ([enum
+     * pgd_finish_reason]: added to the engine's requests_finished): a sample a reader
+     * stopped at a stop string after the engine had already ended it by its length. */
+    atomic_llong finish_fix[4];
+};
+
+/* A sample's reader-side state. */
+struct reader_sample {
+    void *detok;                    /* owned (tio.detok_new) */
+    struct pgd__stop_text stop;     /* owned: the text and what is held back */
+    bool ended;                     /* its last output was returned */
+    bool stopped_here;              /* ... made so by a stop string found here */
 };
 
 struct pgd__reader_text {
     struct pgd__text_share *share;  /* one reference */
+    char **stops;                   /* owned [n_stops] copies of the request's stop strings */
+    int n_stops;
+    bool include_stop;              /* include_stop_str_in_output */
     int n;
-    void *detok[];                  /* [n] owned states (tio.detok_new) */
+    struct reader_sample sample[];  /* [n] */
 };
 
 struct pgd__text_share *pgd__text_share_new(const struct pgd__textio *tio)
@@ -34,7 +54,15 @@ struct pgd__text_share *pgd__text_share_new(const struct pgd__textio *tio)
     }
     atomic_init(&ts->refs, 1);
     ts->tio = *tio;
+    for (int i = 0; i < 4; i++)
+        atomic_init(&ts->finish_fix[i], 0);
     return ts;
+}
+
+void pgd__text_share_fix_finishes(const struct pgd__text_share *ts, uint64_t finished[4])
+{
+    for (int i = 0; ts && i < 4; i++)
+        finished[i] += (uint64_t)atomic_load(&((struct pgd__text_share *)ts)->finish_fix[i]);
 }
 
 void pgd__text_share_release(struct pgd__text_share *ts)
@@ -46,14 +74,27 @@ void pgd__text_share_release(struct pgd__text_share *ts)
     free(ts);
 }
 
-struct pgd__reader_text *pgd__reader_text_new(struct pgd__text_share *ts, int n_samples)
+struct pgd__reader_text *pgd__reader_text_new(struct pgd__text_share *ts, int n_samples,
+                                              const struct pgd_sampling_params *sp)
 {
-    struct pgd__reader_text *t = calloc(1, sizeof *t + (size_t)n_samples * sizeof t->detok[0]);
+    struct pgd__reader_text *t = calloc(1, sizeof *t + (size_t)n_samples * sizeof t->sample[0]);
     if (!t)
         return NULL;
     atomic_fetch_add(&ts->refs, 1);
     t->share = ts;
     t->n = n_samples;
+    t->include_stop = sp->include_stop_str_in_output;
+    if (sp->n_stop > 0) {
+        if (!(t->stops = calloc((size_t)sp->n_stop, sizeof *t->stops))) {
+            pgd__reader_text_free(t);
+            return NULL;
+        }
+        for (int i = 0; i < sp->n_stop; i++, t->n_stops++)
+            if (!(t->stops[i] = strdup(sp->stop[i] ? sp->stop[i] : ""))) {
+                pgd__reader_text_free(t);
+                return NULL;
+            }
+    }
     return t;
 }
 
@@ -61,34 +102,90 @@ void pgd__reader_text_start(struct pgd__reader_text *t, int i, const int32_t *pr
                             int n_prompt, bool skip_special)
 {
     const struct pgd__textio *tio = &t->share->tio;
-    t->detok[i] = tio->detok_new(tio->ctx, prompt, n_prompt, skip_special);
+    t->sample[i].detok = tio->detok_new(tio->ctx, prompt, n_prompt, skip_special);
 }
 
 void pgd__reader_text_free(struct pgd__reader_text *t)
 {
     if (!t)
         return;
-    for (int i = 0; i < t->n; i++)
-        if (t->detok[i])
-            t->share->tio.detok_free(t->detok[i]);
+    for (int i = 0; i < t->n; i++) {
+        if (t->sample[i].detok)
+            t->share->tio.detok_free(t->sample[i].detok);
+        pgd__stop_text_fini(&t->sample[i].stop);
+    }
+    for (int i = 0; i < t->n_stops; i++)
+        free(t->stops[i]);
+    free(t->stops);
     pgd__text_share_release(t->share);
     free(t);
 }
 
-void pgd__reader_text_make(struct pgd__reader_text *t, struct pgd__out_rec *r)
+enum pgd__reader_text_verdict pgd__reader_text_make(struct pgd__reader_text *t,
+                                                    struct pgd__out_rec *r)
 {
-    void *state = r->o.index >= 0 && r->o.index < t->n ? t->detok[r->o.index] : NULL;
+    struct reader_sample *smp = r->o.index >= 0 && r->o.index < t->n ? &t->sample[r->o.index]
+                                                                      : NULL;
+    if (smp && smp->ended) {
+        /* The engine's own end of a sample stopped here: counted as what the reader saw. */
+        const enum pgd_finish_reason f = r->o.finish_reason;
+        if (smp->stopped_here && f != PGD_FINISH_NONE && f != PGD_FINISH_STOP) {
+            atomic_fetch_sub(&t->share->finish_fix[f], 1);
+            atomic_fetch_add(&t->share->finish_fix[PGD_FINISH_STOP], 1);
+        }
+        return PGD__RT_DROP;
+    }
     const struct pgd__textio *tio = &t->share->tio;
-    const char *d;
-    size_t dn;
-    /* Each delta belongs to the state until its next call: copied before the next. */
-    if (r->text_op & PGD__TEXT_PUSH) {
-        tio->detok_push(state, r->token, &d, &dn);
-        pgd__out_rec_append_text(r, d, dn);
-    }
-    if (r->text_op & PGD__TEXT_FLUSH) {
-        tio->detok_flush(state, &d, &dn);
-        pgd__out_rec_append_text(r, d, dn);
-    }
+    const uint8_t op = r->text_op;
     r->text_op = 0;
+    const char *d = "";
+    size_t dn = 0, rel;
+    if (!smp || op == 0)
+        return PGD__RT_KEEP;
+    /* Each delta belongs to the state until its next call: copied before the next. */
+    if (t->n_stops == 0) {
+        /* nothing is held back: the deltas are the text */
+        if (op & PGD__TEXT_PUSH) {
+            tio->detok_push(smp->detok, r->token, &d, &dn);
+            pgd__out_rec_append_text(r, d, dn);
+        }
+        if (op & PGD__TEXT_FLUSH) {
+            tio->detok_flush(smp->detok, &d, &dn);
+            pgd__out_rec_append_text(r, d, dn);
+        }
+        smp->ended = r->o.finish_reason != PGD_FINISH_NONE;
+        return PGD__RT_KEEP;
+    }
+    /* token_text's steps (engine_emit.c), with the engine's decisions in op */
+    const enum pgd_finish_reason engine_fin = r->o.finish_reason;
+    const bool engine_final = engine_fin != PGD_FINISH_NONE;
+    struct pgd__stop_text *st = &smp->stop;
+    if (op & PGD__TEXT_PUSH)
+        tio->detok_push(smp->detok, r->token, &d, &dn);
+    const size_t before = st->released;
+    const int hit = pgd__stop_text_push(st, d, dn, (const char *const *)t->stops, t->n_stops,
+                                        (op & PGD__TEXT_CHECK) != 0, t->include_stop, &rel);
+    if (hit >= 0) {
+        r->o.finish_reason = PGD_FINISH_STOP;
+        r->o.stop_token = -1;
+        free(r->stop_reason);
+        if (!(r->stop_reason = strdup(t->stops[hit])))
+            pgd__oom("stream: stop reason", strlen(t->stops[hit]) + 1);
+        r->o.stop_reason = r->stop_reason;
+    } else if (op & PGD__TEXT_FLUSH) {
+        tio->detok_flush(smp->detok, &d, &dn);
+        pgd__stop_text_push(st, d, dn, NULL, 0, false, false, &rel);
+    }
+    if (r->o.finish_reason != PGD_FINISH_NONE || (op & PGD__TEXT_FLUSH))
+        pgd__stop_text_flush(st);
+    pgd__out_rec_append_text(r, st->text.p + before, st->released - before);
+    smp->ended = r->o.finish_reason != PGD_FINISH_NONE;
+    smp->stopped_here = hit >= 0 && !engine_final;
+    /* The last token by length completed a stop string: the engine counted a length end,
+     * the engine path (and the reader) a stop. */
+    if (hit >= 0 && engine_final && engine_fin != PGD_FINISH_STOP) {
+        atomic_fetch_sub(&t->share->finish_fix[engine_fin], 1);
+        atomic_fetch_add(&t->share->finish_fix[PGD_FINISH_STOP], 1);
+    }
+    return smp->stopped_here ? PGD__RT_STOPPED : PGD__RT_KEEP;
 }

@@ -135,6 +135,7 @@ void pgd_engine_get_stats(struct pgd_engine *e, struct pgd_engine_stats *out)
     pthread_mutex_lock(&e->stats_mu);
     *out = e->stats;
     pthread_mutex_unlock(&e->stats_mu);
+    pgd__text_share_fix_finishes(e->text_share, out->requests_finished);
 }
 
 /* *text is malloc'd (the caller frees it). The stats are copied under stats_mu and
@@ -146,5 +147,6 @@ enum pgd_status pgd_engine_metrics_text(struct pgd_engine *e, char **text, size_
     struct pgd_engine_stats s = e->stats;
     struct pgd__engine_metrics m = e->metrics;
     pthread_mutex_unlock(&e->stats_mu);
+    pgd__text_share_fix_finishes(e->text_share, s.requests_finished);
     return pgd__engine_metrics_text(&m, &s, text, len);
 }

@@ -333,6 +333,10 @@ struct inbox {
     uint64_t *aborts;               /* owned [cap], kept across rounds: ids to abort */
     int n_aborts;
     size_t cap;
+    struct pgd__sample_stop *stops; /* owned [stops_cap], kept across rounds: samples whose
+                                       reader saw a stop string */
+    int n_stops;
+    size_t stops_cap;
     bool stop;
     bool paranoid;
 };
@@ -342,7 +346,7 @@ struct inbox {
 static void inbox_take(struct pgd_engine *e, struct inbox *in)
 {
     pthread_mutex_lock(&e->mu);
-    while (!e->stop && !e->pending_head && e->n_aborts == 0 &&
+    while (!e->stop && !e->pending_head && e->n_aborts == 0 && e->n_sample_stops == 0 &&
            !pgd__scheduler_has_work(&e->sched))
         pthread_cond_wait(&e->cv, &e->mu);
     in->pending = e->pending_head;
@@ -352,6 +356,12 @@ static void inbox_take(struct pgd_engine *e, struct inbox *in)
     if (in->n_aborts)
         memcpy(in->aborts, e->aborts, (size_t)in->n_aborts * sizeof *in->aborts);
     e->n_aborts = 0;
+    in->n_stops = e->n_sample_stops;
+    pgd__array_reserve_or_oom(in->stops, in->stops_cap, (size_t)in->n_stops,
+                              "engine: sample stop list");
+    if (in->n_stops)
+        memcpy(in->stops, e->sample_stops, (size_t)in->n_stops * sizeof *in->stops);
+    e->n_sample_stops = 0;
     in->stop = e->stop;
     in->paranoid = e->paranoid;
     e->device_sampling = !e->no_device_sampling;
@@ -374,14 +384,25 @@ static void admit(struct pgd_engine *e, struct pgd__req *r)
     pgd__stats_on_admit(e, r);
 }
 
-/* Admits the new requests, then aborts: an abort that raced its own submission finds its
- * request admitted. Unknown ids (finished requests) are ignored. */
+/* Admits the new requests, then ends the samples their readers stopped, then aborts: an
+ * abort that raced its own submission finds its request admitted, and a reader that saw a
+ * stop string and then let go of its stream (an abort) has its sample counted as the stop
+ * it was. Unknown ids (finished requests) are ignored. */
 static void inbox_apply(struct pgd_engine *e, const struct inbox *in)
 {
     for (struct pgd__req *r = in->pending, *n; r; r = n) {
         n = r->next;
         admit(e, r);
     }
+    for (int i = 0; i < in->n_stops; i++)
+        for (struct pgd__req *r = e->active; r; r = r->next)
+            if (r->id == in->stops[i].request_id) {
+                if (in->stops[i].index >= 0 && in->stops[i].index < r->n_children)
+                    pgd__child_stop_by_reader(e, &r->children[in->stops[i].index]);
+                if (r->n_done == r->n_children)
+                    pgd__req_retire(e, r);
+                break;
+            }
     for (int i = 0; i < in->n_aborts; i++)
         for (struct pgd__req *r = e->active; r; r = r->next)
             if (r->id == in->aborts[i]) {
@@ -411,5 +432,6 @@ void *pgd__engine_main(void *arg)
             assert_invariants(e);
     }
     free(in.aborts);
+    free(in.stops);
     return NULL;
 }

@@ -152,43 +152,59 @@ enum pgd_status pgd_stream_next(struct pgd_stream *s, struct pgd_output *out, in
     pgd__out_rec_free(s->current);
     s->current = NULL;
     enum pgd_status st = PGD_OK;
-    while (!s->head) {
-        /* Closed once every sample's final output was read. The engine lets go only after
-         * queuing every final output, so !s->engine is a safety net: nothing would ever
-         * feed this stream again. */
-        if (s->n_final_read >= s->n_samples || !s->engine) {
-            st = PGD_ERR_CLOSED;
-            break;
+    for (;;) {
+        while (!s->head) {
+            /* Closed once every sample's final output was read. The engine lets go only
+             * after queuing every final output, so !s->engine is a safety net: nothing
+             * would ever feed this stream again. */
+            if (s->n_final_read >= s->n_samples || !s->engine) {
+                st = PGD_ERR_CLOSED;
+                break;
+            }
+            if (timeout_ms == 0) {
+                st = PGD_ERR_TIMEOUT;
+                break;
+            }
+            if (timeout_ms < 0) {
+                pthread_cond_wait(&s->cv, &s->mu);
+            } else if (pthread_cond_timedwait(&s->cv, &s->mu, &deadline) == ETIMEDOUT &&
+                       !s->head) {
+                st = PGD_ERR_TIMEOUT;
+                break;
+            }
         }
-        if (timeout_ms == 0) {
-            st = PGD_ERR_TIMEOUT;
+        if (st != PGD_OK)
             break;
-        }
-        if (timeout_ms < 0) {
-            pthread_cond_wait(&s->cv, &s->mu);
-        } else if (pthread_cond_timedwait(&s->cv, &s->mu, &deadline) == ETIMEDOUT && !s->head) {
-            st = PGD_ERR_TIMEOUT;
-            break;
-        }
-    }
-    if (st == PGD_OK) {
         struct pgd__out_rec *r = s->head;
         s->head = r->next;
         if (!s->head)
             s->tail = NULL;
         r->next = NULL;
-        s->current = r;
         if (r->o.finish_reason != PGD_FINISH_NONE)
             s->n_final_read++;
+        if (!s->text) {
+            s->current = r;
+            break;
+        }
+        /* The reader's own text (engine_reader_text.c): r and s->text are this thread's
+         * alone (one reader at a time), so no lock while it detokenizes. */
+        pthread_mutex_unlock(&s->mu);
+        const enum pgd__reader_text_verdict v = pgd__reader_text_make(s->text, r);
+        pthread_mutex_lock(&s->mu);
+        if (v == PGD__RT_DROP) {
+            pgd__out_rec_free(r);    /* its sample ended here before: the next one */
+            continue;
+        }
+        /* A stop string ended the sample here: the engine ends it too (lock order: this
+         * stream's mu, then the engine's, as pgd_stream_destroy takes them). */
+        if (v == PGD__RT_STOPPED && s->engine)
+            pgd__engine_stop_sample(s->engine, s->request_id, r->o.index);
+        s->current = r;
+        break;
     }
     pthread_mutex_unlock(&s->mu);
-    if (st == PGD_OK) {
-        /* The reader's own text (engine_reader_text.c): s->current and s->text are this
-         * thread's alone (one reader at a time), so no lock while it detokenizes. */
-        if (s->current->text_op && s->text)
-            pgd__reader_text_make(s->text, s->current);
+    if (st == PGD_OK)
         *out = s->current->o;
-    }
     return st;
 }
 

@@ -391,9 +391,9 @@ static enum pgd_status req_build(struct pgd_engine *e, const struct pgd_request_
     r->seed = rp->sampling.has_seed ? rp->sampling.seed : splitmix64(&e->seed_state);
     pthread_mutex_unlock(&e->mu);
     r->id = id;
-    /* Without stop strings the text is the reader's to make (engine_reader_text.c). */
-    r->reader_text = detok && e->reader_text && rp->sampling.n_stop == 0;
-    if (r->reader_text && !(text = pgd__reader_text_new(e->text_share, nc)))
+    /* The text and its stop strings are the reader's (engine_reader_text.c). */
+    r->reader_text = detok && e->reader_text;
+    if (r->reader_text && !(text = pgd__reader_text_new(e->text_share, nc, &rp->sampling)))
         FAIL(PGD_ERR_NOMEM, "request: no memory for its detokenizers");
     for (int i = 0; i < nc; i++)
         if ((st = child_init(e, rp, r, i, prompt, arrival, text, err, errlen)) != PGD_OK)
@@ -462,6 +462,23 @@ enum pgd_status pgd_engine_submit(struct pgd_engine *e, const struct pgd_request
     if (st == PGD_OK)
         st = req_queue(e, r, out, err, errlen);
     return st;
+}
+
+void pgd__engine_stop_sample(struct pgd_engine *e, uint64_t request_id, int index)
+{
+    pthread_mutex_lock(&e->mu);
+    /* As an abort: on failure the sample runs on to its end, its outputs dropped by the
+     * reader, which already has its last one. */
+    if (!pgd__array_reserve(e->sample_stops, e->sample_stops_cap,
+                            (size_t)e->n_sample_stops + 1)) {
+        pthread_mutex_unlock(&e->mu);
+        PGD_ERROR("engine: no memory to queue the stop of request %llu sample %d",
+                  (unsigned long long)request_id, index);
+        return;
+    }
+    e->sample_stops[e->n_sample_stops++] = (struct pgd__sample_stop){ request_id, index };
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
 }
 
 void pgd_engine_abort(struct pgd_engine *e, uint64_t request_id)

@@ -202,46 +202,52 @@ static enum pgd_status check_parts(struct pgd__model *m, const char *name, int n
  * happen here, on the host arrays, before either layer is kept: down's layer is made
  * without its permutation, and the feeding layer's parts with their outputs reordered. */
 
-/* The parts as kept (*adj, [n]): parts themselves, or, while down loads (take_order), its
- * permutation given up into m->fold.taken, or, while the feeding layer loads (out_order),
- * each part's output columns reordered into arrays of *mem (malloc'd, NULL when none). */
+/* The parts as kept (*use, [n]): parts themselves, or, while down loads (take_order), a
+ * copy without its permutation, given up into m->fold.taken, or, while the feeding layer
+ * loads (out_order), copies whose output columns are reordered. The copies are in *mem
+ * (malloc'd, NULL when none). */
 static enum pgd_status fold_wq(struct pgd__model *m, const char *name,
                                const struct pgd_wq_host *parts, int n,
-                               struct pgd_wq_host *adj, void **mem, char *err, size_t errlen)
+                               const struct pgd_wq_host **use, void **mem, char *err,
+                               size_t errlen)
 {
+    *use = parts;
     *mem = NULL;
-    memcpy(adj, parts, (size_t)n * sizeof *adj);
-    if (m->fold.take_order && n == 1 && parts[0].perm) {
-        size_t bytes = (size_t)parts[0].in * sizeof *parts[0].perm;
-        if (!(m->fold.taken = malloc(bytes)))
-            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory keeping its "
-                            "act-order permutation", name);
-        memcpy(m->fold.taken, parts[0].perm, bytes);
-        m->fold.n_taken = parts[0].in;
-        adj[0].perm = NULL;
-        return PGD_OK;
-    }
     const int32_t *order = m->fold.out_order;
-    if (!order)
+    const bool take = m->fold.take_order && n == 1 && parts[0].perm;
+    if (!take && !order)
         return PGD_OK;
-    size_t bytes = 0;
-    for (int i = 0; i < n; i++) {
-        if (parts[i].out != m->fold.n_out_order)
-            return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: part %d has %lld outputs, "
-                            "the layer it feeds %lld inputs", name, i, (long long)parts[i].out,
-                            (long long)m->fold.n_out_order);
+    /* the copies' structs, then (reordering) each part's qweight, scales and zeros */
+    size_t bytes = (size_t)n * sizeof **use;
+    for (int i = 0; order && i < n; i++) {
         const struct pgd_wq_host *p = &parts[i];
+        if (p->out != m->fold.n_out_order)
+            return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: part %d has %lld outputs, "
+                            "the layer it feeds %lld inputs", name, i, (long long)p->out,
+                            (long long)m->fold.n_out_order);
         int64_t rows = p->in / (32 / p->bits), groups = p->in / p->group_size;
         bytes += (size_t)(rows * p->out) * sizeof(uint32_t) +
                  (size_t)(2 * groups * p->out) * sizeof(float);
     }
     char *b = malloc(bytes);
-    if (!b)
-        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory reordering its outputs",
-                        name);
+    if (!b || (take && !(m->fold.taken = malloc((size_t)parts[0].in * sizeof(int32_t))))) {
+        free(b);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory %s", name,
+                        take ? "keeping its act-order permutation" : "reordering its outputs");
+    }
     *mem = b;
+    struct pgd_wq_host *adj = (struct pgd_wq_host *)(void *)b;
+    memcpy(adj, parts, (size_t)n * sizeof *adj);
+    *use = adj;
+    if (take) {
+        memcpy(m->fold.taken, parts[0].perm, (size_t)parts[0].in * sizeof(int32_t));
+        m->fold.n_taken = parts[0].in;
+        adj[0].perm = NULL;
+        return PGD_OK;
+    }
     /* qweight, scales and zeros are [rows][out]: column r of each becomes order[r]'s. Each
      * part's three arrays follow the previous part's (all of 4-byte elements). */
+    b += (size_t)n * sizeof *adj;
     for (int i = 0; i < n; i++) {
         const struct pgd_wq_host *p = &parts[i];
         int64_t out = p->out, rows = p->in / (32 / p->bits), groups = p->in / p->group_size;
@@ -268,14 +274,15 @@ static enum pgd_status fold_wq(struct pgd__model *m, const char *name,
  * in the order. FP8 layers have no permutation to give up. */
 static enum pgd_status fold_fp8(struct pgd__model *m, const char *name,
                                 const struct pgd_fp8_host *parts, int n,
-                                struct pgd_fp8_host *adj, void **mem, char *err, size_t errlen)
+                                const struct pgd_fp8_host **use, void **mem, char *err,
+                                size_t errlen)
 {
+    *use = parts;
     *mem = NULL;
-    memcpy(adj, parts, (size_t)n * sizeof *adj);
     const int32_t *order = m->fold.out_order;
     if (!order)
         return PGD_OK;
-    size_t bytes = 0;
+    size_t bytes = (size_t)n * sizeof **use;
     for (int i = 0; i < n; i++) {
         if (parts[i].out != m->fold.n_out_order)
             return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: part %d has %lld outputs, "
@@ -288,9 +295,13 @@ static enum pgd_status fold_fp8(struct pgd__model *m, const char *name,
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory reordering its outputs",
                         name);
     *mem = b;
-    /* Every part's scales first (4-byte aligned), then every part's [out][in] bytes. */
-    float *scale = (float *)(void *)b;
-    uint8_t *w = (uint8_t *)b + (size_t)n * (size_t)m->fold.n_out_order * sizeof(float);
+    struct pgd_fp8_host *adj = (struct pgd_fp8_host *)(void *)b;
+    memcpy(adj, parts, (size_t)n * sizeof *adj);
+    *use = adj;
+    /* The copies' structs, every part's scales (4-byte aligned), then every part's
+     * [out][in] bytes. */
+    float *scale = (float *)(void *)(b + (size_t)n * sizeof *adj);
+    uint8_t *w = (uint8_t *)(scale + (size_t)n * (size_t)m->fold.n_out_order);
     for (int i = 0; i < n; i++) {
         const struct pgd_fp8_host *p = &parts[i];
         for (int64_t r = 0; r < p->out; r++) {
@@ -416,19 +427,15 @@ enum pgd_status pgd_model_qweight_wq(struct pgd_model_ctx *ctx, const char *name
                                      const struct pgd_wq_host *parts, int n_parts,
                                      struct pgd_qweight **out, char *err, size_t errlen)
 {
-    struct pgd__model *m = ctx->m;
     *out = NULL;
-    enum pgd_status st = check_parts(m, name, n_parts, err, errlen);
-    if (st || (!m->fold.take_order && !m->fold.out_order))
-        return st ? st : keep_wq(m, name, parts, n_parts, out, err, errlen);
-    struct pgd_wq_host *adj = malloc((size_t)n_parts * sizeof *adj);
+    const struct pgd_wq_host *use;
     void *mem = NULL;
-    if (!adj)
-        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
-    if (!(st = fold_wq(m, name, parts, n_parts, adj, &mem, err, errlen)))
-        st = keep_wq(m, name, adj, n_parts, out, err, errlen);
+    enum pgd_status st = check_parts(ctx->m, name, n_parts, err, errlen);
+    if (!st)
+        st = fold_wq(ctx->m, name, parts, n_parts, &use, &mem, err, errlen);
+    if (!st)
+        st = keep_wq(ctx->m, name, use, n_parts, out, err, errlen);
     free(mem);
-    free(adj);
     return st;
 }
 
@@ -436,18 +443,14 @@ enum pgd_status pgd_model_qweight_fp8(struct pgd_model_ctx *ctx, const char *nam
                                       const struct pgd_fp8_host *parts, int n_parts,
                                       struct pgd_qweight **out, char *err, size_t errlen)
 {
-    struct pgd__model *m = ctx->m;
     *out = NULL;
-    enum pgd_status st = check_parts(m, name, n_parts, err, errlen);
-    if (st || !m->fold.out_order)
-        return st ? st : keep_fp8(m, name, parts, n_parts, out, err, errlen);
-    struct pgd_fp8_host *adj = malloc((size_t)n_parts * sizeof *adj);
+    const struct pgd_fp8_host *use;
     void *mem = NULL;
-    if (!adj)
-        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", name);
-    if (!(st = fold_fp8(m, name, parts, n_parts, adj, &mem, err, errlen)))
-        st = keep_fp8(m, name, adj, n_parts, out, err, errlen);
+    enum pgd_status st = check_parts(ctx->m, name, n_parts, err, errlen);
+    if (!st)
+        st = fold_fp8(ctx->m, name, parts, n_parts, &use, &mem, err, errlen);
+    if (!st)
+        st = keep_fp8(ctx->m, name, use, n_parts, out, err, errlen);
     free(mem);
-    free(adj);
     return st;
 }

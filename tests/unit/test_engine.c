@@ -984,6 +984,8 @@ struct text_run {
     int index[512], token[512], finish[512];
     char *text[512];                 /* owned; [len[k]] bytes (a byte-level piece may be 0) */
     size_t len[512];
+    char *stop_reason[512];          /* owned; NULL when none */
+    int completion_tokens[512];
 };
 
 static void text_run_read(struct pgd_stream *s, struct text_run *t)
@@ -1000,13 +1002,17 @@ static void text_run_read(struct pgd_stream *s, struct text_run *t)
         t->text[k] = malloc(o.text_len + 1);
         memcpy(t->text[k], o.text, o.text_len + 1);
         t->len[k] = o.text_len;
+        t->stop_reason[k] = o.stop_reason ? strdup(o.stop_reason) : NULL;
+        t->completion_tokens[k] = o.completion_tokens;
     }
 }
 
 static void text_run_free(struct text_run *t)
 {
-    for (int k = 0; k < t->n_rec; k++)
+    for (int k = 0; k < t->n_rec; k++) {
         free(t->text[k]);
+        free(t->stop_reason[k]);
+    }
 }
 
 /* Request i of the set below: seeded sampling over the llama fixture (vocabulary 256) with
@@ -1014,10 +1020,13 @@ static void text_run_free(struct text_run *t)
  * UTF-8 sequences (so texts end mid-sequence, flushed at the length limit), lengths 1..40,
  * n = 1 or 3, EOS (id 2, "<|im_start|>"... whatever the tokenizer names it) as a stop or
  * ignored, stop token ids with and without include_stop_str_in_output, special tokens kept
- * or skipped; one in eight has a stop string (the engine thread's text in both engines). */
+ * or skipped; one in three has stop strings (single bytes that end samples often, pairs
+ * whose first byte is held back until the next shows it was not one), some with
+ * include_stop_str_in_output and some with min_tokens. */
 static struct pgd_stream *text_submit(struct pgd_engine *e, int i)
 {
-    static const char *stops[] = { "a" };
+    static const char *stops[4][3] = { { "a" }, { "e", "xy" }, { "t", "q", "th" },
+                                       { "\x82\x80", "ab", "o" } };
     int32_t prompt[12];
     for (int j = 0; j < 12; j++)
         prompt[j] = 3 + (i * 37 + j * 11) % 250;
@@ -1037,9 +1046,12 @@ static struct pgd_stream *text_submit(struct pgd_engine *e, int i)
         r.sampling.n_stop_token_ids = 2;
         r.sampling.include_stop_str_in_output = i % 12 == 2;
     }
-    if (i % 8 == 7) {
-        r.sampling.stop = stops;
-        r.sampling.n_stop = 1;
+    if (i % 3 == 1) {
+        const int k = i / 3 % 4;
+        r.sampling.stop = stops[k];
+        r.sampling.n_stop = k == 0 ? 1 : k == 1 ? 2 : 3;
+        r.sampling.include_stop_str_in_output = i % 4 == 0;
+        r.sampling.min_tokens = i % 5 == 1 ? 3 : 0;
     }
     struct pgd_stream *s;
     char err[256];
@@ -1061,6 +1073,99 @@ static struct pgd_engine *text_engine(bool reader_text)
     return e;
 }
 
+/* The step hook's done: 2 ms after each step, so that the engine cannot run a sample to
+ * its length before its reader has had ample time to see a stop string and say so. */
+static void slow_step(void *arg, const struct pgd__runner_step_info *si, double wall_s,
+                      double device_s, bool graph)
+{
+    (void)arg; (void)si; (void)wall_s; (void)device_s; (void)graph;
+    usleep(2000);
+}
+
+/* One sample, seeded, 200 tokens with EOS ignored, optionally with one stop string. */
+static struct pgd_stream *stop_submit(struct pgd_engine *e, const char *stop, int min_tokens)
+{
+    int32_t prompt[8] = { 11, 40, 73, 101, 7, 56, 90, 33 };
+    struct pgd_request_params r = pgd_request_default_params();
+    r.prompt_ids = prompt;
+    r.n_prompt_ids = 8;
+    r.sampling.temperature = 1.0f;
+    r.sampling.has_seed = true;
+    r.sampling.seed = 77;
+    r.sampling.max_tokens = 200;
+    r.sampling.ignore_eos = true;
+    r.sampling.min_tokens = min_tokens;
+    const char *stops[1] = { stop };
+    if (stop) {
+        r.sampling.stop = stops;
+        r.sampling.n_stop = 1;
+    }
+    struct pgd_stream *s;
+    char err[256];
+    cr_assert_eq(pgd_engine_submit(e, &r, &s, err, sizeof err), PGD_OK, "%s", err);
+    return s;
+}
+
+/* A stop string found on the reader's side ends the sample in the engine too: the engine
+ * generates a few tokens past it (those in flight when the reader said so), not the 200
+ * of its length, and counts it as a stop. The stop string is a piece of the sample's own
+ * text, found in a run without it (the same seed makes the same tokens). */
+Test(engine_text, a_stop_string_the_reader_finds_ends_the_sample_in_the_engine)
+{
+    struct pgd_engine *e = text_engine(true);
+    struct pgd__runner_step_hook hook = { .done = slow_step };
+    pgd__runner_set_step_hook(pgd__engine_runner_mut(e), &hook);
+    struct text_run a;
+    struct pgd_stream *s = stop_submit(e, NULL, 0);
+    text_run_read(s, &a);
+    pgd_stream_destroy(s);
+    cr_assert_eq(a.n_rec, 200);
+    /* the first output from the third on whose text is printable ASCII: the stop string */
+    int k = 2;
+    while (k < a.n_rec && !(a.len[k] > 0 && a.text[k][0] > ' ' && a.text[k][0] < 127))
+        k++;
+    cr_assert_lt(k, 100, "no printable piece in the first 100 outputs");
+    char stop[8];
+    snprintf(stop, sizeof stop, "%c", a.text[k][0]);
+    struct pgd_engine_stats st0, st1;
+    pgd_engine_get_stats(e, &st0);
+    struct text_run b;
+    s = stop_submit(e, stop, 0);
+    text_run_read(s, &b);
+    pgd_stream_destroy(s);
+    pgd_engine_get_stats(e, &st1);
+    /* what the client saw: the same tokens up to the stop, which ends the text */
+    const int last = b.n_rec - 1;
+    cr_assert_leq(last, k, "the stop string was in output %d, the sample ended at %d", k, last);
+    cr_assert_eq(b.finish[last], PGD_FINISH_STOP);
+    cr_assert(b.stop_reason[last] && !strcmp(b.stop_reason[last], stop));
+    cr_assert_eq(b.completion_tokens[last], last + 1);
+    for (int i = 0; i <= last; i++)
+        cr_assert_eq(b.token[i], a.token[i], "output %d", i);
+    /* what the engine did: stopped soon after, and counted a stop */
+    const uint64_t generated = st1.generation_tokens - st0.generation_tokens;
+    cr_assert(generated >= (uint64_t)last + 1 && generated < 100, "the engine generated %llu "
+              "tokens for a sample its reader stopped at %d", (unsigned long long)generated,
+              last + 1);
+    cr_assert_eq(st1.requests_finished[PGD_FINISH_STOP] - st0.requests_finished[PGD_FINISH_STOP],
+                 1);
+    cr_assert_eq(st1.requests_finished[PGD_FINISH_LENGTH],
+                 st0.requests_finished[PGD_FINISH_LENGTH]);
+    /* with min_tokens past that output, the stop string there does not count: the sample
+     * runs on to min_tokens at least */
+    struct text_run c;
+    s = stop_submit(e, stop, last + 3);
+    text_run_read(s, &c);
+    pgd_stream_destroy(s);
+    cr_assert_geq(c.completion_tokens[c.n_rec - 1], last + 3, "min_tokens %d, ended at %d",
+                  last + 3, c.completion_tokens[c.n_rec - 1]);
+    pgd__runner_set_step_hook(pgd__engine_runner_mut(e), NULL);
+    pgd_engine_destroy(e);
+    text_run_free(&a);
+    text_run_free(&b);
+    text_run_free(&c);
+}
+
 /* The text the readers make equals the engine thread's, output for output, over the
  * requests above read concurrently; and a stream read after its engine was destroyed
  * still has its text (the tokenizer outlives the engine while a stream needs it: ASan
@@ -1075,6 +1180,8 @@ Test(engine_text, the_readers_text_is_the_engines)
         text_run_read(s, &ref[i]);
         pgd_stream_destroy(s);
     }
+    struct pgd_engine_stats ref_st, got_st;
+    pgd_engine_get_stats(e, &ref_st);
     pgd_engine_destroy(e);
     e = text_engine(true);
     struct pgd_stream *s[N];
@@ -1084,9 +1191,18 @@ Test(engine_text, the_readers_text_is_the_engines)
         text_run_read(s[i], &got[i]);
         pgd_stream_destroy(s[i]);
     }
+    /* The engine ended the samples its readers stopped as stops (told by the streams), not
+     * at their length nor as aborts. The streams above were read to their end (CLOSED)
+     * before being let go: every sample's end was counted by then. */
+    pgd_engine_get_stats(e, &got_st);
+    for (int f = PGD_FINISH_STOP; f <= PGD_FINISH_ABORT; f++)
+        cr_assert_eq(got_st.requests_finished[f], ref_st.requests_finished[f],
+                     "%s: %llu finished, the engine's text %llu", pgd_finish_reason_str(f),
+                     (unsigned long long)got_st.requests_finished[f],
+                     (unsigned long long)ref_st.requests_finished[f]);
     /* Sample by sample (samples of one request may interleave differently in another
      * batch): the same records in the same order. */
-    size_t bytes = 0, flushed_mid_utf8 = 0;
+    size_t bytes = 0, flushed_mid_utf8 = 0, stopped_by_string = 0;
     for (int i = 0; i < N; i++) {
         cr_assert_eq(got[i].n_rec, ref[i].n_rec, "request %d: %d outputs, the engine's text %d",
                      i, got[i].n_rec, ref[i].n_rec);
@@ -1100,6 +1216,15 @@ Test(engine_text, the_readers_text_is_the_engines)
                 cr_assert_eq(got[i].token[g], ref[i].token[k], "request %d sample %d output %d",
                              i, x, k);
                 cr_assert_eq(got[i].finish[g], ref[i].finish[k], "request %d sample %d", i, x);
+                cr_assert_eq(got[i].completion_tokens[g], ref[i].completion_tokens[k],
+                             "request %d sample %d output %d: usage", i, x, k);
+                cr_assert(!got[i].stop_reason[g] == !ref[i].stop_reason[k] &&
+                          (!ref[i].stop_reason[k] ||
+                           !strcmp(got[i].stop_reason[g], ref[i].stop_reason[k])),
+                          "request %d sample %d output %d: stop reason %s, the engine's %s", i,
+                          x, k, got[i].stop_reason[g] ? got[i].stop_reason[g] : "(none)",
+                          ref[i].stop_reason[k] ? ref[i].stop_reason[k] : "(none)");
+                stopped_by_string += ref[i].stop_reason[k] != NULL;
                 cr_assert(got[i].len[g] == ref[i].len[k] &&
                           !memcmp(got[i].text[g], ref[i].text[k], ref[i].len[k]),
                           "request %d sample %d output %d (token %d): \"%s\", the engine's "
@@ -1116,6 +1241,8 @@ Test(engine_text, the_readers_text_is_the_engines)
     cr_assert_gt(bytes, 1000, "the requests made %zu bytes of text", bytes);
     cr_assert_gt(flushed_mid_utf8, 0, "no sample ended by length inside a UTF-8 sequence: the "
                  "flush at the end went untested");
+    cr_assert_geq(stopped_by_string, 8, "only %zu samples ended at a stop string",
+                  stopped_by_string);
     /* Destroyed before its stream is read: the outputs queued before stay readable. */
     struct pgd_stream *late = text_submit(e, 4);
     struct pgd_engine_stats st;

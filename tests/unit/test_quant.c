@@ -265,6 +265,18 @@ Test(qweight_join, fp8_parts_with_other_scales_become_per_channel)
  * permutation is given up and its dense rows stay in canonical order; while the two "up"
  * parts are kept with out_order each part's output r is the original output order[r], for
  * W4 (columns of qweight, scales and zeros) and FP8 (rows and per-channel scales). */
+/* A two-part layer's dense rows [2 * out, in]: part p's row r is row order[r] of its own
+ * weights (a, b). */
+static void expect_rows_in_order(const char *what, const float *dense, const float *a,
+                                 const float *b, const int32_t *order, int out, int in)
+{
+    for (int p = 0; p < 2; p++)
+        for (int r = 0; r < out; r++)
+            cr_assert_eq(memcmp(dense + (size_t)(p * out + r) * in,
+                                (p ? b : a) + (size_t)order[r] * in, (size_t)in * sizeof(float)),
+                         0, "%s part %d output %d", what, p, r);
+}
+
 Test(quant_fold, down_gives_up_its_order_and_up_takes_it)
 {
     enum { IN = 16, OUT = 12, PACK = 8 };
@@ -314,10 +326,7 @@ Test(quant_fold, down_gives_up_its_order_and_up_takes_it)
     cr_assert_eq(pgd_model_qweight_wq(&ctx, "up", wq, 2, &qw, err, sizeof err), PGD_OK, "%s",
                  err);
     cr_assert(m.fold.order_used);
-    for (int p = 0; p < 2; p++)
-        for (int r = 0; r < OUT; r++)
-            cr_assert_eq(memcmp(qw->dense + (p * OUT + r) * IN, plain[p] + order[r] * IN,
-                                IN * sizeof(float)), 0, "W4 part %d output %d", p, r);
+    expect_rows_in_order("W4", qw->dense, plain[0], plain[1], order, OUT, IN);
 
     /* up, FP8: per-channel and per-tensor parts */
     uint8_t w8[2][OUT * IN];
@@ -337,10 +346,7 @@ Test(quant_fold, down_gives_up_its_order_and_up_takes_it)
     cr_assert_eq(pgd_model_qweight_fp8(&ctx, "up8", f8, 2, &qw, err, sizeof err), PGD_OK, "%s",
                  err);
     cr_assert(m.fold.order_used);
-    for (int p = 0; p < 2; p++)
-        for (int r = 0; r < OUT; r++)
-            cr_assert_eq(memcmp(qw->dense + (p * OUT + r) * IN, d8[p] + order[r] * IN,
-                                IN * sizeof(float)), 0, "FP8 part %d output %d", p, r);
+    expect_rows_in_order("FP8", qw->dense, d8[0], d8[1], order, OUT, IN);
 
     /* a part whose outputs are not the order's length is refused, naming the layer */
     m.fold.n_out_order = OUT - 1;
