@@ -264,7 +264,9 @@ static struct pgd_engine *fixture_engine(const struct fixture_engine_opts *o, ch
 struct worker {
     struct pgd_engine *e;
     int id, n_requests;
-    int done, aborted;
+    bool stop_strings;                 /* one request in four has stop strings (the engine
+                                          needs the text path): its reader ends samples */
+    int done, aborted, stopped;        /* stopped: samples a stop string ended */
 };
 
 static uint32_t xs(uint32_t *s)
@@ -300,6 +302,12 @@ __attribute__((unused)) static void *worker_main(void *arg)
         rp.n_prompt_ids = n;
         rp.sampling = sp;
         rp.priority = (int)(xs(&rs) % 3);
+        static const char *stops[2] = { "th", "e" };
+        const bool with_stops = w->stop_strings && xs(&rs) % 4 == 0;
+        if (with_stops) {
+            rp.sampling.stop = stops;
+            rp.sampling.n_stop = 2;
+        }
         struct pgd_stream *s;
         char err[256];
         if (pgd_engine_submit(w->e, &rp, &s, err, sizeof err) != PGD_OK)
@@ -318,6 +326,7 @@ __attribute__((unused)) static void *worker_main(void *arg)
             if (o.finish_reason) {
                 fin[o.index] = o.finish_reason;
                 finals++;
+                w->stopped += o.stop_reason != NULL;
             }
         }
         if (st != PGD_ERR_CLOSED || finals != sp.n)
@@ -327,7 +336,7 @@ __attribute__((unused)) static void *worker_main(void *arg)
                 w->aborted++;
                 continue;
             }
-            if (!greedy)
+            if (!greedy || with_stops)
                 continue;
             int32_t ref[32];
             int nr = reference_greedy(prompt, n, sp.max_tokens, STOP_AT_EOS, ref);

@@ -12,8 +12,9 @@ static void tweak_fcfs(struct pgd_engine_params *p)
 }
 
 /* text: with the fixture's text path, so the workers' threads make their requests' text
- * (engine_reader_text.c) while the engine runs, and the streams left at the end make theirs
- * after the engine is gone. */
+ * (engine_reader_text.c) while the engine runs, find stop strings and tell the engine to
+ * end those samples, and the streams left at the end make theirs after the engine is
+ * gone. */
 static int run(void (*tweak)(struct pgd_engine_params *), bool text, const char *name)
 {
     char err[256];
@@ -28,7 +29,7 @@ static int run(void (*tweak)(struct pgd_engine_params *), bool text, const char 
     struct worker w[THREADS];
     pthread_t th[THREADS];
     for (int i = 0; i < THREADS; i++) {
-        w[i] = (struct worker){ .e = e, .id = i, .n_requests = REQUESTS };
+        w[i] = (struct worker){ .e = e, .id = i, .n_requests = REQUESTS, .stop_strings = text };
         pthread_create(&th[i], NULL, worker_main, &w[i]);
     }
     /* Meanwhile, another thread reads the metrics. */
@@ -41,7 +42,7 @@ static int run(void (*tweak)(struct pgd_engine_params *), bool text, const char 
         struct timespec ts = { 0, 1000000 };
         nanosleep(&ts, NULL);
     }
-    int fails = 0;
+    int fails = 0, stopped = 0;
     for (int i = 0; i < THREADS; i++) {
         void *ret;
         pthread_join(th[i], &ret);
@@ -50,6 +51,11 @@ static int run(void (*tweak)(struct pgd_engine_params *), bool text, const char 
                     ret ? (const char *)ret : "incomplete", w[i].done, REQUESTS);
             fails++;
         }
+        stopped += w[i].stopped;
+    }
+    if (text && stopped == 0) {
+        fprintf(stderr, "%s: no sample ended at a stop string\n", name);
+        fails++;
     }
     /* Requests still in flight when the engine goes. */
     struct pgd_stream *left[4];
