@@ -227,13 +227,15 @@ enum pgd_status pgd_model_random_fp8(struct pgd_model_ctx *ctx, const char *name
                                      size_t errlen);
 /* The random weight pgd_model_load_linear makes for the dense layer of these parts (as it
  * is asked: prefixes, n_parts, in, out_features), exactly as that load holds it (made on the
- * model's device, in its dtype), as float32 [sum out_features, in], the parts' rows one after
- * the other, in *out (malloc'd; the caller frees it). For a plugin that quantizes 16-bit
- * weights at load (--quantization fp8): with random weights it quantizes these, so that the
- * quantized model is the dense random model quantized. */
+ * model's device, in its dtype: float32 on the CPU), as the tensor *out [sum out_features,
+ * in] of that dtype, the parts' rows one after the other, its data in *mem (malloc'd; the
+ * caller frees it). For a plugin that quantizes 16-bit weights at load (--quantization fp8):
+ * with random weights it quantizes these, so that the quantized model is the dense random
+ * model quantized. */
 enum pgd_status pgd_model_random_dense(struct pgd_model_ctx *ctx, const char *const *prefixes,
                                        int n_parts, int64_t in, const int64_t *out_features,
-                                       float **out, char *err, size_t errlen);
+                                       struct pgd_raw_tensor *out, void **mem, char *err,
+                                       size_t errlen);
 
 /* A linear layer whose weight is an already-loaded tensor [out, in] (tied embeddings). */
 struct pgd_linear pgd_linear_from_tensor(const struct pgd_tensor *weight);

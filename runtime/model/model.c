@@ -713,10 +713,11 @@ void pgd__model_destroy(struct pgd__model *m)
 
 enum pgd_status pgd_model_random_dense(struct pgd_model_ctx *ctx, const char *const *prefixes,
                                        int n_parts, int64_t in, const int64_t *out_features,
-                                       float **out, char *err, size_t errlen)
+                                       struct pgd_raw_tensor *out, void **mem, char *err,
+                                       size_t errlen)
 {
     struct pgd__model *m = ctx->m;
-    *out = NULL;
+    *mem = NULL;
     char name[600];
     random_linear_name(prefixes, n_parts, name, sizeof name);
     int64_t rows = 0;
@@ -725,43 +726,39 @@ enum pgd_status pgd_model_random_dense(struct pgd_model_ctx *ctx, const char *co
     if (rows <= 0 || in <= 0)
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: a [%lld, %lld] layer", name,
                         (long long)rows, (long long)in);
-    const size_t n = (size_t)(rows * in);
-    float *f = malloc(n * sizeof *f);
-    if (!f)
+    /* On the CPU the float32 the load holds; on a GPU the device's own fill (the values
+     * rounded to the model's dtype there), read back as they are: the caller reads 16-bit
+     * rows itself (an 8B model's 7 billion weights are not widened here on one thread). */
+    const enum pgd_dtype dt = m->device == PGD_DEVICE_CPU ? PGD_DTYPE_F32 : m->dtype;
+    const size_t n = (size_t)(rows * in), bytes = n * pgd_dtype_size(dt);
+    void *h = malloc(bytes);
+    if (!h)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of host memory for its random "
                         "[%lld, %lld] weights", name, (long long)rows, (long long)in);
     enum pgd_status st;
     if (m->device == PGD_DEVICE_CPU) {
-        st = fill_random(m, name, f, n, in, err, errlen);
+        st = fill_random(m, name, h, n, in, err, errlen);
     } else {
-        /* The device's own fill (the dense layer's values, rounded to the model's dtype
-         * there), read back and widened. */
-        const size_t esz = pgd_dtype_size(m->dtype);
-        void *d = pgd__device_alloc(m->device, n * esz);
-        uint16_t *h = esz == 2 ? malloc(n * esz) : NULL;
-        st = d && (esz != 2 || h) ? PGD_OK
-                                  : pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory for "
-                                             "its random [%lld, %lld] weights", name,
-                                             (long long)rows, (long long)in);
-        if (!st)
-            st = fill_random(m, name, d, n, in, err, errlen);
+        void *d = pgd__device_alloc(m->device, bytes);
+        st = d ? fill_random(m, name, d, n, in, err, errlen)
+               : pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of %s memory for its random "
+                          "[%lld, %lld] weights", name, pgd__device_name(m->device),
+                          (long long)rows, (long long)in);
 #ifdef PGD_HAVE_CUDA
-        if (!st && pgd_cuda_memcpy_d2h(esz == 2 ? (void *)h : (void *)f, d, n * esz, err, errlen))
+        if (!st && pgd_cuda_memcpy_d2h(h, d, bytes, err, errlen))
             st = PGD_ERR_DEVICE;
 #else
         if (!st)
             st = pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: random weights on %s", name,
                           pgd__device_name(m->device));
 #endif
-        for (size_t i = 0; !st && esz == 2 && i < n; i++)
-            f[i] = m->dtype == PGD_DTYPE_BF16 ? pgd_bf16_to_f32(h[i]) : pgd_f16_to_f32(h[i]);
-        free(h);
         pgd__device_free(m->device, d);
     }
     if (st) {
-        free(f);
+        free(h);
         return st;
     }
-    *out = f;
+    *out = (struct pgd_raw_tensor){ .data = h, .dtype = dt, .ndim = 2, .shape = { rows, in } };
+    *mem = h;
     return PGD_OK;
 }

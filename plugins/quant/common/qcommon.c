@@ -371,16 +371,13 @@ static bool dense_random_parts(const struct part_reader *r, struct pgd_model_ctx
         if (sl.in != sl.full_in || sl.out != sl.full_out)
             return false;
     }
-    float *dense;
-    if ((*st = pgd_model_random_dense(ctx, prefixes, n_parts, in, out_features, &dense, err,
-                                      errlen)))
+    /* the parts' rows one after the other, in the dtype the dense load holds them */
+    struct pgd_raw_tensor all;
+    void *dense;
+    if ((*st = pgd_model_random_dense(ctx, prefixes, n_parts, in, out_features, &all, &dense,
+                                      err, errlen)))
         return true;
-    /* the parts' rows one after the other, read as a float32 tensor */
-    int64_t all_rows = 0, row0 = 0;
-    for (int i = 0; i < n_parts; i++)
-        all_rows += out_features[i];
-    const struct pgd_raw_tensor all = { .data = dense, .dtype = PGD_DTYPE_F32, .ndim = 2,
-                                        .shape = { all_rows, in } };
+    int64_t row0 = 0;
     for (int i = 0; i < n_parts && !*st; i++) {
         const int64_t out = out_features[i];
         char *b = malloc((size_t)out * sizeof(float) + (size_t)(out * in));
