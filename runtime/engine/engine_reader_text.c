@@ -140,7 +140,10 @@ enum pgd__reader_text_verdict pgd__reader_text_make(struct pgd__reader_text *t,
     r->text_op = 0;
     const char *d = "";
     size_t dn = 0, rel;
-    if (!smp || op == 0)
+    /* Records without a token (an abort's) have no text, as on the engine path; a token's
+     * record may have no op (a stop token left out of the text) and still release what the
+     * stop-string buffer held back. */
+    if (!smp || r->o.n_token_ids == 0 || (op == 0 && t->n_stops == 0))
         return PGD__RT_KEEP;
     /* Each delta belongs to the state until its next call: copied before the next. */
     if (t->n_stops == 0) {

@@ -1083,7 +1083,16 @@ static void slow_step(void *arg, const struct pgd__runner_step_info *si, double 
 }
 
 /* One sample, seeded, 200 tokens with EOS ignored, optionally with one stop string. */
+static struct pgd_stream *stop_submit_ids(struct pgd_engine *e, const char *stop,
+                                          int min_tokens, int32_t *stop_ids, int n_stop_ids);
+
 static struct pgd_stream *stop_submit(struct pgd_engine *e, const char *stop, int min_tokens)
+{
+    return stop_submit_ids(e, stop, min_tokens, NULL, 0);
+}
+
+static struct pgd_stream *stop_submit_ids(struct pgd_engine *e, const char *stop,
+                                          int min_tokens, int32_t *stop_ids, int n_stop_ids)
 {
     int32_t prompt[8] = { 11, 40, 73, 101, 7, 56, 90, 33 };
     struct pgd_request_params r = pgd_request_default_params();
@@ -1095,6 +1104,8 @@ static struct pgd_stream *stop_submit(struct pgd_engine *e, const char *stop, in
     r.sampling.max_tokens = 200;
     r.sampling.ignore_eos = true;
     r.sampling.min_tokens = min_tokens;
+    r.sampling.stop_token_ids = stop_ids;
+    r.sampling.n_stop_token_ids = n_stop_ids;
     const char *stops[1] = { stop };
     if (stop) {
         r.sampling.stop = stops;
@@ -1159,6 +1170,46 @@ Test(engine_text, a_stop_string_the_reader_finds_ends_the_sample_in_the_engine)
     pgd_stream_destroy(s);
     cr_assert_geq(c.completion_tokens[c.n_rec - 1], last + 3, "min_tokens %d, ended at %d",
                   last + 3, c.completion_tokens[c.n_rec - 1]);
+    /* Text held back for a stop string that never completes is released at the end, a stop
+     * token's too: the stop string is the printable byte ending output j - 1 followed by a
+     * byte no text has, and output j's token, new in the sample there, is a stop token (left
+     * out of the text). The outputs' text is then the run's first j outputs' exactly. */
+    int j = 2;
+    for (; j < a.n_rec; j++) {
+        bool seen = false;
+        for (int i = 0; i < j; i++)
+            seen = seen || a.token[i] == a.token[j];
+        const size_t l = a.len[j - 1];
+        if (!seen && l > 0 && a.text[j - 1][l - 1] > ' ' && a.text[j - 1][l - 1] < 127)
+            break;
+    }
+    cr_assert_lt(j, a.n_rec, "no output ends in a printable byte before a new token");
+    char held[3] = { a.text[j - 1][a.len[j - 1] - 1], 0x01, 0 };
+    int32_t stop_id = a.token[j];
+    struct text_run h;
+    s = stop_submit_ids(e, held, 0, &stop_id, 1);
+    text_run_read(s, &h);
+    pgd_stream_destroy(s);
+    cr_assert_eq(h.n_rec, j + 1, "ended at output %d, the stop token is output %d", h.n_rec - 1,
+                 j);
+    cr_assert_eq(h.finish[j], PGD_FINISH_STOP);
+    size_t want = 0, got = 0;
+    for (int i = 0; i < j; i++)
+        want += a.len[i];
+    char *wt = malloc(want + 1), *gt = malloc(want + 64);
+    for (int i = 0, at = 0; i < j; i++, at += (int)a.len[i - 1])
+        memcpy(wt + at, a.text[i], a.len[i]);
+    for (int i = 0; i <= j; i++) {
+        cr_assert_leq(got + h.len[i], want + 63);
+        memcpy(gt + got, h.text[i], h.len[i]);
+        got += h.len[i];
+    }
+    cr_assert(got == want && !memcmp(gt, wt, want), "the text is %zu bytes, the run's first %d "
+              "outputs %zu: the held-back '%c' was %s", got, j, want, held[0],
+              got < want ? "lost" : "changed");
+    free(wt);
+    free(gt);
+    text_run_free(&h);
     pgd__runner_set_step_hook(pgd__engine_runner_mut(e), NULL);
     pgd_engine_destroy(e);
     text_run_free(&a);
