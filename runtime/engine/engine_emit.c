@@ -171,32 +171,20 @@ static void token_text(struct pgd_engine *e, struct pgd__child *c, int32_t token
                        enum pgd_finish_reason *fin, struct pgd__out_rec *r)
 {
     const struct pgd_sampling_params *sp = &c->req->sp;
-    const char *d = "";
-    size_t dn = 0;
-    if (*fin == PGD_FINISH_NONE || sp->include_stop_str_in_output)
-        e->tio.detok_push(c->detok, token, &d, &dn);
-    size_t before = c->stop.released, rel = 0;
-    int hit = pgd__stop_text_push(&c->stop, d, dn, sp->stop, sp->n_stop,
-                                  may_stop && *fin == PGD_FINISH_NONE,
-                                  sp->include_stop_str_in_output, &rel);
-    if (hit >= 0) {
-        *fin = PGD_FINISH_STOP;
-        r->stop_reason = strdup(sp->stop[hit]);
-        if (!r->stop_reason)
-            pgd__oom("engine: stop reason", strlen(sp->stop[hit]) + 1);
-        r->o.stop_reason = r->stop_reason;
-    }
-    bool last = at_length(e, c) || c->guide_done;
     /* The detokenizer may hold bytes (an unfinished UTF-8 sequence): at the length limit
      * they are the sample's last text, past any stop check. */
-    if (*fin == PGD_FINISH_NONE && last) {
-        e->tio.detok_flush(c->detok, &d, &dn);
-        pgd__stop_text_push(&c->stop, d, dn, NULL, 0, false, false, &rel);
+    const bool none = *fin == PGD_FINISH_NONE, last = at_length(e, c) || c->guide_done;
+    size_t from;
+    int hit = pgd__stop_text_token(&c->stop, &e->tio, c->detok, token,
+                                   none || sp->include_stop_str_in_output, may_stop && none,
+                                   none && last, !none || last, sp->stop, sp->n_stop,
+                                   sp->include_stop_str_in_output, &from);
+    if (hit >= 0) {
+        *fin = PGD_FINISH_STOP;
+        pgd__out_rec_set_stop_reason(r, sp->stop[hit]);
     }
-    if (*fin != PGD_FINISH_NONE || last)
-        pgd__stop_text_flush(&c->stop);
-    /* Everything released by this token: [before, released) of the stop buffer. */
-    pgd__out_rec_append_text(r, c->stop.text.p + before, c->stop.released - before);
+    /* Everything released by this token: [from, released) of the stop buffer. */
+    pgd__out_rec_append_text(r, c->stop.text.p + from, c->stop.released - from);
 }
 
 /* What the reader does with c's token for its text (engine_reader_text.c): token_text's

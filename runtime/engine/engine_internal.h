@@ -100,7 +100,7 @@ void pgd__text_share_release(struct pgd__text_share *ts);
 /* Adds to finished ([enum pgd_finish_reason]) the corrections the readers made: samples the
  * engine counted as ended by length (or aborted) that a stop string ended for the client
  * (NULL ts: none). */
-void pgd__text_share_fix_finishes(const struct pgd__text_share *ts, uint64_t finished[4]);
+void pgd__text_share_fix_finishes(struct pgd__text_share *ts, uint64_t finished[4]);
 
 /* n_samples detokenizer slots (NULL states) holding a reference to ts, with copies of the
  * request's stop strings (sp->stop, include_stop_str_in_output); NULL when out of memory.
@@ -126,6 +126,8 @@ void pgd__out_rec_free(struct pgd__out_rec *r);
 /* Appends s[0, n) to r's text (r->text owned, o.text and o.text_len follow; nothing for
  * n == 0: o.text stays as it was, "" for a new record). */
 void pgd__out_rec_append_text(struct pgd__out_rec *r, const char *s, size_t n);
+/* r's stop_reason (owned by r, o.stop_reason follows): a copy of the stop string. */
+void pgd__out_rec_set_stop_reason(struct pgd__out_rec *r, const char *stop);
 /* A stream for request id with n_samples samples, holding both references; NULL when out
  * of memory. The caller sets s->engine. */
 struct pgd_stream *pgd__stream_create(uint64_t id, int n_samples);
@@ -245,7 +247,7 @@ struct pgd_engine {
     struct pgd__textio tio;         /* tio.ctx owned by text_share when has_tio */
     bool has_tio;
     struct pgd__text_share *text_share; /* one reference; NULL without has_tio */
-    /* Requests without stop strings are detokenized by their stream's reader
+    /* Requests are detokenized, and their stop strings found, by their stream's reader
      * (engine_reader_text.c); PAGODA_READER_TEXT=0: by the engine thread, as all were. */
     bool reader_text;
     int max_model_len;

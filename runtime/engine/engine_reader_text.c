@@ -59,10 +59,10 @@ struct pgd__text_share *pgd__text_share_new(const struct pgd__textio *tio)
     return ts;
 }
 
-void pgd__text_share_fix_finishes(const struct pgd__text_share *ts, uint64_t finished[4])
+void pgd__text_share_fix_finishes(struct pgd__text_share *ts, uint64_t finished[4])
 {
     for (int i = 0; ts && i < 4; i++)
-        finished[i] += (uint64_t)atomic_load(&((struct pgd__text_share *)ts)->finish_fix[i]);
+        finished[i] += (uint64_t)atomic_load(&ts->finish_fix[i]);
 }
 
 void pgd__text_share_release(struct pgd__text_share *ts)
@@ -121,6 +121,14 @@ void pgd__reader_text_free(struct pgd__reader_text *t)
     free(t);
 }
 
+/* A sample the engine counted as ended for f that its reader ended at a stop string:
+ * counted as the stop the client saw (pgd__text_share_fix_finishes). */
+static void count_as_stop(struct pgd__reader_text *t, enum pgd_finish_reason f)
+{
+    atomic_fetch_sub(&t->share->finish_fix[f], 1);
+    atomic_fetch_add(&t->share->finish_fix[PGD_FINISH_STOP], 1);
+}
+
 enum pgd__reader_text_verdict pgd__reader_text_make(struct pgd__reader_text *t,
                                                     struct pgd__out_rec *r)
 {
@@ -129,17 +137,15 @@ enum pgd__reader_text_verdict pgd__reader_text_make(struct pgd__reader_text *t,
     if (smp && smp->ended) {
         /* The engine's own end of a sample stopped here: counted as what the reader saw. */
         const enum pgd_finish_reason f = r->o.finish_reason;
-        if (smp->stopped_here && f != PGD_FINISH_NONE && f != PGD_FINISH_STOP) {
-            atomic_fetch_sub(&t->share->finish_fix[f], 1);
-            atomic_fetch_add(&t->share->finish_fix[PGD_FINISH_STOP], 1);
-        }
+        if (smp->stopped_here && f != PGD_FINISH_NONE && f != PGD_FINISH_STOP)
+            count_as_stop(t, f);
         return PGD__RT_DROP;
     }
     const struct pgd__textio *tio = &t->share->tio;
     const uint8_t op = r->text_op;
     r->text_op = 0;
     const char *d = "";
-    size_t dn = 0, rel;
+    size_t dn = 0;
     /* Records without a token (an abort's) have no text, as on the engine path; a token's
      * record may have no op (a stop token left out of the text) and still release what the
      * stop-string buffer held back. */
@@ -163,32 +169,23 @@ enum pgd__reader_text_verdict pgd__reader_text_make(struct pgd__reader_text *t,
     const enum pgd_finish_reason engine_fin = r->o.finish_reason;
     const bool engine_final = engine_fin != PGD_FINISH_NONE;
     struct pgd__stop_text *st = &smp->stop;
-    if (op & PGD__TEXT_PUSH)
-        tio->detok_push(smp->detok, r->token, &d, &dn);
-    const size_t before = st->released;
-    const int hit = pgd__stop_text_push(st, d, dn, (const char *const *)t->stops, t->n_stops,
-                                        (op & PGD__TEXT_CHECK) != 0, t->include_stop, &rel);
+    size_t from;
+    const int hit = pgd__stop_text_token(st, tio, smp->detok, r->token, op & PGD__TEXT_PUSH,
+                                         op & PGD__TEXT_CHECK, op & PGD__TEXT_FLUSH,
+                                         engine_final || (op & PGD__TEXT_FLUSH),
+                                         (const char *const *)t->stops, t->n_stops,
+                                         t->include_stop, &from);
     if (hit >= 0) {
         r->o.finish_reason = PGD_FINISH_STOP;
         r->o.stop_token = -1;
-        free(r->stop_reason);
-        if (!(r->stop_reason = strdup(t->stops[hit])))
-            pgd__oom("stream: stop reason", strlen(t->stops[hit]) + 1);
-        r->o.stop_reason = r->stop_reason;
-    } else if (op & PGD__TEXT_FLUSH) {
-        tio->detok_flush(smp->detok, &d, &dn);
-        pgd__stop_text_push(st, d, dn, NULL, 0, false, false, &rel);
+        pgd__out_rec_set_stop_reason(r, t->stops[hit]);
     }
-    if (r->o.finish_reason != PGD_FINISH_NONE || (op & PGD__TEXT_FLUSH))
-        pgd__stop_text_flush(st);
-    pgd__out_rec_append_text(r, st->text.p + before, st->released - before);
+    pgd__out_rec_append_text(r, st->text.p + from, st->released - from);
     smp->ended = r->o.finish_reason != PGD_FINISH_NONE;
     smp->stopped_here = hit >= 0 && !engine_final;
     /* The last token by length completed a stop string: the engine counted a length end,
      * the engine path (and the reader) a stop. */
-    if (hit >= 0 && engine_final && engine_fin != PGD_FINISH_STOP) {
-        atomic_fetch_sub(&t->share->finish_fix[engine_fin], 1);
-        atomic_fetch_add(&t->share->finish_fix[PGD_FINISH_STOP], 1);
-    }
+    if (hit >= 0 && engine_final && engine_fin != PGD_FINISH_STOP)
+        count_as_stop(t, engine_fin);
     return smp->stopped_here ? PGD__RT_STOPPED : PGD__RT_KEEP;
 }

@@ -48,6 +48,14 @@ void pgd__out_rec_append_text(struct pgd__out_rec *r, const char *s, size_t n)
     r->o.text_len = len + n;
 }
 
+void pgd__out_rec_set_stop_reason(struct pgd__out_rec *r, const char *stop)
+{
+    free(r->stop_reason);
+    if (!(r->stop_reason = strdup(stop)))
+        pgd__oom("engine: stop reason", strlen(stop) + 1);
+    r->o.stop_reason = r->stop_reason;
+}
+
 struct pgd_stream *pgd__stream_create(uint64_t id, int n_samples)
 {
     struct pgd_stream *s = calloc(1, sizeof *s);

@@ -2,6 +2,7 @@
  * string that ends in the newest delta, and the hold-back of a suffix that may still become
  * one. */
 #include "runtime/engine/stop.h"
+#include "runtime/engine/textio.h"
 #include "runtime/base/mem.h"
 #include <string.h>
 
@@ -104,4 +105,23 @@ size_t pgd__stop_text_flush(struct pgd__stop_text *t)
     t->released = t->text.len;
     t->scanned = t->text.len;
     return r;
+}
+
+int pgd__stop_text_token(struct pgd__stop_text *t, const struct pgd__textio *tio, void *detok,
+                         int32_t token, bool push, bool check, bool flush_detok, bool end,
+                         const char *const *stops, int n_stops, bool include, size_t *from)
+{
+    const char *d = "";
+    size_t dn = 0, rel;
+    if (push)
+        tio->detok_push(detok, token, &d, &dn);
+    *from = t->released;
+    const int hit = pgd__stop_text_push(t, d, dn, stops, n_stops, check, include, &rel);
+    if (hit < 0 && flush_detok) {
+        tio->detok_flush(detok, &d, &dn);
+        pgd__stop_text_push(t, d, dn, NULL, 0, false, false, &rel);
+    }
+    if (hit >= 0 || end)
+        pgd__stop_text_flush(t);
+    return hit;
 }

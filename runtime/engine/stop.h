@@ -10,6 +10,7 @@
 #include <pagoda/status.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct pgd__stop_text {
     struct pgd__buf text; /* the generated text so far (NUL-terminated), owned */
@@ -31,5 +32,17 @@ int pgd__stop_text_push(struct pgd__stop_text *t, const char *delta, size_t n,
 
 /* At the end (length, EOS, abort): releases everything still held back. */
 size_t pgd__stop_text_flush(struct pgd__stop_text *t);
+
+/* One token's text through its sample's detokenizer (detok, a state of tio) and the stop
+ * strings, as both text paths make it (engine_emit.c's token_text on the engine thread,
+ * engine_reader_text.c on a stream's reader): when `push`, the token's delta appended; the
+ * stop strings looked for when `check`; when none matched and `flush_detok`, what the
+ * detokenizer still held (an unfinished UTF-8 sequence) appended unchecked; everything
+ * held back released when one matched or at the sample's `end`. Returns the matched stop's
+ * index or -1; what this token released is [*from, t->released) of t->text.p. */
+struct pgd__textio;
+int pgd__stop_text_token(struct pgd__stop_text *t, const struct pgd__textio *tio, void *detok,
+                         int32_t token, bool push, bool check, bool flush_detok, bool end,
+                         const char *const *stops, int n_stops, bool include, size_t *from);
 
 #endif
