@@ -492,27 +492,24 @@ enum pgd_status pgd_model_load_mlp(struct pgd_model_ctx *ctx, const char *const 
         return st ? st : pgd_model_load_linear(ctx, &down, 1, inter, &hidden, bias, down_out,
                                                err, errlen);
     }
-    m->fold.take_order = true;
+    m->fold.phase = PGD__FOLD_TAKE;
     st = pgd_model_load_linear(ctx, &down, 1, inter, &hidden, bias, down_out, err, errlen);
-    m->fold.take_order = false;
     if (!st) {
-        m->fold.out_order = m->fold.taken;
-        m->fold.n_out_order = m->fold.n_taken;
+        m->fold.phase = PGD__FOLD_GIVE;
         m->fold.order_used = false;
         st = pgd_model_load_linear(ctx, up, n_up, hidden, outs, bias, up_out, err, errlen);
-        if (!st && m->fold.taken && !m->fold.order_used)
+        if (!st && m->fold.order && !m->fold.order_used)
             st = pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "%s: %s gave up its act-order "
                           "permutation for this layer's output order, but its quant plugin "
                           "did not make it through pgd_model_qweight_wq or _fp8, which apply "
                           "the order (PGD_FOLD_ACT_ORDER=0 loads it unfolded)", up[0], down);
-        if (!st && m->fold.taken)
+        if (!st && m->fold.order)
             m->fold.folded++;
     }
-    free(m->fold.taken);
-    m->fold.taken = NULL;
-    m->fold.n_taken = 0;
-    m->fold.out_order = NULL;
-    m->fold.n_out_order = 0;
+    free(m->fold.order);
+    m->fold.order = NULL;
+    m->fold.n_order = 0;
+    m->fold.phase = PGD__FOLD_NONE;
     return st;
 }
 

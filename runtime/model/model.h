@@ -47,17 +47,15 @@ struct pgd__model {
     const struct pgd_shard *quant_shard;
     bool quant_shard_asked;
     /* pgd_model_load_mlp's fold of down_proj's act-order input permutation into the order
-     * of the outputs that feed it (qweight.c): while down loads, take_order asks its W4
-     * layer to give its permutation up (taken [n_taken], owned); while the feeding layer
-     * loads, out_order [n_out_order] reorders each of its parts' outputs (new output r is
-     * the checkpoint's output out_order[r]) and order_used says that it was done. folded
-     * counts the layers folded so (tests read it). */
+     * of the outputs that feed it (qweight.c): while down loads (TAKE), its W4 layer gives
+     * its permutation up into order [n_order] (owned); while the feeding layer loads (GIVE),
+     * each of its parts' outputs is reordered by it (new output r is the checkpoint's output
+     * order[r]) and order_used says that it was done. folded counts the layers folded so
+     * (tests read it). */
     struct {
-        bool take_order;
-        int32_t *taken;
-        int64_t n_taken;
-        const int32_t *out_order;
-        int64_t n_out_order;
+        enum { PGD__FOLD_NONE, PGD__FOLD_TAKE, PGD__FOLD_GIVE } phase;
+        int32_t *order;
+        int64_t n_order;
         bool order_used;
         int folded;
     } fold;

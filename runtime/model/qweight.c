@@ -202,9 +202,9 @@ static enum pgd_status check_parts(struct pgd__model *m, const char *name, int n
  * happen here, on the host arrays, before either layer is kept: down's layer is made
  * without its permutation, and the feeding layer's parts with their outputs reordered. */
 
-/* The parts as kept (*use, [n]): parts themselves, or, while down loads (take_order), a
- * copy without its permutation, given up into m->fold.taken, or, while the feeding layer
- * loads (out_order), copies whose output columns are reordered. The copies are in *mem
+/* The parts as kept (*use, [n]): parts themselves, or, while down loads (fold phase TAKE),
+ * a copy without its permutation, given up into m->fold.order, or, while the feeding layer
+ * loads (GIVE), copies whose output columns are reordered by it. The copies are in *mem
  * (malloc'd, NULL when none). */
 static enum pgd_status fold_wq(struct pgd__model *m, const char *name,
                                const struct pgd_wq_host *parts, int n,
@@ -213,24 +213,24 @@ static enum pgd_status fold_wq(struct pgd__model *m, const char *name,
 {
     *use = parts;
     *mem = NULL;
-    const int32_t *order = m->fold.out_order;
-    const bool take = m->fold.take_order && n == 1 && parts[0].perm;
+    const int32_t *order = m->fold.phase == PGD__FOLD_GIVE ? m->fold.order : NULL;
+    const bool take = m->fold.phase == PGD__FOLD_TAKE && n == 1 && parts[0].perm;
     if (!take && !order)
         return PGD_OK;
     /* the copies' structs, then (reordering) each part's qweight, scales and zeros */
     size_t bytes = (size_t)n * sizeof **use;
     for (int i = 0; order && i < n; i++) {
         const struct pgd_wq_host *p = &parts[i];
-        if (p->out != m->fold.n_out_order)
+        if (p->out != m->fold.n_order)
             return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: part %d has %lld outputs, "
                             "the layer it feeds %lld inputs", name, i, (long long)p->out,
-                            (long long)m->fold.n_out_order);
+                            (long long)m->fold.n_order);
         int64_t rows = p->in / (32 / p->bits), groups = p->in / p->group_size;
         bytes += (size_t)(rows * p->out) * sizeof(uint32_t) +
                  (size_t)(2 * groups * p->out) * sizeof(float);
     }
     char *b = malloc(bytes);
-    if (!b || (take && !(m->fold.taken = malloc((size_t)parts[0].in * sizeof(int32_t))))) {
+    if (!b || (take && !(m->fold.order = malloc((size_t)parts[0].in * sizeof(int32_t))))) {
         free(b);
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory %s", name,
                         take ? "keeping its act-order permutation" : "reordering its outputs");
@@ -240,8 +240,8 @@ static enum pgd_status fold_wq(struct pgd__model *m, const char *name,
     memcpy(adj, parts, (size_t)n * sizeof *adj);
     *use = adj;
     if (take) {
-        memcpy(m->fold.taken, parts[0].perm, (size_t)parts[0].in * sizeof(int32_t));
-        m->fold.n_taken = parts[0].in;
+        memcpy(m->fold.order, parts[0].perm, (size_t)parts[0].in * sizeof(int32_t));
+        m->fold.n_order = parts[0].in;
         adj[0].perm = NULL;
         return PGD_OK;
     }
@@ -279,15 +279,15 @@ static enum pgd_status fold_fp8(struct pgd__model *m, const char *name,
 {
     *use = parts;
     *mem = NULL;
-    const int32_t *order = m->fold.out_order;
+    const int32_t *order = m->fold.phase == PGD__FOLD_GIVE ? m->fold.order : NULL;
     if (!order)
         return PGD_OK;
     size_t bytes = (size_t)n * sizeof **use;
     for (int i = 0; i < n; i++) {
-        if (parts[i].out != m->fold.n_out_order)
+        if (parts[i].out != m->fold.n_order)
             return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: part %d has %lld outputs, "
                             "the layer it feeds %lld inputs", name, i, (long long)parts[i].out,
-                            (long long)m->fold.n_out_order);
+                            (long long)m->fold.n_order);
         bytes += (size_t)(parts[i].out * parts[i].in) + (size_t)parts[i].out * sizeof(float);
     }
     char *b = malloc(bytes);
@@ -301,7 +301,7 @@ static enum pgd_status fold_fp8(struct pgd__model *m, const char *name,
     /* The copies' structs, every part's scales (4-byte aligned), then every part's
      * [out][in] bytes. */
     float *scale = (float *)(void *)(b + (size_t)n * sizeof *adj);
-    uint8_t *w = (uint8_t *)(scale + (size_t)n * (size_t)m->fold.n_out_order);
+    uint8_t *w = (uint8_t *)(scale + (size_t)n * (size_t)m->fold.n_order);
     for (int i = 0; i < n; i++) {
         const struct pgd_fp8_host *p = &parts[i];
         for (int64_t r = 0; r < p->out; r++) {

@@ -261,9 +261,9 @@ Test(qweight_join, fp8_parts_with_other_scales_become_per_channel)
 }
 
 /* ---- pgd_model_load_mlp's fold, on the host arrays (runtime/model/qweight.c) -------------
- * A CPU model by hand (no checkpoint): while "down" is kept with take_order its act-order
+ * A CPU model by hand (no checkpoint): while "down" is kept in the TAKE phase its act-order
  * permutation is given up and its dense rows stay in canonical order; while the two "up"
- * parts are kept with out_order each part's output r is the original output order[r], for
+ * parts are kept in the GIVE phase each part's output r is the original output order[r], for
  * W4 (columns of qweight, scales and zeros) and FP8 (rows and per-channel scales). */
 /* A two-part layer's dense rows [2 * out, in]: part p's row r is row order[r] of its own
  * weights (a, b). */
@@ -308,21 +308,22 @@ Test(quant_fold, down_gives_up_its_order_and_up_takes_it)
     struct pgd_wq_host down = wq[0];
     down.perm = perm;
     struct pgd_qweight *qw;
-    m.fold.take_order = true;
+    m.fold.phase = PGD__FOLD_TAKE;
     cr_assert_eq(pgd_model_qweight_wq(&ctx, "down", &down, 1, &qw, err, sizeof err), PGD_OK,
                  "%s", err);
-    m.fold.take_order = false;
-    cr_assert_not_null(m.fold.taken);
-    cr_assert_eq(m.fold.n_taken, IN);
-    cr_assert_eq(memcmp(m.fold.taken, perm, sizeof perm), 0);
+    int32_t *taken = m.fold.order;
+    cr_assert_not_null(taken);
+    cr_assert_eq(m.fold.n_order, IN);
+    cr_assert_eq(memcmp(taken, perm, sizeof perm), 0);
     cr_assert_eq(memcmp(qw->dense, plain[0], sizeof plain[0]), 0, "down kept canonical");
 
     /* up, W4: two parts, outputs reordered by an order of OUT */
     int32_t order[OUT];
     for (int r = 0; r < OUT; r++)
         order[r] = (r * 7 + 2) % OUT;
-    m.fold.out_order = order;
-    m.fold.n_out_order = OUT;
+    m.fold.phase = PGD__FOLD_GIVE;
+    m.fold.order = order;
+    m.fold.n_order = OUT;
     cr_assert_eq(pgd_model_qweight_wq(&ctx, "up", wq, 2, &qw, err, sizeof err), PGD_OK, "%s",
                  err);
     cr_assert(m.fold.order_used);
@@ -349,11 +350,11 @@ Test(quant_fold, down_gives_up_its_order_and_up_takes_it)
     expect_rows_in_order("FP8", qw->dense, d8[0], d8[1], order, OUT, IN);
 
     /* a part whose outputs are not the order's length is refused, naming the layer */
-    m.fold.n_out_order = OUT - 1;
+    m.fold.n_order = OUT - 1;
     cr_assert_eq(pgd_model_qweight_wq(&ctx, "model.layers.0.mlp.gate_proj", wq, 2, &qw, err,
                                       sizeof err), PGD_ERR_INVALID_ARG);
     cr_assert(strstr(err, "model.layers.0.mlp.gate_proj"), "%s", err);
-    free(m.fold.taken);
+    free(taken);
     pgd__qweights_free(&m);
 }
 
