@@ -107,6 +107,13 @@ struct pgd_engine_params {
      * false: decode-only steps replay graphs captured per padded batch size; the
      * environment's PAGODA_CUDA_GRAPHS=0 also turns them off). */
     bool enforce_eager;
+    /* Async scheduling (vLLM's --async-scheduling): the engine plans and queues step N + 1
+     * before it handles step N's outputs, with step N's sampled tokens as placeholders
+     * that the device fills, so that the GPU does not wait for the host between steps.
+     * Outputs are the same as without it. A step whose requests need the previous token on
+     * the host before their next step (structured output, bad words, penalties) waits for
+     * it, and speculative decoding and pooling engines step in turn. Default false. */
+    bool async_scheduling;
     /* A tokenizer.json that cannot be loaded is no error: the engine logs why (a warning)
      * and serves token ids only, as for a model directory without one (default false: the
      * create fails with the tokenizer's message). For callers that give token ids. */
@@ -373,6 +380,11 @@ struct pgd_engine_stats {
     double step_device_s;
     uint64_t step_timed;             /* steps in those sums (a step's times are added after
                                         its outputs, so it may trail num_steps by one) */
+    uint64_t tokens_computed;        /* every token the steps ran through the model: prompt,
+                                        generated, recomputed (and, async, the dropped row
+                                        of a sample that ended while its step flew) */
+    uint64_t num_steps_overlapped;   /* async scheduling: steps submitted while the step
+                                        before them was still in flight */
     uint64_t num_steps_decode_only;  /* steps where every sequence computed one token, its
                                         last (what a CUDA graph can run); the rest carried
                                         prompt tokens (or proposals) and run eagerly */

@@ -300,6 +300,7 @@ void pgd__settings_engine_params(const struct pgd__settings *s, struct pgd_engin
     const char *pol = pgd__settings_str(s, PGD__S_SCHEDULING_POLICY);
     ep->policy = pol && !strcmp(pol, "priority") ? PGD_SCHED_PRIORITY : PGD_SCHED_FCFS;
     ep->enforce_eager = pgd__settings_bool(s, PGD__S_ENFORCE_EAGER);
+    ep->async_scheduling = pgd__settings_bool(s, PGD__S_ASYNC_SCHEDULING);
     ep->max_seq_len_to_capture = (int)pgd__settings_int(s, PGD__S_MAX_SEQ_LEN_TO_CAPTURE);
     ep->n_cuda_graph_sizes = parse_sizes(pgd__settings_str(s, PGD__S_CUDA_GRAPH_SIZES),
                                          graph_sizes, max_sizes);

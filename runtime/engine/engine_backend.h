@@ -30,6 +30,16 @@ struct pgd__engine_backend {
     enum pgd_status (*step_sample)(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
                                    const struct pgd__sample_row *rows,
                                    struct pgd__sample_result *res, char *err, size_t errlen);
+    /* Optional: step_sample split in two for async scheduling (see pgd__runner_step_submit
+     * and _collect): submit queues the step and returns, collect hands back the oldest
+     * uncollected step's results (*n_rows of them) into res. At most two steps are
+     * uncollected; a step's sequences may carry pending tokens (struct pgd__step_seq),
+     * the last submitted step's samples. Both or neither; without them an async engine
+     * runs each step to its end when it submits it. */
+    enum pgd_status (*submit)(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
+                              const struct pgd__sample_row *rows, char *err, size_t errlen);
+    enum pgd_status (*collect)(void *ctx, struct pgd__sample_result *res, int *n_rows,
+                               char *err, size_t errlen);
     /* Optional: speculative decoding's draft model (method draft_model), a model of the
      * same vocabulary with a paged KV cache of its own over the same block ids (the same
      * num_blocks and block_size): one step of it, the greedy ids of its logits rows into

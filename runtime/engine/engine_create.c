@@ -49,9 +49,13 @@ static void engine_free(struct pgd_engine *e)
         free(e->guides);
     }
     free(e->row);
-    free(e->ss);
-    free(e->rows);
-    free(e->res);
+    for (int i = 0; i < 2; i++) {
+        free(e->sets[i].seqs);
+        free(e->sets[i].ss);
+        free(e->sets[i].rows);
+        free(e->sets[i].res);
+        free(e->sets[i].tok);
+    }
     free(e->aborts);
     free(e->sample_stops);
     if (e->be.destroy)
@@ -132,13 +136,22 @@ static enum pgd_status init_parts(struct pgd_engine *e, const struct pgd_engine_
     if ((st = pgd__sampler_init(&e->sampler, e->vocab, err, errlen)) != PGD_OK)
         return st;
     e->row = malloc((size_t)e->vocab * sizeof *e->row);
-    e->ss = malloc((size_t)p->max_num_seqs * sizeof *e->ss);
-    /* Every token of a step may want its logits row (prompt logprobs). */
-    int max_rows = p->max_num_batched_tokens > 0 ? p->max_num_batched_tokens : 1;
-    e->rows = malloc((size_t)max_rows * sizeof *e->rows);
-    e->res = malloc((size_t)max_rows * sizeof *e->res);
-    if (!e->row || !e->ss || !e->rows || !e->res)
+    if (!e->row)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "engine: no memory for step buffers");
+    /* Every token of a step may want its logits row (prompt logprobs). The second set only
+     * for a step in flight. */
+    int max_rows = p->max_num_batched_tokens > 0 ? p->max_num_batched_tokens : 1;
+    for (int i = 0; i < (e->async ? 2 : 1); i++) {
+        struct pgd__step_set *s = &e->sets[i];
+        s->seqs = malloc((size_t)p->max_num_seqs * sizeof *s->seqs);
+        s->ss = malloc((size_t)p->max_num_seqs * sizeof *s->ss);
+        s->rows = malloc((size_t)max_rows * sizeof *s->rows);
+        s->res = malloc((size_t)max_rows * sizeof *s->res);
+        s->tok = malloc((size_t)p->max_num_seqs * sizeof *s->tok);
+        if (!s->seqs || !s->ss || !s->rows || !s->res || !s->tok)
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "engine: no memory for step buffers");
+    }
+    e->cur = &e->sets[0];
     /* Structured output needs each token's bytes: only with a tokenizer. */
     if (e->has_tio && e->tio.tokenizer) {
         if (!(e->guides = malloc(sizeof *e->guides)))
@@ -177,6 +190,24 @@ static enum pgd_status spec_setup(struct pgd_engine *e, const struct pgd_engine_
                  e->spec.num_speculative_tokens,
                  e->spec.disable_by_batch_size ? " (off above disable_by_batch_size)" : "");
     return pgd__spec_init(e, err, errlen);
+}
+
+/* Async scheduling, when asked for and the engine can: no speculative decoding (its
+ * proposals are made from the last tokens on the host), task generate. A backend without
+ * the submit/collect pair runs each step to its end when it is submitted. */
+static void async_setup(struct pgd_engine *e, const struct pgd_engine_params *p)
+{
+    if (!p->async_scheduling)
+        return;
+    const char *why = e->spec.method != PGD__SPEC_OFF ? "speculative decoding is on"
+                      : p->task != PGD_TASK_GENERATE ? "task embed"
+                                                     : NULL;
+    if (why) {
+        PGD_WARN("async scheduling: off (%s)", why);
+        return;
+    }
+    e->async = true;
+    PGD_INFO("async scheduling: on");
 }
 
 /* Takes ownership of backend->ctx and textio->ctx in every case (see engine_backend.h). */
@@ -223,6 +254,8 @@ enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
     e->p.pooler_config = NULL;      /* parsed; the caller's string is not kept */
     if (st == PGD_OK)
         st = spec_setup(e, p, err, errlen);
+    if (st == PGD_OK)
+        async_setup(e, p);
     if (st == PGD_OK)
         st = init_parts(e, p, backend, err, errlen);
     e->next_id = 1;

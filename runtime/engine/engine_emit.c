@@ -32,6 +32,8 @@ static struct pgd__out_rec *rec_new(const struct pgd__child *c)
 
 void pgd__req_retire(struct pgd_engine *e, struct pgd__req *r)
 {
+    if (r->n_in_flight > 0)
+        return;             /* the step in flight holds its sequences: retired after it */
     if (r->prev)
         r->prev->next = r->next;
     else if (e->active == r)
@@ -49,6 +51,9 @@ static void child_end(struct pgd_engine *e, struct pgd__child *c, enum pgd_finis
     if (c->seq.status != PGD__SEQ_NEW)
         pgd__scheduler_finish(&e->sched, &c->seq);
     c->seq.status = PGD__SEQ_FINISHED;
+    /* Async scheduling: placeholders of tokens still in flight are never filled now. */
+    c->seq.n_tokens -= c->seq.n_pending;
+    c->seq.n_pending = 0;
     pgd__stats_on_finish(e, c, why);
     c->done = true;
     c->req->n_done++;
@@ -94,6 +99,7 @@ void pgd__req_abort(struct pgd_engine *e, struct pgd__req *r)
 
 void pgd__engine_fail_all(struct pgd_engine *e)
 {
+    pgd__engine_flight_drop(e);
     while (e->active)
         pgd__req_abort(e, e->active);
 }
@@ -160,7 +166,9 @@ static enum pgd_finish_reason stop_token(const struct pgd_engine *e, const struc
 /* The sample has no room for another token: max_tokens, or max_model_len. */
 static bool at_length(const struct pgd_engine *e, const struct pgd__child *c)
 {
-    return c->n_out >= c->req->max_out || c->seq.n_tokens >= e->max_model_len;
+    /* Placeholders (async scheduling) are tokens not generated yet. */
+    return c->n_out >= c->req->max_out ||
+           c->seq.n_tokens - c->seq.n_pending >= e->max_model_len;
 }
 
 /* The text c's token adds, through the stop strings: detokenizes it (not a stop token,

@@ -210,6 +210,9 @@ struct pgd__req {
     uint64_t seed;
     int n_children, n_done;
     struct pgd__child *children;    /* owned [n_children] */
+    /* Async scheduling: how many of its samples the step in flight holds. A request with
+     * any is retired only once that step landed (pgd__req_retire waits for it). */
+    int n_in_flight;
     /* Prompt logprobs for prompt tokens 1 .. n_prompt-1, filled as chunks compute; moved to
      * the first output of child 0. Owned: plps [n_prompt - 1], plp_top [n_prompt - 1, k]. */
     struct pgd_token_logprobs *plps;
@@ -229,6 +232,20 @@ struct pgd__req {
 void pgd__req_free(struct pgd__req *r, const struct pgd__textio *tio);
 
 /* ---- the engine ---------------------------------------------------------------------- */
+
+/* One step's buffers for the backend: its sequences' descriptors and its logits rows, what
+ * became of them, and (async scheduling) its plan's sequences, which outlive the
+ * scheduler's plan while the step is in flight. The engine has two: the step being planned
+ * (e->cur) and the step in flight (e->flight). */
+struct pgd__step_set {
+    struct pgd__seq **seqs;         /* [max_num_seqs] the plan's sequences (in flight) */
+    struct pgd__step_seq *ss;       /* [max_num_seqs] the step's sequences, for the backend */
+    struct pgd__sample_row *rows;   /* [max_num_batched_tokens] the step's logits rows */
+    struct pgd__sample_result *res; /* [max_num_batched_tokens] what became of them */
+    int32_t *tok;                   /* [max_num_seqs] pending tokens put in (a backend
+                                       without submit: engine_step.c's submit_step) */
+    int n, n_rows;                  /* sequences and rows (in flight) */
+};
 
 /* A sample to end as a stop at the engine's next round (pgd__engine_stop_sample). */
 struct pgd__sample_stop {
@@ -258,9 +275,13 @@ struct pgd_engine {
     struct pgd__scheduler sched;
     struct pgd__sampler sampler;    /* the host path's */
     float *row;                     /* [vocab] the row being sampled (host path) */
-    struct pgd__step_seq *ss;       /* [max_num_seqs] the step's sequences, for the backend */
-    struct pgd__sample_row *rows;   /* [max_num_batched_tokens] the step's logits rows */
-    struct pgd__sample_result *res; /* [max_num_batched_tokens] what became of them */
+    struct pgd__step_set sets[2];   /* owned buffers of cur and flight */
+    struct pgd__step_set *cur;      /* the step being planned: one of sets */
+    /* Async scheduling (p.async_scheduling on a backend with submit/collect, no
+     * speculation, task generate): the step submitted and not yet landed (its outputs not
+     * handled), the other of sets; NULL when none. */
+    struct pgd__step_set *flight;
+    bool async;
     struct pgd__req *active;        /* owned; admitted requests, newest first */
     bool device_sampling;           /* the thread's copy of !no_device_sampling */
     struct pgd__spec_config spec;   /* speculative decoding (fixed at creation) */
@@ -376,10 +397,14 @@ void pgd__req_abort(struct pgd_engine *e, struct pgd__req *r);
  * blocks go back and a last output (finish "stop", no text) closes its part of the stream;
  * the reader drops it. Nothing when c already ended. */
 void pgd__child_stop_by_reader(struct pgd_engine *e, struct pgd__child *c);
-/* Removes r from the active list, lets go of its stream and frees it. */
+/* Removes r from the active list, lets go of its stream and frees it; nothing while the
+ * step in flight holds one of its samples (it retires once that step landed). */
 void pgd__req_retire(struct pgd_engine *e, struct pgd__req *r);
-/* Aborts every active request. */
+/* Aborts every active request (dropping the step in flight first). */
 void pgd__engine_fail_all(struct pgd_engine *e);
+/* engine_step.c: the step in flight (if any) is collected and its outputs dropped, its
+ * requests free to retire: before every request is aborted. */
+void pgd__engine_flight_drop(struct pgd_engine *e);
 
 /* ---- pooling requests (engine_pool.c), task embed -------------------------------------- */
 

@@ -41,9 +41,9 @@ static struct pgd__sample_row *masked_row(struct pgd_engine *e, const struct pgd
                                           int i, int k)
 {
     const struct pgd__child *c = o->seqs[i]->owner;
-    if (e->ss[i].n_logits == 0 || (!c->gm && c->req->bw.n == 0))
+    if (e->cur->ss[i].n_logits == 0 || (!c->gm && c->req->bw.n == 0))
         return NULL;
-    struct pgd__sample_row *row = &e->rows[k + e->ss[i].n_logits - 1];
+    struct pgd__sample_row *row = &e->cur->rows[k + e->cur->ss[i].n_logits - 1];
     if (row->kind != PGD__ROW_SAMPLE)
         return NULL;
     /* Bad words alone: a mask only where one bans a token now. */
@@ -55,7 +55,7 @@ static struct pgd__sample_row *masked_row(struct pgd_engine *e, const struct pgd
 
 void pgd__engine_row_masks(struct pgd_engine *e, const struct pgd__sched_out *o)
 {
-    for (int i = 0, k = 0; i < o->n; k += e->ss[i].n_logits, i++) {
+    for (int i = 0, k = 0; i < o->n; k += e->cur->ss[i].n_logits, i++) {
         struct pgd__sample_row *row = masked_row(e, o, i, k);
         if (row)
             row->ctx.allow = child_mask(e, o->seqs[i]->owner);

@@ -34,6 +34,8 @@ void pgd__stats_on_step(struct pgd_engine *e, uint64_t prompt_computed, int step
     pthread_mutex_lock(&e->stats_mu);
     pgd__histogram_observe(&e->metrics.iteration_tokens, step_tokens);
     e->stats.num_steps++;
+    e->stats.num_steps_overlapped += e->flight != NULL;
+    e->stats.tokens_computed += (uint64_t)step_tokens;
     e->stats.num_steps_decode_only += decode_only;
     e->stats.num_tokens_recomputed = e->sched.n_recomputed;
     e->stats.prompt_tokens_computed += prompt_computed;

@@ -71,8 +71,8 @@ static void describe_rows(const struct pgd_engine *e, const struct pgd__seq *seq
     }
 }
 
-/* prepare: e->ss[i] for each scheduled sequence (its new tokens, its block table, how many
- * logits rows) and e->rows for every logits row, in the order of o; observes the queue time
+/* prepare: e->cur->ss[i] for each scheduled sequence (its new tokens, its block table, how
+ * many logits rows) and e->cur->rows for every logits row, in the order of o; observes the queue time
  * of requests scheduled for the first time (and stamps their t_scheduled). Returns the number
  * of rows; *prompt_computed gets the prompt tokens the step computes, *step_tokens all the
  * tokens it computes. */
@@ -99,7 +99,11 @@ static int prepare_step(struct pgd_engine *e, const struct pgd__sched_out *o,
         }
         /* The step reaches the sequence's end: its last row samples the next token. */
         bool completes = seq->n_computed + n_new == seq->n_tokens;
-        e->ss[i] = (struct pgd__step_seq){
+        /* Async scheduling: a placeholder is the last token, computed alone (the step
+         * before samples it: only a finished prompt has one, and none is waiting). */
+        PGD_ASSERT(seq->n_pending == 0 ||
+                   (seq->n_pending == 1 && n_new == 1 && completes));
+        e->cur->ss[i] = (struct pgd__step_seq){
             .tokens = seq->tokens + seq->n_computed,
             .n_new = n_new,
             .n_computed = seq->n_computed,
@@ -109,6 +113,8 @@ static int prepare_step(struct pgd_engine *e, const struct pgd__sched_out *o,
                             ? pgd__pool_n_rows(rq->pooling, seq->n_computed, n_new, completes)
                         : wants_prompt_logprobs(c) || seq->n_spec > 0 ? n_new
                                                                       : (completes ? 1 : 0),
+            .pending = seq->n_pending > 0,
+            .pending_row = seq->pending_row,
         };
     }
     int n_rows = 0;
@@ -116,40 +122,48 @@ static int prepare_step(struct pgd_engine *e, const struct pgd__sched_out *o,
     for (int i = 0; i < o->n; i++) {
         /* A pooling sequence's rows are hidden states (pgd__pool_take), not logits. */
         if (((struct pgd__child *)o->seqs[i]->owner)->req->pooling == PGD_POOLING_NONE)
-            describe_rows(e, o->seqs[i], &e->ss[i], e->rows + n_rows);
-        n_rows += e->ss[i].n_logits;
-        *step_tokens += e->ss[i].n_new;
+            describe_rows(e, o->seqs[i], &e->cur->ss[i], e->cur->rows + n_rows);
+        n_rows += e->cur->ss[i].n_logits;
+        *step_tokens += e->cur->ss[i].n_new;
     }
     pgd__engine_row_masks(e, o);
     return n_rows;
 }
 
 /* run: the backend samples (on a GPU only the results come back, not [rows, vocab] floats),
- * or hands back the logits for the host sampler. e->res gets one result per row. */
+ * or hands back the logits for the host sampler. e->cur->res gets one result per row. */
 static enum pgd_status run_step(struct pgd_engine *e, int n_seqs, int n_rows, char *err,
                                 size_t errlen)
 {
+    struct pgd__step_set *s = e->cur;
     /* An embed engine's steps hold pooling sequences only: hidden rows, nothing sampled. */
     if (e->p.task == PGD_TASK_EMBED)
-        return e->be.step_hidden(e->be.ctx, e->ss, n_seqs, &e->hidden, err, errlen);
+        return e->be.step_hidden(e->be.ctx, s->ss, n_seqs, &e->hidden, err, errlen);
     if (e->be.step_sample && e->device_sampling)
-        return e->be.step_sample(e->be.ctx, e->ss, n_seqs, e->rows, e->res, err, errlen);
+        return e->be.step_sample(e->be.ctx, s->ss, n_seqs, s->rows, s->res, err, errlen);
     const float *logits = NULL;
-    enum pgd_status st = e->be.step(e->be.ctx, e->ss, n_seqs, &logits, err, errlen);
+    enum pgd_status st = e->be.step(e->be.ctx, s->ss, n_seqs, &logits, err, errlen);
     if (st == PGD_OK)
-        pgd__sample_rows_host(&e->sampler, e->row, logits, e->rows, n_rows, e->res);
+        pgd__sample_rows_host(&e->sampler, e->row, logits, s->rows, n_rows, s->res);
     return st;
 }
 
-/* emit: each row's result, in the order prepare_step laid the rows out: prompt logprobs
- * into their request, sampled tokens appended and emitted. */
-static void emit_results(struct pgd_engine *e, const struct pgd__sched_out *o)
+/* emit: each row's result of the step whose buffers are s (its sequences seqs [n]), in the
+ * order prepare_step laid the rows out: prompt logprobs into their request, sampled tokens
+ * appended (or, async scheduling, put in their placeholder) and emitted. Rows of a sample
+ * that ended while its step was in flight are dropped. */
+static void emit_results(struct pgd_engine *e, struct pgd__seq *const *seqs, int n,
+                         const struct pgd__step_set *s)
 {
     int k = 0;                      /* the row, across all sequences */
-    for (int i = 0; i < o->n; i++) {
-        struct pgd__seq *seq = o->seqs[i];
+    for (int i = 0; i < n; i++) {
+        struct pgd__seq *seq = seqs[i];
         struct pgd__child *c = seq->owner;
-        const struct pgd__step_seq *ss = &e->ss[i];
+        const struct pgd__step_seq *ss = &s->ss[i];
+        if (c->done) {
+            k += ss->n_logits;
+            continue;
+        }
         if (c->req->pooling != PGD_POOLING_NONE) {
             pgd__pool_take(e, seq, ss, e->hidden + (size_t)k * e->be.hidden_size);
             k += ss->n_logits;
@@ -157,22 +171,25 @@ static void emit_results(struct pgd_engine *e, const struct pgd__sched_out *o)
         }
         if (seq->n_spec > 0) {
             /* A verify run: every row is a sample (engine_spec.c). */
-            pgd__spec_verify_emit(e, seq, ss->n_logits, &e->res[k]);
+            pgd__spec_verify_emit(e, seq, ss->n_logits, &s->res[k]);
             k += ss->n_logits;
             continue;
         }
         for (int j = 0; j < ss->n_logits; j++, k++) {
-            const struct pgd__sample_row *row = &e->rows[k];
+            const struct pgd__sample_row *row = &s->rows[k];
             if (row->kind == PGD__ROW_TARGET) {
                 /* Row j is new token n_new - n_logits + j (see describe_rows). */
                 prompt_logprobs_row(c->req, ss->n_computed + ss->n_new - ss->n_logits + j,
-                                    &e->res[k]);
+                                    &s->res[k]);
             } else if (row->kind == PGD__ROW_SAMPLE) {
-                int32_t tok = e->res[k].token;
+                int32_t tok = s->res[k].token;
                 if (c->gm)
                     pgd__guide_advance(e, c, tok);
-                pgd__seq_append(seq, tok);
-                pgd__emit_token(e, c, tok, &e->res[k]);
+                if (seq->n_pending > 0)
+                    seq->tokens[seq->n_tokens - seq->n_pending--] = tok;   /* the oldest */
+                else
+                    pgd__seq_append(seq, tok);
+                pgd__emit_token(e, c, tok, &s->res[k]);
                 if (c->gm)
                     pgd__jump_forward(e, c);
             }
@@ -205,14 +222,189 @@ static enum pgd_status run_swaps(struct pgd_engine *e, const struct pgd__sched_o
     return st;
 }
 
-/* One step: propose (speculative decoding) -> schedule -> swap -> prepare -> run -> update
- * the scheduler -> emit -> retire. A failed model step aborts every request (their KV is in an
- * unknown state). */
+/* ---- async scheduling -------------------------------------------------------------------
+ * With e->async a step is submitted (the backend queues it and returns), the scheduler is
+ * updated at once, and each sequence that samples gets a placeholder for its token. Then
+ * the step before it lands (its results are collected and emitted) while the device runs
+ * this one, which becomes the step in flight. The next step may compute those placeholders:
+ * the backend puts the sampled tokens in (struct pgd__step_seq's pending). A sequence's last
+ * token gets no placeholder, so that no step computes past a sequence's end; a sample that
+ * ends otherwise (EOS, a stop, an abort) while its next step is in flight has that step's
+ * row dropped. */
+
+/* Whether child c's next step needs its last token on the host before it is planned: the
+ * allowed-token masks of structured output and bad words (and jump-forward), and the
+ * penalties, which count the output's tokens. */
+static bool needs_token_on_host(const struct pgd__child *c)
+{
+    const struct pgd_sampling_params *sp = &c->req->sp;
+    return c->gm || c->req->bw.n > 0 || sp->presence_penalty != 0 ||
+           sp->frequency_penalty != 0 || sp->repetition_penalty != 1.0f;
+}
+
+/* Whether the step in flight must land before the next one is planned: this round steps
+ * in turn (host sampling, for tests), or a sample in it needs its token on the host. */
+static bool flight_must_land(const struct pgd_engine *e)
+{
+    if (!e->device_sampling)
+        return true;
+    for (int i = 0; i < e->flight->n; i++) {
+        const struct pgd__child *c = e->flight->seqs[i]->owner;
+        if (!c->done && needs_token_on_host(c))
+            return true;
+    }
+    return false;
+}
+
+/* Each sequence of the submitted step o whose last row samples gets a placeholder for the
+ * token (and remembers the row), unless that token is its last (max_tokens or the model's
+ * length): that one is appended when the step lands, and no step is planned for it. */
+static void add_placeholders(struct pgd_engine *e, const struct pgd__sched_out *o)
+{
+    int k = 0;                      /* the row, across all sequences */
+    for (int i = 0; i < o->n; i++) {
+        struct pgd__seq *seq = o->seqs[i];
+        const int nl = e->cur->ss[i].n_logits;
+        k += nl;
+        if (nl == 0 || e->cur->rows[k - 1].kind != PGD__ROW_SAMPLE ||
+            seq->n_tokens + 1 >= seq->tokens_cap || seq->n_tokens + 1 >= e->max_model_len)
+            continue;
+        seq->tokens[seq->n_tokens++] = -1;
+        seq->n_pending++;
+        seq->pending_row = k - 1;
+    }
+}
+
+/* Submits e->cur's step of n_seqs sequences and n_rows rows: the backend's submit, or (a
+ * backend without one) the step run to its end now, its pending tokens put in first from
+ * the results of the step in flight. */
+static enum pgd_status submit_step(struct pgd_engine *e, int n_seqs, int n_rows, char *err,
+                                   size_t errlen)
+{
+    struct pgd__step_set *s = e->cur;
+    if (e->be.submit)
+        return e->be.submit(e->be.ctx, s->ss, n_seqs, s->rows, err, errlen);
+    for (int i = 0; i < n_seqs; i++) {
+        struct pgd__step_seq *q = &s->ss[i];
+        if (!q->pending)
+            continue;
+        PGD_ASSERT(e->flight && q->pending_row >= 0 && q->pending_row < e->flight->n_rows);
+        s->tok[i] = e->flight->res[q->pending_row].token;
+        q->tokens = &s->tok[i];
+        q->pending = false;
+    }
+    return run_step(e, n_seqs, n_rows, err, errlen);
+}
+
+/* The results of submitted step f from the backend, into f->res (a backend without
+ * collect put them there when the step was submitted). */
+static enum pgd_status set_collect(struct pgd_engine *e, struct pgd__step_set *f, char *err,
+                                   size_t errlen)
+{
+    if (!e->be.collect)
+        return PGD_OK;
+    int n_rows = 0;
+    enum pgd_status st = e->be.collect(e->be.ctx, f->res, &n_rows, err, errlen);
+    if (st == PGD_OK && n_rows != f->n_rows)
+        st = pgd_errf(err, errlen, PGD_ERR_INTERNAL, "engine: a step of %d rows came back "
+                      "with %d results", f->n_rows, n_rows);
+    return st;
+}
+
+/* Step f no longer holds its requests' samples: they may retire. */
+static void set_release(struct pgd__step_set *f)
+{
+    for (int i = 0; i < f->n; i++)
+        ((struct pgd__child *)f->seqs[i]->owner)->req->n_in_flight--;
+    f->n = 0;
+}
+
+void pgd__engine_flight_drop(struct pgd_engine *e)
+{
+    struct pgd__step_set *f = e->flight;
+    if (!f)
+        return;
+    e->flight = NULL;
+    char err[256];
+    if (set_collect(e, f, err, sizeof err))
+        PGD_WARN("engine: the step in flight could not be collected: %s", err);
+    set_release(f);
+}
+
+/* Step f (landing: no longer in flight) is collected (*t_collected stamped then, when not
+ * NULL) and emitted, and released; false when it failed (every request was aborted then). */
+static bool land(struct pgd_engine *e, struct pgd__step_set *f, double *t_collected)
+{
+    char err[256] = "";
+    enum pgd_status st = set_collect(e, f, err, sizeof err);
+    if (t_collected)
+        *t_collected = pgd__engine_now();
+    if (st == PGD_OK)
+        emit_results(e, f->seqs, f->n, f);
+    set_release(f);
+    if (st != PGD_OK) {
+        PGD_ERROR("engine: model step failed (%s): %s; aborting every request",
+                  pgd_status_str(st), err);
+        pgd__engine_fail_all(e);
+        return false;
+    }
+    return true;
+}
+
+/* The step in flight lands now, and its finished requests retire. */
+static bool land_flight(struct pgd_engine *e)
+{
+    struct pgd__step_set *f = e->flight;
+    e->flight = NULL;
+    if (!land(e, f, NULL))
+        return false;
+    retire_finished(e);
+    return true;
+}
+
+/* The planned step o (prepared in e->cur) is submitted and becomes the step in flight; the
+ * one before it lands. t[3] is stamped once that one's results are in (or at once), before
+ * its outputs. False when a step failed (every request was aborted then). */
+static bool run_async(struct pgd_engine *e, const struct pgd__sched_out *o, int n_rows,
+                      uint64_t prompt_computed, int step_tokens, double t[5])
+{
+    char err[256] = "";
+    struct pgd__step_set *s = e->cur;
+    enum pgd_status st = submit_step(e, o->n, n_rows, err, sizeof err);
+    if (st != PGD_OK) {
+        PGD_ERROR("engine: model step failed (%s): %s; aborting every request",
+                  pgd_status_str(st), err);
+        pgd__engine_fail_all(e);
+        return false;
+    }
+    pgd__scheduler_update(&e->sched, o);
+    pgd__stats_on_step(e, prompt_computed, step_tokens, o->decode_only);
+    add_placeholders(e, o);
+    memcpy(s->seqs, o->seqs, (size_t)o->n * sizeof *s->seqs);
+    s->n = o->n;
+    s->n_rows = n_rows;
+    for (int i = 0; i < o->n; i++)
+        ((struct pgd__child *)o->seqs[i]->owner)->req->n_in_flight++;
+    /* This step flies; the one before lands, and its buffers are the next step's. */
+    struct pgd__step_set *before = e->flight;
+    e->flight = s;
+    e->cur = before ? before : &e->sets[s == &e->sets[0] ? 1 : 0];
+    t[3] = pgd__engine_now();
+    return !before || land(e, before, &t[3]);
+}
+
+/* One step: [land the step in flight when the next needs its tokens] -> propose
+ * (speculative decoding) -> schedule -> swap -> prepare -> run (async: submit, update, land
+ * the step before) -> update the scheduler -> emit -> retire. A failed model step aborts
+ * every request (their KV is in an unknown state). */
 static void engine_step(struct pgd_engine *e)
 {
     /* The phases' times (see struct pgd_engine_stats' step_*_s) and the device's seconds. */
     double t[5], dev0 = e->be.device_seconds ? e->be.device_seconds(e->be.ctx) : 0.0;
     t[0] = pgd__engine_now();
+    if (e->flight && flight_must_land(e) &&
+        (!land_flight(e) || !pgd__scheduler_has_work(&e->sched)))
+        return;
     if (!pgd__spec_propose(e))
         return;
     const struct pgd__sched_out *o = pgd__scheduler_schedule(&e->sched);
@@ -227,6 +419,11 @@ static void engine_step(struct pgd_engine *e)
         return;
     }
     if (o->n == 0) {
+        /* Async: what is left to plan waits for the step in flight (its last tokens). */
+        if (e->flight) {
+            land_flight(e);
+            return;
+        }
         PGD_WARN("engine: nothing schedulable with %d waiting, %d swapped, %d running",
                  e->sched.n_waiting, e->sched.n_swapped, e->sched.n_running);
         pgd__spec_drop_unverified(e);
@@ -236,25 +433,30 @@ static void engine_step(struct pgd_engine *e)
     int step_tokens;
     int n_rows = prepare_step(e, o, &prompt_computed, &step_tokens);
     t[2] = pgd__engine_now();
-    st = run_step(e, o->n, n_rows, err, sizeof err);
-    t[3] = pgd__engine_now();
-    if (st != PGD_OK) {
-        PGD_ERROR("engine: model step failed (%s): %s; aborting every request",
-                  pgd_status_str(st), err);
-        /* No update: the planned blocks never got their KV, so none may be cached. */
-        pgd__engine_fail_all(e);
-        return;
-    }
     /* The step's kind, copied before the update, the emits and the retirements (o is the
      * scheduler's): the counters and the times below are filed under this step's kind. */
     bool decode_only = o->decode_only;
-    /* e->ss[i].n_computed keeps where each planned sequence started. */
-    pgd__scheduler_update(&e->sched, o);
-    /* The step's counters, before any of its outputs reaches a stream: a caller that reads
-     * the stats once its streams closed sees every step that fed them. */
-    pgd__stats_on_step(e, prompt_computed, step_tokens, decode_only);
-    emit_results(e, o);
-    pgd__spec_drop_unverified(e);
+    if (e->async && e->device_sampling) {
+        if (!run_async(e, o, n_rows, prompt_computed, step_tokens, t))
+            return;
+    } else {
+        st = run_step(e, o->n, n_rows, err, sizeof err);
+        t[3] = pgd__engine_now();
+        if (st != PGD_OK) {
+            PGD_ERROR("engine: model step failed (%s): %s; aborting every request",
+                      pgd_status_str(st), err);
+            /* No update: the planned blocks never got their KV, so none may be cached. */
+            pgd__engine_fail_all(e);
+            return;
+        }
+        /* e->cur->ss[i].n_computed keeps where each planned sequence started. */
+        pgd__scheduler_update(&e->sched, o);
+        /* The step's counters, before any of its outputs reaches a stream: a caller that
+         * reads the stats once its streams closed sees every step that fed them. */
+        pgd__stats_on_step(e, prompt_computed, step_tokens, decode_only);
+        emit_results(e, o->seqs, o->n, e->cur);
+        pgd__spec_drop_unverified(e);
+    }
     retire_finished(e);
     pgd__stats_gauges(e);
     t[4] = pgd__engine_now();
@@ -347,7 +549,7 @@ static void inbox_take(struct pgd_engine *e, struct inbox *in)
 {
     pthread_mutex_lock(&e->mu);
     while (!e->stop && !e->pending_head && e->n_aborts == 0 && e->n_sample_stops == 0 &&
-           !pgd__scheduler_has_work(&e->sched))
+           !pgd__scheduler_has_work(&e->sched) && !e->flight)
         pthread_cond_wait(&e->cv, &e->mu);
     in->pending = e->pending_head;
     e->pending_head = e->pending_tail = NULL;
@@ -422,7 +624,7 @@ void *pgd__engine_main(void *arg)
             pgd__engine_fail_all(e);
             break;
         }
-        if (pgd__scheduler_has_work(&e->sched))
+        if (pgd__scheduler_has_work(&e->sched) || e->flight)
             engine_step(e);
         else
             pgd__stats_gauges(e);

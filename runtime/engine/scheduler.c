@@ -246,6 +246,11 @@ static void schedule_running(struct pgd__scheduler *s, int *budget)
     for (int i = 0; i < s->n_running && *budget > 0;) {
         struct pgd__seq *seq = s->running[i];
         int n_new = seq->n_tokens - seq->n_computed;
+        if (n_new == 0) {
+            /* Async scheduling: its last token is in a step in flight, and ends it. */
+            i++;
+            continue;
+        }
         PGD_ASSERT(n_new > 0);
         if (n_new > *budget)
             n_new = *budget;
@@ -409,8 +414,9 @@ void pgd__scheduler_update(struct pgd__scheduler *s, const struct pgd__sched_out
         int from = seq->n_computed;
         seq->n_computed += out->n_new[i];
         PGD_ASSERT(seq->n_computed <= seq->n_tokens);
-        /* Proposals' KV may yet be rejected: cache and slide over verified tokens only. */
-        int verified = seq->n_tokens - seq->n_spec;
+        /* Proposals' KV may yet be rejected, and a placeholder's token is not known yet:
+         * cache and slide over verified, known tokens only. */
+        int verified = seq->n_tokens - seq->n_spec - seq->n_pending;
         int upto = seq->n_computed < verified ? seq->n_computed : verified;
         /* Positions it had computed before a preemption took them away. */
         int again = (seq->n_computed < seq->n_computed_high ? seq->n_computed

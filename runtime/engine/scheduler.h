@@ -46,6 +46,11 @@ struct pgd__seq {
     int n_spec;                 /* speculative decoding: the last n_spec of tokens are
                                    proposals, not yet verified (runtime/engine/engine_spec.c);
                                    never cached, dropped on preemption */
+    int n_pending;              /* async scheduling: the last n_pending of tokens are
+                                   placeholders for tokens a step in flight sampled
+                                   (engine_step.c), filled in order as their steps land;
+                                   never cached */
+    int pending_row;            /* the logits row of the last placeholder in its step */
     int n_draft_computed;       /* draft-model speculation: tokens whose KV is in the draft
                                    model's cache (engine_spec.c); 0 after preemption */
     int priority;               /* lower runs first under PGD_SCHED_PRIORITY */

@@ -621,6 +621,9 @@ static enum pgd_status check_step(struct pgd__runner *r, const struct pgd__step_
             return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
                             "step: sequence %d has n_new %d, n_computed %d, n_logits %d", s,
                             q->n_new, q->n_computed, q->n_logits);
+        if (q->pending)
+            return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "step: sequence %d has a pending "
+                            "token (async scheduling), which this step cannot take", s);
         long len = (long)q->n_computed + q->n_new;
         if ((long)q->n_blocks * bs < len)
             return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,

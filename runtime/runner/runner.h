@@ -85,6 +85,12 @@ struct pgd__step_seq {
                                         sliding window no longer reads */
     int n_blocks;
     int n_logits;                    /* logits for the last n_logits new tokens (0..n_new) */
+    /* Async scheduling, for a backend's submit (runtime/engine/engine_backend.h; the
+     * runner's steps refuse it): tokens[0] is a placeholder for a token the caller does
+     * not know yet, the one the step submitted just before this one samples at its logits
+     * row pending_row; n_new is then 1. */
+    bool pending;
+    int pending_row;
 };
 
 /* ---- preemption by swapping (runner_swap.c) ---- */

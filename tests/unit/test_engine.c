@@ -977,6 +977,179 @@ Test(engine_llama, backend_sampling_equals_engine_sampling)
     }
 }
 
+/* ---- async scheduling (engine_step.c) ----------------------------------------------------- */
+
+enum { ASYNC_N = 96, ASYNC_OUT = 16 };
+
+struct async_case {
+    int32_t prompt[40];
+    int n;
+    struct pgd_sampling_params sp;
+    int32_t stop_id;                 /* a stop_token_ids entry when >= 0 */
+    bool abort;                      /* aborted right after its submission */
+};
+
+/* What one request gave: per sample its tokens, their logprobs, the finish and stop token. */
+struct async_out {
+    int32_t tok[2][ASYNC_OUT];
+    float lp[2][ASYNC_OUT];
+    int n[2], finish[2], stop_token[2];
+};
+
+/* Requests of every kind that may share a step with a pending token: greedy and seeded
+ * sampled ones, logprobs, prompt logprobs, n = 2, min_tokens, EOS or not, and some with a
+ * repetition penalty (those make the step in flight land first). */
+static void async_cases(struct async_case *rc)
+{
+    uint32_t rs = 99;
+    for (int r = 0; r < ASYNC_N; r++) {
+        rc[r].n = 1 + (int)(xs(&rs) % 39);
+        for (int i = 0; i < rc[r].n; i++)
+            rc[r].prompt[i] = 3 + (int32_t)(xs(&rs) % 500);
+        struct pgd_sampling_params sp = pgd_sampling_default_params();
+        sp.max_tokens = 1 + r % ASYNC_OUT;
+        sp.temperature = r % 3 == 0 ? 0.0f : 0.8f;
+        sp.has_seed = true;
+        sp.seed = 1000 + (uint64_t)r;
+        sp.logprobs = r % 4 == 1 ? 2 : -1;
+        sp.prompt_logprobs = r % 7 == 3 ? 1 : -1;
+        sp.n = r % 5 == 0 ? 2 : 1;
+        sp.repetition_penalty = r % 6 == 4 ? 1.3f : 1.0f;
+        sp.ignore_eos = r % 2 == 0;
+        sp.min_tokens = r % 9 == 5 && sp.max_tokens >= 2 ? 2 : 0;
+        rc[r].sp = sp;
+        rc[r].stop_id = -1;
+        rc[r].abort = false;
+    }
+}
+
+/* The cases through the Llama fixture, async scheduling on or off, on a tight pool (24
+ * blocks of 4, 6 sequences and 32 tokens a step, vLLM's preemption rule: chunked prefill,
+ * preemption) or a roomy one (512 blocks: nothing preempted); *st gets the engine's stats. */
+static void async_run(bool async, bool roomy, const struct async_case *rc,
+                      struct async_out *out, struct pgd_engine_stats *st)
+{
+    struct pgd_engine_params p = pgd_engine_default_params();
+    p.device = PGD_DEVICE_CPU;
+    p.num_blocks = roomy ? 512 : 24;
+    p.block_size = 4;
+    p.max_num_batched_tokens = 32;
+    p.max_num_seqs = 6;
+    p.async_scheduling = async;
+    struct pgd_engine *e = model_engine_params("llama-f32", &p);
+    pgd__engine_set_kv_policy(e, 0, false);
+    static struct pgd_stream *s[ASYNC_N];
+    for (int r = 0; r < ASYNC_N; r++) {
+        struct pgd_sampling_params sp = rc[r].sp;
+        sp.stop_token_ids = rc[r].stop_id >= 0 ? &rc[r].stop_id : NULL;
+        sp.n_stop_token_ids = rc[r].stop_id >= 0 ? 1 : 0;
+        s[r] = submit_ids(e, rc[r].prompt, rc[r].n, sp);
+        if (rc[r].abort)
+            pgd_engine_abort(e, pgd_stream_request_id(s[r]));
+    }
+    for (int r = 0; r < ASYNC_N; r++) {
+        struct async_out *g = &out[r];
+        memset(g, 0, sizeof *g);
+        struct pgd_output o;
+        enum pgd_status rst;
+        while ((rst = pgd_stream_next(s[r], &o, 10000)) == PGD_OK) {
+            for (int i = 0; i < o.n_token_ids; i++) {
+                cr_assert_lt(g->n[o.index], ASYNC_OUT);
+                g->lp[o.index][g->n[o.index]] = o.logprobs ? o.logprobs[i].chosen.logprob : 0;
+                g->tok[o.index][g->n[o.index]++] = o.token_ids[i];
+            }
+            if (o.finish_reason != PGD_FINISH_NONE) {
+                g->finish[o.index] = (int)o.finish_reason;
+                g->stop_token[o.index] = o.stop_token;
+            }
+        }
+        cr_assert_eq(rst, PGD_ERR_CLOSED, "request %d: %s", r, pgd_status_str(rst));
+        pgd_stream_destroy(s[r]);
+    }
+    pgd_engine_get_stats(e, st);
+    pgd_engine_destroy(e);
+}
+
+/* With async scheduling each step is planned and submitted before the outputs of the step
+ * before are handled, its sampled tokens still placeholders: every output is the same as
+ * without, including samples that a stop token ends while their next step is in flight
+ * (that step's row is dropped) and samples whose last token gets no placeholder. Aborted
+ * requests end with a prefix of their tokens, and the pool ends consistent (paranoid). */
+Test(engine_llama, async_scheduling_gives_the_same_outputs, .timeout = 600)
+{
+    static struct async_case rc[ASYNC_N];
+    static struct async_out first[ASYNC_N], sync_out[ASYNC_N], async_out[ASYNC_N];
+    struct pgd_engine_stats st_first, st_sync, st_async;
+    async_cases(rc);
+    /* Stop tokens that end samples midway: a request's own fourth token of a first run. */
+    async_run(false, false, rc, first, &st_first);
+    int with_stop = 0;
+    for (int r = 0; r < ASYNC_N; r++)
+        if (r % 4 == 2 && first[r].n[0] >= 4) {
+            rc[r].stop_id = first[r].tok[0][3];
+            with_stop++;
+        }
+    cr_assert_gt(with_stop, 5);
+    async_run(false, false, rc, sync_out, &st_sync);
+    async_run(true, false, rc, async_out, &st_async);
+    int stopped_early = 0;
+    for (int r = 0; r < ASYNC_N; r++) {
+        for (int k = 0; k < rc[r].sp.n; k++) {
+            const struct async_out *a = &sync_out[r], *b = &async_out[r];
+            cr_assert_eq(a->n[k], b->n[k], "request %d sample %d: %d tokens in turn, %d async",
+                         r, k, a->n[k], b->n[k]);
+            cr_assert_eq(a->finish[k], b->finish[k], "request %d sample %d: finish", r, k);
+            cr_assert_eq(a->stop_token[k], b->stop_token[k], "request %d sample %d", r, k);
+            for (int t = 0; t < a->n[k]; t++) {
+                cr_assert_eq(a->tok[k][t], b->tok[k][t], "request %d sample %d token %d: %d "
+                             "in turn, %d async", r, k, t, a->tok[k][t], b->tok[k][t]);
+                /* Other batches, other float sums in the CPU's matmuls: a few ulp. */
+                cr_assert_float_eq(a->lp[k][t], b->lp[k][t], 1e-5, "request %d sample %d token "
+                                   "%d logprob %.9g in turn, %.9g async", r, k, t, a->lp[k][t],
+                                   b->lp[k][t]);
+            }
+            stopped_early += a->finish[k] == PGD_FINISH_STOP && a->n[k] < rc[r].sp.max_tokens;
+        }
+    }
+    cr_assert_gt(stopped_early, 5, "%d samples stopped before max_tokens", stopped_early);
+    cr_assert_eq(st_sync.num_steps_overlapped, 0);
+    cr_assert_gt(st_async.num_steps_overlapped, st_async.num_steps / 2,
+                 "%llu of %llu steps overlapped", (unsigned long long)st_async.num_steps_overlapped,
+                 (unsigned long long)st_async.num_steps);
+    cr_assert_gt(st_async.num_preemptions, 0);
+    /* Aborts while steps are in flight. */
+    for (int r = 0; r < ASYNC_N; r++)
+        rc[r].abort = r % 8 == 7;
+    async_run(true, false, rc, async_out, &st_async);
+    for (int r = 0; r < ASYNC_N; r++)
+        for (int k = 0; k < rc[r].sp.n; k++) {
+            const struct async_out *a = &sync_out[r], *b = &async_out[r];
+            if (rc[r].abort)
+                cr_assert(b->finish[k] == PGD_FINISH_ABORT || b->finish[k] == a->finish[k]);
+            else
+                cr_assert_eq(b->n[k], a->n[k], "request %d sample %d", r, k);
+            cr_assert_leq(b->n[k], a->n[k]);
+            for (int t = 0; t < b->n[k]; t++)
+                cr_assert_eq(a->tok[k][t], b->tok[k][t], "request %d sample %d token %d", r, k, t);
+        }
+    /* Where nothing ends a sample early nor is preempted, async computes not one token
+     * more: a sample's last token gets no placeholder, so no step runs past it. */
+    for (int r = 0; r < ASYNC_N; r++) {
+        rc[r].abort = false;
+        rc[r].stop_id = -1;
+        rc[r].sp.ignore_eos = true;
+    }
+    async_run(false, true, rc, sync_out, &st_sync);
+    async_run(true, true, rc, async_out, &st_async);
+    cr_assert_eq(st_sync.num_preemptions, 0);
+    cr_assert_gt(st_async.num_steps_overlapped, st_async.num_steps / 4, "%llu of %llu",
+                 (unsigned long long)st_async.num_steps_overlapped,
+                 (unsigned long long)st_async.num_steps);
+    cr_assert_eq(st_async.tokens_computed, st_sync.tokens_computed, "%llu tokens computed "
+                 "async, %llu in turn", (unsigned long long)st_async.tokens_computed,
+                 (unsigned long long)st_sync.tokens_computed);
+}
+
 /* ---- text made on the reader's thread (engine_reader_text.c) ------------------------------ */
 /* One request's outputs as read: every record's token, text and finish, in order. */
 struct text_run {

@@ -345,6 +345,61 @@ Test(guided, jump_forward_gives_the_same_tokens_in_fewer_steps, .timeout = 120)
     }
 }
 
+/* ---- async scheduling ---------------------------------------------------------------------- */
+
+/* Constrained requests (their next mask needs the last token on the host: the step in flight
+ * lands before the next is planned), one with bad words and free ones side by side, with
+ * async scheduling on and off: the same tokens, and the free steps still overlapped. */
+Test(guided, async_scheduling_keeps_constrained_outputs, .timeout = 120)
+{
+    static struct out got[2][5];
+    struct pgd_engine_stats st[2];
+    for (int mode = 0; mode < 2; mode++) {
+        struct pgd_engine_params p = pgd_engine_default_params();
+        p.device = PGD_DEVICE_CPU;
+        p.num_blocks = 256;
+        p.block_size = 16;
+        p.max_num_batched_tokens = 256;
+        p.max_num_seqs = 8;
+        p.async_scheduling = mode == 1;
+        struct pgd_engine *e = model_engine_params("tiny-chat", &p);
+        struct pgd_sampling_params fsp = pgd_sampling_default_params();
+        fsp.temperature = 0.7f;
+        fsp.has_seed = true;
+        fsp.seed = 77;
+        fsp.max_tokens = 40;
+        fsp.ignore_eos = true;
+        struct pgd_sampling_params bw = fsp;
+        const char *words[] = { " the", " and" };
+        bw.bad_words = words;
+        bw.n_bad_words = 2;
+        bw.seed = 78;
+        struct pgd_stream *s[5] = {
+            submit(e, "Once upon a time", fsp),
+            submit(e, "Pick:", guided(PGD_GUIDE_REGEX, "[a-z]{10,20}", 3)),
+            submit(e, "Give me a person as JSON:", guided(PGD_GUIDE_JSON_SCHEMA, PERSON, 4)),
+            submit(e, "Answer:", guided(PGD_GUIDE_GRAMMAR, "root ::= [0-9] \"~^~^~^\"", 5)),
+            submit(e, "Tell me a story", bw),
+        };
+        for (int i = 0; i < 5; i++)
+            collect(s[i], &got[mode][i]);
+        pgd_engine_get_stats(e, &st[mode]);
+        pgd_engine_destroy(e);
+    }
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(got[1][i].n_tokens[0], got[0][i].n_tokens[0], "request %d", i);
+        cr_assert_eq(memcmp(got[1][i].ids[0], got[0][i].ids[0],
+                            (size_t)got[0][i].n_tokens[0] * sizeof(int32_t)), 0,
+                     "request %d: \"%s\" async, \"%s\" in turn", i, got[1][i].text[0],
+                     got[0][i].text[0]);
+        cr_assert_eq(got[1][i].finish[0], got[0][i].finish[0], "request %d", i);
+    }
+    cr_assert(re_full_match("[a-z]{10,20}", got[1][1].text[0], got[1][1].len[0]));
+    check_person(got[1][2].text[0], got[1][2].len[0]);
+    cr_assert_eq(st[0].num_steps_overlapped, 0);
+    cr_assert_gt(st[1].num_steps_overlapped, 0);
+}
+
 /* ---- refusals, batches, n > 1 --------------------------------------------------------------- */
 
 Test(guided, invalid_guides_are_refused_at_submit_with_the_reason)

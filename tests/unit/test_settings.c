@@ -347,7 +347,8 @@ static bool engine_params_differ(const struct pgd_engine_params *a,
            a->enable_prefix_caching != b->enable_prefix_caching ||
            a->enable_chunked_prefill != b->enable_chunked_prefill || a->policy != b->policy ||
            a->seed != b->seed || a->gpu_memory_utilization != b->gpu_memory_utilization ||
-           a->enforce_eager != b->enforce_eager || (a->tokenizer != b->tokenizer) ||
+           a->enforce_eager != b->enforce_eager || a->async_scheduling != b->async_scheduling ||
+           (a->tokenizer != b->tokenizer) ||
            (a->quantization != b->quantization) ||
            a->random_weights != b->random_weights ||
            a->max_seq_len_to_capture != b->max_seq_len_to_capture ||
@@ -384,6 +385,7 @@ static const char *other_value(int id)
     case PGD__S_ENABLE_CHUNKED_PREFILL: return "false";
     case PGD__S_SCHEDULING_POLICY: return "priority";
     case PGD__S_ENFORCE_EAGER: return "true";
+    case PGD__S_ASYNC_SCHEDULING: return "true";
     case PGD__S_MAX_SEQ_LEN_TO_CAPTURE: return "100";
     case PGD__S_CUDA_GRAPH_SIZES: return "1 2";
     case PGD__S_SPECULATIVE_CONFIG: return SPEC_NGRAM;

@@ -61,6 +61,7 @@ struct tput_opts {
     const char *guided_regex;       /* their guide (a regex that never has to end) */
     bool profile_ops;               /* --profile-ops: the profile pass after the timed run */
     bool no_detokenize;             /* --disable-detokenize (vLLM's): token ids only */
+    bool async_scheduling;          /* --async-scheduling (vLLM's) */
     bool detokenize;                /* the requests ask for text (set once the engine is up) */
     int profile_prompts;            /* its requests: the workload's first N (-1: all) */
 };
@@ -190,6 +191,7 @@ static void tput_usage(FILE *out)
             "  --json FILE              also write the report as JSON\n"
             "  --disable-detokenize     token ids only (default: the requests' text too, as\n"
             "                           vLLM's benchmark, where the model has a tokenizer)\n"
+            "  --async-scheduling       plan each step while the one before it runs (vLLM's)\n"
             "  --structured-output-ratio X   the share of requests (0..1, default 0) whose\n"
             "                           output is constrained by --structured-output-regex\n"
             "                           (default \"[ -~]*\", never complete: every request\n"
@@ -357,6 +359,7 @@ static int run_tput(const struct tput_opts *o)
     if (o->swap_gib >= 0)
         ep.swap_space_bytes = (size_t)(o->swap_gib * (double)(1u << 30));
     ep.gpu_memory_utilization = o->gpu_mem;
+    ep.async_scheduling = o->async_scheduling;
     double t_load = pgd__now_s();
     if (pgd_engine_create(&ep, &e, err, sizeof err) != PGD_OK)
         goto out;
@@ -396,7 +399,7 @@ static int run_tput(const struct tput_opts *o)
         snprintf(policy, sizeof policy, "vLLM's admission (while blocks last), preempting the "
                  "newest");
     printf("engine: max_num_seqs %d, max_num_batched_tokens %d, %d KV blocks of %d tokens, %s, "
-           "%s; %s; preemption_mode %s, %d host swap blocks\n", ep.max_num_seqs,
+           "%s; %s; preemption_mode %s, %d host swap blocks%s\n", ep.max_num_seqs,
            ep.max_num_batched_tokens, st0.num_blocks, st0.block_size,
            o->temperature > 0 ? (o->m.device == PGD_DEVICE_CUDA ? "sampled on the GPU" : "sampled")
                               : "greedy",
@@ -406,7 +409,7 @@ static int run_tput(const struct tput_opts *o)
            ep.preemption_mode == PGD_PREEMPT_SWAP        ? "swap"
            : ep.preemption_mode == PGD_PREEMPT_RECOMPUTE ? "recompute"
                                                          : "auto",
-           st0.num_swap_blocks);
+           st0.num_swap_blocks, ep.async_scheduling ? "; async scheduling" : "");
     printf("workload: %d requests, %s, input %.1f tokens on average (max %ld), output %.1f "
            "(max %ld)\n", o->w.num_prompts, o->w.sharegpt ? "sharegpt-shaped lengths" : "fixed lengths",
            (double)sum_in / o->w.num_prompts, max_in, (double)sum_out / o->w.num_prompts, max_out);
@@ -542,7 +545,7 @@ static int run_tput(const struct tput_opts *o)
                    "\"tokens_recomputed\": %llu, \"steps_decode_only\": %llu, "
                    "\"steps_graph\": %llu, \"swapped_out\": %llu, \"swapped_in\": %llu, "
                    "\"swap_out_bytes\": %llu, \"swap_in_bytes\": %llu, \"settled_s\": %.6f, "
-                   "\"detokenize\": %s",
+                   "\"detokenize\": %s, \"async_scheduling\": %s, \"steps_overlapped\": %llu",
                 o->w.num_prompts, dt, o->w.num_prompts / dt, sum_in, counted, sum_in / dt,
                 counted / dt, (unsigned long long)gen, (unsigned long long)computed,
                 (unsigned long long)nsteps, max_in, max_out, max_len, floor_s,
@@ -551,7 +554,8 @@ static int run_tput(const struct tput_opts *o)
                 (unsigned long long)(st1.num_preemptions - st0.num_preemptions),
                 mix.recomputed, mix.decode_only, mix.graph, mix.swapped_out, mix.swapped_in,
                 mix.swap_out_bytes, mix.swap_in_bytes, dt_settled,
-                o->detokenize ? "true" : "false");
+                o->detokenize ? "true" : "false", ep.async_scheduling ? "true" : "false",
+                (unsigned long long)(st1.num_steps_overlapped - st0.num_steps_overlapped));
         if (wl_json) {
             fprintf(f, ", \"op_profile\": ");
             json_dumpf(wl_json, f, JSON_COMPACT);
@@ -593,6 +597,7 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         { "structured-output-regex", required_argument, 0, 'e' },
         { "profile-ops", no_argument, 0, 'F' }, { "profile-prompts", required_argument, 0, 'p' },
         { "disable-detokenize", no_argument, 0, 'D' },
+        { "async-scheduling", no_argument, 0, 'A' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     struct tput_opts o = { .w = PGD_TOOL_WORKLOAD_DEFAULT, .warmup = 8,
@@ -636,6 +641,7 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         case 'e': o.guided_regex = optarg; break;
         case 'F': o.profile_ops = true; break;
         case 'D': o.no_detokenize = true; break;
+        case 'A': o.async_scheduling = true; break;
         case 'p': o.profile_prompts = (int)strtol(optarg, &end, 10); break;
         case 'h': tput_usage(stdout); return 0;
         default:
