@@ -236,15 +236,20 @@ extern "C" void pgd_cuda_ctx_destroy(struct pgd_cuda_ctx *c)
     free(c);
 }
 
-extern "C" int pgd_cuda_sync(struct pgd_cuda_ctx *c, char *err, size_t errlen)
+/* The result of a wait for queued work (e), or else the first execution error. */
+static int waited(cudaError_t e, char *err, size_t errlen)
 {
-    cudaError_t e = cudaStreamSynchronize(c->stream);
     if (e == cudaSuccess)
         e = cudaGetLastError();
     if (e != cudaSuccess)
         return pgd_cuda_failf(err, errlen, "a CUDA kernel of this step failed: %s",
                               cudaGetErrorString(e));
     return 0;
+}
+
+extern "C" int pgd_cuda_sync(struct pgd_cuda_ctx *c, char *err, size_t errlen)
+{
+    return waited(cudaStreamSynchronize(c->stream), err, errlen);
 }
 
 extern "C" int pgd_cuda_copy_h2d_async(struct pgd_cuda_ctx *c, void *dst, const void *src,
@@ -261,6 +266,44 @@ extern "C" int pgd_cuda_copy_d2h_async(struct pgd_cuda_ctx *c, void *dst, const 
     PGD_CUDA_CHECK(err, errlen, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream),
                    "device->host copy of %zu bytes", bytes);
     return 0;
+}
+
+struct pgd_cuda_event {
+    cudaEvent_t ev;
+};
+
+extern "C" int pgd_cuda_event_create(struct pgd_cuda_event **out, char *err, size_t errlen)
+{
+    *out = (struct pgd_cuda_event *)calloc(1, sizeof **out);
+    if (!*out)
+        return pgd_cuda_failf(err, errlen, "out of host memory for an event");
+    cudaError_t e = cudaEventCreateWithFlags(&(*out)->ev, cudaEventDisableTiming);
+    if (e != cudaSuccess) {
+        free(*out);
+        *out = NULL;
+        return pgd_cuda_failf(err, errlen, "event: %s", cudaGetErrorString(e));
+    }
+    return 0;
+}
+
+extern "C" void pgd_cuda_event_destroy(struct pgd_cuda_event *e)
+{
+    if (!e)
+        return;
+    cudaEventDestroy(e->ev);
+    free(e);
+}
+
+extern "C" int pgd_cuda_event_record(struct pgd_cuda_ctx *c, struct pgd_cuda_event *e,
+                                     char *err, size_t errlen)
+{
+    PGD_CUDA_CHECK(err, errlen, cudaEventRecord(e->ev, c->stream), "event record");
+    return 0;
+}
+
+extern "C" int pgd_cuda_event_sync(struct pgd_cuda_event *e, char *err, size_t errlen)
+{
+    return waited(cudaEventSynchronize(e->ev), err, errlen);
 }
 
 extern "C" int pgd_cuda_sm_count(const struct pgd_cuda_ctx *c) { return c->sm_count; }

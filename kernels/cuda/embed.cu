@@ -1,6 +1,7 @@
 /* Row gathers: the embedding lookup (rows of the table by token id; over a vocabulary shard
  * under tensor parallelism) and the logits row gather (rows of the hidden states by batch
- * index). 16-byte copies when rows allow. */
+ * index). 16-byte copies when rows allow. Also the token ids an async step takes from the
+ * step before it (put_pending), ahead of the lookup. */
 #include "kernels/cuda/common.cuh"
 
 /* One block per output row; vec: rows are whole 16-byte vectors. */
@@ -63,5 +64,28 @@ extern "C" int pgd_cuda_gather_rows_shard(struct pgd_cuda_ctx *c, enum pgd_dtype
                                                  row0, rows, ids, d, (T *)out));
     PGD_CUDA_LAUNCHED(err, errlen, "gather_rows_shard %d rows of [%lld, %d] %s from row %lld", n,
                       (long long)rows, d, pgd_cuda_dt(dt), (long long)row0);
+    return 0;
+}
+
+/* One thread a pending token. */
+__global__ void put_pending_kernel(int32_t *token_ids, const int32_t *pairs, int n,
+                                   const int32_t *src, int stride)
+{
+    pdl_trigger();
+    pdl_wait();
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n)
+        token_ids[pairs[2 * i]] = src[(int64_t)pairs[2 * i + 1] * stride];
+}
+
+extern "C" int pgd_cuda_put_pending(struct pgd_cuda_ctx *c, int32_t *token_ids,
+                                    const int32_t *pairs, int n, const int32_t *src, int stride,
+                                    char *err, size_t errlen)
+{
+    if (n == 0)
+        return 0;
+    pgd_cuda_launch(c, put_pending_kernel, (n + 255) / 256, 256, token_ids, pairs, n, src,
+                    stride);
+    PGD_CUDA_LAUNCHED(err, errlen, "put_pending %d tokens (stride %d)", n, stride);
     return 0;
 }

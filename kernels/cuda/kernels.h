@@ -61,6 +61,15 @@ int pgd_cuda_copy_h2d_async(struct pgd_cuda_ctx *c, void *dst, const void *src, 
                             char *err, size_t errlen);
 int pgd_cuda_copy_d2h_async(struct pgd_cuda_ctx *c, void *dst, const void *src, size_t bytes,
                             char *err, size_t errlen);
+/* An event on the context's stream: record it behind the work queued so far, then wait on
+ * the host for that work (async steps: a step's results are in once its event is). */
+struct pgd_cuda_event;
+int pgd_cuda_event_create(struct pgd_cuda_event **out, char *err, size_t errlen);
+void pgd_cuda_event_destroy(struct pgd_cuda_event *e);
+int pgd_cuda_event_record(struct pgd_cuda_ctx *c, struct pgd_cuda_event *e, char *err,
+                          size_t errlen);
+/* Waits for the work before the last record; reports the first execution error. */
+int pgd_cuda_event_sync(struct pgd_cuda_event *e, char *err, size_t errlen);
 int pgd_cuda_sm_count(const struct pgd_cuda_ctx *c);
 /* The context's stream (a cudaStream_t), for the NCCL collectives of tensor parallelism. */
 void *pgd_cuda_ctx_stream(struct pgd_cuda_ctx *c);
@@ -87,6 +96,11 @@ int pgd_cuda_gather_rows(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *
 int pgd_cuda_gather_rows_shard(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *table,
                                int64_t row0, int64_t rows, const int32_t *ids, int n, int d,
                                void *out, char *err, size_t errlen);
+/* Async steps' pending tokens: token_ids[pairs[2i]] = src[pairs[2i + 1] * stride] for
+ * i < n (pairs: device [n, 2], batch row then the row of the step before; src: the ids
+ * that step sampled, stride int32s apart), before the embedding reads them. */
+int pgd_cuda_put_pending(struct pgd_cuda_ctx *c, int32_t *token_ids, const int32_t *pairs,
+                         int n, const int32_t *src, int stride, char *err, size_t errlen);
 
 /* ---- norm.cu: RMSNorm, fused residual add, residual add ------------------------------ */
 /* out[r, :] = x[r, :] * rsqrt(mean(x[r, :]^2) + eps) * w   (out may alias x) */

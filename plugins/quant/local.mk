@@ -1,6 +1,7 @@
 # Quantization plugins: one per checkpoint format, each converting its tensors into a
 # canonical layout of include/pagoda/quant.h (the runtime's kernels run from there).
-QUANT_COMMON_SOURCES = %reldir%/common/qcommon.c %reldir%/common/qcommon.h
+QUANT_COMMON_SOURCES = %reldir%/common/qcommon.c %reldir%/common/qcommon.h \
+	runtime/base/parallel.c runtime/base/parallel.h
 
 plugin_LTLIBRARIES += %reldir%/gptq/gptq.la %reldir%/awq/awq.la %reldir%/fp8/fp8.la \
 	%reldir%/compressed_tensors/compressed_tensors.la

@@ -404,6 +404,20 @@ static enum pgd_status rb_step_sample(void *ctx, const struct pgd__step_seq *seq
     return pgd__runner_step_sample(rb->runner, seqs, n_seqs, rows, res, err, errlen);
 }
 
+static enum pgd_status rb_submit(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
+                                 const struct pgd__sample_row *rows, char *err, size_t errlen)
+{
+    struct runner_backend *rb = ctx;
+    return pgd__runner_step_submit(rb->runner, seqs, n_seqs, rows, err, errlen);
+}
+
+static enum pgd_status rb_collect(void *ctx, struct pgd__sample_result *res, int *n_rows,
+                                  char *err, size_t errlen)
+{
+    struct runner_backend *rb = ctx;
+    return pgd__runner_step_collect(rb->runner, res, n_rows, err, errlen);
+}
+
 static enum pgd_status rb_step_hidden(void *ctx, const struct pgd__step_seq *seqs, int n_seqs,
                                       const float **hidden, char *err, size_t errlen)
 {
@@ -589,6 +603,10 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
         .n_eos = m->n_eos,
         .step = rb_step,
         .step_sample = rb_step_sample,
+        /* The async pair where the runner queues steps (one GPU); elsewhere the engine
+         * runs each submitted step to its end. */
+        .submit = pgd__runner_can_submit(rb->runner) ? rb_submit : NULL,
+        .collect = pgd__runner_can_submit(rb->runner) ? rb_collect : NULL,
         .step_hidden = rb_step_hidden,
         .hidden_size = d->hidden_size,
         .draft_step = rb->draft ? rb_draft_step : NULL,

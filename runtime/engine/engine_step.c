@@ -351,7 +351,8 @@ static bool land(struct pgd_engine *e, struct pgd__step_set *f, double *t_collec
     return true;
 }
 
-/* The step in flight lands now, and its finished requests retire. */
+/* The step in flight lands now, its finished requests retire, and the gauges follow (the
+ * engine may have nothing left to step). */
 static bool land_flight(struct pgd_engine *e)
 {
     struct pgd__step_set *f = e->flight;
@@ -359,6 +360,7 @@ static bool land_flight(struct pgd_engine *e)
     if (!land(e, f, NULL))
         return false;
     retire_finished(e);
+    pgd__stats_gauges(e);
     return true;
 }
 

@@ -14,14 +14,13 @@
  * threads; the same model seed gives the same tensors whatever the thread count. */
 #include "runtime/model/model.h"
 #include "runtime/model/model_ctx.h"
+#include "runtime/base/parallel.h"
 #include <pagoda/model.h>
 #include <pagoda/quant.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 bool pgd_model_random_weights(const struct pgd_model_ctx *ctx)
 {
@@ -68,50 +67,28 @@ struct fill {
     size_t bytes;
     uint64_t seed;
     bool fp8;                  /* e4m3 codes, else raw bits */
-    size_t w0, w1;             /* the 8-byte words this thread fills */
 };
 
-static void *fill_range(void *arg)
+/* The 8-byte words [w0, w1) of a fill (pgd__parallel_for's range). */
+static bool fill_range(void *arg, int64_t w0, int64_t w1)
 {
     const struct fill *f = arg;
-    for (size_t w = f->w0; w < f->w1; w++) {
+    for (size_t w = (size_t)w0; w < (size_t)w1; w++) {
         uint64_t r = rand_at(f->seed, w);
         if (f->fp8)
             r = fp8_codes(r);
         size_t off = w * 8, k = f->bytes - off < 8 ? f->bytes - off : 8;
         memcpy(f->dst + off, &r, k);
     }
-    return NULL;
+    return true;
 }
 
-/* Fills `bytes` bytes at dst from the stream `seed`, on up to 8 threads for large layers
- * (a thread that cannot start leaves its range to this one). */
+/* Fills `bytes` bytes at dst from the stream `seed`, on up to 8 threads of at least 1M
+ * words each for large layers. */
 static void fill_bytes(void *dst, size_t bytes, uint64_t seed, bool fp8)
 {
-    enum { MAX_THREADS = 8, MIN_WORDS_PER_THREAD = 1 << 20 };
-    size_t words = (bytes + 7) / 8;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    size_t nt = ncpu > 1 ? (size_t)ncpu : 1;
-    if (nt > MAX_THREADS)
-        nt = MAX_THREADS;
-    if (nt > words / MIN_WORDS_PER_THREAD)
-        nt = words / MIN_WORDS_PER_THREAD > 0 ? words / MIN_WORDS_PER_THREAD : 1;
-    struct fill f[MAX_THREADS];
-    pthread_t tid[MAX_THREADS];
-    bool started[MAX_THREADS] = { false };
-    for (size_t t = 0; t < nt; t++) {
-        f[t] = (struct fill){ .dst = dst, .bytes = bytes, .seed = seed, .fp8 = fp8,
-                              .w0 = words * t / nt, .w1 = words * (t + 1) / nt };
-        if (t > 0)
-            started[t] = pthread_create(&tid[t], NULL, fill_range, &f[t]) == 0;
-    }
-    fill_range(&f[0]);
-    for (size_t t = 1; t < nt; t++) {
-        if (started[t])
-            pthread_join(tid[t], NULL);
-        else
-            fill_range(&f[t]);
-    }
+    struct fill f = { .dst = dst, .bytes = bytes, .seed = seed, .fp8 = fp8 };
+    (void)pgd__parallel_for((int64_t)((bytes + 7) / 8), 1 << 20, 8, fill_range, &f);
 }
 
 /* Per-group (or per-channel) scales: base times a factor in [0.75, 1.25), as real scales

@@ -57,7 +57,8 @@ int pgd__batch_fill(const struct pgd__batch *b, const struct pgd__step_seq *seqs
             row[k] = 0;
         for (int i = 0; i < q->n_new; i++, t++) {
             int pos = q->n_computed + i;
-            b->token_ids[t] = q->tokens[i];
+            /* A pending token (an async step) is put in on the device after the copy. */
+            b->token_ids[t] = q->pending && i == 0 ? 0 : q->tokens[i];
             b->positions[t] = pos;
             b->slot_mapping[t] = pgd__batch_slot(q->block_table, pos, block_size);
             /* The logits rows are the sequence's last n_logits new tokens. */

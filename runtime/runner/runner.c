@@ -91,16 +91,22 @@ void pgd__runner_host_split(const struct pgd__runner *r, struct pgd__runner_host
 
 static void meta_free(struct pgd__runner *r)
 {
-    host_free(r, r->meta_host);
-    if (r->meta_dev && r->meta_dev != r->meta_host)
-        pgd__device_free(r->params.device, r->meta_dev);
+    if (on_cuda(r)) {
+        host_free(r, r->meta_pin[0]);
+        host_free(r, r->meta_pin[1]);
+        if (r->meta_dev)
+            pgd__device_free(r->params.device, r->meta_dev);
+    } else {
+        free(r->meta_host);
+    }
+    r->meta_pin[0] = r->meta_pin[1] = NULL;
     r->meta_host = r->meta_dev = NULL;
     r->meta_cap = 0;
 }
 
 /* Grows the batch metadata buffers to at least bytes (by half again, so that slowly
- * growing steps do not reallocate each time). Waits for the GPU first: a queued copy may
- * still read the old buffers. */
+ * growing steps do not reallocate each time): on a GPU both turns' pinned buffers and the
+ * device copy. Waits for the GPU first: a queued copy may still read the old buffers. */
 static enum pgd_status meta_reserve(struct pgd__runner *r, size_t bytes, char *err, size_t errlen)
 {
     if (bytes <= r->meta_cap)
@@ -110,8 +116,14 @@ static enum pgd_status meta_reserve(struct pgd__runner *r, size_t bytes, char *e
         return st;
     meta_free(r);
     size_t cap = bytes + bytes / 2;
-    r->meta_host = host_alloc(r, cap);
-    r->meta_dev = on_cuda(r) ? pgd__device_alloc(r->params.device, cap) : r->meta_host;
+    if (on_cuda(r)) {
+        r->meta_pin[0] = host_alloc(r, cap);
+        r->meta_pin[1] = host_alloc(r, cap);
+        r->meta_host = r->meta_pin[0] && r->meta_pin[1] ? r->meta_pin[r->turn] : NULL;
+        r->meta_dev = pgd__device_alloc(r->params.device, cap);
+    } else {
+        r->meta_host = r->meta_dev = malloc(cap);
+    }
     if (!r->meta_host || !r->meta_dev) {
         meta_free(r);
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "runner: out of memory for %zu bytes of "
@@ -553,7 +565,9 @@ void pgd__runner_destroy(struct pgd__runner *r)
     pgd__model_destroy(r->model);
     meta_free(r);
     host_free(r, r->logits);
-    host_free(r, r->greedy);
+    host_free(r, r->greedy[0]);
+    host_free(r, r->greedy[1]);
+    pgd__runner_async_free(r);
     free(r->hidden);
     host_free(r, r->hidden_raw);
 #ifdef PGD_HAVE_CUDA
@@ -621,9 +635,9 @@ static enum pgd_status check_step(struct pgd__runner *r, const struct pgd__step_
             return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
                             "step: sequence %d has n_new %d, n_computed %d, n_logits %d", s,
                             q->n_new, q->n_computed, q->n_logits);
-        if (q->pending)
+        if (q->pending && !r->submitting)
             return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "step: sequence %d has a pending "
-                            "token (async scheduling), which this step cannot take", s);
+                            "token (async scheduling), which only a submitted step takes", s);
         long len = (long)q->n_computed + q->n_new;
         if ((long)q->n_blocks * bs < len)
             return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
@@ -727,6 +741,24 @@ static void drain(struct pgd__runner *r)
     (void)device_sync(r, e2, sizeof e2);
 }
 
+enum pgd_status pgd__runner_greedy_reserve(struct pgd__runner *r, int n, char *err,
+                                           size_t errlen)
+{
+    const int t = r->turn;
+    if (n <= r->greedy_cap[t])
+        return PGD_OK;
+    /* The old pinned buffer may still be the target of a queued copy. */
+    enum pgd_status st = device_sync(r, err, errlen);
+    if (st)
+        return st;
+    host_free(r, r->greedy[t]);
+    r->greedy[t] = host_alloc(r, (size_t)n * sizeof(int32_t));
+    r->greedy_cap[t] = r->greedy[t] ? n : 0;
+    if (!r->greedy[t])
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: out of memory for %d ids", n);
+    return PGD_OK;
+}
+
 /* The argmax ids of the rows into greedy, or (greedy NULL) the rows into r->logits. On a
  * GPU the argmax runs there into ids_dev (the arena when NULL) and only the ids come back. */
 static enum pgd_status finish_rows(struct pgd__runner *r, const float *logits, int n_logits,
@@ -734,16 +766,8 @@ static enum pgd_status finish_rows(struct pgd__runner *r, const float *logits, i
 {
     enum pgd_status st;
     int vocab = r->model->desc.vocab_size;
-    if (greedy && n_logits > r->greedy_cap) {
-        /* The old pinned buffer may still be the target of a queued copy. */
-        if ((st = device_sync(r, err, errlen)))
-            return st;
-        host_free(r, r->greedy);
-        r->greedy = host_alloc(r, (size_t)n_logits * sizeof(int32_t));
-        r->greedy_cap = r->greedy ? n_logits : 0;
-        if (!r->greedy)
-            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: out of memory for %d ids", n_logits);
-    }
+    if (greedy && (st = pgd__runner_greedy_reserve(r, n_logits, err, errlen)))
+        return st;
 #ifdef PGD_HAVE_CUDA
     if (on_cuda(r)) {
         int rc;
@@ -752,7 +776,7 @@ static enum pgd_status finish_rows(struct pgd__runner *r, const float *logits, i
                                    : pgd__arena_alloc(&r->arena, (size_t)n_logits * sizeof(int32_t));
             rc = !ids ? pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for ids") != 0
                       : pgd_cuda_argmax(r->cuda, logits, n_logits, vocab, ids, err, errlen) ||
-                            pgd_cuda_copy_d2h_async(r->cuda, r->greedy, ids,
+                            pgd_cuda_copy_d2h_async(r->cuda, r->greedy[r->turn], ids,
                                                     (size_t)n_logits * sizeof(int32_t), err,
                                                     errlen);
         } else {
@@ -762,7 +786,7 @@ static enum pgd_status finish_rows(struct pgd__runner *r, const float *logits, i
         if (rc || device_sync(r, err, errlen))
             return PGD_ERR_DEVICE;
         if (greedy)
-            memcpy(greedy, r->greedy, (size_t)n_logits * sizeof(int32_t));
+            memcpy(greedy, r->greedy[r->turn], (size_t)n_logits * sizeof(int32_t));
         return PGD_OK;
     }
 #else
@@ -908,7 +932,9 @@ static bool graph_step(struct pgd__runner *r, const struct pgd__step_seq *seqs, 
                           errlen)))
         return true;
     struct pgd_fwd f = fwd_base(r);
-    if ((*st = pgd__graphs_fill_batch(g, &plan, seqs, n_seqs, r->cuda, &f, err, errlen)))
+    if ((*st = pgd__graphs_host_turn(g, r->turn, err, errlen)) ||
+        (*st = pgd__graphs_fill_batch(g, &plan, seqs, n_seqs, r->cuda, &f, err, errlen)) ||
+        (*st = pgd__runner_put_pending(r, (int32_t *)f.token_ids, err, errlen)))
         return true;
     if (r->tp_serving) {
         struct tp_header h = { .op = TP_GRAPH_STEP, .graph_size = plan.size_index,
@@ -924,7 +950,9 @@ static bool graph_step(struct pgd__runner *r, const struct pgd__step_seq *seqs, 
     if ((*st = graph_forward(r, &plan, &f, &logits, err, errlen)))
         return true;
     /* Only the real rows: the padding rows' logits are computed and ignored. */
-    *st = finish(r, logits, n_seqs, want, pgd__graphs_ids_dev(g), err, errlen);
+    *st = r->submitting ? pgd__runner_finish_submit(r, logits, n_seqs, want->rows,
+                                                    pgd__graphs_ids_dev(g), err, errlen)
+                        : finish(r, logits, n_seqs, want, pgd__graphs_ids_dev(g), err, errlen);
     return true;
 }
 
@@ -964,6 +992,10 @@ static enum pgd_status forward_flat(struct pgd__runner *r, const struct tp_heade
     if (on_cuda(r) && pgd_cuda_copy_h2d_async(r->cuda, r->meta_dev, r->meta_host, L->total, err,
                                               errlen))
         return PGD_ERR_DEVICE;
+    enum pgd_status pst = pgd__runner_put_pending(r, (int32_t *)(r->meta_dev + L->token_ids),
+                                                  err, errlen);
+    if (pst)
+        return pst;
 #endif
     *f = fwd_base(r);
     f->n_tokens = h->n_tokens;
@@ -1086,6 +1118,10 @@ static enum pgd_status eager_step(struct pgd__runner *r, const struct pgd__step_
         return st;
     if (want->hidden)
         return finish_hidden(r, f.hidden, n_logits, err, errlen);
+#ifdef PGD_HAVE_CUDA
+    if (r->submitting)
+        return pgd__runner_finish_submit(r, logits, n_logits, want->rows, NULL, err, errlen);
+#endif
     return finish(r, logits, n_logits, want, NULL, err, errlen);
 }
 
@@ -1111,6 +1147,10 @@ static enum pgd_status run_step(struct pgd__runner *r, const struct pgd__step_se
                                 int n_seqs, const struct step_want *want, char *err,
                                 size_t errlen)
 {
+    if (!r->submitting && pgd__runner_uncollected(r) > 0)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "step: %d submitted steps are not "
+                        "collected yet (pgd__runner_step_collect first)",
+                        pgd__runner_uncollected(r));
     const double t0 = pgd__now_s(), d0 = r->device_s;
     struct pgd__runner_step_info info = { 0 };
     if (r->hook.profile || r->hook.done)

@@ -85,10 +85,10 @@ struct pgd__step_seq {
                                         sliding window no longer reads */
     int n_blocks;
     int n_logits;                    /* logits for the last n_logits new tokens (0..n_new) */
-    /* Async scheduling, for a backend's submit (runtime/engine/engine_backend.h; the
-     * runner's steps refuse it): tokens[0] is a placeholder for a token the caller does
-     * not know yet, the one the step submitted just before this one samples at its logits
-     * row pending_row; n_new is then 1. */
+    /* Async scheduling (pgd__runner_step_submit, a backend's submit; the other steps refuse
+     * it): tokens[0] is a placeholder for a token the caller does not know yet, the one the
+     * step submitted just before this one samples at its logits row pending_row; n_new is
+     * then 1. */
     bool pending;
     int pending_row;
 };
@@ -211,5 +211,25 @@ enum pgd_status pgd__runner_step_sample(struct pgd__runner *r, const struct pgd_
                                         int n_seqs, const struct pgd__sample_row *rows,
                                         struct pgd__sample_result *res, char *err,
                                         size_t errlen);
+
+/* ---- async steps (runner_async.c) ----
+ * The step pair behind the engine's async scheduling (vLLM's --async-scheduling), on one
+ * GPU: submit queues a sampled step (as pgd__runner_step_sample: the batch's copy, the
+ * forward pass or its graph, the sampling, the results' copy back) and returns without
+ * waiting; collect waits for the oldest submitted step not yet collected and hands back its
+ * results (res [sum of n_logits], *n_rows). At most two are uncollected: the caller plans
+ * and submits step N + 1 while the device runs step N, and step N + 1's sequences may carry
+ * step N's sampled tokens as pending (struct pgd__step_seq), which the device puts in. rows
+ * (and what they point to) stay the caller's and must live until the step is collected.
+ * The other step functions refuse to run while a step is uncollected. */
+/* Whether this runner has the pair: on a GPU, not tensor parallel. */
+bool pgd__runner_can_submit(const struct pgd__runner *r);
+enum pgd_status pgd__runner_step_submit(struct pgd__runner *r, const struct pgd__step_seq *seqs,
+                                        int n_seqs, const struct pgd__sample_row *rows,
+                                        char *err, size_t errlen);
+enum pgd_status pgd__runner_step_collect(struct pgd__runner *r, struct pgd__sample_result *res,
+                                         int *n_rows, char *err, size_t errlen);
+/* Steps submitted and not yet collected (0..2). */
+int pgd__runner_uncollected(const struct pgd__runner *r);
 
 #endif

@@ -59,7 +59,10 @@ struct pgd__graphs {
     int max_width;                         /* block-table width of the largest bucket */
     int block_size, vocab_size;
     struct pgd__meta_layout L;             /* at the largest size and bucket */
-    char *meta_host;                       /* owned, pinned */
+    /* The pinned buffer the next fill writes: one of host_buf, which take turns under async
+     * steps (the copy of the step in flight may still read the other). */
+    char *meta_host;
+    char *host_buf[2];                     /* owned, pinned; [1] made by the first turn */
     char *meta_dev;                        /* owned, device */
     int32_t *items_dev;                    /* owned, device [sizes[last], 4] */
     int32_t *ids_dev;                      /* owned, device [sizes[last]] argmax ids */
@@ -120,7 +123,8 @@ void pgd__graphs_destroy(struct pgd__graphs *g)
     for (int i = 0; i < g->n_sizes; i++)
         for (int k = 0; k < g->n_buckets; k++)
             pgd_cuda_graph_destroy(g->e[i][k].graph);
-    pgd_cuda_host_free(g->meta_host);
+    pgd_cuda_host_free(g->host_buf[0]);
+    pgd_cuda_host_free(g->host_buf[1]);
     pgd_cuda_free(g->meta_dev);
     pgd_cuda_free(g->items_dev);
     pgd_cuda_free(g->ids_dev);
@@ -196,7 +200,7 @@ static enum pgd_status alloc_buffers(struct pgd__graphs *g, int max_b, long cap,
                                      size_t errlen)
 {
     g->L = pgd__meta_layout(max_b, max_b, g->max_width);
-    g->meta_host = pgd_cuda_host_alloc(g->L.total);
+    g->meta_host = g->host_buf[0] = pgd_cuda_host_alloc(g->L.total);
     g->meta_dev = pgd_cuda_malloc(g->L.total);
     g->items_dev = pgd_cuda_malloc((size_t)max_b * 4 * sizeof(int32_t));
     g->ids_dev = pgd_cuda_malloc((size_t)max_b * sizeof(int32_t));
@@ -299,11 +303,13 @@ enum pgd_status pgd__graphs_fill_batch(struct pgd__graphs *g, const struct pgd__
         if (s < n_seqs) {
             const struct pgd__step_seq *q = &seqs[s];
             int pos = q->n_computed, nb = q->n_blocks < width ? q->n_blocks : width;
+            /* A pending token (an async step) is put in on the device after the copy. */
+            const int32_t tok = q->pending ? 0 : q->tokens[0];
             /* Checked here because a graph replay has no embedding op to refuse it. */
-            if (q->tokens[0] < 0 || q->tokens[0] >= vocab)
+            if (tok < 0 || tok >= vocab)
                 return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "forward: embed: token id %d "
-                                "outside the vocabulary [0, %d)", q->tokens[0], vocab);
-            b.token_ids[s] = q->tokens[0];
+                                "outside the vocabulary [0, %d)", tok, vocab);
+            b.token_ids[s] = tok;
             b.positions[s] = pos;
             b.seq_lens[s] = pos + 1;
             b.slot_mapping[s] = pgd__batch_slot(q->block_table, pos, bs);
@@ -338,6 +344,16 @@ bool pgd__graphs_plan_shape(const struct pgd__graphs *g, int size_index, int buc
         .width = (int)((cap + g->block_size - 1) / g->block_size),
     };
     return true;
+}
+
+enum pgd_status pgd__graphs_host_turn(struct pgd__graphs *g, int turn, char *err,
+                                      size_t errlen)
+{
+    if (!g->host_buf[turn] && !(g->host_buf[turn] = pgd_cuda_host_alloc(g->L.total)))
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "cuda graphs: out of pinned memory for a "
+                        "second batch buffer (%zu bytes)", g->L.total);
+    g->meta_host = g->host_buf[turn];
+    return PGD_OK;
 }
 
 void *pgd__graphs_batch_host(struct pgd__graphs *g, const struct pgd__graph_plan *plan,

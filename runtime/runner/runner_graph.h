@@ -89,6 +89,10 @@ enum pgd_status pgd__graphs_fill_batch(struct pgd__graphs *g, const struct pgd__
  * the device on cuda's stream and f's batch fields pointed at it (fill_batch ends with it). */
 bool pgd__graphs_plan_shape(const struct pgd__graphs *g, int size_index, int bucket,
                             struct pgd__graph_plan *plan);
+/* Async steps: the pinned buffer the next fills write, turn 0 or 1 (the step in flight's
+ * copy may still read the other); turn 1's is made by its first use. */
+enum pgd_status pgd__graphs_host_turn(struct pgd__graphs *g, int turn, char *err,
+                                      size_t errlen);
 void *pgd__graphs_batch_host(struct pgd__graphs *g, const struct pgd__graph_plan *plan,
                              size_t *bytes);
 enum pgd_status pgd__graphs_upload_batch(struct pgd__graphs *g,

@@ -25,13 +25,22 @@ struct pgd__runner {
      * quantization for them (struct pgd_fwd's fp8_norms; off with PGD_CUDA_FP8_NORM_X=0). */
     bool fp8_norms;
 
-    /* The eager step's batch (see batch.h); meta_dev == meta_host on the CPU. */
-    char *meta_host, *meta_dev;        /* owned; [meta_cap] bytes */
+    /* The eager step's batch (see batch.h): meta_host, the host buffer this step writes, and
+     * meta_dev, its device copy ([meta_cap] bytes each); on the CPU the two are one malloc'd
+     * buffer. On a GPU meta_host is meta_pin[turn]: async steps take turns, since the copy
+     * of the step in flight may still read the other. */
+    char *meta_host, *meta_dev;
+    char *meta_pin[2];                 /* owned, pinned (GPU) */
     size_t meta_cap;
     float *logits;                     /* [logits_cap, vocab] float32 host (pinned on CUDA) */
     int logits_cap;
-    int32_t *greedy;                   /* [greedy_cap] host (pinned on CUDA) */
-    int greedy_cap;
+    int32_t *greedy[2];                /* by turn: [greedy_cap[t]] argmax ids (pinned on CUDA) */
+    int greedy_cap[2];
+    /* Which of the host buffers that take turns (meta_pin, greedy, the graphs' batch, the
+     * sampling rows and results) this step writes: flipped by each async submit. */
+    int turn;
+    struct pgd__runner_async *async;   /* runner_async.c's state; NULL until the first submit */
+    bool submitting;                   /* inside pgd__runner_step_submit */
     /* Pooling steps: the rows' hidden states as float32 [hidden_cap, hidden_size] (host),
      * and on a GPU their act-dtype copy from the device (pinned, hidden_raw_bytes). */
     float *hidden;
@@ -63,6 +72,26 @@ struct pgd__runner {
 /* runner_swap.c: frees the swap space (its copies finished first). */
 void pgd__runner_swap_fini(struct pgd__runner *r);
 
+/* runner.c: grows this turn's pinned argmax ids (r->greedy[r->turn]) to n; waits for the
+ * GPU first when it must (a queued copy may still target the old buffer). */
+enum pgd_status pgd__runner_greedy_reserve(struct pgd__runner *r, int n, char *err,
+                                           size_t errlen);
+
+/* runner_async.c: frees the async steps' state (NULL is fine). */
+void pgd__runner_async_free(struct pgd__runner *r);
+/* Inside a submit whose step has pending tokens: copies their (batch row, row of the step
+ * before) pairs to the device and queues the kernel that puts the step before's sampled ids
+ * into token_ids (the device batch, after its copy). A no-op otherwise. */
+enum pgd_status pgd__runner_put_pending(struct pgd__runner *r, int32_t *token_ids, char *err,
+                                        size_t errlen);
+/* Inside a submit, after the forward pass left n_logits rows at logits (device): queues the
+ * argmax (every row a plain greedy sample; into ids_dev, the arena when NULL) or the
+ * sampling kernels, and the copy of their results into this turn's pinned buffers, and
+ * records the step's event; nothing waits. */
+enum pgd_status pgd__runner_finish_submit(struct pgd__runner *r, const float *logits,
+                                          int n_logits, const struct pgd__sample_row *rows,
+                                          int32_t *ids_dev, char *err, size_t errlen);
+
 /* runner_sample.c: the sampling buffers (on a GPU: the kernels' scratch rows, allocated
  * here so that the KV cache sizing sees them; the packed rows and the results, pinned and
  * on the device), and sampling n_logits rows of logits (device memory on a GPU, r->logits
@@ -75,5 +104,18 @@ void pgd__runner_sampling_fini(struct pgd__runner *r);
 enum pgd_status pgd__runner_sample(struct pgd__runner *r, const float *logits, int n_logits,
                                    const struct pgd__sample_row *rows,
                                    struct pgd__sample_result *res, char *err, size_t errlen);
+#ifdef PGD_HAVE_CUDA
+/* The GPU sampling in two halves (pgd__runner_sample is both, with the wait between):
+ * enqueue packs the rows into turn's pinned buffer and queues the copy, the kernels and the
+ * results' copy back into turn's pinned results; *ids / *stride get where the kernels left
+ * the sampled ids on the device (int32s stride apart, valid until the next sampling).
+ * unpack reads turn's results, once the copy is done. */
+enum pgd_status pgd__runner_sample_enqueue(struct pgd__runner *r, const float *logits, int n,
+                                           const struct pgd__sample_row *rows, int turn,
+                                           const int32_t **ids, int *stride, char *err,
+                                           size_t errlen);
+void pgd__runner_sample_unpack(struct pgd__runner *r, int turn, const struct pgd__sample_row *rows,
+                               int n, struct pgd__sample_result *res);
+#endif
 
 #endif

@@ -1,6 +1,8 @@
 /* The runner's sampling (see runner_internal.h): the CPU sampler over host rows, or on a GPU
  * the sampling kernels over the device logits with one host-to-device copy of the packed
- * rows and one device-to-host copy of the results (both pinned) per step. */
+ * rows and one device-to-host copy of the results (both pinned) per step. The pinned
+ * buffers come in two, by the runner's turn: under async steps the copies of the step in
+ * flight may still use one while the next step fills the other. */
 #include "config.h"
 #include "runtime/runner/runner_internal.h"
 #include "runtime/sample/sample_rows.h"
@@ -20,12 +22,14 @@ struct pgd__runner_sampling {
     float *scratch;                        /* [vocab] */
     /* GPU */
     struct pgd__sample_packer packer;
-    char *pack_host;                       /* pinned [pack_cap] */
-    char *pack_dev;                        /* device [pack_cap] */
-    size_t pack_cap;
-    struct pgd_cuda_sample_out *out_host;  /* pinned [out_cap] */
-    struct pgd_cuda_sample_out *out_dev;   /* device [out_cap] */
-    int out_cap;
+    char *pack_host[2];                    /* by turn: pinned [pack_host_cap[t]] */
+    size_t pack_host_cap[2];
+    char *pack_dev;                        /* device [pack_dev_cap] */
+    size_t pack_dev_cap;
+    struct pgd_cuda_sample_out *out_host[2];   /* by turn: pinned [out_host_cap[t]] */
+    int out_host_cap[2];
+    struct pgd_cuda_sample_out *out_dev;   /* device [out_dev_cap] */
+    int out_dev_cap;
     float *work;                           /* device [work_rows, vocab] */
     int work_rows;
 };
@@ -41,9 +45,11 @@ void pgd__runner_sampling_fini(struct pgd__runner *r)
     free(s->scratch);
     pgd__sample_packer_fini(&s->packer);
 #ifdef PGD_HAVE_CUDA
-    pgd_cuda_host_free(s->pack_host);
+    for (int t = 0; t < 2; t++) {
+        pgd_cuda_host_free(s->pack_host[t]);
+        pgd_cuda_host_free(s->out_host[t]);
+    }
     pgd_cuda_free(s->pack_dev);
-    pgd_cuda_host_free(s->out_host);
     pgd_cuda_free(s->out_dev);
     pgd_cuda_free(s->work);
 #endif
@@ -83,64 +89,96 @@ enum pgd_status pgd__runner_sampling_init(struct pgd__runner *r, char *err, size
 }
 
 #ifdef PGD_HAVE_CUDA
-/* Grows the packed-rows and result buffers (by half again plus slack). Waits for the
- * stream first: a queued copy may still use the old ones. */
-static enum pgd_status reserve(struct pgd__runner *r, size_t pack_bytes, int rows, char *err,
-                               size_t errlen)
+/* Grows turn t's packed-rows and result buffers and the device ones (by half again plus
+ * slack). Waits for the stream first: a queued copy may still use the old ones. */
+static enum pgd_status reserve(struct pgd__runner *r, int t, size_t pack_bytes, int rows,
+                               char *err, size_t errlen)
 {
     struct pgd__runner_sampling *s = r->samp;
-    if (pack_bytes <= s->pack_cap && rows <= s->out_cap)
+    const bool pack_host = pack_bytes > s->pack_host_cap[t], pack_dev = pack_bytes > s->pack_dev_cap;
+    const bool out_host = rows > s->out_host_cap[t], out_dev = rows > s->out_dev_cap;
+    if (!pack_host && !pack_dev && !out_host && !out_dev)
         return PGD_OK;
     if (pgd__runner_wait_device(r, err, errlen))
         return PGD_ERR_DEVICE;
-    if (pack_bytes > s->pack_cap) {
-        pgd_cuda_host_free(s->pack_host);
+    const size_t pcap = pack_bytes + pack_bytes / 2 + 4096;
+    const int ocap = rows + rows / 2 + 16;
+    if (pack_host) {
+        pgd_cuda_host_free(s->pack_host[t]);
+        s->pack_host[t] = pgd_cuda_host_alloc(pcap);
+        s->pack_host_cap[t] = s->pack_host[t] ? pcap : 0;
+    }
+    if (pack_dev) {
         pgd_cuda_free(s->pack_dev);
-        size_t cap = pack_bytes + pack_bytes / 2 + 4096;
-        s->pack_host = pgd_cuda_host_alloc(cap);
-        s->pack_dev = pgd_cuda_malloc(cap);
-        s->pack_cap = s->pack_host && s->pack_dev ? cap : 0;
-        if (!s->pack_cap)
-            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "sampling: out of memory for %zu "
-                            "bytes of packed rows", cap);
+        s->pack_dev = pgd_cuda_malloc(pcap);
+        s->pack_dev_cap = s->pack_dev ? pcap : 0;
     }
-    if (rows > s->out_cap) {
-        pgd_cuda_host_free(s->out_host);
+    if ((pack_host && !s->pack_host_cap[t]) || (pack_dev && !s->pack_dev_cap))
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "sampling: out of memory for %zu bytes of "
+                        "packed rows", pcap);
+    if (out_host) {
+        pgd_cuda_host_free(s->out_host[t]);
+        s->out_host[t] = pgd_cuda_host_alloc((size_t)ocap * sizeof *s->out_host[t]);
+        s->out_host_cap[t] = s->out_host[t] ? ocap : 0;
+    }
+    if (out_dev) {
         pgd_cuda_free(s->out_dev);
-        int cap = rows + rows / 2 + 16;
-        s->out_host = pgd_cuda_host_alloc((size_t)cap * sizeof *s->out_host);
-        s->out_dev = pgd_cuda_malloc((size_t)cap * sizeof *s->out_dev);
-        s->out_cap = s->out_host && s->out_dev ? cap : 0;
-        if (!s->out_cap)
-            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "sampling: out of memory for %d "
-                            "result rows", cap);
+        s->out_dev = pgd_cuda_malloc((size_t)ocap * sizeof *s->out_dev);
+        s->out_dev_cap = s->out_dev ? ocap : 0;
     }
+    if ((out_host && !s->out_host_cap[t]) || (out_dev && !s->out_dev_cap))
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "sampling: out of memory for %d result "
+                        "rows", ocap);
     return PGD_OK;
+}
+
+enum pgd_status pgd__runner_sample_enqueue(struct pgd__runner *r, const float *logits, int n,
+                                           const struct pgd__sample_row *rows, int turn,
+                                           const int32_t **ids, int *stride, char *err,
+                                           size_t errlen)
+{
+    struct pgd__runner_sampling *s = r->samp;
+    enum pgd_status st = reserve(r, turn, pgd__sample_pack_bytes(rows, n, s->vocab), n, err,
+                                 errlen);
+    if (st)
+        return st;
+    size_t used = 0;
+    if ((st = pgd__sample_pack(&s->packer, rows, n, s->pack_host[turn], &used, err, errlen)))
+        return st;
+    /* The packed layout (sample_rows.h): n row parameter records, then the int32 pool
+     * they index into; the same offsets in the device copy. */
+    const struct pgd_cuda_sample_row *params = (const struct pgd_cuda_sample_row *)s->pack_dev;
+    const int32_t *pool = (const int32_t *)(params + n);
+    if (pgd_cuda_copy_h2d_async(r->cuda, s->pack_dev, s->pack_host[turn], used, err, errlen) ||
+        pgd_cuda_sample(r->cuda, logits, n, s->vocab, params, pool, s->work, s->work_rows,
+                        s->out_dev, err, errlen) ||
+        pgd_cuda_copy_d2h_async(r->cuda, s->out_host[turn], s->out_dev,
+                                (size_t)n * sizeof *s->out_host[turn], err, errlen))
+        return PGD_ERR_DEVICE;
+    *ids = &s->out_dev[0].token;
+    *stride = (int)(sizeof *s->out_dev / sizeof(int32_t));
+    return PGD_OK;
+}
+
+void pgd__runner_sample_unpack(struct pgd__runner *r, int turn, const struct pgd__sample_row *rows,
+                               int n, struct pgd__sample_result *res)
+{
+    pgd__sample_unpack(r->samp->out_host[turn], rows, n, res);
 }
 
 static enum pgd_status sample_gpu(struct pgd__runner *r, const float *logits, int n,
                                   const struct pgd__sample_row *rows,
                                   struct pgd__sample_result *res, char *err, size_t errlen)
 {
-    struct pgd__runner_sampling *s = r->samp;
-    enum pgd_status st = reserve(r, pgd__sample_pack_bytes(rows, n, s->vocab), n, err, errlen);
+    const int32_t *ids;
+    int stride;
+    enum pgd_status st = pgd__runner_sample_enqueue(r, logits, n, rows, r->turn, &ids, &stride,
+                                                    err, errlen);
     if (st)
         return st;
-    size_t used = 0;
-    if ((st = pgd__sample_pack(&s->packer, rows, n, s->pack_host, &used, err, errlen)))
-        return st;
-    /* The packed layout (sample_rows.h): n row parameter records, then the int32 pool
-     * they index into; the same offsets in the device copy. */
-    const struct pgd_cuda_sample_row *params = (const struct pgd_cuda_sample_row *)s->pack_dev;
-    const int32_t *pool = (const int32_t *)(params + n);
-    if (pgd_cuda_copy_h2d_async(r->cuda, s->pack_dev, s->pack_host, used, err, errlen) ||
-        pgd_cuda_sample(r->cuda, logits, n, s->vocab, params, pool, s->work, s->work_rows,
-                        s->out_dev, err, errlen) ||
-        pgd_cuda_copy_d2h_async(r->cuda, s->out_host, s->out_dev, (size_t)n * sizeof *s->out_host,
-                                err, errlen) ||
-        pgd__runner_wait_device(r, err, errlen))
+    if (pgd__runner_wait_device(r, err, errlen))
         return PGD_ERR_DEVICE;
-    pgd__sample_unpack(s->out_host, rows, n, res);
+    pgd__runner_sample_unpack(r, r->turn, rows, n, res);
     return PGD_OK;
 }
 #endif

@@ -15,7 +15,8 @@
 # CONFIG (default scripts/configs/llama-3-8b/config.json), OUTDIR (default /tmp/sidebyside/pagoda),
 # BUDGET (seconds for the whole script, default 520; a step starts only if its estimate fits),
 # PORT (8010), ONLY (offline workload names, comma-separated), SERVE_ONLY / SWEEP_RATES (as
-# vllm_serve.sh), HEALTH_WAIT (180).
+# vllm_serve.sh), HEALTH_WAIT (180), PAGODA_ARGS (more flags for every pagoda command that
+# runs the engine, e.g. --async-scheduling; default none).
 # stdout: progress lines and one JSON line per workload (also in OUTDIR/summary.jsonl); OUTDIR:
 # every report.
 set -u -o pipefail
@@ -45,9 +46,9 @@ tput() {
   local name=$1 tag=$2; shift 2
   fits "$(est "$name")" "$BUDGET" || { echo "{\"engine\": \"pagoda\", \"workload\": \"$name\", \"skipped\": \"time budget\"}" | emit; return 0; }
   stamp "pagoda bench throughput $name ($tag)"
-  # shellcheck disable=SC2046 # the workload's arguments are words
+  # shellcheck disable=SC2046,SC2086 # the workload's arguments and PAGODA_ARGS are words
   PAGODA_LOG=info timeout 400 "$PAGODA" bench throughput --random-weights "$CONFIG" $(W pagoda-args "$name") \
-    --json "$OUTDIR/$tag.json" "$@" > "$OUTDIR/$tag.txt" 2>&1 || { stamp "$name failed: $(tail -n 3 "$OUTDIR/$tag.txt")"; status=1; return 0; }
+    --json "$OUTDIR/$tag.json" "$@" ${PAGODA_ARGS:-} > "$OUTDIR/$tag.txt" 2>&1 || { stamp "$name failed: $(tail -n 3 "$OUTDIR/$tag.txt")"; status=1; return 0; }
   python3 "$HERE/summarize.py" pagoda-tput "$name" "$OUTDIR/$tag.txt" "$OUTDIR/$tag.json" | emit
 }
 
@@ -81,9 +82,10 @@ serve() {
   : "${MODEL_DIR:?MODEL_DIR=config.json + Llama-3 tokenizer files}"
   fits 60 "$BUDGET" || return 0
   stamp "pagoda serve $MODEL_DIR"
+  # shellcheck disable=SC2086 # PAGODA_ARGS is words
   "$PAGODA" serve "$MODEL_DIR" --load-format dummy --host 127.0.0.1 --port "$PORT" \
     --served-model-name l8b --max-num-seqs 1024 --max-num-batched-tokens 8192 \
-    --disable-log-requests > "$OUTDIR/server.log" 2>&1 &
+    --disable-log-requests ${PAGODA_ARGS:-} > "$OUTDIR/server.log" 2>&1 &
   local server=$!
   trap 'stop_server '"$server" EXIT
   if ! wait_health "$PORT" "$server" "$OUTDIR/server.log" "${HEALTH_WAIT:-180}"; then

@@ -448,4 +448,79 @@ Test(cuda_engine, swap_and_recompute_match_runs_alone, .timeout = 600)
         pgd_engine_destroy(e);
     }
 }
+
+/* Async scheduling on the GPU (runtime/runner/runner_async.c): each step queued while the
+ * one before runs, its pending tokens put in on the device. The same requests step in turn
+ * and async in two engines; every request is admitted in the first step and none ends
+ * early (max_tokens only), so both take the same steps, and their outputs must be equal bit
+ * for bit: greedy requests alone (the argmax path, decode steps through the graphs) and
+ * sampled ones with logprobs (the sampling kernels, their ids read from the results on the
+ * device), n = 2 among them. */
+Test(cuda_engine, async_scheduling_gives_the_same_outputs)
+{
+    need_gpu();
+    enum { N = 24 };
+    int32_t prompt[N][40];
+    int len[N];
+    uint32_t rs = 4242;
+    for (int r = 0; r < N; r++) {
+        len[r] = 5 + (int)(xs(&rs) % 36);
+        for (int i = 0; i < len[r]; i++) prompt[r][i] = 3 + (int32_t)(xs(&rs) % 500);
+    }
+    static struct got g[2][2][N];
+    for (int sampled = 0; sampled < 2; sampled++)
+        for (int mode = 0; mode < 2; mode++) {
+            struct pgd_engine_params p = pgd_engine_default_params();
+            p.device = PGD_DEVICE_CUDA;
+            p.num_blocks = 256;
+            p.block_size = 16;
+            p.max_num_batched_tokens = 1024;
+            p.max_num_seqs = 32;
+            p.async_scheduling = mode == 1;
+            struct pgd_engine *e = model_engine_params("llama-bf16", &p);
+            struct pgd_stream *s[N];
+            for (int r = 0; r < N; r++) {
+                struct pgd_request_params rp = pgd_request_default_params();
+                rp.prompt_ids = prompt[r];
+                rp.n_prompt_ids = len[r];
+                rp.detokenize = false;
+                rp.sampling.ignore_eos = true;
+                rp.sampling.max_tokens = 4 + r % 12;
+                rp.sampling.n = r % 7 == 0 ? 2 : 1;
+                rp.sampling.temperature = sampled ? 0.8f : 0.0f;
+                rp.sampling.has_seed = true;
+                rp.sampling.seed = 900 + (uint64_t)r;
+                rp.sampling.logprobs = sampled ? 2 : -1;
+                char err[256];
+                cr_assert_eq(pgd_engine_submit(e, &rp, &s[r], err, sizeof err), PGD_OK, "%s", err);
+            }
+            for (int r = 0; r < N; r++) {
+                collect(s[r], &g[sampled][mode][r]);
+                pgd_stream_destroy(s[r]);
+            }
+            struct pgd_engine_stats st;
+            settled_stats(e, &st);
+            if (mode == 1)
+                cr_assert_gt(st.num_steps_overlapped, 4, "sampled %d: %llu steps overlapped",
+                             sampled, (unsigned long long)st.num_steps_overlapped);
+            long replays;
+            int captured;
+            pgd__runner_graph_stats(pgd__engine_runner(e), &replays, &captured);
+            cr_assert_gt(replays, 0, "sampled %d, async %d: no step through a graph", sampled,
+                         mode);
+            pgd_engine_destroy(e);
+        }
+    for (int sampled = 0; sampled < 2; sampled++)
+        for (int r = 0; r < N; r++)
+            for (int k = 0; k < (r % 7 == 0 ? 2 : 1); k++) {
+                const struct got *a = &g[sampled][0][r], *b = &g[sampled][1][r];
+                cr_assert_eq(a->n[k], 4 + r % 12);
+                cr_assert_eq(b->n[k], a->n[k], "sampled %d request %d sample %d", sampled, r, k);
+                cr_assert_eq(memcmp(a->tok[k], b->tok[k], sizeof a->tok[k]), 0,
+                             "sampled %d request %d sample %d: tokens differ (first %d vs %d)",
+                             sampled, r, k, a->tok[k][0], b->tok[k][0]);
+                cr_assert_eq(memcmp(a->lp0[k], b->lp0[k], sizeof a->lp0[k]), 0,
+                             "sampled %d request %d sample %d: logprobs differ", sampled, r, k);
+            }
+}
 #endif

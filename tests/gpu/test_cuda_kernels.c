@@ -64,6 +64,41 @@ GPU_TEST(gather_rows_is_exact)
     }
 }
 
+/* Async steps' pending tokens: each listed batch row takes the id the step before sampled at
+ * its row, read with the argmax ids' stride (1) and the sampling results' (44 int32s). */
+GPU_TEST(put_pending_puts_the_step_befores_ids)
+{
+    enum { N = 300, PREV = 200, STRIDE_MAX = 44 };
+    for (int stride = 1; stride <= STRIDE_MAX; stride += STRIDE_MAX - 1) {
+        static int32_t tokens[N], want[N], src[PREV * STRIDE_MAX], pairs[2 * N], got[N];
+        uint32_t rs = 7;
+        for (int i = 0; i < N; i++)
+            tokens[i] = want[i] = i % 3 ? 100 + i : 0;
+        for (int i = 0; i < PREV * stride; i++)
+            src[i] = -1 - i;                /* what a wrong stride would read */
+        for (int j = 0; j < PREV; j++)
+            src[j * stride] = 1000 + j;
+        int n = 0;
+        for (int i = 0; i < N; i += 1 + (int)((rs = rs * 1103515245u + 12345u) >> 28) % 3) {
+            pairs[2 * n] = i;
+            pairs[2 * n + 1] = (int)(rs >> 8) % PREV;
+            want[i] = 1000 + pairs[2 * n + 1];
+            n++;
+        }
+        int32_t *dtok = upload_raw(tokens, sizeof tokens), *dsrc = upload_raw(src, sizeof src);
+        int32_t *dpairs = upload_raw(pairs, 2 * (size_t)n * sizeof *pairs);
+        char err[512] = "";
+        CHECK_RC(pgd_cuda_put_pending(ctx, dtok, dpairs, n, dsrc, stride, err, sizeof err));
+        CHECK_RC(pgd_cuda_sync(ctx, err, sizeof err));    /* the copy does not queue behind it */
+        CHECK_RC(pgd_cuda_memcpy_d2h(got, dtok, sizeof got, err, sizeof err));
+        for (int i = 0; i < N; i++)
+            cr_assert_eq(got[i], want[i], "stride %d row %d: %d, want %d", stride, i, got[i],
+                         want[i]);
+        cr_assert_gt(n, N / 4);
+        pgd_cuda_free(dtok); pgd_cuda_free(dsrc); pgd_cuda_free(dpairs);
+    }
+}
+
 /* ---- norms ----------------------------------------------------------------------------------- */
 static void check_norms(enum pgd_dtype dt, int rows, int d)
 {

@@ -2,8 +2,9 @@
 """Load on a real `pagoda serve` (CPU, tiny model): 256 concurrent streaming clients each
 get every token they asked for and a well-formed stream, no request is lost, and the KV pool
 is empty afterwards (/metrics). Then 256 more, of which half hang up mid-stream: exactly
-those are aborted, the others finish, and the pool is empty again. Last, SIGTERM with
-streams running: they finish within the grace period and the server exits 0."""
+those are aborted, the others finish, and the pool is empty again. Both again on a server with
+--async-scheduling. Last, SIGTERM with streams running: they finish within the grace period
+and the server exits 0."""
 import json
 import os
 import socket
@@ -182,6 +183,12 @@ def main():
         rc = srv.stop()
         assert rc == 0, f"exit status {rc}\n{srv.log()[-3000:]}"
     suite.run(test_clean_exit)
+    # The same load with async scheduling (each step planned while the one before runs):
+    # every token, the exact counts, the aborts of those who hung up.
+    with h.Server("--max-num-seqs", "256", "--async-scheduling") as asrv:
+        suite.run(test_256_streams, asrv)
+        suite.run(test_half_disconnect, asrv)
+        assert asrv.stop() == 0
     suite.run(test_sigterm_drains)
     suite.run(test_sigterm_grace_over)
     suite.finish()

@@ -6,7 +6,9 @@
 #include "runtime/base/buf.h"
 #include "runtime/base/clock.h"
 #include "runtime/base/mem.h"
+#include "runtime/base/parallel.h"
 #include "runtime/base/utf8.h"
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,6 +20,7 @@ PGD_TEST_SUITE(buf);
 PGD_TEST_SUITE(mem);
 PGD_TEST_SUITE(utf8);
 PGD_TEST_SUITE(clock);
+PGD_TEST_SUITE(parallel);
 
 /* ---- the byte buffer ---------------------------------------------------------------------- */
 
@@ -504,4 +507,55 @@ Test(clock, now_s_is_monotonic_seconds_finer_than_a_millisecond)
     double b = pgd__now_s();
     cr_assert_geq(b - a, 200e-6);
     cr_assert_lt(b - a, 20.0, "a 200 us sleep took %g s", b - a);
+}
+
+/* ---- parallel for ------------------------------------------------------------------------ */
+
+struct cover {
+    int *hits;                       /* [n]: how many ranges covered each index */
+    int64_t min_len, fail_at;        /* the shortest range seen; an index whose range fails */
+    pthread_t first;                 /* the calling thread */
+    int on_caller;                   /* ranges run on the calling thread */
+    pthread_mutex_t mu;
+};
+
+static bool cover_range(void *arg, int64_t begin, int64_t end)
+{
+    struct cover *c = arg;
+    for (int64_t i = begin; i < end; i++)
+        __atomic_fetch_add(&c->hits[i], 1, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&c->mu);
+    if (end - begin < c->min_len)
+        c->min_len = end - begin;
+    c->on_caller += pthread_equal(pthread_self(), c->first) != 0;
+    pthread_mutex_unlock(&c->mu);
+    return !(c->fail_at >= begin && c->fail_at < end);
+}
+
+/* Every index once, in ranges no shorter than asked (one range, on the caller, when n is
+ * small), and a failing range fails the whole. */
+Test(parallel, ranges_cover_each_index_once)
+{
+    const int64_t sizes[] = { 0, 1, 7, 1000, 100003 };
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        int64_t n = sizes[k];
+        struct cover c = { .hits = calloc((size_t)n + 1, sizeof(int)), .min_len = INT64_MAX,
+                           .fail_at = -1, .first = pthread_self() };
+        pthread_mutex_init(&c.mu, NULL);
+        cr_assert(pgd__parallel_for(n, 1000, 8, cover_range, &c), "n %lld", (long long)n);
+        for (int64_t i = 0; i < n; i++)
+            cr_assert_eq(c.hits[i], 1, "n %lld: index %lld covered %d times", (long long)n,
+                         (long long)i, c.hits[i]);
+        if (n >= 1000)
+            cr_assert_geq(c.min_len, 1000, "n %lld: a range of %lld", (long long)n,
+                          (long long)c.min_len);
+        else if (n > 0)
+            cr_assert_eq(c.on_caller, 1, "n %lld: a small n runs on the caller alone",
+                         (long long)n);
+        c.fail_at = n / 2;
+        if (n > 0)
+            cr_assert(!pgd__parallel_for(n, 1000, 8, cover_range, &c), "n %lld", (long long)n);
+        pthread_mutex_destroy(&c.mu);
+        free(c.hits);
+    }
 }

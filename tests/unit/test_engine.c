@@ -1113,7 +1113,8 @@ Test(engine_llama, async_scheduling_gives_the_same_outputs, .timeout = 600)
     }
     cr_assert_gt(stopped_early, 5, "%d samples stopped before max_tokens", stopped_early);
     cr_assert_eq(st_sync.num_steps_overlapped, 0);
-    cr_assert_gt(st_async.num_steps_overlapped, st_async.num_steps / 2,
+    /* Steps with a penalised sample in flight land first: a share of them, by timing. */
+    cr_assert_gt(st_async.num_steps_overlapped, st_async.num_steps / 8,
                  "%llu of %llu steps overlapped", (unsigned long long)st_async.num_steps_overlapped,
                  (unsigned long long)st_async.num_steps);
     cr_assert_gt(st_async.num_preemptions, 0);
@@ -1142,7 +1143,7 @@ Test(engine_llama, async_scheduling_gives_the_same_outputs, .timeout = 600)
     async_run(false, true, rc, sync_out, &st_sync);
     async_run(true, true, rc, async_out, &st_async);
     cr_assert_eq(st_sync.num_preemptions, 0);
-    cr_assert_gt(st_async.num_steps_overlapped, st_async.num_steps / 4, "%llu of %llu",
+    cr_assert_gt(st_async.num_steps_overlapped, st_async.num_steps / 8, "%llu of %llu",
                  (unsigned long long)st_async.num_steps_overlapped,
                  (unsigned long long)st_async.num_steps);
     cr_assert_eq(st_async.tokens_computed, st_sync.tokens_computed, "%llu tokens computed "

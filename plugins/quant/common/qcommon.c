@@ -1,12 +1,11 @@
 /* Helpers shared by the quant plugins (see qcommon.h). */
 #include "plugins/quant/common/qcommon.h"
+#include "runtime/base/parallel.h"
 #include <pagoda/log.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static bool names(const char *entry, const char *prefix, bool substring)
 {
@@ -288,21 +287,23 @@ static enum pgd_status read_part(const struct part_reader *r, struct pgd_model_c
                   : r->part_fp8(r->state, ctx, prefix, sl, host, block, err, errlen);
 }
 
-/* One thread's rows [r0, r1) of a qc_fp8_quantize_rows call, each read into its own buffer. */
+/* A qc_fp8_quantize_rows call, whose rows are split over threads. */
 struct fp8_rows {
     const struct pgd_raw_tensor *w;
-    int64_t full_in, row0, col0, in, r0, r1;
+    int64_t full_in, row0, col0, in;
     float *scale;
     uint8_t *q;
-    bool ok;                               /* out: its row buffer was allocated */
 };
 
-static void *quantize_fp8_rows(void *arg)
+/* Rows [r0, r1) of the call (pgd__parallel_for's range), each read into the range's own
+ * buffer; false when that buffer cannot be had. */
+static bool quantize_fp8_rows(void *arg, int64_t r0, int64_t r1)
 {
-    struct fp8_rows *t = arg;
+    const struct fp8_rows *t = arg;
     float *row = malloc((size_t)t->full_in * sizeof *row);
-    t->ok = row != NULL;
-    for (int64_t r = t->r0; row && r < t->r1; r++) {
+    if (!row)
+        return false;
+    for (int64_t r = r0; r < r1; r++) {
         qc_read_floats_block(t->w, t->full_in, NULL, t->row0 + r, 1, 0, t->full_in, row);
         float amax = 0.0f;
         for (int64_t i = 0; i < t->full_in; i++)
@@ -314,7 +315,7 @@ static void *quantize_fp8_rows(void *arg)
         t->scale[r] = s;
     }
     free(row);
-    return NULL;
+    return true;
 }
 
 enum pgd_status qc_fp8_quantize_rows(const char *name, const struct pgd_raw_tensor *w,
@@ -324,31 +325,10 @@ enum pgd_status qc_fp8_quantize_rows(const char *name, const struct pgd_raw_tens
 {
     /* Up to 16 threads of at least 256K weights each: an 8B model's 7 billion weights take
      * seconds, not the minutes of one thread; the tiny fixtures take one. */
-    enum { MAX_THREADS = 16, MIN_PER_THREAD = 1 << 18 };
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    int64_t nt = ncpu > 1 ? ncpu : 1, by_size = rows * full_in / MIN_PER_THREAD;
-    nt = nt > MAX_THREADS ? MAX_THREADS : nt;
-    nt = nt > by_size ? (by_size > 0 ? by_size : 1) : nt;
-    nt = nt > rows ? rows : nt;
-    struct fp8_rows t[MAX_THREADS];
-    pthread_t tid[MAX_THREADS];
-    bool started[MAX_THREADS] = { false };
-    for (int64_t k = 0; k < nt; k++) {
-        t[k] = (struct fp8_rows){ .w = w, .full_in = full_in, .row0 = row0, .col0 = col0,
-                                  .in = in, .r0 = rows * k / nt, .r1 = rows * (k + 1) / nt,
-                                  .scale = scale, .q = q };
-        if (k > 0)
-            started[k] = pthread_create(&tid[k], NULL, quantize_fp8_rows, &t[k]) == 0;
-    }
-    quantize_fp8_rows(&t[0]);
-    bool ok = t[0].ok;
-    for (int64_t k = 1; k < nt; k++) {
-        if (started[k])
-            pthread_join(tid[k], NULL);
-        else
-            quantize_fp8_rows(&t[k]);      /* a thread that did not start: its rows here */
-        ok = ok && t[k].ok;
-    }
+    const int64_t min_rows = ((1 << 18) + full_in - 1) / (full_in > 0 ? full_in : 1);
+    struct fp8_rows t = { .w = w, .full_in = full_in, .row0 = row0, .col0 = col0, .in = in,
+                          .scale = scale, .q = q };
+    bool ok = pgd__parallel_for(rows, min_rows, 16, quantize_fp8_rows, &t);
     return ok ? PGD_OK
               : pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory for a row of %lld "
                          "weights while quantizing it to FP8", name, (long long)full_in);
