@@ -199,6 +199,90 @@ Test(engine, seeded_sampling_is_the_same_whatever_shares_the_batch)
     pgd_engine_destroy(e);
 }
 
+static void tweak_async(struct pgd_engine_params *p)
+{
+    p->max_num_seqs = 6;
+    p->max_num_batched_tokens = 48;
+    p->async_scheduling = true;
+}
+
+static void tweak_in_turn(struct pgd_engine_params *p)
+{
+    tweak_async(p);
+    p->async_scheduling = false;
+}
+
+/* The stand-in model with the backend's async pair (a worker thread runs each submitted
+ * step, its pending tokens taken from the step before's results), against stepping in turn:
+ * the same text, tokens and finishes for requests of every kind (greedy, seeded sampling,
+ * n = 2, stop strings, stop tokens, EOS), in a pool that preempts. */
+Test(engine, async_pair_gives_the_same_outputs)
+{
+    enum { N = 40 };
+    static struct collected got[2][N];
+    uint64_t overlapped = 0;
+    for (int mode = 0; mode < 2; mode++) {
+        struct pgd_engine *e = make_engine(.num_blocks = 24, .block_size = 4, .text = true,
+                                           .async_pair = mode == 1,
+                                           .tweak = mode ? tweak_async : tweak_in_turn);
+        pgd__engine_set_kv_policy(e, 0, false);
+        struct pgd_stream *s[N];
+        for (int i = 0; i < N; i++) {
+            int32_t p[30];
+            for (int k = 0; k < 30; k++) p[k] = 2 + (i * 11 + k * 5) % 60;
+            struct pgd_sampling_params sp = pgd_sampling_default_params();
+            sp.max_tokens = 4 + i % 20;
+            sp.temperature = i % 3 == 0 ? 0.0f : 0.9f;
+            sp.has_seed = true;
+            sp.seed = 77 + (uint64_t)i;
+            sp.n = i % 5 == 0 ? 2 : 1;
+            static const char *stops[] = { "th", "e" };
+            static const int32_t stop_ids[] = { 4, 17 };
+            if (i % 4 == 1) {
+                sp.stop = stops;
+                sp.n_stop = 2;
+            }
+            if (i % 6 == 2) {
+                sp.stop_token_ids = stop_ids;
+                sp.n_stop_token_ids = 2;
+            }
+            struct pgd_request_params rp = pgd_request_default_params();
+            rp.prompt_ids = p;
+            rp.n_prompt_ids = 5 + i % 25;
+            rp.sampling = sp;
+            char err[256];
+            cr_assert_eq(pgd_engine_submit(e, &rp, &s[i], err, sizeof err), PGD_OK, "%s", err);
+        }
+        for (int i = 0; i < N; i++) {
+            collect(s[i], &got[mode][i]);
+            pgd_stream_destroy(s[i]);
+        }
+        struct pgd_engine_stats st;
+        pgd_engine_get_stats(e, &st);
+        cr_assert_gt(st.num_preemptions, 0, "mode %d", mode);
+        if (mode)
+            overlapped = st.num_steps_overlapped;
+        pgd_engine_destroy(e);
+    }
+    cr_assert_gt(overlapped, 0);
+    int ended_early = 0;
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < (i % 5 == 0 ? 2 : 1); c++) {
+            const struct collected *a = &got[0][i], *b = &got[1][i];
+            cr_assert_eq(b->n_tokens[c], a->n_tokens[c], "request %d sample %d", i, c);
+            cr_assert_eq(memcmp(b->tokens[c], a->tokens[c], (size_t)a->n_tokens[c] * 4), 0,
+                         "request %d sample %d", i, c);
+            cr_assert_eq(b->finish[c], a->finish[c], "request %d sample %d", i, c);
+            cr_assert_eq(b->text_len[c], a->text_len[c], "request %d sample %d", i, c);
+            cr_assert_eq(memcmp(b->text[c], a->text[c], a->text_len[c]), 0,
+                         "request %d sample %d: \"%s\" async, \"%s\" in turn", i, c,
+                         b->text[c], a->text[c]);
+            cr_assert_str_eq(b->stop_reason[c], a->stop_reason[c]);
+            ended_early += a->finish[c] == PGD_FINISH_STOP;
+        }
+    cr_assert_gt(ended_early, 3, "%d samples stopped", ended_early);
+}
+
 Test(engine, stop_strings_stop_tokens_eos_and_min_tokens)
 {
     struct pgd_engine *e = make_engine(.num_blocks = 128, .block_size = 4, .text = true);
@@ -633,6 +717,9 @@ Test(engine_threads, many_submitters_small_pool)
 {
     /* 20 blocks of 4 tokens: 80 tokens of KV for up to 6 sequences of up to 64. */
     struct pgd_engine *e = make_engine(.num_blocks = 20, .block_size = 4, .tweak = fixture_tweak_stress);
+    /* Steps of 50 us, so that a worker's abort after a few outputs lands before its request
+     * ends (a fast host once finished every one of them first). */
+    g_step_delay_us = 50;
     enum { T = 8 };
     struct worker w[T];
     pthread_t th[T];

@@ -11,8 +11,9 @@ static void tweak_fcfs(struct pgd_engine_params *p)
     p->policy = PGD_SCHED_FCFS;
 }
 
-/* The same with async scheduling: each step planned and submitted while the one before is
- * still in flight, with aborts and stop strings landing on samples whose next step flies. */
+/* The same with async scheduling: each step planned and submitted while the stand-in model's
+ * worker thread runs the one before, with aborts and stop strings landing on samples whose
+ * next step flies. */
 static void tweak_async(struct pgd_engine_params *p)
 {
     fixture_tweak_stress(p);
@@ -26,9 +27,10 @@ static void tweak_async(struct pgd_engine_params *p)
 static int run(void (*tweak)(struct pgd_engine_params *), bool text, const char *name)
 {
     char err[256];
+    /* Async runs get the backend's async pair: a worker thread runs each step. */
     struct pgd_engine *e = fixture_engine(
         &(struct fixture_engine_opts){ .num_blocks = 20, .block_size = 4, .text = text,
-                                       .tweak = tweak },
+                                       .tweak = tweak, .async_pair = strstr(name, "async") != NULL },
         err, sizeof err);
     if (!e) {
         fprintf(stderr, "%s: %s\n", name, err);
