@@ -414,14 +414,18 @@ static int plan_items(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, int
     if (n > c->plan_cap) {
         PGD_CUDA_CHECK(err, errlen, cudaStreamSynchronize(c->stream), "attention plan");
         cudaFree(c->plan_dev);
-        if (c->plan_host)
-            cudaFreeHost(c->plan_host);
+        for (int t = 0; t < 2; t++) {
+            if (c->plan_host[t])
+                cudaFreeHost(c->plan_host[t]);
+            c->plan_host[t] = NULL;
+        }
         c->plan_dev = NULL;
-        c->plan_host = NULL;
         c->plan_cap = 0;
         int cap = std::max(n, 1024);
-        PGD_CUDA_CHECK(err, errlen, cudaHostAlloc((void **)&c->plan_host, cap * sizeof(int4), 0),
-                       "attention plan of %d items", cap);
+        for (int t = 0; t < 2; t++)
+            PGD_CUDA_CHECK(err, errlen,
+                           cudaHostAlloc((void **)&c->plan_host[t], cap * sizeof(int4), 0),
+                           "attention plan of %d items", cap);
         PGD_CUDA_CHECK(err, errlen, cudaMalloc((void **)&c->plan_dev, cap * sizeof(int4)),
                        "attention plan of %d items", cap);
         c->plan_cap = cap;
@@ -429,18 +433,20 @@ static int plan_items(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, int
         /* A second shape in one step: the last upload must be done reading the buffer. */
         PGD_CUDA_CHECK(err, errlen, cudaStreamSynchronize(c->stream), "attention plan");
     }
+    /* This step's buffer: the step before's copy may still be queued from the other. */
+    int4 *host = c->plan_host[a->step_id & 1];
     int gi = 0, di = cnt.n_gen;
     for (int s = 0; s < a->n_seqs; s++) {
         int q0 = a->h_query_start[s], len = a->h_query_start[s + 1] - q0;
         if (dec && len == 1)
-            c->plan_host[di++] = make_int4(s, q0, 1, 0);
+            host[di++] = make_int4(s, q0, 1, 0);
         else
             for (int t = 0; t < len; t += tq)
-                c->plan_host[gi++] = make_int4(s, q0 + t, std::min(tq, len - t), 0);
+                host[gi++] = make_int4(s, q0 + t, std::min(tq, len - t), 0);
     }
     if (n > 0)
         PGD_CUDA_CHECK(err, errlen,
-                       cudaMemcpyAsync(c->plan_dev, c->plan_host, n * sizeof(int4),
+                       cudaMemcpyAsync(c->plan_dev, host, n * sizeof(int4),
                                        cudaMemcpyHostToDevice, c->stream),
                        "attention plan upload of %d items", n);
     c->plan_items = cnt.n_gen;

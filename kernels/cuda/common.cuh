@@ -39,8 +39,9 @@ struct pgd_cuda_ctx {
     /* whether the tuning times all of our wgmma kernel's configurations (0: read
      * PGD_CUDA_GEMM_WGMMA_CANDIDATES on first use, 1 the few, 2 all) */
     int gemm_wgmma_all;
-    /* attention.cu's work plan for the current step */
-    int4 *plan_host;                 /* pinned [plan_cap] */
+    /* attention.cu's work plan for the current step. Its pinned buffers take turns by the
+     * step's parity: under async steps the copy of the step before may still read one. */
+    int4 *plan_host[2];              /* pinned [plan_cap] each */
     int4 *plan_dev;                  /* device [plan_cap] */
     int plan_cap, plan_items, plan_tq, plan_hq;
     int plan_dec, plan_dec_on;       /* decode rows after the plan_items general items */

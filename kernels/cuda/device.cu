@@ -229,8 +229,9 @@ extern "C" void pgd_cuda_ctx_destroy(struct pgd_cuda_ctx *c)
     cudaFree(c->qscratch);
     cudaFree(c->fp8_tickets);
     cudaFree(c->plan_dev);
-    if (c->plan_host)
-        cudaFreeHost(c->plan_host);
+    for (int t = 0; t < 2; t++)
+        if (c->plan_host[t])
+            cudaFreeHost(c->plan_host[t]);
     if (c->stream)
         cudaStreamDestroy(c->stream);
     free(c);

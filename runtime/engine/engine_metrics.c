@@ -134,6 +134,9 @@ static void step_counters(struct pgd__buf *b, const char *L, const struct pgd_en
     gauge(b, L, "pagoda:engine_step_output_push_seconds_total", "counter",
           "Of the output phase's seconds, those spent handing outputs to their streams "
           "(queueing each, waking its reader).", s->step_output_push_s);
+    gauge(b, L, "pagoda:engine_steps_overlapped_total", "counter",
+          "Async scheduling: steps submitted while the step before them was still in "
+          "flight.", (double)s->num_steps_overlapped);
 }
 
 enum pgd_status pgd__engine_metrics_text(const struct pgd__engine_metrics *m,

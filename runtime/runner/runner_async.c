@@ -6,9 +6,10 @@
  * records an event behind it; collect waits for that event and reads the results. Two steps
  * may be uncollected, so every host buffer a step's copies read or write takes turns
  * (r->turn: the batch metadata, the graphs' batch, the argmax ids, the packed sampling rows
- * and their results): the copies of the step in flight may still use one while the next
- * step fills the other. Device buffers need no turns: the stream orders the next step's
- * writes after the step before's reads.
+ * and their results; in kernels/cuda/attention.cu the attention plan's, by the step's
+ * parity): the copies of the step in flight may still use one while the next step fills
+ * the other. Device buffers need no turns: the stream orders the next step's writes after
+ * the step before's reads.
  *
  * Pending tokens (struct pgd__step_seq's pending) are the ids the step before sampled,
  * still on the device: after the batch's copy, put_pending's kernel writes them into the

@@ -199,6 +199,8 @@ Test(engine, seeded_sampling_is_the_same_whatever_shares_the_batch)
     pgd_engine_destroy(e);
 }
 
+static double series_value(const char *text, const char *series);
+
 static void tweak_async(struct pgd_engine_params *p)
 {
     p->max_num_seqs = 6;
@@ -262,6 +264,11 @@ Test(engine, async_pair_gives_the_same_outputs)
         cr_assert_gt(st.num_preemptions, 0, "mode %d", mode);
         if (mode)
             overlapped = st.num_steps_overlapped;
+        char *text;
+        cr_assert_eq(pgd_engine_metrics_text(e, &text, NULL), PGD_OK);
+        cr_assert_eq(series_value(text, "pagoda:engine_steps_overlapped_total{model_name=\"model\"}"),
+                     (double)st.num_steps_overlapped);
+        free(text);
         pgd_engine_destroy(e);
     }
     cr_assert_gt(overlapped, 0);
