@@ -334,6 +334,28 @@ double pgd__engine_now(void);
 /* The engine thread's body (arg: the engine); returns when e->stop is set, after aborting
  * every request it holds. */
 void *pgd__engine_main(void *arg);
+/* A step's run through the backend (sampled there, or its logits sampled on the host) into
+ * e->cur->res; its outputs emitted from step set s (sequences seqs [n]); the retirement of
+ * the requests whose samples all finished (one the step in flight holds waits). */
+enum pgd_status pgd__engine_run_step(struct pgd_engine *e, int n_seqs, int n_rows, char *err,
+                                     size_t errlen);
+void pgd__engine_emit_results(struct pgd_engine *e, struct pgd__seq *const *seqs, int n,
+                              const struct pgd__step_set *s);
+void pgd__engine_retire_finished(struct pgd_engine *e);
+
+/* ---- async scheduling (engine_async.c); engine thread only ---------------------------- */
+
+/* Whether the step in flight (e->flight) must land before the next step is planned. */
+bool pgd__flight_must_land(const struct pgd_engine *e);
+/* The step in flight lands now: collected, its outputs emitted, finished requests retired,
+ * the gauges set. False when it failed (every request was aborted then). */
+bool pgd__flight_land(struct pgd_engine *e);
+/* The planned step o (prepared in e->cur, n_rows rows) is submitted, the scheduler updated,
+ * placeholders added; it becomes the step in flight and the one before lands. t[3] is
+ * stamped once that one's results are in (or at once). False when a step failed (every
+ * request was aborted then). */
+bool pgd__flight_submit(struct pgd_engine *e, const struct pgd__sched_out *o, int n_rows,
+                        uint64_t prompt_computed, int step_tokens, double t[5]);
 
 /* ---- allowed-token masks and jump-forward (engine_mask.c); engine thread only -------- */
 
@@ -402,7 +424,7 @@ void pgd__child_stop_by_reader(struct pgd_engine *e, struct pgd__child *c);
 void pgd__req_retire(struct pgd_engine *e, struct pgd__req *r);
 /* Aborts every active request (dropping the step in flight first). */
 void pgd__engine_fail_all(struct pgd_engine *e);
-/* engine_step.c: the step in flight (if any) is collected and its outputs dropped, its
+/* engine_async.c: the step in flight (if any) is collected and its outputs dropped, its
  * requests free to retire: before every request is aborted. */
 void pgd__engine_flight_drop(struct pgd_engine *e);
 

@@ -1,7 +1,8 @@
 /* The engine thread: its loop (wait for work, take the inbox, admit and abort, step) and one
  * step: schedule -> prepare (the backend's sequences and logits-row descriptors) -> run
- * (forward and sample, on the backend or the host) -> update the scheduler -> emit each
- * sampled token -> retire finished requests. Also the paranoid invariant check of tests. */
+ * (forward and sample, on the backend or the host; with async scheduling submitted, the step
+ * before landing meanwhile: engine_async.c) -> update the scheduler -> emit each sampled
+ * token -> retire finished requests. Also the paranoid invariant check of tests. */
 #include "runtime/engine/engine_internal.h"
 #include "runtime/base/mem.h"
 #include <pagoda/log.h>
@@ -132,8 +133,8 @@ static int prepare_step(struct pgd_engine *e, const struct pgd__sched_out *o,
 
 /* run: the backend samples (on a GPU only the results come back, not [rows, vocab] floats),
  * or hands back the logits for the host sampler. e->cur->res gets one result per row. */
-static enum pgd_status run_step(struct pgd_engine *e, int n_seqs, int n_rows, char *err,
-                                size_t errlen)
+enum pgd_status pgd__engine_run_step(struct pgd_engine *e, int n_seqs, int n_rows, char *err,
+                                     size_t errlen)
 {
     struct pgd__step_set *s = e->cur;
     /* An embed engine's steps hold pooling sequences only: hidden rows, nothing sampled. */
@@ -152,8 +153,8 @@ static enum pgd_status run_step(struct pgd_engine *e, int n_seqs, int n_rows, ch
  * order prepare_step laid the rows out: prompt logprobs into their request, sampled tokens
  * appended (or, async scheduling, put in their placeholder) and emitted. Rows of a sample
  * that ended while its step was in flight are dropped. */
-static void emit_results(struct pgd_engine *e, struct pgd__seq *const *seqs, int n,
-                         const struct pgd__step_set *s)
+void pgd__engine_emit_results(struct pgd_engine *e, struct pgd__seq *const *seqs, int n,
+                              const struct pgd__step_set *s)
 {
     int k = 0;                      /* the row, across all sequences */
     for (int i = 0; i < n; i++) {
@@ -198,7 +199,7 @@ static void emit_results(struct pgd_engine *e, struct pgd__seq *const *seqs, int
 }
 
 /* Retires the requests whose samples all finished. */
-static void retire_finished(struct pgd_engine *e)
+void pgd__engine_retire_finished(struct pgd_engine *e)
 {
     for (struct pgd__req *r = e->active, *n; r; r = n) {
         n = r->next;
@@ -222,179 +223,6 @@ static enum pgd_status run_swaps(struct pgd_engine *e, const struct pgd__sched_o
     return st;
 }
 
-/* ---- async scheduling -------------------------------------------------------------------
- * With e->async a step is submitted (the backend queues it and returns), the scheduler is
- * updated at once, and each sequence that samples gets a placeholder for its token. Then
- * the step before it lands (its results are collected and emitted) while the device runs
- * this one, which becomes the step in flight. The next step may compute those placeholders:
- * the backend puts the sampled tokens in (struct pgd__step_seq's pending). A sequence's last
- * token gets no placeholder, so that no step computes past a sequence's end; a sample that
- * ends otherwise (EOS, a stop, an abort) while its next step is in flight has that step's
- * row dropped. */
-
-/* Whether child c's next step needs its last token on the host before it is planned: the
- * allowed-token masks of structured output and bad words (and jump-forward), and the
- * penalties, which count the output's tokens. */
-static bool needs_token_on_host(const struct pgd__child *c)
-{
-    const struct pgd_sampling_params *sp = &c->req->sp;
-    return c->gm || c->req->bw.n > 0 || sp->presence_penalty != 0 ||
-           sp->frequency_penalty != 0 || sp->repetition_penalty != 1.0f;
-}
-
-/* Whether the step in flight must land before the next one is planned: this round steps
- * in turn (host sampling, for tests), or a sample in it needs its token on the host. */
-static bool flight_must_land(const struct pgd_engine *e)
-{
-    if (!e->device_sampling)
-        return true;
-    for (int i = 0; i < e->flight->n; i++) {
-        const struct pgd__child *c = e->flight->seqs[i]->owner;
-        if (!c->done && needs_token_on_host(c))
-            return true;
-    }
-    return false;
-}
-
-/* Each sequence of the submitted step o whose last row samples gets a placeholder for the
- * token (and remembers the row), unless that token is its last (max_tokens or the model's
- * length): that one is appended when the step lands, and no step is planned for it. */
-static void add_placeholders(struct pgd_engine *e, const struct pgd__sched_out *o)
-{
-    int k = 0;                      /* the row, across all sequences */
-    for (int i = 0; i < o->n; i++) {
-        struct pgd__seq *seq = o->seqs[i];
-        const int nl = e->cur->ss[i].n_logits;
-        k += nl;
-        if (nl == 0 || e->cur->rows[k - 1].kind != PGD__ROW_SAMPLE ||
-            seq->n_tokens + 1 >= seq->tokens_cap || seq->n_tokens + 1 >= e->max_model_len)
-            continue;
-        seq->tokens[seq->n_tokens++] = -1;
-        seq->n_pending++;
-        seq->pending_row = k - 1;
-    }
-}
-
-/* Submits e->cur's step of n_seqs sequences and n_rows rows: the backend's submit, or (a
- * backend without one) the step run to its end now, its pending tokens put in first from
- * the results of the step in flight. */
-static enum pgd_status submit_step(struct pgd_engine *e, int n_seqs, int n_rows, char *err,
-                                   size_t errlen)
-{
-    struct pgd__step_set *s = e->cur;
-    if (e->be.submit)
-        return e->be.submit(e->be.ctx, s->ss, n_seqs, s->rows, err, errlen);
-    for (int i = 0; i < n_seqs; i++) {
-        struct pgd__step_seq *q = &s->ss[i];
-        if (!q->pending)
-            continue;
-        PGD_ASSERT(e->flight && q->pending_row >= 0 && q->pending_row < e->flight->n_rows);
-        s->tok[i] = e->flight->res[q->pending_row].token;
-        q->tokens = &s->tok[i];
-        q->pending = false;
-    }
-    return run_step(e, n_seqs, n_rows, err, errlen);
-}
-
-/* The results of submitted step f from the backend, into f->res (a backend without
- * collect put them there when the step was submitted). */
-static enum pgd_status set_collect(struct pgd_engine *e, struct pgd__step_set *f, char *err,
-                                   size_t errlen)
-{
-    if (!e->be.collect)
-        return PGD_OK;
-    int n_rows = 0;
-    enum pgd_status st = e->be.collect(e->be.ctx, f->res, &n_rows, err, errlen);
-    if (st == PGD_OK && n_rows != f->n_rows)
-        st = pgd_errf(err, errlen, PGD_ERR_INTERNAL, "engine: a step of %d rows came back "
-                      "with %d results", f->n_rows, n_rows);
-    return st;
-}
-
-/* Step f no longer holds its requests' samples: they may retire. */
-static void set_release(struct pgd__step_set *f)
-{
-    for (int i = 0; i < f->n; i++)
-        ((struct pgd__child *)f->seqs[i]->owner)->req->n_in_flight--;
-    f->n = 0;
-}
-
-void pgd__engine_flight_drop(struct pgd_engine *e)
-{
-    struct pgd__step_set *f = e->flight;
-    if (!f)
-        return;
-    e->flight = NULL;
-    char err[256];
-    if (set_collect(e, f, err, sizeof err))
-        PGD_WARN("engine: the step in flight could not be collected: %s", err);
-    set_release(f);
-}
-
-/* Step f (landing: no longer in flight) is collected (*t_collected stamped then, when not
- * NULL) and emitted, and released; false when it failed (every request was aborted then). */
-static bool land(struct pgd_engine *e, struct pgd__step_set *f, double *t_collected)
-{
-    char err[256] = "";
-    enum pgd_status st = set_collect(e, f, err, sizeof err);
-    if (t_collected)
-        *t_collected = pgd__engine_now();
-    if (st == PGD_OK)
-        emit_results(e, f->seqs, f->n, f);
-    set_release(f);
-    if (st != PGD_OK) {
-        PGD_ERROR("engine: model step failed (%s): %s; aborting every request",
-                  pgd_status_str(st), err);
-        pgd__engine_fail_all(e);
-        return false;
-    }
-    return true;
-}
-
-/* The step in flight lands now, its finished requests retire, and the gauges follow (the
- * engine may have nothing left to step). */
-static bool land_flight(struct pgd_engine *e)
-{
-    struct pgd__step_set *f = e->flight;
-    e->flight = NULL;
-    if (!land(e, f, NULL))
-        return false;
-    retire_finished(e);
-    pgd__stats_gauges(e);
-    return true;
-}
-
-/* The planned step o (prepared in e->cur) is submitted and becomes the step in flight; the
- * one before it lands. t[3] is stamped once that one's results are in (or at once), before
- * its outputs. False when a step failed (every request was aborted then). */
-static bool run_async(struct pgd_engine *e, const struct pgd__sched_out *o, int n_rows,
-                      uint64_t prompt_computed, int step_tokens, double t[5])
-{
-    char err[256] = "";
-    struct pgd__step_set *s = e->cur;
-    enum pgd_status st = submit_step(e, o->n, n_rows, err, sizeof err);
-    if (st != PGD_OK) {
-        PGD_ERROR("engine: model step failed (%s): %s; aborting every request",
-                  pgd_status_str(st), err);
-        pgd__engine_fail_all(e);
-        return false;
-    }
-    pgd__scheduler_update(&e->sched, o);
-    pgd__stats_on_step(e, prompt_computed, step_tokens, o->decode_only);
-    add_placeholders(e, o);
-    memcpy(s->seqs, o->seqs, (size_t)o->n * sizeof *s->seqs);
-    s->n = o->n;
-    s->n_rows = n_rows;
-    for (int i = 0; i < o->n; i++)
-        ((struct pgd__child *)o->seqs[i]->owner)->req->n_in_flight++;
-    /* This step flies; the one before lands, and its buffers are the next step's. */
-    struct pgd__step_set *before = e->flight;
-    e->flight = s;
-    e->cur = before ? before : &e->sets[s == &e->sets[0] ? 1 : 0];
-    t[3] = pgd__engine_now();
-    return !before || land(e, before, &t[3]);
-}
-
 /* One step: [land the step in flight when the next needs its tokens] -> propose
  * (speculative decoding) -> schedule -> swap -> prepare -> run (async: submit, update, land
  * the step before) -> update the scheduler -> emit -> retire. A failed model step aborts
@@ -404,8 +232,8 @@ static void engine_step(struct pgd_engine *e)
     /* The phases' times (see struct pgd_engine_stats' step_*_s) and the device's seconds. */
     double t[5], dev0 = e->be.device_seconds ? e->be.device_seconds(e->be.ctx) : 0.0;
     t[0] = pgd__engine_now();
-    if (e->flight && flight_must_land(e) &&
-        (!land_flight(e) || !pgd__scheduler_has_work(&e->sched)))
+    if (e->flight && pgd__flight_must_land(e) &&
+        (!pgd__flight_land(e) || !pgd__scheduler_has_work(&e->sched)))
         return;
     if (!pgd__spec_propose(e))
         return;
@@ -423,7 +251,7 @@ static void engine_step(struct pgd_engine *e)
     if (o->n == 0) {
         /* Async: what is left to plan waits for the step in flight (its last tokens). */
         if (e->flight) {
-            land_flight(e);
+            pgd__flight_land(e);
             return;
         }
         PGD_WARN("engine: nothing schedulable with %d waiting, %d swapped, %d running",
@@ -439,10 +267,10 @@ static void engine_step(struct pgd_engine *e)
      * scheduler's): the counters and the times below are filed under this step's kind. */
     bool decode_only = o->decode_only;
     if (e->async && e->device_sampling) {
-        if (!run_async(e, o, n_rows, prompt_computed, step_tokens, t))
+        if (!pgd__flight_submit(e, o, n_rows, prompt_computed, step_tokens, t))
             return;
     } else {
-        st = run_step(e, o->n, n_rows, err, sizeof err);
+        st = pgd__engine_run_step(e, o->n, n_rows, err, sizeof err);
         t[3] = pgd__engine_now();
         if (st != PGD_OK) {
             PGD_ERROR("engine: model step failed (%s): %s; aborting every request",
@@ -456,10 +284,10 @@ static void engine_step(struct pgd_engine *e)
         /* The step's counters, before any of its outputs reaches a stream: a caller that
          * reads the stats once its streams closed sees every step that fed them. */
         pgd__stats_on_step(e, prompt_computed, step_tokens, decode_only);
-        emit_results(e, o->seqs, o->n, e->cur);
+        pgd__engine_emit_results(e, o->seqs, o->n, e->cur);
         pgd__spec_drop_unverified(e);
     }
-    retire_finished(e);
+    pgd__engine_retire_finished(e);
     pgd__stats_gauges(e);
     t[4] = pgd__engine_now();
     double device_s = e->be.device_seconds ? e->be.device_seconds(e->be.ctx) - dev0 : 0.0;
