@@ -102,6 +102,16 @@ static uint32_t xs(uint32_t *s)
     return *s;
 }
 
+/* n prompts of random ids (3..502) into prompt [n][40], each min_len..40 long (len[n]),
+ * drawn from seed. */
+static void random_prompts(int n, int min_len, uint32_t seed, int32_t (*prompt)[40], int *len)
+{
+    for (int r = 0; r < n; r++) {
+        len[r] = min_len + (int)(xs(&seed) % (uint32_t)(41 - min_len));
+        for (int i = 0; i < len[r]; i++) prompt[r][i] = 3 + (int32_t)(xs(&seed) % 500);
+    }
+}
+
 /* Waits for the engine thread's stats to show nothing running or waiting. */
 static void settled_stats(struct pgd_engine *e, struct pgd_engine_stats *st)
 {
@@ -226,11 +236,7 @@ Test(cuda_engine, greedy_path_equals_full_logits)
     enum { N = 48 };
     int32_t prompt[N][40];
     int len[N];
-    uint32_t rs = 99;
-    for (int r = 0; r < N; r++) {
-        len[r] = 1 + (int)(xs(&rs) % 40);
-        for (int i = 0; i < len[r]; i++) prompt[r][i] = 3 + (int32_t)(xs(&rs) % 500);
-    }
+    random_prompts(N, 1, 99, prompt, len);
     static struct got g[2][N];
     for (int mode = 0; mode < 2; mode++) {
         struct pgd_engine *e = gpu_engine(128, 16, 256, 4);
@@ -462,11 +468,7 @@ Test(cuda_engine, async_scheduling_gives_the_same_outputs)
     enum { N = 24 };
     int32_t prompt[N][40];
     int len[N];
-    uint32_t rs = 4242;
-    for (int r = 0; r < N; r++) {
-        len[r] = 5 + (int)(xs(&rs) % 36);
-        for (int i = 0; i < len[r]; i++) prompt[r][i] = 3 + (int32_t)(xs(&rs) % 500);
-    }
+    random_prompts(N, 5, 4242, prompt, len);
     static struct got g[2][2][N];
     for (int sampled = 0; sampled < 2; sampled++)
         for (int mode = 0; mode < 2; mode++) {
