@@ -73,10 +73,10 @@ static void describe_rows(const struct pgd_engine *e, const struct pgd__seq *seq
 }
 
 /* prepare: e->cur->ss[i] for each scheduled sequence (its new tokens, its block table, how
- * many logits rows) and e->cur->rows for every logits row, in the order of o; observes the queue time
- * of requests scheduled for the first time (and stamps their t_scheduled). Returns the number
- * of rows; *prompt_computed gets the prompt tokens the step computes, *step_tokens all the
- * tokens it computes. */
+ * many logits rows) and e->cur->rows for every logits row, in the order of o; observes the
+ * queue time of requests scheduled for the first time (and stamps their t_scheduled).
+ * Returns the number of rows; *prompt_computed gets the prompt tokens the step computes,
+ * *step_tokens all the tokens it computes. */
 static int prepare_step(struct pgd_engine *e, const struct pgd__sched_out *o,
                         uint64_t *prompt_computed, int *step_tokens)
 {

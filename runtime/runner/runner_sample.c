@@ -95,7 +95,8 @@ static enum pgd_status reserve(struct pgd__runner *r, int t, size_t pack_bytes, 
                                char *err, size_t errlen)
 {
     struct pgd__runner_sampling *s = r->samp;
-    const bool pack_host = pack_bytes > s->pack_host_cap[t], pack_dev = pack_bytes > s->pack_dev_cap;
+    const bool pack_host = pack_bytes > s->pack_host_cap[t];
+    const bool pack_dev = pack_bytes > s->pack_dev_cap;
     const bool out_host = rows > s->out_host_cap[t], out_dev = rows > s->out_dev_cap;
     if (!pack_host && !pack_dev && !out_host && !out_dev)
         return PGD_OK;
