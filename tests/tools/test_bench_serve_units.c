@@ -300,6 +300,13 @@ Test(bench_serve_prom, steps_parse_and_sum)
     cr_assert(bs_steps_parse(pushed, strlen(pushed), &st));
     cr_assert(st.has_push);
     cr_assert_eq(st.push_s, 0.25);
+    cr_assert_not(st.has_overlapped, "a server from before the overlapped counter");
+    /* With async scheduling's overlapped steps. */
+    const char *overlapped = STEPS_BODY("40", "9") "\n"
+        "pagoda:engine_steps_overlapped_total{model_name=\"m\"} 31\n";
+    cr_assert(bs_steps_parse(overlapped, strlen(overlapped), &st));
+    cr_assert(st.has_overlapped);
+    cr_assert_eq(st.overlapped, 31);
 }
 
 Test(bench_serve_prom, steps_missing_or_bad_series)
@@ -359,6 +366,8 @@ Test(bench_serve_prom, steps_section_and_keys)
     cr_assert_float_eq(num(r, "engine_busy_fraction"), 0.5, 1e-12);
     cr_assert(json_is_null(json_object_get(r, "output_push_ms")), "no push counter: null");
     cr_assert_null(strstr(text, "stream pushes"), "%s", text);
+    cr_assert(json_is_null(json_object_get(r, "overlapped_steps")), "no overlapped counter");
+    cr_assert_null(strstr(text, "overlapped"), "%s", text);
     json_decref(r);
     free(text);
     /* With the push counter: 0.25 s over 50 steps. */
@@ -369,6 +378,16 @@ Test(bench_serve_prom, steps_section_and_keys)
     fclose(f);
     cr_assert(strstr(text, "Of the output, stream pushes (ms a step): 5.000\n"), "%s", text);
     cr_assert_float_eq(num(r, "output_push_ms"), 5, 1e-9);
+    json_decref(r);
+    free(text);
+    /* With the overlapped counter: 31 of the 50 steps. */
+    d.overlapped = 31;
+    d.has_overlapped = true;
+    f = open_memstream(&text, &len);
+    r = bs_steps_report(&d, 7.0, f);
+    fclose(f);
+    cr_assert(strstr(text, "Steps overlapped (async scheduling):     31\n"), "%s", text);
+    cr_assert_eq(json_integer_value(json_object_get(r, "overlapped_steps")), 31);
     json_decref(r);
     free(text);
     /* A difference has the pushes only when both scrapes had them. */
@@ -382,6 +401,15 @@ Test(bench_serve_prom, steps_section_and_keys)
     cr_assert(bs_steps_diff(&with, &with2, &d));
     cr_assert(d.has_push);
     cr_assert_eq(d.push_s, 0.5);
+    /* The same for the overlapped steps. */
+    with.has_overlapped = with2.has_overlapped = true;
+    with.overlapped = 10;
+    with2.overlapped = 25;
+    cr_assert(bs_steps_diff(&with, &with2, &d));
+    cr_assert(d.has_overlapped);
+    cr_assert_eq(d.overlapped, 15);
+    cr_assert(bs_steps_diff(&before, &with2, &d));
+    cr_assert_not(d.has_overlapped);
     /* No steps at all: zeros, not NaN. */
     d = (struct bs_steps){ 0 };
     f = open_memstream(&text, &len);

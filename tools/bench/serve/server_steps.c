@@ -206,6 +206,9 @@ bool bs_steps_parse(const char *text, size_t len, struct bs_steps *out)
             } else if (!strcmp(s.name, "pagoda:engine_step_output_push_seconds_total")) {
                 out->push_s += s.value;
                 out->has_push = true;
+            } else if (!strcmp(s.name, "pagoda:engine_steps_overlapped_total")) {
+                out->overlapped += s.value;
+                out->has_overlapped = true;
             }
         }
         p = eol + 1;
@@ -235,6 +238,10 @@ bool bs_steps_diff(const struct bs_steps *before, const struct bs_steps *after,
     d->push_s = 0;
     if (d->has_push)
         ok &= sub(&before->push_s, &after->push_s, &d->push_s, 1);
+    d->has_overlapped = before->has_overlapped && after->has_overlapped;
+    d->overlapped = 0;
+    if (d->has_overlapped)
+        ok &= sub(&before->overlapped, &after->overlapped, &d->overlapped, 1);
     return ok;
 }
 
@@ -263,6 +270,8 @@ json_t *bs_steps_report(const struct bs_steps *d, double duration_s, FILE *out)
     if (d->has_push)
         fprintf(out, "%-40s %.3f\n", "Of the output, stream pushes (ms a step):",
                 ms_per(d->push_s, steps));
+    if (d->has_overlapped)
+        fprintf(out, "%-40s %.0f\n", "Steps overlapped (async scheduling):", d->overlapped);
     /* The engine thread's share of the run spent in steps: at a light load the rest is
      * idle time between requests, under load it nears 100. */
     fprintf(out, "%-40s %.1f\n", "Engine busy in steps (% of the run):", 100 * frac);
@@ -288,6 +297,8 @@ json_t *bs_steps_report(const struct bs_steps *d, double duration_s, FILE *out)
         { "mixed_device_seconds", json_real(d->device_s[M]) },
         { "engine_busy_fraction", json_real(frac) },
         { "output_push_ms", d->has_push ? json_real(ms_per(d->push_s, steps)) : json_null() },
+        { "overlapped_steps",
+          d->has_overlapped ? json_integer((json_int_t)d->overlapped) : json_null() },
     };
     bool ok = true;
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)

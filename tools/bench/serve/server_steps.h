@@ -1,7 +1,8 @@
 /* The server's own view of its steps in `pagoda bench serve`: pagoda's /metrics counters
  * (pagoda:engine_steps_total, engine_step_seconds_total, engine_step_device_seconds_total
  * by kind="decode_only"|"mixed", engine_step_phase_seconds_total by phase, and
- * engine_step_output_push_seconds_total where the server has it), scraped before
+ * engine_step_output_push_seconds_total and engine_steps_overlapped_total where the server
+ * has them), scraped before
  * the timed run and after it; their differences, divided by the steps, are the "Server
  * steps" section of the report and its "server_steps" key. Here are the parser of those
  * Prometheus lines and the section; the HTTP GET is conn.c's. Nothing here needs a server,
@@ -48,6 +49,10 @@ struct bs_steps {
      * server from before that counter has none (has_push false) */
     double push_s;
     bool has_push;
+    /* pagoda:engine_steps_overlapped_total (async scheduling: steps submitted while the
+     * one before flew); a server from before that counter has none (has_overlapped false) */
+    double overlapped;
+    bool has_overlapped;
 };
 
 /* Reads the counters out of a /metrics body (text[0, len), any other series and malformed
