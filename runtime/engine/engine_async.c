@@ -110,6 +110,17 @@ void pgd__engine_flight_drop(struct pgd_engine *e)
     set_release(f);
 }
 
+/* A step failed: every request is aborted, and the prefix cache forgets every block. The
+ * steps submitted meanwhile had their blocks cached at once, before their KV was written,
+ * and that KV is now in an unknown state (stepping in turn, a failed step caches nothing). */
+static void fail(struct pgd_engine *e, enum pgd_status st, const char *err)
+{
+    PGD_ERROR("engine: model step failed (%s): %s; aborting every request",
+              pgd_status_str(st), err);
+    pgd__engine_fail_all(e);
+    pgd__block_pool_reset_cache(&e->kv.pool);
+}
+
 /* Step f (landing: no longer in flight) is collected (*t_collected stamped then, when not
  * NULL) and emitted, and released; false when it failed (every request was aborted then). */
 static bool land(struct pgd_engine *e, struct pgd__step_set *f, double *t_collected)
@@ -122,9 +133,7 @@ static bool land(struct pgd_engine *e, struct pgd__step_set *f, double *t_collec
         pgd__engine_emit_results(e, f->seqs, f->n, f);
     set_release(f);
     if (st != PGD_OK) {
-        PGD_ERROR("engine: model step failed (%s): %s; aborting every request",
-                  pgd_status_str(st), err);
-        pgd__engine_fail_all(e);
+        fail(e, st, err);
         return false;
     }
     return true;
@@ -153,9 +162,7 @@ bool pgd__flight_submit(struct pgd_engine *e, const struct pgd__sched_out *o, in
     struct pgd__step_set *s = e->cur;
     enum pgd_status st = submit_step(e, o->n, n_rows, err, sizeof err);
     if (st != PGD_OK) {
-        PGD_ERROR("engine: model step failed (%s): %s; aborting every request",
-                  pgd_status_str(st), err);
-        pgd__engine_fail_all(e);
+        fail(e, st, err);
         return false;
     }
     pgd__scheduler_update(&e->sched, o);

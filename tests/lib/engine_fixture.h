@@ -37,6 +37,7 @@ struct fake {
     int32_t *hist;
     size_t hist_cap;
     bool boost_eos;
+    long n_steps;               /* steps run so far (g_fail_step) */
 };
 
 static uint64_t mix(uint64_t h)
@@ -67,11 +68,17 @@ static void (*g_rule)(const int32_t *toks, int n, float *out) = rule;
 /* A step's duration (microseconds), for tests that act while requests run. Criterion runs
  * each test in its own process. */
 static long g_step_delay_us;
+/* The stand-in model's step (counted from 0, every step it runs) that fails, as a device
+ * error would; -1: none. For the engine's failure path. */
+static long g_fail_step = -1;
 
 static enum pgd_status fake_step(void *ctx, const struct pgd__step_seq *seqs, int n,
                                  const float **logits, char *err, size_t errlen)
 {
     struct fake *f = ctx;
+    if (f->n_steps++ == g_fail_step)
+        return pgd_errf(err, errlen, PGD_ERR_DEVICE, "fake model: step %ld fails, as asked",
+                        g_fail_step);
     if (g_step_delay_us > 0) {
         struct timespec ts = { 0, g_step_delay_us * 1000L };
         nanosleep(&ts, NULL);

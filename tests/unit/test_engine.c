@@ -290,6 +290,40 @@ Test(engine, async_pair_gives_the_same_outputs)
     cr_assert_gt(ended_early, 3, "%d samples stopped", ended_early);
 }
 
+/* A step that fails (as on a device error) aborts every request, and the engine serves the
+ * next ones, stepping in turn and with the async pair. There the steps submitted while the
+ * failed one flew had their blocks cached before their KV was written, so the prefix cache
+ * must forget them: the next request with the same prompt would hit them. */
+Test(engine, a_failed_step_aborts_everything_and_the_engine_serves_on)
+{
+    int32_t prompt[12], want[8];
+    for (int k = 0; k < 12; k++)
+        prompt[k] = 2 + (k * 7) % 60;
+    cr_assert_eq(reference_greedy(prompt, 12, 8, IGNORE_EOS, want), 8);
+    struct pgd_sampling_params sp = greedy_params(8);
+    sp.ignore_eos = true;
+    for (int mode = 0; mode < 2; mode++) {
+        struct pgd_engine *e = make_engine(.num_blocks = 64, .block_size = 4,
+                                           .async_pair = mode == 1,
+                                           .tweak = mode ? tweak_async : tweak_in_turn);
+        g_fail_step = 0;                 /* the first request's prompt step */
+        struct collected c;
+        struct pgd_stream *s = submit_ids(e, prompt, 12, sp);
+        collect(s, &c);
+        pgd_stream_destroy(s);
+        cr_assert_eq(c.finish[0], PGD_FINISH_ABORT, "mode %d", mode);
+        s = submit_ids(e, prompt, 12, sp);
+        collect(s, &c);
+        pgd_stream_destroy(s);
+        cr_assert_eq(c.finish[0], PGD_FINISH_LENGTH, "mode %d: the next request", mode);
+        cr_assert_eq(c.n_tokens[0], 8);
+        cr_assert_eq(memcmp(c.tokens[0], want, sizeof want), 0, "mode %d: the next request's "
+                     "tokens", mode);
+        pgd_engine_destroy(e);
+    }
+    g_fail_step = -1;
+}
+
 Test(engine, stop_strings_stop_tokens_eos_and_min_tokens)
 {
     struct pgd_engine *e = make_engine(.num_blocks = 128, .block_size = 4, .text = true);
