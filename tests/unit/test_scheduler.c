@@ -231,6 +231,51 @@ Test(scheduler, chunked_prefill_then_decode_one_token_per_step)
     sim_fini(&s);
 }
 
+/* Async scheduling's placeholders (engine_async.c): a sequence whose last token is a
+ * placeholder computes it as its one new token; the block that placeholder fills is not
+ * cached (its token is not known) until the token is put in and a later update sees it; a
+ * running sequence with nothing to compute (its last token still in flight) is skipped. */
+Test(scheduler, placeholders_are_computed_never_cached_and_a_finished_tail_is_skipped)
+{
+    struct sim s;
+    sim_init(&s, 64, 4, true, 4, 32, true, PGD_SCHED_FCFS);
+    int32_t prompt[7] = { 3, 4, 5, 6, 7, 8, 9 };
+    struct pgd__seq *q = new_seq(1, prompt, 7, 9);
+    pgd__scheduler_add(&s.sched, q);
+    const struct pgd__sched_out *o = pgd__scheduler_schedule(&s.sched);
+    cr_assert_eq(o->n, 1);
+    cr_assert_eq(o->n_new[0], 7);
+    pgd__scheduler_update(&s.sched, o);
+    cr_assert_eq(q->kv.n_cached, 1, "positions 0..3: one full block");
+    /* The step's token is a placeholder: position 7 completes block 1 once computed. */
+    q->tokens[q->n_tokens++] = -1;
+    q->n_pending = 1;
+    o = pgd__scheduler_schedule(&s.sched);
+    cr_assert_eq(o->n, 1);
+    cr_assert_eq(o->n_new[0], 1);
+    cr_assert(o->decode_only);
+    pgd__scheduler_update(&s.sched, o);
+    cr_assert_eq(q->n_computed, 8);
+    cr_assert_eq(q->kv.n_cached, 1, "block 1 holds the placeholder: not cached");
+    /* The token lands; the next step's update caches block 1 with it. Its own token is
+     * the sequence's last (9 tokens at most): no placeholder, nothing to compute. */
+    q->tokens[7] = 42;
+    q->n_pending = 0;
+    o = pgd__scheduler_schedule(&s.sched);
+    cr_assert_eq(o->n, 0, "the last token in flight: nothing to plan");
+    cr_assert_eq(s.sched.n_running, 1);
+    pgd__scheduler_update(&s.sched, o);
+    pgd__seq_append(q, 43);
+    o = pgd__scheduler_schedule(&s.sched);
+    cr_assert_eq(o->n, 1);
+    pgd__scheduler_update(&s.sched, o);
+    cr_assert_eq(q->kv.n_cached, 2, "block 1 cached once its tokens are known");
+    struct pgd__block_hash h = q->kv.hashes[1];
+    cr_assert_eq(pgd__block_pool_lookup(&s.kv.pool, h), q->kv.blocks[1]);
+    retire(&s, q);
+    sim_fini(&s);
+}
+
 Test(scheduler, decodes_go_first_and_the_budget_is_shared)
 {
     struct sim s;
