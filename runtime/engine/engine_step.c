@@ -186,10 +186,12 @@ void pgd__engine_emit_results(struct pgd_engine *e, struct pgd__seq *const *seqs
                 int32_t tok = s->res[k].token;
                 if (c->gm)
                     pgd__guide_advance(e, c, tok);
-                if (seq->n_pending > 0)
+                if (seq->n_pending > 0) {
                     seq->tokens[seq->n_tokens - seq->n_pending--] = tok;   /* the oldest */
-                else
+                    pgd__scheduler_cache_known(&e->sched, seq);
+                } else {
                     pgd__seq_append(seq, tok);
+                }
                 pgd__emit_token(e, c, tok, &s->res[k]);
                 if (c->gm)
                     pgd__jump_forward(e, c);

@@ -248,6 +248,7 @@ static void schedule_running(struct pgd__scheduler *s, int *budget)
         int n_new = seq->n_tokens - seq->n_computed;
         if (n_new == 0) {
             /* Async scheduling: its last token is in a step in flight, and ends it. */
+            s->n_ending++;
             i++;
             continue;
         }
@@ -312,7 +313,7 @@ static bool headroom_admits(struct pgd__scheduler *s, const struct pgd__seq *seq
 static void schedule_swapped(struct pgd__scheduler *s, int *budget)
 {
     struct pgd__sched_out *o = &s->out;
-    while (s->n_swapped > 0 && *budget > 0 && s->n_running < s->p.max_num_seqs) {
+    while (s->n_swapped > 0 && *budget > 0 && s->n_running - s->n_ending < s->p.max_num_seqs) {
         struct pgd__seq *seq = s->swapped[0];
         int n_new = seq->n_tokens - seq->n_computed;
         PGD_ASSERT(n_new > 0);
@@ -341,7 +342,8 @@ static void schedule_swapped(struct pgd__scheduler *s, int *budget)
 static void schedule_waiting(struct pgd__scheduler *s, int *budget)
 {
     int bs = s->kv->block_size;
-    for (int w = 0; w < s->n_waiting && *budget > 0 && s->n_running < s->p.max_num_seqs;) {
+    for (int w = 0; w < s->n_waiting && *budget > 0 &&
+                    s->n_running - s->n_ending < s->p.max_num_seqs;) {
         struct pgd__seq *seq = s->waiting[w];
         if (waits_for_leader(seq)) {
             w++;
@@ -389,6 +391,7 @@ const struct pgd__sched_out *pgd__scheduler_schedule(struct pgd__scheduler *s)
     o->n_preempted = 0;
     o->swap_out.n = 0;
     o->swap_in.n = 0;
+    s->n_ending = 0;
     int budget = s->p.max_num_batched_tokens;
     schedule_running(s, &budget);
     /* No sequence comes back or in in a step that had to preempt: the pool is tight. The
@@ -407,6 +410,20 @@ const struct pgd__sched_out *pgd__scheduler_schedule(struct pgd__scheduler *s)
     return o;
 }
 
+/* The computed positions of seq whose tokens are verified and known: proposals' KV may yet
+ * be rejected, and a placeholder's token is not known yet. */
+static int known_computed(const struct pgd__seq *seq)
+{
+    int verified = seq->n_tokens - seq->n_spec - seq->n_pending;
+    return seq->n_computed < verified ? seq->n_computed : verified;
+}
+
+void pgd__scheduler_cache_known(struct pgd__scheduler *s, struct pgd__seq *seq)
+{
+    if (seq->status == PGD__SEQ_RUNNING)
+        pgd__kv_cache_blocks(s->kv, &seq->kv, seq->tokens, known_computed(seq));
+}
+
 void pgd__scheduler_update(struct pgd__scheduler *s, const struct pgd__sched_out *out)
 {
     for (int i = 0; i < out->n; i++) {
@@ -414,10 +431,8 @@ void pgd__scheduler_update(struct pgd__scheduler *s, const struct pgd__sched_out
         int from = seq->n_computed;
         seq->n_computed += out->n_new[i];
         PGD_ASSERT(seq->n_computed <= seq->n_tokens);
-        /* Proposals' KV may yet be rejected, and a placeholder's token is not known yet:
-         * cache and slide over verified, known tokens only. */
-        int verified = seq->n_tokens - seq->n_spec - seq->n_pending;
-        int upto = seq->n_computed < verified ? seq->n_computed : verified;
+        /* Cache and slide over verified, known tokens only. */
+        int upto = known_computed(seq);
         /* Positions it had computed before a preemption took them away. */
         int again = (seq->n_computed < seq->n_computed_high ? seq->n_computed
                                                            : seq->n_computed_high) - from;

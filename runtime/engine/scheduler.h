@@ -149,6 +149,10 @@ struct pgd__scheduler {
     struct pgd__seq **running;      /* scheduling order: oldest admitted first */
     int n_running;
     size_t running_cap;
+    /* Of the running, those whose last token is in a step in flight (async scheduling),
+     * counted by this plan: they end when it lands, so their slots of max_num_seqs are the
+     * waiting ones' already (the plan never holds more than max_num_seqs). */
+    int n_ending;
     struct pgd__seq **swapped;      /* swapped out, in the order they come back */
     int n_swapped;
     size_t swapped_cap;
@@ -177,6 +181,10 @@ const struct pgd__sched_out *pgd__scheduler_schedule(struct pgd__scheduler *s);
  * full blocks (of verified tokens only: never a block holding a proposal). The caller then appends a token to every sequence that caught up
  * (n_computed == n_tokens) and calls pgd__scheduler_finish for those that are done. */
 void pgd__scheduler_update(struct pgd__scheduler *s, const struct pgd__sched_out *out);
+/* Async scheduling, once a placeholder of running seq got its token: caches the full blocks
+ * of its known computed tokens that the last update could not (a sequence whose last token
+ * ends it is not updated again). */
+void pgd__scheduler_cache_known(struct pgd__scheduler *s, struct pgd__seq *seq);
 /* Speculative decoding: drops seq's proposals (n_spec tokens at the tail of its tokens). */
 void pgd__seq_drop_spec(struct pgd__seq *s);
 

@@ -290,6 +290,40 @@ Test(engine, async_pair_gives_the_same_outputs)
     cr_assert_gt(ended_early, 3, "%d samples stopped", ended_early);
 }
 
+/* A sequence's last computed block, completed by a placeholder that gets its token only
+ * when the step that samples the sequence's last token lands, is cached all the same (as in
+ * turn): a follow-up prompt that extends the first one's text hits all 5 of its blocks. */
+Test(engine, async_caches_the_block_its_last_placeholder_completes)
+{
+    int32_t prompt[12];
+    for (int k = 0; k < 12; k++)
+        prompt[k] = 2 + (k * 5) % 60;
+    struct pgd_sampling_params sp = greedy_params(9);     /* 21 tokens: 0..19 computed */
+    sp.ignore_eos = true;
+    for (int mode = 0; mode < 2; mode++) {
+        struct pgd_engine *e = make_engine(.num_blocks = 64, .block_size = 4,
+                                           .async_pair = mode == 1,
+                                           .tweak = mode ? tweak_async : tweak_in_turn);
+        struct collected a, b;
+        struct pgd_stream *s = submit_ids(e, prompt, 12, sp);
+        collect(s, &a);
+        pgd_stream_destroy(s);
+        cr_assert_eq(a.n_tokens[0], 9);
+        int32_t follow[24];
+        memcpy(follow, prompt, sizeof prompt);
+        memcpy(follow + 12, a.tokens[0], 8 * sizeof(int32_t));
+        for (int k = 20; k < 24; k++)
+            follow[k] = 7;
+        struct pgd_sampling_params one = greedy_params(1);
+        s = submit_ids(e, follow, 24, one);
+        collect(s, &b);
+        pgd_stream_destroy(s);
+        cr_assert_eq(b.cached_tokens[0], 20, "mode %d: %d of the follow-up's tokens were "
+                     "cached", mode, b.cached_tokens[0]);
+        pgd_engine_destroy(e);
+    }
+}
+
 /* A step that fails (as on a device error) aborts every request, and the engine serves the
  * next ones, stepping in turn and with the async pair. There the steps submitted while the
  * failed one flew had their blocks cached before their KV was written, so the prefix cache
@@ -1277,6 +1311,10 @@ Test(engine_llama, async_scheduling_gives_the_same_outputs, .timeout = 600)
     cr_assert_eq(st_async.tokens_computed, st_sync.tokens_computed, "%llu tokens computed "
                  "async, %llu in turn", (unsigned long long)st_async.tokens_computed,
                  (unsigned long long)st_sync.tokens_computed);
+    /* No more steps: an ending sample's slot goes to a waiting one at once, as a finished
+     * one's does in turn (the batches may still differ: the order they are planned in). */
+    cr_assert_leq(st_async.num_steps, st_sync.num_steps, "%llu steps async, %llu in turn",
+                  (unsigned long long)st_async.num_steps, (unsigned long long)st_sync.num_steps);
 }
 
 /* ---- text made on the reader's thread (engine_reader_text.c) ------------------------------ */

@@ -232,13 +232,14 @@ Test(scheduler, chunked_prefill_then_decode_one_token_per_step)
 }
 
 /* Async scheduling's placeholders (engine_async.c): a sequence whose last token is a
- * placeholder computes it as its one new token; the block that placeholder fills is not
- * cached (its token is not known) until the token is put in and a later update sees it; a
- * running sequence with nothing to compute (its last token still in flight) is skipped. */
-Test(scheduler, placeholders_are_computed_never_cached_and_a_finished_tail_is_skipped)
+ * placeholder computes it as its one new token, and the block that placeholder fills is
+ * cached only once its token is put in (pgd__scheduler_cache_known); a running sequence
+ * with nothing to compute (its last token in flight) is skipped, and its slot of
+ * max_num_seqs goes to a waiting one at once. */
+Test(scheduler, placeholders_are_computed_never_cached_and_an_ending_sequence_gives_its_slot)
 {
     struct sim s;
-    sim_init(&s, 64, 4, true, 4, 32, true, PGD_SCHED_FCFS);
+    sim_init(&s, 64, 4, true, 1, 32, true, PGD_SCHED_FCFS);
     int32_t prompt[7] = { 3, 4, 5, 6, 7, 8, 9 };
     struct pgd__seq *q = new_seq(1, prompt, 7, 9);
     pgd__scheduler_add(&s.sched, q);
@@ -257,22 +258,31 @@ Test(scheduler, placeholders_are_computed_never_cached_and_a_finished_tail_is_sk
     pgd__scheduler_update(&s.sched, o);
     cr_assert_eq(q->n_computed, 8);
     cr_assert_eq(q->kv.n_cached, 1, "block 1 holds the placeholder: not cached");
-    /* The token lands; the next step's update caches block 1 with it. Its own token is
-     * the sequence's last (9 tokens at most): no placeholder, nothing to compute. */
+    /* The placeholder gets its token (the step before landed): block 1 is cached now. */
     q->tokens[7] = 42;
     q->n_pending = 0;
-    o = pgd__scheduler_schedule(&s.sched);
-    cr_assert_eq(o->n, 0, "the last token in flight: nothing to plan");
-    cr_assert_eq(s.sched.n_running, 1);
-    pgd__scheduler_update(&s.sched, o);
-    pgd__seq_append(q, 43);
+    pgd__scheduler_cache_known(&s.sched, q);
+    cr_assert_eq(q->kv.n_cached, 2);
+    cr_assert_eq(pgd__block_pool_lookup(&s.kv.pool, q->kv.hashes[1]), q->kv.blocks[1]);
+    /* This step's token is q's last (9 tokens at most): it gets no placeholder, and q has
+     * nothing to compute; its one slot (max_num_seqs 1) is the waiting q2's already. */
+    int32_t prompt2[5] = { 11, 12, 13, 14, 15 };
+    struct pgd__seq *q2 = new_seq(2, prompt2, 5, 8);
+    pgd__scheduler_add(&s.sched, q2);
     o = pgd__scheduler_schedule(&s.sched);
     cr_assert_eq(o->n, 1);
+    cr_assert_eq(o->seqs[0], q2);
+    cr_assert_eq(s.sched.n_ending, 1);
     pgd__scheduler_update(&s.sched, o);
-    cr_assert_eq(q->kv.n_cached, 2, "block 1 cached once its tokens are known");
-    struct pgd__block_hash h = q->kv.hashes[1];
-    cr_assert_eq(pgd__block_pool_lookup(&s.kv.pool, h), q->kv.blocks[1]);
+    /* q's last token lands and ends it. */
+    pgd__seq_append(q, 43);
     retire(&s, q);
+    pgd__seq_append(q2, 16);
+    o = pgd__scheduler_schedule(&s.sched);
+    cr_assert_eq(o->n, 1);
+    cr_assert_eq(s.sched.n_ending, 0);
+    pgd__scheduler_update(&s.sched, o);
+    retire(&s, q2);
     sim_fini(&s);
 }
 
