@@ -242,8 +242,8 @@ static void write_json(const struct spec_opts *o, const struct spec_result r[2][
         const struct spec_result *off = &r[s][0], *on = &r[s][1];
         fprintf(f, "%s\"%s\": {\"tokens_off\": %ld, \"tokens_on\": %ld, "
                 "\"tokens_per_s_off\": %.3f, \"tokens_per_s_on\": %.3f, "
-                "\"decode_ms_per_token_off\": %.3f, \"decode_ms_per_token_on\": %.3f, "
-                "\"decode_cpu_ms_per_token_off\": %.3f, \"decode_cpu_ms_per_token_on\": %.3f, "
+                "\"decode_ms_per_token_off\": %.6f, \"decode_ms_per_token_on\": %.6f, "
+                "\"decode_cpu_ms_per_token_off\": %.6f, \"decode_cpu_ms_per_token_on\": %.6f, "
                 "\"num_drafts\": %llu, \"num_draft_tokens\": %llu, \"num_accepted_tokens\": "
                 "%llu}", s ? ", " : "", s ? "free_form" : "repetitive", off->tokens, on->tokens,
                 decode_tps(off), decode_tps(on), 1000.0 / decode_tps(off),
