@@ -78,6 +78,16 @@ enum pgd_status pgd_model_load_linear(struct pgd_model_ctx *ctx, const char *con
                                       int n_parts, int64_t in_features,
                                       const int64_t *out_features, bool bias,
                                       struct pgd_linear *out, char *err, size_t errlen);
+/* n layers of one input, each its own pgd_linear as pgd_model_load_linear(prefixes[i], 1
+ * part) loads it, with the same values; on a GPU, dense layers share one allocation (layer
+ * i's rows right after layer i - 1's, and so their biases), so that pgd_op_linear_multi can
+ * run them as one GEMM (q, k and v at prompt and mid-batch sizes: one launch with the
+ * tiles of all three instead of k and v alone leaving most SMs idle). Quantized layers, and
+ * any on the CPU, are loaded apart. */
+enum pgd_status pgd_model_load_linears(struct pgd_model_ctx *ctx, const char *const *prefixes,
+                                       int n, int64_t in_features, const int64_t *out_features,
+                                       bool bias, struct pgd_linear *out, char *err,
+                                       size_t errlen);
 /* An MLP's two projections: `up` (n_up parts fused as pgd_model_load_linear fuses them, each
  * of `inter` outputs from `hidden` inputs, e.g. gate and up) and `down` (inter -> hidden),
  * where down's input is up's parts combined output by output (act(gate) * up). The same as

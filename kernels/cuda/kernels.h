@@ -146,10 +146,20 @@ int pgd_cuda_linear_gemv_variant(struct pgd_cuda_ctx *c, int variant, int ks, en
                                  int out, enum pgd_dtype y_dt, void *y, char *err, size_t errlen);
 /* y[s][n, out[s]] = x[n, in] @ w[s][out[s], in]^T + b[s] for s < count (1..3; b NULL, or
  * b[s] NULL, for none), outputs in dt: q, k and v from one x. At GEMV sizes (n <= 4) one
- * launch for all of them (PGD_CUDA_GEMV_MULTI=0: one per layer), else pgd_cuda_linear each. */
+ * launch for all of them (PGD_CUDA_GEMV_MULTI=0: one per layer); with a scratch of
+ * pgd_cuda_linear_multi_scratch's bytes (nonzero), one GEMM over the layers side by side and
+ * one copy of its columns into the outputs; else pgd_cuda_linear each. */
 int pgd_cuda_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
                           int in, int count, const void *const *w, const void *const *b,
-                          const int *out, void *const *y, char *err, size_t errlen);
+                          const int *out, void *const *y, void *scratch, char *err,
+                          size_t errlen);
+/* The device bytes of scratch pgd_cuda_linear_multi runs these layers with as one GEMM at n
+ * rows ([n, sum out] in dt), or 0 where it would not: fewer than 2 layers, n at GEMV sizes
+ * or above PGD_CUDA_QKV_FUSE_MAX_N, weights not one right after the other in memory
+ * (pgd_model_load_linears), biases not all absent or all adjacent likewise. */
+size_t pgd_cuda_linear_multi_scratch(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int n, int in,
+                                     int count, const void *const *w, const void *const *b,
+                                     const int *out);
 /* Microseconds per GEMV y[n, out] = x[n, in] @ w[out, in]^T (dt in and out, no bias) for each
  * of nvar (variant[i], ks[i]) pairs (PGD_CUDA_GEMV_BENCH_QKV: pgd_cuda_linear_multi with the
  * rows cut into q, k, v as out - 2 out/6, out/6, out/6; PGD_CUDA_GEMV_BENCH_GLU: the rows as

@@ -632,10 +632,115 @@ static int gemv_multi_launch(struct pgd_cuda_ctx *c, const void *x, int n, int i
     return 0;
 }
 
+/* ---- several layers side by side as one GEMM ---------------------------------------------
+ * Layers whose weights lie one after the other in memory (pgd_model_load_linears: q, k and
+ * v), and so their biases or none has one, are one [sum out, in] layer: one GEMM into a
+ * scratch [n, sum out], then one copy of each layer's columns into its own output. At
+ * mid-batch sizes the one GEMM has the tiles of all three on the SMs at once, where k and v
+ * alone (1,024 features of the 8B shape: 8 tiles of 128) left most of them idle; the copy
+ * (n x sum out elements read and written once) costs less than that up to a few hundred
+ * rows. Larger steps (prompts) run each GEMM on its own: there every GEMM fills the chip
+ * and the copy would be pure cost. PGD_CUDA_QKV_FUSE_MAX_N (default below; 0 turns it
+ * off) bounds n. */
+#define QKV_FUSE_MAX_N_DEFAULT 512
+
+static int qkv_fuse_max_n(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("PGD_CUDA_QKV_FUSE_MAX_N");
+        v = e && *e ? std::max(0, atoi(e)) : QKV_FUSE_MAX_N_DEFAULT;
+    }
+    return v;
+}
+
+/* Whether p[s + 1] starts where p[s]'s rows [rows[s], row_elems] end, for s < count - 1. */
+static bool adjacent(const void *const *p, const int *rows, int64_t row_elems, size_t esz,
+                     int count)
+{
+    for (int s = 0; s + 1 < count; s++)
+        if ((const char *)p[s + 1] != (const char *)p[s] + (size_t)rows[s] * row_elems * esz)
+            return false;
+    return true;
+}
+
+extern "C" size_t pgd_cuda_linear_multi_scratch(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int n,
+                                                int in, int count, const void *const *w,
+                                                const void *const *b, const int *out)
+{
+    (void)c;
+    if (count < 2 || count > 3 || n <= pgd_cuda__gemv_max_n() || n > qkv_fuse_max_n())
+        return 0;
+    const size_t esz = pgd_dtype_size(dt);
+    int biases = 0;
+    for (int s = 0; b && s < count; s++)
+        biases += b[s] != NULL;
+    if ((biases && biases < count) || !adjacent(w, out, in, esz, count) ||
+        (biases && !adjacent(b, out, 1, esz, count)))
+        return 0;
+    int total = 0;
+    for (int s = 0; s < count; s++)
+        total += out[s];
+    return (size_t)n * (size_t)total * esz;
+}
+
+/* Each row of src [n, total] cut into the layers' outputs: y[s][r, j] = src[r, first[s] + j]
+ * for j < out[s]. VEC elements a thread (8: 16 bytes, when every width and pointer allows). */
+struct split_cols {
+    void *y[3];
+    int first[4];                    /* first[s]: layer s's first column; first[count] = total */
+};
+
+template <typename T, int VEC>
+__global__ void split_cols_kernel(const T *__restrict__ src, int64_t n, const split_cols sc)
+{
+    pdl_trigger();
+    pdl_wait();
+    const int per_row = sc.first[3] / VEC;
+    const int64_t items = n * per_row;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < items;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = i / per_row;
+        const int col = (int)(i - r * per_row) * VEC;
+        const int s = col >= sc.first[2] ? 2 : col >= sc.first[1] ? 1 : 0;
+        const int w = sc.first[s + 1] - sc.first[s];
+        T *dst = (T *)sc.y[s] + r * w + (col - sc.first[s]);
+        const T *from = src + r * sc.first[3] + col;
+        if (VEC == 8)
+            *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(from);
+        else
+            *dst = *from;
+    }
+}
+
+template <typename T>
+static int split_cols_launch(struct pgd_cuda_ctx *c, const void *src, int n, int count,
+                             const int *out, void *const *y, char *err, size_t errlen)
+{
+    split_cols sc = {};
+    bool vec = (uintptr_t)src % 16 == 0;
+    for (int s = 0; s < 3; s++) {
+        const int k = s < count ? s : count - 1;    /* unused layers: empty, after the last */
+        sc.y[s] = y[k];
+        sc.first[s + 1] = sc.first[s] + (s < count ? out[s] : 0);
+        vec = vec && (s >= count || (out[s] % 8 == 0 && (uintptr_t)y[s] % 16 == 0));
+    }
+    const int threads = 256;
+    const int64_t items = (int64_t)n * sc.first[3] / (vec ? 8 : 1);
+    dim3 grid(pgd_cuda_blocks(items, threads)), block(threads);
+    if (vec)
+        pgd_cuda_launch(c, split_cols_kernel<T, 8>, grid, block, (const T *)src, (int64_t)n, sc);
+    else
+        pgd_cuda_launch(c, split_cols_kernel<T, 1>, grid, block, (const T *)src, (int64_t)n, sc);
+    PGD_CUDA_LAUNCHED(err, errlen, "split of [%d, %d] into %d layers' outputs", n, sc.first[3],
+                      count);
+    return 0;
+}
+
 extern "C" int pgd_cuda_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
                                      int n, int in, int count, const void *const *w,
                                      const void *const *b, const int *out, void *const *y,
-                                     char *err, size_t errlen)
+                                     void *scratch, char *err, size_t errlen)
 {
     if (count < 1 || count > 3)
         return pgd_cuda_failf(err, errlen, "linear multi: %d layers (1..3)", count);
@@ -644,6 +749,16 @@ extern "C" int pgd_cuda_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, 
     if (n <= pgd_cuda__gemv_max_n() && n <= 4 && gemv_multi_on())
         PGD_CUDA_DISPATCH(dt, T, return gemv_multi_launch<T>(c, x, n, in, count, w, b, out, y,
                                                              err, errlen));
+    if (scratch && pgd_cuda_linear_multi_scratch(c, dt, n, in, count, w, b, out)) {
+        int total = 0;
+        for (int s = 0; s < count; s++)
+            total += out[s];
+        if (pgd_cuda_linear(c, dt, x, w[0], b ? b[0] : NULL, n, in, total, dt, scratch, err,
+                            errlen))
+            return 1;
+        PGD_CUDA_DISPATCH(dt, T, return split_cols_launch<T>(c, scratch, n, count, out, y, err,
+                                                             errlen));
+    }
     for (int s = 0; s < count; s++)
         if (pgd_cuda_linear(c, dt, x, w[s], b ? b[s] : NULL, n, in, out[s], dt, y[s], err, errlen))
             return 1;
@@ -759,7 +874,8 @@ extern "C" int pgd_cuda_bench_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, in
                                           wk + (size_t)(o3[0] + o3[1]) * in * esz };
                     void *y3[3] = { y, (char *)y + (size_t)n * o3[0] * esz,
                                     (char *)y + (size_t)n * (o3[0] + o3[1]) * esz };
-                    r = pgd_cuda_linear_multi(c, dt, x, n, in, 3, w3, NULL, o3, y3, err, errlen);
+                    r = pgd_cuda_linear_multi(c, dt, x, n, in, 3, w3, NULL, o3, y3, NULL, err,
+                                              errlen);
                 } else if (variant[v] == PGD_CUDA_GEMV_BENCH_GLU) {
                     /* The rows as a fused gate_up [2 x out/2, in] through glu.cu (SiLU). */
                     r = pgd_cuda_linear_act_mul_gemv(c, dt, PGD_ACT_SILU, x, wk, NULL, n, in,

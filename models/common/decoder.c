@@ -168,7 +168,22 @@ static enum pgd_status load_attention(struct pgd_model_ctx *ctx, const struct de
     int64_t q_row0 = s->rank * q_loc, kv_row0 = s->kv_head0 * D;
     const char *proj[3] = { "q_proj", "k_proj", "v_proj" };
     struct pgd_linear *lin[3] = { &L->q, &L->k, &L->v };
-    for (int i = 0; i < 3; i++) {
+    if (s->size == 1) {
+        /* Whole: side by side in memory where that lets them run as one GEMM */
+        char qkv[3][160];
+        const char *names[3] = { qkv[0], qkv[1], qkv[2] };
+        for (int i = 0; i < 3; i++)
+            snprintf(qkv[i], sizeof qkv[i], "model.layers.%d.self_attn.%s", l, proj[i]);
+        struct pgd_linear got[3];
+        if ((st = pgd_model_load_linears(ctx, names, 3, c->hidden,
+                                         (int64_t[]){ q_full, kv_full, kv_full }, c->qkv_bias,
+                                         got, err, errlen)))
+            return st;
+        L->q = got[0];
+        L->k = got[1];
+        L->v = got[2];
+    }
+    for (int i = 0; i < 3 && s->size > 1; i++) {
         int64_t full = i ? kv_full : q_full, loc = i ? kv_loc : q_loc, row0 = i ? kv_row0 : q_row0;
         struct pgd_shard sh = { .kind = PGD_SHARD_ROWS, .full_out = &full, .row0 = &row0 };
         snprintf(p, sizeof p, "model.layers.%d.self_attn.%s", l, proj[i]);

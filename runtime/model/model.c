@@ -219,10 +219,11 @@ static enum pgd_status upload_converted(struct pgd__model *m, void *dst,
 #define RANDOM_ROWS_SUFFIX "@%lld"
 
 /* Loads rows [row0, row0 + n_rows) of tensor `name` (of exactly ndim/shape); a scalar
- * (ndim 0) is one row. */
-static enum pgd_status load_rows(struct pgd_model_ctx *ctx, const char *name, int ndim,
-                                 const int64_t *shape, int64_t row0, int64_t n_rows,
-                                 struct pgd_tensor *out, char *err, size_t errlen)
+ * (ndim 0) is one row. dst: where the rows go (in the model's dtype, on its device; the
+ * caller owns it), or NULL for memory of their own (or, on the CPU, the map itself). */
+static enum pgd_status load_rows_into(struct pgd_model_ctx *ctx, const char *name, int ndim,
+                                      const int64_t *shape, int64_t row0, int64_t n_rows,
+                                      void *dst, struct pgd_tensor *out, char *err, size_t errlen)
 {
     struct pgd__model *m = ctx->m;
     const struct pgd__st_tensor *t = NULL;
@@ -242,7 +243,7 @@ static enum pgd_status load_rows(struct pgd_model_ctx *ctx, const char *name, in
     if (m->random_weights) {
         char rname[600];
         snprintf(rname, sizeof rname, "%s" RANDOM_ROWS_SUFFIX, name, (long long)row0);
-        out->data = model_alloc(m, n * pgd_dtype_size(m->dtype));
+        out->data = dst ? dst : model_alloc(m, n * pgd_dtype_size(m->dtype));
         if (!out->data)
             return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of %s memory for \"%s\" (%zu bytes)",
                             pgd__device_name(m->device), name, n * pgd_dtype_size(m->dtype));
@@ -256,16 +257,23 @@ static enum pgd_status load_rows(struct pgd_model_ctx *ctx, const char *name, in
                         "(it would poison every output): the checkpoint is corrupt", t->path,
                         name, nan ? "NaN" : "Inf", (size_t)row0 * row_elems + bad);
     /* Zero-copy: a CPU model reads float32 weights straight from the map when aligned. */
-    if (m->device == PGD_DEVICE_CPU && t->dtype == m->dtype && ((uintptr_t)src % 16) == 0) {
+    if (!dst && m->device == PGD_DEVICE_CPU && t->dtype == m->dtype && ((uintptr_t)src % 16) == 0) {
         out->data = (void *)src;
         m->weight_bytes += n * pgd_dtype_size(m->dtype);
         return PGD_OK;
     }
-    out->data = model_alloc(m, n * pgd_dtype_size(m->dtype));
+    out->data = dst ? dst : model_alloc(m, n * pgd_dtype_size(m->dtype));
     if (!out->data)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of %s memory loading \"%s\" (%zu bytes)",
                         pgd__device_name(m->device), name, n * pgd_dtype_size(m->dtype));
     return upload_converted(m, out->data, t, src, n, err, errlen);
+}
+
+static enum pgd_status load_rows(struct pgd_model_ctx *ctx, const char *name, int ndim,
+                                 const int64_t *shape, int64_t row0, int64_t n_rows,
+                                 struct pgd_tensor *out, char *err, size_t errlen)
+{
+    return load_rows_into(ctx, name, ndim, shape, row0, n_rows, NULL, out, err, errlen);
 }
 
 /* The helpers runtime/model/model_shard.c loads shards with (model_ctx.h). */
@@ -461,6 +469,66 @@ enum pgd_status pgd_model_load_linear(struct pgd_model_ctx *ctx, const char *con
     if (st || !bias)
         return st;
     return load_bias(ctx, prefixes, n_parts, out_features, in_features, &out->bias, err, errlen);
+}
+
+enum pgd_status pgd_model_load_linears(struct pgd_model_ctx *ctx, const char *const *prefixes,
+                                       int n, int64_t in_features, const int64_t *out_features,
+                                       bool bias, struct pgd_linear *out, char *err,
+                                       size_t errlen)
+{
+    struct pgd__model *m = ctx->m;
+    if (n < 1)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%d layers to load (1 or more)", n);
+    bool any_quantized = false;
+    for (int i = 0; i < n && !any_quantized; i++) {
+        enum pgd_status st = pgd__model_quant_claims(m, &prefixes[i], 1, &any_quantized, err,
+                                                     errlen);
+        if (st)
+            return st;
+    }
+    /* Apart: quantized layers (their plugin's structures), and a CPU model (it reads float32
+     * weights in place from the map, and its linears gain nothing from adjacency). */
+    if (any_quantized || m->device == PGD_DEVICE_CPU) {
+        for (int i = 0; i < n; i++) {
+            enum pgd_status st = pgd_model_load_linear(ctx, &prefixes[i], 1, in_features,
+                                                       &out_features[i], bias, &out[i], err,
+                                                       errlen);
+            if (st)
+                return st;
+        }
+        return PGD_OK;
+    }
+    /* One allocation for the weights and one for the biases, the layers' rows one after
+     * the other; each layer's values as its own load gives them (random ones drawn under
+     * its own name). */
+    size_t esz = pgd_dtype_size(m->dtype);
+    int64_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += out_features[i];
+    char *w = model_alloc(m, (size_t)(total * in_features) * esz);
+    char *b = bias ? model_alloc(m, (size_t)total * esz) : NULL;
+    if (!w || (bias && !b))
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of %s memory loading \"%s\" and the "
+                        "%d layers beside it", pgd__device_name(m->device), prefixes[0], n - 1);
+    char name[512];
+    int64_t row = 0;
+    for (int i = 0; i < n; i++) {
+        out[i] = (struct pgd_linear){ .in_features = in_features, .out_features = out_features[i] };
+        snprintf(name, sizeof name, "%s.weight", prefixes[i]);
+        int64_t wshape[2] = { out_features[i], in_features };
+        enum pgd_status st = load_rows_into(ctx, name, 2, wshape, 0, out_features[i],
+                                            w + (size_t)(row * in_features) * esz,
+                                            &out[i].weight, err, errlen);
+        if (!st && bias) {
+            snprintf(name, sizeof name, "%s.bias", prefixes[i]);
+            st = load_rows_into(ctx, name, 1, &out_features[i], 0, out_features[i],
+                                b + (size_t)row * esz, &out[i].bias, err, errlen);
+        }
+        if (st)
+            return st;
+        row += out_features[i];
+    }
+    return PGD_OK;
 }
 
 enum pgd_status pgd_model_load_mlp(struct pgd_model_ctx *ctx, const char *const *up, int n_up,

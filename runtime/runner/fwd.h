@@ -70,6 +70,12 @@ struct pgd_fwd {
         const void *b[3];
         void *y[3];
     } multi_offer;
+    /* linear_multi's scratch on CUDA, for dense layers side by side in memory that it runs
+     * as one GEMM (pgd_cuda_linear_multi_scratch): taken from the arena at the step's first
+     * such call and reused by the layers after it (q, k and v have the same shapes in every
+     * layer), so a step allocates it once, at the same place for the same shapes. */
+    void *multi_scratch;
+    size_t multi_scratch_bytes;
     /* The weight bytes of the quantized layers pgd_op_qweight_linear ran, summed while the
      * per-op profile is on: a quantized layer's bytes in the profile (the runner does not
      * read its plugin's state; the op adds what its qweight is on the device). */

@@ -441,8 +441,18 @@ static void linear_multi_run(struct pgd_fwd *f, int count, const struct pgd_line
         yd[i] = y[i]->data;
         out[i] = (int)w[i]->out_features;
     }
-    CUDA_RUN(f, pgd_cuda_linear_multi(f->cuda, f->act_dtype, x->data, (int)n,
-                                      (int)w[0]->in_features, count, wd, bd, out, yd, CUDA_ERR));
+    const int in = (int)w[0]->in_features;
+    size_t sb = pgd_cuda_linear_multi_scratch(f->cuda, f->act_dtype, (int)n, in, count, wd, bd,
+                                              out);
+    if (sb > f->multi_scratch_bytes) {
+        if (!(f->multi_scratch = pgd__arena_alloc(f->arena, sb))) {
+            pgd_fwd_fail(f, PGD_ERR_NOMEM, "linear_multi: no scratch of %zu bytes", sb);
+            return;
+        }
+        f->multi_scratch_bytes = sb;
+    }
+    CUDA_RUN(f, pgd_cuda_linear_multi(f->cuda, f->act_dtype, x->data, (int)n, in, count, wd, bd,
+                                      out, yd, sb ? f->multi_scratch : NULL, CUDA_ERR));
 #endif
 }
 

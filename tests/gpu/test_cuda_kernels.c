@@ -224,37 +224,75 @@ GPU_TEST(linear_gemv_variants)
 }
 
 /* q, k, v from one x: pgd_cuda_linear_multi against the CPU twin of each layer (one launch
- * at n <= 4, per layer above; count 1..3; a width that is no multiple of 8). */
-static void check_linear_multi(enum pgd_dtype dt, int count, int n, int in, const int *out,
-                               bool bias)
+ * at n <= 4, per layer above; count 1..3; a width that is no multiple of 8). side: the
+ * layers' weights (and biases) one after the other in one allocation, as
+ * pgd_model_load_linears loads q, k and v, and the scratch the call asks for: where the
+ * scratch query says so, one GEMM and one split of its columns. fused: what the query must
+ * say. */
+static void check_linear_multi_as(enum pgd_dtype dt, int count, int n, int in, const int *out,
+                                  bool bias, bool side, bool fused)
 {
     char err[512] = "";
+    const size_t esz = pgd_dtype_size(dt);
     float *x = rand_vals((size_t)n * in, 1, dt), *w[3], *b[3] = { NULL, NULL, NULL };
     void *dx = upload(x, (size_t)n * in, dt), *dy[3];
     const void *dw[3], *db[3] = { NULL, NULL, NULL };
+    size_t rows = 0;
+    for (int s = 0; s < count; s++)
+        rows += (size_t)out[s];
+    char *wall = side ? pgd_cuda_malloc(rows * in * esz) : NULL;
+    char *ball = side && bias ? pgd_cuda_malloc(rows * esz) : NULL;
+    size_t row = 0;
     for (int s = 0; s < count; s++) {
         w[s] = rand_vals((size_t)out[s] * in, 1, dt);
-        dw[s] = upload(w[s], (size_t)out[s] * in, dt);
-        if (bias && s != 1) {         /* k without bias, as in Qwen2 */
+        if (side) {
+            dw[s] = wall + row * in * esz;
+            upload_into((void *)dw[s], w[s], (size_t)out[s] * in, dt);
+        } else {
+            dw[s] = upload(w[s], (size_t)out[s] * in, dt);
+        }
+        if (bias && (side || s != 1)) {   /* apart: k without bias, as in Qwen2 */
             b[s] = rand_vals((size_t)out[s], 1, dt);
-            db[s] = upload(b[s], (size_t)out[s], dt);
+            if (side) {
+                db[s] = ball + row * esz;
+                upload_into((void *)db[s], b[s], (size_t)out[s], dt);
+            } else {
+                db[s] = upload(b[s], (size_t)out[s], dt);
+            }
         }
         dy[s] = poisoned((size_t)n * out[s], dt);
+        row += (size_t)out[s];
     }
-    CHECK_RC(pgd_cuda_linear_multi(ctx, dt, dx, n, in, count, dw, db, out, dy, err, sizeof err));
+    size_t sb = pgd_cuda_linear_multi_scratch(ctx, dt, n, in, count, dw, db, out);
+    cr_expect_eq(sb != 0, fused, "linear_multi [%d x %d], %d layers%s: scratch %zu bytes, "
+                 "expected %s", n, in, count, side ? " side by side" : "", sb,
+                 fused ? "some" : "none");
+    void *scratch = sb ? poisoned(sb / esz, dt) : NULL;
+    CHECK_RC(pgd_cuda_linear_multi(ctx, dt, dx, n, in, count, dw, db, out, dy, scratch, err,
+                                   sizeof err));
     for (int s = 0; s < count; s++) {
         float *got = download(dy[s], (size_t)n * out[s], dt);
         float *want = malloc((size_t)n * out[s] * sizeof *want);
         pgd_cpu_linear(x, w[s], b[s], n, in, out[s], want);
-        char what[128];
-        snprintf(what, sizeof what, "linear_multi %d of %d, [%d x %d] -> %d%s", s, count, n, in,
-                 out[s], b[s] ? " + bias" : "");
+        char what[160];
+        snprintf(what, sizeof what, "linear_multi %d of %d, [%d x %d] -> %d%s%s", s, count, n,
+                 in, out[s], b[s] ? " + bias" : "", sb ? ", one GEMM" : "");
         expect_close(what, got, want, (size_t)n * out[s], dt);
         free(got); free(want); free(w[s]); free(b[s]);
-        pgd_cuda_free((void *)dw[s]); pgd_cuda_free((void *)db[s]); pgd_cuda_free(dy[s]);
+        if (!side) {
+            pgd_cuda_free((void *)dw[s]);
+            pgd_cuda_free((void *)db[s]);
+        }
+        pgd_cuda_free(dy[s]);
     }
     free(x);
-    pgd_cuda_free(dx);
+    pgd_cuda_free(dx); pgd_cuda_free(wall); pgd_cuda_free(ball); pgd_cuda_free(scratch);
+}
+
+static void check_linear_multi(enum pgd_dtype dt, int count, int n, int in, const int *out,
+                               bool bias)
+{
+    check_linear_multi_as(dt, count, n, in, out, bias, false, false);
 }
 
 GPU_TEST(linear_multi_qkv)
@@ -268,6 +306,28 @@ GPU_TEST(linear_multi_qkv)
         check_linear_multi(dt, 2, 3, 512, ODD, false);
         check_linear_multi(dt, 1, 1, 4096, ODD, true);
         check_linear_multi(dt, 3, 9, 256, QKV, true);
+    }
+}
+
+/* Side by side (pgd_model_load_linears' layout): one GEMM and the split at the sizes between
+ * the GEMV's and PGD_CUDA_QKV_FUSE_MAX_N (512 by default), widths of 8 (16-byte copies) and
+ * odd ones (element copies), with and without biases, 2 and 3 layers; none at GEMV sizes
+ * (one launch of the multi GEMV there), above the bound, or for one layer. */
+GPU_TEST(linear_multi_side_by_side_is_one_gemm)
+{
+    static const int QKV[3] = { 256, 64, 64 }, ODD[3] = { 37, 9, 70 };
+    for (int di = 0; di < 2; di++) {
+        enum pgd_dtype dt = DTS[di];
+        for (int n = 5; n <= 9; n += 4)
+            check_linear_multi_as(dt, 3, n, 1024, QKV, n % 2, true, true);
+        check_linear_multi_as(dt, 3, 64, 512, QKV, true, true, true);
+        check_linear_multi_as(dt, 3, 130, 256, ODD, true, true, true);
+        check_linear_multi_as(dt, 2, 17, 512, ODD, false, true, true);
+        check_linear_multi_as(dt, 3, 512, 256, QKV, false, true, true);
+        check_linear_multi_as(dt, 3, 3, 1024, QKV, true, true, false);
+        check_linear_multi_as(dt, 3, 513, 256, QKV, true, true, false);
+        check_linear_multi_as(dt, 1, 64, 512, QKV, true, true, false);
+        check_linear_multi_as(dt, 3, 64, 512, QKV, true, false, false);
     }
 }
 
