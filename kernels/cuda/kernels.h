@@ -147,8 +147,11 @@ int pgd_cuda_linear_gemv_variant(struct pgd_cuda_ctx *c, int variant, int ks, en
 /* y[s][n, out[s]] = x[n, in] @ w[s][out[s], in]^T + b[s] for s < count (1..3; b NULL, or
  * b[s] NULL, for none), outputs in dt: q, k and v from one x. At GEMV sizes (n <= 4) one
  * launch for all of them (PGD_CUDA_GEMV_MULTI=0: one per layer); with a scratch of
- * pgd_cuda_linear_multi_scratch's bytes (nonzero), one GEMM over the layers side by side and
- * one copy of its columns into the outputs; else pgd_cuda_linear each. */
+ * pgd_cuda_linear_multi_scratch's bytes (nonzero), one GEMM over the layers side by side
+ * into the scratch [n, sum out], then, unless y is NULL, one copy of its columns into the
+ * outputs (y NULL: they stay in the scratch for the caller, who splits them later with
+ * pgd_cuda_split_cols or reads them in place: pgd_cuda_rope_kv_write_rows); else
+ * pgd_cuda_linear each. */
 int pgd_cuda_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
                           int in, int count, const void *const *w, const void *const *b,
                           const int *out, void *const *y, void *scratch, char *err,
@@ -157,6 +160,10 @@ int pgd_cuda_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void 
  * rows ([n, sum out] in dt), or 0 where it would not: fewer than 2 layers, n at GEMV sizes
  * or above PGD_CUDA_QKV_FUSE_MAX_N, weights not one right after the other in memory
  * (pgd_model_load_linears), biases not all absent or all adjacent likewise. */
+/* y[s][r, j] = src[r, first_s + j] for j < out[s], s < count (1..3), first_s the sum of the
+ * out before s: the columns of src [n, sum out] cut into the layers' outputs, one launch. */
+int pgd_cuda_split_cols(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *src, int n,
+                        int count, const int *out, void *const *y, char *err, size_t errlen);
 size_t pgd_cuda_linear_multi_scratch(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int n, int in,
                                      int count, const void *const *w, const void *const *b,
                                      const int *out);
@@ -287,6 +294,17 @@ int pgd_cuda_rope_kv_write(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *q, i
                            const void *q_norm, const void *k_norm, float eps, void *k_cache,
                            void *v_cache, const int64_t *slot_mapping,
                            const struct pgd_cuda_kv_fp8 *fp8, char *err, size_t errlen);
+/* The same with q, k and v side by side in rows of ld elements (qkv [n, ld]: q's
+ * n_q_heads * head_dim columns, then k's and v's n_kv_heads * head_dim each, as
+ * pgd_cuda_linear_multi's one GEMM leaves them in its scratch): the rotated q goes to q
+ * [n, n_q_heads * head_dim], K and V to the caches, qkv is not changed. */
+int pgd_cuda_rope_kv_write_rows(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *q,
+                                const void *qkv, int64_t ld, int n_q_heads, int n_kv_heads,
+                                int n, int head_dim, int rotary_dim, const float *inv_freq,
+                                const int32_t *pos, const void *q_norm, const void *k_norm,
+                                float eps, void *k_cache, void *v_cache,
+                                const int64_t *slot_mapping, const struct pgd_cuda_kv_fp8 *fp8,
+                                char *err, size_t errlen);
 
 /* ---- attention.cu: the paged KV cache and attention ---------------------------------- */
 /* Writes k, v [n, width] (dt) into the cache rows slot_mapping[i] (< 0: skipped); the caches

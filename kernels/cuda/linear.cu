@@ -685,7 +685,8 @@ extern "C" size_t pgd_cuda_linear_multi_scratch(struct pgd_cuda_ctx *c, enum pgd
 }
 
 /* Each row of src [n, total] cut into the layers' outputs: y[s][r, j] = src[r, first[s] + j]
- * for j < out[s]. VEC elements a thread (8: 16 bytes, when every width and pointer allows). */
+ * for j < out[s]. VEC elements a thread: 16 bytes (16 / sizeof(T)) when every width and
+ * pointer allows, else 1. */
 struct split_cols {
     void *y[3];
     int first[4];                    /* first[s]: layer s's first column; first[count] = total */
@@ -706,7 +707,7 @@ __global__ void split_cols_kernel(const T *__restrict__ src, int64_t n, const sp
         const int w = sc.first[s + 1] - sc.first[s];
         T *dst = (T *)sc.y[s] + r * w + (col - sc.first[s]);
         const T *from = src + r * sc.first[3] + col;
-        if (VEC == 8)
+        if (VEC > 1)
             *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(from);
         else
             *dst = *from;
@@ -717,24 +718,36 @@ template <typename T>
 static int split_cols_launch(struct pgd_cuda_ctx *c, const void *src, int n, int count,
                              const int *out, void *const *y, char *err, size_t errlen)
 {
+    if (count < 1 || count > 3)
+        return pgd_cuda_failf(err, errlen, "split of columns: %d layers (1..3)", count);
+    if (n == 0)
+        return 0;
+    constexpr int V = 16 / (int)sizeof(T);
     split_cols sc = {};
     bool vec = (uintptr_t)src % 16 == 0;
     for (int s = 0; s < 3; s++) {
         const int k = s < count ? s : count - 1;    /* unused layers: empty, after the last */
         sc.y[s] = y[k];
         sc.first[s + 1] = sc.first[s] + (s < count ? out[s] : 0);
-        vec = vec && (s >= count || (out[s] % 8 == 0 && (uintptr_t)y[s] % 16 == 0));
+        vec = vec && (s >= count || (out[s] % V == 0 && (uintptr_t)y[s] % 16 == 0));
     }
     const int threads = 256;
-    const int64_t items = (int64_t)n * sc.first[3] / (vec ? 8 : 1);
+    const int64_t items = (int64_t)n * sc.first[3] / (vec ? V : 1);
     dim3 grid(pgd_cuda_blocks(items, threads)), block(threads);
     if (vec)
-        pgd_cuda_launch(c, split_cols_kernel<T, 8>, grid, block, (const T *)src, (int64_t)n, sc);
+        pgd_cuda_launch(c, split_cols_kernel<T, V>, grid, block, (const T *)src, (int64_t)n, sc);
     else
         pgd_cuda_launch(c, split_cols_kernel<T, 1>, grid, block, (const T *)src, (int64_t)n, sc);
     PGD_CUDA_LAUNCHED(err, errlen, "split of [%d, %d] into %d layers' outputs", n, sc.first[3],
                       count);
     return 0;
+}
+
+extern "C" int pgd_cuda_split_cols(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *src,
+                                   int n, int count, const int *out, void *const *y, char *err,
+                                   size_t errlen)
+{
+    PGD_CUDA_DISPATCH(dt, T, return split_cols_launch<T>(c, src, n, count, out, y, err, errlen));
 }
 
 extern "C" int pgd_cuda_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
@@ -756,8 +769,7 @@ extern "C" int pgd_cuda_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, 
         if (pgd_cuda_linear(c, dt, x, w[0], b ? b[0] : NULL, n, in, total, dt, scratch, err,
                             errlen))
             return 1;
-        PGD_CUDA_DISPATCH(dt, T, return split_cols_launch<T>(c, scratch, n, count, out, y, err,
-                                                             errlen));
+        return y ? pgd_cuda_split_cols(c, dt, scratch, n, count, out, y, err, errlen) : 0;
     }
     for (int s = 0; s < count; s++)
         if (pgd_cuda_linear(c, dt, x, w[s], b ? b[s] : NULL, n, in, out[s], dt, y[s], err, errlen))

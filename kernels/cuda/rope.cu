@@ -69,7 +69,8 @@ extern "C" int pgd_cuda_rope(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *q,
 
 template <typename T, typename C>
 __global__ void __launch_bounds__(ROPE_KV_THREADS)
-rope_kv_write_kernel(T *q, const T *k, const T *v, int nq, int nkv, int D, int rot,
+rope_kv_write_kernel(T *q, const T *qs, int64_t qld, const T *k, const T *v, int64_t kvld,
+                     int nq, int nkv, int D, int rot,
                      const int32_t *pos, const T *qn, const T *kn, float eps, C *kc, C *vc,
                      const int64_t *slots, float k_scale, float v_scale,
                      const __grid_constant__ rope_freqs fr)
@@ -89,7 +90,7 @@ rope_kv_write_kernel(T *q, const T *k, const T *v, int nq, int nkv, int D, int r
         if (h >= nq + nkv) {                         /* a v head: copy */
             if (slot < 0)
                 continue;
-            const T *src = v + t * width + (int64_t)(h - nq - nkv) * D;
+            const T *src = v + t * kvld + (int64_t)(h - nq - nkv) * D;
             C *dst = vc + slot * width + (int64_t)(h - nq - nkv) * D;
             for (int e = lane; e < D; e += 32)
                 kv_store<T, C>(dst + e, src[e], v_scale);
@@ -98,7 +99,7 @@ rope_kv_write_kernel(T *q, const T *k, const T *v, int nq, int nkv, int D, int r
         const bool is_q = h < nq;
         if (!is_q && slot < 0)
             continue;
-        const T *src = is_q ? q + ((int64_t)t * nq + h) * D : k + t * width + (int64_t)(h - nq) * D;
+        const T *src = is_q ? qs + t * qld + (int64_t)h * D : k + t * kvld + (int64_t)(h - nq) * D;
         /* The rotated head goes to q in place, or to the K cache. */
         T *qdst = q + ((int64_t)t * nq + h) * D;
         C *kdst = kc + slot * width + (int64_t)(h - nq) * D;
@@ -149,15 +150,15 @@ rope_kv_write_kernel(T *q, const T *k, const T *v, int nq, int nkv, int D, int r
     }
 }
 
-extern "C" int pgd_cuda_rope_kv_write(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *q,
-                                      int n_q_heads, const void *k, const void *v,
-                                      int n_kv_heads, int n, int head_dim, int rotary_dim,
-                                      const float *inv_freq, const int32_t *pos,
-                                      const void *q_norm, const void *k_norm, float eps,
-                                      void *k_cache, void *v_cache,
-                                      const int64_t *slot_mapping,
-                                      const struct pgd_cuda_kv_fp8 *fp8, char *err,
-                                      size_t errlen)
+/* pgd_cuda_rope_kv_write and _rows: q's source rows qs, qld elements apart, and k's and v's
+ * kvld apart; the rotated q goes to q [n, n_q_heads * head_dim]. */
+static int rope_kv_write(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *q, const void *qs,
+                         int64_t qld, int n_q_heads, const void *k, const void *v, int64_t kvld,
+                         int n_kv_heads, int n, int head_dim, int rotary_dim,
+                         const float *inv_freq, const int32_t *pos, const void *q_norm,
+                         const void *k_norm, float eps, void *k_cache, void *v_cache,
+                         const int64_t *slot_mapping, const struct pgd_cuda_kv_fp8 *fp8,
+                         char *err, size_t errlen)
 {
     if (n == 0)
         return 0;
@@ -171,19 +172,58 @@ extern "C" int pgd_cuda_rope_kv_write(struct pgd_cuda_ctx *c, enum pgd_dtype dt,
     dim3 grid(n, (n_q_heads + 2 * n_kv_heads + ROPE_KV_WARPS - 1) / ROPE_KV_WARPS);
     if (fp8)
         PGD_CUDA_DISPATCH(dt, T, pgd_cuda_launch(c, rope_kv_write_kernel<T, kv_e4m3>, grid,
-                                     ROPE_KV_THREADS, (T *)q, (const T *)k, (const T *)v,
-                                     n_q_heads, n_kv_heads, head_dim, rotary_dim, pos,
-                                     (const T *)q_norm, (const T *)k_norm, eps,
-                                     (kv_e4m3 *)k_cache, (kv_e4m3 *)v_cache, slot_mapping,
+                                     ROPE_KV_THREADS, (T *)q, (const T *)qs, qld,
+                                     (const T *)k, (const T *)v, kvld, n_q_heads, n_kv_heads,
+                                     head_dim, rotary_dim, pos, (const T *)q_norm,
+                                     (const T *)k_norm, eps, (kv_e4m3 *)k_cache, (kv_e4m3 *)v_cache, slot_mapping,
                                      fp8->k_scale, fp8->v_scale, fr))
     else
         PGD_CUDA_DISPATCH(dt, T, pgd_cuda_launch(c, rope_kv_write_kernel<T, T>, grid,
-                                     ROPE_KV_THREADS, (T *)q, (const T *)k, (const T *)v,
-                                     n_q_heads, n_kv_heads, head_dim, rotary_dim, pos,
-                                     (const T *)q_norm, (const T *)k_norm, eps, (T *)k_cache,
+                                     ROPE_KV_THREADS, (T *)q, (const T *)qs, qld,
+                                     (const T *)k, (const T *)v, kvld, n_q_heads, n_kv_heads,
+                                     head_dim, rotary_dim, pos, (const T *)q_norm,
+                                     (const T *)k_norm, eps, (T *)k_cache,
                                      (T *)v_cache, slot_mapping, 1.0f, 1.0f, fr))
     PGD_CUDA_LAUNCHED(err, errlen, "rope + kv_write [%d tokens, %d q + %d kv heads of %d, rotary "
                       "%d%s] %s%s", n, n_q_heads, n_kv_heads, head_dim, rotary_dim,
                       q_norm ? ", q/k norms" : "", pgd_cuda_dt(dt), fp8 ? " into e4m3" : "");
     return 0;
+}
+
+extern "C" int pgd_cuda_rope_kv_write(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *q,
+                                      int n_q_heads, const void *k, const void *v,
+                                      int n_kv_heads, int n, int head_dim, int rotary_dim,
+                                      const float *inv_freq, const int32_t *pos,
+                                      const void *q_norm, const void *k_norm, float eps,
+                                      void *k_cache, void *v_cache,
+                                      const int64_t *slot_mapping,
+                                      const struct pgd_cuda_kv_fp8 *fp8, char *err,
+                                      size_t errlen)
+{
+    const int64_t kvld = (int64_t)n_kv_heads * head_dim;
+    return rope_kv_write(c, dt, q, q, (int64_t)n_q_heads * head_dim, n_q_heads, k, v, kvld,
+                         n_kv_heads, n, head_dim, rotary_dim, inv_freq, pos, q_norm, k_norm,
+                         eps, k_cache, v_cache, slot_mapping, fp8, err, errlen);
+}
+
+extern "C" int pgd_cuda_rope_kv_write_rows(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *q,
+                                           const void *qkv, int64_t ld, int n_q_heads,
+                                           int n_kv_heads, int n, int head_dim, int rotary_dim,
+                                           const float *inv_freq, const int32_t *pos,
+                                           const void *q_norm, const void *k_norm, float eps,
+                                           void *k_cache, void *v_cache,
+                                           const int64_t *slot_mapping,
+                                           const struct pgd_cuda_kv_fp8 *fp8, char *err,
+                                           size_t errlen)
+{
+    const size_t esz = pgd_dtype_size(dt);
+    const int64_t qw = (int64_t)n_q_heads * head_dim, kvw = (int64_t)n_kv_heads * head_dim;
+    if (ld < qw + 2 * kvw)
+        return pgd_cuda_failf(err, errlen, "rope + kv_write: rows of %lld elements cannot hold "
+                              "q, k and v (%lld + 2 x %lld)", (long long)ld, (long long)qw,
+                              (long long)kvw);
+    const char *k = (const char *)qkv + (size_t)qw * esz;
+    return rope_kv_write(c, dt, q, qkv, ld, n_q_heads, k, k + (size_t)kvw * esz, ld, n_kv_heads,
+                         n, head_dim, rotary_dim, inv_freq, pos, q_norm, k_norm, eps, k_cache,
+                         v_cache, slot_mapping, fp8, err, errlen);
 }

@@ -76,6 +76,15 @@ struct pgd_fwd {
      * layer), so a step allocates it once, at the same place for the same shapes. */
     void *multi_scratch;
     size_t multi_scratch_bytes;
+    /* That GEMM's output not yet split (src: the scratch, [n, ld]; ld the sum of out): the
+     * rope_attention of q = y[0], k = y[1], v = y[2] reads q, k and v from it in place
+     * (pgd_cuda_rope_kv_write_rows); any other op, or the forward's end, has it split into
+     * the outputs first (ops.c: qkv_rows_settle). src NULL: none pending. */
+    struct {
+        const void *src;
+        int n, ld, count, out[3];
+        void *y[3];
+    } qkv_rows;
     /* The weight bytes of the quantized layers pgd_op_qweight_linear ran, summed while the
      * per-op profile is on: a quantized layer's bytes in the profile (the runner does not
      * read its plugin's state; the op adds what its qweight is on the device). */
@@ -103,5 +112,9 @@ struct pgd_fwd {
     enum pgd_status status;            /* first failure of the step */
     char err[512];
 };
+
+/* Ends the forward's deferred work (ops.c): outputs still in linear_multi's scratch are
+ * split into their tensors. The runner calls it after the architecture's forward. */
+void pgd__fwd_settle(struct pgd_fwd *f);
 
 #endif

@@ -51,11 +51,19 @@ struct pgd_tensor pgd_fwd_alloc(struct pgd_fwd *f, int64_t rows, int64_t cols)
     return t;
 }
 
+#ifdef PGD_HAVE_CUDA
+static void qkv_rows_settle(struct pgd_fwd *f);
+#endif
+
 /* True when the op should run: no earlier failure, and the tensors are on the step's
- * device in the activation dtype. */
+ * device in the activation dtype. Outputs of linear_multi still in its scratch are split
+ * into their tensors first: the op may read them. */
 static bool operands_ready(struct pgd_fwd *f, const char *op, int n,
                            const struct pgd_tensor *const *ts)
 {
+#ifdef PGD_HAVE_CUDA
+    qkv_rows_settle(f);
+#endif
     if (f->status != PGD_OK)
         return false;
     for (int i = 0; i < n; i++) {
@@ -110,7 +118,41 @@ static bool linear_ready(struct pgd_fwd *f, const char *op, const struct pgd_ten
             pgd_fwd_fail(f, PGD_ERR_DEVICE, "%s", cuda_err_);                          \
     } while (0)
 #define ON_CUDA(f) ((f)->device == PGD_DEVICE_CUDA)
+
+/* Whether linear_multi leaves its one GEMM's columns in the scratch for rope_attention
+ * (PGD_CUDA_QKV_ROWS=0: split at once, for measuring the two against each other). */
+static bool qkv_rows_on(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("PGD_CUDA_QKV_ROWS");
+        v = !(e && !strcmp(e, "0"));
+    }
+    return v;
+}
+
+/* linear_multi's outputs left in its scratch (fwd.h's qkv_rows), split into their tensors. */
+static void qkv_rows_settle(struct pgd_fwd *f)
+{
+    if (!f->qkv_rows.src)
+        return;
+    const void *src = f->qkv_rows.src;
+    f->qkv_rows.src = NULL;
+    if (f->status == PGD_OK)
+        CUDA_RUN(f, pgd_cuda_split_cols(f->cuda, f->act_dtype, src, f->qkv_rows.n,
+                                        f->qkv_rows.count, f->qkv_rows.out, f->qkv_rows.y,
+                                        CUDA_ERR));
+}
+
+void pgd__fwd_settle(struct pgd_fwd *f)
+{
+    qkv_rows_settle(f);
+}
 #else
+void pgd__fwd_settle(struct pgd_fwd *f)
+{
+    (void)f;
+}
 #define ON_CUDA(f) false
 #define CUDA_RUN(f, call) ((void)0)
 #endif
@@ -451,8 +493,21 @@ static void linear_multi_run(struct pgd_fwd *f, int count, const struct pgd_line
         }
         f->multi_scratch_bytes = sb;
     }
+    /* One GEMM: its columns stay in the scratch for the rope_attention after it (qkv_rows) */
     CUDA_RUN(f, pgd_cuda_linear_multi(f->cuda, f->act_dtype, x->data, (int)n, in, count, wd, bd,
-                                      out, yd, sb ? f->multi_scratch : NULL, CUDA_ERR));
+                                      out, sb && qkv_rows_on() ? NULL : yd,
+                                      sb ? f->multi_scratch : NULL, CUDA_ERR));
+    if (sb && qkv_rows_on() && f->status == PGD_OK) {
+        f->qkv_rows.src = f->multi_scratch;
+        f->qkv_rows.n = (int)n;
+        f->qkv_rows.count = count;
+        f->qkv_rows.ld = 0;
+        for (int i = 0; i < count; i++) {
+            f->qkv_rows.out[i] = out[i];
+            f->qkv_rows.y[i] = yd[i];
+            f->qkv_rows.ld += out[i];
+        }
+    }
 #endif
 }
 
@@ -583,6 +638,20 @@ static void rope_attention_run(struct pgd_fwd *f, int layer, const struct pgd_at
                                struct pgd_tensor *k, const struct pgd_tensor *v,
                                struct pgd_tensor *out)
 {
+    /* q, k and v still side by side in linear_multi's scratch: read there (taken before
+     * op_ready, which would split them) */
+    const void *rows = NULL;
+    int ld = 0;
+#ifdef PGD_HAVE_CUDA
+    if (f->qkv_rows.src && f->qkv_rows.count == 3 && f->qkv_rows.y[0] == q->data &&
+        f->qkv_rows.y[1] == k->data && f->qkv_rows.y[2] == v->data) {
+        rows = f->qkv_rows.src;
+        ld = f->qkv_rows.ld;
+        f->qkv_rows.src = NULL;
+    }
+#endif
+    (void)rows;
+    (void)ld;
     if (!op_ready(f, "rope_attention", 4, (const struct pgd_tensor *[]){ q, k, v, out }) ||
         !attention_args_ok(f, "rope_attention", layer, p, q, k, v, out))
         return;
@@ -599,14 +668,21 @@ static void rope_attention_run(struct pgd_fwd *f, int layer, const struct pgd_at
     if (ON_CUDA(f)) {
         struct pgd__kv_cache *kv = f->kv;
         const struct pgd_cuda_kv_fp8 scales = { kv->k_scale[layer], kv->v_scale[layer] };
-        CUDA_RUN(f, pgd_cuda_rope_kv_write(f->cuda, f->act_dtype, q->data, p->n_heads, k->data,
-                                           v->data, p->n_kv_heads, f->n_tokens, p->head_dim,
-                                           rope->rotary_dim, rope->inv_freq, f->positions,
-                                           q_norm ? q_norm->data : NULL,
-                                           k_norm ? k_norm->data : NULL, eps, kv->k[layer],
-                                           kv->v[layer], f->slot_mapping,
-                                           kv->dtype == PGD_DTYPE_F8_E4M3 ? &scales : NULL,
-                                           CUDA_ERR));
+        const void *qn = q_norm ? q_norm->data : NULL, *kn = k_norm ? k_norm->data : NULL;
+        const struct pgd_cuda_kv_fp8 *fp8 = kv->dtype == PGD_DTYPE_F8_E4M3 ? &scales : NULL;
+        if (rows)
+            CUDA_RUN(f, pgd_cuda_rope_kv_write_rows(f->cuda, f->act_dtype, q->data, rows, ld,
+                                                    p->n_heads, p->n_kv_heads, f->n_tokens,
+                                                    p->head_dim, rope->rotary_dim,
+                                                    rope->inv_freq, f->positions, qn, kn, eps,
+                                                    kv->k[layer], kv->v[layer],
+                                                    f->slot_mapping, fp8, CUDA_ERR));
+        else
+            CUDA_RUN(f, pgd_cuda_rope_kv_write(f->cuda, f->act_dtype, q->data, p->n_heads,
+                                               k->data, v->data, p->n_kv_heads, f->n_tokens,
+                                               p->head_dim, rope->rotary_dim, rope->inv_freq,
+                                               f->positions, qn, kn, eps, kv->k[layer],
+                                               kv->v[layer], f->slot_mapping, fp8, CUDA_ERR));
         if (f->status == PGD_OK)
             attend(f, layer, p, q, k, v, out, false);
         return;

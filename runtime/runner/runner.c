@@ -720,6 +720,7 @@ static enum pgd_status forward(struct pgd__runner *r, struct pgd_fwd *f, float *
     f->prof = prof;
     double t0 = pgd__now_s();
     r->model->plugin->arch->forward(r->model->impl, f);
+    pgd__fwd_settle(f);
     if (!on_cuda(r))
         r->device_s += pgd__now_s() - t0;     /* the CPU computed it: the device's work */
     if (prof) {

@@ -493,8 +493,11 @@ static void expect_fp8_cache(const char *what, const uint8_t *got, const uint8_t
 
 /* rope fused with the K/V write (and Qwen3's per-head q/k norms) against the CPU's rmsnorm
  * (rounded to dt, as the GPU's separate norm kernel writes it), rope and kv_write; with fp8
- * the caches are e4m3 (scales k 0.02, v 0.01). */
-static void check_rope_kv_write_cache(enum pgd_dtype dt, int D, int rot, bool norms, bool fp8)
+ * the caches are e4m3 (scales k 0.02, v 0.01). rows: q, k and v side by side in rows of a
+ * wider matrix (pgd_cuda_rope_kv_write_rows, as linear_multi's one GEMM leaves them; 8
+ * spare columns a row), q rotated into a tensor of its own, the matrix left as it was. */
+static void check_rope_kv_write_as(enum pgd_dtype dt, int D, int rot, bool norms, bool fp8,
+                                   bool rows)
 {
     char err[512] = "";
     struct pgd_rope_config cfg = { .head_dim = D, .rotary_dim = rot, .theta = 1000000.0 };
@@ -527,9 +530,31 @@ static void check_rope_kv_write_cache(enum pgd_dtype dt, int D, int rot, bool no
     int64_t *dslot = upload_raw(slot, sizeof slot);
     float *k_orig = malloc(kn * sizeof *k_orig);
     memcpy(k_orig, k, kn * sizeof *k_orig);
-    CHECK_RC(pgd_cuda_rope_kv_write(ctx, dt, dq, nq, dk, dv, nkv, n, D, rot, rope.inv_freq, dpos,
-                                    norms ? dqw : NULL, norms ? dkw : NULL, 1e-6f, dkc, dvc,
-                                    dslot, fp8 ? &sc : NULL, err, sizeof err));
+    const size_t qcols = (size_t)nq * D, ld = qcols + 2 * width + 8;
+    float *qkv = rows ? calloc((size_t)n * ld, sizeof *qkv) : NULL;
+    void *dqkv = NULL;
+    if (rows) {
+        for (int t = 0; t < n; t++) {
+            memcpy(qkv + t * ld, q + t * qcols, qcols * sizeof *qkv);
+            memcpy(qkv + t * ld + qcols, k + t * width, width * sizeof *qkv);
+            memcpy(qkv + t * ld + qcols + width, v + t * width, width * sizeof *qkv);
+        }
+        dqkv = upload(qkv, (size_t)n * ld, dt);
+        pgd_cuda_free(dq);
+        dq = poisoned(qn, dt);
+        CHECK_RC(pgd_cuda_rope_kv_write_rows(ctx, dt, dq, dqkv, (int64_t)ld, nq, nkv, n, D, rot,
+                                             rope.inv_freq, dpos, norms ? dqw : NULL,
+                                             norms ? dkw : NULL, 1e-6f, dkc, dvc, dslot,
+                                             fp8 ? &sc : NULL, err, sizeof err));
+        float *gqkv = download(dqkv, (size_t)n * ld, dt);
+        cr_assert_arr_eq(gqkv, qkv, (size_t)n * ld * sizeof(float),
+                         "rope_kv_write_rows must leave q, k and v's rows as they were");
+        free(gqkv);
+    } else {
+        CHECK_RC(pgd_cuda_rope_kv_write(ctx, dt, dq, nq, dk, dv, nkv, n, D, rot, rope.inv_freq,
+                                        dpos, norms ? dqw : NULL, norms ? dkw : NULL, 1e-6f, dkc,
+                                        dvc, dslot, fp8 ? &sc : NULL, err, sizeof err));
+    }
     if (norms) {
         pgd_cpu_rmsnorm(q, qw, 1e-6f, (int64_t)n * nq, D, q);
         pgd_cpu_rmsnorm(k, kw, 1e-6f, (int64_t)n * nkv, D, k);
@@ -568,16 +593,31 @@ static void check_rope_kv_write_cache(enum pgd_dtype dt, int D, int rot, bool no
     cr_assert_arr_eq(gk, k_orig, kn * sizeof(float), "rope_kv_write must leave k as it was");
     free(k_orig);
     free(q); free(k); free(v); free(kc); free(vc); free(qw); free(kw); free(k8); free(v8);
-    free(gq); free(gk);
-    void *ds[] = { dq, dk, dv, dkc, dvc, dqw, dkw, dpos, dslot };
+    free(gq); free(gk); free(qkv);
+    void *ds[] = { dq, dk, dv, dkc, dvc, dqw, dkw, dpos, dslot, dqkv };
     for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
         pgd_cuda_free(ds[i]);
     pgd_rope_fini(&rope);
 }
 
+static void check_rope_kv_write_cache(enum pgd_dtype dt, int D, int rot, bool norms, bool fp8)
+{
+    check_rope_kv_write_as(dt, D, rot, norms, fp8, false);
+}
+
 static void check_rope_kv_write(enum pgd_dtype dt, int D, int rot, bool norms)
 {
     check_rope_kv_write_cache(dt, D, rot, norms, false);
+}
+
+GPU_TEST(rope_kv_write_rows_reads_q_k_and_v_side_by_side)
+{
+    for (int di = 0; di < 2; di++) {
+        check_rope_kv_write_as(DTS[di], 128, 128, false, false, true);
+        check_rope_kv_write_as(DTS[di], 128, 128, true, false, true);
+        check_rope_kv_write_as(DTS[di], 96, 32, false, false, true);
+        check_rope_kv_write_as(DTS[di], 128, 128, false, true, true);
+    }
 }
 
 GPU_TEST(rope_kv_write_into_an_fp8_cache_matches_cpu)
