@@ -635,14 +635,14 @@ static int gemv_multi_launch(struct pgd_cuda_ctx *c, const void *x, int n, int i
 /* ---- several layers side by side as one GEMM ---------------------------------------------
  * Layers whose weights lie one after the other in memory (pgd_model_load_linears: q, k and
  * v), and so their biases or none has one, are one [sum out, in] layer: one GEMM into a
- * scratch [n, sum out], then one copy of each layer's columns into its own output. At
- * mid-batch sizes the one GEMM has the tiles of all three on the SMs at once, where k and v
- * alone (1,024 features of the 8B shape: 8 tiles of 128) left most of them idle; the copy
- * (n x sum out elements read and written once) costs less than that up to a few hundred
- * rows. Larger steps (prompts) run each GEMM on its own: there every GEMM fills the chip
- * and the copy would be pure cost. PGD_CUDA_QKV_FUSE_MAX_N (default below; 0 turns it
- * off) bounds n. */
-#define QKV_FUSE_MAX_N_DEFAULT 512
+ * scratch [n, sum out]. At mid-batch sizes it has the tiles of all three on the SMs at once,
+ * where k and v alone (1,024 features of the 8B shape: 8 tiles of 128) left most of them
+ * idle; at prompt sizes it is one launch (one cuBLASLt call of host work) for three. The
+ * columns are then copied into each layer's output, or (the runner's usual case) read in
+ * place by the rope + K/V write after it (pgd_cuda_rope_kv_write_rows), which costs
+ * nothing. PGD_CUDA_QKV_FUSE_MAX_N (default below; 0 turns it off) bounds n: the scratch
+ * is n x sum out elements of the step's activation memory. */
+#define QKV_FUSE_MAX_N_DEFAULT 16384
 
 static int qkv_fuse_max_n(void)
 {

@@ -310,7 +310,7 @@ GPU_TEST(linear_multi_qkv)
 }
 
 /* Side by side (pgd_model_load_linears' layout): one GEMM and the split at the sizes between
- * the GEMV's and PGD_CUDA_QKV_FUSE_MAX_N (512 by default), widths of 8 (16-byte copies) and
+ * the GEMV's and PGD_CUDA_QKV_FUSE_MAX_N (16,384 by default), widths of 8 (16-byte copies) and
  * odd ones (element copies), with and without biases, 2 and 3 layers; none at GEMV sizes
  * (one launch of the multi GEMV there), above the bound, or for one layer. */
 GPU_TEST(linear_multi_side_by_side_is_one_gemm)
@@ -325,7 +325,8 @@ GPU_TEST(linear_multi_side_by_side_is_one_gemm)
         check_linear_multi_as(dt, 2, 17, 512, ODD, false, true, true);
         check_linear_multi_as(dt, 3, 512, 256, QKV, false, true, true);
         check_linear_multi_as(dt, 3, 3, 1024, QKV, true, true, false);
-        check_linear_multi_as(dt, 3, 513, 256, QKV, true, true, false);
+        check_linear_multi_as(dt, 3, 16384, 32, ODD, true, true, true);
+        check_linear_multi_as(dt, 3, 16385, 32, ODD, true, true, false);
         check_linear_multi_as(dt, 1, 64, 512, QKV, true, true, false);
         check_linear_multi_as(dt, 3, 64, 512, QKV, true, false, false);
     }
