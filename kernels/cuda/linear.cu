@@ -644,14 +644,11 @@ static int gemv_multi_launch(struct pgd_cuda_ctx *c, const void *x, int n, int i
  * is n x sum out elements of the step's activation memory. */
 #define QKV_FUSE_MAX_N_DEFAULT 16384
 
+/* Read at every call (a layer's, not a row's: cheap), so that tests and benches can switch. */
 static int qkv_fuse_max_n(void)
 {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("PGD_CUDA_QKV_FUSE_MAX_N");
-        v = e && *e ? std::max(0, atoi(e)) : QKV_FUSE_MAX_N_DEFAULT;
-    }
-    return v;
+    const char *e = getenv("PGD_CUDA_QKV_FUSE_MAX_N");
+    return e && *e ? std::max(0, atoi(e)) : QKV_FUSE_MAX_N_DEFAULT;
 }
 
 /* Whether p[s + 1] starts where p[s]'s rows [rows[s], row_elems] end, for s < count - 1. */

@@ -310,12 +310,14 @@ GPU_TEST(linear_multi_qkv)
 }
 
 /* Side by side (pgd_model_load_linears' layout): one GEMM and the split at the sizes between
- * the GEMV's and PGD_CUDA_QKV_FUSE_MAX_N (16,384 by default), widths of 8 (16-byte copies) and
- * odd ones (element copies), with and without biases, 2 and 3 layers; none at GEMV sizes
- * (one launch of the multi GEMV there), above the bound, or for one layer. */
+ * the GEMV's and PGD_CUDA_QKV_FUSE_MAX_N (set here to 16,384), widths of 8 (16-byte copies)
+ * and odd ones (element copies), with and without biases, 2 and 3 layers; none at GEMV
+ * sizes (one launch of the multi GEMV there), above the bound, for one layer, or with the
+ * bound at 0. */
 GPU_TEST(linear_multi_side_by_side_is_one_gemm)
 {
     static const int QKV[3] = { 256, 64, 64 }, ODD[3] = { 37, 9, 70 };
+    setenv("PGD_CUDA_QKV_FUSE_MAX_N", "16384", 1);
     for (int di = 0; di < 2; di++) {
         enum pgd_dtype dt = DTS[di];
         for (int n = 5; n <= 9; n += 4)
@@ -329,7 +331,11 @@ GPU_TEST(linear_multi_side_by_side_is_one_gemm)
         check_linear_multi_as(dt, 3, 16385, 32, ODD, true, true, false);
         check_linear_multi_as(dt, 1, 64, 512, QKV, true, true, false);
         check_linear_multi_as(dt, 3, 64, 512, QKV, true, false, false);
+        setenv("PGD_CUDA_QKV_FUSE_MAX_N", "0", 1);
+        check_linear_multi_as(dt, 3, 64, 512, QKV, true, true, false);
+        setenv("PGD_CUDA_QKV_FUSE_MAX_N", "16384", 1);
     }
+    unsetenv("PGD_CUDA_QKV_FUSE_MAX_N");
 }
 
 GPU_TEST(linear_gemv_and_cublaslt)
