@@ -640,9 +640,10 @@ static int gemv_multi_launch(struct pgd_cuda_ctx *c, const void *x, int n, int i
  * idle; at prompt sizes it is one launch (one cuBLASLt call of host work) for three. The
  * columns are then copied into each layer's output, or (the runner's usual case) read in
  * place by the rope + K/V write after it (pgd_cuda_rope_kv_write_rows), which costs
- * nothing. PGD_CUDA_QKV_FUSE_MAX_N (default below; 0 turns it off) bounds n: the scratch
- * is n x sum out elements of the step's activation memory. */
-#define QKV_FUSE_MAX_N_DEFAULT 16384
+ * nothing. PGD_CUDA_QKV_FUSE_MAX_N bounds n (the scratch is n x sum out elements of the
+ * step's activation memory): opt-in until an H200 has run it (docs/PERFORMANCE.md, twelfth
+ * session), then 16,384 by default; 0, the default meanwhile, runs a GEMM a layer. */
+#define QKV_FUSE_MAX_N_DEFAULT 0
 
 /* Read at every call (a layer's, not a row's: cheap), so that tests and benches can switch. */
 static int qkv_fuse_max_n(void)
