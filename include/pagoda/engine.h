@@ -92,6 +92,9 @@ struct pgd_engine_params {
     int max_model_len;               /* longest sequence; 0 (default): the model's limit */
     bool enable_prefix_caching;      /* default true */
     bool enable_chunked_prefill;     /* default true; when false a prompt is computed whole */
+    /* With chunked prefill, the most tokens one request computes in a step (vLLM's
+     * long_prefill_token_threshold); 0 (default): max_num_batched_tokens alone. */
+    int long_prefill_token_threshold;
     enum pgd_sched_policy policy;    /* default PGD_SCHED_FCFS */
     uint64_t seed;                   /* seeds the per-request seeds of unseeded requests */
     /* GPU only. The compute dtype (PGD_DTYPE_BF16 or PGD_DTYPE_F16; default PGD_DTYPE_COUNT:

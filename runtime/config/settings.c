@@ -297,6 +297,8 @@ void pgd__settings_engine_params(const struct pgd__settings *s, struct pgd_engin
     ep->max_num_seqs = (int)pgd__settings_int(s, PGD__S_MAX_NUM_SEQS);
     ep->max_num_batched_tokens = (int)pgd__settings_int(s, PGD__S_MAX_NUM_BATCHED_TOKENS);
     ep->enable_chunked_prefill = pgd__settings_bool(s, PGD__S_ENABLE_CHUNKED_PREFILL);
+    ep->long_prefill_token_threshold =
+        (int)pgd__settings_int(s, PGD__S_LONG_PREFILL_TOKEN_THRESHOLD);
     const char *pol = pgd__settings_str(s, PGD__S_SCHEDULING_POLICY);
     ep->policy = pol && !strcmp(pol, "priority") ? PGD_SCHED_PRIORITY : PGD_SCHED_FCFS;
     ep->enforce_eager = pgd__settings_bool(s, PGD__S_ENFORCE_EAGER);

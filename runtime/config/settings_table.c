@@ -357,6 +357,13 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         0, 0, NULL, NULL,
         "Split long prompts over several steps; off: a prompt is computed whole.",
         PGD__SG_SCHEDULER, PGD__SD_ENGINE, PGD__SF_NEGATABLE, NULL },
+    [PGD__S_LONG_PREFILL_TOKEN_THRESHOLD] = { ENGINE, "long_prefill_token_threshold",
+        PGD__ST_HUMAN_INT, "0", 0, INT_MAX, NULL, "N",
+        "With chunked prefill, the most tokens one request computes in a step: a longer "
+        "prompt takes steps of N, so a step that carries it beside running decodes stays "
+        "short (their inter-token latency) at some cost in its time to first token. 0: "
+        "only max_num_batched_tokens bounds it.",
+        PGD__SG_SCHEDULER, PGD__SD_ENGINE, 0, NULL },
     [PGD__S_SCHEDULING_POLICY] = { ENGINE, "scheduling_policy", PGD__ST_CHOICE, "fcfs", 0, 0,
         "fcfs|priority", "POLICY",
         "fcfs: first come, first served; priority: the request's `priority` (lower first), "

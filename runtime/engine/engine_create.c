@@ -122,6 +122,7 @@ static enum pgd_status init_parts(struct pgd_engine *e, const struct pgd_engine_
         .max_num_seqs = p->max_num_seqs,
         .max_num_batched_tokens = p->max_num_batched_tokens,
         .enable_chunked_prefill = p->enable_chunked_prefill,
+        .long_prefill_token_threshold = p->long_prefill_token_threshold,
         .policy = p->policy,
         .sliding_window = backend->sliding_window,
         .headroom_steps = PGD__SCHED_HEADROOM_STEPS_DEFAULT,

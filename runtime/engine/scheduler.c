@@ -55,6 +55,10 @@ enum pgd_status pgd__scheduler_init(struct pgd__scheduler *s, const struct pgd__
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
                         "scheduler: max_num_batched_tokens must be positive (got %d)",
                         p->max_num_batched_tokens);
+    if (p->long_prefill_token_threshold < 0)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "scheduler: "
+                        "long_prefill_token_threshold must be 0 (off) or positive (got %d)",
+                        p->long_prefill_token_threshold);
     s->p = *p;
     s->kv = kv;
     s->out.seqs = malloc((size_t)p->max_num_seqs * sizeof *s->out.seqs);
@@ -237,6 +241,18 @@ static bool waits_for_leader(const struct pgd__seq *seq)
            seq->n_computed == 0;
 }
 
+/* n_new as long_prefill_token_threshold bounds it: with chunked prefill only, and never
+ * below a decode's token and its speculative ones (the bound is for prompts). */
+static int cap_long_prefill(const struct pgd__scheduler *s, const struct pgd__seq *seq, int n_new)
+{
+    int t = s->p.long_prefill_token_threshold;
+    if (!s->p.enable_chunked_prefill || t <= 0)
+        return n_new;
+    if (t < 1 + seq->n_spec)
+        t = 1 + seq->n_spec;
+    return n_new > t ? t : n_new;
+}
+
 /* Running sequences first, oldest first: each catches up by as much as the budget allows;
  * when the pool is short of blocks, running sequences are preempted (pick_victim) until it
  * fits, possibly itself. */
@@ -253,6 +269,7 @@ static void schedule_running(struct pgd__scheduler *s, int *budget)
             continue;
         }
         PGD_ASSERT(n_new > 0);
+        n_new = cap_long_prefill(s, seq, n_new);
         if (n_new > *budget)
             n_new = *budget;
         bool self_preempted = false;
@@ -319,6 +336,7 @@ static void schedule_swapped(struct pgd__scheduler *s, int *budget)
         PGD_ASSERT(n_new > 0);
         if (!s->p.enable_chunked_prefill && n_new > *budget)
             break;
+        n_new = cap_long_prefill(s, seq, n_new);
         if (n_new > *budget)
             n_new = *budget;
         int n_total = seq->n_computed + n_new;
@@ -361,6 +379,7 @@ static void schedule_waiting(struct pgd__scheduler *s, int *budget)
         int n_new = seq->n_tokens - n_done;
         if (!s->p.enable_chunked_prefill && n_new > *budget)
             break;
+        n_new = cap_long_prefill(s, seq, n_new);
         if (n_new > *budget)
             n_new = *budget;
         /* What is left once it has its blocks must cover the projection's peak. */

@@ -80,6 +80,11 @@ struct pgd__sched_params {
     int max_num_seqs;
     int max_num_batched_tokens;
     bool enable_chunked_prefill;
+    /* With chunked prefill, the most tokens one sequence computes in a step (vLLM's
+     * long_prefill_token_threshold: a long prompt takes several steps even when the budget
+     * would take it whole, so that the steps it shares with decodes stay short); 0: no
+     * bound but the budget. */
+    int long_prefill_token_threshold;
     enum pgd_sched_policy policy;
     int sliding_window;         /* every layer's window: release blocks it leaves; 0 = off */
     /* KV headroom: a waiting sequence is admitted (or a preempted one readmitted) only when

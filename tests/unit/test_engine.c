@@ -560,6 +560,39 @@ Test(engine, shared_system_prompt_computes_only_each_suffix)
     pgd_engine_destroy(e);
 }
 
+static void tweak_long_prefill(struct pgd_engine_params *p)
+{
+    p->max_num_batched_tokens = 512;
+    p->long_prefill_token_threshold = 64;
+}
+
+/* long_prefill_token_threshold through the engine: a 337-token prompt the 512-token budget
+ * would take in one step takes six of at most 64 tokens (every step computes the prompt's
+ * next chunk: 6 prompt steps, then a decode step a token), and the tokens are the model's. */
+Test(engine, long_prefill_token_threshold_chunks_a_prompt_the_budget_would_take_whole)
+{
+    struct pgd_engine *e = make_engine(.num_blocks = 512, .block_size = 16,
+                                       .tweak = tweak_long_prefill);
+    enum { N = 337, OUT = 3 };
+    int32_t prompt[N];
+    for (int i = 0; i < N; i++) prompt[i] = 2 + (i * 17) % 60;
+    struct pgd_sampling_params sp = greedy_params(OUT);
+    sp.ignore_eos = true;
+    struct pgd_stream *s = submit_ids(e, prompt, N, sp);
+    struct collected c;
+    collect(s, &c);
+    pgd_stream_destroy(s);
+    int32_t ref[OUT];
+    reference_greedy(prompt, N, OUT, IGNORE_EOS, ref);
+    cr_assert_eq(c.n_tokens[0], OUT);
+    for (int k = 0; k < OUT; k++) cr_assert_eq(c.tokens[0][k], ref[k]);
+    struct pgd_engine_stats st;
+    pgd_engine_get_stats(e, &st);
+    cr_assert_eq(st.num_steps, 6 + (OUT - 1), "steps: %llu", (unsigned long long)st.num_steps);
+    cr_assert_eq(st.prompt_tokens_computed, (uint64_t)N);
+    pgd_engine_destroy(e);
+}
+
 Test(engine, parallel_samples_share_the_prompt)
 {
     struct pgd_engine *e = make_engine(.num_blocks = 256, .block_size = 4);

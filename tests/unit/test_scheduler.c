@@ -110,11 +110,11 @@ static int64_t *slot(struct sim *s, const struct pgd__seq *q, int pos)
     return &s->cache[(size_t)q->kv.blocks[pos / bs] * bs + pos % bs];
 }
 
-/* Runs one planned step; returns how many sequences caught up (and got a token appended).
+/* Runs the step o plans; returns how many sequences caught up (and got a token appended).
  * caught[] gets them. */
-static int sim_step(struct sim *s, struct pgd__seq **caught)
+static int sim_step_planned(struct sim *s, const struct pgd__sched_out *o,
+                            struct pgd__seq **caught)
 {
-    const struct pgd__sched_out *o = pgd__scheduler_schedule(&s->sched);
     sim_swaps(s, o);
     int budget = s->sched.p.max_num_batched_tokens;
     cr_assert_leq(o->n_tokens, budget);
@@ -160,6 +160,12 @@ static int sim_step(struct sim *s, struct pgd__seq **caught)
     }
     s->steps++;
     return n_caught;
+}
+
+/* Plans one step and runs it (sim_step_planned). */
+static int sim_step(struct sim *s, struct pgd__seq **caught)
+{
+    return sim_step_planned(s, pgd__scheduler_schedule(&s->sched), caught);
 }
 
 /* ref_count == number of live sequences that list the block. */
@@ -308,6 +314,75 @@ Test(scheduler, decodes_go_first_and_the_budget_is_shared)
     retire(&s, a);
     retire(&s, b);
     sim_fini(&s);
+}
+
+/* long_prefill_token_threshold (vLLM's): a prompt computes at most that many tokens a step
+ * even when the budget holds more, beside a running decode and alone, a preempted
+ * sequence's recompute likewise; a decode and its speculative tokens are never cut; without
+ * chunked prefill the bound does not apply (a prompt is computed whole); a negative one is
+ * refused. The tokens, and the KV the stand-in model checks, come out as without it. */
+Test(scheduler, long_prefill_token_threshold_bounds_a_prompt_chunk)
+{
+    struct sim s;
+    sim_init(&s, 256, 4, false, 8, 64, true, PGD_SCHED_FCFS);
+    s.sched.p.long_prefill_token_threshold = 12;
+    int32_t p[40];
+    for (int i = 0; i < 40; i++) p[i] = 3 + i;
+    struct pgd__seq *a = new_seq(1, p, 5, 60), *b = new_seq(2, p, 40, 60);
+    struct pgd__seq *caught[8];
+    pgd__scheduler_add(&s.sched, a);
+    sim_step(&s, caught);               /* a: its 5 prompt tokens (under the bound) */
+    cr_assert_eq(a->n_computed, 5);
+    pgd__scheduler_add(&s.sched, b);
+    int want_b[] = { 12, 12, 12, 4 };
+    for (int k = 0; k < 4; k++) {
+        const struct pgd__sched_out *o = pgd__scheduler_schedule(&s.sched);
+        cr_assert_eq(o->n, 2);
+        cr_assert_eq(o->seqs[0], a);
+        cr_assert_eq(o->n_new[0], 1, "step %d: a decodes a token", k);
+        cr_assert_eq(o->seqs[1], b);
+        cr_assert_eq(o->n_new[1], want_b[k], "step %d: b computes %d, want %d", k, o->n_new[1],
+                     want_b[k]);
+        sim_step_planned(&s, o, caught);
+    }
+    cr_assert_eq(b->n_computed, 40);
+    /* A decode with speculative tokens above the bound keeps them all. */
+    s.sched.p.long_prefill_token_threshold = 2;
+    for (int i = 0; i < 3; i++)
+        pgd__seq_append(a, 7);
+    a->n_spec = 3;
+    const struct pgd__sched_out *o = pgd__scheduler_schedule(&s.sched);
+    cr_assert_eq(o->seqs[0], a);
+    cr_assert_eq(o->n_new[0], 4, "a decode and its 3 proposals, past a bound of 2");
+    cr_assert_eq(o->n_new[1], 1);
+    pgd__scheduler_update(&s.sched, o);
+    a->n_spec = 0;
+    retire(&s, a);
+    retire(&s, b);
+
+    /* Without chunked prefill a prompt is computed whole, past the bound. */
+    s.sched.p.enable_chunked_prefill = false;
+    s.sched.p.long_prefill_token_threshold = 12;
+    struct pgd__seq *c = new_seq(3, p, 30, 40);
+    pgd__scheduler_add(&s.sched, c);
+    o = pgd__scheduler_schedule(&s.sched);
+    cr_assert_eq(o->n, 1);
+    cr_assert_eq(o->n_new[0], 30);
+    pgd__scheduler_update(&s.sched, o);
+    pgd__seq_append(c, 1);
+    retire(&s, c);
+    sim_fini(&s);
+
+    struct pgd__scheduler bad;
+    struct pgd__kv_manager kv;
+    char err[256];
+    cr_assert_eq(pgd__kv_manager_init(&kv, 8, 4, false, err, sizeof err), PGD_OK);
+    struct pgd__sched_params bp = { .max_num_seqs = 2, .max_num_batched_tokens = 16,
+                                    .enable_chunked_prefill = true,
+                                    .long_prefill_token_threshold = -1 };
+    cr_assert_eq(pgd__scheduler_init(&bad, &bp, &kv, err, sizeof err), PGD_ERR_INVALID_ARG);
+    cr_assert(strstr(err, "long_prefill_token_threshold"), "%s", err);
+    pgd__kv_manager_fini(&kv);
 }
 
 Test(scheduler, chunking_off_waits_for_room_for_the_whole_prompt)

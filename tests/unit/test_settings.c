@@ -346,6 +346,7 @@ static bool engine_params_differ(const struct pgd_engine_params *a,
            a->max_model_len != b->max_model_len ||
            a->enable_prefix_caching != b->enable_prefix_caching ||
            a->enable_chunked_prefill != b->enable_chunked_prefill || a->policy != b->policy ||
+           a->long_prefill_token_threshold != b->long_prefill_token_threshold ||
            a->seed != b->seed || a->gpu_memory_utilization != b->gpu_memory_utilization ||
            a->enforce_eager != b->enforce_eager || a->async_scheduling != b->async_scheduling ||
            (a->tokenizer != b->tokenizer) ||
@@ -383,6 +384,7 @@ static const char *other_value(int id)
     case PGD__S_MAX_NUM_SEQS: return "3";
     case PGD__S_MAX_NUM_BATCHED_TOKENS: return "100";
     case PGD__S_ENABLE_CHUNKED_PREFILL: return "false";
+    case PGD__S_LONG_PREFILL_TOKEN_THRESHOLD: return "512";
     case PGD__S_SCHEDULING_POLICY: return "priority";
     case PGD__S_ENFORCE_EAGER: return "true";
     case PGD__S_ASYNC_SCHEDULING: return "true";
