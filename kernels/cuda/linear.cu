@@ -641,9 +641,11 @@ static int gemv_multi_launch(struct pgd_cuda_ctx *c, const void *x, int n, int i
  * columns are then copied into each layer's output, or (the runner's usual case) read in
  * place by the rope + K/V write after it (pgd_cuda_rope_kv_write_rows), which costs
  * nothing. PGD_CUDA_QKV_FUSE_MAX_N bounds n (the scratch is n x sum out elements of the
- * step's activation memory): opt-in until an H200 has run it (docs/PERFORMANCE.md, twelfth
- * session), then 16,384 by default; 0, the default meanwhile, runs a GEMM a layer. */
-#define QKV_FUSE_MAX_N_DEFAULT 0
+ * step's activation memory; 0: a GEMM a layer). Default 512: on the H200 (8B shape) the
+ * decode step gained 7.6% at 16 rows, 5.9% at 64 and 3.7% at 256, and a 128-token prompt
+ * 9%, while 1,024 rows lost 0.9% (cuBLASLt's plan for the wide GEMM) and 2,048 gained 0.7%
+ * (docs/PERFORMANCE.md, twelfth session). */
+#define QKV_FUSE_MAX_N_DEFAULT 512
 
 /* Read at every call (a layer's, not a row's: cheap), so that tests and benches can switch. */
 static int qkv_fuse_max_n(void)

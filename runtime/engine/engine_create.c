@@ -31,6 +31,7 @@ struct pgd_engine_params pgd_engine_default_params(void)
         .tensor_parallel_size = 1,
         .swap_space_bytes = (size_t)4 << 30,
         .preemption_mode = PGD_PREEMPT_AUTO,
+        .async_scheduling = true,
     };
 }
 
@@ -129,6 +130,7 @@ static enum pgd_status init_parts(struct pgd_engine *e, const struct pgd_engine_
         .preempt_cheapest = true,
         .preemption_mode = swap ? p->preemption_mode : PGD_PREEMPT_RECOMPUTE,
         .swap_min_tokens = PGD__SCHED_SWAP_MIN_TOKENS_DEFAULT,
+        .async_scheduling = e->async,        /* async_setup ran: the headroom's lag */
     };
     if ((st = pgd__scheduler_init(&e->sched, &sp, &e->kv, err, errlen)) != PGD_OK)
         return st;
@@ -204,7 +206,7 @@ static void async_setup(struct pgd_engine *e, const struct pgd_engine_params *p)
                       : p->task != PGD_TASK_GENERATE ? "task embed"
                                                      : NULL;
     if (why) {
-        PGD_WARN("async scheduling: off (%s)", why);
+        PGD_INFO("async scheduling: off (%s)", why);
         return;
     }
     e->async = true;

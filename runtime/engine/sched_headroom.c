@@ -19,20 +19,25 @@ void pgd__headroom_fini(struct pgd__headroom *h)
     memset(h, 0, sizeof *h);
 }
 
-/* The step from which seq holds nothing (it generated its last token the step before);
- * at least 1. */
-static int finish_step(const struct pgd__seq *seq)
+/* The step from which seq holds nothing: the one after its last token's, plus the lag when
+ * steps overlap (its last token's step lands after that one is planned); at least 1. A
+ * running sequence with nothing left to compute (async scheduling: its last token comes
+ * from the step in flight) frees at 1 either way: that step lands before the step after
+ * this plan is made. */
+static int finish_step(const struct pgd__headroom *h, const struct pgd__seq *seq)
 {
     int tf = seq->tokens_cap - seq->n_tokens;
-    return tf > 1 ? tf : 1;
+    if (tf <= 0 || (seq->n_tokens > 0 && seq->n_computed >= seq->n_tokens))
+        return 1;
+    return (tf > 1 ? tf : 1) + h->lag;
 }
 
 /* seq's blocks beyond `held` at step t (held: its block-table entries after this step's
  * allocation), or minus what it holds once it finished. */
-static long growth_at(const struct pgd__kv_manager *kv, const struct pgd__seq *seq, int held,
-                      int t)
+static long growth_at(const struct pgd__headroom *h, const struct pgd__kv_manager *kv,
+                      const struct pgd__seq *seq, int held, int t)
 {
-    if (t >= finish_step(seq))
+    if (t >= finish_step(h, seq))
         return -(long)(held - seq->kv.n_released);
     int need = pgd__kv_blocks_for(kv, seq->n_tokens + t) - held;
     return need > 0 ? need : 0;
@@ -48,16 +53,16 @@ void pgd__headroom_begin(struct pgd__headroom *h, const struct pgd__kv_manager *
     int bs = kv->block_size;
     for (int i = 0; i < n_running; i++) {
         const struct pgd__seq *q = running[i];
-        int held = q->kv.n_blocks, tf = finish_step(q);
+        int held = q->kv.n_blocks, tf = finish_step(h, q);
         int covered = pgd__kv_blocks_for(kv, q->n_tokens);
-        d[0] += growth_at(kv, q, held, 0);          /* its missing prompt blocks */
+        d[0] += growth_at(h, kv, q, held, 0);          /* its missing prompt blocks */
         if (covered < held)
             covered = held;
         /* One block more each time the token count passes a block's end. */
         for (long t = (long)covered * bs + 1 - q->n_tokens; t < tf && t <= steps; t += bs)
             d[t]++;
         if (tf <= steps)
-            d[tf] += growth_at(kv, q, held, tf) - growth_at(kv, q, held, tf - 1);
+            d[tf] += growth_at(h, kv, q, held, tf) - growth_at(h, kv, q, held, tf - 1);
     }
     for (int t = 1; t <= steps; t++)
         d[t] += d[t - 1];
@@ -68,7 +73,7 @@ long pgd__headroom_peak_with(const struct pgd__headroom *h, const struct pgd__kv
 {
     long peak = 0;
     for (int t = 0; t <= h->steps; t++) {
-        long v = h->g[t] + growth_at(kv, seq, held, t);
+        long v = h->g[t] + growth_at(h, kv, seq, held, t);
         if (v > peak)
             peak = v;
     }
@@ -79,5 +84,5 @@ void pgd__headroom_add(struct pgd__headroom *h, const struct pgd__kv_manager *kv
                        const struct pgd__seq *seq, int held)
 {
     for (int t = 0; t <= h->steps; t++)
-        h->g[t] += growth_at(kv, seq, held, t);
+        h->g[t] += growth_at(h, kv, seq, held, t);
 }

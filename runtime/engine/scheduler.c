@@ -416,9 +416,11 @@ const struct pgd__sched_out *pgd__scheduler_schedule(struct pgd__scheduler *s)
     /* No sequence comes back or in in a step that had to preempt: the pool is tight. The
      * swapped ones go before any waiting one (they were admitted earlier). */
     if (o->n_preempted == 0 && (s->n_swapped > 0 || s->n_waiting > 0)) {
-        if (s->p.headroom_steps > 0)
+        if (s->p.headroom_steps > 0) {
+            s->headroom.lag = s->p.async_scheduling ? 1 : 0;
             pgd__headroom_begin(&s->headroom, s->kv, s->running, s->n_running,
                                 s->p.headroom_steps);
+        }
         schedule_swapped(s, &budget);
         if (s->n_swapped == 0)
             schedule_waiting(s, &budget);

@@ -103,6 +103,10 @@ struct pgd__sched_params {
      * kv manager without a swap pool always recomputes. */
     enum pgd_preemption_mode preemption_mode;
     int swap_min_tokens;
+    /* Async scheduling: the step in flight lands after the next is planned, so a sequence
+     * that computes its last token gives its blocks back a step later than stepping in
+     * turn; the headroom projection counts that step (struct pgd__headroom's lag). */
+    bool async_scheduling;
 };
 
 /* The engine's defaults for the two above (chosen with `pagoda bench scheduler`). */
@@ -132,6 +136,10 @@ struct pgd__headroom {
     long *g;                        /* [steps + 1], owned */
     size_t cap;
     int steps;
+    /* Steps between a sequence's last token and its blocks coming back beyond the step
+     * after it: 1 under async scheduling (that step lands after the next one is planned),
+     * else 0. */
+    int lag;
 };
 void pgd__headroom_fini(struct pgd__headroom *h);
 /* Starts the projection from the running sequences (after their blocks for this step). */
