@@ -317,10 +317,10 @@ Test(scheduler, decodes_go_first_and_the_budget_is_shared)
 }
 
 /* long_prefill_token_threshold (vLLM's): a prompt computes at most that many tokens a step
- * even when the budget holds more, beside a running decode and alone, a preempted
- * sequence's recompute likewise; a decode and its speculative tokens are never cut; without
- * chunked prefill the bound does not apply (a prompt is computed whole); a negative one is
- * refused. The tokens, and the KV the stand-in model checks, come out as without it. */
+ * beside a running decode even when the budget holds more (the stand-in model checks the KV
+ * each chunk wrote); a decode and its speculative tokens are never cut; without chunked
+ * prefill the bound does not apply (a prompt is computed whole); a negative one is
+ * refused. */
 Test(scheduler, long_prefill_token_threshold_bounds_a_prompt_chunk)
 {
     struct sim s;
