@@ -115,9 +115,10 @@ struct pgd_engine_params {
      * that the device fills, so that the GPU does not wait for the host between steps.
      * Outputs are the same as without it. A step whose requests need the previous token on
      * the host before their next step (structured output, bad words, penalties) waits for
-     * it, and speculative decoding and pooling engines step in turn. Default true, as
-     * vLLM's (H200, 8B shape: +1.1% offline, +1.7% served ShareGPT, median TPOT -3% at 48
-     * requests/s, at the cost of a step more before a new request's first token). */
+     * it, and speculative decoding and pooling engines step in turn (H200, 8B shape: +1.1%
+     * offline, +1.7% served ShareGPT, median TPOT -3% at 48 requests/s, a step more before
+     * a new request's first token). Default false: see docs/PERFORMANCE.md, twelfth
+     * session, for what holds it back. */
     bool async_scheduling;
     /* A tokenizer.json that cannot be loaded is no error: the engine logs why (a warning)
      * and serves token ids only, as for a model directory without one (default false: the

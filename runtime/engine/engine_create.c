@@ -31,7 +31,6 @@ struct pgd_engine_params pgd_engine_default_params(void)
         .tensor_parallel_size = 1,
         .swap_space_bytes = (size_t)4 << 30,
         .preemption_mode = PGD_PREEMPT_AUTO,
-        .async_scheduling = true,
     };
 }
 

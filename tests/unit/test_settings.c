@@ -387,7 +387,7 @@ static const char *other_value(int id)
     case PGD__S_LONG_PREFILL_TOKEN_THRESHOLD: return "512";
     case PGD__S_SCHEDULING_POLICY: return "priority";
     case PGD__S_ENFORCE_EAGER: return "true";
-    case PGD__S_ASYNC_SCHEDULING: return "false";
+    case PGD__S_ASYNC_SCHEDULING: return "true";
     case PGD__S_MAX_SEQ_LEN_TO_CAPTURE: return "100";
     case PGD__S_CUDA_GRAPH_SIZES: return "1 2";
     case PGD__S_SPECULATIVE_CONFIG: return SPEC_NGRAM;
