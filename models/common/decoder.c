@@ -179,17 +179,19 @@ static enum pgd_status load_attention(struct pgd_model_ctx *ctx, const struct de
                                          (int64_t[]){ q_full, kv_full, kv_full }, c->qkv_bias,
                                          got, err, errlen)))
             return st;
-        L->q = got[0];
-        L->k = got[1];
-        L->v = got[2];
-    }
-    for (int i = 0; i < 3 && s->size > 1; i++) {
-        int64_t full = i ? kv_full : q_full, loc = i ? kv_loc : q_loc, row0 = i ? kv_row0 : q_row0;
-        struct pgd_shard sh = { .kind = PGD_SHARD_ROWS, .full_out = &full, .row0 = &row0 };
-        snprintf(p, sizeof p, "model.layers.%d.self_attn.%s", l, proj[i]);
-        if ((st = load_linear(ctx, s, parts, 1, c->hidden, &full, c->hidden, &loc, c->qkv_bias,
-                              &sh, lin[i], err, errlen)))
-            return st;
+        for (int i = 0; i < 3; i++)
+            *lin[i] = got[i];
+    } else {
+        /* Split: this rank's rows of each */
+        for (int i = 0; i < 3; i++) {
+            int64_t full = i ? kv_full : q_full, loc = i ? kv_loc : q_loc;
+            int64_t row0 = i ? kv_row0 : q_row0;
+            struct pgd_shard sh = { .kind = PGD_SHARD_ROWS, .full_out = &full, .row0 = &row0 };
+            snprintf(p, sizeof p, "model.layers.%d.self_attn.%s", l, proj[i]);
+            if ((st = load_linear(ctx, s, parts, 1, c->hidden, &full, c->hidden, &loc,
+                                  c->qkv_bias, &sh, lin[i], err, errlen)))
+                return st;
+        }
     }
     int64_t hid = c->hidden;
     struct pgd_shard sh = { .kind = PGD_SHARD_COLS, .full_in = q_full, .col0 = q_row0,

@@ -205,7 +205,7 @@ static void async_setup(struct pgd_engine *e, const struct pgd_engine_params *p)
                       : p->task != PGD_TASK_GENERATE ? "task embed"
                                                      : NULL;
     if (why) {
-        PGD_INFO("async scheduling: off (%s)", why);
+        PGD_WARN("async scheduling: off (%s)", why);
         return;
     }
     e->async = true;

@@ -61,6 +61,7 @@ enum pgd_status pgd__scheduler_init(struct pgd__scheduler *s, const struct pgd__
                         p->long_prefill_token_threshold);
     s->p = *p;
     s->kv = kv;
+    s->headroom.lag = p->async_scheduling ? 1 : 0;
     s->out.seqs = malloc((size_t)p->max_num_seqs * sizeof *s->out.seqs);
     s->out.n_new = malloc((size_t)p->max_num_seqs * sizeof *s->out.n_new);
     if (!s->out.seqs || !s->out.n_new) {
@@ -416,11 +417,9 @@ const struct pgd__sched_out *pgd__scheduler_schedule(struct pgd__scheduler *s)
     /* No sequence comes back or in in a step that had to preempt: the pool is tight. The
      * swapped ones go before any waiting one (they were admitted earlier). */
     if (o->n_preempted == 0 && (s->n_swapped > 0 || s->n_waiting > 0)) {
-        if (s->p.headroom_steps > 0) {
-            s->headroom.lag = s->p.async_scheduling ? 1 : 0;
+        if (s->p.headroom_steps > 0)
             pgd__headroom_begin(&s->headroom, s->kv, s->running, s->n_running,
                                 s->p.headroom_steps);
-        }
         schedule_swapped(s, &budget);
         if (s->n_swapped == 0)
             schedule_waiting(s, &budget);
