@@ -115,11 +115,15 @@ struct pgd_engine_params {
      * that the device fills, so that the GPU does not wait for the host between steps.
      * Outputs are the same as without it. A step whose requests need the previous token on
      * the host before their next step (structured output, bad words, penalties) waits for
-     * it, and speculative decoding and pooling engines step in turn (H200, 8B shape: +1.1%
-     * offline, +1.7% served ShareGPT, median TPOT -3% at 48 requests/s, a step more before
-     * a new request's first token). Default false: see docs/PERFORMANCE.md, twelfth
-     * session, for what holds it back. */
+     * it, and speculative decoding and pooling engines step in turn. Default true, as
+     * vLLM's (H200, 8B shape: +1.1% offline, +1.7% served ShareGPT, median TPOT -3% at 48
+     * requests/s, at the cost of a step more before a new request's first token). */
     bool async_scheduling;
+    /* Batch invariance (vLLM's VLLM_BATCH_INVARIANT=1): a request's outputs are the same
+     * bits whatever it is batched with, so that a seeded request gives the same tokens
+     * under any load. CPU device only (its linears then go a row at a time, slower on large
+     * batches); pgd_engine_create refuses it on a GPU. Default false. */
+    bool batch_invariant;
     /* A tokenizer.json that cannot be loaded is no error: the engine logs why (a warning)
      * and serves token ids only, as for a model directory without one (default false: the
      * create fails with the tokenizer's message). For callers that give token ids. */

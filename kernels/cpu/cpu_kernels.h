@@ -31,6 +31,11 @@ void pgd_cpu_add(float *x, const float *delta, int64_t n);
 /* y[n, out] = x[n, in] @ w[out, in]^T + b[out] (b may be NULL) */
 void pgd_cpu_linear(const float *x, const float *w, const float *b, int n, int in, int out,
                     float *y);
+/* The same, batch-invariant: each row's result depends on that row alone, never on n or
+ * the rows beside it (sgemm's does: it blocks rows by two), at a cost in speed (engines
+ * with batch_invariant). */
+void pgd_cpu_linear_invariant(const float *x, const float *w, const float *b, int n, int in,
+                              int out, float *y);
 
 /* quant.c: the reference of include/pagoda/quant.h's layouts.
  * w [out, in] = the layer's logical weights, in the checkpoint's input order. */

@@ -289,6 +289,7 @@ void pgd__settings_engine_params(const struct pgd__settings *s, struct pgd_engin
     ep->random_weights = fmt && !strcmp(fmt, "dummy");
     ep->max_model_len = (int)pgd__settings_int(s, PGD__S_MAX_MODEL_LEN);
     ep->seed = (uint64_t)pgd__settings_int(s, PGD__S_SEED);
+    ep->batch_invariant = pgd__settings_bool(s, PGD__S_BATCH_INVARIANT);
     ep->block_size = (int)pgd__settings_int(s, PGD__S_BLOCK_SIZE);
     ep->gpu_memory_utilization = pgd__settings_float(s, PGD__S_GPU_MEMORY_UTILIZATION);
     ep->kv_cache_memory_bytes = (size_t)pgd__settings_int(s, PGD__S_KV_CACHE_MEMORY_BYTES);

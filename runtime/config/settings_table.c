@@ -324,6 +324,13 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
     [PGD__S_SEED] = { ENGINE, "seed", PGD__ST_INT, "0", 0, 9.2e18, NULL, "N",
         "Seeds the per-request seeds of requests that set none.",
         PGD__SG_MODEL, PGD__SD_ENGINE, 0, NULL },
+    [PGD__S_BATCH_INVARIANT] = { ENGINE, "batch_invariant", PGD__ST_BOOL, "false", 0, 0, NULL,
+        NULL,
+        "A request's outputs are the same bits whatever it is batched with (vLLM's "
+        "VLLM_BATCH_INVARIANT=1), so that a seeded request gives the same tokens under any "
+        "load. CPU device only: its linears then go a row at a time, slower on large "
+        "batches; refused on a GPU.",
+        PGD__SG_MODEL, PGD__SD_ENGINE, PGD__SF_NEGATABLE, NULL },
     [PGD__S_BLOCK_SIZE] = { ENGINE, "block_size", PGD__ST_INT, "16", 1, 1024, NULL, "N",
         "Tokens per KV cache block.",
         PGD__SG_CACHE, PGD__SD_ENGINE, 0, NULL },
@@ -369,13 +376,14 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         "fcfs: first come, first served; priority: the request's `priority` (lower first), "
         "then arrival.",
         PGD__SG_SCHEDULER, PGD__SD_ENGINE, 0, NULL },
-    [PGD__S_ASYNC_SCHEDULING] = { ENGINE, "async_scheduling", PGD__ST_BOOL, "false", 0, 0,
+    [PGD__S_ASYNC_SCHEDULING] = { ENGINE, "async_scheduling", PGD__ST_BOOL, "true", 0, 0,
         NULL, NULL,
         "Plan and queue each step while the one before it runs, with its sampled tokens "
         "still on the device (vLLM's async scheduling), so that the GPU does not wait for "
         "the host between steps. Steps whose requests need the last token on the host "
         "first (structured output, bad words, penalties) and speculative decoding run in "
-        "turn as before. A new request's first token comes a step later.",
+        "turn as before. On by default, as vLLM's; a new request's first token then comes "
+        "a step later.",
         PGD__SG_SCHEDULER, PGD__SD_ENGINE, PGD__SF_NEGATABLE, NULL },
     [PGD__S_ENFORCE_EAGER] = { ENGINE, "enforce_eager", PGD__ST_BOOL, "false", 0, 0, NULL,
         NULL,

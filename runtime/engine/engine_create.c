@@ -31,6 +31,7 @@ struct pgd_engine_params pgd_engine_default_params(void)
         .tensor_parallel_size = 1,
         .swap_space_bytes = (size_t)4 << 30,
         .preemption_mode = PGD_PREEMPT_AUTO,
+        .async_scheduling = true,
     };
 }
 
@@ -517,6 +518,7 @@ static enum pgd_status make_runner(const struct pgd_engine_params *p, struct run
     rp.quantization = p->quantization;
     st = pgd__kv_cache_dtype_parse(p->kv_cache_dtype, &rp.kv_cache_dtype, err, errlen);
     rp.enforce_eager = p->enforce_eager;
+    rp.batch_invariant = p->batch_invariant;
     if (p->gpu_memory_utilization > 0)
         rp.gpu_memory_utilization = p->gpu_memory_utilization;
     rp.kv_cache_memory_bytes = p->kv_cache_memory_bytes;

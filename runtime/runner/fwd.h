@@ -99,6 +99,10 @@ struct pgd_fwd {
     bool fp8_norms;
     const void *fp8_x_ready;
 
+    /* The runner's batch_invariant (CPU only): the linears take pgd_cpu_linear_invariant, so
+     * that a row's result does not depend on the rows it is batched with. */
+    bool batch_invariant;
+
     /* linear_act_mul's offer to a quantized gate_up layer (ops.c): the qweight linear that
      * writes `scratch` may write act(gate) * up into `out` itself (one kernel, FP8 on CUDA)
      * and set done; otherwise the act_mul op runs after it. Cleared after the call. */

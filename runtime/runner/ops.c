@@ -168,6 +168,13 @@ static bool check_shape(struct pgd_fwd *f, const char *op, const char *what,
     return false;
 }
 
+/* The CPU's dense linear: batch-invariant when the runner is (f->batch_invariant). */
+static void cpu_linear(const struct pgd_fwd *f, const float *x, const float *w, const float *b,
+                       int n, int in, int out, float *y)
+{
+    (f->batch_invariant ? pgd_cpu_linear_invariant : pgd_cpu_linear)(x, w, b, n, in, out, y);
+}
+
 /* ---- ops -------------------------------------------------------------------------------- */
 static void embed_run(struct pgd_fwd *f, const struct pgd_tensor *table, struct pgd_tensor *out)
 {
@@ -319,7 +326,7 @@ static void linear_run(struct pgd_fwd *f, const struct pgd_linear *w, const stru
                                     f->act_dtype, y->data, CUDA_ERR));
         return;
     }
-    pgd_cpu_linear(x->data, w->weight.data, w->bias.data, (int)n, (int)w->in_features,
+    cpu_linear(f, x->data, w->weight.data, w->bias.data, (int)n, (int)w->in_features,
                    (int)w->out_features, y->data);
 }
 
@@ -418,7 +425,7 @@ void pgd_op_qweight_linear(struct pgd_fwd *f, const struct pgd_qweight *w,
             return;
         in = &xq;
     }
-    pgd_cpu_linear(in->data, w->dense, b, (int)n, (int)w->in, (int)w->out, y->data);
+    cpu_linear(f, in->data, w->dense, b, (int)n, (int)w->in, (int)w->out, y->data);
 }
 
 static void linear_multi_run(struct pgd_fwd *f, int count, const struct pgd_linear *const *w,
@@ -798,7 +805,7 @@ static void logits_into(struct pgd_fwd *f, const struct pgd_tensor *h,
     for (int i = 0; i < f->n_logits; i++)
         for (int64_t c = 0; c < d; c++)
             rows[(size_t)i * d + c] = hd[(size_t)f->logits_rows[i] * d + c];
-    pgd_cpu_linear(rows, head->weight.data, head->bias.data, f->n_logits, (int)d,
+    cpu_linear(f, rows, head->weight.data, head->bias.data, f->n_logits, (int)d,
                    (int)head->out_features, out);
 }
 

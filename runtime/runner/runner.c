@@ -357,6 +357,10 @@ static enum pgd_status check_params(const struct pgd__runner_params *p, char *er
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
                         "runner: gpu_memory_utilization %g must be in (0, 1]",
                         p->gpu_memory_utilization);
+    if (p->batch_invariant && p->device != PGD_DEVICE_CPU)
+        return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "batch_invariant: not supported on "
+                        "device %s (its GEMMs and attention split their work by batch size); "
+                        "the CPU device runs batch-invariant", pgd__device_name(p->device));
     if (!pgd__device_available(p->device))
         return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "device %s is not available in this "
                         "build or on this machine", pgd__device_name(p->device));
@@ -679,7 +683,7 @@ static struct pgd_fwd fwd_base(struct pgd__runner *r)
         .device = r->params.device, .act_dtype = r->model->dtype, .cuda = r->cuda,
         .kv = &r->kv, .arena = &r->arena, .comm = r->params.comm,
         .vocab_size = r->model->desc.vocab_size, .hidden_size = r->model->desc.hidden_size,
-        .fp8_norms = r->fp8_norms,
+        .fp8_norms = r->fp8_norms, .batch_invariant = r->params.batch_invariant,
     };
 }
 

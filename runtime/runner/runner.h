@@ -37,6 +37,10 @@ struct pgd__runner_params {
      * size (1, 2, 4, ... 64, 96, 128, 192, 256, 384, ... up to max_num_seqs) and context-length bucket (256, 512, ... tokens);
      * the environment's PAGODA_CUDA_GRAPHS=0 turns them off as well. */
     bool enforce_eager;
+    /* CPU only: batch-invariant linears (pgd_cpu_linear_invariant), so that a sequence's
+     * logits are the same bits whatever it is batched with; refused on other devices.
+     * Default false. */
+    bool batch_invariant;
     /* > 0: the KV cache's size in bytes on any device, instead of gpu_memory_utilization
      * (GPU) and kv_cache_bytes (CPU); num_blocks still wins. Default 0. */
     size_t kv_cache_memory_bytes;

@@ -52,13 +52,13 @@ if bench $SG --seed 7 --json "$tmp/sg1.json" && grep -q "preemptions" "$tmp/log"
   check sharegpt_tail "$tmp/sg1.json" 'max_input > 2 * input_tokens / requests'
   if grep -Eq ", [1-9][0-9]* preemptions" "$tmp/sg1.log"; then ok sharegpt_preempts; else ko sharegpt_preempts "$(tail -2 "$tmp/sg1.log")"; fi
   check sharegpt_recomputed "$tmp/sg1.json" 'preemptions > 0 and tokens_recomputed > 0 and engine_prompt_computed > input_tokens'
-  if bench ${SG% --headroom-steps 0} --seed 7 --json "$tmp/sg4.json"; then
+  if bench ${SG% --headroom-steps 0} --seed 7 --no-async-scheduling --json "$tmp/sg4.json"; then
     a=$(python3 -c "import json;r=json.load(open('$tmp/sg4.json'));print(r['output_tokens'],r['preemptions'],r['tokens_recomputed'],r['engine_prompt_computed']==r['input_tokens'])")
     b=$(python3 -c "import json;r=json.load(open('$tmp/sg1.json'));print(r['output_tokens'])")
-    if [ "$a" = "$b 0 0 True" ]; then ok sharegpt_headroom_no_preemption; else ko sharegpt_headroom_no_preemption "default policy: $a (output, preemptions, recomputed, no prompt recomputed); vLLM's rule: output $b"; fi
-    # The same under async scheduling: its projection counts the step a finishing
-    # sequence's blocks come back later (without that, this run preempted once).
-    if bench ${SG% --headroom-steps 0} --seed 7 --async-scheduling --json "$tmp/sg5.json"; then
+    if [ "$a" = "$b 0 0 True" ]; then ok sharegpt_headroom_no_preemption; else ko sharegpt_headroom_no_preemption "default policy, in turn: $a (output, preemptions, recomputed, no prompt recomputed); vLLM's rule: output $b"; fi
+    # The same under async scheduling, the default: its projection counts the step a
+    # finishing sequence's blocks come back later (without that, this run preempted once).
+    if bench ${SG% --headroom-steps 0} --seed 7 --json "$tmp/sg5.json"; then
       a=$(python3 -c "import json;r=json.load(open('$tmp/sg5.json'));print(r['output_tokens'],r['preemptions'],r['tokens_recomputed'],r['async_scheduling'])")
       if [ "$a" = "$b 0 0 True" ]; then ok sharegpt_headroom_async_no_preemption; else ko sharegpt_headroom_async_no_preemption "async: $a (output, preemptions, recomputed, async); vLLM's rule: output $b"; fi
     else

@@ -64,6 +64,39 @@ Test(cpu_kernels, linear_matches_loops)
     free(x); free(w); free(b);
 }
 
+/* The batch-invariant linear: a linear (against loops in double), and each row the same
+ * bits as the row computed alone, whatever the batch's size and the row's place in it;
+ * out = 600 has a last block of columns narrower than the others. */
+Test(cpu_kernels, linear_invariant_gives_each_row_its_bits_alone)
+{
+    const int in = 96, out = 600, max_n = 37;
+    float *x = rand_array((size_t)max_n * in), *w = rand_array((size_t)out * in);
+    float *b = rand_array((size_t)out);
+    float *y = malloc(sizeof(float) * max_n * out), *one = malloc(sizeof(float) * out);
+    float *all = malloc(sizeof(float) * max_n * out);
+    pgd_cpu_linear_invariant(x, w, b, max_n, in, out, all);
+    for (int r = 0; r < max_n; r++)
+        for (int c = 0; c < out; c += 7) {
+            double s = b[c];
+            for (int k = 0; k < in; k++)
+                s += (double)x[r * in + k] * w[(size_t)c * in + k];
+            cr_assert_float_eq(all[(size_t)r * out + c], s, 1e-4, "row %d col %d", r, c);
+        }
+    for (int n = 1; n <= max_n; n += 3)
+        for (int first = 0; first + n <= max_n; first += 5) {
+            pgd_cpu_linear_invariant(x + (size_t)first * in, w, b, n, in, out, y);
+            for (int r = 0; r < n; r++) {
+                pgd_cpu_linear_invariant(x + (size_t)(first + r) * in, w, b, 1, in, out, one);
+                cr_assert_arr_eq(y + (size_t)r * out, one, sizeof(float) * out,
+                                 "row %d of %d (x row %d) differs from the row alone", r, n,
+                                 first + r);
+                cr_assert_arr_eq(y + (size_t)r * out, all + (size_t)(first + r) * out,
+                                 sizeof(float) * out, "row %d of %d", r, n);
+            }
+        }
+    free(x); free(w); free(b); free(y); free(one); free(all);
+}
+
 Test(cpu_kernels, act_mul)
 {
     float gu[2 * 4] = { -2.0f, 0.0f, 1.0f, 3.0f, 0.5f, 2.0f, -1.0f, 4.0f }, out[4];

@@ -1029,6 +1029,99 @@ Test(engine_llama, random_requests_match_their_runs_alone, .timeout = 600)
     pgd_engine_destroy(e);
 }
 
+/* ---- batch invariance ------------------------------------------------------------------ */
+
+/* A seeded request's tokens with the bits of each logprob: its prompt's ([0, n_prompt)) and
+ * its outputs' ([n_prompt, n)). */
+struct logprob_bits {
+    int n_prompt, n;
+    int32_t token[64];
+    uint32_t bits[64];
+};
+
+static void collect_logprob_bits(struct pgd_stream *s, struct logprob_bits *lb)
+{
+    memset(lb, 0, sizeof *lb);
+    struct pgd_output o;
+    while (pgd_stream_next(s, &o, 10000) == PGD_OK) {
+        for (int i = 0; i < o.n_prompt_logprobs; i++, lb->n_prompt++, lb->n++) {
+            cr_assert_lt(lb->n, 64);
+            lb->token[lb->n] = o.prompt_logprobs[i].chosen.token;
+            memcpy(&lb->bits[lb->n], &o.prompt_logprobs[i].chosen.logprob, 4);
+        }
+        cr_assert(o.n_token_ids == 0 || o.logprobs, "logprobs were asked for");
+        for (int i = 0; i < o.n_token_ids; i++, lb->n++) {
+            cr_assert_lt(lb->n, 64);
+            lb->token[lb->n] = o.token_ids[i];
+            memcpy(&lb->bits[lb->n], &o.logprobs[i].chosen.logprob, 4);
+        }
+    }
+}
+
+/* With batch_invariant, a request at temperature 1 gives the same tokens and the same bits
+ * of every logprob, its prompt's and its outputs', alone and beside 15 others of every
+ * length, some of them in prefill in the same steps (without it sgemm takes rows two at a
+ * time and an odd last one alone, and the logprobs differ in their last bits). On a GPU
+ * the engine refuses it. */
+Test(engine_llama, batch_invariant_logprobs_are_the_same_bits_in_any_batch)
+{
+    struct pgd_engine_params p = pgd_engine_default_params();
+    p.num_blocks = 256;
+    p.block_size = 16;
+    p.max_num_seqs = 16;
+    p.max_num_batched_tokens = 64;
+    p.batch_invariant = true;
+    struct pgd_engine *e = model_engine_params("llama-f32", &p);
+    int32_t prompt[20];
+    for (int i = 0; i < 20; i++)
+        prompt[i] = 5 + (i * 29) % 240;
+    struct pgd_sampling_params sp = pgd_sampling_default_params();
+    sp.temperature = 1.0f;
+    sp.has_seed = true;
+    sp.seed = 4321;
+    sp.max_tokens = 40;
+    sp.ignore_eos = true;
+    sp.logprobs = 0;
+    sp.prompt_logprobs = 0;
+    struct logprob_bits alone, crowd;
+    struct pgd_stream *s = submit_ids(e, prompt, 20, sp);
+    collect_logprob_bits(s, &alone);
+    pgd_stream_destroy(s);
+    cr_assert_eq(alone.n_prompt, 19, "prompt tokens 1..19 have logprobs");
+    cr_assert_eq(alone.n, 59);
+    struct pgd_stream *others[15];
+    for (int i = 0; i < 15; i++) {
+        int32_t p2[60];
+        for (int k = 0; k < 60; k++)
+            p2[k] = 3 + (i * 13 + k * 7) % 250;
+        struct pgd_sampling_params o = pgd_sampling_default_params();
+        o.max_tokens = 3 + 4 * i;
+        o.ignore_eos = true;
+        others[i] = submit_ids(e, p2, 1 + (i * 11) % 60, o);
+        if (i == 6)
+            s = submit_ids(e, prompt, 20, sp);
+    }
+    collect_logprob_bits(s, &crowd);
+    pgd_stream_destroy(s);
+    for (int i = 0; i < 15; i++)
+        pgd_stream_destroy(others[i]);
+    cr_assert_eq(crowd.n, alone.n);
+    for (int k = 0; k < alone.n; k++) {
+        cr_assert_eq(crowd.token[k], alone.token[k], "token %d", k);
+        cr_assert_eq(crowd.bits[k], alone.bits[k], "logprob %d of %s: 0x%08x alone, 0x%08x in "
+                     "the crowd", k, k < alone.n_prompt ? "the prompt" : "the output",
+                     alone.bits[k], crowd.bits[k]);
+    }
+    pgd_engine_destroy(e);
+    p = pgd_engine_default_params();
+    p.model_dir = fixture_dir("llama-f32");
+    p.device = PGD_DEVICE_CUDA;
+    p.batch_invariant = true;
+    char err[512] = "";
+    cr_assert_eq(pgd_engine_create(&p, &e, err, sizeof err), PGD_ERR_UNSUPPORTED);
+    cr_assert(strstr(err, "batch_invariant") && strstr(err, "cuda"), "%s", err);
+}
+
 /* ---- sliding window: blocks the window left behind go back to the pool ------------------- */
 
 /* The Mistral fixture (window 16) with 4 requests of up to 102 tokens in 64 blocks of 4:
@@ -1231,6 +1324,9 @@ static void async_run(bool async, bool roomy, const struct async_case *rc,
     p.max_num_batched_tokens = 32;
     p.max_num_seqs = 6;
     p.async_scheduling = async;
+    /* A new request joins a step later under async scheduling, so the two runs batch
+     * differently: the same bits need linears that do not depend on the batch. */
+    p.batch_invariant = true;
     struct pgd_engine *e = model_engine_params("llama-f32", &p);
     pgd__engine_set_kv_policy(e, 0, false);
     static struct pgd_stream *s[ASYNC_N];
@@ -1436,6 +1532,11 @@ static struct pgd_engine *text_engine(bool reader_text)
     p.num_blocks = 128;
     p.block_size = 16;
     p.max_num_seqs = 16;
+    /* The reference runs the requests one at a time, the other run batches them: without
+     * batch invariance sgemm's row blocking changes a row's logits in the last bit with its
+     * neighbours, and seeded sampling at temperature 1 now and then draws the next token
+     * over (request 27's output 28, in about half the loaded runs with async scheduling). */
+    p.batch_invariant = true;
     p.tokenizer = PGD_TEST_SRCDIR "/tests/fixtures/tokenizer/smollm2";
     struct pgd_engine *e = model_engine_params("llama-f32", &p);
     unsetenv("PAGODA_READER_TEXT");

@@ -362,6 +362,7 @@ Test(guided, async_scheduling_keeps_constrained_outputs, .timeout = 120)
         p.max_num_batched_tokens = 256;
         p.max_num_seqs = 8;
         p.async_scheduling = mode == 1;
+        p.batch_invariant = true;    /* async batches differently: the same bits */
         struct pgd_engine *e = model_engine_params("tiny-chat", &p);
         struct pgd_sampling_params fsp = pgd_sampling_default_params();
         fsp.temperature = 0.7f;

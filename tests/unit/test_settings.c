@@ -59,6 +59,8 @@ static const struct flag_case FLAGS[] = {
     { { "--swap-space", "8" }, PGD__S_SWAP_SPACE, "8" },
     { { "--preemption-mode", "swap" }, PGD__S_PREEMPTION_MODE, "swap" },
     { { "--seed", "1234" }, PGD__S_SEED, "1234" },
+    { { "--batch-invariant" }, PGD__S_BATCH_INVARIANT, "true" },
+    { { "--no-batch-invariant" }, PGD__S_BATCH_INVARIANT, "false" },
     { { "--gpu-memory-utilization", "0.85" }, PGD__S_GPU_MEMORY_UTILIZATION, "0.85" },
     { { "--kv-cache-memory", "4G" }, PGD__S_KV_CACHE_MEMORY_BYTES, "4294967296" },
     { { "--kv-cache-memory-bytes", "2.5g" }, PGD__S_KV_CACHE_MEMORY_BYTES, "2500000000" },
@@ -349,6 +351,7 @@ static bool engine_params_differ(const struct pgd_engine_params *a,
            a->long_prefill_token_threshold != b->long_prefill_token_threshold ||
            a->seed != b->seed || a->gpu_memory_utilization != b->gpu_memory_utilization ||
            a->enforce_eager != b->enforce_eager || a->async_scheduling != b->async_scheduling ||
+           a->batch_invariant != b->batch_invariant ||
            (a->tokenizer != b->tokenizer) ||
            (a->quantization != b->quantization) ||
            a->random_weights != b->random_weights ||
@@ -387,7 +390,8 @@ static const char *other_value(int id)
     case PGD__S_LONG_PREFILL_TOKEN_THRESHOLD: return "512";
     case PGD__S_SCHEDULING_POLICY: return "priority";
     case PGD__S_ENFORCE_EAGER: return "true";
-    case PGD__S_ASYNC_SCHEDULING: return "true";
+    case PGD__S_ASYNC_SCHEDULING: return "false";
+    case PGD__S_BATCH_INVARIANT: return "true";
     case PGD__S_MAX_SEQ_LEN_TO_CAPTURE: return "100";
     case PGD__S_CUDA_GRAPH_SIZES: return "1 2";
     case PGD__S_SPECULATIVE_CONFIG: return SPEC_NGRAM;

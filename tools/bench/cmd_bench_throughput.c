@@ -61,7 +61,7 @@ struct tput_opts {
     const char *guided_regex;       /* their guide (a regex that never has to end) */
     bool profile_ops;               /* --profile-ops: the profile pass after the timed run */
     bool no_detokenize;             /* --disable-detokenize (vLLM's): token ids only */
-    bool async_scheduling;          /* --[no-]async-scheduling (vLLM's; default off) */
+    bool async_scheduling;          /* --[no-]async-scheduling (vLLM's; default on) */
     bool detokenize;                /* the requests ask for text (set once the engine is up) */
     int profile_prompts;            /* its requests: the workload's first N (-1: all) */
 };
@@ -192,7 +192,7 @@ static void tput_usage(FILE *out)
             "  --disable-detokenize     token ids only (default: the requests' text too, as\n"
             "                           vLLM's benchmark, where the model has a tokenizer)\n"
             "  --[no-]async-scheduling  plan each step while the one before it runs (vLLM's;\n"
-            "                           default off)\n"
+            "                           default on)\n"
             "  --structured-output-ratio X   the share of requests (0..1, default 0) whose\n"
             "                           output is constrained by --structured-output-regex\n"
             "                           (default \"[ -~]*\", never complete: every request\n"
@@ -605,6 +605,7 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
     struct tput_opts o = { .w = PGD_TOOL_WORKLOAD_DEFAULT, .warmup = 8,
                            .max_num_seqs = -1, .max_num_batched_tokens = -1, .headroom_steps = -1,
                            .gpu_mem = 0.9, .guided_regex = "[ -~]*", .profile_prompts = -1,
+                           .async_scheduling = true,
                            .swap_gib = -1 };
     pgd_tool_model_init(&o.m);
     int c;
