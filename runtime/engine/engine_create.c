@@ -195,9 +195,10 @@ static enum pgd_status spec_setup(struct pgd_engine *e, const struct pgd_engine_
     return pgd__spec_init(e, err, errlen);
 }
 
-/* Async scheduling, when asked for and the engine can: no speculative decoding (its
- * proposals are made from the last tokens on the host), task generate. A backend without
- * the submit/collect pair runs each step to its end when it is submitted. */
+/* Async scheduling, when asked for (the default) and the engine can: no speculative
+ * decoding (its proposals are made from the last tokens on the host), task generate; an
+ * engine that cannot says so at info level, since the default asked, not its user. A
+ * backend without the submit/collect pair runs each step to its end when it is submitted. */
 static void async_setup(struct pgd_engine *e, const struct pgd_engine_params *p)
 {
     if (!p->async_scheduling)
@@ -206,7 +207,7 @@ static void async_setup(struct pgd_engine *e, const struct pgd_engine_params *p)
                       : p->task != PGD_TASK_GENERATE ? "task embed"
                                                      : NULL;
     if (why) {
-        PGD_WARN("async scheduling: off (%s)", why);
+        PGD_INFO("async scheduling: off (%s)", why);
         return;
     }
     e->async = true;
