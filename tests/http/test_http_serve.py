@@ -5,13 +5,15 @@ shown by /v1/models and the start-up log; --generation-config vllm turns them of
 log line and the periodic stats line appear (and go away with --disable-log-requests and
 --disable-log-stats); /metrics parses with prometheus_client's text parser and every series
 carries model_name; --chat-template, --response-role, --return-tokens-as-token-ids; several
---served-model-name (any may be asked for, the first is reported, /v1/models lists all)."""
+--served-model-name (any may be asked for, the first is reported, /v1/models lists all);
+--batch-invariant (a seeded request's text and logprobs the same alone and under load)."""
 import json
 import os
 import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -204,6 +206,48 @@ def test_several_served_names(srv2):
     assert st == 404 and json.loads(body)["error"]["code"] == "model_not_found", body
 
 
+def seeded(srv2, logprobs=True):
+    body = {"prompt": "a seeded draw at temperature one", "model": "other", "max_tokens": 24,
+            "temperature": 1.0, "seed": 4242, "ignore_eos": True}
+    if logprobs:
+        body["logprobs"] = 1
+    st, _, raw = h.post(srv2.port, "/v1/completions", body)
+    assert st == 200, (st, raw)
+    c = json.loads(raw)["choices"][0]
+    return c["text"], c["logprobs"]["token_logprobs"] if logprobs else None
+
+
+def test_batch_invariant(srv2):
+    """--batch-invariant: a seeded request's text and logprobs alone equal those it gets
+    while a dozen other requests share its steps (the same bits, so the same JSON)."""
+    alone = seeded(srv2)
+    results, errors = [], []
+
+    def other(i):
+        try:
+            st, _, raw = h.post(srv2.port, "/v1/completions",
+                                {"prompt": "other words " * (1 + i % 5), "model": "other",
+                                 "max_tokens": 10 + 3 * i, "ignore_eos": True,
+                                 "temperature": 0.5 * (i % 3)})
+            assert st == 200, (st, raw)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=other, args=(i,)) for i in range(12)]
+    for t in threads[:6]:
+        t.start()
+    results.append(seeded(srv2))
+    for t in threads[6:]:
+        t.start()
+    results.append(seeded(srv2))
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(alone[1]) == 24, alone
+    for r in results:
+        assert r == alone, (r, alone)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="pgd-serve-")
     srv = srv2 = None
@@ -230,9 +274,9 @@ def main():
                         "org/third",
                         "--response-role", "model", "--return-tokens-as-token-ids",
                         "--max-logprobs", "2", "--uvicorn-log-level", "info",
-                        "--log-stats-interval", "0.1", model=None)
+                        "--log-stats-interval", "0.1", "--batch-invariant", model=None)
         for t in (test_vllm_generation_config, test_logs_off, test_role_and_token_ids,
-                  test_metrics_served_name, test_several_served_names):
+                  test_metrics_served_name, test_several_served_names, test_batch_invariant):
             suite.run(t, srv2)
 
         def test_clean_exit_2():
