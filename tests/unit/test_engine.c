@@ -889,9 +889,23 @@ Test(engine_threads, many_submitters_small_pool)
 
 
 /* An engine on the Llama fixture, on the CPU (tests/lib/model_fixture.c). */
+/* The Llama fixture's engine; batch_invariant for runs compared token for token with runs
+ * batched otherwise. */
+static struct pgd_engine *llama_engine_bi(int num_blocks, int block_size, int budget,
+                                          int max_seqs, bool batch_invariant)
+{
+    struct pgd_engine_params p = pgd_engine_default_params();
+    p.num_blocks = num_blocks;
+    p.block_size = block_size;
+    p.max_num_batched_tokens = budget;
+    p.max_num_seqs = max_seqs;
+    p.batch_invariant = batch_invariant;
+    return model_engine_params("llama-f32", &p);
+}
+
 static struct pgd_engine *llama_engine(int num_blocks, int block_size, int budget, int max_seqs)
 {
-    return model_engine("llama-f32", PGD_DEVICE_CPU, num_blocks, block_size, budget, max_seqs);
+    return llama_engine_bi(num_blocks, block_size, budget, max_seqs, false);
 }
 
 /* The fixture's cases together on 40 blocks of 4 tokens (four sequences of up to 102
@@ -982,7 +996,7 @@ Test(engine_llama, random_requests_match_their_runs_alone, .timeout = 600)
     /* Alone, one at a time, in a roomy engine. */
     int32_t alone[N][16];
     int n_alone[N];
-    struct pgd_engine *e = llama_engine(64, 16, 256, 4);
+    struct pgd_engine *e = llama_engine_bi(64, 16, 256, 4, true);
     for (int r = 0; r < N; r++) {
         struct pgd_stream *s = submit_ids(e, rq[r].prompt, rq[r].n, greedy_params(rq[r].max_out));
         struct collected c;
@@ -994,7 +1008,7 @@ Test(engine_llama, random_requests_match_their_runs_alone, .timeout = 600)
     pgd_engine_destroy(e);
     /* All at once in a tight one: shared prefixes, n > 1, aborts, preemption (vLLM's rule:
      * the engine's default headroom would leave this pool nothing to preempt). */
-    e = llama_engine(24, 4, 32, 6);
+    e = llama_engine_bi(24, 4, 32, 6, true);
     pgd__engine_set_kv_policy(e, 0, false);
     struct pgd_stream *s[N];
     for (int r = 0; r < N; r++) {

@@ -716,6 +716,9 @@ Test(spec_llama, output_is_unchanged_and_proposals_are_accepted)
         p.block_size = 4;
         p.max_num_batched_tokens = 32;
         p.max_num_seqs = 4;
+        /* A verify step computes a sequence's rows together, decoding one at a time: the
+         * same tokens need the same bits, whatever the rows beside them. */
+        p.batch_invariant = true;
         p.speculative_config = mode ? "{\"method\": \"ngram\", \"num_speculative_tokens\": 3,"
                                       " \"prompt_lookup_max\": 4, \"prompt_lookup_min\": 1}"
                                     : NULL;
@@ -775,6 +778,7 @@ Test(spec_llama, draft_model_runner)
         p.block_size = 4;
         p.max_num_batched_tokens = 16;
         p.max_num_seqs = 4;
+        p.batch_invariant = true;           /* verify rows and decode rows: the same bits */
         if (mode) {
             snprintf(json, sizeof json, "{\"method\": \"draft_model\", \"model\": \"%s\", "
                      "\"num_speculative_tokens\": 4}", fixture_dir(drafts[mode - 1]));
