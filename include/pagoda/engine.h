@@ -114,8 +114,9 @@ struct pgd_engine_params {
      * before it handles step N's outputs, with step N's sampled tokens as placeholders
      * that the device fills, so that the GPU does not wait for the host between steps.
      * Outputs are the same as without it. A step whose requests need the previous token on
-     * the host before their next step (structured output, bad words, penalties) waits for
-     * it, and speculative decoding and pooling engines step in turn. Default true, as
+     * the host before their next step (structured output, bad words; on a GPU, until it
+     * has run the kernel that counts the pending token, penalties) waits for it, and
+     * speculative decoding and pooling engines step in turn. Default true, as
      * vLLM's (H200, 8B shape: +1.1% offline, +1.7% served ShareGPT, median TPOT -3% at 48
      * requests/s, at the cost of a step more before a new request's first token). */
     bool async_scheduling;

@@ -422,6 +422,11 @@ struct pgd_cuda_sample_row {
     /* Into the pool: n_mask ids set to -inf, then n_bias (id, float bits) pairs added in
      * order, then n_pen (id, output count) pairs of distinct ids for the penalties. */
     int32_t pool_off, n_mask, n_bias, n_pen;
+    /* Async scheduling: the row's last output token is not in its penalty pairs (the step
+     * before samples it; the pairs were packed before it landed); it is batch_ids[pend_at]
+     * on the device (the step's input there), and the penalties count it as the pairs
+     * would. -1: none. */
+    int32_t pend_at;
     uint32_t child;
     /* Structured output: the pool offset of the row's allowed-token bitmask
      * [ceil(vocab / 32)] words (bit t % 32 of word t / 32: token t allowed; the others get
@@ -440,10 +445,12 @@ struct pgd_cuda_sample_out {
 };
 /* out[r] for logits float32 [rows, vocab] (device), params [rows] and pool (device, as
  * packed), through work: device float32 [work_rows, vocab] scratch (rows are done
- * work_rows at a time). vocab <= PGD_CUDA_SAMPLE_MAX_VOCAB. */
+ * work_rows at a time). batch_ids: the step's token ids on the device, which rows with
+ * pend_at >= 0 read (NULL when none has one). vocab <= PGD_CUDA_SAMPLE_MAX_VOCAB. */
 int pgd_cuda_sample(struct pgd_cuda_ctx *c, const float *logits, int rows, int vocab,
-                    const struct pgd_cuda_sample_row *params, const int32_t *pool, float *work,
-                    int work_rows, struct pgd_cuda_sample_out *out, char *err, size_t errlen);
+                    const struct pgd_cuda_sample_row *params, const int32_t *pool,
+                    const int32_t *batch_ids, float *work, int work_rows,
+                    struct pgd_cuda_sample_out *out, char *err, size_t errlen);
 
 /* ---- quant_wq.cu, quant_fp8.cu: quantized linear layers --------------------------------
  * A layer is made once at load from its canonical host layout (include/pagoda/quant.h),

@@ -111,6 +111,7 @@ struct sample_smem {
     int bin, found, done;
     /* the top logprobs */
     int top_n;
+    int pend_seen;                       /* the pending token was among the penalty pairs */
     unsigned long long top_keys[32];
     /* draw_in_id_order's own (not shared with the radix select, whose state it would not
      * need to know: 264 bytes, no change to the blocks an SM holds at 1024 threads) */
@@ -397,9 +398,21 @@ __device__ __forceinline__ int key_id(unsigned long long key)
     return (int)(KEY_ID_MASK - (unsigned)(key & KEY_ID_MASK));
 }
 
+/* x with the row's penalties for a token seen in the context, cnt times in the output:
+ * the CPU sampler's operations in its order. */
+__device__ __forceinline__ float penalised(float x, const struct pgd_cuda_sample_row &P, int cnt)
+{
+    if (P.rep != 1.0f)
+        x = x > 0.0f ? __fdiv_rn(x, P.rep) : __fmul_rn(x, P.rep);
+    if ((P.freq != 0.0f || P.pres != 0.0f) && cnt > 0)
+        x = __fsub_rn(x, __fadd_rn(__fmul_rn(P.freq, (float)cnt), P.pres));
+    return x;
+}
+
 __global__ void __launch_bounds__(SAMPLE_THREADS)
 sample_kernel(const float *logits, int V, const struct pgd_cuda_sample_row *params,
-              const int32_t *pool, float *work, struct pgd_cuda_sample_out *out, int skip_plain)
+              const int32_t *pool, const int32_t *batch_ids, float *work,
+              struct pgd_cuda_sample_out *out, int skip_plain)
 {
     __shared__ sample_smem s;
     const int tid = threadIdx.x;
@@ -421,7 +434,8 @@ sample_kernel(const float *logits, int V, const struct pgd_cuda_sample_row *para
     int token = -1;
     if (P.kind == PGD_CUDA_ROW_SAMPLE) {
         const float *proc = raw;
-        if (P.n_mask > 0 || P.n_bias > 0 || P.n_pen > 0 || P.allow_off >= 0) {
+        if (P.n_mask > 0 || P.n_bias > 0 || P.n_pen > 0 || P.pend_at >= 0 ||
+            P.allow_off >= 0) {
             if (P.allow_off >= 0) {
                 /* structured output first: tokens whose bit is clear cannot be sampled */
                 const uint32_t *allow = (const uint32_t *)(pool + P.allow_off);
@@ -434,6 +448,7 @@ sample_kernel(const float *logits, int V, const struct pgd_cuda_sample_row *para
             __syncthreads();
             const int32_t *q = pool + P.pool_off;
             if (tid == 0) {
+                s.pend_seen = 0;
                 for (int j = 0; j < P.n_mask; j++)
                     if (q[j] >= 0 && q[j] < V)
                         w[q[j]] = -INFINITY;
@@ -444,17 +459,22 @@ sample_kernel(const float *logits, int V, const struct pgd_cuda_sample_row *para
             }
             __syncthreads();
             q = pool + P.pool_off + P.n_mask + 2 * P.n_bias;
+            /* The pending token (pend_at): one more output occurrence of its pair's id, or a
+             * pair (id, 1) of its own when the context had it nowhere. */
+            const int pend = P.pend_at >= 0 ? batch_ids[P.pend_at] : -1;
             for (int j = tid; j < P.n_pen; j += blockDim.x) {
                 int t = q[2 * j], cnt = q[2 * j + 1];
                 if (t < 0 || t >= V)
                     continue;
-                float x = w[t];
-                if (P.rep != 1.0f)
-                    x = x > 0.0f ? __fdiv_rn(x, P.rep) : __fmul_rn(x, P.rep);
-                if ((P.freq != 0.0f || P.pres != 0.0f) && cnt > 0)
-                    x = __fsub_rn(x, __fadd_rn(__fmul_rn(P.freq, (float)cnt), P.pres));
-                w[t] = x;
+                if (t == pend) {
+                    cnt++;
+                    s.pend_seen = 1;
+                }
+                w[t] = penalised(w[t], P, cnt);
             }
+            __syncthreads();
+            if (tid == 0 && pend >= 0 && pend < V && !s.pend_seen)
+                w[pend] = penalised(w[pend], P, 1);
             __syncthreads();
             proc = w;
         }
@@ -559,8 +579,8 @@ sample_kernel(const float *logits, int V, const struct pgd_cuda_sample_row *para
 
 extern "C" int pgd_cuda_sample(struct pgd_cuda_ctx *c, const float *logits, int rows, int vocab,
                                const struct pgd_cuda_sample_row *params, const int32_t *pool,
-                               float *work, int work_rows, struct pgd_cuda_sample_out *out,
-                               char *err, size_t errlen)
+                               const int32_t *batch_ids, float *work, int work_rows,
+                               struct pgd_cuda_sample_out *out, char *err, size_t errlen)
 {
     if (vocab <= 0 || vocab > PGD_CUDA_SAMPLE_MAX_VOCAB || work_rows <= 0)
         return pgd_cuda_failf(err, errlen, "sample [%d, %d]: vocab must be in [1, %d] and "
@@ -572,8 +592,8 @@ extern "C" int pgd_cuda_sample(struct pgd_cuda_ctx *c, const float *logits, int 
     for (int r0 = 0; r0 < rows; r0 += work_rows) {
         int n = rows - r0 < work_rows ? rows - r0 : work_rows;
         sample_kernel<<<n, SAMPLE_THREADS, 0, c->stream>>>(logits + (size_t)r0 * vocab, vocab,
-                                                           params + r0, pool, work, out + r0,
-                                                           plain);
+                                                           params + r0, pool, batch_ids, work,
+                                                           out + r0, plain);
         PGD_CUDA_LAUNCHED(err, errlen, "sample [%d, %d] rows %d..%d", rows, vocab, r0, r0 + n);
     }
     return 0;

@@ -109,7 +109,8 @@ __device__ __forceinline__ int draw_walk(draw_segment g, const unsigned long lon
 __host__ __device__ __forceinline__ bool pgd_cuda__sample_row_plain(const pgd_cuda_sample_row &P)
 {
     return P.kind == PGD_CUDA_ROW_SAMPLE && P.n_mask == 0 && P.n_bias == 0 && P.n_pen == 0 &&
-           P.allow_off < 0 && P.top_k <= 0 && !(P.top_p < 1.0f) && P.n_top < 0;
+           P.pend_at < 0 && P.allow_off < 0 && P.top_k <= 0 && !(P.top_p < 1.0f) &&
+           P.n_top < 0;
 }
 
 /* Samples the plain rows of params [rows] (the others are left to the general kernel) when

@@ -381,9 +381,9 @@ const struct pgd__setting_def pgd__setting_defs[PGD__S_COUNT] = {
         "Plan and queue each step while the one before it runs, with its sampled tokens "
         "still on the device (vLLM's async scheduling), so that the GPU does not wait for "
         "the host between steps. Steps whose requests need the last token on the host "
-        "first (structured output, bad words, penalties) and speculative decoding run in "
-        "turn as before. On by default, as vLLM's; a new request's first token then comes "
-        "a step later.",
+        "first (structured output, bad words; on a GPU, for now, penalties) and "
+        "speculative decoding run in turn as before. On by default, as vLLM's; a new "
+        "request's first token then comes a step later.",
         PGD__SG_SCHEDULER, PGD__SD_ENGINE, PGD__SF_NEGATABLE, NULL },
     [PGD__S_ENFORCE_EAGER] = { ENGINE, "enforce_eager", PGD__ST_BOOL, "false", 0, 0, NULL,
         NULL,

@@ -12,13 +12,18 @@
 #include <string.h>
 
 /* Whether child c's next step needs its last token on the host before it is planned: the
- * allowed-token masks of structured output and bad words (and jump-forward), and the
- * penalties, which count the output's tokens. */
-static bool needs_token_on_host(const struct pgd__child *c)
+ * allowed-token masks of structured output and bad words (and jump-forward), made at plan
+ * time; and the penalties, which count the output's tokens, unless the backend counts the
+ * pending one (a backend without submit has it from the step in flight before it runs the
+ * next: submit_step). */
+static bool needs_token_on_host(const struct pgd_engine *e, const struct pgd__child *c)
 {
     const struct pgd_sampling_params *sp = &c->req->sp;
-    return c->gm || c->req->bw.n > 0 || sp->presence_penalty != 0 ||
-           sp->frequency_penalty != 0 || sp->repetition_penalty != 1.0f;
+    if (c->gm || c->req->bw.n > 0)
+        return true;
+    const bool penalised = sp->presence_penalty != 0 || sp->frequency_penalty != 0 ||
+                           sp->repetition_penalty != 1.0f;
+    return penalised && e->be.submit && !e->be.submit_penalties;
 }
 
 /* Whether the step in flight must land before the next one is planned: this round steps
@@ -29,7 +34,7 @@ bool pgd__flight_must_land(const struct pgd_engine *e)
         return true;
     for (int i = 0; i < e->flight->n; i++) {
         const struct pgd__child *c = e->flight->seqs[i]->owner;
-        if (!c->done && needs_token_on_host(c))
+        if (!c->done && needs_token_on_host(e, c))
             return true;
     }
     return false;
@@ -54,25 +59,28 @@ static void add_placeholders(struct pgd_engine *e, const struct pgd__sched_out *
     }
 }
 
-/* Submits e->cur's step of n_seqs sequences and n_rows rows: the backend's submit, or (a
+/* Submits e->cur's step of o's sequences and n_rows rows: the backend's submit, or (a
  * backend without one) the step run to its end now, its pending tokens put in first from
- * the results of the step in flight. */
-static enum pgd_status submit_step(struct pgd_engine *e, int n_seqs, int n_rows, char *err,
-                                   size_t errlen)
+ * the results of the step in flight: as the step's input and in the sequence's tokens,
+ * which its sampling rows read (the penalties count them); landing writes the same id. */
+static enum pgd_status submit_step(struct pgd_engine *e, const struct pgd__sched_out *o,
+                                   int n_rows, char *err, size_t errlen)
 {
     struct pgd__step_set *s = e->cur;
     if (e->be.submit)
-        return e->be.submit(e->be.ctx, s->ss, n_seqs, s->rows, err, errlen);
-    for (int i = 0; i < n_seqs; i++) {
+        return e->be.submit(e->be.ctx, s->ss, o->n, s->rows, err, errlen);
+    for (int i = 0; i < o->n; i++) {
         struct pgd__step_seq *q = &s->ss[i];
         if (!q->pending)
             continue;
         PGD_ASSERT(e->flight && q->pending_row >= 0 && q->pending_row < e->flight->n_rows);
+        struct pgd__seq *seq = o->seqs[i];
         s->tok[i] = e->flight->res[q->pending_row].token;
+        seq->tokens[seq->n_tokens - seq->n_pending] = s->tok[i];
         q->tokens = &s->tok[i];
         q->pending = false;
     }
-    return pgd__engine_run_step(e, n_seqs, n_rows, err, errlen);
+    return pgd__engine_run_step(e, o->n, n_rows, err, errlen);
 }
 
 /* The results of submitted step f from the backend, into f->res (a backend without
@@ -160,7 +168,7 @@ bool pgd__flight_submit(struct pgd_engine *e, const struct pgd__sched_out *o, in
 {
     char err[256] = "";
     struct pgd__step_set *s = e->cur;
-    enum pgd_status st = submit_step(e, o->n, n_rows, err, sizeof err);
+    enum pgd_status st = submit_step(e, o, n_rows, err, sizeof err);
     if (st != PGD_OK) {
         fail(e, st, err);
         return false;

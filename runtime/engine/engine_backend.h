@@ -40,6 +40,10 @@ struct pgd__engine_backend {
                               const struct pgd__sample_row *rows, char *err, size_t errlen);
     enum pgd_status (*collect)(void *ctx, struct pgd__sample_result *res, int *n_rows,
                                char *err, size_t errlen);
+    /* With submit: its sampling counts a row's pending token (still on the device) in the
+     * row's penalties (struct pgd__sample_row's pending_at), so that a step of penalised
+     * samples need not wait for the step before to land. */
+    bool submit_penalties;
     /* Optional: speculative decoding's draft model (method draft_model), a model of the
      * same vocabulary with a paged KV cache of its own over the same block ids (the same
      * num_blocks and block_size): one step of it, the greedy ids of its logits rows into

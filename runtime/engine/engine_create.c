@@ -612,6 +612,7 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
          * runs each submitted step to its end. */
         .submit = pgd__runner_can_submit(rb->runner) ? rb_submit : NULL,
         .collect = pgd__runner_can_submit(rb->runner) ? rb_collect : NULL,
+        .submit_penalties = pgd__runner_submit_penalties(rb->runner),
         .step_hidden = rb_step_hidden,
         .hidden_size = d->hidden_size,
         .draft_step = rb->draft ? rb_draft_step : NULL,

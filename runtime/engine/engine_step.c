@@ -32,12 +32,14 @@ static bool wants_prompt_logprobs(const struct pgd__child *c)
     return c->index == 0 && c->req->plps && c->seq.n_computed < c->req->n_prompt;
 }
 
-/* The descriptors of seq's logits rows (the last nl of its n_new new tokens) into rows:
- * prompt-logprobs rows for prompt positions, a sample row for the last when the step
- * completes the sequence, a sample row for every one when it verifies proposals (each row
- * samples the token after its position, with the tokens before it as context). */
+/* The descriptors of seq's logits rows (the last nl of its n_new new tokens, which are the
+ * step's batch tokens from index first) into rows: prompt-logprobs rows for prompt
+ * positions, a sample row for the last when the step completes the sequence, a sample row
+ * for every one when it verifies proposals (each row samples the token after its
+ * position, with the tokens before it as context). */
 static void describe_rows(const struct pgd_engine *e, const struct pgd__seq *seq,
-                          const struct pgd__step_seq *ss, struct pgd__sample_row *rows)
+                          const struct pgd__step_seq *ss, int first,
+                          struct pgd__sample_row *rows)
 {
     const struct pgd__child *c = seq->owner;
     const struct pgd__req *rq = c->req;
@@ -63,6 +65,9 @@ static void describe_rows(const struct pgd_engine *e, const struct pgd__seq *seq
                 .seed = rq->seed,
                 .child = (uint32_t)c->index,
             };
+            /* Async scheduling: token p is still the step before's to sample. */
+            row->pending = seq->n_pending > 0;
+            row->pending_at = first + p - ss->n_computed;
         } else if (plp && p + 1 < rq->n_prompt) {
             /* A prompt position: the logprob of the prompt's own next token. */
             row->kind = PGD__ROW_TARGET;
@@ -123,7 +128,8 @@ static int prepare_step(struct pgd_engine *e, const struct pgd__sched_out *o,
     for (int i = 0; i < o->n; i++) {
         /* A pooling sequence's rows are hidden states (pgd__pool_take), not logits. */
         if (((struct pgd__child *)o->seqs[i]->owner)->req->pooling == PGD_POOLING_NONE)
-            describe_rows(e, o->seqs[i], &e->cur->ss[i], e->cur->rows + n_rows);
+            describe_rows(e, o->seqs[i], &e->cur->ss[i], *step_tokens,
+                          e->cur->rows + n_rows);
         n_rows += e->cur->ss[i].n_logits;
         *step_tokens += e->cur->ss[i].n_new;
     }

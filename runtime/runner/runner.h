@@ -228,6 +228,11 @@ enum pgd_status pgd__runner_step_sample(struct pgd__runner *r, const struct pgd_
  * The other step functions refuse to run while a step is uncollected. */
 /* Whether this runner has the pair: on a GPU, not tensor parallel. */
 bool pgd__runner_can_submit(const struct pgd__runner *r);
+/* Whether its submitted steps' sampling counts a row's pending token in the row's penalties
+ * (struct pgd__sample_row's pending_at): with the pair, and for now only where the
+ * environment's PGD_CUDA_ASYNC_PENALTIES is 1, until a GPU has run it (without it, a step
+ * with penalised rows waits for the step before to land). */
+bool pgd__runner_submit_penalties(const struct pgd__runner *r);
 enum pgd_status pgd__runner_step_submit(struct pgd__runner *r, const struct pgd__step_seq *seqs,
                                         int n_seqs, const struct pgd__sample_row *rows,
                                         char *err, size_t errlen);

@@ -41,6 +41,9 @@ struct pgd__runner_async {
     int32_t *pairs_host[2];            /* by turn: pinned [2 * max_num_seqs] */
     int32_t *pairs_dev;                /* device [2 * max_num_seqs] */
     int n_pairs;                       /* the submitting step's pending tokens */
+    /* The submitting step's token ids on the device (where put_pending wrote), for the
+     * penalties of rows whose last token is pending (pending_at). */
+    const int32_t *batch_ids;
     /* The last submitted step's sampled ids on the device, prev_stride int32s apart
      * (prev_rows of them): where the next step's pending tokens come from. NULL: none. */
     const int32_t *prev_ids;
@@ -91,6 +94,12 @@ bool pgd__runner_can_submit(const struct pgd__runner *r)
     return r->params.device == PGD_DEVICE_CUDA && !r->tp_serving;
 }
 
+bool pgd__runner_submit_penalties(const struct pgd__runner *r)
+{
+    const char *v = getenv("PGD_CUDA_ASYNC_PENALTIES");
+    return pgd__runner_can_submit(r) && v && !strcmp(v, "1");
+}
+
 /* The pending tokens' pairs (batch row of the token, row of the step before) into this
  * turn's pinned buffer; refuses a row the step before did not sample. */
 static enum pgd_status pending_pairs(struct pgd__runner *r, const struct pgd__step_seq *seqs,
@@ -120,7 +129,10 @@ enum pgd_status pgd__runner_put_pending(struct pgd__runner *r, int32_t *token_id
                                         size_t errlen)
 {
     struct pgd__runner_async *a = r->async;
-    if (!r->submitting || !a || a->n_pairs == 0)
+    if (!r->submitting || !a)
+        return PGD_OK;
+    a->batch_ids = token_ids;
+    if (a->n_pairs == 0)
         return PGD_OK;
     if (pgd_cuda_copy_h2d_async(r->cuda, a->pairs_dev, a->pairs_host[r->turn],
                                 2 * (size_t)a->n_pairs * sizeof(int32_t), err, errlen) ||
@@ -156,8 +168,8 @@ enum pgd_status pgd__runner_finish_submit(struct pgd__runner *r, const float *lo
             return PGD_ERR_DEVICE;
         a->prev_ids = ids;
     } else if (n_logits > 0) {
-        if ((st = pgd__runner_sample_enqueue(r, logits, n_logits, rows, r->turn, &a->prev_ids,
-                                             &a->prev_stride, err, errlen)))
+        if ((st = pgd__runner_sample_enqueue(r, logits, n_logits, rows, a->batch_ids, r->turn,
+                                             &a->prev_ids, &a->prev_stride, err, errlen)))
             return st;
     }
     a->prev_rows = n_logits;
@@ -190,9 +202,11 @@ enum pgd_status pgd__runner_step_submit(struct pgd__runner *r, const struct pgd_
     if ((st = pending_pairs(r, seqs, n_seqs, err, errlen)))
         return st;
     r->submitting = true;
+    a->batch_ids = NULL;
     st = pgd__runner_step_sample(r, seqs, n_seqs, rows, NULL, err, errlen);
     r->submitting = false;
     a->n_pairs = 0;
+    a->batch_ids = NULL;
     if (st) {
         a->prev_ids = NULL;
         return st;
@@ -237,6 +251,7 @@ enum pgd_status pgd__runner_step_collect(struct pgd__runner *r, struct pgd__samp
 void pgd__runner_async_free(struct pgd__runner *r) { (void)r; }
 int pgd__runner_uncollected(const struct pgd__runner *r) { (void)r; return 0; }
 bool pgd__runner_can_submit(const struct pgd__runner *r) { (void)r; return false; }
+bool pgd__runner_submit_penalties(const struct pgd__runner *r) { (void)r; return false; }
 
 enum pgd_status pgd__runner_put_pending(struct pgd__runner *r, int32_t *token_ids, char *err,
                                         size_t errlen)

@@ -109,9 +109,12 @@ enum pgd_status pgd__runner_sample(struct pgd__runner *r, const float *logits, i
  * enqueue packs the rows into turn's pinned buffer and queues the copy, the kernels and the
  * results' copy back into turn's pinned results; *ids / *stride get where the kernels left
  * the sampled ids on the device (int32s stride apart, valid until the next sampling).
- * unpack reads turn's results, once the copy is done. */
+ * batch_ids: the step's token ids on the device, where pending tokens were put (rows'
+ * pending_at; NULL: the step has none). unpack reads turn's results, once the copy is
+ * done. */
 enum pgd_status pgd__runner_sample_enqueue(struct pgd__runner *r, const float *logits, int n,
-                                           const struct pgd__sample_row *rows, int turn,
+                                           const struct pgd__sample_row *rows,
+                                           const int32_t *batch_ids, int turn,
                                            const int32_t **ids, int *stride, char *err,
                                            size_t errlen);
 void pgd__runner_sample_unpack(struct pgd__runner *r, int turn, const struct pgd__sample_row *rows,

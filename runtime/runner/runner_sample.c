@@ -134,7 +134,8 @@ static enum pgd_status reserve(struct pgd__runner *r, int t, size_t pack_bytes, 
 }
 
 enum pgd_status pgd__runner_sample_enqueue(struct pgd__runner *r, const float *logits, int n,
-                                           const struct pgd__sample_row *rows, int turn,
+                                           const struct pgd__sample_row *rows,
+                                           const int32_t *batch_ids, int turn,
                                            const int32_t **ids, int *stride, char *err,
                                            size_t errlen)
 {
@@ -146,13 +147,17 @@ enum pgd_status pgd__runner_sample_enqueue(struct pgd__runner *r, const float *l
     size_t used = 0;
     if ((st = pgd__sample_pack(&s->packer, rows, n, s->pack_host[turn], &used, err, errlen)))
         return st;
+    for (int i = 0; !batch_ids && i < n; i++)
+        if (((const struct pgd_cuda_sample_row *)s->pack_host[turn])[i].pend_at >= 0)
+            return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "sampling: row %d counts a "
+                            "pending token in its penalties, in a step without any", i);
     /* The packed layout (sample_rows.h): n row parameter records, then the int32 pool
      * they index into; the same offsets in the device copy. */
     const struct pgd_cuda_sample_row *params = (const struct pgd_cuda_sample_row *)s->pack_dev;
     const int32_t *pool = (const int32_t *)(params + n);
     if (pgd_cuda_copy_h2d_async(r->cuda, s->pack_dev, s->pack_host[turn], used, err, errlen) ||
-        pgd_cuda_sample(r->cuda, logits, n, s->vocab, params, pool, s->work, s->work_rows,
-                        s->out_dev, err, errlen) ||
+        pgd_cuda_sample(r->cuda, logits, n, s->vocab, params, pool, batch_ids, s->work,
+                        s->work_rows, s->out_dev, err, errlen) ||
         pgd_cuda_copy_d2h_async(r->cuda, s->out_host[turn], s->out_dev,
                                 (size_t)n * sizeof *s->out_host[turn], err, errlen))
         return PGD_ERR_DEVICE;
@@ -173,8 +178,8 @@ static enum pgd_status sample_gpu(struct pgd__runner *r, const float *logits, in
 {
     const int32_t *ids;
     int stride;
-    enum pgd_status st = pgd__runner_sample_enqueue(r, logits, n, rows, r->turn, &ids, &stride,
-                                                    err, errlen);
+    enum pgd_status st = pgd__runner_sample_enqueue(r, logits, n, rows, NULL, r->turn, &ids,
+                                                    &stride, err, errlen);
     if (st)
         return st;
     if (pgd__runner_wait_device(r, err, errlen))

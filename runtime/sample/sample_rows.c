@@ -148,6 +148,7 @@ enum pgd_status pgd__sample_pack(struct pgd__sample_packer *pk, const struct pgd
         p->n_top = r->n_top > PGD__MAX_TOP ? PGD__MAX_TOP : r->n_top;
         p->pool_off = off;
         p->allow_off = -1;
+        p->pend_at = -1;
         p->rep = 1.0f;
         if (r->kind == PGD__ROW_TARGET) {
             if (r->target < 0 || r->target >= pk->vocab)
@@ -187,8 +188,18 @@ enum pgd_status pgd__sample_pack(struct pgd__sample_packer *pk, const struct pgd
         }
         p->n_bias = sp->n_logit_bias;
         q += 2 * p->n_bias;
-        if (has_penalty(sp))
+        if (has_penalty(sp)) {
             p->n_pen = pack_penalties(pk, c, q);
+            /* The placeholder left out of the pairs (a negative id): the kernel counts the
+             * token the step puts in its place. */
+            const int n_all = c->n_prompt + c->n_out;
+            if (r->pending && n_all > 0 && c->tokens[n_all - 1] < 0) {
+                if (r->pending_at < 0)
+                    return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "sampling: row %d: a "
+                                    "pending token at batch index %d", i, r->pending_at);
+                p->pend_at = r->pending_at;
+            }
+        }
         off += p->n_mask + 2 * p->n_bias + 2 * p->n_pen;
         if (c->allow) {
             size_t words = ((size_t)pk->vocab + 31) / 32;

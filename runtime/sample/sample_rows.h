@@ -28,6 +28,11 @@ struct pgd__sample_row {
     int32_t target;                      /* TARGET: the token in [0, vocab) */
     int n_top;                           /* top logprobs wanted (0..PGD__MAX_TOP); -1: no
                                             logprobs at all (TARGET rows: at least 0) */
+    /* SAMPLE rows under async scheduling: ctx's last token is a placeholder (-1) for the
+     * token the step before samples, which the backend puts into the step's batch at
+     * index pending_at (the sequence's input there); the device's penalties count it. */
+    bool pending;
+    int32_t pending_at;
 };
 
 struct pgd__sample_result {

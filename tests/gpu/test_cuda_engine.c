@@ -461,7 +461,9 @@ Test(cuda_engine, swap_and_recompute_match_runs_alone, .timeout = 600)
  * early (max_tokens only), so both take the same steps, and their outputs must be equal bit
  * for bit: greedy requests alone (the argmax path, decode steps through the graphs) and
  * sampled ones with logprobs (the sampling kernels, their ids read from the results on the
- * device), n = 2 among them. */
+ * device), n = 2 among them; and sampled ones with repetition, frequency and presence
+ * penalties, whose pending token the sampling kernel reads from the step's batch
+ * (PGD_CUDA_ASYNC_PENALTIES=1: without it their steps land in turn). */
 Test(cuda_engine, async_scheduling_gives_the_same_outputs)
 {
     need_gpu();
@@ -469,8 +471,8 @@ Test(cuda_engine, async_scheduling_gives_the_same_outputs)
     int32_t prompt[N][40];
     int len[N];
     random_prompts(N, 5, 4242, prompt, len);
-    static struct got g[2][2][N];
-    for (int sampled = 0; sampled < 2; sampled++)
+    static struct got g[3][2][N];
+    for (int sampled = 0; sampled < 3; sampled++)
         for (int mode = 0; mode < 2; mode++) {
             struct pgd_engine_params p = pgd_engine_default_params();
             p.device = PGD_DEVICE_CUDA;
@@ -479,7 +481,10 @@ Test(cuda_engine, async_scheduling_gives_the_same_outputs)
             p.max_num_batched_tokens = 1024;
             p.max_num_seqs = 32;
             p.async_scheduling = mode == 1;
+            if (sampled == 2)
+                setenv("PGD_CUDA_ASYNC_PENALTIES", "1", 1);
             struct pgd_engine *e = model_engine_params("llama-bf16", &p);
+            unsetenv("PGD_CUDA_ASYNC_PENALTIES");
             struct pgd_stream *s[N];
             for (int r = 0; r < N; r++) {
                 struct pgd_request_params rp = pgd_request_default_params();
@@ -493,6 +498,11 @@ Test(cuda_engine, async_scheduling_gives_the_same_outputs)
                 rp.sampling.has_seed = true;
                 rp.sampling.seed = 900 + (uint64_t)r;
                 rp.sampling.logprobs = sampled ? 2 : -1;
+                if (sampled == 2) {
+                    rp.sampling.repetition_penalty = 1.3f;
+                    rp.sampling.frequency_penalty = r % 2 ? 0.7f : 0.0f;
+                    rp.sampling.presence_penalty = r % 3 ? 0.4f : 0.0f;
+                }
                 char err[256];
                 cr_assert_eq(pgd_engine_submit(e, &rp, &s[r], err, sizeof err), PGD_OK, "%s", err);
             }
@@ -512,7 +522,7 @@ Test(cuda_engine, async_scheduling_gives_the_same_outputs)
                          mode);
             pgd_engine_destroy(e);
         }
-    for (int sampled = 0; sampled < 2; sampled++)
+    for (int sampled = 0; sampled < 3; sampled++)
         for (int r = 0; r < N; r++)
             for (int k = 0; k < (r % 7 == 0 ? 2 : 1); k++) {
                 const struct got *a = &g[sampled][0][r], *b = &g[sampled][1][r];

@@ -171,9 +171,11 @@ static double draw_slack(const struct pgd__sample_row *row, const float *raw, in
 
 /* ---- one call on the GPU -------------------------------------------------------------- */
 
-/* Samples rows [n] of logits [n, V] on the GPU (work_rows scratch rows at a time). */
-static void gpu_sample(const float *logits, int V, const struct pgd__sample_row *rows, int n,
-                       int work_rows, struct pgd__sample_result *res)
+/* Samples rows [n] of logits [n, V] on the GPU (work_rows scratch rows at a time);
+ * batch_ids [n_batch] (NULL: none) is the step's token ids, where rows' pending_at point. */
+static void gpu_sample_batch(const float *logits, int V, const struct pgd__sample_row *rows,
+                             int n, int work_rows, const int32_t *batch_ids, int n_batch,
+                             struct pgd__sample_result *res)
 {
     char err[512];
     struct pgd__sample_packer pk;
@@ -191,13 +193,21 @@ static void gpu_sample(const float *logits, int V, const struct pgd__sample_row 
     cr_assert_eq(pgd_cuda_memcpy_h2d(d_logits, logits, (size_t)n * V * sizeof(float), err,
                                      sizeof err), 0, "%s", err);
     cr_assert_eq(pgd_cuda_memcpy_h2d(d_pack, buf, used, err, sizeof err), 0, "%s", err);
+    int32_t *d_batch = NULL;
+    if (batch_ids) {
+        cr_assert(d_batch = pgd_cuda_malloc((size_t)n_batch * sizeof *d_batch));
+        cr_assert_eq(pgd_cuda_memcpy_h2d(d_batch, batch_ids, (size_t)n_batch * sizeof *d_batch,
+                                         err, sizeof err), 0, "%s", err);
+    }
     const struct pgd_cuda_sample_row *params = (const void *)d_pack;
     cr_assert_eq(pgd_cuda_sample(ctx, d_logits, n, V, params, (const int32_t *)(params + n),
-                                 d_work, work_rows, d_out, err, sizeof err), 0, "%s", err);
+                                 d_batch, d_work, work_rows, d_out, err, sizeof err), 0, "%s",
+                 err);
     cr_assert_eq(pgd_cuda_sync(ctx, err, sizeof err), 0, "%s", err);
     cr_assert_eq(pgd_cuda_memcpy_d2h(out, d_out, (size_t)n * sizeof *out, err, sizeof err), 0,
                  "%s", err);
     pgd__sample_unpack(out, rows, n, res);
+    pgd_cuda_free(d_batch);
     pgd_cuda_free(d_logits);
     pgd_cuda_free(d_pack);
     pgd_cuda_free(d_work);
@@ -205,6 +215,12 @@ static void gpu_sample(const float *logits, int V, const struct pgd__sample_row 
     free(out);
     free(buf);
     pgd__sample_packer_fini(&pk);
+}
+
+static void gpu_sample(const float *logits, int V, const struct pgd__sample_row *rows, int n,
+                       int work_rows, struct pgd__sample_result *res)
+{
+    gpu_sample_batch(logits, V, rows, n, work_rows, NULL, 0, res);
 }
 
 /* ---- a case: rows with given params against the CPU ------------------------------------ */
@@ -375,6 +391,92 @@ Test(cuda_sample, many_rows_mixed_in_one_call) { run_case("many", 1000, MAX_ROWS
 /* Ties: every logit from a handful of values, so top_k cuts and the draw walk through tied
  * probabilities (lower id first). */
 static void m_ties(int r, struct pgd_sampling_params *sp) { m_topk(r, sp); sp->top_p = r % 2 ? 0.7f : 1.0f; }
+/* Async scheduling's pending token in the penalties: rows whose last output token is a
+ * placeholder (-1, left out of the packed pairs) with the real id in the step's batch at
+ * pending_at, against the CPU sampler given the whole history. Half the pending ids occur
+ * earlier in their row (one more count of a pair), half nowhere else (a pair of their
+ * own); greedy rows must match exactly, sampled ones up to a draw at a CDF boundary. */
+Test(cuda_sample, penalties_count_the_pending_token)
+{
+    need_gpu();
+    enum { V = 1000, R = 96, NB = 2 * R };
+    static struct rowdata rd[R];
+    static int32_t placeheld[R][HIST];
+    static struct pgd__sample_row cpu_rows[R], gpu_rows[R];
+    static struct pgd__sample_result cpu[R], gpu[R];
+    int32_t batch[NB];
+    float *logits = malloc((size_t)R * V * sizeof *logits);
+    for (int i = 0; i < NB; i++)
+        batch[i] = (int32_t)(rnd() % V);
+    for (int r = 0; r < R; r++) {
+        fill_logits(logits + (size_t)r * V, V, 5);
+        struct pgd_sampling_params *sp = &rd[r].sp;
+        *sp = pgd_sampling_default_params();
+        sp->temperature = r % 2 ? 0.0f : 0.8f;
+        sp->repetition_penalty = r % 3 == 0 ? 1.0f : 1.7f;
+        sp->frequency_penalty = r % 3 == 1 ? 0.0f : 2.5f;
+        sp->presence_penalty = r % 4 == 0 ? 0.0f : 1.5f;
+        rd[r].n_prompt = 1 + (int)(rnd() % 20);
+        rd[r].n_out = 1 + (int)(rnd() % 20);
+        const int n_all = rd[r].n_prompt + rd[r].n_out;
+        for (int i = 0; i < n_all - 1; i++)
+            rd[r].tokens[i] = (int32_t)(rnd() % 50);       /* repeats */
+        /* The pending token: one seen before in the row, or one nowhere else (>= 50: the
+         * row's largest logit when that is such an id, so that its penalty moves greedy
+         * rows); it sits at batch index 2r + 1 (the others: other rows' inputs). */
+        const float *x = logits + (size_t)r * V;
+        int32_t top = 0;
+        for (int32_t i = 1; i < V; i++)
+            top = x[i] > x[top] ? i : top;
+        rd[r].tokens[n_all - 1] = r % 4 < 2 ? rd[r].tokens[rnd() % (uint64_t)(n_all - 1)]
+                                  : top >= 50 ? top : (int32_t)(50 + rnd() % (V - 50));
+        batch[2 * r + 1] = rd[r].tokens[n_all - 1];
+        memcpy(placeheld[r], rd[r].tokens, (size_t)n_all * sizeof(int32_t));
+        placeheld[r][n_all - 1] = -1;
+        cpu_rows[r] = (struct pgd__sample_row){
+            .kind = PGD__ROW_SAMPLE, .n_top = -1,
+            .ctx = { .sp = sp, .tokens = rd[r].tokens, .n_prompt = rd[r].n_prompt,
+                     .n_out = rd[r].n_out, .eos = EOS, .n_eos = 2,
+                     .seed = 500 + (uint64_t)r, .child = 0 },
+        };
+        gpu_rows[r] = cpu_rows[r];
+        gpu_rows[r].ctx.tokens = placeheld[r];
+        gpu_rows[r].pending = true;
+        gpu_rows[r].pending_at = 2 * r + 1;
+    }
+    struct pgd__sampler s;
+    char err[256];
+    cr_assert_eq(pgd__sampler_init(&s, V, err, sizeof err), PGD_OK);
+    float *scratch = malloc((size_t)V * sizeof *scratch);
+    pgd__sample_rows_host(&s, scratch, logits, cpu_rows, R, cpu);
+    gpu_sample_batch(logits, V, gpu_rows, R, 64, batch, NB, gpu);
+    int boundary = 0, moved = 0;
+    for (int r = 0; r < R; r++) {
+        /* A greedy row without the pending token, to see that it mattered somewhere. */
+        if (rd[r].sp.temperature == 0) {
+            struct pgd__sample_result without;
+            struct pgd__sample_row w = cpu_rows[r];
+            w.ctx.n_out--;
+            pgd__sample_rows_host(&s, scratch, logits + (size_t)r * V, &w, 1, &without);
+            moved += without.token != cpu[r].token;
+        }
+        if (gpu[r].token == cpu[r].token)
+            continue;
+        cr_assert(rd[r].sp.temperature > 0, "row %d (greedy): GPU %d, CPU %d", r,
+                  gpu[r].token, cpu[r].token);
+        cr_assert_lt(draw_slack(&cpu_rows[r], logits + (size_t)r * V, V), BOUNDARY,
+                     "row %d: GPU %d, CPU %d away from any boundary", r, gpu[r].token,
+                     cpu[r].token);
+        boundary++;
+    }
+    cr_assert_leq(boundary * 20, R, "%d of %d rows at a boundary", boundary, R);
+    cr_assert_gt(moved, 0, "no row's token depended on its pending token: the test tests "
+                 "nothing");
+    pgd__sampler_fini(&s);
+    free(scratch);
+    free(logits);
+}
+
 Test(cuda_sample, ties_in_top_k_top_p_and_the_draw)
 {
     need_gpu();

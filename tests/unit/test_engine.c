@@ -1300,7 +1300,8 @@ struct async_out {
 
 /* Requests of every kind that may share a step with a pending token: greedy and seeded
  * sampled ones, logprobs, prompt logprobs, n = 2, min_tokens, EOS or not, and some with a
- * repetition penalty (those make the step in flight land first). */
+ * repetition penalty or frequency and presence penalties (which count the pending token:
+ * the CPU backend puts it into the sequence before the step runs). */
 static void async_cases(struct async_case *rc)
 {
     uint32_t rs = 99;
@@ -1317,6 +1318,8 @@ static void async_cases(struct async_case *rc)
         sp.prompt_logprobs = r % 7 == 3 ? 1 : -1;
         sp.n = r % 5 == 0 ? 2 : 1;
         sp.repetition_penalty = r % 6 == 4 ? 1.3f : 1.0f;
+        sp.frequency_penalty = r % 6 == 1 ? 0.9f : 0.0f;
+        sp.presence_penalty = r % 6 == 1 ? 0.6f : 0.0f;
         sp.ignore_eos = r % 2 == 0;
         sp.min_tokens = r % 9 == 5 && sp.max_tokens >= 2 ? 2 : 0;
         rc[r].sp = sp;
@@ -1408,18 +1411,19 @@ Test(engine_llama, async_scheduling_gives_the_same_outputs, .timeout = 600)
             for (int t = 0; t < a->n[k]; t++) {
                 cr_assert_eq(a->tok[k][t], b->tok[k][t], "request %d sample %d token %d: %d "
                              "in turn, %d async", r, k, t, a->tok[k][t], b->tok[k][t]);
-                /* Other batches, other float sums in the CPU's matmuls: a few ulp. */
-                cr_assert_float_eq(a->lp[k][t], b->lp[k][t], 1e-5, "request %d sample %d token "
-                                   "%d logprob %.9g in turn, %.9g async", r, k, t, a->lp[k][t],
-                                   b->lp[k][t]);
+                /* Other batches, the same bits (batch_invariant). */
+                cr_assert(!memcmp(&a->lp[k][t], &b->lp[k][t], sizeof(float)), "request %d "
+                          "sample %d token %d logprob %.9g in turn, %.9g async", r, k, t,
+                          a->lp[k][t], b->lp[k][t]);
             }
             stopped_early += a->finish[k] == PGD_FINISH_STOP && a->n[k] < rc[r].sp.max_tokens;
         }
     }
     cr_assert_gt(stopped_early, 5, "%d samples stopped before max_tokens", stopped_early);
     cr_assert_eq(st_sync.num_steps_overlapped, 0);
-    /* Steps with a penalised sample in flight land first: a share of them, by timing. */
-    cr_assert_gt(st_async.num_steps_overlapped, st_async.num_steps / 8,
+    /* Every step overlaps the one before except the first of each busy spell: penalised
+     * samples no longer make the step in flight land first. */
+    cr_assert_gt(st_async.num_steps_overlapped, st_async.num_steps / 2,
                  "%llu of %llu steps overlapped", (unsigned long long)st_async.num_steps_overlapped,
                  (unsigned long long)st_async.num_steps);
     cr_assert_gt(st_async.num_preemptions, 0);

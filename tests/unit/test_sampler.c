@@ -464,6 +464,33 @@ Test(sample_rows, pack_layout)
                      want[j]);
     cr_assert_eq(P[3].kind, PGD_CUDA_ROW_SKIP);
     cr_assert_eq(used, 4 * sizeof *P + 15 * sizeof(int32_t));
+    for (int r = 0; r < 4; r++)
+        cr_assert_eq(P[r].pend_at, -1, "row %d has no pending token", r);
+    /* Async scheduling: row 2 with three outputs, its last (10) a placeholder the step
+     * puts at batch index 7: left out of the pairs (10 counted once), and pend_at says
+     * where the kernel finds it. Row 0 is pending too but has no penalty: nothing to
+     * count. */
+    tb[5] = -1;
+    rows[2].ctx.n_out = 3;
+    int32_t ta_pending[4] = { 9, 9, 4, -1 };
+    rows[0].ctx.tokens = ta_pending;
+    rows[0].pending = rows[2].pending = true;
+    rows[0].pending_at = 3;
+    rows[2].pending_at = 7;
+    cr_assert_eq(pgd__sample_pack(&pk, rows, 4, buf, &used, err, sizeof err), PGD_OK, "%s", err);
+    cr_assert_eq(P[0].pend_at, -1);
+    cr_assert_eq(P[2].pend_at, 7);
+    cr_assert_eq(P[2].n_pen, 3);
+    static const int32_t want_pending[6] = { 10, 1, 30, 0, 99, 1 };
+    for (int j = 0; j < 6; j++)
+        cr_assert_eq(pool[9 + j], want_pending[j], "pending: pool[%d] = %d, want %d", j,
+                     pool[9 + j], want_pending[j]);
+    /* A row that says it is pending without a place for the token is refused. */
+    rows[2].pending_at = -1;
+    cr_assert_eq(pgd__sample_pack(&pk, rows, 4, buf, &used, err, sizeof err),
+                 PGD_ERR_INVALID_ARG);
+    cr_assert(strstr(err, "row 2") && strstr(err, "pending"), "%s", err);
+    rows[2].pending = false;
     /* A target outside the vocabulary is refused, naming the row. */
     rows[1].target = PV;
     cr_assert_eq(pgd__sample_pack(&pk, rows, 4, buf, &used, err, sizeof err), PGD_ERR_INVALID_ARG);
