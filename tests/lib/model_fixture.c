@@ -223,8 +223,8 @@ struct pgd_engine *model_engine_params(const char *name, struct pgd_engine_param
     return e;
 }
 
-struct pgd_engine *model_engine(const char *name, enum pgd_device device, int num_blocks,
-                                int block_size, int budget, int max_seqs)
+struct pgd_engine_params model_engine_sized(enum pgd_device device, int num_blocks,
+                                            int block_size, int budget, int max_seqs)
 {
     struct pgd_engine_params p = pgd_engine_default_params();
     p.device = device;
@@ -232,6 +232,14 @@ struct pgd_engine *model_engine(const char *name, enum pgd_device device, int nu
     p.block_size = block_size;
     p.max_num_batched_tokens = budget;
     p.max_num_seqs = max_seqs;
+    return p;
+}
+
+struct pgd_engine *model_engine(const char *name, enum pgd_device device, int num_blocks,
+                                int block_size, int budget, int max_seqs)
+{
+    struct pgd_engine_params p = model_engine_sized(device, num_blocks, block_size, budget,
+                                                    max_seqs);
     return model_engine_params(name, &p);
 }
 

@@ -43,6 +43,9 @@ struct pgd__runner *fixture_runner_kv(struct pgd_registry *reg, const char *dir,
  * step (owned by the caller: pgd_engine_destroy). */
 struct pgd_engine *model_engine(const char *name, enum pgd_device device, int num_blocks,
                                 int block_size, int budget, int max_seqs);
+/* The parameters model_engine gives an engine, for a caller to add to. */
+struct pgd_engine_params model_engine_sized(enum pgd_device device, int num_blocks,
+                                            int block_size, int budget, int max_seqs);
 /* The same with the caller's parameters p (model_dir and plugin_path are filled in; the
  * rest is the caller's, e.g. speculative_config). */
 struct pgd_engine *model_engine_params(const char *name, struct pgd_engine_params *p);

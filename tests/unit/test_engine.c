@@ -894,11 +894,8 @@ Test(engine_threads, many_submitters_small_pool)
 static struct pgd_engine *llama_engine_bi(int num_blocks, int block_size, int budget,
                                           int max_seqs, bool batch_invariant)
 {
-    struct pgd_engine_params p = pgd_engine_default_params();
-    p.num_blocks = num_blocks;
-    p.block_size = block_size;
-    p.max_num_batched_tokens = budget;
-    p.max_num_seqs = max_seqs;
+    struct pgd_engine_params p = model_engine_sized(PGD_DEVICE_CPU, num_blocks, block_size,
+                                                    budget, max_seqs);
     p.batch_invariant = batch_invariant;
     return model_engine_params("llama-f32", &p);
 }
@@ -1079,13 +1076,7 @@ static void collect_logprob_bits(struct pgd_stream *s, struct logprob_bits *lb)
  * the engine refuses it. */
 Test(engine_llama, batch_invariant_logprobs_are_the_same_bits_in_any_batch)
 {
-    struct pgd_engine_params p = pgd_engine_default_params();
-    p.num_blocks = 256;
-    p.block_size = 16;
-    p.max_num_seqs = 16;
-    p.max_num_batched_tokens = 64;
-    p.batch_invariant = true;
-    struct pgd_engine *e = model_engine_params("llama-f32", &p);
+    struct pgd_engine *e = llama_engine_bi(256, 16, 64, 16, true);
     int32_t prompt[20];
     for (int i = 0; i < 20; i++)
         prompt[i] = 5 + (i * 29) % 240;
@@ -1127,7 +1118,7 @@ Test(engine_llama, batch_invariant_logprobs_are_the_same_bits_in_any_batch)
                      alone.bits[k], crowd.bits[k]);
     }
     pgd_engine_destroy(e);
-    p = pgd_engine_default_params();
+    struct pgd_engine_params p = pgd_engine_default_params();
     p.model_dir = fixture_dir("llama-f32");
     p.device = PGD_DEVICE_CUDA;
     p.batch_invariant = true;
