@@ -327,7 +327,7 @@ static void linear_run(struct pgd_fwd *f, const struct pgd_linear *w, const stru
         return;
     }
     cpu_linear(f, x->data, w->weight.data, w->bias.data, (int)n, (int)w->in_features,
-                   (int)w->out_features, y->data);
+               (int)w->out_features, y->data);
 }
 
 /* The CPU reference of an FP8 layer: x rounded to e4m3 with one scale per token (what the
@@ -806,7 +806,7 @@ static void logits_into(struct pgd_fwd *f, const struct pgd_tensor *h,
         for (int64_t c = 0; c < d; c++)
             rows[(size_t)i * d + c] = hd[(size_t)f->logits_rows[i] * d + c];
     cpu_linear(f, rows, head->weight.data, head->bias.data, f->n_logits, (int)d,
-                   (int)head->out_features, out);
+               (int)head->out_features, out);
 }
 
 /* Tensor parallelism: this rank's columns of the logits, [n_logits, its rows] in a slot of
