@@ -189,6 +189,32 @@ static void fake_job_free(struct fake_job *j)
     memset(j, 0, sizeof *j);
 }
 
+/* Samples job j's rows as a GPU runner with submit_penalties does: a row whose context
+ * ends in a placeholder (-1) counts in its penalties the token the worker put into the
+ * job's batch at the row's pending_at. So the engine's pending_at is checked against the
+ * batch's layout on the CPU. */
+static void fake_sample_rows(struct fake_async *a, const float *logits, struct fake_job *j)
+{
+    for (int r = 0; r < j->n_rows; r++) {
+        struct pgd__sample_row row = j->rows[r];
+        const int n_all = row.ctx.n_prompt + row.ctx.n_out;
+        int32_t *hist = NULL;
+        if (row.kind == PGD__ROW_SAMPLE && row.pending && n_all > 0 &&
+            row.ctx.tokens[n_all - 1] < 0) {
+            if (!(hist = malloc((size_t)n_all * sizeof *hist))) {
+                fprintf(stderr, "fake_sample_rows: out of memory\n");
+                abort();
+            }
+            memcpy(hist, row.ctx.tokens, (size_t)n_all * sizeof *hist);
+            hist[n_all - 1] = j->tok[row.pending_at];
+            row.ctx.tokens = hist;
+        }
+        pgd__sample_rows_host(&a->sampler, a->scratch, logits + (size_t)r * VOCAB, &row, 1,
+                              &j->res[r]);
+        free(hist);
+    }
+}
+
 /* The worker: each job in turn, its pending tokens from the job before's results. */
 static void *fake_async_main(void *arg)
 {
@@ -217,7 +243,7 @@ static void *fake_async_main(void *arg)
         if (j->st == PGD_OK)
             j->st = fake_step(f, j->ss, j->n, &logits, j->err, sizeof j->err);
         if (j->st == PGD_OK)
-            pgd__sample_rows_host(&a->sampler, a->scratch, logits, j->rows, j->n_rows, j->res);
+            fake_sample_rows(a, logits, j);
         pthread_mutex_lock(&a->mu);
         /* This step's results are where the next one's pending tokens come from. */
         free(a->last);
@@ -351,6 +377,7 @@ static struct pgd__engine_backend fake_backend_async(int num_blocks, int block_s
     }
     be.submit = fake_submit;
     be.collect = fake_collect;
+    be.submit_penalties = true;         /* fake_sample_rows */
     return be;
 }
 

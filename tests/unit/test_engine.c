@@ -217,7 +217,8 @@ static void tweak_in_turn(struct pgd_engine_params *p)
 /* The stand-in model with the backend's async pair (a worker thread runs each submitted
  * step, its pending tokens taken from the step before's results), against stepping in turn:
  * the same text, tokens and finishes for requests of every kind (greedy, seeded sampling,
- * n = 2, stop strings, stop tokens, EOS), in a pool that preempts. */
+ * n = 2, stop strings, stop tokens, EOS, penalties counted with a pending token at the
+ * batch index the engine gives: pending_at), in a pool that preempts. */
 Test(engine, async_pair_gives_the_same_outputs)
 {
     enum { N = 40 };
@@ -248,6 +249,10 @@ Test(engine, async_pair_gives_the_same_outputs)
                 sp.stop_token_ids = stop_ids;
                 sp.n_stop_token_ids = 2;
             }
+            /* Penalties: the backend counts the pending token (fake_sample_rows). */
+            sp.repetition_penalty = i % 7 == 3 ? 1.5f : 1.0f;
+            sp.frequency_penalty = i % 7 == 5 ? 1.2f : 0.0f;
+            sp.presence_penalty = i % 7 == 5 ? 0.8f : 0.0f;
             struct pgd_request_params rp = pgd_request_default_params();
             rp.prompt_ids = p;
             rp.n_prompt_ids = 5 + i % 25;
