@@ -153,14 +153,17 @@ static struct pgd__engine_backend fake_backend(int num_blocks, int block_size, i
 
 /* ---- the async pair: a worker thread runs the submitted steps, one after another -------- */
 
-/* A submitted step, copied at submission as a GPU runner copies its batch: the sequences
- * with their new tokens and block tables (the engine changes both once submit returns); the
- * rows stay the engine's until the step is collected. */
+/* A submitted step, copied at submission as a GPU runner copies its batch and packs its
+ * rows: the sequences with their new tokens and block tables, and the sample rows with
+ * their contexts' tokens (the engine changes all of these once submit returns: a landing
+ * step writes its token over a placeholder); what the rows point to otherwise stays the
+ * engine's until the step is collected. */
 struct fake_job {
     struct pgd__step_seq *ss;           /* owned [n]; tokens and tables point into tok, tab */
     int32_t *tok, *tab;                 /* owned */
     int n, n_rows;
-    const struct pgd__sample_row *rows; /* borrowed until collected */
+    struct pgd__sample_row *rows;       /* owned [n_rows]; ctx.tokens point into hist */
+    int32_t *hist;                      /* owned */
     struct pgd__sample_result *res;     /* owned [n_rows] */
     bool ran;
     enum pgd_status st;
@@ -185,6 +188,8 @@ static void fake_job_free(struct fake_job *j)
     free(j->ss);
     free(j->tok);
     free(j->tab);
+    free(j->rows);
+    free(j->hist);
     free(j->res);
     memset(j, 0, sizeof *j);
 }
@@ -196,23 +201,13 @@ static void fake_job_free(struct fake_job *j)
 static void fake_sample_rows(struct fake_async *a, const float *logits, struct fake_job *j)
 {
     for (int r = 0; r < j->n_rows; r++) {
-        struct pgd__sample_row row = j->rows[r];
-        const int n_all = row.ctx.n_prompt + row.ctx.n_out;
-        int32_t *hist = NULL;
-        if (row.kind == PGD__ROW_SAMPLE && row.pending && n_all > 0 &&
-            row.ctx.tokens[n_all - 1] < 0) {
-            if (!(hist = malloc((size_t)n_all * sizeof *hist))) {
-                fprintf(stderr, "fake_sample_rows: out of memory\n");
-                abort();
-            }
-            memcpy(hist, row.ctx.tokens, (size_t)n_all * sizeof *hist);
-            hist[n_all - 1] = j->tok[row.pending_at];
-            row.ctx.tokens = hist;
-        }
-        pgd__sample_rows_host(&a->sampler, a->scratch, logits + (size_t)r * VOCAB, &row, 1,
-                              &j->res[r]);
-        free(hist);
+        struct pgd__sample_row *row = &j->rows[r];
+        const int n_all = row->ctx.n_prompt + row->ctx.n_out;
+        if (row->kind == PGD__ROW_SAMPLE && row->pending && n_all > 0 &&
+            row->ctx.tokens[n_all - 1] < 0)
+            ((int32_t *)row->ctx.tokens)[n_all - 1] = j->tok[row->pending_at];   /* hist */
     }
+    pgd__sample_rows_host(&a->sampler, a->scratch, logits, j->rows, j->n_rows, j->res);
 }
 
 /* The worker: each job in turn, its pending tokens from the job before's results. */
@@ -271,12 +266,18 @@ static enum pgd_status fake_submit(void *ctx, const struct pgd__step_seq *seqs, 
         ntab += (size_t)seqs[i].n_blocks;
         n_rows += seqs[i].n_logits;
     }
-    struct fake_job j = { .n = n, .n_rows = n_rows, .rows = rows };
+    size_t nhist = 0;
+    for (int r = 0; r < n_rows; r++)
+        if (rows[r].kind == PGD__ROW_SAMPLE)
+            nhist += (size_t)(rows[r].ctx.n_prompt + rows[r].ctx.n_out);
+    struct fake_job j = { .n = n, .n_rows = n_rows };
     j.ss = malloc((size_t)n * sizeof *j.ss);
     j.tok = malloc((ntok + 1) * sizeof *j.tok);
     j.tab = malloc((ntab + 1) * sizeof *j.tab);
+    j.rows = malloc((size_t)(n_rows + 1) * sizeof *j.rows);
+    j.hist = malloc((nhist + 1) * sizeof *j.hist);
     j.res = malloc((size_t)(n_rows + 1) * sizeof *j.res);
-    if (!j.ss || !j.tok || !j.tab || !j.res) {
+    if (!j.ss || !j.tok || !j.tab || !j.rows || !j.hist || !j.res) {
         fake_job_free(&j);
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "fake: no memory for a step");
     }
@@ -291,6 +292,16 @@ static enum pgd_status fake_submit(void *ctx, const struct pgd__step_seq *seqs, 
         j.ss[i].block_table = tb;
         tk += seqs[i].n_new;
         tb += seqs[i].n_blocks;
+    }
+    int32_t *h = j.hist;
+    for (int r = 0; r < n_rows; r++) {
+        j.rows[r] = rows[r];
+        if (rows[r].kind != PGD__ROW_SAMPLE)
+            continue;
+        const int n_all = rows[r].ctx.n_prompt + rows[r].ctx.n_out;
+        memcpy(h, rows[r].ctx.tokens, (size_t)n_all * sizeof *h);
+        j.rows[r].ctx.tokens = h;
+        h += n_all;
     }
     pthread_mutex_lock(&a->mu);
     if (a->count == 2) {
