@@ -62,6 +62,8 @@ static void gen_usage(FILE *out)
         "  --block-size N           tokens per block (default 16)\n"
         "  --max-num-seqs N         (default 256)   --max-num-batched-tokens N (default 2048)\n"
         "  --no-prefix-caching\n"
+        "  --batch-invariant        each request's output the same bits whatever it runs beside\n"
+        "                           (vLLM's VLLM_BATCH_INVARIANT; the CPU device only)\n"
         "  --tensor-parallel-size N split the model over N ranks of `mpirun -np N` (default 1;\n"
         "                           docs/TENSOR_PARALLEL.md)\n"
         "output:\n"
@@ -211,7 +213,7 @@ out:
 int pgd_cmd_generate(int argc, char **argv)
 {
     enum { O_PIDS = 256, O_PROMPT, O_PFILE, O_MAXT, O_TEMP, O_TOPP, O_TOPK, O_MINP, O_SEED,
-           O_N, O_IGNEOS, O_NBLK, O_BS, O_MSEQ, O_MBT, O_NOPC, O_IDS, O_DUMP, O_TP };
+           O_N, O_IGNEOS, O_NBLK, O_BS, O_MSEQ, O_MBT, O_NOPC, O_IDS, O_DUMP, O_TP, O_BI };
     static const struct option long_opts[] = {
         PGD_TOOL_MODEL_OPTIONS, PGD_TOOL_RANDOM_WEIGHTS_OPTION,
         { "prompt-ids", required_argument, 0, O_PIDS },
@@ -226,6 +228,7 @@ int pgd_cmd_generate(int argc, char **argv)
         { "max-num-seqs", required_argument, 0, O_MSEQ },
         { "max-num-batched-tokens", required_argument, 0, O_MBT },
         { "no-prefix-caching", no_argument, 0, O_NOPC }, { "ids", no_argument, 0, O_IDS },
+        { "batch-invariant", no_argument, 0, O_BI },
         { "dump-logits", required_argument, 0, O_DUMP },
         { "help", no_argument, 0, 'h' },
         { "tensor-parallel-size", required_argument, 0, O_TP },
@@ -260,6 +263,7 @@ int pgd_cmd_generate(int argc, char **argv)
         case O_MBT: o.engine.max_num_batched_tokens = (int)strtol(optarg, &end, 10); break;
         case O_TP: o.engine.tensor_parallel_size = (int)strtol(optarg, &end, 10); break;
         case O_NOPC: o.engine.enable_prefix_caching = false; break;
+        case O_BI: o.engine.batch_invariant = true; break;
         case O_IDS: o.ids_out = true; break;
         case O_DUMP: o.dump_logits = optarg; break;
         case 'h': gen_usage(stdout); return 0;

@@ -492,6 +492,8 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
     if ((st = pgd__runner_sampling_init(r, err, errlen)) || (st = kv_scales_load(r, err, errlen)))
         goto fail;
     r->fp8_norms = fp8_norms_wanted(r);
+    if (p->batch_invariant)
+        PGD_INFO("batch invariant: on (the linears a row at a time)");
     const struct pgd_model_desc *d = &r->model->desc;
     /* The KV dtype's element size: an FP8 cache holds twice the tokens of a 16-bit one. */
     size_t block_bytes = pgd__kv_cache_block_bytes(d->n_layers, p->block_size, d->n_kv_heads,
