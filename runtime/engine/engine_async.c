@@ -61,8 +61,9 @@ static void add_placeholders(struct pgd_engine *e, const struct pgd__sched_out *
 
 /* Submits e->cur's step of o's sequences and n_rows rows: the backend's submit, or (a
  * backend without one) the step run to its end now, its pending tokens put in first from
- * the results of the step in flight: as the step's input and in the sequence's tokens,
- * which its sampling rows read (the penalties count them); landing writes the same id. */
+ * the results of the step in flight, over their placeholders in the sequences' tokens:
+ * the step's input (its step_seq's tokens point there) and its sampling rows' context
+ * (the penalties count them) read them there; landing writes the same id again. */
 static enum pgd_status submit_step(struct pgd_engine *e, const struct pgd__sched_out *o,
                                    int n_rows, char *err, size_t errlen)
 {
@@ -75,9 +76,8 @@ static enum pgd_status submit_step(struct pgd_engine *e, const struct pgd__sched
             continue;
         PGD_ASSERT(e->flight && q->pending_row >= 0 && q->pending_row < e->flight->n_rows);
         struct pgd__seq *seq = o->seqs[i];
-        s->tok[i] = e->flight->res[q->pending_row].token;
-        seq->tokens[seq->n_tokens - seq->n_pending] = s->tok[i];
-        q->tokens = &s->tok[i];
+        PGD_ASSERT(q->tokens == seq->tokens + seq->n_tokens - seq->n_pending);
+        seq->tokens[seq->n_tokens - seq->n_pending] = e->flight->res[q->pending_row].token;
         q->pending = false;
     }
     return pgd__engine_run_step(e, o->n, n_rows, err, errlen);

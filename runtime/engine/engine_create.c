@@ -55,7 +55,6 @@ static void engine_free(struct pgd_engine *e)
         free(e->sets[i].ss);
         free(e->sets[i].rows);
         free(e->sets[i].res);
-        free(e->sets[i].tok);
     }
     free(e->aborts);
     free(e->sample_stops);
@@ -150,8 +149,7 @@ static enum pgd_status init_parts(struct pgd_engine *e, const struct pgd_engine_
         s->ss = malloc((size_t)p->max_num_seqs * sizeof *s->ss);
         s->rows = malloc((size_t)max_rows * sizeof *s->rows);
         s->res = malloc((size_t)max_rows * sizeof *s->res);
-        s->tok = malloc((size_t)p->max_num_seqs * sizeof *s->tok);
-        if (!s->seqs || !s->ss || !s->rows || !s->res || !s->tok)
+        if (!s->seqs || !s->ss || !s->rows || !s->res)
             return pgd_errf(err, errlen, PGD_ERR_NOMEM, "engine: no memory for step buffers");
     }
     e->cur = &e->sets[0];

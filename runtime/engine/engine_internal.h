@@ -242,8 +242,6 @@ struct pgd__step_set {
     struct pgd__step_seq *ss;       /* [max_num_seqs] the step's sequences, for the backend */
     struct pgd__sample_row *rows;   /* [max_num_batched_tokens] the step's logits rows */
     struct pgd__sample_result *res; /* [max_num_batched_tokens] what became of them */
-    int32_t *tok;                   /* [max_num_seqs] pending tokens put in (a backend
-                                       without submit: engine_step.c's submit_step) */
     int n, n_rows;                  /* sequences and rows (in flight) */
 };
 

@@ -206,7 +206,6 @@ enum pgd_status pgd__runner_step_submit(struct pgd__runner *r, const struct pgd_
     st = pgd__runner_step_sample(r, seqs, n_seqs, rows, NULL, err, errlen);
     r->submitting = false;
     a->n_pairs = 0;
-    a->batch_ids = NULL;
     if (st) {
         a->prev_ids = NULL;
         return st;

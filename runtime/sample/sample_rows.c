@@ -59,6 +59,14 @@ void pgd__sample_packer_fini(struct pgd__sample_packer *pk)
     memset(pk, 0, sizeof *pk);
 }
 
+int pgd__sample_row_placeholder(const struct pgd__sample_row *r)
+{
+    const int n_all = r->ctx.n_prompt + r->ctx.n_out;
+    return r->kind == PGD__ROW_SAMPLE && r->pending && n_all > 0 && r->ctx.tokens[n_all - 1] < 0
+               ? n_all - 1
+               : -1;
+}
+
 static bool has_penalty(const struct pgd_sampling_params *sp)
 {
     return sp->repetition_penalty != 1.0f || sp->frequency_penalty != 0.0f ||
@@ -192,8 +200,7 @@ enum pgd_status pgd__sample_pack(struct pgd__sample_packer *pk, const struct pgd
             p->n_pen = pack_penalties(pk, c, q);
             /* The placeholder left out of the pairs (a negative id): the kernel counts the
              * token the step puts in its place. */
-            const int n_all = c->n_prompt + c->n_out;
-            if (r->pending && n_all > 0 && c->tokens[n_all - 1] < 0) {
+            if (pgd__sample_row_placeholder(r) >= 0) {
                 if (r->pending_at < 0)
                     return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "sampling: row %d: a "
                                     "pending token at batch index %d", i, r->pending_at);

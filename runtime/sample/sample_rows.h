@@ -41,6 +41,10 @@ struct pgd__sample_result {
     struct pgd_logprob top[PGD__MAX_TOP];   /* [n_top], most likely first, ties by id */
 };
 
+/* A SAMPLE row's placeholder for its pending token (ctx.tokens' last entry, still -1: the
+ * backend has the id at pending_at), or -1 when its context is whole. */
+int pgd__sample_row_placeholder(const struct pgd__sample_row *r);
+
 /* Whether the row is a sample that is the plain argmax of its raw logits: temperature 0,
  * no logprobs, no bias or penalty, min_tokens no longer masking. */
 bool pgd__sample_row_plain_greedy(const struct pgd__sample_row *r);

@@ -201,11 +201,9 @@ static void fake_job_free(struct fake_job *j)
 static void fake_sample_rows(struct fake_async *a, const float *logits, struct fake_job *j)
 {
     for (int r = 0; r < j->n_rows; r++) {
-        struct pgd__sample_row *row = &j->rows[r];
-        const int n_all = row->ctx.n_prompt + row->ctx.n_out;
-        if (row->kind == PGD__ROW_SAMPLE && row->pending && n_all > 0 &&
-            row->ctx.tokens[n_all - 1] < 0)
-            ((int32_t *)row->ctx.tokens)[n_all - 1] = j->tok[row->pending_at];   /* hist */
+        const int at = pgd__sample_row_placeholder(&j->rows[r]);
+        if (at >= 0)    /* the context is the job's copy (hist) */
+            ((int32_t *)j->rows[r].ctx.tokens)[at] = j->tok[j->rows[r].pending_at];
     }
     pgd__sample_rows_host(&a->sampler, a->scratch, logits, j->rows, j->n_rows, j->res);
 }
