@@ -12,15 +12,16 @@
 #include <string.h>
 
 /* Whether child c's next step needs its last token on the host before it is planned: the
- * allowed-token masks of structured output and bad words (and jump-forward), made at plan
- * time; and the penalties, which count the output's tokens, unless the backend counts the
+ * allowed-token masks of structured output and bad words, unless the backend samples late
+ * (submit_masks: the masks are made once the step in flight lands, while the next one
+ * runs); and the penalties, which count the output's tokens, unless the backend counts the
  * pending one (a backend without submit has it from the step in flight before it runs the
  * next: submit_step). */
 static bool needs_token_on_host(const struct pgd_engine *e, const struct pgd__child *c)
 {
     const struct pgd_sampling_params *sp = &c->req->sp;
     if (c->gm || c->req->bw.n > 0)
-        return true;
+        return !(e->be.submit && e->be.submit_masks);
     const bool penalised = sp->presence_penalty != 0 || sp->frequency_penalty != 0 ||
                            sp->repetition_penalty != 1.0f;
     return penalised && e->be.submit && !e->be.submit_penalties;
@@ -83,15 +84,32 @@ static enum pgd_status submit_step(struct pgd_engine *e, const struct pgd__sched
     return pgd__engine_run_step(e, o->n, n_rows, err, errlen);
 }
 
+/* Submitted step s samples, its late masks made first (make) or left out (its results
+ * are to be dropped): the backend's submit_masks, once, for a step with allow_late rows. */
+static enum pgd_status send_late_masks(struct pgd_engine *e, struct pgd__step_set *s, bool make,
+                                       char *err, size_t errlen)
+{
+    if (!s->late_masks)
+        return PGD_OK;
+    s->late_masks = false;
+    if (make)
+        pgd__engine_late_masks(e, s);
+    return e->be.submit_masks(e->be.ctx, err, errlen);
+}
+
 /* The results of submitted step f from the backend, into f->res (a backend without
- * collect put them there when the step was submitted). */
+ * collect put them there when the step was submitted). A step whose masks never came
+ * (a failure dropped it first) samples without them. */
 static enum pgd_status set_collect(struct pgd_engine *e, struct pgd__step_set *f, char *err,
                                    size_t errlen)
 {
     if (!e->be.collect)
         return PGD_OK;
+    enum pgd_status st = send_late_masks(e, f, false, err, errlen);
+    if (st != PGD_OK)
+        return st;
     int n_rows = 0;
-    enum pgd_status st = e->be.collect(e->be.ctx, f->res, &n_rows, err, errlen);
+    st = e->be.collect(e->be.ctx, f->res, &n_rows, err, errlen);
     if (st == PGD_OK && n_rows != f->n_rows)
         st = pgd_errf(err, errlen, PGD_ERR_INTERNAL, "engine: a step of %d rows came back "
                       "with %d results", f->n_rows, n_rows);
@@ -161,8 +179,9 @@ bool pgd__flight_land(struct pgd_engine *e)
 }
 
 /* The planned step o (prepared in e->cur) is submitted and becomes the step in flight; the
- * one before it lands. t[3] is stamped once that one's results are in (or at once), before
- * its outputs. False when a step failed (every request was aborted then). */
+ * one before it lands, and then the new step's late masks are made and it samples (its
+ * forward pass runs meanwhile). t[3] is stamped once that one's results are in (or at
+ * once), before its outputs. False when a step failed (every request was aborted then). */
 bool pgd__flight_submit(struct pgd_engine *e, const struct pgd__sched_out *o, int n_rows,
                         uint64_t prompt_computed, int step_tokens, double t[5])
 {
@@ -186,6 +205,12 @@ bool pgd__flight_submit(struct pgd_engine *e, const struct pgd__sched_out *o, in
     e->flight = s;
     e->cur = before ? before : &e->sets[s == &e->sets[0] ? 1 : 0];
     t[3] = pgd__engine_now();
-    return !before || land(e, before, &t[3]);
+    if (before && !land(e, before, &t[3]))
+        return false;
+    if ((st = send_late_masks(e, s, true, err, sizeof err)) != PGD_OK) {
+        fail(e, st, err);
+        return false;
+    }
+    return true;
 }
 

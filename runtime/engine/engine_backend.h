@@ -44,6 +44,13 @@ struct pgd__engine_backend {
      * row's penalties (struct pgd__sample_row's pending_at), so that a step of penalised
      * samples need not wait for the step before to land. */
     bool submit_penalties;
+    /* Optional, with submit: a submitted step whose rows include allow_late ones (struct
+     * pgd__sample_row) samples only when this is called, after the step before it has
+     * landed: by then the engine has set those rows' ctx.allow (the rows are still the
+     * ones submit was given, borrowed until collect; the masks only for the call). The
+     * engine calls it once after each such submit, before its next submit or collect.
+     * Without it, a step with a mask to make waits for the step before to land. */
+    enum pgd_status (*submit_masks)(void *ctx, char *err, size_t errlen);
     /* Optional: speculative decoding's draft model (method draft_model), a model of the
      * same vocabulary with a paged KV cache of its own over the same block ids (the same
      * num_blocks and block_size): one step of it, the greedy ids of its logits rows into
@@ -81,6 +88,14 @@ enum pgd_status pgd__engine_create_with(const struct pgd_engine_params *p,
                                         const struct pgd__engine_backend *backend,
                                         const struct pgd__textio *textio,
                                         struct pgd_engine **out, char *err, size_t errlen);
+
+/* pgd_engine_create with the model runner's backend passed through wrap before the engine
+ * takes it (wrap owns the backend it is given and returns the one to use). For tests: the
+ * CPU runner behind a stand-in of the GPU's async step pair (tests/lib/async_pair.h). */
+enum pgd_status pgd__engine_create_wrapped(const struct pgd_engine_params *p,
+                                           struct pgd__engine_backend (*wrap)(
+                                               struct pgd__engine_backend),
+                                           struct pgd_engine **out, char *err, size_t errlen);
 
 /* When on, the engine thread checks after every step that the block pool is consistent
  * and that each block's ref_count equals the number of live sequences listing it, and

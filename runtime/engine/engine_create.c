@@ -413,6 +413,12 @@ static enum pgd_status rb_submit(void *ctx, const struct pgd__step_seq *seqs, in
     return pgd__runner_step_submit(rb->runner, seqs, n_seqs, rows, err, errlen);
 }
 
+static enum pgd_status rb_submit_masks(void *ctx, char *err, size_t errlen)
+{
+    struct runner_backend *rb = ctx;
+    return pgd__runner_step_submit_masks(rb->runner, err, errlen);
+}
+
 static enum pgd_status rb_collect(void *ctx, struct pgd__sample_result *res, int *n_rows,
                                   char *err, size_t errlen)
 {
@@ -563,8 +569,10 @@ enum pgd_status pgd__engine_serve_tp_worker(const struct pgd_engine_params *p, c
     return st;
 }
 
-enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_engine **out,
-                                  char *err, size_t errlen)
+enum pgd_status pgd__engine_create_wrapped(const struct pgd_engine_params *p,
+                                           struct pgd__engine_backend (*wrap)(
+                                               struct pgd__engine_backend),
+                                           struct pgd_engine **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct runner_backend *rb;
@@ -611,6 +619,7 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
         .submit = pgd__runner_can_submit(rb->runner) ? rb_submit : NULL,
         .collect = pgd__runner_can_submit(rb->runner) ? rb_collect : NULL,
         .submit_penalties = pgd__runner_submit_penalties(rb->runner),
+        .submit_masks = pgd__runner_submit_masks(rb->runner) ? rb_submit_masks : NULL,
         .step_hidden = rb_step_hidden,
         .hidden_size = d->hidden_size,
         .draft_step = rb->draft ? rb_draft_step : NULL,
@@ -622,6 +631,8 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
                                          : 0,
         .destroy = rb_destroy,
     };
+    if (wrap)
+        be = wrap(be);
     /* The text path: the model's tokenizer when the directory has one; without it the
      * engine serves token-id requests and refuses text prompts and stop strings. */
     struct pgd__textio tio;
@@ -636,8 +647,14 @@ enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_
         st = PGD_OK;
     }
     if (st != PGD_OK) {
-        rb_destroy(rb);
+        be.destroy(be.ctx);
         return pgd_errf(err, errlen, st, "%s", tok_err);
     }
     return pgd__engine_create_with(p, &be, have_tok ? &tio : NULL, out, err, errlen);
+}
+
+enum pgd_status pgd_engine_create(const struct pgd_engine_params *p, struct pgd_engine **out,
+                                  char *err, size_t errlen)
+{
+    return pgd__engine_create_wrapped(p, NULL, out, err, errlen);
 }

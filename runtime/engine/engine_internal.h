@@ -187,6 +187,10 @@ struct pgd__child {
      * (engine_mask.c); mask_at -1: not computed. */
     uint32_t *mask;
     int mask_at;
+    /* Async scheduling: tokens jump-forward took over the placeholder of the step in flight
+     * (its row samples the token the grammar forces): that row's result is dropped when it
+     * lands (engine_step.c). 0 or 1. */
+    int n_ahead;
     bool guide_done;                /* the grammar is complete: the sample ends (stop) */
     bool done;
     double t_last_token;            /* for the inter-token latency */
@@ -243,6 +247,9 @@ struct pgd__step_set {
     struct pgd__sample_row *rows;   /* [max_num_batched_tokens] the step's logits rows */
     struct pgd__sample_result *res; /* [max_num_batched_tokens] what became of them */
     int n, n_rows;                  /* sequences and rows (in flight) */
+    /* Some rows are allow_late (async scheduling): their masks are made and the backend's
+     * submit_masks called once the step before has landed (engine_async.c). */
+    bool late_masks;
 };
 
 /* A sample to end as a stop at the engine's next round (pgd__engine_stop_sample). */
@@ -357,10 +364,16 @@ bool pgd__flight_submit(struct pgd_engine *e, const struct pgd__sched_out *o, in
 
 /* ---- allowed-token masks and jump-forward (engine_mask.c); engine thread only -------- */
 
-/* Each sampled row of the step o whose sample is constrained (structured output) or has a
- * bad word that bans a token now gets its allowed-token mask (row->ctx.allow: the child's
- * mask, valid until its next token). */
+/* Each sampled row of the step o (prepared in e->cur) whose sample is constrained
+ * (structured output) or has a bad word that bans a token now gets its allowed-token mask
+ * (row->ctx.allow: the child's mask, valid until its next token). With a backend that
+ * samples late (submit_masks), a row whose context ends in the step in flight's token is
+ * marked allow_late instead (e->cur->late_masks): its mask waits for that token. */
 void pgd__engine_row_masks(struct pgd_engine *e, const struct pgd__sched_out *o);
+/* The masks of step s's allow_late rows, once the step before has landed (every context
+ * whole, every matcher past its token); a sample that ended meanwhile gets none (its row's
+ * result is dropped). */
+void pgd__engine_late_masks(struct pgd_engine *e, struct pgd__step_set *s);
 /* Child c (constrained) took tok: its matcher takes the token's bytes (EOS and stop ids end
  * the sample instead); a complete grammar ends the sample with "stop" (c->guide_done). */
 void pgd__guide_advance(const struct pgd_engine *e, struct pgd__child *c, int32_t tok);
@@ -369,7 +382,9 @@ void pgd__guide_advance(const struct pgd_engine *e, struct pgd__child *c, int32_
  * next step computes them all with the last sampled one). The sampler would have taken it
  * anyway (one allowed token: whatever the temperature, penalties, bias or seed), so the
  * output is the same, in fewer steps. Not for requests with logprobs (a forced token has
- * no logits to rank). */
+ * no logits to rank). Under async scheduling, when the step in flight samples c's next
+ * token, a forced token goes over its placeholder at once (c->n_ahead), so that the next
+ * step computes every forced token, as in turn. */
 void pgd__jump_forward(struct pgd_engine *e, struct pgd__child *c);
 
 /* ---- speculative decoding (engine_spec.c); engine thread only ------------------------ */

@@ -2,18 +2,21 @@
  * the stop ids allowed where the grammar may end) and its bad words, or its bad words alone,
  * kept in the sample (pgd__child.mask) for the position it was made for, so that the
  * sampled row of a step and jump-forward's look at the same position share one walk of the
- * vocabulary trie. Also the matcher's advance over a taken token, and jump-forward. */
+ * vocabulary trie. Under async scheduling a row whose context ends in the token of the step
+ * in flight gets its mask late: after that step lands, while the device runs this one
+ * (engine_async.c). Also the matcher's advance over a taken token, and jump-forward. */
 #include "runtime/engine/engine_internal.h"
 #include "runtime/base/mem.h"
 #include <pagoda/log.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* c's mask for its sequence as it stands (seq.n_tokens tokens), made when not yet. */
-static const uint32_t *child_mask(struct pgd_engine *e, struct pgd__child *c)
+/* c's mask after the first n_all tokens of its sequence (prompt and output; its matcher
+ * has taken them all), made when not yet. */
+static const uint32_t *child_mask(struct pgd_engine *e, struct pgd__child *c, int n_all)
 {
     const struct pgd__seq *seq = &c->seq;
-    if (c->mask && c->mask_at == seq->n_tokens)
+    if (c->mask && c->mask_at == n_all)
         return c->mask;
     size_t words = pgd__mask_words(e->vocab);
     if (!c->mask && !(c->mask = malloc(words * sizeof *c->mask)))
@@ -29,36 +32,61 @@ static const uint32_t *child_mask(struct pgd_engine *e, struct pgd__child *c)
     } else {
         memset(c->mask, 0xff, words * sizeof *c->mask);
     }
-    pgd__bad_words_apply(&rq->bw, seq->tokens + seq->n_prompt, seq->n_tokens - seq->n_prompt,
-                         c->mask);
-    c->mask_at = seq->n_tokens;
+    pgd__bad_words_apply(&rq->bw, seq->tokens + seq->n_prompt, n_all - seq->n_prompt, c->mask);
+    c->mask_at = n_all;
     return c->mask;
 }
 
-/* The sampled row of scheduled sequence i (its last: describe_rows), when it needs a mask;
- * k: its first row. */
-static struct pgd__sample_row *masked_row(struct pgd_engine *e, const struct pgd__sched_out *o,
-                                          int i, int k)
+/* The sampled row of sequence i of step s (its last: describe_rows), when its sample is
+ * constrained or has bad words; k: its first row. */
+static struct pgd__sample_row *maskable_row(struct pgd__step_set *s, const struct pgd__seq *seq,
+                                            int i, int k)
 {
-    const struct pgd__child *c = o->seqs[i]->owner;
-    if (e->cur->ss[i].n_logits == 0 || (!c->gm && c->req->bw.n == 0))
+    const struct pgd__child *c = seq->owner;
+    const int nl = s->ss[i].n_logits;
+    if (nl == 0 || (!c->gm && c->req->bw.n == 0))
         return NULL;
-    struct pgd__sample_row *row = &e->cur->rows[k + e->cur->ss[i].n_logits - 1];
-    if (row->kind != PGD__ROW_SAMPLE)
-        return NULL;
-    /* Bad words alone: a mask only where one bans a token now. */
-    if (!c->gm && !pgd__bad_words_hit(&c->req->bw, row->ctx.tokens + row->ctx.n_prompt,
-                                      row->ctx.n_out))
-        return NULL;
-    return row;
+    struct pgd__sample_row *row = &s->rows[k + nl - 1];
+    return row->kind == PGD__ROW_SAMPLE ? row : NULL;
+}
+
+/* Row (child c's, its context whole) gets its mask when it needs one: always for a
+ * constrained sample; for bad words alone only where one bans a token now. */
+static void set_mask(struct pgd_engine *e, struct pgd__child *c, struct pgd__sample_row *row)
+{
+    if (c->gm || pgd__bad_words_hit(&c->req->bw, row->ctx.tokens + row->ctx.n_prompt,
+                                    row->ctx.n_out))
+        row->ctx.allow = child_mask(e, c, row->ctx.n_prompt + row->ctx.n_out);
 }
 
 void pgd__engine_row_masks(struct pgd_engine *e, const struct pgd__sched_out *o)
 {
-    for (int i = 0, k = 0; i < o->n; k += e->cur->ss[i].n_logits, i++) {
-        struct pgd__sample_row *row = masked_row(e, o, i, k);
-        if (row)
-            row->ctx.allow = child_mask(e, o->seqs[i]->owner);
+    struct pgd__step_set *s = e->cur;
+    s->late_masks = false;
+    for (int i = 0, k = 0; i < o->n; k += s->ss[i].n_logits, i++) {
+        struct pgd__sample_row *row = maskable_row(s, o->seqs[i], i, k);
+        if (!row)
+            continue;
+        if (e->be.submit && e->be.submit_masks && pgd__sample_row_placeholder(row) >= 0) {
+            /* The context ends in the step in flight's token, which the mask needs. */
+            row->allow_late = true;
+            s->late_masks = true;
+        } else {
+            set_mask(e, o->seqs[i]->owner, row);
+        }
+    }
+}
+
+void pgd__engine_late_masks(struct pgd_engine *e, struct pgd__step_set *s)
+{
+    for (int i = 0, k = 0; i < s->n; k += s->ss[i].n_logits, i++) {
+        struct pgd__sample_row *row = maskable_row(s, s->seqs[i], i, k);
+        struct pgd__child *c = s->seqs[i]->owner;
+        /* A row whose token jump-forward took ahead is dropped when it lands. */
+        if (row && row->allow_late && !c->done && c->n_ahead == 0) {
+            PGD_ASSERT(pgd__sample_row_placeholder(row) < 0);
+            set_mask(e, c, row);
+        }
     }
 }
 
@@ -107,19 +135,27 @@ static int32_t only_token(const uint32_t *mask, size_t words, int vocab)
 
 void pgd__jump_forward(struct pgd_engine *e, struct pgd__child *c)
 {
-    if (!e->jump_forward || c->req->sp.logprobs >= 0)
+    struct pgd__seq *seq = &c->seq;
+    if (!e->jump_forward || c->req->sp.logprobs >= 0 || seq->n_pending > 1)
         return;
     size_t words = pgd__mask_words(e->vocab);
     /* No logprobs are asked for: the result carries only the token. */
     struct pgd__sample_result forced;
     memset(&forced, 0, sizeof forced);
     while (!c->done && !c->guide_done) {
-        int32_t tok = only_token(child_mask(e, c), words, e->vocab);
+        int32_t tok = only_token(child_mask(e, c, seq->n_tokens - seq->n_pending), words,
+                                 e->vocab);
         if (tok < 0 || is_stop_id(e, c, tok))
             return;
         forced.token = tok;
         pgd__guide_advance(e, c, tok);
-        pgd__seq_append(&c->seq, tok);
+        if (seq->n_pending > 0) {
+            /* The step in flight samples this token: taken now, its row dropped later. */
+            seq->tokens[seq->n_tokens - seq->n_pending--] = tok;
+            c->n_ahead++;
+        } else {
+            pgd__seq_append(seq, tok);
+        }
         pgd__emit_token(e, c, tok, &forced);
     }
 }

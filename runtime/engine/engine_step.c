@@ -189,6 +189,10 @@ void pgd__engine_emit_results(struct pgd_engine *e, struct pgd__seq *const *seqs
                 prompt_logprobs_row(c->req, ss->n_computed + ss->n_new - ss->n_logits + j,
                                     &s->res[k]);
             } else if (row->kind == PGD__ROW_SAMPLE) {
+                if (c->n_ahead > 0) {
+                    c->n_ahead--;       /* jump-forward took its token ahead */
+                    continue;
+                }
                 int32_t tok = s->res[k].token;
                 if (c->gm)
                     pgd__guide_advance(e, c, tok);

@@ -233,9 +233,19 @@ bool pgd__runner_can_submit(const struct pgd__runner *r);
  * environment's PGD_CUDA_ASYNC_PENALTIES is 1, until a GPU has run it (without it, a step
  * with penalised rows waits for the step before to land). */
 bool pgd__runner_submit_penalties(const struct pgd__runner *r);
+/* Whether a submitted step with allow_late rows (struct pgd__sample_row) may leave its
+ * sampling for pgd__runner_step_submit_masks: with the pair, and for now only where the
+ * environment's PGD_CUDA_ASYNC_MASKS is 1, until a GPU has run it (without it, a step with
+ * a mask to make waits for the step before to land). */
+bool pgd__runner_submit_masks(const struct pgd__runner *r);
 enum pgd_status pgd__runner_step_submit(struct pgd__runner *r, const struct pgd__step_seq *seqs,
                                         int n_seqs, const struct pgd__sample_row *rows,
                                         char *err, size_t errlen);
+/* The last submitted step had allow_late rows: only its forward pass was queued. Now that
+ * the caller has set their masks (ctx.allow, in the rows submit was given), its sampling
+ * and the copy of its results are queued (the masks are packed now: the caller may reuse
+ * them once this returns). Must come before the next submit or collect. */
+enum pgd_status pgd__runner_step_submit_masks(struct pgd__runner *r, char *err, size_t errlen);
 enum pgd_status pgd__runner_step_collect(struct pgd__runner *r, struct pgd__sample_result *res,
                                          int *n_rows, char *err, size_t errlen);
 /* Steps submitted and not yet collected (0..2). */

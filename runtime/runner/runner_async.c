@@ -1,5 +1,5 @@
-/* The async step pair on a GPU (runner.h: pgd__runner_step_submit, _collect), behind the
- * engine's async scheduling (runtime/engine/engine_step.c).
+/* The async step pair on a GPU (runner.h: pgd__runner_step_submit, _submit_masks,
+ * _collect), behind the engine's async scheduling (runtime/engine/engine_step.c).
  *
  * A submitted step queues everything a sampled step does (the batch's copy, the forward
  * pass or its graph, the argmax or the sampling kernels, the copy of the results back) and
@@ -10,6 +10,10 @@
  * parity): the copies of the step in flight may still use one while the next step fills
  * the other. Device buffers need no turns: the stream orders the next step's writes after
  * the step before's reads.
+ *
+ * A step with allow_late rows (masks the engine makes once the step before has landed)
+ * queues its forward pass at submit and its sampling, the copy of its results and its event
+ * at submit_masks: the host makes the masks while the device runs the forward pass.
  *
  * Pending tokens (struct pgd__step_seq's pending) are the ids the step before sampled,
  * still on the device: after the batch's copy, put_pending's kernel writes them into the
@@ -29,6 +33,7 @@
 #ifdef PGD_HAVE_CUDA
 struct async_slot {
     bool uncollected;
+    bool waits_masks;                  /* submitted with allow_late rows: not sampled yet */
     int n_rows;
     bool greedy;                       /* every row a plain greedy sample: r->greedy[turn] */
     const struct pgd__sample_row *rows;    /* borrowed from the submitter until collected */
@@ -48,6 +53,9 @@ struct pgd__runner_async {
      * (prev_rows of them): where the next step's pending tokens come from. NULL: none. */
     const int32_t *prev_ids;
     int prev_stride, prev_rows;
+    /* The last submitted step's logits (device), while it waits for its masks: the next
+     * forward pass, which reuses their memory, is queued only after its sampling. */
+    const float *late_logits;
 };
 
 void pgd__runner_async_free(struct pgd__runner *r)
@@ -100,6 +108,12 @@ bool pgd__runner_submit_penalties(const struct pgd__runner *r)
     return pgd__runner_can_submit(r) && v && !strcmp(v, "1");
 }
 
+bool pgd__runner_submit_masks(const struct pgd__runner *r)
+{
+    const char *v = getenv("PGD_CUDA_ASYNC_MASKS");
+    return pgd__runner_can_submit(r) && v && !strcmp(v, "1");
+}
+
 /* The pending tokens' pairs (batch row of the token, row of the step before) into this
  * turn's pinned buffer; refuses a row the step before did not sample. */
 static enum pgd_status pending_pairs(struct pgd__runner *r, const struct pgd__step_seq *seqs,
@@ -148,12 +162,27 @@ enum pgd_status pgd__runner_finish_submit(struct pgd__runner *r, const float *lo
 {
     struct pgd__runner_async *a = r->async;
     struct async_slot *s = &a->slot[r->turn];
-    bool greedy = true;
-    for (int i = 0; greedy && i < n_logits; i++)
-        greedy = pgd__sample_row_plain_greedy(&rows[i]);
+    bool greedy = true, late = false;
+    for (int i = 0; i < n_logits; i++) {
+        greedy = greedy && pgd__sample_row_plain_greedy(&rows[i]);
+        late = late || rows[i].allow_late;
+    }
     enum pgd_status st = PGD_OK;
     a->prev_ids = NULL;
     a->prev_stride = 1;
+    s->n_rows = n_logits;
+    s->greedy = greedy;
+    s->rows = rows;
+    s->waits_masks = late;
+    if (late) {
+        /* The sampling waits for the masks: pgd__runner_step_submit_masks. */
+        if (!pgd__runner_submit_masks(r))
+            return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "step submit: rows whose masks "
+                            "come late, on a runner that samples when the step is submitted "
+                            "(PGD_CUDA_ASYNC_MASKS is not 1)");
+        a->late_logits = logits;
+        return PGD_OK;
+    }
     if (n_logits > 0 && greedy) {
         int32_t *ids = ids_dev ? ids_dev
                                : pgd__arena_alloc(&r->arena, (size_t)n_logits * sizeof(int32_t));
@@ -175,9 +204,6 @@ enum pgd_status pgd__runner_finish_submit(struct pgd__runner *r, const float *lo
     a->prev_rows = n_logits;
     if (pgd_cuda_event_record(r->cuda, s->done, err, errlen))
         return PGD_ERR_DEVICE;
-    s->n_rows = n_logits;
-    s->greedy = greedy;
-    s->rows = rows;
     return PGD_OK;
 }
 
@@ -196,6 +222,9 @@ enum pgd_status pgd__runner_step_submit(struct pgd__runner *r, const struct pgd_
     if (a->n_uncollected >= 2)
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "step submit: two submitted steps "
                         "are not collected yet (at most two may be)");
+    if (a->slot[r->turn].uncollected && a->slot[r->turn].waits_masks)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "step submit: the last submitted "
+                        "step waits for its masks (pgd__runner_step_submit_masks first)");
     /* The other turn than the step in flight's (the last submitted one). */
     r->turn = 1 - r->turn;
     r->meta_host = r->meta_pin[r->turn];
@@ -215,6 +244,30 @@ enum pgd_status pgd__runner_step_submit(struct pgd__runner *r, const struct pgd_
     return PGD_OK;
 }
 
+enum pgd_status pgd__runner_step_submit_masks(struct pgd__runner *r, char *err, size_t errlen)
+{
+    struct pgd__runner_async *a = r->async;
+    struct async_slot *s = a ? &a->slot[r->turn] : NULL;
+    if (!s || !s->uncollected || !s->waits_masks)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "step submit_masks: the last "
+                        "submitted step waits for no masks");
+    /* Every context is whole by now (the step before landed): no pending token is counted
+     * from the batch, and the masks are packed with the rows. */
+    enum pgd_status st = pgd__runner_sample_enqueue(r, a->late_logits, s->n_rows, s->rows,
+                                                    a->batch_ids, r->turn, &a->prev_ids,
+                                                    &a->prev_stride, err, errlen);
+    if (st == PGD_OK && pgd_cuda_event_record(r->cuda, s->done, err, errlen))
+        st = PGD_ERR_DEVICE;
+    if (st) {
+        a->prev_ids = NULL;     /* the next step can have no pending token */
+        return st;
+    }
+    s->waits_masks = false;
+    a->late_logits = NULL;
+    a->prev_rows = s->n_rows;
+    return PGD_OK;
+}
+
 enum pgd_status pgd__runner_step_collect(struct pgd__runner *r, struct pgd__sample_result *res,
                                          int *n_rows, char *err, size_t errlen)
 {
@@ -226,6 +279,15 @@ enum pgd_status pgd__runner_step_collect(struct pgd__runner *r, struct pgd__samp
     const int t = a->n_uncollected == 2 || !a->slot[r->turn].uncollected ? 1 - r->turn
                                                                          : r->turn;
     struct async_slot *s = &a->slot[t];
+    if (s->waits_masks) {
+        /* Never sampled (its masks never came, or queueing their sampling failed): it is
+         * let go, so that the runner steps on. */
+        s->waits_masks = false;
+        s->uncollected = false;
+        a->n_uncollected--;
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "step collect: the step was never "
+                        "sampled (its masks did not come: pgd__runner_step_submit_masks)");
+    }
     const double t0 = pgd__now_s();
     const int rc = pgd_cuda_event_sync(s->done, err, errlen);
     r->device_s += pgd__now_s() - t0;
@@ -251,6 +313,7 @@ void pgd__runner_async_free(struct pgd__runner *r) { (void)r; }
 int pgd__runner_uncollected(const struct pgd__runner *r) { (void)r; return 0; }
 bool pgd__runner_can_submit(const struct pgd__runner *r) { (void)r; return false; }
 bool pgd__runner_submit_penalties(const struct pgd__runner *r) { (void)r; return false; }
+bool pgd__runner_submit_masks(const struct pgd__runner *r) { (void)r; return false; }
 
 enum pgd_status pgd__runner_put_pending(struct pgd__runner *r, int32_t *token_ids, char *err,
                                         size_t errlen)
@@ -266,6 +329,13 @@ enum pgd_status pgd__runner_step_submit(struct pgd__runner *r, const struct pgd_
     (void)r, (void)seqs, (void)n_seqs, (void)rows;
     return pgd_errf(err, errlen, PGD_ERR_UNSUPPORTED, "step submit: async steps need a CUDA "
                     "build");
+}
+
+enum pgd_status pgd__runner_step_submit_masks(struct pgd__runner *r, char *err, size_t errlen)
+{
+    (void)r;
+    return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "step submit_masks: the last submitted "
+                    "step waits for no masks");
 }
 
 enum pgd_status pgd__runner_step_collect(struct pgd__runner *r, struct pgd__sample_result *res,

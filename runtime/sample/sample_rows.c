@@ -5,7 +5,7 @@
 
 bool pgd__sample_row_plain_greedy(const struct pgd__sample_row *r)
 {
-    if (r->kind != PGD__ROW_SAMPLE || r->n_top >= 0 || r->ctx.allow)
+    if (r->kind != PGD__ROW_SAMPLE || r->n_top >= 0 || r->ctx.allow || r->allow_late)
         return false;
     const struct pgd_sampling_params *sp = r->ctx.sp;
     return sp->temperature < 1e-5f && sp->n_logit_bias == 0 && sp->presence_penalty == 0 &&

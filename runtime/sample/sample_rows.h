@@ -33,6 +33,11 @@ struct pgd__sample_row {
      * index pending_at (the sequence's input there); the device's penalties count it. */
     bool pending;
     int32_t pending_at;
+    /* SAMPLE rows under async scheduling: the allowed-token mask (ctx.allow: structured
+     * output, bad words) comes after submit, once the step before has landed (the grammar
+     * must take the pending token first); the backend samples the step only at its
+     * submit_masks call (engine_backend.h). Until then ctx.allow is NULL. */
+    bool allow_late;
 };
 
 struct pgd__sample_result {
@@ -46,7 +51,8 @@ struct pgd__sample_result {
 int pgd__sample_row_placeholder(const struct pgd__sample_row *r);
 
 /* Whether the row is a sample that is the plain argmax of its raw logits: temperature 0,
- * no logprobs, no bias or penalty, min_tokens no longer masking. */
+ * no logprobs, no bias or penalty, no mask (not even a late one), min_tokens no longer
+ * masking. */
 bool pgd__sample_row_plain_greedy(const struct pgd__sample_row *r);
 
 /* The host path: rows [n_rows] of logits [n_rows, vocab] (s->vocab wide) into res [n_rows];

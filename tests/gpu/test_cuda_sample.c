@@ -899,6 +899,89 @@ Test(cuda_sample, engine_structured_output_device_equals_host, .timeout = 600)
 }
 
 
+/* Async scheduling with masks made late on the GPU (runner_async.c: a step with allow_late
+ * rows queues its forward pass at submit, its sampling once the engine has made the masks,
+ * after the step before landed; PGD_CUDA_ASYNC_MASKS=1): guided requests (a regex that
+ * cannot end within max_tokens) and requests with bad words, seeded sampling with logprobs,
+ * give the same tokens and logprobs bit for bit as stepping in turn. Every request is
+ * admitted in the first step and ends at max_tokens, so both take the same steps. */
+Test(cuda_sample, async_masks_made_late_give_the_same_outputs, .timeout = 600)
+{
+    need_gpu();
+    enum { N = 12 };
+    static const char *const RE = "[a-z ]{200}";
+    static const char *const BAD[] = { " the", "ing", " a" };
+    static int32_t toks[2][N][16];
+    static struct pgd_logprob lp[2][N][16];
+    static char text[2][N][512];
+    int nt[2][N];
+    for (int mode = 0; mode < 2; mode++) {
+        struct pgd_engine_params p = model_engine_sized(PGD_DEVICE_CUDA, 128, 16, 256, 16);
+        p.async_scheduling = mode == 1;
+        if (mode == 1)
+            setenv("PGD_CUDA_ASYNC_MASKS", "1", 1);
+        struct pgd_engine *e = model_engine_params("tiny-chat", &p);
+        unsetenv("PGD_CUDA_ASYNC_MASKS");
+        pgd__engine_set_jump_forward(e, false);
+        struct pgd_stream *s[N];
+        char err[1024];
+        for (int r = 0; r < N; r++) {
+            struct pgd_request_params rp = pgd_request_default_params();
+            rp.prompt = r % 3 ? "Write a story:" : "Name:";
+            rp.sampling.max_tokens = 4 + r % 12;
+            rp.sampling.has_seed = true;
+            rp.sampling.seed = 300 + (uint64_t)r;
+            rp.sampling.temperature = 0.8f;
+            rp.sampling.logprobs = 0;
+            rp.sampling.ignore_eos = true;
+            if (r % 2 == 0) {
+                rp.sampling.guide_kind = PGD_GUIDE_REGEX;
+                rp.sampling.guide = RE;
+            } else {
+                rp.sampling.bad_words = BAD;
+                rp.sampling.n_bad_words = 3;
+            }
+            cr_assert_eq(pgd_engine_submit(e, &rp, &s[r], err, sizeof err), PGD_OK, "%s", err);
+        }
+        for (int r = 0; r < N; r++) {
+            struct pgd_output o;
+            size_t len = 0;
+            nt[mode][r] = 0;
+            while (pgd_stream_next(s[r], &o, 60000) == PGD_OK) {
+                cr_assert_lt(len + o.text_len, sizeof text[0][0]);
+                memcpy(text[mode][r] + len, o.text, o.text_len);
+                len += o.text_len;
+                for (int i = 0; i < o.n_token_ids && nt[mode][r] < 16; i++) {
+                    lp[mode][r][nt[mode][r]] = o.logprobs[i].chosen;
+                    toks[mode][r][nt[mode][r]++] = o.token_ids[i];
+                }
+            }
+            text[mode][r][len] = '\0';
+            pgd_stream_destroy(s[r]);
+        }
+        struct pgd_engine_stats st;
+        pgd_engine_get_stats(e, &st);
+        if (mode == 1)
+            cr_assert_gt(st.num_steps_overlapped, 4, "%llu steps overlapped",
+                         (unsigned long long)st.num_steps_overlapped);
+        pgd_engine_destroy(e);
+    }
+    for (int r = 0; r < N; r++) {
+        cr_assert_eq(nt[0][r], 4 + r % 12, "request %d", r);
+        cr_assert_eq(nt[1][r], nt[0][r], "request %d: %d tokens async, %d in turn", r,
+                     nt[1][r], nt[0][r]);
+        cr_assert_eq(memcmp(toks[1][r], toks[0][r], (size_t)nt[0][r] * sizeof(int32_t)), 0,
+                     "request %d: async \"%s\", in turn \"%s\"", r, text[1][r], text[0][r]);
+        for (int k = 0; k < nt[0][r]; k++)
+            cr_assert_eq(memcmp(&lp[1][r][k], &lp[0][r][k], sizeof lp[0][r][k]), 0,
+                         "request %d token %d: logprob %g async, %g in turn", r, k,
+                         (double)lp[1][r][k].logprob, (double)lp[0][r][k].logprob);
+        for (const char *c = text[0][r]; r % 2 == 0 && *c; c++)
+            cr_assert((*c >= 'a' && *c <= 'z') || *c == ' ', "request %d: \"%s\"", r,
+                      text[0][r]);
+    }
+}
+
 /* One request held by logit_bias to tokens ab (temperature 1, seeded), with bad_words
  * `bad` (NULL: none): *pairs += how often ab[1] follows ab[0], *firsts += how often ab[0]
  * appears. */

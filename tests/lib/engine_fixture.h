@@ -5,7 +5,7 @@
  * writes its token into the slot the block table names) and derives each row of logits
  * from what the cache holds for the positions before it, so a scheduling or block-sharing
  * mistake changes the output. A small fixture vocabulary of text pieces stands in for the
- * tokenizer (for stop strings and delta text). With the async pair (fake_backend_async) a
+ * tokenizer (for stop strings and delta text). With the async pair (async_pair.h) a
  * worker thread runs each submitted step while the engine plans the next, as a GPU would. */
 #ifndef PGD_TESTS_ENGINE_FIXTURE_H
 #define PGD_TESTS_ENGINE_FIXTURE_H
@@ -13,6 +13,7 @@
 #include "runtime/base/mem.h"
 #include "runtime/engine/engine_backend.h"
 #include "runtime/sample/sample_rows.h"
+#include "tests/lib/async_pair.h"
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -25,10 +26,7 @@
 
 /* ---- the stand-in model ---------------------------------------------------------------- */
 
-struct fake_async;
-
 struct fake {
-    struct fake_async *async;   /* the async pair's worker, or NULL */
     int num_blocks, block_size;
     int64_t *cache;         /* [num_blocks * block_size]: token << 32 | position */
     float *logits;          /* [rows, VOCAB] */
@@ -125,12 +123,9 @@ static enum pgd_status fake_step(void *ctx, const struct pgd__step_seq *seqs, in
     return PGD_OK;
 }
 
-static void fake_async_stop(struct fake *f);
-
 static void fake_destroy(void *ctx)
 {
     struct fake *f = ctx;
-    fake_async_stop(f);
     free(f->cache);
     free(f->logits);
     free(f->hist);
@@ -149,245 +144,6 @@ static struct pgd__engine_backend fake_backend(int num_blocks, int block_size, i
         .max_model_len = max_len, .eos_ids = f->eos, .n_eos = 1, .step = fake_step,
         .destroy = fake_destroy,
     };
-}
-
-/* ---- the async pair: a worker thread runs the submitted steps, one after another -------- */
-
-/* A submitted step, copied at submission as a GPU runner copies its batch and packs its
- * rows: the sequences with their new tokens and block tables, and the sample rows with
- * their contexts' tokens (the engine changes all of these once submit returns: a landing
- * step writes its token over a placeholder); what the rows point to otherwise stays the
- * engine's until the step is collected. */
-struct fake_job {
-    struct pgd__step_seq *ss;           /* owned [n]; tokens and tables point into tok, tab */
-    int32_t *tok, *tab;                 /* owned */
-    int n, n_rows;
-    struct pgd__sample_row *rows;       /* owned [n_rows]; ctx.tokens point into hist */
-    int32_t *hist;                      /* owned */
-    struct pgd__sample_result *res;     /* owned [n_rows] */
-    bool ran;
-    enum pgd_status st;
-    char err[256];
-};
-
-struct fake_async {
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct fake_job job[2];             /* in submission order from `first` */
-    int first, count, n_ran;            /* n_ran: of the `count`, run so far */
-    bool stop;
-    struct pgd__sampler sampler;        /* the worker's */
-    float *scratch;                     /* [VOCAB] */
-    struct pgd__sample_result *last;    /* the last run step's results (its pending source) */
-    int n_last;
-};
-
-static void fake_job_free(struct fake_job *j)
-{
-    free(j->ss);
-    free(j->tok);
-    free(j->tab);
-    free(j->rows);
-    free(j->hist);
-    free(j->res);
-    memset(j, 0, sizeof *j);
-}
-
-/* Samples job j's rows as a GPU runner with submit_penalties does: a row whose context
- * ends in a placeholder (-1) counts in its penalties the token the worker put into the
- * job's batch at the row's pending_at. So the engine's pending_at is checked against the
- * batch's layout on the CPU. */
-static void fake_sample_rows(struct fake_async *a, const float *logits, struct fake_job *j)
-{
-    for (int r = 0; r < j->n_rows; r++) {
-        const int at = pgd__sample_row_placeholder(&j->rows[r]);
-        if (at >= 0)    /* the context is the job's copy (hist) */
-            ((int32_t *)j->rows[r].ctx.tokens)[at] = j->tok[j->rows[r].pending_at];
-    }
-    pgd__sample_rows_host(&a->sampler, a->scratch, logits, j->rows, j->n_rows, j->res);
-}
-
-/* The worker: each job in turn, its pending tokens from the job before's results. */
-static void *fake_async_main(void *arg)
-{
-    struct fake *f = arg;
-    struct fake_async *a = f->async;
-    pthread_mutex_lock(&a->mu);
-    for (;;) {
-        while (!a->stop && a->n_ran == a->count)
-            pthread_cond_wait(&a->cv, &a->mu);
-        if (a->stop)
-            break;
-        struct fake_job *j = &a->job[(a->first + a->n_ran) % 2];
-        pthread_mutex_unlock(&a->mu);
-        j->st = PGD_OK;
-        for (int i = 0; i < j->n && j->st == PGD_OK; i++)
-            if (j->ss[i].pending) {
-                int row = j->ss[i].pending_row;
-                if (row < 0 || row >= a->n_last || a->last[row].token < 0)
-                    j->st = pgd_errf(j->err, sizeof j->err, PGD_ERR_INTERNAL, "fake: pending "
-                                     "row %d of %d", row, a->n_last);
-                else
-                    ((int32_t *)j->ss[i].tokens)[0] = a->last[row].token;
-                j->ss[i].pending = false;
-            }
-        const float *logits = NULL;
-        if (j->st == PGD_OK)
-            j->st = fake_step(f, j->ss, j->n, &logits, j->err, sizeof j->err);
-        if (j->st == PGD_OK)
-            fake_sample_rows(a, logits, j);
-        pthread_mutex_lock(&a->mu);
-        /* This step's results are where the next one's pending tokens come from. */
-        free(a->last);
-        a->last = malloc((size_t)(j->n_rows ? j->n_rows : 1) * sizeof *a->last);
-        if (a->last && j->n_rows)
-            memcpy(a->last, j->res, (size_t)j->n_rows * sizeof *a->last);
-        a->n_last = a->last ? j->n_rows : 0;
-        j->ran = true;
-        a->n_ran++;
-        pthread_cond_broadcast(&a->cv);
-    }
-    pthread_mutex_unlock(&a->mu);
-    return NULL;
-}
-
-static enum pgd_status fake_submit(void *ctx, const struct pgd__step_seq *seqs, int n,
-                                   const struct pgd__sample_row *rows, char *err, size_t errlen)
-{
-    struct fake *f = ctx;
-    struct fake_async *a = f->async;
-    size_t ntok = 0, ntab = 0;
-    int n_rows = 0;
-    for (int i = 0; i < n; i++) {
-        ntok += (size_t)seqs[i].n_new;
-        ntab += (size_t)seqs[i].n_blocks;
-        n_rows += seqs[i].n_logits;
-    }
-    size_t nhist = 0;
-    for (int r = 0; r < n_rows; r++)
-        if (rows[r].kind == PGD__ROW_SAMPLE)
-            nhist += (size_t)(rows[r].ctx.n_prompt + rows[r].ctx.n_out);
-    struct fake_job j = { .n = n, .n_rows = n_rows };
-    j.ss = malloc((size_t)n * sizeof *j.ss);
-    j.tok = malloc((ntok + 1) * sizeof *j.tok);
-    j.tab = malloc((ntab + 1) * sizeof *j.tab);
-    j.rows = malloc((size_t)(n_rows + 1) * sizeof *j.rows);
-    j.hist = malloc((nhist + 1) * sizeof *j.hist);
-    j.res = malloc((size_t)(n_rows + 1) * sizeof *j.res);
-    if (!j.ss || !j.tok || !j.tab || !j.rows || !j.hist || !j.res) {
-        fake_job_free(&j);
-        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "fake: no memory for a step");
-    }
-    int32_t *tk = j.tok, *tb = j.tab;
-    for (int i = 0; i < n; i++) {
-        j.ss[i] = seqs[i];
-        /* A pending token is not the engine's to read: the worker puts it in. */
-        for (int k = 0; k < seqs[i].n_new; k++)
-            tk[k] = seqs[i].pending && k == 0 ? -1 : seqs[i].tokens[k];
-        memcpy(tb, seqs[i].block_table, (size_t)seqs[i].n_blocks * sizeof *tb);
-        j.ss[i].tokens = tk;
-        j.ss[i].block_table = tb;
-        tk += seqs[i].n_new;
-        tb += seqs[i].n_blocks;
-    }
-    int32_t *h = j.hist;
-    for (int r = 0; r < n_rows; r++) {
-        j.rows[r] = rows[r];
-        if (rows[r].kind != PGD__ROW_SAMPLE)
-            continue;
-        const int n_all = rows[r].ctx.n_prompt + rows[r].ctx.n_out;
-        memcpy(h, rows[r].ctx.tokens, (size_t)n_all * sizeof *h);
-        j.rows[r].ctx.tokens = h;
-        h += n_all;
-    }
-    pthread_mutex_lock(&a->mu);
-    if (a->count == 2) {
-        pthread_mutex_unlock(&a->mu);
-        fake_job_free(&j);
-        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "fake: two steps uncollected");
-    }
-    a->job[(a->first + a->count) % 2] = j;
-    a->count++;
-    pthread_cond_broadcast(&a->cv);
-    pthread_mutex_unlock(&a->mu);
-    return PGD_OK;
-}
-
-static enum pgd_status fake_collect(void *ctx, struct pgd__sample_result *res, int *n_rows,
-                                    char *err, size_t errlen)
-{
-    struct fake *f = ctx;
-    struct fake_async *a = f->async;
-    pthread_mutex_lock(&a->mu);
-    if (a->count == 0) {
-        pthread_mutex_unlock(&a->mu);
-        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "fake: nothing to collect");
-    }
-    struct fake_job *j = &a->job[a->first];
-    while (!j->ran)
-        pthread_cond_wait(&a->cv, &a->mu);
-    struct fake_job done = *j;
-    memset(j, 0, sizeof *j);
-    a->first = (a->first + 1) % 2;
-    a->count--;
-    a->n_ran--;
-    pthread_mutex_unlock(&a->mu);
-    enum pgd_status st = done.st;
-    if (st == PGD_OK) {
-        memcpy(res, done.res, (size_t)done.n_rows * sizeof *res);
-        *n_rows = done.n_rows;
-    } else {
-        pgd_errf(err, errlen, st, "%s", done.err);
-    }
-    fake_job_free(&done);
-    return st;
-}
-
-static void fake_async_stop(struct fake *f)
-{
-    struct fake_async *a = f->async;
-    if (!a)
-        return;
-    pthread_mutex_lock(&a->mu);
-    a->stop = true;
-    pthread_cond_broadcast(&a->cv);
-    pthread_mutex_unlock(&a->mu);
-    pthread_join(a->thread, NULL);
-    for (int i = 0; i < 2; i++)
-        fake_job_free(&a->job[i]);
-    pgd__sampler_fini(&a->sampler);
-    free(a->scratch);
-    free(a->last);
-    pthread_mutex_destroy(&a->mu);
-    pthread_cond_destroy(&a->cv);
-    free(a);
-    f->async = NULL;
-}
-
-/* The stand-in model with the async pair (engine_backend.h's submit / collect). */
-static struct pgd__engine_backend fake_backend_async(int num_blocks, int block_size, int max_len)
-{
-    struct pgd__engine_backend be = fake_backend(num_blocks, block_size, max_len);
-    struct fake *f = be.ctx;
-    struct fake_async *a = calloc(1, sizeof *a);
-    char err[128];
-    if (!a || pgd__sampler_init(&a->sampler, VOCAB, err, sizeof err) ||
-        !(a->scratch = malloc(VOCAB * sizeof *a->scratch))) {
-        fprintf(stderr, "fake_backend_async: out of memory\n");
-        abort();
-    }
-    pthread_mutex_init(&a->mu, NULL);
-    pthread_cond_init(&a->cv, NULL);
-    f->async = a;
-    if (pthread_create(&a->thread, NULL, fake_async_main, f) != 0) {
-        fprintf(stderr, "fake_backend_async: no worker thread\n");
-        abort();
-    }
-    be.submit = fake_submit;
-    be.collect = fake_collect;
-    be.submit_penalties = true;         /* fake_sample_rows */
-    return be;
 }
 
 /* ---- the fixture vocabulary ------------------------------------------------------------ */
@@ -491,7 +247,7 @@ static struct pgd_sampling_params greedy_params(int max_tokens)
 struct fixture_engine_opts {
     int num_blocks, block_size;        /* the stand-in model's KV pool */
     bool text;                         /* with the fixture's text path (text, stop strings) */
-    bool async_pair;                   /* the backend's async pair (fake_backend_async) */
+    bool async_pair;                   /* behind the async pair (async_pair.h) */
     void (*tweak)(struct pgd_engine_params *); /* adjusts the defaults below; may be NULL */
 };
 
@@ -505,9 +261,9 @@ static struct pgd_engine *fixture_engine(const struct fixture_engine_opts *o, ch
     p.max_num_batched_tokens = 64;
     if (o->tweak)
         o->tweak(&p);
-    struct pgd__engine_backend be = o->async_pair
-                                        ? fake_backend_async(o->num_blocks, o->block_size, 1024)
-                                        : fake_backend(o->num_blocks, o->block_size, 1024);
+    struct pgd__engine_backend be = fake_backend(o->num_blocks, o->block_size, 1024);
+    if (o->async_pair)
+        be = async_pair_wrap(be);
     struct pgd_engine *e;
     if (pgd__engine_create_with(&p, &be, o->text ? &FIXTURE_TEXT : NULL, &e, err, errlen) !=
         PGD_OK)
@@ -522,7 +278,8 @@ struct worker {
     struct pgd_engine *e;
     int id, n_requests;
     bool stop_strings;                 /* one request in four has stop strings (the engine
-                                          needs the text path): its reader ends samples */
+                                          needs the text path): its reader ends samples;
+                                          one sampled request in two has bad words */
     int done, aborted, stopped;        /* stopped: samples a stop string ended */
 };
 
@@ -564,6 +321,13 @@ __attribute__((unused)) static void *worker_main(void *arg)
         if (with_stops) {
             rp.sampling.stop = stops;
             rp.sampling.n_stop = 2;
+        }
+        /* Bad words on some sampled requests (async: their masks are made late, while the
+         * worker runs the step's forward pass). */
+        static const char *bad[2] = { "e", "ab" };
+        if (w->stop_strings && !greedy && xs(&rs) % 2 == 0) {
+            rp.sampling.bad_words = bad;
+            rp.sampling.n_bad_words = 2;
         }
         struct pgd_stream *s;
         char err[256];

@@ -2,6 +2,7 @@
 #include "tests/lib/model_fixture.h"
 #include "runtime/engine/engine_backend.h"
 #include "runtime/model/model.h"
+#include "tests/lib/async_pair.h"
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -221,6 +222,24 @@ struct pgd_engine *model_engine_params(const char *name, struct pgd_engine_param
     cr_assert_eq(pgd_engine_create(p, &e, err, sizeof err), PGD_OK, "%s: %s", name, err);
     pgd__engine_set_paranoid(e, true);
     return e;
+}
+
+struct pgd_engine *model_engine_async_pair(const char *name, struct pgd_engine_params *p)
+{
+    p->model_dir = fixture_dir(name);
+    p->plugin_path = env_or("PGD_TEST_PLUGIN_DIRS", PGD_BUILD_PLUGIN_DIRS);
+    p->async_scheduling = true;
+    struct pgd_engine *e;
+    char err[1024] = "";
+    cr_assert_eq(pgd__engine_create_wrapped(p, async_pair_wrap, &e, err, sizeof err), PGD_OK,
+                 "%s: %s", name, err);
+    pgd__engine_set_paranoid(e, true);
+    return e;
+}
+
+long model_engine_late_steps(const struct pgd_engine *e)
+{
+    return async_pair_late_steps(e);
 }
 
 struct pgd_engine_params model_engine_sized(enum pgd_device device, int num_blocks,

@@ -49,6 +49,12 @@ struct pgd_engine_params model_engine_sized(enum pgd_device device, int num_bloc
 /* The same with the caller's parameters p (model_dir and plugin_path are filled in; the
  * rest is the caller's, e.g. speculative_config). */
 struct pgd_engine *model_engine_params(const char *name, struct pgd_engine_params *p);
+/* The same, async scheduling on, with the model runner behind the stand-in of a GPU's
+ * async step pair (tests/lib/async_pair.h: a worker thread runs each submitted step), so
+ * that the engine's async paths run the real model on the CPU. */
+struct pgd_engine *model_engine_async_pair(const char *name, struct pgd_engine_params *p);
+/* How many steps of such an engine sampled once their late masks came (submit_masks). */
+long model_engine_late_steps(const struct pgd_engine *e);
 /* e's stats once the last step's times are in (they are added just after its outputs went
  * out): polls, 1 ms apart and for 2 s at most, until step_timed reaches num_steps. */
 void engine_settled_stats(struct pgd_engine *e, struct pgd_engine_stats *st);

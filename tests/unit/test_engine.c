@@ -218,12 +218,14 @@ static void tweak_in_turn(struct pgd_engine_params *p)
  * step, its pending tokens taken from the step before's results), against stepping in turn:
  * the same text, tokens and finishes for requests of every kind (greedy, seeded sampling,
  * n = 2, stop strings, stop tokens, EOS, penalties counted with a pending token at the
- * batch index the engine gives: pending_at), in a pool that preempts. */
+ * batch index the engine gives: pending_at, bad words whose masks are made once the step
+ * before lands), in a pool that preempts. */
 Test(engine, async_pair_gives_the_same_outputs)
 {
     enum { N = 40 };
     static struct collected got[2][N];
     uint64_t overlapped = 0;
+    long late_steps = 0;
     for (int mode = 0; mode < 2; mode++) {
         struct pgd_engine *e = make_engine(.num_blocks = 24, .block_size = 4, .text = true,
                                            .async_pair = mode == 1,
@@ -253,6 +255,12 @@ Test(engine, async_pair_gives_the_same_outputs)
             sp.repetition_penalty = i % 7 == 3 ? 1.5f : 1.0f;
             sp.frequency_penalty = i % 7 == 5 ? 1.2f : 0.0f;
             sp.presence_penalty = i % 7 == 5 ? 0.8f : 0.0f;
+            /* "e" always banned, "b" after "a": a mask made late (submit_masks). */
+            static const char *bad[] = { "e", "ab" };
+            if (i % 8 == 6) {
+                sp.bad_words = bad;
+                sp.n_bad_words = 2;
+            }
             struct pgd_request_params rp = pgd_request_default_params();
             rp.prompt_ids = p;
             rp.n_prompt_ids = 5 + i % 25;
@@ -267,8 +275,10 @@ Test(engine, async_pair_gives_the_same_outputs)
         struct pgd_engine_stats st;
         pgd_engine_get_stats(e, &st);
         cr_assert_gt(st.num_preemptions, 0, "mode %d", mode);
-        if (mode)
+        if (mode) {
             overlapped = st.num_steps_overlapped;
+            late_steps = async_pair_late_steps(e);
+        }
         char *text;
         cr_assert_eq(pgd_engine_metrics_text(e, &text, NULL), PGD_OK);
         cr_assert_eq(series_value(text, "pagoda:engine_steps_overlapped_total{model_name=\"model\"}"),
@@ -277,6 +287,7 @@ Test(engine, async_pair_gives_the_same_outputs)
         pgd_engine_destroy(e);
     }
     cr_assert_gt(overlapped, 0);
+    cr_assert_gt(late_steps, 0);
     int ended_early = 0;
     for (int i = 0; i < N; i++)
         for (int c = 0; c < (i % 5 == 0 ? 2 : 1); c++) {
@@ -291,6 +302,10 @@ Test(engine, async_pair_gives_the_same_outputs)
                          b->text[c], a->text[c]);
             cr_assert_str_eq(b->stop_reason[c], a->stop_reason[c]);
             ended_early += a->finish[c] == PGD_FINISH_STOP;
+            for (int k = 0; i % 8 == 6 && k < b->n_tokens[c]; k++)
+                cr_assert(b->tokens[c][k] != 6 && (k == 0 || b->tokens[c][k - 1] != 2 ||
+                                                   b->tokens[c][k] != 3),
+                          "request %d sample %d: a bad word at output %d", i, c, k);
         }
     cr_assert_gt(ended_early, 3, "%d samples stopped", ended_early);
 }

@@ -347,23 +347,31 @@ Test(guided, jump_forward_gives_the_same_tokens_in_fewer_steps, .timeout = 120)
 
 /* ---- async scheduling ---------------------------------------------------------------------- */
 
-/* Constrained requests (their next mask needs the last token on the host: the step in flight
- * lands before the next is planned), one with bad words and a free one side by side, with
- * async scheduling on and off: the same tokens; a free request alone afterwards overlaps. */
+/* Constrained requests, one with bad words and a free one side by side, stepped in turn
+ * (mode 0), with async scheduling on the CPU runner (mode 1: it runs each step as it is
+ * submitted, so a step with a mask to make lands the one before first), and with async
+ * scheduling over the stand-in of a GPU's async pair (mode 2: each step is planned while
+ * the one before runs, its masks made once that one lands, and sampled then; mode 3: the
+ * same without jump-forward): the same tokens. A free request alone afterwards overlaps in
+ * every async mode. */
 Test(guided, async_scheduling_keeps_constrained_outputs, .timeout = 120)
 {
-    static struct out got[2][5];
-    struct pgd_engine_stats st[2];
-    for (int mode = 0; mode < 2; mode++) {
+    static struct out got[4][5];
+    struct pgd_engine_stats st[4], st_constrained[4];
+    uint64_t json_steps[4] = { 0 };
+    long late_steps = 0;
+    for (int mode = 0; mode < 4; mode++) {
         struct pgd_engine_params p = pgd_engine_default_params();
         p.device = PGD_DEVICE_CPU;
         p.num_blocks = 256;
         p.block_size = 16;
         p.max_num_batched_tokens = 256;
         p.max_num_seqs = 8;
-        p.async_scheduling = mode == 1;
+        p.async_scheduling = mode >= 1;
         p.batch_invariant = true;    /* async batches differently: the same bits */
-        struct pgd_engine *e = model_engine_params("tiny-chat", &p);
+        struct pgd_engine *e = mode >= 2 ? model_engine_async_pair("tiny-chat", &p)
+                                         : model_engine_params("tiny-chat", &p);
+        pgd__engine_set_jump_forward(e, mode != 3);
         struct pgd_sampling_params fsp = pgd_sampling_default_params();
         fsp.temperature = 0.7f;
         fsp.has_seed = true;
@@ -384,25 +392,55 @@ Test(guided, async_scheduling_keeps_constrained_outputs, .timeout = 120)
         };
         for (int i = 0; i < 5; i++)
             collect(s[i], &got[mode][i]);
-        /* A free request alone: its steps overlap (with the constrained ones in a step the
-         * step in flight lands first, so whether those overlapped depends on timing). */
+        pgd_engine_get_stats(e, &st_constrained[mode]);
+        if (mode == 2)
+            late_steps = model_engine_late_steps(e);
+        /* A free request alone: its steps overlap (in mode 1 a step with the constrained
+         * ones lands the one in flight first, so whether those overlapped depends on
+         * timing). */
         struct out alone;
         collect(submit(e, "Once upon a time", fsp), &alone);
         pgd_engine_get_stats(e, &st[mode]);
+        /* The JSON request alone: its steps, with and without jump-forward. */
+        struct out json;
+        collect(submit(e, "Give me a person as JSON:", guided(PGD_GUIDE_JSON_SCHEMA, PERSON, 4)),
+                &json);
+        struct pgd_engine_stats after;
+        pgd_engine_get_stats(e, &after);
+        json_steps[mode] = after.num_steps - st[mode].num_steps;
+        cr_assert_eq(json.n_tokens[0], got[0][2].n_tokens[0], "mode %d", mode);
         pgd_engine_destroy(e);
     }
-    for (int i = 0; i < 5; i++) {
-        cr_assert_eq(got[1][i].n_tokens[0], got[0][i].n_tokens[0], "request %d", i);
-        cr_assert_eq(memcmp(got[1][i].ids[0], got[0][i].ids[0],
-                            (size_t)got[0][i].n_tokens[0] * sizeof(int32_t)), 0,
-                     "request %d: \"%s\" async, \"%s\" in turn", i, got[1][i].text[0],
-                     got[0][i].text[0]);
-        cr_assert_eq(got[1][i].finish[0], got[0][i].finish[0], "request %d", i);
-    }
-    cr_assert(re_full_match("[a-z]{10,20}", got[1][1].text[0], got[1][1].len[0]));
-    check_person(got[1][2].text[0], got[1][2].len[0]);
+    for (int mode = 1; mode < 4; mode++)
+        for (int i = 0; i < 5; i++) {
+            const struct out *a = &got[mode][i], *b = &got[0][i];
+            cr_assert_eq(a->n_tokens[0], b->n_tokens[0], "mode %d request %d", mode, i);
+            cr_assert_eq(memcmp(a->ids[0], b->ids[0], (size_t)b->n_tokens[0] * sizeof(int32_t)),
+                         0, "mode %d request %d: \"%s\" async, \"%s\" in turn", mode, i,
+                         a->text[0], b->text[0]);
+            cr_assert_eq(a->finish[0], b->finish[0], "mode %d request %d", mode, i);
+        }
+    cr_assert(re_full_match("[a-z]{10,20}", got[2][1].text[0], got[2][1].len[0]));
+    check_person(got[2][2].text[0], got[2][2].len[0]);
     cr_assert_eq(st[0].num_steps_overlapped, 0);
     cr_assert_gt(st[1].num_steps_overlapped, 0);
+    /* Mode 2: every step overlaps, constrained or not, but the first and one after each
+     * time the engine ran dry (at most once a request: 10% of these steps); in mode 1 a
+     * step with a constrained sample does not. */
+    const struct pgd_engine_stats *c2 = &st_constrained[2];
+    cr_assert_geq(10 * c2->num_steps_overlapped, 9 * c2->num_steps,
+                  "%llu of %llu steps overlapped", (unsigned long long)c2->num_steps_overlapped,
+                  (unsigned long long)c2->num_steps);
+    cr_assert_gt(late_steps, 20, "%ld steps sampled with late masks", late_steps);
+    /* Jump-forward under async scheduling: the forced tokens go over the placeholder of the
+     * step in flight and the next step computes them all. The JSON request alone takes one
+     * step a token without it, and one a forced run more than in turn with it. */
+    cr_assert_eq(json_steps[3], (uint64_t)got[0][2].n_tokens[0] + 1, "%llu steps",
+                 (unsigned long long)json_steps[3]);
+    cr_assert_lt(json_steps[2] + 20, json_steps[3], "%llu steps with jump-forward, %llu "
+                 "without", (unsigned long long)json_steps[2], (unsigned long long)json_steps[3]);
+    cr_assert_lt(json_steps[0], json_steps[2], "%llu steps in turn, %llu async",
+                 (unsigned long long)json_steps[0], (unsigned long long)json_steps[2]);
 }
 
 /* ---- refusals, batches, n > 1 --------------------------------------------------------------- */
