@@ -828,6 +828,30 @@ Test(cuda_sample, allowed_token_bitmask_rows_beside_free_rows)
     free(allow);
 }
 
+/* Reads stream s to its end and destroys it: its text into text[cap] (NUL-terminated), its
+ * first max_toks token ids into toks and, when lp is not NULL, their chosen logprobs into
+ * lp. Returns how many ids were kept. */
+static int read_stream(struct pgd_stream *s, char *text, size_t cap, int32_t *toks,
+                       struct pgd_logprob *lp, int max_toks)
+{
+    struct pgd_output o;
+    size_t len = 0;
+    int n = 0;
+    while (pgd_stream_next(s, &o, 60000) == PGD_OK) {
+        cr_assert_lt(len + o.text_len, cap);
+        memcpy(text + len, o.text, o.text_len);
+        len += o.text_len;
+        for (int i = 0; i < o.n_token_ids && n < max_toks; i++) {
+            if (lp)
+                lp[n] = o.logprobs[i].chosen;
+            toks[n++] = o.token_ids[i];
+        }
+    }
+    text[len] = '\0';
+    pgd_stream_destroy(s);
+    return n;
+}
+
 /* Structured output through the engine on the GPU (tiny-chat: a real tokenizer): with device
  * sampling (the allowed-token bitmask packed into the sampling kernel's rows) and without
  * (host sampling), guided requests beside free ones give the same tokens, and the guided
@@ -860,20 +884,9 @@ Test(cuda_sample, engine_structured_output_device_equals_host, .timeout = 600)
             }
             cr_assert_eq(pgd_engine_submit(e, &rp, &s[r], err, sizeof err), PGD_OK, "%s", err);
         }
-        for (int r = 0; r < N; r++) {
-            struct pgd_output o;
-            size_t len = 0;
-            nt[mode][r] = 0;
-            while (pgd_stream_next(s[r], &o, 60000) == PGD_OK) {
-                cr_assert_lt(len + o.text_len, sizeof text[0][0]);
-                memcpy(text[mode][r] + len, o.text, o.text_len);
-                len += o.text_len;
-                for (int i = 0; i < o.n_token_ids && nt[mode][r] < 64; i++)
-                    toks[mode][r][nt[mode][r]++] = o.token_ids[i];
-            }
-            text[mode][r][len] = '\0';
-            pgd_stream_destroy(s[r]);
-        }
+        for (int r = 0; r < N; r++)
+            nt[mode][r] = read_stream(s[r], text[mode][r], sizeof text[0][0], toks[mode][r],
+                                      NULL, 64);
         pgd_engine_destroy(e);
     }
     pcre2_code *re = NULL;
@@ -943,22 +956,9 @@ Test(cuda_sample, async_masks_made_late_give_the_same_outputs, .timeout = 600)
             }
             cr_assert_eq(pgd_engine_submit(e, &rp, &s[r], err, sizeof err), PGD_OK, "%s", err);
         }
-        for (int r = 0; r < N; r++) {
-            struct pgd_output o;
-            size_t len = 0;
-            nt[mode][r] = 0;
-            while (pgd_stream_next(s[r], &o, 60000) == PGD_OK) {
-                cr_assert_lt(len + o.text_len, sizeof text[0][0]);
-                memcpy(text[mode][r] + len, o.text, o.text_len);
-                len += o.text_len;
-                for (int i = 0; i < o.n_token_ids && nt[mode][r] < 16; i++) {
-                    lp[mode][r][nt[mode][r]] = o.logprobs[i].chosen;
-                    toks[mode][r][nt[mode][r]++] = o.token_ids[i];
-                }
-            }
-            text[mode][r][len] = '\0';
-            pgd_stream_destroy(s[r]);
-        }
+        for (int r = 0; r < N; r++)
+            nt[mode][r] = read_stream(s[r], text[mode][r], sizeof text[0][0], toks[mode][r],
+                                      lp[mode][r], 16);
         struct pgd_engine_stats st;
         pgd_engine_get_stats(e, &st);
         if (mode == 1)
