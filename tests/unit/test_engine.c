@@ -378,6 +378,52 @@ Test(engine, a_failed_step_aborts_everything_and_the_engine_serves_on)
     g_fail_step = -1;
 }
 
+/* The same where a step fails while the step after it, with masks to be made late (bad
+ * words), is in flight: that step gets its sampling without masks (its results are dropped)
+ * and is collected, every request is aborted, and the engine serves the next request with
+ * bad words as an engine stepping in turn does. */
+Test(engine, a_failed_step_with_late_masks_in_flight_aborts_and_the_engine_serves_on)
+{
+    static const char *bad[] = { "e", "ab" };
+    struct pgd_sampling_params sp = greedy_params(8);
+    sp.ignore_eos = true;
+    sp.temperature = 0.9f;
+    sp.has_seed = true;
+    sp.seed = 5;
+    sp.bad_words = bad;
+    sp.n_bad_words = 2;
+    int32_t prompt[12];
+    for (int k = 0; k < 12; k++)
+        prompt[k] = 2 + (k * 7) % 60;
+    struct collected want;
+    struct pgd_engine *e = make_engine(.num_blocks = 64, .block_size = 4, .text = true,
+                                       .tweak = tweak_in_turn);
+    struct pgd_stream *s = submit_ids(e, prompt, 12, sp);
+    collect(s, &want);
+    pgd_stream_destroy(s);
+    pgd_engine_destroy(e);
+    e = make_engine(.num_blocks = 64, .block_size = 4, .text = true, .async_pair = true,
+                    .tweak = tweak_async);
+    g_fail_step = 2;                     /* a decode step: the next one flies with late masks */
+    struct collected c;
+    s = submit_ids(e, prompt, 12, sp);
+    collect(s, &c);
+    pgd_stream_destroy(s);
+    g_fail_step = -1;
+    cr_assert_eq(c.finish[0], PGD_FINISH_ABORT);
+    cr_assert_gt(async_pair_late_steps(e), 0, "no step sampled late before the failure");
+    s = submit_ids(e, prompt, 12, sp);
+    collect(s, &c);
+    pgd_stream_destroy(s);
+    cr_assert_eq(c.finish[0], PGD_FINISH_LENGTH, "the next request");
+    cr_assert_eq(c.n_tokens[0], want.n_tokens[0]);
+    cr_assert_eq(memcmp(c.tokens[0], want.tokens[0], (size_t)want.n_tokens[0] * 4), 0,
+                 "the next request's tokens");
+    for (int k = 0; k < c.n_tokens[0]; k++)
+        cr_assert_neq(c.tokens[0][k], 6, "a bad word at output %d", k);
+    pgd_engine_destroy(e);
+}
+
 Test(engine, stop_strings_stop_tokens_eos_and_min_tokens)
 {
     struct pgd_engine *e = make_engine(.num_blocks = 128, .block_size = 4, .text = true);
