@@ -49,6 +49,20 @@ double pgd_tool_gamma(uint64_t *x, double shape, double scale)
     }
 }
 
+void pgd_tool_arrivals(int n, double rate, double burstiness, uint64_t seed, double *t)
+{
+    uint64_t rng = seed * 0x9E3779B97F4A7C15ULL + 3;
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        sum += isfinite(burstiness) ? pgd_tool_gamma(&rng, burstiness, 1.0 / (rate * burstiness))
+                                    : 1.0 / rate;
+        t[i] = sum;
+    }
+    double scale = sum > 0 ? (n / rate) / sum : 1;
+    for (int i = 0; i < n; i++)
+        t[i] *= scale;
+}
+
 void pgd_tool_sharegpt_lengths(const struct pgd_tool_sharegpt_shape *s, uint64_t *rng, int *in,
                                int *out)
 {

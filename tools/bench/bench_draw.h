@@ -17,6 +17,12 @@ double pgd_tool_lognormal(uint64_t *state, double mean);
  * of a Poisson process. */
 double pgd_tool_gamma(uint64_t *state, double shape, double scale);
 
+/* The send times in seconds of n requests at `rate` requests/s (finite, > 0), as vLLM's
+ * benchmark draws them: gaps of shape `burstiness` gamma draws (1: a Poisson process;
+ * infinite: evenly spaced) of mean 1 / rate, their sum rescaled so that the last request
+ * goes at n / rate; the same seed gives the same times. Into t[n]. */
+void pgd_tool_arrivals(int n, double rate, double burstiness, uint64_t seed, double *t);
+
 /* ShareGPT-shaped lengths: independent log-normals (sigma 1) of the given means, the input
  * capped at max_input, the output at max_total minus the input, both at least 4 (vLLM drops
  * shorter ShareGPT pairs). */

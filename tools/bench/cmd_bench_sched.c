@@ -25,13 +25,25 @@
  * swap, auto), with a host swap pool of --swap-space GiB in blocks of the shape's KV. A
  * plan's swap copies cost their bytes over the host link (--host-gbps, default 25 GB/s:
  * half of PCIe Gen5 x16, for copies of one block of one layer, 32 KiB for Llama-3-8B),
- * added to the step: the GPU's next step waits for them. */
+ * added to the step: the GPU's next step waits for them.
+ *
+ * Served latency: the requests arrive as `pagoda bench serve` sends them (--request-rate,
+ * --burstiness; all at once by default), each joining the scheduler once the modelled clock
+ * has passed its arrival, and the clock jumps to the next arrival when nothing runs. A
+ * token is out when its step ends. Each policy's second line gives the modelled TTFT and
+ * TPOT (median and p99, as vLLM's benchmark counts them) and requests/s, so that policies
+ * (--max-num-batched-tokens, --long-prefill-token-threshold) can be compared for served
+ * latency: the model still counts no host time, no launch gaps and no kernel below its
+ * bound, so its times are lower bounds of a real engine's. */
 #include "config.h"
 #include "tools/commands.h"
+#include "tools/bench/bench_draw.h"
 #include "tools/bench/bench_workload.h"
+#include "tools/bench/serve/report.h"
 #include "runtime/engine/scheduler.h"
 #include "runtime/runner/runner_graph.h"
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +59,9 @@ enum sim_ladder { LADDER_DEFAULT, LADDER_POW2, LADDER_NONE };
 struct sim_opts {
     struct pgd_tool_workload w;     /* bench throughput's requests and lengths */
     int max_num_seqs, max_num_batched_tokens, num_blocks, block_size;
+    int long_prefill_token_threshold;
     bool prefix_caching;
+    double request_rate, burstiness;   /* arrivals (inf: all at once) */
     enum sim_ladder ladder;         /* what a decode-only step's batch is padded to */
     /* The model's shape and the device's ceilings. */
     int layers, hidden, intermediate, heads, kv_heads, vocab;
@@ -75,6 +89,17 @@ struct sim_result {
     double t_weights, t_flops, t_kv, t_swap, time_s;    /* modelled seconds; time_s is their
                                                            step sum */
     int max_running;
+    /* Served latency, modelled seconds: TTFT and TPOT median and p99, the last token's
+     * time (from the first arrival at 0). */
+    double ttft_p50, ttft_p99, tpot_p50, tpot_p99, end_s;
+    double t_decode_only;               /* of time_s, the decode-only steps' */
+};
+
+/* The modelled clock and each request's times (indexed by its sequence id). */
+struct sim_clock {
+    double now;
+    double *arrive, *first, *last;     /* [n] seconds; first < 0: no token yet */
+    int *generated;                    /* [n] tokens out */
 };
 
 static struct sim_cost cost_of(const struct sim_opts *o)
@@ -112,9 +137,9 @@ static int padded_batch(const struct sim_cost *c, int n)
 }
 
 /* The modelled time of plan o (before the scheduler's update: n_computed is where each
- * sequence starts). */
-static void step_cost(const struct sim_cost *c, const struct pgd__sched_out *o, int bs,
-                      struct sim_result *r)
+ * sequence starts), added to r's sums; returns it. */
+static double step_cost(const struct sim_cost *c, const struct pgd__sched_out *o, int bs,
+                        struct sim_result *r)
 {
     double tokens = o->n_tokens, rows = 0, pairs = 0, kv = 0;
     for (int i = 0; i < o->n; i++) {
@@ -136,7 +161,9 @@ static void step_cost(const struct sim_cost *c, const struct pgd__sched_out *o, 
     /* The plan's swap copies, over the host link, before the step. */
     double ts = (o->swap_out.n + o->swap_in.n) * c->kv_bytes_tok * bs / c->host_gbps;
     r->t_swap += ts;
-    r->time_s += (tw > tf ? tw : tf) + tk + ts;
+    const double t = (tw > tf ? tw : tf) + tk + ts;
+    r->time_s += t;
+    return t;
 }
 
 /* A generated token: any id, the same for the same sequence and length. */
@@ -146,12 +173,13 @@ static int32_t sim_token(const struct pgd__seq *q, int vocab)
     return (int32_t)(pgd_tool_splitmix(&x) % (uint64_t)vocab);
 }
 
-/* One step: plan, cost, update; caught-up sequences sample, those at their length finish
- * (the plan's entries stay valid: finishing only takes them off the queues). False when the
- * scheduler planned nothing with work left. */
+/* One step: plan, cost (the clock moves on by it), update; caught-up sequences sample at
+ * the step's end, those at their length finish (the plan's entries stay valid: finishing
+ * only takes them off the queues). False when the scheduler planned nothing with work
+ * left. */
 static bool sim_step(const struct sim_opts *o, const struct sim_cost *c,
-                     struct pgd__scheduler *sched, struct sim_result *r, char *err,
-                     size_t errlen)
+                     struct pgd__scheduler *sched, struct sim_result *r, struct sim_clock *ck,
+                     char *err, size_t errlen)
 {
     const struct pgd__sched_out *p = pgd__scheduler_schedule(sched);
     if (p->n == 0) {
@@ -169,7 +197,10 @@ static bool sim_step(const struct sim_opts *o, const struct sim_cost *c,
             r->prompt_computed +=
                 (unsigned long long)((end < q->n_prompt ? end : q->n_prompt) - q->n_computed);
     }
-    step_cost(c, p, o->block_size, r);
+    const double t = step_cost(c, p, o->block_size, r);
+    ck->now += t;
+    if (p->decode_only)
+        r->t_decode_only += t;
     r->blocks_swapped += (unsigned long long)(p->swap_out.n + p->swap_in.n);
     pgd__scheduler_update(sched, p);
     for (int i = 0; i < p->n; i++) {
@@ -178,9 +209,52 @@ static bool sim_step(const struct sim_opts *o, const struct sim_cost *c,
             continue;
         pgd__seq_append(q, sim_token(q, o->vocab));
         r->generated++;
+        if (ck->first[q->id] < 0)
+            ck->first[q->id] = ck->now;
+        ck->last[q->id] = ck->now;
+        ck->generated[q->id]++;
         if (q->n_tokens == q->tokens_cap)
             pgd__scheduler_finish(sched, q);
     }
+    return true;
+}
+
+static int cmp_seconds(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* r's served latency from the clock of a finished run of n requests: TTFT from arrival to
+ * the first token, TPOT (last - first) / (tokens - 1) over the requests of more than one
+ * token, as vLLM's benchmark counts them. */
+static bool latency_stats(const struct sim_clock *ck, int n, struct sim_result *r, char *err,
+                          size_t errlen)
+{
+    const size_t nz = n > 0 ? (size_t)n : 1;
+    double *ttft = malloc(nz * sizeof *ttft), *tpot = malloc(nz * sizeof *tpot);
+    if (!ttft || !tpot) {
+        free(ttft);
+        free(tpot);
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    int n_tpot = 0;
+    r->end_s = 0;
+    for (int i = 0; i < n; i++) {
+        ttft[i] = ck->first[i] - ck->arrive[i];
+        if (ck->generated[i] > 1)
+            tpot[n_tpot++] = (ck->last[i] - ck->first[i]) / (ck->generated[i] - 1);
+        r->end_s = ck->last[i] > r->end_s ? ck->last[i] : r->end_s;
+    }
+    qsort(ttft, (size_t)n, sizeof *ttft, cmp_seconds);
+    qsort(tpot, (size_t)n_tpot, sizeof *tpot, cmp_seconds);
+    r->ttft_p50 = bs_percentile(ttft, n, 50);
+    r->ttft_p99 = bs_percentile(ttft, n, 99);
+    r->tpot_p50 = bs_percentile(tpot, n_tpot, 50);
+    r->tpot_p99 = bs_percentile(tpot, n_tpot, 99);
+    free(ttft);
+    free(tpot);
     return true;
 }
 
@@ -210,28 +284,47 @@ static bool simulate(const struct sim_opts *o, const struct sim_cost *c,
         pgd__kv_manager_fini(&kv);
         return false;
     }
+    const int n = o->w.num_prompts;
     int max_in = 1;
-    for (int i = 0; i < o->w.num_prompts; i++)
+    for (int i = 0; i < n; i++)
         max_in = in[i] > max_in ? in[i] : max_in;
-    struct pgd__seq *seqs = calloc((size_t)o->w.num_prompts, sizeof *seqs);
+    const size_t nz = n > 0 ? (size_t)n : 1;
+    struct pgd__seq *seqs = calloc(nz, sizeof *seqs);
     int32_t *ids = malloc((size_t)max_in * sizeof *ids);
-    bool ok = seqs && ids;
+    struct sim_clock ck = { .arrive = calloc(nz, sizeof(double)),
+                            .first = malloc(nz * sizeof(double)),
+                            .last = calloc(nz, sizeof(double)),
+                            .generated = calloc(nz, sizeof(int)) };
+    bool ok = seqs && ids && ck.arrive && ck.first && ck.last && ck.generated;
     if (!ok)
         snprintf(err, errlen, "out of memory");
+    for (int i = 0; ok && i < n; i++)
+        ck.first[i] = -1;
+    if (ok && isfinite(o->request_rate))
+        pgd_tool_arrivals(n, o->request_rate, o->burstiness, o->w.seed, ck.arrive);
     uint64_t prng = o->w.seed ^ 0xA5A5A5A5DEADBEEFULL;
-    int n_init = 0;
-    for (; ok && n_init < o->w.num_prompts; n_init++) {
-        int i = n_init;
-        for (int j = 0; j < in[i]; j++)
-            ids[j] = (int32_t)(pgd_tool_splitmix(&prng) % (uint64_t)o->vocab);
-        if (pgd__seq_init(&seqs[i], (uint64_t)i, ids, in[i], in[i] + out[i], err, errlen)) {
-            ok = false;
-            break;
+    int n_init = 0;                    /* requests arrived (and added) so far */
+    while (ok) {
+        for (; ok && n_init < n && ck.arrive[n_init] <= ck.now; n_init++) {
+            int i = n_init;
+            for (int j = 0; j < in[i]; j++)
+                ids[j] = (int32_t)(pgd_tool_splitmix(&prng) % (uint64_t)o->vocab);
+            ok = pgd__seq_init(&seqs[i], (uint64_t)i, ids, in[i], in[i] + out[i], err,
+                               errlen) == PGD_OK;
+            if (ok)
+                pgd__scheduler_add(&sched, &seqs[i]);
         }
-        pgd__scheduler_add(&sched, &seqs[i]);
+        if (!ok)
+            break;
+        if (pgd__scheduler_has_work(&sched))
+            ok = sim_step(o, c, &sched, r, &ck, err, errlen);
+        else if (n_init < n)
+            ck.now = ck.arrive[n_init];   /* idle until the next arrival */
+        else
+            break;
     }
-    while (ok && pgd__scheduler_has_work(&sched))
-        ok = sim_step(o, c, &sched, r, err, errlen);
+    if (ok)
+        ok = latency_stats(&ck, n, r, err, errlen);
     r->preemptions = sched.n_preemptions;
     r->recomputed = sched.n_recomputed;
     r->swapped_out = sched.n_swapped_out;
@@ -245,10 +338,14 @@ static bool simulate(const struct sim_opts *o, const struct sim_cost *c,
     pgd__kv_manager_fini(&kv);
     free(seqs);
     free(ids);
+    free(ck.arrive);
+    free(ck.first);
+    free(ck.last);
+    free(ck.generated);
     return ok;
 }
 
-static void print_result(const char *name, const struct sim_result *r, long sum_out)
+static void print_result(const char *name, const struct sim_result *r, int n, long sum_out)
 {
     printf("%-38s %6llu steps (%5llu decode-only), %5llu preemptions (%llu swapped out, %llu "
            "in; %llu blocks copied), %9llu tokens recomputed, %9llu prompt tokens computed, max "
@@ -257,6 +354,14 @@ static void print_result(const char *name, const struct sim_result *r, long sum_
            r->swapped_out, r->swapped_in, r->blocks_swapped, r->recomputed, r->prompt_computed,
            r->max_running, r->time_s, r->t_weights, r->t_flops, r->t_kv, r->t_swap,
            r->time_s > 0 ? sum_out / r->time_s : 0.0);
+    const unsigned long long mixed = r->steps - r->decode_only;
+    printf("    served (modelled): TTFT median %.1f ms, p99 %.1f ms; TPOT median %.2f ms, p99 "
+           "%.2f ms; %.2f requests/s, %.1f output tok/s over %.2f s; a decode-only step %.2f "
+           "ms, a mixed one %.2f ms (means)\n", 1e3 * r->ttft_p50, 1e3 * r->ttft_p99,
+           1e3 * r->tpot_p50, 1e3 * r->tpot_p99, r->end_s > 0 ? n / r->end_s : 0.0,
+           r->end_s > 0 ? sum_out / r->end_s : 0.0, r->end_s,
+           r->decode_only ? 1e3 * r->t_decode_only / r->decode_only : 0.0,
+           mixed ? 1e3 * (r->time_s - r->t_decode_only) / mixed : 0.0);
 }
 
 static const char *mode_name(enum pgd_preemption_mode m)
@@ -277,7 +382,7 @@ static bool run_modes(const struct sim_opts *o, const struct sim_cost *c,
         if (!simulate(o, c, &sp, in, out, &r, err, errlen))
             return false;
         snprintf(name, sizeof name, "%s, %s", policy, mode_name(o->modes[m]));
-        print_result(name, &r, sum_out);
+        print_result(name, &r, o->w.num_prompts, sum_out);
     }
     return true;
 }
@@ -319,9 +424,19 @@ static int run_sim(const struct sim_opts *o)
                                                  : "their own batch");
     printf("swapping: %.2f GiB of host blocks, copies at %.0f GB/s; auto swaps from %d "
            "computed tokens\n", o->swap_gib, o->host_gbps, o->swap_min_tokens);
-    struct pgd__sched_params sp = { .max_num_seqs = o->max_num_seqs,
-                                    .max_num_batched_tokens = o->max_num_batched_tokens,
-                                    .enable_chunked_prefill = true, .policy = PGD_SCHED_FCFS };
+    if (isfinite(o->request_rate))
+        printf("arrivals: %.2f requests/s, burstiness %g; long_prefill_token_threshold %d\n",
+               o->request_rate, o->burstiness, o->long_prefill_token_threshold);
+    else
+        printf("arrivals: all at once; long_prefill_token_threshold %d\n",
+               o->long_prefill_token_threshold);
+    struct pgd__sched_params sp = {
+        .max_num_seqs = o->max_num_seqs,
+        .max_num_batched_tokens = o->max_num_batched_tokens,
+        .enable_chunked_prefill = true,
+        .long_prefill_token_threshold = o->long_prefill_token_threshold,
+        .policy = PGD_SCHED_FCFS,
+    };
     if (!run_modes(o, &c, sp, "vllm (admit while free)", in, out, sum_out, err, sizeof err))
         goto done;
     for (int k = 0; k < o->n_headroom; k++) {
@@ -366,7 +481,12 @@ static void sim_usage(FILE *f)
             "  --preemption-mode LIST   recompute, swap, auto, comma-separated (default all)\n"
             "  --swap-space GIB         host memory for swapped KV blocks (default 4)\n"
             "  --host-gbps X            the swap copies' bandwidth (default 25)\n"
-            "  --swap-min-tokens N      auto swaps from N computed tokens (default %d)\n",
+            "  --swap-min-tokens N      auto swaps from N computed tokens (default %d)\n"
+            "  --long-prefill-token-threshold N   the most tokens one sequence computes in\n"
+            "                           a step (default 0: the budget's)\n"
+            "  --request-rate R|inf     arrivals, as `pagoda bench serve` sends them\n"
+            "                           (default inf: all at once)\n"
+            "  --burstiness B           gamma shape of the gaps (1 = Poisson; default 1)\n",
             PGD__SCHED_HEADROOM_STEPS_DEFAULT, PGD__SCHED_SWAP_MIN_TOKENS_DEFAULT);
 }
 
@@ -424,6 +544,9 @@ int pgd_cmd_bench_scheduler(int argc, char **argv)
         { "preemption-mode", required_argument, 0, 'M' },
         { "swap-space", required_argument, 0, 's' }, { "host-gbps", required_argument, 0, 'g' },
         { "swap-min-tokens", required_argument, 0, 'm' },
+        { "long-prefill-token-threshold", required_argument, 0, 'l' },
+        { "request-rate", required_argument, 0, 'r' },
+        { "burstiness", required_argument, 0, 'u' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     struct sim_opts o = { .w = PGD_TOOL_WORKLOAD_DEFAULT, .max_num_seqs = 1024,
@@ -435,7 +558,8 @@ int pgd_cmd_bench_scheduler(int argc, char **argv)
                           .headroom = { PGD__SCHED_HEADROOM_STEPS_DEFAULT }, .n_headroom = 1,
                           .modes = { PGD_PREEMPT_RECOMPUTE, PGD_PREEMPT_SWAP, PGD_PREEMPT_AUTO },
                           .n_modes = 3, .swap_gib = 4, .host_gbps = 25,
-                          .swap_min_tokens = PGD__SCHED_SWAP_MIN_TOKENS_DEFAULT };
+                          .swap_min_tokens = PGD__SCHED_SWAP_MIN_TOKENS_DEFAULT,
+                          .request_rate = INFINITY, .burstiness = 1 };
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
@@ -484,6 +608,11 @@ int pgd_cmd_bench_scheduler(int argc, char **argv)
         case 'g': o.host_gbps = strtod(optarg, &end); break;
         case 'm': o.swap_min_tokens = (int)strtol(optarg, &end, 10); break;
         case 'T': o.tflops = strtod(optarg, &end); break;
+        case 'l': o.long_prefill_token_threshold = (int)strtol(optarg, &end, 10); break;
+        case 'r':
+            o.request_rate = !strcmp(optarg, "inf") ? INFINITY : strtod(optarg, &end);
+            break;
+        case 'u': o.burstiness = strtod(optarg, &end); break;
         case 'h': sim_usage(stdout); return 0;
         default:
             switch (pgd_tool_workload_option(&o.w, c, optarg, "pagoda bench scheduler")) {
@@ -501,7 +630,8 @@ int pgd_cmd_bench_scheduler(int argc, char **argv)
         o.max_num_batched_tokens <= 0 || o.num_blocks <= 0 || o.block_size <= 0 ||
         o.layers <= 0 || o.hidden <= 0 || o.intermediate <= 0 || o.heads <= 0 ||
         o.kv_heads <= 0 || o.hidden % o.heads || o.vocab <= 1 || !(o.gbps > 0) ||
-        !(o.tflops > 0) || !(o.swap_gib >= 0) || !(o.host_gbps > 0) || o.swap_min_tokens < 0) {
+        !(o.tflops > 0) || !(o.swap_gib >= 0) || !(o.host_gbps > 0) || o.swap_min_tokens < 0 ||
+        o.long_prefill_token_threshold < 0 || !(o.request_rate > 0) || !(o.burstiness > 0)) {
         sim_usage(stderr);
         return 2;
     }

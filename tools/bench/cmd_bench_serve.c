@@ -448,19 +448,8 @@ static double *arrivals(const struct serve_opts *o)
     if (!isfinite(o->request_rate))
         return NULL;
     double *t = malloc((size_t)n * sizeof *t);
-    if (!t)
-        return NULL;
-    uint64_t rng = o->data.seed * 0x9E3779B97F4A7C15ULL + 3;
-    double sum = 0;
-    for (int i = 0; i < n; i++) {
-        sum += isfinite(o->burstiness)
-                   ? pgd_tool_gamma(&rng, o->burstiness, 1.0 / (o->request_rate * o->burstiness))
-                   : 1.0 / o->request_rate;
-        t[i] = sum;
-    }
-    double scale = sum > 0 ? (n / o->request_rate) / sum : 1;
-    for (int i = 0; i < n; i++)
-        t[i] *= scale;
+    if (t)
+        pgd_tool_arrivals(n, o->request_rate, o->burstiness, o->data.seed, t);
     return t;
 }
 
