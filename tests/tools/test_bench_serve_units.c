@@ -185,6 +185,36 @@ Test(bench_serve_draw, gamma_moments)
     }
 }
 
+/* Arrivals at 20 requests/s: ascending, the last at n / rate, the same for the same seed and
+ * others for another; Poisson gaps (burstiness 1) have a coefficient of variation near 1,
+ * burstiness 4 near 1/2, and an infinite one spaces them evenly. */
+Test(bench_serve_draw, arrivals)
+{
+    enum { N = 20000 };
+    static double t[N], u[N];
+    const double cv_want[3] = { 1.0, 0.5, 0.0 };
+    for (int k = 0; k < 3; k++) {
+        double b = (double[]){ 1.0, 4.0, INFINITY }[k];
+        pgd_tool_arrivals(N, 20.0, b, 7, t);
+        pgd_tool_arrivals(N, 20.0, b, 7, u);
+        cr_assert_eq(memcmp(t, u, sizeof t), 0, "burstiness %g: not deterministic", b);
+        cr_assert(fabs(t[N - 1] - N / 20.0) < 1e-9 * N, "burstiness %g: last at %g", b,
+                  t[N - 1]);
+        double sum = 0, sq = 0, prev = 0;
+        for (int i = 0; i < N; i++) {
+            cr_assert_geq(t[i], prev, "burstiness %g: arrival %d goes back", b, i);
+            sum += t[i] - prev;
+            sq += (t[i] - prev) * (t[i] - prev);
+            prev = t[i];
+        }
+        double mean = sum / N, sd = sqrt(fmax(sq / N - mean * mean, 0));
+        cr_assert(fabs(sd / mean - cv_want[k]) < 0.03, "burstiness %g: CV %g", b, sd / mean);
+    }
+    pgd_tool_arrivals(N, 20.0, 1.0, 7, t);
+    pgd_tool_arrivals(N, 20.0, 1.0, 8, u);
+    cr_assert_neq(memcmp(t, u, sizeof t), 0, "seeds 7 and 8 gave the same arrivals");
+}
+
 /* ---- the /metrics parser of the "Server steps" section ------------------------------- */
 
 static int parse(const char *line, struct bs_prom_sample *smp)
