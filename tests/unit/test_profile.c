@@ -250,6 +250,37 @@ Test(op_profile, bench_latency_prints_the_tables)
     free(got);
 }
 
+/* `pagoda bench latency --mixed D+C,...` times steps of D decodes beside a C-token prompt
+ * chunk (between the decode and the prefill figures), each with its per-op table under
+ * --profile-ops; a malformed list is refused. */
+Test(op_profile, bench_latency_times_mixed_steps)
+{
+    char cmd[4096];
+    int status;
+    char *got = bench_latency("--batch 2 --prompt-len 7 --context 4 --steps 2 --warmup 1 "
+                              "--mixed 3+5,2+9 --profile-ops", cmd, sizeof cmd, &status);
+    cr_assert_eq(status, 0, "%s\n%s", cmd, got);
+    const char *dec = strstr(got, "batch 2, eager decode steps:");
+    const char *mix = strstr(got, "mixed steps (D sequences decoding at 4 tokens of context");
+    const char *m1 = strstr(got, "3 decodes beside a 5-token chunk:");
+    const char *m2 = strstr(got, "2 decodes beside a 9-token chunk:");
+    const char *pre = strstr(got, "prefill of 7 tokens:");
+    cr_assert(dec && mix && m1 && m2 && pre && dec < mix && mix < m1 && m1 < m2 && m2 < pre,
+              "%s", got);
+    cr_assert(strstr(mix, "\n       3        5 ") && strstr(mix, "\n       2        9 "), "%s",
+              got);
+    cr_assert(strstr(m1, "per-op time, 2 steps") && strstr(m1, "\nrope+attention "), "%s", got);
+    free(got);
+    static const char *const BAD[] = { "--mixed 3", "--mixed 3+", "--mixed 0+5",
+                                       "--mixed 3+5,x", "--mixed 3+5+1" };
+    for (int i = 0; i < 5; i++) {
+        got = bench_latency(BAD[i], cmd, sizeof cmd, &status);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2, "%s\n%s", cmd, got);
+        cr_assert(strstr(got, "--mixed:"), "%s\n%s", cmd, got);
+        free(got);
+    }
+}
+
 /* `pagoda bench latency --temperature T` decodes by sampling (plain temperature, as vLLM's
  * benchmarks, or with --top-p and --top-k); values out of range are refused. */
 Test(op_profile, bench_latency_samples_at_a_temperature)

@@ -1,4 +1,4 @@
-/* The latency benchmark's look inside a step: the per-op profile of decode and prefill steps
+/* The latency benchmark's look inside a step: the per-op profile of decode, prefill and mixed steps
  * (runtime/runner/op_profile.h) and the report of the cuBLASLt tunings the steps made
  * (kernels/cuda/gemm_tune.cu). */
 #include "config.h"
@@ -57,24 +57,25 @@ int pgd_bench_profile_decode(struct pgd__runner *r, struct pgd__step_seq *seqs, 
     return rc;
 }
 
-struct prefill_arg {
-    const struct pgd__step_seq *s;
+struct same_arg {
+    const struct pgd__step_seq *seqs;
+    int n_seqs;
     int32_t *ids;
 };
 
-static int prefill_step(struct pgd__runner *r, void *arg, int i, char *err, size_t errlen)
+static int same_step(struct pgd__runner *r, void *arg, int i, char *err, size_t errlen)
 {
     (void)i;
-    struct prefill_arg *a = arg;
-    return pgd__runner_step_greedy(r, a->s, 1, a->ids, err, errlen) ? -1 : 0;
+    struct same_arg *a = arg;
+    return pgd__runner_step_greedy(r, a->seqs, a->n_seqs, a->ids, err, errlen) ? -1 : 0;
 }
 
-int pgd_bench_profile_prefill(struct pgd__runner *r, const struct pgd__step_seq *s,
-                              int32_t *ids, int steps, double gbps, double tflops, FILE *out,
-                              char *err, size_t errlen)
+int pgd_bench_profile_steps(struct pgd__runner *r, const struct pgd__step_seq *seqs, int n_seqs,
+                            int32_t *ids, int steps, double gbps, double tflops, FILE *out,
+                            char *err, size_t errlen)
 {
-    struct prefill_arg a = { s, ids };
-    return profiled(r, steps, gbps, tflops, out, prefill_step, &a, err, errlen);
+    struct same_arg a = { seqs, n_seqs, ids };
+    return profiled(r, steps, gbps, tflops, out, same_step, &a, err, errlen);
 }
 
 void pgd_bench_print_gemm_tunings(const struct pgd__runner *r, FILE *out)

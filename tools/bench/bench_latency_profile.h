@@ -13,11 +13,12 @@
 int pgd_bench_profile_decode(struct pgd__runner *r, struct pgd__step_seq *seqs, int n_seqs,
                              int32_t *ids, int steps, double gbps, double tflops, FILE *out,
                              char *err, size_t errlen);
-/* Prefill: `steps` repetitions of the one-sequence step s (its whole prompt), the first
- * untimed, with the per-op profile on; the table printed to out. */
-int pgd_bench_profile_prefill(struct pgd__runner *r, const struct pgd__step_seq *s,
-                              int32_t *ids, int steps, double gbps, double tflops, FILE *out,
-                              char *err, size_t errlen);
+/* One step repeated: `steps` runs of the step of seqs [n_seqs] as it stands (a prefill, a
+ * mixed step; a decode writes the same position again), the first untimed, with the
+ * per-op profile on; the table printed to out. ids gets each run's tokens. */
+int pgd_bench_profile_steps(struct pgd__runner *r, const struct pgd__step_seq *seqs, int n_seqs,
+                            int32_t *ids, int steps, double gbps, double tflops, FILE *out,
+                            char *err, size_t errlen);
 /* The runner's cuBLASLt tunings so far (shape, n bucket, the heuristic's first and the
  * chosen algorithm's time, the time the tuning took), or nothing on the CPU. */
 void pgd_bench_print_gemm_tunings(const struct pgd__runner *r, FILE *out);

@@ -1,4 +1,5 @@
-/* pagoda bench latency: decode milliseconds per step at batch 1..B and time to first token
+/* pagoda bench latency: decode milliseconds per step at batch 1..B, mixed steps (decodes
+ * beside a prompt chunk, as a served step that admits a request) and time to first token
  * at given prompt lengths, through the model runner with fixed block tables (no scheduler),
  * each figure printed beside its physical bound measured in the same run: the bytes a step
  * must read (weights, plus the KV cache it attends over) over the device-to-device copy
@@ -29,6 +30,8 @@ struct bench_opts {
     struct pgd_tool_model m;         /* the model, device, dtype and plugin dirs */
     int batch[MAX_LIST], n_batch;
     int prompt[MAX_LIST], n_prompt;
+    /* --mixed D+C,...: a step of D decodes (at --context) beside a C-token prompt chunk */
+    int mixed_dec[MAX_LIST], mixed_chunk[MAX_LIST], n_mixed;
     int context, steps, warmup, num_blocks;
     uint64_t seed;
     float temperature;               /* --temperature: 0 decodes greedily, else samples */
@@ -73,6 +76,114 @@ static int profile_steps(const struct bench_opts *o)
     return o->profile_ops ? 1 + (o->steps < 10 ? o->steps : 10) : 0;
 }
 
+/* --mixed "D+C,D+C": up to MAX_LIST pairs of positive numbers; the message on stderr. */
+static int parse_mixed(const char *s, struct bench_opts *o)
+{
+    o->n_mixed = 0;
+    while (*s) {
+        char *end;
+        long dn = strtol(s, &end, 10), cn = 0;
+        bool ok = end != s && *end == '+' && dn > 0 && dn <= 1 << 16;
+        if (ok) {
+            const char *c = end + 1;
+            cn = strtol(c, &end, 10);
+            ok = end != c && cn > 0 && cn <= 1 << 20 && (*end == ',' || !*end) &&
+                 o->n_mixed < MAX_LIST;
+        }
+        if (!ok) {
+            fprintf(stderr, "pagoda bench: --mixed: '%s' is not a list of D+C (decodes, chunk "
+                    "tokens; at most %d)\n", s, MAX_LIST);
+            return -1;
+        }
+        o->mixed_dec[o->n_mixed] = (int)dn;
+        o->mixed_chunk[o->n_mixed++] = (int)cn;
+        s = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* A mixed step's timed repetitions (the median is reported), after one untimed. */
+#define MIXED_REPS 5
+
+/* What the sections of a run share: the runner, the model's sizes and the device's
+ * ceilings, and the buffers (tokens, block table, sequences, output ids). */
+struct lat_run {
+    struct pgd__runner *r;
+    const struct pgd_model_desc *d;
+    int32_t *tokens, *table, *ids;
+    struct pgd__step_seq *seqs;      /* [max(max batch, max mixed decodes + 1)] */
+    int per_seq;                     /* blocks a decoding sequence holds */
+    int chunk_block;                 /* the first block of a mixed step's prompt chunk */
+    int bs;                          /* tokens a block */
+    double wbytes, body, head, kv_tok, gbps, tflops;
+};
+
+/* --mixed: for each D+C, D sequences prefilled to --context decode one token each beside
+ * one new sequence's first C prompt tokens (its last row sampled, as a short prompt
+ * finishing in the step), the step repeated and its median time printed beside its bound;
+ * with --profile-ops a per-op table of the same step. */
+static int mixed_steps(const struct bench_opts *o, struct lat_run *L, char *err, size_t errlen)
+{
+    printf("\nmixed steps (D sequences decoding at %d tokens of context beside a C-token "
+           "prompt chunk; the median of %d):\n", o->context, MIXED_REPS);
+    for (int mi = 0; mi < o->n_mixed; mi++) {
+        const int D = o->mixed_dec[mi], C = o->mixed_chunk[mi];
+        if (mi == 0 || o->profile_ops)
+            printf("%8s %8s %10s %12s %10s %9s\n", "decodes", "chunk", "ms", "bound ms",
+                   "bound by", "% bound");
+        for (int s = 0; s < D; s++)
+            L->seqs[s] = (struct pgd__step_seq){ .tokens = L->tokens + (size_t)s * o->context,
+                                                 .n_new = o->context,
+                                                 .block_table = L->table + (size_t)s * L->per_seq,
+                                                 .n_blocks = L->per_seq, .n_logits = 1 };
+        if (pgd__runner_step_greedy(L->r, L->seqs, D, L->ids, err, errlen))
+            return -1;
+        L->seqs[D] = (struct pgd__step_seq){ .tokens = L->tokens, .n_new = C,
+                                             .block_table = L->table + L->chunk_block,
+                                             .n_blocks = (C + L->bs - 1) / L->bs,
+                                             .n_logits = 1 };
+        double t[MIXED_REPS];
+        for (int rep = -1; rep < MIXED_REPS; rep++) {
+            for (int s = 0; s < D; s++) {
+                L->seqs[s].n_computed = o->context + rep + 1;
+                L->seqs[s].n_new = 1;
+                L->seqs[s].tokens = L->ids + s;    /* feed back the token */
+            }
+            double t0 = 1e3 * pgd__now_s();
+            if (pgd__runner_step_greedy(L->r, L->seqs, D + 1, L->ids, err, errlen))
+                return -1;
+            if (rep >= 0)
+                t[rep] = 1e3 * pgd__now_s() - t0;
+        }
+        qsort(t, MIXED_REPS, sizeof t[0], cmp_double);
+        const double ctx = o->context + MIXED_REPS / 2.0, n_layers = L->d->n_layers;
+        double flops = 2.0 * (D + C) * L->body + 2.0 * (D + 1) * L->head +
+                       4.0 * n_layers * L->d->hidden_size * (D * ctx + C * (C + 1) / 2.0);
+        double t_fl = L->tflops > 0 ? flops / (L->tflops * 1e12) * 1e3 : 0;
+        double t_bw = L->gbps > 0 ? (L->wbytes + (D * ctx + C) * L->kv_tok) / (L->gbps * 1e9) * 1e3
+                                  : 0;
+        double bound = t_bw > t_fl ? t_bw : t_fl;
+        printf("%8d %8d %10.2f %12.3f %10s %8.1f%%\n", D, C, t[MIXED_REPS / 2], bound,
+               bound <= 0 ? "-" : (t_bw > t_fl ? "bytes" : "flops"),
+               bound > 0 ? 100.0 * bound / t[MIXED_REPS / 2] : 0.0);
+        if (o->profile_ops) {
+            printf("\n%d decodes beside a %d-token chunk:\n", D, C);
+            if (pgd_bench_profile_steps(L->r, L->seqs, D + 1, L->ids, profile_steps(o),
+                                        L->gbps, L->tflops, stdout, err, errlen))
+                return -1;
+            printf("\n");
+        }
+        fflush(stdout);
+    }
+    return 0;
+}
+
 static void bench_usage(FILE *out)
 {
     fprintf(out,
@@ -95,6 +206,9 @@ static void bench_usage(FILE *out)
             "  --batch LIST             decode batch sizes (default 1,2,4,8,16,32)\n"
             "  --prompt-len LIST        prompt lengths for time to first token (default 128,512,2048)\n"
             "  --context N              tokens in each sequence's cache while decoding (default 128)\n"
+            "  --mixed D+C,...          mixed steps: D sequences decoding beside a C-token\n"
+            "                           prompt chunk (a served step that admits a request;\n"
+            "                           e.g. 100+300); default none\n"
             "  --steps N                timed decode steps per batch size (default 32)\n"
             "  --temperature T          decode by sampling at temperature T (top_p 1, as vLLM's\n"
             "                           benchmarks); default 0: greedy\n"
@@ -122,12 +236,6 @@ static int parse_list(const char *flag, const char *s, int *v, int *n)
         return -1;
     }
     return 0;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* The device's ceilings: copy bandwidth (GB/s, read + write) and GEMM rate (TFLOP/s). */
@@ -163,11 +271,19 @@ static int run(const struct bench_opts *o)
     struct pgd__step_seq *seqs = NULL;
     struct decode_sampling samp = { .sp = pgd_sampling_default_params() }, *ds = NULL;
     int rc = 1;
-    int max_b = 1, max_p = 1;
+    int max_b = 1, max_p = 1, max_step = 1, max_c = 0;
     for (int i = 0; i < o->n_batch; i++)
         max_b = o->batch[i] > max_b ? o->batch[i] : max_b;
+    for (int i = 0; i < o->n_mixed; i++) {
+        max_b = o->mixed_dec[i] > max_b ? o->mixed_dec[i] : max_b;
+        max_c = o->mixed_chunk[i] > max_c ? o->mixed_chunk[i] : max_c;
+        int n = o->mixed_dec[i] + o->mixed_chunk[i];
+        max_step = n > max_step ? n : max_step;
+    }
     for (int i = 0; i < o->n_prompt; i++)
         max_p = o->prompt[i] > max_p ? o->prompt[i] : max_p;
+    if (max_c > max_p)
+        max_p = max_c;
 
     enum pgd_dtype gemm_dt = o->m.dtype == PGD_DTYPE_COUNT ? PGD_DTYPE_BF16 : o->m.dtype;
     double gbps, tflops;
@@ -177,17 +293,22 @@ static int run(const struct bench_opts *o)
     if (pgd_tool_registry(pgd_tool_model_plugin_dirs(&o->m), &reg, err, sizeof err))
         goto out;
 
-    int decode_len = o->context + o->warmup + o->steps + profile_steps(o) + 1;
+    int ahead = o->warmup + o->steps > MIXED_REPS ? o->warmup + o->steps : MIXED_REPS;
+    int decode_len = o->context + ahead + profile_steps(o) + 1;
     struct pgd__runner_params p;
     pgd__runner_default_params(&p);
     pgd_tool_model_runner_params(&o->m, reg, &p);
     p.seed = o->seed;
-    p.max_num_seqs = max_b;
+    p.max_num_seqs = o->n_mixed ? max_b + 1 : max_b;      /* a mixed step's chunk: one more */
     p.max_num_batched_tokens = max_p > max_b * o->context ? max_p : max_b * o->context;
+    if (p.max_num_batched_tokens < max_step)
+        p.max_num_batched_tokens = max_step;
     if (p.max_num_batched_tokens < max_b)
         p.max_num_batched_tokens = max_b;
     int bs = p.block_size;
-    int per_seq = (decode_len + bs - 1) / bs, need = max_b * per_seq;
+    /* Blocks: every decoding sequence's, then a mixed step's chunk after them. */
+    int per_seq = (decode_len + bs - 1) / bs, chunk_block = max_b * per_seq;
+    int need = chunk_block + (max_c + bs - 1) / bs;
     if ((max_p + bs - 1) / bs > need)
         need = (max_p + bs - 1) / bs;
     p.num_blocks = o->num_blocks > 0 ? o->num_blocks : (o->m.device == PGD_DEVICE_CPU ? need : 0);
@@ -220,8 +341,8 @@ static int run(const struct bench_opts *o)
     size_t tok_cap = (size_t)(max_p > max_b * o->context ? max_p : max_b * o->context) + 64;
     tokens = malloc(tok_cap * sizeof *tokens);
     table = malloc((size_t)(need + 1) * sizeof *table);
-    seqs = calloc((size_t)max_b, sizeof *seqs);
-    ids = malloc((size_t)(max_b > max_p ? max_b : max_p) * sizeof *ids);
+    seqs = calloc((size_t)max_b + 1, sizeof *seqs);
+    ids = malloc((size_t)(max_b + 1 > max_p ? max_b + 1 : max_p) * sizeof *ids);
     if (o->temperature > 0) {
         samp.sp.temperature = o->temperature;
         samp.sp.top_p = o->top_p;
@@ -297,6 +418,14 @@ static int run(const struct bench_opts *o)
         fflush(stdout);
     }
 
+    /* ---- mixed steps ---- */
+    struct lat_run L = { .r = r, .d = d, .tokens = tokens, .table = table, .ids = ids,
+                         .seqs = seqs, .per_seq = per_seq, .chunk_block = chunk_block, .bs = bs,
+                         .wbytes = wbytes, .body = body, .head = head, .kv_tok = kv_tok,
+                         .gbps = gbps, .tflops = tflops };
+    if (o->n_mixed > 0 && mixed_steps(o, &L, err, sizeof err))
+        goto out;
+
     /* ---- time to first token ---- */
     printf("\ntime to first token (one sequence, whole prompt in one step):\n");
     printf("%8s %10s %12s %10s %9s\n", "prompt", "ms", "bound ms", "bound by", "% bound");
@@ -331,7 +460,7 @@ static int run(const struct bench_opts *o)
                                        .block_table = table, .n_blocks = (L + bs - 1) / bs,
                                        .n_logits = 1 };
             printf("\nprefill of %d tokens:\n", L);
-            if (pgd_bench_profile_prefill(r, &s, ids, 3, gbps, tflops, stdout, err, sizeof err))
+            if (pgd_bench_profile_steps(r, &s, 1, ids, 3, gbps, tflops, stdout, err, sizeof err))
                 goto out;
             printf("\n");
         }
@@ -392,7 +521,7 @@ int pgd_cmd_bench(int argc, char **argv)
         { "warmup", required_argument, 0, 'w' }, { "num-blocks", required_argument, 0, 'N' },
         { "seed", required_argument, 0, 'S' }, { "profile-ops", no_argument, 0, 'P' },
         { "temperature", required_argument, 0, 'T' }, { "top-p", required_argument, 0, 'U' },
-        { "top-k", required_argument, 0, 'K' },
+        { "top-k", required_argument, 0, 'K' }, { "mixed", required_argument, 0, 'M' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     struct bench_opts o = { .context = 128, .steps = 32, .warmup = 3, .top_p = 1.0f };
@@ -418,6 +547,7 @@ int pgd_cmd_bench(int argc, char **argv)
         case 'T': o.temperature = strtof(optarg, &end); break;
         case 'U': o.top_p = strtof(optarg, &end); break;
         case 'K': o.top_k = (int)strtol(optarg, &end, 10); break;
+        case 'M': if (parse_mixed(optarg, &o)) return 2; break;
         case 'h': bench_usage(stdout); return 0;
         default:
             switch (pgd_tool_model_option(&o.m, c, optarg)) {
