@@ -118,6 +118,14 @@ void pgd__engine_set_greedy_path(struct pgd_engine *e, bool on);
  * compare the two (the outputs are the same). */
 void pgd__engine_set_jump_forward(struct pgd_engine *e, bool on);
 
+/* Structured output's mask helpers from the next step on: n threads share a step's walks
+ * of the vocabulary with the engine thread when it has PGD__MASK_PARALLEL_MIN or more (0:
+ * the engine thread alone). The default is pgd__workers_default_threads(). For tests and
+ * benchmarks that compare the two (the masks are the same). */
+void pgd__engine_set_mask_threads(struct pgd_engine *e, int n);
+/* How many times so far a step's masks were shared with the helpers (any thread). */
+long pgd__engine_mask_shared_steps(const struct pgd_engine *e);
+
 /* The backend's ctx (borrowed). */
 void *pgd__engine_backend_ctx(const struct pgd_engine *e);
 /* The model runner of an engine made by pgd_engine_create (borrowed; for the benchmarks'

@@ -50,6 +50,9 @@ static void engine_free(struct pgd_engine *e)
         free(e->guides);
     }
     free(e->row);
+    free(e->mask_jobs);
+    free(e->jump_cs);
+    pgd__workers_destroy(e->mask_workers);
     for (int i = 0; i < 2; i++) {
         free(e->sets[i].seqs);
         free(e->sets[i].ss);
@@ -138,8 +141,11 @@ static enum pgd_status init_parts(struct pgd_engine *e, const struct pgd_engine_
     if ((st = pgd__sampler_init(&e->sampler, e->vocab, err, errlen)) != PGD_OK)
         return st;
     e->row = malloc((size_t)e->vocab * sizeof *e->row);
-    if (!e->row)
+    e->mask_jobs = malloc((size_t)p->max_num_seqs * sizeof *e->mask_jobs);
+    e->jump_cs = malloc((size_t)p->max_num_seqs * sizeof *e->jump_cs);
+    if (!e->row || !e->mask_jobs || !e->jump_cs)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "engine: no memory for step buffers");
+    e->mask_threads_set = pgd__workers_default_threads();
     /* Every token of a step may want its logits row (prompt logprobs). The second set only
      * for a step in flight. */
     int max_rows = p->max_num_batched_tokens > 0 ? p->max_num_batched_tokens : 1;
@@ -356,6 +362,19 @@ void pgd__engine_set_jump_forward(struct pgd_engine *e, bool on)
     pthread_mutex_lock(&e->mu);
     e->no_jump_forward = !on;
     pthread_mutex_unlock(&e->mu);
+}
+
+void pgd__engine_set_mask_threads(struct pgd_engine *e, int n)
+{
+    pthread_mutex_lock(&e->mu);
+    e->mask_threads_set = n < 0 ? 0 : n > 64 ? 64 : n;
+    pthread_mutex_unlock(&e->mu);
+}
+
+long pgd__engine_mask_shared_steps(const struct pgd_engine *e)
+{
+    return atomic_load_explicit(&((struct pgd_engine *)e)->mask_shared_steps,
+                                memory_order_relaxed);
 }
 
 void pgd__engine_set_greedy_path(struct pgd_engine *e, bool on)

@@ -21,6 +21,7 @@
 
 #include "runtime/engine/bad_words.h"
 #include "runtime/engine/engine_backend.h"
+#include "runtime/base/workers.h"
 #include "runtime/engine/engine_metrics.h"
 #include "runtime/engine/scheduler.h"
 #include "runtime/engine/stop.h"
@@ -28,6 +29,7 @@
 #include "runtime/kv/kv_manager.h"
 #include "runtime/sample/sample_rows.h"
 #include "runtime/spec/spec_config.h"
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -294,6 +296,14 @@ struct pgd_engine {
     bool pool_normalize;
     struct pgd__spec_scratch *spec_scratch;   /* owned; draft-model steps (engine_spec.c) */
     bool jump_forward;              /* the thread's copy of !no_jump_forward */
+    /* Structured output's masks: the rows a step makes masks for (engine_mask.c), and the
+     * helpers that make them with the engine thread when there are several (made when
+     * first needed, mask_threads of them; 0: the engine thread alone). */
+    struct pgd__mask_job *mask_jobs;    /* owned [max_num_seqs] */
+    struct pgd__child **jump_cs;    /* owned [max_num_seqs]: a landing step's jump-forward */
+    struct pgd__workers *mask_workers;  /* owned */
+    int mask_threads;               /* the thread's copy of mask_threads_set */
+    atomic_long mask_shared_steps;  /* mask batches shared with the helpers (tests read) */
 
     /* Compiled guides (structured output), shared by the requests; NULL without a
      * tokenizer. Thread-safe (its own lock). */
@@ -322,6 +332,7 @@ struct pgd_engine {
     bool paranoid;                  /* check invariants after every step (tests) */
     bool no_device_sampling;        /* always take full logits (tests) */
     bool no_jump_forward;           /* never append forced tokens (tests compare) */
+    int mask_threads_set;           /* mask helpers (pgd__engine_set_mask_threads) */
     int headroom_steps;             /* the scheduler's KV policy, copied into its params */
     bool preempt_cheapest;          /* by the engine thread (pgd__engine_set_kv_policy) */
 
@@ -370,6 +381,16 @@ bool pgd__flight_submit(struct pgd_engine *e, const struct pgd__sched_out *o, in
  * samples late (submit_masks), a row whose context ends in the step in flight's token is
  * marked allow_late instead (e->cur->late_masks): its mask waits for that token. */
 void pgd__engine_row_masks(struct pgd_engine *e, const struct pgd__sched_out *o);
+/* A row whose mask is to be made (by the engine thread or a mask helper). */
+struct pgd__mask_job {
+    struct pgd__child *c;
+    struct pgd__sample_row *row;    /* the row it is for, or NULL (jump-forward's look) */
+    int n_all;                      /* after this many of the sequence's tokens */
+};
+/* From this many walks of the vocabulary (grammar states not in their guide's cache,
+ * milliseconds each) a step shares its masks with the mask helpers. */
+#define PGD__MASK_PARALLEL_MIN 2
+
 /* The masks of step s's allow_late rows, once the step before has landed (every context
  * whole, every matcher past its token); a sample that ended meanwhile gets none (its row's
  * result is dropped). */
@@ -377,15 +398,18 @@ void pgd__engine_late_masks(struct pgd_engine *e, struct pgd__step_set *s);
 /* Child c (constrained) took tok: its matcher takes the token's bytes (EOS and stop ids end
  * the sample instead); a complete grammar ends the sample with "stop" (c->guide_done). */
 void pgd__guide_advance(const struct pgd_engine *e, struct pgd__child *c, int32_t tok);
-/* Jump-forward: while c's grammar (and bad words) allow exactly one token, and it is
- * neither EOS nor a stop id, the token is appended and emitted without a model step (the
- * next step computes them all with the last sampled one). The sampler would have taken it
- * anyway (one allowed token: whatever the temperature, penalties, bias or seed), so the
- * output is the same, in fewer steps. Not for requests with logprobs (a forced token has
- * no logits to rank). Under async scheduling, when the step in flight samples c's next
- * token, a forced token goes over its placeholder at once (c->n_ahead), so that the next
- * step computes every forced token, as in turn. */
-void pgd__jump_forward(struct pgd_engine *e, struct pgd__child *c);
+/* Jump-forward for the constrained samples cs [n] (distinct) that took a token in a landed
+ * step: while a sample's grammar (and bad words) allow exactly one token, and it is neither
+ * EOS nor a stop id, the token is appended and emitted without a model step (the next step
+ * computes them all with the last sampled one). The sampler would have taken it anyway (one
+ * allowed token: whatever the temperature, penalties, bias or seed), so the output is the
+ * same, in fewer steps. Not for requests with logprobs (a forced token has no logits to
+ * rank). Every sample's first look is made at once, its walks of the vocabulary shared
+ * with the mask helpers; those masks then serve the next step's rows. Under async
+ * scheduling, when the step in flight samples c's next token, a forced token goes over its
+ * placeholder at once (c->n_ahead), so that the next step computes every forced token, as
+ * in turn. */
+void pgd__jump_forward(struct pgd_engine *e, struct pgd__child *const *cs, int n);
 
 /* ---- speculative decoding (engine_spec.c); engine thread only ------------------------ */
 

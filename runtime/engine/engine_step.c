@@ -157,12 +157,14 @@ enum pgd_status pgd__engine_run_step(struct pgd_engine *e, int n_seqs, int n_row
 
 /* emit: each row's result of the step whose buffers are s (its sequences seqs [n]), in the
  * order prepare_step laid the rows out: prompt logprobs into their request, sampled tokens
- * appended (or, async scheduling, put in their placeholder) and emitted. Rows of a sample
- * that ended while its step was in flight are dropped. */
+ * appended (or, async scheduling, put in their placeholder) and emitted; then the
+ * constrained samples' jump-forward. Rows of a sample that ended while its step was in
+ * flight are dropped. */
 void pgd__engine_emit_results(struct pgd_engine *e, struct pgd__seq *const *seqs, int n,
                               const struct pgd__step_set *s)
 {
     int k = 0;                      /* the row, across all sequences */
+    int n_jump = 0;                 /* constrained samples that took a token */
     for (int i = 0; i < n; i++) {
         struct pgd__seq *seq = seqs[i];
         struct pgd__child *c = seq->owner;
@@ -204,10 +206,11 @@ void pgd__engine_emit_results(struct pgd_engine *e, struct pgd__seq *const *seqs
                 }
                 pgd__emit_token(e, c, tok, &s->res[k]);
                 if (c->gm)
-                    pgd__jump_forward(e, c);
+                    e->jump_cs[n_jump++] = c;
             }
         }
     }
+    pgd__jump_forward(e, e->jump_cs, n_jump);
 }
 
 /* Retires the requests whose samples all finished. */
@@ -410,6 +413,7 @@ static void inbox_take(struct pgd_engine *e, struct inbox *in)
     in->paranoid = e->paranoid;
     e->device_sampling = !e->no_device_sampling;
     e->jump_forward = !e->no_jump_forward;
+    e->mask_threads = e->mask_threads_set;
     e->sched.p.headroom_steps = e->headroom_steps;
     e->sched.p.preempt_cheapest = e->preempt_cheapest;
     pthread_mutex_unlock(&e->mu);

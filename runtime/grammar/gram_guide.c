@@ -323,33 +323,51 @@ static bool cache_ready(struct pgd__guide *g)
     return g->masks != NULL;
 }
 
+bool pgd__guide_mask_lookup(struct pgd__guide *g, const struct pgd__gmatch *m, uint32_t *mask)
+{
+    uint64_t k0, k1;
+    if (!state_key(m, &k0, &k1))
+        return false;
+    pthread_mutex_lock(&g->mu);
+    const struct pgd__mask_entry *e = cache_ready(g) ? slot(g, k0, k1) : NULL;
+    const bool hit = e && e->mask;
+    if (hit)
+        memcpy(mask, e->mask, g->words * sizeof *mask);
+    pthread_mutex_unlock(&g->mu);
+    return hit;
+}
+
 void pgd__guide_mask(struct pgd__guide *g, const struct pgd__vocab *v, struct pgd__gmatch *m,
                      const int32_t *end, int n_end, uint32_t *mask)
 {
     uint64_t k0, k1;
+    const bool keyed = state_key(m, &k0, &k1);      /* m is the caller's alone */
     pthread_mutex_lock(&g->mu);
-    if (!cache_ready(g) || !state_key(m, &k0, &k1)) {
-        pthread_mutex_unlock(&g->mu);
-        pgd__gmask_fill(m, v, end, n_end, mask);
-        return;
+    const bool cached = keyed && cache_ready(g);
+    if (cached) {
+        const struct pgd__mask_entry *e = slot(g, k0, k1);
+        if (e->mask) {
+            memcpy(mask, e->mask, g->words * sizeof *mask);
+            pthread_mutex_unlock(&g->mu);
+            return;
+        }
     }
-    struct pgd__mask_entry *e = slot(g, k0, k1);
-    if (e->mask) {
-        memcpy(mask, e->mask, g->words * sizeof *mask);
-        pthread_mutex_unlock(&g->mu);
-        return;
-    }
+    pthread_mutex_unlock(&g->mu);
+    /* A miss: the walk outside the lock, so that samples of the same guide walk at once
+     * (two that meet the same new state both walk it; the first to finish caches it). */
     pgd__gmask_fill(m, v, end, n_end, mask);
+    if (!cached)
+        return;
+    pthread_mutex_lock(&g->mu);
     if (g->n_masks * 2 >= g->mask_cap) {
         /* full: start over (states of a long generation rarely come back) */
         for (size_t i = 0; i < g->mask_cap; i++)
             free(g->masks[i].mask);
         memset(g->masks, 0, g->mask_cap * sizeof *g->masks);
         g->n_masks = 0;
-        e = slot(g, k0, k1);
     }
-    e->mask = malloc(g->words * sizeof *mask);
-    if (e->mask) {
+    struct pgd__mask_entry *e = slot(g, k0, k1);
+    if (!e->mask && (e->mask = malloc(g->words * sizeof *mask))) {
         memcpy(e->mask, mask, g->words * sizeof *mask);
         e->k0 = k0;
         e->k1 = k1;

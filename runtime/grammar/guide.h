@@ -67,7 +67,7 @@ struct pgd__guide {
     struct pgd__grammar *g;         /* owned */
     int refs;                       /* under the cache's mutex */
     struct pgd__guide *next;        /* the cache's list */
-    /* masks by matcher state; engine thread (under mu all the same) */
+    /* masks by matcher state, under mu (the engine's mask helpers fill them at once) */
     pthread_mutex_t mu;
     struct pgd__mask_entry *masks;  /* [mask_cap] open addressing; owned */
     size_t n_masks, mask_cap;
@@ -104,7 +104,10 @@ enum pgd_status pgd__guides_get(struct pgd__guides *gs, enum pgd_guide_kind kind
                                 const struct pgd__vocab **vocab, char *err, size_t errlen);
 void pgd__guide_release(struct pgd__guides *gs, struct pgd__guide *g);
 
-/* The mask of m's state under guide g, from g's mask cache or computed now (and cached). */
+/* The mask of m's state under guide g, from g's mask cache or computed now (and cached).
+ * Threads may call it at once for different matchers (the walk runs outside g's lock). */
+/* The same from the cache alone: false (mask untouched) when the state is not in it. */
+bool pgd__guide_mask_lookup(struct pgd__guide *g, const struct pgd__gmatch *m, uint32_t *mask);
 void pgd__guide_mask(struct pgd__guide *g, const struct pgd__vocab *v, struct pgd__gmatch *m,
                      const int32_t *end, int n_end, uint32_t *mask);
 

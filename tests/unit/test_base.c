@@ -8,6 +8,7 @@
 #include "runtime/base/mem.h"
 #include "runtime/base/parallel.h"
 #include "runtime/base/utf8.h"
+#include "runtime/base/workers.h"
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -21,6 +22,7 @@ PGD_TEST_SUITE(mem);
 PGD_TEST_SUITE(utf8);
 PGD_TEST_SUITE(clock);
 PGD_TEST_SUITE(parallel);
+PGD_TEST_SUITE(workers);
 
 /* ---- the byte buffer ---------------------------------------------------------------------- */
 
@@ -558,4 +560,62 @@ Test(parallel, ranges_cover_each_index_once)
         pthread_mutex_destroy(&c.mu);
         free(c.hits);
     }
+}
+
+/* ---- the helper pool (workers.h) ----------------------------------------------------------- */
+
+struct pool_items {
+    int *hits;                       /* [n] how often each item ran */
+    pthread_t *who;                  /* [n] the thread that ran it */
+    long sleep_us;
+};
+
+static void pool_item(void *arg, int i)
+{
+    struct pool_items *p = arg;
+    __atomic_add_fetch(&p->hits[i], 1, __ATOMIC_RELAXED);
+    p->who[i] = pthread_self();
+    if (p->sleep_us)
+        usleep((useconds_t)p->sleep_us);
+}
+
+/* Every item runs exactly once a call, over many calls of every size (none, one, fewer
+ * than the threads, many), and a call with items that take a while spreads them over the
+ * caller and the helpers. Without a pool the caller runs them all. */
+Test(workers, every_item_runs_once_and_the_helpers_share_them)
+{
+    struct pgd__workers *w;
+    char err[256];
+    cr_assert_eq(pgd__workers_create(3, &w, err, sizeof err), PGD_OK, "%s", err);
+    cr_assert_eq(pgd__workers_threads(w), 3);
+    enum { N = 64 };
+    int hits[N];
+    pthread_t who[N];
+    struct pool_items p = { hits, who, 0 };
+    for (int round = 0; round < 2000; round++) {
+        int n = round % 67 - 2;          /* -2 .. 64 */
+        memset(hits, 0, sizeof hits);
+        pgd__workers_run(w, n, pool_item, &p);
+        for (int i = 0; i < N; i++)
+            cr_assert_eq(hits[i], i < n ? 1 : 0, "round %d (n %d): item %d ran %d times", round,
+                         n, i, hits[i]);
+    }
+    memset(hits, 0, sizeof hits);
+    p.sleep_us = 2000;
+    pgd__workers_run(w, 16, pool_item, &p);
+    int others = 0;
+    for (int i = 0; i < 16; i++) {
+        cr_assert_eq(hits[i], 1);
+        others += !pthread_equal(who[i], pthread_self());
+    }
+    cr_assert_gt(others, 0, "the helpers took none of 16 items of 2 ms");
+    pgd__workers_destroy(w);
+    memset(hits, 0, sizeof hits);
+    pgd__workers_run(NULL, 5, pool_item, &p);
+    for (int i = 0; i < 5; i++)
+        cr_assert(hits[i] == 1 && pthread_equal(who[i], pthread_self()));
+    pgd__workers_destroy(NULL);
+    cr_assert_eq(pgd__workers_create(0, &w, err, sizeof err), PGD_ERR_INVALID_ARG);
+    cr_assert(strstr(err, "0 helper threads"), "%s", err);
+    cr_assert_eq(w, NULL);
 }

@@ -443,6 +443,67 @@ Test(guided, async_scheduling_keeps_constrained_outputs, .timeout = 120)
                  (unsigned long long)json_steps[0], (unsigned long long)json_steps[2]);
 }
 
+/* ---- the mask helpers ---------------------------------------------------------------------- */
+
+/* Twelve constrained requests at once (counted regexes, JSON Schemas, a grammar, a choice;
+ * each its own guide, so that new grammar states keep coming), their masks made by the
+ * engine thread alone and shared with three helpers: the same tokens, and the helpers took
+ * part in many steps. */
+Test(guided, masks_made_with_helpers_are_the_engine_threads, .timeout = 120)
+{
+    enum { N = 12 };
+    static struct out got[2][N];
+    static char schema[N][160], regex[N][48];
+    long shared[2];
+    for (int mode = 0; mode < 2; mode++) {
+        struct pgd_engine_params p = pgd_engine_default_params();
+        p.device = PGD_DEVICE_CPU;
+        p.num_blocks = 256;
+        p.block_size = 16;
+        p.max_num_batched_tokens = 256;
+        p.max_num_seqs = 16;
+        p.batch_invariant = true;
+        struct pgd_engine *e = model_engine_params("tiny-chat", &p);
+        pgd__engine_set_mask_threads(e, mode ? 3 : 0);
+        struct pgd_stream *s[N];
+        for (int i = 0; i < N; i++) {
+            struct pgd_sampling_params sp;
+            if (i % 3 != 2) {
+                /* a counted repetition: a new grammar state at nearly every token */
+                snprintf(regex[i], sizeof regex[i], "[a-%c ]{%d,%d}-[0-9]{2}", 'e' + i,
+                         12 + i % 5, 30 + i);
+                sp = guided(PGD_GUIDE_REGEX, regex[i], 100 + (uint64_t)i);
+            } else if (i == 2 || i == 5) {
+                snprintf(schema[i], sizeof schema[i], "{\"type\":\"object\",\"properties\":{"
+                         "\"k%d\":{\"type\":\"string\"},\"n%d\":{\"type\":\"integer\"}},"
+                         "\"required\":[\"k%d\",\"n%d\"]}", i, i, i, i);
+                sp = guided(PGD_GUIDE_JSON_SCHEMA, schema[i], 100 + (uint64_t)i);
+            } else if (i == 8) {
+                sp = guided(PGD_GUIDE_GRAMMAR, "root ::= [0-9]+ (\" + \" [0-9]+)*", 103);
+            } else {
+                sp = guided(PGD_GUIDE_CHOICE, "[\"alpha\", \"beta\", \"gamma delta\"]",
+                            100 + (uint64_t)i);
+            }
+            sp.max_tokens = 40;
+            s[i] = submit(e, "Answer:", sp);
+        }
+        for (int i = 0; i < N; i++)
+            collect(s[i], &got[mode][i]);
+        shared[mode] = pgd__engine_mask_shared_steps(e);
+        pgd_engine_destroy(e);
+    }
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(got[1][i].n_tokens[0], got[0][i].n_tokens[0], "request %d", i);
+        cr_assert_eq(memcmp(got[1][i].ids[0], got[0][i].ids[0],
+                            (size_t)got[0][i].n_tokens[0] * sizeof(int32_t)), 0,
+                     "request %d: \"%s\" with helpers, \"%s\" without", i, got[1][i].text[0],
+                     got[0][i].text[0]);
+        cr_assert_eq(got[1][i].finish[0], got[0][i].finish[0], "request %d", i);
+    }
+    cr_assert_eq(shared[0], 0);
+    cr_assert_gt(shared[1], 5, "%ld steps shared their masks", shared[1]);
+}
+
 /* ---- refusals, batches, n > 1 --------------------------------------------------------------- */
 
 Test(guided, invalid_guides_are_refused_at_submit_with_the_reason)

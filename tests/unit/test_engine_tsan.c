@@ -1,7 +1,11 @@
-/* The engine under many submitting threads, as a plain program (no Criterion: it cannot run
- * under ThreadSanitizer, Snaipe/Criterion#274). It runs in every `make check`; a build
+/* The engine under many submitting threads, and structured output's masks on the engine's
+ * mask helpers, as a plain program (no Criterion: it cannot run under ThreadSanitizer,
+ * Snaipe/Criterion#274). It runs in every `make check`; a build
  * configured with --enable-tsan runs only this test. Exit status 0 = pass. */
 #include "tests/lib/engine_fixture.h"
+#include "runtime/base/workers.h"
+#include "runtime/grammar/guide.h"
+#include <pagoda/tokenizer.h>
 
 enum { THREADS = 8, REQUESTS = 25 };
 
@@ -101,14 +105,112 @@ static int run(void (*tweak)(struct pgd_engine_params *), bool text, const char 
     return fails;
 }
 
+/* ---- structured output's masks on helper threads ------------------------------------------ */
+
+/* Sixteen matchers of one JSON Schema guide, each a different way into the same document,
+ * their masks made at once by the engine's mask helpers (runtime/base/workers.h) while the
+ * guide's mask cache fills (gram_guide.c walks outside its lock), against the same masks
+ * made one after another on a second cache: equal, and nothing races. */
+enum { MASK_N = 16 };
+
+struct mask_fill {
+    struct pgd__guide *g;
+    const struct pgd__vocab *v;
+    struct pgd__gmatch *m;           /* [MASK_N] */
+    uint32_t *masks;                 /* [MASK_N * words] */
+    size_t words;
+    int32_t eos;
+};
+
+static void mask_fill_item(void *arg, int i)
+{
+    struct mask_fill *f = arg;
+    pgd__guide_mask(f->g, f->v, &f->m[i], &f->eos, 1, f->masks + (size_t)i * f->words);
+}
+
+/* Fills f's masks (on pool w, or in turn without one) from a fresh guide of gs. */
+static int fill_masks(struct pgd__guides *gs, struct pgd__workers *w, struct mask_fill *f,
+                      const char *schema, const char *doc, const char *name)
+{
+    char err[512];
+    if (pgd__guides_get(gs, PGD_GUIDE_JSON_SCHEMA, schema, &f->g, &f->v, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", name, err);
+        return 1;
+    }
+    f->words = pgd__mask_words(f->v->n);
+    for (int i = 0; i < MASK_N; i++) {
+        if (!pgd__gmatch_init(&f->m[i], f->g->g) ||
+            !pgd__gmatch_accept(&f->m[i], doc, (size_t)(i * 2))) {
+            fprintf(stderr, "%s: matcher %d does not take the document's first %d bytes\n",
+                    name, i, i * 2);
+            return 1;
+        }
+    }
+    if (w)
+        pgd__workers_run(w, MASK_N, mask_fill_item, f);
+    else
+        for (int i = 0; i < MASK_N; i++)
+            mask_fill_item(f, i);
+    for (int i = 0; i < MASK_N; i++)
+        pgd__gmatch_fini(&f->m[i]);
+    pgd__guide_release(gs, f->g);
+    return 0;
+}
+
+static int masks_on_helpers(const char *name)
+{
+    static const char *SCHEMA = "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":"
+                                "\"string\"},\"age\":{\"type\":\"integer\"},\"tags\":"
+                                "{\"type\":\"array\",\"items\":{\"type\":\"string\"}}},"
+                                "\"required\":[\"name\",\"age\",\"tags\"]}";
+    static const char *DOC = "{\"name\":\"Ada Lovelace\",\"age\":36,\"tags\":[\"x\"]}";
+    char err[512];
+    struct pgd_tokenizer *tok;
+    if (pgd_tokenizer_load(PGD_TEST_SRCDIR "/tests/fixtures/models/tiny-chat", &tok, err,
+                           sizeof err)) {
+        fprintf(stderr, "%s: %s\n", name, err);
+        return 1;
+    }
+    struct pgd__guides par, seq;
+    struct pgd__workers *w = NULL;
+    struct pgd__gmatch m[MASK_N];
+    int32_t n = pgd_tokenizer_vocab_size(tok);
+    size_t words = pgd__mask_words(n);
+    uint32_t *a = calloc((size_t)MASK_N * words, sizeof *a);
+    uint32_t *b = calloc((size_t)MASK_N * words, sizeof *b);
+    struct mask_fill fa = { .m = m, .masks = a, .eos = 0 }, fb = { .m = m, .masks = b, .eos = 0 };
+    int fails = 0;
+    if (!a || !b || pgd__guides_init(&par, tok, n, err, sizeof err) ||
+        pgd__guides_init(&seq, tok, n, err, sizeof err) ||
+        pgd__workers_create(4, &w, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", name, err);
+        return 1;
+    }
+    fails += fill_masks(&par, w, &fa, SCHEMA, DOC, name);
+    fails += fill_masks(&seq, NULL, &fb, SCHEMA, DOC, name);
+    for (int i = 0; !fails && i < MASK_N; i++)
+        if (memcmp(a + (size_t)i * words, b + (size_t)i * words, words * sizeof *a)) {
+            fprintf(stderr, "%s: matcher %d's mask differs made on the helpers\n", name, i);
+            fails++;
+        }
+    pgd__workers_destroy(w);
+    pgd__guides_fini(&par);
+    pgd__guides_fini(&seq);
+    pgd_tokenizer_destroy(tok);
+    free(a);
+    free(b);
+    return fails;
+}
+
 int main(void)
 {
     int f1 = run(fixture_tweak_stress, false, "priority"), f2 = run(tweak_fcfs, false, "fcfs");
     int f3 = run(fixture_tweak_stress, true, "priority, text");
     int f4 = run(tweak_async, true, "priority, text, async scheduling");
-    int failing = (f1 != 0) + (f2 != 0) + (f3 != 0) + (f4 != 0);
+    int f5 = masks_on_helpers("structured output's masks on helper threads");
+    int failing = (f1 != 0) + (f2 != 0) + (f3 != 0) + (f4 != 0) + (f5 != 0);
     /* The summary line Criterion prints, which the CI report collects. */
-    printf("[====] Synthesis: Tested: 4 | Passing: %d | Failing: %d | Crashing: 0 \n",
-           4 - failing, failing);
+    printf("[====] Synthesis: Tested: 5 | Passing: %d | Failing: %d | Crashing: 0 \n",
+           5 - failing, failing);
     return failing ? 1 : 0;
 }

@@ -4,12 +4,19 @@
  * computed (walking the vocabulary trie: "walk"; and through the guide's mask cache, as the
  * engine does: "engine"), a random allowed token is taken (seeded) and the matcher advances.
  * Prints the compile time and, per step, the mean, p50, p99 and max of both in microseconds
- * of the thread's CPU time, and how many distinct states the generation met. The engine
- * computes one mask per constrained row of a step, on its thread, before the forward pass
- * is launched. */
+ * of the thread's CPU time, and how many distinct states the generation met.
+ *
+ * --batch N runs N generations at once, each under a guide of its own (the same text made
+ * distinct, as requests with schemas of their own: every generation meets its states for
+ * the first time), and gives the wall time a step's N masks take on the engine thread
+ * alone and shared with --threads helpers (runtime/base/workers.h), as the engine makes a
+ * step's masks (engine_mask.c). */
 #include "config.h"
 #include "tools/commands.h"
+#include "tools/bench/bench_common.h"
 #include "runtime/base/buf.h"
+#include "runtime/base/clock.h"
+#include "runtime/base/workers.h"
 #include "runtime/grammar/guide.h"
 #include <pagoda/tokenizer.h>
 #include <stdio.h>
@@ -129,10 +136,144 @@ static int run_guide(struct pgd__guides *gs, const struct bench_guide *bg, int s
     return 0;
 }
 
+/* --batch: N generations of their own guides, stepping together. */
+struct batch_gen {
+    struct pgd__guide *g;
+    struct pgd__gmatch m;
+    uint64_t rng;
+};
+
+struct batch_step {
+    struct batch_gen *gen;
+    const struct pgd__vocab *v;
+    uint32_t *masks;                 /* [N * words] */
+    size_t words;
+    int32_t eos;
+    int *walk;                       /* [N] the generations whose state is not cached */
+};
+
+static void batch_mask(void *arg, int k)
+{
+    struct batch_step *b = arg;
+    int i = b->walk[k];
+    pgd__guide_mask(b->gen[i].g, b->v, &b->gen[i].m, &b->eos, 1, b->masks + (size_t)i * b->words);
+}
+
+/* A step's masks as the engine makes them (engine_mask.c): the cached ones on this thread,
+ * the walks shared with w's helpers when there are two or more. */
+static void batch_masks(struct pgd__workers *w, struct batch_step *b, int n_gen)
+{
+    int n_walk = 0;
+    for (int i = 0; i < n_gen; i++)
+        if (!pgd__guide_mask_lookup(b->gen[i].g, &b->gen[i].m, b->masks + (size_t)i * b->words))
+            b->walk[n_walk++] = i;
+    pgd__workers_run(n_walk >= 2 ? w : NULL, n_walk, batch_mask, b);
+}
+
+/* Guide i of a batch: bg's text made distinct with the same language (i more leading
+ * spaces; a regex: i more pairs of parentheses around it), so that each has a mask cache of
+ * its own. NULL: out of memory. */
+static char *distinct_text(const struct bench_guide *bg, int i)
+{
+    struct pgd__buf b = { 0 };
+    const char *text = bg->text ? bg->text : "{}";
+    bool regex = bg->kind == PGD_GUIDE_REGEX;
+    for (int k = 0; k < i; k++)
+        pgd__buf_puts(&b, regex ? "(" : " ");
+    pgd__buf_puts(&b, text);
+    for (int k = 0; regex && k < i; k++)
+        pgd__buf_puts(&b, ")");
+    return pgd__buf_steal(&b, NULL);
+}
+
+/* One batch run with `threads` helpers (0: the calling thread alone) on a fresh guide
+ * cache over tok: the mean wall ms a step's masks take; -1 on a failure. */
+static double run_batch_once(const struct pgd_tokenizer *tok, const struct bench_guide *bg,
+                             int n_gen, int steps, uint64_t seed, int threads)
+{
+    char err[1024];
+    int32_t n = pgd_tokenizer_vocab_size(tok), eos = pgd_tokenizer_eos_id(tok);
+    struct pgd__guides gs;
+    struct pgd__workers *w = NULL;
+    struct batch_gen *gen = calloc((size_t)n_gen, sizeof *gen);
+    if (!gen || pgd__guides_init(&gs, tok, n, err, sizeof err) ||
+        (threads > 0 && pgd__workers_create(threads, &w, err, sizeof err))) {
+        fprintf(stderr, "pagoda bench grammar: %s\n", gen ? err : "out of memory");
+        free(gen);
+        return -1;
+    }
+    struct batch_step b = { .gen = gen, .eos = eos < 0 ? n - 1 : eos };
+    double total = 0;
+    bool ok = true;
+    for (int i = 0; ok && i < n_gen; i++) {
+        char *text = distinct_text(bg, i);
+        ok = text && !pgd__guides_get(&gs, bg->kind, text, &gen[i].g, &b.v, err, sizeof err) &&
+             pgd__gmatch_init(&gen[i].m, gen[i].g->g);
+        gen[i].rng = seed + (uint64_t)i;
+        free(text);
+    }
+    if (ok) {
+        b.words = pgd__mask_words(b.v->n);
+        b.masks = malloc((size_t)n_gen * b.words * sizeof *b.masks);
+        b.walk = malloc((size_t)n_gen * sizeof *b.walk);
+        ok = b.masks && b.walk;
+    }
+    for (int s = 0; ok && s < steps; s++) {
+        double t0 = pgd__now_s();
+        batch_masks(w, &b, n_gen);
+        total += pgd__now_s() - t0;
+        for (int i = 0; i < n_gen; i++) {
+            int32_t t = pick(b.masks + (size_t)i * b.words, b.v->n, &gen[i].rng);
+            size_t len = 0;
+            const uint8_t *bytes = t >= 0 && t != b.eos ? pgd__vocab_token(b.v, t, &len) : NULL;
+            if (!bytes || !pgd__gmatch_accept(&gen[i].m, bytes, len) ||
+                pgd__gmatch_terminated(&gen[i].m)) {
+                pgd__gmatch_fini(&gen[i].m);
+                ok = pgd__gmatch_init(&gen[i].m, gen[i].g->g);
+            }
+        }
+    }
+    if (!ok)
+        fprintf(stderr, "pagoda bench grammar: --batch: %s\n", *err ? err : "out of memory");
+    for (int i = 0; i < n_gen; i++)
+        if (gen[i].g) {
+            pgd__gmatch_fini(&gen[i].m);
+            pgd__guide_release(&gs, gen[i].g);
+        }
+    free(b.masks);
+    free(b.walk);
+    free(gen);
+    pgd__workers_destroy(w);
+    pgd__guides_fini(&gs);
+    return ok ? 1e3 * total / steps : -1;
+}
+
+/* --batch: each --threads count in turn, beside the calling thread alone. */
+static int run_batch(const struct pgd_tokenizer *tok, const struct bench_guide *bg, int n_gen,
+                     int steps, uint64_t seed, const int *threads, int n_threads)
+{
+    printf("  %s, %d generations at once, each its own guide, %d steps: wall ms a step's "
+           "masks take\n", bg->name, n_gen, steps);
+    double alone = 0;
+    for (int k = 0; k < n_threads; k++) {
+        double ms = run_batch_once(tok, bg, n_gen, steps, seed, threads[k]);
+        if (ms < 0)
+            return 1;
+        if (threads[k] == 0)
+            alone = ms;
+        printf("    %2d helpers  %9.3f ms", threads[k], ms);
+        if (alone > 0 && threads[k] > 0)
+            printf("   %.2fx the engine thread alone", alone / ms);
+        printf("\n");
+    }
+    return 0;
+}
+
 int pgd_cmd_bench_grammar(int argc, char **argv)
 {
+    char err[1024] = "";
     const char *tokdir = NULL, *kind = NULL, *guide = NULL;
-    int steps = 256;
+    int steps = 256, batch = 0, threads[8] = { 0 }, n_threads = 0;
     uint64_t seed = 1;
     for (int i = 1; i < argc; i++) {
         bool has = i + 1 < argc;
@@ -146,19 +287,35 @@ int pgd_cmd_bench_grammar(int argc, char **argv)
             steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--seed") && has)
             seed = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--batch") && has)
+            batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && has &&
+                 !pgd_tool_bench_int_list("--threads", argv[i + 1], 0, 64, threads, 8,
+                                          &n_threads, err, sizeof err))
+            i++;
         else {
+            if (*err)
+                fprintf(stderr, "pagoda bench grammar: %s\n", err);
             fprintf(stderr,
                     "usage: pagoda bench grammar --tokenizer DIR [--kind json_object|json_schema|"
                     "regex|choice|grammar --guide TEXT|@FILE] [--steps N] [--seed S]\n"
-                    "  per-step token-mask time of structured output over DIR's vocabulary\n");
+                    "       [--batch N [--threads LIST]]\n"
+                    "  per-step token-mask time of structured output over DIR's vocabulary;\n"
+                    "  --batch: N generations at once, each its own guide, their masks made\n"
+                    "  with each number of helpers of --threads (default 0,1,2,4)\n");
             return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
         }
     }
-    if (!tokdir || steps < 1) {
-        fprintf(stderr, "pagoda bench grammar: --tokenizer DIR is required (see --help)\n");
+    if (!tokdir || steps < 1 || batch < 0 || batch > 4096) {
+        fprintf(stderr, "pagoda bench grammar: --tokenizer DIR is required, --steps at least 1, "
+                "--batch 0 to 4096 (see --help)\n");
         return 2;
     }
-    char err[1024];
+    if (n_threads == 0) {
+        static const int DEF[] = { 0, 1, 2, 4 };
+        memcpy(threads, DEF, sizeof DEF);
+        n_threads = 4;
+    }
     struct bench_guide one = { PGD_GUIDE_NONE, kind, NULL };
     char *file_text = NULL;
     if (kind) {
@@ -200,11 +357,11 @@ int pgd_cmd_bench_grammar(int argc, char **argv)
         printf("vocabulary: %d tokens, trie of %u nodes (made in %.1f ms)\n", n, v->n_nodes,
                (now_us() - t0) / 1000);
         pgd__guide_release(&gs, warm);
-        if (kind)
-            rc = run_guide(&gs, &one, steps, seed, eos < 0 ? n - 1 : eos);
-        else
-            for (size_t i = 0; rc == 0 && i < sizeof BUILTIN / sizeof *BUILTIN; i++)
-                rc = run_guide(&gs, &BUILTIN[i], steps, seed, eos < 0 ? n - 1 : eos);
+        const struct bench_guide *list = kind ? &one : BUILTIN;
+        size_t n_list = kind ? 1 : sizeof BUILTIN / sizeof *BUILTIN;
+        for (size_t i = 0; rc == 0 && i < n_list; i++)
+            rc = batch > 0 ? run_batch(tok, &list[i], batch, steps, seed, threads, n_threads)
+                           : run_guide(&gs, &list[i], steps, seed, eos < 0 ? n - 1 : eos);
     } else {
         fprintf(stderr, "pagoda bench grammar: %s\n", err);
     }
