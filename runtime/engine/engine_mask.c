@@ -1,12 +1,12 @@
-/* Allowed-token masks, on the engine thread: a constrained sample's grammar mask (EOS and
+/* Allowed-token masks, for the engine thread: a constrained sample's grammar mask (EOS and
  * the stop ids allowed where the grammar may end) and its bad words, or its bad words alone,
  * kept in the sample (pgd__child.mask) for the position it was made for, so that the
  * sampled row of a step and jump-forward's look at the same position share one walk of the
  * vocabulary trie. Under async scheduling a row whose context ends in the token of the step
  * in flight gets its mask late: after that step lands, while the device runs this one
- * (engine_async.c). A step's masks are made by the engine thread with the mask helpers
- * when there are several (runtime/base/workers.h): a new grammar state's walk of the
- * vocabulary takes milliseconds. Also the matcher's advance over a taken token, and
+ * (engine_async.c). A new grammar state's walk of the vocabulary takes milliseconds: when
+ * a step has two or more, the engine thread shares them with the mask helpers
+ * (runtime/base/workers.h). Also the matcher's advance over a taken token, and
  * jump-forward. */
 #include "runtime/engine/engine_internal.h"
 #include "runtime/base/mem.h"
