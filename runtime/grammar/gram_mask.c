@@ -2,8 +2,11 @@
  *
  * The trie is an array in preorder (gram_vocab.c). For node i at depth d the state of its
  * parent (depth d - 1) is fed node i's byte: when no stack survives, the whole subtree is
- * skipped (i = nend[i]); otherwise the tokens ending at i are allowed and the walk goes on
- * to i + 1, a child or a later sibling.
+ * skipped (i = nend[i]); when the state takes every byte below i back to itself (inside a
+ * JSON string, most ASCII bytes do), the whole subtree is allowed without visiting it
+ * (absorbs, from the bytes below each large subtree: struct pgd__vocab's nsub); otherwise
+ * the tokens ending at i are allowed and the walk goes on to i + 1, a child or a later
+ * sibling.
  *
  * Most nodes repeat a transition already made: inside a JSON string, after a digit, in any
  * loop, the state after a character is the state before it. So states are interned (a set
@@ -106,6 +109,10 @@ struct walk {
     size_t tab_cap;
     struct kmap partial;            /* (base, partial char) -> state */
     struct kmap advanced;           /* (base, subset of its stacks) -> state or DEAD */
+    /* Per state, 256 bits each: the bytes whose transition is known, and those of them that
+     * lead back to the state itself (absorbs). */
+    uint64_t *known, *loop;         /* [cap_loop * 4] */
+    size_t cap_loop;
     bool nomem;
 };
 
@@ -292,6 +299,41 @@ static void set_bit(uint32_t *mask, int32_t t)
     mask[t >> 5] |= 1u << (t & 31);
 }
 
+/* Whether state s takes each byte of bytes [4 x 64 bits] back to itself: then every token
+ * below a trie node with those bytes under it fits, and the walk need not visit them. The
+ * transitions it needs are made (and kept) as the walk would make them. */
+static bool absorbs(struct walk *w, int32_t s, const uint64_t *bytes)
+{
+    if ((size_t)s >= w->cap_loop) {
+        size_t cap = w->cap_st > (size_t)s + 1 ? w->cap_st : (size_t)s + 1;
+        uint64_t *k = realloc(w->known, cap * 4 * sizeof *k);
+        if (k)
+            w->known = k;
+        uint64_t *l = k ? realloc(w->loop, cap * 4 * sizeof *l) : NULL;
+        if (!k || !l)
+            return false;
+        w->loop = l;
+        memset(w->known + w->cap_loop * 4, 0, (cap - w->cap_loop) * 4 * sizeof *k);
+        memset(w->loop + w->cap_loop * 4, 0, (cap - w->cap_loop) * 4 * sizeof *l);
+        w->cap_loop = cap;
+    }
+    uint64_t *known = w->known + (size_t)s * 4, *loop = w->loop + (size_t)s * 4;
+    for (int k = 0; k < 4; k++)
+        if (bytes[k] & known[k] & ~loop[k])
+            return false;            /* a known byte leaves s */
+    for (int k = 0; k < 4; k++)
+        for (uint64_t todo = bytes[k] & ~known[k]; todo; todo &= todo - 1) {
+            int b = 64 * k + __builtin_ctzll(todo);
+            int32_t r = transition(w, s, (uint8_t)b);
+            /* transition may have grown the walk's arrays, not these */
+            known[k] |= 1ULL << (b % 64);
+            if (r != s)
+                return false;
+            loop[k] |= 1ULL << (b % 64);
+        }
+    return true;
+}
+
 void pgd__gmask_fill(struct pgd__gmatch *m, const struct pgd__vocab *v, const int32_t *end,
                      int n_end, uint32_t *mask)
 {
@@ -317,6 +359,16 @@ void pgd__gmask_fill(struct pgd__gmatch *m, const struct pgd__vocab *v, const in
                 continue;
             }
             lv[d] = s;
+            if (v->nsub[i] >= 0 && absorbs(&w, s, v->sub_bytes + 4 * (size_t)v->nsub[i])) {
+                /* s takes every byte below i back to s: the whole subtree fits */
+                uint32_t end = v->nend[i] < v->n_nodes ? v->ntok[v->nend[i]]
+                                                       : (uint32_t)v->n_toks;
+                for (uint32_t t = v->ntok[i]; t < end; t++)
+                    set_bit(mask, v->toks[t]);
+                any |= end > v->ntok[i];
+                i = v->nend[i];
+                continue;
+            }
             for (uint32_t j = 0; j < v->ntok_n[i]; j++)
                 set_bit(mask, v->toks[v->ntok[i] + j]);
             any |= v->ntok_n[i] > 0;
@@ -332,6 +384,8 @@ void pgd__gmask_fill(struct pgd__gmatch *m, const struct pgd__vocab *v, const in
     free(w.tab);
     kmap_free(&w.partial);
     kmap_free(&w.advanced);
+    free(w.known);
+    free(w.loop);
     if (pgd__gmatch_accepting(m) || !any)
         for (int i = 0; i < n_end; i++)
             if (end[i] >= 0 && end[i] < v->n)

@@ -1,7 +1,7 @@
 /* The vocabulary as the grammar sees it: each token's bytes (what it adds to the output
  * text in the middle of a sequence), and a byte trie over them laid out in preorder, so
  * the mask walk (gram_mask.c) is a loop over an array that skips a pruned subtree with one
- * jump. Tokens that never stand for text (special tokens, empty ones) are left out of the
+ * jump (and takes a subtree whose bytes all loop back to the state whole: nsub). Tokens that never stand for text (special tokens, empty ones) are left out of the
  * trie: a constrained request never samples them (EOS and stop ids are added separately
  * when the grammar accepts). */
 #include "runtime/grammar/guide.h"
@@ -22,7 +22,44 @@ void pgd__vocab_free(struct pgd__vocab *v)
     free(v->ntok);
     free(v->ntok_n);
     free(v->toks);
+    free(v->nsub);
+    free(v->sub_bytes);
     free(v);
+}
+
+/* nsub and sub_bytes (see struct pgd__vocab): each node's bytes below it, gathered from the
+ * last node up (a node's set is its children's, and their bytes), kept for the nodes with
+ * large enough subtrees (Qwen3's 151,669 tokens: 45,929 of 333,106 nodes, 1.5 MB). */
+static bool build_sub_bytes(struct pgd__vocab *v)
+{
+    uint32_t n = v->n_nodes;
+    uint64_t *all = calloc((size_t)n * 4 + 4, sizeof *all);   /* [n][4], freed below */
+    v->nsub = malloc(((size_t)n + 1) * sizeof *v->nsub);
+    if (!all || !v->nsub) {
+        free(all);
+        return false;
+    }
+    int32_t kept = 0;
+    for (uint32_t i = n; i-- > 0;) {
+        /* i's children: from i + 1, each next child at the previous one's nend */
+        for (uint32_t c = i + 1; c < v->nend[i]; c = v->nend[c]) {
+            all[4 * (size_t)i + v->nbyte[c] / 64] |= 1ULL << (v->nbyte[c] % 64);
+            for (int k = 0; k < 4; k++)
+                all[4 * (size_t)i + k] |= all[4 * (size_t)c + k];
+        }
+        v->nsub[i] = v->nend[i] - i >= PGD__VOCAB_SUB_MIN ? kept++ : -1;
+    }
+    v->sub_bytes = malloc(((size_t)kept + 1) * 4 * sizeof *v->sub_bytes);
+    if (!v->sub_bytes) {
+        free(all);
+        return false;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if (v->nsub[i] >= 0)
+            memcpy(v->sub_bytes + 4 * (size_t)v->nsub[i], all + 4 * (size_t)i,
+                   4 * sizeof *all);
+    free(all);
+    return true;
 }
 
 /* Bytes, then id (qsort_r's order of the tokens in the trie). */
@@ -90,8 +127,9 @@ static bool build_trie(struct pgd__vocab *v, int32_t *order, int32_t n_order)
     while (depth > 0)
         v->nend[path[--depth]] = n;
     v->n_nodes = n;
+    v->n_toks = n_order;
     free(path);
-    return true;
+    return build_sub_bytes(v);
 }
 
 enum pgd_status pgd__vocab_create(int32_t n, const uint8_t *const *bytes, const uint32_t *lens,

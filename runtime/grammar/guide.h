@@ -31,9 +31,18 @@ struct pgd__vocab {
     uint8_t *nbyte;
     uint16_t *ndepth;
     uint32_t *nend, *ntok, *ntok_n;
-    int32_t *toks;
+    int32_t *toks;                  /* [n_toks] the trie's tokens, sorted by their bytes */
+    int32_t n_toks;
     int max_depth;
+    /* Node i's subtree holds the tokens toks[ntok[i], tok_end) (tok_end: ntok[nend[i]], or
+     * n_toks at the end). For a node whose subtree has PGD__VOCAB_SUB_MIN nodes or more,
+     * nsub[i] indexes the 256-bit set of the bytes below it (sub_bytes[4 * nsub[i] ...]):
+     * when a state takes each of those bytes back to itself, the walk takes the whole
+     * subtree at once (gram_mask.c); -1 for the others. */
+    int32_t *nsub;
+    uint64_t *sub_bytes;
 };
+#define PGD__VOCAB_SUB_MIN 8
 
 /* A vocabulary of n tokens: token i is bytes[i][0, lens[i]) (NULL or empty: never text).
  * Errors: out of memory. */
