@@ -171,18 +171,18 @@ static void batch_masks(struct pgd__workers *w, struct batch_step *b, int n_gen)
 }
 
 /* Guide i of a batch: bg's text made distinct with the same language (i more leading
- * spaces; a regex: i more pairs of parentheses around it), so that each has a mask cache of
- * its own. NULL: out of memory. */
+ * spaces; a regex: i empty groups after it), so that each has a mask cache of its own.
+ * NULL: out of memory. */
 static char *distinct_text(const struct bench_guide *bg, int i)
 {
     struct pgd__buf b = { 0 };
     const char *text = bg->text ? bg->text : "{}";
     bool regex = bg->kind == PGD_GUIDE_REGEX;
-    for (int k = 0; k < i; k++)
-        pgd__buf_puts(&b, regex ? "(" : " ");
+    for (int k = 0; !regex && k < i; k++)
+        pgd__buf_puts(&b, " ");
     pgd__buf_puts(&b, text);
     for (int k = 0; regex && k < i; k++)
-        pgd__buf_puts(&b, ")");
+        pgd__buf_puts(&b, "()");
     return pgd__buf_steal(&b, NULL);
 }
 
