@@ -345,6 +345,19 @@ Test(guided, jump_forward_gives_the_same_tokens_in_fewer_steps, .timeout = 120)
     }
 }
 
+/* Runs a[n] of mode `mode` and b[n] (the reference) gave the same first samples: tokens,
+ * finish. */
+static void assert_same_outputs(const struct out *a, const struct out *b, int n, int mode)
+{
+    for (int i = 0; i < n; i++) {
+        cr_assert_eq(a[i].n_tokens[0], b[i].n_tokens[0], "mode %d request %d", mode, i);
+        cr_assert_eq(memcmp(a[i].ids[0], b[i].ids[0], (size_t)b[i].n_tokens[0] * sizeof(int32_t)),
+                     0, "mode %d request %d: \"%s\", the reference \"%s\"", mode, i,
+                     a[i].text[0], b[i].text[0]);
+        cr_assert_eq(a[i].finish[0], b[i].finish[0], "mode %d request %d", mode, i);
+    }
+}
+
 /* ---- async scheduling ---------------------------------------------------------------------- */
 
 /* Constrained requests, one with bad words and a free one side by side, stepped in turn
@@ -361,12 +374,7 @@ Test(guided, async_scheduling_keeps_constrained_outputs, .timeout = 120)
     uint64_t json_steps[4] = { 0 };
     long late_steps = 0;
     for (int mode = 0; mode < 4; mode++) {
-        struct pgd_engine_params p = pgd_engine_default_params();
-        p.device = PGD_DEVICE_CPU;
-        p.num_blocks = 256;
-        p.block_size = 16;
-        p.max_num_batched_tokens = 256;
-        p.max_num_seqs = 8;
+        struct pgd_engine_params p = model_engine_sized(PGD_DEVICE_CPU, 256, 16, 256, 8);
         p.async_scheduling = mode >= 1;
         p.batch_invariant = true;    /* async batches differently: the same bits */
         struct pgd_engine *e = mode >= 2 ? model_engine_async_pair("tiny-chat", &p)
@@ -412,14 +420,7 @@ Test(guided, async_scheduling_keeps_constrained_outputs, .timeout = 120)
         pgd_engine_destroy(e);
     }
     for (int mode = 1; mode < 4; mode++)
-        for (int i = 0; i < 5; i++) {
-            const struct out *a = &got[mode][i], *b = &got[0][i];
-            cr_assert_eq(a->n_tokens[0], b->n_tokens[0], "mode %d request %d", mode, i);
-            cr_assert_eq(memcmp(a->ids[0], b->ids[0], (size_t)b->n_tokens[0] * sizeof(int32_t)),
-                         0, "mode %d request %d: \"%s\" async, \"%s\" in turn", mode, i,
-                         a->text[0], b->text[0]);
-            cr_assert_eq(a->finish[0], b->finish[0], "mode %d request %d", mode, i);
-        }
+        assert_same_outputs(got[mode], got[0], 5, mode);
     cr_assert(re_full_match("[a-z]{10,20}", got[2][1].text[0], got[2][1].len[0]));
     check_person(got[2][2].text[0], got[2][2].len[0]);
     cr_assert_eq(st[0].num_steps_overlapped, 0);
@@ -456,12 +457,7 @@ Test(guided, masks_made_with_helpers_are_the_engine_threads, .timeout = 120)
     static char schema[N][160], regex[N][48];
     long shared[2];
     for (int mode = 0; mode < 2; mode++) {
-        struct pgd_engine_params p = pgd_engine_default_params();
-        p.device = PGD_DEVICE_CPU;
-        p.num_blocks = 256;
-        p.block_size = 16;
-        p.max_num_batched_tokens = 256;
-        p.max_num_seqs = 16;
+        struct pgd_engine_params p = model_engine_sized(PGD_DEVICE_CPU, 256, 16, 256, 16);
         p.batch_invariant = true;
         struct pgd_engine *e = model_engine_params("tiny-chat", &p);
         pgd__engine_set_mask_threads(e, mode ? 3 : 0);
@@ -492,14 +488,7 @@ Test(guided, masks_made_with_helpers_are_the_engine_threads, .timeout = 120)
         shared[mode] = pgd__engine_mask_shared_steps(e);
         pgd_engine_destroy(e);
     }
-    for (int i = 0; i < N; i++) {
-        cr_assert_eq(got[1][i].n_tokens[0], got[0][i].n_tokens[0], "request %d", i);
-        cr_assert_eq(memcmp(got[1][i].ids[0], got[0][i].ids[0],
-                            (size_t)got[0][i].n_tokens[0] * sizeof(int32_t)), 0,
-                     "request %d: \"%s\" with helpers, \"%s\" without", i, got[1][i].text[0],
-                     got[0][i].text[0]);
-        cr_assert_eq(got[1][i].finish[0], got[0][i].finish[0], "request %d", i);
-    }
+    assert_same_outputs(got[1], got[0], N, 1);
     cr_assert_eq(shared[0], 0);
     cr_assert_gt(shared[1], 5, "%ld steps shared their masks", shared[1]);
 }

@@ -232,28 +232,10 @@ static char *bench_latency(const char *args, char *cmd, size_t cap, int *status)
     return pgd_test_capture(cmd, status);
 }
 
-/* `pagoda bench latency --profile-ops` prints a table after each figure. */
+/* `pagoda bench latency --profile-ops` prints a table after each figure: decode steps,
+ * the mixed steps of --mixed D+C (D decodes beside a C-token prompt chunk, between the
+ * decode and the prefill figures) and prefill. */
 Test(op_profile, bench_latency_prints_the_tables)
-{
-    char cmd[4096];
-    int status;
-    char *got = bench_latency("--batch 2 --prompt-len 7 --context 4 --steps 2 --warmup 1 "
-                              "--profile-ops", cmd, sizeof cmd, &status);
-    cr_assert_eq(status, 0, "%s\n%s", cmd, got);
-    const char *dec = strstr(got, "batch 2, eager decode steps:");
-    const char *pre = strstr(got, "prefill of 7 tokens:");
-    cr_assert(dec && pre && dec < pre, "%s", got);
-    /* 3 profiled steps, the first untimed */
-    cr_assert(strstr(dec, "per-op time, 2 steps") && strstr(pre, "per-op time, 2 steps"), "%s", got);
-    cr_assert(strstr(dec, "\nqkv ") && strstr(dec, "\nrope+attention ") && strstr(pre, "\nlm_head "),
-              "%s", got);
-    free(got);
-}
-
-/* `pagoda bench latency --mixed D+C,...` times steps of D decodes beside a C-token prompt
- * chunk (between the decode and the prefill figures), each with its per-op table under
- * --profile-ops; a malformed list is refused. */
-Test(op_profile, bench_latency_times_mixed_steps)
 {
     char cmd[4096];
     int status;
@@ -269,12 +251,23 @@ Test(op_profile, bench_latency_times_mixed_steps)
               "%s", got);
     cr_assert(strstr(mix, "\n       3        5 ") && strstr(mix, "\n       2        9 "), "%s",
               got);
-    cr_assert(strstr(m1, "per-op time, 2 steps") && strstr(m1, "\nrope+attention "), "%s", got);
+    /* 3 profiled steps, the first untimed */
+    cr_assert(strstr(dec, "per-op time, 2 steps") && strstr(m1, "per-op time, 2 steps") &&
+              strstr(pre, "per-op time, 2 steps"), "%s", got);
+    cr_assert(strstr(dec, "\nqkv ") && strstr(dec, "\nrope+attention ") &&
+              strstr(m1, "\nrope+attention ") && strstr(pre, "\nlm_head "), "%s", got);
     free(got);
+}
+
+/* A malformed --mixed list is refused, naming the flag. */
+Test(op_profile, bench_latency_refuses_a_malformed_mixed_list)
+{
+    char cmd[4096];
+    int status;
     static const char *const BAD[] = { "--mixed 3", "--mixed 3+", "--mixed 0+5",
                                        "--mixed 3+5,x", "--mixed 3+5+1" };
     for (int i = 0; i < 5; i++) {
-        got = bench_latency(BAD[i], cmd, sizeof cmd, &status);
+        char *got = bench_latency(BAD[i], cmd, sizeof cmd, &status);
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2, "%s\n%s", cmd, got);
         cr_assert(strstr(got, "--mixed:"), "%s\n%s", cmd, got);
         free(got);
