@@ -145,7 +145,16 @@ static enum pgd_status init_parts(struct pgd_engine *e, const struct pgd_engine_
     e->jump_cs = malloc((size_t)p->max_num_seqs * sizeof *e->jump_cs);
     if (!e->row || !e->mask_jobs || !e->jump_cs)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "engine: no memory for step buffers");
+    /* PAGODA_MASK_THREADS=N (0 to 64) overrides it, for measuring. */
     e->mask_threads_set = pgd__workers_default_threads();
+    const char *mt = getenv("PAGODA_MASK_THREADS");
+    char *mt_end;
+    long mt_n = mt ? strtol(mt, &mt_end, 10) : -1;
+    if (mt && *mt && !*mt_end && mt_n >= 0 && mt_n <= 64)
+        e->mask_threads_set = (int)mt_n;
+    else if (mt)
+        PGD_WARN("PAGODA_MASK_THREADS=%s is not a number of threads from 0 to 64; the "
+                 "default, %d, holds", mt, e->mask_threads_set);
     /* Every token of a step may want its logits row (prompt logprobs). The second set only
      * for a step in flight. */
     int max_rows = p->max_num_batched_tokens > 0 ? p->max_num_batched_tokens : 1;

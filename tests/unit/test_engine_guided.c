@@ -448,8 +448,8 @@ Test(guided, async_scheduling_keeps_constrained_outputs, .timeout = 120)
 
 /* Twelve constrained requests at once (counted regexes, JSON Schemas, a grammar, a choice;
  * each its own guide, so that new grammar states keep coming), their masks made by the
- * engine thread alone and shared with three helpers: the same tokens, and the helpers took
- * part in many steps. */
+ * engine thread alone (PAGODA_MASK_THREADS=0) and shared with three helpers: the same
+ * tokens, and the helpers took part in many steps. */
 Test(guided, masks_made_with_helpers_are_the_engine_threads, .timeout = 120)
 {
     enum { N = 12 };
@@ -459,8 +459,12 @@ Test(guided, masks_made_with_helpers_are_the_engine_threads, .timeout = 120)
     for (int mode = 0; mode < 2; mode++) {
         struct pgd_engine_params p = model_engine_sized(PGD_DEVICE_CPU, 256, 16, 256, 16);
         p.batch_invariant = true;
+        if (mode == 0)
+            setenv("PAGODA_MASK_THREADS", "0", 1);     /* the measuring switch */
         struct pgd_engine *e = model_engine_params("tiny-chat", &p);
-        pgd__engine_set_mask_threads(e, mode ? 3 : 0);
+        unsetenv("PAGODA_MASK_THREADS");
+        if (mode == 1)
+            pgd__engine_set_mask_threads(e, 3);
         struct pgd_stream *s[N];
         for (int i = 0; i < N; i++) {
             struct pgd_sampling_params sp;
