@@ -3,8 +3,9 @@
  * The trie is an array in preorder (gram_vocab.c). For node i at depth d the state of its
  * parent (depth d - 1) is fed node i's byte: when no stack survives, the whole subtree is
  * skipped (i = nend[i]); when the state takes every byte below i back to itself (inside a
- * JSON string, most ASCII bytes do), the whole subtree is allowed without visiting it
- * (absorbs, from the bytes below each large subtree: struct pgd__vocab's nsub); otherwise
+ * JSON string, most ASCII bytes do), and every non-ASCII character too where the bytes
+ * below are valid UTF-8, the whole subtree is allowed without visiting it (absorbs, from
+ * the bytes below each large subtree: struct pgd__vocab's nsub); otherwise
  * the tokens ending at i are allowed and the walk goes on to i + 1, a child or a later
  * sibling.
  *
@@ -32,6 +33,8 @@ struct wstate {
     size_t off, n;                  /* its stacks: w->sets[off, off + n), sorted by hash */
     struct pgd__gpart part;
     int32_t base;                   /* the state of the same stacks with no partial char */
+    int8_t utf8;                    /* whether every non-ASCII character leads back to it
+                                       (utf8_absorbs); -1: not known yet */
 };
 
 /* A small map from 64-bit keys to states (open addressing; key 0 unused). */
@@ -183,7 +186,7 @@ static int32_t intern(struct walk *w, uint32_t *set, size_t n, const struct pgd_
         return -1;
     memcpy(w->sets + w->n_sets, set, n * sizeof *set);
     w->st[w->n_st] = (struct wstate){ .h = h, .off = w->n_sets, .n = n, .part = *part,
-                                      .base = (int32_t)w->n_st };
+                                      .base = (int32_t)w->n_st, .utf8 = -1 };
     w->n_sets += n;
     for (int b = 0; b < 256; b++)
         w->next[w->n_st * 256 + (size_t)b] = UNKNOWN;
@@ -228,7 +231,7 @@ static int32_t partial_state(struct walk *w, int32_t base, const struct pgd__gpa
     }
     struct wstate *b = &w->st[base];
     w->st[w->n_st] = (struct wstate){ .h = 0, .off = b->off, .n = b->n, .part = *part,
-                                      .base = base };
+                                      .base = base, .utf8 = 0 };
     for (int i = 0; i < 256; i++)
         w->next[w->n_st * 256 + (size_t)i] = UNKNOWN;
     return (int32_t)w->n_st++;
@@ -299,11 +302,30 @@ static void set_bit(uint32_t *mask, int32_t t)
     mask[t >> 5] |= 1u << (t & 31);
 }
 
-/* Whether state s takes each byte of bytes [4 x 64 bits] back to itself: then every token
- * below a trie node with those bytes under it fits, and the walk need not visit them. The
- * transitions it needs are made (and kept) as the walk would make them. */
-static bool absorbs(struct walk *w, int32_t s, const uint64_t *bytes)
+/* Whether every non-ASCII character takes state s (at a character boundary) back to s: each
+ * of its stacks takes all of them or none, some take them, and those advanced are s again.
+ * Then, under s, any unfinished sequence that could still become a character is alive. */
+static bool utf8_absorbs(struct walk *w, int32_t s)
 {
+    if (w->st[s].utf8 >= 0)
+        return w->st[s].utf8;
+    const struct wstate st = w->st[s];
+    bool yes = st.part.need == 0 && st.base == s && st.n <= 32 &&
+               pgd__gmatch_nonascii_takers(w->m, w->sets + st.off, st.n) != 0 &&
+               complete(w, s, 0x80) == s;
+    w->st[s].utf8 = yes;            /* w->st may have moved */
+    return yes;
+}
+
+/* Whether state s takes every path below a trie node back to itself or keeps it alive, from
+ * the bytes below it [4 x 64 bits] and whether they are valid UTF-8 (utf8_ok): each ASCII
+ * byte leads back to s, and, where there are others, every non-ASCII character does too.
+ * Then every token below the node fits, and the walk need not visit them. The transitions
+ * it needs are made (and kept) as the walk would make them. */
+static bool absorbs(struct walk *w, int32_t s, const uint64_t *bytes, bool utf8_ok)
+{
+    if ((bytes[2] | bytes[3]) && !(utf8_ok && utf8_absorbs(w, s)))
+        return false;
     if ((size_t)s >= w->cap_loop) {
         size_t cap = w->cap_st > (size_t)s + 1 ? w->cap_st : (size_t)s + 1;
         uint64_t *k = realloc(w->known, cap * 4 * sizeof *k);
@@ -318,10 +340,10 @@ static bool absorbs(struct walk *w, int32_t s, const uint64_t *bytes)
         w->cap_loop = cap;
     }
     uint64_t *known = w->known + (size_t)s * 4, *loop = w->loop + (size_t)s * 4;
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 2; k++)
         if (bytes[k] & known[k] & ~loop[k])
-            return false;            /* a known byte leaves s */
-    for (int k = 0; k < 4; k++)
+            return false;            /* a known ASCII byte leaves s */
+    for (int k = 0; k < 2; k++)
         for (uint64_t todo = bytes[k] & ~known[k]; todo; todo &= todo - 1) {
             int b = 64 * k + __builtin_ctzll(todo);
             int32_t r = transition(w, s, (uint8_t)b);
@@ -359,8 +381,9 @@ void pgd__gmask_fill(struct pgd__gmatch *m, const struct pgd__vocab *v, const in
                 continue;
             }
             lv[d] = s;
-            if (v->nsub[i] >= 0 && absorbs(&w, s, v->sub_bytes + 4 * (size_t)v->nsub[i])) {
-                /* s takes every byte below i back to s: the whole subtree fits */
+            if (v->nsub[i] >= 0 && absorbs(&w, s, v->sub_bytes + 4 * (size_t)v->nsub[i],
+                                           v->sub_utf8[v->nsub[i]])) {
+                /* every path below i comes back to s or stays alive: the subtree fits */
                 uint32_t end = v->nend[i] < v->n_nodes ? v->ntok[v->nend[i]]
                                                        : (uint32_t)v->n_toks;
                 for (uint32_t t = v->ntok[i]; t < end; t++)

@@ -318,6 +318,26 @@ uint64_t pgd__gmatch_takers(const struct pgd__gmatch *m, const uint32_t *set, si
     return sel;
 }
 
+uint64_t pgd__gmatch_nonascii_takers(const struct pgd__gmatch *m, const uint32_t *set, size_t n)
+{
+    const struct pgd__grammar *g = m->g;
+    uint64_t sel = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t node = set[i];
+        if (node == EMPTY)
+            continue;
+        const struct pgd__cset *c = &g->cs[g->el[m->nodes[node].el].value];
+        if (!pgd__cset_any_in(g, c, 0x80, 0x10FFFF))
+            continue;                       /* none */
+        struct pgd__cset out = *c;          /* its complement above 0x7F */
+        out.neg = !out.neg;
+        if (pgd__cset_any_in(g, &out, 0x80, 0x10FFFF))
+            return 0;                       /* a part */
+        sel |= 1ull << i;
+    }
+    return sel;
+}
+
 size_t pgd__gmatch_advance_sel(struct pgd__gmatch *m, const uint32_t *set, size_t n,
                                uint64_t sel, size_t out_off)
 {

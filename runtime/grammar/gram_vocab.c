@@ -24,7 +24,41 @@ void pgd__vocab_free(struct pgd__vocab *v)
     free(v->toks);
     free(v->nsub);
     free(v->sub_bytes);
+    free(v->sub_utf8);
     free(v);
+}
+
+/* UTF-8 as the matcher reads it (gram_match.c: pgd__gmatch_step), by the bytes still due:
+ * at a boundary; one to come; two (after E0 the next is A0..BF; after ED, A0..BF begins a
+ * surrogate, alive until it is complete); three (after F0 the next is 90..BF, after F4
+ * 80..8F). U8_DEAD: the matcher drops it. */
+enum { U8_B, U8_C1, U8_C2, U8_C2_E0, U8_C2_ED, U8_C1_SUR, U8_C3, U8_C3_F0, U8_C3_F4, U8_N,
+       U8_DEAD = -1 };
+
+static int u8_next(int q, uint8_t b)
+{
+    const bool cont = b >= 0x80 && b <= 0xBF;
+    switch (q) {
+    case U8_B:
+        return b < 0x80                ? U8_B
+               : b >= 0xC2 && b <= 0xDF ? U8_C1
+               : b == 0xE0             ? U8_C2_E0
+               : b == 0xED             ? U8_C2_ED
+               : b >= 0xE1 && b <= 0xEF ? U8_C2
+               : b == 0xF0             ? U8_C3_F0
+               : b >= 0xF1 && b <= 0xF3 ? U8_C3
+               : b == 0xF4             ? U8_C3_F4
+                                       : U8_DEAD;
+    case U8_C1: return cont ? U8_B : U8_DEAD;
+    case U8_C2: return cont ? U8_C1 : U8_DEAD;
+    case U8_C2_E0: return b >= 0xA0 && b <= 0xBF ? U8_C1 : U8_DEAD;
+    case U8_C2_ED: return b >= 0x80 && b <= 0x9F ? U8_C1 : cont ? U8_C1_SUR : U8_DEAD;
+    case U8_C1_SUR: return U8_DEAD;
+    case U8_C3: return cont ? U8_C2 : U8_DEAD;
+    case U8_C3_F0: return b >= 0x90 && b <= 0xBF ? U8_C2 : U8_DEAD;
+    case U8_C3_F4: return b >= 0x80 && b <= 0x8F ? U8_C2 : U8_DEAD;
+    }
+    return U8_DEAD;
 }
 
 /* nsub and sub_bytes (see struct pgd__vocab): each node's bytes below it, gathered from the
@@ -34,31 +68,44 @@ static bool build_sub_bytes(struct pgd__vocab *v)
 {
     uint32_t n = v->n_nodes;
     uint64_t *all = calloc((size_t)n * 4 + 4, sizeof *all);   /* [n][4], freed below */
+    uint16_t *u8 = malloc(((size_t)n + 1) * sizeof *u8);       /* [n] bit q: alive from q */
     v->nsub = malloc(((size_t)n + 1) * sizeof *v->nsub);
-    if (!all || !v->nsub) {
+    if (!all || !u8 || !v->nsub) {
         free(all);
+        free(u8);
         return false;
     }
     int32_t kept = 0;
     for (uint32_t i = n; i-- > 0;) {
+        u8[i] = (1u << U8_N) - 1;
         /* i's children: from i + 1, each next child at the previous one's nend */
         for (uint32_t c = i + 1; c < v->nend[i]; c = v->nend[c]) {
             all[4 * (size_t)i + v->nbyte[c] / 64] |= 1ULL << (v->nbyte[c] % 64);
             for (int k = 0; k < 4; k++)
                 all[4 * (size_t)i + k] |= all[4 * (size_t)c + k];
+            for (int q = 0; q < U8_N; q++) {
+                int r = u8_next(q, v->nbyte[c]);
+                if (r == U8_DEAD || !((u8[c] >> r) & 1))
+                    u8[i] &= (uint16_t)~(1u << q);
+            }
         }
         v->nsub[i] = v->nend[i] - i >= PGD__VOCAB_SUB_MIN ? kept++ : -1;
     }
     v->sub_bytes = malloc(((size_t)kept + 1) * 4 * sizeof *v->sub_bytes);
-    if (!v->sub_bytes) {
+    v->sub_utf8 = malloc((size_t)kept + 1);
+    if (!v->sub_bytes || !v->sub_utf8) {
         free(all);
+        free(u8);
         return false;
     }
     for (uint32_t i = 0; i < n; i++)
-        if (v->nsub[i] >= 0)
+        if (v->nsub[i] >= 0) {
             memcpy(v->sub_bytes + 4 * (size_t)v->nsub[i], all + 4 * (size_t)i,
                    4 * sizeof *all);
+            v->sub_utf8[v->nsub[i]] = (u8[i] >> U8_B) & 1;
+        }
     free(all);
+    free(u8);
     return true;
 }
 

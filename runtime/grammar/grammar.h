@@ -228,6 +228,11 @@ size_t pgd__gmatch_advance_sel(struct pgd__gmatch *m, const uint32_t *set, size_
 bool pgd__gmatch_partial_ok(const struct pgd__gmatch *m, const uint32_t *set, size_t n,
                             uint32_t val, int need, int total);
 bool pgd__gmatch_valid_cp(uint32_t cp, int len);
+/* The stacks of set[0, n) (n <= 64) that take every code point from 0x80 up (bit i:
+ * set[i]), when each of the others takes none of them; 0 when some stack takes a part of
+ * them, or none takes any. Then every non-ASCII character advances the same stacks: the
+ * walk takes a subtree of valid UTF-8 under such a state whole (gram_mask.c). */
+uint64_t pgd__gmatch_nonascii_takers(const struct pgd__gmatch *m, const uint32_t *set, size_t n);
 /* Drops arena entries from n on (they must be unreferenced). */
 void pgd__gmatch_release(struct pgd__gmatch *m, size_t n);
 /* Makes room in m->scr for need entries; false when out of memory. */

@@ -41,6 +41,10 @@ struct pgd__vocab {
      * subtree at once (gram_mask.c); -1 for the others. */
     int32_t *nsub;
     uint64_t *sub_bytes;
+    /* [kept] whether every path below the node, from a character boundary, stays a valid
+     * (possibly unfinished) UTF-8 sequence as the matcher reads them (gram_match.c: no
+     * overlong forms, nothing past U+10FFFF, a surrogate dead once complete). */
+    uint8_t *sub_utf8;
 };
 #define PGD__VOCAB_SUB_MIN 8
 

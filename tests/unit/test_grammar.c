@@ -432,6 +432,93 @@ Test(grammar_mask, brute_force_mistral) { mask_vs_brute_force("mistral", 3); }
 Test(grammar_mask, brute_force_smollm2) { mask_vs_brute_force("smollm2", 4); }
 Test(grammar_mask, brute_force_qwen3) { mask_vs_brute_force("qwen3", 9); }
 
+/* A vocabulary built to catch a walk that takes a subtree whole where one token under it
+ * is not UTF-8 as the matcher reads it: for each edge case (overlong forms, surrogates,
+ * code points past U+10FFFF, bytes never in UTF-8, lone continuation bytes, ASCII inside a
+ * sequence, and their valid neighbours, finished and not), a family of tokens "q" + a
+ * letter of its own + each of some valid characters, and + the edge case, so the subtree
+ * under the letter holds valid text but for that one token; a family of valid text alone;
+ * and every string of one or two bytes over an alphabet of such bytes. At every position
+ * of a JSON string (each non-ASCII character allowed: the walk takes valid subtrees at
+ * once) and of a regex allowing only some non-ASCII characters, the mask equals feeding
+ * each token to the matcher. */
+Test(grammar_mask, utf8_edge_tokens_against_brute_force)
+{
+    static const char *const EDGE[] = {
+        "\xed\xa0\x80", "\xed\xa0", "\xed\x9f\xbf", "\xe0\x80\x80", "\xe0\x9f",
+        "\xe0\xa0\x80", "\xc0\x80", "\xc1\xbf", "\xc2\x80", "\xf0\x80\x80\x80", "\xf0\x8f",
+        "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf", "\xf4\x90\x80\x80", "\xf4\x90",
+        "\xf5\x80", "\xff", "\x80", "a\x80", "\xc2" "a", "\xe2\x82", "\xe2\x82\xac",
+        "\xef\xbf\xbf", "\xf1\x80\x80", "",   /* "": the family of valid text alone */
+    };
+    static const char *const VALID[] = { "ab", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                                         "b\xc3\xa9" "a", "\xe4\xb8\xad\xe6\x96\x87" };
+    static const uint8_t A[] = { 'a', 'b', '"', '\\', '\n', 0x80, 0xA0, 0xBF, 0xC0, 0xC2, 0xE0,
+                                 0xED, 0xF0, 0xF4, 0xF5, 0xFF };
+    enum { NE = sizeof EDGE / sizeof *EDGE, NV = sizeof VALID / sizeof *VALID,
+           NA = sizeof A, N = NE * (NV + 1) + NA + NA * NA + 1 };
+    static char buf[N][16];
+    static const uint8_t *bytes[N];
+    static uint32_t lens[N];
+    int32_t n = 0;
+    for (int e = 0; e < NE; e++)
+        for (int k = 0; k <= NV; k++, n++) {
+            const char *tail = k < NV ? VALID[k] : EDGE[e];
+            snprintf(buf[n], sizeof buf[n], "q%c%s", 'A' + e, tail);
+            lens[n] = (uint32_t)strlen(buf[n]);
+        }
+    for (int k = 0; k < NA + NA * NA; k++, n++) {
+        buf[n][0] = (char)A[k < NA ? k : (k - NA) / NA];
+        buf[n][1] = (char)A[(k - NA) % NA];
+        lens[n] = k < NA ? 1 : 2;
+    }
+    const int32_t eos = n++;         /* never text */
+    cr_assert_eq(n, N);
+    for (int32_t t = 0; t < eos; t++)
+        bytes[t] = (const uint8_t *)buf[t];
+    struct pgd__vocab *v;
+    char err[256];
+    cr_assert_eq(pgd__vocab_create(n, bytes, lens, &v, err, sizeof err), PGD_OK, "%s", err);
+    static const struct { enum pgd_guide_kind kind; const char *guide, *walk; } G[] = {
+        { PGD_GUIDE_JSON_SCHEMA, "{\"type\":\"object\",\"properties\":{\"s\":{\"type\":"
+          "\"string\"}},\"required\":[\"s\"]}",
+          "{\"s\": \"qab\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf\xed\x9f\xbfz\"}" },
+        { PGD_GUIDE_REGEX, "[abqA-Z\xc3\xa9\xe2\x82\xac]+\"", "qAab\xc3\xa9\xe2\x82\xac\"" },
+    };
+    size_t words = pgd__mask_words(n);
+    uint32_t *mask = malloc(words * sizeof *mask);
+    for (size_t gi = 0; gi < sizeof G / sizeof *G; gi++) {
+        struct pgd__grammar *g;
+        cr_assert_eq(pgd__guide_compile(G[gi].kind, G[gi].guide, &g, err, sizeof err), PGD_OK,
+                     "%s", err);
+        struct pgd__gmatch m;
+        cr_assert(pgd__gmatch_init(&m, g));
+        size_t len = strlen(G[gi].walk);
+        for (size_t at = 0; at <= len; at++) {
+            pgd__gmask_fill(&m, v, &eos, 1, mask);
+            int wrong = 0;
+            for (int32_t t = 0; t < eos; t++) {
+                struct pgd__gmatch c;
+                cr_assert(pgd__gmatch_copy(&c, &m));
+                bool want = pgd__gmatch_accept(&c, bytes[t], lens[t]);
+                pgd__gmatch_fini(&c);
+                bool got = (mask[t >> 5] >> (t & 31)) & 1;
+                if (got != want && wrong++ < 5)
+                    cr_log_error("guide %zu @%zu: token %d (\"%s\", %u bytes): mask %d, "
+                                 "matcher %d", gi, at, t, buf[t], lens[t], got, want);
+            }
+            cr_assert_eq(wrong, 0, "guide %zu @%zu: %d tokens wrong", gi, at, wrong);
+            if (at < len)
+                cr_assert(pgd__gmatch_accept(&m, G[gi].walk + at, 1), "guide %zu: the walk "
+                          "dies at %zu", gi, at);
+        }
+        pgd__gmatch_fini(&m);
+        pgd__grammar_free(g);
+    }
+    free(mask);
+    pgd__vocab_free(v);
+}
+
 Test(grammar_mask, the_cache_shares_one_compiled_guide_per_kind_and_text)
 {
     char dir[512], err[512];
