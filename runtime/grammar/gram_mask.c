@@ -112,9 +112,9 @@ struct walk {
     size_t tab_cap;
     struct kmap partial;            /* (base, partial char) -> state */
     struct kmap advanced;           /* (base, subset of its stacks) -> state or DEAD */
-    /* Per state, 256 bits each: the bytes whose transition is known, and those of them that
-     * lead back to the state itself (absorbs). */
-    uint64_t *known, *loop;         /* [cap_loop * 4] */
+    /* Per state, 128 bits each: the ASCII bytes whose transition is known, and those of
+     * them that lead back to the state itself (absorbs). */
+    uint64_t *known, *loop;         /* [cap_loop * 2] */
     size_t cap_loop;
     bool nomem;
 };
@@ -328,18 +328,18 @@ static bool absorbs(struct walk *w, int32_t s, const uint64_t *bytes, bool utf8_
         return false;
     if ((size_t)s >= w->cap_loop) {
         size_t cap = w->cap_st > (size_t)s + 1 ? w->cap_st : (size_t)s + 1;
-        uint64_t *k = realloc(w->known, cap * 4 * sizeof *k);
+        uint64_t *k = realloc(w->known, cap * 2 * sizeof *k);
         if (k)
             w->known = k;
-        uint64_t *l = k ? realloc(w->loop, cap * 4 * sizeof *l) : NULL;
+        uint64_t *l = k ? realloc(w->loop, cap * 2 * sizeof *l) : NULL;
         if (!k || !l)
             return false;
         w->loop = l;
-        memset(w->known + w->cap_loop * 4, 0, (cap - w->cap_loop) * 4 * sizeof *k);
-        memset(w->loop + w->cap_loop * 4, 0, (cap - w->cap_loop) * 4 * sizeof *l);
+        memset(w->known + w->cap_loop * 2, 0, (cap - w->cap_loop) * 2 * sizeof *k);
+        memset(w->loop + w->cap_loop * 2, 0, (cap - w->cap_loop) * 2 * sizeof *l);
         w->cap_loop = cap;
     }
-    uint64_t *known = w->known + (size_t)s * 4, *loop = w->loop + (size_t)s * 4;
+    uint64_t *known = w->known + (size_t)s * 2, *loop = w->loop + (size_t)s * 2;
     for (int k = 0; k < 2; k++)
         if (bytes[k] & known[k] & ~loop[k])
             return false;            /* a known ASCII byte leaves s */
