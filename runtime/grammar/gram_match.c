@@ -211,17 +211,20 @@ static bool part_range(uint32_t val, int need, int total, uint32_t *lo, uint32_t
     return *lo <= *hi;
 }
 
+/* The characters stack node takes next, or NULL for the empty stack (it takes none). */
+static const struct pgd__cset *node_cset(const struct pgd__gmatch *m, uint32_t node)
+{
+    const struct pgd__grammar *g = m->g;
+    return node == EMPTY ? NULL : &g->cs[g->el[m->nodes[node].el].value];
+}
+
 /* Whether some stack in arr[off, off + n) can take a character in [lo, hi]. */
 static bool any_partial(const struct pgd__gmatch *m, const uint32_t *arr, size_t off, size_t n,
                         uint32_t lo, uint32_t hi)
 {
-    const struct pgd__grammar *g = m->g;
     for (size_t i = 0; i < n; i++) {
-        uint32_t node = arr[off + i];
-        if (node == EMPTY)
-            continue;
-        const struct pgd__cset *c = &g->cs[g->el[m->nodes[node].el].value];
-        if (pgd__cset_any_in(g, c, lo, hi))
+        const struct pgd__cset *c = node_cset(m, arr[off + i]);
+        if (c && pgd__cset_any_in(m->g, c, lo, hi))
             return true;
     }
     return false;
@@ -306,13 +309,10 @@ size_t pgd__gmatch_step(struct pgd__gmatch *m, size_t in_off, size_t n_in,
 uint64_t pgd__gmatch_takers(const struct pgd__gmatch *m, const uint32_t *set, size_t n,
                             uint32_t cp)
 {
-    const struct pgd__grammar *g = m->g;
     uint64_t sel = 0;
     for (size_t i = 0; i < n; i++) {
-        uint32_t node = set[i];
-        if (node == EMPTY)
-            continue;
-        if (pgd__cset_has(g, &g->cs[g->el[m->nodes[node].el].value], cp))
+        const struct pgd__cset *c = node_cset(m, set[i]);
+        if (c && pgd__cset_has(m->g, c, cp))
             sel |= 1ull << i;
     }
     return sel;
@@ -323,11 +323,8 @@ uint64_t pgd__gmatch_nonascii_takers(const struct pgd__gmatch *m, const uint32_t
     const struct pgd__grammar *g = m->g;
     uint64_t sel = 0;
     for (size_t i = 0; i < n; i++) {
-        uint32_t node = set[i];
-        if (node == EMPTY)
-            continue;
-        const struct pgd__cset *c = &g->cs[g->el[m->nodes[node].el].value];
-        if (!pgd__cset_any_in(g, c, 0x80, 0x10FFFF))
+        const struct pgd__cset *c = node_cset(m, set[i]);
+        if (!c || !pgd__cset_any_in(g, c, 0x80, 0x10FFFF))
             continue;                       /* none */
         struct pgd__cset out = *c;          /* its complement above 0x7F */
         out.neg = !out.neg;
