@@ -468,9 +468,11 @@ Test(grammar_mask, utf8_edge_tokens_against_brute_force)
             lens[n] = (uint32_t)strlen(buf[n]);
         }
     for (int k = 0; k < NA + NA * NA; k++, n++) {
-        buf[n][0] = (char)A[k < NA ? k : (k - NA) / NA];
-        buf[n][1] = (char)A[(k - NA) % NA];
-        lens[n] = k < NA ? 1 : 2;
+        const int two = k - NA;          /* >= 0: the two-byte string of that number */
+        buf[n][0] = (char)A[two < 0 ? k : two / NA];
+        if (two >= 0)
+            buf[n][1] = (char)A[two % NA];
+        lens[n] = two < 0 ? 1 : 2;
     }
     const int32_t eos = n++;         /* never text */
     cr_assert_eq(n, N);
