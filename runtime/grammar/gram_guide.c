@@ -323,11 +323,9 @@ static bool cache_ready(struct pgd__guide *g)
     return g->masks != NULL;
 }
 
-bool pgd__guide_mask_lookup(struct pgd__guide *g, const struct pgd__gmatch *m, uint32_t *mask)
+/* (k0, k1)'s mask from g's cache into mask; false (mask untouched) when not there. */
+static bool cache_get(struct pgd__guide *g, uint64_t k0, uint64_t k1, uint32_t *mask)
 {
-    uint64_t k0, k1;
-    if (!state_key(m, &k0, &k1))
-        return false;
     pthread_mutex_lock(&g->mu);
     const struct pgd__mask_entry *e = cache_ready(g) ? slot(g, k0, k1) : NULL;
     const bool hit = e && e->mask;
@@ -337,28 +335,14 @@ bool pgd__guide_mask_lookup(struct pgd__guide *g, const struct pgd__gmatch *m, u
     return hit;
 }
 
-void pgd__guide_mask(struct pgd__guide *g, const struct pgd__vocab *v, struct pgd__gmatch *m,
-                     const int32_t *end, int n_end, uint32_t *mask)
+/* Keeps mask as (k0, k1)'s in g's cache, unless another thread kept it first. */
+static void cache_put(struct pgd__guide *g, uint64_t k0, uint64_t k1, const uint32_t *mask)
 {
-    uint64_t k0, k1;
-    const bool keyed = state_key(m, &k0, &k1);      /* m is the caller's alone */
     pthread_mutex_lock(&g->mu);
-    const bool cached = keyed && cache_ready(g);
-    if (cached) {
-        const struct pgd__mask_entry *e = slot(g, k0, k1);
-        if (e->mask) {
-            memcpy(mask, e->mask, g->words * sizeof *mask);
-            pthread_mutex_unlock(&g->mu);
-            return;
-        }
-    }
-    pthread_mutex_unlock(&g->mu);
-    /* A miss: the walk outside the lock, so that samples of the same guide walk at once
-     * (two that meet the same new state both walk it; the first to finish caches it). */
-    pgd__gmask_fill(m, v, end, n_end, mask);
-    if (!cached)
+    if (!cache_ready(g)) {
+        pthread_mutex_unlock(&g->mu);
         return;
-    pthread_mutex_lock(&g->mu);
+    }
     if (g->n_masks * 2 >= g->mask_cap) {
         /* full: start over (states of a long generation rarely come back) */
         for (size_t i = 0; i < g->mask_cap; i++)
@@ -374,4 +358,24 @@ void pgd__guide_mask(struct pgd__guide *g, const struct pgd__vocab *v, struct pg
         g->n_masks++;
     }
     pthread_mutex_unlock(&g->mu);
+}
+
+bool pgd__guide_mask_lookup(struct pgd__guide *g, const struct pgd__gmatch *m, uint32_t *mask)
+{
+    uint64_t k0, k1;
+    return state_key(m, &k0, &k1) && cache_get(g, k0, k1, mask);
+}
+
+void pgd__guide_mask(struct pgd__guide *g, const struct pgd__vocab *v, struct pgd__gmatch *m,
+                     const int32_t *end, int n_end, uint32_t *mask)
+{
+    uint64_t k0, k1;
+    const bool keyed = state_key(m, &k0, &k1);      /* m is the caller's alone */
+    if (keyed && cache_get(g, k0, k1, mask))
+        return;
+    /* A miss: the walk outside the lock, so that samples of the same guide walk at once
+     * (two that meet the same new state both walk it; the first to finish caches it). */
+    pgd__gmask_fill(m, v, end, n_end, mask);
+    if (keyed)
+        cache_put(g, k0, k1, mask);
 }

@@ -1,7 +1,8 @@
 /* The vocabulary as the grammar sees it: each token's bytes (what it adds to the output
  * text in the middle of a sequence), and a byte trie over them laid out in preorder, so
  * the mask walk (gram_mask.c) is a loop over an array that skips a pruned subtree with one
- * jump (and takes a subtree whose bytes all loop back to the state whole: nsub). Tokens that never stand for text (special tokens, empty ones) are left out of the
+ * jump (and takes a subtree whole from the bytes below it and whether they are UTF-8:
+ * nsub). Tokens that never stand for text (special tokens, empty ones) are left out of the
  * trie: a constrained request never samples them (EOS and stop ids are added separately
  * when the grammar accepts). */
 #include "runtime/grammar/guide.h"
