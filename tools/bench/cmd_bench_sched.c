@@ -219,12 +219,6 @@ static bool sim_step(const struct sim_opts *o, const struct sim_cost *c,
     return true;
 }
 
-static int cmp_seconds(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* r's served latency from the clock of a finished run of n requests: TTFT from arrival to
  * the first token, TPOT (last - first) / (tokens - 1) over the requests of more than one
  * token, as vLLM's benchmark counts them. */
@@ -247,8 +241,8 @@ static bool latency_stats(const struct sim_clock *ck, int n, struct sim_result *
             tpot[n_tpot++] = (ck->last[i] - ck->first[i]) / (ck->generated[i] - 1);
         r->end_s = ck->last[i] > r->end_s ? ck->last[i] : r->end_s;
     }
-    qsort(ttft, (size_t)n, sizeof *ttft, cmp_seconds);
-    qsort(tpot, (size_t)n_tpot, sizeof *tpot, cmp_seconds);
+    bs_sort(ttft, n);
+    bs_sort(tpot, n_tpot);
     r->ttft_p50 = bs_percentile(ttft, n, 50);
     r->ttft_p99 = bs_percentile(ttft, n, 99);
     r->tpot_p50 = bs_percentile(tpot, n_tpot, 50);

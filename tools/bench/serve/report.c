@@ -19,6 +19,12 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+void bs_sort(double *v, int n)
+{
+    if (n > 1)
+        qsort(v, (size_t)n, sizeof *v, cmp_double);
+}
+
 double bs_percentile(const double *v, int n, double p)
 {
     if (n <= 0)
@@ -49,7 +55,7 @@ struct series {
 static void metric(const struct bs_report_in *in, json_t *r, FILE *out, struct series s,
                    const char *key, const char *name, const char *title)
 {
-    qsort(s.v, (size_t)s.n, sizeof *s.v, cmp_double);
+    bs_sort(s.v, s.n);
     double sum = 0, sq = 0;
     for (int i = 0; i < s.n; i++)
         sum += s.v[i];

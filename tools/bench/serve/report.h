@@ -38,5 +38,7 @@ void bs_report_header(FILE *out, const char *title, char c);
 /* numpy's default percentile (linear between closest ranks) of n sorted values; 0 when
  * n == 0 (vLLM reports 0 for empty lists). */
 double bs_percentile(const double *sorted, int n, double p);
+/* Sorts v[n] ascending, for bs_percentile. */
+void bs_sort(double *v, int n);
 
 #endif
