@@ -74,6 +74,16 @@ struct pgd_cuda_ctx {
      * its quantization in the scratch in the streaming GEMV's layout; NULL: none */
     const void *fp8_ready_x;
     int fp8_ready_n, fp8_ready_in, fp8_ready_dt;
+    /* pgd_cuda_rmsnorm_gather's word (quant_lt.cu's pgd_cuda__wq_xg_*): wq_xg_dst holds x
+     * [wq_xg_n, wq_xg_in] in dtype wq_xg_dt gathered through the act-order permutation
+     * wq_xg_perm (device), as the act-order gather would write it there; the next gather of
+     * exactly that into exactly there is skipped, once. wq_xg_x NULL: none. wq_xg_skipped
+     * counts the gathers skipped (pgd_cuda_wq_norm_gathers). */
+    const void *wq_xg_x;
+    const int32_t *wq_xg_perm;
+    const void *wq_xg_dst;
+    int wq_xg_n, wq_xg_in, wq_xg_dt;
+    long wq_xg_skipped;
     /* quant_fp8_dec.cu's split-K tickets: device [PGD_CUDA_FP8_TICKETS] ints, zero between
      * launches (each launch's last block of a tile sets its ticket back) */
     int *fp8_tickets;

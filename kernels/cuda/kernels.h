@@ -117,6 +117,19 @@ int pgd_cuda_add_rmsnorm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *residu
 int pgd_cuda_rmsnorm_fp8x(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *residual,
                           const void *x, const void *w, float eps, int64_t rows, int d,
                           void *out, int *prepared, char *err, size_t errlen);
+/* pgd_cuda_add_rmsnorm (residual set) or pgd_cuda_rmsnorm (residual NULL) that, where dt
+ * is BF16 or F16 and out fits the context's scratch, also writes out [rows, d] gathered
+ * through the act-order permutation
+ * perm (device, [d]: pgd_cuda_wq_input_perm of the layer that reads out next) into the
+ * scratch, where that layer's gather would write it, and sets *prepared to 1 (else 0).
+ * The next act-order gather of out through perm into the scratch (pgd_cuda_wq_linear,
+ * _linear_multi) is then skipped, once; any other gather, a call here or
+ * pgd_cuda_wq_x_forget drops the note. The caller forgets it when anything may have written
+ * out or the scratch in between (a kernel of another op). */
+int pgd_cuda_rmsnorm_gather(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *residual,
+                            const void *x, const void *w, float eps, int64_t rows, int d,
+                            void *out, const int32_t *perm, int *prepared, char *err,
+                            size_t errlen);
 /* x[i] += delta[i], i < n */
 int pgd_cuda_add(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *x, const void *delta,
                  int64_t n, char *err, size_t errlen);
@@ -482,6 +495,13 @@ int pgd_cuda_wq_create(const struct pgd_wq_host *h, struct pgd_cuda_wq_perms *pe
 /* Whether a and b hold one device copy of an act-order permutation (made with one set, and
  * equal): they gather x the same way. */
 bool pgd_cuda_wq_same_perm(const struct pgd_cuda_wq *a, const struct pgd_cuda_wq *b);
+/* The act-order permutation the layer gathers x through (device [in], shared with the layers
+ * of its set that have an equal one), or NULL: none. */
+const int32_t *pgd_cuda_wq_input_perm(const struct pgd_cuda_wq *w);
+/* Drops what pgd_cuda_rmsnorm_gather left for the gathers; the act-order gathers those
+ * notes saved (skipped), counted over the context's life. */
+void pgd_cuda_wq_x_forget(struct pgd_cuda_ctx *c);
+long pgd_cuda_wq_norm_gathers(const struct pgd_cuda_ctx *c);
 int pgd_cuda_wq_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
                        const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
                        size_t errlen);

@@ -6,7 +6,12 @@
  * Before FP8 layers at decode sizes (pgd_cuda_rmsnorm_fp8x) the vector kernel also leaves
  * the normed rows' per-token FP8 quantization in the streaming GEMV's layout in the
  * scratch (quant_fp8_gemv.cu's fp8_xprep_kernel, from the same rounded values): the
- * GEMVs after it (q/k/v, gate_up) then skip that kernel's launch. */
+ * GEMVs after it (q/k/v, gate_up) then skip that kernel's launch.
+ *
+ * Before act-order W4/W8 layers (pgd_cuda_rmsnorm_gather) it also leaves the normed rows
+ * gathered through the layer's permutation in the scratch, as the act-order gather
+ * (quant_lt.cu's pgd_cuda__qstage_x, quant_wq_gemm.cu's pgd_cuda__wq_gather) would write
+ * them: the linears after it skip that gather's launch. */
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/quant.cuh"
 
@@ -34,10 +39,12 @@ __device__ __forceinline__ float block_sum(float v, float *red)
 }
 
 /* One row per group of `lanes` threads (32: a warp; blockDim.x: the block). When res is set,
- * the row is first x + res (rounded to T), which is written back to res. */
+ * the row is first x + res (rounded to T), which is written back to res. When xg is set,
+ * also xg [rows, d]: xg[row, k] = out[row, perm[k]], each computed as that element of out
+ * is, before out is written (out may alias x). */
 template <typename T, bool WARP>
 __global__ void rmsnorm_kernel(const T *x, T *res, const T *w, float eps, int64_t rows, int d,
-                               T *out)
+                               T *out, const int32_t *__restrict__ perm, T *__restrict__ xg)
 {
     __shared__ float red[32];
     pdl_trigger();
@@ -71,6 +78,22 @@ __global__ void rmsnorm_kernel(const T *x, T *res, const T *w, float eps, int64_
     ss = WARP ? warp_sum(ss) : block_sum(ss, red);
     float inv = rsqrtf(ss / (float)d + eps);
     const T *src = rr ? rr : xr;
+    if (xg) {
+        /* res's row as the other lanes wrote it; then out's writes after every read */
+        if (WARP)
+            __syncwarp();
+        else
+            __syncthreads();
+        T *gr = xg + row * d;
+        for (int i = lane; i < d; i += lanes) {
+            const int k = perm[i];
+            gr[i] = from_f<T>(to_f<T>(src[k]) * inv * to_f<T>(w[k]));
+        }
+        if (WARP)
+            __syncwarp();
+        else
+            __syncthreads();
+    }
     for (int i = lane; i < d; i += lanes)
         outr[i] = from_f<T>(to_f<T>(src[i]) * inv * to_f<T>(w[i]));
 }
@@ -96,23 +119,37 @@ __device__ __forceinline__ float block_max(float v, float *red)
  * (and the residual) in one round of loads, the residual sum written back, one block-wide
  * sum of squares, the normalized row written. x and out may alias (each element is read and
  * written by the same thread); res is another buffer. Same rounding as rmsnorm_kernel.
- * FP8X (T of 2 bytes: a vector is 8 inputs): also the row's FP8 quantization for the
- * streaming GEMV, as fp8_xprep_kernel computes it from out: sx[row] = max |out| / 448 and
- * xh [rows, d] the codes' fp16 values, vector i of the row from vector i of out. */
-template <typename T, int VPT, bool FP8X>
+ * What else it leaves (MODE):
+ *   NORM_FP8X (T of 2 bytes: a vector is 8 inputs): the row's FP8 quantization for the
+ *     streaming GEMV, as fp8_xprep_kernel computes it from out: sx[row] = max |out| / 448
+ *     and xh [rows, d] the codes' fp16 values, vector i of the row from vector i of out.
+ *   NORM_GATHER (T of 2 bytes): xg [rows, d], xg[row, k] = out[row, perm[k]]: the normed
+ *     row goes through shared memory (dynamic, d elements); perm's indices are loaded with
+ *     the weight's, before pdl_wait (a permutation is never written by a step). */
+enum { NORM_PLAIN, NORM_FP8X, NORM_GATHER };
+
+template <typename T, int VPT, int MODE>
 __global__ void __launch_bounds__(VEC_THREADS)
 rmsnorm_vec_kernel(const T *x, T *__restrict__ res, const T *__restrict__ w, float eps, int d,
-                   T *out, __half *__restrict__ xh, float *__restrict__ sx)
+                   T *out, __half *__restrict__ xh, float *__restrict__ sx,
+                   const int32_t *__restrict__ perm, T *__restrict__ xg)
 {
-    static_assert(!FP8X || sizeof(T) == 2, "the FP8 codes: 8 inputs a vector");
+    static_assert(MODE == NORM_PLAIN || sizeof(T) == 2,
+                  "FP8 codes and gathers: 8 inputs a vector");
     constexpr int V = 16 / sizeof(T);
     __shared__ float red[32];
+    extern __shared__ uint4 norm_row[];   /* NORM_GATHER: the normed row, [d / V] vectors */
     const int nv = d / V;
     uint4 wv[VPT];
+    int4 pv[MODE == NORM_GATHER ? VPT : 1][2];   /* perm[8i, 8i + 8) of vector i */
 #pragma unroll
     for (int u = 0; u < VPT; u++) {
         int i = threadIdx.x + u * VEC_THREADS;
         wv[u] = i < nv ? __ldg(reinterpret_cast<const uint4 *>(w) + i) : make_uint4(0, 0, 0, 0);
+        if (MODE == NORM_GATHER && i < nv) {
+            pv[u][0] = __ldg(reinterpret_cast<const int4 *>(perm) + 2 * i);
+            pv[u][1] = __ldg(reinterpret_cast<const int4 *>(perm) + 2 * i + 1);
+        }
     }
     pdl_trigger();
     pdl_wait();
@@ -163,8 +200,30 @@ rmsnorm_vec_kernel(const T *x, T *__restrict__ res, const T *__restrict__ w, flo
         for (int k = 0; k < V; k++)
             e[k] = from_f<T>(to_f<T>(e[k]) * inv * to_f<T>(wk[k]));
         ov[i] = xs[u];
+        if (MODE == NORM_GATHER)
+            norm_row[i] = xs[u];
     }
-    if (!FP8X)
+    if (MODE == NORM_GATHER) {
+        __syncthreads();
+        const T *row_t = reinterpret_cast<const T *>(norm_row);
+        uint4 *gv = reinterpret_cast<uint4 *>(xg + row * d);
+#pragma unroll
+        for (int u = 0; u < VPT; u++) {
+            const int i = threadIdx.x + u * VEC_THREADS;
+            if (i >= nv)
+                continue;
+            const int idx[8] = { pv[u][0].x, pv[u][0].y, pv[u][0].z, pv[u][0].w,
+                                 pv[u][1].x, pv[u][1].y, pv[u][1].z, pv[u][1].w };
+            uint4 g;
+            T *ge = reinterpret_cast<T *>(&g);
+#pragma unroll
+            for (int k = 0; k < 8; k++)
+                ge[k] = row_t[idx[k]];
+            gv[i] = g;
+        }
+        return;
+    }
+    if (MODE != NORM_FP8X)
         return;
     float amax = 0.0f;
 #pragma unroll
@@ -204,37 +263,48 @@ static int vec_per_thread(const void *x, const void *res, const void *w, const v
     return per <= 1 ? 1 : per <= 2 ? 2 : per <= 4 ? 4 : per <= 8 ? 8 : 0;
 }
 
-/* rmsnorm_vec_kernel<T, VPT, FP8X> for vpt 1, 2, 4 or 8. */
-template <typename T, bool FP8X>
+/* rmsnorm_vec_kernel<T, VPT, MODE> for vpt 1, 2, 4 or 8 (xh, sx: NORM_FP8X's; perm, xg:
+ * NORM_GATHER's, which takes d elements of dynamic shared memory). */
+template <typename T, int MODE>
 static void rmsnorm_vec_launch(struct pgd_cuda_ctx *c, int vpt, const void *x, void *res,
                                const void *w, float eps, int64_t rows, int d, void *out,
-                               __half *xh, float *sx)
+                               __half *xh, float *sx, const int32_t *perm = NULL,
+                               void *xg = NULL)
 {
-    const unsigned grid = (unsigned)rows;
+    const dim3 grid((unsigned)rows), block(VEC_THREADS);
+    const size_t smem = MODE == NORM_GATHER ? (size_t)d * sizeof(T) : 0;
     const T *xp = (const T *)x, *wp = (const T *)w;
-    T *rp = (T *)res, *op = (T *)out;
+    T *rp = (T *)res, *op = (T *)out, *gp = (T *)xg;
     switch (vpt) {
-    case 1: pgd_cuda_launch(c, rmsnorm_vec_kernel<T, 1, FP8X>, grid, VEC_THREADS, xp, rp, wp, eps, d, op, xh, sx); break;
-    case 2: pgd_cuda_launch(c, rmsnorm_vec_kernel<T, 2, FP8X>, grid, VEC_THREADS, xp, rp, wp, eps, d, op, xh, sx); break;
-    case 4: pgd_cuda_launch(c, rmsnorm_vec_kernel<T, 4, FP8X>, grid, VEC_THREADS, xp, rp, wp, eps, d, op, xh, sx); break;
-    case 8: pgd_cuda_launch(c, rmsnorm_vec_kernel<T, 8, FP8X>, grid, VEC_THREADS, xp, rp, wp, eps, d, op, xh, sx); break;
+    case 1: pgd_cuda_launch_smem(c, rmsnorm_vec_kernel<T, 1, MODE>, grid, block, smem, xp, rp, wp, eps, d, op, xh, sx, perm, gp); break;
+    case 2: pgd_cuda_launch_smem(c, rmsnorm_vec_kernel<T, 2, MODE>, grid, block, smem, xp, rp, wp, eps, d, op, xh, sx, perm, gp); break;
+    case 4: pgd_cuda_launch_smem(c, rmsnorm_vec_kernel<T, 4, MODE>, grid, block, smem, xp, rp, wp, eps, d, op, xh, sx, perm, gp); break;
+    case 8: pgd_cuda_launch_smem(c, rmsnorm_vec_kernel<T, 8, MODE>, grid, block, smem, xp, rp, wp, eps, d, op, xh, sx, perm, gp); break;
     }
 }
 
+/* The norm; with xg set, also out gathered through perm into xg (the vector kernel where
+ * perm's groups of 8 are 16-byte aligned as well). */
 template <typename T>
 static int rmsnorm_launch(struct pgd_cuda_ctx *c, const void *x, void *res, const void *w,
-                          float eps, int64_t rows, int d, void *out)
+                          float eps, int64_t rows, int d, void *out,
+                          const int32_t *perm = NULL, void *xg = NULL)
 {
+    const int vpt = xg && (uintptr_t)perm % 16 != 0 ? 0 : vec_per_thread<T>(x, res, w, out, d);
     if (d <= 512) {
         int per_block = 8;
         pgd_cuda_launch(c, rmsnorm_kernel<T, true>, (unsigned)((rows + per_block - 1) / per_block),
                         per_block * 32, (const T *)x, (T *)res, (const T *)w, eps, rows, d,
-                        (T *)out);
-    } else if (int vpt = vec_per_thread<T>(x, res, w, out, d)) {
-        rmsnorm_vec_launch<T, false>(c, vpt, x, res, w, eps, rows, d, out, NULL, NULL);
+                        (T *)out, perm, (T *)xg);
+    } else if (vpt && xg) {
+        if constexpr (sizeof(T) == 2)      /* (the act-order linears' dtypes only) */
+            rmsnorm_vec_launch<T, NORM_GATHER>(c, vpt, x, res, w, eps, rows, d, out, NULL, NULL,
+                                               perm, xg);
+    } else if (vpt) {
+        rmsnorm_vec_launch<T, NORM_PLAIN>(c, vpt, x, res, w, eps, rows, d, out, NULL, NULL);
     } else {
         pgd_cuda_launch(c, rmsnorm_kernel<T, false>, (unsigned)rows, ROW_THREADS, (const T *)x,
-                        (T *)res, (const T *)w, eps, rows, d, (T *)out);
+                        (T *)res, (const T *)w, eps, rows, d, (T *)out, perm, (T *)xg);
     }
     return 0;
 }
@@ -281,14 +351,40 @@ extern "C" int pgd_cuda_rmsnorm_fp8x(struct pgd_cuda_ctx *c, enum pgd_dtype dt, 
     } else {
         pgd_cuda__fp8_share_note(c, 0, NULL, 0, 0, dt);   /* the scratch is written */
         if (dt == PGD_DTYPE_BF16)
-            rmsnorm_vec_launch<__nv_bfloat16, true>(c, vpt, x, residual, w, eps, rows, d, out,
+            rmsnorm_vec_launch<__nv_bfloat16, NORM_FP8X>(c, vpt, x, residual, w, eps, rows, d, out,
                                                     xh, sx);
         else
-            rmsnorm_vec_launch<__half, true>(c, vpt, x, residual, w, eps, rows, d, out, xh, sx);
+            rmsnorm_vec_launch<__half, NORM_FP8X>(c, vpt, x, residual, w, eps, rows, d, out, xh, sx);
         *prepared = 1;
     }
     PGD_CUDA_LAUNCHED(err, errlen, "%srmsnorm [%lld, %d] %s%s", residual ? "add_" : "",
                       (long long)rows, d, pgd_cuda_dt(dt), *prepared ? " (and x's FP8 codes)" : "");
+    return 0;
+}
+
+extern "C" int pgd_cuda_rmsnorm_gather(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *residual,
+                                       const void *x, const void *w, float eps, int64_t rows,
+                                       int d, void *out, const int32_t *perm, int *prepared,
+                                       char *err, size_t errlen)
+{
+    *prepared = 0;
+    pgd_cuda__wq_xg_forget(c);
+    if (rows == 0)
+        return 0;
+    /* the act-order linears' dtypes, every row in the scratch */
+    if (!perm || (dt != PGD_DTYPE_BF16 && dt != PGD_DTYPE_F16) || rows > INT_MAX ||
+        (size_t)rows * d * 2 > c->qscratch_bytes) {
+        PGD_CUDA_DISPATCH(dt, T, rmsnorm_launch<T>(c, x, residual, w, eps, rows, d, out));
+    } else {
+        PGD_CUDA_DISPATCH(dt, T, rmsnorm_launch<T>(c, x, residual, w, eps, rows, d, out, perm,
+                                                   c->qscratch));
+        *prepared = 1;
+    }
+    PGD_CUDA_LAUNCHED(err, errlen, "%srmsnorm [%lld, %d] %s%s", residual ? "add_" : "",
+                      (long long)rows, d, pgd_cuda_dt(dt),
+                      *prepared ? " (and x gathered through an act-order permutation)" : "");
+    if (*prepared)
+        pgd_cuda__wq_xg_note(c, dt, out, perm, (int)rows, d, c->qscratch);
     return 0;
 }
 

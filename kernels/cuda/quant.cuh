@@ -132,9 +132,21 @@ static int qgemv_launch(struct pgd_cuda_ctx *c, const D &dec, const T *x, const 
  * then cut their work into pieces that fit. 1 (err set) only for a failed synchronization. */
 int pgd_cuda__qscratch_reserve(struct pgd_cuda_ctx *c, size_t bytes, char *err, size_t errlen);
 
+/* ---- the act-order gather a norm left (quant_lt.cu) -------------------------------------- */
+/* The norm before the call wrote x [n, in] in dt gathered through perm into dst (norm.cu's
+ * pgd_cuda_rmsnorm_gather): the next pgd_cuda__wq_xg_take of exactly that finds it. */
+void pgd_cuda__wq_xg_note(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                          const int32_t *perm, int n, int in, const void *dst);
+/* Whether dst already holds x [n, in] in dt gathered through perm, as noted; either way
+ * the note is gone after the call (the caller is about to write dst, or has read it). */
+bool pgd_cuda__wq_xg_take(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                          const int32_t *perm, int n, int in, const void *dst);
+void pgd_cuda__wq_xg_forget(struct pgd_cuda_ctx *c);
+
 /* ---- small kernels both formats use (quant_lt.cu) --------------------------------------- */
 /* dst[r, k] = x[r, perm ? perm[k] : k] for r < rows (x rows of ld in; dst [rows, in]): the
- * act-order gather, and the copy of an x that is not 16-byte aligned. */
+ * act-order gather, and the copy of an x that is not 16-byte aligned. Nothing is launched
+ * where the norm before left exactly that there (pgd_cuda__wq_xg_take). */
 int pgd_cuda__qstage_x(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
                        const int32_t *perm, int rows, int in, void *dst, char *err,
                        size_t errlen);

@@ -59,8 +59,47 @@ int pgd_cuda__qscratch_reserve(struct pgd_cuda_ctx *c, size_t bytes, char *err, 
     c->qscratch = p;
     c->qscratch_bytes = want;
     pgd_cuda__fp8_share_note(c, 0, NULL, 0, 0, PGD_DTYPE_BF16);   /* its contents are gone */
+    pgd_cuda__wq_xg_forget(c);
     c->fp8_stats.scratch_grows++;
     return 0;
+}
+
+/* ---- the act-order gather a norm left ------------------------------------------------------ */
+void pgd_cuda__wq_xg_note(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                          const int32_t *perm, int n, int in, const void *dst)
+{
+    c->wq_xg_x = x;
+    c->wq_xg_perm = perm;
+    c->wq_xg_dst = dst;
+    c->wq_xg_n = n;
+    c->wq_xg_in = in;
+    c->wq_xg_dt = (int)dt;
+}
+
+void pgd_cuda__wq_xg_forget(struct pgd_cuda_ctx *c)
+{
+    c->wq_xg_x = NULL;
+}
+
+bool pgd_cuda__wq_xg_take(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                          const int32_t *perm, int n, int in, const void *dst)
+{
+    const bool held = c->wq_xg_x && perm && c->wq_xg_x == x && c->wq_xg_perm == perm &&
+                      c->wq_xg_dst == dst && c->wq_xg_n == n && c->wq_xg_in == in &&
+                      c->wq_xg_dt == (int)dt;
+    c->wq_xg_x = NULL;
+    c->wq_xg_skipped += held;
+    return held;
+}
+
+extern "C" void pgd_cuda_wq_x_forget(struct pgd_cuda_ctx *c)
+{
+    pgd_cuda__wq_xg_forget(c);
+}
+
+extern "C" long pgd_cuda_wq_norm_gathers(const struct pgd_cuda_ctx *c)
+{
+    return c->wq_xg_skipped;
 }
 
 /* ---- x staging and bias ------------------------------------------------------------------- */
@@ -83,6 +122,8 @@ int pgd_cuda__qstage_x(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
                        const int32_t *perm, int rows, int in, void *dst, char *err,
                        size_t errlen)
 {
+    if (pgd_cuda__wq_xg_take(c, dt, x, perm, rows, in, dst))
+        return 0;                    /* the norm before wrote it there */
     dim3 grid(pgd_cuda_blocks((int64_t)rows * in, 256)), block(256);
     cudaError_t e = cudaSuccess;
     if (dt == PGD_DTYPE_BF16)

@@ -326,6 +326,11 @@ extern "C" size_t pgd_cuda_wq_perms_count(const struct pgd_cuda_wq_perms *s)
     return s ? s->n : 0;
 }
 
+extern "C" const int32_t *pgd_cuda_wq_input_perm(const struct pgd_cuda_wq *w)
+{
+    return w->perm;
+}
+
 extern "C" bool pgd_cuda_wq_same_perm(const struct pgd_cuda_wq *a, const struct pgd_cuda_wq *b)
 {
     return a->perm && a->perm == b->perm;
@@ -413,18 +418,19 @@ extern "C" void pgd_cuda_wq_destroy(struct pgd_cuda_wq *w)
 }
 
 /* ---- the two paths ----------------------------------------------------------------------------- */
-/* x as the kernels read it: itself, or (act-order, or not 16-byte aligned) gathered into the
- * scratch at xbuf (rows [r0, r0 + rows)). */
-static int wq_x(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int r0, int rows,
-                const struct pgd_cuda_wq *w, void *xbuf, const void **xk, char *err, size_t errlen)
+/* x as the kernels read it: itself, or (act-order perm, or not 16-byte aligned) gathered
+ * into the scratch at xbuf (rows [r0, r0 + rows)). */
+static int wq_x(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, const int32_t *perm,
+                int r0, int rows, const struct pgd_cuda_wq *w, void *xbuf, const void **xk,
+                char *err, size_t errlen)
 {
     const char *xr = (const char *)x + (size_t)r0 * w->in * 2;
-    if (!w->perm && (uintptr_t)x % 16 == 0) {
+    if (!perm && (uintptr_t)x % 16 == 0) {
         *xk = xr;
         return 0;
     }
     *xk = xbuf;
-    return pgd_cuda__qstage_x(c, dt, xr, w->perm, rows, w->in, xbuf, err, errlen);
+    return pgd_cuda__qstage_x(c, dt, xr, perm, rows, w->in, xbuf, err, errlen);
 }
 
 /* Whether the second streaming GEMV (quant_wq_sgemv2.cu) takes n rows: from n = 9, or where
@@ -437,24 +443,27 @@ static bool wq_sgemv2_takes(const struct pgd_cuda_ctx *c, const struct pgd_cuda_
     return pgd_cuda__wq_sgemv2_fits(c, w) && (n > 8 || !pgd_cuda__wq_sgemv_fits(c, w));
 }
 
+/* perm: the layer's act-order permutation, or NULL where x is already in its order (the
+ * norm before left it gathered) or the layer has none. */
 template <typename T>
-static int wq_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
-                   const struct pgd_cuda_wq *w, const void *b, void *y, char *err, size_t errlen)
+static int wq_gemv(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
+                   const int32_t *perm, int n, const struct pgd_cuda_wq *w, const void *b,
+                   void *y, char *err, size_t errlen)
 {
     if ((size_t)n * w->in * 2 > c->qscratch_bytes)
         return pgd_cuda_failf(err, errlen, "quantized GEMV: x [%d, %d] exceeds the %zu-byte "
                               "scratch", n, w->in, c->qscratch_bytes);
     /* the mma layout: the decode GEMVs gather act-order x as they stage x */
     if (wq_sgemv2_takes(c, w, n) && (uintptr_t)x % 2 == 0)
-        return pgd_cuda__wq_sgemv2(c, dt, x, w->perm, n, w, b, y, err, errlen);
+        return pgd_cuda__wq_sgemv2(c, dt, x, perm, n, w, b, y, err, errlen);
     if (pgd_cuda__wq_sgemv_fits(c, w) && (uintptr_t)x % 2 == 0)
-        return pgd_cuda__wq_sgemv(c, dt, x, w->perm, n, w, b, y, err, errlen);
+        return pgd_cuda__wq_sgemv(c, dt, x, perm, n, w, b, y, err, errlen);
     if (pgd_cuda__wq_gemv4_fits(w) && (uintptr_t)x % 2 == 0)
-        return pgd_cuda__wq_gemv4(c, dt, x, w->perm, n, w, b, y, err, errlen);
-    if (w->mma && w->perm && (uintptr_t)x % 2 == 0)
-        return pgd_cuda__wq_mma_gemv(c, dt, x, w->perm, n, w, b, y, err, errlen);
+        return pgd_cuda__wq_gemv4(c, dt, x, perm, n, w, b, y, err, errlen);
+    if (w->mma && perm && (uintptr_t)x % 2 == 0)
+        return pgd_cuda__wq_mma_gemv(c, dt, x, perm, n, w, b, y, err, errlen);
     const void *xk;
-    if (wq_x(c, dt, x, 0, n, w, c->qscratch, &xk, err, errlen))
+    if (wq_x(c, dt, x, perm, 0, n, w, c->qscratch, &xk, err, errlen))
         return 1;
     char what[64];
     snprintf(what, sizeof what, "W%dA16 (group %d)", w->bits, w->group_size);
@@ -512,7 +521,7 @@ static int wq_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int
     const bool stage = w->perm || (uintptr_t)x % 16 != 0;
     const bool stage_once = stage && n <= xrows;
     const void *xall = x;
-    if (stage_once && wq_x(c, dt, x, 0, n, w, xbuf, &xall, err, errlen))
+    if (stage_once && wq_x(c, dt, x, w->perm, 0, n, w, xbuf, &xall, err, errlen))
         return 1;
     for (int o0 = 0; o0 < w->out; o0 += wrows) {
         const int rows = w->out - o0 < wrows ? w->out - o0 : wrows;
@@ -523,7 +532,8 @@ static int wq_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int
             const int nr = n - r0 < step ? n - r0 : step;
             const void *xk = stage_once ? (const void *)((const T *)xall + (size_t)r0 * w->in)
                                         : (const void *)((const T *)x + (size_t)r0 * w->in);
-            if (stage && !stage_once && wq_x(c, dt, x, r0, nr, w, xbuf, &xk, err, errlen))
+            if (stage && !stage_once && wq_x(c, dt, x, w->perm, r0, nr, w, xbuf, &xk, err,
+                                             errlen))
                 return 1;
             struct pgd_cuda_qlt g = {};
             g.kind = PGD_QLT_16;
@@ -592,10 +602,17 @@ extern "C" int pgd_cuda_wq_linear_path(struct pgd_cuda_ctx *c, int path, enum pg
     if (!gemv && path != PGD_CUDA_QPATH_GEMM_LT)
         return pgd_cuda__wq_gemm(c, dt, x, n, w, b, y, path != PGD_CUDA_QPATH_GEMM_MMA, err,
                                  errlen);
+    /* the decode GEMVs: x the norm before left gathered through the permutation is read
+     * as it is (every GEMV, also those that would gather as they stage x) */
+    const int32_t *perm = w->perm;
+    if (gemv && perm && pgd_cuda__wq_xg_take(c, dt, x, perm, n, w->in, c->qscratch)) {
+        x = c->qscratch;
+        perm = NULL;
+    }
     if (dt == PGD_DTYPE_BF16)
-        return gemv ? wq_gemv<__nv_bfloat16>(c, dt, x, n, w, b, y, err, errlen)
+        return gemv ? wq_gemv<__nv_bfloat16>(c, dt, x, perm, n, w, b, y, err, errlen)
                     : wq_gemm<__nv_bfloat16>(c, dt, x, n, w, b, y, err, errlen);
-    return gemv ? wq_gemv<__half>(c, dt, x, n, w, b, y, err, errlen)
+    return gemv ? wq_gemv<__half>(c, dt, x, perm, n, w, b, y, err, errlen)
                 : wq_gemm<__half>(c, dt, x, n, w, b, y, err, errlen);
 }
 

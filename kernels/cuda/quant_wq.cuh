@@ -269,7 +269,8 @@ int pgd_cuda__wq_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, 
                       const struct pgd_cuda_wq *w, const void *b, void *y, bool allow_wgmma,
                       char *err, size_t errlen);
 /* dst [rows][in] (device, 16-byte aligned) = x [rows][perm[k]] (perm NULL: x [rows][k], a
- * realignment of a 2-byte aligned x); in a multiple of 8. One small kernel. */
+ * realignment of a 2-byte aligned x); in a multiple of 8. One small kernel, or none where
+ * the norm before left exactly that there (pgd_cuda__wq_xg_take). */
 int pgd_cuda__wq_gather(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
                         const int32_t *perm, int rows, int in, void *dst, char *err,
                         size_t errlen);

@@ -1090,6 +1090,8 @@ int pgd_cuda__wq_gather(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x
                         const int32_t *perm, int rows, int in, void *dst, char *err,
                         size_t errlen)
 {
+    if (pgd_cuda__wq_xg_take(c, dt, x, perm, rows, in, dst))
+        return 0;                    /* the norm before wrote it there */
     const int64_t threads = (int64_t)rows * (in / 8);
     const dim3 grid((unsigned)((threads + 255) / 256)), block(256);
     const cudaError_t e =

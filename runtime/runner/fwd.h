@@ -99,6 +99,19 @@ struct pgd_fwd {
     bool fp8_norms;
     const void *fp8_x_ready;
 
+    /* Act-order norms (ops.c; CUDA): norm_perms, the runner's table [norm_perms_cap] (NULL:
+     * off), whose entry k is the act-order permutation (device) that the quantized linear
+     * reading the k-th norm's output of a forward gathered x through when it last ran (NULL:
+     * none). A forward runs the same ops in the same order every step, so the k-th norm
+     * (norm_seq counts them) also writes its output gathered through that permutation
+     * where the kernels can (pgd_cuda_rmsnorm_gather) and the linear's gather is skipped.
+     * A wrong guess costs only the extra writes: a gather is skipped only for exactly the x,
+     * permutation, rows and scratch the norm noted in the CUDA context, and every other op
+     * drops that note. last_norm wrote last_norm_out, until another op runs. */
+    const int32_t **norm_perms;
+    int norm_perms_cap, norm_seq, last_norm;
+    const void *last_norm_out;
+
     /* The runner's batch_invariant (CPU only): the linears take pgd_cpu_linear_invariant, so
      * that a row's result does not depend on the rows it is batched with. */
     bool batch_invariant;

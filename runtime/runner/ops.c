@@ -88,11 +88,25 @@ static bool operands_ready(struct pgd_fwd *f, const char *op, int n,
     return true;
 }
 
-/* operands_ready for an op that may write any buffer: the FP8 quantization a norm left
- * for the linears after it (f->fp8_x_ready) is void from here on. */
+/* The act-order gather a norm left in the CUDA scratch (pgd_cuda_rmsnorm_gather's note) is
+ * void: the context forgets it (also one a failed forward before this one left). */
+static void wq_x_drop(struct pgd_fwd *f)
+{
+#ifdef PGD_HAVE_CUDA
+    if (f->device == PGD_DEVICE_CUDA && f->cuda)
+        pgd_cuda_wq_x_forget(f->cuda);
+#else
+    (void)f;
+#endif
+}
+
+/* operands_ready for an op that may write any buffer: what a norm left for the linears
+ * after it (f->fp8_x_ready, the act-order gather, f->last_norm_out) is void from here on. */
 static bool op_ready(struct pgd_fwd *f, const char *op, int n, const struct pgd_tensor *const *ts)
 {
     f->fp8_x_ready = NULL;
+    f->last_norm_out = NULL;
+    wq_x_drop(f);
     return operands_ready(f, op, n, ts);
 }
 
@@ -102,9 +116,16 @@ static bool op_ready(struct pgd_fwd *f, const char *op, int n, const struct pgd_
 static bool linear_ready(struct pgd_fwd *f, const char *op, const struct pgd_tensor *x, int n,
                          const struct pgd_tensor *const *ts)
 {
-    for (int i = 0; i < n; i++)
-        if (ts[i] != x && f->fp8_x_ready && ts[i]->data == f->fp8_x_ready)
+    for (int i = 0; i < n; i++) {
+        if (ts[i] == x)
+            continue;
+        if (f->fp8_x_ready && ts[i]->data == f->fp8_x_ready)
             f->fp8_x_ready = NULL;
+        if (f->last_norm_out && ts[i]->data == f->last_norm_out) {
+            f->last_norm_out = NULL;
+            wq_x_drop(f);
+        }
+    }
     return operands_ready(f, op, n, ts);
 }
 
@@ -245,6 +266,66 @@ static void fp8_norm_run(struct pgd_fwd *f, struct pgd_tensor *residual,
 }
 #endif
 
+#ifdef PGD_HAVE_CUDA
+/* The act-order permutation the linear after this forward's next norm gathered through
+ * (f->norm_perms), counting that norm; NULL: none known. */
+static const int32_t *norm_perm_next(struct pgd_fwd *f)
+{
+    const int k = f->norm_seq++;
+    return f->norm_perms && k < f->norm_perms_cap ? f->norm_perms[k] : NULL;
+}
+
+/* The norm (residual NULL: without the add) that also leaves out gathered through perm
+ * for the act-order linear after it, where the kernels can (noted in the CUDA context). */
+static void wq_norm_run(struct pgd_fwd *f, struct pgd_tensor *residual,
+                        const struct pgd_tensor *x, const struct pgd_tensor *w, float eps,
+                        int64_t rows, int64_t d, struct pgd_tensor *out, const int32_t *perm)
+{
+    int prepared = 0;
+    CUDA_RUN(f, pgd_cuda_rmsnorm_gather(f->cuda, f->act_dtype, residual ? residual->data : NULL,
+                                        x->data, w->data, eps, rows, (int)d, out->data, perm,
+                                        &prepared, CUDA_ERR));
+}
+
+/* A norm on CUDA wrote out: the linear that reads it next learns which permutation it
+ * gathers through (norm_perm_learn). */
+static void norm_done(struct pgd_fwd *f, const struct pgd_tensor *out)
+{
+    f->last_norm = f->norm_seq - 1;
+    f->last_norm_out = out->data;
+}
+
+/* A quantized linear of x on CUDA: where x is the last norm's output, that norm's entry of
+ * the table becomes this layer's act-order permutation (or none), for the next forward. */
+static void norm_perm_learn(struct pgd_fwd *f, const struct pgd_qweight *w,
+                            const struct pgd_tensor *x)
+{
+    if (!f->norm_perms || !f->last_norm_out || f->last_norm_out != x->data ||
+        f->last_norm < 0 || f->last_norm >= f->norm_perms_cap)
+        return;
+    f->norm_perms[f->last_norm] = w->kind == PGD__QW_WQ ? pgd_cuda_wq_input_perm(w->cuda_wq)
+                                                        : NULL;
+}
+#else
+static const int32_t *norm_perm_next(struct pgd_fwd *f)
+{
+    (void)f;
+    return NULL;
+}
+static void wq_norm_run(struct pgd_fwd *f, struct pgd_tensor *residual,
+                        const struct pgd_tensor *x, const struct pgd_tensor *w, float eps,
+                        int64_t rows, int64_t d, struct pgd_tensor *out, const int32_t *perm)
+{
+    (void)f; (void)residual; (void)x; (void)w; (void)eps; (void)rows; (void)d; (void)out;
+    (void)perm;
+}
+static void norm_done(struct pgd_fwd *f, const struct pgd_tensor *out)
+{
+    (void)f;
+    (void)out;
+}
+#endif
+
 static void rmsnorm_run(struct pgd_fwd *f, const struct pgd_tensor *x, const struct pgd_tensor *w,
                         float eps, struct pgd_tensor *out)
 {
@@ -255,11 +336,15 @@ static void rmsnorm_run(struct pgd_fwd *f, const struct pgd_tensor *x, const str
         !check_shape(f, "rmsnorm", "out", out, rows, d))
         return;
     if (ON_CUDA(f)) {
+        const int32_t *perm = norm_perm_next(f);
         if (fp8_norm_wanted(f, d))
             fp8_norm_run(f, NULL, x, w, eps, rows, d, out);
+        else if (perm)
+            wq_norm_run(f, NULL, x, w, eps, rows, d, out, perm);
         else
             CUDA_RUN(f, pgd_cuda_rmsnorm(f->cuda, f->act_dtype, x->data, w->data, eps, rows,
                                          (int)d, out->data, CUDA_ERR));
+        norm_done(f, out);
         return;
     }
     pgd_cpu_rmsnorm(x->data, w->data, eps, rows, (int)d, out->data);
@@ -277,11 +362,15 @@ static void add_rmsnorm_run(struct pgd_fwd *f, struct pgd_tensor *residual,
         !check_shape(f, "add_rmsnorm", "out", out, rows, d))
         return;
     if (ON_CUDA(f)) {
+        const int32_t *perm = norm_perm_next(f);
         if (fp8_norm_wanted(f, d))
             fp8_norm_run(f, residual, delta, w, eps, rows, d, out);
+        else if (perm)
+            wq_norm_run(f, residual, delta, w, eps, rows, d, out, perm);
         else
             CUDA_RUN(f, pgd_cuda_add_rmsnorm(f->cuda, f->act_dtype, residual->data, delta->data,
                                              w->data, eps, rows, (int)d, out->data, CUDA_ERR));
+        norm_done(f, out);
         return;
     }
     pgd_cpu_add_rmsnorm(residual->data, delta->data, w->data, eps, rows, (int)d, out->data);
@@ -389,6 +478,7 @@ void pgd_op_qweight_linear(struct pgd_fwd *f, const struct pgd_qweight *w,
         f->prof_qweight_bytes += qweight_bytes(w);
 #ifdef PGD_HAVE_CUDA
     if (ON_CUDA(f)) {
+        norm_perm_learn(f, w, x);
         if (f->multi_offer.got < f->multi_offer.want && f->multi_offer.got < 3 &&
             (f->multi_offer.got == 0 || f->multi_offer.w[0]->kind == w->kind)) {
             /* linear_multi's q, k or v: run with the others in one call (linear_multi_run) */
@@ -398,10 +488,11 @@ void pgd_op_qweight_linear(struct pgd_fwd *f, const struct pgd_qweight *w,
             f->multi_offer.y[i] = y->data;
             return;
         }
-        if (w->kind == PGD__QW_WQ)
+        if (w->kind == PGD__QW_WQ) {
             CUDA_RUN(f, pgd_cuda_wq_linear(f->cuda, f->act_dtype, x->data, (int)n, w->cuda_wq, b,
                                            y->data, CUDA_ERR));
-        else {
+            wq_x_drop(f);            /* taken, or not this layer's: its scratch is written */
+        } else {
             fp8_x_ready_mark(f, x, w->in);
             if (f->act_offer.scratch && f->act_offer.scratch == y->data) {
                 /* linear_act_mul's gate_up: the activation in the same kernel where it can */
@@ -413,6 +504,7 @@ void pgd_op_qweight_linear(struct pgd_fwd *f, const struct pgd_qweight *w,
                 CUDA_RUN(f, pgd_cuda_fp8_linear(f->cuda, f->act_dtype, x->data, (int)n,
                                                 w->cuda_fp8, b, y->data, CUDA_ERR));
             fp8_x_ready_mark(f, NULL, 0);
+            wq_x_drop(f);
         }
         return;
     }
@@ -459,6 +551,7 @@ static void linear_multi_run(struct pgd_fwd *f, int count, const struct pgd_line
                 CUDA_RUN(f, pgd_cuda_wq_linear_multi(f->cuda, f->act_dtype, x->data, n, got, ww,
                                                      f->multi_offer.b, f->multi_offer.y,
                                                      CUDA_ERR));
+                wq_x_drop(f);
             } else if (got > 0 && f->status == PGD_OK) {
                 const struct pgd_cuda_fp8 *fw[3];
                 for (int i = 0; i < got; i++)
@@ -468,6 +561,7 @@ static void linear_multi_run(struct pgd_fwd *f, int count, const struct pgd_line
                                                       f->multi_offer.b, f->multi_offer.y,
                                                       CUDA_ERR));
                 fp8_x_ready_mark(f, NULL, 0);
+                wq_x_drop(f);
             }
         }
 #endif

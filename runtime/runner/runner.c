@@ -461,6 +461,34 @@ static bool fp8_norms_wanted(const struct pgd__runner *r)
     return false;
 }
 
+/* The table of the act-order permutations the linear after each norm gathers x through
+ * (struct pgd_fwd's norm_perms): on CUDA, when the model has act-order W4/W8 layers, unless
+ * PGD_CUDA_WQ_NORM_GATHER=0 (the linears gather x themselves, for measuring). Room for four
+ * norms a layer and the model's last. */
+static enum pgd_status norm_perms_init(struct pgd__runner *r, char *err, size_t errlen)
+{
+#ifdef PGD_HAVE_CUDA
+    const char *env = getenv("PGD_CUDA_WQ_NORM_GATHER");
+    if (!on_cuda(r) || (env && !strcmp(env, "0")))
+        return PGD_OK;
+    bool act_order = false;
+    for (const struct pgd_qweight *w = r->model->qweights; w && !act_order; w = w->next)
+        act_order = w->kind == PGD__QW_WQ && pgd_cuda_wq_input_perm(w->cuda_wq);
+    if (!act_order)
+        return PGD_OK;
+    r->norm_perms_cap = 4 * r->model->desc.n_layers + 16;
+    r->norm_perms = calloc((size_t)r->norm_perms_cap, sizeof *r->norm_perms);
+    if (!r->norm_perms)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of host memory for the act-order "
+                        "norms' table (%d entries)", r->norm_perms_cap);
+#else
+    (void)r;
+    (void)err;
+    (void)errlen;
+#endif
+    return PGD_OK;
+}
+
 /* check the params, load the model, size the KV cache, allocate the buffers. */
 enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pgd__runner **out,
                                    char *err, size_t errlen)
@@ -492,6 +520,8 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
     if ((st = pgd__runner_sampling_init(r, err, errlen)) || (st = kv_scales_load(r, err, errlen)))
         goto fail;
     r->fp8_norms = fp8_norms_wanted(r);
+    if ((st = norm_perms_init(r, err, errlen)))
+        goto fail;
     if (p->batch_invariant)
         PGD_INFO("batch invariant: on (the linears a row at a time)");
     const struct pgd_model_desc *d = &r->model->desc;
@@ -548,6 +578,9 @@ static void log_host_work(const struct pgd__runner *r)
         pgd_cuda_gemm_host_stats(r->cuda, &s);
         pgd__gemm_host_line(NULL, &s, line, sizeof line);
         PGD_INFO("runner: cuBLASLt host work: %s", line);
+        if (r->norm_perms)
+            PGD_INFO("runner: act-order gathers left by the norms and taken: %ld (eager "
+                     "steps and graph captures)", pgd_cuda_wq_norm_gathers(r->cuda));
     }
 #endif
 }
@@ -567,6 +600,7 @@ void pgd__runner_destroy(struct pgd__runner *r)
     pgd__kv_cache_fini(&r->kv);
     free(r->kv_k_scale);
     free(r->kv_v_scale);
+    free(r->norm_perms);
     pgd__arena_fini(&r->arena);
     pgd__model_destroy(r->model);
     meta_free(r);
@@ -686,6 +720,7 @@ static struct pgd_fwd fwd_base(struct pgd__runner *r)
         .kv = &r->kv, .arena = &r->arena, .comm = r->params.comm,
         .vocab_size = r->model->desc.vocab_size, .hidden_size = r->model->desc.hidden_size,
         .fp8_norms = r->fp8_norms, .batch_invariant = r->params.batch_invariant,
+        .norm_perms = r->norm_perms, .norm_perms_cap = r->norm_perms_cap,
     };
 }
 

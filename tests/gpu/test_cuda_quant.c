@@ -519,6 +519,129 @@ GPU_TEST(wq_linear_multi_q_k_v_act_order)
     wq_multi_case(128, 1024, MULTI_O1, ACT_MIXED, 4, PGD_DTYPE_BF16, false);
 }
 
+/* Bit for bit: n elements of dt on the device at b and at a (the plain path's), each
+ * finite (a NaN: an element unwritten). */
+static void expect_same_dev(const char *what, const void *a, const void *b, size_t n,
+                            enum pgd_dtype dt)
+{
+    float *x = download(a, n, dt), *y = download(b, n, dt);
+    for (size_t i = 0; i < n; i++)
+        cr_assert(isfinite(x[i]) && memcmp(&x[i], &y[i], sizeof x[i]) == 0,
+                  "%s: element %zu is %.9g, the plain path's %.9g", what, i, y[i], x[i]);
+    free(x);
+    free(y);
+}
+
+/* One case of norm_leaves_the_act_order_gather: the plain norm (with the residual add or
+ * not) then `layers` (3: q, k and v of one permutation in one linear_multi; 1: one layer, as
+ * gate_up), against pgd_cuda_rmsnorm_gather then the same call; the norm's x x_off elements
+ * into its buffer (1: not 16-byte aligned, the element-wise kernel). */
+static void norm_gather_case(struct wq_layer *L, int layers, int n, int d, bool add,
+                             enum pgd_dtype dt, int x_off)
+{
+    char err[512] = "", what[200];
+    const struct pgd_cuda_wq *w[3] = { L[0].d, L[1].d, L[2].d };
+    const void *nob[3] = { NULL, NULL, NULL };
+    const int32_t *perm = pgd_cuda_wq_input_perm(L[0].d);
+    cr_assert_not_null(perm, "an act-order layer without its permutation");
+    float *x = rand_vals((size_t)n * d, 1, dt), *res = rand_vals((size_t)n * d, 1, dt);
+    float *nw = rand_vals((size_t)d, 1, dt);
+    void *xbuf = poisoned((size_t)n * d + (size_t)x_off, dt), *dw = upload(nw, (size_t)d, dt);
+    void *dx = (char *)xbuf + (size_t)x_off * 2;
+    upload_into(dx, x, (size_t)n * d, dt);
+    void *dres[2] = { upload(res, (size_t)n * d, dt), upload(res, (size_t)n * d, dt) };
+    void *out[2] = { poisoned((size_t)n * d, dt), poisoned((size_t)n * d, dt) };
+    void *y[2][3];
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < layers; i++)
+            y[k][i] = poisoned((size_t)n * L[i].out, dt);
+    /* 0: the plain norm, the layers gather x themselves */
+    if (add)
+        CHECK_RC(pgd_cuda_add_rmsnorm(ctx, dt, dres[0], dx, dw, 1e-5f, n, d, out[0], err,
+                                      sizeof err));
+    else
+        CHECK_RC(pgd_cuda_rmsnorm(ctx, dt, dx, dw, 1e-5f, n, d, out[0], err, sizeof err));
+    CHECK_RC(pgd_cuda_wq_linear_multi(ctx, dt, out[0], n, layers, w, nob, y[0], err,
+                                      sizeof err));
+    /* 1: the norm leaves the gather, the layers take it */
+    const long before = pgd_cuda_wq_norm_gathers(ctx);
+    int prepared = 0;
+    CHECK_RC(pgd_cuda_rmsnorm_gather(ctx, dt, add ? dres[1] : NULL, dx, dw, 1e-5f, n, d, out[1],
+                                     perm, &prepared, err, sizeof err));
+    snprintf(what, sizeof what, "%s x [%d, %d]%s%s, %d layer%s", pgd_dtype_name(dt), n, d,
+             add ? " + residual" : "", x_off ? " (x not 16-byte aligned)" : "", layers,
+             layers > 1 ? "s" : "");
+    cr_assert_eq(prepared, 1, "%s: the norm left no gather", what);
+    CHECK_RC(pgd_cuda_wq_linear_multi(ctx, dt, out[1], n, layers, w, nob, y[1], err,
+                                      sizeof err));
+    const long taken = pgd_cuda_wq_norm_gathers(ctx) - before;
+    char name[260];
+    snprintf(name, sizeof name, "%s: the norm's output", what);
+    expect_same_dev(name, out[0], out[1], (size_t)n * d, dt);
+    if (add) {
+        snprintf(name, sizeof name, "%s: the residual", what);
+        expect_same_dev(name, dres[0], dres[1], (size_t)n * d, dt);
+    }
+    for (int i = 0; i < layers; i++) {
+        snprintf(name, sizeof name, "%s: layer %d's output", what, i + 1);
+        expect_same_dev(name, y[0][i], y[1][i], (size_t)n * L[i].out, dt);
+    }
+    cr_assert_eq(taken, 1, "%s: the layers took the norm's gather %ld times (1 expected)", what,
+                 taken);
+    /* once: the same call again gathers x itself, with the same outputs */
+    CHECK_RC(pgd_cuda_wq_linear_multi(ctx, dt, out[1], n, layers, w, nob, y[1], err,
+                                      sizeof err));
+    cr_assert_eq(pgd_cuda_wq_norm_gathers(ctx) - before, 1, "%s: a gather taken twice", what);
+    for (int i = 0; i < layers; i++) {
+        snprintf(name, sizeof name, "%s: layer %d's output, called again", what, i + 1);
+        expect_same_dev(name, y[0][i], y[1][i], (size_t)n * L[i].out, dt);
+    }
+    for (int k = 0; k < 2; k++) {
+        pgd_cuda_free(dres[k]);
+        pgd_cuda_free(out[k]);
+        for (int i = 0; i < layers; i++)
+            pgd_cuda_free(y[k][i]);
+    }
+    pgd_cuda_free(xbuf);
+    pgd_cuda_free(dw);
+    free(x); free(res); free(nw);
+}
+
+/* pgd_cuda_rmsnorm_gather (norm.cu) before act-order layers: its output and residual are
+ * the plain norm's bit for bit, and the layers after it give bit for bit what they give
+ * after the plain norm while taking the gather the norm left instead of gathering x
+ * (counted by pgd_cuda_wq_norm_gathers), once: the same call again gathers x itself. q, k
+ * and v of one permutation at 1, 5 and 8 rows (one launch) and 24 (one layer at a time on
+ * the GEMM); one layer alone (gate_up) at 1, 3, 12 (the decode GEMVs) and 40 rows (the
+ * GEMM); widths 512 (the norm's warp a row), 1,024 and 4,096 (its vector kernel, one and
+ * two 16-byte vectors a thread) and 1,024 with x not 16-byte aligned (its element-wise
+ * kernel); groups of 128; with and without the residual add; both dtypes. */
+GPU_TEST(norm_leaves_the_act_order_gather)
+{
+    const int widths[4] = { 512, 1024, 4096, 1024 };
+    const int multi_rows[4] = { 1, 5, 8, 24 }, one_rows[4] = { 1, 3, 12, 40 };
+    for (int wi = 0; wi < 4; wi++) {
+        const int d = widths[wi], x_off = wi == 3;
+        struct pgd_cuda_wq_perms *perms = pgd_cuda_wq_perms_create();
+        cr_assert_not_null(perms);
+        struct wq_layer L[3], up;
+        const int outs[3] = { 256, 64, 64 };
+        for (int i = 0; i < 3; i++)
+            wq_make(&L[i], 4, 128, true, i == 1 ? Z_SYM : Z_INT, d, outs[i],
+                    i ? L[0].perm : NULL, perms);
+        wq_make(&up, 4, 128, true, Z_INT, d, 512, NULL, perms);
+        struct wq_layer one[3] = { up, up, up };   /* (linear_multi of one layer reads [0]) */
+        for (int k = 0; k < 4; k++) {
+            norm_gather_case(L, 3, multi_rows[k], d, k % 2 == 0, DTS[(k + wi) % 2], x_off);
+            norm_gather_case(one, 1, one_rows[k], d, k % 2 == 1, DTS[(k + wi + 1) % 2], x_off);
+        }
+        pgd_cuda_wq_perms_destroy(perms);
+        for (int i = 0; i < 3; i++)
+            wq_fini(&L[i]);
+        wq_fini(&up);
+    }
+}
+
 /* Layers made through one pgd_cuda_wq_perms set share the device copy of equal permutations
  * (equal entries in separate host arrays), and only those: another permutation of as many
  * inputs, or one of another width, gets its own; a layer made without the set its own. The
