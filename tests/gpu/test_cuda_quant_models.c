@@ -209,78 +209,15 @@ QUANT_GOLDEN(mistral_ct_regex_targets_and_ignore, "mistral-ct-mixed-ignore", WQ_
 QUANT_GOLDEN(llama_ct_fp8_dynamic_per_channel, "llama-ct-fp8-dynamic", FP8_TOL)
 QUANT_GOLDEN(qwen3_ct_fp8_static_per_tensor, "qwen3-ct-fp8-static", FP8_TOL)
 
-/* The act-order norms (runtime/runner/ops.c; PGD_CUDA_WQ_NORM_GATHER=0 turns them off):
- * each norm before act-order layers also writes its output gathered through their
- * permutation, learned from the step before, and the layers skip their own gather. The
- * compressed-tensors act-order fixture (groups of 32 over a hidden size of 64: q/k/v and
- * gate/up keep their permutations) on CUDA, eager, over a prompt and three decode steps:
- * bit for bit the logits of the same checkpoint with the norms off, and from the second
- * step on, two gathers a layer a step taken from the norms (q/k/v's input norm and
- * gate_up's), none with them off. */
-static struct pgd__runner *eager_runner(struct pgd_registry *reg, const char *dir)
-{
-    struct pgd__runner_params p;
-    pgd__runner_default_params(&p);
-    p.model_dir = dir;
-    p.registry = reg;
-    p.device = PGD_DEVICE_CUDA;
-    p.num_blocks = 8;
-    p.block_size = 16;
-    p.max_num_seqs = 4;
-    p.max_num_batched_tokens = 512;
-    p.enforce_eager = true;
-    struct pgd__runner *r = NULL;
-    char err[1024] = "";
-    cr_assert_eq(pgd__runner_create(&p, &r, err, sizeof err), PGD_OK, "%s: %s", dir, err);
-    return r;
-}
-
-Test(cuda_quant_models, act_order_norms_leave_the_gather, .init = need_gpu)
-{
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s/tests/fixtures/quant/qwen2-ct-w4a16-g32-asym-act",
-             getenv("PGD_TEST_SRCDIR") && *getenv("PGD_TEST_SRCDIR") ? getenv("PGD_TEST_SRCDIR")
-                                                                     : PGD_TEST_SRCDIR);
-    struct pgd_registry *reg = fixture_registry(NULL);
-    setenv("PGD_CUDA_WQ_NORM_GATHER", "0", 1);
-    struct pgd__runner *off = eager_runner(reg, dir);
-    unsetenv("PGD_CUDA_WQ_NORM_GATHER");
-    struct pgd__runner *on = eager_runner(reg, dir);
-    cr_assert_gt(pgd_cuda_wq_perms_count(pgd__runner_model(on)->wq_perms), 0,
-                 "%s: no act-order permutation on the device", dir);
-    const int vocab = pgd__runner_desc(on)->vocab_size, layers = pgd__runner_desc(on)->n_layers;
-    int32_t toks[9] = { 1, 17, 42, 99, 7, 123, 5, 64, 33 }, table[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
-    float *want = malloc((size_t)vocab * sizeof *want);
-    for (int s = 0; s < 4; s++) {
-        const int n_new = s == 0 ? 6 : 1, computed = s == 0 ? 0 : 5 + s;
-        const long before = pgd_cuda_wq_norm_gathers(pgd__runner_cuda(on));
-        memcpy(want, step(off, toks + computed, n_new, computed, table),
-               (size_t)vocab * sizeof *want);
-        const float *got = step(on, toks + computed, n_new, computed, table);
-        for (int v = 0; v < vocab; v++)
-            cr_assert(isfinite(got[v]) && memcmp(&got[v], &want[v], sizeof *got) == 0,
-                      "step %d: logit %d is %.9g with the norms' gathers, %.9g without", s, v,
-                      got[v], want[v]);
-        const long taken = pgd_cuda_wq_norm_gathers(pgd__runner_cuda(on)) - before;
-        if (s > 0)
-            cr_assert_eq(taken, 2 * layers, "step %d: %ld gathers taken from the norms, "
-                         "expected 2 a layer (%d layers)", s, taken, layers);
-    }
-    cr_assert_eq(pgd_cuda_wq_norm_gathers(pgd__runner_cuda(off)), 0,
-                 "gathers taken from the norms with PGD_CUDA_WQ_NORM_GATHER=0");
-    free(want);
-    pgd__runner_destroy(on);
-    pgd__runner_destroy(off);
-    pgd_registry_destroy(reg);
-}
-
 /* Random quantized models (--load-format dummy with a quantization, the benchmarks' way to
  * run a shape quantized without its checkpoint): one seed makes the same layers on the CPU
  * and on CUDA (the quantized ones on the host, the dense ones from the same counter hash),
  * so CUDA's logits after a prompt, on the kernels, are the CPU reference's within the
- * 16-bit bound (the dense suite's bf16 one, 0.05, for the integer formats; FP8's above). */
-static struct pgd__runner *random_runner(struct pgd_registry *reg, const char *dir,
-                                         const char *quantization, enum pgd_device device)
+ * 16-bit bound (the dense suite's bf16 one, 0.05, for the integer formats; FP8's above).
+ * small_runner: a small runner of dir, its random layers or its checkpoint's, eager or not. */
+static struct pgd__runner *small_runner(struct pgd_registry *reg, const char *dir,
+                                        const char *quantization, enum pgd_device device,
+                                        bool random_weights, bool eager)
 {
     struct pgd__runner_params p;
     pgd__runner_default_params(&p);
@@ -288,7 +225,8 @@ static struct pgd__runner *random_runner(struct pgd_registry *reg, const char *d
     p.registry = reg;
     p.device = device;
     p.quantization = quantization;
-    p.random_weights = true;
+    p.random_weights = random_weights;
+    p.enforce_eager = eager;
     p.seed = 3;
     p.num_blocks = 8;
     p.block_size = 16;
@@ -310,8 +248,8 @@ static void check_random(const char *fixture, const char *quantization, double t
     else
         snprintf(dir, sizeof dir, "%s", fixture_dir("llama-f32"));
     struct pgd_registry *reg = fixture_registry(NULL);
-    struct pgd__runner *cpu = random_runner(reg, dir, quantization, PGD_DEVICE_CPU);
-    struct pgd__runner *gpu = random_runner(reg, dir, quantization, PGD_DEVICE_CUDA);
+    struct pgd__runner *cpu = small_runner(reg, dir, quantization, PGD_DEVICE_CPU, true, false);
+    struct pgd__runner *gpu = small_runner(reg, dir, quantization, PGD_DEVICE_CUDA, true, false);
     cr_assert_not_null(pgd__runner_model(gpu)->quant, "%s: not quantized", dir);
     int vocab = pgd__runner_desc(cpu)->vocab_size;
     int32_t toks[6] = { 1, 17, 42, 99, 7, 123 }, table[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
@@ -342,5 +280,52 @@ RANDOM(ct_fp8_static, "qwen3-ct-fp8-static", NULL, FP8_TOL)
 RANDOM(quantization_gptq, NULL, "gptq", RANDOM_TOL)
 RANDOM(quantization_awq, NULL, "awq", RANDOM_TOL)
 RANDOM(quantization_fp8, NULL, "fp8", FP8_TOL)
+
+/* The act-order norms (runtime/runner/ops.c; PGD_CUDA_WQ_NORM_GATHER=0 turns them off):
+ * each norm before act-order layers also writes its output gathered through their
+ * permutation, learned from the step before, and the layers skip their own gather. The
+ * compressed-tensors act-order fixture (groups of 32 over a hidden size of 64: q/k/v and
+ * gate/up keep their permutations) on CUDA, eager, over a prompt and three decode steps:
+ * bit for bit the logits of the same checkpoint with the norms off, and from the second
+ * step on, two gathers a layer a step taken from the norms (q/k/v's input norm and
+ * gate_up's), none with them off. */
+Test(cuda_quant_models, act_order_norms_leave_the_gather, .init = need_gpu)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/quant/qwen2-ct-w4a16-g32-asym-act",
+             getenv("PGD_TEST_SRCDIR") && *getenv("PGD_TEST_SRCDIR") ? getenv("PGD_TEST_SRCDIR")
+                                                                     : PGD_TEST_SRCDIR);
+    struct pgd_registry *reg = fixture_registry(NULL);
+    setenv("PGD_CUDA_WQ_NORM_GATHER", "0", 1);
+    struct pgd__runner *off = small_runner(reg, dir, NULL, PGD_DEVICE_CUDA, false, true);
+    unsetenv("PGD_CUDA_WQ_NORM_GATHER");
+    struct pgd__runner *on = small_runner(reg, dir, NULL, PGD_DEVICE_CUDA, false, true);
+    cr_assert_gt(pgd_cuda_wq_perms_count(pgd__runner_model(on)->wq_perms), 0,
+                 "%s: no act-order permutation on the device", dir);
+    const int vocab = pgd__runner_desc(on)->vocab_size, layers = pgd__runner_desc(on)->n_layers;
+    int32_t toks[9] = { 1, 17, 42, 99, 7, 123, 5, 64, 33 }, table[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
+    float *want = malloc((size_t)vocab * sizeof *want);
+    for (int s = 0; s < 4; s++) {
+        const int n_new = s == 0 ? 6 : 1, computed = s == 0 ? 0 : 5 + s;
+        const long before = pgd_cuda_wq_norm_gathers(pgd__runner_cuda(on));
+        memcpy(want, step(off, toks + computed, n_new, computed, table),
+               (size_t)vocab * sizeof *want);
+        const float *got = step(on, toks + computed, n_new, computed, table);
+        for (int v = 0; v < vocab; v++)
+            cr_assert(isfinite(got[v]) && memcmp(&got[v], &want[v], sizeof *got) == 0,
+                      "step %d: logit %d is %.9g with the norms' gathers, %.9g without", s, v,
+                      got[v], want[v]);
+        const long taken = pgd_cuda_wq_norm_gathers(pgd__runner_cuda(on)) - before;
+        if (s > 0)
+            cr_assert_eq(taken, 2 * layers, "step %d: %ld gathers taken from the norms, "
+                         "expected 2 a layer (%d layers)", s, taken, layers);
+    }
+    cr_assert_eq(pgd_cuda_wq_norm_gathers(pgd__runner_cuda(off)), 0,
+                 "gathers taken from the norms with PGD_CUDA_WQ_NORM_GATHER=0");
+    free(want);
+    pgd__runner_destroy(on);
+    pgd__runner_destroy(off);
+    pgd_registry_destroy(reg);
+}
 
 #endif
