@@ -92,7 +92,33 @@ else
   ko served "bench failed: $(cat "$tmp/err")"
 fi
 
+# FP8 (issue 18's W8A8 and FP8 KV cache): the layers' weights a byte each and their GEMMs at
+# twice the rate, K and V a byte an element. 128/128 on the 8B shape: the weights 16.06 ->
+# 9.08 GB, more KV blocks for the memory freed (twice as many again, to the block, with the
+# FP8 cache), and a shorter modelled time than bf16's (prompt steps are GEMM-bound), shorter
+# still with the FP8 cache (decode steps read K and V).
+modelled() { sed -E 's/.*modelled +([0-9.]+) s.*/\1/' <<<"$1"; }
+blocks() { sed -nE 's/^engine: .*, ([0-9]+) KV blocks.*/\1/p' "$1"; }
+f8="--num-prompts 1000 --preemption-mode auto --headroom-steps 512"
+if "$PAGODA" bench scheduler $f8 >"$tmp/f0" 2>"$tmp/err" &&
+   "$PAGODA" bench scheduler $f8 --weight-dtype fp8 >"$tmp/f1" 2>>"$tmp/err" &&
+   "$PAGODA" bench scheduler $f8 --weight-dtype fp8 --kv-cache-dtype fp8 >"$tmp/f2" 2>>"$tmp/err"; then
+  t0=$(modelled "$(grep '^headroom' "$tmp/f0")"); t1=$(modelled "$(grep '^headroom' "$tmp/f1")")
+  t2=$(modelled "$(grep '^headroom' "$tmp/f2")")
+  if grep -q '16.06 GB of weights (bf16 layers)' "$tmp/f0" && grep -q '9.08 GB of weights (fp8 layers)' "$tmp/f1" &&
+     grep -q '64 KiB of KV a token (fp8)' "$tmp/f2" && [ "$(blocks "$tmp/f0")" = 55073 ] &&
+     [ "$(blocks "$tmp/f1")" -gt 55073 ] && [ $(( $(blocks "$tmp/f2") - 2 * $(blocks "$tmp/f1") )) -ge 0 ] &&
+     [ $(( $(blocks "$tmp/f2") - 2 * $(blocks "$tmp/f1") )) -le 1 ] &&
+     python3 -c "import sys; sys.exit(0 if $t2 < $t1 < 0.75 * $t0 else 1)"; then ok fp8_model
+  else ko fp8_model "bf16: $(cat "$tmp/f0"); fp8: $(cat "$tmp/f1"); fp8 + fp8 KV: $(cat "$tmp/f2")"; fi
+else
+  ko fp8 "bench failed: $(cat "$tmp/err")"
+fi
+
 if "$PAGODA" bench scheduler --headroom-steps 5,x >/dev/null 2>&1 ||
+   "$PAGODA" bench scheduler --weight-dtype int4 >/dev/null 2>&1 ||
+   "$PAGODA" bench scheduler --kv-cache-dtype fp8_e5m2 >/dev/null 2>&1 ||
+   "$PAGODA" bench scheduler --fp8-tflops -1 >/dev/null 2>&1 ||
    "$PAGODA" bench scheduler --request-rate 0 >/dev/null 2>&1 ||
    "$PAGODA" bench scheduler --request-rate fast >/dev/null 2>&1 ||
    "$PAGODA" bench scheduler --long-prefill-token-threshold -1 >/dev/null 2>&1 ||

@@ -11,7 +11,10 @@
  *   time = max(weight bytes / bandwidth, FLOPs / GEMM rate) + KV bytes read / bandwidth
  * where FLOPs = 2 x matrix parameters x tokens (the head only for rows that sample) +
  * 4 x hidden x layers x (query, key) pairs, and every sequence reads its whole context's
- * K and V once. A decode-only step runs as a CUDA graph of the padded batch (the default
+ * K and V once. --weight-dtype fp8 (issue 18's W8A8): the layers' weights are a byte each
+ * and their FLOPs go at the FP8 rate (--fp8-tflops, default twice the bf16 rate: Hopper's
+ * FP8 tensor cores), the embedding and LM head stay bf16; --kv-cache-dtype fp8: K and V a
+ * byte an element. Either grows the default KV blocks by the memory it frees. A decode-only step runs as a CUDA graph of the padded batch (the default
  * ladder of runtime/runner/runner_graph.h), so its FLOPs are the padded batch's. Defaults: the Llama-3-8B shape
  * and the H200 ceilings `pagoda bench throughput` measured (4,198 GB/s, 785 TFLOP/s). The
  * modelled time ignores the host and kernel inefficiency: compare policies with it, not
@@ -66,6 +69,9 @@ struct sim_opts {
     /* The model's shape and the device's ceilings. */
     int layers, hidden, intermediate, heads, kv_heads, vocab;
     double gbps, tflops;
+    bool weights_fp8, kv_fp8;          /* --weight-dtype fp8, --kv-cache-dtype fp8 */
+    double fp8_tflops;                 /* 0: twice tflops */
+    bool num_blocks_given;             /* else derived from the H200's for the 8B in bf16 */
     int headroom[SIM_MAX_POLICIES], n_headroom;
     /* Preemption by swapping: the modes to run, the host pool, the link, auto's minimum. */
     enum pgd_preemption_mode modes[SIM_MAX_MODES];
@@ -79,6 +85,7 @@ struct sim_cost {
     double body, head;              /* matrix parameters: layers, the LM head */
     double weight_bytes, kv_bytes_tok, attn_flops_pair;
     double gbps, tflops, host_gbps;
+    double body_tflops;             /* the layers' GEMM rate (FP8's with FP8 weights) */
     enum sim_ladder ladder;
     int max_seqs;
 };
@@ -107,15 +114,29 @@ static struct sim_cost cost_of(const struct sim_opts *o)
     double hd = (double)o->hidden / o->heads, kvd = hd * o->kv_heads, h = o->hidden;
     struct sim_cost c = { .gbps = o->gbps * 1e9, .tflops = o->tflops * 1e12,
                           .host_gbps = o->host_gbps * 1e9, .ladder = o->ladder };
+    c.body_tflops = !o->weights_fp8 ? c.tflops
+                    : o->fp8_tflops > 0 ? o->fp8_tflops * 1e12 : 2 * c.tflops;
     /* The graphs' largest batch (runner_graph.c): one token a sequence must fit a step. */
     c.max_seqs = o->max_num_seqs < o->max_num_batched_tokens ? o->max_num_seqs
                                                               : o->max_num_batched_tokens;
     c.body = o->layers * (h * (h + 2 * kvd) + h * h + 3.0 * h * o->intermediate);
     c.head = (double)o->vocab * h;
-    c.weight_bytes = 2.0 * (c.body + 2 * c.head);           /* embedding + head, bf16 */
-    c.kv_bytes_tok = 2.0 * o->layers * kvd * 2;
+    /* the layers' weights, the embedding and head in bf16 */
+    c.weight_bytes = (o->weights_fp8 ? 1.0 : 2.0) * c.body + 2.0 * 2 * c.head;
+    c.kv_bytes_tok = 2.0 * o->layers * kvd * (o->kv_fp8 ? 1 : 2);
     c.attn_flops_pair = 4.0 * h * o->layers;
     return c;
+}
+
+/* The default KV blocks: the H200's for the Llama-3-8B shape in bf16 (55,073 of 16 tokens,
+ * as its runner sizes them), grown by the bytes FP8 weights free, in blocks of this KV. */
+static int default_blocks(const struct sim_opts *o)
+{
+    struct sim_opts bf16 = *o;
+    bf16.weights_fp8 = bf16.kv_fp8 = false;
+    const struct sim_cost c16 = cost_of(&bf16), c = cost_of(o);
+    const double kv = 55073.0 * 16 * c16.kv_bytes_tok + c16.weight_bytes - c.weight_bytes;
+    return (int)(kv / ((double)o->block_size * c.kv_bytes_tok));
 }
 
 /* The padded batch a decode-only step of n sequences runs as (see enum sim_ladder; the
@@ -151,8 +172,9 @@ static double step_cost(const struct sim_cost *c, const struct pgd__sched_out *o
     }
     if (o->decode_only)
         tokens = rows = padded_batch(c, o->n);
-    double flops = 2 * c->body * tokens + 2 * c->head * rows + c->attn_flops_pair * pairs;
-    double tw = c->weight_bytes / c->gbps, tf = flops / c->tflops, tk = kv * c->kv_bytes_tok / c->gbps;
+    double tw = c->weight_bytes / c->gbps, tk = kv * c->kv_bytes_tok / c->gbps;
+    double tf = 2 * c->body * tokens / c->body_tflops +
+                (2 * c->head * rows + c->attn_flops_pair * pairs) / c->tflops;
     if (tw > tf)
         r->t_weights += tw;
     else
@@ -411,11 +433,13 @@ static int run_sim(const struct sim_opts *o)
            "(%ld tokens), prefix caching %s\n", o->max_num_seqs, o->max_num_batched_tokens,
            o->num_blocks, o->block_size, (long)o->num_blocks * o->block_size,
            o->prefix_caching ? "on" : "off");
-    printf("cost model: %.2f GB of weights, %.0f KiB of KV a token, %.0f GB/s, %.0f TFLOP/s, "
-           "decode-only steps at %s\n", c.weight_bytes / 1e9, c.kv_bytes_tok / 1024, o->gbps,
-           o->tflops, o->ladder == LADDER_DEFAULT ? "the CUDA graphs' padded batch"
-                      : o->ladder == LADDER_POW2 ? "a padded batch of 1, 2, 4, ..."
-                                                 : "their own batch");
+    printf("cost model: %.2f GB of weights (%s layers), %.0f KiB of KV a token (%s), %.0f GB/s, "
+           "%.0f TFLOP/s (the layers' GEMMs %.0f), decode-only steps at %s\n",
+           c.weight_bytes / 1e9, o->weights_fp8 ? "fp8" : "bf16", c.kv_bytes_tok / 1024,
+           o->kv_fp8 ? "fp8" : "bf16", o->gbps, o->tflops, c.body_tflops / 1e12,
+           o->ladder == LADDER_DEFAULT ? "the CUDA graphs' padded batch"
+           : o->ladder == LADDER_POW2  ? "a padded batch of 1, 2, 4, ..."
+                                       : "their own batch");
     printf("swapping: %.2f GiB of host blocks, copies at %.0f GB/s; auto swaps from %d "
            "computed tokens\n", o->swap_gib, o->host_gbps, o->swap_min_tokens);
     if (isfinite(o->request_rate))
@@ -461,7 +485,8 @@ static void sim_usage(FILE *f)
             "The engine and the model:\n"
             "  --max-num-seqs N         (default 1024)\n"
             "  --max-num-batched-tokens N   (default 16384)\n"
-            "  --num-blocks N           KV blocks (default 55073: the H200's for Llama-3-8B)\n"
+            "  --num-blocks N           KV blocks (default 55073: the H200's for Llama-3-8B in\n"
+            "                           bf16; more with FP8 weights or cache)\n"
             "  --block-size N           tokens a block (default 16)\n"
             "  --no-prefix-caching\n"
             "  --graph-ladder default|pow2|none   the CUDA graphs' batch sizes a decode-only\n"
@@ -472,6 +497,9 @@ static void sim_usage(FILE *f)
             "  --layers N, --hidden N, --intermediate N, --heads N, --kv-heads N, --vocab N\n"
             "                           the model's shape (default Llama-3-8B)\n"
             "  --bandwidth GBPS, --tflops X   the device (default 4198 and 785: the H200)\n"
+            "  --weight-dtype bf16|fp8  the layers' weights (fp8: a byte each, their GEMMs at\n"
+            "                           --fp8-tflops X, default twice --tflops)\n"
+            "  --kv-cache-dtype auto|fp8   K and V in bf16 (auto) or a byte an element\n"
             "  --preemption-mode LIST   recompute, swap, auto, comma-separated (default all)\n"
             "  --swap-space GIB         host memory for swapped KV blocks (default 4)\n"
             "  --host-gbps X            the swap copies' bandwidth (default 25)\n"
@@ -535,6 +563,9 @@ int pgd_cmd_bench_scheduler(int argc, char **argv)
         { "intermediate", required_argument, 0, 'F' }, { "heads", required_argument, 0, 'A' },
         { "kv-heads", required_argument, 0, 'K' }, { "vocab", required_argument, 0, 'V' },
         { "bandwidth", required_argument, 0, 'W' }, { "tflops", required_argument, 0, 'T' },
+        { "weight-dtype", required_argument, 0, 'w' },
+        { "kv-cache-dtype", required_argument, 0, 'k' },
+        { "fp8-tflops", required_argument, 0, 'f' },
         { "preemption-mode", required_argument, 0, 'M' },
         { "swap-space", required_argument, 0, 's' }, { "host-gbps", required_argument, 0, 'g' },
         { "swap-min-tokens", required_argument, 0, 'm' },
@@ -561,7 +592,27 @@ int pgd_cmd_bench_scheduler(int argc, char **argv)
         switch (c) {
         case 'q': o.max_num_seqs = (int)strtol(optarg, &end, 10); break;
         case 'B': o.max_num_batched_tokens = (int)strtol(optarg, &end, 10); break;
-        case 'N': o.num_blocks = (int)strtol(optarg, &end, 10); break;
+        case 'N':
+            o.num_blocks = (int)strtol(optarg, &end, 10);
+            o.num_blocks_given = true;
+            break;
+        case 'w':
+            if (strcmp(optarg, "bf16") && strcmp(optarg, "fp8")) {
+                fprintf(stderr, "pagoda bench scheduler: --weight-dtype %s: bf16 or fp8\n",
+                        optarg);
+                return 2;
+            }
+            o.weights_fp8 = !strcmp(optarg, "fp8");
+            break;
+        case 'k':
+            if (strcmp(optarg, "auto") && strcmp(optarg, "fp8")) {
+                fprintf(stderr, "pagoda bench scheduler: --kv-cache-dtype %s: auto or fp8\n",
+                        optarg);
+                return 2;
+            }
+            o.kv_fp8 = !strcmp(optarg, "fp8");
+            break;
+        case 'f': o.fp8_tflops = strtod(optarg, &end); break;
         case 'b': o.block_size = (int)strtol(optarg, &end, 10); break;
         case 'P': o.prefix_caching = false; break;
         case 'G':
@@ -624,10 +675,13 @@ int pgd_cmd_bench_scheduler(int argc, char **argv)
         o.max_num_batched_tokens <= 0 || o.num_blocks <= 0 || o.block_size <= 0 ||
         o.layers <= 0 || o.hidden <= 0 || o.intermediate <= 0 || o.heads <= 0 ||
         o.kv_heads <= 0 || o.hidden % o.heads || o.vocab <= 1 || !(o.gbps > 0) ||
-        !(o.tflops > 0) || !(o.swap_gib >= 0) || !(o.host_gbps > 0) || o.swap_min_tokens < 0 ||
+        !(o.tflops > 0) || !(o.fp8_tflops >= 0) || !(o.swap_gib >= 0) || !(o.host_gbps > 0) ||
+        o.swap_min_tokens < 0 ||
         o.long_prefill_token_threshold < 0 || !(o.request_rate > 0) || !(o.burstiness > 0)) {
         sim_usage(stderr);
         return 2;
     }
+    if (!o.num_blocks_given)
+        o.num_blocks = default_blocks(&o);
     return run_sim(&o);
 }
