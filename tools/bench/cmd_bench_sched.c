@@ -550,6 +550,17 @@ static bool parse_modes(struct sim_opts *o, const char *s)
     return o->n_modes > 0;
 }
 
+/* A dtype option's value: `plain` (*fp8 false) or "fp8" (true); else says so and fails. */
+static bool parse_fp8(const char *opt, const char *arg, const char *plain, bool *fp8)
+{
+    if (strcmp(arg, plain) && strcmp(arg, "fp8")) {
+        fprintf(stderr, "pagoda bench scheduler: %s %s: %s or fp8\n", opt, arg, plain);
+        return false;
+    }
+    *fp8 = !strcmp(arg, "fp8");
+    return true;
+}
+
 int pgd_cmd_bench_scheduler(int argc, char **argv)
 {
     static const struct option long_opts[] = {
@@ -597,20 +608,12 @@ int pgd_cmd_bench_scheduler(int argc, char **argv)
             o.num_blocks_given = true;
             break;
         case 'w':
-            if (strcmp(optarg, "bf16") && strcmp(optarg, "fp8")) {
-                fprintf(stderr, "pagoda bench scheduler: --weight-dtype %s: bf16 or fp8\n",
-                        optarg);
+            if (!parse_fp8("--weight-dtype", optarg, "bf16", &o.weights_fp8))
                 return 2;
-            }
-            o.weights_fp8 = !strcmp(optarg, "fp8");
             break;
         case 'k':
-            if (strcmp(optarg, "auto") && strcmp(optarg, "fp8")) {
-                fprintf(stderr, "pagoda bench scheduler: --kv-cache-dtype %s: auto or fp8\n",
-                        optarg);
+            if (!parse_fp8("--kv-cache-dtype", optarg, "auto", &o.kv_fp8))
                 return 2;
-            }
-            o.kv_fp8 = !strcmp(optarg, "fp8");
             break;
         case 'f': o.fp8_tflops = strtod(optarg, &end); break;
         case 'b': o.block_size = (int)strtol(optarg, &end, 10); break;
