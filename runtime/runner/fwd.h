@@ -107,10 +107,12 @@ struct pgd_fwd {
      * where the kernels can (pgd_cuda_rmsnorm_gather) and the linear's gather is skipped.
      * A wrong guess costs only the extra writes: a gather is skipped only for exactly the x,
      * permutation, rows and scratch the norm noted in the CUDA context, and every other op
-     * drops that note. last_norm wrote last_norm_out, until another op runs. */
+     * drops that note. last_norm wrote last_norm_out, until another op runs;
+     * last_norm_learned: its entry was written by the first linear of it. */
     const int32_t **norm_perms;
     int norm_perms_cap, norm_seq, last_norm;
     const void *last_norm_out;
+    bool last_norm_learned;
 
     /* The runner's batch_invariant (CPU only): the linears take pgd_cpu_linear_invariant, so
      * that a row's result does not depend on the rows it is batched with. */

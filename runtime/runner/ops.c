@@ -293,18 +293,22 @@ static void norm_done(struct pgd_fwd *f, const struct pgd_tensor *out)
 {
     f->last_norm = f->norm_seq - 1;
     f->last_norm_out = out->data;
+    f->last_norm_learned = false;
 }
 
-/* A quantized linear of x on CUDA: where x is the last norm's output, that norm's entry of
- * the table becomes this layer's act-order permutation (or none), for the next forward. */
+/* A quantized linear of x on CUDA: where x is the last norm's output and this is the first
+ * linear of it (q, whose gather runs first where q, k and v do not share a permutation),
+ * that norm's entry of the table becomes this layer's act-order permutation (or none), for
+ * the next forward. */
 static void norm_perm_learn(struct pgd_fwd *f, const struct pgd_qweight *w,
                             const struct pgd_tensor *x)
 {
     if (!f->norm_perms || !f->last_norm_out || f->last_norm_out != x->data ||
-        f->last_norm < 0 || f->last_norm >= f->norm_perms_cap)
+        f->last_norm < 0 || f->last_norm >= f->norm_perms_cap || f->last_norm_learned)
         return;
     f->norm_perms[f->last_norm] = w->kind == PGD__QW_WQ ? pgd_cuda_wq_input_perm(w->cuda_wq)
                                                         : NULL;
+    f->last_norm_learned = true;
 }
 #else
 static const int32_t *norm_perm_next(struct pgd_fwd *f)
