@@ -7,6 +7,7 @@
 #include "config.h"
 #include "tools/commands.h"
 #include "tools/bench/bench_common.h"
+#include "tools/bench/serve/report.h"
 #include "runtime/base/clock.h"
 #include "tools/tool_model.h"
 #include "runtime/runner/runner.h"
@@ -102,12 +103,6 @@ static int parse_mixed(const char *s, struct bench_opts *o)
     return 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* A mixed step's timed repetitions (the median is reported), after one untimed. */
 #define MIXED_REPS 5
 
@@ -161,7 +156,7 @@ static int mixed_steps(const struct bench_opts *o, struct lat_run *L, char *err,
             if (rep >= 0)
                 t[rep] = 1e3 * pgd__now_s() - t0;
         }
-        qsort(t, MIXED_REPS, sizeof t[0], cmp_double);
+        bs_sort(t, MIXED_REPS);
         const double ctx = o->context + MIXED_REPS / 2.0, n_layers = L->d->n_layers;
         double flops = 2.0 * (D + C) * L->body + 2.0 * (D + 1) * L->head +
                        4.0 * n_layers * L->d->hidden_size * (D * ctx + C * (C + 1) / 2.0);
@@ -446,7 +441,7 @@ static int run(const struct bench_opts *o)
             if (rep >= 0)
                 t[rep] = 1e3 * pgd__now_s() - t0;
         }
-        qsort(t, (size_t)reps, sizeof t[0], cmp_double);
+        bs_sort(t, reps);
         double flops = 2.0 * L * body + 2.0 * head +
                        2.0 * (double)L * L * d->n_layers * d->hidden_size;  /* causal QK + PV */
         double t_fl = tflops > 0 ? flops / (tflops * 1e12) * 1e3 : 0;

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "tools/commands.h"
 #include "tools/bench/bench_common.h"
+#include "tools/bench/serve/report.h"
 #include "runtime/base/clock.h"
 #include <stdint.h>
 #include <stdio.h>
@@ -62,12 +63,6 @@ struct bench_bufs {
     const struct pgd_cuda_kv_fp8 *fp8;   /* the caches are e4m3 with these scales; NULL: bf16 */
 };
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Microseconds a call of `a` (median of 3 timed runs); non-zero on failure. */
 static int time_call(struct pgd_cuda_ctx *c, struct pgd_cuda_attn *a, double *us, char *err,
                      size_t errlen)
@@ -98,7 +93,7 @@ static int time_call(struct pgd_cuda_ctx *c, struct pgd_cuda_attn *a, double *us
             goto out;
         runs[r] = (pgd__now_s() - t0) / iters * 1e6;
     }
-    qsort(runs, 3, sizeof runs[0], cmp_double);
+    bs_sort(runs, 3);
     *us = runs[1];
     rc = 0;
 out:

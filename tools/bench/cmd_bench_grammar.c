@@ -14,6 +14,7 @@
 #include "config.h"
 #include "tools/commands.h"
 #include "tools/bench/bench_common.h"
+#include "tools/bench/serve/report.h"
 #include "runtime/base/buf.h"
 #include "runtime/base/clock.h"
 #include "runtime/base/workers.h"
@@ -30,12 +31,6 @@ static double now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 struct bench_guide {
@@ -76,7 +71,7 @@ static void report(const char *what, double *us, int n)
     double sum = 0;
     for (int i = 0; i < n; i++)
         sum += us[i];
-    qsort(us, (size_t)n, sizeof *us, cmp_d);
+    bs_sort(us, n);
     printf("    %-7s mean %8.1f us   p50 %8.1f   p99 %8.1f   max %8.1f\n", what, sum / n,
            us[n / 2], us[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1], us[n - 1]);
 }
