@@ -74,11 +74,12 @@ struct pgd_cuda_ctx {
      * its quantization in the scratch in the streaming GEMV's layout; NULL: none */
     const void *fp8_ready_x;
     int fp8_ready_n, fp8_ready_in, fp8_ready_dt;
-    /* pgd_cuda_rmsnorm_gather's word (quant_lt.cu's pgd_cuda__wq_xg_*): wq_xg_dst holds x
-     * [wq_xg_n, wq_xg_in] in dtype wq_xg_dt gathered through the act-order permutation
-     * wq_xg_perm (device), as the act-order gather would write it there; the next gather of
-     * exactly that into exactly there is skipped, once. wq_xg_x NULL: none. wq_xg_skipped
-     * counts the gathers skipped (pgd_cuda_wq_norm_gathers). */
+    /* pgd_cuda_rmsnorm_gather's word (quant_lt.cu's pgd_cuda__wq_xg_note and _take,
+     * pgd_cuda_wq_x_forget): wq_xg_dst holds x [wq_xg_n, wq_xg_in] in dtype wq_xg_dt
+     * gathered through the act-order permutation wq_xg_perm (device), as the act-order
+     * gather would write it there; the next gather of exactly that into exactly there is
+     * skipped, once. wq_xg_x NULL: none. wq_xg_skipped counts the gathers skipped
+     * (pgd_cuda_wq_norm_gathers). */
     const void *wq_xg_x;
     const int32_t *wq_xg_perm;
     const void *wq_xg_dst;

@@ -368,7 +368,7 @@ extern "C" int pgd_cuda_rmsnorm_gather(struct pgd_cuda_ctx *c, enum pgd_dtype dt
                                        char *err, size_t errlen)
 {
     *prepared = 0;
-    pgd_cuda__wq_xg_forget(c);
+    pgd_cuda_wq_x_forget(c);
     if (rows == 0)
         return 0;
     /* the act-order linears' dtypes, every row in the scratch */

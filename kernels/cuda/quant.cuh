@@ -141,7 +141,6 @@ void pgd_cuda__wq_xg_note(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void 
  * the note is gone after the call (the caller is about to write dst, or has read it). */
 bool pgd_cuda__wq_xg_take(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
                           const int32_t *perm, int n, int in, const void *dst);
-void pgd_cuda__wq_xg_forget(struct pgd_cuda_ctx *c);
 
 /* ---- small kernels both formats use (quant_lt.cu) --------------------------------------- */
 /* dst[r, k] = x[r, perm ? perm[k] : k] for r < rows (x rows of ld in; dst [rows, in]): the

@@ -59,7 +59,7 @@ int pgd_cuda__qscratch_reserve(struct pgd_cuda_ctx *c, size_t bytes, char *err, 
     c->qscratch = p;
     c->qscratch_bytes = want;
     pgd_cuda__fp8_share_note(c, 0, NULL, 0, 0, PGD_DTYPE_BF16);   /* its contents are gone */
-    pgd_cuda__wq_xg_forget(c);
+    pgd_cuda_wq_x_forget(c);
     c->fp8_stats.scratch_grows++;
     return 0;
 }
@@ -76,11 +76,6 @@ void pgd_cuda__wq_xg_note(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void 
     c->wq_xg_dt = (int)dt;
 }
 
-void pgd_cuda__wq_xg_forget(struct pgd_cuda_ctx *c)
-{
-    c->wq_xg_x = NULL;
-}
-
 bool pgd_cuda__wq_xg_take(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
                           const int32_t *perm, int n, int in, const void *dst)
 {
@@ -94,7 +89,7 @@ bool pgd_cuda__wq_xg_take(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void 
 
 extern "C" void pgd_cuda_wq_x_forget(struct pgd_cuda_ctx *c)
 {
-    pgd_cuda__wq_xg_forget(c);
+    c->wq_xg_x = NULL;
 }
 
 extern "C" long pgd_cuda_wq_norm_gathers(const struct pgd_cuda_ctx *c)

@@ -107,10 +107,11 @@ struct pgd_fwd {
      * where the kernels can (pgd_cuda_rmsnorm_gather) and the linear's gather is skipped.
      * A wrong guess costs only the extra writes: a gather is skipped only for exactly the x,
      * permutation, rows and scratch the norm noted in the CUDA context, and every other op
-     * drops that note. last_norm wrote last_norm_out, until another op runs;
-     * last_norm_learned: its entry was written by the first linear of it. */
+     * drops that note. last_norm_out: the output of the last norm (the norm_seq - 1-th),
+     * until another op runs; last_norm_learned: its entry was written by the first linear
+     * of it. */
     const int32_t **norm_perms;
-    int norm_perms_cap, norm_seq, last_norm;
+    int norm_perms_cap, norm_seq;
     const void *last_norm_out;
     bool last_norm_learned;
 

@@ -287,11 +287,10 @@ static void wq_norm_run(struct pgd_fwd *f, struct pgd_tensor *residual,
                                         &prepared, CUDA_ERR));
 }
 
-/* A norm on CUDA wrote out: the linear that reads it next learns which permutation it
- * gathers through (norm_perm_learn). */
+/* A norm on CUDA (the forward's norm_seq - 1-th) wrote out: the linear that reads it next
+ * learns which permutation it gathers through (norm_perm_learn). */
 static void norm_done(struct pgd_fwd *f, const struct pgd_tensor *out)
 {
-    f->last_norm = f->norm_seq - 1;
     f->last_norm_out = out->data;
     f->last_norm_learned = false;
 }
@@ -303,11 +302,11 @@ static void norm_done(struct pgd_fwd *f, const struct pgd_tensor *out)
 static void norm_perm_learn(struct pgd_fwd *f, const struct pgd_qweight *w,
                             const struct pgd_tensor *x)
 {
-    if (!f->norm_perms || !f->last_norm_out || f->last_norm_out != x->data ||
-        f->last_norm < 0 || f->last_norm >= f->norm_perms_cap || f->last_norm_learned)
+    const int k = f->norm_seq - 1;   /* the norm that wrote last_norm_out */
+    if (!f->norm_perms || !f->last_norm_out || f->last_norm_out != x->data || k < 0 ||
+        k >= f->norm_perms_cap || f->last_norm_learned)
         return;
-    f->norm_perms[f->last_norm] = w->kind == PGD__QW_WQ ? pgd_cuda_wq_input_perm(w->cuda_wq)
-                                                        : NULL;
+    f->norm_perms[k] = w->kind == PGD__QW_WQ ? pgd_cuda_wq_input_perm(w->cuda_wq) : NULL;
     f->last_norm_learned = true;
 }
 #else

@@ -14,9 +14,11 @@
  * K and V once. --weight-dtype fp8 (issue 18's W8A8): the layers' weights are a byte each
  * and their FLOPs go at the FP8 rate (--fp8-tflops, default twice the bf16 rate: Hopper's
  * FP8 tensor cores), the embedding and LM head stay bf16; --kv-cache-dtype fp8: K and V a
- * byte an element. Either grows the default KV blocks by the memory it frees. A decode-only step runs as a CUDA graph of the padded batch (the default
- * ladder of runtime/runner/runner_graph.h), so its FLOPs are the padded batch's. Defaults: the Llama-3-8B shape
- * and the H200 ceilings `pagoda bench throughput` measured (4,198 GB/s, 785 TFLOP/s). The
+ * byte an element. Either grows the default KV blocks by the memory it frees. A decode-only
+ * step runs as a CUDA graph of the padded batch (the default ladder of
+ * runtime/runner/runner_graph.h), so its FLOPs are the padded batch's. Defaults: the
+ * Llama-3-8B shape and the H200 ceilings `pagoda bench throughput` measured (4,198 GB/s,
+ * 785 TFLOP/s). The
  * modelled time ignores the host and kernel inefficiency: compare policies with it, not
  * engines.
  *
