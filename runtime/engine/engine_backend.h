@@ -118,6 +118,13 @@ void pgd__engine_set_greedy_path(struct pgd_engine *e, bool on);
  * compare the two (the outputs are the same). */
 void pgd__engine_set_jump_forward(struct pgd_engine *e, bool on);
 
+/* On: the engine thread takes nothing new (requests, aborts) until it is turned off, which
+ * wakes it; destroy still ends it. Between creation and the first submit, it makes every
+ * request submitted while held start in the same step: for tests that compare runs bit for
+ * bit where the backend's sums depend on which rows share a step (a GPU's GEMMs), and that
+ * would otherwise race the engine thread for the first step. */
+void pgd__engine_hold(struct pgd_engine *e, bool on);
+
 /* Structured output's mask helpers from the next step on: n threads share a step's walks
  * of the vocabulary with the engine thread when it has PGD__MASK_PARALLEL_MIN or more (0:
  * the engine thread alone). The default is pgd__workers_default_threads(). For tests and

@@ -373,6 +373,14 @@ void pgd__engine_set_jump_forward(struct pgd_engine *e, bool on)
     pthread_mutex_unlock(&e->mu);
 }
 
+void pgd__engine_hold(struct pgd_engine *e, bool on)
+{
+    pthread_mutex_lock(&e->mu);
+    e->held = on;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
 void pgd__engine_set_mask_threads(struct pgd_engine *e, int n)
 {
     pthread_mutex_lock(&e->mu);

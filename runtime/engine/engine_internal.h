@@ -332,6 +332,7 @@ struct pgd_engine {
     bool paranoid;                  /* check invariants after every step (tests) */
     bool no_device_sampling;        /* always take full logits (tests) */
     bool no_jump_forward;           /* never append forced tokens (tests compare) */
+    bool held;                      /* take no new requests (pgd__engine_hold; tests) */
     int mask_threads_set;           /* mask helpers (pgd__engine_set_mask_threads) */
     int headroom_steps;             /* the scheduler's KV policy, copied into its params */
     bool preempt_cheapest;          /* by the engine thread (pgd__engine_set_kv_policy) */

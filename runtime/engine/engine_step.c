@@ -393,8 +393,9 @@ struct inbox {
 static void inbox_take(struct pgd_engine *e, struct inbox *in)
 {
     pthread_mutex_lock(&e->mu);
-    while (!e->stop && !e->pending_head && e->n_aborts == 0 && e->n_sample_stops == 0 &&
-           !pgd__scheduler_has_work(&e->sched) && !e->flight)
+    while (!e->stop &&
+           (e->held || (!e->pending_head && e->n_aborts == 0 && e->n_sample_stops == 0 &&
+                        !pgd__scheduler_has_work(&e->sched) && !e->flight)))
         pthread_cond_wait(&e->cv, &e->mu);
     in->pending = e->pending_head;
     e->pending_head = e->pending_tail = NULL;

@@ -502,6 +502,7 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
     r->params = *p;
     pgd__arena_init(&r->arena, p->device);
+    pgd__runner_async_env(r);
 #ifdef PGD_HAVE_CUDA
     if (on_cuda(r) && pgd_cuda_ctx_create(&r->cuda, err, errlen)) {
         free(r);

@@ -229,14 +229,14 @@ enum pgd_status pgd__runner_step_sample(struct pgd__runner *r, const struct pgd_
 /* Whether this runner has the pair: on a GPU, not tensor parallel. */
 bool pgd__runner_can_submit(const struct pgd__runner *r);
 /* Whether its submitted steps' sampling counts a row's pending token in the row's penalties
- * (struct pgd__sample_row's pending_at): with the pair, and for now only where the
- * environment's PGD_CUDA_ASYNC_PENALTIES is 1, until a GPU has run it (without it, a step
- * with penalised rows waits for the step before to land). */
+ * (struct pgd__sample_row's pending_at): with the pair, unless the environment's
+ * PGD_CUDA_ASYNC_PENALTIES was 0 when the runner was made (then a step with penalised rows
+ * waits for the step before to land). */
 bool pgd__runner_submit_penalties(const struct pgd__runner *r);
 /* Whether a submitted step with allow_late rows (struct pgd__sample_row) may leave its
- * sampling for pgd__runner_step_submit_masks: with the pair, and for now only where the
- * environment's PGD_CUDA_ASYNC_MASKS is 1, until a GPU has run it (without it, a step with
- * a mask to make waits for the step before to land). */
+ * sampling for pgd__runner_step_submit_masks: with the pair, unless the environment's
+ * PGD_CUDA_ASYNC_MASKS was 0 when the runner was made (then a step with a mask to make
+ * waits for the step before to land). */
 bool pgd__runner_submit_masks(const struct pgd__runner *r);
 enum pgd_status pgd__runner_step_submit(struct pgd__runner *r, const struct pgd__step_seq *seqs,
                                         int n_seqs, const struct pgd__sample_row *rows,

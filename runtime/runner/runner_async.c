@@ -26,6 +26,14 @@
 #include "runtime/base/device.h"
 #include <stdlib.h>
 #include <string.h>
+
+void pgd__runner_async_env(struct pgd__runner *r)
+{
+    const char *p = getenv("PGD_CUDA_ASYNC_PENALTIES"), *m = getenv("PGD_CUDA_ASYNC_MASKS");
+    r->env_async_penalties = !(p && !strcmp(p, "0"));
+    r->env_async_masks = !(m && !strcmp(m, "0"));
+}
+
 #ifdef PGD_HAVE_CUDA
 #include "kernels/cuda/kernels.h"
 #endif
@@ -106,14 +114,12 @@ bool pgd__runner_can_submit(const struct pgd__runner *r)
 
 bool pgd__runner_submit_penalties(const struct pgd__runner *r)
 {
-    const char *v = getenv("PGD_CUDA_ASYNC_PENALTIES");
-    return pgd__runner_can_submit(r) && v && !strcmp(v, "1");
+    return pgd__runner_can_submit(r) && r->env_async_penalties;
 }
 
 bool pgd__runner_submit_masks(const struct pgd__runner *r)
 {
-    const char *v = getenv("PGD_CUDA_ASYNC_MASKS");
-    return pgd__runner_can_submit(r) && v && !strcmp(v, "1");
+    return pgd__runner_can_submit(r) && r->env_async_masks;
 }
 
 /* The pending tokens' pairs (batch row of the token, row of the step before) into this
@@ -181,7 +187,7 @@ enum pgd_status pgd__runner_finish_submit(struct pgd__runner *r, const float *lo
         if (!a->masks_late_ok)
             return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "step submit: rows whose masks "
                             "come late, on a runner that samples when the step is submitted "
-                            "(PGD_CUDA_ASYNC_MASKS is not 1)");
+                            "(PGD_CUDA_ASYNC_MASKS is 0)");
         a->late_logits = logits;
         return PGD_OK;
     }

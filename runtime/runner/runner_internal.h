@@ -46,6 +46,10 @@ struct pgd__runner {
     int turn;
     struct pgd__runner_async *async;   /* runner_async.c's state; NULL until the first submit */
     bool submitting;                   /* inside pgd__runner_step_submit */
+    /* The environment's PGD_CUDA_ASYNC_PENALTIES / _MASKS (on unless 0), read once at
+     * creation, so that the engine (which asks when it is created) and the runner (which
+     * makes its async state at the first submit) never disagree (runner_async.c). */
+    bool env_async_penalties, env_async_masks;
     /* Pooling steps: the rows' hidden states as float32 [hidden_cap, hidden_size] (host),
      * and on a GPU their act-dtype copy from the device (pinned, hidden_raw_bytes). */
     float *hidden;
@@ -84,6 +88,8 @@ enum pgd_status pgd__runner_greedy_reserve(struct pgd__runner *r, int n, char *e
 
 /* runner_async.c: frees the async steps' state (NULL is fine). */
 void pgd__runner_async_free(struct pgd__runner *r);
+/* Reads PGD_CUDA_ASYNC_PENALTIES / _MASKS into the runner (at its creation). */
+void pgd__runner_async_env(struct pgd__runner *r);
 /* Inside a submit whose step has pending tokens: copies their (batch row, row of the step
  * before) pairs to the device and queues the kernel that puts the step before's sampled ids
  * into token_ids (the device batch, after its copy). A no-op otherwise. */

@@ -914,10 +914,12 @@ Test(cuda_sample, engine_structured_output_device_equals_host, .timeout = 600)
 
 /* Async scheduling with masks made late on the GPU (runner_async.c: a step with allow_late
  * rows queues its forward pass at submit, its sampling once the engine has made the masks,
- * after the step before landed; PGD_CUDA_ASYNC_MASKS=1): guided requests (a regex that
- * cannot end within max_tokens) and requests with bad words, seeded sampling with logprobs,
- * give the same tokens and logprobs bit for bit as stepping in turn. Every request is
- * admitted in the first step and ends at max_tokens, so both take the same steps. */
+ * after the step before landed; PGD_CUDA_ASYNC_MASKS=0 turns it off): guided requests (a
+ * regex that cannot end within max_tokens) and requests with bad words, seeded sampling
+ * with logprobs, give the same tokens and logprobs bit for bit as stepping in turn. Every
+ * request is admitted in the first step (the engine is held while they are submitted: the
+ * GPU's sums depend on which rows share a step) and ends at max_tokens, so both take the
+ * same steps. */
 Test(cuda_sample, async_masks_made_late_give_the_same_outputs, .timeout = 600)
 {
     need_gpu();
@@ -931,11 +933,9 @@ Test(cuda_sample, async_masks_made_late_give_the_same_outputs, .timeout = 600)
     for (int mode = 0; mode < 2; mode++) {
         struct pgd_engine_params p = model_engine_sized(PGD_DEVICE_CUDA, 128, 16, 256, 16);
         p.async_scheduling = mode == 1;
-        if (mode == 1)
-            setenv("PGD_CUDA_ASYNC_MASKS", "1", 1);
         struct pgd_engine *e = model_engine_params("tiny-chat", &p);
-        unsetenv("PGD_CUDA_ASYNC_MASKS");
         pgd__engine_set_jump_forward(e, false);
+        pgd__engine_hold(e, true);   /* all N in the first step, in both runs */
         struct pgd_stream *s[N];
         char err[1024];
         for (int r = 0; r < N; r++) {
@@ -956,6 +956,7 @@ Test(cuda_sample, async_masks_made_late_give_the_same_outputs, .timeout = 600)
             }
             cr_assert_eq(pgd_engine_submit(e, &rp, &s[r], err, sizeof err), PGD_OK, "%s", err);
         }
+        pgd__engine_hold(e, false);
         for (int r = 0; r < N; r++)
             nt[mode][r] = read_stream(s[r], text[mode][r], sizeof text[0][0], toks[mode][r],
                                       lp[mode][r], 16);
@@ -974,8 +975,9 @@ Test(cuda_sample, async_masks_made_late_give_the_same_outputs, .timeout = 600)
                      "request %d: async \"%s\", in turn \"%s\"", r, text[1][r], text[0][r]);
         for (int k = 0; k < nt[0][r]; k++)
             cr_assert_eq(memcmp(&lp[1][r][k], &lp[0][r][k], sizeof lp[0][r][k]), 0,
-                         "request %d token %d: logprob %g async, %g in turn", r, k,
-                         (double)lp[1][r][k].logprob, (double)lp[0][r][k].logprob);
+                         "request %d token %d: logprob %.9g rank %d async, %.9g rank %d in "
+                         "turn", r, k, (double)lp[1][r][k].logprob, lp[1][r][k].rank,
+                         (double)lp[0][r][k].logprob, lp[0][r][k].rank);
         for (const char *c = text[0][r]; r % 2 == 0 && *c; c++)
             cr_assert((*c >= 'a' && *c <= 'z') || *c == ' ', "request %d: \"%s\"", r,
                       text[0][r]);

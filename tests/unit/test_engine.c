@@ -2,6 +2,7 @@
  * refusals, seeds across batch compositions, stop strings, aborts, prefix sharing, n > 1,
  * logprobs, metrics, many submitting threads. */
 #include <criterion/criterion.h>
+#include "runtime/engine/engine_backend.h"
 #include "tests/lib/engine_fixture.h"
 #include "tests/lib/model_fixture.h"
 #include "tests/lib/test_common.h"
@@ -656,6 +657,43 @@ Test(engine, long_prefill_token_threshold_chunks_a_prompt_the_budget_would_take_
     pgd_engine_get_stats(e, &st);
     cr_assert_eq(st.num_steps, 6 + (OUT - 1), "steps: %llu", (unsigned long long)st.num_steps);
     cr_assert_eq(st.prompt_tokens_computed, (uint64_t)N);
+    pgd_engine_destroy(e);
+}
+
+/* pgd__engine_hold: while held the engine thread takes nothing (no step, the requests wait),
+ * and on release every request submitted meanwhile starts in the same step: six requests of
+ * three tokens take one prompt step for all six and two decode steps, each reference's
+ * tokens. */
+Test(engine, held_engine_starts_the_requests_submitted_meanwhile_together)
+{
+    struct pgd_engine *e = make_engine(.num_blocks = 256, .block_size = 16);
+    enum { N = 6, OUT = 3, LEN = 9 };
+    pgd__engine_hold(e, true);
+    int32_t prompt[N][LEN];
+    struct pgd_stream *s[N];
+    for (int r = 0; r < N; r++) {
+        for (int i = 0; i < LEN; i++) prompt[r][i] = 2 + (r * 7 + i * 5) % 60;
+        struct pgd_sampling_params sp = greedy_params(OUT);
+        sp.ignore_eos = true;
+        s[r] = submit_ids(e, prompt[r], LEN, sp);
+    }
+    nanosleep(&(struct timespec){ .tv_nsec = 50 * 1000 * 1000 }, NULL);
+    struct pgd_engine_stats st;
+    pgd_engine_get_stats(e, &st);
+    cr_assert_eq(st.num_steps, 0, "a held engine stepped %llu times",
+                 (unsigned long long)st.num_steps);
+    pgd__engine_hold(e, false);
+    for (int r = 0; r < N; r++) {
+        struct collected c;
+        collect(s[r], &c);
+        pgd_stream_destroy(s[r]);
+        int32_t ref[OUT];
+        reference_greedy(prompt[r], LEN, OUT, IGNORE_EOS, ref);
+        cr_assert_eq(c.n_tokens[0], OUT);
+        for (int k = 0; k < OUT; k++) cr_assert_eq(c.tokens[0][k], ref[k], "request %d", r);
+    }
+    pgd_engine_get_stats(e, &st);
+    cr_assert_eq(st.num_steps, OUT, "steps: %llu", (unsigned long long)st.num_steps);
     pgd_engine_destroy(e);
 }
 
