@@ -85,6 +85,11 @@ struct pgd_cuda_ctx {
     const void *wq_xg_dst;
     int wq_xg_n, wq_xg_in, wq_xg_dt;
     long wq_xg_skipped;
+    /* quant_wq_sgemv.cu: whether the W4 decode GEMV stages its scale tables a row pair a
+     * thread (one conflict-free 16-byte store each) rather than a row a thread (two 4-byte
+     * stores, 32-way bank conflicts where a warp's lanes hold one row's groups):
+     * PGD_CUDA_WQ_META_PAIRS=1 at create, pgd_cuda_wq_set_meta_pairs. */
+    int wq_meta_pairs;
     /* quant_fp8_dec.cu's split-K tickets: device [PGD_CUDA_FP8_TICKETS] ints, zero between
      * launches (each launch's last block of a tile sets its ticket back) */
     int *fp8_tickets;

@@ -502,6 +502,11 @@ const int32_t *pgd_cuda_wq_input_perm(const struct pgd_cuda_wq *w);
  * notes saved (skipped), counted over the context's life. */
 void pgd_cuda_wq_x_forget(struct pgd_cuda_ctx *c);
 long pgd_cuda_wq_norm_gathers(const struct pgd_cuda_ctx *c);
+/* How the W4 decode GEMV stages its scale tables from now on (graphs keep the way they were
+ * captured with): on, a row pair a thread in one conflict-free 16-byte store; off (the
+ * default unless PGD_CUDA_WQ_META_PAIRS=1 when the context was made), a row a thread. The
+ * tables, and so the outputs, are the same bits either way. */
+void pgd_cuda_wq_set_meta_pairs(struct pgd_cuda_ctx *c, int on);
 int pgd_cuda_wq_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
                        const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
                        size_t errlen);

@@ -164,6 +164,38 @@ __device__ __forceinline__ void wq_store_tile(const float (&v)[NT][4], int tile,
         }
 }
 
+/* For each row pair {rr, rr + 8} (rr < 8) of each 16-row tile of rows [16 tile0, 16 (tile0
+ * + ntiles)) of meta [out_pad][groups], and each group gg: put(tl, gg, rr, m_rr, m_rr8), tl
+ * the tile from tile0 on; by the whole block, UNR pairs of loads in flight a thread. rr
+ * runs fastest over the threads, so that a put storing one 16-byte entry at [tl][gg][rr]
+ * stores 32 consecutive entries a warp (no bank conflict; a warp's loads touch 8 rows of 4
+ * groups each). */
+template <int UNR, class Put>
+__device__ __forceinline__ void wq_stage_meta_pairs(const __half2 *__restrict__ meta, int groups,
+                                                    int tile0, int ntiles, Put put)
+{
+    const int total = 8 * ntiles * groups;
+    const __half2 *src = meta + (size_t)tile0 * 16 * groups;
+    for (int i0 = threadIdx.x; i0 < total; i0 += UNR * blockDim.x) {
+        __half2 v[UNR], v8[UNR];
+#pragma unroll
+        for (int u = 0; u < UNR; u++) {
+            const int i = i0 + u * (int)blockDim.x, q = i >> 3, tl = q / groups;
+            if (i < total) {
+                const __half2 *p = src + ((size_t)tl * 16 + (i & 7)) * groups + (q - tl * groups);
+                v[u] = __ldg(p);
+                v8[u] = __ldg(p + (size_t)8 * groups);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < UNR; u++) {
+            const int i = i0 + u * (int)blockDim.x, q = i >> 3, tl = q / groups;
+            if (i < total)
+                put(tl, q - tl * groups, i & 7, v[u], v8[u]);
+        }
+    }
+}
+
 /* quant_wq_mma.cu */
 /* Whether the mma layout takes h (and the environment's PGD_CUDA_WQ_MMA is not 0). */
 bool pgd_cuda__wq_mma_fits(const struct pgd_wq_host *h);

@@ -64,6 +64,7 @@ struct sg_args {
     int tiles, in, out, n;           /* n: rows of this launch (<= 8 NT) */
     int xvec, xst;                   /* staged x: 16-byte pieces; its row stride */
     int ms_bytes, xs_bytes;          /* the shared scale tables' and staged x's bytes */
+    int meta_pairs;                  /* sg_stage_meta's way (the context's wq_meta_pairs) */
     /* SEGS (q, k and v of one x in one launch): layer i's weights, scales, bias, output,
      * tiles and features, and its first block first[i] (first[3]: the grid). A block holds
      * tiles of one layer only; w, meta, tiles and out above are layer 0's. */
@@ -210,12 +211,30 @@ __device__ __forceinline__ void sg_batch(uint32_t gmul, int gsh, const uint4 (&v
 /* ms [tpb][groups][8] uint4 = {scale of row g, of row g + 8 (float32 bits), {B + zero} of
  * row g, of row g + 8 (pairs in T: what the nibble pairs subtract)} from meta [out_pad]
  * [groups] rows [16 tile0, 16 (tile0 + ntl)), by the whole block, SG_STAGE_UNR loads in
- * flight a thread: each chunk reads its group's four words in one 16-byte load, ready. */
+ * flight a thread: each chunk reads its group's four words in one 16-byte load, ready.
+ * a.meta_pairs: a thread makes a whole entry (rows g and g + 8) and stores it at once,
+ * consecutive lanes consecutive entries; else a thread takes one row's {scale, zero} and
+ * stores its two words apart, where a warp's lanes (one row, consecutive groups) all hit
+ * one bank: Nsight Compute on the H100 counted 7,936 excess wavefronts a block of the 8B
+ * gate_up launch (32 groups, 8 tiles), several microseconds of the shared-memory pipe
+ * before the first multiply. */
 template <typename T>
 __device__ __forceinline__ void sg_stage_meta(const sg_args &a, const __half2 *meta, int tile0,
                                               int ntl, uint32_t *ms)
 {
     const int groups = a.groups;
+    if (a.meta_pairs) {
+        wq_stage_meta_pairs<SG_STAGE_UNR / 2>(
+            meta, groups, tile0, ntl, [&](int tl, int gg, int rr, __half2 m, __half2 m8) {
+                uint4 e;
+                e.x = __float_as_uint(__low2float(m));
+                e.y = __float_as_uint(__low2float(m8));
+                e.z = pair_of<T>(mma_magic<T>::BIAS + __high2float(m));
+                e.w = pair_of<T>(mma_magic<T>::BIAS + __high2float(m8));
+                reinterpret_cast<uint4 *>(ms)[((size_t)tl * groups + gg) * 8 + rr] = e;
+            });
+        return;
+    }
     wq_stage_meta<SG_STAGE_UNR>(meta, groups, tile0, ntl, [&](int r, int gg, __half2 m) {
         const int rr = r % 16;
         uint32_t *e = ms + (((r / 16) * groups + gg) * 8 + (rr & 7)) * 4 + (rr >> 3);
@@ -382,6 +401,7 @@ static bool sg_make_plan_layers(const struct pgd_cuda_ctx *c, const struct pgd_c
     a.in = w->in;
     a.out = w->out;
     a.n = n;
+    a.meta_pairs = c->wq_meta_pairs;
     p->nt = n > 8 ? 2 : 1;
     p->mg = w->group_size % 64 == 0 ? 1 : 2;
     /* the largest split that keeps every block on the chip at once (every warp at least one
@@ -579,6 +599,11 @@ static bool sg_env_on(void)
         on = !(e && !strcmp(e, "old"));
     }
     return on != 0;
+}
+
+extern "C" void pgd_cuda_wq_set_meta_pairs(struct pgd_cuda_ctx *c, int on)
+{
+    c->wq_meta_pairs = on != 0;
 }
 
 bool pgd_cuda__wq_sgemv_fits(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w)
