@@ -90,6 +90,10 @@ struct pgd_cuda_ctx {
      * stores, 32-way bank conflicts where a warp's lanes hold one row's groups):
      * PGD_CUDA_WQ_META_PAIRS=1 at create, pgd_cuda_wq_set_meta_pairs. */
     int wq_meta_pairs;
+    /* quant_wq_sgemv.cu: whether it stages x in the mma's B-fragment order (two 16-byte
+     * shared loads a chunk instead of eight 4-byte ones): PGD_CUDA_WQ_X_FRAG=1 at create,
+     * pgd_cuda_wq_set_x_frag. */
+    int wq_x_frag;
     /* quant_fp8_dec.cu's split-K tickets: device [PGD_CUDA_FP8_TICKETS] ints, zero between
      * launches (each launch's last block of a tile sets its ticket back) */
     int *fp8_tickets;

@@ -507,6 +507,10 @@ long pgd_cuda_wq_norm_gathers(const struct pgd_cuda_ctx *c);
  * default unless PGD_CUDA_WQ_META_PAIRS=1 when the context was made), a row a thread. The
  * tables, and so the outputs, are the same bits either way. */
 void pgd_cuda_wq_set_meta_pairs(struct pgd_cuda_ctx *c, int on);
+/* Likewise whether it stages x in the mma's B-fragment order (two 16-byte shared loads a
+ * 64-input chunk instead of eight 4-byte ones; PGD_CUDA_WQ_X_FRAG=1 when the context was
+ * made). Each mma multiplies the same pairs in the same order: the same bits. */
+void pgd_cuda_wq_set_x_frag(struct pgd_cuda_ctx *c, int on);
 int pgd_cuda_wq_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
                        const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
                        size_t errlen);

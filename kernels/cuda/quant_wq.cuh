@@ -85,8 +85,12 @@ __device__ __forceinline__ uint4 wq_gather8(const T *__restrict__ xr, const int 
 
 /* xs [n][xst] = x [n][k0, k0 + len) (x rows of in elements; PERM: x[r][perm[k]]), by the
  * whole block in 16-byte pieces, UNR of them in flight a thread; xvec: x 16-byte aligned
- * (else read element by element). k0 and len multiples of 8. */
-template <typename T, bool PERM, int UNR>
+ * (else read element by element). k0 and len multiples of 8.
+ * FRAG (len a multiple of 64): each row in the mma's B-fragment order instead, as 32-bit
+ * pairs: pair (k, k + 1), k = 64 c + 16 s + 8 h + 2 t, at word 32 c + 8 t + 2 s + h of
+ * the row, so that lane t's eight pairs of a 64-input chunk (its B fragments for the
+ * chunk's four 16-input steps) are 32 contiguous bytes: two 16-byte loads a chunk. */
+template <typename T, bool PERM, int UNR, bool FRAG = false>
 __device__ __forceinline__ void wq_stage_x(const T *__restrict__ x,
                                            const int32_t *__restrict__ perm, int n, int in,
                                            int k0, int len, bool xvec, T *xs, int xst)
@@ -114,7 +118,17 @@ __device__ __forceinline__ void wq_stage_x(const T *__restrict__ x,
             const int i = i0 + u * blockDim.x;
             if (i < total) {
                 const int r = i / vr, k = (i - r * vr) * 8;
-                *reinterpret_cast<uint4 *>(xs + (size_t)r * xst + k) = v[u];
+                if (FRAG) {
+                    /* the piece's pairs t = 0..3 are k + 2t: words base + 8t */
+                    uint32_t *row = reinterpret_cast<uint32_t *>(xs + (size_t)r * xst);
+                    const int base = (k >> 6) * 32 + ((k >> 4) & 3) * 2 + ((k >> 3) & 1);
+                    row[base] = v[u].x;
+                    row[base + 8] = v[u].y;
+                    row[base + 16] = v[u].z;
+                    row[base + 24] = v[u].w;
+                } else {
+                    *reinterpret_cast<uint4 *>(xs + (size_t)r * xst + k) = v[u];
+                }
             }
         }
     }
@@ -169,10 +183,12 @@ __device__ __forceinline__ void wq_store_tile(const float (&v)[NT][4], int tile,
  * the tile from tile0 on; by the whole block, UNR pairs of loads in flight a thread. rr
  * runs fastest over the threads, so that a put storing one 16-byte entry at [tl][gg][rr]
  * stores 32 consecutive entries a warp (no bank conflict; a warp's loads touch 8 rows of 4
- * groups each). */
+ * groups each). The tile of entry q = i / 8 is (q tmul) >> tsh = q / groups
+ * (pgd_cuda__div_magic up to ntiles groups - 1): no division a thread an entry. */
 template <int UNR, class Put>
 __device__ __forceinline__ void wq_stage_meta_pairs(const __half2 *__restrict__ meta, int groups,
-                                                    int tile0, int ntiles, Put put)
+                                                    uint32_t tmul, int tsh, int tile0,
+                                                    int ntiles, Put put)
 {
     const int total = 8 * ntiles * groups;
     const __half2 *src = meta + (size_t)tile0 * 16 * groups;
@@ -180,7 +196,8 @@ __device__ __forceinline__ void wq_stage_meta_pairs(const __half2 *__restrict__ 
         __half2 v[UNR], v8[UNR];
 #pragma unroll
         for (int u = 0; u < UNR; u++) {
-            const int i = i0 + u * (int)blockDim.x, q = i >> 3, tl = q / groups;
+            const int i = i0 + u * (int)blockDim.x, q = i >> 3;
+            const int tl = (int)(((uint32_t)q * tmul) >> tsh);
             if (i < total) {
                 const __half2 *p = src + ((size_t)tl * 16 + (i & 7)) * groups + (q - tl * groups);
                 v[u] = __ldg(p);
@@ -189,7 +206,8 @@ __device__ __forceinline__ void wq_stage_meta_pairs(const __half2 *__restrict__ 
         }
 #pragma unroll
         for (int u = 0; u < UNR; u++) {
-            const int i = i0 + u * (int)blockDim.x, q = i >> 3, tl = q / groups;
+            const int i = i0 + u * (int)blockDim.x, q = i >> 3;
+            const int tl = (int)(((uint32_t)q * tmul) >> tsh);
             if (i < total)
                 put(tl, q - tl * groups, i & 7, v[u], v8[u]);
         }
@@ -232,30 +250,42 @@ int pgd_cuda__wq_sgemv_multi(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const vo
 int pgd_cuda__wq_gemv4(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x,
                        const int32_t *perm, int n, const struct pgd_cuda_wq *w, const void *b,
                        void *y, char *err, size_t errlen);
+/* floor(q / d) for every q <= qmax as one multiply and one shift, (q mul) >> sh: no division
+ * in a kernel's loop. With l = ceil(log2 d), sh = N + l (2^N past qmax), mul = ceil(2^sh /
+ * d) = (2^sh + e) / d, e < d: q mul / 2^sh = q / d + q e / (d 2^sh), the second term under
+ * 1 / d, so the floor is floor(q / d). Exact while q mul stays in 32 bits; false past that
+ * (and for d 0). */
+static inline bool pgd_cuda__div_magic(uint64_t d, uint64_t qmax, uint32_t *mul, int *sh)
+{
+    *mul = 0;
+    *sh = 0;
+    if (d == 0)
+        return false;
+    int n = 0, l = 0;
+    while ((1ull << n) <= qmax)
+        n++;
+    while ((1ull << l) < d)
+        l++;
+    const uint64_t m = ((1ull << (n + l)) + d - 1) / d;
+    if (n + l > 31 || qmax * m >= (1ull << 32))
+        return false;
+    *mul = (uint32_t)m;
+    *sh = n + l;
+    return true;
+}
+
 /* The group of 32-input half h2 of a row of w, floor(h2 / d) with d = group_size / 32, as
- * one multiply and one shift, (h2 gmul) >> gsh: the streaming GEMVs' group lookup, no
- * division or test in their loops. With l = ceil(log2 d), gsh = N + l (2^N past the largest
- * h2, 2 kq - 1), gmul = ceil(2^gsh / d) = (2^gsh + e) / d, e < d: h2 gmul / 2^gsh = h2 / d +
- * h2 e / (d 2^gsh), the second term under 1 / d, so the floor is floor(h2 / d). Exact while
- * h2 gmul stays in 32 bits (rows up to ~2^20 inputs); false past that. One group: gmul 0. */
+ * (h2 gmul) >> gsh (pgd_cuda__div_magic up to the largest h2, 2 kq - 1): the streaming
+ * GEMVs' group lookup, no division or test in their loops; rows up to ~2^20 inputs. One
+ * group: gmul 0. */
 static inline bool pgd_cuda__wq_group_magic(const struct pgd_cuda_wq *w, uint32_t *gmul, int *gsh)
 {
     *gmul = 0;
     *gsh = 0;
     if (w->groups == 1)
         return true;
-    const uint64_t d = (uint64_t)(w->group_size / 32), hmax = 2 * (uint64_t)(w->in / 64) - 1;
-    int n = 0, l = 0;
-    while ((1ull << n) <= hmax)
-        n++;
-    while ((1ull << l) < d)
-        l++;
-    const uint64_t mul = ((1ull << (n + l)) + d - 1) / d;
-    if (n + l > 31 || hmax * mul >= (1ull << 32))
-        return false;
-    *gmul = (uint32_t)mul;
-    *gsh = n + l;
-    return true;
+    return pgd_cuda__div_magic((uint64_t)(w->group_size / 32), 2 * (uint64_t)(w->in / 64) - 1,
+                               gmul, gsh);
 }
 __device__ __forceinline__ int wq_group(uint32_t gmul, int gsh, int h2)
 {
