@@ -64,7 +64,6 @@ struct pgd__runner_async {
     /* The last submitted step's logits (device), while it waits for its masks: the next
      * forward pass, which reuses their memory, is queued only after its sampling. */
     const float *late_logits;
-    bool masks_late_ok;                /* pgd__runner_submit_masks, read once */
 };
 
 void pgd__runner_async_free(struct pgd__runner *r)
@@ -87,7 +86,6 @@ static enum pgd_status async_init(struct pgd__runner *r, char *err, size_t errle
     if (!a)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "runner: out of memory");
     r->async = a;
-    a->masks_late_ok = pgd__runner_submit_masks(r);
     size_t bytes = 2 * (size_t)r->params.max_num_seqs * sizeof(int32_t);
     for (int t = 0; t < 2; t++) {
         if (pgd_cuda_event_create(&a->slot[t].done, err, errlen))
@@ -184,7 +182,7 @@ enum pgd_status pgd__runner_finish_submit(struct pgd__runner *r, const float *lo
     s->waits_masks = late;
     if (late) {
         /* The sampling waits for the masks: pgd__runner_step_submit_masks. */
-        if (!a->masks_late_ok)
+        if (!pgd__runner_submit_masks(r))
             return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "step submit: rows whose masks "
                             "come late, on a runner that samples when the step is submitted "
                             "(PGD_CUDA_ASYNC_MASKS is 0)");
