@@ -88,12 +88,12 @@ struct pgd_cuda_ctx {
     /* quant_wq_sgemv.cu: whether the W4 decode GEMV stages its scale tables a row pair a
      * thread (one conflict-free 16-byte store each) rather than a row a thread (two 4-byte
      * stores, 32-way bank conflicts where a warp's lanes hold one row's groups):
-     * PGD_CUDA_WQ_META_PAIRS=1 at create, pgd_cuda_wq_set_meta_pairs. */
+     * on unless PGD_CUDA_WQ_META_PAIRS=0 at create, pgd_cuda_wq_set_meta_pairs. */
     int wq_meta_pairs;
-    /* quant_wq_sgemv.cu: whether it stages x in the mma's B-fragment order (two 16-byte
-     * shared loads a chunk instead of eight 4-byte ones): PGD_CUDA_WQ_X_FRAG=1 at create,
-     * pgd_cuda_wq_set_x_frag. */
-    int wq_x_frag;
+    /* gemm_tune.cu: whether an n other than a bucket's tuned one takes its band's heuristic
+     * pick (1, the default) or the bucket's tuned algorithm (PGD_CUDA_GEMM_BANDS=0 at
+     * create: the earlier way, for measuring one against the other). */
+    int gemm_bands;
     /* quant_fp8_dec.cu's split-K tickets: device [PGD_CUDA_FP8_TICKETS] ints, zero between
      * launches (each launch's last block of a tile sets its ticket back) */
     int *fp8_tickets;

@@ -189,9 +189,9 @@ extern "C" int pgd_cuda_ctx_create(struct pgd_cuda_ctx **out, char *err, size_t 
     const char *pdl_env = getenv("PGD_CUDA_PDL");
     c->pdl = major >= 9 && !(pdl_env && !strcmp(pdl_env, "0"));
     const char *pairs_env = getenv("PGD_CUDA_WQ_META_PAIRS");
-    c->wq_meta_pairs = pairs_env && !strcmp(pairs_env, "1");
-    const char *frag_env = getenv("PGD_CUDA_WQ_X_FRAG");
-    c->wq_x_frag = frag_env && !strcmp(frag_env, "1");
+    c->wq_meta_pairs = !(pairs_env && !strcmp(pairs_env, "0"));
+    const char *bands_env = getenv("PGD_CUDA_GEMM_BANDS");
+    c->gemm_bands = !(bands_env && !strcmp(bands_env, "0"));
     if (e == cudaSuccess)
         e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
     c->workspace_bytes = (size_t)32 << 20;

@@ -13,10 +13,20 @@
  * right after), TUNE_REPS runs after one warm-up, with L2 flushed before every run (a
  * 64 MiB buffer made for the tuning is overwritten, so the weights come from HBM as in a
  * real step; not the quantized-linear scratch, which may hold the call's own operands),
- * and keeps the one of least median time. Later plans of the same bucket (another n
- * in it, or a plan rebuilt after the plan cache replaced it) reuse that algorithm when
- * cuBLASLt accepts it for their n (cublasLtMatmulAlgoCheck), so decode graphs and mixed
- * steps get it without timing again.
+ * and keeps the one of least median time. A plan of that n rebuilt later (the plan cache
+ * replaced it, or a graph capture) reuses that algorithm when cuBLASLt accepts it
+ * (cublasLtMatmulAlgoCheck), without timing again. Any other n of the bucket (mixed steps
+ * make a new one most steps) takes the heuristic's pick for its band, an eighth of the
+ * bucket's upper half, asked at the first n met in the band: an algorithm timed at one n is
+ * no guide to another's. (It was, until `pagoda bench gemm --reuse` measured it on an H100:
+ * the 8B shape's down_proj tuned at 400 rows took 181 us at 500, the heuristic's pick at
+ * 500 85 us; gate_up 256 against 160; every n but the tuned one was 1.0-2.3x slower than
+ * the heuristic's own pick, and a mixed step of 200 decodes beside a 300-token chunk 20.8
+ * ms against 14.6.) The bands bound the host's queries: at most 8 a bucket and shape. Not
+ * for f32 outputs (the LM head): there the heuristic's picks at mixed steps' n took the
+ * host 100-670 ms a call (H100), so the tuned algorithm is kept at every n as before.
+ * PGD_CUDA_GEMM_BANDS=0 (read when the context is made) reuses the tuned algorithm at every
+ * n of its bucket again, to measure one way against the other.
  *
  * Deterministic per plan: a plan keeps its algorithm (tile, split-K and reduction scheme)
  * for its life, and cuBLASLt's reductions are run-to-run reproducible (the in-place one
@@ -62,12 +72,23 @@ struct pgd_cuda_gemm_tuned {
     struct pgd_cuda_gemm_tune_info info;
     cublasLtMatmulAlgo_t algo;
     struct pgd_cuda_wgmma_cfg own;   /* bn 0: cuBLASLt's algo; else our kernel's, which won */
-    /* The heuristic's choice at the last n of the bucket cuBLASLt refused algo for: tried
-     * next before asking the heuristic again (a query costs far more host time than a
-     * check, and mixed steps make a new n every step). */
-    int has_alt;
-    cublasLtMatmulAlgo_t alt;
+    /* The heuristic's pick for each band of the bucket (band_of), asked at the first n met
+     * in it (a query costs far more host time than a check): the algorithm of the band's
+     * other n's, but the tuned one. Bit i of band_has: band[i] is set. */
+    unsigned band_has;
+    cublasLtMatmulAlgo_t band[8];
 };
+
+/* n's band in its bucket (n in (bucket / 2, bucket]): which eighth of that range, 0..7; the
+ * bucket of 1 is band 0. Within a band a tile-based algorithm's tile count barely moves. */
+static int band_of(int n, int bucket)
+{
+    const int half = bucket / 2;
+    if (half < 1)
+        return 0;
+    const int b = (int)((int64_t)(n - 1 - half) * 8 / half);
+    return b < 0 ? 0 : b > 7 ? 7 : b;
+}
 
 /* Whether cuBLASLt takes algo for plan p within the workspace. */
 static bool algo_fits(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
@@ -110,6 +131,16 @@ static bool tune_on(struct pgd_cuda_ctx *c)
 extern "C" int pgd_cuda_gemm_tune_enabled(struct pgd_cuda_ctx *c)
 {
     return tune_on(c);
+}
+
+extern "C" int pgd_cuda_gemm_band_tops(struct pgd_cuda_ctx *c, int bucket, int *tops)
+{
+    if (!tune_on(c) || !c->gemm_bands || bucket < 16)
+        return 0;
+    const int half = bucket / 2;     /* band b: n - 1 - half in [b half / 8, (b + 1) half / 8) */
+    for (int b = 0; b < 7; b++)
+        tops[b] = half + (b + 1) * half / 8;
+    return 7;
 }
 
 /* c->gemm_wgmma_all: 0 not decided yet (a new context's), 1 the few configurations, 2 all. */
@@ -416,7 +447,7 @@ static void record(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p, i
     t->key = p->key;
     t->algo = *algo;
     t->own = own_wins ? o->own : (struct pgd_cuda_wgmma_cfg){ 0, 0, 0 };
-    t->has_alt = 0;
+    t->band_has = 0;
     t->info = (struct pgd_cuda_gemm_tune_info){
         .dt = p->key.dt, .ydt = p->key.ydt, .in = p->key.in, .out = p->key.out, .bucket = bucket,
         .n = p->key.n, .candidates = n_cand, .heuristic = n_heur, .timed = o->timed,
@@ -515,15 +546,21 @@ int pgd_cuda_gemm_choose(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan
                          char *err, size_t errlen)
 {
     struct pgd_cuda_gemm_tuned *t = NULL;
+    int band = 0;
     if (tune_on(c)) {
         int bucket = pgd_cuda_gemm_bucket(p->key.n);
         t = find_tuned(c, &p->key, bucket);
-        if (t && algo_fits(c, p, &t->algo)) {
+        /* f32 outputs (the LM head's logits) keep the tuned algorithm at every n: the
+         * heuristic's picks for it at the n's of mixed steps cost the host 100-670 ms a call
+         * (H100: 19 calls, 3.4 s of one ShareGPT run, eager module loading or lazy alike) */
+        const bool bands = c->gemm_bands && p->key.ydt != PGD_DTYPE_F32;
+        if (t && (t->key.n == p->key.n || !bands) && algo_fits(c, p, &t->algo)) {
             *algo = t->algo;
             return 0;
         }
-        if (t && t->has_alt && algo_fits(c, p, &t->alt)) {
-            *algo = t->alt;
+        band = band_of(p->key.n, bucket);
+        if (t && (t->band_has >> band & 1) && algo_fits(c, p, &t->band[band])) {
+            *algo = t->band[band];
             return 0;
         }
         cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
@@ -539,8 +576,8 @@ int pgd_cuda_gemm_choose(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan
         return hrc;
     *algo = h.algo;
     if (t) {
-        t->alt = h.algo;
-        t->has_alt = 1;
+        t->band[band] = h.algo;
+        t->band_has |= 1u << band;
     }
     return 0;
 }

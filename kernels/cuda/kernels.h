@@ -204,6 +204,13 @@ int pgd_cuda_bench_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int m, int n,
 void pgd_cuda_gemm_tune_set(struct pgd_cuda_ctx *c, int on);
 /* Whether c tunes (after the above, or the environment). */
 int pgd_cuda_gemm_tune_enabled(struct pgd_cuda_ctx *c);
+/* The n's that make the heuristic's picks of a tuned bucket's other bands (an n other than
+ * the tuned one takes its band's pick, asked the first time the band is met; met in a
+ * step, that query and the first load of the kernel it picks cost the step ~0.1 s): the
+ * top n of each band but the bucket's own, ascending, into tops (up to 7); their count, 0
+ * where c keeps the bucket's tuned algorithm for every n (PGD_CUDA_GEMM_BANDS=0, tuning
+ * off) or the bucket is under 16. */
+int pgd_cuda_gemm_band_tops(struct pgd_cuda_ctx *c, int bucket, int *tops);
 /* Which of our wgmma kernel's configurations (gemm_wgmma.cu, sm_90a) the tuning times beside
  * cuBLASLt's: all: 1 every one (up to 24 a plan: `pagoda bench gemm`), 0 the few that came
  * closest on the H200 (at most 6), -1 (the default) reads PGD_CUDA_GEMM_WGMMA_CANDIDATES
@@ -236,6 +243,11 @@ struct pgd_cuda_gemm_host_stats {
     double plan_ms, check_ms, heuristic_ms, tune_ms;
     long matmuls;                    /* cublasLtMatmul calls (a capture's included), */
     double matmul_ms;                /* and the host time they took (enqueueing) */
+    /* The calls that took the host over 1 ms (a kernel's first load, a full launch queue)
+     * and their time; the slowest call so far and its n, in and out. */
+    long matmuls_slow;
+    double matmul_slow_ms, matmul_max_ms;
+    int max_n, max_in, max_out;
 };
 void pgd_cuda_gemm_host_stats(const struct pgd_cuda_ctx *c, struct pgd_cuda_gemm_host_stats *out);
 /* The tunings so far, in the order they were made; get: non-zero past the last. */
@@ -503,14 +515,10 @@ const int32_t *pgd_cuda_wq_input_perm(const struct pgd_cuda_wq *w);
 void pgd_cuda_wq_x_forget(struct pgd_cuda_ctx *c);
 long pgd_cuda_wq_norm_gathers(const struct pgd_cuda_ctx *c);
 /* How the W4 decode GEMV stages its scale tables from now on (graphs keep the way they were
- * captured with): on, a row pair a thread in one conflict-free 16-byte store; off (the
- * default unless PGD_CUDA_WQ_META_PAIRS=1 when the context was made), a row a thread. The
+ * captured with): on (the default unless PGD_CUDA_WQ_META_PAIRS=0 when the context was
+ * made), a row pair a thread in one conflict-free 16-byte store; off, a row a thread. The
  * tables, and so the outputs, are the same bits either way. */
 void pgd_cuda_wq_set_meta_pairs(struct pgd_cuda_ctx *c, int on);
-/* Likewise whether it stages x in the mma's B-fragment order (two 16-byte shared loads a
- * 64-input chunk instead of eight 4-byte ones; PGD_CUDA_WQ_X_FRAG=1 when the context was
- * made). Each mma multiplies the same pairs in the same order: the same bits. */
-void pgd_cuda_wq_set_x_frag(struct pgd_cuda_ctx *c, int on);
 int pgd_cuda_wq_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
                        const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
                        size_t errlen);

@@ -126,8 +126,8 @@ int pgd_cuda_gemm_set_scales(const struct pgd_cuda_gemm_plan *p,
 
 /* Finds or builds the cache entry of a plan descriptor; a new one chooses its algorithm on
  * call's buffers (gemm_tune.cu). The cache holds GEMM_CACHE_CAP plans, replaced round robin
- * once full (mixed steps make many n; a replaced plan comes back with its bucket's
- * algorithm without timing again). A hash index of the last entry seen for each hash makes
+ * once full (mixed steps make many n; a replaced plan comes back with its algorithm, tuned
+ * or its band's, without timing again). A hash index of the last entry seen for each hash makes
  * the common lookup (the same layers every step) one comparison rather than a scan. 2:
  * cuBLASLt has no algorithm for the plan (err set; the entry remembers it). */
 static int gemm_entry(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_key *k,
@@ -206,8 +206,19 @@ static int gemm_matmul(struct pgd_cuda_ctx *c, struct pgd_cuda_gemm_entry *e,
     cublasStatus_t st = cublasLtMatmul(c->lt, e->p.op, &alpha, call->w, e->p.a, call->x, e->p.b,
                                        &beta, call->y, e->p.d, call->y, e->p.d, &e->algo,
                                        c->workspace, c->workspace_bytes, c->stream);
+    const double dt = pgd_cuda_host_ms() - t0;
     c->lt_host.matmuls++;
-    c->lt_host.matmul_ms += pgd_cuda_host_ms() - t0;
+    c->lt_host.matmul_ms += dt;
+    if (dt > 1.0) {
+        c->lt_host.matmuls_slow++;
+        c->lt_host.matmul_slow_ms += dt;
+    }
+    if (dt > c->lt_host.matmul_max_ms) {
+        c->lt_host.matmul_max_ms = dt;
+        c->lt_host.max_n = k->n;
+        c->lt_host.max_in = k->in;
+        c->lt_host.max_out = k->out;
+    }
     if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
         /* The heuristic offered an algorithm that the call then refused: remember it as none. */
         e->state = 2;

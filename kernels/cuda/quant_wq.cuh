@@ -85,12 +85,8 @@ __device__ __forceinline__ uint4 wq_gather8(const T *__restrict__ xr, const int 
 
 /* xs [n][xst] = x [n][k0, k0 + len) (x rows of in elements; PERM: x[r][perm[k]]), by the
  * whole block in 16-byte pieces, UNR of them in flight a thread; xvec: x 16-byte aligned
- * (else read element by element). k0 and len multiples of 8.
- * FRAG (len a multiple of 64): each row in the mma's B-fragment order instead, as 32-bit
- * pairs: pair (k, k + 1), k = 64 c + 16 s + 8 h + 2 t, at word 32 c + 8 t + 2 s + h of
- * the row, so that lane t's eight pairs of a 64-input chunk (its B fragments for the
- * chunk's four 16-input steps) are 32 contiguous bytes: two 16-byte loads a chunk. */
-template <typename T, bool PERM, int UNR, bool FRAG = false>
+ * (else read element by element). k0 and len multiples of 8. */
+template <typename T, bool PERM, int UNR>
 __device__ __forceinline__ void wq_stage_x(const T *__restrict__ x,
                                            const int32_t *__restrict__ perm, int n, int in,
                                            int k0, int len, bool xvec, T *xs, int xst)
@@ -118,17 +114,7 @@ __device__ __forceinline__ void wq_stage_x(const T *__restrict__ x,
             const int i = i0 + u * blockDim.x;
             if (i < total) {
                 const int r = i / vr, k = (i - r * vr) * 8;
-                if (FRAG) {
-                    /* the piece's pairs t = 0..3 are k + 2t: words base + 8t */
-                    uint32_t *row = reinterpret_cast<uint32_t *>(xs + (size_t)r * xst);
-                    const int base = (k >> 6) * 32 + ((k >> 4) & 3) * 2 + ((k >> 3) & 1);
-                    row[base] = v[u].x;
-                    row[base + 8] = v[u].y;
-                    row[base + 16] = v[u].z;
-                    row[base + 24] = v[u].w;
-                } else {
-                    *reinterpret_cast<uint4 *>(xs + (size_t)r * xst + k) = v[u];
-                }
+                *reinterpret_cast<uint4 *>(xs + (size_t)r * xst + k) = v[u];
             }
         }
     }

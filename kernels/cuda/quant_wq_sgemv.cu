@@ -26,10 +26,12 @@
  *     tokens hit distinct banks; else read from L1 / L2. An act-order x is gathered
  *     through perm once a launch by a small kernel (PGD_CUDA_WQ_GATHER_ONCE=0: by every
  *     block as it stages x, which the H200 measured 7-17% slower on the 8B step).
- *     PGD_CUDA_WQ_X_FRAG=1 stages it in the B fragments' order instead (wq_stage_x's FRAG:
- *     two 16-byte shared loads a chunk rather than eight 4-byte ones), and
- *     PGD_CUDA_WQ_META_PAIRS=1 the scale tables a row pair a thread (sg_stage_meta): both
- *     opt-in until a GPU has run them, the same bits either way.
+ *   - The scale tables are staged a row pair a thread (sg_stage_meta): rows g and g + 8 of
+ *     one group in one 16-byte store, consecutive lanes consecutive entries, so a warp's
+ *     stores hit distinct banks (a row a thread put a warp's 32 lanes, one row's groups, on
+ *     one bank: 7,936 excess wavefronts a gate_up block). H100, 8B GPTQ w4g128: the decode
+ *     step 3.17 -> 2.97 ms at batch 1, 3.87 -> 3.69 at 8. PGD_CUDA_WQ_META_PAIRS=0 takes the
+ *     row-a-thread staging (the same bits).
  *   - q, k and v of one x may share a launch (SEGS: pgd_cuda__wq_sgemv_multi), each block
  *     holding tiles of one layer; act-order ones too where they hold one permutation (equal
  *     ones share a device copy from create on: pgd_cuda_wq_perms), x gathered through it
@@ -128,8 +130,7 @@ __device__ __forceinline__ void sg_load(uint4 (&v)[SG_UNR], const uint4 *wp, int
  * chunk lies in one group; 2: its two 32-input halves are scaled apart (groups of 32, or of a
  * size not a multiple of 64). mt: the tile's scale table at row g (sg_stage_meta's); xl[nt]:
  * lane (g, t)'s x row of token tile nt at input 2t (XS 0: global memory, 1: shared memory,
- * both canonical and 4-byte aligned), or, XS 2, at its first B-fragment pair of chunk 0 in
- * shared memory (wq_stage_x's FRAG order, 16-byte aligned: two 16-byte loads a chunk).
+ * both 4-byte aligned).
  * Each chunk (half) sums into its own acc, its 16 x 16 tiles in order, and is scaled into tot
  * in chunk (half) order, as one chunk at a time would: the same sums to the bit. The P chunks'
  * tiles are issued in turn, so that each chunk's chain of dependent mma.sync overlaps the
@@ -141,7 +142,6 @@ __device__ __forceinline__ void sg_chunks(uint32_t gmul, int gsh, const uint4 *v
 {
     uint4 m[P][MG];
     float acc[P][MG][NT][4];
-    uint4 xq[P][NT];                 /* XS 2: the B fragments of steps s, s + 1 (s even) */
 #pragma unroll
     for (int p = 0; p < P; p++)
 #pragma unroll
@@ -166,18 +166,9 @@ __device__ __forceinline__ void sg_chunks(uint32_t gmul, int gsh, const uint4 *v
 #pragma unroll
             for (int nt = 0; nt < NT; nt++) {
                 /* inputs 2t, 2t + 1 and 2t + 8, 2t + 9 of the step */
-                uint32_t B[2];
-                if (XS == 2) {
-                    if ((s & 1) == 0)
-                        xq[p][nt] = reinterpret_cast<const uint4 *>(xl[nt] + (c + p) * 64)[s / 2];
-                    B[0] = s & 1 ? xq[p][nt].z : xq[p][nt].x;
-                    B[1] = s & 1 ? xq[p][nt].w : xq[p][nt].y;
-                } else {
-                    const uint32_t *xr =
-                        reinterpret_cast<const uint32_t *>(xl[nt] + (c + p) * 64 + s * 16);
-                    B[0] = XS ? xr[0] : __ldg(xr);
-                    B[1] = XS ? xr[4] : __ldg(xr + 4);
-                }
+                const uint32_t *xr =
+                    reinterpret_cast<const uint32_t *>(xl[nt] + (c + p) * 64 + s * 16);
+                const uint32_t B[2] = { XS ? xr[0] : __ldg(xr), XS ? xr[4] : __ldg(xr + 4) };
                 sg_mma<T>(acc[p][h][nt], A, B);
             }
         }
@@ -261,12 +252,11 @@ __device__ __forceinline__ void sg_stage_meta(const sg_args &a, const __half2 *m
 }
 
 /* NT tiles of 8 tokens (n <= 8 NT); MG as sg_chunk; XM: 0 x read from global memory
- * (canonical order, 4-byte aligned), 1 staged into shared memory, 2 staged through perm;
- * XF (XM > 0): staged in the B fragments' order (wq_stage_x's FRAG).
+ * (canonical order, 4-byte aligned), 1 staged into shared memory, 2 staged through perm.
  * Block: SG_WARPS warps, tiles [blockIdx.x tpb, + tpb); warp w takes tile w / ks, chunks
  * [(w % ks) kpu, + kpu) of it. Shared memory: the scale tables [tpb][groups][8] uint4, the
  * staged x [n][xst] (XM > 0), the warps' sums [SG_WARPS][NT][4][32] float (ks > 1). */
-template <typename T, int NT, int MG, int XM, bool SEGS, bool XF>
+template <typename T, int NT, int MG, int XM, bool SEGS>
 __global__ void __launch_bounds__(SG_WARPS * 32, SG_BLOCKS_SM)
 wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ b,
                 T *__restrict__ y)
@@ -305,8 +295,7 @@ wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ 
     sg_stage_meta<T>(a, meta, tile0, ntl, reinterpret_cast<uint32_t *>(sm));
     pdl_wait();
     if (XM > 0)
-        wq_stage_x<T, XM == 2, SG_STAGE_UNR, XF>(x, a.perm, a.n, a.in, 0, a.in, a.xvec, xs,
-                                                 a.xst);
+        wq_stage_x<T, XM == 2, SG_STAGE_UNR>(x, a.perm, a.n, a.in, 0, a.in, a.xvec, xs, a.xst);
     __syncthreads();
 
     float tot[NT][4];
@@ -320,12 +309,11 @@ wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ 
     const T *xl[NT];
 #pragma unroll
     for (int nt = 0; nt < NT; nt++)
-        xl[nt] = xb + (size_t)min(nt * 8 + (lane >> 2), a.n - 1) * xst +
-                 (XM > 0 && XF ? 16 : 2) * (lane & 3);
+        xl[nt] = xb + (size_t)min(nt * 8 + (lane >> 2), a.n - 1) * xst + 2 * (lane & 3);
     const uint32_t gmul = a.gmul;
     const int gsh = a.gsh;
     const int nb = (nch + SG_UNR - 1) / SG_UNR;
-    constexpr int XS = XM == 0 ? 0 : XF ? 2 : 1;      /* sg_chunks' x */
+    constexpr int XS = XM == 0 ? 0 : 1;               /* sg_chunks' x */
     /* two register buffers, both filled before the previous kernel ended: a buffer is
      * refilled as soon as it has been computed, while the other one's loads land */
     for (int bi = 0; bi < nb; bi += 2) {
@@ -395,7 +383,6 @@ struct sg_plan {
     int nt;                          /* token tiles: 1 (n <= 8) or 2 */
     int mg;                          /* 1: chunks inside one group; 2: halves apart */
     bool xs;                         /* x staged in shared memory */
-    bool xf;                         /* staged in the B fragments' order (the kernel's XF) */
     size_t smem;
 };
 
@@ -450,7 +437,6 @@ static bool sg_make_plan_layers(const struct pgd_cuda_ctx *c, const struct pgd_c
     if (a.ms_bytes + red > budget)
         return false;
     p->xs = a.ms_bytes + red + xsb <= budget;
-    p->xf = p->xs && c->wq_x_frag;
     a.xs_bytes = p->xs ? (int)xsb : 0;
     p->smem = a.ms_bytes + a.xs_bytes + red;
     return true;
@@ -462,16 +448,16 @@ static bool sg_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq 
     return sg_make_plan_layers(c, &w, 1, n, p);
 }
 
-/* One launch: the kernel for NT, MG, XM, SEGS and XF, its shared-memory limit raised past
- * the default 48 KB once on each device that needs it (a per-device attribute). */
-template <typename T, int NT, int MG, int XM, bool SEGS, bool XF>
-static cudaError_t sg_launch_xf(struct pgd_cuda_ctx *c, const sg_plan &p, const T *x,
-                                const T *b, T *y)
+/* One launch: the kernel for NT, MG, XM and SEGS, its shared-memory limit raised past the
+ * default 48 KB once on each device that needs it (a per-device attribute). */
+template <typename T, int NT, int MG, int XM, bool SEGS = false>
+static cudaError_t sg_launch(struct pgd_cuda_ctx *c, const sg_plan &p, const T *x, const T *b,
+                             T *y)
 {
     static uint64_t raised;          /* bit d: done on device d (devices 0..63) */
     const uint64_t bit = c->device >= 0 && c->device < 64 ? 1ull << c->device : 0;
     if (p.smem > (48 << 10) && !(raised & bit)) {
-        cudaError_t e = cudaFuncSetAttribute(wq_sgemv_kernel<T, NT, MG, XM, SEGS, XF>,
+        cudaError_t e = cudaFuncSetAttribute(wq_sgemv_kernel<T, NT, MG, XM, SEGS>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              sg_smem_budget(c));
         if (e != cudaSuccess)
@@ -482,17 +468,7 @@ static cudaError_t sg_launch_xf(struct pgd_cuda_ctx *c, const sg_plan &p, const 
     cudaLaunchAttribute attr[2];
     pgd_cuda__wq_launch_cfg(c, dim3(p.a.first[3]), dim3(SG_WARPS * 32), p.smem, dim3(1), &cfg,
                             attr);
-    return cudaLaunchKernelEx(&cfg, wq_sgemv_kernel<T, NT, MG, XM, SEGS, XF>, p.a, x, b, y);
-}
-
-/* x staged in the B fragments' order only where it is staged (XM > 0). */
-template <typename T, int NT, int MG, int XM, bool SEGS = false>
-static cudaError_t sg_launch(struct pgd_cuda_ctx *c, const sg_plan &p, const T *x, const T *b,
-                             T *y)
-{
-    if (XM > 0 && p.xf)
-        return sg_launch_xf<T, NT, MG, XM, SEGS, XM != 0>(c, p, x, b, y);
-    return sg_launch_xf<T, NT, MG, XM, SEGS, false>(c, p, x, b, y);
+    return cudaLaunchKernelEx(&cfg, wq_sgemv_kernel<T, NT, MG, XM, SEGS>, p.a, x, b, y);
 }
 
 template <typename T, int NT, int MG>
@@ -640,11 +616,6 @@ static bool sg_env_on(void)
 extern "C" void pgd_cuda_wq_set_meta_pairs(struct pgd_cuda_ctx *c, int on)
 {
     c->wq_meta_pairs = on != 0;
-}
-
-extern "C" void pgd_cuda_wq_set_x_frag(struct pgd_cuda_ctx *c, int on)
-{
-    c->wq_x_frag = on != 0;
 }
 
 bool pgd_cuda__wq_sgemv_fits(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w)

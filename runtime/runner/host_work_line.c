@@ -27,9 +27,12 @@ void pgd__gemm_host_line(const struct pgd_cuda_gemm_host_stats *from,
     const struct pgd_cuda_gemm_host_stats *a = from ? from : &zero, *b = to;
     snprintf(buf, len, "%ld plans built (%.1f ms, choices included), %ld algorithm checks "
              "(%.1f ms), %ld heuristic queries (%.1f ms), %ld tunings (%.1f ms); %ld matmul "
-             "calls outside graph replays (%.1f ms of host time)", b->plans - a->plans,
+             "calls outside graph replays (%.1f ms of host time; %ld over 1 ms, %.1f ms; the "
+             "slowest so far %.1f ms, n %d, %d -> %d)", b->plans - a->plans,
              b->plan_ms - a->plan_ms, b->checks - a->checks, b->check_ms - a->check_ms,
              b->heuristics - a->heuristics, b->heuristic_ms - a->heuristic_ms,
              b->tunings - a->tunings, b->tune_ms - a->tune_ms, b->matmuls - a->matmuls,
-             b->matmul_ms - a->matmul_ms);
+             b->matmul_ms - a->matmul_ms, b->matmuls_slow - a->matmuls_slow,
+             b->matmul_slow_ms - a->matmul_slow_ms, b->matmul_max_ms, b->max_n, b->max_in,
+             b->max_out);
 }

@@ -1269,9 +1269,31 @@ enum pgd_status pgd__runner_step_hidden(struct pgd__runner *r, const struct pgd_
  * n bucket is then tuned here too, not in the first full mixed step), each over a block
  * table of block 0 only (whose slots nothing live holds yet).
  * Each makes the first GEMM plans of its n bucket, which time their candidates; the decode
- * sizes are tuned by the graphs' eager steps that follow. Logs what it took; a step refused
+ * sizes are tuned by the graphs' eager steps that follow. Then a step at the top of each of
+ * the bucket's other bands (pgd_cuda_gemm_band_tops): an n other than the tuned one takes
+ * its band's heuristic pick, and the query and the first load of that kernel (~0.1 s on an
+ * H100, seen as cuBLASLt host time in the first mixed steps of a run) belong here, not in
+ * a served step. Those steps' sequences are of at most WARM_BAND_SEQ tokens: only their
+ * total, the GEMMs' n, matters, and short ones keep attention cheap. Logs what it took; a
+ * step refused
  * for its shape is a warning (those sizes get tuned on first use), a device or memory error
  * the caller's. */
+#define WARM_BAND_SEQ 512
+
+/* Fills seqs with T prompt tokens in sequences of at most per tokens (token 0 over block
+ * table, whose blocks are all block 0): their count. */
+static int warm_seqs(struct pgd__step_seq *seqs, int T, int per, int32_t *tokens, int32_t *table,
+                     int bs)
+{
+    int ns = 0;
+    for (int left = T; left > 0; left -= per) {
+        const int t = left < per ? left : per;
+        seqs[ns++] = (struct pgd__step_seq){ .tokens = tokens, .n_new = t, .block_table = table,
+                                             .n_blocks = (t + bs - 1) / bs, .n_logits = 1 };
+    }
+    return ns;
+}
+
 static enum pgd_status warm_gemm_buckets(struct pgd__runner *r, char *err, size_t errlen)
 {
     if (!on_cuda(r) || !pgd_cuda_gemm_tune_enabled(r->cuda))
@@ -1283,7 +1305,13 @@ static enum pgd_status warm_gemm_buckets(struct pgd__runner *r, char *err, size_
     const int seq_t = max_pos > 0 && max_pos < max_t ? max_pos : max_t;  /* a sequence's */
     if (max_t < 16)
         return PGD_OK;
-    const int max_seqs = (max_t + seq_t - 1) / seq_t;
+    /* a band step's sequences: WARM_BAND_SEQ tokens, more where max_num_seqs would not hold
+     * max_t of them, never past a sequence's positions */
+    const int ms = r->params.max_num_seqs > 0 ? r->params.max_num_seqs : 1;
+    int band_seq = (max_t + ms - 1) / ms;
+    band_seq = band_seq < WARM_BAND_SEQ ? WARM_BAND_SEQ : band_seq;
+    band_seq = band_seq < seq_t ? band_seq : seq_t;
+    const int max_seqs = (max_t + band_seq - 1) / band_seq;
     int32_t *tokens = calloc((size_t)seq_t, sizeof *tokens);      /* token 0 throughout */
     int32_t *table = calloc((size_t)(seq_t + bs - 1) / (size_t)bs, sizeof *table);
     int32_t *ids = calloc((size_t)max_seqs, sizeof *ids);
@@ -1291,18 +1319,21 @@ static enum pgd_status warm_gemm_buckets(struct pgd__runner *r, char *err, size_
     enum pgd_status st = PGD_OK;
     if (!tokens || !table || !ids || !seqs)
         st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "gemm warm-up: out of host memory");
-    int before = pgd_cuda_gemm_tune_count(r->cuda), steps = 0;
+    int before = pgd_cuda_gemm_tune_count(r->cuda), steps = 0, band_steps = 0;
     int64_t t0 = pgd__now_ms();
     for (int T = 16; !st; T = T * 2 > max_t && T < max_t ? max_t : T * 2) {
-        int ns = 0;
-        for (int left = T; left > 0 && ns < max_seqs; left -= seq_t) {
-            const int t = left < seq_t ? left : seq_t;
-            seqs[ns++] = (struct pgd__step_seq){ .tokens = tokens, .n_new = t,
-                                                 .block_table = table,
-                                                 .n_blocks = (t + bs - 1) / bs, .n_logits = 1 };
-        }
+        int ns = warm_seqs(seqs, T, seq_t, tokens, table, bs);
         st = pgd__runner_step_greedy(r, seqs, ns, ids, err, errlen);
         steps++;
+        int tops[7], bucket = 1;
+        while (bucket < T)
+            bucket <<= 1;
+        const int n_tops = st ? 0 : pgd_cuda_gemm_band_tops(r->cuda, bucket, tops);
+        for (int i = 0; !st && i < n_tops && tops[i] < T; i++) {
+            ns = warm_seqs(seqs, tops[i], band_seq, tokens, table, bs);
+            st = pgd__runner_step_greedy(r, seqs, ns, ids, err, errlen);
+            band_steps++;
+        }
         if (T >= max_t)
             break;
     }
@@ -1314,9 +1345,10 @@ static enum pgd_status warm_gemm_buckets(struct pgd__runner *r, char *err, size_
             tune_ms += t.tune_ms;
     }
     if (!st)
-        PGD_INFO("cuBLASLt: %d GEMM plans of %d prefill sizes (16..%d tokens) tuned in %.1f s "
-                 "(%.1f s of it timing candidates)", tuned, steps, max_t,
-                 (double)(pgd__now_ms() - t0) / 1000.0, tune_ms / 1000.0);
+        PGD_INFO("cuBLASLt: %d GEMM plans of %d prefill sizes (16..%d tokens) tuned and %d "
+                 "other sizes' bands warmed in %.1f s (%.1f s of it timing candidates)", tuned,
+                 steps, max_t, band_steps, (double)(pgd__now_ms() - t0) / 1000.0,
+                 tune_ms / 1000.0);
     else
         /* Not fatal: the sizes left are tuned on their first use instead (a device error
          * shows again in the next step). */

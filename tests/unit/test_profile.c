@@ -416,20 +416,26 @@ Test(host_work_line, gemm_lifetime_and_run_difference)
     const struct pgd_cuda_gemm_host_stats a = { .plans = 2, .checks = 1, .heuristics = 3,
                                                 .tunings = 0, .plan_ms = 0.5, .check_ms = 0.3,
                                                 .heuristic_ms = 1.0, .tune_ms = 0.0,
-                                                .matmuls = 100, .matmul_ms = 4.0 };
+                                                .matmuls = 100, .matmul_ms = 4.0,
+                                                .matmuls_slow = 1, .matmul_slow_ms = 2.3 };
     const struct pgd_cuda_gemm_host_stats b = { .plans = 19, .checks = 1, .heuristics = 3,
                                                 .tunings = 4, .plan_ms = 0.7, .check_ms = 0.3,
                                                 .heuristic_ms = 1.0, .tune_ms = 12.5,
-                                                .matmuls = 3725, .matmul_ms = 157.8 };
-    char line[512];
+                                                .matmuls = 3725, .matmul_ms = 157.8,
+                                                .matmuls_slow = 2, .matmul_slow_ms = 5.6,
+                                                .matmul_max_ms = 3.31, .max_n = 500,
+                                                .max_in = 14336, .max_out = 4096 };
+    char line[640];
     pgd__gemm_host_line(NULL, &b, line, sizeof line);
     cr_assert_str_eq(line, "19 plans built (0.7 ms, choices included), 1 algorithm checks "
                      "(0.3 ms), 3 heuristic queries (1.0 ms), 4 tunings (12.5 ms); 3725 matmul "
-                     "calls outside graph replays (157.8 ms of host time)");
+                     "calls outside graph replays (157.8 ms of host time; 2 over 1 ms, 5.6 ms; "
+                     "the slowest so far 3.3 ms, n 500, 14336 -> 4096)");
     pgd__gemm_host_line(&a, &b, line, sizeof line);
     cr_assert_str_eq(line, "17 plans built (0.2 ms, choices included), 0 algorithm checks "
                      "(0.0 ms), 0 heuristic queries (0.0 ms), 4 tunings (12.5 ms); 3625 matmul "
-                     "calls outside graph replays (153.8 ms of host time)");
+                     "calls outside graph replays (153.8 ms of host time; 1 over 1 ms, 3.3 ms; "
+                     "the slowest so far 3.3 ms, n 500, 14336 -> 4096)");
     char small[16];
     pgd__gemm_host_line(&a, &b, small, sizeof small);
     cr_assert_str_eq(small, "17 plans built ");
