@@ -206,8 +206,8 @@ void pgd_cuda_gemm_tune_set(struct pgd_cuda_ctx *c, int on);
 int pgd_cuda_gemm_tune_enabled(struct pgd_cuda_ctx *c);
 /* The n's that make the heuristic's picks of a tuned bucket's other bands (an n other than
  * the tuned one takes its band's pick, asked the first time the band is met; met in a
- * step, that query and the first load of the kernel it picks cost the step ~0.1 s): the
- * top n of each band but the bucket's own, ascending, into tops (up to 7); their count, 0
+ * step, that query and the first call of the kernel it picks cost the step a few ms of
+ * host time, ~6 ms a call on an H100): the top n of each band but the bucket's own, ascending, into tops (up to 7); their count, 0
  * where c keeps the bucket's tuned algorithm for every n (PGD_CUDA_GEMM_BANDS=0, tuning
  * off) or the bucket is under 16. */
 int pgd_cuda_gemm_band_tops(struct pgd_cuda_ctx *c, int bucket, int *tops);

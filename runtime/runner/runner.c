@@ -1269,16 +1269,20 @@ enum pgd_status pgd__runner_step_hidden(struct pgd__runner *r, const struct pgd_
  * n bucket is then tuned here too, not in the first full mixed step), each over a block
  * table of block 0 only (whose slots nothing live holds yet).
  * Each makes the first GEMM plans of its n bucket, which time their candidates; the decode
- * sizes are tuned by the graphs' eager steps that follow. Then a step at the top of each of
- * the bucket's other bands (pgd_cuda_gemm_band_tops): an n other than the tuned one takes
- * its band's heuristic pick, and the query and the first load of that kernel (~0.1 s on an
- * H100, seen as cuBLASLt host time in the first mixed steps of a run) belong here, not in
- * a served step. Those steps' sequences are of at most WARM_BAND_SEQ tokens: only their
- * total, the GEMMs' n, matters, and short ones keep attention cheap. Logs what it took; a
- * step refused
+ * sizes are tuned by the graphs' eager steps that follow. Then, for buckets up to
+ * WARM_BAND_MAX_BUCKET, a step at the top of each of the bucket's other bands
+ * (pgd_cuda_gemm_band_tops): an n other than the tuned one takes its band's heuristic
+ * pick, and the query and the first call of the kernel it picks (~6 ms of host time each
+ * on an H100) belong here, not in a served step of a few milliseconds. Past that bucket a
+ * step takes 0.1 s or more, a first call's few ms are lost in it, and its bands' steps
+ * would cost most of the warm-up (all bands to 16,384 tokens: 77 steps, 4.6 s of an
+ * H100's start-up). The band steps' sequences are of at most WARM_BAND_SEQ tokens: only
+ * their total, the GEMMs' n, matters, and short ones keep attention cheap. Logs what it
+ * took; a step refused
  * for its shape is a warning (those sizes get tuned on first use), a device or memory error
  * the caller's. */
 #define WARM_BAND_SEQ 512
+#define WARM_BAND_MAX_BUCKET 2048
 
 /* Fills seqs with T prompt tokens in sequences of at most per tokens (token 0 over block
  * table, whose blocks are all block 0): their count. */
@@ -1328,7 +1332,9 @@ static enum pgd_status warm_gemm_buckets(struct pgd__runner *r, char *err, size_
         int tops[7], bucket = 1;
         while (bucket < T)
             bucket <<= 1;
-        const int n_tops = st ? 0 : pgd_cuda_gemm_band_tops(r->cuda, bucket, tops);
+        const int n_tops = st || bucket > WARM_BAND_MAX_BUCKET
+                               ? 0
+                               : pgd_cuda_gemm_band_tops(r->cuda, bucket, tops);
         for (int i = 0; !st && i < n_tops && tops[i] < T; i++) {
             ns = warm_seqs(seqs, tops[i], band_seq, tokens, table, bs);
             st = pgd__runner_step_greedy(r, seqs, ns, ids, err, errlen);
