@@ -104,7 +104,7 @@ static bool algo_fits(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p
     return ok;
 }
 
-int pgd_cuda_gemm_bucket(int n)
+extern "C" int pgd_cuda_gemm_bucket(int n)
 {
     int b = 1;
     while (b < n && b < (1 << 30))
@@ -133,14 +133,16 @@ extern "C" int pgd_cuda_gemm_tune_enabled(struct pgd_cuda_ctx *c)
     return tune_on(c);
 }
 
-extern "C" int pgd_cuda_gemm_band_tops(struct pgd_cuda_ctx *c, int bucket, int *tops)
+extern "C" int pgd_cuda_gemm_band_tops(struct pgd_cuda_ctx *c, int n, int *tops)
 {
+    const int bucket = pgd_cuda_gemm_bucket(n);
     if (!tune_on(c) || !c->gemm_bands || bucket < 16)
         return 0;
     const int half = bucket / 2;     /* band b: n - 1 - half in [b half / 8, (b + 1) half / 8) */
-    for (int b = 0; b < 7; b++)
-        tops[b] = half + (b + 1) * half / 8;
-    return 7;
+    int count = 0;
+    for (int b = 0; b < 7 && half + (b + 1) * half / 8 < n; b++)
+        tops[count++] = half + (b + 1) * half / 8;
+    return count;
 }
 
 /* c->gemm_wgmma_all: 0 not decided yet (a new context's), 1 the few configurations, 2 all. */

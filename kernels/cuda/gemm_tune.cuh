@@ -62,13 +62,13 @@ int pgd_cuda_gemm_set_scales(const struct pgd_cuda_gemm_plan *p,
 int pgd_cuda_gemm_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_key *k,
                       const struct pgd_cuda_gemm_call *call, char *err, size_t errlen);
 
-/* The power of two >= n: the plans of one bucket share a tuned algorithm. */
-int pgd_cuda_gemm_bucket(int n);
-
-/* The algorithm for plan p: its bucket's tuned one when cuBLASLt accepts it at p's n; else,
- * with tuning on, outside a graph capture and with call given, the fastest of the
- * heuristic's candidates timed on call's buffers (recorded for the bucket); else the
- * heuristic's first. 2 (err set) when cuBLASLt has no algorithm for the plan. */
+/* The algorithm for plan p: its bucket's tuned one when p's n is the one it was timed at
+ * (any n, for f32 outputs or PGD_CUDA_GEMM_BANDS=0) and cuBLASLt accepts it; else the
+ * heuristic's pick for p's band when one was asked; else, with tuning on, outside a graph
+ * capture, with call given and the bucket not yet tuned, the fastest of the heuristic's
+ * candidates timed on call's buffers (recorded for the bucket); else the heuristic's first
+ * (remembered for the band of a tuned bucket). 2 (err set) when cuBLASLt has no algorithm
+ * for the plan. */
 int pgd_cuda_gemm_choose(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
                          const struct pgd_cuda_gemm_call *call, cublasLtMatmulAlgo_t *algo,
                          char *err, size_t errlen);

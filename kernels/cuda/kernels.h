@@ -198,19 +198,22 @@ int pgd_cuda_bench_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int m, int n,
  * PGD_DTYPE_F8_E4M3 in the records below) take, per plan descriptor (dtypes, in, out, and
  * for the quantized ones scale mode, leading dimensions, alignments) and n bucket (n
  * rounded up to a power of two), the fastest of the heuristic's candidates timed on the
- * first call outside a graph capture. on: 1 tunes, 0 keeps the heuristic's first, -1 (the
- * default) reads PAGODA_GEMM_TUNE (0, off or false: off). Plans already built keep their
- * algorithm. */
+ * first call outside a graph capture, at that call's n; the bucket's other n take the
+ * heuristic's pick for their band (f32 outputs: the tuned algorithm). on: 1 tunes, 0
+ * keeps the heuristic's first, -1 (the default) reads PAGODA_GEMM_TUNE (0, off or false:
+ * off). Plans already built keep their algorithm. */
 void pgd_cuda_gemm_tune_set(struct pgd_cuda_ctx *c, int on);
 /* Whether c tunes (after the above, or the environment). */
 int pgd_cuda_gemm_tune_enabled(struct pgd_cuda_ctx *c);
-/* The n's that make the heuristic's picks of a tuned bucket's other bands (an n other than
- * the tuned one takes its band's pick, asked the first time the band is met; met in a
- * step, that query and the first call of the kernel it picks cost the step a few ms of
- * host time, ~6 ms a call on an H100): the top n of each band but the bucket's own, ascending, into tops (up to 7); their count, 0
- * where c keeps the bucket's tuned algorithm for every n (PGD_CUDA_GEMM_BANDS=0, tuning
- * off) or the bucket is under 16. */
-int pgd_cuda_gemm_band_tops(struct pgd_cuda_ctx *c, int bucket, int *tops);
+/* n's bucket: the power of two >= n (the tunings' key beside the plan descriptor). */
+int pgd_cuda_gemm_bucket(int n);
+/* The n's that make the heuristic's picks for the bands of n's bucket below n, once a plan
+ * has been tuned at n (every other n takes its band's pick, asked the first time the band
+ * is met; met in a step, that query and the first call of the kernel it picks cost the step
+ * a few ms of host time, ~6 ms a call on an H100): the top n of each such band, ascending,
+ * into tops (up to 7); their count, 0 where c keeps the tuned algorithm for every n
+ * (PGD_CUDA_GEMM_BANDS=0, tuning off) or the bucket is under 16. */
+int pgd_cuda_gemm_band_tops(struct pgd_cuda_ctx *c, int n, int *tops);
 /* Which of our wgmma kernel's configurations (gemm_wgmma.cu, sm_90a) the tuning times beside
  * cuBLASLt's: all: 1 every one (up to 24 a plan: `pagoda bench gemm`), 0 the few that came
  * closest on the H200 (at most 6), -1 (the default) reads PGD_CUDA_GEMM_WGMMA_CANDIDATES

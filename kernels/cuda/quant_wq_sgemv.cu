@@ -30,7 +30,7 @@
  *     one group in one 16-byte store, consecutive lanes consecutive entries, so a warp's
  *     stores hit distinct banks (a row a thread put a warp's 32 lanes, one row's groups, on
  *     one bank: 7,936 excess wavefronts a gate_up block). H100, 8B GPTQ w4g128: the decode
- *     step 3.17 -> 2.97 ms at batch 1, 3.87 -> 3.69 at 8. PGD_CUDA_WQ_META_PAIRS=0 takes the
+ *     step 3.17 -> 2.89 ms at batch 1, 3.90 -> 3.65 at 8. PGD_CUDA_WQ_META_PAIRS=0 takes the
  *     row-a-thread staging (the same bits).
  *   - q, k and v of one x may share a launch (SEGS: pgd_cuda__wq_sgemv_multi), each block
  *     holding tiles of one layer; act-order ones too where they hold one permutation (equal
@@ -129,13 +129,12 @@ __device__ __forceinline__ void sg_load(uint4 (&v)[SG_UNR], const uint4 *wp, int
 /* Chunks c .. c + P - 1 (64 inputs each, v[0 .. P)) of the warp's tile into tot. MG 1: a
  * chunk lies in one group; 2: its two 32-input halves are scaled apart (groups of 32, or of a
  * size not a multiple of 64). mt: the tile's scale table at row g (sg_stage_meta's); xl[nt]:
- * lane (g, t)'s x row of token tile nt at input 2t (XS 0: global memory, 1: shared memory,
- * both 4-byte aligned).
+ * lane (g, t)'s x row of token tile nt at input 2t (shared memory or global, 4-byte aligned).
  * Each chunk (half) sums into its own acc, its 16 x 16 tiles in order, and is scaled into tot
  * in chunk (half) order, as one chunk at a time would: the same sums to the bit. The P chunks'
  * tiles are issued in turn, so that each chunk's chain of dependent mma.sync overlaps the
  * others' (the compiler keeps a chain in one piece when left to itself). */
-template <typename T, int NT, int MG, int XS, int P>
+template <typename T, int NT, int MG, bool XS, int P>
 __device__ __forceinline__ void sg_chunks(uint32_t gmul, int gsh, const uint4 *v, int c,
                                           const uint4 *mt, const T *const (&xl)[NT],
                                           float (&tot)[NT][4])
@@ -168,7 +167,9 @@ __device__ __forceinline__ void sg_chunks(uint32_t gmul, int gsh, const uint4 *v
                 /* inputs 2t, 2t + 1 and 2t + 8, 2t + 9 of the step */
                 const uint32_t *xr =
                     reinterpret_cast<const uint32_t *>(xl[nt] + (c + p) * 64 + s * 16);
-                const uint32_t B[2] = { XS ? xr[0] : __ldg(xr), XS ? xr[4] : __ldg(xr + 4) };
+                uint32_t B[2];
+                B[0] = XS ? xr[0] : __ldg(xr);
+                B[1] = XS ? xr[4] : __ldg(xr + 4);
                 sg_mma<T>(acc[p][h][nt], A, B);
             }
         }
@@ -196,7 +197,7 @@ __device__ __forceinline__ void sg_chunks(uint32_t gmul, int gsh, const uint4 *v
  * is one chain of 4 dependent mma.sync (NT 1, MG 1: else its token tiles or halves are
  * already independent chains) and x is staged (read from global memory, two chunks' 64-bit
  * addresses cost more instructions than the overlap saves: 691 against 571 a batch). */
-template <typename T, int NT, int MG, int XS>
+template <typename T, int NT, int MG, bool XS>
 __device__ __forceinline__ void sg_batch(uint32_t gmul, int gsh, const uint4 (&v)[SG_UNR],
                                          int c0, int cnt, const uint4 *mt,
                                          const T *const (&xl)[NT], float (&tot)[NT][4])
@@ -313,17 +314,16 @@ wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ 
     const uint32_t gmul = a.gmul;
     const int gsh = a.gsh;
     const int nb = (nch + SG_UNR - 1) / SG_UNR;
-    constexpr int XS = XM == 0 ? 0 : 1;               /* sg_chunks' x */
     /* two register buffers, both filled before the previous kernel ended: a buffer is
      * refilled as soon as it has been computed, while the other one's loads land */
     for (int bi = 0; bi < nb; bi += 2) {
-        sg_batch<T, NT, MG, XS>(gmul, gsh, va, kbeg + bi * SG_UNR, nch - bi * SG_UNR, mt, xl,
-                                tot);
+        sg_batch<T, NT, MG, XM != 0>(gmul, gsh, va, kbeg + bi * SG_UNR, nch - bi * SG_UNR, mt,
+                                     xl, tot);
         if (bi + 2 < nb)
             sg_load(va, wp, (bi + 2) * SG_UNR, nch);
         if (bi + 1 < nb)
-            sg_batch<T, NT, MG, XS>(gmul, gsh, vb, kbeg + (bi + 1) * SG_UNR,
-                                    nch - (bi + 1) * SG_UNR, mt, xl, tot);
+            sg_batch<T, NT, MG, XM != 0>(gmul, gsh, vb, kbeg + (bi + 1) * SG_UNR,
+                                         nch - (bi + 1) * SG_UNR, mt, xl, tot);
         if (bi + 3 < nb)
             sg_load(vb, wp, (bi + 3) * SG_UNR, nch);
     }

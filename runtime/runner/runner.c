@@ -1269,8 +1269,8 @@ enum pgd_status pgd__runner_step_hidden(struct pgd__runner *r, const struct pgd_
  * n bucket is then tuned here too, not in the first full mixed step), each over a block
  * table of block 0 only (whose slots nothing live holds yet).
  * Each makes the first GEMM plans of its n bucket, which time their candidates; the decode
- * sizes are tuned by the graphs' eager steps that follow. Then, for buckets up to
- * WARM_BAND_MAX_BUCKET, a step at the top of each of the bucket's other bands
+ * sizes are tuned by the graphs' eager steps that follow. Then, for steps up to
+ * WARM_BAND_MAX_BUCKET tokens, a step at the top of each of the bucket's other bands
  * (pgd_cuda_gemm_band_tops): an n other than the tuned one takes its band's heuristic
  * pick, and the query and the first call of the kernel it picks (~6 ms of host time each
  * on an H100) belong here, not in a served step of a few milliseconds. Past that bucket a
@@ -1329,13 +1329,10 @@ static enum pgd_status warm_gemm_buckets(struct pgd__runner *r, char *err, size_
         int ns = warm_seqs(seqs, T, seq_t, tokens, table, bs);
         st = pgd__runner_step_greedy(r, seqs, ns, ids, err, errlen);
         steps++;
-        int tops[7], bucket = 1;
-        while (bucket < T)
-            bucket <<= 1;
-        const int n_tops = st || bucket > WARM_BAND_MAX_BUCKET
-                               ? 0
-                               : pgd_cuda_gemm_band_tops(r->cuda, bucket, tops);
-        for (int i = 0; !st && i < n_tops && tops[i] < T; i++) {
+        int tops[7];
+        const int n_tops =
+            st || T > WARM_BAND_MAX_BUCKET ? 0 : pgd_cuda_gemm_band_tops(r->cuda, T, tops);
+        for (int i = 0; !st && i < n_tops; i++) {
             ns = warm_seqs(seqs, tops[i], band_seq, tokens, table, bs);
             st = pgd__runner_step_greedy(r, seqs, ns, ids, err, errlen);
             band_steps++;

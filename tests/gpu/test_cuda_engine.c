@@ -460,9 +460,9 @@ Test(cuda_engine, swap_and_recompute_match_runs_alone, .timeout = 600)
  * and async in two engines; every request is admitted in the first step (the engine is
  * held while they are submitted: the GPU's sums depend on which rows share a step) and
  * none ends early (max_tokens only), so both take the same steps, and their outputs must
- * be equal bit for bit: greedy requests alone (the argmax path, decode steps through the graphs) and
- * sampled ones with logprobs (the sampling kernels, their ids read from the results on the
- * device), n = 2 among them; and sampled ones with repetition, frequency and presence
+ * be equal bit for bit: greedy requests alone (the argmax path, decode steps through the
+ * graphs) and sampled ones with logprobs (the sampling kernels, their ids read from the
+ * results on the device), n = 2 among them; and sampled ones with repetition, frequency and presence
  * penalties, whose pending token the sampling kernel reads from the step's batch
  * (PGD_CUDA_ASYNC_PENALTIES=0 would make their steps land in turn). */
 Test(cuda_engine, async_scheduling_gives_the_same_outputs)

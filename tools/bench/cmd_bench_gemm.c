@@ -164,15 +164,6 @@ static int time_reused(struct pgd_cuda_ctx *c, const struct gemm_shape *sh, int 
     return 0;
 }
 
-/* n's bucket: n rounded up to a power of two, as gemm_tune.cu keys its tunings. */
-static int bucket_of(int n)
-{
-    int b = 1;
-    while (b < n)
-        b <<= 1;
-    return b;
-}
-
 /* --reuse: the table the header describes, shape by shape. */
 static int bench_reuse(struct pgd_cuda_ctx *c, const int *ns, int nn)
 {
@@ -223,7 +214,7 @@ static int bench_reuse(struct pgd_cuda_ctx *c, const int *ns, int nn)
                 pgd_cuda_ctx_destroy(alone);
             if (!rc)
                 printf("%-8s %5d %7d %10s %10.1f %10.1f %10.1f %7.2fx\n", sh->name, n,
-                       bucket_of(n), path, us, t.best_us, t.first_us,
+                       pgd_cuda_gemm_bucket(n), path, us, t.best_us, t.first_us,
                        t.best_us > 0 ? us / t.best_us : 0.0);
             fflush(stdout);
         }
