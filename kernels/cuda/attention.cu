@@ -17,7 +17,11 @@
  *
  * An FP8 cache (a->kv_fp8; kv_fp8.cuh): every kernel is instantiated on the cache element
  * too; the tiles are converted to T as they are gathered, the K scale multiplies the query
- * scale and the V scale the output. */
+ * scale and the V scale the output.
+ *
+ * A mixed call (general items and decode rows) plans each kernel at its own rows' longest
+ * context (kernel_calls) and runs the two in turn, or side by side on two streams with
+ * PGD_CUDA_ATTN_OVERLAP (run_overlapped). */
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/attention_decode.cuh"
 #include "kernels/cuda/attention_internal.cuh"
@@ -458,6 +462,29 @@ static int plan_items(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, int
     return 0;
 }
 
+/* The call as each kernel sees it (*gen for the general items, *dc for the decode rows):
+ * max_seq_len the longest context among its own rows where the host knows the lengths
+ * (a->h_seq_lens), so that neither plans its splits and block shape for the other's keys:
+ * a mixed step's 300-token chunk beside decode rows at 2,000 keys would otherwise be cut
+ * into splits that find no keys (partials written, a merge launched, for nothing), and its
+ * decode rows beside a long chunk planned for keys they do not have. */
+static void kernel_calls(const struct pgd_cuda_attn *a, bool dec, struct pgd_cuda_attn *gen,
+                         struct pgd_cuda_attn *dc)
+{
+    *gen = *a;
+    *dc = *a;
+    if (!a->h_seq_lens || a->decode_items || !a->h_query_start)
+        return;
+    int gen_len = 0, dec_len = 0;
+    for (int s = 0; s < a->n_seqs; s++) {
+        bool one = a->h_query_start[s + 1] - a->h_query_start[s] == 1;
+        int &len = dec && one ? dec_len : gen_len;
+        len = std::max(len, (int)a->h_seq_lens[s]);
+    }
+    gen->max_seq_len = gen_len;
+    dc->max_seq_len = dec_len;
+}
+
 /* The splits of both kernels and where their partials go in the scratch. */
 struct attn_plan {
     item_counts n;
@@ -466,22 +493,23 @@ struct attn_plan {
     size_t gen_bytes, dec_bytes;     /* scratch: [gen_bytes][dec_bytes] */
 };
 
-static attn_plan plan_attention(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
-                                int hq, int tq, bool dec)
+/* gen / dc: kernel_calls' views of the call. */
+static attn_plan plan_attention(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *gen,
+                                const struct pgd_cuda_attn *dc, int hq, int tq, bool dec)
 {
-    const struct pgd_attn_params *p = &a->p;
+    const struct pgd_attn_params *p = &gen->p;
     int D = p->head_dim, head_chunks = (p->n_heads / p->n_kv_heads) / hq;
     attn_plan ap;
-    ap.n = count_items(a, tq, dec);
-    ap.gen = plan_splits(c, ap.n.n_gen * p->n_kv_heads * head_chunks, a->max_seq_len,
-                         a->n_tokens, p->n_heads, D);
+    ap.n = count_items(gen, tq, dec);
+    ap.gen = plan_splits(c, ap.n.n_gen * p->n_kv_heads * head_chunks, gen->max_seq_len,
+                         gen->n_tokens, p->n_heads, D);
     ap.gen_bytes = ap.gen.n_splits > 1
-                       ? ((size_t)a->n_tokens * p->n_heads * ap.gen.n_splits * (D + 2) * 4 + 255) /
-                             256 * 256
+                       ? ((size_t)gen->n_tokens * p->n_heads * ap.gen.n_splits * (D + 2) * 4 +
+                          255) / 256 * 256
                        : 0;
     ap.dec = pgd__dec_plan{ PGD__DEC_NONE, 1, INT_MAX / 2, 4 };
     if (ap.n.n_dec > 0)
-        pgd__attn_decode_plan(c, a, ap.n.n_dec, &ap.dec);
+        pgd__attn_decode_plan(c, dc, ap.n.n_dec, &ap.dec);
     ap.dec_bytes = pgd__attn_decode_scratch(ap.n.n_dec, p->n_heads, D, ap.dec.n_splits);
     return ap;
 }
@@ -492,9 +520,28 @@ extern "C" size_t pgd_cuda_attention_scratch(struct pgd_cuda_ctx *c, const struc
     bool mma = use_mma(a);
     if (!(mma ? pgd__attn_mma_supports(a->dtype, D) : head_dim_ok(D)) || group <= 0)
         return 0;
-    general_shape(c, a, group, D, mma, &hq, &tq);
-    attn_plan ap = plan_attention(c, a, hq, tq, use_decode_kernel(a, mma));
+    bool dec = use_decode_kernel(a, mma);
+    struct pgd_cuda_attn gen, dc;
+    kernel_calls(a, dec, &gen, &dc);
+    general_shape(c, &gen, group, D, mma, &hq, &tq);
+    attn_plan ap = plan_attention(c, &gen, &dc, hq, tq, dec);
     return ap.gen_bytes + ap.dec_bytes;
+}
+
+/* PGD_CUDA_ATTN_OVERLAP (read at every call, for benches and tests): how a call with both
+ * general items and decode rows runs its two kernels. "0" (or unset): in turn on the
+ * context's stream, the general kernel first; "1": the decode rows on the context's side
+ * stream beside it, their kernel submitted first; "gen": the same, the general kernel
+ * submitted first. On one stream the decode kernel waits for the general kernel's last
+ * blocks (a prompt chunk's tail wave), though the two read different rows and write
+ * different outputs and scratch. */
+enum { OVERLAP_OFF = 0, OVERLAP_DEC_FIRST = 1, OVERLAP_GEN_FIRST = 2 };
+static int overlap_mode(void)
+{
+    const char *e = getenv("PGD_CUDA_ATTN_OVERLAP");
+    if (!e || !strcmp(e, "0"))
+        return OVERLAP_OFF;
+    return !strcmp(e, "gen") ? OVERLAP_GEN_FIRST : OVERLAP_DEC_FIRST;
 }
 
 template <typename T, typename C, int D>
@@ -522,6 +569,97 @@ static int launch_d(struct pgd_cuda_ctx *c, int D, const attn_kparams &kp, dim3 
     return 1;
 }
 
+/* The general items of call a (kernel_calls' view) on plan ap: the tensor-core kernels
+ * (mma) or the FMA kernel, hq heads a block; split partials at the start of scratch. */
+static int run_general(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, const int4 *items,
+                       const attn_plan &ap, bool mma, int hq, void *scratch, char *err,
+                       size_t errlen)
+{
+    if (ap.n.n_gen == 0)
+        return 0;
+    if (mma)
+        return pgd__attn_mma_run(c, a, items, ap.n.n_gen, ap.gen.n_splits, ap.gen.split_len,
+                                 (float *)scratch, err, errlen);
+    const struct pgd_attn_params *p = &a->p;
+    const int D = p->head_dim, group = p->n_heads / p->n_kv_heads, head_chunks = group / hq;
+    attn_kparams kp;
+    kp.q = a->q;
+    kp.out = a->out;
+    kp.kc = a->k_cache;
+    kp.vc = a->v_cache;
+    kp.seq_lens = a->seq_lens;
+    kp.block_tables = a->block_tables;
+    kp.positions = a->positions;
+    kp.items = items;
+    kp.part = (float *)scratch;
+    kp.block_size = a->block_size;
+    kp.max_blocks = a->max_blocks;
+    kp.H = p->n_heads;
+    kp.KV = p->n_kv_heads;
+    kp.group = group;
+    kp.hq = hq;
+    kp.head_chunks = head_chunks;
+    kp.window = p->sliding_window;
+    kp.n_splits = ap.gen.n_splits;
+    kp.split_len = ap.gen.split_len;
+    kp.scale_log2 = p->scale * 1.4426950408889634f;
+    kp.v_scale = 1.0f;
+    if (a->kv_fp8) {
+        kp.scale_log2 *= a->kv_fp8->k_scale;
+        kp.v_scale = a->kv_fp8->v_scale;
+    }
+    dim3 grid(ap.n.n_gen, p->n_kv_heads * head_chunks, ap.gen.n_splits);
+    if (a->dtype == PGD_DTYPE_BF16 && a->kv_fp8)
+        launch_d<__nv_bfloat16, kv_e4m3>(c, D, kp, grid);
+    else if (a->dtype == PGD_DTYPE_BF16)
+        launch_d<__nv_bfloat16, __nv_bfloat16>(c, D, kp, grid);
+    else if (a->kv_fp8)
+        launch_d<__half, kv_e4m3>(c, D, kp, grid);
+    else
+        launch_d<__half, __half>(c, D, kp, grid);
+    PGD_CUDA_LAUNCHED(err, errlen, "attention %s%s [%d tokens, %d seqs, %d heads / %d kv "
+                      "of %d, max len %d, %d items x %d splits]", pgd_cuda_dt(a->dtype),
+                      a->kv_fp8 ? " (e4m3 cache)" : "", a->n_tokens, a->n_seqs,
+                      p->n_heads, p->n_kv_heads, D, a->max_seq_len, ap.n.n_gen,
+                      ap.gen.n_splits);
+    return 0;
+}
+
+/* Both kernels of a mixed call at once: the decode rows on c->side, forked from c->stream
+ * after the items' upload and joined back before anything after the call (so a captured
+ * graph gets a fork and a join, and the next op on c->stream waits for both). The decode
+ * kernel's launches read c->stream, so it is pointed at the side stream for them. The two
+ * write disjoint output rows and disjoint scratch. dec_first: which is submitted first (its
+ * blocks reach the SMs first). */
+static int run_overlapped(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *gen,
+                          const struct pgd_cuda_attn *dc, const int4 *items, const attn_plan &ap,
+                          bool mma, int hq, bool dec_first, void *gen_scratch,
+                          float *dec_scratch, char *err, size_t errlen)
+{
+    cudaStream_t main_stream = c->stream;
+    PGD_CUDA_CHECK(err, errlen, cudaEventRecord(c->side_fork, main_stream), "attention fork");
+    PGD_CUDA_CHECK(err, errlen, cudaStreamWaitEvent(c->side, c->side_fork, 0), "attention fork");
+    int rc = 0;
+    for (int turn = 0; turn < 2 && !rc; turn++) {
+        if ((turn == 0) == dec_first) {
+            c->stream = c->side;
+            rc = pgd__attn_decode(c, dc, items + ap.n.n_gen, ap.n.n_dec, &ap.dec, dec_scratch,
+                                  err, errlen);
+            c->stream = main_stream;
+        } else {
+            rc = run_general(c, gen, items, ap, mma, hq, gen_scratch, err, errlen);
+        }
+    }
+    /* Joined even after a failed launch: a capture in progress must not end forked. */
+    cudaError_t e = cudaEventRecord(c->side_join, c->side);
+    if (e == cudaSuccess)
+        e = cudaStreamWaitEvent(main_stream, c->side_join, 0);
+    if (rc)
+        return rc;
+    PGD_CUDA_CHECK(err, errlen, e, "attention join");
+    return 0;
+}
+
 extern "C" int pgd_cuda_attention(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
                                   void *scratch, char *err, size_t errlen)
 {
@@ -544,8 +682,10 @@ extern "C" int pgd_cuda_attention(struct pgd_cuda_ctx *c, const struct pgd_cuda_
         return pgd_cuda_failf(err, errlen, "attention: dtype %s has no CUDA kernel (BF16, F16)",
                               pgd_dtype_name(a->dtype));
     int group = p->n_heads / p->n_kv_heads, hq, tq;
-    general_shape(c, a, group, D, mma, &hq, &tq);
     bool dec = use_decode_kernel(a, mma);
+    struct pgd_cuda_attn gen, dc;
+    kernel_calls(a, dec, &gen, &dc);
+    general_shape(c, &gen, group, D, mma, &hq, &tq);
     const int4 *items;
     if (a->decode_items) {
         if (a->n_tokens != a->n_seqs)
@@ -557,60 +697,19 @@ extern "C" int pgd_cuda_attention(struct pgd_cuda_ctx *c, const struct pgd_cuda_
             return 1;
         items = c->plan_dev;
     }
-    attn_plan ap = plan_attention(c, a, hq, tq, dec);
+    attn_plan ap = plan_attention(c, &gen, &dc, hq, tq, dec);
     if ((ap.gen_bytes + ap.dec_bytes) > 0 && !scratch)
         return pgd_cuda_failf(err, errlen, "attention: %d + %d context splits need scratch",
                               ap.gen.n_splits, ap.dec.n_splits);
-    if (ap.n.n_gen > 0 && mma) {
-        if (pgd__attn_mma_run(c, a, items, ap.n.n_gen, ap.gen.n_splits, ap.gen.split_len,
-                              (float *)scratch, err, errlen))
-            return 1;
-    } else if (ap.n.n_gen > 0) {
-        int head_chunks = group / hq;
-        attn_kparams kp;
-        kp.q = a->q;
-        kp.out = a->out;
-        kp.kc = a->k_cache;
-        kp.vc = a->v_cache;
-        kp.seq_lens = a->seq_lens;
-        kp.block_tables = a->block_tables;
-        kp.positions = a->positions;
-        kp.items = items;
-        kp.part = (float *)scratch;
-        kp.block_size = a->block_size;
-        kp.max_blocks = a->max_blocks;
-        kp.H = p->n_heads;
-        kp.KV = p->n_kv_heads;
-        kp.group = group;
-        kp.hq = hq;
-        kp.head_chunks = head_chunks;
-        kp.window = p->sliding_window;
-        kp.n_splits = ap.gen.n_splits;
-        kp.split_len = ap.gen.split_len;
-        kp.scale_log2 = p->scale * 1.4426950408889634f;
-        kp.v_scale = 1.0f;
-        if (a->kv_fp8) {
-            kp.scale_log2 *= a->kv_fp8->k_scale;
-            kp.v_scale = a->kv_fp8->v_scale;
-        }
-        dim3 grid(ap.n.n_gen, p->n_kv_heads * head_chunks, ap.gen.n_splits);
-        if (a->dtype == PGD_DTYPE_BF16 && a->kv_fp8)
-            launch_d<__nv_bfloat16, kv_e4m3>(c, D, kp, grid);
-        else if (a->dtype == PGD_DTYPE_BF16)
-            launch_d<__nv_bfloat16, __nv_bfloat16>(c, D, kp, grid);
-        else if (a->kv_fp8)
-            launch_d<__half, kv_e4m3>(c, D, kp, grid);
-        else
-            launch_d<__half, __half>(c, D, kp, grid);
-        PGD_CUDA_LAUNCHED(err, errlen, "attention %s%s [%d tokens, %d seqs, %d heads / %d kv "
-                          "of %d, max len %d, %d items x %d splits]", pgd_cuda_dt(a->dtype),
-                          a->kv_fp8 ? " (e4m3 cache)" : "", a->n_tokens, a->n_seqs,
-                          p->n_heads, p->n_kv_heads, D, a->max_seq_len, ap.n.n_gen,
-                          ap.gen.n_splits);
-    }
+    float *dec_scratch = scratch ? (float *)((char *)scratch + ap.gen_bytes) : NULL;
+    const int overlap = ap.n.n_gen > 0 && ap.n.n_dec > 0 ? overlap_mode() : OVERLAP_OFF;
+    if (overlap != OVERLAP_OFF)
+        return run_overlapped(c, &gen, &dc, items, ap, mma, hq, overlap == OVERLAP_DEC_FIRST,
+                              scratch, dec_scratch, err, errlen);
+    if (run_general(c, &gen, items, ap, mma, hq, scratch, err, errlen))
+        return 1;
     if (ap.n.n_dec > 0)
-        return pgd__attn_decode(c, a, items + ap.n.n_gen, ap.n.n_dec, &ap.dec,
-                                scratch ? (float *)((char *)scratch + ap.gen_bytes) : NULL, err,
-                                errlen);
+        return pgd__attn_decode(c, &dc, items + ap.n.n_gen, ap.n.n_dec, &ap.dec, dec_scratch,
+                                err, errlen);
     return 0;
 }

@@ -99,6 +99,10 @@ struct pgd_cuda_ctx {
     int *fp8_tickets;
     /* linear.cu / gemm_tune.cu: the cuBLASLt plans' host work (pgd_cuda_gemm_host_stats) */
     struct pgd_cuda_gemm_host_stats lt_host;
+    /* attention.cu: the stream a mixed step's decode rows run on beside its general items
+     * (PGD_CUDA_ATTN_OVERLAP), forked from and joined back into `stream` by the two events */
+    cudaStream_t side;
+    cudaEvent_t side_fork, side_join;
 };
 
 /* Formats into err and returns 1. */

@@ -194,6 +194,12 @@ extern "C" int pgd_cuda_ctx_create(struct pgd_cuda_ctx **out, char *err, size_t 
     c->gemm_bands = !(bands_env && !strcmp(bands_env, "0"));
     if (e == cudaSuccess)
         e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
+    if (e == cudaSuccess)
+        e = cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking);
+    if (e == cudaSuccess)
+        e = cudaEventCreateWithFlags(&c->side_fork, cudaEventDisableTiming);
+    if (e == cudaSuccess)
+        e = cudaEventCreateWithFlags(&c->side_join, cudaEventDisableTiming);
     c->workspace_bytes = (size_t)32 << 20;
     if (e == cudaSuccess)
         e = cudaMalloc(&c->workspace, c->workspace_bytes);
@@ -206,8 +212,8 @@ extern "C" int pgd_cuda_ctx_create(struct pgd_cuda_ctx **out, char *err, size_t 
         e = cudaMemsetAsync(c->fp8_tickets, 0, PGD_CUDA_FP8_TICKETS * sizeof(int), c->stream);
     if (e != cudaSuccess) {
         pgd_cuda_ctx_destroy(c);
-        return pgd_cuda_failf(err, errlen, "CUDA context (stream, %zu-byte GEMM workspace, "
-                              "%zu-byte quantized-linear scratch): %s", (size_t)32 << 20,
+        return pgd_cuda_failf(err, errlen, "CUDA context (streams, events, %zu-byte GEMM "
+                              "workspace, %zu-byte quantized-linear scratch): %s", (size_t)32 << 20,
                               PGD_CUDA_QSCRATCH_BYTES, cudaGetErrorString(e));
     }
     cublasStatus_t bs = cublasLtCreate(&c->lt);
@@ -236,6 +242,14 @@ extern "C" void pgd_cuda_ctx_destroy(struct pgd_cuda_ctx *c)
     for (int t = 0; t < 2; t++)
         if (c->plan_host[t])
             cudaFreeHost(c->plan_host[t]);
+    if (c->side) {
+        cudaStreamSynchronize(c->side);
+        cudaStreamDestroy(c->side);
+    }
+    if (c->side_fork)
+        cudaEventDestroy(c->side_fork);
+    if (c->side_join)
+        cudaEventDestroy(c->side_join);
     if (c->stream)
         cudaStreamDestroy(c->stream);
     free(c);

@@ -356,6 +356,10 @@ struct pgd_cuda_attn {
     int max_blocks;
     const int32_t *positions;        /* [n_tokens] */
     const int32_t *h_query_start;    /* host copy of query_start, for planning */
+    /* Host copy of seq_lens, for planning the general items and the decode rows each at its
+     * own rows' longest context (a mixed step's decode rows may be far longer or shorter
+     * than its prompt chunks); NULL: both at max_seq_len. */
+    const int32_t *h_seq_lens;
     int max_seq_len;
     uint64_t step_id;                /* the plan is rebuilt when this (or its shape) changes */
     /* Decode steps captured in a graph: one item per sequence, {seq, seq, 1, 0} as int32 x 4,

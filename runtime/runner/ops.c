@@ -683,7 +683,8 @@ static void attend(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p
             .n_tokens = f->n_tokens, .n_seqs = f->n_seqs, .query_start = f->query_start,
             .seq_lens = f->seq_lens, .block_tables = f->block_tables,
             .max_blocks = f->max_blocks, .positions = f->positions,
-            .h_query_start = f->h_query_start, .max_seq_len = f->max_seq_len,
+            .h_query_start = f->h_query_start, .h_seq_lens = f->h_seq_lens,
+            .max_seq_len = f->max_seq_len,
             .step_id = f->step_id, .decode_items = f->decode_items,
             .kv_fp8 = fp8 ? &scales : NULL,
         };

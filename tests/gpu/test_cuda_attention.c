@@ -19,7 +19,9 @@
  * device) through prompts of 1 .. 2048 tokens fresh and after cached prefixes, GQA groups
  * 1 / 4 / 8, head dims 64 / 128, splits, windows, mixed batches, 8192 tokens against the
  * mma.sync 128-row kernel (_PREFILL_MMA), its serial variant, the PGD_CUDA_PREFILL_ATTN
- * switch and e4m3 caches (its tests skip, saying so, where it cannot run). Inputs are random (queries in [-a, a),
+ * switch and e4m3 caches (its tests skip, saying so, where it cannot run); mixed calls with
+ * each kernel planned at its own rows' longest context and the two kernels overlapped on two
+ * streams (PGD_CUDA_ATTN_OVERLAP). Inputs are random (queries in [-a, a),
  * a up to 8 for peaked softmaxes; K/V in [-1, 1)), the whole cache too, so that a wrong read
  * shows.
  *
@@ -209,6 +211,11 @@ static void batch_free(struct batch *b)
         pgd_cuda_free(ds[i]);
 }
 
+/* Whether batch_run hands the kernels the host's sequence lengths, as the runner does (each
+ * kernel of a mixed call then plans at its own rows' longest context); off: both plan at
+ * the call's longest. */
+static bool run_host_lens = true;
+
 /* The GPU's output through `path` [n, H * D] (the caller frees it). items: pass fixed decode
  * items {s, s, 1, 0} as a captured graph does (every sequence one token), with max_len
  * standing in for the graph's context bucket. *scratch_bytes: the split scratch used. */
@@ -239,7 +246,8 @@ static float *batch_run(struct batch *b, int path, uint64_t step_id, int items, 
                .scale = (float)(1 / sqrt(c->D)), .sliding_window = c->window },
         .n_tokens = b->n, .n_seqs = c->n_seqs, .query_start = NULL, .seq_lens = b->dlens,
         .block_tables = b->dtab, .max_blocks = b->max_blocks, .positions = b->dpos,
-        .h_query_start = items ? NULL : b->qs, .max_seq_len = max_len > 0 ? max_len : b->max_len,
+        .h_query_start = items ? NULL : b->qs, .h_seq_lens = items || !run_host_lens ? NULL : b->lens,
+        .max_seq_len = max_len > 0 ? max_len : b->max_len,
         .step_id = step_id, .decode_items = ditems, .path = path,
         .kv_fp8 = b->fp8 ? &b->sc : NULL,
     };
@@ -450,6 +458,78 @@ GPU_TEST(mma_mixed_batch_groups)
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
         check_mma(&cs[i], 500 + 2 * i);
+}
+
+/* A mixed call through the default dispatch in every way it may run: each kernel planned at
+ * the call's longest context (no host lengths) and at its own rows' (the runner's way), the
+ * two kernels in turn and on two streams in either order (PGD_CUDA_ATTN_OVERLAP). Every way
+ * matches the CPU; the ways that plan alike give the same bits. Returns the scratch bytes
+ * planned without and with the host lengths. */
+static void check_mixed_ways(const struct attn_case *c, uint64_t step, size_t sb_out[2])
+{
+    static const char *const OVERLAP[3] = { "0", "1", "gen" };
+    for (int di = 0; di < 2; di++) {
+        struct batch b;
+        batch_make(&b, DTS[di], c);
+        float *want = batch_cpu(&b);
+        size_t n = (size_t)b.n * c->H * c->D;
+        for (int lens = 0; lens < 2; lens++) {
+            run_host_lens = lens;
+            float *in_turn = NULL;
+            for (int o = 0; o < 3; o++) {
+                setenv("PGD_CUDA_ATTN_OVERLAP", OVERLAP[o], 1);
+                size_t sb = 0;
+                float *got = batch_run(&b, PGD_CUDA_ATTN_AUTO, step + 8 * di + 3 * lens + o, 0,
+                                       0, &sb);
+                char what[96];
+                snprintf(what, sizeof what, "default dispatch, %s host lengths, overlap %s, vs "
+                         "CPU", lens ? "with" : "without", OVERLAP[o]);
+                expect_close(&b, what, got, want, tol_mma(DTS[di]));
+                sb_out[lens] = sb;
+                if (!in_turn) {
+                    in_turn = got;
+                    continue;
+                }
+                cr_assert_arr_eq(got, in_turn, n * sizeof *got, "%s (%s): overlap %s should "
+                                 "give the bits of the kernels in turn", c->name,
+                                 pgd_dtype_name(DTS[di]), OVERLAP[o]);
+                free(got);
+            }
+            free(in_turn);
+        }
+        unsetenv("PGD_CUDA_ATTN_OVERLAP");
+        run_host_lens = true;
+        free(want);
+        batch_free(&b);
+    }
+}
+
+GPU_TEST(mixed_calls_plan_each_kernel_at_its_rows_and_overlap_them)
+{
+    /* Llama-3-8B heads. Decode rows at ~3,000 keys beside a fresh 200-token prompt: planned at
+     * the call's longest, the prompt's items are cut into context splits that find no keys
+     * (partials and a merge for nothing); at its own 200 keys, none. */
+    struct attn_case lng = { "long decodes, short chunk", 32, 8, 128, 16, 0, 5,
+                             { 3000, 2999, 2500, 3100, 0 }, { 1, 1, 1, 1, 200 }, 2 };
+    size_t sb[2];
+    check_mixed_ways(&lng, 3000, sb);
+    cr_assert_lt(sb[1], sb[0], "%s: %zu bytes of split scratch with the host's lengths, %zu "
+                 "without: the prompt's items should no longer split", lng.name, sb[1], sb[0]);
+    /* 64 short decode rows beside a 1,500-token chunk after 500 cached tokens: the decode
+     * rows are planned at their own <= 50 keys (no splits), not the chunk's 2,000. */
+    struct attn_case *sht = calloc(1, sizeof *sht);
+    *sht = (struct attn_case){ .name = "short decodes, long chunk", .H = 32, .KV = 8, .D = 128,
+                               .bs = 16, .window = 0, .n_seqs = 65, .qamp = 2 };
+    for (int s = 0; s < 64; s++) {
+        sht->cached[s] = (s * 37) % 50;
+        sht->n_new[s] = 1;
+    }
+    sht->cached[64] = 500;
+    sht->n_new[64] = 1500;
+    check_mixed_ways(sht, 3100, sb);
+    cr_assert_leq(sb[1], sb[0], "%s: %zu bytes of split scratch with the host's lengths, %zu "
+                  "without", sht->name, sb[1], sb[0]);
+    free(sht);
 }
 
 GPU_TEST(mma_graph_decode_items)

@@ -17,7 +17,13 @@
  * K/V, and the GB/s figures' numerators, halved). A decode row ends with its last path's
  * GB/s as a share of the copy bandwidth (its bound). The decode kernels read
  * PGD_CUDA_DECODE_WARPS (the tensor-core kernel's warps a (row, KV head) pair: 4, 2, 1) and
- * PGD_CUDA_DECODE_MERGE=serial from the environment, for comparing shapes and split merges. */
+ * PGD_CUDA_DECODE_MERGE=serial from the environment, for comparing shapes and split merges.
+ * --mixed BxL+P[@C],...: instead of all that, mixed calls as a served step makes them: B
+ * decode rows at context L beside one prompt chunk of P tokens after C cached ones (0), the
+ * default dispatch timed on the decode rows alone, the chunk alone, and the two in one call
+ * planned at the call's longest context (no host lengths), at each kernel's own rows', in
+ * turn and overlapped on two streams (PGD_CUDA_ATTN_OVERLAP=1 and =gen), each beside its
+ * bound: the K/V bytes over the copy bandwidth plus the chunk's FLOPs over the GEMM rate. */
 #include "config.h"
 #include "tools/commands.h"
 #include "tools/bench/bench_common.h"
@@ -101,31 +107,52 @@ out:
     return rc;
 }
 
-/* Host metadata of a case uploaded: n_seqs sequences of q_len new tokens after cached
- * ones, sequence s on table row s. */
-static int upload_case(const struct bench_bufs *b, int n_seqs, int q_len, int cached,
-                       int32_t *h_qstart, char *err, size_t errlen)
+/* Host metadata of a case uploaded: sequence s (on table row s) has q_len[s] new tokens
+ * after cached[s] ones; h_qstart [n_seqs + 1] and h_lens [n_seqs] get the host copies. */
+static int upload_seqs(const struct bench_bufs *b, int n_seqs, const int *q_len,
+                       const int *cached, int32_t *h_qstart, int32_t *h_lens, char *err,
+                       size_t errlen)
 {
-    int n = n_seqs * q_len;
-    int32_t *pos = malloc((size_t)n * sizeof *pos), *lens = malloc((size_t)n_seqs * sizeof *lens);
-    if (!pos || !lens) {
-        free(pos);
-        free(lens);
+    int n = 0;
+    for (int s = 0; s < n_seqs; s++)
+        n += q_len[s];
+    int32_t *pos = malloc((size_t)n * sizeof *pos);
+    if (!pos) {
         snprintf(err, errlen, "out of host memory");
         return 1;
     }
-    for (int s = 0; s < n_seqs; s++) {
-        h_qstart[s] = s * q_len;
-        lens[s] = cached + q_len;
-        for (int i = 0; i < q_len; i++)
-            pos[s * q_len + i] = cached + i;
+    for (int s = 0, t = 0; s < n_seqs; s++) {
+        h_qstart[s] = t;
+        h_lens[s] = cached[s] + q_len[s];
+        for (int i = 0; i < q_len[s]; i++)
+            pos[t++] = cached[s] + i;
     }
     h_qstart[n_seqs] = n;
     int rc = pgd_cuda_memcpy_h2d(b->pos, pos, (size_t)n * sizeof *pos, err, errlen) ||
-             pgd_cuda_memcpy_h2d(b->lens, lens, (size_t)n_seqs * sizeof *lens, err, errlen) ||
+             pgd_cuda_memcpy_h2d(b->lens, h_lens, (size_t)n_seqs * sizeof *h_lens, err,
+                                 errlen) ||
              pgd_cuda_memcpy_h2d(b->qstart, h_qstart, (size_t)(n_seqs + 1) * sizeof(int32_t),
                                  err, errlen);
     free(pos);
+    return rc;
+}
+
+/* upload_seqs with n_seqs sequences of q_len new tokens after `cached` each. */
+static int upload_case(const struct bench_bufs *b, int n_seqs, int q_len, int cached,
+                       int32_t *h_qstart, char *err, size_t errlen)
+{
+    int *ql = malloc((size_t)n_seqs * sizeof *ql), *ca = malloc((size_t)n_seqs * sizeof *ca);
+    int32_t *lens = malloc((size_t)n_seqs * sizeof *lens);
+    int rc = !ql || !ca || !lens;
+    if (rc)
+        snprintf(err, errlen, "out of host memory");
+    for (int s = 0; !rc && s < n_seqs; s++) {
+        ql[s] = q_len;
+        ca[s] = cached;
+    }
+    rc = rc || upload_seqs(b, n_seqs, ql, ca, h_qstart, lens, err, errlen);
+    free(ql);
+    free(ca);
     free(lens);
     return rc;
 }
@@ -199,6 +226,119 @@ static int bench_case(struct pgd_cuda_ctx *c, const struct bench_bufs *b, enum p
 #endif
 
 #ifdef PGD_HAVE_CUDA
+/* One mixed call (B decode rows at context L, rows 0 .. B-1, beside a chunk of P tokens after
+ * C cached ones, row B) timed in the ways the header lists; one printed line. */
+struct mixed_case {
+    int B, L, P, C;
+};
+
+/* us of the default dispatch over the sequences uploaded (h_qstart / h_lens their host
+ * copies, h_lens NULL: none given), with PGD_CUDA_ATTN_OVERLAP set to `overlap`. */
+static int time_mixed(struct pgd_cuda_ctx *c, const struct bench_bufs *b, enum pgd_dtype dt,
+                      int n_seqs, int n_tokens, int max_len, const int32_t *h_qstart,
+                      const int32_t *h_lens, const char *overlap, uint64_t *step, double *us,
+                      char *err, size_t errlen)
+{
+    struct pgd_cuda_attn a = {
+        .dtype = dt, .q = b->q, .out = b->out, .k_cache = b->kc, .v_cache = b->vc,
+        .block_size = BS,
+        .p = { .n_heads = H, .n_kv_heads = KV, .head_dim = D, .scale = 0.08838834764831845f,
+               .sliding_window = 0 },
+        .n_tokens = n_tokens, .n_seqs = n_seqs, .query_start = b->qstart, .seq_lens = b->lens,
+        .block_tables = b->tables, .max_blocks = b->max_blocks, .positions = b->pos,
+        .h_query_start = h_qstart, .h_seq_lens = h_lens, .max_seq_len = max_len,
+        .step_id = ++*step, .path = PGD_CUDA_ATTN_AUTO, .kv_fp8 = b->fp8,
+    };
+    setenv("PGD_CUDA_ATTN_OVERLAP", overlap, 1);
+    int rc = time_call(c, &a, us, err, errlen);
+    unsetenv("PGD_CUDA_ATTN_OVERLAP");
+    return rc;
+}
+
+static int bench_mixed(struct pgd_cuda_ctx *c, const struct bench_bufs *b, enum pgd_dtype dt,
+                       struct mixed_case m, double esz, double gbps, double tflops,
+                       uint64_t *step)
+{
+    char err[512] = "";
+    int n = m.B + 1, rc = 1;
+    int *ql = malloc((size_t)n * sizeof *ql), *ca = malloc((size_t)n * sizeof *ca);
+    int32_t *qs = malloc((size_t)(n + 1) * sizeof *qs), *lens = malloc((size_t)n * sizeof *lens);
+    if (!ql || !ca || !qs || !lens) {
+        snprintf(err, sizeof err, "out of host memory");
+        goto out;
+    }
+    for (int s = 0; s < m.B; s++) {
+        ql[s] = 1;
+        ca[s] = m.L - 1;
+    }
+    ql[m.B] = m.P;
+    ca[m.B] = m.C;
+    int max_len = m.L > m.C + m.P ? m.L : m.C + m.P;
+    /* us: decodes alone, the chunk alone, then the mixed call five ways */
+    double us[7];
+    static const char *const WAY[5][2] = { { "longest", "0" }, { "own", "0" },
+                                           { "own", "1" }, { "own", "gen" }, { "longest", "1" } };
+    if (upload_seqs(b, m.B, ql, ca, qs, lens, err, sizeof err) ||
+        time_mixed(c, b, dt, m.B, m.B, m.L, qs, lens, "0", step, &us[0], err, sizeof err) ||
+        upload_seqs(b, 1, ql + m.B, ca + m.B, qs, lens, err, sizeof err) ||
+        time_mixed(c, b, dt, 1, m.P, m.C + m.P, qs, lens, "0", step, &us[1], err, sizeof err) ||
+        upload_seqs(b, n, ql, ca, qs, lens, err, sizeof err))
+        goto out;
+    for (int w = 0; w < 5; w++)
+        if (time_mixed(c, b, dt, n, m.B + m.P, max_len, qs,
+                       !strcmp(WAY[w][0], "own") ? lens : NULL, WAY[w][1], step, &us[2 + w],
+                       err, sizeof err))
+            goto out;
+    double width = (double)KV * D;
+    double bytes = 2.0 * ((double)m.B * m.L + m.C + m.P) * width * esz;
+    double flops = 4.0 * m.P * (m.C + m.P / 2.0) * D * H;
+    double bound = (gbps > 0 ? bytes / (gbps * 1e3) : 0) + (tflops > 0 ? flops / (tflops * 1e6) : 0);
+    double best = us[2];
+    for (int w = 1; w < 5; w++)
+        best = us[2 + w] < best ? us[2 + w] : best;
+    char label[64];
+    snprintf(label, sizeof label, "%dx%d+%d@%d", m.B, m.L, m.P, m.C);
+    printf("%-20s %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f  %5.1f%%\n", label,
+           us[0], us[1], us[0] + us[1], us[2], us[3], us[4], us[5], us[6], bound,
+           bound > 0 ? 100.0 * bound / best : 0.0);
+    fflush(stdout);
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "pagoda bench attention: mixed %dx%d+%d@%d: %s\n", m.B, m.L, m.P, m.C,
+                err);
+    free(ql);
+    free(ca);
+    free(qs);
+    free(lens);
+    return rc;
+}
+
+/* "BxL+P[@C]" into *m; non-zero (a message printed) when it is not one, or does not fit the
+ * bench's pool (B up to 1023, L and C + P up to 4096, B + P up to 8192 tokens). */
+static int parse_mixed_case(const char *t, size_t len, struct mixed_case *m)
+{
+    char buf[64];
+    if (len >= sizeof buf)
+        len = sizeof buf - 1;
+    memcpy(buf, t, len);
+    buf[len] = 0;
+    int used = 0;
+    m->C = 0;
+    int k = sscanf(buf, "%dx%d+%d%n@%d%n", &m->B, &m->L, &m->P, &used, &m->C, &used);
+    if (k < 3 || buf[used] || m->B < 1 || m->B >= MAX_SEQS || m->L < 1 || m->L > MAX_CTX ||
+        m->P < 2 || m->C < 0 || m->C + m->P > MAX_CTX || m->B + m->P > MAX_PREFILL) {
+        fprintf(stderr, "pagoda bench attention: --mixed takes BxL+P[@C] (B decode rows at "
+                        "context L beside a chunk of P tokens after C cached: B < %d, L and "
+                        "C + P <= %d, P >= 2, B + P <= %d), not '%s'\n", MAX_SEQS, MAX_CTX,
+                MAX_PREFILL, buf);
+        return 1;
+    }
+    return 0;
+}
+#endif
+
+#ifdef PGD_HAVE_CUDA
 /* Fills the e4m3 caches of `slots` rows with random values in [-1, 1) (scales 1): random
  * bf16 chunks staged in b->q, written through pgd_cuda_kv_write. */
 static int fill_fp8_caches(struct pgd_cuda_ctx *c, struct bench_bufs *b, size_t slots,
@@ -232,6 +372,7 @@ int pgd_cmd_bench_attention(int argc, char **argv)
     /* by PATH_NAME; -1: prefill-mma and wgmma by default where the wgmma kernel runs */
     int want[MAX_PATHS] = { 1, 1, 1, 1, -1, -1, 1, 1 }, ceilings = 1;
     int kv_fp8 = 0;
+    const char *mixed = NULL;        /* --mixed's list */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--path") && i + 1 < argc) {
             const char *s = argv[++i];
@@ -256,6 +397,18 @@ int pgd_cmd_bench_attention(int argc, char **argv)
                 fprintf(stderr, "pagoda bench attention: --path needs a kernel\n");
                 return 2;
             }
+        } else if (!strcmp(argv[i], "--mixed") && i + 1 < argc) {
+            mixed = argv[++i];
+#ifdef PGD_HAVE_CUDA
+            /* Refused before the GPU is opened. */
+            for (const char *t = mixed; *t;) {
+                size_t len = strcspn(t, ",");
+                struct mixed_case m;
+                if (parse_mixed_case(t, len, &m))
+                    return 2;
+                t += len + (t[len] == ',');
+            }
+#endif
         } else if (!strcmp(argv[i], "--no-ceilings")) {
             ceilings = 0;
         } else if (!strcmp(argv[i], "--kv-cache-dtype") && i + 1 < argc &&
@@ -265,12 +418,15 @@ int pgd_cmd_bench_attention(int argc, char **argv)
         } else {
             fprintf(stderr, "usage: pagoda bench attention [--path fma,mma,prefill,"
                             "prefill-mma,wgmma,simt,decode,auto] [--kv-cache-dtype auto|fp8] "
+                            "[--mixed BxL+P[@C],...] "
                             "[--no-ceilings]   (the 8B shape's paged attention, bf16, on the "
                             "GPU; mma / prefill: the tensor cores in 64- / 128-row blocks; "
                             "prefill-mma / wgmma: the 128-row blocks on mma.sync / on Hopper's "
                             "wgmma; auto: the default dispatch; "
                             "decode / simt: auto with every decode row on the tensor-core / "
-                            "the SIMT decode kernel; fp8: the K/V cache in e4m3)\n");
+                            "the SIMT decode kernel; fp8: the K/V cache in e4m3; --mixed: "
+                            "only mixed calls of B decode rows at context L beside a P-token "
+                            "chunk after C cached, timed alone, in turn and overlapped)\n");
             return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
         }
     }
@@ -361,6 +517,27 @@ int pgd_cmd_bench_attention(int argc, char **argv)
     copy_gbps = g.gbps;
     printf("attention bf16%s: %d q heads / %d kv heads, head_dim %d, block %d\n\n",
            kv_fp8 ? ", KV cache e4m3" : "", H, KV, D, BS);
+    if (mixed) {
+        uint64_t mstep = 1;
+        printf("mixed calls, us a call: the decode rows alone, the chunk alone, their sum; in "
+               "one call planned at the\ncall's longest context (longest) or at each kernel's "
+               "own rows' (own), in turn (0) or overlapped\n(1: decode rows submitted first, "
+               "gen: the chunk first); the bound (K/V bytes at %.0f GB/s + the chunk's\nFLOPs "
+               "at %.0f TFLOP/s) and the best way's share of it\n\n", g.gbps, g.tflops);
+        printf("%-20s %9s %9s %9s %9s %9s %9s %9s %9s %9s  %6s\n", "BxL+P@C", "decodes",
+               "chunk", "sum", "longest 0", "own 0", "own 1", "own gen", "longest 1", "bound",
+               "best");
+        for (const char *t = mixed; *t;) {
+            size_t len = strcspn(t, ",");
+            struct mixed_case m;
+            if (parse_mixed_case(t, len, &m) ||
+                bench_mixed(c, &b, dt, m, (double)esz, g.gbps, g.tflops, &mstep))
+                goto out;
+            t += len + (t[len] == ',');
+        }
+        rc = 0;
+        goto out;
+    }
     printf("%-22s", "case");
     for (int i = 0; i < n_paths; i++)
         printf("  %9s %6s %6s", PATH_NAME[paths[i]], "TFLOP/s", "GB/s");
@@ -407,6 +584,7 @@ out:
     (void)want;
     (void)ceilings;
     (void)kv_fp8;
+    (void)mixed;
     fprintf(stderr, "pagoda bench attention: this build has no CUDA backend\n");
     return 1;
 #endif
