@@ -200,7 +200,8 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const pgd__
     extern __shared__ __align__(16) unsigned char dm_smem[];
 
     pdl_trigger();
-    pdl_wait();
+    if (!p.early)
+        pdl_wait();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, c = lane & 3;
     const int wp = p.pair_warps, wi = warp & (wp - 1);
@@ -217,23 +218,6 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const pgd__
     const int64_t kv_stride = (int64_t)p.KV * D;         /* between cache slots */
     const C *kc = (const C *)p.kc + (int64_t)kvh * D, *vc = (const C *)p.vc + (int64_t)kvh * D;
 
-    /* Q fragments (rows g, g + 8: heads h0 + row, zeros past the group), straight from
-     * global memory: a0 / a2 row g dims 2c, 2c + 8 of each 16, a1 / a3 row g + 8. */
-    uint32_t qf[D / 16][4];
-    {
-        const T *q = (const T *)p.q + ((int64_t)t * p.H + h0) * D + 2 * c;
-        const bool r0 = g < p.group, r1 = R2 && g + 8 < p.group;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            const unsigned int *q0 = reinterpret_cast<const unsigned int *>(q + g * D + kk * 16);
-            const unsigned int *q1 =
-                reinterpret_cast<const unsigned int *>(q + (g + 8) * D + kk * 16);
-            qf[kk][0] = r0 ? __ldg(q0) : 0u;
-            qf[kk][2] = r0 ? __ldg(q0 + 4) : 0u;
-            qf[kk][1] = r1 ? __ldg(q1) : 0u;
-            qf[kk][3] = r1 ? __ldg(q1 + 4) : 0u;
-        }
-    }
     /* Without a window the pair's keys start at its split's start, whatever the position:
      * the table entries of its first tiles are read beside the position (not after it),
      * clamped to the row (the entries past the sequence's end are not used). */
@@ -257,6 +241,28 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const pgd__
     const int tile0 = lo / DM_KEYS;
     const int n_tiles = lo <= hi ? hi / DM_KEYS - tile0 + 1 : 0;
     const int nw = live && n_tiles > wi ? ((n_tiles - 1 - wi) >> p.pair_shift) + 1 : 0;
+
+    /* Everything above reads the step's inputs only; from here on the kernel before this
+     * one (the rotary + K/V write: Q and the row's own key) must be done. */
+    if (p.early)
+        pdl_wait();
+    /* Q fragments (rows g, g + 8: heads h0 + row, zeros past the group), straight from
+     * global memory: a0 / a2 row g dims 2c, 2c + 8 of each 16, a1 / a3 row g + 8. */
+    uint32_t qf[D / 16][4];
+    {
+        const T *q = (const T *)p.q + ((int64_t)t * p.H + h0) * D + 2 * c;
+        const bool r0 = g < p.group, r1 = R2 && g + 8 < p.group;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            const unsigned int *q0 = reinterpret_cast<const unsigned int *>(q + g * D + kk * 16);
+            const unsigned int *q1 =
+                reinterpret_cast<const unsigned int *>(q + (g + 8) * D + kk * 16);
+            qf[kk][0] = r0 ? __ldg(q0) : 0u;
+            qf[kk][2] = r0 ? __ldg(q0 + 4) : 0u;
+            qf[kk][1] = r1 ? __ldg(q1) : 0u;
+            qf[kk][3] = r1 ? __ldg(q1 + 4) : 0u;
+        }
+    }
 
     /* The cache slot of key (lane % 16) of this warp's tile k, -1 outside [lo, hi]; entry:
      * the key's table entry when already read, else -1. */

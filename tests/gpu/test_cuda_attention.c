@@ -915,6 +915,51 @@ GPU_TEST(decode_kernel_default_shapes_match_cpu_and_repeat)
         free(cs[i]);
 }
 
+GPU_TEST(decode_kernel_early_prologue_gives_the_same_bits)
+{
+    /* PGD_CUDA_ATTN_EARLY=1 moves the tensor-core decode kernel's item, table and position
+     * loads before its wait on the kernel before it: the same math, so the same bits, in
+     * every block shape, split or not, with graph items; and the CPU's values. (That the
+     * loads it moves are never an earlier kernel's output is the model tests' part: they
+     * run the forward pass with it, rotary + K/V write right before.) */
+    struct attn_case *cs[] = {
+        decode_case("early, b256 up to 128", 32, 8, 128, 16, 0, 256, 127, 1),
+        decode_case("early, b6 up to 5000 (splits)", 32, 8, 128, 16, 0, 6, 5000, 2),
+        decode_case("early, MQA 16/1 b33", 16, 1, 64, 32, 0, 33, 700, 2),
+    };
+    static const char *const WARPS[4] = { NULL, "4", "2", "1" };
+    uint64_t step = 3200;
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        for (int w = 0; w < 4; w++)
+            for (int items = 0; items < 2; items++) {
+                if (WARPS[w])
+                    setenv("PGD_CUDA_DECODE_WARPS", WARPS[w], 1);
+                else
+                    unsetenv("PGD_CUDA_DECODE_WARPS");
+                struct batch b;
+                batch_make(&b, PGD_DTYPE_BF16, cs[i]);
+                unsetenv("PGD_CUDA_ATTN_EARLY");
+                float *plain = batch_run(&b, PGD_CUDA_ATTN_AUTO, step++, items, 0, NULL);
+                setenv("PGD_CUDA_ATTN_EARLY", "1", 1);
+                float *early = batch_run(&b, PGD_CUDA_ATTN_AUTO, step++, items, 0, NULL);
+                unsetenv("PGD_CUDA_ATTN_EARLY");
+                size_t n = (size_t)b.n * cs[i]->H * cs[i]->D;
+                cr_assert(memcmp(plain, early, n * sizeof *plain) == 0, "%s, %s warps a pair, "
+                          "%s: the early prologue changed the output", cs[i]->name,
+                          WARPS[w] ? WARPS[w] : "default", items ? "graph items" : "planned");
+                float *want = batch_cpu(&b);
+                expect_close(&b, "decode kernel, early prologue, vs CPU", early, want,
+                             tol_mma(PGD_DTYPE_BF16));
+                free(want);
+                free(plain);
+                free(early);
+                batch_free(&b);
+            }
+    unsetenv("PGD_CUDA_DECODE_WARPS");
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        free(cs[i]);
+}
+
 GPU_TEST(fp8_kv_graph_decode_items)
 {
     struct attn_case c = { "fp8 graph decode", 32, 8, 128, 16, 0, 5, { 5, 1000, 4000, 17, 0 },
