@@ -43,8 +43,7 @@ struct pgd__dec_params {
     float scale_log2;                /* scale * log2(e) (* k_scale): softmax in base 2 */
     float v_scale;                   /* e4m3 cache: the output's factor */
     /* Tensor-core kernel: its item, block-table and position loads made before the wait on
-     * the kernel before it (PGD_CUDA_ATTN_EARLY=1; they are the step's inputs, copied in
-     * before its first kernel, never an earlier kernel's output), the Q and K/V loads after */
+     * the kernel before it (pgd_cuda_early_inputs), the Q and K/V loads after */
     int early;
 };
 
@@ -84,8 +83,7 @@ static inline pgd__dec_params pgd__dec_params_of(const struct pgd_cuda_attn *a, 
         p.scale_log2 *= a->kv_fp8->k_scale;
         p.v_scale = a->kv_fp8->v_scale;
     }
-    const char *early = getenv("PGD_CUDA_ATTN_EARLY");
-    p.early = early && !strcmp(early, "1");
+    p.early = pgd_cuda_early_inputs();
     return p;
 }
 

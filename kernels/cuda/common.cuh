@@ -10,6 +10,8 @@
 #include <cublasLt.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <utility>
 
 struct pgd_cuda_gemm_entry;          /* linear.cu's algorithm cache */
@@ -209,6 +211,16 @@ __device__ __forceinline__ void pdl_trigger()
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
+}
+
+/* Whether the kernels that read the step's inputs (positions, slot mapping, attention items,
+ * block tables: copied in before the step's first kernel, written by none) read them before
+ * their pdl_wait, as the rule above allows: PGD_CUDA_ATTN_EARLY=1, read at each launch (the
+ * rotary + K/V write, the tensor-core decode attention). Off until measured. */
+static inline int pgd_cuda_early_inputs(void)
+{
+    const char *e = getenv("PGD_CUDA_ATTN_EARLY");
+    return e && !strcmp(e, "1");
 }
 
 /* kernel<<<grid, block, smem, c->stream>>>(args...), with programmatic stream serialization

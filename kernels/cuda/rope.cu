@@ -72,19 +72,24 @@ __global__ void __launch_bounds__(ROPE_KV_THREADS)
 rope_kv_write_kernel(T *q, const T *qs, int64_t qld, const T *k, const T *v, int64_t kvld,
                      int nq, int nkv, int D, int rot,
                      const int32_t *pos, const T *qn, const T *kn, float eps, C *kc, C *vc,
-                     const int64_t *slots, float k_scale, float v_scale,
+                     const int64_t *slots, float k_scale, float v_scale, int early,
                      const __grid_constant__ rope_freqs fr)
 {
     __shared__ float cs[512], sn[512];
     const int t = blockIdx.x, half = rot / 2;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     pdl_trigger();
-    pdl_wait();
+    if (!early)
+        pdl_wait();
+    /* The position and slot are the step's inputs (early: read, and the angles made, while
+     * the q/k/v GEMM before this kernel still runs). */
     const float p = (float)pos[t];
+    const int64_t slot = slots[t];
     for (int j = threadIdx.x; j < half; j += blockDim.x)
         sincosf(p * fr.f[j], &sn[j], &cs[j]);
+    if (early)
+        pdl_wait();
     __syncthreads();
-    const int64_t slot = slots[t];
     const int64_t width = (int64_t)nkv * D;
     for (int h = blockIdx.y * nw + warp; h < nq + 2 * nkv; h += nw * gridDim.y) {
         if (h >= nq + nkv) {                         /* a v head: copy */
@@ -170,20 +175,21 @@ static int rope_kv_write(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *q, con
     memset(&fr, 0, sizeof fr);
     memcpy(fr.f, inv_freq, (size_t)(rotary_dim / 2) * sizeof(float));
     dim3 grid(n, (n_q_heads + 2 * n_kv_heads + ROPE_KV_WARPS - 1) / ROPE_KV_WARPS);
+    const int early = pgd_cuda_early_inputs();
     if (fp8)
         PGD_CUDA_DISPATCH(dt, T, pgd_cuda_launch(c, rope_kv_write_kernel<T, kv_e4m3>, grid,
                                      ROPE_KV_THREADS, (T *)q, (const T *)qs, qld,
                                      (const T *)k, (const T *)v, kvld, n_q_heads, n_kv_heads,
                                      head_dim, rotary_dim, pos, (const T *)q_norm,
                                      (const T *)k_norm, eps, (kv_e4m3 *)k_cache, (kv_e4m3 *)v_cache, slot_mapping,
-                                     fp8->k_scale, fp8->v_scale, fr))
+                                     fp8->k_scale, fp8->v_scale, early, fr))
     else
         PGD_CUDA_DISPATCH(dt, T, pgd_cuda_launch(c, rope_kv_write_kernel<T, T>, grid,
                                      ROPE_KV_THREADS, (T *)q, (const T *)qs, qld,
                                      (const T *)k, (const T *)v, kvld, n_q_heads, n_kv_heads,
                                      head_dim, rotary_dim, pos, (const T *)q_norm,
                                      (const T *)k_norm, eps, (T *)k_cache,
-                                     (T *)v_cache, slot_mapping, 1.0f, 1.0f, fr))
+                                     (T *)v_cache, slot_mapping, 1.0f, 1.0f, early, fr))
     PGD_CUDA_LAUNCHED(err, errlen, "rope + kv_write [%d tokens, %d q + %d kv heads of %d, rotary "
                       "%d%s] %s%s", n, n_q_heads, n_kv_heads, head_dim, rotary_dim,
                       q_norm ? ", q/k norms" : "", pgd_cuda_dt(dt), fp8 ? " into e4m3" : "");

@@ -648,6 +648,21 @@ GPU_TEST(rope_kv_write_matches_cpu)
     }
 }
 
+GPU_TEST(rope_kv_write_with_early_inputs_matches_cpu)
+{
+    /* PGD_CUDA_ATTN_EARLY=1: the position and slot read, and the angles made, before the
+     * kernel's PDL wait; the same math. */
+    setenv("PGD_CUDA_ATTN_EARLY", "1", 1);
+    for (int di = 0; di < 2; di++) {
+        check_rope_kv_write(DTS[di], 128, 128, false);
+        check_rope_kv_write(DTS[di], 128, 128, true);
+        check_rope_kv_write(DTS[di], 96, 32, false);
+        check_rope_kv_write_cache(DTS[di], 128, 128, false, true);
+        check_rope_kv_write_as(DTS[di], 128, 128, false, false, true);
+    }
+    unsetenv("PGD_CUDA_ATTN_EARLY");
+}
+
 /* ---- activations ---------------------------------------------------------------------------- */
 /* inter 300: element by element; 512 and 14336 (Llama-3-8B's): 16-byte vectors. The same
  * input one element off 16-byte alignment (so element by element) gives the same bits. */
