@@ -10,6 +10,7 @@
 struct pgd_cuda_ctx;                   /* kernels/cuda/kernels.h */
 struct pgd__comm;                      /* runtime/dist/comm.h */
 struct pgd__op_profile;                /* runtime/runner/op_profile.h */
+struct pgd__pw_hook;                   /* runtime/runner/piecewise.h */
 
 struct pgd_fwd {
     enum pgd_device device;
@@ -128,6 +129,15 @@ struct pgd_fwd {
         enum pgd_act act;
         bool done;
     } act_offer;
+
+    /* Piecewise CUDA graphs (piecewise.h). pw: the hook of a forward pass warmed or captured
+     * in their layout (NULL otherwise, replays included). pw_tokens: in that layout the
+     * step's real token count, the one the calls (attention, logits) run on, n_tokens being
+     * the padded size; 0 otherwise. scratch_arena: what the calls allocate from (the runner's
+     * second arena in that layout; NULL: arena). */
+    struct pgd__pw_hook *pw;
+    int pw_tokens;
+    struct pgd__arena *scratch_arena;
 
     enum pgd_status status;            /* first failure of the step */
     char err[512];

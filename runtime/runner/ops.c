@@ -6,6 +6,7 @@
 #include "config.h"
 #include "runtime/runner/fwd.h"
 #include "runtime/runner/op_cost.h"
+#include "runtime/runner/piecewise.h"
 #include "runtime/model/qweight.h"
 #include <pagoda/plugin.h>
 #include "kernels/cpu/cpu_kernels.h"
@@ -197,6 +198,19 @@ static void cpu_linear(const struct pgd_fwd *f, const float *x, const float *w, 
 }
 
 /* ---- ops -------------------------------------------------------------------------------- */
+/* The tokens the step's metadata holds: the padded size's real rows in the piecewise
+ * layout (piecewise.h), else all of them. */
+static int call_tokens(const struct pgd_fwd *f)
+{
+    return f->pw_tokens > 0 ? f->pw_tokens : f->n_tokens;
+}
+
+/* The arena of what attention and the logits allocate for one step. */
+static struct pgd__arena *call_arena(const struct pgd_fwd *f)
+{
+    return f->scratch_arena ? f->scratch_arena : f->arena;
+}
+
 static void embed_run(struct pgd_fwd *f, const struct pgd_tensor *table, struct pgd_tensor *out)
 {
     if (!op_ready(f, "embed", 2, (const struct pgd_tensor *[]){ table, out }))
@@ -204,7 +218,8 @@ static void embed_run(struct pgd_fwd *f, const struct pgd_tensor *table, struct 
     int64_t vocab = pgd_tensor_rows(table), d = pgd_tensor_cols(table);
     if (!check_shape(f, "embed", "out", out, f->n_tokens, d))
         return;
-    for (int i = 0; i < f->n_tokens; i++)
+    /* The host holds the step's ids (the padding rows of the piecewise layout have none). */
+    for (int i = 0; i < call_tokens(f); i++)
         if (f->h_token_ids[i] < 0 || f->h_token_ids[i] >= vocab) {
             pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "embed: token id %d outside the vocabulary [0, %lld)",
                          f->h_token_ids[i], (long long)vocab);
@@ -631,6 +646,8 @@ static void rope_run(struct pgd_fwd *f, const struct pgd_rope *rope, struct pgd_
         return;
     }
     if (ON_CUDA(f)) {
+        if (f->pw)                   /* the positions inside a segment: not piecewise */
+            f->pw->unsafe = true;
         CUDA_RUN(f, pgd_cuda_rope(f->cuda, f->act_dtype, q->data, (int)(pgd_tensor_cols(q) / D),
                                   k->data, (int)(pgd_tensor_cols(k) / D), f->n_tokens, (int)D,
                                   rope->rotary_dim, rope->inv_freq, f->positions, CUDA_ERR));
@@ -674,13 +691,13 @@ static void attend(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p
         const struct pgd_cuda_kv_fp8 scales = { kv->k_scale[layer], kv->v_scale[layer] };
         if (write_kv)
             CUDA_RUN(f, pgd_cuda_kv_write(f->cuda, f->act_dtype, kv->k[layer], kv->v[layer],
-                                          k->data, v->data, f->slot_mapping, f->n_tokens,
+                                          k->data, v->data, f->slot_mapping, call_tokens(f),
                                           p->n_kv_heads * p->head_dim, fp8 ? &scales : NULL,
                                           CUDA_ERR));
         struct pgd_cuda_attn a = {
             .dtype = f->act_dtype, .q = q->data, .out = out->data, .k_cache = kv->k[layer],
             .v_cache = kv->v[layer], .block_size = kv->block_size, .p = *p,
-            .n_tokens = f->n_tokens, .n_seqs = f->n_seqs, .query_start = f->query_start,
+            .n_tokens = call_tokens(f), .n_seqs = f->n_seqs, .query_start = f->query_start,
             .seq_lens = f->seq_lens, .block_tables = f->block_tables,
             .max_blocks = f->max_blocks, .positions = f->positions,
             .h_query_start = f->h_query_start, .h_seq_lens = f->h_seq_lens,
@@ -691,7 +708,7 @@ static void attend(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p
         /* Split-context decode needs partial results per split: the kernel says how much
          * (0 when it does not split). From the arena, so a graph replay finds it again. */
         size_t sb = pgd_cuda_attention_scratch(f->cuda, &a);
-        void *scratch = sb ? pgd__arena_alloc(f->arena, sb) : NULL;
+        void *scratch = sb ? pgd__arena_alloc(call_arena(f), sb) : NULL;
         if (sb && !scratch) {
             pgd_fwd_fail(f, PGD_ERR_NOMEM, "attention: no scratch of %zu bytes", sb);
             return;
@@ -734,7 +751,45 @@ static void attention_run(struct pgd_fwd *f, int layer, const struct pgd_attn_pa
     if (!op_ready(f, "attention", 4, (const struct pgd_tensor *[]){ q, k, v, out }) ||
         !attention_args_ok(f, "attention", layer, p, q, k, v, out))
         return;
+    if (f->pw) {
+        const struct pgd__pw_call c = { .kind = PGD__PW_ATTENTION, .layer = layer, .p = *p,
+                                        .q = *q, .k = *k, .v = *v, .out = *out };
+        if (pgd__pw_boundary(f, &c))
+            return;
+    }
     attend(f, layer, p, q, k, v, out, true);
+}
+
+/* rope_attention's CUDA path: the rotary + K/V write (from q, k and v side by side in rows
+ * [n, ld] when rows is set), then the attention. */
+static void rope_attention_cuda(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p,
+                                const struct pgd_rope *rope, const void *qn, const void *kn,
+                                float eps, struct pgd_tensor *q, const struct pgd_tensor *k,
+                                const struct pgd_tensor *v, struct pgd_tensor *out,
+                                const void *rows, int ld)
+{
+#ifdef PGD_HAVE_CUDA
+    struct pgd__kv_cache *kv = f->kv;
+    const struct pgd_cuda_kv_fp8 scales = { kv->k_scale[layer], kv->v_scale[layer] };
+    const struct pgd_cuda_kv_fp8 *fp8 = kv->dtype == PGD_DTYPE_F8_E4M3 ? &scales : NULL;
+    if (rows)
+        CUDA_RUN(f, pgd_cuda_rope_kv_write_rows(f->cuda, f->act_dtype, q->data, rows, ld,
+                                                p->n_heads, p->n_kv_heads, call_tokens(f),
+                                                p->head_dim, rope->rotary_dim, rope->inv_freq,
+                                                f->positions, qn, kn, eps, kv->k[layer],
+                                                kv->v[layer], f->slot_mapping, fp8, CUDA_ERR));
+    else
+        CUDA_RUN(f, pgd_cuda_rope_kv_write(f->cuda, f->act_dtype, q->data, p->n_heads, k->data,
+                                           v->data, p->n_kv_heads, call_tokens(f), p->head_dim,
+                                           rope->rotary_dim, rope->inv_freq, f->positions, qn,
+                                           kn, eps, kv->k[layer], kv->v[layer], f->slot_mapping,
+                                           fp8, CUDA_ERR));
+    if (f->status == PGD_OK)
+        attend(f, layer, p, q, k, v, out, false);
+#else
+    (void)f; (void)layer; (void)p; (void)rope; (void)qn; (void)kn; (void)eps; (void)q;
+    (void)k; (void)v; (void)out; (void)rows; (void)ld;
+#endif
 }
 
 static void rope_attention_run(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p,
@@ -769,30 +824,19 @@ static void rope_attention_run(struct pgd_fwd *f, int layer, const struct pgd_at
                      k_norm ? (long long)pgd_tensor_numel(k_norm) : 0LL, p->head_dim);
         return;
     }
-#ifdef PGD_HAVE_CUDA
     if (ON_CUDA(f)) {
-        struct pgd__kv_cache *kv = f->kv;
-        const struct pgd_cuda_kv_fp8 scales = { kv->k_scale[layer], kv->v_scale[layer] };
         const void *qn = q_norm ? q_norm->data : NULL, *kn = k_norm ? k_norm->data : NULL;
-        const struct pgd_cuda_kv_fp8 *fp8 = kv->dtype == PGD_DTYPE_F8_E4M3 ? &scales : NULL;
-        if (rows)
-            CUDA_RUN(f, pgd_cuda_rope_kv_write_rows(f->cuda, f->act_dtype, q->data, rows, ld,
-                                                    p->n_heads, p->n_kv_heads, f->n_tokens,
-                                                    p->head_dim, rope->rotary_dim,
-                                                    rope->inv_freq, f->positions, qn, kn, eps,
-                                                    kv->k[layer], kv->v[layer],
-                                                    f->slot_mapping, fp8, CUDA_ERR));
-        else
-            CUDA_RUN(f, pgd_cuda_rope_kv_write(f->cuda, f->act_dtype, q->data, p->n_heads,
-                                               k->data, v->data, p->n_kv_heads, f->n_tokens,
-                                               p->head_dim, rope->rotary_dim, rope->inv_freq,
-                                               f->positions, qn, kn, eps, kv->k[layer],
-                                               kv->v[layer], f->slot_mapping, fp8, CUDA_ERR));
-        if (f->status == PGD_OK)
-            attend(f, layer, p, q, k, v, out, false);
+        if (f->pw) {
+            const struct pgd__pw_call c = { .kind = PGD__PW_ROPE_ATTENTION, .layer = layer,
+                                            .p = *p, .rope = rope, .q_norm = qn, .k_norm = kn,
+                                            .eps = eps, .q = *q, .k = *k, .v = *v, .out = *out,
+                                            .rows = rows, .ld = ld };
+            if (pgd__pw_boundary(f, &c))
+                return;
+        }
+        rope_attention_cuda(f, layer, p, rope, qn, kn, eps, q, k, v, out, rows, ld);
         return;
     }
-#endif
     if (q_norm) {
         int64_t n = f->n_tokens;
         struct pgd_tensor qh = pgd_tensor_view2d(q, n * p->n_heads, p->head_dim);
@@ -880,7 +924,8 @@ static void logits_into(struct pgd_fwd *f, const struct pgd_tensor *h,
     int64_t d = pgd_tensor_cols(h);
 #ifdef PGD_HAVE_CUDA
     if (ON_CUDA(f)) {
-        void *g = pgd__arena_alloc(f->arena, (size_t)f->n_logits * d * pgd_dtype_size(f->act_dtype));
+        void *g = pgd__arena_alloc(call_arena(f),
+                                   (size_t)f->n_logits * d * pgd_dtype_size(f->act_dtype));
         if (!g) {
             pgd_fwd_fail(f, PGD_ERR_NOMEM, "logits: no scratch for %d rows", f->n_logits);
             return;
@@ -983,7 +1028,9 @@ static void hidden_rows(struct pgd_fwd *f, const struct pgd_tensor *h)
 
 static void logits_run(struct pgd_fwd *f, const struct pgd_tensor *h, const struct pgd_linear *head)
 {
-    if (f->n_logits == 0)
+    /* In the piecewise layout the call is recorded even for no rows: a replay of the same
+     * padded size may have some. */
+    if (f->n_logits == 0 && !f->pw)
         return;
     if (f->want_hidden) {
         hidden_rows(f, h);
@@ -1002,7 +1049,31 @@ static void logits_run(struct pgd_fwd *f, const struct pgd_tensor *h, const stru
                      (long long)head->out_features, f->vocab_size);
         return;
     }
-    logits_into(f, h, head, f->logits);
+    if (f->pw && ON_CUDA(f)) {
+        const struct pgd__pw_call c = { .kind = PGD__PW_LOGITS, .h = *h, .head = head };
+        if (pgd__pw_boundary(f, &c))
+            return;
+    }
+    if (f->n_logits > 0)
+        logits_into(f, h, head, f->logits);
+}
+
+void pgd__ops_run_call(struct pgd_fwd *f, const struct pgd__pw_call *c)
+{
+    struct pgd_tensor q = c->q, k = c->k, v = c->v, out = c->out;
+    switch (c->kind) {
+    case PGD__PW_ROPE_ATTENTION:
+        rope_attention_cuda(f, c->layer, &c->p, c->rope, c->q_norm, c->k_norm, c->eps, &q, &k,
+                            &v, &out, c->rows, c->ld);
+        return;
+    case PGD__PW_ATTENTION:
+        attend(f, c->layer, &c->p, &q, &k, &v, &out, true);
+        return;
+    case PGD__PW_LOGITS:
+        if (f->n_logits > 0)
+            logits_into(f, &c->h, c->head, f->logits);
+        return;
+    }
 }
 
 /* ---- tensor parallelism ----------------------------------------------------------------- */

@@ -9,6 +9,7 @@
 #include "runtime/runner/runner_internal.h"
 #include "runtime/runner/batch.h"
 #include "runtime/runner/runner_graph.h"
+#include "runtime/runner/piecewise.h"
 #include "runtime/runner/op_profile.h"
 #include "runtime/runner/host_work_line.h"
 #include "runtime/model/model.h"
@@ -210,6 +211,12 @@ void pgd__runner_graph_stats(const struct pgd__runner *r, long *replays, int *ca
     pgd__graphs_stats(r->graphs, replays, captured);
 }
 
+void pgd__runner_piecewise_stats(const struct pgd__runner *r, long *replays, int *captured,
+                                 int *eager)
+{
+    pgd__pw_stats(r->pw, replays, captured, eager);
+}
+
 struct pgd_cuda_ctx *pgd__runner_cuda(const struct pgd__runner *r) { return r->cuda; }
 struct pgd__op_profile *pgd__runner_op_profile(const struct pgd__runner *r) { return r->prof; }
 
@@ -395,6 +402,22 @@ static enum pgd_status count_blocks(struct pgd__runner *r, size_t block_bytes, i
     return PGD_OK;
 }
 
+static bool tp_split(const struct pgd__runner *r)
+{
+    return r->params.comm && pgd__comm_size(r->params.comm) > 1;
+}
+
+/* The largest step the piecewise graphs take (piecewise.h): with PGD_CUDA_PIECEWISE=1 on
+ * one GPU, not eager-only, max_num_batched_tokens up to 2,048 (beyond that a step's
+ * kernels take far longer than its launches); 0: off. */
+static int piecewise_max_tokens(const struct pgd__runner *r)
+{
+    const char *e = getenv("PGD_CUDA_PIECEWISE");
+    if (!e || strcmp(e, "1") || !on_cuda(r) || r->params.enforce_eager || tp_split(r))
+        return 0;
+    return r->params.max_num_batched_tokens < 2048 ? r->params.max_num_batched_tokens : 2048;
+}
+
 /* The buffers that outlive steps: the KV cache of num_blocks blocks, the step metadata for
  * the largest step (block tables grow with the step), and the CUDA graphs when they are on. */
 static enum pgd_status alloc_buffers(struct pgd__runner *r, int num_blocks, char *err,
@@ -421,12 +444,10 @@ static enum pgd_status alloc_buffers(struct pgd__runner *r, int num_blocks, char
         .cuda_graph_sizes = p->cuda_graph_sizes,
         .n_cuda_graph_sizes = p->n_cuda_graph_sizes,
     };
-    return pgd__graphs_create(&gp, &r->graphs, err, errlen);
-}
-
-static bool tp_split(const struct pgd__runner *r)
-{
-    return r->params.comm && pgd__comm_size(r->params.comm) > 1;
+    st = pgd__graphs_create(&gp, &r->graphs, err, errlen);
+    if (st || piecewise_max_tokens(r) <= 0)
+        return st;
+    return pgd__pw_create(piecewise_max_tokens(r), &r->pw, err, errlen);
 }
 
 /* Tensor parallelism: every rank takes the smallest pool any rank can hold, so that rank
@@ -502,6 +523,7 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
     r->params = *p;
     pgd__arena_init(&r->arena, p->device);
+    pgd__arena_init(&r->pw_arena, p->device);
     pgd__runner_async_env(r);
 #ifdef PGD_HAVE_CUDA
     if (on_cuda(r) && pgd_cuda_ctx_create(&r->cuda, err, errlen)) {
@@ -582,6 +604,13 @@ static void log_host_work(const struct pgd__runner *r)
         if (r->norm_perms)
             PGD_INFO("runner: act-order gathers left by the norms and taken: %ld (eager "
                      "steps and graph captures)", pgd_cuda_wq_norm_gathers(r->cuda));
+        if (r->pw) {
+            long replays;
+            int captured, eager;
+            pgd__pw_stats(r->pw, &replays, &captured, &eager);
+            PGD_INFO("runner: piecewise CUDA graphs: %ld of the eager steps replayed, %d token "
+                     "sizes captured, %d left eager", replays, captured, eager);
+        }
     }
 #endif
 }
@@ -596,6 +625,8 @@ void pgd__runner_destroy(struct pgd__runner *r)
     pgd__runner_swap_fini(r);
     tp_stop_workers(r);
     pgd__graphs_destroy(r->graphs);
+    pgd__pw_destroy(r->pw);
+    pgd__arena_fini(&r->pw_arena);
     pgd__op_profile_destroy(r->prof);
     pgd__runner_sampling_fini(r);
     pgd__kv_cache_fini(&r->kv);
@@ -735,16 +766,19 @@ static enum pgd_status forward(struct pgd__runner *r, struct pgd_fwd *f, float *
                                char *err, size_t errlen)
 {
     pgd__arena_reset(&r->arena);
+    /* The logits (or hidden rows) come first, from the main arena, or in the piecewise
+     * layout from the calls' own (their count is the step's, not the padded size's). */
+    struct pgd__arena *out_arena = f->scratch_arena ? f->scratch_arena : &r->arena;
     *logits = r->logits;
     if (f->want_hidden) {
         f->hidden = r->hidden;
         size_t bytes = (size_t)f->n_logits * (size_t)f->hidden_size *
                        pgd_dtype_size(f->act_dtype);
-        if (on_cuda(r) && !(f->hidden = pgd__arena_alloc(&r->arena, bytes)))
+        if (on_cuda(r) && !(f->hidden = pgd__arena_alloc(out_arena, bytes)))
             return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for %d hidden "
                             "rows", f->n_logits);
     } else if (on_cuda(r)) {
-        *logits = pgd__arena_alloc(&r->arena, (size_t)f->n_logits * f->vocab_size *
+        *logits = pgd__arena_alloc(out_arena, (size_t)f->n_logits * f->vocab_size *
                                                   sizeof(float));
         if (!*logits)
             return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for %d logits "
@@ -1023,6 +1057,90 @@ static enum pgd_status tp_worker_graph_step(struct pgd__runner *r, const struct 
 }
 #endif
 
+#ifdef PGD_HAVE_CUDA
+/* A step in the piecewise layout (piecewise.h), when its size has one: f laid out (its
+ * token ids copied into the fixed buffer, n_tokens padded, the real count in pw_tokens, the
+ * calls' arena reset), then the size's first step warms it (the forward pass run), the
+ * second captures it and replays it, later ones replay it. *done false: not taken (no
+ * size, or one left eager, or a capture that failed just now), f as it was: the caller
+ * runs the plain forward pass. */
+static enum pgd_status piecewise_forward(struct pgd__runner *r, struct pgd_fwd *f, float **logits,
+                                         bool *done, char *err, size_t errlen)
+{
+    *done = false;
+    const int idx = pgd__pw_size_index(r->pw, f->n_tokens);
+    if (idx < 0 || f->want_hidden || r->prof || r->step_prof)
+        return PGD_OK;
+    const enum pgd__pw_state state = pgd__pw_state(r->pw, idx);
+    if (state == PGD__PW_EAGER)
+        return PGD_OK;
+    const struct pgd_fwd plain = *f;
+    const int n = f->n_tokens;
+    int32_t *ids = pgd__pw_ids(r->pw);
+    if (pgd_cuda_copy_2d_async(r->cuda, ids, (size_t)n * sizeof *ids, f->token_ids,
+                               (size_t)n * sizeof *ids, (size_t)n * sizeof *ids, 1, err, errlen))
+        return PGD_ERR_DEVICE;
+    f->token_ids = ids;
+    f->pw_tokens = n;
+    f->n_tokens = pgd__pw_size(r->pw, idx);
+    f->scratch_arena = &r->pw_arena;
+    pgd__arena_reset(&r->pw_arena);
+    *done = true;
+    if (state == PGD__PW_CAPTURED) {
+        /* The embedding's check, which a replay does not run. */
+        for (int i = 0; i < n; i++)
+            if (f->h_token_ids[i] < 0 || f->h_token_ids[i] >= f->vocab_size)
+                return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "embed: token id %d outside "
+                                "the vocabulary [0, %d)", f->h_token_ids[i], f->vocab_size);
+        *logits = pgd__arena_alloc(&r->pw_arena, (size_t)f->n_logits * f->vocab_size *
+                                                     sizeof(float));
+        if (!*logits)
+            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for %d logits "
+                            "rows", f->n_logits);
+        f->logits = *logits;
+        return pgd__pw_replay(r->pw, idx, f, err, errlen);
+    }
+    struct pgd__pw_hook hook = { .mode = PGD__PW_WARM, .pw = r->pw, .size = idx };
+    if (state == PGD__PW_NONE) {
+        f->pw = &hook;
+        enum pgd_status st = forward(r, f, logits, err, errlen);
+        f->pw = NULL;
+        if (!st)
+            pgd__pw_note_warm(r->pw, &hook, r->arena.fingerprint);
+        return st;
+    }
+    /* WARMED: capture, then replay what was captured for this step. The logits' memory is
+     * made first: under capture nothing may allocate device memory. */
+    if (!pgd__arena_alloc(&r->pw_arena, (size_t)f->n_logits * f->vocab_size * sizeof(float)))
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for %d logits rows",
+                        f->n_logits);
+    pgd__arena_reset(&r->pw_arena);
+    char cerr[256];
+    if (pgd__pw_capture_begin(r->pw, idx, r->cuda, &hook, cerr, sizeof cerr)) {
+        PGD_WARN("piecewise CUDA graph of %d tokens: %s; the step runs eagerly", f->n_tokens,
+                 cerr);
+        *f = plain;
+        *done = false;
+        return PGD_OK;
+    }
+    f->pw = &hook;
+    char ferr[512];
+    enum pgd_status fst = forward(r, f, logits, ferr, sizeof ferr);
+    f->pw = NULL;
+    bool captured = false;
+    pgd__pw_capture_end(r->pw, &hook, r->cuda, fst == PGD_OK, r->arena.fingerprint, &captured);
+    if (captured) {
+        f->status = PGD_OK;
+        f->err[0] = 0;
+        return pgd__pw_replay(r->pw, idx, f, err, errlen);
+    }
+    /* Nothing of the step ran: it runs as a plain eager step. */
+    *f = plain;
+    *done = false;
+    return PGD_OK;
+}
+#endif
+
 /* The forward pass of a flat batch already laid out in r->meta_host as L (sizes in h): the
  * metadata copied to the device, *f set up over it, the model run. Rank 0's eager steps and
  * the tensor-parallel workers' steps both come through here. On a failure what was queued
@@ -1050,7 +1168,14 @@ static enum pgd_status forward_flat(struct pgd__runner *r, const struct tp_heade
     f->step_id = ++r->step_id;
     /* On the CPU meta_dev is meta_host: device and host pointers coincide. */
     pgd__batch_point_fwd(f, r->meta_dev, L, b);
-    enum pgd_status st = forward(r, f, logits, err, errlen);
+    enum pgd_status st = PGD_OK;
+    bool done = false;
+#ifdef PGD_HAVE_CUDA
+    if (r->pw && !r->tp_serving)
+        st = piecewise_forward(r, f, logits, &done, err, errlen);
+#endif
+    if (!st && !done)
+        st = forward(r, f, logits, err, errlen);
     if (st)
         drain(r);
     return st;

@@ -132,6 +132,11 @@ size_t pgd__runner_activation_bytes(const struct pgd__runner *r);
 
 /* How many decode steps ran through graphs, and how many graphs were captured. */
 void pgd__runner_graph_stats(const struct pgd__runner *r, long *replays, int *captured);
+/* The piecewise CUDA graphs of eager steps (runtime/runner/piecewise.h; on a GPU with
+ * PGD_CUDA_PIECEWISE=1 at creation): steps replayed, token sizes captured, sizes left eager
+ * after a failed capture. All 0 when off. */
+void pgd__runner_piecewise_stats(const struct pgd__runner *r, long *replays, int *captured,
+                                 int *eager);
 
 /* The per-op time profile (runtime/runner/op_profile.h): on, every step runs eagerly (no
  * CUDA graph) with its ops timed, and waits for the device at its end; off (the default)

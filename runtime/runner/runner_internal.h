@@ -10,6 +10,7 @@
 #include "runtime/kv/swap_pool.h"
 
 struct pgd__graphs;                    /* runner_graph.h */
+struct pgd__pw;                        /* piecewise.h */
 struct pgd__runner_sampling;           /* runner_sample.c */
 
 struct pgd__runner {
@@ -59,6 +60,10 @@ struct pgd__runner {
     uint64_t step_id;
     size_t act_bytes;                  /* activation memory of the largest step */
     struct pgd__graphs *graphs;        /* owned; CUDA graphs of decode steps, NULL when off */
+    /* Piecewise CUDA graphs of eager steps (piecewise.h; owned, NULL when off) and the arena
+     * their calls allocate from (reset every step they run). */
+    struct pgd__pw *pw;
+    struct pgd__arena pw_arena;
     struct pgd__runner_sampling *samp; /* owned; the sampling buffers */
     /* Tensor parallelism: rank 0 broadcasts each step once it serves (after the start-up
      * steps every rank runs by itself, the GPU's profiling step). */

@@ -395,6 +395,99 @@ Test(cuda_models, graphs_decode_like_eager_fp8_kv_window, .init = need_gpu)
     check_graphs("mistral-f32");
 }
 
+/* ---- piecewise CUDA graphs of eager steps ---------------------------------------------- */
+/* Mixed steps (two prompt chunks beside three decode rows: 21 tokens, padded to 32) on a
+ * runner with PGD_CUDA_PIECEWISE=1 and on a plain one, fed alike. Steps 0-3: the size's
+ * warm step, its capture and replay, two replays; their logits within 0.02 of the largest of
+ * the plain runner's (the GEMMs run 32 rows there, 21 here: rounding, as the decode graphs'
+ * padded sizes). Step 4 gives step 0's inputs again (its K/V rewritten alike, the keys each
+ * row reads unchanged): the replay's logits are the warm step's bits. */
+static void check_piecewise(const char *name)
+{
+    struct pgd_registry *reg = fixture_registry(NULL);
+    setenv("PGD_CUDA_PIECEWISE", "1", 1);
+    struct pgd__runner *P = graph_runner(reg, name, false);
+    unsetenv("PGD_CUDA_PIECEWISE");
+    struct pgd__runner *E = graph_runner(reg, name, false);
+    int vocab = pgd__runner_desc(E)->vocab_size;
+    enum { SEQS = 5, CHUNK = 9, CTX = 20, STEPS = 5, LEN = 64 };
+    int32_t toks[SEQS][LEN], tables[SEQS][8];
+    uint32_t x = 12345;
+    for (int s = 0; s < SEQS; s++) {
+        for (int i = 0; i < LEN; i++) {
+            x = x * 1664525u + 1013904223u;
+            toks[s][i] = 1 + (int32_t)((x >> 8) % (uint32_t)(vocab - 1));
+        }
+        for (int b = 0; b < 8; b++)
+            tables[s][b] = (int32_t)((s * 8 + b) * 37 % 64);
+    }
+    char err[1024] = "";
+    const float *lg;
+    /* The decode rows' context: 20 prompt tokens each (itself a piecewise warm step). */
+    struct pgd__step_seq seqs[SEQS];
+    for (int s = 2; s < SEQS; s++)
+        seqs[s - 2] = (struct pgd__step_seq){ .tokens = toks[s], .n_new = CTX, .n_computed = 0,
+                                              .block_table = tables[s], .n_blocks = 8,
+                                              .n_logits = 1 };
+    cr_assert_eq(pgd__runner_step(P, seqs, SEQS - 2, &lg, err, sizeof err), PGD_OK, "%s", err);
+    cr_assert_eq(pgd__runner_step(E, seqs, SEQS - 2, &lg, err, sizeof err), PGD_OK, "%s", err);
+    float *plain = malloc((size_t)SEQS * vocab * sizeof *plain);
+    float *first = malloc((size_t)SEQS * vocab * sizeof *first);
+    for (int step = 0; step < STEPS; step++) {
+        int k = step == STEPS - 1 ? 0 : step;          /* the last step repeats the first */
+        for (int s = 0; s < 2; s++)
+            seqs[s] = (struct pgd__step_seq){ .tokens = toks[s] + CHUNK * k, .n_new = CHUNK,
+                                              .n_computed = CHUNK * k, .block_table = tables[s],
+                                              .n_blocks = 8, .n_logits = 1 };
+        for (int s = 2; s < SEQS; s++)
+            seqs[s] = (struct pgd__step_seq){ .tokens = toks[s] + CTX + k, .n_new = 1,
+                                              .n_computed = CTX + k, .block_table = tables[s],
+                                              .n_blocks = 8, .n_logits = 1 };
+        cr_assert_eq(pgd__runner_step(E, seqs, SEQS, &lg, err, sizeof err), PGD_OK, "%s", err);
+        memcpy(plain, lg, (size_t)SEQS * vocab * sizeof *plain);
+        cr_assert_eq(pgd__runner_step(P, seqs, SEQS, &lg, err, sizeof err), PGD_OK, "%s", err);
+        for (int s = 0; s < SEQS; s++) {
+            double d = rel_max_diff(lg + (size_t)s * vocab, plain + (size_t)s * vocab, vocab);
+            cr_assert_leq(d, 0.02, "%s step %d sequence %d: piecewise logits differ from the "
+                          "plain runner's by %g of the largest", name, step, s, d);
+        }
+        if (step == 0)
+            memcpy(first, lg, (size_t)SEQS * vocab * sizeof *first);
+        if (step == STEPS - 1)
+            cr_assert(!memcmp(first, lg, (size_t)SEQS * vocab * sizeof *first), "%s: the "
+                      "replay of the warm step's inputs gives other logits (by %g of the "
+                      "largest)", name, rel_max_diff(first, lg, SEQS * vocab));
+    }
+    long replays;
+    int captured, eager;
+    pgd__runner_piecewise_stats(P, &replays, &captured, &eager);
+    cr_assert_eq(eager, 0, "%s: %d piecewise sizes left eager", name, eager);
+    cr_assert_geq(captured, 1, "%s: no piecewise size captured", name);
+    cr_assert_eq(replays, STEPS - 1, "%s: %ld piecewise replays, steps 1-4 should be", name,
+                 replays);
+    pgd__runner_piecewise_stats(E, &replays, &captured, &eager);
+    cr_assert_eq(replays + captured + eager, 0, "the plain runner has no piecewise graphs");
+    free(plain);
+    free(first);
+    pgd__runner_destroy(P);
+    pgd__runner_destroy(E);
+    pgd_registry_destroy(reg);
+}
+
+Test(cuda_models, piecewise_graphs_like_eager_llama_bf16, .init = need_gpu)
+{
+    check_piecewise("llama-bf16");
+}
+Test(cuda_models, piecewise_graphs_like_eager_qwen3_norms, .init = need_gpu)
+{
+    check_piecewise("qwen3-f32");
+}
+Test(cuda_models, piecewise_graphs_like_eager_fp8_kv, .init = need_gpu)
+{
+    run_kv = PGD_DTYPE_F8_E4M3;
+    check_piecewise("mistral-f32");
+}
+
 /* ---- FP8 KV cache ---------------------------------------------------------------------- */
 /* The same kv_cache_memory_bytes hold twice the blocks in e4m3 as in bf16. */
 Test(cuda_models, fp8_kv_pool_holds_twice_the_blocks, .init = need_gpu)
