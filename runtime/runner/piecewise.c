@@ -196,6 +196,8 @@ bool pgd__pw_boundary(struct pgd_fwd *f, const struct pgd__pw_call *call)
     }
     if (pgd_cuda_capture_begin(f->cuda, err, sizeof err))
         hook_fail(h, err);
+#else
+    (void)call;
 #endif
     return true;
 }
