@@ -110,6 +110,7 @@ int pgd__pw_size_index(const struct pgd__pw *pw, int n_tokens)
 }
 
 int pgd__pw_size(const struct pgd__pw *pw, int index) { return pw->sizes[index]; }
+int pgd__pw_n_sizes(const struct pgd__pw *pw) { return pw ? pw->n_sizes : 0; }
 int32_t *pgd__pw_ids(struct pgd__pw *pw) { return pw->ids_dev; }
 enum pgd__pw_state pgd__pw_state(const struct pgd__pw *pw, int index) { return pw->e[index].state; }
 

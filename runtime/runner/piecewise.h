@@ -78,6 +78,7 @@ void pgd__pw_destroy(struct pgd__pw *pw);
 /* The ladder index of a step of n tokens, or -1 when no size holds it. */
 int pgd__pw_size_index(const struct pgd__pw *pw, int n_tokens);
 int pgd__pw_size(const struct pgd__pw *pw, int index);
+int pgd__pw_n_sizes(const struct pgd__pw *pw);
 /* The fixed device buffer of the token ids the segments read ([max_tokens] int32). */
 int32_t *pgd__pw_ids(struct pgd__pw *pw);
 enum pgd__pw_state { PGD__PW_NONE, PGD__PW_WARMED, PGD__PW_CAPTURED, PGD__PW_EAGER };

@@ -1487,6 +1487,47 @@ static enum pgd_status warm_gemm_buckets(struct pgd__runner *r, char *err, size_
     free(seqs);
     return st == PGD_ERR_NOMEM || st == PGD_ERR_DEVICE ? st : PGD_OK;
 }
+
+/* The piecewise graphs' sizes (piecewise.h) warmed and captured before serving: two greedy
+ * prompt steps of each size's tokens (sequences of token 0 over block 0, as the GEMM
+ * warm-up's), the first warm, the second captured, so that no served step pays either. */
+static enum pgd_status capture_piecewise(struct pgd__runner *r, char *err, size_t errlen)
+{
+    if (!r->pw)
+        return PGD_OK;
+    int bs = r->kv.block_size, max_pos = r->model->desc.max_position_embeddings;
+    if (r->params.max_model_len > 0 && (max_pos <= 0 || r->params.max_model_len < max_pos))
+        max_pos = r->params.max_model_len;
+    const int n_sizes = pgd__pw_n_sizes(r->pw), top = pgd__pw_size(r->pw, n_sizes - 1);
+    const int seq_t = max_pos > 0 && max_pos < top ? max_pos : top;
+    const int max_seqs = (top + seq_t - 1) / seq_t;
+    if (max_seqs > r->params.max_num_seqs)
+        return PGD_OK;               /* the largest sizes cannot be laid out: met lazily */
+    int32_t *tokens = calloc((size_t)seq_t, sizeof *tokens);
+    int32_t *table = calloc((size_t)(seq_t + bs - 1) / (size_t)bs, sizeof *table);
+    int32_t *ids = calloc((size_t)max_seqs, sizeof *ids);
+    struct pgd__step_seq *seqs = calloc((size_t)max_seqs, sizeof *seqs);
+    enum pgd_status st = PGD_OK;
+    if (!tokens || !table || !ids || !seqs)
+        st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "piecewise graphs: out of host memory");
+    int64_t t0 = pgd__now_ms();
+    for (int i = 0; i < n_sizes && !st; i++) {
+        const int ns = warm_seqs(seqs, pgd__pw_size(r->pw, i), seq_t, tokens, table, bs);
+        for (int rep = 0; rep < 2 && !st; rep++)
+            st = pgd__runner_step_greedy(r, seqs, ns, ids, err, errlen);
+    }
+    long replays;
+    int captured, eager;
+    pgd__pw_stats(r->pw, &replays, &captured, &eager);
+    if (!st)
+        PGD_INFO("piecewise CUDA graphs: %d of %d token sizes captured (%d left eager) in "
+                 "%.1f s", captured, n_sizes, eager, (double)(pgd__now_ms() - t0) / 1000.0);
+    free(tokens);
+    free(table);
+    free(ids);
+    free(seqs);
+    return st;
+}
 #endif
 
 /* Two greedy decode steps per shape of the graphs (runner_graph.h: each context bucket with
@@ -1498,6 +1539,8 @@ enum pgd_status pgd__runner_capture_graphs(struct pgd__runner *r, char *err, siz
 {
 #ifdef PGD_HAVE_CUDA
     enum pgd_status wst = warm_gemm_buckets(r, err, errlen);
+    if (!wst)
+        wst = capture_piecewise(r, err, errlen);
     if (wst)
         return wst;
     int tuned0 = on_cuda(r) ? pgd_cuda_gemm_tune_count(r->cuda) : 0;
