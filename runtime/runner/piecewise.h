@@ -25,8 +25,9 @@
  * then the segments and calls replayed for that step; from then on only replayed, the
  * architecture's forward not run at all), or EAGER (capture failed, the fingerprint
  * differed, or an op read step inputs inside a segment: that size runs as plain eager
- * steps). The ops (ops.c) call pgd__pw_boundary at each call site and run a recorded call
- * with pgd__ops_run_call. Off unless PGD_CUDA_PIECEWISE=1 (until a GPU has measured it);
+ * steps). The engine has every size warmed and captured before serving
+ * (pgd__runner_capture_graphs); a runner used directly meets them lazily. The ops (ops.c)
+ * call pgd__pw_boundary at each call site and run a recorded call with pgd__ops_run_call. Off unless PGD_CUDA_PIECEWISE=1 (until a GPU has measured it);
  * one GPU, logits steps (not pooling), no per-op profile. */
 #ifndef PGD_RUNTIME_RUNNER_PIECEWISE_H
 #define PGD_RUNTIME_RUNNER_PIECEWISE_H
