@@ -114,16 +114,19 @@ static void print_step_times(const struct step_times *t)
  * engine compute again. */
 struct step_mix {
     unsigned long long steps, decode_only, graph, recomputed;
+    unsigned long long piecewise;      /* eager steps replayed through piecewise graphs */
     unsigned long long swapped_out, swapped_in, swap_out_bytes, swap_in_bytes;
 };
 
 static struct step_mix step_mix_of(const struct pgd_engine_stats *a,
-                                   const struct pgd_engine_stats *b, long replays)
+                                   const struct pgd_engine_stats *b, long replays,
+                                   long pw_replays)
 {
     return (struct step_mix){
         .steps = b->num_steps - a->num_steps,
         .decode_only = b->num_steps_decode_only - a->num_steps_decode_only,
         .graph = replays > 0 ? (unsigned long long)replays : 0,
+        .piecewise = pw_replays > 0 ? (unsigned long long)pw_replays : 0,
         .recomputed = b->num_tokens_recomputed - a->num_tokens_recomputed,
         .swapped_out = b->num_swapped_out - a->num_swapped_out,
         .swapped_in = b->num_swapped_in - a->num_swapped_in,
@@ -136,9 +139,10 @@ static void print_step_mix(const struct step_mix *m)
 {
     unsigned long long eager_dec = m->decode_only > m->graph ? m->decode_only - m->graph : 0;
     printf("steps: %llu = %llu decode-only (%llu through CUDA graphs, %llu eager) + %llu with "
-           "prompt tokens (eager); %llu tokens recomputed after preemptions; %llu sequences "
-           "swapped out (%.2f GB), %llu swapped in (%.2f GB)\n", m->steps, m->decode_only,
-           m->graph, eager_dec, m->steps - m->decode_only, m->recomputed, m->swapped_out,
+           "prompt tokens (eager); %llu eager steps through piecewise CUDA graphs; %llu tokens "
+           "recomputed after preemptions; %llu sequences swapped out (%.2f GB), %llu swapped "
+           "in (%.2f GB)\n", m->steps, m->decode_only, m->graph, eager_dec,
+           m->steps - m->decode_only, m->piecewise, m->recomputed, m->swapped_out,
            m->swap_out_bytes / 1e9, m->swapped_in, m->swap_in_bytes / 1e9);
 }
 
@@ -434,6 +438,9 @@ static int run_tput(const struct tput_opts *o)
     }
     settled_stats(e, &st0);
     pgd__runner_graph_stats(r, &replays0, &n_graphs);
+    long pw0 = 0, pw1 = 0;
+    int pw_sizes, pw_eager;
+    pgd__runner_piecewise_stats(r, &pw0, &pw_sizes, &pw_eager);
     struct pgd__runner_host_split hs0, hs1;
     pgd__runner_host_split(r, &hs0);
 #ifdef PGD_HAVE_CUDA
@@ -474,6 +481,7 @@ static int run_tput(const struct tput_opts *o)
     settled_stats(e, &st1);
     double dt_settled = pgd__now_s() - t0;
     pgd__runner_graph_stats(r, &replays1, &n_graphs);
+    pgd__runner_piecewise_stats(r, &pw1, &pw_sizes, &pw_eager);
     if (wl)
         pgd_bench_wl_profile_detach(wl);
     if (unfinished) {
@@ -502,7 +510,7 @@ static int run_tput(const struct tput_opts *o)
            (unsigned long long)gen, (unsigned long long)computed, (unsigned long long)nsteps,
            nsteps ? (double)gen / nsteps : 0.0,
            (unsigned long long)(st1.num_preemptions - st0.num_preemptions));
-    struct step_mix mix = step_mix_of(&st0, &st1, replays1 - replays0);
+    struct step_mix mix = step_mix_of(&st0, &st1, replays1 - replays0, pw1 - pw0);
     print_step_mix(&mix);
     if (floor_s > 0)
         printf("floor: %.3f s (bound by %s: at least %ld steps reading %.2f GB of weights each, "
