@@ -47,15 +47,45 @@ static const char *PATH_NAME[8] = { "auto", "fma", "mma", "prefill", "prefill-mm
 #define PATH_SIMT 7
 #define MAX_PATHS 8
 
+#define MAX_SEQS 1024
+#define MAX_CTX 4096
+#define MAX_PREFILL 8192
+
+/* One mixed call (B decode rows at context L, rows 0 .. B-1, beside a chunk of P tokens after
+ * C cached ones, row B) timed in the ways the header lists; one printed line. */
+struct mixed_case {
+    int B, L, P, C;
+};
+
+/* "BxL+P[@C]" into *m; non-zero (a message printed) when it is not one, or does not fit the
+ * bench's pool (B up to 1023, L and C + P up to 4096, B + P up to 8192 tokens). */
+static int parse_mixed_case(const char *t, size_t len, struct mixed_case *m)
+{
+    char buf[64];
+    if (len >= sizeof buf)
+        len = sizeof buf - 1;
+    memcpy(buf, t, len);
+    buf[len] = 0;
+    int used = 0;
+    m->C = 0;
+    int k = sscanf(buf, "%dx%d+%d%n@%d%n", &m->B, &m->L, &m->P, &used, &m->C, &used);
+    if (k < 3 || buf[used] || m->B < 1 || m->B >= MAX_SEQS || m->L < 1 || m->L > MAX_CTX ||
+        m->P < 2 || m->C < 0 || m->C + m->P > MAX_CTX || m->B + m->P > MAX_PREFILL) {
+        fprintf(stderr, "pagoda bench attention: --mixed takes BxL+P[@C] (B decode rows at "
+                        "context L beside a chunk of P tokens after C cached: B < %d, L and "
+                        "C + P <= %d, P >= 2, B + P <= %d), not '%s'\n", MAX_SEQS, MAX_CTX,
+                MAX_PREFILL, buf);
+        return 1;
+    }
+    return 0;
+}
+
 #ifdef PGD_HAVE_CUDA
 #define H 32
 #define KV 8
 #define D 128
 #define BS 16
-#define MAX_SEQS 1024
-#define MAX_CTX 4096
 #define LONG_CTX 32768               /* one row at this context */
-#define MAX_PREFILL 8192
 
 static const int PREFILL[] = { 128, 512, 2048, 8192 };
 static const int BATCH[] = { 1, 8, 32, 128, 256, 512, 1024 };
@@ -226,11 +256,6 @@ static int bench_case(struct pgd_cuda_ctx *c, const struct bench_bufs *b, enum p
 #endif
 
 #ifdef PGD_HAVE_CUDA
-/* One mixed call (B decode rows at context L, rows 0 .. B-1, beside a chunk of P tokens after
- * C cached ones, row B) timed in the ways the header lists; one printed line. */
-struct mixed_case {
-    int B, L, P, C;
-};
 
 /* us of the default dispatch over the sequences uploaded (h_qstart / h_lens their host
  * copies, h_lens NULL: none given), with PGD_CUDA_ATTN_OVERLAP set to `overlap`. */
@@ -314,28 +339,6 @@ out:
     return rc;
 }
 
-/* "BxL+P[@C]" into *m; non-zero (a message printed) when it is not one, or does not fit the
- * bench's pool (B up to 1023, L and C + P up to 4096, B + P up to 8192 tokens). */
-static int parse_mixed_case(const char *t, size_t len, struct mixed_case *m)
-{
-    char buf[64];
-    if (len >= sizeof buf)
-        len = sizeof buf - 1;
-    memcpy(buf, t, len);
-    buf[len] = 0;
-    int used = 0;
-    m->C = 0;
-    int k = sscanf(buf, "%dx%d+%d%n@%d%n", &m->B, &m->L, &m->P, &used, &m->C, &used);
-    if (k < 3 || buf[used] || m->B < 1 || m->B >= MAX_SEQS || m->L < 1 || m->L > MAX_CTX ||
-        m->P < 2 || m->C < 0 || m->C + m->P > MAX_CTX || m->B + m->P > MAX_PREFILL) {
-        fprintf(stderr, "pagoda bench attention: --mixed takes BxL+P[@C] (B decode rows at "
-                        "context L beside a chunk of P tokens after C cached: B < %d, L and "
-                        "C + P <= %d, P >= 2, B + P <= %d), not '%s'\n", MAX_SEQS, MAX_CTX,
-                MAX_PREFILL, buf);
-        return 1;
-    }
-    return 0;
-}
 #endif
 
 #ifdef PGD_HAVE_CUDA
@@ -399,7 +402,6 @@ int pgd_cmd_bench_attention(int argc, char **argv)
             }
         } else if (!strcmp(argv[i], "--mixed") && i + 1 < argc) {
             mixed = argv[++i];
-#ifdef PGD_HAVE_CUDA
             /* Refused before the GPU is opened. */
             for (const char *t = mixed; *t;) {
                 size_t len = strcspn(t, ",");
@@ -408,7 +410,6 @@ int pgd_cmd_bench_attention(int argc, char **argv)
                     return 2;
                 t += len + (t[len] == ',');
             }
-#endif
         } else if (!strcmp(argv[i], "--no-ceilings")) {
             ceilings = 0;
         } else if (!strcmp(argv[i], "--kv-cache-dtype") && i + 1 < argc &&
