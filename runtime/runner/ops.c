@@ -736,7 +736,8 @@ static void attend(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p
                                     .max_blocks = f->max_blocks, .positions = f->positions };
     /* The CPU kernel scores one query row at a time over its context: max_seq_len entries
      * are enough for any row (one spare). */
-    float *scores = pgd__arena_alloc(f->arena, (size_t)(f->max_seq_len + 1) * sizeof(float));
+    float *scores = pgd__arena_alloc(call_arena(f),
+                                     (size_t)(f->max_seq_len + 1) * sizeof(float));
     if (!scores) {
         pgd_fwd_fail(f, PGD_ERR_NOMEM, "attention: no scratch for %d scores", f->max_seq_len);
         return;
@@ -939,7 +940,7 @@ static void logits_into(struct pgd_fwd *f, const struct pgd_tensor *h,
         return;
     }
 #endif
-    float *rows = pgd__arena_alloc(f->arena, (size_t)f->n_logits * d * sizeof(float));
+    float *rows = pgd__arena_alloc(call_arena(f), (size_t)f->n_logits * d * sizeof(float));
     if (!rows) {
         pgd_fwd_fail(f, PGD_ERR_NOMEM, "logits: no scratch for %d rows", f->n_logits);
         return;

@@ -32,6 +32,7 @@ struct pgd__pw {
     long replays;
 };
 
+#ifdef PGD_HAVE_CUDA
 /* 16 .. 256 by 16, then by 32 to 1,024, then by 128: at most an eighth of the rows padding
  * from 256 on (there the GEMMs are past the weights-bound region and a padded row costs its
  * FLOPs; about 6% on average), more below, where a step is bound by reading the weights. */
@@ -47,6 +48,7 @@ static int ladder(int max_tokens, int *sizes, int cap)
     sizes[n++] = max_tokens;
     return n;
 }
+#endif
 
 enum pgd_status pgd__pw_create(int max_tokens, struct pgd__pw **out, char *err, size_t errlen)
 {
