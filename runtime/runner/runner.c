@@ -1423,6 +1423,30 @@ static int warm_seqs(struct pgd__step_seq *seqs, int T, int per, int32_t *tokens
     return ns;
 }
 
+/* The host side of warm-up steps: seq_t token ids (0), a block table of block 0 for them,
+ * max_seqs sequences and their argmax ids. */
+struct warm_bufs {
+    int32_t *tokens, *table, *ids;
+    struct pgd__step_seq *seqs;
+};
+
+static void warm_bufs_free(struct warm_bufs *w)
+{
+    free(w->tokens);
+    free(w->table);
+    free(w->ids);
+    free(w->seqs);
+}
+
+static bool warm_bufs_alloc(struct warm_bufs *w, int seq_t, int max_seqs, int bs)
+{
+    w->tokens = calloc((size_t)seq_t, sizeof *w->tokens);
+    w->table = calloc((size_t)(seq_t + bs - 1) / (size_t)bs, sizeof *w->table);
+    w->ids = calloc((size_t)max_seqs, sizeof *w->ids);
+    w->seqs = calloc((size_t)max_seqs, sizeof *w->seqs);
+    return w->tokens && w->table && w->ids && w->seqs;
+}
+
 static enum pgd_status warm_gemm_buckets(struct pgd__runner *r, char *err, size_t errlen)
 {
     if (!on_cuda(r) || !pgd_cuda_gemm_tune_enabled(r->cuda))
@@ -1441,13 +1465,12 @@ static enum pgd_status warm_gemm_buckets(struct pgd__runner *r, char *err, size_
     band_seq = band_seq < WARM_BAND_SEQ ? WARM_BAND_SEQ : band_seq;
     band_seq = band_seq < seq_t ? band_seq : seq_t;
     const int max_seqs = (max_t + band_seq - 1) / band_seq;
-    int32_t *tokens = calloc((size_t)seq_t, sizeof *tokens);      /* token 0 throughout */
-    int32_t *table = calloc((size_t)(seq_t + bs - 1) / (size_t)bs, sizeof *table);
-    int32_t *ids = calloc((size_t)max_seqs, sizeof *ids);
-    struct pgd__step_seq *seqs = calloc((size_t)max_seqs, sizeof *seqs);
+    struct warm_bufs w;
     enum pgd_status st = PGD_OK;
-    if (!tokens || !table || !ids || !seqs)
+    if (!warm_bufs_alloc(&w, seq_t, max_seqs, bs))
         st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "gemm warm-up: out of host memory");
+    int32_t *tokens = w.tokens, *table = w.table, *ids = w.ids;
+    struct pgd__step_seq *seqs = w.seqs;
     int before = pgd_cuda_gemm_tune_count(r->cuda), steps = 0, band_steps = 0;
     int64_t t0 = pgd__now_ms();
     for (int T = 16; !st; T = T * 2 > max_t && T < max_t ? max_t : T * 2) {
@@ -1481,10 +1504,7 @@ static enum pgd_status warm_gemm_buckets(struct pgd__runner *r, char *err, size_
         /* Not fatal: the sizes left are tuned on their first use instead (a device error
          * shows again in the next step). */
         PGD_WARN("cuBLASLt: the prefill sizes' tuning stopped after %d steps: %s", steps, err);
-    free(tokens);
-    free(table);
-    free(ids);
-    free(seqs);
+    warm_bufs_free(&w);
     return st == PGD_ERR_NOMEM || st == PGD_ERR_DEVICE ? st : PGD_OK;
 }
 
@@ -1503,18 +1523,15 @@ static enum pgd_status capture_piecewise(struct pgd__runner *r, char *err, size_
     const int max_seqs = (top + seq_t - 1) / seq_t;
     if (max_seqs > r->params.max_num_seqs)
         return PGD_OK;               /* the largest sizes cannot be laid out: met lazily */
-    int32_t *tokens = calloc((size_t)seq_t, sizeof *tokens);
-    int32_t *table = calloc((size_t)(seq_t + bs - 1) / (size_t)bs, sizeof *table);
-    int32_t *ids = calloc((size_t)max_seqs, sizeof *ids);
-    struct pgd__step_seq *seqs = calloc((size_t)max_seqs, sizeof *seqs);
+    struct warm_bufs w;
     enum pgd_status st = PGD_OK;
-    if (!tokens || !table || !ids || !seqs)
+    if (!warm_bufs_alloc(&w, seq_t, max_seqs, bs))
         st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "piecewise graphs: out of host memory");
     int64_t t0 = pgd__now_ms();
     for (int i = 0; i < n_sizes && !st; i++) {
-        const int ns = warm_seqs(seqs, pgd__pw_size(r->pw, i), seq_t, tokens, table, bs);
+        const int ns = warm_seqs(w.seqs, pgd__pw_size(r->pw, i), seq_t, w.tokens, w.table, bs);
         for (int rep = 0; rep < 2 && !st; rep++)
-            st = pgd__runner_step_greedy(r, seqs, ns, ids, err, errlen);
+            st = pgd__runner_step_greedy(r, w.seqs, ns, w.ids, err, errlen);
     }
     long replays;
     int captured, eager;
@@ -1522,10 +1539,7 @@ static enum pgd_status capture_piecewise(struct pgd__runner *r, char *err, size_
     if (!st)
         PGD_INFO("piecewise CUDA graphs: %d of %d token sizes captured (%d left eager) in "
                  "%.1f s", captured, n_sizes, eager, (double)(pgd__now_ms() - t0) / 1000.0);
-    free(tokens);
-    free(table);
-    free(ids);
-    free(seqs);
+    warm_bufs_free(&w);
     return st;
 }
 #endif
