@@ -20,8 +20,8 @@
  * scale and the V scale the output.
  *
  * A mixed call (general items and decode rows) plans each kernel at its own rows' longest
- * context (kernel_calls) and runs the two in turn, or side by side on two streams with
- * PGD_CUDA_ATTN_OVERLAP (run_overlapped). */
+ * context (kernel_calls) and runs the two side by side on two streams (run_overlapped), or
+ * in turn with PGD_CUDA_ATTN_OVERLAP=0. */
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/attention_decode.cuh"
 #include "kernels/cuda/attention_internal.cuh"
@@ -529,19 +529,21 @@ extern "C" size_t pgd_cuda_attention_scratch(struct pgd_cuda_ctx *c, const struc
 }
 
 /* PGD_CUDA_ATTN_OVERLAP (read at every call, for benches and tests): how a call with both
- * general items and decode rows runs its two kernels. "0" (or unset): in turn on the
- * context's stream, the general kernel first; "1": the decode rows on the context's side
- * stream beside it, their kernel submitted first; "gen": the same, the general kernel
- * submitted first. On one stream the decode kernel waits for the general kernel's last
- * blocks (a prompt chunk's tail wave), though the two read different rows and write
- * different outputs and scratch. */
+ * general items and decode rows runs its two kernels. "1" (or unset, the default): the
+ * decode rows on the context's side stream beside the general kernel, their kernel
+ * submitted first; "gen": the same, the general kernel submitted first; "0": in turn on
+ * the context's stream, the general kernel first. On one stream the decode kernel waits for
+ * the general kernel's last blocks (a prompt chunk's tail wave), though the two read
+ * different rows and write different outputs and scratch: side by side, `pagoda bench
+ * attention --mixed` on an H100 (8B heads) took 2-11% less in every mix it ran, and the 8B
+ * mixed steps 1-5% (docs/PERFORMANCE.md, eighteenth session). */
 enum { OVERLAP_OFF = 0, OVERLAP_DEC_FIRST = 1, OVERLAP_GEN_FIRST = 2 };
 static int overlap_mode(void)
 {
     const char *e = getenv("PGD_CUDA_ATTN_OVERLAP");
-    if (!e || !strcmp(e, "0"))
+    if (e && !strcmp(e, "0"))
         return OVERLAP_OFF;
-    return !strcmp(e, "gen") ? OVERLAP_GEN_FIRST : OVERLAP_DEC_FIRST;
+    return e && !strcmp(e, "gen") ? OVERLAP_GEN_FIRST : OVERLAP_DEC_FIRST;
 }
 
 template <typename T, typename C, int D>

@@ -8,6 +8,7 @@ struct pgd__arena_chunk {
     struct pgd__arena_chunk *next;
     char *base;                        /* on the arena's device */
     size_t cap, used;
+    size_t top;                        /* bytes handed out from the end (alloc_top) */
 };
 
 /* Every allocation starts on a 256-byte boundary: what cuBLAS and vectorised kernels want,
@@ -58,7 +59,7 @@ void *pgd__arena_alloc(struct pgd__arena *a, size_t bytes)
     bytes = (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
     if (bytes == 0)
         bytes = ARENA_ALIGN;
-    while (a->cur && a->cur->used + bytes > a->cur->cap)
+    while (a->cur && a->cur->used + bytes + a->cur->top > a->cur->cap)
         a->cur = a->cur->next;
     if (!a->cur) {
         size_t cap = bytes > ((size_t)1 << 20) ? bytes : ((size_t)1 << 20);
@@ -84,10 +85,41 @@ void *pgd__arena_alloc(struct pgd__arena *a, size_t bytes)
     return p;
 }
 
+static struct pgd__arena_chunk *last_chunk(const struct pgd__arena *a)
+{
+    struct pgd__arena_chunk *c = a->chunks;
+    while (c && c->next)
+        c = c->next;
+    return c;
+}
+
+void *pgd__arena_alloc_top(struct pgd__arena *a, size_t bytes)
+{
+    bytes = (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    if (bytes == 0)
+        bytes = ARENA_ALIGN;
+    struct pgd__arena_chunk *c = last_chunk(a);
+    if (!c || c->used + c->top + bytes > c->cap)
+        return NULL;
+    c->top += bytes;
+    return c->base + c->cap - c->top;
+}
+
+size_t pgd__arena_top_room(const struct pgd__arena *a, size_t bottom)
+{
+    /* Only an arena of one chunk (as the runner's is once reserved) says: with more, where
+     * the bottom's bytes land depends on the order of the sizes. */
+    const struct pgd__arena_chunk *c = a->chunks;
+    bottom = (bottom + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    if (!c || c->next || bottom >= c->cap)
+        return 0;
+    return c->cap - bottom;
+}
+
 void pgd__arena_reset(struct pgd__arena *a)
 {
     for (struct pgd__arena_chunk *c = a->chunks; c; c = c->next)
-        c->used = 0;
+        c->used = c->top = 0;
     a->cur = a->chunks;
     a->in_use = 0;
     a->fingerprint = 0xcbf29ce484222325ull;

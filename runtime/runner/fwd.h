@@ -133,11 +133,12 @@ struct pgd_fwd {
     /* Piecewise CUDA graphs (piecewise.h). pw: the hook of a forward pass warmed or captured
      * in their layout (NULL otherwise, replays included). pw_tokens: in that layout the
      * step's real token count, the one the calls (attention, logits) run on, n_tokens being
-     * the padded size; 0 otherwise. scratch_arena: what the calls allocate from (the runner's
-     * second arena in that layout; NULL: arena). */
+     * the padded size; 0 otherwise. scratch_top: in that layout the calls (and the logits)
+     * allocate from the top of the arena (pgd__arena_alloc_top), which its fingerprint does
+     * not see. */
     struct pgd__pw_hook *pw;
     int pw_tokens;
-    struct pgd__arena *scratch_arena;
+    bool scratch_top;
 
     enum pgd_status status;            /* first failure of the step */
     char err[512];

@@ -20,6 +20,7 @@
 struct pw_entry {
     enum pgd__pw_state state;
     uint64_t fingerprint;
+    size_t bottom;                     /* the warm pass's arena bytes (the segments') */
     struct pgd_cuda_graph **seg;
     struct pgd__pw_call *calls;
     int n_calls, cap;
@@ -116,7 +117,10 @@ int pgd__pw_n_sizes(const struct pgd__pw *pw) { return pw ? pw->n_sizes : 0; }
 int32_t *pgd__pw_ids(struct pgd__pw *pw) { return pw->ids_dev; }
 enum pgd__pw_state pgd__pw_state(const struct pgd__pw *pw, int index) { return pw->e[index].state; }
 
-void pgd__pw_note_warm(struct pgd__pw *pw, const struct pgd__pw_hook *hook, uint64_t fingerprint)
+size_t pgd__pw_bottom(const struct pgd__pw *pw, int index) { return pw->e[index].bottom; }
+
+void pgd__pw_note_warm(struct pgd__pw *pw, const struct pgd__pw_hook *hook, uint64_t fingerprint,
+                       size_t bottom)
 {
     struct pw_entry *e = &pw->e[hook->size];
     if (hook->unsafe) {
@@ -128,6 +132,7 @@ void pgd__pw_note_warm(struct pgd__pw *pw, const struct pgd__pw_hook *hook, uint
     }
     e->state = PGD__PW_WARMED;
     e->fingerprint = fingerprint;
+    e->bottom = bottom;
 }
 
 /* Room for one more call and the segment after it. */

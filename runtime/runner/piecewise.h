@@ -12,8 +12,10 @@
  *     same sizes in the same order for the same Np, so it hands out the same addresses (its
  *     fingerprint shows it, as for the decode graphs); whatever the calls allocate and
  *     whose size depends on the step (attention's split scratch, the logits and their
- *     gathered rows) comes from a second arena the calls alone use (struct pgd_fwd's
- *     scratch_arena), so the main arena's order never sees them;
+ *     gathered rows) comes from the top of the arena downward (pgd__arena_alloc_top;
+ *     struct pgd_fwd's scratch_top), which the fingerprint and the segments' addresses never
+ *     see: the arena reserved for the largest plain step has that room above a piecewise
+ *     step's segments (the step runs plainly when it has not);
  *   - every other step input (positions, slots, block tables, query starts, logits rows) is
  *     read only by the calls, with the step's real N tokens (struct pgd_fwd's pw_tokens).
  * Padding rows are computed by the segments and never read by a call (no sequence holds
@@ -85,9 +87,13 @@ int32_t *pgd__pw_ids(struct pgd__pw *pw);
 enum pgd__pw_state { PGD__PW_NONE, PGD__PW_WARMED, PGD__PW_CAPTURED, PGD__PW_EAGER };
 enum pgd__pw_state pgd__pw_state(const struct pgd__pw *pw, int index);
 
-/* A warm pass of hook's size ran through and left the arena at fingerprint: WARMED, or
- * EAGER (with a warning) when an op of a segment read a step input. */
-void pgd__pw_note_warm(struct pgd__pw *pw, const struct pgd__pw_hook *hook, uint64_t fingerprint);
+/* A warm pass of hook's size ran through and left the arena at fingerprint, its segments'
+ * activations `bottom` bytes from the arena's start: WARMED, or EAGER (with a warning) when
+ * an op of a segment read a step input. */
+void pgd__pw_note_warm(struct pgd__pw *pw, const struct pgd__pw_hook *hook, uint64_t fingerprint,
+                       size_t bottom);
+/* That bottom (0 before the warm pass). */
+size_t pgd__pw_bottom(const struct pgd__pw *pw, int index);
 /* Starts capturing size index's first segment on c's stream; the hook for the forward
  * pass. */
 enum pgd_status pgd__pw_capture_begin(struct pgd__pw *pw, int index, struct pgd_cuda_ctx *c,

@@ -523,7 +523,6 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory");
     r->params = *p;
     pgd__arena_init(&r->arena, p->device);
-    pgd__arena_init(&r->pw_arena, p->device);
     pgd__runner_async_env(r);
 #ifdef PGD_HAVE_CUDA
     if (on_cuda(r) && pgd_cuda_ctx_create(&r->cuda, err, errlen)) {
@@ -609,7 +608,10 @@ static void log_host_work(const struct pgd__runner *r)
             int captured, eager;
             pgd__pw_stats(r->pw, &replays, &captured, &eager);
             PGD_INFO("runner: piecewise CUDA graphs: %ld of the eager steps replayed, %d token "
-                     "sizes captured, %d left eager", replays, captured, eager);
+                     "sizes captured, %d left eager; left to the plain pass: %ld past the "
+                     "largest size, %ld short of room at the arena's top, %ld calls that "
+                     "found none", replays, captured, eager, r->pw_big, r->pw_room,
+                     r->pw_nomem);
         }
     }
 #endif
@@ -626,7 +628,6 @@ void pgd__runner_destroy(struct pgd__runner *r)
     tp_stop_workers(r);
     pgd__graphs_destroy(r->graphs);
     pgd__pw_destroy(r->pw);
-    pgd__arena_fini(&r->pw_arena);
     pgd__op_profile_destroy(r->prof);
     pgd__runner_sampling_fini(r);
     pgd__kv_cache_fini(&r->kv);
@@ -766,20 +767,20 @@ static enum pgd_status forward(struct pgd__runner *r, struct pgd_fwd *f, float *
                                char *err, size_t errlen)
 {
     pgd__arena_reset(&r->arena);
-    /* The logits (or hidden rows) come first, from the main arena, or in the piecewise
-     * layout from the calls' own (their count is the step's, not the padded size's). */
-    struct pgd__arena *out_arena = f->scratch_arena ? f->scratch_arena : &r->arena;
     *logits = r->logits;
     if (f->want_hidden) {
         f->hidden = r->hidden;
         size_t bytes = (size_t)f->n_logits * (size_t)f->hidden_size *
                        pgd_dtype_size(f->act_dtype);
-        if (on_cuda(r) && !(f->hidden = pgd__arena_alloc(out_arena, bytes)))
+        if (on_cuda(r) && !(f->hidden = pgd__arena_alloc(&r->arena, bytes)))
             return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for %d hidden "
                             "rows", f->n_logits);
     } else if (on_cuda(r)) {
-        *logits = pgd__arena_alloc(out_arena, (size_t)f->n_logits * f->vocab_size *
-                                                  sizeof(float));
+        /* In the piecewise layout from the arena's top: their count is the step's, not the
+         * padded size's. */
+        size_t bytes = (size_t)f->n_logits * f->vocab_size * sizeof(float);
+        *logits = f->scratch_top ? pgd__arena_alloc_top(&r->arena, bytes)
+                                 : pgd__arena_alloc(&r->arena, bytes);
         if (!*logits)
             return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for %d logits "
                             "rows", f->n_logits);
@@ -1058,22 +1059,41 @@ static enum pgd_status tp_worker_graph_step(struct pgd__runner *r, const struct 
 #endif
 
 #ifdef PGD_HAVE_CUDA
+/* Whether the arena's top holds what a piecewise step's eager calls allocate (its logits,
+ * their gathered rows, attention's split scratch: at most 64 MiB a call, far less in
+ * practice) above `bottom` bytes of the segments' activations. */
+static bool piecewise_room(const struct pgd__runner *r, const struct pgd_fwd *f, size_t bottom)
+{
+    size_t need = (size_t)f->n_logits * f->vocab_size * sizeof(float) +
+                  (size_t)f->n_logits * f->hidden_size * sizeof(float) + ((size_t)64 << 20);
+    return pgd__arena_top_room(&r->arena, bottom) >= need;
+}
+
 /* A step in the piecewise layout (piecewise.h), when its size has one: f laid out (its
  * token ids copied into the fixed buffer, n_tokens padded, the real count in pw_tokens, the
- * calls' arena reset), then the size's first step warms it (the forward pass run), the
- * second captures it and replays it, later ones replay it. *done false: not taken (no
- * size, or one left eager, or a capture that failed just now), f as it was: the caller
- * runs the plain forward pass. */
+ * calls' memory from the arena's top), then the size's first step warms it (the forward pass
+ * run), the second captures it and replays it, later ones replay it. *done false: not taken
+ * (no size, one left eager, a capture that failed just now, or too little room in the arena
+ * for this step's calls), f as it was: the caller runs the plain forward pass. */
 static enum pgd_status piecewise_forward(struct pgd__runner *r, struct pgd_fwd *f, float **logits,
                                          bool *done, char *err, size_t errlen)
 {
     *done = false;
-    const int idx = pgd__pw_size_index(r->pw, f->n_tokens);
-    if (idx < 0 || f->want_hidden || r->prof || r->step_prof)
+    if (f->want_hidden || r->prof || r->step_prof)
         return PGD_OK;
+    const int idx = pgd__pw_size_index(r->pw, f->n_tokens);
+    if (idx < 0) {
+        r->pw_big++;
+        return PGD_OK;
+    }
     const enum pgd__pw_state state = pgd__pw_state(r->pw, idx);
+    const size_t bottom = pgd__pw_bottom(r->pw, idx);
     if (state == PGD__PW_EAGER)
         return PGD_OK;
+    if (state != PGD__PW_NONE && !piecewise_room(r, f, bottom)) {
+        r->pw_room++;
+        return PGD_OK;
+    }
     const struct pgd_fwd plain = *f;
     const int n = f->n_tokens;
     int32_t *ids = pgd__pw_ids(r->pw);
@@ -1083,61 +1103,65 @@ static enum pgd_status piecewise_forward(struct pgd__runner *r, struct pgd_fwd *
     f->token_ids = ids;
     f->pw_tokens = n;
     f->n_tokens = pgd__pw_size(r->pw, idx);
-    f->scratch_arena = &r->pw_arena;
-    pgd__arena_reset(&r->pw_arena);
-    *done = true;
+    f->scratch_top = true;
+    enum pgd_status st = PGD_OK;
     if (state == PGD__PW_CAPTURED) {
         /* The embedding's check, which a replay does not run. */
         for (int i = 0; i < n; i++)
             if (f->h_token_ids[i] < 0 || f->h_token_ids[i] >= f->vocab_size)
                 return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "embed: token id %d outside "
                                 "the vocabulary [0, %d)", f->h_token_ids[i], f->vocab_size);
-        *logits = pgd__arena_alloc(&r->pw_arena, (size_t)f->n_logits * f->vocab_size *
-                                                     sizeof(float));
-        if (!*logits)
-            return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for %d logits "
-                            "rows", f->n_logits);
+        /* The segments' activations where the capture left them, the calls' memory above. */
+        pgd__arena_reset(&r->arena);
+        *logits = NULL;
+        if (pgd__arena_alloc(&r->arena, bottom))
+            *logits = pgd__arena_alloc_top(&r->arena, (size_t)f->n_logits * f->vocab_size *
+                                                          sizeof(float));
         f->logits = *logits;
-        return pgd__pw_replay(r->pw, idx, f, err, errlen);
-    }
-    struct pgd__pw_hook hook = { .mode = PGD__PW_WARM, .pw = r->pw, .size = idx };
-    if (state == PGD__PW_NONE) {
+        st = *logits ? pgd__pw_replay(r->pw, idx, f, err, errlen)
+                     : pgd_errf(err, errlen, PGD_ERR_NOMEM, "no room for the logits");
+    } else if (state == PGD__PW_NONE) {
+        struct pgd__pw_hook hook = { .mode = PGD__PW_WARM, .pw = r->pw, .size = idx };
         f->pw = &hook;
-        enum pgd_status st = forward(r, f, logits, err, errlen);
+        st = forward(r, f, logits, err, errlen);
         f->pw = NULL;
         if (!st)
-            pgd__pw_note_warm(r->pw, &hook, r->arena.fingerprint);
-        return st;
-    }
-    /* WARMED: capture, then replay what was captured for this step. The logits' memory is
-     * made first: under capture nothing may allocate device memory. */
-    if (!pgd__arena_alloc(&r->pw_arena, (size_t)f->n_logits * f->vocab_size * sizeof(float)))
-        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for %d logits rows",
-                        f->n_logits);
-    pgd__arena_reset(&r->pw_arena);
-    char cerr[256];
-    if (pgd__pw_capture_begin(r->pw, idx, r->cuda, &hook, cerr, sizeof cerr)) {
-        PGD_WARN("piecewise CUDA graph of %d tokens: %s; the step runs eagerly", f->n_tokens,
-                 cerr);
-        *f = plain;
-        *done = false;
-        return PGD_OK;
-    }
-    f->pw = &hook;
-    char ferr[512];
-    enum pgd_status fst = forward(r, f, logits, ferr, sizeof ferr);
-    f->pw = NULL;
-    bool captured = false;
-    pgd__pw_capture_end(r->pw, &hook, r->cuda, fst == PGD_OK, r->arena.fingerprint, &captured);
-    if (captured) {
+            pgd__pw_note_warm(r->pw, &hook, r->arena.fingerprint, r->arena.in_use);
+    } else {
+        /* WARMED: capture, then replay what was captured for this step. */
+        struct pgd__pw_hook hook;
+        char cerr[256];
+        if (pgd__pw_capture_begin(r->pw, idx, r->cuda, &hook, cerr, sizeof cerr)) {
+            PGD_WARN("piecewise CUDA graph of %d tokens: %s; the step runs eagerly",
+                     f->n_tokens, cerr);
+            *f = plain;
+            return PGD_OK;
+        }
+        f->pw = &hook;
+        char ferr[512];
+        enum pgd_status fst = forward(r, f, logits, ferr, sizeof ferr);
+        f->pw = NULL;
+        bool captured = false;
+        pgd__pw_capture_end(r->pw, &hook, r->cuda, fst == PGD_OK, r->arena.fingerprint,
+                            &captured);
+        if (!captured) {                 /* nothing of the step ran */
+            *f = plain;
+            return PGD_OK;
+        }
         f->status = PGD_OK;
         f->err[0] = 0;
-        return pgd__pw_replay(r->pw, idx, f, err, errlen);
+        st = pgd__pw_replay(r->pw, idx, f, err, errlen);
     }
-    /* Nothing of the step ran: it runs as a plain eager step. */
-    *f = plain;
-    *done = false;
-    return PGD_OK;
+    if (st == PGD_ERR_NOMEM) {
+        /* The calls found no room at the arena's top: the step again, plainly (what ran of
+         * it wrote the K/V the plain pass writes again alike). */
+        PGD_DEBUG("piecewise step of %d tokens: %s; run eagerly", f->n_tokens, err);
+        r->pw_nomem++;
+        *f = plain;
+        return PGD_OK;
+    }
+    *done = true;
+    return st;
 }
 #endif
 

@@ -60,10 +60,11 @@ struct pgd__runner {
     uint64_t step_id;
     size_t act_bytes;                  /* activation memory of the largest step */
     struct pgd__graphs *graphs;        /* owned; CUDA graphs of decode steps, NULL when off */
-    /* Piecewise CUDA graphs of eager steps (piecewise.h; owned, NULL when off) and the arena
-     * their calls allocate from (reset every step they run). */
+    /* Piecewise CUDA graphs of eager steps (piecewise.h; owned, NULL when off), and the
+     * eager steps they left to the plain pass: past the largest size, short of room at the
+     * arena's top (checked first, or met by a call). */
     struct pgd__pw *pw;
-    struct pgd__arena pw_arena;
+    long pw_big, pw_room, pw_nomem;
     struct pgd__runner_sampling *samp; /* owned; the sampling buffers */
     /* Tensor parallelism: rank 0 broadcasts each step once it serves (after the start-up
      * steps every rank runs by itself, the GPU's profiling step). */

@@ -13,6 +13,13 @@ CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cp
 	tests/unit/test_pooling tests/unit/test_profile tests/unit/test_kv_fp8
 # The runner's step hook (`pagoda bench throughput --profile-ops`).
 CRITERION_TESTS += tests/unit/test_step_hook
+# The activation arena's two ends.
+CRITERION_TESTS += tests/unit/test_arena
+tests_unit_test_arena_SOURCES = %reldir%/test_arena.c
+tests_unit_test_arena_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_arena_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_arena_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_arena_LDADD = $(TEST_LDADD)
 check_PROGRAMS += $(CRITERION_TESTS) tests/unit/test_engine_tsan
 tests_unit_test_base_SOURCES = %reldir%/test_base.c
 tests_unit_test_base_CPPFLAGS = $(TEST_CPPFLAGS)
