@@ -85,20 +85,14 @@ void *pgd__arena_alloc(struct pgd__arena *a, size_t bytes)
     return p;
 }
 
-static struct pgd__arena_chunk *last_chunk(const struct pgd__arena *a)
-{
-    struct pgd__arena_chunk *c = a->chunks;
-    while (c && c->next)
-        c = c->next;
-    return c;
-}
-
+/* The top is the first chunk's: the one a reset's first allocations land in (the runner's
+ * reserved one), whatever chunks later steps appended. */
 void *pgd__arena_alloc_top(struct pgd__arena *a, size_t bytes)
 {
     bytes = (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
     if (bytes == 0)
         bytes = ARENA_ALIGN;
-    struct pgd__arena_chunk *c = last_chunk(a);
+    struct pgd__arena_chunk *c = a->chunks;
     if (!c || c->used + c->top + bytes > c->cap)
         return NULL;
     c->top += bytes;
@@ -107,11 +101,9 @@ void *pgd__arena_alloc_top(struct pgd__arena *a, size_t bytes)
 
 size_t pgd__arena_top_room(const struct pgd__arena *a, size_t bottom)
 {
-    /* Only an arena of one chunk (as the runner's is once reserved) says: with more, where
-     * the bottom's bytes land depends on the order of the sizes. */
     const struct pgd__arena_chunk *c = a->chunks;
     bottom = (bottom + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
-    if (!c || c->next || bottom >= c->cap)
+    if (!c || bottom >= c->cap)
         return 0;
     return c->cap - bottom;
 }

@@ -25,13 +25,13 @@ void pgd__arena_init(struct pgd__arena *a, enum pgd_device device);
 int pgd__arena_reserve(struct pgd__arena *a, size_t bytes);
 /* 256-byte aligned memory valid until the next reset, or NULL when memory ran out. */
 void *pgd__arena_alloc(struct pgd__arena *a, size_t bytes);
-/* The same from the top of the arena's last chunk downward, never past what the bottom
- * holds: memory the fingerprint does not see, for allocations whose sizes vary between
- * steps that must otherwise allocate alike (the piecewise graphs' eager calls); NULL when it
- * does not fit (no new chunk is made). Rewound by reset. */
+/* The same from the top of the arena's first chunk downward, never past what the bottom
+ * holds there: memory the fingerprint does not see, for allocations whose sizes vary
+ * between steps that must otherwise allocate alike (the piecewise graphs' eager calls); NULL
+ * when it does not fit (no new chunk is made). Rewound by reset. */
 void *pgd__arena_alloc_top(struct pgd__arena *a, size_t bytes);
-/* The bytes alloc_top can hand out after a reset once the bottom holds `bottom` bytes; 0
- * unless the arena is one chunk. */
+/* The bytes alloc_top can hand out after a reset once the bottom holds `bottom` bytes of
+ * the first chunk (0 when they do not fit in it). */
 size_t pgd__arena_top_room(const struct pgd__arena *a, size_t bottom);
 void pgd__arena_reset(struct pgd__arena *a);
 void pgd__arena_fini(struct pgd__arena *a);

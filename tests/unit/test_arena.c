@@ -1,6 +1,6 @@
 /* The activation arena (runtime/runner/arena.h) on the CPU: the bottom's bump allocation and
  * its fingerprint, and the top's (pgd__arena_alloc_top, the piecewise graphs' calls): from
- * the end of the last chunk downward, aligned, never over the bottom's bytes, unseen by the
+ * the end of the first chunk downward, aligned, never over the bottom's bytes, unseen by the
  * fingerprint, rewound by reset; the room it reports. */
 #include "tests/lib/test_common.h"
 #include "runtime/runner/arena.h"
@@ -37,6 +37,7 @@ Test(arena, reset_rewinds_both_ends_and_the_room_is_above_the_bottom)
     struct pgd__arena a;
     pgd__arena_init(&a, PGD_DEVICE_CPU);
     cr_assert_eq(pgd__arena_top_room(&a, 0), 0, "no chunk, no room");
+    cr_assert_null(pgd__arena_alloc_top(&a, 1));
     cr_assert_eq(pgd__arena_reserve(&a, 64 << 10), 0);
     cr_assert_eq(pgd__arena_top_room(&a, 1000), (64 << 10) - 1024);
     cr_assert_eq(pgd__arena_top_room(&a, 64 << 10), 0);
@@ -48,8 +49,14 @@ Test(arena, reset_rewinds_both_ends_and_the_room_is_above_the_bottom)
     cr_assert_eq(pgd__arena_alloc(&a, 1000), b0, "reset rewinds the bottom");
     cr_assert_eq(pgd__arena_alloc_top(&a, 1000), b0 + (64 << 10) - 1024,
                  "reset rewinds the top");
-    /* A second chunk: the room is no longer known. */
-    cr_assert_not_null(pgd__arena_alloc(&a, (size_t)128 << 10));
-    cr_assert_eq(pgd__arena_top_room(&a, 0), 0);
+    /* A second chunk (a larger step after the reservation): the top and its room stay the
+     * first chunk's, where a reset's bottom lands. */
+    pgd__arena_reset(&a);
+    char *big = pgd__arena_alloc(&a, (size_t)128 << 10);
+    cr_assert(big && (big < b0 || big >= b0 + (64 << 10)));
+    pgd__arena_reset(&a);
+    cr_assert_eq(pgd__arena_top_room(&a, 1000), (64 << 10) - 1024);
+    cr_assert_eq(pgd__arena_alloc(&a, 1000), b0);
+    cr_assert_eq(pgd__arena_alloc_top(&a, 1000), b0 + (64 << 10) - 1024);
     pgd__arena_fini(&a);
 }
