@@ -213,20 +213,31 @@ static void *call_alloc(struct pgd_fwd *f, size_t bytes)
                           : pgd__arena_alloc(f->arena, bytes);
 }
 
+/* Whether every id of the step is in [0, vocab); else the step fails, naming op and the id.
+ * The host holds the step's ids (the padding rows of the piecewise layout have none). */
+static bool ids_in_vocab(struct pgd_fwd *f, const char *op, int64_t vocab)
+{
+    for (int i = 0; i < call_tokens(f); i++)
+        if (f->h_token_ids[i] < 0 || f->h_token_ids[i] >= vocab) {
+            pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "%s: token id %d outside the vocabulary [0, "
+                         "%lld)", op, f->h_token_ids[i], (long long)vocab);
+            return false;
+        }
+    return true;
+}
+
+bool pgd__ops_ids_in_vocab(struct pgd_fwd *f)
+{
+    return ids_in_vocab(f, "embed", f->vocab_size);
+}
+
 static void embed_run(struct pgd_fwd *f, const struct pgd_tensor *table, struct pgd_tensor *out)
 {
     if (!op_ready(f, "embed", 2, (const struct pgd_tensor *[]){ table, out }))
         return;
     int64_t vocab = pgd_tensor_rows(table), d = pgd_tensor_cols(table);
-    if (!check_shape(f, "embed", "out", out, f->n_tokens, d))
+    if (!check_shape(f, "embed", "out", out, f->n_tokens, d) || !ids_in_vocab(f, "embed", vocab))
         return;
-    /* The host holds the step's ids (the padding rows of the piecewise layout have none). */
-    for (int i = 0; i < call_tokens(f); i++)
-        if (f->h_token_ids[i] < 0 || f->h_token_ids[i] >= vocab) {
-            pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "embed: token id %d outside the vocabulary [0, %lld)",
-                         f->h_token_ids[i], (long long)vocab);
-            return;
-        }
     if (ON_CUDA(f)) {
         CUDA_RUN(f, pgd_cuda_gather_rows(f->cuda, f->act_dtype, table->data, f->token_ids,
                                          f->n_tokens, (int)d, out->data, CUDA_ERR));
@@ -1084,14 +1095,9 @@ static void embed_shard_run(struct pgd_fwd *f, const struct pgd_tensor *table, i
     if (!op_ready(f, "embed_shard", 2, (const struct pgd_tensor *[]){ table, out }))
         return;
     int64_t rows = pgd_tensor_rows(table), d = pgd_tensor_cols(table);
-    if (!check_shape(f, "embed_shard", "out", out, f->n_tokens, d))
+    if (!check_shape(f, "embed_shard", "out", out, f->n_tokens, d) ||
+        !ids_in_vocab(f, "embed_shard", f->vocab_size))
         return;
-    for (int i = 0; i < f->n_tokens; i++)
-        if (f->h_token_ids[i] < 0 || f->h_token_ids[i] >= f->vocab_size) {
-            pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "embed_shard: token id %d outside the "
-                         "vocabulary [0, %d)", f->h_token_ids[i], f->vocab_size);
-            return;
-        }
     if (ON_CUDA(f)) {
         CUDA_RUN(f, pgd_cuda_gather_rows_shard(f->cuda, f->act_dtype, table->data, row0, rows,
                                                f->token_ids, f->n_tokens, (int)d, out->data,

@@ -117,5 +117,8 @@ void pgd__pw_stats(const struct pgd__pw *pw, long *replays, int *captured, int *
 
 /* ops.c: runs a recorded call over f. */
 void pgd__ops_run_call(struct pgd_fwd *f, const struct pgd__pw_call *call);
+/* ops.c: the embedding's check of the step's ids, which a replay does not run (false: f has
+ * failed, saying which id). */
+bool pgd__ops_ids_in_vocab(struct pgd_fwd *f);
 
 #endif

@@ -757,6 +757,12 @@ static struct pgd_fwd fwd_base(struct pgd__runner *r)
     };
 }
 
+/* The float32 logits of a step's rows on the device. */
+static size_t logits_bytes(const struct pgd_fwd *f)
+{
+    return (size_t)f->n_logits * f->vocab_size * sizeof(float);
+}
+
 /* Runs the architecture's forward pass over the batch f describes (the arena reset first)
  * into a fresh logits buffer: [f->n_logits, vocab] float32, in the arena on a GPU, r->logits
  * on the CPU; *logits gets it. A pooling step (f->want_hidden) writes the rows' hidden
@@ -778,9 +784,8 @@ static enum pgd_status forward(struct pgd__runner *r, struct pgd_fwd *f, float *
     } else if (on_cuda(r)) {
         /* In the piecewise layout from the arena's top: their count is the step's, not the
          * padded size's. */
-        size_t bytes = (size_t)f->n_logits * f->vocab_size * sizeof(float);
-        *logits = f->scratch_top ? pgd__arena_alloc_top(&r->arena, bytes)
-                                 : pgd__arena_alloc(&r->arena, bytes);
+        *logits = f->scratch_top ? pgd__arena_alloc_top(&r->arena, logits_bytes(f))
+                                 : pgd__arena_alloc(&r->arena, logits_bytes(f));
         if (!*logits)
             return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for %d logits "
                             "rows", f->n_logits);
@@ -1064,8 +1069,8 @@ static enum pgd_status tp_worker_graph_step(struct pgd__runner *r, const struct 
  * practice) above `bottom` bytes of the segments' activations. */
 static bool piecewise_room(const struct pgd__runner *r, const struct pgd_fwd *f, size_t bottom)
 {
-    size_t need = (size_t)f->n_logits * f->vocab_size * sizeof(float) +
-                  (size_t)f->n_logits * f->hidden_size * sizeof(float) + ((size_t)64 << 20);
+    size_t need = logits_bytes(f) + (size_t)f->n_logits * f->hidden_size * sizeof(float) +
+                  ((size_t)64 << 20);
     return pgd__arena_top_room(&r->arena, bottom) >= need;
 }
 
@@ -1106,17 +1111,13 @@ static enum pgd_status piecewise_forward(struct pgd__runner *r, struct pgd_fwd *
     f->scratch_top = true;
     enum pgd_status st = PGD_OK;
     if (state == PGD__PW_CAPTURED) {
-        /* The embedding's check, which a replay does not run. */
-        for (int i = 0; i < n; i++)
-            if (f->h_token_ids[i] < 0 || f->h_token_ids[i] >= f->vocab_size)
-                return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "embed: token id %d outside "
-                                "the vocabulary [0, %d)", f->h_token_ids[i], f->vocab_size);
+        if (!pgd__ops_ids_in_vocab(f))
+            return pgd_errf(err, errlen, f->status, "%s", f->err);
         /* The segments' activations where the capture left them, the calls' memory above. */
         pgd__arena_reset(&r->arena);
         *logits = NULL;
         if (pgd__arena_alloc(&r->arena, bottom))
-            *logits = pgd__arena_alloc_top(&r->arena, (size_t)f->n_logits * f->vocab_size *
-                                                          sizeof(float));
+            *logits = pgd__arena_alloc_top(&r->arena, logits_bytes(f));
         f->logits = *logits;
         st = *logits ? pgd__pw_replay(r->pw, idx, f, err, errlen)
                      : pgd_errf(err, errlen, PGD_ERR_NOMEM, "no room for the logits");
@@ -1471,15 +1472,22 @@ static bool warm_bufs_alloc(struct warm_bufs *w, int seq_t, int max_seqs, int bs
     return w->tokens && w->table && w->ids && w->seqs;
 }
 
+/* The tokens of a warm-up step's longest sequence when the step holds `total`: all of them,
+ * unless the model's positions (max_model_len, max_position_embeddings) end sooner. */
+static int warm_seq_len(const struct pgd__runner *r, int total)
+{
+    int max_pos = r->model->desc.max_position_embeddings;
+    if (r->params.max_model_len > 0 && (max_pos <= 0 || r->params.max_model_len < max_pos))
+        max_pos = r->params.max_model_len;
+    return max_pos > 0 && max_pos < total ? max_pos : total;
+}
+
 static enum pgd_status warm_gemm_buckets(struct pgd__runner *r, char *err, size_t errlen)
 {
     if (!on_cuda(r) || !pgd_cuda_gemm_tune_enabled(r->cuda))
         return PGD_OK;
     int max_t = r->params.max_num_batched_tokens, bs = r->kv.block_size;
-    int max_pos = r->model->desc.max_position_embeddings;
-    if (r->params.max_model_len > 0 && r->params.max_model_len < max_pos)
-        max_pos = r->params.max_model_len;
-    const int seq_t = max_pos > 0 && max_pos < max_t ? max_pos : max_t;  /* a sequence's */
+    const int seq_t = warm_seq_len(r, max_t);          /* a sequence's */
     if (max_t < 16)
         return PGD_OK;
     /* a band step's sequences: WARM_BAND_SEQ tokens, more where max_num_seqs would not hold
@@ -1493,20 +1501,18 @@ static enum pgd_status warm_gemm_buckets(struct pgd__runner *r, char *err, size_
     enum pgd_status st = PGD_OK;
     if (!warm_bufs_alloc(&w, seq_t, max_seqs, bs))
         st = pgd_errf(err, errlen, PGD_ERR_NOMEM, "gemm warm-up: out of host memory");
-    int32_t *tokens = w.tokens, *table = w.table, *ids = w.ids;
-    struct pgd__step_seq *seqs = w.seqs;
     int before = pgd_cuda_gemm_tune_count(r->cuda), steps = 0, band_steps = 0;
     int64_t t0 = pgd__now_ms();
     for (int T = 16; !st; T = T * 2 > max_t && T < max_t ? max_t : T * 2) {
-        int ns = warm_seqs(seqs, T, seq_t, tokens, table, bs);
-        st = pgd__runner_step_greedy(r, seqs, ns, ids, err, errlen);
+        int ns = warm_seqs(w.seqs, T, seq_t, w.tokens, w.table, bs);
+        st = pgd__runner_step_greedy(r, w.seqs, ns, w.ids, err, errlen);
         steps++;
         int tops[7];
         const int n_tops =
             st || T > WARM_BAND_MAX_BUCKET ? 0 : pgd_cuda_gemm_band_tops(r->cuda, T, tops);
         for (int i = 0; !st && i < n_tops; i++) {
-            ns = warm_seqs(seqs, tops[i], band_seq, tokens, table, bs);
-            st = pgd__runner_step_greedy(r, seqs, ns, ids, err, errlen);
+            ns = warm_seqs(w.seqs, tops[i], band_seq, w.tokens, w.table, bs);
+            st = pgd__runner_step_greedy(r, w.seqs, ns, w.ids, err, errlen);
             band_steps++;
         }
         if (T >= max_t)
@@ -1539,11 +1545,9 @@ static enum pgd_status capture_piecewise(struct pgd__runner *r, char *err, size_
 {
     if (!r->pw)
         return PGD_OK;
-    int bs = r->kv.block_size, max_pos = r->model->desc.max_position_embeddings;
-    if (r->params.max_model_len > 0 && (max_pos <= 0 || r->params.max_model_len < max_pos))
-        max_pos = r->params.max_model_len;
+    const int bs = r->kv.block_size;
     const int n_sizes = pgd__pw_n_sizes(r->pw), top = pgd__pw_size(r->pw, n_sizes - 1);
-    const int seq_t = max_pos > 0 && max_pos < top ? max_pos : top;
+    const int seq_t = warm_seq_len(r, top);
     const int max_seqs = (top + seq_t - 1) / seq_t;
     if (max_seqs > r->params.max_num_seqs)
         return PGD_OK;               /* the largest sizes cannot be laid out: met lazily */
