@@ -6,9 +6,9 @@
  * once. It walks the keys the rows need ([min first, max position], the causal limit and
  * the sliding window applied per row) in tiles of KT keys gathered through the block
  * table into shared memory, with an online softmax (float32 max, sum and accumulators).
- * When the grid would leave the GPU idle (few rows, long context) the keys are also split
- * into ranges, each block writes its partial (max, sum, accumulators) and a second kernel
- * merges them (flash-decoding).
+ * When the grid has fewer blocks than the GPU has SMs (few rows, long context) the keys
+ * are also split into ranges, each block writes its partial (max, sum, accumulators) and a
+ * second kernel merges them, a warp a token (flash-decoding).
  *
  * Plain FMA math. BF16/F16 at head_dim 64 and 128 go to the tensor-core kernel instead
  * (attention_mma.cu, same items and splits; its 128-row prefill blocks on Hopper to
@@ -247,15 +247,21 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_kernel(const attn_kparams p)
     }
 }
 
-/* Merges the splits of the tokens of one (item, head): weights 2^(m_s - M). */
+/* Merges the splits of the tokens of one (item, head): weights 2^(m_s - M), a warp a token
+ * (COMBINE_WARPS tokens at once). One thread a dim walking the item's tokens in turn put
+ * a few dependent loads' latency a token on the critical path: 32 tokens' worth for a
+ * 128-row item. */
+#define COMBINE_WARPS 8
 template <typename T>
 __global__ void attn_combine_kernel(const float *part, const int4 *items, int H, int n_splits,
                                     int D, T *out)
 {
     const int4 item = items[blockIdx.x];
-    for (int t = item.y; t < item.y + item.z; t++) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    for (int t = item.y + warp; t < item.y + item.z; t += COMBINE_WARPS) {
         int64_t th = (int64_t)t * H + blockIdx.y;
-        attn_merge_splits<T>(part + th * n_splits * (D + 2), n_splits, D, out + th * D);
+        attn_merge_splits<T>(part + th * n_splits * (D + 2), n_splits, D, out + th * D, lane,
+                             32);
     }
 }
 
@@ -264,10 +270,10 @@ void pgd__attn_combine(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const float *p
 {
     dim3 grid(n_items, H);
     if (dt == PGD_DTYPE_BF16)
-        attn_combine_kernel<__nv_bfloat16><<<grid, std::min(D, 128), 0, c->stream>>>(
+        attn_combine_kernel<__nv_bfloat16><<<grid, 32 * COMBINE_WARPS, 0, c->stream>>>(
             part, items, H, n_splits, D, (__nv_bfloat16 *)out);
     else
-        attn_combine_kernel<__half><<<grid, std::min(D, 128), 0, c->stream>>>(
+        attn_combine_kernel<__half><<<grid, 32 * COMBINE_WARPS, 0, c->stream>>>(
             part, items, H, n_splits, D, (__half *)out);
 }
 
@@ -289,11 +295,43 @@ struct split_plan {
     int n_splits, split_len;
 };
 
-static split_plan plan_splits(const struct pgd_cuda_ctx *c, int blocks, int max_len, int n_tokens,
-                              int H, int D)
+/* The splits (1 to 4) that take a call of `blocks` blocks, all about as long, through the SMs
+ * in the fewest rounds of a split's length: ceil(blocks x n / SMs) / n, one block an SM
+ * (the 128-row prefill blocks'). A split must gain a tenth over none: its partials and
+ * their merge cost too. 144 blocks: 2 rounds unsplit, 1.25 in 4 splits. */
+static int wave_splits(int blocks, int sm_count)
+{
+    int best = 1;
+    double unsplit = (double)((blocks + sm_count - 1) / sm_count), best_t = unsplit;
+    for (int n = 2; n <= 4; n++) {
+        double t = (double)(((int64_t)blocks * n + sm_count - 1) / sm_count) / n;
+        if (t < best_t && t <= 0.9 * unsplit) {
+            best = n;
+            best_t = t;
+        }
+    }
+    return best;
+}
+
+/* blocks: the general kernel's grid; max_len: its rows' longest context; min_keys: the
+ * keys its shortest item sees (-1: not known). */
+static split_plan plan_splits(const struct pgd_cuda_ctx *c, int blocks, int max_len,
+                              int min_keys, int n_tokens, int H, int D)
 {
     split_plan sp = { 1, max_len > 0 ? max_len : 1 };
-    int want = (2 * c->sm_count + blocks - 1) / std::max(blocks, 1);
+    /* Fewer blocks than SMs (or lengths not known): fill the SMs twice over. Between one
+     * and two waves of blocks, every SM is busy already; such a call is split only when its
+     * items are about as long (a chunk after a long cached prefix: its last round would run
+     * on a few SMs) and splits take it through in fewer rounds. A causal chunk from its
+     * first token is not (its items taken longest first, the short ones fill the tail; and
+     * its early items' splits past their last key find nothing): a 1,000-token chunk of 8B
+     * heads, 256 blocks, split in two took 134.9 us on an H100, a 2,048-token one unsplit
+     * 155.3. Two waves and more: never. */
+    int want = 1;
+    if (blocks < c->sm_count || (min_keys < 0 && blocks < 2 * c->sm_count))
+        want = (2 * c->sm_count + blocks - 1) / std::max(blocks, 1);
+    else if (blocks < 2 * c->sm_count && 2 * min_keys >= max_len)
+        want = wave_splits(blocks, c->sm_count);
     int by_len = max_len / SPLIT_MIN;
     int n = std::min(want, by_len);
     /* Bound the partials to 64 MiB of scratch. */
@@ -485,6 +523,24 @@ static void kernel_calls(const struct pgd_cuda_attn *a, bool dec, struct pgd_cud
     dc->max_seq_len = dec_len;
 }
 
+/* The keys the shortest general item of call a sees (its first tq tokens' last one's;
+ * splits cut absolute positions, so a sliding window is not applied): -1 without the
+ * host's lengths. */
+static int shortest_item_keys(const struct pgd_cuda_attn *a, int tq, bool dec)
+{
+    if (!a->h_seq_lens || !a->h_query_start || a->decode_items)
+        return -1;
+    int least = INT_MAX;
+    for (int s = 0; s < a->n_seqs; s++) {
+        int q = a->h_query_start[s + 1] - a->h_query_start[s];
+        if (q == 0 || (dec && q == 1))
+            continue;
+        int keys = (int)a->h_seq_lens[s] - q + std::min(q, tq);
+        least = std::min(least, keys);
+    }
+    return least == INT_MAX ? -1 : least;
+}
+
 /* The splits of both kernels and where their partials go in the scratch. */
 struct attn_plan {
     item_counts n;
@@ -502,7 +558,7 @@ static attn_plan plan_attention(const struct pgd_cuda_ctx *c, const struct pgd_c
     attn_plan ap;
     ap.n = count_items(gen, tq, dec);
     ap.gen = plan_splits(c, ap.n.n_gen * p->n_kv_heads * head_chunks, gen->max_seq_len,
-                         gen->n_tokens, p->n_heads, D);
+                         shortest_item_keys(gen, tq, dec), gen->n_tokens, p->n_heads, D);
     ap.gen_bytes = ap.gen.n_splits > 1
                        ? ((size_t)gen->n_tokens * p->n_heads * ap.gen.n_splits * (D + 2) * 4 +
                           255) / 256 * 256
@@ -551,7 +607,7 @@ static int launch(struct pgd_cuda_ctx *c, const attn_kparams &kp, dim3 grid)
 {
     attn_kernel<T, C, D><<<grid, ATT_THREADS, 0, c->stream>>>(kp);
     if (kp.n_splits > 1)
-        attn_combine_kernel<T><<<dim3(grid.x, kp.H), std::min(D, 128), 0, c->stream>>>(
+        attn_combine_kernel<T><<<dim3(grid.x, kp.H), 32 * COMBINE_WARPS, 0, c->stream>>>(
             kp.part, kp.items, kp.H, kp.n_splits, D, (T *)kp.out);
     return 0;
 }

@@ -280,7 +280,7 @@ __global__ void attn_decode_combine_kernel(const float *part, const int4 *items,
     pdl_wait();
     const int i = blockIdx.x, h = blockIdx.y, t = items[i].y;
     attn_merge_splits<T>(part + ((int64_t)i * H + h) * n_splits * (D + 2), n_splits, D,
-                         out + ((int64_t)t * H + h) * D);
+                         out + ((int64_t)t * H + h) * D, threadIdx.x, blockDim.x);
 }
 
 /* Merges the splits of one (item, head) (block: 256 threads) with many loads in flight:

@@ -14,11 +14,12 @@
 
 /* out_row[0, D) = the merge of the n_splits partials at pp, each [D + 2]: the unnormalized
  * accumulators, the row max in base 2 and the sum of weights (0 for a split that saw no
- * key), weighted by 2^(max_s - max). The block's threads share d. Used by both combine
- * kernels (attention.cu for the general items, attention_decode.cu for decode rows). */
+ * key), weighted by 2^(max_s - max). Threads first, first + stride, ... share d (a block's
+ * threads, or a warp's lanes). Used by both combine kernels (attention.cu for the general
+ * items, a warp a token; attention_decode.cu for decode rows, a block a row). */
 template <typename T>
 __device__ __forceinline__ void attn_merge_splits(const float *pp, int n_splits, int D,
-                                                  T *out_row)
+                                                  T *out_row, int first, int stride)
 {
     float M = -INFINITY, den = 0.0f;
     for (int s = 0; s < n_splits; s++)
@@ -29,7 +30,7 @@ __device__ __forceinline__ void attn_merge_splits(const float *pp, int n_splits,
         if (l > 0.0f)
             den += exp2f(pp[s * (D + 2) + D] - M) * l;
     }
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    for (int d = first; d < D; d += stride) {
         float num = 0.0f;
         for (int s = 0; s < n_splits; s++) {
             float l = pp[s * (D + 2) + D + 1];

@@ -1111,8 +1111,8 @@ GPU_TEST(prefill_shape_8192_tokens_agrees_with_fma_kernel)
 }
 
 /* A prompt whose 128-row blocks just fill the SMs (n tokens after 2000 cached, 8B heads):
- * the default dispatch should take the prefill shape, which (blocks < 2 SMs) splits the
- * context, where the 64-row shape (twice the blocks) does not. */
+ * the default dispatch should take the prefill shape, which (blocks < 2 SMs, its items
+ * about as long) splits the context, where the 64-row shape (twice the blocks) does not. */
 static void check_default_prefill(bool expect_prefill)
 {
     int sm = pgd_cuda_sm_count(ctx);
@@ -1158,6 +1158,20 @@ GPU_TEST(env_switch_turns_prefill_shape_off)
     unsetenv("PGD_CUDA_ATTN");
     setenv("PGD_CUDA_PREFILL_ATTN", "0", 1);
     check_default_prefill(false);
+}
+
+GPU_TEST(prefill_of_a_wave_of_blocks_splits_only_items_alike)
+{
+    /* 8B heads, 128-row blocks: a prompt of ceil(SMs / 8) items a KV head makes one to two
+     * waves of blocks. From its first token its items' lengths run from 32 keys to all: not
+     * split (the longest go first, the short ones fill the tail). The same after 2000
+     * cached tokens, its items about as long, splits (check_default_prefill). */
+    int sm = pgd_cuda_sm_count(ctx);
+    struct attn_case c = { "prompt of a wave of blocks", 32, 8, 128, 16, 0, 1, { 0 },
+                           { 32 * ((sm + 7) / 8) }, 2 };
+    size_t sb = check_path(&c, PGD_CUDA_ATTN_PREFILL, 2700);
+    cr_assert_eq(sb, 0, "%d tokens from the first on %d SMs: %zu bytes of split scratch, "
+                 "should be none", c.n_new[0], sm, sb);
 }
 
 GPU_TEST(default_dispatch_short_prompts_in_small_blocks)
