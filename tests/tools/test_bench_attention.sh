@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# `pagoda bench attention --mixed`'s cases checked before any GPU is opened: each bad case
-# (not BxL+P[@C], or past the bench's pool) refused with exit status 2 and a message that
-# names it, in every build; a good list gets past them to the GPU (which this machine may
-# lack: then exit status 1 and a message about the device or the build, never the list's).
+# `pagoda bench attention --mixed`'s and `--prompts`' cases checked before any GPU is
+# opened: each bad case (not BxL+P[@C] / NxP[@C], or past the bench's pool) refused with exit
+# status 2 and a message that names it, in every build, and the two options together
+# refused; a good list gets past them to the GPU (which this machine may lack: then exit
+# status 1 and a message about the device or the build, never the list's).
 set -u
 SUITE=bench_attention
 . "$(dirname "$0")/../lib/harness.sh"
@@ -31,5 +32,39 @@ elif [ "$rc" = 1 ] && grep -qiE "cuda|device|gpu" "$tmp/err"; then
   ok takes_good_cases                # no GPU (or no CUDA build): stopped there, not at the list
 else
   ko takes_good_cases "exit $rc: $(cat "$tmp/out" "$tmp/err")"
+fi
+bad_ok=1
+for spec in "4x100@a" "4x100z" "4x" "x100" "0x100" "1024x10" "4x100@4000" "4x0" \
+            "128x129" "4x100,2x"; do
+  "$PAGODA" bench attention --prompts "$spec" >"$tmp/out" 2>"$tmp/err"
+  rc=$?
+  name=${spec##*,}
+  if [ "$rc" != 2 ] || ! grep -q -- "--prompts takes NxP\[@C\].*not '$name'" "$tmp/err"; then
+    bad_ok=0
+    ko refuses_bad_prompt_steps "'$spec': exit $rc, $(cat "$tmp/err")"
+    break
+  fi
+done
+[ "$bad_ok" = 1 ] && ok refuses_bad_prompt_steps
+
+"$PAGODA" bench attention --prompts 4x100 --mixed 100x300+1000 >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ "$rc" = 2 ] && grep -q -- "--mixed and --prompts are two benches" "$tmp/err"; then
+  ok refuses_both_benches
+else
+  ko refuses_both_benches "exit $rc: $(cat "$tmp/err")"
+fi
+
+"$PAGODA" bench attention --prompts 128x128,4x1000@3000 --path auto >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ "$rc" = 2 ] || grep -q -- "--prompts takes" "$tmp/err"; then
+  ko takes_good_prompt_steps "exit $rc: $(cat "$tmp/err")"
+elif [ "$rc" = 0 ] && [ "$(grep -c '^128x128@0 \|^4x1000@3000 ' "$tmp/out")" = 2 ] &&
+     ! grep -q "^prefill \|^decode " "$tmp/out"; then
+  ok takes_good_prompt_steps         # a GPU was there: the two cases' lines, nothing else
+elif [ "$rc" = 1 ] && grep -qiE "cuda|device|gpu" "$tmp/err"; then
+  ok takes_good_prompt_steps         # no GPU (or no CUDA build): stopped there, not at the list
+else
+  ko takes_good_prompt_steps "exit $rc: $(cat "$tmp/out" "$tmp/err")"
 fi
 finish

@@ -23,7 +23,12 @@
  * default dispatch timed on the decode rows alone, the chunk alone, and the two in one call
  * planned at the call's longest context (no host lengths), at each kernel's own rows', in
  * turn and overlapped on two streams (PGD_CUDA_ATTN_OVERLAP=1 and =gen), each beside its
- * bound: the K/V bytes over the copy bandwidth plus the chunk's FLOPs over the GEMM rate. */
+ * bound: the K/V bytes over the copy bandwidth plus the chunk's FLOPs over the GEMM rate.
+ * --prompts NxP[@C],...: instead of all that, prompt steps of N sequences of P new tokens
+ * after C cached ones (0) each, through the selected paths as the prefill rows are (a step of
+ * many short prompts makes many short blocks, which one long prompt's row does not show).
+ * Every call is given the host's copy of the sequence lengths, as the runner's eager steps
+ * give it (the splits of a call of one to two waves of blocks depend on it). */
 #include "config.h"
 #include "tools/commands.h"
 #include "tools/bench/bench_common.h"
@@ -50,6 +55,7 @@ static const char *PATH_NAME[8] = { "auto", "fma", "mma", "prefill", "prefill-mm
 #define MAX_SEQS 1024
 #define MAX_CTX 4096
 #define MAX_PREFILL 8192
+#define MAX_TOKENS 16384             /* a call's query tokens (the q / out buffers) */
 
 /* One mixed call (B decode rows at context L, rows 0 .. B-1, beside a chunk of P tokens after
  * C cached ones, row B) timed in the ways the header lists; one printed line. */
@@ -78,6 +84,57 @@ static int parse_mixed_case(const char *t, size_t len, struct mixed_case *m)
         return 1;
     }
     return 0;
+}
+
+/* One prompt step: N sequences of P new tokens after C cached ones each. */
+struct prompts_case {
+    int N, P, C;
+};
+
+/* "NxP[@C]" into *m; non-zero (a message printed) when it is not one, or does not fit the
+ * bench's pool (N up to 1023, C + P up to 4096, N x P up to 16,384 tokens). */
+static int parse_prompts_case(const char *t, size_t len, struct prompts_case *m)
+{
+    char buf[64];
+    if (len >= sizeof buf)
+        len = sizeof buf - 1;
+    memcpy(buf, t, len);
+    buf[len] = 0;
+    int used = 0;
+    m->C = 0;
+    int k = sscanf(buf, "%dx%d%n@%d%n", &m->N, &m->P, &used, &m->C, &used);
+    if (k < 2 || buf[used] || m->N < 1 || m->N >= MAX_SEQS || m->P < 1 || m->C < 0 ||
+        m->C + m->P > MAX_CTX || (int64_t)m->N * m->P > MAX_TOKENS) {
+        fprintf(stderr, "pagoda bench attention: --prompts takes NxP[@C] (N sequences of P "
+                        "new tokens after C cached each: N < %d, C + P <= %d, N x P <= %d), "
+                        "not '%s'\n", MAX_SEQS, MAX_CTX, MAX_TOKENS, buf);
+        return 1;
+    }
+    return 0;
+}
+
+/* Calls parse(t, len, case) on each item of a comma-separated list; non-zero at the first
+ * that fails (its message printed). */
+static int check_list(const char *list, int (*parse)(const char *, size_t, void *))
+{
+    for (const char *t = list; *t;) {
+        size_t len = strcspn(t, ",");
+        union { struct mixed_case m; struct prompts_case p; } any;
+        if (parse(t, len, &any))
+            return 1;
+        t += len + (t[len] == ',');
+    }
+    return 0;
+}
+
+static int parse_mixed_any(const char *t, size_t len, void *m)
+{
+    return parse_mixed_case(t, len, (struct mixed_case *)m);
+}
+
+static int parse_prompts_any(const char *t, size_t len, void *m)
+{
+    return parse_prompts_case(t, len, (struct prompts_case *)m);
 }
 
 #ifdef PGD_HAVE_CUDA
@@ -169,24 +226,21 @@ static int upload_seqs(const struct bench_bufs *b, int n_seqs, const int *q_len,
 
 /* upload_seqs with n_seqs sequences of q_len new tokens after `cached` each. */
 static int upload_case(const struct bench_bufs *b, int n_seqs, int q_len, int cached,
-                       int32_t *h_qstart, char *err, size_t errlen)
+                       int32_t *h_qstart, int32_t *h_lens, char *err, size_t errlen)
 {
     int *ql = malloc((size_t)n_seqs * sizeof *ql), *ca = malloc((size_t)n_seqs * sizeof *ca);
-    int32_t *lens = malloc((size_t)n_seqs * sizeof *lens);
-    int rc = !ql || !ca || !lens;
+    int rc = !ql || !ca;
     if (rc)
         snprintf(err, errlen, "out of host memory");
     for (int s = 0; !rc && s < n_seqs; s++) {
         ql[s] = q_len;
         ca[s] = cached;
     }
-    rc = rc || upload_seqs(b, n_seqs, ql, ca, h_qstart, lens, err, errlen);
+    rc = rc || upload_seqs(b, n_seqs, ql, ca, h_qstart, h_lens, err, errlen);
     free(ql);
     free(ca);
-    free(lens);
     return rc;
 }
-
 
 /* The copy bandwidth (GB/s) when measured: a decode row's bound, beside which each decode row
  * ends with its last path's (auto's when asked for) K/V read; 0: not measured. */
@@ -201,9 +255,13 @@ static int bench_case(struct pgd_cuda_ctx *c, const struct bench_bufs *b, enum p
 {
     char err[512] = "";
     int32_t *h_qstart = malloc((size_t)(n_seqs + 1) * sizeof *h_qstart);
-    if (!h_qstart || upload_case(b, n_seqs, q_len, cached, h_qstart, err, sizeof err)) {
-        fprintf(stderr, "pagoda bench attention: %s\n", h_qstart ? err : "out of memory");
+    int32_t *h_lens = malloc((size_t)n_seqs * sizeof *h_lens);
+    if (!h_qstart || !h_lens ||
+        upload_case(b, n_seqs, q_len, cached, h_qstart, h_lens, err, sizeof err)) {
+        fprintf(stderr, "pagoda bench attention: %s\n",
+                h_qstart && h_lens ? err : "out of memory");
         free(h_qstart);
+        free(h_lens);
         return 1;
     }
     printf("%-22s", label);
@@ -217,7 +275,8 @@ static int bench_case(struct pgd_cuda_ctx *c, const struct bench_bufs *b, enum p
                    .sliding_window = 0 },
             .n_tokens = n_seqs * q_len, .n_seqs = n_seqs, .query_start = b->qstart,
             .seq_lens = b->lens, .block_tables = b->tables, .max_blocks = b->max_blocks,
-            .positions = b->pos, .h_query_start = h_qstart, .max_seq_len = cached + q_len,
+            .positions = b->pos, .h_query_start = h_qstart, .h_seq_lens = h_lens,
+            .max_seq_len = cached + q_len,
             .step_id = ++*step, .path = paths[i] >= PATH_DECODE ? PGD_CUDA_ATTN_AUTO : paths[i],
             .kv_fp8 = b->fp8,
         };
@@ -229,6 +288,7 @@ static int bench_case(struct pgd_cuda_ctx *c, const struct bench_bufs *b, enum p
         if (failed) {
             fprintf(stderr, "\npagoda bench attention: %s: %s\n", PATH_NAME[paths[i]], err);
             free(h_qstart);
+            free(h_lens);
             return 1;
         }
         printf("  %9.1f %6.1f %6.0f", us[i], flops / (us[i] * 1e6), kv_bytes / (us[i] * 1e3));
@@ -251,6 +311,7 @@ static int bench_case(struct pgd_cuda_ctx *c, const struct bench_bufs *b, enum p
     printf("\n");
     fflush(stdout);
     free(h_qstart);
+    free(h_lens);
     return 0;
 }
 #endif
@@ -376,6 +437,7 @@ int pgd_cmd_bench_attention(int argc, char **argv)
     int want[MAX_PATHS] = { 1, 1, 1, 1, -1, -1, 1, 1 }, ceilings = 1;
     int kv_fp8 = 0;
     const char *mixed = NULL;        /* --mixed's list */
+    const char *prompts = NULL;      /* --prompts' list */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--path") && i + 1 < argc) {
             const char *s = argv[++i];
@@ -402,14 +464,12 @@ int pgd_cmd_bench_attention(int argc, char **argv)
             }
         } else if (!strcmp(argv[i], "--mixed") && i + 1 < argc) {
             mixed = argv[++i];
-            /* Refused before the GPU is opened. */
-            for (const char *t = mixed; *t;) {
-                size_t len = strcspn(t, ",");
-                struct mixed_case m;
-                if (parse_mixed_case(t, len, &m))
-                    return 2;
-                t += len + (t[len] == ',');
-            }
+            if (check_list(mixed, parse_mixed_any))   /* refused before the GPU is opened */
+                return 2;
+        } else if (!strcmp(argv[i], "--prompts") && i + 1 < argc) {
+            prompts = argv[++i];
+            if (check_list(prompts, parse_prompts_any))
+                return 2;
         } else if (!strcmp(argv[i], "--no-ceilings")) {
             ceilings = 0;
         } else if (!strcmp(argv[i], "--kv-cache-dtype") && i + 1 < argc &&
@@ -419,7 +479,7 @@ int pgd_cmd_bench_attention(int argc, char **argv)
         } else {
             fprintf(stderr, "usage: pagoda bench attention [--path fma,mma,prefill,"
                             "prefill-mma,wgmma,simt,decode,auto] [--kv-cache-dtype auto|fp8] "
-                            "[--mixed BxL+P[@C],...] "
+                            "[--mixed BxL+P[@C],...] [--prompts NxP[@C],...] "
                             "[--no-ceilings]   (the 8B shape's paged attention, bf16, on the "
                             "GPU; mma / prefill: the tensor cores in 64- / 128-row blocks; "
                             "prefill-mma / wgmma: the 128-row blocks on mma.sync / on Hopper's "
@@ -427,9 +487,16 @@ int pgd_cmd_bench_attention(int argc, char **argv)
                             "decode / simt: auto with every decode row on the tensor-core / "
                             "the SIMT decode kernel; fp8: the K/V cache in e4m3; --mixed: "
                             "only mixed calls of B decode rows at context L beside a P-token "
-                            "chunk after C cached, timed alone, in turn and overlapped)\n");
+                            "chunk after C cached, timed alone, in turn and overlapped; "
+                            "--prompts: only prompt steps of N sequences of P tokens after C "
+                            "cached each)\n");
             return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
         }
+    }
+    if (mixed && prompts) {
+        fprintf(stderr, "pagoda bench attention: --mixed and --prompts are two benches; give "
+                        "one\n");
+        return 2;
     }
 #ifdef PGD_HAVE_CUDA
     char err[512] = "";
@@ -477,10 +544,10 @@ int pgd_cmd_bench_attention(int argc, char **argv)
     b.fp8 = kv_fp8 ? &unit : NULL;
     b.kc = pgd_cuda_malloc(slots * width * esz);
     b.vc = pgd_cuda_malloc(slots * width * esz);
-    b.q = pgd_cuda_malloc((size_t)MAX_PREFILL * H * D * 2);
-    b.out = pgd_cuda_malloc((size_t)MAX_PREFILL * H * D * 2);
+    b.q = pgd_cuda_malloc((size_t)MAX_TOKENS * H * D * 2);
+    b.out = pgd_cuda_malloc((size_t)MAX_TOKENS * H * D * 2);
     b.tables = pgd_cuda_malloc((size_t)MAX_SEQS * max_blocks * sizeof(int32_t));
-    b.pos = pgd_cuda_malloc((size_t)MAX_PREFILL * sizeof(int32_t));
+    b.pos = pgd_cuda_malloc((size_t)MAX_TOKENS * sizeof(int32_t));
     b.lens = pgd_cuda_malloc((size_t)MAX_SEQS * sizeof(int32_t));
     b.qstart = pgd_cuda_malloc((size_t)(MAX_SEQS + 1) * sizeof(int32_t));
     int32_t *perm = malloc((size_t)num_blocks * sizeof *perm);
@@ -508,7 +575,7 @@ int pgd_cmd_bench_attention(int argc, char **argv)
     if ((kv_fp8 ? fill_fp8_caches(c, &b, slots, width, err, sizeof err)
                 : pgd_cuda_fill_random(c, dt, b.kc, slots * width, 1, -1, 1, err, sizeof err) ||
                   pgd_cuda_fill_random(c, dt, b.vc, slots * width, 2, -1, 1, err, sizeof err)) ||
-        pgd_cuda_fill_random(c, dt, b.q, (size_t)MAX_PREFILL * H * D, 3, -1, 1, err, sizeof err) ||
+        pgd_cuda_fill_random(c, dt, b.q, (size_t)MAX_TOKENS * H * D, 3, -1, 1, err, sizeof err) ||
         pgd_cuda_memcpy_h2d(b.tables, tables, (size_t)MAX_SEQS * max_blocks * sizeof(int32_t),
                             err, sizeof err) ||
         pgd_cuda_sync(c, err, sizeof err)) {
@@ -546,7 +613,21 @@ int pgd_cmd_bench_attention(int argc, char **argv)
         printf("  %7s", "fma/mma");
     printf("   (us a call)\n");
     uint64_t step = 1;
-    for (size_t i = 0; i < sizeof PREFILL / sizeof PREFILL[0]; i++) {
+    for (const char *t = prompts; t && *t;) {
+        size_t len = strcspn(t, ",");
+        struct prompts_case m;
+        if (parse_prompts_case(t, len, &m))
+            goto out;
+        char label[64];
+        snprintf(label, sizeof label, "%dx%d@%d", m.N, m.P, m.C);
+        double flops = 4.0 * m.N * m.P * (m.C + m.P / 2.0) * D * H;
+        double bytes = 2.0 * m.N * (m.C + m.P) * width * esz;
+        if (bench_case(c, &b, dt, label, m.N, m.P, m.C, flops, bytes, paths, n_paths, g.tflops,
+                       &step))
+            goto out;
+        t += len + (t[len] == ',');
+    }
+    for (size_t i = 0; !prompts && i < sizeof PREFILL / sizeof PREFILL[0]; i++) {
         int n = PREFILL[i];
         char label[64];
         snprintf(label, sizeof label, "prefill %d", n);
@@ -554,7 +635,7 @@ int pgd_cmd_bench_attention(int argc, char **argv)
         if (bench_case(c, &b, dt, label, 1, n, 0, flops, bytes, paths, n_paths, g.tflops, &step))
             goto out;
     }
-    for (size_t ci = 0; ci < sizeof CONTEXT / sizeof CONTEXT[0]; ci++)
+    for (size_t ci = 0; !prompts && ci < sizeof CONTEXT / sizeof CONTEXT[0]; ci++)
         for (size_t bi = 0; bi < sizeof BATCH / sizeof BATCH[0]; bi++) {
             int B = BATCH[bi], L = CONTEXT[ci];
             char label[64];
@@ -564,7 +645,7 @@ int pgd_cmd_bench_attention(int argc, char **argv)
                            &step))
                 goto out;
         }
-    {
+    if (!prompts) {
         char label[64];
         snprintf(label, sizeof label, "decode b1 ctx %d", LONG_CTX);
         double flops = 4.0 * LONG_CTX * D * H, bytes = 2.0 * LONG_CTX * width * esz;
@@ -586,6 +667,7 @@ out:
     (void)ceilings;
     (void)kv_fp8;
     (void)mixed;
+    (void)prompts;
     fprintf(stderr, "pagoda bench attention: this build has no CUDA backend\n");
     return 1;
 #endif
