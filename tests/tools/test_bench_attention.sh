@@ -8,19 +8,24 @@ set -u
 SUITE=bench_attention
 . "$(dirname "$0")/../lib/harness.sh"
 
-bad_ok=1
-for spec in "5x300+40@a" "5x300+40z" "5x300+" "x300+40" "0x300+40" "1024x300+40" \
-            "5x5000+40" "5x300+1" "5x300+3000@2000" "1000x300+7500" "5x300+40,2x3"; do
-  "$PAGODA" bench attention --mixed "$spec" >"$tmp/out" 2>"$tmp/err"
-  rc=$?
-  name=${spec##*,}
-  if [ "$rc" != 2 ] || ! grep -q -- "--mixed takes BxL+P\[@C\].*not '$name'" "$tmp/err"; then
-    bad_ok=0
-    ko refuses_bad_cases "'$spec': exit $rc, $(cat "$tmp/err")"
-    break
-  fi
-done
-[ "$bad_ok" = 1 ] && ok refuses_bad_cases
+# refuses NAME OPTION FORM SPEC...: each SPEC given to OPTION exits 2, its message saying the
+# option takes FORM (a grep pattern) and naming SPEC's last item.
+refuses() {
+  local name=$1 opt=$2 form=$3 spec rc; shift 3
+  for spec in "$@"; do
+    "$PAGODA" bench attention "$opt" "$spec" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    if [ "$rc" != 2 ] || ! grep -q -- "$opt takes $form.*not '${spec##*,}'" "$tmp/err"; then
+      ko "$name" "'$spec': exit $rc, $(cat "$tmp/err")"
+      return
+    fi
+  done
+  ok "$name"
+}
+
+refuses refuses_bad_cases --mixed 'BxL+P\[@C\]' "5x300+40@a" "5x300+40z" "5x300+" "x300+40" \
+  "0x300+40" "1024x300+40" "5x5000+40" "5x300+1" "5x300+3000@2000" "1000x300+7500" \
+  "5x300+40,2x3"
 
 "$PAGODA" bench attention --mixed 100x300+1000,32x4000+1000@2000 >"$tmp/out" 2>"$tmp/err"
 rc=$?
@@ -33,19 +38,8 @@ elif [ "$rc" = 1 ] && grep -qiE "cuda|device|gpu" "$tmp/err"; then
 else
   ko takes_good_cases "exit $rc: $(cat "$tmp/out" "$tmp/err")"
 fi
-bad_ok=1
-for spec in "4x100@a" "4x100z" "4x" "x100" "0x100" "1024x10" "4x100@4000" "4x0" \
-            "128x129" "4x100,2x"; do
-  "$PAGODA" bench attention --prompts "$spec" >"$tmp/out" 2>"$tmp/err"
-  rc=$?
-  name=${spec##*,}
-  if [ "$rc" != 2 ] || ! grep -q -- "--prompts takes NxP\[@C\].*not '$name'" "$tmp/err"; then
-    bad_ok=0
-    ko refuses_bad_prompt_steps "'$spec': exit $rc, $(cat "$tmp/err")"
-    break
-  fi
-done
-[ "$bad_ok" = 1 ] && ok refuses_bad_prompt_steps
+refuses refuses_bad_prompt_steps --prompts 'NxP\[@C\]' "4x100@a" "4x100z" "4x" "x100" "0x100" \
+  "1024x10" "4x100@4000" "4x0" "128x129" "4x100,2x"
 
 "$PAGODA" bench attention --prompts 4x100 --mixed 100x300+1000 >"$tmp/out" 2>"$tmp/err"
 rc=$?

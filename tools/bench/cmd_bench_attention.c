@@ -65,13 +65,19 @@ struct mixed_case {
 
 /* "BxL+P[@C]" into *m; non-zero (a message printed) when it is not one, or does not fit the
  * bench's pool (B up to 1023, L and C + P up to 4096, B + P up to 8192 tokens). */
+/* buf = the list item t[0, len), cut to fit buf [64]. */
+static void list_item(char *buf, const char *t, size_t len)
+{
+    if (len >= 64)
+        len = 63;
+    memcpy(buf, t, len);
+    buf[len] = 0;
+}
+
 static int parse_mixed_case(const char *t, size_t len, struct mixed_case *m)
 {
     char buf[64];
-    if (len >= sizeof buf)
-        len = sizeof buf - 1;
-    memcpy(buf, t, len);
-    buf[len] = 0;
+    list_item(buf, t, len);
     int used = 0;
     m->C = 0;
     int k = sscanf(buf, "%dx%d+%d%n@%d%n", &m->B, &m->L, &m->P, &used, &m->C, &used);
@@ -96,10 +102,7 @@ struct prompts_case {
 static int parse_prompts_case(const char *t, size_t len, struct prompts_case *m)
 {
     char buf[64];
-    if (len >= sizeof buf)
-        len = sizeof buf - 1;
-    memcpy(buf, t, len);
-    buf[len] = 0;
+    list_item(buf, t, len);
     int used = 0;
     m->C = 0;
     int k = sscanf(buf, "%dx%d%n@%d%n", &m->N, &m->P, &used, &m->C, &used);
