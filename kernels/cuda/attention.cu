@@ -313,6 +313,15 @@ static int wave_splits(int blocks, int sm_count)
     return best;
 }
 
+/* PGD_CUDA_ATTN_WAVE_SPLITS=0 (read at every call, for benches): the rule before the
+ * nineteenth session, every call of fewer than two waves of blocks split to fill the SMs
+ * twice over. */
+static bool wave_splits_off(void)
+{
+    const char *e = getenv("PGD_CUDA_ATTN_WAVE_SPLITS");
+    return e && !strcmp(e, "0");
+}
+
 /* blocks: the general kernel's grid; max_len: its rows' longest context; min_keys: the
  * keys its shortest item sees (-1: not known). */
 static split_plan plan_splits(const struct pgd_cuda_ctx *c, int blocks, int max_len,
@@ -326,8 +335,11 @@ static split_plan plan_splits(const struct pgd_cuda_ctx *c, int blocks, int max_
      * first token is not (its items taken longest first, the short ones fill the tail; and
      * its early items' splits past their last key find nothing): a 1,000-token chunk of 8B
      * heads, 256 blocks, split in two took 134.9 us on an H100, a 2,048-token one unsplit
-     * 155.3. Two waves and more: never. */
+     * 155.3. Two waves and more: never. PGD_CUDA_ATTN_WAVE_SPLITS=0: lengths taken as not
+     * known (the rule before). */
     int want = 1;
+    if (wave_splits_off())
+        min_keys = -1;
     if (blocks < c->sm_count || (min_keys < 0 && blocks < 2 * c->sm_count))
         want = (2 * c->sm_count + blocks - 1) / std::max(blocks, 1);
     else if (blocks < 2 * c->sm_count && 2 * min_keys >= max_len)

@@ -1169,9 +1169,17 @@ GPU_TEST(prefill_of_a_wave_of_blocks_splits_only_items_alike)
     int sm = pgd_cuda_sm_count(ctx);
     struct attn_case c = { "prompt of a wave of blocks", 32, 8, 128, 16, 0, 1, { 0 },
                            { 32 * ((sm + 7) / 8) }, 2 };
+    unsetenv("PGD_CUDA_ATTN_WAVE_SPLITS");
     size_t sb = check_path(&c, PGD_CUDA_ATTN_PREFILL, 2700);
     cr_assert_eq(sb, 0, "%d tokens from the first on %d SMs: %zu bytes of split scratch, "
                  "should be none", c.n_new[0], sm, sb);
+    /* PGD_CUDA_ATTN_WAVE_SPLITS=0, the rule before: split (the merge of 32-token items, a
+     * warp a token, against the CPU). */
+    setenv("PGD_CUDA_ATTN_WAVE_SPLITS", "0", 1);
+    sb = check_path(&c, PGD_CUDA_ATTN_PREFILL, 2702);
+    unsetenv("PGD_CUDA_ATTN_WAVE_SPLITS");
+    cr_assert_gt(sb, 0, "PGD_CUDA_ATTN_WAVE_SPLITS=0: %d tokens on %d SMs should split",
+                 c.n_new[0], sm);
 }
 
 GPU_TEST(default_dispatch_short_prompts_in_small_blocks)
