@@ -63,8 +63,6 @@ struct mixed_case {
     int B, L, P, C;
 };
 
-/* "BxL+P[@C]" into *m; non-zero (a message printed) when it is not one, or does not fit the
- * bench's pool (B up to 1023, L and C + P up to 4096, B + P up to 8192 tokens). */
 /* buf = the list item t[0, len), cut to fit buf [64]. */
 static void list_item(char *buf, const char *t, size_t len)
 {
@@ -74,6 +72,8 @@ static void list_item(char *buf, const char *t, size_t len)
     buf[len] = 0;
 }
 
+/* "BxL+P[@C]" into *m; non-zero (a message printed) when it is not one, or does not fit the
+ * bench's pool (B up to 1023, L and C + P up to 4096, B + P up to 8192 tokens). */
 static int parse_mixed_case(const char *t, size_t len, struct mixed_case *m)
 {
     char buf[64];
