@@ -15,6 +15,17 @@ struct pgd__arena_chunk {
  * and a multiple of every element size. */
 #define ARENA_ALIGN 256
 
+static size_t align_up(size_t n)
+{
+    return (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+}
+
+/* An allocation's bytes: aligned, and at least one unit (every pointer its own). */
+static size_t alloc_bytes(size_t n)
+{
+    return n ? align_up(n) : ARENA_ALIGN;
+}
+
 void pgd__arena_init(struct pgd__arena *a, enum pgd_device device)
 {
     a->device = device;
@@ -56,9 +67,7 @@ int pgd__arena_reserve(struct pgd__arena *a, size_t bytes)
 
 void *pgd__arena_alloc(struct pgd__arena *a, size_t bytes)
 {
-    bytes = (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
-    if (bytes == 0)
-        bytes = ARENA_ALIGN;
+    bytes = alloc_bytes(bytes);
     while (a->cur && a->cur->used + bytes + a->cur->top > a->cur->cap)
         a->cur = a->cur->next;
     if (!a->cur) {
@@ -89,9 +98,7 @@ void *pgd__arena_alloc(struct pgd__arena *a, size_t bytes)
  * reserved one), whatever chunks later steps appended. */
 void *pgd__arena_alloc_top(struct pgd__arena *a, size_t bytes)
 {
-    bytes = (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
-    if (bytes == 0)
-        bytes = ARENA_ALIGN;
+    bytes = alloc_bytes(bytes);
     struct pgd__arena_chunk *c = a->chunks;
     if (!c || c->used + c->top + bytes > c->cap)
         return NULL;
@@ -102,7 +109,7 @@ void *pgd__arena_alloc_top(struct pgd__arena *a, size_t bytes)
 size_t pgd__arena_top_room(const struct pgd__arena *a, size_t bottom)
 {
     const struct pgd__arena_chunk *c = a->chunks;
-    bottom = (bottom + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    bottom = align_up(bottom);
     if (!c || bottom >= c->cap)
         return 0;
     return c->cap - bottom;

@@ -144,6 +144,15 @@ struct pgd_fwd {
     char err[512];
 };
 
+/* What the step's calls (attention's scratch, the logits and their gathered rows) allocate:
+ * from the arena, or in the piecewise layout from its top (their sizes are the step's, not
+ * the padded size's); NULL when it does not fit. */
+static inline void *pgd__fwd_call_alloc(struct pgd_fwd *f, size_t bytes)
+{
+    return f->scratch_top ? pgd__arena_alloc_top(f->arena, bytes)
+                          : pgd__arena_alloc(f->arena, bytes);
+}
+
 /* Ends the forward's deferred work (ops.c): outputs still in linear_multi's scratch are
  * split into their tensors. The runner calls it after the architecture's forward. */
 void pgd__fwd_settle(struct pgd_fwd *f);

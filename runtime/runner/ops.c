@@ -205,14 +205,6 @@ static int call_tokens(const struct pgd_fwd *f)
     return f->pw_tokens > 0 ? f->pw_tokens : f->n_tokens;
 }
 
-/* What attention and the logits allocate for one step: from the arena, or from its top in
- * the piecewise layout (their sizes are the step's, not the padded size's). */
-static void *call_alloc(struct pgd_fwd *f, size_t bytes)
-{
-    return f->scratch_top ? pgd__arena_alloc_top(f->arena, bytes)
-                          : pgd__arena_alloc(f->arena, bytes);
-}
-
 /* Whether every id of the step is in [0, vocab); else the step fails, naming op and the id.
  * The host holds the step's ids (the padding rows of the piecewise layout have none). */
 static bool ids_in_vocab(struct pgd_fwd *f, const char *op, int64_t vocab)
@@ -721,7 +713,7 @@ static void attend(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p
         /* Split-context decode needs partial results per split: the kernel says how much
          * (0 when it does not split). From the arena, so a graph replay finds it again. */
         size_t sb = pgd_cuda_attention_scratch(f->cuda, &a);
-        void *scratch = sb ? call_alloc(f, sb) : NULL;
+        void *scratch = sb ? pgd__fwd_call_alloc(f, sb) : NULL;
         if (sb && !scratch) {
             pgd_fwd_fail(f, PGD_ERR_NOMEM, "attention: no scratch of %zu bytes", sb);
             return;
@@ -749,7 +741,7 @@ static void attend(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p
                                     .max_blocks = f->max_blocks, .positions = f->positions };
     /* The CPU kernel scores one query row at a time over its context: max_seq_len entries
      * are enough for any row (one spare). */
-    float *scores = call_alloc(f, (size_t)(f->max_seq_len + 1) * sizeof(float));
+    float *scores = pgd__fwd_call_alloc(f, (size_t)(f->max_seq_len + 1) * sizeof(float));
     if (!scores) {
         pgd_fwd_fail(f, PGD_ERR_NOMEM, "attention: no scratch for %d scores", f->max_seq_len);
         return;
@@ -937,7 +929,7 @@ static void logits_into(struct pgd_fwd *f, const struct pgd_tensor *h,
     int64_t d = pgd_tensor_cols(h);
 #ifdef PGD_HAVE_CUDA
     if (ON_CUDA(f)) {
-        void *g = call_alloc(f, (size_t)f->n_logits * d * pgd_dtype_size(f->act_dtype));
+        void *g = pgd__fwd_call_alloc(f, (size_t)f->n_logits * d * pgd_dtype_size(f->act_dtype));
         if (!g) {
             pgd_fwd_fail(f, PGD_ERR_NOMEM, "logits: no scratch for %d rows", f->n_logits);
             return;
@@ -951,7 +943,7 @@ static void logits_into(struct pgd_fwd *f, const struct pgd_tensor *h,
         return;
     }
 #endif
-    float *rows = call_alloc(f, (size_t)f->n_logits * d * sizeof(float));
+    float *rows = pgd__fwd_call_alloc(f, (size_t)f->n_logits * d * sizeof(float));
     if (!rows) {
         pgd_fwd_fail(f, PGD_ERR_NOMEM, "logits: no scratch for %d rows", f->n_logits);
         return;

@@ -782,10 +782,7 @@ static enum pgd_status forward(struct pgd__runner *r, struct pgd_fwd *f, float *
             return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for %d hidden "
                             "rows", f->n_logits);
     } else if (on_cuda(r)) {
-        /* In the piecewise layout from the arena's top: their count is the step's, not the
-         * padded size's. */
-        *logits = f->scratch_top ? pgd__arena_alloc_top(&r->arena, logits_bytes(f))
-                                 : pgd__arena_alloc(&r->arena, logits_bytes(f));
+        *logits = pgd__fwd_call_alloc(f, logits_bytes(f));
         if (!*logits)
             return pgd_errf(err, errlen, PGD_ERR_NOMEM, "step: no GPU memory for %d logits "
                             "rows", f->n_logits);
