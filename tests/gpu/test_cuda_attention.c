@@ -917,8 +917,9 @@ GPU_TEST(decode_kernel_default_shapes_match_cpu_and_repeat)
 
 GPU_TEST(decode_kernel_early_prologue_gives_the_same_bits)
 {
-    /* PGD_CUDA_ATTN_EARLY=1 moves the tensor-core decode kernel's item, table and position
-     * loads before its wait on the kernel before it: the same math, so the same bits, in
+    /* The early prologue (the default; PGD_CUDA_ATTN_EARLY=0 turns it off) moves the
+     * tensor-core decode kernel's item, table and position loads before its wait on the
+     * kernel before it: the same math, so the same bits, in
      * every block shape, split or not, with graph items; and the CPU's values. (That the
      * loads it moves are never an earlier kernel's output is the model tests' part: they
      * run the forward pass with it, rotary + K/V write right before.) */
@@ -938,11 +939,10 @@ GPU_TEST(decode_kernel_early_prologue_gives_the_same_bits)
                     unsetenv("PGD_CUDA_DECODE_WARPS");
                 struct batch b;
                 batch_make(&b, PGD_DTYPE_BF16, cs[i]);
-                unsetenv("PGD_CUDA_ATTN_EARLY");
+                setenv("PGD_CUDA_ATTN_EARLY", "0", 1);
                 float *plain = batch_run(&b, PGD_CUDA_ATTN_AUTO, step++, items, 0, NULL);
-                setenv("PGD_CUDA_ATTN_EARLY", "1", 1);
-                float *early = batch_run(&b, PGD_CUDA_ATTN_AUTO, step++, items, 0, NULL);
                 unsetenv("PGD_CUDA_ATTN_EARLY");
+                float *early = batch_run(&b, PGD_CUDA_ATTN_AUTO, step++, items, 0, NULL);
                 size_t n = (size_t)b.n * cs[i]->H * cs[i]->D;
                 cr_assert(memcmp(plain, early, n * sizeof *plain) == 0, "%s, %s warps a pair, "
                           "%s: the early prologue changed the output", cs[i]->name,

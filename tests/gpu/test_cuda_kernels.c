@@ -648,11 +648,12 @@ GPU_TEST(rope_kv_write_matches_cpu)
     }
 }
 
-GPU_TEST(rope_kv_write_with_early_inputs_matches_cpu)
+GPU_TEST(rope_kv_write_with_late_inputs_matches_cpu)
 {
-    /* PGD_CUDA_ATTN_EARLY=1: the position and slot read, and the angles made, before the
-     * kernel's PDL wait; the same math. */
-    setenv("PGD_CUDA_ATTN_EARLY", "1", 1);
+    /* The other tests run the default: the position and slot read, and the angles made,
+     * before the kernel's PDL wait. PGD_CUDA_ATTN_EARLY=0 reads them after it: the same
+     * math. */
+    setenv("PGD_CUDA_ATTN_EARLY", "0", 1);
     for (int di = 0; di < 2; di++) {
         check_rope_kv_write(DTS[di], 128, 128, false);
         check_rope_kv_write(DTS[di], 128, 128, true);
