@@ -234,10 +234,12 @@ enum pgd_status pgd__runner_profile_ops(struct pgd__runner *r, bool on, char *er
 
 #ifdef PGD_HAVE_CUDA
 /* One step of max_num_batched_tokens (one sequence, logits for max_num_seqs rows) over a
- * temporary cache, to learn the activation high water; then the KV pool gets
- * gpu_memory_utilization of the card minus everything in use. */
-static enum pgd_status size_gpu_cache(struct pgd__runner *r, size_t block_bytes, int *num_blocks,
-                                      char *err, size_t errlen)
+ * temporary cache, to learn the activation high water (r->act_bytes); then the arena is one
+ * chunk of that plus 64 MiB, reserved before the KV pool takes the card. Decode steps may
+ * split attention over the context (up to 64 MiB more scratch), and the piecewise layout
+ * hands its eager calls' memory out from that first chunk's top (pgd__arena_alloc_top): a
+ * step of at most 2,048 tokens leaves the top of a chunk sized for the largest step free. */
+static enum pgd_status reserve_activations(struct pgd__runner *r, char *err, size_t errlen)
 {
     const struct pgd__runner_params *p = &r->params;
     const struct pgd_model_desc *d = &r->model->desc;
@@ -267,11 +269,24 @@ static enum pgd_status size_gpu_cache(struct pgd__runner *r, size_t block_bytes,
     pgd__kv_cache_fini(&r->kv);
     if (st)
         return st;
-    /* Decode steps may split attention over the context: up to 64 MiB more scratch. */
     r->act_bytes = r->arena.high_water;
     if (pgd__arena_reserve(&r->arena, r->act_bytes + ((size_t)64 << 20)))
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of GPU memory for %zu bytes of "
                         "activations", r->act_bytes + ((size_t)64 << 20));
+    return PGD_OK;
+}
+
+/* The activations reserved (reserve_activations), then the KV pool gets
+ * gpu_memory_utilization of the card minus everything in use. */
+static enum pgd_status size_gpu_cache(struct pgd__runner *r, size_t block_bytes, int *num_blocks,
+                                      char *err, size_t errlen)
+{
+    const struct pgd__runner_params *p = &r->params;
+    const struct pgd_model_desc *d = &r->model->desc;
+    const int T = p->max_num_batched_tokens;
+    enum pgd_status st = reserve_activations(r, err, errlen);
+    if (st)
+        return st;
     size_t free_b, total_b;
     if (pgd_cuda_mem_info(&free_b, &total_b, err, errlen))
         return PGD_ERR_DEVICE;
@@ -374,6 +389,22 @@ static enum pgd_status check_params(const struct pgd__runner_params *p, char *er
     return PGD_OK;
 }
 
+static bool tp_split(const struct pgd__runner *r)
+{
+    return r->params.comm && pgd__comm_size(r->params.comm) > 1;
+}
+
+/* The largest step the piecewise graphs take (piecewise.h): with PGD_CUDA_PIECEWISE=1 on
+ * one GPU, not eager-only, max_num_batched_tokens up to 2,048 (beyond that a step's
+ * kernels take far longer than its launches); 0: off. */
+static int piecewise_max_tokens(const struct pgd__runner *r)
+{
+    const char *e = getenv("PGD_CUDA_PIECEWISE");
+    if (!e || strcmp(e, "1") || !on_cuda(r) || r->params.enforce_eager || tp_split(r))
+        return 0;
+    return r->params.max_num_batched_tokens < 2048 ? r->params.max_num_batched_tokens : 2048;
+}
+
 /* How many KV blocks of block_bytes the cache gets: params.num_blocks; else, on a GPU,
  * kv_cache_memory_bytes or what gpu_memory_utilization leaves after a profiling step; else
  * kv_cache_memory_bytes' or kv_cache_bytes' worth. */
@@ -385,6 +416,13 @@ static enum pgd_status count_blocks(struct pgd__runner *r, size_t block_bytes, i
 #ifdef PGD_HAVE_CUDA
     if (*num_blocks <= 0 && on_cuda(r)) {
         enum pgd_status st = size_gpu_cache(r, block_bytes, num_blocks, err, errlen);
+        if (st)
+            return st;
+    } else if (piecewise_max_tokens(r) > 0) {
+        /* A pool of a given size is not sized from a profiling step; the piecewise layout
+         * still needs the arena's first chunk to hold a step and its calls' memory (else
+         * its first chunk is whatever the first allocation made, and no size is captured). */
+        enum pgd_status st = reserve_activations(r, err, errlen);
         if (st)
             return st;
     }
@@ -400,22 +438,6 @@ static enum pgd_status count_blocks(struct pgd__runner *r, size_t block_bytes, i
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG,
                         "kv cache: %zu bytes hold no block of %zu bytes", kv_bytes, block_bytes);
     return PGD_OK;
-}
-
-static bool tp_split(const struct pgd__runner *r)
-{
-    return r->params.comm && pgd__comm_size(r->params.comm) > 1;
-}
-
-/* The largest step the piecewise graphs take (piecewise.h): with PGD_CUDA_PIECEWISE=1 on
- * one GPU, not eager-only, max_num_batched_tokens up to 2,048 (beyond that a step's
- * kernels take far longer than its launches); 0: off. */
-static int piecewise_max_tokens(const struct pgd__runner *r)
-{
-    const char *e = getenv("PGD_CUDA_PIECEWISE");
-    if (!e || strcmp(e, "1") || !on_cuda(r) || r->params.enforce_eager || tp_split(r))
-        return 0;
-    return r->params.max_num_batched_tokens < 2048 ? r->params.max_num_batched_tokens : 2048;
 }
 
 /* The buffers that outlive steps: the KV cache of num_blocks blocks, the step metadata for

@@ -91,4 +91,24 @@ for args in "--dataset nope" "--num-prompts 0" "--num-prompts 12x" "--mean-input
   done
 done
 if [ -z "$bad" ]; then ok usage; else ko usage "accepted or not named:$bad"; fi
+
+# --cuda-graph-sizes, as vLLM spells it: the words after it (spaces or commas) reach the
+# engine, and the next option still parses (the CPU engine takes the sizes and captures
+# nothing); bad sizes are refused with the word named.
+if bench --num-prompts 4 --input-len 5 --output-len 3 --cuda-graph-sizes 1 2 4,8 \
+     --json "$tmp/graphs.json"; then
+  check graph_sizes "$tmp/graphs.json" 'cuda_graph_sizes == [1, 2, 4, 8] and requests == 4'
+else
+  ko graph_sizes "bench failed"
+fi
+bad=""
+for args in "0" "2 70000" "4,x" "2 -- 3"; do
+  # shellcheck disable=SC2086 # the words are arguments
+  if "$PAGODA" bench throughput --model "$MODEL" --device cpu --cuda-graph-sizes $args \
+       >/dev/null 2>"$tmp/err"; then bad="$bad [$args accepted]"; fi
+done
+"$PAGODA" bench throughput --model "$MODEL" --device cpu --cuda-graph-sizes 2 70000 \
+  >/dev/null 2>"$tmp/err"
+grep -qF "'70000' is not a batch size" "$tmp/err" || bad="$bad [70000 not named: $(head -c 200 "$tmp/err")]"
+if [ -z "$bad" ]; then ok graph_sizes_refused; else ko graph_sizes_refused "$bad"; fi
 finish

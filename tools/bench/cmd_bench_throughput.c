@@ -46,6 +46,9 @@
 #include <string.h>
 #include <time.h>
 
+/* The most sizes --cuda-graph-sizes takes: the runner's ladder holds 32. */
+#define TPUT_MAX_GRAPH_SIZES 32
+
 struct tput_opts {
     struct pgd_tool_model m;                /* the model, device, dtype and plugin dirs */
     struct pgd_tool_workload w;             /* the requests and their lengths */
@@ -64,6 +67,8 @@ struct tput_opts {
     bool async_scheduling;          /* --[no-]async-scheduling (vLLM's; default on) */
     bool detokenize;                /* the requests ask for text (set once the engine is up) */
     int profile_prompts;            /* its requests: the workload's first N (-1: all) */
+    int graph_sizes[TPUT_MAX_GRAPH_SIZES];   /* --cuda-graph-sizes (vLLM's), ascending or not */
+    int n_graph_sizes;              /* 0: the engine's ladder */
 };
 
 /* The engine thread's time a step over the timed run (milliseconds; see struct
@@ -197,6 +202,9 @@ static void tput_usage(FILE *out)
             "                           vLLM's benchmark, where the model has a tokenizer)\n"
             "  --[no-]async-scheduling  plan each step while the one before it runs (vLLM's;\n"
             "                           default on)\n"
+            "  --cuda-graph-sizes N [N ...]   the decode batch sizes captured as CUDA graphs\n"
+            "                           (vLLM's; one N: the default ladder up to N; several:\n"
+            "                           exactly those, at most 32)\n"
             "  --structured-output-ratio X   the share of requests (0..1, default 0) whose\n"
             "                           output is constrained by --structured-output-regex\n"
             "                           (default \"[ -~]*\", never complete: every request\n"
@@ -365,6 +373,10 @@ static int run_tput(const struct tput_opts *o)
         ep.swap_space_bytes = (size_t)(o->swap_gib * (double)(1u << 30));
     ep.gpu_memory_utilization = o->gpu_mem;
     ep.async_scheduling = o->async_scheduling;
+    if (o->n_graph_sizes) {
+        ep.cuda_graph_sizes = o->graph_sizes;
+        ep.n_cuda_graph_sizes = o->n_graph_sizes;
+    }
     double t_load = pgd__now_s();
     if (pgd_engine_create(&ep, &e, err, sizeof err) != PGD_OK)
         goto out;
@@ -565,6 +577,12 @@ static int run_tput(const struct tput_opts *o)
                 mix.swap_out_bytes, mix.swap_in_bytes, dt_settled,
                 o->detokenize ? "true" : "false", ep.async_scheduling ? "true" : "false",
                 (unsigned long long)(st1.num_steps_overlapped - st0.num_steps_overlapped));
+        fprintf(f, ", \"cuda_graph_sizes\": ");
+        if (!o->n_graph_sizes)
+            fprintf(f, "null");
+        for (int i = 0; i < o->n_graph_sizes; i++)
+            fprintf(f, "%s%d%s", i ? ", " : "[", o->graph_sizes[i],
+                    i == o->n_graph_sizes - 1 ? "]" : "");
         if (wl_json) {
             fprintf(f, ", \"op_profile\": ");
             json_dumpf(wl_json, f, JSON_COMPACT);
@@ -588,6 +606,42 @@ out:
     return rc;
 }
 
+/* Appends the sizes of one word ("8", or "1,2,4") to o's list; false when the word is not
+ * such a list or the list is full. */
+static bool graph_sizes_word(struct tput_opts *o, const char *w)
+{
+    for (const char *p = w; *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 65536 || (*end && *end != ',') ||
+            o->n_graph_sizes == TPUT_MAX_GRAPH_SIZES)
+            return false;
+        o->graph_sizes[o->n_graph_sizes++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    return *w != '\0';
+}
+
+/* --cuda-graph-sizes WORD [WORD ...]: WORD, then argv's next words while they begin with a
+ * digit (getopt's optind moved past them); non-zero, with a message, when one is not a list
+ * of sizes in [1, 65536] or there are more than TPUT_MAX_GRAPH_SIZES. */
+static int graph_sizes_option(struct tput_opts *o, const char *first, int argc, char **argv)
+{
+    o->n_graph_sizes = 0;
+    const char *w = first;
+    for (;;) {
+        if (!graph_sizes_word(o, w)) {
+            fprintf(stderr, "pagoda bench throughput: --cuda-graph-sizes: '%s' is not a batch "
+                    "size in [1, 65536] (or there are more than %d)\n", w,
+                    TPUT_MAX_GRAPH_SIZES);
+            return 1;
+        }
+        if (optind >= argc || argv[optind][0] < '0' || argv[optind][0] > '9')
+            return 0;
+        w = argv[optind++];
+    }
+}
+
 int pgd_cmd_bench_throughput(int argc, char **argv)
 {
     static const struct option long_opts[] = {
@@ -608,6 +662,7 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         { "disable-detokenize", no_argument, 0, 'D' },
         { "async-scheduling", no_argument, 0, 'A' },
         { "no-async-scheduling", no_argument, 0, 'a' },
+        { "cuda-graph-sizes", required_argument, 0, 'S' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     struct tput_opts o = { .w = PGD_TOOL_WORKLOAD_DEFAULT, .warmup = 8,
@@ -618,7 +673,8 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
     pgd_tool_model_init(&o.m);
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+    /* "+": no permutation, so the sizes after --cuda-graph-sizes are read in place. */
+    while ((c = getopt_long(argc, argv, "+h", long_opts, NULL)) != -1) {
         char *end = NULL;
         switch (c) {
         case 't': o.temperature = strtof(optarg, &end); break;
@@ -655,6 +711,11 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
         case 'A': o.async_scheduling = true; break;
         case 'a': o.async_scheduling = false; break;
         case 'p': o.profile_prompts = (int)strtol(optarg, &end, 10); break;
+        case 'S':
+            /* vLLM's nargs="+": the option's word and the whole-number words after it. */
+            if (graph_sizes_option(&o, optarg, argc, argv))
+                return 2;
+            break;
         case 'h': tput_usage(stdout); return 0;
         default:
             switch (pgd_tool_workload_option(&o.w, c, optarg, "pagoda bench throughput")) {
