@@ -278,49 +278,100 @@ static int parse_sizes(const char *v, int *sizes, int max)
     return n;
 }
 
+/* The engine rows into ep: every row (all), or the set ones only. */
+static void engine_params(const struct pgd__settings *s, struct pgd_engine_params *ep,
+                          int *graph_sizes, int max_sizes, bool all)
+{
+#define GIVEN(id) (all || pgd__settings_is_set(s, id))
+    if (GIVEN(PGD__S_TOKENIZER))
+        ep->tokenizer = pgd__settings_str(s, PGD__S_TOKENIZER);
+    if (GIVEN(PGD__S_QUANTIZATION)) {
+        ep->quantization = pgd__settings_str(s, PGD__S_QUANTIZATION);
+        if (ep->quantization && !strcmp(ep->quantization, "auto"))
+            ep->quantization = NULL;   /* the checkpoint's own, as no value */
+    }
+    if (GIVEN(PGD__S_LOAD_FORMAT)) {
+        const char *fmt = pgd__settings_str(s, PGD__S_LOAD_FORMAT);
+        ep->random_weights = fmt && !strcmp(fmt, "dummy");
+    }
+    if (GIVEN(PGD__S_MAX_MODEL_LEN))
+        ep->max_model_len = (int)pgd__settings_int(s, PGD__S_MAX_MODEL_LEN);
+    if (GIVEN(PGD__S_SEED))
+        ep->seed = (uint64_t)pgd__settings_int(s, PGD__S_SEED);
+    if (GIVEN(PGD__S_BATCH_INVARIANT))
+        ep->batch_invariant = pgd__settings_bool(s, PGD__S_BATCH_INVARIANT);
+    if (GIVEN(PGD__S_BLOCK_SIZE))
+        ep->block_size = (int)pgd__settings_int(s, PGD__S_BLOCK_SIZE);
+    if (GIVEN(PGD__S_GPU_MEMORY_UTILIZATION))
+        ep->gpu_memory_utilization = pgd__settings_float(s, PGD__S_GPU_MEMORY_UTILIZATION);
+    if (GIVEN(PGD__S_KV_CACHE_MEMORY_BYTES))
+        ep->kv_cache_memory_bytes = (size_t)pgd__settings_int(s, PGD__S_KV_CACHE_MEMORY_BYTES);
+    if (GIVEN(PGD__S_NUM_BLOCKS))
+        ep->num_blocks = (int)pgd__settings_int(s, PGD__S_NUM_BLOCKS);
+    if (GIVEN(PGD__S_ENABLE_PREFIX_CACHING))
+        ep->enable_prefix_caching = pgd__settings_bool(s, PGD__S_ENABLE_PREFIX_CACHING);
+    if (GIVEN(PGD__S_MAX_NUM_SEQS))
+        ep->max_num_seqs = (int)pgd__settings_int(s, PGD__S_MAX_NUM_SEQS);
+    if (GIVEN(PGD__S_MAX_NUM_BATCHED_TOKENS))
+        ep->max_num_batched_tokens = (int)pgd__settings_int(s, PGD__S_MAX_NUM_BATCHED_TOKENS);
+    if (GIVEN(PGD__S_ENABLE_CHUNKED_PREFILL))
+        ep->enable_chunked_prefill = pgd__settings_bool(s, PGD__S_ENABLE_CHUNKED_PREFILL);
+    if (GIVEN(PGD__S_LONG_PREFILL_TOKEN_THRESHOLD))
+        ep->long_prefill_token_threshold =
+            (int)pgd__settings_int(s, PGD__S_LONG_PREFILL_TOKEN_THRESHOLD);
+    if (GIVEN(PGD__S_SCHEDULING_POLICY)) {
+        const char *pol = pgd__settings_str(s, PGD__S_SCHEDULING_POLICY);
+        ep->policy = pol && !strcmp(pol, "priority") ? PGD_SCHED_PRIORITY : PGD_SCHED_FCFS;
+    }
+    if (GIVEN(PGD__S_ENFORCE_EAGER))
+        ep->enforce_eager = pgd__settings_bool(s, PGD__S_ENFORCE_EAGER);
+    if (GIVEN(PGD__S_ASYNC_SCHEDULING))
+        ep->async_scheduling = pgd__settings_bool(s, PGD__S_ASYNC_SCHEDULING);
+    if (GIVEN(PGD__S_MAX_SEQ_LEN_TO_CAPTURE))
+        ep->max_seq_len_to_capture = (int)pgd__settings_int(s, PGD__S_MAX_SEQ_LEN_TO_CAPTURE);
+    if (GIVEN(PGD__S_CUDA_GRAPH_SIZES)) {
+        ep->n_cuda_graph_sizes = parse_sizes(pgd__settings_str(s, PGD__S_CUDA_GRAPH_SIZES),
+                                             graph_sizes, max_sizes);
+        ep->cuda_graph_sizes = ep->n_cuda_graph_sizes ? graph_sizes : NULL;
+    }
+    if (GIVEN(PGD__S_SPECULATIVE_CONFIG))
+        ep->speculative_config = pgd__settings_str(s, PGD__S_SPECULATIVE_CONFIG);
+    if (GIVEN(PGD__S_TENSOR_PARALLEL_SIZE))
+        ep->tensor_parallel_size = (int)pgd__settings_int(s, PGD__S_TENSOR_PARALLEL_SIZE);
+    if (GIVEN(PGD__S_TASK)) {
+        const char *task = pgd__settings_str(s, PGD__S_TASK);
+        ep->task = task && (!strcmp(task, "embed") || !strcmp(task, "embedding"))
+                       ? PGD_TASK_EMBED
+                       : PGD_TASK_GENERATE;
+    }
+    if (GIVEN(PGD__S_POOLER_CONFIG))
+        ep->pooler_config = pgd__settings_str(s, PGD__S_POOLER_CONFIG);
+    if (GIVEN(PGD__S_KV_CACHE_DTYPE)) {
+        ep->kv_cache_dtype = pgd__settings_str(s, PGD__S_KV_CACHE_DTYPE);
+        if (ep->kv_cache_dtype && !strcmp(ep->kv_cache_dtype, "auto"))
+            ep->kv_cache_dtype = NULL; /* the compute dtype, as no value */
+    }
+    if (GIVEN(PGD__S_SWAP_SPACE))
+        ep->swap_space_bytes = (size_t)(pgd__settings_float(s, PGD__S_SWAP_SPACE) *
+                                        (double)((size_t)1 << 30));
+    if (GIVEN(PGD__S_PREEMPTION_MODE)) {
+        const char *pm = pgd__settings_str(s, PGD__S_PREEMPTION_MODE);
+        ep->preemption_mode = !pm || !strcmp(pm, "auto") ? PGD_PREEMPT_AUTO
+                              : !strcmp(pm, "swap")      ? PGD_PREEMPT_SWAP
+                                                         : PGD_PREEMPT_RECOMPUTE;
+    }
+#undef GIVEN
+}
+
 void pgd__settings_engine_params(const struct pgd__settings *s, struct pgd_engine_params *ep,
                                  int *graph_sizes, int max_sizes)
 {
-    ep->tokenizer = pgd__settings_str(s, PGD__S_TOKENIZER);
-    ep->quantization = pgd__settings_str(s, PGD__S_QUANTIZATION);
-    if (ep->quantization && !strcmp(ep->quantization, "auto"))
-        ep->quantization = NULL;       /* the checkpoint's own, as no value */
-    const char *fmt = pgd__settings_str(s, PGD__S_LOAD_FORMAT);
-    ep->random_weights = fmt && !strcmp(fmt, "dummy");
-    ep->max_model_len = (int)pgd__settings_int(s, PGD__S_MAX_MODEL_LEN);
-    ep->seed = (uint64_t)pgd__settings_int(s, PGD__S_SEED);
-    ep->batch_invariant = pgd__settings_bool(s, PGD__S_BATCH_INVARIANT);
-    ep->block_size = (int)pgd__settings_int(s, PGD__S_BLOCK_SIZE);
-    ep->gpu_memory_utilization = pgd__settings_float(s, PGD__S_GPU_MEMORY_UTILIZATION);
-    ep->kv_cache_memory_bytes = (size_t)pgd__settings_int(s, PGD__S_KV_CACHE_MEMORY_BYTES);
-    ep->num_blocks = (int)pgd__settings_int(s, PGD__S_NUM_BLOCKS);
-    ep->enable_prefix_caching = pgd__settings_bool(s, PGD__S_ENABLE_PREFIX_CACHING);
-    ep->max_num_seqs = (int)pgd__settings_int(s, PGD__S_MAX_NUM_SEQS);
-    ep->max_num_batched_tokens = (int)pgd__settings_int(s, PGD__S_MAX_NUM_BATCHED_TOKENS);
-    ep->enable_chunked_prefill = pgd__settings_bool(s, PGD__S_ENABLE_CHUNKED_PREFILL);
-    ep->long_prefill_token_threshold =
-        (int)pgd__settings_int(s, PGD__S_LONG_PREFILL_TOKEN_THRESHOLD);
-    const char *pol = pgd__settings_str(s, PGD__S_SCHEDULING_POLICY);
-    ep->policy = pol && !strcmp(pol, "priority") ? PGD_SCHED_PRIORITY : PGD_SCHED_FCFS;
-    ep->enforce_eager = pgd__settings_bool(s, PGD__S_ENFORCE_EAGER);
-    ep->async_scheduling = pgd__settings_bool(s, PGD__S_ASYNC_SCHEDULING);
-    ep->max_seq_len_to_capture = (int)pgd__settings_int(s, PGD__S_MAX_SEQ_LEN_TO_CAPTURE);
-    ep->n_cuda_graph_sizes = parse_sizes(pgd__settings_str(s, PGD__S_CUDA_GRAPH_SIZES),
-                                         graph_sizes, max_sizes);
-    ep->cuda_graph_sizes = ep->n_cuda_graph_sizes ? graph_sizes : NULL;
-    ep->speculative_config = pgd__settings_str(s, PGD__S_SPECULATIVE_CONFIG);
-    ep->tensor_parallel_size = (int)pgd__settings_int(s, PGD__S_TENSOR_PARALLEL_SIZE);
-    const char *task = pgd__settings_str(s, PGD__S_TASK);
-    ep->task = task && (!strcmp(task, "embed") || !strcmp(task, "embedding")) ? PGD_TASK_EMBED
-                                                                              : PGD_TASK_GENERATE;
-    ep->pooler_config = pgd__settings_str(s, PGD__S_POOLER_CONFIG);
-    ep->kv_cache_dtype = pgd__settings_str(s, PGD__S_KV_CACHE_DTYPE);
-    if (ep->kv_cache_dtype && !strcmp(ep->kv_cache_dtype, "auto"))
-        ep->kv_cache_dtype = NULL;     /* the compute dtype, as no value */
-    ep->swap_space_bytes = (size_t)(pgd__settings_float(s, PGD__S_SWAP_SPACE) *
-                                    (double)((size_t)1 << 30));
-    const char *pm = pgd__settings_str(s, PGD__S_PREEMPTION_MODE);
-    ep->preemption_mode = !pm || !strcmp(pm, "auto") ? PGD_PREEMPT_AUTO
-                          : !strcmp(pm, "swap")      ? PGD_PREEMPT_SWAP
-                                                     : PGD_PREEMPT_RECOMPUTE;
+    engine_params(s, ep, graph_sizes, max_sizes, true);
+}
+
+void pgd__settings_engine_params_given(const struct pgd__settings *s,
+                                       struct pgd_engine_params *ep, int *graph_sizes,
+                                       int max_sizes)
+{
+    engine_params(s, ep, graph_sizes, max_sizes, false);
 }

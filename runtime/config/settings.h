@@ -187,6 +187,14 @@ int pgd__settings_distance(const char *a, const char *b);
 enum pgd_status pgd__settings_parse_args(struct pgd__settings *s, int argc, char **argv,
                                          bool *help, char *err, size_t errlen);
 
+/* The row a flag word ("--name", "--name=value", an alias, "--no-name") sets, or -1. */
+int pgd__settings_flag_row(const char *arg);
+/* The one flag at argv[*i] into s, as pgd__settings_parse_args takes it (it may consume the
+ * following words, *i left on the last); the same refusals. For a command that takes the
+ * engine's flags beside its own (`pagoda bench throughput`). */
+enum pgd_status pgd__settings_parse_flag(struct pgd__settings *s, int argc, char **argv, int *i,
+                                         char *err, size_t errlen);
+
 /* Typed reads of a row (already checked when set). A row without a value reads as NULL,
  * 0, 0.0 or false. */
 const char *pgd__settings_str(const struct pgd__settings *s, enum pgd__setting_id id);
@@ -206,6 +214,11 @@ bool pgd__parse_human_int(const char *s, long long *out);
  * into graph_sizes [max_sizes]. */
 void pgd__settings_engine_params(const struct pgd__settings *s, struct pgd_engine_params *ep,
                                  int *graph_sizes, int max_sizes);
+/* The same for the engine rows that were set (by a flag, a file or the environment) only:
+ * the fields of the others keep what ep holds. */
+void pgd__settings_engine_params_given(const struct pgd__settings *s,
+                                       struct pgd_engine_params *ep, int *graph_sizes,
+                                       int max_sizes);
 
 /* `pagoda serve --help`: the rows grouped as vLLM's --help groups them. */
 void pgd__settings_print_help(FILE *out, const char *usage);

@@ -149,9 +149,17 @@ static bool is_int_word(const char *s)
     return true;
 }
 
+int pgd__settings_flag_row(const char *arg)
+{
+    if (arg[0] != '-' || arg[1] != '-' || !arg[2])
+        return -1;
+    const char *name = arg + 2, *eq = strchr(name, '=');
+    return lookup(name, eq ? (size_t)(eq - name) : strlen(name)).id;
+}
+
 /* One "--name[=value]" at argv[*i] (may consume the following words). */
-static enum pgd_status parse_flag(struct pgd__settings *s, int argc, char **argv, int *i,
-                                  char *err, size_t errlen)
+enum pgd_status pgd__settings_parse_flag(struct pgd__settings *s, int argc, char **argv, int *i,
+                                         char *err, size_t errlen)
 {
     const char *arg = argv[*i], *name = arg + 2, *eq = strchr(name, '=');
     size_t n = eq ? (size_t)(eq - name) : strlen(name);
@@ -222,7 +230,7 @@ enum pgd_status pgd__settings_parse_args(struct pgd__settings *s, int argc, char
         } else if (!flags_done && (!strcmp(a, "-h") || !strcmp(a, "--help"))) {
             *help = true;
         } else if (!flags_done && a[0] == '-' && a[1] == '-' && a[2]) {
-            st = parse_flag(s, argc, argv, &i, err, errlen);
+            st = pgd__settings_parse_flag(s, argc, argv, &i, err, errlen);
             flag_model = flag_model || !strcmp(s->v[PGD__S_MODEL].where, "--model");
         } else if (!flags_done && !strcmp(a, "-m")) {
             /* pagoda's older short spelling of --model */

@@ -406,6 +406,42 @@ static const char *other_value(int id)
     }
 }
 
+/* pgd__settings_engine_params_given (bench throughput's engine flags): rows left unset leave
+ * their fields as the caller had them, and each row set alone lands as the full mapping
+ * puts it. */
+Test(settings, given_engine_rows_change_only_their_fields)
+{
+    struct pgd__settings none;
+    pgd__settings_init(&none);
+    int sizes[8];
+    struct pgd_engine_params mine = pgd_engine_default_params(), want;
+    mine.max_num_seqs = 7;
+    mine.block_size = 32;
+    mine.enforce_eager = true;
+    mine.swap_space_bytes = 123;
+    want = mine;
+    pgd__settings_engine_params_given(&none, &mine, sizes, 8);
+    cr_assert(!engine_params_differ(&mine, &want), "no row set, yet a field changed");
+    pgd__settings_fini(&none);
+    for (int id = 0; id < PGD__S_COUNT; id++) {
+        if (pgd__setting_defs[id].dest != PGD__SD_ENGINE)
+            continue;
+        struct pgd__settings s;
+        pgd__settings_init(&s);
+        char err[256];
+        cr_assert_eq(pgd__settings_set(&s, (enum pgd__setting_id)id, other_value(id),
+                                       PGD__SO_FLAG, "t", err, sizeof err), PGD_OK, "%s", err);
+        struct pgd_engine_params full = pgd_engine_default_params();
+        struct pgd_engine_params given = pgd_engine_default_params();
+        int s1[8], s2[8];
+        pgd__settings_engine_params(&s, &full, s1, 8);
+        pgd__settings_engine_params_given(&s, &given, s2, 8);
+        cr_assert(!engine_params_differ(&full, &given), "%s set alone: the given rows' "
+                  "mapping differs from the full one", pgd__setting_defs[id].name);
+        pgd__settings_fini(&s);
+    }
+}
+
 Test(settings, every_engine_row_reaches_the_engine_params)
 {
     struct pgd__settings base;

@@ -31,6 +31,7 @@
 #include "runtime/engine/engine_backend.h"
 #include "runtime/engine/scheduler.h"
 #include "runtime/config/batch_defaults.h"
+#include "runtime/config/settings.h"
 #include "runtime/model/model.h"
 #include "runtime/base/clock.h"
 #include <pagoda/engine.h>
@@ -45,9 +46,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* The most sizes --cuda-graph-sizes takes: the runner's ladder holds 32. */
-#define TPUT_MAX_GRAPH_SIZES 32
 
 struct tput_opts {
     struct pgd_tool_model m;                /* the model, device, dtype and plugin dirs */
@@ -67,8 +65,9 @@ struct tput_opts {
     bool async_scheduling;          /* --[no-]async-scheduling (vLLM's; default on) */
     bool detokenize;                /* the requests ask for text (set once the engine is up) */
     int profile_prompts;            /* its requests: the workload's first N (-1: all) */
-    int graph_sizes[TPUT_MAX_GRAPH_SIZES];   /* --cuda-graph-sizes (vLLM's), ascending or not */
-    int n_graph_sizes;              /* 0: the engine's ladder */
+    struct pgd__settings eng;       /* the engine's flags that are not bench's own (vLLM's
+                                       bench takes every engine argument), as `pagoda serve`
+                                       parses them; applied over the bench's choices */
 };
 
 /* The engine thread's time a step over the timed run (milliseconds; see struct
@@ -202,9 +201,10 @@ static void tput_usage(FILE *out)
             "                           vLLM's benchmark, where the model has a tokenizer)\n"
             "  --[no-]async-scheduling  plan each step while the one before it runs (vLLM's;\n"
             "                           default on)\n"
-            "  --cuda-graph-sizes N [N ...]   the decode batch sizes captured as CUDA graphs\n"
-            "                           (vLLM's; one N: the default ladder up to N; several:\n"
-            "                           exactly those, at most 32)\n"
+            "  any other engine flag of `pagoda serve` (docs/CONFIG.md), as vLLM's bench\n"
+            "                           takes them: --enforce-eager, --max-model-len N,\n"
+            "                           --cuda-graph-sizes N [N ...], --enable-prefix-caching,\n"
+            "                           --block-size N, --long-prefill-token-threshold N, ...\n"
             "  --structured-output-ratio X   the share of requests (0..1, default 0) whose\n"
             "                           output is constrained by --structured-output-regex\n"
             "                           (default \"[ -~]*\", never complete: every request\n"
@@ -373,10 +373,9 @@ static int run_tput(const struct tput_opts *o)
         ep.swap_space_bytes = (size_t)(o->swap_gib * (double)(1u << 30));
     ep.gpu_memory_utilization = o->gpu_mem;
     ep.async_scheduling = o->async_scheduling;
-    if (o->n_graph_sizes) {
-        ep.cuda_graph_sizes = o->graph_sizes;
-        ep.n_cuda_graph_sizes = o->n_graph_sizes;
-    }
+    int graph_sizes[64];            /* where --cuda-graph-sizes lands; ep points here */
+    pgd__settings_engine_params_given(&o->eng, &ep, graph_sizes,
+                                      (int)(sizeof graph_sizes / sizeof graph_sizes[0]));
     double t_load = pgd__now_s();
     if (pgd_engine_create(&ep, &e, err, sizeof err) != PGD_OK)
         goto out;
@@ -578,11 +577,11 @@ static int run_tput(const struct tput_opts *o)
                 o->detokenize ? "true" : "false", ep.async_scheduling ? "true" : "false",
                 (unsigned long long)(st1.num_steps_overlapped - st0.num_steps_overlapped));
         fprintf(f, ", \"cuda_graph_sizes\": ");
-        if (!o->n_graph_sizes)
+        if (!ep.n_cuda_graph_sizes)
             fprintf(f, "null");
-        for (int i = 0; i < o->n_graph_sizes; i++)
-            fprintf(f, "%s%d%s", i ? ", " : "[", o->graph_sizes[i],
-                    i == o->n_graph_sizes - 1 ? "]" : "");
+        for (int i = 0; i < ep.n_cuda_graph_sizes; i++)
+            fprintf(f, "%s%d%s", i ? ", " : "[", ep.cuda_graph_sizes[i],
+                    i == ep.n_cuda_graph_sizes - 1 ? "]" : "");
         if (wl_json) {
             fprintf(f, ", \"op_profile\": ");
             json_dumpf(wl_json, f, JSON_COMPACT);
@@ -606,87 +605,100 @@ out:
     return rc;
 }
 
-/* Appends the sizes of one word ("8", or "1,2,4") to o's list; false when the word is not
- * such a list or the list is full. */
-static bool graph_sizes_word(struct tput_opts *o, const char *w)
+/* own's entry for the flag word a ("--name" or "--name=value"), or NULL. */
+static const struct option *own_option(const struct option *own, const char *a)
 {
-    for (const char *p = w; *p;) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 1 || v > 65536 || (*end && *end != ',') ||
-            o->n_graph_sizes == TPUT_MAX_GRAPH_SIZES)
-            return false;
-        o->graph_sizes[o->n_graph_sizes++] = (int)v;
-        p = *end ? end + 1 : end;
-    }
-    return *w != '\0';
+    const char *name = a + 2, *eq = strchr(name, '=');
+    size_t n = eq ? (size_t)(eq - name) : strlen(name);
+    for (; own->name; own++)
+        if (strlen(own->name) == n && !strncmp(own->name, name, n))
+            return own;
+    return NULL;
 }
 
-/* --cuda-graph-sizes WORD [WORD ...]: WORD, then argv's next words while they begin with a
- * digit (getopt's optind moved past them); non-zero, with a message, when one is not a list
- * of sizes in [1, 65536] or there are more than TPUT_MAX_GRAPH_SIZES. */
-static int graph_sizes_option(struct tput_opts *o, const char *first, int argc, char **argv)
+/* The engine's flags beside the bench's own: each "--flag" that is none of own's but sets an
+ * engine row of the settings table goes to o->eng (with the words it takes, as `pagoda serve`
+ * parses it) and out of argv; a row of another kind (a server's --port) is refused, and an
+ * unknown flag is left for getopt to refuse. Own options' values are passed over. Returns
+ * the new argc, or -1 after a message. */
+static int take_engine_flags(struct tput_opts *o, const struct option *own, int argc,
+                             char **argv)
 {
-    o->n_graph_sizes = 0;
-    const char *w = first;
-    for (;;) {
-        if (!graph_sizes_word(o, w)) {
-            fprintf(stderr, "pagoda bench throughput: --cuda-graph-sizes: '%s' is not a batch "
-                    "size in [1, 65536] (or there are more than %d)\n", w,
-                    TPUT_MAX_GRAPH_SIZES);
-            return 1;
+    int kept = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--")) {
+            while (i < argc)
+                argv[kept++] = argv[i++];
+            break;
         }
-        if (optind >= argc || argv[optind][0] < '0' || argv[optind][0] > '9')
-            return 0;
-        w = argv[optind++];
+        const struct option *mine = a[0] == '-' && a[1] == '-' ? own_option(own, a) : NULL;
+        int row = a[0] == '-' && a[1] == '-' && !mine ? pgd__settings_flag_row(a) : -1;
+        if (row < 0) {
+            argv[kept++] = argv[i];
+            if (mine && mine->has_arg == required_argument && !strchr(a, '=') && i + 1 < argc)
+                argv[kept++] = argv[++i];
+            continue;
+        }
+        if (pgd__setting_defs[row].dest != PGD__SD_ENGINE) {
+            fprintf(stderr, "pagoda bench throughput: %s is not an engine option (it is `pagoda "
+                    "serve`'s)\n", a);
+            return -1;
+        }
+        char err[512];
+        if (pgd__settings_parse_flag(&o->eng, argc, argv, &i, err, sizeof err)) {
+            fprintf(stderr, "pagoda bench throughput: %s\n", err);
+            return -1;
+        }
     }
+    argv[kept] = NULL;
+    return kept;
 }
 
-int pgd_cmd_bench_throughput(int argc, char **argv)
+/* The bench's own options (getopt_long's table); the engine's other flags: take_engine_flags. */
+static const struct option TPUT_OPTS[] = {
+    PGD_TOOL_MODEL_OPTIONS, PGD_TOOL_RANDOM_WEIGHTS_OPTION,
+    PGD_TOOL_WORKLOAD_OPTIONS,
+    { "temperature", required_argument, 0, 't' }, { "max-num-seqs", required_argument, 0, 'q' },
+    { "max-num-batched-tokens", required_argument, 0, 'B' },
+    { "num-blocks", required_argument, 0, 'N' },
+    { "headroom-steps", required_argument, 0, 'H' },
+    { "preemption-mode", required_argument, 0, 'P' },
+    { "swap-space", required_argument, 0, 'W' },
+    { "gpu-memory-utilization", required_argument, 0, 'G' },
+    { "warmup", required_argument, 0, 'w' },
+    { "json", required_argument, 0, 'J' },
+    { "structured-output-ratio", required_argument, 0, 'g' },
+    { "structured-output-regex", required_argument, 0, 'e' },
+    { "profile-ops", no_argument, 0, 'F' }, { "profile-prompts", required_argument, 0, 'p' },
+    { "disable-detokenize", no_argument, 0, 'D' },
+    { "async-scheduling", no_argument, 0, 'A' },
+    { "no-async-scheduling", no_argument, 0, 'a' },
+    { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+};
+
+/* The command line into *op: -1 when the run should go on, else the exit status (0 after
+ * --help, 2 on a bad argument). */
+static int parse_args(struct tput_opts *op, int argc, char **argv)
 {
-    static const struct option long_opts[] = {
-        PGD_TOOL_MODEL_OPTIONS, PGD_TOOL_RANDOM_WEIGHTS_OPTION,
-        PGD_TOOL_WORKLOAD_OPTIONS,
-        { "temperature", required_argument, 0, 't' }, { "max-num-seqs", required_argument, 0, 'q' },
-        { "max-num-batched-tokens", required_argument, 0, 'B' },
-        { "num-blocks", required_argument, 0, 'N' },
-        { "headroom-steps", required_argument, 0, 'H' },
-        { "preemption-mode", required_argument, 0, 'P' },
-        { "swap-space", required_argument, 0, 'W' },
-        { "gpu-memory-utilization", required_argument, 0, 'G' },
-        { "warmup", required_argument, 0, 'w' },
-        { "json", required_argument, 0, 'J' },
-        { "structured-output-ratio", required_argument, 0, 'g' },
-        { "structured-output-regex", required_argument, 0, 'e' },
-        { "profile-ops", no_argument, 0, 'F' }, { "profile-prompts", required_argument, 0, 'p' },
-        { "disable-detokenize", no_argument, 0, 'D' },
-        { "async-scheduling", no_argument, 0, 'A' },
-        { "no-async-scheduling", no_argument, 0, 'a' },
-        { "cuda-graph-sizes", required_argument, 0, 'S' },
-        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
-    };
-    struct tput_opts o = { .w = PGD_TOOL_WORKLOAD_DEFAULT, .warmup = 8,
-                           .max_num_seqs = -1, .max_num_batched_tokens = -1, .headroom_steps = -1,
-                           .gpu_mem = 0.9, .guided_regex = "[ -~]*", .profile_prompts = -1,
-                           .async_scheduling = true,
-                           .swap_gib = -1 };
-    pgd_tool_model_init(&o.m);
+    argc = take_engine_flags(op, TPUT_OPTS, argc, argv);
+    if (argc < 0)
+        return 2;
     int c;
     optind = 1;
-    /* "+": no permutation, so the sizes after --cuda-graph-sizes are read in place. */
-    while ((c = getopt_long(argc, argv, "+h", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", TPUT_OPTS, NULL)) != -1) {
         char *end = NULL;
         switch (c) {
-        case 't': o.temperature = strtof(optarg, &end); break;
-        case 'q': o.max_num_seqs = (int)strtol(optarg, &end, 10); break;
-        case 'B': o.max_num_batched_tokens = (int)strtol(optarg, &end, 10); break;
-        case 'N': o.num_blocks = (int)strtol(optarg, &end, 10); break;
-        case 'H': o.headroom_steps = (int)strtol(optarg, &end, 10); break;
+        case 't': op->temperature = strtof(optarg, &end); break;
+        case 'q': op->max_num_seqs = (int)strtol(optarg, &end, 10); break;
+        case 'B': op->max_num_batched_tokens = (int)strtol(optarg, &end, 10); break;
+        case 'N': op->num_blocks = (int)strtol(optarg, &end, 10); break;
+        case 'H': op->headroom_steps = (int)strtol(optarg, &end, 10); break;
         case 'P':
             if (!strcmp(optarg, "swap"))
-                o.preemption_mode = PGD_PREEMPT_SWAP;
+                op->preemption_mode = PGD_PREEMPT_SWAP;
             else if (!strcmp(optarg, "recompute"))
-                o.preemption_mode = PGD_PREEMPT_RECOMPUTE;
+                op->preemption_mode = PGD_PREEMPT_RECOMPUTE;
             else if (strcmp(optarg, "auto")) {
                 fprintf(stderr, "pagoda bench throughput: --preemption-mode %s: auto, swap or "
                         "recompute\n", optarg);
@@ -694,35 +706,30 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
             }
             break;
         case 'W':
-            o.swap_gib = strtod(optarg, &end);
-            if (!(o.swap_gib >= 0)) {
+            op->swap_gib = strtod(optarg, &end);
+            if (!(op->swap_gib >= 0)) {
                 fprintf(stderr, "pagoda bench throughput: --swap-space %s: GiB, 0 or more\n",
                         optarg);
                 return 2;
             }
             break;
-        case 'G': o.gpu_mem = strtod(optarg, &end); break;
-        case 'w': o.warmup = (int)strtol(optarg, &end, 10); break;
-        case 'J': o.json = optarg; break;
-        case 'g': o.guided_ratio = strtod(optarg, &end); break;
-        case 'e': o.guided_regex = optarg; break;
-        case 'F': o.profile_ops = true; break;
-        case 'D': o.no_detokenize = true; break;
-        case 'A': o.async_scheduling = true; break;
-        case 'a': o.async_scheduling = false; break;
-        case 'p': o.profile_prompts = (int)strtol(optarg, &end, 10); break;
-        case 'S':
-            /* vLLM's nargs="+": the option's word and the whole-number words after it. */
-            if (graph_sizes_option(&o, optarg, argc, argv))
-                return 2;
-            break;
+        case 'G': op->gpu_mem = strtod(optarg, &end); break;
+        case 'w': op->warmup = (int)strtol(optarg, &end, 10); break;
+        case 'J': op->json = optarg; break;
+        case 'g': op->guided_ratio = strtod(optarg, &end); break;
+        case 'e': op->guided_regex = optarg; break;
+        case 'F': op->profile_ops = true; break;
+        case 'D': op->no_detokenize = true; break;
+        case 'A': op->async_scheduling = true; break;
+        case 'a': op->async_scheduling = false; break;
+        case 'p': op->profile_prompts = (int)strtol(optarg, &end, 10); break;
         case 'h': tput_usage(stdout); return 0;
         default:
-            switch (pgd_tool_workload_option(&o.w, c, optarg, "pagoda bench throughput")) {
+            switch (pgd_tool_workload_option(&op->w, c, optarg, "pagoda bench throughput")) {
             case 1: break;
             case -1: return 2;
             default:
-                switch (pgd_tool_model_option(&o.m, c, optarg)) {
+                switch (pgd_tool_model_option(&op->m, c, optarg)) {
                 case 1: break;
                 case 0: tput_usage(stderr); return 2;
                 default: return 2;
@@ -734,14 +741,32 @@ int pgd_cmd_bench_throughput(int argc, char **argv)
             return 2;
         }
     }
-    if (!pgd_tool_model_named(&o.m) || optind < argc || !pgd_tool_workload_valid(&o.w) ||
-        o.warmup < 0 || o.temperature < 0 ||
-        o.max_num_seqs == 0 || o.max_num_batched_tokens == 0 || o.max_num_seqs < -1 ||
-        o.max_num_batched_tokens < -1 || o.headroom_steps < -1 || !(o.guided_ratio >= 0 && o.guided_ratio <= 1) ||
-        o.profile_prompts == 0 || o.profile_prompts < -1) {
+    if (!pgd_tool_model_named(&op->m) || optind < argc || !pgd_tool_workload_valid(&op->w) ||
+        op->warmup < 0 || op->temperature < 0 ||
+        op->max_num_seqs == 0 || op->max_num_batched_tokens == 0 || op->max_num_seqs < -1 ||
+        op->max_num_batched_tokens < -1 || op->headroom_steps < -1 ||
+        !(op->guided_ratio >= 0 && op->guided_ratio <= 1) || op->profile_prompts == 0 || op->profile_prompts < -1) {
         tput_usage(stderr);
         return 2;
     }
-    int rc = pgd_tool_model_resolve(&o.m, "pagoda bench throughput");
-    return rc ? rc : run_tput(&o);
+    return -1;
+}
+
+int pgd_cmd_bench_throughput(int argc, char **argv)
+{
+    struct tput_opts o = { .w = PGD_TOOL_WORKLOAD_DEFAULT, .warmup = 8,
+                           .max_num_seqs = -1, .max_num_batched_tokens = -1, .headroom_steps = -1,
+                           .gpu_mem = 0.9, .guided_regex = "[ -~]*", .profile_prompts = -1,
+                           .async_scheduling = true,
+                           .swap_gib = -1 };
+    pgd_tool_model_init(&o.m);
+    pgd__settings_init(&o.eng);
+    int rc = parse_args(&o, argc, argv);
+    if (rc < 0) {
+        rc = pgd_tool_model_resolve(&o.m, "pagoda bench throughput");
+        if (!rc)
+            rc = run_tput(&o);
+    }
+    pgd__settings_fini(&o.eng);
+    return rc;
 }
