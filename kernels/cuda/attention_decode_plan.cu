@@ -9,9 +9,12 @@
  *     tensor-core one where it serves) / every decode row on the SIMT one;
  *   PGD_CUDA_DECODE_WARPS=4 / 2 / 1: the tensor-core kernel's warps a pair forced (4 is the
  *     one-pair-a-block shape it had alone before), its splits as the rule below gives;
- *     otherwise the cost model below picks it. */
+ *     otherwise the cost model below picks it;
+ *   PGD_CUDA_DECODE_FILL=0: the cost model without its fill term (fill_factor), as before
+ *     2026-12-06. */
 #include "kernels/cuda/attention_decode.cuh"
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <algorithm>
@@ -93,7 +96,8 @@ static int mma_split_count(int64_t blocks, int slots, int max_len)
  *   - the latency floor: a warp's tiles go by two a memory round trip (~1 us) when its SM
  *     has bandwidth to spare, so a call takes at least start-up + tiles a warp x 0.5 us;
  *   - the tail: the last blocks run alone at the rate their own loads in flight allow
- *     (4 warps x 2 tiles a round trip), on average half a block's bytes.
+ *     (4 warps x 2 tiles a round trip), on average half a block's bytes;
+ *   - the fill: a wave that leaves slots empty streams slower (fill_factor).
  * Splits add the merge kernel (a launch and a read of the partials). All in nanoseconds. */
 #define DM_START_NS 3000.0           /* a block's start-up and end */
 #define DM_TILE_NS 500.0             /* a warp's 16-key tile when latency-bound */
@@ -103,6 +107,31 @@ static int mma_split_count(int64_t blocks, int slots, int max_len)
 /* A shape of fewer, longer blocks is taken only for a clear gain: the model knows the
  * one-pair-a-block shape best. */
 #define DM_FEWER_BLOCKS_GAIN 0.97
+/* A wave whose blocks take a fraction f of the slots (fewer warps an SM, so fewer bytes in
+ * flight) streams at about (f / DM_FILL_FULL)^DM_FILL_EXP of the bandwidth below
+ * DM_FILL_FULL. Fitted to the H100 (8B heads, bf16, 4,096 keys; 396 slots): 32 rows in 256
+ * blocks of 4 warps (f 0.65) took 224.8 us, the same bytes in 384 blocks of one warp a pair
+ * (f 0.97) 196.1; 64 rows in 512 blocks (a wave and 116 blocks) 402.9, in 384 blocks 381.6. */
+#define DM_FILL_FULL 0.9
+#define DM_FILL_EXP 0.34
+/* Where it was measured and is taken: blocks of at least this many keys (shorter ones are
+ * paced by their start-up, the wave term), in a grid of less than two waves (past that the
+ * tail term has the last wave; b1024 x 1024 keys kept one warp a pair, 2% ahead on the H200). */
+#define DM_FILL_MIN_KEYS 1024
+
+/* The bandwidth term's multiplier for `blocks` blocks of split_keys keys on `slots` slots:
+ * a whole wave at the full rate, a partial one at its fill's rate. */
+static double fill_factor(int64_t blocks, int slots, int split_keys)
+{
+    const int64_t full = blocks / slots, rem = blocks % slots;
+    if (!rem || split_keys < DM_FILL_MIN_KEYS || blocks >= 2 * (int64_t)slots)
+        return 1.0;
+    const char *e = getenv("PGD_CUDA_DECODE_FILL");
+    if (e && !strcmp(e, "0"))
+        return 1.0;
+    const double f = std::min((double)rem / slots / DM_FILL_FULL, 1.0);
+    return ((double)full * slots + (double)rem / pow(f, DM_FILL_EXP)) / (double)blocks;
+}
 
 struct dm_shape_cost {
     int pair_warps, n_splits;
@@ -124,7 +153,8 @@ static double dm_cost(int64_t pairs, int keys, double row_bytes, double part_byt
     const double bytes = (double)pairs * keys * row_bytes;
     const double block_bytes = bytes / (double)blocks;
     const double block_rate = 4 * 2 * 16 * row_bytes / DM_ROUND_TRIP_NS;
-    double ns = std::max(bytes / bw + waves * DM_START_NS,
+    double ns = std::max(bytes / bw * fill_factor(blocks, slots, split_keys) +
+                             waves * DM_START_NS,
                          DM_START_NS + tiles_a_warp * DM_TILE_NS) +
                 block_bytes / 2 / block_rate;
     if (n_splits > 1)
