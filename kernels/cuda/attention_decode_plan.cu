@@ -114,17 +114,18 @@ static int mma_split_count(int64_t blocks, int slots, int max_len)
  * (f 0.97) 196.1; 64 rows in 512 blocks (a wave and 116 blocks) 402.9, in 384 blocks 381.6. */
 #define DM_FILL_FULL 0.9
 #define DM_FILL_EXP 0.34
-/* Where it was measured and is taken: blocks of at least this many keys (shorter ones are
- * paced by their start-up, the wave term), in a grid of less than two waves (past that the
- * tail term has the last wave; b1024 x 1024 keys kept one warp a pair, 2% ahead on the H200). */
+/* Where it was measured and is taken: contexts of at least this many keys (shorter calls
+ * are paced by their blocks' start-up, the wave term: there one warp a pair wins by far, as
+ * the shape's comment below says), in a grid of less than two waves (past that the tail term
+ * has the last wave; b1024 x 1024 keys kept one warp a pair, 2% ahead on the H200). */
 #define DM_FILL_MIN_KEYS 1024
 
-/* The bandwidth term's multiplier for `blocks` blocks of split_keys keys on `slots` slots:
- * a whole wave at the full rate, a partial one at its fill's rate. */
-static double fill_factor(int64_t blocks, int slots, int split_keys)
+/* The bandwidth term's multiplier for `blocks` blocks on `slots` slots, at contexts of
+ * `keys`: a whole wave at the full rate, a partial one at its fill's rate. */
+static double fill_factor(int64_t blocks, int slots, int keys)
 {
     const int64_t full = blocks / slots, rem = blocks % slots;
-    if (!rem || split_keys < DM_FILL_MIN_KEYS || blocks >= 2 * (int64_t)slots)
+    if (!rem || keys < DM_FILL_MIN_KEYS || blocks >= 2 * (int64_t)slots)
         return 1.0;
     const char *e = getenv("PGD_CUDA_DECODE_FILL");
     if (e && !strcmp(e, "0"))
@@ -153,7 +154,7 @@ static double dm_cost(int64_t pairs, int keys, double row_bytes, double part_byt
     const double bytes = (double)pairs * keys * row_bytes;
     const double block_bytes = bytes / (double)blocks;
     const double block_rate = 4 * 2 * 16 * row_bytes / DM_ROUND_TRIP_NS;
-    double ns = std::max(bytes / bw * fill_factor(blocks, slots, split_keys) +
+    double ns = std::max(bytes / bw * fill_factor(blocks, slots, keys) +
                              waves * DM_START_NS,
                          DM_START_NS + tiles_a_warp * DM_TILE_NS) +
                 block_bytes / 2 / block_rate;
