@@ -44,6 +44,10 @@ void pgd_tool_tp_failed(const struct pgd_engine_params *ep, int status);
 
 int pgd_cmd_bench(int argc, char **argv);      /* tools/bench/cmd_bench.c */
 int pgd_cmd_bench_throughput(int argc, char **argv);   /* tools/bench/cmd_bench_throughput.c */
+/* `pagoda bench latency` in vLLM's form (--input-len, --output-len, --batch-size, ...), and
+ * whether argv asks for it: tools/bench/cmd_bench_latency_e2e.c */
+int pgd_cmd_bench_latency_e2e(int argc, char **argv);
+bool pgd_bench_latency_is_e2e(int argc, char **argv);
 int pgd_cmd_bench_scheduler(int argc, char **argv);    /* tools/bench/cmd_bench_sched.c */
 int pgd_cmd_bench_gemv(int argc, char **argv);         /* tools/bench/cmd_bench_gemv.c */
 int pgd_cmd_bench_gemm(int argc, char **argv);         /* tools/bench/cmd_bench_gemm.c */

@@ -183,6 +183,9 @@ static void bench_usage(FILE *out)
 {
     fprintf(out,
             "usage: pagoda bench latency (--model DIR | --random-weights CONFIG) [options]\n"
+            "       pagoda bench latency --input-len N --output-len N --batch-size N ...\n"
+            "                                        (vLLM's form: a batch end to end;\n"
+            "                                        `--input-len 1 --help` lists its options)\n"
             "       pagoda bench throughput --help   (requests through the engine)\n"
             "       pagoda bench scheduler --help    (the scheduler against a step-cost model)\n"
             "       pagoda bench gemv [--batch LIST] (the decode GEMV kernels alone)\n"
@@ -509,6 +512,8 @@ int pgd_cmd_bench(int argc, char **argv)
     }
     argc--;
     argv++;
+    if (pgd_bench_latency_is_e2e(argc, argv))
+        return pgd_cmd_bench_latency_e2e(argc, argv);
     static const struct option long_opts[] = {
         PGD_TOOL_MODEL_OPTIONS, PGD_TOOL_RANDOM_WEIGHTS_OPTION,
         { "batch", required_argument, 0, 'b' }, { "prompt-len", required_argument, 0, 'p' },

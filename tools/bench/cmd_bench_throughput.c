@@ -31,7 +31,7 @@
 #include "runtime/engine/engine_backend.h"
 #include "runtime/engine/scheduler.h"
 #include "runtime/config/batch_defaults.h"
-#include "runtime/config/settings.h"
+#include "tools/bench/bench_engine_flags.h"
 #include "runtime/model/model.h"
 #include "runtime/base/clock.h"
 #include <pagoda/engine.h>
@@ -605,57 +605,7 @@ out:
     return rc;
 }
 
-/* own's entry for the flag word a ("--name" or "--name=value"), or NULL. */
-static const struct option *own_option(const struct option *own, const char *a)
-{
-    const char *name = a + 2, *eq = strchr(name, '=');
-    size_t n = eq ? (size_t)(eq - name) : strlen(name);
-    for (; own->name; own++)
-        if (strlen(own->name) == n && !strncmp(own->name, name, n))
-            return own;
-    return NULL;
-}
-
-/* The engine's flags beside the bench's own: each "--flag" that is none of own's but sets an
- * engine row of the settings table goes to o->eng (with the words it takes, as `pagoda serve`
- * parses it) and out of argv; a row of another kind (a server's --port) is refused, and an
- * unknown flag is left for getopt to refuse. Own options' values are passed over. Returns
- * the new argc, or -1 after a message. */
-static int take_engine_flags(struct tput_opts *o, const struct option *own, int argc,
-                             char **argv)
-{
-    int kept = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--")) {
-            while (i < argc)
-                argv[kept++] = argv[i++];
-            break;
-        }
-        const struct option *mine = a[0] == '-' && a[1] == '-' ? own_option(own, a) : NULL;
-        int row = a[0] == '-' && a[1] == '-' && !mine ? pgd__settings_flag_row(a) : -1;
-        if (row < 0) {
-            argv[kept++] = argv[i];
-            if (mine && mine->has_arg == required_argument && !strchr(a, '=') && i + 1 < argc)
-                argv[kept++] = argv[++i];
-            continue;
-        }
-        if (pgd__setting_defs[row].dest != PGD__SD_ENGINE) {
-            fprintf(stderr, "pagoda bench throughput: %s is not an engine option (it is `pagoda "
-                    "serve`'s)\n", a);
-            return -1;
-        }
-        char err[512];
-        if (pgd__settings_parse_flag(&o->eng, argc, argv, &i, err, sizeof err)) {
-            fprintf(stderr, "pagoda bench throughput: %s\n", err);
-            return -1;
-        }
-    }
-    argv[kept] = NULL;
-    return kept;
-}
-
-/* The bench's own options (getopt_long's table); the engine's other flags: take_engine_flags. */
+/* The bench's own options (getopt_long's table); the engine's others: bench_engine_flags.h. */
 static const struct option TPUT_OPTS[] = {
     PGD_TOOL_MODEL_OPTIONS, PGD_TOOL_RANDOM_WEIGHTS_OPTION,
     PGD_TOOL_WORKLOAD_OPTIONS,
@@ -681,7 +631,8 @@ static const struct option TPUT_OPTS[] = {
  * --help, 2 on a bad argument). */
 static int parse_args(struct tput_opts *op, int argc, char **argv)
 {
-    argc = take_engine_flags(op, TPUT_OPTS, argc, argv);
+    argc = pgd_tool_engine_flags_take(&op->eng, TPUT_OPTS, argc, argv,
+                                      "pagoda bench throughput");
     if (argc < 0)
         return 2;
     int c;

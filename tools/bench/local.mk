@@ -9,6 +9,8 @@ tools_pagoda_SOURCES += %reldir%/cmd_bench.c %reldir%/cmd_bench_throughput.c \
 	%reldir%/cmd_bench_gemm.c %reldir%/bench_common.h %reldir%/bench_list.c \
 	%reldir%/bench_gpu.c \
 	%reldir%/bench_draw.c %reldir%/bench_draw.h \
+	%reldir%/bench_engine_flags.c %reldir%/bench_engine_flags.h \
+	%reldir%/cmd_bench_latency_e2e.c \
 	%reldir%/bench_workload.c %reldir%/bench_workload.h \
 	%reldir%/bench_latency_profile.c %reldir%/bench_latency_profile.h \
 	%reldir%/bench_workload_profile.c %reldir%/bench_workload_profile.h \
