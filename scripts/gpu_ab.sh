@@ -17,7 +17,9 @@
 # first-token lines side by side. With NCU_KERNELS (a regex of kernel names) and ncu on the
 # machine, also one eager step (PAGODA_CUDA_GRAPHS=0, a 16-token prompt and one decode step)
 # under Nsight Compute for each, and every kernel's mean time a launch, old against new, by
-# name and grid. BENCH_QUANT="w4g128 fp8 ..." adds `pagoda bench quant --format F` for each.
+# name and grid. BENCH_QUANT="w4g128 fp8 ..." adds `pagoda bench quant --format F` for each;
+# BENCH_ATTENTION="ARGS" adds `pagoda bench attention ARGS` (e.g. "--mixed 32x2048+2,..."), its
+# case lines printed after each turn's latency lines.
 # Logs and CSVs go to $OUT (default /tmp/ab); the summary is $OUT/ab.txt. Exit status 0 when
 # every run finished.
 set -u
@@ -74,6 +76,14 @@ runs() {
         run "$v" timeout 120 "$P" bench quant --format "$f" >> "$OUT/quant_${v}_$r.txt" 2>&1 ||
           status=1
       done
+      if [ -n "${BENCH_ATTENTION:-}" ]; then
+        f=$OUT/attn_${v}_$r.txt
+        # shellcheck disable=SC2086  # BENCH_ATTENTION is words
+        run "$v" timeout 120 "$P" bench attention $BENCH_ATTENTION > "$f" 2>&1 || status=1
+        # The cases' lines (they start with their case name: "decode", "prefill" or a digit);
+        # else the tail, which says why there are none.
+        grep -E "^(decode|prefill|[0-9])" "$f" || { tail -n 2 "$f"; status=1; }
+      fi
     done
   done
   if [ -n "${NCU_KERNELS:-}" ] && command -v ncu >/dev/null; then

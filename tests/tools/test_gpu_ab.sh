@@ -3,7 +3,8 @@
 # --pack-old makes a stripped, xz-packed copy of the build's libpagoda.so.0; the A/B run with
 # tiny-chat's config runs `pagoda bench latency` under the old and the new library in turn
 # and prints both; a broken old library fails the old runs and the script's status (so the
-# old runs do load it); OLD_ENV / NEW_ENV run one library under two settings; ncu_ab.py groups two CSVs' launches by kernel and grid with old / new,
+# old runs do load it); OLD_ENV / NEW_ENV run one library under two settings; BENCH_ATTENTION
+# adds `bench attention` to each turn; ncu_ab.py groups two CSVs' launches by kernel and grid with old / new,
 # and stops where the two launch sequences differ. Prints a Criterion-style synthesis.
 set -u
 SUITE=gpu_ab
@@ -53,6 +54,21 @@ if B=$BUILDDIR OLD_ENV=PAGODA_LOG=debug NEW_ENV=PAGODA_LOG=warn OUT=$tmp/ab3 ROU
   ok env_switch
 else
   ko env_switch "$(cat "$tmp/ab3.log")"
+fi
+
+# BENCH_ATTENTION: `pagoda bench attention ARGS` in each turn, its log kept. A case list the
+# bench refuses (it parses --mixed before it opens a GPU) shows the words reached it, and a
+# turn with no case lines fails the run.
+if B=$BUILDDIR OLD_ENV=PAGODA_LOG=warn NEW_ENV=PAGODA_LOG=warn OUT=$tmp/ab4 ROUNDS=1 \
+     BENCH_ATTENTION="--mixed 0x1+1" "$AB" "$CONFIG" --batch 1 --prompt-len 8 --steps 2 \
+     >"$tmp/ab4.log" 2>&1; then
+  ko bench_attention "exit status 0 without a case line: $(cat "$tmp/ab4.log")"
+elif grep -q "takes BxL+P" "$tmp/ab4/attn_old_1.txt" &&
+     grep -q "takes BxL+P" "$tmp/ab4/attn_new_1.txt" && grep -q "status 1" "$tmp/ab4/ab.txt" &&
+     grep -qE '^ +1 +[0-9.]+ ' "$tmp/ab4/lat_new_1.txt"; then
+  ok bench_attention
+else
+  ko bench_attention "$(cat "$tmp/ab4.log")"
 fi
 
 # ncu_ab.py: the CSV layout of `ncu --csv --page raw --metrics gpu__time_duration.sum`.
