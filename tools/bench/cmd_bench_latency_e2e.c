@@ -121,6 +121,9 @@ static int parse_args(struct e2e_opts *o, int argc, char **argv)
     return -1;
 }
 
+/* The percentiles vLLM's bench latency prints and writes. */
+static const int PCT[] = { 10, 25, 50, 75, 90, 99 };
+
 /* The p-th percentile of sorted x [n], linear between the ranks around p / 100 x (n - 1)
  * (numpy.percentile's default). */
 static double percentile(const double *x, int n, double p)
@@ -189,7 +192,6 @@ static int one_batch(struct pgd_engine *e, const struct e2e_opts *o, const int32
 static int write_json(const char *path, double avg, const double *lat, int n,
                       const double *sorted, char *err, size_t errlen)
 {
-    static const int PCT[] = { 10, 25, 50, 75, 90, 99 };
     FILE *f = fopen(path, "w");
     if (!f) {
         snprintf(err, errlen, "--output-json %s: cannot write", path);
@@ -217,11 +219,13 @@ static int run(const struct e2e_opts *o)
     struct pgd_engine_params ep = pgd_engine_default_params();
     pgd_tool_model_engine_params(&o->m, &ep);
     ep.seed = o->seed;
-    /* vLLM's LLM class defaults for an offline run on this card (batch_defaults.h); the
-     * engine flags go over them. */
+    /* vLLM's LLM class defaults for an offline run on this card (batch_defaults.h), where
+     * the engine flags do not give them (they go over ep below). */
     ep.max_num_seqs = 256;
     ep.max_num_batched_tokens = 8192;
-    pgd__batch_defaults_apply(&ep, false, false, PGD__USAGE_OFFLINE);
+    pgd__batch_defaults_apply(&ep, pgd__settings_is_set(&o->eng, PGD__S_MAX_NUM_SEQS),
+                              pgd__settings_is_set(&o->eng, PGD__S_MAX_NUM_BATCHED_TOKENS),
+                              PGD__USAGE_OFFLINE);
     int graph_sizes[64];            /* where --cuda-graph-sizes lands; ep points here */
     pgd__settings_engine_params_given(&o->eng, &ep, graph_sizes,
                                       (int)(sizeof graph_sizes / sizeof graph_sizes[0]));
@@ -261,7 +265,6 @@ static int run(const struct e2e_opts *o)
     qsort(sorted, (size_t)o->iters, sizeof *sorted, cmp_double);
     const double avg = sum / o->iters;
     printf("Avg latency: %.9f seconds\n", avg);
-    static const int PCT[] = { 10, 25, 50, 75, 90, 99 };
     for (size_t k = 0; k < sizeof PCT / sizeof PCT[0]; k++)
         printf("%d%% percentile latency: %.9f seconds\n", PCT[k],
                percentile(sorted, o->iters, PCT[k]));
