@@ -108,8 +108,8 @@ __global__ void __launch_bounds__(DEC_THREADS) attn_decode_kernel(const pgd__dec
     }
     const int pos = p.positions[t];
     const int first = p.window > 0 ? max(0, pos - p.window + 1) : 0;
-    const int lo = max(first, split * p.split_len);
-    const int hi = min(pos, split * p.split_len + (p.split_len - 1));
+    int lo, hi;
+    pgd__dec_split_keys(first, pos, split, p.n_splits, 32, &lo, &hi);
     const int32_t *table = p.block_tables + (int64_t)seq * p.max_blocks;
     const C *kc = (const C *)p.kc + (int64_t)kvh * D;
     const C *vc = (const C *)p.vc + (int64_t)kvh * D + lane * DL;
@@ -472,9 +472,9 @@ int pgd__attn_decode(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, cons
     if (pl->n_splits > 1)
         combine_dt(c, a->dtype, D, scratch, items, n_items, ap->n_heads, pl->n_splits, a->out);
     PGD_CUDA_LAUNCHED(err, errlen, "attention (decode, %s) %s%s [%d rows, %d heads / %d kv of "
-                      "%d, max len %d, %d warps a pair, %d splits of %d]",
+                      "%d, max len %d, %d warps a pair, %d splits]",
                       pl->kind == PGD__DEC_MMA ? "tensor cores" : "simt", pgd_cuda_dt(a->dtype),
                       a->kv_fp8 ? " (e4m3 cache)" : "", n_items, ap->n_heads, ap->n_kv_heads, D,
-                      a->max_seq_len, pl->pair_warps, pl->n_splits, pl->split_len);
+                      a->max_seq_len, pl->pair_warps, pl->n_splits);
     return 0;
 }

@@ -16,15 +16,30 @@
  * head_dim 64, 128 or 256, up to 8 query heads a KV head). */
 enum { PGD__DEC_NONE = 0, PGD__DEC_SIMT = 1, PGD__DEC_MMA = 2 };
 
-/* A call's decode plan (pgd__attn_decode_plan): the kernel, the context split into
- * n_splits ranges of split_len keys (1 and INT_MAX / 2 when unsplit), and for the
+/* A call's decode plan (pgd__attn_decode_plan): the kernel, the splits each row's context
+ * is cut into (1: unsplit; pgd__dec_split_keys says which keys a split takes), and for the
  * tensor-core kernel the warps each (row, KV head) pair gets: 4 (a block a pair), 2 (two
  * pairs a block) or 1 (four pairs a block, a warp each). */
 struct pgd__dec_plan {
     int kind;
-    int n_splits, split_len;
+    int n_splits;
     int pair_warps;
 };
+
+/* The keys [*lo, *hi] that split `split` of n_splits takes of a row whose keys are [first,
+ * pos]: the row's tiles of `unit` keys (counted from first's) in n_splits runs of one length,
+ * the last shorter or empty (lo > hi). Cut by each row's own length rather than by the plan's
+ * longest context: a captured decode graph is planned at its context bucket's top (256, 512,
+ * ... keys) while its rows hold a half to the whole of it, and ranges cut at the bucket
+ * would leave up to half of the splits, and of the blocks, without keys. */
+__device__ __forceinline__ void pgd__dec_split_keys(int first, int pos, int split, int n_splits,
+                                                    int unit, int *lo, int *hi)
+{
+    const int t0 = first / unit, tiles = pos / unit - t0 + 1;
+    const int per = (tiles + n_splits - 1) / n_splits, a = t0 + split * per;
+    *lo = max(first, a * unit);
+    *hi = min(pos, (a + per) * unit - 1);
+}
 
 /* The kernels' parameters. Items are {seq, token, 1, 0}; a (row, KV head) pair is
  * item * KV + kv head. Partials (n_splits > 1) go to part [n_items, H, n_splits, D + 2]: the
@@ -38,7 +53,7 @@ struct pgd__dec_params {
     float *part;                     /* when n_splits > 1 */
     int n_items;
     int block_size, bs_shift;        /* bs_shift: log2(block_size), or -1 */
-    int max_blocks, H, KV, group, window, n_splits, split_len;
+    int max_blocks, H, KV, group, window, n_splits;
     int pair_warps, pair_shift;      /* tensor-core kernel: warps a pair (1, 2, 4), its log2 */
     float scale_log2;                /* scale * log2(e) (* k_scale): softmax in base 2 */
     float v_scale;                   /* e4m3 cache: the output's factor */
@@ -74,7 +89,6 @@ static inline pgd__dec_params pgd__dec_params_of(const struct pgd_cuda_attn *a, 
     p.group = ap->n_heads / ap->n_kv_heads;
     p.window = ap->sliding_window;
     p.n_splits = pl.n_splits;
-    p.split_len = pl.split_len;
     p.pair_warps = pl.pair_warps;
     p.pair_shift = pl.pair_warps >= 4 ? 2 : pl.pair_warps >= 2 ? 1 : 0;
     p.scale_log2 = ap->scale * 1.4426950408889634f;

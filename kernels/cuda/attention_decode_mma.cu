@@ -218,26 +218,30 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const pgd__
     const int64_t kv_stride = (int64_t)p.KV * D;         /* between cache slots */
     const C *kc = (const C *)p.kc + (int64_t)kvh * D, *vc = (const C *)p.vc + (int64_t)kvh * D;
 
-    /* Without a window the pair's keys start at its split's start, whatever the position:
-     * the table entries of its first tiles are read beside the position (not after it),
-     * clamped to the row (the entries past the sequence's end are not used). */
-    int pre[DM_STAGES];
-    {
-        const int key0 = split * p.split_len / DM_KEYS * DM_KEYS + wi * DM_KEYS +
-                         (lane & (DM_KEYS - 1));
+    /* The table entries of the warp's first tiles from `start`, the key its split's tiles
+     * begin at; clamped to the row (the entries past the sequence's end are not used). */
+    int pre[DM_STAGES] = {};
+    auto read_entries = [&](int start) {
 #pragma unroll
         for (int k = 0; k < DM_STAGES; k++) {
-            const int j = key0 + k * wp * DM_KEYS;
+            const int j = start + (wi + k * wp) * DM_KEYS + (lane & (DM_KEYS - 1));
             const int blk = min(p.bs_shift >= 0 ? j >> p.bs_shift : j / p.block_size,
                                 p.max_blocks - 1);
-            pre[k] = p.window > 0 ? 0 : __ldg(table + blk);
+            pre[k] = __ldg(table + blk);
         }
-    }
+    };
+    /* Unsplit and without a window the pair's keys start at 0, whatever the position: its
+     * first entries are read beside the position, not after it. */
+    const bool from_zero = p.n_splits == 1 && p.window <= 0;
+    if (from_zero)
+        read_entries(0);
     /* The pair's keys [lo, hi]: the causal limit, the sliding window, the split. */
     const int pos = p.positions[t];
     const int first = p.window > 0 ? max(0, pos - p.window + 1) : 0;
-    const int lo = max(first, split * p.split_len);
-    const int hi = min(pos, split * p.split_len + (p.split_len - 1));
+    int lo, hi;
+    pgd__dec_split_keys(first, pos, split, p.n_splits, DM_KEYS, &lo, &hi);
+    if (!from_zero && p.window <= 0)
+        read_entries(lo / DM_KEYS * DM_KEYS);
     const int tile0 = lo / DM_KEYS;
     const int n_tiles = lo <= hi ? hi / DM_KEYS - tile0 + 1 : 0;
     const int nw = live && n_tiles > wi ? ((n_tiles - 1 - wi) >> p.pair_shift) + 1 : 0;
@@ -472,9 +476,9 @@ int pgd__attn_decode_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn 
     });
     if (e != cudaSuccess)
         return pgd_cuda_failf(err, errlen, "attention (decode, tensor cores) %s%s [%d rows, %d "
-                              "heads / %d kv of %d, %d warps a pair, %d splits of %d]: %s",
+                              "heads / %d kv of %d, %d warps a pair, %d splits]: %s",
                               pgd_cuda_dt(a->dtype), a->kv_fp8 ? " (e4m3 cache)" : "",
                               p.n_items, p.H, p.KV, a->p.head_dim, p.pair_warps, p.n_splits,
-                              p.split_len, cudaGetErrorString(e));
+                              cudaGetErrorString(e));
     return 0;
 }

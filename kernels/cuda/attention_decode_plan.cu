@@ -13,7 +13,6 @@
  *   PGD_CUDA_DECODE_FILL=0: the cost model without its fill term (fill_factor), as before
  *     2026-12-06. */
 #include "kernels/cuda/attention_decode.cuh"
-#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,19 +58,15 @@ static int env_pair_warps(void)
     return !strcmp(e, "4") ? 4 : !strcmp(e, "2") ? 2 : !strcmp(e, "1") ? 1 : 0;
 }
 
-/* split_len for n splits of max_len keys, a multiple of `round`; *n_splits as that gives. */
-static void split_evenly(int max_len, int n, int round, int *n_splits, int *split_len)
+/* The splits of up to n that the longest row (max_len keys) fills when each takes whole runs
+ * of `round` keys, as pgd__dec_split_keys cuts every row: 1 when n is 1 or the row is short. */
+static int split_count(int max_len, int n, int round)
 {
-    *n_splits = 1;
-    *split_len = INT_MAX / 2;
     if (n <= 1)
-        return;
+        return 1;
     int len = (max_len + n - 1) / n;
     len = (len + round - 1) / round * round;
-    if ((max_len + len - 1) / len > 1) {
-        *split_len = len;
-        *n_splits = (max_len + len - 1) / len;
-    }
+    return std::max((max_len + len - 1) / len, 1);
 }
 
 /* The tensor-core kernel's splits for `blocks` blocks of pairs, each at least DM_SPLIT_MIN
@@ -215,7 +210,7 @@ void pgd__attn_decode_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_a
     }
     const int64_t per_split = (int64_t)std::max(n_items, 1) * ap->n_heads * (ap->head_dim + 2) * 4;
     n = (int)std::min<int64_t>(std::min(n, DEC_MAX_SPLITS), ((int64_t)64 << 20) / per_split);
-    split_evenly(max_len, n, round, &pl->n_splits, &pl->split_len);
+    pl->n_splits = split_count(max_len, n, round);
 }
 
 size_t pgd__attn_decode_scratch(int n_items, int n_heads, int head_dim, int n_splits)

@@ -755,31 +755,52 @@ GPU_TEST(decode_kernel_long_contexts_split)
 GPU_TEST(decode_kernel_graph_items_under_buckets)
 {
     /* Fixed items {s, s, 1, 0}, a padding row at position 0, buckets 256 (one split: the
-     * batch fills the GPU or the bucket is short), 4096 and 32768 (split, most splits past
-     * the rows' ends: empty partials). */
+     * batch fills the GPU or the bucket is short), 4096 and 32768 (split: each row's own
+     * keys cut into the plan's splits, so rows far shorter than the bucket still fill every
+     * split and rows of 0-17 keys leave some empty). Every block shape of the tensor-core
+     * kernel, then the SIMT kernel, which cuts its rows the same way. */
     struct attn_case *big = decode_case("tc graph decode b300", 32, 8, 128, 16, 0, 300, 250, 1);
     big->cached[7] = 0;
     struct attn_case c = { "tc graph decode b5", 32, 8, 128, 16, 0, 5, { 5, 1000, 4000, 17, 0 },
                            { 1, 1, 1, 1, 1 }, 2 };
-    unsetenv("PGD_CUDA_DECODE_ATTN");
     struct {
         const struct attn_case *c;
         int bucket;
     } runs[] = { { big, 256 }, { &c, 4096 }, { &c, 32768 } };
-    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++)
-        for (int f8 = 0; f8 < 2; f8++)
-            for (int di = 0; di < 2; di++) {
-                struct batch b;
-                batch_make_kv(&b, DTS[di], runs[r].c, f8);
-                float *got = batch_run(&b, PGD_CUDA_ATTN_AUTO, 2300 + 8 * r + 2 * f8 + di, 1,
-                                       runs[r].bucket, NULL);
-                float *want = batch_cpu(&b);
-                expect_close(&b, "decode kernel with graph items vs CPU", got, want,
-                             tol_mma(DTS[di]));
-                free(got);
-                free(want);
-                batch_free(&b);
-            }
+    static const char *const kernels[4] = { "4", "2", "1", "simt" };
+    uint64_t step = 2300;
+    for (int k = 0; k < 4; k++) {
+        if (k < 3) {
+            unsetenv("PGD_CUDA_DECODE_ATTN");
+            setenv("PGD_CUDA_DECODE_WARPS", kernels[k], 1);
+        } else {
+            unsetenv("PGD_CUDA_DECODE_WARPS");
+            setenv("PGD_CUDA_DECODE_ATTN", "simt", 1);
+        }
+        for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++)
+            for (int f8 = 0; f8 < 2; f8++)
+                for (int di = 0; di < 2; di++, step++) {
+                    struct batch b;
+                    batch_make_kv(&b, DTS[di], runs[r].c, f8);
+                    size_t sb = 0;
+                    float *got = batch_run(&b, PGD_CUDA_ATTN_AUTO, step, 1, runs[r].bucket, &sb);
+                    float *want = batch_cpu(&b);
+                    char what[96];
+                    snprintf(what, sizeof what, "decode kernel (%s) with graph items under "
+                             "bucket %d vs CPU", kernels[k], runs[r].bucket);
+                    struct tol t = tol_mma(DTS[di]), f = tol_fma(DTS[di]);
+                    expect_close(&b, what, got, want,
+                                 k < 3 ? t : (struct tol){ t.rtol + f.rtol, t.atol + f.atol });
+                    if (runs[r].bucket > 256)
+                        cr_assert_gt(sb, 0, "%s: a bucket of %d keys over 5 rows should split",
+                                     what, runs[r].bucket);
+                    free(got);
+                    free(want);
+                    batch_free(&b);
+                }
+    }
+    unsetenv("PGD_CUDA_DECODE_WARPS");
+    unsetenv("PGD_CUDA_DECODE_ATTN");
     free(big);
 }
 
