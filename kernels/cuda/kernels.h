@@ -557,7 +557,8 @@ int pgd_cuda_fp8_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum 
  * _GEMV (any n: QGEMV_ROWS rows a launch); _GEMM: wq: the fused tensor-core GEMM
  * (quant_wq_gemm.cu: dequantized in registers, any n; Hopper's wgmma where it applies);
  * _GEMM_MMA (wq only): the same on mma.sync alone; _GEMM_LT (wq only): dequantized slices
- * through cuBLASLt, kept for comparison;
+ * through cuBLASLt, the automatic choice from PGD_CUDA_WQ_DEQ_MIN_N rows (256; 0: never) in
+ * the mma layout (4 bits, integer zeros);
  * fp8: cuBLASLt's FP8 GEMM, outer-vector scales where it has them, else float32 output and
  * an epilogue kernel; _GEMM_VEC / _GEMM_F32 (fp8 only): that one (without fast accumulation);
  * _GEMM_D16 (fp8 only, bf16 activations): cuBLASLt's FP8 GEMM writing y in bf16 unscaled,

@@ -20,17 +20,24 @@
  * the chunk's sum once. Integers become floats without a conversion instruction: OR-ing a
  * field into the mantissa of 2^23 gives 2^23 + q * 2^shift exactly; subtracting 2^23 and one
  * FMA by 2^-shift gives q - zero rounded once.
- * Large n: the fused tensor-core GEMM of quant_wq_gemm.cu (dequantizing in registers). Kept
- * for comparison (PGD_CUDA_QPATH_GEMM_LT): the rows dequantized a slice at a time into a
- * 16-bit tile in the scratch and multiplied by cuBLASLt into the slice's columns of y
- * (quant_lt.cu). */
+ * Larger n: the fused tensor-core GEMM of quant_wq_gemm.cu (dequantizing in registers); from
+ * PGD_CUDA_WQ_DEQ_MIN_N rows (256) in the mma layout (prompt chunks, large decode batches),
+ * and for any layer with PGD_CUDA_QPATH_GEMM_LT: the rows dequantized a slice at a time (the
+ * whole layer where the scratch may grow to hold it) into 16-bit rows in the scratch and
+ * multiplied by cuBLASLt into the slice's columns of y (quant_lt.cu). The fused GEMM keeps
+ * 200-300 TFLOP/s where cuBLASLt's bf16 GEMM reaches 360-800 (H100, 8B layers at 256-2048
+ * rows), and the dequantizing pass (the 4-bit layer read, its 16-bit rows written, at the
+ * copy rate) costs about what reading the 16-bit layer costs the bf16 GEMM: from 256 rows the
+ * 16-bit GEMM plus that pass is the faster on every 8B layer (gate_up at 256 rows 215
+ * against 238 us, at 1,024 413 against 823), at 128 it is not. */
 #include "kernels/cuda/quant_wq.cuh"
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define WQ_GEMV_MAX_N_DEFAULT 16     /* the GEMV up to here, cuBLASLt beyond */
+#define WQ_GEMV_MAX_N_DEFAULT 16     /* the GEMV up to here, a GEMM beyond */
+#define WQ_DEQ_MIN_N_DEFAULT 256     /* from here the mma layout dequantized, then cuBLASLt */
 
 /* ---- dequantization of one word -------------------------------------------------------- */
 #define MAGIC_BITS 0x4B000000u       /* 2^23 as float bits */
@@ -512,6 +519,11 @@ template <typename T>
 static int wq_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
                    const struct pgd_cuda_wq *w, const void *b, void *y, char *err, size_t errlen)
 {
+    /* the whole layer's rows in one slice, and x's staging beside, where the scratch may grow
+     * to that (else as many slices as its halves give) */
+    const size_t layer = (size_t)(w->mma ? w->out_pad : w->out) * w->in * sizeof(T);
+    if (pgd_cuda__qscratch_reserve(c, 2 * layer, err, errlen))
+        return 1;
     const size_t half = c->qscratch_bytes / 2, row_bytes = (size_t)w->in * sizeof(T);
     const int wrows = rows_fitting(half, row_bytes), xrows = rows_fitting(half, row_bytes);
     if (wrows < 16)
@@ -559,6 +571,22 @@ static int wq_gemv_max_n(void)
     return v;
 }
 
+static int wq_deq_min_n(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const int n = pgd_cuda__qenv_int("PGD_CUDA_WQ_DEQ_MIN_N", WQ_DEQ_MIN_N_DEFAULT);
+        v = n < 1 ? INT_MAX : n;     /* 0: never */
+    }
+    return v;
+}
+
+/* Whether the automatic path dequantizes n rows' layer for cuBLASLt (past the GEMV). */
+static bool wq_auto_deq(const struct pgd_cuda_wq *w, int n)
+{
+    return w->mma && n >= wq_deq_min_n();
+}
+
 /* Whether the automatic path takes the GEMV for n rows. The plain layout's GEMV (8 bits,
  * real-valued zeros) reads the weights once per QGEMV_ROWS rows: past two launches the
  * fused GEMM is faster (H200). */
@@ -578,6 +606,8 @@ extern "C" void pgd_cuda_wq_auto_plan(struct pgd_cuda_ctx *c, const struct pgd_c
         pgd_cuda__wq_sgemv_plan(c, w, n, buf, len);
     else if (wq_auto_gemv(w, n))
         snprintf(buf, len, "gemv");
+    else if (wq_auto_deq(w, n))
+        snprintf(buf, len, "deq+lt");
     else
         pgd_cuda__wq_gemm_plan(c, w, n, true, buf, len);
 }
@@ -597,9 +627,11 @@ extern "C" int pgd_cuda_wq_linear_path(struct pgd_cuda_ctx *c, int path, enum pg
         return 0;
     const bool gemv = path == PGD_CUDA_QPATH_GEMV || (path == PGD_CUDA_QPATH_AUTO &&
                                                       wq_auto_gemv(w, n));
-    /* past the GEMV: the fused tensor-core GEMM (quant_wq_gemm.cu); the dequantize +
-     * cuBLASLt path only when asked for */
-    if (!gemv && path != PGD_CUDA_QPATH_GEMM_LT)
+    /* past the GEMV: the fused tensor-core GEMM (quant_wq_gemm.cu), or the dequantize +
+     * cuBLASLt path (from wq_deq_min_n rows in the mma layout, or when asked for) */
+    const bool deq = path == PGD_CUDA_QPATH_GEMM_LT ||
+                     (path == PGD_CUDA_QPATH_AUTO && !gemv && wq_auto_deq(w, n));
+    if (!gemv && !deq)
         return pgd_cuda__wq_gemm(c, dt, x, n, w, b, y, path != PGD_CUDA_QPATH_GEMM_MMA, err,
                                  errlen);
     /* the decode GEMVs: x the norm before left gathered through the permutation is read

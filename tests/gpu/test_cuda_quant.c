@@ -230,8 +230,16 @@ static void wq_check_at(const struct wq_layer *L, enum pgd_dtype dt, int n, int 
     const bool gemv = path == PGD_CUDA_QPATH_GEMV ||
                       (path == PGD_CUDA_QPATH_AUTO &&
                        n <= (plain && gemv_max > 8 ? 8 : gemv_max));
-    /* the fused GEMM multiplies the exact q - zero when the zeros are integers */
-    const bool exact = gemv || (path != PGD_CUDA_QPATH_GEMM_LT && L->zero_kind != Z_HALF);
+    /* from PGD_CUDA_WQ_DEQ_MIN_N rows the automatic path dequantizes the mma layout for
+     * cuBLASLt, as PGD_CUDA_QPATH_GEMM_LT does any layout */
+    const char *dm = getenv("PGD_CUDA_WQ_DEQ_MIN_N");
+    const int deq_min = dm && *dm ? atoi(dm) : 256;
+    const bool deq = path == PGD_CUDA_QPATH_GEMM_LT ||
+                     (path == PGD_CUDA_QPATH_AUTO && !gemv && !plain && deq_min > 0 &&
+                      n >= deq_min);
+    /* the fused GEMM multiplies the exact q - zero when the zeros are integers; the
+     * dequantized rows are (q - zero) * scale rounded to the dtype */
+    const bool exact = gemv || (!deq && L->zero_kind != Z_HALF);
     const float *w = exact ? L->w : L->w_dt[dt == PGD_DTYPE_BF16 ? 0 : 1];
     float *want = malloc((size_t)n * out * sizeof *want), *abs_sum = malloc((size_t)n * out * sizeof *abs_sum);
     reference(x, w, b, n, in, out, want, abs_sum);
@@ -943,22 +951,39 @@ GPU_TEST(wq_gemm_prefill_sizes)
     }
 }
 
-/* The dequantize + cuBLASLt path (PGD_CUDA_QPATH_GEMM_LT, kept for comparison): the mma and
- * plain layouts, act-order, a layer wider than one scratch slice (32768 inputs: 512 rows a
- * slice, so 600 take two). */
+/* The dequantize + cuBLASLt path (PGD_CUDA_QPATH_GEMM_LT; the automatic one from 256 rows in
+ * the mma layout): the mma and plain layouts, act-order, rows of 65 chunks of 64 inputs (the
+ * dequantizer's last block of chunks partial) and a last tile of 8 rows, a layer the scratch
+ * grows to hold whole (gate_up of the 8B shape: 28,672 x 4,096), every group size, and the
+ * automatic choice at 255 / 256 / 1,100 rows in both dtypes (with act-order: x staged). */
 GPU_TEST(wq_gemm_lt_path)
 {
-    struct { int bits, group, in, out, n; bool act; int zeros; } cases[] = {
-        { 4, 128, 1024, 200, 64, true, Z_INT },
-        { 4, 32, 1024, 200, 17, false, Z_HALF },
-        { 8, 64, 1024, 200, 33, false, Z_SYM },
-        { 4, 128, 32768, 600, 17, false, Z_INT },
+    struct { int bits, group, in, out, n; bool act; int zeros, path; } cases[] = {
+        { 4, 128, 1024, 200, 64, true, Z_INT, PGD_CUDA_QPATH_GEMM_LT },
+        { 4, 32, 1024, 200, 17, false, Z_HALF, PGD_CUDA_QPATH_GEMM_LT },
+        { 8, 64, 1024, 200, 33, false, Z_SYM, PGD_CUDA_QPATH_GEMM_LT },
+        { 4, 128, 32768, 600, 17, false, Z_INT, PGD_CUDA_QPATH_GEMM_LT },
+        { 4, 64, 4160, 40, 20, false, Z_SYM, PGD_CUDA_QPATH_GEMM_LT },
+        { 4, 32, 4160, 40, 9, true, Z_INT, PGD_CUDA_QPATH_GEMM_LT },
+        { 4, -1, 1024, 72, 30, false, Z_INT, PGD_CUDA_QPATH_GEMM_LT },
+        { 4, 128, 4096, 28672, 24, false, Z_INT, PGD_CUDA_QPATH_GEMM_LT },
+        { 4, 128, 1024, 200, 255, false, Z_INT, PGD_CUDA_QPATH_AUTO },
+        { 4, 128, 1024, 200, 256, false, Z_SYM, PGD_CUDA_QPATH_AUTO },
+        { 4, 64, 2048, 136, 1100, true, Z_INT, PGD_CUDA_QPATH_AUTO },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct wq_layer L;
         wq_init(&L, cases[i].bits, cases[i].group, cases[i].act, cases[i].zeros, cases[i].in,
                 cases[i].out);
-        wq_check(&L, DTS[i % 2], cases[i].n, PGD_CUDA_QPATH_GEMM_LT, i % 2 == 0);
+        for (int d = 0; d < (cases[i].path == PGD_CUDA_QPATH_AUTO ? 2 : 1); d++)
+            wq_check(&L, DTS[(i + d) % 2], cases[i].n, cases[i].path, i % 2 == 0);
+        if (cases[i].path == PGD_CUDA_QPATH_AUTO) {
+            char plan[64] = "";
+            pgd_cuda_wq_auto_plan(ctx, L.d, cases[i].n, plan, sizeof plan);
+            const bool deq = cases[i].n >= 256;
+            cr_expect(deq ? !strcmp(plan, "deq+lt") : strcmp(plan, "deq+lt") != 0,
+                      "%s at %d rows: the automatic plan is %s", L.name, cases[i].n, plan);
+        }
         wq_fini(&L);
     }
 }

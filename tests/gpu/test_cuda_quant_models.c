@@ -209,6 +209,20 @@ QUANT_GOLDEN(mistral_ct_regex_targets_and_ignore, "mistral-ct-mixed-ignore", WQ_
 QUANT_GOLDEN(llama_ct_fp8_dynamic_per_channel, "llama-ct-fp8-dynamic", FP8_TOL)
 QUANT_GOLDEN(qwen3_ct_fp8_static_per_tensor, "qwen3-ct-fp8-static", FP8_TOL)
 
+/* Every 4-bit linear of every step dequantized for cuBLASLt, the automatic path of prompt
+ * chunks and decode batches of PGD_CUDA_WQ_DEQ_MIN_N (256) rows and more: here from one row
+ * (no GEMV), against the same references (GPTQ with act-order: x staged through the
+ * permutation; AWQ). */
+#define QUANT_GOLDEN_DEQ(id, name)                                                             \
+    Test(cuda_quant_models, id, .init = need_gpu)                                              \
+    {                                                                                          \
+        setenv("PGD_CUDA_WQ_GEMV_MAX_N", "0", 1);                                              \
+        setenv("PGD_CUDA_WQ_DEQ_MIN_N", "1", 1);                                               \
+        check_quant(name, WQ_TOL);                                                             \
+    }
+QUANT_GOLDEN_DEQ(llama_gptq_act_order_dequantized, "llama-gptq-4b-g64-asym-act")
+QUANT_GOLDEN_DEQ(qwen3_awq_g128_dequantized, "qwen3-awq-g128")
+
 /* Random quantized models (--load-format dummy with a quantization, the benchmarks' way to
  * run a shape quantized without its checkpoint): one seed makes the same layers on the CPU
  * and on CUDA (the quantized ones on the host, the dense ones from the same counter hash),
