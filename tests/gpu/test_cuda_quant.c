@@ -47,6 +47,7 @@
 #include "tests/lib/test_common.h"
 #include "tests/lib/gpu_main.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -210,6 +211,15 @@ static void wq_fini(struct wq_layer *L)
     free(L->w_dt[0]); free(L->w_dt[1]);
 }
 
+/* The rows from which the automatic path dequantizes a 4-bit layer in the mma layout for
+ * cuBLASLt: PGD_CUDA_WQ_DEQ_MIN_N (0: never), by default 256. */
+static int deq_min_rows(void)
+{
+    const char *e = getenv("PGD_CUDA_WQ_DEQ_MIN_N");
+    const int n = e && *e ? atoi(e) : 256;
+    return n < 1 ? INT_MAX : n;
+}
+
 /* One call of the layer on random x (and bias) through `path`, against the reference; x
  * starts x_off elements into its device buffer (1: not 16-byte aligned). */
 static void wq_check_at(const struct wq_layer *L, enum pgd_dtype dt, int n, int path, bool bias,
@@ -230,13 +240,10 @@ static void wq_check_at(const struct wq_layer *L, enum pgd_dtype dt, int n, int 
     const bool gemv = path == PGD_CUDA_QPATH_GEMV ||
                       (path == PGD_CUDA_QPATH_AUTO &&
                        n <= (plain && gemv_max > 8 ? 8 : gemv_max));
-    /* from PGD_CUDA_WQ_DEQ_MIN_N rows the automatic path dequantizes the mma layout for
-     * cuBLASLt, as PGD_CUDA_QPATH_GEMM_LT does any layout */
-    const char *dm = getenv("PGD_CUDA_WQ_DEQ_MIN_N");
-    const int deq_min = dm && *dm ? atoi(dm) : 256;
+    /* from deq_min_rows() rows the automatic path dequantizes the mma layout for cuBLASLt,
+     * as PGD_CUDA_QPATH_GEMM_LT does any layout */
     const bool deq = path == PGD_CUDA_QPATH_GEMM_LT ||
-                     (path == PGD_CUDA_QPATH_AUTO && !gemv && !plain && deq_min > 0 &&
-                      n >= deq_min);
+                     (path == PGD_CUDA_QPATH_AUTO && !gemv && !plain && n >= deq_min_rows());
     /* the fused GEMM multiplies the exact q - zero when the zeros are integers; the
      * dequantized rows are (q - zero) * scale rounded to the dtype */
     const bool exact = gemv || (!deq && L->zero_kind != Z_HALF);
@@ -980,7 +987,7 @@ GPU_TEST(wq_gemm_lt_path)
         if (cases[i].path == PGD_CUDA_QPATH_AUTO) {
             char plan[64] = "";
             pgd_cuda_wq_auto_plan(ctx, L.d, cases[i].n, plan, sizeof plan);
-            const bool deq = cases[i].n >= 256;
+            const bool deq = cases[i].n >= deq_min_rows();
             cr_expect(deq ? !strcmp(plan, "deq+lt") : strcmp(plan, "deq+lt") != 0,
                       "%s at %d rows: the automatic plan is %s", L.name, cases[i].n, plan);
         }
