@@ -12,6 +12,7 @@
 #include "tools/tool_model.h"
 #include "tools/bench/bench_draw.h"
 #include "tools/bench/bench_engine_flags.h"
+#include "tools/bench/serve/report.h"
 #include "runtime/config/batch_defaults.h"
 #include "runtime/base/clock.h"
 #include "runtime/runner/runner.h"
@@ -124,23 +125,6 @@ static int parse_args(struct e2e_opts *o, int argc, char **argv)
 /* The percentiles vLLM's bench latency prints and writes. */
 static const int PCT[] = { 10, 25, 50, 75, 90, 99 };
 
-/* The p-th percentile of sorted x [n], linear between the ranks around p / 100 x (n - 1)
- * (numpy.percentile's default). */
-static double percentile(const double *x, int n, double p)
-{
-    double r = p / 100.0 * (n - 1);
-    int lo = (int)r;
-    if (lo >= n - 1)
-        return x[n - 1];
-    return x[lo] + (r - lo) * (x[lo + 1] - x[lo]);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* One batch: every request submitted, then every stream read to its end; *secs the wall time
  * from the first submit to the last output. Non-zero (err set) when a request could not be
  * submitted or a sample did not generate its output length. */
@@ -202,7 +186,7 @@ static int write_json(const char *path, double avg, const double *lat, int n,
         fprintf(f, "%s%.9f", i ? ", " : "", lat[i]);
     fprintf(f, "], \"percentiles\": {");
     for (size_t k = 0; k < sizeof PCT / sizeof PCT[0]; k++)
-        fprintf(f, "%s\"%d\": %.9f", k ? ", " : "", PCT[k], percentile(sorted, n, PCT[k]));
+        fprintf(f, "%s\"%d\": %.9f", k ? ", " : "", PCT[k], bs_percentile(sorted, n, PCT[k]));
     fprintf(f, "}}\n");
     if (fclose(f)) {
         snprintf(err, errlen, "--output-json %s: write failed", path);
@@ -262,12 +246,12 @@ static int run(const struct e2e_opts *o)
         sum += lat[i];
     }
     memcpy(sorted, lat, (size_t)o->iters * sizeof *sorted);
-    qsort(sorted, (size_t)o->iters, sizeof *sorted, cmp_double);
+    bs_sort(sorted, o->iters);
     const double avg = sum / o->iters;
     printf("Avg latency: %.9f seconds\n", avg);
     for (size_t k = 0; k < sizeof PCT / sizeof PCT[0]; k++)
         printf("%d%% percentile latency: %.9f seconds\n", PCT[k],
-               percentile(sorted, o->iters, PCT[k]));
+               bs_percentile(sorted, o->iters, PCT[k]));
     if (o->json && write_json(o->json, avg, lat, o->iters, sorted, err, sizeof err))
         goto out;
     rc = 0;
