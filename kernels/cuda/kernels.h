@@ -557,8 +557,12 @@ int pgd_cuda_fp8_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum 
  * _GEMV (any n: QGEMV_ROWS rows a launch); _GEMM: wq: the fused tensor-core GEMM
  * (quant_wq_gemm.cu: dequantized in registers, any n; Hopper's wgmma where it applies);
  * _GEMM_MMA (wq only): the same on mma.sync alone; _GEMM_LT (wq only): dequantized slices
- * through cuBLASLt, the automatic choice from PGD_CUDA_WQ_DEQ_MIN_N rows (256; 0: never) in
- * the mma layout (4 bits, integer zeros);
+ * through cuBLASLt; _GEMM_FOLD (wq only; the mma layout, groups a multiple of 64, sm_90a):
+ * the Hopper GEMM that folds the scales into the 16-bit weights it makes in registers
+ * (quant_wq_fold.cu). In the mma layout (4 bits, integer zeros) the automatic choice is
+ * _GEMM_FOLD from PGD_CUDA_WQ_FOLD_MIN_N (64; 0: never) to PGD_CUDA_WQ_FOLD_MAX_N (256) rows
+ * where it runs, _GEMM_LT past those (else from PGD_CUDA_WQ_DEQ_MIN_N rows, 256; 0: never):
+ * both multiply (q - zero) * scale rounded to the dtype;
  * fp8: cuBLASLt's FP8 GEMM, outer-vector scales where it has them, else float32 output and
  * an epilogue kernel; _GEMM_VEC / _GEMM_F32 (fp8 only): that one (without fast accumulation);
  * _GEMM_D16 (fp8 only, bf16 activations): cuBLASLt's FP8 GEMM writing y in bf16 unscaled,
@@ -576,7 +580,8 @@ int pgd_cuda_fp8_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum 
  * with PGD_CUDA_FP8_DEC=1 (off by default: slower than the choices above on the H200 so
  * far). The automatic FP8 GEMM tries outer-vector
  * scales, then D16 (bf16), then F32. Returns 2
- * when cuBLASLt has no algorithm for the forced FP8 kind (err says so; nothing was written).
+ * when cuBLASLt has no algorithm for the forced FP8 kind, or _GEMM_FOLD cannot run the layer
+ * on this device (err says so; nothing was written).
  * The auto path takes the GEMV up to PGD_CUDA_WQ_GEMV_MAX_N (16) / PGD_CUDA_FP8_GEMV_MAX_N
  * (8) rows, and FP8 fast accumulation unless PGD_CUDA_FP8_FAST_ACCUM=0. The GEMVs run on
  * tensor cores where the layer allows (4 bits with integer zeros, FP8; in a multiple of 64):
@@ -585,13 +590,17 @@ int pgd_cuda_fp8_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum 
 enum { PGD_CUDA_QPATH_AUTO = 0, PGD_CUDA_QPATH_GEMV = 1, PGD_CUDA_QPATH_GEMM = 2,
        PGD_CUDA_QPATH_GEMM_VEC = 3, PGD_CUDA_QPATH_GEMM_F32 = 4, PGD_CUDA_QPATH_GEMM_LT = 5,
        PGD_CUDA_QPATH_GEMM_MMA = 6, PGD_CUDA_QPATH_GEMM_FAST = 7, PGD_CUDA_QPATH_GEMV_E4M3 = 8, PGD_CUDA_QPATH_GEMM_D16 = 9,
-       PGD_CUDA_QPATH_GEMV_STREAM = 10, PGD_CUDA_QPATH_GEMV_DEC = 11 };
+       PGD_CUDA_QPATH_GEMV_STREAM = 10, PGD_CUDA_QPATH_GEMV_DEC = 11,
+       PGD_CUDA_QPATH_GEMM_FOLD = 12 };
 int pgd_cuda_wq_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const void *x,
                             int n, const struct pgd_cuda_wq *w, const void *b, void *y, char *err,
                             size_t errlen);
 int pgd_cuda_fp8_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt, const void *x,
                              int n, const struct pgd_cuda_fp8 *w, const void *b, void *y,
                              char *err, size_t errlen);
+/* Whether the folded W4A16 GEMM (PGD_CUDA_QPATH_GEMM_FOLD) runs on CUDA device `device`:
+ * compute capability 9.0 and the sm_90a code in this build (for tests). */
+int pgd_cuda_wq_fold_available(int device);
 /* What the automatic path runs for n rows of w, for the speed probe: "gemv", or the fused
  * GEMM's kernel ("mma" or "wg": wgmma), token tile and input splits, e.g. "wg64/8". */
 void pgd_cuda_wq_auto_plan(struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n, char *buf,

@@ -13,6 +13,7 @@ CUDA_HDRS = \
 	%reldir%/gemm_tune.cuh \
 	%reldir%/quant.cuh \
 	%reldir%/quant_wq.cuh \
+	%reldir%/quant_wq_gemm.cuh \
 	%reldir%/quant_mma.cuh \
 	%reldir%/sm90.cuh \
 	%reldir%/sample.cuh \
@@ -44,6 +45,7 @@ CUDA_SRCS = \
 	%reldir%/quant_wq_sgemv.cu \
 	%reldir%/quant_wq_sgemv2.cu \
 	%reldir%/quant_wq_gemm.cu \
+	%reldir%/quant_wq_fold.cu \
 	%reldir%/quant_fp8.cu \
 	%reldir%/quant_fp8_mma.cu \
 	%reldir%/quant_fp8_gemv.cu \
@@ -61,6 +63,11 @@ NVCCFLAGS = -O3 -std=c++17 $(NVCC_GENCODE) -I$(top_srcdir)/include -I$(top_build
 # 90 is built as 90a (the same devices; the other architectures as they are).
 wq_gemm_comma = ,
 %reldir%/quant_wq_gemm.lo: %reldir%/quant_wq_gemm.cu
+	$(AM_V_GEN)$(SHELL) $(top_srcdir)/build-aux/cudalt.sh $@ $(NVCC) \
+	$(subst compute_90$(wq_gemm_comma)code=sm_90,compute_90a$(wq_gemm_comma)code=sm_90a,$(NVCCFLAGS)) -c $<
+
+# quant_wq_fold.cu likewise (wgmma): its 90 is built as 90a.
+%reldir%/quant_wq_fold.lo: %reldir%/quant_wq_fold.cu
 	$(AM_V_GEN)$(SHELL) $(top_srcdir)/build-aux/cudalt.sh $@ $(NVCC) \
 	$(subst compute_90$(wq_gemm_comma)code=sm_90,compute_90a$(wq_gemm_comma)code=sm_90a,$(NVCCFLAGS)) -c $<
 

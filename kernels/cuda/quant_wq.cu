@@ -20,16 +20,21 @@
  * the chunk's sum once. Integers become floats without a conversion instruction: OR-ing a
  * field into the mantissa of 2^23 gives 2^23 + q * 2^shift exactly; subtracting 2^23 and one
  * FMA by 2^-shift gives q - zero rounded once.
- * Larger n: the fused tensor-core GEMM of quant_wq_gemm.cu (dequantizing in registers); from
- * PGD_CUDA_WQ_DEQ_MIN_N rows (256) in the mma layout (prompt chunks, large decode batches),
- * and for any layer with PGD_CUDA_QPATH_GEMM_LT: the rows dequantized a slice at a time (the
- * whole layer where the scratch may grow to hold it) into 16-bit rows in the scratch and
- * multiplied by cuBLASLt into the slice's columns of y (quant_lt.cu). The fused GEMM keeps
- * 200-300 TFLOP/s where cuBLASLt's bf16 GEMM reaches 360-800 (H100, 8B layers at 256-2048
- * rows), and the dequantizing pass (the 4-bit layer read, its 16-bit rows written, at the
- * copy rate) costs about what reading the 16-bit layer costs the bf16 GEMM: from 256 rows the
- * 16-bit GEMM plus that pass is the faster on every 8B layer (gate_up at 256 rows 215
- * against 238 us, at 1,024 413 against 823), at 128 it is not. */
+ * Larger n: the fused tensor-core GEMM of quant_wq_gemm.cu (the exact q - zero, dequantized
+ * in registers). In the mma layout on Hopper, from 64 to 256 rows (batched decode; wq_auto_fold)
+ * the folded GEMM of quant_wq_fold.cu instead (the 16-bit weights (q - zero) * scale made in
+ * registers, the tensor cores kept busy across groups); past that (prompt chunks, the
+ * largest decode batches), and from PGD_CUDA_WQ_DEQ_MIN_N rows (256) where the fold does not
+ * run, and for any layer with PGD_CUDA_QPATH_GEMM_LT: the rows dequantized a slice at a time
+ * (the whole layer where the scratch may grow to hold it) into 16-bit rows in the scratch
+ * and multiplied by cuBLASLt into the slice's columns of y (quant_lt.cu). The exact fused
+ * GEMM keeps 200-300 TFLOP/s, the folded one 250-490, where cuBLASLt's bf16 GEMM reaches
+ * 360-800 (H100, 8B layers at 256-2048 rows); the dequantizing pass (the 4-bit layer read, its
+ * 16-bit rows written, at the copy rate) costs about what reading the 16-bit layer costs the
+ * bf16 GEMM. So the 16-bit GEMM plus that pass wins past 256 rows (the fold's 256-token tiles
+ * run a second, mostly empty, wave of tiles there), the fold below (the four 8B layers at 64
+ * rows 172 us against the exact GEMM's 208, at 128 269 against 328, at 256 370 against the
+ * dequantizing path's 426; H100). */
 #include "kernels/cuda/quant_wq.cuh"
 #include <limits.h>
 #include <math.h>
@@ -38,6 +43,8 @@
 
 #define WQ_GEMV_MAX_N_DEFAULT 16     /* the GEMV up to here, a GEMM beyond */
 #define WQ_DEQ_MIN_N_DEFAULT 256     /* from here the mma layout dequantized, then cuBLASLt */
+#define WQ_FOLD_MIN_N_DEFAULT 64     /* from here to WQ_FOLD_MAX_N the folded GEMM where it runs */
+#define WQ_FOLD_MAX_N_DEFAULT 256    /* (past it the dequantizing path: H100, 8B layers) */
 
 /* ---- dequantization of one word -------------------------------------------------------- */
 #define MAGIC_BITS 0x4B000000u       /* 2^23 as float bits */
@@ -581,10 +588,41 @@ static int wq_deq_min_n(void)
     return v;
 }
 
-/* Whether the automatic path dequantizes n rows' layer for cuBLASLt (past the GEMV). */
-static bool wq_auto_deq(const struct pgd_cuda_wq *w, int n)
+/* The folded GEMM's rows: [PGD_CUDA_WQ_FOLD_MIN_N (64; 0: never), PGD_CUDA_WQ_FOLD_MAX_N
+ * (256)]. */
+static void wq_fold_range(int *lo, int *hi)
 {
-    return w->mma && n >= wq_deq_min_n();
+    static int v[2] = { -1, -1 };
+    if (v[0] < 0) {
+        const int a = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_MIN_N", WQ_FOLD_MIN_N_DEFAULT);
+        v[1] = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_MAX_N", WQ_FOLD_MAX_N_DEFAULT);
+        v[0] = a < 1 ? INT_MAX : a;  /* 0: never */
+    }
+    *lo = v[0];
+    *hi = v[1];
+}
+
+/* Whether the automatic path (past the GEMV) takes the folded Hopper GEMM for n rows of w:
+ * the mma layout, where the kernel runs, inside the fold's rows. */
+static bool wq_auto_fold(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n)
+{
+    int lo, hi;
+    wq_fold_range(&lo, &hi);
+    return n >= lo && n <= hi && pgd_cuda__wq_fold_ok(c, w);
+}
+
+/* Whether it dequantizes the layer for cuBLASLt instead: the mma layout from
+ * PGD_CUDA_WQ_DEQ_MIN_N rows (256) where the fold does not take them; where the fold runs,
+ * only past its rows (its range is where it was the faster: from 64 rows it beats the exact
+ * fused GEMM, up to 256 the dequantizing pass). Both multiply the 16-bit weights,
+ * (q - zero) * scale rounded to the dtype. */
+static bool wq_auto_deq(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n)
+{
+    if (!w->mma || n < wq_deq_min_n() || wq_auto_fold(c, w, n))
+        return false;
+    int lo, hi;
+    wq_fold_range(&lo, &hi);
+    return n > hi || lo == INT_MAX || !pgd_cuda__wq_fold_ok(c, w);
 }
 
 /* Whether the automatic path takes the GEMV for n rows. The plain layout's GEMV (8 bits,
@@ -606,7 +644,9 @@ extern "C" void pgd_cuda_wq_auto_plan(struct pgd_cuda_ctx *c, const struct pgd_c
         pgd_cuda__wq_sgemv_plan(c, w, n, buf, len);
     else if (wq_auto_gemv(w, n))
         snprintf(buf, len, "gemv");
-    else if (wq_auto_deq(w, n))
+    else if (wq_auto_fold(c, w, n))
+        pgd_cuda__wq_fold_plan(c, w, n, buf, len);
+    else if (wq_auto_deq(c, w, n))
         snprintf(buf, len, "deq+lt");
     else
         pgd_cuda__wq_gemm_plan(c, w, n, true, buf, len);
@@ -621,19 +661,30 @@ extern "C" int pgd_cuda_wq_linear_path(struct pgd_cuda_ctx *c, int path, enum pg
                               w->bits, pgd_dtype_name(dt));
     if (n < 0 || path < PGD_CUDA_QPATH_AUTO ||
         (path > PGD_CUDA_QPATH_GEMM && path != PGD_CUDA_QPATH_GEMM_LT &&
-         path != PGD_CUDA_QPATH_GEMM_MMA))
+         path != PGD_CUDA_QPATH_GEMM_MMA && path != PGD_CUDA_QPATH_GEMM_FOLD))
         return pgd_cuda_failf(err, errlen, "W%dA16 linear: %d rows, path %d", w->bits, n, path);
     if (n == 0)
         return 0;
     const bool gemv = path == PGD_CUDA_QPATH_GEMV || (path == PGD_CUDA_QPATH_AUTO &&
                                                       wq_auto_gemv(w, n));
-    /* past the GEMV: the fused tensor-core GEMM (quant_wq_gemm.cu), or the dequantize +
-     * cuBLASLt path (from wq_deq_min_n rows in the mma layout, or when asked for) */
-    const bool deq = path == PGD_CUDA_QPATH_GEMM_LT ||
-                     (path == PGD_CUDA_QPATH_AUTO && !gemv && wq_auto_deq(w, n));
+    /* past the GEMV, in the mma layout: the folded Hopper GEMM (quant_wq_fold.cu) or the
+     * dequantize + cuBLASLt path where wq_auto_fold / wq_auto_deq say so, each also when
+     * asked for; else the fused tensor-core GEMM of the exact q - zero (quant_wq_gemm.cu) */
+    const bool automatic = path == PGD_CUDA_QPATH_AUTO && !gemv;
+    if (path == PGD_CUDA_QPATH_GEMM_FOLD && !pgd_cuda__wq_fold_ok(c, w)) {
+        pgd_cuda_failf(err, errlen, "W%dA16 folded GEMM [%d x %d] (group %d, %s layout): needs "
+                       "the mma layout, groups a multiple of 64 inputs, a compute capability "
+                       "9.0 device and a build with 90 among its CUDA architectures", w->bits,
+                       w->out, w->in, w->group_size, w->mma ? "mma" : "plain");
+        return 2;
+    }
+    if (path == PGD_CUDA_QPATH_GEMM_FOLD || (automatic && wq_auto_fold(c, w, n)))
+        return pgd_cuda__wq_gemm(c, dt, x, n, w, b, y, WQ_GEMM_FOLD, err, errlen);
+    const bool deq = path == PGD_CUDA_QPATH_GEMM_LT || (automatic && wq_auto_deq(c, w, n));
     if (!gemv && !deq)
-        return pgd_cuda__wq_gemm(c, dt, x, n, w, b, y, path != PGD_CUDA_QPATH_GEMM_MMA, err,
-                                 errlen);
+        return pgd_cuda__wq_gemm(c, dt, x, n, w, b, y,
+                                 path == PGD_CUDA_QPATH_GEMM_MMA ? WQ_GEMM_EXACT_MMA
+                                                                 : WQ_GEMM_EXACT, err, errlen);
     /* the decode GEMVs: x the norm before left gathered through the permutation is read
      * as it is (every GEMV, also those that would gather as they stage x) */
     const int32_t *perm = w->perm;

@@ -309,13 +309,17 @@ int pgd_cuda__wq_sgemv2(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x
                         const int32_t *perm, int n, const struct pgd_cuda_wq *w, const void *b,
                         void *y, char *err, size_t errlen);
 /* quant_wq_gemm.cu */
-/* y [n, out] = x [n, in] @ W^T + b through the fused tensor-core GEMM (any n >= 1; meant for
- * n past the GEMV's rows): x in the checkpoint's order (gathered through perm into the
- * context's scratch first when the layer has one, or when x is not 16-byte aligned).
- * allow_wgmma: Hopper's wgmma kernel where the layer and n fit it (else mma.sync only). */
+/* Which fused GEMM: quant_wq_gemm.cu's (exact q - zero, each group's sums scaled), with
+ * Hopper's wgmma kernel where the layer and n fit it, or on mma.sync only; or
+ * quant_wq_fold.cu's (the scales folded into the 16-bit weights; pgd_cuda__wq_fold_ok). */
+enum wq_gemm_kind { WQ_GEMM_EXACT, WQ_GEMM_EXACT_MMA, WQ_GEMM_FOLD };
+/* y [n, out] = x [n, in] @ W^T + b through the fused tensor-core GEMM `kind` (any n >= 1;
+ * meant for n past the GEMV's rows): x in the checkpoint's order (gathered through perm into
+ * the context's scratch first when the layer has one, or when x is not 16-byte aligned).
+ * WQ_GEMM_FOLD: the caller checked pgd_cuda__wq_fold_ok. */
 int pgd_cuda__wq_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
-                      const struct pgd_cuda_wq *w, const void *b, void *y, bool allow_wgmma,
-                      char *err, size_t errlen);
+                      const struct pgd_cuda_wq *w, const void *b, void *y,
+                      enum wq_gemm_kind kind, char *err, size_t errlen);
 /* dst [rows][in] (device, 16-byte aligned) = x [rows][perm[k]] (perm NULL: x [rows][k], a
  * realignment of a 2-byte aligned x); in a multiple of 8. One small kernel, or none where
  * the norm before left exactly that there (pgd_cuda__wq_xg_take). */
@@ -329,5 +333,12 @@ void pgd_cuda__wq_gemm_plan(struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w,
 /* Whether every zero of h is an integer in 0..2^bits: then the GEMM multiplies the exact
  * q - zero and scales the float32 sums per group (else it folds the scale into A). */
 bool pgd_cuda__wq_gemm_int_zeros(const struct pgd_wq_host *h);
+/* quant_wq_fold.cu */
+/* Whether the folded Hopper GEMM runs w on c: the mma layout, groups a multiple of 64
+ * inputs, a compute capability 9.0 device and the sm_90a code built. */
+bool pgd_cuda__wq_fold_ok(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w);
+/* Its plan for n rows: "fold<token tile>/<blocks splitting each tile's inputs>". */
+void pgd_cuda__wq_fold_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n,
+                            char *buf, size_t len);
 
 #endif

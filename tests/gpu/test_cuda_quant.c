@@ -64,7 +64,7 @@ static const char *path_name(int p)
 {
     static const char *names[] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-lt",
                                    "gemm-mma", "gemm-fast", "gemv-e4m3", "gemm-d16",
-                                   "gemv-stream", "gemv-dec" };
+                                   "gemv-stream", "gemv-dec", "gemm-fold" };
     return names[p];
 }
 
@@ -212,12 +212,30 @@ static void wq_fini(struct wq_layer *L)
 }
 
 /* The rows from which the automatic path dequantizes a 4-bit layer in the mma layout for
- * cuBLASLt: PGD_CUDA_WQ_DEQ_MIN_N (0: never), by default 256. */
+ * cuBLASLt where the folded GEMM does not run: PGD_CUDA_WQ_DEQ_MIN_N (0: never), by default
+ * 256; where it runs, it takes 64..256 rows and the dequantizing path the rows past them. */
 static int deq_min_rows(void)
 {
     const char *e = getenv("PGD_CUDA_WQ_DEQ_MIN_N");
     const int n = e && *e ? atoi(e) : 256;
     return n < 1 ? INT_MAX : n;
+}
+
+/* Whether the folded GEMM runs on the tests' device, with its default rows. */
+static bool fold_default(void)
+{
+    return pgd_cuda_wq_fold_available(0) && !getenv("PGD_CUDA_WQ_FOLD_MIN_N") &&
+           !getenv("PGD_CUDA_WQ_FOLD_MAX_N");
+}
+
+/* Whether the automatic path multiplies n rows of L by its weights rounded to the dtype:
+ * its plan is the folded GEMM or the dequantize + cuBLASLt path (the plan and the call
+ * take the same choice: wq_gemm_lt_path and wq_gemm_fold_path check the plans). */
+static bool auto_rounds(const struct wq_layer *L, int n)
+{
+    char plan[64] = "";
+    pgd_cuda_wq_auto_plan(ctx, L->d, n, plan, sizeof plan);
+    return !strcmp(plan, "deq+lt") || !strncmp(plan, "fold", 4);
 }
 
 /* One call of the layer on random x (and bias) through `path`, against the reference; x
@@ -240,10 +258,10 @@ static void wq_check_at(const struct wq_layer *L, enum pgd_dtype dt, int n, int 
     const bool gemv = path == PGD_CUDA_QPATH_GEMV ||
                       (path == PGD_CUDA_QPATH_AUTO &&
                        n <= (plain && gemv_max > 8 ? 8 : gemv_max));
-    /* from deq_min_rows() rows the automatic path dequantizes the mma layout for cuBLASLt,
-     * as PGD_CUDA_QPATH_GEMM_LT does any layout */
-    const bool deq = path == PGD_CUDA_QPATH_GEMM_LT ||
-                     (path == PGD_CUDA_QPATH_AUTO && !gemv && !plain && n >= deq_min_rows());
+    /* the folded GEMM and the dequantizing path multiply the mma layout's weights rounded
+     * to the dtype, forced or where the automatic path takes them */
+    const bool deq = path == PGD_CUDA_QPATH_GEMM_LT || path == PGD_CUDA_QPATH_GEMM_FOLD ||
+                     (path == PGD_CUDA_QPATH_AUTO && !gemv && !plain && auto_rounds(L, n));
     /* the fused GEMM multiplies the exact q - zero when the zeros are integers; the
      * dequantized rows are (q - zero) * scale rounded to the dtype */
     const bool exact = gemv || (!deq && L->zero_kind != Z_HALF);
@@ -251,10 +269,13 @@ static void wq_check_at(const struct wq_layer *L, enum pgd_dtype dt, int n, int 
     float *want = malloc((size_t)n * out * sizeof *want), *abs_sum = malloc((size_t)n * out * sizeof *abs_sum);
     reference(x, w, b, n, in, out, want, abs_sum);
     char name[256];
-    const char *bn = getenv("PGD_CUDA_WQ_GEMM_BN");
-    snprintf(name, sizeof name, "%s, %s x [%d, %d]%s%s%s%s", L->name, pgd_dtype_name(dt), n, in,
-             bias ? " + bias" : "", x_off ? " (x not 16-byte aligned)" : "",
-             bn ? ", GEMM token tile " : "", bn ? bn : "");
+    const bool fold = path == PGD_CUDA_QPATH_GEMM_FOLD;
+    const char *bn = getenv(fold ? "PGD_CUDA_WQ_FOLD_BN" : "PGD_CUDA_WQ_GEMM_BN");
+    const char *ks = fold ? getenv("PGD_CUDA_WQ_FOLD_KS") : NULL;
+    snprintf(name, sizeof name, "%s, %s x [%d, %d]%s%s%s%s%s%s", L->name, pgd_dtype_name(dt), n,
+             in, bias ? " + bias" : "", x_off ? " (x not 16-byte aligned)" : "",
+             bn ? ", GEMM token tile " : "", bn ? bn : "", ks ? ", inputs split " : "",
+             ks ? ks : "");
     expect_close(name, path_name(path), got, want, abs_sum, b, n, out, dt);
     free(x); free(b); free(got); free(want); free(abs_sum);
     pgd_cuda_free(xbuf); pgd_cuda_free(db); pgd_cuda_free(dy);
@@ -962,7 +983,9 @@ GPU_TEST(wq_gemm_prefill_sizes)
  * the mma layout): the mma and plain layouts, act-order, rows of 65 chunks of 64 inputs (the
  * dequantizer's last block of chunks partial) and a last tile of 8 rows, a layer the scratch
  * grows to hold whole (gate_up of the 8B shape: 28,672 x 4,096), every group size, and the
- * automatic choice at 255 / 256 / 1,100 rows in both dtypes (with act-order: x staged). */
+ * automatic choice at 255 / 256 / 1,100 rows (the folded GEMM's up to 256 where it runs) and
+ * 300 rows of groups of 32 (which it does not take) in both dtypes (with act-order: x
+ * staged). */
 GPU_TEST(wq_gemm_lt_path)
 {
     struct { int bits, group, in, out, n; bool act; int zeros, path; } cases[] = {
@@ -977,6 +1000,7 @@ GPU_TEST(wq_gemm_lt_path)
         { 4, 128, 1024, 200, 255, false, Z_INT, PGD_CUDA_QPATH_AUTO },
         { 4, 128, 1024, 200, 256, false, Z_SYM, PGD_CUDA_QPATH_AUTO },
         { 4, 64, 2048, 136, 1100, true, Z_INT, PGD_CUDA_QPATH_AUTO },
+        { 4, 32, 1024, 200, 300, false, Z_INT, PGD_CUDA_QPATH_AUTO },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct wq_layer L;
@@ -987,9 +1011,17 @@ GPU_TEST(wq_gemm_lt_path)
         if (cases[i].path == PGD_CUDA_QPATH_AUTO) {
             char plan[64] = "";
             pgd_cuda_wq_auto_plan(ctx, L.d, cases[i].n, plan, sizeof plan);
-            const bool deq = cases[i].n >= deq_min_rows();
-            cr_expect(deq ? !strcmp(plan, "deq+lt") : strcmp(plan, "deq+lt") != 0,
-                      "%s at %d rows: the automatic plan is %s", L.name, cases[i].n, plan);
+            /* where the folded GEMM runs (its layers: groups a multiple of 64) it takes
+             * 64..256 rows and deq+lt the rows past them; elsewhere deq+lt from 256 */
+            const int n = cases[i].n;
+            const int group = cases[i].group > 0 ? cases[i].group : cases[i].in;
+            const bool fold = fold_default() && group % 64 == 0;
+            const char *want = fold ? (n >= 64 && n <= 256 ? "fold" : n > 256 ? "deq+lt" : "")
+                                    : n >= deq_min_rows() ? "deq+lt" : "";
+            const bool ok = *want ? !strncmp(plan, want, strlen(want))
+                                  : strcmp(plan, "deq+lt") != 0 && strncmp(plan, "fold", 4) != 0;
+            cr_expect(ok, "%s at %d rows: the automatic plan is %s (expected %s)", L.name, n, plan,
+                      *want ? want : "the exact fused GEMM");
         }
         wq_fini(&L);
     }
@@ -1034,14 +1066,20 @@ static void wq_check_sampled(const struct wq_layer *L, int n, int path, bool bia
     }
     float *want = malloc((size_t)rows * out * sizeof *want);
     float *abs_sum = malloc((size_t)rows * out * sizeof *abs_sum);
-    /* half-integer zeros: the fused GEMM multiplies the weights rounded to the dtype */
-    reference(xs, L->zero_kind == Z_HALF ? L->w_dt[dt == PGD_DTYPE_BF16 ? 0 : 1] : L->w, b, rows,
-              in, out, want, abs_sum);
+    /* half-integer zeros: the fused GEMM multiplies the weights rounded to the dtype, as
+     * the folded and the dequantizing paths do any layer's (forced or automatic) */
+    const bool rounded = L->zero_kind == Z_HALF || path == PGD_CUDA_QPATH_GEMM_FOLD ||
+                         path == PGD_CUDA_QPATH_GEMM_LT ||
+                         (path == PGD_CUDA_QPATH_AUTO && auto_rounds(L, n));
+    reference(xs, rounded ? L->w_dt[dt == PGD_DTYPE_BF16 ? 0 : 1] : L->w, b, rows, in, out, want,
+              abs_sum);
     char name[256];
-    const char *ks = getenv("PGD_CUDA_WQ_GEMM_KS");
-    snprintf(name, sizeof name, "%s, %s x [%d, %d]%s (%d rows checked)%s%s", L->name,
+    const bool fold = path == PGD_CUDA_QPATH_GEMM_FOLD;
+    const char *ks = getenv(fold ? "PGD_CUDA_WQ_FOLD_KS" : "PGD_CUDA_WQ_GEMM_KS");
+    const char *bn = fold ? getenv("PGD_CUDA_WQ_FOLD_BN") : NULL;
+    snprintf(name, sizeof name, "%s, %s x [%d, %d]%s (%d rows checked)%s%s%s%s", L->name,
              pgd_dtype_name(dt), n, in, bias ? " + bias" : "", rows,
-             ks ? ", inputs split " : "", ks ? ks : "");
+             ks ? ", inputs split " : "", ks ? ks : "", bn ? ", token tile " : "", bn ? bn : "");
     expect_close(name, path_name(path), gs, want, abs_sum, b, rows, out, dt);
     size_t nan = 0;
     for (size_t i = 0; i < (size_t)n * out; i++)
@@ -1118,6 +1156,95 @@ GPU_TEST(wq_llama8b_shapes_small_n)
         wq_check_sampled(&L, 6, PGD_CUDA_QPATH_GEMV, false, 6);
         wq_fini(&L);
     }
+}
+
+/* The folded Hopper GEMM (PGD_CUDA_QPATH_GEMM_FOLD; the automatic choice from 256 rows in the
+ * mma layout where it runs): every token tile (64, 128, 256) and split (1, 2, 3, 8 blocks, and
+ * the automatic pick) over odd shapes: features not a multiple of 128 or 16 (the mma layout's
+ * padded tile), groups of 64, 128 and 192 inputs and per-channel, splits ending inside a
+ * group, token tiles partly past n, act-order (x gathered) and an x not 16-byte aligned, both
+ * dtypes, with and without bias; a whole 8B layer (gate_up, 28,672 x 4,096) at 300 rows; the
+ * automatic plan at 256 rows. A layer it cannot run (groups of 32) is refused with 2. On a
+ * device without the sm_90a kernel every call answers 2: the test skips, saying so. */
+GPU_TEST(wq_gemm_fold_path)
+{
+    struct { int group, in, out; bool act; int zeros; } cases[] = {
+        { 128, 1024, 200, true, Z_INT },
+        { 64, 4160, 40, false, Z_SYM },
+        { -1, 1024, 72, false, Z_INT },
+        { 192, 3072, 136, false, Z_INT },
+        { 128, 14336, 264, true, Z_SYM },
+    };
+    static const int NS_FOLD[7] = { 1, 17, 64, 100, 256, 300, 513 };
+    static const char *BN[4] = { "64", "128", "256", NULL };
+    static const char *KS[5] = { "1", "2", "3", "8", NULL };
+    char err[512] = "";
+    {
+        struct wq_layer L;
+        wq_init(&L, 4, 32, false, Z_INT, 1024, 64);
+        void *dx = pgd_cuda_malloc((size_t)64 * 1024 * 2), *dy = pgd_cuda_malloc((size_t)64 * 64 * 2);
+        const int rc = pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, PGD_DTYPE_BF16, dx,
+                                               64, L.d, NULL, dy, err, sizeof err);
+        cr_assert_eq(rc, 2, "%s: the folded GEMM of groups of 32 answered %d (%s)", L.name, rc,
+                     err);
+        cr_assert(strstr(err, "group 32") != NULL, "the refusal names the group: %s", err);
+        pgd_cuda_free(dx); pgd_cuda_free(dy);
+        wq_fini(&L);
+    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct wq_layer L;
+        wq_init(&L, 4, cases[i].group, cases[i].act, cases[i].zeros, cases[i].in, cases[i].out);
+        void *dx = pgd_cuda_malloc((size_t)16 * L.in * 2), *dy = pgd_cuda_malloc((size_t)16 * L.out * 2);
+        const int rc = pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, PGD_DTYPE_BF16, dx,
+                                               16, L.d, NULL, dy, err, sizeof err);
+        pgd_cuda_free(dx); pgd_cuda_free(dy);
+        if (rc == 2) {
+            wq_fini(&L);
+            cr_skip_test("the folded GEMM does not run here: %s", err);
+        }
+        cr_assert_eq(rc, 0, "%s: %s", L.name, err);
+        for (int b = 0; b < 4; b++) {
+            if (BN[b])
+                setenv("PGD_CUDA_WQ_FOLD_BN", BN[b], 1);
+            else
+                unsetenv("PGD_CUDA_WQ_FOLD_BN");
+            for (int k = 0; k < 5; k++) {
+                if (KS[k])
+                    setenv("PGD_CUDA_WQ_FOLD_KS", KS[k], 1);
+                else
+                    unsetenv("PGD_CUDA_WQ_FOLD_KS");
+                for (int j = 0; j < 7; j++) {
+                    if ((j + k + b + (int)i) % 3)    /* a third of the n a combination */
+                        continue;
+                    const int n = NS_FOLD[j];
+                    if (L.in >= 8192)
+                        wq_check_sampled(&L, n, PGD_CUDA_QPATH_GEMM_FOLD, (j + k) % 2 == 0, 9);
+                    else
+                        wq_check_at(&L, DTS[(j + b) % 2], n, PGD_CUDA_QPATH_GEMM_FOLD,
+                                    (j + k) % 2 == 0, (j + b + k) % 4 == 1);
+                }
+            }
+        }
+        unsetenv("PGD_CUDA_WQ_FOLD_BN");
+        unsetenv("PGD_CUDA_WQ_FOLD_KS");
+        if (fold_default()) {        /* the automatic path: the fold from 64 to 256 rows */
+            static const int AUTO_N[4] = { 63, 64, 256, 257 };
+            for (int j = 0; j < 4; j++) {
+                char plan[64] = "";
+                pgd_cuda_wq_auto_plan(ctx, L.d, AUTO_N[j], plan, sizeof plan);
+                const bool fold = AUTO_N[j] >= 64 && AUTO_N[j] <= 256;
+                cr_expect(fold ? !strncmp(plan, "fold", 4) : strncmp(plan, "fold", 4) != 0,
+                          "%s at %d rows: the automatic plan is %s", L.name, AUTO_N[j], plan);
+            }
+            if (L.in < 8192)
+                wq_check(&L, PGD_DTYPE_F16, 100, PGD_CUDA_QPATH_AUTO, true);
+        }
+        wq_fini(&L);
+    }
+    struct wq_layer L;
+    wq_init(&L, 4, 128, false, Z_INT, 4096, 28672);
+    wq_check_sampled(&L, 300, PGD_CUDA_QPATH_GEMM_FOLD, true, 5);
+    wq_fini(&L);
 }
 
 /* ---- FP8 ---------------------------------------------------------------------------------- */
@@ -2064,8 +2191,9 @@ GPU_TEST(quantized_linears_in_a_cuda_graph)
         cr_assert(same < (size_t)n * out / 2, "W4 n=%d: the replay gave the first x's outputs", n);
         /* the replay's outputs against the reference on x2 */
         float *want = malloc((size_t)n * out * sizeof *want), *abs_sum = malloc((size_t)n * out * sizeof *abs_sum);
-        /* integer zeros: the GEMV and the fused GEMM both multiply the exact weights */
-        reference(x2, W.w, NULL, n, in, out, want, abs_sum);
+        /* integer zeros: the GEMV and the exact fused GEMM multiply the exact weights, the
+         * folded GEMM (the automatic choice from 64 rows where it runs) the rounded ones */
+        reference(x2, auto_rounds(&W, n) ? W.w_dt[0] : W.w, NULL, n, in, out, want, abs_sum);
         expect_close(W.name, "graph replay", got1, want, abs_sum, NULL, n, out, dt);
         uint8_t *q = malloc((size_t)n * in);
         float *sx = malloc((size_t)n * sizeof *sx), *xd = malloc((size_t)n * in * sizeof *xd);

@@ -41,9 +41,9 @@ static const struct quant_format FORMATS[] = {
 };
 #define NFORMAT ((int)(sizeof FORMATS / sizeof FORMATS[0]))
 
-static const char *PATH_NAME[12] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-lt",
+static const char *PATH_NAME[13] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-lt",
                                      "gemm-mma", "gemm-fast", "gemv-e4m3", "gemm-d16",
-                                     "gemv-stream", "gemv-dec" };
+                                     "gemv-stream", "gemv-dec", "gemm-fold" };
 
 /* The bf16 layer at the same size: microseconds. */
 static int bf16_us(struct pgd_cuda_ctx *c, int n, int in, int out, double *us, char *err,
@@ -71,10 +71,11 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
                                       PGD_CUDA_QPATH_GEMM_D16,
                                       PGD_CUDA_QPATH_GEMM_FAST, PGD_CUDA_QPATH_GEMV_E4M3,
                                       PGD_CUDA_QPATH_GEMV_STREAM, PGD_CUDA_QPATH_GEMV_DEC };
-    static const int WQ_PATHS[5] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV, PGD_CUDA_QPATH_GEMM,
-                                     PGD_CUDA_QPATH_GEMM_MMA, PGD_CUDA_QPATH_GEMM_LT };
+    static const int WQ_PATHS[6] = { PGD_CUDA_QPATH_AUTO, PGD_CUDA_QPATH_GEMV, PGD_CUDA_QPATH_GEMM,
+                                     PGD_CUDA_QPATH_GEMM_MMA, PGD_CUDA_QPATH_GEMM_LT,
+                                     PGD_CUDA_QPATH_GEMM_FOLD };
     const int *paths = fp8 ? FP8_PATHS : WQ_PATHS;
-    const int npath = fp8 ? 9 : 5;
+    const int npath = fp8 ? 9 : 6;
     printf("== %s\n%-8s %6s %6s %4s", f->name, "shape", "out", "in", "n");
     for (int p = 0; p < npath; p++)
         printf(" %19s", PATH_NAME[paths[p]]);
@@ -109,8 +110,8 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
                     continue;
                 }
                 int rc = pgd_cuda_qbench_run(c, q, paths[p], n, &us, err, sizeof err);
-                if (rc == 2) {
-                    printf(" %19s", "no algo");
+                if (rc == 2) {          /* no cuBLASLt algorithm; no folded GEMM here */
+                    printf(" %19s", paths[p] == PGD_CUDA_QPATH_GEMM_FOLD ? "-" : "no algo");
                     continue;
                 }
                 if (rc) {

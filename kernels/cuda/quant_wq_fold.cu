@@ -1,0 +1,402 @@
+/* The folded W4A16 GEMM for Hopper (sm_90a): y[n, out] = x[n, in] @ W^T + b straight from the
+ * mma layout's 4-bit weights (integer zeros, groups a multiple of 64 inputs; quant_wq.cuh),
+ * for the rows where the automatic path used to dequantize the whole layer for cuBLASLt
+ * (large decode batches, prompt chunks: quant_wq.cu).
+ *
+ * Why a second Hopper kernel beside quant_wq_gemm.cu's: that one multiplies the exact
+ * q - zero and scales each group's float32 sums, so at every group's end its warpgroups wait
+ * for the tensor cores to drain (wait_group 0 every second stage at group 128) and the
+ * tensor cores idle while the next A fragments are made: it keeps 200-300 TFLOP/s where
+ * cuBLASLt's bf16 GEMM reaches 360-800 (H100, 8B layers at 256-2048 rows). The dequantize +
+ * cuBLASLt path instead writes the 16-bit layer and reads it again, about 5.8 ms of an 8B
+ * decode step at 256 rows. Here each A element is (q - zero) * scale rounded once to the
+ * dtype (wg_frag_a's fold, scale_pair): the very 16-bit weights the dequantizing pass
+ * writes, so the sums are the dequantize path's products in another order. No group's end
+ * needs the sums: one stage's wgmmas stay in flight while the warps dequantize the next
+ * (wait_group 1), as gemm_wgmma.cu's bf16 GEMM runs, and the 16-bit layer is never written.
+ *
+ * A block: 256 threads, 128 output features (two warpgroups of 64: warp w makes the A
+ * fragments of the mma layout's 16-row tile w of the block from its 16-byte word a stage),
+ * BN tokens (64, 128 or 256: wgmma m64nBNk16 with B, the x tile, read through a descriptor),
+ * one block an SM, as many stages of 64 inputs as ~200 KB hold (BN 256: 5; 128 and 64: 8),
+ * the loads STAGES - 2 stages ahead. A stage (quant_wq_gemm.cu's layout and loader,
+ * wg_loader): wait for its copies, make them visible to the tensor cores (proxy fence),
+ * barrier (both warpgroups are done with stage kt - 2's buffer: each waited for its wgmmas
+ * in the iteration before), refill that buffer, read the rows' {scale, zero} and the lane's
+ * word, make 16 A registers (4 steps of 16 inputs) into the set stage kt - 2 used, issue 4
+ * wgmmas as one group, then wait_group 1: stage kt - 1's group is done, its register set
+ * free. Split inputs (a cluster of ks blocks along z) and the epilogue (the float32 tile in
+ * shared memory, the splits added in order, the bias, one rounding): wg_store. */
+#include "kernels/cuda/quant_wq_gemm.cuh"
+#include "kernels/cuda/sm90.cuh"
+#include <stdio.h>
+
+#define WF_PIPE_BYTES (200 << 10)    /* the stages' budget: one block an SM */
+#define WF_COST_FIXED 4              /* a block's first loads and epilogue, in stages */
+
+/* The shared memory of a BN-token block: the fused GEMM's stage layout ([W][x][meta],
+ * wg_smem), more stages; the epilogue's float32 tile over the same space. */
+template <int BN> struct wf_smem {
+    typedef wg_smem<WG_MMA4, BN> S;
+    static constexpr int STAGE = S::STAGE;
+    static_assert(STAGE % 1024 == 0 && S::X % 1024 == 0, "x tiles 1024-byte aligned");
+    static constexpr int FIT = WF_PIPE_BYTES / STAGE;
+    static constexpr int STAGES = FIT > 8 ? 8 : FIT;
+    /* the loads run STAGES - 2 stages ahead: a buffer is refilled once both warpgroups
+     * have waited for the wgmmas that read it (see the kernel) */
+    static_assert(STAGES >= 5, "three stages loading beside two the wgmmas may read");
+    static constexpr int PD = STAGES - 2;             /* stages loaded ahead */
+    static constexpr int PIPE = STAGES * STAGE, OUT = BN * S::OUT_LD * 4;
+    static constexpr int BYTES = (PIPE > OUT ? PIPE : OUT) + 1024;   /* + room to align */
+};
+
+/* 16 bytes global -> shared, bypassing L1, always read (wf_loader clamps its sources). */
+static __device__ __forceinline__ void wf_cp16(uint32_t dst, const void *src)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
+}
+
+/* 4 bytes global -> shared (through L1: a 4-byte copy may not bypass it). */
+static __device__ __forceinline__ void wf_cp4(uint32_t dst, const void *src)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src) : "memory");
+}
+
+/* A thread's copies of a stage, into wg_smem's stage layout, with no predicates: a source
+ * past the layer or past n is clamped to the last tile, meta row or token row, whose
+ * products land in outputs wg_store never writes (features past out, tokens past n), so
+ * the loop has no branch a copy (the fused GEMM's loader zero-fills them instead).
+ *   weights: the mma layout's 16-byte entry of tile th / 32, lane th % 32;
+ *   meta (threads 0..127): row th's {scale, zero} of the stage's group (a group spans whole
+ *     stages), at step 0's place;
+ *   x: rows th / 8 + 32 i (i < BN / 32), chunk th % 8, swizzled as the descriptor reads it. */
+template <typename T, int BN>
+struct wf_loader {
+    static constexpr int XN = BN / 32;
+    const uint8_t *w_src;            /* the entry at stage 0 */
+    const __half2 *m_row;            /* meta row th (threads < 128) */
+    const T *x;                      /* x + the chunk's first input */
+    int xr0, n_last, in;             /* token row th / 8 of the tile, n - 1, x's row length */
+    int gshift, gstages;             /* a group: 1 << gshift inputs, else gstages stages (0: one group) */
+    uint32_t w_dst, m_dst, x_dst;    /* offsets in a stage */
+
+    __device__ __forceinline__ void init(const wg_args<T> &a, int m0, int n0, int th)
+    {
+        const int tile = min(m0 / 16 + th / 32, a.out_pad / 16 - 1);
+        w_src = a.w + (size_t)tile * a.wstride + (th % 32) * 16;
+        w_dst = (uint32_t)th * 16;
+        m_row = a.meta + (size_t)min(m0 + th % WG_BM, a.out_pad - 1) * a.groups;
+        m_dst = (uint32_t)(th % WG_BM) * 4;
+        gshift = a.groups == 1 ? -1 : a.gshift;
+        gstages = a.groups == 1 ? 0 : a.group_size / WG_BK;
+        const int c = th % 8;
+        xr0 = n0 + th / 8;
+        n_last = a.n - 1;
+        in = a.in;
+        x = a.x + c * 8;
+        x_dst = (uint32_t)((th / 8) * 128 + ((c ^ ((th / 8) & 7)) << 4));
+    }
+
+    /* The weights and meta of stage kt into the stage at shared address st. */
+    __device__ __forceinline__ void load_w(uint32_t st, int kt) const
+    {
+        wf_cp16(st + w_dst, w_src + (size_t)kt * 512);
+        if (threadIdx.x < WG_BM) {       /* warps 0..3 */
+            const int gi = gshift >= 0 ? (kt * WG_BK) >> gshift : gstages ? kt / gstages : 0;
+            wf_cp4(st + (uint32_t)wg_smem<WG_MMA4, BN>::META + m_dst, m_row + gi);
+        }
+    }
+
+    /* The x tile of stage kt into the stage at shared address st. */
+    __device__ __forceinline__ void load_x(uint32_t st, int kt) const
+    {
+        const T *xk = x + (size_t)kt * WG_BK;
+#pragma unroll
+        for (int i = 0; i < XN; i++) {
+            const int r = min(xr0 + 32 * i, n_last);
+            wf_cp16(st + (uint32_t)wg_smem<WG_MMA4, BN>::X + x_dst + i * 32 * 128,
+                    xk + (size_t)r * in);
+        }
+    }
+};
+
+template <typename T, int BN>
+__global__ void __launch_bounds__(WG_THREADS, 1)
+wq_fold_kernel(const __grid_constant__ wg_args<T> a)
+{
+#ifdef WG_WGMMA
+    typedef wf_smem<BN> L;
+    typedef typename L::S S;
+    constexpr int NA = BN / 2;       /* accumulators a thread */
+    extern __shared__ __align__(128) uint8_t wf_buf[];
+    const uint32_t raw = smem_u32(wf_buf), smem0 = (raw + 1023u) & ~1023u;
+    uint8_t *buf = wf_buf + (smem0 - raw);
+    const int th = threadIdx.x, warp = th / 32, lane = th % 32, g = lane >> 2, t = lane & 3;
+    const int n0 = blockIdx.x * BN, m0 = blockIdx.y * WG_BM;
+    /* the split's stages [kt0, kt0 + nkt) */
+    const int kt0 = blockIdx.z * a.kps, nkt = min(a.kts, kt0 + a.kps) - kt0;
+    pdl_trigger();
+
+    float acc[NA];
+#pragma unroll
+    for (int i = 0; i < NA; i++)
+        acc[i] = 0.0f;
+
+    /* The weights and meta of the first stages may load before the previous kernel is done
+     * (nothing writes them), x only after; group s holds stage s's x (group 0 also the early
+     * weights), so waiting for group kt still finds stage kt complete. */
+    wf_loader<T, BN> ld;
+    ld.init(a, m0, n0, th);
+    for (int s = 0; s < L::PD; s++)
+        if (s < nkt)
+            ld.load_w(smem0 + s * L::STAGE, kt0 + s);
+    pdl_wait();
+    for (int s = 0; s < L::PD; s++) {
+        if (s < nkt)
+            ld.load_x(smem0 + s * L::STAGE, kt0 + s);
+        cp_async_commit();
+    }
+
+    wg_rowz<T, WG_MMA4, false> rz;
+    auto stage = [&](int kt, uint32_t (&A)[4][4]) {
+        cp_async_wait<L::PD - 1>();
+        sm90_fence_async_smem();
+        __syncthreads();             /* stage kt landed; stage kt - 2's buffer is free */
+        const int nk = kt + L::PD;
+        if (nk < nkt) {
+            const uint32_t st = smem0 + (uint32_t)((nk % L::STAGES) * L::STAGE);
+            ld.load_w(st, kt0 + nk);
+            ld.load_x(st, kt0 + nk);
+        }
+        cp_async_commit();
+
+        const int b = kt % L::STAGES;
+        const uint8_t *sp = buf + b * L::STAGE;
+        /* a group spans whole stages: step 0's {scale, zero} of rows g, g + 8 serve all 4 */
+        const __half2 *sm = reinterpret_cast<const __half2 *>(sp + S::META);
+        rz.set(sm[warp * 16 + g], sm[warp * 16 + g + 8]);
+        const uint4 wv = *reinterpret_cast<const uint4 *>(sp + warp * 512 + lane * 16);
+        const uint32_t words[4] = { wv.x, wv.y, wv.z, wv.w };
+#pragma unroll
+        for (int s = 0; s < 4; s++)
+            wg_frag_a<T, WG_MMA4, false>(sp, words[s], warp * 16, s, g, t, rz, A[s]);
+        const uint64_t desc = wg_desc(smem0 + (uint32_t)(b * L::STAGE + S::X));
+        wgmma_fence();
+#pragma unroll
+        for (int s = 0; s < 4; s++)
+            wgmma_op<T, BN>::run(acc, A[s], desc + (uint64_t)(2 * s), 1);
+        wgmma_commit();
+    };
+    /* Stages by pairs, each with its own register set, waited for at the pair's end: the
+     * second set is made while the first stage's wgmmas run. (Waiting for all but the last
+     * group each stage and remaking the freed set would overlap every stage, but ptxas then
+     * serializes every wgmma, C7513: it cannot tell that set from one still being read.)
+     * The warpgroups' pairs are offset by a stage, warpgroup 1 running stage 0 alone first,
+     * so while one makes the first set of its pair (its tensor work drained) the other's
+     * wgmmas of the stage before are still in flight: the tensor cores stay fed. Each stage
+     * is waited for by the end of the next, so at stage kt's barrier both warpgroups are
+     * done with stage kt - 2's buffer, the one refilled. */
+    uint32_t A0[4][4], A1[4][4];
+    int kt = 0;
+    if (th >= 128 && nkt > 0) {      /* warpgroup 1 */
+        stage(0, A0);
+        wgmma_wait0();
+        reg_fence(acc);
+        kt = 1;
+    }
+    for (; kt < nkt; kt += 2) {
+        stage(kt, A0);
+        if (kt + 1 < nkt)
+            stage(kt + 1, A1);
+        wgmma_wait0();
+        reg_fence(acc);
+    }
+    cp_async_wait<0>();
+    __syncthreads();                 /* the pipeline's space becomes the output tile */
+
+    /* accumulator 4 j + i: feature g (+ 8 for i >= 2) of the warp's 16, token 8 j + 2 t (+ 1
+     * for odd i) */
+    float *so = reinterpret_cast<float *>(buf);
+#pragma unroll
+    for (int i = 0; i < NA; i++) {
+        const int o = warp * 16 + g + ((i & 2) ? 8 : 0), tok = (i / 4) * 8 + 2 * t + (i & 1);
+        so[tok * S::OUT_LD + o] = acc[i];
+    }
+    __syncthreads();
+    wg_store<T, BN, S::OUT_LD>(a, so, n0, m0, th);
+#else
+    __trap();                        /* launched only where the sm_90a code exists */
+#endif
+}
+
+/* ---- the host side ------------------------------------------------------------------------------- */
+template <typename T, int BN>
+struct wf_kernel {
+    static std::atomic<uint64_t> granted;
+    /* grid: token tiles x feature tiles x splits; the splits of a tile one cluster */
+    static cudaError_t launch(struct pgd_cuda_ctx *c, const wg_args<T> &a)
+    {
+        const int smem = wf_smem<BN>::BYTES;
+        cudaError_t e = wg_allow_smem(granted, wq_fold_kernel<T, BN>, c->device, smem);
+        if (e != cudaSuccess)
+            return e;
+        cudaLaunchConfig_t cfg;
+        cudaLaunchAttribute attr[2];
+        pgd_cuda__wq_launch_cfg(c,
+                                dim3((unsigned)((a.n + BN - 1) / BN),
+                                     (unsigned)((a.out + WG_BM - 1) / WG_BM), (unsigned)a.ks),
+                                dim3(WG_THREADS), (size_t)smem, dim3(1, 1, (unsigned)a.ks), &cfg,
+                                attr);
+        return cudaLaunchKernelEx(&cfg, wq_fold_kernel<T, BN>, a);
+    }
+};
+template <typename T, int BN>
+std::atomic<uint64_t> wf_kernel<T, BN>::granted(0);
+
+/* Compute capability 9.0 and the sm_90a code in the binary (the build had 90 among its
+ * architectures). Asked once a device. */
+static bool wf_probe(const struct pgd_cuda_ctx *c)
+{
+    int major = 0, minor = 0;
+    cudaFuncAttributes fa;
+    return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) ==
+               cudaSuccess &&
+           cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, c->device) ==
+               cudaSuccess &&
+           major == 9 && minor == 0 &&
+           cudaFuncGetAttributes(&fa, wq_fold_kernel<__nv_bfloat16, 128>) == cudaSuccess &&
+           fa.binaryVersion == 90;
+}
+
+static bool wf_device_ok(const struct pgd_cuda_ctx *c)
+{
+    static std::atomic<uint64_t> asked(0), able(0);
+    return wg_once(asked, able, c, wf_probe);
+}
+
+bool pgd_cuda__wq_fold_ok(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w)
+{
+    return w->mma && w->group_size % WG_BK == 0 && wf_device_ok(c);
+}
+
+extern "C" int pgd_cuda_wq_fold_available(int device)
+{
+    struct pgd_cuda_ctx c = {};
+    c.device = device;
+    return wf_device_ok(&c);
+}
+
+/* Clusters of ks blocks of the BN-token kernel an H100-like device holds at once (ks 2..8;
+ * one block an SM, so a cluster needs ks SMs free in one GPC: fewer than sm_count / ks where
+ * the GPCs' SM counts are not multiples of ks), asked once a device, tile and split; 0 when
+ * the question fails. */
+template <int BN>
+static int wf_max_clusters(const struct pgd_cuda_ctx *c, int ks)
+{
+    static std::atomic<int> known[64][WG_KS_MAX + 1];
+    const int d = c->device;
+    if (d < 0 || d >= 64 || ks < 2 || ks > WG_KS_MAX)
+        return 0;
+    int v = known[d][ks].load();
+    if (v)
+        return v > 0 ? v : 0;
+    typedef __nv_bfloat16 B;
+    const int smem = wf_smem<BN>::BYTES;
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute attr[1];
+    cfg.gridDim = dim3(1, 1, (unsigned)ks);
+    cfg.blockDim = dim3(WG_THREADS);
+    cfg.dynamicSmemBytes = (size_t)smem;
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = 1;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = (unsigned)ks;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    int n = 0;
+    if (wg_allow_smem(wf_kernel<B, BN>::granted, wq_fold_kernel<B, BN>, d, smem) != cudaSuccess ||
+        cudaOccupancyMaxActiveClusters(&n, wq_fold_kernel<B, BN>, &cfg) != cudaSuccess)
+        n = 0;
+    cudaGetLastError();              /* a failed question is no error of the caller's */
+    known[d][ks].store(n > 0 ? n : -1);
+    return n;
+}
+
+/* The plan of least estimated time: waves (the tiles' clusters over those the device holds
+ * at once; unsplit, one block an SM) times a block's time: WF_COST_BLOCK (filling the
+ * pipeline from memory, the epilogue; + WF_COST_SPLIT for a split's cluster reduction) plus
+ * its stages at BN + WF_COST_STAGE each: a stage's tensor work grows with its tokens, its
+ * loads' and A registers' fixed part does not. Units of ~2.8 ns, fitted on the H100 (8B q /
+ * o, gate_up at 64..1,024 rows: a block's fixed part ~8 us, a stage of 128 tokens 0.63 us,
+ * of 256 1.03 us). PGD_CUDA_WQ_FOLD_BN = 64, 128 or 256 and PGD_CUDA_WQ_FOLD_KS = 1..8 force
+ * the token tile and the split, PGD_CUDA_WQ_FOLD_KS_MAX caps the split (tests, measuring). */
+#define WF_COST_BLOCK 2900
+#define WF_COST_SPLIT 400
+#define WF_COST_STAGE 100
+#define WF_KS_MAX 8                  /* splits the automatic plan considers (PGD_CUDA_WQ_FOLD_KS_MAX) */
+struct wf_plan {
+    int bn, ks, kps;
+};
+
+static struct wf_plan wf_pick(const struct pgd_cuda_ctx *c, int n, int in, int out)
+{
+    const long mblocks = (out + WG_BM - 1) / WG_BM, sms = c->sm_count > 0 ? c->sm_count : 1;
+    const int kts = (in + WG_BK - 1) / WG_BK;
+    const int fbn = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_BN", 0);
+    const int fks = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_KS", 0);
+    const int ks_max = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_KS_MAX", WF_KS_MAX);
+    struct wf_plan best = { 256, 1, kts };
+    long best_cost = -1;
+    for (int bn = 256; bn >= 64; bn /= 2) {
+        if ((fbn == 64 || fbn == 128 || fbn == 256) && bn != fbn)
+            continue;
+        const long tiles = mblocks * ((n + bn - 1) / bn);
+        for (int ks0 = 1; ks0 <= WG_KS_MAX; ks0++) {
+            if ((fks >= 1 && fks <= WG_KS_MAX && ks0 != fks) || (fks == 0 && ks0 > ks_max))
+                continue;
+            const int kps = (kts + ks0 - 1) / ks0, ks = (kts + kps - 1) / kps;  /* none empty */
+            if (ks != ks0 || (ks > 1 && fks == 0 && kps < WG_KPS_MIN))
+                continue;
+            long slots = sms;        /* tiles (clusters) at once */
+            if (ks > 1) {
+                const int mc = bn == 256 ? wf_max_clusters<256>(c, ks)
+                             : bn == 128 ? wf_max_clusters<128>(c, ks) : wf_max_clusters<64>(c, ks);
+                slots = mc > 0 ? mc : sms / ks * 3 / 4;
+                if (slots < 1)
+                    slots = 1;
+            }
+            const long waves = (tiles + slots - 1) / slots;
+            const long cost = waves * (WF_COST_BLOCK + (ks > 1 ? WF_COST_SPLIT : 0) +
+                                       (long)kps * (bn + WF_COST_STAGE));
+            if (best_cost < 0 || cost < best_cost) {
+                best = (struct wf_plan){ bn, ks, kps };
+                best_cost = cost;
+            }
+        }
+    }
+    return best;
+}
+
+template <typename T>
+cudaError_t pgd_cuda__wq_fold_go(struct pgd_cuda_ctx *c, wg_args<T> &a, int *bn, int *ks)
+{
+    const struct wf_plan p = wf_pick(c, a.n, a.in, a.out);
+    a.ks = p.ks;
+    a.kps = p.kps;
+    *bn = p.bn;
+    *ks = p.ks;
+    return p.bn == 256 ? wf_kernel<T, 256>::launch(c, a)
+         : p.bn == 128 ? wf_kernel<T, 128>::launch(c, a)
+                       : wf_kernel<T, 64>::launch(c, a);
+}
+template cudaError_t pgd_cuda__wq_fold_go<__nv_bfloat16>(struct pgd_cuda_ctx *,
+                                                         wg_args<__nv_bfloat16> &, int *, int *);
+template cudaError_t pgd_cuda__wq_fold_go<__half>(struct pgd_cuda_ctx *, wg_args<__half> &, int *,
+                                                  int *);
+
+void pgd_cuda__wq_fold_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n,
+                            char *buf, size_t len)
+{
+    const struct wf_plan p = wf_pick(c, n, w->in, w->out);
+    snprintf(buf, len, "fold%d/%d", p.bn, p.ks);
+}
