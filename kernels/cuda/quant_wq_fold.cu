@@ -28,7 +28,6 @@
  * free. Split inputs (a cluster of ks blocks along z) and the epilogue (the float32 tile in
  * shared memory, the splits added in order, the bias, one rounding): wg_store. */
 #include "kernels/cuda/quant_wq_gemm.cuh"
-#include "kernels/cuda/sm90.cuh"
 #include <stdio.h>
 
 #define WF_PIPE_BYTES (200 << 10)    /* the stages' budget: one block an SM */
@@ -51,13 +50,13 @@ template <int BN> struct wf_smem {
 };
 
 /* 16 bytes global -> shared, bypassing L1, always read (wf_loader clamps its sources). */
-static __device__ __forceinline__ void wf_cp16(uint32_t dst, const void *src)
+__device__ __forceinline__ void wf_cp16(uint32_t dst, const void *src)
 {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
 }
 
 /* 4 bytes global -> shared (through L1: a 4-byte copy may not bypass it). */
-static __device__ __forceinline__ void wf_cp4(uint32_t dst, const void *src)
+__device__ __forceinline__ void wf_cp4(uint32_t dst, const void *src)
 {
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src) : "memory");
 }
@@ -124,7 +123,7 @@ template <typename T, int BN>
 __global__ void __launch_bounds__(WG_THREADS, 1)
 wq_fold_kernel(const __grid_constant__ wg_args<T> a)
 {
-#ifdef WG_WGMMA
+#ifdef PGD_SM90A
     typedef wf_smem<BN> L;
     typedef typename L::S S;
     constexpr int NA = BN / 2;       /* accumulators a thread */
@@ -180,12 +179,12 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> a)
 #pragma unroll
         for (int s = 0; s < 4; s++)
             wg_frag_a<T, WG_MMA4, false>(sp, words[s], warp * 16, s, g, t, rz, A[s]);
-        const uint64_t desc = wg_desc(smem0 + (uint32_t)(b * L::STAGE + S::X));
-        wgmma_fence();
+        const uint64_t desc = sm90_desc_sw128(smem0 + (uint32_t)(b * L::STAGE + S::X));
+        sm90_wgmma_fence();
 #pragma unroll
         for (int s = 0; s < 4; s++)
             wgmma_op<T, BN>::run(acc, A[s], desc + (uint64_t)(2 * s), 1);
-        wgmma_commit();
+        sm90_wgmma_commit();
     };
     /* Stages by pairs, each with its own register set, waited for at the pair's end: the
      * second set is made while the first stage's wgmmas run. (Waiting for all but the last
@@ -200,30 +199,18 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> a)
     int kt = 0;
     if (th >= 128 && nkt > 0) {      /* warpgroup 1 */
         stage(0, A0);
-        wgmma_wait0();
-        reg_fence(acc);
+        sm90_wgmma_wait<0>();
+        sm90_reg_fence(acc);
         kt = 1;
     }
     for (; kt < nkt; kt += 2) {
         stage(kt, A0);
         if (kt + 1 < nkt)
             stage(kt + 1, A1);
-        wgmma_wait0();
-        reg_fence(acc);
+        sm90_wgmma_wait<0>();
+        sm90_reg_fence(acc);
     }
-    cp_async_wait<0>();
-    __syncthreads();                 /* the pipeline's space becomes the output tile */
-
-    /* accumulator 4 j + i: feature g (+ 8 for i >= 2) of the warp's 16, token 8 j + 2 t (+ 1
-     * for odd i) */
-    float *so = reinterpret_cast<float *>(buf);
-#pragma unroll
-    for (int i = 0; i < NA; i++) {
-        const int o = warp * 16 + g + ((i & 2) ? 8 : 0), tok = (i / 4) * 8 + 2 * t + (i & 1);
-        so[tok * S::OUT_LD + o] = acc[i];
-    }
-    __syncthreads();
-    wg_store<T, BN, S::OUT_LD>(a, so, n0, m0, th);
+    wg_wgmma_epilogue<T, BN, S::OUT_LD>(a, buf, acc, n0, m0);
 #else
     __trap();                        /* launched only where the sm_90a code exists */
 #endif

@@ -200,7 +200,7 @@ template <typename T, int WK, bool EXACT, int BN>
 __global__ void __launch_bounds__(WG_THREADS, BN <= 64 ? 2 : 1)
 wq_gemm_wgmma_kernel(const wg_args<T> a)
 {
-#ifdef WG_WGMMA
+#ifdef PGD_SM90A
     typedef wg_smem<WK, BN> L;
     constexpr int PD = L::STAGES - 2;  /* stages loaded ahead (of STAGES buffers) */
     constexpr int NA = BN / 2;        /* accumulators a thread: BN / 8 n8 tiles x 4 */
@@ -261,17 +261,17 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
 #pragma unroll
         for (int s = 0; s < 4; s++)
             wg_frag_a<T, WK, EXACT>(st, words[s], warp * 16, s, g, t, rz, A[s]);
-        const uint64_t desc = wg_desc(smem0 + (uint32_t)(stage * L::STAGE + L::X));
+        const uint64_t desc = sm90_desc_sw128(smem0 + (uint32_t)(stage * L::STAGE + L::X));
         const bool afresh = EXACT ? start : kt == 0;
 #pragma unroll
         for (int s = 0; s < 4; s++)
-            reg_fence(A[s]);
-        reg_fence(acc);
-        wgmma_fence();
+            sm90_reg_fence(A[s]);
+        sm90_reg_fence(acc);
+        sm90_wgmma_fence();
 #pragma unroll
         for (int s = 0; s < 4; s++)
             wgmma_op<T, BN>::run(acc, A[s], desc + (uint64_t)(2 * s), s > 0 || !afresh);
-        wgmma_commit();
+        sm90_wgmma_commit();
     };
     /* accumulator 4 j + i: feature g (+ 8 for i >= 2), token 8 j + 2 t (+ 1 for odd i) */
     auto scale_into_tot = [&]() {
@@ -290,12 +290,12 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
             issue(kt, A0, gleft == gkts || kt == 0);
             if (kt + 1 < nkt)
                 issue(kt + 1, A1, false);
-            wgmma_wait0();
-            reg_fence(acc);
+            sm90_wgmma_wait<0>();
+            sm90_reg_fence(acc);
 #pragma unroll
             for (int s = 0; s < 4; s++) {
-                reg_fence(A0[s]);
-                reg_fence(A1[s]);
+                sm90_reg_fence(A0[s]);
+                sm90_reg_fence(A1[s]);
             }
             if (EXACT && (gleft -= 2) <= 0) {
                 scale_into_tot();
@@ -309,11 +309,11 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
         int gleft = gkts - kt0 % gkts;
         for (int kt = 0; kt < nkt; kt++) {
             issue(kt, A0, gleft == gkts || kt == 0);
-            wgmma_wait0();
-            reg_fence(acc);
+            sm90_wgmma_wait<0>();
+            sm90_reg_fence(acc);
 #pragma unroll
             for (int s = 0; s < 4; s++)
-                reg_fence(A0[s]);
+                sm90_reg_fence(A0[s]);
             if (--gleft == 0) {
                 scale_into_tot();
                 gleft = gkts;
@@ -322,16 +322,10 @@ wq_gemm_wgmma_kernel(const wg_args<T> a)
         if (gleft != gkts)           /* the split ends inside a group */
             scale_into_tot();
     }
-    cp_async_wait<0>();
-    __syncthreads();                 /* the pipeline's space becomes the output tile */
-    float *so = reinterpret_cast<float *>(buf);
-#pragma unroll
-    for (int i = 0; i < NA; i++) {
-        const int o = warp * 16 + g + ((i & 2) ? 8 : 0), tok = (i / 4) * 8 + 2 * t + (i & 1);
-        so[tok * L::OUT_LD + o] = EXACT ? tot[i] : acc[i];
-    }
-    __syncthreads();
-    wg_store<T, BN, L::OUT_LD>(a, so, n0, m0, th);
+    if constexpr (EXACT)
+        wg_wgmma_epilogue<T, BN, L::OUT_LD>(a, buf, tot, n0, m0);
+    else
+        wg_wgmma_epilogue<T, BN, L::OUT_LD>(a, buf, acc, n0, m0);
 #else
     __trap();                        /* launched only where the sm_90a code exists */
 #endif

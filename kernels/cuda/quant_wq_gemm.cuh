@@ -10,6 +10,7 @@
 #include "kernels/cuda/quant_wq.cuh"
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/quant_mma.cuh"
+#include "kernels/cuda/sm90.cuh"
 #include <cooperative_groups.h>
 #include <math.h>
 #include <atomic>
@@ -321,50 +322,16 @@ __device__ __forceinline__ void wg_store(const wg_args<T> &a, const float *so, i
 }
 
 /* ---- the Hopper path: wgmma with A from registers ----------------------------------------------- */
-/* sm_90a (the build compiles the files that use it for it where 90 is among the
- * architectures: kernels/cuda/local.mk): a
- * warpgroup's wgmma.mma_async m64nBNk16 takes A (64 features x 16 inputs) from its four warps'
- * registers, each warp's 16 rows in mma.sync's A fragment layout (so the mma layout's words
+/* sm_90a (the files that use it are built for it where 90 is among the architectures:
+ * kernels/cuda/local.mk): a warpgroup's wgmma.mma_async m64nBNk16 takes A (64 features x 16
+ * inputs) from its four warps' registers, each warp's 16 rows in mma.sync's A fragment layout (so the mma layout's words
  * serve as they are), and B (16 inputs x BN tokens) straight from the x tile in shared memory
  * through a descriptor: the x tile's rows of 128 bytes with chunk c of row r at c ^ (r % 8),
  * 1024-byte aligned, are wgmma's 128-byte swizzle (K-major, 8-row groups 1024 bytes apart).
  * Two warpgroups (128 features) share each x tile. */
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define WG_WGMMA 1
-#endif
-
-/* The B descriptor of the x tile at shared address x (1024-byte aligned): start >> 4,
- * leading byte offset 16 (unused by the swizzled K-major layout), stride byte offset 1024
- * (the next 8 rows), 128-byte swizzle. Step s of 16 inputs starts 32 s bytes in. */
-__device__ __forceinline__ uint64_t wg_desc(uint32_t x)
-{
-    return (uint64_t)((x & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) |
-           ((uint64_t)1 << 62);
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
-
-/* Keeps the compiler from moving reads or writes of r across the wgmma fence / wait. */
-template <int N>
-__device__ __forceinline__ void reg_fence(float (&r)[N])
-{
-#pragma unroll
-    for (int i = 0; i < N; i++)
-        asm volatile("" : "+f"(r[i])::"memory");
-}
-template <int N>
-__device__ __forceinline__ void reg_fence(uint32_t (&r)[N])
-{
-#pragma unroll
-    for (int i = 0; i < N; i++)
-        asm volatile("" : "+r"(r[i])::"memory");
-}
-
 /* d (64 x BN float32, the warpgroup's accumulators) = A (registers) @ B (descriptor) + (accumulate ? d : 0). */
 template <typename T, int BN> struct wgmma_op;
-#ifdef WG_WGMMA
+#ifdef PGD_SM90A
 template <> struct wgmma_op<__nv_bfloat16, 256> {
     static __device__ __forceinline__ void run(float (&d)[128], const uint32_t (&a)[4], uint64_t desc, int accumulate)
     {
@@ -426,6 +393,27 @@ template <> struct wgmma_op<__half, 64> {
     }
 };
 #endif
+
+/* The wgmma kernels' epilogue, once their last wgmmas are waited for: the warpgroups'
+ * float32 accumulators v (a thread's 4 j + i: feature g, + 8 for i >= 2, of its warp's 16;
+ * token 8 j + 2 t, + 1 for odd i) into the block's tile in shared memory at buf (the
+ * pipeline's space, once its last copies have landed), then wg_store. */
+template <typename T, int BN, int LD, int NA>
+__device__ __forceinline__ void wg_wgmma_epilogue(const wg_args<T> &a, uint8_t *buf,
+                                                  const float (&v)[NA], int n0, int m0)
+{
+    const int th = threadIdx.x, warp = th / 32, lane = th % 32, g = lane >> 2, t = lane & 3;
+    cp_async_wait<0>();
+    __syncthreads();
+    float *so = reinterpret_cast<float *>(buf);
+#pragma unroll
+    for (int i = 0; i < NA; i++) {
+        const int o = warp * 16 + g + ((i & 2) ? 8 : 0), tok = (i / 4) * 8 + 2 * t + (i & 1);
+        so[tok * LD + o] = v[i];
+    }
+    __syncthreads();
+    wg_store<T, BN, LD>(a, so, n0, m0, th);
+}
 
 /* quant_wq_fold.cu: runs the folded Hopper GEMM on a (its n, in, out, layer and pointers
  * set) with the plan of least estimated time, which it stores in a.ks / a.kps and reports

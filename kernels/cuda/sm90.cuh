@@ -3,8 +3,8 @@
  * through matrix descriptors, its fences, and the proxy fence that makes copies written by
  * threads visible to it; the asynchronous 16-byte copies that fill the tiles (cp.async,
  * sm_80+: smem_u32, cp_async16, cp_async_commit, cp_async_wait) come from cp_async.cuh,
- * included here. gemm_wgmma.cu uses them; quant_wq_gemm.cu has file-local copies of the
- * fence helpers that can move here.
+ * included here. gemm_wgmma.cu, attention_wgmma.cu and the W4 GEMMs (quant_wq_gemm.cuh) use
+ * them.
  *
  * The tile layout the descriptors describe ("128-byte swizzle, K-major"): rows of 64 16-bit
  * elements (128 bytes), row r's 16-byte chunk c stored at chunk c ^ (r % 8), groups of 8 rows
@@ -51,6 +51,14 @@ __device__ __forceinline__ void sm90_reg_fence(float (&r)[N])
 #pragma unroll
     for (int i = 0; i < N; i++)
         asm volatile("" : "+f"(r[i])::"memory");
+}
+/* The same for registers a wgmma reads (A fragments from registers). */
+template <int N>
+__device__ __forceinline__ void sm90_reg_fence(uint32_t (&r)[N])
+{
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        asm volatile("" : "+r"(r[i])::"memory");
 }
 
 #endif

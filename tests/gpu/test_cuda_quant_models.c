@@ -215,38 +215,31 @@ QUANT_GOLDEN(mistral_ct_regex_targets_and_ignore, "mistral-ct-mixed-ignore", WQ_
 QUANT_GOLDEN(llama_ct_fp8_dynamic_per_channel, "llama-ct-fp8-dynamic", FP8_TOL)
 QUANT_GOLDEN(qwen3_ct_fp8_static_per_tensor, "qwen3-ct-fp8-static", FP8_TOL)
 
-/* Every 4-bit linear of every step dequantized for cuBLASLt, the automatic path of prompt
- * chunks and the largest decode batches (past the folded GEMM's rows; from
- * PGD_CUDA_WQ_DEQ_MIN_N, 256, where it does not run): here from one row (no GEMV, no fold),
- * against the same references (GPTQ with act-order: x staged through the permutation; AWQ). */
-#define QUANT_GOLDEN_DEQ(id, name)                                                             \
-    Test(cuda_quant_models, id, .init = need_gpu)                                              \
-    {                                                                                          \
-        setenv("PGD_CUDA_WQ_GEMV_MAX_N", "0", 1);                                              \
-        setenv("PGD_CUDA_WQ_FOLD_MIN_N", "0", 1);                                              \
-        setenv("PGD_CUDA_WQ_DEQ_MIN_N", "1", 1);                                               \
-        check_quant(name, WQ_TOL);                                                             \
-    }
-QUANT_GOLDEN_DEQ(llama_gptq_act_order_dequantized, "llama-gptq-4b-g64-asym-act")
-QUANT_GOLDEN_DEQ(qwen3_awq_g128_dequantized, "qwen3-awq-g128")
-
-/* Every 4-bit linear of every step through the folded Hopper GEMM (quant_wq_fold.cu), the
- * automatic path of batched decode from 64 rows where it runs: here from one row, every
- * step, against the same references. Where it does not run (no sm_90a) the steps take the
- * paths above, which the other tests cover: the test skips, saying so. */
-#define QUANT_GOLDEN_FOLD(id, name)                                                            \
-    Test(cuda_quant_models, id, .init = need_gpu)                                              \
-    {                                                                                          \
-        if (!fold_runs())                                                                      \
-            cr_skip_test("the folded W4 GEMM needs a compute capability 9.0 device and sm_90a "  \
-                         "code");                                                              \
-        setenv("PGD_CUDA_WQ_GEMV_MAX_N", "0", 1);                                              \
-        setenv("PGD_CUDA_WQ_FOLD_MIN_N", "1", 1);                                              \
-        setenv("PGD_CUDA_WQ_FOLD_MAX_N", "1000000", 1);                                        \
-        check_quant(name, WQ_TOL);                                                             \
-    }
-QUANT_GOLDEN_FOLD(llama_gptq_act_order_folded, "llama-gptq-4b-g64-asym-act")
-QUANT_GOLDEN_FOLD(qwen3_awq_g128_folded, "qwen3-awq-g128")
+/* Every 4-bit linear of every step through a path that multiplies the weights rounded to
+ * the dtype, from one row (no GEMV), against the same references (GPTQ with act-order: x
+ * staged through the permutation; AWQ):
+ *   dequantized for cuBLASLt (fold 0), the automatic path of prompt chunks and the largest
+ *   decode batches (past the folded GEMM's rows; from PGD_CUDA_WQ_DEQ_MIN_N, 256, where it
+ *   does not run);
+ *   the folded Hopper GEMM (fold 1; quant_wq_fold.cu), the automatic path of batched decode
+ *   from 64 rows where it runs. Where it does not (no sm_90a) the steps would take the paths
+ *   the other tests cover: the test skips, saying so. */
+static void check_quant_rounded(const char *name, bool fold)
+{
+    if (fold && !fold_runs())
+        cr_skip_test("the folded W4 GEMM needs a compute capability 9.0 device and sm_90a code");
+    setenv("PGD_CUDA_WQ_GEMV_MAX_N", "0", 1);
+    setenv("PGD_CUDA_WQ_FOLD_MIN_N", fold ? "1" : "0", 1);
+    setenv("PGD_CUDA_WQ_FOLD_MAX_N", "1000000", 1);
+    setenv("PGD_CUDA_WQ_DEQ_MIN_N", "1", 1);
+    check_quant(name, WQ_TOL);
+}
+#define QUANT_GOLDEN_ROUNDED(id, name, fold)                                                   \
+    Test(cuda_quant_models, id, .init = need_gpu) { check_quant_rounded(name, fold); }
+QUANT_GOLDEN_ROUNDED(llama_gptq_act_order_dequantized, "llama-gptq-4b-g64-asym-act", false)
+QUANT_GOLDEN_ROUNDED(qwen3_awq_g128_dequantized, "qwen3-awq-g128", false)
+QUANT_GOLDEN_ROUNDED(llama_gptq_act_order_folded, "llama-gptq-4b-g64-asym-act", true)
+QUANT_GOLDEN_ROUNDED(qwen3_awq_g128_folded, "qwen3-awq-g128", true)
 
 /* Random quantized models (--load-format dummy with a quantization, the benchmarks' way to
  * run a shape quantized without its checkpoint): one seed makes the same layers on the CPU
