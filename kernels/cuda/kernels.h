@@ -560,7 +560,7 @@ int pgd_cuda_fp8_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum 
  * through cuBLASLt; _GEMM_FOLD (wq only; the mma layout, groups a multiple of 64, sm_90a):
  * the Hopper GEMM that folds the scales into the 16-bit weights it makes in registers
  * (quant_wq_fold.cu). In the mma layout (4 bits, integer zeros) the automatic choice is
- * _GEMM_FOLD from PGD_CUDA_WQ_FOLD_MIN_N (64; 0: never) to PGD_CUDA_WQ_FOLD_MAX_N (256) rows
+ * _GEMM_FOLD from PGD_CUDA_WQ_FOLD_MIN_N (17; 0: never) to PGD_CUDA_WQ_FOLD_MAX_N (256) rows
  * where it runs, _GEMM_LT past those (else from PGD_CUDA_WQ_DEQ_MIN_N rows, 256; 0: never):
  * both multiply (q - zero) * scale rounded to the dtype;
  * fp8: cuBLASLt's FP8 GEMM, outer-vector scales where it has them, else float32 output and

@@ -21,7 +21,7 @@
  * field into the mantissa of 2^23 gives 2^23 + q * 2^shift exactly; subtracting 2^23 and one
  * FMA by 2^-shift gives q - zero rounded once.
  * Larger n: the fused tensor-core GEMM of quant_wq_gemm.cu (the exact q - zero, dequantized
- * in registers). In the mma layout on Hopper, from 64 to 256 rows (batched decode; wq_auto_fold)
+ * in registers). In the mma layout on Hopper, from 17 to 256 rows (batched decode; wq_auto_fold)
  * the folded GEMM of quant_wq_fold.cu instead (the 16-bit weights (q - zero) * scale made in
  * registers, the tensor cores kept busy across groups); past that (prompt chunks, the
  * largest decode batches), and from PGD_CUDA_WQ_DEQ_MIN_N rows (256) where the fold does not
@@ -32,9 +32,9 @@
  * 360-800 (H100, 8B layers at 256-2048 rows); the dequantizing pass (the 4-bit layer read, its
  * 16-bit rows written, at the copy rate) costs about what reading the 16-bit layer costs the
  * bf16 GEMM. So the 16-bit GEMM plus that pass wins past 256 rows (the fold's 256-token tiles
- * run a second, mostly empty, wave of tiles there), the fold below (the four 8B layers at 64
- * rows 172 us against the exact GEMM's 208, at 128 269 against 328, at 256 370 against the
- * dequantizing path's 426; H100). */
+ * run a second, mostly empty, wave of tiles there), the fold below (the four 8B layers at 32
+ * rows 152 us against the exact GEMM's 203, at 64 146 against 208, at 128 253 against 328, at
+ * 256 333 against the dequantizing path's 424; H100). */
 #include "kernels/cuda/quant_wq.cuh"
 #include <limits.h>
 #include <math.h>
@@ -43,7 +43,7 @@
 
 #define WQ_GEMV_MAX_N_DEFAULT 16     /* the GEMV up to here, a GEMM beyond */
 #define WQ_DEQ_MIN_N_DEFAULT 256     /* from here the mma layout dequantized, then cuBLASLt */
-#define WQ_FOLD_MIN_N_DEFAULT 64     /* from here to WQ_FOLD_MAX_N the folded GEMM where it runs */
+#define WQ_FOLD_MIN_N_DEFAULT 17     /* from here to WQ_FOLD_MAX_N the folded GEMM where it runs */
 #define WQ_FOLD_MAX_N_DEFAULT 256    /* (past it the dequantizing path: H100, 8B layers) */
 
 /* ---- dequantization of one word -------------------------------------------------------- */
@@ -588,8 +588,8 @@ static int wq_deq_min_n(void)
     return v;
 }
 
-/* The folded GEMM's rows: [PGD_CUDA_WQ_FOLD_MIN_N (64; 0: never), PGD_CUDA_WQ_FOLD_MAX_N
- * (256)]. */
+/* The folded GEMM's rows: [PGD_CUDA_WQ_FOLD_MIN_N (17: past the GEMV; 0: never),
+ * PGD_CUDA_WQ_FOLD_MAX_N (256)]. */
 static void wq_fold_range(int *lo, int *hi)
 {
     static int v[2] = { -1, -1 };
@@ -613,7 +613,7 @@ static bool wq_auto_fold(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq 
 
 /* Whether it dequantizes the layer for cuBLASLt instead: the mma layout from
  * PGD_CUDA_WQ_DEQ_MIN_N rows (256) where the fold does not take them; where the fold runs,
- * only past its rows (its range is where it was the faster: from 64 rows it beats the exact
+ * only past its rows (its range is where it was the faster: from 17 rows it beats the exact
  * fused GEMM, up to 256 the dequantizing pass). Both multiply the 16-bit weights,
  * (q - zero) * scale rounded to the dtype. */
 static bool wq_auto_deq(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n)

@@ -213,7 +213,7 @@ static void wq_fini(struct wq_layer *L)
 
 /* The rows from which the automatic path dequantizes a 4-bit layer in the mma layout for
  * cuBLASLt where the folded GEMM does not run: PGD_CUDA_WQ_DEQ_MIN_N (0: never), by default
- * 256; where it runs, it takes 64..256 rows and the dequantizing path the rows past them. */
+ * 256; where it runs, it takes 17..256 rows and the dequantizing path the rows past them. */
 static int deq_min_rows(void)
 {
     const char *e = getenv("PGD_CUDA_WQ_DEQ_MIN_N");
@@ -1012,11 +1012,11 @@ GPU_TEST(wq_gemm_lt_path)
             char plan[64] = "";
             pgd_cuda_wq_auto_plan(ctx, L.d, cases[i].n, plan, sizeof plan);
             /* where the folded GEMM runs (its layers: groups a multiple of 64) it takes
-             * 64..256 rows and deq+lt the rows past them; elsewhere deq+lt from 256 */
+             * 17..256 rows and deq+lt the rows past them; elsewhere deq+lt from 256 */
             const int n = cases[i].n;
             const int group = cases[i].group > 0 ? cases[i].group : cases[i].in;
             const bool fold = fold_default() && group % 64 == 0;
-            const char *want = fold ? (n >= 64 && n <= 256 ? "fold" : n > 256 ? "deq+lt" : "")
+            const char *want = fold ? (n >= 17 && n <= 256 ? "fold" : n > 256 ? "deq+lt" : "")
                                     : n >= deq_min_rows() ? "deq+lt" : "";
             const bool ok = *want ? !strncmp(plan, want, strlen(want))
                                   : strcmp(plan, "deq+lt") != 0 && strncmp(plan, "fold", 4) != 0;
@@ -1091,8 +1091,8 @@ static void wq_check_sampled(const struct wq_layer *L, int n, int path, bool bia
 
 /* The fused GEMM at the batched-decode sizes (n = 17..128) that split each tile's inputs
  * over a cluster of blocks (sm_90; elsewhere one block a tile): the split forced to 1, 2, 3
- * and 8 blocks and left to the automatic pick, through the default path (wgmma where it
- * fits) and mma.sync, on odd shapes: splits ending inside a group (per-channel; groups of
+ * and 8 blocks (wgmma where it fits) and left to the automatic path (on sm_90a the folded
+ * GEMM's own pick for the mma layout), and mma.sync, on odd shapes: splits ending inside a group (per-channel; groups of
  * 192 = 3 stages, 32 = half a stage), a last split shorter than the others (1056 inputs:
  * 17 stages, the last half of zeros), features not a multiple of 128 or 8, the plain
  * layouts (8 bits; half-integer zeros), act-order (its groups not contiguous in the
@@ -1133,7 +1133,8 @@ GPU_TEST(wq_gemm_split_inputs_small_n)
 
 /* The Llama-3-8B shapes the batched decode runs (q / o 4096 x 4096, qkv 6144 x 4096, down
  * 4096 x 14336), 4 bits, group 128, with and without act-order, and 8 bits on down, at
- * n = 17..128 through the automatic path (the split GEMM on sm_90), 5 rows checked each;
+ * n = 17..128 through the automatic path (the folded GEMM on sm_90a; 8 bits: the split
+ * GEMM), 5 rows checked each;
  * and at n = 1 and 6 (the decode GEMV; act-order down gathers x with a kernel first: its
  * 14336 inputs are more than one round of the block's own gather). */
 GPU_TEST(wq_llama8b_shapes_small_n)
@@ -1158,14 +1159,15 @@ GPU_TEST(wq_llama8b_shapes_small_n)
     }
 }
 
-/* The folded Hopper GEMM (PGD_CUDA_QPATH_GEMM_FOLD; the automatic choice from 256 rows in the
- * mma layout where it runs): every token tile (64, 128, 256) and split (1, 2, 3, 8 blocks, and
- * the automatic pick) over odd shapes: features not a multiple of 128 or 16 (the mma layout's
- * padded tile), groups of 64, 128 and 192 inputs and per-channel, splits ending inside a
+/* The folded Hopper GEMM (PGD_CUDA_QPATH_GEMM_FOLD; the automatic choice from 17 to 256 rows
+ * in the mma layout where it runs): every token tile (64, 128, 256) and split (1, 2, 3, 8
+ * blocks, and the automatic pick) over odd shapes: features not a multiple of 128 or 16 (the
+ * mma layout's padded tile), groups of 64, 128 and 192 inputs and per-channel, splits ending inside a
  * group, token tiles partly past n, act-order (x gathered) and an x not 16-byte aligned, both
  * dtypes, with and without bias; a whole 8B layer (gate_up, 28,672 x 4,096) at 300 rows; the
- * automatic plan at 256 rows. A layer it cannot run (groups of 32) is refused with 2. On a
- * device without the sm_90a kernel every call answers 2: the test skips, saying so. */
+ * automatic plan at 16 / 17 / 256 / 257 rows. A layer it cannot run (groups of 32) is refused
+ * with 2. On a device without the sm_90a kernel every call answers 2: the test skips, saying
+ * so. */
 GPU_TEST(wq_gemm_fold_path)
 {
     struct { int group, in, out; bool act; int zeros; } cases[] = {
@@ -1227,12 +1229,12 @@ GPU_TEST(wq_gemm_fold_path)
         }
         unsetenv("PGD_CUDA_WQ_FOLD_BN");
         unsetenv("PGD_CUDA_WQ_FOLD_KS");
-        if (fold_default()) {        /* the automatic path: the fold from 64 to 256 rows */
-            static const int AUTO_N[4] = { 63, 64, 256, 257 };
+        if (fold_default()) {        /* the automatic path: the fold from 17 to 256 rows */
+            static const int AUTO_N[4] = { 16, 17, 256, 257 };
             for (int j = 0; j < 4; j++) {
                 char plan[64] = "";
                 pgd_cuda_wq_auto_plan(ctx, L.d, AUTO_N[j], plan, sizeof plan);
-                const bool fold = AUTO_N[j] >= 64 && AUTO_N[j] <= 256;
+                const bool fold = AUTO_N[j] >= 17 && AUTO_N[j] <= 256;
                 cr_expect(fold ? !strncmp(plan, "fold", 4) : strncmp(plan, "fold", 4) != 0,
                           "%s at %d rows: the automatic plan is %s", L.name, AUTO_N[j], plan);
             }
@@ -2192,7 +2194,7 @@ GPU_TEST(quantized_linears_in_a_cuda_graph)
         /* the replay's outputs against the reference on x2 */
         float *want = malloc((size_t)n * out * sizeof *want), *abs_sum = malloc((size_t)n * out * sizeof *abs_sum);
         /* integer zeros: the GEMV and the exact fused GEMM multiply the exact weights, the
-         * folded GEMM (the automatic choice from 64 rows where it runs) the rounded ones */
+         * folded GEMM (the automatic choice from 17 rows where it runs) the rounded ones */
         reference(x2, auto_rounds(&W, n) ? W.w_dt[0] : W.w, NULL, n, in, out, want, abs_sum);
         expect_close(W.name, "graph replay", got1, want, abs_sum, NULL, n, out, dt);
         uint8_t *q = malloc((size_t)n * in);

@@ -222,7 +222,7 @@ QUANT_GOLDEN(qwen3_ct_fp8_static_per_tensor, "qwen3-ct-fp8-static", FP8_TOL)
  *   decode batches (past the folded GEMM's rows; from PGD_CUDA_WQ_DEQ_MIN_N, 256, where it
  *   does not run);
  *   the folded Hopper GEMM (fold 1; quant_wq_fold.cu), the automatic path of batched decode
- *   from 64 rows where it runs. Where it does not (no sm_90a) the steps would take the paths
+ *   from 17 rows where it runs. Where it does not (no sm_90a) the steps would take the paths
  *   the other tests cover: the test skips, saying so. */
 static void check_quant_rounded(const char *name, bool fold)
 {
