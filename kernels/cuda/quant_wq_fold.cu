@@ -1,37 +1,32 @@
 /* The folded W4A16 GEMM for Hopper (sm_90a): y[n, out] = x[n, in] @ W^T + b straight from the
  * mma layout's 4-bit weights (integer zeros, groups a multiple of 64 inputs; quant_wq.cuh),
- * for the rows where the automatic path used to dequantize the whole layer for cuBLASLt
- * (large decode batches, prompt chunks: quant_wq.cu).
+ * for the rows past the decode GEMVs up to 256 (batched decode; quant_wq.cu's wq_auto_fold).
  *
  * Why a second Hopper kernel beside quant_wq_gemm.cu's: that one multiplies the exact
  * q - zero and scales each group's float32 sums, so at every group's end its warpgroups wait
  * for the tensor cores to drain (wait_group 0 every second stage at group 128) and the
- * tensor cores idle while the next A fragments are made: it keeps 200-300 TFLOP/s where
- * cuBLASLt's bf16 GEMM reaches 360-800 (H100, 8B layers at 256-2048 rows). The dequantize +
- * cuBLASLt path instead writes the 16-bit layer and reads it again, about 5.8 ms of an 8B
- * decode step at 256 rows. Here each A element is (q - zero) * scale rounded once to the
- * dtype (wg_frag_a's fold, scale_pair): the very 16-bit weights the dequantizing pass
- * writes, so the sums are the dequantize path's products in another order. No group's end
- * needs the sums: one stage's wgmmas stay in flight while the warps dequantize the next
- * (wait_group 1), as gemm_wgmma.cu's bf16 GEMM runs, and the 16-bit layer is never written.
+ * tensor cores idle while the next A fragments are made: 200-300 TFLOP/s. Here each A
+ * element is (q - zero) * scale rounded once to the dtype (wg_frag_a's fold, scale_pair):
+ * the very 16-bit weights the dequantize + cuBLASLt path writes, so the sums are that path's
+ * products in another order, and no group's end needs them.
  *
  * A block: 256 threads, 128 output features (two warpgroups of 64: warp w makes the A
  * fragments of the mma layout's 16-row tile w of the block from its 16-byte word a stage),
  * BN tokens (64, 128 or 256: wgmma m64nBNk16 with B, the x tile, read through a descriptor),
  * one block an SM, as many stages of 64 inputs as ~200 KB hold (BN 256: 5; 128 and 64: 8),
- * the loads STAGES - 2 stages ahead. A stage (quant_wq_gemm.cu's layout and loader,
- * wg_loader): wait for its copies, make them visible to the tensor cores (proxy fence),
- * barrier (both warpgroups are done with stage kt - 2's buffer: each waited for its wgmmas
- * in the iteration before), refill that buffer, read the rows' {scale, zero} and the lane's
- * word, make 16 A registers (4 steps of 16 inputs) into the set stage kt - 2 used, issue 4
- * wgmmas as one group, then wait_group 1: stage kt - 1's group is done, its register set
- * free. Split inputs (a cluster of ks blocks along z) and the epilogue (the float32 tile in
- * shared memory, the splits added in order, the bias, one rounding): wg_store. */
+ * the loads STAGES - 2 stages ahead (wf_loader, no predicates). A stage: wait for its copies,
+ * make them visible to the tensor cores (proxy fence), barrier, refill the buffer of stage
+ * kt - 2, read the rows' {scale, zero} and the lane's word, make 16 A registers (4 steps of
+ * 16 inputs), issue 4 wgmmas as one group. Stages go by pairs, each with its own register
+ * set and one wait_group 0 a pair, the two warpgroups' pairs offset by a stage, so one's
+ * wgmmas run while the other makes registers (see the loop for why not wait_group 1).
+ * Split inputs (a cluster of ks blocks along z) and the epilogue (the float32 tile in shared
+ * memory, the splits added in order, the bias, one rounding): quant_wq_gemm.cuh's
+ * wg_wgmma_epilogue. */
 #include "kernels/cuda/quant_wq_gemm.cuh"
 #include <stdio.h>
 
 #define WF_PIPE_BYTES (200 << 10)    /* the stages' budget: one block an SM */
-#define WF_COST_FIXED 4              /* a block's first loads and epilogue, in stages */
 
 /* The shared memory of a BN-token block: the fused GEMM's stage layout ([W][x][meta],
  * wg_smem), more stages; the epilogue's float32 tile over the same space. */
@@ -76,7 +71,8 @@ struct wf_loader {
     const __half2 *m_row;            /* meta row th (threads < 128) */
     const T *x;                      /* x + the chunk's first input */
     int xr0, n_last, in;             /* token row th / 8 of the tile, n - 1, x's row length */
-    int gshift, gstages;             /* a group: 1 << gshift inputs, else gstages stages (0: one group) */
+    int gshift, gstages;             /* a group: 1 << gshift inputs, else gstages stages
+                                        (0: one group, per-channel) */
     uint32_t w_dst, m_dst, x_dst;    /* offsets in a stage */
 
     __device__ __forceinline__ void init(const wg_args<T> &a, int m0, int n0, int th)
@@ -320,7 +316,7 @@ static int wf_max_clusters(const struct pgd_cuda_ctx *c, int ks)
 #define WF_COST_BLOCK 2900
 #define WF_COST_SPLIT 400
 #define WF_COST_STAGE 100
-#define WF_KS_MAX 8                  /* splits the automatic plan considers (PGD_CUDA_WQ_FOLD_KS_MAX) */
+#define WF_KS_MAX 8                  /* splits the plan considers (PGD_CUDA_WQ_FOLD_KS_MAX) */
 struct wf_plan {
     int bn, ks, kps;
 };

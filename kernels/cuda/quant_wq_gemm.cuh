@@ -324,9 +324,9 @@ __device__ __forceinline__ void wg_store(const wg_args<T> &a, const float *so, i
 /* ---- the Hopper path: wgmma with A from registers ----------------------------------------------- */
 /* sm_90a (the files that use it are built for it where 90 is among the architectures:
  * kernels/cuda/local.mk): a warpgroup's wgmma.mma_async m64nBNk16 takes A (64 features x 16
- * inputs) from its four warps' registers, each warp's 16 rows in mma.sync's A fragment layout (so the mma layout's words
- * serve as they are), and B (16 inputs x BN tokens) straight from the x tile in shared memory
- * through a descriptor: the x tile's rows of 128 bytes with chunk c of row r at c ^ (r % 8),
+ * inputs) from its four warps' registers, each warp's 16 rows in mma.sync's A fragment
+ * layout (so the mma layout's words serve as they are), and B (16 inputs x BN tokens)
+ * straight from the x tile in shared memory through a descriptor: the x tile's rows of 128 bytes with chunk c of row r at c ^ (r % 8),
  * 1024-byte aligned, are wgmma's 128-byte swizzle (K-major, 8-row groups 1024 bytes apart).
  * Two warpgroups (128 features) share each x tile. */
 /* d (64 x BN float32, the warpgroup's accumulators) = A (registers) @ B (descriptor) + (accumulate ? d : 0). */

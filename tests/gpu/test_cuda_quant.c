@@ -1092,11 +1092,11 @@ static void wq_check_sampled(const struct wq_layer *L, int n, int path, bool bia
 /* The fused GEMM at the batched-decode sizes (n = 17..128) that split each tile's inputs
  * over a cluster of blocks (sm_90; elsewhere one block a tile): the split forced to 1, 2, 3
  * and 8 blocks (wgmma where it fits) and left to the automatic path (on sm_90a the folded
- * GEMM's own pick for the mma layout), and mma.sync, on odd shapes: splits ending inside a group (per-channel; groups of
- * 192 = 3 stages, 32 = half a stage), a last split shorter than the others (1056 inputs:
- * 17 stages, the last half of zeros), features not a multiple of 128 or 8, the plain
- * layouts (8 bits; half-integer zeros), act-order (its groups not contiguous in the
- * checkpoint's order: x gathered), both dtypes, with and without bias. */
+ * GEMM's own pick for the mma layout), and mma.sync, on odd shapes: splits ending inside a
+ * group (per-channel; groups of 192 = 3 stages, 32 = half a stage), a last split shorter
+ * than the others (1056 inputs: 17 stages, the last half of zeros), features not a multiple
+ * of 128 or 8, the plain layouts (8 bits; half-integer zeros), act-order (its groups not
+ * contiguous in the checkpoint's order: x gathered), both dtypes, with and without bias. */
 GPU_TEST(wq_gemm_split_inputs_small_n)
 {
     struct { int bits, group, in, out; bool act; int zeros; } cases[] = {
@@ -1162,9 +1162,9 @@ GPU_TEST(wq_llama8b_shapes_small_n)
 /* The folded Hopper GEMM (PGD_CUDA_QPATH_GEMM_FOLD; the automatic choice from 17 to 256 rows
  * in the mma layout where it runs): every token tile (64, 128, 256) and split (1, 2, 3, 8
  * blocks, and the automatic pick) over odd shapes: features not a multiple of 128 or 16 (the
- * mma layout's padded tile), groups of 64, 128 and 192 inputs and per-channel, splits ending inside a
- * group, token tiles partly past n, act-order (x gathered) and an x not 16-byte aligned, both
- * dtypes, with and without bias; a whole 8B layer (gate_up, 28,672 x 4,096) at 300 rows; the
+ * mma layout's padded tile), groups of 64, 128 and 192 inputs and per-channel, splits ending
+ * inside a group, token tiles partly past n, act-order (x gathered) and an x not 16-byte
+ * aligned, both dtypes, with and without bias; a whole 8B layer (gate_up, 28,672 x 4,096) at 300 rows; the
  * automatic plan at 16 / 17 / 256 / 257 rows. A layer it cannot run (groups of 32) is refused
  * with 2. On a device without the sm_90a kernel every call answers 2: the test skips, saying
  * so. */
@@ -1184,7 +1184,8 @@ GPU_TEST(wq_gemm_fold_path)
     {
         struct wq_layer L;
         wq_init(&L, 4, 32, false, Z_INT, 1024, 64);
-        void *dx = pgd_cuda_malloc((size_t)64 * 1024 * 2), *dy = pgd_cuda_malloc((size_t)64 * 64 * 2);
+        void *dx = pgd_cuda_malloc((size_t)64 * 1024 * 2);
+        void *dy = pgd_cuda_malloc((size_t)64 * 64 * 2);
         const int rc = pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, PGD_DTYPE_BF16, dx,
                                                64, L.d, NULL, dy, err, sizeof err);
         cr_assert_eq(rc, 2, "%s: the folded GEMM of groups of 32 answered %d (%s)", L.name, rc,
@@ -1196,7 +1197,8 @@ GPU_TEST(wq_gemm_fold_path)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct wq_layer L;
         wq_init(&L, 4, cases[i].group, cases[i].act, cases[i].zeros, cases[i].in, cases[i].out);
-        void *dx = pgd_cuda_malloc((size_t)16 * L.in * 2), *dy = pgd_cuda_malloc((size_t)16 * L.out * 2);
+        void *dx = pgd_cuda_malloc((size_t)16 * L.in * 2);
+        void *dy = pgd_cuda_malloc((size_t)16 * L.out * 2);
         const int rc = pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, PGD_DTYPE_BF16, dx,
                                                16, L.d, NULL, dy, err, sizeof err);
         pgd_cuda_free(dx); pgd_cuda_free(dy);
