@@ -606,29 +606,15 @@ attn_wgmma_kernel(const __grid_constant__ attn_tc_kparams p)
 static bool device_ok(const struct pgd_cuda_ctx *c)
 {
     static std::atomic<uint64_t> asked(0), able(0);
-    const uint64_t bit = c->device >= 0 && c->device < 64 ? 1ull << c->device : 0;
-    if (!bit)
-        return false;
-    if (asked.load() & bit)
-        return (able.load() & bit) != 0;
-    int major = 0, minor = 0, optin = 0;
-    cudaFuncAttributes fa;
-    const bool ok =
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) ==
-            cudaSuccess &&
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, c->device) ==
-            cudaSuccess &&
-        major == 9 && minor == 0 &&
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, c->device) ==
-            cudaSuccess &&
-        cudaFuncGetAttributes(&fa, attn_wgmma_kernel<__nv_bfloat16, __nv_bfloat16, 128, true>) ==
-            cudaSuccess &&
-        fa.binaryVersion == 90 && (size_t)optin >= fa.sharedSizeBytes + WG_MAX_BYTES;
-    cudaGetLastError();              /* a failed look-up is no error of the caller's */
-    if (ok)
-        able.fetch_or(bit);
-    asked.fetch_or(bit);
-    return ok;
+    return sm90_once(asked, able, c->device, [c] {
+        int optin = 0;
+        cudaFuncAttributes fa;
+        return sm90_kernel_built(c->device,
+                                 attn_wgmma_kernel<__nv_bfloat16, __nv_bfloat16, 128, true>, &fa) &&
+               cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                                      c->device) == cudaSuccess &&
+               (size_t)optin >= fa.sharedSizeBytes + WG_MAX_BYTES;
+    });
 }
 
 static bool shape_ok(enum pgd_dtype dt, int D)

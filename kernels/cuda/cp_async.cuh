@@ -28,6 +28,18 @@ static __device__ __forceinline__ void cp_async4(uint32_t dst, const void *src, 
                  : "memory");
 }
 
+/* The same two copies with no zero-fill operand, for callers whose sources are always valid
+ * (clamped): ptxas emits them without the per-copy branch the variable source size costs. */
+static __device__ __forceinline__ void cp_async16_always(uint32_t dst, const void *src)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
+}
+
+static __device__ __forceinline__ void cp_async4_always(uint32_t dst, const void *src)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src) : "memory");
+}
+
 static __device__ __forceinline__ void cp_async_commit()
 {
     asm volatile("cp.async.commit_group;\n" ::: "memory");

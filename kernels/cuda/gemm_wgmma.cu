@@ -449,28 +449,11 @@ static cudaError_t gw_launch_bn(struct pgd_cuda_ctx *c, const gw_args &a, int bn
 bool pgd_cuda__wgmma_ok(const struct pgd_cuda_ctx *c)
 {
     static std::atomic<uint64_t> asked(0), able(0);
-    const uint64_t bit = c->device >= 0 && c->device < 64 ? 1ull << c->device : 0;
-    if (!bit)
-        return false;
-    if (asked.load() & bit)
-        return (able.load() & bit) != 0;
-    const char *env = getenv("PGD_CUDA_GEMM_WGMMA");
-    int major = 0, minor = 0;
-    cudaFuncAttributes fa;
-    const bool ok =
-        !(env && !strcmp(env, "0")) &&
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) ==
-            cudaSuccess &&
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, c->device) ==
-            cudaSuccess &&
-        major == 9 && minor == 0 &&
-        cudaFuncGetAttributes(&fa, gw_kernel<__nv_bfloat16, __nv_bfloat16, 64, 1>) == cudaSuccess &&
-        fa.binaryVersion == 90;
-    cudaGetLastError();              /* a failed look-up is no error of the caller's */
-    if (ok)
-        able.fetch_or(bit);
-    asked.fetch_or(bit);
-    return ok;
+    return sm90_once(asked, able, c->device, [c] {
+        const char *env = getenv("PGD_CUDA_GEMM_WGMMA");
+        return !(env && !strcmp(env, "0")) &&
+               sm90_kernel_built(c->device, gw_kernel<__nv_bfloat16, __nv_bfloat16, 64, 1>);
+    });
 }
 
 bool pgd_cuda__wgmma_fits(enum pgd_dtype dt, enum pgd_dtype ydt, const void *x, const void *w,

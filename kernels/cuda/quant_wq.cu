@@ -618,7 +618,7 @@ static bool wq_auto_fold(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq 
  * (q - zero) * scale rounded to the dtype. */
 static bool wq_auto_deq(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n)
 {
-    if (!w->mma || n < wq_deq_min_n() || wq_auto_fold(c, w, n))
+    if (!w->mma || n < wq_deq_min_n())
         return false;
     int lo, hi;
     wq_fold_range(&lo, &hi);

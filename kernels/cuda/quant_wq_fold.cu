@@ -44,18 +44,6 @@ template <int BN> struct wf_smem {
     static constexpr int BYTES = (PIPE > OUT ? PIPE : OUT) + 1024;   /* + room to align */
 };
 
-/* 16 bytes global -> shared, bypassing L1, always read (wf_loader clamps its sources). */
-__device__ __forceinline__ void wf_cp16(uint32_t dst, const void *src)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
-}
-
-/* 4 bytes global -> shared (through L1: a 4-byte copy may not bypass it). */
-__device__ __forceinline__ void wf_cp4(uint32_t dst, const void *src)
-{
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src) : "memory");
-}
-
 /* A thread's copies of a stage, into wg_smem's stage layout, with no predicates: a source
  * past the layer or past n is clamped to the last tile, meta row or token row, whose
  * products land in outputs wg_store never writes (features past out, tokens past n), so
@@ -95,10 +83,10 @@ struct wf_loader {
     /* The weights and meta of stage kt into the stage at shared address st. */
     __device__ __forceinline__ void load_w(uint32_t st, int kt) const
     {
-        wf_cp16(st + w_dst, w_src + (size_t)kt * 512);
+        cp_async16_always(st + w_dst, w_src + (size_t)kt * 512);
         if (threadIdx.x < WG_BM) {       /* warps 0..3 */
             const int gi = gshift >= 0 ? (kt * WG_BK) >> gshift : gstages ? kt / gstages : 0;
-            wf_cp4(st + (uint32_t)wg_smem<WG_MMA4, BN>::META + m_dst, m_row + gi);
+            cp_async4_always(st + (uint32_t)wg_smem<WG_MMA4, BN>::META + m_dst, m_row + gi);
         }
     }
 
@@ -109,7 +97,7 @@ struct wf_loader {
 #pragma unroll
         for (int i = 0; i < XN; i++) {
             const int r = min(xr0 + 32 * i, n_last);
-            wf_cp16(st + (uint32_t)wg_smem<WG_MMA4, BN>::X + x_dst + i * 32 * 128,
+            cp_async16_always(st + (uint32_t)wg_smem<WG_MMA4, BN>::X + x_dst + i * 32 * 128,
                     xk + (size_t)r * in);
         }
     }
@@ -236,25 +224,13 @@ struct wf_kernel {
 template <typename T, int BN>
 std::atomic<uint64_t> wf_kernel<T, BN>::granted(0);
 
-/* Compute capability 9.0 and the sm_90a code in the binary (the build had 90 among its
- * architectures). Asked once a device. */
-static bool wf_probe(const struct pgd_cuda_ctx *c)
-{
-    int major = 0, minor = 0;
-    cudaFuncAttributes fa;
-    return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) ==
-               cudaSuccess &&
-           cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, c->device) ==
-               cudaSuccess &&
-           major == 9 && minor == 0 &&
-           cudaFuncGetAttributes(&fa, wq_fold_kernel<__nv_bfloat16, 128>) == cudaSuccess &&
-           fa.binaryVersion == 90;
-}
-
+/* Compute capability 9.0 and the kernel's sm_90a code built. Asked once a device. */
 static bool wf_device_ok(const struct pgd_cuda_ctx *c)
 {
     static std::atomic<uint64_t> asked(0), able(0);
-    return wg_once(asked, able, c, wf_probe);
+    return sm90_once(asked, able, c->device, [c] {
+        return sm90_kernel_built(c->device, wq_fold_kernel<__nv_bfloat16, 128>);
+    });
 }
 
 bool pgd_cuda__wq_fold_ok(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w)

@@ -388,25 +388,14 @@ int wg_kernel<T, WK, EXACT, BN, WGMMA>::occ[64];
 /* Whether the wgmma kernel runs on c's device: compute capability 9.0 and the sm_90a code in
  * the binary (the build had 90 among its architectures); PGD_CUDA_WQ_WGMMA=0 turns it off.
  * Asked once a device (bit masks of devices 0..63 asked and found able). */
-static bool wg_wgmma_probe(const struct pgd_cuda_ctx *c)
-{
-    int major = 0, minor = 0;
-    cudaFuncAttributes fa;
-    return pgd_cuda__qenv_int("PGD_CUDA_WQ_WGMMA", 1) != 0 &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) ==
-               cudaSuccess &&
-           cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, c->device) ==
-               cudaSuccess &&
-           major == 9 && minor == 0 &&
-           cudaFuncGetAttributes(&fa, wq_gemm_wgmma_kernel<__nv_bfloat16, WG_MMA4, true, 128>) ==
-               cudaSuccess &&
-           fa.binaryVersion == 90;
-}
-
 static bool wg_wgmma_ok(const struct pgd_cuda_ctx *c)
 {
     static std::atomic<uint64_t> asked(0), able(0);
-    return wg_once(asked, able, c, wg_wgmma_probe);
+    return sm90_once(asked, able, c->device, [c] {
+        return pgd_cuda__qenv_int("PGD_CUDA_WQ_WGMMA", 1) != 0 &&
+               sm90_kernel_built(c->device,
+                                 wq_gemm_wgmma_kernel<__nv_bfloat16, WG_MMA4, true, 128>);
+    });
 }
 
 bool pgd_cuda__wq_gemm_int_zeros(const struct pgd_wq_host *h)
@@ -426,20 +415,17 @@ bool pgd_cuda__wq_gemm_int_zeros(const struct pgd_wq_host *h)
  * and the kernels' code built for sm_90 or later (their cluster reduction is compiled only
  * there; PTX of an older target run on a newer device would not have it). Asked once a
  * device. */
-static bool wg_clusters_probe(const struct pgd_cuda_ctx *c)
-{
-    int major = 0;
-    cudaFuncAttributes fa;
-    return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) ==
-               cudaSuccess && major >= 9 &&
-           cudaFuncGetAttributes(&fa, wq_gemm_kernel<__nv_bfloat16, WG_MMA4, true, 32>) ==
-               cudaSuccess && fa.ptxVersion >= 90;
-}
-
 static bool wg_clusters_ok(const struct pgd_cuda_ctx *c)
 {
     static std::atomic<uint64_t> asked(0), able(0);
-    return wg_once(asked, able, c, wg_clusters_probe);
+    return sm90_once(asked, able, c->device, [c] {
+        int major = 0;
+        cudaFuncAttributes fa;
+        return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device) ==
+                   cudaSuccess && major >= 9 &&
+               cudaFuncGetAttributes(&fa, wq_gemm_kernel<__nv_bfloat16, WG_MMA4, true, 32>) ==
+                   cudaSuccess && fa.ptxVersion >= 90;
+    });
 }
 
 /* How a call runs: the token tile, the kernel, the inputs' split. */

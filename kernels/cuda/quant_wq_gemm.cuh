@@ -440,22 +440,4 @@ static cudaError_t wg_allow_smem(std::atomic<uint64_t> &done, K kernel, int devi
     return e;
 }
 
-/* probe(c), asked once for each of devices 0..63 (bit masks of the devices asked and found
- * able; false past 63); a failed look-up inside it is no error of the caller's. */
-static inline bool wg_once(std::atomic<uint64_t> &asked, std::atomic<uint64_t> &able,
-                           const struct pgd_cuda_ctx *c, bool (*probe)(const struct pgd_cuda_ctx *))
-{
-    const uint64_t bit = c->device >= 0 && c->device < 64 ? 1ull << c->device : 0;
-    if (!bit)
-        return false;
-    if (asked.load() & bit)
-        return (able.load() & bit) != 0;
-    const bool ok = probe(c);
-    cudaGetLastError();
-    if (ok)
-        able.fetch_or(bit);
-    asked.fetch_or(bit);
-    return ok;
-}
-
 #endif

@@ -4,7 +4,8 @@
  * threads visible to it; the asynchronous 16-byte copies that fill the tiles (cp.async,
  * sm_80+: smem_u32, cp_async16, cp_async_commit, cp_async_wait) come from cp_async.cuh,
  * included here. gemm_wgmma.cu, attention_wgmma.cu and the W4 GEMMs (quant_wq_gemm.cuh) use
- * them.
+ * them, and, on the host, whether a kernel's sm_90a code runs on a device (sm90_kernel_built),
+ * asked once a device (sm90_once).
  *
  * The tile layout the descriptors describe ("128-byte swizzle, K-major"): rows of 64 16-bit
  * elements (128 bytes), row r's 16-byte chunk c stored at chunk c ^ (r % 8), groups of 8 rows
@@ -15,6 +16,7 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cp_async.cuh"
+#include <atomic>
 
 /* The wgmma code exists only in the sm_90a target (the build compiles files that use it for
  * 90a where 90 is among the architectures: kernels/cuda/local.mk). */
@@ -42,6 +44,44 @@ template <int N> __device__ __forceinline__ void sm90_wgmma_wait()
  * proxy (wgmma's operand reads) once a barrier follows. */
 __device__ __forceinline__ void sm90_fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 #endif
+
+/* ---- the host side: whether a kernel of these files runs on a device ------------------- */
+/* probe(), asked once for each of devices 0..63 (asked / able: bit masks of the devices
+ * asked and found able, one pair a caller; false past 63); a failed look-up inside it is no
+ * error of the caller's. */
+template <typename F>
+static inline bool sm90_once(std::atomic<uint64_t> &asked, std::atomic<uint64_t> &able,
+                             int device, F probe)
+{
+    const uint64_t bit = device >= 0 && device < 64 ? 1ull << device : 0;
+    if (!bit)
+        return false;
+    if (asked.load() & bit)
+        return (able.load() & bit) != 0;
+    const bool ok = probe();
+    cudaGetLastError();
+    if (ok)
+        able.fetch_or(bit);
+    asked.fetch_or(bit);
+    return ok;
+}
+
+/* Whether `kernel` runs its sm_90a code on `device`: compute capability 9.0 and the code
+ * built for it (binaryVersion 90: the build had 90 among its architectures); *fa (NULL: not
+ * wanted) the kernel's attributes. */
+template <typename K>
+static inline bool sm90_kernel_built(int device, K kernel, cudaFuncAttributes *fa = NULL)
+{
+    int major = 0, minor = 0;
+    cudaFuncAttributes own;
+    cudaFuncAttributes *a = fa ? fa : &own;
+    return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) ==
+               cudaSuccess &&
+           cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) ==
+               cudaSuccess &&
+           major == 9 && minor == 0 && cudaFuncGetAttributes(a, kernel) == cudaSuccess &&
+           a->binaryVersion == 90;
+}
 
 /* Keeps the compiler from moving reads or writes of r across a wgmma fence or wait (the
  * accumulators are written by the tensor cores while the instructions are in flight). */
