@@ -77,6 +77,16 @@ static int env_limit(const char *name, int def)
     return n < 0 ? 0 : n > 64 ? 64 : n;
 }
 
+/* name = value in the environment, or name unset when value is NULL (the sweeps' "left to
+ * the automatic pick" case). */
+static void env_set(const char *name, const char *value)
+{
+    if (value)
+        setenv(name, value, 1);
+    else
+        unsetenv(name);
+}
+
 static float f16_exact(float v) { return pgd_f16_to_f32(pgd_f32_to_f16(v)); }
 
 static uint64_t lcg = 0x2545f4914f6cdd1dull;
@@ -901,10 +911,7 @@ GPU_TEST(wq_gemm_tiles_and_edges)
         wq_init(&L, cases[i].bits, cases[i].group, cases[i].act, cases[i].zeros, cases[i].in,
                 cases[i].out);
         for (int k = 0; k < 4; k++) {
-            if (TILES[k])
-                setenv("PGD_CUDA_WQ_GEMM_BN", TILES[k], 1);
-            else
-                unsetenv("PGD_CUDA_WQ_GEMM_BN");
+            env_set("PGD_CUDA_WQ_GEMM_BN", TILES[k]);
             wq_check_at(&L, DTS[(i + k) % 2], cases[i].n, PGD_CUDA_QPATH_GEMM, (i + k) % 3 != 0,
                         cases[i].x_off);
             wq_check_at(&L, DTS[(i + k + 1) % 2], cases[i].n, PGD_CUDA_QPATH_GEMM_MMA,
@@ -1114,10 +1121,7 @@ GPU_TEST(wq_gemm_split_inputs_small_n)
         wq_init(&L, cases[i].bits, cases[i].group, cases[i].act, cases[i].zeros, cases[i].in,
                 cases[i].out);
         for (int k = 0; k < 5; k++) {
-            if (KS[k])
-                setenv("PGD_CUDA_WQ_GEMM_KS", KS[k], 1);
-            else
-                unsetenv("PGD_CUDA_WQ_GEMM_KS");
+            env_set("PGD_CUDA_WQ_GEMM_KS", KS[k]);
             for (int j = 0; j < 6; j++) {
                 if ((j + k + (int)i) % 2)    /* half of the n a split, every n over the splits */
                     continue;
@@ -1208,15 +1212,9 @@ GPU_TEST(wq_gemm_fold_path)
         }
         cr_assert_eq(rc, 0, "%s: %s", L.name, err);
         for (int b = 0; b < 4; b++) {
-            if (BN[b])
-                setenv("PGD_CUDA_WQ_FOLD_BN", BN[b], 1);
-            else
-                unsetenv("PGD_CUDA_WQ_FOLD_BN");
+            env_set("PGD_CUDA_WQ_FOLD_BN", BN[b]);
             for (int k = 0; k < 5; k++) {
-                if (KS[k])
-                    setenv("PGD_CUDA_WQ_FOLD_KS", KS[k], 1);
-                else
-                    unsetenv("PGD_CUDA_WQ_FOLD_KS");
+                env_set("PGD_CUDA_WQ_FOLD_KS", KS[k]);
                 for (int j = 0; j < 7; j++) {
                     if ((j + k + b + (int)i) % 3)    /* a third of the n a combination */
                         continue;
