@@ -22,7 +22,11 @@
  * wgmmas run while the other makes registers (see the loop for why not wait_group 1).
  * Split inputs (a cluster of ks blocks along z) and the epilogue (the float32 tile in shared
  * memory, the splits added in order, the bias, one rounding): quant_wq_gemm.cuh's
- * wg_wgmma_epilogue. */
+ * wg_wgmma_epilogue.
+ *
+ * wq_fold_ws_kernel (PGD_CUDA_WQ_FOLD_WS=1, opt-in until measured) is the same kernel with
+ * the copies moved to a producer warpgroup and the block barrier a stage replaced by
+ * mbarriers: see its section below. */
 #include "kernels/cuda/quant_wq_gemm.cuh"
 #include <stdio.h>
 
@@ -41,21 +45,28 @@ template <int BN> struct wf_smem {
     static_assert(STAGES >= 5, "three stages loading beside two the wgmmas may read");
     static constexpr int PD = STAGES - 2;             /* stages loaded ahead */
     static constexpr int PIPE = STAGES * STAGE, OUT = BN * S::OUT_LD * 4;
-    static constexpr int BYTES = (PIPE > OUT ? PIPE : OUT) + 1024;   /* + room to align */
+    static constexpr int MAIN = PIPE > OUT ? PIPE : OUT;
+    static constexpr int BYTES = MAIN + 1024;                       /* + room to align */
+    /* the warp-specialized kernel's: its 2 x STAGES mbarriers past MAIN */
+    static constexpr int WS_BYTES = BYTES + 2 * 8 * STAGES;
 };
 
-/* A thread's copies of a stage, into wg_smem's stage layout, with no predicates: a source
+/* The copies of a stage by NT threads (th < NT: all 256 of wq_fold_kernel, or the producer
+ * warpgroup of wq_fold_ws_kernel), into wg_smem's stage layout, with no predicates: a source
  * past the layer or past n is clamped to the last tile, meta row or token row, whose
  * products land in outputs wg_store never writes (features past out, tokens past n), so
  * the loop has no branch a copy (the fused GEMM's loader zero-fills them instead).
- *   weights: the mma layout's 16-byte entry of tile th / 32, lane th % 32;
- *   meta (threads 0..127): row th's {scale, zero} of the stage's group (a group spans whole
- *     stages), at step 0's place;
- *   x: rows th / 8 + 32 i (i < BN / 32), chunk th % 8, swizzled as the descriptor reads it. */
-template <typename T, int BN>
+ *   weights: the mma layout's 16-byte entries e = th + NT j (j < 256 / NT): tile e / 32,
+ *     lane e % 32;
+ *   meta (threads th < 128: a producer's all): row th's {scale, zero} of the stage's group
+ *     (a group spans whole stages), at step 0's place;
+ *   x: rows th / 8 + NT / 8 i (i < 8 BN / NT), chunk th % 8, swizzled as the descriptor
+ *     reads it. */
+template <typename T, int BN, int NT = WG_THREADS>
 struct wf_loader {
-    static constexpr int XN = BN / 32;
-    const uint8_t *w_src;            /* the entry at stage 0 */
+    static_assert(NT == 128 || NT == 256, "a warpgroup or two");
+    static constexpr int WN = 256 / NT, XN = 8 * BN / NT;
+    const uint8_t *w_src[WN];        /* the entries at stage 0 */
     const __half2 *m_row;            /* meta row th (threads < 128) */
     const T *x;                      /* x + the chunk's first input */
     int xr0, n_last, in;             /* token row th / 8 of the tile, n - 1, x's row length */
@@ -65,8 +76,11 @@ struct wf_loader {
 
     __device__ __forceinline__ void init(const wg_args<T> &a, int m0, int n0, int th)
     {
-        const int tile = min(m0 / 16 + th / 32, a.out_pad / 16 - 1);
-        w_src = a.w + (size_t)tile * a.wstride + (th % 32) * 16;
+#pragma unroll
+        for (int j = 0; j < WN; j++) {
+            const int e = th + NT * j, tile = min(m0 / 16 + e / 32, a.out_pad / 16 - 1);
+            w_src[j] = a.w + (size_t)tile * a.wstride + (e % 32) * 16;
+        }
         w_dst = (uint32_t)th * 16;
         m_row = a.meta + (size_t)min(m0 + th % WG_BM, a.out_pad - 1) * a.groups;
         m_dst = (uint32_t)(th % WG_BM) * 4;
@@ -83,8 +97,10 @@ struct wf_loader {
     /* The weights and meta of stage kt into the stage at shared address st. */
     __device__ __forceinline__ void load_w(uint32_t st, int kt) const
     {
-        cp_async16_always(st + w_dst, w_src + (size_t)kt * 512);
-        if (threadIdx.x < WG_BM) {       /* warps 0..3 */
+#pragma unroll
+        for (int j = 0; j < WN; j++)
+            cp_async16_always(st + w_dst + (uint32_t)(j * NT * 16), w_src[j] + (size_t)kt * 512);
+        if (NT == WG_BM || threadIdx.x < WG_BM) {     /* a producer's all, else warps 0..3 */
             const int gi = gshift >= 0 ? (kt * WG_BK) >> gshift : gstages ? kt / gstages : 0;
             cp_async4_always(st + (uint32_t)wg_smem<WG_MMA4, BN>::META + m_dst, m_row + gi);
         }
@@ -96,8 +112,8 @@ struct wf_loader {
         const T *xk = x + (size_t)kt * WG_BK;
 #pragma unroll
         for (int i = 0; i < XN; i++) {
-            const int r = min(xr0 + 32 * i, n_last);
-            cp_async16_always(st + (uint32_t)wg_smem<WG_MMA4, BN>::X + x_dst + i * 32 * 128,
+            const int r = min(xr0 + NT / 8 * i, n_last);
+            cp_async16_always(st + (uint32_t)wg_smem<WG_MMA4, BN>::X + x_dst + i * (NT / 8) * 128,
                     xk + (size_t)r * in);
         }
     }
@@ -200,15 +216,152 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> a)
 #endif
 }
 
-/* ---- the host side ------------------------------------------------------------------------------- */
+/* ---- the warp-specialized variant (PGD_CUDA_WQ_FOLD_WS=1) -------------------------------------- */
+/* The same two warpgroups, wgmmas and sums in the same order (so the same bits), with the
+ * copies moved to a third warpgroup, a producer that refills a stage's buffer once both
+ * warpgroups have released it and signals it full, on mbarriers in place of the block
+ * barrier a stage. (The block barrier makes each stage wait for the slower warpgroup, and at
+ * every barrier one of them has just drained its tensor work, so the tensor cores idle while
+ * the A registers of the next stage are made; on mbarriers a warpgroup waits only for its
+ * own stage's copies, and the other's wgmmas run meanwhile.)
+ *   full[b]: the producer's 128 threads arrive as their copies of the stage in buffer b land
+ *     (cp.async.mbarrier.arrive.noinc); the consumers wait for phase (kt / STAGES) & 1.
+ *   empty[b]: lane 0 of each of the 8 consumer warps arrives once its warpgroup's wgmmas of
+ *     the stage are waited for; the producer waits for that before refilling buffer b with
+ *     stage kt + STAGES.
+ * Registers: a block of 384 threads starts with 168 a thread (the register file over its
+ * threads, in steps of 8); the producer hands back all but 56 and the consumers take 224
+ * (setmaxnreg), what wq_fold_kernel's 256-token tile uses. A consumer's increase waits until
+ * the block's pool holds it, so the producer must free at least what the consumers take. */
+#define WF_WS_THREADS (WG_THREADS + 128)
+#define WF_WS_CONSUMER_WARPS (WG_THREADS / 32)
+#define WF_WS_LAUNCH_REGS ((65536 / WF_WS_THREADS) & ~7)
+#define WF_WS_PRODUCER_REGS 56
+#define WF_WS_CONSUMER_REGS 224
+static_assert((WF_WS_LAUNCH_REGS - WF_WS_PRODUCER_REGS) * 128 >=
+                  (WF_WS_CONSUMER_REGS - WF_WS_LAUNCH_REGS) * WG_THREADS,
+              "the producer frees what the consumers take");
+
 template <typename T, int BN>
+__global__ void __launch_bounds__(WF_WS_THREADS, 1)
+wq_fold_ws_kernel(const __grid_constant__ wg_args<T> a)
+{
+#ifdef PGD_SM90A
+    typedef wf_smem<BN> L;
+    typedef typename L::S S;
+    constexpr int NA = BN / 2;
+    extern __shared__ __align__(128) uint8_t wf_buf[];
+    const uint32_t raw = smem_u32(wf_buf), smem0 = (raw + 1023u) & ~1023u;
+    uint8_t *buf = wf_buf + (smem0 - raw);
+    /* full[STAGES], empty[STAGES] past the pipeline and the epilogue's tile */
+    const uint32_t full = smem0 + (uint32_t)L::MAIN, empty = full + 8 * L::STAGES;
+    const int th = threadIdx.x, warp = th / 32, lane = th % 32, g = lane >> 2, t = lane & 3;
+    const int n0 = blockIdx.x * BN, m0 = blockIdx.y * WG_BM;
+    const int kt0 = blockIdx.z * a.kps, nkt = min(a.kts, kt0 + a.kps) - kt0;
+    pdl_trigger();
+    if (th < L::STAGES) {
+        sm90_mbar_init(full + 8 * th, 128);
+        sm90_mbar_init(empty + 8 * th, WF_WS_CONSUMER_WARPS);
+    }
+    __syncthreads();
+
+    if (th >= WG_THREADS) {
+        /* the producer: the weights of the first stages before the previous kernel is done
+         * (nothing writes them), x after; stage s's arrival covers every copy before it */
+        sm90_setmaxnreg_dec<WF_WS_PRODUCER_REGS>();
+        const int p = th - WG_THREADS;
+        wf_loader<T, BN, 128> ld;
+        ld.init(a, m0, n0, p);
+        for (int s = 0; s < L::STAGES && s < nkt; s++)
+            ld.load_w(smem0 + s * L::STAGE, kt0 + s);
+        pdl_wait();
+        for (int s = 0; s < nkt; s++) {
+            const int b = s % L::STAGES;
+            const uint32_t st = smem0 + (uint32_t)(b * L::STAGE);
+            if (s >= L::STAGES) {
+                sm90_mbar_wait(empty + 8 * b, (uint32_t)((s / L::STAGES - 1) & 1));
+                ld.load_w(st, kt0 + s);
+            }
+            ld.load_x(st, kt0 + s);
+            sm90_mbar_arrive_cp_async(full + 8 * b);
+        }
+        cp_async_wait<0>();
+        wg_epilogue_meet(a.ks);
+        return;
+    }
+    {
+        sm90_setmaxnreg_inc<WF_WS_CONSUMER_REGS>();
+        float acc[NA];
+#pragma unroll
+        for (int i = 0; i < NA; i++)
+            acc[i] = 0.0f;
+        pdl_wait();                  /* before the epilogue writes y */
+        wg_rowz<T, WG_MMA4, false> rz;
+        auto stage = [&](int kt, uint32_t (&A)[4][4]) {
+            const int b = kt % L::STAGES;
+            sm90_mbar_wait(full + 8 * b, (uint32_t)((kt / L::STAGES) & 1));
+            sm90_fence_async_smem();
+            const uint8_t *sp = buf + b * L::STAGE;
+            const __half2 *sm = reinterpret_cast<const __half2 *>(sp + S::META);
+            rz.set(sm[warp * 16 + g], sm[warp * 16 + g + 8]);
+            const uint4 wv = *reinterpret_cast<const uint4 *>(sp + warp * 512 + lane * 16);
+            const uint32_t words[4] = { wv.x, wv.y, wv.z, wv.w };
+#pragma unroll
+            for (int s = 0; s < 4; s++)
+                wg_frag_a<T, WG_MMA4, false>(sp, words[s], warp * 16, s, g, t, rz, A[s]);
+            const uint64_t desc = sm90_desc_sw128(smem0 + (uint32_t)(b * L::STAGE + S::X));
+            sm90_wgmma_fence();
+#pragma unroll
+            for (int s = 0; s < 4; s++)
+                wgmma_op<T, BN>::run(acc, A[s], desc + (uint64_t)(2 * s), 1);
+            sm90_wgmma_commit();
+        };
+        /* this warp's share of releasing stage kt's buffer, its wgmmas waited for */
+        auto release = [&](int kt) {
+            if (lane == 0)
+                sm90_mbar_arrive(empty + 8 * (kt % L::STAGES));
+        };
+        /* wq_fold_kernel's pairs of stages, the warpgroups offset by a stage */
+        uint32_t A0[4][4], A1[4][4];
+        int kt = 0;
+        if (th >= 128 && nkt > 0) {
+            stage(0, A0);
+            sm90_wgmma_wait<0>();
+            sm90_reg_fence(acc);
+            release(0);
+            kt = 1;
+        }
+        for (; kt < nkt; kt += 2) {
+            stage(kt, A0);
+            if (kt + 1 < nkt)
+                stage(kt + 1, A1);
+            sm90_wgmma_wait<0>();
+            sm90_reg_fence(acc);
+            release(kt);
+            if (kt + 1 < nkt)
+                release(kt + 1);
+        }
+        wg_wgmma_epilogue<T, BN, S::OUT_LD>(a, buf, acc, n0, m0);
+    }
+#else
+    __trap();                        /* launched only where the sm_90a code exists */
+#endif
+}
+
+/* ---- the host side ------------------------------------------------------------------------------- */
+/* The kernel of a tile size, plain (WS false) or warp-specialized, its block and shared memory. */
+template <typename T, int BN, bool WS>
 struct wf_kernel {
     static std::atomic<uint64_t> granted;
+    static constexpr int THREADS = WS ? WF_WS_THREADS : WG_THREADS;
+    static constexpr int SMEM = WS ? wf_smem<BN>::WS_BYTES : wf_smem<BN>::BYTES;
+    static constexpr void (*kernel)(wg_args<T>) = WS ? wq_fold_ws_kernel<T, BN>
+                                                     : wq_fold_kernel<T, BN>;
+    static cudaError_t allow(int device) { return wg_allow_smem(granted, kernel, device, SMEM); }
     /* grid: token tiles x feature tiles x splits; the splits of a tile one cluster */
     static cudaError_t launch(struct pgd_cuda_ctx *c, const wg_args<T> &a)
     {
-        const int smem = wf_smem<BN>::BYTES;
-        cudaError_t e = wg_allow_smem(granted, wq_fold_kernel<T, BN>, c->device, smem);
+        cudaError_t e = allow(c->device);
         if (e != cudaSuccess)
             return e;
         cudaLaunchConfig_t cfg;
@@ -216,20 +369,24 @@ struct wf_kernel {
         pgd_cuda__wq_launch_cfg(c,
                                 dim3((unsigned)((a.n + BN - 1) / BN),
                                      (unsigned)((a.out + WG_BM - 1) / WG_BM), (unsigned)a.ks),
-                                dim3(WG_THREADS), (size_t)smem, dim3(1, 1, (unsigned)a.ks), &cfg,
+                                dim3(THREADS), (size_t)SMEM, dim3(1, 1, (unsigned)a.ks), &cfg,
                                 attr);
-        return cudaLaunchKernelEx(&cfg, wq_fold_kernel<T, BN>, a);
+        return cudaLaunchKernelEx(&cfg, kernel, a);
     }
 };
-template <typename T, int BN>
-std::atomic<uint64_t> wf_kernel<T, BN>::granted(0);
+template <typename T, int BN, bool WS>
+std::atomic<uint64_t> wf_kernel<T, BN, WS>::granted(0);
+
+/* PGD_CUDA_WQ_FOLD_WS=1: the warp-specialized kernel (the same bits; opt-in until measured). */
+static bool wf_ws(void) { return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_WS", 0) == 1; }
 
 /* Compute capability 9.0 and the kernel's sm_90a code built. Asked once a device. */
 static bool wf_device_ok(const struct pgd_cuda_ctx *c)
 {
     static std::atomic<uint64_t> asked(0), able(0);
     return sm90_once(asked, able, c->device, [c] {
-        return sm90_kernel_built(c->device, wq_fold_kernel<__nv_bfloat16, 128>);
+        return sm90_kernel_built(c->device, wq_fold_kernel<__nv_bfloat16, 128>) &&
+               sm90_kernel_built(c->device, wq_fold_ws_kernel<__nv_bfloat16, 128>);
     });
 }
 
@@ -247,25 +404,24 @@ extern "C" int pgd_cuda_wq_fold_available(int device)
 
 /* Clusters of ks blocks of the BN-token kernel an H100-like device holds at once (ks 2..8;
  * one block an SM, so a cluster needs ks SMs free in one GPC: fewer than sm_count / ks where
- * the GPCs' SM counts are not multiples of ks), asked once a device, tile and split; 0 when
- * the question fails. */
-template <int BN>
+ * the GPCs' SM counts are not multiples of ks), asked once a device, tile, kernel and split;
+ * 0 when the question fails. */
+template <int BN, bool WS>
 static int wf_max_clusters(const struct pgd_cuda_ctx *c, int ks)
 {
     static std::atomic<int> known[64][WG_KS_MAX + 1];
+    typedef wf_kernel<__nv_bfloat16, BN, WS> K;
     const int d = c->device;
     if (d < 0 || d >= 64 || ks < 2 || ks > WG_KS_MAX)
         return 0;
     int v = known[d][ks].load();
     if (v)
         return v > 0 ? v : 0;
-    typedef __nv_bfloat16 B;
-    const int smem = wf_smem<BN>::BYTES;
     cudaLaunchConfig_t cfg = {};
     cudaLaunchAttribute attr[1];
     cfg.gridDim = dim3(1, 1, (unsigned)ks);
-    cfg.blockDim = dim3(WG_THREADS);
-    cfg.dynamicSmemBytes = (size_t)smem;
+    cfg.blockDim = dim3(K::THREADS);
+    cfg.dynamicSmemBytes = (size_t)K::SMEM;
     attr[0].id = cudaLaunchAttributeClusterDimension;
     attr[0].val.clusterDim.x = 1;
     attr[0].val.clusterDim.y = 1;
@@ -273,12 +429,18 @@ static int wf_max_clusters(const struct pgd_cuda_ctx *c, int ks)
     cfg.attrs = attr;
     cfg.numAttrs = 1;
     int n = 0;
-    if (wg_allow_smem(wf_kernel<B, BN>::granted, wq_fold_kernel<B, BN>, d, smem) != cudaSuccess ||
-        cudaOccupancyMaxActiveClusters(&n, wq_fold_kernel<B, BN>, &cfg) != cudaSuccess)
+    if (K::allow(d) != cudaSuccess ||
+        cudaOccupancyMaxActiveClusters(&n, K::kernel, &cfg) != cudaSuccess)
         n = 0;
     cudaGetLastError();              /* a failed question is no error of the caller's */
     known[d][ks].store(n > 0 ? n : -1);
     return n;
+}
+
+template <int BN>
+static int wf_clusters(const struct pgd_cuda_ctx *c, int ks, bool ws)
+{
+    return ws ? wf_max_clusters<BN, true>(c, ks) : wf_max_clusters<BN, false>(c, ks);
 }
 
 /* The plan of least estimated time: waves (the tiles' clusters over those the device holds
@@ -297,7 +459,7 @@ struct wf_plan {
     int bn, ks, kps;
 };
 
-static struct wf_plan wf_pick(const struct pgd_cuda_ctx *c, int n, int in, int out)
+static struct wf_plan wf_pick(const struct pgd_cuda_ctx *c, int n, int in, int out, bool ws)
 {
     const long mblocks = (out + WG_BM - 1) / WG_BM, sms = c->sm_count > 0 ? c->sm_count : 1;
     const int kts = (in + WG_BK - 1) / WG_BK;
@@ -318,8 +480,8 @@ static struct wf_plan wf_pick(const struct pgd_cuda_ctx *c, int n, int in, int o
                 continue;
             long slots = sms;        /* tiles (clusters) at once */
             if (ks > 1) {
-                const int mc = bn == 256 ? wf_max_clusters<256>(c, ks)
-                             : bn == 128 ? wf_max_clusters<128>(c, ks) : wf_max_clusters<64>(c, ks);
+                const int mc = bn == 256 ? wf_clusters<256>(c, ks, ws)
+                             : bn == 128 ? wf_clusters<128>(c, ks, ws) : wf_clusters<64>(c, ks, ws);
                 slots = mc > 0 ? mc : sms / ks * 3 / 4;
                 if (slots < 1)
                     slots = 1;
@@ -336,17 +498,24 @@ static struct wf_plan wf_pick(const struct pgd_cuda_ctx *c, int n, int in, int o
     return best;
 }
 
+template <typename T, bool WS>
+static cudaError_t wf_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn)
+{
+    return bn == 256 ? wf_kernel<T, 256, WS>::launch(c, a)
+         : bn == 128 ? wf_kernel<T, 128, WS>::launch(c, a)
+                     : wf_kernel<T, 64, WS>::launch(c, a);
+}
+
 template <typename T>
 cudaError_t pgd_cuda__wq_fold_go(struct pgd_cuda_ctx *c, wg_args<T> &a, int *bn, int *ks)
 {
-    const struct wf_plan p = wf_pick(c, a.n, a.in, a.out);
+    const bool ws = wf_ws();
+    const struct wf_plan p = wf_pick(c, a.n, a.in, a.out, ws);
     a.ks = p.ks;
     a.kps = p.kps;
     *bn = p.bn;
     *ks = p.ks;
-    return p.bn == 256 ? wf_kernel<T, 256>::launch(c, a)
-         : p.bn == 128 ? wf_kernel<T, 128>::launch(c, a)
-                       : wf_kernel<T, 64>::launch(c, a);
+    return ws ? wf_launch<T, true>(c, a, p.bn) : wf_launch<T, false>(c, a, p.bn);
 }
 template cudaError_t pgd_cuda__wq_fold_go<__nv_bfloat16>(struct pgd_cuda_ctx *,
                                                          wg_args<__nv_bfloat16> &, int *, int *);
@@ -356,6 +525,7 @@ template cudaError_t pgd_cuda__wq_fold_go<__half>(struct pgd_cuda_ctx *, wg_args
 void pgd_cuda__wq_fold_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n,
                             char *buf, size_t len)
 {
-    const struct wf_plan p = wf_pick(c, n, w->in, w->out);
-    snprintf(buf, len, "fold%d/%d", p.bn, p.ks);
+    const bool ws = wf_ws();
+    const struct wf_plan p = wf_pick(c, n, w->in, w->out, ws);
+    snprintf(buf, len, "fold%s%d/%d", ws ? "-ws" : "", p.bn, p.ks);
 }

@@ -279,7 +279,8 @@ __device__ __forceinline__ void wg_store8(const wg_args<T> &a, const float (&v)[
  * so at the same offset): the cluster meets, block r adds the ks tiles' units
  * [r U / ks, (r + 1) U / ks) of 8 features (U = BN * 16) in split order, through distributed
  * shared memory, and writes them; the cluster meets again before any block's shared memory
- * goes away. Every thread of every block calls it once. */
+ * goes away. Every thread of every block calls it once (a block's other threads, a
+ * producer's, call wg_epilogue_meet). */
 template <typename T, int BN, int LD>
 __device__ __forceinline__ void wg_store(const wg_args<T> &a, const float *so, int n0, int m0, int th)
 {
@@ -413,6 +414,21 @@ __device__ __forceinline__ void wg_wgmma_epilogue(const wg_args<T> &a, uint8_t *
     }
     __syncthreads();
     wg_store<T, BN, LD>(a, so, n0, m0, th);
+}
+
+/* The barriers of wg_wgmma_epilogue (two of the block, then two of the cluster when the
+ * inputs are split), for a block's threads past WG_THREADS that hold no sums: a warp-
+ * specialized kernel's producer, whose registers could not hold the epilogue's. */
+__device__ __forceinline__ void wg_epilogue_meet(int ks)
+{
+    __syncthreads();
+    __syncthreads();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (ks > 1) {
+        cooperative_groups::this_cluster().sync();
+        cooperative_groups::this_cluster().sync();
+    }
+#endif
 }
 
 /* quant_wq_fold.cu: runs the folded Hopper GEMM on a (its n, in, out, layer and pointers

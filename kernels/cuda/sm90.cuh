@@ -1,11 +1,12 @@
 /* Hopper building blocks for hand-written tensor-core kernels (internal to kernels/cuda):
  * on sm_90a the warpgroup MMA (wgmma.mma_async) with both operands read from shared memory
  * through matrix descriptors, its fences, and the proxy fence that makes copies written by
- * threads visible to it; the asynchronous 16-byte copies that fill the tiles (cp.async,
+ * threads visible to it, the register split and the mbarriers of a warp-specialized kernel
+ * (quant_wq_fold.cu's); the asynchronous 16-byte copies that fill the tiles (cp.async,
  * sm_80+: smem_u32, cp_async16, cp_async_commit, cp_async_wait) come from cp_async.cuh,
  * included here. gemm_wgmma.cu, attention_wgmma.cu and the W4 GEMMs (quant_wq_gemm.cuh) use
- * them, and, on the host, whether a kernel's sm_90a code runs on a device (sm90_kernel_built),
- * asked once a device (sm90_once).
+ * them, and, on the host, whether a kernel's sm_90a code runs on a device
+ * (sm90_kernel_built), asked once a device (sm90_once).
  *
  * The tile layout the descriptors describe ("128-byte swizzle, K-major"): rows of 64 16-bit
  * elements (128 bytes), row r's 16-byte chunk c stored at chunk c ^ (r % 8), groups of 8 rows
@@ -43,6 +44,45 @@ template <int N> __device__ __forceinline__ void sm90_wgmma_wait()
 /* Writes by this thread to shared memory (cp.async included) become visible to the async
  * proxy (wgmma's operand reads) once a barrier follows. */
 __device__ __forceinline__ void sm90_fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+/* A warp-specialized kernel's register split: each warpgroup of a role moves its threads'
+ * register count to N (a multiple of 8, 24..256), down for a producer, up for consumers. */
+template <int N> __device__ __forceinline__ void sm90_setmaxnreg_dec()
+{
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N> __device__ __forceinline__ void sm90_setmaxnreg_inc()
+{
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+
+/* mbarriers (a 64-bit word in shared memory at address `bar`): the hand-off between a
+ * warp-specialized kernel's producer and consumers. A barrier's phase completes when its
+ * expected count of arrivals has come; phases alternate parity 0, 1, 0, ... */
+__device__ __forceinline__ void sm90_mbar_init(uint32_t bar, int count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+/* One arrival of this thread (release: its earlier reads and writes come before). */
+__device__ __forceinline__ void sm90_mbar_arrive(uint32_t bar)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+/* One arrival, made when every cp.async this thread has issued so far has landed (.noinc:
+ * counted in the barrier's expected count). */
+__device__ __forceinline__ void sm90_mbar_arrive_cp_async(uint32_t bar)
+{
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+/* Waits until the phase of parity `parity` has completed (acquire: what the arrivals
+ * released is visible after it). */
+__device__ __forceinline__ void sm90_mbar_wait(uint32_t bar, uint32_t parity)
+{
+    asm volatile("{\n.reg .pred done;\n"
+                 "wait_%=:\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+                 "@!done bra wait_%=;\n}\n" ::"r"(bar), "r"(parity) : "memory");
+}
 #endif
 
 /* ---- the host side: whether a kernel of these files runs on a device ------------------- */

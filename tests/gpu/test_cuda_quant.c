@@ -1249,6 +1249,76 @@ GPU_TEST(wq_gemm_fold_path)
     wq_fini(&L);
 }
 
+/* The warp-specialized fold (PGD_CUDA_WQ_FOLD_WS=1: a producer warpgroup's copies handed
+ * over on mbarriers) runs the same wgmmas in the same order as the plain fold: every output
+ * bit-equal to it, for every token tile and split forced (the stage loop's buffers reused
+ * several rounds: 64-input stages over 1,024 to 14,336 inputs), rows inside one tile and over
+ * several, tiles partly past n, features not a multiple of 128, per-channel and act-order
+ * layers, both dtypes; and against the reference itself, with its automatic plan, on a whole
+ * 8B gate_up at 256 rows. Skips where the fold does not run. */
+GPU_TEST(wq_gemm_fold_ws_is_the_folds_bits)
+{
+    struct { int group, in, out; bool act; int zeros; } cases[] = {
+        { 128, 1024, 200, true, Z_INT },
+        { -1, 3072, 72, false, Z_SYM },
+        { 128, 14336, 264, false, Z_INT },
+    };
+    static const int NS_WS[5] = { 1, 17, 100, 256, 300 };
+    static const char *BN[3] = { "64", "128", "256" };
+    static const char *KS[4] = { "1", "2", "3", "8" };
+    char err[512] = "";
+    if (!pgd_cuda_wq_fold_available(0))
+        cr_skip_test("the folded GEMM does not run here (no sm_90a device or code)");
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        struct wq_layer L;
+        wq_init(&L, 4, cases[c].group, cases[c].act, cases[c].zeros, cases[c].in, cases[c].out);
+        for (int b = 0; b < 3; b++)
+            for (int k = 0; k < 4; k++)
+                for (int j = 0; j < 5; j++) {
+                    if ((j + k + b + (int)c) % 2)    /* half the n a combination */
+                        continue;
+                    const int n = NS_WS[j], in = L.in, out = L.out;
+                    const enum pgd_dtype dt = DTS[(j + b) % 2];
+                    setenv("PGD_CUDA_WQ_FOLD_BN", BN[b], 1);
+                    setenv("PGD_CUDA_WQ_FOLD_KS", KS[k], 1);
+                    float *x = rand_vals((size_t)n * in, 1, dt);
+                    void *dx = upload(x, (size_t)n * in, dt);
+                    void *dy[2];
+                    for (int v = 0; v < 2; v++) {
+                        dy[v] = poisoned((size_t)n * out, dt);
+                        setenv("PGD_CUDA_WQ_FOLD_WS", v ? "1" : "0", 1);
+                        CHECK_RC(pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n,
+                                                         L.d, NULL, dy[v], err, sizeof err));
+                    }
+                    char what[256];
+                    snprintf(what, sizeof what, "%s, %s x [%d, %d], token tile %s, inputs split "
+                             "%s: warp-specialized against the plain fold", L.name,
+                             pgd_dtype_name(dt), n, in, BN[b], KS[k]);
+                    expect_same_dev(what, dy[0], dy[1], (size_t)n * out, dt);
+                    free(x);
+                    pgd_cuda_free(dx);
+                    for (int v = 0; v < 2; v++)
+                        pgd_cuda_free(dy[v]);
+                }
+        unsetenv("PGD_CUDA_WQ_FOLD_BN");
+        unsetenv("PGD_CUDA_WQ_FOLD_KS");
+        setenv("PGD_CUDA_WQ_FOLD_WS", "1", 1);
+        wq_check(&L, PGD_DTYPE_BF16, 100, PGD_CUDA_QPATH_GEMM_FOLD, true);
+        unsetenv("PGD_CUDA_WQ_FOLD_WS");
+        wq_fini(&L);
+    }
+    struct wq_layer L;
+    wq_init(&L, 4, 128, false, Z_INT, 4096, 28672);
+    setenv("PGD_CUDA_WQ_FOLD_WS", "1", 1);
+    char plan[64] = "";
+    pgd_cuda_wq_auto_plan(ctx, L.d, 256, plan, sizeof plan);
+    cr_expect(!fold_default() || !strncmp(plan, "fold-ws", 7),
+              "%s at 256 rows, PGD_CUDA_WQ_FOLD_WS=1: the automatic plan is %s", L.name, plan);
+    wq_check_sampled(&L, 256, PGD_CUDA_QPATH_AUTO, true, 5);
+    unsetenv("PGD_CUDA_WQ_FOLD_WS");
+    wq_fini(&L);
+}
+
 /* ---- FP8 ---------------------------------------------------------------------------------- */
 struct fp8_layer {
     int in, out;

@@ -173,7 +173,9 @@ int pgd_cmd_bench_quant(int argc, char **argv)
                             "  formats: w4g128 w4g128-act w4g32 w4ch w8g128 fp8 (default: all)\n"
                             "  paths: auto, gemv, gemm (W4/W8: the fused tensor-core GEMM, wgmma "
                             "where it applies), gemm-mma (the same on mma.sync),\n"
-                            "  gemm-lt (W4/W8: dequantize + cuBLASLt); fp8: gemm-vec, gemm-f32, "
+                            "  gemm-lt (W4/W8: dequantize + cuBLASLt), gemm-fold (W4: the "
+                            "weights rounded to the dtype in wgmma's A registers, Hopper);\n"
+                            "  fp8: gemm-vec, gemm-f32, "
                             "gemm-d16 (bf16 unscaled output, scaled in place), gemm-fast (d16 with fast accumulation),\n"
                             "  gemv-e4m3 (x as e4m3 codes), gemv-stream (x quantized once, "
                             "the weights streamed on fp16 tensor cores),\n"
@@ -184,6 +186,10 @@ int pgd_cmd_bench_quant(int argc, char **argv)
                             "  PGD_CUDA_FP8_DEC=0 (the paths before the decode GEMV), "
                             "PGD_CUDA_FP8_DEC_MAX_N (0..16), PGD_CUDA_FP8_DEC_XPREP=1,\n"
                             "  PGD_CUDA_WQ_GEMM_BN (32, 64, 128), PGD_CUDA_WQ_GEMM_KS (1..8),\n"
+                            "  PGD_CUDA_WQ_FOLD_MIN_N / _MAX_N (its rows, 17..256), "
+                            "PGD_CUDA_WQ_FOLD_BN (64, 128, 256), PGD_CUDA_WQ_FOLD_KS (1..8),\n"
+                            "  PGD_CUDA_WQ_FOLD_WS=1 (the fold warp-specialized: copies by a "
+                            "producer warpgroup, mbarriers),\n"
                             "  PGD_CUDA_FP8_FAST_ACCUM=0 change the automatic choice and "
                             "cuBLASLt's FP8 accumulation\n");
             return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
