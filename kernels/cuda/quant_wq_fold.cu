@@ -224,11 +224,14 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> a)
  * every barrier one of them has just drained its tensor work, so the tensor cores idle while
  * the A registers of the next stage are made; on mbarriers a warpgroup waits only for its
  * own stage's copies, and the other's wgmmas run meanwhile.)
- *   full[b]: the producer's 128 threads arrive as their copies of the stage in buffer b land
- *     (cp.async.mbarrier.arrive.noinc); the consumers wait for phase (kt / STAGES) & 1.
+ *   full[b]: each of the producer's 128 threads arrives once its copies of the stage in
+ *     buffer b have landed and it has made them visible to the tensor cores (cp.async
+ *     groups, PD = STAGES - 2 stages in flight behind the one just issued; the proxy fence is
+ *     the writer's, as in wq_fold_kernel); the consumers wait for phase (kt / STAGES) & 1.
  *   empty[b]: lane 0 of each of the 8 consumer warps arrives once its warpgroup's wgmmas of
  *     the stage are waited for; the producer waits for that before refilling buffer b with
- *     stage kt + STAGES.
+ *     stage kt + STAGES. (A warpgroup releases a pair's first stage only with its second,
+ *     so the producer hands a stage over at most STAGES - 2 stages behind: PD.)
  * Registers: a block of 384 threads starts with 168 a thread (the register file over its
  * threads, in steps of 8); the producer hands back all but 56 and the consumers take 224
  * (setmaxnreg), what wq_fold_kernel's 256-token tile uses. A consumer's increase waits until
@@ -283,9 +286,17 @@ wq_fold_ws_kernel(const __grid_constant__ wg_args<T> a)
                 ld.load_w(st, kt0 + s);
             }
             ld.load_x(st, kt0 + s);
-            sm90_mbar_arrive_cp_async(full + 8 * b);
+            cp_async_commit();
+            if (s >= L::PD) {        /* stage s - PD has landed: make it visible, hand it over */
+                cp_async_wait<L::PD>();
+                sm90_fence_async_smem();
+                sm90_mbar_arrive(full + 8 * ((s - L::PD) % L::STAGES));
+            }
         }
         cp_async_wait<0>();
+        sm90_fence_async_smem();
+        for (int s = nkt > L::PD ? nkt - L::PD : 0; s < nkt; s++)
+            sm90_mbar_arrive(full + 8 * (s % L::STAGES));
         wg_epilogue_meet(a.ks);
         return;
     }
@@ -300,7 +311,6 @@ wq_fold_ws_kernel(const __grid_constant__ wg_args<T> a)
         auto stage = [&](int kt, uint32_t (&A)[4][4]) {
             const int b = kt % L::STAGES;
             sm90_mbar_wait(full + 8 * b, (uint32_t)((kt / L::STAGES) & 1));
-            sm90_fence_async_smem();
             const uint8_t *sp = buf + b * L::STAGE;
             const __half2 *sm = reinterpret_cast<const __half2 *>(sp + S::META);
             rz.set(sm[warp * 16 + g], sm[warp * 16 + g + 8]);

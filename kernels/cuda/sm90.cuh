@@ -68,12 +68,6 @@ __device__ __forceinline__ void sm90_mbar_arrive(uint32_t bar)
 {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
-/* One arrival, made when every cp.async this thread has issued so far has landed (.noinc:
- * counted in the barrier's expected count). */
-__device__ __forceinline__ void sm90_mbar_arrive_cp_async(uint32_t bar)
-{
-    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
-}
 /* Waits until the phase of parity `parity` has completed (acquire: what the arrivals
  * released is visible after it). */
 __device__ __forceinline__ void sm90_mbar_wait(uint32_t bar, uint32_t parity)
