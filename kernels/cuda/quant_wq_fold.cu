@@ -119,6 +119,67 @@ struct wf_loader {
     }
 };
 
+#ifdef PGD_SM90A
+/* A warp's share of one stage's tensor work (the stage's buffer at sp, shared address st):
+ * its rows' {scale, zero} and its 16-byte word, 16 A registers (4 steps of 16 inputs), and
+ * the warpgroup's 4 wgmmas on the stage's x tile, committed as one group. */
+template <typename T, int BN, int NA>
+__device__ __forceinline__ void wf_stage_mma(const uint8_t *sp, uint32_t st, float (&acc)[NA],
+                                             uint32_t (&A)[4][4], wg_rowz<T, WG_MMA4, false> &rz,
+                                             int warp, int lane)
+{
+    typedef wg_smem<WG_MMA4, BN> S;
+    const int g = lane >> 2, t = lane & 3;
+    /* a group spans whole stages: step 0's {scale, zero} of rows g, g + 8 serve all 4 */
+    const __half2 *sm = reinterpret_cast<const __half2 *>(sp + S::META);
+    rz.set(sm[warp * 16 + g], sm[warp * 16 + g + 8]);
+    const uint4 wv = *reinterpret_cast<const uint4 *>(sp + warp * 512 + lane * 16);
+    const uint32_t words[4] = { wv.x, wv.y, wv.z, wv.w };
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+        wg_frag_a<T, WG_MMA4, false>(sp, words[s], warp * 16, s, g, t, rz, A[s]);
+    const uint64_t desc = sm90_desc_sw128(st + (uint32_t)S::X);
+    sm90_wgmma_fence();
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+        wgmma_op<T, BN>::run(acc, A[s], desc + (uint64_t)(2 * s), 1);
+    sm90_wgmma_commit();
+}
+
+/* Stages [0, nkt) by pairs, each with its own register set, waited for at the pair's end:
+ * the second set is made while the first stage's wgmmas run. (Waiting for all but the last
+ * group each stage and remaking the freed set would overlap every stage, but ptxas then
+ * serializes every wgmma, C7513: it cannot tell that set from one still being read.) The
+ * warpgroups' pairs are offset by a stage, warpgroup 1 (second) running stage 0 alone first,
+ * so while one makes the first set of its pair (its tensor work drained) the other's wgmmas
+ * of the stage before are still in flight: the tensor cores stay fed. stage(kt, A) runs a
+ * stage into register set A; done(kt) follows once its wgmmas are waited for. */
+template <int NA, typename Stage, typename Done>
+__device__ __forceinline__ void wf_pairs(float (&acc)[NA], int nkt, bool second, Stage stage,
+                                         Done done)
+{
+    uint32_t A0[4][4], A1[4][4];
+    int kt = 0;
+    if (second && nkt > 0) {
+        stage(0, A0);
+        sm90_wgmma_wait<0>();
+        sm90_reg_fence(acc);
+        done(0);
+        kt = 1;
+    }
+    for (; kt < nkt; kt += 2) {
+        stage(kt, A0);
+        if (kt + 1 < nkt)
+            stage(kt + 1, A1);
+        sm90_wgmma_wait<0>();
+        sm90_reg_fence(acc);
+        done(kt);
+        if (kt + 1 < nkt)
+            done(kt + 1);
+    }
+}
+#endif
+
 template <typename T, int BN>
 __global__ void __launch_bounds__(WG_THREADS, 1)
 wq_fold_kernel(const __grid_constant__ wg_args<T> a)
@@ -130,7 +191,7 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> a)
     extern __shared__ __align__(128) uint8_t wf_buf[];
     const uint32_t raw = smem_u32(wf_buf), smem0 = (raw + 1023u) & ~1023u;
     uint8_t *buf = wf_buf + (smem0 - raw);
-    const int th = threadIdx.x, warp = th / 32, lane = th % 32, g = lane >> 2, t = lane & 3;
+    const int th = threadIdx.x, warp = th / 32, lane = th % 32;
     const int n0 = blockIdx.x * BN, m0 = blockIdx.y * WG_BM;
     /* the split's stages [kt0, kt0 + nkt) */
     const int kt0 = blockIdx.z * a.kps, nkt = min(a.kts, kt0 + a.kps) - kt0;
@@ -157,6 +218,8 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> a)
     }
 
     wg_rowz<T, WG_MMA4, false> rz;
+    /* Each stage is waited for by the end of the next (wf_pairs), so at stage kt's barrier
+     * both warpgroups are done with stage kt - 2's buffer, the one refilled. */
     auto stage = [&](int kt, uint32_t (&A)[4][4]) {
         cp_async_wait<L::PD - 1>();
         sm90_fence_async_smem();
@@ -168,48 +231,11 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> a)
             ld.load_x(st, kt0 + nk);
         }
         cp_async_commit();
-
         const int b = kt % L::STAGES;
-        const uint8_t *sp = buf + b * L::STAGE;
-        /* a group spans whole stages: step 0's {scale, zero} of rows g, g + 8 serve all 4 */
-        const __half2 *sm = reinterpret_cast<const __half2 *>(sp + S::META);
-        rz.set(sm[warp * 16 + g], sm[warp * 16 + g + 8]);
-        const uint4 wv = *reinterpret_cast<const uint4 *>(sp + warp * 512 + lane * 16);
-        const uint32_t words[4] = { wv.x, wv.y, wv.z, wv.w };
-#pragma unroll
-        for (int s = 0; s < 4; s++)
-            wg_frag_a<T, WG_MMA4, false>(sp, words[s], warp * 16, s, g, t, rz, A[s]);
-        const uint64_t desc = sm90_desc_sw128(smem0 + (uint32_t)(b * L::STAGE + S::X));
-        sm90_wgmma_fence();
-#pragma unroll
-        for (int s = 0; s < 4; s++)
-            wgmma_op<T, BN>::run(acc, A[s], desc + (uint64_t)(2 * s), 1);
-        sm90_wgmma_commit();
+        wf_stage_mma<T, BN>(buf + b * L::STAGE, smem0 + (uint32_t)(b * L::STAGE), acc, A, rz,
+                            warp, lane);
     };
-    /* Stages by pairs, each with its own register set, waited for at the pair's end: the
-     * second set is made while the first stage's wgmmas run. (Waiting for all but the last
-     * group each stage and remaking the freed set would overlap every stage, but ptxas then
-     * serializes every wgmma, C7513: it cannot tell that set from one still being read.)
-     * The warpgroups' pairs are offset by a stage, warpgroup 1 running stage 0 alone first,
-     * so while one makes the first set of its pair (its tensor work drained) the other's
-     * wgmmas of the stage before are still in flight: the tensor cores stay fed. Each stage
-     * is waited for by the end of the next, so at stage kt's barrier both warpgroups are
-     * done with stage kt - 2's buffer, the one refilled. */
-    uint32_t A0[4][4], A1[4][4];
-    int kt = 0;
-    if (th >= 128 && nkt > 0) {      /* warpgroup 1 */
-        stage(0, A0);
-        sm90_wgmma_wait<0>();
-        sm90_reg_fence(acc);
-        kt = 1;
-    }
-    for (; kt < nkt; kt += 2) {
-        stage(kt, A0);
-        if (kt + 1 < nkt)
-            stage(kt + 1, A1);
-        sm90_wgmma_wait<0>();
-        sm90_reg_fence(acc);
-    }
+    wf_pairs(acc, nkt, th >= 128, stage, [](int) {});
     wg_wgmma_epilogue<T, BN, S::OUT_LD>(a, buf, acc, n0, m0);
 #else
     __trap();                        /* launched only where the sm_90a code exists */
@@ -258,7 +284,7 @@ wq_fold_ws_kernel(const __grid_constant__ wg_args<T> a)
     uint8_t *buf = wf_buf + (smem0 - raw);
     /* full[STAGES], empty[STAGES] past the pipeline and the epilogue's tile */
     const uint32_t full = smem0 + (uint32_t)L::MAIN, empty = full + 8 * L::STAGES;
-    const int th = threadIdx.x, warp = th / 32, lane = th % 32, g = lane >> 2, t = lane & 3;
+    const int th = threadIdx.x, warp = th / 32, lane = th % 32;
     const int n0 = blockIdx.x * BN, m0 = blockIdx.y * WG_BM;
     const int kt0 = blockIdx.z * a.kps, nkt = min(a.kts, kt0 + a.kps) - kt0;
     pdl_trigger();
@@ -311,46 +337,15 @@ wq_fold_ws_kernel(const __grid_constant__ wg_args<T> a)
         auto stage = [&](int kt, uint32_t (&A)[4][4]) {
             const int b = kt % L::STAGES;
             sm90_mbar_wait(full + 8 * b, (uint32_t)((kt / L::STAGES) & 1));
-            const uint8_t *sp = buf + b * L::STAGE;
-            const __half2 *sm = reinterpret_cast<const __half2 *>(sp + S::META);
-            rz.set(sm[warp * 16 + g], sm[warp * 16 + g + 8]);
-            const uint4 wv = *reinterpret_cast<const uint4 *>(sp + warp * 512 + lane * 16);
-            const uint32_t words[4] = { wv.x, wv.y, wv.z, wv.w };
-#pragma unroll
-            for (int s = 0; s < 4; s++)
-                wg_frag_a<T, WG_MMA4, false>(sp, words[s], warp * 16, s, g, t, rz, A[s]);
-            const uint64_t desc = sm90_desc_sw128(smem0 + (uint32_t)(b * L::STAGE + S::X));
-            sm90_wgmma_fence();
-#pragma unroll
-            for (int s = 0; s < 4; s++)
-                wgmma_op<T, BN>::run(acc, A[s], desc + (uint64_t)(2 * s), 1);
-            sm90_wgmma_commit();
+            wf_stage_mma<T, BN>(buf + b * L::STAGE, smem0 + (uint32_t)(b * L::STAGE), acc, A,
+                                rz, warp, lane);
         };
         /* this warp's share of releasing stage kt's buffer, its wgmmas waited for */
         auto release = [&](int kt) {
             if (lane == 0)
                 sm90_mbar_arrive(empty + 8 * (kt % L::STAGES));
         };
-        /* wq_fold_kernel's pairs of stages, the warpgroups offset by a stage */
-        uint32_t A0[4][4], A1[4][4];
-        int kt = 0;
-        if (th >= 128 && nkt > 0) {
-            stage(0, A0);
-            sm90_wgmma_wait<0>();
-            sm90_reg_fence(acc);
-            release(0);
-            kt = 1;
-        }
-        for (; kt < nkt; kt += 2) {
-            stage(kt, A0);
-            if (kt + 1 < nkt)
-                stage(kt + 1, A1);
-            sm90_wgmma_wait<0>();
-            sm90_reg_fence(acc);
-            release(kt);
-            if (kt + 1 < nkt)
-                release(kt + 1);
-        }
+        wf_pairs(acc, nkt, th >= 128, stage, release);
         wg_wgmma_epilogue<T, BN, S::OUT_LD>(a, buf, acc, n0, m0);
     }
 #else
