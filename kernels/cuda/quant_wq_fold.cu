@@ -296,7 +296,8 @@ wq_fold_ws_kernel(const __grid_constant__ wg_args<T> a)
 
     if (th >= WG_THREADS) {
         /* the producer: the weights of the first stages before the previous kernel is done
-         * (nothing writes them), x after; stage s's arrival covers every copy before it */
+         * (nothing writes them), x after; cp.async group s holds stage s's x (group 0 also
+         * the early weights), so waiting for all but the PD newest finds stage s - PD whole */
         sm90_setmaxnreg_dec<WF_WS_PRODUCER_REGS>();
         const int p = th - WG_THREADS;
         wf_loader<T, BN, 128> ld;
