@@ -63,7 +63,10 @@ class Tmux:
         self._tmux("send-keys", *keys)
 
     def line(self, text):
-        """Types text and Enter, then waits for the echo so that the next keys come after."""
+        """Types text and Enter. It does not wait: the chat takes input already waiting when
+        a line ends as the rest of a paste (one message of several lines), so a line typed
+        before the previous one was read joins it; wait for the previous line's effect
+        first unless that is what is tested."""
         self._tmux("send-keys", "-l", text)
         self._tmux("send-keys", "Enter")
 

@@ -103,6 +103,7 @@ def check_interrupt(t, tmp, model, idle):
     else:
         raise AssertionError(f"not idle after Ctrl-C: {last}")
     t.line("/set max_tokens 12")
+    t.wait("max_tokens = 12")                 # else both lines could be read as one paste
     t.line("and now?")
     t.wait(STATS + r"\n", 4)                   # 12, 12 and 5 tokens before; the stop has ", stopped"
     after = os.path.join(tmp, "after.json")
