@@ -6,7 +6,9 @@
  * code point moves each stack whose top accepts it one element on; at the end of an
  * alternative the entry is popped. Stacks share their tails, so an advance costs a few
  * entries, not a copy. Equal stacks reached two ways are kept once (content hashes, then a
- * walk to confirm), which keeps ambiguous grammars from multiplying the set.
+ * walk to confirm), which keeps ambiguous grammars from multiplying the set; and within one
+ * pass (one code point, or the start) a stack is expanded once however many derivations
+ * reach it, which keeps them from multiplying the walk.
  *
  * Bytes: a code point is matched once its UTF-8 sequence completes; while it is partial the
  * matcher keeps its bits and checks that some stack could still accept a character with
@@ -46,13 +48,64 @@ static bool same_stack(const struct pgd__gmatch *m, uint32_t a, uint32_t b)
     return true;
 }
 
-/* Output of expand: entries appended to an array at [off, off + *n). */
+/* Output of expand: entries appended to an array at [off, off + *n). One sink is one pass
+ * of expand's memo. */
 struct sink {
     uint32_t **arr;
     size_t *cap;
     size_t off, n;
     bool nomem;
 };
+
+/* A sink writing at arr[off...], opening a new pass of the memo. */
+static struct sink sink_open(struct pgd__gmatch *m, uint32_t **arr, size_t *cap, size_t off)
+{
+    if (++m->pass == 0) {           /* wrapped: no entry may look current */
+        if (m->seen)
+            memset(m->seen, 0, m->cap_seen * sizeof *m->seen);
+        m->pass = 1;
+    }
+    m->n_seen = 0;
+    return (struct sink){ .arr = arr, .cap = cap, .off = off };
+}
+
+/* Whether a stack equal to node (a reference on top) was already expanded in this pass; if
+ * not, records node. Why: an ambiguous grammar reaches one stack by many derivations, e.g.
+ * ("" | ""){282} by 2^282 of them, and walking each (the sink keeping one result) does not
+ * end. Stacks with a terminal on top go straight to the sink, which keeps one of each, so
+ * the memo holds only the references resolved. False with nomem set when it cannot grow. */
+static bool seen_before(struct pgd__gmatch *m, struct sink *s, uint32_t node)
+{
+    if ((m->n_seen + 1) * 2 > m->cap_seen) {
+        size_t cap = m->cap_seen ? 2 * m->cap_seen : 256;
+        struct pgd__gseen *t = calloc(cap, sizeof *t);
+        if (!t) {
+            s->nomem = true;
+            return false;
+        }
+        for (size_t i = 0; i < m->cap_seen; i++) {     /* the current pass's entries */
+            if (m->seen[i].pass != m->pass)
+                continue;
+            size_t j = (size_t)m->nodes[m->seen[i].node].hash & (cap - 1);
+            while (t[j].pass == m->pass)
+                j = (j + 1) & (cap - 1);
+            t[j] = m->seen[i];
+        }
+        free(m->seen);
+        m->seen = t;
+        m->cap_seen = cap;
+    }
+    const uint64_t h = m->nodes[node].hash;
+    size_t j = (size_t)h & (m->cap_seen - 1);
+    for (; m->seen[j].pass == m->pass; j = (j + 1) & (m->cap_seen - 1)) {
+        uint32_t o = m->seen[j].node;
+        if (m->nodes[o].hash == h && same_stack(m, o, node))
+            return true;
+    }
+    m->seen[j] = (struct pgd__gseen){ .node = node, .pass = m->pass };
+    m->n_seen++;
+    return false;
+}
 
 static void sink_add(struct pgd__gmatch *m, struct sink *s, uint32_t node)
 {
@@ -79,6 +132,8 @@ static void expand(struct pgd__gmatch *m, uint32_t node, struct sink *s)
         sink_add(m, s, node);
         return;
     }
+    if (seen_before(m, s, node) || s->nomem)   /* a reference this pass already resolved */
+        return;
     /* A reference: the continuation (unless the alternative ends here), then each
      * alternative of the rule on top of it. */
     uint32_t el = m->nodes[node].el;
@@ -141,7 +196,7 @@ bool pgd__gmatch_init(struct pgd__gmatch *m, const struct pgd__grammar *g)
     m->n_nodes = 1;
     /* The start: a stack holding a reference to the root rule is expanded. The root REF
      * lives nowhere in the grammar, so expand the root's alternatives directly. */
-    struct sink s = { .arr = &m->set, .cap = &m->cap_set };
+    struct sink s = sink_open(m, &m->set, &m->cap_set, 0);
     uint32_t p = g->rule_start[g->root];
     for (;;) {
         enum pgd__ge_kind k = g->el[p].kind;
@@ -173,6 +228,7 @@ void pgd__gmatch_fini(struct pgd__gmatch *m)
     free(m->nodes);
     free(m->set);
     free(m->scr);
+    free(m->seen);
     memset(m, 0, sizeof *m);
 }
 
@@ -293,7 +349,7 @@ size_t pgd__gmatch_step(struct pgd__gmatch *m, size_t in_off, size_t n_in,
     }
     /* A whole code point: advance every stack whose top takes it. */
     const struct pgd__grammar *g = m->g;
-    struct sink s = { .arr = &m->scr, .cap = &m->cap_scr, .off = out_off };
+    struct sink s = sink_open(m, &m->scr, &m->cap_scr, out_off);
     for (size_t i = 0; i < n_in; i++) {
         uint32_t node = m->scr[in_off + i];
         if (node == EMPTY)
@@ -338,7 +394,7 @@ uint64_t pgd__gmatch_nonascii_takers(const struct pgd__gmatch *m, const uint32_t
 size_t pgd__gmatch_advance_sel(struct pgd__gmatch *m, const uint32_t *set, size_t n,
                                uint64_t sel, size_t out_off)
 {
-    struct sink s = { .arr = &m->scr, .cap = &m->cap_scr, .off = out_off };
+    struct sink s = sink_open(m, &m->scr, &m->cap_scr, out_off);
     for (size_t i = 0; i < n; i++)
         if ((sel >> i) & 1)
             advance_node(m, set[i], &s);

@@ -177,6 +177,11 @@ struct pgd__gnode {
     uint64_t hash;
 };
 
+/* An entry of expand's memo: a stack expanded in pass `pass`. */
+struct pgd__gseen {
+    uint32_t node, pass;
+};
+
 struct pgd__gmatch {
     const struct pgd__grammar *g;   /* borrowed (the guide holds it) */
     struct pgd__gnode *nodes;       /* [n_nodes] arena; owned */
@@ -190,6 +195,12 @@ struct pgd__gmatch {
     /* scratch of the mask walk (gram_mask.c): sets of every trie depth, back to back */
     uint32_t *scr;
     size_t cap_scr;
+    /* expand's memo (gram_match.c): the stacks one pass has expanded, open addressing by
+     * content hash; entries of an earlier pass count as free. Owned scratch. */
+    struct pgd__gseen *seen;
+    size_t cap_seen;                /* a power of two, or 0 */
+    size_t n_seen;                  /* entries of the current pass */
+    uint32_t pass;
 };
 
 /* A matcher at the grammar's start; false when out of memory. */

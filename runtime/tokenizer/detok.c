@@ -44,6 +44,8 @@ static enum pgd_status bytelevel_put(const struct pgd_tokenizer *t, struct detok
     const unsigned char *h = (const unsigned char *)st->hold.p;
     size_t len = st->hold.len, i = 0, ok_end = 0;
     st->out.len = 0;
+    if (len == 0)                    /* an empty piece, nothing held (hold may have no buffer) */
+        return PGD_OK;
     while (i < len) {
         size_t l = pgd__utf8_next(h + i, len - i, NULL);
         if (l) {
@@ -139,6 +141,8 @@ static enum pgd_status replace_put(const struct pgd_tokenizer *t, struct detok_p
         src = st->hold.p;
         len = st->hold.len;
     }
+    if (len == 0)                    /* an empty piece, nothing held: pass it on as it is */
+        return d->fused ? PGD_OK : put(t, p, k + 1, s, n);
     size_t i = 0;
     while (d->patlen && i < len) {
         const char *hit = memmem(src + i, len - i, d->pat, d->patlen);

@@ -285,6 +285,37 @@ Test(grammar, a_long_generation_keeps_the_matcher_small)
     pgd__grammar_free(g);
 }
 
+/* An ambiguous grammar reaches one stack by many derivations: ("" | ""){300} by 2^300 of
+ * them. Each stack is expanded once a step (the fuzzer found the walk of every derivation:
+ * more than 20 s and 2 GB on a 39-byte input), so these match at once and keep the arena to
+ * a few entries a repetition; the timeout turns the old hang into a failure. */
+Test(grammar, an_ambiguous_grammar_expands_each_stack_once, .timeout = 60)
+{
+    static const struct { const char *grammar, *text; } cases[] = {
+        { "root ::= \"a\" (\"\" | \"\"){300} \"b\"", "ab" },
+        { "root ::= \"a\" (x | y | x y){200} \"b\"\nx ::= \"\" | \"x\"\ny ::= \"\" | \"y\"",
+          "axyyxb" },
+        { "root ::= \"a\" [b-j]* .(| \"\"){282}", "abcx" },    /* the fuzzer's grammar */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        struct pgd__grammar *g;
+        char err[256];
+        cr_assert_eq(pgd__guide_compile(PGD_GUIDE_GRAMMAR, cases[i].grammar, &g, err, sizeof err),
+                     PGD_OK, "%s: %s", cases[i].grammar, err);
+        struct pgd__gmatch m;
+        cr_assert(pgd__gmatch_init(&m, g));
+        const char *t = cases[i].text;
+        for (size_t k = 0; t[k]; k++)
+            cr_assert(pgd__gmatch_accept(&m, t + k, 1), "%s: byte %zu of %s refused",
+                      cases[i].grammar, k, t);
+        cr_assert(pgd__gmatch_accepting(&m), "%s: %s is whole", cases[i].grammar, t);
+        cr_assert_lt(m.n_nodes, 20000, "%s: an arena of %zu entries", cases[i].grammar,
+                     m.n_nodes);
+        pgd__gmatch_fini(&m);
+        pgd__grammar_free(g);
+    }
+}
+
 /* Integer bounds become digit patterns: for random ranges, a number is accepted exactly when
  * it lies inside (boundaries, their neighbours and random values checked). */
 Test(grammar, integer_ranges_are_exact)
