@@ -55,7 +55,13 @@ struct sink {
     size_t *cap;
     size_t off, n;
     bool nomem;
+    bool hashed;                    /* its entries are in the memo too (past SINK_SCAN) */
 };
+
+/* Up to this many stacks a sink finds an equal one by a scan of its entries; past it, by
+ * the memo (a grammar like ("h" | "yz" | ""){900} keeps ~1,800 stacks live, and scanning
+ * for each made a step quadratic in them). */
+#define SINK_SCAN 16
 
 /* A sink writing at arr[off...], opening a new pass of the memo. */
 static struct sink sink_open(struct pgd__gmatch *m, uint32_t **arr, size_t *cap, size_t off)
@@ -69,11 +75,11 @@ static struct sink sink_open(struct pgd__gmatch *m, uint32_t **arr, size_t *cap,
     return (struct sink){ .arr = arr, .cap = cap, .off = off };
 }
 
-/* Whether a stack equal to node (a reference on top) was already expanded in this pass; if
- * not, records node. Why: an ambiguous grammar reaches one stack by many derivations, e.g.
- * ("" | ""){282} by 2^282 of them, and walking each (the sink keeping one result) does not
- * end. Stacks with a terminal on top go straight to the sink, which keeps one of each, so
- * the memo holds only the references resolved. False with nomem set when it cannot grow. */
+/* Whether a stack equal to node was already expanded in this pass; if not, records node.
+ * Why: an ambiguous grammar reaches one stack by many derivations, e.g. ("" | ""){282} by
+ * 2^282 of them, and walking each (the sink keeping one result) does not end. It holds the
+ * references resolved, and a large sink's entries (sink_add); a small sink finds its
+ * duplicates by a scan, cheaper than the table. False with nomem set when it cannot grow. */
 static bool seen_before(struct pgd__gmatch *m, struct sink *s, uint32_t node)
 {
     if ((m->n_seen + 1) * 2 > m->cap_seen) {
@@ -107,12 +113,21 @@ static bool seen_before(struct pgd__gmatch *m, struct sink *s, uint32_t node)
     return false;
 }
 
+/* Adds a stack with a terminal (or nothing) on top unless the sink holds an equal one. */
 static void sink_add(struct pgd__gmatch *m, struct sink *s, uint32_t node)
 {
-    uint64_t h = m->nodes[node].hash;
-    for (size_t i = 0; i < s->n; i++) {
-        uint32_t o = (*s->arr)[s->off + i];
-        if (m->nodes[o].hash == h && same_stack(m, o, node))
+    if (s->n < SINK_SCAN) {
+        uint64_t h = m->nodes[node].hash;
+        for (size_t i = 0; i < s->n; i++) {
+            uint32_t o = (*s->arr)[s->off + i];
+            if (m->nodes[o].hash == h && same_stack(m, o, node))
+                return;
+        }
+    } else {
+        for (size_t i = 0; !s->hashed && i < s->n; i++)      /* once: the entries so far */
+            seen_before(m, s, (*s->arr)[s->off + i]);
+        s->hashed = true;
+        if (seen_before(m, s, node) || s->nomem)
             return;
     }
     if (!pgd__array_reserve(*s->arr, *s->cap, s->off + s->n + 1)) {

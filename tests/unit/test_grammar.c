@@ -289,6 +289,7 @@ Test(grammar, a_long_generation_keeps_the_matcher_small)
  * them. Each stack is expanded once a step (the fuzzer found the walk of every derivation:
  * more than 20 s and 2 GB on a 39-byte input), so these match at once and keep the arena to
  * a few entries a repetition; the timeout turns the old hang into a failure. */
+#define SINK_SCAN_FLOOR 16           /* gram_match.c's SINK_SCAN */
 Test(grammar, an_ambiguous_grammar_expands_each_stack_once, .timeout = 60)
 {
     static const struct { const char *grammar, *text; } cases[] = {
@@ -314,6 +315,27 @@ Test(grammar, an_ambiguous_grammar_expands_each_stack_once, .timeout = 60)
         pgd__gmatch_fini(&m);
         pgd__grammar_free(g);
     }
+    /* Hundreds of live stacks at once (each repetition left may take "h" or "yz" next):
+     * past a few, a step's sink finds duplicates through the memo instead of a scan; the
+     * answers stay exact. */
+    static const struct { const char *text; bool ok; } many[] = {
+        { "hyzh!", true }, { "!", true }, { "yzyzyzhhh!", true }, { "hy!", false },
+        { "hyzq", false }, { "yzh", false },
+    };
+    struct pgd__grammar *g;
+    char err[256];
+    cr_assert_eq(pgd__guide_compile(PGD_GUIDE_GRAMMAR, "root ::= (\"h\" | \"yz\" | \"\"){300} \"!\"",
+                                    &g, err, sizeof err), PGD_OK, "%s", err);
+    for (size_t i = 0; i < sizeof many / sizeof *many; i++)
+        cr_assert_eq(accepts(g, many[i].text, strlen(many[i].text)), many[i].ok, "%s: %s",
+                     many[i].text, many[i].ok ? "refused" : "taken");
+    struct pgd__gmatch m;
+    cr_assert(pgd__gmatch_init(&m, g));
+    cr_assert(pgd__gmatch_accept(&m, "hy", 2));
+    cr_assert_gt(m.n_set, SINK_SCAN_FLOOR, "%zu stacks live: the memo's side is not reached",
+                 m.n_set);
+    pgd__gmatch_fini(&m);
+    pgd__grammar_free(g);
 }
 
 /* Integer bounds become digit patterns: for random ranges, a number is accepted exactly when
