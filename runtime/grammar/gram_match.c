@@ -55,13 +55,9 @@ struct sink {
     size_t *cap;
     size_t off, n;
     bool nomem;
-    bool hashed;                    /* its entries are in the memo too (past SINK_SCAN) */
+    bool hashed;                    /* its entries are in the memo too (PGD__GMATCH_SINK_SCAN) */
 };
 
-/* Up to this many stacks a sink finds an equal one by a scan of its entries; past it, by
- * the memo (a grammar like ("h" | "yz" | ""){900} keeps ~1,800 stacks live, and scanning
- * for each made a step quadratic in them). */
-#define SINK_SCAN 16
 
 /* A sink writing at arr[off...], opening a new pass of the memo. */
 static struct sink sink_open(struct pgd__gmatch *m, uint32_t **arr, size_t *cap, size_t off)
@@ -116,7 +112,7 @@ static bool seen_before(struct pgd__gmatch *m, struct sink *s, uint32_t node)
 /* Adds a stack with a terminal (or nothing) on top unless the sink holds an equal one. */
 static void sink_add(struct pgd__gmatch *m, struct sink *s, uint32_t node)
 {
-    if (s->n < SINK_SCAN) {
+    if (s->n < PGD__GMATCH_SINK_SCAN) {
         uint64_t h = m->nodes[node].hash;
         for (size_t i = 0; i < s->n; i++) {
             uint32_t o = (*s->arr)[s->off + i];

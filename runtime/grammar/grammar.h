@@ -177,6 +177,11 @@ struct pgd__gnode {
     uint64_t hash;
 };
 
+/* Up to this many stacks a step's sink finds an equal one by a scan of its entries; past
+ * it, by expand's memo (a grammar like ("h" | "yz" | ""){900} keeps ~1,800 stacks live, and
+ * scanning for each made a step quadratic in them). */
+#define PGD__GMATCH_SINK_SCAN 16
+
 /* An entry of expand's memo: a stack expanded in pass `pass`. */
 struct pgd__gseen {
     uint32_t node, pass;

@@ -289,7 +289,6 @@ Test(grammar, a_long_generation_keeps_the_matcher_small)
  * them. Each stack is expanded once a step (the fuzzer found the walk of every derivation:
  * more than 20 s and 2 GB on a 39-byte input), so these match at once and keep the arena to
  * a few entries a repetition; the timeout turns the old hang into a failure. */
-#define SINK_SCAN_FLOOR 16           /* gram_match.c's SINK_SCAN */
 Test(grammar, an_ambiguous_grammar_expands_each_stack_once, .timeout = 60)
 {
     static const struct { const char *grammar, *text; } cases[] = {
@@ -332,8 +331,8 @@ Test(grammar, an_ambiguous_grammar_expands_each_stack_once, .timeout = 60)
     struct pgd__gmatch m;
     cr_assert(pgd__gmatch_init(&m, g));
     cr_assert(pgd__gmatch_accept(&m, "hy", 2));
-    cr_assert_gt(m.n_set, SINK_SCAN_FLOOR, "%zu stacks live: the memo's side is not reached",
-                 m.n_set);
+    cr_assert_gt(m.n_set, PGD__GMATCH_SINK_SCAN,
+                 "%zu stacks live: the memo's side is not reached", m.n_set);
     pgd__gmatch_fini(&m);
     pgd__grammar_free(g);
 }
