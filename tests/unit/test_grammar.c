@@ -323,8 +323,9 @@ Test(grammar, an_ambiguous_grammar_expands_each_stack_once, .timeout = 60)
     };
     struct pgd__grammar *g;
     char err[256];
-    cr_assert_eq(pgd__guide_compile(PGD_GUIDE_GRAMMAR, "root ::= (\"h\" | \"yz\" | \"\"){300} \"!\"",
-                                    &g, err, sizeof err), PGD_OK, "%s", err);
+    const char *rep = "root ::= (\"h\" | \"yz\" | \"\"){300} \"!\"";
+    cr_assert_eq(pgd__guide_compile(PGD_GUIDE_GRAMMAR, rep, &g, err, sizeof err), PGD_OK, "%s",
+                 err);
     for (size_t i = 0; i < sizeof many / sizeof *many; i++)
         cr_assert_eq(accepts(g, many[i].text, strlen(many[i].text)), many[i].ok, "%s: %s",
                      many[i].text, many[i].ok ? "refused" : "taken");
