@@ -94,6 +94,11 @@ static struct pgd__jv *g_raise_exception(struct pgd__jctx *c, struct pgd__jv *se
     (void)self, (void)at;
     struct pgd__jv *msg = pgd__jarg(a, 0, "message");
     struct pgd__jv *s = msg ? pgd__jv_to_str(c->ar, msg) : pgd__jv_cstr(c->ar, "");
+    /* the template's own words reach the caller unchanged; with none, say what happened
+     * under the template's name, so an error is never empty */
+    if (s->s.n == 0)
+        pgd__jthrow(c->fail, PGD_ERR_INVALID_ARG, -1,
+                    "the template called raise_exception() without a message");
     c->fail->raised = true;
     pgd__jthrow(c->fail, PGD_ERR_INVALID_ARG, -1, "%.*s", (int)s->s.n, s->s.p);
 }

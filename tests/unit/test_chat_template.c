@@ -245,6 +245,14 @@ Test(chat_template, raise_exception_reaches_the_caller)
     cr_assert_eq(st, PGD_ERR_INVALID_ARG);
     cr_assert_str_eq(err, "nope");
     pgd_chat_template_destroy(t);
+    /* an empty message still gives an error that says what happened, under the name */
+    cr_assert_eq(pgd_chat_template_create("{{ raise_exception('') }}", "my.json", &t, err,
+                                          sizeof err), PGD_OK);
+    st = pgd_chat_template_render(t, "[{\"role\":\"user\",\"content\":\"x\"}]", NULL, false, NULL,
+                                  NULL, NULL, &out, NULL, err, sizeof err);
+    cr_assert_eq(st, PGD_ERR_INVALID_ARG);
+    cr_assert_str_eq(err, "my.json: the template called raise_exception() without a message");
+    pgd_chat_template_destroy(t);
     cr_assert_eq(pgd_chat_template_create("\n{{ x.y.z }}", "my.json", &t, err, sizeof err),
                  PGD_OK);
     st = pgd_chat_template_render(t, "[{\"role\":\"user\",\"content\":\"x\"}]", NULL, false, NULL,
