@@ -27,12 +27,18 @@
 
 #define UNKNOWN (-2)
 #define DEAD (-1)
+#define CLS_UNKNOWN (-2)
+#define CLS_MANY (-1)
+#define CLS_MAX 32                  /* a subset of classes is a 32-bit key */
 
 struct wstate {
     uint64_t h;
     size_t off, n;                  /* its stacks: w->sets[off, off + n), sorted by hash */
     struct pgd__gpart part;
     int32_t base;                   /* the state of the same stacks with no partial char */
+    int32_t n_cls;                  /* an interned state's classes (classes()): CLS_UNKNOWN
+                                       until found, CLS_MANY past 32 */
+    size_t cls_off;                 /* they are w->cls[cls_off, cls_off + n_cls) */
     int8_t utf8;                    /* whether every non-ASCII character leads back to it
                                        (utf8_absorbs); -1: not known yet */
 };
@@ -108,6 +114,11 @@ struct walk {
     size_t cap_next;
     uint32_t *sets;
     size_t n_sets, cap_sets;
+    uint8_t *scls;                  /* [cap_scls] parallel to sets: each stack's class in
+                                       its state (0xFF: the empty stack, none) */
+    size_t cap_scls;
+    uint32_t *cls;                  /* the states' classes (cset ids) back to back */
+    size_t n_cls, cap_cls;
     int32_t *tab;                   /* [tab_cap] hash table of states (index or -1) */
     size_t tab_cap;
     struct kmap partial;            /* (base, partial char) -> state */
@@ -186,7 +197,8 @@ static int32_t intern(struct walk *w, uint32_t *set, size_t n, const struct pgd_
         return -1;
     memcpy(w->sets + w->n_sets, set, n * sizeof *set);
     w->st[w->n_st] = (struct wstate){ .h = h, .off = w->n_sets, .n = n, .part = *part,
-                                      .base = (int32_t)w->n_st, .utf8 = -1 };
+                                      .base = (int32_t)w->n_st, .n_cls = CLS_UNKNOWN,
+                                      .utf8 = -1 };
     w->n_sets += n;
     for (int b = 0; b < 256; b++)
         w->next[w->n_st * 256 + (size_t)b] = UNKNOWN;
@@ -231,26 +243,61 @@ static int32_t partial_state(struct walk *w, int32_t base, const struct pgd__gpa
     }
     struct wstate *b = &w->st[base];
     w->st[w->n_st] = (struct wstate){ .h = 0, .off = b->off, .n = b->n, .part = *part,
-                                      .base = base, .utf8 = 0 };
+                                      .base = base, .n_cls = CLS_UNKNOWN, .utf8 = 0 };
     for (int i = 0; i < 256; i++)
         w->next[w->n_st * 256 + (size_t)i] = UNKNOWN;
     return (int32_t)w->n_st++;
 }
 
-/* base's stacks (at most 32) after code point cp (complete) by the subset that takes it. */
+/* The classes of interned state b's stacks (the distinct character sets on their tops),
+ * found on first use: their count, or CLS_MANY past CLS_MAX (or out of memory; the
+ * generic step serves such a state). Why: which stacks take a character depends only on
+ * their classes, and what comes of advancing them only on that subset, so the walk makes
+ * one step per (state, subset of classes) rather than one per character: under `.*` the
+ * ~20,000 distinct CJK characters of a vocabulary are one subset. */
+static int classes(struct walk *w, int32_t b)
+{
+    struct wstate *st = &w->st[b];
+    if (st->n_cls != CLS_UNKNOWN)
+        return st->n_cls;
+    if (!pgd__array_reserve(w->scls, w->cap_scls, st->off + st->n) ||
+        !pgd__array_reserve(w->cls, w->cap_cls, w->n_cls + CLS_MAX))
+        return st->n_cls = CLS_MANY;
+    uint32_t *cls = w->cls + w->n_cls;
+    int nc = 0;
+    for (size_t i = 0; i < st->n; i++) {
+        uint32_t top = pgd__gmatch_top(w->m, w->sets[st->off + i]);
+        int c = 0xFF;
+        if (top != UINT32_MAX) {
+            for (c = 0; c < nc && cls[c] != top; c++)
+                ;
+            if (c == nc) {
+                if (nc == CLS_MAX)
+                    return st->n_cls = CLS_MANY;
+                cls[nc++] = top;
+            }
+        }
+        w->scls[st->off + i] = (uint8_t)c;
+    }
+    st->cls_off = w->n_cls;
+    w->n_cls += (size_t)nc;
+    return st->n_cls = nc;
+}
+
+/* base's stacks (its classes known) after code point cp (complete), by the classes that
+ * take it. */
 static int32_t complete(struct walk *w, int32_t base, uint32_t cp)
 {
     const struct wstate *b = &w->st[base];
-    uint64_t sel = pgd__gmatch_takers(w->m, w->sets + b->off, b->n, cp);
+    uint32_t sel = pgd__gcls_takers(w->m->g, w->cls + b->cls_off, b->n_cls, cp);
     if (sel == 0)
         return DEAD;
-    /* the exact key: base and the subset (states of at most 32 stacks come here; sel != 0) */
-    uint64_t key = (uint64_t)(uint32_t)base << 32 | sel;
+    uint64_t key = (uint64_t)(uint32_t)base << 32 | sel;    /* exact: sel != 0 */
     int32_t r = kmap_get(&w->advanced, key);
     if (r != UNKNOWN)
         return r;
     struct pgd__gmatch *m = w->m;
-    size_t k = pgd__gmatch_advance_sel(m, w->sets + b->off, b->n, sel, 0);
+    size_t k = pgd__gmatch_advance_cls(m, w->sets + b->off, w->scls + b->off, b->n, sel, 0);
     r = k == 0 ? DEAD : intern(w, m->scr, k, &(struct pgd__gpart){ 0 });
     if (r < 0 && k > 0) {
         w->nomem = true;
@@ -269,7 +316,11 @@ static int32_t transition(struct walk *w, int32_t s, uint8_t byte)
         return *slot;
     const struct wstate st = w->st[s];
     int32_t r = DEAD;
-    if (st.n > 32) {
+    const int nc = classes(w, st.base);
+    /* w->cls stays put below: no state's classes are found before the end */
+    const uint32_t *cls = nc >= 0 ? w->cls + w->st[st.base].cls_off : NULL;
+    const struct pgd__grammar *g = w->m->g;
+    if (nc < 0) {
         r = step_state(w, s, byte);
     } else if (st.part.need == 0) {
         int need = byte < 0x80 ? 0 : byte >= 0xC2 && byte <= 0xDF ? 1
@@ -277,16 +328,15 @@ static int32_t transition(struct walk *w, int32_t s, uint8_t byte)
         uint32_t val = need == 1 ? byte & 0x1Fu : need == 2 ? byte & 0x0Fu : byte & 0x07u;
         if (need == 0)
             r = complete(w, st.base, byte);
-        else if (need > 0 && pgd__gmatch_partial_ok(w->m, w->sets + st.off, st.n, val, need,
-                                                     need + 1))
+        else if (need > 0 && pgd__gcls_partial_ok(g, cls, nc, val, need, need + 1))
             r = partial_state(w, st.base,
                               &(struct pgd__gpart){ .val = val, .need = need, .len = 1 });
     } else if ((byte & 0xC0) == 0x80) {
         uint32_t val = (st.part.val << 6) | (byte & 0x3Fu);
         int len = st.part.len + 1;
         if (st.part.need > 1) {
-            if (pgd__gmatch_partial_ok(w->m, w->sets + st.off, st.n, val, st.part.need - 1,
-                                       st.part.len + st.part.need))
+            if (pgd__gcls_partial_ok(g, cls, nc, val, st.part.need - 1,
+                                     st.part.len + st.part.need))
                 r = partial_state(w, st.base, &(struct pgd__gpart){
                     .val = val, .need = st.part.need - 1, .len = len });
         } else if (pgd__gmatch_valid_cp(val, len)) {
@@ -310,8 +360,9 @@ static bool utf8_absorbs(struct walk *w, int32_t s)
     if (w->st[s].utf8 >= 0)
         return w->st[s].utf8;
     const struct wstate st = w->st[s];
-    bool yes = st.part.need == 0 && st.base == s && st.n <= 32 &&
-               pgd__gmatch_nonascii_takers(w->m, w->sets + st.off, st.n) != 0 &&
+    bool yes = st.part.need == 0 && st.base == s && classes(w, s) >= 0 &&
+               pgd__gcls_nonascii_takers(w->m->g, w->cls + w->st[s].cls_off,
+                                         w->st[s].n_cls) != 0 &&
                complete(w, s, 0x80) == s;
     w->st[s].utf8 = yes;            /* w->st may have moved */
     return yes;
@@ -404,6 +455,8 @@ void pgd__gmask_fill(struct pgd__gmatch *m, const struct pgd__vocab *v, const in
     free(w.st);
     free(w.next);
     free(w.sets);
+    free(w.scls);
+    free(w.cls);
     free(w.tab);
     kmap_free(&w.partial);
     kmap_free(&w.advanced);

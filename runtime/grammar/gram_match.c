@@ -373,50 +373,56 @@ size_t pgd__gmatch_step(struct pgd__gmatch *m, size_t in_off, size_t n_in,
     return s.nomem ? 0 : s.n;
 }
 
-uint64_t pgd__gmatch_takers(const struct pgd__gmatch *m, const uint32_t *set, size_t n,
-                            uint32_t cp)
+uint32_t pgd__gmatch_top(const struct pgd__gmatch *m, uint32_t node)
 {
-    uint64_t sel = 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct pgd__cset *c = node_cset(m, set[i]);
-        if (c && pgd__cset_has(m->g, c, cp))
-            sel |= 1ull << i;
-    }
+    return node == EMPTY ? UINT32_MAX : m->g->el[m->nodes[node].el].value;
+}
+
+uint32_t pgd__gcls_takers(const struct pgd__grammar *g, const uint32_t *cls, int n, uint32_t cp)
+{
+    uint32_t sel = 0;
+    for (int i = 0; i < n; i++)
+        if (pgd__cset_has(g, &g->cs[cls[i]], cp))
+            sel |= 1u << i;
     return sel;
 }
 
-uint64_t pgd__gmatch_nonascii_takers(const struct pgd__gmatch *m, const uint32_t *set, size_t n)
+uint32_t pgd__gcls_nonascii_takers(const struct pgd__grammar *g, const uint32_t *cls, int n)
 {
-    const struct pgd__grammar *g = m->g;
-    uint64_t sel = 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct pgd__cset *c = node_cset(m, set[i]);
-        if (!c || !pgd__cset_any_in(g, c, 0x80, 0x10FFFF))
+    uint32_t sel = 0;
+    for (int i = 0; i < n; i++) {
+        const struct pgd__cset *c = &g->cs[cls[i]];
+        if (!pgd__cset_any_in(g, c, 0x80, 0x10FFFF))
             continue;                       /* none */
         struct pgd__cset out = *c;          /* its complement above 0x7F */
         out.neg = !out.neg;
         if (pgd__cset_any_in(g, &out, 0x80, 0x10FFFF))
             return 0;                       /* a part */
-        sel |= 1ull << i;
+        sel |= 1u << i;
     }
     return sel;
 }
 
-size_t pgd__gmatch_advance_sel(struct pgd__gmatch *m, const uint32_t *set, size_t n,
-                               uint64_t sel, size_t out_off)
+bool pgd__gcls_partial_ok(const struct pgd__grammar *g, const uint32_t *cls, int n,
+                          uint32_t val, int need, int total)
+{
+    uint32_t lo, hi;
+    if (!part_range(val, need, total, &lo, &hi))
+        return false;
+    for (int i = 0; i < n; i++)
+        if (pgd__cset_any_in(g, &g->cs[cls[i]], lo, hi))
+            return true;
+    return false;
+}
+
+size_t pgd__gmatch_advance_cls(struct pgd__gmatch *m, const uint32_t *set, const uint8_t *cls,
+                               size_t n, uint32_t sel, size_t out_off)
 {
     struct sink s = sink_open(m, &m->scr, &m->cap_scr, out_off);
     for (size_t i = 0; i < n; i++)
-        if ((sel >> i) & 1)
+        if (cls[i] < 32 && (sel >> cls[i]) & 1)
             advance_node(m, set[i], &s);
     return s.nomem ? 0 : s.n;
-}
-
-bool pgd__gmatch_partial_ok(const struct pgd__gmatch *m, const uint32_t *set, size_t n,
-                            uint32_t val, int need, int total)
-{
-    uint32_t lo, hi;
-    return part_range(val, need, total, &lo, &hi) && any_partial(m, set, 0, n, lo, hi);
 }
 
 bool pgd__gmatch_valid_cp(uint32_t cp, int len)

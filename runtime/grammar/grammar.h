@@ -232,23 +232,28 @@ struct pgd__gpart {
 };
 size_t pgd__gmatch_step(struct pgd__gmatch *m, size_t in_off, size_t n_in,
                         struct pgd__gpart *part, uint8_t byte, size_t out_off);
-/* The pieces of a step, for the mask walk's memo (gram_mask.c): which stacks of set[0, n)
- * (n <= 64; entries of m's arena) take code point cp (bit i: set[i]); the stacks of sel
- * advanced into m->scr at out_off (their count; 0 also when out of memory); whether some
- * stack could take a character that a partial sequence (val so far, need bytes due, total
- * bytes) may still become; whether a complete sequence of len bytes encodes cp validly. */
-uint64_t pgd__gmatch_takers(const struct pgd__gmatch *m, const uint32_t *set, size_t n,
-                            uint32_t cp);
-size_t pgd__gmatch_advance_sel(struct pgd__gmatch *m, const uint32_t *set, size_t n,
-                               uint64_t sel, size_t out_off);
-bool pgd__gmatch_partial_ok(const struct pgd__gmatch *m, const uint32_t *set, size_t n,
-                            uint32_t val, int need, int total);
+/* The pieces of a step, for the mask walk's memo (gram_mask.c), by classes: stacks whose
+ * tops are the same character set take the same characters, so a state's stacks fall into
+ * classes (cls[0, n), n <= 32: cset ids of g->cs) and which of them take a character is a
+ * subset of classes (bit i: cls[i]). pgd__gmatch_top: the cset id of node's top, UINT32_MAX
+ * for the empty stack (it takes nothing). takers: the classes that take code point cp;
+ * nonascii_takers: the classes that take every code point from 0x80 up when each of the
+ * others takes none of them, 0 when some class takes a part of them or none takes any (then
+ * every non-ASCII character advances the same stacks: the walk takes a subtree of valid
+ * UTF-8 under such a state whole); partial_ok: whether some class could take a character
+ * that a partial sequence (val so far, need bytes due, total bytes) may still become. */
+uint32_t pgd__gmatch_top(const struct pgd__gmatch *m, uint32_t node);
+uint32_t pgd__gcls_takers(const struct pgd__grammar *g, const uint32_t *cls, int n, uint32_t cp);
+uint32_t pgd__gcls_nonascii_takers(const struct pgd__grammar *g, const uint32_t *cls, int n);
+bool pgd__gcls_partial_ok(const struct pgd__grammar *g, const uint32_t *cls, int n,
+                          uint32_t val, int need, int total);
+/* The stacks set[i] of [0, n) whose class cls[i] (an index into the state's classes; 32 or
+ * more: none) is in sel, advanced into m->scr at out_off: their count (0 also when out of
+ * memory). set must not lie in m->scr. */
+size_t pgd__gmatch_advance_cls(struct pgd__gmatch *m, const uint32_t *set, const uint8_t *cls,
+                               size_t n, uint32_t sel, size_t out_off);
+/* Whether a complete sequence of len bytes encodes cp validly. */
 bool pgd__gmatch_valid_cp(uint32_t cp, int len);
-/* The stacks of set[0, n) (n <= 64) that take every code point from 0x80 up (bit i:
- * set[i]), when each of the others takes none of them; 0 when some stack takes a part of
- * them, or none takes any. Then every non-ASCII character advances the same stacks: the
- * walk takes a subtree of valid UTF-8 under such a state whole (gram_mask.c). */
-uint64_t pgd__gmatch_nonascii_takers(const struct pgd__gmatch *m, const uint32_t *set, size_t n);
 /* Drops arena entries from n on (they must be unreferenced). */
 void pgd__gmatch_release(struct pgd__gmatch *m, size_t n);
 /* Makes room in m->scr for need entries; false when out of memory. */

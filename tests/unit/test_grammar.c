@@ -390,7 +390,7 @@ static const struct mask_guide MASK_GUIDES[] = {
     { PGD_GUIDE_GRAMMAR, "root ::= ([\\u4e00-\\u9fff]+ | \"\\U0001F600\") (\" \" root)?",
       "\xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x98\x80 \xe5\xad\x97" },
     { PGD_GUIDE_CHOICE, "[\"The answer\", \"The end\", \" Thanks\"]", "The end" },
-    /* 40 alternatives: over 32 stacks at first, the walk's generic path */
+    /* 40 alternatives: 40 stacks of one class (`t` on top) at first */
     { PGD_GUIDE_CHOICE,
       "[\"th0\",\"th1\",\"th2\",\"th3\",\"th4\",\"th5\",\"th6\",\"th7\",\"th8\","
       "\"th9\",\"th10\",\"th11\",\"th12\",\"th13\",\"th14\",\"th15\",\"th16\","
@@ -398,6 +398,21 @@ static const struct mask_guide MASK_GUIDES[] = {
       "\"th25\",\"th26\",\"th27\",\"th28\",\"th29\",\"th30\",\"th31\",\"th32\","
       "\"th33\",\"th34\",\"th35\",\"th36\",\"th37\",\"th38\",\"th39\"]",
       "th17" },
+    /* ~80 stacks live in four classes (`.`, "h", "y", the CJK range): one step per subset
+     * of classes, not per character */
+    { PGD_GUIDE_GRAMMAR, "root ::= \"a\" [b-j] (.* | \"h\" | \"yz\" | [\\u4e00-\\u9fff]){40}",
+      "ab\xe4\xb8\xadhyzq\xe6\x96\x87x hy" },
+    /* 56 alternatives of distinct first characters, over 32 classes: the generic step,
+     * also mid-character */
+    { PGD_GUIDE_GRAMMAR,
+      "root ::= (\"a\" | \"b\" | \"c\" | \"d\" | \"e\" | \"f\" | \"g\" | \"h\" | \"i\" | "
+      "\"j\" | \"k\" | \"l\" | \"m\" | \"n\" | \"o\" | \"p\" | \"q\" | \"r\" | \"s\" | "
+      "\"t\" | \"u\" | \"v\" | \"w\" | \"x\" | \"y\" | \"z\" | \"A\" | \"B\" | \"C\" | "
+      "\"D\" | \"E\" | \"F\" | \"G\" | \"H\" | \"I\" | \"J\" | \"K\" | \"L\" | \"M\" | "
+      "\"N\" | \"O\" | \"P\" | \"Q\" | \"R\" | \"S\" | \"T\" | \"U\" | \"V\" | \"W\" | "
+      "\"X\" | \"Y\" | \"Z\" | \"\xc3\xa9\" | \"\xe4\xb8\xad\" | \"\xe6\x96\x87\" | "
+      "\"\xf0\x9f\x98\x80\") \"1\" root?",
+      "\xe4\xb8\xad" "1a1\xf0\x9f\x98\x80" "1Z1" },
 };
 
 /* Checks the mask of state m (also through the guide's cache) token by token: a token is
