@@ -267,8 +267,11 @@ enum pgd_finish_reason {
     PGD_FINISH_STOP,                 /* EOS, a stop token or a stop string */
     PGD_FINISH_LENGTH,               /* max_tokens or max_model_len */
     PGD_FINISH_ABORT,                /* pgd_engine_abort, stream destroyed, engine destroyed */
+    PGD_FINISH_ERROR,                /* the sample could not go on: pgd_output.error says why
+                                        (a structured-output guide too ambiguous to follow) */
 };
-/* "stop", "length", "abort" (NULL for PGD_FINISH_NONE). */
+#define PGD_FINISH_N 5                   /* the reasons, PGD_FINISH_NONE included */
+/* "stop", "length", "abort", "error" (NULL for PGD_FINISH_NONE). */
 const char *pgd_finish_reason_str(enum pgd_finish_reason r);
 
 struct pgd_logprob {
@@ -306,6 +309,9 @@ struct pgd_output {
     const float *embedding;          /* a pooling request's only output: [n_embedding] (the
                                         model's hidden_size); NULL otherwise */
     int n_embedding;
+    const char *error;               /* PGD_FINISH_ERROR's last output: why the sample ended
+                                        ("grammar: too ambiguous to follow: ..."), a request
+                                        fault; NULL otherwise */
 };
 
 /* Creates an engine and starts its thread. *out is owned by the caller: pgd_engine_destroy. */
@@ -371,7 +377,7 @@ struct pgd_engine_stats {
                                         (excludes prefix hits, includes recomputation) */
     uint64_t generation_tokens;
     uint64_t num_steps;
-    uint64_t requests_finished[4];   /* by enum pgd_finish_reason */
+    uint64_t requests_finished[PGD_FINISH_N];   /* by enum pgd_finish_reason */
     /* Speculative decoding (vLLM's spec_decode_* counters; all 0 when it is off). */
     int spec_num_speculative_tokens; /* k, the most proposals a step; 0: off */
     uint64_t spec_num_drafts;        /* verify runs: a sequence's proposals in one step */

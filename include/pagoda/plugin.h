@@ -16,8 +16,10 @@
  * later only when PGD_STRUCT_HAS says the plugin's struct_size covers it. A field that
  * changes meaning, or one removed, is an incompatible change: PGD_ABI_VERSION goes up.
  *
- * ABI 2 (this header) added struct_size to struct pgd_arch_ops and declared struct
- * pgd_quant_ops; ABI 1 plugins are refused by version. */
+ * ABI 2 added struct_size to struct pgd_arch_ops and declared struct pgd_quant_ops. ABI 3
+ * (this header) added PGD_FINISH_ERROR, struct pgd_output's error and a fifth entry to
+ * struct pgd_engine_stats' requests_finished: structs the host fills for a frontend, which
+ * a frontend built before would pass too small. Plugins of other versions are refused. */
 #ifndef PAGODA_PLUGIN_H
 #define PAGODA_PLUGIN_H
 

@@ -209,9 +209,29 @@ static void reader_text_op(const struct pgd_engine *e, const struct pgd__child *
         r->text_op |= PGD__TEXT_FLUSH;
 }
 
+/* Ends c, whose mask could not be made, with PGD_FINISH_ERROR and the reason: a last output
+ * of no token (the one sampled under the stand-in mask is dropped) and no held-back text. */
+static void child_fail(struct pgd_engine *e, struct pgd__child *c)
+{
+    struct pgd__out_rec *r = rec_new(c);
+    r->o.finish_reason = PGD_FINISH_ERROR;
+    if (!(r->error = strdup(c->mask_error)))
+        pgd__oom("engine: output error", strlen(c->mask_error) + 1);
+    r->o.error = r->error;
+    usage_fill(r, c);
+    PGD_WARN("engine: request %llu: sample %d ends with an error: %s",
+             (unsigned long long)c->req->id, c->index, c->mask_error);
+    child_end(e, c, PGD_FINISH_ERROR);
+    pgd__stream_push(c->req->stream, r);
+}
+
 void pgd__emit_token(struct pgd_engine *e, struct pgd__child *c, int32_t token,
                      const struct pgd__sample_result *res)
 {
+    if (c->mask_error) {
+        child_fail(e, c);
+        return;
+    }
     double t = pgd__engine_now();
     c->n_out++;
     pgd__stats_on_token(e, c, t);

@@ -55,6 +55,7 @@ struct pgd__out_rec {
     struct pgd_token_logprobs *plps;    /* owned; prompt logprobs (moved in from the request) */
     struct pgd_logprob *plp_top;    /* owned */
     char *stop_reason;              /* owned; the stop string that matched */
+    char *error;                    /* owned; o.error (PGD_FINISH_ERROR) */
     float *embedding;               /* owned; a pooling request's vector (o.embedding) */
 };
 
@@ -102,7 +103,7 @@ void pgd__text_share_release(struct pgd__text_share *ts);
 /* Adds to finished ([enum pgd_finish_reason]) the corrections the readers made: samples the
  * engine counted as ended by length (or aborted) that a stop string ended for the client
  * (NULL ts: none). */
-void pgd__text_share_fix_finishes(struct pgd__text_share *ts, uint64_t finished[4]);
+void pgd__text_share_fix_finishes(struct pgd__text_share *ts, uint64_t finished[PGD_FINISH_N]);
 
 /* n_samples detokenizer slots (NULL states) holding a reference to ts, with copies of the
  * request's stop strings (sp->stop, include_stop_str_in_output); NULL when out of memory.
@@ -194,6 +195,9 @@ struct pgd__child {
      * lands (engine_step.c). 0 or 1. */
     int n_ahead;
     bool guide_done;                /* the grammar is complete: the sample ends (stop) */
+    /* Why its mask could not be made (owned; set by the thread that made it, read by the
+     * engine thread after): the sample ends with PGD_FINISH_ERROR at its next token. */
+    char *mask_error;
     bool done;
     double t_last_token;            /* for the inter-token latency */
 };

@@ -29,10 +29,27 @@ static const uint32_t *child_mask_at(struct pgd_engine *e, struct pgd__child *c,
         pgd__oom("engine: allowed-token mask", words * sizeof *c->mask);
     const struct pgd__req *rq = c->req;
     if (c->gm) {
-        if (walk)
-            pgd__guide_mask(rq->guide, rq->vocab, c->gm, e->be.eos_ids, e->be.n_eos, c->mask);
-        else if (!pgd__guide_mask_lookup(rq->guide, c->gm, c->mask))
-            return NULL;
+        char err[512];
+        if (!walk && !c->mask_error) {
+            if (!pgd__guide_mask_lookup(rq->guide, c->gm, c->mask))
+                return NULL;
+        } else if (walk && !c->mask_error &&
+                   pgd__guide_mask(rq->guide, rq->vocab, c->gm, e->be.eos_ids, e->be.n_eos,
+                                   c->mask, err, sizeof err)) {
+            /* No mask to follow (a guide too ambiguous, or out of memory): the sample
+             * ends with the reason at its next token (pgd__emit_token), which the mask
+             * keeps to an end id meanwhile. */
+            if (!(c->mask_error = strdup(err)))
+                pgd__oom("engine: mask error", strlen(err) + 1);
+        }
+        if (c->mask_error) {
+            memset(c->mask, 0, words * sizeof *c->mask);
+            for (int j = 0; j < e->be.n_eos; j++)
+                c->mask[e->be.eos_ids[j] >> 5] |= 1u << (e->be.eos_ids[j] & 31);
+            c->mask[0] |= (e->be.n_eos == 0);   /* something to sample; never emitted */
+            c->mask_at = n_all;
+            return c->mask;
+        }
         if (pgd__gmatch_accepting(c->gm))
             for (int j = 0; j < rq->sp.n_stop_token_ids; j++) {
                 int32_t t = rq->sp.stop_token_ids[j];
@@ -178,7 +195,7 @@ static bool is_stop_id(const struct pgd_engine *e, const struct pgd__child *c, i
 
 void pgd__guide_advance(const struct pgd_engine *e, struct pgd__child *c, int32_t tok)
 {
-    if (is_stop_id(e, c, tok))
+    if (c->mask_error || is_stop_id(e, c, tok))
         return;
     size_t len;
     const uint8_t *b = pgd__vocab_token(c->req->vocab, tok, &len);
@@ -211,7 +228,7 @@ static int32_t only_token(const uint32_t *mask, size_t words, int vocab)
 /* Whether jump-forward may look at c now (see pgd__jump_forward). */
 static bool jump_candidate(const struct pgd_engine *e, const struct pgd__child *c)
 {
-    return e->jump_forward && c->gm && !c->done && !c->guide_done &&
+    return e->jump_forward && c->gm && !c->done && !c->guide_done && !c->mask_error &&
            c->req->sp.logprobs < 0 && c->seq.n_pending <= 1;
 }
 

@@ -175,7 +175,7 @@ enum pgd_status pgd__engine_metrics_text(const struct pgd__engine_metrics *m,
           (double)s->generation_tokens);
     pgd__prom_header(&b, "pagoda:request_success_total", "counter",
                      "Finished sequences by finish reason.");
-    for (int i = PGD_FINISH_STOP; i <= PGD_FINISH_ABORT; i++)
+    for (int i = PGD_FINISH_STOP; i < PGD_FINISH_N; i++)
         labelled(&b, L, "pagoda:request_success_total", "finished_reason",
                  pgd_finish_reason_str((enum pgd_finish_reason)i),
                  (double)s->requests_finished[i]);

@@ -24,7 +24,7 @@ struct pgd__text_share {
     /* Finishes the engine counted one way and its readers saw another ([enum
      * pgd_finish_reason]: added to the engine's requests_finished): a sample a reader
      * stopped at a stop string after the engine had already ended it by its length. */
-    atomic_llong finish_fix[4];
+    atomic_llong finish_fix[PGD_FINISH_N];
 };
 
 /* A sample's reader-side state. */
@@ -54,14 +54,14 @@ struct pgd__text_share *pgd__text_share_new(const struct pgd__textio *tio)
     }
     atomic_init(&ts->refs, 1);
     ts->tio = *tio;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < PGD_FINISH_N; i++)
         atomic_init(&ts->finish_fix[i], 0);
     return ts;
 }
 
-void pgd__text_share_fix_finishes(struct pgd__text_share *ts, uint64_t finished[4])
+void pgd__text_share_fix_finishes(struct pgd__text_share *ts, uint64_t finished[PGD_FINISH_N])
 {
-    for (int i = 0; ts && i < 4; i++)
+    for (int i = 0; ts && i < PGD_FINISH_N; i++)
         finished[i] += (uint64_t)atomic_load(&ts->finish_fix[i]);
 }
 

@@ -15,6 +15,7 @@ const char *pgd_finish_reason_str(enum pgd_finish_reason r)
     case PGD_FINISH_STOP: return "stop";
     case PGD_FINISH_LENGTH: return "length";
     case PGD_FINISH_ABORT: return "abort";
+    case PGD_FINISH_ERROR: return "error";
     case PGD_FINISH_NONE: break;
     }
     return NULL;
@@ -29,6 +30,7 @@ void pgd__out_rec_free(struct pgd__out_rec *r)
     free(r->plps);
     free(r->plp_top);
     free(r->stop_reason);
+    free(r->error);
     free(r->embedding);
     free(r);
 }

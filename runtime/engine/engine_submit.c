@@ -67,6 +67,7 @@ void pgd__req_free(struct pgd__req *r, const struct pgd__textio *tio)
             free(c->gm);
         }
         free(c->mask);
+        free(c->mask_error);
         pgd__stop_text_fini(&c->stop);
         pgd__seq_fini(&c->seq);
     }

@@ -366,16 +366,22 @@ bool pgd__guide_mask_lookup(struct pgd__guide *g, const struct pgd__gmatch *m, u
     return state_key(m, &k0, &k1) && cache_get(g, k0, k1, mask);
 }
 
-void pgd__guide_mask(struct pgd__guide *g, const struct pgd__vocab *v, struct pgd__gmatch *m,
-                     const int32_t *end, int n_end, uint32_t *mask)
+enum pgd_status pgd__guide_mask(struct pgd__guide *g, const struct pgd__vocab *v,
+                                struct pgd__gmatch *m, const int32_t *end, int n_end,
+                                uint32_t *mask, char *err, size_t errlen)
 {
     uint64_t k0, k1;
     const bool keyed = state_key(m, &k0, &k1);      /* m is the caller's alone */
     if (keyed && cache_get(g, k0, k1, mask))
-        return;
+        return PGD_OK;
     /* A miss: the walk outside the lock, so that samples of the same guide walk at once
      * (two that meet the same new state both walk it; the first to finish caches it). */
-    pgd__gmask_fill(m, v, end, n_end, mask);
+    char why[256];
+    enum pgd_status st = pgd__gmask_fill(m, v, end, n_end, PGD__GMASK_BUDGET, mask, why,
+                                         sizeof why);
+    if (st)
+        return pgd_errf(err, errlen, st, "%s: %s", pgd__guide_kind_name(g->kind), why);
     if (keyed)
         cache_put(g, k0, k1, mask);
+    return PGD_OK;
 }

@@ -127,6 +127,8 @@ struct walk {
      * them that lead back to the state itself (absorbs). */
     uint64_t *known, *loop;         /* [cap_loop * 2] */
     size_t cap_loop;
+    uint64_t work;                  /* the budget's unit: stacks stepped and made, and stack
+                                       entries pushed, so far */
     bool nomem;
 };
 
@@ -218,7 +220,9 @@ static int32_t step_state(struct walk *w, int32_t s, uint8_t byte)
         return DEAD;
     }
     memcpy(m->scr, w->sets + w->st[s].off, n * sizeof *m->scr);
+    const size_t pushed = m->n_nodes;
     size_t k = pgd__gmatch_step(m, 0, n, &part, byte, n);
+    w->work += n + k + (m->n_nodes - pushed);
     if (k == 0)
         return DEAD;
     int32_t r = intern(w, m->scr + n, k, &part);
@@ -297,7 +301,9 @@ static int32_t complete(struct walk *w, int32_t base, uint32_t cp)
     if (r != UNKNOWN)
         return r;
     struct pgd__gmatch *m = w->m;
+    const size_t pushed = m->n_nodes;
     size_t k = pgd__gmatch_advance_cls(m, w->sets + b->off, w->scls + b->off, b->n, sel, 0);
+    w->work += b->n + k + (m->n_nodes - pushed);
     r = k == 0 ? DEAD : intern(w, m->scr, k, &(struct pgd__gpart){ 0 });
     if (r < 0 && k > 0) {
         w->nomem = true;
@@ -407,8 +413,9 @@ static bool absorbs(struct walk *w, int32_t s, const uint64_t *bytes, bool utf8_
     return true;
 }
 
-void pgd__gmask_fill(struct pgd__gmatch *m, const struct pgd__vocab *v, const int32_t *end,
-                     int n_end, uint32_t *mask)
+enum pgd_status pgd__gmask_fill(struct pgd__gmatch *m, const struct pgd__vocab *v,
+                                const int32_t *end, int n_end, uint64_t budget, uint32_t *mask,
+                                char *err, size_t errlen)
 {
     size_t words = pgd__mask_words(v->n);
     memset(mask, 0, words * sizeof *mask);
@@ -416,17 +423,21 @@ void pgd__gmask_fill(struct pgd__gmatch *m, const struct pgd__vocab *v, const in
     size_t base = m->n_nodes;
     int32_t *lv = malloc(((size_t)v->max_depth + 1) * sizeof *lv);
     uint32_t *start = malloc((m->n_set + 1) * sizeof *start);
-    bool any = false;
+    bool any = false, over = false;
     if (lv && start) {
         memcpy(start, m->set, m->n_set * sizeof *start);
         struct pgd__gpart part = { m->part_val, m->part_need, m->part_len };
         lv[0] = intern(&w, start, m->n_set, &part);
-        for (uint32_t i = 0; lv[0] >= 0 && i < v->n_nodes;) {
+        w.nomem |= lv[0] < 0;
+        for (uint32_t i = 0; !w.nomem && i < v->n_nodes;) {
             int d = v->ndepth[i];
             /* the memo row first (most nodes), the transition's work on a miss */
             int32_t s = w.next[(size_t)lv[d - 1] * 256 + v->nbyte[i]];
-            if (s == UNKNOWN)
+            if (s == UNKNOWN) {
                 s = transition(&w, lv[d - 1], v->nbyte[i]);
+                if ((over = w.work > budget))
+                    break;
+            }
             if (s < 0) {
                 i = v->nend[i];
                 continue;
@@ -443,11 +454,15 @@ void pgd__gmask_fill(struct pgd__gmatch *m, const struct pgd__vocab *v, const in
                 i = v->nend[i];
                 continue;
             }
+            if ((over = w.work > budget))     /* absorbs() steps too */
+                break;
             for (uint32_t j = 0; j < v->ntok_n[i]; j++)
                 set_bit(mask, v->toks[v->ntok[i] + j]);
             any |= v->ntok_n[i] > 0;
             i++;
         }
+    } else {
+        w.nomem = true;
     }
     pgd__gmatch_release(m, base);
     free(lv);
@@ -462,8 +477,16 @@ void pgd__gmask_fill(struct pgd__gmatch *m, const struct pgd__vocab *v, const in
     kmap_free(&w.advanced);
     free(w.known);
     free(w.loop);
+    if (over)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "too ambiguous to follow: the next "
+                        "token's mask needed over %llu parser steps (%zu parse stacks live); "
+                        "simplify the guide", (unsigned long long)budget, m->n_set);
+    if (w.nomem)
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of memory making the next token's "
+                        "mask (%zu parse stacks live)", m->n_set);
     if (pgd__gmatch_accepting(m) || !any)
         for (int i = 0; i < n_end; i++)
             if (end[i] >= 0 && end[i] < v->n)
                 set_bit(mask, end[i]);
+    return PGD_OK;
 }

@@ -47,8 +47,15 @@ static void check_mask(struct pgd__gmatch *m)
     uint32_t mask[(N_VOCAB + 31) / 32];
     int32_t eos = N_VOCAB - 1;
     size_t before = m->n_nodes;
-    pgd__gmask_fill(m, vocab, &eos, 1, mask);
+    char err[256];
+    enum pgd_status st = pgd__gmask_fill(m, vocab, &eos, 1, PGD__GMASK_BUDGET, mask, err,
+                                         sizeof err);
     FUZZ_CHECK(m->n_nodes == before, "the walk changed the matcher");
+    if (st != PGD_OK) {     /* a refusal says why; the mask is not to be read */
+        FUZZ_CHECK(err[0] && (st == PGD_ERR_INVALID_ARG || st == PGD_ERR_NOMEM),
+                   "a failed mask: status %d '%s'", st, err);
+        return;
+    }
     bool any = false;
     for (int32_t t = 0; t < (int32_t)N_VOCAB - 1; t++) {
         size_t len;

@@ -147,6 +147,49 @@ def test_invalid_guides_are_400(srv):
             assert e.status_code == 400 and e.message, e
 
 
+# Thousands of parse stacks live in 40 classes of characters once past "ab": each token mask
+# would take seconds, stalling every request's step. The engine stops the walk at its budget
+# and ends the sample with the reason.
+AMBIGUOUS = ('root ::= "a" [b-j] (.*' + "".join(f' | "{c}"' for c in
+                                               "ABCDEFGHIJKLMNOPQRSTUVWXYZklmnopqrstuv") +
+             "){2000}")
+
+
+def test_too_ambiguous_grammar_fails_alone(srv):
+    """A 400 with the reason, plain and streamed, while a request beside it is served whole;
+    the server goes on serving."""
+    import threading
+    c = client(srv)
+    beside = {}
+
+    def free():
+        r = c.completions.create(model=M, prompt="Once upon a time", max_tokens=24,
+                                 temperature=0, extra_body={"ignore_eos": True})
+        beside["r"] = r
+    t = threading.Thread(target=free)
+    t.start()
+    try:
+        c.chat.completions.create(model=M, messages=MSGS, max_tokens=16,
+                                  extra_body={"guided_grammar": AMBIGUOUS})
+        raise AssertionError("the ambiguous grammar was served")
+    except openai.BadRequestError as e:
+        assert e.status_code == 400 and "grammar: too ambiguous to follow" in e.message, e
+    t.join()
+    r = beside["r"]
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 24, r
+    try:
+        for _ in c.chat.completions.create(model=M, messages=MSGS, max_tokens=16, stream=True,
+                                           extra_body={"guided_grammar": AMBIGUOUS}):
+            pass
+        raise AssertionError("the ambiguous grammar was streamed")
+    except openai.APIError as e:
+        assert "grammar: too ambiguous to follow" in e.message, e
+        assert e.body.get("code") == 400, e.body
+    t = c.chat.completions.create(model=M, messages=MSGS, max_tokens=8,
+                                  extra_body={"guided_choice": ["left", "right"]})
+    assert t.choices[0].message.content in ("left", "right"), t
+
+
 def test_parse_pydantic(srv):
     r = client(srv).chat.completions.parse(model=M, messages=MSGS, max_tokens=64, seed=4,
                                            response_format=Weather)
@@ -299,7 +342,7 @@ def main():
         print("[====] Synthesis: Tested: 0 | Passing: 0 | Failing: 0 | Crashing: 0")
         sys.exit(77)
     for t in (test_response_format, test_regex_choice_grammar, test_number_bounds,
-              test_invalid_guides_are_400,
+              test_invalid_guides_are_400, test_too_ambiguous_grammar_fails_alone,
               test_parse_pydantic, test_tool_choice_required_and_named,
               test_streamed_tool_calls, test_auto_hermes_end_to_end, test_reasoning_end_to_end,
               test_responses_tools, test_langchain, test_litellm):

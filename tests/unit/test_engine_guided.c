@@ -30,6 +30,7 @@ struct out {
     int32_t ids[8][512];
     int32_t last[8];
     enum pgd_finish_reason finish[8];
+    char error[8][512];              /* PGD_FINISH_ERROR's reason */
 };
 
 static void collect(struct pgd_stream *s, struct out *o)
@@ -48,6 +49,10 @@ static void collect(struct pgd_stream *s, struct out *o)
             o->last[x.index] = x.token_ids[x.n_token_ids - 1];
         if (x.finish_reason)
             o->finish[x.index] = x.finish_reason;
+        cr_assert_eq(!!x.error, x.finish_reason == PGD_FINISH_ERROR, "an error goes with "
+                     "PGD_FINISH_ERROR, and only with it");
+        if (x.error)
+            snprintf(o->error[x.index], sizeof o->error[0], "%s", x.error);
     }
     cr_assert_eq(st, PGD_ERR_CLOSED, "stream ended with %s", pgd_status_str(st));
     pgd_stream_destroy(s);
@@ -550,6 +555,46 @@ Test(guided, free_requests_beside_constrained_ones_are_untouched, .timeout = 120
               alone.text[0]);
     cr_assert(re_full_match("[a-z]{10,20}", o1.text[0], o1.len[0]));
     check_person(o2.text[0], o2.len[0]);
+    pgd_engine_destroy(e);
+}
+
+/* A grammar whose masks would take seconds (thousands of stacks live in 40 classes of
+ * characters once past "ab": `.*` or one of 38 letters, 2,000 times over) ends its sample
+ * with PGD_FINISH_ERROR and the reason once its mask runs past the walk's budget, rather
+ * than stall every request's step; a free request beside it is untouched, and the engine
+ * goes on serving guided requests. */
+Test(guided, a_guide_too_ambiguous_to_follow_ends_its_sample_with_an_error, .timeout = 120)
+{
+    char grammar[512] = "root ::= \"a\" [b-j] (.*";
+    for (const char *l = "ABCDEFGHIJKLMNOPQRSTUVWXYZklmnopqrstuv"; *l; l++)
+        snprintf(grammar + strlen(grammar), sizeof grammar - strlen(grammar), " | \"%c\"", *l);
+    strcat(grammar, "){2000}");
+    struct pgd_engine *e = tiny();
+    struct pgd_sampling_params fsp = pgd_sampling_default_params();
+    fsp.temperature = 0.0f;
+    fsp.max_tokens = 24;
+    fsp.ignore_eos = true;
+    struct out alone, mixed, bad, after;
+    collect(submit(e, "Once upon a time", fsp), &alone);
+    struct pgd_stream *g = submit(e, "Pick:", guided(PGD_GUIDE_GRAMMAR, grammar, 5));
+    struct pgd_stream *f = submit(e, "Once upon a time", fsp);
+    collect(g, &bad);
+    collect(f, &mixed);
+    cr_assert_eq(bad.finish[0], PGD_FINISH_ERROR, "finish %s after \"%.*s\"",
+                 pgd_finish_reason_str(bad.finish[0]), (int)bad.len[0], bad.text[0]);
+    cr_assert(strstr(bad.error[0], "grammar: too ambiguous to follow: the next token's mask "
+                     "needed over 33554432 parser steps ("), "%s", bad.error[0]);
+    /* what it gave before the mask failed follows the grammar: "a", one of b-j */
+    cr_assert_leq(bad.len[0], 2);
+    cr_assert(bad.len[0] == 0 || bad.text[0][0] == 'a', "%.*s", (int)bad.len[0], bad.text[0]);
+    cr_assert_eq(mixed.len[0], alone.len[0]);
+    cr_assert(memcmp(mixed.text[0], alone.text[0], alone.len[0]) == 0, "free output changed");
+    struct pgd_engine_stats st;
+    pgd_engine_get_stats(e, &st);
+    cr_assert_eq(st.requests_finished[PGD_FINISH_ERROR], 1);
+    collect(submit(e, "Pick:", guided(PGD_GUIDE_REGEX, "[a-z]{3,5}", 6)), &after);
+    cr_assert(re_full_match("[a-z]{3,5}", after.text[0], after.len[0]));
+    assert_complete(&after, 0, "regex after the error");
     pgd_engine_destroy(e);
 }
 

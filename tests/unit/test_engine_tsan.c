@@ -6,6 +6,7 @@
 #include "runtime/base/workers.h"
 #include "runtime/grammar/guide.h"
 #include <pagoda/tokenizer.h>
+#include <stdatomic.h>
 
 enum { THREADS = 8, REQUESTS = 25 };
 
@@ -120,12 +121,16 @@ struct mask_fill {
     uint32_t *masks;                 /* [MASK_N * words] */
     size_t words;
     int32_t eos;
+    _Atomic bool failed;             /* some mask could not be made */
 };
 
 static void mask_fill_item(void *arg, int i)
 {
     struct mask_fill *f = arg;
-    pgd__guide_mask(f->g, f->v, &f->m[i], &f->eos, 1, f->masks + (size_t)i * f->words);
+    char err[256];
+    if (pgd__guide_mask(f->g, f->v, &f->m[i], &f->eos, 1, f->masks + (size_t)i * f->words, err,
+                        sizeof err) != PGD_OK)
+        atomic_store(&f->failed, true);
 }
 
 /* Fills f's masks (on pool w, or in turn without one) from a fresh guide of gs. */
@@ -154,6 +159,10 @@ static int fill_masks(struct pgd__guides *gs, struct pgd__workers *w, struct mas
     for (int i = 0; i < MASK_N; i++)
         pgd__gmatch_fini(&f->m[i]);
     pgd__guide_release(gs, f->g);
+    if (atomic_load(&f->failed)) {
+        fprintf(stderr, "%s: a mask could not be made\n", name);
+        return 1;
+    }
     return 0;
 }
 

@@ -423,10 +423,14 @@ static void check_mask(struct pgd__guide *g, const struct pgd__vocab *v, struct 
 {
     size_t words = pgd__mask_words(v->n);
     uint32_t *mask = malloc(words * sizeof *mask), *cached = malloc(words * sizeof *cached);
-    pgd__gmask_fill(m, v, &eos, 1, mask);
+    char err[256];
+    cr_assert_eq(pgd__gmask_fill(m, v, &eos, 1, PGD__GMASK_BUDGET, mask, err, sizeof err),
+                 PGD_OK, "%s", err);
     size_t n_before = m->n_nodes;
-    pgd__guide_mask(g, v, m, &eos, 1, cached);      /* computed, then */
-    pgd__guide_mask(g, v, m, &eos, 1, cached);      /* from the cache */
+    cr_assert_eq(pgd__guide_mask(g, v, m, &eos, 1, cached, err, sizeof err), PGD_OK, "%s",
+                 err);                              /* computed, then */
+    cr_assert_eq(pgd__guide_mask(g, v, m, &eos, 1, cached, err, sizeof err), PGD_OK, "%s",
+                 err);                              /* from the cache */
     cr_assert_eq(m->n_nodes, n_before, "the walk must leave the matcher as it was");
     cr_assert(memcmp(mask, cached, words * sizeof *mask) == 0, "%s @%zu: cached mask differs",
               what, at);
@@ -565,7 +569,8 @@ Test(grammar_mask, utf8_edge_tokens_against_brute_force)
         cr_assert(pgd__gmatch_init(&m, g));
         size_t len = strlen(G[gi].walk);
         for (size_t at = 0; at <= len; at++) {
-            pgd__gmask_fill(&m, v, &eos, 1, mask);
+            cr_assert_eq(pgd__gmask_fill(&m, v, &eos, 1, PGD__GMASK_BUDGET, mask, err,
+                                         sizeof err), PGD_OK, "%s", err);
             int wrong = 0;
             for (int32_t t = 0; t < eos; t++) {
                 struct pgd__gmatch c;
@@ -586,6 +591,51 @@ Test(grammar_mask, utf8_edge_tokens_against_brute_force)
         pgd__grammar_free(g);
     }
     free(mask);
+    pgd__vocab_free(v);
+}
+
+/* A mask's walk past its budget stops with the reason and leaves the matcher as it was;
+ * within it, the same state's mask is whole. The state: after "ab", ~1,900 stacks live
+ * (each repetition left may be in `.*` or take "h" or "yz") in three classes. */
+Test(grammar_mask, a_walk_past_its_budget_is_refused_with_the_reason)
+{
+    static const char *const toks[] = { "a", "b", "h", "y", "z", "yz", "hello", "\n",
+                                        "\xe4\xb8\xad", "q!" };
+    enum { N = sizeof toks / sizeof *toks + 1 };
+    const uint8_t *bytes[N] = { 0 };
+    uint32_t lens[N] = { 0 };
+    for (int i = 0; i < N - 1; i++) {
+        bytes[i] = (const uint8_t *)toks[i];
+        lens[i] = (uint32_t)strlen(toks[i]);
+    }
+    const int32_t eos = N - 1;
+    struct pgd__vocab *v;
+    char err[256];
+    cr_assert_eq(pgd__vocab_create(N, bytes, lens, &v, err, sizeof err), PGD_OK, "%s", err);
+    struct pgd__grammar *g;
+    cr_assert_eq(pgd__guide_compile(PGD_GUIDE_GRAMMAR,
+                                    "root ::= \"a\" [b-j] (.* | \"h\" | \"yz\"){955}", &g, err,
+                                    sizeof err), PGD_OK, "%s", err);
+    struct pgd__gmatch m;
+    cr_assert(pgd__gmatch_init(&m, g));
+    cr_assert(pgd__gmatch_accept(&m, "ab", 2));
+    cr_assert_gt(m.n_set, 1000);
+    const size_t n_nodes = m.n_nodes, n_set = m.n_set;
+    uint32_t mask[1];
+    cr_assert_eq(pgd__gmask_fill(&m, v, &eos, 1, 1000, mask, err, sizeof err),
+                 PGD_ERR_INVALID_ARG);
+    char want[256];
+    snprintf(want, sizeof want, "too ambiguous to follow: the next token's mask needed over "
+             "1000 parser steps (%zu parse stacks live); simplify the guide", n_set);
+    cr_assert_str_eq(err, want);
+    cr_assert(m.n_nodes == n_nodes && m.n_set == n_set, "the matcher changed");
+    cr_assert_eq(pgd__gmask_fill(&m, v, &eos, 1, PGD__GMASK_BUDGET, mask, err, sizeof err),
+                 PGD_OK, "%s", err);
+    /* every token fits (GBNF's `.` is any character), and EOS (each repetition may be an
+     * empty `.*`) */
+    cr_assert_eq(mask[0], (1u << N) - 1, "mask %#x", mask[0]);
+    pgd__gmatch_fini(&m);
+    pgd__grammar_free(g);
     pgd__vocab_free(v);
 }
 

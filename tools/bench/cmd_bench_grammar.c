@@ -20,6 +20,7 @@
 #include "runtime/base/workers.h"
 #include "runtime/grammar/guide.h"
 #include <pagoda/tokenizer.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,10 +102,21 @@ static int run_guide(struct pgd__guides *gs, const struct bench_guide *bg, int s
     size_t hits0 = g->n_masks;
     for (int s = 0; s < steps; s++) {
         double a = now_us();
-        pgd__gmask_fill(&m, v, &eos, 1, mask);
+        enum pgd_status st = pgd__gmask_fill(&m, v, &eos, 1, PGD__GMASK_BUDGET, mask, err,
+                                             sizeof err);
         double b = now_us();
-        pgd__guide_mask(g, v, &m, &eos, 1, mask);
+        if (!st)
+            st = pgd__guide_mask(g, v, &m, &eos, 1, mask, err, sizeof err);
         double c = now_us();
+        if (st) {
+            fprintf(stderr, "pagoda bench grammar: %s: step %d: %s\n", bg->name, s, err);
+            pgd__gmatch_fini(&m);
+            free(mask);
+            free(walk);
+            free(eng);
+            pgd__guide_release(gs, g);
+            return 1;
+        }
         walk[s] = b - a;
         eng[s] = c - b;
         int32_t t = pick(mask, v->n, &rng);
@@ -145,13 +157,21 @@ struct batch_step {
     size_t words;
     int32_t eos;
     int *walk;                       /* [N] the generations whose state is not cached */
+    _Atomic int failed;              /* a mask failed: the generation's index + 1 */
+    char err[512];                   /* the first failure's message */
 };
 
 static void batch_mask(void *arg, int k)
 {
     struct batch_step *b = arg;
     int i = b->walk[k];
-    pgd__guide_mask(b->gen[i].g, b->v, &b->gen[i].m, &b->eos, 1, b->masks + (size_t)i * b->words);
+    char err[512];
+    if (pgd__guide_mask(b->gen[i].g, b->v, &b->gen[i].m, &b->eos, 1,
+                        b->masks + (size_t)i * b->words, err, sizeof err) != PGD_OK) {
+        int none = 0;
+        if (atomic_compare_exchange_strong(&b->failed, &none, i + 1))
+            snprintf(b->err, sizeof b->err, "%s", err);
+    }
 }
 
 /* A step's masks as the engine makes them (engine_mask.c): the cached ones on this thread,
@@ -186,7 +206,7 @@ static char *distinct_text(const struct bench_guide *bg, int i)
 static double run_batch_once(const struct pgd_tokenizer *tok, const struct bench_guide *bg,
                              int n_gen, int steps, uint64_t seed, int threads)
 {
-    char err[1024];
+    char err[1024] = "";
     int32_t n = pgd_tokenizer_vocab_size(tok), eos = pgd_tokenizer_eos_id(tok);
     struct pgd__guides gs;
     struct pgd__workers *w = NULL;
@@ -217,6 +237,11 @@ static double run_batch_once(const struct pgd_tokenizer *tok, const struct bench
         double t0 = pgd__now_s();
         batch_masks(w, &b, n_gen);
         total += pgd__now_s() - t0;
+        if (atomic_load(&b.failed)) {
+            snprintf(err, sizeof err, "step %d: %s", s, b.err);
+            ok = false;
+            break;
+        }
         for (int i = 0; i < n_gen; i++) {
             int32_t t = pick(b.masks + (size_t)i * b.words, b.v->n, &gen[i].rng);
             size_t len = 0;

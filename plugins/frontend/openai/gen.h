@@ -38,6 +38,8 @@ struct job {
     char id[160];
     time_t created;
     bool aborted;                  /* some sample ended with PGD_FINISH_ABORT */
+    char *error;                   /* owned: the first PGD_FINISH_ERROR's reason (a fault of
+                                      the request, such as its guide): it fails with a 400 */
     int seq;                       /* responses: the next event's sequence_number */
     /* streaming */
     struct pgd__buf out;

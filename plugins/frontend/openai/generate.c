@@ -49,6 +49,7 @@ static void job_free(struct job *j)
     if (!j)
         return;
     streams_destroy(j);
+    free(j->error);
     for (int i = 0; i < j->n_ch; i++) {
         struct choice *c = &j->ch[i];
         pgd__buf_fini(&c->text);
@@ -258,6 +259,9 @@ static struct choice *take_output(struct job *j, int p, const struct pgd_output 
         c->finish = o->finish_reason;
     if (o->finish_reason == PGD_FINISH_ABORT)
         j->aborted = true;
+    if (o->finish_reason == PGD_FINISH_ERROR && !j->error &&
+        !(j->error = strdup(o->error ? o->error : "a sample could not go on")))
+        j->aborted = true;          /* out of memory: fails all the same */
     /* For the access log: the request's first token, and its usage so far. */
     if (o->n_token_ids > 0)
         oai_access_note_first_token();
@@ -540,6 +544,12 @@ static enum MHD_Result run_plain(struct job *j)
         return oai_respond_error(s, c, route, 500, "internal_error", NULL, NULL,
                                  "The request was aborted by the engine");
     }
+    if (j->error) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", j->error);
+        job_free(j);
+        return oai_respond_error(s, c, route, 400, "invalid_request_error", NULL, NULL, msg);
+    }
     json_t *body = j->g.api == OAI_API_RESPONSES ? oai_responses_plain_body(j) : plain_body(j);
     job_free(j);
     return oai_respond_json(s, c, route, 200, body);
@@ -598,7 +608,7 @@ static void stream_take_chat(struct job *j, struct choice *c, int index,
         chat_chunk(j, index, json_pack("{s:s, s:o}", "role", j->s->cfg.response_role,
                                        "content", first), NULL, NULL);
     }
-    if (o->finish_reason == PGD_FINISH_ABORT)
+    if (o->finish_reason == PGD_FINISH_ABORT || o->finish_reason == PGD_FINISH_ERROR)
         return;
     bool final = o->finish_reason != PGD_FINISH_NONE;
     struct pgd__buf r = { 0 }, ct = { 0 };
@@ -653,7 +663,7 @@ static void stream_take(struct job *j, int p, const struct pgd_output *o)
                 lp = json_deep_copy(j->prompt_lp[p]);
         }
     }
-    if (o->finish_reason == PGD_FINISH_ABORT) {
+    if (o->finish_reason == PGD_FINISH_ABORT || o->finish_reason == PGD_FINISH_ERROR) {
         pgd__buf_fini(&text);
         json_decref(lp);
         return;
@@ -688,9 +698,12 @@ static bool stream_fill(struct job *j)
         int r = job_next(j, &o, &which, WAIT_MS);
         if (r == 1) {
             stream_take(j, which, &o);
-            if (j->aborted) {
+            if (j->aborted || j->error) {
                 streams_destroy(j);
-                sse_error(j, 503, "service_unavailable", "The request was aborted");
+                if (j->aborted)
+                    sse_error(j, 503, "service_unavailable", "The request was aborted");
+                else
+                    sse_error(j, 400, "invalid_request_error", j->error);
                 pgd__buf_append(&j->out, "data: [DONE]\n\n", 14);
                 j->eof = true;
             }

@@ -319,7 +319,7 @@ void oai_responses_stream_take(struct job *j, struct choice *c, const struct pgd
             "{s:s, s:i, s:i, s:{s:s, s:s, s:[]}}", "item_id", msg_id, "output_index", 0,
             "content_index", 0, "part", "type", "output_text", "text", "", "annotations"));
     }
-    if (o->finish_reason == PGD_FINISH_ABORT)
+    if (o->finish_reason == PGD_FINISH_ABORT || o->finish_reason == PGD_FINISH_ERROR)
         return;
     bool final = o->finish_reason != PGD_FINISH_NONE;
     struct pgd__buf ct = { 0 };
