@@ -11,6 +11,7 @@
 #include "runtime/engine/engine_internal.h"
 #include "runtime/base/mem.h"
 #include <pagoda/log.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -199,15 +200,26 @@ void pgd__guide_advance(const struct pgd_engine *e, struct pgd__child *c, int32_
         return;
     size_t len;
     const uint8_t *b = pgd__vocab_token(c->req->vocab, tok, &len);
-    if (len > 0 && !pgd__gmatch_accept(c->gm, b, len)) {
-        /* Cannot happen with the mask applied; end the sample rather than go on unguided. */
-        PGD_WARN("engine: request %llu: token %d does not fit its grammar; ending the sample",
-                 (unsigned long long)c->req->id, tok);
-        c->guide_done = true;
+    if (len == 0 || pgd__gmatch_accept(c->gm, b, len)) {
+        if (pgd__gmatch_terminated(c->gm))
+            c->guide_done = true;
         return;
     }
-    if (pgd__gmatch_terminated(c->gm))
-        c->guide_done = true;
+    if (c->gm->over) {
+        /* The step past the token would hold too many stacks (the mask walk, which makes
+         * the same steps, normally says so first): the sample ends with the reason. */
+        char err[256];
+        snprintf(err, sizeof err, "%s: too ambiguous to follow: token %d makes over %u parse "
+                 "stack entries; simplify the guide", pgd__guide_kind_name(c->req->guide->kind),
+                 tok, PGD__GMATCH_PASS_MAX);
+        if (!(c->mask_error = strdup(err)))
+            pgd__oom("engine: mask error", strlen(err) + 1);
+        return;
+    }
+    /* Cannot happen with the mask applied; end the sample rather than go on unguided. */
+    PGD_WARN("engine: request %llu: token %d does not fit its grammar; ending the sample",
+             (unsigned long long)c->req->id, tok);
+    c->guide_done = true;
 }
 
 /* The only token mask[words] allows, or -1 (none or several). */

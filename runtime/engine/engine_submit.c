@@ -322,8 +322,14 @@ static enum pgd_status child_init(struct pgd_engine *e, const struct pgd_request
     if (r->guide) {
         c->gm = malloc(sizeof *c->gm);
         if (!c->gm || !pgd__gmatch_init(c->gm, r->guide->g)) {
+            bool over = c->gm && c->gm->over;
             free(c->gm);
             c->gm = NULL;
+            if (over)
+                return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "%s: too ambiguous to "
+                                "follow: its start makes over %u parse stack entries; "
+                                "simplify the guide", pgd__guide_kind_name(r->guide->kind),
+                                PGD__GMATCH_PASS_MAX);
             return pgd_errf(err, errlen, PGD_ERR_NOMEM, "request: no memory for its grammar "
                             "matcher");
         }

@@ -424,6 +424,7 @@ enum pgd_status pgd__gmask_fill(struct pgd__gmatch *m, const struct pgd__vocab *
     int32_t *lv = malloc(((size_t)v->max_depth + 1) * sizeof *lv);
     uint32_t *start = malloc((m->n_set + 1) * sizeof *start);
     bool any = false, over = false;
+    m->over = false;
     if (lv && start) {
         memcpy(start, m->set, m->n_set * sizeof *start);
         struct pgd__gpart part = { m->part_val, m->part_need, m->part_len };
@@ -435,7 +436,7 @@ enum pgd_status pgd__gmask_fill(struct pgd__gmatch *m, const struct pgd__vocab *
             int32_t s = w.next[(size_t)lv[d - 1] * 256 + v->nbyte[i]];
             if (s == UNKNOWN) {
                 s = transition(&w, lv[d - 1], v->nbyte[i]);
-                if ((over = w.work > budget))
+                if ((over = w.work > budget || m->over))
                     break;
             }
             if (s < 0) {
@@ -454,7 +455,7 @@ enum pgd_status pgd__gmask_fill(struct pgd__gmatch *m, const struct pgd__vocab *
                 i = v->nend[i];
                 continue;
             }
-            if ((over = w.work > budget))     /* absorbs() steps too */
+            if ((over = w.work > budget || m->over))     /* absorbs() steps too */
                 break;
             for (uint32_t j = 0; j < v->ntok_n[i]; j++)
                 set_bit(mask, v->toks[v->ntok[i] + j]);
@@ -477,6 +478,10 @@ enum pgd_status pgd__gmask_fill(struct pgd__gmatch *m, const struct pgd__vocab *
     kmap_free(&w.advanced);
     free(w.known);
     free(w.loop);
+    if (over && m->over)
+        return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "too ambiguous to follow: one "
+                        "character after this point makes over %u parse stack entries (%zu "
+                        "parse stacks live); simplify the guide", PGD__GMATCH_PASS_MAX, m->n_set);
     if (over)
         return pgd_errf(err, errlen, PGD_ERR_INVALID_ARG, "too ambiguous to follow: the next "
                         "token's mask needed over %llu parser steps (%zu parse stacks live); "

@@ -54,7 +54,9 @@ struct sink {
     uint32_t **arr;
     size_t *cap;
     size_t off, n;
-    bool nomem;
+    bool nomem;                     /* out of memory, or over (then nomem too) */
+    bool over;                      /* past PGD__GMATCH_PASS_MAX entries pushed */
+    size_t nodes0;                  /* the arena's size when the pass began */
     bool hashed;                    /* its entries are in the memo too (PGD__GMATCH_SINK_SCAN) */
 };
 
@@ -68,7 +70,7 @@ static struct sink sink_open(struct pgd__gmatch *m, uint32_t **arr, size_t *cap,
         m->pass = 1;
     }
     m->n_seen = 0;
-    return (struct sink){ .arr = arr, .cap = cap, .off = off };
+    return (struct sink){ .arr = arr, .cap = cap, .off = off, .nodes0 = m->n_nodes };
 }
 
 /* Whether a stack equal to node was already expanded in this pass; if not, records node.
@@ -135,46 +137,60 @@ static void sink_add(struct pgd__gmatch *m, struct sink *s, uint32_t node)
 
 /* Resolves the references on top of node until every resulting stack's top is a terminal
  * (or the stack is empty), adding those to s. No left recursion (checked at build), so
- * this ends. */
+ * this ends. Depth first, the first alternative first, on a work list of its own (m->todo)
+ * rather than the C stack: nested repetitions such as ((((.)?){20}){20}){20} chain 100,000
+ * references before a terminal, which recursion would overflow the thread's stack with. */
 static void expand(struct pgd__gmatch *m, uint32_t node, struct sink *s)
 {
     const struct pgd__grammar *g = m->g;
-    if (node == EMPTY || g->el[m->nodes[node].el].kind == PGD__GE_TERM) {
-        sink_add(m, s, node);
-        return;
-    }
-    if (seen_before(m, s, node) || s->nomem)   /* a reference this pass already resolved */
-        return;
-    /* A reference: the continuation (unless the alternative ends here), then each
-     * alternative of the rule on top of it. */
-    uint32_t el = m->nodes[node].el;
-    uint32_t parent = m->nodes[node].parent;
-    uint32_t rule = g->el[el].value;
-    enum pgd__ge_kind next = g->el[el + 1].kind;
-    uint32_t base = next == PGD__GE_END || next == PGD__GE_ALT ? parent : push(m, parent, el + 1);
-    if (base == UINT32_MAX) {
+    size_t n = 0;
+    if (!pgd__array_reserve(m->todo, m->cap_todo, 1)) {
         s->nomem = true;
         return;
     }
-    uint32_t p = g->rule_start[rule];
-    for (;;) {
-        enum pgd__ge_kind k = g->el[p].kind;
-        if (k == PGD__GE_END || k == PGD__GE_ALT) {
-            expand(m, base, s);         /* an empty alternative */
-        } else {
-            uint32_t n = push(m, base, p);
-            if (n == UINT32_MAX) {
-                s->nomem = true;
-                return;
-            }
-            expand(m, n, s);
+    m->todo[n++] = node;
+    while (n > 0 && !s->nomem) {
+        node = m->todo[--n];
+        if (node == EMPTY || g->el[m->nodes[node].el].kind == PGD__GE_TERM) {
+            sink_add(m, s, node);
+            continue;
         }
-        /* to the next alternative */
-        while (g->el[p].kind != PGD__GE_END && g->el[p].kind != PGD__GE_ALT)
-            p++;
-        if (g->el[p].kind == PGD__GE_END)
+        if (seen_before(m, s, node) || s->nomem)  /* a reference this pass resolved */
+            continue;
+        /* A reference: the continuation (unless the alternative ends here), then each
+         * alternative of the rule on top of it, queued last first. */
+        uint32_t el = m->nodes[node].el;
+        uint32_t parent = m->nodes[node].parent;
+        enum pgd__ge_kind next = g->el[el + 1].kind;
+        uint32_t base = next == PGD__GE_END || next == PGD__GE_ALT ? parent
+                                                                   : push(m, parent, el + 1);
+        if (base == UINT32_MAX) {
+            s->nomem = true;
             break;
-        p++;
+        }
+        const size_t first = n;
+        for (uint32_t p = g->rule_start[g->el[el].value];; p++) {
+            enum pgd__ge_kind k = g->el[p].kind;
+            uint32_t alt = k == PGD__GE_END || k == PGD__GE_ALT ? base : push(m, base, p);
+            if (alt == UINT32_MAX || !pgd__array_reserve(m->todo, m->cap_todo, n + 1)) {
+                s->nomem = true;
+                break;
+            }
+            m->todo[n++] = alt;             /* an empty alternative: base itself */
+            while (g->el[p].kind != PGD__GE_END && g->el[p].kind != PGD__GE_ALT)
+                p++;
+            if (g->el[p].kind == PGD__GE_END)
+                break;
+        }
+        if (m->n_nodes - s->nodes0 > PGD__GMATCH_PASS_MAX) {
+            s->nomem = s->over = true;
+            break;
+        }
+        for (size_t a = first, b = n; a + 1 < b; a++, b--) {   /* the first on top */
+            uint32_t t = m->todo[a];
+            m->todo[a] = m->todo[b - 1];
+            m->todo[b - 1] = t;
+        }
     }
 }
 
@@ -229,6 +245,7 @@ bool pgd__gmatch_init(struct pgd__gmatch *m, const struct pgd__grammar *g)
     m->n_set = s.n;
     if (s.nomem) {
         pgd__gmatch_fini(m);
+        m->over = s.over;
         return false;
     }
     return true;
@@ -240,6 +257,7 @@ void pgd__gmatch_fini(struct pgd__gmatch *m)
     free(m->set);
     free(m->scr);
     free(m->seen);
+    free(m->todo);
     memset(m, 0, sizeof *m);
 }
 
@@ -370,6 +388,7 @@ size_t pgd__gmatch_step(struct pgd__gmatch *m, size_t in_off, size_t n_in,
             advance_node(m, node, &s);
     }
     *part = (struct pgd__gpart){ 0 };
+    m->over |= s.over;
     return s.nomem ? 0 : s.n;
 }
 
@@ -422,6 +441,7 @@ size_t pgd__gmatch_advance_cls(struct pgd__gmatch *m, const uint32_t *set, const
     for (size_t i = 0; i < n; i++)
         if (cls[i] < 32 && (sel >> cls[i]) & 1)
             advance_node(m, set[i], &s);
+    m->over |= s.over;
     return s.nomem ? 0 : s.n;
 }
 
@@ -488,6 +508,7 @@ static void compact(struct pgd__gmatch *m)
 bool pgd__gmatch_accept(struct pgd__gmatch *m, const void *bytes, size_t n)
 {
     const uint8_t *p = bytes;
+    m->over = false;
     for (size_t i = 0; i < n; i++) {
         if (!pgd__gmatch_scr_reserve(m, 2 * (m->n_set + 1)))
             return false;

@@ -182,6 +182,12 @@ struct pgd__gnode {
  * scanning for each made a step quadratic in them). */
 #define PGD__GMATCH_SINK_SCAN 16
 
+/* The most stack entries one pass (the start, or one character) may push: nested
+ * repetitions such as ((((((.)?){10}){10}){10}){10}){10}){10} keep 10^k stacks live from a
+ * grammar of a few dozen elements (k = 7: 10 million stacks, 3 GB and 10 s a character).
+ * 2 M entries are 32 MB and ~0.35 s; a choice of 100,000 strings pushes ~0.2 M. */
+#define PGD__GMATCH_PASS_MAX (1u << 21)
+
 /* An entry of expand's memo: a stack expanded in pass `pass`. */
 struct pgd__gseen {
     uint32_t node, pass;
@@ -206,15 +212,21 @@ struct pgd__gmatch {
     size_t cap_seen;                /* a power of two, or 0 */
     size_t n_seen;                  /* entries of the current pass */
     uint32_t pass;
+    uint32_t *todo;                 /* expand's work list; owned scratch */
+    size_t cap_todo;
+    /* Set when a pass pushed over PGD__GMATCH_PASS_MAX entries (the call failed for that,
+     * not for memory nor a byte the grammar refuses); cleared by the next accept. */
+    bool over;
 };
 
-/* A matcher at the grammar's start; false when out of memory. */
+/* A matcher at the grammar's start; false when out of memory, or with m->over set when the
+ * start is too ambiguous (PGD__GMATCH_PASS_MAX); m is empty either way. */
 bool pgd__gmatch_init(struct pgd__gmatch *m, const struct pgd__grammar *g);
 void pgd__gmatch_fini(struct pgd__gmatch *m);
 /* A copy of src (for tests and speculation); false when out of memory. */
 bool pgd__gmatch_copy(struct pgd__gmatch *dst, const struct pgd__gmatch *src);
 /* Feeds bytes; false (m unchanged past the failing byte's predecessors) when the grammar
- * cannot continue with them. */
+ * cannot continue with them, out of memory, or with m->over set (PGD__GMATCH_PASS_MAX). */
 bool pgd__gmatch_accept(struct pgd__gmatch *m, const void *bytes, size_t n);
 /* The grammar may end here (no partial character pending). */
 bool pgd__gmatch_accepting(const struct pgd__gmatch *m);

@@ -138,13 +138,16 @@ def test_number_bounds(srv):
 
 def test_invalid_guides_are_400(srv):
     c = client(srv)
-    for extra in ({"guided_regex": "(unclosed"}, {"guided_grammar": "root ::= undefined_rule"},
-                  {"guided_json": {"type": "no-such-type"}}):
+    nested = "root ::= " + "(" * 8 + ".)?" + "){10}" * 7 + ' "c"'    # 10^7 stacks at start
+    for extra, says in (({"guided_regex": "(unclosed"}, "regex"),
+                        ({"guided_grammar": "root ::= undefined_rule"}, "undefined_rule"),
+                        ({"guided_json": {"type": "no-such-type"}}, "no-such-type"),
+                        ({"guided_grammar": nested}, "grammar: too ambiguous to follow")):
         try:
             c.chat.completions.create(model=M, messages=MSGS, max_tokens=4, extra_body=extra)
             raise AssertionError(f"{extra} was accepted")
         except openai.BadRequestError as e:
-            assert e.status_code == 400 and e.message, e
+            assert e.status_code == 400 and says in e.message, e
 
 
 # Thousands of parse stacks live in 40 classes of characters once past "ab": each token mask

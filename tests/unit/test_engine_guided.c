@@ -515,6 +515,10 @@ Test(guided, invalid_guides_are_refused_at_submit_with_the_reason)
         { PGD_GUIDE_GRAMMAR, "root ::= x", "rule 'x' is used but never defined" },
         { PGD_GUIDE_GRAMMAR, NULL, "needs its guide text" },
         { (enum pgd_guide_kind)42, "x", "guide_kind 42" },
+        /* 10^7 stacks live at the start, from a few dozen elements */
+        { PGD_GUIDE_GRAMMAR, "root ::= ((((((((.)?){10}){10}){10}){10}){10}){10}){10} \"c\"",
+          "grammar: too ambiguous to follow: its start makes over 2097152 parse stack "
+          "entries; simplify the guide" },
     };
     for (size_t i = 0; i < sizeof BAD / sizeof *BAD; i++) {
         struct pgd_request_params r = pgd_request_default_params();

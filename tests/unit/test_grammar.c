@@ -338,6 +338,36 @@ Test(grammar, an_ambiguous_grammar_expands_each_stack_once, .timeout = 60)
     pgd__grammar_free(g);
 }
 
+/* Nested repetitions chain references deep before a terminal: (((((.)?){20}){20}){20}){20}
+ * resolves 160,000 stacks through chains of that depth, which expand() once walked by
+ * recursion and overflowed the thread's stack with (a crash). It now matches exactly; one
+ * level deeper keeps 10^7 stacks live, and the start is refused (PGD__GMATCH_PASS_MAX)
+ * rather than take gigabytes. */
+Test(grammar, nested_repetitions_are_followed_or_refused, .timeout = 60)
+{
+    struct pgd__grammar *g;
+    char err[256];
+    cr_assert_eq(pgd__guide_compile(PGD_GUIDE_GRAMMAR,
+                                    "root ::= (((((.)?){20}){20}){20}){20} \"c\"", &g,
+                                    err, sizeof err), PGD_OK, "%s", err);
+    struct pgd__gmatch m;
+    cr_assert(pgd__gmatch_init(&m, g));
+    cr_assert_gt(m.n_set, 100000);
+    cr_assert(!m.over);
+    pgd__gmatch_fini(&m);
+    cr_assert(accepts(g, "c", 1));
+    cr_assert(accepts(g, "xyzc", 4));
+    cr_assert(accepts(g, "0123456789abcdefghijc", 21));
+    cr_assert(!accepts(g, "xyz", 3), "no \"c\": not whole");
+    pgd__grammar_free(g);
+    cr_assert_eq(pgd__guide_compile(PGD_GUIDE_GRAMMAR,
+                                    "root ::= ((((((((.)?){10}){10}){10}){10}){10}){10}){10} "
+                                    "\"c\"", &g, err, sizeof err), PGD_OK, "%s", err);
+    cr_assert(!pgd__gmatch_init(&m, g));
+    cr_assert(m.over, "refused for its size, not for memory");
+    pgd__grammar_free(g);
+}
+
 /* Integer bounds become digit patterns: for random ranges, a number is accepted exactly when
  * it lies inside (boundaries, their neighbours and random values checked). */
 Test(grammar, integer_ranges_are_exact)
