@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 void pgd__gb_init(struct pgd__gbuilder *b)
 {
@@ -27,6 +28,7 @@ void pgd__gb_fini(struct pgd__gbuilder *b)
         pgd__gvec_free(&b->rules[i].body);
     }
     free(b->rules);
+    free(b->name_tab);
     free(b->cs);
     free(b->ranges);
     free(b->tmp);
@@ -60,10 +62,40 @@ bool pgd__gvec_push(struct pgd__gbuilder *b, struct pgd__gvec *v, enum pgd__ge_k
     return true;
 }
 
+/* The name table's slot for name[0, len): the rule's, or the empty one it would take. */
+static size_t name_slot(const struct pgd__gbuilder *b, const char *name, size_t len)
+{
+    size_t j = (size_t)XXH3_64bits(name, len) & (b->name_cap - 1);
+    for (;; j = (j + 1) & (b->name_cap - 1)) {
+        int32_t r = b->name_tab[j];
+        if (r < 0 || (strncmp(b->rules[r].name, name, len) == 0 && b->rules[r].name[len] == 0))
+            return j;
+    }
+}
+
+/* Room in the name table for one more rule (rehashing every rule when it grows). */
+static bool name_tab_reserve(struct pgd__gbuilder *b)
+{
+    if (((size_t)b->n_rules + 1) * 2 <= b->name_cap)
+        return true;
+    size_t cap = b->name_cap ? 2 * b->name_cap : 64;
+    int32_t *t = malloc(cap * sizeof *t);
+    if (!t)
+        return false;
+    memset(t, 0xff, cap * sizeof *t);
+    free(b->name_tab);
+    b->name_tab = t;
+    b->name_cap = cap;
+    for (int r = 0; r < b->n_rules; r++)
+        t[name_slot(b, b->rules[r].name, strlen(b->rules[r].name))] = r;
+    return true;
+}
+
 static int rule_add(struct pgd__gbuilder *b, char *name)
 {
     size_t cap = (size_t)b->cap_rules;
-    if (!name || !pgd__array_reserve(b->rules, cap, (size_t)b->n_rules + 1)) {
+    if (!name || !pgd__array_reserve(b->rules, cap, (size_t)b->n_rules + 1) ||
+        !name_tab_reserve(b)) {
         free(name);
         b->nomem = true;
         return -1;
@@ -71,14 +103,17 @@ static int rule_add(struct pgd__gbuilder *b, char *name)
     b->cap_rules = (int)cap;
     memset(&b->rules[b->n_rules], 0, sizeof b->rules[0]);
     b->rules[b->n_rules].name = name;
+    b->name_tab[name_slot(b, name, strlen(name))] = b->n_rules;
     return b->n_rules++;
 }
 
 int pgd__gb_rule(struct pgd__gbuilder *b, const char *name, size_t len)
 {
-    for (int i = 0; i < b->n_rules; i++)
-        if (strlen(b->rules[i].name) == len && memcmp(b->rules[i].name, name, len) == 0)
-            return i;
+    if (b->name_cap > 0) {
+        int32_t r = b->name_tab[name_slot(b, name, len)];
+        if (r >= 0)
+            return r;
+    }
     char *s = malloc(len + 1);
     if (s) {
         memcpy(s, name, len);
@@ -301,31 +336,80 @@ bool pgd__gb_repeat(struct pgd__gbuilder *b, struct pgd__gvec *v, size_t start, 
 
 /* ---- checks and freezing ---------------------------------------------------------------- */
 
-/* nullable[r]: rule r can match the empty string (iterated to a fixed point). */
-static void compute_nullable(const struct pgd__gbuilder *b, bool *nullable)
+/* nullable[r]: rule r can match the empty string. A worklist, linear in the grammar: each
+ * alternative counts the references it still waits on (one with a terminal never becomes
+ * nullable); a rule found nullable decrements the alternatives that use it, once per use.
+ * (Iterating every rule to a fixed point was quadratic: a chain of 100,000 rules each
+ * nullable only once the next is took one pass per rule.) false: out of memory. */
+static bool compute_nullable(const struct pgd__gbuilder *b, bool *nullable)
 {
-    bool changed = true;
-    while (changed) {
-        changed = false;
+    /* Alternatives: rule, references left; uses: for each rule, the alternatives that
+     * reference it (CSR: use_off[n_rules + 1], use_alt[]). */
+    size_t n_alts = 0, n_refs = 0;
+    for (int r = 0; r < b->n_rules; r++)
+        for (size_t i = 0; i < b->rules[r].body.n; i++) {
+            enum pgd__ge_kind k = b->rules[r].body.v[i].kind;
+            n_alts += k == PGD__GE_ALT || k == PGD__GE_END;
+            n_refs += k == PGD__GE_REF;
+        }
+    int32_t *alt_rule = malloc((n_alts + 1) * sizeof *alt_rule);
+    int32_t *alt_left = malloc((n_alts + 1) * sizeof *alt_left);
+    size_t *use_off = calloc((size_t)b->n_rules + 2, sizeof *use_off);
+    uint32_t *use_alt = malloc((n_refs + 1) * sizeof *use_alt);
+    int32_t *todo = malloc(((size_t)b->n_rules + 1) * sizeof *todo);
+    bool ok = alt_rule && alt_left && use_off && use_alt && todo;
+    size_t n_todo = 0;
+    for (int pass = 0; ok && pass < 2; pass++) {
+        /* pass 0 counts each rule's uses; pass 1 fills them and the alternatives */
+        size_t a = 0;
         for (int r = 0; r < b->n_rules; r++) {
-            if (nullable[r])
-                continue;
             const struct pgd__gvec *v = &b->rules[r].body;
-            bool alt_ok = true;
+            int32_t left = 0;
             for (size_t i = 0; i < v->n; i++) {
                 const struct pgd__gelem *e = &v->v[i];
                 if (e->kind == PGD__GE_ALT || e->kind == PGD__GE_END) {
-                    if (alt_ok) {
-                        nullable[r] = changed = true;
-                        break;
+                    if (pass == 1) {
+                        alt_rule[a] = r;
+                        alt_left[a] = left;
+                        if (left == 0 && !nullable[r]) {
+                            nullable[r] = true;
+                            todo[n_todo++] = r;
+                        }
                     }
-                    alt_ok = true;
-                } else if (e->kind == PGD__GE_TERM || !nullable[e->value]) {
-                    alt_ok = false;
+                    a++;
+                    left = 0;
+                } else if (e->kind == PGD__GE_TERM) {
+                    left = -1;                      /* never */
+                } else if (left >= 0) {
+                    left++;
+                    if (pass == 0)
+                        use_off[e->value + 2]++;
+                    else
+                        use_alt[use_off[e->value + 1]++] = (uint32_t)a;
                 }
             }
         }
+        if (pass == 0)                      /* counts at [r + 2] -> starts at [r + 1] */
+            for (int r = 0; r < b->n_rules; r++)
+                use_off[r + 2] += use_off[r + 1];
     }
+    /* after pass 1, use_off[r + 1] is the end of rule r's uses, use_off[r] its start */
+    while (ok && n_todo > 0) {
+        int32_t r = todo[--n_todo];
+        for (size_t u = use_off[r]; u < use_off[r + 1]; u++) {
+            uint32_t a = use_alt[u];
+            if (--alt_left[a] == 0 && !nullable[alt_rule[a]]) {
+                nullable[alt_rule[a]] = true;
+                todo[n_todo++] = alt_rule[a];
+            }
+        }
+    }
+    free(alt_rule);
+    free(alt_left);
+    free(use_off);
+    free(use_alt);
+    free(todo);
+    return ok;
 }
 
 /* Depth-first search over "r may begin with rule s" edges; state 1 = on the path. Returns
@@ -387,7 +471,11 @@ static enum pgd_status check(struct pgd__gbuilder *b, const char *what, int *roo
         free(state);
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", what);
     }
-    compute_nullable(b, nullable);
+    if (!compute_nullable(b, nullable)) {
+        free(nullable);
+        free(state);
+        return pgd_errf(err, errlen, PGD_ERR_NOMEM, "%s: out of memory", what);
+    }
     int bad = -1;
     for (int i = 0; bad == -1 && i < b->n_rules; i++)
         bad = left_cycle(b, nullable, state, i, 0);

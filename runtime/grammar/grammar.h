@@ -86,6 +86,10 @@ struct pgd__gbuilder {
     uint32_t *ranges;               /* pairs; owned */
     size_t n_ranges, cap_ranges;
     int single[128];                /* cset id of each single ASCII character, or -1 */
+    /* The rules by name: open addressing by XXH3 of the name, rule ids (-1: empty), so a
+     * grammar of 100,000 rules does not look each name up among all before it. */
+    int32_t *name_tab;
+    size_t name_cap;                /* a power of two, or 0 */
     size_t total;                   /* elements in all rules (bounded: PGD__GRAMMAR_MAX_EL) */
     bool nomem;
     /* Ranges of the set being built by cset_begin/cset_add/cset_end: pairs; owned. */

@@ -28,6 +28,13 @@ static const struct gcase GCASES[] = {
     { 'G', "root ::= x y\nx ::= \"x\"\ny ::= \"y\"", "xy", YES },
     { 'G', "root ::= x y\nx ::= \"x\"\ny ::= \"y\"", "yx", NO },
     { 'G', "root ::= \"\"", "", YES },
+    /* nullable rules through several uses and levels (the worklist of gram_build.c) */
+    { 'G', "root ::= a a a \"!\"\na ::= b b\nb ::= c | \"q\"\nc ::= \"\"", "!", YES },
+    { 'G', "root ::= a a a \"!\"\na ::= b b\nb ::= c | \"q\"\nc ::= \"\"", "qqqqqq!", YES },
+    { 'G', "root ::= a a a \"!\"\na ::= b b\nb ::= c | \"q\"\nc ::= \"\"", "qqqqqqq!", NO },
+    { 'G', "root ::= x\nx ::= n \"k\" n x | \"z\"\nn ::= m | \"k\"\nm ::= \"\"", "kz", YES },
+    { 'G', "root ::= x\nx ::= n \"k\" n x | \"z\"\nn ::= m | \"k\"\nm ::= \"\"", "kkkkz", YES },
+    { 'G', "root ::= x\nx ::= n \"k\" n x | \"z\"\nn ::= m | \"k\"\nm ::= \"\"", "kkkk", NO },
     { 'G', "root ::= \"a\" |", "", YES },
     { 'G', "root ::= \"a\" |", "a", YES },
     { 'G', "root ::= 'single'", "single", YES },
