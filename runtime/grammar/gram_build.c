@@ -250,6 +250,27 @@ bool pgd__cset_has(const struct pgd__grammar *g, const struct pgd__cset *c, uint
     return in != c->neg;
 }
 
+bool pgd__cset_single(const struct pgd__grammar *g, const struct pgd__cset *c, uint32_t *cp)
+{
+    if (c->neg)
+        return false;
+    int bits = 0;
+    for (int w = 0; w < 4; w++)
+        bits += __builtin_popcount(c->ascii[w]);
+    if (bits == 1 && c->n_r == 0) {
+        for (int w = 0; w < 4; w++)
+            if (c->ascii[w])
+                *cp = 32u * (uint32_t)w + (uint32_t)__builtin_ctz(c->ascii[w]);
+        return true;
+    }
+    const uint32_t *r = c->n_r == 1 ? g->ranges + 2 * (size_t)c->r_off : NULL;
+    if (bits == 0 && r && r[0] == r[1]) {
+        *cp = r[0];
+        return true;
+    }
+    return false;
+}
+
 bool pgd__cset_any_in(const struct pgd__grammar *g, const struct pgd__cset *c, uint32_t lo,
                       uint32_t hi)
 {

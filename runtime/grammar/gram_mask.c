@@ -29,16 +29,21 @@
 #define DEAD (-1)
 #define CLS_UNKNOWN (-2)
 #define CLS_MANY (-1)
-#define CLS_MAX 32                  /* a subset of classes is a 32-bit key */
+#define CLS_MAX 32                  /* general classes: a subset of them is a 32-bit mask */
+#define NO_SINGLE UINT32_MAX
 
 struct wstate {
     uint64_t h;
     size_t off, n;                  /* its stacks: w->sets[off, off + n), sorted by hash */
     struct pgd__gpart part;
     int32_t base;                   /* the state of the same stacks with no partial char */
-    int32_t n_cls;                  /* an interned state's classes (classes()): CLS_UNKNOWN
-                                       until found, CLS_MANY past 32 */
-    size_t cls_off;                 /* they are w->cls[cls_off, cls_off + n_cls) */
+    /* An interned state's classes (classes()): n_gen general ones (CLS_UNKNOWN until
+     * found, CLS_MANY past CLS_MAX), w->gen[gen_off...], and n_sing singletons (one code
+     * point each), w->sing[sing_off...] ascending; its stacks by class (general first,
+     * then singletons) are w->grp[w->grp_at[grp_off + c], w->grp_at[grp_off + c + 1]). */
+    int32_t n_gen;
+    uint32_t n_sing;
+    size_t gen_off, sing_off, grp_off;
     int8_t utf8;                    /* whether every non-ASCII character leads back to it
                                        (utf8_absorbs); -1: not known yet */
 };
@@ -105,6 +110,58 @@ static void kmap_free(struct kmap *km)
     free(km->v);
 }
 
+/* An exact map from (state, singleton class or NO_SINGLE, general subset) to a state. */
+struct aent {
+    int32_t base;                   /* -1: empty */
+    uint32_t single, bits;
+    int32_t r;
+};
+struct amap {
+    struct aent *e;
+    size_t n, cap;
+};
+
+static size_t amap_slot(const struct amap *am, int32_t base, uint32_t single, uint32_t bits)
+{
+    uint64_t h = ((uint64_t)(uint32_t)base << 32 | single) * 0x9e3779b97f4a7c15ULL ^
+                 (uint64_t)bits * 0xbf58476d1ce4e5b9ULL;
+    size_t j = (size_t)(h >> 17) & (am->cap - 1);
+    while (am->e[j].base >= 0 &&
+           !(am->e[j].base == base && am->e[j].single == single && am->e[j].bits == bits))
+        j = (j + 1) & (am->cap - 1);
+    return j;
+}
+
+static int32_t amap_get(const struct amap *am, int32_t base, uint32_t single, uint32_t bits)
+{
+    if (!am->cap)
+        return UNKNOWN;
+    const struct aent *e = &am->e[amap_slot(am, base, single, bits)];
+    return e->base >= 0 ? e->r : UNKNOWN;
+}
+
+static bool amap_put(struct amap *am, int32_t base, uint32_t single, uint32_t bits, int32_t r)
+{
+    if ((am->n + 1) * 2 > am->cap) {
+        struct amap bigger = { .cap = am->cap ? 2 * am->cap : 64 };
+        if (!(bigger.e = malloc(bigger.cap * sizeof *bigger.e)))
+            return false;
+        for (size_t i = 0; i < bigger.cap; i++)
+            bigger.e[i].base = -1;
+        for (size_t i = 0; i < am->cap; i++)
+            if (am->e[i].base >= 0)
+                bigger.e[amap_slot(&bigger, am->e[i].base, am->e[i].single, am->e[i].bits)] =
+                    am->e[i];
+        bigger.n = am->n;
+        free(am->e);
+        *am = bigger;
+    }
+    struct aent *e = &am->e[amap_slot(am, base, single, bits)];
+    am->n += e->base < 0;
+    *e = (struct aent){ .base = base, .single = single, .bits = bits, .r = r };
+    return true;
+}
+
 struct walk {
     struct pgd__gmatch *m;
     struct wstate *st;
@@ -114,15 +171,18 @@ struct walk {
     size_t cap_next;
     uint32_t *sets;
     size_t n_sets, cap_sets;
-    uint8_t *scls;                  /* [cap_scls] parallel to sets: each stack's class in
-                                       its state (0xFF: the empty stack, none) */
-    size_t cap_scls;
-    uint32_t *cls;                  /* the states' classes (cset ids) back to back */
-    size_t n_cls, cap_cls;
+    /* the states' classes back to back (struct wstate's gen_off...) */
+    uint32_t *gen, *sing, *grp;     /* cset ids; code points; stacks */
+    size_t n_gen, cap_gen, n_sing, cap_sing, n_grp, cap_grp;
+    size_t *grp_at;
+    size_t n_grp_at, cap_grp_at;
+    uint64_t *pairs;                /* classes()' scratch: (code point, stack) */
+    uint32_t *scratch;              /* classes()' and complete()'s scratch */
+    size_t cap_pairs, cap_scratch;
+    struct amap advanced;           /* (base, singleton, general subset) -> state or DEAD */
     int32_t *tab;                   /* [tab_cap] hash table of states (index or -1) */
     size_t tab_cap;
     struct kmap partial;            /* (base, partial char) -> state */
-    struct kmap advanced;           /* (base, subset of its stacks) -> state or DEAD */
     /* Per state, 128 bits each: the ASCII bytes whose transition is known, and those of
      * them that lead back to the state itself (absorbs). */
     uint64_t *known, *loop;         /* [cap_loop * 2] */
@@ -199,7 +259,7 @@ static int32_t intern(struct walk *w, uint32_t *set, size_t n, const struct pgd_
         return -1;
     memcpy(w->sets + w->n_sets, set, n * sizeof *set);
     w->st[w->n_st] = (struct wstate){ .h = h, .off = w->n_sets, .n = n, .part = *part,
-                                      .base = (int32_t)w->n_st, .n_cls = CLS_UNKNOWN,
+                                      .base = (int32_t)w->n_st, .n_gen = CLS_UNKNOWN,
                                       .utf8 = -1 };
     w->n_sets += n;
     for (int b = 0; b < 256; b++)
@@ -247,69 +307,178 @@ static int32_t partial_state(struct walk *w, int32_t base, const struct pgd__gpa
     }
     struct wstate *b = &w->st[base];
     w->st[w->n_st] = (struct wstate){ .h = 0, .off = b->off, .n = b->n, .part = *part,
-                                      .base = base, .n_cls = CLS_UNKNOWN, .utf8 = 0 };
+                                      .base = base, .n_gen = CLS_UNKNOWN, .utf8 = 0 };
     for (int i = 0; i < 256; i++)
         w->next[w->n_st * 256 + (size_t)i] = UNKNOWN;
     return (int32_t)w->n_st++;
 }
 
-/* The classes of interned state b's stacks (the distinct character sets on their tops),
- * found on first use: their count, or CLS_MANY past CLS_MAX (or out of memory; the
- * generic step serves such a state). Why: which stacks take a character depends only on
- * their classes, and what comes of advancing them only on that subset, so the walk makes
- * one step per (state, subset of classes) rather than one per character: under `.*` the
- * ~20,000 distinct CJK characters of a vocabulary are one subset. */
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The classes of interned state b's stacks, found on first use: the general ones (the
+ * distinct character sets on their tops, other than a single code point) and the
+ * singletons (the distinct code points that a top of one code point takes), and the
+ * stacks grouped by class. Returns the general count, or CLS_MANY past CLS_MAX (or out of
+ * memory; the generic step serves such a state).
+ * Why: which stacks take a character depends only on their classes, and what comes of
+ * advancing them only on that subset, so the walk makes one step per (state, subset of
+ * classes) rather than one per character: under `.*` the ~20,000 distinct CJK characters
+ * of a vocabulary are one subset. A code point is at most one singleton, found by a binary
+ * search, so a choice among 10,000 strings (10,000 stacks, thousands of distinct first
+ * characters) costs each character a lookup and a step of its own few stacks. */
 static int classes(struct walk *w, int32_t b)
 {
     struct wstate *st = &w->st[b];
-    if (st->n_cls != CLS_UNKNOWN)
-        return st->n_cls;
-    if (!pgd__array_reserve(w->scls, w->cap_scls, st->off + st->n) ||
-        !pgd__array_reserve(w->cls, w->cap_cls, w->n_cls + CLS_MAX))
-        return st->n_cls = CLS_MANY;
-    uint32_t *cls = w->cls + w->n_cls;
-    int nc = 0;
-    for (size_t i = 0; i < st->n; i++) {
-        uint32_t top = pgd__gmatch_top(w->m, w->sets[st->off + i]);
-        int c = 0xFF;
-        if (top != UINT32_MAX) {
-            for (c = 0; c < nc && cls[c] != top; c++)
-                ;
-            if (c == nc) {
-                if (nc == CLS_MAX)
-                    return st->n_cls = CLS_MANY;
-                cls[nc++] = top;
-            }
+    if (st->n_gen != CLS_UNKNOWN)
+        return st->n_gen;
+    const struct pgd__grammar *g = w->m->g;
+    const size_t n = st->n;
+    if (!pgd__array_reserve(w->gen, w->cap_gen, w->n_gen + CLS_MAX) ||
+        !pgd__array_reserve(w->pairs, w->cap_pairs, n + 1) ||
+        !pgd__array_reserve(w->scratch, w->cap_scratch, n + 1) ||
+        !pgd__array_reserve(w->sing, w->cap_sing, w->n_sing + n + 1) ||
+        !pgd__array_reserve(w->grp, w->cap_grp, w->n_grp + n + 1) ||
+        !pgd__array_reserve(w->grp_at, w->cap_grp_at, w->n_grp_at + CLS_MAX + n + 2))
+        return st->n_gen = CLS_MANY;
+    uint32_t *gen = w->gen + w->n_gen, *sing = w->sing + w->n_sing;
+    size_t *at = w->grp_at + w->n_grp_at;
+    uint32_t count[CLS_MAX] = { 0 };
+    int ng = 0;
+    size_t np = 0;
+    for (size_t i = 0; i < n; i++) {            /* scratch[i]: stack i's general class */
+        const uint32_t node = w->sets[st->off + i], top = pgd__gmatch_top(w->m, node);
+        uint32_t cp;
+        w->scratch[i] = NO_SINGLE;
+        if (top == UINT32_MAX)
+            continue;                           /* the empty stack takes nothing */
+        if (pgd__cset_single(g, &g->cs[top], &cp)) {
+            w->pairs[np++] = (uint64_t)cp << 32 | node;
+            continue;
         }
-        w->scls[st->off + i] = (uint8_t)c;
+        int c = 0;
+        while (c < ng && gen[c] != top)
+            c++;
+        if (c == ng) {
+            if (ng == CLS_MAX)
+                return st->n_gen = CLS_MANY;
+            gen[ng++] = top;
+        }
+        count[c]++;
+        w->scratch[i] = (uint32_t)c;
     }
-    st->cls_off = w->n_cls;
-    w->n_cls += (size_t)nc;
-    return st->n_cls = nc;
+    qsort(w->pairs, np, sizeof *w->pairs, cmp_u64);
+    /* the groups: general classes first, then each singleton's stacks in code point order */
+    at[0] = w->n_grp;
+    for (int c = 0; c < ng; c++)
+        at[c + 1] = at[c] + count[c];
+    size_t cursor[CLS_MAX];
+    for (int c = 0; c < ng; c++)
+        cursor[c] = at[c];
+    for (size_t i = 0; i < n; i++)
+        if (w->scratch[i] != NO_SINGLE)
+            w->grp[cursor[w->scratch[i]]++] = w->sets[st->off + i];
+    size_t ns = 0, pos = at[ng];
+    for (size_t k = 0; k < np; k++) {
+        const uint32_t cp = (uint32_t)(w->pairs[k] >> 32);
+        if (ns == 0 || sing[ns - 1] != cp) {
+            sing[ns++] = cp;
+            at[ng + ns - 1] = pos;
+        }
+        w->grp[pos++] = (uint32_t)w->pairs[k];
+    }
+    at[ng + ns] = pos;
+    st->gen_off = w->n_gen;
+    st->sing_off = w->n_sing;
+    st->grp_off = w->n_grp_at;
+    st->n_sing = (uint32_t)ns;
+    w->n_gen += (size_t)ng;
+    w->n_sing += ns;
+    w->n_grp = pos;
+    w->n_grp_at += (size_t)ng + ns + 1;
+    return st->n_gen = ng;
 }
 
-/* base's stacks (its classes known) after code point cp (complete), by the classes that
- * take it. */
+/* The singleton of base (its classes known) that is code point cp: its index, or
+ * NO_SINGLE. */
+static uint32_t find_single(const struct walk *w, const struct wstate *b, uint32_t cp)
+{
+    const uint32_t *sing = w->sing + b->sing_off;
+    size_t lo = 0, hi = b->n_sing;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (sing[mid] < cp)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < b->n_sing && sing[lo] == cp ? (uint32_t)lo : NO_SINGLE;
+}
+
+/* Whether some class of base could take a character that a partial sequence may still
+ * become (pgd__gmatch_part_range). */
+static bool classes_partial_ok(const struct walk *w, const struct wstate *b, uint32_t val,
+                               int need, int total)
+{
+    uint32_t lo, hi;
+    if (!pgd__gmatch_part_range(val, need, total, &lo, &hi))
+        return false;
+    const uint32_t *sing = w->sing + b->sing_off;       /* the first singleton from lo */
+    size_t first = 0, last = b->n_sing;
+    while (first < last) {
+        size_t mid = (first + last) / 2;
+        if (sing[mid] < lo)
+            first = mid + 1;
+        else
+            last = mid;
+    }
+    if (first < b->n_sing && sing[first] <= hi)
+        return true;
+    return pgd__gcls_partial_ok(w->m->g, w->gen + b->gen_off, b->n_gen, val, need, total);
+}
+
+/* base's stacks (its classes known) after code point cp (complete): those of the classes
+ * that take it, advanced once per (base, subset). */
 static int32_t complete(struct walk *w, int32_t base, uint32_t cp)
 {
     const struct wstate *b = &w->st[base];
-    uint32_t sel = pgd__gcls_takers(w->m->g, w->cls + b->cls_off, b->n_cls, cp);
-    if (sel == 0)
+    const uint32_t bits = pgd__gcls_takers(w->m->g, w->gen + b->gen_off, b->n_gen, cp);
+    const uint32_t single = find_single(w, b, cp);
+    if (bits == 0 && single == NO_SINGLE)
         return DEAD;
-    uint64_t key = (uint64_t)(uint32_t)base << 32 | sel;    /* exact: sel != 0 */
-    int32_t r = kmap_get(&w->advanced, key);
+    int32_t r = amap_get(&w->advanced, base, single, bits);
     if (r != UNKNOWN)
         return r;
+    /* the stacks of those classes, gathered */
+    const size_t *at = w->grp_at + b->grp_off;
+    size_t n = 0, need = single == NO_SINGLE ? 0 : at[b->n_gen + single + 1] -
+                                                   at[b->n_gen + single];
+    for (int c = 0; c < b->n_gen; c++)
+        if ((bits >> c) & 1)
+            need += at[c + 1] - at[c];
+    if (!pgd__array_reserve(w->scratch, w->cap_scratch, need + 1)) {
+        w->nomem = true;
+        return DEAD;
+    }
+    for (int c = 0; c < b->n_gen; c++)
+        for (size_t i = at[c]; (bits >> c) & 1 && i < at[c + 1]; i++)
+            w->scratch[n++] = w->grp[i];
+    for (size_t i = single == NO_SINGLE ? 0 : at[b->n_gen + single];
+         single != NO_SINGLE && i < at[b->n_gen + single + 1]; i++)
+        w->scratch[n++] = w->grp[i];
     struct pgd__gmatch *m = w->m;
     const size_t pushed = m->n_nodes;
-    size_t k = pgd__gmatch_advance_cls(m, w->sets + b->off, w->scls + b->off, b->n, sel, 0);
-    w->work += b->n + k + (m->n_nodes - pushed);
+    size_t k = pgd__gmatch_advance(m, w->scratch, n, 0);
+    w->work += n + k + (m->n_nodes - pushed);
     r = k == 0 ? DEAD : intern(w, m->scr, k, &(struct pgd__gpart){ 0 });
     if (r < 0 && k > 0) {
         w->nomem = true;
         r = DEAD;
     }
-    if (!kmap_put(&w->advanced, key, r))
+    if (!amap_put(&w->advanced, base, single, bits, r))
         w->nomem = true;
     return r;
 }
@@ -323,9 +492,6 @@ static int32_t transition(struct walk *w, int32_t s, uint8_t byte)
     const struct wstate st = w->st[s];
     int32_t r = DEAD;
     const int nc = classes(w, st.base);
-    /* w->cls stays put below: no state's classes are found before the end */
-    const uint32_t *cls = nc >= 0 ? w->cls + w->st[st.base].cls_off : NULL;
-    const struct pgd__grammar *g = w->m->g;
     if (nc < 0) {
         r = step_state(w, s, byte);
     } else if (st.part.need == 0) {
@@ -334,15 +500,15 @@ static int32_t transition(struct walk *w, int32_t s, uint8_t byte)
         uint32_t val = need == 1 ? byte & 0x1Fu : need == 2 ? byte & 0x0Fu : byte & 0x07u;
         if (need == 0)
             r = complete(w, st.base, byte);
-        else if (need > 0 && pgd__gcls_partial_ok(g, cls, nc, val, need, need + 1))
+        else if (need > 0 && classes_partial_ok(w, &w->st[st.base], val, need, need + 1))
             r = partial_state(w, st.base,
                               &(struct pgd__gpart){ .val = val, .need = need, .len = 1 });
     } else if ((byte & 0xC0) == 0x80) {
         uint32_t val = (st.part.val << 6) | (byte & 0x3Fu);
         int len = st.part.len + 1;
         if (st.part.need > 1) {
-            if (pgd__gcls_partial_ok(g, cls, nc, val, st.part.need - 1,
-                                     st.part.len + st.part.need))
+            if (classes_partial_ok(w, &w->st[st.base], val, st.part.need - 1,
+                                   st.part.len + st.part.need))
                 r = partial_state(w, st.base, &(struct pgd__gpart){
                     .val = val, .need = st.part.need - 1, .len = len });
         } else if (pgd__gmatch_valid_cp(val, len)) {
@@ -366,9 +532,12 @@ static bool utf8_absorbs(struct walk *w, int32_t s)
     if (w->st[s].utf8 >= 0)
         return w->st[s].utf8;
     const struct wstate st = w->st[s];
+    /* a singleton past 0x7F takes a part of the non-ASCII characters */
     bool yes = st.part.need == 0 && st.base == s && classes(w, s) >= 0 &&
-               pgd__gcls_nonascii_takers(w->m->g, w->cls + w->st[s].cls_off,
-                                         w->st[s].n_cls) != 0 &&
+               (w->st[s].n_sing == 0 ||
+                w->sing[w->st[s].sing_off + w->st[s].n_sing - 1] < 0x80) &&
+               pgd__gcls_nonascii_takers(w->m->g, w->gen + w->st[s].gen_off,
+                                         w->st[s].n_gen) != 0 &&
                complete(w, s, 0x80) == s;
     w->st[s].utf8 = yes;            /* w->st may have moved */
     return yes;
@@ -471,11 +640,15 @@ enum pgd_status pgd__gmask_fill(struct pgd__gmatch *m, const struct pgd__vocab *
     free(w.st);
     free(w.next);
     free(w.sets);
-    free(w.scls);
-    free(w.cls);
+    free(w.gen);
+    free(w.sing);
+    free(w.grp);
+    free(w.grp_at);
+    free(w.pairs);
+    free(w.scratch);
+    free(w.advanced.e);
     free(w.tab);
     kmap_free(&w.partial);
-    kmap_free(&w.advanced);
     free(w.known);
     free(w.loop);
     if (over && m->over)

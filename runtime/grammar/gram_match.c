@@ -434,15 +434,19 @@ bool pgd__gcls_partial_ok(const struct pgd__grammar *g, const uint32_t *cls, int
     return false;
 }
 
-size_t pgd__gmatch_advance_cls(struct pgd__gmatch *m, const uint32_t *set, const uint8_t *cls,
-                               size_t n, uint32_t sel, size_t out_off)
+size_t pgd__gmatch_advance(struct pgd__gmatch *m, const uint32_t *set, size_t n,
+                           size_t out_off)
 {
     struct sink s = sink_open(m, &m->scr, &m->cap_scr, out_off);
-    for (size_t i = 0; i < n; i++)
-        if (cls[i] < 32 && (sel >> cls[i]) & 1)
-            advance_node(m, set[i], &s);
+    for (size_t i = 0; i < n && !s.nomem; i++)
+        advance_node(m, set[i], &s);
     m->over |= s.over;
     return s.nomem ? 0 : s.n;
+}
+
+bool pgd__gmatch_part_range(uint32_t val, int need, int total, uint32_t *lo, uint32_t *hi)
+{
+    return part_range(val, need, total, lo, hi);
 }
 
 bool pgd__gmatch_valid_cp(uint32_t cp, int len)

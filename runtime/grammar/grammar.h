@@ -60,6 +60,8 @@ void pgd__grammar_free(struct pgd__grammar *g);
 
 /* Whether code point cp is in set c. */
 bool pgd__cset_has(const struct pgd__grammar *g, const struct pgd__cset *c, uint32_t cp);
+/* Whether set c is exactly one code point (*cp). */
+bool pgd__cset_single(const struct pgd__grammar *g, const struct pgd__cset *c, uint32_t *cp);
 /* Whether some code point of [lo, hi] (lo >= 0x80) is in set c. */
 bool pgd__cset_any_in(const struct pgd__grammar *g, const struct pgd__cset *c, uint32_t lo,
                       uint32_t hi);
@@ -263,11 +265,14 @@ uint32_t pgd__gcls_takers(const struct pgd__grammar *g, const uint32_t *cls, int
 uint32_t pgd__gcls_nonascii_takers(const struct pgd__grammar *g, const uint32_t *cls, int n);
 bool pgd__gcls_partial_ok(const struct pgd__grammar *g, const uint32_t *cls, int n,
                           uint32_t val, int need, int total);
-/* The stacks set[i] of [0, n) whose class cls[i] (an index into the state's classes; 32 or
- * more: none) is in sel, advanced into m->scr at out_off: their count (0 also when out of
- * memory). set must not lie in m->scr. */
-size_t pgd__gmatch_advance_cls(struct pgd__gmatch *m, const uint32_t *set, const uint8_t *cls,
-                               size_t n, uint32_t sel, size_t out_off);
+/* The stacks set[0, n) (their tops taking the character just read) advanced into m->scr at
+ * out_off: their count (0 also when out of memory, or over PGD__GMATCH_PASS_MAX: m->over).
+ * set must not lie in m->scr. */
+size_t pgd__gmatch_advance(struct pgd__gmatch *m, const uint32_t *set, size_t n,
+                           size_t out_off);
+/* The code points a partial sequence (val so far, need bytes due, total bytes) may still
+ * become: [*lo, *hi]; false when none. */
+bool pgd__gmatch_part_range(uint32_t val, int need, int total, uint32_t *lo, uint32_t *hi);
 /* Whether a complete sequence of len bytes encodes cp validly. */
 bool pgd__gmatch_valid_cp(uint32_t cp, int len);
 /* Drops arena entries from n on (they must be unreferenced). */

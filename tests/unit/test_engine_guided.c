@@ -562,16 +562,19 @@ Test(guided, free_requests_beside_constrained_ones_are_untouched, .timeout = 120
     pgd_engine_destroy(e);
 }
 
-/* A grammar whose masks would take seconds (thousands of stacks live in 40 classes of
- * characters once past "ab": `.*` or one of 38 letters, 2,000 times over) ends its sample
+/* A grammar whose masks would take seconds (tens of thousands of stacks live in 41
+ * classes of characters once past "ab": `.*` or one of 40 pairs of letters, 2,000 times
+ * over; over 32 classes of more than one character, the walk steps every stack for each
+ * distinct character) ends its sample
  * with PGD_FINISH_ERROR and the reason once its mask runs past the walk's budget, rather
  * than stall every request's step; a free request beside it is untouched, and the engine
  * goes on serving guided requests. */
 Test(guided, a_guide_too_ambiguous_to_follow_ends_its_sample_with_an_error, .timeout = 120)
 {
-    char grammar[512] = "root ::= \"a\" [b-j] (.*";
-    for (const char *l = "ABCDEFGHIJKLMNOPQRSTUVWXYZklmnopqrstuv"; *l; l++)
-        snprintf(grammar + strlen(grammar), sizeof grammar - strlen(grammar), " | \"%c\"", *l);
+    char grammar[2048] = "root ::= \"a\" [b-j] (.*";
+    for (int i = 0; i < 40; i++)
+        snprintf(grammar + strlen(grammar), sizeof grammar - strlen(grammar),
+                 " | [\\u%04x-\\u%04x]", 0x100 + 2 * i, 0x101 + 2 * i);
     strcat(grammar, "){2000}");
     struct pgd_engine *e = tiny();
     struct pgd_sampling_params fsp = pgd_sampling_default_params();

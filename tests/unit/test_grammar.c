@@ -465,17 +465,27 @@ static const struct mask_guide MASK_GUIDES[] = {
      * of classes, not per character */
     { PGD_GUIDE_GRAMMAR, "root ::= \"a\" [b-j] (.* | \"h\" | \"yz\" | [\\u4e00-\\u9fff]){40}",
       "ab\xe4\xb8\xadhyzq\xe6\x96\x87x hy" },
-    /* 56 alternatives of distinct first characters, over 32 classes: the generic step,
-     * also mid-character */
+    /* 56 alternatives, each a character twice, of distinct first characters: singleton
+     * classes found by code point, each leading somewhere else, also mid-character */
     { PGD_GUIDE_GRAMMAR,
-      "root ::= (\"a\" | \"b\" | \"c\" | \"d\" | \"e\" | \"f\" | \"g\" | \"h\" | \"i\" | "
-      "\"j\" | \"k\" | \"l\" | \"m\" | \"n\" | \"o\" | \"p\" | \"q\" | \"r\" | \"s\" | "
-      "\"t\" | \"u\" | \"v\" | \"w\" | \"x\" | \"y\" | \"z\" | \"A\" | \"B\" | \"C\" | "
-      "\"D\" | \"E\" | \"F\" | \"G\" | \"H\" | \"I\" | \"J\" | \"K\" | \"L\" | \"M\" | "
-      "\"N\" | \"O\" | \"P\" | \"Q\" | \"R\" | \"S\" | \"T\" | \"U\" | \"V\" | \"W\" | "
-      "\"X\" | \"Y\" | \"Z\" | \"\xc3\xa9\" | \"\xe4\xb8\xad\" | \"\xe6\x96\x87\" | "
-      "\"\xf0\x9f\x98\x80\") \"1\" root?",
-      "\xe4\xb8\xad" "1a1\xf0\x9f\x98\x80" "1Z1" },
+      "root ::= (\"aa\" | \"bb\" | \"cc\" | \"dd\" | \"ee\" | \"ff\" | \"gg\" | \"hh\" "
+      "| \"ii\" | \"jj\" | \"kk\" | \"ll\" | \"mm\" | \"nn\" | \"oo\" | \"pp\" | \"qq\" "
+      "| \"rr\" | \"ss\" | \"tt\" | \"uu\" | \"vv\" | \"ww\" | \"xx\" | \"yy\" | \"zz\" "
+      "| \"AA\" | \"BB\" | \"CC\" | \"DD\" | \"EE\" | \"FF\" | \"GG\" | \"HH\" | \"II\" "
+      "| \"JJ\" | \"KK\" | \"LL\" | \"MM\" | \"NN\" | \"OO\" | \"PP\" | \"QQ\" | \"RR\" "
+      "| \"SS\" | \"TT\" | \"UU\" | \"VV\" | \"WW\" | \"XX\" | \"YY\" | \"ZZ\" | "
+      "\"\xc3\xa9\xc3\xa9\" | \"\xe4\xb8\xad\xe4\xb8\xad\" | "
+      "\"\xe6\x96\x87\xe6\x96\x87\" | \"\xf0\x9f\x98\x80\xf0\x9f\x98\x80\") root?",
+      "\xe4\xb8\xad\xe4\xb8\xad" "aa\xf0\x9f\x98\x80\xf0\x9f\x98\x80" "ZZ" },
+    /* 34 alternatives of two characters each (and a singleton), over 32 general classes:
+     * the generic step, also mid-character */
+    { PGD_GUIDE_GRAMMAR,
+      "root ::= ([a-b] | [c-d] | [e-f] | [g-h] | [i-j] | [k-l] | [m-n] | [o-p] | [q-r] | "
+      "[s-t] | [u-v] | [w-x] | [y-z] | [A-B] | [C-D] | [E-F] | [G-H] | [I-J] | [K-L] | "
+      "[M-N] | [O-P] | [Q-R] | [S-T] | [U-V] | [W-X] | [Y-Z] | [0-1] | [2-3] | [4-5] | "
+      "[6-7] | [\\u00e9-\\u00ea] | [\\u4e2d-\\u4e2e] | [\\u6587-\\u6588] | "
+      "[\\U0001F600-\\U0001F601] | \"!\") \"9\" root?",
+      "\xe4\xb8\xad" "9a9\xf0\x9f\x98\x80" "9Z9!9" },
 };
 
 /* Checks the mask of state m (also through the guide's cache) token by token: a token is
