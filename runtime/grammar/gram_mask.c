@@ -349,10 +349,10 @@ static int classes(struct walk *w, int32_t b)
     uint32_t count[CLS_MAX] = { 0 };
     int ng = 0;
     size_t np = 0;
-    for (size_t i = 0; i < n; i++) {            /* scratch[i]: stack i's general class */
+    for (size_t i = 0; i < n; i++) {    /* scratch[i]: stack i's general class, or none */
         const uint32_t node = w->sets[st->off + i], top = pgd__gmatch_top(w->m, node);
         uint32_t cp;
-        w->scratch[i] = NO_SINGLE;
+        w->scratch[i] = UINT32_MAX;
         if (top == UINT32_MAX)
             continue;                           /* the empty stack takes nothing */
         if (pgd__cset_single(g, &g->cs[top], &cp)) {
@@ -379,7 +379,7 @@ static int classes(struct walk *w, int32_t b)
     for (int c = 0; c < ng; c++)
         cursor[c] = at[c];
     for (size_t i = 0; i < n; i++)
-        if (w->scratch[i] != NO_SINGLE)
+        if (w->scratch[i] != UINT32_MAX)
             w->grp[cursor[w->scratch[i]]++] = w->sets[st->off + i];
     size_t ns = 0, pos = at[ng];
     for (size_t k = 0; k < np; k++) {
@@ -402,9 +402,9 @@ static int classes(struct walk *w, int32_t b)
     return st->n_gen = ng;
 }
 
-/* The singleton of base (its classes known) that is code point cp: its index, or
- * NO_SINGLE. */
-static uint32_t find_single(const struct walk *w, const struct wstate *b, uint32_t cp)
+/* The first singleton of base (its classes known) at or past code point cp: its index, or
+ * base's n_sing. */
+static size_t first_single(const struct walk *w, const struct wstate *b, uint32_t cp)
 {
     const uint32_t *sing = w->sing + b->sing_off;
     size_t lo = 0, hi = b->n_sing;
@@ -415,7 +415,14 @@ static uint32_t find_single(const struct walk *w, const struct wstate *b, uint32
         else
             hi = mid;
     }
-    return lo < b->n_sing && sing[lo] == cp ? (uint32_t)lo : NO_SINGLE;
+    return lo;
+}
+
+/* The singleton of base that is code point cp: its index, or NO_SINGLE. */
+static uint32_t find_single(const struct walk *w, const struct wstate *b, uint32_t cp)
+{
+    const size_t k = first_single(w, b, cp);
+    return k < b->n_sing && w->sing[b->sing_off + k] == cp ? (uint32_t)k : NO_SINGLE;
 }
 
 /* Whether some class of base could take a character that a partial sequence may still
@@ -426,16 +433,8 @@ static bool classes_partial_ok(const struct walk *w, const struct wstate *b, uin
     uint32_t lo, hi;
     if (!pgd__gmatch_part_range(val, need, total, &lo, &hi))
         return false;
-    const uint32_t *sing = w->sing + b->sing_off;       /* the first singleton from lo */
-    size_t first = 0, last = b->n_sing;
-    while (first < last) {
-        size_t mid = (first + last) / 2;
-        if (sing[mid] < lo)
-            first = mid + 1;
-        else
-            last = mid;
-    }
-    if (first < b->n_sing && sing[first] <= hi)
+    const size_t k = first_single(w, b, lo);
+    if (k < b->n_sing && w->sing[b->sing_off + k] <= hi)
         return true;
     return pgd__gcls_partial_ok(w->m->g, w->gen + b->gen_off, b->n_gen, val, need, total);
 }
@@ -452,23 +451,26 @@ static int32_t complete(struct walk *w, int32_t base, uint32_t cp)
     int32_t r = amap_get(&w->advanced, base, single, bits);
     if (r != UNKNOWN)
         return r;
-    /* the stacks of those classes, gathered */
+    /* the stacks of the groups taken: the general classes by bit, then the singleton's */
     const size_t *at = w->grp_at + b->grp_off;
-    size_t n = 0, need = single == NO_SINGLE ? 0 : at[b->n_gen + single + 1] -
-                                                   at[b->n_gen + single];
+    uint32_t taken[CLS_MAX + 1];
+    int nt = 0;
     for (int c = 0; c < b->n_gen; c++)
         if ((bits >> c) & 1)
-            need += at[c + 1] - at[c];
-    if (!pgd__array_reserve(w->scratch, w->cap_scratch, need + 1)) {
+            taken[nt++] = (uint32_t)c;
+    if (single != NO_SINGLE)
+        taken[nt++] = (uint32_t)b->n_gen + single;
+    size_t n = 0;
+    for (int t = 0; t < nt; t++)
+        n += at[taken[t] + 1] - at[taken[t]];
+    if (!pgd__array_reserve(w->scratch, w->cap_scratch, n + 1)) {
         w->nomem = true;
         return DEAD;
     }
-    for (int c = 0; c < b->n_gen; c++)
-        for (size_t i = at[c]; (bits >> c) & 1 && i < at[c + 1]; i++)
+    n = 0;
+    for (int t = 0; t < nt; t++)
+        for (size_t i = at[taken[t]]; i < at[taken[t] + 1]; i++)
             w->scratch[n++] = w->grp[i];
-    for (size_t i = single == NO_SINGLE ? 0 : at[b->n_gen + single];
-         single != NO_SINGLE && i < at[b->n_gen + single + 1]; i++)
-        w->scratch[n++] = w->grp[i];
     struct pgd__gmatch *m = w->m;
     const size_t pushed = m->n_nodes;
     size_t k = pgd__gmatch_advance(m, w->scratch, n, 0);
