@@ -67,13 +67,13 @@ static inline size_t pgd__mask_words(int32_t n) { return ((size_t)n + 31) / 32; 
  * ids end[0, n_end) (EOS, stop ids) are set when m accepts. When no token at all fits, the
  * end ids are set anyway, so the sample ends instead of taking any token.
  * budget: the most parser work the walk may do (stacks stepped and made, and stack entries
- * pushed: 22-33 ns a unit on one core). JSON Schema and regex guides take hundreds a mask,
+ * pushed: 22-58 ns a unit on one core). JSON Schema and regex guides take hundreds a mask,
  * a choice of 100,000 strings 0.64 M; a grammar ambiguous enough to keep thousands of
  * stacks live in more than 32 classes of several characters each can take billions,
  * seconds of a step that every request in the batch waits for. Past the budget the walk stops:
  * PGD_ERR_INVALID_ARG, "too ambiguous to follow: ...". PGD_ERR_NOMEM when out of memory.
  * On an error the mask is not to be used. */
-#define PGD__GMASK_BUDGET (1ull << 25)      /* 0.75-1.1 s of one core */
+#define PGD__GMASK_BUDGET (1ull << 25)      /* 0.75-2 s of one core */
 enum pgd_status pgd__gmask_fill(struct pgd__gmatch *m, const struct pgd__vocab *v,
                                 const int32_t *end, int n_end, uint64_t budget, uint32_t *mask,
                                 char *err, size_t errlen);
