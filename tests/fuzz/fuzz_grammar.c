@@ -49,7 +49,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
  * minute under ASan. */
 #define MASK_CHECK_BUDGET (1ull << 20)
 
-static void check_mask(struct pgd__gmatch *m)
+/* The walk over m's state within MASK_CHECK_BUDGET, and with brute, every token's bit
+ * against feeding it to a copy. false: the walk was refused for its budget (the refusal
+ * checked), a state too costly to go on feeding text to. */
+static bool check_mask(struct pgd__gmatch *m, bool brute)
 {
     uint32_t mask[(N_VOCAB + 31) / 32];
     int32_t eos = N_VOCAB - 1;
@@ -61,15 +64,17 @@ static void check_mask(struct pgd__gmatch *m)
     if (st != PGD_OK) {     /* a refusal says why; the mask is not to be read */
         FUZZ_CHECK(err[0] && (st == PGD_ERR_INVALID_ARG || st == PGD_ERR_NOMEM),
                    "a failed mask: status %d '%s'", st, err);
-        return;
+        return st != PGD_ERR_INVALID_ARG;
     }
+    if (!brute)
+        return true;
     bool any = false;
     for (int32_t t = 0; t < (int32_t)N_VOCAB - 1; t++) {
         size_t len;
         const uint8_t *p = pgd__vocab_token(vocab, t, &len);
         struct pgd__gmatch c;
         if (!pgd__gmatch_copy(&c, m))
-            return;
+            return true;
         bool want = pgd__gmatch_accept(&c, p, len);
         pgd__gmatch_fini(&c);
         any |= want;
@@ -78,18 +83,23 @@ static void check_mask(struct pgd__gmatch *m)
     }
     bool eos_got = (mask[eos >> 5] >> (eos & 31)) & 1;
     FUZZ_CHECK(eos_got == (pgd__gmatch_accepting(m) || !any), "EOS bit %d", eos_got);
+    return true;
 }
 
-/* check_mask where the brute force stays affordable: it copies the matcher once a token, so
- * a state of thousands of live stacks (ambiguous repetitions such as (.* | "h"){900}) costs
- * seconds a check and a run would time out on the harness, not on a finding. Matching
- * itself still runs on those states, up to FEED_MAX_STACKS. */
+/* The brute force copies the matcher once a token, so on a state of thousands of live
+ * stacks (ambiguous repetitions such as (.* | "h"){900}) a check costs seconds: it runs on
+ * states of up to MASK_CHECK_MAX_STACKS, the walk alone up to FEED_MAX_STACKS, and text is
+ * fed to states up to that. */
 #define MASK_CHECK_MAX_STACKS 256
 #define FEED_MAX_STACKS 4096
-static void check_masks(struct pgd__gmatch *m)
+
+/* check_mask, by brute force up to MASK_CHECK_MAX_STACKS; false: m's state is too costly to
+ * go on feeding text to (over FEED_MAX_STACKS stacks, or a walk past its budget: nested
+ * empty repetitions keep 21 stacks live and push 600,000 entries a byte, 64 bytes 17 s
+ * under ASan). The harness's time, not a finding. */
+static bool check_masks(struct pgd__gmatch *m)
 {
-    if (m->n_set <= MASK_CHECK_MAX_STACKS)
-        check_mask(m);
+    return m->n_set <= FEED_MAX_STACKS && check_mask(m, m->n_set <= MASK_CHECK_MAX_STACKS);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -119,17 +129,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     struct pgd__gmatch m;
     if (pgd__gmatch_init(&m, g)) {
-        check_masks(&m);
+        bool go = check_masks(&m);
         const uint8_t *text = nul ? nul + 1 : NULL;
         size_t tlen = nul ? size - (size_t)(nul - data) - 1 : 0;
-        /* A byte costs a step of every live stack: past FEED_MAX_STACKS (nested
-         * repetitions keep 160,000 live) 64 bytes take the ASan build 20 s, the harness's
-         * time rather than a finding; the start has been made and masked by then. */
-        for (size_t i = 0; i < tlen && i < 64 && m.n_set <= FEED_MAX_STACKS; i++) {
+        for (size_t i = 0; go && i < tlen && i < 64; i++) {
             if (!pgd__gmatch_accept(&m, text + i, 1))
                 break;
             if (i % 8 == 7)
-                check_masks(&m);
+                go = check_masks(&m);
         }
         pgd__gmatch_fini(&m);
     }
