@@ -73,13 +73,17 @@ void pgd__emit_embedding(struct pgd_engine *e, struct pgd__child *c, float *vec,
 }
 
 /* Ends an unfinished child for `why` with a last output of no token (finished ones already
- * had their last). */
-static void child_close(struct pgd_engine *e, struct pgd__child *c, enum pgd_finish_reason why)
+ * had their last); error: PGD_FINISH_ERROR's reason (copied), else NULL. */
+static void child_close(struct pgd_engine *e, struct pgd__child *c, enum pgd_finish_reason why,
+                        const char *error)
 {
     if (c->done)
         return;
     struct pgd__out_rec *r = rec_new(c);
     r->o.finish_reason = why;
+    if (error && !(r->error = strdup(error)))
+        pgd__oom("engine: output error", strlen(error) + 1);
+    r->o.error = r->error;
     usage_fill(r, c);
     child_end(e, c, why);
     pgd__stream_push(c->req->stream, r);
@@ -87,13 +91,13 @@ static void child_close(struct pgd_engine *e, struct pgd__child *c, enum pgd_fin
 
 void pgd__child_stop_by_reader(struct pgd_engine *e, struct pgd__child *c)
 {
-    child_close(e, c, PGD_FINISH_STOP);
+    child_close(e, c, PGD_FINISH_STOP, NULL);
 }
 
 void pgd__req_abort(struct pgd_engine *e, struct pgd__req *r)
 {
     for (int i = 0; i < r->n_children; i++)
-        child_close(e, &r->children[i], PGD_FINISH_ABORT);
+        child_close(e, &r->children[i], PGD_FINISH_ABORT, NULL);
     pgd__req_retire(e, r);
 }
 
@@ -209,27 +213,15 @@ static void reader_text_op(const struct pgd_engine *e, const struct pgd__child *
         r->text_op |= PGD__TEXT_FLUSH;
 }
 
-/* Ends c, whose mask could not be made, with PGD_FINISH_ERROR and the reason: a last output
- * of no token (the one sampled under the stand-in mask is dropped) and no held-back text. */
-static void child_fail(struct pgd_engine *e, struct pgd__child *c)
-{
-    struct pgd__out_rec *r = rec_new(c);
-    r->o.finish_reason = PGD_FINISH_ERROR;
-    if (!(r->error = strdup(c->mask_error)))
-        pgd__oom("engine: output error", strlen(c->mask_error) + 1);
-    r->o.error = r->error;
-    usage_fill(r, c);
-    PGD_WARN("engine: request %llu: sample %d ends with an error: %s",
-             (unsigned long long)c->req->id, c->index, c->mask_error);
-    child_end(e, c, PGD_FINISH_ERROR);
-    pgd__stream_push(c->req->stream, r);
-}
-
 void pgd__emit_token(struct pgd_engine *e, struct pgd__child *c, int32_t token,
                      const struct pgd__sample_result *res)
 {
     if (c->mask_error) {
-        child_fail(e, c);
+        /* Its mask could not be made: it ends with the reason, and the token sampled under
+         * the stand-in mask is dropped (so is any held-back text). */
+        PGD_WARN("engine: request %llu: sample %d ends with an error: %s",
+                 (unsigned long long)c->req->id, c->index, c->mask_error);
+        child_close(e, c, PGD_FINISH_ERROR, c->mask_error);
         return;
     }
     double t = pgd__engine_now();

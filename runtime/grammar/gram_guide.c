@@ -273,7 +273,7 @@ void pgd__guide_release(struct pgd__guides *gs, struct pgd__guide *g)
 
 /* ---- masks by state ----------------------------------------------------------------------- */
 
-static int cmp_u64(const void *a, const void *b)
+int pgd__gcmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return (x > y) - (x < y);
@@ -289,7 +289,7 @@ static bool state_key(const struct pgd__gmatch *m, uint64_t *k0, uint64_t *k1)
         return false;
     for (size_t i = 0; i < m->n_set; i++)
         h[i] = m->nodes[m->set[i]].hash;
-    qsort(h, m->n_set, sizeof *h, cmp_u64);
+    qsort(h, m->n_set, sizeof *h, pgd__gcmp_u64);
     h[m->n_set] = m->part_val;
     h[m->n_set + 1] = (uint64_t)m->part_need << 8 | (uint64_t)m->part_len;
     XXH128_hash_t x = XXH3_128bits(h, n * sizeof *h);

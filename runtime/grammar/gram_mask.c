@@ -313,12 +313,6 @@ static int32_t partial_state(struct walk *w, int32_t base, const struct pgd__gpa
     return (int32_t)w->n_st++;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
 /* The classes of interned state b's stacks, found on first use: the general ones (the
  * distinct character sets on their tops, other than a single code point) and the
  * singletons (the distinct code points that a top of one code point takes), and the
@@ -370,7 +364,7 @@ static int classes(struct walk *w, int32_t b)
         count[c]++;
         w->scratch[i] = (uint32_t)c;
     }
-    qsort(w->pairs, np, sizeof *w->pairs, cmp_u64);
+    qsort(w->pairs, np, sizeof *w->pairs, pgd__gcmp_u64);
     /* the groups: general classes first, then each singleton's stacks in code point order */
     at[0] = w->n_grp;
     for (int c = 0; c < ng; c++)
@@ -436,7 +430,7 @@ static bool classes_partial_ok(const struct walk *w, const struct wstate *b, uin
     const size_t k = first_single(w, b, lo);
     if (k < b->n_sing && w->sing[b->sing_off + k] <= hi)
         return true;
-    return pgd__gcls_partial_ok(w->m->g, w->gen + b->gen_off, b->n_gen, val, need, total);
+    return pgd__gcls_any_in(w->m->g, w->gen + b->gen_off, b->n_gen, lo, hi);
 }
 
 /* base's stacks (its classes known) after code point cp (complete): those of the classes

@@ -60,7 +60,6 @@ struct sink {
     bool hashed;                    /* its entries are in the memo too (PGD__GMATCH_SINK_SCAN) */
 };
 
-
 /* A sink writing at arr[off...], opening a new pass of the memo. */
 static struct sink sink_open(struct pgd__gmatch *m, uint32_t **arr, size_t *cap, size_t off)
 {
@@ -138,8 +137,9 @@ static void sink_add(struct pgd__gmatch *m, struct sink *s, uint32_t node)
 /* Resolves the references on top of node until every resulting stack's top is a terminal
  * (or the stack is empty), adding those to s. No left recursion (checked at build), so
  * this ends. Depth first, the first alternative first, on a work list of its own (m->todo)
- * rather than the C stack: nested repetitions such as ((((.)?){20}){20}){20} chain 100,000
- * references before a terminal, which recursion would overflow the thread's stack with. */
+ * rather than the C stack: nested repetitions such as (((((.)?){20}){20}){20}){20} chain
+ * 160,000 references before a terminal, which recursion would overflow the thread's stack
+ * with. */
 static void expand(struct pgd__gmatch *m, uint32_t node, struct sink *s)
 {
     const struct pgd__grammar *g = m->g;
@@ -422,12 +422,9 @@ uint32_t pgd__gcls_nonascii_takers(const struct pgd__grammar *g, const uint32_t 
     return sel;
 }
 
-bool pgd__gcls_partial_ok(const struct pgd__grammar *g, const uint32_t *cls, int n,
-                          uint32_t val, int need, int total)
+bool pgd__gcls_any_in(const struct pgd__grammar *g, const uint32_t *cls, int n, uint32_t lo,
+                      uint32_t hi)
 {
-    uint32_t lo, hi;
-    if (!part_range(val, need, total, &lo, &hi))
-        return false;
     for (int i = 0; i < n; i++)
         if (pgd__cset_any_in(g, &g->cs[cls[i]], lo, hi))
             return true;

@@ -258,13 +258,13 @@ size_t pgd__gmatch_step(struct pgd__gmatch *m, size_t in_off, size_t n_in,
  * nonascii_takers: the classes that take every code point from 0x80 up when each of the
  * others takes none of them, 0 when some class takes a part of them or none takes any (then
  * every non-ASCII character advances the same stacks: the walk takes a subtree of valid
- * UTF-8 under such a state whole); partial_ok: whether some class could take a character
- * that a partial sequence (val so far, need bytes due, total bytes) may still become. */
+ * UTF-8 under such a state whole); any_in: whether some class takes a code point of [lo,
+ * hi] (lo >= 0x80: what a partial sequence may still become, pgd__gmatch_part_range). */
 uint32_t pgd__gmatch_top(const struct pgd__gmatch *m, uint32_t node);
 uint32_t pgd__gcls_takers(const struct pgd__grammar *g, const uint32_t *cls, int n, uint32_t cp);
 uint32_t pgd__gcls_nonascii_takers(const struct pgd__grammar *g, const uint32_t *cls, int n);
-bool pgd__gcls_partial_ok(const struct pgd__grammar *g, const uint32_t *cls, int n,
-                          uint32_t val, int need, int total);
+bool pgd__gcls_any_in(const struct pgd__grammar *g, const uint32_t *cls, int n, uint32_t lo,
+                      uint32_t hi);
 /* The stacks set[0, n) (their tops taking the character just read) advanced into m->scr at
  * out_off: their count (0 also when out of memory, or over PGD__GMATCH_PASS_MAX: m->over).
  * set must not lie in m->scr. */

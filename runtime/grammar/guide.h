@@ -101,6 +101,8 @@ struct pgd__guide {
  * the problem for anything that is not a valid guide. */
 enum pgd_status pgd__guide_compile(enum pgd_guide_kind kind, const char *text,
                                    struct pgd__grammar **out, char *err, size_t errlen);
+/* qsort's comparison of two uint64_t, ascending (state keys, the mask walk's singletons). */
+int pgd__gcmp_u64(const void *a, const void *b);
 /* The kind's name as messages and vLLM's options spell it. */
 const char *pgd__guide_kind_name(enum pgd_guide_kind kind);
 

@@ -98,7 +98,7 @@ static int run_guide(struct pgd__guides *gs, const struct bench_guide *bg, int s
         return 1;
     }
     uint64_t rng = seed;
-    int done = 0, restarts = 0;
+    int done = 0, restarts = 0, rc = 0;
     size_t hits0 = g->n_masks;
     for (int s = 0; s < steps; s++) {
         double a = now_us();
@@ -110,12 +110,8 @@ static int run_guide(struct pgd__guides *gs, const struct bench_guide *bg, int s
         double c = now_us();
         if (st) {
             fprintf(stderr, "pagoda bench grammar: %s: step %d: %s\n", bg->name, s, err);
-            pgd__gmatch_fini(&m);
-            free(mask);
-            free(walk);
-            free(eng);
-            pgd__guide_release(gs, g);
-            return 1;
+            rc = 1;
+            break;
         }
         walk[s] = b - a;
         eng[s] = c - b;
@@ -125,22 +121,27 @@ static int run_guide(struct pgd__guides *gs, const struct bench_guide *bg, int s
         if (!bytes || !pgd__gmatch_accept(&m, bytes, len) || pgd__gmatch_terminated(&m)) {
             /* the generation ended (EOS or a complete grammar): start another */
             pgd__gmatch_fini(&m);
-            if (!pgd__gmatch_init(&m, g->g))
-                return 1;
+            if (!pgd__gmatch_init(&m, g->g)) {
+                fprintf(stderr, "pagoda bench grammar: out of memory\n");
+                rc = 1;
+                break;
+            }
             restarts++;
         }
         done++;
     }
-    printf("  %s: compiled in %.0f us; %d steps (%d generations), %zu distinct states\n",
-           bg->name, compile, done, restarts + 1, g->n_masks - hits0);
-    report("walk", walk, steps);
-    report("engine", eng, steps);
+    if (rc == 0) {
+        printf("  %s: compiled in %.0f us; %d steps (%d generations), %zu distinct states\n",
+               bg->name, compile, done, restarts + 1, g->n_masks - hits0);
+        report("walk", walk, steps);
+        report("engine", eng, steps);
+    }
     pgd__gmatch_fini(&m);
     free(mask);
     free(walk);
     free(eng);
     pgd__guide_release(gs, g);
-    return 0;
+    return rc;
 }
 
 /* --batch: N generations of their own guides, stepping together. */
@@ -157,8 +158,8 @@ struct batch_step {
     size_t words;
     int32_t eos;
     int *walk;                       /* [N] the generations whose state is not cached */
-    _Atomic int failed;              /* a mask failed: the generation's index + 1 */
-    char err[512];                   /* the first failure's message */
+    atomic_bool failed;              /* some mask failed; err holds the first one's message */
+    char err[512];
 };
 
 static void batch_mask(void *arg, int k)
@@ -168,8 +169,7 @@ static void batch_mask(void *arg, int k)
     char err[512];
     if (pgd__guide_mask(b->gen[i].g, b->v, &b->gen[i].m, &b->eos, 1,
                         b->masks + (size_t)i * b->words, err, sizeof err) != PGD_OK) {
-        int none = 0;
-        if (atomic_compare_exchange_strong(&b->failed, &none, i + 1))
+        if (!atomic_exchange(&b->failed, true))
             snprintf(b->err, sizeof b->err, "%s", err);
     }
 }
