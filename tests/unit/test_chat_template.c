@@ -20,17 +20,24 @@ static char *dumps(const json_t *j)
 }
 
 /* Renders source with variables vars (a JSON object) and a one-message conversation. */
-static enum pgd_status render_src(const char *source, const char *vars, char **out, char *err,
-                                  size_t errlen)
+/* source (named name in messages; NULL: none) rendered over one user message "x". */
+static enum pgd_status render_as(const char *source, const char *name, const char *vars,
+                                 char **out, char *err, size_t errlen)
 {
     struct pgd_chat_template *t;
-    enum pgd_status st = pgd_chat_template_create(source, NULL, &t, err, errlen);
+    enum pgd_status st = pgd_chat_template_create(source, name, &t, err, errlen);
     if (st)
         return st;
     st = pgd_chat_template_render(t, "[{\"role\":\"user\",\"content\":\"x\"}]", NULL, false, vars,
                                   NULL, NULL, out, NULL, err, errlen);
     pgd_chat_template_destroy(t);
     return st;
+}
+
+static enum pgd_status render_src(const char *source, const char *vars, char **out, char *err,
+                                  size_t errlen)
+{
+    return render_as(source, NULL, vars, out, err, errlen);
 }
 
 /* Prints a readable diff hint: the first differing byte. */
@@ -237,29 +244,17 @@ Test(chat_template, raise_exception_reaches_the_caller)
     cr_assert_str_eq(err, "need 2 messages");
     cr_assert_null(out);
     /* the template's name prefixes template errors but never raise_exception's message */
-    struct pgd_chat_template *t;
-    cr_assert_eq(pgd_chat_template_create("{{ raise_exception('nope') }}", "my.json", &t, err,
-                                          sizeof err), PGD_OK);
-    st = pgd_chat_template_render(t, "[{\"role\":\"user\",\"content\":\"x\"}]", NULL, false, NULL,
-                                  NULL, NULL, &out, NULL, err, sizeof err);
+    st = render_as("{{ raise_exception('nope') }}", "my.json", NULL, &out, err, sizeof err);
     cr_assert_eq(st, PGD_ERR_INVALID_ARG);
     cr_assert_str_eq(err, "nope");
-    pgd_chat_template_destroy(t);
     /* an empty message still gives an error that says what happened, under the name */
-    cr_assert_eq(pgd_chat_template_create("{{ raise_exception('') }}", "my.json", &t, err,
-                                          sizeof err), PGD_OK);
-    st = pgd_chat_template_render(t, "[{\"role\":\"user\",\"content\":\"x\"}]", NULL, false, NULL,
-                                  NULL, NULL, &out, NULL, err, sizeof err);
+    st = render_as("{{ raise_exception('') }}", "my.json", NULL, &out, err, sizeof err);
     cr_assert_eq(st, PGD_ERR_INVALID_ARG);
     cr_assert_str_eq(err, "my.json: the template called raise_exception() without a message");
-    pgd_chat_template_destroy(t);
-    cr_assert_eq(pgd_chat_template_create("\n{{ x.y.z }}", "my.json", &t, err, sizeof err),
-                 PGD_OK);
-    st = pgd_chat_template_render(t, "[{\"role\":\"user\",\"content\":\"x\"}]", NULL, false, NULL,
-                                  NULL, NULL, &out, NULL, err, sizeof err);
+    st = render_as("\n{{ x.y.z }}", "my.json", NULL, &out, err, sizeof err);
     cr_assert_eq(st, PGD_ERR_TEMPLATE);
     cr_assert_str_eq(err, "my.json: line 2, column 5: 'x' is undefined");
-    pgd_chat_template_destroy(t);
+    cr_assert_null(out);
 }
 
 Test(chat_template, bad_inputs_are_invalid_arguments)
