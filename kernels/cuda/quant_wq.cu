@@ -45,6 +45,7 @@
 #define WQ_DEQ_MIN_N_DEFAULT 256     /* from here the mma layout dequantized, then cuBLASLt */
 #define WQ_FOLD_MIN_N_DEFAULT 17     /* from here to WQ_FOLD_MAX_N the folded GEMM where it runs */
 #define WQ_FOLD_MAX_N_DEFAULT 256    /* (past it the dequantizing path: H100, 8B layers) */
+#define WQ_FOLD_LAYERS_DEFAULT 0     /* q, k, v as one grid of the fold: opt-in until run on a GPU */
 
 /* ---- dequantization of one word -------------------------------------------------------- */
 #define MAGIC_BITS 0x4B000000u       /* 2^23 as float bits */
@@ -706,6 +707,26 @@ extern "C" int pgd_cuda_wq_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, con
     return pgd_cuda_wq_linear_path(c, PGD_CUDA_QPATH_AUTO, dt, x, n, w, b, y, err, errlen);
 }
 
+/* Whether linear_multi's layers run as one grid of the folded GEMM (pgd_cuda__wq_gemm_layers):
+ * each layer's own automatic choice at n rows is the fold, and they share in, groups and the
+ * act-order permutation (x gathered once for all). 8B GPTQ q, k and v at 32 rows, H100: the
+ * 1,024-feature k and v alone fill 8 of 132 SMs a launch, and the three launches took 46 us
+ * a layer where one 6,144-feature launch takes ~22. PGD_CUDA_WQ_FOLD_LAYERS=1 / 0: one grid /
+ * a launch a layer (default WQ_FOLD_LAYERS_DEFAULT). */
+static bool wq_fold_layers_take(const struct pgd_cuda_ctx *c, enum pgd_dtype dt, int count,
+                                const struct pgd_cuda_wq *const *w, int n)
+{
+    if (count < 2 || (dt != PGD_DTYPE_BF16 && dt != PGD_DTYPE_F16) ||
+        pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_LAYERS", WQ_FOLD_LAYERS_DEFAULT) != 1)
+        return false;
+    for (int i = 0; i < count; i++)
+        if (wq_auto_gemv(w[i], n) || !wq_auto_fold(c, w[i], n) || w[i]->in != w[0]->in ||
+            w[i]->group_size != w[0]->group_size || w[i]->groups != w[0]->groups ||
+            w[i]->perm != w[0]->perm)    /* none, or one shared device copy */
+            return false;
+    return true;
+}
+
 /* One launch where each layer's own choice would be the first streaming GEMV (the one that
  * takes several layers), else each layer's pgd_cuda_wq_linear: the same kernel and sums
  * either way (act-order layers of one shared permutation: x gathered into the scratch once,
@@ -726,6 +747,8 @@ extern "C" int pgd_cuda_wq_linear_multi(struct pgd_cuda_ctx *c, enum pgd_dtype d
         if (rc != 2)
             return rc;
     }
+    if (wq_fold_layers_take(c, dt, count, w, n))
+        return pgd_cuda__wq_gemm_layers(c, dt, x, n, count, w, b, y, WQ_GEMM_FOLD, err, errlen);
     for (int i = 0; i < count; i++)
         if (pgd_cuda_wq_linear(c, dt, x, n, w[i], b[i], y[i], err, errlen))
             return 1;

@@ -320,6 +320,13 @@ enum wq_gemm_kind { WQ_GEMM_EXACT, WQ_GEMM_EXACT_MMA, WQ_GEMM_FOLD };
 int pgd_cuda__wq_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
                       const struct pgd_cuda_wq *w, const void *b, void *y,
                       enum wq_gemm_kind kind, char *err, size_t errlen);
+/* pgd_cuda__wq_gemm of count layers of one x (2..3: q, k and v; WQ_GEMM_FOLD only), their
+ * one in, groups and permutation, y[l] [n, w[l]->out]: one launch over all their feature
+ * tiles (after one gather where x is staged); count 1 is pgd_cuda__wq_gemm. */
+int pgd_cuda__wq_gemm_layers(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                             int count, const struct pgd_cuda_wq *const *w,
+                             const void *const *b, void *const *y, enum wq_gemm_kind kind,
+                             char *err, size_t errlen);
 /* dst [rows][in] (device, 16-byte aligned) = x [rows][perm[k]] (perm NULL: x [rows][k], a
  * realignment of a 2-byte aligned x); in a multiple of 8. One small kernel, or none where
  * the norm before left exactly that there (pgd_cuda__wq_xg_take). */

@@ -180,9 +180,32 @@ __device__ __forceinline__ void wf_pairs(float (&acc)[NA], int nkt, bool second,
 }
 #endif
 
+/* The block's layer of a launch of several (wg_args' layers): its fields in place of the
+ * grid's, and m0, the block's first feature, within that layer. (Selects, not an index into
+ * the parameters: a dynamic index would copy them to local memory.) */
+template <typename T>
+__device__ __forceinline__ wg_args<T> wf_layer(const wg_args<T> &g, int &m0)
+{
+    wg_args<T> a = g;
+    const int mb = (int)blockIdx.y;
+    m0 = mb * WG_BM;
+    if (g.layers > 1) {
+        static_assert(WG_LAYERS == 3, "the selects below take three layers");
+        const int l = mb >= g.l_mb[2] ? 2 : mb >= g.l_mb[1] ? 1 : 0;
+        a.w = l == 2 ? g.l_w[2] : l == 1 ? g.l_w[1] : g.l_w[0];
+        a.meta = l == 2 ? g.l_meta[2] : l == 1 ? g.l_meta[1] : g.l_meta[0];
+        a.b = l == 2 ? g.l_b[2] : l == 1 ? g.l_b[1] : g.l_b[0];
+        a.y = l == 2 ? g.l_y[2] : l == 1 ? g.l_y[1] : g.l_y[0];
+        a.out = l == 2 ? g.l_out[2] : l == 1 ? g.l_out[1] : g.l_out[0];
+        a.out_pad = l == 2 ? g.l_out_pad[2] : l == 1 ? g.l_out_pad[1] : g.l_out_pad[0];
+        m0 = (mb - (l == 2 ? g.l_mb[2] : l == 1 ? g.l_mb[1] : 0)) * WG_BM;
+    }
+    return a;
+}
+
 template <typename T, int BN>
 __global__ void __launch_bounds__(WG_THREADS, 1)
-wq_fold_kernel(const __grid_constant__ wg_args<T> a)
+wq_fold_kernel(const __grid_constant__ wg_args<T> grid)
 {
 #ifdef PGD_SM90A
     typedef wf_smem<BN> L;
@@ -192,7 +215,9 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> a)
     const uint32_t raw = smem_u32(wf_buf), smem0 = (raw + 1023u) & ~1023u;
     uint8_t *buf = wf_buf + (smem0 - raw);
     const int th = threadIdx.x, warp = th / 32, lane = th % 32;
-    const int n0 = blockIdx.x * BN, m0 = blockIdx.y * WG_BM;
+    int m0;
+    const wg_args<T> a = wf_layer(grid, m0);
+    const int n0 = blockIdx.x * BN;
     /* the split's stages [kt0, kt0 + nkt) */
     const int kt0 = blockIdx.z * a.kps, nkt = min(a.kts, kt0 + a.kps) - kt0;
     pdl_trigger();
@@ -273,7 +298,7 @@ static_assert((WF_WS_LAUNCH_REGS - WF_WS_PRODUCER_REGS) * 128 >=
 
 template <typename T, int BN>
 __global__ void __launch_bounds__(WF_WS_THREADS, 1)
-wq_fold_ws_kernel(const __grid_constant__ wg_args<T> a)
+wq_fold_ws_kernel(const __grid_constant__ wg_args<T> grid)
 {
 #ifdef PGD_SM90A
     typedef wf_smem<BN> L;
@@ -285,7 +310,9 @@ wq_fold_ws_kernel(const __grid_constant__ wg_args<T> a)
     /* full[STAGES], empty[STAGES] past the pipeline and the epilogue's tile */
     const uint32_t full = smem0 + (uint32_t)L::MAIN, empty = full + 8 * L::STAGES;
     const int th = threadIdx.x, warp = th / 32, lane = th % 32;
-    const int n0 = blockIdx.x * BN, m0 = blockIdx.y * WG_BM;
+    int m0;
+    const wg_args<T> a = wf_layer(grid, m0);
+    const int n0 = blockIdx.x * BN;
     const int kt0 = blockIdx.z * a.kps, nkt = min(a.kts, kt0 + a.kps) - kt0;
     pdl_trigger();
     if (th < L::STAGES) {

@@ -40,6 +40,7 @@
  * made contiguous at load (the canonical layout sorts the inputs by group), so act-order
  * costs only the gather. */
 #include "kernels/cuda/quant_wq_gemm.cuh"
+#include <limits.h>
 
 /* ---- the kernel -------------------------------------------------------------------------------- */
 /* The group's sums (acc) times the rows' scales into the totals; acc starts afresh. */
@@ -551,33 +552,62 @@ static cudaError_t wg_go(struct pgd_cuda_ctx *c, wg_args<T> &a, const struct pgd
     return wg_launch_plan<T, WK, EXACT>(c, a, *p);
 }
 
+/* The fused GEMM's arguments for n rows of x through `count` layers w (1; 2..WG_LAYERS only
+ * for the fold: one grid over their feature tiles, wg_args' layers). */
 template <typename T>
-static int wg_run(struct pgd_cuda_ctx *c, const T *x, int n, const struct pgd_cuda_wq *w,
-                  const T *b, T *y, enum wq_gemm_kind kind, char *err, size_t errlen)
+static wg_args<T> wg_args_of(const T *x, int n, int count, const struct pgd_cuda_wq *const *w,
+                             const void *const *b, void *const *y)
 {
     wg_args<T> a;
-    a.w = reinterpret_cast<const uint8_t *>(w->w);
-    a.meta = w->meta;
+    const struct pgd_cuda_wq *w0 = w[0];
+    a.w = reinterpret_cast<const uint8_t *>(w0->w);
+    a.meta = w0->meta;
     a.x = x;
-    a.b = b;
-    a.y = y;
+    a.b = (const T *)b[0];
+    a.y = (T *)y[0];
     a.n = n;
-    a.in = w->in;
-    a.out = w->out;
-    a.out_pad = w->out_pad;
-    a.groups = w->groups;
-    a.group_size = w->group_size;
-    a.gshift = (w->group_size & (w->group_size - 1)) == 0 ? __builtin_ctz((unsigned)w->group_size)
-                                                           : -1;
-    a.kts = (w->in + WG_BK - 1) / WG_BK;
-    a.wstride = w->mma ? (size_t)(w->in / 64) * 512 : (size_t)w->in * w->bits / 8;
+    a.in = w0->in;
+    a.out = w0->out;
+    a.out_pad = w0->out_pad;
+    a.groups = w0->groups;
+    a.group_size = w0->group_size;
+    a.gshift = (w0->group_size & (w0->group_size - 1)) == 0
+                   ? __builtin_ctz((unsigned)w0->group_size) : -1;
+    a.kts = (w0->in + WG_BK - 1) / WG_BK;
+    a.wstride = w0->mma ? (size_t)(w0->in / 64) * 512 : (size_t)w0->in * w0->bits / 8;
+    a.layers = count;
+    int mb = 0;
+    for (int l = 0; l < WG_LAYERS; l++) {
+        a.l_mb[l] = l < count ? mb : INT_MAX;
+        a.l_w[l] = l < count ? reinterpret_cast<const uint8_t *>(w[l]->w) : NULL;
+        a.l_meta[l] = l < count ? w[l]->meta : NULL;
+        a.l_b[l] = l < count ? (const T *)b[l] : NULL;
+        a.l_y[l] = l < count ? (T *)y[l] : NULL;
+        a.l_out[l] = l < count ? w[l]->out : 0;
+        a.l_out_pad[l] = l < count ? w[l]->out_pad : 0;
+        if (l < count)
+            mb += (w[l]->out + WG_BM - 1) / WG_BM;
+    }
+    if (count > 1)                   /* the grid: every layer's feature tiles */
+        a.out = a.out_pad = mb * WG_BM;
+    return a;
+}
+
+template <typename T>
+static int wg_run(struct pgd_cuda_ctx *c, const T *x, int n, int count,
+                  const struct pgd_cuda_wq *const *ws, const void *const *b, void *const *y,
+                  enum wq_gemm_kind kind, char *err, size_t errlen)
+{
+    wg_args<T> a = wg_args_of<T>(x, n, count, ws, b, y);
+    const struct pgd_cuda_wq *w = ws[0];
     if (kind == WQ_GEMM_FOLD) {      /* the caller checked pgd_cuda__wq_fold_ok */
         int bn = 0, ks = 0;
         const cudaError_t e = pgd_cuda__wq_fold_go<T>(c, a, &bn, &ks);
         if (e != cudaSuccess)
-            return pgd_cuda_failf(err, errlen, "W4A16 folded wgmma GEMM x [%d, %d] -> %d "
-                                  "(%d-token tiles, inputs in %d splits): %s", n, w->in, w->out,
-                                  bn, ks, cudaGetErrorString(e));
+            return pgd_cuda_failf(err, errlen, "W4A16 folded wgmma GEMM x [%d, %d] -> %d%s "
+                                  "(%d-token tiles, inputs in %d splits): %s", n, w->in, a.out,
+                                  count > 1 ? " (layers side by side)" : "", bn, ks,
+                                  cudaGetErrorString(e));
         return 0;
     }
     const bool allow_wgmma = kind == WQ_GEMM_EXACT;
@@ -662,33 +692,45 @@ int pgd_cuda__wq_gather(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x
     return 0;
 }
 
-int pgd_cuda__wq_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
-                      const struct pgd_cuda_wq *w, const void *b, void *y,
-                      enum wq_gemm_kind kind, char *err, size_t errlen)
+int pgd_cuda__wq_gemm_layers(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                             int count, const struct pgd_cuda_wq *const *w,
+                             const void *const *b, void *const *y, enum wq_gemm_kind kind,
+                             char *err, size_t errlen)
 {
-    const size_t row_bytes = (size_t)w->in * 2;
-    const bool stage = w->perm || (uintptr_t)x % 16 != 0;
+    if (count < 1 || count > WG_LAYERS || (count > 1 && kind != WQ_GEMM_FOLD))
+        return pgd_cuda_failf(err, errlen, "W%dA16 GEMM: %d layers in one launch (1, or up to "
+                              "%d for the folded GEMM)", w[0]->bits, count, WG_LAYERS);
+    const struct pgd_cuda_wq *w0 = w[0];
+    const size_t row_bytes = (size_t)w0->in * 2;
+    const bool stage = w0->perm || (uintptr_t)x % 16 != 0;
     const int step = stage ? (int)(c->qscratch_bytes / row_bytes) : n;
     if (step < 1)
         return pgd_cuda_failf(err, errlen, "W%dA16 GEMM: a row of %d inputs exceeds the %zu-byte "
-                              "scratch", w->bits, w->in, c->qscratch_bytes);
+                              "scratch", w0->bits, w0->in, c->qscratch_bytes);
     for (int r0 = 0; r0 < n; r0 += step) {
         const int rows = n - r0 < step ? n - r0 : step;
         const void *xr = (const char *)x + (size_t)r0 * row_bytes;
-        void *yr = (char *)y + (size_t)r0 * w->out * 2;
+        void *yr[WG_LAYERS];
+        for (int l = 0; l < count; l++)
+            yr[l] = (char *)y[l] + (size_t)r0 * w[l]->out * 2;
         if (stage) {                 /* act-order gather (or realignment) into the scratch */
-            if (pgd_cuda__wq_gather(c, dt, xr, w->perm, rows, w->in, c->qscratch, err, errlen))
+            if (pgd_cuda__wq_gather(c, dt, xr, w0->perm, rows, w0->in, c->qscratch, err, errlen))
                 return 1;
             xr = c->qscratch;
         }
         const int rc = dt == PGD_DTYPE_BF16
-            ? wg_run<__nv_bfloat16>(c, (const __nv_bfloat16 *)xr, rows, w,
-                                    (const __nv_bfloat16 *)b, (__nv_bfloat16 *)yr, kind, err,
-                                    errlen)
-            : wg_run<__half>(c, (const __half *)xr, rows, w, (const __half *)b, (__half *)yr,
-                             kind, err, errlen);
+            ? wg_run<__nv_bfloat16>(c, (const __nv_bfloat16 *)xr, rows, count, w, b, yr, kind,
+                                    err, errlen)
+            : wg_run<__half>(c, (const __half *)xr, rows, count, w, b, yr, kind, err, errlen);
         if (rc)
             return 1;
     }
     return 0;
+}
+
+int pgd_cuda__wq_gemm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const void *x, int n,
+                      const struct pgd_cuda_wq *w, const void *b, void *y,
+                      enum wq_gemm_kind kind, char *err, size_t errlen)
+{
+    return pgd_cuda__wq_gemm_layers(c, dt, x, n, 1, &w, &b, &y, kind, err, errlen);
 }

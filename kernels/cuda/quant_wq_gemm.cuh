@@ -45,6 +45,8 @@ template <int WK, int BN> struct wg_smem {
     static constexpr int BYTES = PIPE > OUT ? PIPE : OUT;
 };
 
+#define WG_LAYERS 3                  /* wg_args' layers of one launch (q, k, v) */
+
 template <typename T>
 struct wg_args {
     const uint8_t *w;                /* the packed weights */
@@ -57,6 +59,17 @@ struct wg_args {
     int ks, kps;                     /* splits of the inputs (blockIdx.z, one cluster), and
                                         stages a split (even; the last split may be short) */
     size_t wstride;                  /* bytes from a row (plain) / a 16-row tile (mma) to the next */
+    /* The folded GEMM only: layers > 1 runs that many layers of one x (q, k and v; the same
+     * in, groups and permutation) as one grid, their feature tiles side by side: layer l's
+     * from tile l_mb[l] (l_mb[0] 0, unused entries INT_MAX), with its own weights, meta,
+     * bias, output and features; out and out_pad above are then the layers' tiles' sum (the
+     * grid), and wf_layer gives a block its layer's fields. Every other kernel: layers 1. */
+    int layers;
+    int l_mb[WG_LAYERS], l_out[WG_LAYERS], l_out_pad[WG_LAYERS];
+    const uint8_t *l_w[WG_LAYERS];
+    const __half2 *l_meta[WG_LAYERS];
+    const T *l_b[WG_LAYERS];
+    T *l_y[WG_LAYERS];
 };
 
 /* ---- the loads of one stage ---------------------------------------------------------------- */

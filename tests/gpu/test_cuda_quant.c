@@ -460,6 +460,25 @@ static size_t wq_multi_nodes(int act, int n)
     return act == ACT_NONE ? 1 : act == ACT_SHARED ? 2 : act == ACT_MIXED ? 0 : 6;
 }
 
+/* The nodes a graph capture of pgd_cuda_wq_linear_multi of the three layers w records. */
+static size_t wq_multi_graph_nodes(enum pgd_dtype dt, const void *dx, int n,
+                                   const struct pgd_cuda_wq *const *w, void *const *db,
+                                   void *const *dy)
+{
+    char err[512] = "";
+    struct pgd_cuda_graph *g = NULL;
+    CHECK_RC(pgd_cuda_capture_begin(ctx, err, sizeof err));
+    int rc = pgd_cuda_wq_linear_multi(ctx, dt, dx, n, 3, w, (const void *const *)db, dy, err,
+                                      sizeof err);
+    if (rc)
+        pgd_cuda_capture_abort(ctx);
+    CHECK_RC(rc);
+    CHECK_RC(pgd_cuda_capture_end(ctx, &g, err, sizeof err));
+    const size_t nodes = pgd_cuda_graph_nodes(g);
+    pgd_cuda_graph_destroy(g);
+    return nodes;
+}
+
 /* pgd_cuda_wq_linear_multi on q, k and v shapes of one x ([out | out / 4 | out / 4] features;
  * [200 | 40 | 24] leaves each layer's last tile part-empty): one launch up to 8 rows (with
  * act-order where the three share a permutation), one layer at a time past them and for
@@ -510,17 +529,9 @@ static void wq_multi_case(int group, int in, const int *outs, int act, int n, en
     }
     const size_t nodes = wq_multi_nodes(act, n);
     if (nodes) {
-        struct pgd_cuda_graph *g = NULL;
-        CHECK_RC(pgd_cuda_capture_begin(ctx, err, sizeof err));
-        int rc = pgd_cuda_wq_linear_multi(ctx, dt, dx, n, 3, w, (const void *const *)db, dy, err,
-                                          sizeof err);
-        if (rc)
-            pgd_cuda_capture_abort(ctx);
-        CHECK_RC(rc);
-        CHECK_RC(pgd_cuda_capture_end(ctx, &g, err, sizeof err));
-        cr_assert_eq(pgd_cuda_graph_nodes(g), nodes, "x [%d, %d]%s: linear_multi recorded %zu "
-                     "nodes, expected %zu", n, in, act_name[act], pgd_cuda_graph_nodes(g), nodes);
-        pgd_cuda_graph_destroy(g);
+        const size_t got = wq_multi_graph_nodes(dt, dx, n, w, db, dy);
+        cr_assert_eq(got, nodes, "x [%d, %d]%s: linear_multi recorded %zu nodes, expected %zu",
+                     n, in, act_name[act], got, nodes);
     }
     /* the set first: its layers keep their copy */
     pgd_cuda_wq_perms_destroy(perms);
@@ -1317,6 +1328,107 @@ GPU_TEST(wq_gemm_fold_ws_is_the_folds_bits)
     wq_check_sampled(&L, 256, PGD_CUDA_QPATH_AUTO, true, 5);
     unsetenv("PGD_CUDA_WQ_FOLD_WS");
     wq_fini(&L);
+}
+
+/* q, k and v as one grid of the folded GEMM (linear_multi past the GEMV, where each layer's
+ * own automatic choice is the fold): every output bit-equal to the layer's own fold launch
+ * with the same token tile and split forced (a block computes the same tile either way),
+ * plain and warp-specialized; layers whose last feature tiles are part-empty ([200 | 40 |
+ * 24] x 1,024) and the 8B shapes ([4,096 | 1,024 | 1,024] x 4,096), without act-order and
+ * with one shared permutation (x gathered once), both dtypes, with and without bias, 17 to
+ * 256 rows. A graph capture records one launch (and the gather) with PGD_CUDA_WQ_FOLD_LAYERS
+ * 1, a launch (and a gather) a layer with 0; the automatic plan against the reference. Skips where the fold is not the automatic choice. */
+GPU_TEST(wq_linear_multi_fold_one_grid)
+{
+    if (!fold_default())
+        cr_skip_test("the folded GEMM is not the automatic choice here (no sm_90a device or "
+                     "code, or PGD_CUDA_WQ_FOLD_MIN_N / MAX_N set)");
+    static const int O_ODD[3] = { 200, 40, 24 }, O_8B[3] = { 4096, 1024, 1024 };
+    const struct { int in; const int *outs; int act; } cases[] = {
+        { 1024, O_ODD, ACT_NONE }, { 1024, O_ODD, ACT_SHARED },
+        { 4096, O_8B, ACT_NONE }, { 4096, O_8B, ACT_SHARED },
+    };
+    static const int NS[4] = { 17, 64, 100, 256 };
+    static const char *BN[3] = { "64", "128", "256" }, *KS[3] = { "1", "2", "5" };
+    char err[512] = "";
+    for (int c = 0; c < 4; c++) {
+        const int in = cases[c].in, act = cases[c].act, *outs = cases[c].outs;
+        struct pgd_cuda_wq_perms *perms = act == ACT_SHARED ? pgd_cuda_wq_perms_create() : NULL;
+        struct wq_layer L[3];
+        const struct pgd_cuda_wq *w[3];
+        for (int i = 0; i < 3; i++) {
+            wq_make(&L[i], 4, 128, act == ACT_SHARED, i == 1 ? Z_SYM : Z_INT, in, outs[i],
+                    i > 0 && act == ACT_SHARED ? L[0].perm : NULL, perms);
+            w[i] = L[i].d;
+        }
+        for (int j = 0; j < 4; j++) {
+            const int n = NS[j];
+            const enum pgd_dtype dt = DTS[(c + j) % 2];
+            const bool bias = (c + j) % 2 == 0;
+            float *x = rand_vals((size_t)n * in, 1, dt);
+            void *dx = upload(x, (size_t)n * in, dt);
+            void *db[3] = { NULL, NULL, NULL }, *dy[3], *own[3];
+            for (int i = 0; i < 3; i++) {
+                float *b = bias ? rand_vals((size_t)outs[i], 0.5f, dt) : NULL;
+                db[i] = b ? upload(b, (size_t)outs[i], dt) : NULL;
+                free(b);
+            }
+            setenv("PGD_CUDA_WQ_FOLD_LAYERS", "1", 1);
+            for (int ws = 0; ws < 2; ws++) {
+                const char *bn = BN[(j + ws) % 3], *ks = KS[(j + c + ws) % 3];
+                setenv("PGD_CUDA_WQ_FOLD_WS", ws ? "1" : "0", 1);
+                setenv("PGD_CUDA_WQ_FOLD_BN", bn, 1);
+                setenv("PGD_CUDA_WQ_FOLD_KS", ks, 1);
+                for (int i = 0; i < 3; i++) {
+                    dy[i] = poisoned((size_t)n * outs[i], dt);
+                    own[i] = poisoned((size_t)n * outs[i], dt);
+                    CHECK_RC(pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n,
+                                                     w[i], db[i], own[i], err, sizeof err));
+                }
+                CHECK_RC(pgd_cuda_wq_linear_multi(ctx, dt, dx, n, 3, w, (const void *const *)db,
+                                                  dy, err, sizeof err));
+                for (int i = 0; i < 3; i++) {
+                    char what[256];
+                    snprintf(what, sizeof what, "%s, %s x [%d, %d]%s%s, layer %d of 3 in one "
+                             "grid, token tile %s, split %s%s: against its own launch",
+                             L[i].name, pgd_dtype_name(dt), n, in, bias ? " + bias" : "",
+                             act == ACT_SHARED ? ", one shared permutation" : "", i + 1, bn, ks,
+                             ws ? ", warp-specialized" : "");
+                    expect_same_dev(what, own[i], dy[i], (size_t)n * outs[i], dt);
+                    pgd_cuda_free(dy[i]);
+                    pgd_cuda_free(own[i]);
+                }
+            }
+            unsetenv("PGD_CUDA_WQ_FOLD_WS");
+            unsetenv("PGD_CUDA_WQ_FOLD_BN");
+            unsetenv("PGD_CUDA_WQ_FOLD_KS");
+            for (int i = 0; i < 3; i++)
+                dy[i] = poisoned((size_t)n * outs[i], dt);
+            const size_t gather = act == ACT_SHARED;
+            setenv("PGD_CUDA_WQ_FOLD_LAYERS", "1", 1);
+            size_t nodes = wq_multi_graph_nodes(dt, dx, n, w, db, dy);
+            cr_expect_eq(nodes, 1 + gather, "x [%d, %d]%s: one grid recorded %zu nodes", n, in,
+                         gather ? ", act-order" : "", nodes);
+            setenv("PGD_CUDA_WQ_FOLD_LAYERS", "0", 1);
+            nodes = wq_multi_graph_nodes(dt, dx, n, w, db, dy);
+            unsetenv("PGD_CUDA_WQ_FOLD_LAYERS");
+            cr_expect_eq(nodes, 3 * (1 + gather), "x [%d, %d]%s, PGD_CUDA_WQ_FOLD_LAYERS=0: "
+                         "recorded %zu nodes", n, in, gather ? ", act-order" : "", nodes);
+            for (int i = 0; i < 3; i++) {
+                pgd_cuda_free(dy[i]);
+                pgd_cuda_free(db[i]);
+            }
+            pgd_cuda_free(dx);
+            free(x);
+        }
+        pgd_cuda_wq_perms_destroy(perms);
+        for (int i = 0; i < 3; i++)
+            wq_fini(&L[i]);
+    }
+    setenv("PGD_CUDA_WQ_FOLD_LAYERS", "1", 1);
+    wq_multi_case(128, 1024, O_ODD, ACT_SHARED, 100, PGD_DTYPE_BF16, true);
+    wq_multi_case(128, 4096, O_8B, ACT_NONE, 64, PGD_DTYPE_F16, false);
+    unsetenv("PGD_CUDA_WQ_FOLD_LAYERS");
 }
 
 /* ---- FP8 ---------------------------------------------------------------------------------- */
