@@ -45,7 +45,7 @@
 #define WQ_DEQ_MIN_N_DEFAULT 256     /* from here the mma layout dequantized, then cuBLASLt */
 #define WQ_FOLD_MIN_N_DEFAULT 17     /* from here to WQ_FOLD_MAX_N the folded GEMM where it runs */
 #define WQ_FOLD_MAX_N_DEFAULT 256    /* (past it the dequantizing path: H100, 8B layers) */
-#define WQ_FOLD_LAYERS_DEFAULT 0     /* q, k, v as one grid of the fold: opt-in until run on a GPU */
+#define WQ_FOLD_LAYERS_DEFAULT 1     /* q, k, v as one grid of the fold (PGD_CUDA_WQ_FOLD_LAYERS) */
 
 /* ---- dequantization of one word -------------------------------------------------------- */
 #define MAGIC_BITS 0x4B000000u       /* 2^23 as float bits */

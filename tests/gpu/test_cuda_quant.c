@@ -520,7 +520,10 @@ static void wq_multi_case(int group, int in, const int *outs, int act, int n, en
         float *got = download(dy[i], (size_t)n * outs[i], dt);
         float *want = malloc((size_t)n * outs[i] * sizeof *want);
         float *abs_sum = malloc((size_t)n * outs[i] * sizeof *abs_sum);
-        reference(x, L[i].w, b[i], n, in, outs[i], want, abs_sum);
+        /* the folded GEMM multiplies the weights rounded to the dtype (auto_rounds) */
+        const float *wref = auto_rounds(&L[i], n) ? L[i].w_dt[dt == PGD_DTYPE_BF16 ? 0 : 1]
+                                                   : L[i].w;
+        reference(x, wref, b[i], n, in, outs[i], want, abs_sum);
         char name[256];
         snprintf(name, sizeof name, "%s, %s x [%d, %d]%s%s, layer %d of 3", L[i].name,
                  pgd_dtype_name(dt), n, in, bias ? " + bias" : "", act_name[act], i + 1);
