@@ -382,15 +382,27 @@ wq_fold_ws_kernel(const __grid_constant__ wg_args<T> grid)
 }
 
 /* ---- the host side ------------------------------------------------------------------------------- */
+/* PGD_CUDA_WQ_FOLD_ONE_BLOCK=1 (measuring): the plain kernel's block asks for at least
+ * WF_ONE_BLOCK_BYTES of shared memory, past half an SM's 228 KB, so an SM holds one block as
+ * the plan's cost model assumes. The 64-token tile's ~107 KB and 114-128 registers a thread
+ * let two fit, and that tile's times grow with its token tiles where the warp-specialized
+ * block's (one an SM by its registers) stay flat (H100, twenty-fifth session). */
+#define WF_ONE_BLOCK_BYTES (116 << 10)
+static bool wf_one_block(void) { return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_ONE_BLOCK", 0) == 1; }
+
 /* The kernel of a tile size, plain (WS false) or warp-specialized, its block and shared memory. */
 template <typename T, int BN, bool WS>
 struct wf_kernel {
     static std::atomic<uint64_t> granted;
     static constexpr int THREADS = WS ? WF_WS_THREADS : WG_THREADS;
-    static constexpr int SMEM = WS ? wf_smem<BN>::WS_BYTES : wf_smem<BN>::BYTES;
+    static constexpr int SMEM_USED = WS ? wf_smem<BN>::WS_BYTES : wf_smem<BN>::BYTES;
+    /* the most a launch asks for: the attribute granted once */
+    static constexpr int SMEM_MAX = !WS && SMEM_USED < WF_ONE_BLOCK_BYTES ? WF_ONE_BLOCK_BYTES
+                                                                          : SMEM_USED;
+    static int smem(void) { return !WS && wf_one_block() ? SMEM_MAX : SMEM_USED; }
     static constexpr void (*kernel)(wg_args<T>) = WS ? wq_fold_ws_kernel<T, BN>
                                                      : wq_fold_kernel<T, BN>;
-    static cudaError_t allow(int device) { return wg_allow_smem(granted, kernel, device, SMEM); }
+    static cudaError_t allow(int device) { return wg_allow_smem(granted, kernel, device, SMEM_MAX); }
     /* grid: token tiles x feature tiles x splits; the splits of a tile one cluster */
     static cudaError_t launch(struct pgd_cuda_ctx *c, const wg_args<T> &a)
     {
@@ -402,7 +414,7 @@ struct wf_kernel {
         pgd_cuda__wq_launch_cfg(c,
                                 dim3((unsigned)((a.n + BN - 1) / BN),
                                      (unsigned)((a.out + WG_BM - 1) / WG_BM), (unsigned)a.ks),
-                                dim3(THREADS), (size_t)SMEM, dim3(1, 1, (unsigned)a.ks), &cfg,
+                                dim3(THREADS), (size_t)smem(), dim3(1, 1, (unsigned)a.ks), &cfg,
                                 attr);
         return cudaLaunchKernelEx(&cfg, kernel, a);
     }
@@ -437,24 +449,24 @@ extern "C" int pgd_cuda_wq_fold_available(int device)
 
 /* Clusters of ks blocks of the BN-token kernel an H100-like device holds at once (ks 2..8;
  * one block an SM, so a cluster needs ks SMs free in one GPC: fewer than sm_count / ks where
- * the GPCs' SM counts are not multiples of ks), asked once a device, tile, kernel and split;
- * 0 when the question fails. */
+ * the GPCs' SM counts are not multiples of ks), asked once a device, tile, kernel, split
+ * and PGD_CUDA_WQ_FOLD_ONE_BLOCK; 0 when the question fails. */
 template <int BN, bool WS>
 static int wf_max_clusters(const struct pgd_cuda_ctx *c, int ks)
 {
-    static std::atomic<int> known[64][WG_KS_MAX + 1];
+    static std::atomic<int> known[64][2][WG_KS_MAX + 1];    /* [device][one block][ks] */
     typedef wf_kernel<__nv_bfloat16, BN, WS> K;
-    const int d = c->device;
+    const int d = c->device, one = wf_one_block();
     if (d < 0 || d >= 64 || ks < 2 || ks > WG_KS_MAX)
         return 0;
-    int v = known[d][ks].load();
+    int v = known[d][one][ks].load();
     if (v)
         return v > 0 ? v : 0;
     cudaLaunchConfig_t cfg = {};
     cudaLaunchAttribute attr[1];
     cfg.gridDim = dim3(1, 1, (unsigned)ks);
     cfg.blockDim = dim3(K::THREADS);
-    cfg.dynamicSmemBytes = (size_t)K::SMEM;
+    cfg.dynamicSmemBytes = (size_t)K::smem();
     attr[0].id = cudaLaunchAttributeClusterDimension;
     attr[0].val.clusterDim.x = 1;
     attr[0].val.clusterDim.y = 1;
@@ -466,7 +478,7 @@ static int wf_max_clusters(const struct pgd_cuda_ctx *c, int ks)
         cudaOccupancyMaxActiveClusters(&n, K::kernel, &cfg) != cudaSuccess)
         n = 0;
     cudaGetLastError();              /* a failed question is no error of the caller's */
-    known[d][ks].store(n > 0 ? n : -1);
+    known[d][one][ks].store(n > 0 ? n : -1);
     return n;
 }
 
