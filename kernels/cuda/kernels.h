@@ -601,6 +601,14 @@ int pgd_cuda_fp8_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt
 /* Whether the folded W4A16 GEMM (PGD_CUDA_QPATH_GEMM_FOLD) runs on CUDA device `device`:
  * compute capability 9.0 and the sm_90a code in this build (for tests). */
 int pgd_cuda_wq_fold_available(int device);
+/* The folded GEMM's cost model (quant_wq_fold.cu) for one plan of n rows of an [out, in]
+ * layer: token tile bn (64, 128, 256), ks splits of the inputs (1..8), the plain (ws 0) or
+ * warp-specialized kernel: its estimated cost in the model's units (~2.8 ns on an H100), -1
+ * where the plan does not exist (ks splits would leave one empty); *slots: the tiles the
+ * device holds at once (clusters of ks blocks). For fitting the model (bench quant
+ * --fold-plans). */
+long pgd_cuda_wq_fold_plan_cost(struct pgd_cuda_ctx *c, int n, int in, int out, int ws, int bn,
+                                int ks, long *slots);
 /* What the automatic path runs for n rows of w, for the speed probe: "gemv", or the fused
  * GEMM's kernel ("mma" or "wg": wgmma), token tile and input splits, e.g. "wg64/8". */
 void pgd_cuda_wq_auto_plan(struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n, char *buf,

@@ -504,9 +504,33 @@ struct wf_plan {
     int bn, ks, kps;
 };
 
-static struct wf_plan wf_pick(const struct pgd_cuda_ctx *c, int n, int in, int out, bool ws)
+/* The estimated cost of a plan (token tile bn, ks splits of the inputs) for n rows of an
+ * [out, in] layer, in the units above; -1 where ks splits would leave one empty (the
+ * splits that exist: ceil(kts / ceil(kts / ks)) == ks). *kps: the stages a split; *slots:
+ * the tiles (clusters of ks blocks) the device holds at once. */
+static long wf_cost(const struct pgd_cuda_ctx *c, int n, int in, int out, bool ws, int bn, int ks,
+                    int *kps, long *slots)
 {
     const long mblocks = (out + WG_BM - 1) / WG_BM, sms = c->sm_count > 0 ? c->sm_count : 1;
+    const int kts = (in + WG_BK - 1) / WG_BK;
+    *kps = (kts + ks - 1) / ks;
+    if ((kts + *kps - 1) / *kps != ks)
+        return -1;
+    *slots = sms;
+    if (ks > 1) {
+        const int mc = bn == 256 ? wf_clusters<256>(c, ks, ws)
+                     : bn == 128 ? wf_clusters<128>(c, ks, ws) : wf_clusters<64>(c, ks, ws);
+        *slots = mc > 0 ? mc : sms / ks * 3 / 4;
+        if (*slots < 1)
+            *slots = 1;
+    }
+    const long tiles = mblocks * ((n + bn - 1) / bn), waves = (tiles + *slots - 1) / *slots;
+    return waves * (WF_COST_BLOCK + (ks > 1 ? WF_COST_SPLIT : 0) +
+                    (long)*kps * (bn + WF_COST_STAGE));
+}
+
+static struct wf_plan wf_pick(const struct pgd_cuda_ctx *c, int n, int in, int out, bool ws)
+{
     const int kts = (in + WG_BK - 1) / WG_BK;
     const int fbn = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_BN", 0);
     const int fks = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_KS", 0);
@@ -516,24 +540,14 @@ static struct wf_plan wf_pick(const struct pgd_cuda_ctx *c, int n, int in, int o
     for (int bn = 256; bn >= 64; bn /= 2) {
         if ((fbn == 64 || fbn == 128 || fbn == 256) && bn != fbn)
             continue;
-        const long tiles = mblocks * ((n + bn - 1) / bn);
-        for (int ks0 = 1; ks0 <= WG_KS_MAX; ks0++) {
-            if ((fks >= 1 && fks <= WG_KS_MAX && ks0 != fks) || (fks == 0 && ks0 > ks_max))
+        for (int ks = 1; ks <= WG_KS_MAX; ks++) {
+            if ((fks >= 1 && fks <= WG_KS_MAX && ks != fks) || (fks == 0 && ks > ks_max))
                 continue;
-            const int kps = (kts + ks0 - 1) / ks0, ks = (kts + kps - 1) / kps;  /* none empty */
-            if (ks != ks0 || (ks > 1 && fks == 0 && kps < WG_KPS_MIN))
+            int kps;
+            long slots;
+            const long cost = wf_cost(c, n, in, out, ws, bn, ks, &kps, &slots);
+            if (cost < 0 || (ks > 1 && fks == 0 && kps < WG_KPS_MIN))
                 continue;
-            long slots = sms;        /* tiles (clusters) at once */
-            if (ks > 1) {
-                const int mc = bn == 256 ? wf_clusters<256>(c, ks, ws)
-                             : bn == 128 ? wf_clusters<128>(c, ks, ws) : wf_clusters<64>(c, ks, ws);
-                slots = mc > 0 ? mc : sms / ks * 3 / 4;
-                if (slots < 1)
-                    slots = 1;
-            }
-            const long waves = (tiles + slots - 1) / slots;
-            const long cost = waves * (WF_COST_BLOCK + (ks > 1 ? WF_COST_SPLIT : 0) +
-                                       (long)kps * (bn + WF_COST_STAGE));
             if (best_cost < 0 || cost < best_cost) {
                 best = (struct wf_plan){ bn, ks, kps };
                 best_cost = cost;
@@ -541,6 +555,15 @@ static struct wf_plan wf_pick(const struct pgd_cuda_ctx *c, int n, int in, int o
         }
     }
     return best;
+}
+
+extern "C" long pgd_cuda_wq_fold_plan_cost(struct pgd_cuda_ctx *c, int n, int in, int out,
+                                           int ws, int bn, int ks, long *slots)
+{
+    int kps;
+    if ((bn != 64 && bn != 128 && bn != 256) || ks < 1 || ks > WG_KS_MAX)
+        return -1;
+    return wf_cost(c, n, in, out, ws != 0, bn, ks, &kps, slots);
 }
 
 template <typename T, bool WS>

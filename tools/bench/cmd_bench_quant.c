@@ -12,22 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef PGD_HAVE_CUDA
-#include "kernels/cuda/kernels.h"
-#endif
+#include "kernels/cuda/kernels.h"   /* declarations only: the formats' codes in every build */
 
 #define MAX_LIST 16
-
-#ifdef PGD_HAVE_CUDA
-struct quant_shape {
-    const char *name;
-    int out, in;
-};
-
-static const struct quant_shape SHAPES[] = {
-    { "q / o", 4096, 4096 }, { "qkv", 6144, 4096 }, { "gate_up", 28672, 4096 },
-    { "down", 4096, 14336 },
-};
 
 struct quant_format {
     const char *name;
@@ -40,6 +27,17 @@ static const struct quant_format FORMATS[] = {
     { "w8g128", PGD_CUDA_QBENCH_W8, 128, 0 }, { "fp8", PGD_CUDA_QBENCH_FP8, 0, 0 },
 };
 #define NFORMAT ((int)(sizeof FORMATS / sizeof FORMATS[0]))
+
+#ifdef PGD_HAVE_CUDA
+struct quant_shape {
+    const char *name;
+    int out, in;
+};
+
+static const struct quant_shape SHAPES[] = {
+    { "q / o", 4096, 4096 }, { "qkv", 6144, 4096 }, { "gate_up", 28672, 4096 },
+    { "down", 4096, 14336 },
+};
 
 static const char *PATH_NAME[13] = { "auto", "gemv", "gemm", "gemm-vec", "gemm-f32", "gemm-lt",
                                      "gemm-mma", "gemm-fast", "gemv-e4m3", "gemm-d16",
@@ -151,12 +149,127 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
                       "tile / blocks splitting each tile's inputs");
     return 0;
 }
+
+/* --fold-plans: the folded W4 GEMM (kernels/cuda/quant_wq_fold.cu) with every token tile and
+ * split forced, plain and warp-specialized, each plan's time beside the cost model's
+ * estimate, for fitting the model in one run: rows "us" (a call), "model" (its estimate,
+ * thousands of units), '*' the model's pick, '+' the fastest; first, the clusters of ks
+ * blocks the device holds at once (the model's waves). The plans are forced through the
+ * environment the kernels read (PGD_CUDA_WQ_FOLD_WS / _BN / _KS), restored after. */
+static const int FOLD_BN[3] = { 64, 128, 256 }, FOLD_KS[6] = { 1, 2, 3, 4, 6, 8 };
+#define FOLD_PLANS 18
+
+static void fold_env(int ws, int bn, int ks)
+{
+    char v[16];
+    snprintf(v, sizeof v, "%d", ws);
+    setenv("PGD_CUDA_WQ_FOLD_WS", v, 1);
+    snprintf(v, sizeof v, "%d", bn);
+    setenv("PGD_CUDA_WQ_FOLD_BN", v, 1);
+    snprintf(v, sizeof v, "%d", ks);
+    setenv("PGD_CUDA_WQ_FOLD_KS", v, 1);
+}
+
+/* One kernel's plans at n rows: two rows, the times and the model's costs. */
+static int fold_plans_row(struct pgd_cuda_ctx *c, struct pgd_cuda_qbench *q,
+                          const struct quant_shape *sh, int n, int ws)
+{
+    char err[512];
+    double us[FOLD_PLANS];
+    long cost[FOLD_PLANS];
+    int pick = -1, fast = -1;
+    for (int i = 0; i < FOLD_PLANS; i++) {
+        const int bn = FOLD_BN[i / 6], ks = FOLD_KS[i % 6];
+        long slots = 0;
+        us[i] = -1;
+        cost[i] = pgd_cuda_wq_fold_plan_cost(c, n, sh->in, sh->out, ws, bn, ks, &slots);
+        if (cost[i] < 0)
+            continue;
+        fold_env(ws, bn, ks);
+        int rc = pgd_cuda_qbench_run(c, q, PGD_CUDA_QPATH_GEMM_FOLD, n, &us[i], err, sizeof err);
+        if (rc) {
+            fprintf(stderr, "\npagoda bench quant: %s\n", err);
+            return 1;
+        }
+        if (pick < 0 || cost[i] < cost[pick])
+            pick = i;
+        if (fast < 0 || us[i] < us[fast])
+            fast = i;
+    }
+    printf("%-8s %4d %-7s %-5s", sh->name, n, ws ? "ws" : "plain", "us");
+    for (int i = 0; i < FOLD_PLANS; i++)
+        us[i] < 0 ? printf(" %8s", "-")
+                  : printf(" %6.1f%c%c", us[i], i == pick ? '*' : ' ', i == fast ? '+' : ' ');
+    printf("\n%-8s %4s %-7s %-5s", "", "", "", "model");
+    for (int i = 0; i < FOLD_PLANS; i++)
+        cost[i] < 0 ? printf(" %8s", "-") : printf(" %8.1f", cost[i] / 1000.0);
+    printf("\n");
+    fflush(stdout);
+    return 0;
+}
+
+static int run_fold_plans(struct pgd_cuda_ctx *c, const struct quant_format *f,
+                          const int *batches, int nb)
+{
+    char err[512];
+    if (!pgd_cuda_wq_fold_available(0)) {      /* the tool's context is on device 0 */
+        fprintf(stderr, "pagoda bench quant: the folded GEMM does not run on this device (it "
+                        "needs compute capability 9.0 and a build with 90 among its CUDA "
+                        "architectures)\n");
+        return 1;
+    }
+    printf("== fold plans, %s: clusters of ks blocks held at once (ks 2..8; ks 1: an SM each)\n",
+           f->name);
+    for (int ws = 0; ws < 2; ws++)
+        for (int b = 0; b < 3; b++) {
+            printf("%-5s %3d-token tile:", ws ? "ws" : "plain", FOLD_BN[b]);
+            for (int ks = 2; ks <= 8; ks++) {
+                long slots = 0;
+                /* 8 splits of 512 stages all exist: the question is asked for each ks */
+                pgd_cuda_wq_fold_plan_cost(c, 64, 64 * 8 * 64, 128, ws, FOLD_BN[b], ks, &slots);
+                printf(" ks%d %ld", ks, slots);
+            }
+            printf("\n");
+        }
+    printf("%-8s %4s %-7s %-5s", "shape", "n", "kernel", "");
+    for (int i = 0; i < FOLD_PLANS; i++) {
+        char h[16];
+        snprintf(h, sizeof h, "%d/%d", FOLD_BN[i / 6], FOLD_KS[i % 6]);
+        printf(" %8s", h);
+    }
+    printf("\n");
+    int max_n = 1, rc = 0;
+    for (int bi = 0; bi < nb; bi++)
+        max_n = batches[bi] > max_n ? batches[bi] : max_n;
+    for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0] && !rc; s++) {
+        const struct quant_shape *sh = &SHAPES[s];
+        struct pgd_cuda_qbench *q = NULL;
+        size_t bytes = 0;
+        if (pgd_cuda_qbench_create(c, f->format, f->group, f->act_order, sh->in, sh->out, max_n,
+                                   &q, &bytes, err, sizeof err)) {
+            fprintf(stderr, "pagoda bench quant: %s\n", err);
+            rc = 1;
+            break;
+        }
+        for (int bi = 0; bi < nb && !rc; bi++)
+            for (int ws = 0; ws < 2 && !rc; ws++)
+                rc = fold_plans_row(c, q, sh, batches[bi], ws);
+        pgd_cuda_qbench_destroy(q);
+    }
+    unsetenv("PGD_CUDA_WQ_FOLD_WS");
+    unsetenv("PGD_CUDA_WQ_FOLD_BN");
+    unsetenv("PGD_CUDA_WQ_FOLD_KS");
+    printf("(us: a call of the plan, token tile / splits; model: the cost model's estimate, "
+           "thousands of units; * the model's pick, + the fastest)\n\n");
+    return rc;
+}
 #endif
 
 int pgd_cmd_bench_quant(int argc, char **argv)
 {
     int batches[MAX_LIST] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048 }, nb = 12;
     const char *only = NULL;
+    bool fold_plans = false, batch_given = false;
     char err[512];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
@@ -165,11 +278,18 @@ int pgd_cmd_bench_quant(int argc, char **argv)
                 fprintf(stderr, "pagoda bench quant: %s\n", err);
                 return 2;
             }
+            batch_given = true;
         } else if (!strcmp(argv[i], "--format") && i + 1 < argc) {
             only = argv[++i];
+        } else if (!strcmp(argv[i], "--fold-plans")) {
+            fold_plans = true;
         } else {
-            fprintf(stderr, "usage: pagoda bench quant [--batch LIST] [--format NAME]   (the "
-                            "quantized linears at the 8B shapes, on the GPU)\n"
+            fprintf(stderr, "usage: pagoda bench quant [--batch LIST] [--format NAME] "
+                            "[--fold-plans]   (the quantized linears at the 8B shapes, on the "
+                            "GPU)\n"
+                            "  --fold-plans: the folded W4 GEMM's every token tile and split, "
+                            "plain and warp-specialized, beside its cost model (w4g128; "
+                            "batches 32,64,128,256)\n"
                             "  formats: w4g128 w4g128-act w4g32 w4ch w8g128 fp8 (default: all)\n"
                             "  paths: auto, gemv, gemm (W4/W8: the fused tensor-core GEMM, wgmma "
                             "where it applies), gemm-mma (the same on mma.sync),\n"
@@ -196,7 +316,6 @@ int pgd_cmd_bench_quant(int argc, char **argv)
             return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
         }
     }
-#ifdef PGD_HAVE_CUDA
     int known = !only;
     for (int i = 0; i < NFORMAT && !known; i++)
         known = !strcmp(only, FORMATS[i].name);
@@ -205,20 +324,37 @@ int pgd_cmd_bench_quant(int argc, char **argv)
                         "fp8)\n", only);
         return 2;
     }
+    for (int i = 0; i < NFORMAT && fold_plans && only; i++) {
+        const struct quant_format *f = &FORMATS[i];
+        if (!strcmp(only, f->name) &&
+            (f->format != PGD_CUDA_QBENCH_W4 || f->group % 64 != 0 || f->act_order)) {
+            fprintf(stderr, "pagoda bench quant: --fold-plans takes a 4-bit format of groups of "
+                            "a multiple of 64 without act-order (w4g128), not %s\n", only);
+            return 2;
+        }
+    }
+#ifdef PGD_HAVE_CUDA
+    if (fold_plans && !batch_given) {  /* the fold's rows (17..256); 144 plans a row count */
+        static const int FOLD_N[4] = { 32, 64, 128, 256 };
+        memcpy(batches, FOLD_N, sizeof FOLD_N);
+        nb = 4;
+    }
     struct pgd_tool_bench_gpu g;
     if (pgd_tool_bench_gpu_open("pagoda bench quant", PGD_TOOL_BENCH_SHOW_COPY_GEMM, &g))
         return 1;
     printf("\n");
     int rc = 0;
     for (int i = 0; i < NFORMAT && !rc; i++)
-        if (!only || !strcmp(only, FORMATS[i].name))
-            rc = run_format(g.c, &FORMATS[i], batches, nb, g.gbps, g.tflops);
+        if (fold_plans ? !strcmp(only ? only : "w4g128", FORMATS[i].name)
+                       : !only || !strcmp(only, FORMATS[i].name))
+            rc = fold_plans ? run_fold_plans(g.c, &FORMATS[i], batches, nb)
+                            : run_format(g.c, &FORMATS[i], batches, nb, g.gbps, g.tflops);
     pgd_cuda_ctx_destroy(g.c);
     return rc;
 #else
     (void)batches;
     (void)nb;
-    (void)only;
+    (void)batch_given;
     fprintf(stderr, "pagoda bench quant: this build has no CUDA backend\n");
     return 1;
 #endif
