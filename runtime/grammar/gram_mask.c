@@ -179,6 +179,9 @@ struct walk {
     uint64_t *pairs;                /* classes()' scratch: (code point, stack) */
     uint32_t *scratch;              /* classes()' and complete()'s scratch */
     size_t cap_pairs, cap_scratch;
+    uint64_t *rkey;                 /* sort_by_hash's scratch: [2 n] hashes, [2 n] nodes */
+    uint32_t *rnode;
+    size_t cap_rkey, cap_rnode;
     struct amap advanced;           /* (base, singleton, general subset) -> state or DEAD */
     int32_t *tab;                   /* [tab_cap] hash table of states (index or -1) */
     size_t tab_cap;
@@ -197,6 +200,54 @@ static int cmp_by_hash(const void *a, const void *b, void *ctx)
     const struct pgd__gnode *nodes = ctx;
     uint64_t x = nodes[*(const uint32_t *)a].hash, y = nodes[*(const uint32_t *)b].hash;
     return (x > y) - (x < y);
+}
+
+#define RADIX_MIN 256               /* sets below this sort by comparison */
+
+/* set[0, n) (stack nodes) in ascending order of their hashes (same_state compares states
+ * by them, so the order of equal ones, a collision, does not matter). Past RADIX_MIN stacks: an LSD radix sort of (hash, node) pairs a byte a pass, the passes
+ * whose byte is the same in every hash skipped. Why: a state of thousands of stacks (an
+ * ambiguous grammar's; `(.* | [ab] | ...){2000}` keeps ~80,000 live) is interned once per
+ * subset of its classes, and the comparison sort, reading each hash through the node
+ * array, took half of such a mask's time. False when out of memory. */
+static bool sort_by_hash(struct walk *w, uint32_t *set, size_t n)
+{
+    const struct pgd__gnode *nodes = w->m->nodes;
+    if (n < RADIX_MIN) {
+        qsort_r(set, n, sizeof *set, cmp_by_hash, (void *)nodes);
+        return true;
+    }
+    if (!pgd__array_reserve(w->rkey, w->cap_rkey, 2 * n) ||
+        !pgd__array_reserve(w->rnode, w->cap_rnode, 2 * n))
+        return false;
+    uint64_t *key = w->rkey, *key2 = w->rkey + n;
+    uint32_t *node = w->rnode, *node2 = w->rnode + n;
+    for (size_t i = 0; i < n; i++) {
+        key[i] = nodes[set[i]].hash;
+        node[i] = set[i];
+    }
+    for (int shift = 0; shift < 64; shift += 8) {
+        size_t count[257] = { 0 };
+        for (size_t i = 0; i < n; i++)
+            count[((key[i] >> shift) & 0xFF) + 1]++;
+        if (count[((key[0] >> shift) & 0xFF) + 1] == n)
+            continue;               /* one byte value: this pass keeps the order */
+        for (int b = 0; b < 256; b++)
+            count[b + 1] += count[b];
+        for (size_t i = 0; i < n; i++) {
+            const size_t at = count[(key[i] >> shift) & 0xFF]++;
+            key2[at] = key[i];
+            node2[at] = node[i];
+        }
+        uint64_t *tk = key;
+        key = key2;
+        key2 = tk;
+        uint32_t *tn = node;
+        node = node2;
+        node2 = tn;
+    }
+    memcpy(set, node, n * sizeof *set);
+    return true;
 }
 
 /* Only interned states (their own base) are in the table; partial ones are in a kmap. */
@@ -241,7 +292,8 @@ static bool same_state(const struct walk *w, const struct wstate *s, const uint3
 static int32_t intern(struct walk *w, uint32_t *set, size_t n, const struct pgd__gpart *part)
 {
     struct pgd__gmatch *m = w->m;
-    qsort_r(set, n, sizeof *set, cmp_by_hash, m->nodes);
+    if (!sort_by_hash(w, set, n))
+        return -1;
     uint64_t h = XXH3_64bits_withSeed(part, sizeof *part, (uint64_t)n);
     for (size_t i = 0; i < n; i++)
         h = XXH3_64bits_withSeed(&m->nodes[set[i]].hash, sizeof(uint64_t), h);
@@ -642,6 +694,8 @@ enum pgd_status pgd__gmask_fill(struct pgd__gmatch *m, const struct pgd__vocab *
     free(w.grp_at);
     free(w.pairs);
     free(w.scratch);
+    free(w.rkey);
+    free(w.rnode);
     free(w.advanced.e);
     free(w.tab);
     kmap_free(&w.partial);

@@ -626,11 +626,16 @@ Test(grammar_mask, utf8_edge_tokens_against_brute_force)
     struct pgd__vocab *v;
     char err[256];
     cr_assert_eq(pgd__vocab_create(n, bytes, lens, &v, err, sizeof err), PGD_OK, "%s", err);
-    static const struct { enum pgd_guide_kind kind; const char *guide, *walk; } G[] = {
+    /* stacks: at least that many live after the walk's first two bytes */
+    static const struct { enum pgd_guide_kind kind; const char *guide, *walk; size_t stacks; } G[] = {
         { PGD_GUIDE_JSON_SCHEMA, "{\"type\":\"object\",\"properties\":{\"s\":{\"type\":"
           "\"string\"}},\"required\":[\"s\"]}",
-          "{\"s\": \"qab\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf\xed\x9f\xbfz\"}" },
-        { PGD_GUIDE_REGEX, "[abqA-Z\xc3\xa9\xe2\x82\xac]+\"", "qAab\xc3\xa9\xe2\x82\xac\"" },
+          "{\"s\": \"qab\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf\xed\x9f\xbfz\"}", 0 },
+        { PGD_GUIDE_REGEX, "[abqA-Z\xc3\xa9\xe2\x82\xac]+\"", "qAab\xc3\xa9\xe2\x82\xac\"", 0 },
+        /* states of hundreds of stacks in four classes (interned through the radix sort,
+         * past 256 stacks), also mid-character */
+        { PGD_GUIDE_GRAMMAR, "root ::= \"a\" [b-j] (.* | \"h\" | \"yz\" | [\\u4e00-\\u9fff]){200}",
+          "ab\xe4\xb8\xadhyzq\xe6\x96\x87x hy", 300 },
     };
     size_t words = pgd__mask_words(n);
     uint32_t *mask = malloc(words * sizeof *mask);
@@ -656,6 +661,8 @@ Test(grammar_mask, utf8_edge_tokens_against_brute_force)
                                  "matcher %d", gi, at, t, buf[t], lens[t], got, want);
             }
             cr_assert_eq(wrong, 0, "guide %zu @%zu: %d tokens wrong", gi, at, wrong);
+            if (at == 2)
+                cr_assert_geq(m.n_set, G[gi].stacks, "guide %zu: %zu stacks live", gi, m.n_set);
             if (at < len)
                 cr_assert(pgd__gmatch_accept(&m, G[gi].walk + at, 1), "guide %zu: the walk "
                           "dies at %zu", gi, at);
