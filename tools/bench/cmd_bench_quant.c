@@ -59,6 +59,25 @@ static int bf16_us(struct pgd_cuda_ctx *c, int n, int in, int out, double *us, c
     return 0;
 }
 
+/* A bench of f's random layers of shape sh for up to the largest of the batches (*bytes: a
+ * layer's weight bytes); NULL, the reason printed, when it cannot be made. */
+static struct pgd_cuda_qbench *shape_bench(struct pgd_cuda_ctx *c, const struct quant_format *f,
+                                           const struct quant_shape *sh, const int *batches,
+                                           int nb, size_t *bytes)
+{
+    char err[512];
+    int max_n = 1;
+    for (int bi = 0; bi < nb; bi++)
+        max_n = batches[bi] > max_n ? batches[bi] : max_n;
+    struct pgd_cuda_qbench *q = NULL;
+    if (pgd_cuda_qbench_create(c, f->format, f->group, f->act_order, sh->in, sh->out, max_n, &q,
+                               bytes, err, sizeof err)) {
+        fprintf(stderr, "pagoda bench quant: %s\n", err);
+        return NULL;
+    }
+    return q;
+}
+
 static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, const int *batches,
                       int nb, double gbps, double tflops)
 {
@@ -78,18 +97,12 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
     for (int p = 0; p < npath; p++)
         printf(" %19s", PATH_NAME[paths[p]]);
     printf(" %17s %8s %6s%s\n", "bf16", "floor us", "bound", fp8 ? "" : "  auto's plan");
-    int max_n = 1;
-    for (int bi = 0; bi < nb; bi++)
-        max_n = batches[bi] > max_n ? batches[bi] : max_n;
     for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++) {
         const struct quant_shape *sh = &SHAPES[s];
-        struct pgd_cuda_qbench *q = NULL;
         size_t bytes = 0;
-        if (pgd_cuda_qbench_create(c, f->format, f->group, f->act_order, sh->in, sh->out, max_n,
-                                   &q, &bytes, err, sizeof err)) {
-            fprintf(stderr, "pagoda bench quant: %s\n", err);
+        struct pgd_cuda_qbench *q = shape_bench(c, f, sh, batches, nb, &bytes);
+        if (!q)
             return 1;
-        }
         for (int bi = 0; bi < nb; bi++) {
             const int n = batches[bi];
             printf("%-8s %6d %6d %4d", sh->name, sh->out, sh->in, n);
@@ -211,7 +224,6 @@ static int fold_plans_row(struct pgd_cuda_ctx *c, struct pgd_cuda_qbench *q,
 static int run_fold_plans(struct pgd_cuda_ctx *c, const struct quant_format *f,
                           const int *batches, int nb)
 {
-    char err[512];
     if (!pgd_cuda_wq_fold_available(0)) {      /* the tool's context is on device 0 */
         fprintf(stderr, "pagoda bench quant: the folded GEMM does not run on this device (it "
                         "needs compute capability 9.0 and a build with 90 among its CUDA "
@@ -238,16 +250,12 @@ static int run_fold_plans(struct pgd_cuda_ctx *c, const struct quant_format *f,
         printf(" %8s", h);
     }
     printf("\n");
-    int max_n = 1, rc = 0;
-    for (int bi = 0; bi < nb; bi++)
-        max_n = batches[bi] > max_n ? batches[bi] : max_n;
+    int rc = 0;
     for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0] && !rc; s++) {
         const struct quant_shape *sh = &SHAPES[s];
-        struct pgd_cuda_qbench *q = NULL;
         size_t bytes = 0;
-        if (pgd_cuda_qbench_create(c, f->format, f->group, f->act_order, sh->in, sh->out, max_n,
-                                   &q, &bytes, err, sizeof err)) {
-            fprintf(stderr, "pagoda bench quant: %s\n", err);
+        struct pgd_cuda_qbench *q = shape_bench(c, f, sh, batches, nb, &bytes);
+        if (!q) {
             rc = 1;
             break;
         }
