@@ -402,7 +402,10 @@ struct wf_kernel {
     static int smem(void) { return !WS && wf_one_block() ? SMEM_MAX : SMEM_USED; }
     static constexpr void (*kernel)(wg_args<T>) = WS ? wq_fold_ws_kernel<T, BN>
                                                      : wq_fold_kernel<T, BN>;
-    static cudaError_t allow(int device) { return wg_allow_smem(granted, kernel, device, SMEM_MAX); }
+    static cudaError_t allow(int device)
+    {
+        return wg_allow_smem(granted, kernel, device, SMEM_MAX);
+    }
     /* grid: token tiles x feature tiles x splits; the splits of a tile one cluster */
     static cudaError_t launch(struct pgd_cuda_ctx *c, const wg_args<T> &a)
     {

@@ -1340,7 +1340,8 @@ GPU_TEST(wq_gemm_fold_ws_is_the_folds_bits)
  * 24] x 1,024) and the 8B shapes ([4,096 | 1,024 | 1,024] x 4,096), without act-order and
  * with one shared permutation (x gathered once), both dtypes, with and without bias, 17 to
  * 256 rows. A graph capture records one launch (and the gather) with PGD_CUDA_WQ_FOLD_LAYERS
- * 1, a launch (and a gather) a layer with 0; the automatic plan against the reference. Skips where the fold is not the automatic choice. */
+ * 1, a launch (and a gather) a layer with 0; the automatic plan against the reference of the
+ * weights rounded to the dtype. Skips where the fold is not the automatic choice. */
 GPU_TEST(wq_linear_multi_fold_one_grid)
 {
     if (!fold_default())
