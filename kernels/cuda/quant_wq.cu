@@ -711,8 +711,9 @@ extern "C" int pgd_cuda_wq_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, con
  * each layer's own automatic choice at n rows is the fold, and they share in, groups and the
  * act-order permutation (x gathered once for all). 8B GPTQ q, k and v at 32 rows, H100: the
  * 1,024-feature k and v make 8 feature tiles each (too few for 132 SMs even split), and the
- * three launches took 46 us a layer where one 6,144-feature launch takes ~22. PGD_CUDA_WQ_FOLD_LAYERS=1 / 0: one grid /
- * a launch a layer (default WQ_FOLD_LAYERS_DEFAULT). */
+ * three launches took 46 us a layer where one 6,144-feature launch takes ~22.
+ * PGD_CUDA_WQ_FOLD_LAYERS=1 / 0: one grid / a launch a layer (default
+ * WQ_FOLD_LAYERS_DEFAULT). */
 static bool wq_fold_layers_take(const struct pgd_cuda_ctx *c, enum pgd_dtype dt, int count,
                                 const struct pgd_cuda_wq *const *w, int n)
 {

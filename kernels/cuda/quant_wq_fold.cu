@@ -180,9 +180,17 @@ __device__ __forceinline__ void wf_pairs(float (&acc)[NA], int nkt, bool second,
 }
 #endif
 
+/* Entry l (0..2) of one of wg_args' per-layer arrays v, by selects, not an index into the
+ * parameters: a dynamic index would copy them to local memory. */
+template <typename V>
+__device__ __forceinline__ V wf_sel(int l, const V (&v)[WG_LAYERS])
+{
+    static_assert(WG_LAYERS == 3, "the selects take three layers");
+    return l == 2 ? v[2] : l == 1 ? v[1] : v[0];
+}
+
 /* The block's layer of a launch of several (wg_args' layers): its fields in place of the
- * grid's, and m0, the block's first feature, within that layer. (Selects, not an index into
- * the parameters: a dynamic index would copy them to local memory.) */
+ * grid's, and m0, the block's first feature, within that layer. */
 template <typename T>
 __device__ __forceinline__ wg_args<T> wf_layer(const wg_args<T> &g, int &m0)
 {
@@ -190,14 +198,14 @@ __device__ __forceinline__ wg_args<T> wf_layer(const wg_args<T> &g, int &m0)
     const int mb = (int)blockIdx.y;
     m0 = mb * WG_BM;
     if (g.layers > 1) {
-        static_assert(WG_LAYERS == 3, "the selects below take three layers");
         const int l = mb >= g.l_mb[2] ? 2 : mb >= g.l_mb[1] ? 1 : 0;
-        a.w = l == 2 ? g.l_w[2] : l == 1 ? g.l_w[1] : g.l_w[0];
-        a.meta = l == 2 ? g.l_meta[2] : l == 1 ? g.l_meta[1] : g.l_meta[0];
-        a.b = l == 2 ? g.l_b[2] : l == 1 ? g.l_b[1] : g.l_b[0];
-        a.y = l == 2 ? g.l_y[2] : l == 1 ? g.l_y[1] : g.l_y[0];
-        a.out = l == 2 ? g.l_out[2] : l == 1 ? g.l_out[1] : g.l_out[0];
-        a.out_pad = l == 2 ? g.l_out_pad[2] : l == 1 ? g.l_out_pad[1] : g.l_out_pad[0];
+        a.w = wf_sel(l, g.l_w);
+        a.meta = wf_sel(l, g.l_meta);
+        a.b = wf_sel(l, g.l_b);
+        a.y = wf_sel(l, g.l_y);
+        a.out = wf_sel(l, g.l_out);
+        a.out_pad = wf_sel(l, g.l_out_pad);
+        /* layer 0 starts at tile 0: a literal, where wf_sel would load l_mb[0] */
         m0 = (mb - (l == 2 ? g.l_mb[2] : l == 1 ? g.l_mb[1] : 0)) * WG_BM;
     }
     return a;

@@ -205,8 +205,9 @@ static int cmp_by_hash(const void *a, const void *b, void *ctx)
 #define RADIX_MIN 256               /* sets below this sort by comparison */
 
 /* set[0, n) (stack nodes) in ascending order of their hashes (same_state compares states
- * by them, so the order of equal ones, a collision, does not matter). Past RADIX_MIN stacks: an LSD radix sort of (hash, node) pairs a byte a pass, the passes
- * whose byte is the same in every hash skipped. Why: a state of thousands of stacks (an
+ * by them, so the order of equal ones, a collision, does not matter). Past RADIX_MIN
+ * stacks: an LSD radix sort of (hash, node) pairs a byte a pass, the passes whose byte is
+ * the same in every hash skipped. Why: a state of thousands of stacks (an
  * ambiguous grammar's; `(.* | [ab] | ...){2000}` keeps ~80,000 live) is interned once per
  * subset of its classes, and the comparison sort, reading each hash through the node
  * array, took half of such a mask's time. False when out of memory. */

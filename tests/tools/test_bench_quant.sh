@@ -16,7 +16,11 @@ for f in w4g32 w4g128-act w4ch w8g128 fp8; do
     bad="$bad $f (exit $rc: $(cat "$tmp/err"))"
   fi
 done
-[ -z "$bad" ] && ok refuses_formats_the_fold_does_not_take || ko refuses_formats_the_fold_does_not_take "$bad"
+if [ -z "$bad" ]; then
+  ok refuses_formats_the_fold_does_not_take
+else
+  ko refuses_formats_the_fold_does_not_take "$bad"
+fi
 
 "$PAGODA" bench quant --fold-plans --format nope >"$tmp/out" 2>"$tmp/err"
 rc=$?
@@ -28,7 +32,8 @@ fi
 
 "$PAGODA" bench quant --help >"$tmp/out" 2>&1
 rc=$?
-if [ "$rc" = 0 ] && grep -q -- "--fold-plans: the folded W4 GEMM's every token tile and split" "$tmp/out"; then
+if [ "$rc" = 0 ] &&
+   grep -q -- "--fold-plans: the folded W4 GEMM's every token tile and split" "$tmp/out"; then
   ok help_names_fold_plans
 else
   ko help_names_fold_plans "exit $rc: $(cat "$tmp/out")"

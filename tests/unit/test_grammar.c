@@ -627,7 +627,11 @@ Test(grammar_mask, utf8_edge_tokens_against_brute_force)
     char err[256];
     cr_assert_eq(pgd__vocab_create(n, bytes, lens, &v, err, sizeof err), PGD_OK, "%s", err);
     /* stacks: at least that many live after the walk's first two bytes */
-    static const struct { enum pgd_guide_kind kind; const char *guide, *walk; size_t stacks; } G[] = {
+    static const struct {
+        enum pgd_guide_kind kind;
+        const char *guide, *walk;
+        size_t stacks;
+    } G[] = {
         { PGD_GUIDE_JSON_SCHEMA, "{\"type\":\"object\",\"properties\":{\"s\":{\"type\":"
           "\"string\"}},\"required\":[\"s\"]}",
           "{\"s\": \"qab\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf\xed\x9f\xbfz\"}", 0 },
