@@ -16,6 +16,7 @@
 
 struct pgd_cuda_gemm_entry;          /* linear.cu's algorithm cache */
 struct pgd_cuda_gemm_tuned;          /* gemm_tune.cu's tuned algorithms */
+struct pgd_cuda_wq_fold_tuned;       /* quant_wq_fold_tune.cu's timed plans */
 
 /* The quantized linears' device scratch (staged x, quantized x and its scales, dequantized
  * weight tiles, float32 partial outputs), made with the context so that no linear call
@@ -38,6 +39,11 @@ struct pgd_cuda_ctx {
     struct pgd_cuda_gemm_tuned *gemm_tuned; /* [gemm_tuned_cap] */
     int gemm_tuned_n, gemm_tuned_cap;
     int gemm_tune;
+    /* quant_wq_fold_tune.cu: the folded W4 GEMM's plan of each grid and bucket of rows,
+     * timed (under gemm_tune's switch), and the timings' count and host milliseconds */
+    struct pgd_cuda_wq_fold_tuned *wq_fold_tuned; /* [wq_fold_tuned_cap] */
+    int wq_fold_tuned_n, wq_fold_tuned_cap, wq_fold_tunings;
+    double wq_fold_tune_ms;
     /* whether the tuning times all of our wgmma kernel's configurations (0: read
      * PGD_CUDA_GEMM_WGMMA_CANDIDATES on first use, 1 the few, 2 all) */
     int gemm_wgmma_all;

@@ -6,6 +6,7 @@
 #include <vector>
 
 extern "C" void pgd_cuda_gemm_cache_free(struct pgd_cuda_ctx *c);   /* linear.cu */
+extern "C" void pgd_cuda_wq_fold_tune_free(struct pgd_cuda_ctx *c); /* quant_wq_fold_tune.cu */
 
 extern "C" int pgd_cuda_device_count(void)
 {
@@ -233,6 +234,7 @@ extern "C" void pgd_cuda_ctx_destroy(struct pgd_cuda_ctx *c)
     if (c->stream)
         cudaStreamSynchronize(c->stream);
     pgd_cuda_gemm_cache_free(c);
+    pgd_cuda_wq_fold_tune_free(c);
     if (c->lt)
         cublasLtDestroy(c->lt);
     cudaFree(c->workspace);

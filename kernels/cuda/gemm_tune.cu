@@ -43,7 +43,7 @@
  * pgd_cuda_gemm_tune_set), the heuristic's first is used, as before.
  *
  * Our own wgmma kernel (gemm_wgmma.cu: sm_90a, n <= OWN_MAX_N) is timed after cuBLASLt's
- * candidates on the same buffers through the same loop (time_launch, given each side's
+ * candidates on the same buffers through the same loop (pgd_cuda__tune_time, given each side's
  * launch), with its token-tile and split-K variants: the few that came closest to cuBLASLt
  * on the H200 (it won no shape there; at most 6 a plan), or all of them (up to 24) with
  * PGD_CUDA_GEMM_WGMMA_CANDIDATES=all or pgd_cuda_gemm_tune_wgmma_set (`pagoda bench gemm`);
@@ -59,13 +59,11 @@
 
 #define TUNE_CANDIDATES 16        /* asked of the heuristic (it returns 8 on Hopper) */
 #define TUNE_MAX_TIMED 48          /* the heuristic's and their split-K variants */
-#define TUNE_REPS 5
+#define TUNE_REPS PGD_CUDA_TUNE_MAX_REPS
 #define TUNE_BUDGET_MS 100.0
 #define TUNE_MAX_RECORDS 1024
 #define TUNE_MARGIN 0.99f         /* a candidate must be 1% faster than the best so far */
 #define OWN_MAX_N 512             /* our wgmma kernel's candidates: n up to this */
-
-#define TUNE_FLUSH_BYTES ((size_t)64 << 20)
 
 struct pgd_cuda_gemm_tuned {
     struct pgd_cuda_gemm_key key;    /* n: the n it was timed at */
@@ -237,12 +235,12 @@ static int heuristic(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
     return 0;
 }
 
-/* Overwrites flush (TUNE_FLUSH_BYTES, made for the tuning; NULL: nothing), so that L2
- * holds none of the operands between timed runs. */
+/* Overwrites flush (PGD_CUDA_TUNE_FLUSH_BYTES, made for the tuning; NULL: nothing), so that
+ * L2 holds none of the operands between timed runs. */
 static void flush_l2(struct pgd_cuda_ctx *c, void *flush)
 {
     if (flush)
-        cudaMemsetAsync(flush, 0x5a, TUNE_FLUSH_BYTES, c->stream);
+        cudaMemsetAsync(flush, 0x5a, PGD_CUDA_TUNE_FLUSH_BYTES, c->stream);
 }
 
 /* What a timed candidate runs on: the plan being tuned and its call's buffers. */
@@ -251,13 +249,10 @@ struct timed_call {
     const struct pgd_cuda_gemm_call *call;
 };
 
-/* Enqueues one run of candidate `cand` on tc's buffers (y overwritten) on c's stream; false
- * when it could not. */
-typedef bool (*launch_fn)(struct pgd_cuda_ctx *c, const struct timed_call *tc, const void *cand);
-
-/* cand: a cublasLtMatmulAlgo_t for tc's plan. */
-static bool launch_lt(struct pgd_cuda_ctx *c, const struct timed_call *tc, const void *cand)
+/* what: a struct timed_call; cand: a cublasLtMatmulAlgo_t for its plan. */
+static bool launch_lt(struct pgd_cuda_ctx *c, const void *what, const void *cand)
 {
+    const struct timed_call *tc = (const struct timed_call *)what;
     const float alpha = 1.0f, beta = 0.0f;
     const struct pgd_cuda_gemm_plan *p = tc->p;
     const struct pgd_cuda_gemm_call *call = tc->call;
@@ -266,9 +261,11 @@ static bool launch_lt(struct pgd_cuda_ctx *c, const struct timed_call *tc, const
                           c->workspace_bytes, c->stream) == CUBLAS_STATUS_SUCCESS;
 }
 
-/* cand: a struct pgd_cuda_wgmma_cfg of our kernel (plain y = x w^T, no bias). */
-static bool launch_own(struct pgd_cuda_ctx *c, const struct timed_call *tc, const void *cand)
+/* what: a struct timed_call; cand: a struct pgd_cuda_wgmma_cfg of our kernel (plain
+ * y = x w^T, no bias). */
+static bool launch_own(struct pgd_cuda_ctx *c, const void *what, const void *cand)
 {
+    const struct timed_call *tc = (const struct timed_call *)what;
     char err[256];
     const struct pgd_cuda_gemm_key *k = &tc->p->key;
     return pgd_cuda__wgmma_run(c, k->dt, tc->call->x, tc->call->w, NULL, k->n, k->in, k->out,
@@ -276,17 +273,42 @@ static bool launch_own(struct pgd_cuda_ctx *c, const struct timed_call *tc, cons
                                err, sizeof err) == 0;
 }
 
-/* The median milliseconds of `reps` runs of cand through launch on tc's buffers (one
- * untimed run first, L2 flushed before each; ev: 2 reps events); a negative value when it
- * fails to run. */
-static float time_launch(struct pgd_cuda_ctx *c, launch_fn launch, const struct timed_call *tc,
-                         const void *cand, int reps, cudaEvent_t *ev, void *flush)
+bool pgd_cuda__tune_open(struct pgd_cuda_ctx *c, struct pgd_cuda_tune_kit *kit)
+{
+    (void)c;
+    for (kit->n_ev = 0; kit->n_ev < 2 * PGD_CUDA_TUNE_MAX_REPS; kit->n_ev++)
+        if (cudaEventCreate(&kit->ev[kit->n_ev]) != cudaSuccess)
+            break;
+    kit->flush = NULL;
+    if (cudaMalloc(&kit->flush, PGD_CUDA_TUNE_FLUSH_BYTES) != cudaSuccess) {
+        cudaGetLastError();
+        kit->flush = NULL;
+    }
+    return kit->n_ev == 2 * PGD_CUDA_TUNE_MAX_REPS;
+}
+
+void pgd_cuda__tune_close(struct pgd_cuda_ctx *c, struct pgd_cuda_tune_kit *kit)
+{
+    cudaGetLastError();
+    for (int i = 0; i < kit->n_ev; i++)
+        cudaEventDestroy(kit->ev[i]);
+    kit->n_ev = 0;
+    if (kit->flush) {
+        cudaStreamSynchronize(c->stream);
+        cudaFree(kit->flush);
+        cudaGetLastError();
+        kit->flush = NULL;
+    }
+}
+
+float pgd_cuda__tune_time(struct pgd_cuda_ctx *c, pgd_cuda_tune_launch launch, const void *what,
+                          const void *cand, int reps, cudaEvent_t *ev, void *flush)
 {
     for (int r = -1; r < reps; r++) {
         flush_l2(c, flush);
         if (r >= 0)
             cudaEventRecord(ev[2 * r], c->stream);
-        const bool ran = launch(c, tc, cand);
+        const bool ran = launch(c, what, cand);
         if (r >= 0)
             cudaEventRecord(ev[2 * r + 1], c->stream);
         if (!ran) {
@@ -390,7 +412,7 @@ static void time_lt(struct pgd_cuda_ctx *c, const struct timed_call *tc,
         /* A large GEMM (a long prefill) varies little from run to run: fewer runs, so that
          * the budget covers more candidates. */
         int reps = o->first_ms > 1.0f ? 3 : TUNE_REPS;
-        float ms = time_launch(c, launch_lt, tc, &cand[i], reps, ev, flush);
+        float ms = pgd_cuda__tune_time(c, launch_lt, tc, &cand[i], reps, ev, flush);
         o->timed++;
         if (i == 0)
             o->first_ms = ms;
@@ -419,7 +441,7 @@ static void time_own(struct pgd_cuda_ctx *c, const struct timed_call *tc, cudaEv
     const int nc = pgd_cuda__wgmma_candidates(c, k->n, k->in, k->out, wgmma_all(c), cand,
                                               PGD_CUDA_WGMMA_MAX_CANDIDATES);
     for (int i = 0; i < nc; i++) {
-        const float ms = time_launch(c, launch_own, tc, &cand[i], TUNE_REPS, ev, flush);
+        const float ms = pgd_cuda__tune_time(c, launch_own, tc, &cand[i], TUNE_REPS, ev, flush);
         o->own_timed++;
         if (ms >= 0 && (o->own_ms < 0 || ms < o->own_ms)) {
             o->own = cand[i];
@@ -499,33 +521,16 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
         cudaGetLastError();
         return 0;
     }
-    cudaEvent_t ev[2 * TUNE_REPS];
-    int n_ev = 0;
-    for (; n_ev < 2 * TUNE_REPS; n_ev++)
-        if (cudaEventCreate(&ev[n_ev]) != cudaSuccess)
-            break;
-    double t0 = pgd_cuda_host_ms();
-    /* No device memory for the flush: timed from L2 (optimistic for small weights). */
-    void *flush = NULL;
-    if (cudaMalloc(&flush, TUNE_FLUSH_BYTES) != cudaSuccess) {
-        cudaGetLastError();
-        flush = NULL;
-    }
+    const double t0 = pgd_cuda_host_ms();
+    struct pgd_cuda_tune_kit kit;
     const struct timed_call tc = { p, call };
     struct tune_outcome o = { -1, 0, 0.0f, -1.0f, { 0, 0, 0 }, -1.0f, 0 };
-    if (n_ev == 2 * TUNE_REPS) {
-        time_lt(c, &tc, cand, n_cand, t0, ev, flush, &o);
+    if (pgd_cuda__tune_open(c, &kit)) {
+        time_lt(c, &tc, cand, n_cand, t0, kit.ev, kit.flush, &o);
         if (o.best >= 0)
-            time_own(c, &tc, ev, flush, &o);
+            time_own(c, &tc, kit.ev, kit.flush, &o);
     }
-    cudaGetLastError();
-    for (int i = 0; i < n_ev; i++)
-        cudaEventDestroy(ev[i]);
-    if (flush) {
-        cudaStreamSynchronize(c->stream);
-        cudaFree(flush);
-        cudaGetLastError();
-    }
+    pgd_cuda__tune_close(c, &kit);
     if (o.best < 0)
         return 0;            /* nothing could be timed: the heuristic's first, not recorded */
     *algo = cand[o.best];

@@ -77,6 +77,31 @@ int pgd_cuda_gemm_choose(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan
  * bucket found it faster than cuBLASLt; bn 0 otherwise (not tuned, tuning off, cuBLASLt won). */
 struct pgd_cuda_wgmma_cfg pgd_cuda_gemm_own(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_key *k);
 
+/* Timing a candidate by measurement, shared by the GEMM tuning here and the folded W4 GEMM's
+ * (quant_wq_fold_tune.cu). A launch enqueues one run of candidate `cand` of `what` (the
+ * call being tuned: its buffers, y overwritten) on c's stream; false when it could not. */
+typedef bool (*pgd_cuda_tune_launch)(struct pgd_cuda_ctx *c, const void *what, const void *cand);
+/* The bytes of the buffer overwritten before each timed run, so that L2 holds none of the
+ * operands (the weights come from HBM as in a real step). */
+#define PGD_CUDA_TUNE_FLUSH_BYTES ((size_t)64 << 20)
+/* What one tuning times with: 2 x PGD_CUDA_TUNE_MAX_REPS events, and the buffer flushed
+ * before each run (NULL when the device had no memory for it: timed from L2, optimistic for
+ * small weights). pgd_cuda__tune_open makes them (false: the events could not all be made,
+ * so nothing can be timed; close it all the same), pgd_cuda__tune_close frees them. */
+#define PGD_CUDA_TUNE_MAX_REPS 5
+struct pgd_cuda_tune_kit {
+    cudaEvent_t ev[2 * PGD_CUDA_TUNE_MAX_REPS];
+    int n_ev;
+    void *flush;
+};
+bool pgd_cuda__tune_open(struct pgd_cuda_ctx *c, struct pgd_cuda_tune_kit *kit);
+void pgd_cuda__tune_close(struct pgd_cuda_ctx *c, struct pgd_cuda_tune_kit *kit);
+/* The median milliseconds of `reps` (<= PGD_CUDA_TUNE_MAX_REPS) runs of cand through launch
+ * (one untimed run first, L2 flushed through flush before each when it is not NULL; ev: 2
+ * reps events); a negative value when it fails to run. */
+float pgd_cuda__tune_time(struct pgd_cuda_ctx *c, pgd_cuda_tune_launch launch, const void *what,
+                          const void *cand, int reps, cudaEvent_t *ev, void *flush);
+
 /* Frees the tuned records (pgd_cuda_gemm_cache_free calls it). */
 void pgd_cuda_gemm_tune_free(struct pgd_cuda_ctx *c);
 

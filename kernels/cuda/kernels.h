@@ -609,6 +609,9 @@ int pgd_cuda_wq_fold_available(int device);
  * --fold-plans). */
 long pgd_cuda_wq_fold_plan_cost(struct pgd_cuda_ctx *c, int n, int in, int out, int ws, int bn,
                                 int ks, long *slots);
+/* The folded GEMM's plans chosen by timing on c so far (quant_wq_fold_tune.cu): their count,
+ * and in *ms (when not NULL) the host milliseconds the timing took. */
+int pgd_cuda_wq_fold_tune_stats(const struct pgd_cuda_ctx *c, double *ms);
 /* What the automatic path runs for n rows of w, for the speed probe: "gemv", or the fused
  * GEMM's kernel ("mma" or "wg": wgmma), token tile and input splits, e.g. "wg64/8". */
 void pgd_cuda_wq_auto_plan(struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n, char *buf,

@@ -46,6 +46,7 @@ CUDA_SRCS = \
 	%reldir%/quant_wq_sgemv2.cu \
 	%reldir%/quant_wq_gemm.cu \
 	%reldir%/quant_wq_fold.cu \
+	%reldir%/quant_wq_fold_tune.cu \
 	%reldir%/quant_fp8.cu \
 	%reldir%/quant_fp8_mma.cu \
 	%reldir%/quant_fp8_gemv.cu \

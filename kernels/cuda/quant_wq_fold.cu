@@ -390,11 +390,12 @@ wq_fold_ws_kernel(const __grid_constant__ wg_args<T> grid)
 }
 
 /* ---- the host side ------------------------------------------------------------------------------- */
-/* PGD_CUDA_WQ_FOLD_ONE_BLOCK=1 (measuring): the plain kernel's block asks for at least
- * WF_ONE_BLOCK_BYTES of shared memory, past half an SM's 228 KB, so an SM holds one block as
- * the plan's cost model assumes. The 64-token tile's ~107 KB and 114-128 registers a thread
- * let two fit, and that tile's times grow with its token tiles where the warp-specialized
- * block's (one an SM by its registers) stay flat (H100, twenty-fifth session). */
+/* A plan's `one`: the plain kernel's block asks for at least WF_ONE_BLOCK_BYTES of shared
+ * memory, past half an SM's 228 KB, so an SM holds one block as the plan's cost model
+ * assumes. The 64-token tile's ~107 KB and 114-128 registers a thread let two fit: faster
+ * at 32-64 rows, slower past them (H100: gate_up at 64 rows 62 against 76 us, down at 256
+ * 107 against 84 with the model's tiles). The model's plan takes PGD_CUDA_WQ_FOLD_ONE_BLOCK=1
+ * (default 0), the timing PGD_CUDA_WQ_FOLD_TUNE_ONE=1 (quant_wq_fold_tune.cu). */
 #define WF_ONE_BLOCK_BYTES (116 << 10)
 static bool wf_one_block(void) { return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_ONE_BLOCK", 0) == 1; }
 
@@ -407,7 +408,7 @@ struct wf_kernel {
     /* the most a launch asks for: the attribute granted once */
     static constexpr int SMEM_MAX = !WS && SMEM_USED < WF_ONE_BLOCK_BYTES ? WF_ONE_BLOCK_BYTES
                                                                           : SMEM_USED;
-    static int smem(void) { return !WS && wf_one_block() ? SMEM_MAX : SMEM_USED; }
+    static int smem(bool one) { return !WS && one ? SMEM_MAX : SMEM_USED; }
     static constexpr void (*kernel)(wg_args<T>) = WS ? wq_fold_ws_kernel<T, BN>
                                                      : wq_fold_kernel<T, BN>;
     static cudaError_t allow(int device)
@@ -415,7 +416,7 @@ struct wf_kernel {
         return wg_allow_smem(granted, kernel, device, SMEM_MAX);
     }
     /* grid: token tiles x feature tiles x splits; the splits of a tile one cluster */
-    static cudaError_t launch(struct pgd_cuda_ctx *c, const wg_args<T> &a)
+    static cudaError_t launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, bool one)
     {
         cudaError_t e = allow(c->device);
         if (e != cudaSuccess)
@@ -425,7 +426,7 @@ struct wf_kernel {
         pgd_cuda__wq_launch_cfg(c,
                                 dim3((unsigned)((a.n + BN - 1) / BN),
                                      (unsigned)((a.out + WG_BM - 1) / WG_BM), (unsigned)a.ks),
-                                dim3(THREADS), (size_t)smem(), dim3(1, 1, (unsigned)a.ks), &cfg,
+                                dim3(THREADS), (size_t)smem(one), dim3(1, 1, (unsigned)a.ks), &cfg,
                                 attr);
         return cudaLaunchKernelEx(&cfg, kernel, a);
     }
@@ -461,13 +462,13 @@ extern "C" int pgd_cuda_wq_fold_available(int device)
 /* Clusters of ks blocks of the BN-token kernel an H100-like device holds at once (ks 2..8;
  * one block an SM, so a cluster needs ks SMs free in one GPC: fewer than sm_count / ks where
  * the GPCs' SM counts are not multiples of ks), asked once a device, tile, kernel, split
- * and PGD_CUDA_WQ_FOLD_ONE_BLOCK; 0 when the question fails. */
+ * and `one` (the plan's); 0 when the question fails. */
 template <int BN, bool WS>
-static int wf_max_clusters(const struct pgd_cuda_ctx *c, int ks)
+static int wf_max_clusters(const struct pgd_cuda_ctx *c, int ks, bool one)
 {
     static std::atomic<int> known[64][2][WG_KS_MAX + 1];    /* [device][one block][ks] */
     typedef wf_kernel<__nv_bfloat16, BN, WS> K;
-    const int d = c->device, one = wf_one_block();
+    const int d = c->device;
     if (d < 0 || d >= 64 || ks < 2 || ks > WG_KS_MAX)
         return 0;
     int v = known[d][one][ks].load();
@@ -477,7 +478,7 @@ static int wf_max_clusters(const struct pgd_cuda_ctx *c, int ks)
     cudaLaunchAttribute attr[1];
     cfg.gridDim = dim3(1, 1, (unsigned)ks);
     cfg.blockDim = dim3(K::THREADS);
-    cfg.dynamicSmemBytes = (size_t)K::smem();
+    cfg.dynamicSmemBytes = (size_t)K::smem(one);
     attr[0].id = cudaLaunchAttributeClusterDimension;
     attr[0].val.clusterDim.x = 1;
     attr[0].val.clusterDim.y = 1;
@@ -494,9 +495,9 @@ static int wf_max_clusters(const struct pgd_cuda_ctx *c, int ks)
 }
 
 template <int BN>
-static int wf_clusters(const struct pgd_cuda_ctx *c, int ks, bool ws)
+static int wf_clusters(const struct pgd_cuda_ctx *c, int ks, bool ws, bool one)
 {
-    return ws ? wf_max_clusters<BN, true>(c, ks) : wf_max_clusters<BN, false>(c, ks);
+    return ws ? wf_max_clusters<BN, true>(c, ks, one) : wf_max_clusters<BN, false>(c, ks, one);
 }
 
 /* The plan of least estimated time: waves (the tiles' clusters over those the device holds
@@ -511,16 +512,14 @@ static int wf_clusters(const struct pgd_cuda_ctx *c, int ks, bool ws)
 #define WF_COST_SPLIT 400
 #define WF_COST_STAGE 100
 #define WF_KS_MAX 8                  /* splits the plan considers (PGD_CUDA_WQ_FOLD_KS_MAX) */
-struct wf_plan {
-    int bn, ks, kps;
-};
+#define WF_PLANS_MAX 64              /* pgd_cuda__wq_fold_plans' most: 24 + 8 + 24 */
 
 /* The estimated cost of a plan (token tile bn, ks splits of the inputs) for n rows of an
  * [out, in] layer, in the units above; -1 where ks splits would leave one empty (the
  * splits that exist: ceil(kts / ceil(kts / ks)) == ks). *kps: the stages a split; *slots:
  * the tiles (clusters of ks blocks) the device holds at once. */
-static long wf_cost(const struct pgd_cuda_ctx *c, int n, int in, int out, bool ws, int bn, int ks,
-                    int *kps, long *slots)
+static long wf_cost(const struct pgd_cuda_ctx *c, int n, int in, int out, bool ws, bool one,
+                    int bn, int ks, int *kps, long *slots)
 {
     const long mblocks = (out + WG_BM - 1) / WG_BM, sms = c->sm_count > 0 ? c->sm_count : 1;
     const int kts = (in + WG_BK - 1) / WG_BK;
@@ -529,8 +528,9 @@ static long wf_cost(const struct pgd_cuda_ctx *c, int n, int in, int out, bool w
         return -1;
     *slots = sms;
     if (ks > 1) {
-        const int mc = bn == 256 ? wf_clusters<256>(c, ks, ws)
-                     : bn == 128 ? wf_clusters<128>(c, ks, ws) : wf_clusters<64>(c, ks, ws);
+        const int mc = bn == 256 ? wf_clusters<256>(c, ks, ws, one)
+                     : bn == 128 ? wf_clusters<128>(c, ks, ws, one)
+                                 : wf_clusters<64>(c, ks, ws, one);
         *slots = mc > 0 ? mc : sms / ks * 3 / 4;
         if (*slots < 1)
             *slots = 1;
@@ -540,13 +540,16 @@ static long wf_cost(const struct pgd_cuda_ctx *c, int n, int in, int out, bool w
                     (long)*kps * (bn + WF_COST_STAGE));
 }
 
-static struct wf_plan wf_pick(const struct pgd_cuda_ctx *c, int n, int in, int out, bool ws)
+/* The model's plan: the kernel and block residency the environment names (the plain kernel,
+ * two blocks an SM where they fit, by default), the token tile and split of least cost. */
+static struct wq_fold_plan wf_pick(const struct pgd_cuda_ctx *c, int n, int in, int out)
 {
     const int kts = (in + WG_BK - 1) / WG_BK;
     const int fbn = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_BN", 0);
     const int fks = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_KS", 0);
     const int ks_max = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_KS_MAX", WF_KS_MAX);
-    struct wf_plan best = { 256, 1, kts };
+    const bool ws = wf_ws(), one = !ws && wf_one_block();
+    struct wq_fold_plan best = { 256, 1, kts, ws, one };
     long best_cost = -1;
     for (int bn = 256; bn >= 64; bn /= 2) {
         if ((fbn == 64 || fbn == 128 || fbn == 256) && bn != fbn)
@@ -556,16 +559,65 @@ static struct wf_plan wf_pick(const struct pgd_cuda_ctx *c, int n, int in, int o
                 continue;
             int kps;
             long slots;
-            const long cost = wf_cost(c, n, in, out, ws, bn, ks, &kps, &slots);
+            const long cost = wf_cost(c, n, in, out, ws, one, bn, ks, &kps, &slots);
             if (cost < 0 || (ks > 1 && fks == 0 && kps < WG_KPS_MIN))
                 continue;
             if (best_cost < 0 || cost < best_cost) {
-                best = (struct wf_plan){ bn, ks, kps };
+                best = (struct wq_fold_plan){ bn, ks, kps, ws, one };
                 best_cost = cost;
             }
         }
     }
     return best;
+}
+
+/* Whether the environment forces any part of the plan (tests, measuring): then the model
+ * plans, never the timing. */
+static bool wf_forced(void)
+{
+    static const char *const VARS[] = { "PGD_CUDA_WQ_FOLD_BN", "PGD_CUDA_WQ_FOLD_KS",
+                                        "PGD_CUDA_WQ_FOLD_KS_MAX", "PGD_CUDA_WQ_FOLD_WS",
+                                        "PGD_CUDA_WQ_FOLD_ONE_BLOCK" };
+    for (size_t i = 0; i < sizeof VARS / sizeof VARS[0]; i++)
+        if (pgd_cuda__qenv_int(VARS[i], -1) >= 0)
+            return true;
+    return false;
+}
+
+int pgd_cuda__wq_fold_plans(const struct pgd_cuda_ctx *c, int n, int in, int out, bool one_too,
+                            struct wq_fold_plan *plans, int max)
+{
+    long cost[WF_PLANS_MAX];
+    int count = 0;
+    if (max > WF_PLANS_MAX)
+        max = WF_PLANS_MAX;
+    for (int v = 0; v < 3; v++) {    /* plain, plain one block an SM, warp-specialized */
+        const bool ws = v == 2, one = v == 1;
+        if (one && !one_too)
+            continue;
+        for (int bn = 64; bn <= 256; bn *= 2) {
+            /* the larger tiles' blocks are one an SM by their shared memory already */
+            static_assert(wf_smem<128>::BYTES > WF_ONE_BLOCK_BYTES, "128-token blocks alone");
+            if (one && bn > 64)
+                continue;
+            for (int ks = 1; ks <= WF_KS_MAX && count < max; ks++) {
+                int kps;
+                long slots;
+                const long e = wf_cost(c, n, in, out, ws, one, bn, ks, &kps, &slots);
+                if (e < 0 || (ks > 1 && kps < WG_KPS_MIN))
+                    continue;
+                /* in the model's order, the same cost in the order made (insertion) */
+                int at = count++;
+                for (; at > 0 && cost[at - 1] > e; at--) {
+                    cost[at] = cost[at - 1];
+                    plans[at] = plans[at - 1];
+                }
+                cost[at] = e;
+                plans[at] = (struct wq_fold_plan){ bn, ks, kps, ws, one };
+            }
+        }
+    }
+    return count;
 }
 
 extern "C" long pgd_cuda_wq_fold_plan_cost(struct pgd_cuda_ctx *c, int n, int in, int out,
@@ -574,37 +626,49 @@ extern "C" long pgd_cuda_wq_fold_plan_cost(struct pgd_cuda_ctx *c, int n, int in
     int kps;
     if ((bn != 64 && bn != 128 && bn != 256) || ks < 1 || ks > WG_KS_MAX)
         return -1;
-    return wf_cost(c, n, in, out, ws != 0, bn, ks, &kps, slots);
+    return wf_cost(c, n, in, out, ws != 0, !ws && wf_one_block(), bn, ks, &kps, slots);
 }
 
 template <typename T, bool WS>
-static cudaError_t wf_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn)
+static cudaError_t wf_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn, bool one)
 {
-    return bn == 256 ? wf_kernel<T, 256, WS>::launch(c, a)
-         : bn == 128 ? wf_kernel<T, 128, WS>::launch(c, a)
-                     : wf_kernel<T, 64, WS>::launch(c, a);
+    return bn == 256 ? wf_kernel<T, 256, WS>::launch(c, a, one)
+         : bn == 128 ? wf_kernel<T, 128, WS>::launch(c, a, one)
+                     : wf_kernel<T, 64, WS>::launch(c, a, one);
 }
 
 template <typename T>
-cudaError_t pgd_cuda__wq_fold_go(struct pgd_cuda_ctx *c, wg_args<T> &a, int *bn, int *ks)
+cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
+                                  const struct wq_fold_plan &p)
 {
-    const bool ws = wf_ws();
-    const struct wf_plan p = wf_pick(c, a.n, a.in, a.out, ws);
     a.ks = p.ks;
     a.kps = p.kps;
-    *bn = p.bn;
-    *ks = p.ks;
-    return ws ? wf_launch<T, true>(c, a, p.bn) : wf_launch<T, false>(c, a, p.bn);
+    return p.ws ? wf_launch<T, true>(c, a, p.bn, false) : wf_launch<T, false>(c, a, p.bn, p.one);
+}
+template cudaError_t pgd_cuda__wq_fold_run<__nv_bfloat16>(struct pgd_cuda_ctx *,
+                                                          wg_args<__nv_bfloat16> &,
+                                                          const struct wq_fold_plan &);
+template cudaError_t pgd_cuda__wq_fold_run<__half>(struct pgd_cuda_ctx *, wg_args<__half> &,
+                                                   const struct wq_fold_plan &);
+
+template <typename T>
+cudaError_t pgd_cuda__wq_fold_go(struct pgd_cuda_ctx *c, wg_args<T> &a, struct wq_fold_plan *p)
+{
+    if (wf_forced() || !pgd_cuda__wq_fold_tuned<T>(c, a, p))
+        *p = wf_pick(c, a.n, a.in, a.out);
+    return pgd_cuda__wq_fold_run<T>(c, a, *p);
 }
 template cudaError_t pgd_cuda__wq_fold_go<__nv_bfloat16>(struct pgd_cuda_ctx *,
-                                                         wg_args<__nv_bfloat16> &, int *, int *);
-template cudaError_t pgd_cuda__wq_fold_go<__half>(struct pgd_cuda_ctx *, wg_args<__half> &, int *,
-                                                  int *);
+                                                         wg_args<__nv_bfloat16> &,
+                                                         struct wq_fold_plan *);
+template cudaError_t pgd_cuda__wq_fold_go<__half>(struct pgd_cuda_ctx *, wg_args<__half> &,
+                                                  struct wq_fold_plan *);
 
 void pgd_cuda__wq_fold_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n,
                             char *buf, size_t len)
 {
-    const bool ws = wf_ws();
-    const struct wf_plan p = wf_pick(c, n, w->in, w->out, ws);
-    snprintf(buf, len, "fold%s%d/%d", ws ? "-ws" : "", p.bn, p.ks);
+    struct wq_fold_plan p;
+    if (wf_forced() || !pgd_cuda__wq_fold_tuned_plan(c, n, w->in, w->out, 1, w->group_size, &p))
+        p = wf_pick(c, n, w->in, w->out);
+    snprintf(buf, len, "fold%s%d/%d%s", p.ws ? "-ws" : "", p.bn, p.ks, p.one ? "/1sm" : "");
 }

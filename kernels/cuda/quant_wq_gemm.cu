@@ -601,12 +601,13 @@ static int wg_run(struct pgd_cuda_ctx *c, const T *x, int n, int count,
     wg_args<T> a = wg_args_of<T>(x, n, count, ws, b, y);
     const struct pgd_cuda_wq *w = ws[0];
     if (kind == WQ_GEMM_FOLD) {      /* the caller checked pgd_cuda__wq_fold_ok */
-        int bn = 0, ks = 0;
-        const cudaError_t e = pgd_cuda__wq_fold_go<T>(c, a, &bn, &ks);
+        struct wq_fold_plan p = {};
+        const cudaError_t e = pgd_cuda__wq_fold_go<T>(c, a, &p);
         if (e != cudaSuccess)
             return pgd_cuda_failf(err, errlen, "W4A16 folded wgmma GEMM x [%d, %d] -> %d%s "
-                                  "(%d-token tiles, inputs in %d splits): %s", n, w->in, a.out,
-                                  count > 1 ? " (layers side by side)" : "", bn, ks,
+                                  "(%s kernel, %d-token tiles, inputs in %d splits): %s", n,
+                                  w->in, a.out, count > 1 ? " (layers side by side)" : "",
+                                  p.ws ? "warp-specialized" : "plain", p.bn, p.ks,
                                   cudaGetErrorString(e));
         return 0;
     }

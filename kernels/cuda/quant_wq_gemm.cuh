@@ -444,11 +444,41 @@ __device__ __forceinline__ void wg_epilogue_meet(int ks)
 #endif
 }
 
-/* quant_wq_fold.cu: runs the folded Hopper GEMM on a (its n, in, out, layer and pointers
- * set) with the plan of least estimated time, which it stores in a.ks / a.kps and reports
- * as *bn (the token tile) and *ks (the split). */
+/* A plan of the folded Hopper GEMM (quant_wq_fold.cu): bn tokens a tile, the inputs split
+ * over a cluster of ks blocks of kps stages each, the warp-specialized kernel (ws) or the
+ * plain one, whose 64-token block then asks for shared memory enough to hold an SM alone
+ * (one) or lets two share it. Every plan gives the same bits but for the splits' order. */
+struct wq_fold_plan {
+    int bn, ks, kps;
+    bool ws, one;
+};
+
+/* quant_wq_fold.cu: runs the folded GEMM on a (its n, in, out, layers and pointers set)
+ * with the plan timed fastest for its shape and rows (quant_wq_fold_tune.cu), else the cost
+ * model's; stores its split in a.ks / a.kps and the plan in *p. */
 template <typename T>
-cudaError_t pgd_cuda__wq_fold_go(struct pgd_cuda_ctx *c, wg_args<T> &a, int *bn, int *ks);
+cudaError_t pgd_cuda__wq_fold_go(struct pgd_cuda_ctx *c, wg_args<T> &a, struct wq_fold_plan *p);
+/* Runs a with plan p (a.ks / a.kps set from it). */
+template <typename T>
+cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
+                                  const struct wq_fold_plan &p);
+/* Every plan that exists for n rows of an [out, in] grid (each kernel, tile and split the
+ * model would weigh; the plain 64-token block alone on an SM too where one_too), at most
+ * max, in the order of the model's estimates (least first): their count. */
+int pgd_cuda__wq_fold_plans(const struct pgd_cuda_ctx *c, int n, int in, int out, bool one_too,
+                            struct wq_fold_plan *plans, int max);
+
+/* quant_wq_fold_tune.cu: the fold's plan chosen by measurement. For each dtype, grid (in,
+ * out, layers, group size) and bucket of rows (64 a bucket: every tile's count of token
+ * tiles is the bucket's), the first call outside a graph capture times every plan on its
+ * own buffers and keeps the fastest; later calls of the bucket take it. True with *p set
+ * when the bucket has a plan; false with tuning off (PAGODA_GEMM_TUNE=0), inside a capture
+ * before the bucket was timed, or when nothing ran. */
+template <typename T>
+bool pgd_cuda__wq_fold_tuned(struct pgd_cuda_ctx *c, const wg_args<T> &a, struct wq_fold_plan *p);
+/* The plan timed for n rows of that grid (any dtype), if any (for the speed probe). */
+bool pgd_cuda__wq_fold_tuned_plan(const struct pgd_cuda_ctx *c, int n, int in, int out,
+                                  int layers, int group_size, struct wq_fold_plan *p);
 
 /* Dynamic shared memory past 48 KB is granted per function and device: once for each, at the
  * first launch there (`done`: a bit mask of devices 0..63, atomic: contexts of several devices

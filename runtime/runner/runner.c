@@ -622,6 +622,11 @@ static void log_host_work(const struct pgd__runner *r)
         pgd_cuda_gemm_host_stats(r->cuda, &s);
         pgd__gemm_host_line(NULL, &s, line, sizeof line);
         PGD_INFO("runner: cuBLASLt host work: %s", line);
+        double fold_ms = 0;
+        const int folds = pgd_cuda_wq_fold_tune_stats(r->cuda, &fold_ms);
+        if (folds)
+            PGD_INFO("runner: W4A16 folded GEMM: %d plans (a grid and 64-row bucket each) "
+                     "chosen by timing, %.0f ms", folds, fold_ms);
         if (r->norm_perms)
             PGD_INFO("runner: act-order gathers left by the norms and taken: %ld (eager "
                      "steps and graph captures)", pgd_cuda_wq_norm_gathers(r->cuda));

@@ -1333,6 +1333,110 @@ GPU_TEST(wq_gemm_fold_ws_is_the_folds_bits)
     wq_fini(&L);
 }
 
+/* n rows of L through the automatic path into a new device buffer (x and b device buffers). */
+static void *wq_auto_out(const struct wq_layer *L, enum pgd_dtype dt, const void *dx,
+                         const void *db, int n)
+{
+    char err[512] = "";
+    void *dy = poisoned((size_t)n * L->out, dt);
+    CHECK_RC(pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_AUTO, dt, dx, n, L->d, db, dy, err,
+                                     sizeof err));
+    return dy;
+}
+
+/* The folded GEMM's plan chosen by timing (quant_wq_fold_tune.cu). The first automatic call
+ * of a dtype and 64-row bucket past 64 rows outside a capture times the plans and keeps one:
+ * 100 and 128 rows share a timing, 200 and 256 another, 64 rows (the model's plan) none, and
+ * each call is right (against the weights rounded to the dtype). The plan the speed probe
+ * reports, forced through the environment (token tile, split, kernel, a block alone on an
+ * SM), gives the automatic call's very bits. A graph capture of a bucket not yet timed times
+ * nothing (and records one launch), and so does a context with tuning off. Skips where the
+ * fold is not the automatic choice. */
+GPU_TEST(wq_fold_plan_chosen_by_timing)
+{
+    if (!fold_default())
+        cr_skip_test("the folded GEMM is not the automatic choice here (no sm_90a device or "
+                     "code, or PGD_CUDA_WQ_FOLD_MIN_N / MAX_N set)");
+    struct wq_layer L;
+    wq_init(&L, 4, 128, false, Z_INT, 2048, 392);
+    const struct { enum pgd_dtype dt; int n, timed; } calls[5] = {
+        { PGD_DTYPE_BF16, 64, 0 }, { PGD_DTYPE_BF16, 100, 1 }, { PGD_DTYPE_BF16, 128, 1 },
+        { PGD_DTYPE_F16, 200, 2 }, { PGD_DTYPE_F16, 256, 2 },
+    };
+    cr_assert_eq(pgd_cuda_wq_fold_tune_stats(ctx, NULL), 0, "a new context has timed plans");
+    for (int i = 0; i < 5; i++) {
+        wq_check(&L, calls[i].dt, calls[i].n, PGD_CUDA_QPATH_AUTO, i % 2 == 0);
+        double ms = -1;
+        const int timed = pgd_cuda_wq_fold_tune_stats(ctx, &ms);
+        cr_expect_eq(timed, calls[i].timed, "%s x %d rows: %d timings so far, expected %d",
+                     pgd_dtype_name(calls[i].dt), calls[i].n, timed, calls[i].timed);
+        cr_expect(calls[i].timed == 0 || ms > 0, "the timings took %g ms of the host", ms);
+    }
+    char err[512] = "";
+    for (int i = 1; i < 5; i += 2) {
+        const enum pgd_dtype dt = calls[i].dt;
+        const int n = calls[i].n;
+        char plan[64] = "";
+        pgd_cuda_wq_auto_plan(ctx, L.d, n, plan, sizeof plan);
+        int bn = 0, ks = 0;
+        const bool ws = !strncmp(plan, "fold-ws", 7);
+        cr_assert_eq(sscanf(plan + (ws ? 7 : 4), "%d/%d", &bn, &ks), 2, "plan %s", plan);
+        const bool one = strstr(plan, "/1sm") != NULL;
+        float *x = rand_vals((size_t)n * L.in, 1, dt), *b = rand_vals((size_t)L.out, 0.5f, dt);
+        void *dx = upload(x, (size_t)n * L.in, dt), *db = upload(b, (size_t)L.out, dt);
+        void *dy = wq_auto_out(&L, dt, dx, db, n), *forced = poisoned((size_t)n * L.out, dt);
+        char v[16];
+        snprintf(v, sizeof v, "%d", bn);
+        setenv("PGD_CUDA_WQ_FOLD_BN", v, 1);
+        snprintf(v, sizeof v, "%d", ks);
+        setenv("PGD_CUDA_WQ_FOLD_KS", v, 1);
+        setenv("PGD_CUDA_WQ_FOLD_WS", ws ? "1" : "0", 1);
+        setenv("PGD_CUDA_WQ_FOLD_ONE_BLOCK", one ? "1" : "0", 1);
+        CHECK_RC(pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n, L.d, db,
+                                         forced, err, sizeof err));
+        unsetenv("PGD_CUDA_WQ_FOLD_BN");
+        unsetenv("PGD_CUDA_WQ_FOLD_KS");
+        unsetenv("PGD_CUDA_WQ_FOLD_WS");
+        unsetenv("PGD_CUDA_WQ_FOLD_ONE_BLOCK");
+        char what[384];
+        snprintf(what, sizeof what, "%s, %s x %d rows: the timed plan %s forced", L.name,
+                 pgd_dtype_name(dt), n, plan);
+        expect_same_dev(what, forced, dy, (size_t)n * L.out, dt);
+        free(x);
+        free(b);
+        pgd_cuda_free(dx);
+        pgd_cuda_free(db);
+        pgd_cuda_free(dy);
+        pgd_cuda_free(forced);
+    }
+    /* a capture of 150 rows (a bucket not yet timed): the model's plan, nothing timed */
+    const int n = 150;
+    void *dx = poisoned((size_t)n * L.in, PGD_DTYPE_BF16), *dy = poisoned((size_t)n * L.out,
+                                                                          PGD_DTYPE_BF16);
+    struct pgd_cuda_graph *g = NULL;
+    CHECK_RC(pgd_cuda_capture_begin(ctx, err, sizeof err));
+    int rc = pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_AUTO, PGD_DTYPE_BF16, dx, n, L.d, NULL,
+                                     dy, err, sizeof err);
+    if (rc)
+        pgd_cuda_capture_abort(ctx);
+    CHECK_RC(rc);
+    CHECK_RC(pgd_cuda_capture_end(ctx, &g, err, sizeof err));
+    cr_expect_eq(pgd_cuda_graph_nodes(g), 1, "the captured fold recorded %zu nodes",
+                 pgd_cuda_graph_nodes(g));
+    pgd_cuda_graph_destroy(g);
+    cr_expect_eq(pgd_cuda_wq_fold_tune_stats(ctx, NULL), 2, "a capture timed plans");
+    pgd_cuda_gemm_tune_set(ctx, 0);
+    wq_check(&L, PGD_DTYPE_BF16, 150, PGD_CUDA_QPATH_AUTO, false);
+    cr_expect_eq(pgd_cuda_wq_fold_tune_stats(ctx, NULL), 2, "tuning off, a call timed plans");
+    pgd_cuda_gemm_tune_set(ctx, 1);
+    wq_check(&L, PGD_DTYPE_BF16, 150, PGD_CUDA_QPATH_AUTO, false);
+    cr_expect_eq(pgd_cuda_wq_fold_tune_stats(ctx, NULL), 3, "tuning back on, 150 rows' bucket "
+                 "was not timed");
+    pgd_cuda_free(dx);
+    pgd_cuda_free(dy);
+    wq_fini(&L);
+}
+
 /* q, k and v as one grid of the folded GEMM (linear_multi past the GEMV, where each layer's
  * own automatic choice is the fold): every output bit-equal to the layer's own fold launch
  * with the same token tile and split forced (a block computes the same tile either way),
