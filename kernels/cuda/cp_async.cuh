@@ -40,6 +40,16 @@ static __device__ __forceinline__ void cp_async4_always(uint32_t dst, const void
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src) : "memory");
 }
 
+/* 16 bytes global -> shared where p, else nothing (the destination keeps what it held): a
+ * predicated copy, no branch and no zero-fill operand (src need not be valid where !p). */
+static __device__ __forceinline__ void cp_async16_if(uint32_t dst, const void *src, bool p)
+{
+    asm volatile("{\n .reg .pred q;\n setp.ne.b32 q, %2, 0;\n"
+                 " @q cp.async.cg.shared.global [%0], [%1], 16;\n}\n" ::"r"(dst), "l"(src),
+                 "r"((int)p)
+                 : "memory");
+}
+
 static __device__ __forceinline__ void cp_async_commit()
 {
     asm volatile("cp.async.commit_group;\n" ::: "memory");

@@ -55,14 +55,20 @@ template <int BN> struct wf_smem {
  * warpgroup of wq_fold_ws_kernel), into wg_smem's stage layout, with no predicates: a source
  * past the layer or past n is clamped to the last tile, meta row or token row, whose
  * products land in outputs wg_store never writes (features past out, tokens past n), so
- * the loop has no branch a copy (the fused GEMM's loader zero-fills them instead).
+ * the loop has no branch a copy (the fused GEMM's loader zero-fills them instead). XS (the
+ * kernels' PGD_CUDA_WQ_FOLD_XSKIP=1 instances, opt-in until measured): the x copies of token
+ * rows past n are predicated off instead, their buffer rows left as they were (garbage that
+ * lands in the same unwritten outputs). Why: clamped, every one of them reads row n - 1, and
+ * a tile's copies of a stage then hammer one 128-byte line of x from every SM; on an H100 a
+ * 256-token tile of gate_up took 322 us at 32 rows against 141 at 256 (bench quant
+ * --fold-plans, 256/1), and a 64-token tile 71 at 32 rows against 62 at 64.
  *   weights: the mma layout's 16-byte entries e = th + NT j (j < 256 / NT): tile e / 32,
  *     lane e % 32;
  *   meta (threads th < 128: a producer's all): row th's {scale, zero} of the stage's group
  *     (a group spans whole stages), at step 0's place;
  *   x: rows th / 8 + NT / 8 i (i < 8 BN / NT), chunk th % 8, swizzled as the descriptor
  *     reads it. */
-template <typename T, int BN, int NT = WG_THREADS>
+template <typename T, int BN, int NT = WG_THREADS, bool XS = false>
 struct wf_loader {
     static_assert(NT == 128 || NT == 256, "a warpgroup or two");
     static constexpr int WN = 256 / NT, XN = 8 * BN / NT;
@@ -112,9 +118,12 @@ struct wf_loader {
         const T *xk = x + (size_t)kt * WG_BK;
 #pragma unroll
         for (int i = 0; i < XN; i++) {
-            const int r = min(xr0 + NT / 8 * i, n_last);
-            cp_async16_always(st + (uint32_t)wg_smem<WG_MMA4, BN>::X + x_dst + i * (NT / 8) * 128,
-                    xk + (size_t)r * in);
+            const int r = xr0 + NT / 8 * i;
+            const uint32_t d = st + (uint32_t)wg_smem<WG_MMA4, BN>::X + x_dst + i * (NT / 8) * 128;
+            if constexpr (XS)
+                cp_async16_if(d, xk + (size_t)min(r, n_last) * in, r <= n_last);
+            else
+                cp_async16_always(d, xk + (size_t)min(r, n_last) * in);
         }
     }
 };
@@ -211,7 +220,7 @@ __device__ __forceinline__ wg_args<T> wf_layer(const wg_args<T> &g, int &m0)
     return a;
 }
 
-template <typename T, int BN>
+template <typename T, int BN, bool XS>
 __global__ void __launch_bounds__(WG_THREADS, 1)
 wq_fold_kernel(const __grid_constant__ wg_args<T> grid)
 {
@@ -238,7 +247,7 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid)
     /* The weights and meta of the first stages may load before the previous kernel is done
      * (nothing writes them), x only after; group s holds stage s's x (group 0 also the early
      * weights), so waiting for group kt still finds stage kt complete. */
-    wf_loader<T, BN> ld;
+    wf_loader<T, BN, WG_THREADS, XS> ld;
     ld.init(a, m0, n0, th);
     for (int s = 0; s < L::PD; s++)
         if (s < nkt)
@@ -304,7 +313,7 @@ static_assert((WF_WS_LAUNCH_REGS - WF_WS_PRODUCER_REGS) * 128 >=
                   (WF_WS_CONSUMER_REGS - WF_WS_LAUNCH_REGS) * WG_THREADS,
               "the producer frees what the consumers take");
 
-template <typename T, int BN>
+template <typename T, int BN, bool XS>
 __global__ void __launch_bounds__(WF_WS_THREADS, 1)
 wq_fold_ws_kernel(const __grid_constant__ wg_args<T> grid)
 {
@@ -335,7 +344,7 @@ wq_fold_ws_kernel(const __grid_constant__ wg_args<T> grid)
          * the early weights), so waiting for all but the PD newest finds stage s - PD whole */
         sm90_setmaxnreg_dec<WF_WS_PRODUCER_REGS>();
         const int p = th - WG_THREADS;
-        wf_loader<T, BN, 128> ld;
+        wf_loader<T, BN, 128, XS> ld;
         ld.init(a, m0, n0, p);
         for (int s = 0; s < L::STAGES && s < nkt; s++)
             ld.load_w(smem0 + s * L::STAGE, kt0 + s);
@@ -399,8 +408,9 @@ wq_fold_ws_kernel(const __grid_constant__ wg_args<T> grid)
 #define WF_ONE_BLOCK_BYTES (116 << 10)
 static bool wf_one_block(void) { return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_ONE_BLOCK", 0) == 1; }
 
-/* The kernel of a tile size, plain (WS false) or warp-specialized, its block and shared memory. */
-template <typename T, int BN, bool WS>
+/* The kernel of a tile size, plain (WS false) or warp-specialized, x's rows past n copied
+ * clamped or skipped (XS), its block and shared memory. */
+template <typename T, int BN, bool WS, bool XS = false>
 struct wf_kernel {
     static std::atomic<uint64_t> granted;
     static constexpr int THREADS = WS ? WF_WS_THREADS : WG_THREADS;
@@ -409,8 +419,8 @@ struct wf_kernel {
     static constexpr int SMEM_MAX = !WS && SMEM_USED < WF_ONE_BLOCK_BYTES ? WF_ONE_BLOCK_BYTES
                                                                           : SMEM_USED;
     static int smem(bool one) { return !WS && one ? SMEM_MAX : SMEM_USED; }
-    static constexpr void (*kernel)(wg_args<T>) = WS ? wq_fold_ws_kernel<T, BN>
-                                                     : wq_fold_kernel<T, BN>;
+    static constexpr void (*kernel)(wg_args<T>) = WS ? wq_fold_ws_kernel<T, BN, XS>
+                                                     : wq_fold_kernel<T, BN, XS>;
     static cudaError_t allow(int device)
     {
         return wg_allow_smem(granted, kernel, device, SMEM_MAX);
@@ -431,8 +441,8 @@ struct wf_kernel {
         return cudaLaunchKernelEx(&cfg, kernel, a);
     }
 };
-template <typename T, int BN, bool WS>
-std::atomic<uint64_t> wf_kernel<T, BN, WS>::granted(0);
+template <typename T, int BN, bool WS, bool XS>
+std::atomic<uint64_t> wf_kernel<T, BN, WS, XS>::granted(0);
 
 /* PGD_CUDA_WQ_FOLD_WS=1: the warp-specialized kernel (the same bits; opt-in until measured). */
 static bool wf_ws(void) { return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_WS", 0) == 1; }
@@ -442,8 +452,8 @@ static bool wf_device_ok(const struct pgd_cuda_ctx *c)
 {
     static std::atomic<uint64_t> asked(0), able(0);
     return sm90_once(asked, able, c->device, [c] {
-        return sm90_kernel_built(c->device, wq_fold_kernel<__nv_bfloat16, 128>) &&
-               sm90_kernel_built(c->device, wq_fold_ws_kernel<__nv_bfloat16, 128>);
+        return sm90_kernel_built(c->device, wq_fold_kernel<__nv_bfloat16, 128, false>) &&
+               sm90_kernel_built(c->device, wq_fold_ws_kernel<__nv_bfloat16, 128, false>);
     });
 }
 
@@ -629,12 +639,12 @@ extern "C" long pgd_cuda_wq_fold_plan_cost(struct pgd_cuda_ctx *c, int n, int in
     return wf_cost(c, n, in, out, ws != 0, !ws && wf_one_block(), bn, ks, &kps, slots);
 }
 
-template <typename T, bool WS>
+template <typename T, bool WS, bool XS>
 static cudaError_t wf_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn, bool one)
 {
-    return bn == 256 ? wf_kernel<T, 256, WS>::launch(c, a, one)
-         : bn == 128 ? wf_kernel<T, 128, WS>::launch(c, a, one)
-                     : wf_kernel<T, 64, WS>::launch(c, a, one);
+    return bn == 256 ? wf_kernel<T, 256, WS, XS>::launch(c, a, one)
+         : bn == 128 ? wf_kernel<T, 128, WS, XS>::launch(c, a, one)
+                     : wf_kernel<T, 64, WS, XS>::launch(c, a, one);
 }
 
 template <typename T>
@@ -643,7 +653,11 @@ cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
 {
     a.ks = p.ks;
     a.kps = p.kps;
-    return p.ws ? wf_launch<T, true>(c, a, p.bn, false) : wf_launch<T, false>(c, a, p.bn, p.one);
+    if (pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_XSKIP", 0) == 1)
+        return p.ws ? wf_launch<T, true, true>(c, a, p.bn, false)
+                    : wf_launch<T, false, true>(c, a, p.bn, p.one);
+    return p.ws ? wf_launch<T, true, false>(c, a, p.bn, false)
+                : wf_launch<T, false, false>(c, a, p.bn, p.one);
 }
 template cudaError_t pgd_cuda__wq_fold_run<__nv_bfloat16>(struct pgd_cuda_ctx *,
                                                           wg_args<__nv_bfloat16> &,

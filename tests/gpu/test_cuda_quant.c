@@ -1333,6 +1333,58 @@ GPU_TEST(wq_gemm_fold_ws_is_the_folds_bits)
     wq_fini(&L);
 }
 
+/* The folded GEMM's x rows past n predicated off (PGD_CUDA_WQ_FOLD_XSKIP=1: their buffer
+ * rows keep whatever an earlier stage or launch left, garbage whose products land in
+ * outputs never written) rather than copied from row n - 1: every output bit-equal, both
+ * kernels, every token tile, unsplit and split, at rows that leave a tile part-empty. Skips
+ * where the fold does not run. */
+GPU_TEST(wq_fold_rows_past_n_skipped_same_bits)
+{
+    if (!pgd_cuda_wq_fold_available(0))
+        cr_skip_test("the folded GEMM does not run here (no sm_90a device or code)");
+    static const int NS_X[4] = { 17, 100, 150, 255 };
+    static const char *BN[3] = { "64", "128", "256" }, *KS[2] = { "1", "3" };
+    char err[512] = "";
+    struct wq_layer L;
+    wq_init(&L, 4, 128, true, Z_INT, 2048, 264);
+    for (int j = 0; j < 4; j++) {
+        const int n = NS_X[j];
+        const enum pgd_dtype dt = DTS[j % 2];
+        float *x = rand_vals((size_t)n * L.in, 1, dt);
+        void *dx = upload(x, (size_t)n * L.in, dt);
+        for (int b = 0; b < 3; b++)
+            for (int k = 0; k < 2; k++)
+                for (int ws = 0; ws < 2; ws++) {
+                    setenv("PGD_CUDA_WQ_FOLD_BN", BN[b], 1);
+                    setenv("PGD_CUDA_WQ_FOLD_KS", KS[k], 1);
+                    setenv("PGD_CUDA_WQ_FOLD_WS", ws ? "1" : "0", 1);
+                    void *dy[2];
+                    for (int v = 0; v < 2; v++) {
+                        dy[v] = poisoned((size_t)n * L.out, dt);
+                        setenv("PGD_CUDA_WQ_FOLD_XSKIP", v ? "1" : "0", 1);
+                        CHECK_RC(pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n,
+                                                         L.d, NULL, dy[v], err, sizeof err));
+                    }
+                    char what[384];
+                    snprintf(what, sizeof what, "%s, %s x %d rows, token tile %s, split %s%s: "
+                             "rows past n skipped against copied", L.name, pgd_dtype_name(dt),
+                             n, BN[b], KS[k], ws ? ", warp-specialized" : "");
+                    expect_same_dev(what, dy[0], dy[1], (size_t)n * L.out, dt);
+                    pgd_cuda_free(dy[0]);
+                    pgd_cuda_free(dy[1]);
+                }
+        free(x);
+        pgd_cuda_free(dx);
+    }
+    unsetenv("PGD_CUDA_WQ_FOLD_BN");
+    unsetenv("PGD_CUDA_WQ_FOLD_KS");
+    unsetenv("PGD_CUDA_WQ_FOLD_WS");
+    setenv("PGD_CUDA_WQ_FOLD_XSKIP", "1", 1);
+    wq_check(&L, PGD_DTYPE_BF16, 150, PGD_CUDA_QPATH_GEMM_FOLD, true);
+    unsetenv("PGD_CUDA_WQ_FOLD_XSKIP");
+    wq_fini(&L);
+}
+
 /* n rows of L through the automatic path into a new device buffer (x and b device buffers). */
 static void *wq_auto_out(const struct wq_layer *L, enum pgd_dtype dt, const void *dx,
                          const void *db, int n)
