@@ -612,6 +612,19 @@ long pgd_cuda_wq_fold_plan_cost(struct pgd_cuda_ctx *c, int n, int in, int out, 
 /* The folded GEMM's plans chosen by timing on c so far (quant_wq_fold_tune.cu): their count,
  * and in *ms (when not NULL) the host milliseconds the timing took. */
 int pgd_cuda_wq_fold_tune_stats(const struct pgd_cuda_ctx *c, double *ms);
+/* One of them (for `pagoda bench latency`): the grid (in, out: the layers' features side by
+ * side, layers) of dtype dt, its 64-row bucket and the n it was timed at; plans timed; the
+ * chosen plan (token tile bn, ks splits, the warp-specialized kernel ws, a block alone on an
+ * SM one); the first plan timed (the cost model's least) and the chosen one, us a call. */
+struct pgd_cuda_wq_fold_tune_info {
+    enum pgd_dtype dt;
+    int in, out, layers, bucket, n, timed;
+    int bn, ks, ws, one;
+    double first_us, best_us, tune_ms;
+};
+/* Fills *out with timing i (0 .. the count - 1): 0, else 1. */
+int pgd_cuda_wq_fold_tune_get(const struct pgd_cuda_ctx *c, int i,
+                              struct pgd_cuda_wq_fold_tune_info *out);
 /* What the automatic path runs for n rows of w, for the speed probe: "gemv", or the fused
  * GEMM's kernel ("mma" or "wg": wgmma), token tile and input splits, e.g. "wg64/8". */
 void pgd_cuda_wq_auto_plan(struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n, char *buf,

@@ -53,6 +53,7 @@ struct pgd_cuda_wq_fold_tuned {
     int dt;                          /* dt_tag: 1 bf16, 2 fp16 */
     int in, out, layers, group_size, bucket;
     struct wq_fold_plan plan;
+    struct pgd_cuda_wq_fold_tune_info info;
 };
 
 template <typename T>
@@ -105,24 +106,27 @@ static bool launch_plan(struct pgd_cuda_ctx *c, const void *what, const void *ca
 
 /* Times plans[0 .. count) in order (the model's estimates', least first) within about
  * TUNE_BUDGET_MS (the first always) on a's buffers: the index of the fastest, -1 when none
- * ran. */
+ * ran; *timed, *first_ms and *best_ms: the plans timed, the first's and the fastest's time. */
 template <typename T>
 static int time_plans(struct pgd_cuda_ctx *c, const wg_args<T> &a,
-                      const struct wq_fold_plan *plans, int count)
+                      const struct wq_fold_plan *plans, int count, int *timed, float *first_ms,
+                      float *best_ms)
 {
     const double t0 = pgd_cuda_host_ms();
     struct pgd_cuda_tune_kit kit;
     int best = -1;
-    float best_ms = 0;
     const bool able = pgd_cuda__tune_open(c, &kit);
     for (int i = 0; i < count && able; i++) {
         if (i > 0 && pgd_cuda_host_ms() - t0 > TUNE_BUDGET_MS)
             break;
         const float ms = pgd_cuda__tune_time(c, launch_plan<T>, &a, &plans[i], TUNE_REPS,
                                              kit.ev, kit.flush);
-        if (ms >= 0 && (best < 0 || ms < best_ms * TUNE_MARGIN)) {
+        ++*timed;
+        if (i == 0)
+            *first_ms = ms;
+        if (ms >= 0 && (best < 0 || ms < *best_ms * TUNE_MARGIN)) {
             best = i;
-            best_ms = ms;
+            *best_ms = ms;
         }
     }
     pgd_cuda__tune_close(c, &kit);
@@ -158,14 +162,21 @@ bool pgd_cuda__wq_fold_tuned(struct pgd_cuda_ctx *c, const wg_args<T> &a, struct
     const int count = pgd_cuda__wq_fold_plans(
         c, a.n, a.in, a.out, pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_TUNE_ONE", 0) == 1, plans,
         TUNE_MAX_PLANS);
-    const int best = time_plans<T>(c, a, plans, count);
+    int timed = 0;
+    float first_ms = -1, best_ms = 0;
+    const int best = time_plans<T>(c, a, plans, count, &timed, &first_ms, &best_ms);
     if (best < 0)
         return false;
-    const struct pgd_cuda_wq_fold_tuned rec = { dt_tag<T>(), a.in, a.out, a.layers,
-                                                a.group_size, bucket, plans[best] };
+    const struct wq_fold_plan &b = plans[best];
+    const double tune_ms = pgd_cuda_host_ms() - t0;
+    const struct pgd_cuda_wq_fold_tuned rec = {
+        dt_tag<T>(), a.in, a.out, a.layers, a.group_size, bucket, b,
+        { dt_tag<T>() == 2 ? PGD_DTYPE_F16 : PGD_DTYPE_BF16, a.in, a.out, a.layers, bucket, a.n,
+          timed, b.bn, b.ks, b.ws, b.one, first_ms * 1e3, best_ms * 1e3, tune_ms },
+    };
     record(c, &rec);
     c->wq_fold_tunings++;
-    c->wq_fold_tune_ms += pgd_cuda_host_ms() - t0;
+    c->wq_fold_tune_ms += tune_ms;
     *p = plans[best];
     return true;
 }
@@ -190,6 +201,15 @@ extern "C" int pgd_cuda_wq_fold_tune_stats(const struct pgd_cuda_ctx *c, double 
     if (ms)
         *ms = c->wq_fold_tune_ms;
     return c->wq_fold_tunings;
+}
+
+extern "C" int pgd_cuda_wq_fold_tune_get(const struct pgd_cuda_ctx *c, int i,
+                                         struct pgd_cuda_wq_fold_tune_info *out)
+{
+    if (i < 0 || i >= c->wq_fold_tuned_n)
+        return 1;
+    *out = c->wq_fold_tuned[i].info;
+    return 0;
 }
 
 extern "C" void pgd_cuda_wq_fold_tune_free(struct pgd_cuda_ctx *c)

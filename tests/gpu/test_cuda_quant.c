@@ -1424,6 +1424,20 @@ GPU_TEST(wq_fold_plan_chosen_by_timing)
                      pgd_dtype_name(calls[i].dt), calls[i].n, timed, calls[i].timed);
         cr_expect(calls[i].timed == 0 || ms > 0, "the timings took %g ms of the host", ms);
     }
+    for (int i = 0; i < 2; i++) {    /* the records: 100 rows bf16, 200 rows fp16 */
+        struct pgd_cuda_wq_fold_tune_info t;
+        cr_assert_eq(pgd_cuda_wq_fold_tune_get(ctx, i, &t), 0, "timing %d not recorded", i);
+        const int n = calls[1 + 2 * i].n;
+        cr_expect(t.in == L.in && t.out == L.out && t.layers == 1 && t.n == n &&
+                      t.bucket == (n + 63) / 64 && t.dt == calls[1 + 2 * i].dt,
+                  "timing %d: grid %d -> %d x %d, %d rows, bucket %d, %s", i, t.in, t.out,
+                  t.layers, t.n, t.bucket, pgd_dtype_name(t.dt));
+        cr_expect(t.timed > 1 && t.best_us > 0 && t.best_us <= t.first_us,
+                  "timing %d: %d plans timed, the first %.1f us, the chosen %.1f", i, t.timed,
+                  t.first_us, t.best_us);
+    }
+    cr_expect(pgd_cuda_wq_fold_tune_get(ctx, 2, &(struct pgd_cuda_wq_fold_tune_info){ 0 }) != 0,
+              "a third timing recorded");
     char err[512] = "";
     for (int i = 1; i < 5; i += 2) {
         const enum pgd_dtype dt = calls[i].dt;
@@ -1434,6 +1448,11 @@ GPU_TEST(wq_fold_plan_chosen_by_timing)
         const bool ws = !strncmp(plan, "fold-ws", 7);
         cr_assert_eq(sscanf(plan + (ws ? 7 : 4), "%d/%d", &bn, &ks), 2, "plan %s", plan);
         const bool one = strstr(plan, "/1sm") != NULL;
+        struct pgd_cuda_wq_fold_tune_info t;
+        cr_assert_eq(pgd_cuda_wq_fold_tune_get(ctx, i / 2, &t), 0, "no record %d", i / 2);
+        cr_expect(t.bn == bn && t.ks == ks && t.ws == ws && t.one == one,
+                  "%d rows: the probe reports %s, the record %s%d/%d%s", n, plan,
+                  t.ws ? "ws" : "plain", t.bn, t.ks, t.one ? "/1sm" : "");
         float *x = rand_vals((size_t)n * L.in, 1, dt), *b = rand_vals((size_t)L.out, 0.5f, dt);
         void *dx = upload(x, (size_t)n * L.in, dt), *db = upload(b, (size_t)L.out, dt);
         void *dy = wq_auto_out(&L, dt, dx, db, n), *forced = poisoned((size_t)n * L.out, dt);

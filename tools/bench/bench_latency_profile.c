@@ -78,11 +78,44 @@ int pgd_bench_profile_steps(struct pgd__runner *r, const struct pgd__step_seq *s
     return profiled(r, steps, gbps, tflops, out, same_step, &a, err, errlen);
 }
 
+#ifdef PGD_HAVE_CUDA
+/* The folded W4 GEMM's plans chosen by timing (kernels/cuda/quant_wq_fold_tune.cu), where
+ * there were any. */
+static void print_fold_tunings(struct pgd_cuda_ctx *c, FILE *out)
+{
+    struct pgd_cuda_wq_fold_tune_info t;
+    if (pgd_cuda_wq_fold_tune_get(c, 0, &t))
+        return;
+    fprintf(out, "\nW4A16 folded GEMM plans chosen by timing (per grid and 64-row bucket, at the "
+            "n it was timed: plans timed, the chosen one (kernel, token tile / splits, /1sm: "
+            "a block alone on an SM), the cost model's first beside it):\n");
+    fprintf(out, "%-26s %6s %6s %6s %-16s %10s %10s %8s %8s\n", "grid (in -> out)", "bucket",
+            "n", "timed", "chosen", "first us", "chosen us", "speedup", "tune ms");
+    double first = 0, best = 0;
+    for (int i = 0; !pgd_cuda_wq_fold_tune_get(c, i, &t); i++) {
+        char grid[48], plan[32];
+        snprintf(grid, sizeof grid, "%d -> %d%s%s", t.in, t.out,
+                 t.layers > 1 ? " (qkv)" : "", t.dt == PGD_DTYPE_F16 ? " f16" : "");
+        snprintf(plan, sizeof plan, "%s%d/%d%s", t.ws ? "ws" : "plain", t.bn, t.ks,
+                 t.one ? "/1sm" : "");
+        fprintf(out, "%-26s %6d %6d %6d %-16s %10.1f %10.1f %7.2fx %8.1f\n", grid, t.bucket, t.n,
+                t.timed, plan, t.first_us, t.best_us,
+                t.best_us > 0 ? t.first_us / t.best_us : 0.0, t.tune_ms);
+        first += t.first_us;
+        best += t.best_us;
+    }
+    fprintf(out, "summed: the model's first %.1f us, the chosen %.1f us (%.2fx)\n", first, best,
+            best > 0 ? first / best : 0.0);
+}
+#endif
+
 void pgd_bench_print_gemm_tunings(const struct pgd__runner *r, FILE *out)
 {
 #ifdef PGD_HAVE_CUDA
     struct pgd_cuda_ctx *c = pgd__runner_cuda(r);
     int n = c ? pgd_cuda_gemm_tune_count(c) : 0;
+    if (c)
+        print_fold_tunings(c, out);
     if (n == 0) {
         if (c)
             fprintf(out, "\ncuBLASLt tunings: none (PAGODA_GEMM_TUNE=0, or no GEMM past the "
