@@ -49,17 +49,17 @@
 #define TUNE_ROWS 64                 /* rows a bucket */
 #define TUNE_MIN_N 65                /* rows from which the timing chooses */
 
+/* A timing: its grid, bucket and times (info, the key but for the group size), the plan. */
 struct pgd_cuda_wq_fold_tuned {
-    int dt;                          /* dt_tag: 1 bf16, 2 fp16 */
-    int in, out, layers, group_size, bucket;
-    struct wq_fold_plan plan;
     struct pgd_cuda_wq_fold_tune_info info;
+    int group_size;
+    struct wq_fold_plan plan;
 };
 
 template <typename T>
-static int dt_tag(void)
+static enum pgd_dtype dtype_of(void)
 {
-    return std::is_same<T, __half>::value ? 2 : 1;
+    return std::is_same<T, __half>::value ? PGD_DTYPE_F16 : PGD_DTYPE_BF16;
 }
 
 static int bucket_of(int n)
@@ -67,15 +67,16 @@ static int bucket_of(int n)
     return (n + TUNE_ROWS - 1) / TUNE_ROWS;
 }
 
-/* The record of a grid and bucket; dt 0: any dtype. */
-static const struct pgd_cuda_wq_fold_tuned *find(const struct pgd_cuda_ctx *c, int dt, int in,
-                                                 int out, int layers, int group_size,
-                                                 int bucket)
+/* The record of a grid and bucket, of dtype dt (any_dt: of any). */
+static const struct pgd_cuda_wq_fold_tuned *find(const struct pgd_cuda_ctx *c, bool any_dt,
+                                                 enum pgd_dtype dt, int in, int out, int layers,
+                                                 int group_size, int bucket)
 {
     for (int i = 0; i < c->wq_fold_tuned_n; i++) {
         const struct pgd_cuda_wq_fold_tuned *t = &c->wq_fold_tuned[i];
-        if ((!dt || t->dt == dt) && t->in == in && t->out == out &&
-            t->layers == layers && t->group_size == group_size && t->bucket == bucket)
+        const struct pgd_cuda_wq_fold_tune_info *f = &t->info;
+        if ((any_dt || f->dt == dt) && f->in == in && f->out == out && f->layers == layers &&
+            t->group_size == group_size && f->bucket == bucket)
             return t;
     }
     return NULL;
@@ -141,7 +142,7 @@ bool pgd_cuda__wq_fold_tuned(struct pgd_cuda_ctx *c, const wg_args<T> &a, struct
         return false;
     const int bucket = bucket_of(a.n);
     const struct pgd_cuda_wq_fold_tuned *t =
-        find(c, dt_tag<T>(), a.in, a.out, a.layers, a.group_size, bucket);
+        find(c, false, dtype_of<T>(), a.in, a.out, a.layers, a.group_size, bucket);
     if (t) {
         *p = t->plan;
         return true;
@@ -170,14 +171,14 @@ bool pgd_cuda__wq_fold_tuned(struct pgd_cuda_ctx *c, const wg_args<T> &a, struct
     const struct wq_fold_plan &b = plans[best];
     const double tune_ms = pgd_cuda_host_ms() - t0;
     const struct pgd_cuda_wq_fold_tuned rec = {
-        dt_tag<T>(), a.in, a.out, a.layers, a.group_size, bucket, b,
-        { dt_tag<T>() == 2 ? PGD_DTYPE_F16 : PGD_DTYPE_BF16, a.in, a.out, a.layers, bucket, a.n,
-          timed, b.bn, b.ks, b.ws, b.one, first_ms * 1e3, best_ms * 1e3, tune_ms },
+        { dtype_of<T>(), a.in, a.out, a.layers, bucket, a.n, timed, b.bn, b.ks, b.ws, b.one,
+          first_ms * 1e3, best_ms * 1e3, tune_ms },
+        a.group_size, b,
     };
     record(c, &rec);
     c->wq_fold_tunings++;
     c->wq_fold_tune_ms += tune_ms;
-    *p = plans[best];
+    *p = b;
     return true;
 }
 template bool pgd_cuda__wq_fold_tuned<__nv_bfloat16>(struct pgd_cuda_ctx *,
@@ -190,7 +191,7 @@ bool pgd_cuda__wq_fold_tuned_plan(const struct pgd_cuda_ctx *c, int n, int in, i
                                   int layers, int group_size, struct wq_fold_plan *p)
 {
     const struct pgd_cuda_wq_fold_tuned *t =
-        find(c, 0, in, out, layers, group_size, bucket_of(n));
+        find(c, true, PGD_DTYPE_BF16, in, out, layers, group_size, bucket_of(n));
     if (t)
         *p = t->plan;
     return t != NULL;
