@@ -40,10 +40,9 @@ struct pgd_cuda_ctx {
     int gemm_tuned_n, gemm_tuned_cap;
     int gemm_tune;
     /* quant_wq_fold_tune.cu: the folded W4 GEMM's plan of each grid and bucket of rows,
-     * timed (under gemm_tune's switch), and the timings' count and host milliseconds */
+     * timed (under gemm_tune's switch) */
     struct pgd_cuda_wq_fold_tuned *wq_fold_tuned; /* [wq_fold_tuned_cap] */
-    int wq_fold_tuned_n, wq_fold_tuned_cap, wq_fold_tunings;
-    double wq_fold_tune_ms;
+    int wq_fold_tuned_n, wq_fold_tuned_cap;
     /* whether the tuning times all of our wgmma kernel's configurations (0: read
      * PGD_CUDA_GEMM_WGMMA_CANDIDATES on first use, 1 the few, 2 all) */
     int gemm_wgmma_all;

@@ -273,9 +273,8 @@ static bool launch_own(struct pgd_cuda_ctx *c, const void *what, const void *can
                                err, sizeof err) == 0;
 }
 
-bool pgd_cuda__tune_open(struct pgd_cuda_ctx *c, struct pgd_cuda_tune_kit *kit)
+bool pgd_cuda__tune_open(struct pgd_cuda_tune_kit *kit)
 {
-    (void)c;
     for (kit->n_ev = 0; kit->n_ev < 2 * PGD_CUDA_TUNE_MAX_REPS; kit->n_ev++)
         if (cudaEventCreate(&kit->ev[kit->n_ev]) != cudaSuccess)
             break;
@@ -525,7 +524,7 @@ static int tune(struct pgd_cuda_ctx *c, const struct pgd_cuda_gemm_plan *p,
     struct pgd_cuda_tune_kit kit;
     const struct timed_call tc = { p, call };
     struct tune_outcome o = { -1, 0, 0.0f, -1.0f, { 0, 0, 0 }, -1.0f, 0 };
-    if (pgd_cuda__tune_open(c, &kit)) {
+    if (pgd_cuda__tune_open(&kit)) {
         time_lt(c, &tc, cand, n_cand, t0, kit.ev, kit.flush, &o);
         if (o.best >= 0)
             time_own(c, &tc, kit.ev, kit.flush, &o);

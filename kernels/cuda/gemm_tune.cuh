@@ -94,7 +94,7 @@ struct pgd_cuda_tune_kit {
     int n_ev;
     void *flush;
 };
-bool pgd_cuda__tune_open(struct pgd_cuda_ctx *c, struct pgd_cuda_tune_kit *kit);
+bool pgd_cuda__tune_open(struct pgd_cuda_tune_kit *kit);
 void pgd_cuda__tune_close(struct pgd_cuda_ctx *c, struct pgd_cuda_tune_kit *kit);
 /* The median milliseconds of `reps` (<= PGD_CUDA_TUNE_MAX_REPS) runs of cand through launch
  * (one untimed run first, L2 flushed through flush before each when it is not NULL; ev: 2

@@ -116,7 +116,7 @@ static int time_plans(struct pgd_cuda_ctx *c, const wg_args<T> &a,
     const double t0 = pgd_cuda_host_ms();
     struct pgd_cuda_tune_kit kit;
     int best = -1;
-    const bool able = pgd_cuda__tune_open(c, &kit);
+    const bool able = pgd_cuda__tune_open(&kit);
     for (int i = 0; i < count && able; i++) {
         if (i > 0 && pgd_cuda_host_ms() - t0 > TUNE_BUDGET_MS)
             break;
@@ -176,8 +176,6 @@ bool pgd_cuda__wq_fold_tuned(struct pgd_cuda_ctx *c, const wg_args<T> &a, struct
         a.group_size, b,
     };
     record(c, &rec);
-    c->wq_fold_tunings++;
-    c->wq_fold_tune_ms += tune_ms;
     *p = b;
     return true;
 }
@@ -199,9 +197,12 @@ bool pgd_cuda__wq_fold_tuned_plan(const struct pgd_cuda_ctx *c, int n, int in, i
 
 extern "C" int pgd_cuda_wq_fold_tune_stats(const struct pgd_cuda_ctx *c, double *ms)
 {
+    double sum = 0;
+    for (int i = 0; i < c->wq_fold_tuned_n; i++)
+        sum += c->wq_fold_tuned[i].info.tune_ms;
     if (ms)
-        *ms = c->wq_fold_tune_ms;
-    return c->wq_fold_tunings;
+        *ms = sum;
+    return c->wq_fold_tuned_n;
 }
 
 extern "C" int pgd_cuda_wq_fold_tune_get(const struct pgd_cuda_ctx *c, int i,

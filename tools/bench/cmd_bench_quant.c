@@ -168,7 +168,7 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
  * estimate, for fitting the model in one run: rows "us" (a call), "model" (its estimate,
  * thousands of units), '*' the model's pick, '+' the fastest; first, the clusters of ks
  * blocks the device holds at once (the model's waves). The plans are forced through the
- * environment the kernels read (PGD_CUDA_WQ_FOLD_WS / _BN / _KS), restored after. */
+ * environment the kernels read (PGD_CUDA_WQ_FOLD_WS / _BN / _KS), unset after. */
 static const int FOLD_BN[3] = { 64, 128, 256 }, FOLD_KS[6] = { 1, 2, 3, 4, 6, 8 };
 #define FOLD_PLANS 18
 
