@@ -56,9 +56,9 @@ template <int BN> struct wf_smem {
  * past the layer or past n is clamped to the last tile, meta row or token row, whose
  * products land in outputs wg_store never writes (features past out, tokens past n), so
  * the loop has no branch a copy (the fused GEMM's loader zero-fills them instead). XS (the
- * kernels' PGD_CUDA_WQ_FOLD_XSKIP=1 instances, opt-in until measured): the x copies of token
- * rows past n are predicated off instead, their buffer rows left as they were (garbage that
- * lands in the same unwritten outputs). Why: clamped, every one of them reads row n - 1, and
+ * instances run where n leaves the last token tile part-empty; PGD_CUDA_WQ_FOLD_XSKIP=0/1
+ * forces off/on): the x copies of token rows past n are predicated off instead, their
+ * buffer rows left as they were (garbage that lands in the same unwritten outputs). Why: clamped, every one of them reads row n - 1, and
  * a tile's copies of a stage then hammer one 128-byte line of x from every SM; on an H100 a
  * 256-token tile of gate_up took 322 us at 32 rows against 141 at 256 (bench quant
  * --fold-plans, 256/1), and a 64-token tile 71 at 32 rows against 62 at 64.
@@ -653,7 +653,12 @@ cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
 {
     a.ks = p.ks;
     a.kps = p.kps;
-    if (pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_XSKIP", 0) == 1)
+    /* rows past n skipped only where the last token tile has some: with every tile full the
+     * clamped instance measured 3% faster in the 8B step at 64 rows (H100), and where a tile
+     * is part-empty the skipping one 4-10% at 32, 96, 128 and 192 (PERFORMANCE.md);
+     * PGD_CUDA_WQ_FOLD_XSKIP=0 or 1 forces one instance */
+    const int xskip = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_XSKIP", -1);
+    if (xskip == 1 || (xskip != 0 && a.n % p.bn != 0))
         return p.ws ? wf_launch<T, true, true>(c, a, p.bn, false)
                     : wf_launch<T, false, true>(c, a, p.bn, p.one);
     return p.ws ? wf_launch<T, true, false>(c, a, p.bn, false)
