@@ -55,13 +55,13 @@ template <int BN> struct wf_smem {
  * warpgroup of wq_fold_ws_kernel), into wg_smem's stage layout, with no predicates: a source
  * past the layer or past n is clamped to the last tile, meta row or token row, whose
  * products land in outputs wg_store never writes (features past out, tokens past n), so
- * the loop has no branch a copy (the fused GEMM's loader zero-fills them instead). XS (the
- * instances run where n leaves the last token tile part-empty; PGD_CUDA_WQ_FOLD_XSKIP=0/1
- * forces off/on): the x copies of token rows past n are predicated off instead, their
- * buffer rows left as they were (garbage that lands in the same unwritten outputs). Why: clamped, every one of them reads row n - 1, and
- * a tile's copies of a stage then hammer one 128-byte line of x from every SM; on an H100 a
- * 256-token tile of gate_up took 322 us at 32 rows against 141 at 256 (bench quant
- * --fold-plans, 256/1), and a 64-token tile 71 at 32 rows against 62 at 64.
+ * the loop has no branch a copy (the fused GEMM's loader zero-fills them instead). XS (run
+ * but for 64-token tiles all full, see pgd_cuda__wq_fold_run; PGD_CUDA_WQ_FOLD_XSKIP=0 / 1
+ * forces off / on): the x copies of token rows past n are predicated off instead, their
+ * buffer rows left as they were (garbage that lands in the same unwritten outputs). Why:
+ * clamped, every one of them reads row n - 1, and a tile's copies of a stage then hammer
+ * one 128-byte line of x from every SM; on an H100 a 256-token tile of gate_up took 327 us
+ * at 24 rows clamped against 132 skipped (bench quant --fold-plans, 256/1).
  *   weights: the mma layout's 16-byte entries e = th + NT j (j < 256 / NT): tile e / 32,
  *     lane e % 32;
  *   meta (threads th < 128: a producer's all): row th's {scale, zero} of the stage's group
@@ -653,12 +653,13 @@ cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
 {
     a.ks = p.ks;
     a.kps = p.kps;
-    /* rows past n skipped only where the last token tile has some: with every tile full the
-     * clamped instance measured 3% faster in the 8B step at 64 rows (H100), and where a tile
-     * is part-empty the skipping one 4-10% at 32, 96, 128 and 192 (PERFORMANCE.md);
-     * PGD_CUDA_WQ_FOLD_XSKIP=0 or 1 forces one instance */
+    /* x's rows past n skipped but for 64-token tiles all full: where a tile is part-empty
+     * the skipping instance made the 8B step 4-10% faster at 32, 96, 128 and 192 rows
+     * (H100), and it was 3-4% faster with 128-token tiles all full (128 rows), 2% slower
+     * with 64-token tiles all full (64 rows, two calls; PERFORMANCE.md). The cause of the
+     * last two is not known. PGD_CUDA_WQ_FOLD_XSKIP=0 or 1 forces one instance. */
     const int xskip = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_XSKIP", -1);
-    if (xskip == 1 || (xskip != 0 && a.n % p.bn != 0))
+    if (xskip == 1 || (xskip != 0 && (p.bn != 64 || a.n % 64 != 0)))
         return p.ws ? wf_launch<T, true, true>(c, a, p.bn, false)
                     : wf_launch<T, false, true>(c, a, p.bn, p.one);
     return p.ws ? wf_launch<T, true, false>(c, a, p.bn, false)

@@ -164,20 +164,50 @@ struct wg_loader {
 };
 
 /* ---- the A fragments of 16 inputs ------------------------------------------------------------ */
-/* {(q_lo - z) * s, (q_hi - z) * s} in T from the exact q - z pair d (16-bit), rounded once. */
-template <typename T> __device__ __forceinline__ uint32_t scale_pair(uint32_t d, __half2 m);
-template <> __device__ __forceinline__ uint32_t scale_pair<__half>(uint32_t d, __half2 m)
+/* {(q_lo - z) * s, (q_hi - z) * s} in T from the exact q - z pair d (16-bit), rounded once,
+ * with the row's scale as fold_scale left it (the rows' split made once a group, not once
+ * a pair). */
+template <typename T> struct fold_scale;
+template <> struct fold_scale<__half> {
+    uint32_t s2;                     /* {s, s} */
+    __device__ __forceinline__ void set(__half2 m) { s2 = pair_bits(__low2half2(m)); }
+    static __device__ __forceinline__ uint32_t pair_bits(__half2 v)
+    {
+        return *reinterpret_cast<const uint32_t *>(&v);
+    }
+};
+/* bf16: the fp16 scale s (11 significant bits) as hi + lo, hi its float32 truncated to bf16
+ * and lo = s - hi (exact: at most 3 significant bits, the sign of s, -0 kept for a negative
+ * s). Then (q - z) lo is exact in bf16 (|q - z| <= 16: at most 4 bits times 3), and one
+ * bf16 fma (q - z) hi + (q - z) lo rounds (q - z) s exactly once, as widening to float32,
+ * multiplying and rounding do: two instructions a pair in place of five. */
+template <> struct fold_scale<__nv_bfloat16> {
+    uint32_t hi2, lo2;               /* {hi, hi}, {lo, lo} */
+    __device__ __forceinline__ void set(__half2 m)
+    {
+        const float s = __low2float(m);
+        const uint32_t hb = __float_as_uint(s) & 0xFFFF0000u;
+        const float lo = copysignf(s - __uint_as_float(hb), s);
+        hi2 = (hb >> 16) * 0x10001u;
+        lo2 = (__float_as_uint(lo) >> 16) * 0x10001u;
+    }
+};
+template <typename T> __device__ __forceinline__ uint32_t scale_pair(uint32_t d, const fold_scale<T> &f);
+template <> __device__ __forceinline__ uint32_t scale_pair<__half>(uint32_t d,
+                                                                   const fold_scale<__half> &f)
 {
     /* fp16 q - z (|.| <= 16) times the fp16 scale: the exact product rounded once */
-    __half2 r = __hmul2(*reinterpret_cast<const __half2 *>(&d), __low2half2(m));
+    __half2 r = __hmul2(*reinterpret_cast<const __half2 *>(&d),
+                        *reinterpret_cast<const __half2 *>(&f.s2));
     return *reinterpret_cast<const uint32_t *>(&r);
 }
-template <> __device__ __forceinline__ uint32_t scale_pair<__nv_bfloat16>(uint32_t d, __half2 m)
+template <> __device__ __forceinline__ uint32_t scale_pair<__nv_bfloat16>(
+    uint32_t d, const fold_scale<__nv_bfloat16> &f)
 {
-    /* bf16 is float32's top half: widen, multiply by the float32 scale, round once */
-    const float s = __low2float(m);
-    return pack_pair<__nv_bfloat16>(__uint_as_float(d << 16) * s,
-                                    __uint_as_float(d & 0xFFFF0000u) * s);
+    uint32_t p, r;                   /* p = (q - z) lo + -0: exact, its sign kept */
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(p) : "r"(d), "r"(f.lo2), "r"(0x80008000u));
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(d), "r"(f.hi2), "r"(p));
+    return r;
 }
 
 /* What a thread's A fragments need of the meta of its two rows (g, g + 8) of an m16 tile. */
@@ -186,11 +216,13 @@ struct wg_rowz {
     uint32_t z[2];                   /* mma layout: {B + zero} pairs (quant_mma.cuh) */
     float c[2];                      /* plain, exact: -(2^23 + zero); fold: zero * scale */
     float s[2];                      /* the scales */
-    __half2 m[2];                    /* the meta as stored (mma layout, fold) */
+    fold_scale<T> f[2];              /* the scales as scale_pair takes them (mma layout, fold) */
     __device__ __forceinline__ void set(__half2 lo, __half2 hi)
     {
-        m[0] = lo;
-        m[1] = hi;
+        if (WK == WG_MMA4 && !EXACT) {
+            f[0].set(lo);
+            f[1].set(hi);
+        }
         s[0] = __low2float(lo);
         s[1] = __low2float(hi);
         if (WK == WG_MMA4) {
@@ -232,7 +264,7 @@ __device__ __forceinline__ void wg_frag_a(const uint8_t *sw, uint32_t word, int 
         for (int j = 0; j < 4; j++) {
             const uint32_t v = ((word >> (4 * j)) & 0x000F000Fu) | mma_magic<T>::BITS;
             const uint32_t d = sub_pair<T>(v, z.z[j & 1]);
-            A[j] = EXACT ? d : scale_pair<T>(d, z.m[j & 1]);
+            A[j] = EXACT ? d : scale_pair<T>(d, z.f[j & 1]);
         }
     } else if (WK == WG_PLAIN4) {
         /* a row's 16 inputs are words 2s (inputs 0..7) and 2s + 1 (8..15), nibble i input i */

@@ -1333,6 +1333,65 @@ GPU_TEST(wq_gemm_fold_ws_is_the_folds_bits)
     wq_fini(&L);
 }
 
+/* The fold's A fragments are the dequantized weights rounded once to the dtype, bit for bit
+ * (quant_wq_gemm.cuh's scale_pair: bf16 takes the fp16 scale as a truncated high part and an
+ * exact low part, one fma; fp16 one multiply): x of one-hot rows (row r: 1 at input r)
+ * leaves y[r, o] the weight of (o, r), the only nonzero product of its sum, against
+ * pgd_cpu_wq_dequantize's float32 (q - zero) * scale rounded to the dtype. Both dtypes,
+ * every token tile, unsplit and split, zeros 0..16 (q - zero from -16 to 15), scales of
+ * every fp16 mantissa, a third of them negative. Skips where the fold does not run. */
+GPU_TEST(wq_fold_weights_are_the_rounded_dequantized_ones)
+{
+    if (!pgd_cuda_wq_fold_available(0))
+        cr_skip_test("the folded GEMM does not run here (no sm_90a device or code)");
+    static const char *BN[3] = { "64", "128", "256" }, *KS[2] = { "1", "2" };
+    enum { IN = 256, OUT = 136 };
+    char err[512] = "";
+    struct wq_layer L;
+    wq_init(&L, 4, 128, false, Z_INT, IN, OUT);
+    for (size_t i = 0; i < (size_t)(IN / 128) * OUT; i += 3)
+        L.scales[i] = -L.scales[i];
+    pgd_cpu_wq_dequantize(&L.h, L.w);
+    pgd_cuda_wq_destroy(L.d);
+    CHECK_RC(pgd_cuda_wq_create(&L.h, NULL, &L.d, err, sizeof err));
+    float *x = calloc((size_t)IN * IN, sizeof *x);
+    for (int r = 0; r < IN; r++)
+        x[(size_t)r * IN + r] = 1.0f;
+    for (int t = 0; t < 2; t++) {
+        const enum pgd_dtype dt = DTS[t];
+        void *dx = upload(x, (size_t)IN * IN, dt), *dy = pgd_cuda_malloc((size_t)IN * OUT * 2);
+        for (int b = 0; b < 3; b++)
+            for (int k = 0; k < 2; k++) {
+                env_set("PGD_CUDA_WQ_FOLD_BN", BN[b]);
+                env_set("PGD_CUDA_WQ_FOLD_KS", KS[k]);
+                CHECK_RC(pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, IN, L.d,
+                                                 NULL, dy, err, sizeof err));
+                float *got = download(dy, (size_t)IN * OUT, dt);
+                int bad = 0, first_r = -1, first_o = -1;
+                for (int r = 0; r < IN; r++)
+                    for (int o = 0; o < OUT; o++)
+                        if (got[(size_t)r * OUT + o] != round_to(L.w[(size_t)o * IN + r], dt) &&
+                            bad++ == 0) {
+                            first_r = r;
+                            first_o = o;
+                        }
+                cr_expect_eq(bad, 0, "%s, %s, token tile %s, split %s: %d of %d weights differ "
+                             "from the dequantized ones rounded, first (out %d, in %d): %g "
+                             "against %g", L.name, pgd_dtype_name(dt), BN[b], KS[k], bad,
+                             IN * OUT, first_o, first_r,
+                             bad ? got[(size_t)first_r * OUT + first_o] : 0.0,
+                             bad ? round_to(L.w[(size_t)first_o * IN + first_r], dt) : 0.0);
+                free(got);
+            }
+        pgd_cuda_free(dx);
+        pgd_cuda_free(dy);
+    }
+    unsetenv("PGD_CUDA_WQ_FOLD_BN");
+    unsetenv("PGD_CUDA_WQ_FOLD_KS");
+    free(x);
+    wq_fini(&L);
+}
+
 /* The folded GEMM's x rows past n predicated off (PGD_CUDA_WQ_FOLD_XSKIP=1: their buffer
  * rows keep whatever an earlier stage or launch left, garbage whose products land in
  * outputs never written) rather than copied from row n - 1: every output bit-equal, both
