@@ -165,15 +165,15 @@ struct wg_loader {
 
 /* ---- the A fragments of 16 inputs ------------------------------------------------------------ */
 /* {(q_lo - z) * s, (q_hi - z) * s} in T from the exact q - z pair d (16-bit), rounded once,
- * with the row's scale as fold_scale left it (the rows' split made once a group, not once
- * a pair). */
+ * with the row's scale as fold_scale left it (made once a stage for the thread's two rows,
+ * used by its 8 pairs of each). */
 template <typename T> struct fold_scale;
 template <> struct fold_scale<__half> {
     uint32_t s2;                     /* {s, s} */
-    __device__ __forceinline__ void set(__half2 m) { s2 = pair_bits(__low2half2(m)); }
-    static __device__ __forceinline__ uint32_t pair_bits(__half2 v)
+    __device__ __forceinline__ void set(__half2 m)
     {
-        return *reinterpret_cast<const uint32_t *>(&v);
+        const __half2 v = __low2half2(m);
+        s2 = *reinterpret_cast<const uint32_t *>(&v);
     }
 };
 /* bf16: the fp16 scale s (11 significant bits) as hi + lo, hi its float32 truncated to bf16
