@@ -120,10 +120,11 @@ struct wf_loader {
         for (int i = 0; i < XN; i++) {
             const int r = xr0 + NT / 8 * i;
             const uint32_t d = st + (uint32_t)wg_smem<WG_MMA4, BN>::X + x_dst + i * (NT / 8) * 128;
+            const T *src = xk + (size_t)min(r, n_last) * in;
             if constexpr (XS)
-                cp_async16_if(d, xk + (size_t)min(r, n_last) * in, r <= n_last);
+                cp_async16_if(d, src, r <= n_last);
             else
-                cp_async16_always(d, xk + (size_t)min(r, n_last) * in);
+                cp_async16_always(d, src);
         }
     }
 };
