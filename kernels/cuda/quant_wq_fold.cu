@@ -28,7 +28,10 @@
  * the copies moved to a producer warpgroup and the block barrier a stage replaced by
  * mbarriers: see its section below. */
 #include "kernels/cuda/quant_wq_gemm.cuh"
+#include <cuda.h>                    /* CUtensorMap and its encoder's types (no libcuda link) */
 #include <stdio.h>
+#include <string.h>
+#include <type_traits>
 
 #define WF_PIPE_BYTES (200 << 10)    /* the stages' budget: one block an SM */
 
@@ -47,8 +50,9 @@ template <int BN> struct wf_smem {
     static constexpr int PIPE = STAGES * STAGE, OUT = BN * S::OUT_LD * 4;
     static constexpr int MAIN = PIPE > OUT ? PIPE : OUT;
     static constexpr int BYTES = MAIN + 1024;                       /* + room to align */
-    /* the warp-specialized kernel's: its 2 x STAGES mbarriers past MAIN */
-    static constexpr int WS_BYTES = BYTES + 2 * 8 * STAGES;
+    /* the warp-specialized kernel's 2 x STAGES mbarriers past MAIN; the plain kernel's
+     * STAGES when x comes by TMA */
+    static constexpr int WS_BYTES = BYTES + 2 * 8 * STAGES, TX_BYTES = BYTES + 8 * STAGES;
 };
 
 /* The copies of a stage by NT threads (th < NT: all 256 of wq_fold_kernel, or the producer
@@ -76,8 +80,8 @@ struct wf_loader {
     const __half2 *m_row;            /* meta row th (threads < 128) */
     const T *x;                      /* x + the chunk's first input */
     int xr0, n_last, in;             /* token row th / 8 of the tile, n - 1, x's row length */
-    int gshift, gstages;             /* a group: 1 << gshift inputs, else gstages stages
-                                        (0: one group, per-channel) */
+    uint32_t gmul;                   /* stage kt's group: umulhi(2 kt, gmul), gmul =
+                                        ceil(2^31 / stages a group); 0: one group */
     uint32_t w_dst, m_dst, x_dst;    /* offsets in a stage */
 
     __device__ __forceinline__ void init(const wg_args<T> &a, int m0, int n0, int th)
@@ -90,8 +94,11 @@ struct wf_loader {
         w_dst = (uint32_t)th * 16;
         m_row = a.meta + (size_t)min(m0 + th % WG_BM, a.out_pad - 1) * a.groups;
         m_dst = (uint32_t)(th % WG_BM) * 4;
-        gshift = a.groups == 1 ? -1 : a.gshift;
-        gstages = a.groups == 1 ? 0 : a.group_size / WG_BK;
+        /* floor(kt / g) for g stages a group with one IMAD.HI, no branch: the error of
+         * the rounded-up reciprocal, 2 kt (gmul - 2^31 / g) / 2^32 < 2 kt / 2^32, stays
+         * under the 1 / g that separates kt / g from the next integer while kt g < 2^31 */
+        const uint32_t g = (uint32_t)(a.group_size / WG_BK);
+        gmul = a.groups == 1 ? 0u : (uint32_t)((((uint64_t)1 << 31) + g - 1) / g);
         const int c = th % 8;
         xr0 = n0 + th / 8;
         n_last = a.n - 1;
@@ -107,7 +114,7 @@ struct wf_loader {
         for (int j = 0; j < WN; j++)
             cp_async16_always(st + w_dst + (uint32_t)(j * NT * 16), w_src[j] + (size_t)kt * 512);
         if (NT == WG_BM || threadIdx.x < WG_BM) {     /* a producer's all, else warps 0..3 */
-            const int gi = gshift >= 0 ? (kt * WG_BK) >> gshift : gstages ? kt / gstages : 0;
+            const uint32_t gi = __umulhi(2u * (uint32_t)kt, gmul);
             cp_async4_always(st + (uint32_t)wg_smem<WG_MMA4, BN>::META + m_dst, m_row + gi);
         }
     }
@@ -221,9 +228,17 @@ __device__ __forceinline__ wg_args<T> wf_layer(const wg_args<T> &g, int &m0)
     return a;
 }
 
-template <typename T, int BN, bool XS>
+/* TX (PGD_CUDA_WQ_FOLD_TMA=1): x's tile of a stage comes by the tensor copy engine, one
+ * thread's bulk copy through xmap (x as a 2D tensor [n][in], box 64 inputs x BN rows, the
+ * descriptor's 128-byte swizzle, rows past n filled with zeros) completing on the stage
+ * buffer's mbarrier past MAIN, in place of the 8 BN / 256 cp.async copies of every thread.
+ * x is then written by the async proxy that wgmma reads with, so no proxy fence a stage; the
+ * weights and meta (read with plain shared loads) keep their cp.async copies and the block
+ * barrier. Gone from every warp a stage: the x copies, their addresses, clamps or
+ * predicates, and the fence. Without TX, xmap is not read. */
+template <typename T, int BN, bool XS, bool TX>
 __global__ void __launch_bounds__(WG_THREADS, 1)
-wq_fold_kernel(const __grid_constant__ wg_args<T> grid)
+wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ CUtensorMap xmap)
 {
 #ifdef PGD_SM90A
     typedef wf_smem<BN> L;
@@ -239,6 +254,30 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid)
     /* the split's stages [kt0, kt0 + nkt) */
     const int kt0 = blockIdx.z * a.kps, nkt = min(a.kts, kt0 + a.kps) - kt0;
     pdl_trigger();
+    /* TX: xfull[STAGES] past the pipeline and the epilogue's tile, stage kt's in buffer
+     * kt % STAGES, its phase kt / STAGES; one arrival (the issuing thread's) and the tile's
+     * bytes complete it */
+    const uint32_t xfull = smem0 + (uint32_t)L::MAIN;
+    if constexpr (TX) {
+        if (th == 0) {
+            for (int s = 0; s < L::STAGES; s++)
+                sm90_mbar_init(xfull + 8 * s, 1);
+            sm90_fence_mbar_init();
+        }
+        __syncthreads();
+    }
+    /* stage s's x tile (split-local s) into the stage at shared address st */
+    auto load_x = [&](const wf_loader<T, BN, WG_THREADS, XS> &ld, uint32_t st, int s) {
+        if constexpr (TX) {
+            if (th == 0) {
+                const uint32_t bar = xfull + 8 * (uint32_t)(s % L::STAGES);
+                sm90_mbar_expect_tx(bar, BN * 128);
+                sm90_tma_load_2d(st + (uint32_t)S::X, &xmap, (kt0 + s) * WG_BK, n0, bar);
+            }
+        } else {
+            ld.load_x(st, kt0 + s);
+        }
+    };
 
     float acc[NA];
 #pragma unroll
@@ -256,7 +295,7 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid)
     pdl_wait();
     for (int s = 0; s < L::PD; s++) {
         if (s < nkt)
-            ld.load_x(smem0 + s * L::STAGE, kt0 + s);
+            load_x(ld, smem0 + s * L::STAGE, s);
         cp_async_commit();
     }
 
@@ -265,13 +304,16 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid)
      * both warpgroups are done with stage kt - 2's buffer, the one refilled. */
     auto stage = [&](int kt, uint32_t (&A)[4][4]) {
         cp_async_wait<L::PD - 1>();
-        sm90_fence_async_smem();
+        if constexpr (TX)
+            sm90_mbar_wait(xfull + 8 * (uint32_t)(kt % L::STAGES), (uint32_t)((kt / L::STAGES) & 1));
+        else
+            sm90_fence_async_smem();
         __syncthreads();             /* stage kt landed; stage kt - 2's buffer is free */
         const int nk = kt + L::PD;
         if (nk < nkt) {
             const uint32_t st = smem0 + (uint32_t)((nk % L::STAGES) * L::STAGE);
             ld.load_w(st, kt0 + nk);
-            ld.load_x(st, kt0 + nk);
+            load_x(ld, st, nk);
         }
         cp_async_commit();
         const int b = kt % L::STAGES;
@@ -316,7 +358,7 @@ static_assert((WF_WS_LAUNCH_REGS - WF_WS_PRODUCER_REGS) * 128 >=
 
 template <typename T, int BN, bool XS>
 __global__ void __launch_bounds__(WF_WS_THREADS, 1)
-wq_fold_ws_kernel(const __grid_constant__ wg_args<T> grid)
+wq_fold_ws_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ CUtensorMap)
 {
 #ifdef PGD_SM90A
     typedef wf_smem<BN> L;
@@ -410,24 +452,30 @@ wq_fold_ws_kernel(const __grid_constant__ wg_args<T> grid)
 static bool wf_one_block(void) { return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_ONE_BLOCK", 0) == 1; }
 
 /* The kernel of a tile size, plain (WS false) or warp-specialized, x's rows past n copied
- * clamped or skipped (XS), its block and shared memory. */
-template <typename T, int BN, bool WS, bool XS = false>
+ * clamped or skipped (XS) or x by TMA (TX, the plain kernel's), its block and shared
+ * memory. */
+template <typename T, int BN, bool WS, bool XS = false, bool TX = false>
 struct wf_kernel {
+    static_assert(!(TX && (WS || XS)), "TMA's x: the plain kernel, no rows to clamp or skip");
     static std::atomic<uint64_t> granted;
     static constexpr int THREADS = WS ? WF_WS_THREADS : WG_THREADS;
-    static constexpr int SMEM_USED = WS ? wf_smem<BN>::WS_BYTES : wf_smem<BN>::BYTES;
+    static constexpr int SMEM_USED = WS ? wf_smem<BN>::WS_BYTES
+                                   : TX ? wf_smem<BN>::TX_BYTES
+                                        : wf_smem<BN>::BYTES;
     /* the most a launch asks for: the attribute granted once */
     static constexpr int SMEM_MAX = !WS && SMEM_USED < WF_ONE_BLOCK_BYTES ? WF_ONE_BLOCK_BYTES
                                                                           : SMEM_USED;
     static int smem(bool one) { return !WS && one ? SMEM_MAX : SMEM_USED; }
-    static constexpr void (*kernel)(wg_args<T>) = WS ? wq_fold_ws_kernel<T, BN, XS>
-                                                     : wq_fold_kernel<T, BN, XS>;
+    static constexpr void (*kernel)(wg_args<T>, CUtensorMap) =
+        WS ? wq_fold_ws_kernel<T, BN, XS> : wq_fold_kernel<T, BN, XS, TX>;
     static cudaError_t allow(int device)
     {
         return wg_allow_smem(granted, kernel, device, SMEM_MAX);
     }
-    /* grid: token tiles x feature tiles x splits; the splits of a tile one cluster */
-    static cudaError_t launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, bool one)
+    /* grid: token tiles x feature tiles x splits; the splits of a tile one cluster; xmap
+     * x's tensor map (TX; else not read) */
+    static cudaError_t launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, bool one,
+                              const CUtensorMap &xmap)
     {
         cudaError_t e = allow(c->device);
         if (e != cudaSuccess)
@@ -439,11 +487,11 @@ struct wf_kernel {
                                      (unsigned)((a.out + WG_BM - 1) / WG_BM), (unsigned)a.ks),
                                 dim3(THREADS), (size_t)smem(one), dim3(1, 1, (unsigned)a.ks), &cfg,
                                 attr);
-        return cudaLaunchKernelEx(&cfg, kernel, a);
+        return cudaLaunchKernelEx(&cfg, kernel, a, xmap);
     }
 };
-template <typename T, int BN, bool WS, bool XS>
-std::atomic<uint64_t> wf_kernel<T, BN, WS, XS>::granted(0);
+template <typename T, int BN, bool WS, bool XS, bool TX>
+std::atomic<uint64_t> wf_kernel<T, BN, WS, XS, TX>::granted(0);
 
 /* PGD_CUDA_WQ_FOLD_WS=1: the warp-specialized kernel (the same bits; opt-in until measured). */
 static bool wf_ws(void) { return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_WS", 0) == 1; }
@@ -453,7 +501,7 @@ static bool wf_device_ok(const struct pgd_cuda_ctx *c)
 {
     static std::atomic<uint64_t> asked(0), able(0);
     return sm90_once(asked, able, c->device, [c] {
-        return sm90_kernel_built(c->device, wq_fold_kernel<__nv_bfloat16, 128, false>) &&
+        return sm90_kernel_built(c->device, wq_fold_kernel<__nv_bfloat16, 128, false, false>) &&
                sm90_kernel_built(c->device, wq_fold_ws_kernel<__nv_bfloat16, 128, false>);
     });
 }
@@ -640,12 +688,72 @@ extern "C" long pgd_cuda_wq_fold_plan_cost(struct pgd_cuda_ctx *c, int n, int in
     return wf_cost(c, n, in, out, ws != 0, !ws && wf_one_block(), bn, ks, &kps, slots);
 }
 
-template <typename T, bool WS, bool XS>
-static cudaError_t wf_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn, bool one)
+template <typename T, bool WS, bool XS, bool TX = false>
+static cudaError_t wf_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn, bool one,
+                             const CUtensorMap &xmap)
 {
-    return bn == 256 ? wf_kernel<T, 256, WS, XS>::launch(c, a, one)
-         : bn == 128 ? wf_kernel<T, 128, WS, XS>::launch(c, a, one)
-                     : wf_kernel<T, 64, WS, XS>::launch(c, a, one);
+    return bn == 256 ? wf_kernel<T, 256, WS, XS, TX>::launch(c, a, one, xmap)
+         : bn == 128 ? wf_kernel<T, 128, WS, XS, TX>::launch(c, a, one, xmap)
+                     : wf_kernel<T, 64, WS, XS, TX>::launch(c, a, one, xmap);
+}
+
+/* ---- x's tensor map (TX) ---------------------------------------------------------------- */
+/* The driver's cuTensorMapEncodeTiled, looked up once through the runtime (the library does
+ * not link libcuda); NULL where the driver lacks it. */
+typedef CUresult (*wf_encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *,
+                                 const cuuint64_t *, const cuuint64_t *, const cuuint32_t *,
+                                 const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle,
+                                 CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+static wf_encode_fn wf_encoder(void)
+{
+    static std::atomic<int> asked(0);
+    static std::atomic<wf_encode_fn> fn(nullptr);
+    if (asked.load())
+        return fn.load();
+    void *p = NULL;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault,
+                                         &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess)
+        p = NULL;
+    cudaGetLastError();              /* a failed look-up is no error of the caller's */
+    fn.store((wf_encode_fn)p);
+    asked.store(1);
+    return fn.load();
+}
+
+/* x [n][in] of a (16-byte aligned, in a multiple of 64: the fold's layers) as the 2D
+ * tensor map a bn-token tile's stage reads: box 64 inputs (128 bytes, the swizzle's span) x
+ * bn rows, 128-byte swizzle (chunk c of box row r at c ^ (r % 8): sm90_desc_sw128's layout),
+ * rows past n zero-filled. The encoder exists (wf_encoder). cudaErrorInvalidValue where the
+ * driver refuses the map. */
+template <typename T>
+static cudaError_t wf_xmap(const wg_args<T> &a, int bn, CUtensorMap *map)
+{
+    const wf_encode_fn encode = wf_encoder();
+    const cuuint64_t dims[2] = { (cuuint64_t)a.in, (cuuint64_t)a.n };
+    const cuuint64_t strides[1] = { (cuuint64_t)a.in * sizeof(T) };
+    const cuuint32_t box[2] = { WG_BK, (cuuint32_t)bn }, unit[2] = { 1, 1 };
+    return encode(map,
+                  std::is_same<T, __nv_bfloat16>::value ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                                        : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+                  2, (void *)a.x, dims, strides, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                  CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS
+               ? cudaSuccess
+               : cudaErrorInvalidValue;
+}
+
+/* PGD_CUDA_WQ_FOLD_TMA=1: the plain kernel's x by TMA where the driver encodes tensor maps
+ * (the same bits; opt-in until measured). */
+static bool wf_tma(void)
+{
+    return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_TMA", 0) == 1 && wf_encoder() != NULL;
+}
+
+extern "C" int pgd_cuda_wq_fold_tma_available(int device)
+{
+    return pgd_cuda_wq_fold_available(device) && wf_encoder() != NULL;
 }
 
 template <typename T>
@@ -659,12 +767,18 @@ cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
      * (H100), and it was 3-4% faster with 128-token tiles all full (128 rows), 2% slower
      * with 64-token tiles all full (64 rows, two calls; PERFORMANCE.md). The cause of the
      * last two is not known. PGD_CUDA_WQ_FOLD_XSKIP=0 or 1 forces one instance. */
+    CUtensorMap xmap;
+    if (!p.ws && wf_tma()) {
+        const cudaError_t e = wf_xmap(a, p.bn, &xmap);
+        return e != cudaSuccess ? e : wf_launch<T, false, false, true>(c, a, p.bn, p.one, xmap);
+    }
+    memset(&xmap, 0, sizeof xmap);
     const int xskip = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_XSKIP", -1);
     if (xskip == 1 || (xskip != 0 && (p.bn != 64 || a.n % 64 != 0)))
-        return p.ws ? wf_launch<T, true, true>(c, a, p.bn, false)
-                    : wf_launch<T, false, true>(c, a, p.bn, p.one);
-    return p.ws ? wf_launch<T, true, false>(c, a, p.bn, false)
-                : wf_launch<T, false, false>(c, a, p.bn, p.one);
+        return p.ws ? wf_launch<T, true, true>(c, a, p.bn, false, xmap)
+                    : wf_launch<T, false, true>(c, a, p.bn, p.one, xmap);
+    return p.ws ? wf_launch<T, true, false>(c, a, p.bn, false, xmap)
+                : wf_launch<T, false, false>(c, a, p.bn, p.one, xmap);
 }
 template cudaError_t pgd_cuda__wq_fold_run<__nv_bfloat16>(struct pgd_cuda_ctx *,
                                                           wg_args<__nv_bfloat16> &,

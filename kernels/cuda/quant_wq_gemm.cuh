@@ -262,7 +262,7 @@ __device__ __forceinline__ void wg_frag_a(const uint8_t *sw, uint32_t word, int 
         /* word: nibble j + 4 e is register j's element e (quant_wq_mma.cu's packing) */
 #pragma unroll
         for (int j = 0; j < 4; j++) {
-            const uint32_t v = ((word >> (4 * j)) & 0x000F000Fu) | mma_magic<T>::BITS;
+            const uint32_t v = nibble_pair<T>(word >> (4 * j));
             const uint32_t d = sub_pair<T>(v, z.z[j & 1]);
             A[j] = EXACT ? d : scale_pair<T>(d, z.f[j & 1]);
         }

@@ -2,9 +2,9 @@
  * on sm_90a the warpgroup MMA (wgmma.mma_async) with both operands read from shared memory
  * through matrix descriptors, its fences, and the proxy fence that makes copies written by
  * threads visible to it, the register split and the mbarriers of a warp-specialized kernel
- * (quant_wq_fold.cu's); the asynchronous 16-byte copies that fill the tiles (cp.async,
- * sm_80+: smem_u32, cp_async16, cp_async_commit, cp_async_wait) come from cp_async.cuh,
- * included here. gemm_wgmma.cu, attention_wgmma.cu and the W4 GEMMs (quant_wq_gemm.cuh) use
+ * (quant_wq_fold.cu's), and the tensor copy engine's loads (TMA) that complete on mbarriers;
+ * the asynchronous 16-byte copies that fill the tiles (cp.async, sm_80+: smem_u32,
+ * cp_async16, cp_async_commit, cp_async_wait) come from cp_async.cuh, included here. gemm_wgmma.cu, attention_wgmma.cu and the W4 GEMMs (quant_wq_gemm.cuh) use
  * them, and, on the host, whether a kernel's sm_90a code runs on a device
  * (sm90_kernel_built), asked once a device (sm90_once).
  *
@@ -67,6 +67,34 @@ __device__ __forceinline__ void sm90_mbar_init(uint32_t bar, int count)
 __device__ __forceinline__ void sm90_mbar_arrive(uint32_t bar)
 {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+/* One arrival of this thread that also raises the phase's expected transaction bytes by
+ * `bytes` (the bulk copies it is about to issue, which count their bytes off as they land):
+ * the phase completes once both the arrivals and the bytes are in. */
+__device__ __forceinline__ void sm90_mbar_expect_tx(uint32_t bar, uint32_t bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
+                 : "memory");
+}
+/* Makes barriers just initialized by this thread visible to the other threads and to the
+ * copy engine (the async proxy) once a block barrier follows. */
+__device__ __forceinline__ void sm90_fence_mbar_init()
+{
+    asm volatile("fence.mbarrier_init.release.cluster;\n"
+                 "fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+/* The tensor copy engine (TMA): the box at coordinates {c0, c1} (c0 the inner, contiguous
+ * dimension, in elements) of the 2D tensor the map at generic address `map` describes (a
+ * __grid_constant__ kernel parameter), into shared memory at dst in the map's layout and
+ * swizzle, elements outside the tensor filled with zeros; its bytes complete on mbarrier
+ * `bar`. One thread issues it. */
+__device__ __forceinline__ void sm90_tma_load_2d(uint32_t dst, const void *map, int c0, int c1,
+                                                 uint32_t bar)
+{
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+                 "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar)
+                 : "memory");
 }
 /* Waits until the phase of parity `parity` has completed (acquire: what the arrivals
  * released is visible after it). */

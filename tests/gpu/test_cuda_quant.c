@@ -1444,6 +1444,134 @@ GPU_TEST(wq_fold_rows_past_n_skipped_same_bits)
     wq_fini(&L);
 }
 
+/* The folded GEMM's x by the tensor copy engine (PGD_CUDA_WQ_FOLD_TMA=1: one thread's bulk
+ * copy a stage through a tensor map, rows past n zero-filled by the hardware) against the
+ * plain kernel's own copies: every output bit-equal, every token tile, unsplit and split,
+ * with and without act-order, at rows that leave a tile part-empty and that fill it; q, k
+ * and v as one grid likewise; a graph captured with it replays the same bits (the map is a
+ * launch parameter, captured by value); the 150-row output against the reference of the
+ * weights rounded to the dtype. The warp-specialized kernel keeps its copies (the switch
+ * leaves it alone). Skips where the fold does not run; fails where it runs and the driver
+ * does not encode tensor maps. */
+GPU_TEST(wq_fold_x_by_tma_same_bits)
+{
+    if (!pgd_cuda_wq_fold_available(0))
+        cr_skip_test("the folded GEMM does not run here (no sm_90a device or code)");
+    cr_assert(pgd_cuda_wq_fold_tma_available(0), "the fold runs but the driver gives no "
+              "cuTensorMapEncodeTiled");
+    static const int NS_X[5] = { 17, 64, 150, 200, 256 };
+    static const char *BN[3] = { "64", "128", "256" }, *KS[2] = { "1", "3" };
+    char err[512] = "";
+    for (int ao = 0; ao < 2; ao++) {
+        struct wq_layer L;
+        wq_init(&L, 4, 128, ao == 1, Z_INT, 2048, 264);
+        for (int j = 0; j < 5; j++) {
+            const int n = NS_X[j];
+            const enum pgd_dtype dt = DTS[(j + ao) % 2];
+            float *x = rand_vals((size_t)n * L.in, 1, dt);
+            void *dx = upload(x, (size_t)n * L.in, dt);
+            for (int b = 0; b < 3; b++)
+                for (int k = 0; k < 2; k++) {
+                    setenv("PGD_CUDA_WQ_FOLD_BN", BN[b], 1);
+                    setenv("PGD_CUDA_WQ_FOLD_KS", KS[k], 1);
+                    setenv("PGD_CUDA_WQ_FOLD_WS", "0", 1);
+                    void *dy[2];
+                    for (int v = 0; v < 2; v++) {
+                        dy[v] = poisoned((size_t)n * L.out, dt);
+                        setenv("PGD_CUDA_WQ_FOLD_TMA", v ? "1" : "0", 1);
+                        CHECK_RC(pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n,
+                                                         L.d, NULL, dy[v], err, sizeof err));
+                    }
+                    char what[384];
+                    snprintf(what, sizeof what, "%s, %s x %d rows, token tile %s, split %s: x by "
+                             "TMA against copied", L.name, pgd_dtype_name(dt), n, BN[b], KS[k]);
+                    expect_same_dev(what, dy[0], dy[1], (size_t)n * L.out, dt);
+                    pgd_cuda_free(dy[0]);
+                    pgd_cuda_free(dy[1]);
+                }
+            unsetenv("PGD_CUDA_WQ_FOLD_BN");
+            unsetenv("PGD_CUDA_WQ_FOLD_KS");
+            unsetenv("PGD_CUDA_WQ_FOLD_WS");
+            /* a graph of the TMA launch, replayed over a poisoned output, against eager */
+            void *eager = poisoned((size_t)n * L.out, dt), *dg = poisoned((size_t)n * L.out, dt);
+            struct pgd_cuda_graph *g = NULL;
+            CHECK_RC(pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n, L.d, NULL,
+                                             eager, err, sizeof err));
+            CHECK_RC(pgd_cuda_capture_begin(ctx, err, sizeof err));
+            int rc = pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n, L.d, NULL,
+                                             dg, err, sizeof err);
+            if (rc)
+                pgd_cuda_capture_abort(ctx);
+            CHECK_RC(rc);
+            CHECK_RC(pgd_cuda_capture_end(ctx, &g, err, sizeof err));
+            CHECK_RC(pgd_cuda_graph_launch(ctx, g, err, sizeof err));
+            CHECK_RC(pgd_cuda_sync(ctx, err, sizeof err));
+            char what[256];
+            snprintf(what, sizeof what, "%s, %s x %d rows: a captured TMA launch against eager",
+                     L.name, pgd_dtype_name(dt), n);
+            expect_same_dev(what, eager, dg, (size_t)n * L.out, dt);
+            pgd_cuda_graph_destroy(g);
+            pgd_cuda_free(eager);
+            pgd_cuda_free(dg);
+            unsetenv("PGD_CUDA_WQ_FOLD_TMA");
+            free(x);
+            pgd_cuda_free(dx);
+        }
+        setenv("PGD_CUDA_WQ_FOLD_TMA", "1", 1);
+        wq_check(&L, PGD_DTYPE_BF16, 150, PGD_CUDA_QPATH_GEMM_FOLD, true);
+        unsetenv("PGD_CUDA_WQ_FOLD_TMA");
+        wq_fini(&L);
+    }
+
+    /* q, k and v as one grid ([200 | 40 | 24] x 1,024, one shared permutation), where the
+     * layers' automatic choice is the fold */
+    if (!fold_default())
+        return;
+    static const int OUTS[3] = { 200, 40, 24 };
+    struct pgd_cuda_wq_perms *perms = pgd_cuda_wq_perms_create();
+    struct wq_layer Q[3];
+    const struct pgd_cuda_wq *w[3];
+    for (int i = 0; i < 3; i++) {
+        wq_make(&Q[i], 4, 128, true, i == 1 ? Z_SYM : Z_INT, 1024, OUTS[i],
+                i > 0 ? Q[0].perm : NULL, perms);
+        w[i] = Q[i].d;
+    }
+    setenv("PGD_CUDA_WQ_FOLD_LAYERS", "1", 1);
+    for (int j = 0; j < 3; j++) {
+        const int n = NS_X[j + 1];
+        const enum pgd_dtype dt = DTS[j % 2];
+        char plan[64] = "";
+        pgd_cuda_wq_auto_plan(ctx, Q[0].d, n, plan, sizeof plan);
+        cr_assert(strncmp(plan, "fold", 4) == 0, "%d rows of [200, 1024]: the plan is %s, not "
+                  "the fold", n, plan);
+        float *x = rand_vals((size_t)n * 1024, 1, dt);
+        void *dx = upload(x, (size_t)n * 1024, dt);
+        void *dy[2][3];
+        for (int v = 0; v < 2; v++) {
+            setenv("PGD_CUDA_WQ_FOLD_TMA", v ? "1" : "0", 1);
+            for (int i = 0; i < 3; i++)
+                dy[v][i] = poisoned((size_t)n * OUTS[i], dt);
+            CHECK_RC(pgd_cuda_wq_linear_multi(ctx, dt, dx, n, 3, w, NULL, dy[v], err,
+                                              sizeof err));
+        }
+        for (int i = 0; i < 3; i++) {
+            char what[256];
+            snprintf(what, sizeof what, "%s, %s x %d rows, layer %d of 3 in one grid: x by TMA "
+                     "against copied", Q[i].name, pgd_dtype_name(dt), n, i + 1);
+            expect_same_dev(what, dy[0][i], dy[1][i], (size_t)n * OUTS[i], dt);
+            pgd_cuda_free(dy[0][i]);
+            pgd_cuda_free(dy[1][i]);
+        }
+        free(x);
+        pgd_cuda_free(dx);
+    }
+    unsetenv("PGD_CUDA_WQ_FOLD_TMA");
+    unsetenv("PGD_CUDA_WQ_FOLD_LAYERS");
+    pgd_cuda_wq_perms_destroy(perms);          /* the set first: its layers keep their copy */
+    for (int i = 0; i < 3; i++)
+        wq_fini(&Q[i]);
+}
+
 /* n rows of L through the automatic path into a new device buffer (x and b device buffers). */
 static void *wq_auto_out(const struct wq_layer *L, enum pgd_dtype dt, const void *dx,
                          const void *db, int n)
