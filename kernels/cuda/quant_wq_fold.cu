@@ -52,7 +52,12 @@ template <int BN> struct wf_smem {
     static constexpr int BYTES = MAIN + 1024;                       /* + room to align */
     /* the warp-specialized kernel's 2 x STAGES mbarriers past MAIN; the plain kernel's
      * STAGES when x comes by TMA */
-    static constexpr int WS_BYTES = BYTES + 2 * 8 * STAGES, TX_BYTES = BYTES + 8 * STAGES;
+    static constexpr int WS_BYTES = BYTES + 2 * 8 * STAGES;
+    /* the plain kernel's mbarrier a stage when x comes by TMA: inside the stage's meta
+     * area, past the 128 rows' {scale, zero} the fold copies (it reads step 0's alone), so
+     * the block's shared memory stays BYTES (two 64-token blocks an SM still fit) */
+    static constexpr int TX_BAR = S::META + WG_BM * 4;
+    static_assert(TX_BAR % 8 == 0 && TX_BAR + 8 <= STAGE, "the barrier inside the stage");
 };
 
 /* The copies of a stage by NT threads (th < NT: all 256 of wq_fold_kernel, or the producer
@@ -254,14 +259,14 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
     /* the split's stages [kt0, kt0 + nkt) */
     const int kt0 = blockIdx.z * a.kps, nkt = min(a.kts, kt0 + a.kps) - kt0;
     pdl_trigger();
-    /* TX: xfull[STAGES] past the pipeline and the epilogue's tile, stage kt's in buffer
+    /* TX: buffer b's x barrier at xbar(b) (wf_smem::TX_BAR); stage kt's in buffer
      * kt % STAGES, its phase kt / STAGES; one arrival (the issuing thread's) and the tile's
      * bytes complete it */
-    const uint32_t xfull = smem0 + (uint32_t)L::MAIN;
+    auto xbar = [&](int b) { return smem0 + (uint32_t)(b * L::STAGE + L::TX_BAR); };
     if constexpr (TX) {
         if (th == 0) {
             for (int s = 0; s < L::STAGES; s++)
-                sm90_mbar_init(xfull + 8 * s, 1);
+                sm90_mbar_init(xbar(s), 1);
             sm90_fence_mbar_init();
         }
         __syncthreads();
@@ -270,7 +275,7 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
     auto load_x = [&](const wf_loader<T, BN, WG_THREADS, XS> &ld, uint32_t st, int s) {
         if constexpr (TX) {
             if (th == 0) {
-                const uint32_t bar = xfull + 8 * (uint32_t)(s % L::STAGES);
+                const uint32_t bar = xbar(s % L::STAGES);
                 sm90_mbar_expect_tx(bar, BN * 128);
                 sm90_tma_load_2d(st + (uint32_t)S::X, &xmap, (kt0 + s) * WG_BK, n0, bar);
             }
@@ -305,7 +310,7 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
     auto stage = [&](int kt, uint32_t (&A)[4][4]) {
         cp_async_wait<L::PD - 1>();
         if constexpr (TX)
-            sm90_mbar_wait(xfull + 8 * (uint32_t)(kt % L::STAGES), (uint32_t)((kt / L::STAGES) & 1));
+            sm90_mbar_wait(xbar(kt % L::STAGES), (uint32_t)((kt / L::STAGES) & 1));
         else
             sm90_fence_async_smem();
         __syncthreads();             /* stage kt landed; stage kt - 2's buffer is free */
@@ -321,6 +326,14 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
                             warp, lane);
     };
     wf_pairs(acc, nkt, th >= 128, stage, [](int) {});
+    if constexpr (TX) {
+        /* every thread is past its last wait: the barriers are invalidated before the
+         * epilogue's tile writes over their memory (after its own barrier) */
+        __syncthreads();
+        if (th == 0)
+            for (int s = 0; s < L::STAGES; s++)
+                sm90_mbar_inval(xbar(s));
+    }
     wg_wgmma_epilogue<T, BN, S::OUT_LD>(a, buf, acc, n0, m0);
 #else
     __trap();                        /* launched only where the sm_90a code exists */
@@ -460,7 +473,6 @@ struct wf_kernel {
     static std::atomic<uint64_t> granted;
     static constexpr int THREADS = WS ? WF_WS_THREADS : WG_THREADS;
     static constexpr int SMEM_USED = WS ? wf_smem<BN>::WS_BYTES
-                                   : TX ? wf_smem<BN>::TX_BYTES
                                         : wf_smem<BN>::BYTES;
     /* the most a launch asks for: the attribute granted once */
     static constexpr int SMEM_MAX = !WS && SMEM_USED < WF_ONE_BLOCK_BYTES ? WF_ONE_BLOCK_BYTES

@@ -1547,11 +1547,12 @@ GPU_TEST(wq_fold_x_by_tma_same_bits)
         float *x = rand_vals((size_t)n * 1024, 1, dt);
         void *dx = upload(x, (size_t)n * 1024, dt);
         void *dy[2][3];
+        const void *const nob[3] = { NULL, NULL, NULL };
         for (int v = 0; v < 2; v++) {
             setenv("PGD_CUDA_WQ_FOLD_TMA", v ? "1" : "0", 1);
             for (int i = 0; i < 3; i++)
                 dy[v][i] = poisoned((size_t)n * OUTS[i], dt);
-            CHECK_RC(pgd_cuda_wq_linear_multi(ctx, dt, dx, n, 3, w, NULL, dy[v], err,
+            CHECK_RC(pgd_cuda_wq_linear_multi(ctx, dt, dx, n, 3, w, nob, dy[v], err,
                                               sizeof err));
         }
         for (int i = 0; i < 3; i++) {
