@@ -52,12 +52,7 @@ template <int BN> struct wf_smem {
     static constexpr int BYTES = MAIN + 1024;                       /* + room to align */
     /* the warp-specialized kernel's 2 x STAGES mbarriers past MAIN; the plain kernel's
      * STAGES when x comes by TMA */
-    static constexpr int WS_BYTES = BYTES + 2 * 8 * STAGES;
-    /* the plain kernel's mbarrier a stage when x comes by TMA: inside the stage's meta
-     * area, past the 128 rows' {scale, zero} the fold copies (it reads step 0's alone), so
-     * the block's shared memory stays BYTES (two 64-token blocks an SM still fit) */
-    static constexpr int TX_BAR = S::META + WG_BM * 4;
-    static_assert(TX_BAR % 8 == 0 && TX_BAR + 8 <= STAGE, "the barrier inside the stage");
+    static constexpr int WS_BYTES = BYTES + 2 * 8 * STAGES, TX_BYTES = BYTES + 8 * STAGES;
 };
 
 /* The copies of a stage by NT threads (th < NT: all 256 of wq_fold_kernel, or the producer
@@ -233,14 +228,14 @@ __device__ __forceinline__ wg_args<T> wf_layer(const wg_args<T> &g, int &m0)
     return a;
 }
 
-/* TX (PGD_CUDA_WQ_FOLD_TMA=1): x's tile of a stage comes by the tensor copy engine, one
- * thread's bulk copy through xmap (x as a 2D tensor [n][in], box 64 inputs x BN rows, the
- * descriptor's 128-byte swizzle, rows past n filled with zeros) completing on the stage
- * buffer's mbarrier past MAIN, in place of the 8 BN / 256 cp.async copies of every thread.
- * x is then written by the async proxy that wgmma reads with, so no proxy fence a stage; the
- * weights and meta (read with plain shared loads) keep their cp.async copies and the block
- * barrier. Gone from every warp a stage: the x copies, their addresses, clamps or
- * predicates, and the fence. Without TX, xmap is not read. */
+/* TX (wf_tma: the 128- and 256-token tiles' default): x's tile of a stage comes by the
+ * tensor copy engine, one thread's bulk copy through xmap (x as a 2D tensor [n][in], box
+ * 64 inputs x BN rows, the descriptor's 128-byte swizzle, rows past n filled with zeros)
+ * completing on the stage buffer's mbarrier past MAIN, in place of the 8 BN / 256 cp.async
+ * copies of every thread. x is then written by the async proxy that wgmma reads with, so
+ * no proxy fence a stage; the weights and meta (read with plain shared loads) keep their
+ * cp.async copies and the block barrier. Gone from every warp a stage: the x copies, their
+ * addresses, clamps or predicates, and the fence. Without TX, xmap is not read. */
 template <typename T, int BN, bool XS, bool TX>
 __global__ void __launch_bounds__(WG_THREADS, 1)
 wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ CUtensorMap xmap)
@@ -259,14 +254,14 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
     /* the split's stages [kt0, kt0 + nkt) */
     const int kt0 = blockIdx.z * a.kps, nkt = min(a.kts, kt0 + a.kps) - kt0;
     pdl_trigger();
-    /* TX: buffer b's x barrier at xbar(b) (wf_smem::TX_BAR); stage kt's in buffer
+    /* TX: xfull[STAGES] past the pipeline and the epilogue's tile, stage kt's in buffer
      * kt % STAGES, its phase kt / STAGES; one arrival (the issuing thread's) and the tile's
      * bytes complete it */
-    auto xbar = [&](int b) { return smem0 + (uint32_t)(b * L::STAGE + L::TX_BAR); };
+    const uint32_t xfull = smem0 + (uint32_t)L::MAIN;
     if constexpr (TX) {
         if (th == 0) {
             for (int s = 0; s < L::STAGES; s++)
-                sm90_mbar_init(xbar(s), 1);
+                sm90_mbar_init(xfull + 8 * s, 1);
             sm90_fence_mbar_init();
         }
         __syncthreads();
@@ -275,7 +270,7 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
     auto load_x = [&](const wf_loader<T, BN, WG_THREADS, XS> &ld, uint32_t st, int s) {
         if constexpr (TX) {
             if (th == 0) {
-                const uint32_t bar = xbar(s % L::STAGES);
+                const uint32_t bar = xfull + 8 * (uint32_t)(s % L::STAGES);
                 sm90_mbar_expect_tx(bar, BN * 128);
                 sm90_tma_load_2d(st + (uint32_t)S::X, &xmap, (kt0 + s) * WG_BK, n0, bar);
             }
@@ -310,7 +305,7 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
     auto stage = [&](int kt, uint32_t (&A)[4][4]) {
         cp_async_wait<L::PD - 1>();
         if constexpr (TX)
-            sm90_mbar_wait(xbar(kt % L::STAGES), (uint32_t)((kt / L::STAGES) & 1));
+            sm90_mbar_wait(xfull + 8 * (uint32_t)(kt % L::STAGES), (uint32_t)((kt / L::STAGES) & 1));
         else
             sm90_fence_async_smem();
         __syncthreads();             /* stage kt landed; stage kt - 2's buffer is free */
@@ -326,14 +321,6 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
                             warp, lane);
     };
     wf_pairs(acc, nkt, th >= 128, stage, [](int) {});
-    if constexpr (TX) {
-        /* every thread is past its last wait: the barriers are invalidated before the
-         * epilogue's tile writes over their memory (after its own barrier) */
-        __syncthreads();
-        if (th == 0)
-            for (int s = 0; s < L::STAGES; s++)
-                sm90_mbar_inval(xbar(s));
-    }
     wg_wgmma_epilogue<T, BN, S::OUT_LD>(a, buf, acc, n0, m0);
 #else
     __trap();                        /* launched only where the sm_90a code exists */
@@ -473,6 +460,7 @@ struct wf_kernel {
     static std::atomic<uint64_t> granted;
     static constexpr int THREADS = WS ? WF_WS_THREADS : WG_THREADS;
     static constexpr int SMEM_USED = WS ? wf_smem<BN>::WS_BYTES
+                                   : TX ? wf_smem<BN>::TX_BYTES
                                         : wf_smem<BN>::BYTES;
     /* the most a launch asks for: the attribute granted once */
     static constexpr int SMEM_MAX = !WS && SMEM_USED < WF_ONE_BLOCK_BYTES ? WF_ONE_BLOCK_BYTES
@@ -756,11 +744,16 @@ static cudaError_t wf_xmap(const wg_args<T> &a, int bn, CUtensorMap *map)
                : cudaErrorInvalidValue;
 }
 
-/* PGD_CUDA_WQ_FOLD_TMA=1: the plain kernel's x by TMA where the driver encodes tensor maps
- * (the same bits; opt-in until measured). */
-static bool wf_tma(void)
+/* Whether the plain kernel of a bn-token tile takes x by TMA (the same bits), where the
+ * driver encodes tensor maps: by default for the 128- and 256-token tiles, 5-15% faster
+ * plan by plan and the 8B step 9-11% faster at 128-256 rows on an H200 (PERFORMANCE.md,
+ * twenty-eighth session); not for the 64-token tile, whose barriers past its 115,712 bytes
+ * keep a second block off the SM (20-60% slower). PGD_CUDA_WQ_FOLD_TMA=1 takes it for every
+ * tile, 0 for none (x by cp.async copies; PGD_CUDA_WQ_FOLD_XSKIP then applies). */
+static bool wf_tma(int bn)
 {
-    return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_TMA", 0) == 1 && wf_encoder() != NULL;
+    const int v = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_TMA", -1);
+    return (v == 1 || (v != 0 && bn >= 128)) && wf_encoder() != NULL;
 }
 
 extern "C" int pgd_cuda_wq_fold_tma_available(int device)
@@ -780,7 +773,7 @@ cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
      * with 64-token tiles all full (64 rows, two calls; PERFORMANCE.md). The cause of the
      * last two is not known. PGD_CUDA_WQ_FOLD_XSKIP=0 or 1 forces one instance. */
     CUtensorMap xmap;
-    if (!p.ws && wf_tma()) {
+    if (!p.ws && wf_tma(p.bn)) {
         const cudaError_t e = wf_xmap(a, p.bn, &xmap);
         return e != cudaSuccess ? e : wf_launch<T, false, false, true>(c, a, p.bn, p.one, xmap);
     }

@@ -1405,6 +1405,7 @@ GPU_TEST(wq_fold_rows_past_n_skipped_same_bits)
     static const char *BN[3] = { "64", "128", "256" }, *KS[2] = { "1", "3" };
     char err[512] = "";
     struct wq_layer L;
+    setenv("PGD_CUDA_WQ_FOLD_TMA", "0", 1);   /* x by cp.async copies: their rows past n */
     wq_init(&L, 4, 128, true, Z_INT, 2048, 264);
     for (int j = 0; j < 4; j++) {
         const int n = NS_X[j];
@@ -1441,12 +1442,13 @@ GPU_TEST(wq_fold_rows_past_n_skipped_same_bits)
     setenv("PGD_CUDA_WQ_FOLD_XSKIP", "1", 1);
     wq_check(&L, PGD_DTYPE_BF16, 150, PGD_CUDA_QPATH_GEMM_FOLD, true);
     unsetenv("PGD_CUDA_WQ_FOLD_XSKIP");
+    unsetenv("PGD_CUDA_WQ_FOLD_TMA");
     wq_fini(&L);
 }
 
-/* The folded GEMM's x by the tensor copy engine (PGD_CUDA_WQ_FOLD_TMA=1: one thread's bulk
- * copy a stage through a tensor map, rows past n zero-filled by the hardware) against the
- * plain kernel's own copies: every output bit-equal, every token tile, unsplit and split,
+/* The folded GEMM's x by the tensor copy engine (PGD_CUDA_WQ_FOLD_TMA=1, every tile; one
+ * thread's bulk copy a stage through a tensor map, rows past n zero-filled by the hardware)
+ * against the plain kernel's own copies (=0): every output bit-equal, every token tile, unsplit and split,
  * with and without act-order, at rows that leave a tile part-empty and that fill it; q, k
  * and v as one grid likewise; a graph captured with it replays the same bits (the map is a
  * launch parameter, captured by value); the 150-row output against the reference of the

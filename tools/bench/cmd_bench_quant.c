@@ -322,8 +322,8 @@ int pgd_cmd_bench_quant(int argc, char **argv)
                             "  PGD_CUDA_WQ_FOLD_XSKIP=0 / 1 (x's rows past n copied from row "
                             "n - 1 / skipped; default: skipped but for 64-token tiles "
                             "all full),\n"
-                            "  PGD_CUDA_WQ_FOLD_TMA=1 (the plain fold's x by the tensor copy "
-                            "engine),\n"
+                            "  PGD_CUDA_WQ_FOLD_TMA=0 / 1 (the plain fold's x by the tensor copy "
+                            "engine for no / every token tile; default: 128 and 256),\n"
                             "  PGD_CUDA_FP8_FAST_ACCUM=0 change the automatic choice and "
                             "cuBLASLt's FP8 accumulation\n");
             return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
