@@ -51,8 +51,15 @@ template <int BN> struct wf_smem {
     static constexpr int MAIN = PIPE > OUT ? PIPE : OUT;
     static constexpr int BYTES = MAIN + 1024;                       /* + room to align */
     /* the warp-specialized kernel's 2 x STAGES mbarriers past MAIN; the plain kernel's
-     * STAGES when x comes by TMA */
-    static constexpr int WS_BYTES = BYTES + 2 * 8 * STAGES, TX_BYTES = BYTES + 8 * STAGES;
+     * STAGES when x comes by TMA: past MAIN too (TX_BYTES), but for the 64-token tile,
+     * whose block must stay BYTES for two to fit an SM: there each stage's barrier sits in
+     * its meta area, past the 128 rows' {scale, zero} the fold copies (it reads step 0's
+     * alone), at TX_BAR, and is invalidated before the epilogue's tile covers it */
+    static constexpr bool TX_IN_STAGE = BN == 64;
+    static constexpr int WS_BYTES = BYTES + 2 * 8 * STAGES;
+    static constexpr int TX_BYTES = TX_IN_STAGE ? BYTES : BYTES + 8 * STAGES;
+    static constexpr int TX_BAR = S::META + WG_BM * 4;
+    static_assert(TX_BAR % 8 == 0 && TX_BAR + 8 <= STAGE, "the barrier inside the stage");
 };
 
 /* The copies of a stage by NT threads (th < NT: all 256 of wq_fold_kernel, or the producer
@@ -231,7 +238,7 @@ __device__ __forceinline__ wg_args<T> wf_layer(const wg_args<T> &g, int &m0)
 /* TX (wf_tma: the 128- and 256-token tiles' default): x's tile of a stage comes by the
  * tensor copy engine, one thread's bulk copy through xmap (x as a 2D tensor [n][in], box
  * 64 inputs x BN rows, the descriptor's 128-byte swizzle, rows past n filled with zeros)
- * completing on the stage buffer's mbarrier past MAIN, in place of the 8 BN / 256 cp.async
+ * completing on the stage buffer's mbarrier (xbar), in place of the 8 BN / 256 cp.async
  * copies of every thread. x is then written by the async proxy that wgmma reads with, so
  * no proxy fence a stage; the weights and meta (read with plain shared loads) keep their
  * cp.async copies and the block barrier. Gone from every warp a stage: the x copies, their
@@ -254,14 +261,16 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
     /* the split's stages [kt0, kt0 + nkt) */
     const int kt0 = blockIdx.z * a.kps, nkt = min(a.kts, kt0 + a.kps) - kt0;
     pdl_trigger();
-    /* TX: xfull[STAGES] past the pipeline and the epilogue's tile, stage kt's in buffer
-     * kt % STAGES, its phase kt / STAGES; one arrival (the issuing thread's) and the tile's
-     * bytes complete it */
-    const uint32_t xfull = smem0 + (uint32_t)L::MAIN;
+    /* TX: buffer b's x barrier at xbar(b) (past the pipeline and the epilogue's tile, or
+     * in the stage: wf_smem::TX_IN_STAGE); stage kt's in buffer kt % STAGES, its phase
+     * kt / STAGES; one arrival (the issuing thread's) and the tile's bytes complete it */
+    auto xbar = [&](int b) {
+        return smem0 + (uint32_t)(L::TX_IN_STAGE ? b * L::STAGE + L::TX_BAR : L::MAIN + 8 * b);
+    };
     if constexpr (TX) {
         if (th == 0) {
             for (int s = 0; s < L::STAGES; s++)
-                sm90_mbar_init(xfull + 8 * s, 1);
+                sm90_mbar_init(xbar(s), 1);
             sm90_fence_mbar_init();
         }
         __syncthreads();
@@ -270,7 +279,7 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
     auto load_x = [&](const wf_loader<T, BN, WG_THREADS, XS> &ld, uint32_t st, int s) {
         if constexpr (TX) {
             if (th == 0) {
-                const uint32_t bar = xfull + 8 * (uint32_t)(s % L::STAGES);
+                const uint32_t bar = xbar(s % L::STAGES);
                 sm90_mbar_expect_tx(bar, BN * 128);
                 sm90_tma_load_2d(st + (uint32_t)S::X, &xmap, (kt0 + s) * WG_BK, n0, bar);
             }
@@ -305,7 +314,7 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
     auto stage = [&](int kt, uint32_t (&A)[4][4]) {
         cp_async_wait<L::PD - 1>();
         if constexpr (TX)
-            sm90_mbar_wait(xfull + 8 * (uint32_t)(kt % L::STAGES), (uint32_t)((kt / L::STAGES) & 1));
+            sm90_mbar_wait(xbar(kt % L::STAGES), (uint32_t)((kt / L::STAGES) & 1));
         else
             sm90_fence_async_smem();
         __syncthreads();             /* stage kt landed; stage kt - 2's buffer is free */
@@ -321,6 +330,14 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
                             warp, lane);
     };
     wf_pairs(acc, nkt, th >= 128, stage, [](int) {});
+    if constexpr (TX && L::TX_IN_STAGE) {
+        /* every thread is past its last wait: the barriers are invalidated before the
+         * epilogue's tile writes over their memory (after its own barrier) */
+        __syncthreads();
+        if (th == 0)
+            for (int s = 0; s < L::STAGES; s++)
+                sm90_mbar_inval(xbar(s));
+    }
     wg_wgmma_epilogue<T, BN, S::OUT_LD>(a, buf, acc, n0, m0);
 #else
     __trap();                        /* launched only where the sm_90a code exists */
@@ -747,9 +764,11 @@ static cudaError_t wf_xmap(const wg_args<T> &a, int bn, CUtensorMap *map)
 /* Whether the plain kernel of a bn-token tile takes x by TMA (the same bits), where the
  * driver encodes tensor maps: by default for the 128- and 256-token tiles, 5-15% faster
  * plan by plan and the 8B step 9-11% faster at 128-256 rows on an H200 (PERFORMANCE.md,
- * twenty-eighth session); not for the 64-token tile, whose barriers past its 115,712 bytes
- * keep a second block off the SM (20-60% slower). PGD_CUDA_WQ_FOLD_TMA=1 takes it for every
- * tile, 0 for none (x by cp.async copies; PGD_CUDA_WQ_FOLD_XSKIP then applies). */
+ * twenty-eighth session); not yet for the 64-token tile: with its barriers past its
+ * 115,712 bytes a second block no longer fit an SM (20-60% slower), and the barriers in
+ * its stages (wf_smem::TX_IN_STAGE) have not run on a GPU yet. PGD_CUDA_WQ_FOLD_TMA=1 takes
+ * it for every tile, 0 for none (x by cp.async copies; PGD_CUDA_WQ_FOLD_XSKIP then
+ * applies). */
 static bool wf_tma(int bn)
 {
     const int v = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_TMA", -1);

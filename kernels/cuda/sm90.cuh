@@ -63,6 +63,11 @@ __device__ __forceinline__ void sm90_mbar_init(uint32_t bar, int count)
 {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
 }
+/* Ends a barrier's life: its memory may then be used for anything else. */
+__device__ __forceinline__ void sm90_mbar_inval(uint32_t bar)
+{
+    asm volatile("mbarrier.inval.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
 /* One arrival of this thread (release: its earlier reads and writes come before). */
 __device__ __forceinline__ void sm90_mbar_arrive(uint32_t bar)
 {
