@@ -9,11 +9,12 @@ build=$(cd "$1" && pwd)
 out=$2
 libs="$build/../gpulibs"
 rm -rf "$libs" && mkdir -p "$libs"
-# Every library the tool, the library, the plugins and the tests (Criterion: a plain `make`
-# builds the GPU tests, not the unit tests) load from the system's library folder, but glibc,
-# the C++ runtime and CUDA's own (the GPU machine has newer ones of those).
+# Every library the tool, the library, the plugins and the tests (Criterion: whichever GPU
+# test programs were built, `make check-gpu` builds them all) load from the system's library
+# folder, but glibc, the C++ runtime and CUDA's own (the GPU machine has newer ones of those).
 for f in "$build"/tools/pagoda "$build"/.libs/libpagoda.so "$build"/plugins/frontend/*/.libs/*.so \
-         "$build"/tests/unit/test_engine "$build"/tests/gpu/test_cuda_engine "$libs/bin/curl"; do
+         "$build"/tests/unit/test_engine "$build"/tests/gpu/test_cuda_* "$libs/bin/curl"; do
+  case $f in *.o) continue ;; esac
   [ -e "$f" ] && ldd "$f"
 done | awk '$3 ~ /^\/(usr\/)?lib\/x86_64-linux-gnu\// {print $3}' | sort -u |
   grep -Ev '/(libc|libm|libdl|libpthread|librt|libresolv|libstdc\+\+|libgcc_s|libcuda|libcudart|libcublas|libcublasLt)\.so' |

@@ -344,9 +344,10 @@ bool pgd_cuda__wq_gemm_int_zeros(const struct pgd_wq_host *h);
 /* Whether the folded Hopper GEMM runs w on c: the mma layout, groups a multiple of 64
  * inputs, a compute capability 9.0 device and the sm_90a code built. */
 bool pgd_cuda__wq_fold_ok(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w);
-/* Its plan for n rows: "fold[-ws]<token tile>/<blocks splitting each tile's inputs>[/1sm]"
- * (-ws: the warp-specialized kernel; /1sm: the plain one's block alone on an SM), the one
- * timed for n's bucket where one was, else the cost model's. */
+/* Its plan for n rows: "fold[-ws]<token tile>/<blocks splitting each tile's inputs>[/1sm]
+ * [/tma]" (-ws: the warp-specialized kernel; /1sm: the plain one's block alone on an SM;
+ * /tma: x by the tensor copy engine), the one timed for n's bucket where one was, else the
+ * cost model's. */
 void pgd_cuda__wq_fold_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq *w, int n,
                             char *buf, size_t len);
 

@@ -829,5 +829,6 @@ void pgd_cuda__wq_fold_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_
     struct wq_fold_plan p;
     if (wf_forced() || !pgd_cuda__wq_fold_tuned_plan(c, n, w->in, w->out, 1, w->group_size, &p))
         p = wf_pick(c, n, w->in, w->out);
-    snprintf(buf, len, "fold%s%d/%d%s", p.ws ? "-ws" : "", p.bn, p.ks, p.one ? "/1sm" : "");
+    snprintf(buf, len, "fold%s%d/%d%s%s", p.ws ? "-ws" : "", p.bn, p.ks, p.one ? "/1sm" : "",
+             !p.ws && wf_tma(p.bn) ? "/tma" : "");
 }
