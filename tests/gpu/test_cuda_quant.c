@@ -1392,6 +1392,41 @@ GPU_TEST(wq_fold_weights_are_the_rounded_dequantized_ones)
     wq_fini(&L);
 }
 
+/* A graph of one call of pgd_cuda_wq_linear_path (path, n rows of L from dx into dy, no
+ * bias), captured on the test's context; the caller destroys it. */
+static struct pgd_cuda_graph *wq_capture(const struct wq_layer *L, int path, enum pgd_dtype dt,
+                                         const void *dx, int n, void *dy)
+{
+    char err[512] = "";
+    struct pgd_cuda_graph *g = NULL;
+    CHECK_RC(pgd_cuda_capture_begin(ctx, err, sizeof err));
+    int rc = pgd_cuda_wq_linear_path(ctx, path, dt, dx, n, L->d, NULL, dy, err, sizeof err);
+    if (rc)
+        pgd_cuda_capture_abort(ctx);
+    CHECK_RC(rc);
+    CHECK_RC(pgd_cuda_capture_end(ctx, &g, err, sizeof err));
+    return g;
+}
+
+/* n rows of L (x: the device buffer dx) through the folded GEMM with the switch `var` at "0"
+ * and then at "1" (the plan as the caller's environment forces it): the two outputs
+ * bit-equal; `what` names the case. Leaves `var` at "1". */
+static void fold_same_bits_either_way(const struct wq_layer *L, enum pgd_dtype dt,
+                                      const void *dx, int n, const char *var, const char *what)
+{
+    char err[512] = "";
+    void *dy[2];
+    for (int v = 0; v < 2; v++) {
+        dy[v] = poisoned((size_t)n * L->out, dt);
+        setenv(var, v ? "1" : "0", 1);
+        CHECK_RC(pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n, L->d, NULL,
+                                         dy[v], err, sizeof err));
+    }
+    expect_same_dev(what, dy[0], dy[1], (size_t)n * L->out, dt);
+    pgd_cuda_free(dy[0]);
+    pgd_cuda_free(dy[1]);
+}
+
 /* The folded GEMM's x rows past n predicated off (PGD_CUDA_WQ_FOLD_XSKIP=1: their buffer
  * rows keep whatever an earlier stage or launch left, garbage whose products land in
  * outputs never written) rather than copied from row n - 1: every output bit-equal, both
@@ -1403,7 +1438,6 @@ GPU_TEST(wq_fold_rows_past_n_skipped_same_bits)
         cr_skip_test("the folded GEMM does not run here (no sm_90a device or code)");
     static const int NS_X[4] = { 17, 100, 150, 255 };
     static const char *BN[3] = { "64", "128", "256" }, *KS[2] = { "1", "3" };
-    char err[512] = "";
     struct wq_layer L;
     setenv("PGD_CUDA_WQ_FOLD_TMA", "0", 1);   /* x by cp.async copies: their rows past n */
     wq_init(&L, 4, 128, true, Z_INT, 2048, 264);
@@ -1418,20 +1452,11 @@ GPU_TEST(wq_fold_rows_past_n_skipped_same_bits)
                     setenv("PGD_CUDA_WQ_FOLD_BN", BN[b], 1);
                     setenv("PGD_CUDA_WQ_FOLD_KS", KS[k], 1);
                     setenv("PGD_CUDA_WQ_FOLD_WS", ws ? "1" : "0", 1);
-                    void *dy[2];
-                    for (int v = 0; v < 2; v++) {
-                        dy[v] = poisoned((size_t)n * L.out, dt);
-                        setenv("PGD_CUDA_WQ_FOLD_XSKIP", v ? "1" : "0", 1);
-                        CHECK_RC(pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n,
-                                                         L.d, NULL, dy[v], err, sizeof err));
-                    }
                     char what[384];
                     snprintf(what, sizeof what, "%s, %s x %d rows, token tile %s, split %s%s: "
                              "rows past n skipped against copied", L.name, pgd_dtype_name(dt),
                              n, BN[b], KS[k], ws ? ", warp-specialized" : "");
-                    expect_same_dev(what, dy[0], dy[1], (size_t)n * L.out, dt);
-                    pgd_cuda_free(dy[0]);
-                    pgd_cuda_free(dy[1]);
+                    fold_same_bits_either_way(&L, dt, dx, n, "PGD_CUDA_WQ_FOLD_XSKIP", what);
                 }
         free(x);
         pgd_cuda_free(dx);
@@ -1477,35 +1502,19 @@ GPU_TEST(wq_fold_x_by_tma_same_bits)
                     setenv("PGD_CUDA_WQ_FOLD_BN", BN[b], 1);
                     setenv("PGD_CUDA_WQ_FOLD_KS", KS[k], 1);
                     setenv("PGD_CUDA_WQ_FOLD_WS", "0", 1);
-                    void *dy[2];
-                    for (int v = 0; v < 2; v++) {
-                        dy[v] = poisoned((size_t)n * L.out, dt);
-                        setenv("PGD_CUDA_WQ_FOLD_TMA", v ? "1" : "0", 1);
-                        CHECK_RC(pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n,
-                                                         L.d, NULL, dy[v], err, sizeof err));
-                    }
                     char what[384];
                     snprintf(what, sizeof what, "%s, %s x %d rows, token tile %s, split %s: x by "
                              "TMA against copied", L.name, pgd_dtype_name(dt), n, BN[b], KS[k]);
-                    expect_same_dev(what, dy[0], dy[1], (size_t)n * L.out, dt);
-                    pgd_cuda_free(dy[0]);
-                    pgd_cuda_free(dy[1]);
+                    fold_same_bits_either_way(&L, dt, dx, n, "PGD_CUDA_WQ_FOLD_TMA", what);
                 }
             unsetenv("PGD_CUDA_WQ_FOLD_BN");
             unsetenv("PGD_CUDA_WQ_FOLD_KS");
             unsetenv("PGD_CUDA_WQ_FOLD_WS");
             /* a graph of the TMA launch, replayed over a poisoned output, against eager */
             void *eager = poisoned((size_t)n * L.out, dt), *dg = poisoned((size_t)n * L.out, dt);
-            struct pgd_cuda_graph *g = NULL;
             CHECK_RC(pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n, L.d, NULL,
                                              eager, err, sizeof err));
-            CHECK_RC(pgd_cuda_capture_begin(ctx, err, sizeof err));
-            int rc = pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n, L.d, NULL,
-                                             dg, err, sizeof err);
-            if (rc)
-                pgd_cuda_capture_abort(ctx);
-            CHECK_RC(rc);
-            CHECK_RC(pgd_cuda_capture_end(ctx, &g, err, sizeof err));
+            struct pgd_cuda_graph *g = wq_capture(&L, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n, dg);
             CHECK_RC(pgd_cuda_graph_launch(ctx, g, err, sizeof err));
             CHECK_RC(pgd_cuda_sync(ctx, err, sizeof err));
             char what[256];
@@ -1674,14 +1683,7 @@ GPU_TEST(wq_fold_plan_chosen_by_timing)
     const int n = 150;
     void *dx = poisoned((size_t)n * L.in, PGD_DTYPE_BF16), *dy = poisoned((size_t)n * L.out,
                                                                           PGD_DTYPE_BF16);
-    struct pgd_cuda_graph *g = NULL;
-    CHECK_RC(pgd_cuda_capture_begin(ctx, err, sizeof err));
-    int rc = pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_AUTO, PGD_DTYPE_BF16, dx, n, L.d, NULL,
-                                     dy, err, sizeof err);
-    if (rc)
-        pgd_cuda_capture_abort(ctx);
-    CHECK_RC(rc);
-    CHECK_RC(pgd_cuda_capture_end(ctx, &g, err, sizeof err));
+    struct pgd_cuda_graph *g = wq_capture(&L, PGD_CUDA_QPATH_AUTO, PGD_DTYPE_BF16, dx, n, dy);
     cr_expect_eq(pgd_cuda_graph_nodes(g), 1, "the captured fold recorded %zu nodes",
                  pgd_cuda_graph_nodes(g));
     pgd_cuda_graph_destroy(g);
