@@ -5,11 +5,12 @@
 # boundary of libpagoda.so and the plugins (nm -D), and the settings
 # table: docs/CONFIG.md against `pagoda config --print-doc`, --help, refused flags, --device
 # on a machine without a GPU; scripts/gpu_ab.sh and scripts/ncu_ab.py (the A/B of a kernel
-# change in one device call) on the CPU.
+# change in one device call) and scripts/gpu_variants.sh (switches tested and timed in one
+# device call) on the CPU.
 TOOL_SCRIPT_TESTS = %reldir%/test_bench_throughput.sh %reldir%/test_bench_profile_ops.sh %reldir%/test_bench_scheduler.sh %reldir%/test_generate_prompt_ids.sh \
 	%reldir%/test_bench_spec.sh %reldir%/test_bench_grammar.sh %reldir%/test_gpu_ab.sh \
 	%reldir%/test_export_boundary.sh %reldir%/test_config.sh %reldir%/test_bench_attention.sh \
-	%reldir%/test_bench_latency_e2e.sh %reldir%/test_bench_quant.sh
+	%reldir%/test_bench_latency_e2e.sh %reldir%/test_bench_quant.sh %reldir%/test_gpu_variants.sh
 SCRIPT_TESTS += $(TOOL_SCRIPT_TESTS)
 EXTRA_DIST += $(TOOL_SCRIPT_TESTS) tests/lib/harness.sh docs/CONFIG.md
 # `pagoda bench serve` against `pagoda serve` on the CPU fixture (and a faulty fake server).
