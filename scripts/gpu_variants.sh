@@ -15,8 +15,9 @@
 #      within each round; then the same without STEP_QUANT (bf16) once, for the ratio;
 #   3. with QUANT_ARGS (e.g. "--format w4g128 --fold-plans"), `pagoda bench quant QUANT_ARGS`.
 # OLD=an old libpagoda.so.0.xz (scripts/gpu_ab.sh --pack-old) adds the variant "old": the
-# defaults under that library (its benches; the test programs link the library in). Every log goes to $OUT/variants.tgz (one file: the device
-# brings back a few); the step lines print as "label: batch ms | batch ms | ...".
+# defaults under that library (its benches; the test programs link the library in). Every
+# log goes to $OUT/variants.tgz (one file: the device brings back a few); the step lines
+# print as "step LABEL round R: batch ms | batch ms | ...".
 set -u
 WT=${WT:-/work/main}
 BUILD=${BUILD:-$WT/_build/g90}
@@ -38,30 +39,32 @@ STEP_QUANT=${STEP_QUANT-"--quantization gptq"}
 STEP_ARGS=${STEP_ARGS:---batch 32,64,96,128,192,256 --prompt-len 128 --steps 32}
 TESTS=${TESTS-test_cuda_quant test_cuda_quant_models}
 
-# The variants as labels v0, v1, ... (and "old"), their variables in VAR_<label>.
+# The variants as labels v0, v1, ... (and "old"), each label's variables in env_of.
 labels=()
+declare -A env_of
 IFS=';' read -r -a vars <<< "${VARIANTS:-}"
 [ ${#vars[@]} -gt 0 ] || vars=("")
-for i in "${!vars[@]}"; do labels+=("v$i"); declare "VAR_v$i=${vars[$i]}"; done
+for i in "${!vars[@]}"; do labels+=("v$i"); env_of[v$i]=${vars[$i]}; done
 if [ -n "${OLD:-}" ]; then
   xz -dc "$OLD" > "$OLDLIB/libpagoda.so.0" || exit 1
-  labels+=(old); VAR_old=""
+  labels+=(old); env_of[old]=""
 fi
 for l in "${labels[@]}"; do
-  v="VAR_$l"
-  if [ "$l" = old ]; then echo "old: the defaults under $OLD"; else echo "$l: ${!v:-(the defaults)}"; fi
+  if [ "$l" = old ]; then echo "old: the defaults under $OLD"
+  else echo "$l: ${env_of[$l]:-(the defaults)}"; fi
 done
 
 # run LABEL CMD...: CMD under the label's library path and variables.
 run() {
-  local l=$1 v="VAR_$1"; shift
-  local lp=$LIBS
+  local l=$1 lp=$LIBS; shift
   [ "$l" = old ] && lp=$OLDLIB:$LIBS
   # shellcheck disable=SC2086  # the variant's words are NAME=VALUE pairs for env
-  LD_LIBRARY_PATH=$lp env ${!v} "$@"
+  LD_LIBRARY_PATH=$lp env ${env_of[$l]} "$@"
 }
 # The decode lines of a bench latency log as "batch ms | ...".
-steps() { awk '/^decode/ {d = 1; next} d && /^ *$/ {exit} d && /^ +[0-9]/ {printf "%s %s | ", $1, $2}' "$1"; }
+steps() {
+  awk '/^decode/ {d = 1; next} d && /^ *$/ {exit} d && /^ +[0-9]/ {printf "%s %s | ", $1, $2}' "$1"
+}
 
 status=0
 cd "$BUILD" || exit 1

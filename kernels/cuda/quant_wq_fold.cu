@@ -786,17 +786,17 @@ cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
 {
     a.ks = p.ks;
     a.kps = p.kps;
-    /* x's rows past n skipped but for 64-token tiles all full: where a tile is part-empty
-     * the skipping instance made the 8B step 4-10% faster at 32, 96, 128 and 192 rows
-     * (H100), and it was 3-4% faster with 128-token tiles all full (128 rows), 2% slower
-     * with 64-token tiles all full (64 rows, two calls; PERFORMANCE.md). The cause of the
-     * last two is not known. PGD_CUDA_WQ_FOLD_XSKIP=0 or 1 forces one instance. */
-    CUtensorMap xmap;
+    CUtensorMap xmap;                /* x by TMA (wf_tma), else unread by the kernel */
     if (!p.ws && wf_tma(p.bn)) {
         const cudaError_t e = wf_xmap(a, p.bn, &xmap);
         return e != cudaSuccess ? e : wf_launch<T, false, false, true>(c, a, p.bn, p.one, xmap);
     }
     memset(&xmap, 0, sizeof xmap);
+    /* x's rows past n skipped but for 64-token tiles all full: where a tile is part-empty
+     * the skipping instance made the 8B step 4-10% faster at 32, 96, 128 and 192 rows
+     * (H100), and it was 3-4% faster with 128-token tiles all full (128 rows), 2% slower
+     * with 64-token tiles all full (64 rows, two calls; PERFORMANCE.md). The cause of the
+     * last two is not known. PGD_CUDA_WQ_FOLD_XSKIP=0 or 1 forces one instance. */
     const int xskip = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_XSKIP", -1);
     if (xskip == 1 || (xskip != 0 && (p.bn != 64 || a.n % 64 != 0)))
         return p.ws ? wf_launch<T, true, true>(c, a, p.bn, false, xmap)

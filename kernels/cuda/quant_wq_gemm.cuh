@@ -192,7 +192,8 @@ template <> struct fold_scale<__nv_bfloat16> {
         lo2 = (__float_as_uint(lo) >> 16) * 0x10001u;
     }
 };
-template <typename T> __device__ __forceinline__ uint32_t scale_pair(uint32_t d, const fold_scale<T> &f);
+template <typename T>
+__device__ __forceinline__ uint32_t scale_pair(uint32_t d, const fold_scale<T> &f);
 template <> __device__ __forceinline__ uint32_t scale_pair<__half>(uint32_t d,
                                                                    const fold_scale<__half> &f)
 {

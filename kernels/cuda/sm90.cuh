@@ -4,9 +4,10 @@
  * threads visible to it, the register split and the mbarriers of a warp-specialized kernel
  * (quant_wq_fold.cu's), and the tensor copy engine's loads (TMA) that complete on mbarriers;
  * the asynchronous 16-byte copies that fill the tiles (cp.async, sm_80+: smem_u32,
- * cp_async16, cp_async_commit, cp_async_wait) come from cp_async.cuh, included here. gemm_wgmma.cu, attention_wgmma.cu and the W4 GEMMs (quant_wq_gemm.cuh) use
- * them, and, on the host, whether a kernel's sm_90a code runs on a device
- * (sm90_kernel_built), asked once a device (sm90_once).
+ * cp_async16, cp_async_commit, cp_async_wait) come from cp_async.cuh, included here.
+ * gemm_wgmma.cu, attention_wgmma.cu and the W4 GEMMs (quant_wq_gemm.cuh) use them, and, on
+ * the host, whether a kernel's sm_90a code runs on a device (sm90_kernel_built), asked once
+ * a device (sm90_once).
  *
  * The tile layout the descriptors describe ("128-byte swizzle, K-major"): rows of 64 16-bit
  * elements (128 bytes), row r's 16-byte chunk c stored at chunk c ^ (r % 8), groups of 8 rows

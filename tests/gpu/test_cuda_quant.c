@@ -1473,11 +1473,11 @@ GPU_TEST(wq_fold_rows_past_n_skipped_same_bits)
 
 /* The folded GEMM's x by the tensor copy engine (PGD_CUDA_WQ_FOLD_TMA=1, every tile; one
  * thread's bulk copy a stage through a tensor map, rows past n zero-filled by the hardware)
- * against the plain kernel's own copies (=0): every output bit-equal, every token tile, unsplit and split,
- * with and without act-order, at rows that leave a tile part-empty and that fill it; q, k
- * and v as one grid likewise; a graph captured with it replays the same bits (the map is a
- * launch parameter, captured by value); the 150-row output against the reference of the
- * weights rounded to the dtype. The warp-specialized kernel keeps its copies (the switch
+ * against the plain kernel's own copies (=0): every output bit-equal, every token tile,
+ * unsplit and split, with and without act-order, at rows that leave a tile part-empty and
+ * that fill it; q, k and v as one grid likewise; a graph captured with it replays the same
+ * bits (the map is a launch parameter, captured by value); the 150-row output against the
+ * reference of the weights rounded to the dtype. The warp-specialized kernel keeps its copies (the switch
  * leaves it alone). Skips where the fold does not run; fails where it runs and the driver
  * does not encode tensor maps. */
 GPU_TEST(wq_fold_x_by_tma_same_bits)
