@@ -602,11 +602,11 @@ int pgd_cuda_fp8_linear_path(struct pgd_cuda_ctx *c, int path, enum pgd_dtype dt
  * compute capability 9.0 and the sm_90a code in this build (for tests). */
 int pgd_cuda_wq_fold_available(int device);
 /* Whether its plain kernel can take x by the tensor copy engine there
- * (the 128- and 256-token tiles' default, PGD_CUDA_WQ_FOLD_TMA=0 / 1: none / all): the fold
+ * (the default from the 128-token tile up, PGD_CUDA_WQ_FOLD_TMA=0 / 1: none / all): the fold
  * runs and the driver encodes tensor maps (for tests). */
 int pgd_cuda_wq_fold_tma_available(int device);
 /* The folded GEMM's cost model (quant_wq_fold.cu) for one plan of n rows of an [out, in]
- * layer: token tile bn (64, 128, 256), ks splits of the inputs (1..8), the plain (ws 0) or
+ * layer: token tile bn (64, 128, 192, 256), ks splits of the inputs (1..8), the plain (ws 0) or
  * warp-specialized kernel: its estimated cost in the model's units (~2.8 ns on an H100), -1
  * where the plan does not exist (ks splits would leave one empty); *slots: the tiles the
  * device holds at once (clusters of ks blocks). For fitting the model (bench quant

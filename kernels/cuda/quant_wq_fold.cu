@@ -12,8 +12,9 @@
  *
  * A block: 256 threads, 128 output features (two warpgroups of 64: warp w makes the A
  * fragments of the mma layout's 16-row tile w of the block from its 16-byte word a stage),
- * BN tokens (64, 128 or 256: wgmma m64nBNk16 with B, the x tile, read through a descriptor),
- * one block an SM, as many stages of 64 inputs as ~200 KB hold (BN 256: 5; 128 and 64: 8),
+ * BN tokens (64, 128, 192 or 256: wgmma m64nBNk16 with B, the x tile, read through a
+ * descriptor), one block an SM, as many stages of 64 inputs as ~200 KB hold (BN 256: 5;
+ * 192: 6; 128 and 64: 8),
  * the loads STAGES - 2 stages ahead (wf_loader, no predicates). A stage: wait for its copies,
  * make them visible to the tensor cores (proxy fence), barrier, refill the buffer of stage
  * kt - 2, read the rows' {scale, zero} and the lane's word, make 16 A registers (4 steps of
@@ -60,6 +61,9 @@ template <int BN> struct wf_smem {
     static constexpr int TX_BYTES = TX_IN_STAGE ? BYTES : BYTES + 8 * STAGES;
     static constexpr int TX_BAR = S::META + WG_BM * 4;
     static_assert(TX_BAR % 8 == 0 && TX_BAR + 8 <= STAGE, "the barrier inside the stage");
+    /* x multicast to a pair (MC): the x barriers past MAIN, then a buffer's "the peer has
+     * freed it" barriers past those */
+    static constexpr int MC_BYTES = BYTES + 2 * 8 * STAGES;
 };
 
 /* The copies of a stage by NT threads (th < NT: all 256 of wq_fold_kernel, or the producer
@@ -235,21 +239,39 @@ __device__ __forceinline__ wg_args<T> wf_layer(const wg_args<T> &g, int &m0)
     return a;
 }
 
-/* TX (wf_tma: the 128- and 256-token tiles' default): x's tile of a stage comes by the
+/* TX (wf_tma: the default from the 128-token tile up): x's tile of a stage comes by the
  * tensor copy engine, one thread's bulk copy through xmap (x as a 2D tensor [n][in], box
  * 64 inputs x BN rows, the descriptor's 128-byte swizzle, rows past n filled with zeros)
  * completing on the stage buffer's mbarrier (xbar), in place of the 8 BN / 256 cp.async
  * copies of every thread. x is then written by the async proxy that wgmma reads with, so
  * no proxy fence a stage; the weights and meta (read with plain shared loads) keep their
  * cp.async copies and the block barrier. Gone from every warp a stage: the x copies, their
- * addresses, clamps or predicates, and the fence. Without TX, xmap is not read. */
-template <typename T, int BN, bool XS, bool TX>
+ * addresses, clamps or predicates, and the fence. Without TX, xmap is not read.
+ *
+ * MC (with TX; unsplit, from the 128-token tile up; PGD_CUDA_WQ_FOLD_MC, wf_mc): the blocks
+ * of two neighbouring feature tiles, one cluster, read the same x tile, so each loads half
+ * of it (box BN / 2 rows: block rank r the rows [r BN / 2, (r + 1) BN / 2)) and multicasts
+ * it into both: every block's stage gets the whole tile, and x's traffic from L2 halves
+ * (at 256 rows of gate_up, 224 feature tiles each read all of x: 470 MB a call, against 58
+ * MB of weights). The cost is a hand-off: a block may write a stage's buffer in its peer
+ * only once the peer is done with it. So at stage kt, past the block barrier that frees
+ * buffer (kt - 2) % STAGES here, thread 0 tells the peer (an arrival on the peer's
+ * xempty(b), at cluster scope) and waits for the peer's word on its own before it
+ * multicasts stage kt + PD there. Each xempty barrier takes one arrival a phase, a phase a
+ * refill (stages PD and past); a block can get at most one refill ahead of its peer on a
+ * buffer (its next needs the peer's half of a later stage), so parities do not alias. A
+ * stage's x barrier expects the whole tile's bytes from the local arrival; the peer's half
+ * may land first (the phase cannot complete before that arrival). The cluster meets after
+ * the barriers' init (none is written before it exists) and before either block exits (no
+ * multicast of one outlives the other). */
+template <typename T, int BN, bool XS, bool TX, bool MC = false>
 __global__ void __launch_bounds__(WG_THREADS, 1)
 wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ CUtensorMap xmap)
 {
 #ifdef PGD_SM90A
     typedef wf_smem<BN> L;
     typedef typename L::S S;
+    static_assert(!MC || (TX && !L::TX_IN_STAGE), "multicast: x by TMA, barriers past MAIN");
     constexpr int NA = BN / 2;       /* accumulators a thread */
     extern __shared__ __align__(128) uint8_t wf_buf[];
     const uint32_t raw = smem_u32(wf_buf), smem0 = (raw + 1023u) & ~1023u;
@@ -267,17 +289,40 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
     auto xbar = [&](int b) {
         return smem0 + (uint32_t)(L::TX_IN_STAGE ? b * L::STAGE + L::TX_BAR : L::MAIN + 8 * b);
     };
+    /* MC: buffer b's "freed by the peer" barrier, and this block's rank (the peer's: ^ 1) */
+    auto xempty = [&](int b) { return smem0 + (uint32_t)(L::MAIN + 8 * (L::STAGES + b)); };
+    const uint32_t rank = MC ? sm90_cluster_rank() : 0;
     if constexpr (TX) {
         if (th == 0) {
-            for (int s = 0; s < L::STAGES; s++)
+            for (int s = 0; s < L::STAGES; s++) {
                 sm90_mbar_init(xbar(s), 1);
+                if (MC)
+                    sm90_mbar_init(xempty(s), 1);
+            }
             sm90_fence_mbar_init();
         }
-        __syncthreads();
+        if constexpr (MC) {
+            sm90_cluster_arrive();
+            sm90_cluster_wait();
+        } else {
+            __syncthreads();
+        }
     }
     /* stage s's x tile (split-local s) into the stage at shared address st */
     auto load_x = [&](const wf_loader<T, BN, WG_THREADS, XS> &ld, uint32_t st, int s) {
-        if constexpr (TX) {
+        if constexpr (MC) {
+            if (th == 0) {
+                const int b = s % L::STAGES;
+                if (s >= L::PD) {    /* a refill: buffer b is free here (the block barrier) */
+                    sm90_mbar_arrive_peer(xempty(b), rank ^ 1u);
+                    sm90_mbar_wait_cluster(xempty(b),
+                                           (uint32_t)((s / L::STAGES - (b < L::PD)) & 1));
+                }
+                sm90_mbar_expect_tx(xbar(b), BN * 128);
+                sm90_tma_load_2d_mc(st + (uint32_t)S::X + rank * (BN / 2) * 128, &xmap,
+                                    (kt0 + s) * WG_BK, n0 + (int)rank * (BN / 2), xbar(b), 3);
+            }
+        } else if constexpr (TX) {
             if (th == 0) {
                 const uint32_t bar = xbar(s % L::STAGES);
                 sm90_mbar_expect_tx(bar, BN * 128);
@@ -330,6 +375,8 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
                             warp, lane);
     };
     wf_pairs(acc, nkt, th >= 128, stage, [](int) {});
+    if constexpr (MC)
+        sm90_cluster_arrive();       /* every stage, the peer's halves included, consumed */
     if constexpr (TX && L::TX_IN_STAGE) {
         /* every thread is past its last wait: the barriers are invalidated before the
          * epilogue's tile writes over their memory (after its own barrier) */
@@ -339,6 +386,8 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
                 sm90_mbar_inval(xbar(s));
     }
     wg_wgmma_epilogue<T, BN, S::OUT_LD>(a, buf, acc, n0, m0);
+    if constexpr (MC)
+        sm90_cluster_wait();         /* no multicast of this block's still in flight */
 #else
     __trap();                        /* launched only where the sm_90a code exists */
 #endif
@@ -469,14 +518,16 @@ wq_fold_ws_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant
 static bool wf_one_block(void) { return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_ONE_BLOCK", 0) == 1; }
 
 /* The kernel of a tile size, plain (WS false) or warp-specialized, x's rows past n copied
- * clamped or skipped (XS) or x by TMA (TX, the plain kernel's), its block and shared
- * memory. */
-template <typename T, int BN, bool WS, bool XS = false, bool TX = false>
+ * clamped or skipped (XS) or x by TMA (TX, the plain kernel's), multicast to a pair of
+ * feature tiles (MC: clusters of two along y, unsplit), its block and shared memory. */
+template <typename T, int BN, bool WS, bool XS = false, bool TX = false, bool MC = false>
 struct wf_kernel {
     static_assert(!(TX && (WS || XS)), "TMA's x: the plain kernel, no rows to clamp or skip");
+    static_assert(!MC || (TX && BN >= 128), "multicast: TMA's x, from the 128-token tile up");
     static std::atomic<uint64_t> granted;
     static constexpr int THREADS = WS ? WF_WS_THREADS : WG_THREADS;
     static constexpr int SMEM_USED = WS ? wf_smem<BN>::WS_BYTES
+                                   : MC ? wf_smem<BN>::MC_BYTES
                                    : TX ? wf_smem<BN>::TX_BYTES
                                         : wf_smem<BN>::BYTES;
     /* the most a launch asks for: the attribute granted once */
@@ -484,13 +535,14 @@ struct wf_kernel {
                                                                           : SMEM_USED;
     static int smem(bool one) { return !WS && one ? SMEM_MAX : SMEM_USED; }
     static constexpr void (*kernel)(wg_args<T>, CUtensorMap) =
-        WS ? wq_fold_ws_kernel<T, BN, XS> : wq_fold_kernel<T, BN, XS, TX>;
+        WS ? wq_fold_ws_kernel<T, BN, XS> : wq_fold_kernel<T, BN, XS, TX, MC>;
     static cudaError_t allow(int device)
     {
         return wg_allow_smem(granted, kernel, device, SMEM_MAX);
     }
-    /* grid: token tiles x feature tiles x splits; the splits of a tile one cluster; xmap
-     * x's tensor map (TX; else not read) */
+    /* grid: token tiles x feature tiles x splits; the splits of a tile one cluster (MC:
+     * a.ks 1 and the feature tiles even, pairs of them the clusters); xmap x's tensor map
+     * (TX; else not read) */
     static cudaError_t launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, bool one,
                               const CUtensorMap &xmap)
     {
@@ -502,13 +554,13 @@ struct wf_kernel {
         pgd_cuda__wq_launch_cfg(c,
                                 dim3((unsigned)((a.n + BN - 1) / BN),
                                      (unsigned)((a.out + WG_BM - 1) / WG_BM), (unsigned)a.ks),
-                                dim3(THREADS), (size_t)smem(one), dim3(1, 1, (unsigned)a.ks), &cfg,
-                                attr);
+                                dim3(THREADS), (size_t)smem(one),
+                                MC ? dim3(1, 2, 1) : dim3(1, 1, (unsigned)a.ks), &cfg, attr);
         return cudaLaunchKernelEx(&cfg, kernel, a, xmap);
     }
 };
-template <typename T, int BN, bool WS, bool XS, bool TX>
-std::atomic<uint64_t> wf_kernel<T, BN, WS, XS, TX>::granted(0);
+template <typename T, int BN, bool WS, bool XS, bool TX, bool MC>
+std::atomic<uint64_t> wf_kernel<T, BN, WS, XS, TX, MC>::granted(0);
 
 /* PGD_CUDA_WQ_FOLD_WS=1: the warp-specialized kernel (the same bits; opt-in until measured). */
 static bool wf_ws(void) { return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_WS", 0) == 1; }
@@ -582,13 +634,25 @@ static int wf_clusters(const struct pgd_cuda_ctx *c, int ks, bool ws, bool one)
  * its stages at BN + WF_COST_STAGE each: a stage's tensor work grows with its tokens, its
  * loads' and A registers' fixed part does not. Units of ~2.8 ns, fitted on the H100 (8B q /
  * o, gate_up at 64..1,024 rows: a block's fixed part ~8 us, a stage of 128 tokens 0.63 us,
- * of 256 1.03 us). PGD_CUDA_WQ_FOLD_BN = 64, 128 or 256 and PGD_CUDA_WQ_FOLD_KS = 1..8 force
- * the token tile and the split, PGD_CUDA_WQ_FOLD_KS_MAX caps the split (tests, measuring). */
+ * of 256 1.03 us). PGD_CUDA_WQ_FOLD_BN = 64, 128, 192 or 256 and PGD_CUDA_WQ_FOLD_KS =
+ * 1..8 force the token tile and the split, PGD_CUDA_WQ_FOLD_KS_MAX caps the split (tests,
+ * measuring). */
 #define WF_COST_BLOCK 2900
 #define WF_COST_SPLIT 400
 #define WF_COST_STAGE 100
 #define WF_KS_MAX 8                  /* splits the plan considers (PGD_CUDA_WQ_FOLD_KS_MAX) */
-#define WF_PLANS_MAX 64              /* pgd_cuda__wq_fold_plans' most: 24 + 8 + 24 */
+#define WF_PLANS_MAX 80              /* pgd_cuda__wq_fold_plans' most: 32 + 8 + 32 */
+
+/* The token tiles, narrowest first. 192 (wgmma n 192) serves 129-192 rows with a quarter
+ * less tensor work a stage than 256, and keeps a 64-row bucket's tile count one count
+ * (quant_wq_fold_tune.cu's buckets); PGD_CUDA_WQ_FOLD_192=0 leaves it out of the plans
+ * (measuring; forcing it with PGD_CUDA_WQ_FOLD_BN still runs it). */
+static const int WF_BNS[4] = { 64, 128, 192, 256 };
+static bool wf_bn_ok(int bn) { return bn == 64 || bn == 128 || bn == 192 || bn == 256; }
+static bool wf_bn_planned(int bn)
+{
+    return bn != 192 || pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_192", 1) != 0;
+}
 
 /* The estimated cost of a plan (token tile bn, ks splits of the inputs) for n rows of an
  * [out, in] layer, in the units above; -1 where ks splits would leave one empty (the
@@ -605,6 +669,7 @@ static long wf_cost(const struct pgd_cuda_ctx *c, int n, int in, int out, bool w
     *slots = sms;
     if (ks > 1) {
         const int mc = bn == 256 ? wf_clusters<256>(c, ks, ws, one)
+                     : bn == 192 ? wf_clusters<192>(c, ks, ws, one)
                      : bn == 128 ? wf_clusters<128>(c, ks, ws, one)
                                  : wf_clusters<64>(c, ks, ws, one);
         *slots = mc > 0 ? mc : sms / ks * 3 / 4;
@@ -627,8 +692,9 @@ static struct wq_fold_plan wf_pick(const struct pgd_cuda_ctx *c, int n, int in, 
     const bool ws = wf_ws(), one = !ws && wf_one_block();
     struct wq_fold_plan best = { 256, 1, kts, ws, one };
     long best_cost = -1;
-    for (int bn = 256; bn >= 64; bn /= 2) {
-        if ((fbn == 64 || fbn == 128 || fbn == 256) && bn != fbn)
+    for (int b = 3; b >= 0; b--) {   /* widest first: it keeps ties */
+        const int bn = WF_BNS[b];
+        if (wf_bn_ok(fbn) ? bn != fbn : !wf_bn_planned(bn))
             continue;
         for (int ks = 1; ks <= WG_KS_MAX; ks++) {
             if ((fks >= 1 && fks <= WG_KS_MAX && ks != fks) || (fks == 0 && ks > ks_max))
@@ -671,10 +737,11 @@ int pgd_cuda__wq_fold_plans(const struct pgd_cuda_ctx *c, int n, int in, int out
         const bool ws = v == 2, one = v == 1;
         if (one && !one_too)
             continue;
-        for (int bn = 64; bn <= 256; bn *= 2) {
+        for (int b = 0; b < 4; b++) {
+            const int bn = WF_BNS[b];
             /* the larger tiles' blocks are one an SM by their shared memory already */
             static_assert(wf_smem<128>::BYTES > WF_ONE_BLOCK_BYTES, "128-token blocks alone");
-            if (one && bn > 64)
+            if ((one && bn > 64) || !wf_bn_planned(bn))
                 continue;
             for (int ks = 1; ks <= WF_KS_MAX && count < max; ks++) {
                 int kps;
@@ -700,7 +767,7 @@ extern "C" long pgd_cuda_wq_fold_plan_cost(struct pgd_cuda_ctx *c, int n, int in
                                            int ws, int bn, int ks, long *slots)
 {
     int kps;
-    if ((bn != 64 && bn != 128 && bn != 256) || ks < 1 || ks > WG_KS_MAX)
+    if (!wf_bn_ok(bn) || ks < 1 || ks > WG_KS_MAX)
         return -1;
     return wf_cost(c, n, in, out, ws != 0, !ws && wf_one_block(), bn, ks, &kps, slots);
 }
@@ -710,8 +777,19 @@ static cudaError_t wf_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn
                              const CUtensorMap &xmap)
 {
     return bn == 256 ? wf_kernel<T, 256, WS, XS, TX>::launch(c, a, one, xmap)
+         : bn == 192 ? wf_kernel<T, 192, WS, XS, TX>::launch(c, a, one, xmap)
          : bn == 128 ? wf_kernel<T, 128, WS, XS, TX>::launch(c, a, one, xmap)
                      : wf_kernel<T, 64, WS, XS, TX>::launch(c, a, one, xmap);
+}
+
+/* The multicast kernel of a 128-, 192- or 256-token tile (wf_mc). */
+template <typename T>
+static cudaError_t wf_launch_mc(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn,
+                                const CUtensorMap &xmap)
+{
+    return bn == 256 ? wf_kernel<T, 256, false, false, true, true>::launch(c, a, false, xmap)
+         : bn == 192 ? wf_kernel<T, 192, false, false, true, true>::launch(c, a, false, xmap)
+                     : wf_kernel<T, 128, false, false, true, true>::launch(c, a, false, xmap);
 }
 
 /* ---- x's tensor map (TX) ---------------------------------------------------------------- */
@@ -762,7 +840,7 @@ static cudaError_t wf_xmap(const wg_args<T> &a, int bn, CUtensorMap *map)
 }
 
 /* Whether the plain kernel of a bn-token tile takes x by TMA (the same bits), where the
- * driver encodes tensor maps: by default for the 128- and 256-token tiles, 5-15% faster
+ * driver encodes tensor maps: by default from the 128-token tile up, 5-15% faster
  * plan by plan and the 8B step 9-11% faster at 128-256 rows on an H200 (PERFORMANCE.md,
  * twenty-eighth session); not yet for the 64-token tile: with its barriers past its
  * 115,712 bytes a second block no longer fit an SM (20-60% slower), and the barriers in
@@ -780,6 +858,16 @@ extern "C" int pgd_cuda_wq_fold_tma_available(int device)
     return pgd_cuda_wq_fold_available(device) && wf_encoder() != NULL;
 }
 
+/* Whether a plan's launch multicasts x to pairs of feature tiles (wq_fold_kernel's MC):
+ * PGD_CUDA_WQ_FOLD_MC=1 (opt-in until an H200 has timed it), x by TMA, the 128- or
+ * 256-token tile, the inputs unsplit (a split's cluster is its own) and an even count of
+ * feature tiles (the grid's y, a pair a cluster). */
+static bool wf_mc(const struct wq_fold_plan &p, int out)
+{
+    return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_MC", 0) == 1 && !p.ws && p.bn >= 128 &&
+           p.ks == 1 && ((out + WG_BM - 1) / WG_BM) % 2 == 0 && wf_tma(p.bn);
+}
+
 template <typename T>
 cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
                                   const struct wq_fold_plan &p)
@@ -787,6 +875,10 @@ cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
     a.ks = p.ks;
     a.kps = p.kps;
     CUtensorMap xmap;                /* x by TMA (wf_tma), else unread by the kernel */
+    if (wf_mc(p, a.out)) {           /* a block's half of the tile */
+        const cudaError_t e = wf_xmap(a, p.bn / 2, &xmap);
+        return e != cudaSuccess ? e : wf_launch_mc<T>(c, a, p.bn, xmap);
+    }
     if (!p.ws && wf_tma(p.bn)) {
         const cudaError_t e = wf_xmap(a, p.bn, &xmap);
         return e != cudaSuccess ? e : wf_launch<T, false, false, true>(c, a, p.bn, p.one, xmap);
@@ -830,5 +922,5 @@ void pgd_cuda__wq_fold_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_
     if (wf_forced() || !pgd_cuda__wq_fold_tuned_plan(c, n, w->in, w->out, 1, w->group_size, &p))
         p = wf_pick(c, n, w->in, w->out);
     snprintf(buf, len, "fold%s%d/%d%s%s", p.ws ? "-ws" : "", p.bn, p.ks, p.one ? "/1sm" : "",
-             !p.ws && wf_tma(p.bn) ? "/tma" : "");
+             wf_mc(p, w->out) ? "/tma-mc" : !p.ws && wf_tma(p.bn) ? "/tma" : "");
 }

@@ -1178,7 +1178,7 @@ GPU_TEST(wq_llama8b_shapes_small_n)
 }
 
 /* The folded Hopper GEMM (PGD_CUDA_QPATH_GEMM_FOLD; the automatic choice from 17 to 256 rows
- * in the mma layout where it runs): every token tile (64, 128, 256) and split (1, 2, 3, 8
+ * in the mma layout where it runs): every token tile (64, 128, 192, 256) and split (1, 2, 3, 8
  * blocks, and the automatic pick) over odd shapes: features not a multiple of 128 or 16 (the
  * mma layout's padded tile), groups of 64, 128 and 192 inputs and per-channel, splits ending
  * inside a group, token tiles partly past n, act-order (x gathered) and an x not 16-byte
@@ -1196,7 +1196,7 @@ GPU_TEST(wq_gemm_fold_path)
         { 128, 14336, 264, true, Z_SYM },
     };
     static const int NS_FOLD[7] = { 1, 17, 64, 100, 256, 300, 513 };
-    static const char *BN[4] = { "64", "128", "256", NULL };
+    static const char *BN[5] = { "64", "128", "192", "256", NULL };
     static const char *KS[5] = { "1", "2", "3", "8", NULL };
     char err[512] = "";
     {
@@ -1225,7 +1225,7 @@ GPU_TEST(wq_gemm_fold_path)
             cr_skip_test("the folded GEMM does not run here: %s", err);
         }
         cr_assert_eq(rc, 0, "%s: %s", L.name, err);
-        for (int b = 0; b < 4; b++) {
+        for (int b = 0; b < 5; b++) {
             env_set("PGD_CUDA_WQ_FOLD_BN", BN[b]);
             for (int k = 0; k < 5; k++) {
                 env_set("PGD_CUDA_WQ_FOLD_KS", KS[k]);
@@ -1278,7 +1278,7 @@ GPU_TEST(wq_gemm_fold_ws_is_the_folds_bits)
         { 128, 14336, 264, false, Z_INT },
     };
     static const int NS_WS[5] = { 1, 17, 100, 256, 300 };
-    static const char *BN[3] = { "64", "128", "256" };
+    static const char *BN[4] = { "64", "128", "192", "256" };
     static const char *KS[4] = { "1", "2", "3", "8" };
     char err[512] = "";
     if (!pgd_cuda_wq_fold_available(0))
@@ -1286,7 +1286,7 @@ GPU_TEST(wq_gemm_fold_ws_is_the_folds_bits)
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         struct wq_layer L;
         wq_init(&L, 4, cases[c].group, cases[c].act, cases[c].zeros, cases[c].in, cases[c].out);
-        for (int b = 0; b < 3; b++)
+        for (int b = 0; b < 4; b++)
             for (int k = 0; k < 4; k++)
                 for (int j = 0; j < 5; j++) {
                     if ((j + k + b + (int)c) % 2)    /* half the n a combination */
@@ -1344,7 +1344,7 @@ GPU_TEST(wq_fold_weights_are_the_rounded_dequantized_ones)
 {
     if (!pgd_cuda_wq_fold_available(0))
         cr_skip_test("the folded GEMM does not run here (no sm_90a device or code)");
-    static const char *BN[3] = { "64", "128", "256" }, *KS[2] = { "1", "2" };
+    static const char *BN[4] = { "64", "128", "192", "256" }, *KS[2] = { "1", "2" };
     enum { IN = 256, OUT = 136 };
     char err[512] = "";
     struct wq_layer L;
@@ -1360,7 +1360,7 @@ GPU_TEST(wq_fold_weights_are_the_rounded_dequantized_ones)
     for (int t = 0; t < 2; t++) {
         const enum pgd_dtype dt = DTS[t];
         void *dx = upload(x, (size_t)IN * IN, dt), *dy = pgd_cuda_malloc((size_t)IN * OUT * 2);
-        for (int b = 0; b < 3; b++)
+        for (int b = 0; b < 4; b++)
             for (int k = 0; k < 2; k++) {
                 env_set("PGD_CUDA_WQ_FOLD_BN", BN[b]);
                 env_set("PGD_CUDA_WQ_FOLD_KS", KS[k]);
@@ -1437,7 +1437,7 @@ GPU_TEST(wq_fold_rows_past_n_skipped_same_bits)
     if (!pgd_cuda_wq_fold_available(0))
         cr_skip_test("the folded GEMM does not run here (no sm_90a device or code)");
     static const int NS_X[4] = { 17, 100, 150, 255 };
-    static const char *BN[3] = { "64", "128", "256" }, *KS[2] = { "1", "3" };
+    static const char *BN[4] = { "64", "128", "192", "256" }, *KS[2] = { "1", "3" };
     struct wq_layer L;
     setenv("PGD_CUDA_WQ_FOLD_TMA", "0", 1);   /* x by cp.async copies: their rows past n */
     wq_init(&L, 4, 128, true, Z_INT, 2048, 264);
@@ -1446,7 +1446,7 @@ GPU_TEST(wq_fold_rows_past_n_skipped_same_bits)
         const enum pgd_dtype dt = DTS[j % 2];
         float *x = rand_vals((size_t)n * L.in, 1, dt);
         void *dx = upload(x, (size_t)n * L.in, dt);
-        for (int b = 0; b < 3; b++)
+        for (int b = 0; b < 4; b++)
             for (int k = 0; k < 2; k++)
                 for (int ws = 0; ws < 2; ws++) {
                     setenv("PGD_CUDA_WQ_FOLD_BN", BN[b], 1);
@@ -1487,7 +1487,7 @@ GPU_TEST(wq_fold_x_by_tma_same_bits)
     cr_assert(pgd_cuda_wq_fold_tma_available(0), "the fold runs but the driver gives no "
               "cuTensorMapEncodeTiled");
     static const int NS_X[5] = { 17, 64, 150, 200, 256 };
-    static const char *BN[3] = { "64", "128", "256" }, *KS[2] = { "1", "3" };
+    static const char *BN[4] = { "64", "128", "192", "256" }, *KS[2] = { "1", "3" };
     char err[512] = "";
     for (int ao = 0; ao < 2; ao++) {
         struct wq_layer L;
@@ -1497,7 +1497,7 @@ GPU_TEST(wq_fold_x_by_tma_same_bits)
             const enum pgd_dtype dt = DTS[(j + ao) % 2];
             float *x = rand_vals((size_t)n * L.in, 1, dt);
             void *dx = upload(x, (size_t)n * L.in, dt);
-            for (int b = 0; b < 3; b++)
+            for (int b = 0; b < 4; b++)
                 for (int k = 0; k < 2; k++) {
                     setenv("PGD_CUDA_WQ_FOLD_BN", BN[b], 1);
                     setenv("PGD_CUDA_WQ_FOLD_KS", KS[k], 1);
@@ -1582,6 +1582,138 @@ GPU_TEST(wq_fold_x_by_tma_same_bits)
     pgd_cuda_wq_perms_destroy(perms);          /* the set first: its layers keep their copy */
     for (int i = 0; i < 3; i++)
         wq_fini(&Q[i]);
+}
+
+/* The folded GEMM's x multicast to pairs of feature tiles (PGD_CUDA_WQ_FOLD_MC=1: each block
+ * of a two-block cluster loads half of the x tile by TMA into both, and hands each buffer
+ * back to its peer before a refill) against each block's own TMA load (=0): every output
+ * bit-equal, the 128- and 256-token tiles unsplit, over enough stages that every buffer is
+ * refilled several times (2,048 inputs: 32 stages), at rows that leave the tile's second
+ * half empty, part-full and full; with an odd count of feature tiles (no pairs: the switch
+ * must leave it to the plain launch) and a split plan likewise; the plan string names it;
+ * a captured graph replays the same bits; q, k and v as one grid (2 + 1 + 1 tiles, pairs
+ * across layers); the 150-row output against the reference of the rounded weights. Skips
+ * where the fold does not run. */
+GPU_TEST(wq_fold_x_multicast_same_bits)
+{
+    if (!pgd_cuda_wq_fold_available(0))
+        cr_skip_test("the folded GEMM does not run here (no sm_90a device or code)");
+    cr_assert(pgd_cuda_wq_fold_tma_available(0), "the fold runs but the driver gives no "
+              "cuTensorMapEncodeTiled");
+    static const int NS_X[4] = { 17, 100, 200, 256 };
+    static const int OUTS[2] = { 1000, 264 };             /* 8 feature tiles; 3 */
+    static const char *BN[3] = { "128", "192", "256" }, *KS[2] = { "1", "3" };
+    char err[512] = "";
+    setenv("PGD_CUDA_WQ_FOLD_TMA", "1", 1);
+    setenv("PGD_CUDA_WQ_FOLD_WS", "0", 1);
+    for (int o = 0; o < 2; o++) {
+        struct wq_layer L;
+        wq_init(&L, 4, 128, o == 0, Z_INT, 2048, OUTS[o]);
+        for (int j = 0; j < 4; j++) {
+            const int n = NS_X[j];
+            const enum pgd_dtype dt = DTS[(j + o) % 2];
+            float *x = rand_vals((size_t)n * L.in, 1, dt);
+            void *dx = upload(x, (size_t)n * L.in, dt);
+            for (int b = 0; b < 3; b++)
+                for (int k = 0; k < 2; k++) {
+                    setenv("PGD_CUDA_WQ_FOLD_BN", BN[b], 1);
+                    setenv("PGD_CUDA_WQ_FOLD_KS", KS[k], 1);
+                    if (fold_default()) {     /* the automatic path's plan is the fold's */
+                        char plan[64] = "", want[64];
+                        setenv("PGD_CUDA_WQ_FOLD_MC", "1", 1);
+                        pgd_cuda_wq_auto_plan(ctx, L.d, n, plan, sizeof plan);
+                        snprintf(want, sizeof want, "fold%s/%s/%s", BN[b], KS[k],
+                                 o == 0 && k == 0 ? "tma-mc" : "tma");
+                        cr_expect_str_eq(plan, want, "%s x %d rows, token tile %s, split %s: "
+                                         "the plan is %s, not %s", L.name, n, BN[b], KS[k],
+                                         plan, want);
+                    }
+                    char what[384];
+                    snprintf(what, sizeof what, "%s, %s x %d rows, token tile %s, split %s: x "
+                             "multicast to pairs against loaded by each", L.name,
+                             pgd_dtype_name(dt), n, BN[b], KS[k]);
+                    fold_same_bits_either_way(&L, dt, dx, n, "PGD_CUDA_WQ_FOLD_MC", what);
+                }
+            unsetenv("PGD_CUDA_WQ_FOLD_KS");
+            /* a graph of the multicast launch, replayed over a poisoned output, against
+             * eager (the 256-token tile, still forced) */
+            setenv("PGD_CUDA_WQ_FOLD_MC", "1", 1);
+            void *eager = poisoned((size_t)n * L.out, dt), *dg = poisoned((size_t)n * L.out, dt);
+            CHECK_RC(pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n, L.d, NULL,
+                                             eager, err, sizeof err));
+            struct pgd_cuda_graph *g = wq_capture(&L, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n, dg);
+            CHECK_RC(pgd_cuda_graph_launch(ctx, g, err, sizeof err));
+            CHECK_RC(pgd_cuda_sync(ctx, err, sizeof err));
+            char what[256];
+            snprintf(what, sizeof what, "%s, %s x %d rows: a captured multicast launch against "
+                     "eager", L.name, pgd_dtype_name(dt), n);
+            expect_same_dev(what, eager, dg, (size_t)n * L.out, dt);
+            pgd_cuda_graph_destroy(g);
+            pgd_cuda_free(eager);
+            pgd_cuda_free(dg);
+            unsetenv("PGD_CUDA_WQ_FOLD_BN");
+            unsetenv("PGD_CUDA_WQ_FOLD_MC");
+            free(x);
+            pgd_cuda_free(dx);
+        }
+        setenv("PGD_CUDA_WQ_FOLD_MC", "1", 1);
+        setenv("PGD_CUDA_WQ_FOLD_BN", "256", 1);
+        setenv("PGD_CUDA_WQ_FOLD_KS", "1", 1);
+        wq_check(&L, PGD_DTYPE_BF16, 150, PGD_CUDA_QPATH_GEMM_FOLD, true);
+        unsetenv("PGD_CUDA_WQ_FOLD_BN");
+        unsetenv("PGD_CUDA_WQ_FOLD_KS");
+        unsetenv("PGD_CUDA_WQ_FOLD_MC");
+        wq_fini(&L);
+    }
+
+    /* q, k and v as one grid ([200 | 40 | 24] x 1,024: feature tiles 2 + 1 + 1, so one pair
+     * spans k and v), unsplit where the layers' automatic choice is the fold */
+    if (fold_default()) {
+        static const int QOUTS[3] = { 200, 40, 24 };
+        struct pgd_cuda_wq_perms *perms = pgd_cuda_wq_perms_create();
+        struct wq_layer Q[3];
+        const struct pgd_cuda_wq *w[3];
+        for (int i = 0; i < 3; i++) {
+            wq_make(&Q[i], 4, 128, false, i == 1 ? Z_SYM : Z_INT, 1024, QOUTS[i], NULL, perms);
+            w[i] = Q[i].d;
+        }
+        setenv("PGD_CUDA_WQ_FOLD_LAYERS", "1", 1);
+        setenv("PGD_CUDA_WQ_FOLD_KS", "1", 1);
+        for (int j = 1; j < 4; j++) {
+            const int n = NS_X[j];
+            const enum pgd_dtype dt = DTS[j % 2];
+            float *x = rand_vals((size_t)n * 1024, 1, dt);
+            void *dx = upload(x, (size_t)n * 1024, dt);
+            void *dy[2][3];
+            const void *const nob[3] = { NULL, NULL, NULL };
+            for (int v = 0; v < 2; v++) {
+                setenv("PGD_CUDA_WQ_FOLD_MC", v ? "1" : "0", 1);
+                for (int i = 0; i < 3; i++)
+                    dy[v][i] = poisoned((size_t)n * QOUTS[i], dt);
+                CHECK_RC(pgd_cuda_wq_linear_multi(ctx, dt, dx, n, 3, w, nob, dy[v], err,
+                                                  sizeof err));
+            }
+            for (int i = 0; i < 3; i++) {
+                char what[256];
+                snprintf(what, sizeof what, "%s, %s x %d rows, layer %d of 3 in one grid: x "
+                         "multicast against loaded by each", Q[i].name, pgd_dtype_name(dt), n,
+                         i + 1);
+                expect_same_dev(what, dy[0][i], dy[1][i], (size_t)n * QOUTS[i], dt);
+                pgd_cuda_free(dy[0][i]);
+                pgd_cuda_free(dy[1][i]);
+            }
+            free(x);
+            pgd_cuda_free(dx);
+        }
+        unsetenv("PGD_CUDA_WQ_FOLD_MC");
+        unsetenv("PGD_CUDA_WQ_FOLD_KS");
+        unsetenv("PGD_CUDA_WQ_FOLD_LAYERS");
+        pgd_cuda_wq_perms_destroy(perms);
+        for (int i = 0; i < 3; i++)
+            wq_fini(&Q[i]);
+    }
+    unsetenv("PGD_CUDA_WQ_FOLD_WS");
+    unsetenv("PGD_CUDA_WQ_FOLD_TMA");
 }
 
 /* n rows of L through the automatic path into a new device buffer (x and b device buffers). */
@@ -1720,7 +1852,7 @@ GPU_TEST(wq_linear_multi_fold_one_grid)
         { 4096, O_8B, ACT_NONE }, { 4096, O_8B, ACT_SHARED },
     };
     static const int NS[4] = { 17, 64, 100, 256 };
-    static const char *BN[3] = { "64", "128", "256" }, *KS[3] = { "1", "2", "5" };
+    static const char *BN[4] = { "64", "128", "192", "256" }, *KS[3] = { "1", "2", "5" };
     char err[512] = "";
     for (int c = 0; c < 4; c++) {
         const int in = cases[c].in, act = cases[c].act, *outs = cases[c].outs;
@@ -1746,7 +1878,7 @@ GPU_TEST(wq_linear_multi_fold_one_grid)
             }
             setenv("PGD_CUDA_WQ_FOLD_LAYERS", "1", 1);
             for (int ws = 0; ws < 2; ws++) {
-                const char *bn = BN[(j + ws) % 3], *ks = KS[(j + c + ws) % 3];
+                const char *bn = BN[(j + ws + c) % 4], *ks = KS[(j + c + ws) % 3];
                 setenv("PGD_CUDA_WQ_FOLD_WS", ws ? "1" : "0", 1);
                 setenv("PGD_CUDA_WQ_FOLD_BN", bn, 1);
                 setenv("PGD_CUDA_WQ_FOLD_KS", ks, 1);

@@ -169,8 +169,8 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
  * thousands of units), '*' the model's pick, '+' the fastest; first, the clusters of ks
  * blocks the device holds at once (the model's waves). The plans are forced through the
  * environment the kernels read (PGD_CUDA_WQ_FOLD_WS / _BN / _KS), unset after. */
-static const int FOLD_BN[3] = { 64, 128, 256 }, FOLD_KS[6] = { 1, 2, 3, 4, 6, 8 };
-#define FOLD_PLANS 18
+static const int FOLD_BN[4] = { 64, 128, 192, 256 }, FOLD_KS[6] = { 1, 2, 3, 4, 6, 8 };
+#define FOLD_PLANS 24
 
 static void fold_env(int ws, int bn, int ks)
 {
@@ -233,7 +233,7 @@ static int run_fold_plans(struct pgd_cuda_ctx *c, const struct quant_format *f,
     printf("== fold plans, %s: clusters of ks blocks held at once (ks 2..8; ks 1: an SM each)\n",
            f->name);
     for (int ws = 0; ws < 2; ws++)
-        for (int b = 0; b < 3; b++) {
+        for (int b = 0; b < 4; b++) {
             printf("%-5s %3d-token tile:", ws ? "ws" : "plain", FOLD_BN[b]);
             for (int ks = 2; ks <= 8; ks++) {
                 long slots = 0;
