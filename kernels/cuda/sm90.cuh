@@ -2,7 +2,9 @@
  * on sm_90a the warpgroup MMA (wgmma.mma_async) with both operands read from shared memory
  * through matrix descriptors, its fences, and the proxy fence that makes copies written by
  * threads visible to it, the register split and the mbarriers of a warp-specialized kernel
- * (quant_wq_fold.cu's), and the tensor copy engine's loads (TMA) that complete on mbarriers;
+ * (quant_wq_fold.cu's), and the tensor copy engine's loads (TMA) that complete on mbarriers,
+ * multicast to a cluster's blocks with the hand-offs between them (an arrival on a peer's
+ * barrier, the cluster's own barrier);
  * the asynchronous 16-byte copies that fill the tiles (cp.async, sm_80+: smem_u32,
  * cp_async16, cp_async_commit, cp_async_wait) come from cp_async.cuh, included here.
  * gemm_wgmma.cu, attention_wgmma.cu and the W4 GEMMs (quant_wq_gemm.cuh) use them, and, on
