@@ -645,13 +645,14 @@ static int wf_clusters(const struct pgd_cuda_ctx *c, int ks, bool ws, bool one)
 
 /* The token tiles, narrowest first. 192 (wgmma n 192) serves 129-192 rows with a quarter
  * less tensor work a stage than 256, and keeps a 64-row bucket's tile count one count
- * (quant_wq_fold_tune.cu's buckets); PGD_CUDA_WQ_FOLD_192=0 leaves it out of the plans
- * (measuring; forcing it with PGD_CUDA_WQ_FOLD_BN still runs it). */
+ * (quant_wq_fold_tune.cu's buckets). It joins the plans with PGD_CUDA_WQ_FOLD_192=1 until
+ * a GPU has run its tests and timed it (forcing it with PGD_CUDA_WQ_FOLD_BN runs it
+ * either way). */
 static const int WF_BNS[4] = { 64, 128, 192, 256 };
 static bool wf_bn_ok(int bn) { return bn == 64 || bn == 128 || bn == 192 || bn == 256; }
 static bool wf_bn_planned(int bn)
 {
-    return bn != 192 || pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_192", 1) != 0;
+    return bn != 192 || pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_192", 0) == 1;
 }
 
 /* The estimated cost of a plan (token tile bn, ks splits of the inputs) for n rows of an
