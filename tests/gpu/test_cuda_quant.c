@@ -1471,6 +1471,83 @@ GPU_TEST(wq_fold_rows_past_n_skipped_same_bits)
     wq_fini(&L);
 }
 
+/* n rows of L (x: the device buffer dx) through the folded GEMM as the environment plans
+ * it, eager and from a captured graph replayed over a poisoned output: bit-equal (a launch's
+ * parameters, the tensor map among them, captured by value); `what` names the launch. */
+static void fold_graph_same_bits(const struct wq_layer *L, enum pgd_dtype dt, const void *dx,
+                                 int n, const char *what)
+{
+    char err[512] = "";
+    void *eager = poisoned((size_t)n * L->out, dt), *dg = poisoned((size_t)n * L->out, dt);
+    CHECK_RC(pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n, L->d, NULL, eager,
+                                     err, sizeof err));
+    struct pgd_cuda_graph *g = wq_capture(L, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n, dg);
+    CHECK_RC(pgd_cuda_graph_launch(ctx, g, err, sizeof err));
+    CHECK_RC(pgd_cuda_sync(ctx, err, sizeof err));
+    char full[256];
+    snprintf(full, sizeof full, "%s, %s x %d rows: %s against eager", L->name,
+             pgd_dtype_name(dt), n, what);
+    expect_same_dev(full, eager, dg, (size_t)n * L->out, dt);
+    pgd_cuda_graph_destroy(g);
+    pgd_cuda_free(eager);
+    pgd_cuda_free(dg);
+}
+
+/* q, k and v as one grid ([200 | 40 | 24] x 1,024: feature tiles 2 + 1 + 1, one shared
+ * permutation) at each of the `count` row counts ns, through the folded GEMM (the automatic
+ * choice: the caller checked fold_default) with the switch `var` at "0" and then at "1" (the
+ * plan as the caller's environment forces it): every layer's output bit-equal; `what` names
+ * the comparison. Unsets `var`. */
+static void qkv_grid_same_bits_either_way(const char *var, const int *ns, int count,
+                                          const char *what)
+{
+    static const int OUTS[3] = { 200, 40, 24 };
+    char err[512] = "";
+    struct pgd_cuda_wq_perms *perms = pgd_cuda_wq_perms_create();
+    struct wq_layer Q[3];
+    const struct pgd_cuda_wq *w[3];
+    for (int i = 0; i < 3; i++) {
+        wq_make(&Q[i], 4, 128, true, i == 1 ? Z_SYM : Z_INT, 1024, OUTS[i],
+                i > 0 ? Q[0].perm : NULL, perms);
+        w[i] = Q[i].d;
+    }
+    setenv("PGD_CUDA_WQ_FOLD_LAYERS", "1", 1);
+    for (int j = 0; j < count; j++) {
+        const int n = ns[j];
+        const enum pgd_dtype dt = DTS[j % 2];
+        char plan[64] = "";
+        pgd_cuda_wq_auto_plan(ctx, Q[0].d, n, plan, sizeof plan);
+        cr_assert(strncmp(plan, "fold", 4) == 0, "%d rows of [200, 1024]: the plan is %s, not "
+                  "the fold", n, plan);
+        float *x = rand_vals((size_t)n * 1024, 1, dt);
+        void *dx = upload(x, (size_t)n * 1024, dt);
+        void *dy[2][3];
+        const void *const nob[3] = { NULL, NULL, NULL };
+        for (int v = 0; v < 2; v++) {
+            setenv(var, v ? "1" : "0", 1);
+            for (int i = 0; i < 3; i++)
+                dy[v][i] = poisoned((size_t)n * OUTS[i], dt);
+            CHECK_RC(pgd_cuda_wq_linear_multi(ctx, dt, dx, n, 3, w, nob, dy[v], err,
+                                              sizeof err));
+        }
+        for (int i = 0; i < 3; i++) {
+            char full[256];
+            snprintf(full, sizeof full, "%s, %s x %d rows, layer %d of 3 in one grid: %s",
+                     Q[i].name, pgd_dtype_name(dt), n, i + 1, what);
+            expect_same_dev(full, dy[0][i], dy[1][i], (size_t)n * OUTS[i], dt);
+            pgd_cuda_free(dy[0][i]);
+            pgd_cuda_free(dy[1][i]);
+        }
+        free(x);
+        pgd_cuda_free(dx);
+    }
+    unsetenv(var);
+    unsetenv("PGD_CUDA_WQ_FOLD_LAYERS");
+    pgd_cuda_wq_perms_destroy(perms);          /* the set first: its layers keep their copy */
+    for (int i = 0; i < 3; i++)
+        wq_fini(&Q[i]);
+}
+
 /* The folded GEMM's x by the tensor copy engine (PGD_CUDA_WQ_FOLD_TMA=1, every tile; one
  * thread's bulk copy a stage through a tensor map, rows past n zero-filled by the hardware)
  * against the plain kernel's own copies (=0): every output bit-equal, every token tile,
@@ -1488,7 +1565,6 @@ GPU_TEST(wq_fold_x_by_tma_same_bits)
               "cuTensorMapEncodeTiled");
     static const int NS_X[5] = { 17, 64, 150, 200, 256 };
     static const char *BN[4] = { "64", "128", "192", "256" }, *KS[2] = { "1", "3" };
-    char err[512] = "";
     for (int ao = 0; ao < 2; ao++) {
         struct wq_layer L;
         wq_init(&L, 4, 128, ao == 1, Z_INT, 2048, 264);
@@ -1510,20 +1586,7 @@ GPU_TEST(wq_fold_x_by_tma_same_bits)
             unsetenv("PGD_CUDA_WQ_FOLD_BN");
             unsetenv("PGD_CUDA_WQ_FOLD_KS");
             unsetenv("PGD_CUDA_WQ_FOLD_WS");
-            /* a graph of the TMA launch, replayed over a poisoned output, against eager */
-            void *eager = poisoned((size_t)n * L.out, dt), *dg = poisoned((size_t)n * L.out, dt);
-            CHECK_RC(pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n, L.d, NULL,
-                                             eager, err, sizeof err));
-            struct pgd_cuda_graph *g = wq_capture(&L, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n, dg);
-            CHECK_RC(pgd_cuda_graph_launch(ctx, g, err, sizeof err));
-            CHECK_RC(pgd_cuda_sync(ctx, err, sizeof err));
-            char what[256];
-            snprintf(what, sizeof what, "%s, %s x %d rows: a captured TMA launch against eager",
-                     L.name, pgd_dtype_name(dt), n);
-            expect_same_dev(what, eager, dg, (size_t)n * L.out, dt);
-            pgd_cuda_graph_destroy(g);
-            pgd_cuda_free(eager);
-            pgd_cuda_free(dg);
+            fold_graph_same_bits(&L, dt, dx, n, "a captured TMA launch");
             unsetenv("PGD_CUDA_WQ_FOLD_TMA");
             free(x);
             pgd_cuda_free(dx);
@@ -1534,54 +1597,11 @@ GPU_TEST(wq_fold_x_by_tma_same_bits)
         wq_fini(&L);
     }
 
-    /* q, k and v as one grid ([200 | 40 | 24] x 1,024, one shared permutation), where the
-     * layers' automatic choice is the fold */
-    if (!fold_default())
-        return;
-    static const int OUTS[3] = { 200, 40, 24 };
-    struct pgd_cuda_wq_perms *perms = pgd_cuda_wq_perms_create();
-    struct wq_layer Q[3];
-    const struct pgd_cuda_wq *w[3];
-    for (int i = 0; i < 3; i++) {
-        wq_make(&Q[i], 4, 128, true, i == 1 ? Z_SYM : Z_INT, 1024, OUTS[i],
-                i > 0 ? Q[0].perm : NULL, perms);
-        w[i] = Q[i].d;
-    }
-    setenv("PGD_CUDA_WQ_FOLD_LAYERS", "1", 1);
-    for (int j = 0; j < 3; j++) {
-        const int n = NS_X[j + 1];
-        const enum pgd_dtype dt = DTS[j % 2];
-        char plan[64] = "";
-        pgd_cuda_wq_auto_plan(ctx, Q[0].d, n, plan, sizeof plan);
-        cr_assert(strncmp(plan, "fold", 4) == 0, "%d rows of [200, 1024]: the plan is %s, not "
-                  "the fold", n, plan);
-        float *x = rand_vals((size_t)n * 1024, 1, dt);
-        void *dx = upload(x, (size_t)n * 1024, dt);
-        void *dy[2][3];
-        const void *const nob[3] = { NULL, NULL, NULL };
-        for (int v = 0; v < 2; v++) {
-            setenv("PGD_CUDA_WQ_FOLD_TMA", v ? "1" : "0", 1);
-            for (int i = 0; i < 3; i++)
-                dy[v][i] = poisoned((size_t)n * OUTS[i], dt);
-            CHECK_RC(pgd_cuda_wq_linear_multi(ctx, dt, dx, n, 3, w, nob, dy[v], err,
-                                              sizeof err));
-        }
-        for (int i = 0; i < 3; i++) {
-            char what[256];
-            snprintf(what, sizeof what, "%s, %s x %d rows, layer %d of 3 in one grid: x by TMA "
-                     "against copied", Q[i].name, pgd_dtype_name(dt), n, i + 1);
-            expect_same_dev(what, dy[0][i], dy[1][i], (size_t)n * OUTS[i], dt);
-            pgd_cuda_free(dy[0][i]);
-            pgd_cuda_free(dy[1][i]);
-        }
-        free(x);
-        pgd_cuda_free(dx);
-    }
-    unsetenv("PGD_CUDA_WQ_FOLD_TMA");
-    unsetenv("PGD_CUDA_WQ_FOLD_LAYERS");
-    pgd_cuda_wq_perms_destroy(perms);          /* the set first: its layers keep their copy */
-    for (int i = 0; i < 3; i++)
-        wq_fini(&Q[i]);
+    /* q, k and v as one grid, where the layers' automatic choice is the fold */
+    static const int NS_QKV[3] = { 64, 150, 200 };
+    if (fold_default())
+        qkv_grid_same_bits_either_way("PGD_CUDA_WQ_FOLD_TMA", NS_QKV, 3,
+                                      "x by TMA against copied");
 }
 
 /* The folded GEMM's x multicast to pairs of feature tiles (PGD_CUDA_WQ_FOLD_MC=1: each block
@@ -1603,7 +1623,6 @@ GPU_TEST(wq_fold_x_multicast_same_bits)
     static const int NS_X[4] = { 17, 100, 200, 256 };
     static const int OUTS[2] = { 1000, 264 };             /* 8 feature tiles; 3 */
     static const char *BN[3] = { "128", "192", "256" }, *KS[2] = { "1", "3" };
-    char err[512] = "";
     setenv("PGD_CUDA_WQ_FOLD_TMA", "1", 1);
     setenv("PGD_CUDA_WQ_FOLD_WS", "0", 1);
     for (int o = 0; o < 2; o++) {
@@ -1635,22 +1654,8 @@ GPU_TEST(wq_fold_x_multicast_same_bits)
                     fold_same_bits_either_way(&L, dt, dx, n, "PGD_CUDA_WQ_FOLD_MC", what);
                 }
             unsetenv("PGD_CUDA_WQ_FOLD_KS");
-            /* a graph of the multicast launch, replayed over a poisoned output, against
-             * eager (the 256-token tile, still forced) */
-            setenv("PGD_CUDA_WQ_FOLD_MC", "1", 1);
-            void *eager = poisoned((size_t)n * L.out, dt), *dg = poisoned((size_t)n * L.out, dt);
-            CHECK_RC(pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n, L.d, NULL,
-                                             eager, err, sizeof err));
-            struct pgd_cuda_graph *g = wq_capture(&L, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n, dg);
-            CHECK_RC(pgd_cuda_graph_launch(ctx, g, err, sizeof err));
-            CHECK_RC(pgd_cuda_sync(ctx, err, sizeof err));
-            char what[256];
-            snprintf(what, sizeof what, "%s, %s x %d rows: a captured multicast launch against "
-                     "eager", L.name, pgd_dtype_name(dt), n);
-            expect_same_dev(what, eager, dg, (size_t)n * L.out, dt);
-            pgd_cuda_graph_destroy(g);
-            pgd_cuda_free(eager);
-            pgd_cuda_free(dg);
+            setenv("PGD_CUDA_WQ_FOLD_MC", "1", 1);  /* the 256-token tile, still forced */
+            fold_graph_same_bits(&L, dt, dx, n, "a captured multicast launch");
             unsetenv("PGD_CUDA_WQ_FOLD_BN");
             unsetenv("PGD_CUDA_WQ_FOLD_MC");
             free(x);
@@ -1666,51 +1671,13 @@ GPU_TEST(wq_fold_x_multicast_same_bits)
         wq_fini(&L);
     }
 
-    /* q, k and v as one grid ([200 | 40 | 24] x 1,024: feature tiles 2 + 1 + 1, so one pair
-     * spans k and v), unsplit where the layers' automatic choice is the fold */
+    /* q, k and v as one grid (feature tiles 2 + 1 + 1: one pair spans k and v), unsplit,
+     * where the layers' automatic choice is the fold */
     if (fold_default()) {
-        static const int QOUTS[3] = { 200, 40, 24 };
-        struct pgd_cuda_wq_perms *perms = pgd_cuda_wq_perms_create();
-        struct wq_layer Q[3];
-        const struct pgd_cuda_wq *w[3];
-        for (int i = 0; i < 3; i++) {
-            wq_make(&Q[i], 4, 128, false, i == 1 ? Z_SYM : Z_INT, 1024, QOUTS[i], NULL, perms);
-            w[i] = Q[i].d;
-        }
-        setenv("PGD_CUDA_WQ_FOLD_LAYERS", "1", 1);
         setenv("PGD_CUDA_WQ_FOLD_KS", "1", 1);
-        for (int j = 1; j < 4; j++) {
-            const int n = NS_X[j];
-            const enum pgd_dtype dt = DTS[j % 2];
-            float *x = rand_vals((size_t)n * 1024, 1, dt);
-            void *dx = upload(x, (size_t)n * 1024, dt);
-            void *dy[2][3];
-            const void *const nob[3] = { NULL, NULL, NULL };
-            for (int v = 0; v < 2; v++) {
-                setenv("PGD_CUDA_WQ_FOLD_MC", v ? "1" : "0", 1);
-                for (int i = 0; i < 3; i++)
-                    dy[v][i] = poisoned((size_t)n * QOUTS[i], dt);
-                CHECK_RC(pgd_cuda_wq_linear_multi(ctx, dt, dx, n, 3, w, nob, dy[v], err,
-                                                  sizeof err));
-            }
-            for (int i = 0; i < 3; i++) {
-                char what[256];
-                snprintf(what, sizeof what, "%s, %s x %d rows, layer %d of 3 in one grid: x "
-                         "multicast against loaded by each", Q[i].name, pgd_dtype_name(dt), n,
-                         i + 1);
-                expect_same_dev(what, dy[0][i], dy[1][i], (size_t)n * QOUTS[i], dt);
-                pgd_cuda_free(dy[0][i]);
-                pgd_cuda_free(dy[1][i]);
-            }
-            free(x);
-            pgd_cuda_free(dx);
-        }
-        unsetenv("PGD_CUDA_WQ_FOLD_MC");
+        qkv_grid_same_bits_either_way("PGD_CUDA_WQ_FOLD_MC", NS_X + 1, 3,
+                                      "x multicast against loaded by each");
         unsetenv("PGD_CUDA_WQ_FOLD_KS");
-        unsetenv("PGD_CUDA_WQ_FOLD_LAYERS");
-        pgd_cuda_wq_perms_destroy(perms);
-        for (int i = 0; i < 3; i++)
-            wq_fini(&Q[i]);
     }
     unsetenv("PGD_CUDA_WQ_FOLD_WS");
     unsetenv("PGD_CUDA_WQ_FOLD_TMA");
