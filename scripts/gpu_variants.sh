@@ -14,6 +14,9 @@
 #      (default: the 8B shape, --quantization gptq, batches 32-256), the variants in turn
 #      within each round; then the same without STEP_QUANT (bf16) once, for the ratio;
 #   3. with QUANT_ARGS (e.g. "--format w4g128 --fold-plans"), `pagoda bench quant QUANT_ARGS`.
+# TEST_UNDER and QUANT_UNDER (labels, e.g. "v0 v2"; default every variant) narrow steps 1
+# and 3 to those variants: tests need one run where the switches are theirs to set, and
+# bench quant only where a variable changes a kernel it times.
 # OLD=an old libpagoda.so.0.xz (scripts/gpu_ab.sh --pack-old) adds the variant "old": the
 # defaults under that library (its benches; the test programs link the library in). Every
 # log goes to $OUT/variants.tgz (one file: the device brings back a few); the step lines
@@ -54,6 +57,13 @@ for l in "${labels[@]}"; do
   else echo "$l: ${env_of[$l]:-(the defaults)}"; fi
 done
 
+# under LABEL LIST: whether LABEL is among LIST's words (an empty LIST: every label).
+under() {
+  [ -z "$2" ] && return 0
+  case " $2 " in *" $1 "*) return 0 ;; esac
+  return 1
+}
+
 # run LABEL CMD...: CMD under the label's library path and variables.
 run() {
   local l=$1 lp=$LIBS; shift
@@ -70,6 +80,7 @@ status=0
 cd "$BUILD" || exit 1
 for l in "${labels[@]}"; do
   [ "$l" = old ] && continue       # the test programs link the library in: no old to run
+  under "$l" "${TEST_UNDER:-}" || continue
   for t in $TESTS; do
     stamp "$t under $l"
     run "$l" timeout "${TEST_TIMEOUT:-240}" "./tests/gpu/$t" --verbose -j4 \
@@ -97,6 +108,7 @@ if [ -n "$STEP_QUANT" ]; then
 fi
 if [ -n "${QUANT_ARGS:-}" ]; then
   for l in "${labels[@]}"; do
+    under "$l" "${QUANT_UNDER:-}" || continue
     stamp "bench quant $QUANT_ARGS under $l"
     # shellcheck disable=SC2086
     run "$l" timeout 200 ./tools/pagoda bench quant $QUANT_ARGS > "$LOGS/quant_$l.txt" 2>&1 ||

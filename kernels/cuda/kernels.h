@@ -606,8 +606,8 @@ int pgd_cuda_wq_fold_available(int device);
  * runs and the driver encodes tensor maps (for tests). */
 int pgd_cuda_wq_fold_tma_available(int device);
 /* The folded GEMM's cost model (quant_wq_fold.cu) for one plan of n rows of an [out, in]
- * layer: token tile bn (64, 128, 192, 256), ks splits of the inputs (1..8), the plain (ws 0) or
- * warp-specialized kernel: its estimated cost in the model's units (~2.8 ns on an H100), -1
+ * layer: token tile bn (64, 128, 192, 256), ks splits of the inputs (1..8), the plain (ws 0)
+ * or warp-specialized kernel: its estimated cost in the model's units (~2.8 ns on an H100), -1
  * where the plan does not exist (ks splits would leave one empty); *slots: the tiles the
  * device holds at once (clusters of ks blocks). For fitting the model (bench quant
  * --fold-plans). */

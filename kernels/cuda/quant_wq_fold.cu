@@ -860,8 +860,8 @@ extern "C" int pgd_cuda_wq_fold_tma_available(int device)
 }
 
 /* Whether a plan's launch multicasts x to pairs of feature tiles (wq_fold_kernel's MC):
- * PGD_CUDA_WQ_FOLD_MC=1 (opt-in until an H200 has timed it), x by TMA, the 128- or
- * 256-token tile, the inputs unsplit (a split's cluster is its own) and an even count of
+ * PGD_CUDA_WQ_FOLD_MC=1 (opt-in until an H200 has timed it), x by TMA, a tile of 128
+ * tokens or more, the inputs unsplit (a split's cluster is its own) and an even count of
  * feature tiles (the grid's y, a pair a cluster). */
 static bool wf_mc(const struct wq_fold_plan &p, int out)
 {

@@ -3,8 +3,8 @@
 # the environment and an old library (scripts/gpu_ab.sh --pack-old), `pagoda bench latency`
 # on tiny-chat's config under each, each variant's variables reaching its runs (the log level
 # shows which), a GPU test program run under each variant (it skips here: reported, and a
-# failure), the logs in one archive; a broken old library fails the script. Prints a
-# Criterion-style synthesis.
+# failure), the logs in one archive; tests and bench quant narrowed to the variants named;
+# a broken old library fails the script. Prints a Criterion-style synthesis.
 set -u
 SUITE=gpu_variants
 . "$(dirname "$0")/../lib/harness.sh"
@@ -39,6 +39,20 @@ if ! run_variants "$tmp/b" "" test_cuda_quant > "$tmp/b.log" 2>&1 &&
   ok test_programs_under_each_variant
 else
   ko test_programs_under_each_variant "$(cat "$tmp/b.log")"
+fi
+
+# TEST_UNDER and QUANT_UNDER narrow the tests and bench quant to the variants named.
+if ! WT=$SRCDIR BUILD=$BUILDDIR CONFIG=$CONFIG OUT=$tmp/d TESTS=test_cuda_quant TEST_UNDER=v1 \
+     QUANT_ARGS="--format nope" QUANT_UNDER="v0" STEP_QUANT= ROUNDS=0 \
+     VARIANTS='PAGODA_LOG=debug;PAGODA_LOG=warn' "$V" > "$tmp/d.log" 2>&1 &&
+   [ "$(grep -c "^test_cuda_quant under v[01]: skipped" "$tmp/d.log")" = 1 ] &&
+   grep -q "^test_cuda_quant under v1: skipped" "$tmp/d.log" &&
+   [ "$(grep -c "bench quant --format nope under" "$tmp/d.log")" = 1 ] &&
+   grep -q "bench quant --format nope under v0" "$tmp/d.log" &&
+   ! grep -q "^step " "$tmp/d.log"; then
+  ok tests_and_quant_under_the_variants_named
+else
+  ko tests_and_quant_under_the_variants_named "$(cat "$tmp/d.log")"
 fi
 
 # Not a library: the old runs fail, and so does the script.
