@@ -773,24 +773,19 @@ extern "C" long pgd_cuda_wq_fold_plan_cost(struct pgd_cuda_ctx *c, int n, int in
     return wf_cost(c, n, in, out, ws != 0, !ws && wf_one_block(), bn, ks, &kps, slots);
 }
 
-template <typename T, bool WS, bool XS, bool TX = false>
+/* The kernel of token tile bn. Multicast (MC) takes a tile of 128 tokens or more (wf_mc),
+ * so no 64-token multicast kernel exists: MC's launches stop at the 128-token one. */
+template <typename T, bool WS, bool XS, bool TX = false, bool MC = false>
 static cudaError_t wf_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn, bool one,
                              const CUtensorMap &xmap)
 {
-    return bn == 256 ? wf_kernel<T, 256, WS, XS, TX>::launch(c, a, one, xmap)
-         : bn == 192 ? wf_kernel<T, 192, WS, XS, TX>::launch(c, a, one, xmap)
-         : bn == 128 ? wf_kernel<T, 128, WS, XS, TX>::launch(c, a, one, xmap)
-                     : wf_kernel<T, 64, WS, XS, TX>::launch(c, a, one, xmap);
-}
-
-/* The multicast kernel of a 128-, 192- or 256-token tile (wf_mc). */
-template <typename T>
-static cudaError_t wf_launch_mc(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn,
-                                const CUtensorMap &xmap)
-{
-    return bn == 256 ? wf_kernel<T, 256, false, false, true, true>::launch(c, a, false, xmap)
-         : bn == 192 ? wf_kernel<T, 192, false, false, true, true>::launch(c, a, false, xmap)
-                     : wf_kernel<T, 128, false, false, true, true>::launch(c, a, false, xmap);
+    if (bn == 256)
+        return wf_kernel<T, 256, WS, XS, TX, MC>::launch(c, a, one, xmap);
+    if (bn == 192)
+        return wf_kernel<T, 192, WS, XS, TX, MC>::launch(c, a, one, xmap);
+    if (MC || bn == 128)
+        return wf_kernel<T, 128, WS, XS, TX, MC>::launch(c, a, one, xmap);
+    return wf_kernel<T, 64, WS, XS, TX>::launch(c, a, one, xmap);
 }
 
 /* ---- x's tensor map (TX) ---------------------------------------------------------------- */
@@ -878,7 +873,8 @@ cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
     CUtensorMap xmap;                /* x by TMA (wf_tma), else unread by the kernel */
     if (wf_mc(p, a.out)) {           /* a block's half of the tile */
         const cudaError_t e = wf_xmap(a, p.bn / 2, &xmap);
-        return e != cudaSuccess ? e : wf_launch_mc<T>(c, a, p.bn, xmap);
+        return e != cudaSuccess ? e : wf_launch<T, false, false, true, true>(c, a, p.bn, false,
+                                                                             xmap);
     }
     if (!p.ws && wf_tma(p.bn)) {
         const cudaError_t e = wf_xmap(a, p.bn, &xmap);

@@ -1554,9 +1554,9 @@ static void qkv_grid_same_bits_either_way(const char *var, const int *ns, int co
  * unsplit and split, with and without act-order, at rows that leave a tile part-empty and
  * that fill it; q, k and v as one grid likewise; a graph captured with it replays the same
  * bits (the map is a launch parameter, captured by value); the 150-row output against the
- * reference of the weights rounded to the dtype. The warp-specialized kernel keeps its copies (the switch
- * leaves it alone). Skips where the fold does not run; fails where it runs and the driver
- * does not encode tensor maps. */
+ * reference of the weights rounded to the dtype. The warp-specialized kernel keeps its
+ * copies (the switch leaves it alone). Skips where the fold does not run; fails where it
+ * runs and the driver does not encode tensor maps. */
 GPU_TEST(wq_fold_x_by_tma_same_bits)
 {
     if (!pgd_cuda_wq_fold_available(0))
@@ -1607,11 +1607,11 @@ GPU_TEST(wq_fold_x_by_tma_same_bits)
 /* The folded GEMM's x multicast to pairs of feature tiles (PGD_CUDA_WQ_FOLD_MC=1: each block
  * of a two-block cluster loads half of the x tile by TMA into both, and hands each buffer
  * back to its peer before a refill) against each block's own TMA load (=0): every output
- * bit-equal, the 128- and 256-token tiles unsplit, over enough stages that every buffer is
- * refilled several times (2,048 inputs: 32 stages), at rows that leave the tile's second
- * half empty, part-full and full; with an odd count of feature tiles (no pairs: the switch
- * must leave it to the plain launch) and a split plan likewise; the plan string names it;
- * a captured graph replays the same bits; q, k and v as one grid (2 + 1 + 1 tiles, pairs
+ * bit-equal, the 128-, 192- and 256-token tiles unsplit, over enough stages that every
+ * buffer is refilled several times (2,048 inputs: 32 stages), at rows that leave the tile's
+ * second half empty, part-full and full; with an odd count of feature tiles (no pairs: the
+ * switch must leave it to the plain launch) and a split plan likewise; the plan string names
+ * it; a captured graph replays the same bits; q, k and v as one grid (2 + 1 + 1 tiles, pairs
  * across layers); the 150-row output against the reference of the rounded weights. Skips
  * where the fold does not run. */
 GPU_TEST(wq_fold_x_multicast_same_bits)
