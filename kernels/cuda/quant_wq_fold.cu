@@ -30,6 +30,7 @@
  * mbarriers: see its section below. */
 #include "kernels/cuda/quant_wq_gemm.cuh"
 #include <cuda.h>                    /* CUtensorMap and its encoder's types (no libcuda link) */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <type_traits>
@@ -148,19 +149,50 @@ struct wf_loader {
 };
 
 #ifdef PGD_SM90A
+/* Which of a warp's stages start a group of {scale, zero}: a group spans whole stages and
+ * every warp takes its split's stages in order, so the stages after a group's first find rz
+ * as the first left it, and rz.set (~22 instructions a stage in bf16, and the shared loads
+ * it waits for) runs once a group: every second stage at group 128, once a split for one
+ * group a row. rz is the same bits either way. */
+struct wf_group_starts {
+    int left;                        /* stages of the current group still to come */
+    int first, per;                  /* the split's first group's stages in it; a group's */
+    template <typename T>
+    __device__ __forceinline__ void init(const wg_args<T> &a, int kt0)
+    {
+        per = a.groups == 1 ? INT_MAX : a.group_size / WG_BK;
+        first = a.groups == 1 ? INT_MAX : per - kt0 % per;
+        left = 0;
+    }
+    /* whether the next stage starts a group (called once a stage, in order) */
+    __device__ __forceinline__ bool next(void)
+    {
+        const bool starts = left == 0;
+        if (starts) {
+            left = first;
+            first = per;
+        }
+        left--;
+        return starts;
+    }
+};
+
 /* A warp's share of one stage's tensor work (the stage's buffer at sp, shared address st):
- * its rows' {scale, zero} and its 16-byte word, 16 A registers (4 steps of 16 inputs), and
- * the warpgroup's 4 wgmmas on the stage's x tile, committed as one group. */
+ * its rows' {scale, zero} where the stage starts a group (new_group; else rz holds them),
+ * its 16-byte word, 16 A registers (4 steps of 16 inputs), and the warpgroup's 4 wgmmas on
+ * the stage's x tile, committed as one group. */
 template <typename T, int BN, int NA>
 __device__ __forceinline__ void wf_stage_mma(const uint8_t *sp, uint32_t st, float (&acc)[NA],
                                              uint32_t (&A)[4][4], wg_rowz<T, WG_MMA4, false> &rz,
-                                             int warp, int lane)
+                                             bool new_group, int warp, int lane)
 {
     typedef wg_smem<WG_MMA4, BN> S;
     const int g = lane >> 2, t = lane & 3;
     /* a group spans whole stages: step 0's {scale, zero} of rows g, g + 8 serve all 4 */
-    const __half2 *sm = reinterpret_cast<const __half2 *>(sp + S::META);
-    rz.set(sm[warp * 16 + g], sm[warp * 16 + g + 8]);
+    if (new_group) {
+        const __half2 *sm = reinterpret_cast<const __half2 *>(sp + S::META);
+        rz.set(sm[warp * 16 + g], sm[warp * 16 + g + 8]);
+    }
     const uint4 wv = *reinterpret_cast<const uint4 *>(sp + warp * 512 + lane * 16);
     const uint32_t words[4] = { wv.x, wv.y, wv.z, wv.w };
 #pragma unroll
@@ -354,6 +386,8 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
     }
 
     wg_rowz<T, WG_MMA4, false> rz;
+    wf_group_starts gs;
+    gs.init(a, kt0);
     /* Each stage is waited for by the end of the next (wf_pairs), so at stage kt's barrier
      * both warpgroups are done with stage kt - 2's buffer, the one refilled. */
     auto stage = [&](int kt, uint32_t (&A)[4][4]) {
@@ -372,7 +406,7 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
         cp_async_commit();
         const int b = kt % L::STAGES;
         wf_stage_mma<T, BN>(buf + b * L::STAGE, smem0 + (uint32_t)(b * L::STAGE), acc, A, rz,
-                            warp, lane);
+                            gs.next(), warp, lane);
     };
     wf_pairs(acc, nkt, th >= 128, stage, [](int) {});
     if constexpr (MC)
@@ -488,11 +522,13 @@ wq_fold_ws_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant
             acc[i] = 0.0f;
         pdl_wait();                  /* before the epilogue writes y */
         wg_rowz<T, WG_MMA4, false> rz;
+        wf_group_starts gs;
+        gs.init(a, kt0);
         auto stage = [&](int kt, uint32_t (&A)[4][4]) {
             const int b = kt % L::STAGES;
             sm90_mbar_wait(full + 8 * b, (uint32_t)((kt / L::STAGES) & 1));
             wf_stage_mma<T, BN>(buf + b * L::STAGE, smem0 + (uint32_t)(b * L::STAGE), acc, A,
-                                rz, warp, lane);
+                                rz, gs.next(), warp, lane);
         };
         /* this warp's share of releasing stage kt's buffer, its wgmmas waited for */
         auto release = [&](int kt) {
