@@ -315,7 +315,8 @@ int pgd_cmd_bench_quant(int argc, char **argv)
                             "PGD_CUDA_FP8_DEC_MAX_N (0..16), PGD_CUDA_FP8_DEC_XPREP=1,\n"
                             "  PGD_CUDA_WQ_GEMM_BN (32, 64, 128), PGD_CUDA_WQ_GEMM_KS (1..8),\n"
                             "  PGD_CUDA_WQ_FOLD_MIN_N / _MAX_N (its rows, 17..256), "
-                            "PGD_CUDA_WQ_FOLD_BN (64, 128, 256), PGD_CUDA_WQ_FOLD_KS (1..8),\n"
+                            "PGD_CUDA_WQ_FOLD_BN (64, 128, 192, 256), PGD_CUDA_WQ_FOLD_KS (1..8),\n"
+                            "  PGD_CUDA_WQ_FOLD_192=1 (the 192-token tile among the planned ones),\n"
                             "  PGD_CUDA_WQ_FOLD_WS=1 (the fold warp-specialized: copies by a "
                             "producer warpgroup, mbarriers),\n"
                             "  PGD_CUDA_WQ_FOLD_ONE_BLOCK=1 (the plain fold one block an SM),\n"
@@ -323,7 +324,9 @@ int pgd_cmd_bench_quant(int argc, char **argv)
                             "n - 1 / skipped; default: skipped but for 64-token tiles "
                             "all full),\n"
                             "  PGD_CUDA_WQ_FOLD_TMA=0 / 1 (the plain fold's x by the tensor copy "
-                            "engine for no / every token tile; default: 128 and 256),\n"
+                            "engine for no / every token tile; default: 128 and up),\n"
+                            "  PGD_CUDA_WQ_FOLD_MC=1 (x multicast to pairs of feature tiles, "
+                            "unsplit plans of 128 tokens and up),\n"
                             "  PGD_CUDA_FP8_FAST_ACCUM=0 change the automatic choice and "
                             "cuBLASLt's FP8 accumulation\n");
             return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
