@@ -271,14 +271,14 @@ __device__ __forceinline__ wg_args<T> wf_layer(const wg_args<T> &g, int &m0)
     return a;
 }
 
-/* TX (wf_tma: the default from the 128-token tile up): x's tile of a stage comes by the
- * tensor copy engine, one thread's bulk copy through xmap (x as a 2D tensor [n][in], box
- * 64 inputs x BN rows, the descriptor's 128-byte swizzle, rows past n filled with zeros)
- * completing on the stage buffer's mbarrier (xbar), in place of the 8 BN / 256 cp.async
- * copies of every thread. x is then written by the async proxy that wgmma reads with, so
- * no proxy fence a stage; the weights and meta (read with plain shared loads) keep their
- * cp.async copies and the block barrier. Gone from every warp a stage: the x copies, their
- * addresses, clamps or predicates, and the fence. Without TX, xmap is not read.
+/* TX (wf_tma: the default but for 64-token tiles of 32 rows or fewer): x's tile of a stage
+ * comes by the tensor copy engine, one thread's bulk copy through xmap (x as a 2D tensor
+ * [n][in], box 64 inputs x BN rows, the descriptor's 128-byte swizzle, rows past n filled
+ * with zeros) completing on the stage buffer's mbarrier (xbar), in place of the 8 BN / 256
+ * cp.async copies of every thread. x is then written by the async proxy that wgmma reads
+ * with, so no proxy fence a stage; the weights and meta (read with plain shared loads) keep
+ * their cp.async copies and the block barrier. Gone from every warp a stage: the x copies,
+ * their addresses, clamps or predicates, and the fence. Without TX, xmap is not read.
  *
  * MC (with TX; unsplit, from the 128-token tile up; PGD_CUDA_WQ_FOLD_MC, wf_mc): the blocks
  * of two neighbouring feature tiles, one cluster, read the same x tile, so each loads half
@@ -681,14 +681,15 @@ static int wf_clusters(const struct pgd_cuda_ctx *c, int ks, bool ws, bool one)
 
 /* The token tiles, narrowest first. 192 (wgmma n 192) serves 129-192 rows with a quarter
  * less tensor work a stage than 256, and keeps a 64-row bucket's tile count one count
- * (quant_wq_fold_tune.cu's buckets). It joins the plans with PGD_CUDA_WQ_FOLD_192=1 until
- * a GPU has run its tests and timed it (forcing it with PGD_CUDA_WQ_FOLD_BN runs it
- * either way). */
+ * (quant_wq_fold_tune.cu's buckets): the 8B GPTQ step 14-15% faster at 136-192 rows on an
+ * H100 (gate_up at 192 rows 136.0 -> 103.6 us; PERFORMANCE.md, thirtieth session).
+ * PGD_CUDA_WQ_FOLD_192=0 leaves it out of the plans (forcing it with PGD_CUDA_WQ_FOLD_BN
+ * runs it either way). */
 static const int WF_BNS[4] = { 64, 128, 192, 256 };
 static bool wf_bn_ok(int bn) { return bn == 64 || bn == 128 || bn == 192 || bn == 256; }
 static bool wf_bn_planned(int bn)
 {
-    return bn != 192 || pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_192", 0) == 1;
+    return bn != 192 || pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_192", 1) != 0;
 }
 
 /* The estimated cost of a plan (token tile bn, ks splits of the inputs) for n rows of an
@@ -871,18 +872,19 @@ static cudaError_t wf_xmap(const wg_args<T> &a, int bn, CUtensorMap *map)
                : cudaErrorInvalidValue;
 }
 
-/* Whether the plain kernel of a bn-token tile takes x by TMA (the same bits), where the
- * driver encodes tensor maps: by default from the 128-token tile up, 5-15% faster
- * plan by plan and the 8B step 9-11% faster at 128-256 rows on an H200 (PERFORMANCE.md,
- * twenty-eighth session); not yet for the 64-token tile: with its barriers past its
- * 115,712 bytes a second block no longer fit an SM (20-60% slower), and the barriers in
- * its stages (wf_smem::TX_IN_STAGE) have not run on a GPU yet. PGD_CUDA_WQ_FOLD_TMA=1 takes
- * it for every tile, 0 for none (x by cp.async copies; PGD_CUDA_WQ_FOLD_XSKIP then
- * applies). */
-static bool wf_tma(int bn)
+/* Whether the plain kernel of a bn-token tile takes x by TMA (the same bits) for n rows,
+ * where the driver encodes tensor maps: by default from the 128-token tile up, 5-15%
+ * faster plan by plan and the 8B step 9-11% faster at 128-256 rows on an H200
+ * (PERFORMANCE.md, twenty-eighth session); for the 64-token tile (its barriers in its
+ * stages, wf_smem::TX_IN_STAGE, so that two blocks still fit an SM) past 32 rows: the 8B
+ * GPTQ step 3% faster at 48 and 64 rows on an H100, level at 96, but 5% slower at 17-32,
+ * where the tile's copies of the rows past n are skipped (thirtieth session).
+ * PGD_CUDA_WQ_FOLD_TMA=1 takes it for every tile and n, 0 for none (x by cp.async copies;
+ * PGD_CUDA_WQ_FOLD_XSKIP then applies). */
+static bool wf_tma(int bn, int n)
 {
     const int v = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_TMA", -1);
-    return (v == 1 || (v != 0 && bn >= 128)) && wf_encoder() != NULL;
+    return (v == 1 || (v != 0 && (bn >= 128 || n > 32))) && wf_encoder() != NULL;
 }
 
 extern "C" int pgd_cuda_wq_fold_tma_available(int device)
@@ -891,13 +893,15 @@ extern "C" int pgd_cuda_wq_fold_tma_available(int device)
 }
 
 /* Whether a plan's launch multicasts x to pairs of feature tiles (wq_fold_kernel's MC):
- * PGD_CUDA_WQ_FOLD_MC=1 (opt-in until an H200 has timed it), x by TMA, a tile of 128
- * tokens or more, the inputs unsplit (a split's cluster is its own) and an even count of
- * feature tiles (the grid's y, a pair a cluster). */
-static bool wf_mc(const struct wq_fold_plan &p, int out)
+ * PGD_CUDA_WQ_FOLD_MC=1, x by TMA, a tile of 128 tokens or more, the inputs unsplit (a
+ * split's cluster is its own) and an even count of feature tiles (the grid's y, a pair a
+ * cluster). Opt-in: on an H100 it made the 8B GPTQ step 2-5% slower at 128-256 rows, and
+ * gate_up's 256/1 plan at 256 rows 144 -> 169 us under Nsight Compute, with more bytes
+ * through L2, not fewer (thirtieth session); x's L2 traffic was not what bound the stage. */
+static bool wf_mc(const struct wq_fold_plan &p, int n, int out)
 {
     return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_MC", 0) == 1 && !p.ws && p.bn >= 128 &&
-           p.ks == 1 && ((out + WG_BM - 1) / WG_BM) % 2 == 0 && wf_tma(p.bn);
+           p.ks == 1 && ((out + WG_BM - 1) / WG_BM) % 2 == 0 && wf_tma(p.bn, n);
 }
 
 template <typename T>
@@ -907,12 +911,12 @@ cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
     a.ks = p.ks;
     a.kps = p.kps;
     CUtensorMap xmap;                /* x by TMA (wf_tma), else unread by the kernel */
-    if (wf_mc(p, a.out)) {           /* a block's half of the tile */
+    if (wf_mc(p, a.n, a.out)) {      /* a block's half of the tile */
         const cudaError_t e = wf_xmap(a, p.bn / 2, &xmap);
         return e != cudaSuccess ? e : wf_launch<T, false, false, true, true>(c, a, p.bn, false,
                                                                              xmap);
     }
-    if (!p.ws && wf_tma(p.bn)) {
+    if (!p.ws && wf_tma(p.bn, a.n)) {
         const cudaError_t e = wf_xmap(a, p.bn, &xmap);
         return e != cudaSuccess ? e : wf_launch<T, false, false, true>(c, a, p.bn, p.one, xmap);
     }
@@ -955,5 +959,5 @@ void pgd_cuda__wq_fold_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_
     if (wf_forced() || !pgd_cuda__wq_fold_tuned_plan(c, n, w->in, w->out, 1, w->group_size, &p))
         p = wf_pick(c, n, w->in, w->out);
     snprintf(buf, len, "fold%s%d/%d%s%s", p.ws ? "-ws" : "", p.bn, p.ks, p.one ? "/1sm" : "",
-             wf_mc(p, w->out) ? "/tma-mc" : !p.ws && wf_tma(p.bn) ? "/tma" : "");
+             wf_mc(p, n, w->out) ? "/tma-mc" : !p.ws && wf_tma(p.bn, n) ? "/tma" : "");
 }
