@@ -63,7 +63,8 @@ template <int BN> struct wf_smem {
     static constexpr int TX_BAR = S::META + WG_BM * 4;
     static_assert(TX_BAR % 8 == 0 && TX_BAR + 8 <= STAGE, "the barrier inside the stage");
     /* x multicast to a pair (MC): the x barriers past MAIN, then a buffer's "the peer has
-     * freed it" barriers past those */
+     * freed it" barriers past those; the kernel without a block barrier (NB) the same room
+     * for its full and empty barriers */
     static constexpr int MC_BYTES = BYTES + 2 * 8 * STAGES;
 };
 
@@ -178,10 +179,10 @@ struct wf_group_starts {
 };
 
 /* A warp's share of one stage's tensor work (the stage's buffer at sp, shared address st):
- * its rows' {scale, zero} where the stage starts a group (new_group; else rz holds them),
- * its 16-byte word, 16 A registers (4 steps of 16 inputs), and the warpgroup's 4 wgmmas on
- * the stage's x tile, committed as one group. */
-template <typename T, int BN, int NA>
+ * its rows' {scale, zero} where the stage starts a group (new_group; else rz holds them;
+ * row r's pair at META + 4 MS r), its 16-byte word, 16 A registers (4 steps of 16 inputs),
+ * and the warpgroup's 4 wgmmas on the stage's x tile, committed as one group. */
+template <typename T, int BN, int NA, int MS = 1>
 __device__ __forceinline__ void wf_stage_mma(const uint8_t *sp, uint32_t st, float (&acc)[NA],
                                              uint32_t (&A)[4][4], wg_rowz<T, WG_MMA4, false> &rz,
                                              bool new_group, int warp, int lane)
@@ -191,7 +192,7 @@ __device__ __forceinline__ void wf_stage_mma(const uint8_t *sp, uint32_t st, flo
     /* a group spans whole stages: step 0's {scale, zero} of rows g, g + 8 serve all 4 */
     if (new_group) {
         const __half2 *sm = reinterpret_cast<const __half2 *>(sp + S::META);
-        rz.set(sm[warp * 16 + g], sm[warp * 16 + g + 8]);
+        rz.set(sm[(warp * 16 + g) * MS], sm[(warp * 16 + g + 8) * MS]);
     }
     const uint4 wv = *reinterpret_cast<const uint4 *>(sp + warp * 512 + lane * 16);
     const uint32_t words[4] = { wv.x, wv.y, wv.z, wv.w };
@@ -543,6 +544,120 @@ wq_fold_ws_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant
 #endif
 }
 
+/* ---- the fold without a block barrier a stage (PGD_CUDA_WQ_FOLD_NB=1, opt-in) --------------- */
+/* Nsight Compute on the plain kernel's gate_up at 256 rows (H100, thirtieth session): the
+ * tensor pipe 43% busy and half of every warp's time at the block barrier a stage, where
+ * each warpgroup waits for the other's A registers and for every thread's copies. Here all
+ * of a stage comes by the tensor copy engine on its buffer's full mbarrier (one arrival and
+ * the stage's bytes), so nothing a thread copied needs a barrier to be seen:
+ *   weights: maps.w, the mma layout as u32 [tiles][wstride / 4], box {128, 8}: the block's
+ *     8 tiles' 512-byte entries of the stage, wg_smem's W layout as the loader makes it;
+ *   {scale, zero}: maps.m, u32 [out_pad][groups], box {4, 128} from the stage's group: row
+ *     r's pair at META + 16 r (the next groups' pairs beside it, unread), which needs the
+ *     groups a multiple of 4 (a row's stride a multiple of 16 bytes);
+ *   x: maps.x, as the plain kernel's TX.
+ * empty[b]: each warp's lane 0 arrives once its wgmmas of the stage in buffer b are waited
+ * for (wf_pairs' done, as the warp-specialized kernel's release). Thread 0 issues each
+ * stage past the first STAGES once its buffer's empty phase has completed, and never
+ * blocks on one: at each stage's start, and while it waits for a stage's full barrier
+ * (which may be one only it can issue), it issues every stage whose buffer is free
+ * (mbarrier.test_wait). So a warpgroup waits for its own stage's bytes only. The wgmmas and
+ * their order are the plain kernel's: the same bits. Launches of one layer (q, k and v's
+ * one grid keeps the plain kernel), tiles of 128 tokens and up. */
+struct wf_nb_maps {
+    CUtensorMap x, w, m;
+};
+
+template <typename T, int BN>
+__global__ void __launch_bounds__(WG_THREADS, 1)
+wq_fold_nb_kernel(const __grid_constant__ wg_args<T> a, const __grid_constant__ wf_nb_maps maps)
+{
+#ifdef PGD_SM90A
+    typedef wf_smem<BN> L;
+    typedef typename L::S S;
+    constexpr int NA = BN / 2;       /* accumulators a thread */
+    constexpr uint32_t STAGE_TX = BN * 128 + S::X + WG_BM * 16;   /* x, weights, meta */
+    extern __shared__ __align__(128) uint8_t wf_buf[];
+    const uint32_t raw = smem_u32(wf_buf), smem0 = (raw + 1023u) & ~1023u;
+    uint8_t *buf = wf_buf + (smem0 - raw);
+    const int th = threadIdx.x, warp = th / 32, lane = th % 32;
+    const int m0 = (int)blockIdx.y * WG_BM, n0 = (int)blockIdx.x * BN;
+    const int kt0 = blockIdx.z * a.kps, nkt = min(a.kts, kt0 + a.kps) - kt0;
+    pdl_trigger();
+    auto full = [&](int b) { return smem0 + (uint32_t)(L::MAIN + 8 * b); };
+    auto empty = [&](int b) { return smem0 + (uint32_t)(L::MAIN + 8 * (L::STAGES + b)); };
+    if (th == 0) {
+        for (int s = 0; s < L::STAGES; s++) {
+            sm90_mbar_init(full(s), 1);
+            sm90_mbar_init(empty(s), WG_THREADS / 32);
+        }
+        sm90_fence_mbar_init();
+    }
+    __syncthreads();
+    /* a stage's group as the loader finds it (wf_loader::init) */
+    const uint32_t gst = (uint32_t)(a.group_size / WG_BK);
+    const uint32_t gmul = a.groups == 1 ? 0u : (uint32_t)((((uint64_t)1 << 31) + gst - 1) / gst);
+    /* thread 0: split-local stage s's weights and meta (wm: with the barrier's expected
+     * bytes) and its x (xx) into buffer s % STAGES */
+    auto issue = [&](int s, bool wm, bool xx) {
+        const int b = s % L::STAGES, kt = kt0 + s;
+        const uint32_t st = smem0 + (uint32_t)(b * L::STAGE);
+        if (wm) {
+            sm90_mbar_expect_tx(full(b), STAGE_TX);
+            sm90_tma_load_2d(st, &maps.w, kt * 128, m0 / 16, full(b));
+            sm90_tma_load_2d(st + (uint32_t)S::META, &maps.m,
+                             (int)__umulhi(2u * (uint32_t)kt, gmul), m0, full(b));
+        }
+        if (xx)
+            sm90_tma_load_2d(st + (uint32_t)S::X, &maps.x, kt * WG_BK, n0, full(b));
+    };
+    int next = min(L::STAGES, nkt);  /* thread 0: the next stage to issue */
+    auto refill = [&]() {
+        while (next < nkt && sm90_mbar_test(empty(next % L::STAGES),
+                                            (uint32_t)((next / L::STAGES - 1) & 1))) {
+            issue(next, true, true);
+            next++;
+        }
+    };
+    /* the weights and meta before the previous kernel is done (nothing writes them) */
+    if (th == 0)
+        for (int s = 0; s < next; s++)
+            issue(s, true, false);
+    pdl_wait();
+    if (th == 0)
+        for (int s = 0; s < next; s++)
+            issue(s, false, true);
+
+    float acc[NA];
+#pragma unroll
+    for (int i = 0; i < NA; i++)
+        acc[i] = 0.0f;
+    wg_rowz<T, WG_MMA4, false> rz;
+    wf_group_starts gs;
+    gs.init(a, kt0);
+    auto stage = [&](int kt, uint32_t (&A)[4][4]) {
+        const int b = kt % L::STAGES;
+        const uint32_t ph = (uint32_t)((kt / L::STAGES) & 1);
+        if (th == 0) {
+            refill();
+            while (!sm90_mbar_test(full(b), ph))
+                refill();
+        }
+        sm90_mbar_wait(full(b), ph);
+        wf_stage_mma<T, BN, NA, 4>(buf + b * L::STAGE, smem0 + (uint32_t)(b * L::STAGE), acc,
+                                   A, rz, gs.next(), warp, lane);
+    };
+    auto release = [&](int kt) {
+        if (lane == 0)
+            sm90_mbar_arrive(empty(kt % L::STAGES));
+    };
+    wf_pairs(acc, nkt, th >= 128, stage, release);
+    wg_wgmma_epilogue<T, BN, S::OUT_LD>(a, buf, acc, n0, m0);
+#else
+    __trap();                        /* launched only where the sm_90a code exists */
+#endif
+}
+
 /* ---- the host side ------------------------------------------------------------------------------- */
 /* A plan's `one`: the plain kernel's block asks for at least WF_ONE_BLOCK_BYTES of shared
  * memory, past half an SM's 228 KB, so an SM holds one block as the plan's cost model
@@ -825,6 +940,28 @@ static cudaError_t wf_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn
     return wf_kernel<T, 64, WS, XS, TX>::launch(c, a, one, xmap);
 }
 
+/* The kernel without a block barrier a stage (NB) of a BN-token tile: grid and clusters as
+ * the plain kernel's, its barriers past MAIN. */
+template <typename T, int BN> struct wf_nb_kernel {
+    static std::atomic<uint64_t> granted;
+    static constexpr int SMEM = wf_smem<BN>::MC_BYTES;
+    static cudaError_t launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, const wf_nb_maps &m)
+    {
+        cudaError_t e = wg_allow_smem(granted, wq_fold_nb_kernel<T, BN>, c->device, SMEM);
+        if (e != cudaSuccess)
+            return e;
+        cudaLaunchConfig_t cfg;
+        cudaLaunchAttribute attr[2];
+        pgd_cuda__wq_launch_cfg(c,
+                                dim3((unsigned)((a.n + BN - 1) / BN),
+                                     (unsigned)((a.out + WG_BM - 1) / WG_BM), (unsigned)a.ks),
+                                dim3(WG_THREADS), (size_t)SMEM, dim3(1, 1, (unsigned)a.ks), &cfg,
+                                attr);
+        return cudaLaunchKernelEx(&cfg, wq_fold_nb_kernel<T, BN>, a, m);
+    }
+};
+template <typename T, int BN> std::atomic<uint64_t> wf_nb_kernel<T, BN>::granted(0);
+
 /* ---- x's tensor map (TX) ---------------------------------------------------------------- */
 /* The driver's cuTensorMapEncodeTiled, looked up once through the runtime (the library does
  * not link libcuda); NULL where the driver lacks it. */
@@ -872,6 +1009,32 @@ static cudaError_t wf_xmap(const wg_args<T> &a, int bn, CUtensorMap *map)
                : cudaErrorInvalidValue;
 }
 
+/* The weights and {scale, zero} of a as the tensor maps of the kernel without a block
+ * barrier (wq_fold_nb_kernel's comment): the mma layout as u32 [out_pad / 16][wstride / 4],
+ * box {128, 8}; meta as u32 [out_pad][groups], box {4, 128}, no swizzle, rows past the
+ * layer zero-filled. cudaErrorInvalidValue where the driver refuses one. */
+template <typename T>
+static cudaError_t wf_wmaps(const wg_args<T> &a, CUtensorMap *w, CUtensorMap *m)
+{
+    const wf_encode_fn encode = wf_encoder();
+    const cuuint64_t wdims[2] = { (cuuint64_t)(a.wstride / 4), (cuuint64_t)(a.out_pad / 16) };
+    const cuuint64_t wstrides[1] = { (cuuint64_t)a.wstride };
+    const cuuint32_t wbox[2] = { 128, WG_BM / 16 }, unit[2] = { 1, 1 };
+    const cuuint64_t mdims[2] = { (cuuint64_t)a.groups, (cuuint64_t)a.out_pad };
+    const cuuint64_t mstrides[1] = { (cuuint64_t)a.groups * 4 };
+    const cuuint32_t mbox[2] = { 4, WG_BM };
+    const bool ok =
+        encode(w, CU_TENSOR_MAP_DATA_TYPE_UINT32, 2, (void *)a.w, wdims, wstrides, wbox, unit,
+               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+               CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) ==
+            CUDA_SUCCESS &&
+        encode(m, CU_TENSOR_MAP_DATA_TYPE_UINT32, 2, (void *)a.meta, mdims, mstrides, mbox, unit,
+               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) ==
+            CUDA_SUCCESS;
+    return ok ? cudaSuccess : cudaErrorInvalidValue;
+}
+
 /* Whether the plain kernel of a bn-token tile takes x by TMA (the same bits) for n rows,
  * where the driver encodes tensor maps: by default from the 128-token tile up, 5-15%
  * faster plan by plan and the 8B step 9-11% faster at 128-256 rows on an H200
@@ -904,6 +1067,16 @@ static bool wf_mc(const struct wq_fold_plan &p, int n, int out)
            p.ks == 1 && ((out + WG_BM - 1) / WG_BM) % 2 == 0 && wf_tma(p.bn, n);
 }
 
+/* Whether a plan's launch takes the kernel without a block barrier a stage
+ * (wq_fold_nb_kernel): PGD_CUDA_WQ_FOLD_NB=1 (opt-in until a GPU has timed it), where x
+ * comes by TMA, a tile of 128 tokens or more, one layer, its groups a multiple of 4 (the
+ * meta map's row stride) and no multicast asked for. */
+static bool wf_nb(const struct wq_fold_plan &p, int n, int out, int layers, int groups)
+{
+    return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_NB", 0) == 1 && !p.ws && p.bn >= 128 &&
+           layers == 1 && groups % 4 == 0 && !wf_mc(p, n, out) && wf_tma(p.bn, n);
+}
+
 template <typename T>
 cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
                                   const struct wq_fold_plan &p)
@@ -915,6 +1088,17 @@ cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
         const cudaError_t e = wf_xmap(a, p.bn / 2, &xmap);
         return e != cudaSuccess ? e : wf_launch<T, false, false, true, true>(c, a, p.bn, false,
                                                                              xmap);
+    }
+    if (wf_nb(p, a.n, a.out, a.layers, a.groups)) {
+        wf_nb_maps m;
+        cudaError_t e = wf_xmap(a, p.bn, &m.x);
+        if (e == cudaSuccess)
+            e = wf_wmaps(a, &m.w, &m.m);
+        if (e != cudaSuccess)
+            return e;
+        return p.bn == 256   ? wf_nb_kernel<T, 256>::launch(c, a, m)
+               : p.bn == 192 ? wf_nb_kernel<T, 192>::launch(c, a, m)
+                             : wf_nb_kernel<T, 128>::launch(c, a, m);
     }
     if (!p.ws && wf_tma(p.bn, a.n)) {
         const cudaError_t e = wf_xmap(a, p.bn, &xmap);
@@ -959,5 +1143,8 @@ void pgd_cuda__wq_fold_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_
     if (wf_forced() || !pgd_cuda__wq_fold_tuned_plan(c, n, w->in, w->out, 1, w->group_size, &p))
         p = wf_pick(c, n, w->in, w->out);
     snprintf(buf, len, "fold%s%d/%d%s%s", p.ws ? "-ws" : "", p.bn, p.ks, p.one ? "/1sm" : "",
-             wf_mc(p, n, w->out) ? "/tma-mc" : !p.ws && wf_tma(p.bn, n) ? "/tma" : "");
+             wf_mc(p, n, w->out)                 ? "/tma-mc"
+             : wf_nb(p, n, w->out, 1, w->groups) ? "/tma-nb"
+             : !p.ws && wf_tma(p.bn, n)          ? "/tma"
+                                                 : "");
 }

@@ -1683,6 +1683,78 @@ GPU_TEST(wq_fold_x_multicast_same_bits)
     unsetenv("PGD_CUDA_WQ_FOLD_TMA");
 }
 
+/* The folded GEMM without a block barrier a stage (PGD_CUDA_WQ_FOLD_NB=1: weights, {scale,
+ * zero} and x of a stage by the tensor copy engine on its buffer's full barrier, buffers
+ * released by each warp and refilled by thread 0 without blocking) against the plain
+ * kernel with x by TMA (=0): every output bit-equal, the 128-, 192- and 256-token tiles,
+ * unsplit and split in 3 (splits that start inside a group), over enough stages that every
+ * buffer is refilled several times (2,048 inputs: 32 stages), at rows that leave a tile
+ * part-empty and full, with 8 feature tiles and with 3 (the last box past the layer), with
+ * and without act-order; a layer whose groups are not a multiple of 4 (33 of 64 inputs)
+ * keeps the plain kernel; the plan string names it; a captured graph replays the same bits;
+ * the 150-row output against the reference of the rounded weights. Skips where the fold
+ * does not run. */
+GPU_TEST(wq_fold_no_block_barrier_same_bits)
+{
+    if (!pgd_cuda_wq_fold_available(0))
+        cr_skip_test("the folded GEMM does not run here (no sm_90a device or code)");
+    cr_assert(pgd_cuda_wq_fold_tma_available(0), "the fold runs but the driver gives no "
+              "cuTensorMapEncodeTiled");
+    static const int NS_X[3] = { 17, 150, 256 };
+    static const struct { int group, in, out; bool act; } LAYERS[3] = {
+        { 128, 2048, 1000, true }, { 128, 2048, 264, false }, { 64, 2112, 264, false },
+    };
+    static const char *BN[3] = { "128", "192", "256" }, *KS[2] = { "1", "3" };
+    setenv("PGD_CUDA_WQ_FOLD_TMA", "1", 1);
+    setenv("PGD_CUDA_WQ_FOLD_WS", "0", 1);
+    for (int o = 0; o < 3; o++) {
+        struct wq_layer L;
+        wq_init(&L, 4, LAYERS[o].group, LAYERS[o].act, Z_INT, LAYERS[o].in, LAYERS[o].out);
+        const bool nb = (LAYERS[o].in / LAYERS[o].group) % 4 == 0;
+        for (int j = 0; j < 3; j++) {
+            const int n = NS_X[j];
+            const enum pgd_dtype dt = DTS[(j + o) % 2];
+            float *x = rand_vals((size_t)n * L.in, 1, dt);
+            void *dx = upload(x, (size_t)n * L.in, dt);
+            for (int b = 0; b < 3; b++)
+                for (int k = 0; k < 2; k++) {
+                    setenv("PGD_CUDA_WQ_FOLD_BN", BN[b], 1);
+                    setenv("PGD_CUDA_WQ_FOLD_KS", KS[k], 1);
+                    if (fold_default()) {     /* the automatic path's plan is the fold's */
+                        char plan[64] = "", want[64];
+                        setenv("PGD_CUDA_WQ_FOLD_NB", "1", 1);
+                        pgd_cuda_wq_auto_plan(ctx, L.d, n, plan, sizeof plan);
+                        snprintf(want, sizeof want, "fold%s/%s/%s", BN[b], KS[k],
+                                 nb ? "tma-nb" : "tma");
+                        cr_expect_str_eq(plan, want, "%s x %d rows, token tile %s, split %s: "
+                                         "the plan is %s, not %s", L.name, n, BN[b], KS[k],
+                                         plan, want);
+                    }
+                    char what[384];
+                    snprintf(what, sizeof what, "%s, %s x %d rows, token tile %s, split %s: "
+                             "no block barrier against the plain kernel", L.name,
+                             pgd_dtype_name(dt), n, BN[b], KS[k]);
+                    fold_same_bits_either_way(&L, dt, dx, n, "PGD_CUDA_WQ_FOLD_NB", what);
+                }
+            unsetenv("PGD_CUDA_WQ_FOLD_KS");
+            setenv("PGD_CUDA_WQ_FOLD_NB", "1", 1);  /* the 256-token tile, still forced */
+            fold_graph_same_bits(&L, dt, dx, n, "a captured launch without a block barrier");
+            unsetenv("PGD_CUDA_WQ_FOLD_BN");
+            unsetenv("PGD_CUDA_WQ_FOLD_NB");
+            free(x);
+            pgd_cuda_free(dx);
+        }
+        setenv("PGD_CUDA_WQ_FOLD_NB", "1", 1);
+        setenv("PGD_CUDA_WQ_FOLD_BN", "192", 1);
+        wq_check(&L, PGD_DTYPE_BF16, 150, PGD_CUDA_QPATH_GEMM_FOLD, true);
+        unsetenv("PGD_CUDA_WQ_FOLD_BN");
+        unsetenv("PGD_CUDA_WQ_FOLD_NB");
+        wq_fini(&L);
+    }
+    unsetenv("PGD_CUDA_WQ_FOLD_WS");
+    unsetenv("PGD_CUDA_WQ_FOLD_TMA");
+}
+
 /* n rows of L through the automatic path into a new device buffer (x and b device buffers). */
 static void *wq_auto_out(const struct wq_layer *L, enum pgd_dtype dt, const void *dx,
                          const void *db, int n)
