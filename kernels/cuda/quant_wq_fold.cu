@@ -697,17 +697,13 @@ struct wf_kernel {
     static cudaError_t launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, bool one,
                               const CUtensorMap &xmap)
     {
+        /* the attribute granted at SMEM_MAX (allow), whatever this launch asks for */
         cudaError_t e = allow(c->device);
         if (e != cudaSuccess)
             return e;
-        cudaLaunchConfig_t cfg;
-        cudaLaunchAttribute attr[2];
-        pgd_cuda__wq_launch_cfg(c,
-                                dim3((unsigned)((a.n + BN - 1) / BN),
-                                     (unsigned)((a.out + WG_BM - 1) / WG_BM), (unsigned)a.ks),
-                                dim3(THREADS), (size_t)smem(one),
-                                MC ? dim3(1, 2, 1) : dim3(1, 1, (unsigned)a.ks), &cfg, attr);
-        return cudaLaunchKernelEx(&cfg, kernel, a, xmap);
+        return wg_launch(c, a, BN, THREADS, smem(one),
+                         MC ? dim3(1, 2, 1) : dim3(1, 1, (unsigned)a.ks), granted, kernel, a,
+                         xmap);
     }
 };
 template <typename T, int BN, bool WS, bool XS, bool TX, bool MC>
@@ -947,17 +943,8 @@ template <typename T, int BN> struct wf_nb_kernel {
     static constexpr int SMEM = wf_smem<BN>::MC_BYTES;
     static cudaError_t launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, const wf_nb_maps &m)
     {
-        cudaError_t e = wg_allow_smem(granted, wq_fold_nb_kernel<T, BN>, c->device, SMEM);
-        if (e != cudaSuccess)
-            return e;
-        cudaLaunchConfig_t cfg;
-        cudaLaunchAttribute attr[2];
-        pgd_cuda__wq_launch_cfg(c,
-                                dim3((unsigned)((a.n + BN - 1) / BN),
-                                     (unsigned)((a.out + WG_BM - 1) / WG_BM), (unsigned)a.ks),
-                                dim3(WG_THREADS), (size_t)SMEM, dim3(1, 1, (unsigned)a.ks), &cfg,
-                                attr);
-        return cudaLaunchKernelEx(&cfg, wq_fold_nb_kernel<T, BN>, a, m);
+        return wg_launch(c, a, BN, WG_THREADS, SMEM, dim3(1, 1, (unsigned)a.ks), granted,
+                         wq_fold_nb_kernel<T, BN>, a, m);
     }
 };
 template <typename T, int BN> std::atomic<uint64_t> wf_nb_kernel<T, BN>::granted(0);

@@ -368,17 +368,8 @@ struct wg_kernel {
     /* grid: token tiles x feature tiles x splits; the splits of a tile one cluster */
     static cudaError_t launch(struct pgd_cuda_ctx *c, const wg_args<T> &a)
     {
-        cudaError_t e = wg_allow_smem(granted, fn(), c->device, smem());
-        if (e != cudaSuccess)
-            return e;
-        cudaLaunchConfig_t cfg;
-        cudaLaunchAttribute attr[2];
-        pgd_cuda__wq_launch_cfg(c,
-                                dim3((unsigned)((a.n + BN - 1) / BN),
-                                     (unsigned)((a.out + WG_BM - 1) / WG_BM), (unsigned)a.ks),
-                                dim3(WG_THREADS), (size_t)smem(), dim3(1, 1, (unsigned)a.ks),
-                                &cfg, attr);
-        return cudaLaunchKernelEx(&cfg, fn(), a);
+        return wg_launch(c, a, BN, WG_THREADS, smem(), dim3(1, 1, (unsigned)a.ks), granted,
+                         fn(), a);
     }
 };
 template <typename T, int WK, bool EXACT, int BN, bool WGMMA>

@@ -552,4 +552,24 @@ static cudaError_t wg_allow_smem(std::atomic<uint64_t> &done, K kernel, int devi
     return e;
 }
 
+/* kernel(args...) over a's grid, token tiles of bn x feature tiles x splits, with `threads`
+ * threads a block, smem bytes of dynamic shared memory (granted through `done` first) and
+ * clusters of `cluster` blocks, on the context's stream (pgd_cuda__wq_launch_cfg). */
+template <typename T, typename... P, typename... A>
+static cudaError_t wg_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn, int threads,
+                             int smem, dim3 cluster, std::atomic<uint64_t> &done,
+                             void (*kernel)(P...), const A &...args)
+{
+    cudaError_t e = wg_allow_smem(done, kernel, c->device, smem);
+    if (e != cudaSuccess)
+        return e;
+    cudaLaunchConfig_t cfg;
+    cudaLaunchAttribute attr[2];
+    pgd_cuda__wq_launch_cfg(c,
+                            dim3((unsigned)((a.n + bn - 1) / bn),
+                                 (unsigned)((a.out + WG_BM - 1) / WG_BM), (unsigned)a.ks),
+                            dim3((unsigned)threads), (size_t)smem, cluster, &cfg, attr);
+    return cudaLaunchKernelEx(&cfg, kernel, args...);
+}
+
 #endif
