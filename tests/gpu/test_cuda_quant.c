@@ -1604,6 +1604,54 @@ GPU_TEST(wq_fold_x_by_tma_same_bits)
                                       "x by TMA against copied");
 }
 
+/* One case of a switch `var` of the fold's launch ("1": its kernel, "0": the plain one) at n
+ * rows of L (x: dx), token tile bn and split ks forced: where the fold is the automatic
+ * choice, the plan with the switch on reads fold<bn>/<ks>/<plan_end>; the outputs either way
+ * are bit-equal (`against` says what the two are in the message). Leaves `var` at "1", the
+ * tile and split forced. */
+static void fold_switch_case(const struct wq_layer *L, enum pgd_dtype dt, const void *dx, int n,
+                             const char *bn, const char *ks, const char *var,
+                             const char *plan_end, const char *against)
+{
+    setenv("PGD_CUDA_WQ_FOLD_BN", bn, 1);
+    setenv("PGD_CUDA_WQ_FOLD_KS", ks, 1);
+    if (fold_default()) {            /* the automatic path's plan is the fold's */
+        char plan[64] = "", want[64];
+        setenv(var, "1", 1);
+        pgd_cuda_wq_auto_plan(ctx, L->d, n, plan, sizeof plan);
+        snprintf(want, sizeof want, "fold%s/%s/%s", bn, ks, plan_end);
+        cr_expect_str_eq(plan, want, "%s x %d rows, token tile %s, split %s: the plan is %s, "
+                         "not %s", L->name, n, bn, ks, plan, want);
+    }
+    char what[384];
+    snprintf(what, sizeof what, "%s, %s x %d rows, token tile %s, split %s: %s", L->name,
+             pgd_dtype_name(dt), n, bn, ks, against);
+    fold_same_bits_either_way(L, dt, dx, n, var, what);
+}
+
+/* A switch's walk at n rows of L: a random x of dtype dt, fold_switch_case over the 128-,
+ * 192- and 256-token tiles and splits 1 and 3 (ends[k]: the plan's end at split k), then
+ * a graph captured with the switch on (the 256-token tile, `graph_what`) replaying the
+ * eager bits. Leaves the switch, the tile and the split unset. */
+static void fold_switch_rows(const struct wq_layer *L, enum pgd_dtype dt, int n, const char *var,
+                             const char *const ends[2], const char *against,
+                             const char *graph_what)
+{
+    static const char *BN[3] = { "128", "192", "256" }, *KS[2] = { "1", "3" };
+    float *x = rand_vals((size_t)n * L->in, 1, dt);
+    void *dx = upload(x, (size_t)n * L->in, dt);
+    for (int b = 0; b < 3; b++)
+        for (int k = 0; k < 2; k++)
+            fold_switch_case(L, dt, dx, n, BN[b], KS[k], var, ends[k], against);
+    unsetenv("PGD_CUDA_WQ_FOLD_KS");
+    setenv(var, "1", 1);             /* the 256-token tile, still forced */
+    fold_graph_same_bits(L, dt, dx, n, graph_what);
+    unsetenv("PGD_CUDA_WQ_FOLD_BN");
+    unsetenv(var);
+    free(x);
+    pgd_cuda_free(dx);
+}
+
 /* The folded GEMM's x multicast to pairs of feature tiles (PGD_CUDA_WQ_FOLD_MC=1: each block
  * of a two-block cluster loads half of the x tile by TMA into both, and hands each buffer
  * back to its peer before a refill) against each block's own TMA load (=0): every output
@@ -1622,45 +1670,17 @@ GPU_TEST(wq_fold_x_multicast_same_bits)
               "cuTensorMapEncodeTiled");
     static const int NS_X[4] = { 17, 100, 200, 256 };
     static const int OUTS[2] = { 1000, 264 };             /* 8 feature tiles; 3 */
-    static const char *BN[3] = { "128", "192", "256" }, *KS[2] = { "1", "3" };
     setenv("PGD_CUDA_WQ_FOLD_TMA", "1", 1);
     setenv("PGD_CUDA_WQ_FOLD_WS", "0", 1);
     for (int o = 0; o < 2; o++) {
         struct wq_layer L;
         wq_init(&L, 4, 128, o == 0, Z_INT, 2048, OUTS[o]);
-        for (int j = 0; j < 4; j++) {
-            const int n = NS_X[j];
-            const enum pgd_dtype dt = DTS[(j + o) % 2];
-            float *x = rand_vals((size_t)n * L.in, 1, dt);
-            void *dx = upload(x, (size_t)n * L.in, dt);
-            for (int b = 0; b < 3; b++)
-                for (int k = 0; k < 2; k++) {
-                    setenv("PGD_CUDA_WQ_FOLD_BN", BN[b], 1);
-                    setenv("PGD_CUDA_WQ_FOLD_KS", KS[k], 1);
-                    if (fold_default()) {     /* the automatic path's plan is the fold's */
-                        char plan[64] = "", want[64];
-                        setenv("PGD_CUDA_WQ_FOLD_MC", "1", 1);
-                        pgd_cuda_wq_auto_plan(ctx, L.d, n, plan, sizeof plan);
-                        snprintf(want, sizeof want, "fold%s/%s/%s", BN[b], KS[k],
-                                 o == 0 && k == 0 ? "tma-mc" : "tma");
-                        cr_expect_str_eq(plan, want, "%s x %d rows, token tile %s, split %s: "
-                                         "the plan is %s, not %s", L.name, n, BN[b], KS[k],
-                                         plan, want);
-                    }
-                    char what[384];
-                    snprintf(what, sizeof what, "%s, %s x %d rows, token tile %s, split %s: x "
-                             "multicast to pairs against loaded by each", L.name,
-                             pgd_dtype_name(dt), n, BN[b], KS[k]);
-                    fold_same_bits_either_way(&L, dt, dx, n, "PGD_CUDA_WQ_FOLD_MC", what);
-                }
-            unsetenv("PGD_CUDA_WQ_FOLD_KS");
-            setenv("PGD_CUDA_WQ_FOLD_MC", "1", 1);  /* the 256-token tile, still forced */
-            fold_graph_same_bits(&L, dt, dx, n, "a captured multicast launch");
-            unsetenv("PGD_CUDA_WQ_FOLD_BN");
-            unsetenv("PGD_CUDA_WQ_FOLD_MC");
-            free(x);
-            pgd_cuda_free(dx);
-        }
+        /* pairs only with an even count of feature tiles, unsplit */
+        const char *const ends[2] = { o == 0 ? "tma-mc" : "tma", "tma" };
+        for (int j = 0; j < 4; j++)
+            fold_switch_rows(&L, DTS[(j + o) % 2], NS_X[j], "PGD_CUDA_WQ_FOLD_MC", ends,
+                             "x multicast to pairs against loaded by each",
+                             "a captured multicast launch");
         setenv("PGD_CUDA_WQ_FOLD_MC", "1", 1);
         setenv("PGD_CUDA_WQ_FOLD_BN", "256", 1);
         setenv("PGD_CUDA_WQ_FOLD_KS", "1", 1);
@@ -1704,46 +1724,18 @@ GPU_TEST(wq_fold_no_block_barrier_same_bits)
     static const struct { int group, in, out; bool act; } LAYERS[3] = {
         { 128, 2048, 1000, true }, { 128, 2048, 264, false }, { 64, 2112, 264, false },
     };
-    static const char *BN[3] = { "128", "192", "256" }, *KS[2] = { "1", "3" };
     setenv("PGD_CUDA_WQ_FOLD_TMA", "1", 1);
     setenv("PGD_CUDA_WQ_FOLD_WS", "0", 1);
     for (int o = 0; o < 3; o++) {
         struct wq_layer L;
         wq_init(&L, 4, LAYERS[o].group, LAYERS[o].act, Z_INT, LAYERS[o].in, LAYERS[o].out);
+        /* the kernel only where the groups are a multiple of 4 (its meta map's rows) */
         const bool nb = (LAYERS[o].in / LAYERS[o].group) % 4 == 0;
-        for (int j = 0; j < 3; j++) {
-            const int n = NS_X[j];
-            const enum pgd_dtype dt = DTS[(j + o) % 2];
-            float *x = rand_vals((size_t)n * L.in, 1, dt);
-            void *dx = upload(x, (size_t)n * L.in, dt);
-            for (int b = 0; b < 3; b++)
-                for (int k = 0; k < 2; k++) {
-                    setenv("PGD_CUDA_WQ_FOLD_BN", BN[b], 1);
-                    setenv("PGD_CUDA_WQ_FOLD_KS", KS[k], 1);
-                    if (fold_default()) {     /* the automatic path's plan is the fold's */
-                        char plan[64] = "", want[64];
-                        setenv("PGD_CUDA_WQ_FOLD_NB", "1", 1);
-                        pgd_cuda_wq_auto_plan(ctx, L.d, n, plan, sizeof plan);
-                        snprintf(want, sizeof want, "fold%s/%s/%s", BN[b], KS[k],
-                                 nb ? "tma-nb" : "tma");
-                        cr_expect_str_eq(plan, want, "%s x %d rows, token tile %s, split %s: "
-                                         "the plan is %s, not %s", L.name, n, BN[b], KS[k],
-                                         plan, want);
-                    }
-                    char what[384];
-                    snprintf(what, sizeof what, "%s, %s x %d rows, token tile %s, split %s: "
-                             "no block barrier against the plain kernel", L.name,
-                             pgd_dtype_name(dt), n, BN[b], KS[k]);
-                    fold_same_bits_either_way(&L, dt, dx, n, "PGD_CUDA_WQ_FOLD_NB", what);
-                }
-            unsetenv("PGD_CUDA_WQ_FOLD_KS");
-            setenv("PGD_CUDA_WQ_FOLD_NB", "1", 1);  /* the 256-token tile, still forced */
-            fold_graph_same_bits(&L, dt, dx, n, "a captured launch without a block barrier");
-            unsetenv("PGD_CUDA_WQ_FOLD_BN");
-            unsetenv("PGD_CUDA_WQ_FOLD_NB");
-            free(x);
-            pgd_cuda_free(dx);
-        }
+        const char *const ends[2] = { nb ? "tma-nb" : "tma", nb ? "tma-nb" : "tma" };
+        for (int j = 0; j < 3; j++)
+            fold_switch_rows(&L, DTS[(j + o) % 2], NS_X[j], "PGD_CUDA_WQ_FOLD_NB", ends,
+                             "no block barrier against the plain kernel",
+                             "a captured launch without a block barrier");
         setenv("PGD_CUDA_WQ_FOLD_NB", "1", 1);
         setenv("PGD_CUDA_WQ_FOLD_BN", "192", 1);
         wq_check(&L, PGD_DTYPE_BF16, 150, PGD_CUDA_QPATH_GEMM_FOLD, true);
