@@ -178,33 +178,55 @@ struct wf_group_starts {
     }
 };
 
-/* A warp's share of one stage's tensor work (the stage's buffer at sp, shared address st):
- * its rows' {scale, zero} where the stage starts a group (new_group; else rz holds them;
- * row r's pair at META + 4 MS r), its 16-byte word, 16 A registers (4 steps of 16 inputs),
- * and the warpgroup's 4 wgmmas on the stage's x tile, committed as one group. */
-template <typename T, int BN, int NA, int MS = 1>
-__device__ __forceinline__ void wf_stage_mma(const uint8_t *sp, uint32_t st, float (&acc)[NA],
-                                             uint32_t (&A)[4][4], wg_rowz<T, WG_MMA4, false> &rz,
-                                             bool new_group, int warp, int lane)
+/* A warp's reads of one stage (the stage's buffer at sp): its rows' {scale, zero} into rz
+ * where the stage starts a group (new_group; else rz holds them; row r's pair at META +
+ * 4 MS r) and its 16-byte word of the mma layout's tile (returned). */
+template <typename T, int BN, int MS = 1>
+__device__ __forceinline__ uint4 wf_stage_take(const uint8_t *sp, wg_rowz<T, WG_MMA4, false> &rz,
+                                               bool new_group, int warp, int lane)
 {
     typedef wg_smem<WG_MMA4, BN> S;
-    const int g = lane >> 2, t = lane & 3;
+    const int g = lane >> 2;
     /* a group spans whole stages: step 0's {scale, zero} of rows g, g + 8 serve all 4 */
     if (new_group) {
         const __half2 *sm = reinterpret_cast<const __half2 *>(sp + S::META);
         rz.set(sm[(warp * 16 + g) * MS], sm[(warp * 16 + g + 8) * MS]);
     }
-    const uint4 wv = *reinterpret_cast<const uint4 *>(sp + warp * 512 + lane * 16);
+    return *reinterpret_cast<const uint4 *>(sp + warp * 512 + lane * 16);
+}
+
+/* A warp's tensor work of one stage (shared address st) from its word wv and rz: 16 A
+ * registers (4 steps of 16 inputs) and the warpgroup's 4 wgmmas on the stage's x tile,
+ * committed as one group. */
+template <typename T, int BN, int NA>
+__device__ __forceinline__ void wf_stage_issue(uint32_t st, const uint4 &wv, float (&acc)[NA],
+                                               uint32_t (&A)[4][4],
+                                               const wg_rowz<T, WG_MMA4, false> &rz, int warp,
+                                               int lane)
+{
+    typedef wg_smem<WG_MMA4, BN> S;
+    const int g = lane >> 2, t = lane & 3;
     const uint32_t words[4] = { wv.x, wv.y, wv.z, wv.w };
 #pragma unroll
     for (int s = 0; s < 4; s++)
-        wg_frag_a<T, WG_MMA4, false>(sp, words[s], warp * 16, s, g, t, rz, A[s]);
+        wg_frag_a<T, WG_MMA4, false>(nullptr, words[s], warp * 16, s, g, t, rz, A[s]);
     const uint64_t desc = sm90_desc_sw128(st + (uint32_t)S::X);
     sm90_wgmma_fence();
 #pragma unroll
     for (int s = 0; s < 4; s++)
         wgmma_op<T, BN>::run(acc, A[s], desc + (uint64_t)(2 * s), 1);
     sm90_wgmma_commit();
+}
+
+/* A warp's share of one stage's tensor work (the stage's buffer at sp, shared address st):
+ * its reads (wf_stage_take), then its wgmmas (wf_stage_issue). */
+template <typename T, int BN, int NA, int MS = 1>
+__device__ __forceinline__ void wf_stage_mma(const uint8_t *sp, uint32_t st, float (&acc)[NA],
+                                             uint32_t (&A)[4][4], wg_rowz<T, WG_MMA4, false> &rz,
+                                             bool new_group, int warp, int lane)
+{
+    const uint4 wv = wf_stage_take<T, BN, MS>(sp, rz, new_group, warp, lane);
+    wf_stage_issue<T, BN>(st, wv, acc, A, rz, warp, lane);
 }
 
 /* Stages [0, nkt) by pairs, each with its own register set, waited for at the pair's end:
@@ -232,6 +254,48 @@ __device__ __forceinline__ void wf_pairs(float (&acc)[NA], int nkt, bool second,
         stage(kt, A0);
         if (kt + 1 < nkt)
             stage(kt + 1, A1);
+        sm90_wgmma_wait<0>();
+        sm90_reg_fence(acc);
+        done(kt);
+        if (kt + 1 < nkt)
+            done(kt + 1);
+    }
+}
+
+/* wf_pairs with each stage's reads one step earlier: take(kt) waits for stage kt and returns
+ * the warp's word (and sets its {scale, zero}), issue(kt, word, A) makes the registers and
+ * the wgmmas. The reads of the first stage of a pair come before the wait that ends the
+ * pair before it, so its shared loads (and a group's {scale, zero} conversion) run while the
+ * wgmmas drain instead of after: what a warp then does between that wait and its next wgmma
+ * is the registers' arithmetic alone. The words are registers of their own, so the A sets
+ * are written where wf_pairs writes them (nothing for ptxas to serialize); the same
+ * wgmmas in the same order, the same bits. */
+template <int NA, typename Take, typename Issue, typename Done>
+__device__ __forceinline__ void wf_pairs_ahead(float (&acc)[NA], int nkt, bool second, Take take,
+                                               Issue issue, Done done)
+{
+    uint32_t A0[4][4], A1[4][4];
+    uint4 w0 = make_uint4(0, 0, 0, 0), w1;
+    int kt = 0;
+    if (nkt > 0)
+        w0 = take(0);
+    if (second && nkt > 0) {
+        issue(0, w0, A0);
+        if (nkt > 1)
+            w0 = take(1);
+        sm90_wgmma_wait<0>();
+        sm90_reg_fence(acc);
+        done(0);
+        kt = 1;
+    }
+    for (; kt < nkt; kt += 2) {
+        issue(kt, w0, A0);
+        if (kt + 1 < nkt) {
+            w1 = take(kt + 1);
+            issue(kt + 1, w1, A1);
+        }
+        if (kt + 2 < nkt)
+            w0 = take(kt + 2);
         sm90_wgmma_wait<0>();
         sm90_reg_fence(acc);
         done(kt);
@@ -568,7 +632,7 @@ struct wf_nb_maps {
     CUtensorMap x, w, m;
 };
 
-template <typename T, int BN>
+template <typename T, int BN, bool AHEAD>
 __global__ void __launch_bounds__(WG_THREADS, 1)
 wq_fold_nb_kernel(const __grid_constant__ wg_args<T> a, const __grid_constant__ wf_nb_maps maps)
 {
@@ -635,7 +699,8 @@ wq_fold_nb_kernel(const __grid_constant__ wg_args<T> a, const __grid_constant__ 
     wg_rowz<T, WG_MMA4, false> rz;
     wf_group_starts gs;
     gs.init(a, kt0);
-    auto stage = [&](int kt, uint32_t (&A)[4][4]) {
+    /* stage kt's bytes waited for, its word read and {scale, zero} taken */
+    auto take = [&](int kt) {
         const int b = kt % L::STAGES;
         const uint32_t ph = (uint32_t)((kt / L::STAGES) & 1);
         if (th == 0) {
@@ -644,14 +709,21 @@ wq_fold_nb_kernel(const __grid_constant__ wg_args<T> a, const __grid_constant__ 
                 refill();
         }
         sm90_mbar_wait(full(b), ph);
-        wf_stage_mma<T, BN, NA, 4>(buf + b * L::STAGE, smem0 + (uint32_t)(b * L::STAGE), acc,
-                                   A, rz, gs.next(), warp, lane);
+        return wf_stage_take<T, BN, 4>(buf + b * L::STAGE, rz, gs.next(), warp, lane);
+    };
+    auto mma = [&](int kt, const uint4 &wv, uint32_t (&A)[4][4]) {
+        wf_stage_issue<T, BN>(smem0 + (uint32_t)((kt % L::STAGES) * L::STAGE), wv, acc, A, rz,
+                              warp, lane);
     };
     auto release = [&](int kt) {
         if (lane == 0)
             sm90_mbar_arrive(empty(kt % L::STAGES));
     };
-    wf_pairs(acc, nkt, th >= 128, stage, release);
+    if constexpr (AHEAD)
+        wf_pairs_ahead(acc, nkt, th >= 128, take, mma, release);
+    else
+        wf_pairs(acc, nkt, th >= 128,
+                 [&](int kt, uint32_t (&A)[4][4]) { mma(kt, take(kt), A); }, release);
     wg_wgmma_epilogue<T, BN, S::OUT_LD>(a, buf, acc, n0, m0);
 #else
     __trap();                        /* launched only where the sm_90a code exists */
@@ -938,16 +1010,27 @@ static cudaError_t wf_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn
 
 /* The kernel without a block barrier a stage (NB) of a BN-token tile: grid and clusters as
  * the plain kernel's, its barriers past MAIN. */
-template <typename T, int BN> struct wf_nb_kernel {
+template <typename T, int BN, bool AHEAD> struct wf_nb_kernel {
     static std::atomic<uint64_t> granted;
     static constexpr int SMEM = wf_smem<BN>::MC_BYTES;
     static cudaError_t launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, const wf_nb_maps &m)
     {
         return wg_launch(c, a, BN, WG_THREADS, SMEM, dim3(1, 1, (unsigned)a.ks), granted,
-                         wq_fold_nb_kernel<T, BN>, a, m);
+                         wq_fold_nb_kernel<T, BN, AHEAD>, a, m);
     }
 };
-template <typename T, int BN> std::atomic<uint64_t> wf_nb_kernel<T, BN>::granted(0);
+template <typename T, int BN, bool AHEAD>
+std::atomic<uint64_t> wf_nb_kernel<T, BN, AHEAD>::granted(0);
+
+/* The NB kernel of a bn-token tile (128, 192 or 256), its reads a stage ahead or not. */
+template <typename T, bool AHEAD>
+static cudaError_t wf_nb_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn,
+                                const wf_nb_maps &m)
+{
+    return bn == 256   ? wf_nb_kernel<T, 256, AHEAD>::launch(c, a, m)
+           : bn == 192 ? wf_nb_kernel<T, 192, AHEAD>::launch(c, a, m)
+                       : wf_nb_kernel<T, 128, AHEAD>::launch(c, a, m);
+}
 
 /* ---- x's tensor map (TX) ---------------------------------------------------------------- */
 /* The driver's cuTensorMapEncodeTiled, looked up once through the runtime (the library does
@@ -1060,9 +1143,14 @@ static bool wf_mc(const struct wq_fold_plan &p, int n, int out)
  * meta map's row stride) and no multicast asked for. */
 static bool wf_nb(const struct wq_fold_plan &p, int n, int out, int layers, int groups)
 {
-    return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_NB", 0) == 1 && !p.ws && p.bn >= 128 &&
-           layers == 1 && groups % 4 == 0 && !wf_mc(p, n, out) && wf_tma(p.bn, n);
+    const int v = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_NB", 0);
+    return (v == 1 || v == 2) && !p.ws && p.bn >= 128 && layers == 1 && groups % 4 == 0 &&
+           !wf_mc(p, n, out) && wf_tma(p.bn, n);
 }
+
+/* PGD_CUDA_WQ_FOLD_NB=2: the NB kernel with each stage's reads a stage ahead
+ * (wf_pairs_ahead; opt-in until a GPU has timed it). */
+static bool wf_nb_ahead(void) { return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_NB", 0) == 2; }
 
 template <typename T>
 cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
@@ -1083,9 +1171,8 @@ cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
             e = wf_wmaps(a, &m.w, &m.m);
         if (e != cudaSuccess)
             return e;
-        return p.bn == 256   ? wf_nb_kernel<T, 256>::launch(c, a, m)
-               : p.bn == 192 ? wf_nb_kernel<T, 192>::launch(c, a, m)
-                             : wf_nb_kernel<T, 128>::launch(c, a, m);
+        return wf_nb_ahead() ? wf_nb_launch<T, true>(c, a, p.bn, m)
+                             : wf_nb_launch<T, false>(c, a, p.bn, m);
     }
     if (!p.ws && wf_tma(p.bn, a.n)) {
         const cudaError_t e = wf_xmap(a, p.bn, &xmap);
@@ -1131,7 +1218,7 @@ void pgd_cuda__wq_fold_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_
         p = wf_pick(c, n, w->in, w->out);
     snprintf(buf, len, "fold%s%d/%d%s%s", p.ws ? "-ws" : "", p.bn, p.ks, p.one ? "/1sm" : "",
              wf_mc(p, n, w->out)                 ? "/tma-mc"
-             : wf_nb(p, n, w->out, 1, w->groups) ? "/tma-nb"
+             : wf_nb(p, n, w->out, 1, w->groups) ? (wf_nb_ahead() ? "/tma-nb2" : "/tma-nb")
              : !p.ws && wf_tma(p.bn, n)          ? "/tma"
                                                  : "");
 }
