@@ -180,17 +180,17 @@ struct wf_group_starts {
 
 /* A warp's reads of one stage (the stage's buffer at sp): its rows' {scale, zero} into rz
  * where the stage starts a group (new_group; else rz holds them; row r's pair at META +
- * 4 MS r) and its 16-byte word of the mma layout's tile (returned). */
+ * 4 (MS r + col)) and its 16-byte word of the mma layout's tile (returned). */
 template <typename T, int BN, int MS = 1>
 __device__ __forceinline__ uint4 wf_stage_take(const uint8_t *sp, wg_rowz<T, WG_MMA4, false> &rz,
-                                               bool new_group, int warp, int lane)
+                                               bool new_group, int warp, int lane, int col = 0)
 {
     typedef wg_smem<WG_MMA4, BN> S;
     const int g = lane >> 2;
     /* a group spans whole stages: step 0's {scale, zero} of rows g, g + 8 serve all 4 */
     if (new_group) {
         const __half2 *sm = reinterpret_cast<const __half2 *>(sp + S::META);
-        rz.set(sm[(warp * 16 + g) * MS], sm[(warp * 16 + g + 8) * MS]);
+        rz.set(sm[(warp * 16 + g) * MS + col], sm[(warp * 16 + g + 8) * MS + col]);
     }
     return *reinterpret_cast<const uint4 *>(sp + warp * 512 + lane * 16);
 }
@@ -361,7 +361,7 @@ __device__ __forceinline__ wg_args<T> wf_layer(const wg_args<T> &g, int &m0)
  * may land first (the phase cannot complete before that arrival). The cluster meets after
  * the barriers' init (none is written before it exists) and before either block exits (no
  * multicast of one outlives the other). */
-template <typename T, int BN, bool XS, bool TX, bool MC = false>
+template <typename T, int BN, bool XS, bool TX, bool MC = false, bool AHEAD = false>
 __global__ void __launch_bounds__(WG_THREADS, 1)
 wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ CUtensorMap xmap)
 {
@@ -369,6 +369,9 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
     typedef wf_smem<BN> L;
     typedef typename L::S S;
     static_assert(!MC || (TX && !L::TX_IN_STAGE), "multicast: x by TMA, barriers past MAIN");
+    static_assert(!AHEAD || (TX && !MC), "reads ahead: x by TMA, no multicast");
+    /* stages loaded ahead: one fewer when each stage's reads come a stage ahead (AHEAD) */
+    constexpr int PD = AHEAD ? L::PD - 1 : L::PD;
     constexpr int NA = BN / 2;       /* accumulators a thread */
     extern __shared__ __align__(128) uint8_t wf_buf[];
     const uint32_t raw = smem_u32(wf_buf), smem0 = (raw + 1023u) & ~1023u;
@@ -440,11 +443,11 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
      * weights), so waiting for group kt still finds stage kt complete. */
     wf_loader<T, BN, WG_THREADS, XS> ld;
     ld.init(a, m0, n0, th);
-    for (int s = 0; s < L::PD; s++)
+    for (int s = 0; s < PD; s++)
         if (s < nkt)
             ld.load_w(smem0 + s * L::STAGE, kt0 + s);
     pdl_wait();
-    for (int s = 0; s < L::PD; s++) {
+    for (int s = 0; s < PD; s++) {
         if (s < nkt)
             load_x(ld, smem0 + s * L::STAGE, s);
         cp_async_commit();
@@ -454,26 +457,38 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
     wf_group_starts gs;
     gs.init(a, kt0);
     /* Each stage is waited for by the end of the next (wf_pairs), so at stage kt's barrier
-     * both warpgroups are done with stage kt - 2's buffer, the one refilled. */
-    auto stage = [&](int kt, uint32_t (&A)[4][4]) {
-        cp_async_wait<L::PD - 1>();
+     * both warpgroups are done with stage kt - 2's buffer, the one refilled. AHEAD
+     * (wf_pairs_ahead): a warpgroup reaches the barrier of its pair's first stage kt before
+     * it waits for its previous pair, kt - 2 and kt - 1, so the buffer refilled there is
+     * stage kt - 3's, whose wgmmas both warpgroups have waited for (the other, a stage
+     * behind, is in the second stage of its pair kt - 1, kt: past the wait of kt - 3, kt - 2):
+     * PD one less. The stage's reads (its word, {scale, zero}) come right after its barrier,
+     * and its registers and wgmmas a pair's wait later. */
+    auto take = [&](int kt) {
+        cp_async_wait<PD - 1>();
         if constexpr (TX)
             sm90_mbar_wait(xbar(kt % L::STAGES), (uint32_t)((kt / L::STAGES) & 1));
         else
             sm90_fence_async_smem();
         __syncthreads();             /* stage kt landed; stage kt - 2's buffer is free */
-        const int nk = kt + L::PD;
+        const int nk = kt + PD;
         if (nk < nkt) {
             const uint32_t st = smem0 + (uint32_t)((nk % L::STAGES) * L::STAGE);
             ld.load_w(st, kt0 + nk);
             load_x(ld, st, nk);
         }
         cp_async_commit();
-        const int b = kt % L::STAGES;
-        wf_stage_mma<T, BN>(buf + b * L::STAGE, smem0 + (uint32_t)(b * L::STAGE), acc, A, rz,
-                            gs.next(), warp, lane);
+        return wf_stage_take<T, BN>(buf + (kt % L::STAGES) * L::STAGE, rz, gs.next(), warp, lane);
     };
-    wf_pairs(acc, nkt, th >= 128, stage, [](int) {});
+    auto mma = [&](int kt, const uint4 &wv, uint32_t (&A)[4][4]) {
+        wf_stage_issue<T, BN>(smem0 + (uint32_t)((kt % L::STAGES) * L::STAGE), wv, acc, A, rz,
+                              warp, lane);
+    };
+    if constexpr (AHEAD)
+        wf_pairs_ahead(acc, nkt, th >= 128, take, mma, [](int) {});
+    else
+        wf_pairs(acc, nkt, th >= 128,
+                 [&](int kt, uint32_t (&A)[4][4]) { mma(kt, take(kt), A); }, [](int) {});
     if constexpr (MC)
         sm90_cluster_arrive();       /* every stage, the peer's halves included, consumed */
     if constexpr (TX && L::TX_IN_STAGE) {
@@ -616,9 +631,11 @@ wq_fold_ws_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant
  * the stage's bytes), so nothing a thread copied needs a barrier to be seen:
  *   weights: maps.w, the mma layout as u32 [tiles][wstride / 4], box {128, 8}: the block's
  *     8 tiles' 512-byte entries of the stage, wg_smem's W layout as the loader makes it;
- *   {scale, zero}: maps.m, u32 [out_pad][groups], box {4, 128} from the stage's group: row
- *     r's pair at META + 16 r (the next groups' pairs beside it, unread), which needs the
- *     groups a multiple of 4 (a row's stride a multiple of 16 bytes);
+ *   {scale, zero}: maps.m, u32 [out_pad][groups], box {4, 128} from the stage's group
+ *     rounded down to a multiple of 4 (a box's inner coordinate must fall on 16 bytes: an
+ *     unaligned one is an illegal instruction, as the first run of this kernel found): row
+ *     r's pair at META + 16 r + 4 (group % 4), its neighbours' pairs beside it, unread;
+ *     a row's stride must be a multiple of 16 bytes too, so the groups a multiple of 4;
  *   x: maps.x, as the plain kernel's TX.
  * empty[b]: each warp's lane 0 arrives once its wgmmas of the stage in buffer b are waited
  * for (wf_pairs' done, as the warp-specialized kernel's release). Thread 0 issues each
@@ -632,7 +649,7 @@ struct wf_nb_maps {
     CUtensorMap x, w, m;
 };
 
-template <typename T, int BN, bool AHEAD>
+template <typename T, int BN>
 __global__ void __launch_bounds__(WG_THREADS, 1)
 wq_fold_nb_kernel(const __grid_constant__ wg_args<T> a, const __grid_constant__ wf_nb_maps maps)
 {
@@ -670,7 +687,7 @@ wq_fold_nb_kernel(const __grid_constant__ wg_args<T> a, const __grid_constant__ 
             sm90_mbar_expect_tx(full(b), STAGE_TX);
             sm90_tma_load_2d(st, &maps.w, kt * 128, m0 / 16, full(b));
             sm90_tma_load_2d(st + (uint32_t)S::META, &maps.m,
-                             (int)__umulhi(2u * (uint32_t)kt, gmul), m0, full(b));
+                             (int)(__umulhi(2u * (uint32_t)kt, gmul) & ~3u), m0, full(b));
         }
         if (xx)
             sm90_tma_load_2d(st + (uint32_t)S::X, &maps.x, kt * WG_BK, n0, full(b));
@@ -709,7 +726,9 @@ wq_fold_nb_kernel(const __grid_constant__ wg_args<T> a, const __grid_constant__ 
                 refill();
         }
         sm90_mbar_wait(full(b), ph);
-        return wf_stage_take<T, BN, 4>(buf + b * L::STAGE, rz, gs.next(), warp, lane);
+        /* the stage's group's column in the box */
+        const int col = (int)(__umulhi(2u * (uint32_t)(kt0 + kt), gmul) & 3u);
+        return wf_stage_take<T, BN, 4>(buf + b * L::STAGE, rz, gs.next(), warp, lane, col);
     };
     auto mma = [&](int kt, const uint4 &wv, uint32_t (&A)[4][4]) {
         wf_stage_issue<T, BN>(smem0 + (uint32_t)((kt % L::STAGES) * L::STAGE), wv, acc, A, rz,
@@ -719,11 +738,7 @@ wq_fold_nb_kernel(const __grid_constant__ wg_args<T> a, const __grid_constant__ 
         if (lane == 0)
             sm90_mbar_arrive(empty(kt % L::STAGES));
     };
-    if constexpr (AHEAD)
-        wf_pairs_ahead(acc, nkt, th >= 128, take, mma, release);
-    else
-        wf_pairs(acc, nkt, th >= 128,
-                 [&](int kt, uint32_t (&A)[4][4]) { mma(kt, take(kt), A); }, release);
+    wf_pairs_ahead(acc, nkt, th >= 128, take, mma, release);
     wg_wgmma_epilogue<T, BN, S::OUT_LD>(a, buf, acc, n0, m0);
 #else
     __trap();                        /* launched only where the sm_90a code exists */
@@ -743,10 +758,12 @@ static bool wf_one_block(void) { return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_ONE
 /* The kernel of a tile size, plain (WS false) or warp-specialized, x's rows past n copied
  * clamped or skipped (XS) or x by TMA (TX, the plain kernel's), multicast to a pair of
  * feature tiles (MC: clusters of two along y, unsplit), its block and shared memory. */
-template <typename T, int BN, bool WS, bool XS = false, bool TX = false, bool MC = false>
+template <typename T, int BN, bool WS, bool XS = false, bool TX = false, bool MC = false,
+          bool AH = false>
 struct wf_kernel {
     static_assert(!(TX && (WS || XS)), "TMA's x: the plain kernel, no rows to clamp or skip");
     static_assert(!MC || (TX && BN >= 128), "multicast: TMA's x, from the 128-token tile up");
+    static_assert(!AH || (TX && !MC), "reads ahead: TMA's x, no multicast");
     static std::atomic<uint64_t> granted;
     static constexpr int THREADS = WS ? WF_WS_THREADS : WG_THREADS;
     static constexpr int SMEM_USED = WS ? wf_smem<BN>::WS_BYTES
@@ -758,7 +775,7 @@ struct wf_kernel {
                                                                           : SMEM_USED;
     static int smem(bool one) { return !WS && one ? SMEM_MAX : SMEM_USED; }
     static constexpr void (*kernel)(wg_args<T>, CUtensorMap) =
-        WS ? wq_fold_ws_kernel<T, BN, XS> : wq_fold_kernel<T, BN, XS, TX, MC>;
+        WS ? wq_fold_ws_kernel<T, BN, XS> : wq_fold_kernel<T, BN, XS, TX, MC, AH>;
     static cudaError_t allow(int device)
     {
         return wg_allow_smem(granted, kernel, device, SMEM_MAX);
@@ -778,8 +795,8 @@ struct wf_kernel {
                          xmap);
     }
 };
-template <typename T, int BN, bool WS, bool XS, bool TX, bool MC>
-std::atomic<uint64_t> wf_kernel<T, BN, WS, XS, TX, MC>::granted(0);
+template <typename T, int BN, bool WS, bool XS, bool TX, bool MC, bool AH>
+std::atomic<uint64_t> wf_kernel<T, BN, WS, XS, TX, MC, AH>::granted(0);
 
 /* PGD_CUDA_WQ_FOLD_WS=1: the warp-specialized kernel (the same bits; opt-in until measured). */
 static bool wf_ws(void) { return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_WS", 0) == 1; }
@@ -995,42 +1012,31 @@ extern "C" long pgd_cuda_wq_fold_plan_cost(struct pgd_cuda_ctx *c, int n, int in
 
 /* The kernel of token tile bn. Multicast (MC) takes a tile of 128 tokens or more (wf_mc),
  * so no 64-token multicast kernel exists: MC's launches stop at the 128-token one. */
-template <typename T, bool WS, bool XS, bool TX = false, bool MC = false>
+template <typename T, bool WS, bool XS, bool TX = false, bool MC = false, bool AH = false>
 static cudaError_t wf_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn, bool one,
                              const CUtensorMap &xmap)
 {
     if (bn == 256)
-        return wf_kernel<T, 256, WS, XS, TX, MC>::launch(c, a, one, xmap);
+        return wf_kernel<T, 256, WS, XS, TX, MC, AH>::launch(c, a, one, xmap);
     if (bn == 192)
-        return wf_kernel<T, 192, WS, XS, TX, MC>::launch(c, a, one, xmap);
+        return wf_kernel<T, 192, WS, XS, TX, MC, AH>::launch(c, a, one, xmap);
     if (MC || bn == 128)
-        return wf_kernel<T, 128, WS, XS, TX, MC>::launch(c, a, one, xmap);
-    return wf_kernel<T, 64, WS, XS, TX>::launch(c, a, one, xmap);
+        return wf_kernel<T, 128, WS, XS, TX, MC, AH>::launch(c, a, one, xmap);
+    return wf_kernel<T, 64, WS, XS, TX, false, AH>::launch(c, a, one, xmap);
 }
 
 /* The kernel without a block barrier a stage (NB) of a BN-token tile: grid and clusters as
  * the plain kernel's, its barriers past MAIN. */
-template <typename T, int BN, bool AHEAD> struct wf_nb_kernel {
+template <typename T, int BN> struct wf_nb_kernel {
     static std::atomic<uint64_t> granted;
     static constexpr int SMEM = wf_smem<BN>::MC_BYTES;
     static cudaError_t launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, const wf_nb_maps &m)
     {
         return wg_launch(c, a, BN, WG_THREADS, SMEM, dim3(1, 1, (unsigned)a.ks), granted,
-                         wq_fold_nb_kernel<T, BN, AHEAD>, a, m);
+                         wq_fold_nb_kernel<T, BN>, a, m);
     }
 };
-template <typename T, int BN, bool AHEAD>
-std::atomic<uint64_t> wf_nb_kernel<T, BN, AHEAD>::granted(0);
-
-/* The NB kernel of a bn-token tile (128, 192 or 256), its reads a stage ahead or not. */
-template <typename T, bool AHEAD>
-static cudaError_t wf_nb_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn,
-                                const wf_nb_maps &m)
-{
-    return bn == 256   ? wf_nb_kernel<T, 256, AHEAD>::launch(c, a, m)
-           : bn == 192 ? wf_nb_kernel<T, 192, AHEAD>::launch(c, a, m)
-                       : wf_nb_kernel<T, 128, AHEAD>::launch(c, a, m);
-}
+template <typename T, int BN> std::atomic<uint64_t> wf_nb_kernel<T, BN>::granted(0);
 
 /* ---- x's tensor map (TX) ---------------------------------------------------------------- */
 /* The driver's cuTensorMapEncodeTiled, looked up once through the runtime (the library does
@@ -1137,20 +1143,23 @@ static bool wf_mc(const struct wq_fold_plan &p, int n, int out)
            p.ks == 1 && ((out + WG_BM - 1) / WG_BM) % 2 == 0 && wf_tma(p.bn, n);
 }
 
+/* PGD_CUDA_WQ_FOLD_AHEAD=1: the plain kernel with x by TMA reads each stage a stage ahead
+ * (wq_fold_kernel's AHEAD, wf_pairs_ahead: the pair's first stage's barrier, word and
+ * {scale, zero} before the wait that ends the pair before it; one stage fewer loading
+ * ahead). The same bits; opt-in until a GPU has timed it. The kernel without a block
+ * barrier (below) gained 9% at gate_up's 256 rows from the same reordering (thirty-first
+ * session). */
+static bool wf_ahead(void) { return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_AHEAD", 0) == 1; }
+
 /* Whether a plan's launch takes the kernel without a block barrier a stage
  * (wq_fold_nb_kernel): PGD_CUDA_WQ_FOLD_NB=1 (opt-in until a GPU has timed it), where x
  * comes by TMA, a tile of 128 tokens or more, one layer, its groups a multiple of 4 (the
  * meta map's row stride) and no multicast asked for. */
 static bool wf_nb(const struct wq_fold_plan &p, int n, int out, int layers, int groups)
 {
-    const int v = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_NB", 0);
-    return (v == 1 || v == 2) && !p.ws && p.bn >= 128 && layers == 1 && groups % 4 == 0 &&
-           !wf_mc(p, n, out) && wf_tma(p.bn, n);
+    return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_NB", 0) == 1 && !p.ws && p.bn >= 128 &&
+           layers == 1 && groups % 4 == 0 && !wf_mc(p, n, out) && wf_tma(p.bn, n);
 }
-
-/* PGD_CUDA_WQ_FOLD_NB=2: the NB kernel with each stage's reads a stage ahead
- * (wf_pairs_ahead; opt-in until a GPU has timed it). */
-static bool wf_nb_ahead(void) { return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_NB", 0) == 2; }
 
 template <typename T>
 cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
@@ -1171,12 +1180,16 @@ cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
             e = wf_wmaps(a, &m.w, &m.m);
         if (e != cudaSuccess)
             return e;
-        return wf_nb_ahead() ? wf_nb_launch<T, true>(c, a, p.bn, m)
-                             : wf_nb_launch<T, false>(c, a, p.bn, m);
+        return p.bn == 256   ? wf_nb_kernel<T, 256>::launch(c, a, m)
+               : p.bn == 192 ? wf_nb_kernel<T, 192>::launch(c, a, m)
+                             : wf_nb_kernel<T, 128>::launch(c, a, m);
     }
     if (!p.ws && wf_tma(p.bn, a.n)) {
         const cudaError_t e = wf_xmap(a, p.bn, &xmap);
-        return e != cudaSuccess ? e : wf_launch<T, false, false, true>(c, a, p.bn, p.one, xmap);
+        if (e != cudaSuccess)
+            return e;
+        return wf_ahead() ? wf_launch<T, false, false, true, false, true>(c, a, p.bn, p.one, xmap)
+                          : wf_launch<T, false, false, true>(c, a, p.bn, p.one, xmap);
     }
     memset(&xmap, 0, sizeof xmap);
     /* x's rows past n skipped but for 64-token tiles all full: where a tile is part-empty
@@ -1218,7 +1231,7 @@ void pgd_cuda__wq_fold_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_
         p = wf_pick(c, n, w->in, w->out);
     snprintf(buf, len, "fold%s%d/%d%s%s", p.ws ? "-ws" : "", p.bn, p.ks, p.one ? "/1sm" : "",
              wf_mc(p, n, w->out)                 ? "/tma-mc"
-             : wf_nb(p, n, w->out, 1, w->groups) ? (wf_nb_ahead() ? "/tma-nb2" : "/tma-nb")
-             : !p.ws && wf_tma(p.bn, n)          ? "/tma"
+             : wf_nb(p, n, w->out, 1, w->groups) ? "/tma-nb"
+             : !p.ws && wf_tma(p.bn, n)          ? (wf_ahead() ? "/tma-ahead" : "/tma")
                                                  : "");
 }

@@ -151,8 +151,6 @@ __device__ __forceinline__ void sm90_mbar_wait_cluster(uint32_t bar, uint32_t pa
                  "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
                  "@!done bra wait_%=;\n}\n" ::"r"(bar), "r"(parity) : "memory");
 }
-/* Waits until the phase of parity `parity` has completed (acquire: what the arrivals
- * released is visible after it). */
 /* Whether the phase of the given parity of the mbarrier at bar has completed: no waiting. */
 __device__ __forceinline__ bool sm90_mbar_test(uint32_t bar, uint32_t parity)
 {
@@ -164,6 +162,8 @@ __device__ __forceinline__ bool sm90_mbar_test(uint32_t bar, uint32_t parity)
     return done != 0;
 }
 
+/* Waits until the phase of parity `parity` has completed (acquire: what the arrivals
+ * released is visible after it). */
 __device__ __forceinline__ void sm90_mbar_wait(uint32_t bar, uint32_t parity)
 {
     asm volatile("{\n.reg .pred done;\n"

@@ -1409,17 +1409,16 @@ static struct pgd_cuda_graph *wq_capture(const struct wq_layer *L, int path, enu
 }
 
 /* n rows of L (x: the device buffer dx) through the folded GEMM with the switch `var` at "0"
- * and then at `on` (the plan as the caller's environment forces it): the two outputs
- * bit-equal; `what` names the case. Leaves `var` at `on`. */
+ * and then at "1" (the plan as the caller's environment forces it): the two outputs
+ * bit-equal; `what` names the case. Leaves `var` at "1". */
 static void fold_same_bits_either_way(const struct wq_layer *L, enum pgd_dtype dt,
-                                      const void *dx, int n, const char *var, const char *on,
-                                      const char *what)
+                                      const void *dx, int n, const char *var, const char *what)
 {
     char err[512] = "";
     void *dy[2];
     for (int v = 0; v < 2; v++) {
         dy[v] = poisoned((size_t)n * L->out, dt);
-        setenv(var, v ? on : "0", 1);
+        setenv(var, v ? "1" : "0", 1);
         CHECK_RC(pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n, L->d, NULL,
                                          dy[v], err, sizeof err));
     }
@@ -1457,7 +1456,7 @@ GPU_TEST(wq_fold_rows_past_n_skipped_same_bits)
                     snprintf(what, sizeof what, "%s, %s x %d rows, token tile %s, split %s%s: "
                              "rows past n skipped against copied", L.name, pgd_dtype_name(dt),
                              n, BN[b], KS[k], ws ? ", warp-specialized" : "");
-                    fold_same_bits_either_way(&L, dt, dx, n, "PGD_CUDA_WQ_FOLD_XSKIP", "1", what);
+                    fold_same_bits_either_way(&L, dt, dx, n, "PGD_CUDA_WQ_FOLD_XSKIP", what);
                 }
         free(x);
         pgd_cuda_free(dx);
@@ -1582,7 +1581,7 @@ GPU_TEST(wq_fold_x_by_tma_same_bits)
                     char what[384];
                     snprintf(what, sizeof what, "%s, %s x %d rows, token tile %s, split %s: x by "
                              "TMA against copied", L.name, pgd_dtype_name(dt), n, BN[b], KS[k]);
-                    fold_same_bits_either_way(&L, dt, dx, n, "PGD_CUDA_WQ_FOLD_TMA", "1", what);
+                    fold_same_bits_either_way(&L, dt, dx, n, "PGD_CUDA_WQ_FOLD_TMA", what);
                 }
             unsetenv("PGD_CUDA_WQ_FOLD_BN");
             unsetenv("PGD_CUDA_WQ_FOLD_KS");
@@ -1605,20 +1604,20 @@ GPU_TEST(wq_fold_x_by_tma_same_bits)
                                       "x by TMA against copied");
 }
 
-/* One case of a switch `var` of the fold's launch (`on`, e.g. "1": its kernel, "0": the plain
- * one) at n rows of L (x: dx), token tile bn and split ks forced: where the fold is the
- * automatic choice, the plan with the switch on reads fold<bn>/<ks>/<plan_end>; the outputs
- * either way are bit-equal (`against` says what the two are in the message). Leaves `var`
- * at `on`, the tile and split forced. */
+/* One case of a switch `var` of the fold's launch ("1": its kernel, "0": the plain one) at n
+ * rows of L (x: dx), token tile bn and split ks forced: where the fold is the automatic
+ * choice, the plan with the switch on reads fold<bn>/<ks>/<plan_end>; the outputs either way
+ * are bit-equal (`against` says what the two are in the message). Leaves `var` at "1", the
+ * tile and split forced. */
 static void fold_switch_case(const struct wq_layer *L, enum pgd_dtype dt, const void *dx, int n,
-                             const char *bn, const char *ks, const char *var, const char *on,
+                             const char *bn, const char *ks, const char *var,
                              const char *plan_end, const char *against)
 {
     setenv("PGD_CUDA_WQ_FOLD_BN", bn, 1);
     setenv("PGD_CUDA_WQ_FOLD_KS", ks, 1);
     if (fold_default()) {            /* the automatic path's plan is the fold's */
         char plan[64] = "", want[64];
-        setenv(var, on, 1);
+        setenv(var, "1", 1);
         pgd_cuda_wq_auto_plan(ctx, L->d, n, plan, sizeof plan);
         snprintf(want, sizeof want, "fold%s/%s/%s", bn, ks, plan_end);
         cr_expect_str_eq(plan, want, "%s x %d rows, token tile %s, split %s: the plan is %s, "
@@ -1627,15 +1626,15 @@ static void fold_switch_case(const struct wq_layer *L, enum pgd_dtype dt, const 
     char what[384];
     snprintf(what, sizeof what, "%s, %s x %d rows, token tile %s, split %s: %s", L->name,
              pgd_dtype_name(dt), n, bn, ks, against);
-    fold_same_bits_either_way(L, dt, dx, n, var, on, what);
+    fold_same_bits_either_way(L, dt, dx, n, var, what);
 }
 
-/* A switch's walk at n rows of L (the switch at `on` against "0"): a random x of dtype dt, fold_switch_case over the 128-,
+/* A switch's walk at n rows of L: a random x of dtype dt, fold_switch_case over the 128-,
  * 192- and 256-token tiles and splits 1 and 3 (ends[k]: the plan's end at split k), then
  * a graph captured with the switch on (the 256-token tile, `graph_what`) replaying the
  * eager bits. Leaves the switch, the tile and the split unset. */
 static void fold_switch_rows(const struct wq_layer *L, enum pgd_dtype dt, int n, const char *var,
-                             const char *on, const char *const ends[2], const char *against,
+                             const char *const ends[2], const char *against,
                              const char *graph_what)
 {
     static const char *BN[3] = { "128", "192", "256" }, *KS[2] = { "1", "3" };
@@ -1643,9 +1642,9 @@ static void fold_switch_rows(const struct wq_layer *L, enum pgd_dtype dt, int n,
     void *dx = upload(x, (size_t)n * L->in, dt);
     for (int b = 0; b < 3; b++)
         for (int k = 0; k < 2; k++)
-            fold_switch_case(L, dt, dx, n, BN[b], KS[k], var, on, ends[k], against);
+            fold_switch_case(L, dt, dx, n, BN[b], KS[k], var, ends[k], against);
     unsetenv("PGD_CUDA_WQ_FOLD_KS");
-    setenv(var, on, 1);              /* the 256-token tile, still forced */
+    setenv(var, "1", 1);             /* the 256-token tile, still forced */
     fold_graph_same_bits(L, dt, dx, n, graph_what);
     unsetenv("PGD_CUDA_WQ_FOLD_BN");
     unsetenv(var);
@@ -1679,7 +1678,7 @@ GPU_TEST(wq_fold_x_multicast_same_bits)
         /* pairs only with an even count of feature tiles, unsplit */
         const char *const ends[2] = { o == 0 ? "tma-mc" : "tma", "tma" };
         for (int j = 0; j < 4; j++)
-            fold_switch_rows(&L, DTS[(j + o) % 2], NS_X[j], "PGD_CUDA_WQ_FOLD_MC", "1", ends,
+            fold_switch_rows(&L, DTS[(j + o) % 2], NS_X[j], "PGD_CUDA_WQ_FOLD_MC", ends,
                              "x multicast to pairs against loaded by each",
                              "a captured multicast launch");
         setenv("PGD_CUDA_WQ_FOLD_MC", "1", 1);
@@ -1706,9 +1705,8 @@ GPU_TEST(wq_fold_x_multicast_same_bits)
 
 /* The folded GEMM without a block barrier a stage (PGD_CUDA_WQ_FOLD_NB=1: weights, {scale,
  * zero} and x of a stage by the tensor copy engine on its buffer's full barrier, buffers
- * released by each warp and refilled by thread 0 without blocking; =2: the same with each
- * stage's reads a stage ahead) against the plain kernel with x by TMA (=0), each of 1 and
- * 2: every output bit-equal, the 128-, 192- and 256-token tiles,
+ * released by each warp and refilled by thread 0 without blocking) against the plain
+ * kernel with x by TMA (=0): every output bit-equal, the 128-, 192- and 256-token tiles,
  * unsplit and split in 3 (splits that start inside a group), over enough stages that every
  * buffer is refilled several times (2,048 inputs: 32 stages), at rows that leave a tile
  * part-empty and full, with 8 feature tiles and with 3 (the last box past the layer), with
@@ -1733,23 +1731,71 @@ GPU_TEST(wq_fold_no_block_barrier_same_bits)
         wq_init(&L, 4, LAYERS[o].group, LAYERS[o].act, Z_INT, LAYERS[o].in, LAYERS[o].out);
         /* the kernel only where the groups are a multiple of 4 (its meta map's rows) */
         const bool nb = (LAYERS[o].in / LAYERS[o].group) % 4 == 0;
-        for (int v = 0; v < 2; v++) {                     /* NB=1; NB=2, its reads ahead */
-            const char *end = !nb ? "tma" : v ? "tma-nb2" : "tma-nb";
-            const char *const ends[2] = { end, end };
-            for (int j = 0; j < 3; j++)
-                fold_switch_rows(&L, DTS[(j + o + v) % 2], NS_X[j], "PGD_CUDA_WQ_FOLD_NB",
-                                 v ? "2" : "1", ends,
-                                 v ? "no block barrier, reads ahead, against the plain kernel"
-                                   : "no block barrier against the plain kernel",
-                                 "a captured launch without a block barrier");
-        }
-        setenv("PGD_CUDA_WQ_FOLD_NB", o == 1 ? "2" : "1", 1);
+        const char *const ends[2] = { nb ? "tma-nb" : "tma", nb ? "tma-nb" : "tma" };
+        for (int j = 0; j < 3; j++)
+            fold_switch_rows(&L, DTS[(j + o) % 2], NS_X[j], "PGD_CUDA_WQ_FOLD_NB", ends,
+                             "no block barrier against the plain kernel",
+                             "a captured launch without a block barrier");
+        setenv("PGD_CUDA_WQ_FOLD_NB", "1", 1);
         setenv("PGD_CUDA_WQ_FOLD_BN", "192", 1);
         wq_check(&L, PGD_DTYPE_BF16, 150, PGD_CUDA_QPATH_GEMM_FOLD, true);
         unsetenv("PGD_CUDA_WQ_FOLD_BN");
         unsetenv("PGD_CUDA_WQ_FOLD_NB");
         wq_fini(&L);
     }
+    unsetenv("PGD_CUDA_WQ_FOLD_WS");
+    unsetenv("PGD_CUDA_WQ_FOLD_TMA");
+}
+
+/* The plain fold with x by TMA reading each stage a stage ahead (PGD_CUDA_WQ_FOLD_AHEAD=1:
+ * a pair's first stage's barrier, word and {scale, zero} before the wait that ends the pair
+ * before it, one stage fewer loading ahead) against the same kernel in order (=0): every
+ * output bit-equal, the 128-, 192- and 256-token tiles, unsplit and split in 3, over 32
+ * stages (every buffer refilled several times), at rows that leave a tile part-empty and
+ * full, with 8 feature tiles and with 3, with and without act-order, groups of 128 and 64;
+ * the 64-token tile (its barriers in its stages) likewise; the plan string names it; a
+ * captured graph replays the same bits; q, k and v as one grid; the 150-row output against
+ * the reference of the rounded weights. Skips where the fold does not run. */
+GPU_TEST(wq_fold_reads_ahead_same_bits)
+{
+    if (!pgd_cuda_wq_fold_available(0))
+        cr_skip_test("the folded GEMM does not run here (no sm_90a device or code)");
+    cr_assert(pgd_cuda_wq_fold_tma_available(0), "the fold runs but the driver gives no "
+              "cuTensorMapEncodeTiled");
+    static const int NS_X[3] = { 17, 150, 256 };
+    static const struct { int group, in, out; bool act; } LAYERS[3] = {
+        { 128, 2048, 1000, true }, { 128, 2048, 264, false }, { 64, 2112, 264, false },
+    };
+    static const char *const ends[2] = { "tma-ahead", "tma-ahead" };
+    setenv("PGD_CUDA_WQ_FOLD_TMA", "1", 1);
+    setenv("PGD_CUDA_WQ_FOLD_WS", "0", 1);
+    for (int o = 0; o < 3; o++) {
+        struct wq_layer L;
+        wq_init(&L, 4, LAYERS[o].group, LAYERS[o].act, Z_INT, LAYERS[o].in, LAYERS[o].out);
+        for (int j = 0; j < 3; j++)
+            fold_switch_rows(&L, DTS[(j + o) % 2], NS_X[j], "PGD_CUDA_WQ_FOLD_AHEAD", ends,
+                             "reads a stage ahead against in order",
+                             "a captured launch reading ahead");
+        /* the 64-token tile, unsplit and split */
+        float *x = rand_vals((size_t)40 * L.in, 1, PGD_DTYPE_BF16);
+        void *dx = upload(x, (size_t)40 * L.in, PGD_DTYPE_BF16);
+        fold_switch_case(&L, PGD_DTYPE_BF16, dx, 40, "64", "1", "PGD_CUDA_WQ_FOLD_AHEAD",
+                         "tma-ahead", "reads a stage ahead against in order");
+        fold_switch_case(&L, PGD_DTYPE_BF16, dx, 40, "64", "3", "PGD_CUDA_WQ_FOLD_AHEAD",
+                         "tma-ahead", "reads a stage ahead against in order");
+        free(x);
+        pgd_cuda_free(dx);
+        unsetenv("PGD_CUDA_WQ_FOLD_KS");
+        setenv("PGD_CUDA_WQ_FOLD_BN", "192", 1);
+        wq_check(&L, PGD_DTYPE_BF16, 150, PGD_CUDA_QPATH_GEMM_FOLD, true);
+        unsetenv("PGD_CUDA_WQ_FOLD_BN");
+        unsetenv("PGD_CUDA_WQ_FOLD_AHEAD");
+        wq_fini(&L);
+    }
+    /* q, k and v as one grid, where the layers' automatic choice is the fold */
+    if (fold_default())
+        qkv_grid_same_bits_either_way("PGD_CUDA_WQ_FOLD_AHEAD", NS_X + 1, 2,
+                                      "reads a stage ahead against in order");
     unsetenv("PGD_CUDA_WQ_FOLD_WS");
     unsetenv("PGD_CUDA_WQ_FOLD_TMA");
 }
