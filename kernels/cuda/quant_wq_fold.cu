@@ -63,8 +63,7 @@ template <int BN> struct wf_smem {
     static constexpr int TX_BAR = S::META + WG_BM * 4;
     static_assert(TX_BAR % 8 == 0 && TX_BAR + 8 <= STAGE, "the barrier inside the stage");
     /* x multicast to a pair (MC): the x barriers past MAIN, then a buffer's "the peer has
-     * freed it" barriers past those; the kernel without a block barrier (NB) the same room
-     * for its full and empty barriers */
+     * freed it" barriers past those */
     static constexpr int MC_BYTES = BYTES + 2 * 8 * STAGES;
 };
 
@@ -179,18 +178,18 @@ struct wf_group_starts {
 };
 
 /* A warp's reads of one stage (the stage's buffer at sp): its rows' {scale, zero} into rz
- * where the stage starts a group (new_group; else rz holds them; row r's pair at META +
- * 4 (MS r + col)) and its 16-byte word of the mma layout's tile (returned). */
-template <typename T, int BN, int MS = 1>
+ * where the stage starts a group (new_group; else rz holds them) and its 16-byte word of
+ * the mma layout's tile (returned). */
+template <typename T, int BN>
 __device__ __forceinline__ uint4 wf_stage_take(const uint8_t *sp, wg_rowz<T, WG_MMA4, false> &rz,
-                                               bool new_group, int warp, int lane, int col = 0)
+                                               bool new_group, int warp, int lane)
 {
     typedef wg_smem<WG_MMA4, BN> S;
     const int g = lane >> 2;
     /* a group spans whole stages: step 0's {scale, zero} of rows g, g + 8 serve all 4 */
     if (new_group) {
         const __half2 *sm = reinterpret_cast<const __half2 *>(sp + S::META);
-        rz.set(sm[(warp * 16 + g) * MS + col], sm[(warp * 16 + g + 8) * MS + col]);
+        rz.set(sm[warp * 16 + g], sm[warp * 16 + g + 8]);
     }
     return *reinterpret_cast<const uint4 *>(sp + warp * 512 + lane * 16);
 }
@@ -220,12 +219,12 @@ __device__ __forceinline__ void wf_stage_issue(uint32_t st, const uint4 &wv, flo
 
 /* A warp's share of one stage's tensor work (the stage's buffer at sp, shared address st):
  * its reads (wf_stage_take), then its wgmmas (wf_stage_issue). */
-template <typename T, int BN, int NA, int MS = 1>
+template <typename T, int BN, int NA>
 __device__ __forceinline__ void wf_stage_mma(const uint8_t *sp, uint32_t st, float (&acc)[NA],
                                              uint32_t (&A)[4][4], wg_rowz<T, WG_MMA4, false> &rz,
                                              bool new_group, int warp, int lane)
 {
-    const uint4 wv = wf_stage_take<T, BN, MS>(sp, rz, new_group, warp, lane);
+    const uint4 wv = wf_stage_take<T, BN>(sp, rz, new_group, warp, lane);
     wf_stage_issue<T, BN>(st, wv, acc, A, rz, warp, lane);
 }
 
@@ -262,14 +261,16 @@ __device__ __forceinline__ void wf_pairs(float (&acc)[NA], int nkt, bool second,
     }
 }
 
-/* wf_pairs with each stage's reads one step earlier: take(kt) waits for stage kt and returns
+/* wf_pairs with each stage's reads one step earlier: take(kt) waits for stage kt (in
+ * wq_fold_kernel: its copies and the block barrier, where a buffer is refilled) and returns
  * the warp's word (and sets its {scale, zero}), issue(kt, word, A) makes the registers and
- * the wgmmas. The reads of the first stage of a pair come before the wait that ends the
- * pair before it, so its shared loads (and a group's {scale, zero} conversion) run while the
- * wgmmas drain instead of after: what a warp then does between that wait and its next wgmma
- * is the registers' arithmetic alone. The words are registers of their own, so the A sets
- * are written where wf_pairs writes them (nothing for ptxas to serialize); the same
- * wgmmas in the same order, the same bits. */
+ * the wgmmas. The take of a pair's first stage comes before the wait that ends the pair
+ * before it, so the block barrier, the shared loads and a group's {scale, zero} conversion
+ * run while the wgmmas drain instead of after: what a warp then does between that wait and
+ * its next wgmma is the registers' arithmetic alone. (Nsight Compute, gate_up at 256 rows on
+ * an H100: the warps' cycles at the block barrier 4.2 -> 0.5 an issue, 147 -> 119 us.) The
+ * words are registers of their own, so the A sets are written where wf_pairs writes them
+ * (nothing for ptxas to serialize); the same wgmmas in the same order, the same bits. */
 template <int NA, typename Take, typename Issue, typename Done>
 __device__ __forceinline__ void wf_pairs_ahead(float (&acc)[NA], int nkt, bool second, Take take,
                                                Issue issue, Done done)
@@ -369,7 +370,7 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
     typedef wf_smem<BN> L;
     typedef typename L::S S;
     static_assert(!MC || (TX && !L::TX_IN_STAGE), "multicast: x by TMA, barriers past MAIN");
-    static_assert(!AHEAD || (TX && !MC), "reads ahead: x by TMA, no multicast");
+    static_assert(!AHEAD || !MC, "reads ahead: no multicast");
     /* stages loaded ahead: one fewer when each stage's reads come a stage ahead (AHEAD) */
     constexpr int PD = AHEAD ? L::PD - 1 : L::PD;
     constexpr int NA = BN / 2;       /* accumulators a thread */
@@ -623,128 +624,6 @@ wq_fold_ws_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant
 #endif
 }
 
-/* ---- the fold without a block barrier a stage (PGD_CUDA_WQ_FOLD_NB=1, opt-in) --------------- */
-/* Nsight Compute on the plain kernel's gate_up at 256 rows (H100, thirtieth session): the
- * tensor pipe 43% busy and half of every warp's time at the block barrier a stage, where
- * each warpgroup waits for the other's A registers and for every thread's copies. Here all
- * of a stage comes by the tensor copy engine on its buffer's full mbarrier (one arrival and
- * the stage's bytes), so nothing a thread copied needs a barrier to be seen:
- *   weights: maps.w, the mma layout as u32 [tiles][wstride / 4], box {128, 8}: the block's
- *     8 tiles' 512-byte entries of the stage, wg_smem's W layout as the loader makes it;
- *   {scale, zero}: maps.m, u32 [out_pad][groups], box {4, 128} from the stage's group
- *     rounded down to a multiple of 4 (a box's inner coordinate must fall on 16 bytes: an
- *     unaligned one is an illegal instruction, as the first run of this kernel found): row
- *     r's pair at META + 16 r + 4 (group % 4), its neighbours' pairs beside it, unread;
- *     a row's stride must be a multiple of 16 bytes too, so the groups a multiple of 4;
- *   x: maps.x, as the plain kernel's TX.
- * empty[b]: each warp's lane 0 arrives once its wgmmas of the stage in buffer b are waited
- * for (wf_pairs' done, as the warp-specialized kernel's release). Thread 0 issues each
- * stage past the first STAGES once its buffer's empty phase has completed, and never
- * blocks on one: at each stage's start, and while it waits for a stage's full barrier
- * (which may be one only it can issue), it issues every stage whose buffer is free
- * (mbarrier.test_wait). So a warpgroup waits for its own stage's bytes only. The wgmmas and
- * their order are the plain kernel's: the same bits. Launches of one layer (q, k and v's
- * one grid keeps the plain kernel), tiles of 128 tokens and up. */
-struct wf_nb_maps {
-    CUtensorMap x, w, m;
-};
-
-template <typename T, int BN>
-__global__ void __launch_bounds__(WG_THREADS, 1)
-wq_fold_nb_kernel(const __grid_constant__ wg_args<T> a, const __grid_constant__ wf_nb_maps maps)
-{
-#ifdef PGD_SM90A
-    typedef wf_smem<BN> L;
-    typedef typename L::S S;
-    constexpr int NA = BN / 2;       /* accumulators a thread */
-    constexpr uint32_t STAGE_TX = BN * 128 + S::X + WG_BM * 16;   /* x, weights, meta */
-    extern __shared__ __align__(128) uint8_t wf_buf[];
-    const uint32_t raw = smem_u32(wf_buf), smem0 = (raw + 1023u) & ~1023u;
-    uint8_t *buf = wf_buf + (smem0 - raw);
-    const int th = threadIdx.x, warp = th / 32, lane = th % 32;
-    const int m0 = (int)blockIdx.y * WG_BM, n0 = (int)blockIdx.x * BN;
-    const int kt0 = blockIdx.z * a.kps, nkt = min(a.kts, kt0 + a.kps) - kt0;
-    pdl_trigger();
-    auto full = [&](int b) { return smem0 + (uint32_t)(L::MAIN + 8 * b); };
-    auto empty = [&](int b) { return smem0 + (uint32_t)(L::MAIN + 8 * (L::STAGES + b)); };
-    if (th == 0) {
-        for (int s = 0; s < L::STAGES; s++) {
-            sm90_mbar_init(full(s), 1);
-            sm90_mbar_init(empty(s), WG_THREADS / 32);
-        }
-        sm90_fence_mbar_init();
-    }
-    __syncthreads();
-    /* a stage's group as the loader finds it (wf_loader::init) */
-    const uint32_t gst = (uint32_t)(a.group_size / WG_BK);
-    const uint32_t gmul = a.groups == 1 ? 0u : (uint32_t)((((uint64_t)1 << 31) + gst - 1) / gst);
-    /* thread 0: split-local stage s's weights and meta (wm: with the barrier's expected
-     * bytes) and its x (xx) into buffer s % STAGES */
-    auto issue = [&](int s, bool wm, bool xx) {
-        const int b = s % L::STAGES, kt = kt0 + s;
-        const uint32_t st = smem0 + (uint32_t)(b * L::STAGE);
-        if (wm) {
-            sm90_mbar_expect_tx(full(b), STAGE_TX);
-            sm90_tma_load_2d(st, &maps.w, kt * 128, m0 / 16, full(b));
-            sm90_tma_load_2d(st + (uint32_t)S::META, &maps.m,
-                             (int)(__umulhi(2u * (uint32_t)kt, gmul) & ~3u), m0, full(b));
-        }
-        if (xx)
-            sm90_tma_load_2d(st + (uint32_t)S::X, &maps.x, kt * WG_BK, n0, full(b));
-    };
-    int next = min(L::STAGES, nkt);  /* thread 0: the next stage to issue */
-    auto refill = [&]() {
-        while (next < nkt && sm90_mbar_test(empty(next % L::STAGES),
-                                            (uint32_t)((next / L::STAGES - 1) & 1))) {
-            issue(next, true, true);
-            next++;
-        }
-    };
-    /* the weights and meta before the previous kernel is done (nothing writes them) */
-    if (th == 0)
-        for (int s = 0; s < next; s++)
-            issue(s, true, false);
-    pdl_wait();
-    if (th == 0)
-        for (int s = 0; s < next; s++)
-            issue(s, false, true);
-
-    float acc[NA];
-#pragma unroll
-    for (int i = 0; i < NA; i++)
-        acc[i] = 0.0f;
-    wg_rowz<T, WG_MMA4, false> rz;
-    wf_group_starts gs;
-    gs.init(a, kt0);
-    /* stage kt's bytes waited for, its word read and {scale, zero} taken */
-    auto take = [&](int kt) {
-        const int b = kt % L::STAGES;
-        const uint32_t ph = (uint32_t)((kt / L::STAGES) & 1);
-        if (th == 0) {
-            refill();
-            while (!sm90_mbar_test(full(b), ph))
-                refill();
-        }
-        sm90_mbar_wait(full(b), ph);
-        /* the stage's group's column in the box */
-        const int col = (int)(__umulhi(2u * (uint32_t)(kt0 + kt), gmul) & 3u);
-        return wf_stage_take<T, BN, 4>(buf + b * L::STAGE, rz, gs.next(), warp, lane, col);
-    };
-    auto mma = [&](int kt, const uint4 &wv, uint32_t (&A)[4][4]) {
-        wf_stage_issue<T, BN>(smem0 + (uint32_t)((kt % L::STAGES) * L::STAGE), wv, acc, A, rz,
-                              warp, lane);
-    };
-    auto release = [&](int kt) {
-        if (lane == 0)
-            sm90_mbar_arrive(empty(kt % L::STAGES));
-    };
-    wf_pairs_ahead(acc, nkt, th >= 128, take, mma, release);
-    wg_wgmma_epilogue<T, BN, S::OUT_LD>(a, buf, acc, n0, m0);
-#else
-    __trap();                        /* launched only where the sm_90a code exists */
-#endif
-}
-
 /* ---- the host side ------------------------------------------------------------------------------- */
 /* A plan's `one`: the plain kernel's block asks for at least WF_ONE_BLOCK_BYTES of shared
  * memory, past half an SM's 228 KB, so an SM holds one block as the plan's cost model
@@ -763,7 +642,7 @@ template <typename T, int BN, bool WS, bool XS = false, bool TX = false, bool MC
 struct wf_kernel {
     static_assert(!(TX && (WS || XS)), "TMA's x: the plain kernel, no rows to clamp or skip");
     static_assert(!MC || (TX && BN >= 128), "multicast: TMA's x, from the 128-token tile up");
-    static_assert(!AH || (TX && !MC), "reads ahead: TMA's x, no multicast");
+    static_assert(!AH || (!WS && !MC), "reads ahead: the plain kernel, no multicast");
     static std::atomic<uint64_t> granted;
     static constexpr int THREADS = WS ? WF_WS_THREADS : WG_THREADS;
     static constexpr int SMEM_USED = WS ? wf_smem<BN>::WS_BYTES
@@ -1025,18 +904,6 @@ static cudaError_t wf_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn
     return wf_kernel<T, 64, WS, XS, TX, false, AH>::launch(c, a, one, xmap);
 }
 
-/* The kernel without a block barrier a stage (NB) of a BN-token tile: grid and clusters as
- * the plain kernel's, its barriers past MAIN. */
-template <typename T, int BN> struct wf_nb_kernel {
-    static std::atomic<uint64_t> granted;
-    static constexpr int SMEM = wf_smem<BN>::MC_BYTES;
-    static cudaError_t launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, const wf_nb_maps &m)
-    {
-        return wg_launch(c, a, BN, WG_THREADS, SMEM, dim3(1, 1, (unsigned)a.ks), granted,
-                         wq_fold_nb_kernel<T, BN>, a, m);
-    }
-};
-template <typename T, int BN> std::atomic<uint64_t> wf_nb_kernel<T, BN>::granted(0);
 
 /* ---- x's tensor map (TX) ---------------------------------------------------------------- */
 /* The driver's cuTensorMapEncodeTiled, looked up once through the runtime (the library does
@@ -1085,32 +952,6 @@ static cudaError_t wf_xmap(const wg_args<T> &a, int bn, CUtensorMap *map)
                : cudaErrorInvalidValue;
 }
 
-/* The weights and {scale, zero} of a as the tensor maps of the kernel without a block
- * barrier (wq_fold_nb_kernel's comment): the mma layout as u32 [out_pad / 16][wstride / 4],
- * box {128, 8}; meta as u32 [out_pad][groups], box {4, 128}, no swizzle, rows past the
- * layer zero-filled. cudaErrorInvalidValue where the driver refuses one. */
-template <typename T>
-static cudaError_t wf_wmaps(const wg_args<T> &a, CUtensorMap *w, CUtensorMap *m)
-{
-    const wf_encode_fn encode = wf_encoder();
-    const cuuint64_t wdims[2] = { (cuuint64_t)(a.wstride / 4), (cuuint64_t)(a.out_pad / 16) };
-    const cuuint64_t wstrides[1] = { (cuuint64_t)a.wstride };
-    const cuuint32_t wbox[2] = { 128, WG_BM / 16 }, unit[2] = { 1, 1 };
-    const cuuint64_t mdims[2] = { (cuuint64_t)a.groups, (cuuint64_t)a.out_pad };
-    const cuuint64_t mstrides[1] = { (cuuint64_t)a.groups * 4 };
-    const cuuint32_t mbox[2] = { 4, WG_BM };
-    const bool ok =
-        encode(w, CU_TENSOR_MAP_DATA_TYPE_UINT32, 2, (void *)a.w, wdims, wstrides, wbox, unit,
-               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
-               CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) ==
-            CUDA_SUCCESS &&
-        encode(m, CU_TENSOR_MAP_DATA_TYPE_UINT32, 2, (void *)a.meta, mdims, mstrides, mbox, unit,
-               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
-               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) ==
-            CUDA_SUCCESS;
-    return ok ? cudaSuccess : cudaErrorInvalidValue;
-}
-
 /* Whether the plain kernel of a bn-token tile takes x by TMA (the same bits) for n rows,
  * where the driver encodes tensor maps: by default from the 128-token tile up, 5-15%
  * faster plan by plan and the 8B step 9-11% faster at 128-256 rows on an H200
@@ -1143,22 +984,22 @@ static bool wf_mc(const struct wq_fold_plan &p, int n, int out)
            p.ks == 1 && ((out + WG_BM - 1) / WG_BM) % 2 == 0 && wf_tma(p.bn, n);
 }
 
-/* PGD_CUDA_WQ_FOLD_AHEAD=1: the plain kernel with x by TMA reads each stage a stage ahead
- * (wq_fold_kernel's AHEAD, wf_pairs_ahead: the pair's first stage's barrier, word and
- * {scale, zero} before the wait that ends the pair before it; one stage fewer loading
- * ahead). The same bits; opt-in until a GPU has timed it. The kernel without a block
- * barrier (below) gained 9% at gate_up's 256 rows from the same reordering (thirty-first
- * session). */
-static bool wf_ahead(void) { return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_AHEAD", 0) == 1; }
+/* Whether the plain kernel reads each stage a stage ahead (wq_fold_kernel's AHEAD,
+ * wf_pairs_ahead: a pair's first stage's barrier, word and {scale, zero} before the wait
+ * that ends the pair before it; one stage fewer loading ahead): the same bits, by default;
+ * PGD_CUDA_WQ_FOLD_AHEAD=0 keeps them in order. On an H100 (thirty-first session) the 8B
+ * GPTQ step at 128 / 192 / 224 / 256 rows went 8.43 / 9.85 / 11.93 / 12.24 -> 7.27 / 9.08 /
+ * 10.35 / 10.59 ms (bf16 7.51 / 8.75 / 9.88 / 10.12), 64 rows 6.66 -> 6.46. */
+static bool wf_ahead(void) { return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_AHEAD", 1) != 0; }
 
-/* Whether a plan's launch takes the kernel without a block barrier a stage
- * (wq_fold_nb_kernel): PGD_CUDA_WQ_FOLD_NB=1 (opt-in until a GPU has timed it), where x
- * comes by TMA, a tile of 128 tokens or more, one layer, its groups a multiple of 4 (the
- * meta map's row stride) and no multicast asked for. */
-static bool wf_nb(const struct wq_fold_plan &p, int n, int out, int layers, int groups)
+/* The plain kernel (x by TMA or copied, rows past n skipped or not), its reads ahead or in
+ * order (wf_ahead). */
+template <typename T, bool XS, bool TX>
+static cudaError_t wf_launch_plain(struct pgd_cuda_ctx *c, const wg_args<T> &a,
+                                   const struct wq_fold_plan &p, const CUtensorMap &xmap)
 {
-    return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_NB", 0) == 1 && !p.ws && p.bn >= 128 &&
-           layers == 1 && groups % 4 == 0 && !wf_mc(p, n, out) && wf_tma(p.bn, n);
+    return wf_ahead() ? wf_launch<T, false, XS, TX, false, true>(c, a, p.bn, p.one, xmap)
+                      : wf_launch<T, false, XS, TX>(c, a, p.bn, p.one, xmap);
 }
 
 template <typename T>
@@ -1173,23 +1014,9 @@ cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
         return e != cudaSuccess ? e : wf_launch<T, false, false, true, true>(c, a, p.bn, false,
                                                                              xmap);
     }
-    if (wf_nb(p, a.n, a.out, a.layers, a.groups)) {
-        wf_nb_maps m;
-        cudaError_t e = wf_xmap(a, p.bn, &m.x);
-        if (e == cudaSuccess)
-            e = wf_wmaps(a, &m.w, &m.m);
-        if (e != cudaSuccess)
-            return e;
-        return p.bn == 256   ? wf_nb_kernel<T, 256>::launch(c, a, m)
-               : p.bn == 192 ? wf_nb_kernel<T, 192>::launch(c, a, m)
-                             : wf_nb_kernel<T, 128>::launch(c, a, m);
-    }
     if (!p.ws && wf_tma(p.bn, a.n)) {
         const cudaError_t e = wf_xmap(a, p.bn, &xmap);
-        if (e != cudaSuccess)
-            return e;
-        return wf_ahead() ? wf_launch<T, false, false, true, false, true>(c, a, p.bn, p.one, xmap)
-                          : wf_launch<T, false, false, true>(c, a, p.bn, p.one, xmap);
+        return e != cudaSuccess ? e : wf_launch_plain<T, false, true>(c, a, p, xmap);
     }
     memset(&xmap, 0, sizeof xmap);
     /* x's rows past n skipped but for 64-token tiles all full: where a tile is part-empty
@@ -1200,9 +1027,9 @@ cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
     const int xskip = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_XSKIP", -1);
     if (xskip == 1 || (xskip != 0 && (p.bn != 64 || a.n % 64 != 0)))
         return p.ws ? wf_launch<T, true, true>(c, a, p.bn, false, xmap)
-                    : wf_launch<T, false, true>(c, a, p.bn, p.one, xmap);
+                    : wf_launch_plain<T, true, false>(c, a, p, xmap);
     return p.ws ? wf_launch<T, true, false>(c, a, p.bn, false, xmap)
-                : wf_launch<T, false, false>(c, a, p.bn, p.one, xmap);
+                : wf_launch_plain<T, false, false>(c, a, p, xmap);
 }
 template cudaError_t pgd_cuda__wq_fold_run<__nv_bfloat16>(struct pgd_cuda_ctx *,
                                                           wg_args<__nv_bfloat16> &,
@@ -1229,9 +1056,9 @@ void pgd_cuda__wq_fold_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_
     struct wq_fold_plan p;
     if (wf_forced() || !pgd_cuda__wq_fold_tuned_plan(c, n, w->in, w->out, 1, w->group_size, &p))
         p = wf_pick(c, n, w->in, w->out);
-    snprintf(buf, len, "fold%s%d/%d%s%s", p.ws ? "-ws" : "", p.bn, p.ks, p.one ? "/1sm" : "",
+    snprintf(buf, len, "fold%s%d/%d%s%s%s", p.ws ? "-ws" : "", p.bn, p.ks, p.one ? "/1sm" : "",
              wf_mc(p, n, w->out)                 ? "/tma-mc"
-             : wf_nb(p, n, w->out, 1, w->groups) ? "/tma-nb"
-             : !p.ws && wf_tma(p.bn, n)          ? (wf_ahead() ? "/tma-ahead" : "/tma")
-                                                 : "");
+             : !p.ws && wf_tma(p.bn, n)          ? "/tma"
+                                                 : "",
+             !p.ws && !wf_mc(p, n, w->out) && !wf_ahead() ? "/in-order" : "");
 }

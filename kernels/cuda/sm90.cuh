@@ -151,17 +151,6 @@ __device__ __forceinline__ void sm90_mbar_wait_cluster(uint32_t bar, uint32_t pa
                  "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
                  "@!done bra wait_%=;\n}\n" ::"r"(bar), "r"(parity) : "memory");
 }
-/* Whether the phase of the given parity of the mbarrier at bar has completed: no waiting. */
-__device__ __forceinline__ bool sm90_mbar_test(uint32_t bar, uint32_t parity)
-{
-    uint32_t done;
-    asm volatile("{\n.reg .pred p;\n"
-                 "mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                 "selp.u32 %0, 1, 0, p;\n}\n"
-                 : "=r"(done) : "r"(bar), "r"(parity) : "memory");
-    return done != 0;
-}
-
 /* Waits until the phase of parity `parity` has completed (acquire: what the arrivals
  * released is visible after it). */
 __device__ __forceinline__ void sm90_mbar_wait(uint32_t bar, uint32_t parity)

@@ -1703,59 +1703,17 @@ GPU_TEST(wq_fold_x_multicast_same_bits)
     unsetenv("PGD_CUDA_WQ_FOLD_TMA");
 }
 
-/* The folded GEMM without a block barrier a stage (PGD_CUDA_WQ_FOLD_NB=1: weights, {scale,
- * zero} and x of a stage by the tensor copy engine on its buffer's full barrier, buffers
- * released by each warp and refilled by thread 0 without blocking) against the plain
- * kernel with x by TMA (=0): every output bit-equal, the 128-, 192- and 256-token tiles,
- * unsplit and split in 3 (splits that start inside a group), over enough stages that every
- * buffer is refilled several times (2,048 inputs: 32 stages), at rows that leave a tile
- * part-empty and full, with 8 feature tiles and with 3 (the last box past the layer), with
- * and without act-order; a layer whose groups are not a multiple of 4 (33 of 64 inputs)
- * keeps the plain kernel; the plan string names it; a captured graph replays the same bits;
- * the 150-row output against the reference of the rounded weights. Skips where the fold
- * does not run. */
-GPU_TEST(wq_fold_no_block_barrier_same_bits)
-{
-    if (!pgd_cuda_wq_fold_available(0))
-        cr_skip_test("the folded GEMM does not run here (no sm_90a device or code)");
-    cr_assert(pgd_cuda_wq_fold_tma_available(0), "the fold runs but the driver gives no "
-              "cuTensorMapEncodeTiled");
-    static const int NS_X[3] = { 17, 150, 256 };
-    static const struct { int group, in, out; bool act; } LAYERS[3] = {
-        { 128, 2048, 1000, true }, { 128, 2048, 264, false }, { 64, 2112, 264, false },
-    };
-    setenv("PGD_CUDA_WQ_FOLD_TMA", "1", 1);
-    setenv("PGD_CUDA_WQ_FOLD_WS", "0", 1);
-    for (int o = 0; o < 3; o++) {
-        struct wq_layer L;
-        wq_init(&L, 4, LAYERS[o].group, LAYERS[o].act, Z_INT, LAYERS[o].in, LAYERS[o].out);
-        /* the kernel only where the groups are a multiple of 4 (its meta map's rows) */
-        const bool nb = (LAYERS[o].in / LAYERS[o].group) % 4 == 0;
-        const char *const ends[2] = { nb ? "tma-nb" : "tma", nb ? "tma-nb" : "tma" };
-        for (int j = 0; j < 3; j++)
-            fold_switch_rows(&L, DTS[(j + o) % 2], NS_X[j], "PGD_CUDA_WQ_FOLD_NB", ends,
-                             "no block barrier against the plain kernel",
-                             "a captured launch without a block barrier");
-        setenv("PGD_CUDA_WQ_FOLD_NB", "1", 1);
-        setenv("PGD_CUDA_WQ_FOLD_BN", "192", 1);
-        wq_check(&L, PGD_DTYPE_BF16, 150, PGD_CUDA_QPATH_GEMM_FOLD, true);
-        unsetenv("PGD_CUDA_WQ_FOLD_BN");
-        unsetenv("PGD_CUDA_WQ_FOLD_NB");
-        wq_fini(&L);
-    }
-    unsetenv("PGD_CUDA_WQ_FOLD_WS");
-    unsetenv("PGD_CUDA_WQ_FOLD_TMA");
-}
-
-/* The plain fold with x by TMA reading each stage a stage ahead (PGD_CUDA_WQ_FOLD_AHEAD=1:
- * a pair's first stage's barrier, word and {scale, zero} before the wait that ends the pair
- * before it, one stage fewer loading ahead) against the same kernel in order (=0): every
- * output bit-equal, the 128-, 192- and 256-token tiles, unsplit and split in 3, over 32
- * stages (every buffer refilled several times), at rows that leave a tile part-empty and
- * full, with 8 feature tiles and with 3, with and without act-order, groups of 128 and 64;
- * the 64-token tile (its barriers in its stages) likewise; the plan string names it; a
- * captured graph replays the same bits; q, k and v as one grid; the 150-row output against
- * the reference of the rounded weights. Skips where the fold does not run. */
+/* The plain fold reading each stage a stage ahead (the default; PGD_CUDA_WQ_FOLD_AHEAD=0
+ * keeps the reads in order: a pair's first stage's barrier, word and {scale, zero} come
+ * before the wait that ends the pair before it, one stage fewer loading ahead) against in
+ * order: every output bit-equal, with x by TMA over the 128-, 192- and 256-token tiles,
+ * unsplit and split in 3, over 32 stages (every buffer refilled several times), at rows
+ * that leave a tile part-empty and full, with 8 feature tiles and with 3, with and without
+ * act-order, groups of 128 and 64; the 64-token tile (its barriers in its stages) by TMA;
+ * x copied, its rows past n skipped and not, 64- and 256-token tiles; the plan string says
+ * "in-order" only when asked; a captured graph replays the same bits; q, k and v as one
+ * grid; the 150-row output against the reference of the rounded weights. Skips where the
+ * fold does not run. */
 GPU_TEST(wq_fold_reads_ahead_same_bits)
 {
     if (!pgd_cuda_wq_fold_available(0))
@@ -1766,26 +1724,48 @@ GPU_TEST(wq_fold_reads_ahead_same_bits)
     static const struct { int group, in, out; bool act; } LAYERS[3] = {
         { 128, 2048, 1000, true }, { 128, 2048, 264, false }, { 64, 2112, 264, false },
     };
-    static const char *const ends[2] = { "tma-ahead", "tma-ahead" };
-    setenv("PGD_CUDA_WQ_FOLD_TMA", "1", 1);
+    static const char *const ends[2] = { "tma", "tma" };
     setenv("PGD_CUDA_WQ_FOLD_WS", "0", 1);
     for (int o = 0; o < 3; o++) {
         struct wq_layer L;
         wq_init(&L, 4, LAYERS[o].group, LAYERS[o].act, Z_INT, LAYERS[o].in, LAYERS[o].out);
+        setenv("PGD_CUDA_WQ_FOLD_TMA", "1", 1);
         for (int j = 0; j < 3; j++)
             fold_switch_rows(&L, DTS[(j + o) % 2], NS_X[j], "PGD_CUDA_WQ_FOLD_AHEAD", ends,
                              "reads a stage ahead against in order",
                              "a captured launch reading ahead");
-        /* the 64-token tile, unsplit and split */
         float *x = rand_vals((size_t)40 * L.in, 1, PGD_DTYPE_BF16);
         void *dx = upload(x, (size_t)40 * L.in, PGD_DTYPE_BF16);
-        fold_switch_case(&L, PGD_DTYPE_BF16, dx, 40, "64", "1", "PGD_CUDA_WQ_FOLD_AHEAD",
-                         "tma-ahead", "reads a stage ahead against in order");
-        fold_switch_case(&L, PGD_DTYPE_BF16, dx, 40, "64", "3", "PGD_CUDA_WQ_FOLD_AHEAD",
-                         "tma-ahead", "reads a stage ahead against in order");
+        /* the 64-token tile by TMA, unsplit and split */
+        fold_switch_case(&L, PGD_DTYPE_BF16, dx, 40, "64", "1", "PGD_CUDA_WQ_FOLD_AHEAD", "tma",
+                         "reads a stage ahead against in order");
+        fold_switch_case(&L, PGD_DTYPE_BF16, dx, 40, "64", "3", "PGD_CUDA_WQ_FOLD_AHEAD", "tma",
+                         "reads a stage ahead against in order");
+        if (fold_default()) {        /* in order, the plan says so */
+            char plan[64] = "";
+            setenv("PGD_CUDA_WQ_FOLD_AHEAD", "0", 1);
+            pgd_cuda_wq_auto_plan(ctx, L.d, 40, plan, sizeof plan);
+            cr_expect_str_eq(plan, "fold64/3/tma/in-order", "%s x 40 rows in order: the plan "
+                             "is %s", L.name, plan);
+        }
+        /* x copied: its rows past n skipped (XS) and clamped, 64- and 256-token tiles */
+        setenv("PGD_CUDA_WQ_FOLD_TMA", "0", 1);
+        for (int k = 0; k < 4; k++) {
+            char what[256];
+            setenv("PGD_CUDA_WQ_FOLD_XSKIP", k % 2 ? "1" : "0", 1);
+            setenv("PGD_CUDA_WQ_FOLD_BN", k < 2 ? "64" : "256", 1);
+            setenv("PGD_CUDA_WQ_FOLD_KS", k < 2 ? "3" : "1", 1);
+            snprintf(what, sizeof what, "%s x 40 rows, x copied (rows past n %s), token tile "
+                     "%s: reads a stage ahead against in order", L.name,
+                     k % 2 ? "skipped" : "clamped", k < 2 ? "64" : "256");
+            fold_same_bits_either_way(&L, PGD_DTYPE_BF16, dx, 40, "PGD_CUDA_WQ_FOLD_AHEAD",
+                                      what);
+        }
+        unsetenv("PGD_CUDA_WQ_FOLD_XSKIP");
+        unsetenv("PGD_CUDA_WQ_FOLD_KS");
         free(x);
         pgd_cuda_free(dx);
-        unsetenv("PGD_CUDA_WQ_FOLD_KS");
+        setenv("PGD_CUDA_WQ_FOLD_TMA", "1", 1);
         setenv("PGD_CUDA_WQ_FOLD_BN", "192", 1);
         wq_check(&L, PGD_DTYPE_BF16, 150, PGD_CUDA_QPATH_GEMM_FOLD, true);
         unsetenv("PGD_CUDA_WQ_FOLD_BN");

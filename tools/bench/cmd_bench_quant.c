@@ -328,8 +328,8 @@ int pgd_cmd_bench_quant(int argc, char **argv)
                             "    default: all but 64-token tiles at 32 rows or fewer),\n"
                             "  PGD_CUDA_WQ_FOLD_MC=1 (x multicast to pairs of feature tiles, "
                             "unsplit plans of 128 tokens and up),\n"
-                            "  PGD_CUDA_WQ_FOLD_NB=1 (the fold without a block barrier a stage: "
-                            "all of a stage by TMA, 128 tokens and up),\n"
+                            "  PGD_CUDA_WQ_FOLD_AHEAD=0 (the plain fold's stages read in order, "
+                            "not a stage ahead),\n"
                             "  PGD_CUDA_FP8_FAST_ACCUM=0 change the automatic choice and "
                             "cuBLASLt's FP8 accumulation\n");
             return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
