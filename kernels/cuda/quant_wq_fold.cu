@@ -15,12 +15,14 @@
  * BN tokens (64, 128, 192 or 256: wgmma m64nBNk16 with B, the x tile, read through a
  * descriptor), one block an SM, as many stages of 64 inputs as ~200 KB hold (BN 256: 5;
  * 192: 6; 128 and 64: 8),
- * the loads STAGES - 2 stages ahead (wf_loader, no predicates). A stage: wait for its copies,
+ * the loads STAGES - 3 stages ahead (wf_loader, no predicates). A stage: wait for its copies,
  * make them visible to the tensor cores (proxy fence), barrier, refill the buffer of stage
- * kt - 2, read the rows' {scale, zero} and the lane's word, make 16 A registers (4 steps of
+ * kt - 3, read the rows' {scale, zero} and the lane's word, make 16 A registers (4 steps of
  * 16 inputs), issue 4 wgmmas as one group. Stages go by pairs, each with its own register
  * set and one wait_group 0 a pair, the two warpgroups' pairs offset by a stage, so one's
- * wgmmas run while the other makes registers (see the loop for why not wait_group 1).
+ * wgmmas run while the other makes registers (see the loop for why not wait_group 1); a
+ * pair's first stage is read (everything up to its registers) before the wait that ends
+ * the pair before it (wf_pairs_ahead; PGD_CUDA_WQ_FOLD_AHEAD=0: after it, STAGES - 2 ahead).
  * Split inputs (a cluster of ks blocks along z) and the epilogue (the float32 tile in shared
  * memory, the splits added in order, the bias, one rounding): quant_wq_gemm.cuh's
  * wg_wgmma_epilogue.
@@ -45,8 +47,9 @@ template <int BN> struct wf_smem {
     static_assert(STAGE % 1024 == 0 && S::X % 1024 == 0, "x tiles 1024-byte aligned");
     static constexpr int FIT = WF_PIPE_BYTES / STAGE;
     static constexpr int STAGES = FIT > 8 ? 8 : FIT;
-    /* the loads run STAGES - 2 stages ahead: a buffer is refilled once both warpgroups
-     * have waited for the wgmmas that read it (see the kernel) */
+    /* the loads run STAGES - 2 stages ahead (one fewer when reading ahead, wq_fold_kernel's
+     * AHEAD): a buffer is refilled once both warpgroups have waited for the wgmmas that
+     * read it (see the kernel) */
     static_assert(STAGES >= 5, "three stages loading beside two the wgmmas may read");
     static constexpr int PD = STAGES - 2;             /* stages loaded ahead */
     static constexpr int PIPE = STAGES * STAGE, OUT = BN * S::OUT_LD * 4;
