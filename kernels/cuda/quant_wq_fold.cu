@@ -65,9 +65,6 @@ template <int BN> struct wf_smem {
     static constexpr int TX_BYTES = TX_IN_STAGE ? BYTES : BYTES + 8 * STAGES;
     static constexpr int TX_BAR = S::META + WG_BM * 4;
     static_assert(TX_BAR % 8 == 0 && TX_BAR + 8 <= STAGE, "the barrier inside the stage");
-    /* x multicast to a pair (MC): the x barriers past MAIN, then a buffer's "the peer has
-     * freed it" barriers past those */
-    static constexpr int MC_BYTES = BYTES + 2 * 8 * STAGES;
 };
 
 /* The copies of a stage by NT threads (th < NT: all 256 of wq_fold_kernel, or the producer
@@ -347,33 +344,14 @@ __device__ __forceinline__ wg_args<T> wf_layer(const wg_args<T> &g, int &m0)
  * cp.async copies of every thread. x is then written by the async proxy that wgmma reads
  * with, so no proxy fence a stage; the weights and meta (read with plain shared loads) keep
  * their cp.async copies and the block barrier. Gone from every warp a stage: the x copies,
- * their addresses, clamps or predicates, and the fence. Without TX, xmap is not read.
- *
- * MC (with TX; unsplit, from the 128-token tile up; PGD_CUDA_WQ_FOLD_MC, wf_mc): the blocks
- * of two neighbouring feature tiles, one cluster, read the same x tile, so each loads half
- * of it (box BN / 2 rows: block rank r the rows [r BN / 2, (r + 1) BN / 2)) and multicasts
- * it into both: every block's stage gets the whole tile, and x's traffic from L2 halves
- * (at 256 rows of gate_up, 224 feature tiles each read all of x: 470 MB a call, against 58
- * MB of weights). The cost is a hand-off: a block may write a stage's buffer in its peer
- * only once the peer is done with it. So at stage kt, past the block barrier that frees
- * buffer (kt - 2) % STAGES here, thread 0 tells the peer (an arrival on the peer's
- * xempty(b), at cluster scope) and waits for the peer's word on its own before it
- * multicasts stage kt + PD there. Each xempty barrier takes one arrival a phase, a phase a
- * refill (stages PD and past); a block can get at most one refill ahead of its peer on a
- * buffer (its next needs the peer's half of a later stage), so parities do not alias. A
- * stage's x barrier expects the whole tile's bytes from the local arrival; the peer's half
- * may land first (the phase cannot complete before that arrival). The cluster meets after
- * the barriers' init (none is written before it exists) and before either block exits (no
- * multicast of one outlives the other). */
-template <typename T, int BN, bool XS, bool TX, bool MC = false, bool AHEAD = false>
+ * their addresses, clamps or predicates, and the fence. Without TX, xmap is not read. */
+template <typename T, int BN, bool XS, bool TX, bool AHEAD = false>
 __global__ void __launch_bounds__(WG_THREADS, 1)
 wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ CUtensorMap xmap)
 {
 #ifdef PGD_SM90A
     typedef wf_smem<BN> L;
     typedef typename L::S S;
-    static_assert(!MC || (TX && !L::TX_IN_STAGE), "multicast: x by TMA, barriers past MAIN");
-    static_assert(!AHEAD || !MC, "reads ahead: no multicast");
     /* stages loaded ahead: one fewer when each stage's reads come a stage ahead (AHEAD) */
     constexpr int PD = AHEAD ? L::PD - 1 : L::PD;
     constexpr int NA = BN / 2;       /* accumulators a thread */
@@ -393,40 +371,17 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
     auto xbar = [&](int b) {
         return smem0 + (uint32_t)(L::TX_IN_STAGE ? b * L::STAGE + L::TX_BAR : L::MAIN + 8 * b);
     };
-    /* MC: buffer b's "freed by the peer" barrier, and this block's rank (the peer's: ^ 1) */
-    auto xempty = [&](int b) { return smem0 + (uint32_t)(L::MAIN + 8 * (L::STAGES + b)); };
-    const uint32_t rank = MC ? sm90_cluster_rank() : 0;
     if constexpr (TX) {
         if (th == 0) {
-            for (int s = 0; s < L::STAGES; s++) {
+            for (int s = 0; s < L::STAGES; s++)
                 sm90_mbar_init(xbar(s), 1);
-                if (MC)
-                    sm90_mbar_init(xempty(s), 1);
-            }
             sm90_fence_mbar_init();
         }
-        if constexpr (MC) {
-            sm90_cluster_arrive();
-            sm90_cluster_wait();
-        } else {
-            __syncthreads();
-        }
+        __syncthreads();
     }
     /* stage s's x tile (split-local s) into the stage at shared address st */
     auto load_x = [&](const wf_loader<T, BN, WG_THREADS, XS> &ld, uint32_t st, int s) {
-        if constexpr (MC) {
-            if (th == 0) {
-                const int b = s % L::STAGES;
-                if (s >= L::PD) {    /* a refill: buffer b is free here (the block barrier) */
-                    sm90_mbar_arrive_peer(xempty(b), rank ^ 1u);
-                    sm90_mbar_wait_cluster(xempty(b),
-                                           (uint32_t)((s / L::STAGES - (b < L::PD)) & 1));
-                }
-                sm90_mbar_expect_tx(xbar(b), BN * 128);
-                sm90_tma_load_2d_mc(st + (uint32_t)S::X + rank * (BN / 2) * 128, &xmap,
-                                    (kt0 + s) * WG_BK, n0 + (int)rank * (BN / 2), xbar(b), 3);
-            }
-        } else if constexpr (TX) {
+        if constexpr (TX) {
             if (th == 0) {
                 const uint32_t bar = xbar(s % L::STAGES);
                 sm90_mbar_expect_tx(bar, BN * 128);
@@ -493,8 +448,6 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
     else
         wf_pairs(acc, nkt, th >= 128,
                  [&](int kt, uint32_t (&A)[4][4]) { mma(kt, take(kt), A); }, [](int) {});
-    if constexpr (MC)
-        sm90_cluster_arrive();       /* every stage, the peer's halves included, consumed */
     if constexpr (TX && L::TX_IN_STAGE) {
         /* every thread is past its last wait: the barriers are invalidated before the
          * epilogue's tile writes over their memory (after its own barrier) */
@@ -504,8 +457,6 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
                 sm90_mbar_inval(xbar(s));
     }
     wg_wgmma_epilogue<T, BN, S::OUT_LD>(a, buf, acc, n0, m0);
-    if constexpr (MC)
-        sm90_cluster_wait();         /* no multicast of this block's still in flight */
 #else
     __trap();                        /* launched only where the sm_90a code exists */
 #endif
@@ -638,18 +589,15 @@ wq_fold_ws_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant
 static bool wf_one_block(void) { return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_ONE_BLOCK", 0) == 1; }
 
 /* The kernel of a tile size, plain (WS false) or warp-specialized, x's rows past n copied
- * clamped or skipped (XS) or x by TMA (TX, the plain kernel's), multicast to a pair of
- * feature tiles (MC: clusters of two along y, unsplit), its block and shared memory. */
-template <typename T, int BN, bool WS, bool XS = false, bool TX = false, bool MC = false,
-          bool AH = false>
+ * clamped or skipped (XS) or x by TMA (TX, the plain kernel's), its stages read ahead (AH,
+ * the plain kernel's), its block and shared memory. */
+template <typename T, int BN, bool WS, bool XS = false, bool TX = false, bool AH = false>
 struct wf_kernel {
     static_assert(!(TX && (WS || XS)), "TMA's x: the plain kernel, no rows to clamp or skip");
-    static_assert(!MC || (TX && BN >= 128), "multicast: TMA's x, from the 128-token tile up");
-    static_assert(!AH || (!WS && !MC), "reads ahead: the plain kernel, no multicast");
+    static_assert(!AH || !WS, "reads ahead: the plain kernel");
     static std::atomic<uint64_t> granted;
     static constexpr int THREADS = WS ? WF_WS_THREADS : WG_THREADS;
     static constexpr int SMEM_USED = WS ? wf_smem<BN>::WS_BYTES
-                                   : MC ? wf_smem<BN>::MC_BYTES
                                    : TX ? wf_smem<BN>::TX_BYTES
                                         : wf_smem<BN>::BYTES;
     /* the most a launch asks for: the attribute granted once */
@@ -657,14 +605,13 @@ struct wf_kernel {
                                                                           : SMEM_USED;
     static int smem(bool one) { return !WS && one ? SMEM_MAX : SMEM_USED; }
     static constexpr void (*kernel)(wg_args<T>, CUtensorMap) =
-        WS ? wq_fold_ws_kernel<T, BN, XS> : wq_fold_kernel<T, BN, XS, TX, MC, AH>;
+        WS ? wq_fold_ws_kernel<T, BN, XS> : wq_fold_kernel<T, BN, XS, TX, AH>;
     static cudaError_t allow(int device)
     {
         return wg_allow_smem(granted, kernel, device, SMEM_MAX);
     }
-    /* grid: token tiles x feature tiles x splits; the splits of a tile one cluster (MC:
-     * a.ks 1 and the feature tiles even, pairs of them the clusters); xmap x's tensor map
-     * (TX; else not read) */
+    /* grid: token tiles x feature tiles x splits, the splits of a tile one cluster; xmap
+     * x's tensor map (TX; else not read) */
     static cudaError_t launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, bool one,
                               const CUtensorMap &xmap)
     {
@@ -672,13 +619,12 @@ struct wf_kernel {
         cudaError_t e = allow(c->device);
         if (e != cudaSuccess)
             return e;
-        return wg_launch(c, a, BN, THREADS, smem(one),
-                         MC ? dim3(1, 2, 1) : dim3(1, 1, (unsigned)a.ks), granted, kernel, a,
-                         xmap);
+        return wg_launch(c, a, BN, THREADS, smem(one), dim3(1, 1, (unsigned)a.ks), granted,
+                         kernel, a, xmap);
     }
 };
-template <typename T, int BN, bool WS, bool XS, bool TX, bool MC, bool AH>
-std::atomic<uint64_t> wf_kernel<T, BN, WS, XS, TX, MC, AH>::granted(0);
+template <typename T, int BN, bool WS, bool XS, bool TX, bool AH>
+std::atomic<uint64_t> wf_kernel<T, BN, WS, XS, TX, AH>::granted(0);
 
 /* PGD_CUDA_WQ_FOLD_WS=1: the warp-specialized kernel (the same bits; opt-in until measured). */
 static bool wf_ws(void) { return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_WS", 0) == 1; }
@@ -892,19 +838,18 @@ extern "C" long pgd_cuda_wq_fold_plan_cost(struct pgd_cuda_ctx *c, int n, int in
     return wf_cost(c, n, in, out, ws != 0, !ws && wf_one_block(), bn, ks, &kps, slots);
 }
 
-/* The kernel of token tile bn. Multicast (MC) takes a tile of 128 tokens or more (wf_mc),
- * so no 64-token multicast kernel exists: MC's launches stop at the 128-token one. */
-template <typename T, bool WS, bool XS, bool TX = false, bool MC = false, bool AH = false>
+/* The kernel of token tile bn. */
+template <typename T, bool WS, bool XS, bool TX = false, bool AH = false>
 static cudaError_t wf_launch(struct pgd_cuda_ctx *c, const wg_args<T> &a, int bn, bool one,
                              const CUtensorMap &xmap)
 {
     if (bn == 256)
-        return wf_kernel<T, 256, WS, XS, TX, MC, AH>::launch(c, a, one, xmap);
+        return wf_kernel<T, 256, WS, XS, TX, AH>::launch(c, a, one, xmap);
     if (bn == 192)
-        return wf_kernel<T, 192, WS, XS, TX, MC, AH>::launch(c, a, one, xmap);
-    if (MC || bn == 128)
-        return wf_kernel<T, 128, WS, XS, TX, MC, AH>::launch(c, a, one, xmap);
-    return wf_kernel<T, 64, WS, XS, TX, false, AH>::launch(c, a, one, xmap);
+        return wf_kernel<T, 192, WS, XS, TX, AH>::launch(c, a, one, xmap);
+    if (bn == 128)
+        return wf_kernel<T, 128, WS, XS, TX, AH>::launch(c, a, one, xmap);
+    return wf_kernel<T, 64, WS, XS, TX, AH>::launch(c, a, one, xmap);
 }
 
 
@@ -975,18 +920,6 @@ extern "C" int pgd_cuda_wq_fold_tma_available(int device)
     return pgd_cuda_wq_fold_available(device) && wf_encoder() != NULL;
 }
 
-/* Whether a plan's launch multicasts x to pairs of feature tiles (wq_fold_kernel's MC):
- * PGD_CUDA_WQ_FOLD_MC=1, x by TMA, a tile of 128 tokens or more, the inputs unsplit (a
- * split's cluster is its own) and an even count of feature tiles (the grid's y, a pair a
- * cluster). Opt-in: on an H100 it made the 8B GPTQ step 2-5% slower at 128-256 rows, and
- * gate_up's 256/1 plan at 256 rows 144 -> 169 us under Nsight Compute, with more bytes
- * through L2, not fewer (thirtieth session); x's L2 traffic was not what bound the stage. */
-static bool wf_mc(const struct wq_fold_plan &p, int n, int out)
-{
-    return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_MC", 0) == 1 && !p.ws && p.bn >= 128 &&
-           p.ks == 1 && ((out + WG_BM - 1) / WG_BM) % 2 == 0 && wf_tma(p.bn, n);
-}
-
 /* Whether the plain kernel reads each stage a stage ahead (wq_fold_kernel's AHEAD,
  * wf_pairs_ahead: a pair's first stage's barrier, word and {scale, zero} before the wait
  * that ends the pair before it; one stage fewer loading ahead): the same bits, by default;
@@ -1001,7 +934,7 @@ template <typename T, bool XS, bool TX>
 static cudaError_t wf_launch_plain(struct pgd_cuda_ctx *c, const wg_args<T> &a,
                                    const struct wq_fold_plan &p, const CUtensorMap &xmap)
 {
-    return wf_ahead() ? wf_launch<T, false, XS, TX, false, true>(c, a, p.bn, p.one, xmap)
+    return wf_ahead() ? wf_launch<T, false, XS, TX, true>(c, a, p.bn, p.one, xmap)
                       : wf_launch<T, false, XS, TX>(c, a, p.bn, p.one, xmap);
 }
 
@@ -1012,11 +945,6 @@ cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
     a.ks = p.ks;
     a.kps = p.kps;
     CUtensorMap xmap;                /* x by TMA (wf_tma), else unread by the kernel */
-    if (wf_mc(p, a.n, a.out)) {      /* a block's half of the tile */
-        const cudaError_t e = wf_xmap(a, p.bn / 2, &xmap);
-        return e != cudaSuccess ? e : wf_launch<T, false, false, true, true>(c, a, p.bn, false,
-                                                                             xmap);
-    }
     if (!p.ws && wf_tma(p.bn, a.n)) {
         const cudaError_t e = wf_xmap(a, p.bn, &xmap);
         return e != cudaSuccess ? e : wf_launch_plain<T, false, true>(c, a, p, xmap);
@@ -1060,8 +988,5 @@ void pgd_cuda__wq_fold_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_
     if (wf_forced() || !pgd_cuda__wq_fold_tuned_plan(c, n, w->in, w->out, 1, w->group_size, &p))
         p = wf_pick(c, n, w->in, w->out);
     snprintf(buf, len, "fold%s%d/%d%s%s%s", p.ws ? "-ws" : "", p.bn, p.ks, p.one ? "/1sm" : "",
-             wf_mc(p, n, w->out)                 ? "/tma-mc"
-             : !p.ws && wf_tma(p.bn, n)          ? "/tma"
-                                                 : "",
-             !p.ws && !wf_mc(p, n, w->out) && !wf_ahead() ? "/in-order" : "");
+             !p.ws && wf_tma(p.bn, n) ? "/tma" : "", !p.ws && !wf_ahead() ? "/in-order" : "");
 }

@@ -2,9 +2,7 @@
  * on sm_90a the warpgroup MMA (wgmma.mma_async) with both operands read from shared memory
  * through matrix descriptors, its fences, and the proxy fence that makes copies written by
  * threads visible to it, the register split and the mbarriers of a warp-specialized kernel
- * (quant_wq_fold.cu's), and the tensor copy engine's loads (TMA) that complete on mbarriers,
- * multicast to a cluster's blocks with the hand-offs between them (an arrival on a peer's
- * barrier, the cluster's own barrier);
+ * (quant_wq_fold.cu's), and the tensor copy engine's loads (TMA) that complete on mbarriers;
  * the asynchronous 16-byte copies that fill the tiles (cp.async, sm_80+: smem_u32,
  * cp_async16, cp_async_commit, cp_async_wait) come from cp_async.cuh, included here.
  * gemm_wgmma.cu, attention_wgmma.cu and the W4 GEMMs (quant_wq_gemm.cuh) use them, and, on
@@ -103,53 +101,6 @@ __device__ __forceinline__ void sm90_tma_load_2d(uint32_t dst, const void *map, 
                  " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
                  "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar)
                  : "memory");
-}
-/* The same box multicast: written at dst (and its barrier at bar) in every block of the
- * cluster whose rank's bit is set in `mask` (the offsets alike in each, the bytes completing
- * on each block's own barrier). One thread issues it. */
-__device__ __forceinline__ void sm90_tma_load_2d_mc(uint32_t dst, const void *map, int c0, int c1,
-                                                    uint32_t bar, uint16_t mask)
-{
-    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
-                 ".multicast::cluster [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(dst),
-                 "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar), "h"(mask)
-                 : "memory");
-}
-/* This block's rank in its cluster. */
-__device__ __forceinline__ uint32_t sm90_cluster_rank()
-{
-    uint32_t r;
-    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-    return r;
-}
-/* One arrival on the barrier at the same shared offset `bar` in the cluster's block of rank
- * `rank` (release at cluster scope: this block's reads and writes before it, made visible by
- * a block barrier where other threads did them, come before). */
-__device__ __forceinline__ void sm90_mbar_arrive_peer(uint32_t bar, uint32_t rank)
-{
-    asm volatile("{\n.reg .b32 remote;\n"
-                 "mapa.shared::cluster.u32 remote, %0, %1;\n"
-                 "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n}\n"
-                 ::"r"(bar), "r"(rank) : "memory");
-}
-/* The cluster's barrier in two halves, every thread of every block: arrive (release: this
- * thread's accesses before it) and wait (acquire: every block's before their arrivals). */
-__device__ __forceinline__ void sm90_cluster_arrive()
-{
-    asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void sm90_cluster_wait()
-{
-    asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-}
-/* Waits until the phase of parity `parity` has completed, acquiring at cluster scope what
- * another block's arrivals (sm90_mbar_arrive_peer) released. */
-__device__ __forceinline__ void sm90_mbar_wait_cluster(uint32_t bar, uint32_t parity)
-{
-    asm volatile("{\n.reg .pred done;\n"
-                 "wait_%=:\n"
-                 "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
-                 "@!done bra wait_%=;\n}\n" ::"r"(bar), "r"(parity) : "memory");
 }
 /* Waits until the phase of parity `parity` has completed (acquire: what the arrivals
  * released is visible after it). */

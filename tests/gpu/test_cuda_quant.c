@@ -1652,57 +1652,6 @@ static void fold_switch_rows(const struct wq_layer *L, enum pgd_dtype dt, int n,
     pgd_cuda_free(dx);
 }
 
-/* The folded GEMM's x multicast to pairs of feature tiles (PGD_CUDA_WQ_FOLD_MC=1: each block
- * of a two-block cluster loads half of the x tile by TMA into both, and hands each buffer
- * back to its peer before a refill) against each block's own TMA load (=0): every output
- * bit-equal, the 128-, 192- and 256-token tiles unsplit, over enough stages that every
- * buffer is refilled several times (2,048 inputs: 32 stages), at rows that leave the tile's
- * second half empty, part-full and full; with an odd count of feature tiles (no pairs: the
- * switch must leave it to the plain launch) and a split plan likewise; the plan string names
- * it; a captured graph replays the same bits; q, k and v as one grid (2 + 1 + 1 tiles, pairs
- * across layers); the 150-row output against the reference of the rounded weights. Skips
- * where the fold does not run. */
-GPU_TEST(wq_fold_x_multicast_same_bits)
-{
-    if (!pgd_cuda_wq_fold_available(0))
-        cr_skip_test("the folded GEMM does not run here (no sm_90a device or code)");
-    cr_assert(pgd_cuda_wq_fold_tma_available(0), "the fold runs but the driver gives no "
-              "cuTensorMapEncodeTiled");
-    static const int NS_X[4] = { 17, 100, 200, 256 };
-    static const int OUTS[2] = { 1000, 264 };             /* 8 feature tiles; 3 */
-    setenv("PGD_CUDA_WQ_FOLD_TMA", "1", 1);
-    setenv("PGD_CUDA_WQ_FOLD_WS", "0", 1);
-    for (int o = 0; o < 2; o++) {
-        struct wq_layer L;
-        wq_init(&L, 4, 128, o == 0, Z_INT, 2048, OUTS[o]);
-        /* pairs only with an even count of feature tiles, unsplit */
-        const char *const ends[2] = { o == 0 ? "tma-mc" : "tma", "tma" };
-        for (int j = 0; j < 4; j++)
-            fold_switch_rows(&L, DTS[(j + o) % 2], NS_X[j], "PGD_CUDA_WQ_FOLD_MC", ends,
-                             "x multicast to pairs against loaded by each",
-                             "a captured multicast launch");
-        setenv("PGD_CUDA_WQ_FOLD_MC", "1", 1);
-        setenv("PGD_CUDA_WQ_FOLD_BN", "256", 1);
-        setenv("PGD_CUDA_WQ_FOLD_KS", "1", 1);
-        wq_check(&L, PGD_DTYPE_BF16, 150, PGD_CUDA_QPATH_GEMM_FOLD, true);
-        unsetenv("PGD_CUDA_WQ_FOLD_BN");
-        unsetenv("PGD_CUDA_WQ_FOLD_KS");
-        unsetenv("PGD_CUDA_WQ_FOLD_MC");
-        wq_fini(&L);
-    }
-
-    /* q, k and v as one grid (feature tiles 2 + 1 + 1: one pair spans k and v), unsplit,
-     * where the layers' automatic choice is the fold */
-    if (fold_default()) {
-        setenv("PGD_CUDA_WQ_FOLD_KS", "1", 1);
-        qkv_grid_same_bits_either_way("PGD_CUDA_WQ_FOLD_MC", NS_X + 1, 3,
-                                      "x multicast against loaded by each");
-        unsetenv("PGD_CUDA_WQ_FOLD_KS");
-    }
-    unsetenv("PGD_CUDA_WQ_FOLD_WS");
-    unsetenv("PGD_CUDA_WQ_FOLD_TMA");
-}
-
 /* The plain fold reading each stage a stage ahead (the default; PGD_CUDA_WQ_FOLD_AHEAD=0
  * keeps the reads in order: a pair's first stage's barrier, word and {scale, zero} come
  * before the wait that ends the pair before it, one stage fewer loading ahead) against in

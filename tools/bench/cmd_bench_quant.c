@@ -326,8 +326,6 @@ int pgd_cmd_bench_quant(int argc, char **argv)
                             "  PGD_CUDA_WQ_FOLD_TMA=0 / 1 (the plain fold's x by the tensor copy "
                             "engine for no / every token tile;\n"
                             "    default: all but 64-token tiles at 32 rows or fewer),\n"
-                            "  PGD_CUDA_WQ_FOLD_MC=1 (x multicast to pairs of feature tiles, "
-                            "unsplit plans of 128 tokens and up),\n"
                             "  PGD_CUDA_WQ_FOLD_AHEAD=0 (the plain fold's stages read in order, "
                             "not a stage ahead),\n"
                             "  PGD_CUDA_FP8_FAST_ACCUM=0 change the automatic choice and "
