@@ -429,7 +429,7 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
             sm90_mbar_wait(xbar(kt % L::STAGES), (uint32_t)((kt / L::STAGES) & 1));
         else
             sm90_fence_async_smem();
-        __syncthreads();             /* stage kt landed; stage kt - 2's buffer is free */
+        __syncthreads();             /* stage kt landed; stage nk's buffer is free (above) */
         const int nk = kt + PD;
         if (nk < nkt) {
             const uint32_t st = smem0 + (uint32_t)((nk % L::STAGES) * L::STAGE);
