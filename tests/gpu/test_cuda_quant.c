@@ -1630,19 +1630,18 @@ static void fold_switch_case(const struct wq_layer *L, enum pgd_dtype dt, const 
 }
 
 /* A switch's walk at n rows of L: a random x of dtype dt, fold_switch_case over the 128-,
- * 192- and 256-token tiles and splits 1 and 3 (ends[k]: the plan's end at split k), then
+ * 192- and 256-token tiles and splits 1 and 3 (the plan ending in plan_end), then
  * a graph captured with the switch on (the 256-token tile, `graph_what`) replaying the
  * eager bits. Leaves the switch, the tile and the split unset. */
 static void fold_switch_rows(const struct wq_layer *L, enum pgd_dtype dt, int n, const char *var,
-                             const char *const ends[2], const char *against,
-                             const char *graph_what)
+                             const char *plan_end, const char *against, const char *graph_what)
 {
     static const char *BN[3] = { "128", "192", "256" }, *KS[2] = { "1", "3" };
     float *x = rand_vals((size_t)n * L->in, 1, dt);
     void *dx = upload(x, (size_t)n * L->in, dt);
     for (int b = 0; b < 3; b++)
         for (int k = 0; k < 2; k++)
-            fold_switch_case(L, dt, dx, n, BN[b], KS[k], var, ends[k], against);
+            fold_switch_case(L, dt, dx, n, BN[b], KS[k], var, plan_end, against);
     unsetenv("PGD_CUDA_WQ_FOLD_KS");
     setenv(var, "1", 1);             /* the 256-token tile, still forced */
     fold_graph_same_bits(L, dt, dx, n, graph_what);
@@ -1673,14 +1672,13 @@ GPU_TEST(wq_fold_reads_ahead_same_bits)
     static const struct { int group, in, out; bool act; } LAYERS[3] = {
         { 128, 2048, 1000, true }, { 128, 2048, 264, false }, { 64, 2112, 264, false },
     };
-    static const char *const ends[2] = { "tma", "tma" };
     setenv("PGD_CUDA_WQ_FOLD_WS", "0", 1);
     for (int o = 0; o < 3; o++) {
         struct wq_layer L;
         wq_init(&L, 4, LAYERS[o].group, LAYERS[o].act, Z_INT, LAYERS[o].in, LAYERS[o].out);
         setenv("PGD_CUDA_WQ_FOLD_TMA", "1", 1);
         for (int j = 0; j < 3; j++)
-            fold_switch_rows(&L, DTS[(j + o) % 2], NS_X[j], "PGD_CUDA_WQ_FOLD_AHEAD", ends,
+            fold_switch_rows(&L, DTS[(j + o) % 2], NS_X[j], "PGD_CUDA_WQ_FOLD_AHEAD", "tma",
                              "reads a stage ahead against in order",
                              "a captured launch reading ahead");
         float *x = rand_vals((size_t)40 * L.in, 1, PGD_DTYPE_BF16);
