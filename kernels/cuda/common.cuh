@@ -104,6 +104,12 @@ struct pgd_cuda_ctx {
     /* quant_fp8_dec.cu's split-K tickets: device [PGD_CUDA_FP8_TICKETS] ints, zero between
      * launches (each launch's last block of a tile sets its ticket back) */
     int *fp8_tickets;
+    /* quant_wq_fold.cu's stream-K fold: the blocks' part sums and flags (wg_args' sk_part,
+     * sk_flags), made at its first launch outside a capture: device [wq_sk_blocks] slots of
+     * 128 x 256 floats and [wq_sk_blocks] ints, zero between launches; NULL: not made */
+    float *wq_sk_part;
+    int *wq_sk_flags;
+    int wq_sk_blocks;
     /* linear.cu / gemm_tune.cu: the cuBLASLt plans' host work (pgd_cuda_gemm_host_stats) */
     struct pgd_cuda_gemm_host_stats lt_host;
     /* attention.cu: the stream a mixed step's decode rows run on beside its general items

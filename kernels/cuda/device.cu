@@ -240,6 +240,8 @@ extern "C" void pgd_cuda_ctx_destroy(struct pgd_cuda_ctx *c)
     cudaFree(c->workspace);
     cudaFree(c->qscratch);
     cudaFree(c->fp8_tickets);
+    cudaFree(c->wq_sk_part);
+    cudaFree(c->wq_sk_flags);
     cudaFree(c->plan_dev);
     for (int t = 0; t < 2; t++)
         if (c->plan_host[t])

@@ -606,8 +606,9 @@ int pgd_cuda_wq_fold_available(int device);
  * runs and the driver encodes tensor maps (for tests). */
 int pgd_cuda_wq_fold_tma_available(int device);
 /* The folded GEMM's cost model (quant_wq_fold.cu) for one plan of n rows of an [out, in]
- * layer: token tile bn (64, 128, 192, 256), ks splits of the inputs (1..8), the plain (ws 0)
- * or warp-specialized kernel: its estimated cost in the model's units (~2.8 ns on an H100), -1
+ * layer: token tile bn (64, 128, 192, 256), ks splits of the inputs (1..8), the plain (ws 0),
+ * warp-specialized (1) or stream-K kernel (2: ks 1, bn 128 up; *slots its blocks): its
+ * estimated cost in the model's units (~2.8 ns on an H100), -1
  * where the plan does not exist (ks splits would leave one empty); *slots: the tiles the
  * device holds at once (clusters of ks blocks). For fitting the model (bench quant
  * --fold-plans). */
@@ -619,11 +620,11 @@ int pgd_cuda_wq_fold_tune_stats(const struct pgd_cuda_ctx *c, double *ms);
 /* One of them (for `pagoda bench latency`): the grid (in, out: the layers' features side by
  * side, layers) of dtype dt, its 64-row bucket and the n it was timed at; plans timed; the
  * chosen plan (token tile bn, ks splits, the warp-specialized kernel ws, a block alone on an
- * SM one); the first plan timed (the cost model's least) and the chosen one, us a call. */
+ * SM one, the stream-K kernel sk); the first plan timed (the cost model's least) and the chosen one, us a call. */
 struct pgd_cuda_wq_fold_tune_info {
     enum pgd_dtype dt;
     int in, out, layers, bucket, n, timed;
-    int bn, ks, ws, one;
+    int bn, ks, ws, one, sk;
     double first_us, best_us, tune_ms;
 };
 /* Fills *out with timing i (0 .. the count - 1): 0, else 1. */

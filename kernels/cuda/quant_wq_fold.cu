@@ -315,13 +315,12 @@ __device__ __forceinline__ V wf_sel(int l, const V (&v)[WG_LAYERS])
     return l == 2 ? v[2] : l == 1 ? v[1] : v[0];
 }
 
-/* The block's layer of a launch of several (wg_args' layers): its fields in place of the
- * grid's, and m0, the block's first feature, within that layer. */
+/* The layer of feature tile mb of a launch of several (wg_args' layers): its fields in place
+ * of the grid's, and m0, the tile's first feature, within that layer. */
 template <typename T>
-__device__ __forceinline__ wg_args<T> wf_layer(const wg_args<T> &g, int &m0)
+__device__ __forceinline__ wg_args<T> wf_layer_of(const wg_args<T> &g, int mb, int &m0)
 {
     wg_args<T> a = g;
-    const int mb = (int)blockIdx.y;
     m0 = mb * WG_BM;
     if (g.layers > 1) {
         const int l = mb >= g.l_mb[2] ? 2 : mb >= g.l_mb[1] ? 1 : 0;
@@ -335,6 +334,13 @@ __device__ __forceinline__ wg_args<T> wf_layer(const wg_args<T> &g, int &m0)
         m0 = (mb - (l == 2 ? g.l_mb[2] : l == 1 ? g.l_mb[1] : 0)) * WG_BM;
     }
     return a;
+}
+
+/* The block's layer (its feature tile blockIdx.y). */
+template <typename T>
+__device__ __forceinline__ wg_args<T> wf_layer(const wg_args<T> &g, int &m0)
+{
+    return wf_layer_of(g, (int)blockIdx.y, m0);
 }
 
 /* TX (wf_tma: the default but for 64-token tiles of 32 rows or fewer): x's tile of a stage
@@ -457,6 +463,223 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
                 sm90_mbar_inval(xbar(s));
     }
     wg_wgmma_epilogue<T, BN, S::OUT_LD>(a, buf, acc, n0, m0);
+#else
+    __trap();                        /* launched only where the sm_90a code exists */
+#endif
+}
+
+/* ---- stream-K (wq_fold_sk_kernel) ------------------------------------------------------------ */
+/* Why: a launch's tiles seldom fill the SMs in whole waves, and a split tile pays its cluster's
+ * reduction. At 256 rows of the 8B shape on an H100 (132 SMs) the timed plans leave SMs idle:
+ * q/k/v as one grid (48 feature tiles, 64 stages each) ran 256/2, 96 blocks; down (32 tiles
+ * of 224 stages) 256/3, 96 blocks; gate_up (224 tiles) 256/1, a full wave and one of 92. Here
+ * the launch has one block an SM (G of them, at most the SMs), and block b takes the stages
+ * [b U / G, (b + 1) U / G) of the launch's U = tiles x kts stages, tile after tile (tile t:
+ * feature tile t / ntok, token tile t % ntok), so every block does the same count of stages.
+ * Its pipeline runs through its whole run without a break: the first stages of a tile load
+ * while the tile before is being multiplied, so the fill (most of the plain kernel's fixed
+ * ~8 us a block in its cost model) is paid once a block, not once a tile. The run cuts the
+ * tiles it touches into segments:
+ *   - a whole tile: its sums rounded and stored straight from the accumulators with the bias
+ *     (wf_sk_store: the plain kernel stages them through the pipeline's memory, which here
+ *     still holds the next tile's stages), as wg_store8 rounds them: an unsplit plan's bits;
+ *   - a tile's later part (only a block's first segment can start mid-tile): its float32
+ *     sums to the block's slot of sk_part, then the block's flag set (a release);
+ *   - a tile's first part that later blocks finish (only a block's last segment): once its
+ *     own stages are done, the block waits for the flags of the blocks after it that hold the
+ *     rest (an acquire; they wrote their part first thing, so the wait is short), adds their
+ *     sums in block order (the same order every launch), clears their flags for the next
+ *     launch and stores the tile.
+ * Waiting on another block is safe: G is at most the SMs and a block fills an SM, so every
+ * block is resident once the kernel before has drained, and a block waits only for blocks
+ * after it, which never wait for it. x comes by TMA and each stage is read a stage ahead
+ * (wq_fold_kernel's TX and AHEAD, the defaults of its 128- to 256-token tiles). */
+#ifdef PGD_SM90A
+__device__ __forceinline__ void wf_flag_release(int *f, int v)
+{
+    asm volatile("st.release.gpu.global.s32 [%0], %1;\n" ::"l"(f), "r"(v) : "memory");
+}
+__device__ __forceinline__ int wf_flag_acquire(const int *f)
+{
+    int v;
+    asm volatile("ld.acquire.gpu.global.s32 %0, [%1];\n" : "=r"(v) : "l"(f) : "memory");
+    return v;
+}
+#endif
+
+/* y[n0 + tok, m0 + o] of the block's tile = v (a thread's accumulators, wg_wgmma_epilogue's
+ * layout) + b, the features past out and tokens past n skipped: each element rounded as
+ * wg_store8 rounds it (a split-free sum is 0 + v there). */
+template <typename T, int NA>
+__device__ __forceinline__ void wf_sk_store(const wg_args<T> &a, const float (&v)[NA], int m0,
+                                            int n0, int warp, int lane)
+{
+    const int g = lane >> 2, t = lane & 3;
+    const int o0 = m0 + warp * 16 + g, o8 = o0 + 8;
+    const float b0 = a.b && o0 < a.out ? to_f<T>(a.b[o0]) : 0.0f;
+    const float b8 = a.b && o8 < a.out ? to_f<T>(a.b[o8]) : 0.0f;
+#pragma unroll
+    for (int i = 0; i < NA; i++) {
+        const int o = i & 2 ? o8 : o0, tok = n0 + (i / 4) * 8 + 2 * t + (i & 1);
+        if (tok < a.n && o < a.out)
+            a.y[(size_t)tok * a.out + o] = from_f<T>((0.0f + v[i]) + (i & 2 ? b8 : b0));
+    }
+}
+
+template <typename T, int BN>
+__global__ void __launch_bounds__(WG_THREADS, 1)
+wq_fold_sk_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ CUtensorMap xmap)
+{
+#ifdef PGD_SM90A
+    typedef wf_smem<BN> L;
+    typedef typename L::S S;
+    static_assert(!L::TX_IN_STAGE, "the x barriers past the pipeline (TX_BYTES)");
+    constexpr int PD = L::PD - 1;    /* read ahead: one stage fewer loading ahead */
+    constexpr int NA = BN / 2;
+    extern __shared__ __align__(128) uint8_t wf_buf[];
+    const uint32_t raw = smem_u32(wf_buf), smem0 = (raw + 1023u) & ~1023u;
+    uint8_t *buf = wf_buf + (smem0 - raw);
+    const int th = threadIdx.x, warp = th / 32, lane = th % 32;
+    const int kts = grid.kts, ntok = (grid.n + BN - 1) / BN, blocks = (int)gridDim.x;
+    const long total = (long)((grid.out + WG_BM - 1) / WG_BM) * ntok * kts;
+    auto run_start = [&](int q) { return total * q / blocks; };
+    const int b = (int)blockIdx.x;
+    const long u0 = run_start(b);
+    const int nst = (int)(run_start(b + 1) - u0);    /* the block's stages */
+    pdl_trigger();
+    /* stage s (of the block's run) in buffer s % STAGES, its x barrier's phase s / STAGES */
+    auto xbar = [&](int s) { return smem0 + (uint32_t)(L::MAIN + 8 * s); };
+    if (th == 0) {
+        for (int s = 0; s < L::STAGES; s++)
+            sm90_mbar_init(xbar(s), 1);
+        sm90_fence_mbar_init();
+    }
+    __syncthreads();
+    auto load_x = [&](int s, int kt, int n0) {
+        if (th == 0) {
+            const uint32_t bar = xbar(s % L::STAGES);
+            sm90_mbar_expect_tx(bar, BN * 128);
+            sm90_tma_load_2d(smem0 + (uint32_t)((s % L::STAGES) * L::STAGE + S::X), &xmap,
+                             kt * WG_BK, n0, bar);
+        }
+    };
+
+    /* The loads' cursor: the next stage to load is stage ld_kt of tile ld_tile (token rows
+     * from ld_n0), whose feature rows ld copies from. */
+    int ld_tile = (int)(u0 / kts), ld_kt = (int)(u0 % kts), ld_n0 = 0;
+    wf_loader<T, BN, WG_THREADS, false> ld;
+    auto ld_tile_init = [&]() {
+        const int mb = ld_tile / ntok;
+        int m0;
+        ld_n0 = (ld_tile - mb * ntok) * BN;
+        ld.init(wf_layer_of(grid, mb, m0), m0, ld_n0, th);
+    };
+    auto ld_next = [&]() {
+        if (++ld_kt == kts) {
+            ld_kt = 0;
+            ld_tile++;
+            ld_tile_init();
+        }
+    };
+    ld_tile_init();
+    /* The first stages' weights before the previous kernel is done (nothing writes them), x
+     * after, walking the same stages again; cp.async group 0 holds the early weights, and
+     * every stage commits one group (wq_fold_kernel's accounting). */
+    for (int s = 0; s < PD && s < nst; s++) {
+        ld.load_w(smem0 + s * L::STAGE, ld_kt);
+        ld_next();
+    }
+    pdl_wait();
+    {
+        int xt = (int)(u0 / kts), xk = (int)(u0 % kts);
+        for (int s = 0; s < PD; s++) {
+            if (s < nst) {
+                load_x(s, xk, (xt % ntok) * BN);
+                if (++xk == kts) {
+                    xk = 0;
+                    xt++;
+                }
+            }
+            cp_async_commit();
+        }
+    }
+
+    float acc[NA];
+    wg_rowz<T, WG_MMA4, false> rz;
+    wf_group_starts gs;
+    int j = 0, tile = (int)(u0 / kts), k0 = (int)(u0 % kts);
+    while (j < nst) {
+        /* the segment: stages [k0, k0 + seg) of tile `tile`, the run's [j, j + seg) */
+        const int seg = min(kts - k0, nst - j), j0 = j;
+        const int mb = tile / ntok, n0 = (tile - mb * ntok) * BN;
+        int m0;
+        const wg_args<T> a = wf_layer_of(grid, mb, m0);
+#pragma unroll
+        for (int i = 0; i < NA; i++)
+            acc[i] = 0.0f;
+        gs.init(a, k0);
+        /* wq_fold_kernel's take and issue, on the run's stages: the buffer a barrier frees is
+         * stage s - 3's, waited for by both warpgroups in this segment or the one before */
+        auto take = [&](int kt) {
+            const int s = j0 + kt;
+            cp_async_wait<PD - 1>();
+            sm90_mbar_wait(xbar(s % L::STAGES), (uint32_t)((s / L::STAGES) & 1));
+            __syncthreads();
+            if (s + PD < nst) {
+                const uint32_t st = smem0 + (uint32_t)(((s + PD) % L::STAGES) * L::STAGE);
+                ld.load_w(st, ld_kt);
+                load_x(s + PD, ld_kt, ld_n0);
+                ld_next();
+            }
+            cp_async_commit();
+            return wf_stage_take<T, BN>(buf + (s % L::STAGES) * L::STAGE, rz, gs.next(), warp,
+                                        lane);
+        };
+        auto mma = [&](int kt, const uint4 &wv, uint32_t (&A)[4][4]) {
+            wf_stage_issue<T, BN>(smem0 + (uint32_t)(((j0 + kt) % L::STAGES) * L::STAGE), wv,
+                                  acc, A, rz, warp, lane);
+        };
+        wf_pairs_ahead(acc, seg, th >= 128, take, mma, [](int) {});
+
+        float4 *part = reinterpret_cast<float4 *>(grid.sk_part);
+        if (k0 > 0) {                /* a later part: the sums to this block's slot */
+            float4 *mine = part + (size_t)b * (NA / 4) * WG_THREADS + th;
+#pragma unroll
+            for (int i = 0; i < NA / 4; i++)
+                mine[(size_t)i * WG_THREADS] =
+                    make_float4(acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]);
+            __syncthreads();
+            if (th == 0) {
+                __threadfence();
+                wf_flag_release(grid.sk_flags + b, 1);
+            }
+        } else {
+            if (seg < kts) {         /* the first part: the later blocks' parts, in order */
+                const long end = (long)(tile + 1) * kts;
+                for (int q = b + 1; q < blocks && run_start(q) < end; q++) {
+                    if (th == 0) {
+                        while (wf_flag_acquire(grid.sk_flags + q) == 0)
+                            __nanosleep(64);
+                        grid.sk_flags[q] = 0;
+                    }
+                    __syncthreads();
+                    const float4 *theirs = part + (size_t)q * (NA / 4) * WG_THREADS + th;
+#pragma unroll
+                    for (int i = 0; i < NA / 4; i++) {
+                        const float4 p = __ldcg(theirs + (size_t)i * WG_THREADS);
+                        acc[4 * i] += p.x;
+                        acc[4 * i + 1] += p.y;
+                        acc[4 * i + 2] += p.z;
+                        acc[4 * i + 3] += p.w;
+                    }
+                }
+            }
+            wf_sk_store<T, NA>(a, acc, m0, n0, warp, lane);
+        }
+        j += seg;
+        tile++;
+        k0 = 0;
+    }
 #else
     __trap();                        /* launched only where the sm_90a code exists */
 #endif
@@ -705,7 +928,7 @@ static int wf_clusters(const struct pgd_cuda_ctx *c, int ks, bool ws, bool one)
 #define WF_COST_SPLIT 400
 #define WF_COST_STAGE 100
 #define WF_KS_MAX 8                  /* splits the plan considers (PGD_CUDA_WQ_FOLD_KS_MAX) */
-#define WF_PLANS_MAX 80              /* pgd_cuda__wq_fold_plans' most: 32 + 8 + 32 */
+#define WF_PLANS_MAX 80              /* pgd_cuda__wq_fold_plans' most: 32 + 8 + 32 + 3 */
 
 /* The token tiles, narrowest first. 192 (wgmma n 192) serves 129-192 rows with a quarter
  * less tensor work a stage than 256, and keeps a 64-row bucket's tile count one count
@@ -747,6 +970,52 @@ static long wf_cost(const struct pgd_cuda_ctx *c, int n, int in, int out, bool w
                     (long)*kps * (bn + WF_COST_STAGE));
 }
 
+/* ---- stream-K's plans ---- */
+#define WF_SK_MIN_STAGES 8           /* a stream-K block's stages at least */
+#define WF_SK_SLOT_FLOATS (128 * WG_THREADS)   /* a block's part sums: 256-token tiles' */
+
+/* PGD_CUDA_WQ_FOLD_SK: 1 runs the stream-K kernel alone (the model's pick of its tiles, no
+ * timing), 0 leaves it out of the plans; unset (-1): among the plans the timing chooses from. */
+static int wf_sk_env(void) { return pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_SK", -1); }
+
+/* Whether the environment forces the stream-K kernel: PGD_CUDA_WQ_FOLD_SK=1, or its blocks
+ * forced (PGD_CUDA_WQ_FOLD_SK_BLOCKS) without PGD_CUDA_WQ_FOLD_SK=0. */
+static bool wf_sk_forced(void)
+{
+    const int v = wf_sk_env();
+    return v == 1 || (v != 0 && pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_SK_BLOCKS", 0) > 0);
+}
+
+/* The stream-K kernel's blocks for n rows of an [out, in] grid in bn-token tiles: one an SM,
+ * fewer where a block would take under WF_SK_MIN_STAGES stages; PGD_CUDA_WQ_FOLD_SK_BLOCKS
+ * forces a count (tests: whole tiles a block, or tiles in many parts), never past the SMs. */
+static int wf_sk_blocks(const struct pgd_cuda_ctx *c, int n, int in, int out, int bn)
+{
+    const long sms = c->sm_count > 0 ? c->sm_count : 1;
+    const long total = (long)((out + WG_BM - 1) / WG_BM) * ((n + bn - 1) / bn) *
+                       ((in + WG_BK - 1) / WG_BK);
+    const int forced = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_SK_BLOCKS", 0);
+    long g = forced > 0 ? forced : total / WF_SK_MIN_STAGES;
+    g = g < sms ? g : sms;
+    g = g < total ? g : total;
+    return g > 1 ? (int)g : 1;
+}
+
+/* Whether a plan of token tile bn may be stream-K's for n rows: 128 tokens up, x by TMA, each
+ * stage read ahead (the kernel has no other way). */
+static bool wf_sk_able(int bn, int n);
+
+/* The stream-K plan's estimated cost (wf_cost's units): one fill a block, its equal share of
+ * the stages, and a part's sums written or added once. *blocks: its blocks. */
+static long wf_sk_cost(const struct pgd_cuda_ctx *c, int n, int in, int out, int bn, int *blocks)
+{
+    *blocks = wf_sk_blocks(c, n, in, out, bn);
+    const long total = (long)((out + WG_BM - 1) / WG_BM) * ((n + bn - 1) / bn) *
+                       ((in + WG_BK - 1) / WG_BK);
+    const long per = (total + *blocks - 1) / *blocks;
+    return WF_COST_BLOCK + WF_COST_SPLIT + per * (bn + WF_COST_STAGE);
+}
+
 /* The model's plan: the kernel and block residency the environment names (the plain kernel,
  * two blocks an SM where they fit, by default), the token tile and split of least cost. */
 static struct wq_fold_plan wf_pick(const struct pgd_cuda_ctx *c, int n, int in, int out)
@@ -756,8 +1025,23 @@ static struct wq_fold_plan wf_pick(const struct pgd_cuda_ctx *c, int n, int in, 
     const int fks = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_KS", 0);
     const int ks_max = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_KS_MAX", WF_KS_MAX);
     const bool ws = wf_ws(), one = !ws && wf_one_block();
-    struct wq_fold_plan best = { 256, 1, kts, ws, one };
+    struct wq_fold_plan best = { 256, 1, kts, ws, one, false };
     long best_cost = -1;
+    if (!ws && wf_sk_forced()) {
+        for (int b = 3; b >= 1; b--) {          /* 256, 192, 128: widest first */
+            const int bn = WF_BNS[b];
+            int blocks;
+            if ((wf_bn_ok(fbn) ? bn != fbn : !wf_bn_planned(bn)) || !wf_sk_able(bn, n))
+                continue;
+            const long cost = wf_sk_cost(c, n, in, out, bn, &blocks);
+            if (best_cost < 0 || cost < best_cost) {
+                best = (struct wq_fold_plan){ bn, 1, kts, false, false, true };
+                best_cost = cost;
+            }
+        }
+        if (best_cost >= 0)
+            return best;
+    }
     for (int b = 3; b >= 0; b--) {   /* widest first: it keeps ties */
         const int bn = WF_BNS[b];
         if (wf_bn_ok(fbn) ? bn != fbn : !wf_bn_planned(bn))
@@ -771,7 +1055,7 @@ static struct wq_fold_plan wf_pick(const struct pgd_cuda_ctx *c, int n, int in, 
             if (cost < 0 || (ks > 1 && fks == 0 && kps < WG_KPS_MIN))
                 continue;
             if (best_cost < 0 || cost < best_cost) {
-                best = (struct wq_fold_plan){ bn, ks, kps, ws, one };
+                best = (struct wq_fold_plan){ bn, ks, kps, ws, one, false };
                 best_cost = cost;
             }
         }
@@ -789,7 +1073,7 @@ static bool wf_forced(void)
     for (size_t i = 0; i < sizeof VARS / sizeof VARS[0]; i++)
         if (pgd_cuda__qenv_int(VARS[i], -1) >= 0)
             return true;
-    return false;
+    return wf_sk_forced();
 }
 
 int pgd_cuda__wq_fold_plans(const struct pgd_cuda_ctx *c, int n, int in, int out, bool one_too,
@@ -822,9 +1106,25 @@ int pgd_cuda__wq_fold_plans(const struct pgd_cuda_ctx *c, int n, int in, int out
                     plans[at] = plans[at - 1];
                 }
                 cost[at] = e;
-                plans[at] = (struct wq_fold_plan){ bn, ks, kps, ws, one };
+                plans[at] = (struct wq_fold_plan){ bn, ks, kps, ws, one, false };
             }
         }
+    }
+    /* stream-K's tiles (PGD_CUDA_WQ_FOLD_SK=0: none) */
+    const int kts = (in + WG_BK - 1) / WG_BK;
+    for (int b = 1; b < 4 && wf_sk_env() != 0 && count < max; b++) {
+        const int bn = WF_BNS[b];
+        int blocks;
+        if (!wf_bn_planned(bn) || !wf_sk_able(bn, n))
+            continue;
+        const long e = wf_sk_cost(c, n, in, out, bn, &blocks);
+        int at = count++;
+        for (; at > 0 && cost[at - 1] > e; at--) {
+            cost[at] = cost[at - 1];
+            plans[at] = plans[at - 1];
+        }
+        cost[at] = e;
+        plans[at] = (struct wq_fold_plan){ bn, 1, kts, false, false, true };
     }
     return count;
 }
@@ -835,6 +1135,14 @@ extern "C" long pgd_cuda_wq_fold_plan_cost(struct pgd_cuda_ctx *c, int n, int in
     int kps;
     if (!wf_bn_ok(bn) || ks < 1 || ks > WG_KS_MAX)
         return -1;
+    if (ws == 2) {
+        int blocks = 0;
+        if (ks != 1 || !wf_sk_able(bn, n))
+            return -1;
+        const long e = wf_sk_cost(c, n, in, out, bn, &blocks);
+        *slots = blocks;
+        return e;
+    }
     return wf_cost(c, n, in, out, ws != 0, !ws && wf_one_block(), bn, ks, &kps, slots);
 }
 
@@ -938,12 +1246,87 @@ static cudaError_t wf_launch_plain(struct pgd_cuda_ctx *c, const wg_args<T> &a,
                       : wf_launch<T, false, XS, TX>(c, a, p.bn, p.one, xmap);
 }
 
+static bool wf_sk_able(int bn, int n) { return bn >= 128 && wf_tma(bn, n) && wf_ahead(); }
+
+/* The context's stream-K part sums and flags for `blocks` blocks, made at the first call that
+ * needs them outside a capture (a graph's nodes keep their address; the runner's warm-up and
+ * the plans' timing come first) with a slot for every SM: whether they are there. */
+static bool wf_sk_ready(struct pgd_cuda_ctx *c, int blocks)
+{
+    if (c->wq_sk_part)
+        return blocks <= c->wq_sk_blocks;
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(c->stream, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) {
+        cudaGetLastError();
+        return false;
+    }
+    const int slots = c->sm_count > 0 ? c->sm_count : 1;
+    float *part = NULL;
+    int *flags = NULL;
+    if (cudaMalloc(&part, (size_t)slots * WF_SK_SLOT_FLOATS * sizeof(float)) != cudaSuccess ||
+        cudaMalloc(&flags, (size_t)slots * sizeof(int)) != cudaSuccess ||
+        cudaMemsetAsync(flags, 0, (size_t)slots * sizeof(int), c->stream) != cudaSuccess) {
+        cudaFree(part);
+        cudaFree(flags);
+        cudaGetLastError();          /* no room: the other plans run instead */
+        return false;
+    }
+    c->wq_sk_part = part;
+    c->wq_sk_flags = flags;
+    c->wq_sk_blocks = slots;
+    return blocks <= slots;
+}
+
+/* The stream-K kernel of token tile BN over `blocks` blocks, x by TMA through xmap. */
+template <typename T, int BN>
+static cudaError_t wf_sk_launch_bn(struct pgd_cuda_ctx *c, const wg_args<T> &a, int blocks,
+                                   const CUtensorMap &xmap)
+{
+    static std::atomic<uint64_t> granted(0);
+    constexpr int SMEM = wf_smem<BN>::TX_BYTES;
+    const cudaError_t e = wg_allow_smem(granted, wq_fold_sk_kernel<T, BN>, c->device, SMEM);
+    if (e != cudaSuccess)
+        return e;
+    cudaLaunchConfig_t cfg;
+    cudaLaunchAttribute attr[2];
+    pgd_cuda__wq_launch_cfg(c, dim3((unsigned)blocks), dim3(WG_THREADS), (size_t)SMEM,
+                            dim3(1, 1, 1), &cfg, attr);
+    return cudaLaunchKernelEx(&cfg, wq_fold_sk_kernel<T, BN>, a, xmap);
+}
+
+/* Runs a as the stream-K plan of token tile bn where it can (wf_sk_able, its part sums made);
+ * false where it cannot (*e untouched). */
+template <typename T>
+static bool wf_sk_run(struct pgd_cuda_ctx *c, wg_args<T> &a, int bn, cudaError_t *e)
+{
+    const int blocks = wf_sk_blocks(c, a.n, a.in, a.out, bn);
+    if (!wf_sk_able(bn, a.n) || !wf_sk_ready(c, blocks))
+        return false;
+    a.ks = 1;
+    a.kps = a.kts;
+    a.sk_part = c->wq_sk_part;
+    a.sk_flags = c->wq_sk_flags;
+    CUtensorMap xmap;
+    *e = wf_xmap(a, bn, &xmap);
+    if (*e != cudaSuccess)
+        return true;
+    *e = bn == 256 ? wf_sk_launch_bn<T, 256>(c, a, blocks, xmap)
+       : bn == 192 ? wf_sk_launch_bn<T, 192>(c, a, blocks, xmap)
+                   : wf_sk_launch_bn<T, 128>(c, a, blocks, xmap);
+    return true;
+}
+
 template <typename T>
 cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
                                   const struct wq_fold_plan &p)
 {
-    a.ks = p.ks;
-    a.kps = p.kps;
+    cudaError_t sk_e = cudaSuccess;
+    if (p.sk && wf_sk_run<T>(c, a, p.bn, &sk_e))
+        return sk_e;
+    /* a stream-K plan where it cannot run (its part sums first met inside a capture, no
+     * TMA): the plain kernel's unsplit plan of its tile */
+    a.ks = p.sk ? 1 : p.ks;
+    a.kps = p.sk ? a.kts : p.kps;
     CUtensorMap xmap;                /* x by TMA (wf_tma), else unread by the kernel */
     if (!p.ws && wf_tma(p.bn, a.n)) {
         const cudaError_t e = wf_xmap(a, p.bn, &xmap);
@@ -987,6 +1370,10 @@ void pgd_cuda__wq_fold_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_
     struct wq_fold_plan p;
     if (wf_forced() || !pgd_cuda__wq_fold_tuned_plan(c, n, w->in, w->out, 1, w->group_size, &p))
         p = wf_pick(c, n, w->in, w->out);
+    if (p.sk && wf_sk_able(p.bn, n)) {
+        snprintf(buf, len, "fold-sk%d/%d/tma", p.bn, wf_sk_blocks(c, n, w->in, w->out, p.bn));
+        return;
+    }
     snprintf(buf, len, "fold%s%d/%d%s%s%s", p.ws ? "-ws" : "", p.bn, p.ks, p.one ? "/1sm" : "",
              !p.ws && wf_tma(p.bn, n) ? "/tma" : "", !p.ws && !wf_ahead() ? "/in-order" : "");
 }

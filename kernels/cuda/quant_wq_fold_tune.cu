@@ -172,7 +172,7 @@ bool pgd_cuda__wq_fold_tuned(struct pgd_cuda_ctx *c, const wg_args<T> &a, struct
     const double tune_ms = pgd_cuda_host_ms() - t0;
     const struct pgd_cuda_wq_fold_tuned rec = {
         { dtype_of<T>(), a.in, a.out, a.layers, bucket, a.n, timed, b.bn, b.ks, b.ws, b.one,
-          first_ms * 1e3, best_ms * 1e3, tune_ms },
+          b.sk, first_ms * 1e3, best_ms * 1e3, tune_ms },
         a.group_size, b,
     };
     record(c, &rec);

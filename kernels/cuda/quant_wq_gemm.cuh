@@ -70,6 +70,11 @@ struct wg_args {
     const __half2 *l_meta[WG_LAYERS];
     const T *l_b[WG_LAYERS];
     T *l_y[WG_LAYERS];
+    /* The folded GEMM's stream-K kernel only (quant_wq_fold.cu, wq_fold_sk_kernel): block
+     * b's float32 sums of the part of a tile it starts with, at sk_part + b BN / 2 x 256
+     * floats, and its flag sk_flags[b] (1 while they wait to be added, else 0). */
+    float *sk_part;
+    int *sk_flags;
 };
 
 /* ---- the loads of one stage ---------------------------------------------------------------- */
@@ -500,10 +505,12 @@ __device__ __forceinline__ void wg_epilogue_meet(int ks)
 /* A plan of the folded Hopper GEMM (quant_wq_fold.cu): bn tokens a tile, the inputs split
  * over a cluster of ks blocks of kps stages each, the warp-specialized kernel (ws) or the
  * plain one, whose 64-token block then asks for shared memory enough to hold an SM alone
- * (one) or lets two share it. Every plan gives the same bits but for the splits' order. */
+ * (one) or lets two share it; or (sk) the stream-K kernel: one block an SM, each taking an
+ * equal run of all the tiles' stages (ks 1). Every plan gives the same bits but for the
+ * order in which the parts of a split tile meet. */
 struct wq_fold_plan {
     int bn, ks, kps;
-    bool ws, one;
+    bool ws, one, sk;
 };
 
 /* quant_wq_fold.cu: runs the folded GEMM on a (its n, in, out, layers and pointers set)

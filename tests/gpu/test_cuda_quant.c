@@ -1727,6 +1727,156 @@ GPU_TEST(wq_fold_reads_ahead_same_bits)
     unsetenv("PGD_CUDA_WQ_FOLD_TMA");
 }
 
+/* Forces the stream-K fold's blocks (PGD_CUDA_WQ_FOLD_SK_BLOCKS). */
+static void sk_blocks_env(int blocks)
+{
+    char v[16];
+    snprintf(v, sizeof v, "%d", blocks);
+    setenv("PGD_CUDA_WQ_FOLD_SK_BLOCKS", v, 1);
+}
+
+/* q, k and v as one grid ([200 | 40 | 24] x 1,024: feature tiles 2 + 1 + 1, one shared
+ * permutation) at n rows through the stream-K fold, 256-token tiles: with a block a tile,
+ * each layer's output bit-equal to the plain kernel's unsplit plan; with 7 blocks (parts
+ * that end and start inside a tile, one in a layer and the next in another) each layer
+ * against the reference of its weights rounded to the dtype. */
+static void qkv_grid_stream_k(int n, enum pgd_dtype dt)
+{
+    static const int OUTS[3] = { 200, 40, 24 };
+    char err[512] = "";
+    struct pgd_cuda_wq_perms *perms = pgd_cuda_wq_perms_create();
+    struct wq_layer Q[3];
+    const struct pgd_cuda_wq *w[3];
+    for (int i = 0; i < 3; i++) {
+        wq_make(&Q[i], 4, 128, true, i == 1 ? Z_SYM : Z_INT, 1024, OUTS[i],
+                i > 0 ? Q[0].perm : NULL, perms);
+        w[i] = Q[i].d;
+    }
+    setenv("PGD_CUDA_WQ_FOLD_LAYERS", "1", 1);
+    setenv("PGD_CUDA_WQ_FOLD_BN", "256", 1);
+    setenv("PGD_CUDA_WQ_FOLD_KS", "1", 1);
+    float *x = rand_vals((size_t)n * 1024, 1, dt);
+    void *dx = upload(x, (size_t)n * 1024, dt);
+    const void *const nob[3] = { NULL, NULL, NULL };
+    void *dy[3][3];                  /* plain, a block a tile, 7 blocks */
+    for (int v = 0; v < 3; v++) {
+        setenv("PGD_CUDA_WQ_FOLD_SK", v ? "1" : "0", 1);
+        sk_blocks_env(v == 1 ? 4 : 7);
+        if (v == 0)
+            unsetenv("PGD_CUDA_WQ_FOLD_SK_BLOCKS");
+        for (int i = 0; i < 3; i++)
+            dy[v][i] = poisoned((size_t)n * OUTS[i], dt);
+        CHECK_RC(pgd_cuda_wq_linear_multi(ctx, dt, dx, n, 3, w, nob, dy[v], err, sizeof err));
+    }
+    for (int i = 0; i < 3; i++) {
+        char full[256];
+        snprintf(full, sizeof full, "%s, %s x %d rows, layer %d of 3 in one grid: stream-K, a "
+                 "block a tile, against the plain kernel unsplit", Q[i].name,
+                 pgd_dtype_name(dt), n, i + 1);
+        expect_same_dev(full, dy[0][i], dy[1][i], (size_t)n * OUTS[i], dt);
+        float *got = download(dy[2][i], (size_t)n * OUTS[i], dt);
+        float *want = malloc((size_t)n * OUTS[i] * sizeof *want);
+        float *abs_sum = malloc((size_t)n * OUTS[i] * sizeof *abs_sum);
+        reference(x, Q[i].w_dt[dt == PGD_DTYPE_BF16 ? 0 : 1], NULL, n, 1024, OUTS[i], want,
+                  abs_sum);
+        snprintf(full, sizeof full, "%s, %s x [%d, 1024], layer %d of 3 in one grid, stream-K "
+                 "in 7 blocks", Q[i].name, pgd_dtype_name(dt), n, i + 1);
+        expect_close(full, "fold", got, want, abs_sum, NULL, n, OUTS[i], dt);
+        free(got);
+        free(want);
+        free(abs_sum);
+        for (int v = 0; v < 3; v++)
+            pgd_cuda_free(dy[v][i]);
+    }
+    free(x);
+    pgd_cuda_free(dx);
+    unsetenv("PGD_CUDA_WQ_FOLD_LAYERS");
+    unsetenv("PGD_CUDA_WQ_FOLD_BN");
+    unsetenv("PGD_CUDA_WQ_FOLD_KS");
+    unsetenv("PGD_CUDA_WQ_FOLD_SK");
+    unsetenv("PGD_CUDA_WQ_FOLD_SK_BLOCKS");
+    pgd_cuda_wq_perms_destroy(perms);
+    for (int i = 0; i < 3; i++)
+        wq_fini(&Q[i]);
+}
+
+/* The stream-K fold (PGD_CUDA_WQ_FOLD_SK=1: one block an SM, each an equal run of all the
+ * launch's stages, tile after tile; PGD_CUDA_WQ_FOLD_SK_BLOCKS forces the count). Where each
+ * block takes whole tiles (a block a tile, and one block for all: its pipeline runs on from
+ * each tile into the next) the outputs are the plain kernel's unsplit bits. Where blocks cut
+ * tiles into parts (three blocks a tile and more, counts that end inside a tile, 5 blocks over
+ * many tiles) they match the reference of the rounded weights with a bias, and a graph
+ * captured replays the eager bits (a launch leaves its flags zero for the next); 128-, 192-
+ * and 256-token tiles over 32 and 33 stages, 8 and 3 feature tiles, act-order, groups of 128
+ * and 64; q, k and v as one grid; the plan string; the default blocks. Skips where the fold
+ * does not run. */
+GPU_TEST(wq_fold_stream_k)
+{
+    if (!pgd_cuda_wq_fold_available(0))
+        cr_skip_test("the folded GEMM does not run here (no sm_90a device or code)");
+    cr_assert(pgd_cuda_wq_fold_tma_available(0), "the fold runs but the driver gives no "
+              "cuTensorMapEncodeTiled");
+    static const struct { int group, in, out; bool act; } LAYERS[3] = {
+        { 128, 2048, 1000, true }, { 128, 2048, 264, false }, { 64, 2112, 264, false },
+    };
+    static const int NS_X[2] = { 150, 256 }, BNS[3] = { 128, 192, 256 };
+    setenv("PGD_CUDA_WQ_FOLD_WS", "0", 1);
+    setenv("PGD_CUDA_WQ_FOLD_KS", "1", 1);
+    for (int o = 0; o < 3; o++) {
+        struct wq_layer L;
+        wq_init(&L, 4, LAYERS[o].group, LAYERS[o].act, Z_INT, LAYERS[o].in, LAYERS[o].out);
+        for (int j = 0; j < 2; j++) {
+            const int n = NS_X[j];
+            const enum pgd_dtype dt = DTS[(j + o) % 2];
+            float *x = rand_vals((size_t)n * L.in, 1, dt);
+            void *dx = upload(x, (size_t)n * L.in, dt);
+            for (int b = 0; b < 3; b++) {
+                const int bn = BNS[b], tiles = (L.out + 127) / 128 * ((n + bn - 1) / bn);
+                char v[16], what[384];
+                snprintf(v, sizeof v, "%d", bn);
+                setenv("PGD_CUDA_WQ_FOLD_BN", v, 1);
+                const int whole[2] = { tiles, 1 };
+                for (int w = 0; w < 2; w++) {
+                    sk_blocks_env(whole[w]);
+                    snprintf(what, sizeof what, "%s, %s x %d rows, token tile %d: stream-K in "
+                             "%d blocks (%d tiles) against the plain kernel unsplit", L.name,
+                             pgd_dtype_name(dt), n, bn, whole[w], tiles);
+                    fold_same_bits_either_way(&L, dt, dx, n, "PGD_CUDA_WQ_FOLD_SK", what);
+                }
+                const int parts[3] = { 3 * tiles, 2 * tiles + 1, 5 };
+                for (int p = 0; p < 3; p++) {
+                    sk_blocks_env(parts[p]);
+                    wq_check(&L, dt, n, PGD_CUDA_QPATH_GEMM_FOLD, true);
+                    snprintf(what, sizeof what, "stream-K in %d blocks (%d tiles, token tile "
+                             "%d)", parts[p], tiles, bn);
+                    fold_graph_same_bits(&L, dt, dx, n, what);
+                }
+            }
+            unsetenv("PGD_CUDA_WQ_FOLD_SK_BLOCKS");
+            free(x);
+            pgd_cuda_free(dx);
+        }
+        /* the default blocks (one an SM, at least 8 stages each), and the plan string */
+        setenv("PGD_CUDA_WQ_FOLD_BN", "256", 1);
+        wq_check(&L, PGD_DTYPE_BF16, 256, PGD_CUDA_QPATH_GEMM_FOLD, true);
+        if (fold_default()) {
+            char plan[64] = "";
+            pgd_cuda_wq_auto_plan(ctx, L.d, 256, plan, sizeof plan);
+            cr_expect(!strncmp(plan, "fold-sk256/", 11) && strstr(plan, "/tma"),
+                      "%s x 256 rows, stream-K forced: the plan is %s", L.name, plan);
+        }
+        unsetenv("PGD_CUDA_WQ_FOLD_BN");
+        unsetenv("PGD_CUDA_WQ_FOLD_SK");
+        wq_fini(&L);
+    }
+    unsetenv("PGD_CUDA_WQ_FOLD_KS");
+    if (fold_default()) {
+        qkv_grid_stream_k(150, PGD_DTYPE_BF16);
+        qkv_grid_stream_k(256, PGD_DTYPE_F16);
+    }
+    unsetenv("PGD_CUDA_WQ_FOLD_WS");
+}
+
 /* n rows of L through the automatic path into a new device buffer (x and b device buffers). */
 static void *wq_auto_out(const struct wq_layer *L, enum pgd_dtype dt, const void *dx,
                          const void *db, int n)
@@ -1786,15 +1936,17 @@ GPU_TEST(wq_fold_plan_chosen_by_timing)
         const int n = calls[i].n;
         char plan[64] = "";
         pgd_cuda_wq_auto_plan(ctx, L.d, n, plan, sizeof plan);
-        int bn = 0, ks = 0;
-        const bool ws = !strncmp(plan, "fold-ws", 7);
-        cr_assert_eq(sscanf(plan + (ws ? 7 : 4), "%d/%d", &bn, &ks), 2, "plan %s", plan);
+        int bn = 0, ks = 0;          /* stream-K: "fold-sk<bn>/<blocks>", unsplit */
+        const bool ws = !strncmp(plan, "fold-ws", 7), sk = !strncmp(plan, "fold-sk", 7);
+        cr_assert_eq(sscanf(plan + (ws || sk ? 7 : 4), "%d/%d", &bn, &ks), 2, "plan %s", plan);
+        const int blocks = sk ? ks : 0;
+        ks = sk ? 1 : ks;
         const bool one = strstr(plan, "/1sm") != NULL;
         struct pgd_cuda_wq_fold_tune_info t;
         cr_assert_eq(pgd_cuda_wq_fold_tune_get(ctx, i / 2, &t), 0, "no record %d", i / 2);
-        cr_expect(t.bn == bn && t.ks == ks && t.ws == ws && t.one == one,
+        cr_expect(t.bn == bn && t.ks == ks && t.ws == ws && t.one == one && t.sk == sk,
                   "%d rows: the probe reports %s, the record %s%d/%d%s", n, plan,
-                  t.ws ? "ws" : "plain", t.bn, t.ks, t.one ? "/1sm" : "");
+                  t.sk ? "sk" : t.ws ? "ws" : "plain", t.bn, t.ks, t.one ? "/1sm" : "");
         float *x = rand_vals((size_t)n * L.in, 1, dt), *b = rand_vals((size_t)L.out, 0.5f, dt);
         void *dx = upload(x, (size_t)n * L.in, dt), *db = upload(b, (size_t)L.out, dt);
         void *dy = wq_auto_out(&L, dt, dx, db, n), *forced = poisoned((size_t)n * L.out, dt);
@@ -1805,12 +1957,17 @@ GPU_TEST(wq_fold_plan_chosen_by_timing)
         setenv("PGD_CUDA_WQ_FOLD_KS", v, 1);
         setenv("PGD_CUDA_WQ_FOLD_WS", ws ? "1" : "0", 1);
         setenv("PGD_CUDA_WQ_FOLD_ONE_BLOCK", one ? "1" : "0", 1);
+        setenv("PGD_CUDA_WQ_FOLD_SK", sk ? "1" : "0", 1);
+        if (sk)
+            sk_blocks_env(blocks);
         CHECK_RC(pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n, L.d, db,
                                          forced, err, sizeof err));
         unsetenv("PGD_CUDA_WQ_FOLD_BN");
         unsetenv("PGD_CUDA_WQ_FOLD_KS");
         unsetenv("PGD_CUDA_WQ_FOLD_WS");
         unsetenv("PGD_CUDA_WQ_FOLD_ONE_BLOCK");
+        unsetenv("PGD_CUDA_WQ_FOLD_SK");
+        unsetenv("PGD_CUDA_WQ_FOLD_SK_BLOCKS");
         char what[384];
         snprintf(what, sizeof what, "%s, %s x %d rows: the timed plan %s forced", L.name,
                  pgd_dtype_name(dt), n, plan);

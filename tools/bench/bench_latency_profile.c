@@ -87,8 +87,8 @@ static void print_fold_tunings(struct pgd_cuda_ctx *c, FILE *out)
     if (pgd_cuda_wq_fold_tune_get(c, 0, &t))
         return;
     fprintf(out, "\nW4A16 folded GEMM plans chosen by timing (per grid and 64-row bucket, at the "
-            "n it was timed: plans timed, the chosen one (kernel, token tile / splits, /1sm: "
-            "a block alone on an SM), the cost model's first beside it):\n");
+            "n it was timed: plans timed, the chosen one (kernel: plain, ws or sk, token tile / "
+            "splits, /1sm: a block alone on an SM), the cost model's first beside it):\n");
     fprintf(out, "%-26s %6s %6s %6s %-16s %10s %10s %8s %8s\n", "grid (in -> out)", "bucket",
             "n", "timed", "chosen", "first us", "chosen us", "speedup", "tune ms");
     double first = 0, best = 0;
@@ -96,8 +96,8 @@ static void print_fold_tunings(struct pgd_cuda_ctx *c, FILE *out)
         char grid[48], plan[32];
         snprintf(grid, sizeof grid, "%d -> %d%s%s", t.in, t.out,
                  t.layers > 1 ? " (qkv)" : "", t.dt == PGD_DTYPE_F16 ? " f16" : "");
-        snprintf(plan, sizeof plan, "%s%d/%d%s", t.ws ? "ws" : "plain", t.bn, t.ks,
-                 t.one ? "/1sm" : "");
+        snprintf(plan, sizeof plan, "%s%d/%d%s", t.sk ? "sk" : t.ws ? "ws" : "plain", t.bn,
+                 t.ks, t.one ? "/1sm" : "");
         fprintf(out, "%-26s %6d %6d %6d %-16s %10.1f %10.1f %7.2fx %8.1f\n", grid, t.bucket, t.n,
                 t.timed, plan, t.first_us, t.best_us,
                 t.best_us > 0 ? t.first_us / t.best_us : 0.0, t.tune_ms);

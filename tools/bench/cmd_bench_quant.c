@@ -164,7 +164,8 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
 }
 
 /* --fold-plans: the folded W4 GEMM (kernels/cuda/quant_wq_fold.cu) with every token tile and
- * split forced, plain and warp-specialized, each plan's time beside the cost model's
+ * split forced, plain, warp-specialized and stream-K (its tiles of 128 tokens up, unsplit:
+ * the blocks share the tiles' stages instead), each plan's time beside the cost model's
  * estimate, for fitting the model in one run: rows "us" (a call), "model" (its estimate,
  * thousands of units), '*' the model's pick, '+' the fastest; first, the clusters of ks
  * blocks the device holds at once (the model's waves). The plans are forced through the
@@ -172,11 +173,14 @@ static int run_format(struct pgd_cuda_ctx *c, const struct quant_format *f, cons
 static const int FOLD_BN[4] = { 64, 128, 192, 256 }, FOLD_KS[6] = { 1, 2, 3, 4, 6, 8 };
 #define FOLD_PLANS 24
 
+static const char *const FOLD_KERNELS[3] = { "plain", "ws", "sk" };
+
+/* ws: 0 plain, 1 warp-specialized, 2 stream-K */
 static void fold_env(int ws, int bn, int ks)
 {
     char v[16];
-    snprintf(v, sizeof v, "%d", ws);
-    setenv("PGD_CUDA_WQ_FOLD_WS", v, 1);
+    setenv("PGD_CUDA_WQ_FOLD_WS", ws == 1 ? "1" : "0", 1);
+    setenv("PGD_CUDA_WQ_FOLD_SK", ws == 2 ? "1" : "0", 1);
     snprintf(v, sizeof v, "%d", bn);
     setenv("PGD_CUDA_WQ_FOLD_BN", v, 1);
     snprintf(v, sizeof v, "%d", ks);
@@ -209,7 +213,7 @@ static int fold_plans_row(struct pgd_cuda_ctx *c, struct pgd_cuda_qbench *q,
         if (fast < 0 || us[i] < us[fast])
             fast = i;
     }
-    printf("%-8s %4d %-7s %-5s", sh->name, n, ws ? "ws" : "plain", "us");
+    printf("%-8s %4d %-7s %-5s", sh->name, n, FOLD_KERNELS[ws], "us");
     for (int i = 0; i < FOLD_PLANS; i++)
         us[i] < 0 ? printf(" %8s", "-")
                   : printf(" %6.1f%c%c", us[i], i == pick ? '*' : ' ', i == fast ? '+' : ' ');
@@ -260,11 +264,12 @@ static int run_fold_plans(struct pgd_cuda_ctx *c, const struct quant_format *f,
             break;
         }
         for (int bi = 0; bi < nb && !rc; bi++)
-            for (int ws = 0; ws < 2 && !rc; ws++)
+            for (int ws = 0; ws < 3 && !rc; ws++)
                 rc = fold_plans_row(c, q, sh, batches[bi], ws);
         pgd_cuda_qbench_destroy(q);
     }
     unsetenv("PGD_CUDA_WQ_FOLD_WS");
+    unsetenv("PGD_CUDA_WQ_FOLD_SK");
     unsetenv("PGD_CUDA_WQ_FOLD_BN");
     unsetenv("PGD_CUDA_WQ_FOLD_KS");
     printf("(us: a call of the plan, token tile / splits; model: the cost model's estimate, "
