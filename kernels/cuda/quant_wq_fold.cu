@@ -1110,22 +1110,14 @@ int pgd_cuda__wq_fold_plans(const struct pgd_cuda_ctx *c, int n, int in, int out
             }
         }
     }
-    /* stream-K's tiles (PGD_CUDA_WQ_FOLD_SK=0: none) */
+    /* stream-K's tiles last (PGD_CUDA_WQ_FOLD_SK=0: none), so that the timing keeps one only
+     * where it beats every other plan: its model ranks it first on most layers, but on an
+     * H100 it won only down's (bench quant --fold-plans at 256 rows: 61.3 us against 65.7;
+     * gate_up 110.8 against 108.2, qkv 33.5 against 32.5; PERFORMANCE.md) */
     const int kts = (in + WG_BK - 1) / WG_BK;
-    for (int b = 1; b < 4 && wf_sk_env() != 0 && count < max; b++) {
-        const int bn = WF_BNS[b];
-        int blocks;
-        if (!wf_bn_planned(bn) || !wf_sk_able(bn, n))
-            continue;
-        const long e = wf_sk_cost(c, n, in, out, bn, &blocks);
-        int at = count++;
-        for (; at > 0 && cost[at - 1] > e; at--) {
-            cost[at] = cost[at - 1];
-            plans[at] = plans[at - 1];
-        }
-        cost[at] = e;
-        plans[at] = (struct wq_fold_plan){ bn, 1, kts, false, false, true };
-    }
+    for (int b = 3; b >= 1 && wf_sk_env() != 0 && count < max; b--)
+        if (wf_bn_planned(WF_BNS[b]) && wf_sk_able(WF_BNS[b], n))
+            plans[count++] = (struct wq_fold_plan){ WF_BNS[b], 1, kts, false, false, true };
     return count;
 }
 

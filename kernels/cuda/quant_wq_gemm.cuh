@@ -524,7 +524,8 @@ cudaError_t pgd_cuda__wq_fold_run(struct pgd_cuda_ctx *c, wg_args<T> &a,
                                   const struct wq_fold_plan &p);
 /* Every plan that exists for n rows of an [out, in] grid (each kernel, tile and split the
  * model would weigh; the plain 64-token block alone on an SM too where one_too), at most
- * max, in the order of the model's estimates (least first): their count. */
+ * max, in the order of the model's estimates (least first), stream-K's (widest tile first)
+ * after them: their count. */
 int pgd_cuda__wq_fold_plans(const struct pgd_cuda_ctx *c, int n, int in, int out, bool one_too,
                             struct wq_fold_plan *plans, int max);
 

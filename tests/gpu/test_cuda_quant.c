@@ -1493,25 +1493,54 @@ static void fold_graph_same_bits(const struct wq_layer *L, enum pgd_dtype dt, co
     pgd_cuda_free(dg);
 }
 
-/* q, k and v as one grid ([200 | 40 | 24] x 1,024: feature tiles 2 + 1 + 1, one shared
- * permutation) at each of the `count` row counts ns, through the folded GEMM (the automatic
+/* A fold test's start: skips where the fold does not run, fails where it runs and the driver
+ * does not encode tensor maps. */
+#define REQUIRE_FOLD_TMA()                                                                     \
+    do {                                                                                       \
+        if (!pgd_cuda_wq_fold_available(0))                                                    \
+            cr_skip_test("the folded GEMM does not run here (no sm_90a device or code)");      \
+        cr_assert(pgd_cuda_wq_fold_tma_available(0), "the fold runs but the driver gives no "  \
+                  "cuTensorMapEncodeTiled");                                                   \
+    } while (0)
+
+/* q, k and v as one grid: [200 | 40 | 24] x 1,024 (feature tiles 2 + 1 + 1), act-order
+ * with one shared permutation in the set it returns (k symmetric), w their device layers;
+ * PGD_CUDA_WQ_FOLD_LAYERS=1 (one grid) until qkv_grid_free. */
+static const int QKV_OUTS[3] = { 200, 40, 24 };
+static struct pgd_cuda_wq_perms *qkv_grid_make(struct wq_layer Q[3],
+                                               const struct pgd_cuda_wq *w[3])
+{
+    struct pgd_cuda_wq_perms *perms = pgd_cuda_wq_perms_create();
+    for (int i = 0; i < 3; i++) {
+        wq_make(&Q[i], 4, 128, true, i == 1 ? Z_SYM : Z_INT, 1024, QKV_OUTS[i],
+                i > 0 ? Q[0].perm : NULL, perms);
+        w[i] = Q[i].d;
+    }
+    setenv("PGD_CUDA_WQ_FOLD_LAYERS", "1", 1);
+    return perms;
+}
+
+static void qkv_grid_free(struct pgd_cuda_wq_perms *perms, struct wq_layer Q[3])
+{
+    unsetenv("PGD_CUDA_WQ_FOLD_LAYERS");
+    pgd_cuda_wq_perms_destroy(perms);          /* the set first: its layers keep their copy */
+    for (int i = 0; i < 3; i++)
+        wq_fini(&Q[i]);
+}
+
+/* q, k and v as one grid (qkv_grid_make) at each of the `count` row counts ns, through the
+ * folded GEMM (the automatic
  * choice: the caller checked fold_default) with the switch `var` at "0" and then at "1" (the
  * plan as the caller's environment forces it): every layer's output bit-equal; `what` names
  * the comparison. Unsets `var`. */
 static void qkv_grid_same_bits_either_way(const char *var, const int *ns, int count,
                                           const char *what)
 {
-    static const int OUTS[3] = { 200, 40, 24 };
+    const int *OUTS = QKV_OUTS;
     char err[512] = "";
-    struct pgd_cuda_wq_perms *perms = pgd_cuda_wq_perms_create();
     struct wq_layer Q[3];
     const struct pgd_cuda_wq *w[3];
-    for (int i = 0; i < 3; i++) {
-        wq_make(&Q[i], 4, 128, true, i == 1 ? Z_SYM : Z_INT, 1024, OUTS[i],
-                i > 0 ? Q[0].perm : NULL, perms);
-        w[i] = Q[i].d;
-    }
-    setenv("PGD_CUDA_WQ_FOLD_LAYERS", "1", 1);
+    struct pgd_cuda_wq_perms *perms = qkv_grid_make(Q, w);
     for (int j = 0; j < count; j++) {
         const int n = ns[j];
         const enum pgd_dtype dt = DTS[j % 2];
@@ -1542,10 +1571,7 @@ static void qkv_grid_same_bits_either_way(const char *var, const int *ns, int co
         pgd_cuda_free(dx);
     }
     unsetenv(var);
-    unsetenv("PGD_CUDA_WQ_FOLD_LAYERS");
-    pgd_cuda_wq_perms_destroy(perms);          /* the set first: its layers keep their copy */
-    for (int i = 0; i < 3; i++)
-        wq_fini(&Q[i]);
+    qkv_grid_free(perms, Q);
 }
 
 /* The folded GEMM's x by the tensor copy engine (PGD_CUDA_WQ_FOLD_TMA=1, every tile; one
@@ -1559,10 +1585,7 @@ static void qkv_grid_same_bits_either_way(const char *var, const int *ns, int co
  * runs and the driver does not encode tensor maps. */
 GPU_TEST(wq_fold_x_by_tma_same_bits)
 {
-    if (!pgd_cuda_wq_fold_available(0))
-        cr_skip_test("the folded GEMM does not run here (no sm_90a device or code)");
-    cr_assert(pgd_cuda_wq_fold_tma_available(0), "the fold runs but the driver gives no "
-              "cuTensorMapEncodeTiled");
+    REQUIRE_FOLD_TMA();
     static const int NS_X[5] = { 17, 64, 150, 200, 256 };
     static const char *BN[4] = { "64", "128", "192", "256" }, *KS[2] = { "1", "3" };
     for (int ao = 0; ao < 2; ao++) {
@@ -1664,10 +1687,7 @@ static void fold_switch_rows(const struct wq_layer *L, enum pgd_dtype dt, int n,
  * fold does not run. */
 GPU_TEST(wq_fold_reads_ahead_same_bits)
 {
-    if (!pgd_cuda_wq_fold_available(0))
-        cr_skip_test("the folded GEMM does not run here (no sm_90a device or code)");
-    cr_assert(pgd_cuda_wq_fold_tma_available(0), "the fold runs but the driver gives no "
-              "cuTensorMapEncodeTiled");
+    REQUIRE_FOLD_TMA();
     static const int NS_X[3] = { 17, 150, 256 };
     static const struct { int group, in, out; bool act; } LAYERS[3] = {
         { 128, 2048, 1000, true }, { 128, 2048, 264, false }, { 64, 2112, 264, false },
@@ -1735,24 +1755,18 @@ static void sk_blocks_env(int blocks)
     setenv("PGD_CUDA_WQ_FOLD_SK_BLOCKS", v, 1);
 }
 
-/* q, k and v as one grid ([200 | 40 | 24] x 1,024: feature tiles 2 + 1 + 1, one shared
- * permutation) at n rows through the stream-K fold, 256-token tiles: with a block a tile,
+/* q, k and v as one grid (qkv_grid_make) at n rows through the stream-K fold, 256-token
+ * tiles: with a block a tile,
  * each layer's output bit-equal to the plain kernel's unsplit plan; with 7 blocks (parts
  * that end and start inside a tile, one in a layer and the next in another) each layer
  * against the reference of its weights rounded to the dtype. */
 static void qkv_grid_stream_k(int n, enum pgd_dtype dt)
 {
-    static const int OUTS[3] = { 200, 40, 24 };
+    const int *OUTS = QKV_OUTS;
     char err[512] = "";
-    struct pgd_cuda_wq_perms *perms = pgd_cuda_wq_perms_create();
     struct wq_layer Q[3];
     const struct pgd_cuda_wq *w[3];
-    for (int i = 0; i < 3; i++) {
-        wq_make(&Q[i], 4, 128, true, i == 1 ? Z_SYM : Z_INT, 1024, OUTS[i],
-                i > 0 ? Q[0].perm : NULL, perms);
-        w[i] = Q[i].d;
-    }
-    setenv("PGD_CUDA_WQ_FOLD_LAYERS", "1", 1);
+    struct pgd_cuda_wq_perms *perms = qkv_grid_make(Q, w);
     setenv("PGD_CUDA_WQ_FOLD_BN", "256", 1);
     setenv("PGD_CUDA_WQ_FOLD_KS", "1", 1);
     float *x = rand_vals((size_t)n * 1024, 1, dt);
@@ -1790,14 +1804,11 @@ static void qkv_grid_stream_k(int n, enum pgd_dtype dt)
     }
     free(x);
     pgd_cuda_free(dx);
-    unsetenv("PGD_CUDA_WQ_FOLD_LAYERS");
     unsetenv("PGD_CUDA_WQ_FOLD_BN");
     unsetenv("PGD_CUDA_WQ_FOLD_KS");
     unsetenv("PGD_CUDA_WQ_FOLD_SK");
     unsetenv("PGD_CUDA_WQ_FOLD_SK_BLOCKS");
-    pgd_cuda_wq_perms_destroy(perms);
-    for (int i = 0; i < 3; i++)
-        wq_fini(&Q[i]);
+    qkv_grid_free(perms, Q);
 }
 
 /* The stream-K fold (PGD_CUDA_WQ_FOLD_SK=1: one block an SM, each an equal run of all the
@@ -1812,10 +1823,7 @@ static void qkv_grid_stream_k(int n, enum pgd_dtype dt)
  * does not run. */
 GPU_TEST(wq_fold_stream_k)
 {
-    if (!pgd_cuda_wq_fold_available(0))
-        cr_skip_test("the folded GEMM does not run here (no sm_90a device or code)");
-    cr_assert(pgd_cuda_wq_fold_tma_available(0), "the fold runs but the driver gives no "
-              "cuTensorMapEncodeTiled");
+    REQUIRE_FOLD_TMA();
     static const struct { int group, in, out; bool act; } LAYERS[3] = {
         { 128, 2048, 1000, true }, { 128, 2048, 264, false }, { 64, 2112, 264, false },
     };
