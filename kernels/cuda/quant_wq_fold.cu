@@ -972,6 +972,7 @@ static long wf_cost(const struct pgd_cuda_ctx *c, int n, int in, int out, bool w
 
 /* ---- stream-K's plans ---- */
 #define WF_SK_MIN_STAGES 8           /* a stream-K block's stages at least */
+#define WF_SK_LAYER_STAGES 128       /* a layer's stages from which the timing tries stream-K */
 #define WF_SK_SLOT_FLOATS (128 * WG_THREADS)   /* a block's part sums: 256-token tiles' */
 
 /* PGD_CUDA_WQ_FOLD_SK: 1 runs the stream-K kernel alone (the model's pick of its tiles, no
@@ -1111,11 +1112,17 @@ int pgd_cuda__wq_fold_plans(const struct pgd_cuda_ctx *c, int n, int in, int out
         }
     }
     /* stream-K's tiles last (PGD_CUDA_WQ_FOLD_SK=0: none), so that the timing keeps one only
-     * where it beats every other plan: its model ranks it first on most layers, but on an
-     * H100 it won only down's (bench quant --fold-plans at 256 rows: 61.3 us against 65.7;
-     * gate_up 110.8 against 108.2, qkv 33.5 against 32.5; PERFORMANCE.md) */
+     * where it beats every other plan by its margin, and only for layers of WF_SK_LAYER_STAGES
+     * stages or more (PGD_CUDA_WQ_FOLD_SK_MIN_STAGES): on an H100 it won only down's 224
+     * (bench quant --fold-plans at 256 rows: 61.3 us against 65.7; gate_up 110.8 against
+     * 108.2, qkv 33.5 against 32.5), and timed for every layer it won q/k/v's too, alone with
+     * L2 flushed, but made the 8B step 0.5-1% slower; for down alone, 0.5% faster
+     * (PERFORMANCE.md, thirty-second session) */
     const int kts = (in + WG_BK - 1) / WG_BK;
-    for (int b = 3; b >= 1 && wf_sk_env() != 0 && count < max; b--)
+    const bool sk = wf_sk_env() != 0 &&
+                    kts >= pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_SK_MIN_STAGES",
+                                              WF_SK_LAYER_STAGES);
+    for (int b = 3; b >= 1 && sk && count < max; b--)
         if (wf_bn_planned(WF_BNS[b]) && wf_sk_able(WF_BNS[b], n))
             plans[count++] = (struct wq_fold_plan){ WF_BNS[b], 1, kts, false, false, true };
     return count;
