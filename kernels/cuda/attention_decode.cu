@@ -23,6 +23,7 @@
 #include "kernels/cuda/attention_decode.cuh"
 #include "kernels/cuda/attention_internal.cuh"
 #include "kernels/cuda/kv_fp8.cuh"
+#include "kernels/cuda/quant.cuh"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,7 +293,8 @@ __global__ void attn_decode_combine_kernel(const float *part, const int4 *items,
 #define MERGE_THREADS 256
 template <typename T, int D>
 __global__ void __launch_bounds__(MERGE_THREADS)
-attn_decode_merge_kernel(const float *part, const int4 *items, int H, int n_splits, T *out)
+attn_decode_merge_kernel(const float *part, const int4 *items, int H, int n_splits, T *out,
+                         void *out_g, const int32_t *out_pos)
 {
     constexpr int COLS = D / 2, SHARES = MERGE_THREADS / COLS;
     static_assert(MERGE_THREADS % COLS == 0, "whole shares");
@@ -347,10 +349,15 @@ attn_decode_merge_kernel(const float *part, const int4 *items, int H, int n_spli
             num.y += ws * v.y;
         }
     }
-    T *o = out + ((int64_t)items[i].y * H + h) * D;
+    const int t = items[i].y;
+    T *o = out + ((int64_t)t * H + h) * D;
     if (SHARES == 1) {
-        o[2 * col] = from_f<T>(den > 0.0f ? num.x / den : 0.0f);
-        o[2 * col + 1] = from_f<T>(den > 0.0f ? num.y / den : 0.0f);
+        const T x = from_f<T>(den > 0.0f ? num.x / den : 0.0f);
+        const T y = from_f<T>(den > 0.0f ? num.y / den : 0.0f);
+        o[2 * col] = x;
+        o[2 * col + 1] = y;
+        pgd__dec_store_gathered<T>(out_g, out_pos, t, H * D, h * D + 2 * col, x);
+        pgd__dec_store_gathered<T>(out_g, out_pos, t, H * D, h * D + 2 * col + 1, y);
         return;
     }
     sum[share * D + 2 * col] = num.x;
@@ -361,7 +368,9 @@ attn_decode_merge_kernel(const float *part, const int4 *items, int H, int n_spli
 #pragma unroll
         for (int k = 0; k < SHARES; k++)
             x += sum[k * D + d];
-        o[d] = from_f<T>(den > 0.0f ? x / den : 0.0f);
+        const T v = from_f<T>(den > 0.0f ? x / den : 0.0f);
+        o[d] = v;
+        pgd__dec_store_gathered<T>(out_g, out_pos, t, H * D, h * D + d, v);
     }
 }
 
@@ -375,6 +384,14 @@ bool pgd__attn_decode_ok(int head_dim, int group)
     return (head_dim == 64 || head_dim == 128 || head_dim == 256) && group_rounded(group) > 0;
 }
 
+/* PGD_CUDA_ATTN_GATHER=0: no gathered output for the act-order layer after (read at every
+ * call, as the merge's variable below). */
+static bool env_attn_gather_off(void)
+{
+    const char *e = getenv("PGD_CUDA_ATTN_GATHER");
+    return e && !strcmp(e, "0");
+}
+
 /* PGD_CUDA_DECODE_MERGE=serial: the merge of before (read at every call). */
 static bool env_serial_merge(void)
 {
@@ -384,7 +401,7 @@ static bool env_serial_merge(void)
 
 template <typename T, int D>
 static void combine(struct pgd_cuda_ctx *c, const float *part, const int4 *items, int n_items,
-                    int H, int n_splits, void *out)
+                    int H, int n_splits, void *out, const pgd__dec_params &p)
 {
     if (env_serial_merge()) {
         pgd_cuda_launch(c, attn_decode_combine_kernel<T, D>, dim3(n_items, H), std::min(D, 128),
@@ -394,26 +411,28 @@ static void combine(struct pgd_cuda_ctx *c, const float *part, const int4 *items
     constexpr int SHARES = MERGE_THREADS / (D / 2);
     const size_t smem = (size_t)(n_splits + SHARES * D) * sizeof(float);
     pgd_cuda_launch_smem(c, attn_decode_merge_kernel<T, D>, dim3(n_items, H), MERGE_THREADS,
-                         smem, part, items, H, n_splits, (T *)out);
+                         smem, part, items, H, n_splits, (T *)out, p.out_g, p.out_pos);
 }
 
-/* Merges the n_splits partials of every (item, head) into out. */
+/* Merges the n_splits partials of every (item, head) into out (and p's gathered output, where
+ * it asks for one: the parallel merge only). */
 static void combine_dt(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int D, const float *part,
-                       const int4 *items, int n_items, int H, int n_splits, void *out)
+                       const int4 *items, int n_items, int H, int n_splits, void *out,
+                       const pgd__dec_params &p)
 {
     const bool bf = dt == PGD_DTYPE_BF16;
     switch (D) {
     case 64:
-        bf ? combine<__nv_bfloat16, 64>(c, part, items, n_items, H, n_splits, out)
-           : combine<__half, 64>(c, part, items, n_items, H, n_splits, out);
+        bf ? combine<__nv_bfloat16, 64>(c, part, items, n_items, H, n_splits, out, p)
+           : combine<__half, 64>(c, part, items, n_items, H, n_splits, out, p);
         break;
     case 128:
-        bf ? combine<__nv_bfloat16, 128>(c, part, items, n_items, H, n_splits, out)
-           : combine<__half, 128>(c, part, items, n_items, H, n_splits, out);
+        bf ? combine<__nv_bfloat16, 128>(c, part, items, n_items, H, n_splits, out, p)
+           : combine<__half, 128>(c, part, items, n_items, H, n_splits, out, p);
         break;
     default:
-        bf ? combine<__nv_bfloat16, 256>(c, part, items, n_items, H, n_splits, out)
-           : combine<__half, 256>(c, part, items, n_items, H, n_splits, out);
+        bf ? combine<__nv_bfloat16, 256>(c, part, items, n_items, H, n_splits, out, p)
+           : combine<__half, 256>(c, part, items, n_items, H, n_splits, out, p);
         break;
     }
 }
@@ -459,7 +478,17 @@ int pgd__attn_decode(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, cons
     if (pl->n_splits > 1 && !scratch)
         return pgd_cuda_failf(err, errlen, "attention (decode): %d context splits need scratch",
                               pl->n_splits);
-    const pgd__dec_params p = pgd__dec_params_of(a, items, n_items, *pl, scratch);
+    pgd__dec_params p = pgd__dec_params_of(a, items, n_items, *pl, scratch);
+    /* o_proj's gathered x too (pgd_cuda_attn's out_perm): where this call has every row of
+     * the step, on the kernels that write it, into the quantized linears' scratch */
+    const bool gather = a->out_perm && a->out_pos && n_items == a->n_tokens &&
+                        pl->kind == PGD__DEC_MMA && (pl->n_splits == 1 || !env_serial_merge()) &&
+                        (size_t)a->n_tokens * ap->n_heads * D * 2 <= c->qscratch_bytes &&
+                        !env_attn_gather_off();
+    if (gather) {
+        p.out_g = c->qscratch;
+        p.out_pos = a->out_pos;
+    }
     if (pl->kind == PGD__DEC_MMA) {
         if (pgd__attn_decode_mma_run(c, a, p, err, errlen))
             return 1;
@@ -470,7 +499,11 @@ int pgd__attn_decode(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, cons
                                   pgd_cuda_dt(a->dtype), cudaGetErrorString(e));
     }
     if (pl->n_splits > 1)
-        combine_dt(c, a->dtype, D, scratch, items, n_items, ap->n_heads, pl->n_splits, a->out);
+        combine_dt(c, a->dtype, D, scratch, items, n_items, ap->n_heads, pl->n_splits, a->out,
+                   p);
+    if (gather)
+        pgd_cuda__wq_xg_note(c, a->dtype, a->out, a->out_perm, a->n_tokens, ap->n_heads * D,
+                             c->qscratch);
     PGD_CUDA_LAUNCHED(err, errlen, "attention (decode, %s) %s%s [%d rows, %d heads / %d kv of "
                       "%d, max len %d, %d warps a pair, %d splits]",
                       pl->kind == PGD__DEC_MMA ? "tensor cores" : "simt", pgd_cuda_dt(a->dtype),

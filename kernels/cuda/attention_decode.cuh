@@ -60,7 +60,22 @@ struct pgd__dec_params {
     /* Tensor-core kernel: its item, block-table and position loads made before the wait on
      * the kernel before it (pgd_cuda_early_inputs), the Q and K/V loads after */
     int early;
+    /* NULL, or a second output out_g [n_tokens, H * D] where element (t, c) of out goes to
+     * (t, out_pos[c]): out gathered through the act-order permutation of the layer after
+     * (pgd_cuda_attn's out_perm / out_pos; the tensor-core kernel and the parallel merge) */
+    void *out_g;
+    const int32_t *out_pos;
 };
+
+/* Element (t, c) of an output of rows of hd elements, v, also at its gathered place in
+ * out_g, where one is asked for (out_g NULL: nothing). */
+template <typename T>
+__device__ __forceinline__ void pgd__dec_store_gathered(void *out_g, const int32_t *out_pos,
+                                                        int64_t t, int hd, int c, T v)
+{
+    if (out_g)
+        ((T *)out_g)[t * hd + __ldg(&out_pos[c])] = v;
+}
 
 /* The parameters of call a for items [n_items] on plan pl, partials in part. */
 static inline pgd__dec_params pgd__dec_params_of(const struct pgd_cuda_attn *a, const int4 *items,
@@ -98,6 +113,8 @@ static inline pgd__dec_params pgd__dec_params_of(const struct pgd_cuda_attn *a, 
         p.v_scale = a->kv_fp8->v_scale;
     }
     p.early = pgd_cuda_early_inputs();
+    p.out_g = NULL;
+    p.out_pos = NULL;
     return p;
 }
 

@@ -173,6 +173,12 @@ static __device__ __forceinline__ void dm_store_warp(const pgd__dec_params &p,
                 const float x = L > 0.0f ? acc[n][2 * hr] * vs / L : 0.0f;
                 const float y = L > 0.0f ? acc[n][2 * hr + 1] * vs / L : 0.0f;
                 *reinterpret_cast<uint32_t *>(o + n * 8) = pack_pair<T>(x, y);
+                if (p.out_g) {       /* the same roundings as the pair's */
+                    const int col = h * D + n * 8 + 2 * c;
+                    pgd__dec_store_gathered<T>(p.out_g, p.out_pos, t, p.H * D, col, from_f<T>(x));
+                    pgd__dec_store_gathered<T>(p.out_g, p.out_pos, t, p.H * D, col + 1,
+                                               from_f<T>(y));
+                }
             }
         } else {
             float *part = p.part + (((int64_t)item * p.H + h) * p.n_splits + split) * (D + 2);
@@ -409,7 +415,9 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const pgd__
             if constexpr (F8)
                 O *= p.v_scale;
             if (p.n_splits == 1) {
-                out[((int64_t)tp * p.H + h) * D + d] = from_f<T>(L > 0.0f ? O / L : 0.0f);
+                const T v = from_f<T>(L > 0.0f ? O / L : 0.0f);
+                out[((int64_t)tp * p.H + h) * D + d] = v;
+                pgd__dec_store_gathered<T>(p.out_g, p.out_pos, tp, p.H * D, h * D + d, v);
             } else {
                 float *part = p.part + (((int64_t)pi * p.H + h) * p.n_splits + split) * (D + 2);
                 part[d] = O;

@@ -378,6 +378,13 @@ struct pgd_cuda_attn {
     /* The caches are e4m3 with these scales (every kernel path dequantizes on read); NULL:
      * in dtype. */
     const struct pgd_cuda_kv_fp8 *kv_fp8;
+    /* The act-order permutation (device [n_heads * head_dim]) of the quantized layer that
+     * reads out next (o_proj: pgd_cuda_wq_input_perm) and its inverse (pgd_cuda_wq_input_pos),
+     * or NULL. Where every row goes to the tensor-core decode kernel (decode steps) and out
+     * fits the quantized linears' scratch, the kernel also writes each output element at its
+     * gathered place there, as that layer's gather would, and notes it (the layer's next call
+     * on exactly out skips its gather: pgd_cuda__wq_xg_note); PGD_CUDA_ATTN_GATHER=0 never. */
+    const int32_t *out_perm, *out_pos;
 };
 /* PGD_CUDA_ATTN_PREFILL: the tensor-core kernels in their prefill shape (128 query rows a
  * block) for every row: on Hopper's warpgroup MMA (attention_wgmma.cu) where it runs (sm_90a
@@ -517,6 +524,8 @@ bool pgd_cuda_wq_same_perm(const struct pgd_cuda_wq *a, const struct pgd_cuda_wq
 /* The act-order permutation the layer gathers x through (device [in], shared with the layers
  * of its set that have an equal one), or NULL: none. */
 const int32_t *pgd_cuda_wq_input_perm(const struct pgd_cuda_wq *w);
+/* Its inverse (device [in]: input c's place k in the gathered row, perm[k] = c), or NULL. */
+const int32_t *pgd_cuda_wq_input_pos(const struct pgd_cuda_wq *w);
 /* Drops what pgd_cuda_rmsnorm_gather left for the gathers; the act-order gathers those
  * notes saved (skipped), counted over the context's life. */
 void pgd_cuda_wq_x_forget(struct pgd_cuda_ctx *c);

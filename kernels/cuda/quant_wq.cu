@@ -239,6 +239,7 @@ struct wq_perm {
     int64_t in;
     uint64_t hash;                   /* wq_perm_hash of the entries */
     int32_t *d;                      /* device [in] */
+    int32_t *pos;                    /* device [in]: the inverse, pos[d[k]] = k */
 };
 
 struct pgd_cuda_wq_perms {
@@ -258,6 +259,7 @@ static void wq_perm_release(struct wq_perm *p)
 {
     if (p && --p->refs == 0) {
         pgd_cuda_free(p->d);
+        pgd_cuda_free(p->pos);
         free(p);
     }
 }
@@ -303,13 +305,21 @@ static int wq_perm_take(struct pgd_cuda_wq_perms *set, const struct pgd_wq_host 
     struct wq_perm *p = (struct wq_perm *)calloc(1, sizeof *p);
     if (!p)
         return pgd_cuda_failf(err, errlen, "out of host memory for a permutation");
-    *p = (struct wq_perm){ 1, device, h->in, hash, (int32_t *)pgd_cuda_malloc(bytes) };
-    if (!p->d) {
-        free(p);
-        return pgd_cuda_failf(err, errlen, "out of device memory for an act-order permutation "
-                              "[%lld]", (long long)h->in);
+    *p = (struct wq_perm){ 1, device, h->in, hash, (int32_t *)pgd_cuda_malloc(bytes),
+                           (int32_t *)pgd_cuda_malloc(bytes) };
+    int32_t *pos = (int32_t *)malloc(bytes);
+    if (!p->d || !p->pos || !pos) {
+        free(pos);
+        wq_perm_release(p);
+        return pgd_cuda_failf(err, errlen, "out of memory for an act-order permutation and its "
+                              "inverse [%lld]", (long long)h->in);
     }
-    if (pgd_cuda_memcpy_h2d(p->d, h->perm, bytes, err, errlen)) {
+    for (int64_t k = 0; k < h->in; k++)   /* wq_perm checked: a permutation of 0 .. in - 1 */
+        pos[h->perm[k]] = (int32_t)k;
+    const int rc = pgd_cuda_memcpy_h2d(p->d, h->perm, bytes, err, errlen) ||
+                   pgd_cuda_memcpy_h2d(p->pos, pos, bytes, err, errlen);
+    free(pos);
+    if (rc) {
         wq_perm_release(p);
         return 1;
     }
@@ -344,6 +354,11 @@ extern "C" size_t pgd_cuda_wq_perms_count(const struct pgd_cuda_wq_perms *s)
 extern "C" const int32_t *pgd_cuda_wq_input_perm(const struct pgd_cuda_wq *w)
 {
     return w->perm;
+}
+
+extern "C" const int32_t *pgd_cuda_wq_input_pos(const struct pgd_cuda_wq *w)
+{
+    return w->perm_ref ? w->perm_ref->pos : NULL;
 }
 
 extern "C" bool pgd_cuda_wq_same_perm(const struct pgd_cuda_wq *a, const struct pgd_cuda_wq *b)

@@ -8,6 +8,7 @@
 #include "runtime/kv/kv_cache.h"
 
 struct pgd_cuda_ctx;                   /* kernels/cuda/kernels.h */
+struct pgd_cuda_wq;                    /* kernels/cuda/kernels.h */
 struct pgd__comm;                      /* runtime/dist/comm.h */
 struct pgd__op_profile;                /* runtime/runner/op_profile.h */
 struct pgd__pw_hook;                   /* runtime/runner/piecewise.h */
@@ -100,21 +101,23 @@ struct pgd_fwd {
     bool fp8_norms;
     const void *fp8_x_ready;
 
-    /* Act-order norms (ops.c; CUDA): norm_perms, the runner's table [norm_perms_cap] (NULL:
-     * off), whose entry k is the act-order permutation (device) that the quantized linear
-     * reading the k-th norm's output of a forward gathered x through when it last ran (NULL:
-     * none). A forward runs the same ops in the same order every step, so the k-th norm
-     * (norm_seq counts them) also writes its output gathered through that permutation
-     * where the kernels can (pgd_cuda_rmsnorm_gather) and the linear's gather is skipped.
-     * A wrong guess costs only the extra writes: a gather is skipped only for exactly the x,
-     * permutation, rows and scratch the norm noted in the CUDA context, and every other op
-     * drops that note. last_norm_out: the output of the last norm (the norm_seq - 1-th),
-     * until another op runs; last_norm_learned: its entry was written by the first linear
+    /* Act-order gathers left by the op before (ops.c; CUDA): gather_layers, the runner's
+     * table [gather_layers_cap] (NULL: off), whose entry k is the act-order W4 layer that read
+     * the output of the forward's k-th producer (a norm, or the attention before o_proj) when
+     * it last ran (NULL: none, or a layer without a permutation). A forward runs the same
+     * ops in the same order every step, so the k-th producer (gather_seq counts them) also
+     * writes its output gathered through that layer's permutation where the kernels can (a
+     * norm: pgd_cuda_rmsnorm_gather; the attention: the tensor-core decode kernel on steps of
+     * decode rows alone, pgd_cuda_attn's out_perm) and the layer's gather is skipped. A wrong
+     * guess costs only the extra writes: a gather is skipped only for exactly the x,
+     * permutation, rows and scratch the producer noted in the CUDA context, and every other
+     * op drops that note. gather_out: the output of the last producer (the gather_seq - 1-th),
+     * until another op runs; gather_learned: its entry was written by the first linear
      * of it. */
-    const int32_t **norm_perms;
-    int norm_perms_cap, norm_seq;
-    const void *last_norm_out;
-    bool last_norm_learned;
+    const struct pgd_cuda_wq **gather_layers;
+    int gather_layers_cap, gather_seq;
+    const void *gather_out;
+    bool gather_learned;
 
     /* The runner's batch_invariant (CPU only): the linears take pgd_cpu_linear_invariant, so
      * that a row's result does not depend on the rows it is batched with. */

@@ -102,11 +102,11 @@ static void wq_x_drop(struct pgd_fwd *f)
 }
 
 /* operands_ready for an op that may write any buffer: what a norm left for the linears
- * after it (f->fp8_x_ready, the act-order gather, f->last_norm_out) is void from here on. */
+ * after it (f->fp8_x_ready, the act-order gather, f->gather_out) is void from here on. */
 static bool op_ready(struct pgd_fwd *f, const char *op, int n, const struct pgd_tensor *const *ts)
 {
     f->fp8_x_ready = NULL;
-    f->last_norm_out = NULL;
+    f->gather_out = NULL;
     wq_x_drop(f);
     return operands_ready(f, op, n, ts);
 }
@@ -122,8 +122,8 @@ static bool linear_ready(struct pgd_fwd *f, const char *op, const struct pgd_ten
             continue;
         if (f->fp8_x_ready && ts[i]->data == f->fp8_x_ready)
             f->fp8_x_ready = NULL;
-        if (f->last_norm_out && ts[i]->data == f->last_norm_out) {
-            f->last_norm_out = NULL;
+        if (f->gather_out && ts[i]->data == f->gather_out) {
+            f->gather_out = NULL;
             wq_x_drop(f);
         }
     }
@@ -287,12 +287,30 @@ static void fp8_norm_run(struct pgd_fwd *f, struct pgd_tensor *residual,
 #endif
 
 #ifdef PGD_HAVE_CUDA
-/* The act-order permutation the linear after this forward's next norm gathered through
- * (f->norm_perms), counting that norm; NULL: none known. */
-static const int32_t *norm_perm_next(struct pgd_fwd *f)
+/* The act-order layer that read the output of this forward's next producer (a norm, or the
+ * attention before o_proj) when it last ran (f->gather_layers), counting that producer; NULL:
+ * none known. */
+static const struct pgd_cuda_wq *gather_next(struct pgd_fwd *f)
 {
-    const int k = f->norm_seq++;
-    return f->norm_perms && k < f->norm_perms_cap ? f->norm_perms[k] : NULL;
+    const int k = f->gather_seq++;
+    return f->gather_layers && k < f->gather_layers_cap ? f->gather_layers[k] : NULL;
+}
+
+/* The permutation a norm leaves its output gathered through: gather_next's layer's. */
+static const int32_t *gather_next_perm(struct pgd_fwd *f)
+{
+    const struct pgd_cuda_wq *w = gather_next(f);
+    return w ? pgd_cuda_wq_input_perm(w) : NULL;
+}
+
+/* The act-order layer (o_proj) the attention's output is left gathered for: gather_next's,
+ * but none with piecewise graphs, where the attention runs between captured pieces and a
+ * piece would keep o_proj's gather skipped, or not, by whether the attention wrote it when
+ * the piece was captured (it does only on steps of decode rows alone). */
+static const struct pgd_cuda_wq *attention_gather_next(struct pgd_fwd *f)
+{
+    const struct pgd_cuda_wq *w = gather_next(f);
+    return f->pw ? NULL : w;
 }
 
 /* The norm (residual NULL: without the add) that also leaves out gathered through perm
@@ -307,30 +325,37 @@ static void wq_norm_run(struct pgd_fwd *f, struct pgd_tensor *residual,
                                         &prepared, CUDA_ERR));
 }
 
-/* A norm on CUDA (the forward's norm_seq - 1-th) wrote out: the linear that reads it next
- * learns which permutation it gathers through (norm_perm_learn). */
-static void norm_done(struct pgd_fwd *f, const struct pgd_tensor *out)
+/* A producer on CUDA (the forward's gather_seq - 1-th: a norm or an attention) wrote out:
+ * the linear that reads it next learns which permutation it gathers through (gather_learn). */
+static void gather_produced(struct pgd_fwd *f, const struct pgd_tensor *out)
 {
-    f->last_norm_out = out->data;
-    f->last_norm_learned = false;
+    f->gather_out = out->data;
+    f->gather_learned = false;
 }
 
-/* A quantized linear of x on CUDA: where x is the last norm's output and this is the first
- * linear of it (q, whose gather runs first where q, k and v do not share a permutation),
- * that norm's entry of the table becomes this layer's act-order permutation (or none), for
- * the next forward. */
-static void norm_perm_learn(struct pgd_fwd *f, const struct pgd_qweight *w,
-                            const struct pgd_tensor *x)
+/* A quantized linear of x on CUDA: where x is the last producer's output and this is the
+ * first linear of it (q, whose gather runs first where q, k and v do not share a
+ * permutation), that producer's entry of the table becomes this layer where it is act-order
+ * (else none), for the next forward. */
+static void gather_learn(struct pgd_fwd *f, const struct pgd_qweight *w,
+                         const struct pgd_tensor *x)
 {
-    const int k = f->norm_seq - 1;   /* the norm that wrote last_norm_out */
-    if (!f->norm_perms || !f->last_norm_out || f->last_norm_out != x->data || k < 0 ||
-        k >= f->norm_perms_cap || f->last_norm_learned)
+    const int k = f->gather_seq - 1;   /* the producer that wrote gather_out */
+    if (!f->gather_layers || !f->gather_out || f->gather_out != x->data || k < 0 ||
+        k >= f->gather_layers_cap || f->gather_learned)
         return;
-    f->norm_perms[k] = w->kind == PGD__QW_WQ ? pgd_cuda_wq_input_perm(w->cuda_wq) : NULL;
-    f->last_norm_learned = true;
+    f->gather_layers[k] = w->kind == PGD__QW_WQ && pgd_cuda_wq_input_perm(w->cuda_wq)
+                              ? w->cuda_wq
+                              : NULL;
+    f->gather_learned = true;
 }
 #else
-static const int32_t *norm_perm_next(struct pgd_fwd *f)
+static const int32_t *gather_next_perm(struct pgd_fwd *f)
+{
+    (void)f;
+    return NULL;
+}
+static const struct pgd_cuda_wq *attention_gather_next(struct pgd_fwd *f)
 {
     (void)f;
     return NULL;
@@ -342,7 +367,7 @@ static void wq_norm_run(struct pgd_fwd *f, struct pgd_tensor *residual,
     (void)f; (void)residual; (void)x; (void)w; (void)eps; (void)rows; (void)d; (void)out;
     (void)perm;
 }
-static void norm_done(struct pgd_fwd *f, const struct pgd_tensor *out)
+static void gather_produced(struct pgd_fwd *f, const struct pgd_tensor *out)
 {
     (void)f;
     (void)out;
@@ -359,7 +384,7 @@ static void rmsnorm_run(struct pgd_fwd *f, const struct pgd_tensor *x, const str
         !check_shape(f, "rmsnorm", "out", out, rows, d))
         return;
     if (ON_CUDA(f)) {
-        const int32_t *perm = norm_perm_next(f);
+        const int32_t *perm = gather_next_perm(f);
         if (fp8_norm_wanted(f, d))
             fp8_norm_run(f, NULL, x, w, eps, rows, d, out);
         else if (perm)
@@ -367,7 +392,7 @@ static void rmsnorm_run(struct pgd_fwd *f, const struct pgd_tensor *x, const str
         else
             CUDA_RUN(f, pgd_cuda_rmsnorm(f->cuda, f->act_dtype, x->data, w->data, eps, rows,
                                          (int)d, out->data, CUDA_ERR));
-        norm_done(f, out);
+        gather_produced(f, out);
         return;
     }
     pgd_cpu_rmsnorm(x->data, w->data, eps, rows, (int)d, out->data);
@@ -385,7 +410,7 @@ static void add_rmsnorm_run(struct pgd_fwd *f, struct pgd_tensor *residual,
         !check_shape(f, "add_rmsnorm", "out", out, rows, d))
         return;
     if (ON_CUDA(f)) {
-        const int32_t *perm = norm_perm_next(f);
+        const int32_t *perm = gather_next_perm(f);
         if (fp8_norm_wanted(f, d))
             fp8_norm_run(f, residual, delta, w, eps, rows, d, out);
         else if (perm)
@@ -393,7 +418,7 @@ static void add_rmsnorm_run(struct pgd_fwd *f, struct pgd_tensor *residual,
         else
             CUDA_RUN(f, pgd_cuda_add_rmsnorm(f->cuda, f->act_dtype, residual->data, delta->data,
                                              w->data, eps, rows, (int)d, out->data, CUDA_ERR));
-        norm_done(f, out);
+        gather_produced(f, out);
         return;
     }
     pgd_cpu_add_rmsnorm(residual->data, delta->data, w->data, eps, rows, (int)d, out->data);
@@ -501,7 +526,7 @@ void pgd_op_qweight_linear(struct pgd_fwd *f, const struct pgd_qweight *w,
         f->prof_qweight_bytes += qweight_bytes(w);
 #ifdef PGD_HAVE_CUDA
     if (ON_CUDA(f)) {
-        norm_perm_learn(f, w, x);
+        gather_learn(f, w, x);
         if (f->multi_offer.got < f->multi_offer.want && f->multi_offer.got < 3 &&
             (f->multi_offer.got == 0 || f->multi_offer.w[0]->kind == w->kind)) {
             /* linear_multi's q, k or v: run with the others in one call (linear_multi_run) */
@@ -687,7 +712,8 @@ static bool attention_args_ok(struct pgd_fwd *f, const char *op, int layer,
 /* The K/V write (unless the caller's kernel did it) and the attention itself. */
 static void attend(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p,
                    const struct pgd_tensor *q, const struct pgd_tensor *k,
-                   const struct pgd_tensor *v, struct pgd_tensor *out, bool write_kv)
+                   const struct pgd_tensor *v, struct pgd_tensor *out, bool write_kv,
+                   const struct pgd_cuda_wq *o_layer)
 {
     struct pgd__kv_cache *kv = f->kv;
     const bool fp8 = kv->dtype == PGD_DTYPE_F8_E4M3;
@@ -709,6 +735,8 @@ static void attend(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p
             .max_seq_len = f->max_seq_len,
             .step_id = f->step_id, .decode_items = f->decode_items,
             .kv_fp8 = fp8 ? &scales : NULL,
+            .out_perm = o_layer ? pgd_cuda_wq_input_perm(o_layer) : NULL,
+            .out_pos = o_layer ? pgd_cuda_wq_input_pos(o_layer) : NULL,
         };
         /* Split-context decode needs partial results per split: the kernel says how much
          * (0 when it does not split). From the arena, so a graph replay finds it again. */
@@ -724,6 +752,7 @@ static void attend(struct pgd_fwd *f, int layer, const struct pgd_attn_params *p
     }
 #endif
     (void)write_kv;
+    (void)o_layer;
     struct pgd_cpu_kv_layer cl = { .block_size = kv->block_size, .n_kv_heads = kv->n_kv_heads,
                                    .head_dim = kv->head_dim };
     if (fp8) {
@@ -756,13 +785,17 @@ static void attention_run(struct pgd_fwd *f, int layer, const struct pgd_attn_pa
     if (!op_ready(f, "attention", 4, (const struct pgd_tensor *[]){ q, k, v, out }) ||
         !attention_args_ok(f, "attention", layer, p, q, k, v, out))
         return;
+    /* counted before a piecewise boundary returns, as every step counts it */
+    const struct pgd_cuda_wq *o_layer = ON_CUDA(f) ? attention_gather_next(f) : NULL;
     if (f->pw) {
         const struct pgd__pw_call c = { .kind = PGD__PW_ATTENTION, .layer = layer, .p = *p,
                                         .q = *q, .k = *k, .v = *v, .out = *out };
         if (pgd__pw_boundary(f, &c))
             return;
     }
-    attend(f, layer, p, q, k, v, out, true);
+    attend(f, layer, p, q, k, v, out, true, o_layer);
+    if (ON_CUDA(f))
+        gather_produced(f, out);
 }
 
 /* rope_attention's CUDA path: the rotary + K/V write (from q, k and v side by side in rows
@@ -771,7 +804,7 @@ static void rope_attention_cuda(struct pgd_fwd *f, int layer, const struct pgd_a
                                 const struct pgd_rope *rope, const void *qn, const void *kn,
                                 float eps, struct pgd_tensor *q, const struct pgd_tensor *k,
                                 const struct pgd_tensor *v, struct pgd_tensor *out,
-                                const void *rows, int ld)
+                                const void *rows, int ld, const struct pgd_cuda_wq *o_layer)
 {
 #ifdef PGD_HAVE_CUDA
     struct pgd__kv_cache *kv = f->kv;
@@ -790,10 +823,10 @@ static void rope_attention_cuda(struct pgd_fwd *f, int layer, const struct pgd_a
                                            kn, eps, kv->k[layer], kv->v[layer], f->slot_mapping,
                                            fp8, CUDA_ERR));
     if (f->status == PGD_OK)
-        attend(f, layer, p, q, k, v, out, false);
+        attend(f, layer, p, q, k, v, out, false, o_layer);
 #else
     (void)f; (void)layer; (void)p; (void)rope; (void)qn; (void)kn; (void)eps; (void)q;
-    (void)k; (void)v; (void)out; (void)rows; (void)ld;
+    (void)k; (void)v; (void)out; (void)rows; (void)ld; (void)o_layer;
 #endif
 }
 
@@ -831,6 +864,7 @@ static void rope_attention_run(struct pgd_fwd *f, int layer, const struct pgd_at
     }
     if (ON_CUDA(f)) {
         const void *qn = q_norm ? q_norm->data : NULL, *kn = k_norm ? k_norm->data : NULL;
+        const struct pgd_cuda_wq *o_layer = attention_gather_next(f);
         if (f->pw) {
             const struct pgd__pw_call c = { .kind = PGD__PW_ROPE_ATTENTION, .layer = layer,
                                             .p = *p, .rope = rope, .q_norm = qn, .k_norm = kn,
@@ -839,7 +873,8 @@ static void rope_attention_run(struct pgd_fwd *f, int layer, const struct pgd_at
             if (pgd__pw_boundary(f, &c))
                 return;
         }
-        rope_attention_cuda(f, layer, p, rope, qn, kn, eps, q, k, v, out, rows, ld);
+        rope_attention_cuda(f, layer, p, rope, qn, kn, eps, q, k, v, out, rows, ld, o_layer);
+        gather_produced(f, out);
         return;
     }
     if (q_norm) {
@@ -851,7 +886,7 @@ static void rope_attention_run(struct pgd_fwd *f, int layer, const struct pgd_at
     }
     pgd_op_rope(f, rope, q, k);
     if (f->status == PGD_OK)
-        attend(f, layer, p, q, k, v, out, true);
+        attend(f, layer, p, q, k, v, out, true, NULL);
 }
 
 static void act_mul_run(struct pgd_fwd *f, enum pgd_act act, const struct pgd_tensor *gate_up,
@@ -1068,10 +1103,10 @@ void pgd__ops_run_call(struct pgd_fwd *f, const struct pgd__pw_call *c)
     switch (c->kind) {
     case PGD__PW_ROPE_ATTENTION:
         rope_attention_cuda(f, c->layer, &c->p, c->rope, c->q_norm, c->k_norm, c->eps, &q, &k,
-                            &v, &out, c->rows, c->ld);
+                            &v, &out, c->rows, c->ld, NULL);
         return;
     case PGD__PW_ATTENTION:
-        attend(f, c->layer, &c->p, &q, &k, &v, &out, true);
+        attend(f, c->layer, &c->p, &q, &k, &v, &out, true, NULL);
         return;
     case PGD__PW_LOGITS:
         if (f->n_logits > 0)

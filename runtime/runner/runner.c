@@ -504,11 +504,11 @@ static bool fp8_norms_wanted(const struct pgd__runner *r)
     return false;
 }
 
-/* The table of the act-order permutations the linear after each norm gathers x through
- * (struct pgd_fwd's norm_perms): on CUDA, when the model has act-order W4/W8 layers, unless
+/* The table of the act-order layers that read each norm's and attention's output (struct
+ * pgd_fwd's gather_layers): on CUDA, when the model has act-order W4/W8 layers, unless
  * PGD_CUDA_WQ_NORM_GATHER=0 (the linears gather x themselves, for measuring). Room for four
- * norms a layer and the model's last. */
-static enum pgd_status norm_perms_init(struct pgd__runner *r, char *err, size_t errlen)
+ * producers a layer (two norms and the attention) and the model's last norm. */
+static enum pgd_status gather_layers_init(struct pgd__runner *r, char *err, size_t errlen)
 {
 #ifdef PGD_HAVE_CUDA
     const char *env = getenv("PGD_CUDA_WQ_NORM_GATHER");
@@ -519,11 +519,11 @@ static enum pgd_status norm_perms_init(struct pgd__runner *r, char *err, size_t 
         act_order = w->kind == PGD__QW_WQ && pgd_cuda_wq_input_perm(w->cuda_wq);
     if (!act_order)
         return PGD_OK;
-    r->norm_perms_cap = 4 * r->model->desc.n_layers + 16;
-    r->norm_perms = calloc((size_t)r->norm_perms_cap, sizeof *r->norm_perms);
-    if (!r->norm_perms)
+    r->gather_layers_cap = 4 * r->model->desc.n_layers + 16;
+    r->gather_layers = calloc((size_t)r->gather_layers_cap, sizeof *r->gather_layers);
+    if (!r->gather_layers)
         return pgd_errf(err, errlen, PGD_ERR_NOMEM, "out of host memory for the act-order "
-                        "norms' table (%d entries)", r->norm_perms_cap);
+                        "gathers' table (%d entries)", r->gather_layers_cap);
 #else
     (void)r;
     (void)err;
@@ -564,7 +564,7 @@ enum pgd_status pgd__runner_create(const struct pgd__runner_params *p, struct pg
     if ((st = pgd__runner_sampling_init(r, err, errlen)) || (st = kv_scales_load(r, err, errlen)))
         goto fail;
     r->fp8_norms = fp8_norms_wanted(r);
-    if ((st = norm_perms_init(r, err, errlen)))
+    if ((st = gather_layers_init(r, err, errlen)))
         goto fail;
     if (p->batch_invariant)
         PGD_INFO("batch invariant: on (the linears a row at a time)");
@@ -627,9 +627,9 @@ static void log_host_work(const struct pgd__runner *r)
         if (folds)
             PGD_INFO("runner: W4A16 folded GEMM: %d plans (a grid and 64-row bucket each) "
                      "chosen by timing, %.0f ms", folds, fold_ms);
-        if (r->norm_perms)
-            PGD_INFO("runner: act-order gathers left by the norms and taken: %ld (eager "
-                     "steps and graph captures)", pgd_cuda_wq_norm_gathers(r->cuda));
+        if (r->gather_layers)
+            PGD_INFO("runner: act-order gathers left by the norms and attention and taken: "
+                     "%ld (eager steps and graph captures)", pgd_cuda_wq_norm_gathers(r->cuda));
         if (r->pw) {
             long replays;
             int captured, eager;
@@ -660,7 +660,7 @@ void pgd__runner_destroy(struct pgd__runner *r)
     pgd__kv_cache_fini(&r->kv);
     free(r->kv_k_scale);
     free(r->kv_v_scale);
-    free(r->norm_perms);
+    free(r->gather_layers);
     pgd__arena_fini(&r->arena);
     pgd__model_destroy(r->model);
     meta_free(r);
@@ -780,7 +780,7 @@ static struct pgd_fwd fwd_base(struct pgd__runner *r)
         .kv = &r->kv, .arena = &r->arena, .comm = r->params.comm,
         .vocab_size = r->model->desc.vocab_size, .hidden_size = r->model->desc.hidden_size,
         .fp8_norms = r->fp8_norms, .batch_invariant = r->params.batch_invariant,
-        .norm_perms = r->norm_perms, .norm_perms_cap = r->norm_perms_cap,
+        .gather_layers = r->gather_layers, .gather_layers_cap = r->gather_layers_cap,
     };
 }
 

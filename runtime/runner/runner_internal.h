@@ -25,11 +25,11 @@ struct pgd__runner {
     /* The model has FP8 linears on CUDA: norms at decode sizes leave their output's FP8
      * quantization for them (struct pgd_fwd's fp8_norms; off with PGD_CUDA_FP8_NORM_X=0). */
     bool fp8_norms;
-    /* The model has act-order W4/W8 layers on CUDA: the act-order permutation that the
-     * linear after each norm of a forward gathered through ([norm_perms_cap], owned; NULL
-     * when off, or with PGD_CUDA_WQ_NORM_GATHER=0): struct pgd_fwd's norm_perms. */
-    const int32_t **norm_perms;
-    int norm_perms_cap;
+    /* The model has act-order W4/W8 layers on CUDA: the act-order layer that read each
+     * producer's output (a norm's, the attention's) of a forward ([gather_layers_cap], owned;
+     * NULL when off, or with PGD_CUDA_WQ_NORM_GATHER=0): struct pgd_fwd's gather_layers. */
+    const struct pgd_cuda_wq **gather_layers;
+    int gather_layers_cap;
 
     /* The eager step's batch (see batch.h): meta_host, the host buffer this step writes, and
      * meta_dev, its device copy ([meta_cap] bytes each); on the CPU the two are one malloc'd

@@ -360,4 +360,110 @@ Test(cuda_quant_models, act_order_norms_leave_the_gather, .init = need_gpu)
     pgd_registry_destroy(reg);
 }
 
+
+/* An act-order llama with head_dim 64 (the tensor-core decode kernel's), random weights as
+ * GPTQ w4 g32 desc_act (every layer permuted), in a new directory dir (mkdtemp template):
+ * hidden 256, 4 heads over 2 KV heads, intermediate 512, 2 layers, vocabulary 512. */
+static void act_order_hd64_config(char *dir)
+{
+    cr_assert_not_null(mkdtemp(dir), "mkdtemp %s", dir);
+    char path[256];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs("{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+          "\"dtype\": \"bfloat16\", \"hidden_act\": \"silu\", \"hidden_size\": 256, "
+          "\"intermediate_size\": 512, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+          "\"head_dim\": 64, \"num_hidden_layers\": 2, \"vocab_size\": 512, "
+          "\"max_position_embeddings\": 1024, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, "
+          "\"tie_word_embeddings\": false, \"bos_token_id\": 1, \"eos_token_id\": 2, "
+          "\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4, "
+          "\"group_size\": 32, \"desc_act\": true, \"sym\": true}}\n", f);
+    cr_assert_eq(fclose(f), 0, "%s", path);
+}
+
+/* The attention leaving o_proj's act-order gather (kernels/cuda/attention_decode.cu, ops.c's
+ * gather table; PGD_CUDA_ATTN_GATHER=0 turns it off): on a step of decode rows alone the
+ * tensor-core decode kernel, or its merge of the context's splits, also writes its output
+ * gathered through o_proj's permutation, learned from the step before, and o_proj skips its
+ * gather. On act_order_hd64_config's model, eager, after a 6-token prompt (one split; the
+ * kernel's 4, 2 and 1 warps a pair) and after a 300-token one (the plan's splits of the
+ * context, merged), three decode steps each: the logits bit for bit those with it off, and
+ * at each decode step three gathers a layer taken (the two norms' and the attention's, their
+ * layers learned at the prompt) against two with it off. */
+Test(cuda_quant_models, act_order_attention_leaves_o_proj_gather, .init = need_gpu)
+{
+    char dir[] = "/tmp/pgd-act-attn-XXXXXX";
+    act_order_hd64_config(dir);
+    struct pgd_registry *reg = fixture_registry(NULL);
+    static const struct { int prompt; const char *warps; } CASES[4] = {
+        { 6, "4" }, { 6, "2" }, { 6, "1" }, { 300, NULL },
+    };
+    int32_t toks[320], table[32];
+    for (int i = 0; i < 320; i++)
+        toks[i] = (int32_t)((i * 37 + 11) % 500) + 3;
+    for (int i = 0; i < 32; i++)
+        table[i] = i;
+    for (int c = 0; c < 4; c++) {
+        if (CASES[c].warps)
+            setenv("PGD_CUDA_DECODE_WARPS", CASES[c].warps, 1);
+        struct pgd__runner *r[2];    /* off, on */
+        for (int o = 0; o < 2; o++) {
+            struct pgd__runner_params p;
+            pgd__runner_default_params(&p);
+            p.model_dir = dir;
+            p.registry = reg;
+            p.device = PGD_DEVICE_CUDA;
+            p.random_weights = true;
+            p.enforce_eager = true;
+            p.seed = 5;
+            p.num_blocks = 32;
+            p.block_size = 16;
+            p.max_num_seqs = 4;
+            p.max_num_batched_tokens = 512;
+            char err[1024] = "";
+            cr_assert_eq(pgd__runner_create(&p, &r[o], err, sizeof err), PGD_OK, "%s", err);
+        }
+        cr_assert_gt(pgd_cuda_wq_perms_count(pgd__runner_model(r[1])->wq_perms), 0,
+                     "no act-order permutation on the device");
+        const int vocab = pgd__runner_desc(r[1])->vocab_size;
+        const int layers = pgd__runner_desc(r[1])->n_layers, n0 = CASES[c].prompt;
+        float *want = malloc((size_t)vocab * sizeof *want);
+        for (int s = 0; s < 4; s++) {
+            const int n_new = s == 0 ? n0 : 1, computed = s == 0 ? 0 : n0 + s - 1;
+            setenv("PGD_CUDA_ATTN_GATHER", "0", 1);
+            const long off0 = pgd_cuda_wq_norm_gathers(pgd__runner_cuda(r[0]));
+            memcpy(want, step(r[0], toks + computed, n_new, computed, table),
+                   (size_t)vocab * sizeof *want);
+            const long off = pgd_cuda_wq_norm_gathers(pgd__runner_cuda(r[0])) - off0;
+            unsetenv("PGD_CUDA_ATTN_GATHER");
+            const long on0 = pgd_cuda_wq_norm_gathers(pgd__runner_cuda(r[1]));
+            const float *got = step(r[1], toks + computed, n_new, computed, table);
+            const long on = pgd_cuda_wq_norm_gathers(pgd__runner_cuda(r[1])) - on0;
+            for (int v = 0; v < vocab; v++)
+                cr_assert(isfinite(got[v]) && memcmp(&got[v], &want[v], sizeof *got) == 0,
+                          "prompt %d (warps %s), step %d: logit %d is %.9g with the attention's "
+                          "gather, %.9g without", n0, CASES[c].warps ? CASES[c].warps : "auto",
+                          s, v, got[v], want[v]);
+            if (s > 0) {
+                cr_assert_eq(off, 2 * layers, "prompt %d, step %d: %ld gathers taken with the "
+                             "attention's off, expected 2 a layer (%d layers)", n0, s, off,
+                             layers);
+                cr_assert_eq(on, 3 * layers, "prompt %d (warps %s), step %d: %ld gathers taken, "
+                             "expected 3 a layer (%d layers): the norms' and the attention's",
+                             n0, CASES[c].warps ? CASES[c].warps : "auto", s, on, layers);
+            }
+        }
+        free(want);
+        pgd__runner_destroy(r[1]);
+        pgd__runner_destroy(r[0]);
+        unsetenv("PGD_CUDA_DECODE_WARPS");
+    }
+    pgd_registry_destroy(reg);
+    char path[256];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    remove(path);
+    rmdir(dir);
+}
+
 #endif
