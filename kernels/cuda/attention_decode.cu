@@ -384,12 +384,14 @@ bool pgd__attn_decode_ok(int head_dim, int group)
     return (head_dim == 64 || head_dim == 128 || head_dim == 256) && group_rounded(group) > 0;
 }
 
-/* PGD_CUDA_ATTN_GATHER=0: no gathered output for the act-order layer after (read at every
- * call, as the merge's variable below). */
-static bool env_attn_gather_off(void)
+/* PGD_CUDA_ATTN_GATHER=1: the gathered output for the act-order layer after (pgd_cuda_attn's
+ * out_perm; read at every call, as the merge's variable below). Opt-in: on an H100 it made
+ * the 8B act-order GPTQ step 2% slower at batch 1 (its merge's tail waits on the places'
+ * loads), 0.4% faster at 8 and level at 16 (docs/PERFORMANCE.md, thirty-second session). */
+static bool env_attn_gather_on(void)
 {
     const char *e = getenv("PGD_CUDA_ATTN_GATHER");
-    return e && !strcmp(e, "0");
+    return e && !strcmp(e, "1");
 }
 
 /* PGD_CUDA_DECODE_MERGE=serial: the merge of before (read at every call). */
@@ -484,7 +486,7 @@ int pgd__attn_decode(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, cons
     const bool gather = a->out_perm && a->out_pos && n_items == a->n_tokens &&
                         pl->kind == PGD__DEC_MMA && (pl->n_splits == 1 || !env_serial_merge()) &&
                         (size_t)a->n_tokens * ap->n_heads * D * 2 <= c->qscratch_bytes &&
-                        !env_attn_gather_off();
+                        env_attn_gather_on();
     if (gather) {
         p.out_g = c->qscratch;
         p.out_pos = a->out_pos;
