@@ -630,7 +630,8 @@ int pgd_cuda_wq_fold_tune_stats(const struct pgd_cuda_ctx *c, double *ms);
 /* One of them (for `pagoda bench latency`): the grid (in, out: the layers' features side by
  * side, layers) of dtype dt, its 64-row bucket and the n it was timed at; plans timed; the
  * chosen plan (token tile bn, ks splits, the warp-specialized kernel ws, a block alone on an
- * SM one, the stream-K kernel sk); the first plan timed (the cost model's least) and the chosen one, us a call. */
+ * SM one, the stream-K kernel sk); the first plan timed (the cost model's least) and the
+ * chosen one, us a call. */
 struct pgd_cuda_wq_fold_tune_info {
     enum pgd_dtype dt;
     int in, out, layers, bucket, n, timed;
