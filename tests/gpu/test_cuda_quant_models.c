@@ -246,10 +246,11 @@ QUANT_GOLDEN_ROUNDED(qwen3_awq_g128_folded, "qwen3-awq-g128", true)
  * and on CUDA (the quantized ones on the host, the dense ones from the same counter hash),
  * so CUDA's logits after a prompt, on the kernels, are the CPU reference's within the
  * 16-bit bound (the dense suite's bf16 one, 0.05, for the integer formats; FP8's above).
- * small_runner: a small runner of dir, its random layers or its checkpoint's, eager or not. */
-static struct pgd__runner *small_runner(struct pgd_registry *reg, const char *dir,
-                                        const char *quantization, enum pgd_device device,
-                                        bool random_weights, bool eager)
+ * runner_of_blocks: a small runner of dir (num_blocks KV blocks of 16 tokens), its random
+ * layers or its checkpoint's, eager or not. */
+static struct pgd__runner *runner_of_blocks(struct pgd_registry *reg, const char *dir,
+                                            const char *quantization, enum pgd_device device,
+                                            bool random_weights, bool eager, int num_blocks)
 {
     struct pgd__runner_params p;
     pgd__runner_default_params(&p);
@@ -260,7 +261,7 @@ static struct pgd__runner *small_runner(struct pgd_registry *reg, const char *di
     p.random_weights = random_weights;
     p.enforce_eager = eager;
     p.seed = 3;
-    p.num_blocks = 8;
+    p.num_blocks = num_blocks;
     p.block_size = 16;
     p.max_num_seqs = 4;
     p.max_num_batched_tokens = 512;
@@ -268,6 +269,14 @@ static struct pgd__runner *small_runner(struct pgd_registry *reg, const char *di
     char err[1024] = "";
     cr_assert_eq(pgd__runner_create(&p, &r, err, sizeof err), PGD_OK, "%s: %s", dir, err);
     return r;
+}
+
+/* runner_of_blocks with 8 blocks of 16 tokens. */
+static struct pgd__runner *small_runner(struct pgd_registry *reg, const char *dir,
+                                        const char *quantization, enum pgd_device device,
+                                        bool random_weights, bool eager)
+{
+    return runner_of_blocks(reg, dir, quantization, device, random_weights, eager, 8);
 }
 
 static void check_random(const char *fixture, const char *quantization, double tol)
@@ -410,23 +419,9 @@ Test(cuda_quant_models, act_order_attention_leaves_o_proj_gather, .init = need_g
     for (int c = 0; c < 4; c++) {
         if (CASES[c].warps)
             setenv("PGD_CUDA_DECODE_WARPS", CASES[c].warps, 1);
-        struct pgd__runner *r[2];    /* off, on */
-        for (int o = 0; o < 2; o++) {
-            struct pgd__runner_params p;
-            pgd__runner_default_params(&p);
-            p.model_dir = dir;
-            p.registry = reg;
-            p.device = PGD_DEVICE_CUDA;
-            p.random_weights = true;
-            p.enforce_eager = true;
-            p.seed = 5;
-            p.num_blocks = 32;
-            p.block_size = 16;
-            p.max_num_seqs = 4;
-            p.max_num_batched_tokens = 512;
-            char err[1024] = "";
-            cr_assert_eq(pgd__runner_create(&p, &r[o], err, sizeof err), PGD_OK, "%s", err);
-        }
+        struct pgd__runner *r[2];    /* off, on: 32 blocks of 16 tokens hold 303 */
+        for (int o = 0; o < 2; o++)
+            r[o] = runner_of_blocks(reg, dir, NULL, PGD_DEVICE_CUDA, true, true, 32);
         cr_assert_gt(pgd_cuda_wq_perms_count(pgd__runner_model(r[1])->wq_perms), 0,
                      "no act-order permutation on the device");
         const int vocab = pgd__runner_desc(r[1])->vocab_size;
