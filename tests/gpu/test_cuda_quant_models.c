@@ -369,7 +369,6 @@ Test(cuda_quant_models, act_order_norms_leave_the_gather, .init = need_gpu)
     pgd_registry_destroy(reg);
 }
 
-
 /* An act-order llama with head_dim 64 (the tensor-core decode kernel's), random weights as
  * GPTQ w4 g32 desc_act (every layer permuted), in a new directory dir (mkdtemp template):
  * hidden 256, 4 heads over 2 KV heads, intermediate 512, 2 layers, vocabulary 512. */
