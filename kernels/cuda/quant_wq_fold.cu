@@ -487,7 +487,7 @@ wq_fold_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant__ 
  *     sums to the block's slot of sk_part, then the block's flag set (a release);
  *   - a tile's first part that later blocks finish (only a block's last segment): once its
  *     own stages are done, the block waits for the flags of the blocks after it that hold the
- *     rest (an acquire; they wrote their part first thing, so the wait is short), adds their
+ *     rest (an acquire; each wrote its part when its first segment ended), adds their
  *     sums in block order (the same order every launch), clears their flags for the next
  *     launch and stores the tile.
  * Waiting on another block is safe: G is at most the SMs and a block fills an SM, so every
