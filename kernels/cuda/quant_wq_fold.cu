@@ -641,9 +641,13 @@ wq_fold_sk_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant
         };
         wf_pairs_ahead(acc, seg, th >= 128, take, mma, [](int) {});
 
-        float4 *part = reinterpret_cast<float4 *>(grid.sk_part);
+        /* block q's slot, this thread's float4 i at [i * WG_THREADS] */
+        auto slot = [&](int q) {
+            return reinterpret_cast<float4 *>(grid.sk_part) + (size_t)q * (NA / 4) * WG_THREADS +
+                   th;
+        };
         if (k0 > 0) {                /* a later part: the sums to this block's slot */
-            float4 *mine = part + (size_t)b * (NA / 4) * WG_THREADS + th;
+            float4 *mine = slot(b);
 #pragma unroll
             for (int i = 0; i < NA / 4; i++)
                 mine[(size_t)i * WG_THREADS] =
@@ -663,7 +667,7 @@ wq_fold_sk_kernel(const __grid_constant__ wg_args<T> grid, const __grid_constant
                         grid.sk_flags[q] = 0;
                     }
                     __syncthreads();
-                    const float4 *theirs = part + (size_t)q * (NA / 4) * WG_THREADS + th;
+                    const float4 *theirs = slot(q);
 #pragma unroll
                     for (int i = 0; i < NA / 4; i++) {
                         const float4 p = __ldcg(theirs + (size_t)i * WG_THREADS);
@@ -987,14 +991,19 @@ static bool wf_sk_forced(void)
     return v == 1 || (v != 0 && pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_SK_BLOCKS", 0) > 0);
 }
 
+/* The stages of n rows of an [out, in] grid in bn-token tiles: its tiles times a tile's (the
+ * work the stream-K kernel shares out; it counts them so too). */
+static long wf_sk_stages(int n, int in, int out, int bn)
+{
+    return (long)((out + WG_BM - 1) / WG_BM) * ((n + bn - 1) / bn) * ((in + WG_BK - 1) / WG_BK);
+}
+
 /* The stream-K kernel's blocks for n rows of an [out, in] grid in bn-token tiles: one an SM,
  * fewer where a block would take under WF_SK_MIN_STAGES stages; PGD_CUDA_WQ_FOLD_SK_BLOCKS
  * forces a count (tests: whole tiles a block, or tiles in many parts), never past the SMs. */
 static int wf_sk_blocks(const struct pgd_cuda_ctx *c, int n, int in, int out, int bn)
 {
-    const long sms = c->sm_count > 0 ? c->sm_count : 1;
-    const long total = (long)((out + WG_BM - 1) / WG_BM) * ((n + bn - 1) / bn) *
-                       ((in + WG_BK - 1) / WG_BK);
+    const long sms = c->sm_count > 0 ? c->sm_count : 1, total = wf_sk_stages(n, in, out, bn);
     const int forced = pgd_cuda__qenv_int("PGD_CUDA_WQ_FOLD_SK_BLOCKS", 0);
     long g = forced > 0 ? forced : total / WF_SK_MIN_STAGES;
     g = g < sms ? g : sms;
@@ -1011,9 +1020,7 @@ static bool wf_sk_able(int bn, int n);
 static long wf_sk_cost(const struct pgd_cuda_ctx *c, int n, int in, int out, int bn, int *blocks)
 {
     *blocks = wf_sk_blocks(c, n, in, out, bn);
-    const long total = (long)((out + WG_BM - 1) / WG_BM) * ((n + bn - 1) / bn) *
-                       ((in + WG_BK - 1) / WG_BK);
-    const long per = (total + *blocks - 1) / *blocks;
+    const long per = (wf_sk_stages(n, in, out, bn) + *blocks - 1) / *blocks;
     return WF_COST_BLOCK + WF_COST_SPLIT + per * (bn + WF_COST_STAGE);
 }
 

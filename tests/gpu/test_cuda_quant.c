@@ -1747,12 +1747,12 @@ GPU_TEST(wq_fold_reads_ahead_same_bits)
     unsetenv("PGD_CUDA_WQ_FOLD_TMA");
 }
 
-/* Forces the stream-K fold's blocks (PGD_CUDA_WQ_FOLD_SK_BLOCKS). */
-static void sk_blocks_env(int blocks)
+/* The environment variable `name` set to the integer v (a plan's tile, split or blocks). */
+static void setenv_int(const char *name, int v)
 {
-    char v[16];
-    snprintf(v, sizeof v, "%d", blocks);
-    setenv("PGD_CUDA_WQ_FOLD_SK_BLOCKS", v, 1);
+    char s[16];
+    snprintf(s, sizeof s, "%d", v);
+    setenv(name, s, 1);
 }
 
 /* q, k and v as one grid (qkv_grid_make) at n rows through the stream-K fold, 256-token
@@ -1775,7 +1775,7 @@ static void qkv_grid_stream_k(int n, enum pgd_dtype dt)
     void *dy[3][3];                  /* plain, a block a tile, 7 blocks */
     for (int v = 0; v < 3; v++) {
         setenv("PGD_CUDA_WQ_FOLD_SK", v ? "1" : "0", 1);
-        sk_blocks_env(v == 1 ? 4 : 7);
+        setenv_int("PGD_CUDA_WQ_FOLD_SK_BLOCKS", v == 1 ? 4 : 7);
         if (v == 0)
             unsetenv("PGD_CUDA_WQ_FOLD_SK_BLOCKS");
         for (int i = 0; i < 3; i++)
@@ -1840,12 +1840,11 @@ GPU_TEST(wq_fold_stream_k)
             void *dx = upload(x, (size_t)n * L.in, dt);
             for (int b = 0; b < 3; b++) {
                 const int bn = BNS[b], tiles = (L.out + 127) / 128 * ((n + bn - 1) / bn);
-                char v[16], what[384];
-                snprintf(v, sizeof v, "%d", bn);
-                setenv("PGD_CUDA_WQ_FOLD_BN", v, 1);
+                char what[384];
+                setenv_int("PGD_CUDA_WQ_FOLD_BN", bn);
                 const int whole[2] = { tiles, 1 };
                 for (int w = 0; w < 2; w++) {
-                    sk_blocks_env(whole[w]);
+                    setenv_int("PGD_CUDA_WQ_FOLD_SK_BLOCKS", whole[w]);
                     snprintf(what, sizeof what, "%s, %s x %d rows, token tile %d: stream-K in "
                              "%d blocks (%d tiles) against the plain kernel unsplit", L.name,
                              pgd_dtype_name(dt), n, bn, whole[w], tiles);
@@ -1853,7 +1852,7 @@ GPU_TEST(wq_fold_stream_k)
                 }
                 const int parts[3] = { 3 * tiles, 2 * tiles + 1, 5 };
                 for (int p = 0; p < 3; p++) {
-                    sk_blocks_env(parts[p]);
+                    setenv_int("PGD_CUDA_WQ_FOLD_SK_BLOCKS", parts[p]);
                     wq_check(&L, dt, n, PGD_CUDA_QPATH_GEMM_FOLD, true);
                     snprintf(what, sizeof what, "stream-K in %d blocks (%d tiles, token tile "
                              "%d)", parts[p], tiles, bn);
@@ -1958,16 +1957,13 @@ GPU_TEST(wq_fold_plan_chosen_by_timing)
         float *x = rand_vals((size_t)n * L.in, 1, dt), *b = rand_vals((size_t)L.out, 0.5f, dt);
         void *dx = upload(x, (size_t)n * L.in, dt), *db = upload(b, (size_t)L.out, dt);
         void *dy = wq_auto_out(&L, dt, dx, db, n), *forced = poisoned((size_t)n * L.out, dt);
-        char v[16];
-        snprintf(v, sizeof v, "%d", bn);
-        setenv("PGD_CUDA_WQ_FOLD_BN", v, 1);
-        snprintf(v, sizeof v, "%d", ks);
-        setenv("PGD_CUDA_WQ_FOLD_KS", v, 1);
+        setenv_int("PGD_CUDA_WQ_FOLD_BN", bn);
+        setenv_int("PGD_CUDA_WQ_FOLD_KS", ks);
         setenv("PGD_CUDA_WQ_FOLD_WS", ws ? "1" : "0", 1);
         setenv("PGD_CUDA_WQ_FOLD_ONE_BLOCK", one ? "1" : "0", 1);
         setenv("PGD_CUDA_WQ_FOLD_SK", sk ? "1" : "0", 1);
         if (sk)
-            sk_blocks_env(blocks);
+            setenv_int("PGD_CUDA_WQ_FOLD_SK_BLOCKS", blocks);
         CHECK_RC(pgd_cuda_wq_linear_path(ctx, PGD_CUDA_QPATH_GEMM_FOLD, dt, dx, n, L.d, db,
                                          forced, err, sizeof err));
         unsetenv("PGD_CUDA_WQ_FOLD_BN");
