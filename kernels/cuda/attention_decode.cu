@@ -301,10 +301,21 @@ attn_decode_merge_kernel(const float *part, const int4 *items, int H, int n_spli
     extern __shared__ float msm[];
     __shared__ float red[MERGE_THREADS / 32];
     float *w = msm, *sum = msm + n_splits;
+    static_assert(D <= MERGE_THREADS, "a thread an output element at the end");
 
     pdl_trigger();
-    pdl_wait();
     const int i = blockIdx.x, h = blockIdx.y, tid = threadIdx.x, lane = tid & 31;
+    const int col = tid % COLS, share = tid / COLS;
+    /* The gathered places of this thread's outputs, read before the wait (they are the
+     * load's, never a kernel's), so the stores at the end do not wait on them. */
+    int g0 = 0, g1 = 0;
+    if (out_g && SHARES == 1) {
+        g0 = __ldg(&out_pos[h * D + 2 * col]);
+        g1 = __ldg(&out_pos[h * D + 2 * col + 1]);
+    } else if (out_g && tid < D) {
+        g0 = __ldg(&out_pos[h * D + tid]);
+    }
+    pdl_wait();
     const float *pp = part + ((int64_t)i * H + h) * n_splits * (D + 2);
     float M = -INFINITY;
     for (int s = tid; s < n_splits; s += MERGE_THREADS)
@@ -338,7 +349,6 @@ attn_decode_merge_kernel(const float *part, const int4 *items, int H, int n_spli
     for (int k = 0; k < MERGE_THREADS / 32; k++)
         den += red[k];
 
-    const int col = tid % COLS, share = tid / COLS;
     float2 num = make_float2(0.0f, 0.0f);
 #pragma unroll 8
     for (int s = share; s < n_splits; s += SHARES) {
@@ -356,21 +366,21 @@ attn_decode_merge_kernel(const float *part, const int4 *items, int H, int n_spli
         const T y = from_f<T>(den > 0.0f ? num.y / den : 0.0f);
         o[2 * col] = x;
         o[2 * col + 1] = y;
-        pgd__dec_store_gathered<T>(out_g, out_pos, t, H * D, h * D + 2 * col, x);
-        pgd__dec_store_gathered<T>(out_g, out_pos, t, H * D, h * D + 2 * col + 1, y);
+        pgd__dec_store_at<T>(out_g, t, H * D, g0, x);
+        pgd__dec_store_at<T>(out_g, t, H * D, g1, y);
         return;
     }
     sum[share * D + 2 * col] = num.x;
     sum[share * D + 2 * col + 1] = num.y;
     __syncthreads();
-    for (int d = tid; d < D; d += MERGE_THREADS) {
+    if (tid < D) {
         float x = 0.0f;
 #pragma unroll
         for (int k = 0; k < SHARES; k++)
-            x += sum[k * D + d];
+            x += sum[k * D + tid];
         const T v = from_f<T>(den > 0.0f ? x / den : 0.0f);
-        o[d] = v;
-        pgd__dec_store_gathered<T>(out_g, out_pos, t, H * D, h * D + d, v);
+        o[tid] = v;
+        pgd__dec_store_at<T>(out_g, t, H * D, g0, v);
     }
 }
 
@@ -384,14 +394,15 @@ bool pgd__attn_decode_ok(int head_dim, int group)
     return (head_dim == 64 || head_dim == 128 || head_dim == 256) && group_rounded(group) > 0;
 }
 
-/* PGD_CUDA_ATTN_GATHER=1: the gathered output for the act-order layer after (pgd_cuda_attn's
- * out_perm; read at every call, as the merge's variable below). Opt-in: on an H100 it made
- * the 8B act-order GPTQ step 2% slower at batch 1 (its merge's tail waits on the places'
- * loads), 0.4% faster at 8 and level at 16 (docs/PERFORMANCE.md, thirty-second session). */
+/* The gathered output for the act-order layer after (pgd_cuda_attn's out_perm), unless
+ * PGD_CUDA_ATTN_GATHER=0 (read at every call, as the merge's variable below). On an H100 the
+ * 8B act-order GPTQ step is 1.2-1.7% faster with it at batch 1-16 since the kernels load the
+ * places before their PDL wait (docs/PERFORMANCE.md, thirty-third session); loaded at the
+ * end, it was 2% slower at batch 1. */
 static bool env_attn_gather_on(void)
 {
     const char *e = getenv("PGD_CUDA_ATTN_GATHER");
-    return e && !strcmp(e, "1");
+    return !e || strcmp(e, "0");
 }
 
 /* PGD_CUDA_DECODE_MERGE=serial: the merge of before (read at every call). */

@@ -77,6 +77,15 @@ __device__ __forceinline__ void pgd__dec_store_gathered(void *out_g, const int32
         ((T *)out_g)[t * hd + __ldg(&out_pos[c])] = v;
 }
 
+/* The same store with the place already loaded (gc = out_pos[c]; a kernel that loads it
+ * before its PDL wait, since the places never change). */
+template <typename T>
+__device__ __forceinline__ void pgd__dec_store_at(void *out_g, int64_t t, int hd, int gc, T v)
+{
+    if (out_g)
+        ((T *)out_g)[t * hd + gc] = v;
+}
+
 /* The parameters of call a for items [n_items] on plan pl, partials in part. */
 static inline pgd__dec_params pgd__dec_params_of(const struct pgd_cuda_attn *a, const int4 *items,
                                                  int n_items, const pgd__dec_plan &pl,

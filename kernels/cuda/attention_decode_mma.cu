@@ -41,6 +41,8 @@
 #define DM_KEYS 16                   /* keys a warp's tile */
 #define DM_STAGES 2                  /* tiles a warp has in shared memory */
 #define DM_FULL 0xffffffffu
+#define DM_GATHER_EARLY 4            /* gathered places a thread loads early (group 4 x 128;
+                                      * the store below picks among exactly four) */
 
 
 template <typename C, int D> struct dm_shape {
@@ -252,6 +254,16 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const pgd__
     const int n_tiles = lo <= hi ? hi / DM_KEYS - tile0 + 1 : 0;
     const int nw = live && n_tiles > wi ? ((n_tiles - 1 - wi) >> p.pair_shift) + 1 : 0;
 
+    /* A block of one pair (4 warps) that writes a gathered copy: its first DM_GATHER_EARLY
+     * outputs' places, which never change, loaded now rather than at its very end. */
+    int gpos[DM_GATHER_EARLY];
+#pragma unroll
+    for (int k = 0; k < DM_GATHER_EARLY; k++) {
+        const int idx = threadIdx.x + k * DM_THREADS;
+        gpos[k] = p.out_g && ppb == 1 && live && idx < p.group * D ? __ldg(&p.out_pos[h0 * D + idx])
+                                                                  : 0;
+    }
+
     /* Everything above reads the step's inputs only; from here on the kernel before this
      * one (the rotary + K/V write: Q and the row's own key) must be done. */
     if (p.early)
@@ -394,7 +406,7 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const pgd__
             break;
         const int pi = pr / p.KV, h0p = (pr - pi * p.KV) * p.group, w0 = pp * wp;
         const int tp = pp == (warp >> p.pair_shift) ? t : __ldg(&p.items[pi].y);
-        for (int idx = threadIdx.x; idx < p.group * D; idx += DM_THREADS) {
+        for (int idx = threadIdx.x, gi = 0; idx < p.group * D; idx += DM_THREADS, gi++) {
             const int r = idx / D, d = idx % D, h = h0p + r;
             float M = -INFINITY, L = 0.0f, O = 0.0f;
 #pragma unroll
@@ -417,7 +429,12 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const pgd__
             if (p.n_splits == 1) {
                 const T v = from_f<T>(L > 0.0f ? O / L : 0.0f);
                 out[((int64_t)tp * p.H + h) * D + d] = v;
-                pgd__dec_store_gathered<T>(p.out_g, p.out_pos, tp, p.H * D, h * D + d, v);
+                if (ppb == 1 && gi < DM_GATHER_EARLY)
+                    pgd__dec_store_at<T>(p.out_g, tp, p.H * D,
+                                         gi == 0 ? gpos[0] : gi == 1 ? gpos[1]
+                                                           : gi == 2 ? gpos[2] : gpos[3], v);
+                else
+                    pgd__dec_store_gathered<T>(p.out_g, p.out_pos, tp, p.H * D, h * D + d, v);
             } else {
                 float *part = p.part + (((int64_t)pi * p.H + h) * p.n_splits + split) * (D + 2);
                 part[d] = O;

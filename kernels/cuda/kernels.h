@@ -383,8 +383,8 @@ struct pgd_cuda_attn {
      * or NULL. Where every row goes to the tensor-core decode kernel (decode steps) and out
      * fits the quantized linears' scratch, the kernel also writes each output element at its
      * gathered place there, as that layer's gather would, and notes it (the layer's next call
-     * on exactly out skips its gather: pgd_cuda__wq_xg_note); only with PGD_CUDA_ATTN_GATHER=1
-     * (opt-in: attention_decode.cu says why). */
+     * on exactly out skips its gather: pgd_cuda__wq_xg_note); PGD_CUDA_ATTN_GATHER=0 leaves
+     * the gather to that layer. */
     const int32_t *out_perm, *out_pos;
 };
 /* PGD_CUDA_ATTN_PREFILL: the tensor-core kernels in their prefill shape (128 query rows a

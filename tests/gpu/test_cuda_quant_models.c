@@ -391,7 +391,7 @@ static void act_order_hd64_config(char *dir)
 }
 
 /* The attention leaving o_proj's act-order gather (kernels/cuda/attention_decode.cu, ops.c's
- * gather table; opt-in, PGD_CUDA_ATTN_GATHER=1): on a step of decode rows alone the
+ * gather table; on unless PGD_CUDA_ATTN_GATHER=0): on a step of decode rows alone the
  * tensor-core decode kernel, or its merge of the context's splits, also writes its output
  * gathered through o_proj's permutation, learned from the step before, and o_proj skips its
  * gather. On act_order_hd64_config's model, eager, after a 6-token prompt (one split; the
