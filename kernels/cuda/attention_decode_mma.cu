@@ -260,8 +260,8 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const pgd__
 #pragma unroll
     for (int k = 0; k < DM_GATHER_EARLY; k++) {
         const int idx = threadIdx.x + k * DM_THREADS;
-        gpos[k] = p.out_g && ppb == 1 && live && idx < p.group * D ? __ldg(&p.out_pos[h0 * D + idx])
-                                                                  : 0;
+        const bool want = p.out_g && ppb == 1 && live && idx < p.group * D;
+        gpos[k] = want ? __ldg(&p.out_pos[h0 * D + idx]) : 0;
     }
 
     /* Everything above reads the step's inputs only; from here on the kernel before this
