@@ -301,20 +301,14 @@ attn_decode_merge_kernel(const float *part, const int4 *items, int H, int n_spli
     extern __shared__ float msm[];
     __shared__ float red[MERGE_THREADS / 32];
     float *w = msm, *sum = msm + n_splits;
-    static_assert(D <= MERGE_THREADS, "a thread an output element at the end");
+    static_assert(SHARES >= 2 && D <= MERGE_THREADS, "shares added up, an output a thread");
 
     pdl_trigger();
     const int i = blockIdx.x, h = blockIdx.y, tid = threadIdx.x, lane = tid & 31;
     const int col = tid % COLS, share = tid / COLS;
-    /* The gathered places of this thread's outputs, read before the wait (they are the
-     * load's, never a kernel's), so the stores at the end do not wait on them. */
-    int g0 = 0, g1 = 0;
-    if (out_g && SHARES == 1) {
-        g0 = __ldg(&out_pos[h * D + 2 * col]);
-        g1 = __ldg(&out_pos[h * D + 2 * col + 1]);
-    } else if (out_g && tid < D) {
-        g0 = __ldg(&out_pos[h * D + tid]);
-    }
+    /* The gathered place of this thread's output, read before the wait (the places are the
+     * load's, never a kernel's), so the store at the end does not wait on it. */
+    const int gpos = out_g && tid < D ? __ldg(&out_pos[h * D + tid]) : 0;
     pdl_wait();
     const float *pp = part + ((int64_t)i * H + h) * n_splits * (D + 2);
     float M = -INFINITY;
@@ -361,15 +355,6 @@ attn_decode_merge_kernel(const float *part, const int4 *items, int H, int n_spli
     }
     const int t = items[i].y;
     T *o = out + ((int64_t)t * H + h) * D;
-    if (SHARES == 1) {
-        const T x = from_f<T>(den > 0.0f ? num.x / den : 0.0f);
-        const T y = from_f<T>(den > 0.0f ? num.y / den : 0.0f);
-        o[2 * col] = x;
-        o[2 * col + 1] = y;
-        pgd__dec_store_at<T>(out_g, t, H * D, g0, x);
-        pgd__dec_store_at<T>(out_g, t, H * D, g1, y);
-        return;
-    }
     sum[share * D + 2 * col] = num.x;
     sum[share * D + 2 * col + 1] = num.y;
     __syncthreads();
@@ -380,7 +365,7 @@ attn_decode_merge_kernel(const float *part, const int4 *items, int H, int n_spli
             x += sum[k * D + tid];
         const T v = from_f<T>(den > 0.0f ? x / den : 0.0f);
         o[tid] = v;
-        pgd__dec_store_at<T>(out_g, t, H * D, g0, v);
+        pgd__dec_store_at<T>(out_g, t, H * D, gpos, v);
     }
 }
 

@@ -67,23 +67,23 @@ struct pgd__dec_params {
     const int32_t *out_pos;
 };
 
-/* Element (t, c) of an output of rows of hd elements, v, also at its gathered place in
- * out_g, where one is asked for (out_g NULL: nothing). */
-template <typename T>
-__device__ __forceinline__ void pgd__dec_store_gathered(void *out_g, const int32_t *out_pos,
-                                                        int64_t t, int hd, int c, T v)
-{
-    if (out_g)
-        ((T *)out_g)[t * hd + __ldg(&out_pos[c])] = v;
-}
-
-/* The same store with the place already loaded (gc = out_pos[c]; a kernel that loads it
- * before its PDL wait, since the places never change). */
+/* Element (t, c) of an output of rows of hd elements, v, also at its gathered place gc =
+ * out_pos[c] in out_g, where one is asked for (out_g NULL: nothing); gc already loaded (a
+ * kernel that loads it before its PDL wait, since the places never change). */
 template <typename T>
 __device__ __forceinline__ void pgd__dec_store_at(void *out_g, int64_t t, int hd, int gc, T v)
 {
     if (out_g)
         ((T *)out_g)[t * hd + gc] = v;
+}
+
+/* The same, the place loaded here. */
+template <typename T>
+__device__ __forceinline__ void pgd__dec_store_gathered(void *out_g, const int32_t *out_pos,
+                                                        int64_t t, int hd, int c, T v)
+{
+    if (out_g)
+        pgd__dec_store_at<T>(out_g, t, hd, __ldg(&out_pos[c]), v);
 }
 
 /* The parameters of call a for items [n_items] on plan pl, partials in part. */

@@ -43,6 +43,7 @@
 #define DM_FULL 0xffffffffu
 #define DM_GATHER_EARLY 4            /* gathered places a thread loads early (group 4 x 128;
                                       * the store below picks among exactly four) */
+static_assert(DM_GATHER_EARLY == 4, "the one-pair block's gathered store picks among four");
 
 
 template <typename C, int D> struct dm_shape {
