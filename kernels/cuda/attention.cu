@@ -575,7 +575,7 @@ static attn_plan plan_attention(const struct pgd_cuda_ctx *c, const struct pgd_c
                        ? ((size_t)gen->n_tokens * p->n_heads * ap.gen.n_splits * (D + 2) * 4 +
                           255) / 256 * 256
                        : 0;
-    ap.dec = pgd__dec_plan{ PGD__DEC_NONE, 1, 4 };
+    ap.dec = pgd__dec_plan{ PGD__DEC_NONE, 1, 4, 2 };
     if (ap.n.n_dec > 0)
         pgd__attn_decode_plan(c, dc, ap.n.n_dec, &ap.dec);
     ap.dec_bytes = pgd__attn_decode_scratch(ap.n.n_dec, p->n_heads, D, ap.dec.n_splits);

@@ -24,6 +24,7 @@ struct pgd__dec_plan {
     int kind;
     int n_splits;
     int pair_warps;
+    int stages;                      /* tensor-core kernel: K/V tiles a warp holds (2, 3) */
 };
 
 /* The keys [*lo, *hi] that split `split` of n_splits takes of a row whose keys are [first,
@@ -55,6 +56,7 @@ struct pgd__dec_params {
     int block_size, bs_shift;        /* bs_shift: log2(block_size), or -1 */
     int max_blocks, H, KV, group, window, n_splits;
     int pair_warps, pair_shift;      /* tensor-core kernel: warps a pair (1, 2, 4), its log2 */
+    int stages;                      /* tensor-core kernel: K/V tiles a warp holds (2, 3) */
     float scale_log2;                /* scale * log2(e) (* k_scale): softmax in base 2 */
     float v_scale;                   /* e4m3 cache: the output's factor */
     /* Tensor-core kernel: its item, block-table and position loads made before the wait on
@@ -115,6 +117,7 @@ static inline pgd__dec_params pgd__dec_params_of(const struct pgd_cuda_attn *a, 
     p.n_splits = pl.n_splits;
     p.pair_warps = pl.pair_warps;
     p.pair_shift = pl.pair_warps >= 4 ? 2 : pl.pair_warps >= 2 ? 1 : 0;
+    p.stages = pl.stages;
     p.scale_log2 = ap->scale * 1.4426950408889634f;
     p.v_scale = 1.0f;
     if (a->kv_fp8) {
@@ -219,7 +222,9 @@ int pgd__attn_decode(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a, cons
  * p.n_splits > 1, left for the caller to merge). */
 int pgd__attn_decode_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
                              const pgd__dec_params &p, char *err, size_t errlen);
-/* Blocks of the tensor-core kernel an SM holds at once for call a's shape (at least 1). */
-int pgd__attn_decode_mma_occupancy(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a);
+/* Blocks of the tensor-core kernel an SM holds at once for call a's shape with `stages` K/V
+ * tiles a warp (at least 1). */
+int pgd__attn_decode_mma_occupancy(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
+                                   int stages);
 
 #endif

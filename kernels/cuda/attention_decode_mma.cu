@@ -14,9 +14,9 @@
  * with no merge at the end (it writes its rows straight from its registers). A pair's keys
  * go by in tiles of 16 (one KV block at block_size 16), tile i of the range to the pair's
  * warp i % pair_warps: each warp runs its own pipeline, with no block barrier in the loop:
- * DM_STAGES tiles of K and V in shared memory, filled by cp.async 16 bytes at a time (zeros
- * for keys outside the range), the next tile's slots read from the block table while the
- * current one is in the math. Per tile, the warp's query heads are the 16 rows of an
+ * NS tiles of K and V in shared memory (the plan's stages, 2 or 3: attention_decode_plan.cu
+ * says which), filled by cp.async 16 bytes at a time (zeros for keys outside the range), the
+ * next tile's slots read from the block table while the current one is in the math. Per tile, the warp's query heads are the 16 rows of an
  * mma.sync m16n8k16 A operand (rows past the group are zero): S = Q K^T (K by ldmatrix),
  * scale and mask in float32, online softmax in base 2, P rounded to the dtype, O += P V (V by
  * ldmatrix.trans), float32 accumulators: the same math as attention_mma.cu's kernel. At the
@@ -27,9 +27,10 @@
  * shared memory before the math (e4m3 is exact in both 16-bit dtypes); the K scale is in
  * scale_log2, the V scale multiplies the output.
  *
- * Shared memory: 4 warps x DM_STAGES x (K + V) tiles of 16 rows of D + 8 elements (the pad
- * puts the 8 rows an ldmatrix reads in different bank groups): 70 KB at head_dim 128 in
- * bf16, three blocks an SM, whatever the block's pairs. sm_80 and later. */
+ * Shared memory: 4 warps x NS x (K + V) tiles of 16 rows of D + 8 elements (the pad puts
+ * the 8 rows an ldmatrix reads in different bank groups): at head_dim 128 in bf16, 70 KB
+ * (three blocks an SM) with two stages, 104 KB (two) with three, whatever the block's
+ * pairs. sm_80 and later. */
 #include "kernels/cuda/attention_decode.cuh"
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/kv_fp8.cuh"
@@ -39,14 +40,13 @@
 #define DM_WARPS 4
 #define DM_THREADS (32 * DM_WARPS)
 #define DM_KEYS 16                   /* keys a warp's tile */
-#define DM_STAGES 2                  /* tiles a warp has in shared memory */
 #define DM_FULL 0xffffffffu
 #define DM_GATHER_EARLY 4            /* gathered places a thread loads early (group 4 x 128;
                                       * the store below picks among exactly four) */
 static_assert(DM_GATHER_EARLY == 4, "the one-pair block's gathered store picks among four");
 
 
-template <typename C, int D> struct dm_shape {
+template <typename C, int D, int NS> struct dm_shape {
     static constexpr bool F8 = kv_fp8_t<C>::value;
     static constexpr int CPR = D * (int)sizeof(C) / 16;   /* 16-byte chunks a cache row */
     static constexpr int EPC = 16 / (int)sizeof(C);       /* elements a chunk */
@@ -54,7 +54,7 @@ template <typename C, int D> struct dm_shape {
     static constexpr int TROW = D + 8;                    /* a row of T the math reads */
     static constexpr int STAGE = 2 * DM_KEYS * ROW * (int)sizeof(C);   /* bytes: K, V */
     static constexpr int CONV = F8 ? 2 * DM_KEYS * TROW * 2 : 0;       /* widened K, V */
-    static constexpr int WARP = DM_STAGES * STAGE + CONV;
+    static constexpr int WARP = NS * STAGE + CONV;
     /* The end: accumulators [warps][16 rows][D], then max and sum [warps][16]. */
     static constexpr int FIN = (DM_WARPS * 16 * D + 2 * DM_WARPS * 16) * 4;
     static constexpr int SMEM = DM_WARPS * WARP > FIN ? DM_WARPS * WARP : FIN;
@@ -201,10 +201,10 @@ static __device__ __forceinline__ void dm_store_warp(const pgd__dec_params &p,
  * Grid (blocks of pairs, n_splits); block 4 warps. Warp w takes pair blockIdx.x * (4 >>
  * pair_shift) + (w >> pair_shift) (none past the last pair) and its tiles wi, wi +
  * pair_warps, ... (wi = w % pair_warps) of split blockIdx.y. */
-template <typename T, typename C, int D, bool R2>
+template <typename T, typename C, int D, bool R2, int NS>
 __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const pgd__dec_params p)
 {
-    typedef dm_shape<C, D> S;
+    typedef dm_shape<C, D, NS> S;
     constexpr bool F8 = S::F8;
     extern __shared__ __align__(16) unsigned char dm_smem[];
 
@@ -229,10 +229,10 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const pgd__
 
     /* The table entries of the warp's first tiles from `start`, the key its split's tiles
      * begin at; clamped to the row (the entries past the sequence's end are not used). */
-    int pre[DM_STAGES] = {};
+    int pre[NS] = {};
     auto read_entries = [&](int start) {
 #pragma unroll
-        for (int k = 0; k < DM_STAGES; k++) {
+        for (int k = 0; k < NS; k++) {
             const int j = start + (wi + k * wp) * DM_KEYS + (lane & (DM_KEYS - 1));
             const int blk = min(p.bs_shift >= 0 ? j >> p.bs_shift : j / p.block_size,
                                 p.max_blocks - 1);
@@ -317,33 +317,33 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const pgd__
         acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
     float m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f };
 
-    /* Prologue: tiles 0 .. DM_STAGES - 2, their slots read together. */
+    /* Prologue: tiles 0 .. NS - 2, their slots read together. */
     {
-        int sl[DM_STAGES - 1];
+        int sl[NS - 1];
 #pragma unroll
-        for (int k = 0; k < DM_STAGES - 1; k++)
+        for (int k = 0; k < NS - 1; k++)
             sl[k] = tile_slot(k, p.window > 0 ? -1 : pre[k]);
 #pragma unroll
-        for (int k = 0; k < DM_STAGES - 1; k++) {
+        for (int k = 0; k < NS - 1; k++) {
             if (k < nw)
                 issue(k, sl[k]);
             cp_async_commit();
         }
     }
-    int sl_next = tile_slot(DM_STAGES - 1, p.window > 0 ? -1 : pre[DM_STAGES - 1]);
+    int sl_next = tile_slot(NS - 1, p.window > 0 ? -1 : pre[NS - 1]);
     for (int k = 0; k < nw; k++) {
-        const int ahead = k + DM_STAGES - 1;
+        const int ahead = k + NS - 1;
         if (ahead < nw)
-            issue(ahead % DM_STAGES, sl_next);
+            issue(ahead % NS, sl_next);
         cp_async_commit();
-        sl_next = tile_slot(k + DM_STAGES, -1);         /* in flight during the math */
-        cp_async_wait<DM_STAGES - 1>();                 /* tile k is in */
+        sl_next = tile_slot(k + NS, -1);         /* in flight during the math */
+        cp_async_wait<NS - 1>();                 /* tile k is in */
         __syncwarp();
-        const unsigned char *st = wsm + (k % DM_STAGES) * S::STAGE;
+        const unsigned char *st = wsm + (k % NS) * S::STAGE;
         const T *kt, *vt;
         if constexpr (F8) {
             /* Widen the tile's e4m3 rows into the warp's T tiles, 8 bytes a step. */
-            T *kd = reinterpret_cast<T *>(wsm + DM_STAGES * S::STAGE), *vd = kd + DM_KEYS * S::TROW;
+            T *kd = reinterpret_cast<T *>(wsm + NS * S::STAGE), *vd = kd + DM_KEYS * S::TROW;
             const C *ksrc = reinterpret_cast<const C *>(st), *vsrc = ksrc + DM_KEYS * S::ROW;
 #pragma unroll
             for (int i = 0; i < DM_KEYS * D / 8 / 32; i++) {
@@ -456,15 +456,17 @@ bool pgd__attn_decode_mma_ok(enum pgd_dtype dt, int head_dim, int group)
 }
 
 /* The kernel instance for (T, C, D, R2) and its once-per-device set-up. */
-template <typename T, typename C, int D, bool R2> struct dm_kernel {
-    static constexpr int SMEM = dm_shape<C, D>::SMEM;
+template <typename T, typename C, int D, bool R2, int NS> struct dm_kernel {
+    static constexpr int SMEM = dm_shape<C, D, NS>::SMEM;
     static pgd__kernel_setup setup;
-    static void (*fn())(const pgd__dec_params) { return attn_decode_mma_kernel<T, C, D, R2>; }
+    static void (*fn())(const pgd__dec_params) { return attn_decode_mma_kernel<T, C, D, R2, NS>; }
 };
-template <typename T, typename C, int D, bool R2> pgd__kernel_setup dm_kernel<T, C, D, R2>::setup;
+template <typename T, typename C, int D, bool R2, int NS>
+pgd__kernel_setup dm_kernel<T, C, D, R2, NS>::setup;
 
-/* f(dm_kernel<T, C, D, R2>()) for call a's dtypes, head_dim and group (R2: group > 8). */
-template <typename F> static auto dm_instance(const struct pgd_cuda_attn *a, F &&f)
+/* f(dm_kernel<T, C, D, R2, NS>()) for call a's dtypes, head_dim and group (R2: group > 8)
+ * and `stages` (NS: 2 or 3). */
+template <int NS, typename F> static auto dm_instance_ns(const struct pgd_cuda_attn *a, F &&f)
 {
     const int D = a->p.head_dim;
     const bool r2 = a->p.n_heads > 8 * a->p.n_kv_heads;
@@ -472,17 +474,22 @@ template <typename F> static auto dm_instance(const struct pgd_cuda_attn *a, F &
         typedef typename decltype(tt)::type T;
         typedef typename decltype(ct)::type C;
         if (D == 64)
-            return r2 ? f(dm_kernel<T, C, 64, true>()) : f(dm_kernel<T, C, 64, false>());
-        return r2 ? f(dm_kernel<T, C, 128, true>()) : f(dm_kernel<T, C, 128, false>());
+            return r2 ? f(dm_kernel<T, C, 64, true, NS>()) : f(dm_kernel<T, C, 64, false, NS>());
+        return r2 ? f(dm_kernel<T, C, 128, true, NS>()) : f(dm_kernel<T, C, 128, false, NS>());
     });
 }
+template <typename F> static auto dm_instance(const struct pgd_cuda_attn *a, int stages, F &&f)
+{
+    return stages == 3 ? dm_instance_ns<3>(a, f) : dm_instance_ns<2>(a, f);
+}
 
-int pgd__attn_decode_mma_occupancy(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a)
+int pgd__attn_decode_mma_occupancy(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
+                                   int stages)
 {
     if (a->p.n_kv_heads <= 0 ||
         !pgd__attn_decode_mma_ok(a->dtype, a->p.head_dim, a->p.n_heads / a->p.n_kv_heads))
         return 1;
-    return dm_instance(a, [&](auto k) {
+    return dm_instance(a, stages, [&](auto k) {
         typedef decltype(k) K;
         return pgd__kernel_occupancy(K::setup, K::fn(), DM_THREADS, K::SMEM, c->device);
     });
@@ -493,7 +500,7 @@ int pgd__attn_decode_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn 
 {
     const int ppb = DM_WARPS >> p.pair_shift;
     const dim3 grid((p.n_items * p.KV + ppb - 1) / ppb, p.n_splits);
-    const cudaError_t e = dm_instance(a, [&](auto k) {
+    const cudaError_t e = dm_instance(a, p.stages, [&](auto k) {
         typedef decltype(k) K;
         cudaError_t r = pgd__kernel_allow_smem(K::setup, K::fn(), K::SMEM, c->device);
         if (r != cudaSuccess)
@@ -502,9 +509,10 @@ int pgd__attn_decode_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn 
     });
     if (e != cudaSuccess)
         return pgd_cuda_failf(err, errlen, "attention (decode, tensor cores) %s%s [%d rows, %d "
-                              "heads / %d kv of %d, %d warps a pair, %d splits]: %s",
+                              "heads / %d kv of %d, %d warps a pair, %d stages, %d splits]: %s",
                               pgd_cuda_dt(a->dtype), a->kv_fp8 ? " (e4m3 cache)" : "",
-                              p.n_items, p.H, p.KV, a->p.head_dim, p.pair_warps, p.n_splits,
+                              p.n_items, p.H, p.KV, a->p.head_dim, p.pair_warps, p.stages,
+                              p.n_splits,
                               cudaGetErrorString(e));
     return 0;
 }

@@ -11,7 +11,9 @@
  *     one-pair-a-block shape it had alone before), its splits as the rule below gives;
  *     otherwise the cost model below picks it;
  *   PGD_CUDA_DECODE_FILL=0: the cost model without its fill term (fill_factor), as before
- *     2026-12-06. */
+ *     2026-12-06;
+ *   PGD_CUDA_DECODE_STAGES=2 / 3: the tensor-core kernel's K/V tiles a warp forced;
+ *     otherwise mma_stages below picks. */
 #include "kernels/cuda/attention_decode.cuh"
 #include <math.h>
 #include <stdlib.h>
@@ -47,6 +49,15 @@ int pgd__attn_decode_kernel(const struct pgd_cuda_attn *a)
     if (strcmp(e, "simt") && pgd__attn_decode_mma_ok(a->dtype, p->head_dim, group))
         return PGD__DEC_MMA;
     return pgd__attn_decode_ok(p->head_dim, group) ? PGD__DEC_SIMT : PGD__DEC_NONE;
+}
+
+/* PGD_CUDA_DECODE_STAGES as 2 or 3; 0 when unset or anything else. */
+static int env_stages(void)
+{
+    const char *e = getenv("PGD_CUDA_DECODE_STAGES");
+    if (!e)
+        return 0;
+    return !strcmp(e, "2") ? 2 : !strcmp(e, "3") ? 3 : 0;
 }
 
 /* PGD_CUDA_DECODE_WARPS as 4, 2 or 1; 0 when unset or anything else. */
@@ -91,7 +102,7 @@ static int mma_split_count(int64_t blocks, int slots, int max_len)
  *   - the latency floor: a warp's tiles go by two a memory round trip (~1 us) when its SM
  *     has bandwidth to spare, so a call takes at least start-up + tiles a warp x 0.5 us;
  *   - the tail: the last blocks run alone at the rate their own loads in flight allow
- *     (4 warps x 2 tiles a round trip), on average half a block's bytes;
+ *     (4 warps x `stages` tiles a round trip), on average half a block's bytes;
  *   - the fill: a wave that leaves slots empty streams slower (fill_factor).
  * Splits add the merge kernel (a launch and a read of the partials). All in nanoseconds. */
 #define DM_START_NS 3000.0           /* a block's start-up and end */
@@ -130,25 +141,34 @@ static double fill_factor(int64_t blocks, int slots, int keys)
 }
 
 struct dm_shape_cost {
-    int pair_warps, n_splits;
+    int pair_warps, n_splits, stages;
     double ns;
+    int64_t blocks;                  /* the grid */
+    int tiles_a_warp;                /* the longest row's 16-key tiles a warp */
+    int slots;                       /* blocks the device holds at once */
 };
+
+/* The 16-key tiles a warp takes of `keys` keys in n_splits splits, pair_warps warps a pair. */
+static int dm_tiles_a_warp(int keys, int n_splits, int pair_warps)
+{
+    const int split_keys = (keys + n_splits - 1) / n_splits;
+    return ((split_keys + 15) / 16 + pair_warps - 1) / pair_warps;
+}
 
 /* Time of `pairs` pairs of `keys` keys (row_bytes of K and V a key and KV head; a split's
  * partial of a pair part_bytes) with pair_warps warps a pair and n_splits splits, on
  * sm_count SMs of `slots` blocks. */
 static double dm_cost(int64_t pairs, int keys, double row_bytes, double part_bytes,
-                      int pair_warps, int n_splits, int sm_count, int slots)
+                      int pair_warps, int n_splits, int stages, int sm_count, int slots)
 {
     const int64_t blocks = (pairs * pair_warps + 3) / 4 * n_splits;
     const double waves = std::max((double)blocks / slots, 1.0);
-    const int split_keys = (keys + n_splits - 1) / n_splits;
-    const int tiles_a_warp = ((split_keys + 15) / 16 + pair_warps - 1) / pair_warps;
+    const int tiles_a_warp = dm_tiles_a_warp(keys, n_splits, pair_warps);
     /* A block alone pulls at most about twice its SM's share. */
     const double bw = DM_SM_BYTES_NS * std::min<double>(sm_count, 2.0 * (double)blocks);
     const double bytes = (double)pairs * keys * row_bytes;
     const double block_bytes = bytes / (double)blocks;
-    const double block_rate = 4 * 2 * 16 * row_bytes / DM_ROUND_TRIP_NS;
+    const double block_rate = 4 * stages * 16 * row_bytes / DM_ROUND_TRIP_NS;
     double ns = std::max(bytes / bw * fill_factor(blocks, slots, keys) +
                              waves * DM_START_NS,
                          DM_START_NS + tiles_a_warp * DM_TILE_NS) +
@@ -167,7 +187,7 @@ static double dm_cost(int64_t pairs, int keys, double row_bytes, double part_byt
  * (b256 ctx 64 2,635 against 1,434, b256 ctx 128 3,082 against 2,314, b1024 ctx 256 3,895
  * against 3,526, b1024 ctx 1024 4,102 against 4,016). */
 static dm_shape_cost mma_shape(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
-                               int n_items)
+                               int n_items, int stages)
 {
     const struct pgd_attn_params *ap = &a->p;
     const int64_t pairs = std::max<int64_t>((int64_t)n_items * ap->n_kv_heads, 1);
@@ -175,21 +195,52 @@ static dm_shape_cost mma_shape(const struct pgd_cuda_ctx *c, const struct pgd_cu
     const int keys = ap->sliding_window > 0 ? std::min(max_len, ap->sliding_window) : max_len;
     const double row_bytes = 2.0 * ap->head_dim * (a->kv_fp8 ? 1 : 2);
     const double part_bytes = (double)ap->n_heads / ap->n_kv_heads * (ap->head_dim + 2) * 4;
-    const int slots = std::max(c->sm_count * pgd__attn_decode_mma_occupancy(c, a), 1);
+    const int slots = std::max(c->sm_count * pgd__attn_decode_mma_occupancy(c, a, stages), 1);
     const int forced = env_pair_warps();
-    dm_shape_cost best = { 0, 1, 0.0 };
+    dm_shape_cost best = { 0, 1, stages, 0.0, 0, 0, slots };
     for (int wp = 4; wp >= 1; wp /= 2) {
         if (forced ? wp != forced : wp == 2)
             continue;
         const int n = std::max(mma_split_count((pairs * wp + 3) / 4, slots, max_len), 1);
-        const double ns = dm_cost(pairs, keys, row_bytes, part_bytes, wp, n, c->sm_count, slots);
+        const double ns = dm_cost(pairs, keys, row_bytes, part_bytes, wp, n, stages,
+                                  c->sm_count, slots);
         if (!best.pair_warps || ns < DM_FEWER_BLOCKS_GAIN * best.ns)
-            best = { wp, n, ns };
+            best = { wp, n, stages, ns, (pairs * wp + 3) / 4 * n, dm_tiles_a_warp(keys, n, wp),
+                     slots };
     }
     return best;
 }
 
-/* The tensor-core kernel: mma_shape. The SIMT kernel: enough splits for two blocks an SM,
+/* ---- the tensor-core kernel's stages ---------------------------------------------------------
+ * Three K/V tiles a warp rather than two: blocks of 104 KB instead of 70 (8B heads, bf16), two
+ * an SM instead of three, so the same 24 tiles an SM in flight when the SMs are full, but 50%
+ * more wherever they are not: a grid short of a wave, the last wave's blocks, a block whose
+ * warps end early. Measured on the H100 (`bench attention --path decode`, 8B heads, bf16, the
+ * cost model's shape at each stage count), three stages were faster almost everywhere: b8-b128
+ * at 64-1,024 keys by 11-28%, b256 x 512 keys by 6.4%, b128 x 4,096 by 4.8%, long contexts by
+ * 0-4%; the 8B step at 64 and 128 rows 2.6% and 1.7% faster. They lost only on unsplit grids
+ * of a wave or more of warps with few tiles (b256-b1024 at 64 keys by 2.4-3.3%, at 128 keys
+ * by 0-0.8%): there each warp's start-up (item, table, position, Q: a memory latency each) is
+ * most of its time, and three blocks an SM overlap more start-ups than two. So: two stages
+ * where the three-stage shape is unsplit, fills its slots and gives a warp at most
+ * DM_STAGES3_MIN_TILES tiles; three everywhere else. (A captured graph is planned at its
+ * context bucket's top: the 8B step at 512 rows of ~150 keys, 0.5% slower with three stages,
+ * is planned at 256 keys and gets three.) */
+#define DM_STAGES3_MIN_TILES 12
+
+static dm_shape_cost mma_staged_shape(const struct pgd_cuda_ctx *c,
+                                      const struct pgd_cuda_attn *a, int n_items)
+{
+    const int forced = env_stages();
+    if (forced)
+        return mma_shape(c, a, n_items, forced);
+    const dm_shape_cost s3 = mma_shape(c, a, n_items, 3);
+    const bool startup_bound = s3.n_splits == 1 && s3.blocks >= s3.slots &&
+                               s3.tiles_a_warp <= DM_STAGES3_MIN_TILES;
+    return startup_bound ? mma_shape(c, a, n_items, 2) : s3;
+}
+
+/* The tensor-core kernel: mma_staged_shape. The SIMT kernel: enough splits for two blocks an SM,
  * of 128+ keys. Both keep the partials within 64 MiB. */
 void pgd__attn_decode_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
                            int n_items, pgd__dec_plan *pl)
@@ -198,9 +249,11 @@ void pgd__attn_decode_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_a
     const int blocks = std::max(n_items * ap->n_kv_heads, 1), max_len = a->max_seq_len;
     pl->kind = pgd__attn_decode_kernel(a);
     pl->pair_warps = 4;
+    pl->stages = 2;
     int n, round;
     if (pl->kind == PGD__DEC_MMA) {
-        const dm_shape_cost s = mma_shape(c, a, n_items);
+        const dm_shape_cost s = mma_staged_shape(c, a, n_items);
+        pl->stages = s.stages;
         pl->pair_warps = s.pair_warps;
         n = s.n_splits;
         round = 16;                  /* a tile: 64 left a wave short (b1 32k: 47 of 49) */

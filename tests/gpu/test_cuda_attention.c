@@ -912,6 +912,54 @@ GPU_TEST(decode_kernel_pair_shapes_split_long_contexts)
         free(cs[i]);
 }
 
+GPU_TEST(decode_kernel_three_stages)
+{
+    /* PGD_CUDA_DECODE_STAGES=3 forces three K/V tiles a warp (bigger blocks, fewer an SM;
+     * the plan gives them to most shapes, two to grids of a wave of short rows): every pair
+     * shape against the CPU, both cache kinds, on the tile edges, group 12, a window on
+     * block size 8, idle warps and a split 32k row. And where the plan splits in neither
+     * (b256, one warp a pair: 512 blocks, past a wave of both), the same bits as two stages
+     * forced: the tiles go to the same warps in the same order. */
+    static const int edges[8] = { 1, 15, 16, 17, 64, 128, 200, 1000 };
+    static const int three[3] = { 17, 1, 130 }, one[1] = { 32768 };
+    struct attn_case *cs[] = {
+        ctx_case("3 stages, contexts at the tile edges", 32, 8, 128, 16, 0, edges, 8),
+        ctx_case("3 stages, group 8 D 64 block 32", 16, 2, 64, 32, 0, edges, 8),
+        ctx_case("3 stages, group 12", 24, 2, 128, 16, 0, edges, 8),
+        ctx_case("3 stages, 3 pairs: idle warps", 4, 1, 128, 16, 0, three, 3),
+        ctx_case("3 stages, block 8, window 100", 8, 2, 128, 8, 100, edges, 8),
+        ctx_case("3 stages, b1 ctx 32768", 8, 2, 128, 16, 0, one, 1),
+        decode_case("3 stages, b37 ragged", 32, 8, 128, 16, 0, 37, 300, 1),
+    };
+    setenv("PGD_CUDA_DECODE_STAGES", "3", 1);
+    for (int w = 0; w < 3; w++) {
+        setenv("PGD_CUDA_DECODE_WARPS", PAIR_WARPS[w], 1);
+        check_decode_cases((const struct attn_case *const *)cs, sizeof cs / sizeof cs[0],
+                           3100 + 40 * w);
+    }
+    struct attn_case *wide = decode_case("3 stages, b256 up to 128", 32, 8, 128, 16, 0, 256,
+                                         127, 1);
+    setenv("PGD_CUDA_DECODE_WARPS", "1", 1);
+    struct batch b;
+    batch_make(&b, PGD_DTYPE_BF16, wide);
+    size_t sb3 = 0, sb2 = 0;
+    float *r3 = batch_run(&b, PGD_CUDA_ATTN_AUTO, 3250, 0, 0, &sb3);
+    setenv("PGD_CUDA_DECODE_STAGES", "2", 1);
+    float *r2 = batch_run(&b, PGD_CUDA_ATTN_AUTO, 3251, 0, 0, &sb2);
+    unsetenv("PGD_CUDA_DECODE_STAGES");
+    unsetenv("PGD_CUDA_DECODE_WARPS");
+    cr_assert(sb3 == 0 && sb2 == 0, "b256 x 8 KV heads, one warp a pair: no splits expected "
+              "(scratch %zu / %zu bytes)", sb3, sb2);
+    const size_t n = (size_t)b.n * wide->H * wide->D;
+    cr_assert(memcmp(r3, r2, n * sizeof *r3) == 0, "three stages changed the output");
+    free(r3);
+    free(r2);
+    batch_free(&b);
+    free(wide);
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        free(cs[i]);
+}
+
 GPU_TEST(decode_kernel_default_shapes_match_cpu_and_repeat)
 {
     /* The cost model's choices for many short rows (Llama-3-8B heads: b256 up to 128 keys

@@ -16,8 +16,9 @@
  * --kv-cache-dtype fp8: the same cases over an e4m3 cache (kv_cache_dtype fp8; the bytes of
  * K/V, and the GB/s figures' numerators, halved). A decode row ends with its last path's
  * GB/s as a share of the copy bandwidth (its bound). The decode kernels read
- * PGD_CUDA_DECODE_WARPS (the tensor-core kernel's warps a (row, KV head) pair: 4, 2, 1) and
- * PGD_CUDA_DECODE_MERGE=serial from the environment, for comparing shapes and split merges.
+ * PGD_CUDA_DECODE_WARPS (the tensor-core kernel's warps a (row, KV head) pair: 4, 2, 1),
+ * PGD_CUDA_DECODE_STAGES (its K/V tiles a warp: 2, 3) and PGD_CUDA_DECODE_MERGE=serial from
+ * the environment, for comparing shapes and split merges.
  * --mixed BxL+P[@C],...: instead of all that, mixed calls as a served step makes them: B
  * decode rows at context L beside one prompt chunk of P tokens after C cached ones (0), the
  * default dispatch timed on the decode rows alone, the chunk alone, and the two in one call
