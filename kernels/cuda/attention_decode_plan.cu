@@ -217,15 +217,18 @@ static dm_shape_cost mma_shape(const struct pgd_cuda_ctx *c, const struct pgd_cu
  * more wherever they are not: a grid short of a wave, the last wave's blocks, a block whose
  * warps end early. Measured on the H100 (`bench attention --path decode`, 8B heads, bf16, the
  * cost model's shape at each stage count), three stages were faster almost everywhere: b8-b128
- * at 64-1,024 keys by 11-28%, b256 x 512 keys by 6.4%, b128 x 4,096 by 4.8%, long contexts by
- * 0-4%; the 8B step at 64 and 128 rows 2.6% and 1.7% faster. They lost only on unsplit grids
- * of a wave or more of warps with few tiles (b256-b1024 at 64 keys by 2.4-3.3%, at 128 keys
- * by 0-0.8%): there each warp's start-up (item, table, position, Q: a memory latency each) is
- * most of its time, and three blocks an SM overlap more start-ups than two. So: two stages
- * where the three-stage shape is unsplit, fills its slots and gives a warp at most
- * DM_STAGES3_MIN_TILES tiles; three everywhere else. (A captured graph is planned at its
- * context bucket's top: the 8B step at 512 rows of ~150 keys, 0.5% slower with three stages,
- * is planned at 256 keys and gets three.) */
+ * at 64-1,024 keys by 11-28%, b256 x 512 keys by 4-6%, long contexts by 0-5%; the 8B step at
+ * 64-128 rows by 1.4-2.6%, at 224-256 by ~1%. They lost in two places:
+ *   - unsplit grids of a wave or more of warps with few tiles (b256-b1024 at 64 keys by
+ *     2.4-3.3%, at 128 keys by 0-0.8%): there a warp's start-up (item, table, position, Q: a
+ *     memory latency each) is most of its time, and three blocks an SM overlap more
+ *     start-ups than two. Two stages where the three-stage shape is unsplit, fills its slots
+ *     and gives a warp at most DM_STAGES3_MIN_TILES tiles;
+ *   - grids of one to 1.5 waves of three-stage blocks that fit one wave of two-stage ones
+ *     (the 8B step at 144-192 rows, 288-384 blocks of one warp a pair, by 1.5-2%): a second
+ *     wave, half empty, against none. Two stages there too.
+ * (A captured graph is planned at its context bucket's top: the 8B step at 512 rows of ~150
+ * keys, 0.5% slower with three stages, is planned at 256 keys and gets three.) */
 #define DM_STAGES3_MIN_TILES 12
 
 static dm_shape_cost mma_staged_shape(const struct pgd_cuda_ctx *c,
@@ -237,7 +240,12 @@ static dm_shape_cost mma_staged_shape(const struct pgd_cuda_ctx *c,
     const dm_shape_cost s3 = mma_shape(c, a, n_items, 3);
     const bool startup_bound = s3.n_splits == 1 && s3.blocks >= s3.slots &&
                                s3.tiles_a_warp <= DM_STAGES3_MIN_TILES;
-    return startup_bound ? mma_shape(c, a, n_items, 2) : s3;
+    if (startup_bound)
+        return mma_shape(c, a, n_items, 2);
+    if (s3.blocks <= s3.slots)
+        return s3;
+    const dm_shape_cost s2 = mma_shape(c, a, n_items, 2);
+    return s2.blocks <= s2.slots ? s2 : s3;     /* one wave of two stages against two of three */
 }
 
 /* The tensor-core kernel: mma_staged_shape. The SIMT kernel: enough splits for two blocks an SM,
