@@ -16,10 +16,11 @@
  * warp i % pair_warps: each warp runs its own pipeline, with no block barrier in the loop:
  * NS tiles of K and V in shared memory (the plan's stages, 2 or 3: attention_decode_plan.cu
  * says which), filled by cp.async 16 bytes at a time (zeros for keys outside the range), the
- * next tile's slots read from the block table while the current one is in the math. Per tile, the warp's query heads are the 16 rows of an
- * mma.sync m16n8k16 A operand (rows past the group are zero): S = Q K^T (K by ldmatrix),
- * scale and mask in float32, online softmax in base 2, P rounded to the dtype, O += P V (V by
- * ldmatrix.trans), float32 accumulators: the same math as attention_mma.cu's kernel. At the
+ * next tile's slots read from the block table while the current one is in the math. Per
+ * tile, the warp's query heads are the 16 rows of an mma.sync m16n8k16 A operand (rows past
+ * the group are zero): S = Q K^T (K by ldmatrix), scale and mask in float32, online softmax
+ * in base 2, P rounded to the dtype, O += P V (V by ldmatrix.trans), float32 accumulators:
+ * the same math as attention_mma.cu's kernel. At the
  * end a pair of several warps merges their (max, sum, accumulators) through shared memory
  * into `out`, or into the split partials [n_items, H, n_splits, D + 2].
  *
@@ -336,8 +337,8 @@ __global__ void __launch_bounds__(DM_THREADS) attn_decode_mma_kernel(const pgd__
         if (ahead < nw)
             issue(ahead % NS, sl_next);
         cp_async_commit();
-        sl_next = tile_slot(k + NS, -1);         /* in flight during the math */
-        cp_async_wait<NS - 1>();                 /* tile k is in */
+        sl_next = tile_slot(k + NS, -1);                /* in flight during the math */
+        cp_async_wait<NS - 1>();                        /* tile k is in */
         __syncwarp();
         const unsigned char *st = wsm + (k % NS) * S::STAGE;
         const T *kt, *vt;
@@ -455,7 +456,7 @@ bool pgd__attn_decode_mma_ok(enum pgd_dtype dt, int head_dim, int group)
            group >= 1 && group <= 16;
 }
 
-/* The kernel instance for (T, C, D, R2) and its once-per-device set-up. */
+/* The kernel instance for (T, C, D, R2, NS) and its once-per-device set-up. */
 template <typename T, typename C, int D, bool R2, int NS> struct dm_kernel {
     static constexpr int SMEM = dm_shape<C, D, NS>::SMEM;
     static pgd__kernel_setup setup;
@@ -474,7 +475,8 @@ template <int NS, typename F> static auto dm_instance_ns(const struct pgd_cuda_a
         typedef typename decltype(tt)::type T;
         typedef typename decltype(ct)::type C;
         if (D == 64)
-            return r2 ? f(dm_kernel<T, C, 64, true, NS>()) : f(dm_kernel<T, C, 64, false, NS>());
+            return r2 ? f(dm_kernel<T, C, 64, true, NS>())
+                      : f(dm_kernel<T, C, 64, false, NS>());
         return r2 ? f(dm_kernel<T, C, 128, true, NS>()) : f(dm_kernel<T, C, 128, false, NS>());
     });
 }
@@ -512,7 +514,6 @@ int pgd__attn_decode_mma_run(struct pgd_cuda_ctx *c, const struct pgd_cuda_attn 
                               "heads / %d kv of %d, %d warps a pair, %d stages, %d splits]: %s",
                               pgd_cuda_dt(a->dtype), a->kv_fp8 ? " (e4m3 cache)" : "",
                               p.n_items, p.H, p.KV, a->p.head_dim, p.pair_warps, p.stages,
-                              p.n_splits,
-                              cudaGetErrorString(e));
+                              p.n_splits, cudaGetErrorString(e));
     return 0;
 }

@@ -13,7 +13,7 @@
  *   PGD_CUDA_DECODE_FILL=0: the cost model without its fill term (fill_factor), as before
  *     2026-12-06;
  *   PGD_CUDA_DECODE_STAGES=2 / 3: the tensor-core kernel's K/V tiles a warp forced;
- *     otherwise mma_stages below picks. */
+ *     otherwise mma_staged_shape below picks. */
 #include "kernels/cuda/attention_decode.cuh"
 #include <math.h>
 #include <stdlib.h>
@@ -248,8 +248,8 @@ static dm_shape_cost mma_staged_shape(const struct pgd_cuda_ctx *c,
     return s2.blocks <= s2.slots ? s2 : s3;     /* one wave of two stages against two of three */
 }
 
-/* The tensor-core kernel: mma_staged_shape. The SIMT kernel: enough splits for two blocks an SM,
- * of 128+ keys. Both keep the partials within 64 MiB. */
+/* The tensor-core kernel: mma_staged_shape. The SIMT kernel: enough splits for two blocks
+ * an SM, of 128+ keys. Both keep the partials within 64 MiB. */
 void pgd__attn_decode_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_attn *a,
                            int n_items, pgd__dec_plan *pl)
 {
