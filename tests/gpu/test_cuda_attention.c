@@ -839,13 +839,15 @@ GPU_TEST(decode_kernels_agree_and_simt_still_matches_cpu)
 
 /* ---- the tensor-core decode kernel's block shapes ------------------------------------------
  * A block of 4 warps takes 1, 2 or 4 (row, KV head) pairs (PGD_CUDA_DECODE_WARPS=4 / 2 / 1
- * forces 4, 2 or 1 warps a pair; by default attention_decode_plan.cu's cost model picks).
- * Every shape against the CPU on the contexts at the edges of its tiles (1, 15, 16, 17, 64,
- * 128, 200, 1000 keys) in ragged batches, batches whose pair count leaves idle warps in the
- * last block, groups 1, 4, 8 and 12 (rows 8..15 of the tile in use), a window on block size
- * 8, e4m3 caches, and 32k keys split along the context (one warp a pair writing its split's
- * partials from its registers). */
+ * forces 4, 2 or 1 warps a pair; by default attention_decode_plan.cu's cost model picks),
+ * each warp with two or three K/V tiles in flight (PGD_CUDA_DECODE_STAGES=2 / 3 forces them).
+ * Every shape and stage count against the CPU on the contexts at the edges of its tiles (1,
+ * 15, 16, 17, 64, 128, 200, 1000 keys) in ragged batches, batches whose pair count leaves
+ * idle warps in the last block, groups 1, 4, 8 and 12 (rows 8..15 of the tile in use), a
+ * window on block size 8, e4m3 caches, and 32k keys split along the context (one warp a
+ * pair writing its split's partials from its registers). */
 static const char *const PAIR_WARPS[3] = { "4", "2", "1" };
+static const char *const STAGES[2] = { "2", "3" };  /* K/V tiles a warp (PGD_CUDA_DECODE_STAGES) */
 
 static struct attn_case *ctx_case(const char *name, int H, int KV, int D, int bs, int window,
                                   const int *ctx, int n)
@@ -874,11 +876,14 @@ GPU_TEST(decode_kernel_pair_shapes_forced)
         decode_case("pair shapes, b37 ragged", 32, 8, 128, 16, 0, 37, 300, 1),
         decode_case("pair shapes, b512 ragged up to 200", 8, 2, 128, 16, 0, 512, 200, 1),
     };
-    for (int w = 0; w < 3; w++) {
-        setenv("PGD_CUDA_DECODE_WARPS", PAIR_WARPS[w], 1);
-        check_decode_cases((const struct attn_case *const *)cs, sizeof cs / sizeof cs[0],
-                           2600 + 40 * w);
-    }
+    for (int st = 0; st < 2; st++)
+        for (int w = 0; w < 3; w++) {
+            setenv("PGD_CUDA_DECODE_STAGES", STAGES[st], 1);
+            setenv("PGD_CUDA_DECODE_WARPS", PAIR_WARPS[w], 1);
+            check_decode_cases((const struct attn_case *const *)cs, sizeof cs / sizeof cs[0],
+                               2600 + 40 * (3 * st + w));
+        }
+    unsetenv("PGD_CUDA_DECODE_STAGES");
     unsetenv("PGD_CUDA_DECODE_WARPS");
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
         free(cs[i]);
@@ -894,15 +899,18 @@ GPU_TEST(decode_kernel_pair_shapes_split_long_contexts)
         ctx_case("pair shapes, b2 ctx 32768 + 5, group 8 D 64", 16, 2, 64, 16, 0, two, 2),
     };
     uint64_t step = 2800;
-    for (int w = 0; w < 3; w++) {
-        setenv("PGD_CUDA_DECODE_WARPS", PAIR_WARPS[w], 1);
-        for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
-            for (int f8 = 0; f8 < 2; f8++, step += 2) {
-                size_t sb = check_path_kv(cs[i], PGD_CUDA_ATTN_AUTO, step, f8);
-                cr_assert_gt(sb, 0, "%s, %s warps a pair: the long row should have been split",
-                             cs[i]->name, PAIR_WARPS[w]);
-            }
-    }
+    for (int st = 0; st < 2; st++)
+        for (int w = 0; w < 3; w++) {
+            setenv("PGD_CUDA_DECODE_STAGES", STAGES[st], 1);
+            setenv("PGD_CUDA_DECODE_WARPS", PAIR_WARPS[w], 1);
+            for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+                for (int f8 = 0; f8 < 2; f8++, step += 2) {
+                    size_t sb = check_path_kv(cs[i], PGD_CUDA_ATTN_AUTO, step, f8);
+                    cr_assert_gt(sb, 0, "%s, %s warps a pair, %s stages: the long row should "
+                                 "have been split", cs[i]->name, PAIR_WARPS[w], STAGES[st]);
+                }
+        }
+    unsetenv("PGD_CUDA_DECODE_STAGES");
     unsetenv("PGD_CUDA_DECODE_WARPS");
     /* The merge of before (one thread a dim, split after split) still serves. */
     setenv("PGD_CUDA_DECODE_MERGE", "serial", 1);
@@ -912,37 +920,18 @@ GPU_TEST(decode_kernel_pair_shapes_split_long_contexts)
         free(cs[i]);
 }
 
-GPU_TEST(decode_kernel_three_stages)
+GPU_TEST(decode_kernel_three_stages_same_bits)
 {
-    /* PGD_CUDA_DECODE_STAGES=3 forces three K/V tiles a warp (bigger blocks, fewer an SM;
-     * the plan gives them to most shapes, two to grids of a wave of short rows): every pair
-     * shape against the CPU, both cache kinds, on the tile edges, group 12, a window on
-     * block size 8, idle warps and a split 32k row. And where the plan splits in neither
-     * (b256, one warp a pair: 512 blocks, past a wave of both), the same bits as two stages
-     * forced: the tiles go to the same warps in the same order. */
-    static const int edges[8] = { 1, 15, 16, 17, 64, 128, 200, 1000 };
-    static const int three[3] = { 17, 1, 130 }, one[1] = { 32768 };
-    struct attn_case *cs[] = {
-        ctx_case("3 stages, contexts at the tile edges", 32, 8, 128, 16, 0, edges, 8),
-        ctx_case("3 stages, group 8 D 64 block 32", 16, 2, 64, 32, 0, edges, 8),
-        ctx_case("3 stages, group 12", 24, 2, 128, 16, 0, edges, 8),
-        ctx_case("3 stages, 3 pairs: idle warps", 4, 1, 128, 16, 0, three, 3),
-        ctx_case("3 stages, block 8, window 100", 8, 2, 128, 8, 100, edges, 8),
-        ctx_case("3 stages, b1 ctx 32768", 8, 2, 128, 16, 0, one, 1),
-        decode_case("3 stages, b37 ragged", 32, 8, 128, 16, 0, 37, 300, 1),
-    };
-    setenv("PGD_CUDA_DECODE_STAGES", "3", 1);
-    for (int w = 0; w < 3; w++) {
-        setenv("PGD_CUDA_DECODE_WARPS", PAIR_WARPS[w], 1);
-        check_decode_cases((const struct attn_case *const *)cs, sizeof cs / sizeof cs[0],
-                           3100 + 40 * w);
-    }
+    /* Where the plan splits with neither stage count (b256, one warp a pair: 512 blocks,
+     * past a wave of both), three K/V tiles a warp give the same bits as two: the tiles go
+     * to the same warps in the same order. (Both against the CPU: the pair shapes above.) */
     struct attn_case *wide = decode_case("3 stages, b256 up to 128", 32, 8, 128, 16, 0, 256,
                                          127, 1);
     setenv("PGD_CUDA_DECODE_WARPS", "1", 1);
     struct batch b;
     batch_make(&b, PGD_DTYPE_BF16, wide);
     size_t sb3 = 0, sb2 = 0;
+    setenv("PGD_CUDA_DECODE_STAGES", "3", 1);
     float *r3 = batch_run(&b, PGD_CUDA_ATTN_AUTO, 3250, 0, 0, &sb3);
     setenv("PGD_CUDA_DECODE_STAGES", "2", 1);
     float *r2 = batch_run(&b, PGD_CUDA_ATTN_AUTO, 3251, 0, 0, &sb2);
@@ -956,8 +945,6 @@ GPU_TEST(decode_kernel_three_stages)
     free(r2);
     batch_free(&b);
     free(wide);
-    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
-        free(cs[i]);
 }
 
 GPU_TEST(decode_kernel_default_shapes_match_cpu_and_repeat)
