@@ -148,22 +148,16 @@ struct dm_shape_cost {
     int slots;                       /* blocks the device holds at once */
 };
 
-/* The 16-key tiles a warp takes of `keys` keys in n_splits splits, pair_warps warps a pair. */
-static int dm_tiles_a_warp(int keys, int n_splits, int pair_warps)
-{
-    const int split_keys = (keys + n_splits - 1) / n_splits;
-    return ((split_keys + 15) / 16 + pair_warps - 1) / pair_warps;
-}
-
-/* Time of `pairs` pairs of `keys` keys (row_bytes of K and V a key and KV head; a split's
- * partial of a pair part_bytes) with pair_warps warps a pair and n_splits splits, on
- * sm_count SMs of `slots` blocks. */
-static double dm_cost(int64_t pairs, int keys, double row_bytes, double part_bytes,
-                      int pair_warps, int n_splits, int stages, int sm_count, int slots)
+/* The shape of `pairs` pairs of `keys` keys (row_bytes of K and V a key and KV head; a
+ * split's partial of a pair part_bytes) with pair_warps warps a pair, n_splits splits and
+ * `stages` K/V tiles a warp, on sm_count SMs of `slots` blocks, with its time. */
+static dm_shape_cost dm_cost(int64_t pairs, int keys, double row_bytes, double part_bytes,
+                             int pair_warps, int n_splits, int stages, int sm_count, int slots)
 {
     const int64_t blocks = (pairs * pair_warps + 3) / 4 * n_splits;
     const double waves = std::max((double)blocks / slots, 1.0);
-    const int tiles_a_warp = dm_tiles_a_warp(keys, n_splits, pair_warps);
+    const int split_keys = (keys + n_splits - 1) / n_splits;
+    const int tiles_a_warp = ((split_keys + 15) / 16 + pair_warps - 1) / pair_warps;
     /* A block alone pulls at most about twice its SM's share. */
     const double bw = DM_SM_BYTES_NS * std::min<double>(sm_count, 2.0 * (double)blocks);
     const double bytes = (double)pairs * keys * row_bytes;
@@ -175,7 +169,7 @@ static double dm_cost(int64_t pairs, int keys, double row_bytes, double part_byt
                 block_bytes / 2 / block_rate;
     if (n_splits > 1)
         ns += DM_MERGE_NS + 2.0 * (double)pairs * n_splits * part_bytes / bw;
-    return ns;
+    return { pair_warps, n_splits, stages, ns, blocks, tiles_a_warp, slots };
 }
 
 /* The tensor-core kernel's shape for n_items rows of call a: 4 or 1 warps a pair, each with
@@ -202,11 +196,10 @@ static dm_shape_cost mma_shape(const struct pgd_cuda_ctx *c, const struct pgd_cu
         if (forced ? wp != forced : wp == 2)
             continue;
         const int n = std::max(mma_split_count((pairs * wp + 3) / 4, slots, max_len), 1);
-        const double ns = dm_cost(pairs, keys, row_bytes, part_bytes, wp, n, stages,
-                                  c->sm_count, slots);
-        if (!best.pair_warps || ns < DM_FEWER_BLOCKS_GAIN * best.ns)
-            best = { wp, n, stages, ns, (pairs * wp + 3) / 4 * n, dm_tiles_a_warp(keys, n, wp),
-                     slots };
+        const dm_shape_cost s = dm_cost(pairs, keys, row_bytes, part_bytes, wp, n, stages,
+                                        c->sm_count, slots);
+        if (!best.pair_warps || s.ns < DM_FEWER_BLOCKS_GAIN * best.ns)
+            best = s;
     }
     return best;
 }
