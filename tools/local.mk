@@ -13,3 +13,4 @@ tools_pagoda_LDFLAGS = $(AM_LDFLAGS) -export-dynamic
 tools_pagoda_LDADD = runtime/libpagoda-private.la $(JANSSON_LIBS) $(CURL_LIBS)
 
 include %reldir%/bench/local.mk
+include %reldir%/ktrace/local.mk

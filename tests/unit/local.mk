@@ -10,7 +10,8 @@ CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cp
 	tests/unit/test_quant_load \
 	tests/unit/test_oai_parsers \
 	tests/unit/test_grammar tests/unit/test_engine_guided tests/unit/test_engine_bad_words \
-	tests/unit/test_pooling tests/unit/test_profile tests/unit/test_kv_fp8
+	tests/unit/test_pooling tests/unit/test_profile tests/unit/test_kv_fp8 \
+	tests/unit/test_ktrace
 # The runner's step hook (`pagoda bench throughput --profile-ops`).
 CRITERION_TESTS += tests/unit/test_step_hook
 # The activation arena's two ends.
@@ -192,6 +193,11 @@ tests_unit_test_pooling_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_pooling_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_pooling_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_pooling_LDADD = $(TEST_LDADD)
+tests_unit_test_ktrace_SOURCES = %reldir%/test_ktrace.c $(KTRACE_TABLE_SOURCES)
+tests_unit_test_ktrace_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_ktrace_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_ktrace_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_ktrace_LDADD = $(TEST_LDADD)
 tests_unit_test_profile_SOURCES = %reldir%/test_profile.c
 tests_unit_test_profile_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_profile_CFLAGS = $(TEST_CFLAGS)
