@@ -563,6 +563,10 @@ void pgd_cuda_fp8_destroy(struct pgd_cuda_fp8 *w);
 int pgd_cuda_fp8_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_act act,
                                 const void *x, int n, const struct pgd_cuda_fp8 *w, const void *b,
                                 void *scratch, void *out, char *err, size_t errlen);
+/* Whether the runner offers FP8 gate_up layers their activation (pgd_cuda_fp8_linear_act_mul)
+ * rather than running the plain linear and pgd_cuda_act_mul after it: yes unless
+ * PGD_CUDA_FP8_GLU=0 (read once; for measuring the two against each other). */
+bool pgd_cuda_fp8_glu_on(void);
 /* The linears with the path forced, for tests and benches: PGD_CUDA_QPATH_AUTO as above;
  * _GEMV (any n: QGEMV_ROWS rows a launch); _GEMM: wq: the fused tensor-core GEMM
  * (quant_wq_gemm.cu: dequantized in registers, any n; Hopper's wgmma where it applies);

@@ -600,6 +600,14 @@ extern "C" int pgd_cuda_fp8_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, co
     return rc ? 1 : 0;
 }
 
+extern "C" bool pgd_cuda_fp8_glu_on(void)
+{
+    static int v = -1;
+    if (v < 0)
+        v = pgd_cuda__qenv_int("PGD_CUDA_FP8_GLU", 1) != 0;
+    return v;
+}
+
 extern "C" int pgd_cuda_fp8_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt,
                                            enum pgd_act act, const void *x, int n,
                                            const struct pgd_cuda_fp8 *w, const void *b,
