@@ -13,7 +13,10 @@
 #   2. ROUNDS (default 2) rounds of `pagoda bench latency --random-weights CONFIG STEP_ARGS`
 #      (default: the 8B shape, --quantization gptq, batches 32-256), the variants in turn
 #      within each round; then the same without STEP_QUANT (bf16) once, for the ratio;
-#   3. with QUANT_ARGS (e.g. "--format w4g128 --fold-plans"), `pagoda bench quant QUANT_ARGS`.
+#   3. with QUANT_ARGS (e.g. "--format w4g128 --fold-plans"), `pagoda bench quant QUANT_ARGS`;
+#   4. with KTRACE_ARGS (e.g. "--batch 1 --prompt-len 128 --steps 32"), that step once more
+#      under the kernel tracer (tools/ktrace): each graph's kernels, us a replay, a variant
+#      beside the other (its table printed, the whole report with every node in the logs).
 # TEST_UNDER and QUANT_UNDER (labels, e.g. "v0 v2"; default every variant) narrow steps 1
 # and 3 to those variants: tests need one run where the switches are theirs to set, and
 # bench quant only where a variable changes a kernel it times.
@@ -113,6 +116,17 @@ if [ -n "${QUANT_ARGS:-}" ]; then
     # shellcheck disable=SC2086
     run "$l" timeout 200 ./tools/pagoda bench quant $QUANT_ARGS > "$LOGS/quant_$l.txt" 2>&1 ||
       status=1
+  done
+fi
+if [ -n "${KTRACE_ARGS:-}" ]; then
+  for l in "${labels[@]}"; do
+    stamp "kernel trace under $l"
+    # shellcheck disable=SC2086
+    CUDA_INJECTION64_PATH=$BUILD/tools/ktrace/.libs/pgd_ktrace.so PGD_KTRACE_NODES=1 \
+      PGD_KTRACE_OUT="$LOGS/ktrace_$l.txt" run "$l" timeout 200 ./tools/pagoda bench latency \
+      --random-weights "$CONFIG" $STEP_QUANT $KTRACE_ARGS > "$LOGS/ktrace_step_$l.txt" 2>&1 ||
+      status=1
+    awk '/^ktrace: graph/ {p = 1} /nodes in order/ {p = 0} p' "$LOGS/ktrace_$l.txt" | cut -c1-140
   done
 fi
 stamp "done (status $status)"
