@@ -604,7 +604,7 @@ extern "C" bool pgd_cuda_fp8_glu_on(void)
 {
     static int v = -1;
     if (v < 0)
-        v = pgd_cuda__qenv_int("PGD_CUDA_FP8_GLU", 1) != 0;
+        v = pgd_cuda__qenv_int("PGD_CUDA_FP8_GLU", 0) != 0;
     return v;
 }
 
