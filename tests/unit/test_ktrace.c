@@ -186,3 +186,64 @@ Test(ktrace, report_names_each_graph_and_its_kernels)
     free(buf);
     pgd_ktrace_free(&t);
 }
+
+/* One replay (launch 1) of graph 3: X, Y, then four layers of (norm, gemv, attn), then Z,
+ * each kernel starting where the one before ended; layer l's gemv takes 10 + l us. */
+static void layered_graph(struct pgd_ktrace *t, int launch, uint64_t t0)
+{
+    static const char *const head[2] = { "X", "Y" }, *const layer[3] = { "norm", "gemv", "attn" };
+    uint64_t at = t0, node = 1;
+    for (int i = 0; i < 2; i++, at += 1)
+        add(t, 3, launch, node++, head[i], at, at + 1);
+    for (int l = 0; l < 4; l++)
+        for (int k = 0; k < 3; k++) {
+            const uint64_t d = k == 0 ? 2 : k == 1 ? 10 + (uint64_t)l : 5;
+            add(t, 3, launch, node++, layer[k], at, at + d);
+            at += d;
+        }
+    add(t, 3, launch, node, "Z", at, at + 3);
+}
+
+Test(ktrace, a_repeated_chain_is_found_as_layers)
+{
+    struct pgd_ktrace t = { 0 };
+    layered_graph(&t, 1, 0);
+    layered_graph(&t, 2, 1000);
+    struct pgd_ktrace_graph *g;
+    int n;
+    cr_assert_eq(pgd_ktrace_graphs(&t, &g, &n), 0);
+    struct pgd_ktrace_layers ly;
+    cr_assert_eq(pgd_ktrace_find_layers(&g[0], &ly), 0);
+    cr_assert_eq(ly.period, 3, "a layer of norm, gemv, attn: %d", ly.period);
+    cr_assert_eq(ly.first, 2);
+    cr_assert_eq(ly.layers, 4);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_not_null(f);
+    pgd_ktrace_print(f, &t, 2, 0, 24);
+    fclose(f);
+    /* the layers: 4 x (2 + 5) + 10 + 11 + 12 + 13 = 74 us of the replay's 79 */
+    cr_assert_not_null(strstr(buf, "a layer: 3 kernels, 4 times from node 2, 18.5 us a layer "
+                                   "(93.7% of the replay)"),
+                       "%s", buf);
+    cr_assert_not_null(strstr(buf, "      1 gemv                    11.50      11.50     0.00"),
+                       "%s", buf);
+    free(buf);
+    pgd_ktrace_graphs_free(g, n);
+    pgd_ktrace_free(&t);
+}
+
+Test(ktrace, a_chain_without_repeats_has_no_layers)
+{
+    struct pgd_ktrace t = { 0 };
+    graph5(&t);
+    struct pgd_ktrace_graph *g;
+    int n;
+    cr_assert_eq(pgd_ktrace_graphs(&t, &g, &n), 0);
+    struct pgd_ktrace_layers ly;
+    cr_assert_eq(pgd_ktrace_find_layers(&g[0], &ly), -1);
+    cr_assert_eq(ly.period, 0);
+    pgd_ktrace_graphs_free(g, n);
+    pgd_ktrace_free(&t);
+}

@@ -246,6 +246,69 @@ void pgd_ktrace_graphs_free(struct pgd_ktrace_graph *g, int n)
     free(g);
 }
 
+/* The longest run of nodes from which names repeat at period p: *first and its full periods. */
+static int repeat_run(const struct pgd_ktrace_graph *g, int p, int *first)
+{
+    int best = 0, start = 0;
+    *first = 0;
+    for (int i = 0; i + p < g->kernels; i++) {
+        if (g->nodes[i].name != g->nodes[i + p].name) {
+            start = i + 1;
+            continue;
+        }
+        /* nodes start .. i + p match their next period: (i + p - start + 1) / p periods */
+        const int periods = (i + p - start + 1) / p;
+        if (periods > best) {
+            best = periods;
+            *first = start;
+        }
+    }
+    return best;
+}
+
+int pgd_ktrace_find_layers(const struct pgd_ktrace_graph *g, struct pgd_ktrace_layers *out)
+{
+    memset(out, 0, sizeof *out);
+    for (int p = 2; p <= g->kernels / 3; p++) {
+        int first;
+        const int layers = repeat_run(g, p, &first);
+        /* the most nodes covered; the smallest period of those (a multiple of the layer's
+         * period covers as many nodes, in fewer, longer repeats) */
+        if (layers >= 3 && layers * p > out->layers * out->period) {
+            out->period = p;
+            out->first = first;
+            out->layers = layers;
+        }
+    }
+    return out->period ? 0 : -1;
+}
+
+/* g's layer: its kernels in the order of one layer, each the mean over the layers. */
+static void print_layer(FILE *f, const struct pgd_ktrace *t, const struct pgd_ktrace_graph *g,
+                        const struct pgd_ktrace_layers *ly, int width)
+{
+    double total = 0;
+    for (int k = ly->first; k < ly->first + ly->period * ly->layers; k++)
+        total += g->nodes[k].excl_us + g->nodes[k].idle_us;
+    fprintf(f,
+            "  a layer: %d kernels, %d times from node %d, %.1f us a layer (%.1f%% of the "
+            "replay); us a layer, mean over the layers:\n",
+            ly->period, ly->layers, ly->first, total / ly->layers,
+            100.0 * total / g->span_us);
+    for (int j = 0; j < ly->period; j++) {
+        double excl = 0, run = 0, idle = 0;
+        for (int l = 0; l < ly->layers; l++) {
+            const struct pgd_ktrace_node *nd = &g->nodes[ly->first + l * ly->period + j];
+            excl += nd->excl_us;
+            run += nd->run_us;
+            idle += nd->idle_us;
+        }
+        fprintf(f, "  %5d %-*.*s %10.2f %10.2f %8.2f\n", j, width - 6, width - 6,
+                t->names[g->nodes[ly->first + j].name], excl / ly->layers, run / ly->layers,
+                idle / ly->layers);
+    }
+}
+
 int pgd_ktrace_eager(const struct pgd_ktrace *t, struct pgd_ktrace_row **out, int *n)
 {
     *n = 0;
@@ -296,6 +359,9 @@ void pgd_ktrace_print(FILE *f, struct pgd_ktrace *t, int min_replays, int nodes,
                     t->names[w->name], w->nodes, w->excl_us, 100.0 * w->excl_us / gr->span_us,
                     w->run_us, w->idle_us);
         }
+        struct pgd_ktrace_layers ly;
+        if (!pgd_ktrace_find_layers(gr, &ly))
+            print_layer(f, t, gr, &ly, width);
         if (nodes) {
             fprintf(f, "  nodes in order (us a replay: start, exclusive, run, idle before)\n");
             for (int k = 0; k < gr->kernels; k++) {

@@ -72,13 +72,25 @@ struct pgd_ktrace_graph {
 int pgd_ktrace_graphs(struct pgd_ktrace *t, struct pgd_ktrace_graph **out, int *n);
 void pgd_ktrace_graphs_free(struct pgd_ktrace_graph *g, int n);
 
+/* A model's layers in a graph: the shortest run of kernel names that repeats (period nodes,
+ * layers times in a row from node first; a decoder layer's chain). */
+struct pgd_ktrace_layers {
+    int period, first, layers;
+};
+
+/* g's layers: of the periods p (2 .. kernels / 3) at which the nodes' names repeat at least
+ * three times in a row, the one whose longest run covers the most nodes (the smallest of
+ * those: twice a layer covers as many); 0, or -1 when no name sequence repeats three times. */
+int pgd_ktrace_find_layers(const struct pgd_ktrace_graph *g, struct pgd_ktrace_layers *out);
+
 /* The kernels launched outside graphs, a row a name (nodes: their launches; run_us and
  * excl_us: the durations' total, idle_us 0), the largest total first. */
 int pgd_ktrace_eager(const struct pgd_ktrace *t, struct pgd_ktrace_row **out, int *n);
 
-/* The report: every graph with at least min_replays replays (its table, then its nodes one
- * by one in the order of one replay when nodes is set), then the eager kernels. Names are
- * cut to width characters. */
+/* The report: every graph with at least min_replays replays (its table; its layer's kernels
+ * in order, each the mean over the layers, where the graph repeats one; its nodes one by one
+ * in the order of one replay when nodes is set), then the eager kernels. Names are cut to
+ * width characters. */
 void pgd_ktrace_print(FILE *f, struct pgd_ktrace *t, int min_replays, int nodes, int width);
 
 #endif
