@@ -63,7 +63,7 @@ static int by_launch(const void *a, const void *b)
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
-/* The slot of node id in the first replay's nodes ids[0..k), or -1. */
+/* The slot of node id among the reference replay's nodes ids[0..k), or -1. */
 static int node_slot(const uint64_t *ids, int k, uint64_t id, int hint)
 {
     if (hint >= 0 && hint < k && ids[hint] == id)
