@@ -563,12 +563,13 @@ void pgd_cuda_fp8_destroy(struct pgd_cuda_fp8 *w);
 int pgd_cuda_fp8_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_act act,
                                 const void *x, int n, const struct pgd_cuda_fp8 *w, const void *b,
                                 void *scratch, void *out, char *err, size_t errlen);
-/* Whether the runner offers FP8 gate_up layers their activation (pgd_cuda_fp8_linear_act_mul)
- * rather than running the plain linear and pgd_cuda_act_mul after it (the same bits): only
- * with PGD_CUDA_FP8_GLU=1 (read once). The plain GEMV and the separate activation measured
- * faster in the 8B decode step on the H100 (2026-12-07: batch 1 4.95 -> 4.81 ms, batch 8
- * level): the gated GEMV's rows g and g + 8 are a gate and an up feature 14,336 rows apart. */
-bool pgd_cuda_fp8_glu_on(void);
+/* Whether the runner offers an FP8 gate_up layer of n rows its activation
+ * (pgd_cuda_fp8_linear_act_mul) rather than running the plain linear and pgd_cuda_act_mul
+ * after it (the same bits): from 2 rows. At one row the plain GEMV and the separate
+ * activation measured faster in the 8B decode step (H100, 2026-12-07: 4.95 -> 4.81 ms),
+ * at 4 rows slower (5.18 -> 5.26), at 8 level. PGD_CUDA_FP8_GLU=0 / =1 (read once): never /
+ * always, for measuring. */
+bool pgd_cuda_fp8_glu_on(int n);
 /* The linears with the path forced, for tests and benches: PGD_CUDA_QPATH_AUTO as above;
  * _GEMV (any n: QGEMV_ROWS rows a launch); _GEMM: wq: the fused tensor-core GEMM
  * (quant_wq_gemm.cu: dequantized in registers, any n; Hopper's wgmma where it applies);

@@ -600,12 +600,14 @@ extern "C" int pgd_cuda_fp8_linear(struct pgd_cuda_ctx *c, enum pgd_dtype dt, co
     return rc ? 1 : 0;
 }
 
-extern "C" bool pgd_cuda_fp8_glu_on(void)
+extern "C" bool pgd_cuda_fp8_glu_on(int n)
 {
-    static int v = -1;
-    if (v < 0)
-        v = pgd_cuda__qenv_int("PGD_CUDA_FP8_GLU", 0) != 0;
-    return v;
+    static int v = -2;               /* -1: by n; 0 / 1: PGD_CUDA_FP8_GLU */
+    if (v == -2) {
+        const int e = pgd_cuda__qenv_int("PGD_CUDA_FP8_GLU", -1);
+        v = e < 0 ? -1 : e != 0;
+    }
+    return v < 0 ? n >= 2 : v != 0;
 }
 
 extern "C" int pgd_cuda_fp8_linear_act_mul(struct pgd_cuda_ctx *c, enum pgd_dtype dt,

@@ -542,7 +542,8 @@ void pgd_op_qweight_linear(struct pgd_fwd *f, const struct pgd_qweight *w,
             wq_x_drop(f);            /* taken, or not this layer's: its scratch is written */
         } else {
             fp8_x_ready_mark(f, x, w->in);
-            if (f->act_offer.scratch && f->act_offer.scratch == y->data && pgd_cuda_fp8_glu_on()) {
+            if (f->act_offer.scratch && f->act_offer.scratch == y->data &&
+                pgd_cuda_fp8_glu_on((int)n)) {
                 /* linear_act_mul's gate_up: the activation in the same kernel where it can */
                 CUDA_RUN(f, pgd_cuda_fp8_linear_act_mul(f->cuda, f->act_dtype, f->act_offer.act,
                                                         x->data, (int)n, w->cuda_fp8, b,
