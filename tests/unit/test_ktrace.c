@@ -130,7 +130,7 @@ Test(ktrace, graphs_come_in_the_order_of_their_first_replay)
     int n;
     cr_assert_eq(pgd_ktrace_graphs(&t, &g, &n), 0);
     cr_assert_eq(n, 3);
-    cr_assert_eq(g[0].graph_id, 5u, "graph 5 and 7 both start at 0: graph 5's replay is first by id");
+    cr_assert_eq(g[0].graph_id, 5u, "5 and 7 both start at 0: 5, the lower id, first");
     cr_assert_eq(g[1].graph_id, 7u);
     cr_assert_eq(g[2].graph_id, 2u);
     const struct pgd_ktrace_graph *g2 = graph_of(g, n, 2);

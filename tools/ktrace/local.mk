@@ -1,6 +1,6 @@
 # pgd_ktrace.so: the kernel tracer that the CUDA driver loads into any program
-# (CUDA_INJECTION64_PATH; ktrace_cupti.c says how), installed beside the plugins. Its tables
-# (ktrace_table.c) need no GPU and are tested in tests/unit/test_ktrace.
+# (CUDA_INJECTION64_PATH; ktrace_cupti.c says how), installed in pagoda's library folder.
+# Its tables (ktrace_table.c) need no GPU and are tested in tests/unit/test_ktrace.
 KTRACE_TABLE_SOURCES = %reldir%/ktrace_table.c %reldir%/ktrace_table.h
 if HAVE_CUPTI
 pkglib_LTLIBRARIES = %reldir%/pgd_ktrace.la
