@@ -45,6 +45,26 @@ static const struct pgd_ktrace_graph *graph_of(const struct pgd_ktrace_graph *g,
     return NULL;
 }
 
+/* t's graph tables (*n of them), asserted made. */
+static struct pgd_ktrace_graph *tables(struct pgd_ktrace *t, int *n)
+{
+    struct pgd_ktrace_graph *g;
+    cr_assert_eq(pgd_ktrace_graphs(t, &g, n), 0);
+    return g;
+}
+
+/* The report of t as a string (free it). */
+static char *report(struct pgd_ktrace *t, int min_replays, int nodes, int width)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_not_null(f);
+    pgd_ktrace_print(f, t, min_replays, nodes, width);
+    fclose(f);
+    return buf;
+}
+
 Test(ktrace, names_are_kept_once)
 {
     struct pgd_ktrace t = { 0 };
@@ -61,9 +81,8 @@ Test(ktrace, exclusive_and_idle_times_add_up_to_the_replay)
 {
     struct pgd_ktrace t = { 0 };
     graph5(&t);
-    struct pgd_ktrace_graph *g;
     int n;
-    cr_assert_eq(pgd_ktrace_graphs(&t, &g, &n), 0);
+    struct pgd_ktrace_graph *g = tables(&t, &n);
     cr_assert_eq(n, 1);
     cr_assert_eq(g[0].graph_id, 5u);
     cr_assert_eq(g[0].replays, 2);
@@ -106,9 +125,8 @@ Test(ktrace, a_kernel_inside_another_is_exclusive_of_nothing)
     add(&t, 9, 1, 1, "big", 0, 50);
     add(&t, 9, 1, 2, "small", 10, 20);
     add(&t, 9, 1, 3, "next", 55, 60);
-    struct pgd_ktrace_graph *g;
     int n;
-    cr_assert_eq(pgd_ktrace_graphs(&t, &g, &n), 0);
+    struct pgd_ktrace_graph *g = tables(&t, &n);
     cr_assert_float_eq(g[0].nodes[1].excl_us, 0.0, 1e-9);
     cr_assert_float_eq(g[0].nodes[1].run_us, 10.0, 1e-9);
     cr_assert_float_eq(g[0].nodes[2].idle_us, 5.0, 1e-9);
@@ -126,9 +144,8 @@ Test(ktrace, graphs_come_in_the_order_of_their_first_replay)
     add(&t, 2, 300, 1, "gemv", 1000, 1004);
     add(&t, 2, 301, 1, "gemv", 1010, 1013);
     add(&t, 7, 50, 4, "attn", 0, 1);
-    struct pgd_ktrace_graph *g;
     int n;
-    cr_assert_eq(pgd_ktrace_graphs(&t, &g, &n), 0);
+    struct pgd_ktrace_graph *g = tables(&t, &n);
     cr_assert_eq(n, 3);
     cr_assert_eq(g[0].graph_id, 5u, "5 and 7 both start at 0: 5, the lower id, first");
     cr_assert_eq(g[1].graph_id, 7u);
@@ -168,12 +185,7 @@ Test(ktrace, report_names_each_graph_and_its_kernels)
     graph5(&t);
     add(&t, 8, 400, 1, "once", 900, 901); /* one replay: under the report's minimum */
     add(&t, 0, 9, 0, "prefill", 520, 560);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    cr_assert_not_null(f);
-    pgd_ktrace_print(f, &t, 2, 1, 24);
-    fclose(f);
+    char *buf = report(&t, 2, 1, 24);
     cr_assert_not_null(strstr(buf, "graph 5: 2 replays (1 skipped) of 3 kernels, 40.0 us a "
                                    "replay (exclusive 39.0 + idle 1.0)"),
                        "%s", buf);
@@ -209,20 +221,14 @@ Test(ktrace, a_repeated_chain_is_found_as_layers)
     struct pgd_ktrace t = { 0 };
     layered_graph(&t, 1, 0);
     layered_graph(&t, 2, 1000);
-    struct pgd_ktrace_graph *g;
     int n;
-    cr_assert_eq(pgd_ktrace_graphs(&t, &g, &n), 0);
+    struct pgd_ktrace_graph *g = tables(&t, &n);
     struct pgd_ktrace_layers ly;
     cr_assert_eq(pgd_ktrace_find_layers(&g[0], &ly), 0);
     cr_assert_eq(ly.period, 3, "a layer of norm, gemv, attn: %d", ly.period);
     cr_assert_eq(ly.first, 2);
     cr_assert_eq(ly.layers, 4);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    cr_assert_not_null(f);
-    pgd_ktrace_print(f, &t, 2, 0, 24);
-    fclose(f);
+    char *buf = report(&t, 2, 0, 24);
     /* the layers: 4 x (2 + 5) + 10 + 11 + 12 + 13 = 74 us of the replay's 79 */
     cr_assert_not_null(strstr(buf, "a layer: 3 kernels, 4 times from node 2, 18.5 us a layer "
                                    "(93.7% of the replay)"),
@@ -238,9 +244,8 @@ Test(ktrace, a_chain_without_repeats_has_no_layers)
 {
     struct pgd_ktrace t = { 0 };
     graph5(&t);
-    struct pgd_ktrace_graph *g;
     int n;
-    cr_assert_eq(pgd_ktrace_graphs(&t, &g, &n), 0);
+    struct pgd_ktrace_graph *g = tables(&t, &n);
     struct pgd_ktrace_layers ly;
     cr_assert_eq(pgd_ktrace_find_layers(&g[0], &ly), -1);
     cr_assert_eq(ly.period, 0);
