@@ -1,6 +1,7 @@
 /* The tables of tools/ktrace from the kernels' times (ktrace_table.h says what each column
  * means). */
 #include "tools/ktrace/ktrace_table.h"
+#include "runtime/base/mem.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,15 +13,9 @@ int pgd_ktrace_name(struct pgd_ktrace *t, const char *name)
     for (int i = 0; i < t->n_names; i++)
         if (!strcmp(t->names[i], name))
             return i;
-    if (t->n_names == t->cap_names) {
-        const int cap = t->cap_names ? 2 * t->cap_names : 64;
-        char **p = realloc(t->names, (size_t)cap * sizeof *p);
-        if (!p)
-            return -1;
-        t->names = p;
-        t->cap_names = cap;
-    }
-    char *c = strdup(name);
+    char *c = pgd__array_reserve(t->names, t->cap_names, (size_t)t->n_names + 1)
+                  ? strdup(name)
+                  : NULL;
     if (!c)
         return -1;
     t->names[t->n_names] = c;
@@ -29,14 +24,8 @@ int pgd_ktrace_name(struct pgd_ktrace *t, const char *name)
 
 int pgd_ktrace_add(struct pgd_ktrace *t, const struct pgd_ktrace_rec *r)
 {
-    if (t->n == t->cap) {
-        const size_t cap = t->cap ? 2 * t->cap : 4096;
-        struct pgd_ktrace_rec *p = realloc(t->recs, cap * sizeof *p);
-        if (!p)
-            return -1;
-        t->recs = p;
-        t->cap = cap;
-    }
+    if (!pgd__array_reserve(t->recs, t->cap, t->n + 1))
+        return -1;
     t->recs[t->n++] = *r;
     return 0;
 }
@@ -61,6 +50,15 @@ static int by_launch(const void *a, const void *b)
     if (x->start != y->start)
         return x->start < y->start ? -1 : 1;
     return x->end < y->end ? -1 : x->end > y->end;
+}
+
+/* The end of the launch that r[a] begins (records sorted by by_launch, n of them). */
+static size_t launch_end(const struct pgd_ktrace_rec *r, size_t n, size_t a)
+{
+    size_t b = a;
+    while (b < n && r[b].launch_id == r[a].launch_id)
+        b++;
+    return b;
 }
 
 /* The slot of node id among the reference replay's nodes ids[0..k), or -1. */
@@ -103,55 +101,49 @@ static int graph_rows(struct pgd_ktrace_graph *g)
 }
 
 /* The graph of the sorted records r[0..n) (one graph id, launches in turn) into g. */
-static int graph_table(const struct pgd_ktrace_rec *r, size_t n, struct pgd_ktrace_graph *g,
-                       uint64_t *first_start)
+static int graph_table(const struct pgd_ktrace_rec *r, size_t n, struct pgd_ktrace_graph *g)
 {
     memset(g, 0, sizeof *g);
     g->graph_id = r[0].graph_id;
     /* the reference replay: the first of the most kernels (a replay whose records were
      * partly dropped has fewer) */
     size_t k = 0, ref = 0;
-    for (size_t a = 0; a < n;) {
-        size_t b = a;
-        while (b < n && r[b].launch_id == r[a].launch_id)
-            b++;
+    for (size_t a = 0, b; a < n; a = b) {
+        b = launch_end(r, n, a);
         if (b - a > k) {
             k = b - a;
             ref = a;
         }
-        a = b;
     }
     g->kernels = (int)k;
     uint64_t *ids = malloc(k * sizeof *ids);
+    int *slot = malloc(k * sizeof *slot);   /* a replay's records' nodes, found once */
     g->nodes = calloc(k, sizeof *g->nodes);
-    if (!ids || !g->nodes) {
+    if (!ids || !slot || !g->nodes) {
         free(ids);
+        free(slot);
         return -1;
     }
     for (size_t i = 0; i < k; i++) {
         ids[i] = r[ref + i].node_id;
         g->nodes[i].name = r[ref + i].name;
     }
-    *first_start = UINT64_MAX;
-    for (size_t a = 0; a < n;) {
-        size_t b = a;
-        while (b < n && r[b].launch_id == r[a].launch_id)
-            b++;
-        /* every node of the first replay, once */
+    g->first_start = UINT64_MAX;
+    for (size_t a = 0, b; a < n; a = b) {
+        b = launch_end(r, n, a);
+        /* every node of the reference replay, once */
         int ok = b - a == k;
         for (size_t i = a; ok && i < b; i++)
-            ok = node_slot(ids, (int)k, r[i].node_id, (int)(i - a)) >= 0;
+            ok = (slot[i - a] = node_slot(ids, (int)k, r[i].node_id, (int)(i - a))) >= 0;
         if (!ok) {
             g->skipped++;
-            a = b;
             continue;
         }
-        if (r[a].start < *first_start)
-            *first_start = r[a].start;
+        if (r[a].start < g->first_start)
+            g->first_start = r[a].start;
         uint64_t last = r[a].start;     /* the latest end so far */
         for (size_t i = a; i < b; i++) {
-            struct pgd_ktrace_node *nd =
-                &g->nodes[node_slot(ids, (int)k, r[i].node_id, (int)(i - a))];
+            struct pgd_ktrace_node *nd = &g->nodes[slot[i - a]];
             const uint64_t s = r[i].start, e = r[i].end;
             nd->at_us += (double)(s - r[a].start) * 1e-3;
             nd->run_us += (double)(e - s) * 1e-3;
@@ -163,12 +155,12 @@ static int graph_table(const struct pgd_ktrace_rec *r, size_t n, struct pgd_ktra
         }
         g->span_us += (double)(last - r[a].start) * 1e-3;
         g->replays++;
-        a = b;
     }
     free(ids);
-    if (!g->replays)
-        *first_start = r[0].start;
-    if (g->replays) {
+    free(slot);
+    if (!g->replays) {
+        g->first_start = r[0].start;
+    } else {
         const double inv = 1.0 / g->replays;
         g->span_us *= inv;
         for (int i = 0; i < g->kernels; i++) {
@@ -184,55 +176,38 @@ static int graph_table(const struct pgd_ktrace_rec *r, size_t n, struct pgd_ktra
     return graph_rows(g);
 }
 
+/* Graphs in the order of their first replay (the id between equal starts). */
+static int by_first_start(const void *a, const void *b)
+{
+    const struct pgd_ktrace_graph *x = a, *y = b;
+    if (x->first_start != y->first_start)
+        return x->first_start < y->first_start ? -1 : 1;
+    return x->graph_id < y->graph_id ? -1 : x->graph_id > y->graph_id;
+}
+
 int pgd_ktrace_graphs(struct pgd_ktrace *t, struct pgd_ktrace_graph **out, int *n)
 {
     *out = NULL;
     *n = 0;
     qsort(t->recs, t->n, sizeof *t->recs, by_launch);
-    int cap = 0;
+    size_t cap = 0;
     struct pgd_ktrace_graph *g = NULL;
-    uint64_t *first = NULL;
     size_t a = 0;
     while (a < t->n && t->recs[a].graph_id == 0)
         a++;
-    while (a < t->n) {
-        size_t b = a;
+    for (size_t b; a < t->n; a = b) {
+        b = a;
         while (b < t->n && t->recs[b].graph_id == t->recs[a].graph_id)
             b++;
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 16;
-            struct pgd_ktrace_graph *p = realloc(g, (size_t)cap * sizeof *p);
-            uint64_t *q = p ? realloc(first, (size_t)cap * sizeof *q) : NULL;
-            if (p)
-                g = p;
-            if (!q) {
-                pgd_ktrace_graphs_free(g, *n);
-                free(first);
-                *n = 0;
-                return -1;
-            }
-            first = q;
-        }
-        if (graph_table(t->recs + a, b - a, &g[*n], &first[*n])) {
-            pgd_ktrace_graphs_free(g, *n + 1);
-            free(first);
+        if (!pgd__array_reserve(g, cap, (size_t)*n + 1) ||
+            graph_table(t->recs + a, b - a, &g[(*n)++])) {
+            pgd_ktrace_graphs_free(g, *n);
             *n = 0;
             return -1;
         }
-        (*n)++;
-        a = b;
     }
-    /* the graphs in the order of their first replay (insertion sort: a run has a few dozen) */
-    for (int i = 1; i < *n; i++)
-        for (int j = i; j > 0 && first[j] < first[j - 1]; j--) {
-            struct pgd_ktrace_graph tg = g[j];
-            g[j] = g[j - 1];
-            g[j - 1] = tg;
-            uint64_t tf = first[j];
-            first[j] = first[j - 1];
-            first[j - 1] = tf;
-        }
-    free(first);
+    if (*n)
+        qsort(g, (size_t)*n, sizeof *g, by_first_start);
     *out = g;
     return 0;
 }

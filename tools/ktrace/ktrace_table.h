@@ -30,7 +30,8 @@ struct pgd_ktrace {
     struct pgd_ktrace_rec *recs;
     size_t n, cap;
     char **names;
-    int n_names, cap_names;
+    size_t cap_names;
+    int n_names;
 };
 
 /* The index of name (copied the first time it is seen), or -1 when out of memory. */
@@ -56,10 +57,11 @@ struct pgd_ktrace_node {
 };
 
 /* A graph's table: its replays (graph launches), the span of a replay, its rows (the largest
- * exclusive time first) and its nodes. Replays whose kernels are not the first replay's nodes
- * (a launch whose records were partly dropped) are left out and counted in skipped. */
+ * exclusive time first) and its nodes. Replays whose kernels are not the reference replay's
+ * nodes (a launch whose records were partly dropped) are left out and counted in skipped. */
 struct pgd_ktrace_graph {
     uint32_t graph_id;
+    uint64_t first_start;            /* ns: the start of its first counted replay */
     int replays, skipped, kernels;
     double span_us, excl_us, idle_us;
     struct pgd_ktrace_row *rows;

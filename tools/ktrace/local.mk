@@ -4,7 +4,9 @@
 KTRACE_TABLE_SOURCES = %reldir%/ktrace_table.c %reldir%/ktrace_table.h
 if HAVE_CUPTI
 pkglib_LTLIBRARIES = %reldir%/pgd_ktrace.la
-%canon_reldir%_pgd_ktrace_la_SOURCES = %reldir%/ktrace_cupti.c $(KTRACE_TABLE_SOURCES)
+# (runtime/base/mem.c: the array growth the tables use; the tests take it from the runtime)
+%canon_reldir%_pgd_ktrace_la_SOURCES = %reldir%/ktrace_cupti.c $(KTRACE_TABLE_SOURCES) \
+	runtime/base/mem.c runtime/base/mem.h
 %canon_reldir%_pgd_ktrace_la_CFLAGS = $(AM_CFLAGS) $(CUDA_CFLAGS)
 %canon_reldir%_pgd_ktrace_la_LDFLAGS = $(AM_LDFLAGS) -module -avoid-version -shared \
 	-export-symbols-regex '^InitializeInjection$$'
