@@ -12,6 +12,7 @@ CUDA_HDRS = \
 	%reldir%/kv_fp8.cuh \
 	%reldir%/gemm_tune.cuh \
 	%reldir%/quant.cuh \
+	%reldir%/stream_plan.h \
 	%reldir%/quant_wq.cuh \
 	%reldir%/quant_wq_gemm.cuh \
 	%reldir%/quant_mma.cuh \
@@ -53,7 +54,9 @@ CUDA_SRCS = \
 	%reldir%/quant_fp8_dec.cu \
 	%reldir%/quant_bench.cu \
 	%reldir%/kv_swap.cu
-runtime_libpagoda_private_la_SOURCES += $(CUDA_HDRS) $(CUDA_SRCS)
+# plain C: the streaming GEMVs' split, tested on the CPU (tests/unit/test_stream_plan.c)
+CUDA_C_SRCS = %reldir%/stream_plan.c
+runtime_libpagoda_private_la_SOURCES += $(CUDA_HDRS) $(CUDA_SRCS) $(CUDA_C_SRCS)
 
 NVCCFLAGS = -O3 -std=c++17 $(NVCC_GENCODE) -I$(top_srcdir)/include -I$(top_builddir)/include \
 	-I$(top_srcdir) -I$(top_builddir) --expt-relaxed-constexpr

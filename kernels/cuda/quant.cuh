@@ -14,6 +14,7 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/gemv.cuh"
+#include "kernels/cuda/stream_plan.h"
 #include <cuda_fp8.h>
 
 #define QGEMV_WARPS 8          /* warps (output features) a block */
@@ -387,31 +388,46 @@ static inline void pgd_cuda__fp8_share_note(struct pgd_cuda_ctx *c, int tag, con
  * quant_fp8_gemv.cu and quant_wq_sgemv.cu share the shape: a block's warps take tiles of
  * features, ks warps a tile each reading a slice of its row, and up to 3 layers of one x
  * (q, k, v) may share a launch, each block holding tiles of one layer, layer i's blocks
- * from first[i] (first[0] = 0, first[3] the grid). */
+ * from first[i] (first[0] = 0, first[3] the grid). stream_plan.h picks ks and the tiles a
+ * block. */
 
-/* Warps a tile for count layers of tiles[i] tiles: the largest of warps, warps / 2, ..., 2
- * that still puts every block on the chip at once (slots blocks; each warp at least one of
- * the row's chunks), else 1. warps a power of 2. */
-static inline int pgd_cuda__stream_split(int warps, int chunks, int slots, int count,
-                                         const int *tiles)
+/* The shared memory an SM of the context's device has (asked once a device and file). */
+static inline size_t pgd_cuda__smem_per_sm(const struct pgd_cuda_ctx *c)
 {
-    for (int ks = warps; ks > 1; ks /= 2) {
-        int blocks = 0;
-        for (int i = 0; i < count; i++)
-            blocks += (tiles[i] + warps / ks - 1) / (warps / ks);
-        if (ks <= chunks && blocks <= slots)
-            return ks;
-    }
-    return 1;
+    static int per_sm[64];
+    if (c->device < 0 || c->device >= 64)
+        return 2 * (48 << 10);
+    int *v = &per_sm[c->device];
+    if (!*v && cudaDeviceGetAttribute(v, cudaDevAttrMaxSharedMemoryPerMultiprocessor,
+                                      c->device) != cudaSuccess)
+        *v = 2 * (48 << 10);
+    return (size_t)*v;
 }
 
-/* first[i + 1] = first[i] + layer i's blocks at tpb tiles a block (first[0] = 0; layers
- * past count have none). */
-static inline void pgd_cuda__stream_first(int count, const int *tiles, int tpb, int first[4])
+/* The shape stream_plan.h splits, for a kernel of at most max_warps warps a block whose
+ * launch bound holds blocks_sm such blocks an SM (its registers), count layers of tiles[i]
+ * tiles of chunks chunks a row; the caller adds its shared memory a block. */
+static inline struct pgd_stream_shape pgd_cuda__stream_shape(const struct pgd_cuda_ctx *c,
+                                                             int max_warps, int blocks_sm,
+                                                             int chunks, int count,
+                                                             const int *tiles)
 {
-    first[0] = 0;
-    for (int i = 0; i < 3; i++)
-        first[i + 1] = first[i] + (i < count ? (tiles[i] + tpb - 1) / tpb : 0);
+    struct pgd_stream_shape s = {};
+    s.sms = c->sm_count > 0 ? c->sm_count : 1;
+    s.max_warps = max_warps;
+    s.warps_sm = max_warps * blocks_sm;
+    const int cap = pgd_stream_plan_warps_sm_env();
+    if (cap > 0 && cap < s.warps_sm)
+        s.warps_sm = cap;
+    s.chunks = chunks;
+    s.count = count;
+    for (int i = 0; i < count && i < 3; i++)
+        s.tiles[i] = tiles[i];
+    s.balance = pgd_stream_plan_balance_env();
+    s.smem_sm = pgd_cuda__smem_per_sm(c);
+    s.smem_block_max = s.smem_sm;
+    s.smem_reserve = 1 << 10;        /* the system's share a block */
+    return s;
 }
 
 /* In a kernel: block blk's layer, blk made its index among that layer's blocks (first1,

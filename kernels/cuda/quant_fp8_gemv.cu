@@ -177,8 +177,9 @@ __device__ __forceinline__ void fg_batch(float (&acc)[2][4], const uint4 (&a)[UN
  * act(gate) * up, a tile 8 features as described above.
  *
  * Shaped as quant_wq_sgemv.cu's W4 GEMV: warp w of a block takes tile w / ks of the block's
- * tpb = 8 / ks and its slice w % ks of the row's 64-input chunks (kpu a slice); the host
- * picks the largest ks that puts every block on the chip at once. Each lane keeps two
+ * tpb = warps / ks and its slice w % ks of the row's 64-input chunks (kpu a slice); the host
+ * picks ks and tpb (stream_plan.h: by default the largest ks that puts every block of 8
+ * warps on the chip at once). Each lane keeps two
  * buffers of UNR chunks in flight (both asked for before the previous kernel ends:
  * programmatic dependent launch, weights are never written by a step), each refilled as soon
  * as it has been computed; the slices of a tile meet once at the end in shared memory, added
@@ -205,8 +206,8 @@ fp8_gemv_stream_kernel(const uint8_t *__restrict__ w, const float *__restrict__ 
     constexpr int UNR = R16 ? FG_UNR : 3 * FG_UNR / 2, ROWS = R16 && GLU < 0 ? 16 : 8;
     __shared__ float red[FG_WARPS][4][32];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-    const int tl = warp / ks, slice = warp - tl * ks;
-    const int tile = blk * (FG_WARPS / ks) + tl, tiles = (out + ROWS - 1) / ROWS;
+    const int tl = warp / ks, slice = warp - tl * ks, tpb = (int)(blockDim.x / 32) / ks;
+    const int tile = blk * tpb + tl, tiles = (out + ROWS - 1) / ROWS;
     const int chunks = in / 64, kbeg = slice * kpu;
     const int nch = tile < tiles ? max(0, min(chunks, kbeg + kpu) - kbeg) : 0;
     /* rows past out read the last row (their sums are not written) */
@@ -322,12 +323,13 @@ cudaError_t pgd_cuda__fp8_xprep(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const
                            vec, xh, sx);
 }
 
-/* The split of a launch over count layers of tiles[i] tiles each: ks warps a tile as
- * pgd_cuda__stream_split picks it were the layers ks_tiles[i] tiles, kpu chunks a warp,
- * first[i] layer i's first block (pgd_cuda__stream_first). PGD_CUDA_FP8_GEMV_KS = 1, 2, 4 or
- * 8 forces ks (to measure one split against another), read once. */
+/* The split of a launch over count layers of tiles[i] tiles each (stream_plan.h): ks warps a
+ * tile and tpb tiles a block as the plan picks them were the layers ks_tiles[i] tiles (a
+ * gated layer takes its plain launch's split), kpu chunks a warp, first[i] layer i's first
+ * block. PGD_CUDA_FP8_GEMV_KS = 1..8 forces ks (to measure one split against another),
+ * read once. */
 struct fg_split {
-    int ks, kpu;
+    int ks, kpu, warps;
     int first[4];
 };
 
@@ -336,7 +338,7 @@ static int fg_forced_ks(void)
     static int v = -1;
     if (v < 0) {
         const int k = pgd_cuda__qenv_int("PGD_CUDA_FP8_GEMV_KS", 0);
-        v = k == 1 || k == 2 || k == 4 || k == 8 ? k : 0;
+        v = k >= 1 && k <= FG_WARPS ? k : 0;
     }
     return v;
 }
@@ -344,14 +346,23 @@ static int fg_forced_ks(void)
 static fg_split fg_make_split(const struct pgd_cuda_ctx *c, int chunks, int count,
                               const int *tiles, const int *ks_tiles)
 {
-    const int slots = FG_BLOCKS_SM * (c->sm_count > 0 ? c->sm_count : 1);
-    fg_split sp = {};
-    sp.ks = pgd_cuda__stream_split(FG_WARPS, chunks, slots, count, ks_tiles);
-    if (fg_forced_ks() && fg_forced_ks() <= chunks)
-        sp.ks = fg_forced_ks();
-    sp.kpu = (chunks + sp.ks - 1) / sp.ks;
-    pgd_cuda__stream_first(count, tiles, FG_WARPS / sp.ks, sp.first);
-    return sp;
+    struct pgd_stream_shape sh = pgd_cuda__stream_shape(c, FG_WARPS, FG_BLOCKS_SM, chunks, count,
+                                                        ks_tiles);
+    sh.force_ks = fg_forced_ks() <= chunks ? fg_forced_ks() : 0;
+    sh.smem_fixed = sizeof(float) * FG_WARPS * 4 * 32;   /* the kernel's static sums */
+    sh.smem_block_max = 48 << 10;
+    struct pgd_stream_plan sp;
+    fg_split r = {};
+    if (!pgd_stream_plan_make(&sh, &sp)) {   /* (4 KB a block always fits) */
+        sp.ks = 1;
+        sp.tpb = FG_WARPS;
+        sp.kpu = chunks;
+    }
+    r.ks = sp.ks;
+    r.kpu = sp.kpu;
+    r.warps = sp.ks * sp.tpb;
+    pgd_stream_plan_first(count, tiles, sp.tpb, r.first);
+    return r;
 }
 
 /* A plain layer's tiles: of 16 features, or of 8 where 16-feature tiles would leave SMs
@@ -403,7 +414,7 @@ static int fp8_stream_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, co
             e = pgd_cuda__fp8_xprep(c, dt, xr, rows, in, xh, sx);
             pgd_cuda__fp8_share_note(c, one ? -1 : 0, x, n, in, dt);
         }
-        const dim3 grid(sp.first[1]), block(FG_WARPS * 32);
+        const dim3 grid(sp.first[1]), block(sp.warps * 32);
         const __half *xhc = xh;
         const float *sxc = sx;
         const T *bt = (const T *)b;
@@ -485,7 +496,7 @@ static int fp8_stream_segs_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const 
     }
     const __half *xhc = xh;
     const float *sxc = sx;
-    const dim3 grid(sp.first[3]), block(FG_WARPS * 32);
+    const dim3 grid(sp.first[3]), block(sp.warps * 32);
     if (e == cudaSuccess)
         e = r16 ? pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, -1, true>, grid, block,
                                   sg[0].w, sg[0].sw, xhc, sxc, n, in, sg[0].out, sp.ks, sp.kpu,

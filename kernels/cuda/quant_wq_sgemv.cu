@@ -10,10 +10,11 @@
  *     is 512 contiguous bytes, one fully coalesced 16-byte load a lane (quant_wq_mma.cu
  *     packs it at create, each lane's 16 bytes its mma.sync A fragments).
  *   - A warp owns one 16-row tile and a contiguous run of its chunks: ks warps of a block
- *     split a tile's inputs (ks = 1, 2, 4 or 8), a block holds 8 / ks tiles. ks is the
- *     largest that still puts every block on the chip at once (two blocks an SM), so small
- *     layers (q/o: 256 tiles) give every SM 16 warps of work and large ones (gate_up: 1792
- *     tiles) a whole tile a warp, and no block waits for a second wave.
+ *     split a tile's inputs, a block holds tpb tiles (ks tpb <= 8 warps), as stream_plan.h
+ *     picks them. Its default rule: ks = 1, 2, 4 or 8, the largest that still puts every
+ *     block of 8 warps on the chip at once (two an SM), so small layers (q/o: 256 tiles)
+ *     give every SM 16 warps of work and large ones (gate_up: 1792 tiles) a whole tile a
+ *     warp, and no block waits for a second wave.
  *   - SG_UNR chunks (4 KB a warp) are loaded into registers before any is used, in two
  *     register buffers, each refilled as soon as it has been computed: 4-8 KB in flight a
  *     warp, 64-128 KB an SM. The first 2 SG_UNR chunks' loads, and the block's scales
@@ -49,6 +50,7 @@
  * multiplies them by x in float32, and each chunk's (or half chunk's, groups of 32)
  * float32 sums are scaled once by their group's scale. */
 #include "kernels/cuda/quant_wq.cuh"
+#include "kernels/cuda/stream_plan.h"
 #include <stdlib.h>
 #include <string.h>
 #include <type_traits>
@@ -254,9 +256,10 @@ __device__ __forceinline__ void sg_stage_meta(const sg_args &a, const __half2 *m
 
 /* NT tiles of 8 tokens (n <= 8 NT); MG as sg_chunk; XM: 0 x read from global memory
  * (canonical order, 4-byte aligned), 1 staged into shared memory, 2 staged through perm.
- * Block: SG_WARPS warps, tiles [blockIdx.x tpb, + tpb); warp w takes tile w / ks, chunks
- * [(w % ks) kpu, + kpu) of it. Shared memory: the scale tables [tpb][groups][8] uint4, the
- * staged x [n][xst] (XM > 0), the warps' sums [SG_WARPS][NT][4][32] float (ks > 1). */
+ * Block: ks tpb warps (at most SG_WARPS), tiles [blockIdx.x tpb, + tpb); warp w takes tile
+ * w / ks, chunks [(w % ks) kpu, + kpu) of it. Shared memory: the scale tables [tpb][groups]
+ * [8] uint4, the staged x [n][xst] (XM > 0), the warps' sums [ks tpb][NT][4][32] float (ks
+ * > 1). */
 template <typename T, int NT, int MG, int XM, bool SEGS>
 __global__ void __launch_bounds__(SG_WARPS * 32, SG_BLOCKS_SM)
 wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ b,
@@ -351,8 +354,9 @@ wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ 
 }
 
 /* ---- host side ------------------------------------------------------------------------------ */
-/* What the context's device allows a block, asked once a device: the shared memory that
- * still lets SG_BLOCKS_SM blocks share an SM. */
+/* What the context's device allows, asked once a device: the shared memory that still lets
+ * SG_BLOCKS_SM blocks share an SM (the limit the kernels are given: a plan of smaller
+ * blocks, more an SM, stays under it too). */
 static int sg_smem_budget(const struct pgd_cuda_ctx *c)
 {
     static int budget[64];
@@ -360,15 +364,12 @@ static int sg_smem_budget(const struct pgd_cuda_ctx *c)
         return 48 << 10;
     int *b = &budget[c->device];
     if (!*b) {
-        int optin = 0, per_sm = 0;
+        int optin = 0;
         if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, c->device) !=
             cudaSuccess)
             optin = 48 << 10;
-        if (cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor,
-                                   c->device) != cudaSuccess)
-            per_sm = 2 * (48 << 10);
-        const int share = per_sm / SG_BLOCKS_SM - (1 << 10);   /* 1 KB: the system's a block */
-        *b = optin < share ? optin : share;
+        const int share = (int)pgd_cuda__smem_per_sm(c) / SG_BLOCKS_SM - (1 << 10);
+        *b = optin < share ? optin : share;   /* 1 KB: the system's a block */
     }
     return *b;
 }
@@ -383,6 +384,7 @@ struct sg_plan {
     int nt;                          /* token tiles: 1 (n <= 8) or 2 */
     int mg;                          /* 1: chunks inside one group; 2: halves apart */
     bool xs;                         /* x staged in shared memory */
+    int warps;                       /* warps a block: ks tpb */
     size_t smem;
 };
 
@@ -416,29 +418,30 @@ static bool sg_make_plan_layers(const struct pgd_cuda_ctx *c, const struct pgd_c
                                        &a.tsh);
     p->nt = n > 8 ? 2 : 1;
     p->mg = w->group_size % 64 == 0 ? 1 : 2;
-    /* the largest split that keeps every block on the chip at once (every warp at least one
-     * chunk); past the chip's slots even at ks 1, several waves of whole tiles */
-    const int slots = SG_BLOCKS_SM * (c->sm_count > 0 ? c->sm_count : 1);
-    a.ks = pgd_cuda__stream_split(SG_WARPS, a.kq, slots, count, a.ltiles);
-    /* fewer tiles a block where their scale tables would not fit (long rows, small groups) */
-    const size_t budget = (size_t)sg_smem_budget(c);
-    const size_t tile_ms = (size_t)a.groups * 8 * sizeof(uint4);
-    const size_t red_ks = (size_t)SG_WARPS * p->nt * 4 * 32 * sizeof(float);
-    while (a.ks < SG_WARPS && a.ks * 2 <= a.kq &&
-           (SG_WARPS / a.ks) * tile_ms + (a.ks > 1 ? red_ks : 0) > budget)
-        a.ks *= 2;
-    a.tpb = SG_WARPS / a.ks;
-    a.kpu = (a.kq + a.ks - 1) / a.ks;
-    pgd_cuda__stream_first(count, a.ltiles, a.tpb, a.first);
+    /* the split over the SMs (stream_plan.h's rule); x staged in shared memory where the
+     * plan leaves it room */
+    struct pgd_stream_shape sh = pgd_cuda__stream_shape(c, SG_WARPS, SG_BLOCKS_SM, a.kq, count,
+                                                        a.ltiles);
+    sh.smem_tile = (size_t)a.groups * 8 * sizeof(uint4);
+    sh.smem_warp_red = (size_t)p->nt * 4 * 32 * sizeof(float);
+    sh.smem_block_max = (size_t)sg_smem_budget(c);
     a.xst = w->in + SG_XPAD;
-    a.ms_bytes = (int)sg_round16((size_t)a.tpb * tile_ms);
-    const size_t red = a.ks > 1 ? red_ks : 0;
     const size_t xsb = sg_round16((size_t)n * a.xst * 2);
-    if (a.ms_bytes + red > budget)
-        return false;
-    p->xs = a.ms_bytes + red + xsb <= budget;
+    sh.smem_fixed = xsb;
+    struct pgd_stream_plan sp;
+    p->xs = pgd_stream_plan_make(&sh, &sp);
+    sh.smem_fixed = 0;
+    if (!p->xs && !pgd_stream_plan_make(&sh, &sp))
+        return false;                /* the scale tables leave no room */
+    a.ks = sp.ks;
+    a.tpb = sp.tpb;
+    a.kpu = sp.kpu;
+    for (int i = 0; i < 4; i++)
+        a.first[i] = sp.first[i];
+    p->warps = sp.warps;
+    a.ms_bytes = (int)sg_round16((size_t)a.tpb * sh.smem_tile);
     a.xs_bytes = p->xs ? (int)xsb : 0;
-    p->smem = a.ms_bytes + a.xs_bytes + red;
+    p->smem = sp.smem;
     return true;
 }
 
@@ -466,7 +469,7 @@ static cudaError_t sg_launch(struct pgd_cuda_ctx *c, const sg_plan &p, const T *
     }
     cudaLaunchConfig_t cfg;
     cudaLaunchAttribute attr[2];
-    pgd_cuda__wq_launch_cfg(c, dim3(p.a.first[3]), dim3(SG_WARPS * 32), p.smem, dim3(1), &cfg,
+    pgd_cuda__wq_launch_cfg(c, dim3(p.a.first[3]), dim3(p.warps * 32), p.smem, dim3(1), &cfg,
                             attr);
     return cudaLaunchKernelEx(&cfg, wq_sgemv_kernel<T, NT, MG, XM, SEGS>, p.a, x, b, y);
 }
@@ -631,7 +634,7 @@ void pgd_cuda__wq_sgemv_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda
     if (sg_make_plan(c, w, n < 16 ? n : 16, &p) && sg_old_takes(w, p))
         snprintf(buf, len, "gemv/old");
     else if (sg_make_plan(c, w, n < 16 ? n : 16, &p))
-        snprintf(buf, len, "gemv/s%d%s", p.a.ks, p.xs ? "" : "g");
+        snprintf(buf, len, "gemv/s%dx%d%s", p.a.ks, p.a.tpb, p.xs ? "" : "g");
     else
         snprintf(buf, len, "gemv");
 }

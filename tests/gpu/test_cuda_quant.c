@@ -402,13 +402,13 @@ GPU_TEST(wq_decode_gemv_many_tiles)
         }
 }
 
-/* The streaming decode GEMV's splits (quant_wq_sgemv.cu: the warps of a tile are the
- * largest of 8, 4, 2, 1 that keeps every block on the chip at once, two an SM; the rows
- * are small, so the reference stays cheap): on an H200 (132 SMs) [1000 x 2048] splits each
- * tile over 8 warps (63 tiles), [5000 x 512] over 4 (313 tiles), [12000 x 256] over 2 (750),
- * [20000 x 256] over 1 (1250 tiles, 157 blocks), [40000 x 128] runs in two waves of blocks
- * (2500 tiles: 313 blocks of 8), each with a row count that leaves the last tile partly
- * padding; groups of 32 over 32768 inputs (a scale table of 64 KB a tile, x too large to
+/* The streaming decode GEMV's splits (quant_wq_sgemv.cu, kernels/cuda/stream_plan.h's pow2
+ * rule: the warps of a tile are the largest of 8, 4, 2, 1 that keeps every block on the chip
+ * at once, two an SM; the rows are small, so the reference stays cheap): on an H200 (132
+ * SMs) [1000 x 2048] splits each tile over 8 warps (63 tiles), [5000 x 512] over 4 (313
+ * tiles), [12000 x 256] over 2 (750), [20000 x 256] over 1 (1250 tiles, 157 blocks), [40000
+ * x 128] runs in two waves of blocks (2500 tiles: 313 blocks of 8), each with a row count
+ * that leaves the last tile partly padding; groups of 32 over 32768 inputs (a scale table of 64 KB a tile, x too large to
  * stage even at n = 1: read from global memory); groups of 96 (every other chunk's two
  * halves in two groups); every group size, sym and asym zeros (GPTQ's
  * and AWQ's layers differ only in their zeros once in the canonical layout), act-order,
@@ -1147,6 +1147,39 @@ GPU_TEST(wq_gemm_split_inputs_small_n)
         unsetenv("PGD_CUDA_WQ_GEMM_KS");
         wq_fini(&L);
     }
+}
+
+/* The streaming GEMV's plans of the 8B layers at decode sizes (kernels/cuda/stream_plan.h,
+ * tested on the CPU by tests/unit/test_stream_plan.c): q, k and v in one launch (384 tiles;
+ * with act-order after one gather), gate_up (1792 tiles) and down (224 chunks a row), each at
+ * 1 and 8 rows against its reference; the plans taken are logged. Under the default rule
+ * (pow2) and, in a test of its own (the environment is read once a process), the balance
+ * rule (on a 132-SM H100 / H200: q/k/v in blocks of 5 warps, 3 an SM; gate_up 7 tiles a
+ * block). */
+static void wq_8b_plans(void)
+{
+    static const int QKV[3] = { 4096, 1024, 1024 };
+    wq_multi_case(128, 4096, QKV, ACT_NONE, 1, PGD_DTYPE_BF16, false);
+    wq_multi_case(128, 4096, QKV, ACT_SHARED, 8, PGD_DTYPE_F16, true);
+    static const int LAYERS[3][2] = { { 4096, 6144 }, { 4096, 28672 }, { 14336, 4096 } };
+    for (int i = 0; i < 3; i++) {
+        struct wq_layer L;
+        wq_init(&L, 4, 128, i == 2, i == 1 ? Z_INT : Z_SYM, LAYERS[i][0], LAYERS[i][1]);
+        char plan[64];
+        pgd_cuda_wq_auto_plan(ctx, L.d, 1, plan, sizeof plan);
+        cr_log_info("%s at 1 row: %s", L.name, plan);
+        wq_check_sampled(&L, 1, PGD_CUDA_QPATH_AUTO, i == 0, 1);
+        wq_check_sampled(&L, 8, PGD_CUDA_QPATH_GEMV, i == 1, 8);
+        wq_fini(&L);
+    }
+}
+
+GPU_TEST(wq_decode_gemv_8b_plans) { wq_8b_plans(); }
+
+GPU_TEST(wq_decode_gemv_8b_plans_balance)
+{
+    setenv("PGD_CUDA_STREAM_PLAN", "balance", 1);
+    wq_8b_plans();
 }
 
 /* The Llama-3-8B shapes the batched decode runs (q / o 4096 x 4096, qkv 6144 x 4096, down
@@ -2798,6 +2831,63 @@ GPU_TEST(fp8_linear_act_mul_fuses_the_activation)
         }
         fp8_fini(&L);
     }
+}
+
+/* The streaming GEMV's plans of the 8B layers (kernels/cuda/stream_plan.h, both rules, as the
+ * W4 tests above): q, k and v in one launch at 1 and 8 rows, gate_up (1792 tiles) plain and
+ * with its activation at 1 and 4 rows, down (224 chunks a row), each against its reference
+ * (the gated launch against the plain one and act_mul). */
+static void fp8_8b_plans(void)
+{
+    char err[512] = "";
+    static const int QKV[3] = { 4096, 1024, 1024 };
+    for (int k = 0; k < 2; k++) {
+        const int n = k ? 8 : 1, in = 4096;
+        const enum pgd_dtype dt = DTS[k];
+        struct fp8_layer L[3];
+        const struct pgd_cuda_fp8 *w[3];
+        const void *db[3] = { NULL, NULL, NULL };
+        void *dy[3];
+        for (int i = 0; i < 3; i++) {
+            fp8_init(&L[i], (i + k) % 2 == 0, in, QKV[i]);
+            w[i] = L[i].d;
+            dy[i] = poisoned((size_t)n * QKV[i], dt);
+        }
+        float *x = fp8_x(n, in, dt);
+        void *dx = upload(x, (size_t)n * in, dt);
+        CHECK_RC(pgd_cuda_fp8_linear_multi(ctx, dt, dx, n, 3, w, db, dy, err, sizeof err));
+        for (int i = 0; i < 3; i++) {
+            float *got = download(dy[i], (size_t)n * QKV[i], dt), *want, *abs_sum;
+            fp8_reference(&L[i], x, n, &want, &abs_sum);
+            expect_close_a(L[i].name, "linear_multi of the 8B q/k/v", got, want, abs_sum, NULL,
+                           n, QKV[i], dt, fp8_tolerance(PGD_CUDA_QPATH_GEMV_STREAM, in));
+            free(got); free(want); free(abs_sum);
+            pgd_cuda_free(dy[i]);
+            fp8_fini(&L[i]);
+        }
+        free(x);
+        pgd_cuda_free(dx);
+    }
+    static const int LAYERS[2][2] = { { 4096, 28672 }, { 14336, 4096 } };
+    for (int i = 0; i < 2; i++) {
+        struct fp8_layer L;
+        fp8_init(&L, i == 0, LAYERS[i][0], LAYERS[i][1]);
+        cr_assert_eq(fp8_check(&L, DTS[i], 1, PGD_CUDA_QPATH_GEMV_STREAM, i == 1), 0);
+        cr_assert_eq(fp8_check(&L, DTS[1 - i], 8, PGD_CUDA_QPATH_GEMV_STREAM, i == 0), 0);
+        if (i == 0)
+            for (int n = 1; n <= 4; n += 3)
+                fp8_act_mul_case(&L, n, DTS[n % 2], PGD_ACT_SILU, n == 4,
+                                 PGD_CUDA_QPATH_GEMV_STREAM);
+        fp8_fini(&L);
+    }
+}
+
+GPU_TEST(fp8_streaming_gemv_8b_plans) { fp8_8b_plans(); }
+
+GPU_TEST(fp8_streaming_gemv_8b_plans_balance)
+{
+    setenv("PGD_CUDA_STREAM_PLAN", "balance", 1);
+    fp8_8b_plans();
 }
 
 /* FP8 GEMMs take gemm_tune.cu's algorithm choice as the dense layers do: the first call of

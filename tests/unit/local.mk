@@ -11,7 +11,7 @@ CRITERION_TESTS = tests/unit/test_base tests/unit/test_tensor tests/unit/test_cp
 	tests/unit/test_oai_parsers \
 	tests/unit/test_grammar tests/unit/test_engine_guided tests/unit/test_engine_bad_words \
 	tests/unit/test_pooling tests/unit/test_profile tests/unit/test_kv_fp8 \
-	tests/unit/test_ktrace
+	tests/unit/test_ktrace tests/unit/test_stream_plan
 # The runner's step hook (`pagoda bench throughput --profile-ops`).
 CRITERION_TESTS += tests/unit/test_step_hook
 # The activation arena's two ends.
@@ -198,6 +198,15 @@ tests_unit_test_ktrace_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_ktrace_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_ktrace_LDFLAGS = $(TEST_LINKFLAGS)
 tests_unit_test_ktrace_LDADD = $(TEST_LDADD)
+# The streaming GEMVs' split: in libpagoda where CUDA is built, else compiled in here.
+tests_unit_test_stream_plan_SOURCES = %reldir%/test_stream_plan.c
+if !HAVE_CUDA
+tests_unit_test_stream_plan_SOURCES += kernels/cuda/stream_plan.c kernels/cuda/stream_plan.h
+endif
+tests_unit_test_stream_plan_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_unit_test_stream_plan_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_stream_plan_LDFLAGS = $(TEST_LINKFLAGS)
+tests_unit_test_stream_plan_LDADD = $(TEST_LDADD)
 tests_unit_test_profile_SOURCES = %reldir%/test_profile.c
 tests_unit_test_profile_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_unit_test_profile_CFLAGS = $(TEST_CFLAGS)
