@@ -417,13 +417,13 @@ static inline struct pgd_stream_shape pgd_cuda__stream_shape(const struct pgd_cu
     s.max_warps = max_warps;
     s.warps_sm = max_warps * blocks_sm;
     const int cap = pgd_stream_plan_warps_sm_env();
-    if (cap > 0 && cap < s.warps_sm)
+    s.balance = pgd_stream_plan_balance_env();
+    if (s.balance && cap > 0 && cap < s.warps_sm)
         s.warps_sm = cap;
     s.chunks = chunks;
     s.count = count;
     for (int i = 0; i < count && i < 3; i++)
         s.tiles[i] = tiles[i];
-    s.balance = pgd_stream_plan_balance_env();
     s.smem_sm = pgd_cuda__smem_per_sm(c);
     s.smem_block_max = s.smem_sm;
     s.smem_reserve = 1 << 10;        /* the system's share a block */

@@ -185,8 +185,8 @@ __device__ __forceinline__ void fg_batch(float (&acc)[2][4], const uint4 (&a)[UN
  * as it has been computed; the slices of a tile meet once at the end in shared memory, added
  * in slice order by the tile's first warp (deterministic, one launch). Even and odd chunks
  * sum into their own accumulators (two chains of mma.sync that overlap), added at the end. */
-template <typename T, bool R16, int GLU, bool SEGS>
-__global__ void __launch_bounds__(FG_WARPS * 32, FG_BLOCKS_SM)
+template <typename T, bool R16, int GLU, bool SEGS, int OCC>
+__global__ void __launch_bounds__(FG_WARPS * 32, OCC)
 fp8_gemv_stream_kernel(const uint8_t *__restrict__ w, const float *__restrict__ sw,
                        const __half *__restrict__ xh, const float *__restrict__ sx, int n,
                        int in, int out, int ks, int kpu, const T *__restrict__ b,
@@ -203,7 +203,10 @@ fp8_gemv_stream_kernel(const uint8_t *__restrict__ w, const float *__restrict__ 
         y = (T *)stream_pick(sg, segs.y);
         out = stream_pick(sg, segs.out);
     }
-    constexpr int UNR = R16 ? FG_UNR : 3 * FG_UNR / 2, ROWS = R16 && GLU < 0 ? 16 : 8;
+    /* chunks a buffer (whole pairs): fewer where more blocks share an SM (fewer registers) */
+    constexpr int UNR = OCC > FG_BLOCKS_SM ? (R16 ? FG_UNR / 2 : FG_UNR)
+                                           : (R16 ? FG_UNR : 3 * FG_UNR / 2);
+    constexpr int ROWS = R16 && GLU < 0 ? 16 : 8;
     __shared__ float red[FG_WARPS][4][32];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     const int tl = warp / ks, slice = warp - tl * ks, tpb = (int)(blockDim.x / 32) / ks;
@@ -323,6 +326,19 @@ cudaError_t pgd_cuda__fp8_xprep(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const
                            vec, xh, sx);
 }
 
+/* The kernel's blocks an SM: PGD_CUDA_FP8_GEMV_OCC = 3 or 4 (a kernel built for that many
+ * blocks an SM, fewer registers a thread and half the chunks a buffer: more warps an SM to
+ * hide each one's chain of dependent instructions), else FG_BLOCKS_SM (read once). */
+static int fg_occ(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        v = pgd_cuda__qenv_int("PGD_CUDA_FP8_GEMV_OCC", FG_BLOCKS_SM);
+        v = v == 3 || v == 4 ? v : FG_BLOCKS_SM;
+    }
+    return v;
+}
+
 /* The split of a launch over count layers of tiles[i] tiles each (stream_plan.h): ks warps a
  * tile and tpb tiles a block as the plan picks them were the layers ks_tiles[i] tiles (a
  * gated layer takes its plain launch's split), kpu chunks a warp, first[i] layer i's first
@@ -346,7 +362,7 @@ static int fg_forced_ks(void)
 static fg_split fg_make_split(const struct pgd_cuda_ctx *c, int chunks, int count,
                               const int *tiles, const int *ks_tiles)
 {
-    struct pgd_stream_shape sh = pgd_cuda__stream_shape(c, FG_WARPS, FG_BLOCKS_SM, chunks, count,
+    struct pgd_stream_shape sh = pgd_cuda__stream_shape(c, FG_WARPS, fg_occ(), chunks, count,
                                                         ks_tiles);
     sh.force_ks = fg_forced_ks() <= chunks ? fg_forced_ks() : 0;
     sh.smem_fixed = sizeof(float) * FG_WARPS * 4 * 32;   /* the kernel's static sums */
@@ -380,6 +396,20 @@ bool pgd_cuda__fp8_stream_scratch(struct pgd_cuda_ctx *c, int in, __half **xh, f
     *xh = (__half *)c->qscratch;
     *sx = (float *)((char *)c->qscratch + xh_bytes);
     return true;
+}
+
+/* One launch of the kernel built for fg_occ() blocks an SM. */
+template <typename T, bool R16, int GLU, bool SEGS, typename... Args>
+static cudaError_t fg_launch(struct pgd_cuda_ctx *c, dim3 grid, dim3 block, Args &&...args)
+{
+    if (fg_occ() == 4)
+        return pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, R16, GLU, SEGS, 4>, grid, block,
+                               std::forward<Args>(args)...);
+    if (fg_occ() == 3)
+        return pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, R16, GLU, SEGS, 3>, grid, block,
+                               std::forward<Args>(args)...);
+    return pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, R16, GLU, SEGS, FG_BLOCKS_SM>, grid,
+                           block, std::forward<Args>(args)...);
 }
 
 /* glu: -1 for the plain linear (out features), else a PGD_ACT_* and out = inter (the layer
@@ -421,19 +451,18 @@ static int fp8_stream_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, co
         if (e == cudaSuccess) {
             const fg_segs none = {};
             if (glu == PGD_ACT_SILU)
-                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, PGD_ACT_SILU, false>, grid,
-                                    block, w, sw, xhc, sxc, rows, in, out, sp.ks, sp.kpu, bt, yr,
-                                    none);
+                e = fg_launch<T, true, PGD_ACT_SILU, false>(c, grid, block, w, sw, xhc, sxc, rows,
+                                                            in, out, sp.ks, sp.kpu, bt, yr, none);
             else if (glu == PGD_ACT_GELU_TANH)
-                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, PGD_ACT_GELU_TANH, false>,
-                                    grid, block, w, sw, xhc, sxc, rows, in, out, sp.ks, sp.kpu,
-                                    bt, yr, none);
+                e = fg_launch<T, true, PGD_ACT_GELU_TANH, false>(c, grid, block, w, sw, xhc, sxc,
+                                                                 rows, in, out, sp.ks, sp.kpu, bt,
+                                                                 yr, none);
             else if (r16)
-                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, -1, false>, grid, block, w,
-                                    sw, xhc, sxc, rows, in, out, sp.ks, sp.kpu, bt, yr, none);
+                e = fg_launch<T, true, -1, false>(c, grid, block, w, sw, xhc, sxc, rows, in, out,
+                                                  sp.ks, sp.kpu, bt, yr, none);
             else
-                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, false, -1, false>, grid, block,
-                                    w, sw, xhc, sxc, rows, in, out, sp.ks, sp.kpu, bt, yr, none);
+                e = fg_launch<T, false, -1, false>(c, grid, block, w, sw, xhc, sxc, rows, in, out,
+                                                   sp.ks, sp.kpu, bt, yr, none);
         }
         if (e != cudaSuccess)
             return pgd_cuda_failf(err, errlen, "fp8 streaming GEMV x [%d, %d] -> %d (rows %d..%d): "
@@ -498,12 +527,12 @@ static int fp8_stream_segs_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const 
     const float *sxc = sx;
     const dim3 grid(sp.first[3]), block(sp.warps * 32);
     if (e == cudaSuccess)
-        e = r16 ? pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, -1, true>, grid, block,
-                                  sg[0].w, sg[0].sw, xhc, sxc, n, in, sg[0].out, sp.ks, sp.kpu,
-                                  (const T *)NULL, (T *)NULL, segs)
-                : pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, false, -1, true>, grid, block,
-                                  sg[0].w, sg[0].sw, xhc, sxc, n, in, sg[0].out, sp.ks, sp.kpu,
-                                  (const T *)NULL, (T *)NULL, segs);
+        e = r16 ? fg_launch<T, true, -1, true>(c, grid, block, sg[0].w, sg[0].sw, xhc, sxc, n, in,
+                                               sg[0].out, sp.ks, sp.kpu, (const T *)NULL,
+                                               (T *)NULL, segs)
+                : fg_launch<T, false, -1, true>(c, grid, block, sg[0].w, sg[0].sw, xhc, sxc, n, in,
+                                                sg[0].out, sp.ks, sp.kpu, (const T *)NULL,
+                                                (T *)NULL, segs);
     if (e != cudaSuccess)
         return pgd_cuda_failf(err, errlen, "fp8 streaming GEMV x [%d, %d] through %d layers: %s",
                               n, in, count, cudaGetErrorString(e));

@@ -83,15 +83,16 @@ static int plan_better(const struct pgd_stream_shape *s, const struct pgd_stream
 }
 
 /* The pow2 rule: ks = max_warps, max_warps / 2, ..., 2, the first whose blocks (tpb =
- * max_warps / ks) fit two an SM, else 1; a larger ks where the scale tables of max_warps /
- * ks tiles leave no room. */
+ * max_warps / ks) fit on the chip at once (warps_sm / max_warps an SM), else 1; a larger ks
+ * where the scale tables of max_warps / ks tiles leave no room. */
 static int plan_pow2(const struct pgd_stream_shape *s, struct pgd_stream_plan *p)
 {
     int ks = 1;
+    const long slots = (long)s->sms * (s->warps_sm / s->max_warps);
     for (int k = s->max_warps; k > 1; k /= 2) {
         int first[4];
         pgd_stream_plan_first(s->count, s->tiles, s->max_warps / k, first);
-        if (k <= s->chunks && first[3] <= 2 * s->sms) {
+        if (k <= s->chunks && first[3] <= slots) {
             ks = k;
             break;
         }

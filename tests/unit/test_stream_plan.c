@@ -98,6 +98,19 @@ Test(stream_plan, pow2_on_the_8b_layers)
     cr_expect_eq(p.tpb, 8);
     cr_expect_eq(p.load, 16 * 64);
 
+    /* a kernel built for 4 blocks an SM (PGD_CUDA_WQ_SGEMV_OCC=4): q/k/v 8 warps a tile,
+     * gate_up 2 */
+    s = w4_shape(4096, 3, 256, 64, 64);
+    s.warps_sm = 32;
+    p = plan_of(&s);
+    cr_expect_eq(p.ks, 8);
+    cr_expect_eq(p.first[3], 384);
+    s = w4_shape(4096, 1, 1792, 0, 0);
+    s.warps_sm = 32;
+    p = plan_of(&s);
+    cr_expect_eq(p.ks, 2);
+    cr_expect_eq(p.tpb, 4);
+
     /* a forced split is kept by both rules */
     s = w4_shape(4096, 1, 256, 0, 0);
     s.force_ks = 2;
