@@ -416,8 +416,8 @@ static inline struct pgd_stream_shape pgd_cuda__stream_shape(const struct pgd_cu
     s.sms = c->sm_count > 0 ? c->sm_count : 1;
     s.max_warps = max_warps;
     s.warps_sm = max_warps * blocks_sm;
-    const int cap = pgd_stream_plan_warps_sm_env();
-    s.balance = pgd_stream_plan_balance_env();
+    const int cap = pgd__stream_plan_warps_sm_env();
+    s.balance = pgd__stream_plan_balance_env();
     if (s.balance && cap > 0 && cap < s.warps_sm)
         s.warps_sm = cap;
     s.chunks = chunks;

@@ -369,7 +369,7 @@ static fg_split fg_make_split(const struct pgd_cuda_ctx *c, int chunks, int coun
     sh.smem_block_max = 48 << 10;
     struct pgd_stream_plan sp;
     fg_split r = {};
-    if (!pgd_stream_plan_make(&sh, &sp)) {   /* (4 KB a block always fits) */
+    if (!pgd__stream_plan_make(&sh, &sp)) {   /* (4 KB a block always fits) */
         sp.ks = 1;
         sp.tpb = FG_WARPS;
         sp.kpu = chunks;
@@ -377,7 +377,7 @@ static fg_split fg_make_split(const struct pgd_cuda_ctx *c, int chunks, int coun
     r.ks = sp.ks;
     r.kpu = sp.kpu;
     r.warps = sp.ks * sp.tpb;
-    pgd_stream_plan_first(count, tiles, sp.tpb, r.first);
+    pgd__stream_plan_first(count, tiles, sp.tpb, r.first);
     return r;
 }
 

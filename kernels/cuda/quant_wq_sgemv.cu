@@ -452,9 +452,9 @@ static bool sg_make_plan_layers(const struct pgd_cuda_ctx *c, const struct pgd_c
     const size_t xsb = sg_round16((size_t)n * a.xst * 2);
     sh.smem_fixed = xsb;
     struct pgd_stream_plan sp;
-    p->xs = pgd_stream_plan_make(&sh, &sp);
+    p->xs = pgd__stream_plan_make(&sh, &sp);
     sh.smem_fixed = 0;
-    if (!p->xs && !pgd_stream_plan_make(&sh, &sp))
+    if (!p->xs && !pgd__stream_plan_make(&sh, &sp))
         return false;                /* the scale tables leave no room */
     a.ks = sp.ks;
     a.tpb = sp.tpb;

@@ -4,14 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-void pgd_stream_plan_first(int count, const int *tiles, int tpb, int first[4])
+void pgd__stream_plan_first(int count, const int *tiles, int tpb, int first[4])
 {
     first[0] = 0;
     for (int i = 0; i < 3; i++)
         first[i + 1] = first[i] + (i < count ? (tiles[i] + tpb - 1) / tpb : 0);
 }
 
-int pgd_stream_plan_balance_env(void)
+int pgd__stream_plan_balance_env(void)
 {
     static int v = -1;
     if (v < 0) {
@@ -21,7 +21,7 @@ int pgd_stream_plan_balance_env(void)
     return v;
 }
 
-int pgd_stream_plan_warps_sm_env(void)
+int pgd__stream_plan_warps_sm_env(void)
 {
     static int v = -1;
     if (v < 0) {
@@ -52,7 +52,7 @@ static int plan_eval(const struct pgd_stream_shape *s, int ks, int tpb, struct p
     p->warps = w;
     p->kpu = (s->chunks + ks - 1) / ks;
     p->blocks_sm = bsm;
-    pgd_stream_plan_first(s->count, s->tiles, tpb, p->first);
+    pgd__stream_plan_first(s->count, s->tiles, tpb, p->first);
     /* the hardware hands blocks out across the SMs first: the busiest SM holds
      * ceil(blocks / SMs) of them, in one wave or several */
     const long per_sm = ((long)p->first[3] + s->sms - 1) / s->sms;
@@ -91,7 +91,7 @@ static int plan_pow2(const struct pgd_stream_shape *s, struct pgd_stream_plan *p
     const long slots = (long)s->sms * (s->warps_sm / s->max_warps);
     for (int k = s->max_warps; k > 1; k /= 2) {
         int first[4];
-        pgd_stream_plan_first(s->count, s->tiles, s->max_warps / k, first);
+        pgd__stream_plan_first(s->count, s->tiles, s->max_warps / k, first);
         if (k <= s->chunks && first[3] <= slots) {
             ks = k;
             break;
@@ -105,7 +105,7 @@ static int plan_pow2(const struct pgd_stream_shape *s, struct pgd_stream_plan *p
     return 0;
 }
 
-int pgd_stream_plan_make(const struct pgd_stream_shape *s, struct pgd_stream_plan *p)
+int pgd__stream_plan_make(const struct pgd_stream_shape *s, struct pgd_stream_plan *p)
 {
     if (!s->balance)
         return plan_pow2(s, p);

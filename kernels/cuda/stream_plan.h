@@ -55,15 +55,15 @@ struct pgd_stream_plan {
 };
 
 /* The plan for s, or 0 where no split fits (shared memory): the caller takes another path. */
-int pgd_stream_plan_make(const struct pgd_stream_shape *s, struct pgd_stream_plan *p);
+int pgd__stream_plan_make(const struct pgd_stream_shape *s, struct pgd_stream_plan *p);
 
 /* first[i + 1] = first[i] + layer i's blocks at tpb tiles a block (layers past count none). */
-void pgd_stream_plan_first(int count, const int *tiles, int tpb, int first[4]);
+void pgd__stream_plan_first(int count, const int *tiles, int tpb, int first[4]);
 
 /* The environment's choice, read once: PGD_CUDA_STREAM_PLAN=balance (1; else 0: pow2), and
  * PGD_CUDA_STREAM_WARPS_SM (the balance rule's warps an SM, at most warps_sm; 0: unset). */
-int pgd_stream_plan_balance_env(void);
-int pgd_stream_plan_warps_sm_env(void);
+int pgd__stream_plan_balance_env(void);
+int pgd__stream_plan_warps_sm_env(void);
 
 #ifdef __cplusplus
 }

@@ -26,7 +26,7 @@ static struct pgd_stream_shape w4_shape(int in, int count, int t0, int t1, int t
 static struct pgd_stream_plan plan_of(const struct pgd_stream_shape *s)
 {
     struct pgd_stream_plan p;
-    cr_assert(pgd_stream_plan_make(s, &p), "no plan for %d chunks, tiles %d/%d/%d", s->chunks,
+    cr_assert(pgd__stream_plan_make(s, &p), "no plan for %d chunks, tiles %d/%d/%d", s->chunks,
               s->tiles[0], s->tiles[1], s->tiles[2]);
     return p;
 }
@@ -127,7 +127,7 @@ Test(stream_plan, shared_memory_bounds_the_block)
     s.balance = 1;
     s.smem_tile = (size_t)(28672 / 32) * 8 * 16;   /* 112 KB a tile */
     struct pgd_stream_plan p;
-    cr_expect(!pgd_stream_plan_make(&s, &p), "a 112 KB scale table beside x cannot fit");
+    cr_expect(!pgd__stream_plan_make(&s, &p), "a 112 KB scale table beside x cannot fit");
     s.smem_tile = (size_t)(28672 / 128) * 8 * 16;  /* 28 KB a tile */
     p = plan_of(&s);
     cr_expect_leq(p.smem, s.smem_block_max);
@@ -149,7 +149,7 @@ Test(stream_plan, every_plan_holds_its_invariants)
                     s.sms = sms[a];
                     s.balance = 1;
                     struct pgd_stream_plan p, old;
-                    if (!pgd_stream_plan_make(&s, &p))
+                    if (!pgd__stream_plan_make(&s, &p))
                         continue;
                     cr_assert_eq(p.ks * p.tpb, p.warps);
                     cr_assert_leq(p.warps, s.max_warps);
@@ -162,7 +162,7 @@ Test(stream_plan, every_plan_holds_its_invariants)
                     cr_assert_leq(p.smem, s.smem_block_max);
                     cr_assert_leq((size_t)p.blocks_sm * (p.smem + s.smem_reserve), s.smem_sm);
                     s.balance = 0;
-                    if (pgd_stream_plan_make(&s, &old) &&
+                    if (pgd__stream_plan_make(&s, &old) &&
                         old.first[3] <= (long)s.sms * old.blocks_sm)
                         cr_assert_leq(p.load, old.load, "SMs %d, in %d, tiles %d/%d/%d: %ld "
                                       "chunks an SM against %ld before", s.sms, ins[b], t0, t1,
