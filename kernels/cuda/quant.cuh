@@ -406,20 +406,20 @@ static inline size_t pgd_cuda__smem_per_sm(const struct pgd_cuda_ctx *c)
 
 /* The shape stream_plan.h splits, for a kernel of at most max_warps warps a block whose
  * launch bound holds blocks_sm such blocks an SM (its registers), count layers of tiles[i]
- * tiles of chunks chunks a row; the caller adds its shared memory a block. */
+ * tiles of chunks chunks a row, under the balance rule where the caller's default asks for
+ * it (balance) and PGD_CUDA_STREAM_PLAN does not say otherwise; the caller adds its shared
+ * memory a block. */
 static inline struct pgd_stream_shape pgd_cuda__stream_shape(const struct pgd_cuda_ctx *c,
                                                              int max_warps, int blocks_sm,
                                                              int chunks, int count,
-                                                             const int *tiles)
+                                                             const int *tiles, bool balance)
 {
     struct pgd_stream_shape s = {};
     s.sms = c->sm_count > 0 ? c->sm_count : 1;
     s.max_warps = max_warps;
     s.warps_sm = max_warps * blocks_sm;
-    const int cap = pgd__stream_plan_warps_sm_env();
-    s.balance = pgd__stream_plan_balance_env();
-    if (s.balance && cap > 0 && cap < s.warps_sm)
-        s.warps_sm = cap;
+    const int rule = pgd__stream_plan_rule_env();
+    s.balance = rule < 0 ? balance : rule;
     s.chunks = chunks;
     s.count = count;
     for (int i = 0; i < count && i < 3; i++)

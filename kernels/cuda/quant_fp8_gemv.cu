@@ -178,15 +178,15 @@ __device__ __forceinline__ void fg_batch(float (&acc)[2][4], const uint4 (&a)[UN
  *
  * Shaped as quant_wq_sgemv.cu's W4 GEMV: warp w of a block takes tile w / ks of the block's
  * tpb = warps / ks and its slice w % ks of the row's 64-input chunks (kpu a slice); the host
- * picks ks and tpb (stream_plan.h: by default the largest ks that puts every block of 8
- * warps on the chip at once). Each lane keeps two
+ * picks ks and tpb (stream_plan.h: at one row the largest ks that puts every block of 8
+ * warps on the chip at once, from 2 rows the split that balances the SMs). Each lane keeps two
  * buffers of UNR chunks in flight (both asked for before the previous kernel ends:
  * programmatic dependent launch, weights are never written by a step), each refilled as soon
  * as it has been computed; the slices of a tile meet once at the end in shared memory, added
  * in slice order by the tile's first warp (deterministic, one launch). Even and odd chunks
  * sum into their own accumulators (two chains of mma.sync that overlap), added at the end. */
-template <typename T, bool R16, int GLU, bool SEGS, int OCC>
-__global__ void __launch_bounds__(FG_WARPS * 32, OCC)
+template <typename T, bool R16, int GLU, bool SEGS>
+__global__ void __launch_bounds__(FG_WARPS * 32, FG_BLOCKS_SM)
 fp8_gemv_stream_kernel(const uint8_t *__restrict__ w, const float *__restrict__ sw,
                        const __half *__restrict__ xh, const float *__restrict__ sx, int n,
                        int in, int out, int ks, int kpu, const T *__restrict__ b,
@@ -203,10 +203,7 @@ fp8_gemv_stream_kernel(const uint8_t *__restrict__ w, const float *__restrict__ 
         y = (T *)stream_pick(sg, segs.y);
         out = stream_pick(sg, segs.out);
     }
-    /* chunks a buffer (whole pairs): fewer where more blocks share an SM (fewer registers) */
-    constexpr int UNR = OCC > FG_BLOCKS_SM ? (R16 ? FG_UNR / 2 : FG_UNR)
-                                           : (R16 ? FG_UNR : 3 * FG_UNR / 2);
-    constexpr int ROWS = R16 && GLU < 0 ? 16 : 8;
+    constexpr int UNR = R16 ? FG_UNR : 3 * FG_UNR / 2, ROWS = R16 && GLU < 0 ? 16 : 8;
     __shared__ float red[FG_WARPS][4][32];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     const int tl = warp / ks, slice = warp - tl * ks, tpb = (int)(blockDim.x / 32) / ks;
@@ -326,24 +323,11 @@ cudaError_t pgd_cuda__fp8_xprep(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const
                            vec, xh, sx);
 }
 
-/* The kernel's blocks an SM: PGD_CUDA_FP8_GEMV_OCC = 3 or 4 (a kernel built for that many
- * blocks an SM, fewer registers a thread and half the chunks a buffer: more warps an SM to
- * hide each one's chain of dependent instructions), else FG_BLOCKS_SM (read once). */
-static int fg_occ(void)
-{
-    static int v = -1;
-    if (v < 0) {
-        v = pgd_cuda__qenv_int("PGD_CUDA_FP8_GEMV_OCC", FG_BLOCKS_SM);
-        v = v == 3 || v == 4 ? v : FG_BLOCKS_SM;
-    }
-    return v;
-}
-
-/* The split of a launch over count layers of tiles[i] tiles each (stream_plan.h): ks warps a
- * tile and tpb tiles a block as the plan picks them were the layers ks_tiles[i] tiles (a
- * gated layer takes its plain launch's split), kpu chunks a warp, first[i] layer i's first
- * block. PGD_CUDA_FP8_GEMV_KS = 1..8 forces ks (to measure one split against another),
- * read once. */
+/* The split of a launch of n rows over count layers of tiles[i] tiles each (stream_plan.h):
+ * ks warps a tile and tpb tiles a block as the plan picks them were the layers ks_tiles[i]
+ * tiles (a gated layer takes its plain launch's split at the same n: the same bits), kpu
+ * chunks a warp, first[i] layer i's first block. PGD_CUDA_FP8_GEMV_KS = 1..8 forces ks (to
+ * measure one split against another), read once. */
 struct fg_split {
     int ks, kpu, warps;
     int first[4];
@@ -359,11 +343,13 @@ static int fg_forced_ks(void)
     return v;
 }
 
-static fg_split fg_make_split(const struct pgd_cuda_ctx *c, int chunks, int count,
+static fg_split fg_make_split(const struct pgd_cuda_ctx *c, int n, int chunks, int count,
                               const int *tiles, const int *ks_tiles)
 {
-    struct pgd_stream_shape sh = pgd_cuda__stream_shape(c, FG_WARPS, fg_occ(), chunks, count,
-                                                        ks_tiles);
+    /* the balance rule from 2 rows (stream_plan.h: 4% off the 8B step at 4 rows on an H100,
+     * 2% on at one) */
+    struct pgd_stream_shape sh = pgd_cuda__stream_shape(c, FG_WARPS, FG_BLOCKS_SM, chunks, count,
+                                                        ks_tiles, n >= 2);
     sh.force_ks = fg_forced_ks() <= chunks ? fg_forced_ks() : 0;
     sh.smem_fixed = sizeof(float) * FG_WARPS * 4 * 32;   /* the kernel's static sums */
     sh.smem_block_max = 48 << 10;
@@ -398,20 +384,6 @@ bool pgd_cuda__fp8_stream_scratch(struct pgd_cuda_ctx *c, int in, __half **xh, f
     return true;
 }
 
-/* One launch of the kernel built for fg_occ() blocks an SM. */
-template <typename T, bool R16, int GLU, bool SEGS, typename... Args>
-static cudaError_t fg_launch(struct pgd_cuda_ctx *c, dim3 grid, dim3 block, Args &&...args)
-{
-    if (fg_occ() == 4)
-        return pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, R16, GLU, SEGS, 4>, grid, block,
-                               std::forward<Args>(args)...);
-    if (fg_occ() == 3)
-        return pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, R16, GLU, SEGS, 3>, grid, block,
-                               std::forward<Args>(args)...);
-    return pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, R16, GLU, SEGS, FG_BLOCKS_SM>, grid,
-                           block, std::forward<Args>(args)...);
-}
-
 /* glu: -1 for the plain linear (out features), else a PGD_ACT_* and out = inter (the layer
  * has 2 inter features). */
 template <typename T>
@@ -431,7 +403,7 @@ static int fp8_stream_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, co
     const bool r16 = glu >= 0 || (out + 15) / 16 >= c->sm_count;
     const int tiles = glu >= 0 ? (out + 7) / 8 : fg_plain_tiles(c, out);
     const int ks_tiles = glu >= 0 ? fg_plain_tiles(c, 2 * out) : tiles;
-    const fg_split sp = fg_make_split(c, in / 64, 1, &tiles, &ks_tiles);
+    const fg_split sp = fg_make_split(c, n, in / 64, 1, &tiles, &ks_tiles);
     for (int r0 = 0; r0 < n; r0 += FG_MAX_N) {
         const int rows = n - r0 < FG_MAX_N ? n - r0 : FG_MAX_N;
         const T *xr = (const T *)x + (size_t)r0 * in;
@@ -451,18 +423,19 @@ static int fp8_stream_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, int glu, co
         if (e == cudaSuccess) {
             const fg_segs none = {};
             if (glu == PGD_ACT_SILU)
-                e = fg_launch<T, true, PGD_ACT_SILU, false>(c, grid, block, w, sw, xhc, sxc, rows,
-                                                            in, out, sp.ks, sp.kpu, bt, yr, none);
+                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, PGD_ACT_SILU, false>, grid,
+                                    block, w, sw, xhc, sxc, rows, in, out, sp.ks, sp.kpu, bt, yr,
+                                    none);
             else if (glu == PGD_ACT_GELU_TANH)
-                e = fg_launch<T, true, PGD_ACT_GELU_TANH, false>(c, grid, block, w, sw, xhc, sxc,
-                                                                 rows, in, out, sp.ks, sp.kpu, bt,
-                                                                 yr, none);
+                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, PGD_ACT_GELU_TANH, false>,
+                                    grid, block, w, sw, xhc, sxc, rows, in, out, sp.ks, sp.kpu,
+                                    bt, yr, none);
             else if (r16)
-                e = fg_launch<T, true, -1, false>(c, grid, block, w, sw, xhc, sxc, rows, in, out,
-                                                  sp.ks, sp.kpu, bt, yr, none);
+                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, -1, false>, grid, block, w,
+                                    sw, xhc, sxc, rows, in, out, sp.ks, sp.kpu, bt, yr, none);
             else
-                e = fg_launch<T, false, -1, false>(c, grid, block, w, sw, xhc, sxc, rows, in, out,
-                                                   sp.ks, sp.kpu, bt, yr, none);
+                e = pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, false, -1, false>, grid, block,
+                                    w, sw, xhc, sxc, rows, in, out, sp.ks, sp.kpu, bt, yr, none);
         }
         if (e != cudaSuccess)
             return pgd_cuda_failf(err, errlen, "fp8 streaming GEMV x [%d, %d] -> %d (rows %d..%d): "
@@ -515,7 +488,7 @@ static int fp8_stream_segs_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const 
         segs.out[i] = sg[i].out;
         tiles[i] = (sg[i].out + rows - 1) / rows;
     }
-    const fg_split sp = fg_make_split(c, in / 64, count, tiles, tiles);
+    const fg_split sp = fg_make_split(c, n, in / 64, count, tiles, tiles);
     for (int i = 0; i < 4; i++)
         segs.first[i] = sp.first[i];
     cudaError_t e = cudaSuccess;
@@ -527,12 +500,12 @@ static int fp8_stream_segs_run(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const 
     const float *sxc = sx;
     const dim3 grid(sp.first[3]), block(sp.warps * 32);
     if (e == cudaSuccess)
-        e = r16 ? fg_launch<T, true, -1, true>(c, grid, block, sg[0].w, sg[0].sw, xhc, sxc, n, in,
-                                               sg[0].out, sp.ks, sp.kpu, (const T *)NULL,
-                                               (T *)NULL, segs)
-                : fg_launch<T, false, -1, true>(c, grid, block, sg[0].w, sg[0].sw, xhc, sxc, n, in,
-                                                sg[0].out, sp.ks, sp.kpu, (const T *)NULL,
-                                                (T *)NULL, segs);
+        e = r16 ? pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, true, -1, true>, grid, block,
+                                  sg[0].w, sg[0].sw, xhc, sxc, n, in, sg[0].out, sp.ks, sp.kpu,
+                                  (const T *)NULL, (T *)NULL, segs)
+                : pgd_cuda_launch(c, fp8_gemv_stream_kernel<T, false, -1, true>, grid, block,
+                                  sg[0].w, sg[0].sw, xhc, sxc, n, in, sg[0].out, sp.ks, sp.kpu,
+                                  (const T *)NULL, (T *)NULL, segs);
     if (e != cudaSuccess)
         return pgd_cuda_failf(err, errlen, "fp8 streaming GEMV x [%d, %d] through %d layers: %s",
                               n, in, count, cudaGetErrorString(e));

@@ -57,7 +57,6 @@
 
 #define SG_WARPS 8                   /* warps a block */
 #define SG_UNR 8                     /* chunks a warp loads before it uses any */
-#define SG_OCC_UNR 4                 /* the same where more than SG_BLOCKS_SM blocks share an SM */
 #define SG_BLOCKS_SM 2               /* blocks an SM holds (registers: __launch_bounds__) */
 #define SG_XPAD 8                    /* elements of padding after each staged x row */
 #define SG_STAGE_UNR 8               /* loads a thread has in flight staging x or scales */
@@ -115,17 +114,16 @@ __device__ __forceinline__ void sg_zero(float (&v)[NT][4])
 
 /* v[u] = chunk j0 + u of the warp's run (lane's 16 bytes), for j0 + u < nch (a whole batch:
  * no test a chunk). */
-template <int U>
-__device__ __forceinline__ void sg_load(uint4 (&v)[U], const uint4 *wp, int j0, int nch)
+__device__ __forceinline__ void sg_load(uint4 (&v)[SG_UNR], const uint4 *wp, int j0, int nch)
 {
     wp += (size_t)j0 * 32;
-    if (j0 + U <= nch) {
+    if (j0 + SG_UNR <= nch) {
 #pragma unroll
-        for (int u = 0; u < U; u++)
+        for (int u = 0; u < SG_UNR; u++)
             v[u] = ld_stream(wp + u * 32);
     } else {
 #pragma unroll
-        for (int u = 0; u < U; u++)
+        for (int u = 0; u < SG_UNR; u++)
             v[u] = j0 + u < nch ? ld_stream(wp + u * 32) : make_uint4(0, 0, 0, 0);
     }
 }
@@ -192,7 +190,7 @@ __device__ __forceinline__ void sg_chunks(uint32_t gmul, int gsh, const uint4 *v
         }
 }
 
-/* The cnt chunks of v (all U when cnt >= U), the first chunk c0 of the tile. A
+/* The cnt chunks of v (all SG_UNR when cnt >= SG_UNR), the first chunk c0 of the tile. A
  * whole batch (every one but a warp's last) of one token tile takes the path without a branch
  * a chunk, P chunks interleaved at a time; only the last, partial one tests each chunk. Two
  * token tiles (9-16 rows) test each chunk always: their unrolled whole-batch copy spilled
@@ -201,22 +199,20 @@ __device__ __forceinline__ void sg_chunks(uint32_t gmul, int gsh, const uint4 *v
  * is one chain of 4 dependent mma.sync (NT 1, MG 1: else its token tiles or halves are
  * already independent chains) and x is staged (read from global memory, two chunks' 64-bit
  * addresses cost more instructions than the overlap saves: 691 against 571 a batch). */
-template <typename T, int NT, int MG, bool XS, int U>
-__device__ __forceinline__ void sg_batch(uint32_t gmul, int gsh, const uint4 (&v)[U], int c0,
-                                         int cnt, const uint4 *mt, const T *const (&xl)[NT],
-                                         float (&tot)[NT][4])
+template <typename T, int NT, int MG, bool XS>
+__device__ __forceinline__ void sg_batch(uint32_t gmul, int gsh, const uint4 (&v)[SG_UNR],
+                                         int c0, int cnt, const uint4 *mt,
+                                         const T *const (&xl)[NT], float (&tot)[NT][4])
 {
-    /* (the kernels of more blocks an SM, fewer registers, interleave no chunks: more warps
-     * hide the chains instead) */
-    constexpr int P = NT == 1 && MG == 1 && XS && U == SG_UNR ? 2 : 1;
-    static_assert(U % P == 0, "a batch holds whole groups of P chunks");
-    if (NT == 1 && cnt >= U) {
+    constexpr int P = NT == 1 && MG == 1 && XS ? 2 : 1;
+    static_assert(SG_UNR % P == 0, "a batch holds whole groups of P chunks");
+    if (NT == 1 && cnt >= SG_UNR) {
 #pragma unroll
-        for (int u = 0; u < U; u += P)
+        for (int u = 0; u < SG_UNR; u += P)
             sg_chunks<T, NT, MG, XS, P>(gmul, gsh, &v[u], c0 + u, mt, xl, tot);
     } else {
 #pragma unroll
-        for (int u = 0; u < U; u++)
+        for (int u = 0; u < SG_UNR; u++)
             if (u < cnt)
                 sg_chunks<T, NT, MG, XS, 1>(gmul, gsh, &v[u], c0 + u, mt, xl, tot);
     }
@@ -224,7 +220,7 @@ __device__ __forceinline__ void sg_batch(uint32_t gmul, int gsh, const uint4 (&v
 
 /* ms [tpb][groups][8] uint4 = {scale of row g, of row g + 8 (float32 bits), {B + zero} of
  * row g, of row g + 8 (pairs in T: what the nibble pairs subtract)} from meta [out_pad]
- * [groups] rows [16 tile0, 16 (tile0 + ntl)), by the whole block, SU loads in
+ * [groups] rows [16 tile0, 16 (tile0 + ntl)), by the whole block, SG_STAGE_UNR loads in
  * flight a thread: each chunk reads its group's four words in one 16-byte load, ready.
  * a.meta_pairs: a thread makes a whole entry (rows g and g + 8) and stores it at once,
  * consecutive lanes consecutive entries; else a thread takes one row's {scale, zero} and
@@ -232,13 +228,13 @@ __device__ __forceinline__ void sg_batch(uint32_t gmul, int gsh, const uint4 (&v
  * one bank: Nsight Compute on the H100 counted 7,936 excess wavefronts a block of the 8B
  * gate_up launch (32 groups, 8 tiles), several microseconds of the shared-memory pipe
  * before the first multiply. */
-template <typename T, int SU>
+template <typename T>
 __device__ __forceinline__ void sg_stage_meta(const sg_args &a, const __half2 *meta, int tile0,
                                               int ntl, uint32_t *ms)
 {
     const int groups = a.groups;
     if (a.meta_pairs) {
-        wq_stage_meta_pairs<SU / 2>(
+        wq_stage_meta_pairs<SG_STAGE_UNR / 2>(
             meta, groups, a.tmul, a.tsh, tile0, ntl,
             [&](int tl, int gg, int rr, __half2 m, __half2 m8) {
                 uint4 e;
@@ -250,7 +246,7 @@ __device__ __forceinline__ void sg_stage_meta(const sg_args &a, const __half2 *m
             });
         return;
     }
-    wq_stage_meta<SU>(meta, groups, tile0, ntl, [&](int r, int gg, __half2 m) {
+    wq_stage_meta<SG_STAGE_UNR>(meta, groups, tile0, ntl, [&](int r, int gg, __half2 m) {
         const int rr = r % 16;
         uint32_t *e = ms + (((r / 16) * groups + gg) * 8 + (rr & 7)) * 4 + (rr >> 3);
         e[0] = __float_as_uint(__low2float(m));
@@ -264,8 +260,8 @@ __device__ __forceinline__ void sg_stage_meta(const sg_args &a, const __half2 *m
  * w / ks, chunks [(w % ks) kpu, + kpu) of it. Shared memory: the scale tables [tpb][groups]
  * [8] uint4, the staged x [n][xst] (XM > 0), the warps' sums [ks tpb][NT][4][32] float (ks
  * > 1). */
-template <typename T, int NT, int MG, int XM, bool SEGS, int OCC>
-__global__ void __launch_bounds__(SG_WARPS * 32, OCC)
+template <typename T, int NT, int MG, int XM, bool SEGS>
+__global__ void __launch_bounds__(SG_WARPS * 32, SG_BLOCKS_SM)
 wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ b,
                 T *__restrict__ y)
 {
@@ -297,16 +293,13 @@ wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ 
     /* weights and scales: never written by a step, asked for before the previous kernel
      * ends */
     const uint4 *wp = w + ((size_t)tile * a.kq + kbeg) * 32 + lane;
-    /* chunks a buffer and loads in flight a thread staging: fewer where the registers are */
-    constexpr int U = OCC > SG_BLOCKS_SM ? SG_OCC_UNR : SG_UNR;
-    constexpr int SU = OCC > SG_BLOCKS_SM ? SG_STAGE_UNR / 2 : SG_STAGE_UNR;
-    uint4 va[U], vb[U];
+    uint4 va[SG_UNR], vb[SG_UNR];
     sg_load(va, wp, 0, nch);
-    sg_load(vb, wp, U, nch);
-    sg_stage_meta<T, SU>(a, meta, tile0, ntl, reinterpret_cast<uint32_t *>(sm));
+    sg_load(vb, wp, SG_UNR, nch);
+    sg_stage_meta<T>(a, meta, tile0, ntl, reinterpret_cast<uint32_t *>(sm));
     pdl_wait();
     if (XM > 0)
-        wq_stage_x<T, XM == 2, SU>(x, a.perm, a.n, a.in, 0, a.in, a.xvec, xs, a.xst);
+        wq_stage_x<T, XM == 2, SG_STAGE_UNR>(x, a.perm, a.n, a.in, 0, a.in, a.xvec, xs, a.xst);
     __syncthreads();
 
     float tot[NT][4];
@@ -323,19 +316,19 @@ wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ 
         xl[nt] = xb + (size_t)min(nt * 8 + (lane >> 2), a.n - 1) * xst + 2 * (lane & 3);
     const uint32_t gmul = a.gmul;
     const int gsh = a.gsh;
-    const int nb = (nch + U - 1) / U;
+    const int nb = (nch + SG_UNR - 1) / SG_UNR;
     /* two register buffers, both filled before the previous kernel ended: a buffer is
      * refilled as soon as it has been computed, while the other one's loads land */
     for (int bi = 0; bi < nb; bi += 2) {
-        sg_batch<T, NT, MG, XM != 0, U>(gmul, gsh, va, kbeg + bi * U, nch - bi * U, mt, xl,
-                                        tot);
+        sg_batch<T, NT, MG, XM != 0>(gmul, gsh, va, kbeg + bi * SG_UNR, nch - bi * SG_UNR, mt,
+                                     xl, tot);
         if (bi + 2 < nb)
-            sg_load(va, wp, (bi + 2) * U, nch);
+            sg_load(va, wp, (bi + 2) * SG_UNR, nch);
         if (bi + 1 < nb)
-            sg_batch<T, NT, MG, XM != 0, U>(gmul, gsh, vb, kbeg + (bi + 1) * U,
-                                            nch - (bi + 1) * U, mt, xl, tot);
+            sg_batch<T, NT, MG, XM != 0>(gmul, gsh, vb, kbeg + (bi + 1) * SG_UNR,
+                                         nch - (bi + 1) * SG_UNR, mt, xl, tot);
         if (bi + 3 < nb)
-            sg_load(vb, wp, (bi + 3) * U, nch);
+            sg_load(vb, wp, (bi + 3) * SG_UNR, nch);
     }
 
     if (a.ks > 1) {                  /* the tile's slices meet: slice 0 adds them in order */
@@ -392,23 +385,8 @@ struct sg_plan {
     int mg;                          /* 1: chunks inside one group; 2: halves apart */
     bool xs;                         /* x staged in shared memory */
     int warps;                       /* warps a block: ks tpb */
-    int occ;                         /* blocks of SG_WARPS an SM the kernel's registers allow */
     size_t smem;
 };
-
-/* The kernel's blocks an SM for one token tile: PGD_CUDA_WQ_SGEMV_OCC = 3 or 4 (a kernel
- * built for that many blocks of SG_WARPS an SM, at most 85 or 64 registers a thread, with
- * SG_OCC_UNR chunks a buffer: more warps an SM to hide each one's chain of dependent
- * instructions), else SG_BLOCKS_SM (read once). */
-static int sg_occ(void)
-{
-    static int v = -1;
-    if (v < 0) {
-        v = pgd_cuda__qenv_int("PGD_CUDA_WQ_SGEMV_OCC", SG_BLOCKS_SM);
-        v = v == 3 || v == 4 ? v : SG_BLOCKS_SM;
-    }
-    return v;
-}
 
 /* count (1..3) layers of one x (SEGS when more than one: they share in, the group size and
  * the groups; the caller checked), each layer's blocks its own. */
@@ -442,9 +420,8 @@ static bool sg_make_plan_layers(const struct pgd_cuda_ctx *c, const struct pgd_c
     p->mg = w->group_size % 64 == 0 ? 1 : 2;
     /* the split over the SMs (stream_plan.h's rule); x staged in shared memory where the
      * plan leaves it room */
-    p->occ = p->nt == 1 ? sg_occ() : SG_BLOCKS_SM;
-    struct pgd_stream_shape sh = pgd_cuda__stream_shape(c, SG_WARPS, p->occ, a.kq, count,
-                                                        a.ltiles);
+    struct pgd_stream_shape sh = pgd_cuda__stream_shape(c, SG_WARPS, SG_BLOCKS_SM, a.kq, count,
+                                                        a.ltiles, false);
     sh.smem_tile = (size_t)a.groups * 8 * sizeof(uint4);
     sh.smem_warp_red = (size_t)p->nt * 4 * 32 * sizeof(float);
     sh.smem_block_max = (size_t)sg_smem_budget(c);
@@ -476,14 +453,14 @@ static bool sg_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq 
 
 /* One launch: the kernel for NT, MG, XM and SEGS, its shared-memory limit raised past the
  * default 48 KB once on each device that needs it (a per-device attribute). */
-template <typename T, int NT, int MG, int XM, bool SEGS, int OCC>
-static cudaError_t sg_launch_occ(struct pgd_cuda_ctx *c, const sg_plan &p, const T *x,
-                                 const T *b, T *y)
+template <typename T, int NT, int MG, int XM, bool SEGS = false>
+static cudaError_t sg_launch(struct pgd_cuda_ctx *c, const sg_plan &p, const T *x, const T *b,
+                             T *y)
 {
     static uint64_t raised;          /* bit d: done on device d (devices 0..63) */
     const uint64_t bit = c->device >= 0 && c->device < 64 ? 1ull << c->device : 0;
     if (p.smem > (48 << 10) && !(raised & bit)) {
-        cudaError_t e = cudaFuncSetAttribute(wq_sgemv_kernel<T, NT, MG, XM, SEGS, OCC>,
+        cudaError_t e = cudaFuncSetAttribute(wq_sgemv_kernel<T, NT, MG, XM, SEGS>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              sg_smem_budget(c));
         if (e != cudaSuccess)
@@ -494,21 +471,7 @@ static cudaError_t sg_launch_occ(struct pgd_cuda_ctx *c, const sg_plan &p, const
     cudaLaunchAttribute attr[2];
     pgd_cuda__wq_launch_cfg(c, dim3(p.a.first[3]), dim3(p.warps * 32), p.smem, dim3(1), &cfg,
                             attr);
-    return cudaLaunchKernelEx(&cfg, wq_sgemv_kernel<T, NT, MG, XM, SEGS, OCC>, p.a, x, b, y);
-}
-
-/* The kernel for the plan's blocks an SM (other than SG_BLOCKS_SM only for one token tile). */
-template <typename T, int NT, int MG, int XM, bool SEGS = false>
-static cudaError_t sg_launch(struct pgd_cuda_ctx *c, const sg_plan &p, const T *x, const T *b,
-                             T *y)
-{
-    if constexpr (NT == 1) {
-        if (p.occ == 4)
-            return sg_launch_occ<T, NT, MG, XM, SEGS, 4>(c, p, x, b, y);
-        if (p.occ == 3)
-            return sg_launch_occ<T, NT, MG, XM, SEGS, 3>(c, p, x, b, y);
-    }
-    return sg_launch_occ<T, NT, MG, XM, SEGS, SG_BLOCKS_SM>(c, p, x, b, y);
+    return cudaLaunchKernelEx(&cfg, wq_sgemv_kernel<T, NT, MG, XM, SEGS>, p.a, x, b, y);
 }
 
 template <typename T, int NT, int MG>

@@ -11,23 +11,12 @@ void pgd__stream_plan_first(int count, const int *tiles, int tpb, int first[4])
         first[i + 1] = first[i] + (i < count ? (tiles[i] + tpb - 1) / tpb : 0);
 }
 
-int pgd__stream_plan_balance_env(void)
+int pgd__stream_plan_rule_env(void)
 {
-    static int v = -1;
-    if (v < 0) {
+    static int v = -2;
+    if (v == -2) {
         const char *e = getenv("PGD_CUDA_STREAM_PLAN");
-        v = e && !strcmp(e, "balance");
-    }
-    return v;
-}
-
-int pgd__stream_plan_warps_sm_env(void)
-{
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("PGD_CUDA_STREAM_WARPS_SM");
-        v = e ? atoi(e) : 0;
-        v = v > 0 ? v : 0;
+        v = !e ? -1 : !strcmp(e, "balance") ? 1 : !strcmp(e, "pow2") ? 0 : -1;
     }
     return v;
 }

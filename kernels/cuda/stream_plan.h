@@ -7,19 +7,19 @@
  * one x (q, k, v) share a launch, each block holding tiles of one layer.
  *
  * Two rules (docs/PERFORMANCE.md, thirty-sixth session):
- *   - pow2 (the default): blocks of max_warps warps, ks the largest power of 2 whose blocks
- *     all fit on the chip at two an SM (then larger where the scale tables need it). The 8B
- *     layers on 132 SMs: o and down 256 blocks of one tile, 8 warps a tile; q/k/v (384
- *     tiles) 192 blocks of 2 tiles, 4 warps a tile, so the SMs holding two blocks stream
- *     256 chunks against 186 on average; gate_up (1,792 tiles) 224 blocks of 8 tiles.
- *   - balance (PGD_CUDA_STREAM_PLAN=balance): every ks and tpb whose blocks are all on the
- *     chip at once (registers and shared memory permitting; PGD_CUDA_STREAM_WARPS_SM caps
- *     the warps an SM it fills), the one whose busiest SM streams the fewest chunks, then
+ *   - pow2: blocks of max_warps warps, ks the largest power of 2 whose blocks all fit on
+ *     the chip at once (warps_sm / max_warps an SM; then larger where the scale tables need
+ *     it). The 8B layers on 132 SMs: o and down 256 blocks of one tile, 8 warps a tile;
+ *     q/k/v (384 tiles) 192 blocks of 2 tiles, 4 warps a tile, so the SMs holding two blocks
+ *     stream 256 chunks against 186 on average; gate_up (1,792 tiles) 224 blocks of 8 tiles.
+ *   - balance: every ks and tpb whose blocks are all on the chip at once (registers and
+ *     shared memory permitting), the one whose busiest SM streams the fewest chunks, then
  *     the shortest slice, then the largest block: q/k/v 384 blocks of 5 warps (3 an SM, 192
- *     chunks, 13 a warp), gate_up 256 blocks of 7 tiles. Measured on an H100 it moved the
- *     8B steps by -2.8% to +4% (q/k/v's own time down 0.6 us a layer, the kernels after it
- *     up as much: their blocks, launched early, find less room beside the fuller SMs), so
- *     it is not the default. */
+ *     chunks, 13 a warp), gate_up 256 blocks of 7 tiles.
+ * On an H100 (8B decode steps, two calls) balance made FP8 4% faster at 4 rows and ~1% at 8,
+ * and FP8 at one row and every W4 batch 0.5-3% slower: q/k/v's own time fell 0.6 us a layer,
+ * and the kernels after it took as much more (their blocks, launched early, find less room
+ * beside the fuller SMs). So the FP8 GEMV takes balance from 2 rows, the W4 one pow2. */
 #ifndef PGD_KERNELS_CUDA_STREAM_PLAN_H
 #define PGD_KERNELS_CUDA_STREAM_PLAN_H
 
@@ -60,10 +60,9 @@ int pgd__stream_plan_make(const struct pgd_stream_shape *s, struct pgd_stream_pl
 /* first[i + 1] = first[i] + layer i's blocks at tpb tiles a block (layers past count none). */
 void pgd__stream_plan_first(int count, const int *tiles, int tpb, int first[4]);
 
-/* The environment's choice, read once: PGD_CUDA_STREAM_PLAN=balance (1; else 0: pow2), and
- * PGD_CUDA_STREAM_WARPS_SM (the balance rule's warps an SM, at most warps_sm; 0: unset). */
-int pgd__stream_plan_balance_env(void);
-int pgd__stream_plan_warps_sm_env(void);
+/* The environment's rule, read once: PGD_CUDA_STREAM_PLAN=pow2 (0) or balance (1); -1 unset
+ * (each GEMV's default: see stream_plan_rule in quant.cuh). */
+int pgd__stream_plan_rule_env(void);
 
 #ifdef __cplusplus
 }

@@ -2833,10 +2833,11 @@ GPU_TEST(fp8_linear_act_mul_fuses_the_activation)
     }
 }
 
-/* The streaming GEMV's plans of the 8B layers (kernels/cuda/stream_plan.h, both rules, as the
- * W4 tests above): q, k and v in one launch at 1 and 8 rows, gate_up (1792 tiles) plain and
- * with its activation at 1 and 4 rows, down (224 chunks a row), each against its reference
- * (the gated launch against the plain one and act_mul). */
+/* The streaming GEMV's plans of the 8B layers (kernels/cuda/stream_plan.h: by default pow2 at
+ * one row and balance from 2; each rule at every n in a test of its own): q, k and v in one
+ * launch at 1 and 8 rows, gate_up (1792 tiles) plain and with its activation at 1 and 4
+ * rows, down (224 chunks a row), each against its reference (the gated launch against the
+ * plain one and act_mul). */
 static void fp8_8b_plans(void)
 {
     char err[512] = "";
@@ -2887,6 +2888,12 @@ GPU_TEST(fp8_streaming_gemv_8b_plans) { fp8_8b_plans(); }
 GPU_TEST(fp8_streaming_gemv_8b_plans_balance)
 {
     setenv("PGD_CUDA_STREAM_PLAN", "balance", 1);
+    fp8_8b_plans();
+}
+
+GPU_TEST(fp8_streaming_gemv_8b_plans_pow2)
+{
+    setenv("PGD_CUDA_STREAM_PLAN", "pow2", 1);
     fp8_8b_plans();
 }
 

@@ -98,7 +98,7 @@ Test(stream_plan, pow2_on_the_8b_layers)
     cr_expect_eq(p.tpb, 8);
     cr_expect_eq(p.load, 16 * 64);
 
-    /* a kernel built for 4 blocks an SM (PGD_CUDA_WQ_SGEMV_OCC=4): q/k/v 8 warps a tile,
+    /* a kernel whose registers allow 4 blocks of 8 warps an SM: q/k/v 8 warps a tile,
      * gate_up 2 */
     s = w4_shape(4096, 3, 256, 64, 64);
     s.warps_sm = 32;
