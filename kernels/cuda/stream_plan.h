@@ -16,7 +16,7 @@
  *     shared memory permitting), the one whose busiest SM streams the fewest chunks, then
  *     the shortest slice, then the largest block: q/k/v 384 blocks of 5 warps (3 an SM, 192
  *     chunks, 13 a warp), gate_up 256 blocks of 7 tiles.
- * On an H100 (8B decode steps, two calls) balance made FP8 4% faster at 4 rows and ~1% at 8,
+ * On an H100 (8B decode steps, three calls) balance made FP8 4% faster at 4 rows and ~1% at 8,
  * and FP8 at one row and every W4 batch 0.5-3% slower: q/k/v's own time fell 0.6 us a layer,
  * and the kernels after it took as much more (their blocks, launched early, find less room
  * beside the fuller SMs). So the FP8 GEMV takes balance from 2 rows, the W4 one pow2. */
@@ -61,7 +61,7 @@ int pgd__stream_plan_make(const struct pgd_stream_shape *s, struct pgd_stream_pl
 void pgd__stream_plan_first(int count, const int *tiles, int tpb, int first[4]);
 
 /* The environment's rule, read once: PGD_CUDA_STREAM_PLAN=pow2 (0) or balance (1); -1 unset
- * (each GEMV's default: see stream_plan_rule in quant.cuh). */
+ * (each GEMV's default: pgd_cuda__stream_shape in quant.cuh). */
 int pgd__stream_plan_rule_env(void);
 
 #ifdef __cplusplus

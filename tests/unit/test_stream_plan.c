@@ -31,88 +31,59 @@ static struct pgd_stream_plan plan_of(const struct pgd_stream_shape *s)
     return p;
 }
 
-Test(stream_plan, balance_on_the_8b_layers)
+/* The 8B layers' plans on 132 SMs under each rule: q, k and v in one launch (384 tiles),
+ * o (256), gate_up (1792), down (224 chunks a row); a kernel whose registers hold 12 or 32
+ * warps an SM. */
+Test(stream_plan, the_8b_layers_on_132_sms)
 {
-    /* q, k and v in one launch: 384 tiles, one of 5 warps a block, 3 blocks an SM */
+    static const struct {
+        const char *what;
+        int in, count, tiles[3], balance, warps_sm;
+        int ks, tpb, kpu, blocks_sm, blocks;
+        long load;
+    } cases[] = {
+        /* balance: q/k/v one tile a block of 5 warps, 3 an SM; gate_up 7 tiles a block */
+        { "q/k/v", 4096, 3, { 256, 64, 64 }, 1, 16, 5, 1, 13, 3, 384, 3 * 64 },
+        { "o", 4096, 1, { 256 }, 1, 16, 8, 1, 8, 2, 256, 2 * 64 },
+        { "gate_up", 4096, 1, { 1792 }, 1, 16, 1, 7, 64, 2, 256, 14 * 64 },
+        { "down", 14336, 1, { 256 }, 1, 16, 8, 1, 28, 2, 256, 2 * 224 },
+        { "q/k/v, 12 warps an SM", 4096, 3, { 256, 64, 64 }, 1, 12, 4, 1, 16, 3, 384, 3 * 64 },
+        /* pow2: two blocks of two tiles on 60 of the SMs for q/k/v, 8 tiles a block for
+         * gate_up */
+        { "q/k/v", 4096, 3, { 256, 64, 64 }, 0, 16, 4, 2, 16, 2, 192, 4 * 64 },
+        { "gate_up", 4096, 1, { 1792 }, 0, 16, 1, 8, 64, 2, 224, 16 * 64 },
+        { "q/k/v, 32 warps an SM", 4096, 3, { 256, 64, 64 }, 0, 32, 8, 1, 8, 4, 384, 3 * 64 },
+        { "gate_up, 32 warps an SM", 4096, 1, { 1792 }, 0, 32, 2, 4, 32, 4, 448, 4 * 4 * 64 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        struct pgd_stream_shape s = w4_shape(cases[i].in, cases[i].count, cases[i].tiles[0],
+                                             cases[i].tiles[1], cases[i].tiles[2]);
+        s.balance = cases[i].balance;
+        s.warps_sm = cases[i].warps_sm;
+        const struct pgd_stream_plan p = plan_of(&s);
+        const char *rule = cases[i].balance ? "balance" : "pow2";
+        cr_expect_eq(p.ks, cases[i].ks, "%s, %s: ks %d", cases[i].what, rule, p.ks);
+        cr_expect_eq(p.tpb, cases[i].tpb, "%s, %s: %d tiles a block", cases[i].what, rule, p.tpb);
+        cr_expect_eq(p.warps, p.ks * p.tpb);
+        cr_expect_eq(p.kpu, cases[i].kpu, "%s, %s: %d chunks a warp", cases[i].what, rule, p.kpu);
+        cr_expect_eq(p.blocks_sm, cases[i].blocks_sm, "%s, %s: %d blocks an SM", cases[i].what,
+                     rule, p.blocks_sm);
+        cr_expect_eq(p.first[3], cases[i].blocks, "%s, %s: %d blocks", cases[i].what, rule,
+                     p.first[3]);
+        cr_expect_eq(p.load, cases[i].load, "%s, %s: %ld chunks on the busiest SM",
+                     cases[i].what, rule, p.load);
+    }
+    /* the layers' first blocks in one launch */
     struct pgd_stream_shape s = w4_shape(4096, 3, 256, 64, 64);
     s.balance = 1;
-    struct pgd_stream_plan p = plan_of(&s);
-    cr_expect_eq(p.ks, 5);
-    cr_expect_eq(p.tpb, 1);
-    cr_expect_eq(p.warps, 5);
-    cr_expect_eq(p.kpu, 13);
-    cr_expect_eq(p.blocks_sm, 3);
-    cr_expect_eq(p.first[1], 256);
-    cr_expect_eq(p.first[2], 320);
-    cr_expect_eq(p.first[3], 384);
-    cr_expect_eq(p.load, 3 * 64);
-
-    /* o: 256 tiles of 8 warps each, as before */
-    s = w4_shape(4096, 1, 256, 0, 0);
-    s.balance = 1;
-    p = plan_of(&s);
-    cr_expect_eq(p.ks, 8);
-    cr_expect_eq(p.tpb, 1);
-    cr_expect_eq(p.load, 2 * 64);
-
-    /* gate_up: 1792 tiles a warp each, 7 a block: 256 blocks, 14 tiles on the busiest SM */
-    s = w4_shape(4096, 1, 1792, 0, 0);
-    s.balance = 1;
-    p = plan_of(&s);
-    cr_expect_eq(p.ks, 1);
-    cr_expect_eq(p.tpb, 7);
-    cr_expect_eq(p.first[3], 256);
-    cr_expect_eq(p.load, 14 * 64);
-
-    /* down: 224 chunks a row, 256 tiles of 8 warps */
-    s = w4_shape(14336, 1, 256, 0, 0);
-    s.balance = 1;
-    p = plan_of(&s);
-    cr_expect_eq(p.ks, 8);
-    cr_expect_eq(p.kpu, 28);
-    cr_expect_eq(p.load, 2 * 224);
-
-    /* 12 warps an SM: q/k/v in 384 blocks of 4 warps, 3 an SM (16 chunks a warp) */
-    s = w4_shape(4096, 3, 256, 64, 64);
-    s.balance = 1;
-    s.warps_sm = 12;
-    p = plan_of(&s);
-    cr_expect_eq(p.ks, 4);
-    cr_expect_eq(p.tpb, 1);
-    cr_expect_eq(p.blocks_sm, 3);
-    cr_expect_eq(p.load, 3 * 64);
+    const struct pgd_stream_plan p = plan_of(&s);
+    cr_expect(p.first[0] == 0 && p.first[1] == 256 && p.first[2] == 320);
 }
 
-Test(stream_plan, pow2_on_the_8b_layers)
+/* A forced split is kept by both rules. */
+Test(stream_plan, forced_split)
 {
-    struct pgd_stream_shape s = w4_shape(4096, 3, 256, 64, 64);
-    struct pgd_stream_plan p = plan_of(&s);
-    cr_expect_eq(p.ks, 4);
-    cr_expect_eq(p.tpb, 2);
-    cr_expect_eq(p.first[3], 192);
-    cr_expect_eq(p.load, 4 * 64);   /* two blocks of two tiles on 60 of the SMs */
-
-    s = w4_shape(4096, 1, 1792, 0, 0);
-    p = plan_of(&s);
-    cr_expect_eq(p.ks, 1);
-    cr_expect_eq(p.tpb, 8);
-    cr_expect_eq(p.load, 16 * 64);
-
-    /* a kernel whose registers allow 4 blocks of 8 warps an SM: q/k/v 8 warps a tile,
-     * gate_up 2 */
-    s = w4_shape(4096, 3, 256, 64, 64);
-    s.warps_sm = 32;
-    p = plan_of(&s);
-    cr_expect_eq(p.ks, 8);
-    cr_expect_eq(p.first[3], 384);
-    s = w4_shape(4096, 1, 1792, 0, 0);
-    s.warps_sm = 32;
-    p = plan_of(&s);
-    cr_expect_eq(p.ks, 2);
-    cr_expect_eq(p.tpb, 4);
-
-    /* a forced split is kept by both rules */
-    s = w4_shape(4096, 1, 256, 0, 0);
+    struct pgd_stream_shape s = w4_shape(4096, 1, 256, 0, 0);
     s.force_ks = 2;
     cr_expect_eq(plan_of(&s).ks, 2);
     s.balance = 1;
