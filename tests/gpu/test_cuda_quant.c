@@ -408,10 +408,10 @@ GPU_TEST(wq_decode_gemv_many_tiles)
  * SMs) [1000 x 2048] splits each tile over 8 warps (63 tiles), [5000 x 512] over 4 (313
  * tiles), [12000 x 256] over 2 (750), [20000 x 256] over 1 (1250 tiles, 157 blocks), [40000
  * x 128] runs in two waves of blocks (2500 tiles: 313 blocks of 8), each with a row count
- * that leaves the last tile partly padding; groups of 32 over 32768 inputs (a scale table of 64 KB a tile, x too large to
- * stage even at n = 1: read from global memory); groups of 96 (every other chunk's two
- * halves in two groups); every group size, sym and asym zeros (GPTQ's
- * and AWQ's layers differ only in their zeros once in the canonical layout), act-order,
+ * that leaves the last tile partly padding; groups of 32 over 32768 inputs (a scale table of
+ * 64 KB a tile, x too large to stage even at n = 1: read from global memory); groups of 96
+ * (every other chunk's two halves in two groups); every group size, sym and asym zeros
+ * (GPTQ's and AWQ's layers differ only in their zeros once in the canonical layout), act-order,
  * n = 1, 3 and 16 (x staged, or read from global memory). */
 GPU_TEST(wq_decode_gemv_splits_and_waves)
 {
