@@ -117,6 +117,14 @@ int pgd_cuda_add_rmsnorm(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *residu
 int pgd_cuda_rmsnorm_fp8x(struct pgd_cuda_ctx *c, enum pgd_dtype dt, void *residual,
                           const void *x, const void *w, float eps, int64_t rows, int d,
                           void *out, int *prepared, char *err, size_t errlen);
+/* pgd_cuda_act_mul that, where PGD_CUDA_FP8_ACT_X=1 (off by default) and the FP8 linears
+ * take the streaming GEMV for these rows (decode sizes, in = inter; BF16 / F16, SiLU or
+ * tanh-GELU), also leaves out's per-token FP8 quantization in the context's scratch, as
+ * pgd_cuda_rmsnorm_fp8x does, and sets *prepared to 1 (else 0): pass out to
+ * pgd_cuda_fp8_x_ready before the FP8 linear of out that follows (quant_fp8_gemv.cu). */
+int pgd_cuda_fp8_act_mul_x(struct pgd_cuda_ctx *c, enum pgd_dtype dt, enum pgd_act act,
+                           const void *gate_up, int n, int inter, void *out, int *prepared,
+                           char *err, size_t errlen);
 /* pgd_cuda_add_rmsnorm (residual set) or pgd_cuda_rmsnorm (residual NULL) that, where dt
  * is BF16 or F16 and out fits the context's scratch, also writes out [rows, d] gathered
  * through the act-order permutation

@@ -268,15 +268,11 @@ __device__ __forceinline__ float fp8_amax_strided(const T *__restrict__ xr, int 
     return m;
 }
 
-/* The largest |x| of row xr [in] (in a multiple of 8) over the block's 256 threads
- * (fp8_amax_strided, thread t from vector t, 256 apart): the per-token reduction of the
- * FP8 quantization kernels. red: 8 floats of shared memory; every thread gets the result. */
-template <typename T>
-__device__ __forceinline__ float fp8_row_amax_256(const T *__restrict__ xr, int in, bool vec,
-                                                  float *red)
+/* The largest of the block's 256 threads' amax (every thread gets it; a maximum, so the
+ * same whatever the order). red: 8 floats of shared memory, written once. */
+__device__ __forceinline__ float fp8_block_amax_256(float amax, float *red)
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    float amax = fp8_amax_strided<T>(xr, in / 8, (int)threadIdx.x, 256, vec, 0.0f);
     for (int off = 16; off > 0; off >>= 1)
         amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
     if (lane == 0)
@@ -287,6 +283,17 @@ __device__ __forceinline__ float fp8_row_amax_256(const T *__restrict__ xr, int 
     for (int i = 1; i < 8; i++)
         amax = fmaxf(amax, red[i]);
     return amax;
+}
+
+/* The largest |x| of row xr [in] (in a multiple of 8) over the block's 256 threads
+ * (fp8_amax_strided, thread t from vector t, 256 apart): the per-token reduction of the
+ * FP8 quantization kernels. red: 8 floats of shared memory; every thread gets the result. */
+template <typename T>
+__device__ __forceinline__ float fp8_row_amax_256(const T *__restrict__ xr, int in, bool vec,
+                                                  float *red)
+{
+    return fp8_block_amax_256(fp8_amax_strided<T>(xr, in / 8, (int)threadIdx.x, 256, vec, 0.0f),
+                              red);
 }
 
 /* The e4m3 codes of f[0..7] / s as the fp16 values of the codes (exact: every e4m3 value is

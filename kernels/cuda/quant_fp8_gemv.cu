@@ -70,6 +70,58 @@ fp8_xprep_kernel(const T *__restrict__ x, int in, int vec, __half *__restrict__ 
     }
 }
 
+/* Row blockIdx.x of gate_up [rows, 2 inter] (16-byte aligned, inter a multiple of 8 and at
+ * most 256 VPT vectors): out [rows, inter] = act(gate) * up rounded to T, each element as
+ * act.cu's act_mul computes it, and the row's quantization for the streaming GEMV from
+ * those rounded values, as fp8_xprep_kernel would compute it from out (the same amax: a
+ * maximum in any order; the same codes): the down projection after it skips that launch.
+ * Thread t holds vectors t, t + 256, ... of the row in registers. 256 threads. */
+template <typename T, int ACT, int VPT>
+__global__ void __launch_bounds__(256)
+fp8_act_mul_xprep_kernel(const T *__restrict__ gate_up, int inter, T *__restrict__ out,
+                         __half *__restrict__ xh, float *__restrict__ sx)
+{
+    static_assert(sizeof(T) == 2, "8 inputs a 16-byte vector");
+    __shared__ float red[8];
+    pdl_trigger();
+    pdl_wait();
+    const int r = blockIdx.x, nv = inter / 8;
+    const uint4 *gv = reinterpret_cast<const uint4 *>(gate_up + (size_t)r * 2 * inter);
+    const uint4 *uv = gv + nv;
+    uint4 *ov = reinterpret_cast<uint4 *>(out + (size_t)r * inter);
+    uint4 y[VPT];
+    float amax = 0.0f;
+#pragma unroll
+    for (int k = 0; k < VPT; k++) {
+        const int i = threadIdx.x + k * 256;
+        if (i >= nv)
+            continue;
+        const uint4 g4 = gv[i], u4 = uv[i];
+        const T *g = reinterpret_cast<const T *>(&g4), *u = reinterpret_cast<const T *>(&u4);
+        T *e = reinterpret_cast<T *>(&y[k]);
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            e[j] = from_f<T>(act_mul_f<ACT>(to_f<T>(g[j]), to_f<T>(u[j])));
+        ov[i] = y[k];
+        float f[8];
+        unpack16<T>(y[k], f);
+        amax = fp8_amax8(f, amax);
+    }
+    const float s = fp8_token_scale(fp8_block_amax_256(amax, red));
+    if (threadIdx.x == 0)
+        sx[r] = s;
+    uint4 *xv = reinterpret_cast<uint4 *>(xh + (size_t)r * inter);
+#pragma unroll
+    for (int k = 0; k < VPT; k++) {
+        const int i = threadIdx.x + k * 256;
+        if (i < nv) {
+            float f[8];
+            unpack16<T>(y[k], f);
+            xv[i] = fp8_x8_f16_0213(f, s);
+        }
+    }
+}
+
 /* ---- the GEMV ------------------------------------------------------------------------------ */
 /* An output: the float32 sum v (of the products scaled by 2^-8) times s = 2^8 sx[token],
  * times the feature's scale, plus its bias (one expression for both epilogues, so the
@@ -321,6 +373,65 @@ cudaError_t pgd_cuda__fp8_xprep(struct pgd_cuda_ctx *c, enum pgd_dtype dt, const
                                (const __nv_bfloat16 *)x, in, vec, xh, sx);
     return pgd_cuda_launch(c, fp8_xprep_kernel<__half>, dim3(n), dim3(256), (const __half *)x, in,
                            vec, xh, sx);
+}
+
+/* Whether act_mul before FP8 layers leaves its output's quantization for the streaming
+ * GEMV (pgd_cuda_fp8_act_mul_x): PGD_CUDA_FP8_ACT_X=1; off by default until it is measured
+ * (read once). */
+static bool fg_act_x_on(void)
+{
+    static int v = -1;
+    if (v < 0)
+        v = pgd_cuda__qenv_int("PGD_CUDA_FP8_ACT_X", 0) != 0;
+    return v != 0;
+}
+
+template <typename T, int ACT>
+static cudaError_t fg_act_x_launch(struct pgd_cuda_ctx *c, int vpt, const void *gate_up, int n,
+                                   int inter, void *out, __half *xh, float *sx)
+{
+    const T *g = (const T *)gate_up;
+    T *o = (T *)out;
+    switch (vpt) {
+    case 1: return pgd_cuda_launch(c, fp8_act_mul_xprep_kernel<T, ACT, 1>, dim3(n), dim3(256), g, inter, o, xh, sx);
+    case 2: return pgd_cuda_launch(c, fp8_act_mul_xprep_kernel<T, ACT, 2>, dim3(n), dim3(256), g, inter, o, xh, sx);
+    case 4: return pgd_cuda_launch(c, fp8_act_mul_xprep_kernel<T, ACT, 4>, dim3(n), dim3(256), g, inter, o, xh, sx);
+    default: return pgd_cuda_launch(c, fp8_act_mul_xprep_kernel<T, ACT, 8>, dim3(n), dim3(256), g, inter, o, xh, sx);
+    }
+}
+
+extern "C" int pgd_cuda_fp8_act_mul_x(struct pgd_cuda_ctx *c, enum pgd_dtype dt,
+                                      enum pgd_act act, const void *gate_up, int n, int inter,
+                                      void *out, int *prepared, char *err, size_t errlen)
+{
+    *prepared = 0;
+    const int per = (inter / 8 + 255) / 256;
+    const int vpt = per <= 1 ? 1 : per <= 2 ? 2 : per <= 4 ? 4 : per <= 8 ? 8 : 0;
+    __half *xh;
+    float *sx;
+    if (!fg_act_x_on() || n < 1 || n > FG_MAX_N || !vpt || inter % 8 != 0 ||
+        (dt != PGD_DTYPE_BF16 && dt != PGD_DTYPE_F16) ||
+        (act != PGD_ACT_SILU && act != PGD_ACT_GELU_TANH) ||
+        ((uintptr_t)gate_up | (uintptr_t)out) % 16 != 0 ||
+        !pgd_cuda__fp8_stream_takes(c, n, inter) || !pgd_cuda__fp8_stream_scratch(c, inter, &xh, &sx))
+        return pgd_cuda_act_mul(c, dt, act, gate_up, n, inter, out, err, errlen);
+    pgd_cuda__fp8_share_note(c, 0, NULL, 0, 0, dt);   /* the scratch is written */
+    cudaError_t e;
+    if (dt == PGD_DTYPE_BF16)
+        e = act == PGD_ACT_SILU
+                ? fg_act_x_launch<__nv_bfloat16, PGD_ACT_SILU>(c, vpt, gate_up, n, inter, out, xh, sx)
+                : fg_act_x_launch<__nv_bfloat16, PGD_ACT_GELU_TANH>(c, vpt, gate_up, n, inter, out,
+                                                                    xh, sx);
+    else
+        e = act == PGD_ACT_SILU
+                ? fg_act_x_launch<__half, PGD_ACT_SILU>(c, vpt, gate_up, n, inter, out, xh, sx)
+                : fg_act_x_launch<__half, PGD_ACT_GELU_TANH>(c, vpt, gate_up, n, inter, out, xh,
+                                                             sx);
+    if (e != cudaSuccess)
+        return pgd_cuda_failf(err, errlen, "act_mul [%d, 2 x %d] %s with x's FP8 codes: %s", n,
+                              inter, pgd_cuda_dt(dt), cudaGetErrorString(e));
+    *prepared = 1;
+    return 0;
 }
 
 /* The split of a launch of n rows over count layers of tiles[i] tiles each (stream_plan.h):

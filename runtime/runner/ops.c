@@ -262,6 +262,19 @@ static void fp8_norm_run(struct pgd_fwd *f, struct pgd_tensor *residual,
         f->fp8_x_ready = out->data;
 }
 
+/* act_mul before FP8 linears (the model has them: f->fp8_norms) that may also leave its
+ * output's FP8 quantization for the down projection (pgd_cuda_fp8_act_mul_x decides), and
+ * f->fp8_x_ready = out where it did. */
+static void fp8_act_run(struct pgd_fwd *f, enum pgd_act act, const struct pgd_tensor *gate_up,
+                        int64_t n, int64_t inter, struct pgd_tensor *out)
+{
+    int prepared = 0;
+    CUDA_RUN(f, pgd_cuda_fp8_act_mul_x(f->cuda, f->act_dtype, act, gate_up->data, (int)n,
+                                       (int)inter, out->data, &prepared, CUDA_ERR));
+    if (prepared && f->status == PGD_OK)
+        f->fp8_x_ready = out->data;
+}
+
 /* Around the FP8 linear(s) of x [n, in] on CUDA: before (x set), the context learns whether
  * the norm that wrote x left its quantization in the scratch (f->fp8_x_ready); after (x
  * NULL), it forgets. */
@@ -283,6 +296,11 @@ static void fp8_norm_run(struct pgd_fwd *f, struct pgd_tensor *residual,
                          int64_t rows, int64_t d, struct pgd_tensor *out)
 {
     (void)f; (void)residual; (void)x; (void)w; (void)eps; (void)rows; (void)d; (void)out;
+}
+static void fp8_act_run(struct pgd_fwd *f, enum pgd_act act, const struct pgd_tensor *gate_up,
+                        int64_t n, int64_t inter, struct pgd_tensor *out)
+{
+    (void)f; (void)act; (void)gate_up; (void)n; (void)inter; (void)out;
 }
 #endif
 
@@ -900,6 +918,10 @@ static void act_mul_run(struct pgd_fwd *f, enum pgd_act act, const struct pgd_te
         if (f->status == PGD_OK)
             pgd_fwd_fail(f, PGD_ERR_INVALID_ARG, "act_mul: gate_up has an odd width %lld",
                          (long long)pgd_tensor_cols(gate_up));
+        return;
+    }
+    if (ON_CUDA(f) && f->fp8_norms) {
+        fp8_act_run(f, act, gate_up, n, inter, out);
         return;
     }
     if (ON_CUDA(f)) {

@@ -2771,6 +2771,88 @@ GPU_TEST(fp8_norm_leaves_x_quantized_for_the_linears)
         }
 }
 
+/* pgd_cuda_fp8_act_mul_x on gate_up [n, 2 inter] before a down projection [out, inter]:
+ * act_mul's output to the bit, and the down projection told the scratch is ready (it then
+ * reads the act's codes, not out) to the bit what it gives quantizing out itself; prepared
+ * where the streaming GEMV takes the rows (n <= 8, inter a multiple of 64), act_mul alone
+ * elsewhere. Then out
+ * overwritten but told ready: the act's codes still (they are read, not out's). */
+static void fp8_act_x_case(int n, int inter, enum pgd_dtype dt, enum pgd_act act)
+{
+    char err[512] = "";
+    struct fp8_layer down;
+    fp8_init(&down, inter % 128 == 0, inter, 136);
+    const size_t ng = (size_t)n * 2 * inter, nx = (size_t)n * inter, ny = (size_t)n * 136;
+    float *gu = rand_vals(ng, 3, dt), *other = rand_vals(nx, 2, dt);
+    void *dgu = upload(gu, ng, dt);
+    void *dout[2] = { poisoned(nx, dt), poisoned(nx, dt) };
+    void *dy[2] = { poisoned(ny, dt), poisoned(ny, dt) };
+    char what[160];
+    snprintf(what, sizeof what, "act_mul with x's FP8 codes, act %d, n = %d, inter = %d, %s",
+             (int)act, n, inter, pgd_dtype_name(dt));
+
+    CHECK_RC(pgd_cuda_act_mul(ctx, dt, act, dgu, n, inter, dout[0], err, sizeof err));
+    CHECK_RC(pgd_cuda_fp8_linear(ctx, dt, dout[0], n, down.d, NULL, dy[0], err, sizeof err));
+    int prepared = -1;
+    CHECK_RC(pgd_cuda_fp8_act_mul_x(ctx, dt, act, dgu, n, inter, dout[1], &prepared, err,
+                                    sizeof err));
+    cr_assert_eq(prepared, n <= 8 && inter % 64 == 0, "%s: prepared %d", what, prepared);
+    pgd_cuda_fp8_x_ready(ctx, prepared ? dout[1] : NULL, n, inter, dt);
+    CHECK_RC(pgd_cuda_fp8_linear(ctx, dt, dout[1], n, down.d, NULL, dy[1], err, sizeof err));
+    pgd_cuda_fp8_x_ready(ctx, NULL, 0, 0, dt);
+    float *o0 = download(dout[0], nx, dt), *o1 = download(dout[1], nx, dt);
+    expect_same(what, o1, o0, nx);
+    float *y0 = download(dy[0], ny, dt), *y1 = download(dy[1], ny, dt);
+    expect_same(what, y1, y0, ny);
+    free(o0); free(o1); free(y1);
+    if (prepared) {
+        CHECK_RC(pgd_cuda_fp8_act_mul_x(ctx, dt, act, dgu, n, inter, dout[1], &prepared, err,
+                                        sizeof err));
+        upload_into(dout[1], other, nx, dt);
+        pgd_cuda_fp8_x_ready(ctx, dout[1], n, inter, dt);
+        CHECK_RC(pgd_cuda_fp8_linear(ctx, dt, dout[1], n, down.d, NULL, dy[1], err, sizeof err));
+        pgd_cuda_fp8_x_ready(ctx, NULL, 0, 0, dt);
+        y1 = download(dy[1], ny, dt);
+        expect_same("out overwritten, told ready: the act's codes", y1, y0, ny);
+        free(y1);
+    }
+    free(y0);
+    for (int p = 0; p < 2; p++) {
+        pgd_cuda_free(dout[p]);
+        pgd_cuda_free(dy[p]);
+    }
+    pgd_cuda_free(dgu);
+    free(gu); free(other);
+    fp8_fini(&down);
+}
+
+/* With PGD_CUDA_FP8_ACT_X=1 (read once a process: each test is one): inter of 1, 2, 4 and 8
+ * vectors a thread (the 8B's 14336: 7, in 8), one not a multiple of 64 (act_mul alone: the
+ * streaming GEMV wants rows of 64s), SiLU and tanh-GELU, both dtypes, 1..9 rows. */
+GPU_TEST(fp8_act_mul_leaves_x_quantized_for_down)
+{
+    setenv("PGD_CUDA_FP8_ACT_X", "1", 1);
+    static const int INTER[5] = { 1024, 4096, 6144, 14336, 1000 };
+    static const int N[4] = { 1, 3, 8, 9 };
+    for (int i = 0; i < 5; i++)
+        for (int k = 0; k < 4; k++)
+            fp8_act_x_case(N[k], INTER[i], DTS[(i + k) % 2],
+                           (i + k) % 3 ? PGD_ACT_SILU : PGD_ACT_GELU_TANH);
+}
+
+/* Off by default: act_mul alone, nothing prepared. */
+GPU_TEST(fp8_act_mul_x_off_by_default)
+{
+    char err[512] = "";
+    void *dgu = poisoned(2 * 4096, PGD_DTYPE_BF16), *dout = poisoned(4096, PGD_DTYPE_BF16);
+    int prepared = -1;
+    CHECK_RC(pgd_cuda_fp8_act_mul_x(ctx, PGD_DTYPE_BF16, PGD_ACT_SILU, dgu, 1, 4096, dout,
+                                    &prepared, err, sizeof err));
+    cr_assert_eq(prepared, 0);
+    pgd_cuda_free(dgu);
+    pgd_cuda_free(dout);
+}
+
 /* One case of the fused gate_up: pgd_cuda_fp8_linear_act_mul against `path`'s linear into a
  * scratch, then pgd_cuda_act_mul. */
 static void fp8_act_mul_case(const struct fp8_layer *L, int n, enum pgd_dtype dt,
