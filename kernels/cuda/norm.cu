@@ -225,29 +225,10 @@ rmsnorm_vec_kernel(const T *x, T *__restrict__ res, const T *__restrict__ w, flo
     }
     if (MODE != NORM_FP8X)
         return;
-    float amax = 0.0f;
-#pragma unroll
-    for (int u = 0; u < VPT; u++) {
-        const int i = threadIdx.x + u * VEC_THREADS;
-        if (i < nv) {
-            float f[8];
-            unpack16<T>(xs[u], f);
-            amax = fp8_amax8(f, amax);
-        }
-    }
-    const float s = fp8_token_scale(block_max(amax, red));
+    const float s = fp8_token_scale(block_max(fp8_held_amax<T, VPT>(xs, nv, VEC_THREADS), red));
     if (threadIdx.x == 0)
         sx[row] = s;
-    uint4 *xv8 = reinterpret_cast<uint4 *>(xh + row * d);
-#pragma unroll
-    for (int u = 0; u < VPT; u++) {
-        const int i = threadIdx.x + u * VEC_THREADS;
-        if (i < nv) {
-            float f[8];
-            unpack16<T>(xs[u], f);
-            xv8[i] = fp8_x8_f16_0213(f, s);
-        }
-    }
+    fp8_held_codes<T, VPT>(xs, nv, VEC_THREADS, s, reinterpret_cast<uint4 *>(xh + row * d));
 }
 
 /* Vectors a thread for rmsnorm_vec_kernel (1, 2, 4 or 8), or 0 where it does not serve:

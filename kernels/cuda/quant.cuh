@@ -308,6 +308,40 @@ __device__ __forceinline__ uint4 fp8_x8_f16_0213(const float *f, float s)
     return make_uint4(p[0], p[1], p[2], p[3]);
 }
 
+/* A row a block holds in registers, thread t's v[u] the row's 16-byte vector t + u threads
+ * (those below nv; 8 inputs each): the largest |value| of the thread's vectors, and, with
+ * the row's scale s, each vector's codes (fp8_x8_f16_0213 above) at its place in xh_row:
+ * the quantization for the streaming GEMV that the norm (norm.cu) and the activation
+ * (quant_fp8_gemv.cu) leave from the values they computed. */
+template <typename T, int VPT>
+__device__ __forceinline__ float fp8_held_amax(const uint4 (&v)[VPT], int nv, int threads)
+{
+    float amax = 0.0f;
+#pragma unroll
+    for (int u = 0; u < VPT; u++)
+        if ((int)threadIdx.x + u * threads < nv) {
+            float f[8];
+            unpack16<T>(v[u], f);
+            amax = fp8_amax8(f, amax);
+        }
+    return amax;
+}
+
+template <typename T, int VPT>
+__device__ __forceinline__ void fp8_held_codes(const uint4 (&v)[VPT], int nv, int threads,
+                                               float s, uint4 *__restrict__ xh_row)
+{
+#pragma unroll
+    for (int u = 0; u < VPT; u++) {
+        const int i = (int)threadIdx.x + u * threads;
+        if (i < nv) {
+            float f[8];
+            unpack16<T>(v[u], f);
+            xh_row[i] = fp8_x8_f16_0213(f, s);
+        }
+    }
+}
+
 /* ---- the streaming GEMVs' weight decoding and product (quant_fp8_gemv.cu, _dec.cu) ---------- */
 /* A 32-bit word of 4 e4m3 codes b0..b3 as two fp16 pairs, (b0, b2) and (b1, b3), each value
  * times 2^-8, with integer operations alone: each code's 7 magnitude bits land in the

@@ -90,7 +90,6 @@ fp8_act_mul_xprep_kernel(const T *__restrict__ gate_up, int inter, T *__restrict
     const uint4 *uv = gv + nv;
     uint4 *ov = reinterpret_cast<uint4 *>(out + (size_t)r * inter);
     uint4 y[VPT];
-    float amax = 0.0f;
 #pragma unroll
     for (int k = 0; k < VPT; k++) {
         const int i = threadIdx.x + k * 256;
@@ -103,23 +102,11 @@ fp8_act_mul_xprep_kernel(const T *__restrict__ gate_up, int inter, T *__restrict
         for (int j = 0; j < 8; j++)
             e[j] = from_f<T>(act_mul_f<ACT>(to_f<T>(g[j]), to_f<T>(u[j])));
         ov[i] = y[k];
-        float f[8];
-        unpack16<T>(y[k], f);
-        amax = fp8_amax8(f, amax);
     }
-    const float s = fp8_token_scale(fp8_block_amax_256(amax, red));
+    const float s = fp8_token_scale(fp8_block_amax_256(fp8_held_amax<T, VPT>(y, nv, 256), red));
     if (threadIdx.x == 0)
         sx[r] = s;
-    uint4 *xv = reinterpret_cast<uint4 *>(xh + (size_t)r * inter);
-#pragma unroll
-    for (int k = 0; k < VPT; k++) {
-        const int i = threadIdx.x + k * 256;
-        if (i < nv) {
-            float f[8];
-            unpack16<T>(y[k], f);
-            xv[i] = fp8_x8_f16_0213(f, s);
-        }
-    }
+    fp8_held_codes<T, VPT>(y, nv, 256, s, reinterpret_cast<uint4 *>(xh + (size_t)r * inter));
 }
 
 /* ---- the GEMV ------------------------------------------------------------------------------ */
@@ -413,13 +400,15 @@ extern "C" int pgd_cuda_fp8_act_mul_x(struct pgd_cuda_ctx *c, enum pgd_dtype dt,
         (dt != PGD_DTYPE_BF16 && dt != PGD_DTYPE_F16) ||
         (act != PGD_ACT_SILU && act != PGD_ACT_GELU_TANH) ||
         ((uintptr_t)gate_up | (uintptr_t)out) % 16 != 0 ||
-        !pgd_cuda__fp8_stream_takes(c, n, inter) || !pgd_cuda__fp8_stream_scratch(c, inter, &xh, &sx))
+        !pgd_cuda__fp8_stream_takes(c, n, inter) ||
+        !pgd_cuda__fp8_stream_scratch(c, inter, &xh, &sx))
         return pgd_cuda_act_mul(c, dt, act, gate_up, n, inter, out, err, errlen);
     pgd_cuda__fp8_share_note(c, 0, NULL, 0, 0, dt);   /* the scratch is written */
     cudaError_t e;
     if (dt == PGD_DTYPE_BF16)
         e = act == PGD_ACT_SILU
-                ? fg_act_x_launch<__nv_bfloat16, PGD_ACT_SILU>(c, vpt, gate_up, n, inter, out, xh, sx)
+                ? fg_act_x_launch<__nv_bfloat16, PGD_ACT_SILU>(c, vpt, gate_up, n, inter, out, xh,
+                                                               sx)
                 : fg_act_x_launch<__nv_bfloat16, PGD_ACT_GELU_TANH>(c, vpt, gate_up, n, inter, out,
                                                                     xh, sx);
     else
