@@ -270,4 +270,12 @@ static inline int pgd_cuda_blocks(int64_t n, int threads)
     return (int)(b > 65535 * 16 ? 65535 * 16 : (b < 1 ? 1 : b));
 }
 
+/* For a kernel whose block holds a row of vecs 16-byte vectors in registers, threads
+ * threads: the vectors a thread as the kernel is built (1, 2, 4 or 8), 0 past 8. */
+static inline int pgd_cuda_vecs_a_thread(int vecs, int threads)
+{
+    const int per = (vecs + threads - 1) / threads;
+    return per <= 1 ? 1 : per <= 2 ? 2 : per <= 4 ? 4 : per <= 8 ? 8 : 0;
+}
+
 #endif

@@ -240,8 +240,7 @@ static int vec_per_thread(const void *x, const void *res, const void *w, const v
     uintptr_t a = (uintptr_t)x | (uintptr_t)res | (uintptr_t)w | (uintptr_t)out;
     if (d % V || a % 16)
         return 0;
-    int per = (d / V + VEC_THREADS - 1) / VEC_THREADS;
-    return per <= 1 ? 1 : per <= 2 ? 2 : per <= 4 ? 4 : per <= 8 ? 8 : 0;
+    return pgd_cuda_vecs_a_thread(d / V, VEC_THREADS);
 }
 
 /* rmsnorm_vec_kernel<T, VPT, MODE> for vpt 1, 2, 4 or 8 (xh, sx: NORM_FP8X's; perm, xg:

@@ -445,6 +445,22 @@ static inline size_t pgd_cuda__smem_per_sm(const struct pgd_cuda_ctx *c)
     return (size_t)*v;
 }
 
+/* The shared memory a block may take on the context's device where blocks_sm blocks share
+ * an SM: at most what a block may opt in to, and the SM's share less 1 KB (the system's a
+ * block); asked once a device. */
+static inline int pgd_cuda__smem_budget(const struct pgd_cuda_ctx *c, int blocks_sm)
+{
+    static int optin_of[64];
+    if (c->device < 0 || c->device >= 64)
+        return 48 << 10;
+    int *optin = &optin_of[c->device];
+    if (!*optin && cudaDeviceGetAttribute(optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                                          c->device) != cudaSuccess)
+        *optin = 48 << 10;
+    const int share = (int)pgd_cuda__smem_per_sm(c) / blocks_sm - (1 << 10);
+    return *optin < share ? *optin : share;
+}
+
 /* The shape stream_plan.h splits, for a kernel of at most max_warps warps a block whose
  * launch bound holds blocks_sm such blocks an SM (its registers), count layers of tiles[i]
  * tiles of chunks chunks a row, under the balance rule where the caller's default asks for

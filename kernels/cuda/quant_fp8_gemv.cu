@@ -392,8 +392,7 @@ extern "C" int pgd_cuda_fp8_act_mul_x(struct pgd_cuda_ctx *c, enum pgd_dtype dt,
                                       void *out, int *prepared, char *err, size_t errlen)
 {
     *prepared = 0;
-    const int per = (inter / 8 + 255) / 256;
-    const int vpt = per <= 1 ? 1 : per <= 2 ? 2 : per <= 4 ? 4 : per <= 8 ? 8 : 0;
+    const int vpt = pgd_cuda_vecs_a_thread(inter / 8, 256);
     __half *xh;
     float *sx;
     if (!fg_act_x_on() || n < 1 || n > FG_MAX_N || !vpt || inter % 8 != 0 ||

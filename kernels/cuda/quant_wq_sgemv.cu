@@ -354,24 +354,11 @@ wq_sgemv_kernel(const sg_args a, const T *__restrict__ x, const T *__restrict__ 
 }
 
 /* ---- host side ------------------------------------------------------------------------------ */
-/* What the context's device allows, asked once a device: the shared memory that still lets
- * SG_BLOCKS_SM blocks share an SM (the limit the kernels are given: a plan of smaller
- * blocks, more an SM, stays under it too). */
+/* The shared memory a block may take while SG_BLOCKS_SM blocks share an SM (the limit the
+ * kernels are given: a plan of smaller blocks, more an SM, stays under it too). */
 static int sg_smem_budget(const struct pgd_cuda_ctx *c)
 {
-    static int budget[64];
-    if (c->device < 0 || c->device >= 64)
-        return 48 << 10;
-    int *b = &budget[c->device];
-    if (!*b) {
-        int optin = 0;
-        if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, c->device) !=
-            cudaSuccess)
-            optin = 48 << 10;
-        const int share = (int)pgd_cuda__smem_per_sm(c) / SG_BLOCKS_SM - (1 << 10);
-        *b = optin < share ? optin : share;   /* 1 KB: the system's a block */
-    }
-    return *b;
+    return pgd_cuda__smem_budget(c, SG_BLOCKS_SM);
 }
 
 static size_t sg_round16(size_t v) { return (v + 15) / 16 * 16; }

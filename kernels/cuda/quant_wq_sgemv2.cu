@@ -487,28 +487,6 @@ static int s2_bps(void)
     return v;
 }
 
-/* The shared memory a block may take on the context's device at bps blocks an SM, asked
- * once a device. */
-static int s2_smem_budget(const struct pgd_cuda_ctx *c, int bps)
-{
-    static int optin_of[64], per_sm_of[64];
-    if (c->device < 0 || c->device >= 64)
-        return 48 << 10;
-    if (!optin_of[c->device]) {
-        int optin = 0, per_sm = 0;
-        if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, c->device) !=
-            cudaSuccess)
-            optin = 48 << 10;
-        if (cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor,
-                                   c->device) != cudaSuccess)
-            per_sm = 2 * (48 << 10);
-        per_sm_of[c->device] = per_sm;
-        optin_of[c->device] = optin;
-    }
-    const int share = per_sm_of[c->device] / bps - (1 << 10);   /* 1 KB: the system's a block */
-    return optin_of[c->device] < share ? optin_of[c->device] : share;
-}
-
 /* Whether the zero leaves the inner loop (s2_zf): PGD_CUDA_WQ_GEMV_ZF=1 (read once). */
 static bool s2_zf_on(void)
 {
@@ -557,7 +535,8 @@ static bool s2_make_plan(const struct pgd_cuda_ctx *c, const struct pgd_cuda_wq 
     p->zf = s2_zf_on();
     const size_t sxb = p->zf ? (size_t)a.kq * p->mg * 16 * sizeof(float) : 0;
     const int slots = p->bps * (c->sm_count > 0 ? c->sm_count : 1);
-    const size_t budget = (size_t)s2_smem_budget(c, p->bps), half = (size_t)s2_smem_budget(c, 2);
+    const size_t budget = (size_t)pgd_cuda__smem_budget(c, p->bps);
+    const size_t half = (size_t)pgd_cuda__smem_budget(c, 2);
     const size_t xs = (size_t)n * a.xrow * 4;
     long best = -1;
     for (int ks = 1; ks <= S2_WARPS && ks <= a.kq; ks *= 2) {
@@ -602,7 +581,7 @@ static cudaError_t s2_launch(struct pgd_cuda_ctx *c, const s2_plan &p, const T *
     if (p.smem > (48 << 10) && !(raised & bit)) {
         cudaError_t e = cudaFuncSetAttribute(wq_sgemv2_kernel<T, NT, MG, ZF>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             s2_smem_budget(c, 1));
+                                             pgd_cuda__smem_budget(c, 1));
         if (e != cudaSuccess)
             return e;
         raised |= bit;
